@@ -1,0 +1,18 @@
+"""Interactions as PyG ``HeteroData``: loaders, transforms, splits and request samplers."""
+from .interactions import (EDGE, bipartite_to_homogeneous, edge_positions, edge_subgraph, make_interactions,
+                           message_passing_edges, num_items, propagation_edges, num_users, remove_edges, symmetric_edge_weight,
+                           validate_pairs)
+from .loaders import (DATASETS, download, find_data_root, load_csv, load_dataset, load_labelled_triples,
+                      load_lightgcn, load_movielens_100k)
+from .requests import attack_flip, random_edges, request_nodes, user_edges
+from .synthetic import planted_communities
+from .transforms import Split, add_negatives, binarize, k_core, random_split, relabel
+
+__all__ = [
+    "EDGE", "make_interactions", "num_users", "num_items", "message_passing_edges", "propagation_edges", "bipartite_to_homogeneous",
+    "symmetric_edge_weight", "edge_positions", "edge_subgraph", "remove_edges", "validate_pairs",
+    "DATASETS", "download", "find_data_root", "load_csv", "load_dataset", "load_labelled_triples",
+    "load_lightgcn", "load_movielens_100k",
+    "attack_flip", "random_edges", "request_nodes", "user_edges", "planted_communities",
+    "Split", "add_negatives", "binarize", "k_core", "random_split", "relabel",
+]

@@ -1,0 +1,188 @@
+"""Loaders of the standard raw formats, reading from any directory.
+
+Each returns raw interactions as a :class:`~torch_geometric.data.HeteroData` (see
+:mod:`graphforget.data.interactions`); k-core, binarisation and splits are separate steps
+(:mod:`graphforget.data.transforms`). Raw ids are remapped to contiguous local ids; the mapping
+back to raw ids is stored as ``graph['user'].raw_id`` / ``graph['item'].raw_id``.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import os
+import shutil
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch_geometric.data import HeteroData
+
+from .interactions import make_interactions
+
+__all__ = ["load_movielens_100k", "load_labelled_triples", "load_lightgcn", "load_csv", "download",
+           "find_data_root", "DATASETS", "load_dataset"]
+
+log = logging.getLogger(__name__)
+
+#: Public homes of the datasets (file name inside the root -> (url, md5)).
+DATASETS = {
+    "ml-100k": {"ml-100k/u.data": (None, "6e47046882bad158b0efbb84cd5cb987")},
+    "bookcrossing": {"bookcrossing/ratings_final.txt": (None, "0f69e90a46fa3b81545f0b06031961bd")},
+    "gowalla": {
+        "gowalla/train.txt": ("https://raw.githubusercontent.com/gusye1234/LightGCN-PyTorch/master/data/gowalla/train.txt",
+                              "5eec1eb2edb8dd648377d348b8e136cf"),
+        "gowalla/test.txt": ("https://raw.githubusercontent.com/gusye1234/LightGCN-PyTorch/master/data/gowalla/test.txt",
+                             "c04e2c4bcd2389f53ed8281816166149"),
+    },
+    "ml-1m": {"ml-1m/train.txt": (None, "b39cbcec5eedf5eaefa3429ad234f20e"),
+              "ml-1m/test.txt": (None, "0055e8c94b962e1106fab2aaeede35db")},
+}
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download(url: str, path: str | os.PathLike, md5: str | None = None) -> Path:
+    """Downloads ``url`` to ``path`` (any scheme urllib knows, ``file://`` included), checking ``md5``.
+
+    Raises:
+        OSError: when the download fails; ``ValueError`` when the checksum differs (the file is removed).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".part")
+    log.info("downloading %s -> %s", url, path)
+    with urllib.request.urlopen(url, timeout=30) as response, open(tmp, "wb") as out:
+        shutil.copyfileobj(response, out)
+    if md5 is not None and _md5(tmp) != md5:
+        tmp.unlink()
+        raise ValueError(f"md5 mismatch for {url}: expected {md5}")
+    tmp.replace(path)
+    return path
+
+
+def find_data_root(root: str | os.PathLike | None = None) -> Path | None:
+    """The data directory: ``root``, else ``$GRAPHFORGET_DATA``, else ``../shared/data`` if present."""
+    for candidate in (root, os.environ.get("GRAPHFORGET_DATA"), Path.cwd().parent / "shared" / "data"):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return None
+
+
+def _from_raw(users: np.ndarray, items: np.ndarray, labels: np.ndarray | None = None,
+              extra: dict | None = None) -> HeteroData:
+    user_raw, user = np.unique(users, return_inverse=True)
+    item_raw, item = np.unique(items, return_inverse=True)
+    edge_index = torch.from_numpy(np.stack([user, item]).astype(np.int64))
+    label = None if labels is None else torch.from_numpy(labels.astype(np.float32))
+    data = make_interactions(edge_index, label, len(user_raw), len(item_raw))
+    data["user"].raw_id = torch.from_numpy(user_raw.astype(np.int64))
+    data["item"].raw_id = torch.from_numpy(item_raw.astype(np.int64))
+    for key, value in (extra or {}).items():
+        data[("user", "rates", "item")][key] = torch.from_numpy(value)
+    return data
+
+
+def _require(path: Path) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset file not found: {path}")
+    return path
+
+
+def load_movielens_100k(root: str | os.PathLike) -> HeteroData:
+    """MovieLens-100K ``u.data`` (``user \\t item \\t rating \\t timestamp``).
+
+    ``root`` is the folder holding ``u.data`` or its parent holding ``ml-100k/u.data``. The rating (1-5)
+    is stored as ``edge_label``; binarise with :func:`~graphforget.data.binarize`.
+    """
+    root = Path(root)
+    path = root / "u.data" if (root / "u.data").is_file() else root / "ml-100k" / "u.data"
+    table = np.loadtxt(_require(path), dtype=np.int64, ndmin=2)
+    return _from_raw(table[:, 0], table[:, 1], table[:, 2], {"timestamp": table[:, 3]})
+
+
+def load_labelled_triples(path: str | os.PathLike) -> HeteroData:
+    """``user \\t item \\t label`` lines (Book-Crossing's ``ratings_final.txt``; CRLF accepted).
+
+    Rows labelled 0 in such files are sampled negatives, not interactions, so they are stored with
+    ``observed = False`` (message passing skips them).
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "ratings_final.txt" if (path / "ratings_final.txt").is_file() else path / "bookcrossing" / "ratings_final.txt"
+    table = np.loadtxt(_require(path), dtype=np.int64, ndmin=2)
+    data = _from_raw(table[:, 0], table[:, 1], table[:, 2])
+    data[("user", "rates", "item")].observed = data[("user", "rates", "item")].edge_label > 0
+    return data
+
+
+def _read_lightgcn_lines(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    users, items = [], []
+    with open(_require(path)) as f:
+        for line in f:
+            ids = line.split()
+            if len(ids) > 1:
+                row = np.asarray(ids, dtype=np.int64)
+                users.append(np.full(len(row) - 1, row[0]))
+                items.append(row[1:])
+    return np.concatenate(users), np.concatenate(items)
+
+
+def load_lightgcn(root: str | os.PathLike) -> tuple[HeteroData, HeteroData]:
+    """The "LightGCN" line format (``user item item ...``, 0-based ids): ``train.txt`` and ``test.txt``.
+
+    Ids are kept as they are (they are already contiguous), so train and test share the id space.
+    Returns ``(train, test)``; all labels are 1 (implicit feedback).
+    """
+    root = Path(root)
+    train_u, train_i = _read_lightgcn_lines(root / "train.txt")
+    test_u, test_i = _read_lightgcn_lines(root / "test.txt")
+    n_users = int(max(train_u.max(), test_u.max())) + 1
+    n_items = int(max(train_i.max(), test_i.max())) + 1
+    make = lambda u, i: make_interactions(torch.from_numpy(np.stack([u, i])), None, n_users, n_items)
+    return make(train_u, train_i), make(test_u, test_i)
+
+
+def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: str | None = None,
+             delimiter: str = ",") -> HeteroData:
+    """A CSV file with a header row and named columns; labels all ones when ``label_col`` is None."""
+    with open(_require(Path(path)), newline="") as f:
+        reader = csv.DictReader(f, delimiter=delimiter)
+        missing = {user_col, item_col, label_col} - {None} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"columns {sorted(missing)} not in {path} (has {reader.fieldnames})")
+        rows = [(r[user_col], r[item_col], r[label_col] if label_col else 1) for r in reader]
+    if not rows:
+        raise ValueError(f"{path} holds no rows")
+    users, items, labels = (np.asarray(col) for col in zip(*rows))
+    return _from_raw(users, items, labels.astype(np.float32))
+
+
+def load_dataset(name: str, root: str | os.PathLike | None = None, download_missing: bool = False) -> HeteroData:
+    """Loads a named dataset (``ml-100k``, ``bookcrossing``) from ``root`` (see :func:`find_data_root`).
+
+    With ``download_missing``, files absent from ``root`` are fetched from the public home listed in
+    :data:`DATASETS` (where one is known and the network allows) and checked against their md5.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
+    base = find_data_root(root)
+    if base is None:
+        raise FileNotFoundError(f"no data directory: pass root, or set $GRAPHFORGET_DATA (looked for {root!r})")
+    for rel, (url, md5) in DATASETS[name].items():
+        if not (base / rel).is_file():
+            if not (download_missing and url):
+                raise FileNotFoundError(f"{base / rel} is missing")
+            download(url, base / rel, md5)
+    if name == "ml-100k":
+        return load_movielens_100k(base / "ml-100k")
+    if name == "bookcrossing":
+        return load_labelled_triples(base / "bookcrossing" / "ratings_final.txt")
+    raise ValueError(f"{name!r} is a train/test split: use load_lightgcn({base / name!s})")

@@ -1,0 +1,130 @@
+"""k-core filtering, label binarisation, the random split by interaction, sampled negatives."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from .interactions import EDGE, edge_subgraph, num_items, num_users
+
+__all__ = ["k_core", "binarize", "Split", "random_split", "add_negatives", "relabel"]
+
+
+def relabel(graph: HeteroData, keep_users: Tensor, keep_items: Tensor, edge_mask: Tensor) -> HeteroData:
+    """Keeps the masked nodes and edges and renumbers nodes contiguously (raw ids follow)."""
+    user_map = torch.full((num_users(graph),), -1, dtype=torch.long)
+    item_map = torch.full((num_items(graph),), -1, dtype=torch.long)
+    user_map[keep_users] = torch.arange(int(keep_users.sum()))
+    item_map[keep_items] = torch.arange(int(keep_items.sum()))
+    out = edge_subgraph(graph, edge_mask)
+    ei = out[EDGE].edge_index
+    out[EDGE].edge_index = torch.stack([user_map[ei[0]], item_map[ei[1]]])
+    out["user"].num_nodes = int(keep_users.sum())
+    out["item"].num_nodes = int(keep_items.sum())
+    for node_type, keep in (("user", keep_users), ("item", keep_items)):
+        if "raw_id" in graph[node_type]:
+            out[node_type].raw_id = graph[node_type].raw_id[keep]
+    return out
+
+
+def k_core(graph: HeteroData, k: int) -> HeteroData:
+    """Iteratively drops users and items with fewer than ``k`` interactions (all edges count)."""
+    if k < 1:
+        return graph
+    ei = graph[EDGE].edge_index
+    alive = torch.ones(ei.size(1), dtype=torch.bool)
+    while True:
+        deg_u = torch.bincount(ei[0][alive], minlength=num_users(graph))
+        deg_i = torch.bincount(ei[1][alive], minlength=num_items(graph))
+        still = alive & (deg_u[ei[0]] >= k) & (deg_i[ei[1]] >= k)
+        if torch.equal(still, alive):
+            break
+        alive = still
+    return relabel(graph, deg_u >= k, deg_i >= k, alive)
+
+
+def binarize(graph: HeteroData, threshold: float) -> HeteroData:
+    """A copy whose ``edge_label`` is ``1`` where the raw label is ``>= threshold`` (ML-100K: 4), else 0."""
+    out = edge_subgraph(graph, torch.ones(graph[EDGE].edge_index.size(1), dtype=torch.bool))
+    for node_type in ("user", "item"):
+        if "raw_id" in graph[node_type]:
+            out[node_type].raw_id = graph[node_type].raw_id
+    out[EDGE].edge_label = (graph[EDGE].edge_label >= threshold).float()
+    return out
+
+
+@dataclass
+class Split:
+    """Train/validation/test graphs over the same (training) node ids."""
+    train: HeteroData
+    val: HeteroData
+    test: HeteroData
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{k}={getattr(self, k)[EDGE].edge_index.size(1)}" for k in ("train", "val", "test"))
+        return f"Split({sizes}, users={num_users(self.train)}, items={num_items(self.train)})"
+
+
+def random_split(graph: HeteroData, ratios=(0.6, 0.2, 0.2), seed: int = 0) -> Split:
+    """Random split by interaction (the IFRU protocol: 6:2:2).
+
+    Users and items are remapped to the ids of the training part; validation and test rows whose
+    user or item has no training interaction are dropped.
+    """
+    if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-6 or ratios[0] == 0:
+        raise ValueError(f"ratios must be three non-negative numbers summing to 1 with a train part, got {ratios}")
+    num_edges = graph[EDGE].edge_index.size(1)
+    perm = torch.randperm(num_edges, generator=torch.Generator().manual_seed(seed))
+    n_train = int(round(ratios[0] * num_edges))
+    n_val = int(round(ratios[1] * num_edges))
+    parts = perm[:n_train], perm[n_train:n_train + n_val], perm[n_train + n_val:]
+    masks = []
+    for part in parts:
+        mask = torch.zeros(num_edges, dtype=torch.bool)
+        mask[part] = True
+        masks.append(mask)
+    ei = graph[EDGE].edge_index
+    seen_users = torch.zeros(num_users(graph), dtype=torch.bool)
+    seen_items = torch.zeros(num_items(graph), dtype=torch.bool)
+    seen_users[ei[0][masks[0]]] = True
+    seen_items[ei[1][masks[0]]] = True
+    known = seen_users[ei[0]] & seen_items[ei[1]]
+    train, val, test = (relabel(graph, seen_users, seen_items, m & known) for m in masks)
+    return Split(train, val, test)
+
+
+def add_negatives(graph: HeteroData, ratio: int = 1, seed: int = 0) -> HeteroData:
+    """Implicit feedback -> labelled edges: ``ratio`` sampled negatives (label 0) per positive.
+
+    Negatives are items the user has no edge with, drawn uniformly (seeded); they are stored with
+    ``observed = False`` so that message passing ignores them.
+    """
+    if ratio < 1:
+        raise ValueError(f"ratio must be a positive integer, got {ratio}")
+    ei = graph[EDGE].edge_index
+    n_items = num_items(graph)
+    gen = torch.Generator().manual_seed(seed)
+    known = ei[0] * n_items + ei[1]
+    users = ei[0].repeat(ratio)
+    items = torch.randint(n_items, (users.numel(),), generator=gen)
+    # Resample the few collisions with existing edges (or with each other) until none are left.
+    while True:
+        keys = users * n_items + items
+        bad = torch.isin(keys, known)
+        _, inverse, counts = torch.unique(keys, return_inverse=True, return_counts=True)
+        first = torch.zeros_like(bad)
+        first[torch.sort(inverse, stable=True).indices[torch.cumsum(counts, 0) - counts]] = True
+        bad |= ~first  # keep the first copy of a duplicated negative
+        if not bad.any():
+            break
+        items[bad] = torch.randint(n_items, (int(bad.sum()),), generator=gen)
+    observed = graph[EDGE].observed if "observed" in graph[EDGE] else torch.ones(ei.size(1), dtype=torch.bool)
+    out = edge_subgraph(graph, torch.ones(ei.size(1), dtype=torch.bool))
+    out[EDGE].edge_index = torch.cat([ei, torch.stack([users, items])], 1)
+    out[EDGE].edge_label = torch.cat([graph[EDGE].edge_label, torch.zeros(users.numel())])
+    out[EDGE].observed = torch.cat([observed, torch.zeros(users.numel(), dtype=torch.bool)])
+    for key in set(out[EDGE].keys()) - {"edge_index", "edge_label", "observed"}:
+        del out[EDGE][key]
+    return out

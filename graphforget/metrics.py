@@ -1,0 +1,124 @@
+"""Evaluation metrics, all vectorised: AUC_0/1/2, completeness, Recall/NDCG@K, MI-BF/MI-NG, distances."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+from torch_geometric.metrics import LinkPredNDCG, LinkPredRecall
+
+from .data.interactions import EDGE, message_passing_edges, num_items, num_users
+
+__all__ = ["auc", "auc_groups", "completeness", "evaluate_auc", "recall_ndcg_at_k", "mi_bf", "mi_ng",
+           "prediction_distance", "parameter_distance"]
+
+
+def auc(scores: Tensor, labels: Tensor) -> float:
+    """ROC AUC by the rank statistic (ties count one half); NaN when a class is absent.
+
+    .. math:: \\mathrm{AUC} = \\frac{\\sum_{i \\in P} r_i - |P|(|P|+1)/2}{|P|\\,|N|}
+    """
+    scores, labels = scores.detach().double().flatten(), labels.flatten() > 0.5
+    n_pos = int(labels.sum())
+    n_neg = labels.numel() - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    sorted_scores, order = torch.sort(scores)
+    # Average ranks over ties: rank of a value = mean of its first and last 1-based positions.
+    _, inverse, counts = torch.unique_consecutive(sorted_scores, return_inverse=True, return_counts=True)
+    last = torch.cumsum(counts, 0).double()
+    avg_rank = (last - (counts.double() - 1) / 2)[inverse]
+    ranks = torch.empty_like(avg_rank)
+    ranks[order] = avg_rank
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def auc_groups(scores: Tensor, test_edges: Tensor, labels: Tensor, request: Tensor | None) -> dict[str, float]:
+    """AUC_0 on all test pairs, AUC_1 on pairs whose user OR item is in ``V(D_r)``, AUC_2 on user AND item.
+
+    Args:
+        scores: ``[T]`` predicted scores of the test pairs.
+        test_edges: ``[2, T]`` (user, item) test pairs.
+        labels: ``[T]`` 0/1 labels.
+        request: ``[2, R]`` the unlearned edges (``None``: only AUC_0).
+    """
+    out = {"auc_0": auc(scores, labels)}
+    if request is not None:
+        in_user = torch.isin(test_edges[0], request[0].to(test_edges.device))
+        in_item = torch.isin(test_edges[1], request[1].to(test_edges.device))
+        for name, mask in (("auc_1", in_user | in_item), ("auc_2", in_user & in_item)):
+            out[name] = auc(scores[mask], labels[mask])
+    return out
+
+
+@torch.no_grad()
+def evaluate_auc(model, graph: HeteroData, test: HeteroData, request: Tensor | None = None) -> dict[str, float]:
+    """AUC_0/1/2 of ``model`` run on its training ``graph``, on the labelled pairs of ``test``."""
+    was_training = model.training
+    model.eval()
+    edges = test[EDGE].edge_index.to(graph[EDGE].edge_index.device)
+    scores = model(graph, edges)
+    model.train(was_training)
+    return auc_groups(scores.cpu(), edges.cpu(), test[EDGE].edge_label.cpu(), None if request is None else request.cpu())
+
+
+def completeness(method: float, original: float, retrain: float) -> float:
+    """``(method - original) / (retrain - original)``: 1 means as good as retraining."""
+    gap = retrain - original
+    return float("nan") if gap == 0 else (method - original) / gap
+
+
+@torch.no_grad()
+def recall_ndcg_at_k(model, graph: HeteroData, test: HeteroData, k: int = 20, batch_size: int = 1024
+                     ) -> dict[str, float]:
+    """Recall@K and NDCG@K by all-item ranking with the training interactions masked (PyG's LinkPred metrics).
+
+    Users without test interactions are skipped, as PyG's metrics do.
+    """
+    recall, ndcg = LinkPredRecall(k), LinkPredNDCG(k)
+    device = graph[EDGE].edge_index.device
+    user_emb, item_emb = model.embed(graph)
+    train = message_passing_edges(graph)
+    test_ei = test[EDGE].edge_index[:, test[EDGE].edge_label > 0].to(device)
+    users = test_ei[0].unique()
+    for start in range(0, users.numel(), batch_size):
+        batch = users[start:start + batch_size]
+        scores = user_emb[batch] @ item_emb.t()
+        local = torch.full((num_users(graph),), -1, dtype=torch.long, device=device)
+        local[batch] = torch.arange(batch.numel(), device=device)
+        seen = local[train[0]] >= 0
+        scores[local[train[0][seen]], train[1][seen]] = float("-inf")
+        top = scores.topk(min(k, num_items(graph)), dim=1).indices
+        mine = local[test_ei[0]] >= 0
+        truth = torch.stack([local[test_ei[0][mine]], test_ei[1][mine]])
+        recall.update(top.cpu(), truth.cpu())
+        ndcg.update(top.cpu(), truth.cpu())
+    return {f"recall@{k}": float(recall.compute()), f"ndcg@{k}": float(ndcg.compute())}
+
+
+@torch.no_grad()
+def _mean_prob(model, graph, edges) -> float:
+    return float(torch.sigmoid(model(graph, edges.to(graph[EDGE].edge_index.device))).mean())
+
+
+def mi_bf(model_before, graph_before, model_after, graph_after, request: Tensor) -> float:
+    """MI-BF: mean :math:`\\sigma(\\hat y)` of the requested edges before / after unlearning (> 1 is good)."""
+    return _mean_prob(model_before, graph_before, request) / _mean_prob(model_after, graph_after, request)
+
+
+def mi_ng(model_after, graph_after, request: Tensor, negatives: Tensor) -> float:
+    """MI-NG: mean :math:`\\sigma(\\hat y)` of random negative pairs / of the requested edges after unlearning."""
+    return _mean_prob(model_after, graph_after, negatives) / _mean_prob(model_after, graph_after, request)
+
+
+@torch.no_grad()
+def prediction_distance(model_a, graph_a, model_b, graph_b, edges: Tensor) -> float:
+    """L2 distance between two models' predicted probabilities on ``edges`` (``[2, T]``)."""
+    pa = torch.sigmoid(model_a(graph_a, edges))
+    pb = torch.sigmoid(model_b(graph_b, edges))
+    return float((pa - pb).norm())
+
+
+def parameter_distance(model_a, model_b) -> float:
+    """L2 distance between the flattened parameters of two models of the same architecture."""
+    return float(torch.sqrt(sum(((a.detach() - b.detach()) ** 2).sum() for a, b in
+                                zip(model_a.parameters(), model_b.parameters()))))

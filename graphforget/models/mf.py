@@ -1,0 +1,20 @@
+"""Matrix factorisation."""
+from .base import MODELS, Recommender
+
+__all__ = ["MF"]
+
+
+class MF(Recommender):
+    r"""Matrix factorisation: :math:`\hat y_{ui} = \mathbf{p}_u^\top \mathbf{q}_i` (logit).
+
+    The graph is accepted and ignored (receptive field 0).
+
+    Args:
+        num_users, num_items: node counts.
+        embedding_dim: size of :math:`\mathbf{p}_u, \mathbf{q}_i`.
+    """
+    receptive_field = 0
+    supports_edge_weight = True  # trivially: it reads no edge at all
+
+
+MODELS["mf"] = MF

@@ -1,0 +1,131 @@
+"""Training objectives: a deterministic empirical risk the influence code can differentiate.
+
+The summed objective over training edges :math:`D` is
+
+.. math::
+    L(\theta; D) = \sum_{e \in D} \ell_e(\theta; D) + \frac{\lambda}{2} \lVert \theta \rVert^2 ,
+
+with :math:`\lambda` = ``l2`` fixed in this summed form, so that retraining on :math:`D \setminus D_r`
+minimises the same function less the removed terms. Mini-batch training uses the equivalent
+per-batch scale :math:`\frac{1}{|B|}\sum_{B} \ell_e + \frac{\lambda}{2|D|}\lVert\theta\rVert^2`.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.data import HeteroData
+
+from .data.interactions import EDGE, num_items
+
+__all__ = ["Objective", "BCEObjective", "BPRObjective", "hashed_negatives"]
+
+
+class Objective:
+    """Base objective. Subclasses implement :meth:`edge_losses`.
+
+    Args:
+        l2: :math:`\\lambda` of the explicit L2 term in summed form (0 disables it).
+    """
+
+    def __init__(self, l2: float = 0.0):
+        if l2 < 0:
+            raise ValueError(f"l2 must be >= 0, got {l2}")
+        self.l2 = float(l2)
+
+    def edge_losses(self, model: nn.Module, graph: HeteroData, positions: Tensor | None = None,
+                    epoch: int = 0) -> Tensor:
+        """Per-edge losses ``[B]`` of the training edges at ``positions`` (all by default) of ``graph``."""
+        raise NotImplementedError
+
+    def regularization(self, model: nn.Module) -> Tensor:
+        r""":math:`\frac{\lambda}{2}\lVert\theta\rVert^2` over every trainable parameter."""
+        params = [p for p in model.parameters() if p.requires_grad]
+        return 0.5 * self.l2 * sum(p.pow(2).sum() for p in params)
+
+    def total(self, model: nn.Module, graph: HeteroData) -> Tensor:
+        """The summed objective :math:`L(\\theta; D)` on every edge of ``graph``."""
+        return self.edge_losses(model, graph).sum() + self.regularization(model)
+
+    def batch_loss(self, model: nn.Module, graph: HeteroData, positions: Tensor, epoch: int = 0) -> Tensor:
+        """Mini-batch estimate of :math:`L / |D|`."""
+        num_edges = graph[EDGE].edge_index.size(1)
+        return self.edge_losses(model, graph, positions, epoch).mean() + self.regularization(model) / num_edges
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(l2={self.l2})"
+
+
+def _select(graph: HeteroData, positions: Tensor | None) -> tuple[Tensor, Tensor]:
+    store = graph[EDGE]
+    if positions is None:
+        return store.edge_index, store.edge_label
+    return store.edge_index[:, positions], store.edge_label[positions]
+
+
+class BCEObjective(Objective):
+    r"""Binary cross-entropy on labelled edges: :math:`\ell_e = -y\log\sigma(\hat y) - (1-y)\log(1-\sigma(\hat y))`."""
+
+    def edge_losses(self, model, graph, positions=None, epoch=0):
+        edge_label_index, label = _select(graph, positions)
+        logits = model(graph, edge_label_index)
+        return F.binary_cross_entropy_with_logits(logits, label.to(logits.dtype), reduction="none")
+
+
+def _mix(x: Tensor) -> Tensor:
+    """A splitmix64-style integer hash on int64 tensors (wrapping arithmetic), non-negative output."""
+    x = x * -7046029254386353131  # 0x9E3779B97F4A7C15 as signed int64
+    x = x ^ (x >> 31)
+    x = x * -4658895280553007687  # 0xBF58476D1CE4E5B9
+    x = x ^ (x >> 29)
+    return x & ((1 << 62) - 1)
+
+
+def hashed_negatives(graph: HeteroData, edge_label_index: Tensor, seed: int, epoch: int, rounds: int = 8) -> Tensor:
+    """One negative item per (user, item) edge, a pure function of (user, item, seed, epoch).
+
+    Being a function of the edge alone, an edge keeps its negative when other edges are removed, so
+    the empirical risk of the remaining edges is the same before and after unlearning. Negatives that
+    hit an item of the same user in ``graph`` are redrawn (up to ``rounds`` times).
+    """
+    n_items = num_items(graph)
+    known = graph[EDGE].edge_index[0] * n_items + graph[EDGE].edge_index[1]
+    user, item = edge_label_index
+    key = (user * n_items + item) * 1000003 + seed * 7919 + epoch * 104729
+    neg = _mix(key) % n_items
+    for r in range(1, rounds + 1):
+        bad = torch.isin(user * n_items + neg, known)
+        if not bad.any():
+            break
+        neg = torch.where(bad, _mix(key + r * 15485863) % n_items, neg)
+    return neg
+
+
+class BPRObjective(Objective):
+    r"""BPR with one fixed negative per positive edge and epoch:
+    :math:`\ell_e = -\log\sigma(\hat y_{ui} - \hat y_{uj})`.
+
+    Only edges labelled 1 are terms of the risk. The negative :math:`j` is
+    :func:`hashed_negatives` of the edge, the seed and the epoch; the influence code uses epoch 0.
+
+    Args:
+        l2: see :class:`Objective`.
+        seed: seed of the negatives.
+        resample: draw new negatives every epoch during training (else epoch 0's throughout).
+    """
+
+    def __init__(self, l2: float = 0.0, seed: int = 0, resample: bool = True):
+        super().__init__(l2)
+        self.seed, self.resample = seed, resample
+
+    def edge_losses(self, model, graph, positions=None, epoch=0):
+        edge_label_index, label = _select(graph, positions)
+        edge_label_index = edge_label_index[:, label > 0]
+        neg = hashed_negatives(graph, edge_label_index, self.seed, epoch if self.resample else 0)
+        user, item = edge_label_index
+        logits = model(graph, torch.cat([edge_label_index, torch.stack([user, neg])], 1))
+        pos_logit, neg_logit = logits.chunk(2)
+        return -F.logsigmoid(pos_logit - neg_logit)
+
+    def __repr__(self) -> str:
+        return f"BPRObjective(l2={self.l2}, seed={self.seed}, resample={self.resample})"

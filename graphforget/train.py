@@ -1,0 +1,106 @@
+"""Training loop: Adam on mini-batches of the objective, early stopping on validation AUC."""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch_geometric.data import HeteroData
+from tqdm.auto import tqdm
+
+from .data.interactions import EDGE
+from .metrics import evaluate_auc
+from .objectives import Objective
+
+__all__ = ["TrainConfig", "TrainResult", "train"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Training hyper-parameters.
+
+    Args:
+        epochs: maximum number of epochs.
+        lr: Adam learning rate.
+        batch_size: edges per mini-batch (0 = full batch).
+        patience: epochs without a better validation AUC before stopping (0 = never stop early).
+        seed: seeds the batch order (the model's initialisation is the caller's, see
+            :meth:`~graphforget.models.Recommender.reset_parameters`).
+        progress: show a tqdm bar.
+    """
+    epochs: int = 100
+    lr: float = 0.01
+    batch_size: int = 4096
+    patience: int = 10
+    seed: int = 0
+    progress: bool = False
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.lr <= 0 or self.batch_size < 0 or self.patience < 0:
+            raise ValueError(f"invalid TrainConfig: {self}")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` did: epochs run, the best epoch and its validation AUC, seconds, history."""
+    epochs: int
+    best_epoch: int
+    best_val_auc: float
+    seconds: float
+    history: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, config: TrainConfig | None = None,
+          val: HeteroData | None = None) -> TrainResult:
+    """Trains ``model`` in place on every edge of ``graph``; keeps the weights of the best validation epoch.
+
+    Args:
+        model: a :class:`~graphforget.models.Recommender` on the graph's device.
+        graph: the training interactions.
+        objective: the loss (see :mod:`graphforget.objectives`).
+        config: hyper-parameters.
+        val: labelled validation pairs for early stopping (without it all epochs run).
+    """
+    config = config or TrainConfig()
+    num_edges = graph[EDGE].edge_index.size(1)
+    if num_edges == 0:
+        raise ValueError("the training graph has no edges")
+    device = graph[EDGE].edge_index.device
+    gen = torch.Generator().manual_seed(config.seed)
+    batch_size = config.batch_size or num_edges
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+    best = (-1.0, 0, None)
+    history, start, stale = [], time.perf_counter(), 0
+    bar = tqdm(range(1, config.epochs + 1), disable=not config.progress, desc="train", leave=False)
+    model.train()
+    for epoch in bar:
+        total = 0.0
+        for batch in torch.randperm(num_edges, generator=gen).to(device).split(batch_size):
+            optimizer.zero_grad()
+            loss = objective.batch_loss(model, graph, batch, epoch)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach().item() * batch.numel() / num_edges
+        row = {"epoch": epoch, "loss": total}
+        if val is not None:
+            row["val_auc"] = evaluate_auc(model, graph, val)["auc_0"]
+            if row["val_auc"] > best[0]:
+                best, stale = (row["val_auc"], epoch, copy.deepcopy(model.state_dict())), 0
+            else:
+                stale += 1
+        history.append(row)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k != "epoch"})
+        if val is not None and config.patience and stale >= config.patience:
+            break
+    if best[2] is not None:
+        model.load_state_dict(best[2])
+    seconds = time.perf_counter() - start
+    log.info("trained %d epochs in %.1fs (best epoch %d)", len(history), seconds, best[1])
+    return TrainResult(len(history), best[1] if val is not None else len(history), best[0], seconds, history)

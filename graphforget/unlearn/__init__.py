@@ -1,0 +1,5 @@
+"""One Unlearner per method, one interface: ``Method(model, graph, objective, ...).unlearn(request)``."""
+from .base import Unlearner, UnlearnResult
+from .retrain import Retrain
+
+__all__ = ["Unlearner", "UnlearnResult", "Retrain"]

@@ -1,0 +1,78 @@
+"""The Unlearner interface shared by every method."""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from ..data.interactions import EDGE, edge_positions, edge_subgraph
+from ..objectives import Objective
+
+__all__ = ["Unlearner", "UnlearnResult"]
+
+
+@dataclass
+class UnlearnResult:
+    """The outcome of :meth:`Unlearner.unlearn`.
+
+    Attributes:
+        model: the unlearned model (a new object).
+        graph: the training graph without the request (a new object).
+        seconds: wall time of the whole call (validation, selection, solve, write-back).
+        info: what was done (method-specific: affected nodes/edges, kept rows, solver stats, ...).
+    """
+    model: torch.nn.Module
+    graph: HeteroData
+    seconds: float
+    info: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"UnlearnResult(model={type(self.model).__name__}, seconds={self.seconds:.4f}, info={self.info})"
+
+
+class Unlearner:
+    """Base class: built from a trained model, its training graph and its objective.
+
+    :meth:`unlearn` validates the request (a ``[2, R]`` tensor of (user, item) training edges), then
+    calls the method's :meth:`_unlearn`. The caller's model and graph are never modified. An empty
+    request returns an exact copy of the model (the "harmless" property).
+    """
+    name = "base"
+
+    def __init__(self, model: torch.nn.Module, graph: HeteroData, objective: Objective):
+        self.model, self.graph, self.objective = model, graph, objective
+
+    def unlearn(self, request: Tensor) -> UnlearnResult:
+        """Forgets the ``[2, R]`` (user, item) edges of ``request``.
+
+        Raises:
+            ValueError: for a badly shaped request, unknown ids, duplicates or pairs that are not edges.
+        """
+        start = time.perf_counter()
+        device = self.graph[EDGE].edge_index.device
+        request = torch.as_tensor(request).to(device)
+        positions = edge_positions(self.graph, request)
+        keep = torch.ones(self.graph[EDGE].edge_index.size(1), dtype=torch.bool, device=device)
+        keep[positions] = False
+        remaining = edge_subgraph(self.graph, keep)
+        if positions.numel() == 0:
+            return UnlearnResult(copy.deepcopy(self.model), remaining, time.perf_counter() - start, {"empty": True})
+        model, info = self._unlearn(request.long(), positions, remaining)
+        _sync(device)
+        return UnlearnResult(model, remaining, time.perf_counter() - start, info)
+
+    def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData) -> tuple[torch.nn.Module, dict]:
+        """Returns the new model and the info dict; ``positions`` index the request in ``self.graph``."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={type(self.model).__name__}, objective={self.objective})"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
