@@ -22,7 +22,7 @@ __all__ = ["Objective", "BCEObjective", "BPRObjective", "hashed_negatives"]
 
 
 class Objective:
-    """Base objective. Subclasses implement :meth:`edge_losses`.
+    """Base objective. Subclasses implement :meth:`pairs` and :meth:`losses`.
 
     Args:
         l2: :math:`\\lambda` of the explicit L2 term in summed form (0 disables it).
@@ -33,10 +33,24 @@ class Objective:
             raise ValueError(f"l2 must be >= 0, got {l2}")
         self.l2 = float(l2)
 
+    def pairs(self, graph: HeteroData, positions: Tensor | None = None, epoch: int = 0) -> tuple[Tensor, Tensor]:
+        """The (user, item) pairs the loss terms of the edges at ``positions`` (all by default) score.
+
+        Returns ``(edge_label_index [2, m * B], target)``: ``m`` blocks of ``B`` pairs, block ``j`` holding
+        the ``j``-th pair of every term, and whatever :meth:`losses` needs besides the logits. Computed
+        on the whole graph, the pairs can then be scored on a subgraph (the influence code does).
+        """
+        raise NotImplementedError
+
+    def losses(self, logits: Tensor, target: Tensor) -> Tensor:
+        """Per-term losses ``[B]`` from the logits ``[m * B]`` of :meth:`pairs`."""
+        raise NotImplementedError
+
     def edge_losses(self, model: nn.Module, graph: HeteroData, positions: Tensor | None = None,
                     epoch: int = 0) -> Tensor:
-        """Per-edge losses ``[B]`` of the training edges at ``positions`` (all by default) of ``graph``."""
-        raise NotImplementedError
+        """Per-term losses ``[B]`` of the training edges at ``positions`` (all by default) of ``graph``."""
+        edge_label_index, target = self.pairs(graph, positions, epoch)
+        return self.losses(model(graph, edge_label_index), target)
 
     def regularization(self, model: nn.Module) -> Tensor:
         r""":math:`\frac{\lambda}{2}\lVert\theta\rVert^2` over every trainable parameter."""
@@ -66,10 +80,11 @@ def _select(graph: HeteroData, positions: Tensor | None) -> tuple[Tensor, Tensor
 class BCEObjective(Objective):
     r"""Binary cross-entropy on labelled edges: :math:`\ell_e = -y\log\sigma(\hat y) - (1-y)\log(1-\sigma(\hat y))`."""
 
-    def edge_losses(self, model, graph, positions=None, epoch=0):
-        edge_label_index, label = _select(graph, positions)
-        logits = model(graph, edge_label_index)
-        return F.binary_cross_entropy_with_logits(logits, label.to(logits.dtype), reduction="none")
+    def pairs(self, graph, positions=None, epoch=0):
+        return _select(graph, positions)
+
+    def losses(self, logits, target):
+        return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction="none")
 
 
 def _mix(x: Tensor) -> Tensor:
@@ -118,12 +133,13 @@ class BPRObjective(Objective):
         super().__init__(l2)
         self.seed, self.resample = seed, resample
 
-    def edge_losses(self, model, graph, positions=None, epoch=0):
+    def pairs(self, graph, positions=None, epoch=0):
         edge_label_index, label = _select(graph, positions)
         edge_label_index = edge_label_index[:, label > 0]
         neg = hashed_negatives(graph, edge_label_index, self.seed, epoch if self.resample else 0)
-        user, item = edge_label_index
-        logits = model(graph, torch.cat([edge_label_index, torch.stack([user, neg])], 1))
+        return torch.cat([edge_label_index, torch.stack([edge_label_index[0], neg])], 1), label[label > 0]
+
+    def losses(self, logits, target):
         pos_logit, neg_logit = logits.chunk(2)
         return -F.logsigmoid(pos_logit - neg_logit)
 

@@ -83,11 +83,24 @@ def _from_raw(users: np.ndarray, items: np.ndarray, labels: np.ndarray | None = 
     edge_index = torch.from_numpy(np.stack([user, item]).astype(np.int64))
     label = None if labels is None else torch.from_numpy(labels.astype(np.float32))
     data = make_interactions(edge_index, label, len(user_raw), len(item_raw))
-    data["user"].raw_id = torch.from_numpy(user_raw.astype(np.int64))
-    data["item"].raw_id = torch.from_numpy(item_raw.astype(np.int64))
+    data["user"].raw_id = _raw_id_store(user_raw)
+    data["item"].raw_id = _raw_id_store(item_raw)
     for key, value in (extra or {}).items():
         data[("user", "rates", "item")][key] = torch.from_numpy(value)
     return data
+
+
+def _raw_id_store(raw: np.ndarray):
+    """Integer raw ids as a long tensor; other ids (strings, e.g. from a CSV) stay a numpy array."""
+    return torch.from_numpy(raw.astype(np.int64)) if np.issubdtype(raw.dtype, np.integer) else raw
+
+
+def _as_ids(column: np.ndarray) -> np.ndarray:
+    """A CSV id column as integers when every value is one (so ids sort numerically), else as strings."""
+    try:
+        return column.astype(np.int64)
+    except ValueError:
+        return column
 
 
 def _require(path: Path) -> Path:
@@ -152,7 +165,11 @@ def load_lightgcn(root: str | os.PathLike) -> tuple[HeteroData, HeteroData]:
 
 def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: str | None = None,
              delimiter: str = ",") -> HeteroData:
-    """A CSV file with a header row and named columns; labels all ones when ``label_col`` is None."""
+    """A CSV file with a header row and named columns; labels all ones when ``label_col`` is None.
+
+    Integer ids are stored as ``raw_id`` long tensors; other ids (e.g. ``"A2SUAM1J3GNN3B"``) as numpy
+    string arrays, in the same order as the local ids.
+    """
     with open(_require(Path(path)), newline="") as f:
         reader = csv.DictReader(f, delimiter=delimiter)
         missing = {user_col, item_col, label_col} - {None} - set(reader.fieldnames or [])
@@ -162,7 +179,7 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
     if not rows:
         raise ValueError(f"{path} holds no rows")
     users, items, labels = (np.asarray(col) for col in zip(*rows))
-    return _from_raw(users, items, labels.astype(np.float32))
+    return _from_raw(_as_ids(users), _as_ids(items), labels.astype(np.float32))
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None, download_missing: bool = False) -> HeteroData:

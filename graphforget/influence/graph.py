@@ -1,0 +1,66 @@
+"""Graph side of influence unlearning: k-hop regions, the affected set D_c, computation subgraphs.
+
+Nodes are numbered homogeneously: users ``0..U-1``, items ``U..U+I-1``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+from torch_geometric.utils import k_hop_subgraph
+
+from ..data.interactions import (EDGE, bipartite_to_homogeneous, edge_subgraph, num_items, num_users,
+                                 symmetric_edge_weight)
+from .terms import Terms
+
+__all__ = ["homogeneous_graph", "node_ids", "k_hop_mask", "affected_terms", "computation_subgraph"]
+
+
+def homogeneous_graph(graph: HeteroData) -> tuple[Tensor, int]:
+    """``([2, 2E'] undirected message-passing index, num_nodes)`` of the observed edges."""
+    store = graph[EDGE]
+    ei = store.edge_index if "observed" not in store else store.edge_index[:, store.observed]
+    return bipartite_to_homogeneous(ei, num_users(graph)), num_users(graph) + num_items(graph)
+
+
+def node_ids(pairs: Tensor, num_users: int) -> Tensor:
+    """Homogeneous ids of the endpoints of ``[2, R]`` (user, item) pairs (unique, sorted)."""
+    return torch.cat([pairs[0], pairs[1] + num_users]).unique()
+
+
+def k_hop_mask(graph: HeteroData, nodes: Tensor, hops: int) -> Tensor:
+    """``[U + I]`` bool mask of the nodes within ``hops`` message-passing hops of ``nodes``."""
+    edge_index, n = homogeneous_graph(graph)
+    mask = torch.zeros(n, dtype=torch.bool, device=edge_index.device)
+    if nodes.numel() == 0:
+        return mask
+    if hops == 0:
+        mask[nodes] = True
+        return mask
+    subset, _, _, _ = k_hop_subgraph(nodes, hops, edge_index, num_nodes=n)
+    mask[subset] = True
+    return mask
+
+
+def affected_terms(remaining_terms: Terms, region: Tensor, num_users: int) -> Terms:
+    """``D_c``: the remaining loss terms that score a pair with an endpoint in ``region`` (a node mask)."""
+    return remaining_terms.select(remaining_terms.touches(region, num_users))
+
+
+def computation_subgraph(graph: HeteroData, nodes: Tensor, hops: int) -> HeteroData:
+    """The observed edges a ``hops``-layer model needs to compute the outputs of ``nodes`` exactly.
+
+    The induced subgraph on the ``hops``-hop region of ``nodes``, carrying the whole graph's
+    normalised weights as ``edge_weight`` (so degrees are those of the whole graph). Node ids are
+    kept, so embedding tables need no relabelling.
+    """
+    store = graph[EDGE]
+    observed = store.observed if "observed" in store else torch.ones_like(store.edge_label, dtype=torch.bool)
+    weight = torch.zeros_like(store.edge_label)
+    weight[observed] = symmetric_edge_weight(store.edge_index[:, observed], num_users(graph), num_items(graph),
+                                             weight.dtype)
+    region = k_hop_mask(graph, nodes, hops)
+    keep = observed & region[store.edge_index[0]] & region[store.edge_index[1] + num_users(graph)]
+    sub = edge_subgraph(graph, keep)
+    sub[EDGE].edge_weight = weight[keep]
+    return sub

@@ -1,0 +1,129 @@
+"""Hessian-vector products of the summed objective, restricted to chosen embedding rows.
+
+The functional layer: a model and a set of rows become a function of one flat vector
+:math:`\phi` (the selected rows of the model's node tables; every other parameter fixed), and
+curvature operators ``v -> (H + \lambda I) v`` over it, never forming :math:`H`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+from torch.func import functional_call
+
+__all__ = ["NodeRows", "rows_function", "HessianOperator", "GaussNewtonOperator"]
+
+
+@dataclass
+class NodeRows:
+    """Selected rows of a model's node tables: ``{parameter name: row ids}``.
+
+    The flat vector :math:`\\phi` concatenates the selected rows of each table in this order.
+    """
+    rows: dict[str, Tensor]
+
+    @classmethod
+    def from_node_mask(cls, model, mask: Tensor, num_users: int) -> "NodeRows":
+        """Rows of every node table for the nodes of a homogeneous ``[U + I]`` mask."""
+        ids = {"user": mask[:num_users].nonzero().flatten(), "item": mask[num_users:].nonzero().flatten()}
+        return cls({name: ids[node_type] for name, node_type in model.node_parameters().items()})
+
+    def gather(self, model) -> Tensor:
+        """:math:`\\phi` of ``model``: the selected rows, flattened (detached copy)."""
+        params = dict(model.named_parameters())
+        return torch.cat([params[name].detach()[rows].flatten() for name, rows in self.rows.items()])
+
+    def tables(self, model, phi: Tensor) -> dict[str, Tensor]:
+        """Full tables with the selected rows replaced by ``phi`` (differentiable in ``phi``)."""
+        params, out, start = dict(model.named_parameters()), {}, 0
+        for name, rows in self.rows.items():
+            base = params[name].detach()
+            size = rows.numel() * base.size(1)
+            out[name] = base.index_put((rows,), phi[start:start + size].view(rows.numel(), base.size(1)))
+            start += size
+        return out
+
+    def write(self, model, phi: Tensor) -> None:
+        """Writes ``phi`` into the model's tables in place (use on a copy)."""
+        with torch.no_grad():
+            for name, table in self.tables(model, phi).items():
+                model.get_parameter(name).copy_(table)
+
+    def numel(self, model) -> int:
+        params = dict(model.named_parameters())
+        return sum(rows.numel() * params[name].size(1) for name, rows in self.rows.items())
+
+    def __repr__(self) -> str:
+        return "NodeRows(" + ", ".join(f"{k}: {v.numel()}" for k, v in self.rows.items()) + ")"
+
+
+def rows_function(model, rows: NodeRows, forward: Callable) -> Callable[[Tensor], Tensor]:
+    """``phi -> forward(model_phi)`` where ``model_phi`` is ``model`` with ``rows`` replaced by ``phi``.
+
+    ``forward`` receives a callable ``score(graph, edge_label_index)`` running the model statelessly.
+    """
+    def fn(phi: Tensor) -> Tensor:
+        tables = rows.tables(model, phi)
+        return forward(lambda graph, eli: functional_call(model, tables, (graph, eli), strict=False))
+    return fn
+
+
+class HessianOperator:
+    """``v -> (\\nabla^2 f(x) + \\lambda I) v`` by double backward.
+
+    The first backward (with ``create_graph``) is done once; each product is one more backward
+    through it, so a solver's iterations cost one reverse pass each.
+
+    Args:
+        fn: scalar function of the flat parameter vector.
+        x: the point (``[n]``).
+        damping: :math:`\\lambda \\geq 0`.
+    """
+
+    def __init__(self, fn: Callable[[Tensor], Tensor], x: Tensor, damping: float = 0.0):
+        self.x = x.detach().requires_grad_(True)
+        self.value = fn(self.x)
+        self.grad = torch.autograd.grad(self.value, self.x, create_graph=True)[0]
+        self.damping = damping
+
+    def __call__(self, v: Tensor) -> Tensor:
+        hv = torch.autograd.grad(self.grad, self.x, v, retain_graph=True, allow_unused=True)[0]
+        hv = torch.zeros_like(v) if hv is None else hv
+        return hv + self.damping * v if self.damping else hv
+
+    @property
+    def size(self) -> int:
+        return self.x.numel()
+
+
+class GaussNewtonOperator:
+    """``v -> (J^T \\nabla^2_z \\ell J + \\lambda I) v``: the positive semi-definite Gauss-Newton curvature.
+
+    Args:
+        logits_fn: ``x -> z``, the logits of every scored pair.
+        loss_fn: ``z -> scalar``, the summed losses from the logits (convex in ``z`` for BCE/BPR).
+        x: the point.
+        l2: curvature of the explicit L2 term (added exactly).
+        damping: :math:`\\lambda`.
+    """
+
+    def __init__(self, logits_fn, loss_fn, x: Tensor, l2: float = 0.0, damping: float = 0.0):
+        self.x = x.detach().requires_grad_(True)
+        self.z = logits_fn(self.x)
+        z = self.z.detach().requires_grad_(True)
+        self.z_leaf, self.z_grad = z, torch.autograd.grad(loss_fn(z), z, create_graph=True)[0]
+        self.u = torch.zeros_like(self.z, requires_grad=True)
+        # J^T u with a graph in u: differentiating it in u gives J v (the double-vjp trick).
+        self.jt_u = torch.autograd.grad(self.z, self.x, self.u, create_graph=True)[0]
+        self.shift = l2 + damping
+
+    def __call__(self, v: Tensor) -> Tensor:
+        jv = torch.autograd.grad(self.jt_u, self.u, v, retain_graph=True)[0]
+        hjv = torch.autograd.grad(self.z_grad, self.z_leaf, jv, retain_graph=True)[0]
+        return torch.autograd.grad(self.z, self.x, hjv, retain_graph=True)[0] + self.shift * v
+
+    @property
+    def size(self) -> int:
+        return self.x.numel()

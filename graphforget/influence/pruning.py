@@ -1,0 +1,58 @@
+"""Importance-based pruning of the parameters to update (IFRU, Zhang et al., TORS 2024, Algorithm 1)."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+from torch_geometric.utils import degree
+
+from .graph import homogeneous_graph, node_ids
+
+__all__ = ["importance_scores", "select_nodes"]
+
+
+def importance_scores(graph: HeteroData, request: Tensor, hops: int) -> Tensor:
+    r"""Importance of every node at orders :math:`0..K` for a request, as ``[K + 1, U + I]``.
+
+    .. math::
+        s^0_v = \sum_{(v, \cdot) \in D_r} \frac{1}{|N_v|}, \qquad
+        s^k_{v'} = \sum_{v \in N_{v'}} \frac{s^{k-1}_v}{|N_{v'}|} \quad (k = 1..K),
+
+    i.e. :math:`s^k = D^{-1} A s^{k-1}`: one sparse matrix-vector product per order, on the graph's
+    device. :math:`|N_v|` are degrees in the (original) message-passing graph.
+    """
+    edge_index, n = homogeneous_graph(graph)
+    users = graph["user"].num_nodes
+    deg = degree(edge_index[0], n).clamp(min=1)
+    s = torch.zeros(n, device=edge_index.device)
+    s.index_add_(0, torch.cat([request[0], request[1] + users]), torch.ones(2 * request.size(1), device=s.device))
+    scores = [s / deg]
+    for _ in range(hops):
+        prev = scores[-1]
+        nxt = torch.zeros_like(prev).index_add_(0, edge_index[1], prev[edge_index[0]]) / deg
+        scores.append(nxt)
+    return torch.stack(scores)
+
+
+def select_nodes(scores: Tensor, ratios: tuple[float, ...] | None, always: Tensor | None = None) -> Tensor:
+    """Kept nodes: at each order k, the top ``ratios[k]`` fraction of the nodes with a positive score.
+
+    Ties are broken by the smaller node id (deterministic). ``ratios=None`` keeps every node with a
+    positive score at some order. ``always`` (the request's endpoints, by default in IFRU) are kept
+    whatever their rank. Returns a ``[U + I]`` bool mask.
+    """
+    keep = torch.zeros(scores.size(1), dtype=torch.bool, device=scores.device)
+    if ratios is not None and len(ratios) != scores.size(0):
+        raise ValueError(f"need {scores.size(0)} pruning ratios (orders 0..{scores.size(0) - 1}), got {len(ratios)}")
+    for k, s in enumerate(scores):
+        candidates = (s > 0).nonzero().flatten()
+        ratio = 1.0 if ratios is None else ratios[k]
+        count = math.ceil(ratio * candidates.numel())
+        # Stable sort on descending score keeps equal scores in ascending id order.
+        order = torch.sort(-s[candidates], stable=True).indices[:count]
+        keep[candidates[order]] = True
+    if always is not None:
+        keep[always] = True
+    return keep

@@ -1,0 +1,59 @@
+"""Loss terms of an objective as tensors: the pairs they score and their targets."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from ..objectives import Objective
+
+__all__ = ["Terms", "training_terms"]
+
+
+@dataclass
+class Terms:
+    """``B`` loss terms scoring ``m`` pairs each (see :meth:`graphforget.objectives.Objective.pairs`).
+
+    Attributes:
+        edge_label_index: ``[2, m * B]`` (user, item) pairs, block-major.
+        target: ``[B]`` per-term targets.
+    """
+    edge_label_index: Tensor
+    target: Tensor
+
+    def __len__(self) -> int:
+        return self.target.numel()
+
+    @property
+    def blocks(self) -> int:
+        return self.edge_label_index.size(1) // max(len(self), 1)
+
+    def touches(self, node_mask: Tensor, num_users: int) -> Tensor:
+        """``[B]`` whether any pair of a term has an endpoint in the homogeneous ``node_mask``."""
+        user, item = self.edge_label_index
+        hit = node_mask[user] | node_mask[item + num_users]
+        return hit.view(self.blocks, len(self)).any(0) if len(self) else hit
+
+    def select(self, mask: Tensor) -> "Terms":
+        eli = self.edge_label_index.view(2, self.blocks, len(self))[:, :, mask].reshape(2, -1)
+        return Terms(eli, self.target[mask])
+
+    def nodes(self, num_users: int) -> Tensor:
+        """Homogeneous ids of every endpoint the terms score (unique)."""
+        return torch.cat([self.edge_label_index[0], self.edge_label_index[1] + num_users]).unique()
+
+    def loss(self, objective: Objective, model, graph: HeteroData) -> Tensor:
+        """Summed loss of these terms, the model scoring the pairs on ``graph``."""
+        if len(self) == 0:
+            return torch.zeros((), device=self.target.device)
+        return objective.losses(model(graph, self.edge_label_index), self.target).sum()
+
+    def __repr__(self) -> str:
+        return f"Terms(terms={len(self)}, blocks={self.blocks})"
+
+
+def training_terms(objective: Objective, graph: HeteroData, positions: Tensor | None = None) -> Terms:
+    """The terms of ``objective`` for the edges at ``positions`` (all by default), epoch 0's negatives."""
+    return Terms(*objective.pairs(graph, positions, 0))

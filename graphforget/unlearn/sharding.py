@@ -1,0 +1,412 @@
+"""Sharded ensembles: the model SISA and RecEraser build, and the shard-training machinery they share.
+
+A :class:`ShardedRecommender` holds one sub-model per shard and the assignment of every training
+(user, item) pair to its shard. It follows the :class:`~graphforget.models.Recommender` contract: it
+scores pairs given the graph passed in, deriving each shard's graph from it on every call, so after
+unlearning the remaining graph yields the remaining shard graphs.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from typing import Sequence
+
+import torch
+import torch.multiprocessing as mp
+from torch import Tensor, nn
+from torch_geometric.data import HeteroData
+
+from ..data.interactions import EDGE, edge_subgraph, num_items, num_users
+from ..models.base import Recommender
+from ..objectives import Objective
+from ..train import TrainConfig, TrainResult, train
+
+__all__ = ["ShardedRecommender", "ShardAttention", "split_graph", "train_shards", "train_aggregator"]
+
+log = logging.getLogger(__name__)
+
+
+def split_graph(graph: HeteroData, shard_of: Tensor, num_shards: int) -> list[HeteroData]:
+    """The ``num_shards`` sub-graphs of ``graph`` by the ``[E]`` shard id of each edge.
+
+    Any ``edge_weight`` is dropped: weights computed for the whole graph are wrong for a shard graph.
+    """
+    graphs = []
+    for s in range(num_shards):
+        sub = edge_subgraph(graph, shard_of == s)
+        if "edge_weight" in sub[EDGE]:
+            del sub[EDGE].edge_weight
+        graphs.append(sub)
+    return graphs
+
+
+class ShardAttention(nn.Module):
+    r"""Attention-based adaptive aggregation of shard embeddings (Chen et al., "Recommendation
+    Unlearning", WWW 2022, Sec. 3.4).
+
+    Each shard's embeddings are first mapped into a common space by a per-shard affine transfer
+    (shared by the users and the items of that shard, as in the authors' code), then weighted per node:
+
+    .. math::
+        \tilde{\mathbf{e}}^s = \mathbf{T}_s \mathbf{e}^s + \mathbf{c}_s, \qquad
+        a_s = \operatorname{softmax}_s\big(\mathbf{h}^\top \phi(\mathbf{W}\tilde{\mathbf{e}}^s + \mathbf{b})\big),
+        \qquad \mathbf{e} = \sum_{s=1}^{S} a_s \tilde{\mathbf{e}}^s ,
+
+    with separate :math:`(\mathbf{W}, \mathbf{b}, \mathbf{h})` for users and for items, and the score
+    :math:`\hat y_{ui} = \mathbf{e}_u^\top \mathbf{e}_i`.
+
+    Choices: :math:`\phi` is ``tanh`` by default (``"relu"`` is what the authors' code uses); the
+    transfer starts at the identity (``transform=False`` drops it); :math:`\mathbf{W}` and
+    :math:`\mathbf{h}` start Xavier-normal, biases at zero.
+
+    Args:
+        num_shards: :math:`S`.
+        embedding_dim: :math:`d`, the shards' embedding size.
+        attention_dim: :math:`t`, rows of :math:`\mathbf{W}` (default :math:`d/2`, as the authors).
+        activation: ``"tanh"`` or ``"relu"``.
+        transform: use the per-shard transfer :math:`(\mathbf{T}_s, \mathbf{c}_s)`.
+        seed: seed of the initialisation (``None``: torch's default generator).
+    """
+
+    def __init__(self, num_shards: int, embedding_dim: int, attention_dim: int | None = None,
+                 activation: str = "tanh", transform: bool = True, seed: int | None = 0):
+        super().__init__()
+        attention_dim = attention_dim or max(1, embedding_dim // 2)
+        if min(num_shards, embedding_dim, attention_dim) < 1:
+            raise ValueError("num_shards, embedding_dim and attention_dim must be positive")
+        if activation not in ("tanh", "relu"):
+            raise ValueError(f"activation must be 'tanh' or 'relu', got {activation!r}")
+        self.num_shards, self.embedding_dim, self.attention_dim = num_shards, embedding_dim, attention_dim
+        self.activation, self.transform = activation, transform
+        if transform:
+            self.transfer_weight = nn.Parameter(torch.empty(num_shards, embedding_dim, embedding_dim))
+            self.transfer_bias = nn.Parameter(torch.empty(num_shards, embedding_dim))
+        self.user_proj = nn.Linear(embedding_dim, attention_dim)
+        self.item_proj = nn.Linear(embedding_dim, attention_dim)
+        self.user_h = nn.Parameter(torch.empty(attention_dim))
+        self.item_h = nn.Parameter(torch.empty(attention_dim))
+        self.reset_parameters(seed)
+
+    def reset_parameters(self, seed: int | None = None) -> None:
+        """Re-initialises every parameter (from a private generator when ``seed`` is given)."""
+        gen = None if seed is None else torch.Generator(self.user_h.device).manual_seed(seed)
+        with torch.no_grad():
+            if self.transform:
+                self.transfer_weight.copy_(torch.eye(self.embedding_dim).expand_as(self.transfer_weight))
+                self.transfer_bias.zero_()
+            for proj, h in ((self.user_proj, self.user_h), (self.item_proj, self.item_h)):
+                nn.init.xavier_normal_(proj.weight, generator=gen)
+                nn.init.zeros_(proj.bias)
+                nn.init.xavier_normal_(h.view(1, -1), generator=gen)
+
+    def transfer(self, stack: Tensor) -> Tensor:
+        """``[S, N, d]`` shard embeddings -> ``[S, N, d]`` embeddings in the common space."""
+        if not self.transform:
+            return stack
+        return torch.einsum("snd,sed->sne", stack, self.transfer_weight) + self.transfer_bias[:, None]
+
+    def weights(self, stack: Tensor, node_type: str) -> Tensor:
+        """Attention weights ``[N, S]`` (rows sum to one) of ``[S, N, d]`` shard embeddings of ``node_type``."""
+        return self._weights(self.transfer(stack), node_type)
+
+    def _weights(self, transferred: Tensor, node_type: str) -> Tensor:
+        if node_type not in ("user", "item"):
+            raise ValueError(f"node_type must be 'user' or 'item', got {node_type!r}")
+        proj, h = (self.user_proj, self.user_h) if node_type == "user" else (self.item_proj, self.item_h)
+        hidden = proj(transferred)
+        hidden = torch.tanh(hidden) if self.activation == "tanh" else torch.relu(hidden)
+        return torch.softmax(hidden @ h, dim=0).t()
+
+    def aggregate(self, stack: Tensor, node_type: str) -> Tensor:
+        """``[S, N, d]`` shard embeddings -> ``[N, d]`` aggregated embeddings :math:`\\sum_s a_s \\tilde e^s`."""
+        transferred = self.transfer(stack)
+        weights = self._weights(transferred, node_type)
+        return torch.einsum("ns,snd->nd", weights, transferred)
+
+    def score(self, user_stack: Tensor, item_stack: Tensor, edge_label_index: Tensor) -> Tensor:
+        """Logits ``[B]`` of the ``[2, B]`` pairs from ``[S, U, d]`` / ``[S, I, d]`` shard embeddings."""
+        user = self.aggregate(user_stack[:, edge_label_index[0]], "user")
+        item = self.aggregate(item_stack[:, edge_label_index[1]], "item")
+        return (user * item).sum(-1)
+
+    def extra_repr(self) -> str:
+        return (f"num_shards={self.num_shards}, embedding_dim={self.embedding_dim}, "
+                f"attention_dim={self.attention_dim}, activation={self.activation!r}, transform={self.transform}")
+
+
+class ShardedRecommender(Recommender):
+    r"""An ensemble of shard sub-models, each run on its own shard of the interaction graph.
+
+    The assignment of training pairs to shards is stored as sorted pair keys
+    ``user * num_items + item`` with their shard ids, so the shard of any edge of any graph can be
+    looked up. On every call the graph passed in is split into shard graphs with
+    :func:`~graphforget.data.edge_subgraph`; an edge without an assignment raises ``ValueError``.
+
+    Aggregation of the :math:`S` shards:
+
+    * ``"mean"`` (SISA, Bourtoule et al., IEEE S&P 2021): :math:`\hat y_{ui} = \frac1S \sum_s \hat y^s_{ui}`.
+      :meth:`score_all` averages the shards' score matrices. :meth:`embed` exists only when every shard
+      scores by the dot product of its embeddings (the default :meth:`Recommender.forward`): it then
+      returns the concatenations :math:`[\mathbf{e}^1_u, \dots, \mathbf{e}^S_u] / S` and
+      :math:`[\mathbf{e}^1_i, \dots, \mathbf{e}^S_i]` (size :math:`Sd`), whose dot product is exactly
+      the mean of the shard scores (the mean of the shard embeddings would not be); otherwise it raises
+      ``NotImplementedError``.
+    * ``"attention"`` (RecEraser): see :class:`ShardAttention`; :meth:`embed` returns the aggregated
+      embeddings.
+
+    The ensemble owns no embedding table: its per-node parameters are the shards'
+    (:meth:`node_parameters` names them ``shards.<s>.<name>``). Its receptive field is the largest of
+    the shards'. It does not support precomputed ``edge_weight`` (weights computed for a whole graph
+    are wrong for a shard graph), so shard graphs drop any ``edge_weight`` they inherit.
+
+    Args:
+        shards: the :math:`S` sub-models (same node counts).
+        shard_of: ``[E]`` shard id of each pair of ``edge_index``.
+        edge_index: ``[2, E]`` (user, item) training pairs (no duplicates).
+        aggregation: ``"mean"``, ``"attention"`` (a fresh :class:`ShardAttention`, seed 0) or a
+            :class:`ShardAttention` instance.
+    """
+    supports_edge_weight = False
+
+    def __init__(self, shards: Sequence[Recommender], shard_of: Tensor, edge_index: Tensor,
+                 aggregation: str | ShardAttention = "mean"):
+        nn.Module.__init__(self)  # no embedding tables of its own (see class docstring)
+        if len(shards) < 1:
+            raise ValueError("at least one shard is needed")
+        first = shards[0]
+        if any((m.num_users, m.num_items) != (first.num_users, first.num_items) for m in shards):
+            raise ValueError("all shards must have the same num_users and num_items")
+        self.num_users, self.num_items, self.embedding_dim = first.num_users, first.num_items, first.embedding_dim
+        self.shards = nn.ModuleList(shards)
+        edge_index, shard_of = torch.as_tensor(edge_index).long(), torch.as_tensor(shard_of).long()
+        if edge_index.dim() != 2 or edge_index.size(0) != 2 or shard_of.shape != (edge_index.size(1),):
+            raise ValueError(f"edge_index must be [2, E] and shard_of [E], got {list(edge_index.shape)} "
+                             f"and {list(shard_of.shape)}")
+        if shard_of.numel() and (shard_of.min() < 0 or shard_of.max() >= len(shards)):
+            raise ValueError(f"shard ids must be in [0, {len(shards)})")
+        keys = edge_index[0] * self.num_items + edge_index[1]
+        keys, order = torch.sort(keys)
+        if keys.numel() > 1 and bool((keys[1:] == keys[:-1]).any()):
+            raise ValueError("edge_index holds duplicate (user, item) pairs")
+        self.register_buffer("pair_keys", keys)
+        self.register_buffer("pair_shard", shard_of.to(keys.device)[order])
+        if isinstance(aggregation, ShardAttention):
+            if aggregation.num_shards != len(shards) or aggregation.embedding_dim != self.embedding_dim:
+                raise ValueError("the ShardAttention's num_shards/embedding_dim do not match the shards")
+            self.attention, self.aggregation = aggregation, "attention"
+        elif aggregation == "attention":
+            self.attention, self.aggregation = ShardAttention(len(shards), self.embedding_dim), "attention"
+        elif aggregation == "mean":
+            self.attention, self.aggregation = None, "mean"
+        else:
+            raise ValueError(f"aggregation must be 'mean', 'attention' or a ShardAttention, got {aggregation!r}")
+
+    @property
+    def num_shards(self) -> int:
+        return len(self.shards)
+
+    @property
+    def receptive_field(self) -> int:
+        return max(m.receptive_field for m in self.shards)
+
+    def reset_parameters(self, seed: int | None = None) -> None:
+        """Re-initialises shard ``s`` with ``seed + s`` (and the attention with ``seed``)."""
+        for s, model in enumerate(self.shards):
+            model.reset_parameters(None if seed is None else seed + s)
+        if self.attention is not None:
+            self.attention.reset_parameters(seed)
+
+    def node_parameters(self) -> dict[str, str]:
+        return {f"shards.{s}.{name}": node_type for s, model in enumerate(self.shards)
+                for name, node_type in model.node_parameters().items()}
+
+    # --- the assignment -------------------------------------------------------------------------
+
+    def assignment_of(self, pairs: Tensor) -> Tensor:
+        """Shard ids ``[R]`` of the ``[2, R]`` (user, item) pairs.
+
+        Raises:
+            ValueError: when a pair has no assignment (it is not a training pair of this ensemble).
+        """
+        pairs = torch.as_tensor(pairs).long().to(self.pair_keys.device)
+        wanted = pairs[0] * self.num_items + pairs[1]
+        if self.pair_keys.numel() == 0:
+            found = torch.zeros_like(wanted, dtype=torch.bool)
+            slot = torch.zeros_like(wanted)
+        else:
+            slot = torch.searchsorted(self.pair_keys, wanted).clamp(max=self.pair_keys.numel() - 1)
+            found = self.pair_keys[slot] == wanted
+        if not bool(found.all()):
+            missing = pairs[:, ~found][:, :5].t().tolist()
+            raise ValueError(f"{int((~found).sum())} edges have no shard assignment (not training pairs of "
+                             f"this ensemble, or already unlearned), e.g. {missing}")
+        return self.pair_shard[slot]
+
+    def shard_sizes(self) -> Tensor:
+        """``[S]`` number of assigned pairs per shard."""
+        return torch.bincount(self.pair_shard, minlength=self.num_shards)
+
+    def shard_graphs(self, graph: HeteroData) -> list[HeteroData]:
+        """The ``S`` sub-graphs of ``graph`` made of the edges assigned to each shard."""
+        return split_graph(graph, self.assignment_of(graph[EDGE].edge_index), self.num_shards)
+
+    def _without_pairs(self, pairs: Tensor) -> None:
+        """Drops the assignment of ``[2, R]`` pairs, in place (used on a fresh copy by the unlearners)."""
+        wanted = pairs[0].long().to(self.pair_keys.device) * self.num_items + pairs[1].long().to(self.pair_keys.device)
+        keep = ~torch.isin(self.pair_keys, wanted)
+        self.pair_keys, self.pair_shard = self.pair_keys[keep], self.pair_shard[keep]
+
+    # --- scoring --------------------------------------------------------------------------------
+
+    def _check_graph(self, graph: HeteroData) -> None:
+        if (num_users(graph), num_items(graph)) != (self.num_users, self.num_items):
+            raise ValueError(f"graph has {num_users(graph)} users / {num_items(graph)} items, the ensemble "
+                             f"{self.num_users} / {self.num_items}")
+
+    def shard_embeddings(self, graph: HeteroData) -> tuple[Tensor, Tensor]:
+        """Stacked shard embeddings ``[S, U, d]`` and ``[S, I, d]``, shard ``s`` run on its shard graph."""
+        self._check_graph(graph)
+        pairs = [model.embed(g) for model, g in zip(self.shards, self.shard_graphs(graph))]
+        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+    def shard_logits(self, graph: HeteroData, edge_label_index: Tensor) -> Tensor:
+        """``[S, B]`` logits of each shard model on its shard graph."""
+        self._check_graph(graph)
+        return torch.stack([model(g, edge_label_index) for model, g in zip(self.shards, self.shard_graphs(graph))])
+
+    def forward(self, graph: HeteroData, edge_label_index: Tensor) -> Tensor:
+        if self.aggregation == "mean":
+            return self.shard_logits(graph, edge_label_index).mean(0)
+        user_stack, item_stack = self.shard_embeddings(graph)
+        return self.attention.score(user_stack, item_stack, edge_label_index)
+
+    def _dot_product_shards(self) -> bool:
+        return all(type(m).forward is Recommender.forward for m in self.shards)
+
+    def embed(self, graph: HeteroData) -> tuple[Tensor, Tensor]:
+        """Users ``[U, d']`` and items ``[I, d']`` whose dot products are the ensemble's logits.
+
+        Attention: the aggregated embeddings (:math:`d' = d`). Mean: the scaled concatenations of the
+        shard embeddings (:math:`d' = Sd`, see the class docstring).
+
+        Raises:
+            NotImplementedError: for mean aggregation over shards that do not score by a dot product.
+        """
+        user_stack, item_stack = self.shard_embeddings(graph)
+        if self.aggregation == "attention":
+            return self.attention.aggregate(user_stack, "user"), self.attention.aggregate(item_stack, "item")
+        if not self._dot_product_shards():
+            raise NotImplementedError(
+                "mean aggregation has no embeddings when a shard overrides forward(): the mean of shard "
+                "embeddings is not the mean of shard scores; use score_all() for all-item ranking")
+        num = self.num_shards
+        return (user_stack.permute(1, 0, 2).reshape(self.num_users, -1) / num,
+                item_stack.permute(1, 0, 2).reshape(self.num_items, -1))
+
+    def score_all(self, graph: HeteroData, users: Tensor | None = None) -> Tensor:
+        """Scores ``[len(users), I]``: the mean of the shards' score matrices (mean aggregation)."""
+        if self.aggregation == "attention":
+            return super().score_all(graph, users)
+        self._check_graph(graph)
+        total = None
+        for model, g in zip(self.shards, self.shard_graphs(graph)):
+            scores = model.score_all(g, users)
+            total = scores if total is None else total + scores
+        return total / self.num_shards
+
+    def config(self) -> dict:
+        return {"num_users": self.num_users, "num_items": self.num_items, "num_shards": self.num_shards,
+                "aggregation": self.aggregation, "num_pairs": int(self.pair_keys.numel())}
+
+
+# --- training shards, sequentially or in worker processes ---------------------------------------
+
+def _init_worker() -> None:
+    # One thread per worker: the workers already use the cores, and one thread makes a worker's
+    # arithmetic the same as a single-threaded sequential run.
+    torch.set_num_threads(1)
+
+
+def _train_job(job: tuple) -> tuple[dict, TrainResult]:
+    model, graph, objective, config, val, seed = job
+    model.reset_parameters(seed)
+    result = train(model, graph, objective, config, val)
+    return model.state_dict(), result
+
+
+def train_shards(models: Sequence[Recommender], graphs: Sequence[HeteroData], objective: Objective,
+                 config: TrainConfig | None = None, val: HeteroData | None = None,
+                 seeds: Sequence[int] | None = None, workers: int = 1) -> list[tuple[Recommender, TrainResult]]:
+    """Trains a fresh copy of ``models[j]`` (re-initialised with ``seeds[j]``) on ``graphs[j]``, for each j.
+
+    With ``workers > 1`` the jobs run in that many ``torch.multiprocessing`` worker processes (spawn
+    context, one thread each; the calling script needs an ``if __name__ == "__main__":`` guard). The
+    result is the same either way under the seeds; bit for bit when the caller also runs with one
+    thread (``torch.get_num_threads() == 1``), since multi-threaded reductions may sum in another order.
+    The given models are not modified.
+
+    Returns:
+        ``[(trained model, TrainResult)]`` in the order of the jobs.
+    """
+    if len(models) != len(graphs):
+        raise ValueError("one model per graph is needed")
+    seeds = list(range(len(models))) if seeds is None else list(seeds)
+    if len(seeds) != len(models):
+        raise ValueError("one seed per model is needed")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    for j, graph in enumerate(graphs):
+        if graph[EDGE].edge_index.size(1) == 0:
+            raise ValueError(f"shard job {j} has no training edges (use fewer shards)")
+    config = config or TrainConfig()
+    copies = [copy.deepcopy(m) for m in models]
+    if workers == 1 or len(models) == 1:
+        out = []
+        for model, graph, seed in zip(copies, graphs, seeds):
+            model.reset_parameters(seed)
+            out.append((model, train(model, graph, objective, config, val)))
+        return out
+    # Jobs carry copies: pickling for the workers moves CPU tensors into shared memory.
+    jobs = [(m, g, copy.deepcopy(objective), config, copy.deepcopy(val), s) for m, g, s in zip(copies, graphs, seeds)]
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker) as pool:
+        results = pool.map(_train_job, jobs, chunksize=1)
+    out = []
+    for model, (state, result) in zip(copies, results):
+        model.load_state_dict(state)
+        out.append((model, result))
+    return out
+
+
+class _FrozenShards(nn.Module):
+    """The attention over fixed shard embeddings, as a model :func:`~graphforget.train.train` can fit."""
+
+    def __init__(self, attention: ShardAttention, user_stack: Tensor, item_stack: Tensor):
+        super().__init__()
+        self.attention = attention
+        self.user_stack, self.item_stack = user_stack, item_stack  # plain attributes: not in state_dict
+
+    def forward(self, graph: HeteroData, edge_label_index: Tensor) -> Tensor:
+        return self.attention.score(self.user_stack, self.item_stack, edge_label_index)
+
+
+def train_aggregator(ensemble: ShardedRecommender, graph: HeteroData, objective: Objective,
+                     config: TrainConfig | None = None, val: HeteroData | None = None,
+                     seed: int | None = 0) -> TrainResult:
+    """(Re-)trains ``ensemble.attention`` in place on ``graph`` with the shard models frozen.
+
+    The shard embeddings are computed once on ``graph`` (the shards are frozen, so they do not change
+    during this training) and the attention is fitted with ``objective`` on all edges of ``graph``,
+    early-stopping on ``val``. Only the attention's parameters are trained and regularised.
+    """
+    if ensemble.attention is None:
+        raise ValueError("the ensemble has mean aggregation: there is no aggregator to train")
+    ensemble.attention.reset_parameters(seed)
+    with torch.no_grad():
+        user_stack, item_stack = ensemble.shard_embeddings(graph)
+    frozen = _FrozenShards(ensemble.attention, user_stack.detach(), item_stack.detach())
+    start = time.perf_counter()
+    result = train(frozen, graph, objective, config or TrainConfig(), val)
+    log.info("trained the aggregator in %.1fs", time.perf_counter() - start)
+    return result
