@@ -2,6 +2,7 @@
 from .interactions import (EDGE, bipartite_to_homogeneous, edge_positions, edge_subgraph, make_interactions,
                            message_passing_edges, num_items, propagation_edges, num_users, remove_edges, symmetric_edge_weight,
                            validate_pairs)
+from .adversarial import adversarial_edges
 from .loaders import (DATASETS, download, find_data_root, load_csv, load_dataset, load_labelled_triples,
                       load_lightgcn, load_movielens_100k)
 from .requests import attack_flip, random_edges, request_nodes, user_edges
@@ -13,6 +14,6 @@ __all__ = [
     "symmetric_edge_weight", "edge_positions", "edge_subgraph", "remove_edges", "validate_pairs",
     "DATASETS", "download", "find_data_root", "load_csv", "load_dataset", "load_labelled_triples",
     "load_lightgcn", "load_movielens_100k",
-    "attack_flip", "random_edges", "request_nodes", "user_edges", "planted_communities",
+    "attack_flip", "adversarial_edges", "random_edges", "request_nodes", "user_edges", "planted_communities",
     "Split", "add_negatives", "binarize", "k_core", "random_split", "relabel",
 ]

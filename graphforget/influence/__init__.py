@@ -1,13 +1,13 @@
 """Influence machinery as pure functions: loss terms, k-hop regions, pruning, HVPs, solvers."""
 from .graph import affected_terms, computation_subgraph, homogeneous_graph, k_hop_mask, node_ids
-from .hvp import GaussNewtonOperator, HessianOperator, NodeRows, rows_function
+from .hvp import GaussNewtonOperator, HessianOperator, NodeRows, objective_function, rows_function, scoring_graph
 from .pruning import importance_scores, select_nodes
 from .solvers import SOLVERS, SolveResult, adam_quadratic, conjugate_gradient, direct_solve, lissa, solve
 from .terms import Terms, training_terms
 
 __all__ = [
     "affected_terms", "computation_subgraph", "homogeneous_graph", "k_hop_mask", "node_ids",
-    "GaussNewtonOperator", "HessianOperator", "NodeRows", "rows_function", "importance_scores",
+    "GaussNewtonOperator", "HessianOperator", "NodeRows", "objective_function", "rows_function", "scoring_graph", "importance_scores",
     "select_nodes", "SOLVERS", "SolveResult", "adam_quadratic", "conjugate_gradient", "direct_solve", "lissa",
     "solve", "Terms", "training_terms",
 ]

@@ -12,8 +12,14 @@ from typing import Callable
 import torch
 from torch import Tensor
 from torch.func import functional_call
+from torch_geometric.data import HeteroData
 
-__all__ = ["NodeRows", "rows_function", "HessianOperator", "GaussNewtonOperator"]
+from ..data.interactions import num_users
+from ..objectives import Objective
+from .graph import computation_subgraph
+from .terms import Terms
+
+__all__ = ["NodeRows", "rows_function", "objective_function", "HessianOperator", "GaussNewtonOperator"]
 
 
 @dataclass
@@ -68,6 +74,31 @@ def rows_function(model, rows: NodeRows, forward: Callable) -> Callable[[Tensor]
         tables = rows.tables(model, phi)
         return forward(lambda graph, eli: functional_call(model, tables, (graph, eli), strict=False))
     return fn
+
+
+def scoring_graph(model, graph: HeteroData, terms: Terms, locality: bool = True) -> HeteroData:
+    """Where ``terms`` can be scored exactly: their k-hop computation subgraph when the model supports
+    it (``model.supports_edge_weight``) and ``locality`` is on, else the whole graph."""
+    if not (locality and getattr(model, "supports_edge_weight", False)):
+        return graph
+    return computation_subgraph(graph, terms.nodes(num_users(graph)), model.receptive_field)
+
+
+def objective_function(model, objective: Objective, terms: Terms, graph: HeteroData, rows: NodeRows,
+                       regularize: bool = True, locality: bool = True) -> Callable[[Tensor], Tensor]:
+    r"""``phi -> sum of the terms' losses (+ l2/2 ||phi||^2)`` with ``rows`` of ``model`` set to ``phi``.
+
+    The terms are scored on their computation subgraph (see :func:`scoring_graph`), so the cost is
+    that of the region that can reach them, not of the whole graph. With every term that touches the
+    ``receptive_field``-hop region of the rows, this is the summed objective :math:`L` restricted to
+    :math:`\phi` up to a constant.
+    """
+    sub = scoring_graph(model, graph, terms, locality)
+    l2 = objective.l2 if regularize else 0.0
+
+    loss = rows_function(model, rows, lambda score: objective.losses(score(sub, terms.edge_label_index),
+                                                                       terms.target).sum())
+    return lambda phi: loss(phi) + 0.5 * l2 * phi.pow(2).sum()
 
 
 class HessianOperator:

@@ -1,6 +1,12 @@
 """One Unlearner per method, one interface: ``Method(model, graph, objective, ...).unlearn(request)``."""
 from .base import Unlearner, UnlearnResult
 from .ifru import IFRU, IFRUConfig
+from .receraser import RecEraser, balanced_partition
 from .retrain import Retrain
+from .sharding import ShardAttention, ShardedRecommender
+from .sisa import SISA
+from .unlearnrec import InfluenceEncoder, UnlearnRec, UnlearnRecConfig, influence_dependency_matrix
 
-__all__ = ["Unlearner", "UnlearnResult", "Retrain", "IFRU", "IFRUConfig"]
+__all__ = ["Unlearner", "UnlearnResult", "Retrain", "IFRU", "IFRUConfig", "SISA", "RecEraser", "ShardedRecommender",
+           "ShardAttention", "balanced_partition",
+           "UnlearnRec", "UnlearnRecConfig", "InfluenceEncoder", "influence_dependency_matrix"]

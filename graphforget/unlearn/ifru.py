@@ -10,9 +10,9 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..data.interactions import num_users
-from ..influence import (SOLVERS, GaussNewtonOperator, HessianOperator, NodeRows, Terms, computation_subgraph,
-                         importance_scores, k_hop_mask, node_ids, rows_function, select_nodes, solve,
-                         training_terms)
+from ..influence import (SOLVERS, GaussNewtonOperator, HessianOperator, NodeRows, Terms, importance_scores,
+                         k_hop_mask, node_ids, objective_function, rows_function, scoring_graph, select_nodes,
+                         solve, training_terms)
 from ..objectives import Objective
 from .base import Unlearner
 
@@ -36,8 +36,11 @@ class IFRUConfig:
         max_iter: solver iteration cap.
         lr: Adam's learning rate (``solver='adam'``; the paper searches 1e-4..1e-2).
         newton_steps: 1 is the paper; more iterate Newton steps on the new objective (our extension).
-        curvature: ``exact`` Hessian of the real objective (through the propagation), ``gauss_newton``
-            (PSD), or ``mf_surrogate`` (the authors' code: an MF-style Hessian on the layer-0 embeddings).
+        curvature: ``gauss_newton`` (default): :math:`J^\top \nabla^2_z \ell\, J + \lambda_2 I` of the real
+            objective through the propagation, positive definite; ``exact``: the full Hessian, which is
+            indefinite at an early-stopped (non-stationary) point, where CG then stops on negative
+            curvature; both coincide at a well-fitted optimum. ``mf_surrogate``: the authors' code, an
+            MF-style Hessian on the layer-0 embeddings even for LightGCN (for comparison only).
         locality: compute on the k-hop computation subgraph (needs ``model.supports_edge_weight``;
             models without it always run on the whole graph).
     """
@@ -50,7 +53,7 @@ class IFRUConfig:
     max_iter: int = 200
     lr: float = 1e-3
     newton_steps: int = 1
-    curvature: str = "exact"
+    curvature: str = "gauss_newton"
     locality: bool = True
 
     def __post_init__(self):
@@ -154,17 +157,8 @@ class IFRU(Unlearner):
         }
         return new_model, info
 
-    def _subgraph(self, graph: HeteroData, terms: Terms) -> HeteroData:
-        """Where ``terms`` can be scored exactly: the k-hop computation subgraph, or the whole graph."""
-        if not (self.config.locality and getattr(self.model, "supports_edge_weight", False)):
-            return graph
-        return computation_subgraph(graph, terms.nodes(num_users(graph)), self.model.receptive_field)
-
     def _terms_fn(self, rows: NodeRows, terms: Terms, graph: HeteroData, regularize: bool):
-        sub = self._subgraph(graph, terms)
-        l2 = self.objective.l2 if regularize else 0.0
-        loss = rows_function(self.model, rows, lambda score: terms_loss(self.objective, terms, score, sub))
-        return lambda phi: loss(phi) + 0.5 * l2 * phi.pow(2).sum()
+        return objective_function(self.model, self.objective, terms, graph, rows, regularize, self.config.locality)
 
     def _gradient(self, rows, phi, removed: Terms, affected: Terms, remaining: HeteroData) -> Tensor:
         parts = [self._terms_fn(rows, removed, self.graph, False)]
@@ -184,7 +178,7 @@ class IFRU(Unlearner):
         if cfg.curvature == "exact":
             return HessianOperator(self._terms_fn(rows, terms, graph, True), phi, cfg.damping)
         if cfg.curvature == "gauss_newton":
-            sub = self._subgraph(graph, terms)
+            sub = scoring_graph(self.model, graph, terms, cfg.locality)
             logits = rows_function(self.model, rows, lambda score: score(sub, terms.edge_label_index))
             return GaussNewtonOperator(logits, lambda z: objective.losses(z, terms.target).sum(), phi,
                                        objective.l2, cfg.damping)
@@ -198,13 +192,6 @@ class IFRU(Unlearner):
 
     def __repr__(self) -> str:
         return f"IFRU(model={type(self.model).__name__}, objective={self.objective}, config={self.config})"
-
-
-def terms_loss(objective: Objective, terms: Terms, score, graph: HeteroData) -> Tensor:
-    """Summed loss of ``terms`` with ``score(graph, edge_label_index)`` as the model."""
-    if len(terms) == 0:
-        return torch.zeros(())
-    return objective.losses(score(graph, terms.edge_label_index), terms.target).sum()
 
 
 def _lap(start: float) -> float:

@@ -1,0 +1,74 @@
+"""The UnlearnRec attack: inject each user's least-preferred item as a fake interaction.
+
+Chen, Xia, Huang, "Pre-training for Recommendation Unlearning", SIGIR 2025, Sec. 4.1: a clean trained
+model scores every item for a user; the lowest-scored item the user has not interacted with is added
+as a positive edge. Training on these edges degrades the model, so unlearning them should restore it.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from .interactions import EDGE, edge_subgraph, num_items, num_users
+
+__all__ = ["adversarial_edges"]
+
+
+@torch.no_grad()
+def adversarial_edges(model, graph: HeteroData, fraction: float = 1.0, seed: int = 0,
+                      batch_size: int = 1024) -> tuple[HeteroData, Tensor]:
+    r"""Adds, for each selected user :math:`u`, the edge :math:`(u, \arg\min_{i \notin N(u)} \hat y_{ui})`.
+
+    :math:`N(u)` holds every item of an edge of ``u`` in ``graph`` (any label, observed or not), so a
+    fake edge never duplicates one. Users whose every item is already an edge are skipped.
+
+    Args:
+        model: a clean trained :class:`~graphforget.models.Recommender`, scored on ``graph``.
+        graph: the clean training interactions (not modified).
+        fraction: share of users attacked, in ``(0, 1]``; below 1 a seeded random subset.
+        seed: seed of that subset.
+        batch_size: users scored at once by ``model.score_all``.
+
+    Returns:
+        ``(attacked, request)``: a new graph with the fake edges appended (label 1, observed) and the
+        ``[2, R]`` fake (user, item) edges, sorted by user: the request to unlearn.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    n_users, n_items = num_users(graph), num_items(graph)
+    edge_index = graph[EDGE].edge_index
+    device = edge_index.device
+    users = torch.arange(n_users, device=device)
+    if fraction < 1:
+        count = max(1, int(round(fraction * n_users)))
+        pick = torch.randperm(n_users, generator=torch.Generator().manual_seed(seed))[:count]
+        users = pick.sort().values.to(device)
+    was_training = model.training
+    model.eval()
+    picked_users, picked_items = [], []
+    for batch in users.split(batch_size):
+        scores = model.score_all(graph, batch).clone()
+        local = torch.full((n_users,), -1, dtype=torch.long, device=device)
+        local[batch] = torch.arange(batch.numel(), device=device)
+        mine = local[edge_index[0]] >= 0
+        scores[local[edge_index[0][mine]], edge_index[1][mine]] = float("inf")
+        best = scores.argmin(dim=1)
+        free = torch.isfinite(scores.gather(1, best[:, None]).squeeze(1))
+        picked_users.append(batch[free])
+        picked_items.append(best[free])
+    model.train(was_training)
+    request = torch.stack([torch.cat(picked_users), torch.cat(picked_items)]) if picked_users else \
+        torch.empty(2, 0, dtype=torch.long, device=device)
+    attacked = edge_subgraph(graph, torch.ones(edge_index.size(1), dtype=torch.bool, device=device))
+    store = attacked[EDGE]
+    n_new = request.size(1)
+    store.edge_index = torch.cat([edge_index, request], 1)
+    store.edge_label = torch.cat([graph[EDGE].edge_label, torch.ones(n_new, device=device)])
+    if "observed" in store:
+        store.observed = torch.cat([graph[EDGE].observed, torch.ones(n_new, dtype=torch.bool, device=device)])
+    for key in set(store.keys()) - {"edge_index", "edge_label", "observed"}:
+        del store[key]  # per-edge extras (timestamps, weights) have no value for the fake edges
+    return attacked, request

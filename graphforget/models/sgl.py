@@ -1,0 +1,165 @@
+"""SGL (Wu et al., SIGIR 2021): LightGCN with edge-dropout views and an InfoNCE term.
+
+Also home of the pieces every contrastive backbone shares: :func:`info_nce` and
+:class:`ContrastiveBPRObjective`, the objective that adds the model's contrastive term to BPR.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.data import HeteroData
+
+from ..data.interactions import EDGE, message_passing_edges, num_items, num_users
+from ..objectives import BPRObjective
+from .base import MODELS
+from .lightgcn import LightGCN
+
+__all__ = ["SGL", "info_nce", "ContrastiveBPRObjective"]
+
+
+def info_nce(anchor: Tensor, positive: Tensor, tau: float) -> Tensor:
+    r"""InfoNCE between two views of the same ``n`` objects, the other rows acting as negatives.
+
+    .. math::
+        \mathcal{L} = \frac{1}{n} \sum_{a=1}^{n} -\log
+        \frac{\exp(s(\mathbf{z}'_a, \mathbf{z}''_a)/\tau)}{\sum_{b=1}^{n} \exp(s(\mathbf{z}'_a, \mathbf{z}''_b)/\tau)},
+
+    with :math:`s` the cosine similarity (Wu et al., SIGIR 2021, Eq. 10; Yu et al., SIGIR 2022, Eq. 3).
+
+    Args:
+        anchor: ``[n, d]`` first view :math:`\mathbf{z}'`.
+        positive: ``[n, d]`` second view :math:`\mathbf{z}''` (row ``a`` is the positive of anchor row ``a``).
+        tau: temperature :math:`\tau > 0`.
+
+    Returns:
+        The scalar mean loss (0 for ``n = 0``).
+    """
+    if anchor.shape != positive.shape or anchor.dim() != 2:
+        raise ValueError(f"views must both be [n, d], got {list(anchor.shape)} and {list(positive.shape)}")
+    if tau <= 0:
+        raise ValueError(f"tau must be > 0, got {tau}")
+    if anchor.size(0) == 0:
+        return anchor.sum() * 0
+    logits = F.normalize(anchor, dim=1) @ F.normalize(positive, dim=1).t() / tau
+    return F.cross_entropy(logits, torch.arange(anchor.size(0), device=anchor.device))
+
+
+def dropped_view(graph: HeteroData, drop_ratio: float, generator: torch.Generator) -> HeteroData:
+    """A graph keeping each message-passing edge with probability ``1 - drop_ratio``.
+
+    Only the observed (user, item) edges are kept (the view is for propagation alone), and no
+    ``edge_weight`` is carried over, so the view is renormalised by its own degrees, as SGL's
+    edge dropout is. One ``torch.rand`` draw of ``[E']`` values from ``generator``.
+    """
+    edge_index = message_passing_edges(graph)
+    keep = torch.rand(edge_index.size(1), generator=generator, device=edge_index.device) >= drop_ratio
+    view = HeteroData()
+    view["user"].num_nodes = num_users(graph)
+    view["item"].num_nodes = num_items(graph)
+    view[EDGE].edge_index = edge_index[:, keep]
+    return view
+
+
+class SGL(LightGCN):
+    r"""SGL-ED: LightGCN trained with BPR plus InfoNCE between two edge-dropout views.
+
+    Inference (:meth:`embed`, :meth:`forward`) is plain LightGCN propagation over the graph passed in,
+    deterministic. Training adds, through :class:`ContrastiveBPRObjective`, the self-supervised term
+
+    .. math::
+        \mathcal{L}_{ssl} = \mathrm{InfoNCE}(\mathbf{Z}'_{\mathcal{U}_B}, \mathbf{Z}''_{\mathcal{U}_B})
+                          + \mathrm{InfoNCE}(\mathbf{Z}'_{\mathcal{I}_B}, \mathbf{Z}''_{\mathcal{I}_B}),
+        \qquad \mathbf{Z}' = \mathrm{LightGCN}(\mathbf{E}^{(0)}; s'(\mathcal{G})),
+
+    where :math:`s', s''` drop each edge with probability ``drop_ratio`` (renormalised), and
+    :math:`\mathcal{U}_B, \mathcal{I}_B` are the distinct users and items of the batch (Wu et al.,
+    "Self-supervised Graph Learning for Recommendation", SIGIR 2021). We draw two new views at
+    every training step (the paper redraws them every epoch).
+
+    Args:
+        num_users, num_items, embedding_dim, num_layers: as :class:`LightGCN`.
+        drop_ratio: edge dropout probability :math:`\rho` of each view, in ``[0, 1)``.
+    """
+
+    def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64, num_layers: int = 2,
+                 drop_ratio: float = 0.1):
+        if not 0 <= drop_ratio < 1:
+            raise ValueError(f"drop_ratio must be in [0, 1), got {drop_ratio}")
+        self.drop_ratio = float(drop_ratio)
+        super().__init__(num_users, num_items, embedding_dim, num_layers)
+
+    def views(self, graph: HeteroData, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Node embeddings ``[U + I, d]`` (users first) of two edge-dropout views, drawn in that order."""
+        x = torch.cat([self.user_emb.weight, self.item_emb.weight])
+        first = self.propagate(dropped_view(graph, self.drop_ratio, generator), x)
+        second = self.propagate(dropped_view(graph, self.drop_ratio, generator), x)
+        return first, second
+
+    def contrastive_loss(self, graph: HeteroData, users: Tensor, items: Tensor, generator: torch.Generator,
+                         tau: float = 0.2) -> Tensor:
+        """InfoNCE of the users ``[Bu]`` plus InfoNCE of the items ``[Bi]`` between two fresh views."""
+        first, second = self.views(graph, generator)
+        items = items + self.num_users
+        return info_nce(first[users], second[users], tau) + info_nce(first[items], second[items], tau)
+
+    def config(self) -> dict:
+        return {**super().config(), "drop_ratio": self.drop_ratio}
+
+
+class ContrastiveBPRObjective(BPRObjective):
+    r"""BPR plus the model's contrastive term, for SGL / SimGCL-style backbones.
+
+    .. math::
+        \mathcal{L}_B = \frac{1}{|B|} \sum_{e \in B} \ell^{BPR}_e + \lambda_{ssl}\,
+        \mathcal{L}_{ssl}(B) + \frac{\lambda}{2|D|}\lVert\theta\rVert^2 .
+
+    The contrastive term needs ``model.contrastive_loss(graph, users, items, generator, tau)`` and is
+    added in :meth:`batch_loss` only: it is a stochastic regulariser of training, while
+    :meth:`edge_losses` and :meth:`total` stay the deterministic BPR risk that influence-based
+    methods differentiate. Its randomness comes from a ``torch.Generator`` seeded from
+    ``(seed, epoch)`` and the batch (see :meth:`generator`), never from the global RNG.
+
+    Args:
+        l2: see :class:`~graphforget.objectives.Objective`.
+        ssl_weight: :math:`\lambda_{ssl} \ge 0`.
+        tau: InfoNCE temperature.
+        seed: seed of the BPR negatives and of the views.
+        resample: as :class:`~graphforget.objectives.BPRObjective`.
+    """
+
+    def __init__(self, l2: float = 0.0, ssl_weight: float = 0.1, tau: float = 0.2, seed: int = 0,
+                 resample: bool = True):
+        if ssl_weight < 0 or tau <= 0:
+            raise ValueError(f"need ssl_weight >= 0 and tau > 0, got {ssl_weight}, {tau}")
+        super().__init__(l2, seed, resample)
+        self.ssl_weight, self.tau = float(ssl_weight), float(tau)
+
+    def generator(self, positions: Tensor, epoch: int, device: torch.device | str = "cpu") -> torch.Generator:
+        """The generator of one step: a pure function of ``(seed, epoch)`` and the batch's positions.
+
+        Seeding from the batch too gives every step of an epoch its own views while keeping
+        :meth:`batch_loss` a deterministic function of its arguments.
+        """
+        key = (self.seed, epoch, positions.numel(),
+               int(positions[0]) if positions.numel() else -1, int(positions[-1]) if positions.numel() else -1)
+        return torch.Generator(device).manual_seed(hash(key) & ((1 << 63) - 1))
+
+    def batch_loss(self, model: nn.Module, graph: HeteroData, positions: Tensor, epoch: int = 0) -> Tensor:
+        loss = super().batch_loss(model, graph, positions, epoch)
+        if self.ssl_weight == 0:
+            return loss
+        if not hasattr(model, "contrastive_loss"):
+            raise ValueError(f"{type(model).__name__} has no contrastive_loss(graph, users, items, generator, tau)")
+        store = graph[EDGE]
+        pairs = store.edge_index[:, positions][:, store.edge_label[positions] > 0]
+        gen = self.generator(positions, epoch, store.edge_index.device)
+        ssl = model.contrastive_loss(graph, pairs[0].unique(), pairs[1].unique(), gen, tau=self.tau)
+        return loss + self.ssl_weight * ssl
+
+    def __repr__(self) -> str:
+        return (f"ContrastiveBPRObjective(l2={self.l2}, ssl_weight={self.ssl_weight}, tau={self.tau}, "
+                f"seed={self.seed}, resample={self.resample})")
+
+
+MODELS["sgl"] = SGL

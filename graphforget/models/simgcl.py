@@ -1,0 +1,81 @@
+"""SimGCL (Yu et al., SIGIR 2022): LightGCN with noise-perturbed views and an InfoNCE term."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from ..data.interactions import bipartite_to_homogeneous, propagation_edges
+from .base import MODELS
+from .lightgcn import LightGCN
+from .sgl import info_nce
+
+__all__ = ["SimGCL"]
+
+
+class SimGCL(LightGCN):
+    r"""SimGCL: contrast two views made by adding sign-matched random noise at every layer.
+
+    .. math::
+        \mathbf{E}'^{(k)} = \tilde{\mathbf{A}} \mathbf{E}'^{(k-1)} + \Delta'^{(k)}, \qquad
+        \Delta'^{(k)} = \epsilon \,\mathrm{sign}(\tilde{\mathbf{A}} \mathbf{E}'^{(k-1)}) \odot
+        \frac{\mathbf{R}}{\lVert \mathbf{R} \rVert_{\text{row}}}, \quad \mathbf{R} \sim U(0, 1), \qquad
+        \mathbf{Z}' = \frac{1}{K} \sum_{k=1}^{K} \mathbf{E}'^{(k)},
+
+    so each row of :math:`\Delta` has norm :math:`\epsilon` and lies in the embedding's orthant (Yu et
+    al., "Are Graph Augmentations Necessary?", SIGIR 2022, Eq. 7). As in SimGCL, layer 0 is left out
+    of the layer mean, in the views and at inference alike: :meth:`embed` is the noiseless
+    :math:`\frac{1}{K}\sum_{k=1}^{K}\tilde{\mathbf{A}}^k\mathbf{E}^{(0)}`, deterministic. The contrastive
+    term (see :meth:`contrastive_loss` and :class:`~graphforget.models.ContrastiveBPRObjective`)
+    is InfoNCE between two views for the batch's distinct users and items.
+
+    Args:
+        num_users, num_items, embedding_dim: as :class:`LightGCN`.
+        num_layers: :math:`K \ge 1`.
+        eps: noise magnitude :math:`\epsilon \ge 0`.
+    """
+
+    def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64, num_layers: int = 2,
+                 eps: float = 0.1):
+        if num_layers < 1:
+            raise ValueError("SimGCL averages layers 1..K: num_layers must be >= 1")
+        if eps < 0:
+            raise ValueError(f"eps must be >= 0, got {eps}")
+        self.eps = float(eps)
+        super().__init__(num_users, num_items, embedding_dim, num_layers)
+
+    def propagate(self, graph: HeteroData, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Mean of layers ``1..K`` of ``x [U + I, d]`` over ``graph``; noisy when a ``generator`` is given.
+
+        With a generator, each layer draws one ``torch.rand`` of ``x``'s shape, in layer order.
+        """
+        edge_index, edge_weight = propagation_edges(graph)
+        edge_index = bipartite_to_homogeneous(edge_index, self.num_users)
+        edge_weight = torch.cat([edge_weight, edge_weight]).to(x.dtype)
+        out = torch.zeros_like(x)
+        for _ in range(self.num_layers):
+            x = self.conv(x, edge_index, edge_weight)
+            if generator is not None:
+                noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+                x = x + self.eps * torch.sign(x) * F.normalize(noise, dim=-1)
+            out = out + x
+        return out / self.num_layers
+
+    def views(self, graph: HeteroData, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Node embeddings ``[U + I, d]`` (users first) of two perturbed views, drawn in that order."""
+        x = torch.cat([self.user_emb.weight, self.item_emb.weight])
+        return self.propagate(graph, x, generator), self.propagate(graph, x, generator)
+
+    def contrastive_loss(self, graph: HeteroData, users: Tensor, items: Tensor, generator: torch.Generator,
+                         tau: float = 0.2) -> Tensor:
+        """InfoNCE of the users ``[Bu]`` plus InfoNCE of the items ``[Bi]`` between two fresh views."""
+        first, second = self.views(graph, generator)
+        items = items + self.num_users
+        return info_nce(first[users], second[users], tau) + info_nce(first[items], second[items], tau)
+
+    def config(self) -> dict:
+        return {**super().config(), "eps": self.eps}
+
+
+MODELS["simgcl"] = SimGCL

@@ -1,0 +1,530 @@
+r"""UnlearnRec: a pre-trained Influence Encoder maps an unlearning request to embedding updates.
+
+Chen, Xia, Huang, "Pre-training for Recommendation Unlearning", SIGIR 2025. For a request
+:math:`D_r` (user-item edges) and a trained backbone with layer-0 embeddings :math:`\mathbf{E}^{(0)}`
+and final embeddings :math:`\mathbf{E}`:
+
+.. math::
+    \bar{\mathbf{A}}_r = \mathbf{D}_r^{-1/2} \mathbf{A}_r \mathbf{D}_r^{-1/2}, \qquad
+    \Delta\mathbf{E} = \sum_{l=0}^{L} \bar{\mathbf{A}}_r^{\,l} \mathbf{H}^{(0)}
+        - \alpha \sum_{l=0}^{L} \bar{\mathbf{A}}_r^{\,l} (\boldsymbol{\eta} \odot \mathbf{E}), \qquad
+    \mathbf{E}^{(0)\prime} = \mathbf{E}^{(0)} + \mathrm{MLP}(\Delta\mathbf{E}),
+
+and the backbone then runs with :math:`\mathbf{E}^{(0)\prime}` on the remaining graph
+:math:`D \setminus D_r`. :math:`\mathbf{A}_r` is the symmetric adjacency of the request edges alone and
+:math:`\mathbf{D}_r` its degrees (rows of nodes outside the request are zero). :math:`\mathbf{H}^{(0)}`
+and the per-node withdraw rates :math:`\boldsymbol{\eta}` are pre-trained once per trained model on
+simulated requests with the backbone frozen, minimising
+
+.. math::
+    \mathcal{L} = \mathcal{L}_{model}(D \setminus D_r) + \lambda_u \mathcal{L}_u + \lambda_p \mathcal{L}_p
+                + \lambda_c \mathcal{L}_c , \qquad
+    \mathcal{L}_u = -\frac{1}{|D_r|}\sum_{(u,i) \in D_r} \log\sigma(-\hat y'_{ui}),
+
+    \mathcal{L}_p = \frac{1}{|B|}\sum_{(u,i) \in B} \Big(\log\frac{\exp(\hat y'_{ui}/\tau)}{\sum_{j \in B}\exp(\hat y'_{uj}/\tau)}
+                  - \log\frac{\exp(\hat y_{ui}/\tau)}{\sum_{j \in B}\exp(\hat y_{uj}/\tau)}\Big)^2 ,
+
+with :math:`\hat y'` the unlearned and :math:`\hat y` the original model's scores, :math:`B` a batch of
+remaining edges, and :math:`\mathcal{L}_c` InfoNCE between :math:`\Delta\mathbf{E}` and its value on an
+edge-dropped :math:`\bar{\mathbf{A}}_r`. A real request is answered by applying the encoder, then
+fine-tuning the MLP and a copy of :math:`\mathbf{E}^{(0)}` for a few epochs on
+:math:`\mathcal{L}_{model} + \lambda_u \mathcal{L}_u + \lambda_p \mathcal{L}_p`.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+from torch_geometric.data import HeteroData
+
+from ..data.interactions import EDGE, bipartite_to_homogeneous, edge_subgraph, num_items, num_users, \
+    symmetric_edge_weight
+from ..models.sgl import info_nce
+from ..objectives import Objective
+from .base import Unlearner
+
+__all__ = ["UnlearnRec", "UnlearnRecConfig", "InfluenceEncoder", "influence_dependency_matrix",
+           "propagate_layers"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class UnlearnRecConfig:
+    """Hyper-parameters of UnlearnRec (defaults: the paper's).
+
+    Args:
+        l_u, l_p, l_c: weights :math:`\\lambda_u, \\lambda_p, \\lambda_c` of the unlearning, preservation
+            and contrastive losses.
+        tau: temperature of the preservation loss' in-batch softmax.
+        lr: Adam learning rate of pre-training (:math:`\\mathbf{H}^{(0)}`, :math:`\\boldsymbol\\eta`).
+        alpha: weight :math:`\\alpha` of the withdraw term.
+        withdraw_init: initial withdraw rate of every node.
+        leaky_slope: negative slope of the MLP's LeakyReLU.
+        encoder_layers: :math:`L`; ``None`` takes the backbone's receptive field.
+        request_ratio: ``(low, high)`` share of training edges in a simulated request, drawn uniformly.
+        pretrain_epochs: passes over the remaining edges during pre-training (0: leave the encoder at
+            its initialisation).
+        resample_every: epochs between two simulated requests.
+        finetune_epochs: passes over the remaining edges when answering a request (0: encoder only).
+        finetune_lr: Adam learning rate of the fine-tuning (``None``: ``lr``).
+        batch_size: remaining edges per step (0: all); requested edges per step are at most as many.
+        preserve_pairs: edges of a batch entering :math:`\\mathcal{L}_p` (its softmax is over these
+            pairs' items; caps the ``[P, P]`` score matrix).
+        contrastive_tau: InfoNCE temperature of :math:`\\mathcal{L}_c`.
+        contrastive_drop: edge-dropout probability of the view in :math:`\\mathcal{L}_c`.
+        contrastive_nodes: request nodes sampled for :math:`\\mathcal{L}_c` per step.
+        restrict_to_request: zero :math:`\\Delta\\mathbf{E}` outside the request's nodes (see
+            :class:`InfluenceEncoder`).
+        seed: seeds simulated requests, batch orders and dropout.
+    """
+    l_u: float = 0.5
+    l_p: float = 0.02
+    tau: float = 10.0
+    l_c: float = 1e-3
+    lr: float = 1e-3
+    alpha: float = 0.1
+    withdraw_init: float = 0.002
+    leaky_slope: float = 0.99
+    encoder_layers: int | None = None
+    request_ratio: tuple[float, float] = (0.03, 0.30)
+    pretrain_epochs: int = 10
+    resample_every: int = 2
+    finetune_epochs: int = 2
+    finetune_lr: float | None = None
+    batch_size: int = 4096
+    preserve_pairs: int = 1024
+    contrastive_tau: float = 0.2
+    contrastive_drop: float = 0.1
+    contrastive_nodes: int = 1024
+    restrict_to_request: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        low, high = self.request_ratio
+        checks = {
+            "l_u, l_p, l_c, alpha must be >= 0": min(self.l_u, self.l_p, self.l_c, self.alpha) >= 0,
+            "tau, contrastive_tau and lr must be > 0": min(self.tau, self.contrastive_tau, self.lr) > 0,
+            "finetune_lr must be > 0": self.finetune_lr is None or self.finetune_lr > 0,
+            "request_ratio must satisfy 0 < low <= high < 1": 0 < low <= high < 1,
+            "epochs must be >= 0 and resample_every >= 1":
+                min(self.pretrain_epochs, self.finetune_epochs) >= 0 and self.resample_every >= 1,
+            "batch_size must be >= 0, preserve_pairs and contrastive_nodes >= 1":
+                self.batch_size >= 0 and min(self.preserve_pairs, self.contrastive_nodes) >= 1,
+            "contrastive_drop must be in [0, 1)": 0 <= self.contrastive_drop < 1,
+            "encoder_layers must be >= 0": self.encoder_layers is None or self.encoder_layers >= 0,
+            "leaky_slope must be >= 0": self.leaky_slope >= 0,
+        }
+        failed = [message for message, ok in checks.items() if not ok]
+        if failed:
+            raise ValueError(f"invalid UnlearnRecConfig ({'; '.join(failed)}): {self}")
+
+
+def influence_dependency_matrix(request: Tensor, num_users: int, num_items: int) -> tuple[Tensor, Tensor]:
+    r"""The Influence Dependency Matrix :math:`\mathbf{D}_r^{-1/2}\mathbf{A}_r\mathbf{D}_r^{-1/2}` in COO form.
+
+    :math:`\mathbf{A}_r` is the ``[N, N]`` (``N = U + I``, users first) symmetric adjacency of the request
+    edges alone, :math:`\mathbf{D}_r` its degree matrix; nodes without a request edge get zero rows.
+
+    Args:
+        request: ``[2, R]`` (user, item) edges, without duplicates.
+        num_users, num_items: node counts.
+
+    Returns:
+        ``(edge_index [2, 2R], edge_weight [2R])`` over the homogeneous node ids.
+    """
+    weight = symmetric_edge_weight(request, num_users, num_items)
+    return bipartite_to_homogeneous(request, num_users), torch.cat([weight, weight])
+
+
+def propagate_layers(x: Tensor, edge_index: Tensor, edge_weight: Tensor, num_layers: int) -> Tensor:
+    r""":math:`\sum_{l=0}^{L} \bar{\mathbf{A}}^l \mathbf{x}` for a sparse ``[N, N]`` matrix given in COO form.
+
+    Args:
+        x: ``[N, d]`` node features.
+        edge_index: ``[2, M]`` (source, target) pairs; ``edge_weight``: ``[M]`` their entries.
+        num_layers: :math:`L \ge 0`.
+    """
+    out = x
+    weight = edge_weight.to(x.dtype)[:, None]
+    for _ in range(num_layers):
+        x = torch.zeros_like(x).index_add(0, edge_index[1], x[edge_index[0]] * weight)
+        out = out + x
+    return out
+
+
+def _identity_linear(dim: int) -> nn.Linear:
+    layer = nn.Linear(dim, dim)
+    with torch.no_grad():
+        layer.weight.copy_(torch.eye(dim))
+        layer.bias.zero_()
+    return layer
+
+
+class InfluenceEncoder(nn.Module):
+    r"""The Influence Encoder: request -> update of the layer-0 embeddings.
+
+    .. math::
+        \Delta\mathbf{E} = \mathbf{M}_r \Big( \sum_{l=0}^{L} \bar{\mathbf{A}}_r^{\,l} \mathbf{H}^{(0)}
+            - \alpha \sum_{l=0}^{L} \bar{\mathbf{A}}_r^{\,l} (\boldsymbol{\eta} \odot \mathbf{E}) \Big), \qquad
+        \text{update} = \mathbf{W}_2\, \mathrm{LeakyReLU}(\mathbf{W}_1 \Delta\mathbf{E} + \mathbf{b}_1) + \mathbf{b}_2,
+
+    :math:`\mathbf{H}^{(0)}` ``[N, d]`` starts at zero, :math:`\boldsymbol\eta` ``[N, 1]`` at
+    ``withdraw_init``, the MLP at the identity weights and zero biases (so ``update`` is
+    ``LeakyReLU(dE)``). :math:`\mathbf{M}_r` is the diagonal indicator of the request's nodes when
+    ``restrict_to_request`` (our reading: layer 0 of the sum would otherwise shift every node by its
+    :math:`\mathbf{H}^{(0)}` row, whatever the request), else the identity.
+
+    Args:
+        num_users, num_items, embedding_dim: sizes (nodes ``N = U + I``, users first).
+        num_layers: :math:`L`.
+        alpha, withdraw_init, leaky_slope, restrict_to_request: see :class:`UnlearnRecConfig`.
+    """
+
+    def __init__(self, num_users: int, num_items: int, embedding_dim: int, num_layers: int, alpha: float = 0.1,
+                 withdraw_init: float = 0.002, leaky_slope: float = 0.99, restrict_to_request: bool = True):
+        super().__init__()
+        self.num_users, self.num_items, self.num_layers = num_users, num_items, num_layers
+        self.alpha, self.restrict_to_request = alpha, restrict_to_request
+        num_nodes = num_users + num_items
+        self.h0 = nn.Parameter(torch.zeros(num_nodes, embedding_dim))
+        self.withdraw = nn.Parameter(torch.full((num_nodes, 1), float(withdraw_init)))
+        self.mlp = nn.Sequential(_identity_linear(embedding_dim), nn.LeakyReLU(leaky_slope),
+                                 _identity_linear(embedding_dim))
+
+    def influence(self, final: Tensor, edge_index: Tensor, edge_weight: Tensor, node_mask: Tensor | None) -> Tensor:
+        r""":math:`\Delta\mathbf{E}` ``[N, d]`` from the backbone's final embeddings ``final [N, d]`` and the
+        dependency matrix ``(edge_index, edge_weight)`` (see :func:`influence_dependency_matrix`);
+        ``node_mask [N]`` marks the request's nodes."""
+        withdraw = self.withdraw * final
+        delta = propagate_layers(self.h0 - self.alpha * withdraw, edge_index, edge_weight, self.num_layers)
+        if self.restrict_to_request and node_mask is not None:
+            delta = delta * node_mask[:, None].to(delta.dtype)
+        return delta
+
+    def forward(self, final: Tensor, edge_index: Tensor, edge_weight: Tensor, node_mask: Tensor | None) -> Tensor:
+        """The update ``[N, d]`` of the layer-0 embeddings: ``mlp(influence(...))``."""
+        return self.mlp(self.influence(final, edge_index, edge_weight, node_mask))
+
+    def extra_repr(self) -> str:
+        return (f"num_users={self.num_users}, num_items={self.num_items}, num_layers={self.num_layers}, "
+                f"alpha={self.alpha}, restrict_to_request={self.restrict_to_request}")
+
+
+class _Shift(nn.Module):
+    """Parametrisation ``W -> W + delta``: lets any backbone run on updated layer-0 tables unchanged."""
+
+    def __init__(self):
+        super().__init__()
+        self.delta: Tensor | None = None
+
+    def forward(self, weight: Tensor) -> Tensor:
+        return weight if self.delta is None else weight + self.delta
+
+
+@contextlib.contextmanager
+def _shared_embedding(model: nn.Module, graph: HeteroData):
+    """Runs ``model.embed(graph)`` once and serves it to every ``embed(graph)`` call inside the block.
+
+    One step's backbone loss, unlearning loss and preservation loss all need the same propagation;
+    computing it once halves a step's cost. Only used on the unlearner's private working copy.
+    """
+    embedding = model.embed(graph)
+    plain = type(model).embed
+    model.embed = lambda g: embedding if g is graph else plain(model, g)
+    try:
+        yield embedding
+    finally:
+        del model.embed
+
+
+@dataclass
+class _Request:
+    """A request prepared for the encoder: pairs, remaining graph, dependency matrix, node mask."""
+    pairs: Tensor
+    remaining: HeteroData
+    edge_index: Tensor
+    edge_weight: Tensor
+    node_mask: Tensor
+
+
+class UnlearnRec(Unlearner):
+    r"""UnlearnRec (Chen, Xia, Huang, SIGIR 2025): pre-train an Influence Encoder once, then answer
+    each request with one encoder pass and a brief fine-tuning.
+
+    Works with any :class:`~graphforget.models.Recommender` that has one layer-0 embedding table per
+    node type (named by :meth:`~graphforget.models.Recommender.node_parameters`) and computes its final
+    representations with ``embed(graph)`` and dot-product scores (LightGCN, SGL, SimGCL; for MF,
+    :math:`L = 0`). The backbone's own objective (e.g. BPR, or BPR + InfoNCE for SGL/SimGCL) is
+    :math:`\mathcal{L}_{model}`.
+
+    Usage::
+
+        unlearner = UnlearnRec(model, graph, objective, UnlearnRecConfig(pretrain_epochs=10))
+        unlearner.fit()                      # once per trained model
+        result = unlearner.unlearn(request)  # result.model(result.graph, pairs)
+
+    No checkpoint selection is made: the last fine-tuning epoch is returned, so neither the request
+    nor any test data influences which parameters are kept.
+
+    Args:
+        model: the trained backbone (not modified).
+        graph: its training graph.
+        objective: its training objective.
+        config: hyper-parameters.
+    """
+    name = "unlearnrec"
+
+    def __init__(self, model: nn.Module, graph: HeteroData, objective: Objective,
+                 config: UnlearnRecConfig | None = None):
+        super().__init__(model, graph, objective)
+        self.config = config or UnlearnRecConfig()
+        self.tables = _node_tables(model, graph)
+        num_layers = self.config.encoder_layers
+        if num_layers is None:
+            num_layers = int(getattr(model, "receptive_field", 0))
+        dim = dict(model.named_parameters())[self.tables["user"]].size(1)
+        device = graph[EDGE].edge_index.device
+        cfg = self.config
+        self.encoder = InfluenceEncoder(num_users(graph), num_items(graph), dim, num_layers, cfg.alpha,
+                                        cfg.withdraw_init, cfg.leaky_slope, cfg.restrict_to_request).to(device)
+        self.fitted = False
+        self.fit_info: dict = {}
+
+    # ----------------------------------------------------------------------------------------- helpers
+    def _prepare(self, pairs: Tensor, remaining: HeteroData) -> _Request:
+        n_users, n_items = num_users(self.graph), num_items(self.graph)
+        edge_index, edge_weight = influence_dependency_matrix(pairs, n_users, n_items)
+        node_mask = torch.zeros(n_users + n_items, dtype=torch.bool, device=pairs.device)
+        node_mask[edge_index[0]] = True
+        return _Request(pairs, remaining, edge_index, edge_weight, node_mask)
+
+    @torch.no_grad()
+    def _reference(self) -> Tensor:
+        """The original model's final node embeddings ``[N, d]`` (users first) on the original graph.
+
+        They are both :math:`\mathbf{E}` of the withdraw term and the reference of :math:`\mathcal{L}_p`.
+        """
+        was_training = self.model.training
+        self.model.eval()
+        user, item = self.model.embed(self.graph)
+        self.model.train(was_training)
+        return torch.cat([user, item]).detach()
+
+    def _working_copy(self, trainable_tables: bool) -> tuple[nn.Module, dict[str, _Shift]]:
+        """A frozen private copy of the backbone whose layer-0 tables read ``table + shift.delta``."""
+        work = copy.deepcopy(self.model)
+        for p in work.parameters():
+            p.requires_grad_(False)
+        shifts = {}
+        for node_type, name in self.tables.items():
+            module_name, _, attr = name.rpartition(".")
+            module = work.get_submodule(module_name)
+            shifts[node_type] = _Shift()
+            parametrize.register_parametrization(module, attr, shifts[node_type])
+            getattr(module.parametrizations, attr).original.requires_grad_(trainable_tables)
+        return work, shifts
+
+    def _set_update(self, shifts: dict[str, _Shift], update: Tensor | None) -> None:
+        if update is None:
+            shifts["user"].delta = shifts["item"].delta = None
+        else:
+            shifts["user"].delta, shifts["item"].delta = update.split([self.encoder.num_users, self.encoder.num_items])
+
+    def _step_loss(self, work: nn.Module, remaining: HeteroData, batch: Tensor, request_batch: Tensor,
+                   reference: Tensor, epoch: int) -> tuple[Tensor, dict[str, float]]:
+        """Backbone loss + l_u L_u + l_p L_p of one step (the layer-0 update already set on ``work``)."""
+        cfg = self.config
+        with _shared_embedding(work, remaining) as (user, item):
+            backbone = self.objective.batch_loss(work, remaining, batch, epoch)
+            unlearn = -F.logsigmoid(-work(remaining, request_batch)).mean()
+        store = remaining[EDGE]
+        pairs = store.edge_index[:, batch][:, store.edge_label[batch] > 0][:, :cfg.preserve_pairs]
+        preserve = _preservation_loss(user[pairs[0]], item[pairs[1]], reference[pairs[0]],
+                                      reference[self.encoder.num_users + pairs[1]], cfg.tau)
+        loss = backbone + cfg.l_u * unlearn + cfg.l_p * preserve
+        parts = {"backbone": float(backbone), "unlearn": float(unlearn), "preserve": float(preserve)}
+        return loss, parts
+
+    def _contrastive(self, final: Tensor, request: _Request, gen: torch.Generator) -> Tensor:
+        """L_c: InfoNCE between dE and dE on an edge-dropped dependency matrix, for sampled request nodes."""
+        cfg = self.config
+        device = request.pairs.device
+        keep = torch.rand(request.pairs.size(1), generator=gen).to(device) >= cfg.contrastive_drop
+        edge_index, edge_weight = influence_dependency_matrix(request.pairs[:, keep], self.encoder.num_users,
+                                                              self.encoder.num_items)
+        nodes = request.node_mask.nonzero().squeeze(1)
+        nodes = nodes[torch.randperm(nodes.numel(), generator=gen)[:cfg.contrastive_nodes].to(device)]
+        full = self.encoder.influence(final, request.edge_index, request.edge_weight, request.node_mask)
+        dropped = self.encoder.influence(final, edge_index, edge_weight, request.node_mask)
+        return info_nce(full[nodes], dropped[nodes], cfg.contrastive_tau)
+
+    def _batches(self, num_edges: int, gen: torch.Generator, device) -> list[Tensor]:
+        size = self.config.batch_size or num_edges
+        return list(torch.randperm(num_edges, generator=gen).to(device).split(size))
+
+    def _request_batch(self, pairs: Tensor, gen: torch.Generator) -> Tensor:
+        size = min(pairs.size(1), self.config.batch_size or pairs.size(1))
+        if size == pairs.size(1):
+            return pairs
+        return pairs[:, torch.randperm(pairs.size(1), generator=gen)[:size].to(pairs.device)]
+
+    # ------------------------------------------------------------------------------------ pre-training
+    def fit(self) -> dict:
+        """Pre-trains :math:`\\mathbf{H}^{(0)}` and :math:`\\boldsymbol\\eta` on simulated requests (backbone
+        and MLP frozen). Call once per trained model.
+
+        Returns:
+            ``{"seconds", "epochs", "steps", "history"}`` (also kept as :attr:`fit_info`).
+        """
+        cfg = self.config
+        start = time.perf_counter()
+        store = self.graph[EDGE]
+        device = store.edge_index.device
+        candidates = (store.edge_label > 0).nonzero().squeeze(1)
+        if "observed" in store:
+            candidates = candidates[store.observed[candidates]]
+        if candidates.numel() < 2:
+            raise ValueError("UnlearnRec pre-training needs at least two positive training edges")
+        gen = torch.Generator().manual_seed(cfg.seed)
+        final = reference = self._reference()
+        work, shifts = self._working_copy(trainable_tables=False)
+        self.encoder.mlp.requires_grad_(False)
+        params = [self.encoder.h0, self.encoder.withdraw]
+        optimizer = torch.optim.Adam(params, lr=cfg.lr)
+        history, steps, request = [], 0, None
+        work.train()
+        for epoch in range(1, cfg.pretrain_epochs + 1):
+            if request is None or (epoch - 1) % cfg.resample_every == 0:
+                request, ratio = self._simulated_request(candidates, gen)
+            sums = {"loss": 0.0, "backbone": 0.0, "unlearn": 0.0, "preserve": 0.0, "contrast": 0.0}
+            batches = self._batches(request.remaining[EDGE].edge_index.size(1), gen, device)
+            for batch in batches:
+                optimizer.zero_grad()
+                self._set_update(shifts, self.encoder(final, request.edge_index, request.edge_weight,
+                                                      request.node_mask))
+                loss, parts = self._step_loss(work, request.remaining, batch,
+                                              self._request_batch(request.pairs, gen), reference, epoch)
+                contrast = self._contrastive(final, request, gen) if cfg.l_c > 0 else loss.new_zeros(())
+                loss = loss + cfg.l_c * contrast
+                loss.backward()
+                optimizer.step()
+                steps += 1
+                parts.update(loss=float(loss), contrast=float(contrast))
+                for key, value in parts.items():
+                    sums[key] += value / len(batches)
+            history.append({"epoch": epoch, "request_ratio": ratio, **sums})
+            log.info("UnlearnRec pre-training epoch %d: %s", epoch, sums)
+        self._set_update(shifts, None)
+        self.encoder.mlp.requires_grad_(True)
+        self.fitted = True
+        self.fit_info = {"seconds": time.perf_counter() - start, "epochs": cfg.pretrain_epochs, "steps": steps,
+                         "history": history}
+        return self.fit_info
+
+    def _simulated_request(self, candidates: Tensor, gen: torch.Generator) -> tuple[_Request, float]:
+        low, high = self.config.request_ratio
+        ratio = low + (high - low) * float(torch.rand((), generator=gen))
+        count = min(candidates.numel() - 1, max(1, int(round(ratio * candidates.numel()))))
+        pick = candidates[torch.randperm(candidates.numel(), generator=gen)[:count].to(candidates.device)]
+        keep = torch.ones(self.graph[EDGE].edge_index.size(1), dtype=torch.bool, device=candidates.device)
+        keep[pick] = False
+        return self._prepare(self.graph[EDGE].edge_index[:, pick], edge_subgraph(self.graph, keep)), ratio
+
+    # ------------------------------------------------------------------------------------- unlearning
+    def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData) -> tuple[nn.Module, dict]:
+        if not self.fitted:
+            raise RuntimeError("UnlearnRec.fit() must pre-train the encoder before unlearn()")
+        cfg = self.config
+        start = time.perf_counter()
+        device = request.device
+        prepared = self._prepare(request, remaining)
+        final = reference = self._reference()
+        with torch.no_grad():
+            delta = self.encoder.influence(final, prepared.edge_index, prepared.edge_weight, prepared.node_mask)
+        encoder_seconds = time.perf_counter() - start
+
+        start = time.perf_counter()
+        work, shifts = self._working_copy(trainable_tables=True)
+        mlp = copy.deepcopy(self.encoder.mlp).requires_grad_(True)
+        tables = [p for p in work.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(tables + list(mlp.parameters()), lr=cfg.finetune_lr or cfg.lr)
+        gen = torch.Generator().manual_seed(cfg.seed + 1)
+        history = []
+        work.train()
+        for epoch in range(1, cfg.finetune_epochs + 1):
+            sums = {"loss": 0.0, "backbone": 0.0, "unlearn": 0.0, "preserve": 0.0}
+            batches = self._batches(remaining[EDGE].edge_index.size(1), gen, device)
+            for batch in batches:
+                optimizer.zero_grad()
+                self._set_update(shifts, mlp(delta))
+                loss, parts = self._step_loss(work, remaining, batch, self._request_batch(request, gen),
+                                              reference, epoch)
+                loss.backward()
+                optimizer.step()
+                parts["loss"] = float(loss)
+                for key, value in parts.items():
+                    sums[key] += value / len(batches)
+            history.append({"epoch": epoch, **sums})
+        model = self._fold(work, mlp, delta)
+        finetune_seconds = time.perf_counter() - start
+        info = {"encoder_seconds": encoder_seconds, "finetune_seconds": finetune_seconds,
+                "request_users": int(request[0].unique().numel()), "request_items": int(request[1].unique().numel()),
+                "finetune_epochs": cfg.finetune_epochs, "history": history}
+        return model, info
+
+    @torch.no_grad()
+    def _fold(self, work: nn.Module, mlp: nn.Module, delta: Tensor) -> nn.Module:
+        """A new model of the caller's class with layer-0 tables ``E0 (fine-tuned copy) + MLP(dE)``."""
+        update = mlp(delta).split([self.encoder.num_users, self.encoder.num_items])
+        model = copy.deepcopy(self.model)
+        params = dict(model.named_parameters())
+        for (node_type, name), rows in zip(self.tables.items(), update):
+            module_name, _, attr = name.rpartition(".")
+            original = getattr(work.get_submodule(module_name).parametrizations, attr).original
+            params[name].copy_(original + rows)
+        return model
+
+    def __repr__(self) -> str:
+        return (f"UnlearnRec(model={type(self.model).__name__}, objective={self.objective}, "
+                f"fitted={self.fitted}, config={asdict(self.config)})")
+
+
+def _preservation_loss(user: Tensor, item: Tensor, ref_user: Tensor, ref_item: Tensor, tau: float) -> Tensor:
+    r"""Mean squared difference of the positives' in-batch log-softmax scores (``[P, d]`` inputs).
+
+    Row ``b`` scores user ``b`` against the ``P`` items of the batch; the positive is item ``b``.
+    """
+    if user.size(0) == 0:
+        return user.sum() * 0
+    new = torch.diagonal(torch.log_softmax(user @ item.t() / tau, dim=1))
+    old = torch.diagonal(torch.log_softmax(ref_user @ ref_item.t() / tau, dim=1))
+    return (new - old).pow(2).mean()
+
+
+def _node_tables(model: nn.Module, graph: HeteroData) -> dict[str, str]:
+    """The layer-0 table of each node type, checked against the graph's node counts."""
+    if not hasattr(model, "node_parameters") or not hasattr(model, "embed"):
+        raise ValueError(f"{type(model).__name__} needs node_parameters() and embed(graph) for UnlearnRec")
+    named = dict(model.named_parameters())
+    tables: dict[str, str] = {}
+    for name, node_type in model.node_parameters().items():
+        if node_type in tables:
+            raise ValueError(f"UnlearnRec needs one layer-0 table per node type, {node_type!r} has several")
+        tables[node_type] = name
+    if set(tables) != {"user", "item"}:
+        raise ValueError(f"UnlearnRec needs a 'user' and an 'item' table, got {sorted(tables)}")
+    user, item = named[tables["user"]], named[tables["item"]]
+    if user.dim() != 2 or item.dim() != 2 or user.size(1) != item.size(1):
+        raise ValueError("the user and item tables must be [num_nodes, d] with the same d")
+    if user.size(0) != num_users(graph) or item.size(0) != num_items(graph):
+        raise ValueError(f"tables of {user.size(0)} users / {item.size(0)} items do not match the graph's "
+                         f"{num_users(graph)} / {num_items(graph)}")
+    return {"user": tables["user"], "item": tables["item"]}

@@ -1,0 +1,155 @@
+"""IFRU against retraining on tiny float64 problems trained to convergence (the strictest check)."""
+import copy
+
+import pytest
+import torch
+from torch_geometric.nn import SimpleConv
+
+from graphforget import BCEObjective
+from graphforget.data import EDGE, bipartite_to_homogeneous, message_passing_edges, planted_communities, random_edges
+from graphforget.models import MF, LightGCN, Recommender
+from graphforget.unlearn import IFRU, IFRUConfig
+
+U, I, D = 30, 24, 4
+
+
+def _fit(model, graph, objective):
+    """Full-batch L-BFGS to a stationary point of the summed objective."""
+    params = list(model.parameters())
+    opt = torch.optim.LBFGS(params, lr=1, max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-15,
+                            history_size=50, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = objective.total(model, graph)
+        loss.backward()
+        return loss
+    for _ in range(10):
+        opt.step(closure)
+    grads = torch.autograd.grad(objective.total(model, graph), params)
+    assert float(torch.cat([g.flatten() for g in grads]).norm()) < 1e-6
+    return model
+
+
+@pytest.fixture(scope="module")
+def problem():
+    graph = planted_communities(U, I, 2, 10, seed=1)
+    request = random_edges(graph, 0.004, seed=3)
+    return graph, request, torch.cartesian_prod(torch.arange(U), torch.arange(I)).t()
+
+
+def _trained(kind, graph, objective):
+    model = (MF(U, I, D) if kind == "mf" else LightGCN(U, I, D, num_layers=2)).double()
+    model.reset_parameters(0)
+    return _fit(model, graph, objective)
+
+
+def _relative_error(problem, kind, **options):
+    """||pred_ifru - pred_retrain|| / ||pred_original - pred_retrain|| on every pair (rotation invariant)."""
+    graph, request, pairs = problem
+    objective = BCEObjective(l2=1.0)
+    model = _trained(kind, graph, objective)
+    result = IFRU(model, graph, objective, IFRUConfig(hops=10, damping=1e-6, tol=1e-10, max_iter=2000,
+                                                      curvature="exact", **options)).unlearn(request)
+    retrained = _fit(copy.deepcopy(model), result.graph, objective)
+    with torch.no_grad():
+        original, target = model(graph, pairs), retrained(result.graph, pairs)
+        unlearned = result.model(result.graph, pairs)
+    return float((unlearned - target).norm() / (original - target).norm()), result
+
+
+@pytest.mark.parametrize("kind", ["mf", "lightgcn"])
+def test_newton_iterations_reach_retraining(problem, kind):
+    error, result = _relative_error(problem, kind, newton_steps=3)
+    assert error < 1e-4
+    assert len(result.info["solver"]) == 3
+
+
+def test_one_step_close_to_retraining_and_spillover_matters(problem):
+    with_spillover, result = _relative_error(problem, "lightgcn")
+    without, _ = _relative_error(problem, "lightgcn", spillover=False)
+    assert result.info["affected_terms"] > 0
+    assert with_spillover < 0.1
+    assert without > 5 * with_spillover
+
+
+def test_mf_one_step_close_to_retraining(problem):
+    error, result = _relative_error(problem, "mf")
+    assert result.info["affected_terms"] == 0  # MF: receptive field 0, no spillover
+    assert error < 0.2
+
+
+@pytest.mark.parametrize("solver", ["cg", "lissa", "direct"])
+def test_solvers_give_the_same_update(problem, solver):
+    graph, request, pairs = problem
+    objective = BCEObjective(l2=1.0)
+    model = _trained("lightgcn", graph, objective)
+    config = dict(damping=1e-3, tol=1e-9, max_iter=5000)
+    reference = IFRU(model, graph, objective, IFRUConfig(solver="direct", **config)).unlearn(request).model
+    other = IFRU(model, graph, objective, IFRUConfig(solver=solver, **config)).unlearn(request).model
+    for a, b in zip(reference.parameters(), other.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_empty_request_is_bit_identical_and_caller_untouched(problem):
+    graph, request, _ = problem
+    objective = BCEObjective(l2=1.0)
+    model = LightGCN(U, I, D).double()
+    before = copy.deepcopy(model.state_dict())
+    edges_before = graph[EDGE].edge_index.clone()
+    empty = IFRU(model, graph, objective).unlearn(torch.empty(2, 0, dtype=torch.long))
+    for key, value in model.state_dict().items():
+        assert torch.equal(empty.model.state_dict()[key], value)
+    changed = IFRU(model, graph, objective).unlearn(request)
+    assert changed.model is not model
+    for key, value in before.items():
+        assert torch.equal(model.state_dict()[key], value)
+    assert torch.equal(graph[EDGE].edge_index, edges_before)
+    assert changed.graph[EDGE].edge_index.size(1) == edges_before.size(1) - request.size(1)
+
+
+def test_bad_requests_raise(problem):
+    graph, request, _ = problem
+    unlearner = IFRU(LightGCN(U, I, D), graph, BCEObjective())
+    with pytest.raises(ValueError):
+        unlearner.unlearn(torch.tensor([[0], [I + 5]]))  # unknown item
+    with pytest.raises(ValueError):
+        unlearner.unlearn(torch.cat([request, request], 1))  # duplicates
+    with pytest.raises(ValueError):
+        unlearner.unlearn(torch.tensor([0, 1]))  # wrong shape
+    with pytest.raises(ValueError):
+        IFRUConfig(solver="newton")
+
+
+class MeanNeighbourGNN(Recommender):
+    """A user's own model, defined only here: one layer of mean aggregation, then a dot product.
+
+    It does not read edge weights (``supports_edge_weight = False``), so IFRU runs it on the whole graph.
+    """
+    receptive_field = 1
+
+    def __init__(self, num_users, num_items, embedding_dim):
+        super().__init__(num_users, num_items, embedding_dim)
+        self.conv = SimpleConv(aggr="mean")
+
+    def embed(self, graph):
+        x = torch.cat([self.user_emb.weight, self.item_emb.weight])
+        edge_index = bipartite_to_homogeneous(message_passing_edges(graph), self.num_users)
+        out = x + self.conv(x, edge_index)
+        return out.split([self.num_users, self.num_items])
+
+
+def test_custom_model_unlearns_with_spillover(problem):
+    graph, request, pairs = problem
+    objective = BCEObjective(l2=1.0)
+    model = MeanNeighbourGNN(U, I, D).double()
+    model.reset_parameters(0)
+    _fit(model, graph, objective)
+    config = IFRUConfig(hops=10, damping=1e-6, tol=1e-10, max_iter=2000, curvature="exact", newton_steps=3)
+    result = IFRU(model, graph, objective, config).unlearn(request)
+    assert result.info["affected_terms"] > 0
+    retrained = _fit(copy.deepcopy(model), result.graph, objective)
+    with torch.no_grad():
+        error = (result.model(result.graph, pairs) - retrained(result.graph, pairs)).norm()
+        scale = (model(graph, pairs) - retrained(result.graph, pairs)).norm()
+    assert float(error / scale) < 1e-4

@@ -1,0 +1,193 @@
+"""Influence layer against references: dense Hessians, direct solves, networkx BFS, plain-loop pruning."""
+import math
+
+import networkx as nx
+import pytest
+import torch
+
+from graphforget import BCEObjective, BPRObjective
+from graphforget.data import EDGE, planted_communities, random_edges, remove_edges
+from graphforget.influence import (GaussNewtonOperator, HessianOperator, NodeRows, affected_terms, conjugate_gradient,
+                                   direct_solve, homogeneous_graph, importance_scores, k_hop_mask, lissa, adam_quadratic,
+                                   node_ids, objective_function, rows_function, select_nodes, training_terms)
+from graphforget.models import MF, LightGCN
+
+U, I, D = 12, 10, 3
+
+
+@pytest.fixture
+def graph():
+    return planted_communities(U, I, 2, 4, seed=2)
+
+
+def _model(kind, seed=0):
+    model = (MF(U, I, D) if kind == "mf" else LightGCN(U, I, D, num_layers=2)).double()
+    model.reset_parameters(seed)
+    return model
+
+
+def _full_loss(model, objective, graph):
+    """The summed objective as a function of the concatenated [user; item] tables (the reference)."""
+    def fn(x):
+        tables = {"user_emb.weight": x[:U * D].view(U, D), "item_emb.weight": x[U * D:].view(I, D)}
+        eli, target = objective.pairs(graph)
+        logits = torch.func.functional_call(model, tables, (graph, eli))
+        return objective.losses(logits, target).sum() + 0.5 * objective.l2 * x.pow(2).sum()
+    return fn
+
+
+@pytest.mark.parametrize("kind", ["mf", "lightgcn"])
+@pytest.mark.parametrize("objective", [BCEObjective(l2=0.3), BPRObjective(l2=0.3, seed=1)])
+def test_hvp_matches_dense_hessian(graph, kind, objective):
+    model = _model(kind)
+    everything = NodeRows.from_node_mask(model, torch.ones(U + I, dtype=torch.bool), U)
+    x = everything.gather(model)
+    hessian = torch.autograd.functional.hessian(_full_loss(model, objective, graph), x)
+    fn = objective_function(model, objective, training_terms(objective, graph), graph, everything)
+    operator = HessianOperator(fn, x, damping=0.5)
+    v = torch.randn(x.numel(), generator=torch.Generator().manual_seed(0), dtype=x.dtype)
+    torch.testing.assert_close(operator(v), hessian @ v + 0.5 * v)
+
+
+@pytest.mark.parametrize("kind", ["mf", "lightgcn"])
+def test_restricted_hvp_is_the_sub_block_with_locality(kind):
+    # A sparser graph so that the k-hop computation subgraph is a strict part of it.
+    graph = planted_communities(40, 30, 3, 3, seed=4)
+    users, items = 40, 30
+    model = (MF(users, items, D) if kind == "mf" else LightGCN(users, items, D, num_layers=2)).double()
+    model.reset_parameters(1)
+    objective = BCEObjective(l2=0.2)
+    mask = torch.zeros(users + items, dtype=torch.bool)
+    mask[[0, 3, users + 2]] = True
+    rows = NodeRows.from_node_mask(model, mask, users)
+    reach = k_hop_mask(graph, mask.nonzero().flatten(), model.receptive_field)
+    terms = training_terms(objective, graph)
+    local = terms.select(terms.touches(reach, users))
+    assert len(local) < len(terms)
+    fn = objective_function(model, objective, local, graph, rows, locality=True)
+    x = rows.gather(model)
+    # Reference: the full objective on the whole graph, differentiated in the same rows.
+    full = objective_function(model, objective, terms, graph, rows, locality=False)
+    hessian = torch.autograd.functional.hessian(full, x)
+    v = torch.randn(x.numel(), generator=torch.Generator().manual_seed(1), dtype=x.dtype)
+    torch.testing.assert_close(HessianOperator(fn, x)(v), hessian @ v)
+    leaf = x.clone().requires_grad_(True)
+    torch.testing.assert_close(torch.autograd.grad(fn(leaf), leaf)[0], torch.autograd.grad(full(leaf), leaf)[0])
+
+
+def test_gauss_newton_matches_jacobian_product(graph):
+    model = _model("lightgcn")
+    objective = BCEObjective(l2=0.1)
+    rows = NodeRows.from_node_mask(model, torch.ones(U + I, dtype=torch.bool), U)
+    terms = training_terms(objective, graph)
+    logits = rows_function(model, rows, lambda score: score(graph, terms.edge_label_index))
+    x = rows.gather(model)
+    jac = torch.autograd.functional.jacobian(logits, x)
+    p = torch.sigmoid(logits(x))
+    reference = jac.t() @ torch.diag(p * (1 - p)) @ jac + 0.1 * torch.eye(x.numel(), dtype=x.dtype)
+    operator = GaussNewtonOperator(logits, lambda z: objective.losses(z, terms.target).sum(), x, l2=0.1)
+    v = torch.randn(x.numel(), generator=torch.Generator().manual_seed(2), dtype=x.dtype)
+    torch.testing.assert_close(operator(v), reference @ v)
+
+
+def _spd(n, seed=0, cond=50.0):
+    gen = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+    return q @ torch.diag(torch.linspace(1.0, cond, n, dtype=torch.float64)) @ q.t()
+
+
+@pytest.mark.parametrize("solver,options", [
+    (conjugate_gradient, {"tol": 1e-10, "max_iter": 500}),
+    (lissa, {"tol": 1e-8, "max_iter": 20000}),
+    (adam_quadratic, {"tol": 1e-6, "max_iter": 20000, "lr": 0.05}),
+])
+def test_solvers_agree_with_direct(solver, options):
+    a = _spd(30)
+    b = torch.randn(30, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    reference = torch.linalg.solve(a, b)
+    torch.testing.assert_close(direct_solve(lambda v: a @ v, b).x, reference)
+    result = solver(lambda v: a @ v, b, **options)
+    assert result.converged and result.residual <= options["tol"]
+    assert float((result.x - reference).norm() / reference.norm()) < 100 * options["tol"]
+
+
+def test_cg_on_hvp_operator_matches_direct(graph):
+    model = _model("lightgcn")
+    objective = BCEObjective(l2=1.0)
+    rows = NodeRows.from_node_mask(model, torch.ones(U + I, dtype=torch.bool), U)
+    operator = HessianOperator(objective_function(model, objective, training_terms(objective, graph), graph, rows),
+                               rows.gather(model), damping=2.0)
+    b = torch.randn(operator.size, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    torch.testing.assert_close(conjugate_gradient(operator, b, tol=1e-12, max_iter=500).x,
+                               direct_solve(operator, b).x)
+
+
+def _bfs_region(graph, seeds, hops):
+    g = nx.Graph()
+    g.add_nodes_from(range(U + I))
+    ei = graph[EDGE].edge_index
+    g.add_edges_from((int(u), int(i) + U) for u, i in ei.t())
+    region = set()
+    for s in seeds:
+        region |= set(nx.single_source_shortest_path_length(g, int(s), cutoff=hops))
+    return region
+
+
+@pytest.mark.parametrize("hops", [0, 1, 2, 3])
+def test_affected_set_matches_networkx_bfs(graph, hops):
+    request = random_edges(graph, 0.1, seed=5)
+    seeds = node_ids(request, U)
+    region = _bfs_region(graph, seeds.tolist(), hops)
+    mask = k_hop_mask(graph, seeds, hops)
+    assert set(mask.nonzero().flatten().tolist()) == region
+    remaining = remove_edges(graph, request)
+    objective = BCEObjective()
+    d_c = affected_terms(training_terms(objective, remaining), mask, U)
+    ei = remaining[EDGE].edge_index
+    expected = sorted((int(u), int(i)) for u, i in ei.t() if int(u) in region or int(i) + U in region)
+    assert sorted(map(tuple, d_c.edge_label_index.t().tolist())) == expected
+
+
+def _algorithm_1(graph, request, hops, ratios):
+    """Plain-loop Algorithm 1 of the IFRU paper (the reference)."""
+    ei = graph[EDGE].edge_index
+    neighbours = {v: set() for v in range(U + I)}
+    for u, i in ei.t().tolist():
+        neighbours[u].add(i + U)
+        neighbours[i + U].add(u)
+    score = [0.0] * (U + I)
+    for u, i in request.t().tolist():
+        for v in (u, i + U):
+            score[v] += 1 / len(neighbours[v])
+    kept, orders = set(), [score]
+    for _ in range(hops):
+        prev, nxt = orders[-1], [0.0] * (U + I)
+        for v in range(U + I):
+            if prev[v] > 0:
+                for w in neighbours[v]:
+                    nxt[w] += prev[v] / len(neighbours[w])
+        orders.append(nxt)
+    for k, s in enumerate(orders):
+        candidates = sorted((v for v in range(U + I) if s[v] > 0), key=lambda v: (-s[v], v))
+        kept |= set(candidates[:math.ceil(ratios[k] * len(candidates))])
+    return orders, kept
+
+
+@pytest.mark.parametrize("ratios", [(1.0, 1.0, 1.0), (1.0, 0.5, 0.2), (0.3, 0.3, 0.1)])
+def test_pruning_matches_plain_loop(graph, ratios):
+    request = random_edges(graph, 0.08, seed=6)
+    orders, kept = _algorithm_1(graph, request, 2, ratios)
+    scores = importance_scores(graph, request, 2)
+    torch.testing.assert_close(scores, torch.tensor(orders, dtype=scores.dtype), rtol=1e-5, atol=1e-7)
+    mask = select_nodes(scores.double(), ratios)
+    # Compare in float64 so ties resolve the same way as the reference.
+    mask = select_nodes(torch.tensor(orders, dtype=torch.float64), ratios)
+    assert set(mask.nonzero().flatten().tolist()) == kept
+    always = node_ids(request, U)
+    assert bool(select_nodes(scores, (0.0, 0.0, 0.0), always=always)[always].all())
+
+
+def test_homogeneous_graph_skips_unobserved(graph):
+    graph[EDGE].observed = graph[EDGE].edge_label > 0
+    edge_index, n = homogeneous_graph(graph)
+    assert n == U + I and edge_index.size(1) == 2 * int(graph[EDGE].observed.sum())
