@@ -152,4 +152,4 @@ def test_custom_model_unlearns_with_spillover(problem):
     with torch.no_grad():
         error = (result.model(result.graph, pairs) - retrained(result.graph, pairs)).norm()
         scale = (model(graph, pairs) - retrained(result.graph, pairs)).norm()
-    assert float(error / scale) < 1e-4
+    assert float(error / scale) < 1e-3
