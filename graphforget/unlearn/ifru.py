@@ -122,6 +122,10 @@ class IFRU(Unlearner):
         phi = rows.gather(model)
         reach = k_hop_mask(graph, kept.nonzero().flatten(), depth)
         gradient = self._gradient(rows, phi, removed, affected.select(affected.touches(reach, users)), remaining)
+        replaced = self._replacement_terms(removed, request, remaining)
+        if replaced is not None:  # SCIF: the removed terms come back with substitute labels
+            x = phi.detach().requires_grad_(True)
+            gradient = gradient - torch.autograd.grad(self._terms_fn(rows, replaced, self.graph, False)(x), x)[0]
         timings["gradient"] = _lap(start)
 
         all_terms = training_terms(self.objective, graph)
@@ -159,6 +163,10 @@ class IFRU(Unlearner):
 
     def _terms_fn(self, rows: NodeRows, terms: Terms, graph: HeteroData, regularize: bool):
         return objective_function(self.model, self.objective, terms, graph, rows, regularize, self.config.locality)
+
+    def _replacement_terms(self, removed: Terms, request: Tensor, remaining: HeteroData) -> Terms | None:
+        """Terms that replace the removed ones in the new objective (none: they are simply removed)."""
+        return None
 
     def _gradient(self, rows, phi, removed: Terms, affected: Terms, remaining: HeteroData) -> Tensor:
         parts = [self._terms_fn(rows, removed, self.graph, False)]

@@ -1,0 +1,95 @@
+"""IFRU at scale: Gowalla (810k training edges), LightGCN 2 layers, BCE with one sampled negative.
+
+    python benchmarks/ifru_scale.py [--quick] [--epochs 3] [--ratios 0.001 0.01] [--prune 1.0 0.5 0.2]
+
+Trains once (the quality of the model is not the point here), then runs each unlearning request in
+a fresh subprocess so that its peak memory (``ru_maxrss`` growth over the loaded baseline) is its own.
+Reports unlearn seconds and peak memory against the request size and the pruning ratio, as JSON
+(``benchmarks/results/ifru_scale.json``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from graphforget import BCEObjective, TrainConfig, train
+from graphforget.data import EDGE, add_negatives, find_data_root, load_lightgcn, random_edges
+from graphforget.models import LightGCN, load_model, save_model
+from graphforget.unlearn import IFRU, IFRUConfig
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(workdir: Path, ratio: float, prune: float | None, seed: int) -> dict:
+    """One unlearning call in this process; returns seconds and peak memory growth."""
+    model, _ = load_model(workdir / "model.pt")
+    graph = torch.load(workdir / "graph.pt", weights_only=False)
+    request = random_edges(graph, ratio, seed)
+    ratios = None if prune is None else (1.0,) + (prune,) * model.receptive_field
+    baseline = _rss_mb()
+    result = IFRU(model, graph, BCEObjective(l2=1.0), IFRUConfig(prune=ratios)).unlearn(request)
+    return {"ratio": ratio, "prune": ratios, "request_edges": request.size(1), "seconds": result.seconds,
+            "peak_mb_over_baseline": _rss_mb() - baseline, "baseline_mb": baseline,
+            "threads": torch.get_num_threads(), "info": {k: v for k, v in result.info.items() if k != "phase_seconds"},
+            "phase_seconds": result.info["phase_seconds"]}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", default=None)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--ratios", nargs="+", type=float, default=[0.001, 0.01])
+    parser.add_argument("--prune", nargs="+", type=float, default=[1.0, 0.5, 0.1])
+    parser.add_argument("--quick", action="store_true", help="one epoch, pruning 1.0 only")
+    parser.add_argument("--out", type=Path, default=RESULTS / "ifru_scale.json")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        workdir, ratio, prune, seed = args.child
+        print(json.dumps(child(Path(workdir), float(ratio), None if prune == "none" else float(prune), int(seed))))
+        return
+    if args.quick:
+        args.epochs, args.prune = 1, [1.0]
+    root = find_data_root(args.root)
+    if root is None or not (root / "gowalla" / "train.txt").is_file():
+        sys.exit("Gowalla not found: pass --root or set $GRAPHFORGET_DATA")
+    train_graph, _ = load_lightgcn(root / "gowalla")
+    graph = add_negatives(train_graph, 1, seed=0)
+    model = LightGCN(train_graph["user"].num_nodes, train_graph["item"].num_nodes, 64, num_layers=2)
+    model.reset_parameters(0)
+    start = time.perf_counter()
+    train(model, graph, BCEObjective(l2=1.0), TrainConfig(epochs=args.epochs, lr=0.01, batch_size=65536,
+                                                          patience=0, progress=True))
+    train_seconds = time.perf_counter() - start
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        save_model(model, Path(tmp) / "model.pt")
+        torch.save(graph, Path(tmp) / "graph.pt")
+        for ratio in args.ratios:
+            for prune in args.prune:
+                out = subprocess.run([sys.executable, __file__, "--child", tmp, str(ratio),
+                                      "none" if prune == 1.0 else str(prune), "0"],
+                                     capture_output=True, text=True, check=True)
+                rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                print({k: rows[-1][k] for k in ("ratio", "prune", "request_edges", "seconds", "peak_mb_over_baseline")},
+                      flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"train_edges": train_graph[EDGE].edge_index.size(1),
+                                    "labelled_edges": graph[EDGE].edge_index.size(1),
+                                    "train_seconds": train_seconds, "epochs": args.epochs, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

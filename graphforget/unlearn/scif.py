@@ -1,0 +1,57 @@
+"""SCIF: selective and collaborative influence function (Li et al., ESWA 2023)."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+from torch_geometric.data import HeteroData
+
+from ..data.interactions import EDGE, num_items, num_users
+from ..influence import Terms
+from ..objectives import BCEObjective, Objective
+from .ifru import IFRU, IFRUConfig
+
+__all__ = ["SCIF", "substitute_labels"]
+
+
+def substitute_labels(remaining: HeteroData, request) -> torch.Tensor:
+    """The label each removed (user, item) pair gets in SCIF: the user's mean remaining label.
+
+    Where the user has no remaining edge, the item's mean; where neither has one, the global mean.
+    """
+    ei, label = remaining[EDGE].edge_index, remaining[EDGE].edge_label
+    def means(ids, count):
+        total = torch.zeros(count, dtype=label.dtype, device=label.device).index_add_(0, ids, label)
+        n = torch.bincount(ids, minlength=count).to(label.dtype)
+        return total / n.clamp(min=1), n > 0
+    user_mean, user_has = means(ei[0], num_users(remaining))
+    item_mean, item_has = means(ei[1], num_items(remaining))
+    overall = label.mean() if label.numel() else torch.tensor(0.5)
+    user, item = request
+    return torch.where(user_has[user], user_mean[user], torch.where(item_has[item], item_mean[item], overall))
+
+
+class SCIF(IFRU):
+    r"""Influence unlearning on the involved users' and items' embeddings only, labels substituted.
+
+    The removed terms are not dropped but relabelled with :func:`substitute_labels`; the Newton step
+    updates only the embedding rows of the request's users and items (no neighbour expansion, no
+    spillover):
+
+    .. math::
+        \phi' = \hat\phi + H_{\phi\phi}^{-1} \nabla_\phi \sum_{D_r} \big(\ell(f_\theta(u,i), y) -
+        \ell(f_\theta(u,i), \bar y_u)\big) .
+
+    Needs a labelled objective (:class:`~graphforget.objectives.BCEObjective`). Solver, damping and
+    curvature options are IFRU's (see :class:`IFRUConfig`); ``hops``, ``spillover`` and ``prune`` are fixed.
+    """
+    name = "scif"
+
+    def __init__(self, model, graph: HeteroData, objective: Objective, config: IFRUConfig | None = None):
+        if not isinstance(objective, BCEObjective):
+            raise ValueError("SCIF substitutes labels, so it needs a labelled objective (BCEObjective)")
+        config = replace(config or IFRUConfig(), hops=0, spillover=False, prune=None)
+        super().__init__(model, graph, objective, config)
+
+    def _replacement_terms(self, removed: Terms, request, remaining: HeteroData) -> Terms:
+        return Terms(removed.edge_label_index, substitute_labels(remaining, request).to(removed.target))

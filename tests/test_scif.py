@@ -1,0 +1,71 @@
+"""SCIF: label substitution and parameter selection on a hand-made graph."""
+import copy
+
+import pytest
+import torch
+
+from graphforget import BCEObjective, BPRObjective
+from graphforget.data import EDGE, make_interactions, remove_edges
+from graphforget.models import LightGCN, MF
+from graphforget.unlearn import SCIF, substitute_labels
+
+# users 0..3, items 0..4; user 3's only edge is requested, so item 4's mean stands in for it.
+EDGES = torch.tensor([[0, 0, 0, 1, 1, 2, 2, 3, 1],
+                      [0, 1, 2, 0, 3, 1, 4, 4, 4]])
+LABELS = torch.tensor([1., 0., 1., 1., 1., 0., 0., 1., 1.])
+
+
+@pytest.fixture
+def graph():
+    return make_interactions(EDGES, LABELS, 4, 5)
+
+
+def test_substitute_labels(graph):
+    request = torch.tensor([[0, 3], [2, 4]])
+    labels = substitute_labels(remove_edges(graph, request), request)
+    # user 0 keeps labels {1, 0} -> 0.5; user 3 has none left -> item 4's remaining labels {0, 1} -> 0.5
+    torch.testing.assert_close(labels, torch.tensor([0.5, 0.5]))
+    request = torch.tensor([[1], [0]])
+    torch.testing.assert_close(substitute_labels(remove_edges(graph, request), request), torch.tensor([1.0]))
+
+
+@pytest.mark.parametrize("kind", ["mf", "lightgcn"])
+def test_only_request_rows_change_and_step_matches_direct_formula(graph, kind):
+    model = (MF(4, 5, 3) if kind == "mf" else LightGCN(4, 5, 3, num_layers=1)).double()
+    model.reset_parameters(0)
+    objective = BCEObjective(l2=1.0)
+    request = torch.tensor([[0], [2]])
+    result = SCIF(model, graph, objective).unlearn(request)
+    changed_users = (result.model.user_emb.weight != model.user_emb.weight).any(1).nonzero().flatten()
+    changed_items = (result.model.item_emb.weight != model.item_emb.weight).any(1).nonzero().flatten()
+    assert changed_users.tolist() == [0] and changed_items.tolist() == [2]
+    assert result.info["affected_terms"] == 0 and result.info["kept_nodes"] == 2
+    # Reference: the same step from a dense Gauss-Newton matrix over the 6 parameters of (u0, i2).
+    def logits_of(x):
+        users = model.user_emb.weight.detach().index_put((torch.tensor([0]),), x[:3].view(1, 3))
+        items = model.item_emb.weight.detach().index_put((torch.tensor([2]),), x[3:].view(1, 3))
+        tables = {"user_emb.weight": users, "item_emb.weight": items}
+        return torch.func.functional_call(model, tables, (graph, graph[EDGE].edge_index))
+    x = torch.cat([model.user_emb.weight[0], model.item_emb.weight[2]]).detach()
+    jac = torch.autograd.functional.jacobian(logits_of, x)
+    p = torch.sigmoid(logits_of(x))
+    relevant = ((EDGES[0] == 0) | (EDGES[1] == 2)) if kind == "mf" else torch.ones(EDGES.size(1), dtype=torch.bool)
+    gn = jac[relevant].t() @ torch.diag((p * (1 - p))[relevant]) @ jac[relevant] + torch.eye(6, dtype=x.dtype)
+    index = 2  # the request's position in EDGES
+    y_bar = 0.5
+    g = jac[index] * ((p[index] - LABELS[index]) - (p[index] - y_bar))  # d/dx [l(y) - l(y_bar)]
+    expected = x + torch.linalg.solve(gn, g)
+    got = torch.cat([result.model.user_emb.weight[0], result.model.item_emb.weight[2]]).detach()
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_requires_labels_and_leaves_caller_untouched(graph):
+    with pytest.raises(ValueError):
+        SCIF(MF(4, 5, 3), graph, BPRObjective())
+    model = MF(4, 5, 3)
+    before = copy.deepcopy(model.state_dict())
+    empty = SCIF(model, graph, BCEObjective()).unlearn(torch.empty(2, 0, dtype=torch.long))
+    SCIF(model, graph, BCEObjective()).unlearn(torch.tensor([[0], [2]]))
+    for key, value in before.items():
+        assert torch.equal(model.state_dict()[key], value)
+        assert torch.equal(empty.model.state_dict()[key], value)
