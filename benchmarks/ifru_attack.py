@@ -1,4 +1,5 @@
-"""IFRU on the IFRU paper's attack protocol (real data): Original, Retrain, IFRU, IFRU without spillover.
+"""IFRU on the IFRU paper's attack protocol (real data): Original, Retrain, IFRU (one Newton step, the
+paper), IFRU without spillover, and IFRU with two Newton steps (our extension).
 
     python benchmarks/ifru_attack.py --quick          # ML-100K, 2%, MF + LightGCN, 1 seed
     python benchmarks/ifru_attack.py                  # ML-100K + Book-Crossing, 1/2/4/8%, 3 seeds
@@ -10,44 +11,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+from common import AUCS, one_line, rounded, summarise
 from graphforget.pipeline import prepare_attack_data, register_unlearner, run_experiment
 from graphforget.unlearn import IFRU, IFRUConfig
 
 RESULTS = Path(__file__).parent / "results"
-AUCS = ("auc_0", "auc_1", "auc_2")
-METHODS = ("retrain", "ifru", "ifru_no_spillover")
+METHODS = ("retrain", "ifru", "ifru_no_spillover", "ifru_2_newton_steps")
+VARIANTS = {"ifru_no_spillover": {"spillover": False}, "ifru_2_newton_steps": {"newton_steps": 2}}
 
 
-def _no_spillover(model, graph, objective, train_config, val, seed, **options):
-    return IFRU(model, graph, objective, IFRUConfig(spillover=False, **options))
-
-
-def summarise(rows: list[dict]) -> list[dict]:
-    """Mean completeness and speed-up over seeds, per dataset/backbone/ratio and method."""
-    groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        groups.setdefault((row["dataset"], row["model"], row["attack_ratio"]), []).append(row)
-    out = []
-    for (dataset, model, ratio), runs in groups.items():
-        entry = {"dataset": dataset, "model": model, "attack_ratio": ratio, "seeds": len(runs),
-                 "retrain_gain_auc_0": statistics.mean(r["methods"]["retrain"]["auc_0"] - r["original"]["auc_0"]
-                                                       for r in runs)}
-        for method in METHODS[1:]:
-            # Completeness of the seed-averaged AUCs (a ratio of small differences is noisy per seed).
-            for key in AUCS:
-                gap = statistics.mean(r["methods"]["retrain"][key] - r["original"][key] for r in runs)
-                gain = statistics.mean(r["methods"][method][key] - r["original"][key] for r in runs)
-                entry[f"{method}_completeness_{key}"] = gain / gap if gap else float("nan")
-            entry[f"{method}_speedup"] = statistics.mean(
-                r["methods"]["retrain"]["seconds"] / r["methods"][method]["seconds"] for r in runs)
-        out.append(entry)
-    return out
+def _variant(options):
+    def factory(model, graph, objective, train_config, val, seed, **more):
+        return IFRU(model, graph, objective, IFRUConfig(**options, **more))
+    return factory
 
 
 def plot(summary: list[dict], path: Path) -> None:
@@ -93,27 +74,20 @@ def main(argv=None) -> None:
         args.datasets, args.ratios, args.seeds = ["ml-100k"], [0.02], [0]
     if args.threads:
         torch.set_num_threads(args.threads)
-    register_unlearner("ifru_no_spillover", _no_spillover, overwrite=True)
+    for name, options in VARIANTS.items():
+        register_unlearner(name, _variant(options), overwrite=True)
     jobs = [(d, b, r, s) for d in args.datasets for r in args.ratios for s in args.seeds for b in args.backbones]
     rows = []
     for dataset, backbone, ratio, seed in tqdm(jobs, desc="ifru_attack"):
         data = prepare_attack_data(dataset, args.root, ratio, seed, synthetic_fallback=False)
         rows.append(run_experiment(dataset, backbone, list(METHODS), attack_ratio=ratio, seed=seed, data=data))
-        tqdm.write(_line(rows[-1]))
-    summary = summarise(rows)
+        tqdm.write(one_line(rows[-1], METHODS))
+    summary = summarise(rows, METHODS)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"summary": summary, "runs": rows}, indent=1))
     plot(summary, args.out.with_suffix(".png"))
     for entry in summary:
-        print({k: round(v, 3) if isinstance(v, float) else v for k, v in entry.items()})
-
-
-def _line(row: dict) -> str:
-    m, o = row["methods"], row["original"]
-    parts = [f"{row['dataset']} {row['model']} {row['attack_ratio']:g} seed {row['seed']}:",
-             "orig " + "/".join(f"{o[k]:.4f}" for k in AUCS) + f" ({o['train_seconds']:.1f}s)"]
-    parts += [f"{name} " + "/".join(f"{m[name][k]:.4f}" for k in AUCS) + f" ({m[name]['seconds']:.3f}s)" for name in METHODS]
-    return " | ".join(parts)
+        print(rounded(entry))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from graphforget import BCEObjective, TrainConfig, train
-from graphforget.data import EDGE, add_negatives, find_data_root, load_lightgcn, random_edges
+from graphforget.data import EDGE, add_negatives, edge_subgraph, find_data_root, load_lightgcn, random_edges
 from graphforget.models import LightGCN, load_model, save_model
 from graphforget.unlearn import IFRU, IFRUConfig
 
@@ -36,7 +36,8 @@ def child(workdir: Path, ratio: float, prune: float | None, seed: int) -> dict:
     """One unlearning call in this process; returns seconds and peak memory growth."""
     model, _ = load_model(workdir / "model.pt")
     graph = torch.load(workdir / "graph.pt", weights_only=False)
-    request = random_edges(graph, ratio, seed)
+    observed = edge_subgraph(graph, graph[EDGE].observed)  # requests are real check-ins, not negatives
+    request = random_edges(observed, ratio, seed)
     ratios = None if prune is None else (1.0,) + (prune,) * model.receptive_field
     baseline = _rss_mb()
     result = IFRU(model, graph, BCEObjective(l2=1.0), IFRUConfig(prune=ratios)).unlearn(request)
@@ -51,7 +52,8 @@ def main(argv=None) -> None:
     parser.add_argument("--root", default=None)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--ratios", nargs="+", type=float, default=[0.001, 0.01])
-    parser.add_argument("--prune", nargs="+", type=float, default=[1.0, 0.5, 0.1])
+    parser.add_argument("--prune", nargs="+", type=float, default=[1.0, 0.1, 0.01],
+                        help="a: the pruning ratios are (1, a, ..., a); 1.0 = no pruning")
     parser.add_argument("--quick", action="store_true", help="one epoch, pruning 1.0 only")
     parser.add_argument("--out", type=Path, default=RESULTS / "ifru_scale.json")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)

@@ -1,4 +1,4 @@
-"""Training objectives: a deterministic empirical risk the influence code can differentiate.
+r"""Training objectives: a deterministic empirical risk the influence code can differentiate.
 
 The summed objective over training edges :math:`D` is
 
@@ -62,9 +62,14 @@ class Objective:
         return self.edge_losses(model, graph).sum() + self.regularization(model)
 
     def batch_loss(self, model: nn.Module, graph: HeteroData, positions: Tensor, epoch: int = 0) -> Tensor:
-        """Mini-batch estimate of :math:`L / |D|`."""
+        """Mini-batch estimate of :math:`L / |D|`: the batch's loss terms summed over its ``|B|`` edges.
+
+        Dividing by the number of edges in the batch, not of loss terms, keeps the estimate unbiased when
+        some edges carry no term (BPR skips edges labelled 0) and finite for a batch without any term.
+        """
         num_edges = graph[EDGE].edge_index.size(1)
-        return self.edge_losses(model, graph, positions, epoch).mean() + self.regularization(model) / num_edges
+        losses = self.edge_losses(model, graph, positions, epoch)
+        return losses.sum() / max(positions.numel(), 1) + self.regularization(model) / num_edges
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(l2={self.l2})"

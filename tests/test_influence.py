@@ -7,7 +7,7 @@ import torch
 
 from graphforget import BCEObjective, BPRObjective
 from graphforget.data import EDGE, planted_communities, random_edges, remove_edges
-from graphforget.influence import (GaussNewtonOperator, HessianOperator, NodeRows, affected_terms, conjugate_gradient,
+from graphforget.influence import (DotProductOperator, GaussNewtonOperator, has_linear_dot_product, HessianOperator, NodeRows, affected_terms, conjugate_gradient,
                                    direct_solve, homogeneous_graph, importance_scores, k_hop_mask, lissa, adam_quadratic,
                                    node_ids, objective_function, rows_function, select_nodes, training_terms)
 from graphforget.models import MF, LightGCN
@@ -191,3 +191,29 @@ def test_homogeneous_graph_skips_unobserved(graph):
     graph[EDGE].observed = graph[EDGE].edge_label > 0
     edge_index, n = homogeneous_graph(graph)
     assert n == U + I and edge_index.size(1) == 2 * int(graph[EDGE].observed.sum())
+
+
+@pytest.mark.parametrize("kind", ["mf", "lightgcn"])
+@pytest.mark.parametrize("objective", [BCEObjective(l2=0.3), BPRObjective(l2=0.3, seed=1)])
+@pytest.mark.parametrize("exact", [True, False])
+def test_dot_product_operator_matches_autograd(graph, kind, objective, exact):
+    model = _model(kind)
+    mask = torch.zeros(U + I, dtype=torch.bool)
+    mask[[1, 4, U, U + 3]] = True
+    rows = NodeRows.from_node_mask(model, mask, U)
+    terms = training_terms(objective, graph)
+    phi = rows.gather(model) + 0.1  # away from the stored values: the operator must use phi
+    fast = DotProductOperator(model, rows, phi, terms, graph, objective, exact=exact, damping=0.2)
+    if exact:
+        reference = HessianOperator(objective_function(model, objective, terms, graph, rows), phi, damping=0.2)
+    else:
+        logits = rows_function(model, rows, lambda score: score(graph, terms.edge_label_index))
+        reference = GaussNewtonOperator(logits, lambda z: objective.losses(z, terms.target).sum(), phi,
+                                        l2=0.3, damping=0.2)
+    v = torch.randn(phi.numel(), generator=torch.Generator().manual_seed(5), dtype=phi.dtype)
+    torch.testing.assert_close(fast(v), reference(v))
+    assert fast.size == phi.numel()
+
+
+def test_linear_dot_product_detection():
+    assert has_linear_dot_product(MF(3, 3, 2)) and has_linear_dot_product(LightGCN(3, 3, 2))

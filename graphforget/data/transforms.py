@@ -100,6 +100,9 @@ def add_negatives(graph: HeteroData, ratio: int = 1, seed: int = 0) -> HeteroDat
 
     Negatives are items the user has no edge with, drawn uniformly (seeded); they are stored with
     ``observed = False`` so that message passing ignores them.
+
+    Raises:
+        ValueError: when ``ratio < 1`` or a user has fewer than ``ratio`` x its degree items to draw from.
     """
     if ratio < 1:
         raise ValueError(f"ratio must be a positive integer, got {ratio}")
@@ -107,6 +110,14 @@ def add_negatives(graph: HeteroData, ratio: int = 1, seed: int = 0) -> HeteroDat
     n_items = num_items(graph)
     gen = torch.Generator().manual_seed(seed)
     known = ei[0] * n_items + ei[1]
+    # A user needs ``ratio`` distinct non-edges per edge; without enough the resampling would never end.
+    need = ratio * torch.bincount(ei[0], minlength=num_users(graph))
+    free = n_items - torch.bincount(known.unique() // n_items, minlength=num_users(graph))
+    short = (need > free).nonzero().flatten()
+    if short.numel():
+        raise ValueError(f"{short.numel()} users have fewer than ratio={ratio} x their edges items left to "
+                         f"sample negatives from, e.g. user {int(short[0])} (needs {int(need[short[0]])}, "
+                         f"has {int(free[short[0]])})")
     users = ei[0].repeat(ratio)
     items = torch.randint(n_items, (users.numel(),), generator=gen)
     # Resample the few collisions with existing edges (or with each other) until none are left.

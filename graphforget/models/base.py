@@ -23,6 +23,9 @@ class Recommender(nn.Module):
     * :attr:`receptive_field` is the number of hops a prediction depends on (MF: 0; K-layer GNN: K).
     * :attr:`supports_edge_weight`: ``True`` when the model propagates with the weights from
       :func:`~graphforget.data.propagation_edges` (so it can be run exactly on a k-hop subgraph).
+    * :attr:`linear_embedding`: ``True`` when :meth:`embed` is linear in the node tables and the
+      scores are the base class's dot products (MF, LightGCN): curvature products then take a fast
+      closed form (:class:`~graphforget.influence.DotProductOperator`).
 
     Args:
         num_users, num_items: node counts.
@@ -31,6 +34,7 @@ class Recommender(nn.Module):
 
     receptive_field: int = 0
     supports_edge_weight: bool = False
+    linear_embedding: bool = False
 
     def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64):
         super().__init__()
@@ -57,7 +61,9 @@ class Recommender(nn.Module):
 
     def forward(self, graph: HeteroData, edge_label_index: Tensor) -> Tensor:
         user, item = self.embed(graph)
-        return (user[edge_label_index[0]] * item[edge_label_index[1]]).sum(-1)
+        # index_select, not ``user[idx]``: the backward of advanced indexing (index_put_ with accumulate)
+        # adds rows with atomics on multi-threaded CPUs, so training would not be bit-reproducible.
+        return (user.index_select(0, edge_label_index[0]) * item.index_select(0, edge_label_index[1])).sum(-1)
 
     def score_all(self, graph: HeteroData, users: Tensor | None = None) -> Tensor:
         """Scores ``[len(users), I]`` of every item for the given users (all users by default)."""

@@ -30,6 +30,7 @@ class LightGCN(Recommender):
         num_layers: :math:`K` (also the receptive field).
     """
     supports_edge_weight = True
+    linear_embedding = True  # embed() is linear in the tables: fast curvature products
 
     def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64, num_layers: int = 2):
         if num_layers < 0:

@@ -10,9 +10,9 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..data.interactions import num_users
-from ..influence import (SOLVERS, GaussNewtonOperator, HessianOperator, NodeRows, Terms, importance_scores,
-                         k_hop_mask, node_ids, objective_function, rows_function, scoring_graph, select_nodes,
-                         solve, training_terms)
+from ..influence import (SOLVERS, DotProductOperator, GaussNewtonOperator, HessianOperator, NodeRows, Terms,
+                         has_linear_dot_product, importance_scores, k_hop_mask, node_ids, objective_function,
+                         rows_function, scoring_graph, select_nodes, solve, training_terms)
 from ..objectives import Objective
 from .base import Unlearner
 
@@ -36,13 +36,16 @@ class IFRUConfig:
         max_iter: solver iteration cap.
         lr: Adam's learning rate (``solver='adam'``; the paper searches 1e-4..1e-2).
         newton_steps: 1 is the paper; more iterate Newton steps on the new objective (our extension).
-        curvature: ``gauss_newton`` (default): :math:`J^\top \nabla^2_z \ell\, J + \lambda_2 I` of the real
+        curvature: ``gauss_newton`` (default): :math:`J^\\top \\nabla^2_z \\ell\\, J + \\lambda_2 I` of the real
             objective through the propagation, positive definite; ``exact``: the full Hessian, which is
             indefinite at an early-stopped (non-stationary) point, where CG then stops on negative
             curvature; both coincide at a well-fitted optimum. ``mf_surrogate``: the authors' code, an
             MF-style Hessian on the layer-0 embeddings even for LightGCN (for comparison only).
         locality: compute on the k-hop computation subgraph (needs ``model.supports_edge_weight``;
             models without it always run on the whole graph).
+        fast: closed-form curvature products for dot-product models over a linear embedding (MF,
+            LightGCN; :class:`~graphforget.influence.DotProductOperator`); other models, or ``False``,
+            use double backward through the model.
     """
     spillover: bool = True
     prune: tuple[float, ...] | None = None
@@ -55,6 +58,7 @@ class IFRUConfig:
     newton_steps: int = 1
     curvature: str = "gauss_newton"
     locality: bool = True
+    fast: bool = True
 
     def __post_init__(self):
         if self.solver not in SOLVERS:
@@ -183,6 +187,10 @@ class IFRU(Unlearner):
 
     def _curvature(self, rows: NodeRows, terms: Terms, graph: HeteroData, phi: Tensor):
         cfg, objective = self.config, self.objective
+        if cfg.fast and cfg.curvature != "mf_surrogate" and has_linear_dot_product(self.model):
+            sub = scoring_graph(self.model, graph, terms, cfg.locality)
+            return DotProductOperator(self.model, rows, phi, terms, sub, objective, cfg.curvature == "exact",
+                                      cfg.damping)
         if cfg.curvature == "exact":
             return HessianOperator(self._terms_fn(rows, terms, graph, True), phi, cfg.damping)
         if cfg.curvature == "gauss_newton":

@@ -1,0 +1,510 @@
+"""graphforget.data: loaders on the real files, transforms against plain-Python references, samplers."""
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from graphforget.data import (DATASETS, EDGE, Split, add_negatives, attack_flip, binarize, download, edge_positions,
+                              k_core, load_csv, load_dataset, load_labelled_triples, load_lightgcn,
+                              load_movielens_100k, make_interactions, num_items, num_users, planted_communities,
+                              propagation_edges, random_edges, random_split, remove_edges, request_nodes,
+                              symmetric_edge_weight, user_edges)
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+def pairs_of(graph) -> list[tuple[int, int]]:
+    """The graph's edges as (user, item) tuples of local ids, in storage order."""
+    return list(map(tuple, graph[EDGE].edge_index.t().tolist()))
+
+
+def raw_pairs(graph) -> list[tuple[int, int]]:
+    """The graph's edges mapped through ``raw_id``, in storage order."""
+    user_raw, item_raw = graph["user"].raw_id.tolist(), graph["item"].raw_id.tolist()
+    return [(user_raw[u], item_raw[i]) for u, i in pairs_of(graph)]
+
+
+def with_raw_ids(graph, user_offset: int = 1000, item_offset: int = 5000):
+    """Sets non-trivial raw ids (an affine map of the local ids) so that remapping errors show."""
+    graph["user"].raw_id = user_offset + 3 * torch.arange(num_users(graph))
+    graph["item"].raw_id = item_offset + 7 * torch.arange(num_items(graph))
+    return graph
+
+
+def k_core_reference(pairs, k: int):
+    """Plain-Python iterative k-core of an edge set; returns the kept edges and the number of removal rounds."""
+    edges, rounds = set(pairs), 0
+    while True:
+        deg_u = Counter(u for u, _ in edges)
+        deg_i = Counter(i for _, i in edges)
+        keep = {(u, i) for u, i in edges if deg_u[u] >= k and deg_i[i] >= k}
+        if keep == edges:
+            return edges, rounds
+        edges, rounds = keep, rounds + 1
+
+
+def md5(path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------- real files
+
+def test_real_files_match_their_md5(data_root):
+    for files in DATASETS.values():
+        for rel, (_, digest) in files.items():
+            assert md5(data_root / rel) == digest, rel
+
+
+def test_movielens_100k(data_root):
+    graph = load_movielens_100k(data_root)
+    assert graph[EDGE].edge_index.size(1) == 100_000
+    assert (num_users(graph), num_items(graph)) == (943, 1682)
+    # Raw ids are 1-based and contiguous in this file, so local id = raw id - 1.
+    assert torch.equal(graph["user"].raw_id, torch.arange(1, 944))
+    assert torch.equal(graph["item"].raw_id, torch.arange(1, 1683))
+    assert set(graph[EDGE].edge_label.unique().tolist()) == {1.0, 2.0, 3.0, 4.0, 5.0}
+    # Row by row against the file itself.
+    table = np.loadtxt(data_root / "ml-100k" / "u.data", dtype=np.int64)
+    assert torch.equal(graph[EDGE].edge_index, torch.from_numpy(table[:, :2].T - 1))
+    assert torch.equal(graph[EDGE].edge_label, torch.from_numpy(table[:, 2]).float())
+    assert torch.equal(graph[EDGE].timestamp, torch.from_numpy(table[:, 3]))
+    # The folder itself or its parent are both accepted.
+    assert torch.equal(load_movielens_100k(data_root / "ml-100k")[EDGE].edge_index, graph[EDGE].edge_index)
+
+
+def test_bookcrossing(data_root):
+    graph = load_labelled_triples(data_root / "bookcrossing" / "ratings_final.txt")
+    store = graph[EDGE]
+    assert store.edge_index.size(1) == 139_746
+    assert num_users(graph) == 17_860
+    assert set(store.edge_label.unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(store.observed, store.edge_label > 0)
+    # Message passing sees the rated books only.
+    assert torch.equal(propagation_edges(graph)[0], store.edge_index[:, store.edge_label > 0])
+    raw = set(raw_pairs(graph))
+    with open(data_root / "bookcrossing" / "ratings_final.txt") as f:
+        expected = {(int(u), int(i)) for u, i, _ in (line.split() for line in f)}
+    assert raw == expected
+
+
+def test_load_dataset_by_name(data_root):
+    ml = load_dataset("ml-100k", data_root)
+    assert torch.equal(ml[EDGE].edge_index, load_movielens_100k(data_root)[EDGE].edge_index)
+    bx = load_dataset("bookcrossing", data_root)
+    assert bx[EDGE].edge_index.size(1) == 139_746
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_dataset("no-such-data", data_root)
+    with pytest.raises(ValueError, match="load_lightgcn"):
+        load_dataset("gowalla", data_root)
+
+
+def _check_lightgcn(root, n_train, n_test, n_users, n_items):
+    train, test = load_lightgcn(root)
+    assert train[EDGE].edge_index.size(1) == n_train
+    assert test[EDGE].edge_index.size(1) == n_test
+    for part in (train, test):
+        assert (num_users(part), num_items(part)) == (n_users, n_items)
+        assert bool((part[EDGE].edge_label == 1).all())
+    # First line of train.txt: user 0 and its items, in file order.
+    first = [int(t) for t in open(root / "train.txt").readline().split()]
+    user0 = train[EDGE].edge_index[:, train[EDGE].edge_index[0] == first[0]]
+    assert user0[1].tolist() == first[1:]
+
+
+def test_gowalla(data_root):
+    _check_lightgcn(data_root / "gowalla", 810_128, 217_242, 29_858, 40_981)
+
+
+def test_movielens_1m(data_root):
+    _check_lightgcn(data_root / "ml-1m", 797_758, 202_451, 6_040, 3_706)
+
+
+def test_loaders_report_missing_files(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_movielens_100k(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        load_lightgcn(tmp_path)
+
+
+# --------------------------------------------------------------------------------------------- CSV, download
+
+def test_load_csv_named_columns(tmp_path):
+    path = tmp_path / "ratings.csv"
+    path.write_text("ts;user;movie;stars\n"
+                    "9;u7;m2;4.5\n"
+                    "8;u3;m2;1\n"
+                    "7;u7;m9;3\n"
+                    "6;u5;m1;5\n")
+    graph = load_csv(path, "user", "movie", "stars", delimiter=";")
+    assert (num_users(graph), num_items(graph)) == (3, 3)
+    users, items = list(graph["user"].raw_id), list(graph["item"].raw_id)
+    got = [(users[u], items[i], y) for (u, i), y in zip(pairs_of(graph), graph[EDGE].edge_label.tolist())]
+    assert got == [("u7", "m2", 4.5), ("u3", "m2", 1.0), ("u7", "m9", 3.0), ("u5", "m1", 5.0)]
+    # Without a label column every row is a positive interaction.
+    implicit = load_csv(path, "user", "movie", delimiter=";")
+    assert torch.equal(implicit[EDGE].edge_label, torch.ones(4))
+
+
+def test_load_csv_integer_ids_sort_numerically(tmp_path):
+    path = tmp_path / "ratings.csv"
+    path.write_text("u,i\n10,3\n9,3\n100,20\n")
+    graph = load_csv(path, "u", "i")
+    assert torch.equal(graph["user"].raw_id, torch.tensor([9, 10, 100]))
+    assert raw_pairs(graph) == [(10, 3), (9, 3), (100, 20)]
+
+
+def test_load_csv_errors(tmp_path):
+    path = tmp_path / "ratings.csv"
+    path.write_text("user,item,rating\n1,2,3\n")
+    with pytest.raises(ValueError, match="movie"):
+        load_csv(path, "user", "movie")
+    with pytest.raises(ValueError, match="stars"):
+        load_csv(path, "user", "item", "stars")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("user,item\n")
+    with pytest.raises(ValueError, match="no rows"):
+        load_csv(empty, "user", "item")
+    with pytest.raises(FileNotFoundError):
+        load_csv(tmp_path / "absent.csv", "user", "item")
+
+
+def test_download_file_url_with_md5(tmp_path):
+    source = tmp_path / "source.txt"
+    source.write_bytes(b"0 1 2\n1 2\n")
+    target = tmp_path / "deep" / "dir" / "train.txt"
+    out = download(source.as_uri(), target, md5=md5(source))
+    assert out == target
+    assert target.read_bytes() == source.read_bytes()
+    assert not target.with_suffix(".txt.part").exists()
+    # Without a checksum it also works (and overwrites).
+    source.write_bytes(b"changed\n")
+    download(source.as_uri(), target)
+    assert target.read_bytes() == b"changed\n"
+
+
+def test_download_md5_mismatch_removes_the_file(tmp_path):
+    source = tmp_path / "source.txt"
+    source.write_bytes(b"payload")
+    target = tmp_path / "out" / "file.txt"
+    with pytest.raises(ValueError, match="md5 mismatch"):
+        download(source.as_uri(), target, md5="0" * 32)
+    assert not target.exists()
+    assert list(target.parent.iterdir()) == []  # no partial file left behind either
+
+
+# --------------------------------------------------------------------------------------------- k-core
+
+def test_k_core_against_reference(random_graph):
+    # Sparse random graph: removing low-degree nodes cascades over several rounds.
+    graph = with_raw_ids(random_graph(60, 40, 330, seed=3))
+    label_of = dict(zip(raw_pairs(graph), graph[EDGE].edge_label.tolist()))
+    for k in (2, 4, 6):
+        core = k_core(graph, k)
+        expected, rounds = k_core_reference(raw_pairs(graph), k)
+        if k == 6:
+            assert rounds >= 2  # the case really exercises the iteration
+        got = raw_pairs(core)
+        assert len(got) == len(set(got))
+        assert set(got) == expected
+        assert core[EDGE].edge_label.tolist() == [label_of[p] for p in got]
+        _check_core_invariants(core, k)
+
+
+def _check_core_invariants(core, k):
+    ei = core[EDGE].edge_index
+    deg_u = torch.bincount(ei[0], minlength=num_users(core))
+    deg_i = torch.bincount(ei[1], minlength=num_items(core))
+    # Contiguous ids, every node kept has >= k edges.
+    assert deg_u.numel() == num_users(core) and deg_i.numel() == num_items(core)
+    assert bool((deg_u >= k).all()) and bool((deg_i >= k).all())
+    assert core["user"].raw_id.numel() == num_users(core)
+    assert core["item"].raw_id.numel() == num_items(core)
+
+
+def test_k_core_on_bookcrossing(data_root):
+    graph = load_labelled_triples(data_root / "bookcrossing")
+    core = k_core(graph, 10)
+    expected, rounds = k_core_reference(raw_pairs(graph), 10)
+    assert rounds > 5
+    assert set(raw_pairs(core)) == expected
+    assert core[EDGE].edge_index.size(1) == len(expected)
+    _check_core_invariants(core, 10)
+    # Edge attributes follow their edges.
+    assert torch.equal(core[EDGE].observed, core[EDGE].edge_label > 0)
+
+
+def test_k_core_below_one_is_identity(tiny_graph):
+    assert k_core(tiny_graph, 0) is tiny_graph
+
+
+# --------------------------------------------------------------------------------------------- binarize
+
+def test_binarize(data_root):
+    graph = load_movielens_100k(data_root)
+    before = graph[EDGE].edge_label.clone()
+    binary = binarize(graph, 4)
+    assert torch.equal(binary[EDGE].edge_label, (before >= 4).float())
+    assert int(binary[EDGE].edge_label.sum()) == 55_375  # ratings >= 4 in u.data
+    assert torch.equal(graph[EDGE].edge_label, before)  # input untouched
+    assert torch.equal(binary[EDGE].edge_index, graph[EDGE].edge_index)
+    assert torch.equal(binary["user"].raw_id, graph["user"].raw_id)
+    assert torch.equal(binary[EDGE].timestamp, graph[EDGE].timestamp)
+
+
+def test_binarize_threshold_hand_case():
+    graph = make_interactions(torch.tensor([[0, 0, 1, 1, 2], [0, 1, 0, 1, 1]]), torch.tensor([1., 3.5, 4., 5., 2.]))
+    assert binarize(graph, 4)[EDGE].edge_label.tolist() == [0., 0., 1., 1., 0.]
+    assert binarize(graph, 3.5)[EDGE].edge_label.tolist() == [0., 1., 1., 1., 0.]
+
+
+# --------------------------------------------------------------------------------------------- random split
+
+def _parts_raw(split: Split):
+    return [raw_pairs(part) for part in (split.train, split.val, split.test)]
+
+
+def test_random_split_counts_on_a_complete_graph():
+    # 15 x 12 complete bipartite graph: every user/item lands in train, so nothing is dropped.
+    users, items = torch.meshgrid(torch.arange(15), torch.arange(12), indexing="ij")
+    graph = with_raw_ids(make_interactions(torch.stack([users.flatten(), items.flatten()])))
+    split = random_split(graph, seed=4)
+    sizes = [part[EDGE].edge_index.size(1) for part in (split.train, split.val, split.test)]
+    assert sizes == [108, 36, 36]
+    parts = _parts_raw(split)
+    assert sorted(parts[0] + parts[1] + parts[2]) == sorted(raw_pairs(graph))
+    assert "train=108" in repr(split)
+
+
+def test_random_split_invariants(random_graph):
+    graph = with_raw_ids(random_graph(50, 70, 400, seed=1))
+    label_of = dict(zip(raw_pairs(graph), graph[EDGE].edge_label.tolist()))
+    num_edges = 400
+    split = random_split(graph, (0.6, 0.2, 0.2), seed=7)
+    train, val, test = split.train, split.val, split.test
+    parts = _parts_raw(split)
+    n_train, n_val = round(0.6 * num_edges), round(0.2 * num_edges)
+    assert len(parts[0]) == n_train  # training rows are never dropped
+    assert len(parts[1]) <= n_val and len(parts[2]) <= num_edges - n_train - n_val
+    # Disjoint parts, each a subset of the input with the input's labels (raw ids consistent).
+    sets = [set(p) for p in parts]
+    assert sum(map(len, sets)) == len(set().union(*sets)) == sum(map(len, parts))
+    for part, raws in zip((train, val, test), parts):
+        assert part[EDGE].edge_label.tolist() == [label_of[p] for p in raws]
+        # Every part shares the training id space: its rows only hold users/items of the training part.
+        assert (num_users(part), num_items(part)) == (num_users(train), num_items(train))
+        pei = part[EDGE].edge_index
+        assert pei.min() >= 0 and pei[0].max() < num_users(train) and pei[1].max() < num_items(train)
+        assert torch.equal(part["user"].raw_id, train["user"].raw_id)
+        assert torch.equal(part["item"].raw_id, train["item"].raw_id)
+    # Contiguous ids: every user and item id of the training graph has a training edge.
+    ei = train[EDGE].edge_index
+    assert ei[0].unique().numel() == num_users(train) and ei[1].unique().numel() == num_items(train)
+    # Dropped rows are exactly those whose raw user or item never occurs in train.
+    train_users, train_items = {u for u, _ in parts[0]}, {i for _, i in parts[0]}
+    dropped = set(label_of) - set().union(*sets)
+    assert dropped == {(u, i) for u, i in label_of if (u, i) not in sets[0]
+                       and (u not in train_users or i not in train_items)}
+    assert len(dropped) > 0  # the case exercises the dropping
+    assert len(parts[1]) + len(parts[2]) + len(dropped) == num_edges - n_train
+
+
+def test_random_split_seeded(random_graph):
+    graph = with_raw_ids(random_graph(50, 70, 400, seed=1))
+    first, again, other = random_split(graph, seed=7), random_split(graph, seed=7), random_split(graph, seed=8)
+    assert _parts_raw(first) == _parts_raw(again)
+    assert set(_parts_raw(first)[0]) != set(_parts_raw(other)[0])
+
+
+@pytest.mark.parametrize("ratios", [(0.5, 0.5), (0.6, 0.3, 0.2), (0.0, 0.5, 0.5), (1.2, -0.1, -0.1)])
+def test_random_split_bad_ratios(tiny_graph, ratios):
+    with pytest.raises(ValueError, match="ratios"):
+        random_split(tiny_graph, ratios)
+
+
+# --------------------------------------------------------------------------------------------- negatives
+
+def test_add_negatives():
+    graph = planted_communities(num_users=40, num_items=30, num_communities=3, interactions_per_user=6, seed=2)
+    graph[EDGE].edge_label = torch.ones(graph[EDGE].edge_index.size(1))  # implicit feedback
+    before = graph[EDGE].edge_index.clone()
+    num_edges = before.size(1)
+    out = add_negatives(graph, ratio=3, seed=5)
+    ei, label, observed = out[EDGE].edge_index, out[EDGE].edge_label, out[EDGE].observed
+    assert ei.size(1) == 4 * num_edges
+    assert torch.equal(ei[:, :num_edges], before) and torch.equal(graph[EDGE].edge_index, before)
+    assert torch.equal(label, torch.cat([torch.ones(num_edges), torch.zeros(3 * num_edges)]))
+    assert torch.equal(observed, torch.arange(4 * num_edges) < num_edges)
+    negatives = pairs_of(out)[num_edges:]
+    assert len(set(negatives)) == len(negatives)  # no duplicate negative
+    assert not set(negatives) & set(pairs_of(graph))  # no negative is an interaction
+    # ``ratio`` negatives per positive of each user.
+    assert Counter(u for u, _ in negatives) == Counter({u: 3 * c for u, c in Counter(before[0].tolist()).items()})
+    assert pairs_of(add_negatives(graph, 3, seed=5)) == pairs_of(out)
+    assert pairs_of(add_negatives(graph, 3, seed=6)) != pairs_of(out)
+    with pytest.raises(ValueError, match="ratio"):
+        add_negatives(graph, ratio=0)
+
+
+def test_add_negatives_keeps_existing_observed_flags(tiny_graph):
+    graph = make_interactions(tiny_graph[EDGE].edge_index, tiny_graph[EDGE].edge_label, 4, 8,
+                              observed=tiny_graph[EDGE].edge_label > 0)
+    out = add_negatives(graph, ratio=1, seed=0)
+    assert torch.equal(out[EDGE].observed, torch.cat([graph[EDGE].observed, torch.zeros(9, dtype=torch.bool)]))
+
+
+def test_add_negatives_without_room_raises(tiny_graph):
+    # Users 0 and 2 rate 3 of the 5 items: 2 non-edges left, 3 needed at ratio 1 (it used to loop forever).
+    with pytest.raises(ValueError, match="user 0"):
+        add_negatives(tiny_graph, ratio=1)
+    graph = make_interactions(tiny_graph[EDGE].edge_index, tiny_graph[EDGE].edge_label, 4, 6)
+    assert add_negatives(graph, ratio=1)[EDGE].edge_index.size(1) == 18  # exactly enough room: 3 + 3 <= 6
+    with pytest.raises(ValueError, match="ratio=2"):
+        add_negatives(graph, ratio=2)
+
+
+# --------------------------------------------------------------------------------------------- requests
+
+def test_attack_flip(random_graph):
+    graph = random_graph(30, 25, 200, seed=0)
+    before_index, before_label = graph[EDGE].edge_index.clone(), graph[EDGE].edge_label.clone()
+    for ratio in (0.01, 0.1, 0.37):
+        attacked, flipped = attack_flip(graph, ratio, seed=3)
+        assert flipped.size(1) == round(ratio * 200)
+        positions = edge_positions(graph, flipped)  # raises if not edges or duplicated
+        is_flipped = torch.zeros(200, dtype=torch.bool)
+        is_flipped[positions] = True
+        label = attacked[EDGE].edge_label
+        assert torch.equal(label[is_flipped], 1 - before_label[is_flipped])
+        assert torch.equal(label[~is_flipped], before_label[~is_flipped])
+        assert torch.equal(attacked[EDGE].edge_index, before_index)
+    # The input graph is not modified.
+    assert torch.equal(graph[EDGE].edge_index, before_index) and torch.equal(graph[EDGE].edge_label, before_label)
+    assert torch.equal(attack_flip(graph, 0.1, seed=3)[1], attack_flip(graph, 0.1, seed=3)[1])
+    assert not torch.equal(attack_flip(graph, 0.1, seed=3)[1], attack_flip(graph, 0.1, seed=4)[1])
+    for bad in (0.0, 1.0, -0.5):
+        with pytest.raises(ValueError, match="ratio"):
+            attack_flip(graph, bad)
+
+
+def test_random_edges(random_graph):
+    graph = random_graph(30, 25, 200, seed=0)
+    request = random_edges(graph, 0.15, seed=1)
+    assert request.size(1) == 30
+    positions = edge_positions(graph, request)  # every pair is an edge, no duplicates
+    assert positions.unique().numel() == 30
+    assert torch.equal(random_edges(graph, 0.15, seed=1), request)
+    assert not torch.equal(random_edges(graph, 0.15, seed=2), request)
+    assert random_edges(graph, 0.001).size(1) == 1  # at least one edge
+    with pytest.raises(ValueError):
+        random_edges(graph, 1.5)
+
+
+def test_user_edges(random_graph):
+    graph = random_graph(30, 25, 200, seed=0)
+    request = user_edges(graph, [4, 17])
+    expected = [(u, i) for u, i in pairs_of(graph) if u in (4, 17)]
+    assert sorted(map(tuple, request.t().tolist())) == sorted(expected) and len(expected) > 0
+    users, items = request_nodes(request)
+    assert users.tolist() == [4, 17] and items.tolist() == sorted({i for _, i in expected})
+    with pytest.raises(ValueError):
+        user_edges(graph, [])
+    with pytest.raises(ValueError):
+        user_edges(graph, [30])
+    with pytest.raises(ValueError):
+        user_edges(graph, [-1])
+
+
+# --------------------------------------------------------------------------------------------- positions
+
+def test_edge_positions_against_a_loop(random_graph):
+    graph = random_graph(20, 15, 120, seed=2)
+    pairs = pairs_of(graph)
+    request = torch.tensor([pairs[7], pairs[0], pairs[119], pairs[50]]).t()
+    assert edge_positions(graph, request).tolist() == [7, 0, 119, 50]
+    assert edge_positions(graph, torch.zeros(2, 0, dtype=torch.long)).numel() == 0
+
+
+def test_remove_edges(random_graph):
+    graph = random_graph(20, 15, 120, seed=2)
+    before = graph[EDGE].edge_index.clone()
+    pairs, labels = pairs_of(graph), graph[EDGE].edge_label.tolist()
+    gone = {3, 40, 77}
+    out = remove_edges(graph, torch.tensor([pairs[p] for p in sorted(gone)]).t())
+    keep = [p for p in range(120) if p not in gone]
+    assert pairs_of(out) == [pairs[p] for p in keep]
+    assert out[EDGE].edge_label.tolist() == [labels[p] for p in keep]
+    assert (num_users(out), num_items(out)) == (20, 15)
+    assert torch.equal(graph[EDGE].edge_index, before)
+    assert pairs_of(remove_edges(graph, torch.zeros(2, 0, dtype=torch.long))) == pairs
+
+
+@pytest.mark.parametrize("request_, message", [
+    (torch.tensor([[0], [99]]), "unknown"),          # item id out of range
+    (torch.tensor([[20], [0]]), "unknown"),          # user id out of range
+    (torch.tensor([[-1], [0]]), "unknown"),          # negative id
+    ("dup", "duplicate"),
+    ("absent", "not edges"),
+    (torch.zeros(3, 2, dtype=torch.long), "shape"),
+    (torch.zeros(4, dtype=torch.long), "shape"),
+    (torch.zeros(2, 1), "float"),
+])
+def test_edge_position_errors(random_graph, request_, message):
+    graph = random_graph(20, 15, 120, seed=2)
+    pairs = pairs_of(graph)
+    if request_ == "dup":
+        request_ = torch.tensor([pairs[5], pairs[6], pairs[5]]).t()
+    elif request_ == "absent":
+        absent = next((u, i) for u in range(20) for i in range(15) if (u, i) not in set(pairs))
+        request_ = torch.tensor([pairs[1], absent]).t()
+    for fn in (edge_positions, remove_edges):
+        with pytest.raises(ValueError, match=message):
+            fn(graph, request_)
+
+
+def test_make_interactions_errors():
+    with pytest.raises(ValueError, match="shape"):
+        make_interactions(torch.zeros(3, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="edge_label"):
+        make_interactions(torch.zeros(2, 4, dtype=torch.long), torch.ones(3))
+    with pytest.raises(ValueError, match="negative"):
+        make_interactions(torch.tensor([[0, -1], [0, 0]]))
+    with pytest.raises(ValueError, match="beyond"):
+        make_interactions(torch.tensor([[0, 3], [0, 0]]), num_users=3)
+
+
+def test_symmetric_edge_weight_against_degrees(tiny_graph):
+    weight = symmetric_edge_weight(tiny_graph[EDGE].edge_index, 4, 5)
+    deg_u, deg_i = Counter(u for u, _ in pairs_of(tiny_graph)), Counter(i for _, i in pairs_of(tiny_graph))
+    expected = [1 / math.sqrt(deg_u[u] * deg_i[i]) for u, i in pairs_of(tiny_graph)]
+    assert torch.allclose(weight, torch.tensor(expected))
+    # With an ``observed`` mask the degrees count the observed edges only.
+    tiny_graph[EDGE].observed = tiny_graph[EDGE].edge_label > 0
+    index, weight = propagation_edges(tiny_graph)
+    kept = [p for p, y in zip(pairs_of(tiny_graph), tiny_graph[EDGE].edge_label.tolist()) if y > 0]
+    deg_u, deg_i = Counter(u for u, _ in kept), Counter(i for _, i in kept)
+    assert list(map(tuple, index.t().tolist())) == kept
+    assert torch.allclose(weight, torch.tensor([1 / math.sqrt(deg_u[u] * deg_i[i]) for u, i in kept]))
+
+
+# --------------------------------------------------------------------------------------------- synthetic
+
+def test_planted_communities_carry_signal():
+    graph = planted_communities(num_users=200, num_items=120, num_communities=4, interactions_per_user=20, seed=1)
+    ei, label = graph[EDGE].edge_index, graph[EDGE].edge_label
+    same = graph["user"].community[ei[0]] == graph["item"].community[ei[1]]
+    assert ei.size(1) == 200 * 20
+    # Each user rates exactly ``interactions_per_user`` distinct items.
+    assert len(set(pairs_of(graph))) == ei.size(1)
+    assert set(Counter(ei[0].tolist()).values()) == {20}
+    rate_in, rate_out = float(label[same].mean()), float(label[~same].mean())
+    assert rate_in > 0.75 and rate_out < 0.25 and rate_in > rate_out
+    assert 0.7 < float(same.float().mean()) < 0.9  # p_in = 0.8
+    again = planted_communities(num_users=200, num_items=120, num_communities=4, interactions_per_user=20, seed=1)
+    assert torch.equal(again[EDGE].edge_index, ei) and torch.equal(again[EDGE].edge_label, label)
+    with pytest.raises(ValueError, match="interactions_per_user"):
+        planted_communities(num_users=10, num_items=20, num_communities=4, interactions_per_user=5)

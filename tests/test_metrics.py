@@ -1,0 +1,184 @@
+"""graphforget.metrics against naive loops and scikit-learn."""
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from graphforget.data import EDGE, make_interactions
+from graphforget.metrics import (auc, auc_groups, completeness, evaluate_auc, mi_bf, mi_ng, parameter_distance,
+                                 prediction_distance, recall_ndcg_at_k)
+from graphforget.models import MF
+
+
+def naive_auc(scores, labels) -> float:
+    """P(score of a positive > score of a negative), ties counting one half, by counting all pairs."""
+    pos = [s for s, y in zip(scores, labels) if y > 0.5]
+    neg = [s for s, y in zip(scores, labels) if y <= 0.5]
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def hand_mf(user_rows, item_rows) -> MF:
+    """An MF model with the given embedding rows."""
+    user, item = torch.tensor(user_rows, dtype=torch.float64), torch.tensor(item_rows, dtype=torch.float64)
+    model = MF(user.size(0), item.size(0), user.size(1)).double()
+    with torch.no_grad():
+        model.user_emb.weight.copy_(user)
+        model.item_emb.weight.copy_(item)
+    return model
+
+
+# --------------------------------------------------------------------------------------------- AUC
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_auc_with_ties_against_pair_counting_and_sklearn(seed):
+    gen = torch.Generator().manual_seed(seed)
+    scores = torch.randint(0, 7, (240,), generator=gen).float() / 6  # many ties
+    labels = (torch.rand(240, generator=gen) < scores * 0.6 + 0.2).float()
+    expected = naive_auc(scores.tolist(), labels.tolist())
+    assert auc(scores, labels) == pytest.approx(expected, abs=1e-12)
+    assert auc(scores, labels) == pytest.approx(roc_auc_score(labels.numpy(), scores.numpy()), abs=1e-12)
+    assert 0.55 < expected < 0.95  # a non-trivial case
+
+
+def test_auc_edge_cases():
+    assert auc(torch.tensor([0.1, 0.9]), torch.tensor([0., 1.])) == 1.0
+    assert auc(torch.tensor([0.9, 0.1]), torch.tensor([0., 1.])) == 0.0
+    assert auc(torch.tensor([0.5, 0.5, 0.5]), torch.tensor([0., 1., 1.])) == 0.5
+    assert math.isnan(auc(torch.tensor([0.1, 0.2]), torch.tensor([1., 1.])))
+    assert math.isnan(auc(torch.tensor([0.1, 0.2]), torch.tensor([0., 0.])))
+
+
+def test_auc_groups_against_a_loop():
+    gen = torch.Generator().manual_seed(3)
+    test_edges = torch.stack([torch.randint(20, (300,), generator=gen), torch.randint(15, (300,), generator=gen)])
+    scores = torch.randint(0, 10, (300,), generator=gen).float()
+    labels = (torch.rand(300, generator=gen) < 0.5).float()
+    request = torch.tensor([[1, 4, 4, 9, 13], [2, 2, 7, 11, 0]])
+    req_users, req_items = set(request[0].tolist()), set(request[1].tolist())
+    rows = list(zip(test_edges[0].tolist(), test_edges[1].tolist(), scores.tolist(), labels.tolist()))
+    either = [(s, y) for u, i, s, y in rows if u in req_users or i in req_items]
+    both = [(s, y) for u, i, s, y in rows if u in req_users and i in req_items]
+    assert 0 < len(both) < len(either) < 300
+    out = auc_groups(scores, test_edges, labels, request)
+    assert out["auc_0"] == pytest.approx(naive_auc(scores.tolist(), labels.tolist()), abs=1e-12)
+    assert out["auc_1"] == pytest.approx(naive_auc(*zip(*either)), abs=1e-12)
+    assert out["auc_2"] == pytest.approx(naive_auc(*zip(*both)), abs=1e-12)
+    assert set(auc_groups(scores, test_edges, labels, None)) == {"auc_0"}
+
+
+def test_evaluate_auc_scores_the_model_on_its_graph():
+    model = hand_mf([[1.0], [-1.0]], [[0.3], [0.1], [-0.2]])
+    train = make_interactions(torch.tensor([[0, 1], [0, 1]]), num_users=2, num_items=3)
+    test = make_interactions(torch.tensor([[0, 0, 1, 1], [1, 2, 0, 2]]), torch.tensor([1., 0., 0., 1.]), 2, 3)
+    model.train()
+    out = evaluate_auc(model, train, test, request=torch.tensor([[0], [1]]))
+    # Scores 0.1, -0.2, -0.3, 0.2: positives {0.1, 0.2} beat negatives {-0.2, -0.3}.
+    assert out["auc_0"] == 1.0
+    assert model.training  # mode restored
+    flipped = make_interactions(test[EDGE].edge_index, 1 - test[EDGE].edge_label, 2, 3)
+    assert evaluate_auc(model, train, flipped)["auc_0"] == 0.0
+
+
+def test_completeness():
+    assert completeness(0.7, 0.6, 0.8) == pytest.approx(0.5)
+    assert completeness(0.8, 0.6, 0.8) == pytest.approx(1.0)
+    assert completeness(0.6, 0.6, 0.8) == pytest.approx(0.0)
+    assert completeness(0.5, 0.6, 0.8) == pytest.approx(-0.5)
+    assert math.isnan(completeness(0.7, 0.6, 0.6))
+
+
+# --------------------------------------------------------------------------------------------- ranking
+
+def naive_recall_ndcg(model, train_pairs, test_rows, num_items: int, k: int) -> tuple[float, float]:
+    """Per-user loops: mask training items, rank all items, recall = hits / |test|, NDCG with log2 discount."""
+    user_emb, item_emb = model.user_emb.weight.tolist(), model.item_emb.weight.tolist()
+    truth: dict[int, set[int]] = {}
+    for u, i, y in test_rows:
+        if y > 0:
+            truth.setdefault(u, set()).add(i)
+    recalls, ndcgs = [], []
+    for u, items in truth.items():
+        scores = {i: sum(a * b for a, b in zip(user_emb[u], item_emb[i]))
+                  for i in range(num_items) if (u, i) not in train_pairs}
+        top = sorted(scores, key=lambda i: -scores[i])[:k]
+        recalls.append(sum(i in items for i in top) / len(items))
+        dcg = sum(1 / math.log2(rank + 2) for rank, i in enumerate(top) if i in items)
+        idcg = sum(1 / math.log2(rank + 2) for rank in range(min(k, len(items))))
+        ndcgs.append(dcg / idcg)
+    return sum(recalls) / len(recalls), sum(ndcgs) / len(ndcgs)
+
+
+@pytest.mark.parametrize("k", [3, 10])
+def test_recall_ndcg_against_naive_loops(k):
+    num_users, num_items = 25, 40
+    gen = torch.Generator().manual_seed(k)
+    model = MF(num_users, num_items, 6).double()
+    model.reset_parameters(k)
+    keys = torch.randperm(num_users * num_items, generator=gen)[:360]
+    train_ei = torch.stack([keys[:250] // num_items, keys[:250] % num_items])
+    test_ei = torch.stack([keys[250:] // num_items, keys[250:] % num_items])
+    test_label = (torch.rand(110, generator=gen) < 0.7).float()
+    train = make_interactions(train_ei, num_users=num_users, num_items=num_items)
+    test = make_interactions(test_ei, test_label, num_users, num_items)
+    train_pairs = set(map(tuple, train_ei.t().tolist()))
+    test_rows = list(zip(test_ei[0].tolist(), test_ei[1].tolist(), test_label.tolist()))
+    with_test = {u for u, _, y in test_rows if y > 0}
+    assert len(with_test) < num_users  # some users have no test positives: they are skipped
+    recall, ndcg = naive_recall_ndcg(model, train_pairs, test_rows, num_items, k)
+    out = recall_ndcg_at_k(model, train, test, k=k, batch_size=4)  # several batches
+    assert out[f"recall@{k}"] == pytest.approx(recall, abs=1e-6)
+    assert out[f"ndcg@{k}"] == pytest.approx(ndcg, abs=1e-6)
+    # Masking matters in this case, so a missing mask would be caught.
+    unmasked = naive_recall_ndcg(model, set(), test_rows, num_items, k)
+    assert unmasked != pytest.approx((recall, ndcg), abs=1e-6)
+
+
+def test_recall_ndcg_hand_case():
+    # One user, items scored 4 > 3 > 2 > 1 > 0; item 0 (best) is a training item and is masked.
+    model = hand_mf([[1.0]], [[4.0], [3.0], [2.0], [1.0], [0.0]])
+    train = make_interactions(torch.tensor([[0], [0]]), num_users=1, num_items=5)
+    test = make_interactions(torch.tensor([[0, 0], [2, 4]]), num_users=1, num_items=5)
+    out = recall_ndcg_at_k(model, train, test, k=2)
+    # Ranking after masking: 1, 2, 3, 4; top-2 = {1, 2}: one hit of two at rank 2.
+    assert out["recall@2"] == pytest.approx(0.5)
+    assert out["ndcg@2"] == pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3)))
+
+
+# --------------------------------------------------------------------------------------------- forgetting, distances
+
+def test_mi_bf_and_mi_ng_hand_computed():
+    graph = make_interactions(torch.tensor([[0, 1], [0, 1]]), num_users=2, num_items=3)
+    before = hand_mf([[1.0], [2.0]], [[0.5], [-1.0], [0.0]])
+    after = hand_mf([[1.0], [2.0]], [[-0.5], [-2.0], [0.0]])
+    request = torch.tensor([[0, 1], [0, 1]])
+    negatives = torch.tensor([[0, 1], [2, 2]])
+    p_before = (sigmoid(0.5) + sigmoid(-2.0)) / 2
+    p_after = (sigmoid(-0.5) + sigmoid(-4.0)) / 2
+    p_neg = (sigmoid(0.0) + sigmoid(0.0)) / 2
+    assert mi_bf(before, graph, after, graph, request) == pytest.approx(p_before / p_after, rel=1e-12)
+    assert mi_ng(after, graph, request, negatives) == pytest.approx(p_neg / p_after, rel=1e-12)
+    assert mi_bf(before, graph, before, graph, request) == pytest.approx(1.0)
+
+
+def test_prediction_and_parameter_distance():
+    graph = make_interactions(torch.tensor([[0, 1], [0, 1]]), num_users=2, num_items=3)
+    a = hand_mf([[1.0, 0.0], [2.0, 1.0]], [[0.5, 1.0], [-1.0, 0.0], [0.0, 3.0]])
+    b = hand_mf([[1.0, 1.0], [2.0, 0.0]], [[0.5, 1.0], [-1.0, 2.0], [1.0, 3.0]])
+    edges = torch.tensor([[0, 0, 1, 1], [0, 2, 1, 2]])
+    sa = [sigmoid(x) for x in (0.5, 0.0, -2.0, 3.0)]
+    sb = [sigmoid(x) for x in (1.5, 4.0, -2.0, 2.0)]
+    expected = math.sqrt(sum((x - y) ** 2 for x, y in zip(sa, sb)))
+    assert prediction_distance(a, graph, b, graph, edges) == pytest.approx(expected, rel=1e-12)
+    # Parameters differ by 1 in four entries (user 0 dim 1, user 1 dim 1, item 1 dim 1 by 2, item 2 dim 0).
+    assert parameter_distance(a, b) == pytest.approx(math.sqrt(1 + 1 + 4 + 1), rel=1e-12)
+    assert parameter_distance(a, copy.deepcopy(a)) == 0.0
+    assert prediction_distance(a, graph, copy.deepcopy(a), graph, edges) == 0.0

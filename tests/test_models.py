@@ -1,0 +1,281 @@
+"""graphforget.models: LightGCN against the dense formula of the paper, MF, score_all, checkpoints."""
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+import torch
+
+from graphforget.data import EDGE, edge_subgraph, make_interactions, symmetric_edge_weight
+from graphforget.models import MF, MODELS, LightGCN, Recommender, build_model, load_model, save_model
+
+
+# --------------------------------------------------------------------------------------------- references
+
+def dense_lightgcn(x0: torch.Tensor, edge_index: torch.Tensor, num_users: int, num_layers: int,
+                   weight: torch.Tensor | None = None) -> torch.Tensor:
+    r"""LightGCN by the paper's matrix form, densely, in float64.
+
+    :math:`\tilde A = D^{-1/2} A D^{-1/2}` over the given (user, item) edges (or the given per-edge
+    weights in place of :math:`\tilde A`'s entries), :math:`E = \frac{1}{K+1}\sum_k \tilde A^k E^{(0)}`.
+    """
+    n = x0.size(0)
+    adj = torch.zeros(n, n, dtype=torch.float64)
+    rows, cols = edge_index[0], edge_index[1] + num_users
+    if weight is None:
+        adj[rows, cols] = 1.0
+        adj[cols, rows] = 1.0
+        deg = adj.sum(1)
+        d_inv_sqrt = torch.where(deg > 0, deg.pow(-0.5), torch.zeros_like(deg))
+        adj = d_inv_sqrt[:, None] * adj * d_inv_sqrt[None, :]
+    else:
+        adj[rows, cols] = weight.double()
+        adj[cols, rows] = weight.double()
+    out, x = x0.clone(), x0.clone()
+    for _ in range(num_layers):
+        x = adj @ x
+        out = out + x
+    return out / (num_layers + 1)
+
+
+def hop_distances(edge_index: torch.Tensor, num_users: int, source: int) -> dict[int, int]:
+    """Plain BFS over the homogeneous user-item graph (items offset by ``num_users``)."""
+    neighbours: dict[int, set[int]] = {}
+    for u, i in edge_index.t().tolist():
+        neighbours.setdefault(u, set()).add(i + num_users)
+        neighbours.setdefault(i + num_users, set()).add(u)
+    dist, queue = {source: 0}, deque([source])
+    while queue:
+        v = queue.popleft()
+        for w in neighbours.get(v, ()):
+            if w not in dist:
+                dist[w] = dist[v] + 1
+                queue.append(w)
+    return dist
+
+
+def x0_of(model: Recommender) -> torch.Tensor:
+    return torch.cat([model.user_emb.weight, model.item_emb.weight]).detach()
+
+
+@pytest.fixture
+def graph():
+    """9 users x 8 items, 26 random edges; user 8 and item 7 are isolated."""
+    gen = torch.Generator().manual_seed(11)
+    keys = torch.randperm(8 * 7, generator=gen)[:26]
+    edge_index = torch.stack([keys // 7, keys % 7])
+    return make_interactions(edge_index, torch.randint(2, (26,), generator=gen).float(), num_users=9, num_items=8)
+
+
+def all_pairs(num_users: int, num_items: int) -> torch.Tensor:
+    users, items = torch.meshgrid(torch.arange(num_users), torch.arange(num_items), indexing="ij")
+    return torch.stack([users.flatten(), items.flatten()])
+
+
+def lightgcn(num_layers: int, seed: int = 0) -> LightGCN:
+    model = LightGCN(9, 8, embedding_dim=5, num_layers=num_layers).double()
+    model.reset_parameters(seed)
+    return model
+
+
+# --------------------------------------------------------------------------------------------- LightGCN
+
+@pytest.mark.parametrize("num_layers", [0, 1, 3])
+def test_lightgcn_matches_dense_formula(graph, num_layers):
+    model = lightgcn(num_layers)
+    expected = dense_lightgcn(x0_of(model), graph[EDGE].edge_index, 9, num_layers)
+    with torch.no_grad():
+        user, item = model.embed(graph)
+        assert torch.allclose(torch.cat([user, item]), expected, atol=1e-12)
+        pairs = all_pairs(9, 8)
+        expected_scores = (expected[pairs[0]] * expected[9 + pairs[1]]).sum(-1)
+        assert torch.allclose(model(graph, pairs), expected_scores, atol=1e-12)
+    if num_layers:
+        # Propagation really happened (else the comparison above would be trivial).
+        assert not torch.allclose(expected, x0_of(model))
+    # Isolated nodes keep E^(0) / (K + 1) (no messages reach them).
+    assert torch.allclose(expected[8], x0_of(model)[8] / (num_layers + 1))
+
+
+def test_lightgcn_propagates_observed_edges_only(graph):
+    observed = torch.arange(26) % 3 != 0
+    graph[EDGE].observed = observed
+    model = lightgcn(2)
+    expected = dense_lightgcn(x0_of(model), graph[EDGE].edge_index[:, observed], 9, 2)
+    with_all = dense_lightgcn(x0_of(model), graph[EDGE].edge_index, 9, 2)
+    with torch.no_grad():
+        got = torch.cat(model.embed(graph))
+    assert torch.allclose(got, expected, atol=1e-12)
+    assert not torch.allclose(got, with_all, atol=1e-6)
+
+
+def test_lightgcn_uses_edge_weight(graph):
+    model = lightgcn(2)
+    weight = torch.rand(26, generator=torch.Generator().manual_seed(0))
+    graph[EDGE].edge_weight = weight
+    expected = dense_lightgcn(x0_of(model), graph[EDGE].edge_index, 9, 2, weight=weight)
+    with torch.no_grad():
+        assert torch.allclose(torch.cat(model.embed(graph)), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_lightgcn_on_a_subgraph_with_full_graph_weights(num_layers):
+    """Rows of nodes whose whole K-hop computation lies in the subgraph are exact when the subgraph
+    carries the full graph's normalisation weights (the influence code's k-hop locality)."""
+    gen = torch.Generator().manual_seed(5)
+    keys = torch.randperm(30 * 25, generator=gen)[:90]
+    full = make_interactions(torch.stack([keys // 25, keys % 25]), num_users=30, num_items=25)
+    ei = full[EDGE].edge_index
+    model = LightGCN(30, 25, embedding_dim=4, num_layers=num_layers).double()
+    model.reset_parameters(1)
+    # Keep every edge touching a node within K - 1 hops of user 0 ... plus nothing else.
+    near = {v for v, d in hop_distances(ei, 30, 0).items() if d <= num_layers - 1}
+    keep = torch.tensor([u in near or i + 30 in near for u, i in ei.t().tolist()])
+    sub = edge_subgraph(full, keep)
+    sub[EDGE].edge_weight = symmetric_edge_weight(ei, 30, 25)[keep]
+    # A node is "inside" when every edge within K - 1 hops of it is kept.
+    kept_edges = set(map(tuple, sub[EDGE].edge_index.t().tolist()))
+    inside = []
+    for v in range(30 + 25):
+        ball = {w for w, d in hop_distances(ei, 30, v).items() if d <= num_layers - 1}
+        needed = {(u, i) for u, i in ei.t().tolist() if u in ball or i + 30 in ball}
+        if needed and needed <= kept_edges:
+            inside.append(v)
+    assert 0 in inside and len(inside) < 55 and keep.sum() < 90
+    with torch.no_grad():
+        on_full = torch.cat(model.embed(full))
+        on_sub = torch.cat(model.embed(sub))
+        del sub[EDGE].edge_weight
+        recomputed = torch.cat(model.embed(sub))
+    assert torch.allclose(on_sub[inside], on_full[inside], atol=1e-12)
+    # Without the full graph's weights, the subgraph's own degrees give different rows.
+    assert not torch.allclose(recomputed[0], on_full[0], atol=1e-6)
+    outside = [v for v in range(55) if v not in inside]
+    assert not torch.allclose(on_sub[outside], on_full[outside], atol=1e-6)
+
+
+def test_lightgcn_caches_nothing_across_graphs(graph):
+    model = lightgcn(2)
+    other = edge_subgraph(graph, torch.arange(26) < 13)
+    with torch.no_grad():
+        first = model(graph, all_pairs(9, 8))
+        on_other = model(other, all_pairs(9, 8))
+        again = model(graph, all_pairs(9, 8))
+        model.user_emb.weight.mul_(2)
+        doubled = model(graph, all_pairs(9, 8))
+    assert torch.equal(first, again) and not torch.allclose(first, on_other)
+    expected = dense_lightgcn(x0_of(model), graph[EDGE].edge_index, 9, 2)
+    assert torch.allclose(doubled, (expected[all_pairs(9, 8)[0]] * expected[9 + all_pairs(9, 8)[1]]).sum(-1))
+
+
+@pytest.mark.parametrize("num_layers", [1, 2, 3])
+def test_receptive_field_is_the_hop_count(graph, num_layers):
+    model = lightgcn(num_layers)
+    assert model.receptive_field == num_layers
+    dist = hop_distances(graph[EDGE].edge_index, 9, 0)
+    at_k = next(v for v, d in dist.items() if d == num_layers)
+    beyond = next(v for v, d in dist.items() if d == num_layers + 1)
+    with torch.no_grad():
+        base = model.embed(graph)[0][0].clone()
+        for node, changes in ((beyond, False), (at_k, True)):
+            table, row = (model.user_emb, node) if node < 9 else (model.item_emb, node - 9)
+            table.weight[row] += 1.0
+            moved = not torch.allclose(model.embed(graph)[0][0], base, atol=1e-12)
+            table.weight[row] -= 1.0
+            assert moved == changes, (node, dist[node])
+
+
+def test_receptive_field_of_mf():
+    assert MF(3, 4).receptive_field == 0
+    assert LightGCN(3, 4, num_layers=0).receptive_field == 0
+
+
+# --------------------------------------------------------------------------------------------- MF, scoring
+
+def test_mf_scores_are_dot_products(graph):
+    model = MF(9, 8, embedding_dim=3).double()
+    model.reset_parameters(2)
+    pairs = all_pairs(9, 8)
+    p, q = model.user_emb.weight.tolist(), model.item_emb.weight.tolist()
+    expected = torch.tensor([sum(a * b for a, b in zip(p[u], q[i])) for u, i in pairs.t().tolist()],
+                            dtype=torch.float64)
+    empty = make_interactions(torch.zeros(2, 0, dtype=torch.long), num_users=9, num_items=8)
+    with torch.no_grad():
+        assert torch.allclose(model(graph, pairs), expected, atol=1e-12)
+        assert torch.allclose(model(empty, pairs), expected, atol=1e-12)  # MF ignores the graph
+
+
+@pytest.mark.parametrize("make", [lambda: MF(9, 8, 5), lambda: LightGCN(9, 8, 5, num_layers=2)])
+def test_score_all_equals_forward(graph, make):
+    model = make()
+    with torch.no_grad():
+        forward = model(graph, all_pairs(9, 8)).view(9, 8)
+        assert torch.allclose(model.score_all(graph), forward, atol=1e-6)
+        users = torch.tensor([7, 2, 2])
+        assert torch.allclose(model.score_all(graph, users), forward[users], atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------- parameters
+
+def test_reset_parameters_seeded_without_touching_global_rng():
+    model, other = LightGCN(9, 8, 5), LightGCN(9, 8, 5)
+    state = torch.random.get_rng_state()
+    model.reset_parameters(3)
+    other.reset_parameters(3)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    for a, b in zip(model.parameters(), other.parameters()):
+        assert torch.equal(a, b)
+    other.reset_parameters(4)
+    assert not torch.equal(model.user_emb.weight, other.user_emb.weight)
+    # N(0, 0.1^2) initialisation.
+    big = MF(2000, 2000, 50)
+    big.reset_parameters(0)
+    assert abs(float(big.user_emb.weight.detach().std()) - 0.1) < 0.003
+    assert abs(float(big.item_emb.weight.detach().mean())) < 0.003
+
+
+def test_node_parameters_name_embedding_tables():
+    model = LightGCN(9, 8, 5)
+    params = dict(model.named_parameters())
+    sizes = {"user": 9, "item": 8}
+    assert model.node_parameters()
+    for name, node_type in model.node_parameters().items():
+        assert params[name].size(0) == sizes[node_type]
+
+
+@pytest.mark.parametrize("make", [lambda: MF(9, 8, 5), lambda: LightGCN(9, 8, 5, num_layers=3)])
+def test_save_load_round_trip(graph, tmp_path, make):
+    model = make()
+    model.reset_parameters(7)
+    path = tmp_path / "model.pt"
+    save_model(model, path, epoch=12, note="best")
+    torch.load(path, weights_only=True)  # plain tensors and values only: safe to load
+    loaded, checkpoint = load_model(path)
+    assert type(loaded) is type(model) and loaded.config() == model.config()
+    assert checkpoint["epoch"] == 12 and checkpoint["note"] == "best"
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    with torch.no_grad():
+        assert torch.equal(loaded(graph, all_pairs(9, 8)), model(graph, all_pairs(9, 8)))
+
+
+def test_checkpoint_errors(tmp_path):
+    class Unregistered(MF):
+        pass
+    with pytest.raises(ValueError, match="not registered"):
+        save_model(Unregistered(3, 3, 2), tmp_path / "m.pt")
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("no-such-model", num_users=3, num_items=3)
+    assert isinstance(build_model("lightgcn", num_users=3, num_items=4, num_layers=1), LightGCN)
+    assert set(MODELS) >= {"mf", "lightgcn"}
+
+
+def test_constructor_errors_and_repr():
+    with pytest.raises(ValueError):
+        LightGCN(3, 4, num_layers=-1)
+    with pytest.raises(ValueError):
+        MF(0, 4)
+    with pytest.raises(ValueError):
+        MF(3, 4, embedding_dim=0)
+    assert "num_layers=2" in repr(LightGCN(3, 4, 8, num_layers=2))
+    assert "embedding_dim=8" in repr(MF(3, 4, 8))

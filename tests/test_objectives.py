@@ -1,0 +1,189 @@
+"""graphforget.objectives: BCE/BPR against hand computation, hashed negatives, the summed risk."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from graphforget.data import EDGE, edge_subgraph, make_interactions, remove_edges
+from graphforget.models import MF, LightGCN
+from graphforget.objectives import BCEObjective, BPRObjective, Objective, hashed_negatives
+
+
+def hand_mf(user_rows, item_rows) -> MF:
+    user, item = torch.tensor(user_rows, dtype=torch.float64), torch.tensor(item_rows, dtype=torch.float64)
+    model = MF(user.size(0), item.size(0), user.size(1)).double()
+    with torch.no_grad():
+        model.user_emb.weight.copy_(user)
+        model.item_emb.weight.copy_(item)
+    return model
+
+
+def dot(model, u: int, i: int) -> float:
+    return sum(a * b for a, b in zip(model.user_emb.weight[u].tolist(), model.item_emb.weight[i].tolist()))
+
+
+def log_sigmoid(x: float) -> float:
+    return -math.log1p(math.exp(-x))
+
+
+@pytest.fixture
+def model():
+    return hand_mf([[0.5, -1.0], [1.5, 0.2], [-0.3, 0.8]],
+                   [[1.0, 0.0], [0.2, -0.7], [-1.2, 0.4], [0.3, 0.3], [0.0, 1.1], [2.0, -0.5]])
+
+
+@pytest.fixture
+def graph():
+    """3 users x 6 items; labels mixed (edges labelled 0 are negatives for BCE, skipped by BPR)."""
+    edge_index = torch.tensor([[0, 0, 0, 1, 1, 2, 2], [0, 1, 3, 2, 5, 1, 4]])
+    return make_interactions(edge_index, torch.tensor([1., 0., 1., 1., 1., 0., 1.]), num_users=3, num_items=6)
+
+
+# --------------------------------------------------------------------------------------------- per-edge losses
+
+def test_bce_per_edge_losses_by_hand(model, graph):
+    pairs = graph[EDGE].edge_index.t().tolist()
+    labels = graph[EDGE].edge_label.tolist()
+    expected = []
+    for (u, i), y in zip(pairs, labels):
+        s = dot(model, u, i)
+        expected.append(-y * log_sigmoid(s) - (1 - y) * log_sigmoid(-s))
+    objective = BCEObjective()
+    assert torch.allclose(objective.edge_losses(model, graph), torch.tensor(expected, dtype=torch.float64))
+    positions = torch.tensor([4, 0, 5])
+    assert torch.allclose(objective.edge_losses(model, graph, positions),
+                          torch.tensor([expected[4], expected[0], expected[5]], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("resample", [True, False])
+def test_bpr_per_edge_losses_by_hand(model, graph, resample):
+    objective = BPRObjective(seed=5, resample=resample)
+    positive = graph[EDGE].edge_index[:, graph[EDGE].edge_label > 0]
+    epoch = 3
+    negatives = hashed_negatives(graph, positive, seed=5, epoch=epoch if resample else 0)
+    expected = [-log_sigmoid(dot(model, u, i) - dot(model, u, j))
+                for (u, i), j in zip(positive.t().tolist(), negatives.tolist())]
+    got = objective.edge_losses(model, graph, epoch=epoch)
+    assert got.shape == (5,)  # only the five edges labelled 1 are terms
+    assert torch.allclose(got, torch.tensor(expected, dtype=torch.float64))
+    # A subset of positions: its positive edges only, in order.
+    got = objective.edge_losses(model, graph, torch.tensor([6, 1, 3]), epoch=epoch)
+    assert torch.allclose(got, torch.tensor([expected[4], expected[2]], dtype=torch.float64))
+
+
+def test_bpr_resample_switch(model, graph):
+    fixed, moving = BPRObjective(seed=1, resample=False), BPRObjective(seed=1, resample=True)
+    assert torch.equal(fixed.edge_losses(model, graph, epoch=0), fixed.edge_losses(model, graph, epoch=7))
+    assert torch.equal(moving.edge_losses(model, graph, epoch=0), fixed.edge_losses(model, graph, epoch=0))
+
+
+# --------------------------------------------------------------------------------------------- hashed negatives
+
+def dense_ish_graph(seed: int = 0):
+    """30 users x 40 items, 10 items per user (a quarter of the items)."""
+    gen = torch.Generator().manual_seed(seed)
+    items = torch.stack([torch.randperm(40, generator=gen)[:10] for _ in range(30)])
+    users = torch.arange(30)[:, None].expand_as(items)
+    return make_interactions(torch.stack([users.flatten(), items.flatten()]), num_users=30, num_items=40)
+
+
+def test_hashed_negatives_avoid_the_users_items():
+    graph = dense_ish_graph()
+    ei = graph[EDGE].edge_index
+    items_of = {u: set(ei[1, ei[0] == u].tolist()) for u in range(30)}
+    for seed in range(3):
+        for epoch in range(3):
+            neg = hashed_negatives(graph, ei, seed, epoch)
+            assert bool(((neg >= 0) & (neg < 40)).all())
+            assert not any(j in items_of[u] for u, j in zip(ei[0].tolist(), neg.tolist()))
+
+
+def test_hashed_negatives_are_a_function_of_the_edge():
+    graph = dense_ish_graph()
+    ei = graph[EDGE].edge_index
+    neg = hashed_negatives(graph, ei, 3, 1)
+    assert torch.equal(hashed_negatives(graph, ei, 3, 1), neg)
+    # Any batch of the edges, in any order, gets the same negatives per edge.
+    perm = torch.randperm(ei.size(1), generator=torch.Generator().manual_seed(0))[:37]
+    assert torch.equal(hashed_negatives(graph, ei[:, perm], 3, 1), neg[perm])
+    # Another seed or epoch draws other negatives.
+    assert (hashed_negatives(graph, ei, 4, 1) != neg).float().mean() > 0.5
+    assert (hashed_negatives(graph, ei, 3, 2) != neg).float().mean() > 0.5
+
+
+def test_hashed_negatives_survive_removing_other_edges():
+    graph = dense_ish_graph(1)
+    ei = graph[EDGE].edge_index
+    neg = hashed_negatives(graph, ei, 0, 0)
+    gone = torch.arange(0, 300, 7)  # 43 edges, several per user
+    smaller = edge_subgraph(graph, ~torch.isin(torch.arange(300), gone))
+    kept = smaller[EDGE].edge_index
+    neg_after = hashed_negatives(smaller, kept, 0, 0)
+    neg_before = neg[~torch.isin(torch.arange(300), gone)]
+    removed = set(map(tuple, ei[:, gone].t().tolist()))
+    changed = (neg_after != neg_before).nonzero().flatten().tolist()
+    assert len(changed) < 0.1 * kept.size(1)
+    for p in changed:  # a negative changes only where an earlier draw hit a now removed edge of the user
+        assert (int(kept[0, p]), int(neg_after[p])) in removed
+
+
+def test_hashed_negatives_change_exactly_on_a_collision():
+    # Edge (0, 0) of a user with no other item: its negative is its first draw j.
+    edge = torch.tensor([[0], [0]])
+    alone = make_interactions(torch.tensor([[0, 1], [0, 5]]), num_users=2, num_items=50)
+    j = int(hashed_negatives(alone, edge, 2, 0))
+    # Give the user item j too: the draw collides and is replaced; remove it again: j is back.
+    with_j = make_interactions(torch.tensor([[0, 1, 0], [0, 5, j]]), num_users=2, num_items=50)
+    assert int(hashed_negatives(with_j, edge, 2, 0)) not in (0, j)
+    assert int(hashed_negatives(remove_edges(with_j, torch.tensor([[0], [j]])), edge, 2, 0)) == j
+    # Another user's edges never matter.
+    other = make_interactions(torch.tensor([[0, 1, 1], [0, 5, j]]), num_users=2, num_items=50)
+    assert int(hashed_negatives(other, edge, 2, 0)) == j
+
+
+# --------------------------------------------------------------------------------------------- the summed risk
+
+@pytest.mark.parametrize("objective", [BCEObjective(l2=0.3), BPRObjective(l2=0.3, seed=2)])
+@torch.no_grad()
+def test_total_is_summed_losses_plus_l2(model, graph, objective):
+    squares = sum(x * x for p in model.parameters() for x in p.detach().flatten().tolist())
+    expected = float(objective.edge_losses(model, graph).sum()) + 0.3 / 2 * squares
+    assert float(objective.total(model, graph)) == pytest.approx(expected, rel=1e-12)
+    assert float(BCEObjective(l2=0).regularization(model)) == 0.0
+
+
+@pytest.mark.parametrize("objective", [BCEObjective(l2=0.3), BPRObjective(l2=0.3, seed=2, resample=False)])
+@pytest.mark.parametrize("make_model", ["mf", "lightgcn"])
+@torch.no_grad()
+def test_batch_loss_is_an_unbiased_scale_of_total(model, graph, objective, make_model):
+    if make_model == "lightgcn":
+        model = LightGCN(3, 6, 4, num_layers=2).double()
+        model.reset_parameters(0)
+    num_edges = graph[EDGE].edge_index.size(1)
+    everything = objective.batch_loss(model, graph, torch.arange(num_edges))
+    assert float(everything) == pytest.approx(float(objective.total(model, graph)) / num_edges, rel=1e-12)
+    # Batches: the batch's terms summed over its size, plus the L2 term scaled by 1 / |D|.
+    batch = torch.tensor([1, 4, 5])
+    expected = float(objective.edge_losses(model, graph, batch).sum()) / 3 + float(objective.regularization(model)) / num_edges
+    assert float(objective.batch_loss(model, graph, batch)) == pytest.approx(expected, rel=1e-12)
+    # Averaging over a partition into equal batches gives total / |D| back.
+    halves = [torch.tensor([0, 2, 4, 6]), torch.tensor([1, 3, 5])]
+    weighted = sum(float(objective.batch_loss(model, graph, b)) * b.numel() for b in halves) / num_edges
+    assert weighted == pytest.approx(float(objective.total(model, graph)) / num_edges, rel=1e-12)
+
+
+@torch.no_grad()
+def test_bpr_batch_without_positive_edges_is_finite(model, graph):
+    loss = BPRObjective(l2=0.1).batch_loss(model, graph, torch.tensor([1, 5]))  # both labelled 0
+    assert float(loss) == pytest.approx(float(BPRObjective(l2=0.1).regularization(model)) / 7, rel=1e-12)
+
+
+def test_objective_validation_and_repr():
+    with pytest.raises(ValueError, match="l2"):
+        BCEObjective(l2=-1)
+    assert repr(BCEObjective(l2=0.5)) == "BCEObjective(l2=0.5)"
+    assert repr(BPRObjective(l2=0.0, seed=3, resample=False)) == "BPRObjective(l2=0.0, seed=3, resample=False)"
+    with pytest.raises(NotImplementedError):
+        Objective().edge_losses(MF(2, 2, 2), make_interactions(torch.tensor([[0], [1]])))
