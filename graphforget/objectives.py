@@ -106,7 +106,11 @@ def hashed_negatives(graph: HeteroData, edge_label_index: Tensor, seed: int, epo
 
     Being a function of the edge alone, an edge keeps its negative when other edges are removed, so
     the empirical risk of the remaining edges is the same before and after unlearning. Negatives that
-    hit an item of the same user in ``graph`` are redrawn (up to ``rounds`` times).
+    hit an item of the same user in ``graph`` are redrawn (up to ``rounds`` times), then moved to the
+    next item the user has no edge with (so dense users get valid negatives too).
+
+    Raises:
+        ValueError: when a user has an edge with every item (no negative exists).
     """
     n_items = num_items(graph)
     known = graph[EDGE].edge_index[0] * n_items + graph[EDGE].edge_index[1]
@@ -118,7 +122,12 @@ def hashed_negatives(graph: HeteroData, edge_label_index: Tensor, seed: int, epo
         if not bad.any():
             break
         neg = torch.where(bad, _mix(key + r * 15485863) % n_items, neg)
-    return neg
+    for _ in range(n_items):  # linear probing for the few left
+        bad = torch.isin(user * n_items + neg, known)
+        if not bad.any():
+            return neg
+        neg = torch.where(bad, (neg + 1) % n_items, neg)
+    raise ValueError("a user has an edge with every item: no negative can be drawn")
 
 
 class BPRObjective(Objective):

@@ -187,3 +187,13 @@ def test_objective_validation_and_repr():
     assert repr(BPRObjective(l2=0.0, seed=3, resample=False)) == "BPRObjective(l2=0.0, seed=3, resample=False)"
     with pytest.raises(NotImplementedError):
         Objective().edge_losses(MF(2, 2, 2), make_interactions(torch.tensor([[0], [1]])))
+
+
+def test_hashed_negatives_dense_user_gets_the_only_free_item():
+    items = torch.tensor([i for i in range(30) if i != 17])
+    graph = make_interactions(torch.stack([torch.zeros_like(items), items]), None, 1, 30)
+    neg = hashed_negatives(graph, graph[EDGE].edge_index, seed=0, epoch=0)
+    assert torch.equal(neg, torch.full_like(neg, 17))
+    full = make_interactions(torch.stack([torch.zeros(30, dtype=torch.long), torch.arange(30)]), None, 1, 30)
+    with pytest.raises(ValueError):
+        hashed_negatives(full, full[EDGE].edge_index, seed=0, epoch=0)
