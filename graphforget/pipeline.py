@@ -39,7 +39,8 @@ from .metrics import completeness, evaluate_auc
 from .models import MODELS, Recommender, build_model
 from .objectives import BCEObjective, Objective
 from .train import TrainConfig, train
-from .unlearn import IFRU, IFRUConfig, Retrain, Unlearner
+from .unlearn import (IFRU, SCIF, SISA, IFRUConfig, RecEraser, Retrain, Unlearner, UnlearnRec,
+                      UnlearnRecConfig)
 
 __all__ = ["DATASET_NAMES", "AttackData", "prepare_attack_data", "Hyperparameters", "default_hparams",
            "UNLEARNERS", "UnlearnerFactory", "register_unlearner", "build_unlearner", "parse_options",
@@ -260,11 +261,32 @@ def _ifru(model, graph, objective, train_config, val, seed, **options) -> Unlear
     return IFRU(model, graph, objective, IFRUConfig(**options))
 
 
+def _scif(model, graph, objective, train_config, val, seed, **options) -> Unlearner:
+    return SCIF(model, graph, objective, IFRUConfig(**options))
+
+
+def _sisa(model, graph, objective, train_config, val, seed, **options) -> Unlearner:
+    return SISA(model, graph, objective, train_config, seed=seed, val=val, **options)
+
+
+def _receraser(model, graph, objective, train_config, val, seed, **options) -> Unlearner:
+    # The partition needs embeddings trained on all the data: the original model is exactly that.
+    options.setdefault("pretrained", model)
+    return RecEraser(model, graph, objective, train_config, seed=seed, val=val, **options)
+
+
+def _unlearnrec(model, graph, objective, train_config, val, seed, **options) -> Unlearner:
+    return UnlearnRec(model, graph, objective, UnlearnRecConfig(**{"seed": seed, **options}))
+
+
 #: Unlearning methods by name, one entry per method. Each value is a factory
 #: ``factory(model, graph, objective, train_config, val, seed, **options)`` returning an
-#: :class:`~graphforget.unlearn.Unlearner`; ``options`` are the method's own keyword arguments.
-#: Add a method with :func:`register_unlearner` (or one more entry below, in the library).
-UNLEARNERS: dict[str, UnlearnerFactory] = {"retrain": _retrain, "ifru": _ifru}
+#: :class:`~graphforget.unlearn.Unlearner`; ``options`` are the method's own keyword arguments
+#: (IFRU and SCIF: the fields of :class:`~graphforget.unlearn.IFRUConfig`; SISA and RecEraser: their
+#: constructor's keywords; UnlearnRec: the fields of :class:`~graphforget.unlearn.UnlearnRecConfig`).
+#: Add a method with :func:`register_unlearner` (or one more entry here, in the library).
+UNLEARNERS: dict[str, UnlearnerFactory] = {"retrain": _retrain, "ifru": _ifru, "scif": _scif, "sisa": _sisa,
+                                           "receraser": _receraser, "unlearnrec": _unlearnrec}
 
 
 def register_unlearner(name: str, factory: UnlearnerFactory | None = None, *, overwrite: bool = False):
@@ -311,8 +333,10 @@ def build_unlearner(method: str, model: Recommender, graph: HeteroData, objectiv
         raise ValueError(f"unknown method {method!r}; known: {', '.join(UNLEARNERS)}")
     try:
         return UNLEARNERS[method](model, graph, objective, train_config or TrainConfig(), val, seed, **options)
-    except TypeError as error:  # an unknown keyword: a user error, reported as such
-        raise ValueError(f"bad options for {method!r}: {error}") from error
+    except TypeError as error:
+        if "keyword argument" not in str(error):
+            raise
+        raise ValueError(f"bad options for {method!r}: {error}") from error  # a user error, reported as such
 
 
 def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
@@ -349,10 +373,6 @@ def to_jsonable(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy scalars
         return to_jsonable(value.item())
     return repr(value)
-
-
-def _aucs(model, graph, test, request) -> dict[str, float]:
-    return evaluate_auc(model, graph, test, request)
 
 
 def run_experiment(dataset: str = "ml-100k", model: str = "mf", methods: Sequence[str] | None = None,
@@ -405,7 +425,7 @@ def run_experiment(dataset: str = "ml-100k", model: str = "mf", methods: Sequenc
         "attack_ratio": attack_ratio, "num_users": num_users(train_graph), "num_items": num_items(train_graph),
         "train_edges": train_graph[EDGE].edge_index.size(1), "request_edges": request.size(1),
         "device": str(device), "threads": torch.get_num_threads(), "hparams": hparams.as_dict(),
-        "original": {**_aucs(original, train_graph, test, request), "train_seconds": fit.seconds,
+        "original": {**evaluate_auc(original, train_graph, test, request), "train_seconds": fit.seconds,
                      "epochs": fit.epochs, "best_epoch": fit.best_epoch},
         "methods": {},
     }
@@ -416,9 +436,11 @@ def run_experiment(dataset: str = "ml-100k", model: str = "mf", methods: Sequenc
         if callable(getattr(unlearner, "fit", None)):
             start = time.perf_counter()
             unlearner.fit()
+            if device.type == "cuda":  # the clock must not stop before the GPU does
+                torch.cuda.synchronize(device)
             row["fit_seconds"] = time.perf_counter() - start
         outcome = unlearner.unlearn(request)
-        row.update(_aucs(outcome.model, outcome.graph, test, request))
+        row.update(evaluate_auc(outcome.model, outcome.graph, test, request))
         row["seconds"] = outcome.seconds
         row["info"] = outcome.info
         result["methods"][method] = row

@@ -82,6 +82,8 @@ class SGL(LightGCN):
         drop_ratio: edge dropout probability :math:`\rho` of each view, in ``[0, 1)``.
     """
 
+    linear_embedding = True  # inference is plain LightGCN: linear in the tables, dot-product scores
+
     def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64, num_layers: int = 2,
                  drop_ratio: float = 0.1):
         if not 0 <= drop_ratio < 1:
@@ -101,7 +103,9 @@ class SGL(LightGCN):
         """InfoNCE of the users ``[Bu]`` plus InfoNCE of the items ``[Bi]`` between two fresh views."""
         first, second = self.views(graph, generator)
         items = items + self.num_users
-        return info_nce(first[users], second[users], tau) + info_nce(first[items], second[items], tau)
+        # index_select, not ``first[users]``: its backward adds rows deterministically on the CPU.
+        return (info_nce(first.index_select(0, users), second.index_select(0, users), tau)
+                + info_nce(first.index_select(0, items), second.index_select(0, items), tau))
 
     def config(self) -> dict:
         return {**super().config(), "drop_ratio": self.drop_ratio}

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
+from torch_geometric.utils import to_torch_csr_tensor
 
 from ..data.interactions import bipartite_to_homogeneous, propagation_edges
 from .base import MODELS
@@ -36,6 +37,8 @@ class SimGCL(LightGCN):
         eps: noise magnitude :math:`\epsilon \ge 0`.
     """
 
+    linear_embedding = True  # inference is noiseless: embed() is linear in the tables, scores are dot products
+
     def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64, num_layers: int = 2,
                  eps: float = 0.1):
         if num_layers < 1:
@@ -51,11 +54,12 @@ class SimGCL(LightGCN):
         With a generator, each layer draws one ``torch.rand`` of ``x``'s shape, in layer order.
         """
         edge_index, edge_weight = propagation_edges(graph)
-        edge_index = bipartite_to_homogeneous(edge_index, self.num_users)
-        edge_weight = torch.cat([edge_weight, edge_weight]).to(x.dtype)
+        edge_index = bipartite_to_homogeneous(edge_index.to(x.device), self.num_users)
+        edge_weight = torch.cat([edge_weight, edge_weight]).to(x)
+        adj = to_torch_csr_tensor(edge_index, edge_weight, size=(x.size(0), x.size(0)))  # as LightGCN: one spmm
         out = torch.zeros_like(x)
         for _ in range(self.num_layers):
-            x = self.conv(x, edge_index, edge_weight)
+            x = self.conv(x, adj)
             if generator is not None:
                 noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
                 x = x + self.eps * torch.sign(x) * F.normalize(noise, dim=-1)
@@ -72,7 +76,8 @@ class SimGCL(LightGCN):
         """InfoNCE of the users ``[Bu]`` plus InfoNCE of the items ``[Bi]`` between two fresh views."""
         first, second = self.views(graph, generator)
         items = items + self.num_users
-        return info_nce(first[users], second[users], tau) + info_nce(first[items], second[items], tau)
+        return (info_nce(first.index_select(0, users), second.index_select(0, users), tau)
+                + info_nce(first.index_select(0, items), second.index_select(0, items), tau))
 
     def config(self) -> dict:
         return {**super().config(), "eps": self.eps}

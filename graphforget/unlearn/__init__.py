@@ -3,10 +3,11 @@ from .base import Unlearner, UnlearnResult
 from .ifru import IFRU, IFRUConfig
 from .receraser import RecEraser, balanced_partition
 from .retrain import Retrain
+from .scif import SCIF, substitute_labels
 from .sharding import ShardAttention, ShardedRecommender
 from .sisa import SISA
 from .unlearnrec import InfluenceEncoder, UnlearnRec, UnlearnRecConfig, influence_dependency_matrix
 
-__all__ = ["Unlearner", "UnlearnResult", "Retrain", "IFRU", "IFRUConfig", "SISA", "RecEraser", "ShardedRecommender",
+__all__ = ["Unlearner", "UnlearnResult", "Retrain", "IFRU", "IFRUConfig", "SCIF", "substitute_labels", "SISA", "RecEraser", "ShardedRecommender",
            "ShardAttention", "balanced_partition",
            "UnlearnRec", "UnlearnRecConfig", "InfluenceEncoder", "influence_dependency_matrix"]

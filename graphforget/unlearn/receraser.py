@@ -129,7 +129,8 @@ class BalancedPartition:
 
     def __repr__(self) -> str:
         sizes = torch.bincount(self.shard_of, minlength=self.anchors.size(0)).tolist()
-        return f"BalancedPartition(shard_sizes={sizes}, anchors={list(self.anchors.shape)}, iterations={self.iterations})"
+        return (f"BalancedPartition(shard_sizes={sizes}, anchors={list(self.anchors.shape)}, "
+                f"iterations={self.iterations})")
 
 
 def balanced_partition(user_emb: Tensor, item_emb: Tensor, edge_index: Tensor, num_shards: int,
@@ -197,8 +198,8 @@ class RecEraser(SISA):
     Args:
         model: the sub-model template (copied, never modified), or a fitted
             :class:`~graphforget.unlearn.sharding.ShardedRecommender`.
-        graph, objective, config, num_shards, seed, retrain_all, workers, val, aggregator_config,
-            attention: as for :class:`~graphforget.unlearn.SISA`.
+        graph, objective, config, num_shards, seed: as for :class:`~graphforget.unlearn.SISA`.
+        retrain_all, workers, val, aggregator_config, attention: as for :class:`~graphforget.unlearn.SISA`.
         partition: ``"interaction"`` (InBP), ``"user"`` (UBP) or ``"item"`` (IBP).
         pretrained: a trained :class:`~graphforget.models.Recommender` whose ``embed(graph)`` is used,
             or a ``(user [U, d], item [I, d])`` pair of embeddings; ``None`` pre-trains a copy of
@@ -230,7 +231,8 @@ class RecEraser(SISA):
         device = graph[EDGE].edge_index.device
         if isinstance(self.pretrained, (tuple, list)):
             user, item = (torch.as_tensor(t).detach().to(device) for t in self.pretrained)
-            if user.dim() != 2 or item.dim() != 2 or user.size(0) != num_users(graph) or item.size(0) != num_items(graph):
+            shapes_ok = user.dim() == 2 and item.dim() == 2 and user.size(1) == item.size(1)
+            if not shapes_ok or user.size(0) != num_users(graph) or item.size(0) != num_items(graph):
                 raise ValueError(f"pretrained embeddings must be [{num_users(graph)}, d] and [{num_items(graph)}, d], "
                                  f"got {list(user.shape)} and {list(item.shape)}")
             return user, item

@@ -126,8 +126,11 @@ class ShardAttention(nn.Module):
 
     def score(self, user_stack: Tensor, item_stack: Tensor, edge_label_index: Tensor) -> Tensor:
         """Logits ``[B]`` of the ``[2, B]`` pairs from ``[S, U, d]`` / ``[S, I, d]`` shard embeddings."""
-        user = self.aggregate(user_stack[:, edge_label_index[0]], "user")
-        item = self.aggregate(item_stack[:, edge_label_index[1]], "item")
+        # Aggregate each distinct node once: a batch repeats users and items many times.
+        users, user_pos = torch.unique(edge_label_index[0], return_inverse=True)
+        items, item_pos = torch.unique(edge_label_index[1], return_inverse=True)
+        user = self.aggregate(user_stack[:, users], "user")[user_pos]
+        item = self.aggregate(item_stack[:, items], "item")[item_pos]
         return (user * item).sum(-1)
 
     def extra_repr(self) -> str:
@@ -293,13 +296,13 @@ class ShardedRecommender(Recommender):
         Raises:
             NotImplementedError: for mean aggregation over shards that do not score by a dot product.
         """
-        user_stack, item_stack = self.shard_embeddings(graph)
-        if self.aggregation == "attention":
-            return self.attention.aggregate(user_stack, "user"), self.attention.aggregate(item_stack, "item")
-        if not self._dot_product_shards():
+        if self.aggregation == "mean" and not self._dot_product_shards():
             raise NotImplementedError(
                 "mean aggregation has no embeddings when a shard overrides forward(): the mean of shard "
                 "embeddings is not the mean of shard scores; use score_all() for all-item ranking")
+        user_stack, item_stack = self.shard_embeddings(graph)
+        if self.aggregation == "attention":
+            return self.attention.aggregate(user_stack, "user"), self.attention.aggregate(item_stack, "item")
         num = self.num_shards
         return (user_stack.permute(1, 0, 2).reshape(self.num_users, -1) / num,
                 item_stack.permute(1, 0, 2).reshape(self.num_items, -1))
@@ -358,7 +361,7 @@ def train_shards(models: Sequence[Recommender], graphs: Sequence[HeteroData], ob
         raise ValueError(f"workers must be >= 1, got {workers}")
     for j, graph in enumerate(graphs):
         if graph[EDGE].edge_index.size(1) == 0:
-            raise ValueError(f"shard job {j} has no training edges (use fewer shards)")
+            raise ValueError(f"shard graph {j} has no training edges (left): use fewer shards")
     config = config or TrainConfig()
     copies = [copy.deepcopy(m) for m in models]
     if workers == 1 or len(models) == 1:
@@ -370,8 +373,16 @@ def train_shards(models: Sequence[Recommender], graphs: Sequence[HeteroData], ob
     # Jobs carry copies: pickling for the workers moves CPU tensors into shared memory.
     jobs = [(m, g, copy.deepcopy(objective), config, copy.deepcopy(val), s) for m, g, s in zip(copies, graphs, seeds)]
     ctx = mp.get_context("spawn")
-    with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker) as pool:
+    pool = ctx.Pool(min(workers, len(jobs)), initializer=_init_worker)
+    try:
         results = pool.map(_train_job, jobs, chunksize=1)
+    except BaseException:
+        pool.terminate()
+        raise
+    else:
+        pool.close()  # a clean close + join: leaving the pool's context terminates it and leaks a semaphore
+    finally:
+        pool.join()
     out = []
     for model, (state, result) in zip(copies, results):
         model.load_state_dict(state)

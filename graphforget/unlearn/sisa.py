@@ -35,7 +35,7 @@ class SISA(Unlearner):
 
     :meth:`fit` splits the training edges :math:`D` at random into :math:`S` disjoint shards
     :math:`D_1, \dots, D_S` and trains one fresh sub-model per shard (``model.reset_parameters(seed + s)``)
-    on its shard graph alone; the ensemble averages the shard logits,
+    on its shard graph alone, with the objective's summed L2 scaled by :math:`1/S`; the ensemble averages the shard logits,
     :math:`\hat y_{ui} = \frac1S \sum_s f_{\theta_s}(u, i; D_s)` (or aggregates with attention).
     Unlearning :math:`D_r` retrains, from the same initialisation, only the shards
     :math:`\{s : D_s \cap D_r \neq \emptyset\}` on :math:`D_s \setminus D_r`, so the result is the
@@ -86,6 +86,10 @@ class SISA(Unlearner):
         self.retrain_all, self.aggregation, self.workers, self.val = retrain_all, aggregation, workers, val
         self.aggregator_config = aggregator_config
         self.attention_kwargs = dict(attention or {})
+        # The summed L2 is per dataset: a shard holding 1/S of the edges gets 1/S of it, so that each
+        # interaction is regularised as in the full model (an unscaled L2 flattens the small shards).
+        self.shard_objective = copy.copy(objective)
+        self.shard_objective.l2 = objective.l2 / num_shards
         self.fit_info: dict = {}
 
     # --- partition and fit ----------------------------------------------------------------------
@@ -104,7 +108,7 @@ class SISA(Unlearner):
             raise ValueError(f"empty shards {(sizes == 0).nonzero().flatten().tolist()}: use fewer shards")
         edge_index = self.graph[EDGE].edge_index
         graphs = split_graph(self.graph, shard_of, self.num_shards)
-        trained = train_shards([self.template] * self.num_shards, graphs, self.objective, self.config, self.val,
+        trained = train_shards([self.template] * self.num_shards, graphs, self.shard_objective, self.config, self.val,
                                [self.seed + s for s in range(self.num_shards)], self.workers)
         ensemble = ShardedRecommender([model for model, _ in trained], shard_of, edge_index, self._aggregation())
         info = {"shard_sizes": sizes.tolist(), "shard_epochs": [r.epochs for _, r in trained],
@@ -141,7 +145,7 @@ class SISA(Unlearner):
         ensemble = copy.deepcopy(old)  # untouched shards stay bit-identical; the old ensemble is not mutated
         ensemble._without_pairs(request)
         graphs = ensemble.shard_graphs(remaining)
-        trained = train_shards([old.shards[s] for s in touched], [graphs[s] for s in touched], self.objective,
+        trained = train_shards([old.shards[s] for s in touched], [graphs[s] for s in touched], self.shard_objective,
                                self.config, self.val, [self.seed + s for s in touched], self.workers)
         for s, (model, _) in enumerate(trained):
             ensemble.shards[touched[s]] = model

@@ -155,7 +155,7 @@ def propagate_layers(x: Tensor, edge_index: Tensor, edge_weight: Tensor, num_lay
     out = x
     weight = edge_weight.to(x.dtype)[:, None]
     for _ in range(num_layers):
-        x = torch.zeros_like(x).index_add(0, edge_index[1], x[edge_index[0]] * weight)
+        x = torch.zeros_like(x).index_add(0, edge_index[1], x.index_select(0, edge_index[0]) * weight)
         out = out + x
     return out
 
@@ -347,14 +347,16 @@ class UnlearnRec(Unlearner):
             unlearn = -F.logsigmoid(-work(remaining, request_batch)).mean()
         store = remaining[EDGE]
         pairs = store.edge_index[:, batch][:, store.edge_label[batch] > 0][:, :cfg.preserve_pairs]
-        preserve = _preservation_loss(user[pairs[0]], item[pairs[1]], reference[pairs[0]],
-                                      reference[self.encoder.num_users + pairs[1]], cfg.tau)
+        # index_select rather than ``user[pairs[0]]``: a deterministic backward on the CPU.
+        preserve = _preservation_loss(user.index_select(0, pairs[0]), item.index_select(0, pairs[1]),
+                                      reference.index_select(0, pairs[0]),
+                                      reference.index_select(0, self.encoder.num_users + pairs[1]), cfg.tau)
         loss = backbone + cfg.l_u * unlearn + cfg.l_p * preserve
-        parts = {"backbone": float(backbone), "unlearn": float(unlearn), "preserve": float(preserve)}
+        parts = {"backbone": backbone.item(), "unlearn": unlearn.item(), "preserve": preserve.item()}
         return loss, parts
 
-    def _contrastive(self, final: Tensor, request: _Request, gen: torch.Generator) -> Tensor:
-        """L_c: InfoNCE between dE and dE on an edge-dropped dependency matrix, for sampled request nodes."""
+    def _contrastive(self, full: Tensor, final: Tensor, request: _Request, gen: torch.Generator) -> Tensor:
+        """L_c: InfoNCE between ``full`` (dE) and dE on an edge-dropped dependency matrix, for sampled request nodes."""
         cfg = self.config
         device = request.pairs.device
         keep = torch.rand(request.pairs.size(1), generator=gen).to(device) >= cfg.contrastive_drop
@@ -362,9 +364,8 @@ class UnlearnRec(Unlearner):
                                                               self.encoder.num_items)
         nodes = request.node_mask.nonzero().squeeze(1)
         nodes = nodes[torch.randperm(nodes.numel(), generator=gen)[:cfg.contrastive_nodes].to(device)]
-        full = self.encoder.influence(final, request.edge_index, request.edge_weight, request.node_mask)
         dropped = self.encoder.influence(final, edge_index, edge_weight, request.node_mask)
-        return info_nce(full[nodes], dropped[nodes], cfg.contrastive_tau)
+        return info_nce(full.index_select(0, nodes), dropped.index_select(0, nodes), cfg.contrastive_tau)
 
     def _batches(self, num_edges: int, gen: torch.Generator, device) -> list[Tensor]:
         size = self.config.batch_size or num_edges
@@ -379,7 +380,7 @@ class UnlearnRec(Unlearner):
     # ------------------------------------------------------------------------------------ pre-training
     def fit(self) -> dict:
         """Pre-trains :math:`\\mathbf{H}^{(0)}` and :math:`\\boldsymbol\\eta` on simulated requests (backbone
-        and MLP frozen). Call once per trained model.
+        and MLP frozen). Call once per trained model; calling again continues from the current encoder.
 
         Returns:
             ``{"seconds", "epochs", "steps", "history"}`` (also kept as :attr:`fit_info`).
@@ -408,16 +409,16 @@ class UnlearnRec(Unlearner):
             batches = self._batches(request.remaining[EDGE].edge_index.size(1), gen, device)
             for batch in batches:
                 optimizer.zero_grad()
-                self._set_update(shifts, self.encoder(final, request.edge_index, request.edge_weight,
-                                                      request.node_mask))
+                delta = self.encoder.influence(final, request.edge_index, request.edge_weight, request.node_mask)
+                self._set_update(shifts, self.encoder.mlp(delta))
                 loss, parts = self._step_loss(work, request.remaining, batch,
                                               self._request_batch(request.pairs, gen), reference, epoch)
-                contrast = self._contrastive(final, request, gen) if cfg.l_c > 0 else loss.new_zeros(())
+                contrast = self._contrastive(delta, final, request, gen) if cfg.l_c > 0 else loss.new_zeros(())
                 loss = loss + cfg.l_c * contrast
                 loss.backward()
                 optimizer.step()
                 steps += 1
-                parts.update(loss=float(loss), contrast=float(contrast))
+                parts.update(loss=loss.item(), contrast=contrast.item())
                 for key, value in parts.items():
                     sums[key] += value / len(batches)
             history.append({"epoch": epoch, "request_ratio": ratio, **sums})
@@ -469,7 +470,7 @@ class UnlearnRec(Unlearner):
                                               reference, epoch)
                 loss.backward()
                 optimizer.step()
-                parts["loss"] = float(loss)
+                parts["loss"] = loss.item()
                 for key, value in parts.items():
                     sums[key] += value / len(batches)
             history.append({"epoch": epoch, **sums})

@@ -1,0 +1,29 @@
+"""Sphinx configuration of the graphforget documentation (``sphinx-build -W -b html docs docs/_build``)."""
+import os
+import sys
+
+sys.path.insert(0, os.path.abspath(".."))  # document the checkout, installed or not
+
+from graphforget import __version__  # noqa: E402
+
+project = "graphforget"
+author = "graphforget developers"
+copyright = "graphforget developers"
+release = version = __version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",  # Google-style docstrings
+    "sphinx.ext.mathjax",   # the formulas in ``.. math::`` blocks
+]
+autodoc_member_order = "bysource"
+autodoc_default_options = {"members": True, "show-inheritance": True}
+autodoc_typehints = "signature"
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+napoleon_use_rtype = False
+napoleon_use_ivar = True  # "Attributes:" as fields (no duplicates of NamedTuple/dataclass members)
+
+exclude_patterns = ["_build"]
+html_theme = "alabaster"
+html_static_path = []

@@ -1,0 +1,431 @@
+"""The ``graphforget`` command line: ``train``, ``evaluate``, ``unlearn`` and ``demo``.
+
+A thin layer over the public API (:mod:`graphforget.pipeline` and below). Usage errors (unknown
+names, missing paths, bad ratios) exit with status 2 and one line on stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .data import EDGE, find_data_root, remove_edges
+from .metrics import evaluate_auc
+from .models import load_model, save_model
+from .pipeline import (AUC_KEYS, DATASET_NAMES, UNLEARNERS, AttackData, Hyperparameters, build_unlearner,
+                       default_hparams, parse_options, prepare_attack_data, run_experiment, to_jsonable)
+from .train import train
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("graphforget")
+
+MODEL_NAMES = ("mf", "lightgcn")
+
+
+class UsageError(Exception):
+    """A user error: reported on one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of usage + message
+        raise UsageError(f"{self.prog}: error: {message}")
+
+
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"attack ratio must be a number in (0, 1), got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"attack ratio must be in (0, 1), got {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _device(text: str) -> str:
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError("CUDA is not available on this machine")
+    return text
+
+
+# --- shared pieces ------------------------------------------------------------------------------
+
+def _fingerprint(data: AttackData) -> str:
+    """A hash of the attacked training graph and the request: rebuilt data must match it exactly."""
+    digest = hashlib.sha256()
+    for tensor in (data.train[EDGE].edge_index, data.train[EDGE].edge_label, data.request):
+        digest.update(tensor.contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _data_root(dataset: str, root) -> str | None:
+    """The absolute data directory a run used, so that it can be rebuilt from anywhere."""
+    if dataset == "synthetic":
+        return None
+    found = Path(root).expanduser() if root is not None else find_data_root()
+    return None if found is None else str(found.resolve())
+
+
+def _write_json(path: Path, value) -> None:
+    path.write_text(json.dumps(to_jsonable(value), indent=2) + "\n")
+
+
+def _fmt(value, pct: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.0f}%" if pct else f"{value:.4f}"
+
+
+def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    """A plain text table of ``rows`` with ``(key, header)`` columns (values already strings)."""
+    widths = [max(len(head), *(len(r[key]) for r in rows)) for key, head in columns]
+    lines = ["  ".join(head.ljust(w) for (_, head), w in zip(columns, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(r[key].ljust(w) for (key, _), w in zip(columns, widths)) for r in rows]
+    return "\n".join(lines)
+
+
+def _auc_line(metrics: dict) -> str:
+    return "  ".join(f"{k}={_fmt(metrics.get(k))}" for k in AUC_KEYS)
+
+
+def _load_run(run: str, device: str):
+    """Reads ``RUN/model.pt`` and rebuilds the data it was trained on (checked by fingerprint)."""
+    path = Path(run) / "model.pt"
+    if not path.is_file():
+        raise UsageError(f"graphforget: error: no model.pt in {run} (make one with `graphforget train --out {run}`)")
+    try:
+        model, checkpoint = load_model(path, map_location=device)
+    except Exception as error:  # a truncated or foreign file: say so on one line
+        raise UsageError(f"graphforget: error: cannot read {path}: {type(error).__name__}: {error}") from error
+    info = checkpoint.get("run")
+    if not isinstance(info, dict):
+        raise UsageError(f"graphforget: error: {path} was not written by `graphforget train` (no run information)")
+    data = prepare_attack_data(info["dataset"], info["root"], info["attack_ratio"], info["seed"],
+                               synthetic_fallback=False)
+    if _fingerprint(data) != info["fingerprint"]:
+        raise UsageError(f"graphforget: error: the data rebuilt for {run} differs from the data it was trained on "
+                         f"({data.source})")
+    return model.to(device), checkpoint, data
+
+
+def _check_method(method: str) -> None:
+    if method not in UNLEARNERS:
+        raise UsageError(f"graphforget: error: unknown method {method!r} (choose from {', '.join(UNLEARNERS)})")
+
+
+# --- sub-commands -------------------------------------------------------------------------------
+
+def cmd_train(args) -> int:
+    data = prepare_attack_data(args.dataset, args.root, args.attack_ratio, args.seed, synthetic_fallback=False)
+    print(f"data: {data.source}")
+    hparams = default_hparams(args.model, args.dataset).replace(
+        embedding_dim=args.embedding_dim, num_layers=args.layers, lr=args.lr, l2=args.l2, epochs=args.epochs,
+        batch_size=args.batch_size, patience=args.patience)
+    device = torch.device(args.device)
+    graph, val, test = data.train.to(device), data.split.val.to(device), data.split.test.to(device)
+    model = hparams.build_model(graph["user"].num_nodes, graph["item"].num_nodes, args.seed).to(device)
+    config = hparams.train_config(args.seed, progress=not args.quiet)
+    fit = train(model, graph, hparams.objective(), config, val)
+    metrics = {**evaluate_auc(model, graph, test, data.request.to(device)), "train_seconds": fit.seconds,
+               "epochs": fit.epochs, "best_epoch": fit.best_epoch, "best_val_auc": fit.best_val_auc,
+               "dataset": args.dataset, "source": data.source, "model": hparams.model,
+               "train_edges": graph[EDGE].edge_index.size(1), "request_edges": data.request.size(1),
+               "threads": torch.get_num_threads()}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    run = {"dataset": args.dataset, "root": _data_root(args.dataset, args.root), "seed": args.seed,
+           "attack_ratio": args.attack_ratio, "hparams": hparams.as_dict(),
+           "objective": {"name": "bce", "l2": hparams.l2}, "train_config": {**asdict(config), "progress": False},
+           "source": data.source, "fingerprint": _fingerprint(data)}
+    save_model(model.cpu(), out / "model.pt", run=run)
+    _write_json(out / "metrics.json", metrics)
+    print(f"{hparams.model}: {_auc_line(metrics)}  train {fit.seconds:.1f}s ({fit.epochs} epochs)")
+    print(f"wrote {out / 'model.pt'} and {out / 'metrics.json'}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    model, checkpoint, data = _load_run(args.run, args.device)
+    device = torch.device(args.device)
+    graph = data.train
+    unlearned = checkpoint.get("unlearned")
+    if unlearned:  # an unlearned model runs on the graph without the request
+        graph = remove_edges(graph, data.request)
+    metrics = evaluate_auc(model, graph.to(device), data.split.test.to(device), data.request.to(device))
+    metrics.update(dataset=checkpoint["run"]["dataset"], model=checkpoint["model"],
+                   method=(unlearned or {}).get("method", "original"))
+    text = json.dumps(to_jsonable(metrics), indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+def cmd_unlearn(args) -> int:
+    _check_method(args.method)
+    options = parse_options(args.option or [])
+    model, checkpoint, data = _load_run(args.run, args.device)
+    run = checkpoint["run"]
+    device = torch.device(args.device)
+    graph, val, test = data.train.to(device), data.split.val.to(device), data.split.test.to(device)
+    request = data.request.to(device)
+    hparams = Hyperparameters(**run["hparams"])
+    config = hparams.train_config(run["seed"], progress=not args.quiet)
+    unlearner = build_unlearner(args.method, model, graph, hparams.objective(), config, val, run["seed"], **options)
+    print(f"{args.method}{'' if not options else ' ' + json.dumps(to_jsonable(options))}: "
+          f"unlearning {request.size(1)} edges ({data.source})")
+    metrics = {"method": args.method, "options": options}
+    if callable(getattr(unlearner, "fit", None)):  # sharded methods train their ensemble first
+        start = time.perf_counter()
+        unlearner.fit()
+        metrics["fit_seconds"] = time.perf_counter() - start
+    result = unlearner.unlearn(request)
+    metrics.update(evaluate_auc(result.model, result.graph, test, request))
+    metrics["unlearn_seconds"] = result.seconds
+    metrics["original"] = evaluate_auc(model, graph, test, request)
+    metrics["info"] = result.info
+    metrics["threads"] = torch.get_num_threads()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / "metrics.json", metrics)
+    written = [out / "metrics.json"]
+    try:  # models of registered classes can be evaluated again with `graphforget evaluate --run OUT`
+        save_model(result.model.cpu(), out / "model.pt", run=run,
+                   unlearned={"method": args.method, "options": to_jsonable(options)})
+        written.append(out / "model.pt")
+    except ValueError:
+        log.info("%s is not a registered model class: model.pt not written", type(result.model).__name__)
+    print(f"original: {_auc_line(metrics['original'])}")
+    print(f"{args.method}: {_auc_line(metrics)}  unlearn {result.seconds:.2f}s")
+    print("wrote " + " and ".join(str(p) for p in written))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    methods = args.methods or list(UNLEARNERS)
+    for method in methods:
+        _check_method(method)
+    options: dict[str, dict] = {m: {} for m in methods}
+    for pair in args.option or []:
+        method, sep, rest = pair.partition(":")
+        if not sep or method not in options:
+            raise UsageError(f"graphforget demo: error: --option takes METHOD:KEY=VALUE with METHOD in "
+                             f"{', '.join(methods)}, got {pair!r}")
+        options[method].update(parse_options([rest]))
+    dataset = args.dataset or "ml-100k"  # ML-100K where it can be found, else the synthetic stand-in
+    data = prepare_attack_data(dataset, args.root, args.attack_ratio, args.seed, synthetic_fallback=args.dataset is None)
+    if data.source.startswith("synthetic") and dataset != "synthetic":
+        print(f"data: ML-100K not found, using SYNTHETIC data: {data.source}")
+    else:
+        print(f"data: {data.source}")
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="graphforget-demo-"))
+    out.mkdir(parents=True, exist_ok=True)
+    results, rows = [], []
+    for model_name in args.model:
+        hparams = default_hparams(model_name, "synthetic" if data.source.startswith("synthetic") else dataset)
+        hparams = hparams.replace(epochs=args.epochs, embedding_dim=args.embedding_dim)
+        print(f"{model_name}: training the original, then {', '.join(['retrain'] + [m for m in methods if m != 'retrain'])}"
+              f" ({torch.get_num_threads()} CPU thread{'s' if torch.get_num_threads() > 1 else ''})", flush=True)
+        result = run_experiment(dataset, methods=methods, attack_ratio=args.attack_ratio, seed=args.seed,
+                                hparams=hparams, method_options=options, progress=not args.quiet, data=data,
+                                device=args.device)
+        results.append(result)
+        rows.append(_row(model_name, "original", result["original"], None, result["original"]["train_seconds"]))
+        for method, row in result["methods"].items():
+            rows.append(_row(model_name, method, row, row["completeness"], row["seconds"], row.get("fit_seconds")))
+    print()
+    print(_table(rows, [("model", "model"), ("method", "method"), ("auc_0", "auc_0"), ("auc_1", "auc_1"),
+                        ("auc_2", "auc_2"), ("completeness", "completeness (0/1/2)"), ("seconds", "seconds")]))
+    print("\nseconds: training for the original, the unlearning call for the methods; completeness = "
+          "(method - original) / (retrain - original) per AUC.")
+    _write_json(out / "results.json", {"options": options, "runs": results})
+    plot = _plot(results, out / "demo.png")
+    print(f"wrote {out / 'results.json'}" + (f" and {plot}" if plot else " (install matplotlib for a plot)"))
+    return 0
+
+
+def _row(model: str, method: str, metrics: dict, complete: dict | None, seconds: float,
+         fit_seconds: float | None = None) -> dict:
+    fit = "" if fit_seconds is None else f" (+{fit_seconds:.2f} fit)"
+    row = {"model": model, "method": method, "seconds": f"{seconds:.2f}{fit}"}
+    row.update({k: _fmt(metrics.get(k)) for k in AUC_KEYS})
+    row["completeness"] = "-" if complete is None else " / ".join(_fmt(complete[k], pct=True) for k in AUC_KEYS)
+    return row
+
+
+def _plot(results: list[dict], path: Path) -> Path | None:
+    """AUC_0/1/2 of every model and method as grouped bars; ``None`` without matplotlib.
+
+    The axis is zoomed on the Original-Retrain gap (the interesting range); bars beyond it are cut
+    and labelled with their value.
+    """
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    fig = Figure(figsize=(6.5 * len(results), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(results), squeeze=False)[0]
+    for ax, result in zip(axes, results):
+        entries = [("original", result["original"])] + list(result["methods"].items())
+        anchors = [m[k] for m in (result["original"], result["methods"]["retrain"]) for k in AUC_KEYS
+                   if m.get(k) is not None]
+        gap = max(max(anchors) - min(anchors), 0.002) if anchors else 0.5
+        low, high = (min(anchors) - 2 * gap, max(anchors) + 2 * gap) if anchors else (0.0, 1.0)
+        width = 0.8 / len(entries)
+        for j, (name, metrics) in enumerate(entries):
+            xs = [i + (j - (len(entries) - 1) / 2) * width for i in range(len(AUC_KEYS))]
+            values = [metrics.get(k) if metrics.get(k) is not None else float("nan") for k in AUC_KEYS]
+            stub = low + 0.3 * (high - low)
+            shown = [v if low <= v <= high or v != v else (stub if v < low else high) for v in values]
+            bars = ax.bar(xs, [v - low for v in shown], width, bottom=low, label=name)
+            for bar, value, x in zip(bars, values, xs):
+                if not low <= value <= high:  # cut by the zoom: hatched, labelled with the value
+                    bar.set_hatch("///")
+                    ax.text(x, bar.get_y() + bar.get_height() + 0.01 * (high - low), f"{value:.3f}", rotation=90,
+                            ha="center", va="bottom", fontsize="x-small")
+        ax.set_ylim(low, high)
+        ax.set_xticks(range(len(AUC_KEYS)), [f"AUC$_{k[-1]}$" for k in AUC_KEYS])
+        ax.set_title(f"{result['model']} on {result['dataset']}, {result['request_edges']} flipped edges")
+        ax.set_ylabel("test AUC")
+        ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.savefig(path, dpi=120)
+    return path
+
+
+# --- the parser ---------------------------------------------------------------------------------
+
+def _common(parser, data: bool = True) -> None:
+    if data:
+        parser.add_argument("--dataset", choices=DATASET_NAMES, default="ml-100k", help="dataset (default: ml-100k)")
+        parser.add_argument("--root", help="data directory (default: $GRAPHFORGET_DATA, then ../shared/data)")
+        parser.add_argument("--attack-ratio", type=_ratio, default=0.02,
+                            help="fraction of training labels flipped, the request to unlearn (default: 0.02)")
+        parser.add_argument("--seed", type=int, default=0, help="seed of the split, the attack and the model (default: 0)")
+    parser.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cuda (default: cpu)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``graphforget`` argument parser."""
+    parser = _Parser(prog="graphforget", description="Unlearn training interactions from graph recommenders.")
+    parser.add_argument("--version", action="version", version=f"graphforget {__version__}")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default: 1, measured fastest for these small models on a busy "
+                             "2-core machine; 0: torch's choice)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
+    parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("train", help="train a model on attacked data (the Original)",
+                       description="Train a model on data with a fraction of flipped training labels.")
+    _common(p)
+    p.add_argument("--model", choices=MODEL_NAMES, default="mf", help="recommender (default: mf)")
+    p.add_argument("--embedding-dim", type=_positive, help="embedding size (default: 64)")
+    p.add_argument("--layers", type=int, help="LightGCN layers (default: 2)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default: 0.01)")
+    p.add_argument("--l2", type=float, help="L2 strength of the summed objective (default: MF 5.0, LightGCN 1.0)")
+    p.add_argument("--epochs", type=_positive, help="maximum epochs (default: 100)")
+    p.add_argument("--batch-size", type=int, help="edges per batch, 0 = full batch (default: 4096)")
+    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (default: 5)")
+    p.add_argument("--out", required=True, help="run directory: model.pt and metrics.json are written there")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="AUC_0/1/2 of a trained (or unlearned) run",
+                       description="Rebuild a run's data and print its test AUC_0/1/2.")
+    p.add_argument("--run", required=True, help="a directory holding model.pt")
+    p.add_argument("--out", help="also write the metrics to this JSON file")
+    _common(p, data=False)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("unlearn", help="unlearn the attack request from a trained run",
+                       description="Rebuild a run's data and unlearn its flipped edges with one method.")
+    p.add_argument("--run", required=True, help="a directory holding model.pt (from `graphforget train`)")
+    p.add_argument("--method", required=True, help=f"one of: {', '.join(UNLEARNERS)}")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="a method option, repeatable (IFRU: the fields of IFRUConfig, e.g. solver=lissa)")
+    p.add_argument("--out", required=True, help="output directory: metrics.json (and model.pt)")
+    _common(p, data=False)
+    p.set_defaults(func=cmd_unlearn)
+
+    p = sub.add_parser("demo", help="train, unlearn with every method, print a table and save a plot",
+                       description="Train on ML-100K (or synthetic data when ML-100K is not found), flip 2%% of "
+                                   "the training labels, unlearn them with every method and compare.")
+    p.add_argument("--dataset", choices=DATASET_NAMES, default=None,
+                   help="dataset (default: ml-100k if found, else synthetic)")
+    p.add_argument("--root", help="data directory (default: $GRAPHFORGET_DATA, then ../shared/data)")
+    p.add_argument("--model", nargs="+", choices=MODEL_NAMES, default=["mf"],
+                   help="models to run (default: mf; `--model mf lightgcn` adds LightGCN, about 2 more minutes)")
+    p.add_argument("--methods", nargs="+", metavar="METHOD", help=f"methods (default: all: {', '.join(UNLEARNERS)})")
+    p.add_argument("--attack-ratio", type=_ratio, default=0.02, help="fraction of flipped labels (default: 0.02)")
+    p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    p.add_argument("--out", help="output directory (default: a new temporary directory)")
+    advanced = p.add_argument_group("advanced")
+    advanced.add_argument("--option", action="append", metavar="METHOD:KEY=VALUE",
+                          help="a method option, repeatable (e.g. ifru:solver=lissa)")
+    advanced.add_argument("--epochs", type=_positive, help="maximum training epochs (default: 100)")
+    advanced.add_argument("--embedding-dim", type=_positive, help="embedding size (default: 64)")
+    advanced.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cuda (default: cpu)")
+    advanced.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``graphforget`` and ``python -m graphforget``; returns the exit status."""
+    parser = build_parser()
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(argv)
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s")
+        if args.threads < 0:
+            raise UsageError(f"graphforget: error: --threads must be >= 0, got {args.threads}")
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        # torch's notices about its beta sparse CSR support (LightGCN's adjacency) are noise to a user.
+        warnings.filterwarnings("ignore", message="Sparse (CSR tensor support|invariant checks)")
+        return args.func(args)
+    except UsageError as error:
+        if debug:
+            raise
+        print(_one_line(str(error)), file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, NotADirectoryError) as error:
+        if debug:
+            raise
+        print(f"graphforget: error: {_one_line(str(error))}", file=sys.stderr)
+        return 2
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,346 @@
+"""The command line and the pipeline glue: outputs checked against direct library calls and hand formulas."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from graphforget.cli import main
+from graphforget.data import EDGE, remove_edges
+from graphforget.metrics import evaluate_auc
+from graphforget.models import load_model
+from graphforget.pipeline import (UNLEARNERS, AttackData, Hyperparameters, build_unlearner, default_hparams,
+                                  parse_options, prepare_attack_data, register_unlearner, run_experiment,
+                                  to_jsonable)
+from graphforget.unlearn import IFRU, IFRUConfig, Retrain
+
+TINY = ["--epochs", "3", "--embedding-dim", "8"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """``main`` sets torch's thread count (it is an application); give the test process its own back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A tiny synthetic run written by ``graphforget train`` (module-scoped: several tests read it)."""
+    out = tmp_path_factory.mktemp("run")
+    code = main(["--threads", "1", "train", "--dataset", "synthetic", "--seed", "3", "--quiet", "--out", str(out), *TINY])
+    assert code == 0
+    return out
+
+
+# --- train / evaluate / unlearn ---------------------------------------------------------------------
+
+def test_train_writes_checkpoint_and_metrics_matching_a_direct_computation(trained_run):
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert {"auc_0", "auc_1", "auc_2", "train_seconds"} <= set(metrics)
+    assert metrics["train_seconds"] > 0 and metrics["epochs"] == 3
+
+    model, checkpoint = load_model(trained_run / "model.pt")
+    run = checkpoint["run"]
+    assert (run["dataset"], run["seed"], run["attack_ratio"], run["root"]) == ("synthetic", 3, 0.02, None)
+    assert run["objective"] == {"name": "bce", "l2": 5.0}
+    assert run["train_config"]["epochs"] == 3 and run["hparams"]["embedding_dim"] == 8
+    # The reloaded model on the rebuilt data gives exactly the AUCs the run reported.
+    data = prepare_attack_data("synthetic", None, 0.02, 3)
+    assert data.request.size(1) == metrics["request_edges"] == round(0.02 * metrics["train_edges"])
+    expected = evaluate_auc(model, data.train, data.split.test, data.request)
+    for key in ("auc_0", "auc_1", "auc_2"):
+        assert metrics[key] == pytest.approx(expected[key], abs=1e-12)
+
+    # Training is deterministic: the same command trains the same parameters.
+    torch.set_num_threads(1)
+    hparams = Hyperparameters(**run["hparams"])
+    fresh = hparams.build_model(model.num_users, model.num_items, seed=3)
+    from graphforget.train import train
+    train(fresh, data.train, hparams.objective(), hparams.train_config(seed=3), data.split.val)
+    assert torch.equal(fresh.user_emb.weight, model.user_emb.weight)
+
+
+def test_evaluate_prints_the_runs_metrics(trained_run, capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "evaluate", "--run", str(trained_run), "--out", str(tmp_path / "e.json"))
+    assert code == 0
+    printed = json.loads(out)
+    reported = json.loads((trained_run / "metrics.json").read_text())
+    for key in ("auc_0", "auc_1", "auc_2"):
+        assert printed[key] == pytest.approx(reported[key], abs=1e-12)
+    assert printed["method"] == "original"
+    assert json.loads((tmp_path / "e.json").read_text()) == printed
+
+
+def test_unlearn_retrain_equals_training_from_scratch_without_the_request(trained_run, capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "--threads", "1", "unlearn", "--run", str(trained_run), "--method", "retrain",
+                           "--quiet", "--out", str(tmp_path))
+    assert code == 0 and "retrain:" in out
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert {"auc_0", "auc_1", "auc_2", "unlearn_seconds", "info"} <= set(metrics)
+    assert metrics["unlearn_seconds"] > 0 and metrics["info"]["epochs"] == 3
+
+    # Reference: a fresh model (seed 3) trained on the attacked graph without the flipped edges.
+    model, checkpoint = load_model(trained_run / "model.pt")
+    hparams = Hyperparameters(**checkpoint["run"]["hparams"])
+    data = prepare_attack_data("synthetic", None, 0.02, 3)
+    remaining = remove_edges(data.train, data.request)
+    fresh = hparams.build_model(model.num_users, model.num_items, seed=3)
+    from graphforget.train import train
+    train(fresh, remaining, hparams.objective(), hparams.train_config(seed=3), data.split.val)
+    expected = evaluate_auc(fresh, remaining, data.split.test, data.request)
+    for key in ("auc_0", "auc_1", "auc_2"):
+        assert metrics[key] == pytest.approx(expected[key], abs=1e-12)
+    assert metrics["original"]["auc_0"] == pytest.approx(json.loads((trained_run / "metrics.json").read_text())["auc_0"])
+
+
+def test_unlearn_ifru_matches_the_library_and_can_be_evaluated_again(trained_run, capsys, tmp_path):
+    out_dir = tmp_path / "ifru"
+    code, _, _ = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "ifru", "--option", "solver='cg'",
+                         "--option", "max_iter=50", "--out", str(out_dir))
+    assert code == 0
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert metrics["options"] == {"solver": "cg", "max_iter": 50}
+    assert metrics["info"]["solver"]["iterations"] <= 50
+
+    model, _ = load_model(trained_run / "model.pt")
+    data = prepare_attack_data("synthetic", None, 0.02, 3)
+    result = IFRU(model, data.train, Hyperparameters(model="mf", embedding_dim=8).objective(),
+                  IFRUConfig(solver="cg", max_iter=50)).unlearn(data.request)
+    expected = evaluate_auc(result.model, result.graph, data.split.test, data.request)
+    for key in ("auc_0", "auc_1", "auc_2"):
+        assert metrics[key] == pytest.approx(expected[key], abs=1e-6)
+
+    # The unlearned checkpoint evaluates on the graph without the request, reproducing the same AUCs.
+    code, out, _ = run_cli(capsys, "evaluate", "--run", str(out_dir))
+    printed = json.loads(out)
+    assert code == 0 and printed["method"] == "ifru"
+    for key in ("auc_0", "auc_1", "auc_2"):
+        assert printed[key] == pytest.approx(metrics[key], abs=1e-12)
+
+
+# --- demo ------------------------------------------------------------------------------------------
+
+def test_demo_prints_the_table_and_its_numbers_agree_with_results_json(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "demo", "--dataset", "synthetic", "--methods", "retrain", "ifru", "scif",
+                           "--quiet", "--out", str(tmp_path), *TINY)
+    assert code == 0
+    assert "data: synthetic planted communities" in out
+    results = json.loads((tmp_path / "results.json").read_text())
+    run = results["runs"][0]
+    assert set(run["methods"]) == {"retrain", "ifru", "scif"}
+    lines = {line.split()[1]: line.split() for line in out.splitlines() if line.startswith("mf ")}
+    assert set(lines) == {"original", "retrain", "ifru", "scif"}
+    header = next(line for line in out.splitlines() if line.startswith("model"))
+    assert header.split()[:6] == ["model", "method", "auc_0", "auc_1", "auc_2", "completeness"]
+    original = run["original"]
+    for method, row in run["methods"].items():
+        assert float(lines[method][2]) == pytest.approx(row["auc_0"], abs=5e-5)
+        for key in ("auc_0", "auc_1", "auc_2"):  # completeness by its definition
+            gap = run["methods"]["retrain"][key] - original[key]
+            assert row["completeness"][key] == pytest.approx((row[key] - original[key]) / gap)
+    assert lines["retrain"][5:8] == ["100%", "/", "100%"]
+    if _has_matplotlib():
+        assert (tmp_path / "demo.png").stat().st_size > 1000
+
+
+def test_demo_without_data_says_it_uses_synthetic_data(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("GRAPHFORGET_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ../shared/data from here
+    code, out, _ = run_cli(capsys, "demo", "--methods", "retrain", "--quiet", "--out", str(tmp_path / "o"),
+                           "--epochs", "1", "--embedding-dim", "4")
+    assert code == 0
+    assert "ML-100K not found, using SYNTHETIC data" in out
+    assert json.loads((tmp_path / "o" / "results.json").read_text())["runs"][0]["dataset"] == "synthetic"
+
+
+def _has_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# --- errors ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["train", "--dataset", "nope", "--out", "x"], "invalid choice: 'nope'"),
+    (["train", "--model", "gcn", "--out", "x"], "invalid choice: 'gcn'"),
+    (["train", "--dataset", "synthetic", "--attack-ratio", "1.5", "--out", "x"], "attack ratio must be in (0, 1)"),
+    (["train", "--dataset", "synthetic", "--attack-ratio", "0", "--out", "x"], "attack ratio must be in (0, 1)"),
+    (["train", "--root", "/does/not/exist", "--out", "x"], "data directory not found: /does/not/exist"),
+    (["demo", "--methods", "nope"], "unknown method 'nope'"),
+    (["demo", "--option", "ifru-solver"], "--option takes METHOD:KEY=VALUE"),
+    (["train", "--out", "x", "--epochs", "0"], "expected a positive integer"),
+    (["train", "--dataset", "synthetic", "--device", "toaster", "--out", "x"], "unknown device 'toaster'"),
+    ([], "required: COMMAND"),
+])
+def test_usage_errors_exit_2_with_one_line(argv, fragment, capsys):
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert err.count("\n") == 1 and fragment in err and "Traceback" not in err
+
+
+def test_missing_model_and_unknown_method_on_a_run(trained_run, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "evaluate", "--run", str(tmp_path))
+    assert code == 2 and err.count("\n") == 1 and "no model.pt in" in err
+    code, _, err = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "nope", "--out", str(tmp_path))
+    assert code == 2 and err.count("\n") == 1 and "unknown method 'nope'" in err
+    code, _, err = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "ifru", "--option", "bogus=1",
+                           "--out", str(tmp_path))
+    assert code == 2 and err.count("\n") == 1 and "bad options for 'ifru'" in err
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_unreadable_checkpoint_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "model.pt").write_bytes(b"not a checkpoint")
+    code, _, err = run_cli(capsys, "evaluate", "--run", str(tmp_path))
+    assert code == 2 and err.count("\n") == 1 and "cannot read" in err
+
+
+def test_missing_dataset_file_is_a_one_line_error(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", "--dataset", "ml-100k", "--root", str(tmp_path), "--out", str(tmp_path / "o"))
+    assert code == 2 and err.count("\n") == 1 and "ml-100k not found" in err and "u.data is missing" in err
+
+
+def test_python_dash_m_runs_and_errors_without_traceback(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    bad = subprocess.run([sys.executable, "-m", "graphforget", "unlearn", "--run", str(tmp_path), "--method", "ifru",
+                          "--out", str(tmp_path)], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+    assert "no model.pt in" in bad.stderr
+
+
+def test_version(capsys):
+    from graphforget import __version__
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"graphforget {__version__}"
+
+
+# --- pipeline --------------------------------------------------------------------------------------
+
+def test_prepare_attack_data_flips_exactly_the_request():
+    data = prepare_attack_data("synthetic", attack_ratio=0.05, seed=1)
+    assert isinstance(data, AttackData) and isinstance(data, tuple) and len(data) == 4
+    clean, attacked = data.split.train[EDGE], data.train[EDGE]
+    assert torch.equal(clean.edge_index, attacked.edge_index)
+    flipped = clean.edge_label != attacked.edge_label
+    assert torch.equal(attacked.edge_label[flipped], 1 - clean.edge_label[flipped])
+    keys = lambda ei: set((ei[0] * 10_000 + ei[1]).tolist())  # noqa: E731
+    assert keys(clean.edge_index[:, flipped]) == keys(data.request)
+    assert data.request.size(1) == round(0.05 * clean.edge_index.size(1))
+    again = prepare_attack_data("synthetic", attack_ratio=0.05, seed=1)
+    assert torch.equal(again.request, data.request) and torch.equal(again.split.test[EDGE].edge_index,
+                                                                     data.split.test[EDGE].edge_index)
+    assert not torch.equal(prepare_attack_data("synthetic", attack_ratio=0.05, seed=2).request, data.request)
+
+
+def test_prepare_attack_data_errors_and_fallback(tmp_path):
+    with pytest.raises(ValueError, match="attack ratio"):
+        prepare_attack_data("synthetic", attack_ratio=1.0)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        prepare_attack_data("movielens")
+    with pytest.raises(FileNotFoundError, match="data directory not found"):
+        prepare_attack_data("ml-100k", tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match="bookcrossing not found"):
+        prepare_attack_data("bookcrossing", tmp_path, synthetic_fallback=False)
+    data = prepare_attack_data("ml-100k", tmp_path)  # an empty directory: falls back and says so
+    assert data.source.startswith("synthetic") and "ml-100k not found" in data.source
+
+
+def test_ml100k_protocol_sizes(data_root):
+    data = prepare_attack_data("ml-100k", data_root, 0.02, 0, synthetic_fallback=False)
+    total = sum(g[EDGE].edge_index.size(1) for g in (data.split.train, data.split.val, data.split.test))
+    # ML-100K is already a 5-core of users (>= 20 ratings each); the 5-core drops a few items' ratings.
+    assert 99_000 < total <= 100_000 and data.split.train[EDGE].edge_index.size(1) == 59_572
+    assert data.request.size(1) == round(0.02 * 59_572)
+    positives = float(data.split.train[EDGE].edge_label.mean())
+    assert 0.5 < positives < 0.6  # ratings >= 4 are a little over half of ML-100K
+
+
+def test_bookcrossing_5core_sizes(data_root):
+    from graphforget.data import k_core, load_labelled_triples
+    core = k_core(load_labelled_triples(data_root / "bookcrossing"), 5)
+    assert (core["user"].num_nodes, core["item"].num_nodes, core[EDGE].edge_index.size(1)) == (3988, 9676, 89915)
+
+
+def test_default_hparams_and_overrides():
+    mf, lgn = default_hparams("mf"), default_hparams("lightgcn")
+    assert (mf.embedding_dim, mf.l2, mf.lr, mf.batch_size, mf.patience, mf.epochs) == (64, 5.0, 0.01, 4096, 5, 100)
+    assert (lgn.num_layers, lgn.l2) == (2, 1.0)
+    model = lgn.replace(embedding_dim=4, lr=None).build_model(5, 6, seed=0)
+    assert model.num_layers == 2 and model.embedding_dim == 4 and model.receptive_field == 2
+    assert lgn.replace(lr=None).lr == 0.01 and lgn.train_config(seed=7).seed == 7
+    with pytest.raises(ValueError, match="unknown hyper-parameters"):
+        mf.replace(dropout=0.1)
+    with pytest.raises(ValueError, match="unknown model"):
+        Hyperparameters(model="gcn")
+    with pytest.raises(ValueError):
+        Hyperparameters(lr=0)
+
+
+def test_parse_options_and_jsonable():
+    assert parse_options(["solver=lissa", "prune=(0.5, 0.25)", "tol=1e-3", "spillover=False"]) == \
+        {"solver": "lissa", "prune": (0.5, 0.25), "tol": 1e-3, "spillover": False}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_options(["solver"])
+    value = to_jsonable({"a": torch.tensor([1, 2]), "b": float("nan"), "c": (torch.tensor(0.5), math.inf)})
+    assert value == {"a": [1, 2], "b": None, "c": [0.5, None]}
+    json.dumps(value, allow_nan=False)
+
+
+def test_registry_builds_each_method_and_accepts_new_ones(small_planted):
+    assert list(UNLEARNERS)[:2] == ["retrain", "ifru"]
+    objective = Hyperparameters().objective()
+    model = Hyperparameters(embedding_dim=4).build_model(60, 40)
+    assert isinstance(build_unlearner("retrain", model, small_planted, objective), Retrain)
+    ifru = build_unlearner("ifru", model, small_planted, objective, solver="lissa")
+    assert isinstance(ifru, IFRU) and ifru.config.solver == "lissa"
+    with pytest.raises(ValueError, match="unknown method"):
+        build_unlearner("nope", model, small_planted, objective)
+
+    calls = []
+
+    @register_unlearner("test-identity")
+    def identity(model, graph, objective, train_config, val, seed, **options):
+        calls.append(options)
+        return IFRU(model, graph, objective, IFRUConfig(max_iter=1))
+    try:
+        assert UNLEARNERS["test-identity"] is identity
+        build_unlearner("test-identity", model, small_planted, objective, flag=1)
+        assert calls == [{"flag": 1}]
+        with pytest.raises(ValueError, match="already registered"):
+            register_unlearner("test-identity", lambda *a, **k: None)
+    finally:
+        del UNLEARNERS["test-identity"]
+
+
+def test_run_experiment_reports_completeness_against_retrain():
+    torch.set_num_threads(1)
+    data = prepare_attack_data("synthetic", attack_ratio=0.02, seed=0)
+    hparams = Hyperparameters(embedding_dim=8, epochs=3)
+    result = run_experiment("synthetic", methods=["ifru"], hparams=hparams, data=data)
+    json.dumps(result, allow_nan=False)
+    assert list(result["methods"]) == ["retrain", "ifru"]  # Retrain always runs: completeness needs it
+    original, retrain, ifru = result["original"], result["methods"]["retrain"], result["methods"]["ifru"]
+    assert original["epochs"] == 3 and original["train_seconds"] > 0 and ifru["seconds"] > 0
+    for key in ("auc_0", "auc_1", "auc_2"):
+        assert retrain["completeness"][key] == pytest.approx(1.0)
+        assert ifru["completeness"][key] == pytest.approx((ifru[key] - original[key]) / (retrain[key] - original[key]))
+    assert result["request_edges"] == data.request.size(1) and result["dataset"] == "synthetic"

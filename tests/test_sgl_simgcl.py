@@ -1,0 +1,188 @@
+"""SGL and SimGCL backbones: views, InfoNCE and the contrastive objective against dense hand computation."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from graphforget.data import EDGE, make_interactions
+from graphforget.models import (MODELS, SGL, ContrastiveBPRObjective, LightGCN, SimGCL, build_model, info_nce,
+                                load_model, save_model)
+from graphforget.objectives import BPRObjective
+from graphforget.train import TrainConfig, train
+
+
+@pytest.fixture
+def graph():
+    """5 users x 4 items, 11 implicit edges; item 3 has a single edge."""
+    edge_index = torch.tensor([[0, 0, 1, 1, 1, 2, 2, 3, 3, 4, 4],
+                               [0, 1, 0, 1, 2, 1, 2, 0, 2, 3, 1]])
+    return make_interactions(edge_index, num_users=5, num_items=4)
+
+
+def dense_adjacency(edge_index: torch.Tensor, num_users: int, num_items: int) -> torch.Tensor:
+    """``D^-1/2 A D^-1/2`` of the bipartite graph as an ``[N, N]`` dense matrix (zero rows stay zero)."""
+    n = num_users + num_items
+    adj = torch.zeros(n, n, dtype=torch.float64)
+    adj[edge_index[0], num_users + edge_index[1]] = 1
+    adj[num_users + edge_index[1], edge_index[0]] = 1
+    deg = adj.sum(1)
+    inv = torch.where(deg > 0, deg.rsqrt(), torch.zeros_like(deg))
+    return inv[:, None] * adj * inv[None, :]
+
+
+def naive_info_nce(a: torch.Tensor, b: torch.Tensor, tau: float) -> float:
+    """InfoNCE by explicit loops over rows, cosine similarity computed element by element."""
+    a, b = a.double().tolist(), b.double().tolist()
+
+    def cos(x, y):
+        return sum(p * q for p, q in zip(x, y)) / math.sqrt(sum(p * p for p in x) * sum(q * q for q in y))
+
+    total = 0.0
+    for i in range(len(a)):
+        denom = sum(math.exp(cos(a[i], b[j]) / tau) for j in range(len(b)))
+        total += -math.log(math.exp(cos(a[i], b[i]) / tau) / denom)
+    return total / len(a)
+
+
+def test_info_nce_matches_hand_computation():
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(6, 3, generator=gen), torch.randn(6, 3, generator=gen)
+    for tau in (0.2, 1.0):
+        assert float(info_nce(a, b, tau)) == pytest.approx(naive_info_nce(a, b, tau), rel=1e-5)
+    # Two identical, mutually orthogonal views: each row's positive is cos 1, negatives cos 0.
+    eye = torch.eye(3)
+    expected = -math.log(math.exp(1 / 0.5) / (math.exp(1 / 0.5) + 2))
+    assert float(info_nce(eye, eye, 0.5)) == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError):
+        info_nce(a, b[:3], 0.2)
+    with pytest.raises(ValueError):
+        info_nce(a, b, 0.0)
+
+
+def test_sgl_views_and_loss_match_dense_edge_dropout(graph):
+    model = SGL(5, 4, embedding_dim=3, num_layers=2, drop_ratio=0.3)
+    model.reset_parameters(1)
+    x0 = torch.cat([model.user_emb.weight, model.item_emb.weight]).detach().double()
+    edges = graph[EDGE].edge_index
+    # Reference: the documented draw order, one rand([E]) per view, keep where >= drop_ratio.
+    gen = torch.Generator().manual_seed(7)
+    expected = []
+    for _ in range(2):
+        keep = torch.rand(edges.size(1), generator=gen) >= 0.3
+        adj = dense_adjacency(edges[:, keep], 5, 4)
+        layers = [x0, adj @ x0, adj @ adj @ x0]
+        expected.append(sum(layers) / 3)
+    assert not torch.allclose(expected[0], expected[1])  # the seed does drop different edges
+    first, second = model.views(graph, torch.Generator().manual_seed(7))
+    torch.testing.assert_close(first.double(), expected[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(second.double(), expected[1], rtol=1e-5, atol=1e-6)
+
+    users, items = torch.tensor([0, 2, 4]), torch.tensor([1, 3])
+    loss = model.contrastive_loss(graph, users, items, torch.Generator().manual_seed(7), tau=0.5)
+    ref = naive_info_nce(expected[0][users], expected[1][users], 0.5) + \
+        naive_info_nce(expected[0][5 + items], expected[1][5 + items], 0.5)
+    assert float(loss) == pytest.approx(ref, rel=1e-5)
+
+
+def test_sgl_inference_is_plain_lightgcn(graph):
+    sgl = SGL(5, 4, embedding_dim=3, num_layers=2, drop_ratio=0.5)
+    sgl.reset_parameters(3)
+    lgn = LightGCN(5, 4, embedding_dim=3, num_layers=2)
+    lgn.load_state_dict(sgl.state_dict())
+    pairs = torch.tensor([[0, 1, 4, 3], [3, 0, 1, 2]])
+    torch.testing.assert_close(sgl(graph, pairs), lgn(graph, pairs))
+    assert torch.equal(sgl(graph, pairs), sgl(graph, pairs))
+    # drop_ratio 0 views are the deterministic propagation itself.
+    sgl.drop_ratio = 0.0
+    first, second = sgl.views(graph, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(first, torch.cat(sgl.embed(graph)))
+    torch.testing.assert_close(second, first)
+
+
+def test_simgcl_views_loss_and_inference_match_dense(graph):
+    eps, layers = 0.3, 2
+    model = SimGCL(5, 4, embedding_dim=3, num_layers=layers, eps=eps)
+    model.reset_parameters(2)
+    x0 = torch.cat([model.user_emb.weight, model.item_emb.weight]).detach().double()
+    adj = dense_adjacency(graph[EDGE].edge_index, 5, 4)
+    # Inference: mean of layers 1..K, no layer 0, no noise.
+    plain = (adj @ x0 + adj @ adj @ x0) / 2
+    torch.testing.assert_close(torch.cat(model.embed(graph)).double(), plain, rtol=1e-5, atol=1e-6)
+    # Views: per layer one rand of x's shape, noise rows normalised, sign-matched, magnitude eps.
+    gen = torch.Generator().manual_seed(11)
+    expected = []
+    for _ in range(2):
+        x, out = x0, torch.zeros_like(x0)
+        for _ in range(layers):
+            x = adj @ x
+            noise = torch.rand(x.shape, generator=gen).double()
+            delta = eps * torch.sign(x) * noise / noise.norm(dim=1, keepdim=True)
+            assert torch.allclose(delta.norm(dim=1)[x.abs().min(1).values > 0], torch.tensor(eps).double())
+            x = x + delta
+            out = out + x
+        expected.append(out / layers)
+    first, second = model.views(graph, torch.Generator().manual_seed(11))
+    torch.testing.assert_close(first.double(), expected[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(second.double(), expected[1], rtol=1e-5, atol=1e-6)
+    users, items = torch.tensor([1, 3]), torch.tensor([0, 1, 2])
+    loss = model.contrastive_loss(graph, users, items, torch.Generator().manual_seed(11), tau=0.2)
+    ref = naive_info_nce(expected[0][users], expected[1][users], 0.2) + \
+        naive_info_nce(expected[0][5 + items], expected[1][5 + items], 0.2)
+    assert float(loss) == pytest.approx(ref, rel=1e-5)
+    assert torch.equal(model(graph, torch.tensor([[0], [1]])), model(graph, torch.tensor([[0], [1]])))
+
+
+@pytest.mark.parametrize("cls", [SGL, SimGCL])
+def test_contrastive_objective_adds_the_models_term(graph, cls):
+    model = cls(5, 4, embedding_dim=4, num_layers=2)
+    model.reset_parameters(0)
+    objective = ContrastiveBPRObjective(l2=1e-3, ssl_weight=0.3, tau=0.4, seed=5)
+    positions = torch.tensor([0, 3, 4, 7, 10])
+    loss = objective.batch_loss(model, graph, positions, epoch=2)
+    bpr = BPRObjective(l2=1e-3, seed=5).batch_loss(model, graph, positions, epoch=2)
+    pairs = graph[EDGE].edge_index[:, positions]
+    ssl = model.contrastive_loss(graph, pairs[0].unique(), pairs[1].unique(),
+                                 objective.generator(positions, 2), tau=0.4)
+    assert float(loss) == pytest.approx(float(bpr + 0.3 * ssl), rel=1e-6)
+    assert float(ssl) > 0
+    # Deterministic given (seed, epoch, batch); a different epoch draws different views.
+    assert torch.equal(loss, objective.batch_loss(model, graph, positions, epoch=2))
+    other = model.contrastive_loss(graph, pairs[0].unique(), pairs[1].unique(), objective.generator(positions, 3), 0.4)
+    assert float(other) != float(ssl)
+    # The contrastive term reaches the embeddings' gradient.
+    loss.backward()
+    grad_with = model.user_emb.weight.grad.clone()
+    model.zero_grad()
+    bpr.backward()
+    assert not torch.allclose(grad_with, model.user_emb.weight.grad)
+
+
+def test_contrastive_objective_trains_and_rejects_plain_models(graph):
+    model = SGL(5, 4, embedding_dim=8, num_layers=2)
+    model.reset_parameters(0)
+    result = train(model, graph, ContrastiveBPRObjective(ssl_weight=0.1, seed=0),
+                   TrainConfig(epochs=30, lr=0.05, batch_size=0, patience=0))
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    with pytest.raises(ValueError, match="contrastive_loss"):
+        ContrastiveBPRObjective(ssl_weight=0.1).batch_loss(LightGCN(5, 4, 4), graph, torch.arange(3))
+    with pytest.raises(ValueError):
+        ContrastiveBPRObjective(ssl_weight=-1)
+
+
+def test_registry_and_checkpoints(tmp_path):
+    assert MODELS["sgl"] is SGL and MODELS["simgcl"] is SimGCL
+    for name, extra in (("sgl", {"drop_ratio": 0.25}), ("simgcl", {"eps": 0.05})):
+        model = build_model(name, num_users=3, num_items=2, embedding_dim=4, num_layers=1, **extra)
+        save_model(model, tmp_path / f"{name}.pt")
+        loaded, _ = load_model(tmp_path / f"{name}.pt")
+        assert type(loaded) is type(model) and loaded.config() == model.config()
+        assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+        assert name.upper()[:3] in repr(model).upper()
+    with pytest.raises(ValueError):
+        SGL(3, 2, drop_ratio=1.0)
+    with pytest.raises(ValueError):
+        SimGCL(3, 2, num_layers=0)
+    with pytest.raises(ValueError):
+        SimGCL(3, 2, eps=-0.1)

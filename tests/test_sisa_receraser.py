@@ -1,0 +1,323 @@
+"""SISA, RecEraser and the sharded ensemble, checked against hand computations on tiny seeded graphs."""
+import math
+
+import pytest
+import torch
+
+from graphforget.data import EDGE, make_interactions, planted_communities, remove_edges
+from graphforget.models import MF, LightGCN
+from graphforget.objectives import BCEObjective
+from graphforget.train import TrainConfig, train
+from graphforget.unlearn import RecEraser, SISA, ShardAttention, ShardedRecommender
+from graphforget.unlearn.receraser import balanced_assign, balanced_kmeans, balanced_partition
+from graphforget.unlearn.sisa import random_partition
+
+U, I, D, S = 30, 24, 8, 4
+CONFIG = TrainConfig(epochs=3, batch_size=64, patience=0)
+OBJECTIVE = BCEObjective(l2=1e-3)
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return planted_communities(num_users=U, num_items=I, num_communities=2, interactions_per_user=6, seed=0)
+
+
+@pytest.fixture
+def one_thread():
+    # Bit-identity between worker processes (one thread each) and this process needs one thread here too.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def same_state(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def shard_graph_by_hand(graph, shard_of, s):
+    ei = graph[EDGE].edge_index
+    keep = shard_of == s
+    return make_interactions(ei[:, keep], graph[EDGE].edge_label[keep], U, I)
+
+
+def pick_request(graph, shard_of, shards, per_shard=2):
+    """``per_shard`` edges of each listed shard, as a [2, R] request."""
+    ei = graph[EDGE].edge_index
+    cols = torch.cat([(shard_of == s).nonzero().flatten()[:per_shard] for s in shards])
+    return ei[:, cols]
+
+
+# --- the ensemble -------------------------------------------------------------------------------
+
+def test_random_partition_is_balanced_and_seeded():
+    a = random_partition(103, 4, seed=3)
+    assert torch.bincount(a, minlength=4).tolist() == [26, 26, 26, 25]
+    assert torch.equal(a, random_partition(103, 4, seed=3))
+    assert not torch.equal(a, random_partition(103, 4, seed=4))
+
+
+@pytest.mark.parametrize("model_cls", [MF, LightGCN])
+def test_mean_aggregation_equals_mean_of_shard_logits(graph, model_cls):
+    ei = graph[EDGE].edge_index
+    shard_of = random_partition(ei.size(1), S, seed=0)
+    shards = []
+    for s in range(S):
+        model = model_cls(U, I, D)
+        model.reset_parameters(100 + s)
+        shards.append(model)
+    ensemble = ShardedRecommender(shards, shard_of, ei)
+    pairs = torch.stack([torch.arange(U).repeat_interleave(I), torch.arange(I).repeat(U)])
+    by_hand = sum(shards[s](shard_graph_by_hand(graph, shard_of, s), pairs) for s in range(S)) / S
+    assert torch.allclose(ensemble(graph, pairs), by_hand, atol=1e-6)
+    # score_all averages the shard score matrices; embed's concatenation has the same dot products.
+    assert torch.allclose(ensemble.score_all(graph).flatten(), by_hand, atol=1e-6)
+    user, item = ensemble.embed(graph)
+    assert user.shape == (U, S * D)
+    assert torch.allclose((user @ item.t()).flatten(), by_hand, atol=1e-6)
+    assert ensemble.receptive_field == shards[0].receptive_field
+    if model_cls is LightGCN:  # the shard graph matters: running shards on the whole graph differs
+        whole = sum(m(graph, pairs) for m in shards) / S
+        assert not torch.allclose(whole, by_hand, atol=1e-4)
+
+
+def test_unassigned_edges_raise(graph):
+    ei = graph[EDGE].edge_index
+    ensemble = ShardedRecommender([MF(U, I, D) for _ in range(S)], random_partition(ei.size(1), S), ei)
+    keys = set((ei[0] * I + ei[1]).tolist())
+    extra = next(k for k in range(U * I) if k not in keys)
+    bigger = make_interactions(torch.cat([ei, torch.tensor([[extra // I], [extra % I]])], 1), num_users=U, num_items=I)
+    with pytest.raises(ValueError, match="no shard assignment"):
+        ensemble(bigger, ei[:, :3])
+    with pytest.raises(ValueError, match="aggregation"):
+        ShardedRecommender([MF(U, I, D)], torch.zeros(ei.size(1), dtype=torch.long), ei, aggregation="max")
+
+
+class BiasedMF(MF):
+    """A shard whose score is not the dot product of its embeddings."""
+
+    def forward(self, graph, edge_label_index):
+        return super().forward(graph, edge_label_index) + 1.0 + edge_label_index[1].float()
+
+
+def test_mean_embed_refuses_non_dot_product_shards(graph):
+    ei = graph[EDGE].edge_index
+    shards = [BiasedMF(U, I, D) for _ in range(2)]
+    ensemble = ShardedRecommender(shards, random_partition(ei.size(1), 2), ei)
+    with pytest.raises(NotImplementedError, match="score_all"):
+        ensemble.embed(graph)
+    pairs = torch.stack([torch.arange(U).repeat_interleave(I), torch.arange(I).repeat(U)])
+    by_hand = (shards[0](graph, pairs) + shards[1](graph, pairs)) / 2  # MF ignores the graph
+    assert torch.allclose(ensemble(graph, pairs), by_hand, atol=1e-6)
+    # score_all averages the shards' own score_all (here their embeddings' dot products).
+    dots = sum(m.user_emb.weight @ m.item_emb.weight.t() for m in shards) / 2
+    assert torch.allclose(ensemble.score_all(graph), dots, atol=1e-6)
+
+
+def test_attention_weights_and_scores_by_hand():
+    gen = torch.Generator().manual_seed(0)
+    att = ShardAttention(3, 4, attention_dim=5, seed=1)
+    with torch.no_grad():  # move the transfer off the identity so that it is exercised
+        att.transfer_weight.add_(0.3 * torch.randn(3, 4, 4, generator=gen))
+        att.transfer_bias.add_(0.1 * torch.randn(3, 4, generator=gen))
+    users, items = torch.randn(3, 6, 4, generator=gen), torch.randn(3, 7, 4, generator=gen)
+    weights = att.weights(users, "user")
+    assert weights.shape == (6, 3)
+    assert torch.allclose(weights.sum(1), torch.ones(6), atol=1e-6)
+
+    def by_hand(stack, proj, h):
+        out = []
+        for n in range(stack.size(1)):
+            moved = [att.transfer_weight[s] @ stack[s, n] + att.transfer_bias[s] for s in range(3)]
+            logits = torch.stack([h @ torch.tanh(proj.weight @ e + proj.bias) for e in moved])
+            a = torch.exp(logits) / torch.exp(logits).sum()
+            out.append((a, sum(a[s] * moved[s] for s in range(3))))
+        return out
+
+    hand_u, hand_i = by_hand(users, att.user_proj, att.user_h), by_hand(items, att.item_proj, att.item_h)
+    assert torch.allclose(weights, torch.stack([a for a, _ in hand_u]), atol=1e-6)
+    assert torch.allclose(att.aggregate(items, "item"), torch.stack([e for _, e in hand_i]), atol=1e-6)
+    pairs = torch.tensor([[0, 5, 2], [6, 1, 1]])
+    expected = torch.stack([hand_u[u][1] @ hand_i[i][1] for u, i in pairs.t().tolist()])
+    assert torch.allclose(att.score(users, items, pairs), expected, atol=1e-5)
+
+
+# --- SISA ---------------------------------------------------------------------------------------
+
+def test_sisa_retrains_exactly_the_touched_shards(graph):
+    template = MF(U, I, D)
+    before_template, before_graph = state(template), graph[EDGE].edge_index.clone()
+    sisa = SISA(template, graph, OBJECTIVE, CONFIG, num_shards=S, seed=5)
+    with pytest.raises(RuntimeError, match="fit"):
+        sisa.unlearn(graph[EDGE].edge_index[:, :1])
+    ensemble, seconds = sisa.fit()
+    assert seconds > 0 and sisa.ensemble is ensemble
+    shard_of = random_partition(graph[EDGE].edge_index.size(1), S, seed=5)  # the assignment, independently
+    old = state(ensemble)
+    request = pick_request(graph, shard_of, [1, 3])
+    result = sisa.unlearn(request)
+    assert result.info["retrained_shards"] == [1, 3] and result.info["num_retrained"] == 2
+    new = result.model
+    for s in range(S):
+        untouched = same_state(state(new.shards[s]), state(ensemble.shards[s]))
+        assert untouched == (s in (0, 2))
+    assert same_state(state(ensemble), old)  # the fitted ensemble is not mutated
+    # A retrained shard is exactly a fresh model trained on its shard graph minus the request, with
+    # the L2 scaled to the shard's share of the data.
+    request_shard = torch.tensor([1, 1, 3, 3])
+    shard_objective = type(OBJECTIVE)(l2=OBJECTIVE.l2 / S)
+    for s in (1, 3):
+        ref = MF(U, I, D)
+        ref.reset_parameters(5 + s)
+        train(ref, remove_edges(shard_graph_by_hand(graph, shard_of, s), request[:, request_shard == s]),
+              shard_objective, CONFIG)
+        assert same_state(state(ref), state(new.shards[s]))
+    # The new ensemble serves the remaining graph and refuses the forgotten edges.
+    new(result.graph, request)
+    with pytest.raises(ValueError, match="no shard assignment"):
+        new(graph, request)
+    # Nothing of the caller's changed.
+    assert same_state(state(template), before_template)
+    assert torch.equal(graph[EDGE].edge_index, before_graph)
+
+
+def test_sisa_retrain_all_and_empty_request(graph):
+    sisa = SISA(MF(U, I, D), graph, OBJECTIVE, CONFIG, num_shards=S, retrain_all=True)
+    ensemble, _ = sisa.fit()
+    shard_of = random_partition(graph[EDGE].edge_index.size(1), S, seed=0)
+    result = sisa.unlearn(pick_request(graph, shard_of, [2], per_shard=1))
+    assert result.info["retrained_shards"] == list(range(S))
+    empty = sisa.unlearn(torch.empty(2, 0, dtype=torch.long))
+    assert empty.model is not ensemble and same_state(state(empty.model), state(ensemble))
+    assert empty.info == {"empty": True}
+
+
+def test_sisa_parallel_equals_sequential(graph, one_thread):
+    # One pool start (two spawned interpreters) costs seconds, so only fit() runs in parallel here;
+    # unlearn() trains its shards through the same train_shards() call.
+    fits = []
+    for workers in (1, 2):
+        sisa = SISA(LightGCN(U, I, D), graph, OBJECTIVE, CONFIG, num_shards=2, seed=1, workers=workers)
+        fits.append(state(sisa.fit()[0]))
+        assert sisa.fit_info["shard_epochs"] == [3, 3]
+    assert same_state(fits[0], fits[1])
+
+
+def test_sisa_continues_from_a_fitted_ensemble(graph):
+    sisa = SISA(MF(U, I, D), graph, OBJECTIVE, CONFIG, num_shards=S)
+    sisa.fit()
+    shard_of = random_partition(graph[EDGE].edge_index.size(1), S, seed=0)
+    first = sisa.unlearn(pick_request(graph, shard_of, [0], per_shard=1))
+    again = SISA(first.model, first.graph, OBJECTIVE, CONFIG)
+    second = again.unlearn(pick_request(first.graph, first.model.assignment_of(first.graph[EDGE].edge_index), [2]))
+    assert second.info["retrained_shards"] == [2]
+    assert same_state(state(second.model.shards[0]), state(first.model.shards[0]))
+
+
+# --- RecEraser's balanced partition -------------------------------------------------------------
+
+def greedy_by_hand(dist, capacity):
+    """The greedy rule as stated: visit (distance, point, anchor) in increasing order."""
+    n, s = dist.shape
+    out, load = [-1] * n, [0] * s
+    for _, e, k in sorted((float(dist[e, k]), e, k) for e in range(n) for k in range(s)):
+        if out[e] < 0 and load[k] < capacity:
+            out[e], load[k] = k, load[k] + 1
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_balanced_assign_equals_the_greedy_loop(seed):
+    gen = torch.Generator().manual_seed(seed)
+    n, s = 37, 5
+    dist = torch.rand(n, s, generator=gen)
+    if seed % 2:  # many ties
+        dist = torch.randint(0, 4, (n, s), generator=gen).float()
+    capacity = math.ceil(n / s) + seed // 2
+    assert balanced_assign(dist, capacity).tolist() == greedy_by_hand(dist, capacity)
+    with pytest.raises(ValueError, match="cannot hold"):
+        balanced_assign(dist, 7)
+
+
+def test_balanced_kmeans_anchors_are_vector_means():
+    x = torch.randn(50, 6, generator=torch.Generator().manual_seed(0))
+    groups, anchors, iterations = balanced_kmeans(x, 4, iters=10, seed=2)
+    assert anchors.shape == (4, 6) and 1 <= iterations <= 10
+    assert torch.bincount(groups, minlength=4).max() <= math.ceil(50 / 4)
+    for s in range(4):
+        assert torch.allclose(anchors[s], x[groups == s].mean(0), atol=1e-6)
+    # A fixed point: one more assignment from these anchors gives the same groups when it stopped early.
+    if iterations < 10:
+        assert torch.equal(balanced_assign(torch.cdist(x, anchors), math.ceil(50 / 4)), groups)
+
+
+@pytest.mark.parametrize("partition", ["interaction", "user", "item"])
+def test_balanced_partitions(graph, partition):
+    gen = torch.Generator().manual_seed(0)
+    user_emb, item_emb = torch.randn(U, D, generator=gen), torch.randn(I, D, generator=gen)
+    ei = graph[EDGE].edge_index
+    part = balanced_partition(user_emb, item_emb, ei, S, partition, iters=10, seed=0)
+    assert part.shard_of.shape == (ei.size(1),)
+    assert part.shard_of.min() >= 0 and part.shard_of.max() < S
+    ensemble = ShardedRecommender([MF(U, I, D) for _ in range(S)], part.shard_of, ei)
+    shard_keys = [g[EDGE].edge_index[0] * I + g[EDGE].edge_index[1] for g in ensemble.shard_graphs(graph)]
+    all_keys = torch.cat(shard_keys)
+    assert all_keys.numel() == ei.size(1)  # every interaction in exactly one shard
+    assert torch.equal(all_keys.sort().values, (ei[0] * I + ei[1]).sort().values)
+    if partition == "interaction":
+        assert part.anchors.shape == (S, 2 * D)
+        assert torch.bincount(part.shard_of, minlength=S).max() <= math.ceil(ei.size(1) / S)
+        points = torch.cat([user_emb[ei[0]], item_emb[ei[1]]], 1)
+        for s in range(S):
+            assert torch.allclose(part.anchors[s], points[part.shard_of == s].mean(0), atol=1e-6)
+    else:
+        owner, count = (ei[0], U) if partition == "user" else (ei[1], I)
+        assert part.anchors.shape == (S, D) and part.groups.shape == (count,)
+        assert torch.bincount(part.groups, minlength=S).max() <= math.ceil(count / S)
+        assert torch.equal(part.shard_of, part.groups[owner])  # all of a user's (item's) edges together
+
+
+# --- RecEraser ----------------------------------------------------------------------------------
+
+def test_receraser_fit_and_unlearn(graph):
+    template = LightGCN(U, I, D)
+    before_template, before_graph = state(template), graph[EDGE].edge_index.clone()
+    eraser = RecEraser(template, graph, OBJECTIVE, CONFIG, num_shards=S, partition="interaction", seed=0)
+    ensemble, _ = eraser.fit()
+    assert ensemble.aggregation == "attention" and eraser.pretrained_model is not None
+    assert torch.equal(ensemble.assignment_of(graph[EDGE].edge_index), eraser.balanced.shard_of)
+    # The partition came from the pre-trained model's embeddings.
+    user, item = eraser.pretrained_model.embed(graph)
+    again = balanced_partition(user.detach(), item.detach(), graph[EDGE].edge_index, S, "interaction", 10, 0)
+    assert torch.equal(again.shard_of, eraser.balanced.shard_of)
+    old = state(ensemble)
+    request = pick_request(graph, eraser.balanced.shard_of, [0, 2])
+    result = eraser.unlearn(request)
+    assert result.info["retrained_shards"] == [0, 2] and "aggregator_seconds" in result.info
+    for s in (1, 3):
+        assert same_state(state(result.model.shards[s]), state(ensemble.shards[s]))
+    assert not same_state(state(result.model.attention), state(ensemble.attention))  # retrained
+    assert same_state(state(ensemble), old)
+    empty = eraser.unlearn(torch.empty(2, 0, dtype=torch.long))
+    assert same_state(state(empty.model), old)
+    assert same_state(state(template), before_template)
+    assert torch.equal(graph[EDGE].edge_index, before_graph)
+    scores = result.model(result.graph, result.graph[EDGE].edge_index)
+    assert torch.isfinite(scores).all()
+
+
+def test_receraser_takes_pretrained_embeddings(graph):
+    gen = torch.Generator().manual_seed(3)
+    emb = (torch.randn(U, D, generator=gen), torch.randn(I, D, generator=gen))
+    eraser = RecEraser(MF(U, I, D), graph, OBJECTIVE, CONFIG, num_shards=S, partition="item", pretrained=emb,
+                       aggregation="mean")
+    ensemble, _ = eraser.fit()
+    expected = balanced_partition(*emb, graph[EDGE].edge_index, S, "item", 10, 0)
+    assert torch.equal(ensemble.assignment_of(graph[EDGE].edge_index), expected.shard_of)
+    assert eraser.pretrained_model is None
+    with pytest.raises(ValueError, match="partition"):
+        RecEraser(MF(U, I, D), graph, OBJECTIVE, CONFIG, partition="random")

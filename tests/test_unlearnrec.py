@@ -1,0 +1,301 @@
+"""UnlearnRec, the adversarial-edge sampler and the ranking / membership metrics, against dense references."""
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from graphforget.data import EDGE, adversarial_edges, make_interactions, planted_communities, random_edges
+from graphforget.metrics import mi_bf, mi_ng, recall_ndcg_at_k
+from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN, SimGCL
+from graphforget.objectives import BPRObjective
+from graphforget.train import TrainConfig, train
+from graphforget.unlearn import InfluenceEncoder, UnlearnRec, UnlearnRecConfig, influence_dependency_matrix
+from graphforget.unlearn.unlearnrec import propagate_layers
+
+U, I = 60, 40
+
+
+def dense_dependency(request: torch.Tensor, num_users: int, num_items: int) -> torch.Tensor:
+    """``D_r^-1/2 A_r D_r^-1/2`` by dense loops: the reference of the Influence Dependency Matrix."""
+    n = num_users + num_items
+    adj = torch.zeros(n, n, dtype=torch.float64)
+    for u, i in request.t().tolist():
+        adj[u, num_users + i] = adj[num_users + i, u] = 1.0
+    deg = adj.sum(1)
+    out = torch.zeros_like(adj)
+    for a in range(n):
+        for b in range(n):
+            if adj[a, b]:
+                out[a, b] = 1.0 / math.sqrt(deg[a] * deg[b])
+    return out
+
+
+def to_dense(edge_index, edge_weight, n):
+    return torch.sparse_coo_tensor(edge_index, edge_weight.double(), (n, n)).to_dense()
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A LightGCN trained with BPR on a small implicit planted graph (60 users x 40 items)."""
+    planted = planted_communities(num_users=U, num_items=I, num_communities=4, interactions_per_user=8, seed=0)
+    graph = make_interactions(planted[EDGE].edge_index, num_users=U, num_items=I)
+    model = LightGCN(U, I, embedding_dim=16, num_layers=2)
+    model.reset_parameters(0)
+    objective = BPRObjective(l2=1e-4, seed=0)
+    train(model, graph, objective, TrainConfig(epochs=60, lr=0.05, batch_size=0, patience=0))
+    return model, graph, objective
+
+
+def quick_config(**kw) -> UnlearnRecConfig:
+    base = dict(pretrain_epochs=0, finetune_epochs=0, batch_size=0, seed=0)
+    return UnlearnRecConfig(**{**base, **kw})
+
+
+def state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def same_state(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# -------------------------------------------------------------------------------- dependency matrix
+
+def test_dependency_matrix_matches_dense_with_zero_rows():
+    # 4 users, 3 items; user 3 and item 2 have no request edge.
+    request = torch.tensor([[0, 0, 1, 2], [0, 1, 1, 0]])
+    edge_index, edge_weight = influence_dependency_matrix(request, 4, 3)
+    dense = to_dense(edge_index, edge_weight, 7)
+    expected = dense_dependency(request, 4, 3)
+    torch.testing.assert_close(dense, expected, rtol=1e-6, atol=0)
+    assert torch.equal(dense[3], torch.zeros(7, dtype=torch.float64))      # user 3
+    assert torch.equal(dense[4 + 2], torch.zeros(7, dtype=torch.float64))  # item 2
+    assert torch.equal(dense, dense.t())
+    # Degrees inside the request only: user 0 (2 request edges) - item 0 (2 request edges) -> 1/2.
+    assert float(dense[0, 4]) == pytest.approx(0.5)
+
+
+def test_encoder_matches_dense_formula():
+    gen = torch.Generator().manual_seed(0)
+    request = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 2]])
+    n_users, n_items, dim, layers = 4, 3, 5, 2
+    encoder = InfluenceEncoder(n_users, n_items, dim, layers, alpha=0.3)
+    with torch.no_grad():
+        encoder.h0.copy_(torch.randn(7, dim, generator=gen))
+        encoder.withdraw.copy_(torch.rand(7, 1, generator=gen))
+    final = torch.randn(7, dim, generator=gen)
+    edge_index, edge_weight = influence_dependency_matrix(request, n_users, n_items)
+    mask = torch.zeros(7, dtype=torch.bool)
+    mask[edge_index[0]] = True
+    adj = dense_dependency(request, n_users, n_items)
+    x = (encoder.h0 - 0.3 * encoder.withdraw * final).detach().double()
+    expected = x + adj @ x + adj @ adj @ x
+    got = encoder.influence(final, edge_index, edge_weight, mask).detach().double()
+    torch.testing.assert_close(got, expected * mask[:, None], rtol=1e-5, atol=1e-6)
+    assert torch.equal(got[3], torch.zeros(dim, dtype=torch.float64))  # user 3 is outside the request
+    encoder.restrict_to_request = False
+    got = encoder.influence(final, edge_index, edge_weight, mask).detach().double()
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(propagate_layers(x, edge_index, edge_weight, 0), x)
+
+
+def test_mlp_is_identity_at_init():
+    encoder = InfluenceEncoder(3, 2, 4, 1)
+    first, act, second = encoder.mlp
+    assert torch.equal(first.weight, torch.eye(4)) and torch.equal(second.weight, torch.eye(4))
+    assert torch.equal(first.bias, torch.zeros(4)) and torch.equal(second.bias, torch.zeros(4))
+    assert act.negative_slope == 0.99
+    x = torch.tensor([[1.5, -2.0, 0.0, 3.0], [-1.0, 0.5, -0.25, 0.0]])
+    expected = torch.tensor([[1.5, -1.98, 0.0, 3.0], [-0.99, 0.5, -0.2475, 0.0]])
+    torch.testing.assert_close(encoder.mlp(x), expected)
+    assert torch.equal(encoder.h0, torch.zeros(5, 4))
+    assert torch.equal(encoder.withdraw, torch.full((5, 1), 0.002))
+
+
+# --------------------------------------------------------------------------------------- unlearning
+
+def test_zero_encoder_leaves_embeddings_unchanged(trained):
+    model, graph, objective = trained
+    request = random_edges(graph, 0.1, seed=1)
+    unlearner = UnlearnRec(model, graph, objective, quick_config(withdraw_init=0.0))
+    unlearner.fit()
+    result = unlearner.unlearn(request)
+    assert torch.equal(result.model.user_emb.weight, model.user_emb.weight)
+    assert torch.equal(result.model.item_emb.weight, model.item_emb.weight)
+    assert result.graph[EDGE].edge_index.size(1) == graph[EDGE].edge_index.size(1) - request.size(1)
+
+
+def test_encoder_only_update_is_folded_into_layer0(trained):
+    """finetune_epochs=0: new E0 = E0 + MLP(dE), dE from the dense formula with the model's final embeddings."""
+    model, graph, objective = trained
+    request = random_edges(graph, 0.1, seed=2)
+    unlearner = UnlearnRec(model, graph, objective, quick_config(alpha=0.5, withdraw_init=0.3))
+    unlearner.fit()
+    result = unlearner.unlearn(request)
+    final = torch.cat(model.embed(graph)).detach().double()
+    adj = dense_dependency(request, U, I)
+    x = -0.5 * 0.3 * final
+    delta = x + adj @ x + adj @ adj @ x
+    delta = delta * (adj.abs().sum(1) > 0)[:, None]
+    update = torch.where(delta > 0, delta, 0.99 * delta)
+    expected = torch.cat([model.user_emb.weight, model.item_emb.weight]).detach().double() + update
+    got = torch.cat([result.model.user_emb.weight, result.model.item_emb.weight]).detach().double()
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert type(result.model) is LightGCN
+    assert result.info["encoder_seconds"] >= 0 and result.info["finetune_seconds"] >= 0
+
+
+def test_pretraining_lowers_request_scores(trained):
+    model, graph, objective = trained
+    request = random_edges(graph, 0.1, seed=3)
+
+    def request_score(config):
+        unlearner = UnlearnRec(model, graph, objective, config)
+        info = unlearner.fit()
+        result = unlearner.unlearn(request)
+        with torch.no_grad():
+            return float(result.model(result.graph, request).mean()), info
+
+    before, _ = request_score(quick_config())
+    after, info = request_score(quick_config(pretrain_epochs=40, resample_every=2, lr=0.02))
+    assert info["steps"] == 40 and len(info["history"]) == 40 and info["seconds"] > 0
+    assert after < before - 0.1, (before, after)
+    first, last = info["history"][0], info["history"][-1]
+    assert last["unlearn"] < first["unlearn"]
+
+
+def test_unlearn_fine_tunes_without_touching_the_caller(trained):
+    model, graph, objective = trained
+    request = random_edges(graph, 0.05, seed=4)
+    model_state, graph_edges = state(model), graph[EDGE].edge_index.clone()
+    grads = [p.requires_grad for p in model.parameters()]
+    unlearner = UnlearnRec(model, graph, objective, quick_config(pretrain_epochs=4, finetune_epochs=3, lr=0.01))
+    unlearner.fit()
+    result = unlearner.unlearn(request)
+    assert same_state(state(model), model_state) and torch.equal(graph[EDGE].edge_index, graph_edges)
+    assert [p.requires_grad for p in model.parameters()] == grads
+    assert type(model) is LightGCN and not hasattr(model.user_emb, "parametrizations")
+    assert result.model is not model and type(result.model) is LightGCN
+    assert not hasattr(result.model.user_emb, "parametrizations")
+    assert set(result.model.state_dict()) == set(model_state)
+    assert len(result.info["history"]) == 3
+    with torch.no_grad():
+        assert float(result.model(result.graph, request).mean()) < float(model(graph, request).mean())
+    # Empty request: a bit-identical copy.
+    empty = unlearner.unlearn(torch.empty(2, 0, dtype=torch.long))
+    assert empty.model is not model and same_state(state(empty.model), model_state)
+    assert torch.equal(empty.graph[EDGE].edge_index, graph_edges)
+
+
+def test_unlearn_requires_fit_and_validates(trained):
+    model, graph, objective = trained
+    unlearner = UnlearnRec(model, graph, objective, quick_config())
+    with pytest.raises(RuntimeError, match="fit"):
+        unlearner.unlearn(random_edges(graph, 0.05))
+    edges = graph[EDGE].edge_index
+    assert not bool(((edges[0] == 0) & (edges[1] == 39)).any())
+    with pytest.raises(ValueError, match="not edges"):
+        unlearner.unlearn(torch.tensor([[0], [39]]))
+    for bad in (dict(l_u=-1), dict(tau=0), dict(request_ratio=(0.3, 0.1)), dict(resample_every=0),
+                dict(contrastive_drop=1.0)):
+        with pytest.raises(ValueError):
+            UnlearnRecConfig(**bad)
+    assert "UnlearnRec" in repr(unlearner) and "fitted=False" in repr(unlearner)
+
+
+@pytest.mark.parametrize("backbone", ["mf", "sgl", "simgcl"])
+def test_other_backbones(backbone):
+    planted = planted_communities(num_users=30, num_items=20, num_communities=2, interactions_per_user=5, seed=1)
+    graph = make_interactions(planted[EDGE].edge_index, num_users=30, num_items=20)
+    model = {"mf": MF(30, 20, 8), "sgl": SGL(30, 20, 8, 2), "simgcl": SimGCL(30, 20, 8, 2)}[backbone]
+    model.reset_parameters(0)
+    objective = BPRObjective(seed=0) if backbone == "mf" else ContrastiveBPRObjective(ssl_weight=0.1, seed=0)
+    train(model, graph, objective, TrainConfig(epochs=20, lr=0.05, batch_size=0, patience=0))
+    unlearner = UnlearnRec(model, graph, objective, quick_config(pretrain_epochs=2, finetune_epochs=2, lr=0.01))
+    assert unlearner.encoder.num_layers == model.receptive_field
+    unlearner.fit()
+    request = random_edges(graph, 0.1, seed=0)
+    result = unlearner.unlearn(request)
+    assert type(result.model) is type(model)
+    with torch.no_grad():
+        assert float(result.model(result.graph, request).mean()) < float(model(graph, request).mean())
+
+
+# -------------------------------------------------------------------------------- adversarial edges
+
+@pytest.mark.parametrize("fraction", [1.0, 0.4])
+def test_adversarial_edges_pick_the_least_scored_new_item(trained, fraction):
+    model, graph, _ = trained
+    before = graph[EDGE].edge_index.clone()
+    attacked, request = adversarial_edges(model, graph, fraction=fraction, seed=3, batch_size=7)
+    known = {tuple(p) for p in graph[EDGE].edge_index.t().tolist()}
+    expected = {}
+    with torch.no_grad():
+        for u in range(U):
+            scores = model.score_all(graph, torch.tensor([u]))[0]
+            candidates = [(float(scores[i]), i) for i in range(I) if (u, i) not in known]
+            expected[u] = min(candidates)[1]
+    pairs = request.t().tolist()
+    assert len(pairs) == round(fraction * U) and len({u for u, _ in pairs}) == len(pairs)
+    assert all(expected[u] == i for u, i in pairs)
+    assert torch.equal(graph[EDGE].edge_index, before)  # the clean graph is untouched
+    assert torch.equal(attacked[EDGE].edge_index, torch.cat([before, request], 1))
+    assert torch.equal(attacked[EDGE].edge_label[before.size(1):], torch.ones(request.size(1)))
+    again = adversarial_edges(model, graph, fraction=fraction, seed=3)[1]
+    assert torch.equal(again, request)
+
+
+def test_adversarial_edges_skip_saturated_users():
+    graph = make_interactions(torch.tensor([[0, 0, 1], [0, 1, 0]]), num_users=2, num_items=2)
+    model = MF(2, 2, 4)
+    attacked, request = adversarial_edges(model, graph)
+    assert request.tolist() == [[1], [1]]
+    with pytest.raises(ValueError):
+        adversarial_edges(model, graph, fraction=0)
+
+
+# ---------------------------------------------------------------------------------------- metrics
+
+def naive_recall_ndcg(model, graph, test, k):
+    user, item = (t.detach() for t in model.embed(graph))
+    train_items, test_items = {}, {}
+    for u, i in graph[EDGE].edge_index.t().tolist():
+        train_items.setdefault(u, set()).add(i)
+    for u, i in test[EDGE].edge_index.t().tolist():
+        test_items.setdefault(u, set()).add(i)
+    recalls, ndcgs = [], []
+    for u, truth in test_items.items():
+        scores = [(float(user[u] @ item[i]), i) for i in range(item.size(0)) if i not in train_items.get(u, set())]
+        top = [i for _, i in sorted(scores, reverse=True)[:k]]
+        hits = [r for r, i in enumerate(top) if i in truth]
+        recalls.append(len(hits) / len(truth))
+        ideal = sum(1 / math.log2(r + 2) for r in range(min(len(truth), k)))
+        ndcgs.append(sum(1 / math.log2(r + 2) for r in hits) / ideal)
+    return sum(recalls) / len(recalls), sum(ndcgs) / len(ndcgs)
+
+
+def test_recall_ndcg_and_mi_metrics_match_naive(trained):
+    model, graph, _ = trained
+    test_pairs = torch.tensor([[0, 0, 1, 5, 5, 5, 17], [3, 30, 7, 1, 2, 39, 11]])
+    known = {tuple(p) for p in graph[EDGE].edge_index.t().tolist()}
+    keep = torch.tensor([(u, i) not in known for u, i in test_pairs.t().tolist()])
+    test = make_interactions(test_pairs[:, keep], num_users=U, num_items=I)
+    got = recall_ndcg_at_k(model, graph, test, k=5, batch_size=2)
+    recall, ndcg = naive_recall_ndcg(model, graph, test, 5)
+    assert got["recall@5"] == pytest.approx(recall, rel=1e-6)
+    assert got["ndcg@5"] == pytest.approx(ndcg, rel=1e-6)
+
+    request = graph[EDGE].edge_index[:, :6]
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        other.user_emb.weight.mul_(0.5)
+        p_before = torch.sigmoid(model(graph, request)).mean()
+        p_after = torch.sigmoid(other(graph, request)).mean()
+        negatives = torch.tensor([[1, 2, 3], [4, 5, 6]])
+        p_neg = torch.sigmoid(other(graph, negatives)).mean()
+    assert mi_bf(model, graph, other, graph, request) == pytest.approx(float(p_before / p_after), rel=1e-6)
+    assert mi_ng(other, graph, request, negatives) == pytest.approx(float(p_neg / p_after), rel=1e-6)
