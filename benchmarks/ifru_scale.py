@@ -1,6 +1,7 @@
 """IFRU at scale: Gowalla (810k training edges), LightGCN 2 layers, BCE with one sampled negative.
 
-    python benchmarks/ifru_scale.py [--quick] [--epochs 3] [--ratios 0.001 0.01] [--prune 1.0 0.5 0.2]
+    python benchmarks/ifru_scale.py [--quick] [--epochs 2] [--ratios 0.001 0.01]
+                                    [--configs gauss_newton:1.0 mf_surrogate:1.0 mf_surrogate:0.1]
 
 Trains once (the quality of the model is not the point here), then runs each unlearning request in
 a fresh subprocess so that its peak memory (``ru_maxrss`` growth over the loaded baseline) is its own.
@@ -32,7 +33,7 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child(workdir: Path, ratio: float, prune: float | None, seed: int) -> dict:
+def child(workdir: Path, ratio: float, curvature: str, prune: float | None, seed: int) -> dict:
     """One unlearning call in this process; returns seconds and peak memory growth."""
     model, _ = load_model(workdir / "model.pt")
     graph = torch.load(workdir / "graph.pt", weights_only=False)
@@ -40,8 +41,8 @@ def child(workdir: Path, ratio: float, prune: float | None, seed: int) -> dict:
     request = random_edges(observed, ratio, seed)
     ratios = None if prune is None else (1.0,) + (prune,) * model.receptive_field
     baseline = _rss_mb()
-    result = IFRU(model, graph, BCEObjective(l2=1.0), IFRUConfig(prune=ratios)).unlearn(request)
-    return {"ratio": ratio, "prune": ratios, "request_edges": request.size(1), "seconds": result.seconds,
+    result = IFRU(model, graph, BCEObjective(l2=1.0), IFRUConfig(prune=ratios, curvature=curvature)).unlearn(request)
+    return {"ratio": ratio, "curvature": curvature, "prune": ratios, "request_edges": request.size(1), "seconds": result.seconds,
             "peak_mb_over_baseline": _rss_mb() - baseline, "baseline_mb": baseline,
             "threads": torch.get_num_threads(), "info": {k: v for k, v in result.info.items() if k != "phase_seconds"},
             "phase_seconds": result.info["phase_seconds"]}
@@ -52,18 +53,19 @@ def main(argv=None) -> None:
     parser.add_argument("--root", default=None)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--ratios", nargs="+", type=float, default=[0.001, 0.01])
-    parser.add_argument("--prune", nargs="+", type=float, default=[1.0, 0.1, 0.01],
-                        help="a: the pruning ratios are (1, a, ..., a); 1.0 = no pruning")
-    parser.add_argument("--quick", action="store_true", help="one epoch, pruning 1.0 only")
+    parser.add_argument("--configs", nargs="+", default=["gauss_newton:1.0", "mf_surrogate:1.0", "mf_surrogate:0.1"],
+                        help="CURVATURE:a, the pruning ratios being (1, a, ..., a); a = 1.0: no pruning")
+    parser.add_argument("--quick", action="store_true", help="one epoch, 0.1%% only")
     parser.add_argument("--out", type=Path, default=RESULTS / "ifru_scale.json")
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        workdir, ratio, prune, seed = args.child
-        print(json.dumps(child(Path(workdir), float(ratio), None if prune == "none" else float(prune), int(seed))))
+        workdir, ratio, curvature, prune, seed = args.child
+        prune = None if float(prune) == 1.0 else float(prune)
+        print(json.dumps(child(Path(workdir), float(ratio), curvature, prune, int(seed))))
         return
     if args.quick:
-        args.epochs, args.prune = 1, [1.0]
+        args.epochs, args.ratios = 1, [0.001]
     root = find_data_root(args.root)
     if root is None or not (root / "gowalla" / "train.txt").is_file():
         sys.exit("Gowalla not found: pass --root or set $GRAPHFORGET_DATA")
@@ -80,13 +82,13 @@ def main(argv=None) -> None:
         save_model(model, Path(tmp) / "model.pt")
         torch.save(graph, Path(tmp) / "graph.pt")
         for ratio in args.ratios:
-            for prune in args.prune:
-                out = subprocess.run([sys.executable, __file__, "--child", tmp, str(ratio),
-                                      "none" if prune == 1.0 else str(prune), "0"],
+            for config in args.configs:
+                curvature, prune = config.split(":")
+                out = subprocess.run([sys.executable, __file__, "--child", tmp, str(ratio), curvature, prune, "0"],
                                      capture_output=True, text=True, check=True)
                 rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-                print({k: rows[-1][k] for k in ("ratio", "prune", "request_edges", "seconds", "peak_mb_over_baseline")},
-                      flush=True)
+                print({k: rows[-1][k] for k in ("ratio", "curvature", "prune", "request_edges", "seconds",
+                                                 "peak_mb_over_baseline")}, flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"train_edges": train_graph[EDGE].edge_index.size(1),
                                     "labelled_edges": graph[EDGE].edge_index.size(1),

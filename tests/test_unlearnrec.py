@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from graphforget.data import EDGE, adversarial_edges, make_interactions, planted_communities, random_edges
 from graphforget.metrics import mi_bf, mi_ng, recall_ndcg_at_k

@@ -124,7 +124,7 @@ class IFRU(Unlearner):
         timings["affected"] = _lap(start)
 
         phi = rows.gather(model)
-        reach = k_hop_mask(graph, kept.nonzero().flatten(), depth)
+        reach = k_hop_mask(graph, kept.nonzero().flatten(), depth)  # nodes whose outputs depend on phi
         gradient = self._gradient(rows, phi, removed, affected.select(affected.touches(reach, users)), remaining)
         replaced = self._replacement_terms(removed, request, remaining)
         if replaced is not None:  # SCIF: the removed terms come back with substitute labels
@@ -132,18 +132,17 @@ class IFRU(Unlearner):
             gradient = gradient - torch.autograd.grad(self._terms_fn(rows, replaced, self.graph, False)(x), x)[0]
         timings["gradient"] = _lap(start)
 
-        all_terms = training_terms(self.objective, graph)
+        kept_ids = kept.nonzero().flatten()
         solves = []
         for step in range(cfg.newton_steps):
-            if step == 0:
-                operator = self._curvature(rows, all_terms.select(all_terms.touches(reach, users)), graph, phi)
-                rhs = gradient
-            else:  # our extension: a full Newton step on the new objective from the current point
-                new_terms = training_terms(self.objective, remaining)
-                local = new_terms.select(new_terms.touches(k_hop_mask(remaining, kept.nonzero().flatten(), depth), users))
-                operator = self._curvature(rows, local, remaining, phi)
-                rhs = -operator.grad.detach() if isinstance(operator, HessianOperator) else -self._objective_grad(
-                    rows, phi, local, remaining)
+            # Step 0 is the paper's influence step on the original objective; later steps (our
+            # extension) are Newton steps on the new objective from the current point.
+            base = graph if step == 0 else remaining
+            local = self._local_terms(base, kept_ids, depth)
+            # The MF surrogate's curvature reads only the terms scoring a kept node directly.
+            curvature_terms = self._local_terms(base, kept_ids, 0) if cfg.curvature == "mf_surrogate" else local
+            operator = self._curvature(rows, curvature_terms, base, phi)
+            rhs = gradient if step == 0 else -self._objective_grad(rows, phi, local, remaining)
             result = solve(cfg.solver, operator, rhs.detach(), **cfg.solver_options())
             phi = phi + result.x
             solves.append(result.stats())
@@ -167,6 +166,11 @@ class IFRU(Unlearner):
 
     def _terms_fn(self, rows: NodeRows, terms: Terms, graph: HeteroData, regularize: bool):
         return objective_function(self.model, self.objective, terms, graph, rows, regularize, self.config.locality)
+
+    def _local_terms(self, graph: HeteroData, nodes: Tensor, hops: int) -> Terms:
+        """The terms of the objective on ``graph`` that score a node within ``hops`` of ``nodes``."""
+        terms = training_terms(self.objective, graph)
+        return terms.select(terms.touches(k_hop_mask(graph, nodes, hops), num_users(graph)))
 
     def _replacement_terms(self, removed: Terms, request: Tensor, remaining: HeteroData) -> Terms | None:
         """Terms that replace the removed ones in the new objective (none: they are simply removed)."""
