@@ -41,3 +41,13 @@ def random_graph():
         label = torch.randint(2, (num_edges,), generator=gen).float()
         return make_interactions(edge_index, label, num_users, num_items)
     return make
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (restored after): small-tensor work on a busy 2-core machine runs
+    many times faster, and bit-identity with single-threaded worker processes needs it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -11,6 +11,7 @@ from sklearn.metrics import roc_auc_score
 from graphforget.data import EDGE, make_interactions
 from graphforget.metrics import (auc, auc_groups, completeness, evaluate_auc, mi_bf, mi_ng, parameter_distance,
                                  prediction_distance, recall_ndcg_at_k)
+from helpers import hand_mf
 from graphforget.models import MF
 
 
@@ -25,15 +26,6 @@ def naive_auc(scores, labels) -> float:
 def sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x))
 
-
-def hand_mf(user_rows, item_rows) -> MF:
-    """An MF model with the given embedding rows."""
-    user, item = torch.tensor(user_rows, dtype=torch.float64), torch.tensor(item_rows, dtype=torch.float64)
-    model = MF(user.size(0), item.size(0), user.size(1)).double()
-    with torch.no_grad():
-        model.user_emb.weight.copy_(user)
-        model.item_emb.weight.copy_(item)
-    return model
 
 
 # --------------------------------------------------------------------------------------------- AUC

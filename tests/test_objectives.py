@@ -7,17 +7,10 @@ import pytest
 import torch
 
 from graphforget.data import EDGE, edge_subgraph, make_interactions, remove_edges
+from helpers import hand_mf
 from graphforget.models import MF, LightGCN
 from graphforget.objectives import BCEObjective, BPRObjective, Objective, hashed_negatives
 
-
-def hand_mf(user_rows, item_rows) -> MF:
-    user, item = torch.tensor(user_rows, dtype=torch.float64), torch.tensor(item_rows, dtype=torch.float64)
-    model = MF(user.size(0), item.size(0), user.size(1)).double()
-    with torch.no_grad():
-        model.user_emb.weight.copy_(user)
-        model.item_emb.weight.copy_(item)
-    return model
 
 
 def dot(model, u: int, i: int) -> float:

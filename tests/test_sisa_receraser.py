@@ -22,13 +22,6 @@ def graph():
     return planted_communities(num_users=U, num_items=I, num_communities=2, interactions_per_user=6, seed=0)
 
 
-@pytest.fixture
-def one_thread():
-    # Bit-identity between worker processes (one thread each) and this process needs one thread here too.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def state(model):

@@ -48,18 +48,6 @@ def split():
     return split_of()
 
 
-@pytest.fixture
-def one_thread():
-    """Runs a training-heavy test on one intra-op thread, restoring the caller's setting afterwards.
-
-    On a small shared CPU, tiny-tensor training with several threads can run 100x slower under load
-    (measured: 0.1 s vs 12 s for the same run); the results do not depend on it (see the determinism test,
-    which keeps the default threads).
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # --------------------------------------------------------------------------------------------- training

@@ -15,7 +15,7 @@ from ..objectives import BPRObjective
 from .base import MODELS
 from .lightgcn import LightGCN
 
-__all__ = ["SGL", "info_nce", "ContrastiveBPRObjective"]
+__all__ = ["SGL", "info_nce", "views_info_nce", "ContrastiveBPRObjective"]
 
 
 def info_nce(anchor: Tensor, positive: Tensor, tau: float) -> Tensor:
@@ -101,14 +101,17 @@ class SGL(LightGCN):
     def contrastive_loss(self, graph: HeteroData, users: Tensor, items: Tensor, generator: torch.Generator,
                          tau: float = 0.2) -> Tensor:
         """InfoNCE of the users ``[Bu]`` plus InfoNCE of the items ``[Bi]`` between two fresh views."""
-        first, second = self.views(graph, generator)
-        items = items + self.num_users
-        # index_select, not ``first[users]``: its backward adds rows deterministically on the CPU.
-        return (info_nce(first.index_select(0, users), second.index_select(0, users), tau)
-                + info_nce(first.index_select(0, items), second.index_select(0, items), tau))
+        return views_info_nce(*self.views(graph, generator), users, items + self.num_users, tau)
 
     def config(self) -> dict:
         return {**super().config(), "drop_ratio": self.drop_ratio}
+
+
+def views_info_nce(first: Tensor, second: Tensor, users: Tensor, nodes_of_items: Tensor, tau: float) -> Tensor:
+    """InfoNCE of the users plus InfoNCE of the items (homogeneous ids) between two views ``[U + I, d]``."""
+    # index_select, not ``first[users]``: its backward adds rows deterministically on the CPU.
+    return (info_nce(first.index_select(0, users), second.index_select(0, users), tau)
+            + info_nce(first.index_select(0, nodes_of_items), second.index_select(0, nodes_of_items), tau))
 
 
 class ContrastiveBPRObjective(BPRObjective):

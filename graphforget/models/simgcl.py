@@ -10,7 +10,7 @@ from torch_geometric.utils import to_torch_csr_tensor
 from ..data.interactions import bipartite_to_homogeneous, propagation_edges
 from .base import MODELS
 from .lightgcn import LightGCN
-from .sgl import info_nce
+from .sgl import views_info_nce
 
 __all__ = ["SimGCL"]
 
@@ -74,10 +74,7 @@ class SimGCL(LightGCN):
     def contrastive_loss(self, graph: HeteroData, users: Tensor, items: Tensor, generator: torch.Generator,
                          tau: float = 0.2) -> Tensor:
         """InfoNCE of the users ``[Bu]`` plus InfoNCE of the items ``[Bi]`` between two fresh views."""
-        first, second = self.views(graph, generator)
-        items = items + self.num_users
-        return (info_nce(first.index_select(0, users), second.index_select(0, users), tau)
-                + info_nce(first.index_select(0, items), second.index_select(0, items), tau))
+        return views_info_nce(*self.views(graph, generator), users, items + self.num_users, tau)
 
     def config(self) -> dict:
         return {**super().config(), "eps": self.eps}
