@@ -14,7 +14,7 @@ from torch import Tensor
 from torch.func import functional_call
 from torch_geometric.data import HeteroData
 
-from ..data.interactions import num_users
+from ..data.interactions import num_items, num_users
 from ..objectives import Objective
 from .graph import computation_subgraph
 from .terms import Terms
@@ -81,7 +81,8 @@ def scoring_graph(model, graph: HeteroData, terms: Terms, locality: bool = True)
     it (``model.supports_edge_weight``) and ``locality`` is on, else the whole graph."""
     if not (locality and getattr(model, "supports_edge_weight", False)):
         return graph
-    return computation_subgraph(graph, terms.nodes(num_users(graph)), model.receptive_field)
+    n = num_users(graph)
+    return computation_subgraph(graph, terms.nodes(n, n + num_items(graph)), model.receptive_field)
 
 
 def objective_function(model, objective: Objective, terms: Terms, graph: HeteroData, rows: NodeRows,

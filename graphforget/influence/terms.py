@@ -40,9 +40,22 @@ class Terms:
         eli = self.edge_label_index.view(2, self.blocks, len(self))[:, :, mask].reshape(2, -1)
         return Terms(eli, self.target[mask])
 
-    def nodes(self, num_users: int) -> Tensor:
-        """Homogeneous ids of every endpoint the terms score (unique)."""
-        return torch.cat([self.edge_label_index[0], self.edge_label_index[1] + num_users]).unique()
+    def nodes(self, num_users: int, num_nodes: int) -> Tensor:
+        """Homogeneous ids of every endpoint the terms score (sorted, by a mask: no sort of all pairs)."""
+        mask = torch.zeros(num_nodes, dtype=torch.bool, device=self.target.device)
+        mask[self.edge_label_index[0]] = True
+        mask[self.edge_label_index[1] + num_users] = True
+        return mask.nonzero().flatten()
+
+    def cat(self, other: "Terms") -> "Terms":
+        """These terms followed by ``other``'s (same number of blocks)."""
+        if len(other) == 0:
+            return self
+        if len(self) and other.blocks != self.blocks:
+            raise ValueError("cannot concatenate terms with different numbers of pairs")
+        blocks = other.blocks
+        eli = torch.cat([self.edge_label_index.view(2, blocks, -1), other.edge_label_index.view(2, blocks, -1)], 2)
+        return Terms(eli.reshape(2, -1), torch.cat([self.target, other.target]))
 
     def loss(self, objective: Objective, model, graph: HeteroData) -> Tensor:
         """Summed loss of these terms, the model scoring the pairs on ``graph``."""

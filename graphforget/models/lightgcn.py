@@ -10,7 +10,38 @@ from torch_geometric.utils import to_torch_csr_tensor
 from ..data.interactions import bipartite_to_homogeneous, propagation_edges
 from .base import MODELS, Recommender
 
-__all__ = ["LightGCN"]
+__all__ = ["LightGCN", "SymmetricLGConv", "symmetric_spmm"]
+
+
+class _SymmetricSpmm(torch.autograd.Function):
+    """``adj @ x`` for a symmetric sparse ``adj``, whose backward is ``adj @ grad`` again.
+
+    torch's own backward of a CSR product transposes the matrix (a sort over every edge) on each call,
+    several times the cost of the product itself; a symmetric adjacency needs no transpose. The
+    backward goes through this function too, so second derivatives (Hessian-vector products) work.
+    """
+
+    @staticmethod
+    def forward(ctx, adj: Tensor, x: Tensor) -> Tensor:
+        ctx.adj = adj
+        return torch.sparse.mm(adj, x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return None, symmetric_spmm(ctx.adj, grad)
+
+
+def symmetric_spmm(adj: Tensor, x: Tensor) -> Tensor:
+    """``adj @ x`` for a symmetric sparse ``adj`` (see :class:`_SymmetricSpmm`)."""
+    return _SymmetricSpmm.apply(adj, x)
+
+
+class SymmetricLGConv(LGConv):
+    """PyG's :class:`~torch_geometric.nn.conv.LGConv` over a symmetric sparse adjacency, aggregating with
+    :func:`symmetric_spmm` (no transpose in the backward)."""
+
+    def message_and_aggregate(self, adj_t, x: Tensor) -> Tensor:
+        return symmetric_spmm(adj_t, x)
 
 
 class LightGCN(Recommender):
@@ -37,7 +68,7 @@ class LightGCN(Recommender):
             raise ValueError("num_layers must be >= 0")
         self.num_layers = num_layers
         super().__init__(num_users, num_items, embedding_dim)
-        self.conv = LGConv(normalize=False)
+        self.conv = SymmetricLGConv(normalize=False)
 
     @property
     def receptive_field(self) -> int:

@@ -177,13 +177,13 @@ class IFRU(Unlearner):
         return None
 
     def _gradient(self, rows, phi, removed: Terms, affected: Terms, remaining: HeteroData) -> Tensor:
-        parts = [self._terms_fn(rows, removed, self.graph, False)]
-        if len(affected):
-            parts.append(self._terms_fn(rows, affected, self.graph, False))
-            minus = self._terms_fn(rows, affected, remaining, False)
-            parts.append(lambda x: -minus(x))
+        """:math:`g`: the removed and affected terms on the original graph (one pass), minus the
+        affected terms on the remaining graph."""
+        before = self._terms_fn(rows, removed.cat(affected), self.graph, False)
+        after = self._terms_fn(rows, affected, remaining, False) if len(affected) else None
         x = phi.detach().requires_grad_(True)
-        return torch.autograd.grad(sum(part(x) for part in parts), x)[0]
+        loss = before(x) if after is None else before(x) - after(x)
+        return torch.autograd.grad(loss, x)[0]
 
     def _objective_grad(self, rows, phi, terms: Terms, graph: HeteroData) -> Tensor:
         x = phi.detach().requires_grad_(True)
