@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from common import AUCS, one_line, rounded, summarise
+from common import one_line, rounded, summarise
 from graphforget.pipeline import prepare_attack_data, run_experiment
 
 RESULTS = Path(__file__).parent / "results"

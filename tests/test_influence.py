@@ -7,9 +7,10 @@ import torch
 
 from graphforget import BCEObjective, BPRObjective
 from graphforget.data import EDGE, planted_communities, random_edges, remove_edges
-from graphforget.influence import (DotProductOperator, GaussNewtonOperator, has_linear_dot_product, HessianOperator, NodeRows, affected_terms, conjugate_gradient,
-                                   direct_solve, homogeneous_graph, importance_scores, k_hop_mask, lissa, adam_quadratic,
-                                   node_ids, objective_function, rows_function, select_nodes, training_terms)
+from graphforget.influence import (DotProductOperator, GaussNewtonOperator, HessianOperator, NodeRows,
+                                   adam_quadratic, conjugate_gradient, direct_solve, has_linear_dot_product,
+                                   homogeneous_graph, importance_scores, k_hop_mask, lissa, local_terms, node_ids,
+                                   objective_function, rows_function, select_nodes, training_terms)
 from graphforget.models import MF, LightGCN
 
 U, I, D = 12, 10, 3
@@ -142,7 +143,7 @@ def test_affected_set_matches_networkx_bfs(graph, hops):
     assert set(mask.nonzero().flatten().tolist()) == region
     remaining = remove_edges(graph, request)
     objective = BCEObjective()
-    d_c = affected_terms(training_terms(objective, remaining), mask, U)
+    d_c = local_terms(objective, remaining, seeds, hops)
     ei = remaining[EDGE].edge_index
     expected = sorted((int(u), int(i)) for u, i in ei.t() if int(u) in region or int(i) + U in region)
     assert sorted(map(tuple, d_c.edge_label_index.t().tolist())) == expected

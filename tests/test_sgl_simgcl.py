@@ -145,7 +145,7 @@ def test_contrastive_objective_adds_the_models_term(graph, cls):
     pairs = graph[EDGE].edge_index[:, positions]
     ssl = model.contrastive_loss(graph, pairs[0].unique(), pairs[1].unique(),
                                  objective.generator(positions, 2), tau=0.4)
-    assert float(loss) == pytest.approx(float(bpr + 0.3 * ssl), rel=1e-6)
+    assert float(loss.detach()) == pytest.approx(float((bpr + 0.3 * ssl).detach()), rel=1e-6)
     assert float(ssl) > 0
     # Deterministic given (seed, epoch, batch); a different epoch draws different views.
     assert torch.equal(loss, objective.batch_loss(model, graph, positions, epoch=2))

@@ -1,7 +1,6 @@
 """graphforget.train and the Retrain unlearner on small seeded planted-community graphs."""
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch

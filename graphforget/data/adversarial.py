@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from .interactions import EDGE, edge_subgraph, num_items, num_users
+from .interactions import EDGE, edge_subgraph, num_users
 
 __all__ = ["adversarial_edges"]
 
@@ -38,7 +38,7 @@ def adversarial_edges(model, graph: HeteroData, fraction: float = 1.0, seed: int
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    n_users, n_items = num_users(graph), num_items(graph)
+    n_users = num_users(graph)
     edge_index = graph[EDGE].edge_index
     device = edge_index.device
     users = torch.arange(n_users, device=device)

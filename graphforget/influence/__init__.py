@@ -1,6 +1,6 @@
 """Influence machinery as pure functions: loss terms, k-hop regions, pruning, HVPs, solvers."""
 from .dot_product import DotProductOperator, has_linear_dot_product
-from .graph import affected_terms, computation_subgraph, homogeneous_graph, k_hop_mask, node_ids
+from .graph import computation_subgraph, homogeneous_graph, k_hop_mask, local_terms, node_ids
 from .hvp import GaussNewtonOperator, HessianOperator, NodeRows, objective_function, rows_function, scoring_graph
 from .pruning import importance_scores, select_nodes
 from .solvers import SOLVERS, SolveResult, adam_quadratic, conjugate_gradient, direct_solve, lissa, solve
@@ -8,7 +8,7 @@ from .terms import Terms, training_terms
 
 __all__ = [
     "DotProductOperator", "has_linear_dot_product",
-    "affected_terms", "computation_subgraph", "homogeneous_graph", "k_hop_mask", "node_ids",
+    "local_terms", "computation_subgraph", "homogeneous_graph", "k_hop_mask", "node_ids",
     "GaussNewtonOperator", "HessianOperator", "NodeRows", "objective_function", "rows_function", "scoring_graph", "importance_scores",
     "select_nodes", "SOLVERS", "SolveResult", "adam_quadratic", "conjugate_gradient", "direct_solve", "lissa",
     "solve", "Terms", "training_terms",

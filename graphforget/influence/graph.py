@@ -11,9 +11,10 @@ from torch_geometric.utils import k_hop_subgraph
 
 from ..data.interactions import (EDGE, bipartite_to_homogeneous, edge_subgraph, num_items, num_users,
                                  symmetric_edge_weight)
-from .terms import Terms
+from ..objectives import Objective
+from .terms import Terms, training_terms
 
-__all__ = ["homogeneous_graph", "node_ids", "k_hop_mask", "affected_terms", "computation_subgraph"]
+__all__ = ["homogeneous_graph", "node_ids", "k_hop_mask", "local_terms", "computation_subgraph"]
 
 
 def homogeneous_graph(graph: HeteroData) -> tuple[Tensor, int]:
@@ -42,9 +43,15 @@ def k_hop_mask(graph: HeteroData, nodes: Tensor, hops: int) -> Tensor:
     return mask
 
 
-def affected_terms(remaining_terms: Terms, region: Tensor, num_users: int) -> Terms:
-    """``D_c``: the remaining loss terms that score a pair with an endpoint in ``region`` (a node mask)."""
-    return remaining_terms.select(remaining_terms.touches(region, num_users))
+def local_terms(objective: Objective, graph: HeteroData, nodes: Tensor, hops: int) -> Terms:
+    """The loss terms on ``graph`` that score a node within ``hops`` hops of ``nodes``.
+
+    On the remaining graph, with the request's users and items and the receptive field :math:`K`, this
+    is IFRU's affected set :math:`D_c` (a path through a removed edge starts at one of its endpoints,
+    so the region is the same in the original graph).
+    """
+    terms = training_terms(objective, graph)
+    return terms.select(terms.touches(k_hop_mask(graph, nodes, hops), num_users(graph)))
 
 
 def computation_subgraph(graph: HeteroData, nodes: Tensor, hops: int) -> HeteroData:

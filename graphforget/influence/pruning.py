@@ -8,7 +8,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import degree
 
-from .graph import homogeneous_graph, node_ids
+from .graph import homogeneous_graph
 
 __all__ = ["importance_scores", "select_nodes"]
 

@@ -57,12 +57,6 @@ class Terms:
         eli = torch.cat([self.edge_label_index.view(2, blocks, -1), other.edge_label_index.view(2, blocks, -1)], 2)
         return Terms(eli.reshape(2, -1), torch.cat([self.target, other.target]))
 
-    def loss(self, objective: Objective, model, graph: HeteroData) -> Tensor:
-        """Summed loss of these terms, the model scoring the pairs on ``graph``."""
-        if len(self) == 0:
-            return torch.zeros((), device=self.target.device)
-        return objective.losses(model(graph, self.edge_label_index), self.target).sum()
-
     def __repr__(self) -> str:
         return f"Terms(terms={len(self)}, blocks={self.blocks})"
 

@@ -11,8 +11,8 @@ from torch_geometric.data import HeteroData
 
 from ..data.interactions import num_users
 from ..influence import (SOLVERS, DotProductOperator, GaussNewtonOperator, HessianOperator, NodeRows, Terms,
-                         has_linear_dot_product, importance_scores, k_hop_mask, node_ids, objective_function,
-                         rows_function, scoring_graph, select_nodes, solve, training_terms)
+                         has_linear_dot_product, importance_scores, k_hop_mask, local_terms, node_ids,
+                         objective_function, rows_function, scoring_graph, select_nodes, solve, training_terms)
 from ..objectives import Objective
 from .base import Unlearner
 
@@ -104,73 +104,66 @@ class IFRU(Unlearner):
 
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData):
         cfg, graph, model = self.config, self.graph, self.model
-        timings, start = {}, time.perf_counter()
-        users = num_users(graph)
-        depth = model.receptive_field
-        hops = depth if cfg.hops is None else cfg.hops
+        clock = _PhaseClock()
+        users, depth = num_users(graph), model.receptive_field
         request_nodes = node_ids(request, users)
 
-        scores = importance_scores(graph, request, hops)
-        kept = select_nodes(scores, cfg.prune, always=request_nodes)
-        rows = NodeRows.from_node_mask(model, kept, users)
-        timings["select"] = _lap(start)
-
-        removed = training_terms(self.objective, graph, positions)
-        affected = Terms(removed.edge_label_index[:, :0], removed.target[:0])
-        if cfg.spillover and depth > 0:
-            region = k_hop_mask(graph, request_nodes, depth)
-            remaining_terms = training_terms(self.objective, remaining)
-            affected = remaining_terms.select(remaining_terms.touches(region, users))
-        timings["affected"] = _lap(start)
-
+        # phi: the embedding rows of the nodes that pruning keeps (the request's endpoints always).
+        scores = importance_scores(graph, request, depth if cfg.hops is None else cfg.hops)
+        kept = select_nodes(scores, cfg.prune, always=request_nodes).nonzero().flatten()
+        rows = NodeRows.from_node_mask(model, _mask(kept, scores.size(1)), users)
         phi = rows.gather(model)
-        reach = k_hop_mask(graph, kept.nonzero().flatten(), depth)  # nodes whose outputs depend on phi
+        clock.lap("select")
+
+        # D_c: remaining terms scoring a node whose output the removal changes (K hops of V(D_r)).
+        region = k_hop_mask(graph, request_nodes, depth)
+        removed = training_terms(self.objective, graph, positions)
+        affected = removed.select(torch.zeros(len(removed), dtype=torch.bool, device=removed.target.device))
+        if cfg.spillover and depth > 0:
+            affected = local_terms(self.objective, remaining, request_nodes, depth)
+        clock.lap("affected")
+
+        reach = k_hop_mask(graph, kept, depth)  # nodes whose outputs depend on phi
         gradient = self._gradient(rows, phi, removed, affected.select(affected.touches(reach, users)), remaining)
         replaced = self._replacement_terms(removed, request, remaining)
         if replaced is not None:  # SCIF: the removed terms come back with substitute labels
             x = phi.detach().requires_grad_(True)
-            gradient = gradient - torch.autograd.grad(self._terms_fn(rows, replaced, self.graph, False)(x), x)[0]
-        timings["gradient"] = _lap(start)
+            gradient = gradient - torch.autograd.grad(self._terms_fn(rows, replaced, graph, False)(x), x)[0]
+        clock.lap("gradient")
 
-        kept_ids = kept.nonzero().flatten()
         solves = []
         for step in range(cfg.newton_steps):
             # Step 0 is the paper's influence step on the original objective; later steps (our
             # extension) are Newton steps on the new objective from the current point.
             base = graph if step == 0 else remaining
-            local = self._local_terms(base, kept_ids, depth)
+            local = local_terms(self.objective, base, kept, depth)
             # The MF surrogate's curvature reads only the terms scoring a kept node directly.
-            curvature_terms = self._local_terms(base, kept_ids, 0) if cfg.curvature == "mf_surrogate" else local
+            curvature_terms = local_terms(self.objective, base, kept, 0) if cfg.curvature == "mf_surrogate" else local
             operator = self._curvature(rows, curvature_terms, base, phi)
             rhs = gradient if step == 0 else -self._objective_grad(rows, phi, local, remaining)
             result = solve(cfg.solver, operator, rhs.detach(), **cfg.solver_options())
             phi = phi + result.x
             solves.append(result.stats())
             del operator
-        timings["solve"] = _lap(start)
+        clock.lap("solve")
 
         new_model = copy.deepcopy(model)
         rows.write(new_model, phi)
-        timings["write"] = _lap(start)
+        clock.lap("write")
         info = {
             "request_edges": request.size(1),
-            "affected_nodes": int(k_hop_mask(graph, request_nodes, depth).sum()) if depth else request_nodes.numel(),
+            "affected_nodes": int(region.sum()),
             "affected_terms": len(affected),
-            "kept_nodes": int(kept.sum()),
+            "kept_nodes": kept.numel(),
             "kept_parameters": phi.numel(),
             "solver": solves[0] if len(solves) == 1 else solves,
-            "phase_seconds": timings,
+            "phase_seconds": clock.phases,
             "threads": torch.get_num_threads(),
         }
         return new_model, info
 
     def _terms_fn(self, rows: NodeRows, terms: Terms, graph: HeteroData, regularize: bool):
         return objective_function(self.model, self.objective, terms, graph, rows, regularize, self.config.locality)
-
-    def _local_terms(self, graph: HeteroData, nodes: Tensor, hops: int) -> Terms:
-        """The terms of the objective on ``graph`` that score a node within ``hops`` of ``nodes``."""
-        terms = training_terms(self.objective, graph)
-        return terms.select(terms.touches(k_hop_mask(graph, nodes, hops), num_users(graph)))
 
     def _replacement_terms(self, removed: Terms, request: Tensor, remaining: HeteroData) -> Terms | None:
         """Terms that replace the removed ones in the new objective (none: they are simply removed)."""
@@ -214,5 +207,18 @@ class IFRU(Unlearner):
         return f"IFRU(model={type(self.model).__name__}, objective={self.objective}, config={self.config})"
 
 
-def _lap(start: float) -> float:
-    return time.perf_counter() - start
+def _mask(ids: Tensor, size: int) -> Tensor:
+    mask = torch.zeros(size, dtype=torch.bool, device=ids.device)
+    mask[ids] = True
+    return mask
+
+
+class _PhaseClock:
+    """Seconds of each phase of a call, for the result's ``info``."""
+
+    def __init__(self):
+        self.phases, self.last = {}, time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.phases[name], self.last = now - self.last, now
