@@ -57,8 +57,11 @@ def main(argv=None) -> None:
                         help="CURVATURE:a, the pruning ratios being (1, a, ..., a); a = 1.0: no pruning")
     parser.add_argument("--quick", action="store_true", help="one epoch, 0.1%% only")
     parser.add_argument("--out", type=Path, default=RESULTS / "ifru_scale.json")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.child:
         workdir, ratio, curvature, prune, seed = args.child
         prune = None if float(prune) == 1.0 else float(prune)
@@ -84,7 +87,8 @@ def main(argv=None) -> None:
         for ratio in args.ratios:
             for config in args.configs:
                 curvature, prune = config.split(":")
-                out = subprocess.run([sys.executable, __file__, "--child", tmp, str(ratio), curvature, prune, "0"],
+                out = subprocess.run([sys.executable, __file__, "--child", tmp, str(ratio), curvature, prune, "0",
+                                      "--threads", str(torch.get_num_threads())],
                                      capture_output=True, text=True, check=True)
                 rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
                 print({k: rows[-1][k] for k in ("ratio", "curvature", "prune", "request_edges", "seconds",

@@ -41,7 +41,7 @@ from graphforget.metrics import mi_bf, mi_ng, recall_ndcg_at_k
 from graphforget.models import SGL, ContrastiveBPRObjective, LightGCN, SimGCL
 from graphforget.objectives import BPRObjective, Objective
 from graphforget.train import TrainConfig, train
-from graphforget.unlearn import Retrain, Unlearner, UnlearnRec, UnlearnRecConfig
+from graphforget.unlearn import IFRU, IFRUConfig, Retrain, Unlearner, UnlearnRec, UnlearnRecConfig
 
 RESULTS = Path(__file__).parent / "results"
 log = logging.getLogger("benchmarks.unlearnrec")
@@ -94,6 +94,9 @@ METHODS: dict[str, Callable[[MethodContext], Unlearner]] = {
     "retrain": lambda ctx: Retrain(ctx.model, ctx.graph, ctx.objective, ctx.train_config, seed=ctx.seed + 1000),
     "unlearnrec": lambda ctx: UnlearnRec(ctx.model, ctx.graph, ctx.objective,
                                          UnlearnRecConfig(seed=ctx.seed, **ctx.profile.unlearnrec)),
+    # IFRU's curvature and gradients use the objective's pairs and losses (BPR); the contrastive
+    # term of SGL/SimGCL lives only in their batch loss, so IFRU treats it as absent.
+    "ifru": lambda ctx: IFRU(ctx.model, ctx.graph, ctx.objective, IFRUConfig(tol=1e-3)),
 }
 
 

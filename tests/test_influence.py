@@ -7,7 +7,7 @@ import torch
 
 from graphforget import BCEObjective, BPRObjective
 from graphforget.data import EDGE, planted_communities, random_edges, remove_edges
-from graphforget.influence import (DotProductOperator, GaussNewtonOperator, HessianOperator, NodeRows,
+from graphforget.influence import (DotProductOperator, GaussNewtonOperator, HessianOperator, NodeRows, dot_product_gradient,
                                    adam_quadratic, conjugate_gradient, direct_solve, has_linear_dot_product,
                                    homogeneous_graph, importance_scores, k_hop_mask, lissa, local_terms, node_ids,
                                    objective_function, rows_function, select_nodes, training_terms)
@@ -218,3 +218,18 @@ def test_dot_product_operator_matches_autograd(graph, kind, objective, exact):
 
 def test_linear_dot_product_detection():
     assert has_linear_dot_product(MF(3, 3, 2)) and has_linear_dot_product(LightGCN(3, 3, 2))
+
+
+@pytest.mark.parametrize("kind", ["mf", "lightgcn"])
+@pytest.mark.parametrize("objective", [BCEObjective(l2=0.3), BPRObjective(l2=0.3, seed=1)])
+def test_dot_product_gradient_matches_autograd(graph, kind, objective):
+    model = _model(kind)
+    mask = torch.zeros(U + I, dtype=torch.bool)
+    mask[[0, 5, U + 1, U + 7]] = True
+    rows = NodeRows.from_node_mask(model, mask, U)
+    terms = training_terms(objective, graph)
+    phi = rows.gather(model) - 0.05
+    reference = objective_function(model, objective, terms, graph, rows, regularize=False)
+    leaf = phi.clone().requires_grad_(True)
+    torch.testing.assert_close(dot_product_gradient(model, rows, phi, terms, graph, objective),
+                               torch.autograd.grad(reference(leaf), leaf)[0])

@@ -25,7 +25,7 @@ from ..objectives import Objective
 from .hvp import NodeRows
 from .terms import Terms
 
-__all__ = ["DotProductOperator", "has_linear_dot_product"]
+__all__ = ["DotProductOperator", "dot_product_gradient", "has_linear_dot_product"]
 
 
 def has_linear_dot_product(model) -> bool:
@@ -66,11 +66,10 @@ class DotProductOperator:
         self.graph = graph
         self.names = list(model.node_parameters())
         self.tables = {name: t.detach() for name, t in rows.tables(model, phi.detach()).items()}
-        self.user, self.item = terms.edge_label_index
         with torch.no_grad():
-            a, b = self._embed(self.tables)
-        self.a_u, self.b_i = a[self.user], b[self.item]
-        self.z = (self.a_u * self.b_i).sum(-1).requires_grad_(True)
+            self.a, self.b = self._embed(self.tables)
+        self.pairs = _PairMatrix(terms.edge_label_index, self.a.size(0), self.b.size(0))
+        self.z = self.pairs.dot(self.a, self.b).requires_grad_(True)
         # dl/dz with a graph, so that products with the loss's Hessian in z are one cheap backward.
         self.dl = torch.autograd.grad(objective.losses(self.z, terms.target).sum(), self.z, create_graph=True)[0]
         self.dl_const = self.dl.detach()
@@ -95,20 +94,71 @@ class DotProductOperator:
         return out
 
     def __call__(self, v: Tensor) -> Tensor:
+        pairs = self.pairs
         with torch.no_grad():
-            tables = self._scatter(v)
-            da, db = self._embed(tables)
-            da_u, db_i = da[self.user], db[self.item]
-            dz = (da_u * self.b_i).sum(-1) + (self.a_u * db_i).sum(-1)
+            da, db = self._embed(self._scatter(v))
+            dz = pairs.dot(da, self.b) + pairs.dot(self.a, db)
         hz = torch.autograd.grad(self.dl, self.z, dz, retain_graph=True)[0]
         with torch.no_grad():
-            grad_a = hz[:, None] * self.b_i
-            grad_b = hz[:, None] * self.a_u
+            out_a, out_b = pairs.weighted_sums(hz, self.b, self.a)
             if self.exact:
-                grad_a += self.dl_const[:, None] * db_i
-                grad_b += self.dl_const[:, None] * da_u
-            out_a = torch.zeros_like(da).index_add_(0, self.user, grad_a)
-            out_b = torch.zeros_like(db).index_add_(0, self.item, grad_b)
+                extra_a, extra_b = pairs.weighted_sums(self.dl_const, db, da)
+                out_a, out_b = out_a + extra_a, out_b + extra_b
         back = torch.autograd.grad(self.embedded, list(self.leaves.values()), (out_a, out_b), retain_graph=True)
         hv = torch.cat([g[self.rows.rows[name]].flatten() for name, g in zip(self.names, back)])
         return hv + self.shift * v
+
+
+def dot_product_gradient(model, rows: NodeRows, phi: Tensor, terms: Terms, graph: HeteroData,
+                         objective: Objective) -> Tensor:
+    """Gradient in :math:`\\phi` of the terms' summed loss (no L2), by the same closed form as
+    :class:`DotProductOperator`: per-pair loss derivatives, per-node weighted sums, one propagation back."""
+    embed = _Embed(model)
+    leaves = {name: t.detach().requires_grad_(True) for name, t in rows.tables(model, phi.detach()).items()}
+    a, b = functional_call(embed, {f"model.{k}": t for k, t in leaves.items()}, (graph,), strict=False)
+    pairs = _PairMatrix(terms.edge_label_index, a.size(0), b.size(0))
+    z = pairs.dot(a.detach(), b.detach()).requires_grad_(True)
+    dl = torch.autograd.grad(objective.losses(z, terms.target).sum(), z)[0]
+    grad_a, grad_b = pairs.weighted_sums(dl, b.detach(), a.detach())
+    back = torch.autograd.grad((a, b), list(leaves.values()), (grad_a, grad_b))
+    return torch.cat([g[rows.rows[name]].flatten() for name, g in zip(leaves, back)])
+
+
+class _PairMatrix:
+    """The scored (user, item) pairs as a sparse user x item pattern, for products without ``[P, d]``
+    intermediates: per-pair dot products are a sampled dense-dense product (SDDMM), per-node weighted
+    sums a sparse-dense product; both several times faster than gathering rows per pair.
+
+    Repeated pairs share one entry of the pattern (their weights are summed).
+    """
+
+    def __init__(self, edge_label_index: Tensor, num_users: int, num_items: int):
+        user, item = edge_label_index
+        keys, self.slot = torch.unique(user * num_items + item, return_inverse=True)  # row-major order
+        rows, cols = keys // num_items, keys % num_items
+        self.shape = (num_users, num_items)
+        self.crow = _row_pointers(rows, num_users)
+        self.cols = cols
+        # The transposed pattern (items x users): the same entries in column-major order.
+        self.order_t = torch.argsort(cols * num_users + rows)
+        self.crow_t = _row_pointers(cols[self.order_t], num_items)
+        self.cols_t = rows[self.order_t]
+        self.ones = torch.ones(keys.numel(), dtype=torch.float, device=keys.device)
+
+    def dot(self, a: Tensor, b: Tensor) -> Tensor:
+        """``[P]``: :math:`\\langle a_u, b_i \\rangle` for every pair."""
+        pattern = torch.sparse_csr_tensor(self.crow, self.cols, self.ones.to(a.dtype), self.shape)
+        return torch.sparse.sampled_addmm(pattern, a, b.t(), beta=0.0).values()[self.slot]
+
+    def weighted_sums(self, weight: Tensor, b: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
+        """``(sum_i w_ui b_i per user, sum_u w_ui a_u per item)`` for per-pair weights ``[P]``."""
+        values = torch.zeros(self.cols.numel(), dtype=weight.dtype, device=weight.device).index_add_(
+            0, self.slot, weight)
+        by_user = torch.sparse_csr_tensor(self.crow, self.cols, values, self.shape)
+        by_item = torch.sparse_csr_tensor(self.crow_t, self.cols_t, values[self.order_t], self.shape[::-1])
+        return by_user @ b, by_item @ a
+
+
+def _row_pointers(rows: Tensor, num_rows: int) -> Tensor:
+    counts = torch.bincount(rows, minlength=num_rows)
+    return torch.cat([counts.new_zeros(1), counts.cumsum(0)])

@@ -11,8 +11,9 @@ from torch_geometric.data import HeteroData
 
 from ..data.interactions import num_users
 from ..influence import (SOLVERS, DotProductOperator, GaussNewtonOperator, HessianOperator, NodeRows, Terms,
-                         has_linear_dot_product, importance_scores, k_hop_mask, local_terms, node_ids,
-                         objective_function, rows_function, scoring_graph, select_nodes, solve, training_terms)
+                         dot_product_gradient, has_linear_dot_product, importance_scores, k_hop_mask, local_terms,
+                         node_ids, objective_function, rows_function, scoring_graph, select_nodes, solve,
+                         training_terms)
 from ..objectives import Objective
 from .base import Unlearner
 
@@ -127,8 +128,7 @@ class IFRU(Unlearner):
         gradient = self._gradient(rows, phi, removed, affected.select(affected.touches(reach, users)), remaining)
         replaced = self._replacement_terms(removed, request, remaining)
         if replaced is not None:  # SCIF: the removed terms come back with substitute labels
-            x = phi.detach().requires_grad_(True)
-            gradient = gradient - torch.autograd.grad(self._terms_fn(rows, replaced, graph, False)(x), x)[0]
+            gradient = gradient - self._loss_gradient(rows, phi, replaced, graph)
         clock.lap("gradient")
 
         solves = []
@@ -169,22 +169,32 @@ class IFRU(Unlearner):
         """Terms that replace the removed ones in the new objective (none: they are simply removed)."""
         return None
 
+    def _loss_gradient(self, rows: NodeRows, phi: Tensor, terms: Terms, graph: HeteroData) -> Tensor:
+        """Gradient in phi of the terms' summed loss on ``graph`` (no L2)."""
+        if len(terms) == 0:
+            return torch.zeros_like(phi)
+        if self._closed_form():
+            sub = scoring_graph(self.model, graph, terms, self.config.locality)
+            return dot_product_gradient(self.model, rows, phi, terms, sub, self.objective)
+        x = phi.detach().requires_grad_(True)
+        return torch.autograd.grad(self._terms_fn(rows, terms, graph, False)(x), x)[0]
+
     def _gradient(self, rows, phi, removed: Terms, affected: Terms, remaining: HeteroData) -> Tensor:
         """:math:`g`: the removed and affected terms on the original graph (one pass), minus the
         affected terms on the remaining graph."""
-        before = self._terms_fn(rows, removed.cat(affected), self.graph, False)
-        after = self._terms_fn(rows, affected, remaining, False) if len(affected) else None
-        x = phi.detach().requires_grad_(True)
-        loss = before(x) if after is None else before(x) - after(x)
-        return torch.autograd.grad(loss, x)[0]
+        return (self._loss_gradient(rows, phi, removed.cat(affected), self.graph)
+                - self._loss_gradient(rows, phi, affected, remaining))
+
+    def _closed_form(self) -> bool:
+        """Whether curvature products and gradients can take the dot-product closed form."""
+        return self.config.fast and has_linear_dot_product(self.model)
 
     def _objective_grad(self, rows, phi, terms: Terms, graph: HeteroData) -> Tensor:
-        x = phi.detach().requires_grad_(True)
-        return torch.autograd.grad(self._terms_fn(rows, terms, graph, True)(x), x)[0]
+        return self._loss_gradient(rows, phi, terms, graph) + self.objective.l2 * phi
 
     def _curvature(self, rows: NodeRows, terms: Terms, graph: HeteroData, phi: Tensor):
         cfg, objective = self.config, self.objective
-        if cfg.fast and cfg.curvature != "mf_surrogate" and has_linear_dot_product(self.model):
+        if cfg.curvature != "mf_surrogate" and self._closed_form():
             sub = scoring_graph(self.model, graph, terms, cfg.locality)
             return DotProductOperator(self.model, rows, phi, terms, sub, objective, cfg.curvature == "exact",
                                       cfg.damping)
