@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch_geometric.nn import SimpleConv
 
-from graphforget import BCEObjective
+from graphforget import BCEObjective, BPRObjective
 from graphforget.data import EDGE, bipartite_to_homogeneous, message_passing_edges, planted_communities, random_edges
 from graphforget.models import MF, LightGCN, Recommender
 from graphforget.unlearn import IFRU, IFRUConfig
@@ -63,6 +63,30 @@ def test_newton_iterations_reach_retraining(problem, kind):
     error, result = _relative_error(problem, kind, newton_steps=3)
     assert error < 1e-4
     assert len(result.info["solver"]) == 3
+
+
+@pytest.mark.parametrize("kind", ["mf", "lightgcn"])
+def test_bpr_newton_iterations_reach_retraining(problem, kind):
+    graph, request, pairs = problem
+    implicit = copy.copy(graph)
+    implicit[EDGE].edge_label = torch.ones_like(graph[EDGE].edge_label)
+    objective = BPRObjective(l2=1.0, seed=0, resample=False)
+    model = _trained(kind, implicit, objective)
+    config = IFRUConfig(hops=10, damping=1e-6, tol=1e-10, max_iter=2000, curvature="exact", newton_steps=3)
+    result = IFRU(model, implicit, objective, config).unlearn(request)
+    retrained = _fit(copy.deepcopy(model), result.graph, objective)
+    with torch.no_grad():
+        target = retrained(result.graph, pairs)
+        error = (result.model(result.graph, pairs) - target).norm() / (model(implicit, pairs) - target).norm()
+    assert float(error) < 1e-3
+
+
+def test_relative_damping_adds_the_mean_diagonal():
+    from graphforget.unlearn.ifru import _damped
+    diagonal = torch.tensor([1.0, 2.0, 3.0, 6.0], dtype=torch.float64)
+    damped = _damped(lambda v: diagonal * v, 0.5, torch.zeros(4, dtype=torch.float64))
+    v = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=torch.float64)
+    torch.testing.assert_close(damped(v), diagonal * v + 0.5 * 3.0 * v)  # mean diagonal 3
 
 
 def test_one_step_close_to_retraining_and_spillover_matters(problem):

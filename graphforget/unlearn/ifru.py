@@ -33,6 +33,9 @@ class IFRUConfig:
         hops: orders of importance propagation :math:`K` (``None``: the model's receptive field).
         solver: ``cg`` (default), ``lissa``, ``adam`` (the paper's) or ``direct``.
         damping: :math:`\\lambda` added to the Hessian (it may be indefinite).
+        relative_damping: adds ``relative_damping`` times the mean diagonal of the curvature
+            (Hutchinson's estimate from 4 random sign vectors) to :math:`\\lambda`: a scale-free damping for
+            models trained with little L2, whose curvature is nearly singular in many directions.
         tol: relative residual at which the solver stops.
         max_iter: solver iteration cap.
         lr: Adam's learning rate (``solver='adam'``; the paper searches 1e-4..1e-2).
@@ -53,6 +56,7 @@ class IFRUConfig:
     hops: int | None = None
     solver: str = "cg"
     damping: float = 0.0
+    relative_damping: float = 0.0
     tol: float = 1e-4
     max_iter: int = 200
     lr: float = 1e-3
@@ -68,7 +72,8 @@ class IFRUConfig:
             raise ValueError(f"unknown curvature {self.curvature!r}; known: {CURVATURES}")
         if self.prune is not None and not all(0 <= a <= 1 for a in self.prune):
             raise ValueError(f"pruning ratios must lie in [0, 1], got {self.prune}")
-        if self.damping < 0 or self.tol <= 0 or self.max_iter < 1 or self.newton_steps < 1:
+        if (self.damping < 0 or self.relative_damping < 0 or self.tol <= 0 or self.max_iter < 1
+                or self.newton_steps < 1):
             raise ValueError(f"invalid IFRUConfig: {self}")
         if self.hops is not None and self.hops < 0:
             raise ValueError("hops must be >= 0")
@@ -139,7 +144,7 @@ class IFRU(Unlearner):
             local = local_terms(self.objective, base, kept, depth)
             # The MF surrogate's curvature reads only the terms scoring a kept node directly.
             curvature_terms = local_terms(self.objective, base, kept, 0) if cfg.curvature == "mf_surrogate" else local
-            operator = self._curvature(rows, curvature_terms, base, phi)
+            operator = _damped(self._curvature(rows, curvature_terms, base, phi), cfg.relative_damping, phi)
             rhs = gradient if step == 0 else -self._objective_grad(rows, phi, local, remaining)
             result = solve(cfg.solver, operator, rhs.detach(), **cfg.solver_options())
             phi = phi + result.x
@@ -215,6 +220,19 @@ class IFRU(Unlearner):
 
     def __repr__(self) -> str:
         return f"IFRU(model={type(self.model).__name__}, objective={self.objective}, config={self.config})"
+
+
+def _damped(operator, relative: float, like: Tensor, probes: int = 4):
+    """``operator`` plus ``relative`` times its mean diagonal (Hutchinson: mean of v.Av / n, v = +-1)."""
+    if relative == 0:
+        return operator
+    gen = torch.Generator().manual_seed(0)
+    total = 0.0
+    for _ in range(probes):
+        v = (torch.randint(2, (like.numel(),), generator=gen) * 2 - 1).to(like)
+        total += float(v.dot(operator(v))) / like.numel()
+    extra = relative * total / probes
+    return lambda v: operator(v) + extra * v
 
 
 def _mask(ids: Tensor, size: int) -> Tensor:
