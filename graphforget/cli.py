@@ -200,7 +200,11 @@ def cmd_unlearn(args) -> int:
     print(f"{args.method}{'' if not options else ' ' + json.dumps(to_jsonable(options))}: "
           f"unlearning {request.size(1)} edges ({data.source})")
     metrics = {"method": args.method, "options": options}
-    if callable(getattr(unlearner, "fit", None)):  # sharded methods train their ensemble first
+    if args.encoder:
+        if not hasattr(unlearner, "load_encoder"):
+            raise UsageError(f"graphforget: error: --encoder is for unlearnrec, not {args.method}")
+        _load_encoder(unlearner, args.encoder)
+    elif callable(getattr(unlearner, "fit", None)):  # sharded methods train their ensemble first
         start = time.perf_counter()
         unlearner.fit()
         metrics["fit_seconds"] = time.perf_counter() - start
@@ -223,6 +227,34 @@ def cmd_unlearn(args) -> int:
     print(f"original: {_auc_line(metrics['original'])}")
     print(f"{args.method}: {_auc_line(metrics)}  unlearn {result.seconds:.2f}s")
     print("wrote " + " and ".join(str(p) for p in written))
+    return 0
+
+
+def _load_encoder(unlearner, path: str) -> None:
+    if not Path(path).is_file():
+        raise UsageError(f"graphforget: error: no encoder file {path} (make one with `graphforget pretrain-encoder`)")
+    try:
+        unlearner.load_encoder(path)
+    except ValueError as error:
+        raise UsageError(f"graphforget: error: {error}") from error
+
+
+def cmd_pretrain_encoder(args) -> int:
+    model, checkpoint, data = _load_run(args.run, args.device)
+    run = checkpoint["run"]
+    device = torch.device(args.device)
+    hparams = Hyperparameters(**run["hparams"])
+    unlearner = build_unlearner("unlearnrec", model, data.train.to(device), hparams.objective(),
+                                hparams.train_config(run["seed"]), data.split.val.to(device), run["seed"],
+                                **parse_options(args.option or []))
+    info = unlearner.fit()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    unlearner.save_encoder(out / "encoder.pt")
+    _write_json(out / "pretrain.json", {"pretrain_seconds": info["seconds"], "epochs": info["epochs"],
+                                        "steps": info["steps"], "run": str(args.run)})
+    print(f"pre-trained the influence encoder in {info['seconds']:.1f}s ({info['epochs']} epochs); "
+          f"wrote {out / 'encoder.pt'}")
     return 0
 
 
@@ -369,9 +401,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", required=True, help=f"one of: {', '.join(UNLEARNERS)}")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="a method option, repeatable (IFRU: the fields of IFRUConfig, e.g. solver=lissa)")
+    p.add_argument("--encoder", help="unlearnrec: a pre-trained encoder (from `graphforget pretrain-encoder`)")
     p.add_argument("--out", required=True, help="output directory: metrics.json (and model.pt)")
     _common(p, data=False)
     p.set_defaults(func=cmd_unlearn)
+
+    p = sub.add_parser("pretrain-encoder", help="pre-train UnlearnRec's influence encoder for a trained run",
+                       description="Pre-train UnlearnRec's influence encoder once for a trained run; "
+                                   "`unlearn --method unlearnrec --encoder OUT/encoder.pt` then reuses it.")
+    p.add_argument("--run", required=True, help="a directory holding model.pt (from `graphforget train`)")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="an UnlearnRecConfig field, repeatable (e.g. pretrain_epochs=5)")
+    p.add_argument("--out", required=True, help="output directory: encoder.pt and pretrain.json")
+    _common(p, data=False)
+    p.set_defaults(func=cmd_pretrain_encoder)
 
     p = sub.add_parser("demo", help="train, unlearn with every method, print a table and save a plot",
                        description="Train on ML-100K (or synthetic data when ML-100K is not found), flip 2%% of "

@@ -133,6 +133,28 @@ def test_unlearn_ifru_matches_the_library_and_can_be_evaluated_again(trained_run
         assert printed[key] == pytest.approx(metrics[key], abs=1e-12)
 
 
+def test_pretrained_encoder_is_reused_by_unlearn(trained_run, capsys, tmp_path):
+    options = ["--option", "pretrain_epochs=1", "--option", "finetune_epochs=1"]
+    code, out, _ = run_cli(capsys, "pretrain-encoder", "--run", str(trained_run), *options, "--out",
+                           str(tmp_path / "enc"), "--quiet")
+    assert code == 0 and (tmp_path / "enc" / "encoder.pt").is_file()
+    assert json.loads((tmp_path / "enc" / "pretrain.json").read_text())["pretrain_seconds"] > 0
+    # Unlearning with the saved encoder equals unlearning after pre-training in the same process.
+    code, _, _ = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "unlearnrec", *options,
+                         "--encoder", str(tmp_path / "enc" / "encoder.pt"), "--out", str(tmp_path / "a"), "--quiet")
+    assert code == 0
+    code, _, _ = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "unlearnrec", *options,
+                         "--out", str(tmp_path / "b"), "--quiet")
+    assert code == 0
+    with_file, in_process = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("a", "b"))
+    assert "fit_seconds" not in with_file and "fit_seconds" in in_process
+    for key in ("auc_0", "auc_1", "auc_2"):
+        assert with_file[key] == pytest.approx(in_process[key], abs=1e-9)
+    code, _, err = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "ifru", "--encoder",
+                           str(tmp_path / "enc" / "encoder.pt"), "--out", str(tmp_path / "c"))
+    assert code == 2 and "--encoder is for unlearnrec" in err
+
+
 # --- demo ------------------------------------------------------------------------------------------
 
 def test_demo_prints_the_table_and_its_numbers_agree_with_results_json(capsys, tmp_path):

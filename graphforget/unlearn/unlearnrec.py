@@ -378,6 +378,20 @@ class UnlearnRec(Unlearner):
         return pairs[:, torch.randperm(pairs.size(1), generator=gen)[:size].to(pairs.device)]
 
     # ------------------------------------------------------------------------------------ pre-training
+    def save_encoder(self, path) -> None:
+        """Writes the pre-trained encoder's state (loadable with :meth:`load_encoder`, ``weights_only``)."""
+        torch.save({"encoder": self.encoder.state_dict(), "fit_info": {k: v for k, v in self.fit_info.items()
+                                                                      if k != "history"}}, path)
+
+    def load_encoder(self, path) -> None:
+        """Loads an encoder written by :meth:`save_encoder` for the same model and graph sizes; marks it fitted."""
+        state = torch.load(path, map_location=self.graph[EDGE].edge_index.device, weights_only=True)
+        try:
+            self.encoder.load_state_dict(state["encoder"])
+        except (RuntimeError, KeyError) as error:
+            raise ValueError(f"{path} does not hold an encoder for this model and graph: {error}") from error
+        self.fitted, self.fit_info = True, dict(state.get("fit_info", {}))
+
     def fit(self) -> dict:
         """Pre-trains :math:`\\mathbf{H}^{(0)}` and :math:`\\boldsymbol\\eta` on simulated requests (backbone
         and MLP frozen). Call once per trained model; calling again continues from the current encoder.
