@@ -17,6 +17,7 @@ def summarise(rows: list[dict], methods) -> list[dict]:
         entry = {"dataset": dataset, "model": model, "attack_ratio": ratio, "seeds": len(runs)}
         gaps = {k: statistics.mean(r["methods"]["retrain"][k] - r["original"][k] for r in runs) for k in AUCS}
         entry.update({f"retrain_gain_{k}": v for k, v in gaps.items()})
+        entry.update({f"original_{k}": statistics.mean(r["original"][k] for r in runs) for k in AUCS})
         entry["retrain_seconds"] = statistics.mean(r["methods"]["retrain"]["seconds"] for r in runs)
         for method in methods:
             if method == "retrain":
@@ -26,6 +27,9 @@ def summarise(rows: list[dict], methods) -> list[dict]:
                 entry[f"{method}_{k}"] = statistics.mean(r["methods"][method][k] for r in runs)
                 entry[f"{method}_completeness_{k}"] = gain / gaps[k] if gaps[k] else float("nan")
             entry[f"{method}_seconds"] = statistics.mean(r["methods"][method]["seconds"] for r in runs)
+            if "before" in runs[0]["methods"][method]:  # fitted models (SISA, RecEraser): the harmless gap
+                for k in AUCS:
+                    entry[f"{method}_before_{k}"] = statistics.mean(r["methods"][method]["before"][k] for r in runs)
             entry[f"{method}_speedup"] = statistics.mean(
                 r["methods"]["retrain"]["seconds"] / r["methods"][method]["seconds"] for r in runs)
         out.append(entry)

@@ -4,7 +4,10 @@
     python benchmarks/compare.py             # ML-100K + Book-Crossing, 3 seeds; timing on 0.1/1/2/4/8%
 
 Table part: attack 2% for MF and 1% for LightGCN (as the paper), AUC_0/1/2 of Original, Retrain, SISA,
-RecEraser, SCIF and IFRU and each method's completeness. Timing part: unlearning seconds of each
+RecEraser, SCIF and IFRU and each method's completeness; for SISA and RecEraser also the AUCs of the
+fitted ensemble before unlearning (their gap to the Original even for an empty request, the paper's
+"harmless" check: Retrain, IFRU and SCIF return the Original bit for bit on an empty request, a test
+checks that). Timing part: unlearning seconds of each
 method across request ratios. Writes ``benchmarks/results/compare.json`` and ``compare.png``.
 """
 from __future__ import annotations
@@ -89,7 +92,8 @@ def main(argv=None) -> None:
                                     "timing_runs": timing_rows}, indent=1))
     plot(table, timing, args.out.with_suffix(".png"))
     for entry in table:
-        print(rounded({k: v for k, v in entry.items() if "completeness" in k or k in ("dataset", "model", "attack_ratio")}))
+        print(rounded({k: v for k, v in entry.items()
+                       if "completeness" in k or "before_auc_0" in k or k in ("dataset", "model", "attack_ratio")}))
     for entry in timing:
         print(rounded({k: v for k, v in entry.items() if k.endswith("seconds") or k in ("model", "attack_ratio")}))
 

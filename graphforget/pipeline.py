@@ -400,8 +400,9 @@ def run_experiment(dataset: str = "ml-100k", model: str = "mf", methods: Sequenc
     Returns:
         A JSON-ready dict: ``dataset``, ``source``, sizes, ``hparams``, ``threads``, ``original``
         (``auc_0/1/2``, ``train_seconds``, ``epochs``) and ``methods``: for each method its
-        ``auc_0/1/2``, ``seconds`` (the unlearning call alone), ``fit_seconds`` (for methods with a
-        ``fit`` step), ``completeness`` per AUC (relative to Original and Retrain) and ``info``.
+        ``auc_0/1/2``, ``seconds`` (the unlearning call alone), ``fit_seconds`` and ``before`` (the AUCs
+        of the fitted model before unlearning, for methods with a ``fit`` step), ``completeness`` per
+        AUC (relative to Original and Retrain) and ``info``.
     """
     methods = list(UNLEARNERS) if methods is None else list(methods)
     unknown = [m for m in methods if m not in UNLEARNERS]
@@ -439,6 +440,9 @@ def run_experiment(dataset: str = "ml-100k", model: str = "mf", methods: Sequenc
             if device.type == "cuda":  # the clock must not stop before the GPU does
                 torch.cuda.synchronize(device)
             row["fit_seconds"] = time.perf_counter() - start
+            # The fitted model before any unlearning: its gap to the Original is the method's cost
+            # even for an empty request (the "harmless" check; SISA and RecEraser have one).
+            row["before"] = evaluate_auc(unlearner.model, train_graph, test, request)
         outcome = unlearner.unlearn(request)
         row.update(evaluate_auc(outcome.model, outcome.graph, test, request))
         row["seconds"] = outcome.seconds
