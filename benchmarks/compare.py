@@ -46,12 +46,15 @@ def plot(table: list[dict], timing: list[dict], path: Path) -> None:
         return
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     labels = [f"{s['dataset']}\n{s['model']} {s['attack_ratio']:.0%}" for s in table]
-    for j, method in enumerate(METHODS[1:]):
-        values = [100 * s[f"{method}_completeness_auc_0"] for s in table]
-        axes[0].bar([i + (j - 1.5) * 0.2 for i in range(len(table))], values, 0.2, label=method)
-    axes[0].axhline(100, color="k", lw=0.5)
-    axes[0].axhline(0, color="k", lw=0.5)
-    axes[0].set_ylabel("completeness on AUC_0 (%)")
+    bars = {"original": [s["original_auc_0"] for s in table],
+            "retrain": [s["original_auc_0"] + s["retrain_gain_auc_0"] for s in table],
+            **{m: [s[f"{m}_auc_0"] for s in table] for m in METHODS[1:]}}
+    width = 0.8 / len(bars)
+    for j, (name, values) in enumerate(bars.items()):
+        axes[0].bar([i + (j - (len(bars) - 1) / 2) * width for i in range(len(table))], values, width, label=name)
+    low = min(min(v) for v in bars.values())
+    axes[0].set_ylim(max(0.0, low - 0.02), max(max(v) for v in bars.values()) + 0.01)
+    axes[0].set_ylabel("test AUC_0")
     axes[0].set_xticks(range(len(table)), labels, fontsize=7)
     for method in METHODS:
         for model in sorted({s["model"] for s in timing}):

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from common import AUCS, one_line, rounded, summarise
+from common import one_line, rounded, summarise
 from graphforget.pipeline import prepare_attack_data, register_unlearner, run_experiment
 from graphforget.unlearn import IFRU, IFRUConfig
 
@@ -32,29 +32,33 @@ def _variant(options):
 
 
 def plot(summary: list[dict], path: Path) -> None:
+    """Per dataset: completeness on AUC_0 and speed-up against the request ratio, a line per backbone
+    and IFRU variant."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    labels = [f"{s['dataset']}\n{s['model']} {s['attack_ratio']:.0%}" for s in summary]
-    width = 0.13
-    for j, method in enumerate(METHODS[1:]):
-        for k, key in enumerate(AUCS):
-            values = [100 * s[f"{method}_completeness_{key}"] for s in summary]
-            axes[0].bar([i + (3 * j + k - 2.5) * width for i in range(len(summary))], values, width,
-                        label=f"{method} {key}")
-        axes[1].bar([i + (j - 0.5) * 0.35 for i in range(len(summary))],
-                    [s[f"{method}_speedup"] for s in summary], 0.35, label=method)
-    axes[0].axhline(100, color="k", lw=0.5)
-    axes[0].set_ylabel("completeness (%)")
-    axes[1].set_ylabel("retrain seconds / unlearn seconds")
-    axes[1].set_yscale("log")
-    for ax in axes:
-        ax.set_xticks(range(len(summary)), labels, fontsize=7)
-        ax.legend(fontsize=6)
+    datasets = sorted({s["dataset"] for s in summary})
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(11, 3.6 * len(datasets)), squeeze=False)
+    for row, dataset in zip(axes, datasets):
+        for model in sorted({s["model"] for s in summary if s["dataset"] == dataset}):
+            entries = sorted((s for s in summary if s["dataset"] == dataset and s["model"] == model),
+                             key=lambda s: s["attack_ratio"])
+            ratios = [100 * s["attack_ratio"] for s in entries]
+            for method, style in zip(METHODS[1:], ("-o", "--s", ":^")):
+                row[0].plot(ratios, [100 * s[f"{method}_completeness_auc_0"] for s in entries], style,
+                            label=f"{model} {method}")
+                row[1].plot(ratios, [s[f"{method}_speedup"] for s in entries], style, label=f"{model} {method}")
+        row[0].axhline(100, color="k", lw=0.5)
+        row[0].set_ylim(-100, 150)
+        row[0].set_ylabel(f"{dataset}: completeness on AUC_0 (%)")
+        row[1].set_ylabel("retrain seconds / unlearn seconds")
+        row[1].set_yscale("log")
+        for ax in row:
+            ax.set_xlabel("flipped training labels (%)")
+            ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
