@@ -1,6 +1,7 @@
 """Shared helpers of the benchmark scripts: seed-averaged completeness and speed-ups, one-line reports."""
 from __future__ import annotations
 
+import logging
 import statistics
 
 AUCS = ("auc_0", "auc_1", "auc_2")
@@ -48,3 +49,15 @@ def one_line(row: dict, methods) -> str:
 
 def rounded(entry: dict) -> dict:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in entry.items()}
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, or ``None`` (with a warning) when not installed."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logging.getLogger("benchmarks").warning("matplotlib is not installed (pip install '.[bench]'): no plot")
+        return None
+    return plt

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from common import one_line, rounded, summarise
+from common import one_line, rounded, pyplot, summarise
 from graphforget.pipeline import prepare_attack_data, run_experiment
 
 RESULTS = Path(__file__).parent / "results"
@@ -38,11 +38,8 @@ def run(datasets, backbones, ratios_of, seeds, root, methods=METHODS) -> list[di
 
 
 def plot(table: list[dict], timing: list[dict], path: Path) -> None:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     labels = [f"{s['dataset']}\n{s['model']} {s['attack_ratio']:.0%}" for s in table]

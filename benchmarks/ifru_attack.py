@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from common import one_line, rounded, summarise
+from common import one_line, rounded, pyplot, summarise
 from graphforget.pipeline import prepare_attack_data, register_unlearner, run_experiment
 from graphforget.unlearn import IFRU, IFRUConfig
 
@@ -34,11 +34,8 @@ def _variant(options):
 def plot(summary: list[dict], path: Path) -> None:
     """Per dataset: completeness on AUC_0 and speed-up against the request ratio, a line per backbone
     and IFRU variant."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return
     datasets = sorted({s["dataset"] for s in summary})
     fig, axes = plt.subplots(len(datasets), 2, figsize=(11, 3.6 * len(datasets)), squeeze=False)

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from common import pyplot
 from graphforget.data import EDGE, adversarial_edges, find_data_root, load_lightgcn, num_items, num_users
 from graphforget.metrics import mi_bf, mi_ng, recall_ndcg_at_k
 from graphforget.models import SGL, ContrastiveBPRObjective, LightGCN, SimGCL
@@ -203,12 +204,8 @@ def summarise(rows: list[dict], methods: list[str]) -> list[dict]:
 
 
 def plot(summary: list[dict], methods: list[str], path: Path) -> None:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.warning("matplotlib not installed: no plot")
+    plt = pyplot()
+    if plt is None:
         return
     labels = [f"{s['dataset']}\n{s['backbone']}" for s in summary]
     names = ["original"] + methods

@@ -186,17 +186,24 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def cmd_unlearn(args) -> int:
-    _check_method(args.method)
-    options = parse_options(args.option or [])
+def _run_unlearner(args, method: str, options: dict):
+    """Rebuilds a run (model and data, on ``args.device``) and the unlearner ``method`` for it."""
     model, checkpoint, data = _load_run(args.run, args.device)
     run = checkpoint["run"]
     device = torch.device(args.device)
-    graph, val, test = data.train.to(device), data.split.val.to(device), data.split.test.to(device)
-    request = data.request.to(device)
     hparams = Hyperparameters(**run["hparams"])
     config = hparams.train_config(run["seed"], progress=not args.quiet)
-    unlearner = build_unlearner(args.method, model, graph, hparams.objective(), config, val, run["seed"], **options)
+    unlearner = build_unlearner(method, model, data.train.to(device), hparams.objective(), config,
+                                data.split.val.to(device), run["seed"], **options)
+    return unlearner, model, checkpoint, data
+
+
+def cmd_unlearn(args) -> int:
+    _check_method(args.method)
+    options = parse_options(args.option or [])
+    unlearner, model, checkpoint, data = _run_unlearner(args, args.method, options)
+    run = checkpoint["run"]
+    graph, test, request = unlearner.graph, data.split.test.to(args.device), data.request.to(args.device)
     print(f"{args.method}{'' if not options else ' ' + json.dumps(to_jsonable(options))}: "
           f"unlearning {request.size(1)} edges ({data.source})")
     metrics = {"method": args.method, "options": options}
@@ -240,13 +247,7 @@ def _load_encoder(unlearner, path: str) -> None:
 
 
 def cmd_pretrain_encoder(args) -> int:
-    model, checkpoint, data = _load_run(args.run, args.device)
-    run = checkpoint["run"]
-    device = torch.device(args.device)
-    hparams = Hyperparameters(**run["hparams"])
-    unlearner = build_unlearner("unlearnrec", model, data.train.to(device), hparams.objective(),
-                                hparams.train_config(run["seed"]), data.split.val.to(device), run["seed"],
-                                **parse_options(args.option or []))
+    unlearner, _, _, _ = _run_unlearner(args, "unlearnrec", parse_options(args.option or []))
     info = unlearner.fit()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

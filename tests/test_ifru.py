@@ -177,3 +177,14 @@ def test_custom_model_unlearns_with_spillover(problem):
         error = (result.model(result.graph, pairs) - retrained(result.graph, pairs)).norm()
         scale = (model(graph, pairs) - retrained(result.graph, pairs)).norm()
     assert float(error / scale) < 1e-3
+
+
+def test_mf_surrogate_curvature_is_the_exact_hessian_for_mf(problem):
+    graph, request, _ = problem
+    objective = BCEObjective(l2=1.0)
+    model = _trained("mf", graph, objective)
+    options = dict(damping=1e-3, tol=1e-10, max_iter=2000)
+    surrogate = IFRU(model, graph, objective, IFRUConfig(curvature="mf_surrogate", **options)).unlearn(request)
+    exact = IFRU(model, graph, objective, IFRUConfig(curvature="exact", **options)).unlearn(request)
+    for a, b in zip(surrogate.model.parameters(), exact.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-8)

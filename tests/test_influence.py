@@ -143,7 +143,7 @@ def test_affected_set_matches_networkx_bfs(graph, hops):
     assert set(mask.nonzero().flatten().tolist()) == region
     remaining = remove_edges(graph, request)
     objective = BCEObjective()
-    d_c = local_terms(objective, remaining, seeds, hops)
+    d_c = local_terms(objective, remaining, mask)
     ei = remaining[EDGE].edge_index
     expected = sorted((int(u), int(i)) for u, i in ei.t() if int(u) in region or int(i) + U in region)
     assert sorted(map(tuple, d_c.edge_label_index.t().tolist())) == expected

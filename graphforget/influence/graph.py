@@ -9,8 +9,8 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import k_hop_subgraph
 
-from ..data.interactions import (EDGE, bipartite_to_homogeneous, edge_subgraph, num_items, num_users,
-                                 symmetric_edge_weight)
+from ..data.interactions import (EDGE, bipartite_to_homogeneous, edge_subgraph, message_passing_edges, num_items,
+                                 num_users, symmetric_edge_weight)
 from ..objectives import Objective
 from .terms import Terms, training_terms
 
@@ -19,9 +19,8 @@ __all__ = ["homogeneous_graph", "node_ids", "k_hop_mask", "local_terms", "comput
 
 def homogeneous_graph(graph: HeteroData) -> tuple[Tensor, int]:
     """``([2, 2E'] undirected message-passing index, num_nodes)`` of the observed edges."""
-    store = graph[EDGE]
-    ei = store.edge_index if "observed" not in store else store.edge_index[:, store.observed]
-    return bipartite_to_homogeneous(ei, num_users(graph)), num_users(graph) + num_items(graph)
+    return (bipartite_to_homogeneous(message_passing_edges(graph), num_users(graph)),
+            num_users(graph) + num_items(graph))
 
 
 def node_ids(pairs: Tensor, num_users: int) -> Tensor:
@@ -43,15 +42,16 @@ def k_hop_mask(graph: HeteroData, nodes: Tensor, hops: int) -> Tensor:
     return mask
 
 
-def local_terms(objective: Objective, graph: HeteroData, nodes: Tensor, hops: int) -> Terms:
-    """The loss terms on ``graph`` that score a node within ``hops`` hops of ``nodes``.
+def local_terms(objective: Objective, graph: HeteroData, region: Tensor) -> Terms:
+    """The loss terms on ``graph`` that score a node of ``region`` (a ``[U + I]`` node mask).
 
-    On the remaining graph, with the request's users and items and the receptive field :math:`K`, this
-    is IFRU's affected set :math:`D_c` (a path through a removed edge starts at one of its endpoints,
-    so the region is the same in the original graph).
+    On the remaining graph, with the region within :math:`K` hops (the receptive field) of the
+    request's users and items, this is IFRU's affected set :math:`D_c`. The region may be computed on
+    the original graph: a path through a removed edge can start at its other endpoint, also a node of
+    the request, so the region is the same in both graphs.
     """
     terms = training_terms(objective, graph)
-    return terms.select(terms.touches(k_hop_mask(graph, nodes, hops), num_users(graph)))
+    return terms.select(terms.touches(region, num_users(graph)))
 
 
 def computation_subgraph(graph: HeteroData, nodes: Tensor, hops: int) -> HeteroData:

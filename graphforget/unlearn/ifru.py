@@ -116,8 +116,9 @@ class IFRU(Unlearner):
 
         # phi: the embedding rows of the nodes that pruning keeps (the request's endpoints always).
         scores = importance_scores(graph, request, depth if cfg.hops is None else cfg.hops)
-        kept = select_nodes(scores, cfg.prune, always=request_nodes).nonzero().flatten()
-        rows = NodeRows.from_node_mask(model, _mask(kept, scores.size(1)), users)
+        kept_mask = select_nodes(scores, cfg.prune, always=request_nodes)
+        kept = kept_mask.nonzero().flatten()
+        rows = NodeRows.from_node_mask(model, kept_mask, users)
         phi = rows.gather(model)
         clock.lap("select")
 
@@ -126,10 +127,11 @@ class IFRU(Unlearner):
         removed = training_terms(self.objective, graph, positions)
         affected = removed.select(torch.zeros(len(removed), dtype=torch.bool, device=removed.target.device))
         if cfg.spillover and depth > 0:
-            affected = local_terms(self.objective, remaining, request_nodes, depth)
+            affected = local_terms(self.objective, remaining, region)
         clock.lap("affected")
 
-        reach = k_hop_mask(graph, kept, depth)  # nodes whose outputs depend on phi
+        # Nodes whose outputs depend on phi: the same in both graphs, since the request's endpoints are kept.
+        reach = k_hop_mask(graph, kept, depth)
         gradient = self._gradient(rows, phi, removed, affected.select(affected.touches(reach, users)), remaining)
         replaced = self._replacement_terms(removed, request, remaining)
         if replaced is not None:  # SCIF: the removed terms come back with substitute labels
@@ -141,9 +143,10 @@ class IFRU(Unlearner):
             # Step 0 is the paper's influence step on the original objective; later steps (our
             # extension) are Newton steps on the new objective from the current point.
             base = graph if step == 0 else remaining
-            local = local_terms(self.objective, base, kept, depth)
+            local = local_terms(self.objective, base, reach)
             # The MF surrogate's curvature reads only the terms scoring a kept node directly.
-            curvature_terms = local_terms(self.objective, base, kept, 0) if cfg.curvature == "mf_surrogate" else local
+            curvature_terms = (local_terms(self.objective, base, kept_mask) if cfg.curvature == "mf_surrogate"
+                               else local)
             operator = _damped(self._curvature(rows, curvature_terms, base, phi), cfg.relative_damping, phi)
             rhs = gradient if step == 0 else -self._objective_grad(rows, phi, local, remaining)
             result = solve(cfg.solver, operator, rhs.detach(), **cfg.solver_options())
@@ -233,12 +236,6 @@ def _damped(operator, relative: float, like: Tensor, probes: int = 4):
         total += float(v.dot(operator(v))) / like.numel()
     extra = relative * total / probes
     return lambda v: operator(v) + extra * v
-
-
-def _mask(ids: Tensor, size: int) -> Tensor:
-    mask = torch.zeros(size, dtype=torch.bool, device=ids.device)
-    mask[ids] = True
-    return mask
 
 
 class _PhaseClock:
