@@ -1,11 +1,16 @@
-"""IFRU on the IFRU paper's attack protocol (real data): Original, Retrain, IFRU (one Newton step, the
-paper), IFRU without spillover, and IFRU with two Newton steps (our extension).
+"""IFRU on the IFRU paper's attack protocol (real data): Original, Retrain, IFRU (one influence step, the
+paper), IFRU without spillover, IFRU with two Newton steps, and ``ifru_newton_3`` / ``ifru_newton_5``:
+three / five inexact Newton steps on the new objective (Gauss-Newton curvature of the remaining data
+from the first step on, CG to a relative residual of 0.1, a line search, a parameter set one hop wider
+than the receptive field; our extension).
 
     python benchmarks/ifru_attack.py --quick          # ML-100K, 2%, MF + LightGCN, 1 seed
     python benchmarks/ifru_attack.py                  # ML-100K + Book-Crossing, 1/2/4/8%, 3 seeds
+    python benchmarks/ifru_attack.py --training stationary   # models trained to a stationary point
 
-Writes ``benchmarks/results/ifru_attack.json`` (one row per dataset/backbone/ratio/seed, plus
-averages of the completeness coefficients) and ``ifru_attack.png``.
+Writes ``benchmarks/results/ifru_attack.json`` (``ifru_attack_stationary.json`` with ``--training
+stationary``; one row per dataset/backbone/ratio/seed, plus averages of the completeness coefficients)
+and a plot beside it.
 """
 from __future__ import annotations
 
@@ -17,17 +22,24 @@ import torch
 from tqdm import tqdm
 
 from common import one_line, rounded, pyplot, summarise
-from graphforget.pipeline import prepare_attack_data, register_unlearner, run_experiment
+from graphforget.pipeline import TRAININGS, prepare_attack_data, register_unlearner, run_experiment
 from graphforget.unlearn import IFRU, IFRUConfig
 
 RESULTS = Path(__file__).parent / "results"
-METHODS = ("retrain", "ifru", "ifru_no_spillover", "ifru_2_newton_steps")
-VARIANTS = {"ifru_no_spillover": {"spillover": False}, "ifru_2_newton_steps": {"newton_steps": 2}}
+METHODS = ("retrain", "ifru", "ifru_no_spillover", "ifru_2_newton_steps", "ifru_newton_3", "ifru_newton_5")
+#: Options per variant; ``wider`` keeps one hop more than the receptive field (MF: the request's
+#: neighbours too), since the new optimum moves every row the curvature couples to the request's.
+NEWTON = {"curvature_of": "remaining", "line_search": True, "tol": 0.1, "wider": True}
+VARIANTS = {"ifru_no_spillover": {"spillover": False}, "ifru_2_newton_steps": {"newton_steps": 2},
+            "ifru_newton_3": {**NEWTON, "newton_steps": 3}, "ifru_newton_5": {**NEWTON, "newton_steps": 5}}
 
 
 def _variant(options):
     def factory(model, graph, objective, train_config, val, seed, **more):
-        return IFRU(model, graph, objective, IFRUConfig(**options, **more))
+        options_ = dict(options)
+        if options_.pop("wider", False):
+            options_["hops"] = model.receptive_field + 1
+        return IFRU(model, graph, objective, IFRUConfig(**options_, **more))
     return factory
 
 
@@ -44,7 +56,7 @@ def plot(summary: list[dict], path: Path) -> None:
             entries = sorted((s for s in summary if s["dataset"] == dataset and s["model"] == model),
                              key=lambda s: s["attack_ratio"])
             ratios = [100 * s["attack_ratio"] for s in entries]
-            for method, style in zip(METHODS[1:], ("-o", "--s", ":^")):
+            for method, style in zip(METHODS[1:], ("-o", "--s", ":^", "-.d", "-x")):
                 row[0].plot(ratios, [100 * s[f"{method}_completeness_auc_0"] for s in entries], style,
                             label=f"{model} {method}")
                 row[1].plot(ratios, [s[f"{method}_speedup"] for s in entries], style, label=f"{model} {method}")
@@ -69,8 +81,14 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--root", default=None, help="data directory (default: $GRAPHFORGET_DATA or ../shared/data)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--out", type=Path, default=RESULTS / "ifru_attack.json")
+    parser.add_argument("--training", choices=TRAININGS, default="early-stopped",
+                        help="how the Original and Retrain are trained (see graphforget.pipeline.TRAININGS)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: results/ifru_attack.json, or ifru_attack_stationary.json")
     args = parser.parse_args(argv)
+    if args.out is None:
+        suffix = "" if args.training == "early-stopped" else "_stationary"
+        args.out = RESULTS / f"ifru_attack{suffix}.json"
     if args.quick:
         args.datasets, args.ratios, args.seeds = ["ml-100k"], [0.02], [0]
     if args.threads:
@@ -81,7 +99,8 @@ def main(argv=None) -> None:
     rows = []
     for dataset, backbone, ratio, seed in tqdm(jobs, desc="ifru_attack"):
         data = prepare_attack_data(dataset, args.root, ratio, seed, synthetic_fallback=False)
-        rows.append(run_experiment(dataset, backbone, list(METHODS), attack_ratio=ratio, seed=seed, data=data))
+        rows.append(run_experiment(dataset, backbone, list(METHODS), attack_ratio=ratio, seed=seed, data=data,
+                                   training=args.training))
         tqdm.write(one_line(rows[-1], METHODS))
     summary = summarise(rows, METHODS)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,13 @@
 """IFRU at scale: Gowalla (810k training edges), LightGCN 2 layers, BCE with one sampled negative.
 
     python benchmarks/ifru_scale.py [--quick] [--epochs 2] [--ratios 0.001 0.01]
-                                    [--configs gauss_newton:1.0 mf_surrogate:1.0 mf_surrogate:0.1]
+                                    [--configs gauss_newton:1.0 mf_surrogate:1.0 mf_surrogate:0.1 newton:1.0]
 
 Trains once (the quality of the model is not the point here), then runs each unlearning request in
 a fresh subprocess so that its peak memory (``ru_maxrss`` growth over the loaded baseline) is its own.
 Reports unlearn seconds and peak memory against the request size and the pruning ratio, as JSON
-(``benchmarks/results/ifru_scale.json``).
+(``benchmarks/results/ifru_scale.json``). ``newton`` is the accurate variant of ``ifru_attack.py``
+(five inexact Newton steps on the new objective with a line search, one hop wider).
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from graphforget.models import LightGCN, load_model, save_model
 from graphforget.unlearn import IFRU, IFRUConfig
 
 RESULTS = Path(__file__).parent / "results"
+#: IFRUConfig options of the curvature names that are not IFRU curvatures themselves.
+PRESETS = {"newton": {"curvature_of": "remaining", "newton_steps": 5, "line_search": True, "tol": 0.1}}
 
 
 def _rss_mb() -> float:
@@ -39,9 +42,11 @@ def child(workdir: Path, ratio: float, curvature: str, prune: float | None, seed
     graph = torch.load(workdir / "graph.pt", weights_only=False)
     observed = edge_subgraph(graph, graph[EDGE].observed)  # requests are real check-ins, not negatives
     request = random_edges(observed, ratio, seed)
-    ratios = None if prune is None else (1.0,) + (prune,) * model.receptive_field
+    options = {**PRESETS.get(curvature, {"curvature": curvature})}
+    options["hops"] = model.receptive_field + (curvature in PRESETS)
+    ratios = None if prune is None else (1.0,) + (prune,) * options["hops"]
     baseline = _rss_mb()
-    result = IFRU(model, graph, BCEObjective(l2=1.0), IFRUConfig(prune=ratios, curvature=curvature)).unlearn(request)
+    result = IFRU(model, graph, BCEObjective(l2=1.0), IFRUConfig(prune=ratios, **options)).unlearn(request)
     return {"ratio": ratio, "curvature": curvature, "prune": ratios, "request_edges": request.size(1), "seconds": result.seconds,
             "peak_mb_over_baseline": _rss_mb() - baseline, "baseline_mb": baseline,
             "threads": torch.get_num_threads(), "info": {k: v for k, v in result.info.items() if k != "phase_seconds"},

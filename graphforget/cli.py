@@ -22,8 +22,9 @@ from . import __version__
 from .data import EDGE, find_data_root, remove_edges
 from .metrics import evaluate_auc
 from .models import load_model, save_model
-from .pipeline import (AUC_KEYS, DATASET_NAMES, UNLEARNERS, AttackData, Hyperparameters, build_unlearner,
-                       default_hparams, parse_options, prepare_attack_data, run_experiment, to_jsonable)
+from .pipeline import (AUC_KEYS, DATASET_NAMES, TRAININGS, UNLEARNERS, AttackData, Hyperparameters,
+                       build_unlearner, default_hparams, parse_options, prepare_attack_data, run_experiment,
+                       to_jsonable)
 from .train import train
 
 __all__ = ["main", "build_parser"]
@@ -138,12 +139,16 @@ def _check_method(method: str) -> None:
         raise UsageError(f"graphforget: error: unknown method {method!r} (choose from {', '.join(UNLEARNERS)})")
 
 
+_TRAINING_HELP = ("early-stopped: mini-batch Adam, early stopping on validation AUC (default); stationary: "
+                  "full-batch L-BFGS until the gradient vanishes (where influence functions are exact to first order)")
+
+
 # --- sub-commands -------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
     data = prepare_attack_data(args.dataset, args.root, args.attack_ratio, args.seed, synthetic_fallback=False)
     print(f"data: {data.source}")
-    hparams = default_hparams(args.model, args.dataset).replace(
+    hparams = default_hparams(args.model, args.dataset, args.training).replace(
         embedding_dim=args.embedding_dim, num_layers=args.layers, lr=args.lr, l2=args.l2, epochs=args.epochs,
         batch_size=args.batch_size, patience=args.patience)
     device = torch.device(args.device)
@@ -164,7 +169,8 @@ def cmd_train(args) -> int:
            "source": data.source, "fingerprint": _fingerprint(data)}
     save_model(model.cpu(), out / "model.pt", run=run)
     _write_json(out / "metrics.json", metrics)
-    print(f"{hparams.model}: {_auc_line(metrics)}  train {fit.seconds:.1f}s ({fit.epochs} epochs)")
+    print(f"{hparams.model}: {_auc_line(metrics)}  train {fit.seconds:.1f}s ({fit.epochs} "
+          f"{'L-BFGS iterations' if config.optimizer == 'lbfgs' else 'epochs'})")
     print(f"wrote {out / 'model.pt'} and {out / 'metrics.json'}")
     return 0
 
@@ -280,7 +286,8 @@ def cmd_demo(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     results, rows = [], []
     for model_name in args.model:
-        hparams = default_hparams(model_name, "synthetic" if data.source.startswith("synthetic") else dataset)
+        hparams = default_hparams(model_name, "synthetic" if data.source.startswith("synthetic") else dataset,
+                                  args.training)
         hparams = hparams.replace(epochs=args.epochs, embedding_dim=args.embedding_dim)
         print(f"{model_name}: training the original, then {', '.join(['retrain'] + [m for m in methods if m != 'retrain'])}"
               f" ({torch.get_num_threads()} CPU thread{'s' if torch.get_num_threads() > 1 else ''})", flush=True)
@@ -386,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive, help="maximum epochs (default: 100)")
     p.add_argument("--batch-size", type=int, help="edges per batch, 0 = full batch (default: 4096)")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (default: 5)")
+    p.add_argument("--training", choices=TRAININGS, default="early-stopped", help=_TRAINING_HELP)
     p.add_argument("--out", required=True, help="run directory: model.pt and metrics.json are written there")
     p.set_defaults(func=cmd_train)
 
@@ -433,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     advanced.add_argument("--option", action="append", metavar="METHOD:KEY=VALUE",
                           help="a method option, repeatable (e.g. ifru:solver=lissa)")
     advanced.add_argument("--epochs", type=_positive, help="maximum training epochs (default: 100)")
+    advanced.add_argument("--training", choices=TRAININGS, default="early-stopped", help=_TRAINING_HELP)
     advanced.add_argument("--embedding-dim", type=_positive, help="embedding size (default: 64)")
     advanced.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cuda (default: cpu)")
     advanced.add_argument("--quiet", action="store_true", help="no progress bars")

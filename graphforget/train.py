@@ -1,4 +1,5 @@
-"""Training loop: Adam on mini-batches of the objective, early stopping on validation AUC."""
+"""Training loops: Adam on mini-batches with early stopping on validation AUC, or full-batch L-BFGS to a
+stationary point of the summed objective (what influence functions assume)."""
 from __future__ import annotations
 
 import copy
@@ -14,7 +15,13 @@ from .data.interactions import EDGE
 from .metrics import evaluate_auc
 from .objectives import Objective
 
-__all__ = ["TrainConfig", "TrainResult", "train"]
+__all__ = ["OPTIMIZERS", "TrainConfig", "TrainResult", "train"]
+
+#: ``adam``: mini-batches, early stopping; ``lbfgs``: full batch until the gradient vanishes.
+OPTIMIZERS = ("adam", "lbfgs")
+
+#: L-BFGS iterations between two convergence checks (one history row each).
+LBFGS_CHUNK = 10
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +31,19 @@ class TrainConfig:
     """Training hyper-parameters.
 
     Args:
-        epochs: maximum number of epochs.
-        lr: Adam learning rate.
-        batch_size: edges per mini-batch (0 = full batch).
-        patience: epochs without a better validation AUC before stopping (0 = never stop early).
+        epochs: maximum number of epochs (``lbfgs``: of iterations).
+        lr: Adam learning rate (``lbfgs`` uses a strong-Wolfe line search and ignores it).
+        batch_size: edges per mini-batch (0 = full batch; ``lbfgs`` is always full batch).
+        patience: epochs without a better validation AUC before stopping (0 = never stop early;
+            ``lbfgs`` never stops early: it runs to stationarity).
         seed: seeds the batch order (the model's initialisation is the caller's, see
             :meth:`~graphforget.models.Recommender.reset_parameters`).
         progress: show a tqdm bar.
+        optimizer: ``adam`` (mini-batch Adam, early stopping on validation AUC) or ``lbfgs`` (full-batch
+            L-BFGS on the summed objective divided by :math:`|D|`, until the largest gradient entry is
+            at most ``tol``): a stationary point, where influence functions are exact to first order
+            and retraining from different seeds agrees.
+        tol: ``lbfgs``'s gradient tolerance.
     """
     epochs: int = 100
     lr: float = 0.01
@@ -38,9 +51,13 @@ class TrainConfig:
     patience: int = 10
     seed: int = 0
     progress: bool = False
+    optimizer: str = "adam"
+    tol: float = 1e-6
 
     def __post_init__(self):
-        if self.epochs < 1 or self.lr <= 0 or self.batch_size < 0 or self.patience < 0:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+        if self.epochs < 1 or self.lr <= 0 or self.batch_size < 0 or self.patience < 0 or self.tol <= 0:
             raise ValueError(f"invalid TrainConfig: {self}")
 
 
@@ -72,6 +89,8 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
     num_edges = graph[EDGE].edge_index.size(1)
     if num_edges == 0:
         raise ValueError("the training graph has no edges")
+    if config.optimizer == "lbfgs":
+        return _train_lbfgs(model, graph, objective, config, val)
     device = graph[EDGE].edge_index.device
     gen = torch.Generator().manual_seed(config.seed)
     batch_size = config.batch_size or num_edges
@@ -104,3 +123,41 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
     seconds = time.perf_counter() - start
     log.info("trained %d epochs in %.1fs (best epoch %d)", len(history), seconds, best[1])
     return TrainResult(len(history), best[1] if val is not None else len(history), best[0], seconds, history)
+
+
+def _train_lbfgs(model, graph, objective: Objective, config: TrainConfig, val) -> TrainResult:
+    """Full-batch L-BFGS on :math:`L(\\theta; D) / |D|` until its largest gradient entry is <= ``tol``."""
+    num_edges = graph[EDGE].edge_index.size(1)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.LBFGS(params, lr=1, max_iter=LBFGS_CHUNK, history_size=20,
+                                  line_search_fn="strong_wolfe", tolerance_grad=config.tol, tolerance_change=0)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = objective.total(model, graph) / num_edges
+        loss.backward()
+        return loss
+
+    history, start, done = [], time.perf_counter(), 0
+    model.train()
+    with tqdm(total=config.epochs, disable=not config.progress, desc="train (L-BFGS)", leave=False) as bar:
+        while done < config.epochs:
+            optimizer.param_groups[0]["max_iter"] = min(LBFGS_CHUNK, config.epochs - done)
+            optimizer.step(closure)
+            iterations = optimizer.state[params[0]]["n_iter"]
+            bar.update(iterations - done)
+            loss = closure().detach()  # the gradient at the current point, for the stopping test
+            gradient = max(float(p.grad.abs().max()) for p in params)
+            row = {"epoch": iterations, "loss": loss.item(), "max_gradient": gradient}
+            if val is not None:
+                row["val_auc"] = evaluate_auc(model, graph, val)["auc_0"]
+            history.append(row)
+            bar.set_postfix({k: f"{v:.2e}" for k, v in row.items() if k != "epoch"})
+            if gradient <= config.tol or iterations == done:  # stationary, or no progress possible
+                break
+            done = iterations
+    optimizer.zero_grad(set_to_none=True)
+    seconds = time.perf_counter() - start
+    last = history[-1]
+    log.info("L-BFGS: %d iterations in %.1fs, max gradient %.1e", last["epoch"], seconds, last["max_gradient"])
+    return TrainResult(last["epoch"], last["epoch"], last.get("val_auc", -1.0), seconds, history)

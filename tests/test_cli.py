@@ -108,6 +108,21 @@ def test_unlearn_retrain_equals_training_from_scratch_without_the_request(traine
     assert metrics["original"]["auc_0"] == pytest.approx(json.loads((trained_run / "metrics.json").read_text())["auc_0"])
 
 
+def test_stationary_training_is_kept_by_the_run_and_its_retrain(capsys, tmp_path):
+    run = tmp_path / "run"
+    code, _, _ = run_cli(capsys, "--threads", "1", "train", "--dataset", "synthetic", "--training", "stationary",
+                         "--embedding-dim", "8", "--quiet", "--out", str(run))
+    assert code == 0
+    checkpoint = load_model(run / "model.pt")[1]["run"]
+    assert checkpoint["hparams"]["optimizer"] == "lbfgs" and checkpoint["train_config"]["optimizer"] == "lbfgs"
+    code, _, _ = run_cli(capsys, "--threads", "1", "unlearn", "--run", str(run), "--method", "retrain", "--quiet",
+                         "--out", str(tmp_path / "retrain"))
+    info = json.loads((tmp_path / "retrain" / "metrics.json").read_text())["info"]
+    assert code == 0 and info["max_gradient"] <= 1e-6  # Retrain trains the same way
+    code, _, err = run_cli(capsys, "train", "--dataset", "synthetic", "--training", "converged", "--out", str(run))
+    assert code == 2 and "invalid choice" in err
+
+
 def test_unlearn_ifru_matches_the_library_and_can_be_evaluated_again(trained_run, capsys, tmp_path):
     out_dir = tmp_path / "ifru"
     code, _, _ = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "ifru", "--option", "solver='cg'",
@@ -309,6 +324,12 @@ def test_default_hparams_and_overrides():
     model = lgn.replace(embedding_dim=4, lr=None).build_model(5, 6, seed=0)
     assert model.num_layers == 2 and model.embedding_dim == 4 and model.receptive_field == 2
     assert lgn.replace(lr=None).lr == 0.01 and lgn.train_config(seed=7).seed == 7
+    stationary = default_hparams("mf", "ml-100k", "stationary")
+    assert (stationary.optimizer, stationary.l2, stationary.epochs) == ("lbfgs", 8.0, 500)
+    assert stationary.train_config().optimizer == "lbfgs"
+    assert default_hparams("lightgcn", "bookcrossing", "stationary").l2 == 1.0
+    with pytest.raises(ValueError, match="unknown training"):
+        default_hparams("mf", "ml-100k", "converged")
     with pytest.raises(ValueError, match="unknown hyper-parameters"):
         mf.replace(dropout=0.1)
     with pytest.raises(ValueError, match="unknown model"):

@@ -103,6 +103,72 @@ def test_mf_one_step_close_to_retraining(problem):
     assert error < 0.2
 
 
+def _flat_objective(model, graph, objective):
+    """``theta -> L(theta; graph)`` over the model's flattened parameters (a dense reference)."""
+    names = [name for name, _ in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+    edge_label_index, target = objective.pairs(graph)
+
+    def fn(theta):
+        params = dict(zip(names, (t.view(shape) for t, shape in zip(theta.split([s.numel() for s in shapes]), shapes))))
+        logits = torch.func.functional_call(model, params, (graph, edge_label_index))
+        return objective.losses(logits, target).sum() + 0.5 * objective.l2 * theta.pow(2).sum()
+    return fn
+
+
+@pytest.mark.parametrize("kind", ["mf", "lightgcn"])
+def test_remaining_curvature_step_equals_the_dense_formula(problem, kind):
+    """curvature_of='remaining': theta' = theta + (H(theta; D - D_r) + lambda I)^-1 grad[L(D) - L(D - D_r)],
+    with H from torch.autograd.functional.hessian, at a point that is not stationary."""
+    graph, request, _ = problem
+    objective = BCEObjective(l2=1.0)
+    model = (MF(U, I, D) if kind == "mf" else LightGCN(U, I, D, num_layers=2)).double()
+    model.reset_parameters(5)
+    config = IFRUConfig(hops=10, damping=2.0, solver="direct", curvature="exact", curvature_of="remaining")
+    result = IFRU(model, graph, objective, config).unlearn(request)
+    theta = torch.cat([p.detach().flatten() for p in model.parameters()])
+    full, rest = _flat_objective(model, graph, objective), _flat_objective(model, result.graph, objective)
+    gradient = torch.autograd.grad(full(theta.requires_grad_()) - rest(theta), theta)[0]
+    hessian = torch.autograd.functional.hessian(rest, theta.detach())
+    expected = theta.detach() + torch.linalg.solve(hessian + 2.0 * torch.eye(theta.numel(), dtype=theta.dtype),
+                                                   gradient)
+    torch.testing.assert_close(torch.cat([p.detach().flatten() for p in result.model.parameters()]), expected)
+
+
+@pytest.mark.parametrize("kind", ["mf", "lightgcn"])
+def test_newton_step_on_the_new_objective_approaches_retraining(problem, kind):
+    one, result = _relative_error(problem, kind, curvature_of="remaining", line_search=True)
+    assert result.info["solver"]["step_size"] == 1.0  # a stationary point: the full Newton step descends
+    assert one < 0.2
+    three, result = _relative_error(problem, kind, curvature_of="remaining", line_search=True, newton_steps=3)
+    assert three < 1e-4 and [s["step_size"] for s in result.info["solver"]] == [1.0] * 3
+
+
+def test_backtracking_never_increases_the_objective():
+    from graphforget.unlearn.ifru import _backtrack
+    square = lambda x: x.pow(2).sum()  # noqa: E731
+    one = torch.ones(3, dtype=torch.float64)
+    assert _backtrack(square, one, -one) == 1.0  # lands on the minimum
+    assert _backtrack(square, one, -4 * one) == 0.5  # overshoots: 9 > 3, then 1 <= 3
+    assert _backtrack(square, one, one) == 0.0  # ascent: no step
+    assert _backtrack(square, one, torch.full((3,), float("nan"), dtype=torch.float64)) == 0.0
+
+
+def test_line_search_keeps_the_model_finite_on_an_indefinite_curvature(problem):
+    """Far from a stationary point with little L2, the exact curvature is indefinite; the Newton steps
+    must then never raise the new objective (nor produce NaNs)."""
+    graph, request, _ = problem
+    objective = BCEObjective(l2=1e-3)
+    model = LightGCN(U, I, D, num_layers=2).double()
+    model.reset_parameters(1)
+    config = IFRUConfig(hops=10, curvature="exact", curvature_of="remaining", line_search=True, newton_steps=3)
+    result = IFRU(model, graph, objective, config).unlearn(request)
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+    with torch.no_grad():
+        assert objective.total(result.model, result.graph) <= objective.total(model, result.graph)
+    assert all(0 <= s["step_size"] <= 1 for s in result.info["solver"])
+
+
 @pytest.mark.parametrize("solver", ["cg", "lissa", "direct"])
 def test_solvers_give_the_same_update(problem, solver):
     graph, request, pairs = problem
@@ -143,6 +209,8 @@ def test_bad_requests_raise(problem):
         unlearner.unlearn(torch.tensor([0, 1]))  # wrong shape
     with pytest.raises(ValueError):
         IFRUConfig(solver="newton")
+    with pytest.raises(ValueError):
+        IFRUConfig(curvature_of="test")
 
 
 class MeanNeighbourGNN(Recommender):

@@ -112,6 +112,14 @@ def test_solvers_agree_with_direct(solver, options):
     assert float((result.x - reference).norm() / reference.norm()) < 100 * options["tol"]
 
 
+def test_cg_stops_on_nan_or_negative_curvature():
+    b = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    for operator in (lambda v: torch.full_like(v, float("nan")), lambda v: -v):
+        result = conjugate_gradient(operator, b, tol=1e-8, max_iter=10)
+        assert result.iterations == 0 and not result.converged and result.negative_curvature
+        assert torch.equal(result.x, torch.zeros_like(b))
+
+
 def test_cg_on_hvp_operator_matches_direct(graph):
     model = _model("lightgcn")
     objective = BCEObjective(l2=1.0)

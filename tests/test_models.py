@@ -154,8 +154,18 @@ def test_lightgcn_on_a_subgraph_with_full_graph_weights(num_layers):
     assert not torch.allclose(on_sub[outside], on_full[outside], atol=1e-6)
 
 
-def test_lightgcn_caches_nothing_across_graphs(graph):
+def test_lightgcn_adjacency_cache_follows_the_graph(graph):
     model = lightgcn(2)
+    like = torch.zeros(1, dtype=torch.float64)
+    assert model.adjacency(graph, like) is model.adjacency(graph, like)  # built once per graph
+    changed = graph.clone()
+    adjacency = model.adjacency(changed, like)
+    changed[EDGE].edge_index[1, 0] = 7  # in place: the version changes, the cache must not answer
+    assert model.adjacency(changed, like) is not adjacency
+    with torch.no_grad():
+        user, item = model.embed(changed)
+    expected = dense_lightgcn(x0_of(model), changed[EDGE].edge_index, 9, 2)
+    assert torch.allclose(torch.cat([user, item]), expected, atol=1e-12)
     other = edge_subgraph(graph, torch.arange(26) < 13)
     with torch.no_grad():
         first = model(graph, all_pairs(9, 8))

@@ -120,8 +120,29 @@ def test_early_stopping_restores_the_best_epoch(split, one_thread):
         assert torch.equal(v, replay.state_dict()[k]), k
 
 
+def _max_gradient(model, graph, objective):
+    loss = objective.total(model, graph) / graph[EDGE].edge_index.size(1)
+    return max(float(g.abs().max()) for g in torch.autograd.grad(loss, list(model.parameters())))
+
+
+@pytest.mark.parametrize("cls,kwargs", [(MF, {}), (LightGCN, {"num_layers": 2})])
+def test_lbfgs_training_reaches_a_stationary_point(split, one_thread, cls, kwargs):
+    objective = BCEObjective(l2=1.0)
+    config = TrainConfig(epochs=500, optimizer="lbfgs", tol=1e-6)
+    models = [fresh(cls, split, seed=0, **kwargs) for _ in range(2)]
+    assert _max_gradient(models[0], split.train, objective) > 1e-4  # 100 times the tolerance
+    results = [train(model, split.train, objective, config, split.val) for model in models]
+    for model, result in zip(models, results):
+        assert result.epochs < 500 and result.history[-1]["max_gradient"] <= 1e-6
+        assert _max_gradient(model, split.train, objective) <= 1e-6  # measured afresh
+        assert result.best_val_auc == evaluate_auc(model, split.train, split.val)["auc_0"]
+    for a, b in zip(*(model.parameters() for model in models)):  # deterministic
+        assert torch.equal(a, b)
+
+
 def test_training_errors(split):
-    for bad in ({"epochs": 0}, {"lr": 0.0}, {"batch_size": -1}, {"patience": -2}):
+    for bad in ({"epochs": 0}, {"lr": 0.0}, {"batch_size": -1}, {"patience": -2}, {"optimizer": "sgd"},
+                {"tol": 0.0}):
         with pytest.raises(ValueError):
             TrainConfig(**bad)
     empty = make_interactions(torch.zeros(2, 0, dtype=torch.long), num_users=3, num_items=3)

@@ -1,4 +1,4 @@
-"""Hessian-vector products of the summed objective, restricted to chosen embedding rows.
+r"""Hessian-vector products of the summed objective, restricted to chosen embedding rows.
 
 The functional layer: a model and a set of rows become a function of one flat vector
 :math:`\phi` (the selected rows of the model's node tables; every other parameter fixed), and
@@ -86,20 +86,22 @@ def scoring_graph(model, graph: HeteroData, terms: Terms, locality: bool = True)
 
 
 def objective_function(model, objective: Objective, terms: Terms, graph: HeteroData, rows: NodeRows,
-                       regularize: bool = True, locality: bool = True) -> Callable[[Tensor], Tensor]:
+                       regularize: bool = True, locality: bool = True,
+                       sub: HeteroData | None = None) -> Callable[[Tensor], Tensor]:
     r"""``phi -> sum of the terms' losses (+ l2/2 ||phi||^2)`` with ``rows`` of ``model`` set to ``phi``.
 
     The terms are scored on their computation subgraph (see :func:`scoring_graph`), so the cost is
     that of the region that can reach them, not of the whole graph. With every term that touches the
     ``receptive_field``-hop region of the rows, this is the summed objective :math:`L` restricted to
-    :math:`\phi` up to a constant.
+    :math:`\phi` up to a constant. ``sub``: the terms' scoring graph, when already built.
     """
-    sub = scoring_graph(model, graph, terms, locality)
+    sub = scoring_graph(model, graph, terms, locality) if sub is None else sub
     l2 = objective.l2 if regularize else 0.0
-
+    # Sums in float64: with tens of thousands of float32 terms, the rounding of a float32 sum is as
+    # large as the decrease a late Newton step makes, and the line search compares such values.
     loss = rows_function(model, rows, lambda score: objective.losses(score(sub, terms.edge_label_index),
-                                                                       terms.target).sum())
-    return lambda phi: loss(phi) + 0.5 * l2 * phi.pow(2).sum()
+                                                                       terms.target).sum(dtype=torch.float64))
+    return lambda phi: loss(phi) + 0.5 * l2 * phi.pow(2).sum(dtype=torch.float64)
 
 
 class HessianOperator:

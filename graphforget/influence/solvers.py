@@ -25,10 +25,11 @@ class SolveResult:
     residual: float
     seconds: float
     converged: bool
+    negative_curvature: bool = False  # CG met a direction of non-positive curvature and stopped there
 
     def stats(self) -> dict:
         return {"iterations": self.iterations, "residual": self.residual, "seconds": self.seconds,
-                "converged": self.converged}
+                "converged": self.converged, "negative_curvature": self.negative_curvature}
 
     def __repr__(self) -> str:
         return (f"SolveResult(iterations={self.iterations}, residual={self.residual:.3e}, "
@@ -53,11 +54,12 @@ def conjugate_gradient(matvec: MatVec, b: Tensor, tol: float = 1e-4, max_iter: i
     r = b - matvec(x) if x0 is not None else b.clone()
     p, rr = r.clone(), r.dot(r)
     bb = b.dot(b)
-    it = 0
+    it, negative = 0, False
     while it < max_iter and rr > tol ** 2 * bb:
         ap = matvec(p)
         curvature = p.dot(ap)
-        if curvature <= 0:
+        if not curvature > 0:  # non-positive (or NaN) curvature: stop with the iterate so far
+            negative = True
             break
         alpha = rr / curvature
         x, r = x + alpha * p, r - alpha * ap
@@ -66,7 +68,7 @@ def conjugate_gradient(matvec: MatVec, b: Tensor, tol: float = 1e-4, max_iter: i
         it += 1
     # The recursive residual saves a product; it tracks the true one closely at these tolerances.
     residual = float(rr.sqrt() / bb.sqrt().clamp(min=torch.finfo(b.dtype).tiny))
-    return SolveResult(x, it, residual, time.perf_counter() - start, residual <= tol)
+    return SolveResult(x, it, residual, time.perf_counter() - start, residual <= tol, negative)
 
 
 def power_iteration(matvec: MatVec, n: int, like: Tensor, iters: int = 20, seed: int = 0) -> float:

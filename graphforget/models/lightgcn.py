@@ -1,13 +1,16 @@
 """LightGCN (He et al., SIGIR 2020) with PyG message passing."""
 from __future__ import annotations
 
+import weakref
+from collections import OrderedDict
+
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import LGConv
 from torch_geometric.utils import to_torch_csr_tensor
 
-from ..data.interactions import bipartite_to_homogeneous, propagation_edges
+from ..data.interactions import EDGE, bipartite_to_homogeneous, propagation_edges
 from .base import MODELS, Recommender
 
 __all__ = ["LightGCN", "SymmetricLGConv", "symmetric_spmm"]
@@ -34,6 +37,40 @@ class _SymmetricSpmm(torch.autograd.Function):
 def symmetric_spmm(adj: Tensor, x: Tensor) -> Tensor:
     """``adj @ x`` for a symmetric sparse ``adj`` (see :class:`_SymmetricSpmm`)."""
     return _SymmetricSpmm.apply(adj, x)
+
+
+class _AdjacencyCache:
+    """The last few CSR adjacencies, keyed by the tensors they were built from.
+
+    Building the CSR matrix (a coalesce: a sort over every edge) costs as much as several sparse
+    products, and the influence code and full-batch training run the model on the same graph dozens
+    of times. An entry matches only the very same tensors (weak references, so a freed tensor never
+    matches a new one) at the same version (so an in-place change invalidates it).
+    """
+
+    def __init__(self, size: int = 4):
+        self.size, self.entries = size, OrderedDict()
+
+    @staticmethod
+    def _key(tensors, extra):
+        return tuple((id(t), t._version) for t in tensors) + extra
+
+    def get(self, tensors, extra, build):
+        if any(t.requires_grad for t in tensors):  # a differentiable adjacency is never shared
+            return build()
+        key = self._key(tensors, extra)
+        entry = self.entries.get(key)
+        if entry is not None and all(ref() is t for ref, t in zip(entry[0], tensors)):
+            self.entries.move_to_end(key)
+            return entry[1]
+        adj = build()
+        self.entries[key] = ([weakref.ref(t) for t in tensors], adj)
+        while len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+        return adj
+
+
+_ADJACENCIES = _AdjacencyCache()
 
 
 class SymmetricLGConv(LGConv):
@@ -74,14 +111,25 @@ class LightGCN(Recommender):
     def receptive_field(self) -> int:
         return self.num_layers
 
+    def adjacency(self, graph: HeteroData, like: Tensor) -> Tensor:
+        """:math:`\\tilde{\\mathbf{A}}` of ``graph`` as a CSR tensor ``[U + I, U + I]`` on ``like``'s device
+        and dtype (cached: see :class:`_AdjacencyCache`)."""
+        store = graph[EDGE]
+        tensors = [store[key] for key in ("edge_index", "observed", "edge_weight") if key in store]
+        size = self.num_users + self.num_items
+
+        def build():
+            edge_index, edge_weight = propagation_edges(graph)
+            edge_index = bipartite_to_homogeneous(edge_index.to(like.device), self.num_users)
+            edge_weight = torch.cat([edge_weight, edge_weight]).to(like)
+            return to_torch_csr_tensor(edge_index, edge_weight, size=(size, size))
+        return _ADJACENCIES.get(tensors, (size, self.num_users, like.device, like.dtype), build)
+
     def propagate(self, graph: HeteroData, x: Tensor) -> Tensor:
         """Layer-averaged propagation of node features ``x [U + I, d]`` (users first) over ``graph``."""
-        edge_index, edge_weight = propagation_edges(graph)
-        edge_index = bipartite_to_homogeneous(edge_index.to(x.device), self.num_users)
-        edge_weight = torch.cat([edge_weight, edge_weight]).to(x)
         # A CSR adjacency makes LGConv aggregate with one sparse matmul (spmm): about 4x faster than
         # gather/scatter over edge_index on the CPU, first and second derivatives included.
-        adj = to_torch_csr_tensor(edge_index, edge_weight, size=(x.size(0), x.size(0)))
+        adj = self.adjacency(graph, x)
         out = x
         for _ in range(self.num_layers):
             x = self.conv(x, adj)

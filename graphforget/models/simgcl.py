@@ -5,9 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
-from torch_geometric.utils import to_torch_csr_tensor
 
-from ..data.interactions import bipartite_to_homogeneous, propagation_edges
 from .base import MODELS
 from .lightgcn import LightGCN
 from .sgl import views_info_nce
@@ -53,10 +51,7 @@ class SimGCL(LightGCN):
 
         With a generator, each layer draws one ``torch.rand`` of ``x``'s shape, in layer order.
         """
-        edge_index, edge_weight = propagation_edges(graph)
-        edge_index = bipartite_to_homogeneous(edge_index.to(x.device), self.num_users)
-        edge_weight = torch.cat([edge_weight, edge_weight]).to(x)
-        adj = to_torch_csr_tensor(edge_index, edge_weight, size=(x.size(0), x.size(0)))  # as LightGCN: one spmm
+        adj = self.adjacency(graph, x)
         out = torch.zeros_like(x)
         for _ in range(self.num_layers):
             x = self.conv(x, adj)

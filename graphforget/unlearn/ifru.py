@@ -20,6 +20,7 @@ from .base import Unlearner
 __all__ = ["IFRU", "IFRUConfig"]
 
 CURVATURES = ("exact", "gauss_newton", "mf_surrogate")
+CURVATURE_OF = ("original", "remaining")
 
 
 @dataclass
@@ -45,6 +46,15 @@ class IFRUConfig:
             indefinite at an early-stopped (non-stationary) point, where CG then stops on negative
             curvature; both coincide at a well-fitted optimum. ``mf_surrogate``: the authors' code, an
             MF-style Hessian on the layer-0 embeddings even for LightGCN (for comparison only).
+        curvature_of: ``original`` (the paper): the first step's curvature is that of
+            :math:`L(\\hat\\theta; D)`; ``remaining`` (our extension): that of :math:`L(\\hat\\theta; D \\setminus D_r)`,
+            which makes the first step a Newton step on the new objective (at a stationary
+            :math:`\\hat\\theta`, :math:`g = -\\nabla L(\\hat\\theta; D \\setminus D_r)`). Later steps always use it.
+        line_search: scale each Newton step on the new objective by the largest :math:`2^{-j}`
+            (:math:`j < 10`) that does not increase it (0 when none does, which ends the iterations): a
+            safeguard for later Gauss-Newton steps, which can overshoot, and for the ``exact`` curvature,
+            which is indefinite away from a minimum. Not applied to a step on the original curvature
+            (the paper's influence step is not a descent step of any objective).
         locality: compute on the k-hop computation subgraph (needs ``model.supports_edge_weight``;
             models without it always run on the whole graph).
         fast: closed-form curvature products for dot-product models over a linear embedding (MF,
@@ -62,6 +72,8 @@ class IFRUConfig:
     lr: float = 1e-3
     newton_steps: int = 1
     curvature: str = "gauss_newton"
+    curvature_of: str = "original"
+    line_search: bool = False
     locality: bool = True
     fast: bool = True
 
@@ -70,6 +82,8 @@ class IFRUConfig:
             raise ValueError(f"unknown solver {self.solver!r}; known: {sorted(SOLVERS)}")
         if self.curvature not in CURVATURES:
             raise ValueError(f"unknown curvature {self.curvature!r}; known: {CURVATURES}")
+        if self.curvature_of not in CURVATURE_OF:
+            raise ValueError(f"unknown curvature_of {self.curvature_of!r}; known: {CURVATURE_OF}")
         if self.prune is not None and not all(0 <= a <= 1 for a in self.prune):
             raise ValueError(f"pruning ratios must lie in [0, 1], got {self.prune}")
         if (self.damping < 0 or self.relative_damping < 0 or self.tol <= 0 or self.max_iter < 1
@@ -107,8 +121,15 @@ class IFRU(Unlearner):
     def __init__(self, model, graph: HeteroData, objective: Objective, config: IFRUConfig | None = None):
         super().__init__(model, graph, objective)
         self.config = config or IFRUConfig()
+        self._subgraphs: dict = {}  # scoring graphs of the call in progress (see _scoring_graph)
 
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData):
+        try:
+            return self._influence(request, positions, remaining)
+        finally:
+            self._subgraphs = {}  # holds graphs: never keep them past the call
+
+    def _influence(self, request: Tensor, positions: Tensor, remaining: HeteroData):
         cfg, graph, model = self.config, self.graph, self.model
         clock = _PhaseClock()
         users, depth = num_users(graph), model.receptive_field
@@ -138,21 +159,30 @@ class IFRU(Unlearner):
             gradient = gradient - self._loss_gradient(rows, phi, replaced, graph)
         clock.lap("gradient")
 
-        solves = []
+        solves, local = [], {}
         for step in range(cfg.newton_steps):
-            # Step 0 is the paper's influence step on the original objective; later steps (our
-            # extension) are Newton steps on the new objective from the current point.
-            base = graph if step == 0 else remaining
-            local = local_terms(self.objective, base, reach)
+            # Step 0 is the paper's influence step (on the original objective's curvature unless
+            # curvature_of says otherwise); later steps (our extension) are Newton steps on the new
+            # objective from the current point.
+            newton = step > 0 or cfg.curvature_of == "remaining"
+            base = remaining if newton else graph
+            if newton not in local:
+                local[newton] = local_terms(self.objective, base, reach)
             # The MF surrogate's curvature reads only the terms scoring a kept node directly.
             curvature_terms = (local_terms(self.objective, base, kept_mask) if cfg.curvature == "mf_surrogate"
-                               else local)
+                               else local[newton])
+            rhs = gradient if step == 0 else -self._objective_grad(rows, phi, local[True], remaining)
             operator = _damped(self._curvature(rows, curvature_terms, base, phi), cfg.relative_damping, phi)
-            rhs = gradient if step == 0 else -self._objective_grad(rows, phi, local, remaining)
             result = solve(cfg.solver, operator, rhs.detach(), **cfg.solver_options())
-            phi = phi + result.x
-            solves.append(result.stats())
             del operator
+            delta, stats = result.x, {**result.stats(), "rhs_norm": float(rhs.norm())}
+            if cfg.line_search and newton:
+                stats["step_size"] = _backtrack(self._terms_fn(rows, local[True], remaining, True), phi, delta)
+                delta = stats["step_size"] * delta if stats["step_size"] > 0 else torch.zeros_like(phi)
+            phi = phi + delta
+            solves.append(stats)
+            if stats.get("step_size") == 0:  # no descent along Newton's direction: stop there
+                break
         clock.lap("solve")
 
         new_model = copy.deepcopy(model)
@@ -170,8 +200,16 @@ class IFRU(Unlearner):
         }
         return new_model, info
 
+    def _scoring_graph(self, graph: HeteroData, terms: Terms) -> HeteroData:
+        """:func:`~graphforget.influence.scoring_graph` of the terms, built once per call."""
+        key = (id(graph), id(terms))
+        if key not in self._subgraphs:  # the graph and terms are kept with it: their ids stay theirs
+            self._subgraphs[key] = (graph, terms, scoring_graph(self.model, graph, terms, self.config.locality))
+        return self._subgraphs[key][2]
+
     def _terms_fn(self, rows: NodeRows, terms: Terms, graph: HeteroData, regularize: bool):
-        return objective_function(self.model, self.objective, terms, graph, rows, regularize, self.config.locality)
+        return objective_function(self.model, self.objective, terms, graph, rows, regularize,
+                                  sub=self._scoring_graph(graph, terms))
 
     def _replacement_terms(self, removed: Terms, request: Tensor, remaining: HeteroData) -> Terms | None:
         """Terms that replace the removed ones in the new objective (none: they are simply removed)."""
@@ -182,7 +220,7 @@ class IFRU(Unlearner):
         if len(terms) == 0:
             return torch.zeros_like(phi)
         if self._closed_form():
-            sub = scoring_graph(self.model, graph, terms, self.config.locality)
+            sub = self._scoring_graph(graph, terms)
             return dot_product_gradient(self.model, rows, phi, terms, sub, self.objective)
         x = phi.detach().requires_grad_(True)
         return torch.autograd.grad(self._terms_fn(rows, terms, graph, False)(x), x)[0]
@@ -203,13 +241,13 @@ class IFRU(Unlearner):
     def _curvature(self, rows: NodeRows, terms: Terms, graph: HeteroData, phi: Tensor):
         cfg, objective = self.config, self.objective
         if cfg.curvature != "mf_surrogate" and self._closed_form():
-            sub = scoring_graph(self.model, graph, terms, cfg.locality)
+            sub = self._scoring_graph(graph, terms)
             return DotProductOperator(self.model, rows, phi, terms, sub, objective, cfg.curvature == "exact",
                                       cfg.damping)
         if cfg.curvature == "exact":
             return HessianOperator(self._terms_fn(rows, terms, graph, True), phi, cfg.damping)
         if cfg.curvature == "gauss_newton":
-            sub = scoring_graph(self.model, graph, terms, cfg.locality)
+            sub = self._scoring_graph(graph, terms)
             logits = rows_function(self.model, rows, lambda score: score(sub, terms.edge_label_index))
             return GaussNewtonOperator(logits, lambda z: objective.losses(z, terms.target).sum(), phi,
                                        objective.l2, cfg.damping)
@@ -236,6 +274,19 @@ def _damped(operator, relative: float, like: Tensor, probes: int = 4):
         total += float(v.dot(operator(v))) / like.numel()
     extra = relative * total / probes
     return lambda v: operator(v) + extra * v
+
+
+@torch.no_grad()
+def _backtrack(objective, phi: Tensor, step: Tensor, halvings: int = 10) -> float:
+    """The largest ``2**-j`` (``j < halvings``) with ``objective(phi + t * step) <= objective(phi)``, else 0."""
+    if not torch.isfinite(step).all():
+        return 0.0
+    start, t = float(objective(phi)), 1.0
+    for _ in range(halvings):
+        if float(objective(phi + t * step)) <= start:
+            return t
+        t /= 2
+    return 0.0
 
 
 class _PhaseClock:

@@ -35,4 +35,7 @@ class Retrain(Unlearner):
         if not self.warm_start:
             model.reset_parameters(self.seed)
         result = train(model, remaining, self.objective, self.config, self.val)
-        return model, {"epochs": result.epochs, "best_epoch": result.best_epoch, "train_seconds": result.seconds}
+        info = {"epochs": result.epochs, "best_epoch": result.best_epoch, "train_seconds": result.seconds}
+        if "max_gradient" in result.history[-1]:  # L-BFGS: how stationary the retrained model is
+            info["max_gradient"] = result.history[-1]["max_gradient"]
+        return model, info

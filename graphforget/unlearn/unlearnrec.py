@@ -308,7 +308,7 @@ class UnlearnRec(Unlearner):
 
     @torch.no_grad()
     def _reference(self) -> Tensor:
-        """The original model's final node embeddings ``[N, d]`` (users first) on the original graph.
+        r"""The original model's final node embeddings ``[N, d]`` (users first) on the original graph.
 
         They are both :math:`\mathbf{E}` of the withdraw term and the reference of :math:`\mathcal{L}_p`.
         """
