@@ -1,8 +1,6 @@
 """IFRU on the IFRU paper's attack protocol (real data): Original, Retrain, IFRU (one influence step, the
 paper), IFRU without spillover, IFRU with two Newton steps, and ``ifru_newton_3`` / ``ifru_newton_5``:
-three / five inexact Newton steps on the new objective (Gauss-Newton curvature of the remaining data
-from the first step on, CG to a relative residual of 0.1, a line search, a parameter set one hop wider
-than the receptive field; our extension).
+three / five inexact Newton steps on the new objective (``IFRUConfig.newton``, our extension).
 
     python benchmarks/ifru_attack.py --quick          # ML-100K, 2%, MF + LightGCN, 1 seed
     python benchmarks/ifru_attack.py                  # ML-100K + Book-Crossing, 1/2/4/8%, 3 seeds
@@ -27,19 +25,16 @@ from graphforget.unlearn import IFRU, IFRUConfig
 
 RESULTS = Path(__file__).parent / "results"
 METHODS = ("retrain", "ifru", "ifru_no_spillover", "ifru_2_newton_steps", "ifru_newton_3", "ifru_newton_5")
-#: Options per variant; ``wider`` keeps one hop more than the receptive field (MF: the request's
-#: neighbours too), since the new optimum moves every row the curvature couples to the request's.
-NEWTON = {"curvature_of": "remaining", "line_search": True, "tol": 0.1, "wider": True}
+#: Options per variant (``newton``: the steps of :meth:`IFRUConfig.newton`).
 VARIANTS = {"ifru_no_spillover": {"spillover": False}, "ifru_2_newton_steps": {"newton_steps": 2},
-            "ifru_newton_3": {**NEWTON, "newton_steps": 3}, "ifru_newton_5": {**NEWTON, "newton_steps": 5}}
+            "ifru_newton_3": {"newton": 3}, "ifru_newton_5": {"newton": 5}}
 
 
 def _variant(options):
     def factory(model, graph, objective, train_config, val, seed, **more):
-        options_ = dict(options)
-        if options_.pop("wider", False):
-            options_["hops"] = model.receptive_field + 1
-        return IFRU(model, graph, objective, IFRUConfig(**options_, **more))
+        if "newton" in options:
+            return IFRU(model, graph, objective, IFRUConfig.newton(model.receptive_field, options["newton"], **more))
+        return IFRU(model, graph, objective, IFRUConfig(**options, **more))
     return factory
 
 

@@ -6,8 +6,7 @@
 Trains once (the quality of the model is not the point here), then runs each unlearning request in
 a fresh subprocess so that its peak memory (``ru_maxrss`` growth over the loaded baseline) is its own.
 Reports unlearn seconds and peak memory against the request size and the pruning ratio, as JSON
-(``benchmarks/results/ifru_scale.json``). ``newton`` is the accurate variant of ``ifru_attack.py``
-(five inexact Newton steps on the new objective with a line search, one hop wider).
+(``benchmarks/results/ifru_scale.json``). ``newton`` is :meth:`IFRUConfig.newton` (five Newton steps).
 """
 from __future__ import annotations
 
@@ -28,8 +27,6 @@ from graphforget.models import LightGCN, load_model, save_model
 from graphforget.unlearn import IFRU, IFRUConfig
 
 RESULTS = Path(__file__).parent / "results"
-#: IFRUConfig options of the curvature names that are not IFRU curvatures themselves.
-PRESETS = {"newton": {"curvature_of": "remaining", "newton_steps": 5, "line_search": True, "tol": 0.1}}
 
 
 def _rss_mb() -> float:
@@ -42,11 +39,12 @@ def child(workdir: Path, ratio: float, curvature: str, prune: float | None, seed
     graph = torch.load(workdir / "graph.pt", weights_only=False)
     observed = edge_subgraph(graph, graph[EDGE].observed)  # requests are real check-ins, not negatives
     request = random_edges(observed, ratio, seed)
-    options = {**PRESETS.get(curvature, {"curvature": curvature})}
-    options["hops"] = model.receptive_field + (curvature in PRESETS)
-    ratios = None if prune is None else (1.0,) + (prune,) * options["hops"]
+    hops = model.receptive_field + (curvature == "newton")
+    ratios = None if prune is None else (1.0,) + (prune,) * hops
+    config = (IFRUConfig.newton(model.receptive_field, prune=ratios) if curvature == "newton"
+              else IFRUConfig(prune=ratios, curvature=curvature))
     baseline = _rss_mb()
-    result = IFRU(model, graph, BCEObjective(l2=1.0), IFRUConfig(prune=ratios, **options)).unlearn(request)
+    result = IFRU(model, graph, BCEObjective(l2=1.0), config).unlearn(request)
     return {"ratio": ratio, "curvature": curvature, "prune": ratios, "request_edges": request.size(1), "seconds": result.seconds,
             "peak_mb_over_baseline": _rss_mb() - baseline, "baseline_mb": baseline,
             "threads": torch.get_num_threads(), "info": {k: v for k, v in result.info.items() if k != "phase_seconds"},

@@ -35,7 +35,7 @@ from torch_geometric.data import HeteroData
 
 from .data import (EDGE, Split, attack_flip, binarize, find_data_root, k_core, load_labelled_triples,
                    load_movielens_100k, num_items, num_users, planted_communities, random_split)
-from .metrics import completeness, evaluate_auc
+from .metrics import completeness, evaluate_auc, prediction_distance
 from .models import MODELS, Recommender, build_model
 from .objectives import BCEObjective, Objective
 from .train import TrainConfig, train
@@ -420,7 +420,9 @@ def run_experiment(dataset: str = "ml-100k", model: str = "mf", methods: Sequenc
         (``auc_0/1/2``, ``train_seconds``, ``epochs``) and ``methods``: for each method its
         ``auc_0/1/2``, ``seconds`` (the unlearning call alone), ``fit_seconds`` and ``before`` (the AUCs
         of the fitted model before unlearning, for methods with a ``fit`` step), ``completeness`` per
-        AUC (relative to Original and Retrain) and ``info``.
+        AUC (relative to Original and Retrain), ``prediction_gap`` (the L2 distance of its predicted
+        probabilities on the test pairs to Retrain's, over the Original's distance to Retrain's: 0 is
+        Retrain's predictions, 1 as far as the Original) and ``info``.
     """
     methods = list(UNLEARNERS) if methods is None else list(methods)
     unknown = [m for m in methods if m not in UNLEARNERS]
@@ -448,6 +450,7 @@ def run_experiment(dataset: str = "ml-100k", model: str = "mf", methods: Sequenc
                      "epochs": fit.epochs, "best_epoch": fit.best_epoch},
         "methods": {},
     }
+    outcomes = {}
     for method in methods:
         unlearner = build_unlearner(method, original, train_graph, objective, config, val, seed,
                                     **method_options.get(method, {}))
@@ -461,13 +464,21 @@ def run_experiment(dataset: str = "ml-100k", model: str = "mf", methods: Sequenc
             # The fitted model before any unlearning: its gap to the Original is the method's cost
             # even for an empty request (the "harmless" check; SISA and RecEraser have one).
             row["before"] = evaluate_auc(unlearner.model, train_graph, test, request)
-        outcome = unlearner.unlearn(request)
+        outcome = outcomes[method] = unlearner.unlearn(request)
         row.update(evaluate_auc(outcome.model, outcome.graph, test, request))
         row["seconds"] = outcome.seconds
         row["info"] = outcome.info
         result["methods"][method] = row
         log.info("%s: %s in %.2fs", method, {k: round(row[k], 4) for k in AUC_KEYS}, outcome.seconds)
     base, retrain = result["original"], result["methods"]["retrain"]
-    for row in result["methods"].values():
-        row["completeness"] = {k: completeness(row[k], base[k], retrain[k]) for k in AUC_KEYS}
+    pairs, reference = test[EDGE].edge_index, outcomes["retrain"]
+    for model_ in [original, *(outcome.model for outcome in outcomes.values())]:
+        model_.eval()  # the experiment's own models: predictions without training-time noise
+    with torch.no_grad():
+        scale = prediction_distance(original, train_graph, reference.model, reference.graph, pairs)
+        for method, row in result["methods"].items():
+            row["completeness"] = {k: completeness(row[k], base[k], retrain[k]) for k in AUC_KEYS}
+            gap = prediction_distance(outcomes[method].model, outcomes[method].graph, reference.model,
+                                      reference.graph, pairs)
+            row["prediction_gap"] = gap / scale if scale > 0 else float("nan")
     return to_jsonable(result)

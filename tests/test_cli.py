@@ -12,12 +12,13 @@ import pytest
 import torch
 
 from graphforget.cli import main
-from graphforget.data import EDGE, remove_edges
+from graphforget.data import EDGE, num_items, num_users, remove_edges
 from graphforget.metrics import evaluate_auc
 from graphforget.models import load_model
 from graphforget.pipeline import (UNLEARNERS, AttackData, Hyperparameters, build_unlearner, default_hparams,
                                   parse_options, prepare_attack_data, register_unlearner, run_experiment,
                                   to_jsonable)
+from graphforget.train import train
 from graphforget.unlearn import IFRU, IFRUConfig, Retrain
 
 TINY = ["--epochs", "3", "--embedding-dim", "8"]
@@ -70,7 +71,6 @@ def test_train_writes_checkpoint_and_metrics_matching_a_direct_computation(train
     torch.set_num_threads(1)
     hparams = Hyperparameters(**run["hparams"])
     fresh = hparams.build_model(model.num_users, model.num_items, seed=3)
-    from graphforget.train import train
     train(fresh, data.train, hparams.objective(), hparams.train_config(seed=3), data.split.val)
     assert torch.equal(fresh.user_emb.weight, model.user_emb.weight)
 
@@ -100,7 +100,6 @@ def test_unlearn_retrain_equals_training_from_scratch_without_the_request(traine
     data = prepare_attack_data("synthetic", None, 0.02, 3)
     remaining = remove_edges(data.train, data.request)
     fresh = hparams.build_model(model.num_users, model.num_items, seed=3)
-    from graphforget.train import train
     train(fresh, remaining, hparams.objective(), hparams.train_config(seed=3), data.split.val)
     expected = evaluate_auc(fresh, remaining, data.split.test, data.request)
     for key in ("auc_0", "auc_1", "auc_2"):
@@ -387,3 +386,16 @@ def test_run_experiment_reports_completeness_against_retrain():
         assert retrain["completeness"][key] == pytest.approx(1.0)
         assert ifru["completeness"][key] == pytest.approx((ifru[key] - original[key]) / (retrain[key] - original[key]))
     assert result["request_edges"] == data.request.size(1) and result["dataset"] == "synthetic"
+    # prediction_gap: ||p_ifru - p_retrain|| / ||p_original - p_retrain|| on the test pairs, recomputed by hand.
+    objective, config = hparams.objective(), hparams.train_config(0)
+    model = hparams.build_model(num_users(data.train), num_items(data.train), 0)
+    train(model, data.train, objective, config, data.split.val)
+    retrained = Retrain(model, data.train, objective, config, val=data.split.val).unlearn(data.request)
+    unlearned = IFRU(model, data.train, objective).unlearn(data.request)
+    pairs = data.split.test[EDGE].edge_index
+    with torch.no_grad():
+        p = {name: torch.sigmoid(m(g, pairs)) for name, (m, g) in {
+            "original": (model, data.train), "retrain": (retrained.model, retrained.graph),
+            "ifru": (unlearned.model, unlearned.graph)}.items()}
+    expected = float((p["ifru"] - p["retrain"]).norm() / (p["original"] - p["retrain"]).norm())
+    assert retrain["prediction_gap"] == 0 and ifru["prediction_gap"] == pytest.approx(expected, rel=1e-5)

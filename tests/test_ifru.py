@@ -144,6 +144,24 @@ def test_newton_step_on_the_new_objective_approaches_retraining(problem, kind):
     assert three < 1e-4 and [s["step_size"] for s in result.info["solver"]] == [1.0] * 3
 
 
+@pytest.mark.parametrize("kind", ["mf", "lightgcn"])
+def test_newton_preset_is_closer_to_retraining_than_the_paper_step(problem, kind):
+    graph, request, pairs = problem
+    objective = BCEObjective(l2=1.0)
+    model = _trained(kind, graph, objective)
+    config = IFRUConfig.newton(model.receptive_field)
+    assert (config.curvature_of, config.newton_steps, config.line_search, config.tol, config.hops) == \
+        ("remaining", 5, True, 0.1, model.receptive_field + 1)
+    assert IFRUConfig.newton(2, steps=3, damping=0.5).damping == 0.5
+    paper, newton = (IFRU(model, graph, objective, c).unlearn(request) for c in (IFRUConfig(), config))
+    retrained = _fit(copy.deepcopy(model), newton.graph, objective)
+    with torch.no_grad():
+        target = retrained(newton.graph, pairs)
+        errors = [float((r.model(r.graph, pairs) - target).norm() / (model(graph, pairs) - target).norm())
+                  for r in (paper, newton)]
+    assert errors[1] < 0.6 * errors[0], errors  # measured: MF 0.17 vs 0.33, LightGCN 0.37 vs 0.74
+
+
 def test_backtracking_never_increases_the_objective():
     from graphforget.unlearn.ifru import _backtrack
     square = lambda x: x.pow(2).sum()  # noqa: E731
