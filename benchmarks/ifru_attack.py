@@ -1,6 +1,6 @@
 """IFRU on the IFRU paper's attack protocol (real data): Original, Retrain, IFRU (one influence step, the
-paper), IFRU without spillover, IFRU with two Newton steps, and ``ifru_newton_3`` / ``ifru_newton_5``:
-three / five inexact Newton steps on the new objective (``IFRUConfig.newton``, our extension).
+paper), IFRU without spillover, IFRU with two Newton steps, and ``ifru_newton_k``: k = 3, 5, 8 inexact
+Newton steps on the new objective (``IFRUConfig.newton``, our extension).
 
     python benchmarks/ifru_attack.py --quick          # ML-100K, 2%, MF + LightGCN, 1 seed
     python benchmarks/ifru_attack.py                  # ML-100K + Book-Crossing, 1/2/4/8%, 3 seeds
@@ -24,10 +24,11 @@ from graphforget.pipeline import TRAININGS, prepare_attack_data, register_unlear
 from graphforget.unlearn import IFRU, IFRUConfig
 
 RESULTS = Path(__file__).parent / "results"
-METHODS = ("retrain", "ifru", "ifru_no_spillover", "ifru_2_newton_steps", "ifru_newton_3", "ifru_newton_5")
+METHODS = ("retrain", "ifru", "ifru_no_spillover", "ifru_2_newton_steps", "ifru_newton_3", "ifru_newton_5",
+           "ifru_newton_8")
 #: Options per variant (``newton``: the steps of :meth:`IFRUConfig.newton`).
 VARIANTS = {"ifru_no_spillover": {"spillover": False}, "ifru_2_newton_steps": {"newton_steps": 2},
-            "ifru_newton_3": {"newton": 3}, "ifru_newton_5": {"newton": 5}}
+            **{f"ifru_newton_{k}": {"newton": k} for k in (3, 5, 8)}}
 
 
 def _variant(options):
@@ -51,7 +52,7 @@ def plot(summary: list[dict], path: Path) -> None:
             entries = sorted((s for s in summary if s["dataset"] == dataset and s["model"] == model),
                              key=lambda s: s["attack_ratio"])
             ratios = [100 * s["attack_ratio"] for s in entries]
-            for method, style in zip(METHODS[1:], ("-o", "--s", ":^", "-.d", "-x")):
+            for method, style in zip(METHODS[1:], ("-o", "--s", ":^", "-.d", "-x", "--v")):
                 row[0].plot(ratios, [100 * s[f"{method}_completeness_auc_0"] for s in entries], style,
                             label=f"{model} {method}")
                 row[1].plot(ratios, [s[f"{method}_speedup"] for s in entries], style, label=f"{model} {method}")

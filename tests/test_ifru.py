@@ -151,7 +151,7 @@ def test_newton_preset_is_closer_to_retraining_than_the_paper_step(problem, kind
     model = _trained(kind, graph, objective)
     config = IFRUConfig.newton(model.receptive_field)
     assert (config.curvature_of, config.newton_steps, config.line_search, config.tol, config.hops) == \
-        ("remaining", 5, True, 0.1, model.receptive_field + 1)
+        ("remaining", 8, True, 0.1, model.receptive_field + 1)
     assert IFRUConfig.newton(2, steps=3, damping=0.5).damping == 0.5
     paper, newton = (IFRU(model, graph, objective, c).unlearn(request) for c in (IFRUConfig(), config))
     retrained = _fit(copy.deepcopy(model), newton.graph, objective)
@@ -159,7 +159,23 @@ def test_newton_preset_is_closer_to_retraining_than_the_paper_step(problem, kind
         target = retrained(newton.graph, pairs)
         errors = [float((r.model(r.graph, pairs) - target).norm() / (model(graph, pairs) - target).norm())
                   for r in (paper, newton)]
-    assert errors[1] < 0.6 * errors[0], errors  # measured: MF 0.17 vs 0.33, LightGCN 0.37 vs 0.74
+    assert errors[1] < 0.6 * errors[0], errors  # measured: MF 0.16 vs 0.33, LightGCN 0.23 vs 0.74
+
+
+def test_rejected_first_step_warns_and_leaves_the_model_unchanged(problem):
+    """A model at the optimum of the remaining data is no stationary point of the graph it is given:
+    every Newton direction raises the new objective, so the line search must reject the first step."""
+    graph, request, _ = problem
+    objective = BCEObjective(l2=1.0)
+    model = _trained("mf", graph, objective)
+    remaining = IFRU(model, graph, objective).unlearn(request).graph
+    at_new_optimum = _fit(copy.deepcopy(model), remaining, objective)
+    config = IFRUConfig(curvature_of="remaining", line_search=True, newton_steps=3)
+    with pytest.warns(RuntimeWarning, match="rejected the first step"):
+        result = IFRU(at_new_optimum, graph, objective, config).unlearn(request)
+    assert result.info["solver"]["step_size"] == 0.0  # one step tried, then stopped
+    for a, b in zip(result.model.parameters(), at_new_optimum.parameters()):
+        assert torch.equal(a, b)
 
 
 def test_backtracking_never_increases_the_objective():

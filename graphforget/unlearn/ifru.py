@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -93,12 +94,13 @@ class IFRUConfig:
             raise ValueError("hops must be >= 0")
 
     @classmethod
-    def newton(cls, receptive_field: int, steps: int = 5, **changes) -> "IFRUConfig":
+    def newton(cls, receptive_field: int, steps: int = 8, **changes) -> "IFRUConfig":
         """Our extension for models at a stationary point: ``steps`` inexact Newton steps on the new
         objective (Gauss-Newton curvature of the remaining data, CG to a relative residual of 0.1, a line
         search), over the rows within ``receptive_field + 1`` hops of the request, so that the rows the
-        curvature couples to the request's move too. On the attack protocol it recovers 86-106% of
-        retraining's AUC gain (the paper's step: 18-82%); see the README. ``changes`` override fields.
+        curvature couples to the request's move too. On the attack protocol it recovers 90-108% of
+        retraining's AUC gain (five steps: 86-106%; the paper's step: 18-82%), 1.5-3.4x faster than
+        retraining with L-BFGS; see the README. ``changes`` override fields.
         """
         options = {"curvature_of": "remaining", "newton_steps": steps, "line_search": True, "tol": 0.1,
                    "hops": receptive_field + 1}
@@ -194,6 +196,10 @@ class IFRU(Unlearner):
             phi = phi + delta
             solves.append(stats)
             if stats.get("step_size") == 0:  # no descent along Newton's direction: stop there
+                if step == 0:
+                    warnings.warn("IFRU: the line search rejected the first step, so the model is returned "
+                                  "unchanged; the model is probably far from a stationary point of its objective "
+                                  "(train it with TrainConfig(optimizer='lbfgs'))", RuntimeWarning, stacklevel=3)
                 break
         clock.lap("solve")
 
