@@ -28,9 +28,9 @@ def summarise(rows: list[dict], methods) -> list[dict]:
                 entry[f"{method}_{k}"] = statistics.mean(r["methods"][method][k] for r in runs)
                 entry[f"{method}_completeness_{k}"] = gain / gaps[k] if gaps[k] else float("nan")
             entry[f"{method}_seconds"] = statistics.mean(r["methods"][method]["seconds"] for r in runs)
-            gaps_ = [r["methods"][method].get("prediction_gap") for r in runs]
-            if all(g is not None for g in gaps_):
-                entry[f"{method}_prediction_gap"] = statistics.mean(gaps_)
+            prediction_gaps = [r["methods"][method].get("prediction_gap") for r in runs]
+            if all(g is not None for g in prediction_gaps):
+                entry[f"{method}_prediction_gap"] = statistics.mean(prediction_gaps)
             if "before" in runs[0]["methods"][method]:  # fitted models (SISA, RecEraser): the harmless gap
                 for k in AUCS:
                     entry[f"{method}_before_{k}"] = statistics.mean(r["methods"][method]["before"][k] for r in runs)

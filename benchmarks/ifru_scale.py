@@ -6,7 +6,7 @@
 Trains once (the quality of the model is not the point here), then runs each unlearning request in
 a fresh subprocess so that its peak memory (``ru_maxrss`` growth over the loaded baseline) is its own.
 Reports unlearn seconds and peak memory against the request size and the pruning ratio, as JSON
-(``benchmarks/results/ifru_scale.json``). ``newton`` is :meth:`IFRUConfig.newton` (five Newton steps).
+(``benchmarks/results/ifru_scale.json``). ``newton`` is :meth:`IFRUConfig.newton`.
 """
 from __future__ import annotations
 
