@@ -40,10 +40,12 @@ class TrainConfig:
             :meth:`~graphforget.models.Recommender.reset_parameters`).
         progress: show a tqdm bar.
         optimizer: ``adam`` (mini-batch Adam, early stopping on validation AUC) or ``lbfgs`` (full-batch
-            L-BFGS on the summed objective divided by :math:`|D|`, until the largest gradient entry is
-            at most ``tol``): a stationary point, where influence functions are exact to first order
-            and retraining from different seeds agrees.
-        tol: ``lbfgs``'s gradient tolerance.
+            L-BFGS on the summed objective divided by :math:`|D|`, until the largest entry of the
+            gradient of the summed objective :math:`L` is at most ``tol``): a stationary point, where
+            influence functions are exact to first order and retraining from different seeds agrees.
+        tol: ``lbfgs``'s gradient tolerance. It bounds :math:`\\nabla L`, whose entries sum the terms of
+            one node each, so it means the same on a small graph and a large one (a bound on
+            :math:`\\nabla L / |D|` would hold at the initialisation of a large graph already).
     """
     epochs: int = 100
     lr: float = 0.01
@@ -52,7 +54,7 @@ class TrainConfig:
     seed: int = 0
     progress: bool = False
     optimizer: str = "adam"
-    tol: float = 1e-6
+    tol: float = 0.05
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -126,11 +128,13 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
 
 
 def _train_lbfgs(model, graph, objective: Objective, config: TrainConfig, val) -> TrainResult:
-    """Full-batch L-BFGS on :math:`L(\\theta; D) / |D|` until its largest gradient entry is <= ``tol``."""
+    """Full-batch L-BFGS on :math:`L(\\theta; D) / |D|` until the largest entry of :math:`\\nabla L`
+    is <= ``tol``."""
     num_edges = graph[EDGE].edge_index.size(1)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.LBFGS(params, lr=1, max_iter=LBFGS_CHUNK, history_size=20,
-                                  line_search_fn="strong_wolfe", tolerance_grad=config.tol, tolerance_change=0)
+                                  line_search_fn="strong_wolfe", tolerance_grad=config.tol / num_edges,
+                                  tolerance_change=0)
 
     def closure():
         optimizer.zero_grad()
@@ -147,7 +151,7 @@ def _train_lbfgs(model, graph, objective: Objective, config: TrainConfig, val) -
             iterations = optimizer.state[params[0]]["n_iter"]
             bar.update(iterations - done)
             loss = closure().detach()  # the gradient at the current point, for the stopping test
-            gradient = max(float(p.grad.abs().max()) for p in params)
+            gradient = num_edges * max(float(p.grad.abs().max()) for p in params)  # of the summed L
             row = {"epoch": iterations, "loss": loss.item(), "max_gradient": gradient}
             if val is not None:
                 row["val_auc"] = evaluate_auc(model, graph, val)["auc_0"]

@@ -121,20 +121,20 @@ def test_early_stopping_restores_the_best_epoch(split, one_thread):
 
 
 def _max_gradient(model, graph, objective):
-    loss = objective.total(model, graph) / graph[EDGE].edge_index.size(1)
+    loss = objective.total(model, graph)
     return max(float(g.abs().max()) for g in torch.autograd.grad(loss, list(model.parameters())))
 
 
 @pytest.mark.parametrize("cls,kwargs", [(MF, {}), (LightGCN, {"num_layers": 2})])
 def test_lbfgs_training_reaches_a_stationary_point(split, one_thread, cls, kwargs):
     objective = BCEObjective(l2=1.0)
-    config = TrainConfig(epochs=500, optimizer="lbfgs", tol=1e-6)
+    config = TrainConfig(epochs=500, optimizer="lbfgs", tol=3e-3)
     models = [fresh(cls, split, seed=0, **kwargs) for _ in range(2)]
-    assert _max_gradient(models[0], split.train, objective) > 1e-4  # 100 times the tolerance
+    assert _max_gradient(models[0], split.train, objective) > 0.3  # 100 times the tolerance
     results = [train(model, split.train, objective, config, split.val) for model in models]
     for model, result in zip(models, results):
-        assert result.epochs < 500 and result.history[-1]["max_gradient"] <= 1e-6
-        assert _max_gradient(model, split.train, objective) <= 1e-6  # measured afresh
+        assert result.epochs < 500 and result.history[-1]["max_gradient"] <= 3e-3
+        assert _max_gradient(model, split.train, objective) <= 3e-3  # measured afresh
         assert result.best_val_auc == evaluate_auc(model, split.train, split.val)["auc_0"]
     for a, b in zip(*(model.parameters() for model in models)):  # deterministic
         assert torch.equal(a, b)

@@ -98,8 +98,8 @@ class IFRUConfig:
         """Our extension for models at a stationary point: ``steps`` inexact Newton steps on the new
         objective (Gauss-Newton curvature of the remaining data, CG to a relative residual of 0.1, a line
         search), over the rows within ``receptive_field + 1`` hops of the request, so that the rows the
-        curvature couples to the request's move too. On the attack protocol it recovers 90-108% of
-        retraining's AUC gain (five steps: 86-106%; the paper's step: 18-82%), 1.5-3.4x faster than
+        curvature couples to the request's move too. On the attack protocol it recovers 89-110% of
+        retraining's AUC gain (five steps: 86-106%; the paper's step: 18-85%), 1.6-3.6x faster than
         retraining with L-BFGS; see the README. ``changes`` override fields.
         """
         options = {"curvature_of": "remaining", "newton_steps": steps, "line_search": True, "tol": 0.1,
