@@ -23,7 +23,7 @@ import resource
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -49,14 +49,16 @@ def child(workdir: Path, ratio: float, curvature: str, prune: float | None, seed
     graph = torch.load(workdir / "graph.pt", weights_only=False)
     observed = edge_subgraph(graph, graph[EDGE].observed)  # requests are real check-ins, not negatives
     request = random_edges(observed, ratio, seed)
-    hops = model.receptive_field + (curvature == "newton")
-    ratios = None if prune is None else (1.0,) + (prune,) * hops
+    ratios = None
     if curvature == "retrain":
         unlearner = Retrain(model, graph, BCEObjective(l2=1.0), TrainConfig(**json.loads(
             (workdir / "train_config.json").read_text())), seed=0)
     else:
-        config = (IFRUConfig.newton(model.receptive_field, prune=ratios) if curvature == "newton"
-                  else IFRUConfig(prune=ratios, curvature=curvature))
+        config = (IFRUConfig.newton(model.receptive_field) if curvature == "newton"
+                  else IFRUConfig(curvature=curvature, hops=model.receptive_field))
+        if prune is not None:  # one ratio per order of importance propagation: a_0 = 1, then ``prune``
+            ratios = (1.0,) + (prune,) * config.hops
+            config = replace(config, prune=ratios)
         unlearner = IFRU(model, graph, BCEObjective(l2=1.0), config)
     baseline = _rss_mb()
     result = unlearner.unlearn(request)

@@ -51,14 +51,10 @@ class _AdjacencyCache:
     def __init__(self, size: int = 4):
         self.size, self.entries = size, OrderedDict()
 
-    @staticmethod
-    def _key(tensors, extra):
-        return tuple((id(t), t._version) for t in tensors) + extra
-
     def get(self, tensors, extra, build):
         if any(t.requires_grad for t in tensors):  # a differentiable adjacency is never shared
             return build()
-        key = self._key(tensors, extra)
+        key = tuple((id(t), t._version) for t in tensors) + extra
         entry = self.entries.get(key)
         if entry is not None and all(ref() is t for ref, t in zip(entry[0], tensors)):
             self.entries.move_to_end(key)
