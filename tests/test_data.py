@@ -427,6 +427,11 @@ def test_edge_positions_against_a_loop(random_graph):
     request = torch.tensor([pairs[7], pairs[0], pairs[119], pairs[50]]).t()
     assert edge_positions(graph, request).tolist() == [7, 0, 119, 50]
     assert edge_positions(graph, torch.zeros(2, 0, dtype=torch.long)).numel() == 0
+    # Many pairs per user, in random order: positions as a dictionary lookup finds them.
+    where = {pair: p for p, pair in enumerate(pairs)}
+    picked = torch.randperm(120, generator=torch.Generator().manual_seed(0))[:60].tolist()
+    request = torch.tensor([pairs[p] for p in picked]).t()
+    assert edge_positions(graph, request).tolist() == [where[pairs[p]] for p in picked]
 
 
 def test_remove_edges(random_graph):

@@ -7,7 +7,7 @@ import torch
 
 from graphforget import BCEObjective, BPRObjective
 from graphforget.data import EDGE, planted_communities, random_edges, remove_edges
-from graphforget.influence import (DotProductOperator, GaussNewtonOperator, HessianOperator, NodeRows, dot_product_gradient,
+from graphforget.influence import (DotProductOperator, computation_subgraph, GaussNewtonOperator, HessianOperator, NodeRows, dot_product_gradient,
                                    adam_quadratic, conjugate_gradient, direct_solve, has_linear_dot_product,
                                    homogeneous_graph, importance_scores, k_hop_mask, lissa, local_terms, node_ids,
                                    objective_function, rows_function, select_nodes, training_terms)
@@ -194,6 +194,25 @@ def test_pruning_matches_plain_loop(graph, ratios):
     assert set(mask.nonzero().flatten().tolist()) == kept
     always = node_ids(request, U)
     assert bool(select_nodes(scores, (0.0, 0.0, 0.0), always=always)[always].all())
+
+
+@pytest.mark.parametrize("hops", [0, 1, 2])
+def test_computation_subgraph_is_the_induced_region_with_global_weights(graph, hops):
+    nodes = torch.tensor([2, U + 1])
+    sub = computation_subgraph(graph, nodes, hops)
+    region = _bfs_region(graph, nodes.tolist(), hops)
+    ei = graph[EDGE].edge_index
+    expected = sorted((int(u), int(i)) for u, i in ei.t() if int(u) in region and int(i) + U in region)
+    # Outputs of a 0-layer model read no edge at all.
+    assert sorted(map(tuple, sub[EDGE].edge_index.t().tolist())) == (expected if hops else [])
+    assert (sub["user"].num_nodes, sub["item"].num_nodes) == (U, I)
+    if hops:  # the whole graph's normalisation, so that outputs inside the region are exact
+        degree = {}
+        for u, i in ei.t().tolist():
+            degree[u] = degree.get(u, 0) + 1
+            degree[i + U] = degree.get(i + U, 0) + 1
+        expected_weight = [(degree[u] * degree[i + U]) ** -0.5 for u, i in sub[EDGE].edge_index.t().tolist()]
+        torch.testing.assert_close(sub[EDGE].edge_weight, torch.tensor(expected_weight))
 
 
 def test_homogeneous_graph_skips_unobserved(graph):

@@ -131,16 +131,19 @@ def edge_positions(graph: HeteroData, pairs: Tensor) -> Tensor:
     """
     pairs = validate_pairs(graph, pairs)
     edge_index = graph[EDGE].edge_index
-    keys = _pair_keys(edge_index, num_items(graph))
-    order = torch.argsort(keys)
-    sorted_keys = keys[order]
-    wanted = _pair_keys(pairs, num_items(graph)).to(keys.device)
-    slot = torch.searchsorted(sorted_keys, wanted).clamp(max=max(len(keys) - 1, 0))
-    found = sorted_keys[slot] == wanted if len(keys) else torch.zeros_like(wanted, dtype=torch.bool)
+    # Only the edges of the requested users can match: sort those, not the whole graph (a request
+    # is usually small, the graph large).
+    requested_user = torch.zeros(num_users(graph), dtype=torch.bool, device=edge_index.device)
+    requested_user[pairs[0].to(edge_index.device)] = True
+    candidates = requested_user[edge_index[0]].nonzero().flatten()
+    sorted_keys, order = _pair_keys(edge_index[:, candidates], num_items(graph)).sort()
+    wanted = _pair_keys(pairs, num_items(graph)).to(sorted_keys.device)
+    slot = torch.searchsorted(sorted_keys, wanted).clamp(max=max(len(sorted_keys) - 1, 0))
+    found = sorted_keys[slot] == wanted if len(sorted_keys) else torch.zeros_like(wanted, dtype=torch.bool)
     if not bool(found.all()):
         missing = pairs[:, ~found.cpu()][:, :5].t().tolist()
         raise ValueError(f"{int((~found).sum())} requested pairs are not edges of the graph, e.g. {missing}")
-    return order[slot]
+    return candidates[order[slot]]
 
 
 def edge_subgraph(graph: HeteroData, keep: Tensor) -> HeteroData:

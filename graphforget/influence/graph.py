@@ -30,14 +30,14 @@ def node_ids(pairs: Tensor, num_users: int) -> Tensor:
 
 def k_hop_mask(graph: HeteroData, nodes: Tensor, hops: int) -> Tensor:
     """``[U + I]`` bool mask of the nodes within ``hops`` message-passing hops of ``nodes``."""
-    edge_index, n = homogeneous_graph(graph)
-    mask = torch.zeros(n, dtype=torch.bool, device=edge_index.device)
+    n = num_users(graph) + num_items(graph)
+    mask = torch.zeros(n, dtype=torch.bool, device=graph[EDGE].edge_index.device)
     if nodes.numel() == 0:
         return mask
-    if hops == 0:
+    if hops == 0:  # no need to build the whole graph's index
         mask[nodes] = True
         return mask
-    subset, _, _, _ = k_hop_subgraph(nodes, hops, edge_index, num_nodes=n)
+    subset, _, _, _ = k_hop_subgraph(nodes, hops, homogeneous_graph(graph)[0], num_nodes=n)
     mask[subset] = True
     return mask
 
@@ -58,10 +58,12 @@ def computation_subgraph(graph: HeteroData, nodes: Tensor, hops: int) -> HeteroD
     """The observed edges a ``hops``-layer model needs to compute the outputs of ``nodes`` exactly.
 
     The induced subgraph on the ``hops``-hop region of ``nodes``, carrying the whole graph's
-    normalised weights as ``edge_weight`` (so degrees are those of the whole graph). Node ids are
-    kept, so embedding tables need no relabelling.
+    normalised weights as ``edge_weight`` (so degrees are those of the whole graph); no edges for
+    ``hops = 0``. Node ids are kept, so embedding tables need no relabelling.
     """
     store = graph[EDGE]
+    if hops == 0:  # outputs that read no edges (MF): an edgeless graph, without the whole graph's weights
+        return edge_subgraph(graph, torch.zeros(0, dtype=torch.long, device=store.edge_index.device))
     observed = store.observed if "observed" in store else torch.ones_like(store.edge_label, dtype=torch.bool)
     weight = torch.zeros_like(store.edge_label)
     weight[observed] = symmetric_edge_weight(store.edge_index[:, observed], num_users(graph), num_items(graph),

@@ -6,8 +6,8 @@ import math
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
-from torch_geometric.utils import degree
 
+from ..data.interactions import message_passing_edges, num_items, num_users
 from .graph import homogeneous_graph
 
 __all__ = ["importance_scores", "select_nodes"]
@@ -23,12 +23,14 @@ def importance_scores(graph: HeteroData, request: Tensor, hops: int) -> Tensor:
     i.e. :math:`s^k = D^{-1} A s^{k-1}`: one sparse matrix-vector product per order, on the graph's
     device. :math:`|N_v|` are degrees in the (original) message-passing graph.
     """
-    edge_index, n = homogeneous_graph(graph)
-    users = graph["user"].num_nodes
-    deg = degree(edge_index[0], n).clamp(min=1)
-    s = torch.zeros(n, device=edge_index.device)
+    user, item = message_passing_edges(graph)
+    users = num_users(graph)
+    deg = torch.cat([torch.bincount(user, minlength=users), torch.bincount(item, minlength=num_items(graph))])
+    deg = deg.clamp(min=1).float()
+    s = torch.zeros(deg.numel(), device=deg.device)
     s.index_add_(0, torch.cat([request[0], request[1] + users]), torch.ones(2 * request.size(1), device=s.device))
     scores = [s / deg]
+    edge_index = homogeneous_graph(graph)[0] if hops else None  # built only to propagate
     for _ in range(hops):
         prev = scores[-1]
         nxt = torch.zeros_like(prev).index_add_(0, edge_index[1], prev[edge_index[0]]) / deg
