@@ -96,3 +96,9 @@ def test_readme_tour_runs_on_ml100k(data_root, one_thread, monkeypatch):
     report = namespace["report"]
     assert set(report["methods"]) == {"retrain", "ifru", "scif"}
     assert report["methods"]["ifru"]["auc_0"] == pytest.approx(namespace["unlearned"]["auc_0"], abs=1e-9)
+    # The chained deletion requests: both users' interactions, and only theirs, are gone.
+    before = namespace["split"].train["user", "rates", "item"].edge_index[0]  # the attacked graph's edges
+    after = namespace["train_graph"]["user", "rates", "item"].edge_index[0]
+    gone = torch.isin(before, torch.tensor([3, 17]))
+    assert gone.any() and not torch.isin(after, torch.tensor([3, 17])).any()
+    assert after.numel() == before.numel() - int(gone.sum())

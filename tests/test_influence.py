@@ -7,9 +7,10 @@ import torch
 
 from graphforget import BCEObjective, BPRObjective
 from graphforget.data import EDGE, planted_communities, random_edges, remove_edges
-from graphforget.influence import (DotProductOperator, computation_subgraph, GaussNewtonOperator, HessianOperator, NodeRows, dot_product_gradient,
-                                   adam_quadratic, conjugate_gradient, direct_solve, has_linear_dot_product,
-                                   homogeneous_graph, importance_scores, k_hop_mask, lissa, local_terms, node_ids,
+from graphforget.influence import (DotProductOperator, GaussNewtonOperator, HessianOperator, NodeRows, dot_product_gradient,
+                                   adam_quadratic, computation_subgraph, conjugate_gradient, direct_solve,
+                                   has_linear_dot_product, homogeneous_graph, importance_scores, k_hop_mask, lissa,
+                                   local_terms, node_ids,
                                    objective_function, rows_function, select_nodes, training_terms)
 from graphforget.models import MF, LightGCN
 

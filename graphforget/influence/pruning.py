@@ -6,6 +6,7 @@ import math
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
+from torch_geometric.utils import degree
 
 from ..data.interactions import message_passing_edges, num_items, num_users
 from .graph import homogeneous_graph
@@ -25,8 +26,7 @@ def importance_scores(graph: HeteroData, request: Tensor, hops: int) -> Tensor:
     """
     user, item = message_passing_edges(graph)
     users = num_users(graph)
-    deg = torch.cat([torch.bincount(user, minlength=users), torch.bincount(item, minlength=num_items(graph))])
-    deg = deg.clamp(min=1).float()
+    deg = torch.cat([degree(user, users), degree(item, num_items(graph))]).clamp(min=1)
     s = torch.zeros(deg.numel(), device=deg.device)
     s.index_add_(0, torch.cat([request[0], request[1] + users]), torch.ones(2 * request.size(1), device=s.device))
     scores = [s / deg]
