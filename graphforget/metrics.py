@@ -8,8 +8,8 @@ from torch_geometric.metrics import LinkPredNDCG, LinkPredRecall
 
 from .data.interactions import EDGE, message_passing_edges, num_items, num_users
 
-__all__ = ["auc", "auc_groups", "completeness", "evaluate_auc", "recall_ndcg_at_k", "mi_bf", "mi_ng",
-           "prediction_distance", "parameter_distance"]
+__all__ = ["auc", "auc_groups", "completeness", "evaluate_auc", "recall_ndcg_at_k", "mean_probability",
+           "mi_bf", "mi_ng", "prediction_distance", "parameter_distance"]
 
 
 def auc(scores: Tensor, labels: Tensor) -> float:
@@ -96,18 +96,22 @@ def recall_ndcg_at_k(model, graph: HeteroData, test: HeteroData, k: int = 20, ba
 
 
 @torch.no_grad()
-def _mean_prob(model, graph, edges) -> float:
+def mean_probability(model, graph: HeteroData, edges: Tensor) -> float:
+    """Mean predicted probability :math:`\sigma(\hat y)` of ``edges`` (``[2, T]``), the model run on ``graph``:
+    unlearning a request should lower it on the requested edges."""
     return float(torch.sigmoid(model(graph, edges.to(graph[EDGE].edge_index.device))).mean())
 
 
 def mi_bf(model_before, graph_before, model_after, graph_after, request: Tensor) -> float:
     """MI-BF: mean :math:`\\sigma(\\hat y)` of the requested edges before / after unlearning (> 1 is good)."""
-    return _mean_prob(model_before, graph_before, request) / _mean_prob(model_after, graph_after, request)
+    before = mean_probability(model_before, graph_before, request)
+    return before / mean_probability(model_after, graph_after, request)
 
 
 def mi_ng(model_after, graph_after, request: Tensor, negatives: Tensor) -> float:
     """MI-NG: mean :math:`\\sigma(\\hat y)` of random negative pairs / of the requested edges after unlearning."""
-    return _mean_prob(model_after, graph_after, negatives) / _mean_prob(model_after, graph_after, request)
+    negative = mean_probability(model_after, graph_after, negatives)
+    return negative / mean_probability(model_after, graph_after, request)
 
 
 @torch.no_grad()

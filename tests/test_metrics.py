@@ -9,8 +9,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from graphforget.data import EDGE, make_interactions
-from graphforget.metrics import (auc, auc_groups, completeness, evaluate_auc, mi_bf, mi_ng, parameter_distance,
-                                 prediction_distance, recall_ndcg_at_k)
+from graphforget.metrics import (auc, auc_groups, completeness, evaluate_auc, mean_probability, mi_bf, mi_ng,
+                                 parameter_distance, prediction_distance, recall_ndcg_at_k)
 from helpers import hand_mf
 from graphforget.models import MF
 
@@ -147,7 +147,7 @@ def test_recall_ndcg_hand_case():
 
 # --------------------------------------------------------------------------------------------- forgetting, distances
 
-def test_mi_bf_and_mi_ng_hand_computed():
+def test_mean_probability_mi_bf_and_mi_ng_hand_computed():
     graph = make_interactions(torch.tensor([[0, 1], [0, 1]]), num_users=2, num_items=3)
     before = hand_mf([[1.0], [2.0]], [[0.5], [-1.0], [0.0]])
     after = hand_mf([[1.0], [2.0]], [[-0.5], [-2.0], [0.0]])
@@ -156,6 +156,7 @@ def test_mi_bf_and_mi_ng_hand_computed():
     p_before = (sigmoid(0.5) + sigmoid(-2.0)) / 2
     p_after = (sigmoid(-0.5) + sigmoid(-4.0)) / 2
     p_neg = (sigmoid(0.0) + sigmoid(0.0)) / 2
+    assert mean_probability(after, graph, request) == pytest.approx(p_after, rel=1e-12)
     assert mi_bf(before, graph, after, graph, request) == pytest.approx(p_before / p_after, rel=1e-12)
     assert mi_ng(after, graph, request, negatives) == pytest.approx(p_neg / p_after, rel=1e-12)
     assert mi_bf(before, graph, before, graph, request) == pytest.approx(1.0)
