@@ -39,7 +39,7 @@ from .metrics import completeness, evaluate_auc, prediction_distance
 from .models import MODELS, Recommender, build_model
 from .objectives import BCEObjective, Objective
 from .train import TrainConfig, train
-from .unlearn import (IFRU, SCIF, SISA, IFRUConfig, RecEraser, Retrain, Unlearner, UnlearnRec,
+from .unlearn import (IFRU, SCIF, SISA, FineTune, IFRUConfig, RecEraser, Retrain, Unlearner, UnlearnRec,
                       UnlearnRecConfig)
 
 __all__ = ["DATASET_NAMES", "TRAININGS", "AttackData", "prepare_attack_data", "Hyperparameters", "default_hparams",
@@ -274,6 +274,10 @@ def _retrain(model, graph, objective, train_config, val, seed, **options) -> Unl
     return Retrain(model, graph, objective, config=train_config, val=val, seed=seed, **options)
 
 
+def _finetune(model, graph, objective, train_config, val, seed, **options) -> Unlearner:
+    return FineTune(model, graph, objective, config=train_config, **options)
+
+
 def _ifru(model, graph, objective, train_config, val, seed, **options) -> Unlearner:
     return IFRU(model, graph, objective, IFRUConfig(**options))
 
@@ -300,10 +304,12 @@ def _unlearnrec(model, graph, objective, train_config, val, seed, **options) -> 
 #: ``factory(model, graph, objective, train_config, val, seed, **options)`` returning an
 #: :class:`~graphforget.unlearn.Unlearner`; ``options`` are the method's own keyword arguments
 #: (IFRU and SCIF: the fields of :class:`~graphforget.unlearn.IFRUConfig`; SISA and RecEraser: their
-#: constructor's keywords; UnlearnRec: the fields of :class:`~graphforget.unlearn.UnlearnRecConfig`).
+#: constructor's keywords; UnlearnRec: the fields of :class:`~graphforget.unlearn.UnlearnRecConfig`;
+#: FineTune: ``epochs`` and ``local``).
 #: Add a method with :func:`register_unlearner` (or one more entry here, in the library).
 UNLEARNERS: dict[str, UnlearnerFactory] = {"retrain": _retrain, "ifru": _ifru, "scif": _scif, "sisa": _sisa,
-                                           "receraser": _receraser, "unlearnrec": _unlearnrec}
+                                           "receraser": _receraser, "unlearnrec": _unlearnrec,
+                                           "finetune": _finetune}
 
 
 def register_unlearner(name: str, factory: UnlearnerFactory | None = None, *, overwrite: bool = False):

@@ -7,7 +7,7 @@ import torch
 from graphforget import BCEObjective, BPRObjective
 from graphforget.data import EDGE, make_interactions, remove_edges
 from graphforget.models import LightGCN, MF
-from graphforget.unlearn import SCIF, substitute_labels
+from graphforget.unlearn import SCIF, IFRUConfig, substitute_labels
 
 # users 0..3, items 0..4; user 3's only edge is requested, so item 4's mean stands in for it.
 EDGES = torch.tensor([[0, 0, 0, 1, 1, 2, 2, 3, 1],
@@ -35,7 +35,7 @@ def test_only_request_rows_change_and_step_matches_direct_formula(graph, kind):
     model.reset_parameters(0)
     objective = BCEObjective(l2=1.0)
     request = torch.tensor([[0], [2]])
-    result = SCIF(model, graph, objective).unlearn(request)
+    result = SCIF(model, graph, objective, IFRUConfig.paper()).unlearn(request)  # the formula: no damping
     changed_users = (result.model.user_emb.weight != model.user_emb.weight).any(1).nonzero().flatten()
     changed_items = (result.model.item_emb.weight != model.item_emb.weight).any(1).nonzero().flatten()
     assert changed_users.tolist() == [0] and changed_items.tolist() == [2]

@@ -1,7 +1,8 @@
 r"""Hessian-vector products of the summed objective, restricted to chosen embedding rows.
 
 The functional layer: a model and a set of rows become a function of one flat vector
-:math:`\phi` (the selected rows of the model's node tables; every other parameter fixed), and
+:math:`\phi` (the selected rows of the model's node tables, optionally followed by whole dense
+parameters; every other parameter fixed), and
 curvature operators ``v -> (H + \lambda I) v`` over it, never forming :math:`H`.
 """
 from __future__ import annotations
@@ -24,49 +25,90 @@ __all__ = ["NodeRows", "rows_function", "objective_function", "HessianOperator",
 
 @dataclass
 class NodeRows:
-    """Selected rows of a model's node tables: ``{parameter name: row ids}``.
+    """Selected rows of a model's node tables, ``{parameter name: row ids}``, plus whole dense parameters.
 
-    The flat vector :math:`\\phi` concatenates the selected rows of each table in this order.
+    The flat vector :math:`\\phi` concatenates the selected rows of each table (in the order of
+    ``rows``, each ``[n, d]`` block flattened row-major), then each parameter named in ``dense`` (in
+    that order, flattened). Dense parameters are those shared by all nodes (convolution and linear
+    weights, attention logits): with them in :math:`\\phi` an influence step also updates what they
+    learned from the removed data.
     """
     rows: dict[str, Tensor]
+    dense: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        self.dense = tuple(self.dense)
+        both = set(self.rows) & set(self.dense)
+        if both:
+            raise ValueError(f"parameters both as rows and dense: {sorted(both)}")
+        if len(set(self.dense)) != len(self.dense):
+            raise ValueError(f"repeated dense parameters: {self.dense}")
 
     @classmethod
-    def from_node_mask(cls, model, mask: Tensor, num_users: int) -> "NodeRows":
-        """Rows of every node table for the nodes of a homogeneous ``[U + I]`` mask."""
+    def from_node_mask(cls, model, mask: Tensor, num_users: int, dense: bool = True) -> "NodeRows":
+        """Rows of every node table for the nodes of a homogeneous ``[U + I]`` mask.
+
+        ``dense``: also include, whole, every trainable (``requires_grad``) parameter that is not a node
+        table, in the order of ``model.named_parameters()``. Models whose only parameters are node tables
+        (MF, LightGCN) get ``dense == ()`` either way.
+        """
         ids = {"user": mask[:num_users].nonzero().flatten(), "item": mask[num_users:].nonzero().flatten()}
-        return cls({name: ids[node_type] for name, node_type in model.node_parameters().items()})
+        nodes = model.node_parameters()
+        extra = tuple(name for name, p in model.named_parameters() if p.requires_grad and name not in nodes) \
+            if dense else ()
+        return cls({name: ids[node_type] for name, node_type in nodes.items()}, extra)
+
+    @property
+    def has_dense(self) -> bool:
+        """Whether :math:`\\phi` holds dense (non-node) parameters."""
+        return bool(self.dense)
 
     def gather(self, model) -> Tensor:
-        """:math:`\\phi` of ``model``: the selected rows, flattened (detached copy)."""
+        """:math:`\\phi` of ``model``: the selected rows then the dense parameters, flattened (detached copy)."""
         params = dict(model.named_parameters())
-        return torch.cat([params[name].detach()[rows].flatten() for name, rows in self.rows.items()])
+        parts = [params[name].detach()[rows].flatten() for name, rows in self.rows.items()]
+        parts += [params[name].detach().flatten() for name in self.dense]
+        return torch.cat(parts)
 
     def tables(self, model, phi: Tensor) -> dict[str, Tensor]:
-        """Full tables with the selected rows replaced by ``phi`` (differentiable in ``phi``)."""
+        """Full tables with the selected rows replaced by ``phi``, and the dense parameters as views of
+        ``phi`` in their shapes (all differentiable in ``phi``): ``{parameter name: tensor}``."""
+        if phi.numel() != self.numel(model):
+            raise ValueError(f"phi has {phi.numel()} entries, the rows and dense parameters {self.numel(model)}")
         params, out, start = dict(model.named_parameters()), {}, 0
         for name, rows in self.rows.items():
             base = params[name].detach()
             size = rows.numel() * base.size(1)
             out[name] = base.index_put((rows,), phi[start:start + size].view(rows.numel(), base.size(1)))
             start += size
+        for name in self.dense:
+            size = params[name].numel()
+            out[name] = phi[start:start + size].view(params[name].shape)
+            start += size
         return out
 
     def write(self, model, phi: Tensor) -> None:
-        """Writes ``phi`` into the model's tables in place (use on a copy)."""
+        """Writes ``phi`` into the model's tables and dense parameters in place (use on a copy)."""
         with torch.no_grad():
             for name, table in self.tables(model, phi).items():
                 model.get_parameter(name).copy_(table)
 
     def numel(self, model) -> int:
+        """Size of :math:`\\phi`."""
         params = dict(model.named_parameters())
-        return sum(rows.numel() * params[name].size(1) for name, rows in self.rows.items())
+        return (sum(rows.numel() * params[name].size(1) for name, rows in self.rows.items())
+                + sum(params[name].numel() for name in self.dense))
 
     def __repr__(self) -> str:
-        return "NodeRows(" + ", ".join(f"{k}: {v.numel()}" for k, v in self.rows.items()) + ")"
+        text = ", ".join(f"{k}: {v.numel()}" for k, v in self.rows.items())
+        if self.dense:
+            text += "; dense: " + ", ".join(self.dense)
+        return "NodeRows(" + text + ")"
 
 
 def rows_function(model, rows: NodeRows, forward: Callable) -> Callable[[Tensor], Tensor]:
-    """``phi -> forward(model_phi)`` where ``model_phi`` is ``model`` with ``rows`` replaced by ``phi``.
+    """``phi -> forward(model_phi)`` where ``model_phi`` is ``model`` with ``rows`` (and its dense
+    parameters) replaced by ``phi``.
 
     ``forward`` receives a callable ``score(graph, edge_label_index)`` running the model statelessly.
     """

@@ -1,5 +1,6 @@
 """One Unlearner per method, one interface: ``Method(model, graph, objective, ...).unlearn(request)``."""
-from .base import Unlearner, UnlearnResult
+from .base import Unlearner, UnlearningFailed, UnlearnResult
+from .finetune import FineTune
 from .ifru import IFRU, IFRUConfig
 from .receraser import RecEraser, balanced_partition
 from .retrain import Retrain
@@ -8,6 +9,6 @@ from .sharding import ShardAttention, ShardedRecommender
 from .sisa import SISA
 from .unlearnrec import InfluenceEncoder, UnlearnRec, UnlearnRecConfig, influence_dependency_matrix
 
-__all__ = ["Unlearner", "UnlearnResult", "Retrain", "IFRU", "IFRUConfig", "SCIF", "substitute_labels", "SISA", "RecEraser", "ShardedRecommender",
+__all__ = ["Unlearner", "UnlearnResult", "UnlearningFailed", "Retrain", "FineTune", "IFRU", "IFRUConfig", "SCIF", "substitute_labels", "SISA", "RecEraser", "ShardedRecommender",
            "ShardAttention", "balanced_partition",
            "UnlearnRec", "UnlearnRecConfig", "InfluenceEncoder", "influence_dependency_matrix"]

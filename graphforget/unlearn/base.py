@@ -12,7 +12,11 @@ from torch_geometric.data import HeteroData
 from ..data.interactions import EDGE, edge_positions, edge_subgraph
 from ..objectives import Objective
 
-__all__ = ["Unlearner", "UnlearnResult"]
+__all__ = ["Unlearner", "UnlearnResult", "UnlearningFailed"]
+
+
+class UnlearningFailed(RuntimeError):
+    """A method could not produce a result it trusts, and its policy is to raise (see ``info["reason"]``)."""
 
 
 @dataclass
@@ -50,9 +54,11 @@ class Unlearner:
         """Forgets the ``[2, R]`` (user, item) edges of ``request``.
 
         Raises:
-            ValueError: for a badly shaped request, unknown ids, duplicates or pairs that are not edges.
+            ValueError: for a badly shaped request, unknown ids, duplicates or pairs that are not edges,
+                or a model with non-finite parameters.
         """
         start = time.perf_counter()
+        check_finite(self.model)
         device = self.graph[EDGE].edge_index.device
         request = torch.as_tensor(request).to(device)
         positions = edge_positions(self.graph, request)
@@ -71,6 +77,13 @@ class Unlearner:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={type(self.model).__name__}, objective={self.objective})"
+
+
+def check_finite(model: torch.nn.Module) -> None:
+    """Raises ``ValueError`` naming the parameters of ``model`` that hold a NaN or an infinity."""
+    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise ValueError(f"the model has non-finite parameters: {', '.join(bad)}")
 
 
 def _sync(device: torch.device) -> None:

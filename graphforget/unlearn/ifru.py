@@ -16,17 +16,28 @@ from ..influence import (SOLVERS, DotProductOperator, GaussNewtonOperator, Hessi
                          node_ids, objective_function, rows_function, scoring_graph, select_nodes, solve,
                          training_terms)
 from ..objectives import Objective
-from .base import Unlearner
+from .base import Unlearner, UnlearningFailed
 
 __all__ = ["IFRU", "IFRUConfig"]
 
 CURVATURES = ("exact", "gauss_newton", "mf_surrogate")
 CURVATURE_OF = ("original", "remaining")
+#: What :class:`IFRU` does when no step passes its checks: ``keep`` the model (and warn), ``raise``
+#: :class:`~graphforget.unlearn.UnlearningFailed`, or ``apply`` the last step anyway (and warn).
+ON_FAILURE = ("keep", "raise", "apply")
+#: Factor by which the damping grows after a rejected step (Levenberg-Marquardt).
+DAMPING_GROWTH = 10.0
 
 
 @dataclass
 class IFRUConfig:
     """Options of :class:`IFRU`.
+
+    The default is the robust step for models as users train them (Adam, early stopping, little or no
+    L2): the paper's influence step on the remaining objective's curvature, damped by the *implicit
+    ridge* of the trained point, and applied only when it passes an acceptance test (see :class:`IFRU`).
+    :meth:`paper` is the paper's exact step; :meth:`newton` iterates Newton steps for models trained to
+    a stationary point.
 
     Args:
         spillover: add the spillover influence of the changed computational graph (``D_c``).
@@ -34,28 +45,34 @@ class IFRUConfig:
             importance reaches). The request's own users and items are always kept.
         hops: orders of importance propagation :math:`K` (``None``: the model's receptive field).
         solver: ``cg`` (default), ``lissa``, ``adam`` (the paper's) or ``direct``.
-        damping: :math:`\\lambda` added to the Hessian (it may be indefinite).
+        damping: :math:`\\lambda` added to the curvature. ``"auto"`` (default): the implicit ridge
+            :math:`\\hat\\lambda = \\max(0, -\\langle \\nabla_\\phi L(\\hat\\theta; D), \\hat\\phi\\rangle /
+            \\lVert\\hat\\phi\\rVert^2)`, the L2 strength under which the trained point would be
+            stationary (early stopping acts as such a ridge; 0 at a stationary point).
         relative_damping: adds ``relative_damping`` times the mean diagonal of the curvature
-            (Hutchinson's estimate from 4 random sign vectors) to :math:`\\lambda`: a scale-free damping for
-            models trained with little L2, whose curvature is nearly singular in many directions.
-        tol: relative residual at which the solver stops.
+            (Hutchinson's estimate from 4 random sign vectors) to :math:`\\lambda`.
+        tol: relative residual at which the solver stops; a solve that does not reach it is rejected.
         max_iter: solver iteration cap.
         lr: Adam's learning rate (``solver='adam'``; the paper searches 1e-4..1e-2).
         newton_steps: 1 is the paper; more iterate Newton steps on the new objective (our extension).
         curvature: ``gauss_newton`` (default): :math:`J^\\top \\nabla^2_z \\ell\\, J + \\lambda_2 I` of the real
             objective through the propagation, positive definite; ``exact``: the full Hessian, which is
-            indefinite at an early-stopped (non-stationary) point, where CG then stops on negative
-            curvature; both coincide at a well-fitted optimum. ``mf_surrogate``: the authors' code, an
+            indefinite at an early-stopped (non-stationary) point; ``mf_surrogate``: the authors' code, an
             MF-style Hessian on the layer-0 embeddings even for LightGCN (for comparison only).
-        curvature_of: ``original`` (the paper): the first step's curvature is that of
-            :math:`L(\\hat\\theta; D)`; ``remaining`` (our extension): that of :math:`L(\\hat\\theta; D \\setminus D_r)`,
-            which makes the first step a Newton step on the new objective (at a stationary
-            :math:`\\hat\\theta`, :math:`g = -\\nabla L(\\hat\\theta; D \\setminus D_r)`). Later steps always use it.
-        line_search: scale each Newton step on the new objective by the largest :math:`2^{-j}`
-            (:math:`j < 10`) that does not increase it (0 when none does, which ends the iterations): a
-            safeguard for later Gauss-Newton steps, which can overshoot, and for the ``exact`` curvature,
-            which is indefinite away from a minimum. Not applied to a step on the original curvature
-            (the paper's influence step is not a descent step of any objective).
+        curvature_of: ``remaining`` (default): the curvature of :math:`L(\\hat\\theta; D \\setminus D_r)`,
+            which makes the step a Newton step on the new objective; ``original`` (the paper): that of
+            :math:`L(\\hat\\theta; D)`. Later Newton steps always use the remaining one.
+        line_search: scale each later Newton step by the largest :math:`2^{-j}` (:math:`j < 10`) that does
+            not increase the objective of the acceptance test (0 when none does, which ends the iterations).
+        min_ratio: the acceptance test: the actual decrease of the test's objective over the decrease
+            its quadratic model predicts must be at least this (a trust-region ratio).
+        retries: rejected steps are solved again with the damping multiplied by 10 (from 1% of the mean
+            curvature diagonal when it is 0), at most this many times.
+        on_failure: what happens when no step is accepted: ``keep`` (the model unchanged, a warning),
+            ``raise`` (:class:`~graphforget.unlearn.UnlearningFailed`) or ``apply`` (the last finite
+            step, a warning). Either way ``info["trusted"]`` is ``False`` and ``info["reason"]`` says why.
+        dense: also solve for the model's dense (non-node) parameters, which saw every edge; models with
+            only node tables (MF, LightGCN) have none.
         locality: compute on the k-hop computation subgraph (needs ``model.supports_edge_weight``;
             models without it always run on the whole graph).
         fast: closed-form curvature products for dot-product models over a linear embedding (MF,
@@ -66,32 +83,46 @@ class IFRUConfig:
     prune: tuple[float, ...] | None = None
     hops: int | None = None
     solver: str = "cg"
-    damping: float = 0.0
+    damping: float | str = "auto"
     relative_damping: float = 0.0
     tol: float = 1e-4
     max_iter: int = 200
     lr: float = 1e-3
     newton_steps: int = 1
     curvature: str = "gauss_newton"
-    curvature_of: str = "original"
+    curvature_of: str = "remaining"
     line_search: bool = False
+    min_ratio: float = 0.5
+    retries: int = 4
+    on_failure: str = "keep"
+    dense: bool = True
     locality: bool = True
     fast: bool = True
 
     def __post_init__(self):
-        if self.solver not in SOLVERS:
-            raise ValueError(f"unknown solver {self.solver!r}; known: {sorted(SOLVERS)}")
-        if self.curvature not in CURVATURES:
-            raise ValueError(f"unknown curvature {self.curvature!r}; known: {CURVATURES}")
-        if self.curvature_of not in CURVATURE_OF:
-            raise ValueError(f"unknown curvature_of {self.curvature_of!r}; known: {CURVATURE_OF}")
+        choices = {"solver": (self.solver, tuple(SOLVERS)), "curvature": (self.curvature, CURVATURES),
+                   "curvature_of": (self.curvature_of, CURVATURE_OF), "on_failure": (self.on_failure, ON_FAILURE)}
+        for name, (value, known) in choices.items():
+            if value not in known:
+                raise ValueError(f"IFRUConfig.{name}: unknown value {value!r}; known: {', '.join(known)}")
         if self.prune is not None and not all(0 <= a <= 1 for a in self.prune):
-            raise ValueError(f"pruning ratios must lie in [0, 1], got {self.prune}")
-        if (self.damping < 0 or self.relative_damping < 0 or self.tol <= 0 or self.max_iter < 1
-                or self.newton_steps < 1):
-            raise ValueError(f"invalid IFRUConfig: {self}")
-        if self.hops is not None and self.hops < 0:
-            raise ValueError("hops must be >= 0")
+            raise ValueError(f"IFRUConfig.prune: ratios must lie in [0, 1], got {self.prune}")
+        if self.damping != "auto" and not (isinstance(self.damping, (int, float)) and self.damping >= 0):
+            raise ValueError(f"IFRUConfig.damping: 'auto' or a number >= 0, got {self.damping!r}")
+        bounds = {"relative_damping": self.relative_damping >= 0, "tol": self.tol > 0, "max_iter": self.max_iter >= 1,
+                  "newton_steps": self.newton_steps >= 1, "min_ratio": self.min_ratio >= 0,
+                  "retries": self.retries >= 0, "hops": self.hops is None or self.hops >= 0}
+        for name, valid in bounds.items():
+            if not valid:
+                raise ValueError(f"IFRUConfig.{name}: invalid value {getattr(self, name)!r}")
+
+    @classmethod
+    def paper(cls, **changes) -> "IFRUConfig":
+        """The paper's step exactly: no damping, the original objective's curvature, no retry, and the
+        step applied even when it fails the acceptance test (then with a warning and
+        ``info["trusted"] = False``). For comparison: on early-stopped models it can wreck the model."""
+        options = {"damping": 0.0, "curvature_of": "original", "retries": 0, "on_failure": "apply"}
+        return cls(**{**options, **changes})
 
     @classmethod
     def newton(cls, receptive_field: int, steps: int = 8, **changes) -> "IFRUConfig":
@@ -111,6 +142,44 @@ class IFRUConfig:
         return {**options, "lr": self.lr} if self.solver == "adam" else options
 
 
+@dataclass
+class _Region:
+    """Where a request acts: :math:`\\phi` (the kept nodes' rows) and the node masks around it."""
+    rows: NodeRows
+    phi: Tensor
+    kept_mask: Tensor
+    affected: Tensor  # within K hops of V(D_r): the nodes whose outputs the removal changes
+    reach: Tensor  # within K hops of the kept nodes: the nodes whose outputs depend on phi
+
+
+class _TiltedObjective:
+    r"""The new objective as seen from the trained point, over the terms that reach :math:`\phi`:
+
+    .. math::
+        T(\phi) = L(\phi; D \setminus D_r) - \langle \nabla L(\hat\phi; D), \phi - \hat\phi \rangle
+                  + \tfrac{\lambda}{2} \lVert \phi - \hat\phi \rVert^2 .
+
+    The tilt makes :math:`\hat\phi` stationary on the full data (an early-stopped model is not), so
+    :math:`T` moves its minimiser only because of the removal, and its Newton step at :math:`\hat\phi`
+    is IFRU's step :math:`(H + \lambda I)^{-1} g`. At a stationary point the tilt vanishes.
+    """
+
+    def __init__(self, value, gradient, tilt: Tensor, phi: Tensor):
+        self.value, self.new_gradient, self.tilt, self.phi0 = value, gradient, tilt, phi
+        self.damping = 0.0
+
+    def __call__(self, phi: Tensor) -> Tensor:
+        shift = (phi - self.phi0).double()
+        return self.value(phi) - self.tilt.double().dot(shift) + 0.5 * self.damping * shift.pow(2).sum()
+
+
+    def implicit_ridge(self) -> float:
+        """:math:`\\max(0, -\\langle \\nabla L(\\hat\\phi; D), \\hat\\phi\\rangle / \\lVert\\hat\\phi\\rVert^2)`:
+        the L2 strength at which the trained point would be stationary (least squares)."""
+        norm = float(self.phi0.pow(2).sum())
+        return max(0.0, -float(self.tilt.dot(self.phi0)) / norm) if norm > 0 else 0.0
+
+
 class IFRU(Unlearner):
     r"""Influence-function unlearning with spillover, k-hop locality and importance pruning.
 
@@ -121,10 +190,20 @@ class IFRU(Unlearner):
             + \sum_{D_c} \big( \ell(f_\theta(u,i; D), y) - \ell(f_\theta(u,i; D_{-r}), y) \big) \Big]_{\hat\theta},
         \qquad \phi' = \hat\phi + (H_{\phi\phi} + \lambda I)^{-1} g ,
 
-    where :math:`\phi` are the embedding rows of the nodes kept by pruning, :math:`D_c` the remaining
-    terms scoring a node within :math:`K` hops of the request's nodes (:math:`K` = receptive field),
-    and :math:`H` the Hessian of :math:`L` (never formed: Hessian-vector products). All terms are
-    computed on the computation subgraph that can reach :math:`\phi`.
+    where :math:`\phi` are the embedding rows of the nodes kept by pruning (and, by default, the
+    model's dense parameters), :math:`D_c` the remaining terms scoring a node within :math:`K` hops of
+    the request's nodes (:math:`K` = receptive field), and :math:`H` the curvature of :math:`L` (never
+    formed: curvature-vector products). All terms are computed on the computation subgraph that can
+    reach :math:`\phi`.
+
+    **Trust.** Models trained with early stopping and little L2 are not stationary and their curvature
+    is nearly singular: the undamped step moves far along directions training never moved along.
+    By default :math:`\lambda` is the implicit ridge of the trained point (:class:`IFRUConfig`), the
+    step is a Newton step of the tilted new objective :math:`T` (:class:`_TiltedObjective`), and it is
+    accepted only when the solve converged, everything is finite and :math:`T` decreased by at least
+    ``min_ratio`` of what its quadratic model predicts. A rejected step is solved again with 10x the
+    damping (Levenberg-Marquardt), up to ``retries`` times; then ``on_failure`` decides, and
+    ``info["trusted"]`` / ``info["reason"]`` report the outcome.
 
     Args:
         model, graph, objective: the trained model, its training graph and objective.
@@ -144,79 +223,155 @@ class IFRU(Unlearner):
             self._subgraphs = {}  # holds graphs: never keep them past the call
 
     def _influence(self, request: Tensor, positions: Tensor, remaining: HeteroData):
-        cfg, graph, model = self.config, self.graph, self.model
         clock = _PhaseClock()
-        users, depth = num_users(graph), model.receptive_field
-        request_nodes = node_ids(request, users)
-
-        # phi: the embedding rows of the nodes that pruning keeps (the request's endpoints always).
-        scores = importance_scores(graph, request, depth if cfg.hops is None else cfg.hops)
-        kept_mask = select_nodes(scores, cfg.prune, always=request_nodes)
-        kept = kept_mask.nonzero().flatten()
-        rows = NodeRows.from_node_mask(model, kept_mask, users)
-        phi = rows.gather(model)
+        region = self._select(request)
         clock.lap("select")
-
-        # D_c: remaining terms scoring a node whose output the removal changes (K hops of V(D_r)).
-        region = k_hop_mask(graph, request_nodes, depth)
-        removed = training_terms(self.objective, graph, positions)
-        affected = removed.select(torch.zeros(len(removed), dtype=torch.bool, device=removed.target.device))
-        if cfg.spillover and depth > 0:
-            affected = local_terms(self.objective, remaining, region)
+        removed = training_terms(self.objective, self.graph, positions)
+        affected = self._affected_terms(removed, region, remaining)
         clock.lap("affected")
-
-        # Nodes whose outputs depend on phi: the same in both graphs, since the request's endpoints are kept.
-        reach = k_hop_mask(graph, kept, depth)
-        gradient = self._gradient(rows, phi, removed, affected.select(affected.touches(reach, users)), remaining)
+        gradient = self._gradient(region.rows, region.phi, removed,
+                                  affected.select(affected.touches(region.reach, num_users(self.graph))), remaining)
         replaced = self._replacement_terms(removed, request, remaining)
         if replaced is not None:  # SCIF: the removed terms come back with substitute labels
-            gradient = gradient - self._loss_gradient(rows, phi, replaced, graph)
+            gradient = gradient - self._loss_gradient(region.rows, region.phi, replaced, self.graph)
+        target = self._tilted_objective(region, remaining, replaced)
         clock.lap("gradient")
-
-        solves, local = [], {}
-        for step in range(cfg.newton_steps):
-            # Step 0 is the paper's influence step (on the original objective's curvature unless
-            # curvature_of says otherwise); later steps (our extension) are Newton steps on the new
-            # objective from the current point.
-            newton = step > 0 or cfg.curvature_of == "remaining"
-            base = remaining if newton else graph
-            if newton not in local:
-                local[newton] = local_terms(self.objective, base, reach)
-            # The MF surrogate's curvature reads only the terms scoring a kept node directly.
-            curvature_terms = (local_terms(self.objective, base, kept_mask) if cfg.curvature == "mf_surrogate"
-                               else local[newton])
-            rhs = gradient if step == 0 else -self._objective_grad(rows, phi, local[True], remaining)
-            operator = _damped(self._curvature(rows, curvature_terms, base, phi), cfg.relative_damping, phi)
-            result = solve(cfg.solver, operator, rhs.detach(), **cfg.solver_options())
-            del operator
-            delta, stats = result.x, {**result.stats(), "rhs_norm": float(rhs.norm())}
-            if cfg.line_search and newton:
-                stats["step_size"] = _backtrack(self._terms_fn(rows, local[True], remaining, True), phi, delta)
-                delta = stats["step_size"] * delta if stats["step_size"] > 0 else torch.zeros_like(phi)
-            phi = phi + delta
-            solves.append(stats)
-            if stats.get("step_size") == 0:  # no descent along Newton's direction: stop there
-                if step == 0:
-                    warnings.warn("IFRU: the line search rejected the first step, so the model is returned "
-                                  "unchanged; the model is probably far from a stationary point of its objective "
-                                  "(train it with TrainConfig(optimizer='lbfgs'))", RuntimeWarning, stacklevel=3)
-                break
+        phi, outcome = self._solve(region, gradient.detach(), target, remaining)
         clock.lap("solve")
-
-        new_model = copy.deepcopy(model)
-        rows.write(new_model, phi)
+        new_model = copy.deepcopy(self.model)
+        region.rows.write(new_model, phi)
         clock.lap("write")
         info = {
             "request_edges": request.size(1),
-            "affected_nodes": int(region.sum()),
+            "affected_nodes": int(region.affected.sum()),
             "affected_terms": len(affected),
-            "kept_nodes": kept.numel(),
-            "kept_parameters": phi.numel(),
-            "solver": solves[0] if len(solves) == 1 else solves,
+            "kept_nodes": int(region.kept_mask.sum()),
+            "kept_parameters": region.phi.numel(),
+            **outcome,
             "phase_seconds": clock.phases,
             "threads": torch.get_num_threads(),
         }
         return new_model, info
+
+    def _select(self, request: Tensor) -> _Region:
+        """phi: the rows of the nodes that pruning keeps (the request's endpoints always)."""
+        cfg, graph, model = self.config, self.graph, self.model
+        users, depth = num_users(graph), model.receptive_field
+        request_nodes = node_ids(request, users)
+        scores = importance_scores(graph, request, depth if cfg.hops is None else cfg.hops)
+        kept_mask = select_nodes(scores, cfg.prune, always=request_nodes)
+        # The MF surrogate has no curvature for dense parameters: they are left out of it.
+        rows = NodeRows.from_node_mask(model, kept_mask, users, dense=cfg.dense and cfg.curvature != "mf_surrogate")
+        # Nodes whose outputs depend on phi: the same in both graphs, since the request's endpoints are kept.
+        reach = k_hop_mask(graph, kept_mask.nonzero().flatten(), depth)
+        if rows.has_dense:  # dense parameters reach every output
+            reach = torch.ones_like(reach)
+        return _Region(rows, rows.gather(model), kept_mask, k_hop_mask(graph, request_nodes, depth), reach)
+
+    def _affected_terms(self, removed: Terms, region: _Region, remaining: HeteroData) -> Terms:
+        """D_c: remaining terms scoring a node whose output the removal changes (K hops of V(D_r))."""
+        if self.config.spillover and self.model.receptive_field > 0:
+            return local_terms(self.objective, remaining, region.affected)
+        return removed.select(torch.zeros(len(removed), dtype=torch.bool, device=removed.target.device))
+
+    def _tilted_objective(self, region: _Region, remaining: HeteroData, replaced: Terms | None) -> _TiltedObjective:
+        """:math:`T` of the acceptance test over the terms that reach phi (see :class:`_TiltedObjective`)."""
+        rows, phi = region.rows, region.phi
+        original = self._local(self.graph, region.reach)
+        new = self._local(remaining, region.reach)
+        pieces = [(new, remaining, True)] + ([] if replaced is None else [(replaced, self.graph, False)])
+        functions = [self._terms_fn(rows, terms, graph, l2) for terms, graph, l2 in pieces]
+
+        def value(x):
+            return sum(fn(x) for fn in functions)
+
+        def gradient(x):
+            total = self._objective_grad(rows, x, new, remaining)
+            return total if replaced is None else total + self._loss_gradient(rows, x, replaced, self.graph)
+        return _TiltedObjective(value, gradient, self._objective_grad(rows, phi, original, self.graph).detach(), phi)
+
+    def _local(self, graph: HeteroData, mask: Tensor) -> Terms:
+        """The terms of ``graph`` that score a node of ``mask``, built once per call."""
+        key = ("local", id(graph), id(mask))
+        if key not in self._subgraphs:
+            self._subgraphs[key] = (graph, mask, local_terms(self.objective, graph, mask))
+        return self._subgraphs[key][2]
+
+    def _solve(self, region: _Region, gradient: Tensor, target: _TiltedObjective, remaining: HeteroData):
+        """The accepted first step, then the Newton extension's steps; returns phi and the info entries."""
+        cfg, phi = self.config, region.phi
+        implicit = target.implicit_ridge() if cfg.damping == "auto" else None
+        base = remaining if cfg.curvature_of == "remaining" else self.graph
+        outcome = {"implicit_ridge": implicit, "attempts": []}
+        step, reason = None, None
+        if not torch.isfinite(gradient).all():
+            reason = "the gradient of the removed terms is not finite"
+        else:
+            curvature = self._curvature(region.rows, self._curvature_terms(base, region), base, phi)
+            start = (implicit if implicit is not None else float(cfg.damping))
+            start += cfg.relative_damping * _mean_diagonal(curvature, phi) if cfg.relative_damping else 0.0
+            step, reason = self._first_step(curvature, gradient, target, start, outcome["attempts"])
+        outcome["damping"] = target.damping
+        solves = [outcome["attempts"][-1]] if outcome["attempts"] else []
+        new_phi = phi + step if reason is None else self._settle(phi, step, reason)
+        if new_phi is not phi:  # a step was applied: the Newton extension goes on from there
+            if cfg.line_search:
+                solves[0]["step_size"] = 1.0
+            new_phi = self._newton_steps(region, new_phi, target, remaining, solves)
+        outcome.update(trusted=reason is None, reason=reason, solver=solves[0] if len(solves) == 1 else solves)
+        return new_phi, outcome
+
+    def _curvature_terms(self, base: HeteroData, region: _Region) -> Terms:
+        # The MF surrogate's curvature reads only the terms scoring a kept node directly.
+        return self._local(base, region.kept_mask if self.config.curvature == "mf_surrogate" else region.reach)
+
+    def _first_step(self, curvature, rhs: Tensor, target: _TiltedObjective, damping: float, attempts: list):
+        """Levenberg-Marquardt on the influence step: solve, test, and on rejection grow the damping."""
+        cfg, phi = self.config, target.phi0
+        step = None
+        for attempt in range(cfg.retries + 1):
+            if attempt:
+                damping = DAMPING_GROWTH * damping if damping > 0 else 0.01 * _mean_diagonal(curvature, phi)
+            target.damping = damping
+            operator = _shifted(curvature, damping)
+            result = solve(cfg.solver, operator, rhs, **cfg.solver_options())
+            check = _acceptance(target, result, rhs, operator, cfg)
+            attempts.append({**result.stats(), "rhs_norm": float(rhs.norm()), "damping": damping, **check})
+            if torch.isfinite(result.x).all():
+                step = result.x
+            if check["reason"] is None:
+                return result.x, None
+        return step, attempts[-1]["reason"]
+
+    def _newton_steps(self, region: _Region, phi: Tensor, target: _TiltedObjective, remaining: HeteroData,
+                      solves: list) -> Tensor:
+        """Our extension: Newton steps on the new objective itself from the accepted first step (damped
+        with the first step's damping, line-searched): for stationary models, where the tilt vanishes."""
+        cfg, rows = self.config, region.rows
+        for _ in range(1, cfg.newton_steps):
+            rhs = -target.new_gradient(phi).detach()
+            curvature = self._curvature(rows, self._local(remaining, region.reach), remaining, phi)
+            result = solve(cfg.solver, _shifted(curvature, target.damping), rhs, **cfg.solver_options())
+            stats = {**result.stats(), "rhs_norm": float(rhs.norm())}
+            size = (_backtrack(target.value, phi, result.x) if cfg.line_search
+                    else float(torch.isfinite(result.x).all()))
+            stats["step_size"] = size
+            solves.append(stats)
+            if size == 0:  # no descent along Newton's direction: stop there
+                break
+            phi = phi + size * result.x
+        return phi
+
+    def _settle(self, phi: Tensor, step: Tensor | None, reason: str) -> Tensor:
+        """The failure policy (``on_failure``) once no step was accepted."""
+        policy = self.config.on_failure
+        if policy == "raise":
+            raise UnlearningFailed(f"IFRU: {reason}")
+        applied = policy == "apply" and step is not None
+        warnings.warn(f"IFRU: {reason}; " + ("the step was applied anyway" if applied else
+                      "the model is returned unchanged") + " (info['trusted'] is False)", RuntimeWarning,
+                      stacklevel=6)
+        return phi + step if applied else phi
 
     def _scoring_graph(self, graph: HeteroData, terms: Terms) -> HeteroData:
         """:func:`~graphforget.influence.scoring_graph` of the terms, built once per call."""
@@ -237,7 +392,7 @@ class IFRU(Unlearner):
         """Gradient in phi of the terms' summed loss on ``graph`` (no L2)."""
         if len(terms) == 0:
             return torch.zeros_like(phi)
-        if self._closed_form():
+        if self._closed_form(rows):
             sub = self._scoring_graph(graph, terms)
             return dot_product_gradient(self.model, rows, phi, terms, sub, self.objective)
         x = phi.detach().requires_grad_(True)
@@ -249,49 +404,72 @@ class IFRU(Unlearner):
         return (self._loss_gradient(rows, phi, removed.cat(affected), self.graph)
                 - self._loss_gradient(rows, phi, affected, remaining))
 
-    def _closed_form(self) -> bool:
+    def _closed_form(self, rows: NodeRows) -> bool:
         """Whether curvature products and gradients can take the dot-product closed form."""
-        return self.config.fast and has_linear_dot_product(self.model)
+        return self.config.fast and has_linear_dot_product(self.model) and not rows.has_dense
 
     def _objective_grad(self, rows, phi, terms: Terms, graph: HeteroData) -> Tensor:
         return self._loss_gradient(rows, phi, terms, graph) + self.objective.l2 * phi
 
     def _curvature(self, rows: NodeRows, terms: Terms, graph: HeteroData, phi: Tensor):
+        """The undamped curvature operator of the terms' objective (with its explicit L2) at ``phi``."""
         cfg, objective = self.config, self.objective
-        if cfg.curvature != "mf_surrogate" and self._closed_form():
+        if cfg.curvature != "mf_surrogate" and self._closed_form(rows):
             sub = self._scoring_graph(graph, terms)
-            return DotProductOperator(self.model, rows, phi, terms, sub, objective, cfg.curvature == "exact",
-                                      cfg.damping)
+            return DotProductOperator(self.model, rows, phi, terms, sub, objective, cfg.curvature == "exact")
         if cfg.curvature == "exact":
-            return HessianOperator(self._terms_fn(rows, terms, graph, True), phi, cfg.damping)
+            return HessianOperator(self._terms_fn(rows, terms, graph, True), phi)
         if cfg.curvature == "gauss_newton":
             sub = self._scoring_graph(graph, terms)
             logits = rows_function(self.model, rows, lambda score: score(sub, terms.edge_label_index))
-            return GaussNewtonOperator(logits, lambda z: objective.losses(z, terms.target).sum(), phi,
-                                       objective.l2, cfg.damping)
+            return GaussNewtonOperator(logits, lambda z: objective.losses(z, terms.target).sum(), phi, objective.l2)
+
         def mf_loss(x):  # layer-0 dot products: the authors' code's Hessian even for LightGCN
             tables = rows.tables(self.model, x)
             user, item = (tables[name] for name in self.model.node_parameters())
             eli = terms.edge_label_index
             logits = (user[eli[0]] * item[eli[1]]).sum(-1)
             return objective.losses(logits, terms.target).sum() + 0.5 * objective.l2 * x.pow(2).sum()
-        return HessianOperator(mf_loss, phi, cfg.damping)
+        return HessianOperator(mf_loss, phi)
 
     def __repr__(self) -> str:
         return f"IFRU(model={type(self.model).__name__}, objective={self.objective}, config={self.config})"
 
 
-def _damped(operator, relative: float, like: Tensor, probes: int = 4):
-    """``operator`` plus ``relative`` times its mean diagonal (Hutchinson: mean of v.Av / n, v = +-1)."""
-    if relative == 0:
-        return operator
+def _mean_diagonal(operator, like: Tensor, probes: int = 4) -> float:
+    """Hutchinson's estimate of the operator's mean diagonal: mean of ``v.Av / n`` over random signs ``v``."""
     gen = torch.Generator().manual_seed(0)
     total = 0.0
     for _ in range(probes):
         v = (torch.randint(2, (like.numel(),), generator=gen) * 2 - 1).to(like)
         total += float(v.dot(operator(v))) / like.numel()
-    extra = relative * total / probes
-    return lambda v: operator(v) + extra * v
+    return total / probes
+
+
+def _shifted(operator, damping: float):
+    """``v -> operator(v) + damping * v``."""
+    return operator if damping == 0 else (lambda v: operator(v) + damping * v)
+
+
+def _acceptance(target: _TiltedObjective, result, rhs: Tensor, operator, cfg: IFRUConfig) -> dict:
+    """The acceptance test of a solve: finite, converged, and a decrease of :math:`T` of at least
+    ``min_ratio`` times the decrease its quadratic model :math:`-g^\\top s + \\tfrac12 s^\\top A s` predicts."""
+    step, phi = result.x, target.phi0
+    if not torch.isfinite(step).all():
+        return {"ratio": None, "reason": "the step is not finite"}
+    predicted = float(-rhs.dot(step) + 0.5 * step.dot(operator(step)))
+    actual = float(target(phi + step) - target(phi))
+    ratio = actual / predicted if predicted < 0 else float("nan")
+    check = {"predicted_decrease": -predicted, "actual_decrease": -actual, "ratio": ratio}
+    if not result.converged:
+        reason = (f"the solve did not converge (relative residual {result.residual:.3g} > tol {cfg.tol:g}"
+                  + (", negative curvature met" if result.negative_curvature else "") + ")")
+    elif not ratio >= cfg.min_ratio:
+        reason = (f"the step failed the acceptance test (the objective's actual decrease over its predicted "
+                  f"decrease is {ratio:.3g} < min_ratio {cfg.min_ratio:g})")
+    else:
+        reason = None
+    return {**check, "reason": reason}
 
 
 @torch.no_grad()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 
+import torch
 from torch_geometric.data import HeteroData
 
 from ..objectives import Objective
@@ -22,6 +23,12 @@ class Retrain(Unlearner):
         seed: seed of the fresh initialisation.
         warm_start: start from the trained parameters instead of a fresh initialisation (to compare
             parameters with an influence update).
+
+    Without ``warm_start``, :meth:`unlearn` checks that ``reset_parameters(seed)`` re-drew every
+    trainable parameter: a parameter left as trained would keep what it learnt from the removed edges.
+
+    Raises:
+        ValueError: from :meth:`unlearn`, when ``reset_parameters`` left trained parameters unchanged.
     """
     name = "retrain"
 
@@ -34,8 +41,27 @@ class Retrain(Unlearner):
         model = copy.deepcopy(self.model)
         if not self.warm_start:
             model.reset_parameters(self.seed)
+            _check_reinitialised(model, self.model)
         result = train(model, remaining, self.objective, self.config, self.val)
         info = {"epochs": result.epochs, "best_epoch": result.best_epoch, "train_seconds": result.seconds}
         if "max_gradient" in result.history[-1]:  # L-BFGS: how stationary the retrained model is
             info["max_gradient"] = result.history[-1]["max_gradient"]
         return model, info
+
+
+def _check_reinitialised(fresh: torch.nn.Module, trained: torch.nn.Module) -> None:
+    """Checks that every trainable parameter of ``fresh`` differs from the same one of ``trained``.
+
+    Args:
+        fresh: a copy of ``trained`` after ``reset_parameters(seed)``.
+        trained: the trained model.
+
+    Raises:
+        ValueError: naming every non-empty trainable parameter that is still equal to the trained one.
+    """
+    old = dict(trained.named_parameters())
+    same = [name for name, param in fresh.named_parameters()
+            if param.requires_grad and param.numel() > 0 and torch.equal(param, old[name])]
+    if same:
+        raise ValueError(f"Retrain: reset_parameters() left these trained parameters unchanged: {', '.join(same)}; "
+                         "override reset_parameters to re-initialise them (see docs/custom_model.rst)")

@@ -43,14 +43,16 @@ class SCIF(IFRU):
         \ell(f_\theta(u,i), \bar y_u)\big) .
 
     Needs a labelled objective (:class:`~graphforget.objectives.BCEObjective`). Solver, damping and
-    curvature options are IFRU's (see :class:`IFRUConfig`); ``hops``, ``spillover`` and ``prune`` are fixed.
+    curvature options, the acceptance test and the failure policy are IFRU's (see :class:`IFRUConfig`);
+    ``hops``, ``spillover``, ``prune`` and ``curvature_of`` (``original``) are fixed.
     """
     name = "scif"
 
     def __init__(self, model, graph: HeteroData, objective: Objective, config: IFRUConfig | None = None):
         if not isinstance(objective, BCEObjective):
             raise ValueError("SCIF substitutes labels, so it needs a labelled objective (BCEObjective)")
-        config = replace(config or IFRUConfig(), hops=0, spillover=False, prune=None)
+        # The new objective keeps the removed terms (relabelled): its curvature is the original one.
+        config = replace(config or IFRUConfig(), hops=0, spillover=False, prune=None, curvature_of="original")
         super().__init__(model, graph, objective, config)
 
     def _replacement_terms(self, removed: Terms, request, remaining: HeteroData) -> Terms:

@@ -1,0 +1,210 @@
+"""NodeRows with dense (non-node) parameters in phi, against hand-written references.
+
+The reference functions below rebuild the model's parameters from phi by hand (no NodeRows.tables) and
+run the model's propagation with a dense adjacency matrix (no message passing), so that they check the
+curvature operators, ``tables`` and ``rows_function`` independently.
+"""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from graphforget import BCEObjective, BPRObjective
+from graphforget.data import make_interactions, propagation_edges
+from graphforget.influence import (GaussNewtonOperator, HessianOperator, NodeRows, objective_function, rows_function,
+                                   training_terms)
+from graphforget.models import MF, Recommender
+
+U, I, D = 6, 5, 3
+USERS, ITEMS = [0, 3], [1, 4]  # the selected nodes
+DENSE = ("layer_logits", "lin.weight", "lin.bias")  # registration order
+
+
+class DenseGCN(Recommender):
+    """One propagation layer, a Linear + tanh on the propagated embeddings, a learned layer weighting."""
+
+    supports_edge_weight = True
+    receptive_field = 1
+
+    def __init__(self, num_users, num_items, embedding_dim):
+        super().__init__(num_users, num_items, embedding_dim)
+        self.layer_logits = nn.Parameter(torch.zeros(2))
+        self.lin = nn.Linear(embedding_dim, embedding_dim)
+
+    def embed(self, graph):
+        edge_index, weight = propagation_edges(graph)
+        user, item = self.user_emb.weight, self.item_emb.weight
+        w = weight.to(user.dtype)[:, None]
+        to_user = torch.zeros_like(user).index_add(0, edge_index[0], w * item.index_select(0, edge_index[1]))
+        to_item = torch.zeros_like(item).index_add(0, edge_index[1], w * user.index_select(0, edge_index[0]))
+        alpha = torch.softmax(self.layer_logits, 0)
+        x = alpha[0] * torch.cat([user, item]) + alpha[1] * torch.tanh(self.lin(torch.cat([to_user, to_item])))
+        return x.split([self.num_users, self.num_items])
+
+
+@pytest.fixture
+def graph():
+    """15 labelled edges; every user has 2-3 items (so BPR has negatives), every item 2-4 users."""
+    edge_index = torch.tensor([[0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 4, 4, 4, 5, 5],
+                               [0, 1, 3, 1, 2, 0, 2, 4, 3, 4, 0, 1, 4, 2, 3]])
+    label = torch.tensor([1., 0., 1., 1., 1., 0., 1., 1., 1., 0., 1., 1., 0., 1., 1.])
+    return make_interactions(edge_index, label, U, I)
+
+
+def _model(seed=0):
+    model = DenseGCN(U, I, D).double()
+    model.reset_parameters(seed)
+    gen = torch.Generator().manual_seed(seed + 100)
+    with torch.no_grad():  # a generic point: no zero weights, unequal layer weights
+        for p in (model.layer_logits, model.lin.weight, model.lin.bias):
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    return model
+
+
+def _mask():
+    mask = torch.zeros(U + I, dtype=torch.bool)
+    mask[USERS] = True
+    mask[[U + i for i in ITEMS]] = True
+    return mask
+
+
+def _reference_logits(model, graph, eli):
+    """``phi -> logits of eli``: parameters rebuilt from phi by hand, propagation by a dense matrix."""
+    edge_index, weight = propagation_edges(graph)
+    adj = torch.zeros(U, I, dtype=torch.float64)
+    adj[edge_index[0], edge_index[1]] = weight.double()
+    users, items = torch.tensor(USERS), torch.tensor(ITEMS)
+    user0, item0 = model.user_emb.weight.detach(), model.item_emb.weight.detach()
+
+    def fn(phi):
+        user, item = user0.clone(), item0.clone()
+        n_u, n_i = len(USERS) * D, len(ITEMS) * D
+        user[users] = phi[:n_u].reshape(len(USERS), D)
+        item[items] = phi[n_u:n_u + n_i].reshape(len(ITEMS), D)
+        rest = phi[n_u + n_i:]
+        logits_, weight_, bias = rest[:2], rest[2:2 + D * D].reshape(D, D), rest[2 + D * D:]
+        assert bias.numel() == D
+        alpha = torch.exp(logits_) / torch.exp(logits_).sum()
+        hu = alpha[0] * user + alpha[1] * torch.tanh((adj @ item) @ weight_.t() + bias)
+        hi = alpha[0] * item + alpha[1] * torch.tanh((adj.t() @ user) @ weight_.t() + bias)
+        return (hu[eli[0]] * hi[eli[1]]).sum(-1)
+    return fn
+
+
+def _columns(operator, n):
+    eye = torch.eye(n, dtype=torch.float64)
+    return torch.stack([operator(eye[:, j]) for j in range(n)], 1)
+
+
+def test_from_node_mask_includes_trainable_dense_parameters():
+    model = _model()
+    rows = NodeRows.from_node_mask(model, _mask(), U)
+    assert rows.dense == DENSE and rows.has_dense
+    assert rows.rows["user_emb.weight"].tolist() == USERS and rows.rows["item_emb.weight"].tolist() == ITEMS
+    assert rows.numel(model) == (len(USERS) + len(ITEMS)) * D + 2 + D * D + D == rows.gather(model).numel()
+    assert repr(rows) == "NodeRows(user_emb.weight: 2, item_emb.weight: 2; dense: layer_logits, lin.weight, lin.bias)"
+    model.layer_logits.requires_grad_(False)  # frozen parameters stay out
+    assert NodeRows.from_node_mask(model, _mask(), U).dense == ("lin.weight", "lin.bias")
+    without = NodeRows.from_node_mask(model, _mask(), U, dense=False)
+    assert without.dense == () and not without.has_dense
+    with pytest.raises(ValueError):
+        NodeRows({"user_emb.weight": torch.tensor([0])}, ("user_emb.weight",))
+
+
+def test_tables_returns_dense_views_of_phi():
+    model = _model()
+    rows = NodeRows.from_node_mask(model, _mask(), U)
+    phi = rows.gather(model) + 0.5
+    tables = rows.tables(model, phi)
+    assert list(tables) == ["user_emb.weight", "item_emb.weight", *DENSE]
+    start = (len(USERS) + len(ITEMS)) * D
+    for name in DENSE:
+        p = model.get_parameter(name)
+        assert tables[name].shape == p.shape and tables[name].data_ptr() == phi[start:].data_ptr()
+        assert torch.equal(tables[name].flatten(), phi[start:start + p.numel()])
+        start += p.numel()
+    leaf = phi.clone().requires_grad_(True)
+    grad = torch.autograd.grad(rows.tables(model, leaf)["lin.weight"].sum(), leaf)[0]
+    assert grad.sum() == D * D and grad[start - D - D * D:start - D].eq(1).all()
+    with pytest.raises(ValueError):
+        rows.tables(model, phi[:-1])
+
+
+def test_gather_write_round_trip():
+    model = _model()
+    rows = NodeRows.from_node_mask(model, _mask(), U)
+    same = copy.deepcopy(model)
+    rows.write(same, rows.gather(model))
+    for (name, a), (_, b) in zip(model.state_dict().items(), same.state_dict().items()):
+        assert torch.equal(a, b), name
+    # A modified phi changes exactly the selected rows and the dense parameters.
+    phi = rows.gather(model) + torch.arange(rows.numel(model), dtype=torch.float64) + 1.0
+    changed = copy.deepcopy(model)
+    rows.write(changed, phi)
+    assert torch.equal(rows.gather(changed), phi)
+    for name, node_type in model.node_parameters().items():
+        selected = torch.zeros(U if node_type == "user" else I, dtype=torch.bool)
+        selected[rows.rows[name]] = True
+        old, new = model.get_parameter(name), changed.get_parameter(name)
+        assert torch.equal(old[~selected], new[~selected])
+        assert (old[selected] != new[selected]).all()
+    for name in DENSE:
+        assert (model.get_parameter(name) != changed.get_parameter(name)).all()
+
+
+@pytest.mark.parametrize("objective", [BCEObjective(l2=0.3), BPRObjective(l2=0.3, seed=1)])
+def test_hessian_with_dense_parameters_matches_autograd(graph, objective):
+    model = _model()
+    rows = NodeRows.from_node_mask(model, _mask(), U)
+    terms = training_terms(objective, graph)
+    eli, target = objective.pairs(graph)
+    assert torch.equal(eli, terms.edge_label_index)
+    logits = _reference_logits(model, graph, eli)
+    x = rows.gather(model) + 0.05 * torch.randn(rows.numel(model), generator=torch.Generator().manual_seed(3),
+                                                dtype=torch.float64)
+    # The functional model equals the hand-written one (and the model itself at the stored point).
+    scored = rows_function(model, rows, lambda score: score(graph, eli))
+    torch.testing.assert_close(scored(x), logits(x), rtol=0, atol=1e-12)
+    torch.testing.assert_close(logits(rows.gather(model)), model(graph, eli), rtol=0, atol=1e-12)
+
+    def reference(phi):
+        return objective.losses(logits(phi), target).sum() + 0.5 * objective.l2 * phi.pow(2).sum()
+
+    hessian = torch.autograd.functional.hessian(reference, x)
+    for locality in (True, False):
+        fn = objective_function(model, objective, terms, graph, rows, locality=locality)
+        torch.testing.assert_close(fn(x), reference(x), rtol=0, atol=1e-10)
+        operator = HessianOperator(fn, x, damping=0.5)
+        torch.testing.assert_close(_columns(operator, x.numel()), hessian + 0.5 * torch.eye(x.numel(), dtype=x.dtype),
+                                   rtol=0, atol=1e-10)
+    # The dense block is not zero: the dense parameters do carry curvature.
+    n_rows = (len(USERS) + len(ITEMS)) * D
+    assert hessian[n_rows:, n_rows:].abs().max() > 1e-3 and hessian[:n_rows, n_rows:].abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("objective", [BCEObjective(l2=0.2), BPRObjective(l2=0.2, seed=1)])
+def test_gauss_newton_with_dense_parameters_matches_jacobian_product(graph, objective):
+    model = _model(1)
+    rows = NodeRows.from_node_mask(model, _mask(), U)
+    terms = training_terms(objective, graph)
+    x = rows.gather(model)
+    logits = _reference_logits(model, graph, terms.edge_label_index)
+    loss = lambda z: objective.losses(z, terms.target).sum()  # noqa: E731
+    jac = torch.autograd.functional.jacobian(logits, x)
+    hz = torch.autograd.functional.hessian(loss, logits(x))
+    reference = jac.t() @ hz @ jac + 0.2 * torch.eye(x.numel(), dtype=x.dtype)
+    operator = GaussNewtonOperator(rows_function(model, rows, lambda score: score(graph, terms.edge_label_index)),
+                                   loss, x, l2=0.2)
+    torch.testing.assert_close(_columns(operator, x.numel()), reference, rtol=0, atol=1e-10)
+
+
+def test_mf_has_no_dense_parameters():
+    model = MF(U, I, D).double()
+    model.reset_parameters(0)
+    rows = NodeRows.from_node_mask(model, _mask(), U)
+    assert rows.dense == () and not rows.has_dense
+    assert repr(rows) == "NodeRows(user_emb.weight: 2, item_emb.weight: 2)"
+    expected = torch.cat([model.user_emb.weight.detach()[USERS].flatten(), model.item_emb.weight.detach()[ITEMS].flatten()])
+    assert torch.equal(rows.gather(model), expected) and rows.numel(model) == expected.numel()
+    assert list(rows.tables(model, expected)) == ["user_emb.weight", "item_emb.weight"]

@@ -1,0 +1,186 @@
+"""The FineTune baseline against a hand-written training loop, its local variant, and Retrain's check
+that ``reset_parameters`` re-draws every trained parameter."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from graphforget.data import EDGE, num_items, num_users, random_edges
+from graphforget.models import MF, LightGCN, Recommender
+from graphforget.objectives import BCEObjective
+from graphforget.pipeline import UNLEARNERS, build_unlearner
+from graphforget.train import TrainConfig, train
+from graphforget.unlearn import FineTune, Retrain
+
+OBJECTIVE = BCEObjective(l2=1e-3)
+CONFIG = TrainConfig(epochs=4, lr=0.05, batch_size=64, patience=0, seed=3)
+
+
+def trained_model(cls, graph, seed: int = 0, **kwargs):
+    model = cls(num_users(graph), num_items(graph), 8, **kwargs)
+    model.reset_parameters(seed)
+    train(model, graph, OBJECTIVE, CONFIG)
+    return model
+
+
+def state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def hand_finetune(model, remaining, objective, config: TrainConfig, epochs: int):
+    """FineTune written out: a copy, a fresh Adam, ``epochs`` epochs of seeded mini-batches, as train.py."""
+    model = copy.deepcopy(model)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+    num_edges = remaining[EDGE].edge_index.size(1)
+    gen = torch.Generator().manual_seed(config.seed)
+    model.train()
+    for epoch in range(1, epochs + 1):
+        for batch in torch.randperm(num_edges, generator=gen).split(config.batch_size):
+            optimizer.zero_grad()
+            objective.batch_loss(model, remaining, batch, epoch).backward()
+            optimizer.step()
+    return model
+
+
+def reference_region(graph, request, hops: int) -> tuple[set, set]:
+    """(users, items) within ``hops`` hops of the request's endpoints: a plain BFS over the edge list."""
+    assert "observed" not in graph[EDGE]  # every edge carries messages
+    edges = graph[EDGE].edge_index.t().tolist()
+    users, items = set(request[0].tolist()), set(request[1].tolist())
+    for _ in range(hops):
+        users, items = (users | {u for u, i in edges if i in items}), (items | {i for u, i in edges if u in users})
+    return users, items
+
+
+# --------------------------------------------------------------------------------------------- FineTune
+
+def test_finetune_equals_a_hand_written_training_loop(small_planted, one_thread):
+    model = trained_model(MF, small_planted)
+    before = state(model)
+    request = random_edges(small_planted, 0.05, seed=1)
+    result = FineTune(model, small_planted, OBJECTIVE, CONFIG, epochs=2).unlearn(request)
+    expected = hand_finetune(model, result.graph, OBJECTIVE, CONFIG, epochs=2)
+    for name, param in result.model.named_parameters():
+        assert torch.equal(param, dict(expected.named_parameters())[name]), name
+        assert not torch.equal(param, before[name]), name  # it did train
+    assert result.info["epochs"] == 2 and result.info["local"] is False and "updated_rows" not in result.info
+    assert result.info["train_seconds"] > 0 and result.seconds >= result.info["train_seconds"]
+    assert result.graph[EDGE].edge_index.size(1) == small_planted[EDGE].edge_index.size(1) - request.size(1)
+    for k, v in model.state_dict().items():  # the caller's model is untouched
+        assert torch.equal(v, before[k]), k
+    # Another epoch count is another loop.
+    three = FineTune(model, small_planted, OBJECTIVE, CONFIG).unlearn(request).model
+    assert torch.equal(three.user_emb.weight, hand_finetune(model, result.graph, OBJECTIVE, CONFIG, 3).user_emb.weight)
+
+
+def test_finetune_of_an_lbfgs_model_uses_adam(small_planted, one_thread):
+    model = trained_model(MF, small_planted)
+    request = random_edges(small_planted, 0.05, seed=2)
+    lbfgs = TrainConfig(epochs=50, lr=0.05, batch_size=64, seed=3, optimizer="lbfgs")
+    result = FineTune(model, small_planted, OBJECTIVE, lbfgs, epochs=1).unlearn(request)
+    expected = hand_finetune(model, result.graph, OBJECTIVE, lbfgs, epochs=1)
+    assert torch.equal(result.model.item_emb.weight, expected.item_emb.weight)
+
+
+@pytest.mark.parametrize("cls,kwargs", [(MF, {}), (LightGCN, {"num_layers": 1})])
+def test_local_finetune_moves_only_the_region(small_planted, one_thread, cls, kwargs):
+    model = trained_model(cls, small_planted, **kwargs)
+    before = state(model)
+    request = random_edges(small_planted, 0.02, seed=4)
+    result = FineTune(model, small_planted, OBJECTIVE, CONFIG, epochs=2, local=True).unlearn(request)
+    users, items = reference_region(small_planted, request, model.receptive_field)
+    assert result.info["local"] is True and result.info["updated_rows"] == len(users) + len(items)
+    assert len(users) < num_users(small_planted) and len(items) < num_items(small_planted)
+    for table, region, size in (("user_emb.weight", users, num_users(small_planted)),
+                                ("item_emb.weight", items, num_items(small_planted))):
+        new, old = result.model.state_dict()[table], before[table]
+        inside = torch.tensor(sorted(region))
+        outside = torch.tensor(sorted(set(range(size)) - region))
+        assert torch.equal(new[outside], old[outside]), table  # bit-identical outside
+        assert (new[inside] != old[inside]).any(-1).all(), table  # every row inside moved
+    if model.receptive_field:  # the 1-hop ring moved too, not only the request's own nodes
+        ring = sorted(users - set(request[0].tolist()))
+        assert ring and (result.model.user_emb.weight[ring] != before["user_emb.weight"][ring]).any(-1).all()
+    # The hooks are gone: the returned model's gradients reach every row again.
+    result.model.zero_grad()
+    OBJECTIVE.total(result.model, result.graph).backward()
+    assert (result.model.user_emb.weight.grad.abs().sum(-1) > 0).sum() > len(users)
+    # The global fine-tune moves rows outside the region: local is a real restriction.
+    full = FineTune(model, small_planted, OBJECTIVE, CONFIG, epochs=2).unlearn(request).model
+    assert not torch.equal(full.user_emb.weight, result.model.user_emb.weight)
+
+
+def test_finetune_of_an_empty_request_is_bit_identical(small_planted):
+    model = trained_model(LightGCN, small_planted, num_layers=1)
+    for local in (False, True):
+        result = FineTune(model, small_planted, OBJECTIVE, CONFIG, local=local).unlearn(
+            torch.zeros(2, 0, dtype=torch.long))
+        assert result.info == {"empty": True} and result.model is not model
+        for k, v in model.state_dict().items():
+            assert torch.equal(result.model.state_dict()[k], v), k
+        assert torch.equal(result.graph[EDGE].edge_index, small_planted[EDGE].edge_index)
+
+
+def test_finetune_validates_and_is_registered(small_planted):
+    model = MF(num_users(small_planted), num_items(small_planted), 4)
+    with pytest.raises(ValueError, match="epochs"):
+        FineTune(model, small_planted, OBJECTIVE, CONFIG, epochs=0)
+    assert "finetune" in UNLEARNERS
+    unlearner = build_unlearner("finetune", model, small_planted, OBJECTIVE, CONFIG, epochs=2, local=True)
+    assert isinstance(unlearner, FineTune) and unlearner.name == "finetune"
+    assert (unlearner.epochs, unlearner.local, unlearner.config) == (2, True, CONFIG)
+    assert build_unlearner("finetune", model, small_planted, OBJECTIVE, CONFIG).epochs == 3
+    with pytest.raises(ValueError, match="bad options"):
+        build_unlearner("finetune", model, small_planted, OBJECTIVE, CONFIG, steps=2)
+    text = repr(unlearner)
+    assert text.startswith("FineTune(model=MF") and "epochs=2" in text and "local=True" in text
+
+
+# --------------------------------------------------------------------------------------------- Retrain
+
+class ProjectedMF(Recommender):
+    """MF whose user embeddings pass through a dense layer (a parameter shared by all nodes)."""
+
+    def __init__(self, num_users, num_items, embedding_dim=8, covers_proj: bool = True):
+        self.covers_proj = covers_proj
+        super().__init__(num_users, num_items, embedding_dim)
+        self.proj = nn.Linear(embedding_dim, embedding_dim)
+
+    def reset_parameters(self, seed=None):
+        super().reset_parameters(seed)
+        if self.covers_proj and hasattr(self, "proj"):
+            gen = None if seed is None else torch.Generator().manual_seed(seed + 1)
+            nn.init.normal_(self.proj.weight, std=0.3, generator=gen)
+            nn.init.zeros_(self.proj.bias)
+
+    def embed(self, graph):
+        return self.proj(self.user_emb.weight), self.item_emb.weight
+
+
+def test_retrain_refuses_a_reset_that_leaves_trained_parameters(small_planted, one_thread):
+    request = random_edges(small_planted, 0.05, seed=1)
+    model = trained_model(ProjectedMF, small_planted, covers_proj=False)
+    before = state(model)
+    with pytest.raises(ValueError) as error:
+        Retrain(model, small_planted, OBJECTIVE, CONFIG, seed=5).unlearn(request)
+    message = str(error.value)
+    assert "reset_parameters() left these trained parameters unchanged: proj.weight, proj.bias;" in message
+    assert "emb" not in message.split(";")[0] and "docs/custom_model.rst" in message
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    # Warm start keeps the trained parameters on purpose: no check.
+    Retrain(model, small_planted, OBJECTIVE, TrainConfig(epochs=1, patience=0), warm_start=True).unlearn(request)
+
+
+def test_retrain_accepts_a_reset_that_covers_every_parameter(small_planted, one_thread):
+    request = random_edges(small_planted, 0.05, seed=1)
+    model = trained_model(ProjectedMF, small_planted, covers_proj=True)
+    result = Retrain(model, small_planted, OBJECTIVE, CONFIG, seed=5).unlearn(request)
+    expected = ProjectedMF(num_users(small_planted), num_items(small_planted), 8)
+    expected.reset_parameters(5)
+    train(expected, result.graph, OBJECTIVE, CONFIG)
+    for k, v in result.model.state_dict().items():
+        assert torch.equal(v, expected.state_dict()[k]), k

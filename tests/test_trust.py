@@ -1,0 +1,139 @@
+"""IFRU's trust machinery: the implicit ridge, the acceptance test and the failure policy, on a model
+trained the ordinary way (Adam, early stopping, no L2), where the paper's undamped step wrecks it."""
+import copy
+import warnings
+
+import pytest
+import torch
+
+from graphforget import BCEObjective, TrainConfig, train
+from graphforget.data import EDGE, attack_flip, planted_communities, random_split
+from graphforget.influence import SolveResult, solvers
+from graphforget.metrics import evaluate_auc
+from graphforget.models import MF, LightGCN
+from graphforget.unlearn import IFRU, SCIF, IFRUConfig, Retrain, UnlearningFailed
+
+U, I = 60, 40
+
+
+@pytest.fixture(scope="module")
+def early_stopped():
+    """LightGCN-2 and MF trained with Adam, early stopping and no L2 on a 5%-flipped tiny graph."""
+    split = random_split(planted_communities(U, I, 2, 15, seed=0), (0.6, 0.2, 0.2), seed=0)
+    graph, request = attack_flip(split.train, 0.05, seed=0)
+    models = {}
+    for kind in ("mf", "lightgcn"):
+        model = MF(U, I, 16) if kind == "mf" else LightGCN(U, I, 16, num_layers=2)
+        model.reset_parameters(0)
+        train(model, graph, BCEObjective(), TrainConfig(epochs=30, lr=0.05, batch_size=128, patience=3), split.val)
+        models[kind] = model
+    return models, graph, request, split.test
+
+
+def _unlearn(model, graph, request, config, method=IFRU):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = method(model, graph, BCEObjective(), config).unlearn(request)
+    return result, [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+
+
+def _same(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+
+
+def test_paper_step_wrecks_the_model_and_is_flagged_the_default_is_trusted(early_stopped):
+    models, graph, request, test = early_stopped
+    model = models["lightgcn"]
+    original = evaluate_auc(model, graph, test)["auc_0"]
+    paper, messages = _unlearn(model, graph, request, IFRUConfig.paper())
+    assert not paper.info["trusted"] and "did not converge" in paper.info["reason"]
+    assert any("applied anyway" in m for m in messages)
+    assert evaluate_auc(paper.model, paper.graph, test)["auc_0"] < original - 0.2  # measured: 0.83 -> 0.46
+    robust, messages = _unlearn(model, graph, request, IFRUConfig())
+    assert robust.info["trusted"] and robust.info["reason"] is None and not messages
+    assert robust.info["damping"] == robust.info["implicit_ridge"] > 0
+    accepted = robust.info["attempts"][-1]
+    assert accepted["ratio"] >= 0.5 and accepted["actual_decrease"] > 0
+    assert evaluate_auc(robust.model, robust.graph, test)["auc_0"] >= original - 0.005
+
+
+def test_implicit_ridge_against_autograd(early_stopped):
+    """MF: phi is the request's user and item rows; the ridge is -<grad L(D), phi> / ||phi||^2 over them."""
+    models, graph, request, _ = early_stopped
+    model = models["mf"]
+    result, _ = _unlearn(model, graph, request, IFRUConfig())
+    users, items = request[0].unique(), request[1].unique()
+    params = [model.user_emb.weight, model.item_emb.weight]
+    grads = torch.autograd.grad(BCEObjective().total(model, graph), params)
+    g = torch.cat([grads[0][users].flatten(), grads[1][items].flatten()])
+    phi = torch.cat([params[0][users].flatten(), params[1][items].flatten()]).detach()
+    expected = max(0.0, -float(g.dot(phi)) / float(phi.dot(phi)))
+    assert expected > 0
+    assert result.info["implicit_ridge"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_acceptance_ratio_of_an_exact_newton_step_on_a_quadratic():
+    from graphforget.unlearn.ifru import _acceptance, _TiltedObjective
+    a = torch.tensor([[3.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
+    b = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    phi0 = torch.zeros(2, dtype=torch.float64)
+    target = _TiltedObjective(lambda x: 0.5 * x @ a @ x - b @ x, None, torch.zeros(2, dtype=torch.float64), phi0)
+    exact = SolveResult(torch.linalg.solve(a, b), 2, 0.0, 0.0, True)
+    check = _acceptance(target, exact, b, lambda v: a @ v, IFRUConfig())
+    assert check["reason"] is None and check["ratio"] == pytest.approx(1.0)
+    ascent = SolveResult(-torch.linalg.solve(a, b), 2, 0.0, 0.0, True)  # increases the objective
+    assert "acceptance test" in _acceptance(target, ascent, b, lambda v: a @ v, IFRUConfig())["reason"]
+
+
+@pytest.mark.parametrize("policy", ["keep", "raise", "apply"])
+def test_failure_policy_on_a_solve_that_does_not_converge(early_stopped, policy):
+    models, graph, request, _ = early_stopped
+    model = models["lightgcn"]
+    config = IFRUConfig(max_iter=1, tol=1e-12, retries=1, on_failure=policy)
+    if policy == "raise":
+        with pytest.raises(UnlearningFailed, match="did not converge"):
+            IFRU(model, graph, BCEObjective(), config).unlearn(request)
+        return
+    result, messages = _unlearn(model, graph, request, config)
+    assert not result.info["trusted"] and "did not converge" in result.info["reason"]
+    assert len(result.info["attempts"]) == 2 and result.info["attempts"][1]["damping"] == pytest.approx(
+        10 * result.info["attempts"][0]["damping"])
+    assert len(messages) == 1 and ("unchanged" if policy == "keep" else "applied anyway") in messages[0]
+    assert _same(result.model, model) == (policy == "keep")
+    assert result.graph[EDGE].edge_index.size(1) == graph[EDGE].edge_index.size(1) - request.size(1)
+
+
+def test_rejected_steps_are_retried_with_more_damping(early_stopped):
+    """From no damping, the paper's step fails; the retries grow the damping until a step passes."""
+    models, graph, request, _ = early_stopped
+    result, messages = _unlearn(models["lightgcn"], graph, request, IFRUConfig(damping=0.0))
+    attempts = result.info["attempts"]
+    assert result.info["trusted"] and not messages and len(attempts) >= 2
+    assert attempts[0]["damping"] == 0 and attempts[0]["reason"] is not None
+    assert all(b["damping"] == pytest.approx(10 * a["damping"]) for a, b in zip(attempts[1:], attempts[2:]))
+    assert attempts[-1]["reason"] is None and result.info["damping"] == attempts[-1]["damping"]
+
+
+def test_non_finite_values_are_never_applied(early_stopped, monkeypatch):
+    models, graph, request, _ = early_stopped
+    broken = copy.deepcopy(models["mf"])
+    with torch.no_grad():
+        broken.user_emb.weight[3, 0] = float("nan")
+    for method in (IFRU, SCIF, Retrain):
+        with pytest.raises(ValueError, match="non-finite parameters: user_emb.weight"):
+            method(broken, graph, BCEObjective()).unlearn(request)
+
+    def nan_solver(matvec, b, **options):
+        return SolveResult(torch.full_like(b, float("nan")), 1, float("nan"), 0.0, False)
+    monkeypatch.setitem(solvers.SOLVERS, "cg", nan_solver)
+    result, messages = _unlearn(models["mf"], graph, request, IFRUConfig(on_failure="apply"))
+    assert not result.info["trusted"] and "not finite" in result.info["reason"] and "unchanged" in messages[0]
+    assert _same(result.model, models["mf"])
+
+
+def test_scif_shares_the_trust_machinery(early_stopped):
+    models, graph, request, _ = early_stopped
+    robust, messages = _unlearn(models["lightgcn"], graph, request, IFRUConfig(), method=SCIF)
+    assert robust.info["trusted"] and not messages and robust.info["damping"] > 0
+    paper, messages = _unlearn(models["lightgcn"], graph, request, IFRUConfig.paper(), method=SCIF)
+    assert paper.info["attempts"][0]["damping"] == 0
