@@ -238,7 +238,8 @@ def cmd_unlearn(args) -> int:
     except ValueError:
         log.info("%s is not a registered model class: model.pt not written", type(result.model).__name__)
     print(f"original: {_auc_line(metrics['original'])}")
-    print(f"{args.method}: {_auc_line(metrics)}  unlearn {result.seconds:.2f}s")
+    trust = "" if result.info.get("trusted", True) else f"  NOT TRUSTED: {result.info.get('reason')}"
+    print(f"{args.method}: {_auc_line(metrics)}  unlearn {result.seconds:.2f}s{trust}")
     print("wrote " + " and ".join(str(p) for p in written))
     return 0
 
