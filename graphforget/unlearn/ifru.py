@@ -314,10 +314,10 @@ class IFRU(Unlearner):
         outcome["damping"] = target.damping
         solves = [outcome["attempts"][-1]] if outcome["attempts"] else []
         new_phi = phi + step if reason is None else self._settle(phi, step, reason)
-        if new_phi is not phi:  # a step was applied: the Newton extension goes on from there
-            if cfg.line_search:
-                solves[0]["step_size"] = 1.0
-            new_phi = self._newton_steps(region, new_phi, target, remaining, solves)
+        if new_phi is not phi and cfg.line_search:
+            solves[0]["step_size"] = 1.0
+        if new_phi is not phi and cfg.newton_steps > 1:  # the Newton extension goes on from the first step
+            new_phi = self._extend(region, new_phi, target, remaining, solves, outcome)
         outcome.update(trusted=reason is None, reason=reason, solver=solves[0] if len(solves) == 1 else solves)
         return new_phi, outcome
 
@@ -342,6 +342,18 @@ class IFRU(Unlearner):
             if check["reason"] is None:
                 return result.x, None
         return step, attempts[-1]["reason"]
+
+    def _extend(self, region: _Region, first: Tensor, target: _TiltedObjective, remaining: HeteroData,
+                solves: list, outcome: dict) -> Tensor:
+        """The Newton steps, kept only when they do not raise :math:`T` above the first step's value: on a
+        model far from stationarity they minimise the new objective beyond what the removal explains."""
+        phi = self._newton_steps(region, first, target, remaining, solves)
+        if float(target(phi)) <= float(target(first)):
+            return phi
+        outcome["newton_discarded"] = True
+        warnings.warn("IFRU: the Newton steps raised the tilted objective (the model is far from a stationary "
+                      "point of its objective): only the first step is kept", RuntimeWarning, stacklevel=6)
+        return first
 
     def _newton_steps(self, region: _Region, phi: Tensor, target: _TiltedObjective, remaining: HeteroData,
                       solves: list) -> Tensor:

@@ -1,0 +1,263 @@
+"""IFRU robustness grid: does the robust default IFRU hold up where the paper's step breaks?
+
+Grid: {MF, LightGCN-2} x L2 {0, weak = 0.1 x default, default} x training {early-stopped Adam,
+stationary L-BFGS} x {ML-100K, Book-Crossing} x attack {2%, 5%} x seeds, plus one-user deletion
+requests on clean ML-100K (early-stopped, L2 0 and default). Stationary x L2 0 is skipped (MF has no
+stationary point without L2). Methods: Retrain (seed s), Retrain2 (seed s + 100, the noise floor),
+FineTune 1 and 3 epochs, IFRU default, IFRU paper, SCIF, IFRU newton.
+
+    python benchmarks/ifru_robustness.py --quick     # ML-100K, 5%, 1 seed, early-stopped, L2 {0, default}
+    python benchmarks/ifru_robustness.py --seeds 3   # the whole grid (hours)
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from common import AUCS, pyplot
+from graphforget.data import EDGE, num_items, num_users, user_edges
+from graphforget.metrics import completeness, evaluate_auc, mean_probability, prediction_distance
+from graphforget.pipeline import default_hparams, prepare_attack_data, to_jsonable
+from graphforget.train import train
+from graphforget.unlearn import IFRU, SCIF, FineTune, IFRUConfig, Retrain, UnlearningFailed
+
+RESULTS = Path(__file__).parent / "results"
+METHODS = ("retrain", "retrain2", "finetune_1", "finetune_3", "ifru", "ifru_paper", "scif", "ifru_newton")
+
+
+def unlearners(model, graph, objective, hp, val, seed) -> dict:
+    """Name -> zero-argument factory of each method's Unlearner."""
+    config = hp.train_config(seed)
+    return {
+        "retrain": lambda: Retrain(model, graph, objective, config=config, val=val, seed=seed),
+        "retrain2": lambda: Retrain(model, graph, objective, config=hp.train_config(seed + 100), val=val,
+                                    seed=seed + 100),
+        "finetune_1": lambda: FineTune(model, graph, objective, config=config, epochs=1),
+        "finetune_3": lambda: FineTune(model, graph, objective, config=config, epochs=3),
+        "ifru": lambda: IFRU(model, graph, objective, IFRUConfig()),
+        "ifru_paper": lambda: IFRU(model, graph, objective, IFRUConfig.paper()),
+        "scif": lambda: SCIF(model, graph, objective),
+        "ifru_newton": lambda: IFRU(model, graph, objective, IFRUConfig.newton(model.receptive_field)),
+    }
+
+
+def train_original(hp, data_graph, val, seed):
+    model = hp.build_model(num_users(data_graph), num_items(data_graph), seed)
+    fit = train(model, data_graph, hp.objective(), hp.train_config(seed), val)
+    model.eval()
+    return model, fit
+
+
+def run_methods(model, graph, hp, val, seed, request, methods) -> dict:
+    """Name -> UnlearnResult, or the error message when the method refused (UnlearningFailed)."""
+    outcomes = {}
+    for name, make in unlearners(model, graph, hp.objective(), hp, val, seed).items():
+        if name not in methods:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                outcomes[name] = make().unlearn(request)
+                outcomes[name].model.eval()
+            except UnlearningFailed as error:
+                outcomes[name] = str(error)
+    return outcomes
+
+
+def method_rows(original, graph, test, request, outcomes) -> dict:
+    """Per method: AUCs, completeness (vs Original and seed-s Retrain), prediction gap, drop share."""
+    base = evaluate_auc(original, graph, test, request)
+    ref = outcomes["retrain"]
+    pairs = test[EDGE].edge_index
+    p_orig = mean_probability(original, graph, request)
+    p_ret = mean_probability(ref.model, ref.graph, request)
+    retrain_auc = evaluate_auc(ref.model, ref.graph, test, request)
+    scale = prediction_distance(original, graph, ref.model, ref.graph, pairs)
+    rows = {"original": {**base, "request_probability": p_orig}}
+    for name, out in outcomes.items():
+        if isinstance(out, str):
+            rows[name] = {"error": out, "trusted": False}
+            continue
+        row = evaluate_auc(out.model, out.graph, test, request)
+        row["completeness"] = {k: completeness(row[k], base[k], retrain_auc[k]) for k in AUCS}
+        row["mean_completeness"] = sum(row["completeness"].values()) / len(AUCS)
+        gap = prediction_distance(out.model, out.graph, ref.model, ref.graph, pairs)
+        row["prediction_gap"] = gap / scale if scale > 0 else float("nan")
+        row["request_probability"] = mean_probability(out.model, out.graph, request)
+        row["drop_share"] = (p_orig - row["request_probability"]) / (p_orig - p_ret) if p_orig != p_ret else None
+        row.update(seconds=out.seconds, trusted=bool(out.info.get("trusted", True)),
+                   reason=out.info.get("reason"))
+        rows[name] = row
+    return rows
+
+
+def attack_cell(cell, data, hp, methods) -> dict:
+    graph, val, test, request = data.train, data.split.val, data.split.test, data.request
+    original, fit = train_original(hp, graph, val, cell["seed"])
+    outcomes = run_methods(original, graph, hp, val, cell["seed"], request, methods)
+    with torch.no_grad():
+        rows = method_rows(original, graph, test, request, outcomes)
+    rows["original"].update(train_seconds=fit.seconds, epochs=fit.epochs)
+    return {**cell, "hparams": hp.as_dict(), "request_edges": request.size(1), "methods": rows}
+
+
+def user_cells(cell, data, hp, methods, n_users) -> list[dict]:
+    """One-user deletions on the clean split: one Original, then each of ``n_users`` users' edges."""
+    graph, val, test = data.split.train, data.split.val, data.split.test
+    original, fit = train_original(hp, graph, val, cell["seed"])
+    users = torch.randperm(num_users(graph), generator=torch.Generator().manual_seed(cell["seed"]))[:n_users]
+    out = []
+    for user in users.tolist():
+        request = user_edges(graph, [user])
+        outcomes = run_methods(original, graph, hp, val, cell["seed"], request, methods)
+        with torch.no_grad():
+            rows = method_rows(original, graph, test, request, outcomes)
+        keep = ("auc_0", "request_probability", "drop_share", "seconds", "trusted", "reason", "error")
+        rows = {m: {k: v for k, v in r.items() if k in keep} for m, r in rows.items()}
+        out.append({**cell, "user": user, "request_edges": request.size(1), "hparams": hp.as_dict(),
+                    "train_seconds": fit.seconds, "methods": rows})
+    return out
+
+
+def summary(cell) -> dict:
+    m = cell["methods"]
+    entry = {k: cell[k] for k in ("kind", "dataset", "model", "l2_name", "training", "attack", "seed", "user")
+             if k in cell}
+    ifru = m.get("ifru", {})
+    entry.update(ifru_trusted=ifru.get("trusted"), ifru_seconds=ifru.get("seconds"),
+                 retrain_seconds=m["retrain"]["seconds"], finetune_3_seconds=m.get("finetune_3", {}).get("seconds"))
+    if cell["kind"] == "user":
+        entry["ifru_drop_share"] = ifru.get("drop_share")
+        return entry
+    entry["ifru_mean_completeness"] = ifru.get("mean_completeness")
+    if "retrain2" in m and "auc_0" in ifru:
+        floor = abs(m["retrain"]["auc_0"] - m["retrain2"]["auc_0"])
+        entry["noise_floor"] = floor
+        entry["ifru_auc0_within_floor"] = ifru["auc_0"] >= m["original"]["auc_0"] - floor
+    ft = m.get("finetune_3", {}).get("mean_completeness")
+    if ft is not None and ifru.get("mean_completeness") is not None:
+        entry["ifru_beats_finetune_3"] = ifru["mean_completeness"] > ft
+    return entry
+
+
+def print_cell(cell) -> None:
+    head = " ".join(str(cell.get(k, "")) for k in ("kind", "dataset", "model", "l2_name", "training",
+                                                   "attack", "seed", "user"))
+    key = "drop_share" if cell["kind"] == "user" else "mean_completeness"
+    parts = [f"o auc0 {cell['methods']['original']['auc_0']:.4f}"]
+    for name, r in cell["methods"].items():
+        if name == "original":
+            continue
+        if "error" in r:
+            parts.append(f"{name} FAILED")
+            continue
+        flag = "" if r["trusted"] else "!"
+        parts.append(f"{name}{flag} {r['auc_0']:.4f} c={r.get(key, float('nan')):.2f} {r['seconds']:.2f}s")
+    print(f"{head} | " + " | ".join(parts), flush=True)
+
+
+def plot(cells, path: Path) -> None:
+    """Mean completeness per method per attack cell, grouped bars clipped to [-1, 1.5]."""
+    plt = pyplot()
+    cells = [c for c in cells if c.get("kind") == "attack"]
+    if plt is None or not cells:
+        return
+    names = [m for m in METHODS if m != "retrain"]
+    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(cells)), 4.5))
+    width = 0.8 / len(names)
+    for j, name in enumerate(names):
+        for i, cell in enumerate(cells):
+            value = cell["methods"].get(name, {}).get("mean_completeness")
+            if value is None or value != value:
+                continue
+            shown = min(max(value, -1.0), 1.5)
+            x = i + (j - len(names) / 2 + 0.5) * width
+            ax.bar(x, shown, width, color=f"C{j}", label=name if i == 0 else None)
+            if shown != value:
+                ax.text(x, shown, f"{value:.1f}", ha="center", va="top" if value > 0 else "bottom", fontsize=6)
+    ax.set_xticks(range(len(cells)))
+    ax.set_xticklabels([f"{c['dataset']}\n{c['model']} L2={c['l2_name']}\n{c['training']} {c['attack']:g} s{c['seed']}"
+                        for c in cells], fontsize=7)
+    ax.set_ylim(-1, 1.5)
+    for level in (0, 1):
+        ax.axhline(level, color="k", lw=0.5)
+    ax.set_ylabel("mean completeness (AUC_0/1/2)")
+    ax.legend(fontsize=7, ncol=4)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def write_json(payload, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(to_jsonable(payload), handle, indent=1)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def grid(args):
+    """Yields (cell settings, hparams) for every attack cell, and the skipped cells as (cell, None)."""
+    datasets = ["ml-100k"] if args.quick else ["ml-100k", "bookcrossing"]
+    trainings = ["early-stopped"] if args.quick else ["early-stopped", "stationary"]
+    attacks = [0.05] if args.quick else [0.02, 0.05]
+    for dataset, attack, seed, training, model in itertools.product(datasets, attacks, range(args.seeds), trainings,
+                                                                    ("mf", "lightgcn")):
+        hp = default_hparams(model, dataset, training)
+        l2s = {"0": 0.0, "default": hp.l2} if args.quick else {"0": 0.0, "weak": 0.1 * hp.l2, "default": hp.l2}
+        for l2_name, l2 in l2s.items():
+            cell = {"kind": "attack", "dataset": dataset, "model": model, "l2_name": l2_name, "l2": l2,
+                    "training": training, "attack": attack, "seed": seed}
+            yield cell, None if training == "stationary" and l2 == 0 else hp.replace(l2=l2)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3, quick 1)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "ifru_robustness.json")
+    args = parser.parse_args(argv)
+    args.seeds = args.seeds or (1 if args.quick else 3)
+    torch.set_num_threads(1)
+    start, cells, skipped, data_cache = time.perf_counter(), [], [], {}
+    payload = {"quick": args.quick, "methods": METHODS, "skipped": skipped, "cells": cells}
+    for cell, hp in grid(args):
+        if hp is None:
+            skipped.append({**cell, "reason": "stationary x L2 0: no stationary point without L2 (MF)"})
+            continue
+        key = (cell["dataset"], cell["attack"], cell["seed"])
+        if key not in data_cache:
+            data_cache = {key: prepare_attack_data(key[0], None, key[1], key[2],
+                                                         synthetic_fallback=False)}
+        cells.append(attack_cell(cell, data_cache[key], hp, METHODS))
+        print_cell(cells[-1])
+        write_json(payload, args.out)
+    for seed in range(args.seeds):
+        data = prepare_attack_data("ml-100k", None, 0.05, seed, synthetic_fallback=False)
+        for model in ("mf", "lightgcn"):
+            hp0 = default_hparams(model, "ml-100k", "early-stopped")
+            for l2_name, l2 in {"0": 0.0, "default": hp0.l2}.items():
+                cell = {"kind": "user", "dataset": "ml-100k", "model": model, "l2_name": l2_name, "l2": l2,
+                        "training": "early-stopped", "seed": seed}
+                for row in user_cells(cell, data, hp0.replace(l2=l2), METHODS, 1 if args.quick else 3):
+                    cells.append(row)
+                    print_cell(row)
+        payload["summary"] = [summary(c) for c in cells]
+        write_json(payload, args.out)
+    payload["summary"] = [summary(c) for c in cells]
+    payload["wall_seconds"] = time.perf_counter() - start
+    write_json(payload, args.out)
+    plot(cells, args.out.with_suffix(".png"))
+    print(f"wall {payload['wall_seconds']:.0f}s -> {args.out}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
