@@ -206,9 +206,9 @@ def write_json(payload, path: Path) -> None:
 
 def grid(args):
     """Yields (cell settings, hparams) for every attack cell, and the skipped cells as (cell, None)."""
-    datasets = ["ml-100k"] if args.quick else ["ml-100k", "bookcrossing"]
-    trainings = ["early-stopped"] if args.quick else ["early-stopped", "stationary"]
-    attacks = [0.05] if args.quick else [0.02, 0.05]
+    datasets = args.datasets or (["ml-100k"] if args.quick else ["ml-100k", "bookcrossing"])
+    trainings = args.trainings or (["early-stopped"] if args.quick else ["early-stopped", "stationary"])
+    attacks = args.attacks or ([0.05] if args.quick else [0.02, 0.05])
     for dataset, attack, seed, training, model in itertools.product(datasets, attacks, range(args.seeds), trainings,
                                                                     ("mf", "lightgcn")):
         hp = default_hparams(model, dataset, training)
@@ -223,6 +223,10 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3, quick 1)")
+    parser.add_argument("--datasets", nargs="+", choices=["ml-100k", "bookcrossing"], help="default: both (quick: ml-100k)")
+    parser.add_argument("--attacks", nargs="+", type=float, help="attack ratios (default: 0.02 0.05; quick: 0.05)")
+    parser.add_argument("--trainings", nargs="+", choices=["early-stopped", "stationary"],
+                        help="default: both (quick: early-stopped)")
     parser.add_argument("--out", type=Path, default=RESULTS / "ifru_robustness.json")
     args = parser.parse_args(argv)
     args.seeds = args.seeds or (1 if args.quick else 3)

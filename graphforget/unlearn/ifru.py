@@ -52,6 +52,7 @@ class IFRUConfig:
         relative_damping: adds ``relative_damping`` times the mean diagonal of the curvature
             (Hutchinson's estimate from 4 random sign vectors) to :math:`\\lambda`.
         tol: relative residual at which the solver stops; a solve that does not reach it is rejected.
+            The default 1e-2 gives the same models as 1e-4 on ML-100K at about half the iterations.
         max_iter: solver iteration cap.
         lr: Adam's learning rate (``solver='adam'``; the paper searches 1e-4..1e-2).
         newton_steps: 1 is the paper; more iterate Newton steps on the new objective (our extension).
@@ -85,7 +86,7 @@ class IFRUConfig:
     solver: str = "cg"
     damping: float | str = "auto"
     relative_damping: float = 0.0
-    tol: float = 1e-4
+    tol: float = 1e-2
     max_iter: int = 200
     lr: float = 1e-3
     newton_steps: int = 1
@@ -118,10 +119,10 @@ class IFRUConfig:
 
     @classmethod
     def paper(cls, **changes) -> "IFRUConfig":
-        """The paper's step exactly: no damping, the original objective's curvature, no retry, and the
+        """The paper's step exactly: no damping, the original objective's curvature, a tight solve, no retry, and the
         step applied even when it fails the acceptance test (then with a warning and
         ``info["trusted"] = False``). For comparison: on early-stopped models it can wreck the model."""
-        options = {"damping": 0.0, "curvature_of": "original", "retries": 0, "on_failure": "apply"}
+        options = {"damping": 0.0, "curvature_of": "original", "tol": 1e-4, "retries": 0, "on_failure": "apply"}
         return cls(**{**options, **changes})
 
     @classmethod
