@@ -148,3 +148,27 @@ def test_newton_steps_that_raise_the_tilted_objective_are_discarded(early_stoppe
     first, _ = _unlearn(model, graph, request, IFRUConfig.newton(model.receptive_field, steps=1))
     assert newton.info["newton_discarded"] and any("Newton steps raised" in m for m in messages)
     assert newton.info["trusted"] and _same(newton.model, first.model)
+
+
+def test_auto_newton_steps_only_on_a_stationary_model(early_stopped):
+    """newton_steps='auto': the early-stopped model's gradient dwarfs the removal's, so one step; a model
+    at a stationary point (the tiny float64 problem of test_ifru) gets the Newton steps and lands close to
+    retraining."""
+    from test_ifru import _fit, _trained
+    models, graph, request, _ = early_stopped
+    one, _ = _unlearn(models["mf"], graph, request, IFRUConfig())
+    assert one.info["gradient_ratio"] > 0.1 and isinstance(one.info["solver"], dict)
+    tiny = planted_communities(30, 24, 2, 10, seed=1)
+    tiny_request = tiny[EDGE].edge_index[:, :3]
+    objective = BCEObjective(l2=1.0)
+    model = _trained("mf", tiny, objective)
+    result = IFRU(model, tiny, objective, IFRUConfig(hops=10)).unlearn(tiny_request)  # every row
+    paper = IFRU(model, tiny, objective, IFRUConfig.paper(hops=10)).unlearn(tiny_request)
+    assert result.info["gradient_ratio"] < 1e-3 and len(result.info["solver"]) > 1
+    retrained = _fit(copy.deepcopy(model), result.graph, objective)
+    pairs = torch.cartesian_prod(torch.arange(30), torch.arange(24)).t()
+    with torch.no_grad():
+        target = retrained(result.graph, pairs)
+        errors = [float((r.model(r.graph, pairs) - target).norm() / (model(tiny, pairs) - target).norm())
+                  for r in (result, paper)]
+    assert errors[0] < 0.1 and errors[0] < 0.5 * errors[1], errors

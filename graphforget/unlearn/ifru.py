@@ -27,6 +27,9 @@ CURVATURE_OF = ("original", "remaining")
 ON_FAILURE = ("keep", "raise", "apply")
 #: Factor by which the damping grows after a rejected step (Levenberg-Marquardt).
 DAMPING_GROWTH = 10.0
+#: ``newton_steps="auto"``: this many Newton steps when the trained point is stationary, that is when
+#: the full objective's gradient at phi is at most STATIONARY_RATIO times the removal's gradient g.
+AUTO_NEWTON_STEPS, STATIONARY_RATIO = 8, 0.1
 
 
 @dataclass
@@ -56,6 +59,9 @@ class IFRUConfig:
         max_iter: solver iteration cap.
         lr: Adam's learning rate (``solver='adam'``; the paper searches 1e-4..1e-2).
         newton_steps: 1 is the paper; more iterate Newton steps on the new objective (our extension).
+            ``"auto"`` (default): 8 line-searched steps when the trained point is stationary
+            (:math:`\\lVert\\nabla_\\phi L(\\hat\\theta; D)\\rVert \\le 0.1 \\lVert g\\rVert`), else 1: away from
+            stationarity the new objective's minimiser is not where retraining goes.
         curvature: ``gauss_newton`` (default): :math:`J^\\top \\nabla^2_z \\ell\\, J + \\lambda_2 I` of the real
             objective through the propagation, positive definite; ``exact``: the full Hessian, which is
             indefinite at an early-stopped (non-stationary) point; ``mf_surrogate``: the authors' code, an
@@ -89,7 +95,7 @@ class IFRUConfig:
     tol: float = 1e-2
     max_iter: int = 200
     lr: float = 1e-3
-    newton_steps: int = 1
+    newton_steps: int | str = "auto"
     curvature: str = "gauss_newton"
     curvature_of: str = "remaining"
     line_search: bool = False
@@ -111,7 +117,9 @@ class IFRUConfig:
         if self.damping != "auto" and not (isinstance(self.damping, (int, float)) and self.damping >= 0):
             raise ValueError(f"IFRUConfig.damping: 'auto' or a number >= 0, got {self.damping!r}")
         bounds = {"relative_damping": self.relative_damping >= 0, "tol": self.tol > 0, "max_iter": self.max_iter >= 1,
-                  "newton_steps": self.newton_steps >= 1, "min_ratio": self.min_ratio >= 0,
+                  "newton_steps": self.newton_steps == "auto" or (isinstance(self.newton_steps, int)
+                                                                   and self.newton_steps >= 1),
+                  "min_ratio": self.min_ratio >= 0,
                   "retries": self.retries >= 0, "hops": self.hops is None or self.hops >= 0}
         for name, valid in bounds.items():
             if not valid:
@@ -122,7 +130,8 @@ class IFRUConfig:
         """The paper's step exactly: no damping, the original objective's curvature, a tight solve, no retry, and the
         step applied even when it fails the acceptance test (then with a warning and
         ``info["trusted"] = False``). For comparison: on early-stopped models it can wreck the model."""
-        options = {"damping": 0.0, "curvature_of": "original", "tol": 1e-4, "retries": 0, "on_failure": "apply"}
+        options = {"damping": 0.0, "curvature_of": "original", "tol": 1e-4, "newton_steps": 1, "retries": 0,
+                   "on_failure": "apply"}
         return cls(**{**options, **changes})
 
     @classmethod
@@ -303,7 +312,9 @@ class IFRU(Unlearner):
         cfg, phi = self.config, region.phi
         implicit = target.implicit_ridge() if cfg.damping == "auto" else None
         base = remaining if cfg.curvature_of == "remaining" else self.graph
-        outcome = {"implicit_ridge": implicit, "attempts": []}
+        # How far the trained point is from stationary, relative to the removal's own gradient.
+        ratio = float(target.tilt.norm() / gradient.norm()) if gradient.norm() > 0 else float("inf")
+        outcome = {"implicit_ridge": implicit, "gradient_ratio": ratio, "attempts": []}
         step, reason = None, None
         if not torch.isfinite(gradient).all():
             reason = "the gradient of the removed terms is not finite"
@@ -315,10 +326,13 @@ class IFRU(Unlearner):
         outcome["damping"] = target.damping
         solves = [outcome["attempts"][-1]] if outcome["attempts"] else []
         new_phi = phi + step if reason is None else self._settle(phi, step, reason)
-        if new_phi is not phi and cfg.line_search:
+        steps, line_search = cfg.newton_steps, cfg.line_search
+        if steps == "auto":
+            steps, line_search = (AUTO_NEWTON_STEPS, True) if ratio <= STATIONARY_RATIO else (1, line_search)
+        if new_phi is not phi and line_search:
             solves[0]["step_size"] = 1.0
-        if new_phi is not phi and cfg.newton_steps > 1:  # the Newton extension goes on from the first step
-            new_phi = self._extend(region, new_phi, target, remaining, solves, outcome)
+        if new_phi is not phi and steps > 1:  # the Newton extension goes on from the first step
+            new_phi = self._extend(region, new_phi, target, remaining, solves, outcome, steps, line_search)
         outcome.update(trusted=reason is None, reason=reason, solver=solves[0] if len(solves) == 1 else solves)
         return new_phi, outcome
 
@@ -345,10 +359,10 @@ class IFRU(Unlearner):
         return step, attempts[-1]["reason"]
 
     def _extend(self, region: _Region, first: Tensor, target: _TiltedObjective, remaining: HeteroData,
-                solves: list, outcome: dict) -> Tensor:
+                solves: list, outcome: dict, steps: int, line_search: bool) -> Tensor:
         """The Newton steps, kept only when they do not raise :math:`T` above the first step's value: on a
         model far from stationarity they minimise the new objective beyond what the removal explains."""
-        phi = self._newton_steps(region, first, target, remaining, solves)
+        phi = self._newton_steps(region, first, target, remaining, solves, steps, line_search)
         if float(target(phi)) <= float(target(first)):
             return phi
         outcome["newton_discarded"] = True
@@ -357,16 +371,16 @@ class IFRU(Unlearner):
         return first
 
     def _newton_steps(self, region: _Region, phi: Tensor, target: _TiltedObjective, remaining: HeteroData,
-                      solves: list) -> Tensor:
+                      solves: list, steps: int, line_search: bool) -> Tensor:
         """Our extension: Newton steps on the new objective itself from the accepted first step (damped
         with the first step's damping, line-searched): for stationary models, where the tilt vanishes."""
         cfg, rows = self.config, region.rows
-        for _ in range(1, cfg.newton_steps):
+        for _ in range(1, steps):
             rhs = -target.new_gradient(phi).detach()
             curvature = self._curvature(rows, self._local(remaining, region.reach), remaining, phi)
             result = solve(cfg.solver, _shifted(curvature, target.damping), rhs, **cfg.solver_options())
             stats = {**result.stats(), "rhs_norm": float(rhs.norm())}
-            size = (_backtrack(target.value, phi, result.x) if cfg.line_search
+            size = (_backtrack(target.value, phi, result.x) if line_search
                     else float(torch.isfinite(result.x).all()))
             stats["step_size"] = size
             solves.append(stats)
