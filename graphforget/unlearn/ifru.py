@@ -176,7 +176,13 @@ class _TiltedObjective:
 
     def __init__(self, value, gradient, tilt: Tensor, phi: Tensor):
         self.value, self.new_gradient, self.tilt, self.phi0 = value, gradient, tilt, phi
-        self.damping = 0.0
+        self.damping, self._start = 0.0, None
+
+    def start(self) -> Tensor:
+        """:math:`T(\hat\phi)`, the same for every damping (computed once)."""
+        if self._start is None:
+            self._start = self(self.phi0)
+        return self._start
 
     def __call__(self, phi: Tensor) -> Tensor:
         shift = (phi - self.phi0).double()
@@ -485,7 +491,7 @@ def _acceptance(target: _TiltedObjective, result, rhs: Tensor, operator, cfg: IF
     if not torch.isfinite(step).all():
         return {"ratio": None, "reason": "the step is not finite"}
     predicted = float(-rhs.dot(step) + 0.5 * step.dot(operator(step)))
-    actual = float(target(phi + step) - target(phi))
+    actual = float(target(phi + step) - target.start())
     ratio = actual / predicted if predicted < 0 else float("nan")
     check = {"predicted_decrease": -predicted, "actual_decrease": -actual, "ratio": ratio}
     if not result.converged:
