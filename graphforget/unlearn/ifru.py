@@ -179,7 +179,7 @@ class _TiltedObjective:
         self.damping, self._start = 0.0, None
 
     def start(self) -> Tensor:
-        """:math:`T(\hat\phi)`, the same for every damping (computed once)."""
+        """:math:`T(\\hat\\phi)`, the same for every damping (computed once)."""
         if self._start is None:
             self._start = self(self.phi0)
         return self._start
@@ -187,7 +187,6 @@ class _TiltedObjective:
     def __call__(self, phi: Tensor) -> Tensor:
         shift = (phi - self.phi0).double()
         return self.value(phi) - self.tilt.double().dot(shift) + 0.5 * self.damping * shift.pow(2).sum()
-
 
     def implicit_ridge(self) -> float:
         """:math:`\\max(0, -\\langle \\nabla L(\\hat\\phi; D), \\hat\\phi\\rangle / \\lVert\\hat\\phi\\rVert^2)`:
