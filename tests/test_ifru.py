@@ -198,7 +198,7 @@ def test_solvers_give_the_same_update(problem, solver):
     graph, request, pairs = problem
     objective = BCEObjective(l2=1.0)
     model = _trained("lightgcn", graph, objective)
-    config = dict(damping=1e-3, tol=1e-9, max_iter=5000)
+    config = dict(damping=1e-3, tol=1e-9, max_iter=5000, newton_steps=1)
     reference = IFRU(model, graph, objective, IFRUConfig(solver="direct", **config)).unlearn(request).model
     other = IFRU(model, graph, objective, IFRUConfig(solver=solver, **config)).unlearn(request).model
     for a, b in zip(reference.parameters(), other.parameters()):

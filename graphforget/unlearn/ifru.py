@@ -30,6 +30,9 @@ DAMPING_GROWTH = 10.0
 #: ``newton_steps="auto"``: this many Newton steps when the trained point is stationary, that is when
 #: the full objective's gradient at phi is at most STATIONARY_RATIO times the removal's gradient g.
 AUTO_NEWTON_STEPS, STATIONARY_RATIO = 8, 0.1
+#: ``newton_steps="auto"``: inexact Newton (each solve to this relative residual), stopped once the new
+#: objective's gradient is below AUTO_NEWTON_STOP times the removal's gradient g.
+AUTO_NEWTON_TOL, AUTO_NEWTON_STOP = 0.1, 0.01
 
 
 @dataclass
@@ -150,6 +153,16 @@ class IFRUConfig:
     def solver_options(self) -> dict:
         options = {"tol": self.tol, "max_iter": self.max_iter}
         return {**options, "lr": self.lr} if self.solver == "adam" else options
+
+
+@dataclass
+class _NewtonPlan:
+    """The Newton extension's steps: how many, line-searched or not, the solver's options, and the norm
+    of the new objective's gradient below which they stop."""
+    steps: int
+    line_search: bool
+    options: dict
+    stop_below: float
 
 
 @dataclass
@@ -331,13 +344,15 @@ class IFRU(Unlearner):
         outcome["damping"] = target.damping
         solves = [outcome["attempts"][-1]] if outcome["attempts"] else []
         new_phi = phi + step if reason is None else self._settle(phi, step, reason)
-        steps, line_search = cfg.newton_steps, cfg.line_search
-        if steps == "auto":
-            steps, line_search = (AUTO_NEWTON_STEPS, True) if ratio <= STATIONARY_RATIO else (1, line_search)
-        if new_phi is not phi and line_search:
+        plan = _NewtonPlan(cfg.newton_steps, cfg.line_search, cfg.solver_options(), 0.0)
+        if cfg.newton_steps == "auto":
+            plan = (_NewtonPlan(AUTO_NEWTON_STEPS, True, {**plan.options, "tol": max(cfg.tol, AUTO_NEWTON_TOL)},
+                                AUTO_NEWTON_STOP * float(gradient.norm()))
+                    if ratio <= STATIONARY_RATIO else _NewtonPlan(1, cfg.line_search, plan.options, 0.0))
+        if new_phi is not phi and plan.line_search:
             solves[0]["step_size"] = 1.0
-        if new_phi is not phi and steps > 1:  # the Newton extension goes on from the first step
-            new_phi = self._extend(region, new_phi, target, remaining, solves, outcome, steps, line_search)
+        if new_phi is not phi and plan.steps > 1:  # the Newton extension goes on from the first step
+            new_phi = self._extend(region, new_phi, target, remaining, solves, outcome, plan)
         outcome.update(trusted=reason is None, reason=reason, solver=solves[0] if len(solves) == 1 else solves)
         return new_phi, outcome
 
@@ -364,10 +379,10 @@ class IFRU(Unlearner):
         return step, attempts[-1]["reason"]
 
     def _extend(self, region: _Region, first: Tensor, target: _TiltedObjective, remaining: HeteroData,
-                solves: list, outcome: dict, steps: int, line_search: bool) -> Tensor:
+                solves: list, outcome: dict, plan: "_NewtonPlan") -> Tensor:
         """The Newton steps, kept only when they do not raise :math:`T` above the first step's value: on a
         model far from stationarity they minimise the new objective beyond what the removal explains."""
-        phi = self._newton_steps(region, first, target, remaining, solves, steps, line_search)
+        phi = self._newton_steps(region, first, target, remaining, solves, plan)
         if float(target(phi)) <= float(target(first)):
             return phi
         outcome["newton_discarded"] = True
@@ -376,16 +391,18 @@ class IFRU(Unlearner):
         return first
 
     def _newton_steps(self, region: _Region, phi: Tensor, target: _TiltedObjective, remaining: HeteroData,
-                      solves: list, steps: int, line_search: bool) -> Tensor:
+                      solves: list, plan: "_NewtonPlan") -> Tensor:
         """Our extension: Newton steps on the new objective itself from the accepted first step (damped
         with the first step's damping, line-searched): for stationary models, where the tilt vanishes."""
         cfg, rows = self.config, region.rows
-        for _ in range(1, steps):
+        for _ in range(1, plan.steps):
             rhs = -target.new_gradient(phi).detach()
+            if float(rhs.norm()) <= plan.stop_below:  # converged
+                break
             curvature = self._curvature(rows, self._local(remaining, region.reach), remaining, phi)
-            result = solve(cfg.solver, _shifted(curvature, target.damping), rhs, **cfg.solver_options())
+            result = solve(cfg.solver, _shifted(curvature, target.damping), rhs, **plan.options)
             stats = {**result.stats(), "rhs_norm": float(rhs.norm())}
-            size = (_backtrack(target.value, phi, result.x) if line_search
+            size = (_backtrack(target.value, phi, result.x) if plan.line_search
                     else float(torch.isfinite(result.x).all()))
             stats["step_size"] = size
             solves.append(stats)
