@@ -93,6 +93,15 @@ class NodeRows:
             for name, table in self.tables(model, phi).items():
                 model.get_parameter(name).copy_(table)
 
+    def expand(self, model, node_mask: Tensor, num_users: int) -> Tensor:
+        """``[len(phi)]`` bool: for each entry of :math:`\\phi`, ``node_mask`` (homogeneous ``[U + I]``) of its
+        node; ``False`` on dense parameters."""
+        params, node_types = dict(model.named_parameters()), model.node_parameters()
+        parts = [node_mask[ids + (num_users if node_types[name] == "item" else 0)].repeat_interleave(params[name].size(1))
+                 for name, ids in self.rows.items()]
+        parts += [torch.zeros(params[name].numel(), dtype=torch.bool, device=node_mask.device) for name in self.dense]
+        return torch.cat(parts)
+
     def numel(self, model) -> int:
         """Size of :math:`\\phi`."""
         params = dict(model.named_parameters())

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..data.interactions import num_users
+from ..data.interactions import message_passing_edges, num_items, num_users
 from ..influence import (SOLVERS, DotProductOperator, GaussNewtonOperator, HessianOperator, NodeRows, Terms,
                          dot_product_gradient, has_linear_dot_product, importance_scores, k_hop_mask, local_terms,
                          node_ids, objective_function, rows_function, scoring_graph, select_nodes, solve,
@@ -185,17 +185,32 @@ class _TiltedObjective:
     The tilt makes :math:`\hat\phi` stationary on the full data (an early-stopped model is not), so
     :math:`T` moves its minimiser only because of the removal, and its Newton step at :math:`\hat\phi`
     is IFRU's step :math:`(H + \lambda I)^{-1} g`. At a stationary point the tilt vanishes.
+
+    Entries of ``orphan`` rows (nodes the removal leaves with no term and no edge) have no data left to
+    hold them: their tilt is only the ridge's part, :math:`-\lambda\hat\phi_v`, which is the tilt of
+    :math:`L + \tfrac{\lambda}{2}\lVert\phi\rVert^2` without the misfit of their (removed) data, so
+    their target is the ridge's prior mean 0 (where retraining leaves them, up to its initialisation).
     """
 
-    def __init__(self, value, gradient, tilt: Tensor, phi: Tensor):
-        self.value, self.new_gradient, self.tilt, self.phi0 = value, gradient, tilt, phi
+    def __init__(self, value, gradient, tilt: Tensor, phi: Tensor, orphan: Tensor, l2: float):
+        self.value, self.new_gradient, self.full_gradient, self.phi0 = value, gradient, tilt, phi
+        self.orphan, self.l2 = orphan, l2
         self.damping, self._start = 0.0, None
 
     def start(self) -> Tensor:
         """:math:`T(\\hat\\phi)`, the same for every damping (computed once)."""
         if self._start is None:
-            self._start = self(self.phi0)
+            self._start = self.value(self.phi0)
         return self._start
+
+    @property
+    def tilt(self) -> Tensor:
+        """:math:`\nabla L(\hat\phi; D)`, or :math:`-\lambda\hat\phi` on orphan entries."""
+        return torch.where(self.orphan, -self.damping * self.phi0, self.full_gradient)
+
+    def rhs(self, g: Tensor) -> Tensor:
+        """:math:`-\nabla T(\hat\phi)`: ``g``, or :math:`-(\lambda_2 + \lambda)\hat\phi` on orphan entries."""
+        return torch.where(self.orphan, -(self.l2 + self.damping) * self.phi0, g)
 
     def __call__(self, phi: Tensor) -> Tensor:
         shift = (phi - self.phi0).double()
@@ -205,7 +220,7 @@ class _TiltedObjective:
         """:math:`\\max(0, -\\langle \\nabla L(\\hat\\phi; D), \\hat\\phi\\rangle / \\lVert\\hat\\phi\\rVert^2)`:
         the L2 strength at which the trained point would be stationary (least squares)."""
         norm = float(self.phi0.pow(2).sum())
-        return max(0.0, -float(self.tilt.dot(self.phi0)) / norm) if norm > 0 else 0.0
+        return max(0.0, -float(self.full_gradient.dot(self.phi0)) / norm) if norm > 0 else 0.0
 
 
 class IFRU(Unlearner):
@@ -316,7 +331,18 @@ class IFRU(Unlearner):
         def gradient(x):
             total = self._objective_grad(rows, x, new, remaining)
             return total if replaced is None else total + self._loss_gradient(rows, x, replaced, self.graph)
-        return _TiltedObjective(value, gradient, self._objective_grad(rows, phi, original, self.graph).detach(), phi)
+        tilt = self._objective_grad(rows, phi, original, self.graph).detach()
+        return _TiltedObjective(value, gradient, tilt, phi, self._orphans(rows, new, remaining, replaced),
+                                self.objective.l2)
+
+    def _orphans(self, rows: NodeRows, new: Terms, remaining: HeteroData, replaced: Terms | None) -> Tensor:
+        """``[len(phi)]`` whether each entry of phi is a row of a node that no term of the new objective
+        scores and no remaining edge reaches (none for SCIF, whose new objective keeps every node)."""
+        users, items = num_users(remaining), num_items(remaining)
+        data = torch.full((users + items,), replaced is not None, dtype=torch.bool, device=new.target.device)
+        data[new.nodes(users, users + items)] = True
+        data[node_ids(message_passing_edges(remaining), users)] = True
+        return rows.expand(self.model, ~data, users)
 
     def _local(self, graph: HeteroData, mask: Tensor) -> Terms:
         """The terms of ``graph`` that score a node of ``mask``, built once per call."""
@@ -369,9 +395,10 @@ class IFRU(Unlearner):
                 damping = DAMPING_GROWTH * damping if damping > 0 else 0.01 * _mean_diagonal(curvature, phi)
             target.damping = damping
             operator = _shifted(curvature, damping)
-            result = solve(cfg.solver, operator, rhs, **cfg.solver_options())
-            check = _acceptance(target, result, rhs, operator, cfg)
-            attempts.append({**result.stats(), "rhs_norm": float(rhs.norm()), "damping": damping, **check})
+            b = target.rhs(rhs)
+            result = solve(cfg.solver, operator, b, **cfg.solver_options())
+            check = _acceptance(target, result, b, operator, cfg)
+            attempts.append({**result.stats(), "rhs_norm": float(b.norm()), "damping": damping, **check})
             if torch.isfinite(result.x).all():
                 step = result.x
             if check["reason"] is None:
