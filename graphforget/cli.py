@@ -1,7 +1,12 @@
 """The ``graphforget`` command line: ``train``, ``evaluate``, ``unlearn`` and ``demo``.
 
 A thin layer over the public API (:mod:`graphforget.pipeline` and below). Usage errors (unknown
-names, missing paths, bad ratios) exit with status 2 and one line on stderr.
+names, missing paths, bad ratios, bad method options, an ``--out`` that is a file or the run itself)
+exit with status 2 and one line on stderr, before any data is loaded or model trained where they can
+be seen then. An unlearning method that cannot produce a result it trusts
+(:class:`~graphforget.unlearn.UnlearningFailed`) exits with status 1 and one line. Every file is
+written atomically (:func:`~graphforget.io.atomic_write`): a killed command leaves the previous
+outputs intact.
 """
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -20,12 +26,14 @@ import torch
 
 from . import __version__
 from .data import EDGE, find_data_root, remove_edges
+from .io import atomic_write
 from .metrics import evaluate_auc
 from .models import load_model, save_model
 from .pipeline import (AUC_KEYS, DATASET_NAMES, TRAININGS, UNLEARNERS, AttackData, Hyperparameters,
-                       build_unlearner, default_hparams, parse_options, prepare_attack_data, run_experiment,
-                       to_jsonable)
+                       build_unlearner, check_options, default_hparams, parse_options, prepare_attack_data,
+                       run_experiment, to_jsonable)
 from .train import train
+from .unlearn import UnlearningFailed
 
 __all__ = ["main", "build_parser"]
 
@@ -63,13 +71,23 @@ def _positive(text: str) -> int:
     return value
 
 
+#: Device types the CLI runs on (``meta`` and the like hold no data: training on them cannot work).
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
 def _device(text: str) -> str:
     try:
         device = torch.device(text)
     except RuntimeError:
         raise argparse.ArgumentTypeError(f"unknown device {text!r}") from None
+    if device.type not in DEVICE_TYPES:
+        raise argparse.ArgumentTypeError(f"unsupported device {text!r} (use one of: {', '.join(DEVICE_TYPES)})")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise argparse.ArgumentTypeError("CUDA is not available on this machine")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"no device {text!r}: this machine has {torch.cuda.device_count()} GPU(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError("MPS is not available on this machine")
     return text
 
 
@@ -92,7 +110,54 @@ def _data_root(dataset: str, root) -> str | None:
 
 
 def _write_json(path: Path, value) -> None:
-    path.write_text(json.dumps(to_jsonable(value), indent=2) + "\n")
+    """Writes ``value`` as JSON, atomically (an interrupted write leaves the previous file intact)."""
+    text = json.dumps(to_jsonable(value), indent=2) + "\n"
+    atomic_write(path, lambda handle: handle.write(text), binary=False)
+
+
+def _check_out_dir(out: str, run: str | None = None) -> Path:
+    """``--out`` as an output directory, checked before any work: not a file, creatable, not the run itself.
+
+    Raises:
+        UsageError: ``out`` is an existing non-directory, lies under a file, cannot be written, or is the
+            directory of ``run`` (whose model.pt it would overwrite).
+    """
+    path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"graphforget: error: --out {out} is an existing file, not a directory")
+    if run is not None and path.resolve() == Path(run).expanduser().resolve():
+        raise UsageError(f"graphforget: error: --out {out} is the run directory --run {run}: its model.pt would be "
+                         f"overwritten; choose another output directory")
+    existing = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise UsageError(f"graphforget: error: cannot create --out {out}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"graphforget: error: cannot write to --out {out}: {existing} is not writable")
+    return path
+
+
+def _check_out_file(out: str) -> Path:
+    """``--out`` as an output file, checked before any work: not a directory, in an existing directory."""
+    path = Path(out).expanduser()
+    if path.is_dir():
+        raise UsageError(f"graphforget: error: --out {out} is a directory, not a file")
+    if not path.parent.is_dir():
+        raise UsageError(f"graphforget: error: --out {out}: directory {path.parent} does not exist")
+    return path
+
+
+def _options(method: str, pairs: list[str] | None) -> dict:
+    """The ``--option KEY=VALUE`` pairs of ``method``, checked before any data is loaded or model trained."""
+    return _checked_options(method, parse_options(pairs or []))
+
+
+def _checked_options(method: str, options: dict) -> dict:
+    """``options`` if ``method`` accepts them (:func:`~graphforget.pipeline.check_options`), else a usage error."""
+    try:
+        check_options(method, options)
+    except ValueError as error:
+        raise UsageError(f"graphforget: error: {error}") from error
+    return options
 
 
 def _fmt(value, pct: bool = False) -> str:
@@ -116,9 +181,7 @@ def _auc_line(metrics: dict) -> str:
 
 def _load_run(run: str, device: str):
     """Reads ``RUN/model.pt`` and rebuilds the data it was trained on (checked by fingerprint)."""
-    path = Path(run) / "model.pt"
-    if not path.is_file():
-        raise UsageError(f"graphforget: error: no model.pt in {run} (make one with `graphforget train --out {run}`)")
+    path = _model_path(run)
     try:
         model, checkpoint = load_model(path, map_location=device)
     except Exception as error:  # a truncated or foreign file: say so on one line
@@ -134,6 +197,14 @@ def _load_run(run: str, device: str):
     return model.to(device), checkpoint, data
 
 
+def _model_path(run: str) -> Path:
+    """``RUN/model.pt``, which must exist."""
+    path = Path(run) / "model.pt"
+    if not path.is_file():
+        raise UsageError(f"graphforget: error: no model.pt in {run} (make one with `graphforget train --out {run}`)")
+    return path
+
+
 def _check_method(method: str) -> None:
     if method not in UNLEARNERS:
         raise UsageError(f"graphforget: error: unknown method {method!r} (choose from {', '.join(UNLEARNERS)})")
@@ -146,6 +217,7 @@ _TRAINING_HELP = ("early-stopped: mini-batch Adam, early stopping on validation 
 # --- sub-commands -------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
+    out = _check_out_dir(args.out)
     data = prepare_attack_data(args.dataset, args.root, args.attack_ratio, args.seed, synthetic_fallback=False)
     print(f"data: {data.source}")
     hparams = default_hparams(args.model, args.dataset, args.training).replace(
@@ -161,7 +233,6 @@ def cmd_train(args) -> int:
                "dataset": args.dataset, "source": data.source, "model": hparams.model,
                "train_edges": graph[EDGE].edge_index.size(1), "request_edges": data.request.size(1),
                "threads": torch.get_num_threads()}
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     run = {"dataset": args.dataset, "root": _data_root(args.dataset, args.root), "seed": args.seed,
            "attack_ratio": args.attack_ratio, "hparams": hparams.as_dict(),
@@ -176,6 +247,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    out = _check_out_file(args.out) if args.out else None
     model, checkpoint, data = _load_run(args.run, args.device)
     device = torch.device(args.device)
     graph = data.train
@@ -185,10 +257,9 @@ def cmd_evaluate(args) -> int:
     metrics = evaluate_auc(model, graph.to(device), data.split.test.to(device), data.request.to(device))
     metrics.update(dataset=checkpoint["run"]["dataset"], model=checkpoint["model"],
                    method=(unlearned or {}).get("method", "original"))
-    text = json.dumps(to_jsonable(metrics), indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    print(json.dumps(to_jsonable(metrics), indent=2))
+    if out is not None:
+        _write_json(out, metrics)
     return 0
 
 
@@ -199,14 +270,24 @@ def _run_unlearner(args, method: str, options: dict):
     device = torch.device(args.device)
     hparams = Hyperparameters(**run["hparams"])
     config = hparams.train_config(run["seed"], progress=not args.quiet)
-    unlearner = build_unlearner(method, model, data.train.to(device), hparams.objective(), config,
-                                data.split.val.to(device), run["seed"], **options)
+    try:
+        unlearner = build_unlearner(method, model, data.train.to(device), hparams.objective(), config,
+                                    data.split.val.to(device), run["seed"], **options)
+    except TypeError as error:  # a value of the wrong type for a constructor keyword
+        if not options:
+            raise
+        raise UsageError(f"graphforget: error: bad options for {method!r}: {error}") from error
     return unlearner, model, checkpoint, data
 
 
 def cmd_unlearn(args) -> int:
     _check_method(args.method)
-    options = parse_options(args.option or [])
+    options = _options(args.method, args.option)
+    _model_path(args.run)
+    out = _check_out_dir(args.out, run=args.run)
+    if args.encoder and not Path(args.encoder).is_file():
+        raise UsageError(f"graphforget: error: no encoder file {args.encoder} "
+                         f"(make one with `graphforget pretrain-encoder`)")
     unlearner, model, checkpoint, data = _run_unlearner(args, args.method, options)
     run = checkpoint["run"]
     graph, test, request = unlearner.graph, data.split.test.to(args.device), data.request.to(args.device)
@@ -227,7 +308,6 @@ def cmd_unlearn(args) -> int:
     metrics["original"] = evaluate_auc(model, graph, test, request)
     metrics["info"] = result.info
     metrics["threads"] = torch.get_num_threads()
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _write_json(out / "metrics.json", metrics)
     written = [out / "metrics.json"]
@@ -245,8 +325,6 @@ def cmd_unlearn(args) -> int:
 
 
 def _load_encoder(unlearner, path: str) -> None:
-    if not Path(path).is_file():
-        raise UsageError(f"graphforget: error: no encoder file {path} (make one with `graphforget pretrain-encoder`)")
     try:
         unlearner.load_encoder(path)
     except ValueError as error:
@@ -254,9 +332,10 @@ def _load_encoder(unlearner, path: str) -> None:
 
 
 def cmd_pretrain_encoder(args) -> int:
-    unlearner, _, _, _ = _run_unlearner(args, "unlearnrec", parse_options(args.option or []))
+    options = _options("unlearnrec", args.option)
+    out = _check_out_dir(args.out)
+    unlearner, _, _, _ = _run_unlearner(args, "unlearnrec", options)
     info = unlearner.fit()
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     unlearner.save_encoder(out / "encoder.pt")
     _write_json(out / "pretrain.json", {"pretrain_seconds": info["seconds"], "epochs": info["epochs"],
@@ -277,6 +356,10 @@ def cmd_demo(args) -> int:
             raise UsageError(f"graphforget demo: error: --option takes METHOD:KEY=VALUE with METHOD in "
                              f"{', '.join(methods)}, got {pair!r}")
         options[method].update(parse_options([rest]))
+    for method in methods:  # before any data is loaded or model trained
+        _checked_options(method, options[method])
+    if args.out:
+        _check_out_dir(args.out)
     dataset = args.dataset or "ml-100k"  # ML-100K where it can be found, else the synthetic stand-in
     data = prepare_attack_data(dataset, args.root, args.attack_ratio, args.seed, synthetic_fallback=args.dataset is None)
     if data.source.startswith("synthetic") and dataset != "synthetic":
@@ -475,6 +558,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"graphforget: error: {_one_line(str(error))}", file=sys.stderr)
         return 2
+    except UnlearningFailed as error:  # valid input, but the method could not produce a result it trusts
+        if debug:
+            raise
+        print(f"graphforget: unlearning failed: {_one_line(str(error))}", file=sys.stderr)
+        return 1
 
 
 def _one_line(text: str) -> str:

@@ -33,6 +33,15 @@ class Objective:
             raise ValueError(f"l2 must be >= 0, got {l2}")
         self.l2 = float(l2)
 
+    def check(self, graph: HeteroData) -> None:
+        """Checks once, where a graph meets the objective (training, unlearning), that its labels suit it.
+
+        The base objective accepts any graph; subclasses restrict it. Not called in the loss path.
+
+        Raises:
+            ValueError: naming what does not fit.
+        """
+
     def pairs(self, graph: HeteroData, positions: Tensor | None = None, epoch: int = 0) -> tuple[Tensor, Tensor]:
         """The (user, item) pairs the loss terms of the edges at ``positions`` (all by default) score.
 
@@ -83,7 +92,20 @@ def _select(graph: HeteroData, positions: Tensor | None) -> tuple[Tensor, Tensor
 
 
 class BCEObjective(Objective):
-    r"""Binary cross-entropy on labelled edges: :math:`\ell_e = -y\log\sigma(\hat y) - (1-y)\log(1-\sigma(\hat y))`."""
+    r"""Binary cross-entropy on labelled edges: :math:`\ell_e = -y\log\sigma(\hat y) - (1-y)\log(1-\sigma(\hat y))`.
+
+    Labels must be 0 or 1 (see :meth:`check`).
+    """
+
+    def check(self, graph: HeteroData) -> None:
+        """Raises ``ValueError`` when an ``edge_label`` is not 0 or 1 (raw ratings, play counts)."""
+        label = graph[EDGE].edge_label
+        bad = (label != 0) & (label != 1)
+        if bool(bad.any()):
+            values = label[bad].unique()[:5].tolist()
+            raise ValueError(f"BCEObjective needs edge_label in {{0, 1}}, got {int(bad.sum())} other labels, e.g. "
+                             f"{values} (raw ratings or counts?): binarise first with "
+                             f"graphforget.data.binarize(graph, threshold)")
 
     def pairs(self, graph, positions=None, epoch=0):
         return _select(graph, positions)

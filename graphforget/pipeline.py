@@ -21,6 +21,7 @@ Methods are looked up by name in :data:`UNLEARNERS`, one entry per method (see
 from __future__ import annotations
 
 import ast
+import inspect
 import logging
 import math
 import os
@@ -43,7 +44,7 @@ from .unlearn import (IFRU, SCIF, SISA, FineTune, IFRUConfig, RecEraser, Retrain
                       UnlearnRecConfig)
 
 __all__ = ["DATASET_NAMES", "TRAININGS", "AttackData", "prepare_attack_data", "Hyperparameters", "default_hparams",
-           "UNLEARNERS", "UnlearnerFactory", "register_unlearner", "build_unlearner", "parse_options",
+           "UNLEARNERS", "UnlearnerFactory", "register_unlearner", "build_unlearner", "check_options", "parse_options",
            "run_experiment", "to_jsonable", "AUC_KEYS"]
 
 log = logging.getLogger(__name__)
@@ -102,12 +103,23 @@ def _load_raw(dataset: str, root) -> tuple[HeteroData | None, str]:
         found = next((p for p in candidates if p.is_file()), None)
         if found is None:
             return None, _missing(dataset, base, "ml-100k/u.data")
-        return load_movielens_100k(found.parent), str(found)
+        return _read(load_movielens_100k, found.parent, found), str(found)
     candidates = [] if base is None else [base / "ratings_final.txt", base / "bookcrossing" / "ratings_final.txt"]
     found = next((p for p in candidates if p.is_file()), None)
     if found is None:
         return None, _missing(dataset, base, "bookcrossing/ratings_final.txt")
-    return load_labelled_triples(found), str(found)
+    return _read(load_labelled_triples, found, found), str(found)
+
+
+def _read(loader: Callable[[Path], HeteroData], arg: Path, file: Path) -> HeteroData:
+    """``loader(arg)``; an empty or malformed data ``file`` is a ``ValueError`` naming it."""
+    if file.stat().st_size == 0:
+        raise ValueError(f"data file {file} is empty")
+    try:
+        return loader(arg)
+    except (ValueError, IndexError, KeyError, TypeError, RuntimeError) as error:
+        detail = (str(error).strip().splitlines() or [""])[0]
+        raise ValueError(f"cannot read data file {file}: {type(error).__name__}: {detail}") from error
 
 
 def _missing(dataset: str, base: Path | None, rel: str) -> str:
@@ -144,7 +156,8 @@ def prepare_attack_data(dataset: str = "ml-100k", root: str | os.PathLike | None
         :class:`AttackData` ``(split, train, request, source)``.
 
     Raises:
-        ValueError: unknown dataset or a ratio outside (0, 1).
+        ValueError: unknown dataset, a ratio outside (0, 1), or a data file that is empty, malformed or
+            left without interactions by the 5-core.
         FileNotFoundError: a given ``root`` that does not exist, or a missing dataset without fallback.
     """
     if dataset not in DATASET_NAMES:
@@ -167,6 +180,8 @@ def prepare_attack_data(dataset: str = "ml-100k", root: str | os.PathLike | None
     else:
         graph = k_core(raw, CORE)
         source = f"Book-Crossing from {where} ({CORE}-core, labels as given)"
+    if graph[EDGE].edge_index.size(1) == 0:
+        raise ValueError(f"no interactions left in {where} after the {CORE}-core")
     split = random_split(graph, (0.6, 0.2, 0.2), seed=seed)
     attacked, request = attack_flip(split.train, attack_ratio, seed=seed)
     source += (f"; 6:2:2 split, {split.train[EDGE].edge_index.size(1)} training edges, "
@@ -312,6 +327,62 @@ UNLEARNERS: dict[str, UnlearnerFactory] = {"retrain": _retrain, "ifru": _ifru, "
                                            "finetune": _finetune}
 
 
+#: Built-in methods whose options are the fields of a config dataclass (checked by constructing it).
+_OPTION_CONFIGS: dict[Callable, type] = {_ifru: IFRUConfig, _scif: IFRUConfig, _unlearnrec: UnlearnRecConfig}
+#: Built-in methods whose options are keywords of a class' constructor (checked by name).
+_OPTION_CLASSES: dict[Callable, type] = {_retrain: Retrain, _finetune: FineTune, _sisa: SISA, _receraser: RecEraser}
+#: Constructor arguments the factories pass themselves: not options.
+_RESERVED = {"self", "model", "graph", "objective", "config", "val", "seed"}
+
+
+def check_options(method: str, options: dict[str, Any]) -> None:
+    """Checks ``options`` of a built-in ``method`` without data, a model or training (cheap: run it first).
+
+    IFRU, SCIF and UnlearnRec: the options must build the method's config dataclass
+    (:class:`~graphforget.unlearn.IFRUConfig`, :class:`~graphforget.unlearn.UnlearnRecConfig`), which
+    checks names, types and ranges. The other built-in methods: the names must be keywords of the
+    method's constructor. Methods added with :func:`register_unlearner` are not checked here.
+
+    Raises:
+        ValueError: ``bad options for 'METHOD': ...`` naming the problem; or an unknown method.
+    """
+    if method not in UNLEARNERS:
+        raise ValueError(f"unknown method {method!r}; known: {', '.join(UNLEARNERS)}")
+    factory = UNLEARNERS[method]
+    try:
+        if factory in _OPTION_CONFIGS:
+            _build_config(_OPTION_CONFIGS[factory], options)
+        elif factory in _OPTION_CLASSES:
+            known = set(inspect.signature(_OPTION_CLASSES[factory]).parameters) - _RESERVED
+            unknown = sorted(set(options) - known)
+            if unknown:
+                raise ValueError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}"
+                                 f" (known: {', '.join(sorted(known))})")
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"bad options for {method!r}: {error}") from error
+
+
+def _build_config(cls: type, options: dict[str, Any]) -> None:
+    """Builds ``cls(**options)``; a ``TypeError`` from a value of the wrong type names the option(s) at fault."""
+    try:
+        cls(**options)
+    except TypeError as error:
+        if "keyword argument" in str(error):
+            raise
+        expected = {f.name: f.type for f in fields(cls)}
+        culprits = [key for key in options if not _builds(cls, {key: options[key]})]
+        named = ", ".join(f"{key}={options[key]!r} (expected {expected.get(key, '?')})" for key in culprits)
+        raise TypeError(f"{named or 'a value of the wrong type'}: {error}") from error
+
+
+def _builds(cls: type, options: dict[str, Any]) -> bool:
+    try:
+        cls(**options)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def register_unlearner(name: str, factory: UnlearnerFactory | None = None, *, overwrite: bool = False):
     """Adds a method to :data:`UNLEARNERS` (usable as a decorator).
 
@@ -352,8 +423,7 @@ def build_unlearner(method: str, model: Recommender, graph: HeteroData, objectiv
     Raises:
         ValueError: unknown method, or options the method rejects.
     """
-    if method not in UNLEARNERS:
-        raise ValueError(f"unknown method {method!r}; known: {', '.join(UNLEARNERS)}")
+    check_options(method, options)
     try:
         return UNLEARNERS[method](model, graph, objective, train_config or TrainConfig(), val, seed, **options)
     except TypeError as error:

@@ -11,9 +11,9 @@ import torch
 from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
-from .data.interactions import EDGE
+from .data.interactions import EDGE, check_model_fits
 from .metrics import evaluate_auc
-from .objectives import Objective
+from .objectives import BCEObjective, Objective
 
 __all__ = ["OPTIMIZERS", "TrainConfig", "TrainResult", "train"]
 
@@ -86,11 +86,17 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
         objective: the loss (see :mod:`graphforget.objectives`).
         config: hyper-parameters.
         val: labelled validation pairs for early stopping (without it all epochs run).
+
+    Raises:
+        ValueError: when the graph has no edges, its node counts differ from the model's, its labels do not
+            suit the objective (:meth:`~graphforget.objectives.Objective.check`), or the objective is BCE
+            and no edge is labelled 0.
     """
     config = config or TrainConfig()
     num_edges = graph[EDGE].edge_index.size(1)
     if num_edges == 0:
         raise ValueError("the training graph has no edges")
+    _check_inputs(model, graph, objective)
     if config.optimizer == "lbfgs":
         return _train_lbfgs(model, graph, objective, config, val)
     device = graph[EDGE].edge_index.device
@@ -125,6 +131,17 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
     seconds = time.perf_counter() - start
     log.info("trained %d epochs in %.1fs (best epoch %d)", len(history), seconds, best[1])
     return TrainResult(len(history), best[1] if val is not None else len(history), best[0], seconds, history)
+
+
+def _check_inputs(model: torch.nn.Module, graph: HeteroData, objective: Objective) -> None:
+    """Model/graph sizes, labels against the objective, and negatives for BCE (else every score goes up
+    and the validation AUC is NaN)."""
+    check_model_fits(model, graph)
+    objective.check(graph)
+    if isinstance(objective, BCEObjective) and not bool((graph[EDGE].edge_label == 0).any()):
+        raise ValueError("BCEObjective needs negative labels but every edge_label of the training graph is 1 "
+                         "(implicit feedback): add sampled negatives with graphforget.data.add_negatives(graph), "
+                         "or train with BPRObjective")
 
 
 def _train_lbfgs(model, graph, objective: Objective, config: TrainConfig, val) -> TrainResult:

@@ -1,6 +1,7 @@
 """The command line and the pipeline glue: outputs checked against direct library calls and hand formulas."""
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -241,6 +242,99 @@ def test_missing_model_and_unknown_method_on_a_run(trained_run, tmp_path, capsys
                            "--out", str(tmp_path))
     assert code == 2 and err.count("\n") == 1 and "bad options for 'ifru'" in err
     assert not (tmp_path / "metrics.json").exists()
+
+
+def _bad_input_files(tmp: Path) -> None:
+    """The files :func:`_bad_inputs` refers to: a plain file, an empty u.data, broken encoders."""
+    (tmp / "a_file").write_text("I am a file\n")
+    (tmp / "ml").mkdir()
+    (tmp / "ml" / "u.data").write_bytes(b"")
+    buffer = io.BytesIO()
+    torch.save({"encoder": {"h0": torch.zeros(50, 8)}}, buffer)
+    (tmp / "truncated.pt").write_bytes(buffer.getvalue()[:120])
+    (tmp / "text.pt").write_text("user item rating\n")
+
+
+def _bad_inputs(run: Path, tmp: Path) -> dict[str, tuple[list[str], str, bool]]:
+    """Bad command lines: ``name -> (argv, fragment of the message, fails before any data or model is read)``."""
+    unlearn = ["unlearn", "--run", str(run), "--out", str(tmp / "o")]
+    ifru, unlearnrec = [*unlearn, "--method", "ifru"], [*unlearn, "--method", "unlearnrec", "--quiet"]
+    train_ = ["train", "--dataset", "synthetic", "--quiet", *TINY]
+    return {
+        "max_iter=abc": ([*ifru, "--option", "max_iter=abc"], "max_iter='abc' (expected int)", True),
+        "tol=abc": ([*ifru, "--option", "tol=abc"], "tol='abc' (expected float)", True),
+        "prune=0.5": ([*ifru, "--option", "prune=0.5"], "prune=0.5 (expected tuple", True),
+        "solver=nope": ([*ifru, "--option", "solver=nope"], "IFRUConfig.solver: unknown value 'nope'", True),
+        "unknown option": ([*ifru, "--option", "bogus=1"], "unexpected keyword argument 'bogus'", True),
+        "unknown sisa option": ([*unlearn, "--method", "sisa", "--option", "shards=2"], "unknown option 'shards'",
+                                True),
+        "unlearnrec option": ([*unlearnrec, "--option", "l_u=abc"], "l_u='abc' (expected float)", True),
+        "pretrain option": (["pretrain-encoder", "--run", str(run), "--out", str(tmp / "o"), "--option",
+                             "tau=-1"], "tau, contrastive_tau and lr must be > 0", True),
+        "demo option": (["demo", "--dataset", "synthetic", "--methods", "ifru", "--option", "ifru:max_iter=abc"],
+                        "max_iter='abc'", True),
+        "train --device meta": ([*train_, "--device", "meta", "--out", str(tmp / "o")], "unsupported device 'meta'",
+                                True),
+        "unlearn --device meta": ([*ifru, "--device", "meta"], "unsupported device 'meta'", True),
+        "empty u.data": (["train", "--root", str(tmp / "ml"), "--out", str(tmp / "o")], "u.data is empty", False),
+        "truncated encoder": ([*unlearnrec, "--encoder", str(tmp / "truncated.pt")], "cannot read encoder file",
+                              False),
+        "non-torch encoder": ([*unlearnrec, "--encoder", str(tmp / "text.pt")], "cannot read encoder file", False),
+        "unlearn --out RUN": ([*ifru[:-2], "--out", str(run), "--method", "ifru"], "is the run directory", True),
+        "unlearn --out RUN/.": ([*ifru[:-2], "--out", str(run / "."), "--method", "ifru"], "is the run directory",
+                                True),
+        "unlearn --out FILE": ([*ifru[:-2], "--out", str(tmp / "a_file"), "--method", "ifru"],
+                               "is an existing file, not a directory", True),
+        "unlearn --out under a FILE": ([*ifru[:-2], "--out", str(tmp / "a_file" / "o"), "--method", "ifru"],
+                                       "is not a directory", True),
+        "train --out FILE": ([*train_, "--out", str(tmp / "a_file")], "is an existing file, not a directory", True),
+        "pretrain --out FILE": (["pretrain-encoder", "--run", str(run), "--out", str(tmp / "a_file")],
+                                "is an existing file, not a directory", True),
+        "demo --out FILE": (["demo", "--dataset", "synthetic", "--out", str(tmp / "a_file")],
+                            "is an existing file, not a directory", True),
+        "evaluate --out DIR": (["evaluate", "--run", str(run), "--out", str(tmp)], "is a directory, not a file",
+                               True),
+    }
+
+
+BAD_INPUTS = list(_bad_inputs(Path("run"), Path("tmp")))
+
+
+@pytest.mark.parametrize("name", BAD_INPUTS)
+def test_bad_inputs_exit_2_with_one_line_and_no_traceback(name, trained_run, tmp_path, capsys, monkeypatch):
+    _bad_input_files(tmp_path)
+    argv, fragment, before_work = _bad_inputs(trained_run, tmp_path)[name]
+    model_bytes = (trained_run / "model.pt").read_bytes()
+    if before_work:  # the error must come before any data is loaded or any model read or trained
+        def no_work(*args, **kwargs):
+            raise AssertionError("work started before the usage error")
+        for target in ("prepare_attack_data", "load_model", "train"):
+            monkeypatch.setattr(f"graphforget.cli.{target}", no_work)
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("graphforget") and "Traceback" not in err, err
+    assert fragment in err, err
+    assert not (tmp_path / "o").exists()
+    assert (trained_run / "model.pt").read_bytes() == model_bytes  # the run is never overwritten
+
+
+def test_unlearn_into_the_run_directory_through_a_link_is_refused(trained_run, tmp_path, capsys):
+    link = tmp_path / "same-run"
+    link.symlink_to(trained_run, target_is_directory=True)
+    before = sorted(os.listdir(trained_run)), (trained_run / "model.pt").read_bytes()
+    code, _, err = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "retrain", "--out", str(link))
+    assert code == 2 and "is the run directory" in err and err.count("\n") == 1
+    assert (sorted(os.listdir(trained_run)), (trained_run / "model.pt").read_bytes()) == before
+
+
+def test_unlearning_failed_is_exit_1_with_one_line(trained_run, tmp_path, capsys, monkeypatch):
+    from graphforget.unlearn import UnlearningFailed
+
+    def fail(self, request):
+        raise UnlearningFailed("IFRU: the step did not lower the objective")
+    monkeypatch.setattr(IFRU, "unlearn", fail)
+    code, _, err = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "ifru", "--out", str(tmp_path))
+    assert code == 1 and err == "graphforget: unlearning failed: IFRU: the step did not lower the objective\n"
 
 
 def test_unreadable_checkpoint_is_a_one_line_error(tmp_path, capsys):

@@ -12,8 +12,9 @@ import torch
 from graphforget.data import (DATASETS, EDGE, Split, add_negatives, attack_flip, binarize, download, edge_positions,
                               k_core, load_csv, load_dataset, load_labelled_triples, load_lightgcn,
                               load_movielens_100k, make_interactions, num_items, num_users, planted_communities,
-                              propagation_edges, random_edges, random_split, remove_edges, request_nodes,
+                              propagation_edges, random_edges, random_split, relabel, remove_edges, request_nodes,
                               symmetric_edge_weight, user_edges)
+from graphforget.data.interactions import pair_keys
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -457,6 +458,9 @@ def test_remove_edges(random_graph):
     (torch.zeros(3, 2, dtype=torch.long), "shape"),
     (torch.zeros(4, dtype=torch.long), "shape"),
     (torch.zeros(2, 1), "float"),
+    (torch.ones(2, 1, dtype=torch.bool), "dtype torch.bool"),  # used to be read as the ids (1, 1)
+    (torch.zeros(2, 1, dtype=torch.float64), "dtype torch.float64"),
+    (torch.zeros(2, 1, dtype=torch.long, device="meta"), "meta device"),
 ])
 def test_edge_position_errors(random_graph, request_, message):
     graph = random_graph(20, 15, 120, seed=2)
@@ -513,3 +517,113 @@ def test_planted_communities_carry_signal():
     assert torch.equal(again[EDGE].edge_index, ei) and torch.equal(again[EDGE].edge_label, label)
     with pytest.raises(ValueError, match="interactions_per_user"):
         planted_communities(num_users=10, num_items=20, num_communities=4, interactions_per_user=5)
+
+
+# --------------------------------------------------------------------------------------------- integrity
+
+def test_make_interactions_rejects_duplicate_pairs():
+    # (0, 0) at positions 0 and 4, (1, 1) at 1 and 3: two duplicated pairs, the first in storage order (0, 0).
+    edge_index = torch.tensor([[0, 1, 2, 1, 0, 2], [0, 1, 2, 1, 0, 3]])
+    with pytest.raises(ValueError) as err:
+        make_interactions(edge_index, torch.tensor([1., 0., 1., 1., 0., 1.]))
+    message = str(err.value)
+    assert "2 duplicated (user, item) pairs" in message
+    assert "the first (0, 0) at positions 0 and 4" in message
+    assert "keep the last rating" in message
+    assert make_interactions(edge_index[:, :3])[EDGE].edge_index.size(1) == 3  # distinct pairs are fine
+
+
+def test_raw_loaders_reject_duplicate_pairs_naming_raw_ids(tmp_path):
+    (tmp_path / "u.data").write_text("196\t242\t3\t881250949\n186\t302\t3\t891717742\n196\t242\t5\t881250950\n")
+    with pytest.raises(ValueError) as err:
+        load_movielens_100k(tmp_path)
+    assert "1 (user, item) pairs occur on several rows, the first (196, 242) (raw ids) on data rows 0 and 2" \
+        in str(err.value)
+    assert "duplicates='last'" in str(err.value)
+    triples = tmp_path / "ratings_final.txt"
+    triples.write_text("0\t7\t1\r\n0\t8\t0\r\n3\t8\t1\r\n0\t8\t1\r\n")
+    with pytest.raises(ValueError, match=r"1 \(user, item\) pairs .* the first \(0, 8\) .* rows 1 and 3"):
+        load_labelled_triples(triples)
+
+
+def test_lightgcn_loader_rejects_an_item_listed_twice(tmp_path):
+    (tmp_path / "train.txt").write_text("0 1 2 1\n1 0\n")
+    (tmp_path / "test.txt").write_text("0 3\n1 2\n")
+    with pytest.raises(ValueError, match=r"1 duplicated \(user, item\) pairs, the first \(0, 1\) at positions 0 and 2"):
+        load_lightgcn(tmp_path)
+
+
+def test_load_csv_duplicates_policy(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("user,item,rating\nA,x,1\nB,y,2\nA,x,5\nB,z,4\nB,y,3\n")
+    with pytest.raises(ValueError, match=r"2 \(user, item\) pairs occur on several rows, the first \(A, x\)"):
+        load_csv(path, "user", "item", "rating")
+    graph = load_csv(path, "user", "item", "rating", duplicates="last")
+    users, items = graph["user"].raw_id, graph["item"].raw_id
+    rows = [(users[u], items[i], y) for (u, i), y in zip(pairs_of(graph), graph[EDGE].edge_label.tolist())]
+    assert rows == [("A", "x", 5.0), ("B", "z", 4.0), ("B", "y", 3.0)]  # last rating of each pair, file order
+    with pytest.raises(ValueError, match="duplicates must be 'raise' or 'last', got 'first'"):
+        load_csv(path, "user", "item", "rating", duplicates="first")
+
+
+def test_shared_datasets_hold_no_duplicate_pairs(data_root):
+    """Measured: every raw file in ../shared/data stores each (user, item) pair once, so the loaders raise
+    on nothing there."""
+    graphs = [load_dataset("ml-100k", data_root), load_dataset("bookcrossing", data_root)]
+    for name in ("gowalla", "ml-1m"):
+        graphs.extend(load_lightgcn(data_root / name))
+    sizes = [g[EDGE].edge_index.size(1) for g in graphs]
+    assert sizes == [100000, 139746, 810128, 217242, 797758, 202451]
+    for graph in graphs:
+        assert pair_keys(graph[EDGE].edge_index, num_items(graph)).unique().numel() == graph[EDGE].edge_index.size(1)
+
+
+def test_node_attributes_survive_edge_edits():
+    graph = with_raw_ids(planted_communities(num_users=12, num_items=30, num_communities=2,
+                                             interactions_per_user=5, seed=0))
+    graph[EDGE].edge_label = torch.ones(graph[EDGE].edge_index.size(1))
+    user_raw, item_raw = graph["user"].raw_id.clone(), graph["item"].raw_id.clone()
+    request = graph[EDGE].edge_index[:, [0, 7]]
+    outputs = {"remove_edges": remove_edges(graph, request), "attack_flip": attack_flip(graph, 0.1)[0],
+               "add_negatives": add_negatives(graph, 1), "binarize": binarize(graph, 1)}
+    for name, out in outputs.items():
+        assert torch.equal(out["user"].raw_id, user_raw), name
+        assert torch.equal(out["item"].raw_id, item_raw), name
+        assert torch.equal(out["user"].community, graph["user"].community), name
+    assert raw_pairs(outputs["remove_edges"]) == [p for k, p in enumerate(raw_pairs(graph)) if k not in (0, 7)]
+    outputs["remove_edges"]["user"].raw_id = torch.zeros(12, dtype=torch.long)
+    assert torch.equal(graph["user"].raw_id, user_raw)  # new stores: the input graph is untouched
+
+
+def test_relabel_selects_every_node_attribute():
+    graph = with_raw_ids(planted_communities(num_users=40, num_items=30, num_communities=3,
+                                             interactions_per_user=6, seed=2))
+    core = k_core(graph, 5)
+    assert 0 < num_users(core) < 40 and 0 < num_items(core) < 30
+    kept_users = ((core["user"].raw_id - 1000) // 3).tolist()  # raw ids are 1000 + 3 * local id
+    kept_items = ((core["item"].raw_id - 5000) // 7).tolist()
+    assert core["user"].community.tolist() == graph["user"].community[kept_users].tolist()
+    assert core["item"].community.tolist() == graph["item"].community[kept_items].tolist()
+    assert set(raw_pairs(core)) <= set(raw_pairs(graph))
+    keep_users = torch.arange(40) != 0  # user 0 dropped but its edges kept: would be renumbered to -1
+    with pytest.raises(ValueError, match="edge_mask keeps 6 edges of dropped users or items"):
+        relabel(graph, keep_users, torch.ones(30, dtype=torch.bool), torch.ones(240, dtype=torch.bool))
+
+
+def test_request_samplers_skip_sampled_negatives():
+    graph = planted_communities(num_users=30, num_items=40, num_communities=2, interactions_per_user=6, seed=3)
+    graph[EDGE].edge_label = torch.ones(graph[EDGE].edge_index.size(1))
+    labelled = add_negatives(graph, ratio=2, seed=0)  # 180 observed edges, 360 sampled negatives
+    observed = set(pairs_of(graph))
+    request = random_edges(labelled, 0.1, seed=1)
+    assert request.size(1) == 18  # 10% of the 180 observed edges, not of all 540
+    assert set(map(tuple, request.t().tolist())) <= observed
+    anywhere = random_edges(labelled, 0.1, seed=1, observed_only=False)
+    assert anywhere.size(1) == 54 and set(map(tuple, anywhere.t().tolist())) - observed  # negatives drawn
+    mine = user_edges(labelled, [4, 9])
+    assert sorted(map(tuple, mine.t().tolist())) == sorted(p for p in observed if p[0] in (4, 9))
+    assert user_edges(labelled, [4, 9], observed_only=False).size(1) == 3 * mine.size(1)
+    none_observed = make_interactions(torch.tensor([[0, 1], [0, 1]]), torch.zeros(2),
+                                      observed=torch.zeros(2, dtype=torch.bool))
+    with pytest.raises(ValueError, match="no observed edges"):
+        random_edges(none_observed, 0.5)

@@ -12,7 +12,8 @@ from graphforget.metrics import mi_bf, mi_ng, recall_ndcg_at_k
 from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN, SimGCL
 from graphforget.objectives import BPRObjective
 from graphforget.train import TrainConfig, train
-from graphforget.unlearn import InfluenceEncoder, UnlearnRec, UnlearnRecConfig, influence_dependency_matrix
+from graphforget.unlearn import (InfluenceEncoder, UnlearningFailed, UnlearnRec, UnlearnRecConfig,
+                                 influence_dependency_matrix)
 from graphforget.unlearn.unlearnrec import propagate_layers
 
 U, I = 60, 40
@@ -204,6 +205,56 @@ def test_unlearn_requires_fit_and_validates(trained):
         with pytest.raises(ValueError):
             UnlearnRecConfig(**bad)
     assert "UnlearnRec" in repr(unlearner) and "fitted=False" in repr(unlearner)
+
+
+def finite(model) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def test_a_request_of_every_edge_is_refused_when_fine_tuning(trained):
+    model, graph, objective = trained
+    everything = graph[EDGE].edge_index
+    unlearner = UnlearnRec(model, graph, objective, quick_config(pretrain_epochs=1, finetune_epochs=1))
+    unlearner.fit()
+    # Before the fix: the fine-tuning losses were means over zero remaining edges, an all-NaN model.
+    with pytest.raises(ValueError, match="removes every training edge"):
+        unlearner.unlearn(everything)
+    # Without fine-tuning the encoder's update alone is well defined: a finite model, an empty graph.
+    encoder_only = UnlearnRec(model, graph, objective, quick_config(pretrain_epochs=1, finetune_epochs=0))
+    encoder_only.fit()
+    result = encoder_only.unlearn(everything)
+    assert finite(result.model) and result.graph[EDGE].edge_index.size(1) == 0
+    # One edge left is enough to fine-tune on.
+    result = unlearner.unlearn(everything[:, 1:])
+    assert finite(result.model) and result.graph[EDGE].edge_index.size(1) == 1
+
+
+@pytest.mark.parametrize("finetune_epochs", [0, 1])
+def test_a_non_finite_result_raises_instead_of_being_returned(trained, finetune_epochs):
+    model, graph, objective = trained
+    unlearner = UnlearnRec(model, graph, objective, quick_config(finetune_epochs=finetune_epochs))
+    unlearner.fit()
+    with torch.no_grad():
+        unlearner.encoder.h0.fill_(float("nan"))  # a corrupted (or diverged) encoder
+    with pytest.raises(UnlearningFailed, match="non-finite parameters"):
+        unlearner.unlearn(random_edges(graph, 0.05, seed=1))
+    assert finite(model)
+
+
+def test_load_encoder_rejects_truncated_and_foreign_files(trained, tmp_path):
+    model, graph, objective = trained
+    unlearner = UnlearnRec(model, graph, objective, quick_config())
+    unlearner.save_encoder(tmp_path / "good.pt")
+    (tmp_path / "truncated.pt").write_bytes((tmp_path / "good.pt").read_bytes()[:200])
+    (tmp_path / "text.pt").write_text("not a torch file\n")
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    for name, message in [("truncated.pt", "cannot read encoder file"), ("text.pt", "cannot read encoder file"),
+                          ("tensor.pt", "not written by UnlearnRec.save_encoder")]:
+        with pytest.raises(ValueError, match=message):
+            unlearner.load_encoder(tmp_path / name)
+    assert not unlearner.fitted
+    unlearner.load_encoder(tmp_path / "good.pt")
+    assert unlearner.fitted
 
 
 @pytest.mark.parametrize("backbone", ["mf", "sgl", "simgcl"])

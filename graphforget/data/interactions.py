@@ -15,7 +15,8 @@ from torch_geometric.data import HeteroData
 __all__ = [
     "EDGE", "make_interactions", "num_users", "num_items", "message_passing_edges",
     "propagation_edges", "bipartite_to_homogeneous", "symmetric_edge_weight", "edge_positions", "remove_edges",
-    "edge_subgraph", "validate_pairs",
+    "edge_subgraph", "validate_pairs", "pair_keys", "check_unique_pairs",
+    "check_model_fits",
 ]
 
 EDGE = ("user", "rates", "item")
@@ -26,10 +27,14 @@ def make_interactions(edge_index: Tensor, edge_label: Tensor | None = None, num_
     """Builds the interaction graph.
 
     Args:
-        edge_index: ``[2, E]`` long tensor of (user, item) local ids.
+        edge_index: ``[2, E]`` long tensor of (user, item) local ids, each pair at most once.
         edge_label: ``[E]`` labels in {0, 1}; all ones (implicit feedback) when omitted.
         num_users, num_items: node counts; inferred as ``max id + 1`` when omitted.
         observed: optional ``[E]`` bool mask of real interactions (see module docstring).
+
+    Raises:
+        ValueError: on a bad shape, NaN labels, out-of-range ids, or a (user, item) pair stored more than
+            once (deleting such a pair would remove one copy only: aggregate repeated ratings first).
     """
     edge_index = torch.as_tensor(edge_index, dtype=torch.long)
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
@@ -48,6 +53,7 @@ def make_interactions(edge_index: Tensor, edge_label: Tensor | None = None, num_
     num_items = int(edge_index[1].max()) + 1 if num_items is None else int(num_items)
     if num_edges and (edge_index[0].max() >= num_users or edge_index[1].max() >= num_items):
         raise ValueError("edge_index holds ids beyond num_users/num_items")
+    check_unique_pairs(edge_index, num_items, "edge_index")
     data = HeteroData()
     data["user"].num_nodes = num_users
     data["item"].num_nodes = num_items
@@ -64,6 +70,17 @@ def num_users(graph: HeteroData) -> int:
 
 def num_items(graph: HeteroData) -> int:
     return int(graph["item"].num_nodes)
+
+
+def check_model_fits(model, graph: HeteroData) -> None:
+    """Raises ``ValueError`` when the model's ``num_users``/``num_items`` (where it has them) differ from
+    the graph's node counts (indexing its embedding tables would otherwise fail inside torch).
+    """
+    for node_type, count in (("user", num_users(graph)), ("item", num_items(graph))):
+        size = getattr(model, f"num_{node_type}s", None)
+        if size is not None and int(size) != count:
+            raise ValueError(f"the model has num_{node_type}s={int(size)} but the graph has {count} {node_type}s "
+                             f"(graph['{node_type}'].num_nodes): build the model for this graph's node counts")
 
 
 def message_passing_edges(graph: HeteroData) -> Tensor:
@@ -102,22 +119,56 @@ def symmetric_edge_weight(edge_index: Tensor, num_users: int, num_items: int, dt
     return (deg_u[edge_index[0]] * deg_i[edge_index[1]]).clamp(min=1).rsqrt()
 
 
-def _pair_keys(edge_index: Tensor, num_items: int) -> Tensor:
+def pair_keys(edge_index: Tensor, num_items: int) -> Tensor:
+    """One int64 key ``user * num_items + item`` per (user, item) column of ``edge_index [2, E]``."""
     return edge_index[0] * num_items + edge_index[1]
 
 
+
+def check_unique_pairs(edge_index: Tensor, num_items: int, what: str = "the graph") -> None:
+    """Raises ``ValueError`` when a (user, item) pair occurs more than once in ``edge_index [2, E]``.
+
+    The message names the number of duplicated pairs and the first one in storage order.
+
+    Args:
+        edge_index: ``[2, E]`` (user, item) local ids.
+        num_items: the item count (for the pair key).
+        what: how the message names ``edge_index``.
+    """
+    if edge_index.size(1) < 2:
+        return
+    _, inverse, counts = torch.unique(pair_keys(edge_index, num_items), return_inverse=True, return_counts=True)
+    repeated = counts > 1
+    if not bool(repeated.any()):
+        return
+    first = int(repeated[inverse].nonzero()[0])
+    user, item = edge_index[:, first].tolist()
+    copies = (inverse == inverse[first]).nonzero().flatten()[:2].tolist()
+    raise ValueError(f"{what} holds {int(repeated.sum())} duplicated (user, item) pairs, the first ({user}, {item}) "
+                     f"at positions {copies[0]} and {copies[1]}; each pair must be stored once (deleting it would "
+                     f"leave the other copy): aggregate them first, e.g. keep the last rating")
+
+
 def validate_pairs(graph: HeteroData, pairs: Tensor) -> Tensor:
-    """Checks a ``[2, R]`` (user, item) request against the graph's node ranges; returns it as long."""
+    """Checks a ``[2, R]`` (user, item) request against the graph's node ranges; returns it as long.
+
+    Raises:
+        ValueError: for a bad shape, a dtype other than an integer one (a bool mask would be read as ids
+            0/1, floats would be truncated), a tensor on the ``meta`` device (no values), unknown ids or
+            duplicated pairs.
+    """
     pairs = torch.as_tensor(pairs)
     if pairs.dim() != 2 or pairs.size(0) != 2:
         raise ValueError(f"a request must have shape [2, R], got {list(pairs.shape)}")
-    if pairs.is_floating_point():
-        raise ValueError("a request holds integer (user, item) ids, got floats")
+    if pairs.dtype == torch.bool or pairs.is_floating_point() or pairs.is_complex():
+        raise ValueError(f"a request holds integer (user, item) ids, got dtype {pairs.dtype}")
+    if pairs.is_meta:
+        raise ValueError("a request on the meta device holds no ids: build it on the CPU or the graph's device")
     pairs = pairs.long()
     if pairs.numel():
         if pairs.min() < 0 or pairs[0].max() >= num_users(graph) or pairs[1].max() >= num_items(graph):
             raise ValueError("request holds unknown user or item ids")
-        keys = _pair_keys(pairs, num_items(graph))
+        keys = pair_keys(pairs, num_items(graph))
         if keys.unique().numel() != keys.numel():
             raise ValueError("request holds duplicate (user, item) pairs")
     return pairs
@@ -136,8 +187,8 @@ def edge_positions(graph: HeteroData, pairs: Tensor) -> Tensor:
     requested_user = torch.zeros(num_users(graph), dtype=torch.bool, device=edge_index.device)
     requested_user[pairs[0].to(edge_index.device)] = True
     candidates = requested_user[edge_index[0]].nonzero().flatten()
-    sorted_keys, order = _pair_keys(edge_index[:, candidates], num_items(graph)).sort()
-    wanted = _pair_keys(pairs, num_items(graph)).to(sorted_keys.device)
+    sorted_keys, order = pair_keys(edge_index[:, candidates], num_items(graph)).sort()
+    wanted = pair_keys(pairs, num_items(graph)).to(sorted_keys.device)
     slot = torch.searchsorted(sorted_keys, wanted).clamp(max=max(len(sorted_keys) - 1, 0))
     found = sorted_keys[slot] == wanted if len(sorted_keys) else torch.zeros_like(wanted, dtype=torch.bool)
     if not bool(found.all()):
@@ -147,13 +198,13 @@ def edge_positions(graph: HeteroData, pairs: Tensor) -> Tensor:
 
 
 def edge_subgraph(graph: HeteroData, keep: Tensor) -> HeteroData:
-    """A new graph with the same nodes and the edges selected by ``keep`` (mask or positions)."""
-    out = HeteroData()
-    out["user"].num_nodes = num_users(graph)
-    out["item"].num_nodes = num_items(graph)
-    for key, value in graph[EDGE].items():
-        out[EDGE][key] = value[:, keep] if key == "edge_index" else value[keep]
-    return out
+    """A new graph with the same nodes and the edges selected by ``keep`` (mask or positions).
+
+    Every node attribute (``num_nodes``, ``raw_id``, ...) is kept as it is, and every per-edge attribute
+    of :data:`EDGE` is selected with the edges (PyG's :meth:`~torch_geometric.data.HeteroData.edge_subgraph`).
+    The stores are new objects: assigning to the result's attributes leaves ``graph`` untouched.
+    """
+    return graph.edge_subgraph({EDGE: torch.as_tensor(keep)})
 
 
 def remove_edges(graph: HeteroData, pairs: Tensor) -> HeteroData:

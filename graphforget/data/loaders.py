@@ -77,17 +77,42 @@ def find_data_root(root: str | os.PathLike | None = None) -> Path | None:
 
 
 def _from_raw(users: np.ndarray, items: np.ndarray, labels: np.ndarray | None = None,
-              extra: dict | None = None) -> HeteroData:
+              extra: dict | None = None, keep_last: bool = False) -> HeteroData:
+    """Remaps raw ids to local ones and builds the graph; ``keep_last`` keeps the last row of a repeated pair."""
     user_raw, user = np.unique(users, return_inverse=True)
     item_raw, item = np.unique(items, return_inverse=True)
-    edge_index = torch.from_numpy(np.stack([user, item]).astype(np.int64))
-    label = None if labels is None else torch.from_numpy(labels.astype(np.float32))
+    if not keep_last:
+        _check_raw_pairs(user, item, user_raw, item_raw)
+    rows = _last_of_each_pair(user, item, len(item_raw)) if keep_last else slice(None)
+    edge_index = torch.from_numpy(np.stack([user[rows], item[rows]]).astype(np.int64))
+    label = None if labels is None else torch.from_numpy(labels[rows].astype(np.float32))
     data = make_interactions(edge_index, label, len(user_raw), len(item_raw))
     data["user"].raw_id = _raw_id_store(user_raw)
     data["item"].raw_id = _raw_id_store(item_raw)
     for key, value in (extra or {}).items():
-        data[("user", "rates", "item")][key] = torch.from_numpy(value)
+        data[("user", "rates", "item")][key] = torch.from_numpy(value[rows])
     return data
+
+
+def _check_raw_pairs(user: np.ndarray, item: np.ndarray, user_raw: np.ndarray, item_raw: np.ndarray) -> None:
+    """Raises ``ValueError`` naming, in raw ids, the number of repeated pairs and the first one."""
+    keys = user.astype(np.int64) * len(item_raw) + item
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    repeated = counts > 1
+    if not repeated.any():
+        return
+    rows = np.flatnonzero(inverse == inverse[np.flatnonzero(repeated[inverse])[0]])
+    raise ValueError(f"{int(repeated.sum())} (user, item) pairs occur on several rows, the first "
+                     f"({user_raw[user[rows[0]]]}, {item_raw[item[rows[0]]]}) (raw ids) on data rows "
+                     f"{rows[0]} and {rows[1]}; aggregate them first, e.g. keep the last rating "
+                     f"(load_csv(..., duplicates='last') does)")
+
+
+def _last_of_each_pair(user: np.ndarray, item: np.ndarray, n_items: int) -> np.ndarray:
+    """Row positions, in file order, of the last occurrence of each (user, item) pair."""
+    keys = user.astype(np.int64) * n_items + item
+    _, first_from_end = np.unique(keys[::-1], return_index=True)
+    return np.sort(len(keys) - 1 - first_from_end)
 
 
 def _raw_id_store(raw: np.ndarray):
@@ -114,6 +139,10 @@ def load_movielens_100k(root: str | os.PathLike) -> HeteroData:
 
     ``root`` is the folder holding ``u.data`` or its parent holding ``ml-100k/u.data``. The rating (1-5)
     is stored as ``edge_label``; binarise with :func:`~graphforget.data.binarize`.
+
+    Raises:
+        ValueError: when a (user, item) pair occurs twice (see :func:`~graphforget.data.make_interactions`);
+            the published ``u.data`` holds none (100,000 distinct pairs).
     """
     root = Path(root)
     path = root / "u.data" if (root / "u.data").is_file() else root / "ml-100k" / "u.data"
@@ -126,6 +155,10 @@ def load_labelled_triples(path: str | os.PathLike) -> HeteroData:
 
     Rows labelled 0 in such files are sampled negatives, not interactions, so they are stored with
     ``observed = False`` (message passing skips them).
+
+    Raises:
+        ValueError: when a (user, item) pair occurs twice (see :func:`~graphforget.data.make_interactions`);
+            Book-Crossing's ``ratings_final.txt`` holds none (139,746 distinct pairs).
     """
     path = Path(path)
     if path.is_dir():
@@ -153,6 +186,10 @@ def load_lightgcn(root: str | os.PathLike) -> tuple[HeteroData, HeteroData]:
 
     Ids are kept as they are (they are already contiguous), so train and test share the id space.
     Returns ``(train, test)``; all labels are 1 (implicit feedback).
+
+    Raises:
+        ValueError: when an item is listed twice for a user within one file (see
+            :func:`~graphforget.data.make_interactions`); the Gowalla and ML-1M files hold none.
     """
     root = Path(root)
     train_u, train_i = _read_lightgcn_lines(root / "train.txt")
@@ -164,12 +201,26 @@ def load_lightgcn(root: str | os.PathLike) -> tuple[HeteroData, HeteroData]:
 
 
 def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: str | None = None,
-             delimiter: str = ",") -> HeteroData:
+             delimiter: str = ",", duplicates: str = "raise") -> HeteroData:
     """A CSV file with a header row and named columns; labels all ones when ``label_col`` is None.
 
     Integer ids are stored as ``raw_id`` long tensors; other ids (e.g. ``"A2SUAM1J3GNN3B"``) as numpy
     string arrays, in the same order as the local ids.
+
+    Args:
+        path: the CSV file.
+        user_col, item_col, label_col: column names (``label_col`` optional).
+        delimiter: the field separator.
+        duplicates: what to do with a (user, item) pair on several rows (a user who rated an item twice):
+            ``"raise"`` (default: ``ValueError`` naming the count and the first pair) or ``"last"`` (keep
+            the last row of each pair, e.g. the latest rating in a file sorted by time).
+
+    Raises:
+        ValueError: for missing columns, an empty file, an unknown ``duplicates`` policy, or duplicated pairs
+            under ``"raise"``.
     """
+    if duplicates not in ("raise", "last"):
+        raise ValueError(f"duplicates must be 'raise' or 'last', got {duplicates!r}")
     with open(_require(Path(path)), newline="") as f:
         reader = csv.DictReader(f, delimiter=delimiter)
         missing = {user_col, item_col, label_col} - {None} - set(reader.fieldnames or [])
@@ -179,7 +230,7 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
     if not rows:
         raise ValueError(f"{path} holds no rows")
     users, items, labels = (np.asarray(col) for col in zip(*rows))
-    return _from_raw(_as_ids(users), _as_ids(items), labels.astype(np.float32))
+    return _from_raw(_as_ids(users), _as_ids(items), labels.astype(np.float32), keep_last=duplicates == "last")
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None, download_missing: bool = False) -> HeteroData:

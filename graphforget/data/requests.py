@@ -19,22 +19,60 @@ def _count(graph: HeteroData, ratio: float) -> int:
     return max(1, int(round(ratio * graph[EDGE].edge_index.size(1))))
 
 
-def random_edges(graph: HeteroData, ratio: float, seed: int = 0) -> Tensor:
-    """A uniformly random ``ratio`` of the training edges."""
+def _candidates(graph: HeteroData, observed_only: bool) -> Tensor:
+    """Positions of the edges a request may hold: the observed ones, or every edge."""
+    store = graph[EDGE]
+    if observed_only and "observed" in store:
+        return store.observed.nonzero().flatten()
+    return torch.arange(store.edge_index.size(1), device=store.edge_index.device)
+
+
+def random_edges(graph: HeteroData, ratio: float, seed: int = 0, observed_only: bool = True) -> Tensor:
+    """A uniformly random ``ratio`` of the training edges, in storage order.
+
+    Args:
+        graph: the training interactions.
+        ratio: share of the candidate edges, in ``(0, 1)`` (at least one edge is drawn).
+        seed: seed of the draw.
+        observed_only: draw from the observed edges only (sampled negatives, ``observed == False``, are
+            supervision rather than interactions a user could ask to forget); ``ratio`` is then a share
+            of the observed edges. Without an ``observed`` mask every edge is observed.
+
+    Raises:
+        ValueError: when ``ratio`` is outside ``(0, 1)`` or there is no candidate edge.
+    """
+    if not 0 < ratio < 1:
+        raise ValueError(f"ratio must be in (0, 1), got {ratio}")
+    candidates = _candidates(graph, observed_only)
+    if candidates.numel() == 0:
+        raise ValueError("the graph has no observed edges to draw a request from")
     gen = torch.Generator().manual_seed(seed)
-    pick = torch.randperm(graph[EDGE].edge_index.size(1), generator=gen)[:_count(graph, ratio)]
-    return graph[EDGE].edge_index[:, pick.sort().values]
+    count = max(1, int(round(ratio * candidates.numel())))
+    pick = torch.randperm(candidates.numel(), generator=gen)[:count].to(candidates.device)
+    return graph[EDGE].edge_index[:, candidates[pick].sort().values]
 
 
-def user_edges(graph: HeteroData, users) -> Tensor:
-    """All training edges of the given users (a user who leaves the service)."""
+def user_edges(graph: HeteroData, users, observed_only: bool = True) -> Tensor:
+    """All training edges of the given users (a user who leaves the service), in storage order.
+
+    Args:
+        graph: the training interactions.
+        users: user ids (any shape).
+        observed_only: keep the observed edges only (not the sampled negatives, ``observed == False``).
+
+    Raises:
+        ValueError: when no user is given or an id is outside ``[0, num_users)``.
+    """
     users = torch.as_tensor(users, dtype=torch.long).flatten()
     if users.numel() == 0:
         raise ValueError("no users given")
     if users.min() < 0 or users.max() >= num_users(graph):
-        raise ValueError("unknown user ids")
+        raise ValueError(f"unknown user ids: expected ids in [0, {num_users(graph)}), got {users.tolist()[:10]}")
     ei = graph[EDGE].edge_index
-    return ei[:, torch.isin(ei[0], users)]
+    keep = torch.isin(ei[0], users.to(ei.device))
+    if observed_only and "observed" in graph[EDGE]:
+        keep &= graph[EDGE].observed
+    return ei[:, keep]
 
 
 def attack_flip(graph: HeteroData, ratio: float, seed: int = 0) -> tuple[HeteroData, Tensor]:

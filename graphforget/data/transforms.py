@@ -13,20 +13,24 @@ __all__ = ["k_core", "binarize", "Split", "random_split", "add_negatives", "rela
 
 
 def relabel(graph: HeteroData, keep_users: Tensor, keep_items: Tensor, edge_mask: Tensor) -> HeteroData:
-    """Keeps the masked nodes and edges and renumbers nodes contiguously (raw ids follow)."""
-    user_map = torch.full((num_users(graph),), -1, dtype=torch.long)
-    item_map = torch.full((num_items(graph),), -1, dtype=torch.long)
-    user_map[keep_users] = torch.arange(int(keep_users.sum()))
-    item_map[keep_items] = torch.arange(int(keep_items.sum()))
-    out = edge_subgraph(graph, edge_mask)
-    ei = out[EDGE].edge_index
-    out[EDGE].edge_index = torch.stack([user_map[ei[0]], item_map[ei[1]]])
-    out["user"].num_nodes = int(keep_users.sum())
-    out["item"].num_nodes = int(keep_items.sum())
-    for node_type, keep in (("user", keep_users), ("item", keep_items)):
-        if "raw_id" in graph[node_type]:
-            out[node_type].raw_id = graph[node_type].raw_id[keep]
-    return out
+    """Keeps the masked nodes and edges and renumbers nodes contiguously.
+
+    Every node attribute (``raw_id``, ...) is selected with its nodes, every edge attribute with its edges
+    (PyG's :meth:`~torch_geometric.data.HeteroData.subgraph`); edge order is kept.
+
+    Args:
+        graph: the interactions.
+        keep_users, keep_items: ``[num_users]`` / ``[num_items]`` bool masks of the nodes to keep.
+        edge_mask: ``[E]`` bool mask of the edges to keep; they must join kept nodes only.
+
+    Raises:
+        ValueError: when a masked edge touches a node that is not kept (naming how many do).
+    """
+    ei = graph[EDGE].edge_index
+    orphans = edge_mask & ~(keep_users[ei[0]] & keep_items[ei[1]])
+    if bool(orphans.any()):
+        raise ValueError(f"edge_mask keeps {int(orphans.sum())} edges of dropped users or items")
+    return edge_subgraph(graph, edge_mask).subgraph({"user": keep_users, "item": keep_items})
 
 
 def k_core(graph: HeteroData, k: int) -> HeteroData:
@@ -48,9 +52,6 @@ def k_core(graph: HeteroData, k: int) -> HeteroData:
 def binarize(graph: HeteroData, threshold: float) -> HeteroData:
     """A copy whose ``edge_label`` is ``1`` where the raw label is ``>= threshold`` (ML-100K: 4), else 0."""
     out = edge_subgraph(graph, torch.ones(graph[EDGE].edge_index.size(1), dtype=torch.bool))
-    for node_type in ("user", "item"):
-        if "raw_id" in graph[node_type]:
-            out[node_type].raw_id = graph[node_type].raw_id
     out[EDGE].edge_label = (graph[EDGE].edge_label >= threshold).float()
     return out
 

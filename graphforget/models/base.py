@@ -7,6 +7,8 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
+from ..io import atomic_write
+
 __all__ = ["Recommender", "save_model", "load_model", "MODELS", "build_model"]
 
 
@@ -89,11 +91,16 @@ def build_model(name: str, **kwargs) -> Recommender:
 
 
 def save_model(model: Recommender, path: str | os.PathLike, **extra) -> None:
-    """Writes the state dict, the model's name and its config (plus ``extra`` plain values)."""
+    """Writes the state dict, the model's name and its config (plus ``extra`` plain values).
+
+    The write is atomic (:func:`~graphforget.io.atomic_write`): an interrupted save leaves the previous
+    file at ``path`` intact.
+    """
     name = next((k for k, v in MODELS.items() if v is type(model)), None)
     if name is None:
         raise ValueError(f"{type(model).__name__} is not registered in graphforget.models.MODELS")
-    torch.save({"model": name, "config": model.config(), "state_dict": model.state_dict(), **extra}, path)
+    checkpoint = {"model": name, "config": model.config(), "state_dict": model.state_dict(), **extra}
+    atomic_write(path, lambda handle: torch.save(checkpoint, handle))
 
 
 def load_model(path: str | os.PathLike, map_location=None) -> tuple[Recommender, dict]:

@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..data.interactions import EDGE, edge_positions, edge_subgraph
+from ..data.interactions import (EDGE, check_model_fits, check_unique_pairs, edge_positions, edge_subgraph,
+                                 num_items, validate_pairs)
 from ..objectives import Objective
 
 __all__ = ["Unlearner", "UnlearnResult", "UnlearningFailed"]
@@ -44,23 +45,37 @@ class Unlearner:
     :meth:`unlearn` validates the request (a ``[2, R]`` tensor of (user, item) training edges), then
     calls the method's :meth:`_unlearn`. The caller's model and graph are never modified. An empty
     request returns an exact copy of the model (the "harmless" property).
+
+    Raises:
+        ValueError: (at construction and at every :meth:`unlearn`) when the model's node counts differ from
+            the graph's, the graph's labels do not suit the objective, or a (user, item) pair is stored twice
+            (forgetting it would remove one copy only).
     """
     name = "base"
 
     def __init__(self, model: torch.nn.Module, graph: HeteroData, objective: Objective):
         self.model, self.graph, self.objective = model, graph, objective
+        self._check_graph()
+
+    def _check_graph(self) -> None:
+        """The checks where model, graph and objective meet (see the class docstring)."""
+        check_model_fits(self.model, self.graph)
+        self.objective.check(self.graph)
+        check_unique_pairs(self.graph[EDGE].edge_index, num_items(self.graph), "the training graph")
 
     def unlearn(self, request: Tensor) -> UnlearnResult:
         """Forgets the ``[2, R]`` (user, item) edges of ``request``.
 
         Raises:
-            ValueError: for a badly shaped request, unknown ids, duplicates or pairs that are not edges,
-                or a model with non-finite parameters.
+            ValueError: for a badly shaped request, one whose dtype is not an integer one (bool, float) or
+                that lives on the meta device, unknown ids, duplicates or pairs that are not edges, a model
+                with non-finite parameters, or a graph that fails the construction checks.
         """
+        self._check_graph()  # the unlearner's state, not the request: outside the reported time
         start = time.perf_counter()
         check_finite(self.model)
         device = self.graph[EDGE].edge_index.device
-        request = torch.as_tensor(request).to(device)
+        request = validate_pairs(self.graph, request).to(device)
         positions = edge_positions(self.graph, request)
         keep = torch.ones(self.graph[EDGE].edge_index.size(1), dtype=torch.bool, device=device)
         keep[positions] = False

@@ -46,9 +46,10 @@ from torch_geometric.data import HeteroData
 
 from ..data.interactions import EDGE, bipartite_to_homogeneous, edge_subgraph, num_items, num_users, \
     symmetric_edge_weight
+from ..io import atomic_write
 from ..models.sgl import info_nce
 from ..objectives import Objective
-from .base import Unlearner
+from .base import Unlearner, UnlearningFailed
 
 __all__ = ["UnlearnRec", "UnlearnRecConfig", "InfluenceEncoder", "influence_dependency_matrix",
            "propagate_layers"]
@@ -274,6 +275,12 @@ class UnlearnRec(Unlearner):
     No checkpoint selection is made: the last fine-tuning epoch is returned, so neither the request
     nor any test data influences which parameters are kept.
 
+    A request that removes every training edge is refused when ``finetune_epochs > 0`` (a
+    ``ValueError``): the fine-tuning losses are means over the remaining edges, and with none left there
+    is nothing to fine-tune on; retrain from scratch instead, or set ``finetune_epochs=0`` to apply
+    the encoder's update alone. :meth:`unlearn` never returns a model with NaN or infinite parameters:
+    it raises :class:`~graphforget.unlearn.UnlearningFailed` instead.
+
     Args:
         model: the trained backbone (not modified).
         graph: its training graph.
@@ -379,13 +386,30 @@ class UnlearnRec(Unlearner):
 
     # ------------------------------------------------------------------------------------ pre-training
     def save_encoder(self, path) -> None:
-        """Writes the pre-trained encoder's state (loadable with :meth:`load_encoder`, ``weights_only``)."""
-        torch.save({"encoder": self.encoder.state_dict(), "fit_info": {k: v for k, v in self.fit_info.items()
-                                                                      if k != "history"}}, path)
+        """Writes the pre-trained encoder's state (loadable with :meth:`load_encoder`, ``weights_only``).
+
+        The write is atomic (:func:`~graphforget.io.atomic_write`): an interrupted save leaves a previous
+        file at ``path`` intact.
+        """
+        state = {"encoder": self.encoder.state_dict(),
+                 "fit_info": {k: v for k, v in self.fit_info.items() if k != "history"}}
+        atomic_write(path, lambda handle: torch.save(state, handle))
 
     def load_encoder(self, path) -> None:
-        """Loads an encoder written by :meth:`save_encoder` for the same model and graph sizes; marks it fitted."""
-        state = torch.load(path, map_location=self.graph[EDGE].edge_index.device, weights_only=True)
+        """Loads an encoder written by :meth:`save_encoder` for the same model and graph sizes; marks it fitted.
+
+        Raises:
+            ValueError: ``path`` is not a readable torch file (truncated, foreign) or holds no encoder
+                for this model and graph.
+        """
+        try:
+            state = torch.load(path, map_location=self.graph[EDGE].edge_index.device, weights_only=True)
+        except Exception as error:  # torch.load of a foreign file raises anything (EOFError, IndexError, ...)
+            detail = (str(error).strip().splitlines() or [""])[0]
+            raise ValueError(f"cannot read encoder file {path} (truncated or not a torch file): "
+                             f"{type(error).__name__}{': ' + detail if detail else ''}") from error
+        if not isinstance(state, dict) or not isinstance(state.get("encoder"), dict):
+            raise ValueError(f"{path} was not written by UnlearnRec.save_encoder (no encoder state)")
         try:
             self.encoder.load_state_dict(state["encoder"])
         except (RuntimeError, KeyError) as error:
@@ -458,8 +482,12 @@ class UnlearnRec(Unlearner):
         if not self.fitted:
             raise RuntimeError("UnlearnRec.fit() must pre-train the encoder before unlearn()")
         cfg = self.config
+        if cfg.finetune_epochs > 0 and remaining[EDGE].edge_index.size(1) == 0:
+            # Every fine-tuning term but L_u is a mean over remaining edges: over none it is NaN.
+            raise ValueError("the request removes every training edge: UnlearnRec has no remaining edges to "
+                             "fine-tune on (retrain from scratch, or set finetune_epochs=0 to apply the "
+                             "encoder's update alone)")
         start = time.perf_counter()
-        device = request.device
         prepared = self._prepare(request, remaining)
         final = reference = self._reference()
         with torch.no_grad():
@@ -469,6 +497,19 @@ class UnlearnRec(Unlearner):
         start = time.perf_counter()
         work, shifts = self._working_copy(trainable_tables=True)
         mlp = copy.deepcopy(self.encoder.mlp).requires_grad_(True)
+        history = self._finetune(work, shifts, mlp, delta, request, remaining, reference)
+        model = self._fold(work, mlp, delta)
+        finetune_seconds = time.perf_counter() - start
+        _check_finite_result(model)
+        info = {"encoder_seconds": encoder_seconds, "finetune_seconds": finetune_seconds,
+                "request_users": int(request[0].unique().numel()), "request_items": int(request[1].unique().numel()),
+                "finetune_epochs": cfg.finetune_epochs, "history": history}
+        return model, info
+
+    def _finetune(self, work: nn.Module, shifts: dict[str, _Shift], mlp: nn.Module, delta: Tensor, request: Tensor,
+                  remaining: HeteroData, reference: Tensor) -> list[dict]:
+        """Fine-tunes the working copy's layer-0 tables and ``mlp`` in place; returns the per-epoch losses."""
+        cfg = self.config
         tables = [p for p in work.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(tables + list(mlp.parameters()), lr=cfg.finetune_lr or cfg.lr)
         gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -476,7 +517,7 @@ class UnlearnRec(Unlearner):
         work.train()
         for epoch in range(1, cfg.finetune_epochs + 1):
             sums = {"loss": 0.0, "backbone": 0.0, "unlearn": 0.0, "preserve": 0.0}
-            batches = self._batches(remaining[EDGE].edge_index.size(1), gen, device)
+            batches = self._batches(remaining[EDGE].edge_index.size(1), gen, request.device)
             for batch in batches:
                 optimizer.zero_grad()
                 self._set_update(shifts, mlp(delta))
@@ -488,12 +529,7 @@ class UnlearnRec(Unlearner):
                 for key, value in parts.items():
                     sums[key] += value / len(batches)
             history.append({"epoch": epoch, **sums})
-        model = self._fold(work, mlp, delta)
-        finetune_seconds = time.perf_counter() - start
-        info = {"encoder_seconds": encoder_seconds, "finetune_seconds": finetune_seconds,
-                "request_users": int(request[0].unique().numel()), "request_items": int(request[1].unique().numel()),
-                "finetune_epochs": cfg.finetune_epochs, "history": history}
-        return model, info
+        return history
 
     @torch.no_grad()
     def _fold(self, work: nn.Module, mlp: nn.Module, delta: Tensor) -> nn.Module:
@@ -510,6 +546,14 @@ class UnlearnRec(Unlearner):
     def __repr__(self) -> str:
         return (f"UnlearnRec(model={type(self.model).__name__}, objective={self.objective}, "
                 f"fitted={self.fitted}, config={asdict(self.config)})")
+
+
+def _check_finite_result(model: nn.Module) -> None:
+    """Raises :class:`~graphforget.unlearn.UnlearningFailed` when the unlearned model holds a NaN or an infinity."""
+    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise UnlearningFailed(f"UnlearnRec produced non-finite parameters ({', '.join(bad)}); the encoder or the "
+                               f"fine-tuning diverged (try a smaller finetune_lr, or pre-train the encoder again)")
 
 
 def _preservation_loss(user: Tensor, item: Tensor, ref_user: Tensor, ref_item: Tensor, tau: float) -> Tensor:

@@ -1,0 +1,68 @@
+"""Crash-safe file writes: a file is either its previous version or the complete new one."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Callable
+
+__all__ = ["atomic_write"]
+
+
+def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], None], *, binary: bool = True) -> Path:
+    """Writes ``path`` atomically: a kill or an error at any point leaves the previous file untouched.
+
+    ``write_fn`` writes into a temporary file in the same directory, which is flushed, fsync-ed and
+    then renamed over ``path`` with :func:`os.replace` (atomic on POSIX and Windows); the directory is
+    fsync-ed afterwards so that the rename itself survives a power loss. On any error (including
+    ``KeyboardInterrupt``) the temporary file is removed and the error re-raised. A symbolic link at
+    ``path`` is followed: its target is replaced. The new file gets the previous file's permission
+    bits, or the usual ``0o666 & ~umask`` for a new file.
+
+    Args:
+        path: the destination file; its directory must exist.
+        write_fn: called once with the open temporary file (binary, or text in UTF-8 when
+            ``binary`` is false), e.g. ``lambda f: torch.save(obj, f)``.
+        binary: open the temporary file in binary mode (default) or text mode.
+
+    Returns:
+        The path written (symbolic links resolved).
+    """
+    target = Path(os.path.realpath(path))
+    mode = _permissions(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
+            write_fn(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(target.parent)
+    return target
+
+
+def _permissions(target: Path) -> int:
+    """The permission bits the written file should get: those of the file it replaces, else the umask's."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Makes a rename in ``directory`` durable (POSIX; a no-op where directories cannot be opened)."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

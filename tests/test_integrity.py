@@ -1,0 +1,135 @@
+"""Where model, graph, objective and request meet: the checks that turn silent corruption into clear errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch_geometric.data import HeteroData
+
+from graphforget.data import (EDGE, add_negatives, attack_flip, binarize, make_interactions, planted_communities,
+                              random_edges, remove_edges)
+from graphforget.models import MF
+from graphforget.objectives import BCEObjective, BPRObjective
+from graphforget.train import TrainConfig, train
+from graphforget.unlearn import IFRU, Retrain
+
+U, I = 20, 16
+
+
+@pytest.fixture
+def graph():
+    """20 users x 16 items, 5 labelled (0/1) edges per user."""
+    return planted_communities(num_users=U, num_items=I, num_communities=2, interactions_per_user=5, seed=0)
+
+
+def _model(num_users=U, num_items=I):
+    model = MF(num_users, num_items, 4)
+    model.reset_parameters(0)
+    return model
+
+
+def _retrain(model, graph, objective=None):
+    return Retrain(model, graph, objective or BCEObjective(), TrainConfig(epochs=1, batch_size=0))
+
+
+# --------------------------------------------------------------------------------------------- duplicates
+
+def _hand_built(edge_index):
+    """A graph built without make_interactions (so its duplicates are not caught at construction)."""
+    data = HeteroData()
+    data["user"].num_nodes, data["item"].num_nodes = U, I
+    data[EDGE].edge_index = edge_index
+    data[EDGE].edge_label = torch.ones(edge_index.size(1))
+    return data
+
+
+def test_unlearner_refuses_a_graph_with_duplicate_pairs(graph):
+    doubled = _hand_built(torch.tensor([[0, 3, 0, 5], [1, 2, 1, 7]]))  # (0, 1) twice: forgetting it kept a copy
+    with pytest.raises(ValueError, match=r"the training graph holds 1 duplicated \(user, item\) pairs, "
+                                         r"the first \(0, 1\) at positions 0 and 2"):
+        _retrain(_model(), doubled, BPRObjective())
+    # Also at unlearn time, when the graph was swapped after construction.
+    unlearner = _retrain(_model(), graph)
+    unlearner.graph = _hand_built(torch.cat([graph[EDGE].edge_index, graph[EDGE].edge_index[:, :1]], 1))
+    with pytest.raises(ValueError, match="1 duplicated"):
+        unlearner.unlearn(graph[EDGE].edge_index[:, :1])
+
+
+# --------------------------------------------------------------------------------------------- labels
+
+def test_bce_rejects_labels_outside_0_1(graph):
+    rated = make_interactions(graph[EDGE].edge_index, 2 + graph[EDGE].edge_label * 3, U, I)  # ratings 2 and 5
+    with pytest.raises(ValueError) as err:
+        BCEObjective().check(rated)
+    message = str(err.value)
+    assert f"got {rated[EDGE].edge_index.size(1)} other labels, e.g. [2.0, 5.0]" in message
+    assert "graphforget.data.binarize" in message
+    with pytest.raises(ValueError, match=r"edge_label in \{0, 1\}.*binarize"):
+        train(_model(), rated, BCEObjective(), TrainConfig(epochs=1))
+    with pytest.raises(ValueError, match=r"edge_label in \{0, 1\}.*binarize"):
+        _retrain(_model(), rated)
+    BCEObjective().check(binarize(rated, 4))  # the hint works
+    BPRObjective().check(rated)  # BPR reads label > 0 as a positive: no restriction
+
+
+def test_bce_on_implicit_feedback_raises_instead_of_a_nan_auc(graph):
+    implicit = make_interactions(graph[EDGE].edge_index, None, U, I)
+    with pytest.raises(ValueError) as err:
+        train(_model(), implicit, BCEObjective(), TrainConfig(epochs=1), val=graph)
+    assert "every edge_label of the training graph is 1" in str(err.value)
+    assert "add_negatives" in str(err.value) and "BPRObjective" in str(err.value)
+    with pytest.raises(ValueError, match="negative labels"):
+        train(_model(), implicit, BCEObjective(), TrainConfig(epochs=1, optimizer="lbfgs"))
+    result = train(_model(), implicit, BPRObjective(), TrainConfig(epochs=1), val=graph)
+    assert result.epochs == 1 and result.history[0]["val_auc"] == result.history[0]["val_auc"]  # not NaN
+    labelled = add_negatives(make_interactions(graph[EDGE].edge_index, None, U, 40), ratio=1)
+    assert train(_model(U, 40), labelled, BCEObjective(), TrainConfig(epochs=1)).epochs == 1
+
+
+# --------------------------------------------------------------------------------------------- requests
+
+@pytest.mark.parametrize("request_, message", [
+    (torch.ones(2, 3, dtype=torch.bool), "dtype torch.bool"),  # was read as the ids (1, 1)
+    (torch.zeros(2, 3), "dtype torch.float32"),                 # was cast silently
+    (torch.zeros(2, 3, dtype=torch.float64), "dtype torch.float64"),
+    (torch.zeros(2, 3, dtype=torch.long, device="meta"), "meta device"),
+])
+def test_unlearn_rejects_requests_that_are_not_integer_ids(graph, request_, message):
+    with pytest.raises(ValueError, match=message):
+        _retrain(_model(), graph).unlearn(request_)
+
+
+# --------------------------------------------------------------------------------------------- sizes
+
+@pytest.mark.parametrize("sizes, message", [
+    ((U + 3, I), f"the model has num_users={U + 3} but the graph has {U} users"),
+    ((U, I - 1), f"the model has num_items={I - 1} but the graph has {I} items"),
+])
+def test_model_and_graph_sizes_must_agree(graph, sizes, message):
+    with pytest.raises(ValueError, match=message):
+        train(_model(*sizes), graph, BCEObjective(), TrainConfig(epochs=1))
+    with pytest.raises(ValueError, match=message):
+        _retrain(_model(*sizes), graph)
+    unlearner = _retrain(_model(), graph)
+    unlearner.model = _model(*sizes)
+    with pytest.raises(ValueError, match=message):
+        unlearner.unlearn(graph[EDGE].edge_index[:, :1])
+
+
+# --------------------------------------------------------------------------------------------- node attributes
+
+def test_raw_ids_survive_every_edge_edit_and_unlearning(graph):
+    graph["user"].raw_id = 1000 + 3 * torch.arange(U)
+    graph["item"].raw_id = 5000 + 7 * torch.arange(I)
+    request = random_edges(graph, 0.05, seed=1)
+    model = _model()
+    train(model, graph, BCEObjective(l2=0.1), TrainConfig(epochs=5, batch_size=0))
+    implicit = make_interactions(graph[EDGE].edge_index, None, U, 40)
+    implicit["user"].raw_id, implicit["item"].raw_id = graph["user"].raw_id, 5000 + 7 * torch.arange(40)
+    outputs = {"remove_edges": remove_edges(graph, request), "attack_flip": attack_flip(graph, 0.1)[0],
+               "add_negatives": add_negatives(implicit, 1),
+               "ifru": IFRU(model, graph, BCEObjective(l2=0.1)).unlearn(request).graph}
+    for name, out in outputs.items():
+        source = implicit if name == "add_negatives" else graph
+        assert torch.equal(out["user"].raw_id, source["user"].raw_id), name
+        assert torch.equal(out["item"].raw_id, source["item"].raw_id), name
+    assert outputs["ifru"][EDGE].edge_index.size(1) == graph[EDGE].edge_index.size(1) - request.size(1)

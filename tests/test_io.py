@@ -1,0 +1,111 @@
+"""Atomic writes: an interrupted save leaves the previous file byte-identical and no temporary file behind."""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+import pytest
+import torch
+
+from graphforget.cli import _write_json
+from graphforget.data import make_interactions
+from graphforget.io import atomic_write
+from graphforget.models import MF, load_model, save_model
+from graphforget.objectives import BPRObjective
+from graphforget.unlearn import UnlearnRec, UnlearnRecConfig
+
+
+class Killed(Exception):
+    """Stands in for the process dying in the middle of a write."""
+
+
+def _dying_writer(handle):
+    handle.write(b"half of the new con")
+    raise Killed
+
+
+def _old_file(tmp_path, name="model.pt", content=b"the previous, complete version\n"):
+    path = tmp_path / name
+    path.write_bytes(content)
+    return path, content
+
+
+@pytest.mark.parametrize("error", [Killed, KeyboardInterrupt])
+def test_a_writer_dying_midway_leaves_the_previous_file_and_no_temporary(tmp_path, error):
+    path, content = _old_file(tmp_path)
+
+    def writer(handle):
+        handle.write(b"half of the new con")
+        raise error
+
+    with pytest.raises(error):
+        atomic_write(path, writer)
+    assert path.read_bytes() == content
+    assert sorted(os.listdir(tmp_path)) == ["model.pt"]
+
+
+def test_atomic_write_replaces_keeps_permissions_and_follows_links(tmp_path):
+    path, _ = _old_file(tmp_path)
+    path.chmod(0o640)
+    assert atomic_write(path, lambda f: f.write(b"new")) == path.resolve()
+    assert path.read_bytes() == b"new" and stat.S_IMODE(path.stat().st_mode) == 0o640
+    fresh = tmp_path / "fresh.txt"
+    atomic_write(fresh, lambda f: f.write("text é"), binary=False)
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")  # the mode an ordinary write gives under this umask
+    assert fresh.read_text(encoding="utf-8") == "text é"
+    assert stat.S_IMODE(fresh.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+    link = tmp_path / "link.pt"
+    link.symlink_to(path)
+    atomic_write(link, lambda f: f.write(b"via the link"))
+    assert link.is_symlink() and path.read_bytes() == b"via the link"
+    assert sorted(os.listdir(tmp_path)) == ["fresh.txt", "link.pt", "model.pt", "plain.txt"]
+
+
+def test_save_model_killed_midway_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "model.pt"
+    old = MF(5, 4, 3)
+    save_model(old, path, run={"seed": 1})
+    content = path.read_bytes()
+
+    def dying_save(obj, f, *args, **kwargs):
+        if isinstance(f, (str, os.PathLike)):  # what torch.save does with a path: truncate it first
+            f = open(f, "wb")
+        _dying_writer(f)
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(Killed):
+        save_model(MF(5, 4, 3), path, run={"seed": 2})
+    monkeypatch.undo()
+    assert path.read_bytes() == content and sorted(os.listdir(tmp_path)) == ["model.pt"]
+    model, checkpoint = load_model(path)
+    assert checkpoint["run"] == {"seed": 1} and torch.equal(model.user_emb.weight, old.user_emb.weight)
+
+
+def _encoder_unlearner():
+    graph = make_interactions(torch.tensor([[0, 1, 2, 3], [0, 1, 2, 3]]), num_users=5, num_items=4)
+    return UnlearnRec(MF(5, 4, 3), graph, BPRObjective(), UnlearnRecConfig(pretrain_epochs=0))
+
+
+WRITERS = {
+    "save_model": lambda path: save_model(MF(5, 4, 3), path),
+    "cli_write_json": lambda path: _write_json(path, {"auc_0": 0.5}),
+    "save_encoder": lambda path: _encoder_unlearner().save_encoder(path),
+}
+
+
+@pytest.mark.parametrize("writer", list(WRITERS))
+def test_writers_that_fail_before_the_data_is_on_disk_keep_the_previous_file(writer, tmp_path, monkeypatch):
+    path, content = _old_file(tmp_path, "out")
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(OSError, match="No space left"):
+        WRITERS[writer](path)
+    assert path.read_bytes() == content and sorted(os.listdir(tmp_path)) == ["out"]
+    monkeypatch.undo()
+    WRITERS[writer](path)  # and without the failure it is written
+    assert path.read_bytes() != content and sorted(os.listdir(tmp_path)) == ["out"]
