@@ -97,8 +97,9 @@ METHODS: dict[str, Callable[[MethodContext], Unlearner]] = {
                                          UnlearnRecConfig(seed=ctx.seed, **ctx.profile.unlearnrec)),
     # IFRU's curvature and gradients use the objective's pairs and losses (BPR); the contrastive
     # term of SGL/SimGCL lives only in their batch loss, so IFRU treats it as absent. The profiles'
-    # L2 is tiny and the models are far from converged: the curvature is nearly singular, so damped.
-    "ifru": lambda ctx: IFRU(ctx.model, ctx.graph, ctx.objective, IFRUConfig(tol=1e-3, relative_damping=0.1)),
+    # L2 is tiny and the models are far from converged: the default damps by the implicit ridge.
+    "ifru": lambda ctx: IFRU(ctx.model, ctx.graph, ctx.objective),
+    "ifru_paper": lambda ctx: IFRU(ctx.model, ctx.graph, ctx.objective, IFRUConfig.paper()),
 }
 
 

@@ -272,12 +272,9 @@ class IFRU(Unlearner):
         removed = training_terms(self.objective, self.graph, positions)
         affected = self._affected_terms(removed, region, remaining)
         clock.lap("affected")
-        gradient = self._gradient(region.rows, region.phi, removed,
-                                  affected.select(affected.touches(region.reach, num_users(self.graph))), remaining)
         replaced = self._replacement_terms(removed, request, remaining)
-        if replaced is not None:  # SCIF: the removed terms come back with substitute labels
-            gradient = gradient - self._loss_gradient(region.rows, region.phi, replaced, self.graph)
         target = self._tilted_objective(region, remaining, replaced)
+        gradient = self._gradient(region, removed, replaced, target)
         clock.lap("gradient")
         phi, outcome = self._solve(region, gradient.detach(), target, remaining)
         clock.lap("solve")
@@ -474,11 +471,17 @@ class IFRU(Unlearner):
         x = phi.detach().requires_grad_(True)
         return torch.autograd.grad(self._terms_fn(rows, terms, graph, False)(x), x)[0]
 
-    def _gradient(self, rows, phi, removed: Terms, affected: Terms, remaining: HeteroData) -> Tensor:
-        """:math:`g`: the removed and affected terms on the original graph (one pass), minus the
-        affected terms on the remaining graph."""
-        return (self._loss_gradient(rows, phi, removed.cat(affected), self.graph)
-                - self._loss_gradient(rows, phi, affected, remaining))
+    def _gradient(self, region: _Region, removed: Terms, replaced: Terms | None, target: _TiltedObjective) -> Tensor:
+        """:math:`g = \\nabla L(\\hat\\phi; D) - \\nabla L(\\hat\\phi; D \\setminus D_r)` over the terms that reach
+        phi: the direct and the spillover influence at once, and exactly :math:`-\\nabla T(\\hat\\phi)`, so the
+        acceptance test judges the step against the objective it was solved for (for BPR this includes the
+        negatives the removal redraws). Without spillover (the paper's ablation; SCIF), the removed terms'
+        gradient, less that of their replacements."""
+        rows, phi = region.rows, region.phi
+        if self.config.spillover:
+            return (target.full_gradient - target.new_gradient(phi)).detach()
+        gradient = self._loss_gradient(rows, phi, removed, self.graph)
+        return gradient if replaced is None else gradient - self._loss_gradient(rows, phi, replaced, self.graph)
 
     def _closed_form(self, rows: NodeRows) -> bool:
         """Whether curvature products and gradients can take the dot-product closed form."""
