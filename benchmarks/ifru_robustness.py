@@ -164,35 +164,49 @@ def print_cell(cell) -> None:
     print(f"{head} | " + " | ".join(parts), flush=True)
 
 
+def _seed_means(cells) -> dict:
+    """(dataset, training) -> {(attack, model, l2 name): {method: mean completeness over seeds}}."""
+    panels: dict = {}
+    for c in cells:
+        key = (c["attack"], c["model"], c["l2_name"])
+        group = panels.setdefault((c["dataset"], c["training"]), {}).setdefault(key, {})
+        for name, row in c["methods"].items():
+            if row.get("mean_completeness") is not None:
+                group.setdefault(name, []).append(row["mean_completeness"])
+    return {panel: {k: {m: sum(v) / len(v) for m, v in g.items()} for k, g in groups.items()}
+            for panel, groups in panels.items()}
+
+
 def plot(cells, path: Path) -> None:
-    """Mean completeness per method per attack cell, grouped bars clipped to [-1, 1.5]."""
+    """Seed-averaged mean completeness per method, one panel per (dataset, training), bars clipped to
+    [-1, 1.5] (clipped bars carry their value)."""
     plt = pyplot()
-    cells = [c for c in cells if c.get("kind") == "attack"]
-    if plt is None or not cells:
+    panels = _seed_means([c for c in cells if c.get("kind") == "attack"])
+    if plt is None or not panels:
         return
     names = [m for m in METHODS if m != "retrain"]
-    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(cells)), 4.5))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(14, 3.2 * len(panels)), squeeze=False)
     width = 0.8 / len(names)
-    for j, name in enumerate(names):
-        for i, cell in enumerate(cells):
-            value = cell["methods"].get(name, {}).get("mean_completeness")
-            if value is None or value != value:
-                continue
-            shown = min(max(value, -1.0), 1.5)
-            x = i + (j - len(names) / 2 + 0.5) * width
-            ax.bar(x, shown, width, color=f"C{j}", label=name if i == 0 else None)
-            if shown != value:
-                ax.text(x, shown, f"{value:.1f}", ha="center", va="top" if value > 0 else "bottom", fontsize=6)
-    ax.set_xticks(range(len(cells)))
-    ax.set_xticklabels([f"{c['dataset']}\n{c['model']} L2={c['l2_name']}\n{c['training']} {c['attack']:g} s{c['seed']}"
-                        for c in cells], fontsize=7)
-    ax.set_ylim(-1, 1.5)
-    for level in (0, 1):
-        ax.axhline(level, color="k", lw=0.5)
-    ax.set_ylabel("mean completeness (AUC_0/1/2)")
-    ax.legend(fontsize=7, ncol=4)
+    for ax, ((dataset, training), groups) in zip(axes[:, 0], sorted(panels.items())):
+        for i, (key, means) in enumerate(groups.items()):
+            for j, name in enumerate(names):
+                value = means.get(name)
+                if value is None or value != value:
+                    continue
+                shown, x = min(max(value, -1.0), 1.5), i + (j - len(names) / 2 + 0.5) * width
+                ax.bar(x, shown, width, color=f"C{j}", label=name if i == 0 else None)
+                if shown != value:
+                    ax.text(x, shown, f"{value:.1f}", ha="center", va="top" if value > 0 else "bottom", fontsize=6)
+        ax.set_xticks(range(len(groups)))
+        ax.set_xticklabels([f"{a:.0%} {m} L2={l2}" for a, m, l2 in groups], fontsize=7)
+        ax.set_ylim(-1, 1.5)
+        for level in (0, 1):
+            ax.axhline(level, color="k", lw=0.5)
+        ax.set_title(f"{dataset}, {training}", fontsize=9)
+        ax.set_ylabel("completeness")
+    axes[0, 0].legend(fontsize=7, ncol=len(names))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
 
 
 def write_json(payload, path: Path) -> None:
