@@ -354,7 +354,7 @@ class IFRU(Unlearner):
         implicit = target.implicit_ridge() if cfg.damping == "auto" else None
         base = remaining if cfg.curvature_of == "remaining" else self.graph
         # How far the trained point is from stationary, relative to the removal's own gradient.
-        ratio = float(target.tilt.norm() / gradient.norm()) if gradient.norm() > 0 else float("inf")
+        ratio = float(target.full_gradient.norm() / gradient.norm()) if gradient.norm() > 0 else float("inf")
         outcome = {"implicit_ridge": implicit, "gradient_ratio": ratio, "attempts": []}
         step, reason = None, None
         if not torch.isfinite(gradient).all():
@@ -367,17 +367,24 @@ class IFRU(Unlearner):
         outcome["damping"] = target.damping
         solves = [outcome["attempts"][-1]] if outcome["attempts"] else []
         new_phi = phi + step if reason is None else self._settle(phi, step, reason)
-        plan = _NewtonPlan(cfg.newton_steps, cfg.line_search, cfg.solver_options(), 0.0)
-        if cfg.newton_steps == "auto":
-            plan = (_NewtonPlan(AUTO_NEWTON_STEPS, True, {**plan.options, "tol": max(cfg.tol, AUTO_NEWTON_TOL)},
-                                AUTO_NEWTON_STOP * float(gradient.norm()))
-                    if ratio <= STATIONARY_RATIO else _NewtonPlan(1, cfg.line_search, plan.options, 0.0))
+        plan = self._newton_plan(ratio, float(gradient.norm()))
         if new_phi is not phi and plan.line_search:
             solves[0]["step_size"] = 1.0
         if new_phi is not phi and plan.steps > 1:  # the Newton extension goes on from the first step
             new_phi = self._extend(region, new_phi, target, remaining, solves, outcome, plan)
         outcome.update(trusted=reason is None, reason=reason, solver=solves[0] if len(solves) == 1 else solves)
         return new_phi, outcome
+
+    def _newton_plan(self, ratio: float, gradient_norm: float) -> _NewtonPlan:
+        """The configured Newton steps; for ``"auto"``, inexact line-searched ones on a stationary model
+        (``ratio``: the full objective's gradient over the removal's), else the one step."""
+        cfg = self.config
+        if cfg.newton_steps != "auto":
+            return _NewtonPlan(cfg.newton_steps, cfg.line_search, cfg.solver_options(), 0.0)
+        if ratio > STATIONARY_RATIO:
+            return _NewtonPlan(1, cfg.line_search, cfg.solver_options(), 0.0)
+        options = {**cfg.solver_options(), "tol": max(cfg.tol, AUTO_NEWTON_TOL)}
+        return _NewtonPlan(AUTO_NEWTON_STEPS, True, options, AUTO_NEWTON_STOP * gradient_norm)
 
     def _curvature_terms(self, base: HeteroData, region: _Region) -> Terms:
         # The MF surrogate's curvature reads only the terms scoring a kept node directly.
@@ -403,7 +410,7 @@ class IFRU(Unlearner):
         return step, attempts[-1]["reason"]
 
     def _extend(self, region: _Region, first: Tensor, target: _TiltedObjective, remaining: HeteroData,
-                solves: list, outcome: dict, plan: "_NewtonPlan") -> Tensor:
+                solves: list, outcome: dict, plan: _NewtonPlan) -> Tensor:
         """The Newton steps, kept only when they do not raise :math:`T` above the first step's value: on a
         model far from stationarity they minimise the new objective beyond what the removal explains."""
         phi = self._newton_steps(region, first, target, remaining, solves, plan)
@@ -415,7 +422,7 @@ class IFRU(Unlearner):
         return first
 
     def _newton_steps(self, region: _Region, phi: Tensor, target: _TiltedObjective, remaining: HeteroData,
-                      solves: list, plan: "_NewtonPlan") -> Tensor:
+                      solves: list, plan: _NewtonPlan) -> Tensor:
         """Our extension: Newton steps on the new objective itself from the accepted first step (damped
         with the first step's damping, line-searched): for stationary models, where the tilt vanishes."""
         cfg, rows = self.config, region.rows
