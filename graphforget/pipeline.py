@@ -149,8 +149,8 @@ def prepare_attack_data(dataset: str = "ml-100k", root: str | os.PathLike | None
             (:func:`~graphforget.data.find_data_root`). A given ``root`` that does not exist is an error.
         attack_ratio: fraction of training edges whose label is flipped, in (0, 1).
         seed: seeds the split and the attack (and the synthetic generator).
-        synthetic_fallback: when the real dataset is not found, use the synthetic one (and say so in
-            ``source``) instead of raising.
+        synthetic_fallback: when the real dataset is not found, use the synthetic one (say so in
+            ``source`` and log a warning naming the missing file) instead of raising.
 
     Returns:
         :class:`AttackData` ``(split, train, request, source)``.
@@ -169,6 +169,7 @@ def prepare_attack_data(dataset: str = "ml-100k", root: str | os.PathLike | None
         if raw is None:
             if not synthetic_fallback:
                 raise FileNotFoundError(where)
+            log.warning("%s; using the synthetic stand-in instead (synthetic_fallback=True)", where)
             dataset, fallback_note = "synthetic", f", because {where}"
     if dataset == "synthetic":
         graph = planted_communities(**SYNTHETIC, seed=seed)
@@ -471,7 +472,7 @@ def to_jsonable(value: Any) -> Any:
 def run_experiment(dataset: str = "ml-100k", model: str = "mf", methods: Sequence[str] | None = None,
                    root: str | os.PathLike | None = None, attack_ratio: float = 0.02, seed: int = 0,
                    hparams: Hyperparameters | None = None, method_options: dict[str, dict] | None = None,
-                   synthetic_fallback: bool = True, progress: bool = False, device: str | torch.device = "cpu",
+                   synthetic_fallback: bool = False, progress: bool = False, device: str | torch.device = "cpu",
                    data: AttackData | None = None, training: str = "early-stopped") -> dict:
     """Trains the Original on the attacked data, unlearns the request with each method, evaluates.
 
@@ -481,7 +482,9 @@ def run_experiment(dataset: str = "ml-100k", model: str = "mf", methods: Sequenc
 
     Args:
         dataset, root, attack_ratio, seed, synthetic_fallback: see :func:`prepare_attack_data`
-            (``seed`` also seeds the model's initialisation and the batch order).
+            (``seed`` also seeds the model's initialisation and the batch order). Unlike there,
+            ``synthetic_fallback`` is off by default: a missing dataset raises ``FileNotFoundError``
+            unless the fallback is asked for.
         model: a model name (``mf``, ``lightgcn``); ignored when ``hparams`` is given.
         methods: names in :data:`UNLEARNERS` (default: all of them).
         hparams: hyper-parameters (default: :func:`default_hparams`).

@@ -5,6 +5,7 @@ import io
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -392,6 +393,20 @@ def test_prepare_attack_data_errors_and_fallback(tmp_path):
         prepare_attack_data("bookcrossing", tmp_path, synthetic_fallback=False)
     data = prepare_attack_data("ml-100k", tmp_path)  # an empty directory: falls back and says so
     assert data.source.startswith("synthetic") and "ml-100k not found" in data.source
+
+
+def test_synthetic_fallback_is_opt_in_and_logged(tmp_path, caplog):
+    missing = tmp_path / "ml-100k" / "u.data"
+    # run_experiment no longer falls back by default: it raises before training anything.
+    with pytest.raises(FileNotFoundError, match=re.escape(f"ml-100k not found: {missing} is missing")):
+        run_experiment("ml-100k", methods=["retrain"], root=tmp_path)
+    # Opted into, the fallback logs a warning naming the missing file.
+    with caplog.at_level("WARNING", logger="graphforget.pipeline"):
+        data = prepare_attack_data("ml-100k", tmp_path, synthetic_fallback=True)
+    assert data.source.startswith("synthetic")
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert f"ml-100k not found: {missing} is missing; using the synthetic stand-in instead" in warnings[0].getMessage()
 
 
 def test_ml100k_protocol_sizes(data_root):

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from graphforget.data import (DATASETS, EDGE, Split, add_negatives, attack_flip, binarize, download, edge_positions,
-                              k_core, load_csv, load_dataset, load_labelled_triples, load_lightgcn,
+                              find_data_root, k_core, load_csv, load_dataset, load_labelled_triples, load_lightgcn,
                               load_movielens_100k, make_interactions, num_items, num_users, planted_communities,
                               propagation_edges, random_edges, random_split, relabel, remove_edges, request_nodes,
                               symmetric_edge_weight, user_edges)
@@ -123,6 +125,69 @@ def test_gowalla(data_root):
 
 def test_movielens_1m(data_root):
     _check_lightgcn(data_root / "ml-1m", 797_758, 202_451, 6_040, 3_706)
+
+
+def test_find_data_root_rejects_a_mistyped_variable(tmp_path, monkeypatch):
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    (tmp_path / "checkout").mkdir()
+    monkeypatch.chdir(tmp_path / "checkout")  # ../shared/data exists from here
+    typo = tmp_path / "shraed" / "data"
+    monkeypatch.setenv("GRAPHFORGET_DATA", str(typo))
+    with pytest.raises(FileNotFoundError, match=re.escape(f"$GRAPHFORGET_DATA is set to '{typo}', which is not a directory")):
+        find_data_root()
+    with pytest.raises(FileNotFoundError, match="GRAPHFORGET_DATA"):
+        load_dataset("ml-100k")
+    assert find_data_root(tmp_path) == tmp_path  # an existing explicit root does not read the variable
+    monkeypatch.setenv("GRAPHFORGET_DATA", str(tmp_path))
+    assert find_data_root() == tmp_path
+    # Unset (or empty): ../shared/data relative to the working directory, else None.
+    for unset in (lambda: monkeypatch.delenv("GRAPHFORGET_DATA"), lambda: monkeypatch.setenv("GRAPHFORGET_DATA", "")):
+        unset()
+        assert find_data_root() == Path.cwd().parent / "shared" / "data"
+        monkeypatch.chdir(tmp_path)
+        assert find_data_root() is None
+        monkeypatch.chdir(tmp_path / "checkout")
+
+
+def _lightgcn_files(root, train: str, test: str = "0 3\n1 2\n"):
+    (root / "train.txt").write_text(train)
+    (root / "test.txt").write_text(test)
+    return root
+
+
+def test_lightgcn_loader_names_the_file_and_line_of_a_malformed_line(tmp_path):
+    _lightgcn_files(tmp_path, "0 1 2\n1 0 x7 3\n")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path / 'train.txt'))}, line 2: 'x7' is not an integer id"):
+        load_lightgcn(tmp_path)
+    _lightgcn_files(tmp_path, "0 1 2\n\n1 0\n", test="0 3\n1 2.5\n")  # floats are not ids either
+    with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / 'test.txt'))}, line 2: '2.5' is not an integer id"):
+        load_lightgcn(tmp_path)
+    _lightgcn_files(tmp_path, "0 1 2\n1 -4\n")
+    with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / 'train.txt'))}, line 2: negative id -4"):
+        load_lightgcn(tmp_path)
+
+
+def test_lightgcn_loader_rejects_an_empty_file(tmp_path):
+    _lightgcn_files(tmp_path, "0 1 2\n1 0\n", test="")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path / 'test.txt'))} is empty$"):
+        load_lightgcn(tmp_path)
+    _lightgcn_files(tmp_path, "\n  \n")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path / 'train.txt'))} is empty$"):
+        load_lightgcn(tmp_path)
+    _lightgcn_files(tmp_path, "0 1\n", test="0\n1\n")
+    with pytest.raises(ValueError, match="test.txt holds no \\(user, item\\) pairs"):
+        load_lightgcn(tmp_path)
+
+
+def test_lightgcn_loader_accepts_users_without_items(tmp_path):
+    # CRLF, a blank line, and user 2 listed alone (no test items; user 3 has no train items).
+    _lightgcn_files(tmp_path, "0 1 2\r\n1 0\r\n\r\n2 3\r\n3\r\n", test="0 3\n1 2\n2\n3 0\n")
+    train, test = load_lightgcn(tmp_path)
+    assert pairs_of(train) == [(0, 1), (0, 2), (1, 0), (2, 3)]
+    assert pairs_of(test) == [(0, 3), (1, 2), (3, 0)]
+    assert (num_users(train), num_items(train)) == (num_users(test), num_items(test)) == (4, 4)
+    _lightgcn_files(tmp_path, "0 1\n1 0\n4\n", test="0 0\n")  # a user id alone still counts in the id space
+    assert num_users(load_lightgcn(tmp_path)[0]) == 5
 
 
 def test_loaders_report_missing_files(tmp_path):

@@ -69,11 +69,23 @@ def download(url: str, path: str | os.PathLike, md5: str | None = None) -> Path:
 
 
 def find_data_root(root: str | os.PathLike | None = None) -> Path | None:
-    """The data directory: ``root``, else ``$GRAPHFORGET_DATA``, else ``../shared/data`` if present."""
-    for candidate in (root, os.environ.get("GRAPHFORGET_DATA"), Path.cwd().parent / "shared" / "data"):
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
-    return None
+    """The data directory: ``root``, else ``$GRAPHFORGET_DATA``, else ``../shared/data`` if present.
+
+    ``../shared/data`` is relative to the working directory; ``None`` when nothing is found.
+
+    Raises:
+        FileNotFoundError: when ``$GRAPHFORGET_DATA`` is set (non-empty) but is not a directory (a
+            mistyped variable is an error, never a silent fallback) and no existing ``root`` was given.
+    """
+    if root and Path(root).is_dir():
+        return Path(root)
+    env = os.environ.get("GRAPHFORGET_DATA")
+    if env:
+        if not Path(env).is_dir():
+            raise FileNotFoundError(f"$GRAPHFORGET_DATA is set to {env!r}, which is not a directory")
+        return Path(env)
+    shared = Path.cwd().parent / "shared" / "data"
+    return shared if shared.is_dir() else None
 
 
 def _from_raw(users: np.ndarray, items: np.ndarray, labels: np.ndarray | None = None,
@@ -169,16 +181,47 @@ def load_labelled_triples(path: str | os.PathLike) -> HeteroData:
     return data
 
 
-def _read_lightgcn_lines(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    users, items = [], []
+def _read_lightgcn_lines(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(users, items, max_user)`` of a LightGCN file; ``max_user`` counts users listed without items.
+
+    Blank lines and a user id alone on its line (a user with no items in this file) are accepted; any
+    other token must be a non-negative integer.
+
+    Raises:
+        ValueError: ``FILE is empty``; ``FILE, line N: ...`` for a malformed line; ``FILE holds no
+            (user, item) pairs`` when no line lists an item.
+    """
+    users, items, max_user = [], [], -1
     with open(_require(path)) as f:
-        for line in f:
+        for number, line in enumerate(f, start=1):
             ids = line.split()
-            if len(ids) > 1:
-                row = np.asarray(ids, dtype=np.int64)
+            if not ids:
+                continue
+            try:
+                row = np.asarray([int(token) for token in ids], dtype=np.int64)
+            except ValueError:
+                bad = next(token for token in ids if not _is_int(token))
+                raise ValueError(f"{path}, line {number}: {bad!r} is not an integer id "
+                                 f"(expected 'user item item ...')") from None
+            if (row < 0).any():
+                raise ValueError(f"{path}, line {number}: negative id {int(row[row < 0][0])}")
+            max_user = max(max_user, int(row[0]))
+            if len(row) > 1:
                 users.append(np.full(len(row) - 1, row[0]))
                 items.append(row[1:])
-    return np.concatenate(users), np.concatenate(items)
+    if not items:
+        if max_user < 0:
+            raise ValueError(f"{path} is empty")
+        raise ValueError(f"{path} holds no (user, item) pairs")
+    return np.concatenate(users), np.concatenate(items), max_user
+
+
+def _is_int(token: str) -> bool:
+    try:
+        int(token)
+    except ValueError:
+        return False
+    return True
 
 
 def load_lightgcn(root: str | os.PathLike) -> tuple[HeteroData, HeteroData]:
@@ -187,14 +230,19 @@ def load_lightgcn(root: str | os.PathLike) -> tuple[HeteroData, HeteroData]:
     Ids are kept as they are (they are already contiguous), so train and test share the id space.
     Returns ``(train, test)``; all labels are 1 (implicit feedback).
 
+    Blank lines are skipped; a line holding only a user id (a user with no items in that file) is
+    accepted and counts in the user id space. The Gowalla and ML-1M files hold neither.
+
     Raises:
         ValueError: when an item is listed twice for a user within one file (see
-            :func:`~graphforget.data.make_interactions`); the Gowalla and ML-1M files hold none.
+            :func:`~graphforget.data.make_interactions`; the Gowalla and ML-1M files hold none); when
+            a file is empty or lists no item; or for a malformed line (a token that is not a
+            non-negative integer), naming the file and the 1-based line number.
     """
     root = Path(root)
-    train_u, train_i = _read_lightgcn_lines(root / "train.txt")
-    test_u, test_i = _read_lightgcn_lines(root / "test.txt")
-    n_users = int(max(train_u.max(), test_u.max())) + 1
+    train_u, train_i, train_max_user = _read_lightgcn_lines(root / "train.txt")
+    test_u, test_i, test_max_user = _read_lightgcn_lines(root / "test.txt")
+    n_users = max(train_max_user, test_max_user) + 1
     n_items = int(max(train_i.max(), test_i.max())) + 1
     make = lambda u, i: make_interactions(torch.from_numpy(np.stack([u, i])), None, n_users, n_items)
     return make(train_u, train_i), make(test_u, test_i)
