@@ -469,6 +469,56 @@ def to_jsonable(value: Any) -> Any:
     return repr(value)
 
 
+def _retrain_first(methods: Sequence[str] | None) -> list[str]:
+    """The methods to run (all by default), checked, with Retrain first (the reference)."""
+    methods = list(UNLEARNERS) if methods is None else list(methods)
+    unknown = [m for m in methods if m not in UNLEARNERS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; known: {', '.join(UNLEARNERS)}")
+    return ["retrain"] + [m for m in methods if m != "retrain"]
+
+
+def _sizes(graph: HeteroData, request: Tensor) -> dict:
+    return {"num_users": num_users(graph), "num_items": num_items(graph),
+            "train_edges": graph[EDGE].edge_index.size(1), "request_edges": request.size(1)}
+
+
+def _run_method(unlearner: Unlearner, train_graph: HeteroData, test: HeteroData, request: Tensor,
+                device: torch.device):
+    """Fits (when the method has a ``fit``) and unlearns; returns the report row and the result."""
+    row = {}
+    if callable(getattr(unlearner, "fit", None)):
+        start = time.perf_counter()
+        unlearner.fit()
+        if device.type == "cuda":  # the clock must not stop before the GPU does
+            torch.cuda.synchronize(device)
+        row["fit_seconds"] = time.perf_counter() - start
+        # The fitted model before any unlearning: its gap to the Original is the method's cost
+        # even for an empty request (the "harmless" check; SISA and RecEraser have one).
+        row["before"] = evaluate_auc(unlearner.model, train_graph, test, request)
+    outcome = unlearner.unlearn(request)
+    row.update(evaluate_auc(outcome.model, outcome.graph, test, request))
+    row["seconds"] = outcome.seconds
+    row["info"] = outcome.info
+    log.info("%s: %s in %.2fs", unlearner.name, {k: round(row[k], 4) for k in AUC_KEYS}, outcome.seconds)
+    return row, outcome
+
+
+def _compare_with_retrain(result: dict, original, train_graph: HeteroData, test: HeteroData, outcomes: dict) -> None:
+    """Adds each method's ``completeness`` and ``prediction_gap`` (relative to Retrain) to ``result``."""
+    base, retrain = result["original"], result["methods"]["retrain"]
+    pairs, reference = test[EDGE].edge_index, outcomes["retrain"]
+    for model_ in [original, *(outcome.model for outcome in outcomes.values())]:
+        model_.eval()  # the experiment's own models: predictions without training-time noise
+    with torch.no_grad():
+        scale = prediction_distance(original, train_graph, reference.model, reference.graph, pairs)
+        for method, row in result["methods"].items():
+            row["completeness"] = {k: completeness(row[k], base[k], retrain[k]) for k in AUC_KEYS}
+            gap = prediction_distance(outcomes[method].model, outcomes[method].graph, reference.model,
+                                      reference.graph, pairs)
+            row["prediction_gap"] = gap / scale if scale > 0 else float("nan")
+
+
 def run_experiment(dataset: str = "ml-100k", model: str = "mf", methods: Sequence[str] | None = None,
                    root: str | os.PathLike | None = None, attack_ratio: float = 0.02, seed: int = 0,
                    hparams: Hyperparameters | None = None, method_options: dict[str, dict] | None = None,
@@ -503,28 +553,21 @@ def run_experiment(dataset: str = "ml-100k", model: str = "mf", methods: Sequenc
         probabilities on the test pairs to Retrain's, over the Original's distance to Retrain's: 0 is
         Retrain's predictions, 1 as far as the Original) and ``info``.
     """
-    methods = list(UNLEARNERS) if methods is None else list(methods)
-    unknown = [m for m in methods if m not in UNLEARNERS]
-    if unknown:
-        raise ValueError(f"unknown methods {unknown}; known: {', '.join(UNLEARNERS)}")
-    methods = ["retrain"] + [m for m in methods if m != "retrain"]
-    method_options = method_options or {}
+    methods = _retrain_first(methods)
     data = data or prepare_attack_data(dataset, root, attack_ratio, seed, synthetic_fallback)
-    if data.source.startswith("synthetic"):  # the fallback was taken (or asked for)
-        dataset = "synthetic"
+    dataset = "synthetic" if data.source.startswith("synthetic") else dataset  # the fallback, if taken
     hparams = hparams or default_hparams(model, dataset, training)
     device = torch.device(device)
-    train_graph, val, test = data.train.to(device), data.split.val.to(device), data.split.test.to(device)
-    request = data.request.to(device)
+    train_graph, val, test, request = (t.to(device) for t in (data.train, data.split.val, data.split.test,
+                                                              data.request))
     objective, config = hparams.objective(), hparams.train_config(seed, progress)
 
     original = hparams.build_model(num_users(train_graph), num_items(train_graph), seed).to(device)
     fit = train(original, train_graph, objective, config, val)
     result = {
         "dataset": dataset, "source": data.source, "model": hparams.model, "seed": seed,
-        "attack_ratio": attack_ratio, "num_users": num_users(train_graph), "num_items": num_items(train_graph),
-        "train_edges": train_graph[EDGE].edge_index.size(1), "request_edges": request.size(1),
-        "device": str(device), "threads": torch.get_num_threads(), "hparams": hparams.as_dict(),
+        "attack_ratio": attack_ratio, **_sizes(train_graph, request), "device": str(device),
+        "threads": torch.get_num_threads(), "hparams": hparams.as_dict(),
         "original": {**evaluate_auc(original, train_graph, test, request), "train_seconds": fit.seconds,
                      "epochs": fit.epochs, "best_epoch": fit.best_epoch},
         "methods": {},
@@ -532,32 +575,7 @@ def run_experiment(dataset: str = "ml-100k", model: str = "mf", methods: Sequenc
     outcomes = {}
     for method in methods:
         unlearner = build_unlearner(method, original, train_graph, objective, config, val, seed,
-                                    **method_options.get(method, {}))
-        row = {}
-        if callable(getattr(unlearner, "fit", None)):
-            start = time.perf_counter()
-            unlearner.fit()
-            if device.type == "cuda":  # the clock must not stop before the GPU does
-                torch.cuda.synchronize(device)
-            row["fit_seconds"] = time.perf_counter() - start
-            # The fitted model before any unlearning: its gap to the Original is the method's cost
-            # even for an empty request (the "harmless" check; SISA and RecEraser have one).
-            row["before"] = evaluate_auc(unlearner.model, train_graph, test, request)
-        outcome = outcomes[method] = unlearner.unlearn(request)
-        row.update(evaluate_auc(outcome.model, outcome.graph, test, request))
-        row["seconds"] = outcome.seconds
-        row["info"] = outcome.info
-        result["methods"][method] = row
-        log.info("%s: %s in %.2fs", method, {k: round(row[k], 4) for k in AUC_KEYS}, outcome.seconds)
-    base, retrain = result["original"], result["methods"]["retrain"]
-    pairs, reference = test[EDGE].edge_index, outcomes["retrain"]
-    for model_ in [original, *(outcome.model for outcome in outcomes.values())]:
-        model_.eval()  # the experiment's own models: predictions without training-time noise
-    with torch.no_grad():
-        scale = prediction_distance(original, train_graph, reference.model, reference.graph, pairs)
-        for method, row in result["methods"].items():
-            row["completeness"] = {k: completeness(row[k], base[k], retrain[k]) for k in AUC_KEYS}
-            gap = prediction_distance(outcomes[method].model, outcomes[method].graph, reference.model,
-                                      reference.graph, pairs)
-            row["prediction_gap"] = gap / scale if scale > 0 else float("nan")
+                                    **(method_options or {}).get(method, {}))
+        result["methods"][method], outcomes[method] = _run_method(unlearner, train_graph, test, request, device)
+    _compare_with_retrain(result, original, train_graph, test, outcomes)
     return to_jsonable(result)
