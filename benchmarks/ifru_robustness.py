@@ -237,7 +237,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 3, quick 1)")
-    parser.add_argument("--datasets", nargs="+", choices=["ml-100k", "bookcrossing"], help="default: both (quick: ml-100k)")
+    parser.add_argument("--datasets", nargs="+", choices=["ml-100k", "bookcrossing"],
+                        help="default: both (quick: ml-100k)")
     parser.add_argument("--attacks", nargs="+", type=float, help="attack ratios (default: 0.02 0.05; quick: 0.05)")
     parser.add_argument("--trainings", nargs="+", choices=["early-stopped", "stationary"],
                         help="default: both (quick: early-stopped)")

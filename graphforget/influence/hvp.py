@@ -97,7 +97,8 @@ class NodeRows:
         """``[len(phi)]`` bool: for each entry of :math:`\\phi`, ``node_mask`` (homogeneous ``[U + I]``) of its
         node; ``False`` on dense parameters."""
         params, node_types = dict(model.named_parameters()), model.node_parameters()
-        parts = [node_mask[ids + (num_users if node_types[name] == "item" else 0)].repeat_interleave(params[name].size(1))
+        offset = {"user": 0, "item": num_users}
+        parts = [node_mask[ids + offset[node_types[name]]].repeat_interleave(params[name].size(1))
                  for name, ids in self.rows.items()]
         parts += [torch.zeros(params[name].numel(), dtype=torch.bool, device=node_mask.device) for name in self.dense]
         return torch.cat(parts)

@@ -270,8 +270,6 @@ class IFRU(Unlearner):
         region = self._select(request)
         clock.lap("select")
         removed = training_terms(self.objective, self.graph, positions)
-        affected = self._affected_terms(removed, region, remaining)
-        clock.lap("affected")
         replaced = self._replacement_terms(removed, request, remaining)
         target = self._tilted_objective(region, remaining, replaced)
         gradient = self._gradient(region, removed, replaced, target)
@@ -284,7 +282,7 @@ class IFRU(Unlearner):
         info = {
             "request_edges": request.size(1),
             "affected_nodes": int(region.affected.sum()),
-            "affected_terms": len(affected),
+            "affected_terms": self._affected_count(region, remaining),
             "kept_nodes": int(region.kept_mask.sum()),
             "kept_parameters": region.phi.numel(),
             **outcome,
@@ -308,11 +306,13 @@ class IFRU(Unlearner):
             reach = torch.ones_like(reach)
         return _Region(rows, rows.gather(model), kept_mask, k_hop_mask(graph, request_nodes, depth), reach)
 
-    def _affected_terms(self, removed: Terms, region: _Region, remaining: HeteroData) -> Terms:
-        """D_c: remaining terms scoring a node whose output the removal changes (K hops of V(D_r))."""
-        if self.config.spillover and self.model.receptive_field > 0:
-            return local_terms(self.objective, remaining, region.affected)
-        return removed.select(torch.zeros(len(removed), dtype=torch.bool, device=removed.target.device))
+    def _affected_count(self, region: _Region, remaining: HeteroData) -> int:
+        """:math:`|D_c|`: the remaining terms scoring a node whose output the removal changes (K hops of
+        V(D_r), inside the reach of phi, so among the terms already gathered)."""
+        if not (self.config.spillover and self.model.receptive_field > 0):
+            return 0
+        new = self._local(remaining, region.reach)
+        return int(new.touches(region.affected, num_users(remaining)).sum())
 
     def _tilted_objective(self, region: _Region, remaining: HeteroData, replaced: Terms | None) -> _TiltedObjective:
         """:math:`T` of the acceptance test over the terms that reach phi (see :class:`_TiltedObjective`)."""
