@@ -20,7 +20,8 @@ import torch
 from tqdm import tqdm
 
 from common import one_line, rounded, pyplot, summarise
-from graphforget.pipeline import prepare_attack_data, run_experiment
+from graphforget.presets import default_hparams
+from graphforget.protocols.attack import prepare_attack_data, run_attack
 
 RESULTS = Path(__file__).parent / "results"
 METHODS = ("retrain", "sisa", "receraser", "scif", "ifru")
@@ -32,7 +33,7 @@ def run(datasets, backbones, ratios_of, seeds, root, methods=METHODS) -> list[di
     rows = []
     for dataset, backbone, ratio, seed in tqdm(jobs, desc="compare"):
         data = prepare_attack_data(dataset, root, ratio, seed, synthetic_fallback=False)
-        rows.append(run_experiment(dataset, backbone, list(methods), attack_ratio=ratio, seed=seed, data=data))
+        rows.append(run_attack(data, default_hparams(backbone, dataset), list(methods), seed=seed).to_dict())
         tqdm.write(one_line(rows[-1], methods))
     return rows
 

@@ -20,23 +20,22 @@ import torch
 from tqdm import tqdm
 
 from common import one_line, rounded, pyplot, summarise
-from graphforget.pipeline import TRAININGS, prepare_attack_data, register_unlearner, run_experiment
-from graphforget.unlearn import IFRU, IFRUConfig
+from graphforget.presets import TRAININGS, default_hparams
+from graphforget.protocols.attack import prepare_attack_data, run_attack
+from graphforget.unlearn import IFRU, IFRUConfig, register
 
 RESULTS = Path(__file__).parent / "results"
 METHODS = ("retrain", "ifru", "ifru_no_spillover", "ifru_2_newton_steps", "ifru_newton_3", "ifru_newton_5",
            "ifru_newton_8")
-#: Options per variant (``newton``: the steps of :meth:`IFRUConfig.newton`).
-VARIANTS = {"ifru_no_spillover": {"spillover": False}, "ifru_2_newton_steps": {"newton_steps": 2},
-            **{f"ifru_newton_{k}": {"newton": k} for k in (3, 5, 8)}}
+#: Options per variant; ``ifru_newton_K`` is :meth:`IFRUConfig.newton` with K steps.
+VARIANTS = {"ifru_no_spillover": {"spillover": False}, "ifru_2_newton_steps": {"newton.steps": 2}}
+NEWTON_STEPS = (3, 5, 8)
 
 
-def _variant(options):
-    def factory(model, graph, objective, train_config, val, seed, **more):
-        if "newton" in options:
-            return IFRU(model, graph, objective, IFRUConfig.newton(model.receptive_field, options["newton"], **more))
-        return IFRU(model, graph, objective, IFRUConfig(**options, **more))
-    return factory
+def variant_options(receptive_field: int) -> dict:
+    """Every variant's options for a backbone with the given receptive field."""
+    presets = {f"ifru_newton_{k}": IFRUConfig.newton(receptive_field, k) for k in NEWTON_STEPS}
+    return {**VARIANTS, **presets}
 
 
 def plot(summary: list[dict], path: Path) -> None:
@@ -78,7 +77,7 @@ def main(argv=None) -> None:
     parser.add_argument("--root", default=None, help="data directory (default: $GRAPHFORGET_DATA or ../shared/data)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--training", choices=TRAININGS, default="early-stopped",
-                        help="how the Original and Retrain are trained (see graphforget.pipeline.TRAININGS)")
+                        help="how the Original and Retrain are trained (see graphforget.presets.TRAININGS)")
     parser.add_argument("--out", type=Path, default=None,
                         help="default: results/ifru_attack.json, or ifru_attack_stationary.json")
     args = parser.parse_args(argv)
@@ -89,14 +88,15 @@ def main(argv=None) -> None:
         args.datasets, args.ratios, args.seeds = ["ml-100k"], [0.02], [0]
     if args.threads:
         torch.set_num_threads(args.threads)
-    for name, options in VARIANTS.items():
-        register_unlearner(name, _variant(options), overwrite=True)
+    for name in METHODS[2:]:  # each variant is IFRU under its own name, with its own options
+        register(type(name, (IFRU,), {"name": name}), overwrite=True)
     jobs = [(d, b, r, s) for d in args.datasets for r in args.ratios for s in args.seeds for b in args.backbones]
     rows = []
     for dataset, backbone, ratio, seed in tqdm(jobs, desc="ifru_attack"):
         data = prepare_attack_data(dataset, args.root, ratio, seed, synthetic_fallback=False)
-        rows.append(run_experiment(dataset, backbone, list(METHODS), attack_ratio=ratio, seed=seed, data=data,
-                                   training=args.training))
+        hparams = default_hparams(backbone, dataset, args.training)
+        receptive_field = 0 if backbone == "mf" else hparams.num_layers
+        rows.append(run_attack(data, hparams, list(METHODS), variant_options(receptive_field), seed=seed).to_dict())
         tqdm.write(one_line(rows[-1], METHODS))
     summary = summarise(rows, METHODS)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -31,9 +31,9 @@ import torch
 
 from graphforget.data import EDGE, add_negatives, edge_subgraph, find_data_root, load_lightgcn, user_edges
 from graphforget.metrics import evaluate_auc, mean_probability
-from graphforget.pipeline import TRAININGS, default_hparams
+from graphforget.presets import TRAININGS, default_hparams
 from graphforget.train import train
-from graphforget.unlearn import IFRU, IFRUConfig, Retrain
+from graphforget.unlearn import IFRU, IFRUConfig, Retrain, RetrainConfig
 
 RESULTS = Path(__file__).parent / "results"
 REQUESTS = ("user", "check-in")
@@ -67,7 +67,7 @@ def make_request(observed, kind: str, seed: int) -> torch.Tensor:
 def run_backbone(name: str, graph, val, test, requests, max_epochs: int | None, seed: int,
                  training: str = "early-stopped") -> list[dict]:
     # ML-100K's values: none were tuned on Gowalla (they differ only in the stationary MF's L2, 8).
-    hparams = default_hparams(name, "ml-100k", training).replace(epochs=max_epochs)
+    hparams = default_hparams(name, "ml-100k", training).replace({"train.epochs": max_epochs})
     objective, config = hparams.objective(), hparams.train_config(progress=True)
     model = hparams.build_model(graph["user"].num_nodes, graph["item"].num_nodes, seed=0)
     fit = train(model, graph, objective, config, val)
@@ -87,7 +87,7 @@ def run_backbone(name: str, graph, val, test, requests, max_epochs: int | None, 
                "original": {"test_auc": evaluate_auc(model, graph, test)["auc_0"],
                             "request_probability": mean_probability(model, graph, request)}}
         results = {method: IFRU(model, graph, objective, cfg).unlearn(request) for method, cfg in methods.items()}
-        results["retrain"] = Retrain(model, graph, objective, config=config, val=val, seed=0).unlearn(request)
+        results["retrain"] = Retrain(model, graph, objective, RetrainConfig(config, seed=0), val=val).unlearn(request)
         for method, result in results.items():
             row[method] = {"seconds": result.seconds,
                            "test_auc": evaluate_auc(result.model, result.graph, test)["auc_0"],

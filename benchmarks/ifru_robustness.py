@@ -16,7 +16,6 @@ import itertools
 import json
 import os
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -25,9 +24,13 @@ import torch
 from common import AUCS, pyplot
 from graphforget.data import EDGE, num_items, num_users, user_edges
 from graphforget.metrics import completeness, evaluate_auc, mean_probability, prediction_distance
-from graphforget.pipeline import default_hparams, prepare_attack_data, to_jsonable
+from graphforget.clock import Stopwatch
+from graphforget.io import to_jsonable
+from graphforget.presets import default_hparams
+from graphforget.protocols.attack import prepare_attack_data
 from graphforget.train import train
-from graphforget.unlearn import IFRU, SCIF, FineTune, IFRUConfig, Retrain, UnlearningFailed
+from graphforget.unlearn import (IFRU, SCIF, FineTune, FineTuneConfig, IFRUConfig, Retrain, RetrainConfig,
+                                 UnlearningFailed)
 
 RESULTS = Path(__file__).parent / "results"
 METHODS = ("retrain", "retrain2", "finetune_1", "finetune_3", "ifru", "ifru_paper", "scif", "ifru_newton")
@@ -37,11 +40,11 @@ def unlearners(model, graph, objective, hp, val, seed) -> dict:
     """Name -> zero-argument factory of each method's Unlearner."""
     config = hp.train_config(seed)
     return {
-        "retrain": lambda: Retrain(model, graph, objective, config=config, val=val, seed=seed),
-        "retrain2": lambda: Retrain(model, graph, objective, config=hp.train_config(seed + 100), val=val,
-                                    seed=seed + 100),
-        "finetune_1": lambda: FineTune(model, graph, objective, config=config, epochs=1),
-        "finetune_3": lambda: FineTune(model, graph, objective, config=config, epochs=3),
+        "retrain": lambda: Retrain(model, graph, objective, RetrainConfig(config, seed=seed), val=val),
+        "retrain2": lambda: Retrain(model, graph, objective, RetrainConfig(hp.train_config(seed + 100), seed=seed + 100),
+                                    val=val),
+        "finetune_1": lambda: FineTune(model, graph, objective, FineTuneConfig(config, epochs=1)),
+        "finetune_3": lambda: FineTune(model, graph, objective, FineTuneConfig(config, epochs=3)),
         "ifru": lambda: IFRU(model, graph, objective, IFRUConfig()),
         "ifru_paper": lambda: IFRU(model, graph, objective, IFRUConfig.paper()),
         "scif": lambda: SCIF(model, graph, objective),
@@ -246,7 +249,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     args.seeds = args.seeds or (1 if args.quick else 3)
     torch.set_num_threads(1)
-    start, cells, skipped, data_cache = time.perf_counter(), [], [], {}
+    clock, cells, skipped, data_cache = Stopwatch().start(), [], [], {}
     payload = {"quick": args.quick, "methods": METHODS, "skipped": skipped, "cells": cells}
     for cell, hp in grid(args):
         if hp is None:
@@ -272,7 +275,7 @@ def main(argv=None) -> None:
         payload["summary"] = [summary(c) for c in cells]
         write_json(payload, args.out)
     payload["summary"] = [summary(c) for c in cells]
-    payload["wall_seconds"] = time.perf_counter() - start
+    payload["wall_seconds"] = clock.elapsed()
     write_json(payload, args.out)
     plot(cells, args.out.with_suffix(".png"))
     print(f"wall {payload['wall_seconds']:.0f}s -> {args.out}", flush=True)

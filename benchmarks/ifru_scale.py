@@ -32,8 +32,8 @@ from graphforget import BCEObjective, TrainConfig, train
 from graphforget.data import EDGE, add_negatives, edge_subgraph, find_data_root, load_lightgcn, random_edges
 from graphforget.metrics import prediction_distance
 from graphforget.models import LightGCN, load_model, save_model
-from graphforget.pipeline import TRAININGS
-from graphforget.unlearn import IFRU, IFRUConfig, Retrain
+from graphforget.presets import TRAININGS
+from graphforget.unlearn import IFRU, IFRUConfig, Retrain, RetrainConfig
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -51,8 +51,8 @@ def child(workdir: Path, ratio: float, curvature: str, prune: float | None, seed
     request = random_edges(observed, ratio, seed)
     ratios = None
     if curvature == "retrain":
-        unlearner = Retrain(model, graph, BCEObjective(l2=1.0), TrainConfig(**json.loads(
-            (workdir / "train_config.json").read_text())), seed=0)
+        unlearner = Retrain(model, graph, BCEObjective(l2=1.0), RetrainConfig(TrainConfig(**json.loads(
+            (workdir / "train_config.json").read_text())), seed=0))
     else:
         config = (IFRUConfig.newton(model.receptive_field) if curvature == "newton"
                   else IFRUConfig(curvature=curvature, hops=model.receptive_field))

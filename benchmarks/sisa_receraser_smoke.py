@@ -10,7 +10,6 @@ flipped edges, with fit and unlearning seconds (one thread).
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
@@ -19,7 +18,7 @@ from graphforget.metrics import evaluate_auc
 from graphforget.models import MF
 from graphforget.objectives import BCEObjective
 from graphforget.train import TrainConfig, train
-from graphforget.unlearn import SISA, RecEraser, Retrain
+from graphforget.unlearn import SISA, RecEraser, RecEraserConfig, Retrain, RetrainConfig, SISAConfig
 
 
 def main() -> None:
@@ -49,19 +48,20 @@ def main() -> None:
 
     model = MF(int(graph["user"].num_nodes), int(graph["item"].num_nodes), args.dim)
     model.reset_parameters(args.seed)
-    start = time.perf_counter()
-    train(model, graph, objective, config, split.val)
-    rows.append(("Original", auc(model, graph), time.perf_counter() - start, None, None))
-    result = Retrain(model, graph, objective, config, split.val, seed=args.seed).unlearn(request)
+    fit = train(model, graph, objective, config, split.val)
+    rows.append(("Original", auc(model, graph), fit.seconds, None, None))
+    result = Retrain(model, graph, objective, RetrainConfig(config, seed=args.seed), val=split.val).unlearn(request)
     rows.append(("Retrain", auc(result.model, result.graph), None, result.seconds, None))
 
     for name, method in (
-        ("SISA", SISA(model, graph, objective, config, num_shards=args.shards, seed=args.seed,
-                      workers=args.workers, val=split.val)),
-        ("RecEraser", RecEraser(model, graph, objective, config, num_shards=args.shards, partition=args.partition,
-                                seed=args.seed, workers=args.workers, val=split.val)),
+        ("SISA", SISA(model, graph, objective, SISAConfig(config, num_shards=args.shards, seed=args.seed,
+                                                          workers=args.workers), val=split.val)),
+        ("RecEraser", RecEraser(model, graph, objective, RecEraserConfig(
+            config, num_shards=args.shards, partition=args.partition, seed=args.seed, workers=args.workers,
+            pretrain=True), val=split.val)),
     ):
-        ensemble, fit_seconds = method.fit()
+        method.fit()
+        ensemble, fit_seconds = method.model, method.fit_seconds
         rows.append((f"{name} before", auc(ensemble, graph), fit_seconds, None, None))
         result = method.unlearn(request)
         rows.append((f"{name} after", auc(result.model, result.graph), None, result.seconds,

@@ -27,7 +27,6 @@ import argparse
 import json
 import logging
 import statistics
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -42,7 +41,8 @@ from graphforget.metrics import mi_bf, mi_ng, recall_ndcg_at_k
 from graphforget.models import SGL, ContrastiveBPRObjective, LightGCN, SimGCL
 from graphforget.objectives import BPRObjective, Objective
 from graphforget.train import TrainConfig, train
-from graphforget.unlearn import IFRU, IFRUConfig, Retrain, Unlearner, UnlearnRec, UnlearnRecConfig
+from graphforget.clock import Stopwatch
+from graphforget.unlearn import IFRU, IFRUConfig, Retrain, RetrainConfig, Unlearner, UnlearnRec, UnlearnRecConfig
 
 RESULTS = Path(__file__).parent / "results"
 log = logging.getLogger("benchmarks.unlearnrec")
@@ -92,7 +92,8 @@ class MethodContext:
 
 #: Method name -> builder of the unlearner. The hook for more methods (IFRU, ...): add an entry.
 METHODS: dict[str, Callable[[MethodContext], Unlearner]] = {
-    "retrain": lambda ctx: Retrain(ctx.model, ctx.graph, ctx.objective, ctx.train_config, seed=ctx.seed + 1000),
+    "retrain": lambda ctx: Retrain(ctx.model, ctx.graph, ctx.objective,
+                                   RetrainConfig(ctx.train_config, seed=ctx.seed + 1000)),
     "unlearnrec": lambda ctx: UnlearnRec(ctx.model, ctx.graph, ctx.objective,
                                          UnlearnRecConfig(seed=ctx.seed, **ctx.profile.unlearnrec)),
     # IFRU's curvature and gradients use the objective's pairs and losses (BPR); the contrastive
@@ -150,9 +151,7 @@ def run_one(dataset: str, train_graph: HeteroData, test: HeteroData, backbone: s
         unlearner = METHODS[name](context)
         entry = {}
         if hasattr(unlearner, "fit"):
-            start = time.perf_counter()
-            unlearner.fit()
-            entry["prepare_seconds"] = time.perf_counter() - start
+            entry["prepare_seconds"] = unlearner.fit().fit_seconds
         result = unlearner.unlearn(request)
         entry.update(evaluate(result.model, result.graph, test))
         entry["unlearn_seconds"] = result.seconds
@@ -267,7 +266,7 @@ def main(argv: list[str] | None = None) -> dict:
     if root is None:
         parser.error("no data directory: pass --root or set $GRAPHFORGET_DATA (needs ml-1m/ and gowalla/)")
 
-    start, rows = time.perf_counter(), []
+    clock, rows = Stopwatch().start(), []
     for dataset in datasets:
         train_graph, test = load_lightgcn(root / dataset)
         for backbone in backbones:
@@ -275,7 +274,7 @@ def main(argv: list[str] | None = None) -> dict:
                 rows.append(run_one(dataset, train_graph, test, backbone, seed, profile, methods))
     summary = summarise(rows, methods)
     report = {"profile": "quick" if args.quick else "full", "hyperparameters": asdict(profile),
-              "threads": torch.get_num_threads(), "total_seconds": time.perf_counter() - start,
+              "threads": torch.get_num_threads(), "total_seconds": clock.elapsed(),
               "summary": summary, "runs": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))

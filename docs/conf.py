@@ -15,6 +15,8 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",  # Google-style docstrings
     "sphinx.ext.mathjax",   # the formulas in ``.. math::`` blocks
+    # MathJax from the package into _static/mathjax, so formulas render offline (no CDN)
+    "sphinx-mathjax-offline",
 ]
 autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True, "show-inheritance": True}

@@ -1,6 +1,9 @@
-"""The ``graphforget`` command line: ``train``, ``evaluate``, ``unlearn`` and ``demo``.
+"""The ``graphforget`` command line: ``train``, ``evaluate``, ``unlearn`` and ``demo`` (the attack protocol);
+``fit``, ``forget`` and ``verify`` (the deletion workflow on your own data, :mod:`graphforget.workflow`).
 
-A thin layer over the public API (:mod:`graphforget.pipeline` and below). Usage errors (unknown
+A thin layer over the public API (:mod:`graphforget.protocols`, :mod:`graphforget.unlearn` and below).
+A method's ``--option KEY=VALUE`` are the fields of its config (dotted for nested ones, e.g.
+``solver.tol=1e-4``), parsed by the field's type; ``graphforget methods NAME`` lists them. Usage errors (unknown
 names, missing paths, bad ratios, bad method options, an ``--out`` that is a file or the run itself)
 exit with status 2 and one line on stderr, before any data is loaded or model trained where they can
 be seen then. An unlearning method that cannot produce a result it trusts
@@ -11,13 +14,14 @@ outputs intact.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
-import time
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -26,14 +30,14 @@ import torch
 
 from . import __version__
 from .data import EDGE, find_data_root, remove_edges
-from .io import atomic_write
+from .config import describe
+from .io import to_jsonable, write_json
 from .metrics import evaluate_auc
 from .models import load_model, save_model
-from .pipeline import (AUC_KEYS, DATASET_NAMES, TRAININGS, UNLEARNERS, AttackData, Hyperparameters,
-                       build_unlearner, check_options, default_hparams, parse_options, prepare_attack_data,
-                       run_experiment, to_jsonable)
+from .presets import TRAININGS, Hyperparameters, default_hparams
+from .protocols.attack import AUC_KEYS, DATASET_NAMES, AttackData, prepare_attack_data, run_attack
 from .train import train
-from .unlearn import UnlearningFailed
+from .unlearn import METHODS, UnlearningFailed, build_unlearner, method_config
 
 __all__ = ["main", "build_parser"]
 
@@ -109,12 +113,6 @@ def _data_root(dataset: str, root) -> str | None:
     return None if found is None else str(found.resolve())
 
 
-def _write_json(path: Path, value) -> None:
-    """Writes ``value`` as JSON, atomically (an interrupted write leaves the previous file intact)."""
-    text = json.dumps(to_jsonable(value), indent=2) + "\n"
-    atomic_write(path, lambda handle: handle.write(text), binary=False)
-
-
 def _check_out_dir(out: str, run: str | None = None) -> Path:
     """``--out`` as an output directory, checked before any work: not a file, creatable, not the run itself.
 
@@ -146,15 +144,29 @@ def _check_out_file(out: str) -> Path:
     return path
 
 
+def parse_options(pairs: list[str]) -> dict[str, str]:
+    """``["solver.name=lissa", "prune=0.5,0.5"]`` -> ``{"solver.name": "lissa", "prune": "0.5,0.5"}``.
+
+    The values stay strings: :func:`~graphforget.unlearn.method_config` parses each by its field's type.
+    """
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"graphforget: error: options are KEY=VALUE, got {pair!r}")
+        options[key.strip()] = value.strip()
+    return options
+
+
 def _options(method: str, pairs: list[str] | None) -> dict:
     """The ``--option KEY=VALUE`` pairs of ``method``, checked before any data is loaded or model trained."""
     return _checked_options(method, parse_options(pairs or []))
 
 
 def _checked_options(method: str, options: dict) -> dict:
-    """``options`` if ``method`` accepts them (:func:`~graphforget.pipeline.check_options`), else a usage error."""
+    """``options`` if ``method``'s config accepts them (:func:`~graphforget.unlearn.method_config`)."""
     try:
-        check_options(method, options)
+        method_config(method, options)
     except ValueError as error:
         raise UsageError(f"graphforget: error: {error}") from error
     return options
@@ -206,8 +218,8 @@ def _model_path(run: str) -> Path:
 
 
 def _check_method(method: str) -> None:
-    if method not in UNLEARNERS:
-        raise UsageError(f"graphforget: error: unknown method {method!r} (choose from {', '.join(UNLEARNERS)})")
+    if method not in METHODS:
+        raise UsageError(f"graphforget: error: unknown method {method!r} (choose from {', '.join(METHODS)})")
 
 
 _TRAINING_HELP = ("early-stopped: mini-batch Adam, early stopping on validation AUC (default); stationary: "
@@ -221,8 +233,8 @@ def cmd_train(args) -> int:
     data = prepare_attack_data(args.dataset, args.root, args.attack_ratio, args.seed, synthetic_fallback=False)
     print(f"data: {data.source}")
     hparams = default_hparams(args.model, args.dataset, args.training).replace(
-        embedding_dim=args.embedding_dim, num_layers=args.layers, lr=args.lr, l2=args.l2, epochs=args.epochs,
-        batch_size=args.batch_size, patience=args.patience)
+        {"train.lr": args.lr, "train.epochs": args.epochs, "train.batch_size": args.batch_size,
+         "train.patience": args.patience}, embedding_dim=args.embedding_dim, num_layers=args.layers, l2=args.l2)
     device = torch.device(args.device)
     graph, val, test = data.train.to(device), data.split.val.to(device), data.split.test.to(device)
     model = hparams.build_model(graph["user"].num_nodes, graph["item"].num_nodes, args.seed).to(device)
@@ -239,7 +251,7 @@ def cmd_train(args) -> int:
            "objective": {"name": "bce", "l2": hparams.l2}, "train_config": {**asdict(config), "progress": False},
            "source": data.source, "fingerprint": _fingerprint(data)}
     save_model(model.cpu(), out / "model.pt", run=run)
-    _write_json(out / "metrics.json", metrics)
+    write_json(out / "metrics.json", metrics)
     print(f"{hparams.model}: {_auc_line(metrics)}  train {fit.seconds:.1f}s ({fit.epochs} "
           f"{'L-BFGS iterations' if config.optimizer == 'lbfgs' else 'epochs'})")
     print(f"wrote {out / 'model.pt'} and {out / 'metrics.json'}")
@@ -259,7 +271,7 @@ def cmd_evaluate(args) -> int:
                    method=(unlearned or {}).get("method", "original"))
     print(json.dumps(to_jsonable(metrics), indent=2))
     if out is not None:
-        _write_json(out, metrics)
+        write_json(out, metrics)
     return 0
 
 
@@ -270,13 +282,8 @@ def _run_unlearner(args, method: str, options: dict):
     device = torch.device(args.device)
     hparams = Hyperparameters(**run["hparams"])
     config = hparams.train_config(run["seed"], progress=not args.quiet)
-    try:
-        unlearner = build_unlearner(method, model, data.train.to(device), hparams.objective(), config,
-                                    data.split.val.to(device), run["seed"], **options)
-    except TypeError as error:  # a value of the wrong type for a constructor keyword
-        if not options:
-            raise
-        raise UsageError(f"graphforget: error: bad options for {method!r}: {error}") from error
+    unlearner = build_unlearner(method, model, data.train.to(device), hparams.objective(), options, train=config,
+                                seed=run["seed"], val=data.split.val.to(device))
     return unlearner, model, checkpoint, data
 
 
@@ -293,15 +300,13 @@ def cmd_unlearn(args) -> int:
     graph, test, request = unlearner.graph, data.split.test.to(args.device), data.request.to(args.device)
     print(f"{args.method}{'' if not options else ' ' + json.dumps(to_jsonable(options))}: "
           f"unlearning {request.size(1)} edges ({data.source})")
-    metrics = {"method": args.method, "options": options}
+    metrics = {"method": args.method, "options": options, "config": asdict(unlearner.config)}
     if args.encoder:
         if not hasattr(unlearner, "load_encoder"):
             raise UsageError(f"graphforget: error: --encoder is for unlearnrec, not {args.method}")
         _load_encoder(unlearner, args.encoder)
-    elif callable(getattr(unlearner, "fit", None)):  # sharded methods train their ensemble first
-        start = time.perf_counter()
-        unlearner.fit()
-        metrics["fit_seconds"] = time.perf_counter() - start
+    elif unlearner.needs_fit:  # sharded methods train their ensemble first
+        metrics["fit_seconds"] = unlearner.fit().fit_seconds
     result = unlearner.unlearn(request)
     metrics.update(evaluate_auc(result.model, result.graph, test, request))
     metrics["unlearn_seconds"] = result.seconds
@@ -309,7 +314,7 @@ def cmd_unlearn(args) -> int:
     metrics["info"] = result.info
     metrics["threads"] = torch.get_num_threads()
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / "metrics.json", metrics)
+    write_json(out / "metrics.json", metrics)
     written = [out / "metrics.json"]
     try:  # models of registered classes can be evaluated again with `graphforget evaluate --run OUT`
         save_model(result.model.cpu(), out / "model.pt", run=run,
@@ -335,10 +340,10 @@ def cmd_pretrain_encoder(args) -> int:
     options = _options("unlearnrec", args.option)
     out = _check_out_dir(args.out)
     unlearner, _, _, _ = _run_unlearner(args, "unlearnrec", options)
-    info = unlearner.fit()
+    info = unlearner.fit().fit_info
     out.mkdir(parents=True, exist_ok=True)
     unlearner.save_encoder(out / "encoder.pt")
-    _write_json(out / "pretrain.json", {"pretrain_seconds": info["seconds"], "epochs": info["epochs"],
+    write_json(out / "pretrain.json", {"pretrain_seconds": info["seconds"], "epochs": info["epochs"],
                                         "steps": info["steps"], "run": str(args.run)})
     print(f"pre-trained the influence encoder in {info['seconds']:.1f}s ({info['epochs']} epochs); "
           f"wrote {out / 'encoder.pt'}")
@@ -346,7 +351,7 @@ def cmd_pretrain_encoder(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    methods = args.methods or list(UNLEARNERS)
+    methods = args.methods or list(METHODS)
     for method in methods:
         _check_method(method)
     options: dict[str, dict] = {m: {} for m in methods}
@@ -370,14 +375,12 @@ def cmd_demo(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     results, rows = [], []
     for model_name in args.model:
-        hparams = default_hparams(model_name, "synthetic" if data.source.startswith("synthetic") else dataset,
-                                  args.training)
-        hparams = hparams.replace(epochs=args.epochs, embedding_dim=args.embedding_dim)
+        hparams = default_hparams(model_name, data.dataset, args.training)
+        hparams = hparams.replace({"train.epochs": args.epochs}, embedding_dim=args.embedding_dim)
         print(f"{model_name}: training the original, then {', '.join(['retrain'] + [m for m in methods if m != 'retrain'])}"
               f" ({torch.get_num_threads()} CPU thread{'s' if torch.get_num_threads() > 1 else ''})", flush=True)
-        result = run_experiment(dataset, methods=methods, attack_ratio=args.attack_ratio, seed=args.seed,
-                                hparams=hparams, method_options=options, progress=not args.quiet, data=data,
-                                device=args.device)
+        result = run_attack(data, hparams, methods, options, seed=args.seed, device=args.device,
+                            progress=not args.quiet).to_dict()
         results.append(result)
         rows.append(_row(model_name, "original", result["original"], None, result["original"]["train_seconds"]))
         for method, row in result["methods"].items():
@@ -387,10 +390,34 @@ def cmd_demo(args) -> int:
                         ("auc_2", "auc_2"), ("completeness", "completeness (0/1/2)"), ("seconds", "seconds")]))
     print("\nseconds: training for the original, the unlearning call for the methods; completeness = "
           "(method - original) / (retrain - original) per AUC.")
-    _write_json(out / "results.json", {"options": options, "runs": results})
+    write_json(out / "results.json", {"options": options, "runs": results})
     plot = _plot(results, out / "demo.png")
     print(f"wrote {out / 'results.json'}" + (f" and {plot}" if plot else " (install matplotlib for a plot)"))
     return 0
+
+
+def cmd_methods(args) -> int:
+    """Lists the methods, or one method's options (its config's fields) with their types and defaults."""
+    if args.name is None:
+        for name, cls in METHODS.items():
+            summary = (cls.__doc__ or "").strip().splitlines()[0]
+            print(f"{name:<12} {summary}")
+        print("\n`graphforget methods NAME` lists a method's options (--option KEY=VALUE).")
+        return 0
+    _check_method(args.name)
+    cls = METHODS[args.name]
+    print(f"{args.name}: {cls.__name__} with {cls.Config.__name__}{' (needs fit)' if cls.needs_fit else ''}")
+    for row in describe(cls.Config):
+        print(f"  {row.name} ({row.type}, default {row.default!r})" + (f": {_plain(row.help)}" if row.help else ""))
+    if any(row.name.startswith("train.") or row.name == "seed" for row in describe(cls.Config)):
+        print("On a run (`unlearn --run`), train.* and seed start from the run's own training and seed.")
+    return 0
+
+
+def _plain(text: str) -> str:
+    """Docstring markup as plain text: ``x`` -> x, :math:`x` -> x, :class:`~a.B` -> B."""
+    text = re.sub(r":\w+:`~?(?:[\w.]*\.)?([^`]+)`", r"\1", text)
+    return text.replace("``", "")
 
 
 def _row(model: str, method: str, metrics: dict, complete: dict | None, seconds: float,
@@ -439,6 +466,205 @@ def _plot(results: list[dict], path: Path) -> Path | None:
         ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.savefig(path, dpi=120)
     return path
+
+
+# --- the deletion workflow: fit, forget, verify (graphforget.workflow, graphforget.runs) ---------
+
+def _new_run_dir(out: str) -> Path:
+    """``--out`` of ``fit``/``forget``: a directory that does not exist yet (runs are never overwritten)."""
+    path = _check_out_dir(out)
+    if path.exists():
+        raise UsageError(f"graphforget: error: --out {out} exists: runs are never overwritten, choose a new directory")
+    return path
+
+
+@contextlib.contextmanager
+def _exists_is_usage_error():
+    """A run directory that appeared while the command worked (another process) is a usage error too."""
+    try:
+        yield
+    except FileExistsError as error:
+        raise UsageError(f"graphforget: error: {error}") from error
+
+
+def _run_dir(run: str) -> Path:
+    """``--run``: a directory holding ``run.json`` (checked before any work)."""
+    path = Path(run).expanduser()
+    if not (path / "run.json").is_file():
+        raise UsageError(f"graphforget: error: --run {run} is not a run directory (no run.json; make one with "
+                         f"`graphforget fit`)")
+    return path
+
+
+def _id_list(text: str, flag: str) -> list[str]:
+    """``"4711, 42"`` -> ``["4711", "42"]``; an empty entry is an error."""
+    ids = [part.strip() for part in text.split(",")]
+    if not all(ids):
+        raise UsageError(f"graphforget: error: {flag} takes comma-separated ids, got {text!r}")
+    return ids
+
+
+def _fit_hparams(args) -> dict:
+    """The hyper-parameter flags given, as changes to the preset, checked before any data is read."""
+    changes = {"embedding_dim": args.embedding_dim, "num_layers": args.layers, "l2": args.l2, "train.lr": args.lr,
+               "train.epochs": args.epochs, "train.batch_size": args.batch_size, "train.patience": args.patience}
+    changes = {key: value for key, value in changes.items() if value is not None}
+    try:
+        default_hparams(args.model, "synthetic").replace(changes)
+    except ValueError as error:
+        raise UsageError(f"graphforget: error: {error}") from error
+    return changes
+
+
+def cmd_fit(args) -> int:
+    """Trains a model on a data file and writes a fit run."""
+    from .workflow import fit_on_file
+    out = _new_run_dir(args.out)
+    if not Path(args.data).expanduser().exists():
+        raise UsageError(f"graphforget: error: --data {args.data} does not exist")
+    if args.format == "csv" and not (args.user_col and args.item_col):
+        raise UsageError("graphforget: error: --format csv needs --user-col and --item-col")
+    changes = _fit_hparams(args)
+    with _exists_is_usage_error():
+        result = fit_on_file(args.data, args.format, out=out, user_col=args.user_col, item_col=args.item_col,
+                             label_col=args.label_col, threshold=args.threshold, negatives=args.negatives,
+                             model=args.model, hparams=changes, seed=args.seed, device=args.device,
+                             progress=not args.quiet)
+    m = result.metrics
+    print(f"{args.model}: {m['train_interactions']} interactions of {m['users']} users and {m['items']} items "
+          f"({m['train_edges']} training pairs); {m['epochs']} epochs in {m['train_seconds']:.1f}s; "
+          f"val AUC {_fmt(m['val_auc'])}, test AUC {_fmt(m['test_auc'])}")
+    print(f"wrote run {result.path}")
+    return 0
+
+
+def _request_args(args) -> dict:
+    """``users``/``items``/``edges`` of ``forget`` from its flags (an ``--edges`` file is read here)."""
+    from .workflow import read_edges_file
+    if args.users is not None:
+        return {"users": _id_list(args.users, "--users")}
+    if args.items is not None:
+        return {"items": _id_list(args.items, "--items")}
+    return {"edges": read_edges_file(args.edges)}
+
+
+def cmd_forget(args) -> int:
+    """Forgets users, items or edges of a run; writes the new run with its lineage and audit line."""
+    from .workflow import check_method, forget
+    out = _new_run_dir(args.out)
+    run = _run_dir(args.run)
+    try:
+        check_method(args.method)
+    except ValueError as error:
+        raise UsageError(f"graphforget: error: {error}") from error
+    options = _options(args.method, args.option)
+    request = _request_args(args)
+    with _exists_is_usage_error():
+        done = forget(run, out=out, **request, local_ids=args.local_ids, method=args.method, options=options,
+                      seed=args.seed, allow_untrusted=args.allow_untrusted, device=args.device,
+                      progress=not args.quiet)
+    line, report = done.audit, done.report
+    trust = {True: "trusted", False: "NOT TRUSTED", None: "no acceptance test"}[line["trusted"]]
+    print(f"{args.method}: forgot {done.request.edges.size(1)} edges ({done.request.kind}: "
+          f"{done.request.ids.size(-1)}) in {line['seconds']:.2f}s ({trust})")
+    if report is not None:
+        print(f"verification: P(requested) {_fmt(report.request_probability)} vs P(non-members) "
+              f"{_fmt(report.non_member_probability)}, MI-BF {_fmt(report.mi_bf)}, MIA AUC {_fmt(report.mia_auc)} "
+              f"(before {_fmt(report.before_mia_auc)})")
+    else:
+        print(f"verification: none ({line['verification_error']})")
+    print(f"wrote run {done.path} (lineage removed {line['removed_edges']} edges; audit.jsonl has "
+          f"{done.path.joinpath('audit.jsonl').read_text().count(chr(10))} lines)")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    """The forgetting report of a run's lineage; JSON to ``--out`` (a run is never modified)."""
+    from .workflow import verify_run
+    run = _run_dir(args.run)
+    out = None
+    if args.out:
+        out = _check_out_file(args.out)
+        if out.resolve().parent == run.resolve():
+            raise UsageError(f"graphforget: error: --out {args.out} is inside the run {args.run}, and runs are never "
+                             f"modified: write the report elsewhere")
+    report = verify_run(run, retrain=args.retrain, seed=args.seed, device=args.device, progress=not args.quiet)
+    print(f"{report['removed_edges']} edges removed by {report['requests']} requests in {len(report['lineage'])} runs")
+    print(report["table"])
+    if report["retrain_seconds"] is not None:
+        print(f"reference: Retrain from the lineage's root in {report['retrain_seconds']:.1f}s")
+    if out is not None:
+        write_json(out, {key: value for key, value in report.items() if key != "table"})
+        print(f"wrote {out}")
+    return 0
+
+
+def _add_workflow_commands(sub) -> None:
+    """The parsers of ``fit``, ``forget`` and ``verify``."""
+    from .workflow import FIT_MODELS, FORMATS
+    p = sub.add_parser("fit", help="train a model on your own data file (writes a run)",
+                       description="Train on a data file: binarise ratings, sample negatives for implicit "
+                                   "feedback, split off validation (and test) pairs, write a run directory.")
+    p.add_argument("--data", required=True, help="the data file (or its folder for movielens/lightgcn)")
+    p.add_argument("--format", required=True, choices=FORMATS, help="movielens: u.data; triples: user item label; "
+                   "lightgcn: train.txt (+ test.txt as the test set); csv: with a header row")
+    p.add_argument("--user-col", help="csv: the user column")
+    p.add_argument("--item-col", help="csv: the item column")
+    p.add_argument("--label-col", help="csv: the label or rating column (default: every row is an interaction)")
+    p.add_argument("--threshold", type=float, help="binarise ratings: label 1 where rating >= T")
+    p.add_argument("--negatives", type=_non_negative, default=0,
+                   help="sampled non-interactions per interaction (implicit feedback needs them; default: 0)")
+    p.add_argument("--model", choices=FIT_MODELS, default="mf", help="recommender (default: mf)")
+    p.add_argument("--embedding-dim", type=_positive, help="embedding size (default: 64)")
+    p.add_argument("--layers", type=int, help="LightGCN layers (default: 2)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default: 0.01)")
+    p.add_argument("--l2", type=float, help="L2 strength of the summed objective (default: MF 5.0, LightGCN 1.0)")
+    p.add_argument("--epochs", type=_positive, help="maximum epochs (default: 100)")
+    p.add_argument("--batch-size", type=int, help="pairs per batch, 0 = full batch (default: 4096)")
+    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (default: 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of negatives, split, model and batches (default: 0)")
+    p.add_argument("--out", required=True, help="the new run directory (must not exist)")
+    _common(p, data=False)
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("forget", help="forget users, items or edges of a run (writes a new run)",
+                       description="Forget users, items or edges of a run with one method; the new run holds the "
+                                   "model, the remaining graph, the lineage and the audit log. The run is not modified.")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--users", metavar="ID[,ID...]", help="users whose every training edge is forgotten")
+    what.add_argument("--items", metavar="ID[,ID...]", help="items whose every training edge is forgotten")
+    what.add_argument("--edges", metavar="FILE", help="a file of 'user item' lines (observed interactions)")
+    p.add_argument("--local-ids", action="store_true", help="ids are the run's local ids, not the data file's")
+    p.add_argument("--run", required=True, help="the run to forget from (from fit or forget)")
+    p.add_argument("--method", required=True, help="ifru, scif, retrain, finetune or unlearnrec")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="a field of the method's config, repeatable (`graphforget methods NAME` lists them)")
+    p.add_argument("--seed", type=int, help="seed of the method and the verification (default: the run's)")
+    p.add_argument("--allow-untrusted", action="store_true",
+                   help="write the run even when the method does not trust its result (recorded in the audit)")
+    p.add_argument("--out", required=True, help="the new run directory (must not exist)")
+    _common(p, data=False)
+    p.set_defaults(func=cmd_forget)
+
+    p = sub.add_parser("verify", help="forgetting report of a run's lineage",
+                       description="Compare the removed edges with matched non-members: probabilities, MI-BF, "
+                                   "MI-NG and a membership-inference attack AUC, optionally beside a Retrain.")
+    p.add_argument("--run", required=True, help="a run made by forget")
+    p.add_argument("--retrain", action="store_true", help="also retrain from the lineage's root as a reference")
+    p.add_argument("--seed", type=int, help="seed of the matching, the attack and the Retrain (default: the run's)")
+    p.add_argument("--out", help="write the report as JSON to this file (outside the run)")
+    _common(p, data=False)
+    p.set_defaults(func=cmd_verify)
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
 
 
 # --- the parser ---------------------------------------------------------------------------------
@@ -491,9 +717,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("unlearn", help="unlearn the attack request from a trained run",
                        description="Rebuild a run's data and unlearn its flipped edges with one method.")
     p.add_argument("--run", required=True, help="a directory holding model.pt (from `graphforget train`)")
-    p.add_argument("--method", required=True, help=f"one of: {', '.join(UNLEARNERS)}")
+    p.add_argument("--method", required=True, help=f"one of: {', '.join(METHODS)}")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
-                   help="a method option, repeatable (IFRU: the fields of IFRUConfig, e.g. solver=lissa)")
+                   help="a field of the method's config, repeatable (e.g. solver.damping=0.1; "
+                        "`graphforget methods NAME` lists them)")
     p.add_argument("--encoder", help="unlearnrec: a pre-trained encoder (from `graphforget pretrain-encoder`)")
     p.add_argument("--out", required=True, help="output directory: metrics.json (and model.pt)")
     _common(p, data=False)
@@ -509,6 +736,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, data=False)
     p.set_defaults(func=cmd_pretrain_encoder)
 
+    p = sub.add_parser("methods", help="list the unlearning methods, or one method's options",
+                       description="List the unlearning methods; with NAME, the method's options (--option KEY=VALUE).")
+    p.add_argument("name", nargs="?", help="a method name")
+    p.set_defaults(func=cmd_methods)
+
     p = sub.add_parser("demo", help="train, unlearn with every method, print a table and save a plot",
                        description="Train on ML-100K (or synthetic data when ML-100K is not found), flip 2%% of "
                                    "the training labels, unlearn them with every method and compare.")
@@ -517,19 +749,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help="data directory (default: $GRAPHFORGET_DATA, then ../shared/data)")
     p.add_argument("--model", nargs="+", choices=MODEL_NAMES, default=["mf"],
                    help="models to run (default: mf; `--model mf lightgcn` adds LightGCN, about 2 more minutes)")
-    p.add_argument("--methods", nargs="+", metavar="METHOD", help=f"methods (default: all: {', '.join(UNLEARNERS)})")
+    p.add_argument("--methods", nargs="+", metavar="METHOD", help=f"methods (default: all: {', '.join(METHODS)})")
     p.add_argument("--attack-ratio", type=_ratio, default=0.02, help="fraction of flipped labels (default: 0.02)")
     p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     p.add_argument("--out", help="output directory (default: a new temporary directory)")
     advanced = p.add_argument_group("advanced")
     advanced.add_argument("--option", action="append", metavar="METHOD:KEY=VALUE",
-                          help="a method option, repeatable (e.g. ifru:solver=lissa)")
+                          help="a method option, repeatable (e.g. ifru:solver.name=lissa)")
     advanced.add_argument("--epochs", type=_positive, help="maximum training epochs (default: 100)")
     advanced.add_argument("--training", choices=TRAININGS, default="early-stopped", help=_TRAINING_HELP)
     advanced.add_argument("--embedding-dim", type=_positive, help="embedding size (default: 64)")
     advanced.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cuda (default: cpu)")
     advanced.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
+    _add_workflow_commands(sub)
     return parser
 
 

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Any, Callable
 
-__all__ = ["atomic_write"]
+import torch
+
+__all__ = ["atomic_write", "to_jsonable", "write_json"]
 
 
 def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], None], *, binary: bool = True) -> Path:
@@ -66,3 +70,26 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON values: tensors become numbers or lists, NaN and infinities become ``None``."""
+    if isinstance(value, torch.Tensor):
+        value = value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (bool, int, str)) or value is None:
+        return value
+    if hasattr(value, "item"):  # numpy scalars
+        return to_jsonable(value.item())
+    return repr(value)
+
+
+def write_json(path: str | os.PathLike, value: Any) -> Path:
+    """Writes :func:`to_jsonable` ``(value)`` as indented JSON, atomically (:func:`atomic_write`)."""
+    text = json.dumps(to_jsonable(value), indent=2) + "\n"
+    return atomic_write(path, lambda handle: handle.write(text), binary=False)

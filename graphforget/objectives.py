@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
-from .data.interactions import EDGE, num_items
+from .data.interactions import EDGE, num_items, pair_keys
 
 __all__ = ["Objective", "BCEObjective", "BPRObjective", "hashed_negatives"]
 
@@ -135,17 +135,17 @@ def hashed_negatives(graph: HeteroData, edge_label_index: Tensor, seed: int, epo
         ValueError: when a user has an edge with every item (no negative exists).
     """
     n_items = num_items(graph)
-    known = graph[EDGE].edge_index[0] * n_items + graph[EDGE].edge_index[1]
-    user, item = edge_label_index
-    key = (user * n_items + item) * 1000003 + seed * 7919 + epoch * 104729
+    known = pair_keys(graph[EDGE].edge_index, n_items)
+    user = edge_label_index[0]
+    key = pair_keys(edge_label_index, n_items) * 1000003 + seed * 7919 + epoch * 104729
     neg = _mix(key) % n_items
     for r in range(1, rounds + 1):
-        bad = torch.isin(user * n_items + neg, known)
+        bad = torch.isin(pair_keys(torch.stack([user, neg]), n_items), known)
         if not bad.any():
             break
         neg = torch.where(bad, _mix(key + r * 15485863) % n_items, neg)
     for _ in range(n_items):  # linear probing for the few left
-        bad = torch.isin(user * n_items + neg, known)
+        bad = torch.isin(pair_keys(torch.stack([user, neg]), n_items), known)
         if not bad.any():
             return neg
         neg = torch.where(bad, (neg + 1) % n_items, neg)

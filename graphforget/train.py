@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import copy
 import logging
-import time
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
+from .clock import Stopwatch
+from .config import check_fields
+from .data.adjacency import hold_graph
 from .data.interactions import EDGE, check_model_fits
 from .metrics import evaluate_auc
 from .objectives import BCEObjective, Objective
@@ -57,10 +59,10 @@ class TrainConfig:
     tol: float = 0.05
 
     def __post_init__(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
-        if self.epochs < 1 or self.lr <= 0 or self.batch_size < 0 or self.patience < 0 or self.tol <= 0:
-            raise ValueError(f"invalid TrainConfig: {self}")
+        check_fields(self, {"optimizer": (self.optimizer in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
+                            "epochs": (self.epochs >= 1, "must be >= 1"), "lr": (self.lr > 0, "must be > 0"),
+                            "batch_size": (self.batch_size >= 0, "must be >= 0"),
+                            "patience": (self.patience >= 0, "must be >= 0"), "tol": (self.tol > 0, "must be > 0")})
 
 
 @dataclass
@@ -97,14 +99,21 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
     if num_edges == 0:
         raise ValueError("the training graph has no edges")
     _check_inputs(model, graph, objective)
-    if config.optimizer == "lbfgs":
-        return _train_lbfgs(model, graph, objective, config, val)
+    with hold_graph(model, graph):  # the run never edits the graph: its model need not re-check it per step
+        if config.optimizer == "lbfgs":
+            return _train_lbfgs(model, graph, objective, config, val)
+        return _train_adam(model, graph, objective, config, val)
+
+
+def _train_adam(model, graph, objective: Objective, config: TrainConfig, val) -> TrainResult:
+    """Mini-batch Adam, early-stopping on the validation AUC."""
+    num_edges = graph[EDGE].edge_index.size(1)
     device = graph[EDGE].edge_index.device
     gen = torch.Generator().manual_seed(config.seed)
     batch_size = config.batch_size or num_edges
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     best = (-1.0, 0, None)
-    history, start, stale = [], time.perf_counter(), 0
+    history, clock, stale = [], Stopwatch(device).start(), 0
     bar = tqdm(range(1, config.epochs + 1), disable=not config.progress, desc="train", leave=False)
     model.train()
     for epoch in bar:
@@ -128,7 +137,7 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
             break
     if best[2] is not None:
         model.load_state_dict(best[2])
-    seconds = time.perf_counter() - start
+    seconds = clock.elapsed()
     log.info("trained %d epochs in %.1fs (best epoch %d)", len(history), seconds, best[1])
     return TrainResult(len(history), best[1] if val is not None else len(history), best[0], seconds, history)
 
@@ -159,7 +168,7 @@ def _train_lbfgs(model, graph, objective: Objective, config: TrainConfig, val) -
         loss.backward()
         return loss
 
-    history, start, done = [], time.perf_counter(), 0
+    history, clock, done = [], Stopwatch(graph[EDGE].edge_index.device).start(), 0
     model.train()
     with tqdm(total=config.epochs, disable=not config.progress, desc="train (L-BFGS)", leave=False) as bar:
         while done < config.epochs:
@@ -178,7 +187,7 @@ def _train_lbfgs(model, graph, objective: Objective, config: TrainConfig, val) -
                 break
             done = iterations
     optimizer.zero_grad(set_to_none=True)
-    seconds = time.perf_counter() - start
+    seconds = clock.elapsed()
     last = history[-1]
     log.info("L-BFGS: %d iterations in %.1fs, max gradient %.1e", last["epoch"], seconds, last["max_gradient"])
     return TrainResult(last["epoch"], last["epoch"], last.get("val_auc", -1.0), seconds, history)

@@ -1,4 +1,4 @@
-"""The command line and the pipeline glue: outputs checked against direct library calls and hand formulas."""
+"""The command line, the presets and the attack protocol: outputs checked against direct library calls and hand formulas."""
 from __future__ import annotations
 
 import io
@@ -13,15 +13,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from graphforget.cli import main
+from graphforget.cli import UsageError, main, parse_options
 from graphforget.data import EDGE, num_items, num_users, remove_edges
+from graphforget.io import to_jsonable
 from graphforget.metrics import evaluate_auc
 from graphforget.models import load_model
-from graphforget.pipeline import (UNLEARNERS, AttackData, Hyperparameters, build_unlearner, default_hparams,
-                                  parse_options, prepare_attack_data, register_unlearner, run_experiment,
-                                  to_jsonable)
+from graphforget.presets import Hyperparameters, default_hparams
+from graphforget.protocols.attack import AttackData, prepare_attack_data, run_attack
 from graphforget.train import train
-from graphforget.unlearn import IFRU, IFRUConfig, Retrain
+from graphforget.unlearn import (IFRU, METHODS, IFRUConfig, Retrain, RetrainConfig, SolverConfig, build_unlearner,
+                                 method_config, register)
 
 TINY = ["--epochs", "3", "--embedding-dim", "8"]
 REPO = Path(__file__).resolve().parents[1]
@@ -115,7 +116,7 @@ def test_stationary_training_is_kept_by_the_run_and_its_retrain(capsys, tmp_path
                          "--embedding-dim", "8", "--quiet", "--out", str(run))
     assert code == 0
     checkpoint = load_model(run / "model.pt")[1]["run"]
-    assert checkpoint["hparams"]["optimizer"] == "lbfgs" and checkpoint["train_config"]["optimizer"] == "lbfgs"
+    assert checkpoint["hparams"]["train"]["optimizer"] == "lbfgs" and checkpoint["train_config"]["optimizer"] == "lbfgs"
     code, _, _ = run_cli(capsys, "--threads", "1", "unlearn", "--run", str(run), "--method", "retrain", "--quiet",
                          "--out", str(tmp_path / "retrain"))
     info = json.loads((tmp_path / "retrain" / "metrics.json").read_text())["info"]
@@ -126,17 +127,18 @@ def test_stationary_training_is_kept_by_the_run_and_its_retrain(capsys, tmp_path
 
 def test_unlearn_ifru_matches_the_library_and_can_be_evaluated_again(trained_run, capsys, tmp_path):
     out_dir = tmp_path / "ifru"
-    code, _, _ = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "ifru", "--option", "solver='cg'",
-                         "--option", "max_iter=50", "--out", str(out_dir))
+    code, _, _ = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "ifru", "--option", "solver.name=cg",
+                         "--option", "solver.max_iter=50", "--out", str(out_dir))
     assert code == 0
     metrics = json.loads((out_dir / "metrics.json").read_text())
-    assert metrics["options"] == {"solver": "cg", "max_iter": 50}
-    assert metrics["info"]["solver"]["iterations"] <= 50
+    assert metrics["options"] == {"solver.name": "cg", "solver.max_iter": "50"}
+    assert metrics["config"]["solver"]["name"] == "cg" and metrics["config"]["solver"]["max_iter"] == 50
+    assert metrics["info"]["solver"][0]["iterations"] <= 50
 
     model, _ = load_model(trained_run / "model.pt")
     data = prepare_attack_data("synthetic", None, 0.02, 3)
     result = IFRU(model, data.train, Hyperparameters(model="mf", embedding_dim=8).objective(),
-                  IFRUConfig(solver="cg", max_iter=50)).unlearn(data.request)
+                  IFRUConfig(solver=SolverConfig(name="cg", max_iter=50))).unlearn(data.request)
     expected = evaluate_auc(result.model, result.graph, data.split.test, data.request)
     for key in ("auc_0", "auc_1", "auc_2"):
         assert metrics[key] == pytest.approx(expected[key], abs=1e-6)
@@ -262,18 +264,20 @@ def _bad_inputs(run: Path, tmp: Path) -> dict[str, tuple[list[str], str, bool]]:
     ifru, unlearnrec = [*unlearn, "--method", "ifru"], [*unlearn, "--method", "unlearnrec", "--quiet"]
     train_ = ["train", "--dataset", "synthetic", "--quiet", *TINY]
     return {
-        "max_iter=abc": ([*ifru, "--option", "max_iter=abc"], "max_iter='abc' (expected int)", True),
-        "tol=abc": ([*ifru, "--option", "tol=abc"], "tol='abc' (expected float)", True),
-        "prune=0.5": ([*ifru, "--option", "prune=0.5"], "prune=0.5 (expected tuple", True),
-        "solver=nope": ([*ifru, "--option", "solver=nope"], "IFRUConfig.solver: unknown value 'nope'", True),
-        "unknown option": ([*ifru, "--option", "bogus=1"], "unexpected keyword argument 'bogus'", True),
-        "unknown sisa option": ([*unlearn, "--method", "sisa", "--option", "shards=2"], "unknown option 'shards'",
-                                True),
-        "unlearnrec option": ([*unlearnrec, "--option", "l_u=abc"], "l_u='abc' (expected float)", True),
+        "max_iter=abc": ([*ifru, "--option", "solver.max_iter=abc"],
+                         "IFRUConfig.solver.max_iter: expected int, got 'abc'", True),
+        "tol=abc": ([*ifru, "--option", "solver.tol=abc"], "IFRUConfig.solver.tol: expected float, got 'abc'", True),
+        "prune=a,b": ([*ifru, "--option", "prune=a,b"], "IFRUConfig.prune: expected tuple[float, ...] | None", True),
+        "solver=nope": ([*ifru, "--option", "solver.name=nope"], "IFRUConfig.solver.name: unknown value 'nope'", True),
+        "unknown option": ([*ifru, "--option", "bogus=1"], "IFRUConfig: unknown option bogus", True),
+        "unknown sisa option": ([*unlearn, "--method", "sisa", "--option", "shards=2"],
+                                "SISAConfig: unknown option shards", True),
+        "unlearnrec option": ([*unlearnrec, "--option", "l_u=abc"], "UnlearnRecConfig.l_u: expected float, got 'abc'",
+                              True),
         "pretrain option": (["pretrain-encoder", "--run", str(run), "--out", str(tmp / "o"), "--option",
-                             "tau=-1"], "tau, contrastive_tau and lr must be > 0", True),
-        "demo option": (["demo", "--dataset", "synthetic", "--methods", "ifru", "--option", "ifru:max_iter=abc"],
-                        "max_iter='abc'", True),
+                             "tau=-1"], "UnlearnRecConfig.tau: must be > 0 (got -1.0)", True),
+        "demo option": (["demo", "--dataset", "synthetic", "--methods", "ifru", "--option",
+                         "ifru:solver.max_iter=abc"], "IFRUConfig.solver.max_iter: expected int", True),
         "train --device meta": ([*train_, "--device", "meta", "--out", str(tmp / "o")], "unsupported device 'meta'",
                                 True),
         "unlearn --device meta": ([*ifru, "--device", "meta"], "unsupported device 'meta'", True),
@@ -364,11 +368,11 @@ def test_version(capsys):
     assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"graphforget {__version__}"
 
 
-# --- pipeline --------------------------------------------------------------------------------------
+# --- protocols -------------------------------------------------------------------------------------
 
 def test_prepare_attack_data_flips_exactly_the_request():
     data = prepare_attack_data("synthetic", attack_ratio=0.05, seed=1)
-    assert isinstance(data, AttackData) and isinstance(data, tuple) and len(data) == 4
+    assert isinstance(data, AttackData) and isinstance(data, tuple) and len(data) == 6
     clean, attacked = data.split.train[EDGE], data.train[EDGE]
     assert torch.equal(clean.edge_index, attacked.edge_index)
     flipped = clean.edge_label != attacked.edge_label
@@ -391,17 +395,17 @@ def test_prepare_attack_data_errors_and_fallback(tmp_path):
         prepare_attack_data("ml-100k", tmp_path / "absent")
     with pytest.raises(FileNotFoundError, match="bookcrossing not found"):
         prepare_attack_data("bookcrossing", tmp_path, synthetic_fallback=False)
-    data = prepare_attack_data("ml-100k", tmp_path)  # an empty directory: falls back and says so
+    data = prepare_attack_data("ml-100k", tmp_path, synthetic_fallback=True)  # an empty directory: falls back, says so
     assert data.source.startswith("synthetic") and "ml-100k not found" in data.source
 
 
 def test_synthetic_fallback_is_opt_in_and_logged(tmp_path, caplog):
     missing = tmp_path / "ml-100k" / "u.data"
-    # run_experiment no longer falls back by default: it raises before training anything.
+    # prepare_attack_data does not fall back by default: it raises before anything is trained.
     with pytest.raises(FileNotFoundError, match=re.escape(f"ml-100k not found: {missing} is missing")):
-        run_experiment("ml-100k", methods=["retrain"], root=tmp_path)
+        prepare_attack_data("ml-100k", tmp_path)
     # Opted into, the fallback logs a warning naming the missing file.
-    with caplog.at_level("WARNING", logger="graphforget.pipeline"):
+    with caplog.at_level("WARNING", logger="graphforget.protocols.attack"):
         data = prepare_attack_data("ml-100k", tmp_path, synthetic_fallback=True)
     assert data.source.startswith("synthetic")
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
@@ -427,29 +431,31 @@ def test_bookcrossing_5core_sizes(data_root):
 
 def test_default_hparams_and_overrides():
     mf, lgn = default_hparams("mf"), default_hparams("lightgcn")
-    assert (mf.embedding_dim, mf.l2, mf.lr, mf.batch_size, mf.patience, mf.epochs) == (64, 5.0, 0.01, 4096, 5, 100)
+    assert (mf.embedding_dim, mf.l2, mf.train.lr, mf.train.batch_size, mf.train.patience, mf.train.epochs) == \
+        (64, 5.0, 0.01, 4096, 5, 100)
     assert (lgn.num_layers, lgn.l2) == (2, 1.0)
-    model = lgn.replace(embedding_dim=4, lr=None).build_model(5, 6, seed=0)
+    model = lgn.replace({"train.lr": None}, embedding_dim=4).build_model(5, 6, seed=0)
     assert model.num_layers == 2 and model.embedding_dim == 4 and model.receptive_field == 2
-    assert lgn.replace(lr=None).lr == 0.01 and lgn.train_config(seed=7).seed == 7
+    assert lgn.replace({"train.lr": None}).train.lr == 0.01 and lgn.train_config(seed=7).seed == 7
     stationary = default_hparams("mf", "ml-100k", "stationary")
-    assert (stationary.optimizer, stationary.l2, stationary.epochs) == ("lbfgs", 8.0, 500)
+    assert (stationary.train.optimizer, stationary.l2, stationary.train.epochs) == ("lbfgs", 8.0, 500)
     assert stationary.train_config().optimizer == "lbfgs"
     assert default_hparams("lightgcn", "bookcrossing", "stationary").l2 == 1.0
     with pytest.raises(ValueError, match="unknown training"):
         default_hparams("mf", "ml-100k", "converged")
-    with pytest.raises(ValueError, match="unknown hyper-parameters"):
+    with pytest.raises(ValueError, match="unknown option dropout"):
         mf.replace(dropout=0.1)
     with pytest.raises(ValueError, match="unknown model"):
         Hyperparameters(model="gcn")
     with pytest.raises(ValueError):
-        Hyperparameters(lr=0)
+        Hyperparameters(train={"lr": 0})
 
 
 def test_parse_options_and_jsonable():
-    assert parse_options(["solver=lissa", "prune=(0.5, 0.25)", "tol=1e-3", "spillover=False"]) == \
-        {"solver": "lissa", "prune": (0.5, 0.25), "tol": 1e-3, "spillover": False}
-    with pytest.raises(ValueError, match="KEY=VALUE"):
+    options = parse_options(["solver.name=lissa", "prune=(0.5, 0.25)", "solver.tol=1e-3", "spillover=False"])
+    config = method_config("ifru", options)
+    assert (config.solver.name, config.prune, config.solver.tol, config.spillover) == ("lissa", (0.5, 0.25), 1e-3, False)
+    with pytest.raises(UsageError, match="KEY=VALUE"):
         parse_options(["solver"])
     value = to_jsonable({"a": torch.tensor([1, 2]), "b": float("nan"), "c": (torch.tensor(0.5), math.inf)})
     assert value == {"a": [1, 2], "b": None, "c": [0.5, None]}
@@ -457,36 +463,33 @@ def test_parse_options_and_jsonable():
 
 
 def test_registry_builds_each_method_and_accepts_new_ones(small_planted):
-    assert list(UNLEARNERS)[:2] == ["retrain", "ifru"]
+    assert list(METHODS)[:2] == ["retrain", "ifru"]
     objective = Hyperparameters().objective()
     model = Hyperparameters(embedding_dim=4).build_model(60, 40)
     assert isinstance(build_unlearner("retrain", model, small_planted, objective), Retrain)
-    ifru = build_unlearner("ifru", model, small_planted, objective, solver="lissa")
-    assert isinstance(ifru, IFRU) and ifru.config.solver == "lissa"
+    ifru = build_unlearner("ifru", model, small_planted, objective, {"solver.name": "lissa"})
+    assert isinstance(ifru, IFRU) and ifru.config.solver.name == "lissa"
     with pytest.raises(ValueError, match="unknown method"):
         build_unlearner("nope", model, small_planted, objective)
 
-    calls = []
-
-    @register_unlearner("test-identity")
-    def identity(model, graph, objective, train_config, val, seed, **options):
-        calls.append(options)
-        return IFRU(model, graph, objective, IFRUConfig(max_iter=1))
+    @register
+    class Identity(IFRU):
+        name = "test-identity"
     try:
-        assert UNLEARNERS["test-identity"] is identity
-        build_unlearner("test-identity", model, small_planted, objective, flag=1)
-        assert calls == [{"flag": 1}]
+        assert METHODS["test-identity"] is Identity
+        built = build_unlearner("test-identity", model, small_planted, objective, {"solver.max_iter": 1})
+        assert isinstance(built, Identity) and built.config.solver.max_iter == 1
         with pytest.raises(ValueError, match="already registered"):
-            register_unlearner("test-identity", lambda *a, **k: None)
+            register(type("Other", (IFRU,), {"name": "test-identity"}))
     finally:
-        del UNLEARNERS["test-identity"]
+        del METHODS["test-identity"]
 
 
-def test_run_experiment_reports_completeness_against_retrain():
+def test_run_attack_reports_completeness_against_retrain():
     torch.set_num_threads(1)
     data = prepare_attack_data("synthetic", attack_ratio=0.02, seed=0)
-    hparams = Hyperparameters(embedding_dim=8, epochs=3)
-    result = run_experiment("synthetic", methods=["ifru"], hparams=hparams, data=data)
+    hparams = Hyperparameters(embedding_dim=8, train={"epochs": 3})
+    result = run_attack(data, hparams, methods=["ifru"]).to_dict()
     json.dumps(result, allow_nan=False)
     assert list(result["methods"]) == ["retrain", "ifru"]  # Retrain always runs: completeness needs it
     original, retrain, ifru = result["original"], result["methods"]["retrain"], result["methods"]["ifru"]
@@ -499,7 +502,7 @@ def test_run_experiment_reports_completeness_against_retrain():
     objective, config = hparams.objective(), hparams.train_config(0)
     model = hparams.build_model(num_users(data.train), num_items(data.train), 0)
     train(model, data.train, objective, config, data.split.val)
-    retrained = Retrain(model, data.train, objective, config, val=data.split.val).unlearn(data.request)
+    retrained = Retrain(model, data.train, objective, RetrainConfig(config), val=data.split.val).unlearn(data.request)
     unlearned = IFRU(model, data.train, objective).unlearn(data.request)
     pairs = data.split.test[EDGE].edge_index
     with torch.no_grad():

@@ -16,6 +16,8 @@ from graphforget.data import (DATASETS, EDGE, Split, add_negatives, attack_flip,
                               load_movielens_100k, make_interactions, num_items, num_users, planted_communities,
                               propagation_edges, random_edges, random_split, relabel, remove_edges, request_nodes,
                               symmetric_edge_weight, user_edges)
+from graphforget.data import (AdjacencyCache, edge_subgraph, hold_graph, normalized_adjacency, pairs_of_keys,
+                              without_edges)
 from graphforget.data.interactions import pair_keys
 
 
@@ -692,3 +694,141 @@ def test_request_samplers_skip_sampled_negatives():
                                       observed=torch.zeros(2, dtype=torch.bool))
     with pytest.raises(ValueError, match="no observed edges"):
         random_edges(none_observed, 0.5)
+
+
+# --------------------------------------------------------------------------------------------- graph minus request
+
+def test_without_edges_removes_exactly_the_request_and_keeps_node_attributes(random_graph):
+    graph = with_raw_ids(random_graph(20, 15, 120, seed=4))
+    graph["user"].community = torch.arange(20) % 3
+    graph[EDGE].timestamp = 10 * torch.arange(120)
+    graph[EDGE].observed = torch.arange(120) % 5 != 0
+    before = {key: graph[EDGE][key].clone() for key in ("edge_index", "edge_label", "timestamp", "observed")}
+    pairs, gone = pairs_of(graph), [77, 3, 40, 119]
+    remaining, positions = without_edges(graph, torch.tensor([pairs[p] for p in gone]).t())
+    assert positions.tolist() == gone  # request order
+    keep = [p for p in range(120) if p not in gone]
+    assert pairs_of(remaining) == [pairs[p] for p in keep]  # exactly the others, in their order
+    assert raw_pairs(remaining) == [raw_pairs(graph)[p] for p in keep]
+    for key in ("edge_label", "timestamp", "observed"):
+        assert remaining[EDGE][key].tolist() == before[key][keep].tolist(), key
+    for node_type in ("user", "item"):
+        assert remaining[node_type].num_nodes == graph[node_type].num_nodes
+        assert torch.equal(remaining[node_type].raw_id, graph[node_type].raw_id)
+    assert torch.equal(remaining["user"].community, graph["user"].community)
+    assert all(torch.equal(graph[EDGE][key], value) for key, value in before.items())  # input untouched
+    empty, none = without_edges(graph, torch.zeros(2, 0, dtype=torch.long))
+    assert none.numel() == 0 and pairs_of(empty) == pairs and torch.equal(empty["item"].raw_id, graph["item"].raw_id)
+    assert pairs_of(remove_edges(graph, torch.tensor([pairs[p] for p in gone]).t())) == pairs_of(remaining)
+    with pytest.raises(ValueError, match="not edges"):
+        without_edges(remaining, torch.tensor([pairs[3]]).t())  # already removed
+
+
+def test_edge_views_keep_node_attributes(random_graph):
+    from graphforget.influence.graph import computation_subgraph
+    from graphforget.unlearn.sharding import split_graph
+    graph = with_raw_ids(random_graph(12, 10, 50, seed=5))
+    graph["item"].genre = torch.arange(10) % 4
+    views = {"edge_subgraph": edge_subgraph(graph, torch.arange(50) % 2 == 0),
+             "computation_subgraph": computation_subgraph(graph, torch.tensor([0, 12]), 1),
+             "edgeless computation_subgraph": computation_subgraph(graph, torch.tensor([0]), 0),
+             "binarize": binarize(graph, 1), "attack_flip": attack_flip(graph, 0.2)[0],
+             **{f"shard {s}": g for s, g in enumerate(split_graph(graph, torch.arange(50) % 3, 3))}}
+    for name, view in views.items():
+        assert (num_users(view), num_items(view)) == (12, 10), name
+        assert torch.equal(view["user"].raw_id, graph["user"].raw_id), name
+        assert torch.equal(view["item"].raw_id, graph["item"].raw_id), name
+        assert torch.equal(view["item"].genre, graph["item"].genre), name
+        assert set(raw_pairs(view)) <= set(raw_pairs(graph)), name
+
+
+def test_pair_keys_are_row_major_and_invertible(random_graph):
+    graph = random_graph(9, 7, 40, seed=6)
+    edge_index = graph[EDGE].edge_index
+    keys = pair_keys(edge_index, 7)
+    assert keys.tolist() == [u * 7 + i for u, i in pairs_of(graph)]
+    assert torch.equal(pairs_of_keys(keys, 7), edge_index)
+    assert sorted(pairs_of(graph)) == list(map(tuple, pairs_of_keys(keys.sort().values, 7).t().tolist()))
+    assert pair_keys(edge_index.numpy(), 7).tolist() == keys.tolist()  # numpy arrays too
+
+
+# --------------------------------------------------------------------------------------------- adjacency
+
+def dense_normalized_adjacency(graph) -> torch.Tensor:
+    """``D^-1/2 A D^-1/2`` of the observed edges by loops over the pairs (users first), float64."""
+    users = num_users(graph)
+    n = users + num_items(graph)
+    store = graph[EDGE]
+    observed = store.observed.tolist() if "observed" in store else [True] * store.edge_index.size(1)
+    edges = [pair for pair, seen in zip(pairs_of(graph), observed) if seen]
+    deg = Counter([u for u, _ in edges] + [users + i for _, i in edges])
+    adj = torch.zeros(n, n, dtype=torch.float64)
+    for u, i in edges:
+        adj[u, users + i] = adj[users + i, u] = 1 / math.sqrt(deg[u] * deg[users + i])
+    return adj
+
+
+def test_normalized_adjacency_against_the_dense_formula(random_graph):
+    graph = random_graph(9, 7, 30, seed=7)
+    graph[EDGE].observed = torch.arange(30) % 4 != 0
+    like = torch.zeros(1, dtype=torch.float64)
+    adjacency = normalized_adjacency(graph, like)
+    assert adjacency.layout == torch.sparse_csr and adjacency.dtype == torch.float64
+    torch.testing.assert_close(adjacency.to_dense(), dense_normalized_adjacency(graph))
+    # A set edge_weight replaces the normalisation (k-hop subgraphs carry the whole graph's weights).
+    graph[EDGE].edge_weight = torch.rand(30, generator=torch.Generator().manual_seed(0))
+    dense = normalized_adjacency(graph, like).to_dense()
+    for (u, i), w, seen in zip(pairs_of(graph), graph[EDGE].edge_weight.tolist(), graph[EDGE].observed.tolist()):
+        assert dense[u, 9 + i] == dense[9 + i, u] == (torch.tensor(w, dtype=torch.float64) if seen else 0)
+
+
+def test_adjacency_cache_answers_equal_graphs_and_never_a_stale_one(random_graph):
+    import copy
+    import pickle
+    graph = random_graph(9, 7, 30, seed=8)
+    like = torch.zeros(1, dtype=torch.float64)
+    cache = AdjacencyCache(size=2)
+    first = cache(graph, like)
+    assert cache(graph, like) is first and len(cache) == 1
+    # A new graph with the same edges (a remaining graph, a shard graph rebuilt per call) is served it too.
+    assert cache(edge_subgraph(graph, torch.ones(30, dtype=torch.bool)), like) is first
+    # Another dtype, another graph, an in-place edit: built anew, and right.
+    assert cache(graph, torch.zeros(1)) is not first and len(cache) == 2
+    edited = graph.clone()
+    assert cache(edited, like) is first
+    edited[EDGE].edge_index[1, 0] = (edited[EDGE].edge_index[1, 0] + 1) % 7
+    rebuilt = cache(edited, like)
+    assert rebuilt is not first
+    torch.testing.assert_close(rebuilt.to_dense(), dense_normalized_adjacency(edited))
+    edited[EDGE].observed = torch.arange(30) != 3
+    torch.testing.assert_close(cache(edited, like).to_dense(), dense_normalized_adjacency(edited))
+    assert len(cache) == 2  # the least recently used dropped
+    # Inputs that require gradients are never kept (the matrix stays differentiable in them).
+    edited[EDGE].edge_weight = torch.rand(30, dtype=torch.float64, requires_grad=True)
+    assert cache(edited, like).requires_grad and len(cache) == 2
+    # A copy or a pickle of the holder starts empty.
+    assert len(copy.deepcopy(cache)) == 0 and len(pickle.loads(pickle.dumps(cache))) == 0
+    cache.clear()
+    assert len(cache) == 0 and "kept=0" in repr(cache)
+    with pytest.raises(ValueError, match="AdjacencyCache.size"):
+        AdjacencyCache(size=0)
+
+
+def test_a_held_graph_skips_the_check_for_its_block_only(random_graph):
+    from graphforget.models import LightGCN
+    graph = random_graph(9, 7, 30, seed=9)
+    model = LightGCN(9, 7, embedding_dim=3, num_layers=1)
+    like = torch.zeros(1)
+    with hold_graph(model, graph):
+        held = model.adjacency(graph, like)
+        assert model.adjacency(graph, like) is held
+        graph[EDGE].edge_index[1, 0] = (graph[EDGE].edge_index[1, 0] + 1) % 7  # breaks the holder's word
+        assert model.adjacency(graph, like) is held  # not checked: the block's promise
+        graph[EDGE].edge_index = graph[EDGE].edge_index.clone()  # a new tensor is noticed
+        noticed = model.adjacency(graph, like)
+        assert noticed is not held
+        torch.testing.assert_close(noticed.to_dense().double(), dense_normalized_adjacency(graph))
+    graph[EDGE].edge_index[1, 1] = (graph[EDGE].edge_index[1, 1] + 1) % 7
+    after = model.adjacency(graph, like)  # after the block every lookup is checked again
+    assert after is not noticed
+    torch.testing.assert_close(after.to_dense().double(), dense_normalized_adjacency(graph))

@@ -14,14 +14,14 @@ from graphforget import BCEObjective, BPRObjective
 from graphforget.data import make_interactions, propagation_edges
 from graphforget.influence import (GaussNewtonOperator, HessianOperator, NodeRows, objective_function, rows_function,
                                    training_terms)
-from graphforget.models import MF, Recommender
+from graphforget.models import MF, EmbeddingRecommender
 
 U, I, D = 6, 5, 3
 USERS, ITEMS = [0, 3], [1, 4]  # the selected nodes
 DENSE = ("layer_logits", "lin.weight", "lin.bias")  # registration order
 
 
-class DenseGCN(Recommender):
+class DenseGCN(EmbeddingRecommender):
     """One propagation layer, a Linear + tanh on the propagated embeddings, a learned layer weighting."""
 
     supports_edge_weight = True

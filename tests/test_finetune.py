@@ -9,11 +9,10 @@ import torch
 from torch import nn
 
 from graphforget.data import EDGE, num_items, num_users, random_edges
-from graphforget.models import MF, LightGCN, Recommender
+from graphforget.models import MF, EmbeddingRecommender, LightGCN
 from graphforget.objectives import BCEObjective
-from graphforget.pipeline import UNLEARNERS, build_unlearner
 from graphforget.train import TrainConfig, train
-from graphforget.unlearn import FineTune, Retrain
+from graphforget.unlearn import METHODS, FineTune, FineTuneConfig, Retrain, RetrainConfig, build_unlearner
 
 OBJECTIVE = BCEObjective(l2=1e-3)
 CONFIG = TrainConfig(epochs=4, lr=0.05, batch_size=64, patience=0, seed=3)
@@ -61,7 +60,7 @@ def test_finetune_equals_a_hand_written_training_loop(small_planted, one_thread)
     model = trained_model(MF, small_planted)
     before = state(model)
     request = random_edges(small_planted, 0.05, seed=1)
-    result = FineTune(model, small_planted, OBJECTIVE, CONFIG, epochs=2).unlearn(request)
+    result = FineTune(model, small_planted, OBJECTIVE, FineTuneConfig(CONFIG, epochs=2)).unlearn(request)
     expected = hand_finetune(model, result.graph, OBJECTIVE, CONFIG, epochs=2)
     for name, param in result.model.named_parameters():
         assert torch.equal(param, dict(expected.named_parameters())[name]), name
@@ -72,7 +71,7 @@ def test_finetune_equals_a_hand_written_training_loop(small_planted, one_thread)
     for k, v in model.state_dict().items():  # the caller's model is untouched
         assert torch.equal(v, before[k]), k
     # Another epoch count is another loop.
-    three = FineTune(model, small_planted, OBJECTIVE, CONFIG).unlearn(request).model
+    three = FineTune(model, small_planted, OBJECTIVE, FineTuneConfig(CONFIG)).unlearn(request).model
     assert torch.equal(three.user_emb.weight, hand_finetune(model, result.graph, OBJECTIVE, CONFIG, 3).user_emb.weight)
 
 
@@ -80,7 +79,7 @@ def test_finetune_of_an_lbfgs_model_uses_adam(small_planted, one_thread):
     model = trained_model(MF, small_planted)
     request = random_edges(small_planted, 0.05, seed=2)
     lbfgs = TrainConfig(epochs=50, lr=0.05, batch_size=64, seed=3, optimizer="lbfgs")
-    result = FineTune(model, small_planted, OBJECTIVE, lbfgs, epochs=1).unlearn(request)
+    result = FineTune(model, small_planted, OBJECTIVE, FineTuneConfig(lbfgs, epochs=1)).unlearn(request)
     expected = hand_finetune(model, result.graph, OBJECTIVE, lbfgs, epochs=1)
     assert torch.equal(result.model.item_emb.weight, expected.item_emb.weight)
 
@@ -90,7 +89,7 @@ def test_local_finetune_moves_only_the_region(small_planted, one_thread, cls, kw
     model = trained_model(cls, small_planted, **kwargs)
     before = state(model)
     request = random_edges(small_planted, 0.02, seed=4)
-    result = FineTune(model, small_planted, OBJECTIVE, CONFIG, epochs=2, local=True).unlearn(request)
+    result = FineTune(model, small_planted, OBJECTIVE, FineTuneConfig(CONFIG, epochs=2, local=True)).unlearn(request)
     users, items = reference_region(small_planted, request, model.receptive_field)
     assert result.info["local"] is True and result.info["updated_rows"] == len(users) + len(items)
     assert len(users) < num_users(small_planted) and len(items) < num_items(small_planted)
@@ -109,14 +108,14 @@ def test_local_finetune_moves_only_the_region(small_planted, one_thread, cls, kw
     OBJECTIVE.total(result.model, result.graph).backward()
     assert (result.model.user_emb.weight.grad.abs().sum(-1) > 0).sum() > len(users)
     # The global fine-tune moves rows outside the region: local is a real restriction.
-    full = FineTune(model, small_planted, OBJECTIVE, CONFIG, epochs=2).unlearn(request).model
+    full = FineTune(model, small_planted, OBJECTIVE, FineTuneConfig(CONFIG, epochs=2)).unlearn(request).model
     assert not torch.equal(full.user_emb.weight, result.model.user_emb.weight)
 
 
 def test_finetune_of_an_empty_request_is_bit_identical(small_planted):
     model = trained_model(LightGCN, small_planted, num_layers=1)
     for local in (False, True):
-        result = FineTune(model, small_planted, OBJECTIVE, CONFIG, local=local).unlearn(
+        result = FineTune(model, small_planted, OBJECTIVE, FineTuneConfig(CONFIG, local=local)).unlearn(
             torch.zeros(2, 0, dtype=torch.long))
         assert result.info == {"empty": True} and result.model is not model
         for k, v in model.state_dict().items():
@@ -127,21 +126,22 @@ def test_finetune_of_an_empty_request_is_bit_identical(small_planted):
 def test_finetune_validates_and_is_registered(small_planted):
     model = MF(num_users(small_planted), num_items(small_planted), 4)
     with pytest.raises(ValueError, match="epochs"):
-        FineTune(model, small_planted, OBJECTIVE, CONFIG, epochs=0)
-    assert "finetune" in UNLEARNERS
-    unlearner = build_unlearner("finetune", model, small_planted, OBJECTIVE, CONFIG, epochs=2, local=True)
+        FineTune(model, small_planted, OBJECTIVE, FineTuneConfig(CONFIG, epochs=0))
+    assert "finetune" in METHODS
+    unlearner = build_unlearner("finetune", model, small_planted, OBJECTIVE, {"epochs": 2, "local": True},
+                                train=CONFIG)
     assert isinstance(unlearner, FineTune) and unlearner.name == "finetune"
-    assert (unlearner.epochs, unlearner.local, unlearner.config) == (2, True, CONFIG)
-    assert build_unlearner("finetune", model, small_planted, OBJECTIVE, CONFIG).epochs == 3
+    assert (unlearner.config.epochs, unlearner.config.local, unlearner.config.train) == (2, True, CONFIG)
+    assert build_unlearner("finetune", model, small_planted, OBJECTIVE, train=CONFIG).config.epochs == 3
     with pytest.raises(ValueError, match="bad options"):
-        build_unlearner("finetune", model, small_planted, OBJECTIVE, CONFIG, steps=2)
+        build_unlearner("finetune", model, small_planted, OBJECTIVE, {"steps": 2}, train=CONFIG)
     text = repr(unlearner)
     assert text.startswith("FineTune(model=MF") and "epochs=2" in text and "local=True" in text
 
 
 # --------------------------------------------------------------------------------------------- Retrain
 
-class ProjectedMF(Recommender):
+class ProjectedMF(EmbeddingRecommender):
     """MF whose user embeddings pass through a dense layer (a parameter shared by all nodes)."""
 
     def __init__(self, num_users, num_items, embedding_dim=8, covers_proj: bool = True):
@@ -165,20 +165,20 @@ def test_retrain_refuses_a_reset_that_leaves_trained_parameters(small_planted, o
     model = trained_model(ProjectedMF, small_planted, covers_proj=False)
     before = state(model)
     with pytest.raises(ValueError) as error:
-        Retrain(model, small_planted, OBJECTIVE, CONFIG, seed=5).unlearn(request)
+        Retrain(model, small_planted, OBJECTIVE, RetrainConfig(CONFIG, seed=5)).unlearn(request)
     message = str(error.value)
     assert "reset_parameters() left these trained parameters unchanged: proj.weight, proj.bias;" in message
     assert "emb" not in message.split(";")[0] and "docs/custom_model.rst" in message
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
     # Warm start keeps the trained parameters on purpose: no check.
-    Retrain(model, small_planted, OBJECTIVE, TrainConfig(epochs=1, patience=0), warm_start=True).unlearn(request)
+    Retrain(model, small_planted, OBJECTIVE, RetrainConfig(TrainConfig(epochs=1, patience=0), warm_start=True)).unlearn(request)
 
 
 def test_retrain_accepts_a_reset_that_covers_every_parameter(small_planted, one_thread):
     request = random_edges(small_planted, 0.05, seed=1)
     model = trained_model(ProjectedMF, small_planted, covers_proj=True)
-    result = Retrain(model, small_planted, OBJECTIVE, CONFIG, seed=5).unlearn(request)
+    result = Retrain(model, small_planted, OBJECTIVE, RetrainConfig(CONFIG, seed=5)).unlearn(request)
     expected = ProjectedMF(num_users(small_planted), num_items(small_planted), 8)
     expected.reset_parameters(5)
     train(expected, result.graph, OBJECTIVE, CONFIG)

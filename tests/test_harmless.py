@@ -4,7 +4,7 @@ import torch
 from graphforget import BCEObjective, TrainConfig, train
 from graphforget.data import EDGE, planted_communities, random_split
 from graphforget.models import LightGCN
-from graphforget.unlearn import IFRU, SCIF, Retrain
+from graphforget.unlearn import IFRU, SCIF, Retrain, RetrainConfig
 
 
 def test_empty_request_leaves_original_retrain_ifru_scif_identical(one_thread):
@@ -17,7 +17,7 @@ def test_empty_request_leaves_original_retrain_ifru_scif_identical(one_thread):
     pairs = split.test[EDGE].edge_index
     with torch.no_grad():
         original = model(split.train, pairs)
-    for unlearner in (Retrain(model, split.train, objective, config), IFRU(model, split.train, objective),
+    for unlearner in (Retrain(model, split.train, objective, RetrainConfig(config)), IFRU(model, split.train, objective),
                       SCIF(model, split.train, objective)):
         result = unlearner.unlearn(empty)
         assert result.info == {"empty": True}

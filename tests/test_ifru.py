@@ -1,6 +1,7 @@
 """IFRU against retraining on tiny float64 problems trained to convergence (the strictest check)."""
 import copy
 import dataclasses
+import re
 
 import pytest
 import torch
@@ -8,8 +9,8 @@ from torch_geometric.nn import SimpleConv
 
 from graphforget import BCEObjective, BPRObjective
 from graphforget.data import EDGE, bipartite_to_homogeneous, message_passing_edges, planted_communities, random_edges
-from graphforget.models import MF, LightGCN, Recommender
-from graphforget.unlearn import IFRU, IFRUConfig
+from graphforget.models import MF, EmbeddingRecommender, LightGCN
+from graphforget.unlearn import IFRU, IFRUConfig, NewtonConfig, SolverConfig, TrustConfig
 
 U, I, D = 30, 24, 4
 
@@ -50,7 +51,8 @@ def _relative_error(problem, kind, **options):
     graph, request, pairs = problem
     objective = BCEObjective(l2=1.0)
     model = _trained(kind, graph, objective)
-    config = IFRUConfig.paper(hops=10, damping=1e-6, tol=1e-10, max_iter=2000, curvature="exact", **options)
+    config = IFRUConfig.paper(hops=10, solver=SolverConfig(damping=1e-6, tol=1e-10, max_iter=2000), curvature="exact",
+                              **options)
     result = IFRU(model, graph, objective, config).unlearn(request)
     retrained = _fit(copy.deepcopy(model), result.graph, objective)
     with torch.no_grad():
@@ -61,7 +63,7 @@ def _relative_error(problem, kind, **options):
 
 @pytest.mark.parametrize("kind", ["mf", "lightgcn"])
 def test_newton_iterations_reach_retraining(problem, kind):
-    error, result = _relative_error(problem, kind, newton_steps=3)
+    error, result = _relative_error(problem, kind, newton=NewtonConfig(steps=3))
     assert error < 1e-4
     assert len(result.info["solver"]) == 3
 
@@ -73,7 +75,8 @@ def test_bpr_newton_iterations_reach_retraining(problem, kind):
     implicit[EDGE].edge_label = torch.ones_like(graph[EDGE].edge_label)
     objective = BPRObjective(l2=1.0, seed=0, resample=False)
     model = _trained(kind, implicit, objective)
-    config = IFRUConfig.paper(hops=10, damping=1e-6, tol=1e-10, max_iter=2000, curvature="exact", newton_steps=3)
+    config = IFRUConfig.paper(hops=10, solver=SolverConfig(damping=1e-6, tol=1e-10, max_iter=2000), curvature="exact",
+                              newton=NewtonConfig(steps=3))
     result = IFRU(model, implicit, objective, config).unlearn(request)
     retrained = _fit(copy.deepcopy(model), result.graph, objective)
     with torch.no_grad():
@@ -128,7 +131,8 @@ def test_remaining_curvature_step_equals_the_dense_formula(problem, kind):
     objective = BCEObjective(l2=1.0)
     model = {"mf": MF(U, I, D), "lightgcn": LightGCN(U, I, D, num_layers=2), "dense": DenseGCN(U, I, D)}[kind].double()
     model.reset_parameters(5)
-    config = IFRUConfig.paper(hops=10, damping=2.0, solver="direct", curvature="exact", curvature_of="remaining")
+    config = IFRUConfig.paper(hops=10, solver={"name": "direct", "damping": 2.0}, curvature="exact",
+                              curvature_of="remaining")
     result = IFRU(model, graph, objective, config).unlearn(request)
     theta = torch.cat([p.detach().flatten() for p in model.parameters()])
     full, rest = _flat_objective(model, graph, objective), _flat_objective(model, result.graph, objective)
@@ -141,10 +145,11 @@ def test_remaining_curvature_step_equals_the_dense_formula(problem, kind):
 
 @pytest.mark.parametrize("kind", ["mf", "lightgcn"])
 def test_newton_step_on_the_new_objective_approaches_retraining(problem, kind):
-    one, result = _relative_error(problem, kind, curvature_of="remaining", line_search=True)
-    assert result.info["solver"]["step_size"] == 1.0  # a stationary point: the full Newton step descends
+    one, result = _relative_error(problem, kind, curvature_of="remaining", newton={"line_search": True})
+    assert result.info["solver"][0]["step_size"] == 1.0  # a stationary point: the full Newton step descends
     assert one < 0.2
-    three, result = _relative_error(problem, kind, curvature_of="remaining", line_search=True, newton_steps=3)
+    three, result = _relative_error(problem, kind, curvature_of="remaining",
+                                    newton=NewtonConfig(steps=3, line_search=True))
     assert three < 1e-4 and [s["step_size"] for s in result.info["solver"]] == [1.0] * 3
 
 
@@ -154,9 +159,9 @@ def test_newton_preset_is_closer_to_retraining_than_the_paper_step(problem, kind
     objective = BCEObjective(l2=1.0)
     model = _trained(kind, graph, objective)
     config = IFRUConfig.newton(model.receptive_field)
-    assert (config.curvature_of, config.newton_steps, config.line_search, config.tol, config.hops) == \
+    assert (config.curvature_of, config.newton.steps, config.newton.line_search, config.solver.tol, config.hops) == \
         ("remaining", 8, True, 0.1, model.receptive_field + 1)
-    assert IFRUConfig.newton(2, steps=3, damping=0.5).damping == 0.5
+    assert IFRUConfig.newton(2, steps=3, solver={"damping": 0.5}).solver.damping == 0.5
     paper, newton = (IFRU(model, graph, objective, c).unlearn(request) for c in (IFRUConfig.paper(), config))
     retrained = _fit(copy.deepcopy(model), newton.graph, objective)
     with torch.no_grad():
@@ -184,8 +189,10 @@ def test_line_search_keeps_the_model_finite_on_an_indefinite_curvature(problem):
     objective = BCEObjective(l2=1e-3)
     model = LightGCN(U, I, D, num_layers=2).double()
     model.reset_parameters(1)
-    config = IFRUConfig(hops=10, curvature="exact", curvature_of="remaining", line_search=True, newton_steps=3)
-    first = IFRU(model, graph, objective, dataclasses.replace(config, newton_steps=1)).unlearn(request).model
+    config = IFRUConfig(hops=10, curvature="exact", curvature_of="remaining",
+                        newton=NewtonConfig(steps=3, line_search=True))
+    first = IFRU(model, graph, objective,
+                 dataclasses.replace(config, newton=dataclasses.replace(config.newton, steps=1))).unlearn(request).model
     result = IFRU(model, graph, objective, config).unlearn(request)
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
     with torch.no_grad():
@@ -198,9 +205,11 @@ def test_solvers_give_the_same_update(problem, solver):
     graph, request, pairs = problem
     objective = BCEObjective(l2=1.0)
     model = _trained("lightgcn", graph, objective)
-    config = dict(damping=1e-3, tol=1e-9, max_iter=5000, newton_steps=1)
-    reference = IFRU(model, graph, objective, IFRUConfig(solver="direct", **config)).unlearn(request).model
-    other = IFRU(model, graph, objective, IFRUConfig(solver=solver, **config)).unlearn(request).model
+    options = dict(damping=1e-3, tol=1e-9, max_iter=5000)
+    reference = IFRU(model, graph, objective, IFRUConfig(solver=SolverConfig(name="direct", **options),
+                                                         newton=NewtonConfig(steps=1))).unlearn(request).model
+    other = IFRU(model, graph, objective, IFRUConfig(solver=SolverConfig(name=solver, **options),
+                                                     newton=NewtonConfig(steps=1))).unlearn(request).model
     for a, b in zip(reference.parameters(), other.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
@@ -232,12 +241,78 @@ def test_bad_requests_raise(problem):
     with pytest.raises(ValueError):
         unlearner.unlearn(torch.tensor([0, 1]))  # wrong shape
     with pytest.raises(ValueError):
-        IFRUConfig(solver="newton")
+        IFRUConfig(solver=SolverConfig(name="newton"))
     with pytest.raises(ValueError):
         IFRUConfig(curvature_of="test")
 
 
-class MeanNeighbourGNN(Recommender):
+@pytest.mark.parametrize("options, message", [
+    ({"solver": {"tol": -1}}, "IFRUConfig.solver.tol: must be > 0, got -1"),
+    ({"solver": {"name": "newton"}}, "IFRUConfig.solver.name: unknown value 'newton'; known: cg, lissa"),
+    ({"solver": {"damping": -0.1}}, "IFRUConfig.solver.damping: must be 'auto' or a number >= 0, got -0.1"),
+    ({"solver": {"max_iter": 0}}, "IFRUConfig.solver.max_iter: must be an integer >= 1, got 0"),
+    ({"newton": {"steps": 0}}, "IFRUConfig.newton.steps: must be 'auto' or an integer >= 1, got 0"),
+    ({"trust": {"min_ratio": -1.0}}, "IFRUConfig.trust.min_ratio: must be >= 0, got -1.0"),
+    ({"trust": {"on_failure": "ignore"}}, "IFRUConfig.trust.on_failure: unknown value 'ignore'; known: keep, raise"),
+    ({"curvature_of": "test"}, "IFRUConfig.curvature_of: unknown value 'test'; known: original, remaining"),
+    ({"prune": (1.0, 2.0)}, "IFRUConfig.prune: must be None or ratios in [0, 1], got (1.0, 2.0)"),
+    ({"solver": {"bogus": 1}}, "IFRUConfig.solver: unknown field(s) bogus"),
+    ({"solver": "lissa"}, "IFRUConfig.solver: must be a SolverConfig or a dict of its fields, got 'lissa'"),
+])
+def test_config_checks_name_the_dotted_field(options, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        IFRUConfig(**options)
+
+
+def test_config_groups_defaults_and_presets():
+    config = IFRUConfig()
+    assert config.solver == SolverConfig("cg", "auto", 0.0, 1e-2, 200, 1e-3)
+    assert config.newton == NewtonConfig("auto", False) and config.trust == TrustConfig(0.5, 4, "keep")
+    assert not hasattr(config, "fast") and not hasattr(config, "locality")
+    with pytest.raises(ValueError, match=re.escape("IFRUConfig.solver.tol: must be > 0")):
+        SolverConfig(tol=0)
+    assert IFRUConfig(solver={"tol": 1e-4}).solver == SolverConfig(tol=1e-4)
+    paper = IFRUConfig.paper(solver={"name": "lissa"})  # a dict changes only the fields it names
+    assert (paper.solver.name, paper.solver.damping, paper.solver.tol, paper.newton.steps) == ("lissa", 0.0, 1e-4, 1)
+    assert IFRUConfig.paper(solver=SolverConfig(name="lissa")).solver == SolverConfig(name="lissa")  # replaces it
+    assert IFRUConfig.newton(1, steps=3).newton == NewtonConfig(3, True)
+
+
+def test_info_solver_is_a_list_with_one_entry_per_solve(problem):
+    graph, request, _ = problem
+    objective = BCEObjective(l2=1.0)
+    model = LightGCN(U, I, D, num_layers=2).double()
+    model.reset_parameters(0)
+    one = IFRU(model, graph, objective, IFRUConfig(newton=NewtonConfig(steps=1))).unlearn(request).info
+    assert isinstance(one["solver"], list) and len(one["solver"]) == 1
+    assert one["solver"][0] is one["attempts"][-1] and one["trusted"]
+    config = IFRUConfig(solver=SolverConfig(damping=1.0), newton=NewtonConfig(steps=3, line_search=True))
+    three = IFRU(model, graph, objective, config).unlearn(request).info
+    assert isinstance(three["solver"], list) and 1 < len(three["solver"]) <= 3
+    assert all("step_size" in solve for solve in three["solver"])
+
+
+@pytest.mark.parametrize("kind", ["mf", "lightgcn", "dense"])
+@pytest.mark.parametrize("curvature", ["gauss_newton", "exact"])
+def test_fast_paths_give_the_reference_paths_step(problem, kind, curvature):
+    """The closed-form products (MF, LightGCN) and the k-hop computation subgraph (models that read edge
+    weights), chosen from the model, give the step of double backward through the model on the whole graph
+    (``_reference_paths=True``)."""
+    from test_dense_params import DenseGCN
+    graph, request, _ = problem
+    objective = BCEObjective(l2=1.0)
+    model = {"mf": MF(U, I, D), "lightgcn": LightGCN(U, I, D, num_layers=2), "dense": DenseGCN(U, I, D)}[kind].double()
+    model.reset_parameters(0)
+    config = IFRUConfig(curvature=curvature, solver=SolverConfig(damping=1.0, tol=1e-10, max_iter=1000),
+                        newton=NewtonConfig(steps=1))
+    fast, reference = (IFRU(model, graph, objective, config, _reference_paths=slow).unlearn(request)
+                       for slow in (False, True))
+    assert fast.info["kept_parameters"] == reference.info["kept_parameters"]
+    for a, b in zip(fast.model.parameters(), reference.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9)
+
+
+class MeanNeighbourGNN(EmbeddingRecommender):
     """A user's own model, defined only here: one layer of mean aggregation, then a dot product.
 
     It does not read edge weights (``supports_edge_weight = False``), so IFRU runs it on the whole graph.
@@ -261,7 +336,8 @@ def test_custom_model_unlearns_with_spillover(problem):
     model = MeanNeighbourGNN(U, I, D).double()
     model.reset_parameters(0)
     _fit(model, graph, objective)
-    config = IFRUConfig.paper(hops=10, damping=1e-6, tol=1e-10, max_iter=2000, curvature="exact", newton_steps=3)
+    config = IFRUConfig.paper(hops=10, solver=SolverConfig(damping=1e-6, tol=1e-10, max_iter=2000), curvature="exact",
+                              newton=NewtonConfig(steps=3))
     result = IFRU(model, graph, objective, config).unlearn(request)
     assert result.info["affected_terms"] > 0
     retrained = _fit(copy.deepcopy(model), result.graph, objective)
@@ -275,8 +351,8 @@ def test_mf_surrogate_curvature_is_the_exact_hessian_for_mf(problem):
     graph, request, _ = problem
     objective = BCEObjective(l2=1.0)
     model = _trained("mf", graph, objective)
-    options = dict(damping=1e-3, tol=1e-10, max_iter=2000)
-    surrogate = IFRU(model, graph, objective, IFRUConfig(curvature="mf_surrogate", **options)).unlearn(request)
-    exact = IFRU(model, graph, objective, IFRUConfig(curvature="exact", **options)).unlearn(request)
+    solver = SolverConfig(damping=1e-3, tol=1e-10, max_iter=2000)
+    surrogate = IFRU(model, graph, objective, IFRUConfig(curvature="mf_surrogate", solver=solver)).unlearn(request)
+    exact = IFRU(model, graph, objective, IFRUConfig(curvature="exact", solver=solver)).unlearn(request)
     for a, b in zip(surrogate.model.parameters(), exact.model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-8)

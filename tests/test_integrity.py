@@ -10,7 +10,7 @@ from graphforget.data import (EDGE, add_negatives, attack_flip, binarize, make_i
 from graphforget.models import MF
 from graphforget.objectives import BCEObjective, BPRObjective
 from graphforget.train import TrainConfig, train
-from graphforget.unlearn import IFRU, Retrain
+from graphforget.unlearn import IFRU, Retrain, RetrainConfig
 
 U, I = 20, 16
 
@@ -28,7 +28,7 @@ def _model(num_users=U, num_items=I):
 
 
 def _retrain(model, graph, objective=None):
-    return Retrain(model, graph, objective or BCEObjective(), TrainConfig(epochs=1, batch_size=0))
+    return Retrain(model, graph, objective or BCEObjective(), RetrainConfig(TrainConfig(epochs=1, batch_size=0)))
 
 
 # --------------------------------------------------------------------------------------------- duplicates

@@ -8,9 +8,8 @@ import stat
 import pytest
 import torch
 
-from graphforget.cli import _write_json
 from graphforget.data import make_interactions
-from graphforget.io import atomic_write
+from graphforget.io import atomic_write, write_json
 from graphforget.models import MF, load_model, save_model
 from graphforget.objectives import BPRObjective
 from graphforget.unlearn import UnlearnRec, UnlearnRecConfig
@@ -90,7 +89,7 @@ def _encoder_unlearner():
 
 WRITERS = {
     "save_model": lambda path: save_model(MF(5, 4, 3), path),
-    "cli_write_json": lambda path: _write_json(path, {"auc_0": 0.5}),
+    "cli_write_json": lambda path: write_json(path, {"auc_0": 0.5}),
     "save_encoder": lambda path: _encoder_unlearner().save_encoder(path),
 }
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from graphforget.data import EDGE, edge_subgraph, make_interactions, symmetric_edge_weight
-from graphforget.models import MF, MODELS, LightGCN, Recommender, build_model, load_model, save_model
+from graphforget.models import (MF, MODELS, EmbeddingRecommender, LightGCN, Recommender, build_model, load_model,
+                                save_model, table_mask)
 
 
 # --------------------------------------------------------------------------------------------- references
@@ -242,6 +243,32 @@ def test_reset_parameters_seeded_without_touching_global_rng():
     big.reset_parameters(0)
     assert abs(float(big.user_emb.weight.detach().std()) - 0.1) < 0.003
     assert abs(float(big.item_emb.weight.detach().mean())) < 0.003
+
+
+def test_the_contract_is_an_interface_and_tables_exist_from_construction():
+    with pytest.raises(TypeError):
+        Recommender(3, 4)  # abstract: embed, node_parameters and reset_parameters are the model's
+
+    class Scaled(EmbeddingRecommender):  # a subclass creates its parameters after the base __init__
+        def __init__(self, num_users, num_items):
+            super().__init__(num_users, num_items, 4)
+            self.scale = torch.nn.Parameter(torch.full((1,), 2.0))
+
+        def reset_parameters(self, seed=None):
+            super().reset_parameters(seed)
+            torch.nn.init.ones_(self.scale)
+
+    model = Scaled(3, 4)
+    assert float(model.user_emb.weight.detach().std()) > 0 and model.scale.item() == 2.0
+    model.reset_parameters(1)
+    assert model.scale.item() == 1.0
+    assert model.node_parameters() == {"user_emb.weight": "user", "item_emb.weight": "item"}
+    mask = torch.tensor([True, False, False, True, False, False, True])
+    assert table_mask(mask, "user", 3).tolist() == [True, False, False]
+    assert table_mask(mask, "item", 3).tolist() == [True, False, False, True]
+    assert table_mask(mask, "node", 3).tolist() == mask.tolist()
+    with pytest.raises(ValueError, match="unknown node type"):
+        table_mask(mask, "edge", 3)
 
 
 def test_node_parameters_name_embedding_tables():

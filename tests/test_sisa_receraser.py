@@ -8,7 +8,7 @@ from graphforget.data import EDGE, make_interactions, planted_communities, remov
 from graphforget.models import MF, LightGCN
 from graphforget.objectives import BCEObjective
 from graphforget.train import TrainConfig, train
-from graphforget.unlearn import RecEraser, SISA, ShardAttention, ShardedRecommender
+from graphforget.unlearn import RecEraser, RecEraserConfig, SISA, SISAConfig, ShardAttention, ShardedRecommender
 from graphforget.unlearn.receraser import balanced_assign, balanced_kmeans, balanced_partition
 from graphforget.unlearn.sisa import random_partition
 
@@ -144,10 +144,11 @@ def test_attention_weights_and_scores_by_hand():
 def test_sisa_retrains_exactly_the_touched_shards(graph):
     template = MF(U, I, D)
     before_template, before_graph = state(template), graph[EDGE].edge_index.clone()
-    sisa = SISA(template, graph, OBJECTIVE, CONFIG, num_shards=S, seed=5)
+    sisa = SISA(template, graph, OBJECTIVE, SISAConfig(CONFIG, num_shards=S, seed=5))
     with pytest.raises(RuntimeError, match="fit"):
         sisa.unlearn(graph[EDGE].edge_index[:, :1])
-    ensemble, seconds = sisa.fit()
+    sisa.fit()
+    ensemble, seconds = sisa.model, sisa.fit_seconds
     assert seconds > 0 and sisa.ensemble is ensemble
     shard_of = random_partition(graph[EDGE].edge_index.size(1), S, seed=5)  # the assignment, independently
     old = state(ensemble)
@@ -179,8 +180,8 @@ def test_sisa_retrains_exactly_the_touched_shards(graph):
 
 
 def test_sisa_retrain_all_and_empty_request(graph):
-    sisa = SISA(MF(U, I, D), graph, OBJECTIVE, CONFIG, num_shards=S, retrain_all=True)
-    ensemble, _ = sisa.fit()
+    sisa = SISA(MF(U, I, D), graph, OBJECTIVE, SISAConfig(CONFIG, num_shards=S, retrain_all=True))
+    ensemble = sisa.fit().model
     shard_of = random_partition(graph[EDGE].edge_index.size(1), S, seed=0)
     result = sisa.unlearn(pick_request(graph, shard_of, [2], per_shard=1))
     assert result.info["retrained_shards"] == list(range(S))
@@ -194,18 +195,18 @@ def test_sisa_parallel_equals_sequential(graph, one_thread):
     # unlearn() trains its shards through the same train_shards() call.
     fits = []
     for workers in (1, 2):
-        sisa = SISA(LightGCN(U, I, D), graph, OBJECTIVE, CONFIG, num_shards=2, seed=1, workers=workers)
-        fits.append(state(sisa.fit()[0]))
+        sisa = SISA(LightGCN(U, I, D), graph, OBJECTIVE, SISAConfig(CONFIG, num_shards=2, seed=1, workers=workers))
+        fits.append(state(sisa.fit().model))
         assert sisa.fit_info["shard_epochs"] == [3, 3]
     assert same_state(fits[0], fits[1])
 
 
 def test_sisa_continues_from_a_fitted_ensemble(graph):
-    sisa = SISA(MF(U, I, D), graph, OBJECTIVE, CONFIG, num_shards=S)
+    sisa = SISA(MF(U, I, D), graph, OBJECTIVE, SISAConfig(CONFIG, num_shards=S))
     sisa.fit()
     shard_of = random_partition(graph[EDGE].edge_index.size(1), S, seed=0)
     first = sisa.unlearn(pick_request(graph, shard_of, [0], per_shard=1))
-    again = SISA(first.model, first.graph, OBJECTIVE, CONFIG)
+    again = SISA(first.model, first.graph, OBJECTIVE, SISAConfig(CONFIG))
     second = again.unlearn(pick_request(first.graph, first.model.assignment_of(first.graph[EDGE].edge_index), [2]))
     assert second.info["retrained_shards"] == [2]
     assert same_state(state(second.model.shards[0]), state(first.model.shards[0]))
@@ -279,8 +280,9 @@ def test_balanced_partitions(graph, partition):
 def test_receraser_fit_and_unlearn(graph):
     template = LightGCN(U, I, D)
     before_template, before_graph = state(template), graph[EDGE].edge_index.clone()
-    eraser = RecEraser(template, graph, OBJECTIVE, CONFIG, num_shards=S, partition="interaction", seed=0)
-    ensemble, _ = eraser.fit()
+    eraser = RecEraser(template, graph, OBJECTIVE, RecEraserConfig(CONFIG, num_shards=S, partition="interaction", seed=0,
+                                                                  pretrain=True))
+    ensemble = eraser.fit().model
     assert ensemble.aggregation == "attention" and eraser.pretrained_model is not None
     assert torch.equal(ensemble.assignment_of(graph[EDGE].edge_index), eraser.balanced.shard_of)
     # The partition came from the pre-trained model's embeddings.
@@ -306,11 +308,11 @@ def test_receraser_fit_and_unlearn(graph):
 def test_receraser_takes_pretrained_embeddings(graph):
     gen = torch.Generator().manual_seed(3)
     emb = (torch.randn(U, D, generator=gen), torch.randn(I, D, generator=gen))
-    eraser = RecEraser(MF(U, I, D), graph, OBJECTIVE, CONFIG, num_shards=S, partition="item", pretrained=emb,
-                       aggregation="mean")
-    ensemble, _ = eraser.fit()
+    eraser = RecEraser(MF(U, I, D), graph, OBJECTIVE, RecEraserConfig(CONFIG, num_shards=S, partition="item", aggregation="mean"),
+                       pretrained=emb)
+    ensemble = eraser.fit().model
     expected = balanced_partition(*emb, graph[EDGE].edge_index, S, "item", 10, 0)
     assert torch.equal(ensemble.assignment_of(graph[EDGE].edge_index), expected.shard_of)
     assert eraser.pretrained_model is None
     with pytest.raises(ValueError, match="partition"):
-        RecEraser(MF(U, I, D), graph, OBJECTIVE, CONFIG, partition="random")
+        RecEraser(MF(U, I, D), graph, OBJECTIVE, RecEraserConfig(CONFIG, partition="random"))

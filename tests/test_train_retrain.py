@@ -11,7 +11,7 @@ from graphforget.metrics import evaluate_auc
 from graphforget.models import MF, LightGCN
 from graphforget.objectives import BCEObjective
 from graphforget.train import TrainConfig, TrainResult, train
-from graphforget.unlearn import Retrain, UnlearnResult
+from graphforget.unlearn import Retrain, RetrainConfig, UnlearnResult
 
 
 def split_of(seed: int = 0, num_users: int = 200, num_items: int = 120, num_communities: int = 4,
@@ -165,7 +165,7 @@ def test_retrain_returns_new_objects_and_leaves_the_callers_alone(split, trained
     graph = split.train
     request = random_edges(graph, 0.05, seed=1)
     snap = snapshot(model, graph)
-    result = Retrain(model, graph, BCEObjective(l2=1e-3), config, seed=5).unlearn(request)
+    result = Retrain(model, graph, BCEObjective(l2=1e-3), RetrainConfig(config, seed=5)).unlearn(request)
     assert isinstance(result, UnlearnResult) and result.seconds > 0
     assert result.model is not model and result.graph is not graph
     assert_unchanged(model, graph, snap)
@@ -192,8 +192,8 @@ def test_retrain_warm_start_starts_from_the_trained_weights(split, trained):
     model, _ = trained
     request = random_edges(split.train, 0.05, seed=1)
     config = TrainConfig(epochs=1, lr=1e-6, batch_size=0, patience=0)
-    warm = Retrain(model, split.train, BCEObjective(), config, warm_start=True).unlearn(request).model
-    cold = Retrain(model, split.train, BCEObjective(), config).unlearn(request).model
+    warm = Retrain(model, split.train, BCEObjective(), RetrainConfig(config, warm_start=True)).unlearn(request).model
+    cold = Retrain(model, split.train, BCEObjective(), RetrainConfig(config)).unlearn(request).model
     assert torch.allclose(warm.user_emb.weight, model.user_emb.weight, atol=1e-5)
     assert not torch.allclose(cold.user_emb.weight, model.user_emb.weight, atol=1e-2)
 
@@ -201,7 +201,7 @@ def test_retrain_warm_start_starts_from_the_trained_weights(split, trained):
 def test_retrain_empty_request_is_an_exact_copy(split, trained):
     model, config = trained
     snap = snapshot(model, split.train)
-    result = Retrain(model, split.train, BCEObjective(), config).unlearn(torch.zeros(2, 0, dtype=torch.long))
+    result = Retrain(model, split.train, BCEObjective(), RetrainConfig(config)).unlearn(torch.zeros(2, 0, dtype=torch.long))
     assert result.model is not model and result.info.get("empty")
     for k, v in model.state_dict().items():
         assert torch.equal(result.model.state_dict()[k], v) and result.model.state_dict()[k] is not v
@@ -219,7 +219,7 @@ def test_retrain_rejects_bad_requests(split, trained):
     pairs = graph[EDGE].edge_index
     present = set(map(tuple, pairs.t().tolist()))
     absent = next((u, i) for u in range(num_users(graph)) for i in range(num_items(graph)) if (u, i) not in present)
-    unlearner = Retrain(model, graph, BCEObjective(), config)
+    unlearner = Retrain(model, graph, BCEObjective(), RetrainConfig(config))
     bad_requests = [
         torch.tensor([[absent[0]], [absent[1]]]),          # not an edge
         pairs[:, [3, 4, 3]],                               # duplicate pair
@@ -244,7 +244,7 @@ def test_retrain_beats_the_attacked_original(one_thread):
         attacked, flipped = attack_flip(split.train, 0.1, seed=seed)
         original = fresh(MF, split, seed=seed)
         train(original, attacked, objective, config, split.val)
-        result = Retrain(original, attacked, objective, config, split.val, seed=seed).unlearn(flipped)
+        result = Retrain(original, attacked, objective, RetrainConfig(config, seed=seed), val=split.val).unlearn(flipped)
         auc_original = evaluate_auc(original, attacked, split.test, flipped)
         auc_retrain = evaluate_auc(result.model, result.graph, split.test, flipped)
         for key in ("auc_0", "auc_1", "auc_2"):

@@ -4,18 +4,20 @@ Node types ``user`` and ``item`` (``num_nodes`` set), one edge type :data:`EDGE`
 ``edge_index [2, E]`` (local ids) and ``edge_label [E]`` (0/1 float). An optional boolean
 ``observed [E]`` marks which edges are real interactions: message-passing models propagate over
 observed edges only (sampled negatives are supervision, not interactions). Without it every edge
-is observed. Everything a method derives from the graph is derived here, in one place.
+is observed. Everything a method derives from the graph is derived here, in one place (the sparse
+adjacency matrix in :mod:`graphforget.data.adjacency`, from :func:`propagation_edges`).
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
+from torch_geometric.utils import degree
 
 __all__ = [
     "EDGE", "make_interactions", "num_users", "num_items", "message_passing_edges",
     "propagation_edges", "bipartite_to_homogeneous", "symmetric_edge_weight", "edge_positions", "remove_edges",
-    "edge_subgraph", "validate_pairs", "pair_keys", "check_unique_pairs",
+    "without_edges", "edge_subgraph", "validate_pairs", "pair_keys", "pairs_of_keys", "check_unique_pairs",
     "check_model_fits",
 ]
 
@@ -114,15 +116,24 @@ def bipartite_to_homogeneous(edge_index: Tensor, num_users: int) -> Tensor:
 
 def symmetric_edge_weight(edge_index: Tensor, num_users: int, num_items: int, dtype=torch.float) -> Tensor:
     r"""Weights :math:`1/\sqrt{|N_u| |N_i|}` of the symmetric normalised adjacency, one per (user, item) edge."""
-    deg_u = torch.bincount(edge_index[0], minlength=num_users).to(dtype)
-    deg_i = torch.bincount(edge_index[1], minlength=num_items).to(dtype)
+    deg_u = degree(edge_index[0], num_users, dtype)
+    deg_i = degree(edge_index[1], num_items, dtype)
     return (deg_u[edge_index[0]] * deg_i[edge_index[1]]).clamp(min=1).rsqrt()
 
 
 def pair_keys(edge_index: Tensor, num_items: int) -> Tensor:
-    """One int64 key ``user * num_items + item`` per (user, item) column of ``edge_index [2, E]``."""
+    """One int64 key ``user * num_items + item`` per (user, item) column of ``edge_index [2, E]``.
+
+    The one place pairs become keys: sorting keys sorts pairs by user, then item (row-major order), and
+    set operations on pairs (``torch.isin``, ``torch.unique``, ``searchsorted``) become ones on keys.
+    Works on a ``[2, E]`` numpy array too.
+    """
     return edge_index[0] * num_items + edge_index[1]
 
+
+def pairs_of_keys(keys: Tensor, num_items: int) -> Tensor:
+    """The ``[2, K]`` (user, item) pairs of :func:`pair_keys`' keys ``[K]`` (its inverse)."""
+    return torch.stack([keys // num_items, keys % num_items])
 
 
 def check_unique_pairs(edge_index: Tensor, num_items: int, what: str = "the graph") -> None:
@@ -207,8 +218,30 @@ def edge_subgraph(graph: HeteroData, keep: Tensor) -> HeteroData:
     return graph.edge_subgraph({EDGE: torch.as_tensor(keep)})
 
 
+def without_edges(graph: HeteroData, pairs: Tensor) -> tuple[HeteroData, Tensor]:
+    """The graph minus a request: every unlearning method's remaining graph comes from here.
+
+    Args:
+        graph: the interactions.
+        pairs: ``[2, R]`` (user, item) edges of ``graph`` to remove, each at most once.
+
+    Returns:
+        ``(remaining, positions)``: ``remaining`` holds the same nodes with every node attribute
+        (``num_nodes``, ``raw_id``, ...) and every other edge, in its order, with its per-edge attributes
+        (:func:`edge_subgraph`); ``positions [R]`` index the pairs in ``graph[EDGE].edge_index``, in request
+        order. ``graph`` is not modified.
+
+    Raises:
+        ValueError: on a badly shaped or typed request, unknown ids, duplicates, or pairs that are not
+            edges of ``graph`` (see :func:`edge_positions`).
+    """
+    positions = edge_positions(graph, pairs)
+    edge_index = graph[EDGE].edge_index
+    keep = torch.ones(edge_index.size(1), dtype=torch.bool, device=edge_index.device)
+    keep[positions] = False
+    return edge_subgraph(graph, keep), positions
+
+
 def remove_edges(graph: HeteroData, pairs: Tensor) -> HeteroData:
-    """A new graph without the ``[2, R]`` (user, item) pairs; the input graph is not modified."""
-    keep = torch.ones(graph[EDGE].edge_index.size(1), dtype=torch.bool, device=graph[EDGE].edge_index.device)
-    keep[edge_positions(graph, pairs)] = False
-    return edge_subgraph(graph, keep)
+    """A new graph without the ``[2, R]`` (user, item) pairs: :func:`without_edges`' remaining graph."""
+    return without_edges(graph, pairs)[0]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch_geometric.data import HeteroData
 
-from .interactions import make_interactions
+from .interactions import make_interactions, pair_keys
 
 __all__ = ["load_movielens_100k", "load_labelled_triples", "load_lightgcn", "load_csv", "download",
            "find_data_root", "DATASETS", "load_dataset"]
@@ -108,7 +108,7 @@ def _from_raw(users: np.ndarray, items: np.ndarray, labels: np.ndarray | None = 
 
 def _check_raw_pairs(user: np.ndarray, item: np.ndarray, user_raw: np.ndarray, item_raw: np.ndarray) -> None:
     """Raises ``ValueError`` naming, in raw ids, the number of repeated pairs and the first one."""
-    keys = user.astype(np.int64) * len(item_raw) + item
+    keys = pair_keys(np.stack([user, item]).astype(np.int64), len(item_raw))
     _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     repeated = counts > 1
     if not repeated.any():
@@ -122,7 +122,7 @@ def _check_raw_pairs(user: np.ndarray, item: np.ndarray, user_raw: np.ndarray, i
 
 def _last_of_each_pair(user: np.ndarray, item: np.ndarray, n_items: int) -> np.ndarray:
     """Row positions, in file order, of the last occurrence of each (user, item) pair."""
-    keys = user.astype(np.int64) * n_items + item
+    keys = pair_keys(np.stack([user, item]).astype(np.int64), n_items)
     _, first_from_end = np.unique(keys[::-1], return_index=True)
     return np.sort(len(keys) - 1 - first_from_end)
 

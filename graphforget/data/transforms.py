@@ -6,8 +6,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
+from torch_geometric.utils import degree
 
-from .interactions import EDGE, edge_subgraph, num_items, num_users
+from .interactions import EDGE, edge_subgraph, num_items, num_users, pair_keys, pairs_of_keys
 
 __all__ = ["k_core", "binarize", "Split", "random_split", "add_negatives", "relabel"]
 
@@ -40,8 +41,8 @@ def k_core(graph: HeteroData, k: int) -> HeteroData:
     ei = graph[EDGE].edge_index
     alive = torch.ones(ei.size(1), dtype=torch.bool)
     while True:
-        deg_u = torch.bincount(ei[0][alive], minlength=num_users(graph))
-        deg_i = torch.bincount(ei[1][alive], minlength=num_items(graph))
+        deg_u = degree(ei[0][alive], num_users(graph))
+        deg_i = degree(ei[1][alive], num_items(graph))
         still = alive & (deg_u[ei[0]] >= k) & (deg_i[ei[1]] >= k)
         if torch.equal(still, alive):
             break
@@ -110,10 +111,10 @@ def add_negatives(graph: HeteroData, ratio: int = 1, seed: int = 0) -> HeteroDat
     ei = graph[EDGE].edge_index
     n_items = num_items(graph)
     gen = torch.Generator().manual_seed(seed)
-    known = ei[0] * n_items + ei[1]
+    known = pair_keys(ei, n_items)
     # A user needs ``ratio`` distinct non-edges per edge; without enough the resampling would never end.
     need = ratio * torch.bincount(ei[0], minlength=num_users(graph))
-    free = n_items - torch.bincount(known.unique() // n_items, minlength=num_users(graph))
+    free = n_items - torch.bincount(pairs_of_keys(known.unique(), n_items)[0], minlength=num_users(graph))
     short = (need > free).nonzero().flatten()
     if short.numel():
         raise ValueError(f"{short.numel()} users have fewer than ratio={ratio} x their edges items left to "
@@ -123,7 +124,7 @@ def add_negatives(graph: HeteroData, ratio: int = 1, seed: int = 0) -> HeteroDat
     items = torch.randint(n_items, (users.numel(),), generator=gen)
     # Resample the few collisions with existing edges (or with each other) until none are left.
     while True:
-        keys = users * n_items + items
+        keys = pair_keys(torch.stack([users, items]), n_items)
         bad = torch.isin(keys, known)
         _, inverse, counts = torch.unique(keys, return_inverse=True, return_counts=True)
         first = torch.zeros_like(bad)

@@ -20,7 +20,9 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 from torch_geometric.data import HeteroData
+from torch_geometric.index import index2ptr
 
+from ..data.interactions import pair_keys, pairs_of_keys
 from ..objectives import Objective
 from .hvp import NodeRows
 from .terms import Terms
@@ -133,15 +135,14 @@ class _PairMatrix:
     """
 
     def __init__(self, edge_label_index: Tensor, num_users: int, num_items: int):
-        user, item = edge_label_index
-        keys, self.slot = torch.unique(user * num_items + item, return_inverse=True)  # row-major order
-        rows, cols = keys // num_items, keys % num_items
+        keys, self.slot = torch.unique(pair_keys(edge_label_index, num_items), return_inverse=True)  # row-major
+        rows, cols = pairs_of_keys(keys, num_items)
         self.shape = (num_users, num_items)
-        self.crow = _row_pointers(rows, num_users)
+        self.crow = index2ptr(rows, num_users)
         self.cols = cols
         # The transposed pattern (items x users): the same entries in column-major order.
-        self.order_t = torch.argsort(cols * num_users + rows)
-        self.crow_t = _row_pointers(cols[self.order_t], num_items)
+        self.order_t = torch.argsort(pair_keys(torch.stack([cols, rows]), num_users))
+        self.crow_t = index2ptr(cols[self.order_t], num_items)
         self.cols_t = rows[self.order_t]
         self.ones = torch.ones(keys.numel(), dtype=torch.float, device=keys.device)
 
@@ -157,8 +158,3 @@ class _PairMatrix:
         by_user = torch.sparse_csr_tensor(self.crow, self.cols, values, self.shape)
         by_item = torch.sparse_csr_tensor(self.crow_t, self.cols_t, values[self.order_t], self.shape[::-1])
         return by_user @ b, by_item @ a
-
-
-def _row_pointers(rows: Tensor, num_rows: int) -> Tensor:
-    counts = torch.bincount(rows, minlength=num_rows)
-    return torch.cat([counts.new_zeros(1), counts.cumsum(0)])

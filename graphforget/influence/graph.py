@@ -9,7 +9,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..data.interactions import (EDGE, bipartite_to_homogeneous, edge_subgraph, message_passing_edges, num_items,
-                                 num_users, symmetric_edge_weight)
+                                 num_users, propagation_edges)
 from ..objectives import Objective
 from .terms import Terms, training_terms
 
@@ -61,18 +61,17 @@ def computation_subgraph(graph: HeteroData, nodes: Tensor, hops: int) -> HeteroD
     """The observed edges a ``hops``-layer model needs to compute the outputs of ``nodes`` exactly.
 
     The induced subgraph on the ``hops``-hop region of ``nodes``, carrying the whole graph's
-    normalised weights as ``edge_weight`` (so degrees are those of the whole graph); no edges for
-    ``hops = 0``. Node ids are kept, so embedding tables need no relabelling.
+    propagation weights (:func:`~graphforget.data.propagation_edges`) as ``edge_weight``, so degrees
+    are those of the whole graph; no edges for ``hops = 0``. Node ids and every node attribute are
+    kept (:func:`~graphforget.data.edge_subgraph`), so embedding tables need no relabelling.
     """
     store = graph[EDGE]
     if hops == 0:  # outputs that read no edges (MF): an edgeless graph, without the whole graph's weights
         return edge_subgraph(graph, torch.zeros(0, dtype=torch.long, device=store.edge_index.device))
     observed = store.observed if "observed" in store else torch.ones_like(store.edge_label, dtype=torch.bool)
-    weight = torch.zeros_like(store.edge_label)
-    weight[observed] = symmetric_edge_weight(store.edge_index[:, observed], num_users(graph), num_items(graph),
-                                             weight.dtype)
+    edge_index, weight = propagation_edges(graph)  # the observed edges, in storage order
     region = k_hop_mask(graph, nodes, hops)
-    keep = observed & region[store.edge_index[0]] & region[store.edge_index[1] + num_users(graph)]
-    sub = edge_subgraph(graph, keep)
-    sub[EDGE].edge_weight = weight[keep]
+    inside = region[edge_index[0]] & region[edge_index[1] + num_users(graph)]
+    sub = edge_subgraph(graph, observed.nonzero().flatten()[inside])
+    sub[EDGE].edge_weight = weight[inside]
     return sub

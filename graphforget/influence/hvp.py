@@ -16,6 +16,7 @@ from torch.func import functional_call
 from torch_geometric.data import HeteroData
 
 from ..data.interactions import num_items, num_users
+from ..models.base import table_mask, table_offset
 from ..objectives import Objective
 from .graph import computation_subgraph
 from .terms import Terms
@@ -46,17 +47,18 @@ class NodeRows:
 
     @classmethod
     def from_node_mask(cls, model, mask: Tensor, num_users: int, dense: bool = True) -> "NodeRows":
-        """Rows of every node table for the nodes of a homogeneous ``[U + I]`` mask.
+        """Rows of every node table for the nodes of a homogeneous ``[U + I]`` mask (a ``node`` table, whose
+        rows are homogeneous ids, gets the mask's ids themselves).
 
         ``dense``: also include, whole, every trainable (``requires_grad``) parameter that is not a node
         table, in the order of ``model.named_parameters()``. Models whose only parameters are node tables
         (MF, LightGCN) get ``dense == ()`` either way.
         """
-        ids = {"user": mask[:num_users].nonzero().flatten(), "item": mask[num_users:].nonzero().flatten()}
         nodes = model.node_parameters()
         extra = tuple(name for name, p in model.named_parameters() if p.requires_grad and name not in nodes) \
             if dense else ()
-        return cls({name: ids[node_type] for name, node_type in nodes.items()}, extra)
+        return cls({name: table_mask(mask, node_type, num_users).nonzero().flatten()
+                    for name, node_type in nodes.items()}, extra)
 
     @property
     def has_dense(self) -> bool:
@@ -97,8 +99,7 @@ class NodeRows:
         """``[len(phi)]`` bool: for each entry of :math:`\\phi`, ``node_mask`` (homogeneous ``[U + I]``) of its
         node; ``False`` on dense parameters."""
         params, node_types = dict(model.named_parameters()), model.node_parameters()
-        offset = {"user": 0, "item": num_users}
-        parts = [node_mask[ids + offset[node_types[name]]].repeat_interleave(params[name].size(1))
+        parts = [node_mask[ids + table_offset(node_types[name], num_users)].repeat_interleave(params[name].size(1))
                  for name, ids in self.rows.items()]
         parts += [torch.zeros(params[name].numel(), dtype=torch.bool, device=node_mask.device) for name in self.dense]
         return torch.cat(parts)

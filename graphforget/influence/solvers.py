@@ -6,12 +6,13 @@ with one extra product) and the seconds.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import Tensor
+
+from ..clock import Stopwatch
 
 __all__ = ["SolveResult", "conjugate_gradient", "lissa", "adam_quadratic", "direct_solve", "SOLVERS", "solve"]
 
@@ -36,10 +37,10 @@ class SolveResult:
                 f"seconds={self.seconds:.4f}, converged={self.converged})")
 
 
-def _finish(matvec: MatVec, b: Tensor, x: Tensor, iterations: int, tol: float, start: float) -> SolveResult:
+def _finish(matvec: MatVec, b: Tensor, x: Tensor, iterations: int, tol: float, clock: Stopwatch) -> SolveResult:
     bnorm = b.norm().clamp(min=torch.finfo(b.dtype).tiny)
     residual = float((b - matvec(x)).norm() / bnorm)
-    return SolveResult(x, iterations, residual, time.perf_counter() - start, residual <= tol)
+    return SolveResult(x, iterations, residual, clock.elapsed(), residual <= tol)
 
 
 def conjugate_gradient(matvec: MatVec, b: Tensor, tol: float = 1e-4, max_iter: int = 100,
@@ -49,7 +50,7 @@ def conjugate_gradient(matvec: MatVec, b: Tensor, tol: float = 1e-4, max_iter: i
     On an indefinite operator CG may meet a direction of non-positive curvature; it then stops there
     (the iterate so far is returned, and the residual tells how good it is).
     """
-    start = time.perf_counter()
+    clock = Stopwatch(b.device).start()
     x = torch.zeros_like(b) if x0 is None else x0.clone()
     r = b - matvec(x) if x0 is not None else b.clone()
     p, rr = r.clone(), r.dot(r)
@@ -68,7 +69,7 @@ def conjugate_gradient(matvec: MatVec, b: Tensor, tol: float = 1e-4, max_iter: i
         it += 1
     # The recursive residual saves a product; it tracks the true one closely at these tolerances.
     residual = float(rr.sqrt() / bb.sqrt().clamp(min=torch.finfo(b.dtype).tiny))
-    return SolveResult(x, it, residual, time.perf_counter() - start, residual <= tol, negative)
+    return SolveResult(x, it, residual, clock.elapsed(), residual <= tol, negative)
 
 
 def power_iteration(matvec: MatVec, n: int, like: Tensor, iters: int = 20, seed: int = 0) -> float:
@@ -93,7 +94,7 @@ def lissa(matvec: MatVec, b: Tensor, tol: float = 1e-4, max_iter: int = 1000, sc
     largest eigenvalue (estimated by power iteration, times 1.1, when omitted). Deterministic (full
     products, no sampling); stops on the relative residual, checked every 10 iterations.
     """
-    start = time.perf_counter()
+    clock = Stopwatch(b.device).start()
     if scale is None:
         scale = 1.1 * power_iteration(matvec, b.numel(), b)
     x, it = b / scale, 1
@@ -104,7 +105,7 @@ def lissa(matvec: MatVec, b: Tensor, tol: float = 1e-4, max_iter: int = 1000, sc
             break
         x = x + (b - ax) / scale
         it += 1
-    return _finish(matvec, b, x, it, tol, start)
+    return _finish(matvec, b, x, it, tol, clock)
 
 
 def adam_quadratic(matvec: MatVec, b: Tensor, tol: float = 1e-4, max_iter: int = 1000, lr: float = 1e-3
@@ -114,7 +115,7 @@ def adam_quadratic(matvec: MatVec, b: Tensor, tol: float = 1e-4, max_iter: int =
     The gradient of :math:`q` is the residual :math:`A t - b`, so stopping is on its relative norm.
     The paper tunes ``lr`` in [1e-4, 1e-2].
     """
-    start = time.perf_counter()
+    clock = Stopwatch(b.device).start()
     t = torch.zeros_like(b, requires_grad=True)
     opt = torch.optim.Adam([t], lr=lr)
     bnorm, it = b.norm(), 0
@@ -126,19 +127,19 @@ def adam_quadratic(matvec: MatVec, b: Tensor, tol: float = 1e-4, max_iter: int =
         t.grad = grad
         opt.step()
         it += 1
-    return _finish(matvec, b, t.detach(), it, tol, start)
+    return _finish(matvec, b, t.detach(), it, tol, clock)
 
 
 def direct_solve(matvec: MatVec, b: Tensor, tol: float = 1e-4, max_size: int = 4000, **_) -> SolveResult:
     """Forms the dense matrix column by column and solves exactly (tiny problems and tests only)."""
-    start = time.perf_counter()
+    clock = Stopwatch(b.device).start()
     n = b.numel()
     if n > max_size:
         raise ValueError(f"direct solve of a {n}-dimensional system refused (max_size={max_size}): use cg")
     eye = torch.eye(n, dtype=b.dtype, device=b.device)
     matrix = torch.stack([matvec(eye[i]) for i in range(n)], 1)
     x = torch.linalg.lstsq(matrix, b.unsqueeze(1)).solution.squeeze(1)
-    return _finish(matvec, b, x, n, tol, start)
+    return _finish(matvec, b, x, n, tol, clock)
 
 
 SOLVERS = {"cg": conjugate_gradient, "lissa": lissa, "adam": adam_quadratic, "direct": direct_solve}

@@ -1,7 +1,9 @@
-"""The Recommender contract every model (ours or a user's) follows."""
+"""The model contract (:class:`Recommender`), the embedding-table models' base
+(:class:`EmbeddingRecommender`), the registry and checkpoints."""
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 
 import torch
 from torch import Tensor, nn
@@ -9,57 +11,75 @@ from torch_geometric.data import HeteroData
 
 from ..io import atomic_write
 
-__all__ = ["Recommender", "save_model", "load_model", "MODELS", "build_model"]
+__all__ = ["Recommender", "EmbeddingRecommender", "NODE_TYPES", "table_mask", "table_offset",
+           "save_model", "load_model", "MODELS", "build_model"]
+
+#: Node types of a per-node parameter table (see :meth:`Recommender.node_parameters`): ``user`` rows are
+#: user ids, ``item`` rows item ids, ``node`` rows homogeneous ids (users ``0..U-1``, then items).
+NODE_TYPES = ("user", "item", "node")
 
 
-class Recommender(nn.Module):
-    """Base class of graph recommenders.
+def table_offset(node_type: str, num_users: int) -> int:
+    """Homogeneous id of row 0 of a table of ``node_type``."""
+    if node_type not in NODE_TYPES:
+        raise ValueError(f"unknown node type {node_type!r}; known: {', '.join(NODE_TYPES)}")
+    return num_users if node_type == "item" else 0
 
-    The contract (see ``docs/custom_model.rst``):
+
+def table_mask(node_mask: Tensor, node_type: str, num_users: int) -> Tensor:
+    """The rows of a table of ``node_type`` that a homogeneous ``[U + I]`` node mask selects."""
+    table_offset(node_type, num_users)  # checks the node type
+    if node_type == "node":
+        return node_mask
+    return node_mask[num_users:] if node_type == "item" else node_mask[:num_users]
+
+
+class Recommender(nn.Module, ABC):
+    """The contract every model (ours, a user's, an adapted PyG module) follows.
 
     * ``forward(graph, edge_label_index)`` scores the ``[2, B]`` (user, item) pairs given the
       interaction graph passed in, returning ``[B]`` logits. Nothing graph-derived is cached across
-      calls, so a model can be run on an edited graph or with edited parameters.
-    * Per-node parameters live in embedding tables; :meth:`node_parameters` names them and their node
-      type, so that unlearning methods can select rows.
+      calls, so a model can be run on an edited graph or with edited parameters. By default, the dot
+      products of :meth:`embed`'s user and item rows.
+    * :meth:`embed` gives the final user ``[U, d]`` and item ``[I, d]`` representations on a graph.
+    * :meth:`node_parameters` names the per-node parameter tables and their node type (one of
+      :data:`NODE_TYPES`), so that unlearning methods can select rows; every other trainable parameter
+      is dense (shared by all nodes).
     * :attr:`receptive_field` is the number of hops a prediction depends on (MF: 0; K-layer GNN: K).
     * :attr:`supports_edge_weight`: ``True`` when the model propagates with the weights from
       :func:`~graphforget.data.propagation_edges` (so it can be run exactly on a k-hop subgraph).
     * :attr:`linear_embedding`: ``True`` when :meth:`embed` is linear in the node tables and the
-      scores are the base class's dot products (MF, LightGCN): curvature products then take a fast
+      scores are the default dot products (MF, LightGCN): curvature products then take a fast
       closed form (:class:`~graphforget.influence.DotProductOperator`).
+    * :meth:`reset_parameters` re-draws every trainable parameter (from ``seed`` when given, without
+      touching the global random state); :meth:`config` returns the constructor's arguments.
 
     Args:
-        num_users, num_items: node counts.
-        embedding_dim: size of the embeddings.
+        num_users: number of users :math:`U`.
+        num_items: number of items :math:`I`.
     """
 
     receptive_field: int = 0
     supports_edge_weight: bool = False
     linear_embedding: bool = False
 
-    def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64):
+    def __init__(self, num_users: int, num_items: int):
         super().__init__()
-        if min(num_users, num_items, embedding_dim) < 1:
-            raise ValueError("num_users, num_items and embedding_dim must be positive")
-        self.num_users, self.num_items, self.embedding_dim = num_users, num_items, embedding_dim
-        self.user_emb = nn.Embedding(num_users, embedding_dim)
-        self.item_emb = nn.Embedding(num_items, embedding_dim)
-        self.reset_parameters()
+        if min(num_users, num_items) < 1:
+            raise ValueError(f"num_users and num_items must be positive, got {num_users} and {num_items}")
+        self.num_users, self.num_items = num_users, num_items
 
-    def reset_parameters(self, seed: int | None = None) -> None:
-        """Re-initialises the embeddings, N(0, 0.1^2); from a private generator when ``seed`` is given."""
-        gen = None if seed is None else torch.Generator(self.user_emb.weight.device).manual_seed(seed)
-        nn.init.normal_(self.user_emb.weight, std=0.1, generator=gen)
-        nn.init.normal_(self.item_emb.weight, std=0.1, generator=gen)
-
-    def node_parameters(self) -> dict[str, str]:
-        """Names of per-node parameter tables (rows = node ids) -> node type (``user``/``item``)."""
-        return {"user_emb.weight": "user", "item_emb.weight": "item"}
-
+    @abstractmethod
     def embed(self, graph: HeteroData) -> tuple[Tensor, Tensor]:
         """Final user ``[U, d]`` and item ``[I, d]`` representations on ``graph``."""
-        return self.user_emb.weight, self.item_emb.weight
+
+    @abstractmethod
+    def node_parameters(self) -> dict[str, str]:
+        """Names of per-node parameter tables (rows = node ids) -> node type (see :data:`NODE_TYPES`)."""
+
+    @abstractmethod
+    def reset_parameters(self, seed: int | None = None) -> None:
+        """Re-draws every trainable parameter; from private generators when ``seed`` is given."""
 
     def forward(self, graph: HeteroData, edge_label_index: Tensor) -> Tensor:
         user, item = self.embed(graph)
@@ -68,23 +88,68 @@ class Recommender(nn.Module):
         return (user.index_select(0, edge_label_index[0]) * item.index_select(0, edge_label_index[1])).sum(-1)
 
     def score_all(self, graph: HeteroData, users: Tensor | None = None) -> Tensor:
-        """Scores ``[len(users), I]`` of every item for the given users (all users by default)."""
+        """Scores ``[len(users), I]`` of every item for the given users (all users by default): the dot
+        products of :meth:`embed`'s rows."""
         user, item = self.embed(graph)
         return (user if users is None else user[users]) @ item.t()
 
     def config(self) -> dict:
         """Constructor arguments, for checkpoints."""
-        return {"num_users": self.num_users, "num_items": self.num_items, "embedding_dim": self.embedding_dim}
+        return {"num_users": self.num_users, "num_items": self.num_items}
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config().items())
 
 
-#: Registered model classes by name (for checkpoints and the CLI); :func:`register` adds more.
+class EmbeddingRecommender(Recommender):
+    """A recommender whose per-node parameters are a user table and an item table of width ``d``.
+
+    ``user_emb`` and ``item_emb`` (:class:`~torch.nn.Embedding`) are drawn from :math:`N(0, 0.1^2)`
+    when created (from the global random state, as torch's layers are); :meth:`reset_parameters`
+    re-draws them. :meth:`embed` returns them as they are (matrix factorisation); GNNs override it.
+    Subclasses with other trainable parameters override :meth:`reset_parameters` and call this one.
+
+    Args:
+        num_users: number of users :math:`U`.
+        num_items: number of items :math:`I`.
+        embedding_dim: width :math:`d` of the tables.
+    """
+
+    def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64):
+        super().__init__(num_users, num_items)
+        if embedding_dim < 1:
+            raise ValueError(f"embedding_dim must be positive, got {embedding_dim}")
+        self.embedding_dim = embedding_dim
+        self.user_emb = nn.Embedding(num_users, embedding_dim)
+        self.item_emb = nn.Embedding(num_items, embedding_dim)
+        self._draw_tables(None)
+
+    def _draw_tables(self, seed: int | None) -> None:
+        """N(0, 0.1^2) into both tables, users first; from a private generator when ``seed`` is given."""
+        gen = None if seed is None else torch.Generator(self.user_emb.weight.device).manual_seed(seed)
+        nn.init.normal_(self.user_emb.weight, std=0.1, generator=gen)
+        nn.init.normal_(self.item_emb.weight, std=0.1, generator=gen)
+
+    def reset_parameters(self, seed: int | None = None) -> None:
+        """Re-draws the embedding tables, N(0, 0.1^2); from a private generator when ``seed`` is given."""
+        self._draw_tables(seed)
+
+    def node_parameters(self) -> dict[str, str]:
+        return {"user_emb.weight": "user", "item_emb.weight": "item"}
+
+    def embed(self, graph: HeteroData) -> tuple[Tensor, Tensor]:
+        return self.user_emb.weight, self.item_emb.weight
+
+    def config(self) -> dict:
+        return {**super().config(), "embedding_dim": self.embedding_dim}
+
+
+#: Registered model classes by name (for checkpoints and the CLI).
 MODELS: dict[str, type[Recommender]] = {}
 
 
 def build_model(name: str, **kwargs) -> Recommender:
+    """A new model of the registered class ``name``, built from its constructor arguments."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS)}")
     return MODELS[name](**kwargs)

@@ -1,10 +1,10 @@
 """Matrix factorisation."""
-from .base import MODELS, Recommender
+from .base import MODELS, EmbeddingRecommender
 
 __all__ = ["MF"]
 
 
-class MF(Recommender):
+class MF(EmbeddingRecommender):
     r"""Matrix factorisation: :math:`\hat y_{ui} = \mathbf{p}_u^\top \mathbf{q}_i` (logit).
 
     The graph is accepted and ignored (receptive field 0).

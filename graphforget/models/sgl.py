@@ -88,8 +88,8 @@ class SGL(LightGCN):
                  drop_ratio: float = 0.1):
         if not 0 <= drop_ratio < 1:
             raise ValueError(f"drop_ratio must be in [0, 1), got {drop_ratio}")
-        self.drop_ratio = float(drop_ratio)
         super().__init__(num_users, num_items, embedding_dim, num_layers)
+        self.drop_ratio = float(drop_ratio)
 
     def views(self, graph: HeteroData, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Node embeddings ``[U + I, d]`` (users first) of two edge-dropout views, drawn in that order."""

@@ -43,8 +43,8 @@ class SimGCL(LightGCN):
             raise ValueError("SimGCL averages layers 1..K: num_layers must be >= 1")
         if eps < 0:
             raise ValueError(f"eps must be >= 0, got {eps}")
-        self.eps = float(eps)
         super().__init__(num_users, num_items, embedding_dim, num_layers)
+        self.eps = float(eps)
 
     def propagate(self, graph: HeteroData, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Mean of layers ``1..K`` of ``x [U + I, d]`` over ``graph``; noisy when a ``generator`` is given.

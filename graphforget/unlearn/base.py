@@ -2,18 +2,24 @@
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..data.interactions import (EDGE, check_model_fits, check_unique_pairs, edge_positions, edge_subgraph,
-                                 num_items, validate_pairs)
+from ..data.interactions import EDGE, check_model_fits, check_unique_pairs, num_items, validate_pairs, without_edges
+from ..clock import Stopwatch
+from ..config import build_config
 from ..objectives import Objective
 
-__all__ = ["Unlearner", "UnlearnResult", "UnlearningFailed"]
+__all__ = ["Unlearner", "UnlearnResult", "UnlearningFailed", "NotFittedError", "NoOptions"]
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """The config of a method without options."""
 
 
 class UnlearningFailed(RuntimeError):
@@ -39,22 +45,50 @@ class UnlearnResult:
         return f"UnlearnResult(model={type(self.model).__name__}, seconds={self.seconds:.4f}, info={self.info})"
 
 
-class Unlearner:
-    """Base class: built from a trained model, its training graph and its objective.
+class NotFittedError(RuntimeError):
+    """:meth:`Unlearner.unlearn` of a method that needs :meth:`Unlearner.fit` first, called before it."""
 
-    :meth:`unlearn` validates the request (a ``[2, R]`` tensor of (user, item) training edges), then
-    calls the method's :meth:`_unlearn`. The caller's model and graph are never modified. An empty
-    request returns an exact copy of the model (the "harmless" property).
+
+class Unlearner:
+    """Base class of every method: ``Method(model, graph, objective, config).fit().unlearn(request)``.
+
+    The lifecycle:
+
+    * construction checks that the trained ``model``, its training ``graph`` and ``objective`` fit together,
+      and builds the method's typed config (:attr:`Config`; a dict of options is accepted too, see
+      :func:`~graphforget.config.build_config`);
+    * :meth:`fit` prepares what the method needs before any request (SISA and RecEraser train their
+      shards, UnlearnRec pre-trains its encoder; a no-op for the others) and returns ``self``; its time is
+      :attr:`fit_seconds`, its report :attr:`fit_info`;
+    * :meth:`unlearn` validates a request (a ``[2, R]`` tensor of (user, item) training edges), then calls
+      the method's :meth:`_unlearn`. The caller's model and graph are never modified. An empty request
+      returns an exact copy of the model (the "harmless" property).
+
+    Args:
+        model: the trained model.
+        graph: its training graph.
+        objective: its training objective.
+        config: the method's config (an instance of :attr:`Config`, a dict of its options, or ``None``
+            for the defaults).
+        val: validation pairs, for the methods that train (early stopping); never test data.
 
     Raises:
         ValueError: (at construction and at every :meth:`unlearn`) when the model's node counts differ from
             the graph's, the graph's labels do not suit the objective, or a (user, item) pair is stored twice
-            (forgetting it would remove one copy only).
+            (forgetting it would remove one copy only); or an option the config rejects.
     """
-    name = "base"
+    #: The method's name in :data:`~graphforget.unlearn.METHODS`.
+    name: ClassVar[str] = "base"
+    #: The method's config dataclass.
+    Config: ClassVar[type] = NoOptions
+    #: Whether :meth:`unlearn` needs :meth:`fit` first.
+    needs_fit: ClassVar[bool] = False
 
-    def __init__(self, model: torch.nn.Module, graph: HeteroData, objective: Objective):
-        self.model, self.graph, self.objective = model, graph, objective
+    def __init__(self, model: torch.nn.Module, graph: HeteroData, objective: Objective, config=None, *,
+                 val: HeteroData | None = None):
+        self.model, self.graph, self.objective, self.val = model, graph, objective, val
+        self.config = config if isinstance(config, self.Config) else build_config(self.Config, config)
+        self.fitted, self.fit_seconds, self.fit_info = not self.needs_fit, 0.0, {}
         self._check_graph()
 
     def _check_graph(self) -> None:
@@ -63,35 +97,47 @@ class Unlearner:
         self.objective.check(self.graph)
         check_unique_pairs(self.graph[EDGE].edge_index, num_items(self.graph), "the training graph")
 
+    def fit(self) -> "Unlearner":
+        """Prepares the method before any request (see the class docstring); returns ``self``."""
+        with Stopwatch(self.graph[EDGE].edge_index.device) as watch:
+            info = self._fit()
+        self.fitted, self.fit_seconds, self.fit_info = True, watch.seconds, {**(info or {}), "seconds": watch.seconds}
+        return self
+
+    def _fit(self) -> dict:
+        """The method's preparation; returns its report (:attr:`fit_info`)."""
+        return {}
+
     def unlearn(self, request: Tensor) -> UnlearnResult:
         """Forgets the ``[2, R]`` (user, item) edges of ``request``.
 
         Raises:
+            NotFittedError: the method needs :meth:`fit` and it was not called.
             ValueError: for a badly shaped request, one whose dtype is not an integer one (bool, float) or
                 that lives on the meta device, unknown ids, duplicates or pairs that are not edges, a model
                 with non-finite parameters, or a graph that fails the construction checks.
         """
         self._check_graph()  # the unlearner's state, not the request: outside the reported time
-        start = time.perf_counter()
-        check_finite(self.model)
         device = self.graph[EDGE].edge_index.device
-        request = validate_pairs(self.graph, request).to(device)
-        positions = edge_positions(self.graph, request)
-        keep = torch.ones(self.graph[EDGE].edge_index.size(1), dtype=torch.bool, device=device)
-        keep[positions] = False
-        remaining = edge_subgraph(self.graph, keep)
-        if positions.numel() == 0:
-            return UnlearnResult(copy.deepcopy(self.model), remaining, time.perf_counter() - start, {"empty": True})
-        model, info = self._unlearn(request.long(), positions, remaining)
-        _sync(device)
-        return UnlearnResult(model, remaining, time.perf_counter() - start, info)
+        with Stopwatch(device) as watch:
+            check_finite(self.model)
+            request = validate_pairs(self.graph, request).to(device)
+            remaining, positions = without_edges(self.graph, request)
+            if not self.fitted:  # after the request's checks: a bad request is named whatever the state
+                raise NotFittedError(f"{type(self).__name__}.unlearn() needs fit() first: "
+                                     f"{type(self).__name__}(...).fit().unlearn(request)")
+            if positions.numel() == 0:
+                model, info = copy.deepcopy(self.model), {"empty": True}
+            else:
+                model, info = self._unlearn(request.long(), positions, remaining)
+        return UnlearnResult(model, remaining, watch.seconds, info)
 
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData) -> tuple[torch.nn.Module, dict]:
         """Returns the new model and the info dict; ``positions`` index the request in ``self.graph``."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(model={type(self.model).__name__}, objective={self.objective})"
+        return f"{type(self).__name__}(model={type(self.model).__name__}, config={self.config})"
 
 
 def check_finite(model: torch.nn.Module) -> None:
@@ -100,7 +146,3 @@ def check_finite(model: torch.nn.Module) -> None:
     if bad:
         raise ValueError(f"the model has non-finite parameters: {', '.join(bad)}")
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

@@ -3,20 +3,43 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from ..config import check_fields
 from ..data.interactions import num_users
 from ..influence import k_hop_mask, node_ids
-from ..objectives import Objective
+from ..models.base import table_mask
 from ..train import TrainConfig, train
 from .base import Unlearner
+from .registry import register
 
-__all__ = ["FineTune"]
+__all__ = ["FineTune", "FineTuneConfig"]
 
 
+@dataclass
+class FineTuneConfig:
+    """Options of :class:`FineTune`.
+
+    Args:
+        train: how the model was trained; its ``lr``, ``batch_size`` and ``seed`` are used. Fine-tuning
+            always runs mini-batch Adam for exactly ``epochs`` epochs (``epochs`` replaces the config's,
+            ``patience`` is 0, ``optimizer`` is ``"adam"`` even for a model trained with L-BFGS).
+        epochs: number of fine-tuning epochs (at least 1).
+        local: update only the rows of the request's ``receptive_field``-hop region.
+    """
+    train: TrainConfig = field(default_factory=TrainConfig)
+    epochs: int = 3
+    local: bool = False
+
+    def __post_init__(self):
+        check_fields(self, {"epochs": (self.epochs >= 1, "must be >= 1")})
+
+
+@register
 class FineTune(Unlearner):
     r"""Fine-tunes a copy of the trained model on the remaining edges for a few epochs.
 
@@ -39,41 +62,21 @@ class FineTune(Unlearner):
     if it has any): gradient hooks zero the other rows' gradients, and Adam, whose state starts at zero,
     then leaves those rows exactly unchanged.
 
-    Args:
-        model: the trained :class:`~graphforget.models.Recommender`.
-        graph: its training graph.
-        objective: its training objective.
-        config: the :class:`~graphforget.train.TrainConfig` the model was trained with; its ``lr``,
-            ``batch_size`` and ``seed`` are used. Fine-tuning always runs mini-batch Adam for exactly
-            ``epochs`` epochs (``epochs`` replaces the config's, ``patience`` is 0, ``optimizer`` is
-            ``"adam"`` even for a model trained with L-BFGS).
-        epochs: number of fine-tuning epochs (at least 1).
-        local: update only the rows of the request's ``receptive_field``-hop region.
-
-    Raises:
-        ValueError: ``epochs < 1``.
-
     ``info`` of the result: ``epochs``, ``local``, ``updated_rows`` (with ``local`` only: the number of
     nodes of the region, whose rows may change in every node table) and ``train_seconds``.
     """
     name = "finetune"
-
-    def __init__(self, model: torch.nn.Module, graph: HeteroData, objective: Objective,
-                 config: TrainConfig | None = None, epochs: int = 3, local: bool = False):
-        super().__init__(model, graph, objective)
-        if epochs < 1:
-            raise ValueError(f"FineTune: epochs must be at least 1, got {epochs}")
-        self.config, self.epochs, self.local = config or TrainConfig(), int(epochs), bool(local)
+    Config = FineTuneConfig
 
     def _train_config(self) -> TrainConfig:
         """The fine-tuning schedule: ``epochs`` epochs of mini-batch Adam, no early stopping."""
-        return dataclasses.replace(self.config, epochs=self.epochs, patience=0, optimizer="adam")
+        return dataclasses.replace(self.config.train, epochs=self.config.epochs, patience=0, optimizer="adam")
 
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData) -> tuple[torch.nn.Module, dict]:
         model = copy.deepcopy(self.model)
-        info: dict = {"epochs": self.epochs, "local": self.local}
+        info: dict = {"epochs": self.config.epochs, "local": self.config.local}
         handles = []
-        if self.local:
+        if self.config.local:
             region = k_hop_mask(self.graph, node_ids(request, num_users(self.graph)), model.receptive_field)
             handles = _freeze_rows_outside(model, region, num_users(self.graph))
             info["updated_rows"] = int(region.sum())
@@ -85,9 +88,6 @@ class FineTune(Unlearner):
         info["train_seconds"] = result.seconds
         return model, info
 
-    def __repr__(self) -> str:
-        return (f"FineTune(model={type(self.model).__name__}, objective={self.objective}, epochs={self.epochs}, "
-                f"local={self.local}, lr={self.config.lr}, batch_size={self.config.batch_size})")
 
 
 def _freeze_rows_outside(model: torch.nn.Module, region: Tensor, num_users: int) -> list:
@@ -101,13 +101,12 @@ def _freeze_rows_outside(model: torch.nn.Module, region: Tensor, num_users: int)
     Returns:
         The hooks' handles (call ``remove()`` on each when done).
     """
-    frozen = {"user": ~region[:num_users], "item": ~region[num_users:]}
     params = dict(model.named_parameters())
     handles = []
     for name, node_type in model.node_parameters().items():
         param = params[name]
         if not param.requires_grad:
             continue
-        mask = frozen[node_type].to(param.device).view(-1, *([1] * (param.dim() - 1)))
+        mask = ~table_mask(region, node_type, num_users).to(param.device).view(-1, *([1] * (param.dim() - 1)))
         handles.append(param.register_hook(lambda grad, mask=mask: grad.masked_fill(mask, 0)))
     return handles

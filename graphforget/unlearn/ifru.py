@@ -2,23 +2,26 @@
 from __future__ import annotations
 
 import copy
-import time
+import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from typing import Literal
 
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..data.interactions import message_passing_edges, num_items, num_users
+from ..clock import Stopwatch
+from ..data.interactions import EDGE, message_passing_edges, num_items, num_users
 from ..influence import (SOLVERS, DotProductOperator, GaussNewtonOperator, HessianOperator, NodeRows, Terms,
                          dot_product_gradient, has_linear_dot_product, importance_scores, k_hop_mask, local_terms,
                          node_ids, objective_function, rows_function, scoring_graph, select_nodes, solve,
                          training_terms)
 from ..objectives import Objective
 from .base import Unlearner, UnlearningFailed
+from .registry import register
 
-__all__ = ["IFRU", "IFRUConfig"]
+__all__ = ["IFRU", "IFRUConfig", "SolverConfig", "NewtonConfig", "TrustConfig"]
 
 CURVATURES = ("exact", "gauss_newton", "mf_surrogate")
 CURVATURE_OF = ("original", "remaining")
@@ -27,30 +30,40 @@ CURVATURE_OF = ("original", "remaining")
 ON_FAILURE = ("keep", "raise", "apply")
 #: Factor by which the damping grows after a rejected step (Levenberg-Marquardt).
 DAMPING_GROWTH = 10.0
-#: ``newton_steps="auto"``: this many Newton steps when the trained point is stationary, that is when
+#: ``newton.steps="auto"``: this many Newton steps when the trained point is stationary, that is when
 #: the full objective's gradient at phi is at most STATIONARY_RATIO times the removal's gradient g.
 AUTO_NEWTON_STEPS, STATIONARY_RATIO = 8, 0.1
-#: ``newton_steps="auto"``: inexact Newton (each solve to this relative residual), stopped once the new
+#: ``newton.steps="auto"``: inexact Newton (each solve to this relative residual), stopped once the new
 #: objective's gradient is below AUTO_NEWTON_STOP times the removal's gradient g.
 AUTO_NEWTON_TOL, AUTO_NEWTON_STOP = 0.1, 0.01
 
 
-@dataclass
-class IFRUConfig:
-    """Options of :class:`IFRU`.
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
-    The default is the robust step for models as users train them (Adam, early stopping, little or no
-    L2): the paper's influence step on the remaining objective's curvature, damped by the *implicit
-    ridge* of the trained point, and applied only when it passes an acceptance test (see :class:`IFRU`).
-    :meth:`paper` is the paper's exact step; :meth:`newton` iterates Newton steps for models trained to
-    a stationary point.
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check(path: str, config, rules: dict[str, tuple[bool, str]], choices: dict[str, tuple] | None = None) -> None:
+    """Raises ``ValueError("<path>.<field>: <requirement>, got <value>")`` for the first rule that fails, or
+    ``ValueError("<path>.<field>: unknown value <value>; known: ...")`` for a value outside its choices."""
+    for name, known in (choices or {}).items():
+        if getattr(config, name) not in known:
+            raise ValueError(f"{path}.{name}: unknown value {getattr(config, name)!r}; known: {', '.join(known)}")
+    for name, (holds, requirement) in rules.items():
+        if not holds:
+            raise ValueError(f"{path}.{name}: {requirement}, got {getattr(config, name)!r}")
+
+
+@dataclass
+class SolverConfig:
+    """How :class:`IFRU` solves for its step :math:`(H + \\lambda I)^{-1} g`, and the damping :math:`\\lambda`
+    (the field ``solver`` of :class:`IFRUConfig`).
 
     Args:
-        spillover: add the spillover influence of the changed computational graph (``D_c``).
-        prune: ratios :math:`(a_0, ..., a_K)` of Algorithm 1 (``None``: keep every node the
-            importance reaches). The request's own users and items are always kept.
-        hops: orders of importance propagation :math:`K` (``None``: the model's receptive field).
-        solver: ``cg`` (default), ``lissa``, ``adam`` (the paper's) or ``direct``.
+        name: ``cg`` (default), ``lissa``, ``adam`` (the paper's) or ``direct``.
         damping: :math:`\\lambda` added to the curvature. ``"auto"`` (default): the implicit ridge
             :math:`\\hat\\lambda = \\max(0, -\\langle \\nabla_\\phi L(\\hat\\theta; D), \\hat\\phi\\rangle /
             \\lVert\\hat\\phi\\rVert^2)`, the L2 strength under which the trained point would be
@@ -60,20 +73,61 @@ class IFRUConfig:
         tol: relative residual at which the solver stops; a solve that does not reach it is rejected.
             The default 1e-2 gives the same models as 1e-4 on ML-100K at about half the iterations.
         max_iter: solver iteration cap.
-        lr: Adam's learning rate (``solver='adam'``; the paper searches 1e-4..1e-2).
-        newton_steps: 1 is the paper; more iterate Newton steps on the new objective (our extension).
-            ``"auto"`` (default): 8 line-searched steps when the trained point is stationary
+        lr: Adam's learning rate (``name='adam'``; the paper searches 1e-4..1e-2).
+    """
+    name: str = "cg"
+    damping: float | Literal["auto"] = "auto"
+    relative_damping: float = 0.0
+    tol: float = 1e-2
+    max_iter: int = 200
+    lr: float = 1e-3
+
+    def __post_init__(self):
+        _check("IFRUConfig.solver", self, {
+            "damping": (self.damping == "auto" or (_is_number(self.damping) and self.damping >= 0),
+                        "must be 'auto' or a number >= 0"),
+            "relative_damping": (_is_number(self.relative_damping) and self.relative_damping >= 0, "must be >= 0"),
+            "tol": (_is_number(self.tol) and self.tol > 0, "must be > 0"),
+            "max_iter": (_is_int(self.max_iter) and self.max_iter >= 1, "must be an integer >= 1"),
+            "lr": (_is_number(self.lr) and self.lr > 0, "must be > 0"),
+        }, choices={"name": tuple(SOLVERS)})
+
+    def options(self) -> dict:
+        """The keyword arguments of :func:`~graphforget.influence.solve` (``lr`` only for Adam)."""
+        options = {"tol": self.tol, "max_iter": self.max_iter}
+        return {**options, "lr": self.lr} if self.name == "adam" else options
+
+
+@dataclass
+class NewtonConfig:
+    """The Newton extension of :class:`IFRU` (ours): more Newton steps on the new objective after the
+    paper's one (the field ``newton`` of :class:`IFRUConfig`).
+
+    Args:
+        steps: 1 is the paper; more iterate Newton steps on the new objective. ``"auto"`` (default): 8
+            line-searched inexact steps when the trained point is stationary
             (:math:`\\lVert\\nabla_\\phi L(\\hat\\theta; D)\\rVert \\le 0.1 \\lVert g\\rVert`), else 1: away from
             stationarity the new objective's minimiser is not where retraining goes.
-        curvature: ``gauss_newton`` (default): :math:`J^\\top \\nabla^2_z \\ell\\, J + \\lambda_2 I` of the real
-            objective through the propagation, positive definite; ``exact``: the full Hessian, which is
-            indefinite at an early-stopped (non-stationary) point; ``mf_surrogate``: the authors' code, an
-            MF-style Hessian on the layer-0 embeddings even for LightGCN (for comparison only).
-        curvature_of: ``remaining`` (default): the curvature of :math:`L(\\hat\\theta; D \\setminus D_r)`,
-            which makes the step a Newton step on the new objective; ``original`` (the paper): that of
-            :math:`L(\\hat\\theta; D)`. Later Newton steps always use the remaining one.
         line_search: scale each later Newton step by the largest :math:`2^{-j}` (:math:`j < 10`) that does
             not increase the objective of the acceptance test (0 when none does, which ends the iterations).
+    """
+    steps: int | Literal["auto"] = "auto"
+    line_search: bool = False
+
+    def __post_init__(self):
+        _check("IFRUConfig.newton", self, {
+            "steps": (self.steps == "auto" or (_is_int(self.steps) and self.steps >= 1),
+                      "must be 'auto' or an integer >= 1"),
+            "line_search": (isinstance(self.line_search, bool), "must be a bool"),
+        })
+
+
+@dataclass
+class TrustConfig:
+    """When :class:`IFRU` accepts a step, and what it does when none passes (the field ``trust`` of
+    :class:`IFRUConfig`).
+
+    Args:
         min_ratio: the acceptance test: the actual decrease of the test's objective over the decrease
             its quadratic model predicts must be at least this (a trust-region ratio).
         retries: rejected steps are solved again with the damping multiplied by 10 (from 1% of the mean
@@ -81,78 +135,135 @@ class IFRUConfig:
         on_failure: what happens when no step is accepted: ``keep`` (the model unchanged, a warning),
             ``raise`` (:class:`~graphforget.unlearn.UnlearningFailed`) or ``apply`` (the last finite
             step, a warning). Either way ``info["trusted"]`` is ``False`` and ``info["reason"]`` says why.
-        dense: also solve for the model's dense (non-node) parameters, which saw every edge; models with
-            only node tables (MF, LightGCN) have none.
-        locality: compute on the k-hop computation subgraph (needs ``model.supports_edge_weight``;
-            models without it always run on the whole graph).
-        fast: closed-form curvature products for dot-product models over a linear embedding (MF,
-            LightGCN; :class:`~graphforget.influence.DotProductOperator`); other models, or ``False``,
-            use double backward through the model.
     """
-    spillover: bool = True
-    prune: tuple[float, ...] | None = None
-    hops: int | None = None
-    solver: str = "cg"
-    damping: float | str = "auto"
-    relative_damping: float = 0.0
-    tol: float = 1e-2
-    max_iter: int = 200
-    lr: float = 1e-3
-    newton_steps: int | str = "auto"
-    curvature: str = "gauss_newton"
-    curvature_of: str = "remaining"
-    line_search: bool = False
     min_ratio: float = 0.5
     retries: int = 4
     on_failure: str = "keep"
-    dense: bool = True
-    locality: bool = True
-    fast: bool = True
 
     def __post_init__(self):
-        choices = {"solver": (self.solver, tuple(SOLVERS)), "curvature": (self.curvature, CURVATURES),
-                   "curvature_of": (self.curvature_of, CURVATURE_OF), "on_failure": (self.on_failure, ON_FAILURE)}
-        for name, (value, known) in choices.items():
-            if value not in known:
-                raise ValueError(f"IFRUConfig.{name}: unknown value {value!r}; known: {', '.join(known)}")
-        if self.prune is not None and not all(0 <= a <= 1 for a in self.prune):
-            raise ValueError(f"IFRUConfig.prune: ratios must lie in [0, 1], got {self.prune}")
-        if self.damping != "auto" and not (isinstance(self.damping, (int, float)) and self.damping >= 0):
-            raise ValueError(f"IFRUConfig.damping: 'auto' or a number >= 0, got {self.damping!r}")
-        bounds = {"relative_damping": self.relative_damping >= 0, "tol": self.tol > 0, "max_iter": self.max_iter >= 1,
-                  "newton_steps": self.newton_steps == "auto" or (isinstance(self.newton_steps, int)
-                                                                   and self.newton_steps >= 1),
-                  "min_ratio": self.min_ratio >= 0,
-                  "retries": self.retries >= 0, "hops": self.hops is None or self.hops >= 0}
-        for name, valid in bounds.items():
-            if not valid:
-                raise ValueError(f"IFRUConfig.{name}: invalid value {getattr(self, name)!r}")
+        _check("IFRUConfig.trust", self, {
+            "min_ratio": (_is_number(self.min_ratio) and self.min_ratio >= 0, "must be >= 0"),
+            "retries": (_is_int(self.retries) and self.retries >= 0, "must be an integer >= 0"),
+        }, choices={"on_failure": ON_FAILURE})
+
+
+#: The nested groups of :class:`IFRUConfig`: field name -> config class.
+_GROUPS = {"solver": SolverConfig, "newton": NewtonConfig, "trust": TrustConfig}
+
+
+@dataclass
+class IFRUConfig:
+    """Options of :class:`IFRU` (and :class:`~graphforget.unlearn.SCIF`), grouped by meaning: the paper's
+    method at the top, then the solver and its damping (:class:`SolverConfig`), the Newton extension
+    (:class:`NewtonConfig`) and the trust policy (:class:`TrustConfig`).
+
+    The default is the robust step for models as users train them (Adam, early stopping, little or no
+    L2): the paper's influence step on the remaining objective's curvature, damped by the *implicit
+    ridge* of the trained point, and applied only when it passes an acceptance test (see :class:`IFRU`).
+    :meth:`paper` is the paper's exact step; :meth:`newton` iterates Newton steps for models trained to
+    a stationary point. A group may be given as a dict of its fields
+    (``IFRUConfig(solver={"tol": 1e-4})``); on the command line its fields are dotted
+    (``--option solver.tol=1e-4``).
+
+    Where the model allows it, IFRU computes on the k-hop computation subgraph of the terms
+    (``model.supports_edge_weight``) and takes closed-form curvature products (dot-product models over a
+    linear embedding: MF, LightGCN; :class:`~graphforget.influence.DotProductOperator`); other models
+    use double backward through the model on the whole graph.
+
+    Args:
+        spillover: add the spillover influence of the changed computational graph (``D_c``).
+        prune: ratios :math:`(a_0, ..., a_K)` of Algorithm 1 (``None``: keep every node the
+            importance reaches). The request's own users and items are always kept.
+        hops: orders of importance propagation :math:`K` (``None``: the model's receptive field).
+        curvature: ``gauss_newton`` (default): :math:`J^\\top \\nabla^2_z \\ell\\, J + \\lambda_2 I` of the real
+            objective through the propagation, positive definite; ``exact``: the full Hessian, which is
+            indefinite at an early-stopped (non-stationary) point; ``mf_surrogate``: the authors' code, an
+            MF-style Hessian on the layer-0 embeddings even for LightGCN (for comparison only).
+        curvature_of: ``remaining`` (default): the curvature of :math:`L(\\hat\\theta; D \\setminus D_r)`,
+            which makes the step a Newton step on the new objective; ``original`` (the paper): that of
+            :math:`L(\\hat\\theta; D)`. Later Newton steps always use the remaining one.
+        solver: the solver and its damping (:class:`SolverConfig`).
+        newton: the Newton extension (:class:`NewtonConfig`).
+        trust: the acceptance test and the failure policy (:class:`TrustConfig`).
+        dense: also solve for the model's dense (non-node) parameters, which saw every edge; models with
+            only node tables (MF, LightGCN) have none.
+    """
+    # the paper's method
+    spillover: bool = True
+    prune: tuple[float, ...] | None = None
+    hops: int | None = None
+    curvature: str = "gauss_newton"
+    curvature_of: str = "remaining"
+    # the solver and its damping, the Newton extension, the trust policy
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    newton: NewtonConfig = field(default_factory=NewtonConfig)
+    trust: TrustConfig = field(default_factory=TrustConfig)
+    dense: bool = True
+
+    def __post_init__(self):
+        for name, group in _GROUPS.items():
+            setattr(self, name, _as_group(name, group, getattr(self, name)))
+        _check("IFRUConfig", self, {
+            "spillover": (isinstance(self.spillover, bool), "must be a bool"),
+            "prune": (self.prune is None or all(_is_number(a) and 0 <= a <= 1 for a in self.prune),
+                      "must be None or ratios in [0, 1]"),
+            "hops": (self.hops is None or (_is_int(self.hops) and self.hops >= 0), "must be None or an integer >= 0"),
+            "dense": (isinstance(self.dense, bool), "must be a bool"),
+        }, choices={"curvature": CURVATURES, "curvature_of": CURVATURE_OF})
 
     @classmethod
     def paper(cls, **changes) -> "IFRUConfig":
-        """The paper's step exactly: no damping, the original objective's curvature, a tight solve, no retry, and the
-        step applied even when it fails the acceptance test (then with a warning and
-        ``info["trusted"] = False``). For comparison: on early-stopped models it can wreck the model."""
-        options = {"damping": 0.0, "curvature_of": "original", "tol": 1e-4, "newton_steps": 1, "retries": 0,
-                   "on_failure": "apply"}
-        return cls(**{**options, **changes})
+        """The paper's step exactly: no damping, the original objective's curvature, a tight solve, no retry,
+        and the step applied even when it fails the acceptance test (then with a warning and
+        ``info["trusted"] = False``). For comparison: on early-stopped models it can wreck the model.
 
-    @classmethod
-    def newton(cls, receptive_field: int, steps: int = 8, **changes) -> "IFRUConfig":
-        """Our extension for models at a stationary point: ``steps`` inexact Newton steps on the new
-        objective (Gauss-Newton curvature of the remaining data, CG to a relative residual of 0.1, a line
-        search), over the rows within ``receptive_field + 1`` hops of the request, so that the rows the
-        curvature couples to the request's move too. On the attack protocol it recovers 89-110% of
-        retraining's AUC gain (five steps: 86-106%; the paper's step: 18-85%), 1.6-3.6x faster than
-        retraining with L-BFGS; see the README. ``changes`` override fields.
+        ``changes`` override top-level fields; a group given as a dict changes only the fields it names
+        (``paper(solver={"name": "lissa"})`` keeps the paper's damping and tolerance), a group given as
+        its dataclass replaces the preset's group.
         """
-        options = {"curvature_of": "remaining", "newton_steps": steps, "line_search": True, "tol": 0.1,
-                   "hops": receptive_field + 1}
-        return cls(**{**options, **changes})
+        return cls(**_merged({"curvature_of": "original", "solver": {"damping": 0.0, "tol": 1e-4},
+                              "newton": {"steps": 1}, "trust": {"retries": 0, "on_failure": "apply"}}, changes))
 
-    def solver_options(self) -> dict:
-        options = {"tol": self.tol, "max_iter": self.max_iter}
-        return {**options, "lr": self.lr} if self.solver == "adam" else options
+
+def _newton_preset(cls, receptive_field: int, steps: int = 8, **changes) -> IFRUConfig:
+    """Our extension for models at a stationary point: ``steps`` inexact Newton steps on the new
+    objective (Gauss-Newton curvature of the remaining data, CG to a relative residual of 0.1, a line
+    search), over the rows within ``receptive_field + 1`` hops of the request, so that the rows the
+    curvature couples to the request's move too. On the attack protocol it recovers 89-110% of
+    retraining's AUC gain (five steps: 86-106%; the paper's step: 18-85%), 1.6-3.6x faster than
+    retraining with L-BFGS; see the README. ``changes`` override fields as in :meth:`paper`.
+    """
+    return cls(**_merged({"curvature_of": "remaining", "newton": {"steps": steps, "line_search": True},
+                          "solver": {"tol": 0.1}, "hops": receptive_field + 1}, changes))
+
+
+# The preset ``IFRUConfig.newton(K)`` shares its name with the field ``newton``: the dataclass removes the
+# field's class attribute (its default is a factory), so the preset is attached after it; an instance's
+# ``newton`` is its field.
+_newton_preset.__name__, _newton_preset.__qualname__ = "newton", "IFRUConfig.newton"
+IFRUConfig.newton = classmethod(_newton_preset)
+
+
+def _as_group(name: str, group: type, value):
+    """A nested config from itself or from a dict of its fields."""
+    if isinstance(value, group):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"IFRUConfig.{name}: must be a {group.__name__} or a dict of its fields, got {value!r}")
+    unknown = sorted(set(value) - {f.name for f in fields(group)})
+    if unknown:
+        raise ValueError(f"IFRUConfig.{name}: unknown field(s) {', '.join(unknown)} "
+                         f"(known: {', '.join(f.name for f in fields(group))})")
+    return group(**value)
+
+
+def _merged(preset: dict, changes: dict) -> dict:
+    """``changes`` over a preset; a group changed by a dict keeps the preset's other fields."""
+    merged = dict(preset)
+    for key, value in changes.items():
+        base = preset.get(key)
+        merged[key] = {**base, **value} if isinstance(base, dict) and isinstance(value, dict) else value
+    return merged
 
 
 @dataclass
@@ -173,6 +284,32 @@ class _Region:
     kept_mask: Tensor
     affected: Tensor  # within K hops of V(D_r): the nodes whose outputs the removal changes
     reach: Tensor  # within K hops of the kept nodes: the nodes whose outputs depend on phi
+
+
+@dataclass(eq=False)
+class _Scored:
+    """Loss terms with the graph they are scored on, and where they can be scored exactly: their scoring
+    graph (:func:`~graphforget.influence.scoring_graph`), built on first use and kept with them."""
+    terms: Terms
+    graph: HeteroData
+    _sub: HeteroData | None = field(default=None, init=False, repr=False)
+
+    def scoring_graph(self, model, locality: bool) -> HeteroData:
+        if self._sub is None:
+            self._sub = scoring_graph(model, self.graph, self.terms, locality)
+        return self._sub
+
+
+@dataclass
+class _Call:
+    """One request's state, passed between the phases of :meth:`IFRU._unlearn` (it lives for the call)."""
+    request: Tensor
+    remaining: HeteroData
+    region: _Region
+    original: _Scored  # the terms of D that reach phi, on the training graph
+    new: _Scored  # the terms of D \ D_r that reach phi, on the remaining graph
+    removed: _Scored  # the terms of D_r, on the training graph
+    replaced: _Scored | None  # what replaces them in the new objective (SCIF's relabelled terms), if anything
 
 
 class _TiltedObjective:
@@ -223,6 +360,7 @@ class _TiltedObjective:
         return max(0.0, -float(self.full_gradient.dot(self.phi0)) / norm) if norm > 0 else 0.0
 
 
+@register
 class IFRU(Unlearner):
     r"""Influence-function unlearning with spillover, k-hop locality and importance pruning.
 
@@ -237,59 +375,73 @@ class IFRU(Unlearner):
     model's dense parameters), :math:`D_c` the remaining terms scoring a node within :math:`K` hops of
     the request's nodes (:math:`K` = receptive field), and :math:`H` the curvature of :math:`L` (never
     formed: curvature-vector products). All terms are computed on the computation subgraph that can
-    reach :math:`\phi`.
+    reach :math:`\phi` where the model supports it.
 
     **Trust.** Models trained with early stopping and little L2 are not stationary and their curvature
     is nearly singular: the undamped step moves far along directions training never moved along.
-    By default :math:`\lambda` is the implicit ridge of the trained point (:class:`IFRUConfig`), the
+    By default :math:`\lambda` is the implicit ridge of the trained point (:class:`SolverConfig`), the
     step is a Newton step of the tilted new objective :math:`T` (:class:`_TiltedObjective`), and it is
     accepted only when the solve converged, everything is finite and :math:`T` decreased by at least
-    ``min_ratio`` of what its quadratic model predicts. A rejected step is solved again with 10x the
-    damping (Levenberg-Marquardt), up to ``retries`` times; then ``on_failure`` decides, and
+    ``trust.min_ratio`` of what its quadratic model predicts. A rejected step is solved again with 10x the
+    damping (Levenberg-Marquardt), up to ``trust.retries`` times; then ``trust.on_failure`` decides, and
     ``info["trusted"]`` / ``info["reason"]`` report the outcome.
 
+    **Phases** of a request (``info["phase_seconds"]``): ``select`` (pruning: the rows :math:`\phi`),
+    ``gradient`` (the terms that reach :math:`\phi`, the tilted objective and :math:`g`), ``solve``
+    (the first step with its retries, then the Newton extension) and ``write`` (the new model).
+
+    The result's ``info``:
+
+    * ``request_edges``, ``affected_nodes`` (within :math:`K` hops of the request), ``affected_terms``
+      (:math:`|D_c|`), ``kept_nodes``, ``kept_parameters`` (the size of :math:`\phi`);
+    * ``implicit_ridge`` (``None`` unless ``solver.damping="auto"``), ``gradient_ratio``
+      (:math:`\lVert\nabla L(\hat\phi; D)\rVert / \lVert g\rVert`: how far from stationary the model is),
+      ``damping`` (the last attempt's :math:`\lambda`);
+    * ``attempts``: one dict per solve of the first step (the solver's ``iterations``, ``residual``,
+      ``seconds``, ``converged``, ``negative_curvature``, and ``rhs_norm``, ``damping``,
+      ``predicted_decrease``, ``actual_decrease``, ``ratio``, ``reason``);
+    * ``solver``: always a list, one dict per solve of a step: the first step's last attempt (the accepted
+      one when ``trusted``), then one per Newton step (with its ``step_size`` when line-searched); empty
+      when the gradient was not finite (nothing was solved);
+    * ``trusted`` and ``reason`` (``None`` when trusted); ``newton_discarded`` (only when the Newton steps
+      were dropped for raising :math:`T`);
+    * ``phase_seconds`` (per phase, see above) and ``threads``.
+
     Args:
-        model, graph, objective: the trained model, its training graph and objective.
-        config: :class:`IFRUConfig`.
+        model: the trained model.
+        graph: its training graph.
+        objective: its training objective.
+        config: :class:`IFRUConfig` (or a dict of its options; ``None``: the defaults).
+        val: unused (IFRU needs no validation data).
+        _reference_paths: for tests only: never take the closed-form products nor the k-hop computation
+            subgraph (double backward through the model on the whole graph), the reference the fast paths
+            are checked against.
     """
     name = "ifru"
+    Config = IFRUConfig
 
-    def __init__(self, model, graph: HeteroData, objective: Objective, config: IFRUConfig | None = None):
-        super().__init__(model, graph, objective)
-        self.config = config or IFRUConfig()
-        self._subgraphs: dict = {}  # scoring graphs of the call in progress (see _scoring_graph)
+    def __init__(self, model, graph: HeteroData, objective: Objective, config: IFRUConfig | dict | None = None, *,
+                 val: HeteroData | None = None, _reference_paths: bool = False):
+        super().__init__(model, graph, objective, config, val=val)
+        self._reference_paths = _reference_paths
 
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData):
-        try:
-            return self._influence(request, positions, remaining)
-        finally:
-            self._subgraphs = {}  # holds graphs: never keep them past the call
-
-    def _influence(self, request: Tensor, positions: Tensor, remaining: HeteroData):
-        clock = _PhaseClock()
+        clock = _PhaseClock(self.graph[EDGE].edge_index.device)
         region = self._select(request)
         clock.lap("select")
-        removed = training_terms(self.objective, self.graph, positions)
-        replaced = self._replacement_terms(removed, request, remaining)
-        target = self._tilted_objective(region, remaining, replaced)
-        gradient = self._gradient(region, removed, replaced, target)
+        call = self._gather(request, positions, remaining, region)
+        target = self._tilted_objective(call)
+        gradient = self._gradient(call, target)
         clock.lap("gradient")
-        phi, outcome = self._solve(region, gradient.detach(), target, remaining)
+        phi, outcome = self._solve(call, gradient.detach(), target)
         clock.lap("solve")
         new_model = copy.deepcopy(self.model)
         region.rows.write(new_model, phi)
         clock.lap("write")
-        info = {
-            "request_edges": request.size(1),
-            "affected_nodes": int(region.affected.sum()),
-            "affected_terms": self._affected_count(region, remaining),
-            "kept_nodes": int(region.kept_mask.sum()),
-            "kept_parameters": region.phi.numel(),
-            **outcome,
-            "phase_seconds": clock.phases,
-            "threads": torch.get_num_threads(),
-        }
-        return new_model, info
+        return new_model, {**self._describe(call), **outcome, "phase_seconds": clock.phases,
+                           "threads": torch.get_num_threads()}
+
+    # -- select: the rows phi and the regions around the request --------------------------------------
 
     def _select(self, request: Tensor) -> _Region:
         """phi: the rows of the nodes that pruning keeps (the request's endpoints always)."""
@@ -306,101 +458,116 @@ class IFRU(Unlearner):
             reach = torch.ones_like(reach)
         return _Region(rows, rows.gather(model), kept_mask, k_hop_mask(graph, request_nodes, depth), reach)
 
-    def _affected_count(self, region: _Region, remaining: HeteroData) -> int:
-        """:math:`|D_c|`: the remaining terms scoring a node whose output the removal changes (K hops of
-        V(D_r), inside the reach of phi, so among the terms already gathered)."""
-        if not (self.config.spillover and self.model.receptive_field > 0):
-            return 0
-        new = self._local(remaining, region.reach)
-        return int(new.touches(region.affected, num_users(remaining)).sum())
+    # -- gradient: the terms, the tilted objective T and g ----------------------------------------------
 
-    def _tilted_objective(self, region: _Region, remaining: HeteroData, replaced: Terms | None) -> _TiltedObjective:
+    def _gather(self, request: Tensor, positions: Tensor, remaining: HeteroData, region: _Region) -> _Call:
+        """The request's state: the terms that reach phi before and after the removal, the removed ones."""
+        removed = training_terms(self.objective, self.graph, positions)
+        replaced = self._replacement_terms(removed, request, remaining)
+        return _Call(request, remaining, region,
+                     original=_Scored(local_terms(self.objective, self.graph, region.reach), self.graph),
+                     new=_Scored(local_terms(self.objective, remaining, region.reach), remaining),
+                     removed=_Scored(removed, self.graph),
+                     replaced=None if replaced is None else _Scored(replaced, self.graph))
+
+    def _replacement_terms(self, removed: Terms, request: Tensor, remaining: HeteroData) -> Terms | None:
+        """Terms that replace the removed ones in the new objective (none: they are simply removed)."""
+        return None
+
+    def _tilted_objective(self, call: _Call) -> _TiltedObjective:
         """:math:`T` of the acceptance test over the terms that reach phi (see :class:`_TiltedObjective`)."""
-        rows, phi = region.rows, region.phi
-        original = self._local(self.graph, region.reach)
-        new = self._local(remaining, region.reach)
-        pieces = [(new, remaining, True)] + ([] if replaced is None else [(replaced, self.graph, False)])
-        functions = [self._terms_fn(rows, terms, graph, l2) for terms, graph, l2 in pieces]
+        rows, phi, replaced = call.region.rows, call.region.phi, call.replaced
+        pieces = [(call.new, True)] + ([] if replaced is None else [(replaced, False)])
+        functions = [self._terms_fn(rows, scored, l2) for scored, l2 in pieces]
 
         def value(x):
             return sum(fn(x) for fn in functions)
 
         def gradient(x):
-            total = self._objective_grad(rows, x, new, remaining)
-            return total if replaced is None else total + self._loss_gradient(rows, x, replaced, self.graph)
-        tilt = self._objective_grad(rows, phi, original, self.graph).detach()
-        return _TiltedObjective(value, gradient, tilt, phi, self._orphans(rows, new, remaining, replaced),
-                                self.objective.l2)
+            total = self._objective_grad(rows, x, call.new)
+            return total if replaced is None else total + self._loss_gradient(rows, x, replaced)
+        tilt = self._objective_grad(rows, phi, call.original).detach()
+        return _TiltedObjective(value, gradient, tilt, phi, self._orphans(call), self.objective.l2)
 
-    def _orphans(self, rows: NodeRows, new: Terms, remaining: HeteroData, replaced: Terms | None) -> Tensor:
+    def _orphans(self, call: _Call) -> Tensor:
         """``[len(phi)]`` whether each entry of phi is a row of a node that no term of the new objective
         scores and no remaining edge reaches (none for SCIF, whose new objective keeps every node)."""
+        remaining = call.remaining
         users, items = num_users(remaining), num_items(remaining)
-        data = torch.full((users + items,), replaced is not None, dtype=torch.bool, device=new.target.device)
-        data[new.nodes(users, users + items)] = True
+        data = torch.full((users + items,), call.replaced is not None, dtype=torch.bool,
+                          device=call.new.terms.target.device)
+        data[call.new.terms.nodes(users, users + items)] = True
         data[node_ids(message_passing_edges(remaining), users)] = True
-        return rows.expand(self.model, ~data, users)
+        return call.region.rows.expand(self.model, ~data, users)
 
-    def _local(self, graph: HeteroData, mask: Tensor) -> Terms:
-        """The terms of ``graph`` that score a node of ``mask``, built once per call."""
-        key = ("local", id(graph), id(mask))
-        if key not in self._subgraphs:
-            self._subgraphs[key] = (graph, mask, local_terms(self.objective, graph, mask))
-        return self._subgraphs[key][2]
+    def _gradient(self, call: _Call, target: _TiltedObjective) -> Tensor:
+        """:math:`g = \\nabla L(\\hat\\phi; D) - \\nabla L(\\hat\\phi; D \\setminus D_r)` over the terms that reach
+        phi: the direct and the spillover influence at once, and exactly :math:`-\\nabla T(\\hat\\phi)`, so the
+        acceptance test judges the step against the objective it was solved for (for BPR this includes the
+        negatives the removal redraws). Without spillover (the paper's ablation; SCIF), the removed terms'
+        gradient, less that of their replacements."""
+        rows, phi = call.region.rows, call.region.phi
+        if self.config.spillover:
+            return (target.full_gradient - target.new_gradient(phi)).detach()
+        gradient = self._loss_gradient(rows, phi, call.removed)
+        return gradient if call.replaced is None else gradient - self._loss_gradient(rows, phi, call.replaced)
 
-    def _solve(self, region: _Region, gradient: Tensor, target: _TiltedObjective, remaining: HeteroData):
+    # -- solve: the first step (Levenberg-Marquardt), then the Newton extension -----------------------------
+
+    def _solve(self, call: _Call, gradient: Tensor, target: _TiltedObjective) -> tuple[Tensor, dict]:
         """The accepted first step, then the Newton extension's steps; returns phi and the info entries."""
-        cfg, phi = self.config, region.phi
-        implicit = target.implicit_ridge() if cfg.damping == "auto" else None
-        base = remaining if cfg.curvature_of == "remaining" else self.graph
+        phi = call.region.phi
         # How far the trained point is from stationary, relative to the removal's own gradient.
         ratio = float(target.full_gradient.norm() / gradient.norm()) if gradient.norm() > 0 else float("inf")
+        implicit = target.implicit_ridge() if self.config.solver.damping == "auto" else None
         outcome = {"implicit_ridge": implicit, "gradient_ratio": ratio, "attempts": []}
-        step, reason = None, None
-        if not torch.isfinite(gradient).all():
-            reason = "the gradient of the removed terms is not finite"
-        else:
-            curvature = self._curvature(region.rows, self._curvature_terms(base, region), base, phi)
-            start = (implicit if implicit is not None else float(cfg.damping))
-            start += cfg.relative_damping * _mean_diagonal(curvature, phi) if cfg.relative_damping else 0.0
-            step, reason = self._first_step(curvature, gradient, target, start, outcome["attempts"])
+        step, reason = self._first_step(call, gradient, target, outcome["attempts"])
         outcome["damping"] = target.damping
-        solves = [outcome["attempts"][-1]] if outcome["attempts"] else []
+        solves = outcome["attempts"][-1:]  # the step's own solve (the same dict as its attempt's)
         new_phi = phi + step if reason is None else self._settle(phi, step, reason)
-        plan = self._newton_plan(ratio, float(gradient.norm()))
-        if new_phi is not phi and plan.line_search:
-            solves[0]["step_size"] = 1.0
-        if new_phi is not phi and plan.steps > 1:  # the Newton extension goes on from the first step
-            new_phi = self._extend(region, new_phi, target, remaining, solves, outcome, plan)
-        outcome.update(trusted=reason is None, reason=reason, solver=solves[0] if len(solves) == 1 else solves)
+        if new_phi is not phi:  # a step was applied: the Newton extension goes on from it
+            plan = self._newton_plan(ratio, float(gradient.norm()))
+            new_phi = self._extend(call, new_phi, target, solves, outcome, plan)
+        outcome.update(trusted=reason is None, reason=reason, solver=solves)
         return new_phi, outcome
 
-    def _newton_plan(self, ratio: float, gradient_norm: float) -> _NewtonPlan:
-        """The configured Newton steps; for ``"auto"``, inexact line-searched ones on a stationary model
-        (``ratio``: the full objective's gradient over the removal's), else the one step."""
-        cfg = self.config
-        if cfg.newton_steps != "auto":
-            return _NewtonPlan(cfg.newton_steps, cfg.line_search, cfg.solver_options(), 0.0)
-        if ratio > STATIONARY_RATIO:
-            return _NewtonPlan(1, cfg.line_search, cfg.solver_options(), 0.0)
-        options = {**cfg.solver_options(), "tol": max(cfg.tol, AUTO_NEWTON_TOL)}
-        return _NewtonPlan(AUTO_NEWTON_STEPS, True, options, AUTO_NEWTON_STOP * gradient_norm)
+    def _first_step(self, call: _Call, gradient: Tensor, target: _TiltedObjective, attempts: list):
+        """The influence step and ``None``, or the last finite step (or ``None``) and why none was accepted."""
+        if not torch.isfinite(gradient).all():
+            return None, "the gradient of the removed terms is not finite"
+        curvature = self._curvature(call.region.rows, self._curvature_terms(call), target.phi0)
+        return self._levenberg_marquardt(curvature, gradient, target, self._start_damping(curvature, target),
+                                         attempts)
 
-    def _curvature_terms(self, base: HeteroData, region: _Region) -> Terms:
-        # The MF surrogate's curvature reads only the terms scoring a kept node directly.
-        return self._local(base, region.kept_mask if self.config.curvature == "mf_surrogate" else region.reach)
+    def _start_damping(self, curvature, target: _TiltedObjective) -> float:
+        """The first attempt's :math:`\\lambda`: the implicit ridge or the configured damping, plus the
+        relative damping's share of the mean curvature diagonal."""
+        solver = self.config.solver
+        damping = target.implicit_ridge() if solver.damping == "auto" else float(solver.damping)
+        return damping + (solver.relative_damping * _mean_diagonal(curvature, target.phi0)
+                          if solver.relative_damping else 0.0)
 
-    def _first_step(self, curvature, rhs: Tensor, target: _TiltedObjective, damping: float, attempts: list):
-        """Levenberg-Marquardt on the influence step: solve, test, and on rejection grow the damping."""
+    def _curvature_terms(self, call: _Call) -> _Scored:
+        """The terms whose curvature the first step takes (``curvature_of``)."""
+        remaining = self.config.curvature_of == "remaining"
+        if self.config.curvature == "mf_surrogate":  # reads only the terms scoring a kept node directly
+            graph = call.remaining if remaining else self.graph
+            return _Scored(local_terms(self.objective, graph, call.region.kept_mask), graph)
+        return call.new if remaining else call.original
+
+    def _levenberg_marquardt(self, curvature, rhs: Tensor, target: _TiltedObjective, damping: float,
+                             attempts: list):
+        """Solve, test, and on rejection grow the damping; returns the step and the reason of the last
+        rejection (``None`` when accepted)."""
         cfg, phi = self.config, target.phi0
         step = None
-        for attempt in range(cfg.retries + 1):
+        for attempt in range(cfg.trust.retries + 1):
             if attempt:
                 damping = DAMPING_GROWTH * damping if damping > 0 else 0.01 * _mean_diagonal(curvature, phi)
             target.damping = damping
             operator = _shifted(curvature, damping)
             b = target.rhs(rhs)
-            result = solve(cfg.solver, operator, b, **cfg.solver_options())
+            result = solve(cfg.solver.name, operator, b, **cfg.solver.options())
             check = _acceptance(target, result, b, operator, cfg)
             attempts.append({**result.stats(), "rhs_norm": float(b.norm()), "damping": damping, **check})
             if torch.isfinite(result.x).all():
@@ -409,117 +576,141 @@ class IFRU(Unlearner):
                 return result.x, None
         return step, attempts[-1]["reason"]
 
-    def _extend(self, region: _Region, first: Tensor, target: _TiltedObjective, remaining: HeteroData,
-                solves: list, outcome: dict, plan: _NewtonPlan) -> Tensor:
-        """The Newton steps, kept only when they do not raise :math:`T` above the first step's value: on a
-        model far from stationarity they minimise the new objective beyond what the removal explains."""
-        phi = self._newton_steps(region, first, target, remaining, solves, plan)
+    def _settle(self, phi: Tensor, step: Tensor | None, reason: str) -> Tensor:
+        """The failure policy (``trust.on_failure``) once no step was accepted."""
+        policy = self.config.trust.on_failure
+        if policy == "raise":
+            raise UnlearningFailed(f"IFRU: {reason}")
+        applied = policy == "apply" and step is not None
+        _warn(f"IFRU: {reason}; " + ("the step was applied anyway" if applied else "the model is returned unchanged")
+              + " (info['trusted'] is False)")
+        return phi + step if applied else phi
+
+    def _newton_plan(self, ratio: float, gradient_norm: float) -> _NewtonPlan:
+        """The configured Newton steps; for ``"auto"``, inexact line-searched ones on a stationary model
+        (``ratio``: the full objective's gradient over the removal's), else the one step."""
+        newton, solver = self.config.newton, self.config.solver
+        if newton.steps != "auto":
+            return _NewtonPlan(newton.steps, newton.line_search, solver.options(), 0.0)
+        if ratio > STATIONARY_RATIO:
+            return _NewtonPlan(1, newton.line_search, solver.options(), 0.0)
+        options = {**solver.options(), "tol": max(solver.tol, AUTO_NEWTON_TOL)}
+        return _NewtonPlan(AUTO_NEWTON_STEPS, True, options, AUTO_NEWTON_STOP * gradient_norm)
+
+    def _extend(self, call: _Call, first: Tensor, target: _TiltedObjective, solves: list, outcome: dict,
+                plan: _NewtonPlan) -> Tensor:
+        """The Newton steps after the first, kept only when they do not raise :math:`T` above the first
+        step's value: on a model far from stationarity they minimise the new objective beyond what the
+        removal explains."""
+        if plan.line_search:
+            solves[0]["step_size"] = 1.0  # the first step is taken whole
+        if plan.steps == 1:
+            return first
+        phi = self._newton_steps(call, first, target, solves, plan)
         if float(target(phi)) <= float(target(first)):
             return phi
         outcome["newton_discarded"] = True
-        warnings.warn("IFRU: the Newton steps raised the tilted objective (the model is far from a stationary "
-                      "point of its objective): only the first step is kept", RuntimeWarning, stacklevel=6)
+        _warn("IFRU: the Newton steps raised the tilted objective (the model is far from a stationary point of "
+              "its objective): only the first step is kept")
         return first
 
-    def _newton_steps(self, region: _Region, phi: Tensor, target: _TiltedObjective, remaining: HeteroData,
-                      solves: list, plan: _NewtonPlan) -> Tensor:
+    def _newton_steps(self, call: _Call, phi: Tensor, target: _TiltedObjective, solves: list,
+                      plan: _NewtonPlan) -> Tensor:
         """Our extension: Newton steps on the new objective itself from the accepted first step (damped
         with the first step's damping, line-searched): for stationary models, where the tilt vanishes."""
-        cfg, rows = self.config, region.rows
         for _ in range(1, plan.steps):
             rhs = -target.new_gradient(phi).detach()
             if float(rhs.norm()) <= plan.stop_below:  # converged
                 break
-            curvature = self._curvature(rows, self._local(remaining, region.reach), remaining, phi)
-            result = solve(cfg.solver, _shifted(curvature, target.damping), rhs, **plan.options)
-            stats = {**result.stats(), "rhs_norm": float(rhs.norm())}
+            curvature = self._curvature(call.region.rows, call.new, phi)
+            result = solve(self.config.solver.name, _shifted(curvature, target.damping), rhs, **plan.options)
             size = (_backtrack(target.value, phi, result.x) if plan.line_search
                     else float(torch.isfinite(result.x).all()))
-            stats["step_size"] = size
-            solves.append(stats)
+            solves.append({**result.stats(), "rhs_norm": float(rhs.norm()), "step_size": size})
             if size == 0:  # no descent along Newton's direction: stop there
                 break
             phi = phi + size * result.x
         return phi
 
-    def _settle(self, phi: Tensor, step: Tensor | None, reason: str) -> Tensor:
-        """The failure policy (``on_failure``) once no step was accepted."""
-        policy = self.config.on_failure
-        if policy == "raise":
-            raise UnlearningFailed(f"IFRU: {reason}")
-        applied = policy == "apply" and step is not None
-        warnings.warn(f"IFRU: {reason}; " + ("the step was applied anyway" if applied else
-                      "the model is returned unchanged") + " (info['trusted'] is False)", RuntimeWarning,
-                      stacklevel=6)
-        return phi + step if applied else phi
+    # -- info -------------------------------------------------------------------------------------------
 
-    def _scoring_graph(self, graph: HeteroData, terms: Terms) -> HeteroData:
-        """:func:`~graphforget.influence.scoring_graph` of the terms, built once per call."""
-        key = (id(graph), id(terms))
-        if key not in self._subgraphs:  # the graph and terms are kept with it: their ids stay theirs
-            self._subgraphs[key] = (graph, terms, scoring_graph(self.model, graph, terms, self.config.locality))
-        return self._subgraphs[key][2]
+    def _describe(self, call: _Call) -> dict:
+        """The request's size and where it acted (the first entries of ``info``)."""
+        region = call.region
+        return {"request_edges": call.request.size(1), "affected_nodes": int(region.affected.sum()),
+                "affected_terms": self._affected_count(call), "kept_nodes": int(region.kept_mask.sum()),
+                "kept_parameters": region.phi.numel()}
 
-    def _terms_fn(self, rows: NodeRows, terms: Terms, graph: HeteroData, regularize: bool):
-        return objective_function(self.model, self.objective, terms, graph, rows, regularize,
-                                  sub=self._scoring_graph(graph, terms))
+    def _affected_count(self, call: _Call) -> int:
+        """:math:`|D_c|`: the remaining terms scoring a node whose output the removal changes (K hops of
+        V(D_r), inside the reach of phi, so among the terms already gathered)."""
+        if not (self.config.spillover and self.model.receptive_field > 0):
+            return 0
+        return int(call.new.terms.touches(call.region.affected, num_users(call.remaining)).sum())
 
-    def _replacement_terms(self, removed: Terms, request: Tensor, remaining: HeteroData) -> Terms | None:
-        """Terms that replace the removed ones in the new objective (none: they are simply removed)."""
-        return None
-
-    def _loss_gradient(self, rows: NodeRows, phi: Tensor, terms: Terms, graph: HeteroData) -> Tensor:
-        """Gradient in phi of the terms' summed loss on ``graph`` (no L2)."""
-        if len(terms) == 0:
-            return torch.zeros_like(phi)
-        if self._closed_form(rows):
-            sub = self._scoring_graph(graph, terms)
-            return dot_product_gradient(self.model, rows, phi, terms, sub, self.objective)
-        x = phi.detach().requires_grad_(True)
-        return torch.autograd.grad(self._terms_fn(rows, terms, graph, False)(x), x)[0]
-
-    def _gradient(self, region: _Region, removed: Terms, replaced: Terms | None, target: _TiltedObjective) -> Tensor:
-        """:math:`g = \\nabla L(\\hat\\phi; D) - \\nabla L(\\hat\\phi; D \\setminus D_r)` over the terms that reach
-        phi: the direct and the spillover influence at once, and exactly :math:`-\\nabla T(\\hat\\phi)`, so the
-        acceptance test judges the step against the objective it was solved for (for BPR this includes the
-        negatives the removal redraws). Without spillover (the paper's ablation; SCIF), the removed terms'
-        gradient, less that of their replacements."""
-        rows, phi = region.rows, region.phi
-        if self.config.spillover:
-            return (target.full_gradient - target.new_gradient(phi)).detach()
-        gradient = self._loss_gradient(rows, phi, removed, self.graph)
-        return gradient if replaced is None else gradient - self._loss_gradient(rows, phi, replaced, self.graph)
+    # -- the objective's pieces as functions of phi -------------------------------------------------------
 
     def _closed_form(self, rows: NodeRows) -> bool:
-        """Whether curvature products and gradients can take the dot-product closed form."""
-        return self.config.fast and has_linear_dot_product(self.model) and not rows.has_dense
+        """Whether curvature products and gradients take the dot-product closed form (the model allows it)."""
+        return not self._reference_paths and has_linear_dot_product(self.model) and not rows.has_dense
 
-    def _objective_grad(self, rows, phi, terms: Terms, graph: HeteroData) -> Tensor:
-        return self._loss_gradient(rows, phi, terms, graph) + self.objective.l2 * phi
+    def _sub(self, scored: _Scored) -> HeteroData:
+        """Where the terms are scored: their k-hop computation subgraph when the model supports it."""
+        return scored.scoring_graph(self.model, locality=not self._reference_paths)
 
-    def _curvature(self, rows: NodeRows, terms: Terms, graph: HeteroData, phi: Tensor):
+    def _terms_fn(self, rows: NodeRows, scored: _Scored, regularize: bool):
+        return objective_function(self.model, self.objective, scored.terms, scored.graph, rows, regularize,
+                                  sub=self._sub(scored))
+
+    def _loss_gradient(self, rows: NodeRows, phi: Tensor, scored: _Scored) -> Tensor:
+        """Gradient in phi of the terms' summed loss on their graph (no L2)."""
+        if len(scored.terms) == 0:
+            return torch.zeros_like(phi)
+        if self._closed_form(rows):
+            return dot_product_gradient(self.model, rows, phi, scored.terms, self._sub(scored), self.objective)
+        x = phi.detach().requires_grad_(True)
+        return torch.autograd.grad(self._terms_fn(rows, scored, False)(x), x)[0]
+
+    def _objective_grad(self, rows: NodeRows, phi: Tensor, scored: _Scored) -> Tensor:
+        return self._loss_gradient(rows, phi, scored) + self.objective.l2 * phi
+
+    def _curvature(self, rows: NodeRows, scored: _Scored, phi: Tensor):
         """The undamped curvature operator of the terms' objective (with its explicit L2) at ``phi``."""
-        cfg, objective = self.config, self.objective
-        if cfg.curvature != "mf_surrogate" and self._closed_form(rows):
-            sub = self._scoring_graph(graph, terms)
-            return DotProductOperator(self.model, rows, phi, terms, sub, objective, cfg.curvature == "exact")
-        if cfg.curvature == "exact":
-            return HessianOperator(self._terms_fn(rows, terms, graph, True), phi)
-        if cfg.curvature == "gauss_newton":
-            sub = self._scoring_graph(graph, terms)
-            logits = rows_function(self.model, rows, lambda score: score(sub, terms.edge_label_index))
-            return GaussNewtonOperator(logits, lambda z: objective.losses(z, terms.target).sum(), phi, objective.l2)
-
-        def mf_loss(x):  # layer-0 dot products: the authors' code's Hessian even for LightGCN
-            tables = rows.tables(self.model, x)
-            user, item = (tables[name] for name in self.model.node_parameters())
-            eli = terms.edge_label_index
-            logits = (user[eli[0]] * item[eli[1]]).sum(-1)
-            return objective.losses(logits, terms.target).sum() + 0.5 * objective.l2 * x.pow(2).sum()
-        return HessianOperator(mf_loss, phi)
+        curvature, objective, terms = self.config.curvature, self.objective, scored.terms
+        if curvature == "mf_surrogate":
+            return HessianOperator(_mf_surrogate_loss(self.model, rows, terms, objective), phi)
+        if self._closed_form(rows):
+            return DotProductOperator(self.model, rows, phi, terms, self._sub(scored), objective,
+                                      curvature == "exact")
+        if curvature == "exact":
+            return HessianOperator(self._terms_fn(rows, scored, True), phi)
+        sub = self._sub(scored)
+        logits = rows_function(self.model, rows, lambda score: score(sub, terms.edge_label_index))
+        return GaussNewtonOperator(logits, lambda z: objective.losses(z, terms.target).sum(), phi, objective.l2)
 
     def __repr__(self) -> str:
-        return f"IFRU(model={type(self.model).__name__}, objective={self.objective}, config={self.config})"
+        return f"{type(self).__name__}(model={type(self.model).__name__}, objective={self.objective}, " \
+               f"config={self.config})"
+
+
+def _mf_surrogate_loss(model, rows: NodeRows, terms: Terms, objective: Objective):
+    """``phi -> L`` with layer-0 dot products as logits: the authors' code's Hessian even for LightGCN."""
+    def loss(x):
+        tables = rows.tables(model, x)
+        user, item = (tables[name] for name in model.node_parameters())
+        eli = terms.edge_label_index
+        logits = (user[eli[0]] * item[eli[1]]).sum(-1)
+        return objective.losses(logits, terms.target).sum() + 0.5 * objective.l2 * x.pow(2).sum()
+    return loss
+
+
+def _warn(message: str) -> None:
+    """A RuntimeWarning attributed to the first caller outside :mod:`graphforget.unlearn` (the user's
+    ``unlearn`` call, however many of the package's frames lie between)."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(__package__ + "."):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, RuntimeWarning, stacklevel=level)
 
 
 def _mean_diagonal(operator, like: Tensor, probes: int = 4) -> float:
@@ -539,7 +730,7 @@ def _shifted(operator, damping: float):
 
 def _acceptance(target: _TiltedObjective, result, rhs: Tensor, operator, cfg: IFRUConfig) -> dict:
     """The acceptance test of a solve: finite, converged, and a decrease of :math:`T` of at least
-    ``min_ratio`` times the decrease its quadratic model :math:`-g^\\top s + \\tfrac12 s^\\top A s` predicts."""
+    ``trust.min_ratio`` times the decrease its quadratic model :math:`-g^\\top s + \\tfrac12 s^\\top A s` predicts."""
     step, phi = result.x, target.phi0
     if not torch.isfinite(step).all():
         return {"ratio": None, "reason": "the step is not finite"}
@@ -548,11 +739,11 @@ def _acceptance(target: _TiltedObjective, result, rhs: Tensor, operator, cfg: IF
     ratio = actual / predicted if predicted < 0 else float("nan")
     check = {"predicted_decrease": -predicted, "actual_decrease": -actual, "ratio": ratio}
     if not result.converged:
-        reason = (f"the solve did not converge (relative residual {result.residual:.3g} > tol {cfg.tol:g}"
+        reason = (f"the solve did not converge (relative residual {result.residual:.3g} > solver.tol {cfg.solver.tol:g}"
                   + (", negative curvature met" if result.negative_curvature else "") + ")")
-    elif not ratio >= cfg.min_ratio:
+    elif not ratio >= cfg.trust.min_ratio:
         reason = (f"the step failed the acceptance test (the objective's actual decrease over its predicted "
-                  f"decrease is {ratio:.3g} < min_ratio {cfg.min_ratio:g})")
+                  f"decrease is {ratio:.3g} < trust.min_ratio {cfg.trust.min_ratio:g})")
     else:
         reason = None
     return {**check, "reason": reason}
@@ -572,11 +763,11 @@ def _backtrack(objective, phi: Tensor, step: Tensor, halvings: int = 10) -> floa
 
 
 class _PhaseClock:
-    """Seconds of each phase of a call, for the result's ``info``."""
+    """Seconds of each phase of a call (device work included), for the result's ``info``."""
 
-    def __init__(self):
-        self.phases, self.last = {}, time.perf_counter()
+    def __init__(self, device: torch.device):
+        self.phases, self._watch, self._last = {}, Stopwatch(device).start(), 0.0
 
     def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.phases[name], self.last = now - self.last, now
+        now = self._watch.elapsed()
+        self.phases[name], self._last = now - self._last, now

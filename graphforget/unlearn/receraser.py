@@ -4,20 +4,22 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import time
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from ..clock import Stopwatch
+from ..config import check_fields
 from ..data.interactions import EDGE, num_items, num_users
 from ..models.base import Recommender
 from ..objectives import Objective
-from ..train import TrainConfig, train
-from .sisa import SISA
+from ..train import train
+from .registry import register
+from .sisa import SISA, SISAConfig
 
-__all__ = ["RecEraser", "BalancedPartition", "balanced_assign", "balanced_kmeans", "balanced_partition"]
+__all__ = ["RecEraser", "RecEraserConfig", "BalancedPartition", "balanced_assign", "balanced_kmeans", "balanced_partition"]
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +171,29 @@ def balanced_partition(user_emb: Tensor, item_emb: Tensor, edge_index: Tensor, n
     return BalancedPartition(shard_of, anchors, groups, iterations)
 
 
+@dataclass
+class RecEraserConfig(SISAConfig):
+    """Options of :class:`RecEraser`: those of :class:`~graphforget.unlearn.SISAConfig` (with attention
+    aggregation by default) and
+
+    Args:
+        partition: ``"interaction"`` (InBP), ``"user"`` (UBP) or ``"item"`` (IBP).
+        partition_iters: most iterations of the balanced clustering.
+        pretrain: pre-train a fresh copy of the model for the partition's embeddings, instead of using
+            the given trained model's.
+    """
+    aggregation: str = "attention"
+    partition: str = "interaction"
+    partition_iters: int = 10
+    pretrain: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_fields(self, {"partition": (self.partition in PARTITIONS, f"one of {', '.join(PARTITIONS)}"),
+                            "partition_iters": (self.partition_iters >= 1, "must be >= 1")})
+
+
+@register
 class RecEraser(SISA):
     r"""RecEraser (Chen et al., "Recommendation Unlearning", WWW 2022).
 
@@ -190,38 +215,24 @@ class RecEraser(SISA):
       (see :func:`balanced_assign`).
     * The attention uses ``tanh`` and a per-shard transfer starting at the identity (see
       :class:`ShardAttention`); it is trained with the same ``objective`` (and its L2) for
-      ``aggregator_config`` (default ``config``) epochs, early-stopping on ``val``.
+      ``aggregator_train`` (default ``train``) epochs, early-stopping on ``val``.
     * As in the paper, the partition itself is computed from embeddings trained on all the data,
       requested edges included, and is not recomputed on unlearning: only the shard models and the
       aggregator are retrained.
 
-    Args:
-        model: the sub-model template (copied, never modified), or a fitted
-            :class:`~graphforget.unlearn.sharding.ShardedRecommender`.
-        graph, objective, config, num_shards, seed: as for :class:`~graphforget.unlearn.SISA`.
-        retrain_all, workers, val, aggregator_config, attention: as for :class:`~graphforget.unlearn.SISA`.
-        partition: ``"interaction"`` (InBP), ``"user"`` (UBP) or ``"item"`` (IBP).
-        pretrained: a trained :class:`~graphforget.models.Recommender` whose ``embed(graph)`` is used,
-            or a ``(user [U, d], item [I, d])`` pair of embeddings; ``None`` pre-trains a copy of
-            ``model`` (initialised with ``seed``).
-        partition_iters: most iterations of the balanced clustering.
-        aggregation: ``"attention"`` (RecEraser) or ``"mean"`` (an ablation).
+    ``model`` is the sub-model template (copied, never modified), or a fitted
+    :class:`~graphforget.unlearn.sharding.ShardedRecommender`. The partition's embeddings are, in order of
+    precedence: the keyword argument ``pretrained`` (a ``(user [U, d], item [I, d])`` pair or a trained
+    :class:`~graphforget.models.Recommender`); a copy of ``model`` pre-trained here when
+    ``config.pretrain``; else ``model`` itself, which in the lifecycle is the model trained on all the data.
     """
     name = "receraser"
+    Config = RecEraserConfig
 
-    def __init__(self, model, graph: HeteroData, objective: Objective, config: TrainConfig | None = None,
-                 num_shards: int = 10, partition: str = "interaction", seed: int = 0,
-                 pretrained: Recommender | tuple[Tensor, Tensor] | None = None, partition_iters: int = 10,
-                 retrain_all: bool = False, aggregation: str = "attention", workers: int = 1,
-                 val: HeteroData | None = None, aggregator_config: TrainConfig | None = None,
-                 attention: dict | None = None):
-        if partition not in PARTITIONS:
-            raise ValueError(f"partition must be one of {PARTITIONS}, got {partition!r}")
-        if partition_iters < 1:
-            raise ValueError(f"partition_iters must be >= 1, got {partition_iters}")
-        super().__init__(model, graph, objective, config, num_shards, seed, retrain_all, aggregation, workers, val,
-                         aggregator_config, attention)
-        self.partition_type, self.partition_iters, self.pretrained = partition, partition_iters, pretrained
+    def __init__(self, model, graph: HeteroData, objective: Objective, config=None, *, val: HeteroData | None = None,
+                 pretrained: Recommender | tuple[Tensor, Tensor] | None = None):
+        super().__init__(model, graph, objective, config, val=val)
+        self.pretrained = pretrained
         self.pretrained_model: Recommender | None = None
         self.balanced: BalancedPartition | None = None
 
@@ -236,11 +247,11 @@ class RecEraser(SISA):
                 raise ValueError(f"pretrained embeddings must be [{num_users(graph)}, d] and [{num_items(graph)}, d], "
                                  f"got {list(user.shape)} and {list(item.shape)}")
             return user, item
-        model = self.pretrained
-        if model is None:
+        model = self.pretrained if self.pretrained is not None else self.template
+        if self.pretrained is None and self.config.pretrain:
             model = copy.deepcopy(self.template)
-            model.reset_parameters(self.seed)
-            result = train(model, graph, self.objective, self.config, self.val)
+            model.reset_parameters(self.config.seed)
+            result = train(model, graph, self.objective, self.config.train, self.val)
             self.pretrained_model = model
             self.fit_info.update(pretrain_seconds=result.seconds, pretrain_epochs=result.epochs)
         was_training = model.training
@@ -252,15 +263,13 @@ class RecEraser(SISA):
 
     def partition(self) -> Tensor:
         """``[E]`` shard id of each edge of ``self.graph`` by the balanced partition."""
-        start = time.perf_counter()
-        user, item = self.pretrained_embeddings()
-        mid = time.perf_counter()
-        self.balanced = balanced_partition(user, item, self.graph[EDGE].edge_index, self.num_shards,
-                                           self.partition_type, self.partition_iters, self.seed)
-        self.fit_info.update(partition_seconds=time.perf_counter() - mid, embedding_seconds=mid - start,
+        device = self.graph[EDGE].edge_index.device
+        with Stopwatch(device) as embedding:
+            user, item = self.pretrained_embeddings()
+        with Stopwatch(device) as clustering:
+            self.balanced = balanced_partition(user, item, self.graph[EDGE].edge_index, self.num_shards,
+                                               self.config.partition, self.config.partition_iters, self.config.seed)
+        self.fit_info.update(partition_seconds=clustering.seconds, embedding_seconds=embedding.seconds,
                              partition_iterations=self.balanced.iterations)
-        log.info("%s partition in %d iterations: %s", self.partition_type, self.balanced.iterations, self.balanced)
+        log.info("%s partition in %d iterations: %s", self.config.partition, self.balanced.iterations, self.balanced)
         return self.balanced.shard_of
-
-    def __repr__(self) -> str:
-        return super().__repr__()[:-1] + f", partition={self.partition_type!r})"

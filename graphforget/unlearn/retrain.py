@@ -2,27 +2,35 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 
 import torch
-from torch_geometric.data import HeteroData
 
-from ..objectives import Objective
 from ..train import TrainConfig, train
 from .base import Unlearner
+from .registry import register
 
-__all__ = ["Retrain"]
+__all__ = ["Retrain", "RetrainConfig"]
 
 
-class Retrain(Unlearner):
-    """Trains a fresh copy of the model from scratch on the remaining edges.
+@dataclass
+class RetrainConfig:
+    """Options of :class:`Retrain`.
 
     Args:
-        model, graph, objective: the trained model, its training graph and objective.
-        config: training hyper-parameters (those the original was trained with).
-        val: validation pairs for early stopping.
+        train: how to train (those the original was trained with).
         seed: seed of the fresh initialisation.
         warm_start: start from the trained parameters instead of a fresh initialisation (to compare
             parameters with an influence update).
+    """
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    warm_start: bool = False
+
+
+@register
+class Retrain(Unlearner):
+    """Trains a fresh copy of the model from scratch on the remaining edges (early-stopping on ``val``).
 
     Without ``warm_start``, :meth:`unlearn` checks that ``reset_parameters(seed)`` re-drew every
     trainable parameter: a parameter left as trained would keep what it learnt from the removed edges.
@@ -31,18 +39,14 @@ class Retrain(Unlearner):
         ValueError: from :meth:`unlearn`, when ``reset_parameters`` left trained parameters unchanged.
     """
     name = "retrain"
-
-    def __init__(self, model, graph: HeteroData, objective: Objective, config: TrainConfig | None = None,
-                 val: HeteroData | None = None, seed: int = 0, warm_start: bool = False):
-        super().__init__(model, graph, objective)
-        self.config, self.val, self.seed, self.warm_start = config or TrainConfig(), val, seed, warm_start
+    Config = RetrainConfig
 
     def _unlearn(self, request, positions, remaining):
         model = copy.deepcopy(self.model)
-        if not self.warm_start:
-            model.reset_parameters(self.seed)
+        if not self.config.warm_start:
+            model.reset_parameters(self.config.seed)
             _check_reinitialised(model, self.model)
-        result = train(model, remaining, self.objective, self.config, self.val)
+        result = train(model, remaining, self.objective, self.config.train, self.val)
         info = {"epochs": result.epochs, "best_epoch": result.best_epoch, "train_seconds": result.seconds}
         if "max_gradient" in result.history[-1]:  # L-BFGS: how stationary the retrained model is
             info["max_gradient"] = result.history[-1]["max_gradient"]

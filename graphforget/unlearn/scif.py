@@ -9,6 +9,7 @@ from torch_geometric.data import HeteroData
 from ..data.interactions import EDGE, num_items, num_users
 from ..influence import Terms
 from ..objectives import BCEObjective, Objective
+from .registry import register
 from .ifru import IFRU, IFRUConfig
 
 __all__ = ["SCIF", "substitute_labels"]
@@ -31,6 +32,7 @@ def substitute_labels(remaining: HeteroData, request) -> torch.Tensor:
     return torch.where(user_has[user], user_mean[user], torch.where(item_has[item], item_mean[item], overall))
 
 
+@register
 class SCIF(IFRU):
     r"""Influence unlearning on the involved users' and items' embeddings only, labels substituted.
 
@@ -48,12 +50,13 @@ class SCIF(IFRU):
     """
     name = "scif"
 
-    def __init__(self, model, graph: HeteroData, objective: Objective, config: IFRUConfig | None = None):
+    def __init__(self, model, graph: HeteroData, objective: Objective, config: IFRUConfig | dict | None = None, *,
+                 val: HeteroData | None = None, _reference_paths: bool = False):
         if not isinstance(objective, BCEObjective):
             raise ValueError("SCIF substitutes labels, so it needs a labelled objective (BCEObjective)")
+        super().__init__(model, graph, objective, config, val=val, _reference_paths=_reference_paths)
         # The new objective keeps the removed terms (relabelled): its curvature is the original one.
-        config = replace(config or IFRUConfig(), hops=0, spillover=False, prune=None, curvature_of="original")
-        super().__init__(model, graph, objective, config)
+        self.config = replace(self.config, hops=0, spillover=False, prune=None, curvature_of="original")
 
     def _replacement_terms(self, removed: Terms, request, remaining: HeteroData) -> Terms:
         return Terms(removed.edge_label_index, substitute_labels(remaining, request).to(removed.target))

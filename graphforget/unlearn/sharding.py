@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import time
 from typing import Sequence
 
 import torch
@@ -17,7 +16,7 @@ import torch.multiprocessing as mp
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
-from ..data.interactions import EDGE, edge_subgraph, num_items, num_users
+from ..data.interactions import EDGE, edge_subgraph, num_items, num_users, pair_keys
 from ..models.base import Recommender
 from ..objectives import Objective
 from ..train import TrainConfig, TrainResult, train
@@ -174,13 +173,13 @@ class ShardedRecommender(Recommender):
 
     def __init__(self, shards: Sequence[Recommender], shard_of: Tensor, edge_index: Tensor,
                  aggregation: str | ShardAttention = "mean"):
-        nn.Module.__init__(self)  # no embedding tables of its own (see class docstring)
         if len(shards) < 1:
             raise ValueError("at least one shard is needed")
         first = shards[0]
         if any((m.num_users, m.num_items) != (first.num_users, first.num_items) for m in shards):
             raise ValueError("all shards must have the same num_users and num_items")
-        self.num_users, self.num_items, self.embedding_dim = first.num_users, first.num_items, first.embedding_dim
+        super().__init__(first.num_users, first.num_items)  # no embedding tables of its own (see class docstring)
+        self.embedding_dim = first.embedding_dim
         self.shards = nn.ModuleList(shards)
         edge_index, shard_of = torch.as_tensor(edge_index).long(), torch.as_tensor(shard_of).long()
         if edge_index.dim() != 2 or edge_index.size(0) != 2 or shard_of.shape != (edge_index.size(1),):
@@ -188,7 +187,7 @@ class ShardedRecommender(Recommender):
                              f"and {list(shard_of.shape)}")
         if shard_of.numel() and (shard_of.min() < 0 or shard_of.max() >= len(shards)):
             raise ValueError(f"shard ids must be in [0, {len(shards)})")
-        keys = edge_index[0] * self.num_items + edge_index[1]
+        keys = pair_keys(edge_index, self.num_items)
         keys, order = torch.sort(keys)
         if keys.numel() > 1 and bool((keys[1:] == keys[:-1]).any()):
             raise ValueError("edge_index holds duplicate (user, item) pairs")
@@ -233,7 +232,7 @@ class ShardedRecommender(Recommender):
             ValueError: when a pair has no assignment (it is not a training pair of this ensemble).
         """
         pairs = torch.as_tensor(pairs).long().to(self.pair_keys.device)
-        wanted = pairs[0] * self.num_items + pairs[1]
+        wanted = pair_keys(pairs, self.num_items)
         if self.pair_keys.numel() == 0:
             found = torch.zeros_like(wanted, dtype=torch.bool)
             slot = torch.zeros_like(wanted)
@@ -254,10 +253,11 @@ class ShardedRecommender(Recommender):
         """The ``S`` sub-graphs of ``graph`` made of the edges assigned to each shard."""
         return split_graph(graph, self.assignment_of(graph[EDGE].edge_index), self.num_shards)
 
-    def _without_pairs(self, pairs: Tensor) -> None:
-        """Drops the assignment of ``[2, R]`` pairs, in place (used on a fresh copy by the unlearners)."""
-        wanted = pairs[0].long().to(self.pair_keys.device) * self.num_items + pairs[1].long().to(self.pair_keys.device)
-        keep = ~torch.isin(self.pair_keys, wanted)
+    def restrict_to(self, graph: HeteroData) -> None:
+        """Keeps the assignment of ``graph``'s edges only, in place: the unlearners pass the remaining graph
+        (:func:`~graphforget.data.without_edges`) to a fresh copy, so the request's pairs lose theirs."""
+        kept = pair_keys(graph[EDGE].edge_index, self.num_items).to(self.pair_keys.device)
+        keep = torch.isin(self.pair_keys, kept)
         self.pair_keys, self.pair_shard = self.pair_keys[keep], self.pair_shard[keep]
 
     # --- scoring --------------------------------------------------------------------------------
@@ -417,7 +417,6 @@ def train_aggregator(ensemble: ShardedRecommender, graph: HeteroData, objective:
     with torch.no_grad():
         user_stack, item_stack = ensemble.shard_embeddings(graph)
     frozen = _FrozenShards(ensemble.attention, user_stack.detach(), item_stack.detach())
-    start = time.perf_counter()
     result = train(frozen, graph, objective, config or TrainConfig(), val)
-    log.info("trained the aggregator in %.1fs", time.perf_counter() - start)
+    log.info("trained the aggregator in %.1fs", result.seconds)
     return result

@@ -32,10 +32,8 @@ fine-tuning the MLP and a copy of :math:`\mathbf{E}^{(0)}` for a few epochs on
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
-import time
 from dataclasses import asdict, dataclass
 
 import torch
@@ -43,16 +41,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch_geometric.data import HeteroData
+from torch_geometric.utils import to_torch_csr_tensor
 
-from ..data.interactions import EDGE, bipartite_to_homogeneous, edge_subgraph, num_items, num_users, \
-    symmetric_edge_weight
+from ..data.interactions import EDGE, bipartite_to_homogeneous, num_items, num_users, symmetric_edge_weight, \
+    without_edges
+from ..clock import Stopwatch
+from ..config import check_fields
 from ..io import atomic_write
+from ..models.base import Recommender
+from ..models.propagation import layer_sum
 from ..models.sgl import info_nce
 from ..objectives import Objective
 from .base import Unlearner, UnlearningFailed
+from .registry import register
 
-__all__ = ["UnlearnRec", "UnlearnRecConfig", "InfluenceEncoder", "influence_dependency_matrix",
-           "propagate_layers"]
+__all__ = ["UnlearnRec", "UnlearnRecConfig", "InfluenceEncoder", "influence_dependency_matrix"]
 
 log = logging.getLogger(__name__)
 
@@ -110,22 +113,19 @@ class UnlearnRecConfig:
 
     def __post_init__(self):
         low, high = self.request_ratio
-        checks = {
-            "l_u, l_p, l_c, alpha must be >= 0": min(self.l_u, self.l_p, self.l_c, self.alpha) >= 0,
-            "tau, contrastive_tau and lr must be > 0": min(self.tau, self.contrastive_tau, self.lr) > 0,
-            "finetune_lr must be > 0": self.finetune_lr is None or self.finetune_lr > 0,
-            "request_ratio must satisfy 0 < low <= high < 1": 0 < low <= high < 1,
-            "epochs must be >= 0 and resample_every >= 1":
-                min(self.pretrain_epochs, self.finetune_epochs) >= 0 and self.resample_every >= 1,
-            "batch_size must be >= 0, preserve_pairs and contrastive_nodes >= 1":
-                self.batch_size >= 0 and min(self.preserve_pairs, self.contrastive_nodes) >= 1,
-            "contrastive_drop must be in [0, 1)": 0 <= self.contrastive_drop < 1,
-            "encoder_layers must be >= 0": self.encoder_layers is None or self.encoder_layers >= 0,
-            "leaky_slope must be >= 0": self.leaky_slope >= 0,
-        }
-        failed = [message for message, ok in checks.items() if not ok]
-        if failed:
-            raise ValueError(f"invalid UnlearnRecConfig ({'; '.join(failed)}): {self}")
+        rules = {name: (getattr(self, name) >= 0, "must be >= 0")
+                 for name in ("l_u", "l_p", "l_c", "alpha", "pretrain_epochs", "finetune_epochs", "batch_size",
+                              "leaky_slope")}
+        rules.update({name: (getattr(self, name) > 0, "must be > 0") for name in ("tau", "contrastive_tau", "lr")})
+        rules.update({name: (getattr(self, name) >= 1, "must be >= 1")
+                      for name in ("resample_every", "preserve_pairs", "contrastive_nodes")})
+        rules.update({
+            "finetune_lr": (self.finetune_lr is None or self.finetune_lr > 0, "None or > 0"),
+            "request_ratio": (0 < low <= high < 1, "(low, high) with 0 < low <= high < 1"),
+            "contrastive_drop": (0 <= self.contrastive_drop < 1, "must be in [0, 1)"),
+            "encoder_layers": (self.encoder_layers is None or self.encoder_layers >= 0, "None or >= 0"),
+        })
+        check_fields(self, rules)
 
 
 def influence_dependency_matrix(request: Tensor, num_users: int, num_items: int) -> tuple[Tensor, Tensor]:
@@ -143,22 +143,6 @@ def influence_dependency_matrix(request: Tensor, num_users: int, num_items: int)
     """
     weight = symmetric_edge_weight(request, num_users, num_items)
     return bipartite_to_homogeneous(request, num_users), torch.cat([weight, weight])
-
-
-def propagate_layers(x: Tensor, edge_index: Tensor, edge_weight: Tensor, num_layers: int) -> Tensor:
-    r""":math:`\sum_{l=0}^{L} \bar{\mathbf{A}}^l \mathbf{x}` for a sparse ``[N, N]`` matrix given in COO form.
-
-    Args:
-        x: ``[N, d]`` node features.
-        edge_index: ``[2, M]`` (source, target) pairs; ``edge_weight``: ``[M]`` their entries.
-        num_layers: :math:`L \ge 0`.
-    """
-    out = x
-    weight = edge_weight.to(x.dtype)[:, None]
-    for _ in range(num_layers):
-        x = torch.zeros_like(x).index_add(0, edge_index[1], x.index_select(0, edge_index[0]) * weight)
-        out = out + x
-    return out
 
 
 def _identity_linear(dim: int) -> nn.Linear:
@@ -204,8 +188,11 @@ class InfluenceEncoder(nn.Module):
         r""":math:`\Delta\mathbf{E}` ``[N, d]`` from the backbone's final embeddings ``final [N, d]`` and the
         dependency matrix ``(edge_index, edge_weight)`` (see :func:`influence_dependency_matrix`);
         ``node_mask [N]`` marks the request's nodes."""
-        withdraw = self.withdraw * final
-        delta = propagate_layers(self.h0 - self.alpha * withdraw, edge_index, edge_weight, self.num_layers)
+        x = self.h0 - self.alpha * (self.withdraw * final)
+        size = (x.size(0), x.size(0))
+        # The dependency matrix is symmetric: LightGCN's propagation engine (one sparse product a layer).
+        adjacency = to_torch_csr_tensor(edge_index.to(x.device), edge_weight.to(x), size=size)
+        delta = layer_sum(adjacency, x, self.num_layers)
         if self.restrict_to_request and node_mask is not None:
             delta = delta * node_mask[:, None].to(delta.dtype)
         return delta
@@ -230,20 +217,40 @@ class _Shift(nn.Module):
         return weight if self.delta is None else weight + self.delta
 
 
-@contextlib.contextmanager
-def _shared_embedding(model: nn.Module, graph: HeteroData):
-    """Runs ``model.embed(graph)`` once and serves it to every ``embed(graph)`` call inside the block.
+class _SharedEmbedding(nn.Module):
+    """The working backbone during one training step, its embedding on ``graph`` computed once.
 
-    One step's backbone loss, unlearning loss and preservation loss all need the same propagation;
-    computing it once halves a step's cost. Only used on the unlearner's private working copy.
+    A step's backbone loss, unlearning loss and preservation loss all score pairs on the same graph with
+    the same parameters: one propagation serves them all (it halves a step's cost). Pass this module
+    where the backbone would go. On ``graph`` it returns that embedding from :meth:`embed` and scores
+    pairs by its dot products (when the backbone scores so: the :class:`~graphforget.models.Recommender`
+    default; otherwise by the backbone's own ``forward``); its parameters (the objective's L2) and
+    :meth:`contrastive_loss` are the backbone's. Lifetime: one step, as the backbone's parameters change
+    after it.
+
+    Args:
+        backbone: the working copy of the model.
+        graph: the graph of the step.
     """
-    embedding = model.embed(graph)
-    plain = type(model).embed
-    model.embed = lambda g: embedding if g is graph else plain(model, g)
-    try:
-        yield embedding
-    finally:
-        del model.embed
+
+    def __init__(self, backbone: nn.Module, graph: HeteroData):
+        super().__init__()
+        self.backbone, self.graph = backbone, graph
+        self.user, self.item = backbone.embed(graph)
+        self.dot_product = type(backbone).forward is Recommender.forward
+
+    def embed(self, graph: HeteroData) -> tuple[Tensor, Tensor]:
+        return (self.user, self.item) if graph is self.graph else self.backbone.embed(graph)
+
+    def forward(self, graph: HeteroData, edge_label_index: Tensor) -> Tensor:
+        if graph is not self.graph or not self.dot_product:
+            return self.backbone(graph, edge_label_index)
+        # Recommender.forward's dot products, on the kept embedding.
+        return (self.user.index_select(0, edge_label_index[0]) * self.item.index_select(0, edge_label_index[1])).sum(-1)
+
+    def contrastive_loss(self, *args, **kwargs) -> Tensor:
+        """The backbone's (the self-supervised term that SGL's and SimGCL's objective adds), on its own views."""
+        return self.backbone.contrastive_loss(*args, **kwargs)
 
 
 @dataclass
@@ -256,6 +263,7 @@ class _Request:
     node_mask: Tensor
 
 
+@register
 class UnlearnRec(Unlearner):
     r"""UnlearnRec (Chen, Xia, Huang, SIGIR 2025): pre-train an Influence Encoder once, then answer
     each request with one encoder pass and a brief fine-tuning.
@@ -288,11 +296,12 @@ class UnlearnRec(Unlearner):
         config: hyper-parameters.
     """
     name = "unlearnrec"
+    Config = UnlearnRecConfig
+    needs_fit = True
 
-    def __init__(self, model: nn.Module, graph: HeteroData, objective: Objective,
-                 config: UnlearnRecConfig | None = None):
-        super().__init__(model, graph, objective)
-        self.config = config or UnlearnRecConfig()
+    def __init__(self, model: nn.Module, graph: HeteroData, objective: Objective, config=None, *,
+                 val: HeteroData | None = None):
+        super().__init__(model, graph, objective, config, val=val)
         self.tables = _node_tables(model, graph)
         num_layers = self.config.encoder_layers
         if num_layers is None:
@@ -302,8 +311,6 @@ class UnlearnRec(Unlearner):
         cfg = self.config
         self.encoder = InfluenceEncoder(num_users(graph), num_items(graph), dim, num_layers, cfg.alpha,
                                         cfg.withdraw_init, cfg.leaky_slope, cfg.restrict_to_request).to(device)
-        self.fitted = False
-        self.fit_info: dict = {}
 
     # ----------------------------------------------------------------------------------------- helpers
     def _prepare(self, pairs: Tensor, remaining: HeteroData) -> _Request:
@@ -349,9 +356,10 @@ class UnlearnRec(Unlearner):
                    reference: Tensor, epoch: int) -> tuple[Tensor, dict[str, float]]:
         """Backbone loss + l_u L_u + l_p L_p of one step (the layer-0 update already set on ``work``)."""
         cfg = self.config
-        with _shared_embedding(work, remaining) as (user, item):
-            backbone = self.objective.batch_loss(work, remaining, batch, epoch)
-            unlearn = -F.logsigmoid(-work(remaining, request_batch)).mean()
+        step = _SharedEmbedding(work, remaining)
+        backbone = self.objective.batch_loss(step, remaining, batch, epoch)
+        unlearn = -F.logsigmoid(-step(remaining, request_batch)).mean()
+        user, item = step.user, step.item
         store = remaining[EDGE]
         pairs = store.edge_index[:, batch][:, store.edge_label[batch] > 0][:, :cfg.preserve_pairs]
         # index_select rather than ``user[pairs[0]]``: a deterministic backward on the CPU.
@@ -416,15 +424,14 @@ class UnlearnRec(Unlearner):
             raise ValueError(f"{path} does not hold an encoder for this model and graph: {error}") from error
         self.fitted, self.fit_info = True, dict(state.get("fit_info", {}))
 
-    def fit(self) -> dict:
+    def _fit(self) -> dict:
         """Pre-trains :math:`\\mathbf{H}^{(0)}` and :math:`\\boldsymbol\\eta` on simulated requests (backbone
         and MLP frozen). Call once per trained model; calling again continues from the current encoder.
 
         Returns:
-            ``{"seconds", "epochs", "steps", "history"}`` (also kept as :attr:`fit_info`).
+            ``{"epochs", "steps", "history"}`` (:attr:`fit_info`, with ``seconds``).
         """
         cfg = self.config
-        start = time.perf_counter()
         store = self.graph[EDGE]
         device = store.edge_index.device
         candidates = (store.edge_label > 0).nonzero().squeeze(1)
@@ -463,45 +470,37 @@ class UnlearnRec(Unlearner):
             log.info("UnlearnRec pre-training epoch %d: %s", epoch, sums)
         self._set_update(shifts, None)
         self.encoder.mlp.requires_grad_(True)
-        self.fitted = True
-        self.fit_info = {"seconds": time.perf_counter() - start, "epochs": cfg.pretrain_epochs, "steps": steps,
-                         "history": history}
-        return self.fit_info
+        return {"epochs": cfg.pretrain_epochs, "steps": steps, "history": history}
 
     def _simulated_request(self, candidates: Tensor, gen: torch.Generator) -> tuple[_Request, float]:
         low, high = self.config.request_ratio
         ratio = low + (high - low) * float(torch.rand((), generator=gen))
         count = min(candidates.numel() - 1, max(1, int(round(ratio * candidates.numel()))))
         pick = candidates[torch.randperm(candidates.numel(), generator=gen)[:count].to(candidates.device)]
-        keep = torch.ones(self.graph[EDGE].edge_index.size(1), dtype=torch.bool, device=candidates.device)
-        keep[pick] = False
-        return self._prepare(self.graph[EDGE].edge_index[:, pick], edge_subgraph(self.graph, keep)), ratio
+        pairs = self.graph[EDGE].edge_index[:, pick]
+        return self._prepare(pairs, without_edges(self.graph, pairs)[0]), ratio
 
     # ------------------------------------------------------------------------------------- unlearning
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData) -> tuple[nn.Module, dict]:
-        if not self.fitted:
-            raise RuntimeError("UnlearnRec.fit() must pre-train the encoder before unlearn()")
         cfg = self.config
         if cfg.finetune_epochs > 0 and remaining[EDGE].edge_index.size(1) == 0:
             # Every fine-tuning term but L_u is a mean over remaining edges: over none it is NaN.
             raise ValueError("the request removes every training edge: UnlearnRec has no remaining edges to "
                              "fine-tune on (retrain from scratch, or set finetune_epochs=0 to apply the "
                              "encoder's update alone)")
-        start = time.perf_counter()
-        prepared = self._prepare(request, remaining)
-        final = reference = self._reference()
-        with torch.no_grad():
-            delta = self.encoder.influence(final, prepared.edge_index, prepared.edge_weight, prepared.node_mask)
-        encoder_seconds = time.perf_counter() - start
-
-        start = time.perf_counter()
-        work, shifts = self._working_copy(trainable_tables=True)
-        mlp = copy.deepcopy(self.encoder.mlp).requires_grad_(True)
-        history = self._finetune(work, shifts, mlp, delta, request, remaining, reference)
-        model = self._fold(work, mlp, delta)
-        finetune_seconds = time.perf_counter() - start
+        device = request.device
+        with Stopwatch(device) as encoding:
+            prepared = self._prepare(request, remaining)
+            final = reference = self._reference()
+            with torch.no_grad():
+                delta = self.encoder.influence(final, prepared.edge_index, prepared.edge_weight, prepared.node_mask)
+        with Stopwatch(device) as tuning:
+            work, shifts = self._working_copy(trainable_tables=True)
+            mlp = copy.deepcopy(self.encoder.mlp).requires_grad_(True)
+            history = self._finetune(work, shifts, mlp, delta, request, remaining, reference)
+            model = self._fold(work, mlp, delta)
         _check_finite_result(model)
-        info = {"encoder_seconds": encoder_seconds, "finetune_seconds": finetune_seconds,
+        info = {"encoder_seconds": encoding.seconds, "finetune_seconds": tuning.seconds,
                 "request_users": int(request[0].unique().numel()), "request_items": int(request[1].unique().numel()),
                 "finetune_epochs": cfg.finetune_epochs, "history": history}
         return model, info

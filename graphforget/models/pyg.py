@@ -1,0 +1,165 @@
+"""An adapter that runs a PyG link-prediction module as a :class:`~graphforget.models.Recommender`."""
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import HeteroData
+
+from ..data.interactions import bipartite_to_homogeneous, message_passing_edges, propagation_edges
+from .base import NODE_TYPES, Recommender
+
+__all__ = ["PyGRecommender"]
+
+#: (user, item) pairs per call of the module in :meth:`PyGRecommender.score_all`.
+SCORE_ALL_PAIRS = 1 << 18
+
+
+class PyGRecommender(Recommender):
+    r"""A PyG module over homogeneous node ids behind the :class:`Recommender` contract.
+
+    The module is called as ``module(edge_index, edge_label_index)`` and returns one logit per pair
+    (PyG's :class:`~torch_geometric.nn.models.LightGCN` does). Users are nodes ``0..U-1`` and items
+    ``U..U+I-1``; ``edge_index`` holds both directions of every observed interaction of the graph
+    passed in, and ``edge_label_index`` the pairs with their items offset by ``U``:
+
+    .. code-block:: python
+
+        module = torch_geometric.nn.models.LightGCN(num_nodes=U + I, embedding_dim=64, num_layers=2)
+        model = PyGRecommender(module, U, I, receptive_field=2)
+
+    Per-node parameters are found by shape: every 2-D parameter with :math:`U + I` rows is a table in
+    homogeneous order (node type ``node``); ``node_tables`` names them instead. Every other trainable
+    parameter is dense (influence methods update it whole). :meth:`embed` needs the module's
+    ``get_embedding(edge_index)`` (PyG's LightGCN has it; the scores must be the dot products of its
+    rows); :meth:`score_all` scores every pair through ``forward``, so it holds for any module.
+
+    Args:
+        module: the PyG module.
+        num_users: number of users :math:`U`.
+        num_items: number of items :math:`I`.
+        receptive_field: hops a prediction depends on (the module's number of message-passing layers).
+        edge_weight: pass the symmetric normalised weights of
+            :func:`~graphforget.data.propagation_edges` as ``edge_weight=`` (for a module that does not
+            normalise by itself, e.g. built on ``LGConv(normalize=False)``). It makes the model exact on
+            k-hop subgraphs (:attr:`supports_edge_weight`), so IFRU computes locally. Leave it ``False``
+            for a module that normalises by the degrees of the graph it is given (PyG's LightGCN).
+        node_tables: ``{parameter name in the module: node type}`` (``user``, ``item`` or ``node``),
+            when the tables cannot be found by shape.
+
+    Raises:
+        ValueError: when no parameter has :math:`U + I` rows (the module was built for other node
+            counts), or a named table does not fit its node type.
+    """
+
+    def __init__(self, module: nn.Module, num_users: int, num_items: int, receptive_field: int, *,
+                 edge_weight: bool = False, node_tables: Mapping[str, str] | None = None):
+        super().__init__(num_users, num_items)
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"PyGRecommender wraps a torch.nn.Module, got {type(module).__name__}")
+        if isinstance(receptive_field, bool) or not isinstance(receptive_field, int) or receptive_field < 0:
+            raise ValueError(f"PyGRecommender.receptive_field must be an int >= 0 (the module's number of "
+                             f"message-passing layers), got {receptive_field!r}")
+        self.module = module
+        self.receptive_field = receptive_field
+        self.supports_edge_weight = bool(edge_weight)
+        self.node_tables = _node_tables(module, num_users, num_items, node_tables)
+        self.embedding_dim = module.get_parameter(next(iter(self.node_tables))).size(1)
+
+    def node_parameters(self) -> dict[str, str]:
+        return {f"module.{name}": node_type for name, node_type in self.node_tables.items()}
+
+    def reset_parameters(self, seed: int | None = None) -> None:
+        """The module's ``reset_parameters()``; with ``seed``, under ``torch.manual_seed(seed)`` inside
+        :func:`torch.random.fork_rng`, so the global random state is left as it was."""
+        reset = getattr(self.module, "reset_parameters", None)
+        if reset is None:
+            raise AttributeError(f"{type(self.module).__name__} has no reset_parameters(): Retrain, SISA and "
+                                 "RecEraser re-initialise models with it")
+        if seed is None:
+            reset()
+            return
+        devices = sorted({p.device.index for p in self.module.parameters() if p.is_cuda})
+        with torch.random.fork_rng(devices=devices):
+            torch.random.default_generator.manual_seed(seed)
+            for index in devices:
+                torch.cuda.default_generators[index].manual_seed(seed)
+            reset()
+
+    def propagation_inputs(self, graph: HeteroData) -> tuple[Tensor, Tensor | None]:
+        """The module's ``edge_index`` ``[2, 2E']`` (both directions of the observed edges, items offset
+        by ``U``) and ``edge_weight`` (``[2E']`` with ``edge_weight=True``, else ``None``)."""
+        if not self.supports_edge_weight:
+            return bipartite_to_homogeneous(message_passing_edges(graph), self.num_users), None
+        edges, weight = propagation_edges(graph)
+        weight = weight.to(next(self.module.parameters()).dtype)
+        return bipartite_to_homogeneous(edges, self.num_users), torch.cat([weight, weight])
+
+    def forward(self, graph: HeteroData, edge_label_index: Tensor) -> Tensor:
+        edge_index, weight = self.propagation_inputs(graph)
+        pairs = torch.stack([edge_label_index[0], edge_label_index[1] + self.num_users])
+        out = self.module(edge_index, pairs) if weight is None else self.module(edge_index, pairs, edge_weight=weight)
+        if out.shape != (pairs.size(1),):
+            raise ValueError(f"PyGRecommender: {type(self.module).__name__} returned a {list(out.shape)} tensor for "
+                             f"{pairs.size(1)} pairs; its forward(edge_index, edge_label_index) must return "
+                             "one logit per pair")
+        return out
+
+    def embed(self, graph: HeteroData) -> tuple[Tensor, Tensor]:
+        """Users ``[U, d]`` and items ``[I, d]``: the module's ``get_embedding(edge_index)`` split."""
+        get_embedding = getattr(self.module, "get_embedding", None)
+        if get_embedding is None:
+            raise NotImplementedError(f"PyGRecommender.embed needs get_embedding(edge_index, edge_weight=None) "
+                                      f"(PyG's LightGCN has it); {type(self.module).__name__} has none")
+        edge_index, weight = self.propagation_inputs(graph)
+        out = get_embedding(edge_index) if weight is None else get_embedding(edge_index, edge_weight=weight)
+        if out.dim() != 2 or out.size(0) != self.num_users + self.num_items:
+            raise ValueError(f"PyGRecommender: get_embedding returned {list(out.shape)}, not "
+                             f"[num_users + num_items = {self.num_users + self.num_items}, d]")
+        return out.split([self.num_users, self.num_items])
+
+    def score_all(self, graph: HeteroData, users: Tensor | None = None) -> Tensor:
+        """Scores ``[len(users), I]`` of every item by :meth:`forward`, about :data:`SCORE_ALL_PAIRS`
+        pairs per call."""
+        items = torch.arange(self.num_items, device=next(self.module.parameters()).device)
+        users = torch.arange(self.num_users, device=items.device) if users is None else users.to(items.device)
+        chunk = max(1, SCORE_ALL_PAIRS // self.num_items)
+        rows = [self(graph, torch.stack([part.repeat_interleave(self.num_items), items.repeat(part.numel())]))
+                for part in users.split(chunk)]
+        return torch.cat(rows).view(users.numel(), self.num_items)
+
+    def config(self) -> dict:
+        """The constructor's plain arguments (not the module: checkpoints go through its state dict)."""
+        return {**super().config(), "receptive_field": self.receptive_field,
+                "edge_weight": self.supports_edge_weight}
+
+
+def _node_tables(module: nn.Module, num_users: int, num_items: int,
+                 given: Mapping[str, str] | None) -> dict[str, str]:
+    """The module's per-node tables, ``{parameter name: node type}``, found by shape or checked."""
+    params = dict(module.named_parameters())
+    rows = {"user": num_users, "item": num_items, "node": num_users + num_items}
+    shapes = ", ".join(f"{name} {list(p.shape)}" for name, p in params.items()) or "none"
+    if given is None:
+        found = {name: "node" for name, p in params.items() if p.dim() == 2 and p.size(0) == rows["node"]}
+        if not found:
+            raise ValueError(
+                f"PyGRecommender: no parameter of {type(module).__name__} is a per-node table of "
+                f"num_users + num_items = {rows['node']} rows (its parameters: {shapes}); build the module for "
+                f"{rows['node']} nodes (users 0..{num_users - 1}, items {num_users}..{rows['node'] - 1}) or name "
+                "its tables with node_tables={name: 'user' | 'item' | 'node'}")
+        return found
+    if not given:
+        raise ValueError("PyGRecommender.node_tables is empty: name at least one per-node table")
+    for name, node_type in given.items():
+        if name not in params:
+            raise ValueError(f"PyGRecommender.node_tables: {name!r} is not a parameter of {type(module).__name__} "
+                             f"(its parameters: {shapes})")
+        if node_type not in NODE_TYPES:
+            raise ValueError(f"PyGRecommender.node_tables[{name!r}]: node type {node_type!r} is not one of "
+                             f"{', '.join(NODE_TYPES)}")
+        if params[name].dim() != 2 or params[name].size(0) != rows[node_type]:
+            raise ValueError(f"PyGRecommender.node_tables[{name!r}]: a {node_type} table must be "
+                             f"[{rows[node_type]}, d], it is {list(params[name].shape)}")
+    return dict(given)

@@ -1,0 +1,321 @@
+"""The IFRU "attack" protocol (Zhang et al., "Recommendation Unlearning via Influence Function", ACM TORS 2024).
+
+1. filter the interactions to their 5-core, binarise the labels, split 6:2:2 at random by interaction;
+2. flip the labels of a random ``attack_ratio`` of the training interactions, train on all of them
+   (the *Original* model);
+3. the flipped interactions form the request :math:`D_r`; every method unlearns it, and is compared
+   with *Retrain* (training from scratch without :math:`D_r`) by AUC on the test pairs and by the
+   completeness coefficient
+
+   .. math::
+       c = \\frac{\\mathrm{AUC}_{\\text{method}} - \\mathrm{AUC}_{\\text{original}}}
+                {\\mathrm{AUC}_{\\text{retrain}} - \\mathrm{AUC}_{\\text{original}}} .
+
+:func:`prepare_attack_data` prepares steps 1-2's data; :func:`run_attack` trains the Original, runs the
+methods and returns an :class:`AttackReport`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, NamedTuple, Sequence
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from ..data import (EDGE, Split, attack_flip, binarize, find_data_root, k_core, load_labelled_triples,
+                    load_movielens_100k, num_items, num_users, planted_communities, random_split)
+from ..io import to_jsonable
+from ..metrics import completeness, evaluate_auc, prediction_distance
+from ..presets import Hyperparameters
+from ..train import train
+from ..unlearn import METHODS, UnlearnResult, build_unlearner, method_config
+
+__all__ = ["DATASET_NAMES", "AUC_KEYS", "AttackData", "prepare_attack_data", "MethodReport", "AttackReport",
+           "run_attack"]
+
+log = logging.getLogger(__name__)
+
+#: Datasets the attack protocol knows.
+DATASET_NAMES = ("ml-100k", "bookcrossing", "synthetic")
+
+#: The metrics reported for every model.
+AUC_KEYS = ("auc_0", "auc_1", "auc_2")
+
+#: k of the k-core filter (the IFRU protocol).
+CORE = 5
+
+#: Size of the synthetic stand-in (:func:`~graphforget.data.planted_communities`).
+SYNTHETIC = {"num_users": 600, "num_items": 400, "num_communities": 4, "interactions_per_user": 40}
+
+
+class AttackData(NamedTuple):
+    """What :func:`prepare_attack_data` returns (a tuple: ``split, train, request, source = ...``).
+
+    Attributes:
+        split: the clean 6:2:2 :class:`~graphforget.data.Split` (``split.train`` before the attack).
+        train: the attacked training graph (labels of the request flipped): what the Original sees.
+        request: ``[2, R]`` the flipped (user, item) training edges, :math:`D_r`.
+        source: one line saying which data was used and how it was prepared.
+        dataset: the name of the data used (``synthetic`` when the fallback was taken).
+        attack_ratio: the fraction of training edges flipped.
+    """
+    split: Split
+    train: HeteroData
+    request: Tensor
+    source: str
+    dataset: str
+    attack_ratio: float
+
+
+def _check_ratio(attack_ratio: float) -> float:
+    attack_ratio = float(attack_ratio)
+    if not 0 < attack_ratio < 1:
+        raise ValueError(f"attack ratio must be in (0, 1), got {attack_ratio}")
+    return attack_ratio
+
+
+def _explicit_root(root) -> Path | None:
+    """An explicitly given root must exist: a wrong path is an error, never a silent fallback."""
+    if root is None:
+        return None
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"data directory not found: {path}")
+    return path
+
+
+def _load_raw(dataset: str, root) -> tuple[HeteroData | None, str]:
+    """The raw graph and the file it came from, or ``(None, reason)`` when the file is absent."""
+    base = _explicit_root(root) or find_data_root()
+    if dataset == "ml-100k":
+        candidates = [] if base is None else [base / "u.data", base / "ml-100k" / "u.data"]
+        found = next((p for p in candidates if p.is_file()), None)
+        if found is None:
+            return None, _missing(dataset, base, "ml-100k/u.data")
+        return _read(load_movielens_100k, found.parent, found), str(found)
+    candidates = [] if base is None else [base / "ratings_final.txt", base / "bookcrossing" / "ratings_final.txt"]
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is None:
+        return None, _missing(dataset, base, "bookcrossing/ratings_final.txt")
+    return _read(load_labelled_triples, found, found), str(found)
+
+
+def _read(loader: Callable[[Path], HeteroData], arg: Path, file: Path) -> HeteroData:
+    """``loader(arg)``; an empty or malformed data ``file`` is a ``ValueError`` naming it."""
+    if file.stat().st_size == 0:
+        raise ValueError(f"data file {file} is empty")
+    try:
+        return loader(arg)
+    except (ValueError, IndexError, KeyError, TypeError, RuntimeError) as error:
+        detail = (str(error).strip().splitlines() or [""])[0]
+        raise ValueError(f"cannot read data file {file}: {type(error).__name__}: {detail}") from error
+
+
+def _missing(dataset: str, base: Path | None, rel: str) -> str:
+    if base is None:
+        return f"{dataset} not found: no data directory (pass root, set $GRAPHFORGET_DATA, or use ../shared/data)"
+    return f"{dataset} not found: {base / rel} is missing"
+
+
+def prepare_attack_data(dataset: str = "ml-100k", root: str | os.PathLike | None = None,
+                        attack_ratio: float = 0.02, seed: int = 0, synthetic_fallback: bool = False) -> AttackData:
+    """Data of the IFRU attack protocol, deterministic in ``(dataset, root, attack_ratio, seed)``.
+
+    * ``ml-100k``: :func:`~graphforget.data.load_movielens_100k` -> 5-core -> ratings >= 4 are
+      positive -> random 6:2:2 split -> :func:`~graphforget.data.attack_flip`.
+    * ``bookcrossing``: :func:`~graphforget.data.load_labelled_triples` (labels already 0/1, the
+      sampled negatives unobserved) -> 5-core over all rows (keeps 89,915 of the 139,746 rows,
+      3,988 users x 9,676 items, still about half positive) -> split -> attack.
+    * ``synthetic``: :func:`~graphforget.data.planted_communities` (600 users x 400 items, 40 rated
+      items per user, seeded by ``seed``) -> split -> attack. Needs no file.
+
+    The attack flips labels only: a flipped edge keeps its place in the message-passing graph.
+
+    Args:
+        dataset: one of :data:`DATASET_NAMES`.
+        root: the data directory (holding ``ml-100k/`` or ``bookcrossing/``, or the dataset's own
+            folder); ``None`` looks in ``$GRAPHFORGET_DATA`` then ``../shared/data``
+            (:func:`~graphforget.data.find_data_root`). A given ``root`` that does not exist is an error.
+        attack_ratio: fraction of training edges whose label is flipped, in (0, 1).
+        seed: seeds the split and the attack (and the synthetic generator).
+        synthetic_fallback: when the real dataset is not found, use the synthetic one (say so in
+            ``source`` and log a warning naming the missing file) instead of raising.
+
+    Returns:
+        :class:`AttackData` ``(split, train, request, source, dataset, attack_ratio)``.
+
+    Raises:
+        ValueError: unknown dataset, a ratio outside (0, 1), or a data file that is empty, malformed or
+            left without interactions by the 5-core.
+        FileNotFoundError: a given ``root`` that does not exist, or a missing dataset without fallback.
+    """
+    if dataset not in DATASET_NAMES:
+        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASET_NAMES)}")
+    attack_ratio = _check_ratio(attack_ratio)
+    fallback_note = ""
+    if dataset != "synthetic":
+        raw, where = _load_raw(dataset, root)
+        if raw is None:
+            if not synthetic_fallback:
+                raise FileNotFoundError(where)
+            log.warning("%s; using the synthetic stand-in instead (synthetic_fallback=True)", where)
+            dataset, fallback_note = "synthetic", f", because {where}"
+    if dataset == "synthetic":
+        graph = planted_communities(**SYNTHETIC, seed=seed)
+        source = (f"synthetic planted communities ({SYNTHETIC['num_users']} users x "
+                  f"{SYNTHETIC['num_items']} items, seed {seed}){fallback_note}")
+    elif dataset == "ml-100k":
+        graph = binarize(k_core(raw, CORE), 4)
+        source = f"MovieLens-100K from {where} ({CORE}-core, rating >= 4 -> 1)"
+    else:
+        graph = k_core(raw, CORE)
+        source = f"Book-Crossing from {where} ({CORE}-core, labels as given)"
+    if graph[EDGE].edge_index.size(1) == 0:
+        raise ValueError(f"no interactions left in {where} after the {CORE}-core")
+    split = random_split(graph, (0.6, 0.2, 0.2), seed=seed)
+    attacked, request = attack_flip(split.train, attack_ratio, seed=seed)
+    source += (f"; 6:2:2 split, {split.train[EDGE].edge_index.size(1)} training edges, "
+               f"{request.size(1)} flipped ({attack_ratio:g})")
+    return AttackData(split, attacked, request, source, dataset, attack_ratio)
+
+
+
+# --- running the protocol------------------------------------------------------------------------
+
+@dataclass
+class MethodReport:
+    """One method's row of an :class:`AttackReport`.
+
+    Attributes:
+        scores: ``auc_0/1/2`` on the test pairs (:func:`~graphforget.metrics.evaluate_auc`).
+        seconds: the unlearning call alone.
+        info: the result's ``info``.
+        fit_seconds: the method's :meth:`~graphforget.unlearn.Unlearner.fit` (``None`` for methods without one).
+        before: the AUCs of the fitted model before unlearning (its cost even for an empty request; the
+            "harmless" check of SISA and RecEraser), for methods with a fit step.
+        completeness: per AUC, :math:`c` relative to the Original and Retrain.
+        prediction_gap: the L2 distance of its predicted probabilities on the test pairs to Retrain's, over
+            the Original's distance to Retrain's (0: Retrain's predictions; 1: as far as the Original).
+    """
+    scores: dict[str, float]
+    seconds: float
+    info: dict
+    fit_seconds: float | None = None
+    before: dict[str, float] | None = None
+    completeness: dict[str, float] = field(default_factory=dict)
+    prediction_gap: float | None = None
+
+
+@dataclass
+class AttackReport:
+    """What :func:`run_attack` measured. :meth:`to_dict` gives the JSON-ready form (the ``scores`` of
+    every row flattened into it: ``report["methods"]["ifru"]["auc_0"]``).
+
+    Attributes:
+        dataset, source: the data (see :class:`AttackData`).
+        sizes: ``num_users``, ``num_items``, ``train_edges``, ``request_edges``.
+        run: the model name, seed, attack ratio, device, CPU threads and hyper-parameters.
+        original: the Original's ``auc_0/1/2``, ``train_seconds``, ``epochs`` and ``best_epoch``.
+        methods: one :class:`MethodReport` per method, Retrain first.
+    """
+    dataset: str
+    source: str
+    sizes: dict[str, int]
+    run: dict
+    original: dict
+    methods: dict[str, MethodReport]
+
+    def to_dict(self) -> dict:
+        rows = {name: {**row.scores, **{k: v for k, v in asdict(row).items() if k != "scores"}}
+                for name, row in self.methods.items()}
+        return to_jsonable({"dataset": self.dataset, "source": self.source, **self.sizes, **self.run,
+                            "original": self.original, "methods": rows})
+
+
+def _checked_methods(methods: Sequence[str] | None) -> list[str]:
+    """The methods to run (all registered by default), checked, with Retrain first (the reference)."""
+    methods = list(METHODS) if methods is None else list(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
+    return ["retrain"] + [m for m in methods if m != "retrain"]
+
+
+def _run_method(unlearner, train_graph: HeteroData, test: HeteroData, request: Tensor
+                ) -> tuple[MethodReport, UnlearnResult]:
+    """Fits (when the method needs it) and unlearns; returns the report row and the result."""
+    fit_seconds = before = None
+    if unlearner.needs_fit:
+        fit_seconds = unlearner.fit().fit_seconds
+        before = evaluate_auc(unlearner.model, train_graph, test, request)
+    outcome = unlearner.unlearn(request)
+    scores = evaluate_auc(outcome.model, outcome.graph, test, request)
+    log.info("%s: %s in %.2fs", unlearner.name, {k: round(scores[k], 4) for k in AUC_KEYS}, outcome.seconds)
+    return MethodReport(scores, outcome.seconds, outcome.info, fit_seconds, before), outcome
+
+
+def _compare_with_retrain(report: AttackReport, original, train_graph: HeteroData, test: HeteroData,
+                          outcomes: dict[str, UnlearnResult]) -> None:
+    """Fills each row's ``completeness`` and ``prediction_gap`` (relative to Retrain)."""
+    base, retrain = report.original, report.methods["retrain"].scores
+    pairs, reference = test[EDGE].edge_index, outcomes["retrain"]
+    for model_ in [original, *(outcome.model for outcome in outcomes.values())]:
+        model_.eval()  # the experiment's own models: predictions without training-time noise
+    with torch.no_grad():
+        scale = prediction_distance(original, train_graph, reference.model, reference.graph, pairs)
+        for method, row in report.methods.items():
+            row.completeness = {k: completeness(row.scores[k], base[k], retrain[k]) for k in AUC_KEYS}
+            gap = prediction_distance(outcomes[method].model, outcomes[method].graph, reference.model,
+                                      reference.graph, pairs)
+            row.prediction_gap = gap / scale if scale > 0 else float("nan")
+
+
+def run_attack(data: AttackData, hparams: Hyperparameters, methods: Sequence[str] | None = None,
+               options: dict[str, dict] | None = None, seed: int = 0, device: str | torch.device = "cpu",
+               progress: bool = False) -> AttackReport:
+    """Trains the Original on the attacked data, unlearns the request with each method, evaluates.
+
+    Retrain is always run (first), since completeness is measured against it. Every model is
+    evaluated on the test pairs with :func:`~graphforget.metrics.evaluate_auc` (AUC_0/1/2 with the
+    request's users and items).
+
+    Args:
+        data: from :func:`prepare_attack_data`.
+        hparams: the model and its training (e.g. :func:`~graphforget.presets.default_hparams`).
+        methods: names in :data:`~graphforget.unlearn.METHODS` (default: all of them).
+        options: per method, its options (e.g. ``{"ifru": {"solver.name": "lissa"}}``; see
+            :func:`~graphforget.unlearn.method_config`).
+        seed: seeds the model's initialisation, the batch order and the methods' own draws.
+        device: where to train and unlearn.
+        progress: tqdm bars while training.
+
+    Raises:
+        ValueError: an unknown method or a bad option, before anything is trained.
+    """
+    methods, options, device = _checked_methods(methods), options or {}, torch.device(device)
+    objective, config = hparams.objective(), hparams.train_config(seed, progress)
+    train_graph, val, test, request = (t.to(device) for t in (data.train, data.split.val, data.split.test,
+                                                              data.request))
+    for method in methods:  # every option checked before anything is trained
+        method_config(method, options.get(method), train=config, seed=seed)
+    original = hparams.build_model(num_users(train_graph), num_items(train_graph), seed).to(device)
+    fit = train(original, train_graph, objective, config, val)
+    report = AttackReport(
+        data.dataset, data.source,
+        {"num_users": num_users(train_graph), "num_items": num_items(train_graph),
+         "train_edges": train_graph[EDGE].edge_index.size(1), "request_edges": request.size(1)},
+        {"model": hparams.model, "seed": seed, "attack_ratio": data.attack_ratio,
+         "device": str(device), "threads": torch.get_num_threads(), "hparams": hparams.as_dict()},
+        {**evaluate_auc(original, train_graph, test, request), "train_seconds": fit.seconds, "epochs": fit.epochs,
+         "best_epoch": fit.best_epoch}, {})
+    outcomes = {}
+    for method in methods:
+        unlearner = build_unlearner(method, original, train_graph, objective, options.get(method), train=config,
+                                    seed=seed, val=val)
+        report.methods[method], outcomes[method] = _run_method(unlearner, train_graph, test, request)
+    _compare_with_retrain(report, original, train_graph, test, outcomes)
+    return report

@@ -1,0 +1,389 @@
+"""Run directories: a trained (or unlearned) model with its data, lineage and audit log, published atomically.
+
+A run is a directory that is written once and never modified:
+
+* ``run.json``: what the run is (``kind`` ``fit`` or ``forget``, library ``version``, ``created`` time, the
+  ``data`` source and its options, the ``model`` name and config, ``hparams``, ``seed``, ``metrics``), its
+  ``lineage`` (the parent run's path and the sha256 of its ``run.json``, the request's sha256 and size, the
+  cumulative removed count) and the sha256 of every other file (``files``);
+* ``graph.pt``: the training graph (for a forget run, the remaining graph) as a plain dict of tensors with
+  the raw ids (:func:`graph_to_dict`), readable with ``torch.load(..., weights_only=True)``;
+* ``heldout.pt``: the validation and test pairs (without the forgotten users' and items' rows);
+* ``model.pt``: the model (:func:`~graphforget.models.save_model`);
+* ``removed.pt``: every edge removed in the lineage so far, in local ids, with its label;
+* ``audit.jsonl``: append-only across the lineage: the parent's lines, then one line for this run's request.
+
+:func:`publish` writes a run into a temporary sibling directory (every file fsync-ed), then renames it to
+its final name: a reader sees a complete run or none. An existing run is never overwritten. Concurrent
+publishers in one directory are serialised with an advisory lock on that directory (POSIX), so a temporary
+directory found while holding it is the leftover of a killed attempt and is removed.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from .data.interactions import EDGE, check_model_fits, make_interactions, num_items, num_users, pair_keys
+from .io import to_jsonable
+from .models import Recommender, load_model, save_model
+
+try:  # advisory locks (POSIX); elsewhere concurrent publishers are not guarded
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
+__all__ = ["Run", "FILES", "FORMAT", "graph_to_dict", "graph_from_dict", "publish", "save_run", "load_run",
+           "lineage", "sha256_file", "request_sha256", "utc_now", "RUN_KINDS"]
+
+#: Version of the run directory layout.
+FORMAT = 1
+#: Kinds of run: trained on a file, or derived from a parent by a deletion request.
+RUN_KINDS = ("fit", "forget")
+#: The files of a run besides ``run.json``, whose sha256 ``run.json`` records.
+FILES = ("model.pt", "graph.pt", "heldout.pt", "removed.pt", "audit.jsonl")
+_TEMP_MARK = ".tmp-"
+
+
+@dataclass
+class Run:
+    """A run read back by :func:`load_run`.
+
+    Attributes:
+        path: the run directory.
+        info: the content of ``run.json``.
+        model: the model (on the device it was loaded to).
+        graph: the training graph (local ids, ``raw_id`` on the user and item nodes).
+        val: validation pairs (``edge_index``/``edge_label`` over the same ids).
+        test: test pairs (possibly empty).
+        removed: ``[2, R]`` every edge removed in this lineage (local ids).
+        removed_label: ``[R]`` their labels; ``removed_observed`` ``[R]`` whether they were interactions.
+        audit: the lines of ``audit.jsonl``, oldest first.
+    """
+    path: Path
+    info: dict
+    model: Recommender
+    graph: HeteroData
+    val: HeteroData
+    test: HeteroData
+    removed: Tensor
+    removed_label: Tensor
+    removed_observed: Tensor
+    audit: list = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return (f"Run({str(self.path)!r}, kind={self.info.get('kind')}, model={self.info['model']['name']}, "
+                f"edges={self.graph[EDGE].edge_index.size(1)}, removed={self.removed.size(1)}, "
+                f"audit_lines={len(self.audit)})")
+
+
+# ------------------------------------------------------------------------------------------- small pieces
+
+def utc_now() -> str:
+    """The current UTC time, ISO 8601 to the microsecond."""
+    return datetime.now(timezone.utc).isoformat()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def request_sha256(request: Tensor, num_items: int) -> str:
+    """The sha256 of a ``[2, R]`` request as its sorted int64 pair keys: the same set of pairs, in any
+    order, has the same hash."""
+    keys = pair_keys(request.long().cpu(), num_items).sort().values
+    return hashlib.sha256(keys.numpy().astype("<i8").tobytes()).hexdigest()
+
+
+def _raw_ids_out(raw) -> Tensor | list:
+    """Raw ids as stored in ``graph.pt``: a long tensor for integer ids, a list of strings otherwise."""
+    if isinstance(raw, Tensor):
+        return raw.long().cpu()
+    return [str(value) for value in np.asarray(raw).tolist()]
+
+
+def _raw_ids_in(raw):
+    """The inverse of :func:`_raw_ids_out`: a long tensor, or a numpy string array (as the loaders give)."""
+    return raw if isinstance(raw, Tensor) else np.asarray(raw, dtype=str)
+
+
+def graph_to_dict(graph: HeteroData, raw_ids: bool = True) -> dict:
+    """An interaction graph as a plain dict of tensors (and lists of strings for string raw ids).
+
+    Keys: ``num_users``, ``num_items``, ``edge_index [2, E]``, ``edge_label [E]``, ``observed [E]`` (all
+    true when the graph has no mask) and, with ``raw_ids``, ``user_raw_id`` / ``item_raw_id`` (local id ->
+    raw id; the local ids themselves where the graph has none).
+    """
+    store = graph[EDGE]
+    edges = store.edge_index.cpu()
+    observed = store.observed.cpu() if "observed" in store else torch.ones(edges.size(1), dtype=torch.bool)
+    out = {"num_users": num_users(graph), "num_items": num_items(graph), "edge_index": edges.long(),
+           "edge_label": store.edge_label.cpu().float(), "observed": observed.bool()}
+    if raw_ids:
+        for node in ("user", "item"):
+            raw = getattr(graph[node], "raw_id", None)
+            out[f"{node}_raw_id"] = _raw_ids_out(torch.arange(out[f"num_{node}s"]) if raw is None else raw)
+    return out
+
+
+def graph_from_dict(value: dict, what: str = "graph") -> HeteroData:
+    """The graph of :func:`graph_to_dict` (an ``observed`` mask only where some edge is not observed).
+
+    Raises:
+        ValueError: when a key is missing or the raw ids do not cover the nodes.
+    """
+    missing = {"num_users", "num_items", "edge_index", "edge_label", "observed"} - set(value)
+    if missing:
+        raise ValueError(f"{what} lacks {sorted(missing)}: not written by graphforget.runs")
+    observed = value["observed"]
+    graph = make_interactions(value["edge_index"], value["edge_label"], value["num_users"], value["num_items"],
+                              None if bool(observed.all()) else observed)
+    for node in ("user", "item"):
+        if f"{node}_raw_id" in value:
+            raw = _raw_ids_in(value[f"{node}_raw_id"])
+            if len(raw) != value[f"num_{node}s"]:
+                raise ValueError(f"{what}: {len(raw)} {node} raw ids for {value[f'num_{node}s']} {node}s")
+            graph[node].raw_id = raw
+    return graph
+
+
+def _torch_bytes(value) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Writes ``data`` to a new file and fsyncs it (inside a temporary run directory: no rename needed)."""
+    with open(path, "xb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_directory(directory: Path) -> None:
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------------------------- publishing
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def _locked(directory: Path):
+    """An exclusive advisory lock on ``directory`` (released by the kernel if the process dies)."""
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _remove_stale(final: Path) -> list[Path]:
+    """Removes the temporary directories earlier attempts at ``final`` left behind (called under the lock)."""
+    stale = sorted(final.parent.glob(f".{final.name}{_TEMP_MARK}*"))
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
+def publish(out: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Creates the directory ``out`` atomically: ``write(tmp)`` fills a temporary sibling, which is renamed.
+
+    The temporary directory is ``.NAME.tmp-XXXX`` next to ``out``; every file ``write`` creates must be
+    flushed and fsync-ed by it (:func:`save_run` does). After ``write`` returns, the temporary directory and
+    its parent are fsync-ed around the rename. Publishers in one directory hold an advisory lock on it, so
+    temporary directories of ``out`` found under the lock are leftovers of a killed attempt: they are
+    removed first. On an error (or ``KeyboardInterrupt``) the temporary directory is removed.
+
+    Args:
+        out: the final directory; its parent is created if missing.
+        write: fills the temporary directory it is given.
+
+    Returns:
+        The final path.
+
+    Raises:
+        FileExistsError: when ``out`` exists (a run is never overwritten), checked before and after ``write``.
+    """
+    final = Path(out).expanduser().absolute()
+    if final.exists():
+        raise FileExistsError(f"{out} exists: runs are never overwritten, choose a new directory")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(final.parent):
+        if final.exists():
+            raise FileExistsError(f"{out} exists: runs are never overwritten, choose a new directory")
+        _remove_stale(final)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}{_TEMP_MARK}", dir=final.parent))
+        try:
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0o700 is for the temporary name only
+            write(tmp)
+            _fsync_directory(tmp)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _fsync_directory(final.parent)
+    return final
+
+
+# ------------------------------------------------------------------------------------------ save and load
+
+def save_run(out: str | os.PathLike, info: dict, model: Recommender, graph: HeteroData, val: HeteroData,
+             test: HeteroData, removed: dict, parent_audit: list[dict] | None = None,
+             audit_line: Callable[[dict], dict] | None = None) -> Path:
+    """Publishes a run (see the module docstring) with :func:`publish`.
+
+    Args:
+        out: the new run directory (must not exist).
+        info: the content of ``run.json`` without ``files``, ``format`` and ``created``, added here.
+        model: the model (a registered class: :func:`~graphforget.models.save_model`).
+        graph: the training graph.
+        val, test: held-out pairs.
+        removed: ``{"edge_index": [2, R], "edge_label": [R], "observed": [R]}`` removed in the lineage.
+        parent_audit: the parent's audit lines, copied first.
+        audit_line: builds this run's audit line from the sha256 of the files written so far
+            (``{"model.pt": ..., "graph.pt": ...}``); ``None`` for a run without a request.
+
+    Returns:
+        The final path.
+    """
+    blobs = {"graph.pt": _torch_bytes(graph_to_dict(graph)),
+             "heldout.pt": _torch_bytes({"val": graph_to_dict(val, False), "test": graph_to_dict(test, False)}),
+             "removed.pt": _torch_bytes({key: removed[key].cpu() for key in ("edge_index", "edge_label", "observed")})}
+    model = model.cpu()
+
+    def write(tmp: Path) -> None:
+        save_model(model, tmp / "model.pt")  # atomic and fsync-ed within the temporary directory
+        sums = {"model.pt": sha256_file(tmp / "model.pt")}
+        for name, data in blobs.items():
+            _write_file(tmp / name, data)
+            sums[name] = hashlib.sha256(data).hexdigest()
+        lines = list(parent_audit or []) + ([audit_line(sums)] if audit_line is not None else [])
+        audit = "".join(json.dumps(to_jsonable(line), sort_keys=True) + "\n" for line in lines).encode()
+        _write_file(tmp / "audit.jsonl", audit)
+        sums["audit.jsonl"] = hashlib.sha256(audit).hexdigest()
+        record = {"format": FORMAT, **info, "created": utc_now(), "files": sums}
+        _write_file(tmp / "run.json", (json.dumps(to_jsonable(record), indent=2) + "\n").encode())
+    return publish(out, write)
+
+
+def _read_info(path: Path) -> dict:
+    """``run.json`` of a run directory.
+
+    Raises:
+        FileNotFoundError: when ``path`` is not a run directory.
+        ValueError: when ``run.json`` is not a graphforget run record.
+    """
+    if not path.is_dir():
+        raise FileNotFoundError(f"run directory not found: {path}")
+    record = path / "run.json"
+    if not record.is_file():
+        raise FileNotFoundError(f"{path} is not a run directory (no run.json): make one with `graphforget fit`")
+    try:
+        info = json.loads(record.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{record} is not valid JSON: {error}") from None
+    if not isinstance(info, dict) or info.get("kind") not in RUN_KINDS or "files" not in info:
+        raise ValueError(f"{record} is not a graphforget run record")
+    if info.get("format") != FORMAT:
+        raise ValueError(f"{record} has run format {info.get('format')!r}; this version reads format {FORMAT}")
+    return info
+
+
+def _check_files(path: Path, info: dict) -> None:
+    """Raises ``ValueError`` naming a file of the run that is missing or differs from its recorded sha256."""
+    for name in FILES:
+        file = path / name
+        if not file.is_file():
+            raise ValueError(f"{file} is missing: the run is incomplete")
+        if sha256_file(file) != info["files"].get(name):
+            raise ValueError(f"{file} does not match the sha256 recorded in run.json: the run was modified or "
+                             f"is corrupt")
+
+
+def load_run(path: str | os.PathLike, map_location="cpu") -> Run:
+    """Reads a run directory, checking every file against the sha256 in ``run.json``.
+
+    Raises:
+        FileNotFoundError: when ``path`` is not a directory holding ``run.json``.
+        ValueError: for a record of another format, a missing or modified file, or a model that does not
+            fit the graph.
+    """
+    path = Path(path).expanduser()
+    info = _read_info(path)
+    _check_files(path, info)
+    graph = graph_from_dict(torch.load(path / "graph.pt", weights_only=True), f"{path}/graph.pt")
+    heldout = torch.load(path / "heldout.pt", weights_only=True)
+    removed = torch.load(path / "removed.pt", weights_only=True)
+    model, _ = load_model(path / "model.pt", map_location=map_location)
+    check_model_fits(model, graph)
+    audit = [json.loads(line) for line in (path / "audit.jsonl").read_text().splitlines() if line.strip()]
+    return Run(path, info, model, graph, graph_from_dict(heldout["val"], "val"),
+               graph_from_dict(heldout["test"], "test"), removed["edge_index"], removed["edge_label"],
+               removed["observed"], audit)
+
+
+def _parent_path(child: Path, parent: dict) -> Path:
+    """The parent's directory: the recorded path relative to the child's folder, else the absolute one."""
+    relative = (child.parent / parent["relative_path"]) if parent.get("relative_path") else None
+    if relative is not None and relative.is_dir():
+        return relative.resolve()
+    return Path(parent["path"])
+
+
+def lineage(run: str | os.PathLike | Run) -> list[Path]:
+    """The runs of a lineage, root (the ``fit`` run) first, ``run`` last, as resolved paths.
+
+    Each parent is found from the child's ``run.json`` (relative path first, so a moved tree of runs still
+    resolves) and checked against the sha256 of its ``run.json`` the child recorded.
+
+    Raises:
+        FileNotFoundError: when a parent run is gone.
+        ValueError: when a parent's ``run.json`` changed after the child was derived from it.
+    """
+    path = (run.path if isinstance(run, Run) else Path(run).expanduser()).resolve()
+    chain = [path]
+    info = _read_info(path)
+    while info["lineage"].get("parent"):
+        parent = info["lineage"]["parent"]
+        parent_path = _parent_path(chain[-1], parent)
+        if not (parent_path / "run.json").is_file():
+            raise FileNotFoundError(f"the parent run {parent['path']} of {chain[-1]} is gone")
+        if sha256_file(parent_path / "run.json") != parent["run_sha256"]:
+            raise ValueError(f"the parent run {parent_path} changed after {chain[-1]} was derived from it")
+        chain.append(parent_path)
+        info = _read_info(parent_path)
+    return chain[::-1]

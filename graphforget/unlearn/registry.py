@@ -1,0 +1,88 @@
+"""The methods by name: ``METHODS["ifru"] is IFRU``; :func:`build_unlearner` builds one from options."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch_geometric.data import HeteroData
+
+from ..config import build_config
+from ..objectives import Objective
+from ..train import TrainConfig
+from .base import Unlearner
+
+__all__ = ["METHODS", "register", "method_config", "build_unlearner"]
+
+#: Unlearning methods by name (:attr:`Unlearner.name`); :func:`register` adds one.
+METHODS: dict[str, type[Unlearner]] = {}
+
+
+def register(cls: type[Unlearner] | None = None, *, overwrite: bool = False):
+    """Adds an :class:`~graphforget.unlearn.Unlearner` subclass to :data:`METHODS` under its ``name``.
+
+    Usable as a class decorator::
+
+        @register
+        class MyMethod(Unlearner):
+            name = "my-method"
+            Config = MyMethodConfig
+
+    Raises:
+        ValueError: when the name is taken by another class and ``overwrite`` is false.
+    """
+    def add(method: type[Unlearner]) -> type[Unlearner]:
+        if not (isinstance(method, type) and issubclass(method, Unlearner)) or method.name == Unlearner.name:
+            raise ValueError(f"register: {method!r} is not an Unlearner subclass with its own `name`")
+        if METHODS.get(method.name, method) is not method and not overwrite:
+            raise ValueError(f"method {method.name!r} is already registered ({METHODS[method.name].__name__})")
+        METHODS[method.name] = method
+        return method
+    return add if cls is None else add(cls)
+
+
+def _method(name: str) -> type[Unlearner]:
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def method_config(name: str, options: dict[str, Any] | Any = None, *, train: TrainConfig | None = None,
+                  seed: int | None = None):
+    """The config of method ``name`` built from ``options`` (dotted keys for nested fields), or ``options``
+    itself when it is already an instance of the method's config.
+
+    ``train`` and ``seed`` are the run's own settings: they set the config's ``train`` and ``seed``
+    fields where it has them, and ``options`` then change what they name (``train.lr=0.001``
+    changes only the learning rate of ``train``). Settings the config has no field for are ignored.
+
+    Raises:
+        ValueError: an unknown method, or ``Config.field: ...`` naming an option the config rejects.
+    """
+    cls = _method(name).Config
+    if isinstance(options, cls):  # a ready config: taken as it is
+        return options
+    names = {f.name for f in dataclasses.fields(cls)}
+    context = {key: value for key, value in (("train", train), ("seed", seed)) if value is not None and key in names}
+    base = build_config(cls, context) if context else None
+    try:
+        return build_config(cls, options, base)
+    except ValueError as error:
+        raise ValueError(f"bad options for {name!r}: {error}") from error
+
+
+def build_unlearner(name: str, model: torch.nn.Module, graph: HeteroData, objective: Objective,
+                    options: dict[str, Any] | Any = None, *, train: TrainConfig | None = None,
+                    seed: int | None = None, val: HeteroData | None = None) -> Unlearner:
+    """``METHODS[name](model, graph, objective, method_config(name, options, train=train, seed=seed), val=val)``.
+
+    Args:
+        name: a key of :data:`METHODS`.
+        model, graph, objective: the trained model, its training graph and objective.
+        options: the method's options (see :func:`method_config`).
+        train: how the model was trained (the methods that train: Retrain, FineTune, SISA, RecEraser).
+        seed: the run's seed (for the methods whose config has one).
+        val: validation pairs for early stopping.
+    """
+    config = method_config(name, options, train=train, seed=seed)
+    return METHODS[name](model, graph, objective, config, val=val)

@@ -1,0 +1,596 @@
+"""Forgetting verification: evidence that a model no longer knows the edges it was asked to forget.
+
+A request's edges (the *members*: the model was trained on them before the deletion) are compared with
+*matched non-members*: for every requested edge ``(u, i)``, a pair ``(u, j)`` of the same user with an item
+``j`` of similar popularity that ``u`` never had an edge with. After a complete deletion the model should
+treat the two sets alike: the same mean predicted probability, and a membership-inference attack that
+cannot tell them apart (attack AUC 0.5). A model that still remembers the request scores its edges higher.
+
+Every figure treats a requested edge as a positive interaction (implicit feedback, the usual content of a
+deletion request). A model generalises as well as it memorises: after a retrain the requested edges of a
+user's favourite genre still score above random items of the same popularity, so the attack AUC of an
+exact deletion is often above 0.5. Compare a method's figures with those of a reference retrain
+(``reference=``), not with 0.5 alone. For a request of label-0 edges (explicit dislikes, the flipped labels
+of the IFRU attack protocol) a model that memorised them scores them *low*: an AUC below 0.5 is then the
+membership signal.
+
+No test data is used: the non-members are non-edges of the graph before the deletion, and the attack's
+threshold is calibrated on half of them.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from .data.interactions import (EDGE, check_model_fits, edge_positions, message_passing_edges, num_items, num_users,
+                                pair_keys, validate_pairs)
+from .io import to_jsonable
+from .metrics import auc
+
+__all__ = ["ForgettingReport", "matched_non_members", "membership_attack", "verify_forgetting"]
+
+log = logging.getLogger(__name__)
+
+#: Random draws per pair in one round of the sampling stage of :func:`matched_non_members`, and rounds.
+_DRAWS, _ROUNDS = 16, 3
+#: Most elements of one dense ``[pairs, items]`` block in the exact stage of :func:`matched_non_members`.
+_DENSE_LIMIT = 1 << 24
+
+
+# ----------------------------------------------------------------------------------------------- input checks
+
+def _check_pairs(graph: HeteroData, pairs, what: str) -> Tensor:
+    """``pairs`` as a non-empty ``[2, R]`` long CPU tensor of in-range, distinct (user, item) ids.
+
+    Raises:
+        ValueError: for a bad shape or dtype, an empty tensor, unknown ids or duplicated pairs.
+    """
+    try:
+        pairs = validate_pairs(graph, pairs)
+    except ValueError as error:
+        raise ValueError(f"{what}: {error} (the graph has {num_users(graph)} users and {num_items(graph)} items)"
+                         ) from None
+    if pairs.size(1) == 0:
+        raise ValueError(f"{what} is empty: give at least one (user, item) pair")
+    return pairs.cpu()
+
+
+def _check_model_graph(pair, what: str, graph: HeteroData) -> tuple[torch.nn.Module, HeteroData]:
+    """Unpacks a ``(model, graph)`` argument; checks that the model fits its graph, which has ``graph``'s
+    node counts."""
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[1], HeteroData)):
+        raise ValueError(f"{what} must be a (model, graph) pair, got {type(pair).__name__}")
+    check_model_fits(pair[0], pair[1])
+    _check_same_nodes(graph, pair[1], what)
+    return pair[0], pair[1]
+
+
+def _check_same_nodes(graph: HeteroData, other: HeteroData, what: str) -> None:
+    """Raises ``ValueError`` when ``other`` has other node counts than ``graph``."""
+    mine, theirs = (num_users(graph), num_items(graph)), (num_users(other), num_items(other))
+    if mine != theirs:
+        raise ValueError(f"the {what} graph has {theirs[0]} users and {theirs[1]} items, the model's graph "
+                         f"{mine[0]} and {mine[1]}: they must share the id space")
+
+
+def _check_fraction(name: str, value: float) -> float:
+    if not 0 < value < 1:
+        raise ValueError(f"{name} must be in (0, 1), got {value}")
+    return float(value)
+
+
+# ---------------------------------------------------------------------------------------- matched non-members
+
+def matched_non_members(graph: HeteroData, request, seed: int = 0, num_buckets: int = 10) -> Tensor:
+    """One non-member pair of the same user and of a similarly popular item for every requested edge.
+
+    Items are sorted by degree (their number of observed edges in ``graph``) and cut into ``num_buckets``
+    buckets of equal size (degree deciles by default). For a requested edge :math:`(u, i)` the match is
+    :math:`(u, j)` with :math:`j` drawn uniformly among the items of :math:`i`'s bucket that :math:`u` has
+    no edge with in ``graph`` (observed interactions and sampled negatives alike) and that no other match
+    of :math:`u` took; where that bucket holds no such item, among those of the nearest buckets that do.
+    The matches are therefore distinct pairs, none of them an edge of ``graph``.
+
+    A user with fewer free items than requested edges (who interacted with every item) cannot be matched
+    for all of them: the pairs left over are dropped, with a logged warning, and the result is shorter than
+    the request by their count (:attr:`ForgettingReport.unmatched`).
+
+    Sampling is vectorised: a few rounds of rejection sampling within the bucket, then an exact pass over
+    the remaining pairs' dense ``[pairs, items]`` availability (chunked). Deterministic for a ``seed``.
+
+    Args:
+        graph: the interactions *before* the deletion (every requested pair must be one of its edges).
+        request: ``[2, R]`` integer (user, item) ids of the requested edges.
+        seed: seed of the draws.
+        num_buckets: number of degree buckets (at most the number of items is used).
+
+    Returns:
+        ``[2, M]`` (user, item) pairs, ``M <= R``, on the graph's device; column ``k`` matches the
+        ``k``-th requested edge that could be matched, in request order.
+
+    Raises:
+        ValueError: for a request that is not ``[2, R]`` integer ids, an empty one, ids out of range,
+            duplicated pairs, pairs that are not edges of ``graph`` (the remaining graph passed by mistake),
+            or ``num_buckets < 1``.
+    """
+    return _matched(graph, _check_pairs(graph, request, "request"), seed, num_buckets)[0]
+
+
+def _matched(graph: HeteroData, pairs: Tensor, seed: int, num_buckets: int) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`matched_non_members` of a checked CPU request: ``(matched [2, M]`` on the graph's device,
+    ``kept [R]`` bool mask of the requested edges that got a match, ``positions [R]`` of the requested edges
+    in ``graph``)."""
+    if num_buckets < 1:
+        raise ValueError(f"num_buckets must be >= 1, got {num_buckets}")
+    try:
+        positions = edge_positions(graph, pairs).cpu()
+    except ValueError as error:
+        raise ValueError(f"{error}: pass the graph before the deletion, which holds every requested edge") from None
+    matched, kept = _match(graph, pairs, seed, num_buckets)
+    if matched.size(1) < pairs.size(1):
+        log.warning("%d of %d requested edges have no matched non-member: their users have an edge with every "
+                    "item (they are left out of the comparison)", pairs.size(1) - matched.size(1), pairs.size(1))
+    return matched.to(graph[EDGE].edge_index.device), kept, positions
+
+
+def _degree_buckets(graph: HeteroData, num_buckets: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Equal-size buckets of items sorted by degree (ties in id order).
+
+    Returns ``(bucket [I], order [I], start [B], size [B])``: each item's bucket, the items by degree
+    rank, and where each bucket's items begin in ``order`` and how many there are.
+    """
+    count = num_items(graph)
+    degree = torch.bincount(message_passing_edges(graph)[1].cpu(), minlength=count)
+    order = torch.sort(degree, stable=True).indices
+    buckets = min(num_buckets, count)
+    bucket_of_rank = torch.arange(count) * buckets // count
+    bucket = torch.empty(count, dtype=torch.long)
+    bucket[order] = bucket_of_rank
+    size = torch.bincount(bucket_of_rank, minlength=buckets)
+    return bucket, order, torch.cumsum(size, 0) - size, size
+
+
+def _match(graph: HeteroData, pairs: Tensor, seed: int, num_buckets: int) -> tuple[Tensor, Tensor]:
+    """The sampling of :func:`matched_non_members` on a checked CPU request: the matched ``[2, M]`` pairs and
+    the ``[R]`` mask of the requested edges they match, on the CPU."""
+    edges = _edges_of_users(graph, pairs[0])  # only the requested users' edges can block a match
+    edge_keys = pair_keys(edges, num_items(graph)).sort().values
+    bucket, order, start, size = _degree_buckets(graph, num_buckets)
+    gen = torch.Generator().manual_seed(seed)
+    choice = torch.full((pairs.size(1),), -1, dtype=torch.long)  # -1: pending, -2: no free item, else the item
+    for _ in range(_ROUNDS):
+        pending = (choice == -1).nonzero().flatten()
+        if pending.numel() == 0:
+            break
+        taken = _taken_keys(pairs, choice, bucket.numel())
+        candidate = _draw_in_bucket(pairs[:, pending], bucket, order, start, size, edge_keys, taken, gen)
+        _accept(pairs, choice, pending, candidate, bucket.numel())
+    _nearest_free(pairs, choice, edges, bucket, gen, num_users(graph))
+    keep = choice >= 0
+    return torch.stack([pairs[0, keep], choice[keep]]), keep
+
+
+def _edges_of_users(graph: HeteroData, users: Tensor) -> Tensor:
+    """The ``[2, E']`` edges of ``graph`` (on the CPU) whose user is one of ``users``."""
+    edges = graph[EDGE].edge_index.cpu()
+    wanted = torch.zeros(num_users(graph), dtype=torch.bool)
+    wanted[users] = True
+    return edges[:, wanted[edges[0]]]
+
+
+def _taken_keys(pairs: Tensor, choice: Tensor, count: int) -> Tensor:
+    """Sorted pair keys of the matches made so far."""
+    done = choice >= 0
+    return (pairs[0, done] * count + choice[done]).sort().values
+
+
+def _draw_in_bucket(pairs: Tensor, bucket: Tensor, order: Tensor, start: Tensor, size: Tensor,
+                    edge_keys: Tensor, taken: Tensor, gen: torch.Generator) -> Tensor:
+    """One candidate item per pair ``[P]``: the first free one of :data:`_DRAWS` uniform draws from the
+    requested item's bucket; -1 where none was free (an edge of the user, or a match already taken)."""
+    mine = bucket[pairs[1]]
+    offset = (torch.rand(pairs.size(1), _DRAWS, generator=gen) * size[mine, None]).long()
+    candidate = order[start[mine, None] + torch.minimum(offset, size[mine, None] - 1)]
+    keys = pairs[0, :, None] * bucket.numel() + candidate
+    free = ~_contains(edge_keys, keys) & ~_contains(taken, keys)
+    first = free.to(torch.uint8).argmax(1, keepdim=True)
+    return torch.where(free.any(1), candidate.gather(1, first).squeeze(1), -1)
+
+
+def _contains(sorted_keys: Tensor, keys: Tensor) -> Tensor:
+    """Whether each of ``keys`` is in ``sorted_keys`` (sorted ascending): a binary search, no re-sort."""
+    if sorted_keys.numel() == 0:
+        return torch.zeros_like(keys, dtype=torch.bool)
+    slot = torch.searchsorted(sorted_keys, keys).clamp(max=sorted_keys.numel() - 1)
+    return sorted_keys[slot] == keys
+
+
+def _accept(pairs: Tensor, choice: Tensor, pending: Tensor, candidate: Tensor, count: int) -> None:
+    """Writes ``candidate`` into ``choice`` at ``pending``, where it is an item and the first pending pair
+    (in request order) to pick that (user, item) pair; the others stay pending."""
+    found = candidate >= 0
+    index, item = pending[found], candidate[found]
+    sorted_keys, position = torch.sort(pairs[0, index] * count + item, stable=True)
+    first = torch.ones_like(sorted_keys, dtype=torch.bool)
+    first[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    winner = position[first]
+    choice[index[winner]] = item[winner]
+
+
+def _nearest_free(pairs: Tensor, choice: Tensor, edges: Tensor, bucket: Tensor, gen: torch.Generator,
+                  users: int) -> None:
+    """The exact stage: every pending pair gets a uniformly random free item of the nearest buckets that
+    hold one, or -2 when its user has none left. Chunks of at most :data:`_DENSE_LIMIT` dense elements; every
+    pass settles at least one pair, so the loop ends."""
+    rows = max(1, _DENSE_LIMIT // bucket.numel())
+    while True:
+        pending = (choice == -1).nonzero().flatten()[:rows]
+        if pending.numel() == 0:
+            return
+        candidate = _nearest_free_chunk(pairs, choice, pending, edges, bucket, gen, users)
+        choice[pending[candidate < 0]] = -2
+        _accept(pairs, choice, pending, candidate, bucket.numel())
+
+
+def _nearest_free_chunk(pairs: Tensor, choice: Tensor, pending: Tensor, edges: Tensor, bucket: Tensor,
+                        gen: torch.Generator, users: int) -> Tensor:
+    """One item per pending pair (-1 where its user has no free item): the argmin of the bucket distance
+    plus a uniform random number in ``[0, 1)`` over the items its user has neither an edge nor a match with."""
+    user, item = pairs[:, pending]
+    distinct, row = torch.unique(user, return_inverse=True)
+    local = torch.full((users,), -1, dtype=torch.long)
+    local[distinct] = torch.arange(distinct.numel())
+    blocked = torch.zeros(distinct.numel(), bucket.numel(), dtype=torch.bool)
+    done = choice >= 0
+    for owner, target in (edges, (pairs[0, done], choice[done])):
+        mine = local[owner] >= 0
+        blocked[local[owner[mine]], target[mine]] = True
+    cost = (bucket[None, :] - bucket[item][:, None]).abs().double()
+    cost += torch.rand(cost.shape, generator=gen, dtype=torch.double)
+    cost[blocked[row]] = math.inf
+    best = cost.min(1)
+    return torch.where(torch.isfinite(best.values), best.indices, -1)
+
+
+# ------------------------------------------------------------------------------------------------ the attack
+
+@contextlib.contextmanager
+def _scoring(model: torch.nn.Module):
+    """Eval mode and no gradients inside; every submodule's training flag restored afterwards."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for module, mode in modes:
+            module.training = mode
+
+
+def _scores(model: torch.nn.Module, graph: HeteroData, edges: Tensor) -> Tensor:
+    """Logits ``[E]`` of ``edges`` (``[2, E]``) by ``model`` run on ``graph`` in eval mode, on the CPU.
+
+    Raises:
+        ValueError: when the model returns another shape or non-finite scores.
+    """
+    with _scoring(model):
+        scores = model(graph, edges.to(graph[EDGE].edge_index.device)).detach().cpu()
+    if scores.shape != (edges.size(1),):
+        raise ValueError(f"the model returned scores of shape {list(scores.shape)} for {edges.size(1)} pairs")
+    bad = int((~torch.isfinite(scores)).sum())
+    if bad:
+        raise ValueError(f"the model returned {bad} non-finite scores of {edges.size(1)}: nothing can be verified")
+    return scores
+
+
+def membership_attack(model: torch.nn.Module, graph: HeteroData, members, non_members,
+                      calibration_fraction: float = 0.5, seed: int = 0, fpr: float = 0.1, *,
+                      member_labels=None, non_member_labels=None) -> dict[str, float]:
+    r"""A score-threshold membership-inference attack calibrated on non-members only.
+
+    The attack's statistic is the model's score (logit) :math:`s_{ui} = \hat y_{ui}` of a pair on ``graph``;
+    it calls a pair a member when :math:`s_{ui} > \tau`. With labels :math:`y_{ui} \in \{0, 1\}` (a
+    non-member takes the label of the requested edge it is matched with) the statistic is the label-signed
+    score :math:`s_{ui} = (2 y_{ui} - 1)\,\hat y_{ui}`, a decreasing function of the BCE loss
+    :math:`\log(1 + e^{-s_{ui}})`: a loss-threshold attack, which also finds memorised label-0 edges
+    (explicit dislikes); with every label 1 the two coincide. The non-members are split at random (seeded:
+    ``torch.randperm(N)`` from ``torch.Generator().manual_seed(seed)``; the first
+    :math:`n_c = \mathrm{round}(\text{calibration\_fraction} \cdot N)`, kept within :math:`[1, N-1]`,
+    calibrate). The threshold fixes the false-positive rate on the calibration half: :math:`\tau` is the
+    :math:`(k+1)`-th largest calibration score with :math:`k = \lfloor \text{fpr} \cdot n_c \rfloor`, so at
+    most a share ``fpr`` of calibration non-members lies above it.
+
+    Why this rule: the threshold never looks at the members, so the true-positive rate measured on them is
+    not fitted to them (maximising balanced accuracy over members would be optimistic on small requests);
+    it is what an auditor holding only known non-members can do; and a fixed low false-positive rate is how
+    membership attacks are best compared (Carlini et al., "Membership Inference Attacks From First
+    Principles", IEEE S&P 2022). The evaluation half is independent of the threshold: its measured ``fpr``
+    checks the calibration.
+
+    Args:
+        model: the recommender, scored in eval mode without gradients (its modes are restored).
+        graph: the graph the model is run on (its own training graph).
+        members: ``[2, R]`` pairs the model may have been trained on.
+        non_members: ``[2, N]`` pairs it was not trained on, ``N >= 2``.
+        calibration_fraction: share of the non-members that calibrates, in ``(0, 1)``.
+        seed: seed of the split.
+        fpr: target false-positive rate of the threshold, in ``(0, 1)``.
+        member_labels: optional ``[R]`` 0/1 labels of the members (with ``non_member_labels``).
+        non_member_labels: optional ``[N]`` 0/1 labels of the non-members.
+
+    Returns:
+        ``mia_auc`` (AUC of the member scores against the evaluation non-members'; 0.5: indistinguishable),
+        ``tpr_at_fpr`` (share of members above :math:`\tau`), ``fpr`` (share of evaluation non-members
+        above it), ``accuracy`` (balanced: :math:`(\mathrm{TPR} + 1 - \mathrm{FPR}) / 2`), ``threshold``,
+        ``target_fpr`` and the counts ``members``, ``calibration``, ``evaluation``.
+
+    Raises:
+        ValueError: for pairs that are not ``[2, *]`` integer ids, empty ones, ids out of range, fewer than
+            two non-members, fractions outside ``(0, 1)``, labels given for one side only or not 0/1 of
+            the pairs' count, or a model with non-finite scores.
+    """
+    fraction, fpr = _check_fraction("calibration_fraction", calibration_fraction), _check_fraction("fpr", fpr)
+    check_model_fits(model, graph)
+    edges, sign, requested = _attack_inputs(graph, members, non_members, member_labels, non_member_labels)
+    statistic = _scores(model, graph, edges).double() * sign
+    return _attack(statistic[:requested], statistic[requested:], fraction, seed, fpr)
+
+
+def _attack_inputs(graph: HeteroData, members, non_members, member_labels, non_member_labels
+                   ) -> tuple[Tensor, Tensor, int]:
+    """The checked inputs of :func:`membership_attack`: ``edges [2, R + N]`` (members, then non-members), the
+    signs ``[R + N]`` of the statistic (all 1 without labels) and the member count ``R``."""
+    members = _check_pairs(graph, members, "members")
+    non_members = _check_pairs(graph, non_members, "non_members")
+    if non_members.size(1) < 2:
+        raise ValueError(f"membership_attack needs at least 2 non-members (one to calibrate, one to evaluate), "
+                         f"got {non_members.size(1)}")
+    if (member_labels is None) != (non_member_labels is None):
+        raise ValueError("give labels for both members and non-members, or for neither")
+    edges = torch.cat([members, non_members], 1)
+    if member_labels is None:
+        return edges, torch.ones(edges.size(1), dtype=torch.double), members.size(1)
+    labels = torch.cat([_check_labels(member_labels, members.size(1), "member_labels"),
+                        _check_labels(non_member_labels, non_members.size(1), "non_member_labels")])
+    return edges, 2 * labels - 1, members.size(1)
+
+
+def _check_labels(labels, count: int, what: str) -> Tensor:
+    """``labels`` as a ``[count]`` float64 CPU tensor of 0/1 values."""
+    labels = torch.as_tensor(labels).detach().cpu().double()
+    if labels.shape != (count,):
+        raise ValueError(f"{what} must have shape [{count}], got {list(labels.shape)}")
+    if not bool(((labels == 0) | (labels == 1)).all()):
+        raise ValueError(f"{what} must be 0 or 1")
+    return labels
+
+
+def _attack(member: Tensor, non_member: Tensor, fraction: float, seed: int, fpr: float) -> dict[str, float]:
+    """:func:`membership_attack` on scores: ``member [R]``, ``non_member [N]`` (``N >= 2``)."""
+    count = non_member.numel()
+    calibrating = min(max(round(fraction * count), 1), count - 1)
+    permutation = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+    calibration, evaluation = non_member[permutation[:calibrating]], non_member[permutation[calibrating:]]
+    above = math.floor(fpr * calibrating + 1e-9)  # calibration non-members allowed above the threshold
+    threshold = float(calibration.sort(descending=True).values[above])
+    tpr = float((member > threshold).double().mean())
+    measured_fpr = float((evaluation > threshold).double().mean())
+    labels = torch.cat([torch.ones(member.numel()), torch.zeros(evaluation.numel())])
+    return {"mia_auc": auc(torch.cat([member, evaluation]), labels), "tpr_at_fpr": tpr, "fpr": measured_fpr,
+            "accuracy": (tpr + 1 - measured_fpr) / 2, "threshold": threshold, "target_fpr": fpr,
+            "members": member.numel(), "calibration": calibrating, "evaluation": count - calibrating}
+
+
+# ------------------------------------------------------------------------------------------------ the report
+
+@dataclass
+class ForgettingReport:
+    """The forgetting figures of one model for one request (see :func:`verify_forgetting`).
+
+    Args:
+        request_edges: number of requested edges :math:`|D_r|`.
+        matched: requested edges with a matched non-member (the non-member count).
+        unmatched: requested edges without one (their users have an edge with every item); never silent.
+        in_graph: requested edges still in the model's graph (0 after a deletion).
+        request_probability: mean :math:`\\sigma(\\hat y)` of the requested edges, the model on its graph.
+        non_member_probability: the same for the matched non-members.
+        mi_bf: MI-BF, mean :math:`\\sigma(\\hat y)` of the requested edges before / after (> 1: lowered);
+            ``None`` without the model before the deletion.
+        mi_ng: MI-NG, ``non_member_probability / request_probability`` (about 1 or more: forgotten).
+        mia_auc: membership-inference attack AUC (:func:`membership_attack`); NaN with fewer than 2
+            non-members.
+        mia_tpr: the attack's true-positive rate at the calibrated threshold.
+        mia_fpr: its false-positive rate on the evaluation non-members (about ``target_fpr``).
+        mia_accuracy: its balanced accuracy at the threshold (0.5: chance).
+        target_fpr: the false-positive rate the threshold was calibrated for.
+        mia_statistic: ``"score"`` (every requested edge labelled 1, or labels unknown: no ``before``) or
+            ``"loss"`` (the label-signed score of a request holding label-0 edges, see
+            :func:`membership_attack`).
+        before_mia_auc: the attack AUC of the model before the deletion (how much there was to forget);
+            ``None`` without it.
+        seed: seed of the matching and of the calibration split.
+        reference: the same figures for a reference model (a Retrain) on the same request and non-members.
+    """
+    request_edges: int
+    matched: int
+    unmatched: int
+    in_graph: int
+    request_probability: float
+    non_member_probability: float
+    mi_bf: float | None
+    mi_ng: float
+    mia_auc: float
+    mia_tpr: float
+    mia_fpr: float
+    mia_accuracy: float
+    target_fpr: float
+    mia_statistic: str = "score"
+    before_mia_auc: float | None = None
+    seed: int = 0
+    reference: ForgettingReport | None = None
+
+    def to_dict(self) -> dict:
+        """Plain JSON values (:func:`~graphforget.io.to_jsonable`; NaN becomes ``None``); ``reference`` nested."""
+        return to_jsonable(asdict(self))
+
+    def table(self) -> str:
+        """A short plain-text table: one row per figure, a column for the method, one for the reference."""
+        columns = [self] + ([self.reference] if self.reference is not None else [])
+        header = ["", "method"] + (["reference"] if self.reference is not None else [])
+        labels = {**dict(_TABLE_ROWS), "mia_tpr": f"MIA TPR at FPR {self.target_fpr:g}"}
+        rows = [header] + [[labels[name]] + [_cell(getattr(report, name)) for report in columns]
+                           for name, _ in _TABLE_ROWS]
+        width = [max(len(row[k]) for row in rows) for k in range(len(header))]
+        return "\n".join("  ".join(cell.ljust(width[0]) if k == 0 else cell.rjust(width[k])
+                                   for k, cell in enumerate(row)).rstrip() for row in rows)
+
+
+_TABLE_ROWS = (("request_edges", "requested edges"), ("matched", "matched non-members"),
+               ("unmatched", "unmatched (dropped)"), ("in_graph", "requested edges in graph"),
+               ("request_probability", "P(requested edges)"), ("non_member_probability", "P(non-members)"),
+               ("mi_bf", "MI-BF"), ("mi_ng", "MI-NG"), ("mia_statistic", "MIA statistic"),
+               ("before_mia_auc", "MIA AUC before"),
+               ("mia_auc", "MIA AUC"), ("mia_tpr", "MIA TPR"), ("mia_fpr", "MIA FPR (evaluation)"),
+               ("mia_accuracy", "MIA balanced accuracy"))
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, before=None, reference=None,
+                      seed: int = 0, fpr: float = 0.1, calibration_fraction: float = 0.5,
+                      num_buckets: int = 10) -> ForgettingReport:
+    r"""The forgetting report of an unlearned model for a request.
+
+    The requested edges are compared with :func:`matched_non_members` drawn from the non-edges of the
+    graph before the deletion (``before``'s graph, else the remaining ``graph`` plus the request):
+
+    .. math::
+        \mathrm{MI\text{-}BF} = \frac{\overline{\sigma(\hat y^{\,\mathrm{before}}_{D_r})}}
+        {\overline{\sigma(\hat y_{D_r})}}, \qquad
+        \mathrm{MI\text{-}NG} = \frac{\overline{\sigma(\hat y_{\mathrm{non}})}}{\overline{\sigma(\hat y_{D_r})}}
+
+    (the definitions of :func:`graphforget.metrics.mi_bf` and :func:`~graphforget.metrics.mi_ng`, from one
+    forward pass per model), and the attack of :func:`membership_attack`. With ``before``, the requested
+    edges' labels are read from its graph and each non-member takes the label of the edge it is matched
+    with: a request holding label-0 edges is attacked on the label-signed score (a loss threshold); without
+    ``before`` every requested edge counts as a positive. Every model is scored in eval
+    mode without gradients and its modes are restored. No test data is used.
+
+    Args:
+        model: the unlearned model.
+        graph: its remaining graph (the graph it is run on).
+        request: ``[2, R]`` integer (user, item) ids of the removed edges.
+        before: ``(model, graph)`` before the deletion: gives MI-BF and the attack AUC before, and its
+            graph the non-member candidates (it must hold every requested edge).
+        reference: ``(model, graph)`` of a reference, e.g. a Retrain on the remaining graph: its figures
+            on the same request and non-members go into :attr:`ForgettingReport.reference`.
+        seed: seed of the matching and of the attack's calibration split.
+        fpr: the attack's target false-positive rate.
+        calibration_fraction: share of the non-members that calibrates the attack.
+        num_buckets: degree buckets of the matching.
+
+    Raises:
+        ValueError: for a request that is not ``[2, R]`` integer ids, an empty one, ids out of range or
+            duplicated; ``before``/``reference`` that are not (model, graph) pairs of the same node counts; a
+            request that is not in ``before``'s graph; no matched non-member at all; a model that does not
+            fit its graph or returns non-finite scores.
+    """
+    check_model_fits(model, graph)
+    pairs = _check_pairs(graph, request, "request")
+    fraction, fpr = _check_fraction("calibration_fraction", calibration_fraction), _check_fraction("fpr", fpr)
+    models = {what: _check_model_graph(value, what, graph) for what, value in
+              (("before", before), ("reference", reference)) if value is not None}
+    original = models["before"][1] if before is not None else _with_request(graph, pairs)
+    non_members, kept, positions = _matched(original, pairs, seed, num_buckets)
+    if non_members.size(1) == 0:
+        raise ValueError("no requested edge has a matched non-member: every requested user has an edge with "
+                         "every item, so membership cannot be tested")
+    labels = torch.ones(pairs.size(1))  # without the graph before the deletion the labels are unknown: 1
+    if before is not None:
+        labels = (original[EDGE].edge_label.cpu()[positions] > 0.5).float()
+    edges = torch.cat([pairs, non_members.cpu()], 1)
+    plan = _Plan(edges, pairs.size(1), 2 * torch.cat([labels, labels[kept]]).double() - 1,
+                 None if before is None else _scores(*models["before"], edges), seed, fpr, fraction)
+    report = _figures(model, graph, plan)
+    if reference is not None:
+        report.reference = _figures(*models["reference"], plan)
+    return report
+
+
+def _with_request(graph: HeteroData, pairs: Tensor) -> HeteroData:
+    """The graph before the deletion, rebuilt: ``graph``'s edges plus the requested ones it lacks (observed;
+    labels 1). Both sets hold distinct pairs and are disjoint, so the result needs no duplicate check."""
+    store = graph[EDGE]
+    edges = store.edge_index.cpu()
+    count = num_items(graph)
+    missing = ~_contains(pair_keys(_edges_of_users(graph, pairs[0]), count).sort().values, pair_keys(pairs, count))
+    observed = store.observed.cpu() if "observed" in store else torch.ones(edges.size(1), dtype=torch.bool)
+    original = HeteroData()
+    original["user"].num_nodes, original["item"].num_nodes = num_users(graph), count
+    original[EDGE].edge_index = torch.cat([edges, pairs[:, missing]], 1)
+    original[EDGE].edge_label = torch.cat([store.edge_label.cpu().float(), torch.ones(int(missing.sum()))])
+    original[EDGE].observed = torch.cat([observed, torch.ones(int(missing.sum()), dtype=torch.bool)])
+    return original
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What every model of a report is scored on: ``edges [2, R + M]`` (the ``requested`` pairs, then their
+    matched non-members), the label signs ``sign [R + M]`` of the attack statistic, the scores ``old``
+    of the model before the deletion on ``edges`` (or ``None``), and the attack's options."""
+    edges: Tensor
+    requested: int
+    sign: Tensor
+    old: Tensor | None
+    seed: int
+    fpr: float
+    fraction: float
+
+    def attack(self, scores: Tensor) -> dict[str, float]:
+        """:func:`_attack` on the label-signed ``scores`` ``[R + M]``; NaN figures with fewer than 2
+        non-members (a single requested edge), where no threshold can be calibrated and evaluated."""
+        if scores.numel() - self.requested < 2:
+            return dict.fromkeys(("mia_auc", "tpr_at_fpr", "fpr", "accuracy"), math.nan)
+        statistic = scores.double() * self.sign
+        return _attack(statistic[:self.requested], statistic[self.requested:], self.fraction, self.seed, self.fpr)
+
+
+def _figures(model: torch.nn.Module, graph: HeteroData, plan: _Plan) -> ForgettingReport:
+    """One model's report: ``model`` run on ``graph`` scores ``plan.edges``."""
+    check_model_fits(model, graph)
+    requested, scores = plan.requested, _scores(model, graph, plan.edges)
+    probability = torch.sigmoid(scores)
+    p_request, p_non = float(probability[:requested].mean()), float(probability[requested:].mean())
+    attack = plan.attack(scores)
+    before_auc, mi_bf = None, None
+    if plan.old is not None:
+        mi_bf = _ratio(float(torch.sigmoid(plan.old[:requested]).mean()), p_request)
+        before_auc = plan.attack(plan.old)["mia_auc"]
+    count = num_items(graph)
+    request = plan.edges[:, :requested]
+    in_graph = _contains(pair_keys(_edges_of_users(graph, request[0]), count).sort().values, pair_keys(request, count))
+    non_members = plan.edges.size(1) - requested
+    return ForgettingReport(
+        request_edges=requested, matched=non_members, unmatched=requested - non_members, in_graph=int(in_graph.sum()),
+        request_probability=p_request, non_member_probability=p_non, mi_bf=mi_bf, mi_ng=_ratio(p_non, p_request),
+        mia_auc=attack["mia_auc"], mia_tpr=attack["tpr_at_fpr"], mia_fpr=attack["fpr"],
+        mia_accuracy=attack["accuracy"], target_fpr=plan.fpr,
+        mia_statistic="loss" if bool((plan.sign < 0).any()) else "score", before_mia_auc=before_auc,
+        seed=plan.seed)
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    """``numerator / denominator``, infinite (or NaN for 0/0) where every probability underflowed to 0."""
+    if denominator == 0:
+        return math.nan if numerator == 0 else math.inf
+    return numerator / denominator

@@ -1,0 +1,994 @@
+"""The deletion workflow on a user's own data: train on a file, forget named users, items or edges, verify.
+
+* :func:`fit_on_file` reads a file in one of :data:`FORMATS`, binarises ratings, samples negatives for
+  implicit feedback, splits off validation (and test) pairs, trains and publishes a ``fit`` run
+  (:mod:`graphforget.runs`).
+* :func:`forget` derives a new run from a run: the request is built from raw ids (a user's or an item's
+  every training edge, sampled negatives included, or listed edges), checked against what the lineage
+  already removed, unlearned by a method, verified (:func:`~graphforget.verify.verify_forgetting`) and
+  published with its lineage and audit line. The parent run is never modified.
+* :func:`verify_run` reports on every edge a lineage removed, optionally beside a reference Retrain.
+* :class:`ForgetStream` applies a stream of requests with a write-ahead journal and a retraining policy.
+
+Every function validates its input before any work and raises ``ValueError`` (or ``FileNotFoundError`` /
+``FileExistsError``) naming the bad value.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from . import __version__
+from .data import (EDGE, Split, add_negatives, binarize, edge_subgraph, load_csv, load_labelled_triples,
+                   load_lightgcn, load_movielens_100k, make_interactions, num_items, num_users, pair_keys,
+                   random_split)
+from .metrics import evaluate_auc
+from .presets import Hyperparameters, default_hparams
+from .runs import Run, _locked, lineage, load_run, request_sha256, save_run, sha256_file, utc_now
+from .train import train
+from .unlearn import METHODS, UnlearningFailed, build_unlearner, method_config
+from .unlearn.sisa import SISA
+
+__all__ = ["FORMATS", "FIT_MODELS", "FitResult", "ForgetResult", "Request", "load_file", "with_negatives",
+           "prepare_split",
+           "raw_to_local", "fit_on_file", "build_request", "check_method", "forget", "verify_run", "read_edges_file",
+           "ForgetStream"]
+
+log = logging.getLogger(__name__)
+
+#: File formats :func:`fit_on_file` reads: MovieLens-100K ``u.data``, ``user item label`` triples, the
+#: LightGCN ``train.txt``/``test.txt`` line format, and CSV with a header.
+FORMATS = ("movielens", "triples", "lightgcn", "csv")
+#: Models :func:`fit_on_file` trains (with BCE on labelled pairs).
+FIT_MODELS = ("mf", "lightgcn")
+#: Validation and test shares of the interactions when the file has no test set.
+SPLIT = (0.8, 0.1, 0.1)
+#: The validation share when the format brings its own test set.
+VAL_SHARE = 0.1
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+def _movielens(path: Path) -> HeteroData:
+    if path.is_file():
+        if path.name != "u.data":
+            raise ValueError(f"--format movielens reads a file named u.data (or its folder), got {path}")
+        path = path.parent
+    return load_movielens_100k(path)
+
+
+def _lightgcn(path: Path) -> tuple[HeteroData, HeteroData | None]:
+    """``(train, test)`` of the LightGCN format: ``path`` is the folder or its ``train.txt``; the test set
+    is ``test.txt`` beside it when present."""
+    folder = path if path.is_dir() else path.parent
+    if path.is_file() and path.name != "train.txt":
+        raise ValueError(f"--format lightgcn reads train.txt (and test.txt beside it) or their folder, got {path}")
+    if not (folder / "train.txt").is_file():
+        raise FileNotFoundError(f"no train.txt in {folder}")
+    if (folder / "test.txt").is_file():
+        train_graph, test = load_lightgcn(folder)
+    else:
+        from .data.loaders import _read_lightgcn_lines  # the loader without its test file
+        users, items, max_user = _read_lightgcn_lines(folder / "train.txt")
+        train_graph, test = make_interactions(torch.from_numpy(np.stack([users, items])), None, max_user + 1), None
+    for node in ("user", "item"):  # LightGCN ids are already contiguous: they are their own raw ids
+        train_graph[node].raw_id = torch.arange(train_graph[node].num_nodes)
+    return train_graph, test
+
+
+def load_file(path: str | os.PathLike, format: str, *, user_col: str | None = None, item_col: str | None = None,
+              label_col: str | None = None) -> tuple[HeteroData, HeteroData | None]:
+    """Reads interactions in one of :data:`FORMATS`: ``(graph, test)``, ``test`` only for ``lightgcn``
+    with a ``test.txt``.
+
+    Raises:
+        ValueError: an unknown format, CSV without ``user_col``/``item_col``, or a file the loader rejects.
+        FileNotFoundError: a missing file.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; known: {', '.join(FORMATS)}")
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"data file not found: {path}")
+    if format != "csv" and (user_col or item_col or label_col):
+        raise ValueError(f"--user-col/--item-col/--label-col are for --format csv, not {format}")
+    if format == "movielens":
+        return _movielens(path), None
+    if format == "triples":
+        return load_labelled_triples(path), None
+    if format == "lightgcn":
+        return _lightgcn(path)
+    if not (user_col and item_col):
+        raise ValueError("--format csv needs --user-col and --item-col (and --label-col for labels or ratings)")
+    return load_csv(path, user_col, item_col, label_col), None
+
+
+def _binary_labels(graph: HeteroData, threshold: float | None, source: str) -> HeteroData:
+    """``graph`` with 0/1 labels: ratings binarised at ``threshold``; 0/1 labels kept as they are."""
+    label = graph[EDGE].edge_label
+    if threshold is not None:
+        return binarize(graph, threshold)
+    if bool(((label != 0) & (label != 1)).any()):
+        values = label[(label != 0) & (label != 1)].unique()[:5].tolist()
+        raise ValueError(f"{source} holds labels other than 0/1, e.g. {values} (ratings or counts): pass "
+                         f"--threshold T to binarise them (label 1 where rating >= T)")
+    return graph
+
+
+def _check_negatives(graph: HeteroData, negatives: int, source: str) -> None:
+    if negatives < 0:
+        raise ValueError(f"negatives must be >= 0, got {negatives}")
+    if negatives == 0 and not bool((graph[EDGE].edge_label == 0).any()):
+        raise ValueError(f"{source} holds implicit feedback only (every label is 1), and BCE training needs "
+                         f"negatives: pass --negatives N to sample N non-interactions per interaction (e.g. 1)")
+
+
+def raw_to_local(raw_ids, queries: Iterable) -> tuple[Tensor, Tensor]:
+    """Local ids of raw ids: ``(local [Q], known [Q])``; ``local`` is -1 where a query is unknown.
+
+    Args:
+        raw_ids: a node type's ``raw_id`` (long tensor or numpy string array; local id -> raw id).
+        queries: raw ids; compared as integers with integer raw ids (a query that is not an integer is
+            unknown), as strings otherwise.
+    """
+    queries = list(queries)
+    if isinstance(raw_ids, Tensor):
+        table = raw_ids.cpu().numpy().astype(np.int64)
+        parsed = [_as_int(q) for q in queries]
+        valid = np.array([p is not None for p in parsed], dtype=bool)
+        wanted = np.array([0 if p is None else p for p in parsed], dtype=np.int64)
+    else:
+        table = np.asarray(raw_ids).astype(str)
+        valid = np.ones(len(queries), dtype=bool)
+        wanted = np.array([str(q) for q in queries], dtype=str)
+    local = np.full(len(queries), -1, dtype=np.int64)
+    if len(table) and len(queries):
+        order = np.argsort(table, kind="stable")
+        slot = np.minimum(np.searchsorted(table[order], wanted), len(table) - 1)
+        found = valid & (table[order][slot] == wanted)
+        local[found] = order[slot][found]
+    return torch.from_numpy(local), torch.from_numpy(local >= 0)
+
+
+def _as_int(value) -> int | None:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
+
+
+# ------------------------------------------------------------------------------------------------ splitting
+
+def _remap(part: HeteroData, onto: HeteroData) -> HeteroData:
+    """``part``'s pairs in ``onto``'s local ids (through the raw ids); pairs with an unknown node dropped."""
+    ends = []
+    for k, node in enumerate(("user", "item")):
+        ends.append(raw_to_local(onto[node].raw_id, part[node].raw_id[part[EDGE].edge_index[k]].tolist())[0])
+    keep = (ends[0] >= 0) & (ends[1] >= 0)
+    label = part[EDGE].edge_label[keep]
+    return make_interactions(torch.stack([ends[0][keep], ends[1][keep]]), label, num_users(onto), num_items(onto))
+
+
+def with_negatives(graph: HeteroData, ratio: int, seed: int = 0) -> HeteroData:
+    """:func:`~graphforget.data.add_negatives` that also serves users who interacted with most items.
+
+    A user with :math:`d` interactions among :math:`I` items gets ``ratio`` negatives per interaction where
+    :math:`I - d` allows it; a heavier user (ML-1M has one with 2,314 of 3,706 movies) gets negatives for a
+    random subset of at most :math:`I / (1 + ratio)` of their interactions instead, less those that hit one
+    of their other interactions (dropped). Negatives are stored with ``observed = False``; node attributes
+    are kept.
+    """
+    store, count = graph[EDGE], num_items(graph)
+    degree = torch.bincount(store.edge_index[0], minlength=num_users(graph))
+    cap = count // (1 + ratio)
+    if not bool((degree > cap).any()):
+        return add_negatives(graph, ratio, seed)
+    heavy = degree[store.edge_index[0]] > cap
+    rank = torch.empty(heavy.numel(), dtype=torch.long)  # a random rank of each edge within its user
+    order = torch.randperm(heavy.numel(), generator=torch.Generator().manual_seed(seed))
+    order = order[torch.sort(store.edge_index[0][order], stable=True).indices]
+    starts = torch.cumsum(degree, 0) - degree
+    rank[order] = torch.arange(heavy.numel()) - starts[store.edge_index[0][order]]
+    sampled = add_negatives(edge_subgraph(graph, ~heavy | (rank < cap)), ratio, seed)
+    extra = sampled[EDGE].edge_index[:, ~sampled[EDGE].observed]
+    extra = extra[:, ~torch.isin(pair_keys(extra, count), pair_keys(store.edge_index, count))]
+    log.info("%d users interacted with more than %d of %d items: they get fewer than %d negatives per interaction",
+             int((degree > cap).sum()), cap, count, ratio)
+    observed = store.observed if "observed" in store else torch.ones(store.edge_index.size(1), dtype=torch.bool)
+    out = make_interactions(torch.cat([store.edge_index, extra], 1),
+                            torch.cat([store.edge_label, torch.zeros(extra.size(1))]), num_users(graph), count,
+                            torch.cat([observed, torch.zeros(extra.size(1), dtype=torch.bool)]))
+    for node in ("user", "item"):
+        if "raw_id" in graph[node]:
+            out[node].raw_id = graph[node].raw_id
+    return out
+
+
+def _split_with_test(graph: HeteroData, test: HeteroData, negatives: int, seed: int) -> Split:
+    """Train/validation from ``graph``, test from ``test`` (same id space), negatives sampled for both.
+
+    Negatives are drawn once for the union of both files (never an interaction of either) and given to
+    the test part with the share of test interactions, at random.
+    """
+    edges = torch.cat([graph[EDGE].edge_index, test[EDGE].edge_index], 1)
+    try:
+        union = make_interactions(edges, torch.cat([graph[EDGE].edge_label, test[EDGE].edge_label]),
+                                  num_users(graph), num_items(graph))
+    except ValueError as error:
+        raise ValueError(f"train and test files overlap: {error}") from None
+    for node in ("user", "item"):
+        union[node].raw_id = graph[node].raw_id
+    if negatives:
+        union = with_negatives(union, negatives, seed)
+    store = union[EDGE]
+    is_test = torch.isin(pair_keys(store.edge_index, num_items(union)),
+                         pair_keys(test[EDGE].edge_index, num_items(union)))
+    if "observed" in store:  # sampled negatives: to the test part with the test share of interactions
+        share = test[EDGE].edge_index.size(1) / edges.size(1)
+        draw = torch.rand(store.edge_index.size(1), generator=torch.Generator().manual_seed(seed + 1))
+        is_test |= ~store.observed & (draw < share)
+    split = random_split(edge_subgraph(union, ~is_test), (1 - VAL_SHARE, VAL_SHARE, 0.0), seed)
+    return Split(split.train, split.val, _remap(edge_subgraph(union, is_test), split.train))
+
+
+def prepare_split(graph: HeteroData, test: HeteroData | None, *, threshold: float | None = None,
+                  negatives: int = 0, seed: int = 0, source: str = "the data") -> Split:
+    """Binarised labels, sampled negatives and the split of :func:`fit_on_file`.
+
+    Without a test set the interactions (with their negatives) are split 8:1:1 at random; with one, a
+    tenth of ``graph`` becomes the validation set. Node ids are those of the training part; ``raw_id`` is kept.
+
+    Raises:
+        ValueError: labels other than 0/1 without ``threshold``; implicit feedback without ``negatives``.
+    """
+    graph = _binary_labels(graph, threshold, source)
+    _check_negatives(graph, negatives, source)
+    if test is not None:
+        return _split_with_test(graph, _binary_labels(test, threshold, source), negatives, seed)
+    if negatives:
+        graph = with_negatives(graph, negatives, seed)
+    return random_split(graph, SPLIT, seed)
+
+
+# ------------------------------------------------------------------------------------------------ fitting
+
+@dataclass
+class FitResult:
+    """What :func:`fit_on_file` did: the published run directory and its metrics."""
+    path: Path
+    metrics: dict
+
+
+def _hparams(model: str, hparams) -> Hyperparameters:
+    """The preset of ``model`` with ``hparams`` (a :class:`Hyperparameters`, or a dict of changes; dotted
+    keys reach the training: ``{"train.epochs": 5}``)."""
+    if model not in FIT_MODELS:
+        raise ValueError(f"unknown model {model!r} for fit; known: {', '.join(FIT_MODELS)}")
+    if isinstance(hparams, Hyperparameters):
+        if hparams.model != model:
+            raise ValueError(f"hparams are for model {hparams.model!r}, not {model!r}")
+        return hparams
+    return default_hparams(model, "synthetic").replace(dict(hparams or {}))
+
+
+def _data_record(path: Path, format: str, options: dict) -> dict:
+    """Where the data came from: the absolute path, the format, its options and the files' sha256."""
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
+    if format == "lightgcn":
+        folder = path if path.is_dir() else path.parent
+        files = [p for p in (folder / "train.txt", folder / "test.txt") if p.is_file()]
+    return {"path": str(path.resolve()), "format": format, "options": options,
+            "sha256": {p.name: sha256_file(p) for p in files if format != "movielens" or p.name == "u.data"}}
+
+
+def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike, user_col: str | None = None,
+                item_col: str | None = None, label_col: str | None = None, threshold: float | None = None,
+                negatives: int = 0, model: str = "mf", hparams: dict | Hyperparameters | None = None,
+                seed: int = 0, device: str = "cpu", progress: bool = False) -> FitResult:
+    """Trains a model on a file and publishes a ``fit`` run at ``out``.
+
+    Args:
+        path: the data file (or folder, see :data:`FORMATS`).
+        format: one of :data:`FORMATS`.
+        out: the new run directory (must not exist; checked first).
+        user_col, item_col, label_col: CSV column names.
+        threshold: binarise ratings: label 1 where ``rating >= threshold``.
+        negatives: sampled non-interactions per interaction (implicit feedback needs them for BCE).
+        model: one of :data:`FIT_MODELS`.
+        hparams: changes to the preset (``{"embedding_dim": 32, "train.epochs": 20}``) or a full
+            :class:`~graphforget.presets.Hyperparameters`.
+        seed: seed of the negatives, the split, the initialisation and the batch order.
+        device: torch device of the training.
+        progress: a progress bar while training.
+
+    Raises:
+        FileExistsError: ``out`` exists.
+        ValueError, FileNotFoundError: bad data or options (see :func:`load_file`, :func:`prepare_split`).
+    """
+    if Path(out).expanduser().exists():
+        raise FileExistsError(f"{out} exists: runs are never overwritten, choose a new directory")
+    hp = _hparams(model, hparams)
+    options = {"user_col": user_col, "item_col": item_col, "label_col": label_col, "threshold": threshold,
+               "negatives": negatives}
+    graph, test = load_file(path, format, user_col=user_col, item_col=item_col, label_col=label_col)
+    split = prepare_split(graph, test, threshold=threshold, negatives=negatives, seed=seed, source=str(path))
+    dev = torch.device(device)
+    net = hp.build_model(num_users(split.train), num_items(split.train), seed).to(dev)
+    fit = train(net, split.train.to(dev), hp.objective(), hp.train_config(seed, progress), split.val.to(dev))
+    metrics = {"train_seconds": fit.seconds, "epochs": fit.epochs, "best_epoch": fit.best_epoch,
+               "val_auc": fit.best_val_auc, "test_auc": _test_auc(net, split.train.to(dev), split.test),
+               **_sizes(split.train, split.val, split.test)}
+    info = {"kind": "fit", "version": __version__, "data": _data_record(Path(path).expanduser(), format, options),
+            "model": {"name": hp.model, "config": net.config()}, "hparams": hp.as_dict(), "seed": seed,
+            "metrics": metrics, "lineage": {"parent": None, "request": None, "removed_edges": 0, "depth": 0}}
+    empty = {"edge_index": torch.zeros(2, 0, dtype=torch.long), "edge_label": torch.zeros(0),
+             "observed": torch.zeros(0, dtype=torch.bool)}
+    return FitResult(save_run(out, info, net, split.train, split.val, split.test, empty), metrics)
+
+
+def _test_auc(model, graph: HeteroData, test: HeteroData) -> float | None:
+    """AUC on the test pairs (``None`` without both labels there)."""
+    if test[EDGE].edge_index.size(1) == 0:
+        return None
+    value = evaluate_auc(model, graph, test.to(graph[EDGE].edge_index.device))["auc_0"]
+    return None if value != value else value
+
+
+def _sizes(graph: HeteroData, val: HeteroData, test: HeteroData) -> dict:
+    store = graph[EDGE]
+    observed = int(store.observed.sum()) if "observed" in store else store.edge_index.size(1)
+    return {"users": num_users(graph), "items": num_items(graph), "train_edges": store.edge_index.size(1),
+            "train_interactions": observed, "val_pairs": val[EDGE].edge_index.size(1),
+            "test_pairs": test[EDGE].edge_index.size(1)}
+
+
+# ------------------------------------------------------------------------------------------------ requests
+
+@dataclass
+class Request:
+    """A deletion request in a run's local ids.
+
+    Attributes:
+        kind: ``users``, ``items`` or ``edges``.
+        ids: the local user or item ids (``users``/``items``), or ``[2, K]`` pairs (``edges``).
+        edges: ``[2, R]`` the training edges to remove (a user's or item's every edge, sampled negatives
+            included: they are part of its loss terms).
+    """
+    kind: str
+    ids: Tensor
+    edges: Tensor
+
+    def __repr__(self) -> str:
+        return f"Request(kind={self.kind}, ids={self.ids.size(-1)}, edges={self.edges.size(1)})"
+
+
+def _local_nodes(graph: HeteroData, node: str, ids: Sequence, local_ids: bool) -> Tensor:
+    """Local ids of the given ``node`` ids (raw unless ``local_ids``).
+
+    Raises:
+        ValueError: naming up to ten unknown ids.
+    """
+    ids = list(ids)
+    if local_ids:
+        parsed = [_as_int(value) for value in ids]
+        count = graph[node].num_nodes
+        local = torch.tensor([p if p is not None and 0 <= p < count else -1 for p in parsed], dtype=torch.long)
+        known = local >= 0
+    else:
+        local, known = raw_to_local(graph[node].raw_id, ids)
+    if not bool(known.all()):
+        unknown = [ids[k] for k in (~known).nonzero().flatten().tolist()]
+        kind = "local" if local_ids else "raw"
+        raise ValueError(f"unknown {node} ids ({kind}): {', '.join(map(str, unknown[:10]))}"
+                         f"{' ...' if len(unknown) > 10 else ''} ({len(unknown)} of {len(ids)}; the run's training "
+                         f"graph has {graph[node].num_nodes} {node}s)")
+    return local
+
+
+def _raw_pair(graph: HeteroData, pair: Sequence[int]) -> str:
+    user, item = (graph[node].raw_id[int(k)] for node, k in (("user", pair[0]), ("item", pair[1])))
+    return f"({_plain_id(user)}, {_plain_id(item)})"
+
+
+def _plain_id(value) -> str:
+    return str(value.item() if hasattr(value, "item") else value)
+
+
+def _check_not_forgotten(run: Run, kind: str, ids: Tensor) -> None:
+    """Refuses a request that repeats what the lineage already removed (checked before anything else).
+
+    Raises:
+        ValueError: naming the users or items already forgotten, or the edges already removed.
+    """
+    removed = run.removed
+    if removed.size(1) == 0:
+        return
+    if kind == "edges":
+        count = num_items(run.graph)
+        again = torch.isin(pair_keys(ids, count), pair_keys(removed, count))
+        if bool(again.any()):
+            first = ids[:, again.nonzero()[0, 0]].tolist()
+            raise ValueError(f"{int(again.sum())} of the requested edges were already forgotten in this lineage "
+                             f"(see {run.path}/audit.jsonl), e.g. {_raw_pair(run.graph, first)}")
+        return
+    row, node = (0, "user") if kind == "users" else (1, "item")
+    left = torch.isin(ids, run.graph[EDGE].edge_index[row])
+    done = torch.isin(ids, removed[row]) & ~left
+    if bool(done.any()):
+        names = [_plain_id(run.graph[node].raw_id[int(k)]) for k in ids[done][:10]]
+        raise ValueError(f"{node}s already forgotten in this lineage (see {run.path}/audit.jsonl): {', '.join(names)}")
+
+
+def _edge_request(run: Run, pairs: Tensor) -> Tensor:
+    """The listed pairs, which must be observed training edges of the run.
+
+    Raises:
+        ValueError: naming pairs that are not training edges, or that are sampled negatives.
+    """
+    store, count = run.graph[EDGE], num_items(run.graph)
+    keys = pair_keys(store.edge_index, count)
+    wanted = pair_keys(pairs, count)
+    found = torch.isin(wanted, keys)
+    if not bool(found.all()):
+        first = pairs[:, (~found).nonzero()[0, 0]].tolist()
+        raise ValueError(f"{int((~found).sum())} of the listed pairs are not training edges of {run.path}, e.g. "
+                         f"{_raw_pair(run.graph, first)} (an --edges file lists observed interactions)")
+    if "observed" in store:
+        negative = torch.isin(wanted, keys[~store.observed])
+        if bool(negative.any()):
+            first = pairs[:, negative.nonzero()[0, 0]].tolist()
+            raise ValueError(f"{int(negative.sum())} of the listed pairs are sampled negatives, not interactions, "
+                             f"e.g. {_raw_pair(run.graph, first)}: list observed interactions only")
+    return pairs
+
+
+def build_request(run: Run, *, users: Sequence | None = None, items: Sequence | None = None,
+                  edges: Sequence[Sequence] | None = None, local_ids: bool = False) -> Request:
+    """The request of :func:`forget` in the run's local ids (exactly one of ``users``, ``items``, ``edges``).
+
+    Raises:
+        ValueError: none or several of ``users``/``items``/``edges``, an empty list, unknown ids, a request
+            that repeats what the lineage already forgot, or listed pairs that are not observed edges.
+    """
+    given = {name: value for name, value in (("users", users), ("items", items), ("edges", edges))
+             if value is not None}
+    if len(given) != 1:
+        raise ValueError(f"give exactly one of users, items or edges, got {sorted(given) or 'none'}")
+    (kind, values), = given.items()
+    values = list(values)
+    if not values:
+        raise ValueError(f"the request lists no {kind}")
+    if kind == "edges":
+        if any(len(pair) != 2 for pair in values):
+            raise ValueError("edges must be (user, item) pairs")
+        pairs = torch.stack([_local_nodes(run.graph, node, [p[k] for p in values], local_ids)
+                             for k, node in enumerate(("user", "item"))])
+        pairs = torch.unique(pair_keys(pairs, num_items(run.graph)))  # a pair listed twice is one request
+        ids = torch.stack([pairs // num_items(run.graph), pairs % num_items(run.graph)])
+        _check_not_forgotten(run, kind, ids)
+        return Request(kind, ids, _edge_request(run, ids))
+    row, node = (0, "user") if kind == "users" else (1, "item")
+    ids = _local_nodes(run.graph, node, values, local_ids).unique()
+    _check_not_forgotten(run, kind, ids)
+    store = run.graph[EDGE]
+    edges = store.edge_index[:, torch.isin(store.edge_index[row], ids)]
+    if edges.size(1) == 0:
+        raise ValueError(f"the requested {kind} have no training edges in {run.path}")
+    return Request(kind, ids, edges)
+
+
+def read_edges_file(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """``(user, item)`` raw id pairs of a file with one pair a line (tab, comma or space separated; ``#``
+    comments and blank lines skipped).
+
+    Raises:
+        FileNotFoundError: a missing file.
+        ValueError: an empty file or a line without exactly two fields, naming the file and line.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"edges file not found: {path}")
+    pairs = []
+    with open(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            fields = line.split("#", 1)[0].replace(",", " ").split()
+            if not fields:
+                continue
+            if len(fields) != 2:
+                raise ValueError(f"{path}, line {number}: expected 'user item', got {line.strip()!r}")
+            pairs.append((fields[0], fields[1]))
+    if not pairs:
+        raise ValueError(f"{path} lists no (user, item) pair")
+    return pairs
+
+
+# ------------------------------------------------------------------------------------------------ forgetting
+
+@dataclass
+class ForgetResult:
+    """What :func:`forget` did.
+
+    Attributes:
+        path: the new run directory.
+        request: the request in local ids.
+        result: the method's :class:`~graphforget.unlearn.UnlearnResult` (model, remaining graph, seconds, info).
+        report: the verification (:class:`~graphforget.verify.ForgettingReport`), ``None`` when not asked for
+            or impossible (``audit["verification_error"]`` says why).
+        audit: the audit line written for this request.
+    """
+    path: Path
+    request: Request
+    result: Any
+    report: Any
+    audit: dict = field(default_factory=dict)
+
+
+def check_method(method: str) -> None:
+    """Raises ``ValueError`` for an unknown method or one whose result a run cannot hold (a shard ensemble)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    if issubclass(METHODS[method], SISA):
+        raise ValueError(f"{method} returns an ensemble of shard models, which a run directory cannot hold: "
+                         f"use one of {', '.join(m for m in METHODS if not issubclass(METHODS[m], SISA))}")
+
+
+def _heldout_without(run: Run, request: Request) -> tuple[HeteroData, HeteroData]:
+    """The run's validation and test pairs without the request's users or items (or its pairs): a forgotten
+    user's data is no longer used, not even to choose a checkpoint."""
+    parts = []
+    for part in (run.val, run.test):
+        edges = part[EDGE].edge_index
+        if request.kind == "edges":
+            count = num_items(run.graph)
+            drop = torch.isin(pair_keys(edges, count), pair_keys(request.edges, count))
+        else:
+            drop = torch.isin(edges[0 if request.kind == "users" else 1], request.ids)
+        parts.append(edge_subgraph(part, ~drop))
+    return parts[0], parts[1]
+
+
+def _unlearn(parent: Run, method: str, config, request: Request, val: HeteroData, device: str):
+    """Runs the method (``fit()`` first where it needs it): ``(result, fit_seconds)``."""
+    dev = torch.device(device)
+    objective = Hyperparameters(**parent.info["hparams"]).objective()
+    unlearner = METHODS[method](parent.model.to(dev), parent.graph.to(dev), objective, config, val=val.to(dev))
+    fit_seconds = unlearner.fit().fit_seconds if unlearner.needs_fit else 0.0
+    result = unlearner.unlearn(request.edges.to(dev))
+    return result, fit_seconds
+
+
+def _check_result(parent: Run, request: Request, result, method: str, allow_untrusted: bool) -> None:
+    """Refuses to publish an untrusted or non-finite model; checks the remaining graph is exactly the parent's
+    minus the request.
+
+    Raises:
+        UnlearningFailed: an untrusted result (unless ``allow_untrusted``) or non-finite parameters.
+        RuntimeError: a remaining graph that is not the parent's minus the request (a bug of the method).
+    """
+    if result.info.get("trusted") is False and not allow_untrusted:
+        raise UnlearningFailed(f"{method} could not produce a trusted result ({result.info.get('reason')}); "
+                               f"nothing was written: retry with method retrain, or allow untrusted results")
+    bad = [name for name, p in result.model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise UnlearningFailed(f"{method} returned non-finite parameters ({', '.join(bad)}); nothing was written")
+    count = num_items(parent.graph)
+    before = pair_keys(parent.graph[EDGE].edge_index, count)
+    expected = before[~torch.isin(before, pair_keys(request.edges, count))].sort().values
+    got = pair_keys(result.graph[EDGE].edge_index.cpu(), count).sort().values
+    if not torch.equal(expected, got):
+        raise RuntimeError(f"{method}'s remaining graph holds {got.numel()} edges, not the parent's "
+                           f"{before.numel()} minus the {request.edges.size(1)} requested")
+
+
+def _verification(result, parent: Run, request: Request, seed: int):
+    """:func:`~graphforget.verify.verify_forgetting` of the result against the parent: ``(report, error)``."""
+    from .verify import verify_forgetting
+    try:
+        report = verify_forgetting(result.model, result.graph, request.edges, before=(parent.model, parent.graph),
+                                   seed=seed)
+    except ValueError as error:  # e.g. a user with an edge to every item: recorded, never silent
+        log.warning("verification impossible: %s", error)
+        return None, str(error)
+    return report, None
+
+
+def _removed(parent: Run, request: Request) -> dict:
+    """The lineage's cumulative removed edges with their labels and observed flags."""
+    store, count = parent.graph[EDGE], num_items(parent.graph)
+    keys = pair_keys(store.edge_index, count)
+    position = torch.isin(keys, pair_keys(request.edges, count)).nonzero().flatten()
+    observed = store.observed[position] if "observed" in store else torch.ones(position.numel(), dtype=torch.bool)
+    return {"edge_index": torch.cat([parent.removed, store.edge_index[:, position]], 1),
+            "edge_label": torch.cat([parent.removed_label, store.edge_label[position]]),
+            "observed": torch.cat([parent.removed_observed, observed])}
+
+
+def _lineage_record(parent: Run, out: Path, request: Request, removed: int) -> dict:
+    """The ``lineage`` of a forget run's ``run.json``: parent (absolute and relative path, its ``run.json``
+    sha256), the request's hash and size, the cumulative removed count and the depth."""
+    parent_path = parent.path.resolve()
+    return {"parent": {"path": str(parent_path), "relative_path": os.path.relpath(parent_path, out.parent),
+                       "run_sha256": sha256_file(parent.path / "run.json")},
+            "request": {"kind": request.kind, "ids": int(request.ids.size(-1)), "edges": request.edges.size(1),
+                        "sha256": request_sha256(request.edges, num_items(parent.graph))},
+            "removed_edges": removed, "depth": parent.info["lineage"]["depth"] + 1}
+
+
+def _audit_line(parent: Run, out: Path, info: dict, result, report, error: str | None) -> callable:
+    """A builder of this request's audit line from the new run's file checksums (see :func:`save_run`)."""
+    files = parent.info["files"]
+    verification = None if report is None else {k: v for k, v in report.to_dict().items() if k != "reference"}
+
+    def line(sums: dict) -> dict:
+        return {"time": utc_now(), "version": __version__, "run": str(out), "request": info["lineage"]["request"],
+                "removed_edges": info["lineage"]["removed_edges"], "method": info["method"],
+                "seconds": result.seconds, "fit_seconds": info["metrics"]["fit_seconds"],
+                "trusted": result.info.get("trusted"), "reason": result.info.get("reason"),
+                "verification": verification, "verification_error": error,
+                "parent": {"path": info["lineage"]["parent"]["path"], "run_sha256": info["lineage"]["parent"]["run_sha256"],
+                           "model_sha256": files["model.pt"], "graph_sha256": files["graph.pt"]},
+                "child": {"model_sha256": sums["model.pt"], "graph_sha256": sums["graph.pt"]}}
+    return line
+
+
+def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Sequence | None = None,
+           items: Sequence | None = None, edges: Sequence[Sequence] | None = None, local_ids: bool = False,
+           method: str = "ifru", options: dict | None = None, seed: int | None = None, verify: bool = True,
+           allow_untrusted: bool = False, device: str = "cpu", progress: bool = False) -> ForgetResult:
+    """Forgets users, items or edges of a run and publishes the result as a new run at ``out``.
+
+    The request (exactly one of ``users``, ``items``, ``edges``; raw ids unless ``local_ids``) is checked
+    against the lineage's removed edges before anything else: a user, item or edge already forgotten is
+    refused. A user's (item's) request holds every training edge of that user (item), sampled negatives
+    included; listed ``edges`` must be observed training edges. The method runs (after ``fit()`` where it
+    needs one) on the run's model and graph, its remaining graph is checked to be exactly the parent's
+    minus the request, the model is verified against the parent's
+    (:func:`~graphforget.verify.verify_forgetting`), and the new run is published with its lineage and
+    the audit line. The validation and test pairs of the forgotten users or items are dropped too.
+
+    Args:
+        run: the parent run (a directory or a loaded :class:`~graphforget.runs.Run`); never modified.
+        out: the new run directory (must not exist).
+        users, items, edges: what to forget: user ids, item ids, or ``(user, item)`` pairs.
+        local_ids: the ids are the run's local ids, not the raw ids of the data file.
+        method: a name in :data:`~graphforget.unlearn.METHODS` whose result is one model (not SISA or
+            RecEraser).
+        options: the method's options (:func:`~graphforget.unlearn.method_config`); ``train.*`` and
+            ``seed`` start from the run's own.
+        seed: seed of the method and of the verification (default: the run's seed).
+        verify: compute the verification figures.
+        allow_untrusted: publish a result the method does not trust (``info["trusted"] is False``).
+        device: torch device of the computation.
+        progress: progress bars for methods that train.
+
+    Raises:
+        FileExistsError: ``out`` exists.
+        ValueError: an unknown or unsupported method, bad options, unknown ids, a repeated request, or
+            listed pairs that are not observed training edges.
+        UnlearningFailed: an untrusted (and not allowed) or non-finite result; nothing is written.
+    """
+    out = Path(out).expanduser().absolute()
+    if out.exists():
+        raise FileExistsError(f"{out} exists: runs are never overwritten, choose a new directory")
+    check_method(method)
+    parent = run if isinstance(run, Run) else load_run(run)
+    request = build_request(parent, users=users, items=items, edges=edges, local_ids=local_ids)
+    seed = parent.info["seed"] if seed is None else seed
+    hp = Hyperparameters(**parent.info["hparams"])
+    config = method_config(method, options, train=hp.train_config(seed, progress), seed=seed)
+    val, test = _heldout_without(parent, request)
+    result, fit_seconds = _unlearn(parent, method, config, request, val, device)
+    _check_result(parent, request, result, method, allow_untrusted)
+    report, error = _verification(result, parent, request, seed) if verify else (None, "not requested")
+    model, graph = result.model.cpu(), result.graph.cpu()
+    for node in ("user", "item"):  # the node set never changes: the parent's raw ids, whatever the method kept
+        graph[node].raw_id = parent.graph[node].raw_id
+    removed = _removed(parent, request)
+    metrics = {"seconds": result.seconds, "fit_seconds": fit_seconds, "test_auc": _test_auc(model, graph, test),
+               "trusted": result.info.get("trusted"), **_sizes(graph, val, test)}
+    if report is not None:
+        metrics["verification"] = {k: v for k, v in report.to_dict().items() if k != "reference"}
+    info = {"kind": "forget", "version": __version__, "data": parent.info["data"],
+            "model": {"name": parent.info["model"]["name"], "config": model.config()},
+            "hparams": parent.info["hparams"], "seed": parent.info["seed"],
+            "method": {"name": method, "options": options or {}, "config": asdict(config)},
+            "metrics": metrics, "lineage": _lineage_record(parent, out, request, removed["edge_index"].size(1))}
+    audit = _audit_line(parent, out, info, result, report, error)
+    written = {}
+
+    def remember(sums: dict) -> dict:
+        written.update(audit(sums))
+        return written
+    path = save_run(out, info, model, graph, val, test, removed, parent.audit, remember)
+    return ForgetResult(path, request, result, report, written)
+
+
+# ------------------------------------------------------------------------------------------------ verifying
+
+def _retrain_reference(root: Run, current: Run, seed: int, device: str, progress: bool):
+    """A Retrain from the lineage's root on everything it removed, early-stopped on the current validation
+    pairs: ``((model, graph), seconds)``."""
+    hp = Hyperparameters(**root.info["hparams"])
+    dev = torch.device(device)
+    unlearner = build_unlearner("retrain", root.model.to(dev), root.graph.to(dev), hp.objective(),
+                                train=hp.train_config(seed, progress), seed=seed, val=current.val.to(dev))
+    result = unlearner.unlearn(current.removed.to(dev))
+    return (result.model.cpu(), result.graph.cpu()), result.seconds
+
+
+def verify_run(run: str | os.PathLike, *, retrain: bool = False, seed: int | None = None, device: str = "cpu",
+               progress: bool = False) -> dict:
+    """The forgetting report of a run for every edge its lineage removed.
+
+    The run's model on its graph is compared with the lineage's root (the ``fit`` run) on the removed
+    edges and matched non-members (:func:`~graphforget.verify.verify_forgetting`: request probability vs
+    non-members, MI-BF, MI-NG, membership-inference attack AUC); with ``retrain``, a Retrain from the root
+    on the same removed edges is the reference beside it.
+
+    Returns:
+        ``{"run", "lineage", "requests", "removed_edges", "report", "retrain_seconds", "table"}`` (the report as
+        plain JSON values, the table as text).
+
+    Raises:
+        FileNotFoundError, ValueError: a missing or modified run or ancestor; a run that removed nothing.
+    """
+    from .verify import verify_forgetting
+    chain = lineage(run)
+    current = load_run(chain[-1])
+    if current.removed.size(1) == 0:
+        raise ValueError(f"{run} removed nothing (a fit run): verify a run made by forget")
+    root = load_run(chain[0])
+    seed = current.info["seed"] if seed is None else seed
+    reference, seconds = _retrain_reference(root, current, seed, device, progress) if retrain else (None, None)
+    report = verify_forgetting(current.model, current.graph, current.removed, before=(root.model, root.graph),
+                               reference=reference, seed=seed)
+    return {"run": str(current.path.resolve()), "lineage": [str(p.resolve()) for p in chain],
+            "requests": len(current.audit), "removed_edges": current.removed.size(1), "report": report.to_dict(),
+            "retrain_seconds": seconds, "table": report.table()}
+
+
+# ------------------------------------------------------------------------------------------------ streams
+
+class ForgetStream:
+    """Deletion requests applied one by one to a run, surviving a crash at any point.
+
+    The stream lives in ``directory``:
+
+    * ``stream.json``: the base run, the method, its options and the retraining policy (written once);
+    * ``journal.jsonl``: the write-ahead journal, one line per accepted request (``{"seq", "time",
+      "request"}``) and one per request refused when it was applied (``{"seq", "rejected"}``);
+    * ``runs/000001``, ``runs/000002``, ...: the run after each request (:func:`forget`), each derived from
+      the previous one, so the lineage and ``audit.jsonl`` grow by one request per run.
+
+    :meth:`submit` returns only after the request's journal line is fsync-ed: an acknowledged request is
+    never lost. A request is applied when its run directory is published (an atomic rename), so a crash
+    before that leaves it pending and :meth:`process` (also run by every new :class:`ForgetStream` on the
+    directory's next :meth:`process`) applies it; one after it finds the run and never applies it twice.
+    A journal line torn by a crash (never acknowledged) is cut off. Processes share a stream safely: they
+    take an advisory lock on the directory.
+
+    The policy: the configured ``method`` is used, except that a request is applied by Retrain (from
+    scratch, on everything that remains) when ``retrain_every`` approximate requests were applied since the
+    base or the last Retrain, or when the drift (edges removed by approximate methods since then, over the
+    training edges at that point) reached ``max_drift``, or when the method does not trust its result.
+
+    Args:
+        directory: the stream's folder (created with the base run, reopened without it).
+        base: the run the stream starts from (only when creating the stream).
+        method: the unlearning method (see :func:`forget`).
+        options: its options.
+        retrain_every: retrain after this many approximate requests (``None``: never for this reason).
+        max_drift: retrain when the drift reaches this share (``None``: never for this reason).
+        device: torch device of the computation.
+
+    Raises:
+        ValueError: creating without ``base``, or reopening with a different base or policy.
+    """
+
+    def __init__(self, directory: str | os.PathLike, base: str | os.PathLike | None = None, *,
+                 method: str | None = None, options: dict | None = None, retrain_every: int | None = None,
+                 max_drift: float | None = None, device: str = "cpu"):
+        self.directory = Path(directory).expanduser().absolute()
+        self.device = device
+        given = {"base": None if base is None else str(Path(base).expanduser().resolve()), "method": method,
+                 "options": options, "retrain_every": retrain_every, "max_drift": max_drift}
+        self.config = self._open({key: value for key, value in given.items() if value is not None})
+        self._current: Run | None = None
+
+    def _open(self, given: dict) -> dict:
+        """The stream's settings: read back (``given`` must agree with them), or checked and written once."""
+        record = self.directory / "stream.json"
+        if record.is_file():
+            config = json.loads(record.read_text())
+            differ = [key for key, value in given.items() if value != config.get(key)]
+            if differ:
+                raise ValueError(f"the stream {self.directory} was created with other {', '.join(differ)}: "
+                                 f"{ {key: config.get(key) for key in differ} }")
+            return config
+        if "base" not in given:
+            raise ValueError(f"{self.directory} is not a stream yet: give the base run to create it")
+        config = {"method": "ifru", "options": {}, "retrain_every": None, "max_drift": None, **given}
+        check_method(config["method"])
+        method_config(config["method"], config["options"])  # bad options fail now, not at the first request
+        if config["retrain_every"] is not None and config["retrain_every"] < 1:
+            raise ValueError(f"retrain_every must be >= 1, got {config['retrain_every']}")
+        if config["max_drift"] is not None and not 0 < config["max_drift"]:
+            raise ValueError(f"max_drift must be > 0, got {config['max_drift']}")
+        load_run(config["base"])  # a readable, intact run
+        (self.directory / "runs").mkdir(parents=True, exist_ok=True)
+        from .io import write_json
+        write_json(record, {**config, "version": __version__})
+        return config
+
+    def __repr__(self) -> str:
+        return (f"ForgetStream({str(self.directory)!r}, method={self.config['method']}, applied={len(self.applied())}, "
+                f"pending={len(self.pending())})")
+
+    # --- the journal ---------------------------------------------------------------------------------
+
+    @property
+    def journal_path(self) -> Path:
+        return self.directory / "journal.jsonl"
+
+    def _read_journal(self) -> tuple[list[dict], int]:
+        """The journal's complete lines and the byte length they take (a torn last line is not counted)."""
+        if not self.journal_path.is_file():
+            return [], 0
+        data = self.journal_path.read_bytes()
+        entries, length = [], 0
+        for line in data.splitlines(keepends=True):
+            if not line.endswith(b"\n"):
+                break  # torn by a crash: never acknowledged
+            entries.append(json.loads(line))
+            length += len(line)
+        return entries, length
+
+    def _append(self, entry: dict) -> None:
+        """Appends a journal line durably (the torn tail of a crashed append is cut off first)."""
+        _, length = self._read_journal()
+        new = not self.journal_path.exists()
+        with open(self.journal_path, "ab") as handle:
+            handle.truncate(length)
+            handle.write((json.dumps(entry, sort_keys=True) + "\n").encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        if new:
+            from .runs import _fsync_directory
+            _fsync_directory(self.directory)
+
+    def _run_path(self, seq: int) -> Path:
+        return self.directory / "runs" / f"{seq:06d}"
+
+    def requests(self) -> list[dict]:
+        """The journal's requests, in order (``{"seq", "time", "request"}``)."""
+        return [entry for entry in self._read_journal()[0] if "request" in entry]
+
+    def rejected(self) -> dict[int, str]:
+        """Requests refused when applied: sequence number -> reason."""
+        return {entry["seq"]: entry["rejected"] for entry in self._read_journal()[0] if "rejected" in entry}
+
+    def applied(self) -> list[int]:
+        """Sequence numbers of the applied requests (those with a published run)."""
+        return [entry["seq"] for entry in self.requests() if (self._run_path(entry["seq"]) / "run.json").is_file()]
+
+    def pending(self) -> list[int]:
+        """Sequence numbers of accepted requests that are neither applied nor refused."""
+        done, refused = set(self.applied()), self.rejected()
+        return [entry["seq"] for entry in self.requests() if entry["seq"] not in done and entry["seq"] not in refused]
+
+    # --- state -------------------------------------------------------------------------------------------
+
+    def current_path(self) -> Path:
+        """The run of the latest applied request, or the base run."""
+        applied = self.applied()
+        return self._run_path(applied[-1]) if applied else Path(self.config["base"])
+
+    @property
+    def current(self) -> Run:
+        """The current run: its model, remaining graph and cumulative removed edges (``current.removed``)."""
+        path = self.current_path()
+        if self._current is None or self._current.path != path:
+            self._current = load_run(path)
+        return self._current
+
+    def drift(self) -> tuple[int, float]:
+        """``(requests, drift)`` since the base or the last Retrain: approximate requests applied, and the
+        edges they removed over the training edges at that point."""
+        anchor = json.loads((Path(self.config["base"]) / "run.json").read_text())
+        count, edges = 0, 0
+        for seq in self.applied():
+            info = json.loads((self._run_path(seq) / "run.json").read_text())
+            if info["method"]["name"] == "retrain":
+                anchor, count, edges = info, 0, 0
+            else:
+                count, edges = count + 1, edges + info["lineage"]["request"]["edges"]
+        return count, edges / max(anchor["metrics"]["train_edges"], 1)
+
+    def _method_now(self) -> str:
+        """The policy: the configured method, or Retrain when a bound is reached."""
+        count, drift = self.drift()
+        every, bound = self.config["retrain_every"], self.config["max_drift"]
+        if (every is not None and count >= every) or (bound is not None and drift >= bound):
+            return "retrain"
+        return self.config["method"]
+
+    # --- requests ----------------------------------------------------------------------------------------
+
+    def submit(self, *, users: Sequence | None = None, items: Sequence | None = None,
+               edges: Sequence[Sequence] | None = None, local_ids: bool = False) -> int:
+        """Accepts a request: checks it against the current run, then journals it durably.
+
+        Returns:
+            The request's sequence number (its run will be ``runs/NNNNNN``).
+
+        Raises:
+            ValueError: as :func:`build_request` (unknown ids, a request already applied, ...).
+        """
+        with _locked(self.directory):
+            build_request(self.current, users=users, items=items, edges=edges, local_ids=local_ids)
+            request = {"users": _jsonable_ids(users), "items": _jsonable_ids(items),
+                       "edges": None if edges is None else [[_plain_id(u), _plain_id(i)] for u, i in edges],
+                       "local_ids": local_ids}
+            seq = max([entry["seq"] for entry in self._read_journal()[0]], default=0) + 1
+            self._append({"seq": seq, "time": utc_now(), "request": request})
+        return seq
+
+    def process(self, progress: bool = False) -> list[Path]:
+        """Applies every pending request in order; returns the runs published now.
+
+        A request that became invalid (e.g. a user already forgotten by an earlier request) is refused with a
+        journal line; a result the method does not trust is replaced by a Retrain.
+        """
+        published = []
+        with _locked(self.directory):
+            for entry in self.requests():
+                if entry["seq"] in self.pending():
+                    path = self._apply(entry, progress)
+                    published += [path] if path is not None else []
+        return published
+
+    def _apply(self, entry: dict, progress: bool) -> Path | None:
+        request = {key: value for key, value in entry["request"].items() if value is not None}
+        out, method = self._run_path(entry["seq"]), self._method_now()
+        options = self.config["options"] if method == self.config["method"] else {}
+        try:
+            try:
+                done = forget(self.current, out=out, **request, method=method, options=options, device=self.device,
+                              progress=progress)
+            except UnlearningFailed as error:
+                log.warning("request %d: %s; applying it with retrain", entry["seq"], error)
+                done = forget(self.current, out=out, **request, method="retrain", device=self.device,
+                              progress=progress)
+        except ValueError as error:
+            self._append({"seq": entry["seq"], "time": utc_now(), "rejected": str(error)})
+            log.warning("request %d refused: %s", entry["seq"], error)
+            return None
+        return done.path
+
+    def forget(self, *, users: Sequence | None = None, items: Sequence | None = None,
+               edges: Sequence[Sequence] | None = None, local_ids: bool = False, progress: bool = False) -> Path:
+        """:meth:`submit` then :meth:`process`: the run of this request.
+
+        Raises:
+            ValueError: the request was refused (or an earlier pending one blocks it).
+        """
+        seq = self.submit(users=users, items=items, edges=edges, local_ids=local_ids)
+        self.process(progress)
+        if seq in self.rejected():
+            raise ValueError(f"request {seq} was refused: {self.rejected()[seq]}")
+        return self._run_path(seq)
+
+
+def _jsonable_ids(ids) -> list | None:
+    return None if ids is None else [_plain_id(value) for value in ids]

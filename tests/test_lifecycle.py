@@ -1,0 +1,132 @@
+"""One lifecycle for every method: typed configs built from options, the registry, fit() -> self, the CLI's
+option listing."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from graphforget.cli import main
+from graphforget.config import build_config, check_fields, describe
+from graphforget.data import random_edges
+from graphforget.models import MF
+from graphforget.objectives import BCEObjective
+from graphforget.train import TrainConfig
+from graphforget.unlearn import (METHODS, IFRUConfig, NotFittedError, RetrainConfig, SISAConfig, build_unlearner,
+                                 method_config)
+
+
+@dataclasses.dataclass
+class Inner:
+    """Options.
+
+    Args:
+        rate: a rate
+            over two lines.
+        name: a name.
+    """
+    rate: float = 0.1
+    name: str = "a"
+
+
+@dataclasses.dataclass
+class Outer:
+    """Options.
+
+    Args:
+        flag: a flag.
+        sizes: sizes.
+        limit: a limit or none.
+        mode: a number or ``"auto"``.
+        inner: the nested group.
+    """
+    flag: bool = False
+    sizes: tuple[int, ...] = (1, 2)
+    limit: int | None = None
+    mode: float | str = "auto"
+    inner: Inner = dataclasses.field(default_factory=Inner)
+
+    def __post_init__(self):
+        check_fields(self, {"limit": (self.limit is None or self.limit >= 0, "None or >= 0")})
+
+
+def test_build_config_parses_strings_by_the_field_type():
+    config = build_config(Outer, {"flag": "yes", "sizes": "3,4,5", "limit": "none", "mode": "0.5",
+                                  "inner.rate": "2e-3", "inner.name": "b"})
+    assert config == Outer(True, (3, 4, 5), None, 0.5, Inner(2e-3, "b"))
+    assert build_config(Outer, {"mode": "auto", "sizes": "(7,)", "limit": 3}) == Outer(mode="auto", sizes=(7,),
+                                                                                      limit=3)
+    assert build_config(Outer, {"inner": {"rate": 1}}).inner == Inner(1.0)  # an int is a float
+    base = Outer(limit=2)
+    assert build_config(Outer, {"inner.name": "c"}, base) == Outer(limit=2, inner=Inner(name="c"))
+    assert base == Outer(limit=2)  # the base is not mutated
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"nope": 1}, "Outer: unknown option nope (known: flag, sizes, limit, mode, inner)"),
+    ({"flag": "maybe"}, "Outer.flag: expected bool, got 'maybe'"),
+    ({"sizes": "1,x"}, "Outer.sizes: expected tuple[int, ...], got '1,x'"),
+    ({"limit": 1.5}, "Outer.limit: expected int | None, got 1.5"),
+    ({"limit": "-1"}, "Outer.limit: None or >= 0 (got -1)"),
+    ({"inner.rate": "fast"}, "Outer.inner.rate: expected float, got 'fast'"),
+    ({"inner.bogus": 1}, "Outer.inner: unknown option bogus"),
+    ({"flag": True, "inner": 3}, "Outer.inner: expected Inner, got 3"),
+])
+def test_build_config_names_the_field_in_every_error(options, message):
+    with pytest.raises(ValueError) as error:
+        build_config(Outer, options)
+    assert message in str(error.value)
+
+
+def test_describe_lists_nested_fields_with_defaults_and_help():
+    rows = {row.name: row for row in describe(Outer)}
+    assert list(rows) == ["flag", "sizes", "limit", "mode", "inner.rate", "inner.name"]
+    assert (rows["sizes"].type, rows["sizes"].default) == ("tuple[int, ...]", (1, 2))
+    assert rows["limit"].type == "int | None" and rows["mode"].type == "float | str"
+    assert rows["inner.rate"].help == "a rate over two lines." and rows["inner.rate"].default == 0.1
+
+
+def test_every_registered_method_has_a_config_that_builds_and_describes():
+    assert list(METHODS) == ["retrain", "ifru", "scif", "finetune", "sisa", "receraser", "unlearnrec"]
+    for name, cls in METHODS.items():
+        config = method_config(name)
+        assert isinstance(config, cls.Config) and cls.name == name
+        assert all(row.help for row in describe(cls.Config)), f"{name}: an option without help"
+    assert method_config("ifru", IFRUConfig.paper()) == IFRUConfig.paper()  # a ready config is taken as is
+
+
+def test_run_settings_fill_train_and_seed_and_options_change_them():
+    train = TrainConfig(epochs=7, lr=0.5)
+    config = method_config("retrain", {"train.lr": "0.25"}, train=train, seed=9)
+    assert config == RetrainConfig(TrainConfig(epochs=7, lr=0.25), seed=9)
+    assert method_config("sisa", {"seed": "3"}, seed=9).seed == 3
+    assert method_config("ifru", None, train=train, seed=9) == IFRUConfig()  # IFRU has neither field
+    with pytest.raises(ValueError, match="bad options for 'sisa': SISAConfig.workers: must be >= 1"):
+        method_config("sisa", {"workers": 0})
+
+
+def test_fit_returns_self_and_unlearn_before_a_needed_fit_is_refused(small_planted):
+    model, objective = MF(60, 40, 4), BCEObjective()
+    request = random_edges(small_planted, 0.05, seed=0)
+    sisa = build_unlearner("sisa", model, small_planted, objective, SISAConfig(TrainConfig(epochs=1), num_shards=2))
+    assert sisa.needs_fit and not sisa.fitted
+    with pytest.raises(NotFittedError, match=r"SISA.unlearn\(\) needs fit\(\) first"):
+        sisa.unlearn(request)
+    assert sisa.fit() is sisa and sisa.fitted and sisa.fit_seconds > 0 and sisa.fit_info["seconds"] > 0
+    assert sisa.unlearn(request).info["num_retrained"] >= 1
+    ifru = build_unlearner("ifru", model, small_planted, objective)
+    assert not ifru.needs_fit and ifru.fitted and ifru.fit() is ifru and ifru.fit_info == {"seconds": ifru.fit_seconds}
+    assert torch.isfinite(ifru.unlearn(request).model.user_emb.weight).all()
+
+
+def test_cli_lists_methods_and_their_options(capsys):
+    assert main(["methods"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line and not line.startswith("`")]
+    assert listed == list(METHODS)
+    assert main(["methods", "ifru"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ifru: IFRU with IFRUConfig\n")
+    assert "  solver.damping (float | 'auto', default 'auto'): " in out and "  trust.on_failure (str" in out
+    assert "``" not in out and ":math:" not in out  # docstring markup is shown as plain text
+    assert main(["methods", "nope"]) == 2

@@ -1,0 +1,163 @@
+"""graphforget.models.PyGRecommender: PyG's own LightGCN through the adapter equals graphforget's LightGCN
+on the same weights (scores, training, IFRU's unlearned model), retrains, and refuses a module that does
+not fit the graph's node counts."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch_geometric.nn import LGConv
+from torch_geometric.nn.models import LightGCN as PyGLightGCN
+
+from graphforget import BCEObjective, TrainConfig, train
+from graphforget.data import EDGE, planted_communities, random_edges, remove_edges
+from graphforget.influence import NodeRows, computation_subgraph
+from graphforget.models import LightGCN, PyGRecommender
+from graphforget.unlearn import IFRU, Retrain, RetrainConfig
+
+U, I, D, K = 60, 40, 8, 2
+OBJECTIVE = BCEObjective(l2=0.5)
+FULL_BATCH = TrainConfig(epochs=20, lr=0.05, batch_size=0, patience=0)
+# Both run in float64, but PyG's LightGCN keeps its layer weights 1/(K+1) in a float32 buffer (alpha) and
+# graphforget's LightGCN its normalisation weights 1/sqrt(|N_u||N_i|) (propagation_edges): the two differ
+# by about 1e-7 relative (scores, embeddings), and by as much after 20 Adam epochs and an IFRU update.
+# The tolerances leave a margin of about 10x.
+SCORE = dict(rtol=1e-6, atol=1e-8)
+TRAIN_ATOL, UNLEARN_RTOL = 2e-6, 2e-6
+
+
+@pytest.fixture
+def graph():
+    return planted_communities(num_users=U, num_items=I, num_communities=4, interactions_per_user=8, seed=0)
+
+
+def all_pairs() -> torch.Tensor:
+    return torch.stack([torch.arange(U).repeat_interleave(I), torch.arange(I).repeat(U)])
+
+
+def x0(model) -> torch.Tensor:
+    """The layer-0 table ``[U + I, d]`` in homogeneous order, whichever model it is."""
+    if isinstance(model, PyGRecommender):
+        return model.module.embedding.weight.detach()
+    return torch.cat([model.user_emb.weight, model.item_emb.weight]).detach()
+
+
+def twins(seed: int = 0) -> tuple[LightGCN, PyGRecommender]:
+    """graphforget's LightGCN and PyG's LightGCN through the adapter, with the same weights."""
+    ours = LightGCN(U, I, D, num_layers=K).double()
+    ours.reset_parameters(seed)
+    theirs = PyGRecommender(PyGLightGCN(num_nodes=U + I, embedding_dim=D, num_layers=K), U, I,
+                            receptive_field=K).double()
+    with torch.no_grad():
+        theirs.module.embedding.weight.copy_(x0(ours))
+    return ours, theirs
+
+
+def test_the_adapter_finds_the_homogeneous_table():
+    _, theirs = twins()
+    assert theirs.node_parameters() == {"module.embedding.weight": "node"}
+    assert (theirs.receptive_field, theirs.supports_edge_weight, theirs.embedding_dim) == (K, False, D)
+    mask = torch.zeros(U + I, dtype=torch.bool)
+    mask[[3, U + 5]] = True  # user 3 and item 5
+    rows = NodeRows.from_node_mask(theirs, mask, U)
+    assert rows.rows["module.embedding.weight"].tolist() == [3, U + 5] and rows.dense == ()
+
+
+def test_scores_equal_graphforgets_lightgcn(graph, one_thread):
+    ours, theirs = twins()
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(graph, all_pairs()), ours(graph, all_pairs()), **SCORE)
+        torch.testing.assert_close(theirs.score_all(graph), ours.score_all(graph), **SCORE)
+        users = torch.tensor([7, 2, 2])
+        torch.testing.assert_close(theirs.score_all(graph, users), ours.score_all(graph, users), **SCORE)
+        for a, b in zip(theirs.embed(graph), ours.embed(graph)):
+            torch.testing.assert_close(a, b, **SCORE)
+        # The graph is an argument: without some edges the scores change, the same way in both.
+        smaller = remove_edges(graph, graph[EDGE].edge_index[:, :50])
+        assert not torch.allclose(theirs(smaller, all_pairs()), theirs(graph, all_pairs()))
+        torch.testing.assert_close(theirs(smaller, all_pairs()), ours(smaller, all_pairs()), **SCORE)
+
+
+def test_training_and_ifru_unlearning_equal_graphforgets_lightgcn(graph, one_thread):
+    ours, theirs = twins()
+    train(ours, graph, OBJECTIVE, FULL_BATCH)
+    train(theirs, graph, OBJECTIVE, FULL_BATCH)
+    torch.testing.assert_close(x0(theirs), x0(ours), atol=TRAIN_ATOL, rtol=0)
+    assert not torch.allclose(x0(ours), x0(twins()[0]), atol=1e-2)  # training moved the tables
+    with torch.no_grad():  # the same trained point, so that IFRU's results can be compared tightly
+        theirs.module.embedding.weight.copy_(x0(ours))
+    request = random_edges(graph, ratio=0.05, seed=1)
+    mine, adapted = (IFRU(model, graph, OBJECTIVE).unlearn(request) for model in (ours, theirs))
+    # Spillover: the remaining edges whose predictions the removal changes are part of the update.
+    assert adapted.info["affected_terms"] == mine.info["affected_terms"] > 0
+    assert adapted.info["kept_parameters"] == mine.info["kept_parameters"]
+    step = (x0(mine.model) - x0(ours)).norm()
+    assert step > 0.1
+    assert float((x0(adapted.model) - x0(mine.model)).norm() / step) < UNLEARN_RTOL
+    assert torch.equal(x0(theirs), x0(ours))  # the original models are untouched
+
+
+def test_retrain_through_the_adapter(graph, one_thread):
+    _, theirs = twins()
+    request = random_edges(graph, ratio=0.05, seed=1)
+    config = RetrainConfig(train=TrainConfig(epochs=3, lr=0.05, batch_size=0, patience=0), seed=3)
+    result = Retrain(theirs, graph, OBJECTIVE, config).unlearn(request)
+    # By hand: the module's own reset under seed 3, then training on the remaining edges.
+    expected = PyGRecommender(PyGLightGCN(U + I, D, num_layers=K), U, I, receptive_field=K).double()
+    state = torch.random.get_rng_state()
+    expected.reset_parameters(3)
+    assert torch.equal(torch.random.get_rng_state(), state)  # seeded without touching the global RNG
+    train(expected, remove_edges(graph, request), OBJECTIVE, config.train)
+    torch.testing.assert_close(x0(result.model), x0(expected), atol=1e-12, rtol=0)
+    assert not torch.allclose(x0(result.model), x0(theirs))
+
+
+def test_edge_weight_mode_is_exact_on_k_hop_subgraphs(graph, one_thread):
+    """A module that does not normalise (LGConv(normalize=False)) takes the whole graph's weights, so it
+    computes exactly on a computation subgraph and IFRU works locally, as on graphforget's LightGCN."""
+    ours, _ = twins()
+    theirs = PyGRecommender(PyGLightGCN(U + I, D, num_layers=K, normalize=False), U, I, receptive_field=K,
+                            edge_weight=True).double()
+    assert theirs.supports_edge_weight and theirs.config()["edge_weight"]
+    train(ours, graph, OBJECTIVE, FULL_BATCH)
+    with torch.no_grad():
+        theirs.module.embedding.weight.copy_(x0(ours))
+    nodes = torch.tensor([0, U + 3])
+    sub = computation_subgraph(graph, nodes, K)
+    assert sub[EDGE].edge_index.size(1) < graph[EDGE].edge_index.size(1)
+    pairs = torch.tensor([[0], [3]])
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(graph, all_pairs()), ours(graph, all_pairs()), **SCORE)
+        torch.testing.assert_close(theirs(sub, pairs), theirs(graph, pairs), atol=1e-12, rtol=0)
+    request = random_edges(graph, ratio=0.05, seed=1)
+    mine, adapted = (IFRU(model, graph, OBJECTIVE).unlearn(request) for model in (ours, theirs))
+    step = (x0(mine.model) - x0(ours)).norm()
+    assert float((x0(adapted.model) - x0(mine.model)).norm() / step) < UNLEARN_RTOL
+
+
+class PerEdgeScores(nn.Module):
+    """A module whose forward returns one value per edge of the graph, not per scored pair."""
+
+    def __init__(self, num_nodes: int):
+        super().__init__()
+        self.embedding = nn.Embedding(num_nodes, 4)
+        self.conv = LGConv()
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        x = self.conv(self.embedding.weight, edge_index)
+        return (x[edge_index[0]] * x[edge_index[1]]).sum(-1)
+
+
+def test_a_module_that_does_not_fit_is_refused(graph):
+    with pytest.raises(ValueError, match=r"num_users \+ num_items = 100 rows .*embedding\.weight \[99, 8\]"):
+        PyGRecommender(PyGLightGCN(num_nodes=U + I - 1, embedding_dim=D, num_layers=K), U, I, receptive_field=K)
+    with pytest.raises(ValueError, match="receptive_field"):
+        PyGRecommender(PyGLightGCN(U + I, D, num_layers=K), U, I, receptive_field=-1)
+    with pytest.raises(ValueError, match=r"a user table must be \[60, d\], it is \[100, 8\]"):
+        PyGRecommender(PyGLightGCN(U + I, D, num_layers=K), U, I, receptive_field=K,
+                       node_tables={"embedding.weight": "user"})
+    model = PyGRecommender(PerEdgeScores(U + I), U, I, receptive_field=1)
+    with pytest.raises(ValueError, match=r"returned a \[\d+\] tensor for 3 pairs"):
+        model(graph, all_pairs()[:, :3])
+    with pytest.raises(NotImplementedError, match="get_embedding"):
+        model.embed(graph)

@@ -1,0 +1,310 @@
+"""graphforget.verify: matched non-members, the membership attack and the forgetting report, against references."""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import pytest
+import torch
+
+from graphforget.data import EDGE, make_interactions, planted_communities, random_edges, remove_edges, user_edges
+from graphforget.data.interactions import message_passing_edges
+from graphforget.metrics import mean_probability, mi_bf, mi_ng
+from graphforget.models import MF
+from graphforget.objectives import BCEObjective
+from graphforget.train import TrainConfig, train
+from graphforget.unlearn import Retrain, RetrainConfig
+from graphforget.verify import ForgettingReport, matched_non_members, membership_attack, verify_forgetting
+
+
+class TableModel(torch.nn.Module):
+    """A stub recommender: the score of (u, i) is ``table[u, i]``; records its mode and grad state per call."""
+
+    def __init__(self, table):
+        super().__init__()
+        self.register_buffer("table", torch.as_tensor(table, dtype=torch.float))
+        self.calls = []
+
+    def forward(self, graph, edge_label_index):
+        self.calls.append((self.training, torch.is_grad_enabled()))
+        return self.table[edge_label_index[0], edge_label_index[1]]
+
+
+def edge_set(graph) -> set:
+    return set(map(tuple, graph[EDGE].edge_index.t().tolist()))
+
+
+def naive_auc(positive, negative) -> float:
+    """AUC by the pair count (ties one half): the reference."""
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in itertools.product(positive, negative))
+    return wins / (len(positive) * len(negative))
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return planted_communities(num_users=120, num_items=80, num_communities=4, interactions_per_user=15, seed=0)
+
+
+def tiered_graph():
+    """12 users x 10 items: items 0-4 popular (each user rates 3 of them), items 5-9 rated at most once;
+    user 12 rates every popular item (its popular bucket is exhausted)."""
+    users, items = [], []
+    for u in range(12):
+        for item in ((u % 5), (u + 1) % 5, (u + 2) % 5):
+            users.append(u), items.append(item)
+        if u < 5:
+            users.append(u), items.append(5 + u)
+    for item in range(5):
+        users.append(12), items.append(item)
+    return make_interactions(torch.tensor([users, items]), None, 13, 10)
+
+
+# ------------------------------------------------------------------------------------------- matching
+
+@pytest.mark.parametrize("kind", ["random", "users"])
+def test_matches_are_non_edges_of_the_original_graph_with_the_requested_users(planted, kind):
+    request = random_edges(planted, 0.1, seed=3) if kind == "random" else user_edges(planted, [0, 5, 7])
+    matched = matched_non_members(planted, request, seed=1)
+    assert matched.shape == request.shape  # nobody has rated every item: every edge matched
+    assert torch.equal(matched[0], request[0])  # same user, column by column (request order)
+    pairs = list(map(tuple, matched.t().tolist()))
+    assert not set(pairs) & edge_set(planted)  # never an edge (observed or label-0 alike)
+    assert len(set(pairs)) == len(pairs)  # distinct
+
+
+def test_matches_exclude_sampled_negatives_and_count_observed_degree_only():
+    # user 0's only free items are 2 and 3; item 2 is a sampled negative of user 1 (observed False)
+    graph = make_interactions(torch.tensor([[0, 0, 1, 1, 1], [0, 1, 1, 2, 4]]), torch.tensor([1., 1., 1., 0., 1.]),
+                              2, 5, observed=torch.tensor([True, True, True, False, True]))
+    for seed in range(10):
+        matched = matched_non_members(graph, torch.tensor([[1], [1]]), seed=seed)
+        assert matched.tolist() in ([[1], [0]], [[1], [3]])  # never item 2 (a negative of user 1)
+
+
+def test_degree_matching_on_a_hand_made_graph():
+    graph = tiered_graph()
+    degree = torch.bincount(message_passing_edges(graph)[1], minlength=10)
+    assert degree[:5].min() > 6 and degree[5:].max() <= 1  # two clear tiers
+    # user 0 rated popular 0, 1, 2 and unpopular 5: two popular items (3, 4) are free for three popular edges;
+    # user 3 rated popular 3, 4, 0 and unpopular 8; user 12 rated every popular item
+    request = torch.tensor([[0, 0, 0, 0, 3, 12], [0, 1, 2, 5, 3, 0]])
+    for seed in range(20):
+        items = matched_non_members(graph, request, seed=seed, num_buckets=2)[1].tolist()
+        popular = [item for item in items[:3] if item < 5]
+        assert sorted(popular) == [3, 4]  # two of three stay in the bucket...
+        assert [item for item in items[:3] if item >= 5][0] in range(6, 10)  # ...the third takes the nearest
+        assert items[3] in range(6, 10) and len(set(items[:4])) == 4  # unpopular edge -> unpopular item
+        assert items[4] in (1, 2)
+        assert items[5] in range(5, 10)
+
+
+@pytest.mark.parametrize("buckets", [10, 40])
+def test_a_match_leaves_its_degree_bucket_only_when_the_user_has_none_free_there(planted, buckets):
+    request = torch.cat([user_edges(planted, [1, 2]), random_edges(planted, 0.05, seed=2)], 1)
+    request = torch.unique(request, dim=1)
+    degree = torch.bincount(message_passing_edges(planted)[1], minlength=80)
+    bucket = torch.empty(80, dtype=torch.long)
+    bucket[torch.sort(degree, stable=True).indices] = torch.arange(80) * buckets // 80
+    matched = matched_non_members(planted, request, seed=0, num_buckets=buckets)
+    used = edge_set(planted) | set(map(tuple, matched.t().tolist()))
+    for (user, item), match in zip(request.t().tolist(), matched[1].tolist()):
+        gap = abs(int(bucket[match]) - int(bucket[item]))
+        nearer = [j for j in range(80) if abs(int(bucket[j]) - int(bucket[item])) < gap]
+        assert all((user, j) in used for j in nearer), (user, item, match)
+    moved = int((bucket[matched[1]] != bucket[request[1]]).sum())
+    assert moved == 0 if buckets == 10 else moved > 10  # 40 buckets of 2 items: many are exhausted
+    # degree: matched items are as popular as the requested ones on average (measured 23.8 vs 24.0)
+    assert abs(degree[matched[1]].float().mean() - degree[request[1]].float().mean()) < 1.0
+
+
+def test_dense_users_keep_as_many_matches_as_they_have_free_items(random_graph, monkeypatch):
+    import graphforget.verify as verify
+    monkeypatch.setattr(verify, "_DENSE_LIMIT", 60)  # the exact stage in chunks of 2 pairs
+    graph = random_graph(6, 30, 150, seed=1)  # 25 edges per user on average, 5 free items
+    request = user_edges(graph, [0, 2, 3], observed_only=False)
+    matched = matched_non_members(graph, request, seed=2)
+    degree = torch.bincount(graph[EDGE].edge_index[0], minlength=6)
+    assert matched.size(1) == sum(min(int(degree[u]), 30 - int(degree[u])) for u in (0, 2, 3))
+    pairs = list(map(tuple, matched.t().tolist()))
+    assert len(set(pairs)) == len(pairs) and not set(pairs) & edge_set(graph)
+    for user in (0, 2, 3):  # every free item of these users is taken (fewer free items than edges)
+        assert sum(u == user for u, _ in pairs) == 30 - int(degree[user])
+
+
+def test_a_user_with_every_item_is_dropped_and_counted(caplog):
+    graph = make_interactions(torch.tensor([[0, 0, 0, 1], [0, 1, 2, 0]]), None, 2, 3)
+    request = torch.tensor([[0, 1], [1, 0]])
+    with caplog.at_level("WARNING", logger="graphforget.verify"):
+        matched = matched_non_members(graph, request)
+    assert matched[0].tolist() == [1] and matched[1].item() in (1, 2)
+    assert "1 of 2 requested edges have no matched non-member" in caplog.text
+    model = TableModel(torch.zeros(2, 3))
+    report = verify_forgetting(model, remove_edges(graph, request), request, before=(model, graph))
+    assert (report.request_edges, report.matched, report.unmatched) == (2, 1, 1)
+    assert math.isnan(report.mia_auc) and report.to_dict()["mia_auc"] is None  # one non-member: no attack
+
+
+def test_matching_is_deterministic_under_a_seed(planted):
+    request = random_edges(planted, 0.1, seed=5)
+    first = matched_non_members(planted, request, seed=7)
+    assert torch.equal(first, matched_non_members(planted, request, seed=7))
+    assert not torch.equal(first, matched_non_members(planted, request, seed=8))
+
+
+# ----------------------------------------------------------------------------------------------- attack
+
+def test_attack_against_hand_computed_figures():
+    member_scores, non_scores = [3.0, 1.0, 4.0, 2.0], [0.0, 2.0, 5.0, -1.0, 2.5, 1.0]
+    table = torch.tensor([member_scores + non_scores])
+    graph = make_interactions(torch.tensor([[0] * 4, [0, 1, 2, 3]]), None, 1, 10)
+    members, non_members = torch.tensor([[0] * 4, [0, 1, 2, 3]]), torch.tensor([[0] * 6, [4, 5, 6, 7, 8, 9]])
+    for seed in range(5):
+        out = membership_attack(TableModel(table), graph, members, non_members, 0.5, seed=seed, fpr=0.4)
+        order = torch.randperm(6, generator=torch.Generator().manual_seed(seed)).tolist()
+        calibration, evaluation = [non_scores[k] for k in order[:3]], [non_scores[k] for k in order[3:]]
+        threshold = sorted(calibration, reverse=True)[1]  # floor(0.4 * 3) = 1 calibration score may lie above
+        tpr = sum(s > threshold for s in member_scores) / 4
+        fpr = sum(s > threshold for s in evaluation) / 3
+        assert out["mia_auc"] == pytest.approx(naive_auc(member_scores, evaluation), abs=1e-12)
+        assert out["threshold"] == threshold
+        assert (out["tpr_at_fpr"], out["fpr"]) == (pytest.approx(tpr), pytest.approx(fpr))
+        assert out["accuracy"] == pytest.approx((tpr + 1 - fpr) / 2)
+        assert (out["members"], out["calibration"], out["evaluation"]) == (4, 3, 3)
+
+
+def test_attack_extremes_and_labels():
+    graph = make_interactions(torch.tensor([[0, 0], [0, 1]]), None, 1, 6)
+    members, non_members = torch.tensor([[0, 0], [0, 1]]), torch.tensor([[0, 0, 0, 0], [2, 3, 4, 5]])
+    separated = TableModel([[5.0, 6.0, 0.0, 1.0, -1.0, 0.5]])
+    assert membership_attack(separated, graph, members, non_members)["mia_auc"] == 1.0
+    flat = TableModel(torch.zeros(1, 6))
+    assert membership_attack(flat, graph, members, non_members)["mia_auc"] == 0.5
+    # label-signed scores: a memorised label-0 member (score -6) is found when labels are given
+    memorised = TableModel([[5.0, -6.0, 0.0, 1.0, -1.0, 0.5]])
+    signed = membership_attack(memorised, graph, members, non_members, member_labels=[1, 0],
+                               non_member_labels=[1, 0, 1, 0])
+    assert signed["mia_auc"] == 1.0
+    assert membership_attack(memorised, graph, members, non_members)["mia_auc"] == 0.5
+
+
+def test_scoring_in_eval_mode_without_gradients_and_the_mode_restored(planted):
+    model = TableModel(torch.randn(120, 80))
+    model.train()
+    request = random_edges(planted, 0.05, seed=1)
+    verify_forgetting(model, remove_edges(planted, request), request, before=(model, planted))
+    assert model.calls and all(call == (False, False) for call in model.calls)
+    assert model.training
+    model.eval()
+    membership_attack(model, planted, request, matched_non_members(planted, request))
+    assert not model.training
+
+
+# ----------------------------------------------------------------------------------------------- report
+
+def trained(graph, request=None):
+    """MF trained on ``graph`` (memorising: no L2, full batch), and Retrain without ``request``."""
+    model = MF(120, 80, 16)
+    model.reset_parameters(0)
+    objective, config = BCEObjective(l2=0.0), TrainConfig(epochs=60, lr=0.05, batch_size=0, patience=0)
+    train(model, graph, objective, config)
+    return model, Retrain(model, graph, objective, RetrainConfig(config)).unlearn(request)
+
+
+@pytest.mark.parametrize("positives", [True, False])
+def test_a_model_trained_on_the_request_is_caught_and_a_retrain_much_less(planted, one_thread, positives):
+    edges, label = planted[EDGE].edge_index, planted[EDGE].edge_label
+    candidates = edges[:, label > 0] if positives else edges
+    request = candidates[:, torch.randperm(candidates.size(1), generator=torch.Generator().manual_seed(1))[:180]]
+    original, result = trained(planted, request)
+    # the "method" is the original model (it forgot nothing), the reference a Retrain without the request
+    report = verify_forgetting(original, planted, request, before=(original, planted),
+                               reference=(result.model, result.graph))
+    assert report.mia_statistic == ("score" if positives else "loss")
+    # measured: positives 0.90 (original) vs 0.67 (Retrain); mixed labels (loss attack) 0.90 vs 0.61
+    assert report.mia_auc > 0.85 and report.reference.mia_auc < report.mia_auc - 0.15
+    assert report.before_mia_auc == report.mia_auc and report.reference.before_mia_auc == report.mia_auc
+    assert report.in_graph == request.size(1) and report.reference.in_graph == 0
+    assert report.mi_bf == 1.0
+    if positives:
+        assert report.reference.mi_bf > 1.2  # retraining lowered the requested edges' probability
+
+
+def test_report_figures_match_the_metrics_module(planted):
+    request = user_edges(planted, [3, 4])
+    remaining = remove_edges(planted, request)
+    after, before = MF(120, 80, 8), MF(120, 80, 8)
+    after.reset_parameters(1), before.reset_parameters(2)
+    report = verify_forgetting(after, remaining, request, before=(before, planted), reference=(before, planted),
+                               seed=3)
+    non_members = matched_non_members(planted, request, seed=3)
+    assert report.request_probability == pytest.approx(mean_probability(after, remaining, request), rel=1e-6)
+    assert report.non_member_probability == pytest.approx(mean_probability(after, remaining, non_members), rel=1e-6)
+    assert report.mi_bf == pytest.approx(mi_bf(before, planted, after, remaining, request), rel=1e-6)
+    assert report.mi_ng == pytest.approx(mi_ng(after, remaining, request, non_members), rel=1e-6)
+    assert report.reference.mi_bf == pytest.approx(1.0)
+    signs = 2 * planted[EDGE].edge_label[torch.isin(planted[EDGE].edge_index[0], torch.tensor([3, 4]))] - 1
+    attack = membership_attack(after, remaining, request, non_members, seed=3, member_labels=(signs + 1) / 2,
+                               non_member_labels=(signs + 1) / 2)
+    assert report.mia_auc == attack["mia_auc"] and report.mia_tpr == attack["tpr_at_fpr"]
+    assert (report.request_edges, report.matched, report.unmatched, report.in_graph) == (30, 30, 0, 0)
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["reference"]["mi_bf"] == pytest.approx(1.0) and data["reference"]["reference"] is None
+    table = report.table()
+    assert "method" in table.splitlines()[0] and "reference" in table.splitlines()[0]
+    assert f"{report.mia_auc:.4f}" in table and "MIA TPR at FPR 0.1" in table
+    assert isinstance(report, ForgettingReport) and "reference" not in verify_forgetting(
+        after, remaining, request).table().splitlines()[0]
+
+
+def test_without_before_the_non_members_avoid_the_request_and_the_report_is_deterministic(planted):
+    request = random_edges(planted, 0.1, seed=4)
+    remaining = remove_edges(planted, request)
+    model = MF(120, 80, 8)
+    first = verify_forgetting(model, remaining, request, seed=5)
+    assert first.to_dict() == verify_forgetting(model, remaining, request, seed=5).to_dict()
+    assert first.mi_bf is None and first.before_mia_auc is None and first.mia_statistic == "score"
+    assert first.to_dict() != verify_forgetting(model, remaining, request, seed=6).to_dict()
+    # the non-members come from the graph plus the request: the same as from the original graph
+    with_before = verify_forgetting(model, remaining, request, seed=5, before=(model, planted))
+    assert with_before.non_member_probability == first.non_member_probability
+    assert with_before.mia_statistic == "loss" and with_before.mi_bf == 1.0
+
+
+# ----------------------------------------------------------------------------------------------- errors
+
+def test_bad_input_is_a_value_error(planted):
+    request = random_edges(planted, 0.05, seed=0)
+    remaining = remove_edges(planted, request)
+    model = MF(120, 80, 8)
+    bigger = make_interactions(planted[EDGE].edge_index, planted[EDGE].edge_label, 121, 80)
+    cases = [
+        (lambda: matched_non_members(planted, request[:1]), "shape"),
+        (lambda: matched_non_members(planted, request.float()), "integer"),
+        (lambda: matched_non_members(planted, request > 0), "integer"),
+        (lambda: matched_non_members(planted, torch.zeros(2, 0, dtype=torch.long)), "empty"),
+        (lambda: matched_non_members(planted, torch.tensor([[0], [80]])), "unknown user or item ids"),
+        (lambda: matched_non_members(planted, torch.tensor([[-1], [0]])), "unknown"),
+        (lambda: matched_non_members(remaining, request), "graph before the deletion"),
+        (lambda: matched_non_members(planted, request, num_buckets=0), "num_buckets"),
+        (lambda: verify_forgetting(model, remaining, request, before=(model, remaining)), "not edges"),
+        (lambda: verify_forgetting(model, remaining, request, before=model), "(model, graph) pair"),
+        (lambda: verify_forgetting(model, remaining, request, reference=(MF(121, 80, 8), remaining)), "num_users"),
+        (lambda: verify_forgetting(model, remaining, request, reference=(MF(121, 80, 8), bigger)), "id space"),
+        (lambda: verify_forgetting(model, remaining, request, calibration_fraction=1.0), "calibration_fraction"),
+        (lambda: verify_forgetting(model, remaining, request, fpr=0.0), "fpr"),
+        (lambda: verify_forgetting(MF(120, 81, 8), remaining, request), "num_items"),
+        (lambda: verify_forgetting(TableModel(torch.full((120, 80), math.nan)), remaining, request), "non-finite"),
+        (lambda: membership_attack(model, planted, request, request[:, :1]), "at least 2 non-members"),
+        (lambda: membership_attack(model, planted, request, torch.zeros(2, 0, dtype=torch.long)), "empty"),
+        (lambda: membership_attack(model, planted, request, request, member_labels=torch.ones(12)), "both"),
+        (lambda: membership_attack(model, planted, request, request[:, :4], member_labels=torch.ones(request.size(1)),
+                                   non_member_labels=torch.full((4,), 2.0)), "0 or 1"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            call()
+    # every requested user has an edge with every item: no non-member at all
+    full = make_interactions(torch.tensor([[0, 0], [0, 1]]), None, 1, 2)
+    with pytest.raises(ValueError, match="no requested edge has a matched non-member"):
+        verify_forgetting(TableModel(torch.zeros(1, 2)), full, torch.tensor([[0], [0]]))

@@ -1,0 +1,537 @@
+"""The deletion workflow: fit on a file, forget by raw id, verify, run directories, audit, crashes, streams."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from graphforget.cli import main
+from graphforget.data import EDGE, pair_keys
+from graphforget.runs import FILES, lineage, load_run, publish, request_sha256, sha256_file
+from graphforget.workflow import ForgetStream, fit_on_file, forget, raw_to_local
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--epochs", "3", "--embedding-dim", "8"]
+U, I = 30, 50
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """``main`` sets torch's thread count (it is an application); give the test process its own back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def _pairs(seed: int = 0, count: int = 360) -> list[tuple[int, int]]:
+    rng = np.random.default_rng(seed)
+    keys = rng.choice(U * I, size=count, replace=False)
+    return sorted((int(k // I), int(k % I)) for k in keys)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    """Tiny files in every format: ratings (MovieLens, CSV with string ids), 0/1 triples, LightGCN lines,
+    and implicit CSV (no label column)."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(1)
+    pairs = _pairs()
+    (root / "ml").mkdir()
+    (root / "ml" / "u.data").write_text("".join(f"{u + 1}\t{i + 1}\t{rng.integers(1, 6)}\t88125{u}\n" for u, i in pairs))
+    (root / "tri.txt").write_text("".join(f"{u}\t{i}\t{int(rng.integers(2))}\n" for u, i in pairs))
+    (root / "ratings.csv").write_text("user,item,rating\n" + "".join(f"u{u},m{i},{rng.integers(1, 6)}\n" for u, i in pairs))
+    (root / "clicks.csv").write_text("user,item\n" + "".join(f"u{u},m{i}\n" for u, i in pairs))
+    (root / "lg").mkdir()
+    by_user: dict[int, list[int]] = {}
+    for u, i in pairs:
+        by_user.setdefault(u, []).append(i)
+    (root / "lg" / "train.txt").write_text("".join(" ".join(map(str, [u, *its[:-2]])) + "\n" for u, its in by_user.items()))
+    (root / "lg" / "test.txt").write_text("".join(" ".join(map(str, [u, *its[-2:]])) + "\n" for u, its in by_user.items()))
+    return {"movielens": root / "ml", "triples": root / "tri.txt", "csv": root / "ratings.csv",
+            "implicit": root / "clicks.csv", "lightgcn": root / "lg"}
+
+
+FIT_ARGS = {
+    "movielens": ["--format", "movielens", "--threshold", "4"],
+    "triples": ["--format", "triples"],
+    "csv": ["--format", "csv", "--user-col", "user", "--item-col", "item", "--label-col", "rating", "--threshold", "4"],
+    "implicit": ["--format", "csv", "--user-col", "user", "--item-col", "item", "--negatives", "1"],
+    "lightgcn": ["--format", "lightgcn", "--negatives", "1", "--model", "lightgcn"],
+}
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main(["--threads", "1", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def fit(capsys, files, kind: str, out: Path) -> Path:
+    code, _, err = cli(capsys, "fit", "--data", files[kind], *FIT_ARGS[kind], *TINY, "--quiet", "--out", out)
+    assert code == 0, err
+    return out
+
+
+@pytest.fixture(scope="module")
+def base(files, tmp_path_factory) -> Path:
+    """A fit run on the implicit CSV (string ids, one sampled negative per click)."""
+    out = tmp_path_factory.mktemp("runs") / "base"
+    fit_on_file(files["implicit"], "csv", user_col="user", item_col="item", negatives=1, out=out,
+                hparams={"embedding_dim": 8, "train.epochs": 3})
+    return out
+
+
+def digests(run: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run.iterdir())}
+
+
+def edge_keys(graph) -> set[int]:
+    return set(pair_keys(graph[EDGE].edge_index, graph["item"].num_nodes).tolist())
+
+
+def audit_lines(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "audit.jsonl").read_text().splitlines()]
+
+
+# ------------------------------------------------------------------------------------------------ fit
+
+@pytest.mark.parametrize("kind", list(FIT_ARGS))
+def test_fit_on_each_format_writes_a_complete_run(capsys, files, tmp_path, kind):
+    run_dir = fit(capsys, files, kind, tmp_path / "run")
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["kind"] == "fit" and info["lineage"]["parent"] is None and info["lineage"]["removed_edges"] == 0
+    assert set(info["files"]) == set(FILES) and info["model"]["name"] == ("lightgcn" if kind == "lightgcn" else "mf")
+    raw = torch.load(run_dir / "graph.pt", weights_only=True)  # a plain dict, no pickled objects
+    assert {"edge_index", "edge_label", "observed", "user_raw_id", "item_raw_id"} <= set(raw)
+    run = load_run(run_dir)
+    assert set(run.graph[EDGE].edge_label.unique().tolist()) <= {0.0, 1.0}
+    assert (run.graph[EDGE].edge_label == 0).any() and run.removed.size(1) == 0 and run.audit == []
+    # Raw ids are the file's: every training interaction is a line of the file.
+    users, items = run.graph["user"].raw_id, run.graph["item"].raw_id
+    observed = run.graph[EDGE].edge_index[:, raw["observed"]]
+    file_pairs = {(u, i) for u, i in _pairs()}
+    as_int = lambda v, shift: int(str(v.item() if hasattr(v, "item") else v).lstrip("um")) - shift
+    shift = 1 if kind == "movielens" else 0
+    pairs = {(as_int(users[u], shift), as_int(items[i], shift)) for u, i in observed.t().tolist()}
+    assert pairs <= file_pairs and len(pairs) > 0.3 * len(file_pairs)
+    assert info["metrics"]["val_auc"] is not None and info["metrics"]["test_auc"] is not None
+    if kind == "lightgcn":  # the test set is test.txt (2 per user) plus one negative each
+        assert info["metrics"]["test_pairs"] == pytest.approx(2 * 2 * U, rel=0.25)
+
+
+def test_fit_with_explicit_hyperparameters_and_library_call(files, tmp_path):
+    result = fit_on_file(files["csv"], "csv", user_col="user", item_col="item", label_col="rating", threshold=4,
+                         model="lightgcn", hparams={"embedding_dim": 4, "num_layers": 1, "train.epochs": 2},
+                         seed=3, out=tmp_path / "run")
+    info = json.loads((result.path / "run.json").read_text())
+    assert info["hparams"]["embedding_dim"] == 4 and info["hparams"]["num_layers"] == 1 and info["seed"] == 3
+    assert info["model"]["config"]["num_layers"] == 1 and result.metrics["epochs"] <= 2
+
+
+# ------------------------------------------------------------------------------------------------ forget
+
+def test_forget_a_user_by_raw_id(capsys, base, tmp_path):
+    before = digests(base)
+    parent = load_run(base)
+    code, out, err = cli(capsys, "forget", "--run", base, "--users", "u7", "--method", "ifru", "--quiet",
+                         "--out", tmp_path / "no-u7")
+    assert code == 0, err
+    assert "forgot" in out and "MIA AUC" in out
+    child = load_run(tmp_path / "no-u7")
+    u7 = int(raw_to_local(parent.graph["user"].raw_id, ["u7"])[0])
+    mine = parent.graph[EDGE].edge_index[0] == u7
+    assert (~parent.graph[EDGE].observed[mine]).any()  # the user's sampled negatives are training terms too
+    gone = set(pair_keys(parent.graph[EDGE].edge_index[:, mine], I).tolist())
+    assert edge_keys(child.graph) == edge_keys(parent.graph) - gone  # exactly the user's edges
+    assert digests(base) == before  # the parent is byte-identical
+    # The removed edges, the lineage and the audit line.
+    assert set(pair_keys(child.removed, I).tolist()) == gone and child.removed_label.eq(0).any()
+    info = child.info
+    assert info["lineage"]["parent"]["run_sha256"] == sha256_file(base / "run.json")
+    assert info["lineage"]["request"]["sha256"] == request_sha256(parent.graph[EDGE].edge_index[:, mine], I)
+    assert info["lineage"]["request"]["edges"] == len(gone) == info["lineage"]["removed_edges"]
+    (line,) = audit_lines(tmp_path / "no-u7")
+    assert line["method"]["name"] == "ifru" and line["trusted"] is True and line["seconds"] > 0
+    assert line["parent"]["model_sha256"] == sha256_file(base / "model.pt")
+    assert line["child"]["model_sha256"] == sha256_file(tmp_path / "no-u7" / "model.pt")
+    assert line["child"]["graph_sha256"] == sha256_file(tmp_path / "no-u7" / "graph.pt")
+    assert line["verification"]["request_edges"] == len(gone) and line["verification"]["in_graph"] == 0
+    assert line["version"] and line["time"] and "solver" in json.dumps(line["method"]["config"])
+    # Validation and test pairs of the user are gone too.
+    assert not (child.val[EDGE].edge_index[0] == u7).any() and not (child.test[EDGE].edge_index[0] == u7).any()
+
+
+def test_two_requests_chain_lineage_and_audit(capsys, base, tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert cli(capsys, "forget", "--run", base, "--users", "u1,u2", "--method", "scif", "--quiet", "--out", first)[0] == 0
+    parent = load_run(first)
+    edges = parent.graph[EDGE].edge_index[:, parent.graph[EDGE].observed][:, :3]
+    listed = tmp_path / "edges.txt"
+    listed.write_text("# user item\n" + "".join(f"{parent.graph['user'].raw_id[u]}\t{parent.graph['item'].raw_id[i]}\n"
+                                                for u, i in edges.t().tolist()))
+    first_bytes = digests(first)
+    code, _, err = cli(capsys, "forget", "--run", first, "--edges", listed, "--method", "retrain", "--quiet",
+                       "--out", second)
+    assert code == 0, err
+    lines = audit_lines(second)
+    assert len(lines) == 2 and lines[0] == audit_lines(first)[0]
+    assert [line["method"]["name"] for line in lines] == ["scif", "retrain"]
+    assert lines[1]["request"]["edges"] == 3 and lines[1]["removed_edges"] == lines[0]["removed_edges"] + 3
+    assert lines[1]["parent"]["model_sha256"] == lines[0]["child"]["model_sha256"]
+    assert lineage(second) == [base.resolve(), first.resolve(), second.resolve()] and digests(first) == first_bytes
+    assert load_run(second).removed.size(1) == lines[1]["removed_edges"]
+    code, out, err = cli(capsys, "verify", "--run", second, "--retrain", "--out", tmp_path / "verify.json")
+    assert code == 0, err
+    report = json.loads((tmp_path / "verify.json").read_text())
+    assert {"run", "lineage", "requests", "removed_edges", "report", "retrain_seconds"} <= set(report)
+    assert {"request_probability", "non_member_probability", "mi_bf", "mi_ng", "mia_auc", "before_mia_auc",
+            "reference"} <= set(report["report"])
+    assert report["requests"] == 2 and report["report"]["request_edges"] == report["removed_edges"]
+    assert report["report"]["reference"]["in_graph"] == 0 and "MIA AUC" in out and "reference" in out
+    assert digests(second) == digests(second)  # verify wrote nothing into the run
+    assert not (second / "verify.json").exists()
+
+
+def test_repeated_requests_are_refused(capsys, base, tmp_path):
+    done = tmp_path / "done"
+    assert cli(capsys, "forget", "--run", base, "--users", "u3", "--method", "ifru", "--quiet", "--out", done)[0] == 0
+    for args in (["--users", "u3"], ["--users", "u4,u3"]):
+        code, out, err = cli(capsys, "forget", "--run", done, *args, "--method", "ifru", "--out", tmp_path / "again")
+        assert code == 2 and "already forgotten" in err and "u3" in err and err.count("\n") == 1
+        assert not (tmp_path / "again").exists()
+    run = load_run(done)
+    u, i = run.removed[:, run.removed_observed][:, 0].tolist()
+    listed = tmp_path / "one.txt"
+    listed.write_text(f"{run.graph['user'].raw_id[u]} {run.graph['item'].raw_id[i]}\n")
+    code, _, err = cli(capsys, "forget", "--run", done, "--edges", listed, "--method", "ifru", "--out", tmp_path / "again")
+    assert code == 2 and "already forgotten" in err
+
+
+def _bad_inputs(base: Path, tmp: Path, files: dict) -> list[tuple[list, str]]:
+    """(argv, expected fragment of the one-line error) for inputs a new user might try."""
+    existing = tmp / "exists"
+    existing.mkdir(exist_ok=True)
+    (tmp / "a_file").write_text("x")
+    (tmp / "bad_edges.txt").write_text("u1 m2 m3\n")
+    (tmp / "empty.txt").write_text("# nothing\n")
+    (tmp / "ratings_only.csv").write_text("user,item,rating\nu1,m1,5\nu2,m1,3\nu2,m2,4\n")
+    (tmp / "ml_renamed.data").write_text("1\t1\t5\t0\n")
+    run = load_run(base)
+    negative = run.graph[EDGE].edge_index[:, ~run.graph[EDGE].observed][:, 0].tolist()
+    (tmp / "negative.txt").write_text(f"{run.graph['user'].raw_id[negative[0]]} {run.graph['item'].raw_id[negative[1]]}\n")
+    (tmp / "non_edge.txt").write_text("u0 m_unknown\n")
+    keys = set(pair_keys(run.graph[EDGE].edge_index, I).tolist())
+    free = next(k for k in range(U * I) if k not in keys)
+    (tmp / "not_an_edge.txt").write_text(f"{run.graph['user'].raw_id[free // I]} {run.graph['item'].raw_id[free % I]}\n")
+    forget = ["forget", "--run", str(base), "--method", "ifru", "--out", str(tmp / "new")]
+    fit_csv = ["fit", "--data", str(files["implicit"]), "--format", "csv", "--user-col", "user", "--item-col", "item",
+               "--out", str(tmp / "new")]
+    return [
+        (forget + ["--users", "nobody,u1"], "unknown user ids (raw): nobody"),
+        (forget + ["--items", "m999"], "unknown item ids (raw): m999"),
+        (forget + ["--users", "5", "--local-ids", "--items", "3"], "not allowed with"),
+        (forget + ["--users", "999", "--local-ids"], "unknown user ids (local): 999"),
+        (forget + ["--users", "u1,,u2"], "comma-separated"),
+        (forget + ["--edges", str(tmp / "bad_edges.txt")], "line 1: expected 'user item'"),
+        (forget + ["--edges", str(tmp / "empty.txt")], "lists no (user, item) pair"),
+        (forget + ["--edges", str(tmp / "missing.txt")], "edges file not found"),
+        (forget + ["--edges", str(tmp / "negative.txt")], "sampled negatives"),
+        (forget + ["--edges", str(tmp / "non_edge.txt")], "unknown item ids"),
+        (forget[:-1] + [str(existing), "--users", "u1"], "exists: runs are never overwritten"),
+        (forget[:-1] + [str(tmp / "a_file"), "--users", "u1"], "is an existing file"),
+        (["forget", "--run", str(tmp), "--method", "ifru", "--users", "u1", "--out", str(tmp / "n")], "not a run directory"),
+        (["forget", "--run", str(base), "--method", "magic", "--users", "u1", "--out", str(tmp / "n")], "unknown method"),
+        (["forget", "--run", str(base), "--method", "sisa", "--users", "u1", "--out", str(tmp / "n")], "ensemble"),
+        (forget + ["--users", "u1", "--option", "solver.tol=abc"], "solver.tol"),
+        (forget + ["--users", "u1", "--option", "nonsense=1"], "nonsense"),
+        (forget + ["--users", "u1", "--option", "novalue"], "KEY=VALUE"),
+        (forget[:1], "the following arguments are required"),
+        (forget + ["--edges", str(tmp / "not_an_edge.txt")], "not training edges"),
+        (["verify", "--run", str(base), "--out", str(base / "verify.json")], "never modified"),
+        (["verify", "--run", str(base)], "removed nothing"),
+        (["verify", "--run", str(base), "--out", str(tmp / "no_dir" / "v.json")], "does not exist"),
+        (fit_csv, "implicit feedback only"),
+        (fit_csv[:-2] + ["--label-col", "rating", "--out", str(tmp / "n")], "columns ['rating'] not in"),
+        (["fit", "--data", str(tmp / "ratings_only.csv"), "--format", "csv", "--user-col", "user", "--item-col", "item",
+          "--label-col", "rating", "--out", str(tmp / "n")], "--threshold"),
+        (["fit", "--data", str(files["implicit"]), "--format", "csv", "--out", str(tmp / "n")], "--user-col"),
+        (["fit", "--data", str(tmp / "nope.csv"), "--format", "csv", "--out", str(tmp / "n")], "does not exist"),
+        (["fit", "--data", str(tmp / "ml_renamed.data"), "--format", "movielens", "--out", str(tmp / "n")], "u.data"),
+        (["fit", "--data", str(files["triples"]), "--format", "parquet", "--out", str(tmp / "n")], "invalid choice"),
+        (["fit", "--data", str(files["triples"]), "--format", "triples", "--negatives", "-1", "--out", str(tmp / "n")],
+         "integer >= 0"),
+        (["fit", "--data", str(files["triples"]), "--format", "triples", "--user-col", "u", "--out", str(tmp / "n")],
+         "are for --format csv"),
+        (["fit", "--data", str(files["triples"]), "--format", "triples", "--l2", "-1", "--out", str(tmp / "n")], "l2"),
+        (["fit", "--data", str(files["triples"]), "--format", "triples", "--out", str(existing)], "exists"),
+    ]
+
+
+def test_bad_inputs_exit_2_with_one_line_and_write_nothing(capsys, base, files, tmp_path):
+    cases = _bad_inputs(base, tmp_path, files)
+    before = digests(base)
+    for argv, fragment in cases:
+        code, _, err = cli(capsys, *argv)
+        assert code == 2, (argv, err)
+        assert err.count("\n") == 1 and "Traceback" not in err, (argv, err)
+        assert fragment in err, (argv, err)
+        assert not (tmp_path / "new").exists() and not (tmp_path / "n").exists(), argv
+    assert digests(base) == before
+    assert len(cases) >= 30  # the count reported in the issue's closing note
+
+
+def test_a_modified_parent_is_refused(capsys, base, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in base.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    model = torch.load(copy / "model.pt", weights_only=True)
+    model["state_dict"]["user_emb.weight"][0] += 1
+    torch.save(model, copy / "model.pt")
+    code, _, err = cli(capsys, "forget", "--run", copy, "--users", "u1", "--method", "ifru", "--out", tmp_path / "n")
+    assert code == 2 and "does not match the sha256" in err and not (tmp_path / "n").exists()
+
+
+def test_untrusted_or_non_finite_results_are_not_published(base, tmp_path, monkeypatch):
+    import graphforget.workflow as workflow
+    from graphforget.unlearn import UnlearningFailed
+    real = workflow._unlearn
+
+    def untrusted(*args):
+        result, seconds = real(*args)
+        result.info.update(trusted=False, reason="the solve did not converge")
+        return result, seconds
+    monkeypatch.setattr(workflow, "_unlearn", untrusted)
+    with pytest.raises(UnlearningFailed, match="nothing was written"):
+        forget(base, users=["u5"], method="ifru", out=tmp_path / "n")
+    assert not (tmp_path / "n").exists()
+    done = forget(base, users=["u5"], method="ifru", out=tmp_path / "n", allow_untrusted=True)
+    assert done.audit["trusted"] is False and done.audit["reason"] == "the solve did not converge"
+
+    def broken(*args):
+        result, seconds = real(*args)
+        with torch.no_grad():
+            result.model.user_emb.weight[0] = float("nan")
+        return result, seconds
+    monkeypatch.setattr(workflow, "_unlearn", broken)
+    with pytest.raises(UnlearningFailed, match="non-finite"):
+        forget(base, users=["u5"], method="ifru", out=tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
+# ------------------------------------------------------------------------------------------------ publishing
+
+def test_publish_is_atomic_refuses_existing_and_cleans_stale_attempts(tmp_path):
+    out = tmp_path / "run"
+    stale = tmp_path / ".run.tmp-killed"
+    stale.mkdir()
+    (stale / "model.pt").write_bytes(b"half")
+
+    def failing(tmp: Path):
+        (tmp / "x").write_text("1")
+        raise RuntimeError("disk full")
+    with pytest.raises(RuntimeError):
+        publish(out, failing)
+    assert not out.exists() and sorted(tmp_path.iterdir()) == []  # stale and failed attempts both gone
+    publish(out, lambda tmp: (tmp / "x").write_text("2"))
+    assert (out / "x").read_text() == "2" and oct(out.stat().st_mode & 0o777) != "0o700"
+    with pytest.raises(FileExistsError):
+        publish(out, lambda tmp: (tmp / "x").write_text("3"))
+    assert (out / "x").read_text() == "2" and [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+# ------------------------------------------------------------------------------------------------ kills
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    import graphforget.runs as runs, graphforget.workflow as workflow
+    stage = os.environ["KILL_AT"]
+    die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+    if stage == "write":  # after the second file of the temporary directory
+        written, original = [], runs._write_file
+        def write(path, data):
+            original(path, data)
+            written.append(path)
+            if len(written) == 2:
+                die()
+        runs._write_file = write
+    elif stage in ("before-rename", "after-rename"):
+        rename = os.rename
+        def patched(src, dst):
+            if stage == "after-rename":
+                rename(src, dst)
+            die()
+        runs.os.rename = patched
+    from graphforget.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def _forget_argv(base: Path, out: Path) -> list[str]:  # the same command for every attempt
+    return ["--threads", "1", "forget", "--run", str(base), "--users", "u9", "--method", "ifru", "--quiet",
+            "--out", str(out)]
+
+
+def _check_after_kill(base: Path, before: dict, out: Path) -> None:
+    assert digests(base) == before
+    if out.exists():  # killed after the rename: a complete run
+        load_run(out)
+
+
+def _killed(base: Path, out: Path, stage: str) -> None:
+    """Runs ``python -m graphforget forget`` in a subprocess that SIGKILLs itself at ``stage``."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "KILL_AT": stage}
+    proc = subprocess.run([sys.executable, "-c", KILLER, *_forget_argv(base, out)], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, (stage, proc.stderr[-2000:])
+
+
+def test_sigkill_at_each_stage_then_rerun_completes_exactly_once(capsys, base, tmp_path):
+    """Killed while writing the new run and just before its rename: the parent is intact, no run appears,
+    and the rerun (the same command) completes the request once and removes the stale temporary directory.
+    Killed just after the rename: the run is complete, and the rerun is refused (it would apply it twice)."""
+    before, out = digests(base), tmp_path / "forgot"
+    for stage in ("write", "before-rename"):
+        _killed(base, out, stage)
+        _check_after_kill(base, before, out)
+        assert not out.exists() and any(p.name.startswith(".forgot.tmp-") for p in tmp_path.iterdir())
+    assert main(_forget_argv(base, out)) == 0, capsys.readouterr().err
+    assert len(audit_lines(out)) == len(audit_lines(base)) + 1 and load_run(out).removed.size(1) > 0
+    assert [p.name for p in tmp_path.iterdir()] == ["forgot"]  # no stale temporary directory
+    out2 = tmp_path / "forgot2"
+    _killed(base, out2, "after-rename")
+    _check_after_kill(base, before, out2)
+    assert main(_forget_argv(base, out2)) == 2 and "exists" in capsys.readouterr().err
+    assert len(audit_lines(out2)) == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["forgot", "forgot2"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.5, 2.0, 3.5, 4.0, 4.3, 4.6, 5.0])
+def test_sigkill_after_a_delay_then_rerun_completes_exactly_once(base, tmp_path, delay):
+    """SIGKILL after a delay (most of a run is torch's import; the later delays land in the work), then
+    the same command again unless the run was already complete."""
+    before, out = digests(base), tmp_path / "forgot"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    argv = [sys.executable, "-m", "graphforget", *_forget_argv(base, out)]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    _check_after_kill(base, before, out)
+    rerun = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == (2 if "exists" in rerun.stderr else 0), rerun.stderr[-2000:]
+    assert len(audit_lines(out)) == 1 and [p.name for p in tmp_path.iterdir()] == ["forgot"]
+
+
+# ------------------------------------------------------------------------------------------------ streams
+
+class Crash(BaseException):
+    """A simulated crash: not an ``Exception``, so nothing on the way catches it."""
+
+
+def test_stream_applies_requests_with_the_retrain_policy(base, tmp_path):
+    stream = ForgetStream(tmp_path / "s", base, method="ifru", retrain_every=2)
+    paths = [stream.forget(users=[user]) for user in ("u1", "u2", "u4")]
+    assert [load_run(p).info["method"]["name"] for p in paths] == ["ifru", "ifru", "retrain"]
+    assert len(stream.current.audit) == 3 and stream.current.path == paths[-1]
+    with pytest.raises(ValueError, match="already forgotten"):
+        stream.submit(users=["u2"])
+    assert stream.pending() == [] and len(stream.requests()) == 3  # a refused submit is not journaled
+    reopened = ForgetStream(tmp_path / "s")
+    assert reopened.config["retrain_every"] == 2 and reopened.applied() == [1, 2, 3]
+    with pytest.raises(ValueError, match="other method"):
+        ForgetStream(tmp_path / "s", method="scif")
+    drift = ForgetStream(tmp_path / "d", base, method="scif", max_drift=1e-9)
+    drift.forget(users=["u1"])
+    assert load_run(drift.forget(users=["u2"])).info["method"]["name"] == "retrain"  # drift bound passed
+
+
+def test_stream_survives_a_crash_between_journal_and_publish(base, tmp_path, monkeypatch):
+    import graphforget.runs as runs
+    stream = ForgetStream(tmp_path / "s", base, method="ifru")
+    stream.forget(users=["u1"])
+    rename = os.rename
+
+    def crash(src, dst):
+        raise Crash()
+    monkeypatch.setattr(runs.os, "rename", crash)
+    with pytest.raises(Crash):
+        stream.forget(users=["u2"])
+    monkeypatch.setattr(runs.os, "rename", rename)
+    assert stream.pending() == [2]  # journaled, not applied: not lost
+    reopened = ForgetStream(tmp_path / "s")
+    assert reopened.process() == [reopened.directory / "runs" / "000002"]
+    assert reopened.pending() == [] and reopened.process() == []  # applied once
+    assert [line["request"]["edges"] > 0 for line in reopened.current.audit] == [True, True]
+    assert len(reopened.current.audit) == 2
+    # A crash right after publishing: the request counts as applied, never twice.
+    real_forget = forget
+
+    def publish_then_crash(*args, **kwargs):
+        real_forget(*args, **kwargs)
+        raise Crash()
+    import graphforget.workflow as workflow
+    monkeypatch.setattr(workflow, "forget", publish_then_crash)
+    with pytest.raises(Crash):
+        reopened.forget(users=["u4"])
+    monkeypatch.setattr(workflow, "forget", real_forget)
+    again = ForgetStream(tmp_path / "s")
+    assert again.pending() == [] and again.process() == [] and len(again.current.audit) == 3
+
+
+def test_stream_journal_cuts_a_torn_line_and_refuses_stale_requests(base, tmp_path):
+    stream = ForgetStream(tmp_path / "s", base, method="scif")
+    stream.submit(users=["u1"])
+    stream.submit(users=["u1"])  # valid when submitted, a repeat when applied
+    with open(stream.journal_path, "ab") as handle:
+        handle.write(b'{"seq": 3, "req')  # a crash in the middle of an append
+    assert len(stream.requests()) == 2
+    assert stream.submit(users=["u2"]) == 3
+    assert all(line.endswith("}") for line in stream.journal_path.read_text().splitlines())
+    stream.process()
+    assert stream.applied() == [1, 3] and "already forgotten" in stream.rejected()[2]
+
+
+# ------------------------------------------------------------------------------------------------ README
+
+def readme_section(title: str) -> str:
+    text = (REPO / "README.md").read_text()
+    start = text.index(f"## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end > 0 else None]
+
+
+def test_readme_forget_a_user_section_runs(capsys, tmp_path, monkeypatch):
+    section = readme_section("Forget a user")
+    (block,) = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+    rng = np.random.default_rng(0)
+    names = ["alice"] + [f"user{k}" for k in range(1, U)]
+    lines = [f"{names[u]},{i},{rng.integers(1, 6)}" for u, i in _pairs()]
+    (tmp_path / "ratings.csv").write_text("user,item,rating\n" + "\n".join(lines) + "\n")
+    monkeypatch.chdir(tmp_path)
+    commands = block.replace("\\\n", " ").strip().splitlines()
+    for command in commands:
+        argv = shlex.split(command)
+        if argv[0] == "graphforget":
+            code = main(["--threads", "1", *argv[1:], *(TINY if argv[1] == "fit" else [])])
+            assert code == 0, capsys.readouterr().err
+        else:  # a shell command reading the result
+            proc = subprocess.run(command, shell=True, capture_output=True, text=True, cwd=tmp_path)
+            assert proc.returncode == 0, proc.stderr
+            line = json.loads(proc.stdout)
+            assert line["method"]["name"] == "ifru" and line["request"]["kind"] == "users"
+    assert len(audit_lines(tmp_path / "runs" / "no-alice")) == 1
+    assert any(p.suffix == ".json" for p in tmp_path.iterdir())
+    assert len((REPO / "README.md").read_text().split()) < 1500
