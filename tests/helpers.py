@@ -12,3 +12,20 @@ def hand_mf(user_rows, item_rows) -> MF:
         model.user_emb.weight.copy_(user)
         model.item_emb.weight.copy_(item)
     return model
+
+
+def fit_and_unlearn_sisa(graph, objective, config, num_shards: int, request) -> tuple[dict, dict, dict]:
+    """SISA with LightGCN shards on ``graph``: the fitted ensemble's state, the unlearned one's and the info.
+
+    Module level, so that :func:`graphforget.distributed.launch` can run it in every rank of a group.
+    """
+    from graphforget.distributed import my_jobs, rank_and_size
+    from graphforget.models import LightGCN
+    from graphforget.unlearn import SISA, SISAConfig
+
+    sisa = SISA(LightGCN(graph["user"].num_nodes, graph["item"].num_nodes, 8), graph, objective,
+                SISAConfig(config, num_shards=num_shards, seed=1)).fit()
+    fitted = {k: v.clone() for k, v in sisa.model.state_dict().items()}
+    result = sisa.unlearn(request)
+    share = {"world_size": rank_and_size()[1], "rank_0_jobs": my_jobs(num_shards)}
+    return fitted, result.model.state_dict(), {**sisa.fit_info, **result.info, **share}

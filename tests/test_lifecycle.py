@@ -102,8 +102,8 @@ def test_run_settings_fill_train_and_seed_and_options_change_them():
     assert config == RetrainConfig(TrainConfig(epochs=7, lr=0.25), seed=9)
     assert method_config("sisa", {"seed": "3"}, seed=9).seed == 3
     assert method_config("ifru", None, train=train, seed=9) == IFRUConfig()  # IFRU has neither field
-    with pytest.raises(ValueError, match="bad options for 'sisa': SISAConfig.workers: must be >= 1"):
-        method_config("sisa", {"workers": 0})
+    with pytest.raises(ValueError, match="bad options for 'sisa': SISAConfig.num_shards: must be >= 1"):
+        method_config("sisa", {"num_shards": 0})
 
 
 def test_fit_returns_self_and_unlearn_before_a_needed_fit_is_refused(small_planted):

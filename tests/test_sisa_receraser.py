@@ -5,12 +5,14 @@ import pytest
 import torch
 
 from graphforget.data import EDGE, make_interactions, planted_communities, remove_edges
+from graphforget.distributed import launch
 from graphforget.models import MF, LightGCN
 from graphforget.objectives import BCEObjective
 from graphforget.train import TrainConfig, train
 from graphforget.unlearn import RecEraser, RecEraserConfig, SISA, SISAConfig, ShardAttention, ShardedRecommender
 from graphforget.unlearn.receraser import balanced_assign, balanced_kmeans, balanced_partition
 from graphforget.unlearn.sisa import random_partition
+from helpers import fit_and_unlearn_sisa
 
 U, I, D, S = 30, 24, 8, 4
 CONFIG = TrainConfig(epochs=3, batch_size=64, patience=0)
@@ -190,15 +192,18 @@ def test_sisa_retrain_all_and_empty_request(graph):
     assert empty.info == {"empty": True}
 
 
-def test_sisa_parallel_equals_sequential(graph, one_thread):
-    # One pool start (two spawned interpreters) costs seconds, so only fit() runs in parallel here;
-    # unlearn() trains its shards through the same train_shards() call.
-    fits = []
-    for workers in (1, 2):
-        sisa = SISA(LightGCN(U, I, D), graph, OBJECTIVE, SISAConfig(CONFIG, num_shards=2, seed=1, workers=workers))
-        fits.append(state(sisa.fit().model))
-        assert sisa.fit_info["shard_epochs"] == [3, 3]
-    assert same_state(fits[0], fits[1])
+@pytest.mark.distributed
+def test_sisa_on_two_ranks_equals_one_process(graph, one_thread):
+    # Two gloo processes share the shards (train_shards splits them round robin) and exchange the
+    # trained models: fit and unlearn give, bit for bit, the single-process ensemble.
+    request = pick_request(graph, random_partition(graph[EDGE].edge_index.size(1), 3, seed=1), [0, 2], per_shard=1)
+    single = fit_and_unlearn_sisa(graph, OBJECTIVE, CONFIG, 3, request)
+    double = launch(fit_and_unlearn_sisa, 2, graph, OBJECTIVE, CONFIG, 3, request)
+    assert same_state(single[0], double[0]) and same_state(single[1], double[1])
+    assert single[2]["shard_sizes"] == double[2]["shard_sizes"]
+    assert (single[2]["world_size"], single[2]["rank_0_jobs"]) == (1, [0, 1, 2])
+    assert (double[2]["world_size"], double[2]["rank_0_jobs"]) == (2, [0, 2])  # rank 1 trained shard 1
+    assert single[2]["retrained_shards"] == double[2]["retrained_shards"] == [0, 2]
 
 
 def test_sisa_continues_from_a_fitted_ensemble(graph):

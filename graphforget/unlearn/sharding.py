@@ -12,10 +12,10 @@ import logging
 from typing import Sequence
 
 import torch
-import torch.multiprocessing as mp
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
+from ..distributed import gather_results, my_jobs
 from ..data.interactions import EDGE, edge_subgraph, num_items, num_users, pair_keys
 from ..models.base import Recommender
 from ..objectives import Objective
@@ -323,31 +323,18 @@ class ShardedRecommender(Recommender):
                 "aggregation": self.aggregation, "num_pairs": int(self.pair_keys.numel())}
 
 
-# --- training shards, sequentially or in worker processes ---------------------------------------
-
-def _init_worker() -> None:
-    # One thread per worker: the workers already use the cores, and one thread makes a worker's
-    # arithmetic the same as a single-threaded sequential run.
-    torch.set_num_threads(1)
-
-
-def _train_job(job: tuple) -> tuple[dict, TrainResult]:
-    model, graph, objective, config, val, seed = job
-    model.reset_parameters(seed)
-    result = train(model, graph, objective, config, val)
-    return model.state_dict(), result
-
+# --- training shards, split across the ranks of a process group -----------------------------------
 
 def train_shards(models: Sequence[Recommender], graphs: Sequence[HeteroData], objective: Objective,
                  config: TrainConfig | None = None, val: HeteroData | None = None,
-                 seeds: Sequence[int] | None = None, workers: int = 1) -> list[tuple[Recommender, TrainResult]]:
+                 seeds: Sequence[int] | None = None) -> list[tuple[Recommender, TrainResult]]:
     """Trains a fresh copy of ``models[j]`` (re-initialised with ``seeds[j]``) on ``graphs[j]``, for each j.
 
-    With ``workers > 1`` the jobs run in that many ``torch.multiprocessing`` worker processes (spawn
-    context, one thread each; the calling script needs an ``if __name__ == "__main__":`` guard). The
-    result is the same either way under the seeds; bit for bit when the caller also runs with one
-    thread (``torch.get_num_threads() == 1``), since multi-threaded reductions may sum in another order.
-    The given models are not modified.
+    In a ``torch.distributed`` process group the jobs are shared round robin between the ranks
+    (:func:`~graphforget.distributed.my_jobs`) and every rank receives every trained model; without
+    one, this process trains them all. The result is the same either way under the seeds, bit for bit
+    when every process runs with one thread (multi-threaded reductions may sum in another order). The
+    given models are not modified.
 
     Returns:
         ``[(trained model, TrainResult)]`` in the order of the jobs.
@@ -357,34 +344,18 @@ def train_shards(models: Sequence[Recommender], graphs: Sequence[HeteroData], ob
     seeds = list(range(len(models))) if seeds is None else list(seeds)
     if len(seeds) != len(models):
         raise ValueError("one seed per model is needed")
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
     for j, graph in enumerate(graphs):
         if graph[EDGE].edge_index.size(1) == 0:
             raise ValueError(f"shard graph {j} has no training edges (left): use fewer shards")
     config = config or TrainConfig()
     copies = [copy.deepcopy(m) for m in models]
-    if workers == 1 or len(models) == 1:
-        out = []
-        for model, graph, seed in zip(copies, graphs, seeds):
-            model.reset_parameters(seed)
-            out.append((model, train(model, graph, objective, config, val)))
-        return out
-    # Jobs carry copies: pickling for the workers moves CPU tensors into shared memory.
-    jobs = [(m, g, copy.deepcopy(objective), config, copy.deepcopy(val), s) for m, g, s in zip(copies, graphs, seeds)]
-    ctx = mp.get_context("spawn")
-    pool = ctx.Pool(min(workers, len(jobs)), initializer=_init_worker)
-    try:
-        results = pool.map(_train_job, jobs, chunksize=1)
-    except BaseException:
-        pool.terminate()
-        raise
-    else:
-        pool.close()  # a clean close + join: leaving the pool's context terminates it and leaks a semaphore
-    finally:
-        pool.join()
+    mine = {}
+    for j in my_jobs(len(copies)):
+        copies[j].reset_parameters(seeds[j])
+        result = train(copies[j], graphs[j], objective, config, val)
+        mine[j] = (copies[j].state_dict(), result)
     out = []
-    for model, (state, result) in zip(copies, results):
+    for model, (state, result) in zip(copies, gather_results(mine, len(copies))):
         model.load_state_dict(state)
         out.append((model, result))
     return out

@@ -43,7 +43,6 @@ class SISAConfig:
         seed: seeds the partition, the shard initialisations (``seed + s``) and the attention.
         retrain_all: retrain every shard on each request (as the IFRU authors' benchmark code does).
         aggregation: ``"mean"`` or ``"attention"`` (see :class:`~graphforget.unlearn.ShardAttention`).
-        workers: worker processes training shards in parallel (1: sequentially in this process).
         aggregator_train: how the attention is trained (``None``: as ``train``).
         attention_dim: rows of the attention's projection (``None``: half the embedding size).
         activation: the attention's ``"tanh"`` or ``"relu"``.
@@ -54,7 +53,6 @@ class SISAConfig:
     seed: int = 0
     retrain_all: bool = False
     aggregation: str = "mean"
-    workers: int = 1
     aggregator_train: TrainConfig | None = None
     attention_dim: int | None = None
     activation: str = "tanh"
@@ -62,7 +60,6 @@ class SISAConfig:
 
     def __post_init__(self):
         check_fields(self, {"aggregation": (self.aggregation in ("mean", "attention"), "'mean' or 'attention'"),
-                            "workers": (self.workers >= 1, "must be >= 1"),
                             "num_shards": (self.num_shards >= 1, "must be >= 1")})
 
 
@@ -77,7 +74,9 @@ class SISA(Unlearner):
     Unlearning :math:`D_r` retrains, from the same initialisation, only the shards
     :math:`\{s : D_s \cap D_r \neq \emptyset\}` on :math:`D_s \setminus D_r`, so the result is the
     ensemble that :meth:`fit` would have produced on :math:`D \setminus D_r` with the same assignment.
-    Untouched shards keep their parameters bit for bit. (The slicing of shards into checkpointed
+    Untouched shards keep their parameters bit for bit. Shards train in parallel across the ranks of a
+    ``torch.distributed`` process group when there is one (``torchrun``; see
+    :mod:`graphforget.distributed`), and all in this process otherwise. (The slicing of shards into checkpointed
     slices in the SISA paper is not implemented: shards are retrained whole.)
 
     Usage: ``sisa = SISA(model, graph, objective, SISAConfig(num_shards=10)).fit()`` (then ``sisa.model``
@@ -126,7 +125,7 @@ class SISA(Unlearner):
         edge_index = self.graph[EDGE].edge_index
         graphs = split_graph(self.graph, shard_of, self.num_shards)
         trained = train_shards([self.template] * self.num_shards, graphs, self.shard_objective, cfg.train, self.val,
-                               [cfg.seed + s for s in range(self.num_shards)], cfg.workers)
+                               [cfg.seed + s for s in range(self.num_shards)])
         ensemble = ShardedRecommender([model for model, _ in trained], shard_of, edge_index, self._aggregation())
         info = {**self.fit_info, "shard_sizes": sizes.tolist(), "shard_epochs": [r.epochs for _, r in trained],
                 "shard_seconds": [r.seconds for _, r in trained]}
@@ -156,7 +155,7 @@ class SISA(Unlearner):
         ensemble.restrict_to(remaining)
         graphs = ensemble.shard_graphs(remaining)
         trained = train_shards([old.shards[s] for s in touched], [graphs[s] for s in touched], self.shard_objective,
-                               cfg.train, self.val, [cfg.seed + s for s in touched], cfg.workers)
+                               cfg.train, self.val, [cfg.seed + s for s in touched])
         for s, (model, _) in enumerate(trained):
             ensemble.shards[touched[s]] = model
         info = {"retrained_shards": touched, "num_retrained": len(touched),
