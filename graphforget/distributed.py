@@ -8,6 +8,7 @@ tests and benchmarks, from :func:`launch`, which starts ``world_size`` processes
 """
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-__all__ = ["rank_and_size", "my_jobs", "gather_results", "init_from_env", "launch"]
+__all__ = ["rank_and_size", "my_jobs", "gather_results", "sum_across_ranks", "init_from_env", "launch"]
 
 
 def rank_and_size() -> tuple[int, int]:
@@ -51,6 +52,22 @@ def gather_results(mine: dict[int, Any], num_jobs: int) -> list[Any]:
     return [merged[job] for job in range(num_jobs)]
 
 
+def sum_across_ranks(params: list[torch.Tensor], loss: torch.Tensor) -> torch.Tensor:
+    """Sums the parameters' gradients and ``loss`` across the ranks, in one flat all-reduce; returns the loss.
+
+    Every rank then holds the gradient of the whole batch (each computed its share's), as
+    ``DistributedDataParallel`` does; one flat buffer costs one collective instead of one per parameter.
+    """
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads] + [loss.reshape(1).to(grads[0])])
+    dist.all_reduce(flat)
+    offset = 0
+    for param, grad in zip(params, grads):
+        param.grad = flat[offset:offset + grad.numel()].view_as(grad)
+        offset += grad.numel()
+    return flat[-1]
+
+
 def _to_cpu(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.cpu()
@@ -79,7 +96,8 @@ def launch(fn: Callable[..., Any], world_size: int, *args, threads: int = 1) -> 
     """Runs ``fn(*args)`` in ``world_size`` new processes joined in a gloo group; returns rank 0's value.
 
     For tests and benchmarks on one machine (``torchrun`` is the launcher of real jobs). ``fn`` must be
-    importable (a module-level function); each process uses ``threads`` torch threads.
+    importable (a module-level function); each process works on its own copy of ``args`` (the caller's
+    are never modified) with ``threads`` torch threads.
     """
     if world_size < 1:
         raise ValueError(f"launch: world_size must be >= 1, got {world_size}")
@@ -93,7 +111,7 @@ def _run(rank: int, world_size: int, rendezvous: str, result: str, threads: int,
     torch.set_num_threads(threads)
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world_size)
     try:
-        value = fn(*args)
+        value = fn(*copy.deepcopy(args))  # private copies: spawn passes CPU tensors in shared memory
         if rank == 0:
             torch.save(value, result)
     finally:

@@ -70,15 +70,19 @@ class Objective:
         """The summed objective :math:`L(\\theta; D)` on every edge of ``graph``."""
         return self.edge_losses(model, graph).sum() + self.regularization(model)
 
-    def batch_loss(self, model: nn.Module, graph: HeteroData, positions: Tensor, epoch: int = 0) -> Tensor:
+    def batch_loss(self, model: nn.Module, graph: HeteroData, positions: Tensor, epoch: int = 0,
+                   share: tuple[int, int] = (0, 1)) -> Tensor:
         """Mini-batch estimate of :math:`L / |D|`: the batch's loss terms summed over its ``|B|`` edges.
 
         Dividing by the number of edges in the batch, not of loss terms, keeps the estimate unbiased when
         some edges carry no term (BPR skips edges labelled 0) and finite for a batch without any term.
+        With ``share = (rank, size)``, the part of one of ``size`` ranks: the terms of every ``size``-th
+        edge from ``rank`` and ``1/size`` of the regularisation, so that the ranks' parts sum to the whole.
         """
+        rank, size = share
         num_edges = graph[EDGE].edge_index.size(1)
-        losses = self.edge_losses(model, graph, positions, epoch)
-        return losses.sum() / max(positions.numel(), 1) + self.regularization(model) / num_edges
+        losses = self.edge_losses(model, graph, positions[rank::size], epoch)
+        return losses.sum() / max(positions.numel(), 1) + self.regularization(model) / (num_edges * size)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(l2={self.l2})"

@@ -14,6 +14,7 @@ from .clock import Stopwatch
 from .config import check_fields
 from .data.adjacency import hold_graph
 from .data.interactions import EDGE, check_model_fits
+from .distributed import rank_and_size, sum_across_ranks
 from .metrics import evaluate_auc
 from .objectives import BCEObjective, Objective
 
@@ -48,6 +49,9 @@ class TrainConfig:
         tol: ``lbfgs``'s gradient tolerance. It bounds :math:`\\nabla L`, whose entries sum the terms of
             one node each, so it means the same on a small graph and a large one (a bound on
             :math:`\\nabla L / |D|` would hold at the initialisation of a large graph already).
+        data_parallel: in a ``torch.distributed`` process group, each rank computes the loss terms of its
+            share of every mini-batch and the gradients are summed across the ranks (the arithmetic of
+            ``DistributedDataParallel``; every rank ends with the same model). Adam only.
     """
     epochs: int = 100
     lr: float = 0.01
@@ -57,12 +61,15 @@ class TrainConfig:
     progress: bool = False
     optimizer: str = "adam"
     tol: float = 0.05
+    data_parallel: bool = False
 
     def __post_init__(self):
         check_fields(self, {"optimizer": (self.optimizer in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
                             "epochs": (self.epochs >= 1, "must be >= 1"), "lr": (self.lr > 0, "must be > 0"),
                             "batch_size": (self.batch_size >= 0, "must be >= 0"),
-                            "patience": (self.patience >= 0, "must be >= 0"), "tol": (self.tol > 0, "must be > 0")})
+                            "patience": (self.patience >= 0, "must be >= 0"), "tol": (self.tol > 0, "must be > 0"),
+                            "data_parallel": (not (self.data_parallel and self.optimizer == "lbfgs"),
+                                              "Adam only (L-BFGS is full batch)")})
 
 
 @dataclass
@@ -111,7 +118,9 @@ def _train_adam(model, graph, objective: Objective, config: TrainConfig, val) ->
     device = graph[EDGE].edge_index.device
     gen = torch.Generator().manual_seed(config.seed)
     batch_size = config.batch_size or num_edges
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=config.lr)
+    share = rank_and_size() if config.data_parallel else (0, 1)
     best = (-1.0, 0, None)
     history, clock, stale = [], Stopwatch(device).start(), 0
     bar = tqdm(range(1, config.epochs + 1), disable=not config.progress, desc="train", leave=False)
@@ -120,8 +129,10 @@ def _train_adam(model, graph, objective: Objective, config: TrainConfig, val) ->
         total = 0.0
         for batch in torch.randperm(num_edges, generator=gen).to(device).split(batch_size):
             optimizer.zero_grad()
-            loss = objective.batch_loss(model, graph, batch, epoch)
+            loss = objective.batch_loss(model, graph, batch, epoch, share)
             loss.backward()
+            if share[1] > 1:
+                loss = sum_across_ranks(params, loss.detach())
             optimizer.step()
             total += loss.detach().item() * batch.numel() / num_edges
         row = {"epoch": epoch, "loss": total}

@@ -29,3 +29,14 @@ def fit_and_unlearn_sisa(graph, objective, config, num_shards: int, request) -> 
     result = sisa.unlearn(request)
     share = {"world_size": rank_and_size()[1], "rank_0_jobs": my_jobs(num_shards)}
     return fitted, result.model.state_dict(), {**sisa.fit_info, **result.info, **share}
+
+
+def train_data_parallel(model, graph, objective, config, val) -> tuple[dict, list]:
+    """Trains ``model`` with ``config`` (``data_parallel`` set by the caller); its state and loss history.
+
+    Module level, so that :func:`graphforget.distributed.launch` can run it in every rank of a group.
+    """
+    from graphforget.train import train
+
+    result = train(model, graph, objective, config, val)
+    return model.state_dict(), result.history

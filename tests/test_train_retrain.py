@@ -249,3 +249,27 @@ def test_retrain_beats_the_attacked_original(one_thread):
         auc_retrain = evaluate_auc(result.model, result.graph, split.test, flipped)
         for key in ("auc_0", "auc_1", "auc_2"):
             assert auc_retrain[key] > auc_original[key] + 0.02, (seed, key, auc_original, auc_retrain)
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("model_name", ["mf", "lightgcn"])
+def test_data_parallel_training_on_two_ranks_matches_one_process(model_name, one_thread):
+    # Each rank takes every other edge of a batch and the gradients are summed across the ranks: the
+    # same updates as one process up to the order of float32 sums, early stopping included.
+    from graphforget.distributed import launch
+    from helpers import train_data_parallel
+
+    graph = planted_communities(60, 40, num_communities=3, interactions_per_user=10, seed=0)
+    split = random_split(graph, (0.7, 0.3, 0.0), seed=0)
+    model = (MF(60, 40, 8) if model_name == "mf" else LightGCN(60, 40, 8, num_layers=2))
+    model.reset_parameters(0)
+    config = TrainConfig(epochs=6, lr=0.05, batch_size=64, patience=2, seed=1, data_parallel=True)
+    double = launch(train_data_parallel, 2, model, split.train, BCEObjective(l2=1e-2), config, split.val)
+    single = train_data_parallel(model, split.train, BCEObjective(l2=1e-2), config, split.val)  # trains in place
+    assert [row["epoch"] for row in single[1]] == [row["epoch"] for row in double[1]]
+    for key, value in single[0].items():
+        assert torch.allclose(value, double[0][key], atol=2e-5), key
+    losses = torch.tensor([[row["loss"] for row in run[1]] for run in (single, double)])
+    assert torch.allclose(losses[0], losses[1], rtol=1e-5)
+    with pytest.raises(ValueError, match="TrainConfig.data_parallel: Adam only"):
+        TrainConfig(optimizer="lbfgs", data_parallel=True)

@@ -152,8 +152,9 @@ class ContrastiveBPRObjective(BPRObjective):
                int(positions[0]) if positions.numel() else -1, int(positions[-1]) if positions.numel() else -1)
         return torch.Generator(device).manual_seed(hash(key) & ((1 << 63) - 1))
 
-    def batch_loss(self, model: nn.Module, graph: HeteroData, positions: Tensor, epoch: int = 0) -> Tensor:
-        loss = super().batch_loss(model, graph, positions, epoch)
+    def batch_loss(self, model: nn.Module, graph: HeteroData, positions: Tensor, epoch: int = 0,
+                   share: tuple[int, int] = (0, 1)) -> Tensor:
+        loss = super().batch_loss(model, graph, positions, epoch, share)
         if self.ssl_weight == 0:
             return loss
         if not hasattr(model, "contrastive_loss"):
@@ -162,7 +163,7 @@ class ContrastiveBPRObjective(BPRObjective):
         pairs = store.edge_index[:, positions][:, store.edge_label[positions] > 0]
         gen = self.generator(positions, epoch, store.edge_index.device)
         ssl = model.contrastive_loss(graph, pairs[0].unique(), pairs[1].unique(), gen, tau=self.tau)
-        return loss + self.ssl_weight * ssl
+        return loss + self.ssl_weight * ssl / share[1]  # every rank's full InfoNCE, 1/size of it each
 
     def __repr__(self) -> str:
         return (f"ContrastiveBPRObjective(l2={self.l2}, ssl_weight={self.ssl_weight}, tau={self.tau}, "

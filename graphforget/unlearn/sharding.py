@@ -8,6 +8,7 @@ unlearning the remaining graph yields the remaining shard graphs.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from typing import Sequence
 
@@ -347,7 +348,8 @@ def train_shards(models: Sequence[Recommender], graphs: Sequence[HeteroData], ob
     for j, graph in enumerate(graphs):
         if graph[EDGE].edge_index.size(1) == 0:
             raise ValueError(f"shard graph {j} has no training edges (left): use fewer shards")
-    config = config or TrainConfig()
+    # Each rank trains whole shards of its own: no batch is split across the ranks.
+    config = dataclasses.replace(config or TrainConfig(), data_parallel=False)
     copies = [copy.deepcopy(m) for m in models]
     mine = {}
     for j in my_jobs(len(copies)):
