@@ -46,8 +46,8 @@ try:  # advisory locks (POSIX); elsewhere concurrent publishers are not guarded
 except ImportError:  # pragma: no cover
     fcntl = None
 
-__all__ = ["Run", "FILES", "FORMAT", "graph_to_dict", "graph_from_dict", "publish", "save_run", "load_run",
-           "lineage", "sha256_file", "request_sha256", "utc_now", "RUN_KINDS"]
+__all__ = ["Run", "FILES", "FORMAT", "RUN_KINDS", "graph_to_dict", "graph_from_dict", "publish", "save_run",
+           "load_run", "lineage", "sha256_file", "request_sha256", "utc_now", "directory_lock", "fsync_directory"]
 
 #: Version of the run directory layout.
 FORMAT = 1
@@ -179,7 +179,8 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: str | os.PathLike) -> None:
+    """Makes the creation, removal or rename of an entry of ``directory`` durable (POSIX; else a no-op)."""
     if os.name != "posix":
         return
     fd = os.open(directory, os.O_RDONLY)
@@ -198,8 +199,9 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def _locked(directory: Path):
-    """An exclusive advisory lock on ``directory`` (released by the kernel if the process dies)."""
+def directory_lock(directory: str | os.PathLike):
+    """A context manager holding an exclusive advisory lock on ``directory`` (``flock``; the kernel releases
+    it when the process dies, so a killed holder never blocks the next one)."""
     if fcntl is None:  # pragma: no cover
         yield
         return
@@ -242,7 +244,7 @@ def publish(out: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     if final.exists():
         raise FileExistsError(f"{out} exists: runs are never overwritten, choose a new directory")
     final.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(final.parent):
+    with directory_lock(final.parent):
         if final.exists():
             raise FileExistsError(f"{out} exists: runs are never overwritten, choose a new directory")
         _remove_stale(final)
@@ -250,12 +252,12 @@ def publish(out: str | os.PathLike, write: Callable[[Path], None]) -> Path:
         try:
             os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0o700 is for the temporary name only
             write(tmp)
-            _fsync_directory(tmp)
+            fsync_directory(tmp)
             os.rename(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        _fsync_directory(final.parent)
+        fsync_directory(final.parent)
     return final
 
 

@@ -20,7 +20,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -31,17 +31,19 @@ from . import __version__
 from .data import (EDGE, Split, add_negatives, binarize, edge_subgraph, load_csv, load_labelled_triples,
                    load_lightgcn, load_movielens_100k, make_interactions, num_items, num_users, pair_keys,
                    random_split)
+from .io import write_json
 from .metrics import evaluate_auc
 from .presets import Hyperparameters, default_hparams
-from .runs import Run, _locked, lineage, load_run, request_sha256, save_run, sha256_file, utc_now
+from .runs import (Run, directory_lock, fsync_directory, lineage, load_run, request_sha256, save_run, sha256_file,
+                   utc_now)
 from .train import train
 from .unlearn import METHODS, UnlearningFailed, build_unlearner, method_config
 from .unlearn.sisa import SISA
+from .verify import verify_forgetting
 
 __all__ = ["FORMATS", "FIT_MODELS", "FitResult", "ForgetResult", "Request", "load_file", "with_negatives",
-           "prepare_split",
-           "raw_to_local", "fit_on_file", "build_request", "check_method", "forget", "verify_run", "read_edges_file",
-           "ForgetStream"]
+           "prepare_split", "raw_to_local", "fit_on_file", "build_request", "check_method", "forget", "verify_run",
+           "read_edges_file", "ForgetStream"]
 
 log = logging.getLogger(__name__)
 
@@ -183,28 +185,29 @@ def _remap(part: HeteroData, onto: HeteroData) -> HeteroData:
 def with_negatives(graph: HeteroData, ratio: int, seed: int = 0) -> HeteroData:
     """:func:`~graphforget.data.add_negatives` that also serves users who interacted with most items.
 
-    A user with :math:`d` interactions among :math:`I` items gets ``ratio`` negatives per interaction where
-    :math:`I - d` allows it; a heavier user (ML-1M has one with 2,314 of 3,706 movies) gets negatives for a
-    random subset of at most :math:`I / (1 + ratio)` of their interactions instead, less those that hit one
-    of their other interactions (dropped). Negatives are stored with ``observed = False``; node attributes
+    Users whose ``ratio`` negatives per interaction would take more than half of the items they have not
+    interacted with (ML-1M has one with 2,314 of 3,706 movies; rejection sampling crawls there) get theirs
+    drawn exactly instead: ``min(ratio * degree, free items)`` distinct free items at random. The others get
+    :func:`~graphforget.data.add_negatives`. Negatives are stored with ``observed = False``; node attributes
     are kept.
     """
     store, count = graph[EDGE], num_items(graph)
     degree = torch.bincount(store.edge_index[0], minlength=num_users(graph))
-    cap = count // (1 + ratio)
-    if not bool((degree > cap).any()):
+    heavy = 2 * ratio * degree > count - degree
+    if not bool(heavy.any()):
         return add_negatives(graph, ratio, seed)
-    heavy = degree[store.edge_index[0]] > cap
-    rank = torch.empty(heavy.numel(), dtype=torch.long)  # a random rank of each edge within its user
-    order = torch.randperm(heavy.numel(), generator=torch.Generator().manual_seed(seed))
-    order = order[torch.sort(store.edge_index[0][order], stable=True).indices]
-    starts = torch.cumsum(degree, 0) - degree
-    rank[order] = torch.arange(heavy.numel()) - starts[store.edge_index[0][order]]
-    sampled = add_negatives(edge_subgraph(graph, ~heavy | (rank < cap)), ratio, seed)
-    extra = sampled[EDGE].edge_index[:, ~sampled[EDGE].observed]
-    extra = extra[:, ~torch.isin(pair_keys(extra, count), pair_keys(store.edge_index, count))]
-    log.info("%d users interacted with more than %d of %d items: they get fewer than %d negatives per interaction",
-             int((degree > cap).sum()), cap, count, ratio)
+    light = edge_subgraph(graph, ~heavy[store.edge_index[0]])
+    sampled = add_negatives(light, ratio, seed) if light[EDGE].edge_index.size(1) else light
+    extra = [sampled[EDGE].edge_index[:, ~sampled[EDGE].observed]] if "observed" in sampled[EDGE] else []
+    gen = torch.Generator().manual_seed(seed)
+    for user in heavy.nonzero().flatten().tolist():  # few users: one exact draw each
+        free = torch.ones(count, dtype=torch.bool)
+        free[store.edge_index[1][store.edge_index[0] == user]] = False
+        items = free.nonzero().flatten()
+        pick = items[torch.randperm(items.numel(), generator=gen)[:ratio * int(degree[user])]].sort().values
+        extra.append(torch.stack([torch.full_like(pick, user), pick]))
+    log.info("%d users interacted with most items: their negatives were drawn exactly", int(heavy.sum()))
+    extra = torch.cat(extra, 1)
     observed = store.observed if "observed" in store else torch.ones(store.edge_index.size(1), dtype=torch.bool)
     out = make_interactions(torch.cat([store.edge_index, extra], 1),
                             torch.cat([store.edge_label, torch.zeros(extra.size(1))]), num_users(graph), count,
@@ -583,8 +586,8 @@ def _check_result(parent: Run, request: Request, result, method: str, allow_untr
     if bad:
         raise UnlearningFailed(f"{method} returned non-finite parameters ({', '.join(bad)}); nothing was written")
     count = num_items(parent.graph)
-    before = pair_keys(parent.graph[EDGE].edge_index, count)
-    expected = before[~torch.isin(before, pair_keys(request.edges, count))].sort().values
+    before = pair_keys(parent.graph[EDGE].edge_index.cpu(), count)
+    expected = before[~torch.isin(before, pair_keys(request.edges.cpu(), count))].sort().values
     got = pair_keys(result.graph[EDGE].edge_index.cpu(), count).sort().values
     if not torch.equal(expected, got):
         raise RuntimeError(f"{method}'s remaining graph holds {got.numel()} edges, not the parent's "
@@ -593,7 +596,6 @@ def _check_result(parent: Run, request: Request, result, method: str, allow_untr
 
 def _verification(result, parent: Run, request: Request, seed: int):
     """:func:`~graphforget.verify.verify_forgetting` of the result against the parent: ``(report, error)``."""
-    from .verify import verify_forgetting
     try:
         report = verify_forgetting(result.model, result.graph, request.edges, before=(parent.model, parent.graph),
                                    seed=seed)
@@ -606,11 +608,11 @@ def _verification(result, parent: Run, request: Request, seed: int):
 def _removed(parent: Run, request: Request) -> dict:
     """The lineage's cumulative removed edges with their labels and observed flags."""
     store, count = parent.graph[EDGE], num_items(parent.graph)
-    keys = pair_keys(store.edge_index, count)
-    position = torch.isin(keys, pair_keys(request.edges, count)).nonzero().flatten()
-    observed = store.observed[position] if "observed" in store else torch.ones(position.numel(), dtype=torch.bool)
-    return {"edge_index": torch.cat([parent.removed, store.edge_index[:, position]], 1),
-            "edge_label": torch.cat([parent.removed_label, store.edge_label[position]]),
+    edges, label = store.edge_index.cpu(), store.edge_label.cpu()
+    position = torch.isin(pair_keys(edges, count), pair_keys(request.edges.cpu(), count)).nonzero().flatten()
+    observed = store.observed.cpu()[position] if "observed" in store else torch.ones(position.numel(), dtype=torch.bool)
+    return {"edge_index": torch.cat([parent.removed, edges[:, position]], 1),
+            "edge_label": torch.cat([parent.removed_label, label[position]]),
             "observed": torch.cat([parent.removed_observed, observed])}
 
 
@@ -625,7 +627,7 @@ def _lineage_record(parent: Run, out: Path, request: Request, removed: int) -> d
             "removed_edges": removed, "depth": parent.info["lineage"]["depth"] + 1}
 
 
-def _audit_line(parent: Run, out: Path, info: dict, result, report, error: str | None) -> callable:
+def _audit_line(parent: Run, out: Path, info: dict, result, report, error: str | None) -> Callable[[dict], dict]:
     """A builder of this request's audit line from the new run's file checksums (see :func:`save_run`)."""
     files = parent.info["files"]
     verification = None if report is None else {k: v for k, v in report.to_dict().items() if k != "reference"}
@@ -743,7 +745,6 @@ def verify_run(run: str | os.PathLike, *, retrain: bool = False, seed: int | Non
     Raises:
         FileNotFoundError, ValueError: a missing or modified run or ancestor; a run that removed nothing.
     """
-    from .verify import verify_forgetting
     chain = lineage(run)
     current = load_run(chain[-1])
     if current.removed.size(1) == 0:
@@ -773,9 +774,9 @@ class ForgetStream:
 
     :meth:`submit` returns only after the request's journal line is fsync-ed: an acknowledged request is
     never lost. A request is applied when its run directory is published (an atomic rename), so a crash
-    before that leaves it pending and :meth:`process` (also run by every new :class:`ForgetStream` on the
-    directory's next :meth:`process`) applies it; one after it finds the run and never applies it twice.
-    A journal line torn by a crash (never acknowledged) is cut off. Processes share a stream safely: they
+    before that leaves it pending, and the next :meth:`process` of any :class:`ForgetStream` on the
+    directory applies it; after the rename the run exists, and the request is never applied twice. A
+    journal line torn by a crash (never acknowledged) is cut off. Processes share a stream safely: they
     take an advisory lock on the directory.
 
     The policy: the configured ``method`` is used, except that a request is applied by Retrain (from
@@ -827,7 +828,6 @@ class ForgetStream:
             raise ValueError(f"max_drift must be > 0, got {config['max_drift']}")
         load_run(config["base"])  # a readable, intact run
         (self.directory / "runs").mkdir(parents=True, exist_ok=True)
-        from .io import write_json
         write_json(record, {**config, "version": __version__})
         return config
 
@@ -864,8 +864,7 @@ class ForgetStream:
             handle.flush()
             os.fsync(handle.fileno())
         if new:
-            from .runs import _fsync_directory
-            _fsync_directory(self.directory)
+            fsync_directory(self.directory)
 
     def _run_path(self, seq: int) -> Path:
         return self.directory / "runs" / f"{seq:06d}"
@@ -935,7 +934,7 @@ class ForgetStream:
         Raises:
             ValueError: as :func:`build_request` (unknown ids, a request already applied, ...).
         """
-        with _locked(self.directory):
+        with directory_lock(self.directory):
             build_request(self.current, users=users, items=items, edges=edges, local_ids=local_ids)
             request = {"users": _jsonable_ids(users), "items": _jsonable_ids(items),
                        "edges": None if edges is None else [[_plain_id(u), _plain_id(i)] for u, i in edges],
@@ -951,7 +950,7 @@ class ForgetStream:
         journal line; a result the method does not trust is replaced by a Retrain.
         """
         published = []
-        with _locked(self.directory):
+        with directory_lock(self.directory):
             for entry in self.requests():
                 if entry["seq"] in self.pending():
                     path = self._apply(entry, progress)

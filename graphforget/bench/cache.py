@@ -1,0 +1,113 @@
+"""Cells and their on-disk cache: a cell's result is stored under a hash of every parameter it depends on.
+
+A *cell* is one measurement: ``(protocol, dataset, model, method, seed)`` plus every parameter of the
+protocol, the model's hyper-parameters, the method's options, the library version and
+:data:`BENCH_VERSION`. Its key is the SHA-256 of the canonical JSON of all of them, so changing any of
+them (a deletion ratio, a learning rate, the stream's order) names another file: a stale result is never
+read back. Each file is written atomically (:func:`~graphforget.io.write_json`), so a run killed at any
+point leaves complete cells only, and rerunning it computes exactly the missing ones.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..io import to_jsonable, write_json
+
+__all__ = ["BENCH_VERSION", "Cell", "cell_key", "CellCache"]
+
+log = logging.getLogger(__name__)
+
+#: Version of the harness's measurement code: bumped when a protocol's figures change meaning, so
+#: that cells of an older harness are recomputed rather than mixed with new ones.
+BENCH_VERSION = 2  # 2: absolute prediction distances added
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measurement of the benchmark.
+
+    Attributes:
+        protocol: ``attack``, ``deletion`` or ``stream``.
+        dataset: the dataset's name.
+        model: the recommender's name.
+        method: the unlearning method's name.
+        seed: seeds the split, the request, the model and the method.
+        params: every other parameter the result depends on (protocol parameters, hyper-parameters, the
+            method's options, the data's source), as plain JSON values.
+    """
+    protocol: str
+    dataset: str
+    model: str
+    method: str
+    seed: int
+    params: dict = field(default_factory=dict)
+
+    def identity(self) -> dict:
+        """Everything the key is a hash of: the fields, the library version and :data:`BENCH_VERSION`."""
+        return to_jsonable({"protocol": self.protocol, "dataset": self.dataset, "model": self.model,
+                            "method": self.method, "seed": self.seed, "params": self.params,
+                            "graphforget": __version__, "bench": BENCH_VERSION})
+
+    @property
+    def key(self) -> str:
+        return cell_key(self.identity())
+
+    def label(self) -> str:
+        """A short readable name (progress bars, logs)."""
+        extra = ",".join(f"{k}={v}" for k, v in sorted(self.params.get("protocol", {}).items())
+                         if not isinstance(v, (dict, list)))
+        return f"{self.protocol}/{self.dataset}/{self.model}/{self.method}/seed{self.seed}" + (
+            f" [{extra}]" if extra else "")
+
+
+def cell_key(identity: dict[str, Any]) -> str:
+    """SHA-256 (hex) of the canonical JSON of ``identity`` (sorted keys, no spaces): a stable key."""
+    text = json.dumps(to_jsonable(identity), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class CellCache:
+    """Results of cells as JSON files ``DIR/<key>.json``, holding ``{"key", "cell", "result"}``.
+
+    A file whose stored identity differs from the cell's (a hash collision, a hand-edited file) or that
+    cannot be parsed is treated as missing, with a logged warning, and is recomputed.
+
+    Args:
+        directory: where the files live (created when the first cell is stored).
+    """
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+
+    def path(self, cell: Cell) -> Path:
+        return self.directory / f"{cell.key}.json"
+
+    def load(self, cell: Cell) -> dict | None:
+        """The cached result of ``cell``, or ``None`` when it was never stored (or is unreadable)."""
+        path = self.path(cell)
+        if not path.is_file():
+            return None
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            log.warning("unreadable cached cell %s (%s): recomputing it", path, error)
+            return None
+        if stored.get("cell") != cell.identity():
+            log.warning("cached cell %s does not hold %s: recomputing it", path, cell.label())
+            return None
+        return stored["result"]
+
+    def store(self, cell: Cell, result: dict) -> Path:
+        """Writes ``result`` atomically; returns the file."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        return write_json(self.path(cell), {"key": cell.key, "cell": cell.identity(), "result": result})
+
+    def __repr__(self) -> str:
+        return f"CellCache({str(self.directory)!r})"

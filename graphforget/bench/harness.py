@@ -1,0 +1,250 @@
+"""The benchmark harness: cells of a protocol over methods and seeds, cached, aggregated and reported."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from ..clock import Stopwatch
+from ..io import to_jsonable
+from ..presets import PRESET_DATASETS, Hyperparameters, default_hparams
+from ..protocols.attack import DATASET_NAMES
+from ..unlearn import METHODS, NotFittedError, UnlearningFailed, method_config
+from .cache import Cell, CellCache
+from .protocols import PROTOCOLS
+from .setting import Setting, Workspace
+from .stats import mean_interval
+
+__all__ = ["BenchResult", "run_bench", "plan_cells", "aggregate", "parse_params", "DEFAULT_METHODS"]
+
+log = logging.getLogger(__name__)
+
+#: The methods of a run when none are named: every registered one except UnlearnRec, which needs a
+#: BPR-trained message-passing backbone (the ``adversarial`` protocol) and cannot continue a stream.
+DEFAULT_METHODS = ("retrain", "finetune", "ifru", "scif", "sisa", "receraser")
+
+
+@dataclass
+class BenchResult:
+    """What :func:`run_bench` measured.
+
+    Attributes:
+        protocol, dataset, model: the run.
+        params: the protocol's parameters.
+        cells: one record per cell: ``{"key", "cell", "cached", "wall_seconds", "result"}``.
+        aggregates: per (method, variant): every numeric figure's mean and 95% interval over seeds.
+        files: the files written (empty without ``out``).
+    """
+    protocol: str
+    dataset: str
+    model: str
+    params: dict
+    hparams: dict
+    cells: list[dict] = field(default_factory=list)
+    aggregates: list[dict] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "BenchResult":
+        """The result of a ``results.json`` (e.g. to render its tables again with :func:`write_reports`)."""
+        return cls(data["protocol"], data["dataset"], data["model"], data["params"], data["hparams"],
+                   data["cells"], data["aggregates"])
+
+    def to_dict(self) -> dict:
+        return {"protocol": self.protocol, "dataset": self.dataset, "model": self.model, "params": self.params,
+                "hparams": self.hparams, "aggregates": self.aggregates, "cells": self.cells}
+
+
+def _seed_list(seeds: int | Sequence[int]) -> list[int]:
+    """``0 .. seeds - 1`` for a count, else the given seeds (e.g. one seed per process of a split run)."""
+    listed = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not listed or len(set(listed)) != len(listed):
+        raise ValueError(f"seeds must be a count >= 1 or distinct seeds, got {seeds}")
+    return listed
+
+
+def _check_run(protocol: str, dataset: str, methods: Sequence[str]) -> None:
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)} "
+                         "(adversarial: not yet moved, run benchmarks/unlearnrec.py)")
+    if dataset not in DATASET_NAMES:
+        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASET_NAMES)}")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
+
+
+def plan_cells(protocol: str, dataset: str, hparams: Hyperparameters, methods: Sequence[str], seeds,
+               params: dict, options: dict[str, dict], root=None) -> list[Cell]:
+    """The cells of a run, ordered by seed (one :class:`~graphforget.bench.setting.Setting` alive at a time),
+    then variant, with Retrain first."""
+    spec = PROTOCOLS[protocol]
+    variants = spec.variants(params)
+    methods = ["retrain"] + [m for m in dict.fromkeys(methods) if m != "retrain"]
+    data_root = None if root is None else os.path.realpath(root)
+    return [Cell(protocol, dataset, hparams.model, method, seed,
+                 {"protocol": variant, "hparams": hparams.as_dict(), "options": options.get(method, {}),
+                  "root": data_root})
+            for seed in _seed_list(seeds) for variant in variants for method in methods]
+
+
+def _setting_of(cell: Cell, hparams: Hyperparameters, root, device) -> tuple[tuple, Callable[[], Setting]]:
+    ratio = PROTOCOLS[cell.protocol].attack_ratio(cell.params["protocol"])
+    key = (cell.dataset, cell.seed, ratio, json.dumps(cell.params["hparams"], sort_keys=True))
+    return key, lambda: Setting(cell.dataset, root, hparams, cell.seed, ratio, device)
+
+
+def _compute(cell: Cell, workspace: Workspace, hparams, root, device, progress: bool) -> dict:
+    """Runs one cell; a method that refuses a request (:class:`~graphforget.unlearn.UnlearningFailed`) or
+    cannot continue from its result gives ``{"error": ...}`` instead of stopping the run."""
+    key, make = _setting_of(cell, hparams, root, device)
+    setting = workspace.get(key, make)
+    try:
+        return PROTOCOLS[cell.protocol].run(setting, cell.method, cell.params["options"], cell.params["protocol"],
+                                            progress)
+    except (UnlearningFailed, NotFittedError) as error:
+        log.warning("%s failed: %s", cell.label(), error)
+        return {"error": f"{type(error).__name__}: {error}"}
+
+
+def _numeric(result: dict) -> dict[str, float]:
+    """The top-level numeric figures of a cell's result (bools and nested values left out)."""
+    return {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def aggregate(records: list[dict], confidence: float = 0.95) -> list[dict]:
+    """Per (method, variant): every numeric figure's mean and Student-t interval over the seeds.
+
+    Args:
+        records: cell records (``{"cell": identity, "result": ...}``).
+        confidence: of the intervals.
+
+    Returns:
+        One dict per group, in first-seen order: ``protocol``, ``dataset``, ``model``, ``method``,
+        ``variant``, ``seeds`` and ``metrics`` (name -> :func:`~graphforget.bench.stats.mean_interval`).
+    """
+    groups: dict[str, dict] = {}
+    for record in records:
+        cell = record["cell"]
+        variant = cell["params"]["protocol"]
+        name = json.dumps([cell["method"], variant], sort_keys=True)
+        group = groups.setdefault(name, {key: cell[key] for key in ("protocol", "dataset", "model", "method")}
+                                  | {"variant": variant, "seeds": [], "results": []})
+        group["seeds"].append(cell["seed"])
+        group["results"].append(_numeric(record["result"]))
+    out = []
+    for group in groups.values():
+        results = group.pop("results")
+        names = list(dict.fromkeys(k for result in results for k in result))
+        group["metrics"] = {k: mean_interval([r.get(k) for r in results], confidence) for k in names}
+        group["errors"] = sum(1 for r in records if r["cell"]["method"] == group["method"]
+                              and r["cell"]["params"]["protocol"] == group["variant"] and "error" in r["result"])
+        out.append(group)
+    return out
+
+
+def _options(methods: Sequence[str], options: dict | None, hparams: Hyperparameters, seeds: list[int]) -> dict:
+    """Each method's options, checked (with the run's training and seed) before anything is trained."""
+    options = {m: dict((options or {}).get(m) or {}) for m in methods}
+    for method in ["retrain", *methods]:
+        for seed in seeds:
+            method_config(method, options.get(method), train=hparams.train_config(seed), seed=seed)
+    return options
+
+
+def run_bench(protocol: str, dataset: str = "ml-100k", model: str = "mf", methods: Sequence[str] | None = None,
+              seeds: int | Sequence[int] = 3, quick: bool = False, out: str | os.PathLike | None = None, *, root=None,
+              params: dict | None = None, options: dict[str, dict] | None = None,
+              hparams: Hyperparameters | None = None, device: str | torch.device = "cpu", progress: bool = False,
+              after_cell: Callable[[Cell, dict], None] | None = None) -> BenchResult:
+    """Runs a protocol's cells (cached under ``out/cells``), aggregates them over seeds, writes the reports.
+
+    Args:
+        protocol: a name of :data:`~graphforget.bench.protocols.PROTOCOLS`.
+        dataset: a name of :data:`~graphforget.protocols.attack.DATASET_NAMES`.
+        model: ``mf`` or ``lightgcn`` (the model of :func:`~graphforget.presets.default_hparams`).
+        methods: method names (default: :data:`DEFAULT_METHODS`); Retrain is always run, as the reference.
+        seeds: seeds ``0 .. seeds - 1``, or a list of seeds (runs over disjoint seeds can share ``out``'s
+            cache, e.g. in parallel processes; a final run over all of them then reads every cell back).
+        quick: the quick profile's protocol parameters (a 20-request stream, one deletion ratio).
+        out: the output directory: ``results.json``, ``results.md``, ``<protocol>.png`` and the cell cache
+            ``cells/``; ``None``: nothing is written and nothing is cached.
+        root: the data directory.
+        params: protocol parameters overriding the profile's (e.g. ``{"length": 100}``).
+        options: per method, its options (:func:`~graphforget.unlearn.method_config`).
+        hparams: the model and training (default: :func:`~graphforget.presets.default_hparams`).
+        device: where models are trained.
+        progress: a tqdm bar over the cells (and over a stream's requests).
+        after_cell: called with each cell and its record once it is done (computed or read back).
+
+    Raises:
+        ValueError: an unknown protocol, dataset, method, parameter or option, before anything is trained.
+    """
+    methods = list(methods or DEFAULT_METHODS)
+    _check_run(protocol, dataset, methods)
+    seeds = _seed_list(seeds)
+    spec = PROTOCOLS[protocol]
+    unknown = set(params or {}) - set(spec.defaults(quick))
+    if unknown:
+        raise ValueError(f"unknown {protocol} parameters {sorted(unknown)}; known: {sorted(spec.defaults(quick))}")
+    params = {**spec.defaults(quick), **(params or {})}
+    hparams = hparams or default_hparams(model, dataset if dataset in PRESET_DATASETS else "ml-100k")
+    options = _options(methods, options, hparams, seeds)
+    cells = plan_cells(protocol, dataset, hparams, methods, seeds, params, options, root)
+    result = BenchResult(protocol, dataset, hparams.model, params, hparams.as_dict())
+    cache, workspace = (CellCache(Path(out) / "cells") if out is not None else None), Workspace()
+    for cell in tqdm(cells, desc=protocol, disable=not progress):
+        record = _record(cell, cache, workspace, hparams, root, device, progress)
+        result.cells.append(record)
+        if after_cell is not None:
+            after_cell(cell, record)
+    result.aggregates = aggregate(result.cells)
+    if out is not None:
+        from .report import write_reports
+        result.files = [str(p) for p in write_reports(result, Path(out))]
+    return result
+
+
+def _record(cell: Cell, cache: CellCache | None, workspace: Workspace, hparams, root, device, progress) -> dict:
+    """A cell's record: read from the cache, else computed (timed) and stored."""
+    found = cache.load(cell) if cache is not None else None
+    if found is not None:
+        log.info("%s: read from the cache", cell.label())
+        return {"key": cell.key, "cell": cell.identity(), "cached": True, "result": found}
+    with Stopwatch(device) as watch:
+        value = _compute(cell, workspace, hparams, root, device, progress)
+    value = to_jsonable({**value, "wall_seconds": watch.seconds})  # what a cached read gives back
+    if cache is not None:
+        cache.store(cell, value)
+    return {"key": cell.key, "cell": cell.identity(), "cached": False, "result": value}
+
+
+def parse_params(protocol: str, given: dict[str, str], quick: bool = False) -> dict:
+    """Protocol parameters from strings (a command line's ``KEY=VALUE``), each parsed by the type of its
+    default: lists comma-separated (``ratios=0.01,0.05``), numbers as numbers.
+
+    Raises:
+        ValueError: an unknown protocol or parameter, or a value of the wrong type.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    defaults, out = PROTOCOLS[protocol].defaults(quick), {}
+    for key, text in given.items():
+        if key not in defaults:
+            raise ValueError(f"unknown {protocol} parameter {key!r}; known: {', '.join(defaults)}")
+        default = defaults[key]
+        kind = type(default[0]) if isinstance(default, list) and default else type(default)
+        try:
+            values = [kind(part.strip()) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise ValueError(f"{protocol} parameter {key}: cannot read {text!r} as {kind.__name__}") from None
+        if not isinstance(default, list) and len(values) != 1:
+            raise ValueError(f"{protocol} parameter {key}: expected one {kind.__name__}, got {text!r}")
+        out[key] = values if isinstance(default, list) else values[0]
+    return out

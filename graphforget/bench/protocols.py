@@ -1,0 +1,259 @@
+"""The benchmark's protocols: what one cell measures.
+
+* ``attack`` (Zhang et al., ACM TORS 2024): flip a share of the training labels, train on everything,
+  unlearn the flipped edges; AUC_0/1/2, completeness against Retrain, prediction gap, MIA.
+* ``deletion`` (CURE4Rec, Chen et al., NeurIPS 2024): one batch request, a given share of the training
+  edges: every interaction of ``random`` users, of the most active (``core``) users, or random ``edge``
+  interactions.
+* ``stream`` (ERASE, 2026): single-user requests one by one, each method continuing from its own previous
+  result; at 25/50/75/100% of the stream it is compared with a Retrain on exactly the cumulative removed set.
+
+Every cell reports ``prediction_gap``, on the test pairs (0: Retrain's predictions, 1: no closer than the
+Original),
+
+.. math::
+    \\frac{\\lVert p_{\\text{method}} - p_{\\text{retrain}} \\rVert}
+         {\\lVert p_{\\text{original}} - p_{\\text{retrain}} \\rVert} ,
+
+and ``mia_auc``, the membership attack of :func:`~graphforget.verify.verify_forgetting` on the removed
+edges against matched non-members (``mia_auc_retrain``: the same attack on the matching Retrain, the level
+of an exact deletion; ``mia_auc_before``: on the Original).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..data import EDGE, num_users, random_edges, user_edges
+from ..metrics import completeness, evaluate_auc, prediction_distance
+from ..verify import verify_forgetting
+from .setting import Setting
+
+__all__ = ["Protocol", "PROTOCOLS", "DELETION_KINDS", "STREAM_ORDERS", "deletion_request", "stream_requests",
+           "stream_positions", "measure"]
+
+#: The deletion sets of the ``deletion`` protocol.
+DELETION_KINDS = ("random", "core", "edge")
+#: The orders of users in the ``stream`` protocol.
+STREAM_ORDERS = ("random", "most", "least")
+AUC_KEYS = ("auc_0", "auc_1", "auc_2")
+
+
+# ------------------------------------------------------------------------------------------- requests
+
+def _user_degrees(graph) -> Tensor:
+    """Training edges (observed ones) per user ``[U]``."""
+    store = graph[EDGE]
+    users = store.edge_index[0].cpu()
+    if "observed" in store:
+        users = users[store.observed.cpu()]
+    return torch.bincount(users, minlength=num_users(graph))
+
+
+def _users_in_order(graph, order: str, seed: int) -> Tensor:
+    """Users with at least one training edge: in a seeded random order, or by activity (most / least)."""
+    degree = _user_degrees(graph)
+    if order == "random":
+        users = torch.randperm(degree.numel(), generator=torch.Generator().manual_seed(seed))
+    else:
+        users = torch.sort(degree, descending=order == "most", stable=True).indices
+    return users[degree[users] > 0]
+
+
+def deletion_request(graph, kind: str, ratio: float, seed: int = 0) -> Tensor:
+    """A CURE4Rec deletion set: about ``ratio`` of the observed training edges, as ``[2, R]`` pairs.
+
+    ``random``: every interaction of users drawn at random, ``core``: of the most active users, added until
+    they hold at least ``ratio`` of the edges; ``edge``: a uniformly random ``ratio`` of the edges.
+
+    Raises:
+        ValueError: an unknown kind or a ratio outside (0, 1).
+    """
+    if kind not in DELETION_KINDS:
+        raise ValueError(f"unknown deletion kind {kind!r}; known: {', '.join(DELETION_KINDS)}")
+    if not 0 < ratio < 1:
+        raise ValueError(f"deletion ratio must be in (0, 1), got {ratio}")
+    if kind == "edge":
+        return random_edges(graph, ratio, seed)
+    users = _users_in_order(graph, "random" if kind == "random" else "most", seed)
+    cumulative = torch.cumsum(_user_degrees(graph)[users], 0)
+    target = max(1, round(ratio * int(cumulative[-1])))
+    count = int(torch.searchsorted(cumulative, torch.tensor(target))) + 1
+    return user_edges(graph, users[:count])
+
+
+def stream_requests(graph, length: int, order: str = "random", seed: int = 0) -> list[Tensor]:
+    """``length`` single-user requests (all of a user's training edges each), users in ``order``.
+
+    Raises:
+        ValueError: an unknown order, or more requests than users with edges.
+    """
+    if order not in STREAM_ORDERS:
+        raise ValueError(f"unknown stream order {order!r}; known: {', '.join(STREAM_ORDERS)}")
+    users = _users_in_order(graph, order, seed)
+    if not 1 <= length <= users.numel():
+        raise ValueError(f"stream length must be in [1, {users.numel()}] (users with edges), got {length}")
+    return [user_edges(graph, users[k:k + 1]) for k in range(length)]
+
+
+def stream_positions(length: int, fractions) -> list[int]:
+    """The request counts after which the stream is evaluated: ``ceil(f * length)`` for each fraction."""
+    return sorted({max(1, math.ceil(f * length - 1e-9)) for f in fractions})
+
+
+# ------------------------------------------------------------------------------------------ measuring
+
+def measure(setting: Setting, model, graph, removed: Tensor, reference, seed: int) -> dict:
+    """Utility, prediction gap to ``reference`` (a Retrain on exactly ``removed``) and the membership attack.
+
+    Args:
+        setting: the Original and the data.
+        model, graph: the method's model and its remaining graph.
+        removed: ``[2, R]`` every edge removed so far (the cumulative set).
+        reference: the :class:`~graphforget.unlearn.UnlearnResult` of that Retrain.
+        seed: seed of the attack's matching and calibration.
+    """
+    model.eval()
+    original, train_graph = setting.original, setting.train_graph
+    pairs = setting.test[EDGE].edge_index
+    row = dict(evaluate_auc(model, graph, setting.test, removed))
+    with torch.no_grad():
+        scale = prediction_distance(original, train_graph, reference.model, reference.graph, pairs)
+        gap = prediction_distance(model, graph, reference.model, reference.graph, pairs)
+    # the relative gap's denominator grows with the removed set: the absolute distances say whether the error does
+    row.update(prediction_gap=gap / scale if scale > 0 else math.nan, prediction_distance=gap, original_distance=scale)
+    report = verify_forgetting(model, graph, removed, before=(original, train_graph),
+                               reference=(reference.model, reference.graph), seed=seed)
+    row.update(mia_auc=report.mia_auc, mia_auc_retrain=report.reference.mia_auc, mia_auc_before=report.before_mia_auc,
+               mi_bf=report.mi_bf, mi_ng=report.mi_ng, removed_edges=removed.size(1))
+    return row
+
+
+def _one_batch(setting: Setting, method: str, options: dict, request: Tensor) -> dict:
+    """A method unlearns one request from the Original; measured against the matching Retrain."""
+    reference = setting.reference(request)
+    if method == "retrain":  # the same seeded Retrain on the same set: the reference itself
+        outcome, fit_seconds = reference, None
+    else:
+        unlearner = setting.unlearner(method, options)
+        fit_seconds = unlearner.fit_seconds if unlearner.needs_fit else None
+        outcome = unlearner.unlearn(request)
+    row = measure(setting, outcome.model, outcome.graph, request, reference, setting.seed)
+    return {**row, "seconds": outcome.seconds, "fit_seconds": fit_seconds, "request_edges": request.size(1),
+            "info": outcome.info}
+
+
+# ----------------------------------------------------------------------------------------- protocols
+
+@dataclass(frozen=True)
+class Protocol:
+    """A protocol: its default parameters, how they split into cells, and what a cell runs.
+
+    Attributes:
+        name: the protocol's name.
+        defaults: ``quick -> dict`` of its parameters.
+        variants: ``params -> [dict]``: the per-cell parameters (one cell per variant, method and seed).
+        attack_ratio: ``params -> float | None``: the share of flipped labels of its setting (``None``: clean).
+        run: ``(setting, method, options, variant, progress) -> dict`` of figures.
+    """
+    name: str
+    defaults: Callable[[bool], dict]
+    variants: Callable[[dict], list]
+    attack_ratio: Callable[[dict], float | None]
+    run: Callable[..., dict]
+
+
+def _run_attack_cell(setting: Setting, method: str, options: dict, variant: dict, progress: bool) -> dict:
+    row = _one_batch(setting, method, options, setting.data.request.to(setting.device))
+    base = evaluate_auc(setting.original, setting.train_graph, setting.test, setting.data.request)
+    retrain = setting.reference(setting.data.request.to(setting.device))
+    ref = evaluate_auc(retrain.model, retrain.graph, setting.test, setting.data.request)
+    row.update({f"completeness_{k}": completeness(row[k], base[k], ref[k]) for k in AUC_KEYS})
+    row.update({f"original_{k}": base[k] for k in AUC_KEYS})
+    return row
+
+
+def _run_deletion_cell(setting: Setting, method: str, options: dict, variant: dict, progress: bool) -> dict:
+    request = deletion_request(setting.train_graph, variant["kind"], variant["ratio"], setting.seed)
+    return _one_batch(setting, method, options, request)
+
+
+def _deletion_variants(params: dict) -> list[dict]:
+    kinds, ratios = list(params["kinds"]), [float(r) for r in params["ratios"]]
+    for kind in kinds:
+        if kind not in DELETION_KINDS:
+            raise ValueError(f"unknown deletion kind {kind!r}; known: {', '.join(DELETION_KINDS)}")
+    for ratio in ratios:
+        if not 0 < ratio < 1:
+            raise ValueError(f"deletion ratio must be in (0, 1), got {ratio}")
+    return [{"kind": kind, "ratio": ratio} for kind in kinds for ratio in ratios]
+
+
+def _stream_variants(params: dict) -> list[dict]:
+    if params["order"] not in STREAM_ORDERS:
+        raise ValueError(f"unknown stream order {params['order']!r}; known: {', '.join(STREAM_ORDERS)}")
+    if int(params["length"]) < 1:
+        raise ValueError(f"stream length must be >= 1, got {params['length']}")
+    return [{"length": int(params["length"]), "order": params["order"],
+             "fractions": [float(f) for f in params["fractions"]]}]
+
+
+def _attack_variants(params: dict) -> list[dict]:
+    if not 0 < float(params["attack_ratio"]) < 1:
+        raise ValueError(f"attack ratio must be in (0, 1), got {params['attack_ratio']}")
+    return [{"attack_ratio": float(params["attack_ratio"])}]
+
+
+def _run_stream_cell(setting: Setting, method: str, options: dict, variant: dict, progress: bool) -> dict:
+    """Applies the stream request by request, each from the method's previous result; evaluates at the
+    stream's checkpoints against a Retrain on exactly the cumulative removed set."""
+    requests = stream_requests(setting.train_graph, variant["length"], variant["order"], setting.seed)
+    positions = stream_positions(len(requests), variant["fractions"])
+    unlearner = setting.unlearner(method, options)
+    fit_seconds = unlearner.fit_seconds if unlearner.needs_fit else None
+    seconds, checkpoints = [], []
+    bar = tqdm(requests, desc=f"{method} stream", leave=False, disable=not progress)
+    for k, request in enumerate(bar, 1):
+        outcome = unlearner.unlearn(request)
+        seconds.append(outcome.seconds)
+        unlearner = setting.continue_from(method, options, outcome.model, outcome.graph)
+        if k in positions:
+            removed = torch.cat(requests[:k], 1)
+            row = measure(setting, outcome.model, outcome.graph, removed, setting.reference(removed), setting.seed)
+            checkpoints.append({**row, "requests": k, "fraction": k / len(requests),
+                                "seconds_per_request": sum(seconds) / k, "cumulative_seconds": sum(seconds)})
+    return _stream_summary(checkpoints, seconds, fit_seconds)
+
+
+def _stream_summary(checkpoints: list[dict], seconds: list[float], fit_seconds) -> dict:
+    """The cell's figures: every checkpoint's as ``name@NN%``, the last one's under the plain names."""
+    row = {"checkpoints": checkpoints, "request_seconds": seconds, "fit_seconds": fit_seconds,
+           "seconds_per_request": sum(seconds) / len(seconds), "cumulative_seconds": sum(seconds)}
+    keys = ("prediction_gap", "mia_auc", "mia_auc_retrain", "auc_0", "mi_bf", "mi_ng", "prediction_distance",
+            "original_distance", "removed_edges", "seconds_per_request", "cumulative_seconds")
+    for point in checkpoints:
+        tag = f"@{round(100 * point['fraction'])}%"
+        row.update({f"{key}{tag}": point[key] for key in keys})
+    row.update({key: checkpoints[-1][key] for key in keys[:8]})
+    return row
+
+
+
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "attack": Protocol("attack", lambda quick: {"attack_ratio": 0.02}, _attack_variants,
+                       lambda params: float(params["attack_ratio"]), _run_attack_cell),
+    "deletion": Protocol("deletion", lambda quick: {"kinds": list(DELETION_KINDS),
+                                                   "ratios": [0.05] if quick else [0.01, 0.05, 0.1, 0.2]},
+                         _deletion_variants, lambda params: None, _run_deletion_cell),
+    "stream": Protocol("stream", lambda quick: {"length": 20 if quick else 100, "order": "random",
+                                               "fractions": [0.25, 0.5, 0.75, 1.0]},
+                       _stream_variants, lambda params: None, _run_stream_cell),
+}
+"""The protocols by name. ``adversarial`` (UnlearnRec's, in ``benchmarks/unlearnrec.py``) is not yet moved."""

@@ -1,0 +1,122 @@
+"""The reports of a benchmark run: ``results.json``, ``results.md`` (tables) and one plot per protocol."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..io import atomic_write, write_json
+
+__all__ = ["COLUMNS", "markdown", "write_reports", "plot"]
+
+log = logging.getLogger(__name__)
+
+#: The figures shown in each protocol's table (all of them are in ``results.json``).
+COLUMNS = {
+    "attack": ("auc_0", "auc_1", "original_auc_0", "completeness_auc_0", "completeness_auc_1", "prediction_gap",
+               "mia_auc", "mia_auc_retrain", "mia_auc_before", "seconds", "fit_seconds"),
+    "deletion": ("request_edges", "auc_0", "prediction_gap", "mia_auc", "mia_auc_retrain", "mia_auc_before", "mi_bf",
+                 "seconds", "fit_seconds"),
+    "stream": ("prediction_gap@25%", "prediction_gap@50%", "prediction_gap@100%", "prediction_distance@25%",
+               "prediction_distance@100%", "original_distance@25%", "original_distance@100%", "auc_0@100%",
+               "mia_auc@100%", "mia_auc_retrain@100%", "seconds_per_request", "cumulative_seconds", "fit_seconds"),
+}
+
+
+def _fmt(stat: dict | None) -> str:
+    """``mean ± half-width`` (3 significant decimals), ``-`` when not measured."""
+    if not stat or stat.get("mean") is None:
+        return "-"
+    mean, half = stat["mean"], stat.get("half_width")
+    digits = 1 if abs(mean) >= 100 else 3
+    return f"{mean:.{digits}f}" if half is None else f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+def _variant(variant: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in variant.items() if k != "fractions") or "-"
+
+
+def _cell_seconds(result) -> float:
+    """The summed wall time of the run's cells (what computing them cost, whether or not read back now)."""
+    return sum(record["result"].get("wall_seconds") or 0.0 for record in result.cells)
+
+
+def markdown(result) -> str:
+    """The run's tables: one row per (variant, method), every figure as mean ± 95% half-width over seeds."""
+    columns = [c for c in COLUMNS[result.protocol]
+               if any(c in group["metrics"] for group in result.aggregates)]
+    seeds = sorted({s for group in result.aggregates for s in group["seeds"]})
+    lines = [f"# {result.protocol} on {result.dataset}, {result.model}",
+             "", f"Seeds {seeds}; mean ± half-width of the 95% Student-t interval over seeds. "
+                 f"Protocol parameters: `{result.params}`. Compute: {_cell_seconds(result):.0f} s over "
+                 f"{len(result.cells)} cells (their wall times, cached or not).", "",
+             "| setting | method | " + " | ".join(columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for group in result.aggregates:
+        cells = [_fmt(group["metrics"].get(c)) for c in columns]
+        name = group["method"] + (f" ({group['errors']} failed)" if group.get("errors") else "")
+        lines.append(f"| {_variant(group['variant'])} | {name} | " + " | ".join(cells) + " |")
+    lines += ["", "prediction_gap: ||p_method - p_retrain|| / ||p_original - p_retrain|| on the test pairs "
+                  "(0: Retrain's predictions); prediction_distance and original_distance: its numerator and "
+                  "denominator. mia_auc: membership attack on the removed edges against matched "
+                  "non-members (mia_auc_retrain: the same attack on the matching Retrain; mia_auc_before: on the "
+                  "Original). seconds: the unlearning call; fit_seconds: the one-off fit of SISA/RecEraser, "
+                  "shared by the requests of a seed."]
+    return "\n".join(lines) + "\n"
+
+
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, or ``None`` when matplotlib is not installed."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed (pip install 'graphforget[bench]'): no plot")
+        return None
+    return plt
+
+
+def plot(result, path: Path) -> Path | None:
+    """One figure per protocol: the stream's prediction gap along the stream (one line per method), else
+    the prediction gap and the MIA AUC per method and setting (bars with 95% intervals)."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    if result.protocol == "stream":
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for group in result.aggregates:
+            points = sorted((k[len("prediction_gap@"):-1] for k, v in group["metrics"].items()
+                             if k.startswith("prediction_gap@") and v["mean"] is not None), key=float)
+            x = [float(p) for p in points]
+            for ax, key in zip(axes, ("prediction_gap@", "mia_auc@")):
+                stats = [group["metrics"].get(f"{key}{p}%") for p in points]
+                y = [s["mean"] for s in stats]
+                err = [s["half_width"] or 0 for s in stats]
+                ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=group["method"])
+        for ax, label in zip(axes, ("prediction gap to Retrain", "MIA AUC (removed edges)")):
+            ax.set_xlabel("% of the stream"), ax.set_ylabel(label)
+        axes[0].legend(fontsize=8)
+    else:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        labels = [f"{g['method']}\n{_variant(g['variant'])}" if len(result.aggregates) > 8 else g["method"]
+                  for g in result.aggregates]
+        for ax, key in zip(axes, ("prediction_gap", "mia_auc")):
+            stats = [g["metrics"].get(key) or {} for g in result.aggregates]
+            ax.bar(range(len(stats)), [s.get("mean") or 0 for s in stats],
+                   yerr=[s.get("half_width") or 0 for s in stats], capsize=3)
+            ax.set_xticks(range(len(stats)), labels, rotation=90, fontsize=7)
+            ax.set_ylabel(key)
+    fig.suptitle(f"{result.protocol}: {result.dataset}, {result.model}")
+    fig.tight_layout()
+    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
+    plt.close(fig)
+    return path
+
+
+def write_reports(result, out: Path) -> list[Path]:
+    """Writes ``results.json``, ``results.md`` and ``<protocol>.png`` (when matplotlib is installed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = [write_json(out / "results.json", result.to_dict()),
+             atomic_write(out / "results.md", lambda handle: handle.write(markdown(result)), binary=False)]
+    figure = plot(result, out / f"{result.protocol}.png")
+    return files + ([figure] if figure is not None else [])

@@ -1,0 +1,248 @@
+"""The benchmark harness: cache keys, resuming a killed run, the intervals, the stream's removed sets."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+from graphforget import cli
+from graphforget.bench import (DEFAULT_METHODS, PROTOCOLS, Cell, CellCache, Setting, deletion_request, mean_interval,
+                               parse_params, plan_cells, run_bench, stream_positions, stream_requests, t_quantile)
+from graphforget.bench.setting import request_digest
+from graphforget.data import EDGE, pair_keys, planted_communities
+from graphforget.presets import Hyperparameters
+
+#: A tiny model trained for a few epochs: fast, and deterministic for a seed.
+TINY = Hyperparameters(model="mf", embedding_dim=8, l2=1.0, train={"epochs": 3, "patience": 0})
+#: SISA and RecEraser with two shards (the default ten would leave the small shards nearly empty).
+SHARDS = {"sisa": {"num_shards": 2}, "receraser": {"num_shards": 2}}
+
+
+def _without_timing(value):
+    """``value`` with every timing (a key naming seconds) removed, recursively: what must match across runs."""
+    if isinstance(value, dict):
+        return {k: _without_timing(v) for k, v in value.items() if "seconds" not in k and k != "cached"}
+    if isinstance(value, list):
+        return [_without_timing(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------------------- intervals
+
+def test_t_quantile_matches_tables():
+    for df, expected in ((1, 12.7062047), (2, 4.3026527), (3, 3.1824463), (10, 2.2281389), (30, 2.0422725)):
+        assert t_quantile(0.95, df) == pytest.approx(expected, abs=1e-6)
+
+
+def test_interval_against_a_hand_computed_value():
+    # x = 1, 2, 3: mean 2, s = 1, half-width t_{0.975, 2} / sqrt(3) = 4.302652729749464 / 1.7320508 = 2.4841377
+    stat = mean_interval([1.0, 2.0, 3.0])
+    assert stat["mean"] == 2.0 and stat["n"] == 3
+    assert stat["half_width"] == pytest.approx(2.4841377117503, abs=1e-9)
+    assert (stat["low"], stat["high"]) == pytest.approx((2 - 2.4841377117503, 2 + 2.4841377117503))
+
+
+def test_interval_edge_cases():
+    assert mean_interval([0.5])["half_width"] is None and mean_interval([0.5])["mean"] == 0.5
+    assert mean_interval([None, math.nan])["mean"] is None
+    assert mean_interval([1.0, None, 3.0])["n"] == 2
+    with pytest.raises(ValueError):
+        t_quantile(0.95, 0)
+
+
+# ---------------------------------------------------------------------------------------- cache keys
+
+def _base_cells(protocol: str) -> list[Cell]:
+    params = PROTOCOLS[protocol].defaults(True)
+    return plan_cells(protocol, "synthetic", TINY, ["ifru"], 1, params, {}, None)
+
+
+@pytest.mark.parametrize("protocol", sorted(PROTOCOLS))
+def test_every_parameter_changes_the_key(protocol):
+    base = next(c for c in _base_cells(protocol) if c.method == "ifru")
+    variant = base.params["protocol"]
+    changed = {"protocol": {"attack": {"attack_ratio": 0.01}, "deletion": {"kind": "core"},
+                            "stream": {"order": "most"}}[protocol]}
+    variants = [dataclasses.replace(base, dataset="ml-100k"), dataclasses.replace(base, model="lightgcn"),
+                dataclasses.replace(base, method="scif"), dataclasses.replace(base, seed=1),
+                dataclasses.replace(base, params={**base.params, "root": "/elsewhere"}),
+                dataclasses.replace(base, params={**base.params, "options": {"solver.damping": 0.1}}),
+                dataclasses.replace(base, params={**base.params,
+                                                  "hparams": TINY.replace({"train.lr": 0.001}).as_dict()}),
+                dataclasses.replace(base, params={**base.params, "protocol": {**variant, **changed["protocol"]}})]
+    for key, value in variant.items():  # every protocol parameter, one at a time
+        other = [*value, 0.9] if isinstance(value, list) else (value + 1 if isinstance(value, (int, float))
+                                                                 else value + "x")
+        variants.append(dataclasses.replace(base, params={**base.params, "protocol": {**variant, key: other}}))
+    keys = [base.key] + [cell.key for cell in variants]
+    assert len(set(keys)) == len(keys)
+
+
+def test_key_is_stable_and_order_free():
+    cell = _base_cells("deletion")[0]
+    shuffled = Cell(cell.protocol, cell.dataset, cell.model, cell.method, cell.seed,
+                    dict(reversed(list(cell.params.items()))))
+    assert shuffled.key == cell.key and len(cell.key) == 64
+
+
+def test_library_version_is_in_the_key(monkeypatch):
+    cell = _base_cells("attack")[0]
+    before = cell.key
+    monkeypatch.setattr("graphforget.bench.cache.__version__", "99.0")
+    assert cell.key != before
+
+
+def test_a_cached_file_of_another_cell_is_not_read(tmp_path):
+    cache = CellCache(tmp_path)
+    one, two = _base_cells("attack")[:2]
+    cache.store(one, {"mia_auc": 0.5})
+    cache.path(two).write_text(cache.path(one).read_text())  # a wrong file under two's name
+    assert cache.load(one) == {"mia_auc": 0.5} and cache.load(two) is None
+    cache.path(one).write_text("{not json")
+    assert cache.load(one) is None
+
+
+# ------------------------------------------------------------------------------------- resuming a run
+
+class _Killed(Exception):
+    pass
+
+
+def _deletion_run(out, after_cell=None):
+    return run_bench("deletion", "synthetic", methods=["ifru", "finetune"], seeds=1, out=out,
+                     params={"kinds": ["edge"], "ratios": [0.05]}, hparams=TINY, after_cell=after_cell)
+
+
+def test_a_killed_run_resumes_from_the_cache(tmp_path, monkeypatch):
+    calls = []
+    spec = PROTOCOLS["deletion"]
+
+    def counting(setting, method, *args):
+        calls.append(method)
+        return spec.run(setting, method, *args)
+    monkeypatch.setitem(PROTOCOLS, "deletion", dataclasses.replace(spec, run=counting))
+
+    def kill(cell, record):
+        raise _Killed(cell.label())
+    with pytest.raises(_Killed):
+        _deletion_run(tmp_path / "run", kill)
+    assert calls == ["retrain"] and len(list((tmp_path / "run" / "cells").glob("*.json"))) == 1
+
+    calls.clear()
+    resumed = _deletion_run(tmp_path / "run")
+    assert calls == ["ifru", "finetune"]  # the first cell was read back, not recomputed
+    assert [record["cached"] for record in resumed.cells] == [True, False, False]
+
+    whole = _deletion_run(tmp_path / "whole")
+    assert _without_timing(resumed.to_dict()) == _without_timing(whole.to_dict())
+    on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert _without_timing(on_disk) == _without_timing(json.loads(json.dumps(resumed.to_dict())))
+
+    calls.clear()  # a changed parameter is a new cell: nothing stale is read back
+    run_bench("deletion", "synthetic", methods=["ifru"], seeds=1, out=tmp_path / "run",
+              params={"kinds": ["edge"], "ratios": [0.06]}, hparams=TINY)
+    assert calls == ["retrain", "ifru"]
+
+
+# ------------------------------------------------------------------------------------------ protocols
+
+def test_deletion_sets():
+    graph = planted_communities(num_users=60, num_items=40, interactions_per_user=8, seed=0)
+    edges = graph[EDGE].edge_index
+    for kind in ("random", "core", "edge"):
+        request = deletion_request(graph, kind, 0.1, seed=3)
+        assert request.size(1) >= round(0.1 * edges.size(1))
+        assert torch.isin(pair_keys(request, 40), pair_keys(edges, 40)).all()
+        if kind != "edge":  # whole users: every edge of each chosen user
+            users = request[0].unique()
+            assert request.size(1) == int(torch.isin(edges[0], users).sum())
+    with pytest.raises(ValueError, match="deletion kind"):
+        deletion_request(graph, "hot", 0.1)
+
+
+def test_stream_removes_the_union_of_its_requests_and_retrains_on_exactly_it():
+    setting = Setting("synthetic", None, TINY, seed=0)
+    variant = {"length": 6, "order": "random", "fractions": [0.25, 0.5, 0.75, 1.0]}
+    result = PROTOCOLS["stream"].run(setting, "ifru", {}, variant, False)
+    requests = stream_requests(setting.train_graph, 6, "random", 0)
+    assert len({int(r[0, 0]) for r in requests}) == 6 and all(r[0].unique().numel() == 1 for r in requests)
+    positions = stream_positions(6, variant["fractions"])
+    assert positions == [2, 3, 5, 6] and [c["requests"] for c in result["checkpoints"]] == positions
+    train_keys = set(pair_keys(setting.train_graph[EDGE].edge_index, 400).tolist())
+    assert len(setting.references) == len(positions)  # one Retrain per checkpoint, nothing else
+    for point in result["checkpoints"]:
+        union = torch.cat(requests[:point["requests"]], 1)
+        assert point["removed_edges"] == union.size(1) == sum(r.size(1) for r in requests[:point["requests"]])
+        reference = setting.references[request_digest(union)]
+        kept = set(pair_keys(reference.graph[EDGE].edge_index, 400).tolist())
+        assert kept == train_keys - set(pair_keys(union, 400).tolist())
+    assert result["prediction_gap"] == result["prediction_gap@100%"] and result["mia_auc"] is not None
+    assert len(result["request_seconds"]) == 6
+
+
+def test_every_method_reports_membership_inference(tmp_path):
+    result = run_bench("attack", "synthetic", methods=list(DEFAULT_METHODS), seeds=1, out=tmp_path,
+                       options=SHARDS, hparams=TINY)
+    methods = [record["cell"]["method"] for record in result.cells]
+    assert methods == list(DEFAULT_METHODS)
+    for record in result.cells:
+        assert "error" not in record["result"], record["result"]
+        assert record["result"]["mia_auc"] is not None and record["result"]["prediction_gap"] is not None
+    assert all("mia_auc" in group["metrics"] and "prediction_gap" in group["metrics"] for group in result.aggregates)
+    assert (tmp_path / "results.md").read_text().count("| attack_ratio=0.02 |") == len(DEFAULT_METHODS)
+
+
+def test_bad_input_is_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match="unknown protocol"):
+        run_bench("adversarial", "synthetic", out=tmp_path)
+    with pytest.raises(ValueError, match="unknown stream parameters"):
+        run_bench("stream", "synthetic", params={"lenght": 3}, out=tmp_path)
+    with pytest.raises(ValueError, match="bad options for 'sisa'"):
+        run_bench("deletion", "synthetic", options={"sisa": {"shards": 2}}, out=tmp_path)
+    assert not (tmp_path / "cells").exists()
+
+
+def test_parse_params():
+    assert parse_params("deletion", {"ratios": "0.01,0.05", "kinds": "core"}) == {"ratios": [0.01, 0.05],
+                                                                                 "kinds": ["core"]}
+    assert parse_params("stream", {"length": "100", "order": "most"}) == {"length": 100, "order": "most"}
+    with pytest.raises(ValueError, match="cannot read"):
+        parse_params("stream", {"length": "many"})
+    with pytest.raises(ValueError, match="unknown attack parameter"):
+        parse_params("attack", {"ratio": "0.1"})
+
+
+def test_cli_bench(tmp_path, capsys):
+    out = tmp_path / "bench"
+    argv = ["bench", "--protocol", "stream", "--dataset", "synthetic", "--methods", "scif", "--seeds", "2",
+            "--param", "length=2", "--epochs", "2", "--out", str(out), "--quiet"]
+    assert cli.main(argv) == 0
+    assert "4 cells (0 read from the cache)" in capsys.readouterr().out
+    assert {p.name for p in out.iterdir()} >= {"results.json", "results.md", "cells"}
+    assert cli.main(argv) == 0
+    assert "4 cells (4 read from the cache)" in capsys.readouterr().out
+    assert cli.main(["bench", "--protocol", "stream", "--param", "length", "--out", str(out)]) == 2
+
+
+def test_runs_over_disjoint_seeds_share_the_cache(tmp_path):
+    run = dict(methods=["scif"], out=tmp_path, params={"kinds": ["random"], "ratios": [0.05]}, hparams=TINY)
+    first = run_bench("deletion", "synthetic", seeds=[1], **run)
+    both = run_bench("deletion", "synthetic", seeds=2, **run)
+    assert [(r["cell"]["seed"], r["cached"]) for r in both.cells] == [(0, False), (0, False), (1, True), (1, True)]
+    assert [r["result"] for r in both.cells[2:]] == [r["result"] for r in first.cells]
+    assert all(group["metrics"]["mia_auc"]["n"] == 2 for group in both.aggregates)
+    with pytest.raises(ValueError, match="distinct seeds"):
+        run_bench("deletion", "synthetic", seeds=[1, 1], **run)
+
+
+def test_reports_render_again_from_results_json(tmp_path):
+    from graphforget.bench import BenchResult, write_reports
+    result = run_bench("stream", "synthetic", methods=["scif"], seeds=1, out=tmp_path / "a", params={"length": 2},
+                       hparams=TINY)
+    again = BenchResult.from_dict(json.loads((tmp_path / "a" / "results.json").read_text()))
+    write_reports(again, tmp_path / "b")
+    assert (tmp_path / "b" / "results.md").read_text() == (tmp_path / "a" / "results.md").read_text()
+    assert again.to_dict() == json.loads(json.dumps(result.to_dict()))
