@@ -642,13 +642,7 @@ def _add_workflow_commands(sub) -> None:
     p.add_argument("--negatives", type=_non_negative, default=0,
                    help="sampled non-interactions per interaction (implicit feedback needs them; default: 0)")
     p.add_argument("--model", choices=FIT_MODELS, default="mf", help="recommender (default: mf)")
-    p.add_argument("--embedding-dim", type=_positive, help="embedding size (default: 64)")
-    p.add_argument("--layers", type=int, help="LightGCN layers (default: 2)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (default: 0.01)")
-    p.add_argument("--l2", type=float, help="L2 strength of the summed objective (default: MF 5.0, LightGCN 1.0)")
-    p.add_argument("--epochs", type=_positive, help="maximum epochs (default: 100)")
-    p.add_argument("--batch-size", type=int, help="pairs per batch, 0 = full batch (default: 4096)")
-    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (default: 5)")
+    _hyperparameters(p)
     p.add_argument("--seed", type=int, default=0, help="seed of negatives, split, model and batches (default: 0)")
     p.add_argument("--out", required=True, help="the new run directory (must not exist)")
     _common(p, data=False)
@@ -707,6 +701,17 @@ def _common(parser, data: bool = True) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _hyperparameters(parser) -> None:
+    """The model's and training's flags of ``train`` and ``fit`` (unset: the preset's value)."""
+    parser.add_argument("--embedding-dim", type=_positive, help="embedding size (default: 64)")
+    parser.add_argument("--layers", type=int, help="LightGCN layers (default: 2)")
+    parser.add_argument("--lr", type=float, help="Adam learning rate (default: 0.01)")
+    parser.add_argument("--l2", type=float, help="L2 strength of the summed objective (default: MF 5.0, LightGCN 1.0)")
+    parser.add_argument("--epochs", type=_positive, help="maximum epochs (default: 100)")
+    parser.add_argument("--batch-size", type=int, help="training pairs per batch, 0 = full batch (default: 4096)")
+    parser.add_argument("--patience", type=int, help="early-stopping patience in epochs (default: 5)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``graphforget`` argument parser."""
     parser = _Parser(prog="graphforget", description="Unlearn training interactions from graph recommenders.")
@@ -723,13 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a model on data with a fraction of flipped training labels.")
     _common(p)
     p.add_argument("--model", choices=MODEL_NAMES, default="mf", help="recommender (default: mf)")
-    p.add_argument("--embedding-dim", type=_positive, help="embedding size (default: 64)")
-    p.add_argument("--layers", type=int, help="LightGCN layers (default: 2)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (default: 0.01)")
-    p.add_argument("--l2", type=float, help="L2 strength of the summed objective (default: MF 5.0, LightGCN 1.0)")
-    p.add_argument("--epochs", type=_positive, help="maximum epochs (default: 100)")
-    p.add_argument("--batch-size", type=int, help="edges per batch, 0 = full batch (default: 4096)")
-    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (default: 5)")
+    _hyperparameters(p)
     p.add_argument("--training", choices=TRAININGS, default="early-stopped", help=_TRAINING_HELP)
     p.add_argument("--out", required=True, help="run directory: model.pt and metrics.json are written there")
     p.set_defaults(func=cmd_train)

@@ -11,7 +11,7 @@ from typing import IO, Any, Callable
 
 import torch
 
-__all__ = ["atomic_write", "to_jsonable", "write_json"]
+__all__ = ["atomic_write", "fsync_directory", "to_jsonable", "write_json"]
 
 
 def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], None], *, binary: bool = True) -> Path:
@@ -47,7 +47,7 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], None], *, bin
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_directory(target.parent)
+    fsync_directory(target.parent)
     return target
 
 
@@ -61,8 +61,8 @@ def _permissions(target: Path) -> int:
         return 0o666 & ~umask
 
 
-def _fsync_directory(directory: Path) -> None:
-    """Makes a rename in ``directory`` durable (POSIX; a no-op where directories cannot be opened)."""
+def fsync_directory(directory: str | os.PathLike) -> None:
+    """Makes the creation, removal or rename of an entry of ``directory`` durable (POSIX; else a no-op)."""
     if os.name != "posix":
         return
     fd = os.open(directory, os.O_RDONLY)

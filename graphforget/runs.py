@@ -38,7 +38,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from .data.interactions import EDGE, check_model_fits, make_interactions, num_items, num_users, pair_keys
-from .io import to_jsonable
+from .io import fsync_directory, to_jsonable
 from .models import Recommender, load_model, save_model
 
 try:  # advisory locks (POSIX); elsewhere concurrent publishers are not guarded
@@ -177,17 +177,6 @@ def _write_file(path: Path, data: bytes) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def fsync_directory(directory: str | os.PathLike) -> None:
-    """Makes the creation, removal or rename of an entry of ``directory`` durable (POSIX; else a no-op)."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------------------------- publishing

@@ -650,20 +650,17 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
            allow_untrusted: bool = False, device: str = "cpu", progress: bool = False) -> ForgetResult:
     """Forgets users, items or edges of a run and publishes the result as a new run at ``out``.
 
-    The request (exactly one of ``users``, ``items``, ``edges``; raw ids unless ``local_ids``) is checked
-    against the lineage's removed edges before anything else: a user, item or edge already forgotten is
-    refused. A user's (item's) request holds every training edge of that user (item), sampled negatives
-    included; listed ``edges`` must be observed training edges. The method runs (after ``fit()`` where it
-    needs one) on the run's model and graph, its remaining graph is checked to be exactly the parent's
-    minus the request, the model is verified against the parent's
-    (:func:`~graphforget.verify.verify_forgetting`), and the new run is published with its lineage and
-    the audit line. The validation and test pairs of the forgotten users or items are dropped too.
+    The request is checked against the lineage's removed edges first (a repeat is refused). A user's
+    (item's) request holds all its training edges, sampled negatives included; listed ``edges`` must be
+    observed. The method runs (``fit()`` first where needed); its remaining graph must be exactly the
+    parent's minus the request; the model is verified (:func:`~graphforget.verify.verify_forgetting`) and
+    published with its lineage and audit line. Held-out pairs of forgotten users or items are dropped.
 
     Args:
         run: the parent run (a directory or a loaded :class:`~graphforget.runs.Run`); never modified.
         out: the new run directory (must not exist).
-        users, items, edges: what to forget: user ids, item ids, or ``(user, item)`` pairs.
-        local_ids: the ids are the run's local ids, not the raw ids of the data file.
+        users, items, edges: what to forget (exactly one): user ids, item ids, or ``(user, item)`` pairs,
+            the data file's raw ids unless ``local_ids``.
         method: a name in :data:`~graphforget.unlearn.METHODS` whose result is one model (not SISA or
             RecEraser).
         options: the method's options (:func:`~graphforget.unlearn.method_config`); ``train.*`` and
@@ -671,8 +668,7 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
         seed: seed of the method and of the verification (default: the run's seed).
         verify: compute the verification figures.
         allow_untrusted: publish a result the method does not trust (``info["trusted"] is False``).
-        device: torch device of the computation.
-        progress: progress bars for methods that train.
+        device, progress: the torch device; progress bars for methods that train.
 
     Raises:
         FileExistsError: ``out`` exists.
@@ -687,8 +683,8 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
     parent = run if isinstance(run, Run) else load_run(run)
     request = build_request(parent, users=users, items=items, edges=edges, local_ids=local_ids)
     seed = parent.info["seed"] if seed is None else seed
-    hp = Hyperparameters(**parent.info["hparams"])
-    config = method_config(method, options, train=hp.train_config(seed, progress), seed=seed)
+    train = Hyperparameters(**parent.info["hparams"]).train_config(seed, progress)
+    config = method_config(method, options, train=train, seed=seed)
     val, test = _heldout_without(parent, request)
     result, fit_seconds = _unlearn(parent, method, config, request, val, device)
     _check_result(parent, request, result, method, allow_untrusted)
@@ -697,15 +693,9 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
     for node in ("user", "item"):  # the node set never changes: the parent's raw ids, whatever the method kept
         graph[node].raw_id = parent.graph[node].raw_id
     removed = _removed(parent, request)
-    metrics = {"seconds": result.seconds, "fit_seconds": fit_seconds, "test_auc": _test_auc(model, graph, test),
-               "trusted": result.info.get("trusted"), **_sizes(graph, val, test)}
-    if report is not None:
-        metrics["verification"] = {k: v for k, v in report.to_dict().items() if k != "reference"}
-    info = {"kind": "forget", "version": __version__, "data": parent.info["data"],
-            "model": {"name": parent.info["model"]["name"], "config": model.config()},
-            "hparams": parent.info["hparams"], "seed": parent.info["seed"],
-            "method": {"name": method, "options": options or {}, "config": asdict(config)},
-            "metrics": metrics, "lineage": _lineage_record(parent, out, request, removed["edge_index"].size(1))}
+    metrics = _forget_metrics(result, report, fit_seconds, model, graph, val, test)
+    method_record = {"name": method, "options": options or {}, "config": asdict(config)}
+    info = _forget_info(parent, out, request, model, method_record, metrics, removed["edge_index"].size(1))
     audit = _audit_line(parent, out, info, result, report, error)
     written = {}
 
@@ -714,6 +704,24 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
         return written
     path = save_run(out, info, model, graph, val, test, removed, parent.audit, remember)
     return ForgetResult(path, request, result, report, written)
+
+
+def _forget_metrics(result, report, fit_seconds, model, graph: HeteroData, val, test) -> dict:
+    """The new run's metrics: the method's seconds and trust, test AUC, sizes, the verification figures."""
+    metrics = {"seconds": result.seconds, "fit_seconds": fit_seconds, "test_auc": _test_auc(model, graph, test),
+               "trusted": result.info.get("trusted"), **_sizes(graph, val, test)}
+    if report is not None:
+        metrics["verification"] = {k: v for k, v in report.to_dict().items() if k != "reference"}
+    return metrics
+
+
+def _forget_info(parent: Run, out: Path, request: Tensor, model, method: dict, metrics: dict,
+                 removed_count: int) -> dict:
+    """``run.json`` of a forget run: the parent's data, model and settings, the method, metrics, lineage."""
+    return {"kind": "forget", "version": __version__, "data": parent.info["data"],
+            "model": {"name": parent.info["model"]["name"], "config": model.config()},
+            "hparams": parent.info["hparams"], "seed": parent.info["seed"], "method": method,
+            "metrics": metrics, "lineage": _lineage_record(parent, out, request, removed_count)}
 
 
 # ------------------------------------------------------------------------------------------------ verifying

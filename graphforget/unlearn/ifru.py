@@ -525,6 +525,11 @@ class IFRU(Unlearner):
         outcome["damping"] = target.damping
         solves = outcome["attempts"][-1:]  # the step's own solve (the same dict as its attempt's)
         new_phi = phi + step if reason is None else self._settle(phi, step, reason)
+        if reason is None and self.config.curvature_of == "remaining":
+            # No term of T scores an orphan row: its block of T is decoupled and minimal at 0 exactly, where an
+            # inexact solve leaves the row shrunk but pointing the same way (the user's rankings unchanged).
+            new_phi = torch.where(target.orphan, torch.zeros_like(new_phi), new_phi)
+            outcome["zeroed_entries"] = int(target.orphan.sum())
         if new_phi is not phi:  # a step was applied: the Newton extension goes on from it
             plan = self._newton_plan(ratio, float(gradient.norm()))
             new_phi = self._extend(call, new_phi, target, solves, outcome, plan)
