@@ -767,6 +767,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="a method name")
     p.set_defaults(func=cmd_methods)
 
+    _add_demo_parser(sub)
+    _add_bench_parser(sub)
+    _add_workflow_commands(sub)
+    return parser
+
+
+def _add_demo_parser(sub) -> None:
+    """``graphforget demo``."""
     p = sub.add_parser("demo", help="train, unlearn with every method, print a table and save a plot",
                        description="Train on ML-100K (or synthetic data when ML-100K is not found), flip 2%% of "
                                    "the training labels, unlearn them with every method and compare.")
@@ -789,6 +797,9 @@ def build_parser() -> argparse.ArgumentParser:
     advanced.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 
+
+def _add_bench_parser(sub) -> None:
+    """``graphforget bench``."""
     p = sub.add_parser("bench", help="benchmark methods under a protocol over seeds (cached, resumable)",
                        description="Run a benchmark protocol: every method and seed is a cell cached under "
                                    "--out/cells by a hash of all its parameters, so a killed run resumes; writes "
@@ -812,8 +823,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cuda (default: cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_bench)
-    _add_workflow_commands(sub)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
