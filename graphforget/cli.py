@@ -398,7 +398,7 @@ def cmd_demo(args) -> int:
 
 def cmd_bench(args) -> int:
     """The benchmark harness (:func:`graphforget.bench.run_bench`): cells cached under ``--out``, tables printed."""
-    from .bench import markdown, parse_params, run_bench  # the harness loads only for this command
+    from .bench import bench_hparams, markdown, parse_params, run_bench  # the harness loads only for this command
     methods = args.methods or None
     for method in methods or []:
         _check_method(method)
@@ -412,15 +412,35 @@ def cmd_bench(args) -> int:
         raise UsageError(f"graphforget bench: error: --seeds must be >= 1, got {args.seeds}")
     out = _check_out_dir(args.out)
     params = parse_params(args.protocol, parse_options(args.param or []), args.quick)
-    hparams = default_hparams(args.model, args.dataset)
+    source = _bench_source(args)
+    hparams = bench_hparams(args.model, source.name, args.protocol)
     if args.epochs:
         hparams = hparams.replace({"train.epochs": args.epochs})
-    result = run_bench(args.protocol, args.dataset, args.model, methods, args.seeds, args.quick, out, root=args.root,
-                       params=params, options=options, hparams=hparams, device=args.device, progress=not args.quiet)
+    result = run_bench(args.protocol, source, args.model, methods, args.seeds, args.quick, out, params=params,
+                       options=options, hparams=hparams, device=args.device, progress=not args.quiet)
     cached = sum(record["cached"] for record in result.cells)
     print(markdown(result))
     print(f"{len(result.cells)} cells ({cached} read from the cache); wrote {', '.join(result.files)}")
     return 0
+
+
+def _bench_source(args):
+    """The bench's :class:`~graphforget.bench.DataSource`: ``--data``/``--format`` or ``--dataset``."""
+    from .bench import DataSource
+    if bool(args.data) != bool(args.format):
+        raise UsageError("graphforget bench: error: --data and --format go together")
+    if args.data:
+        if not Path(args.data).expanduser().exists():
+            raise UsageError(f"graphforget bench: error: --data {args.data} does not exist")
+        return DataSource("file", path=str(Path(args.data).expanduser().resolve()), format=args.format,
+                          threshold=args.threshold, negatives=args.negatives, user_col=args.user_col,
+                          item_col=args.item_col, label_col=args.label_col)
+    if args.user_col or args.item_col or args.label_col or args.threshold is not None:
+        raise UsageError("graphforget bench: error: --user-col/--item-col/--label-col/--threshold need --data")
+    if args.negatives is not None and args.dataset in DATASET_NAMES:
+        raise UsageError(f"graphforget bench: error: --negatives is for implicit data; {args.dataset} brings its "
+                         "own 0/1 labels")
+    return DataSource(args.dataset, args.root, negatives=args.negatives)
 
 
 def cmd_methods(args) -> int:
@@ -632,13 +652,7 @@ def _add_workflow_commands(sub) -> None:
     p = sub.add_parser("fit", help="train a model on your own data file (writes a run)",
                        description="Train on a data file: binarise ratings, sample negatives for implicit "
                                    "feedback, split off validation (and test) pairs, write a run directory.")
-    p.add_argument("--data", required=True, help="the data file (or its folder for movielens/lightgcn)")
-    p.add_argument("--format", required=True, choices=FORMATS, help="movielens: u.data; triples: user item label; "
-                   "lightgcn: train.txt (+ test.txt as the test set); csv: with a header row")
-    p.add_argument("--user-col", help="csv: the user column")
-    p.add_argument("--item-col", help="csv: the item column")
-    p.add_argument("--label-col", help="csv: the label or rating column (default: every row is an interaction)")
-    p.add_argument("--threshold", type=float, help="binarise ratings: label 1 where rating >= T")
+    _data_file_flags(p, required=True)
     p.add_argument("--negatives", type=_non_negative, default=0,
                    help="sampled non-interactions per interaction (implicit feedback needs them; default: 0)")
     p.add_argument("--model", choices=FIT_MODELS, default="mf", help="recommender (default: mf)")
@@ -798,19 +812,39 @@ def _add_demo_parser(sub) -> None:
     p.set_defaults(func=cmd_demo)
 
 
+def _data_file_flags(p, required: bool) -> None:
+    """``--data``, ``--format`` and the file's options, shared by ``fit`` and ``bench``."""
+    from .workflow import FORMATS
+    p.add_argument("--data", required=required, help="the data file (or its folder for movielens/lightgcn)")
+    p.add_argument("--format", required=required, choices=FORMATS, help="movielens: u.data; triples: user item "
+                   "label; lightgcn: train.txt (+ test.txt as the test set); csv: with a header row")
+    p.add_argument("--user-col", help="csv: the user column")
+    p.add_argument("--item-col", help="csv: the item column")
+    p.add_argument("--label-col", help="csv: the label or rating column (default: every row is an interaction)")
+    p.add_argument("--threshold", type=float, help="binarise ratings: label 1 where rating >= T")
+
+
 def _add_bench_parser(sub) -> None:
     """``graphforget bench``."""
     p = sub.add_parser("bench", help="benchmark methods under a protocol over seeds (cached, resumable)",
                        description="Run a benchmark protocol: every method and seed is a cell cached under "
                                    "--out/cells by a hash of all its parameters, so a killed run resumes; writes "
                                    "results.json, results.md (mean and 95% interval over seeds) and a plot.")
-    p.add_argument("--protocol", required=True, choices=("attack", "deletion", "stream"),
-                   help="attack (IFRU), deletion (CURE4Rec: random/core/edge sets) or stream (single-user requests)")
-    p.add_argument("--dataset", choices=DATASET_NAMES, default="ml-100k", help="dataset (default: ml-100k)")
+    from .bench import BENCH_DATASETS, PROTOCOLS
+    from .models import MODELS
+    p.add_argument("--protocol", required=True, choices=tuple(PROTOCOLS),
+                   help="attack (IFRU: flipped labels), adversarial (UnlearnRec: adversarial edges, BPR), deletion "
+                        "(CURE4Rec: random/core/edge sets) or stream (single-user requests)")
+    p.add_argument("--dataset", choices=BENCH_DATASETS, default="ml-100k", help="dataset (default: ml-100k)")
     p.add_argument("--root", help="data directory (default: $GRAPHFORGET_DATA, then ../shared/data)")
-    p.add_argument("--model", choices=MODEL_NAMES, default="mf", help="recommender (default: mf)")
+    _data_file_flags(p, required=False)
+    p.add_argument("--negatives", type=_non_negative, help="sampled non-interactions per implicit interaction "
+                   "(default: 1 under BCE, 0 under BPR)")
+    p.add_argument("--model", choices=sorted(MODELS), default="mf",
+                   help="recommender (default: mf; sgl and simgcl train with BPR)")
     p.add_argument("--methods", nargs="+", metavar="METHOD",
-                   help="methods (default: retrain finetune ifru scif sisa receraser); retrain always runs")
+                   help="methods (default: retrain finetune ifru scif sisa receraser; for adversarial: unlearnrec "
+                        "instead of scif); retrain always runs")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default: 3)")
     p.add_argument("--quick", action="store_true", help="the quick profile: a 20-request stream, one deletion ratio")
     p.add_argument("--param", action="append", metavar="KEY=VALUE",

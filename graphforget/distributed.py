@@ -3,14 +3,17 @@
 The library's parallel work is written once, for every rank: each rank does its share of a list of jobs
 (:func:`my_jobs`) and the results are exchanged (:func:`gather_results`), so that every rank holds all of
 them and continues identically. Without a process group (or with one rank) the same code runs every job
-here. A group comes from ``torchrun`` (:func:`init_from_env`: gloo on the CPU, nccl on GPUs) or, for
-tests and benchmarks, from :func:`launch`, which starts ``world_size`` processes on this machine.
+here. Sums over loss terms are split the same way (:class:`TermShare`: each rank sums its part of the
+terms, one all-reduce adds the parts). A group comes from ``torchrun`` (:func:`init_from_env`: gloo on the
+CPU, nccl on GPUs) or, for tests and benchmarks, from :func:`launch`, which starts ``world_size`` processes
+on this machine.
 """
 from __future__ import annotations
 
 import copy
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,7 +21,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-__all__ = ["rank_and_size", "my_jobs", "gather_results", "sum_across_ranks", "init_from_env", "launch"]
+__all__ = ["rank_and_size", "my_jobs", "gather_results", "sum_across_ranks", "TermShare", "init_from_env", "launch"]
 
 
 def rank_and_size() -> tuple[int, int]:
@@ -66,6 +69,56 @@ def sum_across_ranks(params: list[torch.Tensor], loss: torch.Tensor) -> torch.Te
         param.grad = flat[offset:offset + grad.numel()].view_as(grad)
         offset += grad.numel()
     return flat[-1]
+
+
+@dataclass(frozen=True)
+class TermShare:
+    r"""One rank's share of sums over loss terms (values, gradients, curvature-vector products), for work
+    data-parallel over the terms: rank :math:`r` of :math:`R` sums over its contiguous part :math:`S_r` of
+    the terms, and one all-reduce per call adds the parts,
+
+    .. math::
+        f(x) = \sum_{r<R} \Big( \sum_{e \in S_r} f_e(x) + [r = 0]\, f_0(x) \Big) ,
+
+    where :math:`f_0` is what is not a sum over terms (the explicit L2), added by rank 0 alone. Every rank
+    then holds the same numbers, so what it decides from them (a solver's steps, a line search) is the same
+    on every rank. ``TermShare()`` (one rank) returns every term set, objective and function unchanged.
+
+    Args:
+        rank: this rank.
+        size: the number of ranks.
+    """
+    rank: int = 0
+    size: int = 1
+
+    @classmethod
+    def of_group(cls) -> "TermShare":
+        """The share of this process in its process group (``TermShare()`` without one)."""
+        return cls(*rank_and_size())
+
+    def terms(self, terms):
+        """This rank's contiguous part of a :class:`~graphforget.influence.Terms` (see ``Terms.part``)."""
+        return terms.part(self.rank, self.size)
+
+    def objective(self, objective):
+        """The objective this rank sums: ``objective`` itself on rank 0, elsewhere a copy without its L2."""
+        if self.rank == 0:
+            return objective
+        share = copy.copy(objective)
+        share.l2 = 0.0
+        return share
+
+    def summed(self, fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        """``fn`` with its (tensor) value summed across the ranks, one all-reduce per call; ``fn`` itself on one
+        rank. Every rank must make the same calls in the same order (collectives)."""
+        if self.size == 1:
+            return fn
+
+        def total(*args, **kwargs) -> torch.Tensor:
+            value = fn(*args, **kwargs).detach().clone()
+            dist.all_reduce(value)
+            return value
+        return total
 
 
 def _to_cpu(value: Any) -> Any:

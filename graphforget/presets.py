@@ -6,11 +6,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import build_config, check_fields
-from .models import MODELS, Recommender, build_model
-from .objectives import BCEObjective, Objective
+from .models import MODELS, ContrastiveBPRObjective, Recommender, build_model
+from .objectives import BCEObjective, BPRObjective, Objective
 from .train import TrainConfig
 
-__all__ = ["Hyperparameters", "default_hparams", "TRAININGS", "PRESET_DATASETS"]
+__all__ = ["Hyperparameters", "default_hparams", "TRAININGS", "PRESET_DATASETS", "LOSSES"]
+
+#: Training losses: ``bce`` on 0/1 labels (explicit feedback, or implicit with sampled negatives) or ``bpr``
+#: on implicit interactions (negatives drawn by the objective; SGL/SimGCL add their contrastive term).
+LOSSES = ("bce", "bpr")
+
+#: The contrastive term of the self-supervised backbones under BPR (their papers' settings).
+CONTRASTIVE = {"sgl": {"ssl_weight": 0.1, "tau": 0.2}, "simgcl": {"ssl_weight": 0.2, "tau": 0.2}}
 
 #: How the Original (and Retrain) are trained: ``early-stopped`` (mini-batch Adam, early stopping on
 #: validation AUC, the papers' practice) or ``stationary`` (full-batch L-BFGS to a vanishing gradient,
@@ -36,8 +43,9 @@ class Hyperparameters:
     Args:
         model: a name in :data:`graphforget.models.MODELS` (``mf``, ``lightgcn``).
         embedding_dim: embedding size.
-        num_layers: propagation layers (LightGCN only; ignored by MF).
-        l2: :math:`\\lambda` of :class:`~graphforget.objectives.BCEObjective` (summed form).
+        num_layers: propagation layers (ignored by MF).
+        l2: :math:`\\lambda` of the objective (:class:`~graphforget.objectives.Objective`).
+        loss: one of :data:`LOSSES`.
         train: how the model is trained (:class:`~graphforget.train.TrainConfig`; a dict of its fields is
             accepted, as stored in a checkpoint).
     """
@@ -46,26 +54,36 @@ class Hyperparameters:
     num_layers: int = 2
     l2: float = 5.0
     train: TrainConfig = field(default_factory=_early_stopped)
+    loss: str = "bce"
 
     def __post_init__(self):
         if isinstance(self.train, dict):
             self.train = build_config(TrainConfig, self.train)
         check_fields(self, {"model": (self.model in MODELS, f"unknown model; known: {', '.join(sorted(MODELS))}"),
                             "embedding_dim": (self.embedding_dim >= 1, "must be >= 1"),
-                            "num_layers": (self.num_layers >= 0, "must be >= 0"), "l2": (self.l2 >= 0, "must be >= 0")})
+                            "num_layers": (self.num_layers >= 0, "must be >= 0"), "l2": (self.l2 >= 0, "must be >= 0"),
+                            "loss": (self.loss in LOSSES, f"one of {', '.join(LOSSES)}")})
+        if self.model in CONTRASTIVE and self.loss != "bpr":
+            raise ValueError(f"Hyperparameters.loss: {self.model} trains with bpr (got {self.loss!r})")
 
     def build_model(self, num_users: int, num_items: int, seed: int = 0) -> Recommender:
         """A freshly initialised model (from a private generator seeded with ``seed``)."""
         kwargs = {"num_users": num_users, "num_items": num_items, "embedding_dim": self.embedding_dim}
-        if self.model == "lightgcn":
+        if self.model != "mf":
             kwargs["num_layers"] = self.num_layers
         model = build_model(self.model, **kwargs)
         model.reset_parameters(seed)
         return model
 
-    def objective(self) -> Objective:
-        """The training objective, :class:`~graphforget.objectives.BCEObjective` with ``l2``."""
-        return BCEObjective(l2=self.l2)
+    def objective(self, seed: int = 0) -> Objective:
+        """The training objective with ``l2``: :class:`~graphforget.objectives.BCEObjective`, or
+        :class:`~graphforget.objectives.BPRObjective` (negatives seeded by ``seed``), with the contrastive
+        term for SGL/SimGCL (:class:`~graphforget.models.ContrastiveBPRObjective`)."""
+        if self.loss == "bce":
+            return BCEObjective(l2=self.l2)
+        if self.model in CONTRASTIVE:
+            return ContrastiveBPRObjective(l2=self.l2, seed=seed, **CONTRASTIVE[self.model])
+        return BPRObjective(l2=self.l2, seed=seed)
 
     def train_config(self, seed: int = 0, progress: bool = False) -> TrainConfig:
         """:attr:`train` with the run's ``seed`` (of the batch order) and ``progress``."""
@@ -87,22 +105,28 @@ class Hyperparameters:
 
 
 def default_hparams(model_name: str = "mf", dataset: str = "ml-100k",
-                    training: str = "early-stopped") -> Hyperparameters:
-    """Defaults measured on ML-100K and Book-Crossing.
+                    training: str = "early-stopped", loss: str | None = None) -> Hyperparameters:
+    """Defaults measured on ML-100K and Book-Crossing (BCE), and UnlearnRec's on ML-1M (BPR).
 
     * ``early-stopped``: MF ``embedding_dim=64``, ``l2=5.0``, Adam ``lr=0.01``, ``batch_size=4096``,
       ``patience=5``; LightGCN (2 layers) the same with ``l2=1.0``.
     * ``stationary``: full-batch L-BFGS (at most 500 iterations); MF ``l2=8`` on ML-100K and ``5``
       elsewhere, LightGCN ``l2=1``.
+    * ``loss="bpr"`` (the default of SGL and SimGCL): UnlearnRec's profile, ``l2=1e-4``, Adam ``lr=5e-3``,
+      ``batch_size=8192``, 50 epochs (implicit data has no labelled validation set to stop on).
 
     Raises:
-        ValueError: an unknown dataset or training.
+        ValueError: an unknown dataset, training or loss.
     """
     if dataset not in PRESET_DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(PRESET_DATASETS)}")
     if training not in TRAININGS:
         raise ValueError(f"unknown training {training!r}; known: {', '.join(TRAININGS)}")
-    hparams = Hyperparameters(model=model_name)
+    loss = loss or ("bpr" if model_name in CONTRASTIVE else "bce")
+    if loss == "bpr":
+        return Hyperparameters(model=model_name, l2=1e-4, loss="bpr",
+                               train=TrainConfig(lr=5e-3, batch_size=8192, epochs=50, patience=0))
+    hparams = Hyperparameters(model=model_name, loss=loss)
     if model_name == "lightgcn":
         hparams = hparams.replace(num_layers=2, l2=1.0)
     if training == "stationary":

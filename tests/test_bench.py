@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from graphforget import cli
-from graphforget.bench import (DEFAULT_METHODS, PROTOCOLS, Cell, CellCache, Setting, deletion_request, mean_interval,
+from graphforget.bench import (DEFAULT_METHODS, PROTOCOLS, Cell, CellCache, DataSource, Setting, deletion_request,
+                               mean_interval,
                                parse_params, plan_cells, run_bench, stream_positions, stream_requests, t_quantile)
 from graphforget.bench.setting import request_digest
 from graphforget.data import EDGE, pair_keys, planted_communities
@@ -57,7 +60,7 @@ def test_interval_edge_cases():
 
 def _base_cells(protocol: str) -> list[Cell]:
     params = PROTOCOLS[protocol].defaults(True)
-    return plan_cells(protocol, "synthetic", TINY, ["ifru"], 1, params, {}, None)
+    return plan_cells(protocol, DataSource("synthetic", negatives=1), TINY, ["ifru"], 1, params, {})
 
 
 @pytest.mark.parametrize("protocol", sorted(PROTOCOLS))
@@ -65,10 +68,11 @@ def test_every_parameter_changes_the_key(protocol):
     base = next(c for c in _base_cells(protocol) if c.method == "ifru")
     variant = base.params["protocol"]
     changed = {"protocol": {"attack": {"attack_ratio": 0.01}, "deletion": {"kind": "core"},
-                            "stream": {"order": "most"}}[protocol]}
+                            "stream": {"order": "most"}, "adversarial": {"fraction": 0.5}}[protocol]}
     variants = [dataclasses.replace(base, dataset="ml-100k"), dataclasses.replace(base, model="lightgcn"),
                 dataclasses.replace(base, method="scif"), dataclasses.replace(base, seed=1),
-                dataclasses.replace(base, params={**base.params, "root": "/elsewhere"}),
+                *(dataclasses.replace(base, params={**base.params, "data": {**base.params["data"], key: value}})
+                  for key, value in (("root", "/elsewhere"), ("negatives", 2))),
                 dataclasses.replace(base, params={**base.params, "options": {"solver.damping": 0.1}}),
                 dataclasses.replace(base, params={**base.params,
                                                   "hparams": TINY.replace({"train.lr": 0.001}).as_dict()}),
@@ -164,7 +168,7 @@ def test_deletion_sets():
 
 
 def test_stream_removes_the_union_of_its_requests_and_retrains_on_exactly_it():
-    setting = Setting("synthetic", None, TINY, seed=0)
+    setting = Setting(DataSource("synthetic", negatives=1), TINY, seed=0)
     variant = {"length": 6, "order": "random", "fractions": [0.25, 0.5, 0.75, 1.0]}
     result = PROTOCOLS["stream"].run(setting, "ifru", {}, variant, False)
     requests = stream_requests(setting.train_graph, 6, "random", 0)
@@ -197,7 +201,13 @@ def test_every_method_reports_membership_inference(tmp_path):
 
 def test_bad_input_is_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match="unknown protocol"):
-        run_bench("adversarial", "synthetic", out=tmp_path)
+        run_bench("poison", "synthetic", out=tmp_path)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        run_bench("stream", "ml-10m", out=tmp_path)
+    with pytest.raises(ValueError, match="BPR draws its own"):
+        run_bench("adversarial", DataSource("ml-1m", negatives=1), out=tmp_path)
+    with pytest.raises(ValueError, match="brings its own 0/1 labels"):
+        DataSource("ml-100k", negatives=2)
     with pytest.raises(ValueError, match="unknown stream parameters"):
         run_bench("stream", "synthetic", params={"lenght": 3}, out=tmp_path)
     with pytest.raises(ValueError, match="bad options for 'sisa'"):
@@ -246,3 +256,103 @@ def test_reports_render_again_from_results_json(tmp_path):
     write_reports(again, tmp_path / "b")
     assert (tmp_path / "b" / "results.md").read_text() == (tmp_path / "a" / "results.md").read_text()
     assert again.to_dict() == json.loads(json.dumps(result.to_dict()))
+
+
+# ---------------------------------------------------------------------------------- data sources
+
+def _lightgcn_files(folder, users: int = 40, items: int = 30, per_user: int = 8, seed: int = 0):
+    """A small implicit dataset in the LightGCN line format (``train.txt`` and ``test.txt``)."""
+    gen = torch.Generator().manual_seed(seed)
+    folder.mkdir()
+    lines = {"train.txt": [], "test.txt": []}
+    for user in range(users):
+        picked = torch.randperm(items, generator=gen)[:per_user].tolist()
+        lines["train.txt"].append(" ".join(map(str, [user, *picked[:-2]])))
+        lines["test.txt"].append(" ".join(map(str, [user, *picked[-2:]])))
+    for name, rows in lines.items():
+        (folder / name).write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_a_file_source_is_keyed_by_its_bytes(tmp_path):
+    folder = _lightgcn_files(tmp_path / "data")
+    source = DataSource("file", path=str(folder), format="lightgcn", negatives=1)
+    before = plan_cells("deletion", source, TINY, ["ifru"], 1, PROTOCOLS["deletion"].defaults(True), {})[0].key
+    with open(folder / "train.txt", "a") as handle:
+        handle.write("40 1 2 3\n")  # one more user: the data changed, so must the key
+    after = plan_cells("deletion", source, TINY, ["ifru"], 1, PROTOCOLS["deletion"].defaults(True), {})[0].key
+    assert before != after
+
+
+def test_implicit_data_gets_sampled_negatives_for_bce_and_none_for_bpr(tmp_path):
+    folder = _lightgcn_files(tmp_path / "data")
+    bce = DataSource("file", path=str(folder), format="lightgcn").for_loss("bce").prepare(seed=0)
+    train_labels = torch.cat([bce.split.train[EDGE].edge_label, bce.split.val[EDGE].edge_label])
+    assert int((train_labels == 1).sum()) == int((train_labels == 0).sum()) == 40 * 6  # one negative each
+    assert int((bce.split.test[EDGE].edge_label == 1).sum()) == 40 * 2
+    bpr = DataSource("file", path=str(folder), format="lightgcn").for_loss("bpr").prepare(seed=0)
+    assert bpr.split.train[EDGE].edge_index.size(1) == 40 * 6 and bpr.split.val[EDGE].edge_index.size(1) == 0
+    assert bool((bpr.split.train[EDGE].edge_label == 1).all())
+
+
+def test_implicit_data_reports_recall_beside_the_retrain(tmp_path):
+    folder = _lightgcn_files(tmp_path / "data")
+    result = run_bench("deletion", DataSource("file", path=str(folder), format="lightgcn"), methods=["ifru"], seeds=1,
+                       params={"kinds": ["random"], "ratios": [0.1]}, hparams=TINY)
+    retrain, ifru = (record["result"] for record in result.cells)
+    assert retrain["recall@20"] == retrain["recall@20_retrain"]  # Retrain is its own reference
+    assert ifru["recall@20_retrain"] == retrain["recall@20"] and 0 <= ifru["recall@20"] <= 1
+    assert "auc_0" in ifru and ifru["mia_auc"] is not None
+
+
+def test_the_adversarial_protocol_unlearns_the_edges_a_clean_model_ranks_last(tmp_path):
+    folder = _lightgcn_files(tmp_path / "data")
+    hparams = Hyperparameters(model="lightgcn", embedding_dim=8, num_layers=1, l2=1e-4, loss="bpr",
+                              train={"epochs": 3, "patience": 0, "batch_size": 64})
+    source = DataSource("file", path=str(folder), format="lightgcn")
+    result = run_bench("adversarial", source, methods=["ifru"], seeds=1, hparams=hparams, params={"fraction": 0.5})
+    setting = Setting(source.for_loss("bpr"), hparams, seed=0, attack={"kind": "adversarial", "fraction": 0.5})
+    clean_model, clean_graph = setting.clean
+    assert setting.request.size(1) == 20 and setting.request[0].unique().numel() == 20  # one edge per attacked user
+    scores = clean_model.score_all(clean_graph, setting.request[0])  # the added item is the lowest unseen score
+    seen = torch.zeros_like(scores, dtype=torch.bool)
+    edges = clean_graph[EDGE].edge_index
+    for row, user in enumerate(setting.request[0].tolist()):
+        seen[row, edges[1][edges[0] == user]] = True
+    lowest = scores.masked_fill(seen, float("inf")).argmin(1)
+    assert torch.equal(lowest, setting.request[1])
+    retrain, ifru = (record["result"] for record in result.cells)
+    assert "auc_0" not in ifru  # BPR on implicit data: no labelled negatives, ranking metrics instead
+    for key in ("recall@20", "completeness_recall@20", "clean_recall@20", "mi_bf", "mi_ng", "mia_auc"):
+        assert ifru[key] is not None, key
+    assert retrain["completeness_recall@20"] == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------------------- the committed results
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_docs_and_readme_tables_are_generated_from_the_committed_results():
+    from graphforget.bench import BenchResult, markdown
+    for path in sorted((ROOT / "benchmarks" / "results" / "bench").glob("*/results.json")):
+        result = BenchResult.from_dict(json.loads(path.read_text()))
+        assert (path.parent / "results.md").read_text() == markdown(result), path
+    spec = importlib.util.spec_from_file_location("render_docs", ROOT / "benchmarks" / "render_docs.py")
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    assert render.main(["--check"]) == 0  # else: python benchmarks/render_docs.py
+
+
+def test_cli_bench_on_a_data_file(tmp_path, capsys):
+    folder = _lightgcn_files(tmp_path / "data")
+    out = tmp_path / "bench"
+    argv = ["bench", "--protocol", "deletion", "--data", str(folder), "--format", "lightgcn", "--methods", "ifru",
+            "--seeds", "1", "--param", "kinds=edge", "--epochs", "2", "--out", str(out), "--quiet"]
+    assert cli.main(argv) == 0
+    assert "| kind=edge, ratio=0.05 | ifru |" in capsys.readouterr().out
+    result = json.loads((out / "results.json").read_text())
+    assert result["dataset"] == "data" and result["cells"][0]["cell"]["params"]["data"]["format"] == "lightgcn"
+    assert cli.main(["bench", "--protocol", "deletion", "--data", str(folder), "--out", str(out)]) == 2  # no format
+    assert cli.main(["bench", "--protocol", "deletion", "--threshold", "4", "--out", str(out)]) == 2  # no file
+    assert "--data" in capsys.readouterr().err

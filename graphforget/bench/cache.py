@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 #: Version of the harness's measurement code: bumped when a protocol's figures change meaning, so
 #: that cells of an older harness are recomputed rather than mixed with new ones.
-BENCH_VERSION = 2  # 2: absolute prediction distances added
+BENCH_VERSION = 3  # 2: absolute prediction distances; 3: Recall@20, the data's identity (files' sha256)
 
 
 @dataclass(frozen=True)

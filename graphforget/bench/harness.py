@@ -14,20 +14,23 @@ from tqdm.auto import tqdm
 from ..clock import Stopwatch
 from ..io import to_jsonable
 from ..presets import PRESET_DATASETS, Hyperparameters, default_hparams
-from ..protocols.attack import DATASET_NAMES
 from ..unlearn import METHODS, NotFittedError, UnlearningFailed, method_config
 from .cache import Cell, CellCache
+from .data import DataSource
 from .protocols import PROTOCOLS
-from .setting import Setting, Workspace
+from .setting import MethodUnsupported, Setting, Workspace
 from .stats import mean_interval
 
-__all__ = ["BenchResult", "run_bench", "plan_cells", "aggregate", "parse_params", "DEFAULT_METHODS"]
+__all__ = ["BenchResult", "run_bench", "bench_hparams", "plan_cells", "aggregate", "parse_params", "DEFAULT_METHODS",
+           "ADVERSARIAL_METHODS"]
 
 log = logging.getLogger(__name__)
 
 #: The methods of a run when none are named: every registered one except UnlearnRec, which needs a
 #: BPR-trained message-passing backbone (the ``adversarial`` protocol) and cannot continue a stream.
 DEFAULT_METHODS = ("retrain", "finetune", "ifru", "scif", "sisa", "receraser")
+#: The ``adversarial`` protocol's (BPR): UnlearnRec in, SCIF out (it relabels terms, so it needs BCE).
+ADVERSARIAL_METHODS = ("retrain", "finetune", "ifru", "sisa", "receraser", "unlearnrec")
 
 
 @dataclass
@@ -61,6 +64,13 @@ class BenchResult:
                 "hparams": self.hparams, "aggregates": self.aggregates, "cells": self.cells}
 
 
+def bench_hparams(model: str, dataset: str, protocol: str) -> Hyperparameters:
+    """The harness's default model and training: :func:`~graphforget.presets.default_hparams` (measured on ML-100K
+    where the dataset has no preset of its own); BPR for the ``adversarial`` protocol (UnlearnRec's)."""
+    loss = "bpr" if protocol == "adversarial" else None
+    return default_hparams(model, dataset if dataset in PRESET_DATASETS else "ml-100k", loss=loss)
+
+
 def _seed_list(seeds: int | Sequence[int]) -> list[int]:
     """``0 .. seeds - 1`` for a count, else the given seeds (e.g. one seed per process of a split run)."""
     listed = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
@@ -69,46 +79,42 @@ def _seed_list(seeds: int | Sequence[int]) -> list[int]:
     return listed
 
 
-def _check_run(protocol: str, dataset: str, methods: Sequence[str]) -> None:
+def _check_run(protocol: str, methods: Sequence[str]) -> None:
     if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)} "
-                         "(adversarial: not yet moved, run benchmarks/unlearnrec.py)")
-    if dataset not in DATASET_NAMES:
-        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASET_NAMES)}")
+        raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
 
 
-def plan_cells(protocol: str, dataset: str, hparams: Hyperparameters, methods: Sequence[str], seeds,
-               params: dict, options: dict[str, dict], root=None) -> list[Cell]:
+def plan_cells(protocol: str, source: DataSource, hparams: Hyperparameters, methods: Sequence[str], seeds,
+               params: dict, options: dict[str, dict]) -> list[Cell]:
     """The cells of a run, ordered by seed (one :class:`~graphforget.bench.setting.Setting` alive at a time),
     then variant, with Retrain first."""
     spec = PROTOCOLS[protocol]
     variants = spec.variants(params)
     methods = ["retrain"] + [m for m in dict.fromkeys(methods) if m != "retrain"]
-    data_root = None if root is None else os.path.realpath(root)
-    return [Cell(protocol, dataset, hparams.model, method, seed,
-                 {"protocol": variant, "hparams": hparams.as_dict(), "options": options.get(method, {}),
-                  "root": data_root})
+    data = source.identity()
+    return [Cell(protocol, source.name, hparams.model, method, seed,
+                 {"protocol": variant, "hparams": hparams.as_dict(), "options": options.get(method, {}), "data": data})
             for seed in _seed_list(seeds) for variant in variants for method in methods]
 
 
-def _setting_of(cell: Cell, hparams: Hyperparameters, root, device) -> tuple[tuple, Callable[[], Setting]]:
-    ratio = PROTOCOLS[cell.protocol].attack_ratio(cell.params["protocol"])
-    key = (cell.dataset, cell.seed, ratio, json.dumps(cell.params["hparams"], sort_keys=True))
-    return key, lambda: Setting(cell.dataset, root, hparams, cell.seed, ratio, device)
+def _setting_of(cell: Cell, hparams: Hyperparameters, source: DataSource, device) -> tuple[str, Callable[[], Setting]]:
+    attack = PROTOCOLS[cell.protocol].attack(cell.params["protocol"])
+    key = json.dumps([cell.params["data"], cell.seed, attack, cell.params["hparams"]], sort_keys=True)
+    return key, lambda: Setting(source, hparams, cell.seed, attack, device)
 
 
-def _compute(cell: Cell, workspace: Workspace, hparams, root, device, progress: bool) -> dict:
+def _compute(cell: Cell, workspace: Workspace, hparams, source: DataSource, device, progress: bool) -> dict:
     """Runs one cell; a method that refuses a request (:class:`~graphforget.unlearn.UnlearningFailed`) or
     cannot continue from its result gives ``{"error": ...}`` instead of stopping the run."""
-    key, make = _setting_of(cell, hparams, root, device)
+    key, make = _setting_of(cell, hparams, source, device)
     setting = workspace.get(key, make)
     try:
         return PROTOCOLS[cell.protocol].run(setting, cell.method, cell.params["options"], cell.params["protocol"],
                                             progress)
-    except (UnlearningFailed, NotFittedError) as error:
+    except (UnlearningFailed, NotFittedError, MethodUnsupported) as error:
         log.warning("%s failed: %s", cell.label(), error)
         return {"error": f"{type(error).__name__}: {error}"}
 
@@ -158,24 +164,29 @@ def _options(methods: Sequence[str], options: dict | None, hparams: Hyperparamet
     return options
 
 
-def run_bench(protocol: str, dataset: str = "ml-100k", model: str = "mf", methods: Sequence[str] | None = None,
-              seeds: int | Sequence[int] = 3, quick: bool = False, out: str | os.PathLike | None = None, *, root=None,
-              params: dict | None = None, options: dict[str, dict] | None = None,
+def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str = "mf",
+              methods: Sequence[str] | None = None, seeds: int | Sequence[int] = 3, quick: bool = False,
+              out: str | os.PathLike | None = None, *, root=None, params: dict | None = None,
+              options: dict[str, dict] | None = None,
               hparams: Hyperparameters | None = None, device: str | torch.device = "cpu", progress: bool = False,
               after_cell: Callable[[Cell, dict], None] | None = None) -> BenchResult:
     """Runs a protocol's cells (cached under ``out/cells``), aggregates them over seeds, writes the reports.
 
     Args:
         protocol: a name of :data:`~graphforget.bench.protocols.PROTOCOLS`.
-        dataset: a name of :data:`~graphforget.protocols.attack.DATASET_NAMES`.
-        model: ``mf`` or ``lightgcn`` (the model of :func:`~graphforget.presets.default_hparams`).
-        methods: method names (default: :data:`DEFAULT_METHODS`); Retrain is always run, as the reference.
+        dataset: a name of :data:`~graphforget.bench.data.BENCH_DATASETS`, or a
+            :class:`~graphforget.bench.data.DataSource` (e.g. a file).
+        model: a name of :data:`graphforget.models.MODELS` (the model of
+            :func:`~graphforget.presets.default_hparams`; ``sgl`` and ``simgcl`` train with BPR).
+        methods: method names (default: :data:`DEFAULT_METHODS`, :data:`ADVERSARIAL_METHODS` for ``adversarial``);
+            Retrain is always run, as the reference. A method that refuses the setting (e.g. SCIF under BPR)
+            gives its cells ``{"error": ...}``.
         seeds: seeds ``0 .. seeds - 1``, or a list of seeds (runs over disjoint seeds can share ``out``'s
             cache, e.g. in parallel processes; a final run over all of them then reads every cell back).
         quick: the quick profile's protocol parameters (a 20-request stream, one deletion ratio).
         out: the output directory: ``results.json``, ``results.md``, ``<protocol>.png`` and the cell cache
             ``cells/``; ``None``: nothing is written and nothing is cached.
-        root: the data directory.
+        root: the data directory of a named ``dataset``.
         params: protocol parameters overriding the profile's (e.g. ``{"length": 100}``).
         options: per method, its options (:func:`~graphforget.unlearn.method_config`).
         hparams: the model and training (default: :func:`~graphforget.presets.default_hparams`).
@@ -186,21 +197,23 @@ def run_bench(protocol: str, dataset: str = "ml-100k", model: str = "mf", method
     Raises:
         ValueError: an unknown protocol, dataset, method, parameter or option, before anything is trained.
     """
-    methods = list(methods or DEFAULT_METHODS)
-    _check_run(protocol, dataset, methods)
+    methods = list(methods or (ADVERSARIAL_METHODS if protocol == "adversarial" else DEFAULT_METHODS))
+    _check_run(protocol, methods)
+    source = dataset if isinstance(dataset, DataSource) else DataSource(dataset, None if root is None else str(root))
     seeds = _seed_list(seeds)
     spec = PROTOCOLS[protocol]
     unknown = set(params or {}) - set(spec.defaults(quick))
     if unknown:
         raise ValueError(f"unknown {protocol} parameters {sorted(unknown)}; known: {sorted(spec.defaults(quick))}")
     params = {**spec.defaults(quick), **(params or {})}
-    hparams = hparams or default_hparams(model, dataset if dataset in PRESET_DATASETS else "ml-100k")
+    hparams = hparams or bench_hparams(model, source.name, protocol)
+    source = source.for_loss(hparams.loss)
     options = _options(methods, options, hparams, seeds)
-    cells = plan_cells(protocol, dataset, hparams, methods, seeds, params, options, root)
-    result = BenchResult(protocol, dataset, hparams.model, params, hparams.as_dict())
+    cells = plan_cells(protocol, source, hparams, methods, seeds, params, options)
+    result = BenchResult(protocol, source.name, hparams.model, params, hparams.as_dict())
     cache, workspace = (CellCache(Path(out) / "cells") if out is not None else None), Workspace()
     for cell in tqdm(cells, desc=protocol, disable=not progress):
-        record = _record(cell, cache, workspace, hparams, root, device, progress)
+        record = _record(cell, cache, workspace, hparams, source, device, progress)
         result.cells.append(record)
         if after_cell is not None:
             after_cell(cell, record)
@@ -211,14 +224,14 @@ def run_bench(protocol: str, dataset: str = "ml-100k", model: str = "mf", method
     return result
 
 
-def _record(cell: Cell, cache: CellCache | None, workspace: Workspace, hparams, root, device, progress) -> dict:
+def _record(cell: Cell, cache: CellCache | None, workspace: Workspace, hparams, source, device, progress) -> dict:
     """A cell's record: read from the cache, else computed (timed) and stored."""
     found = cache.load(cell) if cache is not None else None
     if found is not None:
         log.info("%s: read from the cache", cell.label())
         return {"key": cell.key, "cell": cell.identity(), "cached": True, "result": found}
     with Stopwatch(device) as watch:
-        value = _compute(cell, workspace, hparams, root, device, progress)
+        value = _compute(cell, workspace, hparams, source, device, progress)
     value = to_jsonable({**value, "wall_seconds": watch.seconds})  # what a cached read gives back
     if cache is not None:
         cache.store(cell, value)

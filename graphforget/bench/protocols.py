@@ -2,13 +2,18 @@
 
 * ``attack`` (Zhang et al., ACM TORS 2024): flip a share of the training labels, train on everything,
   unlearn the flipped edges; AUC_0/1/2, completeness against Retrain, prediction gap, MIA.
+* ``adversarial`` (UnlearnRec, Chen et al., SIGIR 2025): train a clean model, add for each user the item it
+  scores lowest, train the Original on the attacked graph, unlearn the added edges (BPR on implicit data:
+  Recall@20 / NDCG@20, MI-BF, MI-NG).
 * ``deletion`` (CURE4Rec, Chen et al., NeurIPS 2024): one batch request, a given share of the training
   edges: every interaction of ``random`` users, of the most active (``core``) users, or random ``edge``
   interactions.
 * ``stream`` (ERASE, 2026): single-user requests one by one, each method continuing from its own previous
   result; at 25/50/75/100% of the stream it is compared with a Retrain on exactly the cumulative removed set.
 
-Every cell reports ``prediction_gap``, on the test pairs (0: Retrain's predictions, 1: no closer than the
+Every cell reports Recall@20 and NDCG@20 (all-item ranking, the model's training interactions masked; with
+``_retrain``: the matching Retrain's), AUC_0/1/2 where the test set has both labels, ``prediction_gap``, on
+the test pairs (0: Retrain's predictions, 1: no closer than the
 Original),
 
 .. math::
@@ -32,7 +37,7 @@ from tqdm.auto import tqdm
 from ..data import EDGE, num_users, random_edges, user_edges
 from ..metrics import completeness, evaluate_auc, prediction_distance
 from ..verify import verify_forgetting
-from .setting import Setting
+from .setting import Setting, request_digest
 
 __all__ = ["Protocol", "PROTOCOLS", "DELETION_KINDS", "STREAM_ORDERS", "deletion_request", "stream_requests",
            "stream_positions", "measure"]
@@ -121,7 +126,10 @@ def measure(setting: Setting, model, graph, removed: Tensor, reference, seed: in
     model.eval()
     original, train_graph = setting.original, setting.train_graph
     pairs = setting.test[EDGE].edge_index
-    row = dict(evaluate_auc(model, graph, setting.test, removed))
+    row = dict(evaluate_auc(model, graph, setting.test, removed)) if _has_both_labels(setting.test) else {}
+    row.update(setting.ranking(model, graph))
+    retrain_ranking = setting.ranking(reference.model, reference.graph, key=request_digest(removed))
+    row.update({f"{name}_retrain": value for name, value in retrain_ranking.items()})
     with torch.no_grad():
         scale = prediction_distance(original, train_graph, reference.model, reference.graph, pairs)
         gap = prediction_distance(model, graph, reference.model, reference.graph, pairs)
@@ -132,6 +140,12 @@ def measure(setting: Setting, model, graph, removed: Tensor, reference, seed: in
     row.update(mia_auc=report.mia_auc, mia_auc_retrain=report.reference.mia_auc, mia_auc_before=report.before_mia_auc,
                mi_bf=report.mi_bf, mi_ng=report.mi_ng, removed_edges=removed.size(1))
     return row
+
+
+def _has_both_labels(test) -> bool:
+    """Whether the test set has positive and negative pairs (AUC needs both; implicit data under BPR has none)."""
+    label = test[EDGE].edge_label
+    return bool((label > 0).any()) and bool((label == 0).any())
 
 
 def _one_batch(setting: Setting, method: str, options: dict, request: Tensor) -> dict:
@@ -158,23 +172,33 @@ class Protocol:
         name: the protocol's name.
         defaults: ``quick -> dict`` of its parameters.
         variants: ``params -> [dict]``: the per-cell parameters (one cell per variant, method and seed).
-        attack_ratio: ``params -> float | None``: the share of flipped labels of its setting (``None``: clean).
+        attack: ``params -> dict | None``: how its setting's training graph is attacked (see
+            :class:`~graphforget.bench.setting.Setting`; ``None``: the clean training split).
         run: ``(setting, method, options, variant, progress) -> dict`` of figures.
     """
     name: str
     defaults: Callable[[bool], dict]
     variants: Callable[[dict], list]
-    attack_ratio: Callable[[dict], float | None]
+    attack: Callable[[dict], dict | None]
     run: Callable[..., dict]
 
 
 def _run_attack_cell(setting: Setting, method: str, options: dict, variant: dict, progress: bool) -> dict:
-    row = _one_batch(setting, method, options, setting.data.request.to(setting.device))
-    base = evaluate_auc(setting.original, setting.train_graph, setting.test, setting.data.request)
-    retrain = setting.reference(setting.data.request.to(setting.device))
-    ref = evaluate_auc(retrain.model, retrain.graph, setting.test, setting.data.request)
-    row.update({f"completeness_{k}": completeness(row[k], base[k], ref[k]) for k in AUC_KEYS})
-    row.update({f"original_{k}": base[k] for k in AUC_KEYS})
+    """The IFRU attack (flipped labels) and UnlearnRec's (adversarial edges): the request is the attack's edges;
+    completeness of every AUC (or of Recall@20 without AUC) between the Original and the Retrain."""
+    request = setting.request.to(setting.device)
+    row = _one_batch(setting, method, options, request)
+    retrain = setting.reference(request)
+    if "auc_0" in row:
+        base = evaluate_auc(setting.original, setting.train_graph, setting.test, request)
+        ref, keys = evaluate_auc(retrain.model, retrain.graph, setting.test, request), AUC_KEYS
+    else:
+        base = setting.ranking(setting.original, setting.train_graph, "original")
+        ref, keys = {"recall@20": row["recall@20_retrain"]}, ("recall@20",)
+    row.update({f"completeness_{k}": completeness(row[k], base[k], ref[k]) for k in keys})
+    row.update({f"original_{k}": base[k] for k in keys})
+    if setting.clean is not None:  # the adversarial protocol: the model before the attack
+        row.update({f"clean_{k}": v for k, v in setting.ranking(*setting.clean, key="clean").items()})
     return row
 
 
@@ -209,6 +233,12 @@ def _attack_variants(params: dict) -> list[dict]:
     return [{"attack_ratio": float(params["attack_ratio"])}]
 
 
+def _adversarial_variants(params: dict) -> list[dict]:
+    if not 0 < float(params["fraction"]) <= 1:
+        raise ValueError(f"adversarial fraction must be in (0, 1], got {params['fraction']}")
+    return [{"fraction": float(params["fraction"])}]
+
+
 def _run_stream_cell(setting: Setting, method: str, options: dict, variant: dict, progress: bool) -> dict:
     """Applies the stream request by request, each from the method's previous result; evaluates at the
     stream's checkpoints against a Retrain on exactly the cumulative removed set."""
@@ -234,12 +264,13 @@ def _stream_summary(checkpoints: list[dict], seconds: list[float], fit_seconds) 
     """The cell's figures: every checkpoint's as ``name@NN%``, the last one's under the plain names."""
     row = {"checkpoints": checkpoints, "request_seconds": seconds, "fit_seconds": fit_seconds,
            "seconds_per_request": sum(seconds) / len(seconds), "cumulative_seconds": sum(seconds)}
-    keys = ("prediction_gap", "mia_auc", "mia_auc_retrain", "auc_0", "mi_bf", "mi_ng", "prediction_distance",
-            "original_distance", "removed_edges", "seconds_per_request", "cumulative_seconds")
+    figures = ("prediction_gap", "mia_auc", "mia_auc_retrain", "auc_0", "recall@20", "recall@20_retrain", "mi_bf",
+               "mi_ng", "prediction_distance", "original_distance")
     for point in checkpoints:
         tag = f"@{round(100 * point['fraction'])}%"
-        row.update({f"{key}{tag}": point[key] for key in keys})
-    row.update({key: checkpoints[-1][key] for key in keys[:8]})
+        row.update({f"{key}{tag}": point.get(key) for key in
+                    (*figures, "removed_edges", "seconds_per_request", "cumulative_seconds")})
+    row.update({key: checkpoints[-1].get(key) for key in figures})
     return row
 
 
@@ -248,7 +279,10 @@ def _stream_summary(checkpoints: list[dict], seconds: list[float], fit_seconds) 
 
 PROTOCOLS: dict[str, Protocol] = {
     "attack": Protocol("attack", lambda quick: {"attack_ratio": 0.02}, _attack_variants,
-                       lambda params: float(params["attack_ratio"]), _run_attack_cell),
+                       lambda params: {"kind": "flip", "ratio": float(params["attack_ratio"])}, _run_attack_cell),
+    "adversarial": Protocol("adversarial", lambda quick: {"fraction": 1.0}, _adversarial_variants,
+                            lambda params: {"kind": "adversarial", "fraction": float(params["fraction"])},
+                            _run_attack_cell),
     "deletion": Protocol("deletion", lambda quick: {"kinds": list(DELETION_KINDS),
                                                    "ratios": [0.05] if quick else [0.01, 0.05, 0.1, 0.2]},
                          _deletion_variants, lambda params: None, _run_deletion_cell),
@@ -256,4 +290,4 @@ PROTOCOLS: dict[str, Protocol] = {
                                                "fractions": [0.25, 0.5, 0.75, 1.0]},
                        _stream_variants, lambda params: None, _run_stream_cell),
 }
-"""The protocols by name. ``adversarial`` (UnlearnRec's, in ``benchmarks/unlearnrec.py``) is not yet moved."""
+"""The protocols by name."""

@@ -1,12 +1,15 @@
 """The reports of a benchmark run: ``results.json``, ``results.md`` (tables) and one plot per protocol."""
 from __future__ import annotations
 
+import json
 import logging
+import os
 from pathlib import Path
 
 from ..io import atomic_write, write_json
 
-__all__ = ["COLUMNS", "markdown", "write_reports", "plot"]
+__all__ = ["COLUMNS", "markdown", "write_reports", "plot", "rst", "readme_table", "render_docs",
+           "README_MARKERS"]
 
 log = logging.getLogger(__name__)
 
@@ -14,11 +17,15 @@ log = logging.getLogger(__name__)
 COLUMNS = {
     "attack": ("auc_0", "auc_1", "original_auc_0", "completeness_auc_0", "completeness_auc_1", "prediction_gap",
                "mia_auc", "mia_auc_retrain", "mia_auc_before", "seconds", "fit_seconds"),
-    "deletion": ("request_edges", "auc_0", "prediction_gap", "mia_auc", "mia_auc_retrain", "mia_auc_before", "mi_bf",
-                 "seconds", "fit_seconds"),
+    "adversarial": ("recall@20", "recall@20_retrain", "original_recall@20", "clean_recall@20",
+                    "completeness_recall@20", "ndcg@20", "auc_0", "completeness_auc_0", "prediction_gap", "mia_auc",
+                    "mia_auc_retrain", "mi_bf", "mi_ng", "seconds", "fit_seconds"),
+    "deletion": ("request_edges", "auc_0", "recall@20", "recall@20_retrain", "prediction_gap", "mia_auc",
+                 "mia_auc_retrain", "mia_auc_before", "mi_bf", "seconds", "fit_seconds"),
     "stream": ("prediction_gap@25%", "prediction_gap@50%", "prediction_gap@100%", "prediction_distance@25%",
                "prediction_distance@100%", "original_distance@25%", "original_distance@100%", "auc_0@100%",
-               "mia_auc@100%", "mia_auc_retrain@100%", "seconds_per_request", "cumulative_seconds", "fit_seconds"),
+               "recall@20@100%", "recall@20_retrain@100%", "mia_auc@100%", "mia_auc_retrain@100%",
+               "seconds_per_request", "cumulative_seconds", "fit_seconds"),
 }
 
 
@@ -59,8 +66,9 @@ def markdown(result) -> str:
                   "(0: Retrain's predictions); prediction_distance and original_distance: its numerator and "
                   "denominator. mia_auc: membership attack on the removed edges against matched "
                   "non-members (mia_auc_retrain: the same attack on the matching Retrain; mia_auc_before: on the "
-                  "Original). seconds: the unlearning call; fit_seconds: the one-off fit of SISA/RecEraser, "
-                  "shared by the requests of a seed."]
+                  "Original). recall@20: all-item ranking on the test set, the model's training interactions "
+                  "masked (recall@20_retrain: the matching Retrain's). seconds: the unlearning call; fit_seconds: the "
+                  "one-off fit of SISA/RecEraser/UnlearnRec, shared by the requests of a seed."]
     return "\n".join(lines) + "\n"
 
 
@@ -120,3 +128,90 @@ def write_reports(result, out: Path) -> list[Path]:
              atomic_write(out / "results.md", lambda handle: handle.write(markdown(result)), binary=False)]
     figure = plot(result, out / f"{result.protocol}.png")
     return files + ([figure] if figure is not None else [])
+
+
+# ------------------------------------------------------------------------------ docs and the README
+
+#: The methods' order in the README's table.
+README_METHODS = ("retrain", "finetune", "ifru", "scif", "sisa", "receraser", "unlearnrec")
+#: Per protocol: the (prediction gap, MIA AUC, seconds) figures the README's table shows.
+README_FIGURES = {"stream": ("prediction_gap@100%", "mia_auc@100%", "seconds_per_request")}
+README_DEFAULT = ("prediction_gap", "mia_auc", "seconds")
+
+
+def _rst_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = [".. list-table::", "   :header-rows: 1", ""]
+    for row in [header] + rows:
+        lines += [f"   * - {row[0]}"] + [f"     - {cell}" for cell in row[1:]]
+    return lines + [""]
+
+
+def rst(result) -> str:
+    """The run's tables as reStructuredText (the same cells as :func:`markdown`), under a section title."""
+    table = markdown(result).splitlines()
+    title, intro = table[0][2:], table[2]
+    rows = [[cell.strip().replace("|", "/") for cell in line.strip("|").split("|")] for line in table[4:]
+            if line.startswith("|")]
+    header = rows.pop(0)
+    rows = [[cell.replace("*", "\\*") for cell in row] for row in rows if not set(row[0]) <= {"-"}]
+    return "\n".join([title, "~" * len(title), "", intro.replace("`", "``"), ""] + _rst_table(header, rows))
+
+
+def _readme_cell(group: dict | None, figures: tuple[str, str, str]) -> str:
+    """``gap/mia/seconds`` as one token (the README's length is budgeted in words)."""
+    if group is None:
+        return "-"
+    gap, mia, seconds = (group["metrics"].get(name) or {} for name in figures)
+    if gap.get("mean") is None:
+        return "failed" if group.get("errors") else "-"
+    return f"{gap['mean']:.2f}/{mia['mean']:.2f}/{seconds['mean']:.2g}s"
+
+
+def readme_table(results: list) -> str:
+    """One row per (run, setting), one column per method: prediction gap / MIA AUC / seconds (means over seeds)."""
+    methods = [m for m in README_METHODS if any(g["method"] == m for r in results for g in r.aggregates)]
+    lines = ["| protocol, data | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for result in results:
+        figures = README_FIGURES.get(result.protocol, README_DEFAULT)
+        variants = list(dict.fromkeys(json.dumps(g["variant"], sort_keys=True) for g in result.aggregates))
+        for variant in variants:
+            groups = {g["method"]: g for g in result.aggregates if json.dumps(g["variant"], sort_keys=True) == variant}
+            name = f"{result.protocol}{_readme_variant(json.loads(variant))}, {result.dataset}"
+            lines.append(f"| {name} | " + " | ".join(_readme_cell(groups.get(m), figures) for m in methods) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _readme_variant(variant: dict) -> str:
+    """The part of a variant that tells the README's rows apart: the deletion kind, the stream's length."""
+    if "kind" in variant:
+        return f" ({variant['kind']})"
+    return f" ({variant['length']})" if "length" in variant else ""
+
+
+#: The order of protocols in the generated documents.
+PROTOCOL_ORDER = ("attack", "adversarial", "deletion", "stream")
+#: Where the README's generated table sits.
+README_MARKERS = ("<!-- bench-table: generated by benchmarks/render_docs.py, do not edit -->",
+                  "<!-- bench-table end -->")
+
+
+def committed_results(bench_dir: Path) -> list[tuple[Path, "object"]]:
+    """Every ``results.json`` under ``bench_dir`` (one folder per run), in protocol, then folder order."""
+    from .harness import BenchResult
+    found = [(path.parent, BenchResult.from_dict(json.loads(path.read_text())))
+             for path in sorted(Path(bench_dir).glob("*/results.json"))]
+    return sorted(found, key=lambda item: PROTOCOL_ORDER.index(item[1].protocol))
+
+
+def render_docs(bench_dir: Path, docs_dir: Path) -> tuple[str, str]:
+    """The generated benchmark page (reStructuredText, for ``docs_dir``) and the README's table, both from the
+    committed ``results.json`` files of ``bench_dir``: the same numbers as their ``results.md``."""
+    runs = committed_results(bench_dir)
+    page = [".. Generated by benchmarks/render_docs.py from benchmarks/results/bench/*/results.json: do not edit.", ""]
+    for folder, result in runs:
+        page.append(rst(result))
+        figure = folder / f"{result.protocol}.png"
+        if figure.is_file():
+            page += [f".. figure:: {os.path.relpath(figure, docs_dir)}", "   :width: 90%", ""]
+        page += [f"Raw cells: ``{os.path.relpath(folder / 'results.json', docs_dir.parent)}``.", ""]
+    return "\n".join(page), readme_table([result for _, result in runs])

@@ -15,15 +15,20 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..data import EDGE, num_items, num_users
+from ..data import EDGE, adversarial_edges, num_items, num_users
+from ..metrics import recall_ndcg_at_k
 from ..presets import Hyperparameters
-from ..protocols.attack import prepare_attack_data
 from ..train import train
 from ..unlearn import UnlearnResult, Unlearner, build_unlearner
+from .data import DataSource
 
-__all__ = ["Setting", "Workspace"]
+__all__ = ["Setting", "Workspace", "MethodUnsupported"]
 
 log = logging.getLogger(__name__)
+
+
+class MethodUnsupported(ValueError):
+    """A method refused the setting when built (e.g. SCIF, which relabels terms, under BPR)."""
 
 
 def request_digest(request: Tensor) -> str:
@@ -33,39 +38,62 @@ def request_digest(request: Tensor) -> str:
 
 
 class Setting:
-    """The data and the models one (dataset, model, seed) shares across methods.
+    """The data and the models one (data, model, seed, attack) shares across methods.
 
     Args:
-        dataset: a name of :data:`~graphforget.protocols.attack.DATASET_NAMES`.
-        root: the data directory (``None``: the usual search).
+        source: the data (:class:`~graphforget.bench.data.DataSource`).
         hparams: the model and its training.
         seed: seeds the split, the attack, the model and the methods.
-        attack_ratio: flip this share of training labels (the IFRU attack; the Original is trained on the
-            attacked graph), or ``None`` for the clean training split.
+        attack: how the Original's training graph is attacked, the request of the attack protocols:
+            ``{"kind": "flip", "ratio": r}`` flips the labels of a share ``r`` of the training edges (IFRU);
+            ``{"kind": "adversarial", "fraction": f}`` adds, for a share ``f`` of the users, the item a
+            model trained on the clean graph scores lowest (UnlearnRec); ``None``: the clean training split.
         device: where models are trained.
     """
 
-    def __init__(self, dataset: str, root, hparams: Hyperparameters, seed: int, attack_ratio: float | None = None,
+    def __init__(self, source: DataSource, hparams: Hyperparameters, seed: int, attack: dict | None = None,
                  device: str | torch.device = "cpu"):
         self.hparams, self.seed, self.device = hparams, seed, torch.device(device)
-        self.data = prepare_attack_data(dataset, root, attack_ratio or 0.02, seed)
+        self.objective, self.config = hparams.objective(seed), hparams.train_config(seed)
+        flip = attack is not None and attack["kind"] == "flip"
+        self.data = source.prepare(seed, attack["ratio"] if flip else 0.02)
         split = self.data.split
-        graph = self.data.train if attack_ratio else split.train
-        self.train_graph, self.val, self.test = (g.to(self.device) for g in (graph, split.val, split.test))
-        self.source = self.data.source if attack_ratio else self.data.source.split("; ")[0] + "; 6:2:2 split"
-        self.objective, self.config = hparams.objective(), hparams.train_config(seed)
+        self.val = split.val.to(self.device) if split.val[EDGE].edge_index.size(1) else None  # BPR: no validation
+        self.test = split.test.to(self.device)
+        self.train_graph, self.request = (self.data.train, self.data.request) if flip else (split.train, None)
+        self.train_graph = self.train_graph.to(self.device)
+        self.source = self.data.source if flip else self.data.source.split("; ")[0]
+        self.clean = None  # (model, graph) before the adversarial attack
+        if attack is not None and attack["kind"] == "adversarial":
+            self.clean = self._train(self.train_graph)[0], self.train_graph
+            self.train_graph, self.request = adversarial_edges(self.clean[0], self.train_graph, attack["fraction"],
+                                                               seed)
+            self.source += f"; {self.request.size(1)} adversarial edges (fraction {attack['fraction']:g} of the users)"
         self._original, self.original_fit = None, None
         self.references: dict[str, UnlearnResult] = {}
+        self._ranking: dict[str, dict] = {}
         self._fitted: dict[str, Unlearner] = {}
+
+    def _train(self, graph):
+        """A model trained on ``graph`` from the run's seeded initialisation, and its training's result."""
+        model = self.hparams.build_model(num_users(graph), num_items(graph), self.seed).to(self.device)
+        fit = train(model, graph, self.objective, self.config, self.val)
+        return model.eval(), fit
+
+    def ranking(self, model, graph, key: str | None = None) -> dict:
+        """Recall@20 and NDCG@20 on the test set (all-item ranking; kept under ``key`` when given)."""
+        if key is not None and key in self._ranking:
+            return self._ranking[key]
+        figures = recall_ndcg_at_k(model, graph, self.test, k=20)
+        if key is not None:
+            self._ranking[key] = figures
+        return figures
 
     @property
     def original(self) -> torch.nn.Module:
         """The model trained on :attr:`train_graph` (trained on first use)."""
         if self._original is None:
-            graph = self.train_graph
-            model = self.hparams.build_model(num_users(graph), num_items(graph), self.seed).to(self.device)
-            self.original_fit = train(model, graph, self.objective, self.config, self.val)
-            self._original = model.eval()
+            self._original, self.original_fit = self._train(self.train_graph)
         return self._original
 
     def reference(self, removed: Tensor) -> UnlearnResult:
@@ -91,9 +119,16 @@ class Setting:
         return unlearner
 
     def continue_from(self, method: str, options: dict | None, model: torch.nn.Module, graph) -> Unlearner:
-        """``method`` built on ``model`` and its ``graph`` (e.g. a previous result, for the next request)."""
-        return build_unlearner(method, model, graph, self.objective, options, train=self.config, seed=self.seed,
-                               val=self.val)
+        """``method`` built on ``model`` and its ``graph`` (e.g. a previous result, for the next request).
+
+        Raises:
+            MethodUnsupported: the method refused the model, the graph or the objective.
+        """
+        try:
+            return build_unlearner(method, model, graph, self.objective, options, train=self.config, seed=self.seed,
+                                   val=self.val)
+        except ValueError as error:
+            raise MethodUnsupported(f"{method}: {error}") from error
 
     def __repr__(self) -> str:
         return (f"Setting({self.data.dataset!r}, model={self.hparams.model!r}, seed={self.seed}, "

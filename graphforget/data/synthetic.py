@@ -1,12 +1,26 @@
-"""A seeded synthetic recommender dataset with planted user/item communities."""
+"""Seeded synthetic recommender datasets: planted user/item communities (labels with a learnable signal)
+and power-law implicit interactions at any size (degree distributions like Gowalla's)."""
 from __future__ import annotations
 
+import math
+
 import torch
+from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from .interactions import make_interactions
+from .interactions import make_interactions, pairs_of_keys
 
-__all__ = ["planted_communities"]
+__all__ = ["planted_communities", "power_law_interactions", "power_law_exponent", "GOWALLA_SHAPE"]
+
+#: Gowalla's training graph (the LightGCN split, ``gowalla/train.txt``) as :func:`power_law_interactions`
+#: reproduces it: nodes per edge, the degree exponents fitted to its tails, and its largest degree over
+#: the mean degree, for users and items.
+GOWALLA_SHAPE = {"users_per_edge": 29858 / 810128, "items_per_edge": 40981 / 810128,
+                 "user_exponent": 2.74, "item_exponent": 2.56,
+                 "user_max_ratio": 811 / (810128 / 29858), "item_max_ratio": 1415 / (810128 / 40981)}
+
+#: Draws per chunk of :func:`power_law_interactions` (bounds its working memory).
+_CHUNK = 1 << 22
 
 
 def planted_communities(num_users: int = 600, num_items: int = 400, num_communities: int = 4,
@@ -37,3 +51,152 @@ def planted_communities(num_users: int = 600, num_items: int = 400, num_communit
     data["user"].community = user_comm
     data["item"].community = item_comm
     return data
+
+
+def power_law_interactions(num_edges: int, num_users: int | None = None, num_items: int | None = None,
+                           user_exponent: float = GOWALLA_SHAPE["user_exponent"],
+                           item_exponent: float = GOWALLA_SHAPE["item_exponent"],
+                           user_max_ratio: float = GOWALLA_SHAPE["user_max_ratio"],
+                           item_max_ratio: float = GOWALLA_SHAPE["item_max_ratio"], seed: int = 0) -> HeteroData:
+    r"""Exactly ``num_edges`` distinct implicit (user, item) interactions with power-law degrees, seeded.
+
+    A bipartite Chung-Lu graph: every node gets a weight :math:`w` drawn from a Pareto law truncated to
+    :math:`[1, b]`, :math:`p(w) \propto w^{-\gamma}`, and each edge joins a user and an item drawn with
+    probabilities proportional to their weights, so a node's expected degree is proportional to its
+    weight and the degrees follow a power law of exponent :math:`\gamma` (Poisson-smoothed at the low
+    end). The cap :math:`b` is set so that the largest expected degree is ``*_max_ratio`` times the mean
+    degree, or a third of the other side's node count where that is less (so that every user keeps items
+    to sample a negative per edge from; with Gowalla's proportions this binds below about 115k edges for
+    items and 50k for users).
+
+    The defaults reproduce Gowalla's training graph (LightGCN's split, 810,128 check-ins of 29,858 users
+    at 40,981 places) at any size (:data:`GOWALLA_SHAPE`): users and items in Gowalla's proportion to
+    the edges (mean degrees 27.1 and 19.8), largest degrees 30x and 72x the mean (Gowalla: 811 and 1,415),
+    and exponents fitted to Gowalla by the method of Clauset, Shalizi and Newman (SIAM Review 2009):
+    the discrete power-law maximum-likelihood exponent above each candidate :math:`k_{min}`, keeping the
+    :math:`k_{min}` with the smallest Kolmogorov-Smirnov distance: users :math:`\gamma = 2.74`
+    (:math:`k_{min} = 40`, 4,842 users in the tail, KS 0.028), items :math:`\gamma = 2.56`
+    (:math:`k_{min} = 10`, 29,636 items, KS 0.005). The same estimate on the generated graphs (at the same
+    :math:`k_{min}`, from 1e5 to 5e7 edges) gives about 2.81 and 2.48: the cap steepens the users' tail a
+    little, Poisson noise flattens the items'. With the cap fixed relative to the mean, the per-node degree
+    distribution is the same at every size: a larger graph has more nodes, not denser ones.
+
+    Pairs are drawn in chunks of :math:`2^{22}`, each reduced to its distinct ``user * num_items + item``
+    keys; the union is deduplicated with one sort, topped up with further draws until it holds
+    ``num_edges`` keys, and a seeded random surplus is dropped. 50M edges (1.8M users, 2.5M items) took
+    85 seconds and a peak of 4.4 GiB on a loaded 2-core machine. A few nodes of the smallest weights may
+    draw no edge (they stay nodes of the graph).
+
+    Args:
+        num_edges: the number of interactions ``E``.
+        num_users, num_items: node counts (default: Gowalla's per-edge proportion of ``num_edges``).
+        user_exponent, item_exponent: :math:`\gamma` of each side's degree law (> 2, so the mean is finite).
+        user_max_ratio, item_max_ratio: largest expected degree over the mean degree, each side (>= 1).
+        seed: the same seed gives the same graph.
+
+    Returns:
+        ``HeteroData`` (:func:`~graphforget.data.make_interactions`) with ``edge_index [2, E]`` sorted by
+        user then item and ``edge_label`` all 1 (implicit feedback, as Gowalla is loaded): add sampled
+        negatives (:func:`~graphforget.data.add_negatives`) for BCE, or train with BPR.
+
+    Raises:
+        ValueError: on a bad size, exponent or ratio, or more edges than ``num_users * num_items`` pairs.
+    """
+    num_users, num_items = _node_counts(num_edges, num_users, num_items)
+    _check_power_law(num_edges, num_users, num_items, (user_exponent, item_exponent), (user_max_ratio, item_max_ratio))
+    # The largest expected degree stays below a third of the other side (room for a negative per edge).
+    room = max(1.0, num_users * num_items / (3 * num_edges))  # (other side / 3) / mean degree, both sides
+    gen = torch.Generator().manual_seed(seed)
+    users = _weight_cdf(num_users, user_exponent, min(user_max_ratio, room), gen)
+    items = _weight_cdf(num_items, item_exponent, min(item_max_ratio, room), gen)
+    return make_interactions(pairs_of_keys(_draw_keys(users, items, num_edges, gen), num_items), None,
+                             num_users, num_items)
+
+
+def _draw_keys(user_cdf: Tensor, item_cdf: Tensor, num_edges: int, gen: torch.Generator) -> Tensor:
+    """``num_edges`` sorted distinct keys ``user * num_items + item``: weighted draws in chunks, deduplicated,
+    topped up until there are enough, a random surplus dropped."""
+    keys, draws = torch.empty(0, dtype=torch.long), num_edges
+    while keys.numel() < num_edges:
+        before = keys.numel()
+        keys = torch.cat([keys] + [_distinct_draws(user_cdf, item_cdf, min(_CHUNK, draws - start), gen)
+                                   for start in range(0, draws, _CHUNK)]).unique()
+        rate = max((keys.numel() - before) / draws, 0.01)  # new distinct keys per draw, for the top-up
+        draws = math.ceil((num_edges - keys.numel()) / rate * 1.1) + 1024
+    if keys.numel() > num_edges:
+        keys = keys[torch.randperm(keys.numel(), generator=gen)[:num_edges].sort().values]
+    return keys
+
+
+def _node_counts(num_edges: int, num_users: int | None, num_items: int | None) -> tuple[int, int]:
+    """The given node counts, or Gowalla's per-edge proportion of ``num_edges`` (at least two pairs per edge)."""
+    if num_users is None:
+        num_users = max(1, round(num_edges * GOWALLA_SHAPE["users_per_edge"]))
+    if num_items is None:
+        num_items = max(round(num_edges * GOWALLA_SHAPE["items_per_edge"]), math.ceil(2 * num_edges / num_users))
+    return int(num_users), int(num_items)
+
+
+def _check_power_law(num_edges: int, num_users: int, num_items: int, exponents, ratios) -> None:
+    """Raises ``ValueError`` for impossible sizes, exponents without a finite mean, or ratios below 1."""
+    if num_edges < 1 or num_users < 1 or num_items < 1:
+        raise ValueError(f"num_edges, num_users and num_items must be >= 1, got {num_edges}, {num_users}, {num_items}")
+    if num_edges > num_users * num_items:
+        raise ValueError(f"{num_edges} edges are more than the {num_users} x {num_items} possible pairs: "
+                         f"raise num_users or num_items")
+    if not all(gamma > 2 for gamma in exponents):
+        raise ValueError(f"degree exponents must be > 2 (a finite mean degree), got {exponents}")
+    if not all(ratio >= 1 for ratio in ratios):
+        raise ValueError(f"max-degree ratios must be >= 1, got {ratios}")
+
+
+def _truncated_pareto_mean(gamma: float, cap: float) -> float:
+    r"""Mean of the Pareto law :math:`p(w) \propto w^{-\gamma}` truncated to ``[1, cap]``."""
+    if cap <= 1:
+        return 1.0
+    return (gamma - 1) / (gamma - 2) * (1 - cap ** (2 - gamma)) / (1 - cap ** (1 - gamma))
+
+
+def _weight_cdf(count: int, gamma: float, max_ratio: float, gen: torch.Generator) -> Tensor:
+    """``[count]`` float64 cumulative distribution of truncated-Pareto node weights (drawn with ``gen``),
+    the cap ``b`` solving ``b / mean(b) = max_ratio`` (bisection: the left side grows with ``b``)."""
+    low, high = 1.0, max_ratio * gamma / (gamma - 2) + 1  # b / mean(b) > max_ratio at ``high``
+    for _ in range(100):
+        mid = (low + high) / 2
+        low, high = (mid, high) if mid / _truncated_pareto_mean(gamma, mid) < max_ratio else (low, mid)
+    tail = 1 - low ** (1 - gamma)  # inverse CDF of the truncated law
+    weight = (1 - torch.rand(count, generator=gen, dtype=torch.float64) * tail) ** (-1 / (gamma - 1))
+    cdf = weight.cumsum(0)
+    return cdf / cdf[-1]
+
+
+def _distinct_draws(user_cdf: Tensor, item_cdf: Tensor, count: int, gen: torch.Generator) -> Tensor:
+    """The sorted distinct keys ``user * num_items + item`` of ``count`` weighted (user, item) draws."""
+    def draw(cdf: Tensor) -> Tensor:
+        u = torch.rand(count, generator=gen, dtype=torch.float64)
+        return torch.searchsorted(cdf, u).clamp_(max=cdf.numel() - 1)
+    user = draw(user_cdf)
+    return (user * item_cdf.numel() + draw(item_cdf)).unique()
+
+
+def power_law_exponent(degrees: Tensor, k_min: int) -> float:
+    r"""Maximum-likelihood exponent :math:`\gamma` of a discrete power law fitted to the degrees ``>= k_min``.
+
+    The approximation of Clauset, Shalizi and Newman (SIAM Review 2009, eq. 3.7),
+    :math:`\hat\gamma = 1 + n \big/ \sum_{k_j \ge k_{min}} \ln \frac{k_j}{k_{min} - 1/2}`, within about
+    0.01 of the exact discrete estimate for :math:`k_{min} \gtrsim 6` (on Gowalla: 2.740 against 2.741
+    for users, 2.553 against 2.557 for items).
+
+    Args:
+        degrees: ``[N]`` node degrees (any integer or float dtype).
+        k_min: the smallest degree of the tail (>= 1).
+
+    Raises:
+        ValueError: when ``k_min < 1`` or fewer than two degrees are ``>= k_min``.
+    """
+    if k_min < 1:
+        raise ValueError(f"k_min must be >= 1, got {k_min}")
+    tail = degrees[degrees >= k_min].double()
+    if tail.numel() < 2:
+        raise ValueError(f"fewer than two degrees >= k_min={k_min}")
+    return 1 + tail.numel() / float(torch.log(tail / (k_min - 0.5)).sum())

@@ -40,6 +40,15 @@ class Terms:
         eli = self.edge_label_index.view(2, self.blocks, len(self))[:, :, mask].reshape(2, -1)
         return Terms(eli, self.target[mask])
 
+    def part(self, index: int, count: int) -> "Terms":
+        """The ``index``-th of ``count`` contiguous parts of the terms (their sizes differ by one at most;
+        ``self`` when ``count == 1``). Contiguous, so that a part scores few nodes: the terms come in edge order."""
+        if count == 1:
+            return self
+        start, stop = index * len(self) // count, (index + 1) * len(self) // count
+        eli = self.edge_label_index.view(2, self.blocks, len(self))[:, :, start:stop].reshape(2, -1)
+        return Terms(eli, self.target[start:stop])
+
     def nodes(self, num_users: int, num_nodes: int) -> Tensor:
         """Homogeneous ids of every endpoint the terms score (sorted, by a mask: no sort of all pairs)."""
         mask = torch.zeros(num_nodes, dtype=torch.bool, device=self.target.device)

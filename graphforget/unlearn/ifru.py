@@ -13,6 +13,7 @@ from torch_geometric.data import HeteroData
 
 from ..clock import Stopwatch
 from ..data.interactions import EDGE, message_passing_edges, num_items, num_users
+from ..distributed import TermShare
 from ..influence import (SOLVERS, DotProductOperator, GaussNewtonOperator, HessianOperator, NodeRows, Terms,
                          dot_product_gradient, has_linear_dot_product, importance_scores, k_hop_mask, local_terms,
                          node_ids, objective_function, rows_function, scoring_graph, select_nodes, solve,
@@ -187,6 +188,14 @@ class IFRUConfig:
         trust: the acceptance test and the failure policy (:class:`TrustConfig`).
         dense: also solve for the model's dense (non-node) parameters, which saw every edge; models with
             only node tables (MF, LightGCN) have none.
+        data_parallel: in a ``torch.distributed`` process group, each rank computes every sum over loss
+            terms (curvature products, gradients, the objective values of the acceptance test and the line
+            search) on its contiguous part of the terms, and one all-reduce per product adds the parts
+            (:class:`~graphforget.distributed.TermShare`), so that a region too large for one device is
+            solved across several. The selection of phi stays on every rank; the solver, the acceptance test
+            and the line search see the same numbers and decide the same on every rank, which must all call
+            ``unlearn`` with the same request; every rank returns the same model (equal to one process's up
+            to the order of float sums). Without a group (or with one rank): no effect.
     """
     # the paper's method
     spillover: bool = True
@@ -199,6 +208,7 @@ class IFRUConfig:
     newton: NewtonConfig = field(default_factory=NewtonConfig)
     trust: TrustConfig = field(default_factory=TrustConfig)
     dense: bool = True
+    data_parallel: bool = False
 
     def __post_init__(self):
         for name, group in _GROUPS.items():
@@ -209,6 +219,7 @@ class IFRUConfig:
                       "must be None or ratios in [0, 1]"),
             "hops": (self.hops is None or (_is_int(self.hops) and self.hops >= 0), "must be None or an integer >= 0"),
             "dense": (isinstance(self.dense, bool), "must be a bool"),
+            "data_parallel": (isinstance(self.data_parallel, bool), "must be a bool"),
         }, choices={"curvature": CURVATURES, "curvature_of": CURVATURE_OF})
 
     @classmethod
@@ -288,15 +299,21 @@ class _Region:
 
 @dataclass(eq=False)
 class _Scored:
-    """Loss terms with the graph they are scored on, and where they can be scored exactly: their scoring
-    graph (:func:`~graphforget.influence.scoring_graph`), built on first use and kept with them."""
+    """Loss terms with the graph they are scored on, this rank's part of them (``mine``: all of them
+    without data parallelism, see :class:`~graphforget.distributed.TermShare`), and where that part can be
+    scored exactly: its scoring graph (:func:`~graphforget.influence.scoring_graph`), built on first use."""
     terms: Terms
     graph: HeteroData
+    share: TermShare = field(default_factory=TermShare)
+    mine: Terms = field(init=False, repr=False)
     _sub: HeteroData | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self):
+        self.mine = self.share.terms(self.terms)
 
     def scoring_graph(self, model, locality: bool) -> HeteroData:
         if self._sub is None:
-            self._sub = scoring_graph(model, self.graph, self.terms, locality)
+            self._sub = scoring_graph(model, self.graph, self.mine, locality)
         return self._sub
 
 
@@ -310,6 +327,7 @@ class _Call:
     new: _Scored  # the terms of D \ D_r that reach phi, on the remaining graph
     removed: _Scored  # the terms of D_r, on the training graph
     replaced: _Scored | None  # what replaces them in the new objective (SCIF's relabelled terms), if anything
+    share: TermShare  # this rank's share of the sums over terms (data_parallel)
 
 
 class _TiltedObjective:
@@ -386,6 +404,10 @@ class IFRU(Unlearner):
     damping (Levenberg-Marquardt), up to ``trust.retries`` times; then ``trust.on_failure`` decides, and
     ``info["trusted"]`` / ``info["reason"]`` report the outcome.
 
+    **Scale.** With ``data_parallel`` in a ``torch.distributed`` process group, the sums over loss terms
+    (curvature products, gradients, objective values) are split across the ranks, one all-reduce each
+    (:class:`~graphforget.distributed.TermShare`); every rank calls ``unlearn`` and gets the same model.
+
     **Phases** of a request (``info["phase_seconds"]``): ``select`` (pruning: the rows :math:`\phi`),
     ``gradient`` (the terms that reach :math:`\phi`, the tilted objective and :math:`g`), ``solve``
     (the first step with its retries, then the Newton extension) and ``write`` (the new model).
@@ -429,7 +451,8 @@ class IFRU(Unlearner):
         clock = _PhaseClock(self.graph[EDGE].edge_index.device)
         region = self._select(request)
         clock.lap("select")
-        call = self._gather(request, positions, remaining, region)
+        share = TermShare.of_group() if self.config.data_parallel else TermShare()
+        call = self._gather(request, positions, remaining, region, share)
         target = self._tilted_objective(call)
         gradient = self._gradient(call, target)
         clock.lap("gradient")
@@ -460,23 +483,25 @@ class IFRU(Unlearner):
 
     # -- gradient: the terms, the tilted objective T and g ----------------------------------------------
 
-    def _gather(self, request: Tensor, positions: Tensor, remaining: HeteroData, region: _Region) -> _Call:
+    def _gather(self, request: Tensor, positions: Tensor, remaining: HeteroData, region: _Region,
+                share: TermShare) -> _Call:
         """The request's state: the terms that reach phi before and after the removal, the removed ones."""
         removed = training_terms(self.objective, self.graph, positions)
         replaced = self._replacement_terms(removed, request, remaining)
         return _Call(request, remaining, region,
-                     original=_Scored(local_terms(self.objective, self.graph, region.reach), self.graph),
-                     new=_Scored(local_terms(self.objective, remaining, region.reach), remaining),
-                     removed=_Scored(removed, self.graph),
-                     replaced=None if replaced is None else _Scored(replaced, self.graph))
+                     original=_Scored(local_terms(self.objective, self.graph, region.reach), self.graph, share),
+                     new=_Scored(local_terms(self.objective, remaining, region.reach), remaining, share),
+                     removed=_Scored(removed, self.graph, share),
+                     replaced=None if replaced is None else _Scored(replaced, self.graph, share), share=share)
 
     def _replacement_terms(self, removed: Terms, request: Tensor, remaining: HeteroData) -> Terms | None:
         """Terms that replace the removed ones in the new objective (none: they are simply removed)."""
         return None
 
     def _tilted_objective(self, call: _Call) -> _TiltedObjective:
-        """:math:`T` of the acceptance test over the terms that reach phi (see :class:`_TiltedObjective`)."""
-        rows, phi, replaced = call.region.rows, call.region.phi, call.replaced
+        """:math:`T` of the acceptance test over the terms that reach phi (see :class:`_TiltedObjective`);
+        its value and gradients summed across the ranks (``data_parallel``)."""
+        rows, phi, replaced, summed = call.region.rows, call.region.phi, call.replaced, call.share.summed
         pieces = [(call.new, True)] + ([] if replaced is None else [(replaced, False)])
         functions = [self._terms_fn(rows, scored, l2) for scored, l2 in pieces]
 
@@ -486,8 +511,8 @@ class IFRU(Unlearner):
         def gradient(x):
             total = self._objective_grad(rows, x, call.new)
             return total if replaced is None else total + self._loss_gradient(rows, x, replaced)
-        tilt = self._objective_grad(rows, phi, call.original).detach()
-        return _TiltedObjective(value, gradient, tilt, phi, self._orphans(call), self.objective.l2)
+        tilt = summed(self._objective_grad)(rows, phi, call.original).detach()
+        return _TiltedObjective(summed(value), summed(gradient), tilt, phi, self._orphans(call), self.objective.l2)
 
     def _orphans(self, call: _Call) -> Tensor:
         """``[len(phi)]`` whether each entry of phi is a row of a node that no term of the new objective
@@ -509,8 +534,11 @@ class IFRU(Unlearner):
         rows, phi = call.region.rows, call.region.phi
         if self.config.spillover:
             return (target.full_gradient - target.new_gradient(phi)).detach()
-        gradient = self._loss_gradient(rows, phi, call.removed)
-        return gradient if call.replaced is None else gradient - self._loss_gradient(rows, phi, call.replaced)
+
+        def direct(x):
+            gradient = self._loss_gradient(rows, x, call.removed)
+            return gradient if call.replaced is None else gradient - self._loss_gradient(rows, x, call.replaced)
+        return call.share.summed(direct)(phi)
 
     # -- solve: the first step (Levenberg-Marquardt), then the Newton extension -----------------------------
 
@@ -557,7 +585,7 @@ class IFRU(Unlearner):
         remaining = self.config.curvature_of == "remaining"
         if self.config.curvature == "mf_surrogate":  # reads only the terms scoring a kept node directly
             graph = call.remaining if remaining else self.graph
-            return _Scored(local_terms(self.objective, graph, call.region.kept_mask), graph)
+            return _Scored(local_terms(self.objective, graph, call.region.kept_mask), graph, call.share)
         return call.new if remaining else call.original
 
     def _levenberg_marquardt(self, curvature, rhs: Tensor, target: _TiltedObjective, damping: float,
@@ -663,35 +691,43 @@ class IFRU(Unlearner):
         """Where the terms are scored: their k-hop computation subgraph when the model supports it."""
         return scored.scoring_graph(self.model, locality=not self._reference_paths)
 
+    # Each of these is this rank's part of a sum over the terms (all of it without data parallelism): its
+    # terms (``scored.mine``) and, on rank 0 only, the explicit L2 (``share.objective``); the callers sum
+    # the parts across the ranks (``share.summed``).
+
     def _terms_fn(self, rows: NodeRows, scored: _Scored, regularize: bool):
-        return objective_function(self.model, self.objective, scored.terms, scored.graph, rows, regularize,
-                                  sub=self._sub(scored))
+        return objective_function(self.model, scored.share.objective(self.objective), scored.mine, scored.graph,
+                                  rows, regularize, sub=self._sub(scored))
 
     def _loss_gradient(self, rows: NodeRows, phi: Tensor, scored: _Scored) -> Tensor:
         """Gradient in phi of the terms' summed loss on their graph (no L2)."""
-        if len(scored.terms) == 0:
+        if len(scored.mine) == 0:
             return torch.zeros_like(phi)
         if self._closed_form(rows):
-            return dot_product_gradient(self.model, rows, phi, scored.terms, self._sub(scored), self.objective)
+            return dot_product_gradient(self.model, rows, phi, scored.mine, self._sub(scored), self.objective)
         x = phi.detach().requires_grad_(True)
         return torch.autograd.grad(self._terms_fn(rows, scored, False)(x), x)[0]
 
     def _objective_grad(self, rows: NodeRows, phi: Tensor, scored: _Scored) -> Tensor:
-        return self._loss_gradient(rows, phi, scored) + self.objective.l2 * phi
+        return self._loss_gradient(rows, phi, scored) + scored.share.objective(self.objective).l2 * phi
 
     def _curvature(self, rows: NodeRows, scored: _Scored, phi: Tensor):
-        """The undamped curvature operator of the terms' objective (with its explicit L2) at ``phi``."""
-        curvature, objective, terms = self.config.curvature, self.objective, scored.terms
+        """The undamped curvature operator of the terms' objective (with its explicit L2) at ``phi``, its
+        products summed across the ranks."""
+        curvature, objective, terms = self.config.curvature, scored.share.objective(self.objective), scored.mine
         if curvature == "mf_surrogate":
-            return HessianOperator(_mf_surrogate_loss(self.model, rows, terms, objective), phi)
-        if self._closed_form(rows):
-            return DotProductOperator(self.model, rows, phi, terms, self._sub(scored), objective,
-                                      curvature == "exact")
-        if curvature == "exact":
-            return HessianOperator(self._terms_fn(rows, scored, True), phi)
-        sub = self._sub(scored)
-        logits = rows_function(self.model, rows, lambda score: score(sub, terms.edge_label_index))
-        return GaussNewtonOperator(logits, lambda z: objective.losses(z, terms.target).sum(), phi, objective.l2)
+            operator = HessianOperator(_mf_surrogate_loss(self.model, rows, terms, objective), phi)
+        elif self._closed_form(rows):
+            operator = DotProductOperator(self.model, rows, phi, terms, self._sub(scored), objective,
+                                          curvature == "exact")
+        elif curvature == "exact":
+            operator = HessianOperator(self._terms_fn(rows, scored, True), phi)
+        else:
+            sub = self._sub(scored)
+            logits = rows_function(self.model, rows, lambda score: score(sub, terms.edge_label_index))
+            operator = GaussNewtonOperator(logits, lambda z: objective.losses(z, terms.target).sum(), phi,
+                                           objective.l2)
+        return scored.share.summed(operator)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={type(self.model).__name__}, objective={self.objective}, " \

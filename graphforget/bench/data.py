@@ -1,0 +1,145 @@
+"""Where a benchmark's interactions come from: a named dataset or a user's file, with an identity for the keys.
+
+* explicit datasets (``ml-100k``, ``bookcrossing``, ``synthetic``): the IFRU protocol's preparation
+  (:func:`~graphforget.protocols.attack.prepare_attack_data`: 5-core, 0/1 labels, 6:2:2 split);
+* implicit datasets in the LightGCN line format (``ml-1m``, ``gowalla``: the folders of the data root) and
+  files (``--data PATH --format F``): the preparation of ``graphforget fit``
+  (:func:`~graphforget.workflow.prepare_split`): the file's own test set when it has one (a tenth of the
+  rest for validation), else 8:1:1; implicit interactions get ``negatives`` sampled non-interactions each
+  (label 0) for the BCE objective, or none for BPR, which draws its own (then there is no validation set
+  and training runs its epochs).
+
+A cell's key holds :meth:`DataSource.identity`: the name, the options and the sha256 of every file read, so
+an edited file never reuses a cached cell.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from torch_geometric.data import HeteroData
+
+from ..data import EDGE, Split, attack_flip, edge_subgraph, find_data_root, random_split
+from ..protocols.attack import DATASET_NAMES, AttackData, prepare_attack_data
+from ..runs import sha256_file
+from ..workflow import load_file, prepare_split
+
+__all__ = ["IMPLICIT_DATASETS", "BENCH_DATASETS", "DataSource"]
+
+#: Implicit datasets in the LightGCN format: name -> folder under the data root.
+IMPLICIT_DATASETS = {"ml-1m": "ml-1m", "gowalla": "gowalla"}
+#: Every dataset the harness knows by name.
+BENCH_DATASETS = DATASET_NAMES + tuple(IMPLICIT_DATASETS)
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A benchmark's data: ``dataset`` by name, or ``path`` read in ``format`` (``dataset="file"``).
+
+    Args:
+        dataset: a name of :data:`BENCH_DATASETS`, or ``"file"`` with ``path`` and ``format``.
+        root: the data directory of named datasets (``None``: ``$GRAPHFORGET_DATA``, then ``../shared/data``).
+        path, format: a data file and its format (:data:`graphforget.workflow.FORMATS`).
+        threshold: binarise a file's ratings: label 1 where ``rating >= threshold``.
+        user_col, item_col, label_col: a CSV file's columns.
+        negatives: sampled non-interactions per implicit interaction; ``None``: 1 for the BCE objective, 0 for
+            BPR, which draws its own (:meth:`for_loss`). The explicit datasets (:data:`DATASET_NAMES`) bring
+            their own 0/1 labels and take none: a count above 1 is refused there.
+    """
+    dataset: str = "ml-100k"
+    root: str | None = None
+    path: str | None = None
+    format: str | None = None
+    threshold: float | None = None
+    negatives: int | None = None
+    user_col: str | None = None
+    item_col: str | None = None
+    label_col: str | None = None
+
+    def __post_init__(self):
+        if self.dataset == "file":
+            if not (self.path and self.format):
+                raise ValueError("DataSource: a file needs both path and format")
+        elif self.dataset not in BENCH_DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; known: {', '.join(BENCH_DATASETS)}")
+        if self.negatives is not None and self.negatives < 0:
+            raise ValueError(f"DataSource.negatives: must be >= 0 (got {self.negatives})")
+        if self.dataset in DATASET_NAMES and (self.negatives or 0) > 1:
+            raise ValueError(f"DataSource.negatives: {self.dataset} brings its own 0/1 labels; sampled negatives are "
+                             f"for implicit data (got {self.negatives})")
+
+    def for_loss(self, loss: str) -> "DataSource":
+        """This source with ``negatives`` resolved for a training loss (``bce`` or ``bpr``).
+
+        Raises:
+            ValueError: sampled negatives asked for BPR, which draws its own.
+        """
+        if self.negatives is None:
+            return replace(self, negatives=0 if loss == "bpr" else 1)
+        if loss == "bpr" and self.negatives:
+            raise ValueError("DataSource.negatives: BPR draws its own negatives; pass 0 or None "
+                             f"(got {self.negatives})")
+        return self
+
+    @property
+    def name(self) -> str:
+        """The dataset's name, or the file's."""
+        return Path(self.path).name if self.dataset == "file" else self.dataset
+
+    def _location(self) -> tuple[Path, str]:
+        """The file (or folder) read and its format, for the implicit datasets and files."""
+        if self.dataset == "file":
+            return Path(self.path).expanduser(), self.format
+        base = Path(self.root).expanduser() if self.root is not None else find_data_root()
+        if base is None:
+            raise FileNotFoundError(f"{self.dataset} not found: no data directory (pass root, set "
+                                    "$GRAPHFORGET_DATA, or use ../shared/data)")
+        folder = base if (base / "train.txt").is_file() else base / IMPLICIT_DATASETS[self.dataset]
+        if not (folder / "train.txt").is_file():
+            raise FileNotFoundError(f"{self.dataset} not found: {folder / 'train.txt'} is missing")
+        return folder, "lightgcn"
+
+    def identity(self) -> dict:
+        """What a cell's key holds of the data: the source, its options and the files' sha256."""
+        out = {"dataset": self.dataset, "negatives": self.negatives, "threshold": self.threshold,
+               "columns": [self.user_col, self.item_col, self.label_col]}
+        if self.dataset in DATASET_NAMES:
+            return {**out, "root": None if self.root is None else str(Path(self.root).resolve())}
+        location, format = self._location()
+        files = sorted(location.glob("*.txt")) if location.is_dir() else [location]
+        return {**out, "format": format, "files": {f.name: sha256_file(f) for f in files}}
+
+    def prepare(self, seed: int, attack_ratio: float = 0.02) -> AttackData:
+        """The split, and the training graph with ``attack_ratio`` of its labels flipped (the IFRU attack).
+
+        Raises:
+            ValueError: ``negatives`` not resolved (:meth:`for_loss`), or the data's own errors.
+        """
+        if self.negatives is None:
+            raise ValueError("DataSource.negatives: resolve it for the training loss first (for_loss)")
+        if self.dataset in DATASET_NAMES:
+            return prepare_attack_data(self.dataset, self.root, attack_ratio, seed)
+        split, source = self._split(seed)
+        attacked, request = attack_flip(split.train, attack_ratio, seed=seed)
+        return AttackData(split, attacked, request, source, self.name, attack_ratio)
+
+    def _split(self, seed: int) -> tuple[Split, str]:
+        location, format = self._location()
+        graph, test = load_file(location, format, user_col=self.user_col, item_col=self.item_col,
+                                label_col=self.label_col)
+        if self.negatives == 0 and not bool((graph[EDGE].edge_label == 0).any()):
+            split = _positives_only(graph, test, seed)
+        else:
+            split = prepare_split(graph, test, threshold=self.threshold, negatives=self.negatives, seed=seed,
+                                  source=str(location))
+        source = (f"{self.name} from {location} ({format}; {self.negatives} sampled negatives per interaction; "
+                  f"{split.train[EDGE].edge_index.size(1)} training pairs)")
+        return split, source
+
+
+def _positives_only(graph: HeteroData, test: HeteroData | None, seed: int) -> Split:
+    """Implicit interactions for BPR: the file's test set (else a random tenth) and an empty validation set."""
+    if test is None:
+        return random_split(graph, (0.9, 0.0, 0.1), seed)
+    none = graph[EDGE].edge_index.new_zeros(graph[EDGE].edge_index.size(1), dtype=bool)
+    return Split(graph, edge_subgraph(graph, none), test)

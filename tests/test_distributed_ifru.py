@@ -1,0 +1,141 @@
+"""IFRU data-parallel over the loss terms (``IFRUConfig.data_parallel``): two gloo ranks against one process.
+
+Each rank sums its half of the terms; one all-reduce per curvature product, gradient and objective value
+adds the halves. The numbers differ from one process's only by the order of the float sums (a sum split in
+two, then added, is rounded differently from one running sum), so the parameters agree to a tolerance, not
+bit for bit; the two ranks agree with each other bit for bit (they hold the same reduced numbers).
+
+CG amplifies those roundings by up to the conditioning of its Krylov steps: in float32 LightGCN agrees to
+about 1e-4 only (MF: 3e-7), so the cases run in float64 (measured: agreeing to 1e-9 or better) and MF once
+in float32. The dense model is solved to a tight tolerance: its CG iterates near the default tolerance
+change by 1e-5 for a 1e-15 change of the right-hand side, even with the explicit matrix.
+"""
+import functools
+import warnings
+
+import pytest
+import torch
+
+from graphforget import BCEObjective, BPRObjective, TrainConfig, train
+from graphforget.data import attack_flip, planted_communities, random_split
+from graphforget.distributed import TermShare, gather_results, launch, rank_and_size
+from graphforget.influence import training_terms
+from graphforget.models import MF, LightGCN
+from graphforget.unlearn import IFRU, SCIF, IFRUConfig
+
+U, I, D = 60, 40, 8
+BCE, BPR = BCEObjective(l2=1e-2), BPRObjective(l2=1e-2)  # an L2 term, to check that it is counted once
+DP = {"data_parallel": True}
+F32, F64 = torch.float32, torch.float64
+# name -> (method, model, dtype, objective, config, reference paths): the closed-form products (MF, LightGCN),
+# autograd on the whole graph (exact Hessian by double backward; Gauss-Newton), the authors' MF surrogate
+# with a relative damping (Hutchinson's probes of the curvature), Gauss-Newton by autograd with dense
+# parameters in phi, BPR with line-searched Newton steps (discarded at the end: the model is far from
+# stationary), and SCIF (no spillover, relabelled terms), also for one edge (rank 0 has no removed term).
+CASES = {
+    "mf": (IFRU, "mf", F64, BCE, IFRUConfig(**DP), False),
+    "mf_float32": (IFRU, "mf", F32, BCE, IFRUConfig(**DP), False),
+    "lightgcn": (IFRU, "lightgcn", F64, BCE, IFRUConfig(**DP), False),
+    "lightgcn_exact_autograd": (IFRU, "lightgcn", F64, BCE, IFRUConfig(curvature="exact", **DP), True),
+    "lightgcn_gauss_newton_autograd": (IFRU, "lightgcn", F64, BCE, IFRUConfig(**DP), True),
+    "lightgcn_mf_surrogate": (IFRU, "lightgcn", F64, BCE,
+                              IFRUConfig(curvature="mf_surrogate", solver={"relative_damping": 0.1}, **DP), False),
+    "dense_gauss_newton_autograd": (IFRU, "dense", F64, BCE, IFRUConfig(solver={"tol": 1e-6}, **DP), False),
+    "lightgcn_bpr_newton": (IFRU, "lightgcn", F64, BPR, IFRUConfig.newton(2, steps=3, **DP), False),
+    "scif_mf": (SCIF, "mf", F64, BCE, IFRUConfig(**DP), False),
+    "scif_mf_one_edge": (SCIF, "mf", F64, BCE, IFRUConfig(**DP), False),
+}
+
+
+def unlearn_cases(cases: list) -> list:
+    """Every rank's ``[(state, info)]``, one per case, in rank order (module level, for ``launch``)."""
+    rank, size = rank_and_size()
+    mine = []
+    for method, model, graph, objective, config, reference, request in cases:
+        with warnings.catch_warnings():  # the warnings of untrusted or discarded steps are compared as info
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = method(model, graph, objective, config, _reference_paths=reference).unlearn(request)
+        mine.append((result.model.state_dict(), result.info))
+    return gather_results({rank: mine}, size)
+
+
+def _model(kind: str, dtype: torch.dtype = F64):
+    from test_dense_params import DenseGCN
+    with torch.random.fork_rng():  # DenseGCN's Linear draws its initial weights from torch's global generator
+        torch.manual_seed(0)
+        model = {"mf": MF(U, I, D), "lightgcn": LightGCN(U, I, D, num_layers=2), "dense": DenseGCN(U, I, D)}[kind]
+    model.reset_parameters(0)
+    return model.to(dtype)
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """The cases' models trained briefly (Adam, early stopping) on a 5%-flipped graph, unlearned by one
+    process and by two ranks (one launch for every case, which keeps the test short)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        split = random_split(planted_communities(U, I, 2, 15, seed=0), (0.6, 0.2, 0.2), seed=0)
+        graph, request = attack_flip(split.train, 0.05, seed=0)
+        trained = {}
+        for _, kind, dtype, objective, _, _ in CASES.values():
+            if (kind, dtype, objective) not in trained:
+                trained[kind, dtype, objective] = model = _model(kind, dtype)
+                train(model, graph, objective, TrainConfig(epochs=30, lr=0.05, batch_size=128, patience=3), split.val)
+        cases = [(method, trained[kind, dtype, objective], graph, objective, config, reference,
+                  request[:, :1] if name.endswith("one_edge") else request)
+                 for name, (method, kind, dtype, objective, config, reference) in CASES.items()]
+        single = unlearn_cases(cases)
+        double = launch(unlearn_cases, 2, cases)
+    finally:
+        torch.set_num_threads(threads)
+    return {name: (single[0][j], double[0][j], double[1][j]) for j, name in enumerate(CASES)}
+
+
+def _decisions(info: dict) -> tuple:
+    """What the solver, the acceptance test and the line search decided: iterations, step sizes, outcome."""
+    solves = info["attempts"] + info["solver"]
+    return ([solve["iterations"] for solve in solves], [solve.get("step_size") for solve in solves],
+            info["trusted"], info["reason"], info.get("newton_discarded"))
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("name", list(CASES))
+def test_data_parallel_ifru_on_two_ranks_matches_one_process(runs, name):
+    (one, one_info), (rank0, info0), (rank1, info1) = runs[name]
+    tol = 1e-5 if one["user_emb.weight"].dtype == F32 else 1e-6  # relative to the largest entry (see above)
+    for key in one:
+        assert torch.equal(rank0[key], rank1[key]), key  # the ranks write the same phi
+        assert float((rank0[key] - one[key]).abs().max()) <= tol * float(one[key].abs().max()), key
+    assert _decisions(info0) == _decisions(one_info) == _decisions(info1)
+    assert info0["kept_parameters"] == one_info["kept_parameters"] > 0
+    assert info0["affected_terms"] == one_info["affected_terms"]  # counted on all the terms, on every rank
+    assert info0["damping"] == pytest.approx(one_info["damping"], rel=1e-4)
+
+
+def test_one_rank_share_is_the_identity(small_planted):
+    """Without a process group (or with one rank) nothing is split nor reduced: IFRU with ``data_parallel``
+    gives, bit for bit, the model it gives without."""
+    share = TermShare()
+    assert TermShare.of_group() == share == TermShare(0, 1)
+    terms, fn = training_terms(BCE, small_planted), (lambda v: 2 * v)
+    assert share.terms(terms) is terms and share.summed(fn) is fn and share.objective(BPR) is BPR
+    other = TermShare(1, 2).objective(BPR)
+    assert other.l2 == 0 and BPR.l2 == 1e-2 and other.seed == BPR.seed  # rank 1 adds no L2
+    model = _model("lightgcn", F32)
+    request = small_planted["user", "rates", "item"].edge_index[:, :5]
+    plain, parallel = (IFRU(model, small_planted, BCE, IFRUConfig(data_parallel=flag)).unlearn(request)
+                       for flag in (False, True))
+    assert all(torch.equal(a, b) for a, b in zip(plain.model.parameters(), parallel.model.parameters()))
+
+
+@pytest.mark.parametrize("objective", [BCE, BPR], ids=["bce", "bpr"])
+def test_terms_parts_are_contiguous_and_cover_the_terms(small_planted, objective):
+    """BPR terms carry their negative pair in a second block: a part keeps each term's pairs together."""
+    terms = training_terms(objective, small_planted)
+    parts = [terms.part(index, 3) for index in range(3)]
+    sizes = [len(part) for part in parts]
+    assert sum(sizes) == len(terms) and max(sizes) - min(sizes) <= 1
+    whole = functools.reduce(lambda a, b: a.cat(b), parts)
+    assert torch.equal(whole.edge_label_index, terms.edge_label_index) and torch.equal(whole.target, terms.target)
+    assert terms.part(0, 1) is terms and len(terms.select(torch.zeros(len(terms), dtype=torch.bool)).part(1, 2)) == 0
