@@ -164,19 +164,20 @@ def _readme_cell(group: dict | None, figures: tuple[str, str, str]) -> str:
     gap, mia, seconds = (group["metrics"].get(name) or {} for name in figures)
     if gap.get("mean") is None:
         return "failed" if group.get("errors") else "-"
-    return f"{gap['mean']:.2f}/{mia['mean']:.2f}/{seconds['mean']:.2g}s"
+    time = f"{seconds['mean']:.0f}" if seconds["mean"] >= 100 else f"{seconds['mean']:.2g}"
+    return f"{gap['mean']:.2f}/{mia['mean']:.2f}/{time}s"
 
 
 def readme_table(results: list) -> str:
     """One row per (run, setting), one column per method: prediction gap / MIA AUC / seconds (means over seeds)."""
     methods = [m for m in README_METHODS if any(g["method"] == m for r in results for g in r.aggregates)]
-    lines = ["| protocol, data | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    lines = ["| protocol, data/model | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for result in results:
         figures = README_FIGURES.get(result.protocol, README_DEFAULT)
         variants = list(dict.fromkeys(json.dumps(g["variant"], sort_keys=True) for g in result.aggregates))
         for variant in variants:
             groups = {g["method"]: g for g in result.aggregates if json.dumps(g["variant"], sort_keys=True) == variant}
-            name = f"{result.protocol}{_readme_variant(json.loads(variant))}, {result.dataset}"
+            name = f"{result.protocol}{_readme_variant(json.loads(variant))}, {result.dataset}/{result.model}"
             lines.append(f"| {name} | " + " | ".join(_readme_cell(groups.get(m), figures) for m in methods) + " |")
     return "\n".join(lines) + "\n"
 
