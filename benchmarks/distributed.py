@@ -1,6 +1,7 @@
 """Speed-up of 2 processes over 1 (torch.distributed, gloo, one thread each) on this machine.
 
-* SISA: ``fit()`` of 10 MF shards (each rank trains every second shard) on ML-100K's attacked training graph.
+* SISA: ``fit()`` of 10 MF shards (each rank trains every second shard) on ML-100K's attacked training graph
+  (``--dataset gowalla``: Gowalla's training file, one sampled negative each).
 * Data-parallel training (``TrainConfig.data_parallel``): MF and LightGCN-2, each rank computing half of
   every mini-batch, gradients summed across the ranks; a fixed number of epochs, no early stopping.
 * Data-parallel IFRU (``IFRUConfig.data_parallel``): one request of 1% of the training edges on LightGCN-2
@@ -13,7 +14,7 @@ is measured inside the ranks (rank 0's clock around the work), so the seconds to
 left out and reported apart. Each row records the load average after it (the machine may be shared). Writes
 ``results/distributed.json``; with ``--only``, only those rows are measured and the file's others are kept.
 
-    python benchmarks/distributed.py [--epochs 5] [--only training|ifru]
+    python benchmarks/distributed.py [--epochs 5] [--only training|ifru] [--dataset gowalla]
 """
 from __future__ import annotations
 
@@ -25,11 +26,11 @@ from pathlib import Path
 
 import torch
 
+from graphforget.bench import DataSource
 from graphforget.clock import Stopwatch
 from graphforget.data import random_edges
 from graphforget.distributed import launch
 from graphforget.presets import default_hparams
-from graphforget.protocols.attack import prepare_attack_data
 from graphforget.train import TrainConfig, train
 from graphforget.unlearn import IFRU, SISA, IFRUConfig, SISAConfig
 
@@ -59,7 +60,7 @@ def timed_ifru(model, graph, objective, request, repeats: int = 3) -> float:
 
 def ifru_row(data, epochs: int) -> dict:
     """IFRU on LightGCN-2 with one process and with two, and what the request touched."""
-    hparams = default_hparams("lightgcn", "ml-100k")
+    hparams = default_hparams("lightgcn")
     model = hparams.build_model(data.train["user"].num_nodes, data.train["item"].num_nodes, seed=0)
     objective = hparams.objective()
     torch.set_num_threads(1)
@@ -84,7 +85,7 @@ def training_rows(data, epochs: int) -> dict:
     """Data-parallel training of MF and LightGCN, and SISA's fit of MF shards."""
     rows = {}
     for name in ("mf", "lightgcn"):
-        hparams = default_hparams(name, "ml-100k")
+        hparams = default_hparams(name)
         model = hparams.build_model(data.train["user"].num_nodes, data.train["item"].num_nodes, seed=0)
         config = TrainConfig(epochs=epochs, patience=0, data_parallel=True)
         rows[f"train_{name}"] = compare(timed_training, model, data.train, hparams.objective(), config)
@@ -99,9 +100,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--only", choices=("training", "ifru"), help="measure only these rows, keep the file's others")
+    parser.add_argument("--dataset", choices=("ml-100k", "gowalla"), default="ml-100k",
+                        help="gowalla: its training file with one sampled negative each (results/distributed_gowalla.json)")
     args = parser.parse_args()
-    data = prepare_attack_data("ml-100k", attack_ratio=0.02, seed=0)
-    path = RESULTS / "distributed.json"
+    data = DataSource(args.dataset).for_loss("bce").prepare(seed=0)
+    path = RESULTS / ("distributed.json" if args.dataset == "ml-100k" else f"distributed_{args.dataset}.json")
     payload = {"dataset": data.source, "epochs": args.epochs, "cpus": os.cpu_count(),
                "machine": platform.processor() or platform.machine(), "rows": {}}
     if args.only and path.exists():  # the other rows and the run they came from are kept
