@@ -648,7 +648,7 @@ def cmd_verify(args) -> int:
 
 def _add_workflow_commands(sub) -> None:
     """The parsers of ``fit``, ``forget`` and ``verify``."""
-    from .workflow import FIT_MODELS, FORMATS
+    from .workflow import FIT_MODELS
     p = sub.add_parser("fit", help="train a model on your own data file (writes a run)",
                        description="Train on a data file: binarise ratings, sample negatives for implicit "
                                    "feedback, split off validation (and test) pairs, write a run directory.")

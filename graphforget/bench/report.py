@@ -47,21 +47,34 @@ def _cell_seconds(result) -> float:
     return sum(record["result"].get("wall_seconds") or 0.0 for record in result.cells)
 
 
+def _title(result) -> str:
+    return f"{result.protocol} on {result.dataset}, {result.model}"
+
+
+def _intro(result, code: str = "`") -> str:
+    """The seeds, the protocol's parameters and the compute (``code``: the inline-code mark of the format)."""
+    seeds = sorted({s for group in result.aggregates for s in group["seeds"]})
+    return (f"Seeds {seeds}; mean ± half-width of the 95% Student-t interval over seeds. Protocol parameters: "
+            f"{code}{result.params}{code}. Compute: {_cell_seconds(result):.0f} s over {len(result.cells)} cells "
+            "(their wall times, cached or not).")
+
+
+def _table(result) -> tuple[list[str], list[list[str]]]:
+    """The header and the rows of the run's table: one row per (variant, method), mean ± half-width cells."""
+    columns = [c for c in COLUMNS[result.protocol] if any(c in group["metrics"] for group in result.aggregates)]
+    rows = []
+    for group in result.aggregates:
+        name = group["method"] + (f" ({group['errors']} failed)" if group.get("errors") else "")
+        rows.append([_variant(group["variant"]), name] + [_fmt(group["metrics"].get(c)) for c in columns])
+    return ["setting", "method", *columns], rows
+
+
 def markdown(result) -> str:
     """The run's tables: one row per (variant, method), every figure as mean ± 95% half-width over seeds."""
-    columns = [c for c in COLUMNS[result.protocol]
-               if any(c in group["metrics"] for group in result.aggregates)]
-    seeds = sorted({s for group in result.aggregates for s in group["seeds"]})
-    lines = [f"# {result.protocol} on {result.dataset}, {result.model}",
-             "", f"Seeds {seeds}; mean ± half-width of the 95% Student-t interval over seeds. "
-                 f"Protocol parameters: `{result.params}`. Compute: {_cell_seconds(result):.0f} s over "
-                 f"{len(result.cells)} cells (their wall times, cached or not).", "",
-             "| setting | method | " + " | ".join(columns) + " |",
-             "|---|---|" + "---|" * len(columns)]
-    for group in result.aggregates:
-        cells = [_fmt(group["metrics"].get(c)) for c in columns]
-        name = group["method"] + (f" ({group['errors']} failed)" if group.get("errors") else "")
-        lines.append(f"| {_variant(group['variant'])} | {name} | " + " | ".join(cells) + " |")
+    header, rows = _table(result)
+    lines = [f"# {_title(result)}", "", _intro(result), "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += ["", "prediction_gap: ||p_method - p_retrain|| / ||p_original - p_retrain|| on the test pairs "
                   "(0: Retrain's predictions); prediction_distance and original_distance: its numerator and "
                   "denominator. mia_auc: membership attack on the removed edges against matched "
@@ -148,13 +161,9 @@ def _rst_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def rst(result) -> str:
     """The run's tables as reStructuredText (the same cells as :func:`markdown`), under a section title."""
-    table = markdown(result).splitlines()
-    title, intro = table[0][2:], table[2]
-    rows = [[cell.strip().replace("|", "/") for cell in line.strip("|").split("|")] for line in table[4:]
-            if line.startswith("|")]
-    header = rows.pop(0)
-    rows = [[cell.replace("*", "\\*") for cell in row] for row in rows if not set(row[0]) <= {"-"}]
-    return "\n".join([title, "~" * len(title), "", intro.replace("`", "``"), ""] + _rst_table(header, rows))
+    header, rows = _table(result)
+    title = _title(result)
+    return "\n".join([title, "~" * len(title), "", _intro(result, "``"), ""] + _rst_table(header, rows))
 
 
 def _readme_cell(group: dict | None, figures: tuple[str, str, str]) -> str:
