@@ -8,6 +8,8 @@ FineTune 1 and 3 epochs, IFRU default, IFRU paper, SCIF, IFRU newton.
 
     python benchmarks/ifru_robustness.py --quick     # ML-100K, 5%, 1 seed, early-stopped, L2 {0, default}
     python benchmarks/ifru_robustness.py --seeds 3   # the whole grid (hours)
+    python benchmarks/ifru_robustness.py --seeds 3 --trainings stationary --merge \
+        --out benchmarks/results/ifru_robustness_grid.json   # re-measure only the stationary cells
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import argparse
 import itertools
 import json
 import os
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -221,13 +224,30 @@ def write_json(payload, path: Path) -> None:
     os.replace(tmp, path)
 
 
+#: What names a cell: a merged run replaces the previous cells with the same key.
+CELL_KEYS = ("kind", "dataset", "model", "l2_name", "training", "attack", "seed", "user")
+
+
+def _key(cell: dict) -> tuple:
+    return tuple(cell.get(k) for k in CELL_KEYS)
+
+
+def merged(previous: list[dict], cells: list[dict]) -> list[dict]:
+    """The previous cells this run did not measure, then this run's."""
+    measured = {_key(c) for c in cells}
+    return [c for c in previous if _key(c) not in measured] + cells
+
+
+def trainings(args) -> list[str]:
+    return args.trainings or (["early-stopped"] if args.quick else ["early-stopped", "stationary"])
+
+
 def grid(args):
     """Yields (cell settings, hparams) for every attack cell, and the skipped cells as (cell, None)."""
     datasets = args.datasets or (["ml-100k"] if args.quick else ["ml-100k", "bookcrossing"])
-    trainings = args.trainings or (["early-stopped"] if args.quick else ["early-stopped", "stationary"])
     attacks = args.attacks or ([0.05] if args.quick else [0.02, 0.05])
-    for dataset, attack, seed, training, model in itertools.product(datasets, attacks, range(args.seeds), trainings,
-                                                                    ("mf", "lightgcn")):
+    for dataset, attack, seed, training, model in itertools.product(datasets, attacks, range(args.seeds),
+                                                                    trainings(args), ("mf", "lightgcn")):
         hp = default_hparams(model, dataset, training)
         l2s = {"0": 0.0, "default": hp.l2} if args.quick else {"0": 0.0, "weak": 0.1 * hp.l2, "default": hp.l2}
         for l2_name, l2 in l2s.items():
@@ -246,11 +266,20 @@ def main(argv=None) -> None:
     parser.add_argument("--trainings", nargs="+", choices=["early-stopped", "stationary"],
                         help="default: both (quick: early-stopped)")
     parser.add_argument("--out", type=Path, default=RESULTS / "ifru_robustness.json")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the cells of an existing --out that this run does not measure (e.g. re-measure "
+                             "--trainings stationary after a change that affects only them)")
     args = parser.parse_args(argv)
     args.seeds = args.seeds or (1 if args.quick else 3)
     torch.set_num_threads(1)
     clock, cells, skipped, data_cache = Stopwatch().start(), [], [], {}
+    previous = json.loads(args.out.read_text()) if args.merge and args.out.is_file() else {"cells": []}
     payload = {"quick": args.quick, "methods": METHODS, "skipped": skipped, "cells": cells}
+
+    def save():
+        payload["cells"] = merged(previous["cells"], cells)
+        payload["summary"] = [summary(c) for c in payload["cells"]]
+        write_json(payload, args.out)
     for cell, hp in grid(args):
         if hp is None:
             skipped.append({**cell, "reason": "stationary x L2 0: no stationary point without L2 (MF)"})
@@ -261,8 +290,10 @@ def main(argv=None) -> None:
                                                          synthetic_fallback=False)}
         cells.append(attack_cell(cell, data_cache[key], hp, METHODS))
         print_cell(cells[-1])
-        write_json(payload, args.out)
-    for seed in range(args.seeds):
+        save()
+    if args.merge:
+        skipped[:0] = [c for c in previous.get("skipped", []) if _key(c) not in {_key(k) for k in skipped}]
+    for seed in range(args.seeds if "early-stopped" in trainings(args) else 0):  # one-user requests: early-stopped
         data = prepare_attack_data("ml-100k", None, 0.05, seed, synthetic_fallback=False)
         for model in ("mf", "lightgcn"):
             hp0 = default_hparams(model, "ml-100k", "early-stopped")
@@ -272,12 +303,13 @@ def main(argv=None) -> None:
                 for row in user_cells(cell, data, hp0.replace(l2=l2), METHODS, 1 if args.quick else 3):
                     cells.append(row)
                     print_cell(row)
-        payload["summary"] = [summary(c) for c in cells]
-        write_json(payload, args.out)
-    payload["summary"] = [summary(c) for c in cells]
+        save()
     payload["wall_seconds"] = clock.elapsed()
-    write_json(payload, args.out)
-    plot(cells, args.out.with_suffix(".png"))
+    payload["runs"] = previous.get("runs", [{"wall_seconds": previous["wall_seconds"]}] if "wall_seconds" in previous
+                                   else []) + [{"argv": argv if argv is not None else sys.argv[1:],
+                                                "wall_seconds": payload["wall_seconds"]}]
+    save()
+    plot(payload["cells"], args.out.with_suffix(".png"))
     print(f"wall {payload['wall_seconds']:.0f}s -> {args.out}", flush=True)
 
 

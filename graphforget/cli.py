@@ -398,10 +398,11 @@ def cmd_demo(args) -> int:
 
 def cmd_bench(args) -> int:
     """The benchmark harness (:func:`graphforget.bench.run_bench`): cells cached under ``--out``, tables printed."""
-    from .bench import bench_hparams, markdown, parse_params, run_bench  # the harness loads only for this command
+    from .bench import BENCH_METHODS, bench_hparams, markdown, parse_params, run_bench  # loaded only for this command
     methods = args.methods or None
     for method in methods or []:
-        _check_method(method)
+        if method not in BENCH_METHODS:
+            _check_method(method)
     options: dict[str, dict] = {}
     for pair in args.option or []:
         method, sep, rest = pair.partition(":")
@@ -843,8 +844,9 @@ def _add_bench_parser(sub) -> None:
     p.add_argument("--model", choices=sorted(MODELS), default="mf",
                    help="recommender (default: mf; sgl and simgcl train with BPR)")
     p.add_argument("--methods", nargs="+", metavar="METHOD",
-                   help="methods (default: retrain finetune ifru scif sisa receraser; for adversarial: unlearnrec "
-                        "instead of scif); retrain always runs")
+                   help="methods (default: retrain retrain_seed finetune ifru scif sisa receraser; for adversarial: "
+                        "unlearnrec instead of scif); retrain always runs; retrain_seed is the noise floor, a Retrain "
+                        "from another seed")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default: 3)")
     p.add_argument("--quick", action="store_true", help="the quick profile: a 20-request stream, one deletion ratio")
     p.add_argument("--param", action="append", metavar="KEY=VALUE",

@@ -16,7 +16,9 @@ from graphforget.bench import (DEFAULT_METHODS, PROTOCOLS, Cell, CellCache, Data
                                parse_params, plan_cells, run_bench, stream_positions, stream_requests, t_quantile)
 from graphforget.bench.setting import request_digest
 from graphforget.data import EDGE, pair_keys, planted_communities
+from graphforget.metrics import prediction_distance
 from graphforget.presets import Hyperparameters
+from graphforget.unlearn import Retrain, RetrainConfig
 
 #: A tiny model trained for a few epochs: fast, and deterministic for a seed.
 TINY = Hyperparameters(model="mf", embedding_dim=8, l2=1.0, train={"epochs": 3, "patience": 0})
@@ -197,6 +199,21 @@ def test_every_method_reports_membership_inference(tmp_path):
         assert record["result"]["mia_auc"] is not None and record["result"]["prediction_gap"] is not None
     assert all("mia_auc" in group["metrics"] and "prediction_gap" in group["metrics"] for group in result.aggregates)
     assert (tmp_path / "results.md").read_text().count("| attack_ratio=0.02 |") == len(DEFAULT_METHODS)
+
+
+def test_the_noise_floor_is_a_retrain_from_another_seed():
+    setting = Setting(DataSource("synthetic", negatives=1), TINY, seed=2)
+    variant = {"kind": "random", "ratio": 0.1}
+    row = PROTOCOLS["deletion"].run(setting, "retrain_seed", {}, variant, False)
+    request = deletion_request(setting.train_graph, "random", 0.1, seed=2)
+    # by hand: a fresh model from seed 1002, trained on the remaining edges in seed 1002's batch order
+    other = Retrain(setting.original, setting.train_graph, setting.objective,
+                    RetrainConfig(TINY.train_config(1002), seed=1002), val=setting.val).unlearn(request)
+    reference, pairs = setting.reference(request), setting.test[EDGE].edge_index
+    gap = prediction_distance(other.model, other.graph, reference.model, reference.graph, pairs)
+    scale = prediction_distance(setting.original, setting.train_graph, reference.model, reference.graph, pairs)
+    assert row["prediction_distance"] == pytest.approx(gap, rel=1e-6) and gap > 0
+    assert row["prediction_gap"] == pytest.approx(gap / scale, rel=1e-6)
 
 
 def test_bad_input_is_refused_before_training(tmp_path):

@@ -18,7 +18,7 @@ from ..unlearn import METHODS, NotFittedError, UnlearningFailed, method_config
 from .cache import Cell, CellCache
 from .data import DataSource
 from .protocols import PROTOCOLS
-from .setting import MethodUnsupported, Setting, Workspace
+from .setting import BENCH_METHODS, MethodUnsupported, Setting, Workspace, resolve_method
 from .stats import mean_interval
 
 __all__ = ["BenchResult", "run_bench", "bench_hparams", "plan_cells", "aggregate", "parse_params", "DEFAULT_METHODS",
@@ -26,11 +26,12 @@ __all__ = ["BenchResult", "run_bench", "bench_hparams", "plan_cells", "aggregate
 
 log = logging.getLogger(__name__)
 
-#: The methods of a run when none are named: every registered one except UnlearnRec, which needs a
-#: BPR-trained message-passing backbone (the ``adversarial`` protocol) and cannot continue a stream.
-DEFAULT_METHODS = ("retrain", "finetune", "ifru", "scif", "sisa", "receraser")
+#: The methods of a run when none are named: the noise floor ``retrain_seed`` (see
+#: :data:`~graphforget.bench.setting.BENCH_METHODS`) and every registered method except UnlearnRec, which
+#: needs a BPR-trained message-passing backbone (the ``adversarial`` protocol) and cannot continue a stream.
+DEFAULT_METHODS = ("retrain", "retrain_seed", "finetune", "ifru", "scif", "sisa", "receraser")
 #: The ``adversarial`` protocol's (BPR): UnlearnRec in, SCIF out (it relabels terms, so it needs BCE).
-ADVERSARIAL_METHODS = ("retrain", "finetune", "ifru", "sisa", "receraser", "unlearnrec")
+ADVERSARIAL_METHODS = ("retrain", "retrain_seed", "finetune", "ifru", "sisa", "receraser", "unlearnrec")
 
 
 @dataclass
@@ -82,9 +83,9 @@ def _seed_list(seeds: int | Sequence[int]) -> list[int]:
 def _check_run(protocol: str, methods: Sequence[str]) -> None:
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in METHODS and m not in BENCH_METHODS]
     if unknown:
-        raise ValueError(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
+        raise ValueError(f"unknown methods {unknown}; known: {', '.join([*METHODS, *BENCH_METHODS])}")
 
 
 def plan_cells(protocol: str, source: DataSource, hparams: Hyperparameters, methods: Sequence[str], seeds,
@@ -160,7 +161,8 @@ def _options(methods: Sequence[str], options: dict | None, hparams: Hyperparamet
     options = {m: dict((options or {}).get(m) or {}) for m in methods}
     for method in ["retrain", *methods]:
         for seed in seeds:
-            method_config(method, options.get(method), train=hparams.train_config(seed), seed=seed)
+            name, resolved = resolve_method(method, options.get(method), seed)
+            method_config(name, resolved, train=hparams.train_config(seed), seed=seed)
     return options
 
 

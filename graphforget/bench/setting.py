@@ -22,9 +22,26 @@ from ..train import train
 from ..unlearn import UnlearnResult, Unlearner, build_unlearner
 from .data import DataSource
 
-__all__ = ["Setting", "Workspace", "MethodUnsupported"]
+__all__ = ["Setting", "Workspace", "MethodUnsupported", "BENCH_METHODS", "resolve_method"]
 
 log = logging.getLogger(__name__)
+
+#: Seeds of the noise floor's Retrain: the cell's seed plus this.
+NOISE_SEED_OFFSET = 1000
+#: The harness's own methods: name -> (the registered method it runs, its options from the cell's seed).
+#: ``retrain_seed`` is the noise floor: Retrain from another seed (initialisation and batch order), so that
+#: its distance to the reference Retrain says how much retraining itself varies.
+BENCH_METHODS: dict[str, tuple[str, Callable[[int], dict]]] = {
+    "retrain_seed": ("retrain", lambda seed: dict.fromkeys(("seed", "train.seed"), seed + NOISE_SEED_OFFSET)),
+}
+
+
+def resolve_method(method: str, options: dict | None, seed: int) -> tuple[str, dict]:
+    """The registered method a cell's ``method`` runs, and its options (a harness method's own, then ``options``)."""
+    if method not in BENCH_METHODS:
+        return method, dict(options or {})
+    name, seeded = BENCH_METHODS[method]
+    return name, {**seeded(seed), **(options or {})}
 
 
 class MethodUnsupported(ValueError):
@@ -124,8 +141,9 @@ class Setting:
         Raises:
             MethodUnsupported: the method refused the model, the graph or the objective.
         """
+        name, options = resolve_method(method, options, self.seed)
         try:
-            return build_unlearner(method, model, graph, self.objective, options, train=self.config, seed=self.seed,
+            return build_unlearner(name, model, graph, self.objective, options, train=self.config, seed=self.seed,
                                    val=self.val)
         except ValueError as error:
             raise MethodUnsupported(f"{method}: {error}") from error

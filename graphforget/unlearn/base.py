@@ -89,13 +89,21 @@ class Unlearner:
         self.model, self.graph, self.objective, self.val = model, graph, objective, val
         self.config = config if isinstance(config, self.Config) else build_config(self.Config, config)
         self.fitted, self.fit_seconds, self.fit_info = not self.needs_fit, 0.0, {}
+        self._checked_edges: list = []  # (object, version): the objective and edges the last checks passed on
         self._check_graph()
 
     def _check_graph(self) -> None:
-        """The checks where model, graph and objective meet (see the class docstring)."""
+        """The checks where model, graph and objective meet (see the class docstring). Those that read every
+        edge (labels, duplicates; a sort of all pairs) run again only when the edges changed since they passed."""
         check_model_fits(self.model, self.graph)
+        store = self.graph[EDGE]
+        state = [(self.objective, None)] + [(t, t._version) for t in (store.edge_index, store.get("edge_label"))
+                                            if t is not None]
+        if _same_tensors(state, self._checked_edges):
+            return
         self.objective.check(self.graph)
-        check_unique_pairs(self.graph[EDGE].edge_index, num_items(self.graph), "the training graph")
+        check_unique_pairs(store.edge_index, num_items(self.graph), "the training graph")
+        self._checked_edges = state
 
     def fit(self) -> "Unlearner":
         """Prepares the method before any request (see the class docstring); returns ``self``."""
@@ -138,6 +146,12 @@ class Unlearner:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={type(self.model).__name__}, config={self.config})"
+
+
+def _same_tensors(state: list, checked: list) -> bool:
+    """Whether ``state`` holds the very objects of ``checked`` (identity: a replaced tensor differs) at the same
+    versions (``Tensor._version`` counts in-place writes)."""
+    return len(state) == len(checked) and all(t is u and v == w for (t, v), (u, w) in zip(state, checked))
 
 
 def check_finite(model: torch.nn.Module) -> None:

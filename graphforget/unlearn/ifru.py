@@ -107,8 +107,10 @@ class NewtonConfig:
     Args:
         steps: 1 is the paper; more iterate Newton steps on the new objective. ``"auto"`` (default): 8
             line-searched inexact steps when the trained point is stationary
-            (:math:`\\lVert\\nabla_\\phi L(\\hat\\theta; D)\\rVert \\le 0.1 \\lVert g\\rVert`), else 1: away from
-            stationarity the new objective's minimiser is not where retraining goes.
+            (:math:`\\lVert\\nabla_\\phi L(\\hat\\theta; D)\\rVert \\le 0.1 \\lVert g\\rVert`), over rows one
+            hop wider than the receptive field unless ``hops`` is set (the minimiser they go to moves the
+            rows coupled to the request's too); else 1: away from stationarity the new objective's
+            minimiser is not where retraining goes.
         line_search: scale each later Newton step by the largest :math:`2^{-j}` (:math:`j < 10`) that does
             not increase the objective of the acceptance test (0 when none does, which ends the iterations).
     """
@@ -415,7 +417,8 @@ class IFRU(Unlearner):
     The result's ``info``:
 
     * ``request_edges``, ``affected_nodes`` (within :math:`K` hops of the request), ``affected_terms``
-      (:math:`|D_c|`), ``kept_nodes``, ``kept_parameters`` (the size of :math:`\phi`);
+      (:math:`|D_c|`), ``kept_nodes``, ``kept_parameters`` (the size of :math:`\phi`),
+      ``widened`` (the rows taken one hop wider for a stationary model, see :class:`NewtonConfig`);
     * ``implicit_ridge`` (``None`` unless ``solver.damping="auto"``), ``gradient_ratio``
       (:math:`\lVert\nabla L(\hat\phi; D)\rVert / \lVert g\rVert`: how far from stationary the model is),
       ``damping`` (the last attempt's :math:`\lambda`);
@@ -449,29 +452,47 @@ class IFRU(Unlearner):
 
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData):
         clock = _PhaseClock(self.graph[EDGE].edge_index.device)
-        region = self._select(request)
+        region = self._select(request, self.config.hops)
         clock.lap("select")
         share = TermShare.of_group() if self.config.data_parallel else TermShare()
-        call = self._gather(request, positions, remaining, region, share)
-        target = self._tilted_objective(call)
-        gradient = self._gradient(call, target)
+        call, target, gradient = self._prepare(request, positions, remaining, region, share)
+        widened = self._widens(target, gradient)
+        if widened:
+            region = self._select(request, self.model.receptive_field + 1)
+            call, target, gradient = self._prepare(request, positions, remaining, region, share)
         clock.lap("gradient")
         phi, outcome = self._solve(call, gradient.detach(), target)
         clock.lap("solve")
         new_model = copy.deepcopy(self.model)
         region.rows.write(new_model, phi)
         clock.lap("write")
-        return new_model, {**self._describe(call), **outcome, "phase_seconds": clock.phases,
+        return new_model, {**self._describe(call), **outcome, "widened": widened, "phase_seconds": clock.phases,
                            "threads": torch.get_num_threads()}
+
+    def _prepare(self, request: Tensor, positions: Tensor, remaining: HeteroData, region: _Region,
+                 share: TermShare) -> tuple[_Call, _TiltedObjective, Tensor]:
+        """The request's terms over ``region``, the tilted objective T and the removal's gradient g."""
+        call = self._gather(request, positions, remaining, region, share)
+        target = self._tilted_objective(call)
+        return call, target, self._gradient(call, target)
+
+    def _widens(self, target: _TiltedObjective, gradient: Tensor) -> bool:
+        """Whether the region grows by one hop: on a stationary model (``newton.steps="auto"``, ``hops`` not
+        set), the Newton steps go to the new objective's minimiser, towards which the rows that the curvature
+        couples to the request's move too (as ``IFRUConfig.newton`` does)."""
+        if self.config.newton.steps != "auto" or self.config.hops is not None:
+            return False
+        return _gradient_ratio(target, gradient) <= STATIONARY_RATIO
 
     # -- select: the rows phi and the regions around the request --------------------------------------
 
-    def _select(self, request: Tensor) -> _Region:
-        """phi: the rows of the nodes that pruning keeps (the request's endpoints always)."""
+    def _select(self, request: Tensor, hops: int | None) -> _Region:
+        """phi: the rows of the nodes that pruning keeps within ``hops`` (``None``: the receptive field) of the
+        request (its endpoints always)."""
         cfg, graph, model = self.config, self.graph, self.model
         users, depth = num_users(graph), model.receptive_field
         request_nodes = node_ids(request, users)
-        scores = importance_scores(graph, request, depth if cfg.hops is None else cfg.hops)
+        scores = importance_scores(graph, request, depth if hops is None else hops)
         kept_mask = select_nodes(scores, cfg.prune, always=request_nodes)
         # The MF surrogate has no curvature for dense parameters: they are left out of it.
         rows = NodeRows.from_node_mask(model, kept_mask, users, dense=cfg.dense and cfg.curvature != "mf_surrogate")
@@ -522,7 +543,9 @@ class IFRU(Unlearner):
         data = torch.full((users + items,), call.replaced is not None, dtype=torch.bool,
                           device=call.new.terms.target.device)
         data[call.new.terms.nodes(users, users + items)] = True
-        data[node_ids(message_passing_edges(remaining), users)] = True
+        edges = message_passing_edges(remaining)  # marked in place: a sort of all their ids would cost O(E log E)
+        data[edges[0]] = True
+        data[edges[1] + users] = True
         return call.region.rows.expand(self.model, ~data, users)
 
     def _gradient(self, call: _Call, target: _TiltedObjective) -> Tensor:
@@ -545,8 +568,7 @@ class IFRU(Unlearner):
     def _solve(self, call: _Call, gradient: Tensor, target: _TiltedObjective) -> tuple[Tensor, dict]:
         """The accepted first step, then the Newton extension's steps; returns phi and the info entries."""
         phi = call.region.phi
-        # How far the trained point is from stationary, relative to the removal's own gradient.
-        ratio = float(target.full_gradient.norm() / gradient.norm()) if gradient.norm() > 0 else float("inf")
+        ratio = _gradient_ratio(target, gradient)
         implicit = target.implicit_ridge() if self.config.solver.damping == "auto" else None
         outcome = {"implicit_ridge": implicit, "gradient_ratio": ratio, "attempts": []}
         step, reason = self._first_step(call, gradient, target, outcome["attempts"])
@@ -762,6 +784,13 @@ def _mean_diagonal(operator, like: Tensor, probes: int = 4) -> float:
         v = (torch.randint(2, (like.numel(),), generator=gen) * 2 - 1).to(like)
         total += float(v.dot(operator(v))) / like.numel()
     return total / probes
+
+
+def _gradient_ratio(target: _TiltedObjective, gradient: Tensor) -> float:
+    r"""How far the trained point is from stationary, relative to the removal's own gradient:
+    :math:`\lVert\nabla L(\hat\phi; D)\rVert / \lVert g\rVert`."""
+    norm = float(gradient.norm())
+    return float(target.full_gradient.norm()) / norm if norm > 0 else float("inf")
 
 
 def _shifted(operator, damping: float):
