@@ -238,6 +238,13 @@ def merged(previous: list[dict], cells: list[dict]) -> list[dict]:
     return [c for c in previous if _key(c) not in measured] + cells
 
 
+def _earlier_runs(previous: dict) -> list[dict]:
+    """The runs recorded in a merged --out (a file from before runs were recorded: its one wall time)."""
+    if "runs" in previous:
+        return previous["runs"]
+    return [{"wall_seconds": previous["wall_seconds"]}] if "wall_seconds" in previous else []
+
+
 def trainings(args) -> list[str]:
     return args.trainings or (["early-stopped"] if args.quick else ["early-stopped", "stationary"])
 
@@ -305,9 +312,8 @@ def main(argv=None) -> None:
                     print_cell(row)
         save()
     payload["wall_seconds"] = clock.elapsed()
-    payload["runs"] = previous.get("runs", [{"wall_seconds": previous["wall_seconds"]}] if "wall_seconds" in previous
-                                   else []) + [{"argv": argv if argv is not None else sys.argv[1:],
-                                                "wall_seconds": payload["wall_seconds"]}]
+    payload["runs"] = _earlier_runs(previous) + [{"argv": sys.argv[1:] if argv is None else argv,
+                                                  "wall_seconds": payload["wall_seconds"]}]
     save()
     plot(payload["cells"], args.out.with_suffix(".png"))
     print(f"wall {payload['wall_seconds']:.0f}s -> {args.out}", flush=True)
