@@ -54,6 +54,20 @@ def test_unlearner_refuses_a_graph_with_duplicate_pairs(graph):
         unlearner.unlearn(graph[EDGE].edge_index[:, :1])
 
 
+def test_edges_edited_in_place_after_construction_are_checked_again(graph):
+    """The checks that sort every pair run once per version of the edges: an in-place edit is caught."""
+    unlearner = IFRU(_model(), graph, BCEObjective())
+    unlearner.unlearn(graph[EDGE].edge_index[:, :1])  # unchanged edges: not re-checked, and nothing to find
+    labels = unlearner.graph[EDGE].edge_label
+    labels.mul_(3)  # in place: labels 0 and 3
+    with pytest.raises(ValueError, match=r"edge_label in \{0, 1\}"):
+        unlearner.unlearn(graph[EDGE].edge_index[:, :1])
+    labels.div_(3)
+    unlearner.graph[EDGE].edge_index[:, 1] = unlearner.graph[EDGE].edge_index[:, 0]  # pair 0 now stored twice
+    with pytest.raises(ValueError, match="1 duplicated"):
+        unlearner.unlearn(graph[EDGE].edge_index[:, 2:3])
+
+
 # --------------------------------------------------------------------------------------------- labels
 
 def test_bce_rejects_labels_outside_0_1(graph):
