@@ -59,10 +59,12 @@ Cost model (``slopes`` in the JSON: the exponent ``b`` of ``seconds ~ E**b`` per
 
 Where it stopped on the 2-core, 24 GB machine (12 GiB cap, about 45 minutes in all; ``stops`` in the JSON):
 LightGCN's IFRU after 3e6 edges (7.1 GiB; 1e7 is estimated at 22 GiB, nearly all of the machine's 23.5,
-5e7 at about 105 GiB), its 2-process IFRU after 1e6; training and MF's IFRU at 1e7. At 5e7 the graph was built (1.8M
-users, 2.5M items; 8.3 GiB with the negatives) but an epoch was estimated at 9 minutes (MF, 7.5 GiB) and
-22 minutes (LightGCN, 10.7 GiB): it would fit in memory, not in the time, and without a trained model no
-IFRU cell ran; 2-process training there is estimated past the cap (each rank holds the whole graph).
+5e7 at about 105 GiB), its 2-process IFRU after 1e6; LightGCN's training at 1e7. At 5e7 (1.8M users, 2.5M
+items; 8.3 GiB with the negatives) a later run (MF only, 16 GiB cap) measured MF's epoch, 752 s and 9.1 GiB,
+and a one-user IFRU request, 35.8 s and 10.4 GiB (that run's code no longer sorts every pair per request:
+1.8x less CPU at 1e7, so the smaller sizes' IFRU cells are the slower code's); MF's 2-process epoch was
+killed at 16 GiB (each rank holds the whole graph) and its 0.1% request is estimated at 18 GiB. LightGCN's
+epoch at 5e7 is estimated at 22 minutes (10.7 GiB), past the cell timeout.
 
 Writes ``benchmarks/results/scale.json`` and ``scale.png``.
 """
