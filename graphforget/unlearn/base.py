@@ -99,7 +99,7 @@ class Unlearner:
         store = self.graph[EDGE]
         state = [(self.objective, None)] + [(t, t._version) for t in (store.edge_index, store.get("edge_label"))
                                             if t is not None]
-        if _same_tensors(state, self._checked_edges):
+        if _unchanged(state, self._checked_edges):
             return
         self.objective.check(self.graph)
         check_unique_pairs(store.edge_index, num_items(self.graph), "the training graph")
@@ -148,9 +148,9 @@ class Unlearner:
         return f"{type(self).__name__}(model={type(self.model).__name__}, config={self.config})"
 
 
-def _same_tensors(state: list, checked: list) -> bool:
-    """Whether ``state`` holds the very objects of ``checked`` (identity: a replaced tensor differs) at the same
-    versions (``Tensor._version`` counts in-place writes)."""
+def _unchanged(state: list, checked: list) -> bool:
+    """Whether ``state`` holds the very objects of ``checked`` (identity: a replaced tensor or objective differs)
+    at the same versions (``Tensor._version`` counts in-place writes)."""
     return len(state) == len(checked) and all(t is u and v == w for (t, v), (u, w) in zip(state, checked))
 
 
