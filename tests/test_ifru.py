@@ -175,10 +175,11 @@ def test_backtracking_never_increases_the_objective():
     from graphforget.unlearn.ifru import _backtrack
     square = lambda x: x.pow(2).sum()  # noqa: E731
     one = torch.ones(3, dtype=torch.float64)
-    assert _backtrack(square, one, -one) == 1.0  # lands on the minimum
-    assert _backtrack(square, one, -4 * one) == 0.5  # overshoots: 9 > 3, then 1 <= 3
-    assert _backtrack(square, one, one) == 0.0  # ascent: no step
-    assert _backtrack(square, one, torch.full((3,), float("nan"), dtype=torch.float64)) == 0.0
+    start = float(square(one))
+    assert _backtrack(square, one, -one, start) == (1.0, 0.0)  # lands on the minimum
+    assert _backtrack(square, one, -4 * one, start) == (0.5, 3.0)  # overshoots: 27 > 3, then 3 <= 3
+    assert _backtrack(square, one, one, start) == (0.0, start)  # ascent: no step
+    assert _backtrack(square, one, torch.full((3,), float("nan"), dtype=torch.float64), start) == (0.0, start)
 
 
 def test_line_search_keeps_the_model_finite_on_an_indefinite_curvature(problem):

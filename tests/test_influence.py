@@ -8,7 +8,7 @@ import torch
 from graphforget import BCEObjective, BPRObjective
 from graphforget.data import EDGE, planted_communities, random_edges, remove_edges
 from graphforget.influence import (DotProductOperator, GaussNewtonOperator, HessianOperator, NodeRows, dot_product_gradient,
-                                   adam_quadratic, computation_subgraph, conjugate_gradient, direct_solve,
+                                   dot_product_objective, adam_quadratic, computation_subgraph, conjugate_gradient, direct_solve,
                                    has_linear_dot_product, homogeneous_graph, importance_scores, k_hop_mask, lissa,
                                    local_terms, node_ids,
                                    objective_function, rows_function, select_nodes, training_terms)
@@ -261,3 +261,20 @@ def test_dot_product_gradient_matches_autograd(graph, kind, objective):
     leaf = phi.clone().requires_grad_(True)
     torch.testing.assert_close(dot_product_gradient(model, rows, phi, terms, graph, objective),
                                torch.autograd.grad(reference(leaf), leaf)[0])
+
+
+@pytest.mark.parametrize("kind", ["mf", "lightgcn"])
+@pytest.mark.parametrize("objective", [BCEObjective(l2=0.3), BPRObjective(l2=0.3, seed=1)])
+@pytest.mark.parametrize("regularize", [True, False])
+def test_dot_product_objective_matches_the_model(graph, kind, objective, regularize):
+    """The closed form's objective values (per-pair dot products) equal the model's forward, at several phi."""
+    model = _model(kind)
+    mask = torch.zeros(U + I, dtype=torch.bool)
+    mask[[2, 3, U, U + 5]] = True
+    rows = NodeRows.from_node_mask(model, mask, U)
+    terms = training_terms(objective, graph)
+    fast = dot_product_objective(model, rows, terms, graph, objective, regularize)
+    reference = objective_function(model, objective, terms, graph, rows, regularize)
+    for shift in (0.0, 0.3, -1.0):
+        phi = rows.gather(model) + shift
+        torch.testing.assert_close(fast(phi), reference(phi).detach())

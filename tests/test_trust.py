@@ -175,6 +175,23 @@ def test_auto_newton_steps_only_on_a_stationary_model(early_stopped):
     assert errors[0] < 0.1 and errors[0] < 0.5 * errors[1], errors
 
 
+def test_auto_newton_solves_stop_at_the_forcing_term():
+    """newton.steps='auto' solves each later Newton step to Eisenstat and Walker's forcing term: 0.9 times the
+    squared ratio of successive Newton residuals (raised by their safeguard 0.9 eta_{k-1}^2 when that exceeds
+    0.1), in [0.1, 0.9]. On this problem's linear (Gauss-Newton) convergence it loosens well past 0.1."""
+    from test_ifru import _trained
+    tiny = planted_communities(30, 24, 2, 10, seed=1)
+    objective = BCEObjective(l2=1.0)
+    model = _trained("mf", tiny, objective)
+    solves = IFRU(model, tiny, objective, IFRUConfig()).unlearn(tiny[EDGE].edge_index[:, :3]).info["solver"]
+    eta = 0.1
+    for previous, solve in zip(solves, solves[1:]):
+        forcing = 0.9 * (solve["rhs_norm"] / previous["rhs_norm"]) ** 2
+        eta = min(0.9, max(0.1, forcing if 0.9 * eta ** 2 <= 0.1 else max(forcing, 0.9 * eta ** 2)))
+        assert solve["tol"] == pytest.approx(eta) and solve["residual"] <= eta
+    assert len(solves) > 3 and max(s["tol"] for s in solves[1:]) > 0.3
+
+
 def test_a_stationary_model_widens_the_rows_by_one_hop(early_stopped):
     """newton.steps='auto' on a stationary model takes the rows one hop past the receptive field: the same model
     as hops=K+1 asked for explicitly, and closer to retraining than the receptive field's rows alone; an

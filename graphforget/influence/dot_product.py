@@ -27,7 +27,7 @@ from ..objectives import Objective
 from .hvp import NodeRows
 from .terms import Terms
 
-__all__ = ["DotProductOperator", "dot_product_gradient", "has_linear_dot_product"]
+__all__ = ["DotProductOperator", "dot_product_gradient", "dot_product_objective", "has_linear_dot_product"]
 
 
 def has_linear_dot_product(model) -> bool:
@@ -70,7 +70,7 @@ class DotProductOperator:
         self.tables = {name: t.detach() for name, t in rows.tables(model, phi.detach()).items()}
         with torch.no_grad():
             self.a, self.b = self._embed(self.tables)
-        self.pairs = _PairMatrix(terms.edge_label_index, self.a.size(0), self.b.size(0))
+        self.pairs = _pair_matrix(terms, self.a.size(0), self.b.size(0))
         self.z = self.pairs.dot(self.a, self.b).requires_grad_(True)
         # dl/dz with a graph, so that products with the loss's Hessian in z are one cheap backward.
         self.dl = torch.autograd.grad(objective.losses(self.z, terms.target).sum(), self.z, create_graph=True)[0]
@@ -118,12 +118,38 @@ def dot_product_gradient(model, rows: NodeRows, phi: Tensor, terms: Terms, graph
     embed = _Embed(model)
     leaves = {name: t.detach().requires_grad_(True) for name, t in rows.tables(model, phi.detach()).items()}
     a, b = functional_call(embed, {f"model.{k}": t for k, t in leaves.items()}, (graph,), strict=False)
-    pairs = _PairMatrix(terms.edge_label_index, a.size(0), b.size(0))
+    pairs = _pair_matrix(terms, a.size(0), b.size(0))
     z = pairs.dot(a.detach(), b.detach()).requires_grad_(True)
     dl = torch.autograd.grad(objective.losses(z, terms.target).sum(), z)[0]
     grad_a, grad_b = pairs.weighted_sums(dl, b.detach(), a.detach())
     back = torch.autograd.grad((a, b), list(leaves.values()), (grad_a, grad_b))
     return torch.cat([g[rows.rows[name]].flatten() for name, g in zip(leaves, back)])
+
+
+def dot_product_objective(model, rows: NodeRows, terms: Terms, graph: HeteroData, objective: Objective,
+                          regularize: bool = True):
+    """``phi -> sum of the terms' losses (+ l2/2 ||phi||^2)`` in float64, as
+    :func:`~graphforget.influence.objective_function` but by the closed form's per-pair dot products: for
+    the values that line searches and acceptance tests compare (no autograd graph)."""
+    embed, l2 = _Embed(model), objective.l2 if regularize else 0.0
+
+    @torch.no_grad()
+    def value(phi: Tensor) -> Tensor:
+        tables = rows.tables(model, phi)
+        a, b = functional_call(embed, {f"model.{k}": t for k, t in tables.items()}, (graph,), strict=False)
+        z = _pair_matrix(terms, a.size(0), b.size(0)).dot(a, b)
+        loss = objective.losses(z, terms.target).sum(dtype=torch.float64)
+        return loss + 0.5 * l2 * phi.pow(2).sum(dtype=torch.float64)
+    return value
+
+
+def _pair_matrix(terms: Terms, num_users: int, num_items: int) -> "_PairMatrix":
+    """The terms' pair pattern, built once per terms and shape: a request's products, gradients and values
+    all score the same terms (building it sorts every pair)."""
+    key = (num_users, num_items, terms.edge_label_index.device)
+    if key not in terms.cache:
+        terms.cache[key] = _PairMatrix(terms.edge_label_index, num_users, num_items)
+    return terms.cache[key]
 
 
 class _PairMatrix:

@@ -1,7 +1,7 @@
 """Loss terms of an objective as tensors: the pairs they score and their targets."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -19,9 +19,12 @@ class Terms:
     Attributes:
         edge_label_index: ``[2, m * B]`` (user, item) pairs, block-major.
         target: ``[B]`` per-term targets.
+        cache: what is derived from the pairs once and reused (the closed form's pair pattern); the
+            tensors are not to be changed in place after construction.
     """
     edge_label_index: Tensor
     target: Tensor
+    cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return self.target.numel()

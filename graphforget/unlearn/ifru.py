@@ -15,9 +15,9 @@ from ..clock import Stopwatch
 from ..data.interactions import EDGE, message_passing_edges, num_items, num_users
 from ..distributed import TermShare
 from ..influence import (SOLVERS, DotProductOperator, GaussNewtonOperator, HessianOperator, NodeRows, Terms,
-                         dot_product_gradient, has_linear_dot_product, importance_scores, k_hop_mask, local_terms,
-                         node_ids, objective_function, rows_function, scoring_graph, select_nodes, solve,
-                         training_terms)
+                         dot_product_gradient, dot_product_objective, has_linear_dot_product, importance_scores,
+                         k_hop_mask, local_terms, node_ids, objective_function, rows_function, scoring_graph,
+                         select_nodes, solve, training_terms)
 from ..objectives import Objective
 from .base import Unlearner, UnlearningFailed
 from .registry import register
@@ -34,9 +34,12 @@ DAMPING_GROWTH = 10.0
 #: ``newton.steps="auto"``: this many Newton steps when the trained point is stationary, that is when
 #: the full objective's gradient at phi is at most STATIONARY_RATIO times the removal's gradient g.
 AUTO_NEWTON_STEPS, STATIONARY_RATIO = 8, 0.1
-#: ``newton.steps="auto"``: inexact Newton (each solve to this relative residual), stopped once the new
-#: objective's gradient is below AUTO_NEWTON_STOP times the removal's gradient g.
-AUTO_NEWTON_TOL, AUTO_NEWTON_STOP = 0.1, 0.01
+#: ``newton.steps="auto"``: inexact Newton, stopped once the new objective's gradient is below
+#: AUTO_NEWTON_STOP times the removal's gradient g. Each solve stops at the relative residual of Eisenstat and
+#: Walker's second forcing term, FORCING_GAMMA * (|r_k| / |r_k-1|)^2 for the Newton residuals r, kept in
+#: [AUTO_NEWTON_TOL, FORCING_MAX]: while the outer iteration converges slowly (Gauss-Newton's linear rate
+#: away from a zero-residual fit), a tighter inner solve buys nothing.
+AUTO_NEWTON_TOL, AUTO_NEWTON_STOP, FORCING_GAMMA, FORCING_MAX = 0.1, 0.01, 0.9, 0.9
 
 
 def _is_number(value) -> bool:
@@ -282,11 +285,13 @@ def _merged(preset: dict, changes: dict) -> dict:
 @dataclass
 class _NewtonPlan:
     """The Newton extension's steps: how many, line-searched or not, the solver's options, and the norm
-    of the new objective's gradient below which they stop."""
+    of the new objective's gradient below which they stop; ``forcing``: each solve's tolerance from
+    Eisenstat and Walker's forcing term (``options["tol"]`` its floor)."""
     steps: int
     line_search: bool
     options: dict
     stop_below: float
+    forcing: bool = False
 
 
 @dataclass
@@ -650,7 +655,7 @@ class IFRU(Unlearner):
         if ratio > STATIONARY_RATIO:
             return _NewtonPlan(1, newton.line_search, solver.options(), 0.0)
         options = {**solver.options(), "tol": max(solver.tol, AUTO_NEWTON_TOL)}
-        return _NewtonPlan(AUTO_NEWTON_STEPS, True, options, AUTO_NEWTON_STOP * gradient_norm)
+        return _NewtonPlan(AUTO_NEWTON_STEPS, True, options, AUTO_NEWTON_STOP * gradient_norm, forcing=True)
 
     def _extend(self, call: _Call, first: Tensor, target: _TiltedObjective, solves: list, outcome: dict,
                 plan: _NewtonPlan) -> Tensor:
@@ -673,15 +678,24 @@ class IFRU(Unlearner):
                       plan: _NewtonPlan) -> Tensor:
         """Our extension: Newton steps on the new objective itself from the accepted first step (damped
         with the first step's damping, line-searched): for stationary models, where the tilt vanishes."""
+        residual, tol = solves[0]["rhs_norm"], plan.options["tol"]
+        value = float(target.value(phi)) if plan.line_search else None
         for _ in range(1, plan.steps):
             rhs = -target.new_gradient(phi).detach()
-            if float(rhs.norm()) <= plan.stop_below:  # converged
+            norm = float(rhs.norm())
+            if norm <= plan.stop_below:  # converged
                 break
+            if plan.forcing:
+                tol = _forcing_term(norm, residual, tol, plan.options["tol"])
+            residual = norm
             curvature = self._curvature(call.region.rows, call.new, phi)
-            result = solve(self.config.solver.name, _shifted(curvature, target.damping), rhs, **plan.options)
-            size = (_backtrack(target.value, phi, result.x) if plan.line_search
-                    else float(torch.isfinite(result.x).all()))
-            solves.append({**result.stats(), "rhs_norm": float(rhs.norm()), "step_size": size})
+            result = solve(self.config.solver.name, _shifted(curvature, target.damping), rhs,
+                           **{**plan.options, "tol": tol})
+            if plan.line_search:
+                size, value = _backtrack(target.value, phi, result.x, value)
+            else:
+                size = float(torch.isfinite(result.x).all())
+            solves.append({**result.stats(), "rhs_norm": norm, "tol": tol, "step_size": size})
             if size == 0:  # no descent along Newton's direction: stop there
                 break
             phi = phi + size * result.x
@@ -718,8 +732,11 @@ class IFRU(Unlearner):
     # the parts across the ranks (``share.summed``).
 
     def _terms_fn(self, rows: NodeRows, scored: _Scored, regularize: bool):
-        return objective_function(self.model, scored.share.objective(self.objective), scored.mine, scored.graph,
-                                  rows, regularize, sub=self._sub(scored))
+        objective = scored.share.objective(self.objective)
+        if self._closed_form(rows):  # values only: the closed form's gradients and products need no graph
+            return dot_product_objective(self.model, rows, scored.mine, self._sub(scored), objective, regularize)
+        return objective_function(self.model, objective, scored.mine, scored.graph, rows, regularize,
+                                  sub=self._sub(scored))
 
     def _loss_gradient(self, rows: NodeRows, phi: Tensor, scored: _Scored) -> Tensor:
         """Gradient in phi of the terms' summed loss on their graph (no L2)."""
@@ -793,6 +810,16 @@ def _gradient_ratio(target: _TiltedObjective, gradient: Tensor) -> float:
     return float(target.full_gradient.norm()) / norm if norm > 0 else float("inf")
 
 
+def _forcing_term(norm: float, previous: float, last: float, floor: float) -> float:
+    """Eisenstat and Walker's second forcing term (SIAM J. Sci. Comput. 17, 1996), with their safeguard against
+    a sudden drop, kept in ``[floor, FORCING_MAX]``."""
+    eta = FORCING_GAMMA * (norm / previous) ** 2 if previous > 0 else FORCING_MAX
+    safeguard = FORCING_GAMMA * last ** 2
+    if safeguard > 0.1:
+        eta = max(eta, safeguard)
+    return min(FORCING_MAX, max(floor, eta))
+
+
 def _shifted(operator, damping: float):
     """``v -> operator(v) + damping * v``."""
     return operator if damping == 0 else (lambda v: operator(v) + damping * v)
@@ -820,16 +847,18 @@ def _acceptance(target: _TiltedObjective, result, rhs: Tensor, operator, cfg: IF
 
 
 @torch.no_grad()
-def _backtrack(objective, phi: Tensor, step: Tensor, halvings: int = 10) -> float:
-    """The largest ``2**-j`` (``j < halvings``) with ``objective(phi + t * step) <= objective(phi)``, else 0."""
+def _backtrack(objective, phi: Tensor, step: Tensor, start: float, halvings: int = 10) -> tuple[float, float]:
+    """``(t, objective(phi + t * step))`` for the largest ``t = 2**-j`` (``j < halvings``) at which the objective
+    is at most ``start`` (the caller's ``objective(phi)``); ``(0, start)`` when there is none."""
     if not torch.isfinite(step).all():
-        return 0.0
-    start, t = float(objective(phi)), 1.0
+        return 0.0, start
+    t = 1.0
     for _ in range(halvings):
-        if float(objective(phi + t * step)) <= start:
-            return t
+        value = float(objective(phi + t * step))
+        if value <= start:
+            return t, value
         t /= 2
-    return 0.0
+    return 0.0, start
 
 
 class _PhaseClock:
