@@ -8,7 +8,7 @@ import torch
 from graphforget import BCEObjective, BPRObjective
 from graphforget.data import EDGE, planted_communities, random_edges, remove_edges
 from graphforget.influence import (DotProductOperator, GaussNewtonOperator, HessianOperator, NodeRows, dot_product_gradient,
-                                   dot_product_objective, adam_quadratic, computation_subgraph, conjugate_gradient, direct_solve,
+                                   dot_product_objective, adam_quadratic, local_problem, scoring_graph, computation_subgraph, conjugate_gradient, direct_solve,
                                    has_linear_dot_product, homogeneous_graph, importance_scores, k_hop_mask, lissa,
                                    local_terms, node_ids,
                                    objective_function, rows_function, select_nodes, training_terms)
@@ -261,6 +261,39 @@ def test_dot_product_gradient_matches_autograd(graph, kind, objective):
     leaf = phi.clone().requires_grad_(True)
     torch.testing.assert_close(dot_product_gradient(model, rows, phi, terms, graph, objective),
                                torch.autograd.grad(reference(leaf), leaf)[0])
+
+
+@pytest.mark.parametrize("kind", ["mf", "lightgcn"])
+@pytest.mark.parametrize("objective", [BCEObjective(l2=0.3), BPRObjective(l2=0.3, seed=1)])
+def test_the_local_problem_gives_the_whole_tables_results(kind, objective):
+    """Rows, terms and scoring subgraph relabelled to the nodes they touch: the same products, gradient and
+    values as on the whole tables, over fewer nodes."""
+    graph = planted_communities(120, 90, 6, 3, seed=4)
+    users, items = 120, 90
+    model = (MF(users, items, D) if kind == "mf" else LightGCN(users, items, D, num_layers=2)).double()
+    model.reset_parameters(1)
+    mask = torch.zeros(users + items, dtype=torch.bool)
+    mask[[0, users + 2]] = True
+    rows = NodeRows.from_node_mask(model, mask, users)
+    reach = k_hop_mask(graph, mask.nonzero().flatten(), model.receptive_field)
+    terms = training_terms(objective, graph)
+    terms = terms.select(terms.touches(reach, users))
+    sub = scoring_graph(model, graph, terms)
+    local = local_problem(model, rows, terms, sub)
+    assert local.tables["user_emb.weight"].size(0) + local.tables["item_emb.weight"].size(0) < users + items
+    phi = rows.gather(model) + 0.1
+    v = torch.randn(phi.numel(), generator=torch.Generator().manual_seed(2), dtype=phi.dtype)
+    for exact in (True, False):
+        whole = DotProductOperator(model, rows, phi, terms, sub, objective, exact)
+        part = DotProductOperator(model, local.rows, phi, local.terms, local.graph, objective, exact,
+                                  tables=local.tables)
+        torch.testing.assert_close(part(v), whole(v))
+    torch.testing.assert_close(dot_product_gradient(model, local.rows, phi, local.terms, local.graph, objective,
+                                                    local.tables),
+                               dot_product_gradient(model, rows, phi, terms, sub, objective))
+    torch.testing.assert_close(dot_product_objective(model, local.rows, local.terms, local.graph, objective,
+                                                     tables=local.tables)(phi),
+                               dot_product_objective(model, rows, terms, sub, objective)(phi))
 
 
 @pytest.mark.parametrize("kind", ["mf", "lightgcn"])

@@ -16,18 +16,21 @@ alone is the Gauss-Newton matrix.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 from torch_geometric.data import HeteroData
 from torch_geometric.index import index2ptr
 
-from ..data.interactions import pair_keys, pairs_of_keys
+from ..data.interactions import EDGE, pair_keys, pairs_of_keys, propagation_edges
 from ..objectives import Objective
 from .hvp import NodeRows
 from .terms import Terms
 
-__all__ = ["DotProductOperator", "dot_product_gradient", "dot_product_objective", "has_linear_dot_product"]
+__all__ = ["DotProductOperator", "LocalProblem", "dot_product_gradient", "dot_product_objective",
+           "has_linear_dot_product", "local_problem"]
 
 
 def has_linear_dot_product(model) -> bool:
@@ -47,6 +50,48 @@ class _Embed(nn.Module):
         return self.model.embed(graph)
 
 
+@dataclass
+class LocalProblem:
+    """Rows, terms and their scoring graph relabelled to the nodes they touch, with the model's tables at those
+    nodes: the closed form's products then cost what the region costs, not what the whole tables do.
+
+    Attributes:
+        rows: the rows of :math:`\\phi` in local ids (the same order, so the same :math:`\\phi`).
+        terms: the terms, their pairs in local ids.
+        graph: the scoring graph's observed edges in local ids, with their (whole-graph) propagation weights.
+        tables: ``{parameter name: the model's table at the local nodes}`` (detached).
+    """
+    rows: NodeRows
+    terms: Terms
+    graph: HeteroData
+    tables: dict[str, Tensor]
+
+
+def local_problem(model, rows: NodeRows, terms: Terms, graph: HeteroData) -> LocalProblem:
+    """The :class:`LocalProblem` of ``rows`` and ``terms`` scored on ``graph`` (their computation subgraph, or
+    any graph whose propagation gives their scores), for a model of :func:`has_linear_dot_product` with
+    user and item tables only."""
+    types = model.node_parameters()
+    if rows.dense or set(types.values()) - {"user", "item"}:
+        raise ValueError("local_problem: only user and item tables, without dense parameters")
+    edge_index, weight = propagation_edges(graph)
+    eli = terms.edge_label_index
+    selected = {kind: [rows.rows[name] for name, of in types.items() if of == kind] for kind in ("user", "item")}
+    nodes = {kind: torch.cat([eli[side], edge_index[side], *selected[kind]]).unique()
+             for side, kind in enumerate(("user", "item"))}
+
+    def local(kind: str, ids: Tensor) -> Tensor:
+        return torch.searchsorted(nodes[kind], ids)
+    sub = HeteroData()
+    sub["user"].num_nodes, sub["item"].num_nodes = nodes["user"].numel(), nodes["item"].numel()
+    sub[EDGE].edge_index = torch.stack([local("user", edge_index[0]), local("item", edge_index[1])])
+    sub[EDGE].edge_weight = weight
+    params = dict(model.named_parameters())
+    return LocalProblem(NodeRows({name: local(types[name], ids) for name, ids in rows.rows.items()}),
+                        Terms(torch.stack([local("user", eli[0]), local("item", eli[1])]), terms.target), sub,
+                        {name: params[name].detach()[nodes[kind]] for name, kind in types.items()})
+
+
 class DotProductOperator:
     """``v -> (H + (\\lambda_2 + \\lambda) I) v`` over the selected rows, exact or Gauss-Newton.
 
@@ -59,15 +104,17 @@ class DotProductOperator:
         objective: gives the per-term losses from the logits and the L2 coefficient.
         exact: add the second-order term of the scores (else Gauss-Newton).
         damping: :math:`\\lambda`.
+        tables: the tables ``phi`` is written into (default: the model's): a :class:`LocalProblem`'s, with
+            ``rows``, ``terms`` and ``graph`` from it too.
     """
 
     def __init__(self, model, rows: NodeRows, phi: Tensor, terms: Terms, graph: HeteroData, objective: Objective,
-                 exact: bool = False, damping: float = 0.0):
+                 exact: bool = False, damping: float = 0.0, tables: dict[str, Tensor] | None = None):
         self.rows, self.exact, self.shift = rows, exact, objective.l2 + damping
         self.embed = _Embed(model)
         self.graph = graph
         self.names = list(model.node_parameters())
-        self.tables = {name: t.detach() for name, t in rows.tables(model, phi.detach()).items()}
+        self.tables = {name: t.detach() for name, t in rows.tables(model, phi.detach(), tables).items()}
         with torch.no_grad():
             self.a, self.b = self._embed(self.tables)
         self.pairs = _pair_matrix(terms, self.a.size(0), self.b.size(0))
@@ -112,11 +159,12 @@ class DotProductOperator:
 
 
 def dot_product_gradient(model, rows: NodeRows, phi: Tensor, terms: Terms, graph: HeteroData,
-                         objective: Objective) -> Tensor:
+                         objective: Objective, tables: dict[str, Tensor] | None = None) -> Tensor:
     """Gradient in :math:`\\phi` of the terms' summed loss (no L2), by the same closed form as
-    :class:`DotProductOperator`: per-pair loss derivatives, per-node weighted sums, one propagation back."""
+    :class:`DotProductOperator`: per-pair loss derivatives, per-node weighted sums, one propagation back.
+    ``tables``: as the operator's."""
     embed = _Embed(model)
-    leaves = {name: t.detach().requires_grad_(True) for name, t in rows.tables(model, phi.detach()).items()}
+    leaves = {name: t.detach().requires_grad_(True) for name, t in rows.tables(model, phi.detach(), tables).items()}
     a, b = functional_call(embed, {f"model.{k}": t for k, t in leaves.items()}, (graph,), strict=False)
     pairs = _pair_matrix(terms, a.size(0), b.size(0))
     z = pairs.dot(a.detach(), b.detach()).requires_grad_(True)
@@ -127,16 +175,17 @@ def dot_product_gradient(model, rows: NodeRows, phi: Tensor, terms: Terms, graph
 
 
 def dot_product_objective(model, rows: NodeRows, terms: Terms, graph: HeteroData, objective: Objective,
-                          regularize: bool = True):
+                          regularize: bool = True, tables: dict[str, Tensor] | None = None):
     """``phi -> sum of the terms' losses (+ l2/2 ||phi||^2)`` in float64, as
     :func:`~graphforget.influence.objective_function` but by the closed form's per-pair dot products: for
-    the values that line searches and acceptance tests compare (no autograd graph)."""
+    the values that line searches and acceptance tests compare (no autograd graph). ``tables``: as the
+    operator's."""
     embed, l2 = _Embed(model), objective.l2 if regularize else 0.0
 
     @torch.no_grad()
     def value(phi: Tensor) -> Tensor:
-        tables = rows.tables(model, phi)
-        a, b = functional_call(embed, {f"model.{k}": t for k, t in tables.items()}, (graph,), strict=False)
+        full = rows.tables(model, phi, tables)
+        a, b = functional_call(embed, {f"model.{k}": t for k, t in full.items()}, (graph,), strict=False)
         z = _pair_matrix(terms, a.size(0), b.size(0)).dot(a, b)
         loss = objective.losses(z, terms.target).sum(dtype=torch.float64)
         return loss + 0.5 * l2 * phi.pow(2).sum(dtype=torch.float64)

@@ -72,16 +72,17 @@ class NodeRows:
         parts += [params[name].detach().flatten() for name in self.dense]
         return torch.cat(parts)
 
-    def tables(self, model, phi: Tensor) -> dict[str, Tensor]:
+    def tables(self, model, phi: Tensor, base: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
         """Full tables with the selected rows replaced by ``phi``, and the dense parameters as views of
-        ``phi`` in their shapes (all differentiable in ``phi``): ``{parameter name: tensor}``."""
+        ``phi`` in their shapes (all differentiable in ``phi``): ``{parameter name: tensor}``. ``base``: the
+        tables to write into instead of the model's (a :class:`~graphforget.influence.LocalProblem`'s)."""
         if phi.numel() != self.numel(model):
             raise ValueError(f"phi has {phi.numel()} entries, the rows and dense parameters {self.numel(model)}")
         params, out, start = dict(model.named_parameters()), {}, 0
         for name, rows in self.rows.items():
-            base = params[name].detach()
-            size = rows.numel() * base.size(1)
-            out[name] = base.index_put((rows,), phi[start:start + size].view(rows.numel(), base.size(1)))
+            table = params[name].detach() if base is None else base[name]
+            size = rows.numel() * table.size(1)
+            out[name] = table.index_put((rows,), phi[start:start + size].view(rows.numel(), table.size(1)))
             start += size
         for name in self.dense:
             size = params[name].numel()

@@ -55,8 +55,9 @@ class LightGCN(EmbeddingRecommender):
         return layer_sum(self.adjacency(graph, x), x, self.num_layers) / (self.num_layers + 1)
 
     def embed(self, graph: HeteroData) -> tuple[Tensor, Tensor]:
-        x = torch.cat([self.user_emb.weight, self.item_emb.weight])
-        return self.propagate(graph, x).split([self.num_users, self.num_items])
+        user, item = self.user_emb.weight, self.item_emb.weight
+        # Split at the tables' sizes: the influence code runs it on a relabelled subgraph with tables of its nodes.
+        return self.propagate(graph, torch.cat([user, item])).split([user.size(0), item.size(0)])
 
     def config(self) -> dict:
         return {**super().config(), "num_layers": self.num_layers}

@@ -14,10 +14,10 @@ from torch_geometric.data import HeteroData
 from ..clock import Stopwatch
 from ..data.interactions import EDGE, message_passing_edges, num_items, num_users
 from ..distributed import TermShare
-from ..influence import (SOLVERS, DotProductOperator, GaussNewtonOperator, HessianOperator, NodeRows, Terms,
-                         dot_product_gradient, dot_product_objective, has_linear_dot_product, importance_scores,
-                         k_hop_mask, local_terms, node_ids, objective_function, rows_function, scoring_graph,
-                         select_nodes, solve, training_terms)
+from ..influence import (SOLVERS, DotProductOperator, GaussNewtonOperator, HessianOperator, LocalProblem, NodeRows,
+                         Terms, dot_product_gradient, dot_product_objective, has_linear_dot_product,
+                         importance_scores, k_hop_mask, local_problem, local_terms, node_ids, objective_function,
+                         rows_function, scoring_graph, select_nodes, solve, training_terms)
 from ..objectives import Objective
 from .base import Unlearner, UnlearningFailed
 from .registry import register
@@ -112,8 +112,8 @@ class NewtonConfig:
             line-searched inexact steps when the trained point is stationary
             (:math:`\\lVert\\nabla_\\phi L(\\hat\\theta; D)\\rVert \\le 0.1 \\lVert g\\rVert`), over rows one
             hop wider than the receptive field unless ``hops`` is set (the minimiser they go to moves the
-            rows coupled to the request's too); else 1: away from stationarity the new objective's
-            minimiser is not where retraining goes.
+            rows coupled to the request's too), each solved to Eisenstat and Walker's forcing term; else 1:
+            away from stationarity the new objective's minimiser is not where retraining goes.
         line_search: scale each later Newton step by the largest :math:`2^{-j}` (:math:`j < 10`) that does
             not increase the objective of the acceptance test (0 when none does, which ends the iterations).
     """
@@ -308,12 +308,14 @@ class _Region:
 class _Scored:
     """Loss terms with the graph they are scored on, this rank's part of them (``mine``: all of them
     without data parallelism, see :class:`~graphforget.distributed.TermShare`), and where that part can be
-    scored exactly: its scoring graph (:func:`~graphforget.influence.scoring_graph`), built on first use."""
+    scored exactly: its scoring graph (:func:`~graphforget.influence.scoring_graph`), and for the closed form its
+    :class:`~graphforget.influence.LocalProblem` over the request's rows, each built on first use."""
     terms: Terms
     graph: HeteroData
     share: TermShare = field(default_factory=TermShare)
     mine: Terms = field(init=False, repr=False)
     _sub: HeteroData | None = field(default=None, init=False, repr=False)
+    _local: LocalProblem | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         self.mine = self.share.terms(self.terms)
@@ -322,6 +324,13 @@ class _Scored:
         if self._sub is None:
             self._sub = scoring_graph(model, self.graph, self.mine, locality)
         return self._sub
+
+    def local(self, model, rows: NodeRows) -> LocalProblem:
+        """The closed form's problem: ``rows`` (the same for every use within a call) and this part's terms,
+        relabelled to the nodes of its scoring graph."""
+        if self._local is None:
+            self._local = local_problem(model, rows, self.mine, self.scoring_graph(model, True))
+        return self._local
 
 
 @dataclass
@@ -734,7 +743,9 @@ class IFRU(Unlearner):
     def _terms_fn(self, rows: NodeRows, scored: _Scored, regularize: bool):
         objective = scored.share.objective(self.objective)
         if self._closed_form(rows):  # values only: the closed form's gradients and products need no graph
-            return dot_product_objective(self.model, rows, scored.mine, self._sub(scored), objective, regularize)
+            local = scored.local(self.model, rows)
+            return dot_product_objective(self.model, local.rows, local.terms, local.graph, objective, regularize,
+                                         local.tables)
         return objective_function(self.model, objective, scored.mine, scored.graph, rows, regularize,
                                   sub=self._sub(scored))
 
@@ -743,7 +754,9 @@ class IFRU(Unlearner):
         if len(scored.mine) == 0:
             return torch.zeros_like(phi)
         if self._closed_form(rows):
-            return dot_product_gradient(self.model, rows, phi, scored.mine, self._sub(scored), self.objective)
+            local = scored.local(self.model, rows)
+            return dot_product_gradient(self.model, local.rows, phi, local.terms, local.graph, self.objective,
+                                        local.tables)
         x = phi.detach().requires_grad_(True)
         return torch.autograd.grad(self._terms_fn(rows, scored, False)(x), x)[0]
 
@@ -757,8 +770,9 @@ class IFRU(Unlearner):
         if curvature == "mf_surrogate":
             operator = HessianOperator(_mf_surrogate_loss(self.model, rows, terms, objective), phi)
         elif self._closed_form(rows):
-            operator = DotProductOperator(self.model, rows, phi, terms, self._sub(scored), objective,
-                                          curvature == "exact")
+            local = scored.local(self.model, rows)
+            operator = DotProductOperator(self.model, local.rows, phi, local.terms, local.graph, objective,
+                                          curvature == "exact", tables=local.tables)
         elif curvature == "exact":
             operator = HessianOperator(self._terms_fn(rows, scored, True), phi)
         else:
