@@ -440,8 +440,8 @@ class IFRU(Unlearner):
       ``seconds``, ``converged``, ``negative_curvature``, and ``rhs_norm``, ``damping``,
       ``predicted_decrease``, ``actual_decrease``, ``ratio``, ``reason``);
     * ``solver``: always a list, one dict per solve of a step: the first step's last attempt (the accepted
-      one when ``trusted``), then one per Newton step (with its ``step_size`` when line-searched); empty
-      when the gradient was not finite (nothing was solved);
+      one when ``trusted``), then one per Newton step (with its ``tol`` and, when line-searched, its
+      ``step_size``); empty when the gradient was not finite (nothing was solved);
     * ``trusted`` and ``reason`` (``None`` when trusted); ``newton_discarded`` (only when the Newton steps
       were dropped for raising :math:`T`);
     * ``phase_seconds`` (per phase, see above) and ``threads``.
