@@ -24,7 +24,7 @@ from torch.func import functional_call
 from torch_geometric.data import HeteroData
 from torch_geometric.index import index2ptr
 
-from ..data.interactions import EDGE, pair_keys, pairs_of_keys, propagation_edges
+from ..data.interactions import EDGE, num_items, num_users, pair_keys, pairs_of_keys, propagation_edges
 from ..objectives import Objective
 from .hvp import NodeRows
 from .terms import Terms
@@ -76,19 +76,21 @@ def local_problem(model, rows: NodeRows, terms: Terms, graph: HeteroData) -> Loc
         raise ValueError("local_problem: only user and item tables, without dense parameters")
     edge_index, weight = propagation_edges(graph)
     eli = terms.edge_label_index
-    selected = {kind: [rows.rows[name] for name, of in types.items() if of == kind] for kind in ("user", "item")}
-    nodes = {kind: torch.cat([eli[side], edge_index[side], *selected[kind]]).unique()
-             for side, kind in enumerate(("user", "item"))}
-
-    def local(kind: str, ids: Tensor) -> Tensor:
-        return torch.searchsorted(nodes[kind], ids)
+    nodes, local = {}, {}
+    for side, (kind, count) in enumerate((("user", num_users(graph)), ("item", num_items(graph)))):
+        touched = torch.zeros(count, dtype=torch.bool, device=eli.device)  # marked: no sort of every pair
+        for ids in [eli[side], edge_index[side]] + [rows.rows[name] for name, of in types.items() if of == kind]:
+            touched[ids] = True
+        nodes[kind] = touched.nonzero().flatten()
+        local[kind] = torch.full((count,), -1, dtype=torch.long, device=eli.device)
+        local[kind][nodes[kind]] = torch.arange(nodes[kind].numel(), device=eli.device)
     sub = HeteroData()
     sub["user"].num_nodes, sub["item"].num_nodes = nodes["user"].numel(), nodes["item"].numel()
-    sub[EDGE].edge_index = torch.stack([local("user", edge_index[0]), local("item", edge_index[1])])
+    sub[EDGE].edge_index = torch.stack([local["user"][edge_index[0]], local["item"][edge_index[1]]])
     sub[EDGE].edge_weight = weight
     params = dict(model.named_parameters())
-    return LocalProblem(NodeRows({name: local(types[name], ids) for name, ids in rows.rows.items()}),
-                        Terms(torch.stack([local("user", eli[0]), local("item", eli[1])]), terms.target), sub,
+    return LocalProblem(NodeRows({name: local[types[name]][ids] for name, ids in rows.rows.items()}),
+                        Terms(torch.stack([local["user"][eli[0]], local["item"][eli[1]]]), terms.target), sub,
                         {name: params[name].detach()[nodes[kind]] for name, kind in types.items()})
 
 
