@@ -43,28 +43,31 @@ Cost model (``slopes`` in the JSON: the exponent ``b`` of ``seconds ~ E**b`` per
   whatever N): the time per step tends to the replicated whole-table work plus an all-reduce as large as
   the model, and each rank holds the whole graph and model (memory N-fold). Measured on 2 processes: no speed-up (on a
   shared 2-core machine, load average 4-6 during the runs, so the 2-process cells are pessimistic).
-* ``ifru_*``: the request's region. MF (receptive field 0): only the request's own rows are solved for,
-  so the solve is tiny, but each call does O(E) whole-graph work (the remaining graph, masks over every
-  edge, scanning the terms, copying the tables): time and memory grow linearly with E for any request.
-  LightGCN-2 (default config, no pruning): the rows within 2 hops of the request's endpoints are solved
-  for, over the terms that reach them; with Gowalla's hubs the region of one median-degree user already
-  holds half the nodes and most terms at 1e6 edges, so a one-user request costs as much as a 0.1% request
-  and both scale like a whole-graph solve: O(E d L) per curvature product times the CG iterations, and
-  O(E) memory at about 1.1 KB per labelled edge (terms, their scoring subgraphs, the remaining graph),
+* ``ifru_*``: the request's region. The solve runs on the region relabelled to its own nodes
+  (:class:`graphforget.influence.LocalProblem`), so its curvature products never touch the whole tables.
+  MF (receptive field 0): only the request's own rows are solved for, so the solve is tiny (0.01-0.05 s at
+  1e7), but each call does O(E) whole-graph work (the remaining graph, masks over every edge, scanning the
+  terms, copying the tables): time and memory grow linearly with E for any request. LightGCN-2 (default
+  config, no pruning): the rows within 2 hops of the request's endpoints are solved for, over the terms that
+  reach them; with Gowalla's hubs the region of one median-degree user already holds half the nodes and most
+  terms at 1e6 edges, so a one-user request costs as much as a 0.1% request and both scale like a
+  whole-graph solve: O(E d L) per curvature product times the CG iterations, and O(E) memory at about 0.4 KB
+  per labelled edge at the margin (terms, their scoring subgraphs and local problems, the remaining graph),
   which is what stops the curve. Data-parallel IFRU on N workers splits the terms of each product N ways
   and all-reduces one vector of |phi| floats per product; with phi covering most rows, that is O((U + I)
   d) per product against O(E d L / N) compute, a win only while E L / N >> U + I, and every rank holds
   the whole graph and selection, so it does not reach larger graphs on one machine. Pruning
   (``IFRUConfig.prune``, the paper's Algorithm 1) is what makes the region local; it is not measured here.
 
-Where it stopped on the 2-core, 24 GB machine (12 GiB cap, about 45 minutes in all; ``stops`` in the JSON):
-LightGCN's IFRU after 3e6 edges (7.1 GiB; 1e7 is estimated at 22 GiB, nearly all of the machine's 23.5,
-5e7 at about 105 GiB), its 2-process IFRU after 1e6; LightGCN's training at 1e7. At 5e7 (1.8M users, 2.5M
-items; 8.3 GiB with the negatives) a later run (MF only, 16 GiB cap) measured MF's epoch, 752 s and 9.1 GiB,
-and a one-user IFRU request, 35.8 s and 10.4 GiB (that run's code no longer sorts every pair per request:
-1.8x less CPU at 1e7, so the smaller sizes' IFRU cells are the slower code's); MF's 2-process epoch was
-killed at 16 GiB (each rank holds the whole graph) and its 0.1% request is estimated at 18 GiB. LightGCN's
-epoch at 5e7 is estimated at 22 minutes (10.7 GiB), past the cell timeout.
+Where it stopped on the 2-core, 24 GB machine (``stops`` in the JSON): a run with a 20 GiB cap measured
+every cell to 1e7 edges (about 40 minutes), LightGCN's IFRU included: a one-user request 122.8 s and
+9.5 GiB, a 0.1% request 130.3 s and 11.0 GiB (2 processes: 184.7 s / 16.5 GiB and 124.8 s / 19.4 GiB). Its
+1e7 peaks extrapolate to about 42 GiB at 5e7, past the machine. At 5e7 (1.8M users, 2.5M items; 8.3 GiB
+with the negatives) an earlier run (MF only, 16 GiB cap) measured MF's epoch, 752 s and 9.1 GiB, and a
+one-user IFRU request, 35.8 s and 10.4 GiB, with older IFRU code (at 1e7 that code took 10.6 s against this
+run's 4.4 s); MF's 2-process epoch was killed at 16 GiB (each rank holds the whole graph) and its 0.1%
+request is estimated at 18 GiB. LightGCN's epoch at 5e7 is estimated at 22 minutes (10.7 GiB), past the
+cell timeout; the 5e7 entry's skip reasons are that earlier run's estimates.
 
 Writes ``benchmarks/results/scale.json`` and ``scale.png``.
 """
