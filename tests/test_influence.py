@@ -28,6 +28,13 @@ def _model(kind, seed=0):
     return model
 
 
+def _rows(model, nodes: list[int]) -> NodeRows:
+    """The rows of the given homogeneous node ids (users 0..U-1, then items)."""
+    mask = torch.zeros(U + I, dtype=torch.bool)
+    mask[nodes] = True
+    return NodeRows.from_node_mask(model, mask, U)
+
+
 def _full_loss(model, objective, graph):
     """The summed objective as a function of the concatenated [user; item] tables (the reference)."""
     def fn(x):
@@ -227,9 +234,7 @@ def test_homogeneous_graph_skips_unobserved(graph):
 @pytest.mark.parametrize("exact", [True, False])
 def test_dot_product_operator_matches_autograd(graph, kind, objective, exact):
     model = _model(kind)
-    mask = torch.zeros(U + I, dtype=torch.bool)
-    mask[[1, 4, U, U + 3]] = True
-    rows = NodeRows.from_node_mask(model, mask, U)
+    rows = _rows(model, [1, 4, U, U + 3])
     terms = training_terms(objective, graph)
     phi = rows.gather(model) + 0.1  # away from the stored values: the operator must use phi
     fast = DotProductOperator(model, rows, phi, terms, graph, objective, exact=exact, damping=0.2)
@@ -252,9 +257,7 @@ def test_linear_dot_product_detection():
 @pytest.mark.parametrize("objective", [BCEObjective(l2=0.3), BPRObjective(l2=0.3, seed=1)])
 def test_dot_product_gradient_matches_autograd(graph, kind, objective):
     model = _model(kind)
-    mask = torch.zeros(U + I, dtype=torch.bool)
-    mask[[0, 5, U + 1, U + 7]] = True
-    rows = NodeRows.from_node_mask(model, mask, U)
+    rows = _rows(model, [0, 5, U + 1, U + 7])
     terms = training_terms(objective, graph)
     phi = rows.gather(model) - 0.05
     reference = objective_function(model, objective, terms, graph, rows, regularize=False)
@@ -302,9 +305,7 @@ def test_the_local_problem_gives_the_whole_tables_results(kind, objective):
 def test_dot_product_objective_matches_the_model(graph, kind, objective, regularize):
     """The closed form's objective values (per-pair dot products) equal the model's forward, at several phi."""
     model = _model(kind)
-    mask = torch.zeros(U + I, dtype=torch.bool)
-    mask[[2, 3, U, U + 5]] = True
-    rows = NodeRows.from_node_mask(model, mask, U)
+    rows = _rows(model, [2, 3, U, U + 5])
     terms = training_terms(objective, graph)
     fast = dot_product_objective(model, rows, terms, graph, objective, regularize)
     reference = objective_function(model, objective, terms, graph, rows, regularize)
