@@ -28,11 +28,23 @@ def _model(kind, seed=0):
     return model
 
 
-def _rows(model, nodes: list[int]) -> NodeRows:
-    """The rows of the given homogeneous node ids (users 0..U-1, then items)."""
-    mask = torch.zeros(U + I, dtype=torch.bool)
+def _rows(model, nodes: list[int], users: int = U, items: int = I) -> NodeRows:
+    """The rows of the given homogeneous node ids (users 0..users-1, then items)."""
+    mask = torch.zeros(users + items, dtype=torch.bool)
     mask[nodes] = True
-    return NodeRows.from_node_mask(model, mask, U)
+    return NodeRows.from_node_mask(model, mask, users)
+
+
+def _sparse_region(kind, objective, users: int, items: int, communities: int, nodes: list[int]):
+    """A sparse planted graph (3 interactions a user, so k-hop regions are strict parts of it), a float64
+    model, the rows of ``nodes``, and the objective's terms: all of them and those that reach the rows."""
+    graph = planted_communities(users, items, communities, 3, seed=4)
+    model = (MF(users, items, D) if kind == "mf" else LightGCN(users, items, D, num_layers=2)).double()
+    model.reset_parameters(1)
+    rows = _rows(model, nodes, users, items)
+    reach = k_hop_mask(graph, torch.tensor(nodes), model.receptive_field)
+    terms = training_terms(objective, graph)
+    return graph, model, rows, terms, terms.select(terms.touches(reach, users))
 
 
 def _full_loss(model, objective, graph):
@@ -60,18 +72,8 @@ def test_hvp_matches_dense_hessian(graph, kind, objective):
 
 @pytest.mark.parametrize("kind", ["mf", "lightgcn"])
 def test_restricted_hvp_is_the_sub_block_with_locality(kind):
-    # A sparser graph so that the k-hop computation subgraph is a strict part of it.
-    graph = planted_communities(40, 30, 3, 3, seed=4)
-    users, items = 40, 30
-    model = (MF(users, items, D) if kind == "mf" else LightGCN(users, items, D, num_layers=2)).double()
-    model.reset_parameters(1)
     objective = BCEObjective(l2=0.2)
-    mask = torch.zeros(users + items, dtype=torch.bool)
-    mask[[0, 3, users + 2]] = True
-    rows = NodeRows.from_node_mask(model, mask, users)
-    reach = k_hop_mask(graph, mask.nonzero().flatten(), model.receptive_field)
-    terms = training_terms(objective, graph)
-    local = terms.select(terms.touches(reach, users))
+    graph, model, rows, terms, local = _sparse_region(kind, objective, 40, 30, 3, [0, 3, 40 + 2])
     assert len(local) < len(terms)
     fn = objective_function(model, objective, local, graph, rows, locality=True)
     x = rows.gather(model)
@@ -271,16 +273,8 @@ def test_dot_product_gradient_matches_autograd(graph, kind, objective):
 def test_the_local_problem_gives_the_whole_tables_results(kind, objective):
     """Rows, terms and scoring subgraph relabelled to the nodes they touch: the same products, gradient and
     values as on the whole tables, over fewer nodes."""
-    graph = planted_communities(120, 90, 6, 3, seed=4)
     users, items = 120, 90
-    model = (MF(users, items, D) if kind == "mf" else LightGCN(users, items, D, num_layers=2)).double()
-    model.reset_parameters(1)
-    mask = torch.zeros(users + items, dtype=torch.bool)
-    mask[[0, users + 2]] = True
-    rows = NodeRows.from_node_mask(model, mask, users)
-    reach = k_hop_mask(graph, mask.nonzero().flatten(), model.receptive_field)
-    terms = training_terms(objective, graph)
-    terms = terms.select(terms.touches(reach, users))
+    graph, model, rows, _, terms = _sparse_region(kind, objective, users, items, 6, [0, users + 2])
     sub = scoring_graph(model, graph, terms)
     local = local_problem(model, rows, terms, sub)
     assert local.tables["user_emb.weight"].size(0) + local.tables["item_emb.weight"].size(0) < users + items
