@@ -110,10 +110,11 @@ class NewtonConfig:
     Args:
         steps: 1 is the paper; more iterate Newton steps on the new objective. ``"auto"`` (default): 8
             line-searched inexact steps when the trained point is stationary
-            (:math:`\\lVert\\nabla_\\phi L(\\hat\\theta; D)\\rVert \\le 0.1 \\lVert g\\rVert`), over rows one
-            hop wider than the receptive field unless ``hops`` is set (the minimiser they go to moves the
-            rows coupled to the request's too), each solved to Eisenstat and Walker's forcing term; else 1:
-            away from stationarity the new objective's minimiser is not where retraining goes.
+            (:math:`\\lVert\\nabla_\\phi L(\\hat\\theta; D)\\rVert \\le 0.1 \\lVert g\\rVert`), unless ``hops``
+            is set over rows one hop wider than the receptive field and every row sharing a loss term with
+            them (the minimiser they go to moves the rows the curvature couples to the request's too), each
+            solved to Eisenstat and Walker's forcing term; else 1: away from stationarity the new
+            objective's minimiser is not where retraining goes.
         line_search: scale each later Newton step by the largest :math:`2^{-j}` (:math:`j < 10`) that does
             not increase the objective of the acceptance test (0 when none does, which ends the iterations).
     """
@@ -432,7 +433,7 @@ class IFRU(Unlearner):
 
     * ``request_edges``, ``affected_nodes`` (within :math:`K` hops of the request), ``affected_terms``
       (:math:`|D_c|`), ``kept_nodes``, ``kept_parameters`` (the size of :math:`\phi`),
-      ``widened`` (the rows taken one hop wider for a stationary model, see :class:`NewtonConfig`);
+      ``widened`` (the rows taken wider for a stationary model, see :class:`NewtonConfig`);
     * ``implicit_ridge`` (``None`` unless ``solver.damping="auto"``), ``gradient_ratio``
       (:math:`\lVert\nabla L(\hat\phi; D)\rVert / \lVert g\rVert`: how far from stationary the model is),
       ``damping`` (the last attempt's :math:`\lambda`);
@@ -472,7 +473,7 @@ class IFRU(Unlearner):
         call, target, gradient = self._prepare(request, positions, remaining, region, share)
         widened = self._widens(target, gradient)
         if widened:
-            region = self._select(request, self.model.receptive_field + 1)
+            region = self._select(request, self.model.receptive_field + 1, coupled=True)
             call, target, gradient = self._prepare(request, positions, remaining, region, share)
         clock.lap("gradient")
         phi, outcome = self._solve(call, gradient.detach(), target)
@@ -491,23 +492,27 @@ class IFRU(Unlearner):
         return call, target, self._gradient(call, target)
 
     def _widens(self, target: _TiltedObjective, gradient: Tensor) -> bool:
-        """Whether the region grows by one hop: on a stationary model (``newton.steps="auto"``, ``hops`` not
-        set), the Newton steps go to the new objective's minimiser, towards which the rows that the curvature
-        couples to the request's move too (as ``IFRUConfig.newton`` does)."""
+        """Whether the region grows by one hop and the rows coupled to it (``_select``'s ``coupled``): on a
+        stationary model (``newton.steps="auto"``, ``hops`` not set), the Newton steps go to the new objective's
+        minimiser, towards which the rows that the curvature couples to the request's move too."""
         if self.config.newton.steps != "auto" or self.config.hops is not None:
             return False
         return _gradient_ratio(target, gradient) <= STATIONARY_RATIO
 
     # -- select: the rows phi and the regions around the request --------------------------------------
 
-    def _select(self, request: Tensor, hops: int | None) -> _Region:
+    def _select(self, request: Tensor, hops: int | None, coupled: bool = False) -> _Region:
         """phi: the rows of the nodes that pruning keeps within ``hops`` (``None``: the receptive field) of the
-        request (its endpoints always)."""
+        request (its endpoints always); with ``coupled``, also every node that shares a loss term with one of
+        them: the curvature couples a term's nodes whether or not the pair carries messages (a 0-labelled
+        pair, a BPR negative)."""
         cfg, graph, model = self.config, self.graph, self.model
         users, depth = num_users(graph), model.receptive_field
         request_nodes = node_ids(request, users)
         scores = importance_scores(graph, request, depth if hops is None else hops)
         kept_mask = select_nodes(scores, cfg.prune, always=request_nodes)
+        if coupled:
+            kept_mask[local_terms(self.objective, graph, kept_mask).nodes(users, kept_mask.numel())] = True
         # The MF surrogate has no curvature for dense parameters: they are left out of it.
         rows = NodeRows.from_node_mask(model, kept_mask, users, dense=cfg.dense and cfg.curvature != "mf_surrogate")
         # Nodes whose outputs depend on phi: the same in both graphs, since the request's endpoints are kept.
