@@ -7,7 +7,7 @@ import torch
 
 from graphforget import BCEObjective, BPRObjective
 from graphforget.data import EDGE, planted_communities, random_edges, remove_edges
-from graphforget.influence import (DotProductOperator, GaussNewtonOperator, HessianOperator, NodeRows, dot_product_gradient,
+from graphforget.influence import (AndersonMixing, DotProductOperator, GaussNewtonOperator, HessianOperator, NodeRows, dot_product_gradient,
                                    dot_product_objective, adam_quadratic, local_problem, scoring_graph, computation_subgraph, conjugate_gradient, direct_solve,
                                    has_linear_dot_product, homogeneous_graph, importance_scores, k_hop_mask, lissa,
                                    local_terms, node_ids,
@@ -128,6 +128,45 @@ def test_cg_stops_on_nan_or_negative_curvature():
         result = conjugate_gradient(operator, b, tol=1e-8, max_iter=10)
         assert result.iterations == 0 and not result.converged and result.negative_curvature
         assert torch.equal(result.x, torch.zeros_like(b))
+
+
+def test_anderson_mixing_is_walker_and_ni_formula():
+    """The mixed iterate is x + f - (dX + dF) gamma with gamma the least-squares fit of f by the step differences
+    (solved here by lstsq on the tall matrices); on a linear iteration x <- Mx + c in R^n it is GMRES in
+    disguise, so with depth >= n it lands on the fixed point in n + 1 mixed steps, where the plain iteration
+    (spectral radius 0.95) is still far."""
+    gen = torch.Generator().manual_seed(0)
+    n = 4
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+    m = q @ torch.diag(torch.tensor([0.95, 0.9, -0.5, 0.2], dtype=torch.float64)) @ q.t()
+    c = torch.randn(n, generator=gen, dtype=torch.float64)
+    fixed = torch.linalg.solve(torch.eye(n, dtype=torch.float64) - m, c)
+    mixing, x, xs, fs = AndersonMixing(depth=n), torch.zeros(n, dtype=torch.float64), [], []
+    for _ in range(n + 2):
+        f = m @ x + c - x
+        xs, fs = xs + [x], fs + [f]
+        mixed = mixing.propose(x, f)
+        if mixed is not None:
+            df = torch.stack([b - a for a, b in zip(fs, fs[1:])], 1)
+            dx = torch.stack([b - a for a, b in zip(xs, xs[1:])], 1)
+            gamma = torch.linalg.lstsq(df, f.unsqueeze(1)).solution.squeeze(1)
+            torch.testing.assert_close(mixed, x + f - (dx + df) @ gamma)
+        x = x + f if mixed is None else mixed
+    assert float((x - fixed).norm()) < 1e-8 * float(fixed.norm())
+    plain = torch.zeros(n, dtype=torch.float64)
+    for _ in range(n + 2):
+        plain = m @ plain + c
+    assert float((plain - fixed).norm()) > 0.1 * float(fixed.norm())
+
+
+def test_anderson_mixing_without_history_or_finite_steps():
+    x, step = torch.zeros(3), torch.ones(3)
+    assert all(AndersonMixing(0).propose(x, step) is None for _ in range(3))
+    mixing = AndersonMixing(2)
+    assert mixing.propose(x, step) is None and mixing.propose(x, torch.full((3,), float("nan"))) is None
+    assert mixing.propose(x + step, 0.5 * step) is not None  # the NaN step was not recorded
+    with pytest.raises(ValueError, match="depth"):
+        AndersonMixing(-1)
 
 
 def test_cg_on_hvp_operator_matches_direct(graph):

@@ -192,6 +192,26 @@ def test_auto_newton_solves_stop_at_the_forcing_term():
     assert len(solves) > 3 and max(s["tol"] for s in solves[1:]) > 0.3
 
 
+def test_anderson_mixing_speeds_up_the_stationary_newton_steps():
+    """The auto Newton steps take the Anderson-mixed iterate where it lowers the new objective: its gradient
+    ends lower than without mixing, and every step (mixed or line-searched) lowered the objective."""
+    from graphforget.unlearn.ifru import NewtonConfig
+    from test_ifru import _trained
+    tiny = planted_communities(30, 24, 2, 10, seed=1)
+    objective = BCEObjective(l2=0.3)
+    model = _trained("mf", tiny, objective)
+    request = tiny[EDGE].edge_index[:, :6]
+    runs = {depth: IFRU(model, tiny, objective, IFRUConfig(newton=NewtonConfig(anderson=depth))).unlearn(request)
+            for depth in (0, 3)}
+    plain, mixed = (runs[d].info["solver"] for d in (0, 3))
+    assert not any(s["mixed"] for s in plain[1:]) and sum(s["mixed"] for s in mixed[1:]) >= 3
+    with torch.no_grad():
+        for run in runs.values():
+            assert float(objective.total(run.model, run.graph)) < float(objective.total(model, run.graph))
+    # measured: 0.0135 against 0.0226, the mixed iterate taken at 5 of the 6 Newton steps
+    assert mixed[-1]["rhs_norm"] < 0.7 * plain[-1]["rhs_norm"], (mixed[-1]["rhs_norm"], plain[-1]["rhs_norm"])
+
+
 def test_a_stationary_model_widens_the_rows_to_those_the_curvature_couples(early_stopped):
     """newton.steps='auto' on a stationary model takes the rows one hop past the receptive field and every row
     that shares a loss term with them (a 0-labelled pair carries no message but couples its user and item):

@@ -4,13 +4,14 @@ from .dot_product import (DotProductOperator, LocalProblem, dot_product_gradient
 from .graph import computation_subgraph, homogeneous_graph, k_hop_mask, local_terms, node_ids
 from .hvp import GaussNewtonOperator, HessianOperator, NodeRows, objective_function, rows_function, scoring_graph
 from .pruning import importance_scores, select_nodes
-from .solvers import SOLVERS, SolveResult, adam_quadratic, conjugate_gradient, direct_solve, lissa, solve
+from .solvers import (SOLVERS, AndersonMixing, SolveResult, adam_quadratic, conjugate_gradient, direct_solve, lissa,
+                      solve)
 from .terms import Terms, training_terms
 
 __all__ = [
     "DotProductOperator", "LocalProblem", "dot_product_gradient", "dot_product_objective", "has_linear_dot_product",
     "local_problem", "local_terms", "computation_subgraph", "homogeneous_graph", "k_hop_mask", "node_ids",
     "GaussNewtonOperator", "HessianOperator", "NodeRows", "objective_function", "rows_function", "scoring_graph", "importance_scores",
-    "select_nodes", "SOLVERS", "SolveResult", "adam_quadratic", "conjugate_gradient", "direct_solve", "lissa",
+    "select_nodes", "SOLVERS", "AndersonMixing", "SolveResult", "adam_quadratic", "conjugate_gradient", "direct_solve", "lissa",
     "solve", "Terms", "training_terms",
 ]

@@ -14,7 +14,8 @@ from torch import Tensor
 
 from ..clock import Stopwatch
 
-__all__ = ["SolveResult", "conjugate_gradient", "lissa", "adam_quadratic", "direct_solve", "SOLVERS", "solve"]
+__all__ = ["SolveResult", "conjugate_gradient", "lissa", "adam_quadratic", "direct_solve", "SOLVERS", "solve",
+           "AndersonMixing"]
 
 MatVec = Callable[[Tensor], Tensor]
 
@@ -150,3 +151,48 @@ def solve(name: str, matvec: MatVec, b: Tensor, **options) -> SolveResult:
     if name not in SOLVERS:
         raise ValueError(f"unknown solver {name!r}; known: {sorted(SOLVERS)}")
     return SOLVERS[name](matvec, b, **options)
+
+
+class AndersonMixing:
+    r"""Anderson acceleration of a fixed-point iteration :math:`x_{k+1} = x_k + f_k` (Walker and Ni, SIAM J.
+    Numer. Anal. 49, 2011): from the last ``depth + 1`` iterates and steps,
+
+    .. math::
+        \gamma = \arg\min_\gamma \lVert f_k - \Delta F \gamma \rVert, \qquad
+        x_{k+1} = x_k + f_k - (\Delta X + \Delta F)\,\gamma,
+
+    where the columns of :math:`\Delta X` and :math:`\Delta F` are the differences of consecutive iterates
+    and steps. It extrapolates along the directions the iterates keep moving in, so an iteration that
+    converges only linearly (Gauss-Newton where the fit leaves residuals) converges faster. The least
+    squares is solved on its ``depth x depth`` normal equations in float64, columns scaled to unit norm, by
+    an SVD that cuts off what parallel differences leave undetermined. The caller decides whether to take
+    the mixed iterate.
+    """
+
+    def __init__(self, depth: int):
+        if depth < 0:
+            raise ValueError(f"depth must be >= 0, got {depth}")
+        self.depth, self._x, self._f = depth, [], []
+
+    def propose(self, x: Tensor, step: Tensor) -> Tensor | None:
+        """Records the iterate ``x`` and its ``step``; returns the mixed next iterate, or ``None`` when fewer
+        than two steps are recorded (always for ``depth`` 0) or ``step`` is not finite (then not recorded)."""
+        if not torch.isfinite(step).all():
+            return None
+        self._x = (self._x + [x])[-(self.depth + 1):]
+        self._f = (self._f + [step])[-(self.depth + 1):]
+        if len(self._f) < 2:
+            return None
+        df = [(b - a).double() for a, b in zip(self._f, self._f[1:])]
+        dx = [b - a for a, b in zip(self._x, self._x[1:])]
+        gram = torch.stack([torch.stack([a.dot(b) for b in df]) for a in df]).cpu()
+        scale = gram.diagonal().rsqrt()  # unit columns: the normal equations' conditioning is that of the steps'
+        if not torch.isfinite(scale).all():  # a zero difference (or an overflow)
+            return None
+        rhs = torch.stack([a.dot(step.double()) for a in df]).cpu()
+        fit = torch.linalg.lstsq(scale[:, None] * gram * scale, (scale * rhs)[:, None], driver="gelsd")
+        gamma = scale * fit.solution[:, 0]
+        mixed = x + step
+        for weight, a, b in zip(gamma.tolist(), dx, df):
+            mixed = mixed - weight * (a + b.to(a.dtype))
+        return mixed
