@@ -12,6 +12,6 @@ __all__ = [
     "DotProductOperator", "LocalProblem", "dot_product_gradient", "dot_product_objective", "has_linear_dot_product",
     "local_problem", "local_terms", "computation_subgraph", "homogeneous_graph", "k_hop_mask", "node_ids",
     "GaussNewtonOperator", "HessianOperator", "NodeRows", "objective_function", "rows_function", "scoring_graph", "importance_scores",
-    "select_nodes", "SOLVERS", "AndersonMixing", "SolveResult", "adam_quadratic", "conjugate_gradient", "direct_solve", "lissa",
-    "solve", "Terms", "training_terms",
+    "select_nodes", "SOLVERS", "AndersonMixing", "SolveResult", "adam_quadratic", "conjugate_gradient",
+    "direct_solve", "lissa", "solve", "Terms", "training_terms",
 ]
