@@ -171,6 +171,25 @@ def test_newton_preset_is_closer_to_retraining_than_the_paper_step(problem, kind
     assert errors[1] < 0.6 * errors[0], errors  # measured: MF 0.16 vs 0.33, LightGCN 0.23 vs 0.74
 
 
+def test_the_kept_degrees_follow_edits_of_the_graph(problem):
+    """IFRU counts the training graph's message-passing degrees once, and again after an in-place edit of its
+    edges (here: user 0's edges no longer carry messages)."""
+    graph = copy.deepcopy(problem[0])
+    graph[EDGE].observed = torch.ones_like(graph[EDGE].edge_label, dtype=torch.bool)
+    model = LightGCN(U, I, D, num_layers=2).double()
+    model.reset_parameters(0)
+    unlearner = IFRU(model, graph, BCEObjective(l2=1.0))
+    kept = unlearner._message_passing_degrees()
+    assert unlearner._message_passing_degrees() is kept
+    user_degree = torch.bincount(graph[EDGE].edge_index[0], minlength=graph["user"].num_nodes)
+    assert torch.equal(kept[:user_degree.numel()], user_degree.to(kept.dtype))
+    graph[EDGE].observed[graph[EDGE].edge_index[0] == 0] = False  # in place: user 0 carries no messages
+    recounted = unlearner._message_passing_degrees()
+    assert recounted is not kept and recounted[0] == 0
+    expected = torch.bincount(message_passing_edges(graph)[0], minlength=graph["user"].num_nodes)
+    assert torch.equal(recounted[:expected.numel()], expected.to(recounted.dtype))
+
+
 def test_backtracking_never_increases_the_objective():
     from graphforget.unlearn.ifru import _backtrack
     square = lambda x: x.pow(2).sum()  # noqa: E731

@@ -10,6 +10,7 @@ from graphforget.data import EDGE, planted_communities, random_edges, remove_edg
 from graphforget.influence import (AndersonMixing, DotProductOperator, GaussNewtonOperator, HessianOperator, NodeRows, dot_product_gradient,
                                    dot_product_objective, adam_quadratic, local_problem, scoring_graph, computation_subgraph, conjugate_gradient, direct_solve,
                                    has_linear_dot_product, homogeneous_graph, importance_scores, k_hop_mask, lissa,
+                                   message_passing_degrees,
                                    local_terms, node_ids,
                                    objective_function, rows_function, select_nodes, training_terms)
 from graphforget.models import MF, LightGCN
@@ -237,6 +238,7 @@ def test_pruning_matches_plain_loop(graph, ratios):
     orders, kept = _algorithm_1(graph, request, 2, ratios)
     scores = importance_scores(graph, request, 2)
     torch.testing.assert_close(scores, torch.tensor(orders, dtype=scores.dtype), rtol=1e-5, atol=1e-7)
+    assert torch.equal(importance_scores(graph, request, 2, message_passing_degrees(graph)), scores)
     mask = select_nodes(scores.double(), ratios)
     # Compare in float64 so ties resolve the same way as the reference.
     mask = select_nodes(torch.tensor(orders, dtype=torch.float64), ratios)

@@ -3,7 +3,7 @@ from .dot_product import (DotProductOperator, LocalProblem, dot_product_gradient
                           has_linear_dot_product, local_problem)
 from .graph import computation_subgraph, homogeneous_graph, k_hop_mask, local_terms, node_ids
 from .hvp import GaussNewtonOperator, HessianOperator, NodeRows, objective_function, rows_function, scoring_graph
-from .pruning import importance_scores, select_nodes
+from .pruning import importance_scores, message_passing_degrees, select_nodes
 from .solvers import (SOLVERS, AndersonMixing, SolveResult, adam_quadratic, conjugate_gradient, direct_solve, lissa,
                       solve)
 from .terms import Terms, training_terms
@@ -11,7 +11,7 @@ from .terms import Terms, training_terms
 __all__ = [
     "DotProductOperator", "LocalProblem", "dot_product_gradient", "dot_product_objective", "has_linear_dot_product",
     "local_problem", "local_terms", "computation_subgraph", "homogeneous_graph", "k_hop_mask", "node_ids",
-    "GaussNewtonOperator", "HessianOperator", "NodeRows", "objective_function", "rows_function", "scoring_graph", "importance_scores",
-    "select_nodes", "SOLVERS", "AndersonMixing", "SolveResult", "adam_quadratic", "conjugate_gradient",
-    "direct_solve", "lissa", "solve", "Terms", "training_terms",
+    "GaussNewtonOperator", "HessianOperator", "NodeRows", "objective_function", "rows_function", "scoring_graph",
+    "importance_scores", "message_passing_degrees", "select_nodes", "SOLVERS", "AndersonMixing", "SolveResult",
+    "adam_quadratic", "conjugate_gradient", "direct_solve", "lissa", "solve", "Terms", "training_terms",
 ]

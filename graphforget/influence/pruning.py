@@ -11,10 +11,16 @@ from torch_geometric.utils import degree
 from ..data.interactions import message_passing_edges, num_items, num_users
 from .graph import homogeneous_graph
 
-__all__ = ["importance_scores", "select_nodes"]
+__all__ = ["importance_scores", "select_nodes", "message_passing_degrees"]
 
 
-def importance_scores(graph: HeteroData, request: Tensor, hops: int) -> Tensor:
+def message_passing_degrees(graph: HeteroData) -> Tensor:
+    """``[U + I]`` degrees of the users then the items in the message-passing (observed) edges."""
+    user, item = message_passing_edges(graph)
+    return torch.cat([degree(user, num_users(graph)), degree(item, num_items(graph))])
+
+
+def importance_scores(graph: HeteroData, request: Tensor, hops: int, degrees: Tensor | None = None) -> Tensor:
     r"""Importance of every node at orders :math:`0..K` for a request, as ``[K + 1, U + I]``.
 
     .. math::
@@ -22,11 +28,11 @@ def importance_scores(graph: HeteroData, request: Tensor, hops: int) -> Tensor:
         s^k_{v'} = \sum_{v \in N_{v'}} \frac{s^{k-1}_v}{|N_{v'}|} \quad (k = 1..K),
 
     i.e. :math:`s^k = D^{-1} A s^{k-1}`: one sparse matrix-vector product per order, on the graph's
-    device. :math:`|N_v|` are degrees in the (original) message-passing graph.
+    device. :math:`|N_v|` are degrees in the (original) message-passing graph: ``degrees``
+    (:func:`message_passing_degrees`) when the caller keeps them, else counted here (a scan of every edge).
     """
-    user, item = message_passing_edges(graph)
     users = num_users(graph)
-    deg = torch.cat([degree(user, users), degree(item, num_items(graph))]).clamp(min=1)
+    deg = (message_passing_degrees(graph) if degrees is None else degrees).clamp(min=1)
     s = torch.zeros(deg.numel(), device=deg.device)
     s.index_add_(0, torch.cat([request[0], request[1] + users]), torch.ones(2 * request.size(1), device=s.device))
     scores = [s / deg]

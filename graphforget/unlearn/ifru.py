@@ -12,14 +12,15 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..clock import Stopwatch
-from ..data.interactions import EDGE, message_passing_edges, num_items, num_users
+from ..data.interactions import EDGE, num_users
 from ..distributed import TermShare
 from ..influence import (SOLVERS, AndersonMixing, DotProductOperator, GaussNewtonOperator, HessianOperator,
                          LocalProblem, NodeRows, Terms, dot_product_gradient, dot_product_objective,
-                         has_linear_dot_product, importance_scores, k_hop_mask, local_problem, local_terms, node_ids,
-                         objective_function, rows_function, scoring_graph, select_nodes, solve, training_terms)
+                         has_linear_dot_product, importance_scores, k_hop_mask, local_problem, local_terms,
+                         message_passing_degrees, node_ids, objective_function, rows_function, scoring_graph,
+                         select_nodes, solve, training_terms)
 from ..objectives import Objective
-from .base import Unlearner, UnlearningFailed
+from .base import Unlearner, UnlearningFailed, _unchanged
 from .registry import register
 
 __all__ = ["IFRU", "IFRUConfig", "SolverConfig", "NewtonConfig", "TrustConfig"]
@@ -253,10 +254,11 @@ class IFRUConfig:
 def _newton_preset(cls, receptive_field: int, steps: int = 8, **changes) -> IFRUConfig:
     """Our extension for models at a stationary point: ``steps`` inexact Newton steps on the new
     objective (Gauss-Newton curvature of the remaining data, CG to a relative residual of 0.1, a line
-    search), over the rows within ``receptive_field + 1`` hops of the request, so that the rows the
-    curvature couples to the request's move too. On the attack protocol it recovers 89-110% of
-    retraining's AUC gain (five steps: 86-106%; the paper's step: 18-85%), 1.6-3.6x faster than
-    retraining with L-BFGS; see the README. ``changes`` override fields as in :meth:`paper`.
+    search, Anderson mixing), over the rows within ``receptive_field + 1`` hops of the request, so that
+    the rows the curvature couples to the request's move too. On the attack protocol it recovers 89-110% of
+    retraining's AUC gain (five steps: 86-106%; the paper's step: 18-85%; measured before the mixing),
+    1.6-3.6x faster than retraining with L-BFGS (see the benchmarks page). ``changes`` override fields as in
+    :meth:`paper`.
     """
     return cls(**_merged({"curvature_of": "remaining", "newton": {"steps": steps, "line_search": True},
                           "solver": {"tol": 0.1}, "hops": receptive_field + 1}, changes))
@@ -346,6 +348,7 @@ class _Scored:
 class _Call:
     """One request's state, passed between the phases of :meth:`IFRU._unlearn` (it lives for the call)."""
     request: Tensor
+    positions: Tensor  # the request's edges in the training graph
     remaining: HeteroData
     region: _Region
     original: _Scored  # the terms of D that reach phi, on the training graph
@@ -471,8 +474,18 @@ class IFRU(Unlearner):
 
     def __init__(self, model, graph: HeteroData, objective: Objective, config: IFRUConfig | dict | None = None, *,
                  val: HeteroData | None = None, _reference_paths: bool = False):
+        self._degrees, self._degrees_of = None, []  # the training graph's degrees, and the edges they count
         super().__init__(model, graph, objective, config, val=val)
         self._reference_paths = _reference_paths
+
+    def _message_passing_degrees(self) -> Tensor:
+        """``[U + I]`` message-passing degrees of the training graph, counted again only when its edges changed:
+        every request reads them, and counting is a scan of every edge."""
+        store = self.graph[EDGE]
+        state = [(t, t._version) for t in (store.edge_index, store.get("observed")) if t is not None]
+        if not _unchanged(state, self._degrees_of):
+            self._degrees, self._degrees_of = message_passing_degrees(self.graph), state
+        return self._degrees
 
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData):
         clock = _PhaseClock(self.graph[EDGE].edge_index.device)
@@ -518,7 +531,7 @@ class IFRU(Unlearner):
         cfg, graph, model = self.config, self.graph, self.model
         users, depth = num_users(graph), model.receptive_field
         request_nodes = node_ids(request, users)
-        scores = importance_scores(graph, request, depth if hops is None else hops)
+        scores = importance_scores(graph, request, depth if hops is None else hops, self._message_passing_degrees())
         kept_mask = select_nodes(scores, cfg.prune, always=request_nodes)
         if coupled:
             kept_mask[local_terms(self.objective, graph, kept_mask).nodes(users, kept_mask.numel())] = True
@@ -537,7 +550,7 @@ class IFRU(Unlearner):
         """The request's state: the terms that reach phi before and after the removal, the removed ones."""
         removed = training_terms(self.objective, self.graph, positions)
         replaced = self._replacement_terms(removed, request, remaining)
-        return _Call(request, remaining, region,
+        return _Call(request, positions, remaining, region,
                      original=_Scored(local_terms(self.objective, self.graph, region.reach), self.graph, share),
                      new=_Scored(local_terms(self.objective, remaining, region.reach), remaining, share),
                      removed=_Scored(removed, self.graph, share),
@@ -566,14 +579,14 @@ class IFRU(Unlearner):
     def _orphans(self, call: _Call) -> Tensor:
         """``[len(phi)]`` whether each entry of phi is a row of a node that no term of the new objective
         scores and no remaining edge reaches (none for SCIF, whose new objective keeps every node)."""
-        remaining = call.remaining
-        users, items = num_users(remaining), num_items(remaining)
-        data = torch.full((users + items,), call.replaced is not None, dtype=torch.bool,
-                          device=call.new.terms.target.device)
-        data[call.new.terms.nodes(users, users + items)] = True
-        edges = message_passing_edges(remaining)  # marked in place: a sort of all their ids would cost O(E log E)
-        data[edges[0]] = True
-        data[edges[1] + users] = True
+        users, store = num_users(self.graph), self.graph[EDGE]
+        removed = call.positions if "observed" not in store else call.positions[store.observed[call.positions]]
+        ends = torch.cat([store.edge_index[0, removed], store.edge_index[1, removed] + users])
+        # The remaining degrees are the kept ones less the removed message-passing edges: no scan of every edge.
+        degrees = self._message_passing_degrees()
+        remaining = degrees.index_add(0, ends, torch.ones_like(ends, dtype=degrees.dtype), alpha=-1)
+        data = (remaining > 0) | (call.replaced is not None)
+        data[call.new.terms.nodes(users, data.numel())] = True
         return call.region.rows.expand(self.model, ~data, users)
 
     def _gradient(self, call: _Call, target: _TiltedObjective) -> Tensor:
