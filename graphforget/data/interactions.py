@@ -239,7 +239,8 @@ def without_edges(graph: HeteroData, pairs: Tensor) -> tuple[HeteroData, Tensor]
     edge_index = graph[EDGE].edge_index
     keep = torch.ones(edge_index.size(1), dtype=torch.bool, device=edge_index.device)
     keep[positions] = False
-    return edge_subgraph(graph, keep), positions
+    # Positions rather than the mask: PyG then gathers with index_select, faster on every edge of a large graph.
+    return edge_subgraph(graph, keep.nonzero().flatten()), positions
 
 
 def remove_edges(graph: HeteroData, pairs: Tensor) -> HeteroData:
