@@ -64,8 +64,8 @@ every cell to 1e7 edges (about 40 minutes), LightGCN's IFRU included: a one-user
 9.5 GiB, a 0.1% request 130.3 s and 11.0 GiB (2 processes: 184.7 s / 16.5 GiB and 124.8 s / 19.4 GiB). Its
 1e7 peaks extrapolate to about 42 GiB at 5e7, past the machine. At 5e7 (1.8M users, 2.5M items; 8.3 GiB
 with the negatives) an earlier run (MF only, 16 GiB cap) measured MF's epoch, 752 s and 9.1 GiB, and a
-one-user IFRU request, 35.8 s and 10.4 GiB, with older IFRU code (at 1e7 that code took 10.6 s against this
-run's 4.4 s); MF's 2-process epoch was killed at 16 GiB (each rank holds the whole graph) and its 0.1%
+one-user IFRU request, 35.8 s and 10.4 GiB, with older IFRU code (at 1e7 that code took 10.6 s against that
+run's 4.4 s, and 1.95 s in a later MF-only run at 1e6 and 1e7 after the per-request scans were cut); MF's 2-process epoch was killed at 16 GiB (each rank holds the whole graph) and its 0.1%
 request is estimated at 18 GiB. LightGCN's epoch at 5e7 is estimated at 22 minutes (10.7 GiB), past the
 cell timeout; the 5e7 entry's skip reasons are that earlier run's estimates.
 

@@ -172,27 +172,27 @@ class AndersonMixing:
     def __init__(self, depth: int):
         if depth < 0:
             raise ValueError(f"depth must be >= 0, got {depth}")
-        self.depth, self._x, self._f = depth, [], []
+        self.depth, self._last, self._dx, self._df = depth, None, [], []
 
     def propose(self, x: Tensor, step: Tensor) -> Tensor | None:
         """Records the iterate ``x`` and its ``step``; returns the mixed next iterate, or ``None`` when fewer
         than two steps are recorded (always for ``depth`` 0) or ``step`` is not finite (then not recorded)."""
         if not torch.isfinite(step).all():
             return None
-        self._x = (self._x + [x])[-(self.depth + 1):]
-        self._f = (self._f + [step])[-(self.depth + 1):]
-        if len(self._f) < 2:
+        if self._last is not None and self.depth:
+            last_x, last_step = self._last
+            self._dx = (self._dx + [x - last_x])[-self.depth:]
+            self._df = (self._df + [(step - last_step).double()])[-self.depth:]
+        self._last = (x, step)
+        if not self._df:
             return None
-        df = [(b - a).double() for a, b in zip(self._f, self._f[1:])]
-        dx = [b - a for a, b in zip(self._x, self._x[1:])]
-        gram = torch.stack([torch.stack([a.dot(b) for b in df]) for a in df]).cpu()
+        gram = torch.stack([torch.stack([a.dot(b) for b in self._df]) for a in self._df]).cpu()
         scale = gram.diagonal().rsqrt()  # unit columns: the normal equations' conditioning is that of the steps'
         if not torch.isfinite(scale).all():  # a zero difference (or an overflow)
             return None
-        rhs = torch.stack([a.dot(step.double()) for a in df]).cpu()
+        rhs = torch.stack([a.dot(step.double()) for a in self._df]).cpu()
         fit = torch.linalg.lstsq(scale[:, None] * gram * scale, (scale * rhs)[:, None], driver="gelsd")
-        gamma = scale * fit.solution[:, 0]
         mixed = x + step
-        for weight, a, b in zip(gamma.tolist(), dx, df):
-            mixed = mixed - weight * (a + b.to(a.dtype))
+        for weight, dx, df in zip((scale * fit.solution[:, 0]).tolist(), self._dx, self._df):
+            mixed = mixed - weight * (dx + df.to(dx.dtype))
         return mixed

@@ -97,9 +97,8 @@ class Unlearner:
         edge (labels, duplicates; a sort of all pairs) run again only when the edges changed since they passed."""
         check_model_fits(self.model, self.graph)
         store = self.graph[EDGE]
-        state = [(self.objective, None)] + [(t, t._version) for t in (store.edge_index, store.get("edge_label"))
-                                            if t is not None]
-        if _unchanged(state, self._checked_edges):
+        state = [(self.objective, None)] + versions(store.edge_index, store.get("edge_label"))
+        if unchanged(state, self._checked_edges):
             return
         self.objective.check(self.graph)
         check_unique_pairs(store.edge_index, num_items(self.graph), "the training graph")
@@ -148,7 +147,12 @@ class Unlearner:
         return f"{type(self).__name__}(model={type(self.model).__name__}, config={self.config})"
 
 
-def _unchanged(state: list, checked: list) -> bool:
+def versions(*tensors: Tensor | None) -> list:
+    """``[(tensor, tensor._version)]`` of the given tensors (``None`` skipped): the state :func:`unchanged` compares."""
+    return [(t, t._version) for t in tensors if t is not None]
+
+
+def unchanged(state: list, checked: list) -> bool:
     """Whether ``state`` holds the very objects of ``checked`` (identity: a replaced tensor or objective differs)
     at the same versions (``Tensor._version`` counts in-place writes)."""
     return len(state) == len(checked) and all(t is u and v == w for (t, v), (u, w) in zip(state, checked))

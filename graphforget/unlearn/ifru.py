@@ -20,7 +20,7 @@ from ..influence import (SOLVERS, AndersonMixing, DotProductOperator, GaussNewto
                          message_passing_degrees, node_ids, objective_function, rows_function, scoring_graph,
                          select_nodes, solve, training_terms)
 from ..objectives import Objective
-from .base import Unlearner, UnlearningFailed, _unchanged
+from .base import Unlearner, UnlearningFailed, unchanged, versions
 from .registry import register
 
 __all__ = ["IFRU", "IFRUConfig", "SolverConfig", "NewtonConfig", "TrustConfig"]
@@ -482,8 +482,8 @@ class IFRU(Unlearner):
         """``[U + I]`` message-passing degrees of the training graph, counted again only when its edges changed:
         every request reads them, and counting is a scan of every edge."""
         store = self.graph[EDGE]
-        state = [(t, t._version) for t in (store.edge_index, store.get("observed")) if t is not None]
-        if not _unchanged(state, self._degrees_of):
+        state = versions(store.edge_index, store.get("observed"))
+        if not unchanged(state, self._degrees_of):
             self._degrees, self._degrees_of = message_passing_degrees(self.graph), state
         return self._degrees
 
@@ -716,7 +716,7 @@ class IFRU(Unlearner):
         with the first step's damping, line-searched): for stationary models, where the tilt vanishes."""
         residual, tol = solves[0]["rhs_norm"], plan.options["tol"]
         value = float(target.value(phi)) if plan.line_search else None
-        mixing = AndersonMixing(self.config.newton.anderson) if plan.line_search else None
+        mixing = AndersonMixing(self.config.newton.anderson)
         for _ in range(1, plan.steps):
             rhs = -target.new_gradient(phi).detach()
             norm = float(rhs.norm())
