@@ -18,6 +18,7 @@ from graphforget.data import (DATASETS, EDGE, Split, add_negatives, attack_flip,
                               symmetric_edge_weight, user_edges)
 from graphforget.data import (AdjacencyCache, edge_subgraph, hold_graph, normalized_adjacency, pairs_of_keys,
                               without_edges)
+from graphforget.data import interactions
 from graphforget.data.interactions import pair_keys
 
 
@@ -698,19 +699,23 @@ def test_request_samplers_skip_sampled_negatives():
 
 # --------------------------------------------------------------------------------------------- graph minus request
 
-def test_without_edges_removes_exactly_the_request_and_keeps_node_attributes(random_graph):
+@pytest.mark.parametrize("max_runs", [1024, 0])  # the remaining edges copied as runs, or gathered
+def test_without_edges_removes_exactly_the_request_and_keeps_node_attributes(random_graph, monkeypatch, max_runs):
+    monkeypatch.setattr(interactions, "MAX_RUNS", max_runs)
     graph = with_raw_ids(random_graph(20, 15, 120, seed=4))
     graph["user"].community = torch.arange(20) % 3
     graph[EDGE].timestamp = 10 * torch.arange(120)
     graph[EDGE].observed = torch.arange(120) % 5 != 0
-    before = {key: graph[EDGE][key].clone() for key in ("edge_index", "edge_label", "timestamp", "observed")}
-    pairs, gone = pairs_of(graph), [77, 3, 40, 119]
+    graph[EDGE].edge_attr = torch.arange(360.0).view(120, 3)
+    keys = ("edge_index", "edge_label", "timestamp", "observed", "edge_attr")
+    before = {key: graph[EDGE][key].clone() for key in keys}
+    pairs, gone = pairs_of(graph), [77, 3, 0, 40, 41, 119]
     remaining, positions = without_edges(graph, torch.tensor([pairs[p] for p in gone]).t())
     assert positions.tolist() == gone  # request order
     keep = [p for p in range(120) if p not in gone]
     assert pairs_of(remaining) == [pairs[p] for p in keep]  # exactly the others, in their order
     assert raw_pairs(remaining) == [raw_pairs(graph)[p] for p in keep]
-    for key in ("edge_label", "timestamp", "observed"):
+    for key in keys[1:]:
         assert remaining[EDGE][key].tolist() == before[key][keep].tolist(), key
     for node_type in ("user", "item"):
         assert remaining[node_type].num_nodes == graph[node_type].num_nodes

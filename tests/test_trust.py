@@ -132,6 +132,19 @@ def test_non_finite_values_are_never_applied(early_stopped, monkeypatch):
     assert _same(result.model, models["mf"])
 
 
+def test_the_finiteness_check_names_exactly_the_non_finite_parameters():
+    """check_finite sums each parameter first (one pass, no mask as large as the table): a finite table whose
+    sum overflows is not reported; an infinity is, by name."""
+    from graphforget.unlearn.base import check_finite
+    model = MF(4, 3, 2)
+    with torch.no_grad():
+        model.user_emb.weight.fill_(3e38)  # finite; its float32 sum is inf
+        check_finite(model)
+        model.item_emb.weight[1, 1] = float("-inf")
+    with pytest.raises(ValueError, match="non-finite parameters: item_emb.weight$"):
+        check_finite(model)
+
+
 def test_scif_shares_the_trust_machinery(early_stopped):
     models, graph, request, _ = early_stopped
     robust, messages = _unlearn(models["lightgcn"], graph, request, IFRUConfig(), method=SCIF)

@@ -9,6 +9,8 @@ adjacency matrix in :mod:`graphforget.data.adjacency`, from :func:`propagation_e
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
@@ -185,6 +187,11 @@ def validate_pairs(graph: HeteroData, pairs: Tensor) -> Tensor:
     return pairs
 
 
+#: :func:`without_edges` copies the remaining edges as the runs between at most this many removed ones (a
+#: concatenation of that many slices costs about one gather over every edge); beyond, it gathers.
+MAX_RUNS = 1024
+
+
 def edge_positions(graph: HeteroData, pairs: Tensor) -> Tensor:
     """Positions in ``graph[EDGE].edge_index`` of the ``[2, R]`` (user, item) pairs.
 
@@ -237,10 +244,28 @@ def without_edges(graph: HeteroData, pairs: Tensor) -> tuple[HeteroData, Tensor]
     """
     positions = edge_positions(graph, pairs)
     edge_index = graph[EDGE].edge_index
+    if positions.numel() <= MAX_RUNS:
+        return _kept_runs(graph, positions), positions
     keep = torch.ones(edge_index.size(1), dtype=torch.bool, device=edge_index.device)
     keep[positions] = False
     # Positions rather than the mask: PyG then gathers with index_select, faster on every edge of a large graph.
     return edge_subgraph(graph, keep.nonzero().flatten()), positions
+
+
+def _kept_runs(graph: HeteroData, positions: Tensor) -> HeteroData:
+    """:func:`edge_subgraph` of every edge but ``positions``, each per-edge attribute copied as the runs of
+    edges between them: contiguous copies, about 3x faster than a gather over every edge of a large graph."""
+    cuts = positions.sort().values.tolist()
+    starts, ends = [0] + [c + 1 for c in cuts], cuts + [graph[EDGE].edge_index.size(1)]
+    runs = [(start, end - start) for start, end in zip(starts, ends) if end > start]
+    data = copy.copy(graph)  # as PyG's edge_subgraph: new stores, the same node attributes
+    store, new_store = graph[EDGE], data[EDGE]
+    for key, value in store.items():
+        if store.is_edge_attr(key):
+            dim = graph.__cat_dim__(key, value, store)
+            new_store[key] = (torch.cat([value.narrow(dim, start, size) for start, size in runs], dim) if runs
+                              else value.narrow(dim, 0, 0).clone())
+    return data
 
 
 def remove_edges(graph: HeteroData, pairs: Tensor) -> HeteroData:

@@ -76,25 +76,34 @@ class NodeRows:
         """Full tables with the selected rows replaced by ``phi``, and the dense parameters as views of
         ``phi`` in their shapes (all differentiable in ``phi``): ``{parameter name: tensor}``. ``base``: the
         tables to write into instead of the model's (a :class:`~graphforget.influence.LocalProblem`'s)."""
-        if phi.numel() != self.numel(model):
-            raise ValueError(f"phi has {phi.numel()} entries, the rows and dense parameters {self.numel(model)}")
-        params, out, start = dict(model.named_parameters()), {}, 0
-        for name, rows in self.rows.items():
-            table = params[name].detach() if base is None else base[name]
-            size = rows.numel() * table.size(1)
-            out[name] = table.index_put((rows,), phi[start:start + size].view(rows.numel(), table.size(1)))
-            start += size
-        for name in self.dense:
-            size = params[name].numel()
-            out[name] = phi[start:start + size].view(params[name].shape)
-            start += size
+        out = {}
+        for name, rows, values in self._pieces(model, phi):
+            table = model.get_parameter(name).detach() if base is None else base[name]
+            out[name] = values if rows is None else table.index_put((rows,), values)
         return out
 
     def write(self, model, phi: Tensor) -> None:
-        """Writes ``phi`` into the model's tables and dense parameters in place (use on a copy)."""
+        """Writes ``phi`` into the model's rows and dense parameters in place (use on a copy): only the
+        selected rows are touched, no table is copied."""
         with torch.no_grad():
-            for name, table in self.tables(model, phi).items():
-                model.get_parameter(name).copy_(table)
+            for name, rows, values in self._pieces(model, phi):
+                parameter = model.get_parameter(name)
+                parameter.copy_(values) if rows is None else parameter.index_put_((rows,), values)
+
+    def _pieces(self, model, phi: Tensor):
+        """``(parameter name, its selected rows (None for a dense one), the entries of phi for them in their
+        shape)``, in the order of phi."""
+        if phi.numel() != self.numel(model):
+            raise ValueError(f"phi has {phi.numel()} entries, the rows and dense parameters {self.numel(model)}")
+        params, start = dict(model.named_parameters()), 0
+        for name, rows in self.rows.items():
+            size = rows.numel() * params[name].size(1)
+            yield name, rows, phi[start:start + size].view(rows.numel(), params[name].size(1))
+            start += size
+        for name in self.dense:
+            size = params[name].numel()
+            yield name, None, phi[start:start + size].view(params[name].shape)
+            start += size
 
     def expand(self, model, node_mask: Tensor, num_users: int) -> Tensor:
         """``[len(phi)]`` bool: for each entry of :math:`\\phi`, ``node_mask`` (homogeneous ``[U + I]``) of its
