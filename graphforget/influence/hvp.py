@@ -88,7 +88,10 @@ class NodeRows:
         with torch.no_grad():
             for name, rows, values in self._pieces(model, phi):
                 parameter = model.get_parameter(name)
-                parameter.copy_(values) if rows is None else parameter.index_put_((rows,), values)
+                if rows is None:
+                    parameter.copy_(values)
+                else:
+                    parameter.index_put_((rows,), values)
 
     def _pieces(self, model, phi: Tensor):
         """``(parameter name, its selected rows (None for a dense one), the entries of phi for them in their
