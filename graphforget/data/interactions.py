@@ -187,8 +187,9 @@ def validate_pairs(graph: HeteroData, pairs: Tensor) -> Tensor:
     return pairs
 
 
-#: :func:`without_edges` copies the remaining edges as the runs between at most this many removed ones (a
-#: concatenation of that many slices costs about one gather over every edge); beyond, it gathers.
+#: :func:`without_edges` copies the remaining edges as the runs between at most this many removed ones, beyond
+#: which it gathers: each run is one more slice to concatenate (1000 runs measured faster than the gather on 2e6
+#: and 2e7 pairs: 0.045 s against 0.076 s, 0.33 s against 0.88 s).
 MAX_RUNS = 1024
 
 
@@ -243,9 +244,9 @@ def without_edges(graph: HeteroData, pairs: Tensor) -> tuple[HeteroData, Tensor]
             edges of ``graph`` (see :func:`edge_positions`).
     """
     positions = edge_positions(graph, pairs)
-    edge_index = graph[EDGE].edge_index
     if positions.numel() <= MAX_RUNS:
         return _kept_runs(graph, positions), positions
+    edge_index = graph[EDGE].edge_index
     keep = torch.ones(edge_index.size(1), dtype=torch.bool, device=edge_index.device)
     keep[positions] = False
     # Positions rather than the mask: PyG then gathers with index_select, faster on every edge of a large graph.
@@ -254,7 +255,7 @@ def without_edges(graph: HeteroData, pairs: Tensor) -> tuple[HeteroData, Tensor]
 
 def _kept_runs(graph: HeteroData, positions: Tensor) -> HeteroData:
     """:func:`edge_subgraph` of every edge but ``positions``, each per-edge attribute copied as the runs of
-    edges between them: contiguous copies, about 3x faster than a gather over every edge of a large graph."""
+    edges between them: contiguous copies instead of a gather over every edge."""
     cuts = positions.sort().values.tolist()
     starts, ends = [0] + [c + 1 for c in cuts], cuts + [graph[EDGE].edge_index.size(1)]
     runs = [(start, end - start) for start, end in zip(starts, ends) if end > start]
