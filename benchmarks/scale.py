@@ -519,7 +519,9 @@ def parse(argv=None):
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     parser.add_argument("--memory-cap-gib", type=float, default=12.0)
     parser.add_argument("--cell-timeout", type=float, default=900.0, help="seconds per cell")
-    parser.add_argument("--merge", action="store_true", help="keep the other sizes of an existing --out")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other sizes of an existing --out (and, of a size measured again, the "
+                             "models that --models leaves out)")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where graphs and trained models are kept (default: a temporary folder)")
     parser.add_argument("--only-missing", action="store_true",
@@ -551,7 +553,10 @@ def main(argv=None) -> None:
         for edges in args.sizes:
             before = results.pop(str(edges), None)
             keep = args.only_missing and before and (workdir / f"graph-{edges}.pt").is_file()
-            results[str(edges)] = measure_size(edges, results, args, workdir, before if keep else None)
+            size = measure_size(edges, results, args, workdir, before if keep else None)
+            for model, cells in (before or {}).get("models", {}).items():  # --models left these out
+                size.get("models", {}).setdefault(model, cells)
+            results[str(edges)] = size
             write(results, args, previous)
     print(json.dumps(slopes(results), indent=1))
 

@@ -272,6 +272,7 @@ def test_bad_requests_raise(problem):
     ({"solver": {"damping": -0.1}}, "IFRUConfig.solver.damping: must be 'auto' or a number >= 0, got -0.1"),
     ({"solver": {"max_iter": 0}}, "IFRUConfig.solver.max_iter: must be an integer >= 1, got 0"),
     ({"newton": {"steps": 0}}, "IFRUConfig.newton.steps: must be 'auto' or an integer >= 1, got 0"),
+    ({"newton": {"early_stopped": 1}}, "IFRUConfig.newton.early_stopped: must be a bool, got 1"),
     ({"trust": {"min_ratio": -1.0}}, "IFRUConfig.trust.min_ratio: must be >= 0, got -1.0"),
     ({"trust": {"on_failure": "ignore"}}, "IFRUConfig.trust.on_failure: unknown value 'ignore'; known: keep, raise"),
     ({"curvature_of": "test"}, "IFRUConfig.curvature_of: unknown value 'test'; known: original, remaining"),

@@ -19,21 +19,27 @@ U, I = 60, 40
 @pytest.fixture(scope="module")
 def early_stopped():
     """LightGCN-2 and MF trained with Adam, early stopping and no L2 on a 5%-flipped tiny graph."""
+    split, graph, request = _attacked()
+    return {kind: _early_stopped(kind, BCEObjective()) for kind in ("mf", "lightgcn")}, graph, request, split.test
+
+
+def _attacked():
     split = random_split(planted_communities(U, I, 2, 15, seed=0), (0.6, 0.2, 0.2), seed=0)
-    graph, request = attack_flip(split.train, 0.05, seed=0)
-    models = {}
-    for kind in ("mf", "lightgcn"):
-        model = MF(U, I, 16) if kind == "mf" else LightGCN(U, I, 16, num_layers=2)
-        model.reset_parameters(0)
-        train(model, graph, BCEObjective(), TrainConfig(epochs=30, lr=0.05, batch_size=128, patience=3), split.val)
-        models[kind] = model
-    return models, graph, request, split.test
+    return split, *attack_flip(split.train, 0.05, seed=0)
 
 
-def _unlearn(model, graph, request, config, method=IFRU):
+def _early_stopped(kind, objective):
+    split, graph, _ = _attacked()
+    model = MF(U, I, 16) if kind == "mf" else LightGCN(U, I, 16, num_layers=2)
+    model.reset_parameters(0)
+    train(model, graph, objective, TrainConfig(epochs=30, lr=0.05, batch_size=128, patience=3), split.val)
+    return model
+
+
+def _unlearn(model, graph, request, config, method=IFRU, objective=None):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = method(model, graph, BCEObjective(), config).unlearn(request)
+        result = method(model, graph, objective or BCEObjective(), config).unlearn(request)
     return result, [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
 
 
@@ -186,6 +192,48 @@ def test_auto_newton_steps_only_on_a_stationary_model(early_stopped):
         errors = [float((r.model(r.graph, pairs) - target).norm() / (model(tiny, pairs) - target).norm())
                   for r in (result, paper)]
     assert errors[0] < 0.1 and errors[0] < 0.5 * errors[1], errors
+
+
+def test_newton_early_stopped_goes_to_the_tilted_minimiser_only_when_l2_outweighs_the_ridge(early_stopped):
+    """newton.early_stopped: away from stationarity the auto Newton steps run when the explicit L2 is at least
+    the implicit ridge (what stands for early stopping), and minimise T without its proximal term, the new
+    objective tilted by the trained point's residual (here over every row). Below it, one step; by default,
+    one step."""
+    from test_ifru import _fit
+    models, graph, request, _ = early_stopped
+    option = IFRUConfig(hops=10, newton={"early_stopped": True})
+    no_l2 = copy.deepcopy(models["mf"]).double()
+    ridge = _unlearn(no_l2, graph, request, option)[0].info["implicit_ridge"]
+    # Under L2 l the implicit ridge is ridge - l (the gradient gains l * phi): iterate iff ridge - l <= l.
+    weak, _ = _unlearn(no_l2, graph, request, option, objective=BCEObjective(l2=0.4 * ridge))
+    assert weak.info["implicit_ridge"] == pytest.approx(0.6 * ridge) and len(weak.info["solver"]) == 1
+    objective = BCEObjective(l2=10.0)
+    model = _early_stopped("mf", objective).double()
+    result, _ = _unlearn(model, graph, request, option, objective=objective)
+    one, _ = _unlearn(model, graph, request, IFRUConfig(hops=10), objective=objective)
+    assert result.info["gradient_ratio"] > 0.1 and result.info["implicit_ridge"] <= 10.0
+    assert len(result.info["solver"]) > 1 and result.info["trusted"] and len(one.info["solver"]) == 1
+    tilt = torch.autograd.grad(objective.total(model, graph), list(model.parameters()))
+    minimiser = _fit(copy.deepcopy(model), result.graph, _Tilted(objective, model, tilt))
+    pairs = torch.cartesian_prod(torch.arange(U), torch.arange(I)).t()
+    with torch.no_grad():
+        target = minimiser(result.graph, pairs)
+        errors = [float((r.model(r.graph, pairs) - target).norm() / (model(graph, pairs) - target).norm())
+                  for r in (result, one)]
+    assert errors[0] < 0.05 and errors[0] < 0.2 * errors[1], errors  # measured: 0.005, 0.157
+
+
+class _Tilted:
+    """T without its proximal term as an objective for ``_fit``: the objective less its gradient at the
+    trained parameters, dotted with the shift from them."""
+
+    def __init__(self, objective, model, tilt):
+        self.objective, self.tilt = objective, tilt
+        self.start = [p.detach().clone() for p in model.parameters()]
+
+    def total(self, model, graph):
+        shift = sum((t * (p - p0)).sum() for t, p, p0 in zip(self.tilt, model.parameters(), self.start))
+        return self.objective.total(model, graph) - shift
 
 
 def test_auto_newton_solves_stop_at_the_forcing_term():
