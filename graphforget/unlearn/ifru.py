@@ -407,17 +407,22 @@ class _TiltedObjective:
 
     def __call__(self, phi: Tensor) -> Tensor:
         shift = (phi - self.phi0).double()
-        return self.tilted(phi) + 0.5 * self.damping * shift.pow(2).sum()
+        return self.value(phi) - self.tilt.double().dot(shift) + 0.5 * self.damping * shift.pow(2).sum()
 
     def tilted(self, phi: Tensor) -> Tensor:
         """:math:`T` without its proximal term: the new objective with the trained point's residual held
         fixed (``newton.early_stopped``). Along the curvature's null directions (the rotations of the
-        embedding space) the proximal term's gradient would be amplified by 1/damping."""
-        return self.value(phi) - self.tilt.double().dot((phi - self.phi0).double())
+        embedding space) the proximal term's gradient would be amplified by 1/damping. Orphan entries keep
+        no tilt: theirs is the ridge's part, which goes with the proximal term (with it, their target
+        would be :math:`-\\lambda\\hat\\phi_v / l_2`, the trained row reversed)."""
+        return self.value(phi) - self._data_tilt().double().dot((phi - self.phi0).double())
 
     def tilted_gradient(self, phi: Tensor) -> Tensor:
         """The gradient of :meth:`tilted`."""
-        return self.new_gradient(phi) - self.tilt
+        return self.new_gradient(phi) - self._data_tilt()
+
+    def _data_tilt(self) -> Tensor:
+        return torch.where(self.orphan, torch.zeros_like(self.full_gradient), self.full_gradient)
 
     def implicit_ridge(self) -> float:
         """:math:`\\max(0, -\\langle \\nabla L(\\hat\\phi; D), \\hat\\phi\\rangle / \\lVert\\hat\\phi\\rVert^2)`:
