@@ -120,8 +120,8 @@ class NewtonConfig:
             whose objective's L2 is at least its implicit ridge (:math:`\\hat\\lambda \\le l_2`), on the new
             objective tilted by the trained point's residual (:math:`T` without its proximal term). On the
             robustness grid's early-stopped attack cells this lifts IFRU from 0.25-1.04 to 0.77-1.33 of
-            Retrain's AUC gain at 2-3x the time; on a stream of single-user requests it was 6x slower and no
-            closer to Retrain (see :doc:`/methods`), hence off by default.
+            Retrain's AUC gain at 1.7-3.1x FineTune-3's time; on a stream of single-user requests it was 6x
+            slower and no closer to Retrain (see :doc:`/methods`), hence off by default.
         line_search: scale each later Newton step by the largest :math:`2^{-j}` (:math:`j < 10`) that does
             not increase the objective of the acceptance test (0 when none does, which ends the iterations).
         anderson: with ``line_search``, the depth of the Anderson acceleration of the Newton steps
