@@ -1,6 +1,7 @@
 """IFRU's trust machinery: the implicit ridge, the acceptance test and the failure policy, on a model
 trained the ordinary way (Adam, early stopping, no L2), where the paper's undamped step wrecks it."""
 import copy
+import functools
 import warnings
 
 import pytest
@@ -23,6 +24,7 @@ def early_stopped():
     return {kind: _early_stopped(kind, BCEObjective()) for kind in ("mf", "lightgcn")}, graph, request, split.test
 
 
+@functools.lru_cache(maxsize=1)
 def _attacked():
     split = random_split(planted_communities(U, I, 2, 15, seed=0), (0.6, 0.2, 0.2), seed=0)
     return split, *attack_flip(split.train, 0.05, seed=0)

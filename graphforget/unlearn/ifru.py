@@ -422,6 +422,7 @@ class _TiltedObjective:
         return self.new_gradient(phi) - self._data_tilt()
 
     def _data_tilt(self) -> Tensor:
+        """The tilt of :meth:`tilted`: the residual of the trained point's data, none on orphan entries."""
         return torch.where(self.orphan, torch.zeros_like(self.full_gradient), self.full_gradient)
 
     def implicit_ridge(self) -> float:
