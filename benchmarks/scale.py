@@ -554,8 +554,8 @@ def main(argv=None) -> None:
             before = results.pop(str(edges), None)
             keep = args.only_missing and before and (workdir / f"graph-{edges}.pt").is_file()
             size = measure_size(edges, results, args, workdir, before if keep else None)
-            for model, cells in (before or {}).get("models", {}).items():  # --models left these out
-                size.get("models", {}).setdefault(model, cells)
+            if "models" in size:  # keep the models that --models left out
+                size["models"] = {**(before or {}).get("models", {}), **size["models"]}
             results[str(edges)] = size
             write(results, args, previous)
     print(json.dumps(slopes(results), indent=1))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import sys
 import warnings
 from dataclasses import dataclass, field, fields
@@ -415,14 +416,16 @@ class _TiltedObjective:
         embedding space) the proximal term's gradient would be amplified by 1/damping. Orphan entries keep
         no tilt: theirs is the ridge's part, which goes with the proximal term (with it, their target
         would be :math:`-\\lambda\\hat\\phi_v / l_2`, the trained row reversed)."""
-        return self.value(phi) - self._data_tilt().double().dot((phi - self.phi0).double())
+        return self.value(phi) - self.data_tilt.double().dot((phi - self.phi0).double())
 
     def tilted_gradient(self, phi: Tensor) -> Tensor:
         """The gradient of :meth:`tilted`."""
-        return self.new_gradient(phi) - self._data_tilt()
+        return self.new_gradient(phi) - self.data_tilt
 
-    def _data_tilt(self) -> Tensor:
-        """The tilt of :meth:`tilted`: the residual of the trained point's data, none on orphan entries."""
+    @functools.cached_property
+    def data_tilt(self) -> Tensor:
+        """The tilt of :meth:`tilted` (fixed, so computed once): the residual of the trained point's data,
+        none on orphan entries."""
         return torch.where(self.orphan, torch.zeros_like(self.full_gradient), self.full_gradient)
 
     def implicit_ridge(self) -> float:
