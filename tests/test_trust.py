@@ -199,11 +199,11 @@ def test_auto_newton_steps_only_on_a_stationary_model(early_stopped):
 def test_newton_early_stopped_goes_to_the_tilted_minimiser_only_when_l2_outweighs_the_ridge(early_stopped):
     """newton.early_stopped: away from stationarity the auto Newton steps run when the explicit L2 is at least
     the implicit ridge (what stands for early stopping), and minimise T without its proximal term, the new
-    objective tilted by the trained point's residual (here over every row). Below it, one step; by default,
-    one step."""
+    objective tilted by the trained point's residual (here over every row). Below it, one step; with
+    ``early_stopped=False``, one step."""
     from test_ifru import _fit
     models, graph, request, _ = early_stopped
-    option = IFRUConfig(hops=10, newton={"early_stopped": True})
+    option = IFRUConfig(hops=10)
     no_l2 = copy.deepcopy(models["mf"]).double()
     ridge = _unlearn(no_l2, graph, request, option)[0].info["implicit_ridge"]
     # Under L2 l the implicit ridge is ridge - l (the gradient gains l * phi): iterate iff ridge - l <= l.
@@ -212,7 +212,7 @@ def test_newton_early_stopped_goes_to_the_tilted_minimiser_only_when_l2_outweigh
     objective = BCEObjective(l2=10.0)
     model = _early_stopped("mf", objective).double()
     result, _ = _unlearn(model, graph, request, option, objective=objective)
-    one, _ = _unlearn(model, graph, request, IFRUConfig(hops=10), objective=objective)
+    one, _ = _unlearn(model, graph, request, IFRUConfig(hops=10, newton={"early_stopped": False}), objective=objective)
     assert result.info["gradient_ratio"] > 0.1 and result.info["implicit_ridge"] <= 10.0
     assert len(result.info["solver"]) > 1 and result.info["trusted"] and len(one.info["solver"]) == 1
     tilt = torch.autograd.grad(objective.total(model, graph), list(model.parameters()))
@@ -222,7 +222,7 @@ def test_newton_early_stopped_goes_to_the_tilted_minimiser_only_when_l2_outweigh
         target = minimiser(result.graph, pairs)
         errors = [float((r.model(r.graph, pairs) - target).norm() / (model(graph, pairs) - target).norm())
                   for r in (result, one)]
-    assert errors[0] < 0.05 and errors[0] < 0.2 * errors[1], errors  # measured: 0.005, 0.157
+    assert errors[0] < 0.05 and errors[0] < 0.2 * errors[1], errors  # measured: 0.018 (3 solves), 0.157
 
 
 class _Tilted:
