@@ -223,6 +223,13 @@ def test_newton_early_stopped_goes_to_the_tilted_minimiser_only_when_l2_outweigh
         errors = [float((r.model(r.graph, pairs) - target).norm() / (model(graph, pairs) - target).norm())
                   for r in (result, one)]
     assert errors[0] < 0.05 and errors[0] < 0.2 * errors[1], errors  # measured: 0.018 (3 solves), 0.157
+    # The steps stop once one lowers the tilted objective by under 1% of what the first step lowered it.
+    tilted = _Tilted(objective, model, tilt)
+    with torch.no_grad():
+        value = [float(tilted.total(m, result.graph)) for m in (model, one.model, result.model)]
+    decreases = [s["decrease"] for s in result.info["solver"][1:]]
+    assert sum(decreases) == pytest.approx(value[1] - value[2], rel=1e-6)
+    assert min(decreases[:-1]) >= 0.01 * (value[0] - value[1]) > decreases[-1] >= 0, (decreases, value)
 
 
 class _Tilted:
@@ -327,15 +334,17 @@ def test_a_deleted_user_is_forgotten_like_retraining(early_stopped):
 
 
 def test_a_deleted_user_stays_forgotten_through_the_early_stopped_newton_steps():
-    """newton.early_stopped's steps minimise T without its proximal term: there a deleted user's row keeps no
+    """The early-stopped Newton steps minimise T without its proximal term: there a deleted user's row keeps no
     tilt (with its ridge part, -lambda * phi_v, the target would be -lambda / l2 times the trained row,
     the row reversed: on ML-100K MF the deleted edges' drop overshot Retrain's by 12-16%)."""
     from graphforget.data import user_edges
     objective = BCEObjective(l2=0.3)
     model = _early_stopped("mf", objective)
     _, graph, _ = _attacked()
-    config = IFRUConfig(newton={"early_stopped": True})
-    result, _ = _unlearn(model, graph, user_edges(graph, [5]), config, objective=objective)
-    assert len(result.info["solver"]) > 1 and result.info["trusted"]
+    request = user_edges(graph, [5])
+    result, _ = _unlearn(model, graph, request, IFRUConfig(), objective=objective)
+    # The steps keep the first step's rows (the user and its items), not the rows coupled to them.
+    assert len(result.info["solver"]) > 1 and result.info["trusted"] and not result.info["widened"]
+    assert result.info["kept_nodes"] == 1 + request.size(1)
     before, after = model.user_emb.weight[5], result.model.user_emb.weight[5]
     assert after.norm() < 0.02 * before.norm(), (float(after.norm()), float(before.norm()))  # was 0.18

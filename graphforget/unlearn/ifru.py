@@ -122,11 +122,13 @@ class NewtonConfig:
             rows the curvature couples to the request's too); else 1: away from stationarity the new
             objective's minimiser is not where retraining goes.
         early_stopped: with ``steps="auto"``, take the Newton steps also on a model away from stationarity
-            whose objective's L2 is at least its implicit ridge (:math:`\\hat\\lambda \\le l_2`), on the new
-            objective tilted by the trained point's residual (:math:`T` without its proximal term). On the
-            robustness grid's early-stopped attack cells this lifts IFRU from 0.25-1.04 to 0.77-1.33 of
-            Retrain's AUC gain at 1.7-3.1x FineTune-3's time; on a stream of single-user requests it was 6x
-            slower and no closer to Retrain (see :doc:`/methods`), hence off by default.
+            whose objective's L2 is at least its implicit ridge (:math:`\hat\lambda \le l_2`), on the new
+            objective tilted by the trained point's residual (:math:`T` without its proximal term), over the
+            first step's rows, until a step lowers it by under 1% of what the first step did. On the robustness
+            grid's 10 early-stopped attack cells where they run this lifts IFRU from 0.25-1.04 to 0.56-1.27 of Retrain's
+            AUC gain
+            (see :doc:`/methods`); a single user's request mostly stops after one or two steps. ``False``:
+            one step away from stationarity.
         line_search: scale each later Newton step by the largest :math:`2^{-j}` (:math:`j < 10`) that does
             not increase the objective of the acceptance test (0 when none does, which ends the iterations).
         anderson: with ``line_search``, the depth of the Anderson acceleration of the Newton steps
@@ -487,8 +489,9 @@ class IFRU(Unlearner):
       ``seconds``, ``converged``, ``negative_curvature``, and ``rhs_norm``, ``damping``,
       ``predicted_decrease``, ``actual_decrease``, ``ratio``, ``reason``);
     * ``solver``: always a list, one dict per solve of a step: the first step's last attempt (the accepted
-      one when ``trusted``), then one per Newton step (with its ``tol``, its ``step_size`` and whether the
-      Anderson-mixed iterate was taken instead, ``mixed``); empty when the gradient was not finite (nothing
+      one when ``trusted``), then one per Newton step (with its ``tol``, its ``step_size``, whether the
+      Anderson-mixed iterate was taken instead, ``mixed``, and with ``line_search`` how much it lowered the
+      objective of the steps, ``decrease``); empty when the gradient was not finite (nothing
       was solved);
     * ``trusted`` and ``reason`` (``None`` when trusted); ``newton_discarded`` (only when the Newton steps
       were dropped for raising :math:`T`);
@@ -771,7 +774,7 @@ class IFRU(Unlearner):
         objective, gradient = (target.tilted, target.tilted_gradient) if plan.tilted else (target.value,
                                                                                            target.new_gradient)
         value = float(objective(phi)) if plan.line_search else None
-        # the first step's decrease (the tilted objective equals T at the trained point)
+        # a share of the first step's decrease (either objective equals T at the trained point)
         min_decrease = plan.decrease_share * (float(target.start()) - value) if plan.line_search else 0.0
         mixing = AndersonMixing(self.config.newton.anderson)
         for _ in range(1, plan.steps):
@@ -785,17 +788,19 @@ class IFRU(Unlearner):
             curvature = self._curvature(call.region.rows, call.new, phi)
             result = solve(self.config.solver.name, _shifted(curvature, target.damping), rhs,
                            **{**plan.options, "tol": tol})
+            decrease = None
             if plan.line_search:
-                previous = value
-                following, size, value, mixed = _descend(objective, phi, result.x, value, mixing)
+                following, size, lowered, mixed = _descend(objective, phi, result.x, value, mixing)
+                decrease, value = value - lowered, lowered
             else:
                 size, mixed = float(torch.isfinite(result.x).all()), False
                 following = phi + size * result.x
-            solves.append({**result.stats(), "rhs_norm": norm, "tol": tol, "step_size": size, "mixed": mixed})
+            solves.append({**result.stats(), "rhs_norm": norm, "tol": tol, "step_size": size, "mixed": mixed,
+                           "decrease": decrease})
             if size == 0:  # no descent along Newton's direction: stop there
                 break
             phi = following
-            if plan.line_search and previous - value < min_decrease:  # the steps stall
+            if decrease is not None and decrease < min_decrease:  # the steps stall
                 break
         return phi
 
