@@ -97,7 +97,7 @@ def recall_ndcg_at_k(model, graph: HeteroData, test: HeteroData, k: int = 20, ba
 
 @torch.no_grad()
 def mean_probability(model, graph: HeteroData, edges: Tensor) -> float:
-    """Mean predicted probability :math:`\sigma(\hat y)` of ``edges`` (``[2, T]``), the model run on ``graph``:
+    r"""Mean predicted probability :math:`\sigma(\hat y)` of ``edges`` (``[2, T]``), the model run on ``graph``:
     unlearning a request should lower it on the requested edges."""
     return float(torch.sigmoid(model(graph, edges.to(graph[EDGE].edge_index.device))).mean())
 

@@ -166,3 +166,14 @@ def test_tutorials_run(one_thread):
         exec(compile(block, page.name, "exec"), own)
     assert own["model"].receptive_field == 2
     assert not torch.isin(own["result"].graph["user", "rates", "item"].edge_index[0], torch.tensor([3])).any()
+
+
+def test_docstrings_have_no_invalid_escapes():
+    """A docstring with math must be raw or double its backslashes: in a plain one ``\\nabla`` is a newline
+    and ``abla``, and ``\\hat`` a SyntaxWarning (an error in a future Python)."""
+    import warnings
+    for path in sorted((REPO / "graphforget").rglob("*.py")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", SyntaxWarning)
+            warnings.simplefilter("error", DeprecationWarning)
+            compile(path.read_text(), str(path), "exec")

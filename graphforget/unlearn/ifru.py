@@ -122,13 +122,12 @@ class NewtonConfig:
             rows the curvature couples to the request's too); else 1: away from stationarity the new
             objective's minimiser is not where retraining goes.
         early_stopped: with ``steps="auto"``, take the Newton steps also on a model away from stationarity
-            whose objective's L2 is at least its implicit ridge (:math:`\hat\lambda \le l_2`), on the new
+            whose objective's L2 is at least its implicit ridge (:math:`\\hat\\lambda \\le l_2`), on the new
             objective tilted by the trained point's residual (:math:`T` without its proximal term), over the
             first step's rows, until a step lowers it by under 1% of what the first step did. On the robustness
-            grid's 10 early-stopped attack cells where they run this lifts IFRU from 0.25-1.04 to 0.56-1.27 of Retrain's
-            AUC gain
-            (see :doc:`/methods`); a single user's request mostly stops after one or two steps. ``False``:
-            one step away from stationarity.
+            grid's 10 early-stopped attack cells where they run this lifts IFRU from 0.25-1.04 to 0.56-1.27 of
+            Retrain's AUC gain (see :doc:`/methods`); a single user's request mostly stops after one or two
+            steps. ``False``: one step away from stationarity.
         line_search: scale each later Newton step by the largest :math:`2^{-j}` (:math:`j < 10`) that does
             not increase the objective of the acceptance test (0 when none does, which ends the iterations).
         anderson: with ``line_search``, the depth of the Anderson acceleration of the Newton steps
@@ -407,11 +406,11 @@ class _TiltedObjective:
 
     @property
     def tilt(self) -> Tensor:
-        """:math:`\nabla L(\hat\phi; D)`, or :math:`-\lambda\hat\phi` on orphan entries."""
+        r""":math:`\nabla L(\hat\phi; D)`, or :math:`-\lambda\hat\phi` on orphan entries."""
         return torch.where(self.orphan, -self.damping * self.phi0, self.full_gradient)
 
     def rhs(self, g: Tensor) -> Tensor:
-        """:math:`-\nabla T(\hat\phi)`: ``g``, or :math:`-(\lambda_2 + \lambda)\hat\phi` on orphan entries."""
+        r""":math:`-\nabla T(\hat\phi)`: ``g``, or :math:`-(\lambda_2 + \lambda)\hat\phi` on orphan entries."""
         return torch.where(self.orphan, -(self.l2 + self.damping) * self.phi0, g)
 
     def __call__(self, phi: Tensor) -> Tensor:
