@@ -212,7 +212,8 @@ def test_newton_early_stopped_goes_to_the_tilted_minimiser_only_when_l2_outweigh
     objective = BCEObjective(l2=10.0)
     model = _early_stopped("mf", objective).double()
     result, _ = _unlearn(model, graph, request, option, objective=objective)
-    one, _ = _unlearn(model, graph, request, IFRUConfig(hops=10, newton={"early_stopped": False}), objective=objective)
+    one_step = IFRUConfig(hops=10, newton={"early_stopped": False})
+    one, _ = _unlearn(model, graph, request, one_step, objective=objective)
     assert result.info["gradient_ratio"] > 0.1 and result.info["implicit_ridge"] <= 10.0
     assert len(result.info["solver"]) > 1 and result.info["trusted"] and len(one.info["solver"]) == 1
     tilt = torch.autograd.grad(objective.total(model, graph), list(model.parameters()))

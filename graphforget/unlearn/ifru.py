@@ -313,14 +313,13 @@ class _NewtonPlan:
     of the new objective's gradient below which they stop; ``forcing``: each solve's tolerance from
     Eisenstat and Walker's forcing term (``options["tol"]`` its floor); ``tilted``: the steps minimise
     :meth:`_TiltedObjective.tilted` instead of the new objective, and stop once a step lowers it by less than
-    ``decrease_share`` of what the first step did."""
+    ``AUTO_NEWTON_DECREASE`` of what the first step did."""
     steps: int
     line_search: bool
     options: dict
     stop_below: float
     forcing: bool = False
     tilted: bool = False
-    decrease_share: float = 0.0
 
 
 @dataclass
@@ -743,9 +742,8 @@ class IFRU(Unlearner):
         if not self._iterates(target, ratio):
             return _NewtonPlan(1, newton.line_search, solver.options(), 0.0)
         options = {**solver.options(), "tol": max(solver.tol, AUTO_NEWTON_TOL)}
-        tilted = ratio > STATIONARY_RATIO  # iterating away from stationarity: newton.early_stopped
         return _NewtonPlan(AUTO_NEWTON_STEPS, True, options, AUTO_NEWTON_STOP * gradient_norm, forcing=True,
-                           tilted=tilted, decrease_share=AUTO_NEWTON_DECREASE if tilted else 0.0)
+                           tilted=ratio > STATIONARY_RATIO)  # away from stationarity: newton.early_stopped
 
     def _extend(self, call: _Call, first: Tensor, target: _TiltedObjective, solves: list, outcome: dict,
                 plan: _NewtonPlan) -> Tensor:
@@ -773,8 +771,8 @@ class IFRU(Unlearner):
         objective, gradient = (target.tilted, target.tilted_gradient) if plan.tilted else (target.value,
                                                                                            target.new_gradient)
         value = float(objective(phi)) if plan.line_search else None
-        # a share of the first step's decrease (either objective equals T at the trained point)
-        min_decrease = plan.decrease_share * (float(target.start()) - value) if plan.line_search else 0.0
+        # a share of the first step's decrease (the tilted objective equals T at the trained point)
+        min_decrease = AUTO_NEWTON_DECREASE * (float(target.start()) - value) if plan.tilted else 0.0
         mixing = AndersonMixing(self.config.newton.anderson)
         for _ in range(1, plan.steps):
             rhs = -gradient(phi).detach()
