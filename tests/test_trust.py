@@ -313,6 +313,23 @@ def test_a_stationary_model_widens_the_rows_to_those_the_curvature_couples(early
     assert errors[0] < 0.5 * errors[1] and errors[1] < 0.6 * errors[2], errors  # measured: 0.38, 1.16, 2.02
 
 
+def test_the_early_stopped_steps_widen_only_while_the_removal_outweighs_the_residual():
+    """Away from stationarity the Newton steps take the coupled rows only while the removal's gradient is at
+    least the trained point's residual (gradient_ratio <= 1): half the edges here, not one user's."""
+    from graphforget.data import random_edges, user_edges
+    objective = BCEObjective(l2=0.3)
+    model = _early_stopped("mf", objective)
+    _, graph, _ = _attacked()
+    half = random_edges(graph, 0.5, seed=0)
+    bulk, user = (_unlearn(model, graph, request, IFRUConfig(), objective=objective)[0]
+                  for request in (half, user_edges(graph, [5])))
+    assert bulk.info["gradient_ratio"] <= 1 < user.info["gradient_ratio"]  # measured: 0.98, 1.67
+    assert bulk.info["widened"] and not user.info["widened"]
+    assert len(bulk.info["solver"]) > 1 and len(user.info["solver"]) > 1
+    one_step = IFRUConfig(newton={"early_stopped": False})
+    assert not _unlearn(model, graph, half, one_step, objective=objective)[0].info["widened"]
+
+
 def test_a_deleted_user_is_forgotten_like_retraining(early_stopped):
     """Deleting every edge of a user leaves its row without data: its target is the ridge's prior mean 0
     (an untrained row), where its predictions carry nothing of the deleted edges. Without this rule the
