@@ -126,7 +126,7 @@ class NewtonConfig:
             objective tilted by the trained point's residual (:math:`T` without its proximal term), over the
             first step's rows (widened as for a stationary model while ``gradient_ratio <= 1``), until a step
             lowers it by under 1% of what the first step did. On the robustness
-            grid's 10 early-stopped attack cells where they run this lifts IFRU from 0.25-1.04 to 0.56-1.27 of
+            grid's 10 early-stopped attack cells where they run this lifts IFRU from 0.25-1.04 to 0.74-1.27 of
             Retrain's AUC gain (see :doc:`/methods`); a single user's request mostly stops after one or two
             steps. ``False``: one step away from stationarity.
         line_search: scale each later Newton step by the largest :math:`2^{-j}` (:math:`j < 10`) that does
