@@ -173,8 +173,8 @@ def test_newton_steps_that_raise_the_tilted_objective_are_discarded(early_stoppe
 
 
 def test_auto_newton_steps_only_on_a_stationary_model(early_stopped):
-    """newton.steps='auto': the early-stopped model's gradient dwarfs the removal's, so one step; a model
-    at a stationary point (the tiny float64 problem of test_ifru) gets the Newton steps and lands close to
+    """newton.steps='auto': the early-stopped model without L2 (its implicit ridge above its L2) takes one step;
+    a model at a stationary point (the tiny float64 problem of test_ifru) gets the Newton steps and lands close to
     retraining."""
     from test_ifru import _fit, _trained
     models, graph, request, _ = early_stopped

@@ -46,6 +46,9 @@ AUTO_NEWTON_TOL, AUTO_NEWTON_STOP, FORCING_GAMMA, FORCING_MAX = 0.1, 0.01, 0.9, 
 #: first step lowered it. Their gradient stalls (single users on ML-100K: 0.2 of the removal's after the first
 #: step, never under AUTO_NEWTON_STOP) while each later step changes the objective by under 3% of the first.
 AUTO_NEWTON_DECREASE = 0.01
+#: ``newton.early_stopped``: the steps take the coupled rows (as on a stationary model) while the full objective's
+#: gradient at phi is at most this times the removal's: while the removal, not the residual, moves the rows.
+WIDEN_RATIO = 1.0
 
 
 def _is_number(value) -> bool:
@@ -125,10 +128,10 @@ class NewtonConfig:
             whose objective's L2 is at least its implicit ridge (:math:`\\hat\\lambda \\le l_2`), on the new
             objective tilted by the trained point's residual (:math:`T` without its proximal term), over the
             first step's rows (widened as for a stationary model while ``gradient_ratio <= 1``), until a step
-            lowers it by under 1% of what the first step did. On the robustness
-            grid's 10 early-stopped attack cells where they run this lifts IFRU from 0.25-1.04 to 0.74-1.27 of
-            Retrain's AUC gain (see :doc:`/methods`); a single user's request mostly stops after one or two
-            steps. ``False``: one step away from stationarity.
+            lowers it by under 1% of what the first step did. On the robustness grid's 10 early-stopped attack
+            cells where they run this lifts IFRU from 0.25-1.04 to 0.74-1.27 of Retrain's AUC gain (see
+            :doc:`/methods`); a single user's request mostly stops after one or two steps. ``False``: one step
+            away from stationarity.
         line_search: scale each later Newton step by the largest :math:`2^{-j}` (:math:`j < 10`) that does
             not increase the objective of the acceptance test (0 when none does, which ends the iterations).
         anderson: with ``line_search``, the depth of the Anderson acceleration of the Newton steps
@@ -480,7 +483,7 @@ class IFRU(Unlearner):
 
     * ``request_edges``, ``affected_nodes`` (within :math:`K` hops of the request), ``affected_terms``
       (:math:`|D_c|`), ``kept_nodes``, ``kept_parameters`` (the size of :math:`\phi`),
-      ``widened`` (the rows taken wider for a stationary model, see :class:`NewtonConfig`);
+      ``widened`` (the rows taken wider for the Newton steps, see :meth:`_widens` and :class:`NewtonConfig`);
     * ``implicit_ridge`` (``None`` unless ``solver.damping="auto"``), ``gradient_ratio``
       (:math:`\lVert\nabla L(\hat\phi; D)\rVert / \lVert g\rVert`: how far from stationary the model is),
       ``damping`` (the last attempt's :math:`\lambda`);
@@ -561,7 +564,7 @@ class IFRU(Unlearner):
         if self.config.newton.steps != "auto" or self.config.hops is not None:
             return False
         ratio = _gradient_ratio(target, gradient)
-        return ratio <= STATIONARY_RATIO or (ratio <= 1 and self._iterates(target, ratio))
+        return ratio <= STATIONARY_RATIO or (ratio <= WIDEN_RATIO and self._iterates(target, ratio))
 
     def _iterates(self, target: _TiltedObjective, ratio: float) -> bool:
         """Whether the auto Newton steps run: on a stationary model; with ``newton.early_stopped``, also where
