@@ -45,8 +45,10 @@ class SCIF(IFRU):
         \ell(f_\theta(u,i), \bar y_u)\big) .
 
     Needs a labelled objective (:class:`~graphforget.objectives.BCEObjective`). Solver, damping and
-    curvature options, the acceptance test and the failure policy are IFRU's (see :class:`IFRUConfig`);
-    ``hops``, ``spillover``, ``prune`` and ``curvature_of`` (``original``) are fixed.
+    curvature options, the acceptance test, the failure policy and the Newton steps after this one (on a
+    stationary model, or an early-stopped one whose L2 is at least its implicit ridge; ``newton.steps=1``
+    for the paper's single step) are IFRU's (see :class:`IFRUConfig`); ``hops``, ``spillover``, ``prune``
+    and ``curvature_of`` (``original``) are fixed.
     """
     name = "scif"
 
