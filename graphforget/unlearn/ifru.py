@@ -128,10 +128,10 @@ class NewtonConfig:
             whose objective's L2 is at least its implicit ridge (:math:`\\hat\\lambda \\le l_2`), on the new
             objective tilted by the trained point's residual (:math:`T` without its proximal term), over the
             first step's rows (widened as for a stationary model while ``gradient_ratio <= 1``), until a step
-            lowers it by under 1% of what the first step did or its gradient grows (``info["newton_stop"]``). On the robustness grid's 10 early-stopped attack
-            cells where they run this lifts IFRU from 0.25-1.04 to 0.74-1.27 of Retrain's AUC gain (see
-            :doc:`/methods`); a single user's request mostly stops after one more step (at most four on
-            ML-100K). ``False``: one step away from stationarity.
+            lowers it by under 1% of what the first step did or its gradient grows (``info["newton_stop"]``).
+            On the robustness grid's 10 early-stopped attack cells where they run this lifts IFRU from
+            0.25-1.04 to 0.74-1.26 of Retrain's AUC gain (see :doc:`/methods`); a single user's request mostly
+            stops after one more step (at most four on ML-100K). ``False``: one step away from stationarity.
         line_search: scale each later Newton step by the largest :math:`2^{-j}` (:math:`j < 10`) that does
             not increase the objective of the acceptance test (0 when none does, which ends the iterations).
         anderson: with ``line_search``, the depth of the Anderson acceleration of the Newton steps
