@@ -59,8 +59,8 @@ Cost model (``slopes`` in the JSON: the exponent ``b`` of ``seconds ~ E**b`` per
   the whole graph and selection, so it does not reach larger graphs on one machine. Pruning
   (``IFRUConfig.prune``, the paper's Algorithm 1) is what makes the region local; it is not measured here.
   The ``ifru_*`` cells were measured before the early-stopped Newton steps became IFRU's default; with them a
-  0.1% request on the one-epoch MF took 2.15 s at 1e6 and 37.0 s at 1e7 against the one step's 0.70 s and
-  17.9 s, and the 1e7 one-user request 1.49 s against 1.07 s (one run each).
+  0.1% request on the one-epoch MF took 0.92 s at 1e6 and 29.7 s at 1e7 against the one step's 0.39 s and
+  12.8 s, and the 1e7 one-user request 1.17 s against 0.93 s (one run each, one after the other in one process).
 
 Where it stopped on the 2-core, 24 GB machine (``stops`` in the JSON): a run with a 20 GiB cap measured
 every cell to 1e7 edges (about 40 minutes), LightGCN's IFRU included: a one-user request 122.8 s and
