@@ -122,8 +122,8 @@ class NewtonConfig:
             (:math:`\\lVert\\nabla_\\phi L(\\hat\\theta; D)\\rVert \\le 0.1 \\lVert g\\rVert`), each solved to
             Eisenstat and Walker's forcing term, over the rows one hop wider than the receptive field and
             every row sharing a loss term with them unless ``hops`` is set (the minimiser they go to moves the
-            rows the curvature couples to the request's too); else 1: away from stationarity the new
-            objective's minimiser is not where retraining goes.
+            rows the curvature couples to the request's too); else 1 (unless ``early_stopped``): away from
+            stationarity the new objective's minimiser is not where retraining goes.
         early_stopped: with ``steps="auto"``, take the Newton steps also on a model away from stationarity
             whose objective's L2 is at least its implicit ridge (:math:`\\hat\\lambda \\le l_2`), on the new
             objective tilted by the trained point's residual (:math:`T` without its proximal term), over the
@@ -316,8 +316,8 @@ class _NewtonPlan:
     """The Newton extension's steps: how many, line-searched or not, the solver's options, and the norm
     of the new objective's gradient below which they stop; ``forcing``: each solve's tolerance from
     Eisenstat and Walker's forcing term (``options["tol"]`` its floor); ``tilted``: the steps minimise
-    :meth:`_TiltedObjective.tilted` instead of the new objective, and stop once a step lowers it by less than
-    ``AUTO_NEWTON_DECREASE`` of what the first step did."""
+    :meth:`_TiltedObjective.tilted` instead of the new objective, stop once a step lowers it by less than
+    ``AUTO_NEWTON_DECREASE`` of what the first step did or its gradient grows, and are not held to :math:`T`."""
     steps: int
     line_search: bool
     options: dict
@@ -754,11 +754,11 @@ class IFRU(Unlearner):
 
     def _extend(self, call: _Call, first: Tensor, target: _TiltedObjective, solves: list, outcome: dict,
                 plan: _NewtonPlan) -> Tensor:
-        """The Newton steps after the first, kept only when they do not raise :math:`T` above the first
-        step's value: on a model far from stationarity they minimise the new objective beyond what the
-        removal explains. The tilted steps (``plan.tilted``) go past :math:`T`'s minimiser by design, its
-        proximal term left out: their line search and stop rules hold them instead (checked against
-        :math:`T`, every single-user request on ML-100K MF dropped them, with a warning)."""
+        """The Newton steps after the first. Steps on the new objective are kept only when they do not raise
+        :math:`T` above the first step's value: on a model far from stationarity they minimise it beyond what
+        the removal explains. The tilted steps (``plan.tilted``) leave :math:`T`'s proximal term out and go past
+        its minimiser by design; their line search and stop rules hold them (held to :math:`T`, every
+        single-user request on ML-100K MF dropped them, with a warning)."""
         if plan.line_search:
             solves[0]["step_size"] = 1.0  # the first step is taken whole
         if plan.steps == 1:
