@@ -3,7 +3,11 @@
 * SISA: ``fit()`` of 10 MF shards (each rank trains every second shard) on ML-100K's attacked training graph
   (``--dataset gowalla``: Gowalla's training file, one sampled negative each).
 * Data-parallel training (``TrainConfig.data_parallel``): MF and LightGCN-2, each rank computing half of
-  every mini-batch, gradients summed across the ranks; a fixed number of epochs, no early stopping.
+  every mini-batch, ``DistributedDataParallel`` summing the gradients; a fixed number of epochs, no early stopping.
+* Gradient all-reduce, dense against sparse (``--only gradients``): the gradient of one MF mini-batch (4,096
+  edges, each rank its half) all-reduced as the dense tables, and as the sparse tensors of the rows it
+  touches (found, all-reduced, made dense again for Adam), the mean of 20. Without L2, where MF's gradient is
+  row-sparse; with L2 or propagation every row has a gradient, so only the dense one applies.
 * Data-parallel IFRU (``IFRUConfig.data_parallel``): one request of 1% of the training edges on LightGCN-2
   (trained for the same epochs), each rank computing the curvature products, gradients and objective values
   over half of the loss terms, one all-reduce each; the fastest of three requests, after a one-edge request
@@ -14,7 +18,7 @@ is measured inside the ranks (rank 0's clock around the work), so the seconds to
 left out and reported apart. Each row records the load average after it (the machine may be shared). Writes
 ``results/distributed.json``; with ``--only``, only those rows are measured and the file's others are kept.
 
-    python benchmarks/distributed.py [--epochs 5] [--only training|ifru] [--dataset gowalla]
+    python benchmarks/distributed.py [--epochs 5] [--only training|gradients|ifru] [--dataset gowalla]
 """
 from __future__ import annotations
 
@@ -25,11 +29,13 @@ import platform
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from graphforget.bench import DataSource
 from graphforget.clock import Stopwatch
-from graphforget.data import random_edges
+from graphforget.data import EDGE, random_edges
 from graphforget.distributed import launch
+from graphforget.objectives import BCEObjective
 from graphforget.presets import default_hparams
 from graphforget.train import TrainConfig, train
 from graphforget.unlearn import IFRU, SISA, IFRUConfig, SISAConfig
@@ -56,6 +62,39 @@ def timed_ifru(model, graph, objective, request, repeats: int = 3) -> float:
             ifru.unlearn(request)
         seconds.append(watch.seconds)
     return min(seconds)
+
+
+def touched_rows(grad: torch.Tensor) -> torch.Tensor:
+    """The rows of ``grad`` with a non-zero entry, as a sparse tensor (``Tensor.to_sparse`` is 20x slower)."""
+    rows = grad.any(1).nonzero().squeeze(1)
+    return torch.sparse_coo_tensor(rows[None], grad[rows], grad.shape, is_coalesced=True)
+
+
+def timed_allreduce(model, graph, objective, batch_size: int = 4096, repeats: int = 20) -> dict:
+    """Seconds of one all-reduce of this rank's share of a mini-batch's gradient, dense and sparse."""
+    rank, size = dist.get_rank(), dist.get_world_size()
+    positions = torch.randperm(graph[EDGE].edge_index.size(1), generator=torch.Generator().manual_seed(0))
+    objective.batch_loss(model, graph, positions[:batch_size], 0, (rank, size)).backward()
+    grads = [p.grad for p in model.parameters()]
+    ways = {"dense": lambda grad: grad.clone(), "sparse": touched_rows}
+    row = {"rows": sum(g.size(0) for g in grads), "rows_touched": sum(int(g.any(1).sum()) for g in grads)}
+    for kind, prepare in ways.items():
+        dist.barrier()
+        with Stopwatch() as watch:
+            for _ in range(repeats):
+                for grad in grads:
+                    total = prepare(grad)
+                    dist.all_reduce(total)
+                    total = total.to_dense()
+        row[f"{kind}_seconds"] = watch.seconds / repeats
+    return row
+
+
+def gradient_row(data) -> dict:
+    """The all-reduce of an MF mini-batch's gradient without L2, dense against sparse, on two processes."""
+    hparams = default_hparams("mf")
+    model = hparams.build_model(data.train["user"].num_nodes, data.train["item"].num_nodes, seed=0)
+    return {**launch(timed_allreduce, 2, model, data.train, BCEObjective(l2=0.0)), "load_average": os.getloadavg()}
 
 
 def ifru_row(data, epochs: int) -> dict:
@@ -99,7 +138,7 @@ def training_rows(data, epochs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--only", choices=("training", "ifru"), help="measure only these rows, keep the file's others")
+    parser.add_argument("--only", choices=("training", "gradients", "ifru"), help="measure only these rows, keep the file's others")
     parser.add_argument("--dataset", choices=("ml-100k", "gowalla"), default="ml-100k",
                         help="gowalla: its training file with one sampled negative each (results/distributed_gowalla.json)")
     args = parser.parse_args()
@@ -109,10 +148,13 @@ def main() -> None:
                "machine": platform.processor() or platform.machine(), "rows": {}}
     if args.only and path.exists():  # the other rows and the run they came from are kept
         payload = json.loads(path.read_text())
-    if args.only != "ifru":
+    if args.only in (None, "training"):
         payload["rows"].update(training_rows(data, args.epochs))
         payload["load_average"] = os.getloadavg()
-    if args.only != "training":
+    if args.only in (None, "gradients"):
+        payload["rows"]["gradient_allreduce_mf"] = gradient_row(data)
+        print("gradients", payload["rows"]["gradient_allreduce_mf"])
+    if args.only in (None, "ifru"):
         payload["rows"]["ifru_lightgcn"] = ifru_row(data, args.epochs)
         print("ifru", payload["rows"]["ifru_lightgcn"])
     RESULTS.mkdir(exist_ok=True)

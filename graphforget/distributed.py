@@ -20,8 +20,9 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["rank_and_size", "my_jobs", "gather_results", "sum_across_ranks", "TermShare", "init_from_env", "launch"]
+__all__ = ["rank_and_size", "my_jobs", "gather_results", "data_parallel_loss", "summed_across_ranks", "TermShare", "init_from_env", "launch"]
 
 
 def rank_and_size() -> tuple[int, int]:
@@ -55,20 +56,49 @@ def gather_results(mine: dict[int, Any], num_jobs: int) -> list[Any]:
     return [merged[job] for job in range(num_jobs)]
 
 
-def sum_across_ranks(params: list[torch.Tensor], loss: torch.Tensor) -> torch.Tensor:
-    """Sums the parameters' gradients and ``loss`` across the ranks, in one flat all-reduce; returns the loss.
+class _ShareLoss(torch.nn.Module):
+    """One rank's share of a mini-batch's loss as a module: the unit ``DistributedDataParallel`` wraps."""
 
-    Every rank then holds the gradient of the whole batch (each computed its share's), as
-    ``DistributedDataParallel`` does; one flat buffer costs one collective instead of one per parameter.
+    def __init__(self, model: torch.nn.Module, graph, objective, share: tuple[int, int]):
+        super().__init__()
+        self.model, self.graph, self.objective, self.share = model, graph, objective, share
+
+    def forward(self, positions: torch.Tensor, epoch: int) -> torch.Tensor:
+        return self.objective.batch_loss(self.model, self.graph, positions, epoch, self.share)
+
+
+def _sum_gradients(state, bucket):
+    """DDP communication hook: the ranks' gradients summed (DDP's own averages them), as each rank's loss is
+    its share of the batch's, not an estimate of the whole."""
+    return dist.all_reduce(bucket.buffer(), async_op=True).get_future().then(lambda done: done.value()[0])
+
+
+def data_parallel_loss(model: torch.nn.Module, graph, objective) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """``loss(positions, epoch)``: this rank's share of a mini-batch's loss (``Objective.batch_loss`` with
+    ``share=(rank, size)``), whose ``backward()`` leaves every rank with the whole batch's gradient.
+
+    The ranks' gradients are summed by ``DistributedDataParallel`` (bucketed all-reduces that overlap the
+    backward pass). They are all-reduced dense: the objective's L2 reaches every row on every step, and a
+    GNN's propagation does too, so the gradient is dense (``benchmarks/distributed.py`` measured sparse
+    all-reduces where it is not, MF without L2). Without a process group: the plain batch loss. Keep the
+    returned callable until ``backward()`` has run: the all-reduce hooks go with it.
     """
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads] + [loss.reshape(1).to(grads[0])])
-    dist.all_reduce(flat)
-    offset = 0
-    for param, grad in zip(params, grads):
-        param.grad = flat[offset:offset + grad.numel()].view_as(grad)
-        offset += grad.numel()
-    return flat[-1]
+    rank, size = rank_and_size()
+    module = _ShareLoss(model, graph, objective, (rank, size))
+    if size == 1:
+        return module
+    wrapped = DistributedDataParallel(module, broadcast_buffers=False)
+    wrapped.register_comm_hook(None, _sum_gradients)
+    return wrapped
+
+
+def summed_across_ranks(value: float) -> float:
+    """``value`` summed over the ranks (itself without a group)."""
+    if rank_and_size()[1] == 1:
+        return value
+    total = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(total)
+    return float(total)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from .clock import Stopwatch
 from .config import check_fields
 from .data.adjacency import hold_graph
 from .data.interactions import EDGE, check_model_fits
-from .distributed import rank_and_size, sum_across_ranks
+from .distributed import data_parallel_loss, summed_across_ranks
 from .metrics import evaluate_auc
 from .objectives import BCEObjective, Objective
 
@@ -50,8 +50,8 @@ class TrainConfig:
             one node each, so it means the same on a small graph and a large one (a bound on
             :math:`\\nabla L / |D|` would hold at the initialisation of a large graph already).
         data_parallel: in a ``torch.distributed`` process group, each rank computes the loss terms of its
-            share of every mini-batch and the gradients are summed across the ranks (the arithmetic of
-            ``DistributedDataParallel``; every rank ends with the same model). Adam only.
+            share of every mini-batch and ``DistributedDataParallel`` sums the gradients across the ranks
+            (:func:`~graphforget.distributed.data_parallel_loss`; every rank ends with the same model). Adam only.
     """
     epochs: int = 100
     lr: float = 0.01
@@ -120,7 +120,8 @@ def _train_adam(model, graph, objective: Objective, config: TrainConfig, val) ->
     batch_size = config.batch_size or num_edges
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr)
-    share = rank_and_size() if config.data_parallel else (0, 1)
+    batch_loss = (data_parallel_loss(model, graph, objective) if config.data_parallel
+                  else lambda positions, epoch: objective.batch_loss(model, graph, positions, epoch))
     best = (-1.0, 0, None)
     history, clock, stale = [], Stopwatch(device).start(), 0
     bar = tqdm(range(1, config.epochs + 1), disable=not config.progress, desc="train", leave=False)
@@ -129,13 +130,11 @@ def _train_adam(model, graph, objective: Objective, config: TrainConfig, val) ->
         total = 0.0
         for batch in torch.randperm(num_edges, generator=gen).to(device).split(batch_size):
             optimizer.zero_grad()
-            loss = objective.batch_loss(model, graph, batch, epoch, share)
+            loss = batch_loss(batch, epoch)
             loss.backward()
-            if share[1] > 1:
-                loss = sum_across_ranks(params, loss.detach())
             optimizer.step()
             total += loss.detach().item() * batch.numel() / num_edges
-        row = {"epoch": epoch, "loss": total}
+        row = {"epoch": epoch, "loss": summed_across_ranks(total) if config.data_parallel else total}
         if val is not None:
             row["val_auc"] = evaluate_auc(model, graph, val)["auc_0"]
             if row["val_auc"] > best[0]:

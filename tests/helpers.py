@@ -40,3 +40,13 @@ def train_data_parallel(model, graph, objective, config, val) -> tuple[dict, lis
 
     result = train(model, graph, objective, config, val)
     return model.state_dict(), result.history
+
+
+def data_parallel_gradient(model, graph, objective, positions) -> list:
+    """The gradients that one backward of this rank's :func:`~graphforget.distributed.data_parallel_loss`
+    leaves on ``model``. Module level, for :func:`graphforget.distributed.launch`."""
+    from graphforget.distributed import data_parallel_loss
+
+    loss = data_parallel_loss(model, graph, objective)  # held: the all-reduce hooks die with the wrapper
+    loss(positions, 1).backward()
+    return [param.grad for param in model.parameters()]

@@ -252,6 +252,25 @@ def test_retrain_beats_the_attacked_original(one_thread):
 
 
 @pytest.mark.distributed
+def test_distributed_data_parallel_sums_the_ranks_shares_of_a_batch(one_thread):
+    # Each rank's loss is its share of the batch, not an estimate of it: DistributedDataParallel, which
+    # averages by default, must add the shares up to the whole batch's gradient.
+    from graphforget.distributed import launch
+    from helpers import data_parallel_gradient
+
+    graph = planted_communities(60, 40, num_communities=3, interactions_per_user=10, seed=0)
+    model = LightGCN(60, 40, 8, num_layers=2)
+    model.reset_parameters(0)
+    positions = torch.randperm(graph[EDGE].edge_index.size(1), generator=torch.Generator().manual_seed(0))[:96]
+    objective = BCEObjective(l2=1e-2)
+    ranks = launch(data_parallel_gradient, 2, model, graph, objective, positions)
+    objective.batch_loss(model, graph, positions, 1).backward()
+    for param, summed in zip(model.parameters(), ranks):
+        assert torch.allclose(summed, param.grad, rtol=1e-5, atol=1e-8)
+        assert not torch.allclose(summed / 2, param.grad, rtol=1e-3)
+
+
+@pytest.mark.distributed
 @pytest.mark.parametrize("model_name", ["mf", "lightgcn"])
 def test_data_parallel_training_on_two_ranks_matches_one_process(model_name, one_thread):
     # Each rank takes every other edge of a batch and the gradients are summed across the ranks: the
