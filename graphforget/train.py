@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -25,6 +27,9 @@ OPTIMIZERS = ("adam", "lbfgs")
 
 #: L-BFGS iterations between two convergence checks (one history row each).
 LBFGS_CHUNK = 10
+#: How many standard errors of a chance AUC the best validation AUC must clear for the model to count as
+#: having learnt something (:func:`_warn_if_at_chance`).
+CHANCE_MARGIN = 3.0
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +99,8 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
         graph: the training interactions.
         objective: the loss (see :mod:`graphforget.objectives`).
         config: hyper-parameters.
-        val: labelled validation pairs for early stopping (without it all epochs run).
+        val: labelled validation pairs for early stopping (without it all epochs run). A ``RuntimeWarning``
+            says when the best validation AUC is within chance's spread of 0.5 (:data:`CHANCE_MARGIN`).
 
     Raises:
         ValueError: when the graph has no edges, its node counts differ from the model's, its labels do not
@@ -107,9 +113,29 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
         raise ValueError("the training graph has no edges")
     _check_inputs(model, graph, objective)
     with hold_graph(model, graph):  # the run never edits the graph: its model need not re-check it per step
-        if config.optimizer == "lbfgs":
-            return _train_lbfgs(model, graph, objective, config, val)
-        return _train_adam(model, graph, objective, config, val)
+        run = _train_lbfgs if config.optimizer == "lbfgs" else _train_adam
+        result = run(model, graph, objective, config, val)
+    if val is not None:
+        _warn_if_at_chance(result, val)
+    return result
+
+
+def _warn_if_at_chance(result: TrainResult, val: HeteroData) -> None:
+    r"""Warns when the best validation AUC is within :data:`CHANCE_MARGIN` standard errors of 0.5, the spread
+    of the AUC of scores that carry no signal, :math:`\sqrt{(n_0 + n_1 + 1) / (12 n_0 n_1)}` (the null
+    variance of the Mann-Whitney statistic): nothing shows that the model learnt a preference."""
+    labels = val[EDGE].edge_label
+    positives = int((labels > 0.5).sum())
+    negatives = labels.numel() - positives
+    if not positives or not negatives or not math.isfinite(result.best_val_auc):
+        return
+    spread = math.sqrt((positives + negatives + 1) / (12 * positives * negatives))
+    if result.best_val_auc < 0.5 + CHANCE_MARGIN * spread:
+        warnings.warn(f"train: the best validation AUC, {result.best_val_auc:.3f} (epoch {result.best_epoch}), is "
+                      f"within {CHANCE_MARGIN:g} standard errors ({spread:.3f}) of chance, 0.5: nothing shows that "
+                      "the model learnt a preference: too few validation pairs to tell, or the training failed "
+                      "(check the learning rate, the epochs and the objective's terms, e.g. a contrastive weight)",
+                      RuntimeWarning, stacklevel=3)
 
 
 def _train_adam(model, graph, objective: Objective, config: TrainConfig, val) -> TrainResult:
