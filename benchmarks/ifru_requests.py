@@ -18,7 +18,8 @@ with one sampled negative each), and the mean predicted probability of the reque
 (Original, IFRU, Retrain: forgetting lowers it). Writes ``benchmarks/results/ifru_requests.json``.
 ``--training stationary`` trains (and retrains) with full-batch L-BFGS to a stationary point instead
 and adds :meth:`IFRUConfig.newton` (too slow for LightGCN on this CPU: seconds per iteration).
-``--quick``: MF, the user request, at most 3 epochs.
+``--quick``: MF, the user request, at most 3 epochs. ``--device cuda``: the models and graphs on the GPU
+(every time synchronises it).
 """
 from __future__ import annotations
 
@@ -65,14 +66,15 @@ def make_request(observed, kind: str, seed: int) -> torch.Tensor:
 
 
 def run_backbone(name: str, graph, val, test, requests, max_epochs: int | None, seed: int,
-                 training: str = "early-stopped") -> list[dict]:
+                 training: str = "early-stopped", device: str = "cpu") -> list[dict]:
     # ML-100K's values: none were tuned on Gowalla (they differ only in the stationary MF's L2, 8).
     hparams = default_hparams(name, "ml-100k", training).replace({"train.epochs": max_epochs})
     objective, config = hparams.objective(), hparams.train_config(progress=True)
-    model = hparams.build_model(graph["user"].num_nodes, graph["item"].num_nodes, seed=0)
+    observed = edge_subgraph(graph, graph[EDGE].observed)  # requests are check-ins, not sampled negatives
+    graph, val, test = (data.clone().to(device) for data in (graph, val, test))  # PyG's .to() moves in place
+    model = hparams.build_model(graph["user"].num_nodes, graph["item"].num_nodes, seed=0).to(device)
     fit = train(model, graph, objective, config, val)
     print(f"{name}: trained in {fit.seconds:.0f} s, {fit.epochs} epochs (best {fit.best_epoch})", flush=True)
-    observed = edge_subgraph(graph, graph[EDGE].observed)  # requests are check-ins, not sampled negatives
     methods = {"ifru": IFRUConfig(hops=model.receptive_field)}
     if model.receptive_field:
         methods["ifru_pruned"] = IFRUConfig(hops=model.receptive_field, prune=(1.0,) + (0.01,) * model.receptive_field)
@@ -80,8 +82,9 @@ def run_backbone(name: str, graph, val, test, requests, max_epochs: int | None, 
         methods["ifru_newton"] = IFRUConfig.newton(model.receptive_field)
     rows = []
     for kind in requests:
-        request = make_request(observed, kind, seed)
-        row = {"backbone": name, "training": training, "request": kind, "request_edges": request.size(1),
+        request = make_request(observed, kind, seed).to(device)
+        row = {"backbone": name, "training": training, "device": device, "request": kind,
+               "request_edges": request.size(1),
                "hparams": hparams.as_dict(), "train_seconds": fit.seconds, "train_epochs": fit.epochs,
                "threads": torch.get_num_threads(),
                "original": {"test_auc": evaluate_auc(model, graph, test)["auc_0"],
@@ -112,6 +115,7 @@ def main(argv=None) -> None:
     parser.add_argument("--training", choices=TRAININGS, default="early-stopped")
     parser.add_argument("--seed", type=int, default=0, help="seeds the choice of the requests")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="torch device of the models and graphs, e.g. cuda")
     parser.add_argument("--quick", action="store_true", help="MF, the user request, at most 3 epochs")
     parser.add_argument("--out", type=Path, default=RESULTS / "ifru_requests.json")
     args = parser.parse_args(argv)
@@ -123,7 +127,8 @@ def main(argv=None) -> None:
         sys.exit("Gowalla not found: pass --root or set $GRAPHFORGET_DATA")
     graph, val, test = prepare(root)
     rows = [row for name in args.backbones for row in run_backbone(name, graph, val, test, args.requests,
-                                                                    args.epochs, args.seed, args.training)]
+                                                                    args.epochs, args.seed, args.training,
+                                                                    args.device)]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"train_edges": int(graph[EDGE].observed.sum()),
                                     "labelled_edges": graph[EDGE].edge_index.size(1), "rows": rows}, indent=1))

@@ -1,0 +1,74 @@
+"""Every method on each device this machine has: the CPU always, CUDA when a GPU is visible (skipped
+otherwise). A method run on the device from the same trained model and seeds must predict what it predicts
+on the CPU (on the CPU: what a second run predicts, i.e. determinism under a seed). On a GPU machine the
+README's test command runs the CUDA cases too.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from graphforget.clock import Stopwatch
+from graphforget.data import EDGE, planted_communities, random_edges, random_split
+from graphforget.models import LightGCN
+from graphforget.objectives import BCEObjective, BPRObjective
+from graphforget.train import TrainConfig, train
+from graphforget.unlearn import METHODS, build_unlearner
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                 reason="no CUDA device"))]
+TRAINING = TrainConfig(epochs=3, lr=0.05, batch_size=256, patience=0, seed=0)
+#: Small settings of the methods that train, so that each case takes about a second.
+QUICK = {"sisa": {"num_shards": 2}, "receraser": {"num_shards": 2},
+         "unlearnrec": {"pretrain_epochs": 1, "finetune_epochs": 1, "batch_size": 256}}
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A LightGCN trained on the CPU per loss (UnlearnRec needs BPR, SCIF BCE), its graph, test pairs, request."""
+    graph = planted_communities(60, 40, num_communities=3, interactions_per_user=10, seed=0)
+    split = random_split(graph, (0.8, 0.2, 0.0), seed=0)
+    request = random_edges(split.train, 0.05, seed=0)
+    models = {}
+    for name, objective in (("bce", BCEObjective(l2=1e-2)), ("bpr", BPRObjective(l2=1e-2))):
+        model = LightGCN(60, 40, 8, num_layers=2)
+        model.reset_parameters(0)
+        train(model, split.train, objective, TRAINING)
+        models[name] = model, objective
+    return models, split, request
+
+
+def _predictions(method: str, trained, device: str) -> torch.Tensor:
+    """``method``'s unlearned model on ``device`` (from the CPU-trained model moved there), its predicted
+    probabilities of the test pairs, on the CPU; checks that the result lives on the device."""
+    models, split, request = trained
+    model, objective = models["bpr" if method == "unlearnrec" else "bce"]
+    graph = split.train.clone().to(device)  # PyG's .to() moves in place: the fixture's graph stays on the CPU
+    unlearner = build_unlearner(method, model.to(device), graph, objective, QUICK.get(method), train=TRAINING,
+                                seed=0).fit()
+    result = unlearner.unlearn(request.to(device))
+    assert all(param.device.type == device for param in result.model.parameters())
+    assert result.graph[EDGE].edge_index.device.type == device
+    model.cpu()
+    with torch.no_grad():
+        return torch.sigmoid(result.model(result.graph, split.test[EDGE].edge_index.to(device))).cpu()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_on_the_device_predicts_what_it_predicts_on_the_cpu(method, device, trained, one_thread):
+    on_cpu = _predictions(method, trained, "cpu")
+    on_device = _predictions(method, trained, device)
+    assert torch.allclose(on_device, on_cpu, atol=1e-3), float((on_device - on_cpu).abs().max())
+
+
+def test_the_clock_waits_for_the_gpu(monkeypatch):
+    # Kernels run asynchronously: a clock that does not synchronise times the launch, not the work.
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(torch.device(device)))
+    with Stopwatch("cuda:0") as watch:
+        pass
+    assert calls == [torch.device("cuda:0")] * 2 and watch.seconds >= 0
+    with Stopwatch("cpu"):
+        pass
+    assert len(calls) == 2
