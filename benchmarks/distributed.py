@@ -138,9 +138,11 @@ def training_rows(data, epochs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--only", choices=("training", "gradients", "ifru"), help="measure only these rows, keep the file's others")
+    parser.add_argument("--only", choices=("training", "gradients", "ifru"),
+                        help="measure only these rows, keep the file's others")
     parser.add_argument("--dataset", choices=("ml-100k", "gowalla"), default="ml-100k",
-                        help="gowalla: its training file with one sampled negative each (results/distributed_gowalla.json)")
+                        help="gowalla: its training file with one sampled negative each "
+                             "(results/distributed_gowalla.json)")
     args = parser.parse_args()
     data = DataSource(args.dataset).for_loss("bce").prepare(seed=0)
     path = RESULTS / ("distributed.json" if args.dataset == "ml-100k" else f"distributed_{args.dataset}.json")

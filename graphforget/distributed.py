@@ -22,7 +22,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["rank_and_size", "my_jobs", "gather_results", "data_parallel_loss", "summed_across_ranks", "TermShare", "init_from_env", "launch"]
+__all__ = ["rank_and_size", "my_jobs", "gather_results", "data_parallel_loss", "summed_across_ranks", "TermShare",
+           "init_from_env", "launch"]
 
 
 def rank_and_size() -> tuple[int, int]:
