@@ -20,7 +20,7 @@ from .distributed import data_parallel_loss, summed_across_ranks
 from .metrics import evaluate_auc
 from .objectives import BCEObjective, Objective
 
-__all__ = ["OPTIMIZERS", "TrainConfig", "TrainResult", "train"]
+__all__ = ["OPTIMIZERS", "TrainConfig", "TrainResult", "train", "chance_level"]
 
 #: ``adam``: mini-batches, early stopping; ``lbfgs``: full batch until the gradient vanishes.
 OPTIMIZERS = ("adam", "lbfgs")
@@ -28,7 +28,7 @@ OPTIMIZERS = ("adam", "lbfgs")
 #: L-BFGS iterations between two convergence checks (one history row each).
 LBFGS_CHUNK = 10
 #: How many standard errors of a chance AUC the best validation AUC must clear for the model to count as
-#: having learnt something (:func:`_warn_if_at_chance`).
+#: having learnt something (:func:`chance_level`).
 CHANCE_MARGIN = 3.0
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
         objective: the loss (see :mod:`graphforget.objectives`).
         config: hyper-parameters.
         val: labelled validation pairs for early stopping (without it all epochs run). A ``RuntimeWarning``
-            says when the best validation AUC is within chance's spread of 0.5 (:data:`CHANCE_MARGIN`).
+            says when the best validation AUC is under :func:`chance_level`.
 
     Raises:
         ValueError: when the graph has no edges, its node counts differ from the model's, its labels do not
@@ -120,20 +120,26 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
     return result
 
 
-def _warn_if_at_chance(result: TrainResult, val: HeteroData) -> None:
-    r"""Warns when the best validation AUC is within :data:`CHANCE_MARGIN` standard errors of 0.5, the spread
-    of the AUC of scores that carry no signal, :math:`\sqrt{(n_0 + n_1 + 1) / (12 n_0 n_1)}` (the null
-    variance of the Mann-Whitney statistic): nothing shows that the model learnt a preference."""
+def chance_level(val: HeteroData) -> float | None:
+    r"""The validation AUC a model must beat to show that it learnt a preference: 0.5 plus
+    :data:`CHANCE_MARGIN` times the spread of the AUC of scores that carry no signal,
+    :math:`\sqrt{(n_0 + n_1 + 1) / (12 n_0 n_1)}` (the null variance of the Mann-Whitney statistic).
+    ``None`` when ``val`` lacks a class."""
     labels = val[EDGE].edge_label
     positives = int((labels > 0.5).sum())
     negatives = labels.numel() - positives
-    if not positives or not negatives or not math.isfinite(result.best_val_auc):
-        return
-    spread = math.sqrt((positives + negatives + 1) / (12 * positives * negatives))
-    if result.best_val_auc < 0.5 + CHANCE_MARGIN * spread:
+    if not positives or not negatives:
+        return None
+    return 0.5 + CHANCE_MARGIN * math.sqrt((positives + negatives + 1) / (12 * positives * negatives))
+
+
+def _warn_if_at_chance(result: TrainResult, val: HeteroData) -> None:
+    """Warns when the best validation AUC is under :func:`chance_level`: nothing shows that the model learnt."""
+    level = chance_level(val)
+    if level is not None and math.isfinite(result.best_val_auc) and result.best_val_auc < level:
         warnings.warn(f"train: the best validation AUC, {result.best_val_auc:.3f} (epoch {result.best_epoch}), is "
-                      f"within {CHANCE_MARGIN:g} standard errors ({spread:.3f}) of chance, 0.5: nothing shows that "
-                      "the model learnt a preference: too few validation pairs to tell, or the training failed "
+                      f"under {level:.3f}, {CHANCE_MARGIN:g} standard errors above chance: nothing shows that the "
+                      "model learnt a preference: too few validation pairs to tell, or the training failed "
                       "(check the learning rate, the epochs and the objective's terms, e.g. a contrastive weight)",
                       RuntimeWarning, stacklevel=3)
 

@@ -321,3 +321,25 @@ def test_receraser_takes_pretrained_embeddings(graph):
     assert eraser.pretrained_model is None
     with pytest.raises(ValueError, match="partition"):
         RecEraser(MF(U, I, D), graph, OBJECTIVE, RecEraserConfig(CONFIG, partition="random"))
+
+
+def test_shards_that_learn_nothing_are_reported_once():
+    # Shuffled labels carry no preference: every shard model stays at chance on validation, and fitting says
+    # so in one warning for the ensemble, not one per shard.
+    import warnings
+
+    from graphforget.data import random_split
+    from graphforget.unlearn.sharding import train_shards
+
+    graph = planted_communities(300, 120, num_communities=3, interactions_per_user=30, seed=0)
+    labels = graph[EDGE].edge_label
+    graph[EDGE].edge_label = labels[torch.randperm(labels.numel(), generator=torch.Generator().manual_seed(0))]
+    split = random_split(graph, (0.7, 0.15, 0.15), seed=0)
+    models = [MF(300, 120, 8) for _ in range(3)]
+    shards = [split.train] * 3
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trained = train_shards(models, shards, BCEObjective(l2=1e-2), TrainConfig(epochs=5, lr=0.05), split.val)
+    messages = [str(w.message) for w in caught if "validation" in str(w.message)]
+    assert len(messages) == 1 and messages[0].startswith("3 of 3 shard models show no preference"), messages
+    assert all(result.best_val_auc < 0.55 for _, result in trained)

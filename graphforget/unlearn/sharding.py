@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import warnings
 from typing import Sequence
 
 import torch
@@ -20,7 +21,7 @@ from ..distributed import gather_results, my_jobs
 from ..data.interactions import EDGE, edge_subgraph, num_items, num_users, pair_keys
 from ..models.base import Recommender
 from ..objectives import Objective
-from ..train import TrainConfig, TrainResult, train
+from ..train import TrainConfig, TrainResult, chance_level, train
 
 __all__ = ["ShardedRecommender", "ShardAttention", "split_graph", "train_shards", "train_aggregator"]
 
@@ -352,15 +353,28 @@ def train_shards(models: Sequence[Recommender], graphs: Sequence[HeteroData], ob
     config = dataclasses.replace(config or TrainConfig(), data_parallel=False)
     copies = [copy.deepcopy(m) for m in models]
     mine = {}
-    for j in my_jobs(len(copies)):
-        copies[j].reset_parameters(seeds[j])
-        result = train(copies[j], graphs[j], objective, config, val)
-        mine[j] = (copies[j].state_dict(), result)
+    with warnings.catch_warnings():  # one warning for the shards below, not one per shard
+        warnings.filterwarnings("ignore", "train: the best validation AUC", RuntimeWarning)
+        for j in my_jobs(len(copies)):
+            copies[j].reset_parameters(seeds[j])
+            result = train(copies[j], graphs[j], objective, config, val)
+            mine[j] = (copies[j].state_dict(), result)
     out = []
     for model, (state, result) in zip(copies, gather_results(mine, len(copies))):
         model.load_state_dict(state)
         out.append((model, result))
+    _warn_of_shards_at_chance([result for _, result in out], val)
     return out
+
+
+def _warn_of_shards_at_chance(results: list[TrainResult], val: HeteroData | None) -> None:
+    """One warning for the shard models whose best validation AUC is under :func:`~graphforget.train.chance_level`."""
+    level = None if val is None else chance_level(val)
+    flat = sorted(r.best_val_auc for r in results if level is not None and r.best_val_auc < level)
+    if flat:
+        warnings.warn(f"{len(flat)} of {len(results)} shard models show no preference on validation (best AUC "
+                      f"{flat[0]:.3f}-{flat[-1]:.3f}, under {level:.3f}): each shard holds too little data to learn "
+                      "from; fewer shards give each more", RuntimeWarning, stacklevel=3)
 
 
 class _FrozenShards(nn.Module):
