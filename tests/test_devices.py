@@ -5,6 +5,8 @@ README's test command runs the CUDA cases too.
 """
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -44,12 +46,11 @@ def _predictions(method: str, trained, device: str) -> torch.Tensor:
     models, split, request = trained
     model, objective = models["bpr" if method == "unlearnrec" else "bce"]
     graph = split.train.clone().to(device)  # PyG's .to() moves in place: the fixture's graph stays on the CPU
-    unlearner = build_unlearner(method, model.to(device), graph, objective, QUICK.get(method), train=TRAINING,
-                                seed=0).fit()
+    unlearner = build_unlearner(method, copy.deepcopy(model).to(device), graph, objective, QUICK.get(method),
+                                train=TRAINING, seed=0).fit()
     result = unlearner.unlearn(request.to(device))
     assert all(param.device.type == device for param in result.model.parameters())
     assert result.graph[EDGE].edge_index.device.type == device
-    model.cpu()
     with torch.no_grad():
         return torch.sigmoid(result.model(result.graph, split.test[EDGE].edge_index.to(device))).cpu()
 

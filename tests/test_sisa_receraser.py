@@ -1,16 +1,18 @@
 """SISA, RecEraser and the sharded ensemble, checked against hand computations on tiny seeded graphs."""
 import math
+import warnings
 
 import pytest
 import torch
 
-from graphforget.data import EDGE, make_interactions, planted_communities, remove_edges
+from graphforget.data import EDGE, make_interactions, planted_communities, random_split, remove_edges
 from graphforget.distributed import launch
 from graphforget.models import MF, LightGCN
 from graphforget.objectives import BCEObjective
 from graphforget.train import TrainConfig, train
 from graphforget.unlearn import RecEraser, RecEraserConfig, SISA, SISAConfig, ShardAttention, ShardedRecommender
 from graphforget.unlearn.receraser import balanced_assign, balanced_kmeans, balanced_partition
+from graphforget.unlearn.sharding import train_shards
 from graphforget.unlearn.sisa import random_partition
 from helpers import fit_and_unlearn_sisa
 
@@ -326,11 +328,6 @@ def test_receraser_takes_pretrained_embeddings(graph):
 def test_shards_that_learn_nothing_are_reported_once():
     # Shuffled labels carry no preference: every shard model stays at chance on validation, and fitting says
     # so in one warning for the ensemble, not one per shard.
-    import warnings
-
-    from graphforget.data import random_split
-    from graphforget.unlearn.sharding import train_shards
-
     graph = planted_communities(300, 120, num_communities=3, interactions_per_user=30, seed=0)
     labels = graph[EDGE].edge_label
     graph[EDGE].edge_label = labels[torch.randperm(labels.numel(), generator=torch.Generator().manual_seed(0))]
