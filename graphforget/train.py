@@ -20,7 +20,7 @@ from .distributed import data_parallel_loss, summed_across_ranks
 from .metrics import evaluate_auc
 from .objectives import BCEObjective, Objective
 
-__all__ = ["OPTIMIZERS", "TrainConfig", "TrainResult", "train", "chance_level"]
+__all__ = ["OPTIMIZERS", "TrainConfig", "TrainResult", "train", "chance_level", "NoSignalWarning"]
 
 #: ``adam``: mini-batches, early stopping; ``lbfgs``: full batch until the gradient vanishes.
 OPTIMIZERS = ("adam", "lbfgs")
@@ -32,6 +32,10 @@ LBFGS_CHUNK = 10
 CHANCE_MARGIN = 3.0
 
 log = logging.getLogger(__name__)
+
+
+class NoSignalWarning(RuntimeWarning):
+    """A trained model whose validation AUC does not clear :func:`chance_level`: nothing shows it learnt."""
 
 
 @dataclass
@@ -99,8 +103,8 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
         graph: the training interactions.
         objective: the loss (see :mod:`graphforget.objectives`).
         config: hyper-parameters.
-        val: labelled validation pairs for early stopping (without it all epochs run). A ``RuntimeWarning``
-            says when the best validation AUC is under :func:`chance_level`.
+        val: labelled validation pairs for early stopping (without it all epochs run). A
+            :class:`NoSignalWarning` says when the best validation AUC is under :func:`chance_level`.
 
     Raises:
         ValueError: when the graph has no edges, its node counts differ from the model's, its labels do not
@@ -141,7 +145,7 @@ def _warn_if_at_chance(result: TrainResult, val: HeteroData) -> None:
                       f"under {level:.3f}, {CHANCE_MARGIN:g} standard errors above chance: nothing shows that the "
                       "model learnt a preference: too few validation pairs to tell, or the training failed "
                       "(check the learning rate, the epochs and the objective's terms, e.g. a contrastive weight)",
-                      RuntimeWarning, stacklevel=3)
+                      NoSignalWarning, stacklevel=3)
 
 
 def _train_adam(model, graph, objective: Objective, config: TrainConfig, val) -> TrainResult:

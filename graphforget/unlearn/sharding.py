@@ -21,7 +21,7 @@ from ..distributed import gather_results, my_jobs
 from ..data.interactions import EDGE, edge_subgraph, num_items, num_users, pair_keys
 from ..models.base import Recommender
 from ..objectives import Objective
-from ..train import TrainConfig, TrainResult, chance_level, train
+from ..train import NoSignalWarning, TrainConfig, TrainResult, chance_level, train
 
 __all__ = ["ShardedRecommender", "ShardAttention", "split_graph", "train_shards", "train_aggregator"]
 
@@ -354,7 +354,7 @@ def train_shards(models: Sequence[Recommender], graphs: Sequence[HeteroData], ob
     copies = [copy.deepcopy(m) for m in models]
     mine = {}
     with warnings.catch_warnings():  # one warning for the shards below, not one per shard
-        warnings.filterwarnings("ignore", "train: the best validation AUC", RuntimeWarning)
+        warnings.simplefilter("ignore", NoSignalWarning)
         for j in my_jobs(len(copies)):
             copies[j].reset_parameters(seeds[j])
             result = train(copies[j], graphs[j], objective, config, val)
@@ -374,7 +374,7 @@ def _warn_of_shards_at_chance(results: list[TrainResult], val: HeteroData | None
     if flat:
         warnings.warn(f"{len(flat)} of {len(results)} shard models show no preference on validation (best AUC "
                       f"{flat[0]:.3f}-{flat[-1]:.3f}, under {level:.3f}): each shard holds too little data to learn "
-                      "from; fewer shards give each more", RuntimeWarning, stacklevel=3)
+                      "from; fewer shards give each more", NoSignalWarning, stacklevel=3)
 
 
 class _FrozenShards(nn.Module):
