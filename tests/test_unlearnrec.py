@@ -191,6 +191,37 @@ def test_unlearn_fine_tunes_without_touching_the_caller(trained):
     assert torch.equal(empty.graph[EDGE].edge_index, graph_edges)
 
 
+def test_the_acceptance_test_compares_the_losses_on_the_remaining_edges(trained):
+    """info holds both models' mean loss on the remaining edges; an update that raises it by more than
+    max_loss_increase is returned untrusted, with its reason and a warning; None skips the test."""
+    model, graph, objective = trained
+    request = random_edges(graph, 0.1, seed=5)
+    # The encoder's update alone, shrinking the request's rows by 0.5 * 0.9 of their propagated embedding.
+    damaging = dict(alpha=0.5, withdraw_init=0.9)
+
+    def unlearn(**config):
+        return UnlearnRec(model, graph, objective, quick_config(**damaging, **config)).fit().unlearn(request)
+
+    lenient = unlearn(max_loss_increase=1e6)
+    info = lenient.info
+    remaining = lenient.graph
+    for m, key in ((lenient.model, "remaining_loss"), (model, "original_remaining_loss")):
+        m.eval()
+        with torch.no_grad():
+            edge_label_index, target = objective.pairs(remaining)
+            expected = objective.losses(m(remaining, edge_label_index), target).mean()
+        assert info[key] == pytest.approx(float(expected), rel=1e-6)
+    assert info["trusted"] is True and "reason" not in info
+    assert info["remaining_loss"] > 1.05 * info["original_remaining_loss"]
+    with pytest.warns(RuntimeWarning, match="not trusted: the mean loss on the remaining edges rose"):
+        strict = unlearn(max_loss_increase=0.01)
+    assert strict.info["trusted"] is False and "max_loss_increase=0.01" in strict.info["reason"]
+    assert same_state(state(strict.model), state(lenient.model))  # returned all the same, marked untrusted
+    assert "trusted" not in unlearn(max_loss_increase=None).info
+    with pytest.raises(ValueError, match="max_loss_increase"):
+        UnlearnRecConfig(max_loss_increase=0)
+
+
 def test_unlearn_requires_fit_and_validates(trained):
     model, graph, objective = trained
     unlearner = UnlearnRec(model, graph, objective, quick_config())
