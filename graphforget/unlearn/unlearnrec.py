@@ -527,13 +527,13 @@ class UnlearnRec(Unlearner):
 
         A Retrain keeps what the remaining data predicts; an update that raises the loss on that data by more
         than the allowed share has damaged it (measured: the encoder's update alone raises it by 29-32% on a
-        converged SGL, where Recall@20 falls by a third; a Retrain changes it by -0% to +8%).
+        converged SGL, where Recall@20 falls by a third; a Retrain changes it by -0.3% to +8%).
         """
         limit = self.config.max_loss_increase
         if limit is None or remaining[EDGE].edge_index.size(1) == 0:
             return {}
-        before, after = _remaining_loss(self.model, remaining, self.objective), _remaining_loss(model, remaining,
-                                                                                                 self.objective)
+        before = _remaining_loss(self.model, remaining, self.objective)
+        after = _remaining_loss(model, remaining, self.objective)
         info = {"remaining_loss": after, "original_remaining_loss": before, "trusted": after <= before * (1 + limit)}
         if not info["trusted"]:
             info["reason"] = (f"the mean loss on the remaining edges rose from {before:.4g} to {after:.4g}, more than "
