@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import sys
+import warnings
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -167,3 +169,11 @@ def check_finite(model: torch.nn.Module) -> None:
     if bad:
         raise ValueError(f"the model has non-finite parameters: {', '.join(bad)}")
 
+
+def warn_caller(message: str) -> None:
+    """A RuntimeWarning attributed to the first caller outside :mod:`graphforget.unlearn` (the user's
+    ``unlearn`` call, however many of the package's frames lie between)."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(__package__ + "."):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, RuntimeWarning, stacklevel=level)

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import sys
-import warnings
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
@@ -21,7 +19,7 @@ from ..influence import (SOLVERS, AndersonMixing, DotProductOperator, GaussNewto
                          message_passing_degrees, node_ids, objective_function, rows_function, scoring_graph,
                          select_nodes, solve, training_terms)
 from ..objectives import Objective
-from .base import Unlearner, UnlearningFailed, unchanged, versions
+from .base import Unlearner, UnlearningFailed, unchanged, versions, warn_caller
 from .registry import register
 
 __all__ = ["IFRU", "IFRUConfig", "SolverConfig", "NewtonConfig", "TrustConfig"]
@@ -736,8 +734,8 @@ class IFRU(Unlearner):
         if policy == "raise":
             raise UnlearningFailed(f"IFRU: {reason}")
         applied = policy == "apply" and step is not None
-        _warn(f"IFRU: {reason}; " + ("the step was applied anyway" if applied else "the model is returned unchanged")
-              + " (info['trusted'] is False)")
+        outcome = "the step was applied anyway" if applied else "the model is returned unchanged"
+        warn_caller(f"IFRU: {reason}; {outcome} (info['trusted'] is False)")
         return phi + step if applied else phi
 
     def _newton_plan(self, target: _TiltedObjective, ratio: float, gradient_norm: float) -> _NewtonPlan:
@@ -767,8 +765,8 @@ class IFRU(Unlearner):
         if plan.tilted or float(target(phi)) <= float(target(first)):
             return phi
         outcome["newton_discarded"] = True
-        _warn("IFRU: the Newton steps raised the tilted objective (the model is far from a stationary point of "
-              "its objective): only the first step is kept")
+        warn_caller("IFRU: the Newton steps raised the tilted objective (the model is far from a stationary point "
+                    "of its objective): only the first step is kept")
         return first
 
     def _newton_steps(self, call: _Call, phi: Tensor, target: _TiltedObjective, solves: list,
@@ -902,15 +900,6 @@ def _mf_surrogate_loss(model, rows: NodeRows, terms: Terms, objective: Objective
         logits = (user[eli[0]] * item[eli[1]]).sum(-1)
         return objective.losses(logits, terms.target).sum() + 0.5 * objective.l2 * x.pow(2).sum()
     return loss
-
-
-def _warn(message: str) -> None:
-    """A RuntimeWarning attributed to the first caller outside :mod:`graphforget.unlearn` (the user's
-    ``unlearn`` call, however many of the package's frames lie between)."""
-    frame, level = sys._getframe(1), 2
-    while frame is not None and frame.f_globals.get("__name__", "").startswith(__package__ + "."):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(message, RuntimeWarning, stacklevel=level)
 
 
 def _mean_diagonal(operator, like: Tensor, probes: int = 4) -> float:
