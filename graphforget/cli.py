@@ -7,9 +7,10 @@ A method's ``--option KEY=VALUE`` are the fields of its config (dotted for neste
 names, missing paths, bad ratios, bad method options, an ``--out`` that is a file or the run itself)
 exit with status 2 and one line on stderr, before any data is loaded or model trained where they can
 be seen then. An unlearning method that cannot produce a result it trusts
-(:class:`~graphforget.unlearn.UnlearningFailed`) exits with status 1 and one line. Every file is
-written atomically (:func:`~graphforget.io.atomic_write`): a killed command leaves the previous
-outputs intact.
+(:class:`~graphforget.unlearn.UnlearningFailed`) exits with status 1 and one line. A command's ``--out``
+directory is new (or empty) and published whole (:func:`~graphforget.runs.publish`): it is never
+overwritten, and a killed command leaves none; ``bench`` caches its cells under ``--out`` and resumes there,
+and ``evaluate --out`` and ``verify --out`` replace their file atomically (:func:`~graphforget.io.atomic_write`).
 """
 from __future__ import annotations
 
@@ -31,11 +32,12 @@ import torch
 from . import __version__
 from .data import EDGE, find_data_root, remove_edges
 from .config import describe
-from .io import to_jsonable, write_json
+from .io import atomic_write, to_jsonable, write_json
 from .metrics import evaluate_auc
-from .models import load_model, save_model
+from .models import MODELS, load_model, save_model
 from .presets import TRAININGS, Hyperparameters, default_hparams
 from .protocols.attack import AUC_KEYS, DATASET_NAMES, AttackData, prepare_attack_data, run_attack
+from .runs import occupied, publish
 from .train import train
 from .unlearn import METHODS, UnlearningFailed, build_unlearner, method_config
 
@@ -229,7 +231,7 @@ _TRAINING_HELP = ("early-stopped: mini-batch Adam, early stopping on validation 
 # --- sub-commands -------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
-    out = _check_out_dir(args.out)
+    out = _new_run_dir(args.out)
     data = prepare_attack_data(args.dataset, args.root, args.attack_ratio, args.seed, synthetic_fallback=False)
     print(f"data: {data.source}")
     hparams = default_hparams(args.model, args.dataset, args.training).replace(
@@ -245,13 +247,12 @@ def cmd_train(args) -> int:
                "dataset": args.dataset, "source": data.source, "model": hparams.model,
                "train_edges": graph[EDGE].edge_index.size(1), "request_edges": data.request.size(1),
                "threads": torch.get_num_threads()}
-    out.mkdir(parents=True, exist_ok=True)
     run = {"dataset": args.dataset, "root": _data_root(args.dataset, args.root), "seed": args.seed,
            "attack_ratio": args.attack_ratio, "hparams": hparams.as_dict(),
            "objective": {"name": "bce", "l2": hparams.l2}, "train_config": {**asdict(config), "progress": False},
            "source": data.source, "fingerprint": _fingerprint(data)}
-    save_model(model.cpu(), out / "model.pt", run=run)
-    write_json(out / "metrics.json", metrics)
+    _publish(out, {"model.pt": lambda path: save_model(model.cpu(), path, run=run),
+                   "metrics.json": lambda path: write_json(path, metrics)})
     print(f"{hparams.model}: {_auc_line(metrics)}  train {fit.seconds:.1f}s ({fit.epochs} "
           f"{'L-BFGS iterations' if config.optimizer == 'lbfgs' else 'epochs'})")
     print(f"wrote {out / 'model.pt'} and {out / 'metrics.json'}")
@@ -291,7 +292,7 @@ def cmd_unlearn(args) -> int:
     _check_method(args.method)
     options = _options(args.method, args.option)
     _model_path(args.run)
-    out = _check_out_dir(args.out, run=args.run)
+    out = _new_run_dir(args.out, run=args.run)
     if args.encoder and not Path(args.encoder).is_file():
         raise UsageError(f"graphforget: error: no encoder file {args.encoder} "
                          f"(make one with `graphforget pretrain-encoder`)")
@@ -313,15 +314,13 @@ def cmd_unlearn(args) -> int:
     metrics["original"] = evaluate_auc(model, graph, test, request)
     metrics["info"] = result.info
     metrics["threads"] = torch.get_num_threads()
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "metrics.json", metrics)
-    written = [out / "metrics.json"]
-    try:  # models of registered classes can be evaluated again with `graphforget evaluate --run OUT`
-        save_model(result.model.cpu(), out / "model.pt", run=run,
-                   unlearned={"method": args.method, "options": to_jsonable(options)})
-        written.append(out / "model.pt")
-    except ValueError:
+    files = {"metrics.json": lambda path: write_json(path, metrics)}
+    if type(result.model) in MODELS.values():  # can be evaluated again with `graphforget evaluate --run OUT`
+        files["model.pt"] = lambda path: save_model(result.model.cpu(), path, run=run, unlearned={
+            "method": args.method, "options": to_jsonable(options)})
+    else:  # e.g. SISA's ensemble
         log.info("%s is not a registered model class: model.pt not written", type(result.model).__name__)
+    written = _publish(out, files)
     print(f"original: {_auc_line(metrics['original'])}")
     trust = "" if result.info.get("trusted", True) else f"  NOT TRUSTED: {result.info.get('reason')}"
     print(f"{args.method}: {_auc_line(metrics)}  unlearn {result.seconds:.2f}s{trust}")
@@ -338,13 +337,12 @@ def _load_encoder(unlearner, path: str) -> None:
 
 def cmd_pretrain_encoder(args) -> int:
     options = _options("unlearnrec", args.option)
-    out = _check_out_dir(args.out)
+    out = _new_run_dir(args.out)
     unlearner, _, _, _ = _run_unlearner(args, "unlearnrec", options)
     info = unlearner.fit().fit_info
-    out.mkdir(parents=True, exist_ok=True)
-    unlearner.save_encoder(out / "encoder.pt")
-    write_json(out / "pretrain.json", {"pretrain_seconds": info["seconds"], "epochs": info["epochs"],
-                                        "steps": info["steps"], "run": str(args.run)})
+    report = {"pretrain_seconds": info["seconds"], "epochs": info["epochs"], "steps": info["steps"],
+              "run": str(args.run)}
+    _publish(out, {"encoder.pt": unlearner.save_encoder, "pretrain.json": lambda path: write_json(path, report)})
     print(f"pre-trained the influence encoder in {info['seconds']:.1f}s ({info['epochs']} epochs); "
           f"wrote {out / 'encoder.pt'}")
     return 0
@@ -364,15 +362,13 @@ def cmd_demo(args) -> int:
     for method in methods:  # before any data is loaded or model trained
         _checked_options(method, options[method])
     if args.out:
-        _check_out_dir(args.out)
+        _new_run_dir(args.out)
     dataset = args.dataset or "ml-100k"  # ML-100K where it can be found, else the synthetic stand-in
     data = prepare_attack_data(dataset, args.root, args.attack_ratio, args.seed, synthetic_fallback=args.dataset is None)
     if data.source.startswith("synthetic") and dataset != "synthetic":
         print(f"data: ML-100K not found, using SYNTHETIC data: {data.source}")
     else:
         print(f"data: {data.source}")
-    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="graphforget-demo-"))
-    out.mkdir(parents=True, exist_ok=True)
     results, rows = [], []
     for model_name in args.model:
         hparams = default_hparams(model_name, data.dataset, args.training)
@@ -390,9 +386,13 @@ def cmd_demo(args) -> int:
                         ("auc_2", "auc_2"), ("completeness", "completeness (0/1/2)"), ("seconds", "seconds")]))
     print("\nseconds: training for the original, the unlearning call for the methods; completeness = "
           "(method - original) / (retrain - original) per AUC.")
-    write_json(out / "results.json", {"options": options, "runs": results})
-    plot = _plot(results, out / "demo.png")
-    print(f"wrote {out / 'results.json'}" + (f" and {plot}" if plot else " (install matplotlib for a plot)"))
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="graphforget-demo-"))  # empty: replaced
+    figure = _plot(results)
+    files = {"results.json": lambda path: write_json(path, {"options": options, "runs": results})}
+    if figure is not None:
+        files["demo.png"] = lambda path: atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=120))
+    written = _publish(out, files)
+    print("wrote " + " and ".join(map(str, written)) + ("" if figure else " (install matplotlib for a plot)"))
     return 0
 
 
@@ -415,8 +415,7 @@ def cmd_bench(args) -> int:
     params = parse_params(args.protocol, parse_options(args.param or []), args.quick)
     source = _bench_source(args)
     hparams = bench_hparams(args.model, source.name, args.protocol)
-    if args.epochs:
-        hparams = hparams.replace({"train.epochs": args.epochs})
+    hparams = hparams.replace({"train.epochs": args.epochs}, ssl_weight=args.ssl_weight)
     result = run_bench(args.protocol, source, args.model, methods, args.seeds, args.quick, out, params=params,
                        options=options, hparams=hparams, device=args.device, progress=not args.quiet)
     cached = sum(record["cached"] for record in result.cells)
@@ -448,8 +447,8 @@ def cmd_methods(args) -> int:
     """Lists the methods, or one method's options (its config's fields) with their types and defaults."""
     if args.name is None:
         for name, cls in METHODS.items():
-            summary = (cls.__doc__ or "").strip().splitlines()[0]
-            print(f"{name:<12} {summary}")
+            summary = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())  # the first paragraph
+            print(f"{name:<12} {_plain(summary)}")
         print("\n`graphforget methods NAME` lists a method's options (--option KEY=VALUE).")
         return 0
     _check_method(args.name)
@@ -477,8 +476,8 @@ def _row(model: str, method: str, metrics: dict, complete: dict | None, seconds:
     return row
 
 
-def _plot(results: list[dict], path: Path) -> Path | None:
-    """AUC_0/1/2 of every model and method as grouped bars; ``None`` without matplotlib.
+def _plot(results: list[dict]):
+    """AUC_0/1/2 of every model and method as grouped bars (a matplotlib ``Figure``); ``None`` without matplotlib.
 
     The axis is zoomed on the Original-Retrain gap (the interesting range); bars beyond it are cut
     and labelled with their value.
@@ -512,18 +511,29 @@ def _plot(results: list[dict], path: Path) -> Path | None:
         ax.set_title(f"{result['model']} on {result['dataset']}, {result['request_edges']} flipped edges")
         ax.set_ylabel("test AUC")
         ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.savefig(path, dpi=120)
-    return path
+    return fig
 
 
 # --- the deletion workflow: fit, forget, verify (graphforget.workflow, graphforget.runs) ---------
 
-def _new_run_dir(out: str) -> Path:
-    """``--out`` of ``fit``/``forget``: a directory that does not exist yet (runs are never overwritten)."""
-    path = _check_out_dir(out)
-    if path.exists():
+def _new_run_dir(out: str, run: str | None = None) -> Path:
+    """A command's ``--out``: a directory that does not exist yet or is empty (outputs are never overwritten),
+    checked as :func:`_check_out_dir` does."""
+    path = _check_out_dir(out, run)
+    if occupied(path):
         raise UsageError(f"graphforget: error: --out {out} exists: runs are never overwritten, choose a new directory")
     return path
+
+
+def _publish(out: Path, files: dict) -> list[Path]:
+    """Publishes ``out`` whole (:func:`~graphforget.runs.publish`): ``files`` maps each file's name to a function
+    that writes it (atomically, so fsync-ed) at the path it is given. Returns the final paths."""
+    def write_all(tmp: Path) -> None:
+        for name, write in files.items():
+            write(tmp / name)
+    with _exists_is_usage_error():
+        final = publish(out, write_all)
+    return [final / name for name in files]
 
 
 @contextlib.contextmanager
@@ -855,6 +865,8 @@ def _add_bench_parser(sub) -> None:
     p.add_argument("--option", action="append", metavar="METHOD:KEY=VALUE",
                    help="a method option, repeatable (e.g. sisa:num_shards=5)")
     p.add_argument("--epochs", type=_positive, help="maximum training epochs (default: the preset's)")
+    p.add_argument("--ssl-weight", type=float, help="the contrastive weight of sgl and simgcl (default: the preset's, "
+                   "0.1 and 0.2)")
     p.add_argument("--out", required=True, help="output directory (the cell cache lives in OUT/cells)")
     p.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cuda (default: cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -3,17 +3,20 @@
 A method's options are the fields of its config dataclass; nested configs are reached by dotted names
 (``solver.tol``, ``train.lr``). :func:`build_config` turns ``{"solver.tol": "1e-4"}`` (strings from a
 command line, or typed values) into the config, parsing each value by its field's type and naming the
-field in every error; :func:`describe` lists the fields with their types, defaults and help.
+field in every error; :func:`describe` lists the fields with their types, defaults and help. A config built
+directly gets the same type checks from :func:`check_types`, which its ``__post_init__`` calls.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 import re
 import types
 import typing
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
-__all__ = ["build_config", "describe", "check_fields", "FieldHelp"]
+__all__ = ["build_config", "describe", "check_fields", "check_types", "FieldHelp"]
 
 _NONE = {"none", "null"}
 _BOOLS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
@@ -40,6 +43,75 @@ def check_fields(config: Any, rules: dict[str, tuple[bool, str]]) -> None:
             for part in name.split("."):
                 value = getattr(value, part, None)
             raise ValueError(f"{type(config).__name__}.{name}: {requirement} (got {value!r})")
+
+
+def check_types(config: Any, check: Callable[[Any, dict[str, tuple[bool, str]]], None] = check_fields) -> None:
+    """Checks the value of every field of the config dataclass ``config`` against the field's type hint.
+
+    A config built directly must hold what :func:`build_config` would parse from strings: an ``int`` (a bool
+    is not one), a ``float`` (an int will do; finite: no config needs NaN or an infinity), a
+    ``bool``, a ``str``, one of a ``Literal``'s values, ``None`` where the hint allows it, a tuple of such
+    items or a nested config. Values are converted as :func:`build_config` converts them, in place: an int
+    to a float, a list to a tuple and a dict of a nested config's fields to that config (as JSON gives a
+    stored config back). Call it first in ``__post_init__``, before the range checks compare the values.
+
+    Args:
+        config: the config dataclass instance.
+        check: raises for the first rule of ``{field: (holds, requirement)}`` that fails; the default,
+            :func:`check_fields`, writes ``Cls.field: must be an int (got 2.5)``.
+
+    Raises:
+        ValueError: ``Cls.field: must be <type> (got <value>)`` or ``must be finite``;
+            for a dict given for a nested config, its unknown fields or the nested config's own error,
+            prefixed with ``Cls.field``.
+    """
+    hints, rules = _hints(type(config)), {}
+    for f in dataclasses.fields(config):
+        if not f.init:
+            continue
+        value = getattr(config, f.name)
+        typed, rules[f.name] = _typed(value, hints[f.name], f"{type(config).__name__}.{f.name}")
+        if typed is not value:
+            setattr(config, f.name, typed)
+    check(config, rules)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """The resolved type hints of ``cls``, cached: a config checks its fields at every construction."""
+    return typing.get_type_hints(cls)
+
+
+def _typed(value: Any, kind, where: str) -> tuple[Any, tuple[bool, str]]:
+    """``value`` as a ``kind`` (unchanged when it is not one), and the rule it passes or fails."""
+    nested = _dataclass_in(kind)
+    if nested is not None and isinstance(value, dict):
+        value = _nested(nested, value, where)
+    typed = _fit(value, kind, parse=False)
+    if typed is _MISS:
+        return value, (False, f"must be {_described(kind)}")
+    floats = [item for item in (typed if isinstance(typed, tuple) else (typed,)) if isinstance(item, float)]
+    if not all(math.isfinite(item) for item in floats):
+        return typed, (False, "must be finite")
+    return typed, (True, "")
+
+
+def _nested(cls: type, fields: dict, where: str) -> Any:
+    """The nested config ``cls`` built from a dict of its fields; errors name the field ``where``."""
+    known = [f.name for f in dataclasses.fields(cls) if f.init]
+    unknown = sorted(str(name) for name in set(fields) - set(known))
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)} (known: {', '.join(known)})")
+    return _named(lambda: cls(**fields), where)
+
+
+def _named(make: Callable[[], Any], path: str) -> Any:
+    """``make()``; its ``TypeError`` or ``ValueError`` is raised again as a ``ValueError`` naming ``path``."""
+    try:
+        return make()
+    except (TypeError, ValueError) as error:
+        message = str(error)
+        raise ValueError(message if message.startswith(path) else f"{path}: {message}") from error
 
 
 def build_config(cls: type, options: dict[str, Any] | None = None, base: Any = None):
@@ -81,11 +153,7 @@ def _build(cls: type, options: dict[str, Any], base: Any, path: str):
             current = getattr(base, name, None) if base is not None else None
             value = _build(nested, value, current if isinstance(current, nested) else None, where)
         values[name] = _coerce(value, kind, where)
-    try:
-        return dataclasses.replace(base, **values) if base is not None else cls(**values)
-    except (TypeError, ValueError) as error:
-        message = str(error)
-        raise ValueError(message if message.startswith(path) else f"{path}: {message}") from error
+    return _named(lambda: dataclasses.replace(base, **values) if base is not None else cls(**values), path)
 
 
 def _dataclass_in(kind) -> type | None:
@@ -104,19 +172,27 @@ def _union(kind) -> tuple:
 
 def _coerce(value: Any, kind, where: str) -> Any:
     """``value`` as a ``kind``: strings are parsed, typed values checked; the first option that fits wins."""
-    for option in _union(kind):
-        converted = _as(value, option)
-        if converted is not _MISS:
-            return converted
-    raise ValueError(f"{where}: expected {_name(kind)}, got {value!r}")
+    converted = _fit(value, kind)
+    if converted is _MISS:
+        raise ValueError(f"{where}: expected {_name(kind)}, got {value!r}")
+    return converted
 
 
 _MISS = object()
 
 
-def _as(value: Any, kind) -> Any:
-    """``value`` converted to ``kind``, or ``_MISS`` when it cannot be one."""
-    text = value.strip() if isinstance(value, str) else None
+def _fit(value: Any, kind, parse: bool = True) -> Any:
+    """``value`` as the first option of ``kind`` it fits, or ``_MISS``; strings are parsed with ``parse``."""
+    for option in _union(kind):
+        converted = _as(value, option, parse)
+        if converted is not _MISS:
+            return converted
+    return _MISS
+
+
+def _as(value: Any, kind, parse: bool = True) -> Any:
+    """``value`` converted to ``kind``, or ``_MISS`` when it cannot be one (a string is parsed with ``parse``)."""
+    text = value.strip() if parse and isinstance(value, str) else None
     if kind is type(None):
         return None if value is None or (text is not None and text.lower() in _NONE) else _MISS
     if kind is typing.Any:
@@ -125,7 +201,7 @@ def _as(value: Any, kind) -> Any:
     if origin is typing.Literal:
         return value if value in typing.get_args(kind) else _MISS
     if origin is tuple:
-        return _as_tuple(value, typing.get_args(kind))
+        return _as_tuple(value, typing.get_args(kind), parse)
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -150,15 +226,15 @@ def _as_number(value: Any, text: str | None, kind: type) -> Any:
     return float(value) if isinstance(value, (int, float)) else _MISS
 
 
-def _as_tuple(value: Any, args: tuple) -> Any:
-    if isinstance(value, str):
+def _as_tuple(value: Any, args: tuple, parse: bool) -> Any:
+    if isinstance(value, str) and parse:
         value = [part for part in value.strip().strip("()[]").split(",") if part.strip()]
     if not isinstance(value, (list, tuple)):
         return _MISS
     kinds = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
     if len(kinds) != len(value):
         return _MISS
-    items = [_as(item, kind) for item, kind in zip(value, kinds)]
+    items = [_as(item, kind, parse) for item, kind in zip(value, kinds)]
     return _MISS if any(item is _MISS for item in items) else tuple(items)
 
 
@@ -172,6 +248,21 @@ def _name(kind) -> str:
     if origin is tuple:
         return f"tuple[{', '.join('...' if arg is Ellipsis else _name(arg) for arg in args)}]"
     return "None" if kind is type(None) else getattr(kind, "__name__", str(kind))
+
+
+def _described(kind) -> str:
+    """A type in words for an error: ``an int``, ``a float or 'auto'``, ``a TrainConfig or a dict of its fields``."""
+    options = _union(kind)
+    if len(options) > 1:
+        return " or ".join(_described(option) for option in options)
+    if typing.get_origin(kind) is typing.Literal:
+        return " or ".join(repr(arg) for arg in typing.get_args(kind))
+    if kind is type(None):
+        return "None"
+    if dataclasses.is_dataclass(kind):
+        return f"a {kind.__name__} or a dict of its fields"
+    name = _name(kind)
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
 def describe(cls: type, prefix: str = "") -> list[FieldHelp]:

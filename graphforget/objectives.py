@@ -11,6 +11,9 @@ per-batch scale :math:`\frac{1}{|B|}\sum_{B} \ell_e + \frac{\lambda}{2|D|}\lVert
 """
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -29,8 +32,8 @@ class Objective:
     """
 
     def __init__(self, l2: float = 0.0):
-        if l2 < 0:
-            raise ValueError(f"l2 must be >= 0, got {l2}")
+        if not (isinstance(l2, numbers.Real) and 0 <= l2 < math.inf):  # rejects NaN too
+            raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
         self.l2 = float(l2)
 
     def check(self, graph: HeteroData) -> None:

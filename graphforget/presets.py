@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import build_config, check_fields
+from .config import build_config, check_fields, check_types
 from .models import MODELS, ContrastiveBPRObjective, Recommender, build_model
 from .objectives import BCEObjective, BPRObjective, Objective
 from .train import TrainConfig
@@ -48,6 +49,8 @@ class Hyperparameters:
         loss: one of :data:`LOSSES`.
         train: how the model is trained (:class:`~graphforget.train.TrainConfig`; a dict of its fields is
             accepted, as stored in a checkpoint).
+        ssl_weight: the contrastive term's weight for SGL and SimGCL (``None``: the model's in
+            :data:`CONTRASTIVE`).
     """
     model: str = "mf"
     embedding_dim: int = 64
@@ -55,16 +58,19 @@ class Hyperparameters:
     l2: float = 5.0
     train: TrainConfig = field(default_factory=_early_stopped)
     loss: str = "bce"
+    ssl_weight: float | None = None
 
     def __post_init__(self):
-        if isinstance(self.train, dict):
-            self.train = build_config(TrainConfig, self.train)
+        check_types(self)  # a dict for train (as a checkpoint stores it) becomes a TrainConfig
         check_fields(self, {"model": (self.model in MODELS, f"unknown model; known: {', '.join(sorted(MODELS))}"),
                             "embedding_dim": (self.embedding_dim >= 1, "must be >= 1"),
                             "num_layers": (self.num_layers >= 0, "must be >= 0"), "l2": (self.l2 >= 0, "must be >= 0"),
                             "loss": (self.loss in LOSSES, f"one of {', '.join(LOSSES)}")})
         if self.model in CONTRASTIVE and self.loss != "bpr":
             raise ValueError(f"Hyperparameters.loss: {self.model} trains with bpr (got {self.loss!r})")
+        weight = self.ssl_weight
+        check_fields(self, {"ssl_weight": (weight is None or (self.model in CONTRASTIVE and 0 <= weight < math.inf),
+                                           f"None, or a finite weight >= 0 for {', '.join(CONTRASTIVE)}")})
 
     def build_model(self, num_users: int, num_items: int, seed: int = 0) -> Recommender:
         """A freshly initialised model (from a private generator seeded with ``seed``)."""
@@ -82,7 +88,8 @@ class Hyperparameters:
         if self.loss == "bce":
             return BCEObjective(l2=self.l2)
         if self.model in CONTRASTIVE:
-            return ContrastiveBPRObjective(l2=self.l2, seed=seed, **CONTRASTIVE[self.model])
+            weight = {} if self.ssl_weight is None else {"ssl_weight": self.ssl_weight}
+            return ContrastiveBPRObjective(l2=self.l2, seed=seed, **{**CONTRASTIVE[self.model], **weight})
         return BPRObjective(l2=self.l2, seed=seed)
 
     def train_config(self, seed: int = 0, progress: bool = False) -> TrainConfig:
@@ -101,7 +108,11 @@ class Hyperparameters:
         return build_config(Hyperparameters, given, self)
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields as plain values; ``ssl_weight`` only when set (the cache keys of earlier runs stand)."""
+        values = dataclasses.asdict(self)
+        if values["ssl_weight"] is None:
+            del values["ssl_weight"]
+        return values
 
 
 def default_hparams(model_name: str = "mf", dataset: str = "ml-100k",

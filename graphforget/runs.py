@@ -210,8 +210,14 @@ def _remove_stale(final: Path) -> list[Path]:
     return stale
 
 
+def occupied(path: Path) -> bool:
+    """Whether ``path`` exists as anything but an empty directory (which :func:`publish` may replace)."""
+    return path.exists() and not (path.is_dir() and not path.is_symlink() and next(path.iterdir(), None) is None)
+
+
 def publish(out: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Creates the directory ``out`` atomically: ``write(tmp)`` fills a temporary sibling, which is renamed.
+    """Creates the directory ``out`` atomically: ``write(tmp)`` fills a temporary sibling, which is renamed
+    (over ``out`` when it is an empty directory).
 
     The temporary directory is ``.NAME.tmp-XXXX`` next to ``out``; every file ``write`` creates must be
     flushed and fsync-ed by it (:func:`save_run` does). After ``write`` returns, the temporary directory and
@@ -227,14 +233,15 @@ def publish(out: str | os.PathLike, write: Callable[[Path], None]) -> Path:
         The final path.
 
     Raises:
-        FileExistsError: when ``out`` exists (a run is never overwritten), checked before and after ``write``.
+        FileExistsError: when ``out`` exists and is not an empty directory (which the rename replaces
+            atomically): a run is never overwritten. Checked before and after ``write``.
     """
     final = Path(out).expanduser().absolute()
-    if final.exists():
+    if occupied(final):
         raise FileExistsError(f"{out} exists: runs are never overwritten, choose a new directory")
     final.parent.mkdir(parents=True, exist_ok=True)
     with directory_lock(final.parent):
-        if final.exists():
+        if occupied(final):
             raise FileExistsError(f"{out} exists: runs are never overwritten, choose a new directory")
         _remove_stale(final)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}{_TEMP_MARK}", dir=final.parent))

@@ -13,7 +13,7 @@ from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
 from .clock import Stopwatch
-from .config import check_fields
+from .config import check_fields, check_types
 from .data.adjacency import hold_graph
 from .data.interactions import EDGE, check_model_fits
 from .distributed import data_parallel_loss, summed_across_ranks
@@ -73,6 +73,7 @@ class TrainConfig:
     data_parallel: bool = False
 
     def __post_init__(self):
+        check_types(self)
         check_fields(self, {"optimizer": (self.optimizer in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
                             "epochs": (self.epochs >= 1, "must be >= 1"), "lr": (self.lr > 0, "must be > 0"),
                             "batch_size": (self.batch_size >= 0, "must be >= 0"),
@@ -109,13 +110,17 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
     Raises:
         ValueError: when the graph has no edges, its node counts differ from the model's, its labels do not
             suit the objective (:meth:`~graphforget.objectives.Objective.check`), or the objective is BCE
-            and no edge is labelled 0.
+            and no edge is labelled 0; when ``val`` does not fit the model or lacks pairs labelled 1 or 0
+            (its AUC, which early stopping follows, would be undefined); when the loss becomes NaN or
+            infinite (a learning rate too high, or a non-finite value in the parameters).
     """
     config = config or TrainConfig()
     num_edges = graph[EDGE].edge_index.size(1)
     if num_edges == 0:
         raise ValueError("the training graph has no edges")
     _check_inputs(model, graph, objective)
+    if val is not None:
+        _check_val(model, val)
     with hold_graph(model, graph):  # the run never edits the graph: its model need not re-check it per step
         run = _train_lbfgs if config.optimizer == "lbfgs" else _train_adam
         result = run(model, graph, objective, config, val)
@@ -170,7 +175,8 @@ def _train_adam(model, graph, objective: Objective, config: TrainConfig, val) ->
             loss.backward()
             optimizer.step()
             total += loss.detach().item() * batch.numel() / num_edges
-        row = {"epoch": epoch, "loss": summed_across_ranks(total) if config.data_parallel else total}
+        row = {"epoch": epoch, "loss": _finite_loss(summed_across_ranks(total) if config.data_parallel else total,
+                                                    epoch)}
         if val is not None:
             row["val_auc"] = evaluate_auc(model, graph, val)["auc_0"]
             if row["val_auc"] > best[0]:
@@ -186,6 +192,29 @@ def _train_adam(model, graph, objective: Objective, config: TrainConfig, val) ->
     seconds = clock.elapsed()
     log.info("trained %d epochs in %.1fs (best epoch %d)", len(history), seconds, best[1])
     return TrainResult(len(history), best[1] if val is not None else len(history), best[0], seconds, history)
+
+
+def _check_val(model: torch.nn.Module, val: HeteroData) -> None:
+    """The validation pairs fit the model and hold both classes (the AUC is undefined without one)."""
+    check_model_fits(model, val)
+    labels = val[EDGE].get("edge_label")
+    if labels is None or labels.shape != (val[EDGE].edge_index.size(1),):
+        raise ValueError("val needs an edge_label per pair (1: an interaction, 0: a non-interaction)")
+    positives = int((labels == 1).sum())
+    if positives + int((labels == 0).sum()) != labels.numel():
+        raise ValueError("val's edge_label must be 0 or 1")
+    if positives in (0, labels.numel()):
+        raise ValueError(f"val holds only pairs labelled {int(positives > 0)}: early stopping follows the validation "
+                         "AUC, which needs pairs labelled 1 and 0 (add sampled non-interactions with "
+                         "graphforget.data.add_negatives, or pass val=None to train every epoch)")
+
+
+def _finite_loss(loss: float, epoch: int) -> float:
+    """``loss``, or a ``ValueError`` when it is NaN or infinite (the parameters are lost from there on)."""
+    if not math.isfinite(loss):
+        raise ValueError(f"train: the training loss is {loss} at epoch {epoch}: lower the learning rate, or look for "
+                         "a NaN or an infinity in the parameters or the objective")
+    return loss
 
 
 def _check_inputs(model: torch.nn.Module, graph: HeteroData, objective: Objective) -> None:
@@ -224,7 +253,7 @@ def _train_lbfgs(model, graph, objective: Objective, config: TrainConfig, val) -
             bar.update(iterations - done)
             loss = closure().detach()  # the gradient at the current point, for the stopping test
             gradient = num_edges * max(float(p.grad.abs().max()) for p in params)  # of the summed L
-            row = {"epoch": iterations, "loss": loss.item(), "max_gradient": gradient}
+            row = {"epoch": iterations, "loss": _finite_loss(loss.item(), iterations), "max_gradient": gradient}
             if val is not None:
                 row["val_auc"] = evaluate_auc(model, graph, val)["auc_0"]
             history.append(row)

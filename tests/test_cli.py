@@ -256,6 +256,8 @@ def _bad_input_files(tmp: Path) -> None:
     torch.save({"encoder": {"h0": torch.zeros(50, 8)}}, buffer)
     (tmp / "truncated.pt").write_bytes(buffer.getvalue()[:120])
     (tmp / "text.pt").write_text("user item rating\n")
+    (tmp / "full").mkdir()
+    (tmp / "full" / "metrics.json").write_text("{}")  # an earlier command's output
 
 
 def _bad_inputs(run: Path, tmp: Path) -> dict[str, tuple[list[str], str, bool]]:
@@ -299,6 +301,13 @@ def _bad_inputs(run: Path, tmp: Path) -> dict[str, tuple[list[str], str, bool]]:
                             "is an existing file, not a directory", True),
         "evaluate --out DIR": (["evaluate", "--run", str(run), "--out", str(tmp)], "is a directory, not a file",
                                True),
+        "unlearn --out RUN2": ([*ifru[:-2], "--out", str(tmp / "full"), "--method", "ifru"],
+                               "exists: runs are never overwritten", True),
+        "train --out RUN2": ([*train_, "--out", str(tmp / "full")], "exists: runs are never overwritten", True),
+        "pretrain --out RUN2": (["pretrain-encoder", "--run", str(run), "--out", str(tmp / "full")],
+                                "exists: runs are never overwritten", True),
+        "demo --out RUN2": (["demo", "--dataset", "synthetic", "--out", str(tmp / "full")],
+                            "exists: runs are never overwritten", True),
     }
 
 
@@ -330,6 +339,17 @@ def test_unlearn_into_the_run_directory_through_a_link_is_refused(trained_run, t
     code, _, err = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "retrain", "--out", str(link))
     assert code == 2 and "is the run directory" in err and err.count("\n") == 1
     assert (sorted(os.listdir(trained_run)), (trained_run / "model.pt").read_bytes()) == before
+
+
+def test_a_command_killed_while_writing_leaves_no_output_directory(trained_run, tmp_path, capsys, monkeypatch):
+    """--out is published whole: metrics.json written, then a kill while model.pt is written leaves neither."""
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("graphforget.cli.save_model", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "ifru", "--quiet", "--out",
+                str(tmp_path / "o"))
+    assert os.listdir(tmp_path) == []  # neither the directory nor its temporary sibling
 
 
 def test_unlearning_failed_is_exit_1_with_one_line(trained_run, tmp_path, capsys, monkeypatch):

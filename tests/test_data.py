@@ -193,6 +193,30 @@ def test_lightgcn_loader_accepts_users_without_items(tmp_path):
     assert num_users(load_lightgcn(tmp_path)[0]) == 5
 
 
+@pytest.mark.parametrize("text, line, problem", [
+    ("1\t2\t3\t4\n1\tx\t3\t4\n", 2, "column 'item': 'x' is not an integer"),
+    ("# a comment\n1\t2\t3\t4\n\n1\t2\t3\n", 4, "3 fields, expected 4 (user item rating timestamp)"),
+    ("1\t2\t3.5\t4\n", 1, "column 'rating': '3.5' is not an integer"),
+], ids=["not-an-id", "short-line", "float"])
+def test_movielens_loader_names_the_file_and_line_of_a_malformed_line(tmp_path, text, line, problem):
+    path = tmp_path / "u.data"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=f"^{re.escape(f'{path}, line {line}: {problem}')}$"):
+        load_movielens_100k(tmp_path)
+
+
+def test_table_loaders_reject_empty_files_and_short_lines(tmp_path):
+    (tmp_path / "u.data").write_text("\n")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path / 'u.data'))} is empty$"):
+        load_movielens_100k(tmp_path)
+    triples = tmp_path / "ratings_final.txt"
+    triples.write_text("0\t7\t1\r\n0\t8\r\n")
+    with pytest.raises(ValueError, match=f"^{re.escape(f'{triples}, line 2: 2 fields, expected 3 (user item label)')}"):
+        load_labelled_triples(triples)
+    triples.write_text("0\t7\t1\r\n0\t8\t0\r\n")  # still read when well formed
+    assert load_labelled_triples(triples)[EDGE].observed.tolist() == [True, False]
+
+
 def test_loaders_report_missing_files(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_movielens_100k(tmp_path)
@@ -225,6 +249,34 @@ def test_load_csv_integer_ids_sort_numerically(tmp_path):
     graph = load_csv(path, "u", "i")
     assert torch.equal(graph["user"].raw_id, torch.tensor([9, 10, 100]))
     assert raw_pairs(graph) == [(10, 3), (9, 3), (100, 20)]
+
+
+@pytest.mark.parametrize("text, line, problem", [
+    ("user,item\nu1,i1\nu2\n", 3, "no value in column 'item': the row has fewer fields than the header"),
+    ("user,item,rating\nu1,,5\nu2,i2,1\n", 2, "column 'item' is empty"),
+    ("user,item,rating\n\nu1,i1,5\n  ,i2,1\n", 4, "column 'user' is empty"),
+    ("user,item,rating\nu1,i1,5\nu2,i2,abc\n", 3, "column 'rating': 'abc' is not a finite number"),
+    ("user,item,rating\nu1,i1,nan\n", 2, "column 'rating': 'nan' is not a finite number"),
+    ("user,item,rating\nu1,i1,\n", 2, "column 'rating' is empty"),
+], ids=["short-row", "empty-id", "blank-id", "not-a-number", "nan", "empty-label"])
+def test_load_csv_names_the_file_line_and_column_of_a_bad_row(tmp_path, text, line, problem):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    label_col = "rating" if text.startswith("user,item,rating") else None
+    with pytest.raises(ValueError, match=f"^{re.escape(f'{path}, line {line}: {problem}')}$"):
+        load_csv(path, "user", "item", label_col)
+
+
+def test_load_csv_keeps_ids_written_differently_apart(tmp_path):
+    path = tmp_path / "ratings.csv"
+    path.write_text("u,i\n007,3\n7,3\n99999999999999999999,4\n")  # padded, plain, beyond int64
+    graph = load_csv(path, "u", "i")
+    assert list(graph["user"].raw_id) == ["007", "7", "99999999999999999999"]  # three users, kept as strings
+    assert torch.equal(graph["item"].raw_id, torch.tensor([3, 4]))  # plain integers still sort numerically
+    path.write_text("u, i, r\n1, 2, 5\n10 , 3, 4\n")  # spaces around the values (and in the header)
+    graph = load_csv(path, "u", "i", "r")
+    assert torch.equal(graph["user"].raw_id, torch.tensor([1, 10])) and torch.equal(graph["item"].raw_id,
+                                                                                     torch.tensor([2, 3]))
 
 
 def test_load_csv_errors(tmp_path):
@@ -544,14 +596,97 @@ def test_edge_position_errors(random_graph, request_, message):
 
 
 def test_make_interactions_errors():
-    with pytest.raises(ValueError, match="shape"):
+    edges = torch.tensor([[0, 1], [0, 1]])
+    with pytest.raises(ValueError, match=re.escape("edge_index must have shape [2, E], got [3, 4]")):
         make_interactions(torch.zeros(3, 4, dtype=torch.long))
-    with pytest.raises(ValueError, match="edge_label"):
+    with pytest.raises(ValueError, match=re.escape("edge_label must have shape [4], one entry per edge of edge_index, "
+                                                   "got [3]")):
         make_interactions(torch.zeros(2, 4, dtype=torch.long), torch.ones(3))
-    with pytest.raises(ValueError, match="negative"):
+    with pytest.raises(ValueError, match=re.escape("user id -1 at position 1, outside [0, num_users) = [0, 1)")):
         make_interactions(torch.tensor([[0, -1], [0, 0]]))
-    with pytest.raises(ValueError, match="beyond"):
+    with pytest.raises(ValueError, match=re.escape("item id -2 at position 1, outside [0, num_items) = [0, 3)")):
+        make_interactions(torch.tensor([[0, 1], [0, -2]]), None, 3, 3)
+    with pytest.raises(ValueError, match=re.escape("user id 3 at position 1, outside [0, num_users) = [0, 3)")):
         make_interactions(torch.tensor([[0, 3], [0, 0]]), num_users=3)
+    with pytest.raises(ValueError, match="num_users must be non-negative, got -3"):
+        make_interactions(edges, num_users=-3)
+    with pytest.raises(ValueError, match="num_items must be an integer, got 2.5"):
+        make_interactions(edges, num_items=2.5)
+
+
+@pytest.mark.parametrize("ids", [torch.tensor([[0.5, 1.7], [0.9, 1.2]]), torch.tensor([[True], [False]]),
+                                 [[0.0], [1.0]]])
+def test_make_interactions_refuses_ids_that_are_not_integers(ids):
+    # As requests (validate_pairs): floats would be truncated, a bool mask read as ids 0/1.
+    with pytest.raises(ValueError, match=r"^edge_index holds integer \(user, item\) ids, got dtype torch\.(fl|bo)"):
+        make_interactions(ids)
+    graph = make_interactions(torch.tensor([[0, 1], [0, 2]], dtype=torch.int32))  # any integer dtype is fine
+    assert graph[EDGE].edge_index.dtype == torch.long and pairs_of(graph) == [(0, 0), (1, 2)]
+
+
+def test_make_interactions_checks_the_observed_mask():
+    edges, labels = torch.tensor([[0, 1], [0, 1]]), torch.tensor([1., 0.])
+    with pytest.raises(ValueError, match=re.escape("observed must have shape [2], one entry per edge of edge_index, "
+                                                   "got [5]")):
+        make_interactions(edges, labels, observed=torch.ones(5))
+    with pytest.raises(ValueError, match="observed must be a bool mask or hold only 0 and 1, got 0.3"):
+        make_interactions(edges, labels, observed=torch.tensor([0.3, 0.0]))
+    graph = make_interactions(edges, labels, observed=torch.tensor([1., 0.]))  # 0/1 reads as the bool mask
+    assert graph[EDGE].observed.tolist() == [True, False]
+
+
+def test_make_interactions_needs_the_counts_of_an_empty_graph():
+    empty = torch.zeros(2, 0, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"edge_index holds no edges: pass num_users and num_items"):
+        make_interactions(empty)
+    with pytest.raises(ValueError, match="got num_items=None"):
+        make_interactions(empty, num_users=3)
+    graph = make_interactions(empty, num_users=3, num_items=2)
+    assert (num_users(graph), num_items(graph), graph[EDGE].edge_label.shape) == (3, 2, (0,))
+
+
+def _hand_built(**edge_attrs):
+    """A hand-built graph of 3 users, 2 items and 3 edges, with ``edge_attrs`` replacing the edge store's."""
+    graph = make_interactions(torch.tensor([[0, 1, 2], [0, 1, 1]]), torch.tensor([1., 0., 1.]), 3, 2)
+    for key, value in edge_attrs.items():
+        graph[EDGE][key] = value
+    return graph
+
+
+@pytest.mark.parametrize("attrs, message", [
+    ({"edge_index": torch.tensor([[0., 1., 2.], [0., 1., 1.]])}, "edge_index holds integer (user, item) ids, got "
+                                                                 "dtype torch.float32"),
+    ({"edge_index": torch.zeros(3, 3, dtype=torch.long)}, "edge_index must have shape [2, E], got [3, 3]"),
+    ({"edge_index": torch.tensor([[0, 1, 5], [0, 1, 1]])}, "user id 5 at position 2, outside [0, num_users) = [0, 3)"),
+    ({"edge_index": torch.tensor([[0, 1, 2], [0, -1, 1]])}, "item id -1 at position 1, outside [0, num_items) = "
+                                                            "[0, 2)"),
+    ({"edge_label": torch.ones(2)}, "edge_label must have shape [3], one entry per edge of edge_index, got [2]"),
+    ({"observed": torch.ones(3, 1, dtype=torch.bool)}, "observed must have shape [3], one entry per edge of "
+                                                       "edge_index, got [3, 1]"),
+    ({"observed": torch.tensor([1, 0, 1])}, "observed must be a bool mask, got dtype torch.int64"),
+])
+def test_check_interactions_names_what_is_wrong(attrs, message):
+    interactions.check_interactions(_hand_built())  # the valid graph passes
+    interactions.check_interactions(_hand_built(observed=torch.tensor([True, False, True])))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        interactions.check_interactions(_hand_built(**attrs))
+
+
+def test_check_interactions_needs_node_counts_and_edges():
+    from torch_geometric.data import HeteroData
+    graph = HeteroData()
+    graph[EDGE].edge_index = torch.tensor([[0], [0]])
+    with pytest.raises(ValueError, match=re.escape("graph['user'].num_nodes is not set")):
+        interactions.check_interactions(graph)
+    assert graph.node_types == []  # checking created no node store
+    graph["user"].num_nodes, graph["item"].num_nodes = 1, -1
+    with pytest.raises(ValueError, match=re.escape("graph['item'].num_nodes is negative: -1")):
+        interactions.check_interactions(graph)
+    nodes_only = HeteroData()
+    nodes_only["user"].num_nodes = nodes_only["item"].num_nodes = 1
+    with pytest.raises(ValueError, match=re.escape("the graph has no ('user', 'rates', 'item') edge_index")):
+        interactions.check_interactions(nodes_only)
+    assert "check_interactions" in interactions.__all__
 
 
 def test_symmetric_edge_weight_against_degrees(tiny_graph):

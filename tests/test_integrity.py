@@ -54,6 +54,19 @@ def test_unlearner_refuses_a_graph_with_duplicate_pairs(graph):
         unlearner.unlearn(graph[EDGE].edge_index[:, :1])
 
 
+@pytest.mark.parametrize("edge_index, message", [
+    (torch.tensor([[0.0, 3.0], [1.0, 2.0]]), "edge_index holds integer .* got dtype torch.float32"),
+    (torch.tensor([[0, U], [1, 2]]), rf"user id {U} at position 1, outside \[0, num_users\) = \[0, {U}\)"),
+    (torch.tensor([[0, 3], [-1, 2]]), r"item id -1 at position 0, outside \[0, num_items\)"),
+    (torch.tensor([[0, 3], [1, 2], [0, 0]]), r"edge_index must have shape \[2, E\], got \[3, 2\]"),
+])
+def test_unlearner_refuses_a_hand_built_graph_with_bad_edges(edge_index, message):
+    """Caught where the method is built, naming the fault, not as an IndexError inside a method."""
+    for method in (IFRU, Retrain):
+        with pytest.raises(ValueError, match=message):
+            method(_model(), _hand_built(edge_index), BCEObjective())
+
+
 def test_edges_edited_in_place_after_construction_are_checked_again(graph):
     """The checks that sort every pair run once per version of the edges: an in-place edit is caught."""
     unlearner = IFRU(_model(), graph, BCEObjective())
@@ -106,6 +119,9 @@ def test_bce_on_implicit_feedback_raises_instead_of_a_nan_auc(graph):
     (torch.zeros(2, 3), "dtype torch.float32"),                 # was cast silently
     (torch.zeros(2, 3, dtype=torch.float64), "dtype torch.float64"),
     (torch.zeros(2, 3, dtype=torch.long, device="meta"), "meta device"),
+    (None, r"a request is a \[2, R\] tensor \(or nested list\) of \(user, item\) ids, got a NoneType"),
+    ("0 1", r"a request is a \[2, R\] tensor .* got a str"),
+    ([[0, 1], [2]], r"a request is a \[2, R\] tensor .* got a list"),  # ragged
 ])
 def test_unlearn_rejects_requests_that_are_not_integer_ids(graph, request_, message):
     with pytest.raises(ValueError, match=message):

@@ -8,7 +8,7 @@ import torch
 
 from graphforget.data import EDGE, edge_subgraph, make_interactions, remove_edges
 from helpers import hand_mf
-from graphforget.models import MF, LightGCN
+from graphforget.models import MF, ContrastiveBPRObjective, LightGCN
 from graphforget.objectives import BCEObjective, BPRObjective, Objective, hashed_negatives
 
 
@@ -174,8 +174,11 @@ def test_bpr_batch_without_positive_edges_is_finite(model, graph):
 
 
 def test_objective_validation_and_repr():
-    with pytest.raises(ValueError, match="l2"):
-        BCEObjective(l2=-1)
+    for bad in (-1, float("nan"), float("inf"), "5"):
+        with pytest.raises(ValueError, match="l2 must be a finite number >= 0"):
+            BCEObjective(l2=bad)
+    with pytest.raises(ValueError, match="need finite ssl_weight >= 0 and tau > 0"):
+        ContrastiveBPRObjective(ssl_weight=float("nan"))
     assert repr(BCEObjective(l2=0.5)) == "BCEObjective(l2=0.5)"
     assert repr(BPRObjective(l2=0.0, seed=3, resample=False)) == "BPRObjective(l2=0.0, seed=3, resample=False)"
     with pytest.raises(NotImplementedError):

@@ -186,3 +186,18 @@ def test_registry_and_checkpoints(tmp_path):
         SimGCL(3, 2, num_layers=0)
     with pytest.raises(ValueError):
         SimGCL(3, 2, eps=-0.1)
+
+
+def test_the_contrastive_weight_is_a_hyperparameter_that_leaves_earlier_keys_alone():
+    """``Hyperparameters.ssl_weight`` sets the objective's weight; unset, the preset's stands and ``as_dict`` (the
+    bench's cache keys) is what it was before the field existed."""
+    from graphforget.presets import CONTRASTIVE, Hyperparameters, default_hparams
+    preset = default_hparams("simgcl")
+    assert preset.objective().ssl_weight == CONTRASTIVE["simgcl"]["ssl_weight"] and "ssl_weight" not in preset.as_dict()
+    lighter = preset.replace(ssl_weight=0.02)
+    assert lighter.objective().ssl_weight == 0.02 and lighter.objective().tau == CONTRASTIVE["simgcl"]["tau"]
+    assert Hyperparameters(**lighter.as_dict()) == lighter
+    for model, weight, message in (("mf", 0.1, "None, or a finite weight >= 0 for sgl, simgcl"),
+                                   ("simgcl", -1.0, "None, or a finite weight >= 0"), ("simgcl", math.nan, "must be finite")):
+        with pytest.raises(ValueError, match=f"Hyperparameters.ssl_weight: {message}"):
+            default_hparams(model, loss="bpr").replace(ssl_weight=weight)

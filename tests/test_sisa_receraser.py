@@ -337,6 +337,8 @@ def test_shards_that_learn_nothing_are_reported_once():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trained = train_shards(models, shards, BCEObjective(l2=1e-2), TrainConfig(epochs=5, lr=0.05), split.val)
-    messages = [str(w.message) for w in caught if "validation" in str(w.message)]
+    reported = [w for w in caught if "validation" in str(w.message)]
+    messages = [str(w.message) for w in reported]
     assert len(messages) == 1 and messages[0].startswith("3 of 3 shard models show no preference"), messages
+    assert reported[0].filename == __file__  # attributed to the caller's line, not the library's
     assert all(result.best_val_auc < 0.55 for _, result in trained)

@@ -7,8 +7,8 @@ import warnings
 import pytest
 import torch
 
-from graphforget.data import (EDGE, attack_flip, make_interactions, num_items, num_users, planted_communities,
-                              random_edges, random_split)
+from graphforget.data import (EDGE, attack_flip, edge_subgraph, make_interactions, num_items, num_users,
+                              planted_communities, random_edges, random_split)
 from graphforget.metrics import evaluate_auc
 from graphforget.models import MF, LightGCN
 from graphforget.objectives import BCEObjective
@@ -150,6 +150,32 @@ def test_training_errors(split):
     empty = make_interactions(torch.zeros(2, 0, dtype=torch.long), num_users=3, num_items=3)
     with pytest.raises(ValueError, match="no edges"):
         train(MF(3, 3, 2), empty, BCEObjective())
+
+
+
+def test_a_validation_set_without_both_classes_is_refused_before_training(split):
+    """Its AUC is undefined: early stopping would keep no epoch (silently an untrained model before)."""
+    train_graph, val = split.train, split.val
+    model = MF(num_users(train_graph), num_items(train_graph), 4)
+    positives = edge_subgraph(val, (val[EDGE].edge_label == 1).nonzero().flatten())
+    with pytest.raises(ValueError, match="val holds only pairs labelled 1: early stopping follows the validation AUC"):
+        train(model, train_graph, BCEObjective(), TrainConfig(epochs=2), val=positives)
+    with pytest.raises(ValueError, match="val's edge_label must be 0 or 1"):
+        relabelled = val.clone()
+        relabelled[EDGE].edge_label = relabelled[EDGE].edge_label * 3
+        train(model, train_graph, BCEObjective(), TrainConfig(epochs=2), val=relabelled)
+    with pytest.raises(ValueError, match="the model has num_users=.* but the graph has 2 users"):
+        train(model, train_graph, BCEObjective(), TrainConfig(epochs=2),
+              val=make_interactions(torch.tensor([[0, 1], [0, 1]]), torch.tensor([1.0, 0.0]), 2, 2))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_a_loss_that_is_not_finite_stops_the_training(split, optimizer):
+    model = MF(num_users(split.train), num_items(split.train), 4)
+    with torch.no_grad():
+        model.item_emb.weight[2, 1] = float("nan")
+    with pytest.raises(ValueError, match="the training loss is nan at epoch 1: lower the learning rate"):
+        train(model, split.train, BCEObjective(), TrainConfig(epochs=2, optimizer=optimizer))
 
 
 # --------------------------------------------------------------------------------------------- Retrain

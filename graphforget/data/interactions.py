@@ -10,6 +10,7 @@ adjacency matrix in :mod:`graphforget.data.adjacency`, from :func:`propagation_e
 from __future__ import annotations
 
 import copy
+import operator
 
 import torch
 from torch import Tensor
@@ -20,7 +21,7 @@ __all__ = [
     "EDGE", "make_interactions", "num_users", "num_items", "message_passing_edges",
     "propagation_edges", "bipartite_to_homogeneous", "symmetric_edge_weight", "edge_positions", "remove_edges",
     "without_edges", "edge_subgraph", "validate_pairs", "pair_keys", "pairs_of_keys", "check_unique_pairs",
-    "check_model_fits",
+    "check_model_fits", "check_interactions",
 ]
 
 EDGE = ("user", "rates", "item")
@@ -31,41 +32,111 @@ def make_interactions(edge_index: Tensor, edge_label: Tensor | None = None, num_
     """Builds the interaction graph.
 
     Args:
-        edge_index: ``[2, E]`` long tensor of (user, item) local ids, each pair at most once.
+        edge_index: ``[2, E]`` integer tensor of (user, item) local ids, each pair at most once.
         edge_label: ``[E]`` labels in {0, 1}; all ones (implicit feedback) when omitted.
-        num_users, num_items: node counts; inferred as ``max id + 1`` when omitted.
-        observed: optional ``[E]`` bool mask of real interactions (see module docstring).
+        num_users, num_items: node counts; inferred as ``max id + 1`` when omitted (an empty ``edge_index``
+            needs both).
+        observed: optional ``[E]`` mask of real interactions, bool or 0/1 (see module docstring).
 
     Raises:
-        ValueError: on a bad shape, NaN labels, out-of-range ids, or a (user, item) pair stored more than
-            once (deleting such a pair would remove one copy only: aggregate repeated ratings first).
+        ValueError: on a bad shape, a dtype other than an integer one for ``edge_index`` (floats would be
+            truncated), negative or out-of-range ids, an ``edge_label`` or ``observed`` of another length than
+            ``edge_index``, NaN labels, an ``observed`` value other than 0/1, a count missing for an empty graph,
+            or a (user, item) pair stored more than once (deleting such a pair would remove one copy only:
+            aggregate repeated ratings first). See :func:`check_interactions`.
     """
-    edge_index = torch.as_tensor(edge_index, dtype=torch.long)
+    edge_index = torch.as_tensor(edge_index)
+    _check_edge_index(edge_index)
+    edge_index = edge_index.long()
+    data = HeteroData()
+    data["user"].num_nodes = _node_count(edge_index[0], num_users, "num_users")
+    data["item"].num_nodes = _node_count(edge_index[1], num_items, "num_items")
+    data[EDGE].edge_index = edge_index
+    edge_label = torch.ones(edge_index.size(1)) if edge_label is None else edge_label
+    data[EDGE].edge_label = torch.as_tensor(edge_label, dtype=torch.float)
+    if observed is not None:
+        data[EDGE].observed = _as_mask(observed, "observed")
+    check_interactions(data)
+    if torch.isnan(data[EDGE].edge_label).any():
+        raise ValueError("edge_label contains NaN")
+    check_unique_pairs(edge_index, data["item"].num_nodes, "edge_index")
+    return data
+
+
+def check_interactions(graph: HeteroData) -> None:
+    """Checks the structure of an interaction graph, e.g. one built by hand rather than by :func:`make_interactions`.
+
+    The node counts are set; ``graph[EDGE].edge_index`` is a ``[2, E]`` integer tensor with user ids in
+    ``[0, num_users)`` and item ids in ``[0, num_items)``; ``edge_label`` and ``observed``, where present, are
+    ``[E]``, one entry per edge, and ``observed`` is bool (an integer mask would select edges 0 and 1 as
+    positions). Cheap: a few passes over the edges, no sort; label values and repeated pairs (a sort) are
+    checked by the objective and :func:`check_unique_pairs`.
+
+    Raises:
+        ValueError: naming the field at fault; for an out-of-range id, the id, its position and the range.
+    """
+    for node_type in ("user", "item"):
+        count = graph[node_type].get("num_nodes") if node_type in graph.node_types else None  # no store created
+        if count is None:
+            raise ValueError(f"graph['{node_type}'].num_nodes is not set: build the graph with make_interactions")
+        if int(count) < 0:
+            raise ValueError(f"graph['{node_type}'].num_nodes is negative: {int(count)}")
+    if EDGE not in graph.edge_types or "edge_index" not in graph[EDGE]:
+        raise ValueError(f"the graph has no {EDGE} edge_index: build the graph with make_interactions")
+    store = graph[EDGE]
+    _check_edge_index(store.edge_index)
+    _check_ids(store.edge_index[0], num_users(graph), "user")
+    _check_ids(store.edge_index[1], num_items(graph), "item")
+    for key in ("edge_label", "observed"):
+        if key in store and tuple(store[key].shape) != (store.edge_index.size(1),):
+            raise ValueError(f"{key} must have shape [{store.edge_index.size(1)}], one entry per edge of "
+                             f"edge_index, got {list(store[key].shape)}")
+    if "observed" in store and store.observed.dtype != torch.bool:
+        raise ValueError(f"observed must be a bool mask, got dtype {store.observed.dtype}")
+
+
+def _check_edge_index(edge_index: Tensor) -> None:
+    """Raises ``ValueError`` unless ``edge_index`` is a ``[2, E]`` tensor of an integer dtype."""
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"edge_index must have shape [2, E], got {list(edge_index.shape)}")
-    num_edges = edge_index.size(1)
-    if edge_label is None:
-        edge_label = torch.ones(num_edges)
-    edge_label = torch.as_tensor(edge_label, dtype=torch.float)
-    if edge_label.shape != (num_edges,):
-        raise ValueError(f"edge_label must have shape [{num_edges}], got {list(edge_label.shape)}")
-    if torch.isnan(edge_label).any():
-        raise ValueError("edge_label contains NaN")
-    if num_edges and edge_index.min() < 0:
-        raise ValueError("negative node ids in edge_index")
-    num_users = int(edge_index[0].max()) + 1 if num_users is None else int(num_users)
-    num_items = int(edge_index[1].max()) + 1 if num_items is None else int(num_items)
-    if num_edges and (edge_index[0].max() >= num_users or edge_index[1].max() >= num_items):
-        raise ValueError("edge_index holds ids beyond num_users/num_items")
-    check_unique_pairs(edge_index, num_items, "edge_index")
-    data = HeteroData()
-    data["user"].num_nodes = num_users
-    data["item"].num_nodes = num_items
-    data[EDGE].edge_index = edge_index
-    data[EDGE].edge_label = edge_label
-    if observed is not None:
-        data[EDGE].observed = torch.as_tensor(observed, dtype=torch.bool)
-    return data
+    # As for requests (validate_pairs): floats would be truncated, a bool mask read as ids 0/1.
+    if edge_index.dtype == torch.bool or edge_index.is_floating_point() or edge_index.is_complex():
+        raise ValueError(f"edge_index holds integer (user, item) ids, got dtype {edge_index.dtype}")
+
+
+def _check_ids(ids: Tensor, count: int, node_type: str) -> None:
+    """Raises ``ValueError`` naming the first id of ``ids`` outside ``[0, count)`` and its position."""
+    # min/max first: the mask of bad positions is built only on failure.
+    if ids.numel() and (ids.min() < 0 or ids.max() >= count):
+        position = int(((ids < 0) | (ids >= count)).nonzero()[0])
+        raise ValueError(f"edge_index holds {node_type} id {int(ids[position])} at position {position}, outside "
+                         f"[0, num_{node_type}s) = [0, {count})")
+
+
+def _node_count(ids: Tensor, count: int | None, name: str) -> int:
+    """``count`` checked, or inferred from ``ids`` as ``max id + 1``."""
+    if count is None:
+        if not ids.numel():
+            raise ValueError(f"edge_index holds no edges: pass num_users and num_items (an empty graph's node "
+                             f"counts cannot be inferred), got {name}=None")
+        return int(ids.max()) + 1
+    try:
+        count = operator.index(count)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer, got {count!r}") from None
+    if count < 0:
+        raise ValueError(f"{name} must be non-negative, got {count}")
+    return count
+
+
+def _as_mask(mask, name: str) -> Tensor:
+    """``mask`` as a bool tensor; a non-bool one must hold only 0 and 1 (casting would read 0.3 as True)."""
+    mask = torch.as_tensor(mask)
+    if mask.dtype != torch.bool:
+        other = mask[(mask != 0) & (mask != 1)]
+        if other.numel():
+            raise ValueError(f"{name} must be a bool mask or hold only 0 and 1, got {other[0].item():g}")
+    return mask.bool()
 
 
 def num_users(graph: HeteroData) -> int:
@@ -170,7 +241,11 @@ def validate_pairs(graph: HeteroData, pairs: Tensor) -> Tensor:
             0/1, floats would be truncated), a tensor on the ``meta`` device (no values), unknown ids or
             duplicated pairs.
     """
-    pairs = torch.as_tensor(pairs)
+    try:
+        pairs = torch.as_tensor(pairs)
+    except (TypeError, ValueError, RuntimeError) as error:  # None, a string, a tuple of tensors, ragged lists
+        raise ValueError(f"a request is a [2, R] tensor (or nested list) of (user, item) ids, got a "
+                         f"{type(pairs).__name__} ({error})") from None
     if pairs.dim() != 2 or pairs.size(0) != 2:
         raise ValueError(f"a request must have shape [2, R], got {list(pairs.shape)}")
     if pairs.dtype == torch.bool or pairs.is_floating_point() or pairs.is_complex():

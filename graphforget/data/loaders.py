@@ -10,9 +10,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import math
 import os
+import re
 import shutil
 import urllib.request
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -133,17 +136,60 @@ def _raw_id_store(raw: np.ndarray):
 
 
 def _as_ids(column: np.ndarray) -> np.ndarray:
-    """A CSV id column as integers when every value is one (so ids sort numerically), else as strings."""
+    """A CSV id column as integers when every value is one written plainly (so ids sort numerically), else as
+    strings: ``"007"`` and ``"7"`` are then two ids, never merged into one."""
     try:
-        return column.astype(np.int64)
-    except ValueError:
+        ids = column.astype(np.int64)
+    except (ValueError, OverflowError):
         return column
+    return ids if (ids.astype(str) == column).all() else column
 
 
 def _require(path: Path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"dataset file not found: {path}")
     return path
+
+
+def _line_error(path: str | os.PathLike, number: int, problem: str) -> ValueError:
+    """The error every loader raises for a malformed line: ``FILE, line N: problem`` (``N`` 1-based)."""
+    return ValueError(f"{path}, line {number}: {problem}")
+
+
+def _read_int_table(path: Path, columns: tuple[str, ...]) -> np.ndarray:
+    """The ``[N, len(columns)]`` table of a whitespace-separated file of integers (``#`` starts a comment).
+
+    Raises:
+        ValueError: ``FILE is empty``, or ``FILE, line N: ...`` naming the first malformed line (see
+            :func:`_first_malformed_line`).
+    """
+    try:
+        with warnings.catch_warnings():  # an empty file is reported below, as an error
+            warnings.filterwarnings("ignore", "loadtxt: input contained no data")
+            table = np.loadtxt(_require(path), dtype=np.int64, ndmin=2)
+    except ValueError as error:  # numpy's message counts rows its own way: locate the line ourselves
+        raise _first_malformed_line(path, columns) or ValueError(f"{path}: {error}") from None
+    if table.size == 0:
+        raise ValueError(f"{path} is empty")
+    if table.shape[1] != len(columns):
+        raise _first_malformed_line(path, columns) or ValueError(
+            f"{path}: {table.shape[1]} columns, expected {len(columns)} ({' '.join(columns)})")
+    return table
+
+
+def _first_malformed_line(path: Path, columns: tuple[str, ...]) -> ValueError | None:
+    """The error naming the first line of ``path`` that is not ``len(columns)`` integers; ``None`` if none is."""
+    with open(path, errors="replace") as f:  # undecodable bytes then fail as a field, naming their line
+        for number, line in enumerate(f, start=1):
+            fields = line.split("#", 1)[0].split()
+            if not fields:
+                continue
+            if len(fields) != len(columns):
+                return _line_error(path, number, f"{len(fields)} fields, expected {len(columns)} ({' '.join(columns)})")
+            for name, field in zip(columns, fields):
+                if not re.fullmatch(r"[+-]?\d+", field):
+                    return _line_error(path, number, f"column {name!r}: {field!r} is not an integer")
+    return None
 
 
 def load_movielens_100k(root: str | os.PathLike) -> HeteroData:
@@ -154,11 +200,12 @@ def load_movielens_100k(root: str | os.PathLike) -> HeteroData:
 
     Raises:
         ValueError: when a (user, item) pair occurs twice (see :func:`~graphforget.data.make_interactions`);
-            the published ``u.data`` holds none (100,000 distinct pairs).
+            the published ``u.data`` holds none (100,000 distinct pairs). For an empty file, or a line that is
+            not four integers, naming the file and the 1-based line number.
     """
     root = Path(root)
     path = root / "u.data" if (root / "u.data").is_file() else root / "ml-100k" / "u.data"
-    table = np.loadtxt(_require(path), dtype=np.int64, ndmin=2)
+    table = _read_int_table(path, ("user", "item", "rating", "timestamp"))
     return _from_raw(table[:, 0], table[:, 1], table[:, 2], {"timestamp": table[:, 3]})
 
 
@@ -170,12 +217,13 @@ def load_labelled_triples(path: str | os.PathLike) -> HeteroData:
 
     Raises:
         ValueError: when a (user, item) pair occurs twice (see :func:`~graphforget.data.make_interactions`);
-            Book-Crossing's ``ratings_final.txt`` holds none (139,746 distinct pairs).
+            Book-Crossing's ``ratings_final.txt`` holds none (139,746 distinct pairs). For an empty file, or a
+            line that is not three integers, naming the file and the 1-based line number.
     """
     path = Path(path)
     if path.is_dir():
         path = path / "ratings_final.txt" if (path / "ratings_final.txt").is_file() else path / "bookcrossing" / "ratings_final.txt"
-    table = np.loadtxt(_require(path), dtype=np.int64, ndmin=2)
+    table = _read_int_table(path, ("user", "item", "label"))
     data = _from_raw(table[:, 0], table[:, 1], table[:, 2])
     data[("user", "rates", "item")].observed = data[("user", "rates", "item")].edge_label > 0
     return data
@@ -201,10 +249,10 @@ def _read_lightgcn_lines(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
                 row = np.asarray([int(token) for token in ids], dtype=np.int64)
             except ValueError:
                 bad = next(token for token in ids if not _is_int(token))
-                raise ValueError(f"{path}, line {number}: {bad!r} is not an integer id "
-                                 f"(expected 'user item item ...')") from None
+                raise _line_error(path, number, f"{bad!r} is not an integer id "
+                                                f"(expected 'user item item ...')") from None
             if (row < 0).any():
-                raise ValueError(f"{path}, line {number}: negative id {int(row[row < 0][0])}")
+                raise _line_error(path, number, f"negative id {int(row[row < 0][0])}")
             max_user = max(max_user, int(row[0]))
             if len(row) > 1:
                 users.append(np.full(len(row) - 1, row[0]))
@@ -265,20 +313,49 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
 
     Raises:
         ValueError: for missing columns, an empty file, an unknown ``duplicates`` policy, or duplicated pairs
-            under ``"raise"``.
+            under ``"raise"``; ``FILE, line N: ...`` naming the column for a row without a value in a used column
+            (shorter than the header, or an empty cell) or a label that is not a finite number.
     """
     if duplicates not in ("raise", "last"):
         raise ValueError(f"duplicates must be 'raise' or 'last', got {duplicates!r}")
     with open(_require(Path(path)), newline="") as f:
-        reader = csv.DictReader(f, delimiter=delimiter)
+        reader = csv.DictReader(f, delimiter=delimiter, skipinitialspace=True)  # "user, item" too
         missing = {user_col, item_col, label_col} - {None} - set(reader.fieldnames or [])
         if missing:
             raise ValueError(f"columns {sorted(missing)} not in {path} (has {reader.fieldnames})")
-        rows = [(r[user_col], r[item_col], r[label_col] if label_col else 1) for r in reader]
+        rows = [_csv_row(path, reader.line_num, row, user_col, item_col, label_col) for row in reader]
     if not rows:
         raise ValueError(f"{path} holds no rows")
     users, items, labels = (np.asarray(col) for col in zip(*rows))
     return _from_raw(_as_ids(users), _as_ids(items), labels.astype(np.float32), keep_last=duplicates == "last")
+
+
+def _csv_row(path: str | os.PathLike, number: int, row: dict, user_col: str, item_col: str,
+             label_col: str | None) -> tuple[str, str, float]:
+    """``(user, item, label)`` of the CSV row ending on line ``number``; the label is 1 without ``label_col``."""
+    user, item = _csv_value(path, number, row, user_col), _csv_value(path, number, row, item_col)
+    if label_col is None:
+        return user, item, 1.0
+    value = _csv_value(path, number, row, label_col)
+    try:
+        label = float(value)
+    except ValueError:
+        label = math.nan
+    if not math.isfinite(label):  # a NaN or infinite rating is as unusable as 'abc'
+        raise _line_error(path, number, f"column {label_col!r}: {value!r} is not a finite number")
+    return user, item, label
+
+
+def _csv_value(path: str | os.PathLike, number: int, row: dict, column: str) -> str:
+    """The value of ``column`` in a CSV row, stripped: present (the row is not shorter than the header) and not
+    blank."""
+    value = row[column]
+    if value is None:  # csv.DictReader's filler for the fields a short row lacks
+        raise _line_error(path, number, f"no value in column {column!r}: the row has fewer fields than the header")
+    value = value.strip()  # "1, 2" is user "1" and item "2"
+    if not value:
+        raise _line_error(path, number, f"column {column!r} is empty")
+    return value
 
 
 def load_dataset(name: str, root: str | os.PathLike | None = None, download_missing: bool = False) -> HeteroData:

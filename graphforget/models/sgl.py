@@ -5,6 +5,8 @@ Also home of the pieces every contrastive backbone shares: :func:`info_nce` and
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -137,8 +139,8 @@ class ContrastiveBPRObjective(BPRObjective):
 
     def __init__(self, l2: float = 0.0, ssl_weight: float = 0.1, tau: float = 0.2, seed: int = 0,
                  resample: bool = True):
-        if ssl_weight < 0 or tau <= 0:
-            raise ValueError(f"need ssl_weight >= 0 and tau > 0, got {ssl_weight}, {tau}")
+        if not (0 <= ssl_weight < math.inf and 0 < tau < math.inf):  # rejects NaN too
+            raise ValueError(f"need finite ssl_weight >= 0 and tau > 0, got {ssl_weight}, {tau}")
         super().__init__(l2, seed, resample)
         self.ssl_weight, self.tau = float(ssl_weight), float(tau)
 

@@ -105,12 +105,13 @@ def _load_raw(dataset: str, root) -> tuple[HeteroData | None, str]:
 
 
 def _read(loader: Callable[[Path], HeteroData], arg: Path, file: Path) -> HeteroData:
-    """``loader(arg)``; an empty or malformed data ``file`` is a ``ValueError`` naming it."""
+    """``loader(arg)``; an empty or malformed data ``file`` is a ``ValueError`` naming it (the loaders' own
+    errors name the file and the line already)."""
     if file.stat().st_size == 0:
         raise ValueError(f"data file {file} is empty")
     try:
         return loader(arg)
-    except (ValueError, IndexError, KeyError, TypeError, RuntimeError) as error:
+    except (IndexError, KeyError, TypeError, RuntimeError) as error:
         detail = (str(error).strip().splitlines() or [""])[0]
         raise ValueError(f"cannot read data file {file}: {type(error).__name__}: {detail}") from error
 

@@ -11,7 +11,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..data.interactions import EDGE, check_model_fits, check_unique_pairs, num_items, validate_pairs, without_edges
+from ..data.interactions import (EDGE, check_interactions, check_model_fits, check_unique_pairs, num_items,
+                                 validate_pairs, without_edges)
 from ..clock import Stopwatch
 from ..config import build_config
 from ..objectives import Objective
@@ -76,8 +77,10 @@ class Unlearner:
 
     Raises:
         ValueError: (at construction and at every :meth:`unlearn`) when the model's node counts differ from
-            the graph's, the graph's labels do not suit the objective, or a (user, item) pair is stored twice
-            (forgetting it would remove one copy only); or an option the config rejects.
+            the graph's, the model has a NaN or an infinity, the graph's labels do not suit the objective, or a
+            (user, item) pair is stored twice (forgetting it would remove one copy only); or an option the
+            config rejects.
+        TypeError: ``config`` is neither an instance of :attr:`Config`, a dict nor ``None``.
     """
     #: The method's name in :data:`~graphforget.unlearn.METHODS`.
     name: ClassVar[str] = "base"
@@ -89,14 +92,19 @@ class Unlearner:
     def __init__(self, model: torch.nn.Module, graph: HeteroData, objective: Objective, config=None, *,
                  val: HeteroData | None = None):
         self.model, self.graph, self.objective, self.val = model, graph, objective, val
+        if not (config is None or isinstance(config, (dict, self.Config))):
+            raise TypeError(f"{type(self).__name__}: config must be an instance of {self.Config.__name__}, a dict of "
+                            f"its options or None, got a {type(config).__name__}")
         self.config = config if isinstance(config, self.Config) else build_config(self.Config, config)
         self.fitted, self.fit_seconds, self.fit_info = not self.needs_fit, 0.0, {}
         self._checked_edges: list = []  # (object, version): the objective and edges the last checks passed on
         self._check_graph()
+        check_finite(model)  # also here: the sharded methods train from it in fit()
 
     def _check_graph(self) -> None:
         """The checks where model, graph and objective meet (see the class docstring). Those that read every
         edge (labels, duplicates; a sort of all pairs) run again only when the edges changed since they passed."""
+        check_interactions(self.graph)  # cheap (no sort): every call, before anything indexes with the edges
         check_model_fits(self.model, self.graph)
         store = self.graph[EDGE]
         state = [(self.objective, None)] + versions(store.edge_index, store.get("edge_label"))
@@ -170,10 +178,10 @@ def check_finite(model: torch.nn.Module) -> None:
         raise ValueError(f"the model has non-finite parameters: {', '.join(bad)}")
 
 
-def warn_caller(message: str) -> None:
-    """A RuntimeWarning attributed to the first caller outside :mod:`graphforget.unlearn` (the user's
-    ``unlearn`` call, however many of the package's frames lie between)."""
+def warn_caller(message: str, category: type[Warning] = RuntimeWarning) -> None:
+    """A warning attributed to the first caller outside :mod:`graphforget.unlearn` (the user's ``unlearn`` or
+    ``fit`` call, however many of the package's frames lie between)."""
     frame, level = sys._getframe(1), 2
     while frame is not None and frame.f_globals.get("__name__", "").startswith(__package__ + "."):
         frame, level = frame.f_back, level + 1
-    warnings.warn(message, RuntimeWarning, stacklevel=level)
+    warnings.warn(message, category, stacklevel=level)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..config import check_fields
+from ..config import check_fields, check_types
 from ..data.interactions import num_users
 from ..influence import k_hop_mask, node_ids
 from ..models.base import table_mask
@@ -36,6 +36,7 @@ class FineTuneConfig:
     local: bool = False
 
     def __post_init__(self):
+        check_types(self)
         check_fields(self, {"epochs": (self.epochs >= 1, "must be >= 1")})
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -11,6 +11,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..clock import Stopwatch
+from ..config import check_types
 from ..data.interactions import EDGE, num_users
 from ..distributed import TermShare
 from ..influence import (SOLVERS, AndersonMixing, DotProductOperator, GaussNewtonOperator, HessianOperator,
@@ -49,14 +50,6 @@ AUTO_NEWTON_DECREASE = 0.01
 WIDEN_RATIO = 1.0
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _check(path: str, config, rules: dict[str, tuple[bool, str]], choices: dict[str, tuple] | None = None) -> None:
     """Raises ``ValueError("<path>.<field>: <requirement>, got <value>")`` for the first rule that fails, or
     ``ValueError("<path>.<field>: unknown value <value>; known: ...")`` for a value outside its choices."""
@@ -66,6 +59,12 @@ def _check(path: str, config, rules: dict[str, tuple[bool, str]], choices: dict[
     for name, (holds, requirement) in rules.items():
         if not holds:
             raise ValueError(f"{path}.{name}: {requirement}, got {getattr(config, name)!r}")
+
+
+def _check_types(path: str, config) -> None:
+    """:func:`~graphforget.config.check_types` with the messages of :func:`_check` (``<path>.<field>: must be
+    an int, got 2.5``); it also builds a nested config given as a dict of its fields."""
+    check_types(config, check=functools.partial(_check, path))
 
 
 @dataclass
@@ -94,13 +93,13 @@ class SolverConfig:
     lr: float = 1e-3
 
     def __post_init__(self):
+        _check_types("IFRUConfig.solver", self)
         _check("IFRUConfig.solver", self, {
-            "damping": (self.damping == "auto" or (_is_number(self.damping) and self.damping >= 0),
-                        "must be 'auto' or a number >= 0"),
-            "relative_damping": (_is_number(self.relative_damping) and self.relative_damping >= 0, "must be >= 0"),
-            "tol": (_is_number(self.tol) and self.tol > 0, "must be > 0"),
-            "max_iter": (_is_int(self.max_iter) and self.max_iter >= 1, "must be an integer >= 1"),
-            "lr": (_is_number(self.lr) and self.lr > 0, "must be > 0"),
+            "damping": (self.damping == "auto" or self.damping >= 0, "must be 'auto' or a number >= 0"),
+            "relative_damping": (self.relative_damping >= 0, "must be >= 0"),
+            "tol": (self.tol > 0, "must be > 0"),
+            "max_iter": (self.max_iter >= 1, "must be an integer >= 1"),
+            "lr": (self.lr > 0, "must be > 0"),
         }, choices={"name": tuple(SOLVERS)})
 
     def options(self) -> dict:
@@ -145,12 +144,10 @@ class NewtonConfig:
     early_stopped: bool = True
 
     def __post_init__(self):
+        _check_types("IFRUConfig.newton", self)
         _check("IFRUConfig.newton", self, {
-            "steps": (self.steps == "auto" or (_is_int(self.steps) and self.steps >= 1),
-                      "must be 'auto' or an integer >= 1"),
-            "line_search": (isinstance(self.line_search, bool), "must be a bool"),
-            "anderson": (_is_int(self.anderson) and self.anderson >= 0, "must be an integer >= 0"),
-            "early_stopped": (isinstance(self.early_stopped, bool), "must be a bool"),
+            "steps": (self.steps == "auto" or self.steps >= 1, "must be 'auto' or an integer >= 1"),
+            "anderson": (self.anderson >= 0, "must be an integer >= 0"),
         })
 
 
@@ -173,14 +170,11 @@ class TrustConfig:
     on_failure: str = "keep"
 
     def __post_init__(self):
+        _check_types("IFRUConfig.trust", self)
         _check("IFRUConfig.trust", self, {
-            "min_ratio": (_is_number(self.min_ratio) and self.min_ratio >= 0, "must be >= 0"),
-            "retries": (_is_int(self.retries) and self.retries >= 0, "must be an integer >= 0"),
+            "min_ratio": (self.min_ratio >= 0, "must be >= 0"),
+            "retries": (self.retries >= 0, "must be an integer >= 0"),
         }, choices={"on_failure": ON_FAILURE})
-
-
-#: The nested groups of :class:`IFRUConfig`: field name -> config class.
-_GROUPS = {"solver": SolverConfig, "newton": NewtonConfig, "trust": TrustConfig}
 
 
 @dataclass
@@ -242,15 +236,10 @@ class IFRUConfig:
     data_parallel: bool = False
 
     def __post_init__(self):
-        for name, group in _GROUPS.items():
-            setattr(self, name, _as_group(name, group, getattr(self, name)))
+        _check_types("IFRUConfig", self)  # builds a group given as a dict
         _check("IFRUConfig", self, {
-            "spillover": (isinstance(self.spillover, bool), "must be a bool"),
-            "prune": (self.prune is None or all(_is_number(a) and 0 <= a <= 1 for a in self.prune),
-                      "must be None or ratios in [0, 1]"),
-            "hops": (self.hops is None or (_is_int(self.hops) and self.hops >= 0), "must be None or an integer >= 0"),
-            "dense": (isinstance(self.dense, bool), "must be a bool"),
-            "data_parallel": (isinstance(self.data_parallel, bool), "must be a bool"),
+            "prune": (self.prune is None or all(0 <= a <= 1 for a in self.prune), "must be None or ratios in [0, 1]"),
+            "hops": (self.hops is None or self.hops >= 0, "must be None or an integer >= 0"),
         }, choices={"curvature": CURVATURES, "curvature_of": CURVATURE_OF})
 
     @classmethod
@@ -285,19 +274,6 @@ def _newton_preset(cls, receptive_field: int, steps: int = 8, **changes) -> IFRU
 # ``newton`` is its field.
 _newton_preset.__name__, _newton_preset.__qualname__ = "newton", "IFRUConfig.newton"
 IFRUConfig.newton = classmethod(_newton_preset)
-
-
-def _as_group(name: str, group: type, value):
-    """A nested config from itself or from a dict of its fields."""
-    if isinstance(value, group):
-        return value
-    if not isinstance(value, dict):
-        raise ValueError(f"IFRUConfig.{name}: must be a {group.__name__} or a dict of its fields, got {value!r}")
-    unknown = sorted(set(value) - {f.name for f in fields(group)})
-    if unknown:
-        raise ValueError(f"IFRUConfig.{name}: unknown field(s) {', '.join(unknown)} "
-                         f"(known: {', '.join(f.name for f in fields(group))})")
-    return group(**value)
 
 
 def _merged(preset: dict, changes: dict) -> dict:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..config import check_types
 from ..train import TrainConfig, train
 from .base import Unlearner
 from .registry import register
@@ -26,6 +27,9 @@ class RetrainConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
     warm_start: bool = False
+
+    def __post_init__(self):
+        check_types(self)
 
 
 @register

@@ -22,6 +22,7 @@ from ..data.interactions import EDGE, edge_subgraph, num_items, num_users, pair_
 from ..models.base import Recommender
 from ..objectives import Objective
 from ..train import NoSignalWarning, TrainConfig, TrainResult, chance_level, train
+from .base import warn_caller
 
 __all__ = ["ShardedRecommender", "ShardAttention", "split_graph", "train_shards", "train_aggregator"]
 
@@ -372,9 +373,9 @@ def _warn_of_shards_at_chance(results: list[TrainResult], val: HeteroData | None
     level = None if val is None else chance_level(val)
     flat = sorted(r.best_val_auc for r in results if level is not None and r.best_val_auc < level)
     if flat:
-        warnings.warn(f"{len(flat)} of {len(results)} shard models show no preference on validation (best AUC "
-                      f"{flat[0]:.3f}-{flat[-1]:.3f}, under {level:.3f}): each shard holds too little data to learn "
-                      "from; fewer shards give each more", NoSignalWarning, stacklevel=3)
+        warn_caller(f"{len(flat)} of {len(results)} shard models show no preference on validation (best AUC "
+                    f"{flat[0]:.3f}-{flat[-1]:.3f}, under {level:.3f}): each shard holds too little data to learn "
+                    "from; fewer shards give each more", NoSignalWarning)
 
 
 class _FrozenShards(nn.Module):

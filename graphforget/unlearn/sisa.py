@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..config import check_fields
+from ..config import check_fields, check_types
 from ..data.interactions import EDGE
 from ..objectives import Objective
 from ..train import TrainConfig
@@ -59,6 +59,7 @@ class SISAConfig:
     transform: bool = True
 
     def __post_init__(self):
+        check_types(self)  # a subclass's fields too (RecEraserConfig)
         check_fields(self, {"aggregation": (self.aggregation in ("mean", "attention"), "'mean' or 'attention'"),
                             "num_shards": (self.num_shards >= 1, "must be >= 1")})
 

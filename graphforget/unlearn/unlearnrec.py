@@ -46,7 +46,7 @@ from torch_geometric.utils import to_torch_csr_tensor
 from ..data.interactions import EDGE, bipartite_to_homogeneous, num_items, num_users, symmetric_edge_weight, \
     without_edges
 from ..clock import Stopwatch
-from ..config import check_fields
+from ..config import check_fields, check_types
 from ..io import atomic_write
 from ..models.base import Recommender
 from ..models.propagation import layer_sum
@@ -118,6 +118,7 @@ class UnlearnRecConfig:
     seed: int = 0
 
     def __post_init__(self):
+        check_types(self)
         low, high = self.request_ratio
         rules = {name: (getattr(self, name) >= 0, "must be >= 0")
                  for name in ("l_u", "l_p", "l_c", "alpha", "pretrain_epochs", "finetune_epochs", "batch_size",

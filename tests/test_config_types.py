@@ -1,0 +1,143 @@
+"""A config built directly gets the type checks of build_config: every wrong value is a ValueError naming the
+field, never an obscure error later; dicts of a nested config's fields (and JSON lists) are converted."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import types
+import typing
+
+import pytest
+
+from graphforget.config import build_config, check_types
+from graphforget.presets import Hyperparameters, default_hparams
+from graphforget.train import TrainConfig
+from graphforget.unlearn import (FineTuneConfig, IFRUConfig, NewtonConfig, RecEraserConfig, RetrainConfig, SISAConfig,
+                                 SolverConfig, TrustConfig, UnlearnRecConfig)
+
+CONFIGS = (TrainConfig, RetrainConfig, FineTuneConfig, SISAConfig, RecEraserConfig, UnlearnRecConfig, SolverConfig,
+           NewtonConfig, TrustConfig, IFRUConfig)
+#: The name an error gives a config: IFRU's groups name themselves by their place in IFRUConfig.
+PATHS = {SolverConfig: "IFRUConfig.solver", NewtonConfig: "IFRUConfig.newton", TrustConfig: "IFRUConfig.trust"}
+#: Typed (non-string) values of every kind, right or wrong for one field or another.
+VALUES = (2.5, 3, 0, True, None, float("nan"), float("inf"), (0.5,), [0.1, 0.2], {"lr": 0.5}, {"bogus": 1})
+
+
+def _fields(cls):
+    hints = typing.get_type_hints(cls)
+    return [(f.name, hints[f.name]) for f in dataclasses.fields(cls) if f.init]
+
+
+def _float_fields(cls) -> list[str]:
+    """The fields of ``cls`` that hold a float (``float``, ``float | None``, ``float | 'auto'``)."""
+    unions = (typing.Union, types.UnionType)
+    return [name for name, kind in _fields(cls)
+            if kind is float or (typing.get_origin(kind) in unions and float in typing.get_args(kind))]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: TrainConfig(epochs=2.5), "TrainConfig.epochs: must be an int (got 2.5)"),
+    (lambda: TrainConfig(epochs=True), "TrainConfig.epochs: must be an int (got True)"),  # a bool is no int
+    (lambda: TrainConfig(lr="0.01"), "TrainConfig.lr: must be a float (got '0.01')"),
+    (lambda: TrainConfig(lr=float("inf")), "TrainConfig.lr: must be finite (got inf)"),
+    (lambda: TrainConfig(progress=1), "TrainConfig.progress: must be a bool (got 1)"),
+    (lambda: RetrainConfig(seed="a"), "RetrainConfig.seed: must be an int (got 'a')"),
+    (lambda: RetrainConfig(train=3), "RetrainConfig.train: must be a TrainConfig or a dict of its fields (got 3)"),
+    (lambda: FineTuneConfig(local="no"), "FineTuneConfig.local: must be a bool (got 'no')"),
+    (lambda: SISAConfig(num_shards=2.0), "SISAConfig.num_shards: must be an int (got 2.0)"),
+    (lambda: SISAConfig(num_shards="3"), "SISAConfig.num_shards: must be an int (got '3')"),
+    (lambda: SISAConfig(attention_dim=1.5), "SISAConfig.attention_dim: must be an int or None (got 1.5)"),
+    (lambda: RecEraserConfig(partition_iters="5"), "RecEraserConfig.partition_iters: must be an int (got '5')"),
+    (lambda: UnlearnRecConfig(request_ratio=2.0), "UnlearnRecConfig.request_ratio: must be a tuple[float, float] "
+                                                  "(got 2.0)"),
+    (lambda: UnlearnRecConfig(request_ratio=(0.1,)), "UnlearnRecConfig.request_ratio: must be a tuple[float, float]"),
+    (lambda: UnlearnRecConfig(finetune_lr="1e-3"), "UnlearnRecConfig.finetune_lr: must be a float or None"),
+    (lambda: SolverConfig(damping="autox"), "IFRUConfig.solver.damping: must be a float or 'auto', got 'autox'"),
+    (lambda: SolverConfig(tol=float("nan")), "IFRUConfig.solver.tol: must be finite, got nan"),
+    (lambda: NewtonConfig(steps="3"), "IFRUConfig.newton.steps: must be an int or 'auto', got '3'"),
+    (lambda: TrustConfig(retries=1.0), "IFRUConfig.trust.retries: must be an int, got 1.0"),
+    (lambda: IFRUConfig(prune=(0.5, "1")), "IFRUConfig.prune: must be a tuple[float, ...] or None, got (0.5, '1')"),
+    (lambda: IFRUConfig(hops=1.0), "IFRUConfig.hops: must be an int or None, got 1.0"),
+    (lambda: IFRUConfig(prune=(1.0, math.nan)), "IFRUConfig.prune: must be finite, got (1.0, nan)"),
+])
+def test_a_wrong_type_is_a_value_error_naming_the_field(make, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make()
+
+
+@pytest.mark.parametrize("cls", CONFIGS, ids=lambda cls: cls.__name__)
+def test_typed_values_are_taken_as_build_config_takes_them(cls):
+    """Every typed value of every field: both refuse it (the constructor naming the field), or both build the
+    same config."""
+    path = PATHS.get(cls, cls.__name__)
+    for name, _ in _fields(cls):
+        for value in VALUES:
+            try:
+                direct = cls(**{name: value})
+            except ValueError as error:
+                assert str(error).startswith(f"{path}.{name}"), (name, value, str(error))
+                with pytest.raises(ValueError):
+                    build_config(cls, {name: value})
+            else:
+                assert build_config(cls, {name: value}) == direct, (name, value)
+
+
+@pytest.mark.parametrize("cls, name", [(cls, name) for cls in CONFIGS for name in _float_fields(cls)],
+                         ids=lambda param: getattr(param, "__name__", param))
+def test_nan_and_infinities_are_refused_in_every_float_field(cls, name):
+    for value in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError, match=re.escape(f"{PATHS.get(cls, cls.__name__)}.{name}: must be finite")):
+            cls(**{name: value})
+
+
+def test_a_dict_becomes_the_nested_config_as_in_ifru():
+    assert RetrainConfig(train={"lr": 0.1}) == RetrainConfig(TrainConfig(lr=0.1))
+    assert FineTuneConfig(train={"epochs": 5}, epochs=2).train == TrainConfig(epochs=5)
+    assert SISAConfig(aggregator_train={"lr": 0.5}).aggregator_train == TrainConfig(lr=0.5)
+    assert IFRUConfig(solver={"tol": 0.1}).solver == SolverConfig(tol=0.1)
+    with pytest.raises(ValueError, match=re.escape("RetrainConfig.train: unknown field(s) bogus (known: epochs,")):
+        RetrainConfig(train={"bogus": 1})
+    with pytest.raises(ValueError, match=re.escape("FineTuneConfig.train: TrainConfig.epochs: must be an int (got 2.5)")):
+        FineTuneConfig(train={"epochs": 2.5})
+    with pytest.raises(ValueError, match=re.escape("SISAConfig.aggregator_train: TrainConfig.lr: must be > 0")):
+        SISAConfig(aggregator_train={"lr": -1.0})
+
+
+def test_values_are_converted_as_build_config_converts_them():
+    config = TrainConfig(lr=1)
+    assert type(config.lr) is float and config == build_config(TrainConfig, {"lr": 1})
+    assert IFRUConfig(prune=[1, 0.5]).prune == (1.0, 0.5)  # a list, as JSON gives a tuple back
+    assert UnlearnRecConfig(request_ratio=[0.1, 0.2]).request_ratio == (0.1, 0.2)
+
+
+@pytest.mark.parametrize("config", [
+    TrainConfig(), RetrainConfig(), FineTuneConfig(), SISAConfig(), RecEraserConfig(), UnlearnRecConfig(),
+    IFRUConfig(), IFRUConfig.paper(), IFRUConfig.newton(2), IFRUConfig.newton(1, prune=(1.0, 0.5, 0.1)),
+    SISAConfig(TrainConfig(epochs=3), num_shards=4, aggregation="attention", aggregator_train=TrainConfig(lr=0.5)),
+    UnlearnRecConfig(encoder_layers=2, finetune_lr=1e-2, max_loss_increase=None),
+], ids=lambda config: type(config).__name__)
+def test_defaults_and_presets_build_and_come_back_from_json(config):
+    stored = json.loads(json.dumps(dataclasses.asdict(config)))
+    assert type(config)(**stored) == config
+    assert build_config(type(config), stored) == config
+
+
+def test_stored_hyperparameters_still_load():
+    for hparams in (default_hparams("mf"), default_hparams("lightgcn", training="stationary"),
+                    default_hparams("sgl", "synthetic")):
+        assert Hyperparameters(**json.loads(json.dumps(hparams.as_dict()))) == hparams
+
+
+def test_build_config_still_parses_command_line_strings():
+    assert build_config(RetrainConfig, {"train.lr": "1e-3", "train.epochs": "5", "seed": "2", "warm_start": "yes"}) \
+        == RetrainConfig(TrainConfig(epochs=5, lr=1e-3), seed=2, warm_start=True)
+    config = build_config(IFRUConfig, {"prune": "1,0.5", "hops": "none", "newton.steps": "3", "solver.damping": "0"})
+    assert (config.prune, config.hops, config.newton.steps, config.solver.damping) == ((1.0, 0.5), None, 3, 0.0)
+    assert build_config(UnlearnRecConfig, {"request_ratio": "0.1,0.2"}).request_ratio == (0.1, 0.2)
+    assert build_config(SISAConfig, {"attention_dim": "none", "num_shards": "4"}).num_shards == 4
+    with pytest.raises(ValueError, match=re.escape("TrainConfig.lr: must be finite (got nan)")):
+        build_config(TrainConfig, {"lr": "nan"})
+    with pytest.raises(ValueError, match=re.escape("RetrainConfig.train: TrainConfig.lr: must be finite (got inf)")):
+        build_config(RetrainConfig, {"train.lr": "inf"})
