@@ -390,7 +390,7 @@ def cmd_demo(args) -> int:
     figure = _plot(results)
     files = {"results.json": lambda path: write_json(path, {"options": options, "runs": results})}
     if figure is not None:
-        files["demo.png"] = lambda path: atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=120))
+        files["demo.png"] = lambda path: atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=120))
     written = _publish(out, files)
     print("wrote " + " and ".join(map(str, written)) + ("" if figure else " (install matplotlib for a plot)"))
     return 0

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,12 +64,12 @@ class Hyperparameters:
         check_fields(self, {"model": (self.model in MODELS, f"unknown model; known: {', '.join(sorted(MODELS))}"),
                             "embedding_dim": (self.embedding_dim >= 1, "must be >= 1"),
                             "num_layers": (self.num_layers >= 0, "must be >= 0"), "l2": (self.l2 >= 0, "must be >= 0"),
-                            "loss": (self.loss in LOSSES, f"one of {', '.join(LOSSES)}")})
+                            "loss": (self.loss in LOSSES, f"one of {', '.join(LOSSES)}"),
+                            "ssl_weight": (self.ssl_weight is None or (self.model in CONTRASTIVE
+                                                                         and self.ssl_weight >= 0),
+                                           f"None, or a weight >= 0 for {', '.join(CONTRASTIVE)}")})
         if self.model in CONTRASTIVE and self.loss != "bpr":
             raise ValueError(f"Hyperparameters.loss: {self.model} trains with bpr (got {self.loss!r})")
-        weight = self.ssl_weight
-        check_fields(self, {"ssl_weight": (weight is None or (self.model in CONTRASTIVE and 0 <= weight < math.inf),
-                                           f"None, or a finite weight >= 0 for {', '.join(CONTRASTIVE)}")})
 
     def build_model(self, num_users: int, num_items: int, seed: int = 0) -> Recommender:
         """A freshly initialised model (from a private generator seeded with ``seed``)."""

@@ -123,8 +123,8 @@ def test_fit_returns_self_and_unlearn_before_a_needed_fit_is_refused(small_plant
 def test_a_config_of_another_method_is_refused_by_name(small_planted):
     model, objective = MF(60, 40, 4), BCEObjective()
     for config in (TrainConfig(), SISAConfig(), "solver.tol=1e-4"):
-        with pytest.raises(TypeError, match=f"IFRU: config must be an instance of IFRUConfig, a dict of its options or None, "
-                                            f"got a {type(config).__name__}"):
+        with pytest.raises(TypeError, match=f"IFRU: config must be an instance of IFRUConfig, a dict of its options "
+                                            f"or None, got a {type(config).__name__}"):
             METHODS["ifru"](model, small_planted, objective, config)
 
 

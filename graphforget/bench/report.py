@@ -48,7 +48,13 @@ def _cell_seconds(result) -> float:
 
 
 def _title(result) -> str:
-    return f"{result.protocol} on {result.dataset}, {result.model}"
+    return f"{result.protocol} on {result.dataset}, {_model(result)}"
+
+
+def _model(result) -> str:
+    """The model's name, with its contrastive weight where the run set one (not the preset's)."""
+    weight = result.hparams.get("ssl_weight")
+    return result.model if weight is None else f"{result.model} (ssl_weight {weight:g})"
 
 
 def _intro(result, code: str = "`") -> str:
@@ -129,7 +135,7 @@ def plot(result, path: Path) -> Path | None:
                    yerr=[s.get("half_width") or 0 for s in stats], capsize=3)
             ax.set_xticks(range(len(stats)), labels, rotation=90, fontsize=7)
             ax.set_ylabel(key)
-    fig.suptitle(f"{result.protocol}: {result.dataset}, {result.model}")
+    fig.suptitle(f"{result.protocol}: {result.dataset}, {_model(result)}")
     fig.tight_layout()
     atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
     plt.close(fig)
@@ -188,7 +194,7 @@ def readme_table(results: list) -> str:
         variants = list(dict.fromkeys(json.dumps(g["variant"], sort_keys=True) for g in result.aggregates))
         for variant in variants:
             groups = {g["method"]: g for g in result.aggregates if json.dumps(g["variant"], sort_keys=True) == variant}
-            name = f"{result.protocol}{_readme_variant(json.loads(variant))}, {result.dataset}/{result.model}"
+            name = f"{result.protocol}{_readme_variant(json.loads(variant))}, {result.dataset}/{_model(result)}"
             lines.append(f"| {name} | " + " | ".join(_readme_cell(groups.get(m), figures) for m in methods) + " |")
     return "\n".join(lines) + "\n"
 
