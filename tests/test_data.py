@@ -273,6 +273,11 @@ def test_load_csv_keeps_ids_written_differently_apart(tmp_path):
     graph = load_csv(path, "u", "i")
     assert list(graph["user"].raw_id) == ["007", "7", "99999999999999999999"]  # three users, kept as strings
     assert torch.equal(graph["item"].raw_id, torch.tensor([3, 4]))  # plain integers still sort numerically
+    path.write_bytes(b"\xef\xbb\xbfu,i\n1,2\n")  # a spreadsheet's byte-order mark before the header
+    assert torch.equal(load_csv(path, "u", "i")["user"].raw_id, torch.tensor([1]))
+    path.write_bytes("u,i\nJosé,2\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"ratings.csv is not UTF-8 text \(invalid continuation byte\): save it as"):
+        load_csv(path, "u", "i")
     path.write_text("u, i, r\n1, 2, 5\n10 , 3, 4\n")  # spaces around the values (and in the header)
     graph = load_csv(path, "u", "i", "r")
     assert torch.equal(graph["user"].raw_id, torch.tensor([1, 10])) and torch.equal(graph["item"].raw_id,
@@ -740,12 +745,12 @@ def test_raw_loaders_reject_duplicate_pairs_naming_raw_ids(tmp_path):
     (tmp_path / "u.data").write_text("196\t242\t3\t881250949\n186\t302\t3\t891717742\n196\t242\t5\t881250950\n")
     with pytest.raises(ValueError) as err:
         load_movielens_100k(tmp_path)
-    assert "1 (user, item) pairs occur on several rows, the first (196, 242) (raw ids) on data rows 0 and 2" \
-        in str(err.value)
+    assert (f"{tmp_path / 'u.data'}: 1 (user, item) pairs occur on several rows, the first (196, 242) (raw ids) "
+            f"on data rows 1 and 3") in str(err.value)
     assert "duplicates='last'" in str(err.value)
     triples = tmp_path / "ratings_final.txt"
     triples.write_text("0\t7\t1\r\n0\t8\t0\r\n3\t8\t1\r\n0\t8\t1\r\n")
-    with pytest.raises(ValueError, match=r"1 \(user, item\) pairs .* the first \(0, 8\) .* rows 1 and 3"):
+    with pytest.raises(ValueError, match=r"ratings_final.txt: 1 \(user, item\) pairs .* the first \(0, 8\) .* rows 2 and 4"):
         load_labelled_triples(triples)
 
 

@@ -79,6 +79,12 @@ def test_edges_edited_in_place_after_construction_are_checked_again(graph):
     unlearner.graph[EDGE].edge_index[:, 1] = unlearner.graph[EDGE].edge_index[:, 0]  # pair 0 now stored twice
     with pytest.raises(ValueError, match="1 duplicated"):
         unlearner.unlearn(graph[EDGE].edge_index[:, 2:3])
+    fresh = planted_communities(num_users=U, num_items=I, num_communities=2, interactions_per_user=5, seed=0)
+    unlearner.graph = fresh
+    unlearner.unlearn(fresh[EDGE].edge_index[:, :1])
+    fresh["item"].num_nodes = I - 1  # the edges unchanged, their range not
+    with pytest.raises(ValueError, match=rf"item id {I - 1} at position \d+, outside \[0, num_items\)"):
+        unlearner.unlearn(fresh[EDGE].edge_index[:, :1])
 
 
 # --------------------------------------------------------------------------------------------- labels

@@ -91,13 +91,14 @@ def find_data_root(root: str | os.PathLike | None = None) -> Path | None:
     return shared if shared.is_dir() else None
 
 
-def _from_raw(users: np.ndarray, items: np.ndarray, labels: np.ndarray | None = None,
+def _from_raw(source: os.PathLike | str, users: np.ndarray, items: np.ndarray, labels: np.ndarray | None = None,
               extra: dict | None = None, keep_last: bool = False) -> HeteroData:
-    """Remaps raw ids to local ones and builds the graph; ``keep_last`` keeps the last row of a repeated pair."""
+    """Remaps the raw ids of the file ``source`` to local ones and builds the graph; ``keep_last`` keeps the last
+    row of a repeated pair."""
     user_raw, user = np.unique(users, return_inverse=True)
     item_raw, item = np.unique(items, return_inverse=True)
     if not keep_last:
-        _check_raw_pairs(user, item, user_raw, item_raw)
+        _check_raw_pairs(user, item, user_raw, item_raw, source)
     rows = _last_of_each_pair(user, item, len(item_raw)) if keep_last else slice(None)
     edge_index = torch.from_numpy(np.stack([user[rows], item[rows]]).astype(np.int64))
     label = None if labels is None else torch.from_numpy(labels[rows].astype(np.float32))
@@ -109,17 +110,19 @@ def _from_raw(users: np.ndarray, items: np.ndarray, labels: np.ndarray | None = 
     return data
 
 
-def _check_raw_pairs(user: np.ndarray, item: np.ndarray, user_raw: np.ndarray, item_raw: np.ndarray) -> None:
-    """Raises ``ValueError`` naming, in raw ids, the number of repeated pairs and the first one."""
+def _check_raw_pairs(user: np.ndarray, item: np.ndarray, user_raw: np.ndarray, item_raw: np.ndarray,
+                     source: os.PathLike | str) -> None:
+    """Raises ``ValueError`` naming the file, the number of repeated pairs and the first one in raw ids, with the
+    data rows it is on (1-based; the header, blank and comment lines are not counted)."""
     keys = pair_keys(np.stack([user, item]).astype(np.int64), len(item_raw))
     _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     repeated = counts > 1
     if not repeated.any():
         return
     rows = np.flatnonzero(inverse == inverse[np.flatnonzero(repeated[inverse])[0]])
-    raise ValueError(f"{int(repeated.sum())} (user, item) pairs occur on several rows, the first "
+    raise ValueError(f"{source}: {int(repeated.sum())} (user, item) pairs occur on several rows, the first "
                      f"({user_raw[user[rows[0]]]}, {item_raw[item[rows[0]]]}) (raw ids) on data rows "
-                     f"{rows[0]} and {rows[1]}; aggregate them first, e.g. keep the last rating "
+                     f"{rows[0] + 1} and {rows[1] + 1}; aggregate them first, e.g. keep the last rating "
                      f"(load_csv(..., duplicates='last') does)")
 
 
@@ -206,7 +209,7 @@ def load_movielens_100k(root: str | os.PathLike) -> HeteroData:
     root = Path(root)
     path = root / "u.data" if (root / "u.data").is_file() else root / "ml-100k" / "u.data"
     table = _read_int_table(path, ("user", "item", "rating", "timestamp"))
-    return _from_raw(table[:, 0], table[:, 1], table[:, 2], {"timestamp": table[:, 3]})
+    return _from_raw(path, table[:, 0], table[:, 1], table[:, 2], {"timestamp": table[:, 3]})
 
 
 def load_labelled_triples(path: str | os.PathLike) -> HeteroData:
@@ -224,7 +227,7 @@ def load_labelled_triples(path: str | os.PathLike) -> HeteroData:
     if path.is_dir():
         path = path / "ratings_final.txt" if (path / "ratings_final.txt").is_file() else path / "bookcrossing" / "ratings_final.txt"
     table = _read_int_table(path, ("user", "item", "label"))
-    data = _from_raw(table[:, 0], table[:, 1], table[:, 2])
+    data = _from_raw(path, table[:, 0], table[:, 1], table[:, 2])
     data[("user", "rates", "item")].observed = data[("user", "rates", "item")].edge_label > 0
     return data
 
@@ -312,22 +315,27 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
             the last row of each pair, e.g. the latest rating in a file sorted by time).
 
     Raises:
-        ValueError: for missing columns, an empty file, an unknown ``duplicates`` policy, or duplicated pairs
+        ValueError: for a file that is not UTF-8, missing columns, an empty file, an unknown ``duplicates``
+            policy, or duplicated pairs
             under ``"raise"``; ``FILE, line N: ...`` naming the column for a row without a value in a used column
             (shorter than the header, or an empty cell) or a label that is not a finite number.
     """
     if duplicates not in ("raise", "last"):
         raise ValueError(f"duplicates must be 'raise' or 'last', got {duplicates!r}")
-    with open(_require(Path(path)), newline="") as f:
-        reader = csv.DictReader(f, delimiter=delimiter, skipinitialspace=True)  # "user, item" too
-        missing = {user_col, item_col, label_col} - {None} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"columns {sorted(missing)} not in {path} (has {reader.fieldnames})")
-        rows = [_csv_row(path, reader.line_num, row, user_col, item_col, label_col) for row in reader]
+    try:  # utf-8-sig: the byte-order mark spreadsheets write would otherwise join the first column's name
+        with open(_require(Path(path)), newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f, delimiter=delimiter, skipinitialspace=True)  # "user, item" too
+            missing = {user_col, item_col, label_col} - {None} - set(reader.fieldnames or [])
+            if missing:
+                raise ValueError(f"columns {sorted(missing)} not in {path} (has {reader.fieldnames})")
+            rows = [_csv_row(path, reader.line_num, row, user_col, item_col, label_col) for row in reader]
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text ({error.reason}): save it as UTF-8") from None
     if not rows:
         raise ValueError(f"{path} holds no rows")
     users, items, labels = (np.asarray(col) for col in zip(*rows))
-    return _from_raw(_as_ids(users), _as_ids(items), labels.astype(np.float32), keep_last=duplicates == "last")
+    return _from_raw(path, _as_ids(users), _as_ids(items), labels.astype(np.float32),
+                     keep_last=duplicates == "last")
 
 
 def _csv_row(path: str | os.PathLike, number: int, row: dict, user_col: str, item_col: str,

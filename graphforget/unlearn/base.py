@@ -97,22 +97,24 @@ class Unlearner:
                             f"its options or None, got a {type(config).__name__}")
         self.config = config if isinstance(config, self.Config) else build_config(self.Config, config)
         self.fitted, self.fit_seconds, self.fit_info = not self.needs_fit, 0.0, {}
-        self._checked_edges: list = []  # (object, version): the objective and edges the last checks passed on
+        self._checked_edges: list = []  # (object, version): the objective, node counts and edges the checks passed on
         self._check_graph()
         check_finite(model)  # also here: the sharded methods train from it in fit()
 
     def _check_graph(self) -> None:
         """The checks where model, graph and objective meet (see the class docstring). Those that read every
-        edge (labels, duplicates; a sort of all pairs) run again only when the edges changed since they passed."""
-        check_interactions(self.graph)  # cheap (no sort): every call, before anything indexes with the edges
-        check_model_fits(self.model, self.graph)
-        store = self.graph[EDGE]
-        state = [(self.objective, None)] + versions(store.edge_index, store.get("edge_label"))
-        if unchanged(state, self._checked_edges):
-            return
-        self.objective.check(self.graph)
-        check_unique_pairs(store.edge_index, num_items(self.graph), "the training graph")
-        self._checked_edges = state
+        edge (ids in range, labels, duplicates: a sort of all pairs) run again only when the objective, the node
+        counts or the edges changed since they passed."""
+        graph = self.graph
+        edges = graph[EDGE] if EDGE in graph.edge_types else {}  # indexing a missing store would create it
+        state = [(self.objective, graph.collect("num_nodes", allow_empty=True))] + versions(
+            *(edges.get(key) for key in ("edge_index", "edge_label", "observed")))
+        if not unchanged(state, self._checked_edges):
+            check_interactions(graph)
+            self.objective.check(graph)
+            check_unique_pairs(graph[EDGE].edge_index, num_items(graph), "the training graph")
+            self._checked_edges = state
+        check_model_fits(self.model, graph)
 
     def fit(self) -> "Unlearner":
         """Prepares the method before any request (see the class docstring); returns ``self``."""
