@@ -166,7 +166,8 @@ def versions(*tensors: Tensor | None) -> list:
 
 def unchanged(state: list, checked: list) -> bool:
     """Whether ``state`` holds the very objects of ``checked`` (identity: a replaced tensor or objective differs)
-    at the same versions (``Tensor._version`` counts in-place writes)."""
+    with equal second entries: a tensor's version (``Tensor._version`` counts in-place writes), or any value
+    compared by ``==`` (the node counts kept beside the objective)."""
     return len(state) == len(checked) and all(t is u and v == w for (t, v), (u, w) in zip(state, checked))
 
 
