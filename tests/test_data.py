@@ -575,10 +575,12 @@ def test_remove_edges(random_graph):
 
 
 @pytest.mark.parametrize("request_, message", [
-    (torch.tensor([[0], [99]]), "unknown"),          # item id out of range
-    (torch.tensor([[20], [0]]), "unknown"),          # user id out of range
-    (torch.tensor([[-1], [0]]), "unknown"),          # negative id
-    ("dup", "duplicate"),
+    (torch.tensor([[0], [99]]), r"1 pairs with unknown ids, the first \(0, 99\) at position 0; the graph's "
+                                r"users are 0..19 and its items 0..14"),  # item id out of range
+    (torch.tensor([[0, 20], [0, 0]]), r"the first \(20, 0\) at position 1"),  # user id out of range
+    (torch.tensor([[-1], [0]]), r"unknown ids, the first \(-1, 0\)"),       # negative id
+    ("dup", r"request holds 1 duplicated \(user, item\) pairs, the first .* at positions 0 and 2; ask for each "
+            r"pair once"),
     ("absent", "not edges"),
     (torch.zeros(3, 2, dtype=torch.long), "shape"),
     (torch.zeros(4, dtype=torch.long), "shape"),
@@ -723,8 +725,19 @@ def test_planted_communities_carry_signal():
     assert 0.7 < float(same.float().mean()) < 0.9  # p_in = 0.8
     again = planted_communities(num_users=200, num_items=120, num_communities=4, interactions_per_user=20, seed=1)
     assert torch.equal(again[EDGE].edge_index, ei) and torch.equal(again[EDGE].edge_label, label)
-    with pytest.raises(ValueError, match="interactions_per_user"):
+    with pytest.raises(ValueError, match=r"interactions_per_user \(5\) .* 20 // 4 = 5\)"):
         planted_communities(num_users=10, num_items=20, num_communities=4, interactions_per_user=5)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("num_users", 0, "num_users must be a positive int, got 0"),
+    ("num_communities", 2.0, "num_communities must be a positive int, got 2.0"),
+    ("p_in", 1.5, r"p_in must be a probability in \[0, 1\], got 1.5"),
+    ("like_out", float("nan"), r"like_out must be a probability in \[0, 1\], got nan"),
+])
+def test_planted_communities_refuses_bad_sizes_naming_the_field(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        planted_communities(**{"num_users": 10, "num_items": 40, "interactions_per_user": 5, field: value})
 
 
 # --------------------------------------------------------------------------------------------- integrity

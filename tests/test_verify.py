@@ -283,7 +283,7 @@ def test_bad_input_is_a_value_error(planted):
         (lambda: matched_non_members(planted, request.float()), "integer"),
         (lambda: matched_non_members(planted, request > 0), "integer"),
         (lambda: matched_non_members(planted, torch.zeros(2, 0, dtype=torch.long)), "empty"),
-        (lambda: matched_non_members(planted, torch.tensor([[0], [80]])), "unknown user or item ids"),
+        (lambda: matched_non_members(planted, torch.tensor([[0], [80]])), "unknown ids, the first (0, 80)"),
         (lambda: matched_non_members(planted, torch.tensor([[-1], [0]])), "unknown"),
         (lambda: matched_non_members(remaining, request), "graph before the deletion"),
         (lambda: matched_non_members(planted, request, num_buckets=0), "num_buckets"),

@@ -209,7 +209,12 @@ def pairs_of_keys(keys: Tensor, num_items: int) -> Tensor:
     return torch.stack([keys // num_items, keys % num_items])
 
 
-def check_unique_pairs(edge_index: Tensor, num_items: int, what: str = "the graph") -> None:
+#: What :func:`check_unique_pairs` tells the owner of a graph with a repeated pair.
+STORE_ONCE = ("each pair must be stored once (deleting it would leave the other copy): aggregate them first, "
+              "e.g. keep the last rating")
+
+
+def check_unique_pairs(edge_index: Tensor, num_items: int, what: str = "the graph", advice: str = STORE_ONCE) -> None:
     """Raises ``ValueError`` when a (user, item) pair occurs more than once in ``edge_index [2, E]``.
 
     The message names the number of duplicated pairs and the first one in storage order.
@@ -218,6 +223,7 @@ def check_unique_pairs(edge_index: Tensor, num_items: int, what: str = "the grap
         edge_index: ``[2, E]`` (user, item) local ids.
         num_items: the item count (for the pair key).
         what: how the message names ``edge_index``.
+        advice: what the message asks for.
     """
     if edge_index.size(1) < 2:
         return
@@ -229,8 +235,7 @@ def check_unique_pairs(edge_index: Tensor, num_items: int, what: str = "the grap
     user, item = edge_index[:, first].tolist()
     copies = (inverse == inverse[first]).nonzero().flatten()[:2].tolist()
     raise ValueError(f"{what} holds {int(repeated.sum())} duplicated (user, item) pairs, the first ({user}, {item}) "
-                     f"at positions {copies[0]} and {copies[1]}; each pair must be stored once (deleting it would "
-                     f"leave the other copy): aggregate them first, e.g. keep the last rating")
+                     f"at positions {copies[0]} and {copies[1]}; {advice}")
 
 
 def validate_pairs(graph: HeteroData, pairs: Tensor) -> Tensor:
@@ -253,12 +258,14 @@ def validate_pairs(graph: HeteroData, pairs: Tensor) -> Tensor:
     if pairs.is_meta:
         raise ValueError("a request on the meta device holds no ids: build it on the CPU or the graph's device")
     pairs = pairs.long()
-    if pairs.numel():
-        if pairs.min() < 0 or pairs[0].max() >= num_users(graph) or pairs[1].max() >= num_items(graph):
-            raise ValueError("request holds unknown user or item ids")
-        keys = pair_keys(pairs, num_items(graph))
-        if keys.unique().numel() != keys.numel():
-            raise ValueError("request holds duplicate (user, item) pairs")
+    users, items = num_users(graph), num_items(graph)
+    unknown = (pairs[0] < 0) | (pairs[0] >= users) | (pairs[1] < 0) | (pairs[1] >= items)
+    if bool(unknown.any()):
+        first = int(unknown.nonzero()[0])
+        user, item = pairs[:, first].tolist()
+        raise ValueError(f"request holds {int(unknown.sum())} pairs with unknown ids, the first ({user}, {item}) at "
+                         f"position {first}; the graph's users are 0..{users - 1} and its items 0..{items - 1}")
+    check_unique_pairs(pairs, items, "request", "ask for each pair once")
     return pairs
 
 

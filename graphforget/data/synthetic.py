@@ -33,8 +33,8 @@ def planted_communities(num_users: int = 600, num_items: int = 400, num_communit
     with ``like_out``. Labels therefore carry a learnable signal, so flipped labels measurably hurt and
     unlearning them measurably helps.
     """
-    if interactions_per_user >= num_items // num_communities:
-        raise ValueError("interactions_per_user must be below the community size")
+    _check_communities(num_users, num_items, num_communities, interactions_per_user,
+                       {"p_in": p_in, "like_in": like_in, "like_out": like_out})
     gen = torch.Generator().manual_seed(seed)
     user_comm = torch.randint(num_communities, (num_users,), generator=gen)
     item_comm = torch.arange(num_items) % num_communities
@@ -52,6 +52,22 @@ def planted_communities(num_users: int = 600, num_items: int = 400, num_communit
     data["item"].community = item_comm
     return data
 
+
+
+def _check_communities(num_users: int, num_items: int, num_communities: int, interactions_per_user: int,
+                       probabilities: dict[str, float]) -> None:
+    """Refuses sizes that leave a user too few in-community items, naming the field and its value."""
+    for name, value in {"num_users": num_users, "num_items": num_items, "num_communities": num_communities,
+                        "interactions_per_user": interactions_per_user}.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    for name, value in probabilities.items():
+        if not 0 <= value <= 1:
+            raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+    size = num_items // num_communities
+    if interactions_per_user >= size:
+        raise ValueError(f"interactions_per_user ({interactions_per_user}) must be below the community size "
+                         f"(num_items // num_communities = {num_items} // {num_communities} = {size})")
 
 def power_law_interactions(num_edges: int, num_users: int | None = None, num_items: int | None = None,
                            user_exponent: float = GOWALLA_SHAPE["user_exponent"],

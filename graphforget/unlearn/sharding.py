@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
 from ..distributed import gather_results, my_jobs
-from ..data.interactions import EDGE, edge_subgraph, num_items, num_users, pair_keys
+from ..data.interactions import EDGE, check_unique_pairs, edge_subgraph, num_items, num_users, pair_keys
 from ..models.base import Recommender
 from ..objectives import Objective
 from ..train import NoSignalWarning, TrainConfig, TrainResult, chance_level, train
@@ -190,10 +190,8 @@ class ShardedRecommender(Recommender):
                              f"and {list(shard_of.shape)}")
         if shard_of.numel() and (shard_of.min() < 0 or shard_of.max() >= len(shards)):
             raise ValueError(f"shard ids must be in [0, {len(shards)})")
-        keys = pair_keys(edge_index, self.num_items)
-        keys, order = torch.sort(keys)
-        if keys.numel() > 1 and bool((keys[1:] == keys[:-1]).any()):
-            raise ValueError("edge_index holds duplicate (user, item) pairs")
+        check_unique_pairs(edge_index, self.num_items, "edge_index")
+        keys, order = torch.sort(pair_keys(edge_index, self.num_items))
         self.register_buffer("pair_keys", keys)
         self.register_buffer("pair_shard", shard_of.to(keys.device)[order])
         if isinstance(aggregation, ShardAttention):
