@@ -23,7 +23,6 @@ import os
 import re
 import sys
 import tempfile
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -885,8 +884,6 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"graphforget: error: --threads must be >= 0, got {args.threads}")
         if args.threads:
             torch.set_num_threads(args.threads)
-        # torch's notices about its beta sparse CSR support (LightGCN's adjacency) are noise to a user.
-        warnings.filterwarnings("ignore", message="Sparse (CSR tensor support|invariant checks)")
         return args.func(args)
     except UsageError as error:
         if debug:

@@ -169,3 +169,35 @@ def test_raw_ids_survive_every_edge_edit_and_unlearning(graph):
         assert torch.equal(out["user"].raw_id, source["user"].raw_id), name
         assert torch.equal(out["item"].raw_id, source["item"].raw_id), name
     assert outputs["ifru"][EDGE].edge_index.size(1) == graph[EDGE].edge_index.size(1) - request.size(1)
+
+
+# --------------------------------------------------------------------------------------------- quiet
+
+QUIET_SCRIPT = """
+import warnings
+warnings.simplefilter("always")
+import torch
+from graphforget.data import attack_flip, planted_communities
+from graphforget.models import MF, LightGCN
+from graphforget.objectives import BCEObjective, BPRObjective
+from graphforget.unlearn import IFRU, UnlearnRec, UnlearnRecConfig
+graph = planted_communities(num_users=30, num_items=24, num_communities=2, interactions_per_user=6, seed=0)
+graph, request = attack_flip(graph, ratio=0.1, seed=0)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    for model in (MF(30, 24, 4), LightGCN(30, 24, 4)):
+        model.reset_parameters(0)
+        IFRU(model, graph, BCEObjective(l2=1.0)).unlearn(request)
+    config = UnlearnRecConfig(pretrain_epochs=1, finetune_epochs=1, batch_size=0)
+    UnlearnRec(model, graph, BPRObjective(l2=1.0), config).fit().unlearn(request)
+print([str(w.message) for w in caught if "Sparse" in str(w.message)])
+"""
+
+
+def test_csr_tensors_are_built_without_torch_notices_to_the_user():
+    # torch's CSR notices fire once per process: a fresh interpreter sees whether any reaches the caller.
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", QUIET_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout

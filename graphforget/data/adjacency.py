@@ -3,6 +3,7 @@ CSR matrix over homogeneous node ids (users ``0..U-1``, items ``U..U+I-1``), and
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -13,11 +14,21 @@ from torch_geometric.utils import to_torch_csr_tensor
 
 from .interactions import EDGE, bipartite_to_homogeneous, num_items, num_users, propagation_edges
 
-__all__ = ["PROPAGATION_KEYS", "bipartite_adjacency", "normalized_adjacency", "AdjacencyCache", "hold_graph"]
+__all__ = ["PROPAGATION_KEYS", "bipartite_adjacency", "normalized_adjacency", "AdjacencyCache", "hold_graph",
+           "quiet_csr"]
 
 #: The per-edge attributes of :data:`~graphforget.data.EDGE` that :func:`normalized_adjacency` reads
 #: (through :func:`~graphforget.data.propagation_edges`).
 PROPAGATION_KEYS = ("edge_index", "observed", "edge_weight")
+
+
+@contextlib.contextmanager
+def quiet_csr() -> Iterator[None]:
+    """Builds sparse CSR tensors without torch's notices (its CSR support is in beta; invariant checks are
+    off unless asked for), which address torch's users, not ours: our indices are built, not given."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse (CSR tensor support|invariant checks)")
+        yield
 
 
 def bipartite_adjacency(edge_index: Tensor, edge_weight: Tensor, num_users: int, num_items: int,
@@ -28,8 +39,9 @@ def bipartite_adjacency(edge_index: Tensor, edge_weight: Tensor, num_users: int,
     if like is not None:
         edge_index, edge_weight = edge_index.to(like.device), edge_weight.to(like)
     size = num_users + num_items
-    return to_torch_csr_tensor(bipartite_to_homogeneous(edge_index, num_users), torch.cat([edge_weight, edge_weight]),
-                               size=(size, size))
+    with quiet_csr():
+        return to_torch_csr_tensor(bipartite_to_homogeneous(edge_index, num_users),
+                                   torch.cat([edge_weight, edge_weight]), size=(size, size))
 
 
 def normalized_adjacency(graph: HeteroData, like: Tensor | None = None) -> Tensor:

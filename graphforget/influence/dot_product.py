@@ -24,6 +24,7 @@ from torch.func import functional_call
 from torch_geometric.data import HeteroData
 from torch_geometric.index import index2ptr
 
+from ..data.adjacency import quiet_csr
 from ..data.interactions import EDGE, num_items, num_users, pair_keys, pairs_of_keys, propagation_edges
 from ..objectives import Objective
 from .hvp import NodeRows
@@ -225,13 +226,15 @@ class _PairMatrix:
 
     def dot(self, a: Tensor, b: Tensor) -> Tensor:
         """``[P]``: :math:`\\langle a_u, b_i \\rangle` for every pair."""
-        pattern = torch.sparse_csr_tensor(self.crow, self.cols, self.ones.to(a.dtype), self.shape)
+        with quiet_csr():
+            pattern = torch.sparse_csr_tensor(self.crow, self.cols, self.ones.to(a.dtype), self.shape)
         return torch.sparse.sampled_addmm(pattern, a, b.t(), beta=0.0).values()[self.slot]
 
     def weighted_sums(self, weight: Tensor, b: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
         """``(sum_i w_ui b_i per user, sum_u w_ui a_u per item)`` for per-pair weights ``[P]``."""
         values = torch.zeros(self.cols.numel(), dtype=weight.dtype, device=weight.device).index_add_(
             0, self.slot, weight)
-        by_user = torch.sparse_csr_tensor(self.crow, self.cols, values, self.shape)
-        by_item = torch.sparse_csr_tensor(self.crow_t, self.cols_t, values[self.order_t], self.shape[::-1])
+        with quiet_csr():
+            by_user = torch.sparse_csr_tensor(self.crow, self.cols, values, self.shape)
+            by_item = torch.sparse_csr_tensor(self.crow_t, self.cols_t, values[self.order_t], self.shape[::-1])
         return by_user @ b, by_item @ a

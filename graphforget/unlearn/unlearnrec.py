@@ -43,6 +43,7 @@ from torch.nn.utils import parametrize
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import to_torch_csr_tensor
 
+from ..data.adjacency import quiet_csr
 from ..data.interactions import EDGE, bipartite_to_homogeneous, num_items, num_users, symmetric_edge_weight, \
     without_edges
 from ..clock import Stopwatch
@@ -199,7 +200,8 @@ class InfluenceEncoder(nn.Module):
         x = self.h0 - self.alpha * (self.withdraw * final)
         size = (x.size(0), x.size(0))
         # The dependency matrix is symmetric: LightGCN's propagation engine (one sparse product a layer).
-        adjacency = to_torch_csr_tensor(edge_index.to(x.device), edge_weight.to(x), size=size)
+        with quiet_csr():
+            adjacency = to_torch_csr_tensor(edge_index.to(x.device), edge_weight.to(x), size=size)
         delta = layer_sum(adjacency, x, self.num_layers)
         if self.restrict_to_request and node_mask is not None:
             delta = delta * node_mask[:, None].to(delta.dtype)
