@@ -32,7 +32,7 @@ from . import __version__
 from .data import EDGE, find_data_root, remove_edges
 from .config import describe
 from .io import atomic_write, to_jsonable, write_json
-from .metrics import evaluate_auc
+from .metrics import auc_standard_error, evaluate_auc
 from .models import MODELS, load_model, save_model
 from .presets import TRAININGS, Hyperparameters, default_hparams
 from .protocols.attack import AUC_KEYS, DATASET_NAMES, AttackData, prepare_attack_data, run_attack
@@ -385,6 +385,10 @@ def cmd_demo(args) -> int:
                         ("auc_2", "auc_2"), ("completeness", "completeness (0/1/2)"), ("seconds", "seconds")]))
     print("\nseconds: training for the original, the unlearning call for the methods; completeness = "
           "(method - original) / (retrain - original) per AUC.")
+    for model_name, result in zip(args.model, results):
+        note = _noise_note(model_name, result, data.split.test)
+        if note:
+            print(note)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="graphforget-demo-"))  # empty: replaced
     figure = _plot(results)
     files = {"results.json": lambda path: write_json(path, {"options": options, "runs": results})}
@@ -474,6 +478,20 @@ def _row(model: str, method: str, metrics: dict, complete: dict | None, seconds:
     row["completeness"] = "-" if complete is None else " / ".join(_fmt(complete[k], pct=True) for k in AUC_KEYS)
     return row
 
+
+
+def _noise_note(model: str, result: dict, test) -> str | None:
+    """A note when Retrain moved AUC_0 by less than the standard error of an AUC on the test pairs: the attack
+    barely hurt the model, and completeness, a ratio to that change, is noise."""
+    labels = test[EDGE].edge_label
+    positive = int((labels > 0.5).sum())
+    original, retrain = result["original"]["auc_0"], result["methods"]["retrain"]["auc_0"]
+    error = auc_standard_error(original, positive, labels.numel() - positive)
+    if abs(retrain - original) >= error:
+        return None
+    return (f"note ({model}): Retrain moves AUC_0 by {retrain - original:+.4f}, less than the standard error of an "
+            f"AUC on these {labels.numel()} test pairs ({error:.4f}): the attack barely hurt this model, so its "
+            f"completeness figures are noise.")
 
 def _plot(results: list[dict]):
     """AUC_0/1/2 of every model and method as grouped bars (a matplotlib ``Figure``); ``None`` without matplotlib.

@@ -8,7 +8,7 @@ from torch_geometric.metrics import LinkPredNDCG, LinkPredRecall
 
 from .data.interactions import EDGE, message_passing_edges, num_items, num_users
 
-__all__ = ["auc", "auc_groups", "completeness", "evaluate_auc", "recall_ndcg_at_k", "mean_probability",
+__all__ = ["auc", "auc_standard_error", "auc_groups", "completeness", "evaluate_auc", "recall_ndcg_at_k", "mean_probability",
            "mi_bf", "mi_ng", "prediction_distance", "parameter_distance"]
 
 
@@ -30,6 +30,27 @@ def auc(scores: Tensor, labels: Tensor) -> float:
     ranks = torch.empty_like(avg_rank)
     ranks[order] = avg_rank
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+
+def auc_standard_error(auc_value: float, num_positive: int, num_negative: int) -> float:
+    """Hanley and McNeil's standard error of an AUC estimated on ``num_positive`` positive and ``num_negative``
+    negative pairs (Radiology 143, 1982), which treats the scores as exponentially distributed:
+
+    .. math:: \\mathrm{SE}^2 = \\frac{A(1-A) + (n_1 - 1)(Q_1 - A^2) + (n_2 - 1)(Q_2 - A^2)}{n_1 n_2},
+        \\quad Q_1 = \\frac{A}{2 - A},\\ Q_2 = \\frac{2A^2}{1 + A}
+
+    Raises:
+        ValueError: a class without pairs, or an AUC outside ``[0, 1]``.
+    """
+    if num_positive < 1 or num_negative < 1:
+        raise ValueError(f"an AUC needs both classes, got {num_positive} positive and {num_negative} negative pairs")
+    if not 0 <= auc_value <= 1:
+        raise ValueError(f"an AUC lies in [0, 1], got {auc_value}")
+    a = auc_value
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    variance = (a * (1 - a) + (num_positive - 1) * (q1 - a * a) + (num_negative - 1) * (q2 - a * a))
+    return (variance / (num_positive * num_negative)) ** 0.5
 
 
 def auc_groups(scores: Tensor, test_edges: Tensor, labels: Tensor, request: Tensor | None) -> dict[str, float]:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from graphforget.cli import UsageError, main, parse_options
-from graphforget.data import EDGE, num_items, num_users, remove_edges
+from graphforget.cli import UsageError, _noise_note, main, parse_options
+from graphforget.data import EDGE, make_interactions, num_items, num_users, remove_edges
 from graphforget.io import to_jsonable
 from graphforget.metrics import evaluate_auc
 from graphforget.models import load_model
@@ -206,6 +206,25 @@ def test_demo_without_data_says_it_uses_synthetic_data(capsys, tmp_path, monkeyp
     assert code == 0
     assert "ML-100K not found, using SYNTHETIC data" in out
     assert json.loads((tmp_path / "o" / "results.json").read_text())["runs"][0]["dataset"] == "synthetic"
+
+
+
+def test_demo_notes_a_retrain_gain_below_the_auc_standard_error():
+    # 60 positive and 40 negative test pairs: at AUC 0.8, Hanley and McNeil's standard error is 0.0433.
+    test = make_interactions(torch.stack([torch.arange(100), torch.zeros(100, dtype=torch.long)]),
+                             (torch.arange(100) < 60).float(), 100, 1)
+    a = 0.8
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    error = math.sqrt((a * (1 - a) + 59 * (q1 - a * a) + 39 * (q2 - a * a)) / (60 * 40))
+    assert error == pytest.approx(0.0433, abs=1e-4)
+
+    def result(retrain):
+        return {"original": {"auc_0": a}, "methods": {"retrain": {"auc_0": retrain}}}
+    note = _noise_note("mf", result(a + 0.02), test)
+    assert note.startswith("note (mf): Retrain moves AUC_0 by +0.0200, less than the standard error of an AUC on "
+                           "these 100 test pairs (0.0433)")
+    assert _noise_note("mf", result(a - 0.04), test) is not None
+    assert _noise_note("mf", result(a + 0.05), test) is None and _noise_note("mf", result(a - 0.05), test) is None
 
 
 def _has_matplotlib() -> bool:

@@ -9,7 +9,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from graphforget.data import EDGE, make_interactions
-from graphforget.metrics import (auc, auc_groups, completeness, evaluate_auc, mean_probability, mi_bf, mi_ng,
+from graphforget.metrics import (auc, auc_groups, auc_standard_error, completeness, evaluate_auc, mean_probability, mi_bf, mi_ng,
                                  parameter_distance, prediction_distance, recall_ndcg_at_k)
 from helpers import hand_mf
 from graphforget.models import MF
@@ -47,6 +47,26 @@ def test_auc_edge_cases():
     assert auc(torch.tensor([0.5, 0.5, 0.5]), torch.tensor([0., 1., 1.])) == 0.5
     assert math.isnan(auc(torch.tensor([0.1, 0.2]), torch.tensor([1., 1.])))
     assert math.isnan(auc(torch.tensor([0.1, 0.2]), torch.tensor([0., 0.])))
+
+
+
+def test_auc_standard_error_is_the_exact_null_variance_and_matches_simulation():
+    # With no signal, Q1 = Q2 = 1/3 exactly and the formula is the Mann-Whitney null variance.
+    for n_pos, n_neg in [(1, 1), (30, 50), (400, 7)]:
+        assert auc_standard_error(0.5, n_pos, n_neg) ** 2 == pytest.approx((n_pos + n_neg + 1) / (12 * n_pos * n_neg))
+    # Exponential scores (the model it assumes): negatives Exp(1), positives Exp(1/A - 1), so P(pos > neg) = A.
+    gen, a, n_pos, n_neg = torch.Generator().manual_seed(0), 0.8, 30, 50
+    values = []
+    for _ in range(3000):
+        positive = torch.empty(n_pos).exponential_(1 / a - 1, generator=gen)
+        negative = torch.empty(n_neg).exponential_(1.0, generator=gen)
+        values.append(auc(torch.cat([positive, negative]), torch.cat([torch.ones(n_pos), torch.zeros(n_neg)])))
+    simulated = torch.tensor(values)
+    assert float(simulated.mean()) == pytest.approx(a, abs=0.003)
+    assert float(simulated.std()) == pytest.approx(auc_standard_error(a, n_pos, n_neg), rel=0.05)
+    for bad in [(0.7, 0, 5), (0.7, 5, 0), (1.2, 5, 5), (float("nan"), 5, 5)]:
+        with pytest.raises(ValueError):
+            auc_standard_error(*bad)
 
 
 def test_auc_groups_against_a_loop():
