@@ -418,7 +418,7 @@ def cmd_bench(args) -> int:
     params = parse_params(args.protocol, parse_options(args.param or []), args.quick)
     source = _bench_source(args)
     hparams = bench_hparams(args.model, source.name, args.protocol)
-    hparams = hparams.replace({"train.epochs": args.epochs}, ssl_weight=args.ssl_weight)
+    hparams = hparams.replace({"train.epochs": args.epochs}, ssl_weight=args.ssl_weight, l2=args.l2)
     result = run_bench(args.protocol, source, args.model, methods, args.seeds, args.quick, out, params=params,
                        options=options, hparams=hparams, device=args.device, progress=not args.quiet)
     cached = sum(record["cached"] for record in result.cells)
@@ -884,6 +884,8 @@ def _add_bench_parser(sub) -> None:
     p.add_argument("--epochs", type=_positive, help="maximum training epochs (default: the preset's)")
     p.add_argument("--ssl-weight", type=float, help="the contrastive weight of sgl and simgcl (default: the preset's, "
                    "0.1 and 0.2)")
+    p.add_argument("--l2", type=float, help="L2 strength of the objective (default: the preset's; 0 for a model "
+                   "trained the ordinary way)")
     p.add_argument("--out", required=True, help="output directory (the cell cache lives in OUT/cells)")
     p.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cuda (default: cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -252,6 +252,11 @@ def test_cli_bench(tmp_path, capsys):
     assert cli.main(argv) == 0
     assert "4 cells (4 read from the cache)" in capsys.readouterr().out
     assert cli.main(["bench", "--protocol", "stream", "--param", "length", "--out", str(out)]) == 2
+    # Another L2 is another setting: new cells, and the reports name it.
+    assert cli.main(argv + ["--l2", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "4 cells (0 read from the cache)" in printed and "# stream on synthetic, mf (l2 0)" in printed
+    assert json.loads((out / "results.json").read_text())["hparams"]["l2"] == 0.0
 
 
 def test_runs_over_disjoint_seeds_share_the_cache(tmp_path):

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ..io import atomic_write, write_json
+from .harness import bench_hparams
 
 __all__ = ["COLUMNS", "markdown", "write_reports", "plot", "rst", "readme_table", "render_docs",
            "README_MARKERS"]
@@ -52,9 +53,11 @@ def _title(result) -> str:
 
 
 def _model(result) -> str:
-    """The model's name, with its contrastive weight where the run set one (not the preset's)."""
-    weight = result.hparams.get("ssl_weight")
-    return result.model if weight is None else f"{result.model} (ssl_weight {weight:g})"
+    """The model's name, with its contrastive weight and its L2 where the run set them (not the preset's)."""
+    changed = [] if result.hparams.get("ssl_weight") is None else [f"ssl_weight {result.hparams['ssl_weight']:g}"]
+    if result.hparams["l2"] != bench_hparams(result.model, result.dataset, result.protocol).l2:
+        changed.append(f"l2 {result.hparams['l2']:g}")
+    return f"{result.model} ({', '.join(changed)})" if changed else result.model
 
 
 def _intro(result, code: str = "`") -> str:
