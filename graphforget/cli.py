@@ -98,6 +98,7 @@ def _device(text: str) -> str:
 
 # --- shared pieces ------------------------------------------------------------------------------
 
+
 def _fingerprint(data: AttackData) -> str:
     """A hash of the attacked training graph and the request: rebuilt data must match it exactly."""
     digest = hashlib.sha256()
@@ -228,6 +229,7 @@ _TRAINING_HELP = ("early-stopped: mini-batch Adam, early stopping on validation 
 
 
 # --- sub-commands -------------------------------------------------------------------------------
+
 
 def cmd_train(args) -> int:
     out = _new_run_dir(args.out)
@@ -479,7 +481,6 @@ def _row(model: str, method: str, metrics: dict, complete: dict | None, seconds:
     return row
 
 
-
 def _noise_note(model: str, result: dict, test) -> str | None:
     """A note when Retrain moved AUC_0 by less than the standard error of an AUC on the test pairs: the attack
     barely hurt the model, and completeness, a ratio to that change, is noise."""
@@ -492,6 +493,7 @@ def _noise_note(model: str, result: dict, test) -> str | None:
     return (f"note ({model}): Retrain moves AUC_0 by {retrain - original:+.4f}, less than the standard error of an "
             f"AUC on these {labels.numel()} test pairs ({error:.4f}): the attack barely hurt this model, so its "
             f"completeness figures are noise.")
+
 
 def _plot(results: list[dict]):
     """AUC_0/1/2 of every model and method as grouped bars (a matplotlib ``Figure``); ``None`` without matplotlib.
@@ -532,6 +534,7 @@ def _plot(results: list[dict]):
 
 
 # --- the deletion workflow: fit, forget, verify (graphforget.workflow, graphforget.runs) ---------
+
 
 def _new_run_dir(out: str, run: str | None = None) -> Path:
     """A command's ``--out``: a directory that does not exist yet or is empty (outputs are never overwritten),
@@ -731,6 +734,7 @@ def _non_negative(text: str) -> int:
 
 
 # --- the parser ---------------------------------------------------------------------------------
+
 
 def _common(parser, data: bool = True) -> None:
     if data:

@@ -8,8 +8,8 @@ from torch_geometric.metrics import LinkPredNDCG, LinkPredRecall
 
 from .data.interactions import EDGE, message_passing_edges, num_items, num_users
 
-__all__ = ["auc", "auc_standard_error", "auc_groups", "completeness", "evaluate_auc", "recall_ndcg_at_k", "mean_probability",
-           "mi_bf", "mi_ng", "prediction_distance", "parameter_distance"]
+__all__ = ["auc", "auc_standard_error", "auc_groups", "completeness", "evaluate_auc", "recall_ndcg_at_k",
+           "mean_probability", "mi_bf", "mi_ng", "prediction_distance", "parameter_distance"]
 
 
 def auc(scores: Tensor, labels: Tensor) -> float:
@@ -30,7 +30,6 @@ def auc(scores: Tensor, labels: Tensor) -> float:
     ranks = torch.empty_like(avg_rank)
     ranks[order] = avg_rank
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
 
 
 def auc_standard_error(auc_value: float, num_positive: int, num_negative: int) -> float:

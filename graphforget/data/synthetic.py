@@ -53,7 +53,6 @@ def planted_communities(num_users: int = 600, num_items: int = 400, num_communit
     return data
 
 
-
 def _check_communities(num_users: int, num_items: int, num_communities: int, interactions_per_user: int,
                        probabilities: dict[str, float]) -> None:
     """Refuses sizes that leave a user too few in-community items, naming the field and its value."""
@@ -68,6 +67,7 @@ def _check_communities(num_users: int, num_items: int, num_communities: int, int
     if interactions_per_user >= size:
         raise ValueError(f"interactions_per_user ({interactions_per_user}) must be below the community size "
                          f"(num_items // num_communities = {num_items} // {num_communities} = {size})")
+
 
 def power_law_interactions(num_edges: int, num_users: int | None = None, num_items: int | None = None,
                            user_exponent: float = GOWALLA_SHAPE["user_exponent"],
