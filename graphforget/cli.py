@@ -373,7 +373,7 @@ def cmd_demo(args) -> int:
     results, rows = [], []
     for model_name in args.model:
         hparams = default_hparams(model_name, data.dataset, args.training)
-        hparams = hparams.replace({"train.epochs": args.epochs}, embedding_dim=args.embedding_dim)
+        hparams = hparams.replace({"train.epochs": args.epochs}, embedding_dim=args.embedding_dim, l2=args.l2)
         print(f"{model_name}: training the original, then {', '.join(['retrain'] + [m for m in methods if m != 'retrain'])}"
               f" ({torch.get_num_threads()} CPU thread{'s' if torch.get_num_threads() > 1 else ''})", flush=True)
         result = run_attack(data, hparams, methods, options, seed=args.seed, device=args.device,
@@ -839,6 +839,8 @@ def _add_demo_parser(sub) -> None:
     advanced.add_argument("--epochs", type=_positive, help="maximum training epochs (default: 100)")
     advanced.add_argument("--training", choices=TRAININGS, default="early-stopped", help=_TRAINING_HELP)
     advanced.add_argument("--embedding-dim", type=_positive, help="embedding size (default: 64)")
+    advanced.add_argument("--l2", type=float, help="L2 strength of the objective (default: MF 5.0, LightGCN 1.0; "
+                          "0 for a model trained the ordinary way)")
     advanced.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cuda (default: cpu)")
     advanced.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
