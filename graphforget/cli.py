@@ -362,6 +362,8 @@ def cmd_demo(args) -> int:
         options[method].update(parse_options([rest]))
     for method in methods:  # before any data is loaded or model trained
         _checked_options(method, options[method])
+    for model_name in args.model:  # likewise the training's flags
+        _demo_hparams(model_name, "synthetic", args)
     if args.out:
         _new_run_dir(args.out)
     dataset = args.dataset or "ml-100k"  # ML-100K where it can be found, else the synthetic stand-in
@@ -372,8 +374,7 @@ def cmd_demo(args) -> int:
         print(f"data: {data.source}")
     results, rows = [], []
     for model_name in args.model:
-        hparams = default_hparams(model_name, data.dataset, args.training)
-        hparams = hparams.replace({"train.epochs": args.epochs}, embedding_dim=args.embedding_dim, l2=args.l2)
+        hparams = _demo_hparams(model_name, data.dataset, args)
         print(f"{model_name}: training the original, then {', '.join(['retrain'] + [m for m in methods if m != 'retrain'])}"
               f" ({torch.get_num_threads()} CPU thread{'s' if torch.get_num_threads() > 1 else ''})", flush=True)
         result = run_attack(data, hparams, methods, options, seed=args.seed, device=args.device,
@@ -400,6 +401,12 @@ def cmd_demo(args) -> int:
     print("wrote " + " and ".join(map(str, written)) + ("" if figure else " (install matplotlib for a plot)"))
     return 0
 
+
+
+def _demo_hparams(model_name: str, dataset: str, args) -> Hyperparameters:
+    """The preset of the model on the dataset, with the demo's training flags."""
+    hparams = default_hparams(model_name, dataset, args.training)
+    return hparams.replace({"train.epochs": args.epochs}, embedding_dim=args.embedding_dim, l2=args.l2)
 
 def cmd_bench(args) -> int:
     """The benchmark harness (:func:`graphforget.bench.run_bench`): cells cached under ``--out``, tables printed."""

@@ -252,6 +252,9 @@ def _has_matplotlib() -> bool:
     (["train", "--root", "/does/not/exist", "--out", "x"], "data directory not found: /does/not/exist"),
     (["demo", "--methods", "nope"], "unknown method 'nope'"),
     (["demo", "--option", "ifru-solver"], "--option takes METHOD:KEY=VALUE"),
+    (["demo", "--dataset", "synthetic", "--l2=-1"], "Hyperparameters.l2: must be >= 0 (got -1.0)"),
+    (["bench", "--protocol", "attack", "--dataset", "synthetic", "--l2", "nan", "--out", "x"],
+     "Hyperparameters.l2: must be finite (got nan)"),
     (["train", "--out", "x", "--epochs", "0"], "expected a positive integer"),
     (["train", "--dataset", "synthetic", "--device", "toaster", "--out", "x"], "unknown device 'toaster'"),
     ([], "required: COMMAND"),
@@ -260,6 +263,7 @@ def test_usage_errors_exit_2_with_one_line(argv, fragment, capsys):
     code, out, err = run_cli(capsys, *argv)
     assert code == 2
     assert err.count("\n") == 1 and fragment in err and "Traceback" not in err
+    assert "data:" not in out  # refused before any data is loaded
 
 
 def test_missing_model_and_unknown_method_on_a_run(trained_run, tmp_path, capsys):
