@@ -98,7 +98,6 @@ def _device(text: str) -> str:
 
 # --- shared pieces ------------------------------------------------------------------------------
 
-
 def _fingerprint(data: AttackData) -> str:
     """A hash of the attacked training graph and the request: rebuilt data must match it exactly."""
     digest = hashlib.sha256()
@@ -229,7 +228,6 @@ _TRAINING_HELP = ("early-stopped: mini-batch Adam, early stopping on validation 
 
 
 # --- sub-commands -------------------------------------------------------------------------------
-
 
 def cmd_train(args) -> int:
     out = _new_run_dir(args.out)
@@ -402,11 +400,11 @@ def cmd_demo(args) -> int:
     return 0
 
 
-
 def _demo_hparams(model_name: str, dataset: str, args) -> Hyperparameters:
     """The preset of the model on the dataset, with the demo's training flags."""
     hparams = default_hparams(model_name, dataset, args.training)
     return hparams.replace({"train.epochs": args.epochs}, embedding_dim=args.embedding_dim, l2=args.l2)
+
 
 def cmd_bench(args) -> int:
     """The benchmark harness (:func:`graphforget.bench.run_bench`): cells cached under ``--out``, tables printed."""
@@ -541,7 +539,6 @@ def _plot(results: list[dict]):
 
 
 # --- the deletion workflow: fit, forget, verify (graphforget.workflow, graphforget.runs) ---------
-
 
 def _new_run_dir(out: str, run: str | None = None) -> Path:
     """A command's ``--out``: a directory that does not exist yet or is empty (outputs are never overwritten),
@@ -741,7 +738,6 @@ def _non_negative(text: str) -> int:
 
 
 # --- the parser ---------------------------------------------------------------------------------
-
 
 def _common(parser, data: bool = True) -> None:
     if data:
