@@ -71,8 +71,8 @@ def main(argv=None) -> None:
         name, _, epochs = spec.partition(":")
         runs.append(run(name, int(epochs or 50), args.seed))
         for model, row in runs[-1]["models"].items():
-            print(f"{name} {model:10s} fake {row['fake']['mean_sigmoid']:.3f} random {row['random']['mean_sigmoid']:.3f} "
-                  f"training {row['training']['mean_sigmoid']:.3f} recall@20 {row['recall@20']:.4f}", flush=True)
+            sigmoids = " ".join(f"{kind} {row[kind]['mean_sigmoid']:.3f}" for kind in ("fake", "random", "training"))
+            print(f"{name} {model:10s} {sigmoids} recall@20 {row['recall@20']:.4f}", flush=True)
     print(f"-> {write_json(args.out, {'runs': runs})}")
 
 

@@ -208,13 +208,12 @@ def test_demo_without_data_says_it_uses_synthetic_data(capsys, tmp_path, monkeyp
     assert json.loads((tmp_path / "o" / "results.json").read_text())["runs"][0]["dataset"] == "synthetic"
 
 
-
-
 def test_demo_trains_with_the_given_l2(capsys, tmp_path):
     code, _, _ = run_cli(capsys, "demo", "--dataset", "synthetic", "--methods", "retrain", "--l2", "0", "--quiet",
                          "--out", str(tmp_path), *TINY)
     assert code == 0
     assert json.loads((tmp_path / "results.json").read_text())["runs"][0]["hparams"]["l2"] == 0.0
+
 
 def test_demo_notes_a_retrain_gain_below_the_auc_standard_error():
     # 60 positive and 40 negative test pairs: at AUC 0.8, Hanley and McNeil's standard error is 0.0433.

@@ -49,7 +49,6 @@ def test_auc_edge_cases():
     assert math.isnan(auc(torch.tensor([0.1, 0.2]), torch.tensor([0., 0.])))
 
 
-
 def test_auc_standard_error_is_the_exact_null_variance_and_matches_simulation():
     # With no signal, Q1 = Q2 = 1/3 exactly and the formula is the Mann-Whitney null variance.
     for n_pos, n_neg in [(1, 1), (30, 50), (400, 7)]:
