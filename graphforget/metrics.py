@@ -6,7 +6,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.metrics import LinkPredNDCG, LinkPredRecall
 
-from .data.interactions import EDGE, message_passing_edges, num_items, num_users
+from .data.interactions import EDGE, check_model_fits, check_pair_ids, message_passing_edges, num_items, num_users
 
 __all__ = ["auc", "auc_standard_error", "auc_groups", "completeness", "evaluate_auc", "recall_ndcg_at_k",
            "mean_probability", "mi_bf", "mi_ng", "prediction_distance", "parameter_distance"]
@@ -70,13 +70,26 @@ def auc_groups(scores: Tensor, test_edges: Tensor, labels: Tensor, request: Tens
     return out
 
 
+def _scores(model, graph: HeteroData, edges: Tensor, what: str) -> Tensor:
+    """The model's scores of the ``[2, T]`` pairs ``edges``, run on ``graph`` (on its device), once the model's
+    tables and the pairs' ids are checked against the graph (a named error, not an IndexError inside torch)."""
+    check_model_fits(model, graph)
+    edges = edges.to(graph[EDGE].edge_index.device)
+    check_pair_ids(edges, graph, what)
+    return model(graph, edges)
+
+
 @torch.no_grad()
 def evaluate_auc(model, graph: HeteroData, test: HeteroData, request: Tensor | None = None) -> dict[str, float]:
-    """AUC_0/1/2 of ``model`` run on its training ``graph``, on the labelled pairs of ``test``."""
+    """AUC_0/1/2 of ``model`` run on its training ``graph``, on the labelled pairs of ``test``.
+
+    Raises:
+        ValueError: the model's tables or the test pairs' ids do not fit the graph.
+    """
     was_training = model.training
     model.eval()
     edges = test[EDGE].edge_index.to(graph[EDGE].edge_index.device)
-    scores = model(graph, edges)
+    scores = _scores(model, graph, edges, "the test set")
     model.train(was_training)
     return auc_groups(scores.cpu(), edges.cpu(), test[EDGE].edge_label.cpu(), None if request is None else request.cpu())
 
@@ -95,6 +108,8 @@ def recall_ndcg_at_k(model, graph: HeteroData, test: HeteroData, k: int = 20, ba
     Users without test interactions are skipped, as PyG's metrics do.
     """
     recall, ndcg = LinkPredRecall(k), LinkPredNDCG(k)
+    check_model_fits(model, graph)
+    check_pair_ids(test[EDGE].edge_index, graph, "the test set")
     device = graph[EDGE].edge_index.device
     user_emb, item_emb = model.embed(graph)
     train = message_passing_edges(graph)
@@ -119,7 +134,7 @@ def recall_ndcg_at_k(model, graph: HeteroData, test: HeteroData, k: int = 20, ba
 def mean_probability(model, graph: HeteroData, edges: Tensor) -> float:
     r"""Mean predicted probability :math:`\sigma(\hat y)` of ``edges`` (``[2, T]``), the model run on ``graph``:
     unlearning a request should lower it on the requested edges."""
-    return float(torch.sigmoid(model(graph, edges.to(graph[EDGE].edge_index.device))).mean())
+    return float(torch.sigmoid(_scores(model, graph, edges, "the edge list")).mean())
 
 
 def mi_bf(model_before, graph_before, model_after, graph_after, request: Tensor) -> float:
@@ -137,8 +152,8 @@ def mi_ng(model_after, graph_after, request: Tensor, negatives: Tensor) -> float
 @torch.no_grad()
 def prediction_distance(model_a, graph_a, model_b, graph_b, edges: Tensor) -> float:
     """L2 distance between two models' predicted probabilities on ``edges`` (``[2, T]``)."""
-    pa = torch.sigmoid(model_a(graph_a, edges))
-    pb = torch.sigmoid(model_b(graph_b, edges))
+    pa = torch.sigmoid(_scores(model_a, graph_a, edges, "the edge list"))
+    pb = torch.sigmoid(_scores(model_b, graph_b, edges, "the edge list"))
     return float((pa - pb).norm())
 
 

@@ -9,8 +9,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from graphforget.data import EDGE, make_interactions
-from graphforget.metrics import (auc, auc_groups, auc_standard_error, completeness, evaluate_auc, mean_probability, mi_bf, mi_ng,
-                                 parameter_distance, prediction_distance, recall_ndcg_at_k)
+from graphforget.metrics import (auc, auc_groups, auc_standard_error, completeness, evaluate_auc, mean_probability,
+                                 mi_bf, mi_ng, parameter_distance, prediction_distance, recall_ndcg_at_k)
 from helpers import hand_mf
 from graphforget.models import MF
 
@@ -194,3 +194,21 @@ def test_prediction_and_parameter_distance():
     assert parameter_distance(a, b) == pytest.approx(math.sqrt(1 + 1 + 4 + 1), rel=1e-12)
     assert parameter_distance(a, copy.deepcopy(a)) == 0.0
     assert prediction_distance(a, graph, copy.deepcopy(a), graph, edges) == 0.0
+
+
+def test_scoring_metrics_name_pairs_and_models_that_do_not_fit_the_graph():
+    graph = make_interactions(torch.tensor([[0, 1, 2], [0, 1, 2]]), torch.tensor([1., 0., 1.]), 4, 3)
+    model = MF(4, 3, 2)
+    outside = make_interactions(torch.tensor([[0, 5], [1, 2]]), torch.tensor([1., 0.]), 6, 3)
+    ranges = r"the graph's users are 0..3 and its items 0..2"
+    with pytest.raises(ValueError, match=r"the test set holds 1 pairs with unknown ids, the first \(5, 2\) at "
+                                         r"position 1; " + ranges):
+        evaluate_auc(model, graph, outside)
+    with pytest.raises(ValueError, match=r"the test set holds 1 pairs with unknown ids, the first \(5, 2\)"):
+        recall_ndcg_at_k(model, graph, outside)
+    with pytest.raises(ValueError, match=r"the edge list holds 1 pairs with unknown ids, the first \(0, -1\)"):
+        mean_probability(model, graph, torch.tensor([[0, 1], [-1, 2]]))
+    with pytest.raises(ValueError, match=r"the edge list holds 2 pairs with unknown ids, the first \(9, 0\)"):
+        prediction_distance(model, graph, model, graph, torch.tensor([[9, 9], [0, 1]]))
+    with pytest.raises(ValueError, match=r"the model has num_users=5 but the graph has 4 users"):
+        evaluate_auc(MF(5, 3, 2), graph, graph)

@@ -21,7 +21,7 @@ __all__ = [
     "EDGE", "make_interactions", "num_users", "num_items", "message_passing_edges",
     "propagation_edges", "bipartite_to_homogeneous", "symmetric_edge_weight", "edge_positions", "remove_edges",
     "without_edges", "edge_subgraph", "validate_pairs", "pair_keys", "pairs_of_keys", "check_unique_pairs",
-    "check_model_fits", "check_interactions",
+    "check_model_fits", "check_interactions", "check_pair_ids",
 ]
 
 EDGE = ("user", "rates", "item")
@@ -258,15 +258,21 @@ def validate_pairs(graph: HeteroData, pairs: Tensor) -> Tensor:
     if pairs.is_meta:
         raise ValueError("a request on the meta device holds no ids: build it on the CPU or the graph's device")
     pairs = pairs.long()
+    check_pair_ids(pairs, graph, "request")
+    check_unique_pairs(pairs, num_items(graph), "request", "ask for each pair once")
+    return pairs
+
+
+def check_pair_ids(pairs: Tensor, graph: HeteroData, what: str) -> None:
+    """Raises ``ValueError`` when a ``[2, P]`` (user, item) pair holds an id outside the graph's node ranges,
+    naming the first such pair, its position and the ranges (``what`` names ``pairs`` in the message)."""
     users, items = num_users(graph), num_items(graph)
     unknown = (pairs[0] < 0) | (pairs[0] >= users) | (pairs[1] < 0) | (pairs[1] >= items)
     if bool(unknown.any()):
         first = int(unknown.nonzero()[0])
         user, item = pairs[:, first].tolist()
-        raise ValueError(f"request holds {int(unknown.sum())} pairs with unknown ids, the first ({user}, {item}) at "
+        raise ValueError(f"{what} holds {int(unknown.sum())} pairs with unknown ids, the first ({user}, {item}) at "
                          f"position {first}; the graph's users are 0..{users - 1} and its items 0..{items - 1}")
-    check_unique_pairs(pairs, items, "request", "ask for each pair once")
-    return pairs
 
 
 #: :func:`without_edges` copies the remaining edges as the runs between at most this many removed ones, beyond
