@@ -16,7 +16,15 @@ def auc(scores: Tensor, labels: Tensor) -> float:
     """ROC AUC by the rank statistic (ties count one half); NaN when a class is absent.
 
     .. math:: \\mathrm{AUC} = \\frac{\\sum_{i \\in P} r_i - |P|(|P|+1)/2}{|P|\\,|N|}
+
+    Raises:
+        ValueError: scores and labels of different lengths, or a score or label that is NaN.
     """
+    if scores.numel() != labels.numel():
+        raise ValueError(f"scores [{scores.numel()}] and labels [{labels.numel()}] must have the same length")
+    for name, values in (("scores", scores), ("labels", labels)):
+        if bool(values.isnan().any()):
+            raise ValueError(f"{name} hold {int(values.isnan().sum())} NaN values: the AUC would rank them at random")
     scores, labels = scores.detach().double().flatten(), labels.flatten() > 0.5
     n_pos = int(labels.sum())
     n_neg = labels.numel() - n_pos
@@ -72,11 +80,24 @@ def auc_groups(scores: Tensor, test_edges: Tensor, labels: Tensor, request: Tens
 
 def _scores(model, graph: HeteroData, edges: Tensor, what: str) -> Tensor:
     """The model's scores of the ``[2, T]`` pairs ``edges``, run on ``graph`` (on its device), once the model's
-    tables and the pairs' ids are checked against the graph (a named error, not an IndexError inside torch)."""
+    tables and the pairs' ids are checked against the graph (a named error, not an IndexError inside torch);
+    non-finite scores (a model with NaN parameters) are refused rather than averaged or ranked."""
     check_model_fits(model, graph)
+    edges = torch.as_tensor(edges)
+    if edges.dim() != 2 or edges.size(0) != 2 or edges.size(1) == 0:
+        raise ValueError(f"{what} must be a non-empty [2, T] tensor of (user, item) ids, got {list(edges.shape)}")
+    if edges.dtype == torch.bool or edges.is_floating_point() or edges.is_complex():
+        raise ValueError(f"{what} holds integer (user, item) ids, got dtype {edges.dtype}")
     edges = edges.to(graph[EDGE].edge_index.device)
     check_pair_ids(edges, graph, what)
-    return model(graph, edges)
+    return _finite(model(graph, edges))
+
+
+def _finite(scores: Tensor) -> Tensor:
+    if not bool(torch.isfinite(scores).all()):
+        raise ValueError(f"the model's scores hold {int((~torch.isfinite(scores)).sum())} NaN or infinite values: "
+                         f"its parameters are not finite (a diverged training?)")
+    return scores
 
 
 @torch.no_grad()
@@ -86,12 +107,22 @@ def evaluate_auc(model, graph: HeteroData, test: HeteroData, request: Tensor | N
     Raises:
         ValueError: the model's tables or the test pairs' ids do not fit the graph.
     """
+    labels = _test_labels(test)
     was_training = model.training
     model.eval()
     edges = test[EDGE].edge_index.to(graph[EDGE].edge_index.device)
     scores = _scores(model, graph, edges, "the test set")
     model.train(was_training)
-    return auc_groups(scores.cpu(), edges.cpu(), test[EDGE].edge_label.cpu(), None if request is None else request.cpu())
+    return auc_groups(scores.cpu(), edges.cpu(), labels.cpu(), None if request is None else request.cpu())
+
+
+def _test_labels(test: HeteroData) -> Tensor:
+    """``test``'s ``edge_label`` ``[T]``, one per pair (a named error when it is missing or of another length)."""
+    labels, pairs = test[EDGE].get("edge_label"), test[EDGE].edge_index.size(1)
+    if labels is None or tuple(labels.shape) != (pairs,):
+        raise ValueError(f"the test set needs an edge_label per pair ([{pairs}], 1: an interaction, 0: a "
+                         f"non-interaction), got {None if labels is None else list(labels.shape)}")
+    return labels
 
 
 def completeness(method: float, original: float, retrain: float) -> float:
@@ -107,13 +138,17 @@ def recall_ndcg_at_k(model, graph: HeteroData, test: HeteroData, k: int = 20, ba
 
     Users without test interactions are skipped, as PyG's metrics do.
     """
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not isinstance(k, int) or isinstance(k, bool):  # PyG's metrics check the sign
+        raise ValueError(f"k must be a positive integer, got {k!r}")
     recall, ndcg = LinkPredRecall(k), LinkPredNDCG(k)
     check_model_fits(model, graph)
     check_pair_ids(test[EDGE].edge_index, graph, "the test set")
     device = graph[EDGE].edge_index.device
-    user_emb, item_emb = model.embed(graph)
+    user_emb, item_emb = (_finite(table) for table in model.embed(graph))
     train = message_passing_edges(graph)
-    test_ei = test[EDGE].edge_index[:, test[EDGE].edge_label > 0].to(device)
+    test_ei = test[EDGE].edge_index[:, _test_labels(test) > 0].to(device)
     users = test_ei[0].unique()
     for start in range(0, users.numel(), batch_size):
         batch = users[start:start + batch_size]
@@ -158,6 +193,15 @@ def prediction_distance(model_a, graph_a, model_b, graph_b, edges: Tensor) -> fl
 
 
 def parameter_distance(model_a, model_b) -> float:
-    """L2 distance between the flattened parameters of two models of the same architecture."""
-    return float(torch.sqrt(sum(((a.detach() - b.detach()) ** 2).sum() for a, b in
-                                zip(model_a.parameters(), model_b.parameters()))))
+    """L2 distance between the flattened parameters of two models of the same architecture.
+
+    Raises:
+        ValueError: the models' parameters differ in name or shape.
+    """
+    params_a, params_b = dict(model_a.named_parameters()), dict(model_b.named_parameters())
+    shape_a, shape_b = ({name: list(p.shape) for name, p in params.items()} for params in (params_a, params_b))
+    differ = sorted(name for name in shape_a.keys() | shape_b.keys() if shape_a.get(name) != shape_b.get(name))
+    if differ:
+        pairs = ", ".join(f"{name} {shape_a.get(name)} vs {shape_b.get(name)}" for name in differ)
+        raise ValueError(f"the models' parameters differ (None: absent): {pairs}")
+    return float(torch.sqrt(sum(((params_a[n].detach() - params_b[n].detach()) ** 2).sum() for n in params_a)))

@@ -174,7 +174,17 @@ class BPRObjective(Objective):
 
     def __init__(self, l2: float = 0.0, seed: int = 0, resample: bool = True):
         super().__init__(l2)
-        self.seed, self.resample = seed, resample
+        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):  # the negatives hash it as an integer
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        self.seed, self.resample = int(seed), resample
+
+    def check(self, graph: HeteroData) -> None:
+        """Raises ``ValueError`` when no ``edge_label`` is positive (BPR has no term then) or one is NaN."""
+        label = graph[EDGE].edge_label
+        if bool(label.isnan().any()):
+            raise ValueError(f"BPRObjective needs finite edge_label values, got {int(label.isnan().sum())} NaN")
+        if not bool((label > 0).any()):
+            raise ValueError(f"BPRObjective needs edges labelled > 0 (its terms), got none of {label.numel()}")
 
     def pairs(self, graph, positions=None, epoch=0):
         edge_label_index, label = _select(graph, positions)

@@ -15,9 +15,9 @@ from tqdm.auto import tqdm
 from .clock import Stopwatch
 from .config import check_fields, check_types
 from .data.adjacency import hold_graph
-from .data.interactions import EDGE, check_model_fits
+from .data.interactions import EDGE, check_interactions, check_model_fits
 from .distributed import data_parallel_loss, summed_across_ranks
-from .metrics import evaluate_auc
+from .metrics import auc_standard_error, evaluate_auc
 from .objectives import BCEObjective, Objective
 
 __all__ = ["OPTIMIZERS", "TrainConfig", "TrainResult", "train", "chance_level", "NoSignalWarning"]
@@ -132,14 +132,14 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
 def chance_level(val: HeteroData) -> float | None:
     r"""The validation AUC a model must beat to show that it learnt a preference: 0.5 plus
     :data:`CHANCE_MARGIN` times the spread of the AUC of scores that carry no signal,
-    :math:`\sqrt{(n_0 + n_1 + 1) / (12 n_0 n_1)}` (the null variance of the Mann-Whitney statistic).
-    ``None`` when ``val`` lacks a class."""
+    :math:`\sqrt{(n_0 + n_1 + 1) / (12 n_0 n_1)}` (the null variance of the Mann-Whitney statistic, which
+    :func:`~graphforget.metrics.auc_standard_error` gives at 0.5). ``None`` when ``val`` lacks a class."""
     labels = val[EDGE].edge_label
     positives = int((labels > 0.5).sum())
     negatives = labels.numel() - positives
     if not positives or not negatives:
         return None
-    return 0.5 + CHANCE_MARGIN * math.sqrt((positives + negatives + 1) / (12 * positives * negatives))
+    return 0.5 + CHANCE_MARGIN * auc_standard_error(0.5, positives, negatives)
 
 
 def _warn_if_at_chance(result: TrainResult, val: HeteroData) -> None:
@@ -220,6 +220,9 @@ def _finite_loss(loss: float, epoch: int) -> float:
 def _check_inputs(model: torch.nn.Module, graph: HeteroData, objective: Objective) -> None:
     """Model/graph sizes, labels against the objective, and negatives for BCE (else every score goes up
     and the validation AUC is NaN)."""
+    check_interactions(graph)
+    if "edge_label" not in graph[EDGE]:
+        raise ValueError("the training graph needs an edge_label per edge (1: an interaction, 0: a non-interaction)")
     check_model_fits(model, graph)
     objective.check(graph)
     if isinstance(objective, BCEObjective) and not bool((graph[EDGE].edge_label == 0).any()):

@@ -990,3 +990,10 @@ def test_a_held_graph_skips_the_check_for_its_block_only(random_graph):
     after = model.adjacency(graph, like)  # after the block every lookup is checked again
     assert after is not noticed
     torch.testing.assert_close(after.to_dense().double(), dense_normalized_adjacency(graph))
+
+
+def test_attack_flip_refuses_raw_ratings(random_graph):
+    graph = random_graph(10, 8, 30, seed=0)
+    graph[EDGE].edge_label = torch.randint(1, 6, (30,)).float()
+    with pytest.raises(ValueError, match=r"attack_flip flips 0/1 labels, but .*\.binarize\(graph, threshold\)"):
+        attack_flip(graph, 0.1)

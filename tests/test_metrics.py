@@ -212,3 +212,37 @@ def test_scoring_metrics_name_pairs_and_models_that_do_not_fit_the_graph():
         prediction_distance(model, graph, model, graph, torch.tensor([[9, 9], [0, 1]]))
     with pytest.raises(ValueError, match=r"the model has num_users=5 but the graph has 4 users"):
         evaluate_auc(MF(5, 3, 2), graph, graph)
+
+
+def test_metrics_refuse_what_they_cannot_score_or_rank_by_name():
+    graph = make_interactions(torch.tensor([[0, 1, 2, 3], [0, 1, 2, 0]]), torch.tensor([1., 0., 1., 0.]), 4, 3)
+    model = MF(4, 3, 2)
+    model.reset_parameters(0)
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        broken.user_emb.weight[1] = float("nan")
+    with pytest.raises(ValueError, match="the model's scores hold 1 NaN or infinite values"):
+        evaluate_auc(broken, graph, graph)
+    with pytest.raises(ValueError, match="NaN or infinite values"):
+        recall_ndcg_at_k(broken, graph, graph)
+    with pytest.raises(ValueError, match="NaN or infinite values"):
+        mean_probability(broken, graph, torch.tensor([[1], [0]]))
+    for edges, message in [(torch.tensor([[0, 1], [1, 2], [3, 3]]), r"\[2, T\] .* got \[3, 2\]"),
+                           (torch.tensor([0, 1]), r"got \[2\]"), (torch.zeros(2, 0, dtype=torch.long), r"got \[2, 0\]"),
+                           (torch.tensor([[0.], [1.]]), "got dtype torch.float32")]:
+        with pytest.raises(ValueError, match=message):
+            mean_probability(model, graph, edges)
+    unlabelled = graph.clone()
+    del unlabelled[EDGE].edge_label
+    with pytest.raises(ValueError, match=r"the test set needs an edge_label per pair \(\[4\]"):
+        evaluate_auc(model, graph, unlabelled)
+    with pytest.raises(ValueError, match="labels hold 1 NaN values"):
+        auc(torch.rand(3), torch.tensor([1., float("nan"), 0.]))
+    with pytest.raises(ValueError, match=r"scores \[5\] and labels \[3\] must have the same length"):
+        auc(torch.rand(5), torch.tensor([1., 0., 1.]))
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got -1"):
+        recall_ndcg_at_k(model, graph, graph, batch_size=-1)
+    with pytest.raises(ValueError, match="k must be a positive integer, got 2.5"):
+        recall_ndcg_at_k(model, graph, graph, k=2.5)
+    with pytest.raises(ValueError, match=r"user_emb.weight \[4, 2\] vs \[5, 2\]"):
+        parameter_distance(model, MF(5, 3, 2))

@@ -316,3 +316,12 @@ def test_constructor_errors_and_repr():
         MF(3, 4, embedding_dim=0)
     assert "num_layers=2" in repr(LightGCN(3, 4, 8, num_layers=2))
     assert "embedding_dim=8" in repr(MF(3, 4, 8))
+
+
+def test_a_foreign_checkpoint_and_a_fractional_layer_count_are_named(tmp_path):
+    torch.save({"a": 1}, tmp_path / "junk.pt")
+    with pytest.raises(ValueError, match=r"junk.pt is not a graphforget checkpoint .* lacks \['model', 'config', "
+                                         r"'state_dict'\]"):
+        load_model(tmp_path / "junk.pt")
+    with pytest.raises(ValueError, match="num_layers must be an integer >= 0, got 1.5"):
+        LightGCN(6, 4, 8, num_layers=1.5)

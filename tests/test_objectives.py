@@ -193,3 +193,15 @@ def test_hashed_negatives_dense_user_gets_the_only_free_item():
     full = make_interactions(torch.stack([torch.zeros(30, dtype=torch.long), torch.arange(30)]), None, 1, 30)
     with pytest.raises(ValueError):
         hashed_negatives(full, full[EDGE].edge_index, seed=0, epoch=0)
+
+
+def test_bpr_refuses_a_seed_it_cannot_hash_and_labels_without_a_term():
+    for seed in (1.5, None, True):
+        with pytest.raises(ValueError, match="seed must be an integer"):
+            BPRObjective(seed=seed)
+    graph = make_interactions(torch.tensor([[0, 1], [0, 1]]), torch.tensor([0., 0.]), 2, 2)
+    with pytest.raises(ValueError, match="BPRObjective needs edges labelled > 0 .* got none of 2"):
+        BPRObjective().check(graph)
+    graph[EDGE].edge_label = torch.tensor([1., float("nan")])
+    with pytest.raises(ValueError, match="finite edge_label values, got 1 NaN"):
+        BPRObjective().check(graph)

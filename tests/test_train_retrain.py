@@ -340,3 +340,15 @@ def test_data_parallel_training_on_two_ranks_matches_one_process(model_name, one
     assert torch.allclose(losses[0], losses[1], rtol=1e-5)
     with pytest.raises(ValueError, match="TrainConfig.data_parallel: Adam only"):
         TrainConfig(optimizer="lbfgs", data_parallel=True)
+
+
+def test_train_checks_the_graph_it_is_given():
+    graph = make_interactions(torch.tensor([[0, 1, 2], [0, 1, 2]]), torch.tensor([1., 0., 1.]), 3, 3)
+    broken = graph.clone()
+    broken[EDGE].edge_index = torch.tensor([[0, 1, 2], [0, 1, 5]])
+    with pytest.raises(ValueError, match=r"item id 5 at position 2"):
+        train(MF(3, 3, 2), broken, BCEObjective(), TrainConfig(epochs=1))
+    del broken[EDGE].edge_label
+    broken[EDGE].edge_index = graph[EDGE].edge_index
+    with pytest.raises(ValueError, match="the training graph needs an edge_label per edge"):
+        train(MF(3, 3, 2), broken, BCEObjective(), TrainConfig(epochs=1))

@@ -80,7 +80,14 @@ def attack_flip(graph: HeteroData, ratio: float, seed: int = 0) -> tuple[HeteroD
 
     Returns the attacked graph (a copy; the input is not modified) and the flipped edges, which
     form the request to unlearn.
+
+    Raises:
+        ValueError: an ``edge_label`` other than 0 or 1 (raw ratings: binarise first).
     """
+    label = graph[EDGE].edge_label
+    if not bool(((label == 0) | (label == 1)).all()):
+        raise ValueError("attack_flip flips 0/1 labels, but edge_label holds other values (raw ratings?): binarise "
+                         "first with graphforget.data.binarize(graph, threshold)")
     gen = torch.Generator().manual_seed(seed)
     ei = graph[EDGE].edge_index
     pick = torch.randperm(ei.size(1), generator=gen)[:_count(graph, ratio)].sort().values

@@ -169,8 +169,16 @@ def save_model(model: Recommender, path: str | os.PathLike, **extra) -> None:
 
 
 def load_model(path: str | os.PathLike, map_location=None) -> tuple[Recommender, dict]:
-    """Reads a checkpoint with ``weights_only=True``; returns the model and the whole checkpoint dict."""
+    """Reads a checkpoint with ``weights_only=True``; returns the model and the whole checkpoint dict.
+
+    Raises:
+        ValueError: the file is not a checkpoint written by :func:`save_model`.
+    """
     checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    keys = checkpoint if isinstance(checkpoint, dict) else {}
+    missing = [key for key in ("model", "config", "state_dict") if key not in keys]
+    if missing:
+        raise ValueError(f"{path} is not a graphforget checkpoint (written by save_model): it lacks {missing}")
     model = build_model(checkpoint["model"], **checkpoint["config"])
     model.load_state_dict(checkpoint["state_dict"])
     return model, checkpoint

@@ -32,8 +32,8 @@ class LightGCN(EmbeddingRecommender):
     linear_embedding = True  # embed() is linear in the tables: fast curvature products
 
     def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64, num_layers: int = 2):
-        if num_layers < 0:
-            raise ValueError("num_layers must be >= 0")
+        if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 0:
+            raise ValueError(f"num_layers must be an integer >= 0, got {num_layers!r}")
         super().__init__(num_users, num_items, embedding_dim)
         self.num_layers = num_layers
         self.conv = SymmetricLGConv(normalize=False)
