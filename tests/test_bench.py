@@ -229,6 +229,8 @@ def test_bad_input_is_refused_before_training(tmp_path):
         run_bench("stream", "synthetic", params={"lenght": 3}, out=tmp_path)
     with pytest.raises(ValueError, match="bad options for 'sisa'"):
         run_bench("deletion", "synthetic", options={"sisa": {"shards": 2}}, out=tmp_path)
+    with pytest.raises(ValueError, match=r"stream fractions \(its checkpoints\) must be in \(0, 1\], got \[0.5, 2.0\]"):
+        run_bench("stream", "synthetic", params={"fractions": [0.5, 2.0]}, out=tmp_path)
     assert not (tmp_path / "cells").exists()
 
 

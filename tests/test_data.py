@@ -997,3 +997,18 @@ def test_attack_flip_refuses_raw_ratings(random_graph):
     graph[EDGE].edge_label = torch.randint(1, 6, (30,)).float()
     with pytest.raises(ValueError, match=r"attack_flip flips 0/1 labels, but .*\.binarize\(graph, threshold\)"):
         attack_flip(graph, 0.1)
+
+
+def test_transforms_name_a_bad_mask_ratio_or_threshold(random_graph):
+    graph = random_graph(10, 8, 30, seed=0)
+    ones = {"keep_users": torch.ones(10, dtype=torch.bool), "keep_items": torch.ones(8, dtype=torch.bool),
+            "edge_mask": torch.ones(30, dtype=torch.bool)}
+    for name, bad in [("keep_users", torch.ones(10, dtype=torch.long)), ("keep_items", torch.ones(5, dtype=torch.bool)),
+                      ("edge_mask", torch.ones(29, dtype=torch.bool))]:
+        with pytest.raises(ValueError, match=rf"{name} must be a bool mask of shape"):
+            relabel(graph, **{**ones, name: bad})
+    for ratio in (1.5, 0, True):
+        with pytest.raises(ValueError, match="ratio must be a positive integer"):
+            add_negatives(graph, ratio)
+    with pytest.raises(ValueError, match="threshold must be a finite number, got nan"):
+        binarize(graph, float("nan"))

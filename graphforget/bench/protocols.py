@@ -223,6 +223,9 @@ def _stream_variants(params: dict) -> list[dict]:
         raise ValueError(f"unknown stream order {params['order']!r}; known: {', '.join(STREAM_ORDERS)}")
     if int(params["length"]) < 1:
         raise ValueError(f"stream length must be >= 1, got {params['length']}")
+    outside = [f for f in params["fractions"] if not 0 < float(f) <= 1]
+    if outside or not params["fractions"]:
+        raise ValueError(f"stream fractions (its checkpoints) must be in (0, 1], got {params['fractions']}")
     return [{"length": int(params["length"]), "order": params["order"],
              "fractions": [float(f) for f in params["fractions"]]}]
 

@@ -1,6 +1,8 @@
 """k-core filtering, label binarisation, the random split by interaction, sampled negatives."""
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -25,9 +27,15 @@ def relabel(graph: HeteroData, keep_users: Tensor, keep_items: Tensor, edge_mask
         edge_mask: ``[E]`` bool mask of the edges to keep; they must join kept nodes only.
 
     Raises:
-        ValueError: when a masked edge touches a node that is not kept (naming how many do).
+        ValueError: a mask that is not bool or of the wrong length, or a masked edge that touches a node
+            that is not kept (naming how many do).
     """
     ei = graph[EDGE].edge_index
+    sizes = {"keep_users": num_users(graph), "keep_items": num_items(graph), "edge_mask": ei.size(1)}
+    for name, mask in zip(sizes, (keep_users, keep_items, edge_mask)):
+        if mask.dtype != torch.bool or tuple(mask.shape) != (sizes[name],):
+            raise ValueError(f"{name} must be a bool mask of shape [{sizes[name]}], got {mask.dtype} "
+                             f"{list(mask.shape)}")
     orphans = edge_mask & ~(keep_users[ei[0]] & keep_items[ei[1]])
     if bool(orphans.any()):
         raise ValueError(f"edge_mask keeps {int(orphans.sum())} edges of dropped users or items")
@@ -51,7 +59,13 @@ def k_core(graph: HeteroData, k: int) -> HeteroData:
 
 
 def binarize(graph: HeteroData, threshold: float) -> HeteroData:
-    """A copy whose ``edge_label`` is ``1`` where the raw label is ``>= threshold`` (ML-100K: 4), else 0."""
+    """A copy whose ``edge_label`` is ``1`` where the raw label is ``>= threshold`` (ML-100K: 4), else 0.
+
+    Raises:
+        ValueError: a threshold that is not a finite number.
+    """
+    if not isinstance(threshold, numbers.Real) or not math.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
     out = edge_subgraph(graph, torch.ones(graph[EDGE].edge_index.size(1), dtype=torch.bool))
     out[EDGE].edge_label = (graph[EDGE].edge_label >= threshold).float()
     return out
@@ -106,8 +120,8 @@ def add_negatives(graph: HeteroData, ratio: int = 1, seed: int = 0) -> HeteroDat
     Raises:
         ValueError: when ``ratio < 1`` or a user has fewer than ``ratio`` x its degree items to draw from.
     """
-    if ratio < 1:
-        raise ValueError(f"ratio must be a positive integer, got {ratio}")
+    if not isinstance(ratio, numbers.Integral) or isinstance(ratio, bool) or ratio < 1:
+        raise ValueError(f"ratio must be a positive integer, got {ratio!r}")
     ei = graph[EDGE].edge_index
     n_items = num_items(graph)
     gen = torch.Generator().manual_seed(seed)
