@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import numbers
 import re
 import types
 import typing
 from typing import Any, Callable, NamedTuple
 
-__all__ = ["build_config", "describe", "check_fields", "check_types", "FieldHelp"]
+__all__ = ["build_config", "describe", "check_fields", "check_types", "FieldHelp", "is_integer"]
 
 _NONE = {"none", "null"}
 _BOOLS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
@@ -29,6 +30,11 @@ class FieldHelp(NamedTuple):
     default: Any
     help: str
 
+
+
+def is_integer(value: Any) -> bool:
+    """Whether ``value`` is an integer (NumPy's too) and not a bool: what counts, sizes and seeds must be."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 def check_fields(config: Any, rules: dict[str, tuple[bool, str]]) -> None:
     """Raises ``ValueError("Cls.field: <requirement> (got <value>)")`` for the first rule that fails.

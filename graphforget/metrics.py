@@ -6,6 +6,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.metrics import LinkPredNDCG, LinkPredRecall
 
+from .config import is_integer
 from .data.interactions import EDGE, check_model_fits, check_pair_ids, message_passing_edges, num_items, num_users
 
 __all__ = ["auc", "auc_standard_error", "auc_groups", "completeness", "evaluate_auc", "recall_ndcg_at_k",
@@ -138,9 +139,9 @@ def recall_ndcg_at_k(model, graph: HeteroData, test: HeteroData, k: int = 20, ba
 
     Users without test interactions are skipped, as PyG's metrics do.
     """
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+    if not is_integer(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if not isinstance(k, int) or isinstance(k, bool):  # PyG's metrics check the sign
+    if not is_integer(k):  # PyG's metrics check the sign
         raise ValueError(f"k must be a positive integer, got {k!r}")
     recall, ndcg = LinkPredRecall(k), LinkPredNDCG(k)
     check_model_fits(model, graph)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
+from .config import is_integer
 from .data.interactions import EDGE, num_items, pair_keys
 
 __all__ = ["Objective", "BCEObjective", "BPRObjective", "hashed_negatives"]
@@ -174,7 +175,7 @@ class BPRObjective(Objective):
 
     def __init__(self, l2: float = 0.0, seed: int = 0, resample: bool = True):
         super().__init__(l2)
-        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):  # the negatives hash it as an integer
+        if not is_integer(seed):  # the negatives hash it as an integer
             raise ValueError(f"seed must be an integer, got {seed!r}")
         self.seed, self.resample = int(seed), resample
 

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from ..config import is_integer
 from .interactions import make_interactions, pairs_of_keys
 
 __all__ = ["planted_communities", "power_law_interactions", "power_law_exponent", "GOWALLA_SHAPE"]
@@ -58,7 +59,7 @@ def _check_communities(num_users: int, num_items: int, num_communities: int, int
     """Refuses sizes that leave a user too few in-community items, naming the field and its value."""
     for name, value in {"num_users": num_users, "num_items": num_items, "num_communities": num_communities,
                         "interactions_per_user": interactions_per_user}.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if not is_integer(value) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     for name, value in probabilities.items():
         if not 0 <= value <= 1:

@@ -10,6 +10,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import degree
 
+from ..config import is_integer
 from .interactions import EDGE, edge_subgraph, num_items, num_users, pair_keys, pairs_of_keys
 
 __all__ = ["k_core", "binarize", "Split", "random_split", "add_negatives", "relabel"]
@@ -120,7 +121,7 @@ def add_negatives(graph: HeteroData, ratio: int = 1, seed: int = 0) -> HeteroDat
     Raises:
         ValueError: when ``ratio < 1`` or a user has fewer than ``ratio`` x its degree items to draw from.
     """
-    if not isinstance(ratio, numbers.Integral) or isinstance(ratio, bool) or ratio < 1:
+    if not is_integer(ratio) or ratio < 1:
         raise ValueError(f"ratio must be a positive integer, got {ratio!r}")
     ei = graph[EDGE].edge_index
     n_items = num_items(graph)

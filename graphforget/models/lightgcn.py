@@ -5,6 +5,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from ..config import is_integer
 from ..data.adjacency import AdjacencyCache
 from .base import MODELS, EmbeddingRecommender
 from .propagation import SymmetricLGConv, layer_sum, symmetric_spmm
@@ -32,7 +33,7 @@ class LightGCN(EmbeddingRecommender):
     linear_embedding = True  # embed() is linear in the tables: fast curvature products
 
     def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64, num_layers: int = 2):
-        if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 0:
+        if not is_integer(num_layers) or num_layers < 0:
             raise ValueError(f"num_layers must be an integer >= 0, got {num_layers!r}")
         super().__init__(num_users, num_items, embedding_dim)
         self.num_layers = num_layers
