@@ -383,9 +383,10 @@ def cmd_demo(args) -> int:
             rows.append(_row(model_name, method, row, row["completeness"], row["seconds"], row.get("fit_seconds")))
     print()
     print(_table(rows, [("model", "model"), ("method", "method"), ("auc_0", "auc_0"), ("auc_1", "auc_1"),
-                        ("auc_2", "auc_2"), ("completeness", "completeness (0/1/2)"), ("seconds", "seconds")]))
+                        ("auc_2", "auc_2"), ("completeness", "completeness (0/1/2)"), ("trusted", "trusted"),
+                        ("seconds", "seconds")]))
     print("\nseconds: training for the original, the unlearning call for the methods; completeness = "
-          "(method - original) / (retrain - original) per AUC.")
+          "(method - original) / (retrain - original) per AUC; trusted: the method's own acceptance test (-: none).")
     for model_name, result in zip(args.model, results):
         note = _noise_note(model_name, result, data.split.test)
         if note:
@@ -483,6 +484,8 @@ def _row(model: str, method: str, metrics: dict, complete: dict | None, seconds:
     row = {"model": model, "method": method, "seconds": f"{seconds:.2f}{fit}"}
     row.update({k: _fmt(metrics.get(k)) for k in AUC_KEYS})
     row["completeness"] = "-" if complete is None else " / ".join(_fmt(complete[k], pct=True) for k in AUC_KEYS)
+    # The method's own acceptance test (IFRU, SCIF, UnlearnRec); "-" where it has none.
+    row["trusted"] = {True: "yes", False: "NO"}.get((metrics.get("info") or {}).get("trusted"), "-")
     return row
 
 

@@ -186,7 +186,10 @@ def test_demo_prints_the_table_and_its_numbers_agree_with_results_json(capsys, t
     lines = {line.split()[1]: line.split() for line in out.splitlines() if line.startswith("mf ")}
     assert set(lines) == {"original", "retrain", "ifru", "scif"}
     header = next(line for line in out.splitlines() if line.startswith("model"))
-    assert header.split()[:6] == ["model", "method", "auc_0", "auc_1", "auc_2", "completeness"]
+    assert header.split()[:8] == ["model", "method", "auc_0", "auc_1", "auc_2", "completeness", "(0/1/2)", "trusted"]
+    for method in ("ifru", "scif"):  # their acceptance test, as results.json records it
+        assert lines[method][10] == {True: "yes", False: "NO"}[run["methods"][method]["info"]["trusted"]]
+    assert lines["retrain"][10] == lines["original"][6] == "-"
     original = run["original"]
     for method, row in run["methods"].items():
         assert float(lines[method][2]) == pytest.approx(row["auc_0"], abs=5e-5)
