@@ -321,7 +321,8 @@ def cmd_unlearn(args) -> int:
         log.info("%s is not a registered model class: model.pt not written", type(result.model).__name__)
     written = _publish(out, files)
     print(f"original: {_auc_line(metrics['original'])}")
-    trust = "" if result.info.get("trusted", True) else f"  NOT TRUSTED: {result.info.get('reason')}"
+    trusted = result.info.get("trusted")  # None: the method has no acceptance test
+    trust = {True: "  (trusted)", None: ""}.get(trusted, f"  NOT TRUSTED: {result.info.get('reason')}")
     print(f"{args.method}: {_auc_line(metrics)}  unlearn {result.seconds:.2f}s{trust}")
     print("wrote " + " and ".join(str(p) for p in written))
     return 0

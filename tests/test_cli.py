@@ -173,6 +173,23 @@ def test_pretrained_encoder_is_reused_by_unlearn(trained_run, capsys, tmp_path):
     assert code == 2 and "--encoder is for unlearnrec" in err
 
 
+
+def test_unlearn_says_whether_the_method_trusted_its_result(capsys, tmp_path, trained_run):
+    code, out, _ = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "ifru", "--quiet",
+                           "--out", str(tmp_path / "ok"))
+    assert code == 0 and json.loads((tmp_path / "ok" / "metrics.json").read_text())["info"]["trusted"] is True
+    assert out.splitlines()[-2].endswith("s  (trusted)")
+    # A solve that cannot converge: the result is not trusted, and the line says why.
+    code, out, _ = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "ifru", "--quiet",
+                           "--option", "solver.max_iter=1", "--option", "solver.tol=1e-12",
+                           "--out", str(tmp_path / "no"))
+    reason = json.loads((tmp_path / "no" / "metrics.json").read_text())["info"]["reason"]
+    assert code == 0 and reason.startswith("the solve did not converge")
+    assert out.splitlines()[-2].endswith(f"NOT TRUSTED: {reason}")
+    code, out, _ = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "finetune", "--quiet",
+                           "--out", str(tmp_path / "ft"))
+    assert code == 0 and "TRUSTED" not in out and "(trusted)" not in out  # FineTune has no acceptance test
+
 # --- demo ------------------------------------------------------------------------------------------
 
 def test_demo_prints_the_table_and_its_numbers_agree_with_results_json(capsys, tmp_path):
