@@ -31,10 +31,10 @@ class FieldHelp(NamedTuple):
     help: str
 
 
-
 def is_integer(value: Any) -> bool:
     """Whether ``value`` is an integer (NumPy's too) and not a bool: what counts, sizes and seeds must be."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
 
 def check_fields(config: Any, rules: dict[str, tuple[bool, str]]) -> None:
     """Raises ``ValueError("Cls.field: <requirement> (got <value>)")`` for the first rule that fails.

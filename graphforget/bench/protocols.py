@@ -277,9 +277,6 @@ def _stream_summary(checkpoints: list[dict], seconds: list[float], fit_seconds) 
     return row
 
 
-
-
-
 PROTOCOLS: dict[str, Protocol] = {
     "attack": Protocol("attack", lambda quick: {"attack_ratio": 0.02}, _attack_variants,
                        lambda params: {"kind": "flip", "ratio": float(params["attack_ratio"])}, _run_attack_cell),

@@ -184,7 +184,6 @@ def prepare_attack_data(dataset: str = "ml-100k", root: str | os.PathLike | None
     return AttackData(split, attacked, request, source, dataset, attack_ratio)
 
 
-
 # --- running the protocol------------------------------------------------------------------------
 
 @dataclass

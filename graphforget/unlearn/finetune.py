@@ -90,7 +90,6 @@ class FineTune(Unlearner):
         return model, info
 
 
-
 def _freeze_rows_outside(model: torch.nn.Module, region: Tensor, num_users: int) -> list:
     """Registers hooks that zero the gradient rows of the node tables outside ``region``.
 
