@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from graphforget import cli
-from graphforget.bench import (DEFAULT_METHODS, PROTOCOLS, Cell, CellCache, DataSource, Setting, deletion_request,
-                               mean_interval,
+from graphforget.bench import (DEFAULT_METHODS, PROTOCOLS, Cell, CellCache, DataSource, Setting, aggregate,
+                               deletion_request, mean_interval,
                                parse_params, plan_cells, run_bench, stream_positions, stream_requests, t_quantile)
 from graphforget.bench.setting import request_digest
 from graphforget.data import EDGE, pair_keys, planted_communities
@@ -258,7 +258,26 @@ def test_cli_bench(tmp_path, capsys):
     assert cli.main(argv + ["--l2", "0"]) == 0
     printed = capsys.readouterr().out
     assert "4 cells (0 read from the cache)" in printed and "# stream on synthetic, mf (l2 0)" in printed
-    assert json.loads((out / "results.json").read_text())["hparams"]["l2"] == 0.0
+    results = json.loads((out / "results.json").read_text())
+    assert results["hparams"]["l2"] == 0.0
+    # Each stream cell says whether every request passed SCIF's acceptance test; the report counts them.
+    scif = [c["result"]["info"] for c in results["cells"] if c["cell"]["method"] == "scif"]
+    assert len(scif) == 2 and all(info["trusted"] == (info["untrusted_requests"] == 0) for info in scif)
+    assert f"scif {sum(info['trusted'] for info in scif)} of 2 cells." in printed
+
+
+def test_aggregates_count_the_cells_whose_method_trusted_its_result():
+    def record(method, seed, result):
+        return {"cell": {"protocol": "attack", "dataset": "d", "model": "mf", "method": method, "seed": seed,
+                         "params": {"protocol": {"attack_ratio": 0.02}}}, "result": result}
+    records = [record("ifru", 0, {"auc_0": 0.7, "info": {"trusted": True}}),
+               record("ifru", 1, {"auc_0": 0.6, "info": {"trusted": False}}),
+               record("ifru", 2, {"error": "UnlearningFailed: no step"}),
+               record("finetune", 0, {"auc_0": 0.7, "info": {}})]
+    groups = {g["method"]: g for g in aggregate(records)}
+    assert (groups["ifru"]["tested"], groups["ifru"]["untrusted"], groups["ifru"]["errors"]) == (2, 1, 1)
+    assert (groups["finetune"]["tested"], groups["finetune"]["untrusted"]) == (0, 0)
+    assert groups["ifru"]["metrics"]["auc_0"]["mean"] == pytest.approx(0.65)
 
 
 def test_runs_over_disjoint_seeds_share_the_cache(tmp_path):

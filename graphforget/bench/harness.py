@@ -134,7 +134,9 @@ def aggregate(records: list[dict], confidence: float = 0.95) -> list[dict]:
 
     Returns:
         One dict per group, in first-seen order: ``protocol``, ``dataset``, ``model``, ``method``,
-        ``variant``, ``seeds`` and ``metrics`` (name -> :func:`~graphforget.bench.stats.mean_interval`).
+        ``variant``, ``seeds``, ``metrics`` (name -> :func:`~graphforget.bench.stats.mean_interval`),
+        ``errors`` (cells that failed), ``tested`` (cells whose method ran its acceptance test) and
+        ``untrusted`` (cells whose result failed it: ``info["trusted"]`` is False).
     """
     groups: dict[str, dict] = {}
     for record in records:
@@ -144,14 +146,16 @@ def aggregate(records: list[dict], confidence: float = 0.95) -> list[dict]:
         group = groups.setdefault(name, {key: cell[key] for key in ("protocol", "dataset", "model", "method")}
                                   | {"variant": variant, "seeds": [], "results": []})
         group["seeds"].append(cell["seed"])
-        group["results"].append(_numeric(record["result"]))
+        group["results"].append(record["result"])
     out = []
     for group in groups.values():
         results = group.pop("results")
-        names = list(dict.fromkeys(k for result in results for k in result))
-        group["metrics"] = {k: mean_interval([r.get(k) for r in results], confidence) for k in names}
-        group["errors"] = sum(1 for r in records if r["cell"]["method"] == group["method"]
-                              and r["cell"]["params"]["protocol"] == group["variant"] and "error" in r["result"])
+        figures = [_numeric(result) for result in results]
+        names = list(dict.fromkeys(k for result in figures for k in result))
+        group["metrics"] = {k: mean_interval([r.get(k) for r in figures], confidence) for k in names}
+        trusted = [(result.get("info") or {}).get("trusted") for result in results]
+        group.update(errors=sum("error" in result for result in results),
+                     tested=sum(flag is not None for flag in trusted), untrusted=sum(flag is False for flag in trusted))
         out.append(group)
     return out
 

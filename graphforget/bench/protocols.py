@@ -249,24 +249,29 @@ def _run_stream_cell(setting: Setting, method: str, options: dict, variant: dict
     positions = stream_positions(len(requests), variant["fractions"])
     unlearner = setting.unlearner(method, options)
     fit_seconds = unlearner.fit_seconds if unlearner.needs_fit else None
-    seconds, checkpoints = [], []
+    seconds, checkpoints, trusted = [], [], []
     bar = tqdm(requests, desc=f"{method} stream", leave=False, disable=not progress)
     for k, request in enumerate(bar, 1):
         outcome = unlearner.unlearn(request)
         seconds.append(outcome.seconds)
+        trusted.append(outcome.info.get("trusted"))
         unlearner = setting.continue_from(method, options, outcome.model, outcome.graph)
         if k in positions:
             removed = torch.cat(requests[:k], 1)
             row = measure(setting, outcome.model, outcome.graph, removed, setting.reference(removed), setting.seed)
             checkpoints.append({**row, "requests": k, "fraction": k / len(requests),
                                 "seconds_per_request": sum(seconds) / k, "cumulative_seconds": sum(seconds)})
-    return _stream_summary(checkpoints, seconds, fit_seconds)
+    return _stream_summary(checkpoints, seconds, fit_seconds, trusted)
 
 
-def _stream_summary(checkpoints: list[dict], seconds: list[float], fit_seconds) -> dict:
-    """The cell's figures: every checkpoint's as ``name@NN%``, the last one's under the plain names."""
+def _stream_summary(checkpoints: list[dict], seconds: list[float], fit_seconds, trusted: list) -> dict:
+    """The cell's figures: every checkpoint's as ``name@NN%``, the last one's under the plain names; ``info``:
+    whether every request passed the method's acceptance test (``None``: it has none) and how many failed it."""
+    failed = sum(flag is False for flag in trusted)
+    tested = any(flag is not None for flag in trusted)
     row = {"checkpoints": checkpoints, "request_seconds": seconds, "fit_seconds": fit_seconds,
-           "seconds_per_request": sum(seconds) / len(seconds), "cumulative_seconds": sum(seconds)}
+           "seconds_per_request": sum(seconds) / len(seconds), "cumulative_seconds": sum(seconds),
+           "info": {"trusted": failed == 0 if tested else None, "untrusted_requests": failed}}
     figures = ("prediction_gap", "mia_auc", "mia_auc_retrain", "auc_0", "recall@20", "recall@20_retrain", "mi_bf",
                "mi_ng", "prediction_distance", "original_distance")
     for point in checkpoints:

@@ -84,6 +84,8 @@ def markdown(result) -> str:
     lines = [f"# {_title(result)}", "", _intro(result), "", "| " + " | ".join(header) + " |",
              "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
+    trust = _trust(result)
+    lines += ["", trust] if trust else []
     lines += ["", "prediction_gap: ||p_method - p_retrain|| / ||p_original - p_retrain|| on the test pairs "
                   "(0: Retrain's predictions); prediction_distance and original_distance: its numerator and "
                   "denominator. mia_auc: membership attack on the removed edges against matched "
@@ -95,6 +97,18 @@ def markdown(result) -> str:
                   "as well as retraining can tell."]
     return "\n".join(lines) + "\n"
 
+
+
+def _trust(result) -> str | None:
+    """How many cells of each method with an acceptance test (IFRU, SCIF, UnlearnRec) passed it."""
+    several = len({json.dumps(g["variant"], sort_keys=True) for g in result.aggregates}) > 1
+    parts = []
+    for group in result.aggregates:
+        if group.get("tested"):
+            where = f" ({_variant(group['variant'])})" if several else ""
+            parts.append(f"{group['method']}{where} {group['tested'] - group['untrusted']} of {group['tested']}")
+    return ("Trusted (the method's acceptance test passed; a stream cell when every request did): "
+            + ", ".join(parts) + " cells.") if parts else None
 
 def _pyplot():
     """matplotlib's pyplot on the file-only Agg backend, or ``None`` when matplotlib is not installed."""
@@ -173,8 +187,9 @@ def _rst_table(header: list[str], rows: list[list[str]]) -> list[str]:
 def rst(result) -> str:
     """The run's tables as reStructuredText (the same cells as :func:`markdown`), under a section title."""
     header, rows = _table(result)
-    title = _title(result)
-    return "\n".join([title, "~" * len(title), "", _intro(result, "``"), ""] + _rst_table(header, rows))
+    title, trust = _title(result), _trust(result)
+    lines = [title, "~" * len(title), "", _intro(result, "``"), ""] + _rst_table(header, rows)
+    return "\n".join(lines + (["", trust, ""] if trust else []))
 
 
 def _readme_cell(group: dict | None, figures: tuple[str, str, str]) -> str:
