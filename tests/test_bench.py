@@ -5,6 +5,7 @@ import dataclasses
 import importlib.util
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,26 @@ def test_library_version_is_in_the_key(monkeypatch):
     before = cell.key
     monkeypatch.setattr("graphforget.bench.cache.__version__", "99.0")
     assert cell.key != before
+
+
+def test_the_code_is_in_the_key(monkeypatch):
+    from graphforget.bench import cache
+    cell = _base_cells("attack")[0]
+    assert cell.identity()["code"] == cache.code_digest() and len(cache.code_digest()) == 16
+    before = cell.key
+    monkeypatch.setattr(cache, "code_digest", lambda: "0" * 16)  # code edited since
+    assert cell.key != before
+
+
+def test_the_code_digest_is_of_the_sources_bytes_wherever_they_lie(tmp_path):
+    from graphforget.bench import cache
+    code_digest = cache.code_digest.__wrapped__  # uncached: the copy is edited below
+    source = Path(cache.__file__).resolve().parent.parent
+    copy = tmp_path / "graphforget"
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert code_digest(copy) == cache.code_digest()  # a worktree, an install
+    (copy / "metrics.py").write_text((copy / "metrics.py").read_text() + "\n# an edit\n")
+    assert code_digest(copy) != cache.code_digest()
 
 
 def test_a_cached_file_of_another_cell_is_not_read(tmp_path):

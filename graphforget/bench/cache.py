@@ -1,14 +1,15 @@
 """Cells and their on-disk cache: a cell's result is stored under a hash of every parameter it depends on.
 
 A *cell* is one measurement: ``(protocol, dataset, model, method, seed)`` plus every parameter of the
-protocol, the model's hyper-parameters, the method's options, the library version and
-:data:`BENCH_VERSION`. Its key is the SHA-256 of the canonical JSON of all of them, so changing any of
-them (a deletion ratio, a learning rate, the stream's order) names another file: a stale result is never
-read back. Each file is written atomically (:func:`~graphforget.io.write_json`), so a run killed at any
+protocol, the model's hyper-parameters, the method's options, the library version, a digest of the library's
+code (:func:`code_digest`) and :data:`BENCH_VERSION`. Its key is the SHA-256 of the canonical JSON of all of
+them, so changing any of them (a deletion ratio, a learning rate, the stream's order, an edit of a method)
+names another file: a stale result is never read back. Each file is written atomically (:func:`~graphforget.io.write_json`), so a run killed at any
 point leaves complete cells only, and rerunning it computes exactly the missing ones.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -20,13 +21,27 @@ from typing import Any
 from .. import __version__
 from ..io import to_jsonable, write_json
 
-__all__ = ["BENCH_VERSION", "Cell", "cell_key", "CellCache"]
+__all__ = ["BENCH_VERSION", "Cell", "cell_key", "code_digest", "CellCache"]
 
 log = logging.getLogger(__name__)
 
 #: Version of the harness's measurement code: bumped when a protocol's figures change meaning, so
 #: that cells of an older harness are recomputed rather than mixed with new ones.
 BENCH_VERSION = 3  # 2: absolute prediction distances; 3: Recall@20, the data's identity (files' sha256)
+
+
+@functools.cache
+def code_digest(root: Path | None = None) -> str:
+    """The first 16 hex digits of the SHA-256 of the library's source files (their paths relative to ``root``,
+    the package's folder by default, and their bytes, in order): within one version, code that was edited since
+    (a method's step, a metric) computes other cells, whose figures may differ in rounding or more; two copies of
+    the same code (a worktree, an install) agree."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -50,10 +65,11 @@ class Cell:
     params: dict = field(default_factory=dict)
 
     def identity(self) -> dict:
-        """Everything the key is a hash of: the fields, the library version and :data:`BENCH_VERSION`."""
+        """Everything the key is a hash of: the fields, the library version, its code's digest and
+        :data:`BENCH_VERSION`."""
         return to_jsonable({"protocol": self.protocol, "dataset": self.dataset, "model": self.model,
                             "method": self.method, "seed": self.seed, "params": self.params,
-                            "graphforget": __version__, "bench": BENCH_VERSION})
+                            "graphforget": __version__, "code": code_digest(), "bench": BENCH_VERSION})
 
     @property
     def key(self) -> str:
