@@ -4,8 +4,9 @@ A *cell* is one measurement: ``(protocol, dataset, model, method, seed)`` plus e
 protocol, the model's hyper-parameters, the method's options, the library version, a digest of the library's
 code (:func:`code_digest`) and :data:`BENCH_VERSION`. Its key is the SHA-256 of the canonical JSON of all of
 them, so changing any of them (a deletion ratio, a learning rate, the stream's order, an edit of a method)
-names another file: a stale result is never read back. Each file is written atomically (:func:`~graphforget.io.write_json`), so a run killed at any
-point leaves complete cells only, and rerunning it computes exactly the missing ones.
+names another file: a stale result is never read back. Each file is written atomically
+(:func:`~graphforget.io.write_json`), so a run killed at any point leaves complete cells only, and rerunning it
+computes exactly the missing ones.
 """
 from __future__ import annotations
 
