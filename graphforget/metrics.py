@@ -7,7 +7,8 @@ from torch_geometric.data import HeteroData
 from torch_geometric.metrics import LinkPredNDCG, LinkPredRecall
 
 from .config import is_integer
-from .data.interactions import EDGE, check_model_fits, check_pair_ids, message_passing_edges, num_items, num_users
+from .data.interactions import (EDGE, check_model_fits, check_pair_ids, check_pair_tensor, message_passing_edges,
+                                num_items, num_users)
 
 __all__ = ["auc", "auc_standard_error", "auc_groups", "completeness", "evaluate_auc", "recall_ndcg_at_k",
            "mean_probability", "mi_bf", "mi_ng", "prediction_distance", "parameter_distance"]
@@ -87,8 +88,7 @@ def _scores(model, graph: HeteroData, edges: Tensor, what: str) -> Tensor:
     edges = torch.as_tensor(edges)
     if edges.dim() != 2 or edges.size(0) != 2 or edges.size(1) == 0:
         raise ValueError(f"{what} must be a non-empty [2, T] tensor of (user, item) ids, got {list(edges.shape)}")
-    if edges.dtype == torch.bool or edges.is_floating_point() or edges.is_complex():
-        raise ValueError(f"{what} holds integer (user, item) ids, got dtype {edges.dtype}")
+    check_pair_tensor(edges, what, "T")  # the dtype
     edges = edges.to(graph[EDGE].edge_index.device)
     check_pair_ids(edges, graph, what)
     return _finite(model(graph, edges))

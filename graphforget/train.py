@@ -221,8 +221,6 @@ def _check_inputs(model: torch.nn.Module, graph: HeteroData, objective: Objectiv
     """Model/graph sizes, labels against the objective, and negatives for BCE (else every score goes up
     and the validation AUC is NaN)."""
     check_interactions(graph)
-    if "edge_label" not in graph[EDGE]:
-        raise ValueError("the training graph needs an edge_label per edge (1: an interaction, 0: a non-interaction)")
     check_model_fits(model, graph)
     objective.check(graph)
     if isinstance(objective, BCEObjective) and not bool((graph[EDGE].edge_label == 0).any()):

@@ -21,7 +21,7 @@ __all__ = [
     "EDGE", "make_interactions", "num_users", "num_items", "message_passing_edges",
     "propagation_edges", "bipartite_to_homogeneous", "symmetric_edge_weight", "edge_positions", "remove_edges",
     "without_edges", "edge_subgraph", "validate_pairs", "pair_keys", "pairs_of_keys", "check_unique_pairs",
-    "check_model_fits", "check_interactions", "check_pair_ids",
+    "check_model_fits", "check_interactions", "check_pair_ids", "check_pair_tensor",
 ]
 
 EDGE = ("user", "rates", "item")
@@ -46,7 +46,7 @@ def make_interactions(edge_index: Tensor, edge_label: Tensor | None = None, num_
             aggregate repeated ratings first). See :func:`check_interactions`.
     """
     edge_index = torch.as_tensor(edge_index)
-    _check_edge_index(edge_index)
+    check_pair_tensor(edge_index)
     edge_index = edge_index.long()
     data = HeteroData()
     data["user"].num_nodes = _node_count(edge_index[0], num_users, "num_users")
@@ -67,8 +67,8 @@ def check_interactions(graph: HeteroData) -> None:
     """Checks the structure of an interaction graph, e.g. one built by hand rather than by :func:`make_interactions`.
 
     The node counts are set; ``graph[EDGE].edge_index`` is a ``[2, E]`` integer tensor with user ids in
-    ``[0, num_users)`` and item ids in ``[0, num_items)``; ``edge_label`` and ``observed``, where present, are
-    ``[E]``, one entry per edge, and ``observed`` is bool (an integer mask would select edges 0 and 1 as
+    ``[0, num_users)`` and item ids in ``[0, num_items)``; ``edge_label`` is set, and it and ``observed`` (where
+    present) are ``[E]``, one entry per edge, and ``observed`` is bool (an integer mask would select edges 0 and 1 as
     positions). Cheap: a few passes over the edges, no sort; label values and repeated pairs (a sort) are
     checked by the objective and :func:`check_unique_pairs`.
 
@@ -84,9 +84,12 @@ def check_interactions(graph: HeteroData) -> None:
     if EDGE not in graph.edge_types or "edge_index" not in graph[EDGE]:
         raise ValueError(f"the graph has no {EDGE} edge_index: build the graph with make_interactions")
     store = graph[EDGE]
-    _check_edge_index(store.edge_index)
+    check_pair_tensor(store.edge_index)
     _check_ids(store.edge_index[0], num_users(graph), "user")
     _check_ids(store.edge_index[1], num_items(graph), "item")
+    if "edge_label" not in store:  # every objective reads it
+        raise ValueError("the training graph needs an edge_label per edge (1: an interaction, 0: a non-interaction): "
+                         "build it with make_interactions")
     for key in ("edge_label", "observed"):
         if key in store and tuple(store[key].shape) != (store.edge_index.size(1),):
             raise ValueError(f"{key} must have shape [{store.edge_index.size(1)}], one entry per edge of "
@@ -95,13 +98,13 @@ def check_interactions(graph: HeteroData) -> None:
         raise ValueError(f"observed must be a bool mask, got dtype {store.observed.dtype}")
 
 
-def _check_edge_index(edge_index: Tensor) -> None:
-    """Raises ``ValueError`` unless ``edge_index`` is a ``[2, E]`` tensor of an integer dtype."""
-    if edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError(f"edge_index must have shape [2, E], got {list(edge_index.shape)}")
-    # As for requests (validate_pairs): floats would be truncated, a bool mask read as ids 0/1.
-    if edge_index.dtype == torch.bool or edge_index.is_floating_point() or edge_index.is_complex():
-        raise ValueError(f"edge_index holds integer (user, item) ids, got dtype {edge_index.dtype}")
+def check_pair_tensor(pairs: Tensor, what: str = "edge_index", width: str = "E") -> None:
+    """Raises ``ValueError`` unless ``pairs`` is a ``[2, width]`` tensor of an integer dtype (``what`` names it):
+    floats would be truncated, a bool mask read as ids 0/1."""
+    if pairs.dim() != 2 or pairs.size(0) != 2:
+        raise ValueError(f"{what} must have shape [2, {width}], got {list(pairs.shape)}")
+    if pairs.dtype == torch.bool or pairs.is_floating_point() or pairs.is_complex():
+        raise ValueError(f"{what} holds integer (user, item) ids, got dtype {pairs.dtype}")
 
 
 def _check_ids(ids: Tensor, count: int, node_type: str) -> None:
@@ -251,10 +254,7 @@ def validate_pairs(graph: HeteroData, pairs: Tensor) -> Tensor:
     except (TypeError, ValueError, RuntimeError) as error:  # None, a string, a tuple of tensors, ragged lists
         raise ValueError(f"a request is a [2, R] tensor (or nested list) of (user, item) ids, got a "
                          f"{type(pairs).__name__} ({error})") from None
-    if pairs.dim() != 2 or pairs.size(0) != 2:
-        raise ValueError(f"a request must have shape [2, R], got {list(pairs.shape)}")
-    if pairs.dtype == torch.bool or pairs.is_floating_point() or pairs.is_complex():
-        raise ValueError(f"a request holds integer (user, item) ids, got dtype {pairs.dtype}")
+    check_pair_tensor(pairs, "a request", "R")
     if pairs.is_meta:
         raise ValueError("a request on the meta device holds no ids: build it on the CPU or the graph's device")
     pairs = pairs.long()
