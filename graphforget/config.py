@@ -17,7 +17,9 @@ import types
 import typing
 from typing import Any, Callable, NamedTuple
 
-__all__ = ["build_config", "describe", "check_fields", "check_types", "FieldHelp", "is_integer"]
+import torch
+
+__all__ = ["build_config", "describe", "check_fields", "check_types", "FieldHelp", "is_integer", "seeded"]
 
 _NONE = {"none", "null"}
 _BOOLS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
@@ -34,6 +36,17 @@ class FieldHelp(NamedTuple):
 def is_integer(value: Any) -> bool:
     """Whether ``value`` is an integer (NumPy's too) and not a bool: what counts, sizes and seeds must be."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def seeded(seed: Any, device: torch.device | str | None = None) -> torch.Generator:
+    """A private :class:`torch.Generator` (on ``device``, default the CPU) seeded with ``seed``.
+
+    Raises:
+        ValueError: ``seed`` is not an integer (torch's own message names no argument).
+    """
+    if not is_integer(seed):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    return (torch.Generator() if device is None else torch.Generator(device)).manual_seed(int(seed))
 
 
 def check_fields(config: Any, rules: dict[str, tuple[bool, str]]) -> None:

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from .config import seeded
 from .data.interactions import (EDGE, check_model_fits, edge_positions, message_passing_edges, num_items, num_users,
                                 pair_keys, validate_pairs)
 from .io import to_jsonable
@@ -162,7 +163,7 @@ def _match(graph: HeteroData, pairs: Tensor, seed: int, num_buckets: int) -> tup
     edges = _edges_of_users(graph, pairs[0])  # only the requested users' edges can block a match
     edge_keys = pair_keys(edges, num_items(graph)).sort().values
     bucket, order, start, size = _degree_buckets(graph, num_buckets)
-    gen = torch.Generator().manual_seed(seed)
+    gen = seeded(seed)
     choice = torch.full((pairs.size(1),), -1, dtype=torch.long)  # -1: pending, -2: no free item, else the item
     for _ in range(_ROUNDS):
         pending = (choice == -1).nonzero().flatten()
@@ -375,7 +376,7 @@ def _attack(member: Tensor, non_member: Tensor, fraction: float, seed: int, fpr:
     """:func:`membership_attack` on scores: ``member [R]``, ``non_member [N]`` (``N >= 2``)."""
     count = non_member.numel()
     calibrating = min(max(round(fraction * count), 1), count - 1)
-    permutation = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+    permutation = torch.randperm(count, generator=seeded(seed))
     calibration, evaluation = non_member[permutation[:calibrating]], non_member[permutation[calibrating:]]
     above = math.floor(fpr * calibrating + 1e-9)  # calibration non-members allowed above the threshold
     threshold = float(calibration.sort(descending=True).values[above])

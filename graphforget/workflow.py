@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from .config import seeded
 from . import __version__
 from .data import (EDGE, Split, add_negatives, binarize, edge_subgraph, load_csv, load_labelled_triples,
                    load_lightgcn, load_movielens_100k, make_interactions, num_items, num_users, pair_keys,
@@ -199,7 +200,7 @@ def with_negatives(graph: HeteroData, ratio: int, seed: int = 0) -> HeteroData:
     light = edge_subgraph(graph, ~heavy[store.edge_index[0]])
     sampled = add_negatives(light, ratio, seed) if light[EDGE].edge_index.size(1) else light
     extra = [sampled[EDGE].edge_index[:, ~sampled[EDGE].observed]] if "observed" in sampled[EDGE] else []
-    gen = torch.Generator().manual_seed(seed)
+    gen = seeded(seed)
     for user in heavy.nonzero().flatten().tolist():  # few users: one exact draw each
         free = torch.ones(count, dtype=torch.bool)
         free[store.edge_index[1][store.edge_index[0] == user]] = False
@@ -239,7 +240,7 @@ def _split_with_test(graph: HeteroData, test: HeteroData, negatives: int, seed: 
                          pair_keys(test[EDGE].edge_index, num_items(union)))
     if "observed" in store:  # sampled negatives: to the test part with the test share of interactions
         share = test[EDGE].edge_index.size(1) / edges.size(1)
-        draw = torch.rand(store.edge_index.size(1), generator=torch.Generator().manual_seed(seed + 1))
+        draw = torch.rand(store.edge_index.size(1), generator=seeded(seed + 1))
         is_test |= ~store.observed & (draw < share)
     split = random_split(edge_subgraph(union, ~is_test), (1 - VAL_SHARE, VAL_SHARE, 0.0), seed)
     return Split(split.train, split.val, _remap(edge_subgraph(union, is_test), split.train))

@@ -999,6 +999,27 @@ def test_attack_flip_refuses_raw_ratings(random_graph):
         attack_flip(graph, 0.1)
 
 
+def test_seeded_functions_refuse_a_seed_that_is_not_an_integer(random_graph):
+    graph = random_graph(10, 8, 30, seed=0)
+    calls = [lambda seed: random_split(graph, seed=seed), lambda seed: random_edges(graph, 0.5, seed=seed),
+             lambda seed: attack_flip(graph, 0.1, seed=seed), lambda seed: add_negatives(graph, 1, seed=seed)]
+    for call in calls:
+        for seed in (0.5, "0", None, True):
+            with pytest.raises(ValueError, match=f"seed must be an integer, got {seed!r}"):
+                call(seed)
+    assert torch.equal(random_edges(graph, 0.5, seed=np.int64(3)), random_edges(graph, 0.5, seed=3))
+
+
+def test_user_edges_and_k_core_refuse_ids_or_cores_that_are_not_integers(random_graph):
+    graph = random_graph(10, 8, 30, seed=0)
+    with pytest.raises(ValueError, match="user ids must be integers, got dtype torch.float32"):
+        user_edges(graph, [1.5])
+    for k in (-1, 1.5):
+        with pytest.raises(ValueError, match=f"k must be an integer >= 0, got {k}"):
+            k_core(graph, k)
+    assert k_core(graph, 0) is graph
+
+
 def test_transforms_name_a_bad_mask_ratio_or_threshold(random_graph):
     graph = random_graph(10, 8, 30, seed=0)
     ones = {"keep_users": torch.ones(10, dtype=torch.bool), "keep_items": torch.ones(8, dtype=torch.bool),

@@ -246,6 +246,26 @@ def test_pruning_matches_plain_loop(graph, ratios):
     assert bool(select_nodes(scores, (0.0, 0.0, 0.0), always=always)[always].all())
 
 
+def test_regions_and_pruning_name_bad_input(graph):
+    request = random_edges(graph, 0.08, seed=6)
+    with pytest.raises(ValueError, match=r"request holds 1 pairs with unknown ids, the first \(0, 10\)"):
+        importance_scores(graph, torch.tensor([[0], [I]]), 1)
+    with pytest.raises(ValueError, match=r"request must have shape \[2, R\]"):
+        importance_scores(graph, request[0], 1)
+    for hops in (-1, 1.5):
+        with pytest.raises(ValueError, match=rf"hops must be an integer >= 0, got {hops}"):
+            importance_scores(graph, request, hops)
+        with pytest.raises(ValueError, match=rf"hops must be an integer >= 0, got {hops}"):
+            k_hop_mask(graph, torch.tensor([0]), hops)
+    for nodes in (torch.tensor([U + I]), torch.tensor([-1])):
+        with pytest.raises(ValueError, match=rf"nodes holds ids outside \[0, {U + I}\)"):
+            k_hop_mask(graph, nodes, 1)
+    with pytest.raises(ValueError, match="nodes holds integer node ids, got dtype torch.float32"):
+        k_hop_mask(graph, torch.tensor([1.0]), 1)
+    with pytest.raises(ValueError, match=r"pruning ratios must be in \[0, 1\], got \(1.0, 1.5, 1.0\)"):
+        select_nodes(importance_scores(graph, request, 2), (1.0, 1.5, 1.0))
+
+
 @pytest.mark.parametrize("hops", [0, 1, 2])
 def test_computation_subgraph_is_the_induced_region_with_global_weights(graph, hops):
     nodes = torch.tensor([2, U + 1])

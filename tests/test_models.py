@@ -325,3 +325,9 @@ def test_a_foreign_checkpoint_and_a_fractional_layer_count_are_named(tmp_path):
         load_model(tmp_path / "junk.pt")
     with pytest.raises(ValueError, match="num_layers must be an integer >= 0, got 1.5"):
         LightGCN(6, 4, 8, num_layers=1.5)
+    with pytest.raises(ValueError, match="embedding_dim must be a positive integer, got 2.5"):
+        MF(6, 4, embedding_dim=2.5)
+    with pytest.raises(ValueError, match="num_users and num_items must be positive integers, got 6.0 and 4"):
+        MF(6.0, 4)
+    with pytest.raises(ValueError, match="seed must be an integer, got 0.5"):
+        MF(6, 4).reset_parameters(seed=0.5)

@@ -40,8 +40,8 @@ def resolve_method(method: str, options: dict | None, seed: int) -> tuple[str, d
     """The registered method a cell's ``method`` runs, and its options (a harness method's own, then ``options``)."""
     if method not in BENCH_METHODS:
         return method, dict(options or {})
-    name, seeded = BENCH_METHODS[method]
-    return name, {**seeded(seed), **(options or {})}
+    name, options_of = BENCH_METHODS[method]
+    return name, {**options_of(seed), **(options or {})}
 
 
 class MethodUnsupported(ValueError):

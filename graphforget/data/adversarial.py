@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from ..config import seeded
 from .interactions import EDGE, edge_subgraph, num_users
 
 __all__ = ["adversarial_edges"]
@@ -44,7 +45,7 @@ def adversarial_edges(model, graph: HeteroData, fraction: float = 1.0, seed: int
     users = torch.arange(n_users, device=device)
     if fraction < 1:
         count = max(1, int(round(fraction * n_users)))
-        pick = torch.randperm(n_users, generator=torch.Generator().manual_seed(seed))[:count]
+        pick = torch.randperm(n_users, generator=seeded(seed))[:count]
         users = pick.sort().values.to(device)
     was_training = model.training
     model.eval()

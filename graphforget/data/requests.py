@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from ..config import seeded
 from .interactions import EDGE, edge_subgraph, num_users
 
 __all__ = ["random_edges", "user_edges", "attack_flip", "request_nodes"]
@@ -46,7 +47,7 @@ def random_edges(graph: HeteroData, ratio: float, seed: int = 0, observed_only: 
     candidates = _candidates(graph, observed_only)
     if candidates.numel() == 0:
         raise ValueError("the graph has no observed edges to draw a request from")
-    gen = torch.Generator().manual_seed(seed)
+    gen = seeded(seed)
     count = max(1, int(round(ratio * candidates.numel())))
     pick = torch.randperm(candidates.numel(), generator=gen)[:count].to(candidates.device)
     return graph[EDGE].edge_index[:, candidates[pick].sort().values]
@@ -61,9 +62,12 @@ def user_edges(graph: HeteroData, users, observed_only: bool = True) -> Tensor:
         observed_only: keep the observed edges only (not the sampled negatives, ``observed == False``).
 
     Raises:
-        ValueError: when no user is given or an id is outside ``[0, num_users)``.
+        ValueError: when no user is given, an id is not an integer or is outside ``[0, num_users)``.
     """
-    users = torch.as_tensor(users, dtype=torch.long).flatten()
+    users = torch.as_tensor(users).flatten()
+    if users.is_floating_point() or users.is_complex() or users.dtype == torch.bool:
+        raise ValueError(f"user ids must be integers, got dtype {users.dtype}")
+    users = users.long()
     if users.numel() == 0:
         raise ValueError("no users given")
     if users.min() < 0 or users.max() >= num_users(graph):
@@ -88,7 +92,7 @@ def attack_flip(graph: HeteroData, ratio: float, seed: int = 0) -> tuple[HeteroD
     if not bool(((label == 0) | (label == 1)).all()):
         raise ValueError("attack_flip flips 0/1 labels, but edge_label holds other values (raw ratings?): binarise "
                          "first with graphforget.data.binarize(graph, threshold)")
-    gen = torch.Generator().manual_seed(seed)
+    gen = seeded(seed)
     ei = graph[EDGE].edge_index
     pick = torch.randperm(ei.size(1), generator=gen)[:_count(graph, ratio)].sort().values
     attacked = edge_subgraph(graph, torch.ones(ei.size(1), dtype=torch.bool))

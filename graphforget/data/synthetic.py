@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..config import is_integer
+from ..config import is_integer, seeded
 from .interactions import make_interactions, pairs_of_keys
 
 __all__ = ["planted_communities", "power_law_interactions", "power_law_exponent", "GOWALLA_SHAPE"]
@@ -36,7 +36,7 @@ def planted_communities(num_users: int = 600, num_items: int = 400, num_communit
     """
     _check_communities(num_users, num_items, num_communities, interactions_per_user,
                        {"p_in": p_in, "like_in": like_in, "like_out": like_out})
-    gen = torch.Generator().manual_seed(seed)
+    gen = seeded(seed)
     user_comm = torch.randint(num_communities, (num_users,), generator=gen)
     item_comm = torch.arange(num_items) % num_communities
     # Per-user item weights: in-community items share p_in, the rest share 1 - p_in.
@@ -123,7 +123,7 @@ def power_law_interactions(num_edges: int, num_users: int | None = None, num_ite
     _check_power_law(num_edges, num_users, num_items, (user_exponent, item_exponent), (user_max_ratio, item_max_ratio))
     # The largest expected degree stays below a third of the other side (room for a negative per edge).
     room = max(1.0, num_users * num_items / (3 * num_edges))  # (other side / 3) / mean degree, both sides
-    gen = torch.Generator().manual_seed(seed)
+    gen = seeded(seed)
     users = _weight_cdf(num_users, user_exponent, min(user_max_ratio, room), gen)
     items = _weight_cdf(num_items, item_exponent, min(item_max_ratio, room), gen)
     return make_interactions(pairs_of_keys(_draw_keys(users, items, num_edges, gen), num_items), None,

@@ -10,7 +10,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import degree
 
-from ..config import is_integer
+from ..config import is_integer, seeded
 from .interactions import EDGE, edge_subgraph, num_items, num_users, pair_keys, pairs_of_keys
 
 __all__ = ["k_core", "binarize", "Split", "random_split", "add_negatives", "relabel"]
@@ -44,7 +44,10 @@ def relabel(graph: HeteroData, keep_users: Tensor, keep_items: Tensor, edge_mask
 
 
 def k_core(graph: HeteroData, k: int) -> HeteroData:
-    """Iteratively drops users and items with fewer than ``k`` interactions (all edges count)."""
+    """Iteratively drops users and items with fewer than ``k`` interactions (all edges count; ``k = 0`` returns
+    the graph as it is)."""
+    if not (is_integer(k) and k >= 0):
+        raise ValueError(f"k must be an integer >= 0, got {k!r}")
     if k < 1:
         return graph
     ei = graph[EDGE].edge_index
@@ -93,7 +96,7 @@ def random_split(graph: HeteroData, ratios=(0.6, 0.2, 0.2), seed: int = 0) -> Sp
     if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-6 or ratios[0] == 0:
         raise ValueError(f"ratios must be three non-negative numbers summing to 1 with a train part, got {ratios}")
     num_edges = graph[EDGE].edge_index.size(1)
-    perm = torch.randperm(num_edges, generator=torch.Generator().manual_seed(seed))
+    perm = torch.randperm(num_edges, generator=seeded(seed))
     n_train = int(round(ratios[0] * num_edges))
     n_val = int(round(ratios[1] * num_edges))
     parts = perm[:n_train], perm[n_train:n_train + n_val], perm[n_train + n_val:]
@@ -125,7 +128,7 @@ def add_negatives(graph: HeteroData, ratio: int = 1, seed: int = 0) -> HeteroDat
         raise ValueError(f"ratio must be a positive integer, got {ratio!r}")
     ei = graph[EDGE].edge_index
     n_items = num_items(graph)
-    gen = torch.Generator().manual_seed(seed)
+    gen = seeded(seed)
     known = pair_keys(ei, n_items)
     # A user needs ``ratio`` distinct non-edges per edge; without enough the resampling would never end.
     need = ratio * torch.bincount(ei[0], minlength=num_users(graph))

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from ..config import is_integer
 from ..data.interactions import (EDGE, bipartite_to_homogeneous, edge_subgraph, message_passing_edges, num_items,
                                  num_users, propagation_edges)
 from ..objectives import Objective
@@ -28,8 +29,13 @@ def node_ids(pairs: Tensor, num_users: int) -> Tensor:
 
 
 def k_hop_mask(graph: HeteroData, nodes: Tensor, hops: int) -> Tensor:
-    """``[U + I]`` bool mask of the nodes within ``hops`` message-passing hops of ``nodes``."""
+    """``[U + I]`` bool mask of the nodes within ``hops`` message-passing hops of ``nodes`` (homogeneous ids).
+
+    Raises:
+        ValueError: ``hops`` is not an integer >= 0, or ``nodes`` are not integer ids in ``[0, U + I)``.
+    """
     n = num_users(graph) + num_items(graph)
+    _check_nodes(nodes, n, hops)
     mask = torch.zeros(n, dtype=torch.bool, device=graph[EDGE].edge_index.device)
     if nodes.numel() == 0:
         return mask
@@ -43,6 +49,15 @@ def k_hop_mask(graph: HeteroData, nodes: Tensor, hops: int) -> Tensor:
     for _ in range(hops):
         mask = mask.index_fill(0, target[mask[source]], True)
     return mask
+
+
+def _check_nodes(nodes: Tensor, count: int, hops: int) -> None:
+    if not (is_integer(hops) and hops >= 0):
+        raise ValueError(f"hops must be an integer >= 0, got {hops!r}")
+    if nodes.is_floating_point() or nodes.is_complex() or nodes.dtype == torch.bool:
+        raise ValueError(f"nodes holds integer node ids, got dtype {nodes.dtype}")
+    if nodes.numel() and (nodes.min() < 0 or nodes.max() >= count):
+        raise ValueError(f"nodes holds ids outside [0, {count}) (the graph's users then items)")
 
 
 def local_terms(objective: Objective, graph: HeteroData, region: Tensor) -> Terms:

@@ -8,7 +8,8 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import degree
 
-from ..data.interactions import message_passing_edges, num_items, num_users
+from ..config import is_integer
+from ..data.interactions import check_pair_ids, check_pair_tensor, message_passing_edges, num_items, num_users
 from .graph import homogeneous_graph
 
 __all__ = ["importance_scores", "select_nodes", "message_passing_degrees"]
@@ -30,7 +31,14 @@ def importance_scores(graph: HeteroData, request: Tensor, hops: int, degrees: Te
     i.e. :math:`s^k = D^{-1} A s^{k-1}`: one sparse matrix-vector product per order, on the graph's
     device. :math:`|N_v|` are degrees in the (original) message-passing graph: ``degrees``
     (:func:`message_passing_degrees`) when the caller keeps them, else counted here (a scan of every edge).
+
+    Raises:
+        ValueError: ``hops`` is not an integer >= 0, or ``request`` is not ``[2, R]`` (user, item) ids of the graph.
     """
+    if not (is_integer(hops) and hops >= 0):
+        raise ValueError(f"hops must be an integer >= 0, got {hops!r}")
+    check_pair_tensor(request, "request", "R")
+    check_pair_ids(request, graph, "request")
     users = num_users(graph)
     deg = (message_passing_degrees(graph) if degrees is None else degrees).clamp(min=1)
     s = torch.zeros(deg.numel(), device=deg.device)
@@ -50,10 +58,15 @@ def select_nodes(scores: Tensor, ratios: tuple[float, ...] | None, always: Tenso
     Ties are broken by the smaller node id (deterministic). ``ratios=None`` keeps every node with a
     positive score at some order. ``always`` (the request's endpoints, by default in IFRU) are kept
     whatever their rank. Returns a ``[U + I]`` bool mask.
+
+    Raises:
+        ValueError: ``ratios`` is not one ratio in ``[0, 1]`` per order.
     """
     keep = torch.zeros(scores.size(1), dtype=torch.bool, device=scores.device)
     if ratios is not None and len(ratios) != scores.size(0):
         raise ValueError(f"need {scores.size(0)} pruning ratios (orders 0..{scores.size(0) - 1}), got {len(ratios)}")
+    if ratios is not None and not all(0 <= ratio <= 1 for ratio in ratios):
+        raise ValueError(f"pruning ratios must be in [0, 1], got {tuple(ratios)}")
     for k, s in enumerate(scores):
         candidates = (s > 0).nonzero().flatten()
         ratio = 1.0 if ratios is None else ratios[k]

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
+from ..config import is_integer, seeded
 from ..io import atomic_write
 
 __all__ = ["Recommender", "EmbeddingRecommender", "NODE_TYPES", "table_mask", "table_offset",
@@ -65,8 +66,8 @@ class Recommender(nn.Module, ABC):
 
     def __init__(self, num_users: int, num_items: int):
         super().__init__()
-        if min(num_users, num_items) < 1:
-            raise ValueError(f"num_users and num_items must be positive, got {num_users} and {num_items}")
+        if not all(is_integer(n) and n >= 1 for n in (num_users, num_items)):
+            raise ValueError(f"num_users and num_items must be positive integers, got {num_users!r} and {num_items!r}")
         self.num_users, self.num_items = num_users, num_items
 
     @abstractmethod
@@ -117,8 +118,8 @@ class EmbeddingRecommender(Recommender):
 
     def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64):
         super().__init__(num_users, num_items)
-        if embedding_dim < 1:
-            raise ValueError(f"embedding_dim must be positive, got {embedding_dim}")
+        if not (is_integer(embedding_dim) and embedding_dim >= 1):
+            raise ValueError(f"embedding_dim must be a positive integer, got {embedding_dim!r}")
         self.embedding_dim = embedding_dim
         self.user_emb = nn.Embedding(num_users, embedding_dim)
         self.item_emb = nn.Embedding(num_items, embedding_dim)
@@ -126,7 +127,7 @@ class EmbeddingRecommender(Recommender):
 
     def _draw_tables(self, seed: int | None) -> None:
         """N(0, 0.1^2) into both tables, users first; from a private generator when ``seed`` is given."""
-        gen = None if seed is None else torch.Generator(self.user_emb.weight.device).manual_seed(seed)
+        gen = None if seed is None else seeded(seed, self.user_emb.weight.device)
         nn.init.normal_(self.user_emb.weight, std=0.1, generator=gen)
         nn.init.normal_(self.item_emb.weight, std=0.1, generator=gen)
 

@@ -11,7 +11,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..clock import Stopwatch
-from ..config import check_fields
+from ..config import check_fields, seeded
 from ..data.interactions import EDGE, num_items, num_users
 from ..models.base import Recommender
 from ..objectives import Objective
@@ -101,7 +101,7 @@ def balanced_kmeans(x: Tensor, num_shards: int, iters: int = 10, seed: int = 0,
         raise ValueError(f"iters must be >= 1, got {iters}")
     capacity = math.ceil(n / num_shards) if capacity is None else capacity
     x = x.detach()
-    pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:num_shards].to(x.device)
+    pick = torch.randperm(n, generator=seeded(seed))[:num_shards].to(x.device)
     anchors, assignment = x[pick].clone(), None
     for it in range(1, iters + 1):
         new = balanced_assign(torch.cdist(x, anchors), capacity)

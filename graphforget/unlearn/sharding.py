@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
+from ..config import seeded
 from ..distributed import gather_results, my_jobs
 from ..data.interactions import EDGE, check_unique_pairs, edge_subgraph, num_items, num_users, pair_keys
 from ..models.base import Recommender
@@ -92,7 +93,7 @@ class ShardAttention(nn.Module):
 
     def reset_parameters(self, seed: int | None = None) -> None:
         """Re-initialises every parameter (from a private generator when ``seed`` is given)."""
-        gen = None if seed is None else torch.Generator(self.user_h.device).manual_seed(seed)
+        gen = None if seed is None else seeded(seed, self.user_h.device)
         with torch.no_grad():
             if self.transform:
                 self.transfer_weight.copy_(torch.eye(self.embedding_dim).expand_as(self.transfer_weight))

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..config import check_fields, check_types
+from ..config import check_fields, check_types, seeded
 from ..data.interactions import EDGE
 from ..objectives import Objective
 from ..train import TrainConfig
@@ -27,7 +27,7 @@ def random_partition(num_edges: int, num_shards: int, seed: int = 0) -> Tensor:
     """A seeded random balanced partition: ``[E]`` shard ids, shard sizes differing by at most one."""
     if num_shards < 1 or num_edges < num_shards:
         raise ValueError(f"need 1 <= num_shards <= num_edges, got {num_shards} shards for {num_edges} edges")
-    perm = torch.randperm(num_edges, generator=torch.Generator().manual_seed(seed))
+    perm = torch.randperm(num_edges, generator=seeded(seed))
     shard_of = torch.empty(num_edges, dtype=torch.long)
     shard_of[perm] = torch.arange(num_edges) % num_shards
     return shard_of
