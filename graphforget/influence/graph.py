@@ -35,7 +35,8 @@ def k_hop_mask(graph: HeteroData, nodes: Tensor, hops: int) -> Tensor:
         ValueError: ``hops`` is not an integer >= 0, or ``nodes`` are not integer ids in ``[0, U + I)``.
     """
     n = num_users(graph) + num_items(graph)
-    _check_nodes(nodes, n, hops)
+    check_hops(hops)
+    _check_nodes(nodes, n)
     mask = torch.zeros(n, dtype=torch.bool, device=graph[EDGE].edge_index.device)
     if nodes.numel() == 0:
         return mask
@@ -51,9 +52,13 @@ def k_hop_mask(graph: HeteroData, nodes: Tensor, hops: int) -> Tensor:
     return mask
 
 
-def _check_nodes(nodes: Tensor, count: int, hops: int) -> None:
+def check_hops(hops: int) -> None:
+    """Raises ``ValueError`` unless ``hops`` is an integer >= 0."""
     if not (is_integer(hops) and hops >= 0):
         raise ValueError(f"hops must be an integer >= 0, got {hops!r}")
+
+
+def _check_nodes(nodes: Tensor, count: int) -> None:
     if nodes.is_floating_point() or nodes.is_complex() or nodes.dtype == torch.bool:
         raise ValueError(f"nodes holds integer node ids, got dtype {nodes.dtype}")
     if nodes.numel() and (nodes.min() < 0 or nodes.max() >= count):

@@ -8,9 +8,8 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import degree
 
-from ..config import is_integer
 from ..data.interactions import check_pair_ids, check_pair_tensor, message_passing_edges, num_items, num_users
-from .graph import homogeneous_graph
+from .graph import check_hops, homogeneous_graph
 
 __all__ = ["importance_scores", "select_nodes", "message_passing_degrees"]
 
@@ -35,8 +34,7 @@ def importance_scores(graph: HeteroData, request: Tensor, hops: int, degrees: Te
     Raises:
         ValueError: ``hops`` is not an integer >= 0, or ``request`` is not ``[2, R]`` (user, item) ids of the graph.
     """
-    if not (is_integer(hops) and hops >= 0):
-        raise ValueError(f"hops must be an integer >= 0, got {hops!r}")
+    check_hops(hops)
     check_pair_tensor(request, "request", "R")
     check_pair_ids(request, graph, "request")
     users = num_users(graph)
