@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from graphforget.data import EDGE, adversarial_edges, make_interactions, planted_communities, random_edges
-from graphforget.metrics import mi_bf, mi_ng, recall_ndcg_at_k
+from graphforget.metrics import auc_standard_error, evaluate_auc, mi_bf, mi_ng, recall_ndcg_at_k
 from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN, SimGCL
 from graphforget.objectives import BPRObjective
 from graphforget.train import TrainConfig, train
@@ -219,6 +219,40 @@ def test_the_acceptance_test_compares_the_losses_on_the_remaining_edges(trained)
     assert "trusted" not in unlearn(max_loss_increase=None).info
     with pytest.raises(ValueError, match="max_loss_increase"):
         UnlearnRecConfig(max_loss_increase=0)
+
+
+def test_the_validation_test_compares_the_auc_in_standard_errors(trained):
+    """With val, info holds both models' validation AUC; a fall of more than max_val_auc_drop standard errors
+    (Hanley and McNeil at the trained model's AUC) is returned untrusted with its reason; without val, or with
+    None, there is no such test."""
+    model, graph, objective = trained
+    request = random_edges(graph, 0.1, seed=5)
+    keys = torch.randperm(U * I, generator=torch.Generator().manual_seed(1))[:400]  # distinct pairs
+    keys = keys[~torch.isin(keys, graph[EDGE].edge_index[0] * I + graph[EDGE].edge_index[1])]
+    negatives = torch.stack([keys // I, keys % I])
+    pairs = torch.cat([graph[EDGE].edge_index, negatives], 1)
+    labels = torch.cat([torch.ones(graph[EDGE].edge_index.size(1)), torch.zeros(negatives.size(1))])
+    val = make_interactions(pairs, labels, num_users=U, num_items=I)
+
+    def unlearn(val=val, **config):
+        config = quick_config(alpha=0.5, withdraw_init=0.9, max_loss_increase=None, **config)
+        return UnlearnRec(model, graph, objective, config, val=val).fit().unlearn(request)
+
+    lenient = unlearn(max_val_auc_drop=1e6)
+    before = evaluate_auc(model, graph, val)["auc_0"]
+    after = evaluate_auc(lenient.model, lenient.graph, val)["auc_0"]
+    assert lenient.info["original_val_auc"] == before and lenient.info["val_auc"] == after
+    assert lenient.info["trusted"] is True and after < before - 0.01
+    error = auc_standard_error(before, int(labels.sum()), int((labels == 0).sum()))
+    drops = (before - after) / error
+    assert unlearn(max_val_auc_drop=1.01 * drops).info["trusted"] is True
+    with pytest.warns(RuntimeWarning, match=r"not trusted: the validation AUC fell from .* max_val_auc_drop="):
+        strict = unlearn(max_val_auc_drop=0.99 * drops)
+    assert strict.info["trusted"] is False and same_state(state(strict.model), state(lenient.model))
+    for info in (unlearn(max_val_auc_drop=None).info, unlearn(val=None).info):
+        assert "val_auc" not in info and "trusted" not in info
+    with pytest.raises(ValueError, match="max_val_auc_drop"):
+        UnlearnRecConfig(max_val_auc_drop=0)
 
 
 def test_unlearn_requires_fit_and_validates(trained):
