@@ -19,7 +19,8 @@ from typing import Any, Callable, NamedTuple
 
 import torch
 
-__all__ = ["build_config", "describe", "check_fields", "check_types", "FieldHelp", "is_integer", "seeded"]
+__all__ = ["build_config", "describe", "check_fields", "check_types", "FieldHelp", "is_integer", "check_seed",
+           "seeded"]
 
 _NONE = {"none", "null"}
 _BOOLS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
@@ -38,14 +39,16 @@ def is_integer(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def seeded(seed: Any, device: torch.device | str | None = None) -> torch.Generator:
-    """A private :class:`torch.Generator` (on ``device``, default the CPU) seeded with ``seed``.
-
-    Raises:
-        ValueError: ``seed`` is not an integer (torch's own message names no argument).
-    """
+def check_seed(seed: Any) -> None:
+    """Raises ``ValueError`` unless ``seed`` is an integer (torch's own message names no argument)."""
     if not is_integer(seed):
         raise ValueError(f"seed must be an integer, got {seed!r}")
+
+
+def seeded(seed: Any, device: torch.device | str | None = None) -> torch.Generator:
+    """A private :class:`torch.Generator` (on ``device``, default the CPU) seeded with ``seed``
+    (:func:`check_seed`)."""
+    check_seed(seed)
     return (torch.Generator() if device is None else torch.Generator(device)).manual_seed(int(seed))
 
 

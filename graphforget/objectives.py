@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
-from .config import is_integer
+from .config import check_seed
 from .data.interactions import EDGE, num_items, pair_keys
 
 __all__ = ["Objective", "BCEObjective", "BPRObjective", "hashed_negatives"]
@@ -175,8 +175,7 @@ class BPRObjective(Objective):
 
     def __init__(self, l2: float = 0.0, seed: int = 0, resample: bool = True):
         super().__init__(l2)
-        if not is_integer(seed):  # the negatives hash it as an integer
-            raise ValueError(f"seed must be an integer, got {seed!r}")
+        check_seed(seed)  # the negatives hash it as an integer
         self.seed, self.resample = int(seed), resample
 
     def check(self, graph: HeteroData) -> None:

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
+from ..config import check_seed
 from ..data.interactions import bipartite_to_homogeneous, message_passing_edges, propagation_edges
 from .base import NODE_TYPES, Recommender
 
@@ -80,6 +81,7 @@ class PyGRecommender(Recommender):
         if seed is None:
             reset()
             return
+        check_seed(seed)
         devices = sorted({p.device.index for p in self.module.parameters() if p.is_cuda})
         with torch.random.fork_rng(devices=devices):
             torch.random.default_generator.manual_seed(seed)
