@@ -19,8 +19,8 @@ from typing import Any, Callable, NamedTuple
 
 import torch
 
-__all__ = ["build_config", "describe", "check_fields", "check_types", "FieldHelp", "is_integer", "check_seed",
-           "seeded"]
+__all__ = ["build_config", "describe", "check_fields", "check_types", "FieldHelp", "is_integer", "is_integer_tensor",
+           "check_seed", "seeded"]
 
 _NONE = {"none", "null"}
 _BOOLS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
@@ -37,6 +37,11 @@ class FieldHelp(NamedTuple):
 def is_integer(value: Any) -> bool:
     """Whether ``value`` is an integer (NumPy's too) and not a bool: what counts, sizes and seeds must be."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_integer_tensor(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` holds integers (not floats, which ids would be truncated from, nor a bool mask)."""
+    return not (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool)
 
 
 def check_seed(seed: Any) -> None:

@@ -27,8 +27,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from .config import seeded
 from . import __version__
+from .config import seeded
 from .data import (EDGE, Split, add_negatives, binarize, edge_subgraph, load_csv, load_labelled_triples,
                    load_lightgcn, load_movielens_100k, make_interactions, num_items, num_users, pair_keys,
                    random_split)

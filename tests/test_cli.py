@@ -173,7 +173,6 @@ def test_pretrained_encoder_is_reused_by_unlearn(trained_run, capsys, tmp_path):
     assert code == 2 and "--encoder is for unlearnrec" in err
 
 
-
 def test_unlearn_says_whether_the_method_trusted_its_result(capsys, tmp_path, trained_run):
     code, out, _ = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "ifru", "--quiet",
                            "--out", str(tmp_path / "ok"))
@@ -189,6 +188,7 @@ def test_unlearn_says_whether_the_method_trusted_its_result(capsys, tmp_path, tr
     code, out, _ = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "finetune", "--quiet",
                            "--out", str(tmp_path / "ft"))
     assert code == 0 and "TRUSTED" not in out and "(trusted)" not in out  # FineTune has no acceptance test
+
 
 # --- demo ------------------------------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ from graphforget.models import MF, ContrastiveBPRObjective, LightGCN
 from graphforget.objectives import BCEObjective, BPRObjective, Objective, hashed_negatives
 
 
-
 def dot(model, u: int, i: int) -> float:
     return sum(a * b for a, b in zip(model.user_emb.weight[u].tolist(), model.item_emb.weight[i].tolist()))
 

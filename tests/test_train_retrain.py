@@ -152,7 +152,6 @@ def test_training_errors(split):
         train(MF(3, 3, 2), empty, BCEObjective())
 
 
-
 def test_a_validation_set_without_both_classes_is_refused_before_training(split):
     """Its AUC is undefined: early stopping would keep no epoch (silently an untrained model before)."""
     train_graph, val = split.train, split.val

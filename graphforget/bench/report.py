@@ -98,7 +98,6 @@ def markdown(result) -> str:
     return "\n".join(lines) + "\n"
 
 
-
 def _trust(result) -> str | None:
     """How many cells of each method with an acceptance test (IFRU, SCIF, UnlearnRec) passed it."""
     several = len({json.dumps(g["variant"], sort_keys=True) for g in result.aggregates}) > 1
@@ -109,6 +108,7 @@ def _trust(result) -> str | None:
             parts.append(f"{group['method']}{where} {group['tested'] - group['untrusted']} of {group['tested']}")
     return ("Trusted (the method's acceptance test passed; a stream cell when every request did): "
             + ", ".join(parts) + " cells.") if parts else None
+
 
 def _pyplot():
     """matplotlib's pyplot on the file-only Agg backend, or ``None`` when matplotlib is not installed."""

@@ -17,6 +17,8 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import degree
 
+from ..config import is_integer_tensor
+
 __all__ = [
     "EDGE", "make_interactions", "num_users", "num_items", "message_passing_edges",
     "propagation_edges", "bipartite_to_homogeneous", "symmetric_edge_weight", "edge_positions", "remove_edges",
@@ -103,7 +105,7 @@ def check_pair_tensor(pairs: Tensor, what: str = "edge_index", width: str = "E")
     floats would be truncated, a bool mask read as ids 0/1."""
     if pairs.dim() != 2 or pairs.size(0) != 2:
         raise ValueError(f"{what} must have shape [2, {width}], got {list(pairs.shape)}")
-    if pairs.dtype == torch.bool or pairs.is_floating_point() or pairs.is_complex():
+    if not is_integer_tensor(pairs):
         raise ValueError(f"{what} holds integer (user, item) ids, got dtype {pairs.dtype}")
 
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..config import seeded
+from ..config import is_integer_tensor, seeded
 from .interactions import EDGE, edge_subgraph, num_users
 
 __all__ = ["random_edges", "user_edges", "attack_flip", "request_nodes"]
@@ -65,7 +65,7 @@ def user_edges(graph: HeteroData, users, observed_only: bool = True) -> Tensor:
         ValueError: when no user is given, an id is not an integer or is outside ``[0, num_users)``.
     """
     users = torch.as_tensor(users).flatten()
-    if users.is_floating_point() or users.is_complex() or users.dtype == torch.bool:
+    if not is_integer_tensor(users):
         raise ValueError(f"user ids must be integers, got dtype {users.dtype}")
     users = users.long()
     if users.numel() == 0:

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..config import is_integer
+from ..config import is_integer, is_integer_tensor
 from ..data.interactions import (EDGE, bipartite_to_homogeneous, edge_subgraph, message_passing_edges, num_items,
                                  num_users, propagation_edges)
 from ..objectives import Objective
@@ -59,7 +59,7 @@ def check_hops(hops: int) -> None:
 
 
 def _check_nodes(nodes: Tensor, count: int) -> None:
-    if nodes.is_floating_point() or nodes.is_complex() or nodes.dtype == torch.bool:
+    if not is_integer_tensor(nodes):
         raise ValueError(f"nodes holds integer node ids, got dtype {nodes.dtype}")
     if nodes.numel() and (nodes.min() < 0 or nodes.max() >= count):
         raise ValueError(f"nodes holds ids outside [0, {count}) (the graph's users then items)")
