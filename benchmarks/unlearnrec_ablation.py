@@ -1,9 +1,11 @@
-"""Where UnlearnRec loses Recall@20 on a converged SGL: its parts switched off one at a time.
+"""Where UnlearnRec loses Recall@20 on a converged SGL or SimGCL: its parts switched off one at a time.
 
     python benchmarks/unlearnrec_ablation.py [--seeds 0 1 2] [--epochs 150]
+    python benchmarks/unlearnrec_ablation.py --model simgcl --ssl-weight 0.02 --epochs 300
 
 The ``adversarial`` protocol's setting (:class:`~graphforget.bench.setting.Setting`) on ML-100K with SGL
-trained for ``--epochs`` epochs (UnlearnRec's BPR profile otherwise): a clean model, one fake edge per user
+(or ``--model``, with ``--ssl-weight``) trained for ``--epochs`` epochs (UnlearnRec's BPR profile otherwise):
+a clean model, one fake edge per user
 (the item it scores lowest), the Original trained on the attacked graph, and the Retrain without the fake
 edges. On that one Original per seed, UnlearnRec runs with its paper's configuration and with one change
 each (:data:`VARIANTS`): no fine-tuning (the encoder's update alone), no pre-training (the encoder at its
@@ -12,9 +14,11 @@ fine-tuning epochs instead of 2; FineTune (3 and 10 epochs) beside them. The pap
 encoder alone run again on a request of as many real training edges drawn at random (the kind of request
 the encoder is pre-trained on), against a Retrain without those. For each: Recall@20 and its share
 of its Retrain's, the membership attack's AUC on the removed edges (the Retrain's beside it), MI-BF, MI-NG,
-the prediction gap to the Retrain and the seconds of the call (UnlearnRec's pre-training apart, as
-``fit_seconds``). Writes ``results/unlearnrec_ablation.json`` (``--out`` to change; one file per
-process when seeds are split across processes, merged with ``--merge``).
+the prediction gap to the Retrain, the validation AUC (that of UnlearnRec's validation test, on every row)
+and the seconds of the call (UnlearnRec's pre-training apart, as ``fit_seconds``); for UnlearnRec, whether
+its acceptance tests passed (``trusted``). Writes ``results/unlearnrec_ablation.json`` (SGL) or
+``results/unlearnrec_ablation_<model>.json`` (``--out`` to change; one file per process when seeds are
+split across processes, merged with ``--merge``).
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from graphforget.bench.harness import bench_hparams
 from graphforget.bench.protocols import measure
 from graphforget.bench.setting import Setting
 from graphforget.data import EDGE
+from graphforget.metrics import evaluate_auc
 
 RESULTS = Path(__file__).parent / "results"
 #: name -> (method, options): UnlearnRec's paper configuration, then one change each; FineTune beside.
@@ -65,19 +70,24 @@ def variant_row(setting: Setting, method: str, options: dict, request, retrain, 
     unlearner = setting.unlearner(method, options)
     outcome = unlearner.unlearn(request)
     row = measure(setting, outcome.model, outcome.graph, request, retrain, seed)
-    return {**{k: row[k] for k in FIGURES}, "recall@20_retrain": row["recall@20_retrain"], "seconds": outcome.seconds,
-            "fit_seconds": unlearner.fit_seconds if unlearner.needs_fit else None}
+    trusted = {"trusted": outcome.info["trusted"]} if "trusted" in outcome.info else {}
+    return {**{k: row[k] for k in FIGURES}, "recall@20_retrain": row["recall@20_retrain"],
+            "val_auc": evaluate_auc(outcome.model, outcome.graph, setting.val)["auc_0"], **trusted,
+            "seconds": outcome.seconds, "fit_seconds": unlearner.fit_seconds if unlearner.needs_fit else None}
 
 
-def one_seed(seed: int, epochs: int) -> dict:
+def one_seed(seed: int, epochs: int, model: str = "sgl", ssl_weight: float | None = None) -> dict:
     """The Original, the Retrains and every variant of one seed."""
-    hparams = bench_hparams("sgl", "ml-100k", "adversarial").replace({"train.epochs": epochs})
+    changes = {"train.epochs": epochs, **({} if ssl_weight is None else {"ssl_weight": ssl_weight})}
+    hparams = bench_hparams(model, "ml-100k", "adversarial").replace(changes)
     setting = Setting(DataSource("ml-100k").for_loss("bpr"), hparams, seed, {"kind": "adversarial", "fraction": 1.0})
     requests = {"": setting.request, RANDOM: random_request(setting, seed)}
-    rows = {"original": {"recall@20": setting.ranking(setting.original, setting.train_graph)["recall@20"]}}
+    rows = {"original": {"recall@20": setting.ranking(setting.original, setting.train_graph)["recall@20"],
+                         "val_auc": evaluate_auc(setting.original, setting.train_graph, setting.val)["auc_0"]}}
     for suffix, request in requests.items():
         retrain = setting.reference(request)
         rows["retrain" + suffix] = {"recall@20": setting.ranking(retrain.model, retrain.graph)["recall@20"],
+                                    "val_auc": evaluate_auc(retrain.model, retrain.graph, setting.val)["auc_0"],
                                     "seconds": retrain.seconds}
         for name, (method, options) in VARIANTS.items():
             if suffix and name not in ON_RANDOM_EDGES:
@@ -91,10 +101,11 @@ def one_seed(seed: int, epochs: int) -> dict:
 
 
 def summary(runs: list[dict]) -> dict:
-    """Each variant's figures averaged over the seeds (the spread is in the per-seed rows)."""
+    """Each variant's figures averaged over the seeds (the spread is in the per-seed rows); ``trusted``: the
+    share of seeds whose result passed UnlearnRec's acceptance tests."""
     names = list(runs[0]["rows"])
     return {name: {key: statistics.fmean(run["rows"][name][key] for run in runs)
-                   for key, value in runs[0]["rows"][name].items() if isinstance(value, float)}
+                   for key, value in runs[0]["rows"][name].items() if isinstance(value, (float, bool))}
             for name in names}
 
 
@@ -102,20 +113,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=150)
-    parser.add_argument("--out", type=Path, default=RESULTS / "unlearnrec_ablation.json")
+    parser.add_argument("--model", choices=["sgl", "simgcl"], default="sgl")
+    parser.add_argument("--ssl-weight", type=float, default=None, help="the contrastive term's weight (the preset's)")
+    parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--merge", type=Path, nargs="+", help="per-process files to merge into --out")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.merge:
         parts = [json.loads(path.read_text()) for path in args.merge]
         runs = sorted((run for part in parts for run in part["runs"]), key=lambda run: run["seed"])
-        epochs = parts[0]["epochs"]
+        setting = {key: parts[0][key] for key in ("backbone", "ssl_weight", "epochs")}
     else:
-        runs, epochs = [one_seed(seed, args.epochs) for seed in args.seeds], args.epochs
-    payload = {"dataset": "ml-100k", "backbone": "sgl", "epochs": epochs, "threads": 1, "summary": summary(runs),
-               "runs": runs}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=1))
+        runs = [one_seed(seed, args.epochs, args.model, args.ssl_weight) for seed in args.seeds]
+        setting = {"backbone": args.model, "ssl_weight": args.ssl_weight, "epochs": args.epochs}
+    payload = {"dataset": "ml-100k", **setting, "threads": 1, "summary": summary(runs), "runs": runs}
+    backbone = setting["backbone"]
+    out = args.out or RESULTS / ("unlearnrec_ablation.json" if backbone == "sgl"
+                                 else f"unlearnrec_ablation_{backbone}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=1))
 
 
 if __name__ == "__main__":

@@ -304,7 +304,9 @@ class UnlearnRec(Unlearner):
     the first (10: at or above the Retrain's), not the second (seed 0: 51%). The acceptance test
     (``max_loss_increase``) flags the second: it raises the mean loss on the remaining edges by 47%. Given
     validation pairs, ``max_val_auc_drop`` flags the first (``graphforget bench --protocol adversarial``, 3
-    seeds): the validation AUC falls by 0.019-0.020, 5 standard errors.
+    seeds): the validation AUC falls by 0.019-0.020, 5 standard errors, and stays there with 10 fine-tuning
+    epochs, where Recall@20 passes the Retrain's: the unlearning loss lowers it, and the fine-tuning keeps that
+    loss (``benchmarks/unlearnrec_ablation.py``; on SimGCL too).
 
     No checkpoint selection is made: the last fine-tuning epoch is returned, so neither the request
     nor any test data influences which parameters are kept.
@@ -580,7 +582,7 @@ class UnlearnRec(Unlearner):
         error = auc_standard_error(before, int((labels == 1).sum()), int((labels == 0).sum()))
         reason = None if after >= before - limit * error else (
             f"the validation AUC fell from {before:.4f} to {after:.4f}, more than max_val_auc_drop={limit:g} "
-            f"standard errors ({error:.4f}) allow (try more finetune_epochs, or retrain)")
+            f"standard errors ({error:.4f}) allow (more finetune_epochs need not lift it: retrain)")
         return {"val_auc": after, "original_val_auc": before}, reason
 
     def _finetune(self, work: nn.Module, shifts: dict[str, _Shift], mlp: nn.Module, delta: Tensor, request: Tensor,
