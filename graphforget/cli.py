@@ -218,9 +218,10 @@ def _model_path(run: str) -> Path:
     return path
 
 
-def _check_method(method: str) -> None:
-    if method not in METHODS:
-        raise UsageError(f"graphforget: error: unknown method {method!r} (choose from {', '.join(METHODS)})")
+def _check_method(method: str, also: tuple[str, ...] = ()) -> None:
+    """Raises :class:`UsageError` for a method that is neither registered nor one of ``also``."""
+    if method not in METHODS and method not in also:
+        raise UsageError(f"graphforget: error: unknown method {method!r} (choose from {', '.join([*METHODS, *also])})")
 
 
 _TRAINING_HELP = ("early-stopped: mini-batch Adam, early stopping on validation AUC (default); stationary: "
@@ -413,8 +414,7 @@ def cmd_bench(args) -> int:
     from .bench import BENCH_METHODS, bench_hparams, markdown, parse_params, run_bench  # loaded only for this command
     methods = args.methods or None
     for method in methods or []:
-        if method not in BENCH_METHODS:
-            _check_method(method)
+        _check_method(method, tuple(BENCH_METHODS))
     options: dict[str, dict] = {}
     for pair in args.option or []:
         method, sep, rest = pair.partition(":")

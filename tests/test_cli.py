@@ -270,6 +270,7 @@ def _has_matplotlib() -> bool:
     (["train", "--dataset", "synthetic", "--attack-ratio", "0", "--out", "x"], "attack ratio must be in (0, 1)"),
     (["train", "--root", "/does/not/exist", "--out", "x"], "data directory not found: /does/not/exist"),
     (["demo", "--methods", "nope"], "unknown method 'nope'"),
+    (["bench", "--protocol", "attack", "--methods", "nope", "--out", "x"], "receraser, unlearnrec, retrain_seed)"),
     (["demo", "--option", "ifru-solver"], "--option takes METHOD:KEY=VALUE"),
     (["demo", "--dataset", "synthetic", "--l2=-1"], "Hyperparameters.l2: must be >= 0 (got -1.0)"),
     (["bench", "--protocol", "attack", "--dataset", "synthetic", "--l2", "nan", "--out", "x"],
