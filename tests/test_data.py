@@ -17,7 +17,7 @@ from graphforget.data import (DATASETS, EDGE, Split, add_negatives, attack_flip,
                               propagation_edges, random_edges, random_split, relabel, remove_edges, request_nodes,
                               symmetric_edge_weight, user_edges)
 from graphforget.data import (AdjacencyCache, edge_subgraph, hold_graph, normalized_adjacency, pairs_of_keys,
-                              without_edges)
+                              pairs_with_data, without_edges)
 from graphforget.data import interactions
 from graphforget.data.interactions import pair_keys
 
@@ -1033,3 +1033,19 @@ def test_transforms_name_a_bad_mask_ratio_or_threshold(random_graph):
             add_negatives(graph, ratio)
     with pytest.raises(ValueError, match="threshold must be a finite number, got nan"):
         binarize(graph, float("nan"))
+
+
+def test_pairs_with_data_keeps_the_pairs_whose_user_and_item_keep_an_observed_edge():
+    """Against a plain loop; a sampled negative (unobserved) is no data; all pairs kept: the same object."""
+    graph = make_interactions(torch.tensor([[0, 0, 1, 2, 3], [0, 1, 1, 2, 3]]), torch.tensor([1., 0., 1., 1., 0.]),
+                              num_users=5, num_items=5, observed=torch.tensor([True, True, True, True, False]))
+    pairs = make_interactions(torch.tensor([[0, 1, 2, 3, 4, 0, 2], [2, 0, 1, 3, 4, 4, 0]]),
+                              torch.tensor([1., 0., 1., 1., 0., 0., 1.]), num_users=5, num_items=5)
+    observed = graph[EDGE].edge_index[:, graph[EDGE].observed].tolist()
+    users, items = set(observed[0]), set(observed[1])
+    expected = [(u, i) for u, i in zip(*pairs[EDGE].edge_index.tolist()) if u in users and i in items]
+    kept = pairs_with_data(pairs, graph)
+    assert list(zip(*kept[EDGE].edge_index.tolist())) == expected == [(0, 2), (1, 0), (2, 1), (2, 0)]
+    assert kept[EDGE].edge_label.tolist() == [1., 0., 1., 1.] and pairs[EDGE].edge_index.size(1) == 7
+    inside = make_interactions(torch.tensor([[0, 2], [1, 2]]), num_users=5, num_items=5)
+    assert pairs_with_data(inside, graph) is inside

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from graphforget.data import EDGE, adversarial_edges, make_interactions, planted_communities, random_edges
+from graphforget.data import EDGE, adversarial_edges, make_interactions, planted_communities, random_edges, user_edges
 from graphforget.metrics import auc_standard_error, evaluate_auc, mi_bf, mi_ng, recall_ndcg_at_k
 from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN, SimGCL
 from graphforget.objectives import BPRObjective
@@ -253,6 +253,35 @@ def test_the_validation_test_compares_the_auc_in_standard_errors(trained):
         assert "val_auc" not in info and "trusted" not in info
     with pytest.raises(ValueError, match="max_val_auc_drop"):
         UnlearnRecConfig(max_val_auc_drop=0)
+
+
+def test_the_validation_test_scores_only_pairs_whose_user_and_item_keep_data(trained):
+    """A user whose every edge the request removes is unknown to a Retrain: their validation pairs are left out
+    (counted against the remaining edges by a plain loop); a val of only such pairs runs no test."""
+    model, graph, objective = trained
+    request = user_edges(graph, [0])
+    positives = graph[EDGE].edge_index
+    known = set(zip(*positives.tolist()))
+    negatives = torch.tensor([(u, (7 * u + k) % I) for u in range(U) for k in range(3)
+                              if (u, (7 * u + k) % I) not in known]).t()
+    pairs = torch.cat([positives, negatives], 1)
+    labels = torch.cat([torch.ones(positives.size(1)), torch.zeros(negatives.size(1))])
+    val = make_interactions(pairs, labels, num_users=U, num_items=I)
+    config = quick_config(max_loss_increase=None, max_val_auc_drop=1e6)
+    result = UnlearnRec(model, graph, objective, config, val=val).fit().unlearn(request)
+    users_left = {u for u, _ in zip(*result.graph[EDGE].edge_index.tolist())}
+    items_left = {i for _, i in zip(*result.graph[EDGE].edge_index.tolist())}
+    kept = [k for k, (u, i) in enumerate(zip(*pairs.tolist())) if u in users_left and i in items_left]
+    assert 0 < len(kept) < pairs.size(1) and 0 not in users_left
+    scored = make_interactions(pairs[:, kept], labels[kept], num_users=U, num_items=I)
+    assert result.info["val_pairs"] == len(kept)
+    assert result.info["original_val_auc"] == pytest.approx(evaluate_auc(model, graph, scored)["auc_0"], abs=1e-12)
+    assert result.info["val_auc"] == pytest.approx(evaluate_auc(result.model, result.graph, scored)["auc_0"],
+                                                   abs=1e-12)
+    own = (pairs[0] == 0).nonzero().flatten()
+    only_theirs = make_interactions(pairs[:, own], labels[own], num_users=U, num_items=I)
+    info = UnlearnRec(model, graph, objective, config, val=only_theirs).fit().unlearn(request).info
+    assert "val_auc" not in info and "trusted" not in info
 
 
 def test_unlearn_requires_fit_and_validates(trained):

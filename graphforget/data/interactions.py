@@ -22,8 +22,8 @@ from ..config import is_integer_tensor
 __all__ = [
     "EDGE", "make_interactions", "num_users", "num_items", "message_passing_edges",
     "propagation_edges", "bipartite_to_homogeneous", "symmetric_edge_weight", "edge_positions", "remove_edges",
-    "without_edges", "edge_subgraph", "validate_pairs", "pair_keys", "pairs_of_keys", "check_unique_pairs",
-    "check_model_fits", "check_interactions", "check_pair_ids", "check_pair_tensor",
+    "without_edges", "edge_subgraph", "pairs_with_data", "validate_pairs", "pair_keys", "pairs_of_keys",
+    "check_unique_pairs", "check_model_fits", "check_interactions", "check_pair_ids", "check_pair_tensor",
 ]
 
 EDGE = ("user", "rates", "item")
@@ -314,6 +314,21 @@ def edge_subgraph(graph: HeteroData, keep: Tensor) -> HeteroData:
     The stores are new objects: assigning to the result's attributes leaves ``graph`` untouched.
     """
     return graph.edge_subgraph({EDGE: torch.as_tensor(keep)})
+
+
+def pairs_with_data(pairs: HeteroData, graph: HeteroData) -> HeteroData:
+    """The edges of ``pairs`` (validation or test pairs) whose user and item both keep a message-passing
+    (observed) edge in ``graph``: the pairs that a model trained on ``graph`` has data to score by.
+
+    Returns ``pairs`` itself when every pair qualifies, else a new graph (:func:`edge_subgraph`).
+    """
+    user, item = message_passing_edges(graph)
+    known_user = torch.zeros(num_users(graph), dtype=torch.bool, device=user.device)
+    known_item = torch.zeros(num_items(graph), dtype=torch.bool, device=item.device)
+    known_user[user], known_item[item] = True, True
+    edge_index = pairs[EDGE].edge_index
+    keep = known_user[edge_index[0]] & known_item[edge_index[1]]
+    return pairs if bool(keep.all()) else edge_subgraph(pairs, keep)
 
 
 def without_edges(graph: HeteroData, pairs: Tensor) -> tuple[HeteroData, Tensor]:

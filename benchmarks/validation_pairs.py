@@ -1,0 +1,65 @@
+"""Which validation pairs can judge an unlearned model: a Retrain's validation AUC after a deletion.
+
+    python benchmarks/validation_pairs.py [--seeds 0 1 2]
+
+CURE4Rec's deletion sets (``graphforget bench --protocol deletion``'s setting: ML-100K, MF, BCE, 5% of the
+training edges: every interaction of random users, of the most active users, or random edges). For each,
+the change of the validation AUC from the Original to a Retrain and to IFRU, in standard errors of the
+Original's (Hanley and McNeil), on every validation pair and on the pairs whose user and item keep a
+training edge (those UnlearnRec's validation test scores). Writes ``results/validation_pairs.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from graphforget.bench import DataSource, deletion_request
+from graphforget.bench.harness import bench_hparams
+from graphforget.bench.setting import Setting
+from graphforget.data import EDGE, pairs_with_data
+from graphforget.metrics import auc_standard_error, evaluate_auc
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def change_in_errors(setting: Setting, model, graph, val) -> float:
+    """``(AUC(model) - AUC(Original)) / SE(Original)`` on ``val``."""
+    labels = val[EDGE].edge_label
+    before = evaluate_auc(setting.original, setting.train_graph, val)["auc_0"]
+    error = auc_standard_error(before, int((labels == 1).sum()), int((labels == 0).sum()))
+    return (evaluate_auc(model, graph, val)["auc_0"] - before) / error
+
+
+def one_seed(seed: int) -> list[dict]:
+    setting = Setting(DataSource("ml-100k").for_loss("bce"), bench_hparams("mf", "ml-100k", "deletion"), seed)
+    rows = []
+    for kind in ("random", "core", "edge"):
+        request = deletion_request(setting.train_graph, kind, 0.05, seed)
+        results = {"retrain": setting.reference(request), "ifru": setting.unlearner("ifru", {}).unlearn(request)}
+        kept = pairs_with_data(setting.val, results["retrain"].graph)
+        share = kept[EDGE].edge_index.size(1) / setting.val[EDGE].edge_index.size(1)
+        row = {"seed": seed, "kind": kind, "kept_share": share}
+        for name, result in results.items():
+            row[f"{name}_all"] = change_in_errors(setting, result.model, result.graph, setting.val)
+            row[f"{name}_kept"] = change_in_errors(setting, result.model, result.graph, kept)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=RESULTS / "validation_pairs.json")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rows = [row for seed in args.seeds for row in one_seed(seed)]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"dataset": "ml-100k", "model": "mf", "ratio": 0.05, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
