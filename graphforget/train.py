@@ -20,7 +20,7 @@ from .distributed import data_parallel_loss, summed_across_ranks
 from .metrics import auc_standard_error, evaluate_auc
 from .objectives import BCEObjective, Objective
 
-__all__ = ["OPTIMIZERS", "TrainConfig", "TrainResult", "train", "chance_level", "NoSignalWarning"]
+__all__ = ["OPTIMIZERS", "TrainConfig", "TrainResult", "train", "chance_level", "check_val", "NoSignalWarning"]
 
 #: ``adam``: mini-batches, early stopping; ``lbfgs``: full batch until the gradient vanishes.
 OPTIMIZERS = ("adam", "lbfgs")
@@ -120,7 +120,7 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
         raise ValueError("the training graph has no edges")
     _check_inputs(model, graph, objective)
     if val is not None:
-        _check_val(model, val)
+        check_val(model, val)
     with hold_graph(model, graph):  # the run never edits the graph: its model need not re-check it per step
         run = _train_lbfgs if config.optimizer == "lbfgs" else _train_adam
         result = run(model, graph, objective, config, val)
@@ -194,9 +194,13 @@ def _train_adam(model, graph, objective: Objective, config: TrainConfig, val) ->
     return TrainResult(len(history), best[1] if val is not None else len(history), best[0], seconds, history)
 
 
-def _check_val(model: torch.nn.Module, val: HeteroData) -> None:
-    """The validation pairs fit the model and hold both classes (the AUC is undefined without one)."""
-    check_model_fits(model, val)
+def check_val(model: torch.nn.Module, val: HeteroData) -> None:
+    """The validation pairs fit the model and hold both classes (the AUC is undefined without one).
+
+    Raises:
+        ValueError: naming what is wrong (node counts, labels, a single class).
+    """
+    check_model_fits(model, val, "val")
     labels = val[EDGE].get("edge_label")
     if labels is None or labels.shape != (val[EDGE].edge_index.size(1),):
         raise ValueError("val needs an edge_label per pair (1: an interaction, 0: a non-interaction)")
@@ -205,8 +209,8 @@ def _check_val(model: torch.nn.Module, val: HeteroData) -> None:
         raise ValueError("val's edge_label must be 0 or 1")
     if positives in (0, labels.numel()):
         raise ValueError(f"val holds only pairs labelled {int(positives > 0)}: early stopping follows the validation "
-                         "AUC, which needs pairs labelled 1 and 0 (add sampled non-interactions with "
-                         "graphforget.data.add_negatives, or pass val=None to train every epoch)")
+                         "AUC, and so do the acceptance tests that use val, which needs pairs labelled 1 and 0 (add "
+                         "sampled non-interactions with graphforget.data.add_negatives, or pass val=None)")
 
 
 def _finite_loss(loss: float, epoch: int) -> float:

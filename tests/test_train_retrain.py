@@ -163,7 +163,7 @@ def test_a_validation_set_without_both_classes_is_refused_before_training(split)
         relabelled = val.clone()
         relabelled[EDGE].edge_label = relabelled[EDGE].edge_label * 3
         train(model, train_graph, BCEObjective(), TrainConfig(epochs=2), val=relabelled)
-    with pytest.raises(ValueError, match="the model has num_users=.* but the graph has 2 users"):
+    with pytest.raises(ValueError, match="the model has num_users=.* but the val has 2 users"):
         train(model, train_graph, BCEObjective(), TrainConfig(epochs=2),
               val=make_interactions(torch.tensor([[0, 1], [0, 1]]), torch.tensor([1.0, 0.0]), 2, 2))
 

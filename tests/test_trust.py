@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from graphforget import BCEObjective, TrainConfig, train
-from graphforget.data import EDGE, attack_flip, planted_communities, random_split
+from graphforget.data import EDGE, attack_flip, make_interactions, planted_communities, random_split
 from graphforget.influence import SolveResult, solvers
 from graphforget.metrics import evaluate_auc
 from graphforget.models import MF, LightGCN
@@ -144,6 +144,23 @@ def test_non_finite_values_are_never_applied(early_stopped, monkeypatch):
     result, messages = _unlearn(models["mf"], graph, request, IFRUConfig(trust=TrustConfig(on_failure="apply")))
     assert not result.info["trusted"] and "not finite" in result.info["reason"] and "unchanged" in messages[0]
     assert _same(result.model, models["mf"])
+
+
+def test_every_method_checks_its_validation_pairs_when_built(early_stopped):
+    """A val that does not fit the model, or holds one class, is named at construction: before SISA and RecEraser
+    train their shards, before UnlearnRec fine-tunes (it scores val only in its acceptance test)."""
+    models, graph, _, _ = early_stopped
+    split = _attacked()[0]
+    too_big = split.val.clone()
+    too_big["user"].num_nodes = U + 1
+    store = split.val[EDGE]
+    positives = make_interactions(store.edge_index[:, store.edge_label == 1], num_users=U, num_items=I)
+    for method in METHODS.values():
+        method(models["mf"], graph, BCEObjective(), val=split.val)  # a fitting val passes
+        with pytest.raises(ValueError, match=r"num_users=60 but the val has 61 users \(val\['user'\]"):
+            method(models["mf"], graph, BCEObjective(), val=too_big)
+        with pytest.raises(ValueError, match="val holds only pairs labelled 1"):
+            method(models["mf"], graph, BCEObjective(), val=positives)
 
 
 def test_the_finiteness_check_names_exactly_the_non_finite_parameters():

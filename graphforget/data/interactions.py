@@ -152,15 +152,16 @@ def num_items(graph: HeteroData) -> int:
     return int(graph["item"].num_nodes)
 
 
-def check_model_fits(model, graph: HeteroData) -> None:
+def check_model_fits(model, graph: HeteroData, name: str = "graph") -> None:
     """Raises ``ValueError`` when the model's ``num_users``/``num_items`` (where it has them) differ from
-    the graph's node counts (indexing its embedding tables would otherwise fail inside torch).
+    the node counts of ``graph`` (called ``name`` in the message); indexing its embedding tables would otherwise
+    fail inside torch.
     """
     for node_type, count in (("user", num_users(graph)), ("item", num_items(graph))):
         size = getattr(model, f"num_{node_type}s", None)
         if size is not None and int(size) != count:
-            raise ValueError(f"the model has num_{node_type}s={int(size)} but the graph has {count} {node_type}s "
-                             f"(graph['{node_type}'].num_nodes): build the model for this graph's node counts")
+            raise ValueError(f"the model has num_{node_type}s={int(size)} but the {name} has {count} {node_type}s "
+                             f"({name}['{node_type}'].num_nodes): build the model for this graph's node counts")
 
 
 def message_passing_edges(graph: HeteroData) -> Tensor:

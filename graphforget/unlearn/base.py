@@ -16,6 +16,7 @@ from ..data.interactions import (EDGE, check_interactions, check_model_fits, che
 from ..clock import Stopwatch
 from ..config import build_config
 from ..objectives import Objective
+from ..train import check_val
 
 __all__ = ["Unlearner", "UnlearnResult", "UnlearningFailed", "NotFittedError", "NoOptions"]
 
@@ -78,8 +79,9 @@ class Unlearner:
     Raises:
         ValueError: (at construction and at every :meth:`unlearn`) when the model's node counts differ from
             the graph's, the model has a NaN or an infinity, the graph's labels do not suit the objective, or a
-            (user, item) pair is stored twice (forgetting it would remove one copy only); or an option the
-            config rejects.
+            (user, item) pair is stored twice (forgetting it would remove one copy only); at construction also when
+            ``val`` does not fit the model or lacks a class (:func:`~graphforget.train.check_val`), or an option
+            the config rejects.
         TypeError: ``config`` is neither an instance of :attr:`Config`, a dict nor ``None``.
     """
     #: The method's name in :data:`~graphforget.unlearn.METHODS`.
@@ -100,6 +102,8 @@ class Unlearner:
         self._checked_edges: list = []  # (object, version): the objective, node counts and edges the checks passed on
         self._check_graph()
         check_finite(model)  # also here: the sharded methods train from it in fit()
+        if val is not None:  # here, not when a method first reads it (after training shards, or fine-tuning)
+            check_val(model, val)
 
     def _check_graph(self) -> None:
         """The checks where model, graph and objective meet (see the class docstring). Those that read every
