@@ -5,9 +5,8 @@
 
 The ``adversarial`` protocol's setting (:class:`~graphforget.bench.setting.Setting`) on ML-100K with SGL
 (or ``--model``, with ``--ssl-weight``) trained for ``--epochs`` epochs (UnlearnRec's BPR profile otherwise):
-a clean model, one fake edge per user
-(the item it scores lowest), the Original trained on the attacked graph, and the Retrain without the fake
-edges. On that one Original per seed, UnlearnRec runs with its paper's configuration and with one change
+a clean model, one fake edge per user (the item it scores lowest), the Original trained on the attacked
+graph, and the Retrain without the fake edges. On that one Original per seed, UnlearnRec runs with its paper's configuration and with one change
 each (:data:`VARIANTS`): no fine-tuning (the encoder's update alone), no pre-training (the encoder at its
 initialisation), no unlearning loss (``l_u = 0`` in pre-training and fine-tuning), and 5 or 10
 fine-tuning epochs instead of 2; FineTune (3 and 10 epochs) beside them. The paper's configuration and the
