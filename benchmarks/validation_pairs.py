@@ -25,26 +25,27 @@ from graphforget.metrics import auc_standard_error, evaluate_auc
 RESULTS = Path(__file__).parent / "results"
 
 
-def change_in_errors(setting: Setting, model, graph, val) -> float:
-    """``(AUC(model) - AUC(Original)) / SE(Original)`` on ``val``."""
+def in_errors(setting: Setting, val):
+    """``(model, graph) -> (AUC - AUC(Original)) / SE(Original)`` on ``val`` (the Original scored once)."""
     labels = val[EDGE].edge_label
     before = evaluate_auc(setting.original, setting.train_graph, val)["auc_0"]
     error = auc_standard_error(before, int((labels == 1).sum()), int((labels == 0).sum()))
-    return (evaluate_auc(model, graph, val)["auc_0"] - before) / error
+    return lambda model, graph: (evaluate_auc(model, graph, val)["auc_0"] - before) / error
 
 
 def one_seed(seed: int) -> list[dict]:
     setting = Setting(DataSource("ml-100k").for_loss("bce"), bench_hparams("mf", "ml-100k", "deletion"), seed)
-    rows = []
+    on_all, rows = in_errors(setting, setting.val), []
     for kind in ("random", "core", "edge"):
         request = deletion_request(setting.train_graph, kind, 0.05, seed)
         results = {"retrain": setting.reference(request), "ifru": setting.unlearner("ifru", {}).unlearn(request)}
         kept = pairs_with_data(setting.val, results["retrain"].graph)
+        on_kept = in_errors(setting, kept)
         share = kept[EDGE].edge_index.size(1) / setting.val[EDGE].edge_index.size(1)
         row = {"seed": seed, "kind": kind, "kept_share": share}
         for name, result in results.items():
-            row[f"{name}_all"] = change_in_errors(setting, result.model, result.graph, setting.val)
-            row[f"{name}_kept"] = change_in_errors(setting, result.model, result.graph, kept)
+            row[f"{name}_all"] = on_all(result.model, result.graph)
+            row[f"{name}_kept"] = on_kept(result.model, result.graph)
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows

@@ -324,11 +324,8 @@ def pairs_with_data(pairs: HeteroData, graph: HeteroData) -> HeteroData:
     Returns ``pairs`` itself when every pair qualifies, else a new graph (:func:`edge_subgraph`).
     """
     user, item = message_passing_edges(graph)
-    known_user = torch.zeros(num_users(graph), dtype=torch.bool, device=user.device)
-    known_item = torch.zeros(num_items(graph), dtype=torch.bool, device=item.device)
-    known_user[user], known_item[item] = True, True
     edge_index = pairs[EDGE].edge_index
-    keep = known_user[edge_index[0]] & known_item[edge_index[1]]
+    keep = (degree(user, num_users(graph))[edge_index[0]] > 0) & (degree(item, num_items(graph))[edge_index[1]] > 0)
     return pairs if bool(keep.all()) else edge_subgraph(pairs, keep)
 
 
