@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from graphforget import BCEObjective, TrainConfig, train
-from graphforget.data import EDGE, attack_flip, make_interactions, planted_communities, random_split
+from graphforget.data import (EDGE, attack_flip, make_interactions, pairs_with_data, planted_communities, random_split,
+                              without_edges)
 from graphforget.influence import SolveResult, solvers
-from graphforget.metrics import evaluate_auc
+from graphforget.metrics import auc_standard_error, evaluate_auc
 from graphforget.models import MF, LightGCN
 from graphforget.unlearn import (IFRU, METHODS, SCIF, IFRUConfig, SolverConfig, TrustConfig,
                                  UnlearningFailed)
@@ -413,3 +414,44 @@ def test_a_deleted_user_stays_forgotten_through_the_early_stopped_newton_steps()
     assert result.info["kept_nodes"] == 1 + request.size(1)
     before, after = model.user_emb.weight[5], result.model.user_emb.weight[5]
     assert after.norm() < 0.02 * before.norm(), (float(after.norm()), float(before.norm()))  # was 0.18
+
+
+def test_the_validation_test_and_its_failure_policy(early_stopped):
+    """Given val, the accepted result's validation AUC may fall by at most trust.max_val_auc_drop standard errors
+    (the larger of the two AUCs'); past it, trust.on_failure decides as for a rejected step. The val here is the
+    request's own pairs with their (flipped) training labels: forgetting them lowers its AUC (measured 0.21 ->
+    0.03, 1.9 standard errors)."""
+    models, graph, request, _ = early_stopped
+    model = models["lightgcn"]
+    _, positions = without_edges(graph, request)
+    labels = graph[EDGE].edge_label[positions]
+    val = make_interactions(request, labels, num_users=U, num_items=I)
+
+    def unlearn(drop, policy="keep", val=val):
+        config = IFRUConfig(trust=TrustConfig(max_val_auc_drop=drop, on_failure=policy))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = IFRU(model, graph, BCEObjective(), config, val=val).unlearn(request)
+        return result, [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+
+    plain, _ = unlearn(None)
+    assert plain.info["trusted"] and "val_auc" not in plain.info
+    scored = pairs_with_data(val, plain.graph)
+    before, after = evaluate_auc(model, graph, scored)["auc_0"], evaluate_auc(plain.model, plain.graph, scored)["auc_0"]
+    error = max(auc_standard_error(auc, int(labels.sum()), int((labels == 0).sum())) for auc in (before, after))
+    drops = (before - after) / error
+    assert drops > 1
+    lenient, messages = unlearn(1.01 * drops)
+    assert lenient.info["trusted"] and not messages and _same(lenient.model, plain.model)
+    assert lenient.info["original_val_auc"] == before and lenient.info["val_auc"] == after
+    assert lenient.info["val_pairs"] == scored[EDGE].edge_index.size(1) == request.size(1)
+    for policy in ("keep", "apply"):
+        strict, messages = unlearn(0.99 * drops, policy)
+        assert not strict.info["trusted"] and "the validation AUC fell" in strict.info["reason"]
+        assert len(messages) == 1 and ("unchanged" if policy == "keep" else "applied anyway") in messages[0]
+        assert _same(strict.model, model if policy == "keep" else plain.model)
+    with pytest.raises(UnlearningFailed, match="the validation AUC fell"):
+        unlearn(0.99 * drops, "raise")
+    assert "val_auc" not in unlearn(0.99 * drops, val=None)[0].info
+    with pytest.raises(ValueError, match="IFRUConfig.trust.max_val_auc_drop: must be None or > 0"):
+        TrustConfig(max_val_auc_drop=0)
