@@ -5,12 +5,16 @@ stationary L-BFGS} x {ML-100K, Book-Crossing} x attack {2%, 5%} x seeds, plus on
 requests on clean ML-100K (early-stopped, L2 0 and default). Stationary x L2 0 is skipped (MF has no
 stationary point without L2). Methods: Retrain (seed s), Retrain2 (seed s + 100, the noise floor),
 FineTune 1 and 3 epochs, IFRU default, IFRU paper, SCIF, IFRU newton, IFRU one step (the default with
-``newton.early_stopped=False``: no Newton steps away from stationarity).
+``newton.early_stopped=False``: no Newton steps away from stationarity), and on request (``--methods``) IFRU
+given the validation pairs (``ifru_val``: its validation test, ``trust.max_val_auc_drop``, as the CLI and the
+harness run it).
 
     python benchmarks/ifru_robustness.py --quick     # ML-100K, 5%, 1 seed, early-stopped, L2 {0, default}
     python benchmarks/ifru_robustness.py --seeds 3   # the whole grid (hours)
     python benchmarks/ifru_robustness.py --seeds 3 --trainings stationary --merge \
         --out benchmarks/results/ifru_robustness_grid.json   # re-measure only the stationary cells
+    python benchmarks/ifru_robustness.py --seeds 3 --methods ifru ifru_val \
+        --out benchmarks/results/ifru_robustness_val.json    # where the validation test fires
 """
 from __future__ import annotations
 
@@ -39,6 +43,8 @@ from graphforget.unlearn import (IFRU, SCIF, FineTune, FineTuneConfig, IFRUConfi
 RESULTS = Path(__file__).parent / "results"
 METHODS = ("retrain", "retrain2", "finetune_1", "finetune_3", "ifru", "ifru_paper", "scif", "ifru_newton",
            "ifru_one_step")
+#: Measured only when asked for (``--methods``).
+EXTRA_METHODS = ("ifru_val",)
 
 
 def unlearners(model, graph, objective, hp, val, seed) -> dict:
@@ -55,6 +61,7 @@ def unlearners(model, graph, objective, hp, val, seed) -> dict:
         "scif": lambda: SCIF(model, graph, objective),
         "ifru_newton": lambda: IFRU(model, graph, objective, IFRUConfig.newton(model.receptive_field)),
         "ifru_one_step": lambda: IFRU(model, graph, objective, IFRUConfig(newton={"early_stopped": False})),
+        "ifru_val": lambda: IFRU(model, graph, objective, IFRUConfig(), val=val),
     }
 
 
@@ -186,14 +193,14 @@ def _seed_means(cells) -> dict:
             for panel, groups in panels.items()}
 
 
-def plot(cells, path: Path) -> None:
+def plot(cells, path: Path, methods=METHODS) -> None:
     """Seed-averaged mean completeness per method, one panel per (dataset, training), bars clipped to
     [-1, 1.5] (clipped bars carry their value)."""
     plt = pyplot()
     panels = _seed_means([c for c in cells if c.get("kind") == "attack"])
     if plt is None or not panels:
         return
-    names = [m for m in METHODS if m != "retrain"]
+    names = [m for m in methods if m != "retrain"]
     fig, axes = plt.subplots(len(panels), 1, figsize=(14, 3.2 * len(panels)), squeeze=False)
     width = 0.8 / len(names)
     for ax, ((dataset, training), groups) in zip(axes[:, 0], sorted(panels.items())):
@@ -275,16 +282,19 @@ def main(argv=None) -> None:
     parser.add_argument("--attacks", nargs="+", type=float, help="attack ratios (default: 0.02 0.05; quick: 0.05)")
     parser.add_argument("--trainings", nargs="+", choices=["early-stopped", "stationary"],
                         help="default: both (quick: early-stopped)")
+    parser.add_argument("--methods", nargs="+", choices=METHODS + EXTRA_METHODS,
+                        help=f"default: {' '.join(METHODS)}; retrain always runs (the reference)")
     parser.add_argument("--out", type=Path, default=RESULTS / "ifru_robustness.json")
     parser.add_argument("--merge", action="store_true",
                         help="keep the cells of an existing --out that this run does not measure (e.g. re-measure "
                              "--trainings stationary after a change that affects only them)")
     args = parser.parse_args(argv)
     args.seeds = args.seeds or (1 if args.quick else 3)
+    methods = ("retrain",) + tuple(m for m in args.methods or METHODS if m != "retrain")
     torch.set_num_threads(1)
     clock, cells, skipped, data_cache = Stopwatch().start(), [], [], {}
     previous = json.loads(args.out.read_text()) if args.merge and args.out.is_file() else {"cells": []}
-    payload = {"quick": args.quick, "methods": METHODS, "skipped": skipped, "cells": cells}
+    payload = {"quick": args.quick, "methods": methods, "skipped": skipped, "cells": cells}
 
     def save():
         payload["cells"] = merged(previous["cells"], cells)
@@ -298,7 +308,7 @@ def main(argv=None) -> None:
         if key not in data_cache:
             data_cache = {key: prepare_attack_data(key[0], None, key[1], key[2],
                                                          synthetic_fallback=False)}
-        cells.append(attack_cell(cell, data_cache[key], hp, METHODS))
+        cells.append(attack_cell(cell, data_cache[key], hp, methods))
         print_cell(cells[-1])
         save()
     if args.merge:
@@ -310,7 +320,7 @@ def main(argv=None) -> None:
             for l2_name, l2 in {"0": 0.0, "default": hp0.l2}.items():
                 cell = {"kind": "user", "dataset": "ml-100k", "model": model, "l2_name": l2_name, "l2": l2,
                         "training": "early-stopped", "seed": seed}
-                for row in user_cells(cell, data, hp0.replace(l2=l2), METHODS, 1 if args.quick else 3):
+                for row in user_cells(cell, data, hp0.replace(l2=l2), methods, 1 if args.quick else 3):
                     cells.append(row)
                     print_cell(row)
         save()
@@ -318,7 +328,7 @@ def main(argv=None) -> None:
     payload["runs"] = _earlier_runs(previous) + [{"argv": sys.argv[1:] if argv is None else argv,
                                                   "wall_seconds": payload["wall_seconds"]}]
     save()
-    plot(payload["cells"], args.out.with_suffix(".png"))
+    plot(payload["cells"], args.out.with_suffix(".png"), methods)
     print(f"wall {payload['wall_seconds']:.0f}s -> {args.out}", flush=True)
 
 
