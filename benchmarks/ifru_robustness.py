@@ -52,8 +52,8 @@ def unlearners(model, graph, objective, hp, val, seed) -> dict:
     config = hp.train_config(seed)
     return {
         "retrain": lambda: Retrain(model, graph, objective, RetrainConfig(config, seed=seed), val=val),
-        "retrain2": lambda: Retrain(model, graph, objective, RetrainConfig(hp.train_config(seed + 100), seed=seed + 100),
-                                    val=val),
+        "retrain2": lambda: Retrain(model, graph, objective,
+                                    RetrainConfig(hp.train_config(seed + 100), seed=seed + 100), val=val),
         "finetune_1": lambda: FineTune(model, graph, objective, FineTuneConfig(config, epochs=1)),
         "finetune_3": lambda: FineTune(model, graph, objective, FineTuneConfig(config, epochs=3)),
         "ifru": lambda: IFRU(model, graph, objective, IFRUConfig()),
@@ -306,8 +306,7 @@ def main(argv=None) -> None:
             continue
         key = (cell["dataset"], cell["attack"], cell["seed"])
         if key not in data_cache:
-            data_cache = {key: prepare_attack_data(key[0], None, key[1], key[2],
-                                                         synthetic_fallback=False)}
+            data_cache = {key: prepare_attack_data(key[0], None, key[1], key[2], synthetic_fallback=False)}
         cells.append(attack_cell(cell, data_cache[key], hp, methods))
         print_cell(cells[-1])
         save()

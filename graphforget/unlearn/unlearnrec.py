@@ -95,9 +95,9 @@ class UnlearnRecConfig:
             ``info["trusted"] = False``, the reason and a warning (``None``: no test).
         max_val_auc_drop: the acceptance test on validation data, when the unlearner was given ``val``: the
             unlearned model's validation AUC may fall below the trained model's by at most this many standard
-            errors (Hanley and McNeil; the larger of the two AUCs'); beyond it, as for ``max_loss_increase`` (``None``: no
-            test). Only the validation pairs whose user and item keep a training edge are scored: a Retrain
-            knows nothing of a user whose every interaction the request removes.
+            errors (Hanley and McNeil; the larger of the two AUCs'); beyond it, as for ``max_loss_increase``
+            (``None``: no test). Only the validation pairs whose user and item keep a training edge are scored:
+            a Retrain knows nothing of a user whose every interaction the request removes.
         seed: seeds simulated requests, batch orders and dropout.
     """
     l_u: float = 0.5
