@@ -148,6 +148,7 @@ def test_tutorials_run(one_thread):
     assert forget["retrained"].graph["user", "rates", "item"].edge_index.size(1) == \
         forget["split"].train["user", "rates", "item"].edge_index.size(1) - forget["request"].size(1)
     assert forget["reference"] < forget["before"]  # Retrain, too, forgets the user's items
+    assert forget["result"].info["trusted"] and "val_auc" in forget["result"].info  # the validation test ran
     assert not torch.isin(forget["train_graph"]["user", "rates", "item"].edge_index[0],
                           torch.tensor([3, 17, 42])).any()
 
