@@ -322,9 +322,11 @@ def cmd_unlearn(args) -> int:
         log.info("%s is not a registered model class: model.pt not written", type(result.model).__name__)
     written = _publish(out, files)
     print(f"original: {_auc_line(metrics['original'])}")
-    trusted = result.info.get("trusted")  # None: the method has no acceptance test
-    trust = {True: "  (trusted)", None: ""}.get(trusted, f"  NOT TRUSTED: {result.info.get('reason')}")
-    print(f"{args.method}: {_auc_line(metrics)}  unlearn {result.seconds:.2f}s{trust}")
+    info = result.info
+    trusted = info.get("trusted")  # None: the method has no acceptance test
+    trust = {True: "  (trusted)", None: ""}.get(trusted, f"  NOT TRUSTED: {info.get('reason')}")
+    checked = f", validation AUC {info['original_val_auc']:.4f} -> {info['val_auc']:.4f}" if "val_auc" in info else ""
+    print(f"{args.method}: {_auc_line(metrics)}  unlearn {result.seconds:.2f}s{checked}{trust}")
     print("wrote " + " and ".join(str(p) for p in written))
     return 0
 

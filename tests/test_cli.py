@@ -176,8 +176,10 @@ def test_pretrained_encoder_is_reused_by_unlearn(trained_run, capsys, tmp_path):
 def test_unlearn_says_whether_the_method_trusted_its_result(capsys, tmp_path, trained_run):
     code, out, _ = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "ifru", "--quiet",
                            "--out", str(tmp_path / "ok"))
-    assert code == 0 and json.loads((tmp_path / "ok" / "metrics.json").read_text())["info"]["trusted"] is True
-    assert out.splitlines()[-2].endswith("s  (trusted)")
+    info = json.loads((tmp_path / "ok" / "metrics.json").read_text())["info"]
+    assert code == 0 and info["trusted"] is True
+    assert out.splitlines()[-2].endswith(  # the run's validation pairs: the validation test ran
+        f"s, validation AUC {info['original_val_auc']:.4f} -> {info['val_auc']:.4f}  (trusted)")
     # A solve that cannot converge: the result is not trusted, and the line says why.
     code, out, _ = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "ifru", "--quiet",
                            "--option", "solver.max_iter=1", "--option", "solver.tol=1e-12",
