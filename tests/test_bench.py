@@ -301,6 +301,18 @@ def test_aggregates_count_the_cells_whose_method_trusted_its_result():
     assert groups["ifru"]["metrics"]["auc_0"]["mean"] == pytest.approx(0.65)
 
 
+def test_the_readme_cell_counts_the_untrusted_seeds():
+    from graphforget.bench.report import README_DEFAULT, _readme_cell
+    figures = {"prediction_gap": 0.5, "mia_auc": 0.25, "seconds": 0.125}
+    records = [{"cell": {"protocol": "attack", "dataset": "d", "model": "mf", "method": method, "seed": seed,
+                         "params": {"protocol": {"attack_ratio": 0.02}}},
+                "result": {**figures, "info": {} if method == "finetune" else {"trusted": seed != 1}}}
+               for method in ("ifru", "finetune") for seed in range(3)]
+    groups = {g["method"]: g for g in aggregate(records)}
+    assert _readme_cell(groups["ifru"], README_DEFAULT) == "0.50/0.25/0.12s!1"
+    assert _readme_cell(groups["finetune"], README_DEFAULT) == "0.50/0.25/0.12s"
+
+
 def test_runs_over_disjoint_seeds_share_the_cache(tmp_path):
     run = dict(methods=["scif"], out=tmp_path, params={"kinds": ["random"], "ratios": [0.05]}, hparams=TINY)
     first = run_bench("deletion", "synthetic", seeds=[1], **run)

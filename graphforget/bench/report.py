@@ -193,14 +193,16 @@ def rst(result) -> str:
 
 
 def _readme_cell(group: dict | None, figures: tuple[str, str, str]) -> str:
-    """``gap/mia/seconds`` as one token (the README's length is budgeted in words)."""
+    """``gap/mia/seconds`` as one token (the README's length is budgeted in words), then ``!n`` when the method's
+    acceptance test failed on ``n`` seeds."""
     if group is None:
         return "-"
     gap, mia, seconds = (group["metrics"].get(name) or {} for name in figures)
     if gap.get("mean") is None:
         return "failed" if group.get("errors") else "-"
     time = f"{seconds['mean']:.0f}" if seconds["mean"] >= 100 else f"{seconds['mean']:.2g}"
-    return f"{gap['mean']:.2f}/{mia['mean']:.2f}/{time}s"
+    untrusted = f"!{group['untrusted']}" if group.get("untrusted") else ""  # seeds whose result failed its test
+    return f"{gap['mean']:.2f}/{mia['mean']:.2f}/{time}s{untrusted}"
 
 
 def readme_table(results: list) -> str:
