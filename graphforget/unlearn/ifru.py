@@ -161,7 +161,8 @@ class TrustConfig:
             its quadratic model predicts must be at least this (a trust-region ratio).
         retries: rejected steps are solved again with the damping multiplied by 10 (from 1% of the mean
             curvature diagonal when it is 0), at most this many times.
-        on_failure: what happens when no step is accepted: ``keep`` (the model unchanged, a warning),
+        on_failure: what happens when no step is accepted, or the accepted one fails the validation test
+            (``max_val_auc_drop``): ``keep`` (the model unchanged, a warning),
             ``raise`` (:class:`~graphforget.unlearn.UnlearningFailed`) or ``apply`` (the last finite
             step, a warning). Either way ``info["trusted"]`` is ``False`` and ``info["reason"]`` says why.
         max_val_auc_drop: when the unlearner was given ``val``, the accepted result's validation AUC may fall
