@@ -208,9 +208,9 @@ def check_val(model: torch.nn.Module, val: HeteroData) -> None:
     if positives + int((labels == 0).sum()) != labels.numel():
         raise ValueError("val's edge_label must be 0 or 1")
     if positives in (0, labels.numel()):
-        raise ValueError(f"val holds only pairs labelled {int(positives > 0)}: early stopping and the acceptance "
-                         "tests that use val follow its AUC, which needs pairs labelled 1 and 0 (add sampled "
-                         "non-interactions with graphforget.data.add_negatives, or pass val=None)")
+        raise ValueError(f"val holds only pairs labelled {int(positives > 0)}: early stopping follows the validation "
+                         "AUC, and so do the acceptance tests that use val, which needs pairs labelled 1 and 0 (add "
+                         "sampled non-interactions with graphforget.data.add_negatives, or pass val=None)")
 
 
 def _finite_loss(loss: float, epoch: int) -> float:
