@@ -12,7 +12,7 @@ import torch
 
 from graphforget.clock import Stopwatch
 from graphforget.data import EDGE, planted_communities, random_edges, random_split
-from graphforget.models import LightGCN
+from graphforget.models import ContrastiveBPRObjective, LightGCN, build_model
 from graphforget.objectives import BCEObjective, BPRObjective
 from graphforget.train import TrainConfig, train
 from graphforget.unlearn import METHODS, build_unlearner
@@ -73,3 +73,24 @@ def test_the_clock_waits_for_the_gpu(monkeypatch):
     with Stopwatch("cpu"):
         pass
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("model_name", ["sgl", "simgcl"])
+def test_ifru_with_a_contrastive_term_on_the_device(model_name, device, trained, one_thread):
+    """IFRU differentiates SGL's and SimGCL's contrastive term (its fixed views drawn on the CPU) on the device
+    as on the CPU."""
+    _, split, request = trained
+    objective = ContrastiveBPRObjective(l2=1e-2, ssl_weight=0.1, seed=0)
+    model = build_model(model_name, num_users=60, num_items=40, embedding_dim=8)
+    model.reset_parameters(0)
+    train(model, split.train, objective, TRAINING)
+    predictions = []
+    for where in ("cpu", device):
+        graph = split.train.clone().to(where)
+        result = build_unlearner("ifru", copy.deepcopy(model).to(where), graph, objective).unlearn(request.to(where))
+        assert result.info["contrastive"] and result.info["trusted"]
+        with torch.no_grad():
+            predictions.append(torch.sigmoid(result.model(result.graph, split.test[EDGE].edge_index.to(where))).cpu())
+    on_cpu, on_device = predictions
+    assert torch.allclose(on_device, on_cpu, atol=1e-3), float((on_device - on_cpu).abs().max())

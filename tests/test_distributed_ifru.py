@@ -20,7 +20,7 @@ from graphforget import BCEObjective, BPRObjective, TrainConfig, train
 from graphforget.data import attack_flip, planted_communities, random_split
 from graphforget.distributed import TermShare, gather_results, launch, rank_and_size
 from graphforget.influence import training_terms
-from graphforget.models import MF, LightGCN
+from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN
 from graphforget.unlearn import IFRU, SCIF, IFRUConfig
 
 U, I, D = 60, 40, 8
@@ -31,7 +31,8 @@ F32, F64 = torch.float32, torch.float64
 # autograd on the whole graph (exact Hessian by double backward; Gauss-Newton), the authors' MF surrogate
 # with a relative damping (Hutchinson's probes of the curvature), Gauss-Newton by autograd with dense
 # parameters in phi, BPR with line-searched Newton steps (discarded at the end: the model is far from
-# stationary), and SCIF (no spillover, relabelled terms), also for one edge (rank 0 has no removed term).
+# stationary), SCIF (no spillover, relabelled terms), also for one edge (rank 0 has no removed term), and SGL
+# with its contrastive term, which rank 0 alone adds.
 CASES = {
     "mf": (IFRU, "mf", F64, BCE, IFRUConfig(**DP), False),
     "mf_float32": (IFRU, "mf", F32, BCE, IFRUConfig(**DP), False),
@@ -44,6 +45,7 @@ CASES = {
     "lightgcn_bpr_newton": (IFRU, "lightgcn", F64, BPR, IFRUConfig.newton(2, steps=3, **DP), False),
     "scif_mf": (SCIF, "mf", F64, BCE, IFRUConfig(**DP), False),
     "scif_mf_one_edge": (SCIF, "mf", F64, BCE, IFRUConfig(**DP), False),
+    "sgl_contrastive": (IFRU, "sgl", F64, ContrastiveBPRObjective(l2=1e-2, ssl_weight=0.1), IFRUConfig(**DP), False),
 }
 
 
@@ -63,7 +65,8 @@ def _model(kind: str, dtype: torch.dtype = F64):
     from test_dense_params import DenseGCN
     with torch.random.fork_rng():  # DenseGCN's Linear draws its initial weights from torch's global generator
         torch.manual_seed(0)
-        model = {"mf": MF(U, I, D), "lightgcn": LightGCN(U, I, D, num_layers=2), "dense": DenseGCN(U, I, D)}[kind]
+        model = {"mf": MF(U, I, D), "lightgcn": LightGCN(U, I, D, num_layers=2), "dense": DenseGCN(U, I, D),
+                 "sgl": SGL(U, I, D, num_layers=2)}[kind]
     model.reset_parameters(0)
     return model.to(dtype)
 
@@ -110,6 +113,7 @@ def test_data_parallel_ifru_on_two_ranks_matches_one_process(runs, name):
     assert _decisions(info0) == _decisions(one_info) == _decisions(info1)
     assert info0["kept_parameters"] == one_info["kept_parameters"] > 0
     assert info0["affected_terms"] == one_info["affected_terms"]  # counted on all the terms, on every rank
+    assert info0["contrastive"] == info1["contrastive"] == one_info["contrastive"] == (name == "sgl_contrastive")
     assert info0["damping"] == pytest.approx(one_info["damping"], rel=1e-4)
 
 

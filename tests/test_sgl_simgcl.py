@@ -6,11 +6,13 @@ import math
 import pytest
 import torch
 
-from graphforget.data import EDGE, make_interactions
+from graphforget.data import EDGE, make_interactions, without_edges
+from graphforget.influence import ContrastiveTerm, NodeRows, objective_function, training_terms
 from graphforget.models import (MODELS, SGL, ContrastiveBPRObjective, LightGCN, SimGCL, build_model, info_nce,
                                 load_model, save_model)
 from graphforget.objectives import BPRObjective
 from graphforget.train import TrainConfig, train
+from graphforget.unlearn import IFRU, IFRUConfig
 
 
 @pytest.fixture
@@ -201,3 +203,120 @@ def test_the_contrastive_weight_is_a_hyperparameter_that_leaves_earlier_keys_alo
                                    ("simgcl", -1.0, "None, or a weight >= 0"), ("simgcl", math.nan, "must be finite")):
         with pytest.raises(ValueError, match=f"Hyperparameters.ssl_weight: {message}"):
             default_hparams(model, loss="bpr").replace(ssl_weight=weight)
+
+
+# -- the contrastive term as influence methods differentiate it ---------------------------------------------
+
+
+def test_fixed_views_are_one_draw_on_every_graph(graph):
+    """SGL's fixed views keep the same edges on the training graph and on a graph with edges removed from it,
+    drawn as training draws them; SimGCL's add the same noise on both."""
+    model = SGL(5, 4, embedding_dim=3, num_layers=2, drop_ratio=0.3)
+    model.reset_parameters(1)
+    x0 = torch.cat([model.user_emb.weight, model.item_emb.weight]).detach().double()
+    edges = graph[EDGE].edge_index
+    remaining, _ = without_edges(graph, torch.tensor([[1, 4], [2, 3]]))
+    gen = torch.Generator().manual_seed(5)
+    keeps = [torch.rand(edges.size(1), generator=gen) >= 0.3 for _ in range(2)]
+    removed = ((edges[0] == 1) & (edges[1] == 2)) | ((edges[0] == 4) & (edges[1] == 3))
+    assert any(keep[removed].any() for keep in keeps)  # a view keeps a removed edge
+
+    def dense_view(keep):
+        adj = dense_adjacency(edges[:, keep], 5, 4)
+        return (x0 + adj @ x0 + adj @ adj @ x0) / 3
+    draw = model.fixed_views(graph, torch.Generator().manual_seed(5))
+    for g, drop in ((graph, torch.zeros_like(removed)), (remaining, removed), (graph, torch.zeros_like(removed))):
+        for view, keep in zip(draw(g), keeps):
+            torch.testing.assert_close(view.double(), dense_view(keep & ~drop), rtol=1e-5, atol=1e-6)
+    for view, trained in zip(draw(graph), model.views(graph, torch.Generator().manual_seed(5))):
+        torch.testing.assert_close(view, trained)  # the draw training makes from the same generator state
+
+    simgcl = SimGCL(5, 4, embedding_dim=3, num_layers=2, eps=0.3)
+    simgcl.reset_parameters(2)
+    draw = simgcl.fixed_views(graph, torch.Generator().manual_seed(5))
+    first = draw(remaining)
+    for again, one in zip(draw(remaining), first):
+        assert torch.equal(again, one)
+    noiseless = simgcl.propagate(remaining, torch.cat([simgcl.user_emb.weight, simgcl.item_emb.weight]))
+    assert (first[0] - noiseless).abs().max() > 0.01 and not torch.allclose(first[0], first[1])
+    # the noise is the same on both graphs: with noise alone (no edges to propagate over) the views agree
+    empty, _ = without_edges(graph, edges)
+    for a, b in zip(draw(empty), simgcl.fixed_views(empty, torch.Generator().manual_seed(5))(empty)):
+        assert torch.equal(a, b)
+
+
+def _term_setup(graph, seed: int = 3):
+    model = SGL(5, 4, embedding_dim=3, num_layers=2, drop_ratio=0.3)
+    model.reset_parameters(seed)
+    objective = ContrastiveBPRObjective(l2=0.1, ssl_weight=0.5, tau=0.5, seed=seed)
+    rows = NodeRows.from_node_mask(model, torch.tensor([1, 1, 0, 1, 0, 1, 1, 0, 1], dtype=torch.bool), 5)
+    return model, objective, rows, rows.gather(model)
+
+
+def test_the_contrastive_term_and_its_gauss_newton_curvature_against_dense(graph):
+    model, objective, rows, phi = _term_setup(graph)
+    edges = graph[EDGE].edge_index
+    gen = torch.Generator().manual_seed(3)  # the objective's seed draws the views, as in the test above
+    propagations = []
+    for keep in [torch.rand(edges.size(1), generator=gen) >= 0.3 for _ in range(2)]:
+        adj = dense_adjacency(edges[:, keep], 5, 4)
+        propagations.append((torch.eye(9, dtype=torch.float64) + adj + adj @ adj) / 3)
+
+    def logits(x):  # the users' and the items' cosine logits over tau, flattened, in float64
+        tables = rows.tables(model, x)
+        x0 = torch.cat([tables["user_emb.weight"], tables["item_emb.weight"]]).double()
+        z = [torch.nn.functional.normalize(p @ x0, dim=1) for p in propagations]
+        return torch.cat([(z[0][:5] @ z[1][:5].t()).flatten(), (z[0][5:] @ z[1][5:].t()).flatten()]) / 0.5
+    z = logits(phi).detach()
+    expected = 11 * 0.5 * sum(torch.nn.functional.cross_entropy(m, torch.arange(n)) for n, m in
+                              ((5, z[:25].view(5, 5)), (4, z[25:].view(4, 4))))
+    term = ContrastiveTerm(model, objective, graph)
+    assert float(term.function(rows, graph)(phi)) == pytest.approx(float(expected), rel=1e-5)
+
+    jacobian = torch.autograd.functional.jacobian(logits, phi.detach()).double()
+    blocks = []
+    for n, m in ((5, z[:25].view(5, 5)), (4, z[25:].view(4, 4))):
+        blocks += [(torch.diag(row) - torch.outer(row, row)) / n for row in torch.softmax(m, dim=1)]
+    dense = 11 * 0.5 * jacobian.t() @ torch.block_diag(*blocks) @ jacobian
+    operator = term.gauss_newton(rows, graph, phi)
+    for v in torch.randn(3, phi.numel(), generator=torch.Generator().manual_seed(0)):
+        torch.testing.assert_close(operator(v).double(), dense @ v.double(), rtol=1e-4, atol=1e-5)
+    assert torch.linalg.eigvalsh(dense).min() > -1e-8  # positive semi-definite
+
+
+def test_ifru_differentiates_the_contrastive_term(graph):
+    """IFRU's step on SGL is the damped Newton step of the whole objective, its contrastive term included:
+    against the dense Hessian of BPR plus the term on the remaining graph, and the gradients' difference."""
+    model, objective, _, _ = _term_setup(graph)
+    with torch.no_grad():  # rows of norm ~1: at the initialisation's ~0.1 the cosines' curvature is indefinite
+        for parameter in model.parameters():
+            parameter.mul_(10)
+    request = torch.tensor([[1], [2]])  # user 1 and item 2 keep other edges: no row is left without data
+    remaining, _ = without_edges(graph, request)
+    rows = NodeRows.from_node_mask(model, torch.ones(9, dtype=torch.bool), 5)
+    phi = rows.gather(model)
+    term = ContrastiveTerm(model, objective, graph)
+
+    def whole(g):
+        bpr = objective_function(model, objective, training_terms(objective, g), g, rows, locality=False)
+        contrastive = term.function(rows, g)
+        return lambda x: bpr(x) + contrastive(x)
+
+    def grad(fn):
+        x = phi.detach().requires_grad_(True)
+        return torch.autograd.grad(fn(x), x)[0]
+    full, new = whole(graph), whole(remaining)
+    gradient = grad(full) - grad(new)
+    damping = 20.0
+    hessian = torch.autograd.functional.hessian(new, phi.detach()).double()
+    expected = phi.double() + torch.linalg.solve(hessian + damping * torch.eye(phi.numel()), gradient.double())
+
+    config = {"hops": 10, "curvature": "exact", "newton": {"steps": 1},
+              "solver": {"name": "direct", "damping": damping, "tol": 1e-4}, "trust": {"retries": 0}}
+    out = IFRU(model, graph, objective, IFRUConfig(**config)).unlearn(request)
+    assert out.info["trusted"] and out.info["contrastive"] and out.info["kept_nodes"] == 9
+    torch.testing.assert_close(rows.gather(out.model).double(), expected, rtol=1e-4, atol=1e-5)
+    without = IFRU(model, graph, objective, IFRUConfig(**config, contrastive=False)).unlearn(request)
+    assert not without.info["contrastive"]
+    moved = (rows.gather(out.model) - phi).norm()
+    assert (rows.gather(without.model) - rows.gather(out.model)).norm() > 0.1 * moved  # the term matters

@@ -1,4 +1,5 @@
 """Influence machinery as pure functions: loss terms, k-hop regions, pruning, HVPs, solvers."""
+from .contrastive import ContrastiveTerm, has_contrastive_term
 from .dot_product import (DotProductOperator, LocalProblem, dot_product_gradient, dot_product_objective,
                           has_linear_dot_product, local_problem)
 from .graph import computation_subgraph, homogeneous_graph, k_hop_mask, local_terms, node_ids
@@ -9,6 +10,7 @@ from .solvers import (SOLVERS, AndersonMixing, SolveResult, adam_quadratic, conj
 from .terms import Terms, training_terms
 
 __all__ = [
+    "ContrastiveTerm", "has_contrastive_term",
     "DotProductOperator", "LocalProblem", "dot_product_gradient", "dot_product_objective", "has_linear_dot_product",
     "local_problem", "local_terms", "computation_subgraph", "homogeneous_graph", "k_hop_mask", "node_ids",
     "GaussNewtonOperator", "HessianOperator", "NodeRows", "objective_function", "rows_function", "scoring_graph",

@@ -6,13 +6,14 @@ Also home of the pieces every contrastive backbone shares: :func:`info_nce` and
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
-from ..data.interactions import EDGE, message_passing_edges, num_items, num_users
+from ..data.interactions import EDGE, message_passing_edges, num_items, num_users, pair_keys
 from ..objectives import BPRObjective
 from .base import MODELS
 from .lightgcn import LightGCN
@@ -56,10 +57,15 @@ def dropped_view(graph: HeteroData, drop_ratio: float, generator: torch.Generato
     """
     edge_index = message_passing_edges(graph)
     keep = torch.rand(edge_index.size(1), generator=generator, device=edge_index.device) >= drop_ratio
+    return _view(graph, edge_index[:, keep])
+
+
+def _view(graph: HeteroData, edge_index: Tensor) -> HeteroData:
+    """``graph``'s nodes with only ``edge_index`` (renormalised by its own degrees)."""
     view = HeteroData()
     view["user"].num_nodes = num_users(graph)
     view["item"].num_nodes = num_items(graph)
-    view[EDGE].edge_index = edge_index[:, keep]
+    view[EDGE].edge_index = edge_index
     return view
 
 
@@ -105,6 +111,23 @@ class SGL(LightGCN):
         """InfoNCE of the users ``[Bu]`` plus InfoNCE of the items ``[Bi]`` between two fresh views."""
         return views_info_nce(*self.views(graph, generator), users, items + self.num_users, tau)
 
+    def fixed_views(self, reference: HeteroData, generator: torch.Generator
+                    ) -> Callable[[HeteroData], tuple[Tensor, Tensor]]:
+        """One draw of the two views as a function of the graph they are taken of (for influence methods,
+        :class:`~graphforget.influence.ContrastiveTerm`): each view keeps a fixed set of ``reference``'s edges,
+        drawn as :meth:`views` draws them, so that a graph with edges removed from ``reference`` keeps the same
+        edges less the removed ones. ``generator``: a CPU generator."""
+        edges, items = message_passing_edges(reference), num_items(reference)
+        keeps = [torch.rand(edges.size(1), generator=generator).to(edges.device) >= self.drop_ratio for _ in range(2)]
+        kept = [pair_keys(edges[:, keep], items) for keep in keeps]
+
+        def draw(graph: HeteroData) -> tuple[Tensor, Tensor]:
+            x = torch.cat([self.user_emb.weight, self.item_emb.weight])
+            present = message_passing_edges(graph)
+            keys = pair_keys(present, items)
+            return tuple(self.propagate(_view(graph, present[:, torch.isin(keys, view)]), x) for view in kept)
+        return draw
+
     def config(self) -> dict:
         return {**super().config(), "drop_ratio": self.drop_ratio}
 
@@ -125,9 +148,10 @@ class ContrastiveBPRObjective(BPRObjective):
 
     The contrastive term needs ``model.contrastive_loss(graph, users, items, generator, tau)`` and is
     added in :meth:`batch_loss` only: it is a stochastic regulariser of training, while
-    :meth:`edge_losses` and :meth:`total` stay the deterministic BPR risk that influence-based
-    methods differentiate. Its randomness comes from a ``torch.Generator`` seeded from
-    ``(seed, epoch)`` and the batch (see :meth:`generator`), never from the global RNG.
+    :meth:`edge_losses` and :meth:`total` stay the deterministic BPR risk. Influence methods add the term
+    as one fixed draw of the views (``model.fixed_views``; :class:`~graphforget.influence.ContrastiveTerm`).
+    Its randomness comes from a ``torch.Generator`` seeded from ``(seed, epoch)`` and the batch (see
+    :meth:`generator`), never from the global RNG.
 
     Args:
         l2: see :class:`~graphforget.objectives.Objective`.

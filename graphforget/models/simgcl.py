@@ -1,6 +1,8 @@
 """SimGCL (Yu et al., SIGIR 2022): LightGCN with noise-perturbed views and an InfoNCE term."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -70,6 +72,18 @@ class SimGCL(LightGCN):
                          tau: float = 0.2) -> Tensor:
         """InfoNCE of the users ``[Bu]`` plus InfoNCE of the items ``[Bi]`` between two fresh views."""
         return views_info_nce(*self.views(graph, generator), users, items + self.num_users, tau)
+
+    def fixed_views(self, reference: HeteroData, generator: torch.Generator
+                    ) -> Callable[[HeteroData], tuple[Tensor, Tensor]]:
+        """One draw of the two views as a function of the graph they are taken of (for influence methods,
+        :class:`~graphforget.influence.ContrastiveTerm`): the same noise on every graph, whose shape is the
+        tables'. ``reference`` is not needed (the noise does not depend on the edges); ``generator``: a CPU
+        generator, from which the views' seed is drawn."""
+        seed = int(torch.randint(1 << 62, (1,), generator=generator))
+
+        def draw(graph: HeteroData) -> tuple[Tensor, Tensor]:
+            return self.views(graph, torch.Generator(self.user_emb.weight.device).manual_seed(seed))
+        return draw
 
     def config(self) -> dict:
         return {**super().config(), "eps": self.eps}

@@ -1,0 +1,119 @@
+"""The contrastive term of SGL / SimGCL-style objectives, as influence methods differentiate it.
+
+Training adds :math:`\\lambda_{ssl}` times InfoNCE between two random views of the graph at every step
+(:class:`~graphforget.models.ContrastiveBPRObjective`). Influence methods need a deterministic function of
+the parameters whose change under a removal is the removal's alone: one fixed draw of the two views
+(:meth:`model.fixed_views <graphforget.models.SGL.fixed_views>`), the same on the training graph and on the
+remaining one (SGL: the same kept edges, less the removed ones; SimGCL: the same noise). Each training step
+weighs its batch's mean loss and the batch's InfoNCE alike, so in the summed objective's units
+(:math:`\\sum_e \\ell_e`) the term weighs :math:`|D|\\,\\lambda_{ssl}`, with :math:`|D|` the graph's edges.
+InfoNCE couples every node it contrasts with every other, so it is one term over the whole graph: its values,
+gradients and curvature products propagate the two views over all of it.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+from torch_geometric.data import HeteroData
+
+from ..data.interactions import EDGE, num_items, num_users
+from .hvp import NodeRows
+
+__all__ = ["ContrastiveTerm", "has_contrastive_term"]
+
+
+def has_contrastive_term(model, objective) -> bool:
+    """Whether ``objective`` adds a contrastive term (``ssl_weight > 0``) that ``model`` can draw fixed views for."""
+    return getattr(objective, "ssl_weight", 0) > 0 and hasattr(model, "fixed_views")
+
+
+class _Views(nn.Module):
+    """Calls a fixed draw of ``model``'s views as ``forward``, so that ``functional_call`` can swap its tables."""
+
+    def __init__(self, model, draw: Callable[[HeteroData], tuple[Tensor, Tensor]]):
+        super().__init__()
+        self.model, self.draw = model, draw
+
+    def forward(self, graph: HeteroData) -> tuple[Tensor, Tensor]:
+        return self.draw(graph)
+
+
+class ContrastiveTerm:
+    """:math:`|D|\\,\\lambda_{ssl}\\,(\\mathrm{InfoNCE}_{users} + \\mathrm{InfoNCE}_{items})` between one fixed draw
+    of the model's two views, as a function of the rows :math:`\\phi`.
+
+    Args:
+        model: a model with ``fixed_views(reference, generator)`` (SGL, SimGCL).
+        objective: the training objective (its ``ssl_weight``, ``tau`` and ``seed``).
+        reference: the training graph; the views of any graph derived from it by removing edges are the
+            reference's views less those edges.
+        max_nodes: at most this many users, and as many items, are contrasted (a fixed random sample of
+            each side when it has more): InfoNCE's logits are ``[n, n]``, as a training batch's are.
+    """
+
+    def __init__(self, model, objective, reference: HeteroData, max_nodes: int = 8192):
+        generator = torch.Generator().manual_seed(int(objective.seed))
+        device = reference[EDGE].edge_index.device
+        users, items = num_users(reference), num_items(reference)
+        self.users = _sample(users, max_nodes, generator).to(device)
+        self.items = (_sample(items, max_nodes, generator) + users).to(device)
+        self.views = _Views(model, model.fixed_views(reference, generator))
+        self.model, self.weight, self.tau = model, float(objective.ssl_weight), float(objective.tau)
+
+    def _logits(self, rows: NodeRows, graph: HeteroData, phi: Tensor) -> list[Tensor]:
+        """The two InfoNCE logit matrices (users, items): cosine similarities over ``tau``."""
+        tables = {f"model.{name}": t for name, t in rows.tables(self.model, phi).items()}
+        first, second = functional_call(self.views, tables, (graph,), strict=False)
+        first, second = F.normalize(first, dim=1), F.normalize(second, dim=1)
+        return [first[ids] @ second[ids].t() / self.tau for ids in (self.users, self.items)]
+
+    def scale(self, graph: HeteroData) -> float:
+        """:math:`|D|\\,\\lambda_{ssl}` on ``graph``."""
+        return self.weight * graph[EDGE].edge_index.size(1)
+
+    def function(self, rows: NodeRows, graph: HeteroData) -> Callable[[Tensor], Tensor]:
+        """``phi -> the term`` on ``graph`` (differentiable)."""
+        scale = self.scale(graph)
+
+        def value(phi: Tensor) -> Tensor:
+            return scale * sum(_info_nce(logits) for logits in self._logits(rows, graph, phi))
+        return value
+
+    def gauss_newton(self, rows: NodeRows, graph: HeteroData, phi: Tensor) -> "_InfoNCEGaussNewton":
+        """Its Gauss-Newton curvature at ``phi``: positive semi-definite (see :class:`_InfoNCEGaussNewton`)."""
+        return _InfoNCEGaussNewton(lambda x: self._logits(rows, graph, x), phi, self.scale(graph))
+
+
+def _sample(count: int, limit: int, generator: torch.Generator) -> Tensor:
+    return torch.arange(count) if count <= limit else torch.randperm(count, generator=generator)[:limit].sort().values
+
+
+def _info_nce(logits: Tensor) -> Tensor:
+    """Mean cross-entropy of each row's own column (InfoNCE from its logits)."""
+    return F.cross_entropy(logits, torch.arange(logits.size(0), device=logits.device))
+
+
+class _InfoNCEGaussNewton:
+    """``v -> scale * J^T H J v``, for the logits' Jacobian :math:`J` in :math:`\\phi` and :math:`H` the Hessian of
+    InfoNCE (row-wise softmax cross-entropy, convex) in the logits: per row :math:`a` of :math:`n`,
+    :math:`(\\mathrm{diag}(p_a) - p_a p_a^\\top)/n`. The exact Hessian adds the cosines' own curvature and is
+    indefinite at a trained point (measured: SGL on ML-100K, CG met negative curvature at the implicit
+    ridge). :math:`Jv` is the derivative in :math:`u` of :math:`J^\\top u` (built once, linear in :math:`u`);
+    each product is two backward passes."""
+
+    def __init__(self, logits_fn: Callable[[Tensor], list[Tensor]], x: Tensor, scale: float):
+        self.x = x.detach().requires_grad_(True)
+        self.logits = logits_fn(self.x)
+        self.probabilities = [torch.softmax(z.detach(), dim=1) for z in self.logits]
+        self.dual = [torch.zeros_like(z, requires_grad=True) for z in self.logits]
+        self.transposed = torch.autograd.grad(self.logits, self.x, self.dual, create_graph=True)[0]
+        self.scale = scale
+
+    def __call__(self, v: Tensor) -> Tensor:
+        jv = torch.autograd.grad(self.transposed, self.dual, v, retain_graph=True)
+        hjv = [(p * d - p * (p * d).sum(1, keepdim=True)) / p.size(0) for p, d in zip(self.probabilities, jv)]
+        return self.scale * torch.autograd.grad(self.logits, self.x, hjv, retain_graph=True)[0]
