@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -320,3 +321,27 @@ def test_ifru_differentiates_the_contrastive_term(graph):
     assert not without.info["contrastive"]
     moved = (rows.gather(out.model) - phi).norm()
     assert (rows.gather(without.model) - rows.gather(out.model)).norm() > 0.1 * moved  # the term matters
+
+
+def test_the_contrastive_term_samples_large_sides_and_warns_without_fixed_views(graph):
+    model, objective, rows, phi = _term_setup(graph)
+    term = ContrastiveTerm(model, objective, graph, max_nodes=3)
+    again = ContrastiveTerm(model, objective, graph, max_nodes=3)
+    assert term.users.tolist() == again.users.tolist() and len(set(term.users.tolist())) == 3
+    assert term.items.tolist() == again.items.tolist() and all(5 <= i < 9 for i in term.items.tolist())
+    assert torch.equal(term.users, term.users.sort().values)
+    # Its views are drawn after the sample: the same draw as fixed_views from the generator past the sample.
+    gen = torch.Generator().manual_seed(3)
+    torch.randperm(5, generator=gen), torch.randperm(4, generator=gen)
+    first, second = (v.detach() for v in model.fixed_views(graph, gen)(graph))
+    users, items = term.users, term.items
+    expected = 11 * 0.5 * (naive_info_nce(first[users], second[users], 0.5)
+                           + naive_info_nce(first[items], second[items], 0.5))
+    assert float(term.function(rows, graph)(phi)) == pytest.approx(expected, rel=1e-5)
+
+    plain = LightGCN(5, 4, embedding_dim=3)  # a model that cannot draw fixed views
+    with pytest.warns(RuntimeWarning, match="no fixed_views"):
+        IFRU(plain, graph, objective)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        IFRU(plain, graph, objective, IFRUConfig(contrastive=False))
