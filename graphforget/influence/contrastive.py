@@ -4,7 +4,8 @@ Training adds :math:`\\lambda_{ssl}` times InfoNCE between two random views of t
 (:class:`~graphforget.models.ContrastiveBPRObjective`). Influence methods need a deterministic function of
 the parameters whose change under a removal is the removal's alone: one fixed draw of the two views
 (:meth:`model.fixed_views <graphforget.models.SGL.fixed_views>`), the same on the training graph and on the
-remaining one (SGL: the same kept edges, less the removed ones; SimGCL: the same noise). Each training step
+remaining one (SGL: the same kept edges, less the removed ones; SimGCL: the same noise, its signs those of the
+trained point, so that the term is smooth). Each training step
 weighs its batch's mean loss and the batch's InfoNCE alike, so in the summed objective's units
 (:math:`\\sum_e \\ell_e`) the term weighs :math:`|D|\\,\\lambda_{ssl}`, with :math:`|D|` the graph's edges.
 InfoNCE couples every node it contrasts with every other, so it is one term over the whole graph: its values,

@@ -54,12 +54,30 @@ class SimGCL(LightGCN):
         With a generator, each layer draws one ``torch.rand`` of ``x``'s shape, in layer order.
         """
         adj = self.adjacency(graph, x)
+        return self._layers(x, adj, None if generator is None else (lambda layer, h: self._noise(h, generator)))
+
+    def _noise(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """:math:`\\Delta`: ``eps`` times a sign-matched, row-normalised ``torch.rand`` of ``x``'s shape."""
+        noise = torch.rand(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
+        return self.eps * torch.sign(x) * F.normalize(noise, dim=-1)
+
+    def _drawn_noise(self, x: Tensor, adj, generator: torch.Generator) -> list[Tensor]:
+        """Each layer's noise of one view, drawn as :meth:`propagate` draws it."""
+        noise = []
+
+        def drawn(layer: int, h: Tensor) -> Tensor:
+            noise.append(self._noise(h, generator))
+            return noise[-1]
+        self._layers(x, adj, drawn)
+        return noise
+
+    def _layers(self, x: Tensor, adj, perturb: Callable[[int, Tensor], Tensor] | None) -> Tensor:
+        """Mean of layers ``1..K``, each layer plus ``perturb(k, its propagation)`` when given."""
         out = torch.zeros_like(x)
-        for _ in range(self.num_layers):
+        for layer in range(self.num_layers):
             x = self.conv(x, adj)
-            if generator is not None:
-                noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-                x = x + self.eps * torch.sign(x) * F.normalize(noise, dim=-1)
+            if perturb is not None:
+                x = x + perturb(layer, x)
             out = out + x
         return out / self.num_layers
 
@@ -75,14 +93,21 @@ class SimGCL(LightGCN):
 
     def fixed_views(self, reference: HeteroData, generator: torch.Generator
                     ) -> Callable[[HeteroData], tuple[Tensor, Tensor]]:
-        """One draw of the two views as a function of the graph they are taken of (for influence methods,
-        :class:`~graphforget.influence.ContrastiveTerm`): the same noise on every graph, whose shape is the
-        tables'. ``reference`` is not needed (the noise does not depend on the edges); ``generator``: a CPU
-        generator, from which the views' seed is drawn."""
-        seed = int(torch.randint(1 << 62, (1,), generator=generator))
+        """One draw of the two views as a function of the graph they are taken of and of the tables (for
+        influence methods, :class:`~graphforget.influence.ContrastiveTerm`): each layer adds the noise
+        :math:`\\Delta` drawn now, on ``reference`` with the current tables, as :meth:`views` draws it, whatever
+        the graph and the tables later. So the views are smooth in the tables (the signs of :math:`\\Delta` do not
+        follow them: with them, a step flips the signs of the entries it crosses zero at, and the contrastive
+        term jumps) and the same noise on every graph. ``generator``: a CPU generator."""
+        with torch.no_grad():
+            x = torch.cat([self.user_emb.weight, self.item_emb.weight])
+            adj = self.adjacency(reference, x)
+            draws = [self._drawn_noise(x, adj, generator) for _ in range(2)]
 
         def draw(graph: HeteroData) -> tuple[Tensor, Tensor]:
-            return self.views(graph, torch.Generator(self.user_emb.weight.device).manual_seed(seed))
+            x = torch.cat([self.user_emb.weight, self.item_emb.weight])
+            adj = self.adjacency(graph, x)
+            return tuple(self._layers(x, adj, lambda layer, h, noise=noise: noise[layer]) for noise in draws)
         return draw
 
     def config(self) -> dict:
