@@ -211,7 +211,7 @@ def test_the_contrastive_weight_is_a_hyperparameter_that_leaves_earlier_keys_alo
 
 def test_fixed_views_are_one_draw_on_every_graph(graph):
     """SGL's fixed views keep the same edges on the training graph and on a graph with edges removed from it,
-    drawn as training draws them; SimGCL's add the same noise on both."""
+    drawn as training draws them; SimGCL's add the noise drawn at the tables of the draw, on every graph."""
     model = SGL(5, 4, embedding_dim=3, num_layers=2, drop_ratio=0.3)
     model.reset_parameters(1)
     x0 = torch.cat([model.user_emb.weight, model.item_emb.weight]).detach().double()
