@@ -342,7 +342,8 @@ def test_the_contrastive_term_samples_large_sides_and_warns_without_fixed_views(
     assert torch.equal(term.users, term.users.sort().values)
     # Its views are drawn after the sample: the same draw as fixed_views from the generator past the sample.
     gen = torch.Generator().manual_seed(3)
-    torch.randperm(5, generator=gen), torch.randperm(4, generator=gen)
+    for side in (5, 4):  # the users' and then the items' sample
+        torch.randperm(side, generator=gen)
     first, second = (v.detach() for v in model.fixed_views(graph, gen)(graph))
     users, items = term.users, term.items
     expected = 11 * 0.5 * (naive_info_nce(first[users], second[users], 0.5)
