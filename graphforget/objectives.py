@@ -147,16 +147,21 @@ def hashed_negatives(graph: HeteroData, edge_label_index: Tensor, seed: int, epo
     user = edge_label_index[0]
     key = pair_keys(edge_label_index, n_items) * 1000003 + seed * 7919 + epoch * 104729
     neg = _mix(key) % n_items
+
+    def clashing(ids: Tensor) -> Tensor:  # those of ids whose negative is an item of their user
+        return ids[torch.isin(pair_keys(torch.stack([user[ids], neg[ids]]), n_items), known)]
+    # A negative that misses the user's items stays, so each round checks only the last round's clashes.
+    bad = clashing(torch.arange(user.numel(), device=user.device))
     for r in range(1, rounds + 1):
-        bad = torch.isin(pair_keys(torch.stack([user, neg]), n_items), known)
-        if not bad.any():
-            break
-        neg = torch.where(bad, _mix(key + r * 15485863) % n_items, neg)
-    for _ in range(n_items):  # linear probing for the few left
-        bad = torch.isin(pair_keys(torch.stack([user, neg]), n_items), known)
-        if not bad.any():
+        if bad.numel() == 0:
             return neg
-        neg = torch.where(bad, (neg + 1) % n_items, neg)
+        neg[bad] = _mix(key[bad] + r * 15485863) % n_items
+        bad = clashing(bad)
+    for _ in range(n_items):  # linear probing for the few left
+        if bad.numel() == 0:
+            return neg
+        neg[bad] = (neg[bad] + 1) % n_items
+        bad = clashing(bad)
     raise ValueError("a user has an edge with every item: no negative can be drawn")
 
 

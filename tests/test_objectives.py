@@ -92,6 +92,31 @@ def test_hashed_negatives_avoid_the_users_items():
             assert not any(j in items_of[u] for u, j in zip(ei[0].tolist(), neg.tolist()))
 
 
+def test_hashed_negatives_follow_their_definition_edge_by_edge():
+    """Against the definition written for one edge at a time: its hash, redrawn while it hits one of the user's
+    items (up to 8 rounds), then moved to the next item the user lacks. User 30 has 38 of the 40 items, so
+    some of its negatives reach the probing."""
+    from graphforget.objectives import _mix
+    base = dense_ish_graph()[EDGE].edge_index
+    crowded = torch.stack([torch.full((38,), 30), torch.arange(38)])
+    graph = make_interactions(torch.cat([base, crowded], 1), num_users=31, num_items=40)
+    ei = graph[EDGE].edge_index
+    known = set(zip(ei[0].tolist(), ei[1].tolist()))
+    probed = 0
+    for seed, epoch in ((0, 0), (3, 2)):
+        negatives = hashed_negatives(graph, ei, seed, epoch).tolist()
+        for (user, item), neg in zip(ei.t().tolist(), negatives):
+            key = torch.tensor([(user * 40 + item) * 1000003 + seed * 7919 + epoch * 104729])
+            expected, r = int(_mix(key) % 40), 1
+            while (user, expected) in known and r <= 8:
+                expected, r = int(_mix(key + r * 15485863) % 40), r + 1
+            probed += (user, expected) in known
+            while (user, expected) in known:
+                expected = (expected + 1) % 40
+            assert neg == expected
+    assert probed > 0
+
+
 def test_hashed_negatives_are_a_function_of_the_edge():
     graph = dense_ish_graph()
     ei = graph[EDGE].edge_index
