@@ -207,13 +207,16 @@ class GaussNewtonOperator:
         x: the point.
         l2: curvature of the explicit L2 term (added exactly).
         damping: :math:`\\lambda`.
+        output_curvature: ``z -> (w -> H w)``, the loss's positive semi-definite curvature in ``z`` at ``z``, as
+            a product, where one that knows the loss's structure is cheaper than double backward (InfoNCE's,
+            :class:`~graphforget.influence.ContrastiveTerm`); ``None``: the Hessian of ``loss_fn``.
     """
 
-    def __init__(self, logits_fn, loss_fn, x: Tensor, l2: float = 0.0, damping: float = 0.0):
+    def __init__(self, logits_fn, loss_fn, x: Tensor, l2: float = 0.0, damping: float = 0.0,
+                 output_curvature: Callable[[Tensor], Callable[[Tensor], Tensor]] | None = None):
         self.x = x.detach().requires_grad_(True)
         self.z = logits_fn(self.x)
-        z = self.z.detach().requires_grad_(True)
-        self.z_leaf, self.z_grad = z, torch.autograd.grad(loss_fn(z), z, create_graph=True)[0]
+        self.curvature = (output_curvature or _hessian_product(loss_fn))(self.z.detach())
         self.u = torch.zeros_like(self.z, requires_grad=True)
         # J^T u with a graph in u: differentiating it in u gives J v (the double-vjp trick).
         self.jt_u = torch.autograd.grad(self.z, self.x, self.u, create_graph=True)[0]
@@ -221,9 +224,17 @@ class GaussNewtonOperator:
 
     def __call__(self, v: Tensor) -> Tensor:
         jv = torch.autograd.grad(self.jt_u, self.u, v, retain_graph=True)[0]
-        hjv = torch.autograd.grad(self.z_grad, self.z_leaf, jv, retain_graph=True)[0]
-        return torch.autograd.grad(self.z, self.x, hjv, retain_graph=True)[0] + self.shift * v
+        return torch.autograd.grad(self.z, self.x, self.curvature(jv), retain_graph=True)[0] + self.shift * v
 
     @property
     def size(self) -> int:
         return self.x.numel()
+
+
+def _hessian_product(loss_fn) -> Callable[[Tensor], Callable[[Tensor], Tensor]]:
+    """``z -> (w -> \\nabla^2 loss_fn(z) w)`` by double backward."""
+    def at(z: Tensor) -> Callable[[Tensor], Tensor]:
+        z = z.requires_grad_(True)
+        grad = torch.autograd.grad(loss_fn(z), z, create_graph=True)[0]
+        return lambda w: torch.autograd.grad(grad, z, w, retain_graph=True)[0]
+    return at
