@@ -75,7 +75,8 @@ class ContrastiveTerm:
 
     def _logits(self, rows: NodeRows, graph: HeteroData, phi: Tensor) -> Tensor:
         """The users' and then the items' InfoNCE logits (cosine similarities over ``tau``), flattened."""
-        return torch.cat([(first @ second.t()).flatten() / self.tau for first, second in self._factors(rows, graph, phi)])
+        factors = self._factors(rows, graph, phi)
+        return torch.cat([(first @ second.t()).flatten() / self.tau for first, second in factors])
 
     def _loss(self, graph: HeteroData) -> Callable[[Tensor], Tensor]:
         """``logits -> the term`` on ``graph``: convex in the logits (a softmax cross-entropy per row)."""
