@@ -100,6 +100,12 @@ def test_gauss_newton_matches_jacobian_product(graph):
     operator = GaussNewtonOperator(logits, lambda z: objective.losses(z, terms.target).sum(), x, l2=0.1)
     v = torch.randn(x.numel(), generator=torch.Generator().manual_seed(2), dtype=x.dtype)
     torch.testing.assert_close(operator(v), reference @ v)
+    # The loss's curvature in the logits given as a product (BCE's: diag(p(1-p))) instead of by double backward.
+    given = GaussNewtonOperator(logits, None, x, l2=0.1, output_curvature=lambda z: lambda w: torch.sigmoid(z) *
+                                (1 - torch.sigmoid(z)) * w)
+    torch.testing.assert_close(given(v), reference @ v)
+    with pytest.raises(ValueError, match="loss_fn or output_curvature"):
+        GaussNewtonOperator(logits, None, x)
 
 
 def _spd(n, seed=0, cond=50.0):

@@ -214,6 +214,8 @@ class GaussNewtonOperator:
 
     def __init__(self, logits_fn, loss_fn, x: Tensor, l2: float = 0.0, damping: float = 0.0,
                  output_curvature: Callable[[Tensor], Callable[[Tensor], Tensor]] | None = None):
+        if loss_fn is None and output_curvature is None:
+            raise ValueError("GaussNewtonOperator needs loss_fn or output_curvature (the loss's curvature in z)")
         self.x = x.detach().requires_grad_(True)
         self.z = logits_fn(self.x)
         self.curvature = (output_curvature or _hessian_product(loss_fn))(self.z.detach())
