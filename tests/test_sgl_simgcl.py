@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from graphforget.data import EDGE, make_interactions, without_edges
-from graphforget.influence import ContrastiveTerm, NodeRows, objective_function, training_terms
+from graphforget.influence import ContrastiveTerm, GaussNewtonOperator, NodeRows, objective_function, training_terms
 from graphforget.models import (MODELS, SGL, ContrastiveBPRObjective, LightGCN, SimGCL, build_model, info_nce,
                                 load_model, save_model)
 from graphforget.objectives import BPRObjective
@@ -349,6 +349,10 @@ def test_the_contrastive_term_samples_large_sides_and_warns_without_fixed_views(
     expected = 11 * 0.5 * (naive_info_nce(first[users], second[users], 0.5)
                            + naive_info_nce(first[items], second[items], 0.5))
     assert float(term.function(rows, graph)(phi)) == pytest.approx(expected, rel=1e-5)
+    # Its curvature products over the sample: those of double backward through the flattened logits.
+    autograd = GaussNewtonOperator(lambda x: term._logits(rows, graph, x), term._loss(graph), phi)
+    v = torch.randn(phi.numel(), generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(term.gauss_newton(rows, graph, phi)(v), autograd(v), rtol=1e-4, atol=1e-6)
 
     plain = LightGCN(5, 4, embedding_dim=3)  # a model that cannot draw fixed views
     with pytest.warns(RuntimeWarning, match="no fixed_views"):
