@@ -9,7 +9,7 @@ import torch
 from graphforget.data import EDGE, edge_subgraph, make_interactions, remove_edges
 from helpers import hand_mf
 from graphforget.models import MF, ContrastiveBPRObjective, LightGCN
-from graphforget.objectives import BCEObjective, BPRObjective, Objective, hashed_negatives
+from graphforget.objectives import BCEObjective, BPRObjective, Objective, _mix, hashed_negatives
 
 
 def dot(model, u: int, i: int) -> float:
@@ -96,7 +96,6 @@ def test_hashed_negatives_follow_their_definition_edge_by_edge():
     """Against the definition written for one edge at a time: its hash, redrawn while it hits one of the user's
     items (up to 8 rounds), then moved to the next item the user lacks. User 30 has 38 of the 40 items, so
     some of its negatives reach the probing."""
-    from graphforget.objectives import _mix
     base = dense_ish_graph()[EDGE].edge_index
     crowded = torch.stack([torch.full((38,), 30), torch.arange(38)])
     graph = make_interactions(torch.cat([base, crowded], 1), num_users=31, num_items=40)
