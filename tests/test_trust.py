@@ -361,6 +361,29 @@ def test_a_stationary_model_widens_the_rows_to_those_the_curvature_couples(early
     assert errors[0] < 0.5 * errors[1] and errors[1] < 0.6 * errors[2], errors  # measured: 0.38, 1.16, 2.02
 
 
+def test_a_widening_that_adds_no_row_gathers_the_request_once(monkeypatch):
+    """Where the receptive field's rows are already every node (LightGCN-2 on a small dense graph) the widened
+    rows are the same: the terms and gradients are not gathered again, and the result is that of those rows
+    (``hops=3``, which does not widen). MF's widened rows differ, and are gathered for them."""
+    from test_ifru import _trained
+    tiny = planted_communities(30, 24, 2, 10, seed=1)
+    objective, request = BCEObjective(l2=1.0), tiny[EDGE].edge_index[:, :3]
+    prepare, calls = IFRU._prepare, []
+    monkeypatch.setattr(IFRU, "_prepare", lambda self, *args: calls.append(args[3]) or prepare(self, *args))
+    lightgcn = _trained("lightgcn", tiny, objective)
+    widened = IFRU(lightgcn, tiny, objective, IFRUConfig()).unlearn(request)
+    assert widened.info["widened"] and widened.info["kept_nodes"] == 54 and len(calls) == 1
+    same_rows = IFRU(lightgcn, tiny, objective, IFRUConfig(hops=3)).unlearn(request)
+    assert not same_rows.info["widened"] and len(same_rows.info["solver"]) == len(widened.info["solver"]) > 1
+    for mine, theirs in zip(widened.model.parameters(), same_rows.model.parameters()):
+        assert torch.equal(mine, theirs)
+    calls.clear()
+    mf = IFRU(_trained("mf", tiny, objective), tiny, objective, IFRUConfig()).unlearn(request)
+    ends = len(set(request[0].tolist())) + len(set(request[1].tolist()))  # MF's receptive field: the endpoints
+    assert mf.info["widened"] and [int(region.kept_mask.sum()) for region in calls] == [ends, mf.info["kept_nodes"]]
+    assert ends < mf.info["kept_nodes"]
+
+
 def test_the_early_stopped_steps_widen_only_while_the_removal_outweighs_the_residual():
     """Away from stationarity the Newton steps take the coupled rows only while the removal's gradient is at
     least the trained point's residual (gradient_ratio <= 1): half the edges here, not one user's."""

@@ -537,8 +537,9 @@ class IFRU(Unlearner):
         share = TermShare.of_group() if self.config.data_parallel else TermShare()
         call, target, gradient = self._prepare(request, positions, remaining, region, share)
         widened = self._widens(target, gradient)
-        if widened:
-            region = self._select(request, self.model.receptive_field + 1, coupled=True)
+        wider = self._select(request, self.model.receptive_field + 1, coupled=True) if widened else region
+        if not torch.equal(wider.kept_mask, region.kept_mask):  # the same rows give the same terms and gradients
+            region = wider
             call, target, gradient = self._prepare(request, positions, remaining, region, share)
         clock.lap("gradient")
         phi, outcome = self._solve(call, gradient.detach(), target)
