@@ -1,9 +1,9 @@
 """Which validation pairs can judge an unlearned model: a Retrain's validation AUC after a deletion.
 
-    python benchmarks/validation_pairs.py [--seeds 0 1 2]
+    python benchmarks/validation_pairs.py [--seeds 0 1 2] [--ratio 0.05] [--l2 L2]
 
 CURE4Rec's deletion sets (``graphforget bench --protocol deletion``'s setting: ML-100K, MF, BCE, 5% of the
-training edges: every interaction of random users, of the most active users, or random edges). For each,
+training edges or ``--ratio``, the preset's L2 or ``--l2``: every interaction of random users, of the most active users, or random edges). For each,
 the change of the validation AUC from the Original to a Retrain and to IFRU, in standard errors of the
 Original's (Hanley and McNeil), on every validation pair and on the pairs whose user and item keep a
 training edge (those UnlearnRec's validation test scores). Writes ``results/validation_pairs.json``.
@@ -33,11 +33,13 @@ def in_errors(setting: Setting, val):
     return lambda model, graph: (evaluate_auc(model, graph, val)["auc_0"] - before) / error
 
 
-def one_seed(seed: int) -> list[dict]:
-    setting = Setting(DataSource("ml-100k").for_loss("bce"), bench_hparams("mf", "ml-100k", "deletion"), seed)
+def one_seed(seed: int, ratio: float, l2: float | None) -> list[dict]:
+    hparams = bench_hparams("mf", "ml-100k", "deletion")
+    hparams = hparams if l2 is None else hparams.replace(l2=l2)
+    setting = Setting(DataSource("ml-100k").for_loss("bce"), hparams, seed)
     on_all, rows = in_errors(setting, setting.val), []
     for kind in ("random", "core", "edge"):
-        request = deletion_request(setting.train_graph, kind, 0.05, seed)
+        request = deletion_request(setting.train_graph, kind, ratio, seed)
         results = {"retrain": setting.reference(request), "ifru": setting.unlearner("ifru", {}).unlearn(request)}
         kept = pairs_with_data(setting.val, results["retrain"].graph)
         on_kept = in_errors(setting, kept)
@@ -54,12 +56,15 @@ def one_seed(seed: int) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--ratio", type=float, default=0.05, help="share of the training edges deleted")
+    parser.add_argument("--l2", type=float, default=None, help="the model's L2 (default: the preset's)")
     parser.add_argument("--out", type=Path, default=RESULTS / "validation_pairs.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rows = [row for seed in args.seeds for row in one_seed(seed)]
+    rows = [row for seed in args.seeds for row in one_seed(seed, args.ratio, args.l2)]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"dataset": "ml-100k", "model": "mf", "ratio": 0.05, "rows": rows}, indent=1))
+    payload = {"dataset": "ml-100k", "model": "mf", "ratio": args.ratio, "l2": args.l2, "rows": rows}
+    args.out.write_text(json.dumps(payload, indent=1))
 
 
 if __name__ == "__main__":
