@@ -56,7 +56,8 @@ class FineTune(Unlearner):
 
     Nothing removes the request's influence explicitly: its loss terms are simply gone from the
     objective, so the removed edges are forgotten only as far as ``epochs`` epochs of training move the
-    parameters away from them.
+    parameters away from them. A user whose every interaction is removed has no loss term left, so
+    without L2 their rows do not move at all (see :doc:`/methods` for what that leaves on a stream).
 
     With ``local=True`` only the embedding rows of the nodes within ``model.receptive_field`` hops of
     the request's users and items are updated (plus the model's dense parameters that are not per node,
