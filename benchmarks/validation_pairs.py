@@ -2,11 +2,12 @@
 
     python benchmarks/validation_pairs.py [--seeds 0 1 2] [--ratio 0.05] [--l2 L2]
 
-CURE4Rec's deletion sets (``graphforget bench --protocol deletion``'s setting: ML-100K, MF, BCE, 5% of the
-training edges or ``--ratio``, the preset's L2 or ``--l2``: every interaction of random users, of the most active users, or random edges). For each,
-the change of the validation AUC from the Original to a Retrain and to IFRU, in standard errors of the
-Original's (Hanley and McNeil), on every validation pair and on the pairs whose user and item keep a
-training edge (those UnlearnRec's validation test scores). Writes ``results/validation_pairs.json``.
+CURE4Rec's deletion sets (``graphforget bench --protocol deletion``'s setting: ML-100K, MF, BCE, the preset's
+L2 or ``--l2``; 5% of the training edges or ``--ratio``: every interaction of random users, of the most active
+users, or random edges). For each, the change of the validation AUC from the Original to a Retrain and to
+IFRU, in standard errors of the Original's (Hanley and McNeil), on every validation pair and on the pairs
+whose user and item keep a training edge (those UnlearnRec's validation test scores). Writes
+``results/validation_pairs.json``.
 """
 from __future__ import annotations
 
