@@ -3,12 +3,13 @@ that ``reset_parameters`` re-draws every trained parameter."""
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
 from torch import nn
 
-from graphforget.data import EDGE, num_items, num_users, random_edges
+from graphforget.data import EDGE, num_items, num_users, random_edges, user_edges
 from graphforget.models import MF, EmbeddingRecommender, LightGCN
 from graphforget.objectives import BCEObjective
 from graphforget.train import TrainConfig, train
@@ -111,6 +112,30 @@ def test_local_finetune_moves_only_the_region(small_planted, one_thread, cls, kw
     full = FineTune(model, small_planted, OBJECTIVE, FineTuneConfig(CONFIG, epochs=2)).unlearn(request).model
     assert not torch.equal(full.user_emb.weight, result.model.user_emb.weight)
 
+
+
+@pytest.mark.parametrize("cls,kwargs", [(MF, {}), (LightGCN, {"num_layers": 1})])
+def test_finetune_says_when_a_forgotten_user_keeps_their_rows(small_planted, one_thread, cls, kwargs):
+    """A user whose every pair is removed has no loss term left: without L2, fine-tuning leaves their row as
+    trained, and says so; ``zero_orphans`` zeroes it and leaves every other row as it was. With L2 the row
+    moves (it decays) and nothing is said."""
+    model = trained_model(cls, small_planted, **kwargs)
+    request, no_l2 = user_edges(small_planted, [3]), BCEObjective(l2=0.0)
+    with pytest.warns(RuntimeWarning, match="1 of the request's users and items lost every pair"):
+        kept = FineTune(model, small_planted, no_l2, FineTuneConfig(CONFIG)).unlearn(request)
+    assert kept.info["orphans"] == kept.info["orphans_kept"] == 1
+    assert torch.equal(kept.model.user_emb.weight[3], model.user_emb.weight[3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        zeroed = FineTune(model, small_planted, no_l2, FineTuneConfig(CONFIG, zero_orphans=True)).unlearn(request)
+        decayed = FineTune(model, small_planted, OBJECTIVE, FineTuneConfig(CONFIG)).unlearn(request)
+    assert zeroed.info["orphans"] == 1 and zeroed.info["orphans_kept"] == 0
+    assert not zeroed.model.user_emb.weight[3].any()
+    others = torch.arange(num_users(small_planted)) != 3
+    assert torch.equal(zeroed.model.user_emb.weight[others], kept.model.user_emb.weight[others])
+    assert torch.equal(zeroed.model.item_emb.weight, kept.model.item_emb.weight)
+    assert decayed.info["orphans_kept"] == 0
+    assert decayed.model.user_emb.weight[3].norm() < model.user_emb.weight[3].norm()
 
 def test_finetune_of_an_empty_request_is_bit_identical(small_planted):
     model = trained_model(LightGCN, small_planted, num_layers=1)

@@ -10,11 +10,11 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..config import check_fields, check_types
-from ..data.interactions import num_users
+from ..data.interactions import EDGE, num_items, num_users
 from ..influence import k_hop_mask, node_ids
 from ..models.base import table_mask
 from ..train import TrainConfig, train
-from .base import Unlearner
+from .base import Unlearner, warn_caller
 from .registry import register
 
 __all__ = ["FineTune", "FineTuneConfig"]
@@ -30,10 +30,14 @@ class FineTuneConfig:
             ``patience`` is 0, ``optimizer`` is ``"adam"`` even for a model trained with L-BFGS).
         epochs: number of fine-tuning epochs (at least 1).
         local: update only the rows of the request's ``receptive_field``-hop region.
+        zero_orphans: zero the rows of the nodes the request leaves with no stored pair (a user who asked for
+            every interaction to be forgotten), as :class:`~graphforget.unlearn.IFRU` does. Without it those
+            rows keep what they learned wherever no loss term moves them (no L2), and a warning says so.
     """
     train: TrainConfig = field(default_factory=TrainConfig)
     epochs: int = 3
     local: bool = False
+    zero_orphans: bool = False
 
     def __post_init__(self):
         check_types(self)
@@ -56,8 +60,9 @@ class FineTune(Unlearner):
 
     Nothing removes the request's influence explicitly: its loss terms are simply gone from the
     objective, so the removed edges are forgotten only as far as ``epochs`` epochs of training move the
-    parameters away from them. A user whose every interaction is removed has no loss term left, so
-    without L2 their rows do not move at all (see :doc:`/methods` for what that leaves on a stream).
+    parameters away from them. A node whose every pair is removed (*orphan*) has no loss term left, so
+    without L2 its rows do not move at all: the model keeps what it learned from the deleted data (see
+    :doc:`/methods` for what that leaves on a stream). FineTune then warns, unless ``zero_orphans``.
 
     With ``local=True`` only the embedding rows of the nodes within ``model.receptive_field`` hops of
     the request's users and items are updated (plus the model's dense parameters that are not per node,
@@ -65,7 +70,8 @@ class FineTune(Unlearner):
     then leaves those rows exactly unchanged.
 
     ``info`` of the result: ``epochs``, ``local``, ``updated_rows`` (with ``local`` only: the number of
-    nodes of the region, whose rows may change in every node table) and ``train_seconds``.
+    nodes of the region, whose rows may change in every node table), ``train_seconds``, ``orphans`` (the
+    request's nodes left with no pair) and ``orphans_kept`` (those of them whose rows are as trained).
     """
     name = "finetune"
     Config = FineTuneConfig
@@ -88,7 +94,51 @@ class FineTune(Unlearner):
             for handle in handles:
                 handle.remove()
         info["train_seconds"] = result.seconds
+        info.update(self._settle_orphans(model, request, remaining))
         return model, info
+
+    def _settle_orphans(self, model: torch.nn.Module, request: Tensor, remaining: HeteroData) -> dict:
+        """Zeroes the orphans' rows (``zero_orphans``), or warns about those that fine-tuning left as trained."""
+        users = num_users(self.graph)
+        orphans = _orphans(request, remaining, users)
+        if self.config.zero_orphans:
+            _zero_rows(model, orphans, users)
+            kept = 0
+        else:
+            kept = int(_unmoved(self.model, model, orphans, users).sum())
+        if kept:
+            warn_caller(f"FineTune: {kept} of the request's users and items lost every pair and their embedding rows "
+                        "are left as trained (no remaining loss term moves them); zero_orphans=True zeroes them, "
+                        "as IFRU does")
+        return {"orphans": int(orphans.sum()), "orphans_kept": kept}
+
+
+def _orphans(request: Tensor, remaining: HeteroData, users: int) -> Tensor:
+    """``[U + I]`` mask of the request's nodes with no stored pair (of any label) in ``remaining``."""
+    edge_index = remaining[EDGE].edge_index
+    ends = torch.cat([edge_index[0], edge_index[1] + users])
+    degree = torch.bincount(ends, minlength=users + num_items(remaining))
+    orphans = torch.zeros_like(degree, dtype=torch.bool)
+    orphans[node_ids(request, users)] = True
+    return orphans & (degree == 0)
+
+
+def _unmoved(before: torch.nn.Module, after: torch.nn.Module, nodes: Tensor, users: int) -> Tensor:
+    """The nodes of the ``[U + I]`` mask ``nodes`` whose rows are the same in ``after`` as in ``before``."""
+    old, new = dict(before.named_parameters()), dict(after.named_parameters())
+    moved = torch.zeros_like(nodes)
+    for name, node_type in after.node_parameters().items():
+        rows = table_mask(moved, node_type, users)  # a view of ``moved``
+        rows |= (new[name] != old[name]).reshape(len(rows), -1).any(1).to(rows.device)
+    return nodes & ~moved
+
+
+@torch.no_grad()
+def _zero_rows(model: torch.nn.Module, nodes: Tensor, users: int) -> None:
+    """Sets the rows of the ``[U + I]`` mask ``nodes`` to 0 in every node table of ``model``."""
+    params = dict(model.named_parameters())
+    for name, node_type in model.node_parameters().items():
+        params[name][table_mask(nodes, node_type, users).to(params[name].device)] = 0
 
 
 def _freeze_rows_outside(model: torch.nn.Module, region: Tensor, num_users: int) -> list:
