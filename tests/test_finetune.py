@@ -113,7 +113,6 @@ def test_local_finetune_moves_only_the_region(small_planted, one_thread, cls, kw
     assert not torch.equal(full.user_emb.weight, result.model.user_emb.weight)
 
 
-
 @pytest.mark.parametrize("cls,kwargs", [(MF, {}), (LightGCN, {"num_layers": 1})])
 def test_finetune_says_when_a_forgotten_user_keeps_their_rows(small_planted, one_thread, cls, kwargs):
     """A user whose every pair is removed has no loss term left: without L2, fine-tuning leaves their row as
@@ -136,6 +135,7 @@ def test_finetune_says_when_a_forgotten_user_keeps_their_rows(small_planted, one
     assert torch.equal(zeroed.model.item_emb.weight, kept.model.item_emb.weight)
     assert decayed.info["orphans_kept"] == 0
     assert decayed.model.user_emb.weight[3].norm() < model.user_emb.weight[3].norm()
+
 
 def test_finetune_of_an_empty_request_is_bit_identical(small_planted):
     model = trained_model(LightGCN, small_planted, num_layers=1)
@@ -197,7 +197,8 @@ def test_retrain_refuses_a_reset_that_leaves_trained_parameters(small_planted, o
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
     # Warm start keeps the trained parameters on purpose: no check.
-    Retrain(model, small_planted, OBJECTIVE, RetrainConfig(TrainConfig(epochs=1, patience=0), warm_start=True)).unlearn(request)
+    warm = RetrainConfig(TrainConfig(epochs=1, patience=0), warm_start=True)
+    Retrain(model, small_planted, OBJECTIVE, warm).unlearn(request)
 
 
 def test_retrain_accepts_a_reset_that_covers_every_parameter(small_planted, one_thread):

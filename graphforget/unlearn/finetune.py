@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
+from torch_geometric.utils import degree
 
 from ..config import check_fields, check_types
 from ..data.interactions import EDGE, num_items, num_users
@@ -116,11 +117,10 @@ class FineTune(Unlearner):
 def _orphans(request: Tensor, remaining: HeteroData, users: int) -> Tensor:
     """``[U + I]`` mask of the request's nodes with no stored pair (of any label) in ``remaining``."""
     edge_index = remaining[EDGE].edge_index
-    ends = torch.cat([edge_index[0], edge_index[1] + users])
-    degree = torch.bincount(ends, minlength=users + num_items(remaining))
-    orphans = torch.zeros_like(degree, dtype=torch.bool)
+    paired = torch.cat([degree(edge_index[0], users), degree(edge_index[1], num_items(remaining))]) > 0
+    orphans = torch.zeros_like(paired)
     orphans[node_ids(request, users)] = True
-    return orphans & (degree == 0)
+    return orphans & ~paired
 
 
 def _unmoved(before: torch.nn.Module, after: torch.nn.Module, nodes: Tensor, users: int) -> Tensor:
