@@ -55,10 +55,14 @@ class LightGCN(EmbeddingRecommender):
         """Layer-averaged propagation of node features ``x [U + I, d]`` (users first) over ``graph``."""
         return layer_sum(self.adjacency(graph, x), x, self.num_layers) / (self.num_layers + 1)
 
+    def layer0(self) -> Tensor:
+        """The layer-0 embeddings ``[U + I, d]``: the user table, then the item table (whatever tables an
+        influence method has swapped in)."""
+        return torch.cat([self.user_emb.weight, self.item_emb.weight])
+
     def embed(self, graph: HeteroData) -> tuple[Tensor, Tensor]:
-        user, item = self.user_emb.weight, self.item_emb.weight
         # Split at the tables' sizes: the influence code runs it on a relabelled subgraph with tables of its nodes.
-        return self.propagate(graph, torch.cat([user, item])).split([user.size(0), item.size(0)])
+        return self.propagate(graph, self.layer0()).split([self.user_emb.weight.size(0), self.item_emb.weight.size(0)])
 
     def config(self) -> dict:
         return {**super().config(), "num_layers": self.num_layers}

@@ -101,7 +101,7 @@ class SGL(LightGCN):
 
     def views(self, graph: HeteroData, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Node embeddings ``[U + I, d]`` (users first) of two edge-dropout views, drawn in that order."""
-        x = torch.cat([self.user_emb.weight, self.item_emb.weight])
+        x = self.layer0()
         first = self.propagate(dropped_view(graph, self.drop_ratio, generator), x)
         second = self.propagate(dropped_view(graph, self.drop_ratio, generator), x)
         return first, second
@@ -122,7 +122,7 @@ class SGL(LightGCN):
         kept = [pair_keys(edges[:, keep], items) for keep in keeps]
 
         def draw(graph: HeteroData) -> tuple[Tensor, Tensor]:
-            x = torch.cat([self.user_emb.weight, self.item_emb.weight])
+            x = self.layer0()
             present = message_passing_edges(graph)
             keys = pair_keys(present, items)
             return tuple(self.propagate(_view(graph, present[:, torch.isin(keys, view)]), x) for view in kept)

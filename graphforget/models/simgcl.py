@@ -83,7 +83,7 @@ class SimGCL(LightGCN):
 
     def views(self, graph: HeteroData, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Node embeddings ``[U + I, d]`` (users first) of two perturbed views, drawn in that order."""
-        x = torch.cat([self.user_emb.weight, self.item_emb.weight])
+        x = self.layer0()
         return self.propagate(graph, x, generator), self.propagate(graph, x, generator)
 
     def contrastive_loss(self, graph: HeteroData, users: Tensor, items: Tensor, generator: torch.Generator,
@@ -100,12 +100,12 @@ class SimGCL(LightGCN):
         follow them: with them, a step flips the signs of the entries it crosses zero at, and the contrastive
         term jumps) and the same noise on every graph. ``generator``: a CPU generator."""
         with torch.no_grad():
-            x = torch.cat([self.user_emb.weight, self.item_emb.weight])
+            x = self.layer0()
             adj = self.adjacency(reference, x)
             draws = [self._drawn_noise(x, adj, generator) for _ in range(2)]
 
         def draw(graph: HeteroData) -> tuple[Tensor, Tensor]:
-            x = torch.cat([self.user_emb.weight, self.item_emb.weight])
+            x = self.layer0()
             adj = self.adjacency(graph, x)
             return tuple(self._layers(x, adj, lambda layer, h, noise=noise: noise[layer]) for noise in draws)
         return draw
