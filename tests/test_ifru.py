@@ -143,6 +143,36 @@ def test_remaining_curvature_step_equals_the_dense_formula(problem, kind):
     torch.testing.assert_close(torch.cat([p.detach().flatten() for p in result.model.parameters()]), expected)
 
 
+def test_dense_weights_away_from_stationarity_are_damped_by_their_gradient_scale(problem):
+    """damping="auto" on a GNN with dense weights at a point that is not stationary: each dense parameter's damping
+    is the rows' times max(1, RMS of its gradient / RMS of the rows'), and the step is
+    (H(theta; D - D_r) + lambda M)^-1 grad[L(D) - L(D - D_r)] with that diagonal M (1 on the rows)."""
+    from test_dense_params import DenseGCN
+    graph, request, _ = problem
+    objective = BCEObjective(l2=0.0)
+    torch.manual_seed(0)  # the Linear's initialisation
+    model = DenseGCN(U, I, D).double()
+    model.reset_parameters(5)
+    config = IFRUConfig(hops=10, solver={"name": "direct"}, curvature="exact", newton={"steps": 1})
+    result = IFRU(model, graph, objective, config).unlearn(request)
+    theta = torch.cat([p.detach().flatten() for p in model.parameters()]).requires_grad_()
+    full, rest = _flat_objective(model, graph, objective), _flat_objective(model, result.graph, objective)
+    full_gradient = torch.autograd.grad(full(theta), theta)[0]
+    pieces = dict(zip([name for name, _ in model.named_parameters()],
+                      full_gradient.split([p.numel() for p in model.parameters()])))
+    tables = ("user_emb.weight", "item_emb.weight")
+    rows_rms = torch.cat([pieces[name] for name in tables]).pow(2).mean().sqrt()
+    scales = {name: max(1.0, float(g.pow(2).mean().sqrt() / rows_rms))
+              for name, g in pieces.items() if name not in tables}
+    assert result.info["trusted"] and result.info["dense_damping"] == pytest.approx(scales)
+    assert max(scales.values()) > 2  # the metric matters here
+    metric = torch.cat([torch.full_like(g, scales.get(name, 1.0)) for name, g in pieces.items()])  # theta's order
+    gradient = full_gradient - torch.autograd.grad(rest(theta), theta)[0]
+    hessian = torch.autograd.functional.hessian(rest, theta.detach())
+    expected = theta.detach() + torch.linalg.solve(hessian + result.info["damping"] * torch.diag(metric), gradient)
+    torch.testing.assert_close(torch.cat([p.detach().flatten() for p in result.model.parameters()]), expected)
+
+
 @pytest.mark.parametrize("kind", ["mf", "lightgcn"])
 def test_newton_step_on_the_new_objective_approaches_retraining(problem, kind):
     one, result = _relative_error(problem, kind, curvature_of="remaining", newton={"line_search": True})

@@ -30,8 +30,9 @@ CURVATURE_OF = ("original", "remaining")
 #: What :class:`IFRU` does when no step passes its checks: ``keep`` the model (and warn), ``raise``
 #: :class:`~graphforget.unlearn.UnlearningFailed`, or ``apply`` the last step anyway (and warn).
 ON_FAILURE = ("keep", "raise", "apply")
-#: Factor by which the damping grows after a rejected step (Levenberg-Marquardt).
-DAMPING_GROWTH = 10.0
+#: Factor by which the damping grows after a rejected step (Levenberg-Marquardt); an undamped step's retry
+#: starts at RETRY_DAMPING times the curvature's mean diagonal.
+DAMPING_GROWTH, RETRY_DAMPING = 10.0, 0.01
 #: ``newton.steps="auto"``: this many Newton steps when the trained point is stationary, that is when
 #: the full objective's gradient at phi is at most STATIONARY_RATIO times the removal's gradient g.
 AUTO_NEWTON_STEPS, STATIONARY_RATIO = 8, 0.1
@@ -388,10 +389,18 @@ class _TiltedObjective:
     their target is the ridge's prior mean 0 (where retraining leaves them, up to its initialisation).
     """
 
-    def __init__(self, value, gradient, tilt: Tensor, phi: Tensor, orphan: Tensor, l2: float):
+    def __init__(self, value, gradient, tilt: Tensor, phi: Tensor, orphan: Tensor, l2: float,
+                 row_entries: int | None = None):
         self.value, self.new_gradient, self.full_gradient, self.phi0 = value, gradient, tilt, phi
         self.orphan, self.l2 = orphan, l2
+        self.row_entries = phi.numel() if row_entries is None else row_entries  # phi's node rows come first
         self.damping, self._start = 0.0, None
+        self.metric: Tensor | None = None  # per-entry scale of the damping (None: the same on every entry)
+
+    @property
+    def proximal(self) -> float | Tensor:
+        """The proximal term's strength on each entry: the damping, times the metric where there is one."""
+        return self.damping if self.metric is None else self.damping * self.metric
 
     def start(self) -> Tensor:
         """:math:`T(\\hat\\phi)`, the same for every damping (computed once)."""
@@ -402,15 +411,16 @@ class _TiltedObjective:
     @property
     def tilt(self) -> Tensor:
         r""":math:`\nabla L(\hat\phi; D)`, or :math:`-\lambda\hat\phi` on orphan entries."""
-        return torch.where(self.orphan, -self.damping * self.phi0, self.full_gradient)
+        return torch.where(self.orphan, -self.proximal * self.phi0, self.full_gradient)
 
     def rhs(self, g: Tensor) -> Tensor:
         r""":math:`-\nabla T(\hat\phi)`: ``g``, or :math:`-(\lambda_2 + \lambda)\hat\phi` on orphan entries."""
-        return torch.where(self.orphan, -(self.l2 + self.damping) * self.phi0, g)
+        return torch.where(self.orphan, -(self.l2 + self.proximal) * self.phi0, g)
 
     def __call__(self, phi: Tensor) -> Tensor:
         shift = (phi - self.phi0).double()
-        return self.value(phi) - self.tilt.double().dot(shift) + 0.5 * self.damping * shift.pow(2).sum()
+        squares = shift.pow(2) if self.metric is None else self.metric.double() * shift.pow(2)
+        return self.value(phi) - self.tilt.double().dot(shift) + 0.5 * self.damping * squares.sum()
 
     def tilted(self, phi: Tensor) -> Tensor:
         """:math:`T` without its proximal term: the new objective with the trained point's residual held
@@ -431,10 +441,12 @@ class _TiltedObjective:
         return torch.where(self.orphan, torch.zeros_like(self.full_gradient), self.full_gradient)
 
     def implicit_ridge(self) -> float:
-        """:math:`\\max(0, -\\langle \\nabla L(\\hat\\phi; D), \\hat\\phi\\rangle / \\lVert\\hat\\phi\\rVert^2)`:
-        the L2 strength at which the trained point would be stationary (least squares)."""
-        norm = float(self.phi0.pow(2).sum())
-        return max(0.0, -float(self.full_gradient.dot(self.phi0)) / norm) if norm > 0 else 0.0
+        """:math:`\\max(0, -\\langle \\nabla L(\\hat\\phi; D), \\hat\\phi\\rangle / \\lVert\\hat\\phi\\rVert^2)`
+        over the node rows (the first ``row_entries``): the L2 strength at which they would be stationary (least
+        squares). Dense weights are left out: their residual measures how far training left them, not a ridge."""
+        phi, gradient = self.phi0[:self.row_entries], self.full_gradient[:self.row_entries]
+        norm = float(phi.pow(2).sum())
+        return max(0.0, -float(gradient.dot(phi)) / norm) if norm > 0 else 0.0
 
 
 @register
@@ -670,7 +682,9 @@ class IFRU(Unlearner):
             total = self._objective_grad(rows, x, call.new)
             return total if replaced is None else total + self._loss_gradient(rows, x, replaced)
         tilt = summed(self._objective_grad)(rows, phi, call.original).detach()
-        return _TiltedObjective(summed(value), summed(gradient), tilt, phi, self._orphans(call), self.objective.l2)
+        row_entries = phi.numel() - sum(self.model.get_parameter(name).numel() for name in rows.dense)
+        return _TiltedObjective(summed(value), summed(gradient), tilt, phi, self._orphans(call), self.objective.l2,
+                                row_entries)
 
     def _orphans(self, call: _Call) -> Tensor:
         """``[len(phi)]`` whether each entry of phi is a row of a node that no term of the new objective
@@ -708,6 +722,7 @@ class IFRU(Unlearner):
         ratio = _gradient_ratio(target, gradient)
         implicit = target.implicit_ridge() if self.config.solver.damping == "auto" else None
         outcome = {"implicit_ridge": implicit, "gradient_ratio": ratio, "attempts": []}
+        target.metric, outcome["dense_damping"] = self._damping_metric(call.region.rows, target, ratio)
         step, reason = self._first_step(call, gradient, target, outcome["attempts"])
         outcome["damping"] = target.damping
         solves = outcome["attempts"][-1:]  # the step's own solve (the same dict as its attempt's)
@@ -723,6 +738,25 @@ class IFRU(Unlearner):
         outcome.update(trusted=reason is None, reason=reason, solver=solves)
         return new_phi, outcome
 
+    def _damping_metric(self, rows: NodeRows, target: _TiltedObjective, ratio: float) -> tuple[Tensor | None, dict]:
+        """The damping's scale on each entry of phi, and ``{dense parameter: its scale}``: 1 on node rows; on each
+        dense parameter of a model away from stationarity (``damping="auto"``), the RMS of its entries' gradient
+        over the rows' (at least 1). Adam steps each entry by about ``lr`` over the root of its mean squared
+        gradient, so stopping it early leaves a ridge of that root's shape; a weight shared by every node gathers
+        the gradient of every term and is held back accordingly (see :doc:`/methods`)."""
+        if self.config.solver.damping != "auto" or not rows.dense or ratio <= STATIONARY_RATIO:
+            return None, {}
+        gradient, start = target.full_gradient, target.row_entries
+        rows_rms = float(gradient[:start].pow(2).mean().sqrt()) if start else 0.0
+        if not rows_rms > 0:
+            return None, {}
+        metric, scales = torch.ones_like(gradient), {}
+        for name in rows.dense:
+            stop = start + self.model.get_parameter(name).numel()
+            scales[name] = max(1.0, float(gradient[start:stop].pow(2).mean().sqrt()) / rows_rms)
+            metric[start:stop], start = scales[name], stop
+        return metric, scales
+
     def _first_step(self, call: _Call, gradient: Tensor, target: _TiltedObjective, attempts: list):
         """The influence step and ``None``, or the last finite step (or ``None``) and why none was accepted."""
         if not torch.isfinite(gradient).all():
@@ -736,6 +770,8 @@ class IFRU(Unlearner):
         relative damping's share of the mean curvature diagonal."""
         solver = self.config.solver
         damping = target.implicit_ridge() if solver.damping == "auto" else float(solver.damping)
+        if damping == 0 and target.metric is not None:  # no ridge to scale: the first retry's damping
+            damping = RETRY_DAMPING * _mean_diagonal(curvature, target.phi0)
         return damping + (solver.relative_damping * _mean_diagonal(curvature, target.phi0)
                           if solver.relative_damping else 0.0)
 
@@ -755,9 +791,9 @@ class IFRU(Unlearner):
         step = None
         for attempt in range(cfg.trust.retries + 1):
             if attempt:
-                damping = DAMPING_GROWTH * damping if damping > 0 else 0.01 * _mean_diagonal(curvature, phi)
+                damping = DAMPING_GROWTH * damping if damping > 0 else RETRY_DAMPING * _mean_diagonal(curvature, phi)
             target.damping = damping
-            operator = _shifted(curvature, damping)
+            operator = _shifted(curvature, target.proximal)
             b = target.rhs(rhs)
             result = solve(cfg.solver.name, operator, b, **cfg.solver.options())
             check = _acceptance(target, result, b, operator, cfg)
@@ -838,7 +874,7 @@ class IFRU(Unlearner):
                 tol = _forcing_term(norm, residual, tol, plan.options["tol"])
             residual = norm
             curvature = self._curvature(call.region.rows, call.new, phi)
-            result = solve(self.config.solver.name, _shifted(curvature, target.damping), rhs,
+            result = solve(self.config.solver.name, _shifted(curvature, target.proximal), rhs,
                            **{**plan.options, "tol": tol})
             decrease = None
             if plan.line_search:
@@ -989,9 +1025,9 @@ def _added(first, second):
     return lambda v: first(v) + second(v)
 
 
-def _shifted(operator, damping: float):
-    """``v -> operator(v) + damping * v``."""
-    return operator if damping == 0 else (lambda v: operator(v) + damping * v)
+def _shifted(operator, damping: float | Tensor):
+    """``v -> operator(v) + damping * v`` (``damping``: a number, or one per entry)."""
+    return operator if not torch.is_tensor(damping) and damping == 0 else (lambda v: operator(v) + damping * v)
 
 
 def _acceptance(target: _TiltedObjective, result, rhs: Tensor, operator, cfg: IFRUConfig) -> dict:
