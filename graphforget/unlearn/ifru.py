@@ -78,7 +78,9 @@ class SolverConfig:
         damping: :math:`\\lambda` added to the curvature. ``"auto"`` (default): the implicit ridge
             :math:`\\hat\\lambda = \\max(0, -\\langle \\nabla_\\phi L(\\hat\\theta; D), \\hat\\phi\\rangle /
             \\lVert\\hat\\phi\\rVert^2)`, the L2 strength under which the trained point would be
-            stationary (early stopping acts as such a ridge; 0 at a stationary point).
+            stationary (early stopping acts as such a ridge; 0 at a stationary point), fitted on the node
+            rows; away from stationarity each dense parameter's damping is scaled by the RMS of its gradient
+            over the rows' (``info["dense_damping"]``; see :doc:`/methods`).
         relative_damping: adds ``relative_damping`` times the mean diagonal of the curvature
             (Hutchinson's estimate from 4 random sign vectors) to :math:`\\lambda`.
         tol: relative residual at which the solver stops; a solve that does not reach it is rejected.
