@@ -14,20 +14,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from pathlib import Path
 
 import torch
 from torch_geometric.nn import LGConv
 
-from ifru_robustness import method_rows
+from ifru_robustness import method_rows, run_methods
 from graphforget.data import num_items, num_users
 from graphforget.io import write_json
 from graphforget.models import PyGRecommender
 from graphforget.presets import default_hparams
 from graphforget.protocols.attack import prepare_attack_data
 from graphforget.train import train
-from graphforget.unlearn import IFRU, SCIF, FineTune, FineTuneConfig, Retrain, RetrainConfig
+
+
+#: The robustness grid's methods measured here (``ifru_robustness.unlearners``).
+METHODS = ("retrain", "retrain2", "finetune_3", "ifru", "scif")
 
 
 class LinearGCN(torch.nn.Module):
@@ -64,23 +66,9 @@ def run_seed(seed: int, l2_factor: float, attack: float) -> dict:
     users, items = num_users(graph), num_items(graph)
     model = PyGRecommender(LinearGCN(users + items), users, items, receptive_field=2)
     model.reset_parameters(seed)
-    objective, config = hp.objective(), hp.train_config(seed)
-    fit = train(model, graph, objective, config, val)
+    fit = train(model, graph, hp.objective(), hp.train_config(seed), val)
     model.eval()
-    methods = {
-        "retrain": lambda: Retrain(model, graph, objective, RetrainConfig(config, seed=seed), val=val),
-        "retrain2": lambda: Retrain(model, graph, objective,
-                                    RetrainConfig(hp.train_config(seed + 100), seed=seed + 100), val=val),
-        "finetune_3": lambda: FineTune(model, graph, objective, FineTuneConfig(config, epochs=3)),
-        "ifru": lambda: IFRU(model, graph, objective),
-        "scif": lambda: SCIF(model, graph, objective),
-    }
-    outcomes = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for name, make in methods.items():
-            outcomes[name] = make().unlearn(request)
-            outcomes[name].model.eval()
+    outcomes = run_methods(model, graph, hp, val, seed, request, METHODS)
     with torch.no_grad():
         rows = method_rows(model, graph, test, request, outcomes)
     for name in ("ifru", "scif"):
@@ -106,7 +94,8 @@ def main() -> None:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         cells.append(run_seed(seed, args.l2, args.attack))
         keys = ("mean_completeness", "prediction_gap", "seconds")
-        summary = {name: {key: row.get(key) for key in keys} for name, row in cells[-1]["methods"].items()}
+        summary = {name: {key: row.get(key) for key in keys} for name, row in cells[-1]["methods"].items()
+                   if name != "original"}
         print(json.dumps({"seed": seed, **summary}), file=sys.stderr, flush=True)
     payload = {"l2_factor": args.l2, "attack": args.attack, "cells": cells}
     write_json(args.out, payload)

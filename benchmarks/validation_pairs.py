@@ -21,6 +21,7 @@ from graphforget.bench import DataSource, deletion_request
 from graphforget.bench.harness import bench_hparams
 from graphforget.bench.setting import Setting
 from graphforget.data import EDGE, pairs_with_data
+from graphforget.io import write_json
 from graphforget.metrics import auc_standard_error, evaluate_auc
 
 RESULTS = Path(__file__).parent / "results"
@@ -63,9 +64,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = [row for seed in args.seeds for row in one_seed(seed, args.ratio, args.l2)]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"dataset": "ml-100k", "model": "mf", "ratio": args.ratio, "l2": args.l2, "rows": rows}
-    args.out.write_text(json.dumps(payload, indent=1))
+    write_json(args.out, {"dataset": "ml-100k", "model": "mf", "ratio": args.ratio, "l2": args.l2, "rows": rows})
 
 
 if __name__ == "__main__":
