@@ -173,6 +173,30 @@ def test_dense_weights_away_from_stationarity_are_damped_by_their_gradient_scale
     torch.testing.assert_close(torch.cat([p.detach().flatten() for p in result.model.parameters()]), expected)
 
 
+def test_ladder_solves_every_damping_from_one_krylov_space_in_the_metric_coordinates():
+    """The Levenberg-Marquardt ladder's CG solves (H + lambda_k M) x_k = b_k for lambda_k = 10^k lambda_0 from one
+    Krylov space, in the coordinates M^1/2 phi, where b_k = -(l2 + lambda_k) phi0 on the orphan entries (their block
+    of H is l2 I) and g elsewhere: each x_k against a direct solve."""
+    from graphforget.unlearn.ifru import _Ladder, _TiltedObjective
+    gen = torch.Generator().manual_seed(0)
+    l2, coupled = 0.5, torch.randn(10, 10, generator=gen, dtype=torch.float64)
+    hessian = torch.block_diag(l2 * torch.eye(2, dtype=torch.float64), coupled @ coupled.t() / 10)
+    phi0, g = torch.randn(12, generator=gen, dtype=torch.float64), torch.randn(12, generator=gen, dtype=torch.float64)
+    orphan = torch.arange(12) < 2  # two orphan row entries, six more rows, then four entries of a dense weight
+    target = _TiltedObjective(lambda x: 0.5 * x @ hessian @ x, None, torch.zeros(12, dtype=torch.float64), phi0,
+                              orphan, l2, row_entries=8)
+    target.metric = torch.cat([torch.ones(8), torch.full((4,), 40.0)]).double()
+    config = IFRUConfig(solver={"tol": 1e-10, "max_iter": 100})
+    ladder = _Ladder(lambda v: hessian @ v, g, target, 1e-3, 4, config)
+    iterations = []
+    for damping in (1e-3, 1e-2, 0.1, 1.0):
+        result, b, _ = ladder.attempt(damping, last=True)
+        torch.testing.assert_close(b, torch.where(orphan, -(l2 + damping) * phi0, g))
+        torch.testing.assert_close(result.x, torch.linalg.solve(hessian + damping * torch.diag(target.metric), b))
+        iterations.append(result.iterations)
+    assert iterations == [iterations[0]] * 4  # the least damped system's products solved the others on the way
+
+
 @pytest.mark.parametrize("kind", ["mf", "lightgcn"])
 def test_newton_step_on_the_new_objective_approaches_retraining(problem, kind):
     one, result = _relative_error(problem, kind, curvature_of="remaining", newton={"line_search": True})

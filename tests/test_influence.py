@@ -8,8 +8,8 @@ import torch
 from graphforget import BCEObjective, BPRObjective
 from graphforget.data import EDGE, planted_communities, random_edges, remove_edges
 from graphforget.influence import (AndersonMixing, DotProductOperator, GaussNewtonOperator, HessianOperator, NodeRows,
-                                   adam_quadratic, computation_subgraph, conjugate_gradient, direct_solve,
-                                   dot_product_gradient, dot_product_objective, has_linear_dot_product,
+                                   ShiftedConjugateGradient, adam_quadratic, computation_subgraph, conjugate_gradient,
+                                   direct_solve, dot_product_gradient, dot_product_objective, has_linear_dot_product,
                                    homogeneous_graph, importance_scores, k_hop_mask, lissa, local_problem, local_terms,
                                    message_passing_degrees, node_ids, objective_function, rows_function, scoring_graph,
                                    select_nodes, training_terms)
@@ -127,6 +127,37 @@ def test_solvers_agree_with_direct(solver, options):
     result = solver(lambda v: a @ v, b, **options)
     assert result.converged and result.residual <= options["tol"]
     assert float((result.x - reference).norm() / reference.norm()) < 100 * options["tol"]
+
+
+def test_shifted_cg_solves_every_shift_from_one_krylov_space():
+    """Each system (A + sigma I) x = b against a direct solve, at one product per iteration for all of them; the
+    residual measured in a weighted norm; asking for a later system drops the earlier ones but not the later."""
+    a = _spd(30, cond=1e3)
+    b = torch.randn(30, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    products = []
+
+    def matvec(v):
+        products.append(1)
+        return a @ v
+    shifts = [0.0, 0.1, 1.0, 10.0]
+    family = ShiftedConjugateGradient(matvec, b, shifts, tol=1e-9, max_iter=500)
+    eye = torch.eye(30, dtype=torch.float64)
+    for j, sigma in enumerate(shifts):
+        result = family.solve(j)
+        reference = torch.linalg.solve(a + sigma * eye, b)
+        assert result.converged and result.iterations == len(products)
+        assert float((result.x - reference).norm() / reference.norm()) < 1e-7
+    assert torch.equal(ShiftedConjugateGradient(matvec, b, [0.0], 1e-9, 500).solve(0).x,
+                       conjugate_gradient(matvec, b, tol=1e-9, max_iter=500).x)
+    weight = torch.rand(30, generator=torch.Generator().manual_seed(4), dtype=torch.float64) + 0.5
+    family = ShiftedConjugateGradient(lambda v: a @ v, b, shifts, tol=1e-6, max_iter=500, weight=weight)
+    early = family.solve(2, max_iter=3)
+    assert early.iterations == 3 and not early.converged
+    result = family.solve(2)
+    true = float((weight * (b - (a + eye) @ result.x)).norm() / (weight * b).norm())
+    assert result.converged and result.residual == pytest.approx(true, rel=1e-3) and true <= 1e-6
+    later = family.solve(3)  # still served
+    assert float((later.x - torch.linalg.solve(a + 10 * eye, b)).norm()) < 1e-5 * float(later.x.norm())
 
 
 def test_cg_stops_on_nan_or_negative_curvature():

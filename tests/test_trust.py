@@ -15,6 +15,7 @@ from graphforget.metrics import auc_standard_error, evaluate_auc
 from graphforget.models import MF, LightGCN
 from graphforget.unlearn import (IFRU, METHODS, SCIF, IFRUConfig, SolverConfig, TrustConfig,
                                  UnlearningFailed)
+from graphforget.unlearn.ifru import CHECK_FROM
 
 U, I = 60, 40
 
@@ -125,6 +126,27 @@ def test_rejected_steps_are_retried_with_more_damping(early_stopped):
     assert attempts[-1]["reason"] is None and result.info["damping"] == attempts[-1]["damping"]
 
 
+@pytest.mark.parametrize("kind", ["mf", "lightgcn"])
+def test_rejected_attempts_share_one_krylov_space_and_stop_early(early_stopped, kind):
+    """A damping far below what the step needs: the first attempts fail the acceptance test at CG's first check
+    (iteration 8) and stop there, and the next ones are solved from the same Krylov space, on a request that
+    orphans a user (whose right-hand side differs between the attempts). The accepted damping and step are the
+    direct solver's, which solves each attempt on its own (688 and 1600 products each here)."""
+    models, graph, request, _ = early_stopped
+    edges, user = graph[EDGE].edge_index, int(request[0, 0])
+    orphaning = torch.cat([edges[:, edges[0] == user], request[:, request[0] != user]], 1)
+    ladder, _ = _unlearn(models[kind], graph, orphaning,
+                         IFRUConfig(solver={"damping": 1e-3, "tol": 1e-10, "max_iter": 800}))
+    direct, _ = _unlearn(models[kind], graph, orphaning, IFRUConfig(solver={"name": "direct", "damping": 1e-3}))
+    shared, separate = ladder.info["attempts"], direct.info["attempts"]
+    assert ladder.info["zeroed_entries"] > 0
+    assert [a["damping"] for a in shared] == [a["damping"] for a in separate] == pytest.approx([1e-3, 1e-2, 0.1])
+    assert all(a["iterations"] == CHECK_FROM and "at CG iteration 8" in a["reason"] for a in shared[:-1])
+    assert shared[-1]["reason"] is None and shared[-1]["ratio"] == pytest.approx(separate[-1]["ratio"], rel=1e-3)
+    for mine, reference in zip(ladder.model.parameters(), direct.model.parameters()):
+        torch.testing.assert_close(mine, reference, atol=1e-4, rtol=0)
+
+
 def test_non_finite_values_are_never_applied(early_stopped, monkeypatch):
     models, graph, request, _ = early_stopped
     broken = copy.deepcopy(models["mf"])
@@ -142,6 +164,9 @@ def test_non_finite_values_are_never_applied(early_stopped, monkeypatch):
     def nan_solver(matvec, b, **options):
         return SolveResult(torch.full_like(b, float("nan")), 1, float("nan"), 0.0, False)
     monkeypatch.setitem(solvers.SOLVERS, "cg", nan_solver)
+    # the Levenberg-Marquardt attempts share one Krylov space (ShiftedConjugateGradient)
+    monkeypatch.setattr(solvers.ShiftedConjugateGradient, "solve", lambda self, j, max_iter=None: nan_solver(
+        self.matvec, self.r))
     result, messages = _unlearn(models["mf"], graph, request, IFRUConfig(trust=TrustConfig(on_failure="apply")))
     assert not result.info["trusted"] and "not finite" in result.info["reason"] and "unchanged" in messages[0]
     assert _same(result.model, models["mf"])

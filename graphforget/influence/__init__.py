@@ -5,8 +5,8 @@ from .dot_product import (DotProductOperator, LocalProblem, dot_product_gradient
 from .graph import computation_subgraph, homogeneous_graph, k_hop_mask, local_terms, node_ids
 from .hvp import GaussNewtonOperator, HessianOperator, NodeRows, objective_function, rows_function, scoring_graph
 from .pruning import importance_scores, message_passing_degrees, select_nodes
-from .solvers import (SOLVERS, AndersonMixing, SolveResult, adam_quadratic, conjugate_gradient, direct_solve, lissa,
-                      solve)
+from .solvers import (SOLVERS, AndersonMixing, ShiftedConjugateGradient, SolveResult, adam_quadratic,
+                      conjugate_gradient, direct_solve, lissa, solve)
 from .terms import Terms, training_terms
 
 __all__ = [
@@ -15,5 +15,6 @@ __all__ = [
     "local_problem", "local_terms", "computation_subgraph", "homogeneous_graph", "k_hop_mask", "node_ids",
     "GaussNewtonOperator", "HessianOperator", "NodeRows", "objective_function", "rows_function", "scoring_graph",
     "importance_scores", "message_passing_degrees", "select_nodes", "SOLVERS", "AndersonMixing", "SolveResult",
-    "adam_quadratic", "conjugate_gradient", "direct_solve", "lissa", "solve", "Terms", "training_terms",
+    "ShiftedConjugateGradient", "adam_quadratic", "conjugate_gradient", "direct_solve", "lissa", "solve", "Terms",
+    "training_terms",
 ]

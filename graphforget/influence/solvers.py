@@ -14,8 +14,8 @@ from torch import Tensor
 
 from ..clock import Stopwatch
 
-__all__ = ["SolveResult", "conjugate_gradient", "lissa", "adam_quadratic", "direct_solve", "SOLVERS", "solve",
-           "AndersonMixing"]
+__all__ = ["SolveResult", "conjugate_gradient", "ShiftedConjugateGradient", "lissa", "adam_quadratic", "direct_solve",
+           "SOLVERS", "solve", "AndersonMixing"]
 
 MatVec = Callable[[Tensor], Tensor]
 
@@ -44,33 +44,95 @@ def _finish(matvec: MatVec, b: Tensor, x: Tensor, iterations: int, tol: float, c
     return SolveResult(x, iterations, residual, clock.elapsed(), residual <= tol)
 
 
-def conjugate_gradient(matvec: MatVec, b: Tensor, tol: float = 1e-4, max_iter: int = 100,
-                       x0: Tensor | None = None) -> SolveResult:
+def conjugate_gradient(matvec: MatVec, b: Tensor, tol: float = 1e-4, max_iter: int = 100) -> SolveResult:
     """Conjugate gradients; stops when the relative residual falls below ``tol``.
 
     On an indefinite operator CG may meet a direction of non-positive curvature; it then stops there
     (the iterate so far is returned, and the residual tells how good it is).
     """
-    clock = Stopwatch(b.device).start()
-    x = torch.zeros_like(b) if x0 is None else x0.clone()
-    r = b - matvec(x) if x0 is not None else b.clone()
-    p, rr = r.clone(), r.dot(r)
-    bb = b.dot(b)
-    it, negative = 0, False
-    while it < max_iter and rr > tol ** 2 * bb:
-        ap = matvec(p)
-        curvature = p.dot(ap)
-        if not curvature > 0:  # non-positive (or NaN) curvature: stop with the iterate so far
-            negative = True
-            break
-        alpha = rr / curvature
-        x, r = x + alpha * p, r - alpha * ap
-        rr_new = r.dot(r)
-        p, rr = r + (rr_new / rr) * p, rr_new
-        it += 1
-    # The recursive residual saves a product; it tracks the true one closely at these tolerances.
-    residual = float(rr.sqrt() / bb.sqrt().clamp(min=torch.finfo(b.dtype).tiny))
-    return SolveResult(x, it, residual, clock.elapsed(), residual <= tol, negative)
+    return ShiftedConjugateGradient(matvec, b, (0.0,), tol, max_iter).solve(0)
+
+
+class ShiftedConjugateGradient:
+    r"""Conjugate gradients for a family :math:`(A + \sigma_j I)\, x_j = b`, :math:`0 = \sigma_0 < \sigma_1 < \dots`,
+    at the cost of one product with :math:`A` per iteration for all of them.
+
+    A Krylov space does not change with a shift, so each shifted system's CG residual is the base system's
+    :math:`r_k` over :math:`\pi_k = R_k(-\sigma)`, its residual polynomial at :math:`-\sigma` (Frommer, Computing
+    70, 2003), which follows CG's three-term recurrence:
+    :math:`\pi_{k+1} = (1 + c_k + \alpha_k \sigma)\,\pi_k - c_k \pi_{k-1}`, :math:`c_k = \alpha_k \beta_{k-1} /
+    \alpha_{k-1}`; its step is :math:`\alpha_k \pi_k / \pi_{k+1}` and its direction's weight
+    :math:`\beta_k (\pi_k / \pi_{k+1})^2`. The base system (:math:`\sigma = 0`) is plain CG.
+
+    :meth:`solve` advances the shared iteration until the asked system converges (or ``max_iter`` iterations in
+    all, or non-positive curvature of :math:`A`) and drops the systems before it: a Levenberg-Marquardt ladder
+    asks for them in order. A system that converged is left as it is (its :math:`\pi_k` would grow without
+    bound). ``weight`` (optional) measures each residual as :math:`\lVert w \odot r\rVert`.
+    """
+
+    def __init__(self, matvec: MatVec, b: Tensor, shifts, tol: float = 1e-4, max_iter: int = 100,
+                 weight: Tensor | None = None):
+        self.matvec, self.shifts, self.tol, self.max_iter, self.weight = matvec, list(shifts), tol, max_iter, weight
+        self.seconds, self.iterations, self.negative, self.first = 0.0, 0, False, 0
+        self.r, self.p, self.rr = b.clone(), b.clone(), b.dot(b)
+        self.bb = self.measured = self._squared_norm(b)  # measured: the base residual's squared weighted norm
+        self.alpha = self.beta = None  # the last iteration's
+        self.x = [torch.zeros_like(b) for _ in self.shifts]
+        self.directions = [None if sigma == 0 else b.clone() for sigma in self.shifts]  # None: the base's
+        self.pi = [(1.0, 1.0) for _ in self.shifts]  # (pi_k, pi_k-1)
+        self.converged = [False for _ in self.shifts]
+
+    def _squared_norm(self, v: Tensor) -> Tensor:
+        return v.dot(v) if self.weight is None else (self.weight * v).pow(2).sum()
+
+    def _squared_residual(self, j: int) -> Tensor:
+        return self.measured / self.pi[j][0] ** 2
+
+    def solve(self, j: int, max_iter: int | None = None) -> SolveResult:
+        """System ``j``'s solution, after at most ``max_iter`` iterations in all (the solver's cap by default)."""
+        clock = Stopwatch(self.r.device).start()
+        limit = self.max_iter if max_iter is None else min(max_iter, self.max_iter)
+        self.first = j
+        while (self.iterations < limit and not self.negative
+               and self._squared_residual(j) > self.tol ** 2 * self.bb):
+            self._iterate()
+        self.seconds += clock.elapsed()
+        # The recursive residual saves a product; it tracks the true one closely at these tolerances.
+        residual = float(self._squared_residual(j).sqrt() / self.bb.sqrt().clamp(min=torch.finfo(self.r.dtype).tiny))
+        return SolveResult(self.x[j], self.iterations, residual, self.seconds, residual <= self.tol, self.negative)
+
+    def _iterate(self) -> None:
+        ap = self.matvec(self.p)
+        curvature = self.p.dot(ap)
+        if not curvature > 0:  # non-positive (or NaN) curvature: stop with the iterates so far
+            self.negative = True
+            return
+        alpha = self.rr / curvature
+        c = 0.0 if self.beta is None else float(alpha * self.beta / self.alpha)
+        live = [j for j in range(self.first, len(self.shifts)) if not self.converged[j]]
+        for j in live:
+            self._step_shifted(j, alpha, c)
+        self.r = self.r - alpha * ap
+        rr = self.r.dot(self.r)
+        self.alpha, self.beta = alpha, rr / self.rr
+        self.measured = rr if self.weight is None else self._squared_norm(self.r)
+        for j in live:
+            if self.directions[j] is not None:
+                ratio = self.pi[j][1] / self.pi[j][0]  # pi_k / pi_k+1 after _step_shifted
+                self.directions[j] = self.r / self.pi[j][0] + (self.beta * ratio ** 2) * self.directions[j]
+            self.converged[j] = bool(self._squared_residual(j) <= self.tol ** 2 * self.bb)
+        self.p, self.rr = self.r + self.beta * self.p, rr
+        self.iterations += 1
+
+    def _step_shifted(self, j: int, alpha: Tensor, c: float) -> None:
+        r"""System ``j``'s step along its direction, and its :math:`\pi_{k+1}` (kept as ``(pi_k+1, pi_k)``)."""
+        if self.directions[j] is None:  # the base system: plain CG
+            self.x[j] = self.x[j] + alpha * self.p
+            return
+        pi, previous = self.pi[j]
+        following = (1 + c + float(alpha) * self.shifts[j]) * pi - c * previous
+        self.x[j] = self.x[j] + (alpha * (pi / following)) * self.directions[j]
+        self.pi[j] = (following, pi)
 
 
 def power_iteration(matvec: MatVec, n: int, like: Tensor, iters: int = 20, seed: int = 0) -> float:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
@@ -15,10 +15,10 @@ from ..config import check_types
 from ..data.interactions import EDGE, num_users
 from ..distributed import TermShare
 from ..influence import (SOLVERS, AndersonMixing, ContrastiveTerm, DotProductOperator, GaussNewtonOperator,
-                         HessianOperator, LocalProblem, NodeRows, Terms, dot_product_gradient, dot_product_objective,
-                         has_contrastive_term, has_linear_dot_product, importance_scores, k_hop_mask, local_problem,
-                         local_terms, message_passing_degrees, node_ids, objective_function, rows_function,
-                         scoring_graph, select_nodes, solve, training_terms)
+                         HessianOperator, LocalProblem, NodeRows, ShiftedConjugateGradient, SolveResult, Terms,
+                         dot_product_gradient, dot_product_objective, has_contrastive_term, has_linear_dot_product,
+                         importance_scores, k_hop_mask, local_problem, local_terms, message_passing_degrees, node_ids,
+                         objective_function, rows_function, scoring_graph, select_nodes, solve, training_terms)
 from ..objectives import Objective
 from .base import Unlearner, UnlearningFailed, unchanged, versions, warn_caller
 from .registry import register
@@ -33,6 +33,8 @@ ON_FAILURE = ("keep", "raise", "apply")
 #: Factor by which the damping grows after a rejected step (Levenberg-Marquardt); an undamped step's retry
 #: starts at RETRY_DAMPING times the curvature's mean diagonal.
 DAMPING_GROWTH, RETRY_DAMPING = 10.0, 0.01
+#: A Levenberg-Marquardt attempt's CG iterate is tested at this many iterations, and again each time they double.
+CHECK_FROM = 8
 #: ``newton.steps="auto"``: this many Newton steps when the trained point is stationary, that is when
 #: the full objective's gradient at phi is at most STATIONARY_RATIO times the removal's gradient g.
 AUTO_NEWTON_STEPS, STATIONARY_RATIO = 8, 0.1
@@ -163,7 +165,10 @@ class TrustConfig:
         min_ratio: the acceptance test: the actual decrease of the test's objective over the decrease
             its quadratic model predicts must be at least this (a trust-region ratio).
         retries: rejected steps are solved again with the damping multiplied by 10 (from 1% of the mean
-            curvature diagonal when it is 0), at most this many times.
+            curvature diagonal when it is 0), at most this many times. With CG the attempts share one Krylov
+            space (a rejected attempt costs no second solve), and an attempt that has a retry after it stops at
+            the first of CG's iterations 8, 16, 32, ... whose iterate fails the acceptance test (see
+            :doc:`/methods`); ``info["attempts"]`` then counts the shared iterations.
         on_failure: what happens when no step is accepted, or the accepted one fails the validation test
             (``max_val_auc_drop``): ``keep`` (the model unchanged, a warning),
             ``raise`` (:class:`~graphforget.unlearn.UnlearningFailed`) or ``apply`` (the last finite
@@ -392,9 +397,10 @@ class _TiltedObjective:
     """
 
     def __init__(self, value, gradient, tilt: Tensor, phi: Tensor, orphan: Tensor, l2: float,
-                 row_entries: int | None = None):
+                 row_entries: int | None = None, decoupled: bool = True):
         self.value, self.new_gradient, self.full_gradient, self.phi0 = value, gradient, tilt, phi
         self.orphan, self.l2 = orphan, l2
+        self.decoupled = decoupled  # whether no term couples the orphan entries (a contrastive term may)
         self.row_entries = phi.numel() if row_entries is None else row_entries  # phi's node rows come first
         self.damping, self._start = 0.0, None
         self.metric: Tensor | None = None  # per-entry scale of the damping (None: the same on every entry)
@@ -686,7 +692,7 @@ class IFRU(Unlearner):
         tilt = summed(self._objective_grad)(rows, phi, call.original).detach()
         row_entries = phi.numel() - sum(self.model.get_parameter(name).numel() for name in rows.dense)
         return _TiltedObjective(summed(value), summed(gradient), tilt, phi, self._orphans(call), self.objective.l2,
-                                row_entries)
+                                row_entries, decoupled=not self._has_contrastive())
 
     def _orphans(self, call: _Call) -> Tensor:
         """``[len(phi)]`` whether each entry of phi is a row of a node that no term of the new objective
@@ -788,17 +794,16 @@ class IFRU(Unlearner):
     def _levenberg_marquardt(self, curvature, rhs: Tensor, target: _TiltedObjective, damping: float,
                              attempts: list):
         """Solve, test, and on rejection grow the damping; returns the step and the reason of the last
-        rejection (``None`` when accepted)."""
-        cfg, phi = self.config, target.phi0
-        step = None
-        for attempt in range(cfg.trust.retries + 1):
+        rejection (``None`` when accepted). The attempts of one geometric ladder of dampings share their
+        solver's work where they can (:class:`_Ladder`)."""
+        retries, phi = self.config.trust.retries, target.phi0
+        step, ladder = None, None
+        for attempt in range(retries + 1):
             if attempt:
                 damping = DAMPING_GROWTH * damping if damping > 0 else RETRY_DAMPING * _mean_diagonal(curvature, phi)
-            target.damping = damping
-            operator = _shifted(curvature, target.proximal)
-            b = target.rhs(rhs)
-            result = solve(cfg.solver.name, operator, b, **cfg.solver.options())
-            check = _acceptance(target, result, b, operator, cfg)
+            if ladder is None or not ladder.holds(damping):
+                ladder = _Ladder(curvature, rhs, target, damping, retries + 1 - attempt, self.config)
+            result, b, check = ladder.attempt(damping, last=attempt == retries)
             attempts.append({**result.stats(), "rhs_norm": float(b.norm()), "damping": damping, **check})
             if torch.isfinite(result.x).all():
                 step = result.x
@@ -984,6 +989,75 @@ class IFRU(Unlearner):
                f"config={self.config})"
 
 
+class _Ladder:
+    r"""The Levenberg-Marquardt attempts for the dampings :math:`\lambda_k = 10^k \lambda_0` (:math:`k <` ``count``;
+    only :math:`\lambda_0` when it is 0): each solved and tested (:func:`_acceptance`) as the trust policy asks.
+
+    With CG they share one Krylov space (:class:`~graphforget.influence.ShiftedConjugateGradient`): the products that
+    solve one attempt's system solve the next ones' on the way, so a rejected attempt costs no second solve. The
+    damping's metric :math:`M` (dense weights, :meth:`IFRU._damping_metric`) becomes the identity in the coordinates
+    :math:`M^{1/2}\phi` (residuals still measured in :math:`\phi`'s), and the right-hand sides differ only on orphan
+    entries, whose block of the system is decoupled, :math:`(l_2 + \lambda)\,I`, and solved exactly. Each attempt's
+    solve is checked every time its iteration count doubles from ``CHECK_FROM``: CG's iterates grow in norm
+    (Steihaug, SIAM J. Numer. Anal. 20, 1983), so once one fails the acceptance test the converged step, further out,
+    lies beyond where the quadratic model holds, and the attempt stops there.
+    """
+
+    def __init__(self, curvature, g: Tensor, target: _TiltedObjective, damping: float, count: int,
+                 config: IFRUConfig):
+        self.curvature, self.g, self.target, self.config = curvature, g, target, config
+        self.dampings = [damping]
+        for _ in range(count - 1 if damping > 0 else 0):  # as the attempts grow it (the same roundings)
+            self.dampings.append(DAMPING_GROWTH * self.dampings[-1])
+        # a contrastive term may score orphan rows: their block is not known to be decoupled
+        self.shared = config.solver.name == "cg" and (target.decoupled or not target.orphan.any())
+        self.scale = None if target.metric is None else target.metric.rsqrt()  # M^-1/2, which makes M the identity
+        self.family = self._family() if self.shared else None
+
+    def holds(self, damping: float) -> bool:
+        """Whether ``damping`` is on this ladder and its Krylov space can still serve it."""
+        return damping in self.dampings and not (self.family is not None and self.family.negative)
+
+    def _family(self) -> ShiftedConjugateGradient:
+        target, base, scale = self.target, self.dampings[0], self.scale
+        target.damping = base
+        operator, b = _shifted(self.curvature, target.proximal), target.rhs(self.g)
+        if scale is not None:
+            operator, b = _congruent(operator, scale), scale * b
+        options = self.config.solver.options()
+        return ShiftedConjugateGradient(operator, b, [d - base for d in self.dampings], options["tol"],
+                                        options["max_iter"], None if scale is None else scale.reciprocal())
+
+    def attempt(self, damping: float, last: bool) -> tuple[SolveResult, Tensor, dict]:
+        """The attempt at ``damping``: its solve, its right-hand side and its acceptance test. The ``last`` attempt
+        (no retry after it) is solved through: on failure it is the step that ``trust.on_failure="apply"`` applies."""
+        target, cfg = self.target, self.config
+        target.damping = damping
+        operator, b = _shifted(self.curvature, target.proximal), target.rhs(self.g)
+        if not self.shared:
+            result = solve(cfg.solver.name, operator, b, **cfg.solver.options())
+            return result, b, _acceptance(target, result, b, operator, cfg)
+        k, cap = self.dampings.index(damping), cfg.solver.max_iter
+        limit = cap if last else CHECK_FROM
+        while True:
+            result = self._solve(k, limit)
+            if result.converged or result.negative_curvature or not limit <= result.iterations < cap:
+                return result, b, _acceptance(target, result, b, operator, cfg)
+            check = _acceptance(target, result, b, operator, cfg, iterate=True)
+            if check["reason"] is not None:
+                return result, b, check
+            limit = 2 * result.iterations  # past the earlier attempts' iterations when they shared the space
+
+    def _solve(self, k: int, limit: int) -> SolveResult:
+        """Attempt ``k``'s solve after at most ``limit`` iterations, in phi's coordinates with its orphan block."""
+        result = self.family.solve(k, limit)
+        x = result.x if self.scale is None else self.scale * result.x
+        target, base, damping = self.target, self.dampings[0], self.dampings[k]
+        if damping != base:  # the part of the right-hand side that differs: -(damping - base) phi0 on orphans
+            x = torch.where(target.orphan, x - (damping - base) / (target.l2 + damping) * target.phi0, x)
+        return replace(result, x=x)
+
+
 def _mf_surrogate_loss(model, rows: NodeRows, terms: Terms, objective: Objective):
     """``phi -> L`` with layer-0 dot products as logits: the authors' code's Hessian even for LightGCN."""
     def loss(x):
@@ -1032,22 +1106,31 @@ def _shifted(operator, damping: float | Tensor):
     return operator if not torch.is_tensor(damping) and damping == 0 else (lambda v: operator(v) + damping * v)
 
 
-def _acceptance(target: _TiltedObjective, result, rhs: Tensor, operator, cfg: IFRUConfig) -> dict:
-    """The acceptance test of a solve: finite, converged, and a decrease of :math:`T` of at least
-    ``trust.min_ratio`` times the decrease its quadratic model :math:`-g^\\top s + \\tfrac12 s^\\top A s` predicts."""
+def _congruent(operator, scale: Tensor):
+    """``v -> scale * operator(scale * v)``: the operator in the coordinates ``phi / scale``."""
+    return lambda v: scale * operator(scale * v)
+
+
+def _acceptance(target: _TiltedObjective, result, rhs: Tensor, operator, cfg: IFRUConfig, iterate: bool = False
+                ) -> dict:
+    r"""The acceptance test of a solve: finite, converged, and a decrease of :math:`T` of at least
+    ``trust.min_ratio`` times the decrease its quadratic model :math:`-g^\top s + \tfrac12 s^\top A s` predicts.
+    For an ``iterate`` of CG on its way (not converged), the model's decrease is :math:`\tfrac12 g^\top s`, no
+    product needed (a CG iterate minimises the model on its Krylov space, so :math:`s^\top A s = g^\top s`)."""
     step, phi = result.x, target.phi0
     if not torch.isfinite(step).all():
         return {"ratio": None, "reason": "the step is not finite"}
-    predicted = float(-rhs.dot(step) + 0.5 * step.dot(operator(step)))
+    predicted = float(-0.5 * rhs.dot(step) if iterate else -rhs.dot(step) + 0.5 * step.dot(operator(step)))
     actual = float(target(phi + step) - target.start())
     ratio = actual / predicted if predicted < 0 else float("nan")
     check = {"predicted_decrease": -predicted, "actual_decrease": -actual, "ratio": ratio}
-    if not result.converged:
+    where, then = (f" at CG iteration {result.iterations}", "; its solve stopped there") if iterate else ("", "")
+    if not (iterate or result.converged):
         reason = (f"the solve did not converge (relative residual {result.residual:.3g} > solver.tol {cfg.solver.tol:g}"
                   + (", negative curvature met" if result.negative_curvature else "") + ")")
     elif not ratio >= cfg.trust.min_ratio:
-        reason = (f"the step failed the acceptance test (the objective's actual decrease over its predicted "
-                  f"decrease is {ratio:.3g} < trust.min_ratio {cfg.trust.min_ratio:g})")
+        reason = (f"the step failed the acceptance test{where} (the objective's actual decrease over its predicted "
+                  f"decrease is {ratio:.3g} < trust.min_ratio {cfg.trust.min_ratio:g}){then}")
     else:
         reason = None
     return {**check, "reason": reason}
