@@ -158,6 +158,8 @@ def test_shifted_cg_solves_every_shift_from_one_krylov_space():
     assert result.converged and result.residual == pytest.approx(true, rel=1e-3) and true <= 1e-6
     later = family.solve(3)  # still served
     assert float((later.x - torch.linalg.solve(a + 10 * eye, b)).norm()) < 1e-5 * float(later.x.norm())
+    with pytest.raises(ValueError, match="system 2 was dropped"):
+        family.solve(2)
 
 
 def test_cg_stops_on_nan_or_negative_curvature():

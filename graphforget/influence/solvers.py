@@ -90,6 +90,8 @@ class ShiftedConjugateGradient:
 
     def solve(self, j: int, max_iter: int | None = None) -> SolveResult:
         """System ``j``'s solution, after at most ``max_iter`` iterations in all (the solver's cap by default)."""
+        if j < self.first:
+            raise ValueError(f"system {j} was dropped when system {self.first} was asked for")
         clock = Stopwatch(self.r.device).start()
         limit = self.max_iter if max_iter is None else min(max_iter, self.max_iter)
         self.first = j
@@ -108,8 +110,9 @@ class ShiftedConjugateGradient:
             self.negative = True
             return
         alpha = self.rr / curvature
-        c = 0.0 if self.beta is None else float(alpha * self.beta / self.alpha)
         live = [j for j in range(self.first, len(self.shifts)) if not self.converged[j]]
+        shifted = any(self.directions[j] is not None for j in live)  # plain CG needs no c (nor its sync)
+        c = float(alpha * self.beta / self.alpha) if shifted and self.beta is not None else 0.0
         for j in live:
             self._step_shifted(j, alpha, c)
         self.r = self.r - alpha * ap
