@@ -120,10 +120,10 @@ class ShiftedConjugateGradient:
         self.alpha, self.beta = alpha, rr / self.rr
         self.measured = rr if self.weight is None else self._squared_norm(self.r)
         for j in live:
-            if self.directions[j] is not None:
+            if self.directions[j] is not None:  # the base system's convergence is solve's loop condition
                 ratio = self.pi[j][1] / self.pi[j][0]  # pi_k / pi_k+1 after _step_shifted
                 self.directions[j] = self.r / self.pi[j][0] + (self.beta * ratio ** 2) * self.directions[j]
-            self.converged[j] = bool(self._squared_residual(j) <= self.tol ** 2 * self.bb)
+                self.converged[j] = bool(self._squared_residual(j) <= self.tol ** 2 * self.bb)
         self.p, self.rr = self.r + self.beta * self.p, rr
         self.iterations += 1
 
