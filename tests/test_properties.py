@@ -111,7 +111,8 @@ def test_shifted_cg_meets_every_tolerance_it_reports(size, log_cond, seed, shift
     q, _ = torch.linalg.qr(torch.randn(size, size, generator=gen, dtype=torch.float64))
     spectrum = torch.logspace(0.0, log_cond, size, dtype=torch.float64)
     a, b = q @ torch.diag(spectrum) @ q.t(), torch.randn(size, generator=gen, dtype=torch.float64)
-    weight = torch.rand(size, generator=gen, dtype=torch.float64) + 0.5 if weighted else torch.ones(size, dtype=torch.float64)
+    ones = torch.ones(size, dtype=torch.float64)
+    weight = torch.rand(size, generator=gen, dtype=torch.float64) + 0.5 if weighted else ones
     sigmas, tol = [0.0] + sorted(shifts), 1e-8
     family = ShiftedConjugateGradient(lambda v: a @ v, b, sigmas, tol, max_iter=50 * size,
                                       weight=weight if weighted else None)
