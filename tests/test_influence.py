@@ -162,6 +162,28 @@ def test_shifted_cg_solves_every_shift_from_one_krylov_space():
         family.solve(2)
 
 
+def test_shifted_cg_returns_a_system_that_converged_on_the_way_without_more_products():
+    """A damping ladder's later system often converges while an earlier one is being solved; asked for next (the
+    earlier attempt stopped at a CG check), it is returned as it converged, with its own residual: the base
+    residual, which CG does not decrease monotonically, can rise again, and must not restart the iteration."""
+    gen = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(40, 40, generator=gen, dtype=torch.float64))
+    a = q @ torch.diag(torch.logspace(0, 5, 40, dtype=torch.float64)) @ q.t()
+    b = torch.randn(40, generator=gen, dtype=torch.float64)
+
+    def family():
+        return ShiftedConjugateGradient(lambda v: a @ v, b, [0.0, 1e3], tol=1e-6, max_iter=500)
+    alone = family().solve(1)  # the iterations after which the shifted system has converged
+    shifted = a + 1e3 * torch.eye(40, dtype=torch.float64)
+    for limit in range(alone.iterations, 40):  # the base system stopped at each later count, as a CG check does
+        ladder = family()
+        before = ladder.solve(0, max_iter=limit).iterations
+        result = ladder.solve(1)
+        true = float((b - shifted @ result.x).norm() / b.norm())
+        assert result.iterations == before and torch.equal(result.x, alone.x)
+        assert result.converged and result.residual == pytest.approx(true, rel=1e-3)
+
+
 def test_cg_stops_on_nan_or_negative_curvature():
     b = torch.tensor([1.0, 2.0], dtype=torch.float64)
     for operator in (lambda v: torch.full_like(v, float("nan")), lambda v: -v):

@@ -67,7 +67,8 @@ class ShiftedConjugateGradient:
     :meth:`solve` advances the shared iteration until the asked system converges (or ``max_iter`` iterations in
     all, or non-positive curvature of :math:`A`) and drops the systems before it: a Levenberg-Marquardt ladder
     asks for them in order. A system that converged is left as it is (its :math:`\pi_k` would grow without
-    bound). ``weight`` (optional) measures each residual as :math:`\lVert w \odot r\rVert`.
+    bound), with the residual it converged at: asked for later, it is returned at once. ``weight`` (optional)
+    measures each residual as :math:`\lVert w \odot r\rVert`.
     """
 
     def __init__(self, matvec: MatVec, b: Tensor, shifts, tol: float = 1e-4, max_iter: int = 100,
@@ -80,13 +81,14 @@ class ShiftedConjugateGradient:
         self.x = [torch.zeros_like(b) for _ in self.shifts]
         self.directions = [None if sigma == 0 else b.clone() for sigma in self.shifts]  # None: the base's
         self.pi = [(1.0, 1.0) for _ in self.shifts]  # (pi_k, pi_k-1)
-        self.converged = [False for _ in self.shifts]
+        self.final: list[Tensor | None] = [None for _ in self.shifts]  # a converged system's squared residual
 
     def _squared_norm(self, v: Tensor) -> Tensor:
         return v.dot(v) if self.weight is None else (self.weight * v).pow(2).sum()
 
     def _squared_residual(self, j: int) -> Tensor:
-        return self.measured / self.pi[j][0] ** 2
+        # a converged system no longer moves: its residual is the one it converged at, not the base's now
+        return self.measured / self.pi[j][0] ** 2 if self.final[j] is None else self.final[j]
 
     def solve(self, j: int, max_iter: int | None = None) -> SolveResult:
         """System ``j``'s solution, after at most ``max_iter`` iterations in all (the solver's cap by default)."""
@@ -110,7 +112,7 @@ class ShiftedConjugateGradient:
             self.negative = True
             return
         alpha = self.rr / curvature
-        live = [j for j in range(self.first, len(self.shifts)) if not self.converged[j]]
+        live = [j for j in range(self.first, len(self.shifts)) if self.final[j] is None]
         shifted = any(self.directions[j] is not None for j in live)  # plain CG needs no c (nor its sync)
         c = float(alpha * self.beta / self.alpha) if shifted and self.beta is not None else 0.0
         for j in live:
@@ -123,7 +125,9 @@ class ShiftedConjugateGradient:
             if self.directions[j] is not None:  # the base system's convergence is solve's loop condition
                 ratio = self.pi[j][1] / self.pi[j][0]  # pi_k / pi_k+1 after _step_shifted
                 self.directions[j] = self.r / self.pi[j][0] + (self.beta * ratio ** 2) * self.directions[j]
-                self.converged[j] = bool(self._squared_residual(j) <= self.tol ** 2 * self.bb)
+                squared = self._squared_residual(j)
+                if bool(squared <= self.tol ** 2 * self.bb):
+                    self.final[j] = squared
         self.p, self.rr = self.r + self.beta * self.p, rr
         self.iterations += 1
 
