@@ -86,10 +86,10 @@ def test_bpr_newton_iterations_reach_retraining(problem, kind):
 
 
 def test_relative_damping_adds_the_mean_diagonal():
-    from graphforget.unlearn.ifru import _mean_diagonal, _shifted
+    from graphforget.unlearn.ifru.ladder import mean_diagonal, shifted
     diagonal = torch.tensor([1.0, 2.0, 3.0, 6.0], dtype=torch.float64)
     operator = lambda v: diagonal * v  # noqa: E731
-    damped = _shifted(operator, 0.5 * _mean_diagonal(operator, torch.zeros(4, dtype=torch.float64)))
+    damped = shifted(operator, 0.5 * mean_diagonal(operator, torch.zeros(4, dtype=torch.float64)))
     v = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=torch.float64)
     torch.testing.assert_close(damped(v), diagonal * v + 0.5 * 3.0 * v)  # mean diagonal 3
 
@@ -177,17 +177,18 @@ def test_ladder_solves_every_damping_from_one_krylov_space_in_the_metric_coordin
     """The Levenberg-Marquardt ladder's CG solves (H + lambda_k M) x_k = b_k for lambda_k = 10^k lambda_0 from one
     Krylov space, in the coordinates M^1/2 phi, where b_k = -(l2 + lambda_k) phi0 on the orphan entries (their block
     of H is l2 I) and g elsewhere: each x_k against a direct solve."""
-    from graphforget.unlearn.ifru import _Ladder, _TiltedObjective
+    from graphforget.unlearn.ifru.ladder import Ladder
+    from graphforget.unlearn.ifru.tilted import TiltedObjective
     gen = torch.Generator().manual_seed(0)
     l2, coupled = 0.5, torch.randn(10, 10, generator=gen, dtype=torch.float64)
     hessian = torch.block_diag(l2 * torch.eye(2, dtype=torch.float64), coupled @ coupled.t() / 10)
     phi0, g = torch.randn(12, generator=gen, dtype=torch.float64), torch.randn(12, generator=gen, dtype=torch.float64)
     orphan = torch.arange(12) < 2  # two orphan row entries, six more rows, then four entries of a dense weight
-    target = _TiltedObjective(lambda x: 0.5 * x @ hessian @ x, None, torch.zeros(12, dtype=torch.float64), phi0,
-                              orphan, l2, row_entries=8)
+    target = TiltedObjective(lambda x: 0.5 * x @ hessian @ x, None, torch.zeros(12, dtype=torch.float64), phi0,
+                             orphan, l2, row_entries=8)
     target.metric = torch.cat([torch.ones(8), torch.full((4,), 40.0)]).double()
     config = IFRUConfig(solver={"tol": 1e-10, "max_iter": 100})
-    ladder = _Ladder(lambda v: hessian @ v, g, target, 1e-3, 4, config)
+    ladder = Ladder(lambda v: hessian @ v, g, target, 1e-3, 4, config)
     iterations = []
     for damping in (1e-3, 1e-2, 0.1, 1.0):
         result, b, _ = ladder.attempt(damping, last=True)
@@ -245,14 +246,14 @@ def test_the_kept_degrees_follow_edits_of_the_graph(problem):
 
 
 def test_backtracking_never_increases_the_objective():
-    from graphforget.unlearn.ifru import _backtrack
+    from graphforget.unlearn.ifru.newton import backtrack
     square = lambda x: x.pow(2).sum()  # noqa: E731
     one = torch.ones(3, dtype=torch.float64)
     start = float(square(one))
-    assert _backtrack(square, one, -one, start) == (1.0, 0.0)  # lands on the minimum
-    assert _backtrack(square, one, -4 * one, start) == (0.5, 3.0)  # overshoots: 27 > 3, then 3 <= 3
-    assert _backtrack(square, one, one, start) == (0.0, start)  # ascent: no step
-    assert _backtrack(square, one, torch.full((3,), float("nan"), dtype=torch.float64), start) == (0.0, start)
+    assert backtrack(square, one, -one, start) == (1.0, 0.0)  # lands on the minimum
+    assert backtrack(square, one, -4 * one, start) == (0.5, 3.0)  # overshoots: 27 > 3, then 3 <= 3
+    assert backtrack(square, one, one, start) == (0.0, start)  # ascent: no step
+    assert backtrack(square, one, torch.full((3,), float("nan"), dtype=torch.float64), start) == (0.0, start)
 
 
 def test_line_search_keeps_the_model_finite_on_an_indefinite_curvature(problem):

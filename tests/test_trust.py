@@ -15,7 +15,7 @@ from graphforget.metrics import auc_standard_error, evaluate_auc
 from graphforget.models import MF, LightGCN
 from graphforget.unlearn import (IFRU, METHODS, SCIF, IFRUConfig, SolverConfig, TrustConfig,
                                  UnlearningFailed)
-from graphforget.unlearn.ifru import CHECK_FROM
+from graphforget.unlearn.ifru.ladder import CHECK_FROM
 
 U, I = 60, 40
 
@@ -84,17 +84,18 @@ def test_implicit_ridge_against_autograd(early_stopped):
 
 
 def test_acceptance_ratio_of_an_exact_newton_step_on_a_quadratic():
-    from graphforget.unlearn.ifru import _acceptance, _TiltedObjective
+    from graphforget.unlearn.ifru.ladder import acceptance
+    from graphforget.unlearn.ifru.tilted import TiltedObjective
     a = torch.tensor([[3.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
     b = torch.tensor([1.0, -1.0], dtype=torch.float64)
     phi0 = torch.zeros(2, dtype=torch.float64)
-    target = _TiltedObjective(lambda x: 0.5 * x @ a @ x - b @ x, None, torch.zeros(2, dtype=torch.float64), phi0,
-                              torch.zeros(2, dtype=torch.bool), 0.0)
+    target = TiltedObjective(lambda x: 0.5 * x @ a @ x - b @ x, None, torch.zeros(2, dtype=torch.float64), phi0,
+                             torch.zeros(2, dtype=torch.bool), 0.0)
     exact = SolveResult(torch.linalg.solve(a, b), 2, 0.0, 0.0, True)
-    check = _acceptance(target, exact, b, lambda v: a @ v, IFRUConfig())
+    check = acceptance(target, exact, b, lambda v: a @ v, IFRUConfig())
     assert check["reason"] is None and check["ratio"] == pytest.approx(1.0)
     ascent = SolveResult(-torch.linalg.solve(a, b), 2, 0.0, 0.0, True)  # increases the objective
-    assert "acceptance test" in _acceptance(target, ascent, b, lambda v: a @ v, IFRUConfig())["reason"]
+    assert "acceptance test" in acceptance(target, ascent, b, lambda v: a @ v, IFRUConfig())["reason"]
 
 
 @pytest.mark.parametrize("policy", ["keep", "raise", "apply"])

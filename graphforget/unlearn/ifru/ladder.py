@@ -1,0 +1,132 @@
+"""IFRU's first step: the Levenberg-Marquardt attempts over a ladder of dampings, which share one Krylov space,
+and the acceptance test each attempt must pass."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+from torch import Tensor
+
+from ...influence import ShiftedConjugateGradient, SolveResult, solve
+from .config import IFRUConfig
+from .tilted import TiltedObjective
+
+#: Factor by which the damping grows after a rejected step (Levenberg-Marquardt); an undamped step's retry
+#: starts at RETRY_DAMPING times the curvature's mean diagonal.
+DAMPING_GROWTH, RETRY_DAMPING = 10.0, 0.01
+#: A Levenberg-Marquardt attempt's CG iterate is tested at this many iterations, and again each time they double.
+CHECK_FROM = 8
+
+
+class Ladder:
+    r"""The Levenberg-Marquardt attempts for the dampings :math:`\lambda_k = 10^k \lambda_0` (:math:`k <` ``count``;
+    only :math:`\lambda_0` when it is 0): each solved and tested (:func:`acceptance`) as the trust policy asks.
+
+    With CG they share one Krylov space (:class:`~graphforget.influence.ShiftedConjugateGradient`): the products that
+    solve one attempt's system solve the next ones' on the way, so a rejected attempt costs no second solve. The
+    damping's metric :math:`M` (dense weights, :meth:`IFRU._damping_metric`) becomes the identity in the coordinates
+    :math:`M^{1/2}\phi` (residuals still measured in :math:`\phi`'s), and the right-hand sides differ only on orphan
+    entries, whose block of the system is decoupled, :math:`(l_2 + \lambda)\,I`, and solved exactly. Each attempt's
+    solve is checked every time its iteration count doubles from ``CHECK_FROM``: CG's iterates grow in norm
+    (Steihaug, SIAM J. Numer. Anal. 20, 1983), so once one fails the acceptance test the converged step, further out,
+    lies beyond where the quadratic model holds, and the attempt stops there.
+    """
+
+    def __init__(self, curvature, g: Tensor, target: TiltedObjective, damping: float, count: int,
+                 config: IFRUConfig):
+        self.curvature, self.g, self.target, self.config = curvature, g, target, config
+        self.dampings = [damping]
+        for _ in range(count - 1 if damping > 0 else 0):  # as the attempts grow it (the same roundings)
+            self.dampings.append(DAMPING_GROWTH * self.dampings[-1])
+        # a contrastive term may score orphan rows: their block is not known to be decoupled
+        self.shared = config.solver.name == "cg" and (target.decoupled or not target.orphan.any())
+        self.scale = None if target.metric is None else target.metric.rsqrt()  # M^-1/2, which makes M the identity
+        self.family = self._family() if self.shared else None
+
+    def holds(self, damping: float) -> bool:
+        """Whether ``damping`` is on this ladder and its Krylov space can still serve it."""
+        return damping in self.dampings and not (self.family is not None and self.family.negative)
+
+    def _family(self) -> ShiftedConjugateGradient:
+        target, base, scale = self.target, self.dampings[0], self.scale
+        target.damping = base
+        operator, b = shifted(self.curvature, target.proximal), target.rhs(self.g)
+        if scale is not None:
+            operator, b = congruent(operator, scale), scale * b
+        options = self.config.solver.options()
+        return ShiftedConjugateGradient(operator, b, [d - base for d in self.dampings], options["tol"],
+                                        options["max_iter"], None if scale is None else scale.reciprocal())
+
+    def attempt(self, damping: float, last: bool) -> tuple[SolveResult, Tensor, dict]:
+        """The attempt at ``damping``: its solve, its right-hand side and its acceptance test. The ``last`` attempt
+        (no retry after it) is solved through: on failure it is the step that ``trust.on_failure="apply"`` applies."""
+        target, cfg = self.target, self.config
+        target.damping = damping
+        operator, b = shifted(self.curvature, target.proximal), target.rhs(self.g)
+        if not self.shared:
+            result = solve(cfg.solver.name, operator, b, **cfg.solver.options())
+            return result, b, acceptance(target, result, b, operator, cfg)
+        k, cap = self.dampings.index(damping), cfg.solver.max_iter
+        limit = cap if last else CHECK_FROM
+        while True:
+            result = self._solve(k, limit)
+            if result.converged or result.negative_curvature or not limit <= result.iterations < cap:
+                return result, b, acceptance(target, result, b, operator, cfg)
+            check = acceptance(target, result, b, operator, cfg, iterate=True)
+            if check["reason"] is not None:
+                return result, b, check
+            limit = 2 * result.iterations  # past the earlier attempts' iterations when they shared the space
+
+    def _solve(self, k: int, limit: int) -> SolveResult:
+        """Attempt ``k``'s solve after at most ``limit`` iterations, in phi's coordinates with its orphan block."""
+        result = self.family.solve(k, limit)
+        x = result.x if self.scale is None else self.scale * result.x
+        target, base, damping = self.target, self.dampings[0], self.dampings[k]
+        if damping != base:  # the part of the right-hand side that differs: -(damping - base) phi0 on orphans
+            x = torch.where(target.orphan, x - (damping - base) / (target.l2 + damping) * target.phi0, x)
+        return replace(result, x=x)
+
+
+def mean_diagonal(operator, like: Tensor, probes: int = 4) -> float:
+    """Hutchinson's estimate of the operator's mean diagonal: mean of ``v.Av / n`` over random signs ``v``."""
+    gen = torch.Generator().manual_seed(0)
+    total = 0.0
+    for _ in range(probes):
+        v = (torch.randint(2, (like.numel(),), generator=gen) * 2 - 1).to(like)
+        total += float(v.dot(operator(v))) / like.numel()
+    return total / probes
+
+
+def shifted(operator, damping: float | Tensor):
+    """``v -> operator(v) + damping * v`` (``damping``: a number, or one per entry)."""
+    return operator if not torch.is_tensor(damping) and damping == 0 else (lambda v: operator(v) + damping * v)
+
+
+def congruent(operator, scale: Tensor):
+    """``v -> scale * operator(scale * v)``: the operator in the coordinates ``phi / scale``."""
+    return lambda v: scale * operator(scale * v)
+
+
+def acceptance(target: TiltedObjective, result, rhs: Tensor, operator, cfg: IFRUConfig,
+               iterate: bool = False) -> dict:
+    r"""The acceptance test of a solve: finite, converged, and a decrease of :math:`T` of at least
+    ``trust.min_ratio`` times the decrease its quadratic model :math:`-g^\top s + \tfrac12 s^\top A s` predicts.
+    For an ``iterate`` of CG on its way (not converged), the model's decrease is :math:`\tfrac12 g^\top s`, no
+    product needed (a CG iterate minimises the model on its Krylov space, so :math:`s^\top A s = g^\top s`)."""
+    step, phi = result.x, target.phi0
+    if not torch.isfinite(step).all():
+        return {"ratio": None, "reason": "the step is not finite"}
+    predicted = float(-0.5 * rhs.dot(step) if iterate else -rhs.dot(step) + 0.5 * step.dot(operator(step)))
+    actual = float(target(phi + step) - target.start())
+    ratio = actual / predicted if predicted < 0 else float("nan")
+    check = {"predicted_decrease": -predicted, "actual_decrease": -actual, "ratio": ratio}
+    where, then = (f" at CG iteration {result.iterations}", "; its solve stopped there") if iterate else ("", "")
+    if not (iterate or result.converged):
+        reason = (f"the solve did not converge (relative residual {result.residual:.3g} > solver.tol {cfg.solver.tol:g}"
+                  + (", negative curvature met" if result.negative_curvature else "") + ")")
+    elif not ratio >= cfg.trust.min_ratio:
+        reason = (f"the step failed the acceptance test{where} (the objective's actual decrease over its predicted "
+                  f"decrease is {ratio:.3g} < trust.min_ratio {cfg.trust.min_ratio:g}){then}")
+    else:
+        reason = None
+    return {**check, "reason": reason}
