@@ -653,8 +653,10 @@ def cmd_forget(args) -> int:
                       progress=not args.quiet)
     line, report = done.audit, done.report
     trust = {True: "trusted", False: "NOT TRUSTED", None: "no acceptance test"}[line["trusted"]]
+    heldout = line["request"]["heldout_pairs"]
     print(f"{args.method}: forgot {done.request.edges.size(1)} edges ({done.request.kind}: "
-          f"{done.request.ids.size(-1)}) in {line['seconds']:.2f}s ({trust})")
+          f"{done.request.ids.size(-1)}) in {line['seconds']:.2f}s ({trust})"
+          + (f"; dropped {heldout} validation and test pairs" if heldout else ""))
     if report is not None:
         print(f"verification: P(requested) {_fmt(report.request_probability)} vs P(non-members) "
               f"{_fmt(report.non_member_probability)}, MI-BF {_fmt(report.mi_bf)}, MIA AUC {_fmt(report.mia_auc)} "
@@ -709,7 +711,8 @@ def _add_workflow_commands(sub) -> None:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--users", metavar="ID[,ID...]", help="users whose every training edge is forgotten")
     what.add_argument("--items", metavar="ID[,ID...]", help="items whose every training edge is forgotten")
-    what.add_argument("--edges", metavar="FILE", help="a file of 'user item' lines (observed interactions)")
+    what.add_argument("--edges", metavar="FILE", help="a file of 'user item' lines (observed interactions: "
+                      "training edges are unlearned, validation and test pairs dropped)")
     p.add_argument("--local-ids", action="store_true", help="ids are the run's local ids, not the data file's")
     p.add_argument("--run", required=True, help="the run to forget from (from fit or forget)")
     p.add_argument("--method", required=True, help="ifru, scif, retrain, finetune or unlearnrec")

@@ -15,6 +15,7 @@ Every function validates its input before any work and raises ``ValueError`` (or
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -38,7 +39,7 @@ from .presets import Hyperparameters, default_hparams
 from .runs import (Run, directory_lock, fsync_directory, lineage, load_run, request_sha256, save_run, sha256_file,
                    utc_now)
 from .train import train
-from .unlearn import METHODS, UnlearningFailed, build_unlearner, method_config
+from .unlearn import METHODS, UnlearningFailed, UnlearnResult, build_unlearner, method_config
 from .unlearn.sisa import SISA
 from .verify import verify_forgetting
 
@@ -367,7 +368,8 @@ class Request:
         kind: ``users``, ``items`` or ``edges``.
         ids: the local user or item ids (``users``/``items``), or ``[2, K]`` pairs (``edges``).
         edges: ``[2, R]`` the training edges to remove (a user's or item's every edge, sampled negatives
-            included: they are part of its loss terms).
+            included: they are part of its loss terms; for ``edges``, the listed pairs that are training edges,
+            the others being validation or test pairs).
     """
     kind: str
     ids: Tensor
@@ -435,26 +437,30 @@ def _check_not_forgotten(run: Run, kind: str, ids: Tensor) -> None:
 
 
 def _edge_request(run: Run, pairs: Tensor) -> Tensor:
-    """The listed pairs, which must be observed training edges of the run.
+    """The listed pairs that are training edges of the run. The others must be held-out interactions
+    (validation or test pairs): the run stores them too, and :func:`forget` drops them without unlearning.
 
     Raises:
-        ValueError: naming pairs that are not training edges, or that are sampled negatives.
+        ValueError: naming pairs that are neither, or that are sampled negatives.
     """
-    store, count = run.graph[EDGE], num_items(run.graph)
-    keys = pair_keys(store.edge_index, count)
+    count = num_items(run.graph)
     wanted = pair_keys(pairs, count)
-    found = torch.isin(wanted, keys)
-    if not bool(found.all()):
-        first = pairs[:, (~found).nonzero()[0, 0]].tolist()
-        raise ValueError(f"{int((~found).sum())} of the listed pairs are not training edges of {run.path}, e.g. "
-                         f"{_raw_pair(run.graph, first)} (an --edges file lists observed interactions)")
-    if "observed" in store:
-        negative = torch.isin(wanted, keys[~store.observed])
-        if bool(negative.any()):
-            first = pairs[:, negative.nonzero()[0, 0]].tolist()
-            raise ValueError(f"{int(negative.sum())} of the listed pairs are sampled negatives, not interactions, "
-                             f"e.g. {_raw_pair(run.graph, first)}: list observed interactions only")
-    return pairs
+    known, negative = torch.zeros_like(wanted, dtype=torch.bool), torch.zeros_like(wanted, dtype=torch.bool)
+    for part in (run.graph, run.val, run.test):
+        store = part[EDGE]
+        keys = pair_keys(store.edge_index, count)
+        known |= torch.isin(wanted, keys)
+        if "observed" in store:
+            negative |= torch.isin(wanted, keys[~store.observed])
+    if not bool(known.all()):
+        first = pairs[:, (~known).nonzero()[0, 0]].tolist()
+        raise ValueError(f"{int((~known).sum())} of the listed pairs are not interactions of {run.path} (neither "
+                         f"training edges nor validation or test pairs), e.g. {_raw_pair(run.graph, first)}")
+    if bool(negative.any()):
+        first = pairs[:, negative.nonzero()[0, 0]].tolist()
+        raise ValueError(f"{int(negative.sum())} of the listed pairs are sampled negatives, not interactions, "
+                         f"e.g. {_raw_pair(run.graph, first)}: list observed interactions only")
+    return pairs[:, torch.isin(wanted, pair_keys(run.graph[EDGE].edge_index, count))]
 
 
 def build_request(run: Run, *, users: Sequence | None = None, items: Sequence | None = None,
@@ -547,23 +553,27 @@ def check_method(method: str) -> None:
                          f"use one of {', '.join(m for m in METHODS if not issubclass(METHODS[m], SISA))}")
 
 
-def _heldout_without(run: Run, request: Request) -> tuple[HeteroData, HeteroData]:
-    """The run's validation and test pairs without the request's users or items (or its pairs): a forgotten
-    user's data is no longer used, not even to choose a checkpoint."""
-    parts = []
+def _heldout_without(run: Run, request: Request) -> tuple[HeteroData, HeteroData, int]:
+    """The run's validation and test pairs without the request's users or items (or its listed pairs), and how
+    many were dropped: a forgotten user's data is no longer used, not even to choose a checkpoint."""
+    parts, dropped = [], 0
     for part in (run.val, run.test):
         edges = part[EDGE].edge_index
         if request.kind == "edges":
             count = num_items(run.graph)
-            drop = torch.isin(pair_keys(edges, count), pair_keys(request.edges, count))
+            drop = torch.isin(pair_keys(edges, count), pair_keys(request.ids, count))
         else:
             drop = torch.isin(edges[0 if request.kind == "users" else 1], request.ids)
         parts.append(edge_subgraph(part, ~drop))
-    return parts[0], parts[1]
+        dropped += int(drop.sum())
+    return parts[0], parts[1], dropped
 
 
 def _unlearn(parent: Run, method: str, config, request: Request, val: HeteroData, device: str):
-    """Runs the method (``fit()`` first where it needs it): ``(result, fit_seconds)``."""
+    """Runs the method (``fit()`` first where it needs it): ``(result, fit_seconds)``. A request of held-out
+    pairs only removes nothing the model was trained on: the model is kept, no method runs."""
+    if request.edges.size(1) == 0:
+        return UnlearnResult(copy.deepcopy(parent.model), parent.graph, 0.0, {"empty": True}), 0.0
     dev = torch.device(device)
     objective = Hyperparameters(**parent.info["hparams"]).objective()
     unlearner = METHODS[method](parent.model.to(dev), parent.graph.to(dev), objective, config, val=val.to(dev))
@@ -597,6 +607,8 @@ def _check_result(parent: Run, request: Request, result, method: str, allow_untr
 
 def _verification(result, parent: Run, request: Request, seed: int):
     """:func:`~graphforget.verify.verify_forgetting` of the result against the parent: ``(report, error)``."""
+    if request.edges.size(1) == 0:
+        return None, "no training edge was removed (held-out pairs only)"
     try:
         report = verify_forgetting(result.model, result.graph, request.edges, before=(parent.model, parent.graph),
                                    seed=seed)
@@ -617,13 +629,15 @@ def _removed(parent: Run, request: Request) -> dict:
             "observed": torch.cat([parent.removed_observed, observed])}
 
 
-def _lineage_record(parent: Run, out: Path, request: Request, removed: int) -> dict:
+def _lineage_record(parent: Run, out: Path, request: Request, removed: int, heldout: int) -> dict:
     """The ``lineage`` of a forget run's ``run.json``: parent (absolute and relative path, its ``run.json``
-    sha256), the request's hash and size, the cumulative removed count and the depth."""
+    sha256), the request's hash and size (its training edges, and the ``heldout`` pairs it dropped from the
+    validation and test pairs), the cumulative removed count and the depth."""
     parent_path = parent.path.resolve()
     return {"parent": {"path": str(parent_path), "relative_path": os.path.relpath(parent_path, out.parent),
                        "run_sha256": sha256_file(parent.path / "run.json")},
             "request": {"kind": request.kind, "ids": int(request.ids.size(-1)), "edges": request.edges.size(1),
+                        "heldout_pairs": heldout,
                         "sha256": request_sha256(request.edges, num_items(parent.graph))},
             "removed_edges": removed, "depth": parent.info["lineage"]["depth"] + 1}
 
@@ -653,9 +667,11 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
 
     The request is checked against the lineage's removed edges first (a repeat is refused). A user's
     (item's) request holds all its training edges, sampled negatives included; listed ``edges`` must be
-    observed. The method runs (``fit()`` first where needed); its remaining graph must be exactly the
-    parent's minus the request; the model is verified (:func:`~graphforget.verify.verify_forgetting`) and
-    published with its lineage and audit line. Held-out pairs of forgotten users or items are dropped.
+    observed interactions, training edges or held-out pairs. The method runs (``fit()`` first where needed);
+    its remaining graph must be exactly the parent's minus the request; the model is verified
+    (:func:`~graphforget.verify.verify_forgetting`) and published with its lineage and audit line. Held-out
+    pairs of forgotten users or items, and listed held-out pairs, are dropped (a request of held-out pairs only
+    keeps the model: no method runs).
 
     Args:
         run: the parent run (a directory or a loaded :class:`~graphforget.runs.Run`); never modified.
@@ -674,7 +690,7 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
     Raises:
         FileExistsError: ``out`` exists.
         ValueError: an unknown or unsupported method, bad options, unknown ids, a repeated request, or
-            listed pairs that are not observed training edges.
+            listed pairs that are not observed interactions of the run.
         UnlearningFailed: an untrusted (and not allowed) or non-finite result; nothing is written.
     """
     out = Path(out).expanduser().absolute()
@@ -686,7 +702,7 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
     seed = parent.info["seed"] if seed is None else seed
     train = Hyperparameters(**parent.info["hparams"]).train_config(seed, progress)
     config = method_config(method, options, train=train, seed=seed)
-    val, test = _heldout_without(parent, request)
+    val, test, heldout = _heldout_without(parent, request)
     result, fit_seconds = _unlearn(parent, method, config, request, val, device)
     _check_result(parent, request, result, method, allow_untrusted)
     report, error = _verification(result, parent, request, seed) if verify else (None, "not requested")
@@ -696,7 +712,7 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
     removed = _removed(parent, request)
     metrics = _forget_metrics(result, report, fit_seconds, model, graph, val, test)
     method_record = {"name": method, "options": options or {}, "config": asdict(config)}
-    info = _forget_info(parent, out, request, model, method_record, metrics, removed["edge_index"].size(1))
+    info = _forget_info(parent, out, request, model, method_record, metrics, removed["edge_index"].size(1), heldout)
     audit = _audit_line(parent, out, info, result, report, error)
     written = {}
 
@@ -717,12 +733,12 @@ def _forget_metrics(result, report, fit_seconds, model, graph: HeteroData, val, 
 
 
 def _forget_info(parent: Run, out: Path, request: Tensor, model, method: dict, metrics: dict,
-                 removed_count: int) -> dict:
+                 removed_count: int, heldout: int) -> dict:
     """``run.json`` of a forget run: the parent's data, model and settings, the method, metrics, lineage."""
     return {"kind": "forget", "version": __version__, "data": parent.info["data"],
             "model": {"name": parent.info["model"]["name"], "config": model.config()},
             "hparams": parent.info["hparams"], "seed": parent.info["seed"], "method": method,
-            "metrics": metrics, "lineage": _lineage_record(parent, out, request, removed_count)}
+            "metrics": metrics, "lineage": _lineage_record(parent, out, request, removed_count, heldout)}
 
 
 # ------------------------------------------------------------------------------------------------ verifying
@@ -917,6 +933,8 @@ class ForgetStream:
         count, edges = 0, 0
         for seq in self.applied():
             info = json.loads((self._run_path(seq) / "run.json").read_text())
+            if info["lineage"]["request"]["edges"] == 0:  # held-out pairs only: no method ran
+                continue
             if info["method"]["name"] == "retrain":
                 anchor, count, edges = info, 0, 0
             else:

@@ -219,6 +219,57 @@ def test_repeated_requests_are_refused(capsys, base, tmp_path):
     assert code == 2 and "already forgotten" in err
 
 
+def _write_pairs(path: Path, run, pairs) -> Path:
+    path.write_text("".join(f"{run.graph['user'].raw_id[u]} {run.graph['item'].raw_id[i]}\n" for u, i in pairs))
+    return path
+
+
+def _observed(part, count: int) -> list:
+    return part[EDGE].edge_index[:, part[EDGE].observed][:, :count].t().tolist()
+
+
+def test_listed_held_out_pairs_are_dropped_and_alone_keep_the_model(capsys, base, tmp_path):
+    parent = load_run(base)
+    trained, val, test = _observed(parent.graph, 2), _observed(parent.val, 2), _observed(parent.test, 1)
+    listed = _write_pairs(tmp_path / "mixed.txt", parent, trained + val + test)
+    code, out, err = cli(capsys, "forget", "--run", base, "--edges", listed, "--method", "ifru", "--quiet",
+                         "--out", tmp_path / "mixed")
+    assert code == 0, err
+    assert "forgot 2 edges (edges: 5)" in out and "dropped 3 validation and test pairs" in out
+    child = load_run(tmp_path / "mixed")
+    assert edge_keys(child.graph) == edge_keys(parent.graph) - set(pair_keys(torch.tensor(trained).t(), I).tolist())
+    for part, old, gone in ((child.val, parent.val, val), (child.test, parent.test, test)):
+        assert edge_keys(part) == edge_keys(old) - set(pair_keys(torch.tensor(gone).t(), I).tolist())
+    (line,) = audit_lines(tmp_path / "mixed")
+    assert line["request"]["edges"] == 2 and line["request"]["heldout_pairs"] == 3 and line["removed_edges"] == 2
+    # Held-out pairs only: the model and graph are the parent's, no method runs (UnlearnRec would pre-train).
+    listed = _write_pairs(tmp_path / "held.txt", child, _observed(child.val, 1))
+    code, out, err = cli(capsys, "forget", "--run", tmp_path / "mixed", "--edges", listed, "--method", "unlearnrec",
+                         "--quiet", "--out", tmp_path / "held")
+    assert code == 0, err
+    assert "forgot 0 edges (edges: 1)" in out and "dropped 1 validation and test pairs" in out
+    assert "held-out pairs only" in out
+    grandchild = load_run(tmp_path / "held")
+    assert all(torch.equal(a, b) for a, b in zip(grandchild.model.state_dict().values(),
+                                                 child.model.state_dict().values()))
+    assert edge_keys(grandchild.graph) == edge_keys(child.graph)
+    assert grandchild.val[EDGE].edge_index.size(1) == child.val[EDGE].edge_index.size(1) - 1
+    line = audit_lines(tmp_path / "held")[-1]
+    assert line["request"]["edges"] == 0 and line["request"]["heldout_pairs"] == 1 and line["fit_seconds"] == 0
+    assert line["verification"] is None and "held-out pairs only" in line["verification_error"]
+
+
+def test_a_stream_does_not_count_a_held_out_request_as_unlearning(base, tmp_path):
+    stream = ForgetStream(tmp_path / "s", base, method="ifru", retrain_every=2)
+    stream.forget(users=["u1"])
+    run = stream.current
+    held = [[str(run.graph[node].raw_id[k]) for node, k in zip(("user", "item"), pair)]
+            for pair in _observed(run.val, 1)]
+    stream.forget(edges=held)
+    assert stream.drift()[0] == 1  # the held-out request ran no method
+    assert load_run(stream.forget(users=["u2"])).info["method"]["name"] == "ifru"
+
+
 def _bad_inputs(base: Path, tmp: Path, files: dict) -> list[tuple[list, str]]:
     """(argv, expected fragment of the one-line error) for inputs a new user might try."""
     existing = tmp / "exists"
@@ -232,8 +283,10 @@ def _bad_inputs(base: Path, tmp: Path, files: dict) -> list[tuple[list, str]]:
     negative = run.graph[EDGE].edge_index[:, ~run.graph[EDGE].observed][:, 0].tolist()
     (tmp / "negative.txt").write_text(f"{run.graph['user'].raw_id[negative[0]]} {run.graph['item'].raw_id[negative[1]]}\n")
     (tmp / "non_edge.txt").write_text("u0 m_unknown\n")
-    keys = set(pair_keys(run.graph[EDGE].edge_index, I).tolist())
+    keys = set().union(*(pair_keys(part[EDGE].edge_index, I).tolist() for part in (run.graph, run.val, run.test)))
     free = next(k for k in range(U * I) if k not in keys)
+    held_negative = run.val[EDGE].edge_index[:, ~run.val[EDGE].observed][:, :1]
+    _write_pairs(tmp / "heldout_negative.txt", run, held_negative.t().tolist())
     (tmp / "not_an_edge.txt").write_text(f"{run.graph['user'].raw_id[free // I]} {run.graph['item'].raw_id[free % I]}\n")
     forget = ["forget", "--run", str(base), "--method", "ifru", "--out", str(tmp / "new")]
     fit_csv = ["fit", "--data", str(files["implicit"]), "--format", "csv", "--user-col", "user", "--item-col", "item",
@@ -258,7 +311,8 @@ def _bad_inputs(base: Path, tmp: Path, files: dict) -> list[tuple[list, str]]:
         (forget + ["--users", "u1", "--option", "nonsense=1"], "nonsense"),
         (forget + ["--users", "u1", "--option", "novalue"], "KEY=VALUE"),
         (forget[:1], "the following arguments are required"),
-        (forget + ["--edges", str(tmp / "not_an_edge.txt")], "not training edges"),
+        (forget + ["--edges", str(tmp / "not_an_edge.txt")], "not interactions of"),
+        (forget + ["--edges", str(tmp / "heldout_negative.txt")], "sampled negatives"),
         (["verify", "--run", str(base), "--out", str(base / "verify.json")], "never modified"),
         (["verify", "--run", str(base)], "removed nothing"),
         (["verify", "--run", str(base), "--out", str(tmp / "no_dir" / "v.json")], "does not exist"),
@@ -289,7 +343,7 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(capsys, base, files, 
         assert fragment in err, (argv, err)
         assert not (tmp_path / "new").exists() and not (tmp_path / "n").exists(), argv
     assert digests(base) == before
-    assert len(cases) == 34  # the count reported in the issue's closing note
+    assert len(cases) == 35  # the count reported in the issue's closing note (34), and a held-out negative
 
 
 def test_a_modified_parent_is_refused(capsys, base, tmp_path):
