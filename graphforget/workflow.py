@@ -429,11 +429,16 @@ def _check_not_forgotten(run: Run, kind: str, ids: Tensor) -> None:
                              f"(see {run.path}/audit.jsonl), e.g. {_raw_pair(run.graph, first)}")
         return
     row, node = (0, "user") if kind == "users" else (1, "item")
-    left = torch.isin(ids, run.graph[EDGE].edge_index[row])
+    left = _holding(run, row, ids)
     done = torch.isin(ids, removed[row]) & ~left
     if bool(done.any()):
         names = [_plain_id(run.graph[node].raw_id[int(k)]) for k in ids[done][:10]]
         raise ValueError(f"{node}s already forgotten in this lineage (see {run.path}/audit.jsonl): {', '.join(names)}")
+
+
+def _holding(run: Run, row: int, ids: Tensor) -> Tensor:
+    """Whether the run still stores a pair of each user (``row`` 0) or item (1): a training edge or a held-out pair."""
+    return torch.stack([torch.isin(ids, part[EDGE].edge_index[row]) for part in (run.graph, run.val, run.test)]).any(0)
 
 
 def _edge_request(run: Run, pairs: Tensor) -> Tensor:
@@ -493,8 +498,8 @@ def build_request(run: Run, *, users: Sequence | None = None, items: Sequence | 
     _check_not_forgotten(run, kind, ids)
     store = run.graph[EDGE]
     edges = store.edge_index[:, torch.isin(store.edge_index[row], ids)]
-    if edges.size(1) == 0:
-        raise ValueError(f"the requested {kind} have no training edges in {run.path}")
+    if not bool(_holding(run, row, ids).any()):
+        raise ValueError(f"the requested {kind} have no training edges nor validation or test pairs in {run.path}")
     return Request(kind, ids, edges)
 
 

@@ -259,6 +259,26 @@ def test_listed_held_out_pairs_are_dropped_and_alone_keep_the_model(capsys, base
     assert line["verification"] is None and "held-out pairs only" in line["verification_error"]
 
 
+def test_a_user_left_with_held_out_pairs_only_can_still_be_forgotten(capsys, files, tmp_path):
+    run_dir = fit(capsys, files, "csv", tmp_path / "run")  # ratings: every pair is observed, none sampled
+    run = load_run(run_dir)
+    store = run.graph[EDGE]
+    user = next(u for u in range(U) if (run.val[EDGE].edge_index[0] == u).any() and (store.edge_index[0] == u).any())
+    listed = _write_pairs(tmp_path / "trained.txt", run, store.edge_index[:, store.edge_index[0] == user].t().tolist())
+    assert cli(capsys, "forget", "--run", run_dir, "--edges", listed, "--method", "ifru", "--quiet",
+               "--out", tmp_path / "a")[0] == 0
+    raw = str(run.graph["user"].raw_id[user])
+    code, out, err = cli(capsys, "forget", "--run", tmp_path / "a", "--users", raw, "--method", "ifru", "--quiet",
+                         "--out", tmp_path / "b")
+    assert code == 0, err
+    assert "forgot 0 edges (users: 1)" in out and "validation and test pairs" in out
+    child = load_run(tmp_path / "b")
+    assert not (child.val[EDGE].edge_index[0] == user).any() and not (child.test[EDGE].edge_index[0] == user).any()
+    code, _, err = cli(capsys, "forget", "--run", tmp_path / "b", "--users", raw, "--method", "ifru",
+                       "--out", tmp_path / "c")
+    assert code == 2 and "already forgotten" in err
+
+
 def test_a_stream_does_not_count_a_held_out_request_as_unlearning(base, tmp_path):
     stream = ForgetStream(tmp_path / "s", base, method="ifru", retrain_every=2)
     stream.forget(users=["u1"])
