@@ -3,6 +3,7 @@ trained the ordinary way (Adam, early stopping, no L2), where the paper's undamp
 import copy
 import functools
 import warnings
+from dataclasses import replace
 
 import pytest
 import torch
@@ -114,6 +115,16 @@ def test_failure_policy_on_a_solve_that_does_not_converge(early_stopped, policy)
     assert len(messages) == 1 and ("unchanged" if policy == "keep" else "applied anyway") in messages[0]
     assert _same(result.model, model) == (policy == "keep")
     assert result.graph[EDGE].edge_index.size(1) == graph[EDGE].edge_index.size(1) - request.size(1)
+
+
+def test_scif_names_itself_when_no_step_passes(early_stopped):
+    models, graph, request, _ = early_stopped
+    config = IFRUConfig(solver=SolverConfig(max_iter=1, tol=1e-12), trust=TrustConfig(retries=0))
+    result, messages = _unlearn(models["lightgcn"], graph, request, config, method=SCIF)
+    assert not result.info["trusted"] and len(messages) == 1 and messages[0].startswith("SCIF: the solve did not")
+    with pytest.raises(UnlearningFailed, match="^SCIF: the solve did not converge"):
+        SCIF(models["lightgcn"], graph, BCEObjective(), replace(config, trust=TrustConfig(on_failure="raise"))
+             ).unlearn(request)
 
 
 def test_rejected_steps_are_retried_with_more_damping(early_stopped):

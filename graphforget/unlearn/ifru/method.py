@@ -161,9 +161,9 @@ class IFRU(Unlearner):
         super().__init__(model, graph, objective, config, val=val)
         self._reference_paths = _reference_paths
         if self.config.contrastive and getattr(objective, "ssl_weight", 0) > 0 and not hasattr(model, "fixed_views"):
-            warn_caller(f"IFRU: the objective has a contrastive term, but {type(model).__name__} has no "
-                        "fixed_views(reference, generator) to draw its views: IFRU differentiates the BPR risk alone "
-                        "(IFRUConfig.contrastive=False says so and silences this)")
+            warn_caller(f"{type(self).__name__}: the objective has a contrastive term, but {type(model).__name__} has "
+                        f"no fixed_views(reference, generator) to draw its views: {type(self).__name__} differentiates "
+                        "the BPR risk alone (IFRUConfig.contrastive=False says so and silences this)")
 
     def _message_passing_degrees(self) -> Tensor:
         """``[U + I]`` message-passing degrees of the training graph, counted again only when its edges changed:
@@ -441,10 +441,10 @@ class IFRU(Unlearner):
         ``None``) applied anyway, or ``unchanged`` (the trained rows or model)."""
         policy = self.config.trust.on_failure
         if policy == "raise":
-            raise UnlearningFailed(f"IFRU: {reason}")
+            raise UnlearningFailed(f"{type(self).__name__}: {reason}")
         applied = policy == "apply" and candidate is not None
         outcome = "the step was applied anyway" if applied else "the model is returned unchanged"
-        warn_caller(f"IFRU: {reason}; {outcome} (info['trusted'] is False)")
+        warn_caller(f"{type(self).__name__}: {reason}; {outcome} (info['trusted'] is False)")
         return candidate if applied else unchanged
 
     def _newton_plan(self, target: TiltedObjective, ratio: float, gradient_norm: float) -> NewtonPlan:
@@ -474,8 +474,8 @@ class IFRU(Unlearner):
         if plan.tilted or float(target(phi)) <= float(target(first)):
             return phi
         outcome["newton_discarded"] = True
-        warn_caller("IFRU: the Newton steps raised the tilted objective (the model is far from a stationary point "
-                    "of its objective): only the first step is kept")
+        warn_caller(f"{type(self).__name__}: the Newton steps raised the tilted objective (the model is far from a "
+                    "stationary point of its objective): only the first step is kept")
         return first
 
     def _newton_steps(self, call: _Call, phi: Tensor, target: TiltedObjective, solves: list,
