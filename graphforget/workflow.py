@@ -450,13 +450,14 @@ def _edge_request(run: Run, pairs: Tensor) -> Tensor:
     """
     count = num_items(run.graph)
     wanted = pair_keys(pairs, count)
-    known, negative = torch.zeros_like(wanted, dtype=torch.bool), torch.zeros_like(wanted, dtype=torch.bool)
+    found, negative = [], torch.zeros_like(wanted, dtype=torch.bool)
     for part in (run.graph, run.val, run.test):
         store = part[EDGE]
         keys = pair_keys(store.edge_index, count)
-        known |= torch.isin(wanted, keys)
+        found.append(torch.isin(wanted, keys))
         if "observed" in store:
             negative |= torch.isin(wanted, keys[~store.observed])
+    trained, known = found[0], torch.stack(found).any(0)
     if not bool(known.all()):
         first = pairs[:, (~known).nonzero()[0, 0]].tolist()
         raise ValueError(f"{int((~known).sum())} of the listed pairs are not interactions of {run.path} (neither "
@@ -465,7 +466,7 @@ def _edge_request(run: Run, pairs: Tensor) -> Tensor:
         first = pairs[:, negative.nonzero()[0, 0]].tolist()
         raise ValueError(f"{int(negative.sum())} of the listed pairs are sampled negatives, not interactions, "
                          f"e.g. {_raw_pair(run.graph, first)}: list observed interactions only")
-    return pairs[:, torch.isin(wanted, pair_keys(run.graph[EDGE].edge_index, count))]
+    return pairs[:, trained]
 
 
 def build_request(run: Run, *, users: Sequence | None = None, items: Sequence | None = None,
@@ -578,7 +579,7 @@ def _unlearn(parent: Run, method: str, config, request: Request, val: HeteroData
     """Runs the method (``fit()`` first where it needs it): ``(result, fit_seconds)``. A request of held-out
     pairs only removes nothing the model was trained on: the model is kept, no method runs."""
     if request.edges.size(1) == 0:
-        return UnlearnResult(copy.deepcopy(parent.model), parent.graph, 0.0, {"empty": True}), 0.0
+        return UnlearnResult(copy.deepcopy(parent.model), parent.graph.clone(), 0.0, {"empty": True}), 0.0
     dev = torch.device(device)
     objective = Hyperparameters(**parent.info["hparams"]).objective()
     unlearner = METHODS[method](parent.model.to(dev), parent.graph.to(dev), objective, config, val=val.to(dev))
