@@ -779,7 +779,8 @@ def verify_run(run: str | os.PathLike, *, retrain: bool = False, seed: int | Non
     chain = lineage(run)
     current = load_run(chain[-1])
     if current.removed.size(1) == 0:
-        raise ValueError(f"{run} removed nothing (a fit run): verify a run made by forget")
+        raise ValueError(f"{run} removed nothing from its training graph (a fit run, or a lineage of held-out pairs "
+                         "only): verify a run whose lineage removed training edges")
     root = load_run(chain[0])
     seed = current.info["seed"] if seed is None else seed
     reference, seconds = _retrain_reference(root, current, seed, device, progress) if retrain else (None, None)

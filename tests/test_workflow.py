@@ -257,6 +257,13 @@ def test_listed_held_out_pairs_are_dropped_and_alone_keep_the_model(capsys, base
     line = audit_lines(tmp_path / "held")[-1]
     assert line["request"]["edges"] == 0 and line["request"]["heldout_pairs"] == 1 and line["fit_seconds"] == 0
     assert line["verification"] is None and "held-out pairs only" in line["verification_error"]
+    code, _, err = cli(capsys, "verify", "--run", tmp_path / "held")  # the lineage's first request removed 2 edges
+    assert code == 0, err
+    code, _, err = cli(capsys, "forget", "--run", base, "--edges", _write_pairs(tmp_path / "v.txt", parent, val),
+                       "--method", "ifru", "--quiet", "--out", tmp_path / "only_held")
+    assert code == 0, err
+    code, _, err = cli(capsys, "verify", "--run", tmp_path / "only_held")
+    assert code == 2 and "removed nothing from its training graph" in err
 
 
 def test_a_user_left_with_held_out_pairs_only_can_still_be_forgotten(capsys, files, tmp_path):
