@@ -57,19 +57,21 @@ def seeded(seed: Any, device: torch.device | str | None = None) -> torch.Generat
     return (torch.Generator() if device is None else torch.Generator(device)).manual_seed(int(seed))
 
 
-def check_fields(config: Any, rules: dict[str, tuple[bool, str]]) -> None:
+def check_fields(config: Any, rules: dict[str, tuple[bool, str]], path: str | None = None) -> None:
     """Raises ``ValueError("Cls.field: <requirement> (got <value>)")`` for the first rule that fails.
 
     Args:
         config: the config (its class names the error).
         rules: ``{field: (holds, "what the value must be")}``; a dotted field names a nested value.
+        path: names the error instead of the class, for a config nested in another
+            (``IFRUConfig.solver.tol: ...``).
     """
     for name, (holds, requirement) in rules.items():
         if not holds:
             value = config
             for part in name.split("."):
                 value = getattr(value, part, None)
-            raise ValueError(f"{type(config).__name__}.{name}: {requirement} (got {value!r})")
+            raise ValueError(f"{path or type(config).__name__}.{name}: {requirement} (got {value!r})")
 
 
 def check_types(config: Any, check: Callable[[Any, dict[str, tuple[bool, str]]], None] = check_fields) -> None:

@@ -54,13 +54,13 @@ def _float_fields(cls) -> list[str]:
                                                   "(got 2.0)"),
     (lambda: UnlearnRecConfig(request_ratio=(0.1,)), "UnlearnRecConfig.request_ratio: must be a tuple[float, float]"),
     (lambda: UnlearnRecConfig(finetune_lr="1e-3"), "UnlearnRecConfig.finetune_lr: must be a float or None"),
-    (lambda: SolverConfig(damping="autox"), "IFRUConfig.solver.damping: must be a float or 'auto', got 'autox'"),
-    (lambda: SolverConfig(tol=float("nan")), "IFRUConfig.solver.tol: must be finite, got nan"),
-    (lambda: NewtonConfig(steps="3"), "IFRUConfig.newton.steps: must be an int or 'auto', got '3'"),
-    (lambda: TrustConfig(retries=1.0), "IFRUConfig.trust.retries: must be an int, got 1.0"),
-    (lambda: IFRUConfig(prune=(0.5, "1")), "IFRUConfig.prune: must be a tuple[float, ...] or None, got (0.5, '1')"),
-    (lambda: IFRUConfig(hops=1.0), "IFRUConfig.hops: must be an int or None, got 1.0"),
-    (lambda: IFRUConfig(prune=(1.0, math.nan)), "IFRUConfig.prune: must be finite, got (1.0, nan)"),
+    (lambda: SolverConfig(damping="autox"), "IFRUConfig.solver.damping: must be a float or 'auto' (got 'autox')"),
+    (lambda: SolverConfig(tol=float("nan")), "IFRUConfig.solver.tol: must be finite (got nan)"),
+    (lambda: NewtonConfig(steps="3"), "IFRUConfig.newton.steps: must be an int or 'auto' (got '3')"),
+    (lambda: TrustConfig(retries=1.0), "IFRUConfig.trust.retries: must be an int (got 1.0)"),
+    (lambda: IFRUConfig(prune=(0.5, "1")), "IFRUConfig.prune: must be a tuple[float, ...] or None (got (0.5, '1'))"),
+    (lambda: IFRUConfig(hops=1.0), "IFRUConfig.hops: must be an int or None (got 1.0)"),
+    (lambda: IFRUConfig(prune=(1.0, math.nan)), "IFRUConfig.prune: must be finite (got (1.0, nan))"),
 ])
 def test_a_wrong_type_is_a_value_error_naming_the_field(make, message):
     with pytest.raises(ValueError, match=re.escape(message)):

@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ...config import check_types
+from ...config import check_fields, check_types
 from ...influence import SOLVERS
 
 CURVATURES = ("exact", "gauss_newton", "mf_surrogate")
@@ -16,21 +16,10 @@ CURVATURE_OF = ("original", "remaining")
 ON_FAILURE = ("keep", "raise", "apply")
 
 
-def _check(path: str, config, rules: dict[str, tuple[bool, str]], choices: dict[str, tuple] | None = None) -> None:
-    """Raises ``ValueError("<path>.<field>: <requirement>, got <value>")`` for the first rule that fails, or
-    ``ValueError("<path>.<field>: unknown value <value>; known: ...")`` for a value outside its choices."""
-    for name, known in (choices or {}).items():
-        if getattr(config, name) not in known:
-            raise ValueError(f"{path}.{name}: unknown value {getattr(config, name)!r}; known: {', '.join(known)}")
-    for name, (holds, requirement) in rules.items():
-        if not holds:
-            raise ValueError(f"{path}.{name}: {requirement}, got {getattr(config, name)!r}")
-
-
 def _check_types(path: str, config) -> None:
-    """:func:`~graphforget.config.check_types` with the messages of :func:`_check` (``<path>.<field>: must be
-    an int, got 2.5``); it also builds a nested config given as a dict of its fields."""
-    check_types(config, check=functools.partial(_check, path))
+    """:func:`~graphforget.config.check_types` with errors named by ``path`` (``IFRUConfig.solver.max_iter: must be
+    an int (got 2.5)``); it also builds a nested config given as a dict of its fields."""
+    check_types(config, check=functools.partial(check_fields, path=path))
 
 
 @dataclass
@@ -62,13 +51,14 @@ class SolverConfig:
 
     def __post_init__(self):
         _check_types("IFRUConfig.solver", self)
-        _check("IFRUConfig.solver", self, {
+        check_fields(self, {
+            "name": (self.name in SOLVERS, f"one of {', '.join(SOLVERS)}"),
             "damping": (self.damping == "auto" or self.damping >= 0, "must be 'auto' or a number >= 0"),
             "relative_damping": (self.relative_damping >= 0, "must be >= 0"),
             "tol": (self.tol > 0, "must be > 0"),
             "max_iter": (self.max_iter >= 1, "must be an integer >= 1"),
             "lr": (self.lr > 0, "must be > 0"),
-        }, choices={"name": tuple(SOLVERS)})
+        }, "IFRUConfig.solver")
 
     def options(self) -> dict:
         """The keyword arguments of :func:`~graphforget.influence.solve` (``lr`` only for Adam)."""
@@ -113,10 +103,10 @@ class NewtonConfig:
 
     def __post_init__(self):
         _check_types("IFRUConfig.newton", self)
-        _check("IFRUConfig.newton", self, {
+        check_fields(self, {
             "steps": (self.steps == "auto" or self.steps >= 1, "must be 'auto' or an integer >= 1"),
             "anderson": (self.anderson >= 0, "must be an integer >= 0"),
-        })
+        }, "IFRUConfig.newton")
 
 
 @dataclass
@@ -148,11 +138,12 @@ class TrustConfig:
 
     def __post_init__(self):
         _check_types("IFRUConfig.trust", self)
-        _check("IFRUConfig.trust", self, {
+        check_fields(self, {
+            "on_failure": (self.on_failure in ON_FAILURE, f"one of {', '.join(ON_FAILURE)}"),
             "min_ratio": (self.min_ratio >= 0, "must be >= 0"),
             "retries": (self.retries >= 0, "must be an integer >= 0"),
             "max_val_auc_drop": (self.max_val_auc_drop is None or self.max_val_auc_drop > 0, "must be None or > 0"),
-        }, choices={"on_failure": ON_FAILURE})
+        }, "IFRUConfig.trust")
 
 
 @dataclass
@@ -225,10 +216,12 @@ class IFRUConfig:
 
     def __post_init__(self):
         _check_types("IFRUConfig", self)  # builds a group given as a dict
-        _check("IFRUConfig", self, {
+        check_fields(self, {
+            "curvature": (self.curvature in CURVATURES, f"one of {', '.join(CURVATURES)}"),
+            "curvature_of": (self.curvature_of in CURVATURE_OF, f"one of {', '.join(CURVATURE_OF)}"),
             "prune": (self.prune is None or all(0 <= a <= 1 for a in self.prune), "must be None or ratios in [0, 1]"),
             "hops": (self.hops is None or self.hops >= 0, "must be None or an integer >= 0"),
-        }, choices={"curvature": CURVATURES, "curvature_of": CURVATURE_OF})
+        })
 
     @classmethod
     def paper(cls, **changes) -> "IFRUConfig":
