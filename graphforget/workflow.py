@@ -671,13 +671,10 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
            allow_untrusted: bool = False, device: str = "cpu", progress: bool = False) -> ForgetResult:
     """Forgets users, items or edges of a run and publishes the result as a new run at ``out``.
 
-    The request is checked against the lineage's removed edges first (a repeat is refused). A user's
-    (item's) request holds all its training edges, sampled negatives included; listed ``edges`` must be
-    observed interactions, training edges or held-out pairs. The method runs (``fit()`` first where needed);
-    its remaining graph must be exactly the parent's minus the request; the model is verified
-    (:func:`~graphforget.verify.verify_forgetting`) and published with its lineage and audit line. Held-out
-    pairs of forgotten users or items, and listed held-out pairs, are dropped (a request of held-out pairs only
-    keeps the model: no method runs).
+    A repeat of what the lineage removed is refused. A user's (item's) request holds its training edges,
+    sampled negatives included, and its held-out pairs; listed ``edges`` are observed interactions. The method
+    unlearns the training edges (none: the model is kept); the held-out pairs are dropped. The result is
+    checked, verified (:func:`~graphforget.verify.verify_forgetting`) and published with its lineage and audit line.
 
     Args:
         run: the parent run (a directory or a loaded :class:`~graphforget.runs.Run`); never modified.
