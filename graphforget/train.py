@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from .clock import Stopwatch
 from .config import check_fields, check_types
 from .data.adjacency import hold_graph
-from .data.interactions import EDGE, check_interactions, check_model_fits
+from .data.interactions import EDGE, check_interactions, check_model_fits, check_pair_ids, check_pair_tensor
 from .distributed import data_parallel_loss, summed_across_ranks
 from .metrics import auc_standard_error, evaluate_auc
 from .objectives import BCEObjective, Objective
@@ -198,12 +198,18 @@ def check_val(model: torch.nn.Module, val: HeteroData) -> None:
     """The validation pairs fit the model and hold both classes (the AUC is undefined without one).
 
     Raises:
-        ValueError: naming what is wrong (node counts, labels, a single class).
+        ValueError: naming what is wrong (node counts, the pairs' shape, dtype or ids, labels, no pair, a single
+            class).
     """
     check_model_fits(model, val, "val")
+    pairs = val[EDGE].edge_index
+    check_pair_tensor(pairs, "val's edge_index", "P")
+    check_pair_ids(pairs, val, "val")
     labels = val[EDGE].get("edge_label")
-    if labels is None or labels.shape != (val[EDGE].edge_index.size(1),):
+    if labels is None or labels.shape != (pairs.size(1),):
         raise ValueError("val needs an edge_label per pair (1: an interaction, 0: a non-interaction)")
+    if labels.numel() == 0:
+        raise ValueError("val holds no pairs: pass validation pairs labelled 1 and 0, or val=None")
     positives = int((labels == 1).sum())
     if positives + int((labels == 0).sum()) != labels.numel():
         raise ValueError("val's edge_label must be 0 or 1")

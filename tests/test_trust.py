@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from graphforget import BCEObjective, TrainConfig, train
-from graphforget.data import (EDGE, attack_flip, make_interactions, pairs_with_data, planted_communities, random_split,
-                              without_edges)
+from graphforget.data import (EDGE, attack_flip, edge_subgraph, make_interactions, pairs_with_data,
+                              planted_communities, random_split, without_edges)
 from graphforget.influence import SolveResult, solvers
 from graphforget.metrics import auc_standard_error, evaluate_auc
 from graphforget.models import MF, LightGCN
@@ -199,6 +199,19 @@ def test_every_method_checks_its_validation_pairs_when_built(early_stopped):
             method(models["mf"], graph, BCEObjective(), val=too_big)
         with pytest.raises(ValueError, match="val holds only pairs labelled 1"):
             method(models["mf"], graph, BCEObjective(), val=positives)
+        for bad, message in _bad_validation_pairs(split.val):
+            with pytest.raises(ValueError, match=message):  # before: IndexError in IFRU, accepted by FineTune
+                method(models["mf"], graph, BCEObjective(), val=bad)
+
+
+def _bad_validation_pairs(val):
+    """(val, expected error) for an unknown user id, float ids and no pair at all."""
+    unknown, floats = val.clone(), val.clone()
+    unknown[EDGE].edge_index[0, 3] = U
+    floats[EDGE].edge_index = floats[EDGE].edge_index.float()
+    empty = edge_subgraph(val, torch.zeros(0, dtype=torch.long))
+    return [(unknown, rf"val holds 1 pairs with unknown ids, the first \({U}, \d+\) at position 3"),
+            (floats, "val's edge_index holds integer"), (empty, "val holds no pairs")]
 
 
 def test_the_finiteness_check_names_exactly_the_non_finite_parameters():
