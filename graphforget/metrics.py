@@ -8,7 +8,7 @@ from torch_geometric.metrics import LinkPredNDCG, LinkPredRecall
 
 from .config import is_integer
 from .data.interactions import (EDGE, check_model_fits, check_pair_ids, check_pair_tensor, message_passing_edges,
-                                num_items, num_users)
+                                num_items, num_users, validate_pairs)
 
 __all__ = ["auc", "auc_standard_error", "auc_groups", "completeness", "evaluate_auc", "recall_ndcg_at_k",
            "mean_probability", "mi_bf", "mi_ng", "prediction_distance", "parameter_distance"]
@@ -106,9 +106,11 @@ def evaluate_auc(model, graph: HeteroData, test: HeteroData, request: Tensor | N
     """AUC_0/1/2 of ``model`` run on its training ``graph``, on the labelled pairs of ``test``.
 
     Raises:
-        ValueError: the model's tables or the test pairs' ids do not fit the graph.
+        ValueError: the model's tables or the test pairs' ids do not fit the graph, or ``request`` is not a
+            ``[2, R]`` tensor of distinct (user, item) pairs of the graph's node ranges.
     """
     labels = _test_labels(test)
+    request = None if request is None else validate_pairs(graph, request)
     was_training = model.training
     model.eval()
     edges = test[EDGE].edge_index.to(graph[EDGE].edge_index.device)

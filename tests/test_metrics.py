@@ -97,6 +97,9 @@ def test_evaluate_auc_scores_the_model_on_its_graph():
     assert model.training  # mode restored
     flipped = make_interactions(test[EDGE].edge_index, 1 - test[EDGE].edge_label, 2, 3)
     assert evaluate_auc(model, train, flipped)["auc_0"] == 0.0
+    # A request outside the graph's ranges selected AUC_1's and AUC_2's pairs by ids no pair has, without a word.
+    with pytest.raises(ValueError, match=r"request holds 1 pairs with unknown ids, the first \(2, 0\)"):
+        evaluate_auc(model, train, test, request=torch.tensor([[2], [0]]))
 
 
 def test_completeness():
