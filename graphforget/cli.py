@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -31,7 +30,7 @@ import torch
 from . import __version__
 from .data import EDGE, find_data_root, remove_edges
 from .config import describe
-from .io import atomic_write, to_jsonable, write_json
+from .io import atomic_write, tensors_sha256, to_jsonable, write_json
 from .metrics import auc_standard_error, evaluate_auc
 from .models import MODELS, load_model, save_model
 from .presets import TRAININGS, Hyperparameters, default_hparams
@@ -100,10 +99,7 @@ def _device(text: str) -> str:
 
 def _fingerprint(data: AttackData) -> str:
     """A hash of the attacked training graph and the request: rebuilt data must match it exactly."""
-    digest = hashlib.sha256()
-    for tensor in (data.train[EDGE].edge_index, data.train[EDGE].edge_label, data.request):
-        digest.update(tensor.contiguous().cpu().numpy().tobytes())
-    return digest.hexdigest()[:16]
+    return tensors_sha256(data.train[EDGE].edge_index, data.train[EDGE].edge_label, data.request)[:16]
 
 
 def _data_root(dataset: str, root) -> str | None:
@@ -297,16 +293,16 @@ def cmd_unlearn(args) -> int:
         raise UsageError(f"graphforget: error: no encoder file {args.encoder} "
                          f"(make one with `graphforget pretrain-encoder`)")
     unlearner, model, checkpoint, data = _run_unlearner(args, args.method, options)
+    if args.encoder:
+        if not hasattr(unlearner, "load_encoder"):
+            raise UsageError(f"graphforget: error: --encoder is for unlearnrec, not {args.method}")
+        _load_encoder(unlearner, args.encoder)
     run = checkpoint["run"]
     graph, test, request = unlearner.graph, data.split.test.to(args.device), data.request.to(args.device)
     print(f"{args.method}{'' if not options else ' ' + json.dumps(to_jsonable(options))}: "
           f"unlearning {request.size(1)} edges ({data.source})")
     metrics = {"method": args.method, "options": options, "config": asdict(unlearner.config)}
-    if args.encoder:
-        if not hasattr(unlearner, "load_encoder"):
-            raise UsageError(f"graphforget: error: --encoder is for unlearnrec, not {args.method}")
-        _load_encoder(unlearner, args.encoder)
-    elif unlearner.needs_fit:  # sharded methods train their ensemble first
+    if not args.encoder and unlearner.needs_fit:  # sharded methods train their ensemble first
         metrics["fit_seconds"] = unlearner.fit().fit_seconds
     result = unlearner.unlearn(request)
     metrics.update(evaluate_auc(result.model, result.graph, test, request))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -70,6 +71,14 @@ def fsync_directory(directory: str | os.PathLike) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def tensors_sha256(*tensors: torch.Tensor) -> str:
+    """The sha256 of the tensors' bytes, in order (contiguous, on the CPU): a fingerprint of the data they hold."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        digest.update(tensor.detach().contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def to_jsonable(value: Any) -> Any:

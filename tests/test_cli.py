@@ -171,6 +171,10 @@ def test_pretrained_encoder_is_reused_by_unlearn(trained_run, capsys, tmp_path):
     code, _, err = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "ifru", "--encoder",
                            str(tmp_path / "enc" / "encoder.pt"), "--out", str(tmp_path / "c"))
     assert code == 2 and "--encoder is for unlearnrec" in err
+    code, out, err = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "unlearnrec", "--encoder",
+                             str(tmp_path / "enc" / "encoder.pt"), "--out", str(tmp_path / "d"))
+    assert code == 2 and "pre-trained with other options (pretrain_epochs=1, here 10)" in err and not out
+    assert not (tmp_path / "d").exists()
 
 
 def test_unlearn_says_whether_the_method_trusted_its_result(capsys, tmp_path, trained_run):

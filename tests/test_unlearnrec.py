@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from graphforget.data import EDGE, adversarial_edges, make_interactions, planted_communities, random_edges, user_edges
+from graphforget.data import (EDGE, adversarial_edges, make_interactions, planted_communities, random_edges, user_edges,
+                              without_edges)
 from graphforget.metrics import auc_standard_error, evaluate_auc, mi_bf, mi_ng, recall_ndcg_at_k
 from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN, SimGCL
 from graphforget.objectives import BPRObjective
@@ -348,6 +349,32 @@ def test_load_encoder_rejects_truncated_and_foreign_files(trained, tmp_path):
     assert not unlearner.fitted
     unlearner.load_encoder(tmp_path / "good.pt")
     assert unlearner.fitted
+
+
+def test_an_encoder_loads_only_for_the_model_graph_and_options_it_was_pretrained_for(trained, tmp_path):
+    model, graph, objective = trained
+    UnlearnRec(model, graph, objective, quick_config(tau=5.0)).save_encoder(tmp_path / "encoder.pt")
+    other_model = copy.deepcopy(model)
+    with torch.no_grad():
+        next(other_model.parameters())[0, 0] += 1e-6
+    other_graph = without_edges(graph, graph[EDGE].edge_index[:, :1])[0]
+    for unlearner, message in [(UnlearnRec(other_model, graph, objective, quick_config(tau=5.0)), "another model"),
+                               (UnlearnRec(model, other_graph, objective, quick_config(tau=5.0)), "another graph"),
+                               (UnlearnRec(model, graph, objective, quick_config()),
+                                r"other options \(tau=5.0, here 10.0\)")]:
+        with pytest.raises(ValueError, match=message):
+            unlearner.load_encoder(tmp_path / "encoder.pt")
+        assert not unlearner.fitted
+    # What only answering a request reads, and the seed, may differ.
+    answering = UnlearnRec(model, graph, objective, quick_config(tau=5.0, finetune_epochs=1, seed=3,
+                                                                 max_loss_increase=None))
+    answering.load_encoder(tmp_path / "encoder.pt")
+    assert answering.fitted
+    legacy = torch.load(tmp_path / "encoder.pt", weights_only=True)
+    del legacy["pretrained_for"]
+    torch.save(legacy, tmp_path / "legacy.pt")
+    with pytest.warns(RuntimeWarning, match="does not say what it was pre-trained for"):
+        UnlearnRec(model, graph, objective, quick_config()).load_encoder(tmp_path / "legacy.pt")
 
 
 @pytest.mark.parametrize("backbone", ["mf", "sgl", "simgcl"])

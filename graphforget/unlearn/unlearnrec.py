@@ -48,7 +48,7 @@ from ..data.interactions import EDGE, bipartite_to_homogeneous, num_items, num_u
     without_edges
 from ..clock import Stopwatch
 from ..config import check_fields, check_types
-from ..io import atomic_write
+from ..io import atomic_write, tensors_sha256
 from ..models.base import Recommender
 from ..models.propagation import layer_sum
 from ..models.sgl import info_nce
@@ -60,6 +60,12 @@ from .registry import register
 __all__ = ["UnlearnRec", "UnlearnRecConfig", "InfluenceEncoder", "influence_dependency_matrix"]
 
 log = logging.getLogger(__name__)
+
+
+#: The options of :class:`UnlearnRecConfig` that a loaded encoder need not share with the unlearner: those that only
+#: answering a request reads, and the seed (of its batches; pre-training's simulated requests are done). The others
+#: shape pre-training.
+ENCODER_FREE_OPTIONS = ("finetune_epochs", "finetune_lr", "max_loss_increase", "max_val_auc_drop", "seed")
 
 
 @dataclass
@@ -422,21 +428,31 @@ class UnlearnRec(Unlearner):
 
     # ------------------------------------------------------------------------------------ pre-training
     def save_encoder(self, path) -> None:
-        """Writes the pre-trained encoder's state (loadable with :meth:`load_encoder`, ``weights_only``).
+        """Writes the pre-trained encoder's state (loadable with :meth:`load_encoder`, ``weights_only``), with
+        what it was pre-trained for (:meth:`_pretrained_for`).
 
         The write is atomic (:func:`~graphforget.io.atomic_write`): an interrupted save leaves a previous
         file at ``path`` intact.
         """
-        state = {"encoder": self.encoder.state_dict(),
+        state = {"encoder": self.encoder.state_dict(), "pretrained_for": self._pretrained_for(),
                  "fit_info": {k: v for k, v in self.fit_info.items() if k != "history"}}
         atomic_write(path, lambda handle: torch.save(state, handle))
 
+    def _pretrained_for(self) -> dict:
+        """The backbone's parameters and the training graph (their sha256) and the options that pre-training reads:
+        an encoder learns the influence of requests on this model, and means nothing for another."""
+        store = self.graph[EDGE]
+        options = {k: v for k, v in asdict(self.config).items() if k not in ENCODER_FREE_OPTIONS}
+        return {"model_sha256": tensors_sha256(*self.model.state_dict().values()),
+                "graph_sha256": tensors_sha256(store.edge_index, store.edge_label), "options": options}
+
     def load_encoder(self, path) -> None:
-        """Loads an encoder written by :meth:`save_encoder` for the same model and graph sizes; marks it fitted.
+        """Loads an encoder written by :meth:`save_encoder` for this model, graph and pre-training options; marks it
+        fitted.
 
         Raises:
-            ValueError: ``path`` is not a readable torch file (truncated, foreign) or holds no encoder
-                for this model and graph.
+            ValueError: ``path`` is not a readable torch file (truncated, foreign), holds no encoder for this
+                model and graph, or was pre-trained for another model, graph or options.
         """
         try:
             state = torch.load(path, map_location=self.graph[EDGE].edge_index.device, weights_only=True)
@@ -446,11 +462,30 @@ class UnlearnRec(Unlearner):
                              f"{type(error).__name__}{': ' + detail if detail else ''}") from error
         if not isinstance(state, dict) or not isinstance(state.get("encoder"), dict):
             raise ValueError(f"{path} was not written by UnlearnRec.save_encoder (no encoder state)")
+        self._check_pretrained_for(path, state.get("pretrained_for"))
         try:
             self.encoder.load_state_dict(state["encoder"])
         except (RuntimeError, KeyError) as error:
             raise ValueError(f"{path} does not hold an encoder for this model and graph: {error}") from error
         self.fitted, self.fit_info = True, dict(state.get("fit_info", {}))
+
+    def _check_pretrained_for(self, path, stored: dict | None) -> None:
+        """Refuses an encoder pre-trained for another model, graph or options; warns for a file from before
+        encoders recorded it."""
+        if stored is None:
+            warn_caller(f"UnlearnRec: {path} does not say what it was pre-trained for (an older file): it cannot be "
+                        "checked against this model and graph")
+            return
+        expected = self._pretrained_for()
+        other = [name for name in ("model", "graph") if stored.get(f"{name}_sha256") != expected[f"{name}_sha256"]]
+        if other:
+            raise ValueError(f"{path} was pre-trained for another {' and '.join(other)} (its sha256 differs): "
+                             "pre-train an encoder for this one (graphforget pretrain-encoder)")
+        options = stored.get("options", {})
+        changed = [f"{k}={options.get(k)!r}, here {v!r}" for k, v in expected["options"].items() if options.get(k) != v]
+        if changed:
+            raise ValueError(f"{path} was pre-trained with other options ({'; '.join(changed)}): use its options, "
+                             "or pre-train again with these")
 
     def _fit(self) -> dict:
         """Pre-trains :math:`\\mathbf{H}^{(0)}` and :math:`\\boldsymbol\\eta` on simulated requests (backbone
