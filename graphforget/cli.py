@@ -197,7 +197,9 @@ def _load_run(run: str, device: str):
         raise UsageError(f"graphforget: error: cannot read {path}: {type(error).__name__}: {error}") from error
     info = checkpoint.get("run")
     if not isinstance(info, dict):
-        raise UsageError(f"graphforget: error: {path} was not written by `graphforget train` (no run information)")
+        hint = (": it is a run of your own data (`fit`/`forget`), which `graphforget verify --run` reads"
+                if (path.parent / "run.json").is_file() else " (no run information)")
+        raise UsageError(f"graphforget: error: {path} was not written by `graphforget train`{hint}")
     data = prepare_attack_data(info["dataset"], info["root"], info["attack_ratio"], info["seed"],
                                synthetic_fallback=False)
     if _fingerprint(data) != info["fingerprint"]:

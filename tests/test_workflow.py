@@ -342,6 +342,7 @@ def _bad_inputs(base: Path, tmp: Path, files: dict) -> list[tuple[list, str]]:
         (forget + ["--edges", str(tmp / "heldout_negative.txt")], "sampled negatives"),
         (["verify", "--run", str(base), "--out", str(base / "verify.json")], "never modified"),
         (["verify", "--run", str(base)], "removed nothing"),
+        (["evaluate", "--run", str(base)], "a run of your own data (`fit`/`forget`), which `graphforget verify"),
         (["verify", "--run", str(base), "--out", str(tmp / "no_dir" / "v.json")], "does not exist"),
         (fit_csv, "implicit feedback only"),
         (fit_csv[:-2] + ["--label-col", "rating", "--out", str(tmp / "n")], "columns ['rating'] not in"),
@@ -370,7 +371,7 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(capsys, base, files, 
         assert fragment in err, (argv, err)
         assert not (tmp_path / "new").exists() and not (tmp_path / "n").exists(), argv
     assert digests(base) == before
-    assert len(cases) == 35  # the count reported in the closing note (34), and a held-out negative
+    assert len(cases) == 36  # the closing note's 34, a held-out negative and `evaluate` on a fit run
 
 
 def test_a_modified_parent_is_refused(capsys, base, tmp_path):
