@@ -411,27 +411,30 @@ def _plain_id(value) -> str:
     return str(value.item() if hasattr(value, "item") else value)
 
 
-def _check_not_forgotten(run: Run, kind: str, ids: Tensor) -> None:
-    """Refuses a request that repeats what the lineage already removed (checked before anything else).
+def _check_edges_not_forgotten(run: Run, pairs: Tensor) -> None:
+    """Refuses listed edges that the lineage already removed (checked before anything else).
 
     Raises:
-        ValueError: naming the users or items already forgotten, or the edges already removed.
+        ValueError: naming the edges already removed.
     """
-    removed = run.removed
-    if removed.size(1) == 0:
-        return
-    if kind == "edges":
-        count = num_items(run.graph)
-        again = torch.isin(pair_keys(ids, count), pair_keys(removed, count))
-        if bool(again.any()):
-            first = ids[:, again.nonzero()[0, 0]].tolist()
-            raise ValueError(f"{int(again.sum())} of the requested edges were already forgotten in this lineage "
-                             f"(see {run.path}/audit.jsonl), e.g. {_raw_pair(run.graph, first)}")
-        return
-    row, node = (0, "user") if kind == "users" else (1, "item")
-    left = _holding(run, row, ids)
-    done = torch.isin(ids, removed[row]) & ~left
+    removed, count = run.removed, num_items(run.graph)
+    again = torch.isin(pair_keys(pairs, count), pair_keys(removed, count))
+    if bool(again.any()):
+        first = pairs[:, again.nonzero()[0, 0]].tolist()
+        raise ValueError(f"{int(again.sum())} of the requested edges were already forgotten in this lineage "
+                         f"(see {run.path}/audit.jsonl), e.g. {_raw_pair(run.graph, first)}")
+
+
+def _check_nodes_not_forgotten(run: Run, row: int, ids: Tensor, left: Tensor) -> None:
+    """Refuses users (``row`` 0) or items (1) that the lineage forgot: it removed their edges and the run stores no
+    pair of theirs (``left``, from :func:`_holding`).
+
+    Raises:
+        ValueError: naming the users or items already forgotten.
+    """
+    done = torch.isin(ids, run.removed[row]) & ~left
     if bool(done.any()):
+        node = ("user", "item")[row]
         names = [_plain_id(run.graph[node].raw_id[int(k)]) for k in ids[done][:10]]
         raise ValueError(f"{node}s already forgotten in this lineage (see {run.path}/audit.jsonl): {', '.join(names)}")
 
@@ -492,14 +495,15 @@ def build_request(run: Run, *, users: Sequence | None = None, items: Sequence | 
                              for k, node in enumerate(("user", "item"))])
         pairs = torch.unique(pair_keys(pairs, num_items(run.graph)))  # a pair listed twice is one request
         ids = torch.stack([pairs // num_items(run.graph), pairs % num_items(run.graph)])
-        _check_not_forgotten(run, kind, ids)
+        _check_edges_not_forgotten(run, ids)
         return Request(kind, ids, _edge_request(run, ids))
     row, node = (0, "user") if kind == "users" else (1, "item")
     ids = _local_nodes(run.graph, node, values, local_ids).unique()
-    _check_not_forgotten(run, kind, ids)
+    left = _holding(run, row, ids)
+    _check_nodes_not_forgotten(run, row, ids, left)
     store = run.graph[EDGE]
     edges = store.edge_index[:, torch.isin(store.edge_index[row], ids)]
-    if not bool(_holding(run, row, ids).any()):
+    if not bool(left.any()):
         raise ValueError(f"the requested {kind} have no training edges nor validation or test pairs in {run.path}")
     return Request(kind, ids, edges)
 
