@@ -1,12 +1,15 @@
 """Evaluation metrics, all vectorised: AUC_0/1/2, completeness, Recall/NDCG@K, MI-BF/MI-NG, distances."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.metrics import LinkPredNDCG, LinkPredRecall
 
 from .config import is_integer
+from .models.base import Recommender
 from .data.interactions import (EDGE, check_model_fits, check_pair_ids, check_pair_tensor, message_passing_edges,
                                 num_items, num_users, validate_pairs)
 
@@ -134,12 +137,24 @@ def completeness(method: float, original: float, retrain: float) -> float:
     return float("nan") if gap == 0 else (method - original) / gap
 
 
+def _all_item_scores(model, graph: HeteroData) -> Callable[[Tensor], Tensor]:
+    """``users -> [B, I]`` scores of every item: ``embed``'s dot products, ``embed`` computed once, where
+    ``score_all`` is those (Recommender's); else the model's own ``score_all`` (a model that scores pairs
+    by another function than the dot product of its embeddings, a mean-aggregated shard ensemble)."""
+    if getattr(type(model), "score_all", Recommender.score_all) is Recommender.score_all:
+        user, item = (_finite(table) for table in model.embed(graph))
+        return lambda users: user[users] @ item.t()
+    return lambda users: _finite(model.score_all(graph, users))
+
+
 @torch.no_grad()
 def recall_ndcg_at_k(model, graph: HeteroData, test: HeteroData, k: int = 20, batch_size: int = 1024
                      ) -> dict[str, float]:
     """Recall@K and NDCG@K by all-item ranking with the training interactions masked (PyG's LinkPred metrics).
 
-    Users without test interactions are skipped, as PyG's metrics do.
+    Users without test interactions are skipped, as PyG's metrics do. The scores are the model's
+    ``score_all``: for a model that keeps :class:`~graphforget.models.Recommender`'s (the dot products of
+    ``embed``), ``embed`` is computed once for every batch.
     """
     if not is_integer(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -149,13 +164,13 @@ def recall_ndcg_at_k(model, graph: HeteroData, test: HeteroData, k: int = 20, ba
     check_model_fits(model, graph)
     check_pair_ids(test[EDGE].edge_index, graph, "the test set")
     device = graph[EDGE].edge_index.device
-    user_emb, item_emb = (_finite(table) for table in model.embed(graph))
+    score = _all_item_scores(model, graph)
     train = message_passing_edges(graph)
     test_ei = test[EDGE].edge_index[:, _test_labels(test) > 0].to(device)
     users = test_ei[0].unique()
     for start in range(0, users.numel(), batch_size):
         batch = users[start:start + batch_size]
-        scores = user_emb[batch] @ item_emb.t()
+        scores = score(batch)
         local = torch.full((num_users(graph),), -1, dtype=torch.long, device=device)
         local[batch] = torch.arange(batch.numel(), device=device)
         seen = local[train[0]] >= 0

@@ -112,8 +112,13 @@ def test_completeness():
 
 # --------------------------------------------------------------------------------------------- ranking
 
-def naive_recall_ndcg(model, train_pairs, test_rows, num_items: int, k: int) -> tuple[float, float]:
-    """Per-user loops: mask training items, rank all items, recall = hits / |test|, NDCG with log2 discount."""
+def dot(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b))
+
+
+def naive_recall_ndcg(model, train_pairs, test_rows, num_items: int, k: int, score=dot) -> tuple[float, float]:
+    """Per-user loops: mask training items, rank all items by ``score`` of the user's and the item's rows,
+    recall = hits / |test|, NDCG with log2 discount."""
     user_emb, item_emb = model.user_emb.weight.tolist(), model.item_emb.weight.tolist()
     truth: dict[int, set[int]] = {}
     for u, i, y in test_rows:
@@ -121,8 +126,7 @@ def naive_recall_ndcg(model, train_pairs, test_rows, num_items: int, k: int) -> 
             truth.setdefault(u, set()).add(i)
     recalls, ndcgs = [], []
     for u, items in truth.items():
-        scores = {i: sum(a * b for a, b in zip(user_emb[u], item_emb[i]))
-                  for i in range(num_items) if (u, i) not in train_pairs}
+        scores = {i: score(user_emb[u], item_emb[i]) for i in range(num_items) if (u, i) not in train_pairs}
         top = sorted(scores, key=lambda i: -scores[i])[:k]
         recalls.append(sum(i in items for i in top) / len(items))
         dcg = sum(1 / math.log2(rank + 2) for rank, i in enumerate(top) if i in items)
@@ -131,11 +135,24 @@ def naive_recall_ndcg(model, train_pairs, test_rows, num_items: int, k: int) -> 
     return sum(recalls) / len(recalls), sum(ndcgs) / len(ndcgs)
 
 
-@pytest.mark.parametrize("k", [3, 10])
-def test_recall_ndcg_against_naive_loops(k):
+class DistanceMF(MF):
+    """Scores a pair by minus the squared distance of its rows, not by the dot product of ``embed``'s rows (as
+    a PyG module through the adapter, or a mean of shards, may): ``score_all`` is its own."""
+
+    def forward(self, graph, edge_label_index):
+        user, item = self.user_emb.weight[edge_label_index[0]], self.item_emb.weight[edge_label_index[1]]
+        return -(user - item).pow(2).sum(-1)
+
+    def score_all(self, graph, users=None):
+        user = self.user_emb.weight if users is None else self.user_emb.weight[users]
+        return -torch.cdist(user, self.item_emb.weight).pow(2)
+
+
+@pytest.mark.parametrize("k, kind", [(3, MF), (10, MF), (10, DistanceMF)])
+def test_recall_ndcg_against_naive_loops(k, kind):
     num_users, num_items = 25, 40
     gen = torch.Generator().manual_seed(k)
-    model = MF(num_users, num_items, 6).double()
+    model = kind(num_users, num_items, 6).double()
     model.reset_parameters(k)
     keys = torch.randperm(num_users * num_items, generator=gen)[:360]
     train_ei = torch.stack([keys[:250] // num_items, keys[:250] % num_items])
@@ -147,12 +164,13 @@ def test_recall_ndcg_against_naive_loops(k):
     test_rows = list(zip(test_ei[0].tolist(), test_ei[1].tolist(), test_label.tolist()))
     with_test = {u for u, _, y in test_rows if y > 0}
     assert len(with_test) < num_users  # some users have no test positives: they are skipped
-    recall, ndcg = naive_recall_ndcg(model, train_pairs, test_rows, num_items, k)
+    score = dot if kind is MF else lambda a, b: -sum((x - y) ** 2 for x, y in zip(a, b))
+    recall, ndcg = naive_recall_ndcg(model, train_pairs, test_rows, num_items, k, score)
     out = recall_ndcg_at_k(model, train, test, k=k, batch_size=4)  # several batches
     assert out[f"recall@{k}"] == pytest.approx(recall, abs=1e-6)
     assert out[f"ndcg@{k}"] == pytest.approx(ndcg, abs=1e-6)
     # Masking matters in this case, so a missing mask would be caught.
-    unmasked = naive_recall_ndcg(model, set(), test_rows, num_items, k)
+    unmasked = naive_recall_ndcg(model, set(), test_rows, num_items, k, score)
     assert unmasked != pytest.approx((recall, ndcg), abs=1e-6)
 
 
