@@ -143,13 +143,17 @@ def hashed_negatives(graph: HeteroData, edge_label_index: Tensor, seed: int, epo
         ValueError: when a user has an edge with every item (no negative exists).
     """
     n_items = num_items(graph)
-    known = pair_keys(graph[EDGE].edge_index, n_items)
+    # Sorted once for every round's lookups (torch.isin sorts its second argument on every call); the -1 after
+    # the keys (which are >= 0) is where searchsorted sends a key larger than all of them.
+    known = pair_keys(graph[EDGE].edge_index, n_items).sort().values
+    known = torch.cat([known, known.new_full((1,), -1)])
     user = edge_label_index[0]
     key = pair_keys(edge_label_index, n_items) * 1000003 + seed * 7919 + epoch * 104729
     neg = _mix(key) % n_items
 
     def clashing(ids: Tensor) -> Tensor:  # those of ids whose negative is an item of their user
-        return ids[torch.isin(pair_keys(torch.stack([user[ids], neg[ids]]), n_items), known)]
+        keys = pair_keys(torch.stack([user[ids], neg[ids]]), n_items)
+        return ids[known[torch.searchsorted(known[:-1], keys)] == keys]
     # A negative that misses the user's items stays, so each round checks only the last round's clashes.
     bad = clashing(torch.arange(user.numel(), device=user.device))
     for r in range(1, rounds + 1):
