@@ -16,8 +16,8 @@ from graphforget.data import (DATASETS, EDGE, Split, add_negatives, attack_flip,
                               load_movielens_100k, make_interactions, num_items, num_users, planted_communities,
                               propagation_edges, random_edges, random_split, relabel, remove_edges, request_nodes,
                               symmetric_edge_weight, user_edges)
-from graphforget.data import (AdjacencyCache, edge_subgraph, hold_graph, normalized_adjacency, pairs_of_keys,
-                              pairs_with_data, without_edges)
+from graphforget.data import (AdjacencyCache, edge_subgraph, hold_graph, message_passing_edges, normalized_adjacency,
+                              observed_adjacency, pairs_of_keys, pairs_with_data, without_edges)
 from graphforget.data import interactions
 from graphforget.data.interactions import pair_keys
 
@@ -964,8 +964,14 @@ def test_adjacency_cache_answers_equal_graphs_and_never_a_stale_one(random_graph
     # Inputs that require gradients are never kept (the matrix stays differentiable in them).
     edited[EDGE].edge_weight = torch.rand(30, dtype=torch.float64, requires_grad=True)
     assert cache(edited, like).requires_grad and len(cache) == 2
-    # A copy or a pickle of the holder starts empty.
+    # A copy or a pickle of the holder starts empty, and builds what the cache builds.
     assert len(copy.deepcopy(cache)) == 0 and len(pickle.loads(pickle.dumps(cache))) == 0
+    observed = AdjacencyCache(build=observed_adjacency)
+    for kept in (observed, copy.deepcopy(observed), pickle.loads(pickle.dumps(observed))):
+        ones = torch.zeros(16, 16, dtype=torch.float64)
+        for u, i in message_passing_edges(edited).t().tolist():
+            ones[u, 9 + i] = ones[9 + i, u] = 1
+        assert torch.equal(kept(edited, like).to_dense(), ones) and "build=observed_adjacency" in repr(kept)
     cache.clear()
     assert len(cache) == 0 and "kept=0" in repr(cache)
     with pytest.raises(ValueError, match="AdjacencyCache.size"):

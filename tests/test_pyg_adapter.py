@@ -3,17 +3,20 @@ on the same weights (scores, training, IFRU's unlearned model), retrains, and re
 not fit the graph's node counts."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
-from torch_geometric.nn import LGConv
+from torch_geometric.nn import LGConv, SAGEConv
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
+from torch_geometric.utils import to_dense_adj
 
 from graphforget import BCEObjective, TrainConfig, train
-from graphforget.data import EDGE, planted_communities, random_edges, remove_edges
+from graphforget.data import EDGE, bipartite_to_homogeneous, planted_communities, random_edges, remove_edges
 from graphforget.influence import NodeRows, computation_subgraph
 from graphforget.models import LightGCN, PyGRecommender
-from graphforget.unlearn import IFRU, Retrain, RetrainConfig
+from graphforget.unlearn import IFRU, Retrain, RetrainConfig, UnlearnRec, UnlearnRecConfig
 
 U, I, D, K = 60, 40, 8, 2
 OBJECTIVE = BCEObjective(l2=0.5)
@@ -42,12 +45,13 @@ def x0(model) -> torch.Tensor:
     return torch.cat([model.user_emb.weight, model.item_emb.weight]).detach()
 
 
-def twins(seed: int = 0) -> tuple[LightGCN, PyGRecommender]:
-    """graphforget's LightGCN and PyG's LightGCN through the adapter, with the same weights."""
+def twins(seed: int = 0, sparse: bool = False) -> tuple[LightGCN, PyGRecommender]:
+    """graphforget's LightGCN and PyG's LightGCN through the adapter (given the graph as ``edge_index``, or as
+    a sparse adjacency), with the same weights."""
     ours = LightGCN(U, I, D, num_layers=K).double()
     ours.reset_parameters(seed)
     theirs = PyGRecommender(PyGLightGCN(num_nodes=U + I, embedding_dim=D, num_layers=K), U, I,
-                            receptive_field=K).double()
+                            receptive_field=K, sparse=sparse).double()
     with torch.no_grad():
         theirs.module.embedding.weight.copy_(x0(ours))
     return ours, theirs
@@ -63,8 +67,9 @@ def test_the_adapter_finds_the_homogeneous_table():
     assert rows.rows["module.embedding.weight"].tolist() == [3, U + 5] and rows.dense == ()
 
 
-def test_scores_equal_graphforgets_lightgcn(graph, one_thread):
-    ours, theirs = twins()
+@pytest.mark.parametrize("sparse", [False, True])
+def test_scores_equal_graphforgets_lightgcn(graph, one_thread, sparse):
+    ours, theirs = twins(sparse=sparse)
     with torch.no_grad():
         torch.testing.assert_close(theirs(graph, all_pairs()), ours(graph, all_pairs()), **SCORE)
         torch.testing.assert_close(theirs.score_all(graph), ours.score_all(graph), **SCORE)
@@ -76,10 +81,17 @@ def test_scores_equal_graphforgets_lightgcn(graph, one_thread):
         smaller = remove_edges(graph, graph[EDGE].edge_index[:, :50])
         assert not torch.allclose(theirs(smaller, all_pairs()), theirs(graph, all_pairs()))
         torch.testing.assert_close(theirs(smaller, all_pairs()), ours(smaller, all_pairs()), **SCORE)
+    given, weight = theirs.propagation_inputs(graph)
+    assert weight is None and given.layout == (torch.sparse_csr if sparse else torch.strided)
+    if sparse:  # the unnormalised 0/1 adjacency, kept once per graph
+        torch.testing.assert_close(given.to_dense(), to_dense_adj(bipartite_to_homogeneous(graph[EDGE].edge_index, U),
+                                                                  max_num_nodes=U + I)[0].double())
+        assert len(theirs.adjacencies) == 2 and len(copy.deepcopy(theirs).adjacencies) == 0
 
 
-def test_training_and_ifru_unlearning_equal_graphforgets_lightgcn(graph, one_thread):
-    ours, theirs = twins()
+@pytest.mark.parametrize("sparse", [False, True])
+def test_training_and_ifru_unlearning_equal_graphforgets_lightgcn(graph, one_thread, sparse):
+    ours, theirs = twins(sparse=sparse)
     train(ours, graph, OBJECTIVE, FULL_BATCH)
     train(theirs, graph, OBJECTIVE, FULL_BATCH)
     torch.testing.assert_close(x0(theirs), x0(ours), atol=TRAIN_ATOL, rtol=0)
@@ -95,6 +107,22 @@ def test_training_and_ifru_unlearning_equal_graphforgets_lightgcn(graph, one_thr
     assert step > 0.1
     assert float((x0(adapted.model) - x0(mine.model)).norm() / step) < UNLEARN_RTOL
     assert torch.equal(x0(theirs), x0(ours))  # the original models are untouched
+
+
+def test_unlearnrec_through_the_adapter_equals_graphforgets_lightgcn(graph, one_thread):
+    """UnlearnRec reads the adapter's one homogeneous table as the user rows, then the item rows."""
+    ours, theirs = twins(sparse=True)
+    train(ours, graph, OBJECTIVE, FULL_BATCH)
+    with torch.no_grad():
+        theirs.module.embedding.weight.copy_(x0(ours))
+    config = UnlearnRecConfig(pretrain_epochs=2, finetune_epochs=2, lr=0.01, batch_size=0, seed=0)
+    request = random_edges(graph, ratio=0.05, seed=1)
+    mine, adapted = (UnlearnRec(model, graph, OBJECTIVE, config).fit().unlearn(request) for model in (ours, theirs))
+    assert type(adapted.model) is PyGRecommender and adapted.info["trusted"] == mine.info["trusted"]
+    step = (x0(mine.model) - x0(ours)).norm()
+    assert step > 0.01
+    assert float((x0(adapted.model) - x0(mine.model)).norm() / step) < UNLEARN_RTOL
+    assert torch.equal(x0(theirs), x0(ours))
 
 
 def test_retrain_through_the_adapter(graph, one_thread):
@@ -114,13 +142,14 @@ def test_retrain_through_the_adapter(graph, one_thread):
     assert not torch.allclose(x0(result.model), x0(theirs))
 
 
-def test_edge_weight_mode_is_exact_on_k_hop_subgraphs(graph, one_thread):
+@pytest.mark.parametrize("sparse", [False, True])
+def test_edge_weight_mode_is_exact_on_k_hop_subgraphs(graph, one_thread, sparse):
     """A module that does not normalise (LGConv(normalize=False)) takes the whole graph's weights, so it
     computes exactly on a computation subgraph and IFRU works locally, as on graphforget's LightGCN."""
     ours, _ = twins()
     theirs = PyGRecommender(PyGLightGCN(U + I, D, num_layers=K, normalize=False), U, I, receptive_field=K,
-                            edge_weight=True).double()
-    assert theirs.supports_edge_weight and theirs.config()["edge_weight"]
+                            edge_weight=True, sparse=sparse).double()
+    assert theirs.supports_edge_weight and theirs.config()["edge_weight"] and theirs.config()["sparse"] == sparse
     train(ours, graph, OBJECTIVE, FULL_BATCH)
     with torch.no_grad():
         theirs.module.embedding.weight.copy_(x0(ours))
@@ -135,6 +164,35 @@ def test_edge_weight_mode_is_exact_on_k_hop_subgraphs(graph, one_thread):
     mine, adapted = (IFRU(model, graph, OBJECTIVE).unlearn(request) for model in (ours, theirs))
     step = (x0(mine.model) - x0(ours)).norm()
     assert float((x0(adapted.model) - x0(mine.model)).norm() / step) < UNLEARN_RTOL
+
+
+class MeanSAGE(nn.Module):
+    """One SAGEConv layer (mean aggregation) over node embeddings, dot-product scores."""
+
+    def __init__(self, num_nodes: int):
+        super().__init__()
+        self.embedding = nn.Embedding(num_nodes, 4)
+        self.conv = SAGEConv(4, 4)
+
+    def reset_parameters(self):
+        self.embedding.reset_parameters()
+        self.conv.reset_parameters()
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        x = self.conv(self.embedding.weight, edge_index)
+        return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
+
+
+def test_a_sparse_mean_aggregation_trains_and_its_missing_curvature_is_named(graph, one_thread):
+    """torch has no second derivative of its sparse mean product (SAGEConv's with a sparse adjacency)."""
+    dense, sparse = (PyGRecommender(MeanSAGE(U + I), U, I, receptive_field=1, sparse=form).double() for form in (0, 1))
+    sparse.load_state_dict(dense.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(sparse(graph, all_pairs()), dense(graph, all_pairs()), **SCORE)
+    request = random_edges(graph, ratio=0.05, seed=1)
+    assert IFRU(dense, graph, OBJECTIVE).unlearn(request).info["trusted"]
+    with pytest.raises(NotImplementedError, match=r"second derivatives.*sparse_mm_reduce.*pass sparse=False"):
+        IFRU(sparse, graph, OBJECTIVE).unlearn(request)
 
 
 class PerEdgeScores(nn.Module):

@@ -1,24 +1,26 @@
-r"""The symmetric normalised adjacency :math:`\tilde{\mathbf{A}}` of the interaction graph as a sparse
-CSR matrix over homogeneous node ids (users ``0..U-1``, items ``U..U+I-1``), and a cache of it."""
+r"""The symmetric normalised adjacency :math:`\tilde{\mathbf{A}}` of the interaction graph (and its 0/1
+adjacency) as a sparse CSR matrix over homogeneous node ids (users ``0..U-1``, items ``U..U+I-1``), and a
+cache of them."""
 from __future__ import annotations
 
 import contextlib
 import warnings
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import to_torch_csr_tensor
 
-from .interactions import EDGE, bipartite_to_homogeneous, num_items, num_users, propagation_edges
+from .interactions import (EDGE, bipartite_to_homogeneous, message_passing_edges, num_items, num_users,
+                           propagation_edges)
 
-__all__ = ["PROPAGATION_KEYS", "bipartite_adjacency", "normalized_adjacency", "AdjacencyCache", "hold_graph",
-           "quiet_csr"]
+__all__ = ["PROPAGATION_KEYS", "bipartite_adjacency", "normalized_adjacency", "observed_adjacency", "AdjacencyCache",
+           "hold_graph", "quiet_csr"]
 
-#: The per-edge attributes of :data:`~graphforget.data.EDGE` that :func:`normalized_adjacency` reads
-#: (through :func:`~graphforget.data.propagation_edges`).
+#: The per-edge attributes of :data:`~graphforget.data.EDGE` that :func:`normalized_adjacency` and
+#: :func:`observed_adjacency` read (through :func:`~graphforget.data.propagation_edges`).
 PROPAGATION_KEYS = ("edge_index", "observed", "edge_weight")
 
 
@@ -56,6 +58,14 @@ def normalized_adjacency(graph: HeteroData, like: Tensor | None = None) -> Tenso
     return bipartite_adjacency(edge_index, edge_weight, num_users(graph), num_items(graph), like)
 
 
+def observed_adjacency(graph: HeteroData, like: Tensor | None = None) -> Tensor:
+    """The 0/1 adjacency ``[U + I, U + I]`` (CSR) of the graph's observed edges, both directions, unnormalised:
+    for a module that normalises by itself; on ``like``'s device and dtype when given."""
+    edge_index = message_passing_edges(graph)
+    ones = torch.ones(edge_index.size(1), device=edge_index.device)
+    return bipartite_adjacency(edge_index, ones, num_users(graph), num_items(graph), like)
+
+
 @dataclass
 class _Entry:
     """One cached adjacency with copies of the inputs it was built from."""
@@ -82,7 +92,8 @@ class _Hold:
 
 
 class AdjacencyCache:
-    """The normalised adjacencies (:func:`normalized_adjacency`) of the last few graphs its holder ran on.
+    """The normalised adjacencies (:func:`normalized_adjacency`, or what ``build`` makes) of the last few graphs
+    its holder ran on.
 
     A model calls it where it needs :math:`\\tilde{\\mathbf{A}}`: training and influence solves run a model
     on the same graph hundreds of times, and a build costs several propagations.
@@ -104,21 +115,23 @@ class AdjacencyCache:
 
     Args:
         size: how many adjacencies are kept (the least recently used is dropped first).
+        build: ``(graph, like) -> adjacency``, a function of the graph's :data:`PROPAGATION_KEYS` tensors and
+            node counts only (:func:`normalized_adjacency`, :func:`observed_adjacency`).
     """
 
-    def __init__(self, size: int = 4):
+    def __init__(self, size: int = 4, build: Callable[[HeteroData, Tensor], Tensor] = normalized_adjacency):
         if size < 1:
             raise ValueError(f"AdjacencyCache.size: must be >= 1, got {size}")
-        self.size = size
+        self.size, self.build = size, build
         self._entries: list[_Entry] = []  # least recently used first
         self._holds: list[_Hold] = []
 
     def __call__(self, graph: HeteroData, like: Tensor) -> Tensor:
-        """:func:`normalized_adjacency` of ``graph`` on ``like``'s device and dtype, kept or built."""
+        """The adjacency of ``graph`` on ``like``'s device and dtype, kept or built."""
         store = graph[EDGE]
         inputs = {key: store[key] for key in PROPAGATION_KEYS if key in store}
         if any(value.requires_grad for value in inputs.values()):
-            return normalized_adjacency(graph, like)
+            return self.build(graph, like)
         meta = (num_users(graph), num_items(graph), like.device, like.dtype)
         hold = next((hold for hold in self._holds if hold.graph is graph), None)
         if hold is not None and meta in hold.found:
@@ -136,7 +149,7 @@ class AdjacencyCache:
             if entry.answers(meta, inputs):
                 self._entries.append(self._entries.pop(position))
                 return entry
-        entry = _Entry(meta, {key: value.clone() for key, value in inputs.items()}, normalized_adjacency(graph, like))
+        entry = _Entry(meta, {key: value.clone() for key, value in inputs.items()}, self.build(graph, like))
         self._entries.append(entry)
         del self._entries[:-self.size]
         return entry
@@ -163,16 +176,17 @@ class AdjacencyCache:
         return len(self._entries)
 
     def __deepcopy__(self, memo) -> "AdjacencyCache":
-        return AdjacencyCache(self.size)
+        return AdjacencyCache(self.size, self.build)
 
     def __getstate__(self) -> dict:
-        return {"size": self.size}
+        return {"size": self.size, "build": self.build}
 
     def __setstate__(self, state: dict) -> None:
         self.size, self._entries, self._holds = state["size"], [], []
+        self.build = state.get("build", normalized_adjacency)  # pickles from before build was an argument
 
     def __repr__(self) -> str:
-        return f"AdjacencyCache(size={self.size}, kept={len(self)})"
+        return f"AdjacencyCache(size={self.size}, build={self.build.__name__}, kept={len(self)})"
 
 
 @contextlib.contextmanager

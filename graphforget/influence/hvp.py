@@ -7,8 +7,9 @@ curvature operators ``v -> (H + \lambda I) v`` over it, never forming :math:`H`.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -189,7 +190,8 @@ class HessianOperator:
         self.damping = damping
 
     def __call__(self, v: Tensor) -> Tensor:
-        hv = torch.autograd.grad(self.grad, self.x, v, retain_graph=True, allow_unused=True)[0]
+        with _second_derivatives():
+            hv = torch.autograd.grad(self.grad, self.x, v, retain_graph=True, allow_unused=True)[0]
         hv = torch.zeros_like(v) if hv is None else hv
         return hv + self.damping * v if self.damping else hv
 
@@ -225,12 +227,27 @@ class GaussNewtonOperator:
         self.shift = l2 + damping
 
     def __call__(self, v: Tensor) -> Tensor:
-        jv = torch.autograd.grad(self.jt_u, self.u, v, retain_graph=True)[0]
+        with _second_derivatives():
+            jv = torch.autograd.grad(self.jt_u, self.u, v, retain_graph=True)[0]
         return torch.autograd.grad(self.z, self.x, self.curvature(jv), retain_graph=True)[0] + self.shift * v
 
     @property
     def size(self) -> int:
         return self.x.numel()
+
+
+@contextlib.contextmanager
+def _second_derivatives() -> Iterator[None]:
+    """Names what a model that torch cannot differentiate twice lacks, where torch says only which derivative."""
+    try:
+        yield
+    except RuntimeError as error:
+        if "derivative for" not in str(error) or "not implemented" not in str(error):
+            raise
+        raise NotImplementedError(
+            f"the curvature products need the model's second derivatives, and torch has none for an operation of its "
+            f"forward ({error}). A PyG module given a sparse adjacency (PyGRecommender(sparse=True)) whose layers "
+            f"aggregate by mean or max (SAGEConv) is one such model: pass sparse=False") from error
 
 
 def _hessian_product(loss_fn) -> Callable[[Tensor], Callable[[Tensor], Tensor]]:

@@ -292,7 +292,8 @@ class UnlearnRec(Unlearner):
     each request with one encoder pass and a brief fine-tuning.
 
     Works with any :class:`~graphforget.models.Recommender` that has one layer-0 embedding table per
-    node type (named by :meth:`~graphforget.models.Recommender.node_parameters`) and computes its final
+    node type (named by :meth:`~graphforget.models.Recommender.node_parameters`; or one ``node`` table, users
+    first, as a PyG module through :class:`~graphforget.models.PyGRecommender` has) and computes its final
     representations with ``embed(graph)`` and dot-product scores (LightGCN, SGL, SimGCL; for MF,
     :math:`L = 0`). The backbone's own objective (e.g. BPR, or BPR + InfoNCE for SGL/SimGCL) is
     :math:`\mathcal{L}_{model}`.
@@ -340,11 +341,11 @@ class UnlearnRec(Unlearner):
         num_layers = self.config.encoder_layers
         if num_layers is None:
             num_layers = int(getattr(model, "receptive_field", 0))
-        dim = dict(model.named_parameters())[self.tables["user"]].size(1)
-        device = graph[EDGE].edge_index.device
+        table = dict(model.named_parameters())[next(iter(self.tables.values()))]
         cfg = self.config
-        self.encoder = InfluenceEncoder(num_users(graph), num_items(graph), dim, num_layers, cfg.alpha,
-                                        cfg.withdraw_init, cfg.leaky_slope, cfg.restrict_to_request).to(device)
+        self.encoder = InfluenceEncoder(num_users(graph), num_items(graph), table.size(1), num_layers, cfg.alpha,
+                                        cfg.withdraw_init, cfg.leaky_slope, cfg.restrict_to_request
+                                        ).to(graph[EDGE].edge_index.device, table.dtype)
 
     # ----------------------------------------------------------------------------------------- helpers
     def _prepare(self, pairs: Tensor, remaining: HeteroData) -> _Request:
@@ -380,11 +381,15 @@ class UnlearnRec(Unlearner):
             getattr(module.parametrizations, attr).original.requires_grad_(trainable_tables)
         return work, shifts
 
+    def _rows(self, update: Tensor) -> dict[str, Tensor]:
+        """The rows of each layer-0 table in an update ``[U + I, d]`` (users first, the homogeneous order)."""
+        user, item = update.split([self.encoder.num_users, self.encoder.num_items])
+        return {"user": user, "item": item, "node": update}
+
     def _set_update(self, shifts: dict[str, _Shift], update: Tensor | None) -> None:
-        if update is None:
-            shifts["user"].delta = shifts["item"].delta = None
-        else:
-            shifts["user"].delta, shifts["item"].delta = update.split([self.encoder.num_users, self.encoder.num_items])
+        rows = None if update is None else self._rows(update)
+        for node_type, shift in shifts.items():
+            shift.delta = None if rows is None else rows[node_type]
 
     def _step_loss(self, work: nn.Module, remaining: HeteroData, batch: Tensor, request_batch: Tensor,
                    reference: Tensor, epoch: int) -> tuple[Tensor, dict[str, float]]:
@@ -628,13 +633,13 @@ class UnlearnRec(Unlearner):
     @torch.no_grad()
     def _fold(self, work: nn.Module, mlp: nn.Module, delta: Tensor) -> nn.Module:
         """A new model of the caller's class with layer-0 tables ``E0 (fine-tuned copy) + MLP(dE)``."""
-        update = mlp(delta).split([self.encoder.num_users, self.encoder.num_items])
+        update = self._rows(mlp(delta))
         model = copy.deepcopy(self.model)
         params = dict(model.named_parameters())
-        for (node_type, name), rows in zip(self.tables.items(), update):
+        for node_type, name in self.tables.items():
             module_name, _, attr = name.rpartition(".")
             original = getattr(work.get_submodule(module_name).parametrizations, attr).original
-            params[name].copy_(original + rows)
+            params[name].copy_(original + update[node_type])
         return model
 
     def __repr__(self) -> str:
@@ -670,7 +675,9 @@ def _preservation_loss(user: Tensor, item: Tensor, ref_user: Tensor, ref_item: T
 
 
 def _node_tables(model: nn.Module, graph: HeteroData) -> dict[str, str]:
-    """The layer-0 table of each node type, checked against the graph's node counts."""
+    """The layer-0 table of each node type (a user and an item table, or one ``node`` table in homogeneous
+    order, users first: a PyG module through :class:`~graphforget.models.PyGRecommender`), checked against the
+    graph's node counts."""
     if not hasattr(model, "node_parameters") or not hasattr(model, "embed"):
         raise ValueError(f"{type(model).__name__} needs node_parameters() and embed(graph) for UnlearnRec")
     named = dict(model.named_parameters())
@@ -679,12 +686,13 @@ def _node_tables(model: nn.Module, graph: HeteroData) -> dict[str, str]:
         if node_type in tables:
             raise ValueError(f"UnlearnRec needs one layer-0 table per node type, {node_type!r} has several")
         tables[node_type] = name
-    if set(tables) != {"user", "item"}:
-        raise ValueError(f"UnlearnRec needs a 'user' and an 'item' table, got {sorted(tables)}")
-    user, item = named[tables["user"]], named[tables["item"]]
-    if user.dim() != 2 or item.dim() != 2 or user.size(1) != item.size(1):
-        raise ValueError("the user and item tables must be [num_nodes, d] with the same d")
-    if user.size(0) != num_users(graph) or item.size(0) != num_items(graph):
-        raise ValueError(f"tables of {user.size(0)} users / {item.size(0)} items do not match the graph's "
-                         f"{num_users(graph)} / {num_items(graph)}")
-    return {"user": tables["user"], "item": tables["item"]}
+    if set(tables) not in ({"user", "item"}, {"node"}):
+        raise ValueError(f"UnlearnRec needs a 'user' and an 'item' table, or one 'node' table, got {sorted(tables)}")
+    rows = {"user": num_users(graph), "item": num_items(graph), "node": num_users(graph) + num_items(graph)}
+    dims = {named[name].size(-1) for name in tables.values()}
+    for node_type, name in tables.items():
+        shape = list(named[name].shape)
+        if len(shape) != 2 or shape[0] != rows[node_type] or len(dims) > 1:
+            raise ValueError(f"UnlearnRec: the {node_type} table {name} {shape} must be [{rows[node_type]}, d] for "
+                             f"this graph, with the same d as the other table")
+    return tables
