@@ -386,6 +386,9 @@ def test_binarize_threshold_hand_case():
     graph = make_interactions(torch.tensor([[0, 0, 1, 1, 2], [0, 1, 0, 1, 1]]), torch.tensor([1., 3.5, 4., 5., 2.]))
     assert binarize(graph, 4)[EDGE].edge_label.tolist() == [0., 0., 1., 1., 0.]
     assert binarize(graph, 3.5)[EDGE].edge_label.tolist() == [0., 1., 1., 1., 0.]
+    assert binarize(graph, 5)[EDGE].edge_label.tolist() == [0., 0., 0., 1., 0.]
+    with pytest.raises(ValueError, match=r"no label reaches the threshold 5.5 \(the labels run from 1 to 5\)"):
+        binarize(graph, 5.5)
 
 
 # --------------------------------------------------------------------------------------------- random split

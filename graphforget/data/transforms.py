@@ -66,12 +66,17 @@ def binarize(graph: HeteroData, threshold: float) -> HeteroData:
     """A copy whose ``edge_label`` is ``1`` where the raw label is ``>= threshold`` (ML-100K: 4), else 0.
 
     Raises:
-        ValueError: a threshold that is not a finite number.
+        ValueError: a threshold that is not a finite number, or one that no label reaches (every interaction
+            would be labelled 0: nothing to learn a preference from).
     """
     if not isinstance(threshold, numbers.Real) or not math.isfinite(threshold):
         raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+    raw = graph[EDGE].edge_label
+    if raw.numel() and not bool((raw >= threshold).any()):
+        raise ValueError(f"no label reaches the threshold {threshold} (the labels run from {raw.min().item():g} to "
+                         f"{raw.max().item():g}): every interaction would be labelled 0")
     out = edge_subgraph(graph, torch.ones(graph[EDGE].edge_index.size(1), dtype=torch.bool))
-    out[EDGE].edge_label = (graph[EDGE].edge_label >= threshold).float()
+    out[EDGE].edge_label = (raw >= threshold).float()
     return out
 
 
