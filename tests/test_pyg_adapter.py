@@ -14,7 +14,7 @@ from torch_geometric.utils import to_dense_adj
 
 from graphforget import BCEObjective, TrainConfig, train
 from graphforget.data import EDGE, bipartite_to_homogeneous, planted_communities, random_edges, remove_edges
-from graphforget.influence import NodeRows, computation_subgraph
+from graphforget.influence import NodeRows, computation_subgraph, has_linear_dot_product
 from graphforget.models import LightGCN, PyGRecommender
 from graphforget.unlearn import IFRU, Retrain, RetrainConfig, UnlearnRec, UnlearnRecConfig
 
@@ -99,13 +99,18 @@ def test_training_and_ifru_unlearning_equal_graphforgets_lightgcn(graph, one_thr
     with torch.no_grad():  # the same trained point, so that IFRU's results can be compared tightly
         theirs.module.embedding.weight.copy_(x0(ours))
     request = random_edges(graph, ratio=0.05, seed=1)
-    mine, adapted = (IFRU(model, graph, OBJECTIVE).unlearn(request) for model in (ours, theirs))
-    # Spillover: the remaining edges whose predictions the removal changes are part of the update.
-    assert adapted.info["affected_terms"] == mine.info["affected_terms"] > 0
-    assert adapted.info["kept_parameters"] == mine.info["kept_parameters"]
-    step = (x0(mine.model) - x0(ours)).norm()
-    assert step > 0.1
-    assert float((x0(adapted.model) - x0(mine.model)).norm() / step) < UNLEARN_RTOL
+    mine = IFRU(ours, graph, OBJECTIVE).unlearn(request)
+    # PyG's LightGCN is known linear with dot-product scores: the closed-form products, as for ours; the
+    # autograd products (the reference paths) for any other module.
+    assert theirs.linear_embedding and has_linear_dot_product(theirs)
+    for reference in (False, True):
+        adapted = IFRU(theirs, graph, OBJECTIVE, _reference_paths=reference).unlearn(request)
+        # Spillover: the remaining edges whose predictions the removal changes are part of the update.
+        assert adapted.info["affected_terms"] == mine.info["affected_terms"] > 0
+        assert adapted.info["kept_parameters"] == mine.info["kept_parameters"]
+        step = (x0(mine.model) - x0(ours)).norm()
+        assert step > 0.1
+        assert float((x0(adapted.model) - x0(mine.model)).norm() / step) < UNLEARN_RTOL
     assert torch.equal(x0(theirs), x0(ours))  # the original models are untouched
 
 
@@ -187,6 +192,7 @@ def test_a_sparse_mean_aggregation_trains_and_its_missing_curvature_is_named(gra
     """torch has no second derivative of its sparse mean product (SAGEConv's with a sparse adjacency)."""
     dense, sparse = (PyGRecommender(MeanSAGE(U + I), U, I, receptive_field=1, sparse=form).double() for form in (0, 1))
     sparse.load_state_dict(dense.state_dict())
+    assert not (dense.linear_embedding or has_linear_dot_product(dense))  # not PyG's LightGCN: autograd products
     with torch.no_grad():
         torch.testing.assert_close(sparse(graph, all_pairs()), dense(graph, all_pairs()), **SCORE)
     request = random_edges(graph, ratio=0.05, seed=1)

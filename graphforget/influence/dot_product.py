@@ -35,9 +35,12 @@ __all__ = ["DotProductOperator", "LocalProblem", "dot_product_gradient", "dot_pr
 
 
 def has_linear_dot_product(model) -> bool:
-    """Whether ``model`` scores by the base class's dot product of an embedding linear in its tables."""
+    """Whether ``model`` scores by the dot product of an embedding linear in its tables: the base class's
+    forward, or the adapter's around a module it knows to score so (PyG's LightGCN)."""
     from ..models.base import Recommender
-    return bool(getattr(model, "linear_embedding", False)) and type(model).forward is Recommender.forward
+    from ..models.pyg import PyGRecommender
+    forward = type(model).forward
+    return bool(getattr(model, "linear_embedding", False)) and forward in (Recommender.forward, PyGRecommender.forward)
 
 
 class _Embed(nn.Module):
@@ -70,21 +73,32 @@ class LocalProblem:
 
 def local_problem(model, rows: NodeRows, terms: Terms, graph: HeteroData) -> LocalProblem:
     """The :class:`LocalProblem` of ``rows`` and ``terms`` scored on ``graph`` (their computation subgraph, or
-    any graph whose propagation gives their scores), for a model of :func:`has_linear_dot_product` with
-    user and item tables only."""
+    any graph whose propagation gives their scores), for a model of :func:`has_linear_dot_product` with node
+    tables only (user and item tables, or one homogeneous ``node`` table, users first)."""
     types = model.node_parameters()
-    if rows.dense or set(types.values()) - {"user", "item"}:
-        raise ValueError("local_problem: only user and item tables, without dense parameters")
+    if rows.dense:
+        raise ValueError("local_problem: node tables only, without dense parameters")
     edge_index, weight = propagation_edges(graph)
-    eli = terms.edge_label_index
+    eli, count_users = terms.edge_label_index, num_users(graph)
+    selected = {"user": [], "item": []}  # the selected rows' node ids, by side
+    for name, ids in rows.rows.items():
+        of = types[name]
+        if of in ("user", "node"):
+            selected["user"].append(ids if of == "user" else ids[ids < count_users])
+        if of in ("item", "node"):
+            selected["item"].append(ids if of == "item" else ids[ids >= count_users] - count_users)
     nodes, local = {}, {}
-    for side, (kind, count) in enumerate((("user", num_users(graph)), ("item", num_items(graph)))):
+    for side, (kind, count) in enumerate((("user", count_users), ("item", num_items(graph)))):
         touched = torch.zeros(count, dtype=torch.bool, device=eli.device)  # marked: no sort of every pair
-        for ids in [eli[side], edge_index[side]] + [rows.rows[name] for name, of in types.items() if of == kind]:
+        for ids in [eli[side], edge_index[side]] + selected[kind]:
             touched[ids] = True
         nodes[kind] = touched.nonzero().flatten()
         local[kind] = torch.full((count,), -1, dtype=torch.long, device=eli.device)
         local[kind][nodes[kind]] = torch.arange(nodes[kind].numel(), device=eli.device)
+    # A node table's rows in homogeneous order: the local users, then the local items.
+    nodes["node"] = torch.cat([nodes["user"], nodes["item"] + count_users])
+    shifted = torch.where(local["item"] < 0, -1, local["item"] + nodes["user"].numel())
+    local["node"] = torch.cat([local["user"], shifted])
     sub = HeteroData()
     sub["user"].num_nodes, sub["item"].num_nodes = nodes["user"].numel(), nodes["item"].numel()
     sub[EDGE].edge_index = torch.stack([local["user"][edge_index[0]], local["item"][edge_index[1]]])

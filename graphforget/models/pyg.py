@@ -6,10 +6,11 @@ from typing import Mapping
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
+from torch_geometric.nn.models import LightGCN
 
 from ..config import check_seed
 from ..data.adjacency import AdjacencyCache, normalized_adjacency, observed_adjacency
-from ..data.interactions import bipartite_to_homogeneous, message_passing_edges, propagation_edges
+from ..data.interactions import bipartite_to_homogeneous, message_passing_edges, num_items, num_users, propagation_edges
 from .base import NODE_TYPES, Recommender
 
 __all__ = ["PyGRecommender"]
@@ -79,6 +80,12 @@ class PyGRecommender(Recommender):
         self.node_tables = _node_tables(module, num_users, num_items, node_tables)
         self.embedding_dim = module.get_parameter(next(iter(self.node_tables))).size(1)
 
+    @property
+    def linear_embedding(self) -> bool:
+        """Whether the module is PyG's LightGCN (its own class): its embedding is linear in its table and it
+        scores by dot products, so IFRU's curvature products take their closed form."""
+        return type(self.module) is LightGCN
+
     def node_parameters(self) -> dict[str, str]:
         return {f"module.{name}": node_type for name, node_type in self.node_tables.items()}
 
@@ -107,14 +114,14 @@ class PyGRecommender(Recommender):
         if self.adjacencies is not None:
             return self.adjacencies(graph, next(self.module.parameters())), None
         if not self.supports_edge_weight:
-            return bipartite_to_homogeneous(message_passing_edges(graph), self.num_users), None
+            return bipartite_to_homogeneous(message_passing_edges(graph), num_users(graph)), None
         edges, weight = propagation_edges(graph)
         weight = weight.to(next(self.module.parameters()).dtype)
-        return bipartite_to_homogeneous(edges, self.num_users), torch.cat([weight, weight])
+        return bipartite_to_homogeneous(edges, num_users(graph)), torch.cat([weight, weight])
 
     def forward(self, graph: HeteroData, edge_label_index: Tensor) -> Tensor:
         edge_index, weight = self.propagation_inputs(graph)
-        pairs = torch.stack([edge_label_index[0], edge_label_index[1] + self.num_users])
+        pairs = torch.stack([edge_label_index[0], edge_label_index[1] + num_users(graph)])
         out = self.module(edge_index, pairs) if weight is None else self.module(edge_index, pairs, edge_weight=weight)
         if out.shape != (pairs.size(1),):
             raise ValueError(f"PyGRecommender: {type(self.module).__name__} returned a {list(out.shape)} tensor for "
@@ -130,10 +137,11 @@ class PyGRecommender(Recommender):
                                       f"(PyG's LightGCN has it); {type(self.module).__name__} has none")
         edge_index, weight = self.propagation_inputs(graph)
         out = get_embedding(edge_index) if weight is None else get_embedding(edge_index, edge_weight=weight)
-        if out.dim() != 2 or out.size(0) != self.num_users + self.num_items:
+        counts = [num_users(graph), num_items(graph)]
+        if out.dim() != 2 or out.size(0) != sum(counts):
             raise ValueError(f"PyGRecommender: get_embedding returned {list(out.shape)}, not "
-                             f"[num_users + num_items = {self.num_users + self.num_items}, d]")
-        return out.split([self.num_users, self.num_items])
+                             f"[num_users + num_items = {sum(counts)}, d]")
+        return out.split(counts)
 
     def score_all(self, graph: HeteroData, users: Tensor | None = None) -> Tensor:
         """Scores ``[len(users), I]`` of every item by :meth:`forward`, about :data:`SCORE_ALL_PAIRS`

@@ -162,8 +162,9 @@ class IFRUConfig:
 
     Where the model allows it, IFRU computes on the k-hop computation subgraph of the terms
     (``model.supports_edge_weight``) and takes closed-form curvature products (dot-product models over a
-    linear embedding: MF, LightGCN; :class:`~graphforget.influence.DotProductOperator`); other models
-    use double backward through the model on the whole graph.
+    linear embedding: MF, LightGCN, PyG's LightGCN through the adapter;
+    :class:`~graphforget.influence.DotProductOperator`); other models use double backward through the model
+    on the whole graph.
 
     Args:
         spillover: add the spillover influence of the changed computational graph (``D_c``).
