@@ -101,7 +101,7 @@ def test_training_and_ifru_unlearning_equal_graphforgets_lightgcn(graph, one_thr
     request = random_edges(graph, ratio=0.05, seed=1)
     mine = IFRU(ours, graph, OBJECTIVE).unlearn(request)
     # PyG's LightGCN is known linear with dot-product scores: the closed-form products, as for ours; the
-    # autograd products (the reference paths) for any other module.
+    # reference paths (autograd products on the whole graph, what any other module gets) give the same step.
     assert theirs.linear_embedding and has_linear_dot_product(theirs)
     for reference in (False, True):
         adapted = IFRU(theirs, graph, OBJECTIVE, _reference_paths=reference).unlearn(request)
@@ -123,7 +123,7 @@ def test_unlearnrec_through_the_adapter_equals_graphforgets_lightgcn(graph, one_
     config = UnlearnRecConfig(pretrain_epochs=2, finetune_epochs=2, lr=0.01, batch_size=0, seed=0)
     request = random_edges(graph, ratio=0.05, seed=1)
     mine, adapted = (UnlearnRec(model, graph, OBJECTIVE, config).fit().unlearn(request) for model in (ours, theirs))
-    assert type(adapted.model) is PyGRecommender and adapted.info["trusted"] == mine.info["trusted"]
+    assert type(adapted.model) is PyGRecommender and adapted.info["trusted"] and mine.info["trusted"]
     step = (x0(mine.model) - x0(ours)).norm()
     assert step > 0.01
     assert float((x0(adapted.model) - x0(mine.model)).norm() / step) < UNLEARN_RTOL

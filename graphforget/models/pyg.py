@@ -52,7 +52,7 @@ class PyGRecommender(Recommender):
             ``edge_index`` (its values: the weights with ``edge_weight=True``, else ones), built once per graph
             (:class:`~graphforget.data.AdjacencyCache`). PyG's message-passing layers that accept one
             (``LGConv``, ``GCNConv``, ...) then aggregate by one sparse product instead of a gather and a scatter
-            per edge: PyG's LightGCN trains and unlearns 2-3x faster (see :doc:`/custom_model`). For a module that
+            per edge: PyG's LightGCN trains and unlearns 3-4x faster (see :doc:`/custom_model`). For a module that
             does not index ``edge_index`` itself, whose layers aggregate by sum: torch has no second derivative
             of its sparse mean or max (``SAGEConv``'s), which IFRU and SCIF need.
         node_tables: ``{parameter name in the module: node type}`` (``user``, ``item`` or ``node``),
