@@ -116,6 +116,21 @@ def test_hashed_negatives_follow_their_definition_edge_by_edge():
     assert probed > 0
 
 
+def test_hashed_negatives_see_an_edge_tensor_edited_in_place():
+    """The graph's sorted keys are kept per edge tensor: an edit in place must not leave a negative that the
+    edit made an item of its user."""
+    graph = dense_ish_graph()
+    ei = graph[EDGE].edge_index
+    first = hashed_negatives(graph, ei, 0, 0)
+    user, negative = int(ei[0, 0]), int(first[0])
+    other = int(((ei[0] == user) & (torch.arange(ei.size(1)) > 0)).nonzero()[0])
+    ei[1, other] = negative  # user 0's other edge now points at edge 0's negative (still no duplicate)
+    again = hashed_negatives(graph, ei, 0, 0)
+    assert int(again[0]) != negative
+    fresh = make_interactions(ei.clone(), num_users=30, num_items=40)
+    assert torch.equal(again, hashed_negatives(fresh, fresh[EDGE].edge_index, 0, 0))
+
+
 def test_hashed_negatives_are_a_function_of_the_edge():
     graph = dense_ish_graph()
     ei = graph[EDGE].edge_index
