@@ -16,8 +16,8 @@ from graphforget.data import (DATASETS, EDGE, Split, add_negatives, attack_flip,
                               load_movielens_100k, make_interactions, num_items, num_users, planted_communities,
                               propagation_edges, random_edges, random_split, relabel, remove_edges, request_nodes,
                               symmetric_edge_weight, user_edges)
-from graphforget.data import (AdjacencyCache, edge_subgraph, hold_graph, message_passing_edges, normalized_adjacency,
-                              observed_adjacency, pairs_of_keys, pairs_with_data, without_edges)
+from graphforget.data import (AdjacencyCache, AdjacencyPattern, edge_subgraph, hold_graph, message_passing_edges,
+                              normalized_adjacency, observed_adjacency, pairs_of_keys, pairs_with_data, without_edges)
 from graphforget.data import interactions
 from graphforget.data.interactions import pair_keys
 
@@ -979,6 +979,23 @@ def test_adjacency_cache_answers_equal_graphs_and_never_a_stale_one(random_graph
     assert len(cache) == 0 and "kept=0" in repr(cache)
     with pytest.raises(ValueError, match="AdjacencyCache.size"):
         AdjacencyCache(size=0)
+
+
+def test_an_adjacency_pattern_reads_every_edge_subset_as_normalized_adjacency_builds_it(random_graph):
+    """Entry for entry (SGL's views are read so): the same rows, columns and values, in float64 too, for subsets
+    of the observed edges only (unobserved pairs carry no messages)."""
+    graph = random_graph(9, 7, 30, seed=10)
+    graph[EDGE].observed = torch.arange(30) % 5 != 0
+    pattern = AdjacencyPattern.of(graph)
+    edges = message_passing_edges(graph)
+    assert torch.equal(pattern.edge_index, edges)
+    gen = torch.Generator().manual_seed(0)
+    for keep in [torch.rand(edges.size(1), generator=gen) >= ratio for ratio in (0.0, 0.3, 0.9, 1.0)]:
+        view = make_interactions(edges[:, keep], num_users=9, num_items=7)
+        for like in (None, torch.zeros(1, dtype=torch.float64)):
+            got, expected = pattern.subset(keep, like), normalized_adjacency(view, like)
+            for part in ("crow_indices", "col_indices", "values"):
+                assert torch.equal(getattr(got, part)(), getattr(expected, part)())
 
 
 def test_a_held_graph_skips_the_check_for_its_block_only(random_graph):

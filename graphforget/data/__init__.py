@@ -4,7 +4,8 @@ from .interactions import (EDGE, bipartite_to_homogeneous, check_interactions, c
                            edge_positions, edge_subgraph, make_interactions, message_passing_edges, num_items,
                            pair_keys, pairs_of_keys, pairs_with_data, propagation_edges, num_users, remove_edges,
                            symmetric_edge_weight, validate_pairs, without_edges)
-from .adjacency import AdjacencyCache, bipartite_adjacency, hold_graph, normalized_adjacency, observed_adjacency
+from .adjacency import (AdjacencyCache, AdjacencyPattern, bipartite_adjacency, hold_graph, normalized_adjacency,
+                        observed_adjacency)
 from .adversarial import adversarial_edges
 from .loaders import (DATASETS, download, find_data_root, load_csv, load_dataset, load_labelled_triples,
                       load_lightgcn, load_movielens_100k)
@@ -17,7 +18,7 @@ __all__ = [
     "symmetric_edge_weight", "edge_positions", "edge_subgraph", "without_edges", "remove_edges", "validate_pairs",
     "pair_keys", "pairs_of_keys", "pairs_with_data", "check_interactions", "check_unique_pairs", "check_model_fits",
     "check_pair_ids", "check_pair_tensor",
-    "AdjacencyCache", "bipartite_adjacency", "normalized_adjacency", "observed_adjacency", "hold_graph",
+    "AdjacencyCache", "AdjacencyPattern", "bipartite_adjacency", "normalized_adjacency", "observed_adjacency", "hold_graph",
     "DATASETS", "download", "find_data_root", "load_csv", "load_dataset", "load_labelled_triples",
     "load_lightgcn", "load_movielens_100k",
     "attack_flip", "adversarial_edges", "random_edges", "request_nodes", "user_edges", "planted_communities",

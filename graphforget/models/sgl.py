@@ -13,10 +13,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
+from ..data.adjacency import AdjacencyCache, AdjacencyPattern
 from ..data.interactions import EDGE, message_passing_edges, num_items, num_users, pair_keys
 from ..objectives import BPRObjective
 from .base import MODELS
 from .lightgcn import LightGCN
+from .propagation import layer_sum
 
 __all__ = ["SGL", "info_nce", "views_info_nce", "ContrastiveBPRObjective"]
 
@@ -46,18 +48,6 @@ def info_nce(anchor: Tensor, positive: Tensor, tau: float) -> Tensor:
         return anchor.sum() * 0
     logits = F.normalize(anchor, dim=1) @ F.normalize(positive, dim=1).t() / tau
     return F.cross_entropy(logits, torch.arange(anchor.size(0), device=anchor.device))
-
-
-def dropped_view(graph: HeteroData, drop_ratio: float, generator: torch.Generator) -> HeteroData:
-    """A graph keeping each message-passing edge with probability ``1 - drop_ratio``.
-
-    Only the observed (user, item) edges are kept (the view is for propagation alone), and no
-    ``edge_weight`` is carried over, so the view is renormalised by its own degrees, as SGL's
-    edge dropout is. One ``torch.rand`` draw of ``[E']`` values from ``generator``.
-    """
-    edge_index = message_passing_edges(graph)
-    keep = torch.rand(edge_index.size(1), generator=generator, device=edge_index.device) >= drop_ratio
-    return _view(graph, edge_index[:, keep])
 
 
 def _view(graph: HeteroData, edge_index: Tensor) -> HeteroData:
@@ -98,13 +88,23 @@ class SGL(LightGCN):
             raise ValueError(f"drop_ratio must be in [0, 1), got {drop_ratio}")
         super().__init__(num_users, num_items, embedding_dim, num_layers)
         self.drop_ratio = float(drop_ratio)
+        #: The adjacency patterns of the graphs the views were drawn from, checked as :attr:`adjacencies` are.
+        self.patterns = AdjacencyCache(build=AdjacencyPattern.of)
 
     def views(self, graph: HeteroData, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """Node embeddings ``[U + I, d]`` (users first) of two edge-dropout views, drawn in that order."""
+        """Node embeddings ``[U + I, d]`` (users first) of two edge-dropout views, drawn in that order.
+
+        Each view keeps each observed (user, item) edge with probability ``1 - drop_ratio`` (one ``torch.rand``
+        draw of ``[E']`` values from ``generator``) and is renormalised by its own degrees, as SGL's edge
+        dropout is; its adjacency is read from the graph's :class:`~graphforget.data.AdjacencyPattern`."""
         x = self.layer0()
-        first = self.propagate(dropped_view(graph, self.drop_ratio, generator), x)
-        second = self.propagate(dropped_view(graph, self.drop_ratio, generator), x)
-        return first, second
+        pattern = self.patterns(graph, x)
+        edges = pattern.edge_index
+        views = []
+        for _ in range(2):
+            keep = torch.rand(edges.size(1), generator=generator, device=edges.device) >= self.drop_ratio
+            views.append(layer_sum(pattern.subset(keep, x), x, self.num_layers) / (self.num_layers + 1))
+        return views[0], views[1]
 
     def contrastive_loss(self, graph: HeteroData, users: Tensor, items: Tensor, generator: torch.Generator,
                          tau: float = 0.2) -> Tensor:
