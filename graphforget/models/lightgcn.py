@@ -53,7 +53,12 @@ class LightGCN(EmbeddingRecommender):
 
     def propagate(self, graph: HeteroData, x: Tensor) -> Tensor:
         """Layer-averaged propagation of node features ``x [U + I, d]`` (users first) over ``graph``."""
-        return layer_sum(self.adjacency(graph, x), x, self.num_layers) / (self.num_layers + 1)
+        return self.layer_average(self.adjacency(graph, x), x)
+
+    def layer_average(self, adjacency: Tensor, x: Tensor) -> Tensor:
+        """The mean of ``x`` propagated over ``adjacency`` (a normalised adjacency already built, SGL's views)
+        0 to ``num_layers`` times."""
+        return layer_sum(adjacency, x, self.num_layers) / (self.num_layers + 1)
 
     def layer0(self) -> Tensor:
         """The layer-0 embeddings ``[U + I, d]``: the user table, then the item table (whatever tables an

@@ -18,7 +18,6 @@ from ..data.interactions import EDGE, message_passing_edges, num_items, num_user
 from ..objectives import BPRObjective
 from .base import MODELS
 from .lightgcn import LightGCN
-from .propagation import layer_sum
 
 __all__ = ["SGL", "info_nce", "views_info_nce", "ContrastiveBPRObjective"]
 
@@ -103,7 +102,7 @@ class SGL(LightGCN):
         views = []
         for _ in range(2):
             keep = torch.rand(edges.size(1), generator=generator, device=edges.device) >= self.drop_ratio
-            views.append(layer_sum(pattern.subset(keep, x), x, self.num_layers) / (self.num_layers + 1))
+            views.append(self.layer_average(pattern.subset(keep, x), x))
         return views[0], views[1]
 
     def contrastive_loss(self, graph: HeteroData, users: Tensor, items: Tensor, generator: torch.Generator,
