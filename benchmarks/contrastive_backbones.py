@@ -23,6 +23,7 @@ import torch
 
 from graphforget.bench import DataSource
 from graphforget.data import EDGE, num_items, num_users
+from graphforget.io import write_json
 from graphforget.metrics import evaluate_auc, recall_ndcg_at_k
 from graphforget.presets import default_hparams
 from graphforget.train import train
@@ -88,7 +89,7 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     payload = {"dataset": data.source, "epochs": args.epochs, "seed": args.seed, "threads": 1, "rows": rows}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "contrastive_backbones.json").write_text(json.dumps(payload, indent=1))
+    write_json(RESULTS / "contrastive_backbones.json", payload)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from graphforget.io import write_json
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "data"
 VERIFICATION = ("request_edges", "matched", "request_probability", "non_member_probability", "mi_bf", "mi_ng",
@@ -125,7 +127,7 @@ def main() -> None:
     for name in args.datasets:
         report["datasets"][name] = run_dataset(name, args, workdir)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.out, report)
     print(f"wrote {args.out}")
 
 

@@ -35,6 +35,7 @@ from graphforget.bench import DataSource
 from graphforget.clock import Stopwatch
 from graphforget.data import EDGE, random_edges
 from graphforget.distributed import launch
+from graphforget.io import write_json
 from graphforget.objectives import BCEObjective
 from graphforget.presets import default_hparams
 from graphforget.train import TrainConfig, train
@@ -160,7 +161,7 @@ def main() -> None:
         payload["rows"]["ifru_lightgcn"] = ifru_row(data, args.epochs)
         print("ifru", payload["rows"]["ifru_lightgcn"])
     RESULTS.mkdir(exist_ok=True)
-    path.write_text(json.dumps(payload, indent=1))
+    write_json(path, payload)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from graphforget.data import EDGE, add_negatives, edge_subgraph, find_data_root, load_lightgcn, user_edges
+from graphforget.io import write_json
 from graphforget.metrics import evaluate_auc, mean_probability
 from graphforget.presets import TRAININGS, default_hparams
 from graphforget.train import train
@@ -130,8 +131,8 @@ def main(argv=None) -> None:
                                                                     args.epochs, args.seed, args.training,
                                                                     args.device)]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"train_edges": int(graph[EDGE].observed.sum()),
-                                    "labelled_edges": graph[EDGE].edge_index.size(1), "rows": rows}, indent=1))
+    write_json(args.out, {"train_edges": int(graph[EDGE].observed.sum()),
+                          "labelled_edges": graph[EDGE].edge_index.size(1), "rows": rows})
 
 
 if __name__ == "__main__":

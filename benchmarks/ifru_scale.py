@@ -30,6 +30,7 @@ import torch
 
 from graphforget import BCEObjective, TrainConfig, train
 from graphforget.data import EDGE, add_negatives, edge_subgraph, find_data_root, load_lightgcn, random_edges
+from graphforget.io import write_json
 from graphforget.metrics import prediction_distance
 from graphforget.models import LightGCN, load_model, save_model
 from graphforget.presets import TRAININGS
@@ -132,10 +133,10 @@ def main(argv=None) -> None:
                 print({k: rows[-1].get(k) for k in ("ratio", "curvature", "prune", "request_edges", "seconds",
                                                      "peak_mb_over_baseline", "speedup", "prediction_gap")}, flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"train_edges": train_graph[EDGE].edge_index.size(1),
-                                    "labelled_edges": graph[EDGE].edge_index.size(1), "training": args.training,
-                                    "train_seconds": fit.seconds, "epochs": fit.epochs,
-                                    "final_train_row": fit.history[-1], "rows": rows}, indent=1))
+    write_json(args.out, {"train_edges": train_graph[EDGE].edge_index.size(1),
+                          "labelled_edges": graph[EDGE].edge_index.size(1), "training": args.training,
+                          "train_seconds": fit.seconds, "epochs": fit.epochs,
+                          "final_train_row": fit.history[-1], "rows": rows})
 
 
 if __name__ == "__main__":

@@ -96,6 +96,7 @@ import torch
 from graphforget.clock import Stopwatch
 from graphforget.data import EDGE, add_negatives, power_law_interactions, random_edges, user_edges
 from graphforget.distributed import gather_results, launch, rank_and_size
+from graphforget.io import write_json
 from graphforget.models import load_model, save_model
 from graphforget.presets import default_hparams
 from graphforget.train import TrainConfig, train
@@ -575,7 +576,7 @@ def write(results: dict, args, previous: dict) -> None:
                "sizes": dict(sorted(results.items(), key=lambda kv: int(kv[0]))),
                "slopes": fitted, "stops": stops(results), "cost_model": cost_model(results, fitted)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=1))
+    write_json(args.out, payload)
     plot(results, args.out.with_suffix(".png"), args.memory_cap_gib * 1024)
 
 

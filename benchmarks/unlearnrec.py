@@ -24,7 +24,6 @@ and of the profile's three trainings (clean, Original, Retrain); writes
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 
 from graphforget.bench import DataSource, run_bench
 from graphforget.data import EDGE, hold_graph, num_items, num_users
+from graphforget.io import write_json
 from graphforget.presets import default_hparams
 
 BENCH = Path(__file__).parent / "results" / "bench"
@@ -75,7 +75,7 @@ def training_cost(out: Path) -> dict:
             print(backbone, profile, {k: round(v, 2) for k, v in rows[f"{backbone}_{profile}"].items()})
     report = {"dataset": "ml-1m", "train_edges": edges, "threads": torch.get_num_threads(), "clock": "process CPU time",
               "machine": platform.processor() or platform.machine(), "rows": rows}
-    out.write_text(json.dumps(report, indent=1) + "\n")
+    write_json(out, report)
     return report
 
 
