@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from graphforget.bench.report import README_MARKERS, render_docs
+from graphforget.io import atomic_write
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH, DOCS, README = ROOT / "benchmarks" / "results" / "bench", ROOT / "docs", ROOT / "README.md"
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path.relative_to(ROOT)} is out of date: run python benchmarks/render_docs.py", file=sys.stderr)
         return 1 if stale else 0
     for path in stale:
-        path.write_text(targets[path])
+        atomic_write(path, lambda handle, text=targets[path]: handle.write(text), binary=False)
         print(f"wrote {path.relative_to(ROOT)}")
     return 0
 
