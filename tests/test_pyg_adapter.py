@@ -195,6 +195,9 @@ def test_a_sparse_mean_aggregation_trains_and_its_missing_curvature_is_named(gra
     assert not (dense.linear_embedding or has_linear_dot_product(dense))  # not PyG's LightGCN: autograd products
     with torch.no_grad():
         torch.testing.assert_close(sparse(graph, all_pairs()), dense(graph, all_pairs()), **SCORE)
+        # Not PyG's LightGCN: every item is scored through forward, in chunks.
+        users = torch.tensor([7, 2, 2])
+        torch.testing.assert_close(dense.score_all(graph, users), dense(graph, all_pairs()).view(U, I)[users])
     request = random_edges(graph, ratio=0.05, seed=1)
     assert IFRU(dense, graph, OBJECTIVE).unlearn(request).info["trusted"]
     with pytest.raises(NotImplementedError, match=r"second derivatives.*sparse_mm_reduce.*pass sparse=False"):

@@ -144,8 +144,10 @@ class PyGRecommender(Recommender):
         return out.split(counts)
 
     def score_all(self, graph: HeteroData, users: Tensor | None = None) -> Tensor:
-        """Scores ``[len(users), I]`` of every item by :meth:`forward`, about :data:`SCORE_ALL_PAIRS`
-        pairs per call."""
+        """Scores ``[len(users), I]`` of every item: the dot products of :meth:`embed`'s rows for PyG's LightGCN
+        (:attr:`linear_embedding`), else by :meth:`forward`, about :data:`SCORE_ALL_PAIRS` pairs per call."""
+        if self.linear_embedding:
+            return super().score_all(graph, users)
         items = torch.arange(self.num_items, device=next(self.module.parameters()).device)
         users = torch.arange(self.num_users, device=items.device) if users is None else users.to(items.device)
         chunk = max(1, SCORE_ALL_PAIRS // self.num_items)
