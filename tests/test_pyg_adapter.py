@@ -17,6 +17,7 @@ from graphforget.data import EDGE, bipartite_to_homogeneous, planted_communities
 from graphforget.influence import NodeRows, computation_subgraph, has_linear_dot_product
 from graphforget.models import LightGCN, PyGRecommender
 from graphforget.unlearn import IFRU, Retrain, RetrainConfig, UnlearnRec, UnlearnRecConfig
+from graphforget.unlearn.unlearnrec import _SharedEmbedding
 
 U, I, D, K = 60, 40, 8, 2
 OBJECTIVE = BCEObjective(l2=0.5)
@@ -115,8 +116,10 @@ def test_training_and_ifru_unlearning_equal_graphforgets_lightgcn(graph, one_thr
 
 
 def test_unlearnrec_through_the_adapter_equals_graphforgets_lightgcn(graph, one_thread):
-    """UnlearnRec reads the adapter's one homogeneous table as the user rows, then the item rows."""
+    """UnlearnRec reads the adapter's one homogeneous table as the user rows, then the item rows; a step scores
+    PyG's LightGCN by the dot products of the one embedding it propagates, as it scores ours."""
     ours, theirs = twins(sparse=True)
+    assert all(_SharedEmbedding(model, graph).dot_product for model in (ours, theirs))
     train(ours, graph, OBJECTIVE, FULL_BATCH)
     with torch.no_grad():
         theirs.module.embedding.weight.copy_(x0(ours))

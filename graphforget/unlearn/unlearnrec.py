@@ -48,6 +48,7 @@ from ..data.interactions import EDGE, bipartite_to_homogeneous, num_items, num_u
     without_edges
 from ..clock import Stopwatch
 from ..config import check_fields, check_types
+from ..influence.dot_product import has_linear_dot_product
 from ..io import atomic_write, tensors_sha256
 from ..models.base import Recommender
 from ..models.propagation import layer_sum
@@ -247,7 +248,8 @@ class _SharedEmbedding(nn.Module):
     the same parameters: one propagation serves them all (it halves a step's cost). Pass this module
     where the backbone would go. On ``graph`` it returns that embedding from :meth:`embed` and scores
     pairs by its dot products (when the backbone scores so: the :class:`~graphforget.models.Recommender`
-    default; otherwise by the backbone's own ``forward``); its parameters (the objective's L2) and
+    default, or :func:`~graphforget.influence.has_linear_dot_product`; otherwise by the backbone's own
+    ``forward``); its parameters (the objective's L2) and
     :meth:`contrastive_loss` are the backbone's. Lifetime: one step, as the backbone's parameters change
     after it.
 
@@ -260,7 +262,8 @@ class _SharedEmbedding(nn.Module):
         super().__init__()
         self.backbone, self.graph = backbone, graph
         self.user, self.item = backbone.embed(graph)
-        self.dot_product = type(backbone).forward is Recommender.forward
+        # PyG's LightGCN through the adapter scores by these dot products too (its forward is the module's).
+        self.dot_product = type(backbone).forward is Recommender.forward or has_linear_dot_product(backbone)
 
     def embed(self, graph: HeteroData) -> tuple[Tensor, Tensor]:
         return (self.user, self.item) if graph is self.graph else self.backbone.embed(graph)
