@@ -11,7 +11,6 @@ from torch_geometric.metrics import LinkPredNDCG, LinkPredRecall
 from .config import is_integer
 from .data.interactions import (EDGE, check_model_fits, check_pair_ids, check_pair_tensor, message_passing_edges,
                                 num_items, num_users, validate_pairs)
-from .models.base import Recommender
 
 __all__ = ["auc", "auc_standard_error", "auc_groups", "completeness", "evaluate_auc", "recall_ndcg_at_k",
            "mean_probability", "mi_bf", "mi_ng", "prediction_distance", "parameter_distance"]
@@ -138,10 +137,10 @@ def completeness(method: float, original: float, retrain: float) -> float:
 
 
 def _all_item_scores(model, graph: HeteroData) -> Callable[[Tensor], Tensor]:
-    """``users -> [B, I]`` scores of every item: ``embed``'s dot products, ``embed`` computed once, where
-    ``score_all`` is those (Recommender's); else the model's own ``score_all`` (a model that scores pairs
+    """``users -> [B, I]`` scores of every item: ``embed``'s dot products, ``embed`` computed once, where the
+    model scores so (``scores_by_dot_product``); else the model's own ``score_all`` (a model that scores pairs
     by another function than the dot product of its embeddings, a mean-aggregated shard ensemble)."""
-    if getattr(type(model), "score_all", Recommender.score_all) is Recommender.score_all:
+    if getattr(model, "scores_by_dot_product", False):
         user, item = (_finite(table) for table in model.embed(graph))
         return lambda users: user[users] @ item.t()
     return lambda users: _finite(model.score_all(graph, users))
@@ -153,8 +152,8 @@ def recall_ndcg_at_k(model, graph: HeteroData, test: HeteroData, k: int = 20, ba
     """Recall@K and NDCG@K by all-item ranking with the training interactions masked (PyG's LinkPred metrics).
 
     Users without test interactions are skipped, as PyG's metrics do. The scores are the model's
-    ``score_all``: for a model that keeps :class:`~graphforget.models.Recommender`'s (the dot products of
-    ``embed``), ``embed`` is computed once for every batch.
+    ``score_all``; for a model that scores by the dot products of ``embed``
+    (:attr:`~graphforget.models.Recommender.scores_by_dot_product`), ``embed`` is computed once for every batch.
     """
     if not is_integer(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")

@@ -104,13 +104,13 @@ def test_training_and_ifru_unlearning_equal_graphforgets_lightgcn(graph, one_thr
     # PyG's LightGCN is known linear with dot-product scores: the closed-form products, as for ours; the
     # reference paths (autograd products on the whole graph, what any other module gets) give the same step.
     assert theirs.linear_embedding and has_linear_dot_product(theirs)
+    step = (x0(mine.model) - x0(ours)).norm()
+    assert step > 0.1
     for reference in (False, True):
         adapted = IFRU(theirs, graph, OBJECTIVE, _reference_paths=reference).unlearn(request)
         # Spillover: the remaining edges whose predictions the removal changes are part of the update.
         assert adapted.info["affected_terms"] == mine.info["affected_terms"] > 0
         assert adapted.info["kept_parameters"] == mine.info["kept_parameters"]
-        step = (x0(mine.model) - x0(ours)).norm()
-        assert step > 0.1
         assert float((x0(adapted.model) - x0(mine.model)).norm() / step) < UNLEARN_RTOL
     assert torch.equal(x0(theirs), x0(ours))  # the original models are untouched
 
@@ -191,7 +191,7 @@ class MeanSAGE(nn.Module):
         return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
 
 
-def test_a_sparse_mean_aggregation_trains_and_its_missing_curvature_is_named(graph, one_thread):
+def test_a_sparse_mean_aggregation_scores_as_edge_index_and_its_missing_curvature_is_named(graph, one_thread):
     """torch has no second derivative of its sparse mean product (SAGEConv's with a sparse adjacency)."""
     dense, sparse = (PyGRecommender(MeanSAGE(U + I), U, I, receptive_field=1, sparse=form).double() for form in (0, 1))
     sparse.load_state_dict(dense.state_dict())

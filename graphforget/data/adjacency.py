@@ -11,6 +11,7 @@ from typing import Callable, Iterator
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
+from torch_geometric.index import index2ptr, ptr2index
 from torch_geometric.utils import to_torch_csr_tensor
 
 from .interactions import (EDGE, bipartite_to_homogeneous, message_passing_edges, num_items, num_users,
@@ -92,11 +93,8 @@ class AdjacencyPattern:
         edge_index = message_passing_edges(graph)
         users, items = num_users(graph), num_items(graph)
         ids = torch.arange(edge_index.size(1), device=edge_index.device)
-        with quiet_csr():
-            csr = to_torch_csr_tensor(bipartite_to_homogeneous(edge_index, users), torch.cat([ids, ids]),
-                                      size=(users + items, users + items))
-        row = torch.repeat_interleave(torch.arange(users + items, device=ids.device), csr.crow_indices().diff())
-        return cls(edge_index, row, csr.col_indices(), csr.values(), users, items)
+        csr = bipartite_adjacency(edge_index, ids, users, items)  # each entry's value: its edge
+        return cls(edge_index, ptr2index(csr.crow_indices()), csr.col_indices(), csr.values(), users, items)
 
     def subset(self, keep: Tensor, like: Tensor | None = None) -> Tensor:
         """:func:`normalized_adjacency` of the graph holding only the observed edges where ``keep`` (``[E']``
@@ -108,10 +106,8 @@ class AdjacencyPattern:
         values = weight[self.edge[entries]]
         values = values if like is None else values.to(like)
         size = self.num_users + self.num_items
-        crow = torch.zeros(size + 1, dtype=torch.long, device=keep.device)
-        crow[1:] = torch.bincount(self.row[entries], minlength=size).cumsum(0)
-        with quiet_csr():
-            return torch.sparse_csr_tensor(crow, self.col[entries], values, (size, size))
+        with quiet_csr():  # the kept entries' rows stay sorted
+            return torch.sparse_csr_tensor(index2ptr(self.row[entries], size), self.col[entries], values, (size, size))
 
 
 @dataclass

@@ -35,12 +35,8 @@ __all__ = ["DotProductOperator", "LocalProblem", "dot_product_gradient", "dot_pr
 
 
 def has_linear_dot_product(model) -> bool:
-    """Whether ``model`` scores by the dot product of an embedding linear in its tables: the base class's
-    forward, or the adapter's around a module it knows to score so (PyG's LightGCN)."""
-    from ..models.base import Recommender
-    from ..models.pyg import PyGRecommender
-    forward = type(model).forward
-    return bool(getattr(model, "linear_embedding", False)) and forward in (Recommender.forward, PyGRecommender.forward)
+    """Whether ``model`` scores by the dot product of an embedding linear in its tables."""
+    return bool(getattr(model, "linear_embedding", False) and getattr(model, "scores_by_dot_product", False))
 
 
 class _Embed(nn.Module):

@@ -28,7 +28,8 @@ def table_offset(node_type: str, num_users: int) -> int:
 
 
 def table_mask(node_mask: Tensor, node_type: str, num_users: int) -> Tensor:
-    """The rows of a table of ``node_type`` that a homogeneous ``[U + I]`` node mask selects."""
+    """The rows of a table of ``node_type`` in a homogeneous ``[U + I, ...]`` tensor (a node mask, or a row per
+    node): a view."""
     table_offset(node_type, num_users)  # checks the node type
     if node_type == "node":
         return node_mask
@@ -49,9 +50,11 @@ class Recommender(nn.Module, ABC):
     * :attr:`receptive_field` is the number of hops a prediction depends on (MF: 0; K-layer GNN: K).
     * :attr:`supports_edge_weight`: ``True`` when the model propagates with the weights from
       :func:`~graphforget.data.propagation_edges` (so it can be run exactly on a k-hop subgraph).
-    * :attr:`linear_embedding`: ``True`` when :meth:`embed` is linear in the node tables and the
-      scores are the default dot products (MF, LightGCN): curvature products then take a fast
-      closed form (:class:`~graphforget.influence.DotProductOperator`).
+    * :attr:`scores_by_dot_product`: ``True`` when :meth:`forward` scores a pair by the dot product of
+      :meth:`embed`'s rows (the default forward, not overridden).
+    * :attr:`linear_embedding`: ``True`` when :meth:`embed` is linear in the node tables (MF, LightGCN):
+      with dot-product scores, curvature products then take a fast closed form
+      (:class:`~graphforget.influence.DotProductOperator`).
     * :meth:`reset_parameters` re-draws every trainable parameter (from ``seed`` when given, without
       touching the global random state); :meth:`config` returns the constructor's arguments.
 
@@ -63,6 +66,12 @@ class Recommender(nn.Module, ABC):
     receptive_field: int = 0
     supports_edge_weight: bool = False
     linear_embedding: bool = False
+
+    @property
+    def scores_by_dot_product(self) -> bool:
+        """Whether :meth:`forward` is the dot product of :meth:`embed`'s user and item rows (this class's
+        forward, not overridden)."""
+        return type(self).forward is Recommender.forward
 
     def __init__(self, num_users: int, num_items: int):
         super().__init__()

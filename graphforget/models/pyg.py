@@ -82,9 +82,14 @@ class PyGRecommender(Recommender):
 
     @property
     def linear_embedding(self) -> bool:
-        """Whether the module is PyG's LightGCN (its own class): its embedding is linear in its table and it
-        scores by dot products, so IFRU's curvature products take their closed form."""
+        """Whether the module is PyG's LightGCN (its own class): its embedding is linear in its table."""
         return type(self.module) is LightGCN
+
+    @property
+    def scores_by_dot_product(self) -> bool:
+        """Whether the module is PyG's LightGCN, whose forward is the dot product of ``get_embedding``'s rows
+        (and this class's forward is not overridden): IFRU's curvature products then take their closed form."""
+        return type(self).forward is PyGRecommender.forward and type(self.module) is LightGCN
 
     def node_parameters(self) -> dict[str, str]:
         return {f"module.{name}": node_type for name, node_type in self.node_tables.items()}
@@ -145,8 +150,8 @@ class PyGRecommender(Recommender):
 
     def score_all(self, graph: HeteroData, users: Tensor | None = None) -> Tensor:
         """Scores ``[len(users), I]`` of every item: the dot products of :meth:`embed`'s rows for PyG's LightGCN
-        (:attr:`linear_embedding`), else by :meth:`forward`, about :data:`SCORE_ALL_PAIRS` pairs per call."""
-        if self.linear_embedding:
+        (:attr:`scores_by_dot_product`), else by :meth:`forward`, about :data:`SCORE_ALL_PAIRS` pairs per call."""
+        if self.scores_by_dot_product:
             return super().score_all(graph, users)
         items = torch.arange(self.num_items, device=next(self.module.parameters()).device)
         users = torch.arange(self.num_users, device=items.device) if users is None else users.to(items.device)

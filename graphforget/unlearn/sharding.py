@@ -153,7 +153,7 @@ class ShardedRecommender(Recommender):
 
     * ``"mean"`` (SISA, Bourtoule et al., IEEE S&P 2021): :math:`\hat y_{ui} = \frac1S \sum_s \hat y^s_{ui}`.
       :meth:`score_all` averages the shards' score matrices. :meth:`embed` exists only when every shard
-      scores by the dot product of its embeddings (the default :meth:`Recommender.forward`): it then
+      scores by the dot product of its embeddings (:attr:`Recommender.scores_by_dot_product`): it then
       returns the concatenations :math:`[\mathbf{e}^1_u, \dots, \mathbf{e}^S_u] / S` and
       :math:`[\mathbf{e}^1_i, \dots, \mathbf{e}^S_i]` (size :math:`Sd`), whose dot product is exactly
       the mean of the shard scores (the mean of the shard embeddings would not be); otherwise it raises
@@ -287,7 +287,7 @@ class ShardedRecommender(Recommender):
         return self.attention.score(user_stack, item_stack, edge_label_index)
 
     def _dot_product_shards(self) -> bool:
-        return all(type(m).forward is Recommender.forward for m in self.shards)
+        return all(m.scores_by_dot_product for m in self.shards)
 
     def embed(self, graph: HeteroData) -> tuple[Tensor, Tensor]:
         """Users ``[U, d']`` and items ``[I, d']`` whose dot products are the ensemble's logits.

@@ -48,9 +48,8 @@ from ..data.interactions import EDGE, bipartite_to_homogeneous, num_items, num_u
     without_edges
 from ..clock import Stopwatch
 from ..config import check_fields, check_types
-from ..influence.dot_product import has_linear_dot_product
 from ..io import atomic_write, tensors_sha256
-from ..models.base import Recommender
+from ..models.base import table_mask
 from ..models.propagation import layer_sum
 from ..models.sgl import info_nce
 from ..objectives import Objective
@@ -247,8 +246,8 @@ class _SharedEmbedding(nn.Module):
     A step's backbone loss, unlearning loss and preservation loss all score pairs on the same graph with
     the same parameters: one propagation serves them all (it halves a step's cost). Pass this module
     where the backbone would go. On ``graph`` it returns that embedding from :meth:`embed` and scores
-    pairs by its dot products (when the backbone scores so: the :class:`~graphforget.models.Recommender`
-    default, or :func:`~graphforget.influence.has_linear_dot_product`; otherwise by the backbone's own
+    pairs by its dot products (when the backbone scores so:
+    :attr:`~graphforget.models.Recommender.scores_by_dot_product`; otherwise by the backbone's own
     ``forward``); its parameters (the objective's L2) and
     :meth:`contrastive_loss` are the backbone's. Lifetime: one step, as the backbone's parameters change
     after it.
@@ -262,8 +261,7 @@ class _SharedEmbedding(nn.Module):
         super().__init__()
         self.backbone, self.graph = backbone, graph
         self.user, self.item = backbone.embed(graph)
-        # PyG's LightGCN through the adapter scores by these dot products too (its forward is the module's).
-        self.dot_product = type(backbone).forward is Recommender.forward or has_linear_dot_product(backbone)
+        self.dot_product = bool(getattr(backbone, "scores_by_dot_product", False))
 
     def embed(self, graph: HeteroData) -> tuple[Tensor, Tensor]:
         return (self.user, self.item) if graph is self.graph else self.backbone.embed(graph)
@@ -384,15 +382,9 @@ class UnlearnRec(Unlearner):
             getattr(module.parametrizations, attr).original.requires_grad_(trainable_tables)
         return work, shifts
 
-    def _rows(self, update: Tensor) -> dict[str, Tensor]:
-        """The rows of each layer-0 table in an update ``[U + I, d]`` (users first, the homogeneous order)."""
-        user, item = update.split([self.encoder.num_users, self.encoder.num_items])
-        return {"user": user, "item": item, "node": update}
-
     def _set_update(self, shifts: dict[str, _Shift], update: Tensor | None) -> None:
-        rows = None if update is None else self._rows(update)
         for node_type, shift in shifts.items():
-            shift.delta = None if rows is None else rows[node_type]
+            shift.delta = None if update is None else table_mask(update, node_type, self.encoder.num_users)
 
     def _step_loss(self, work: nn.Module, remaining: HeteroData, batch: Tensor, request_batch: Tensor,
                    reference: Tensor, epoch: int) -> tuple[Tensor, dict[str, float]]:
@@ -636,13 +628,13 @@ class UnlearnRec(Unlearner):
     @torch.no_grad()
     def _fold(self, work: nn.Module, mlp: nn.Module, delta: Tensor) -> nn.Module:
         """A new model of the caller's class with layer-0 tables ``E0 (fine-tuned copy) + MLP(dE)``."""
-        update = self._rows(mlp(delta))
+        update = mlp(delta)  # [U + I, d], users first
         model = copy.deepcopy(self.model)
         params = dict(model.named_parameters())
         for node_type, name in self.tables.items():
             module_name, _, attr = name.rpartition(".")
             original = getattr(work.get_submodule(module_name).parametrizations, attr).original
-            params[name].copy_(original + update[node_type])
+            params[name].copy_(original + table_mask(update, node_type, self.encoder.num_users))
         return model
 
     def __repr__(self) -> str:
