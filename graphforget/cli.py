@@ -689,6 +689,7 @@ def cmd_verify(args) -> int:
 
 def _add_workflow_commands(sub) -> None:
     """The parsers of ``fit``, ``forget`` and ``verify``."""
+    from .models import ENTRY_POINT_GROUP
     from .workflow import FIT_MODELS
     p = sub.add_parser("fit", help="train a model on your own data file (writes a run)",
                        description="Train on a data file: binarise ratings, sample negatives for implicit "
@@ -696,7 +697,8 @@ def _add_workflow_commands(sub) -> None:
     _data_file_flags(p, required=True)
     p.add_argument("--negatives", type=_non_negative, default=0,
                    help="sampled non-interactions per interaction (implicit feedback needs them; default: 0)")
-    p.add_argument("--model", choices=FIT_MODELS, default="mf", help="recommender (default: mf)")
+    p.add_argument("--model", default="mf", help=f"recommender: {', '.join(FIT_MODELS)}, or a model an installed "
+                   f"package registers under the entry-point group {ENTRY_POINT_GROUP!r} (default: mf)")
     _hyperparameters(p)
     p.add_argument("--seed", type=int, default=0, help="seed of negatives, split, model and batches (default: 0)")
     p.add_argument("--out", required=True, help="the new run directory (must not exist)")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import build_config, check_fields, check_types
-from .models import MODELS, ContrastiveBPRObjective, Recommender, build_model
+from .models import ENTRY_POINT_GROUP, MODELS, ContrastiveBPRObjective, Recommender, build_model, registered_model
 from .objectives import BCEObjective, BPRObjective, Objective
 from .train import TrainConfig
 
@@ -32,6 +32,14 @@ PRESET_DATASETS = ("ml-100k", "bookcrossing", "synthetic")
 STATIONARY_L2 = {("mf", "ml-100k"): 8.0, ("mf", "bookcrossing"): 5.0}
 
 
+def _is_registered(name: str) -> bool:
+    try:
+        registered_model(name)
+    except ValueError:
+        return False
+    return True
+
+
 def _early_stopped() -> TrainConfig:
     return TrainConfig(patience=5)
 
@@ -41,7 +49,8 @@ class Hyperparameters:
     """A model, its objective and its training as plain values (what a checkpoint stores).
 
     Args:
-        model: a name in :data:`graphforget.models.MODELS` (``mf``, ``lightgcn``).
+        model: a registered model (:func:`~graphforget.models.registered_model`: ``mf``, ``lightgcn``, ``sgl``,
+            ``simgcl`` or your own); :meth:`build_model` calls it with :meth:`model_config`.
         embedding_dim: embedding size.
         num_layers: propagation layers (ignored by MF).
         l2: :math:`\\lambda` of the objective (:class:`~graphforget.objectives.Objective`).
@@ -61,7 +70,8 @@ class Hyperparameters:
 
     def __post_init__(self):
         check_types(self)  # a dict for train (as a checkpoint stores it) becomes a TrainConfig
-        check_fields(self, {"model": (self.model in MODELS, f"unknown model; known: {', '.join(sorted(MODELS))}"),
+        check_fields(self, {"model": (_is_registered(self.model), f"unknown model; known: {', '.join(sorted(MODELS))} "
+                                      f"(graphforget.models.MODELS, or the entry points of {ENTRY_POINT_GROUP!r})"),
                             "embedding_dim": (self.embedding_dim >= 1, "must be >= 1"),
                             "num_layers": (self.num_layers >= 0, "must be >= 0"), "l2": (self.l2 >= 0, "must be >= 0"),
                             "loss": (self.loss in LOSSES, f"one of {', '.join(LOSSES)}"),
@@ -71,12 +81,17 @@ class Hyperparameters:
         if self.model in CONTRASTIVE and self.loss != "bpr":
             raise ValueError(f"Hyperparameters.loss: {self.model} trains with bpr (got {self.loss!r})")
 
-    def build_model(self, num_users: int, num_items: int, seed: int = 0) -> Recommender:
-        """A freshly initialised model (from a private generator seeded with ``seed``)."""
+    def model_config(self, num_users: int, num_items: int) -> dict:
+        """The keyword arguments :meth:`build_model` passes to the registered class or factory (a checkpoint's
+        ``config``): ``num_users``, ``num_items``, ``embedding_dim`` and, but for MF, ``num_layers``."""
         kwargs = {"num_users": num_users, "num_items": num_items, "embedding_dim": self.embedding_dim}
         if self.model != "mf":
             kwargs["num_layers"] = self.num_layers
-        model = build_model(self.model, **kwargs)
+        return kwargs
+
+    def build_model(self, num_users: int, num_items: int, seed: int = 0) -> Recommender:
+        """A freshly initialised model (from a private generator seeded with ``seed``)."""
+        model = build_model(self.model, **self.model_config(num_users, num_items))
         model.reset_parameters(seed)
         return model
 

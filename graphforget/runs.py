@@ -266,8 +266,9 @@ def save_run(out: str | os.PathLike, info: dict, model: Recommender, graph: Hete
 
     Args:
         out: the new run directory (must not exist).
-        info: the content of ``run.json`` without ``files``, ``format`` and ``created``, added here.
-        model: the model (a registered class: :func:`~graphforget.models.save_model`).
+        info: the content of ``run.json`` without ``files``, ``format`` and ``created``, added here; its
+            ``model`` (``{"name": ..., "config": ...}``) names the registered class or factory that rebuilds the model.
+        model: the model (:func:`~graphforget.models.save_model`).
         graph: the training graph.
         val, test: held-out pairs.
         removed: ``{"edge_index": [2, R], "edge_label": [R], "observed": [R]}`` removed in the lineage.
@@ -284,7 +285,7 @@ def save_run(out: str | os.PathLike, info: dict, model: Recommender, graph: Hete
     model = model.cpu()
 
     def write(tmp: Path) -> None:
-        save_model(model, tmp / "model.pt")  # atomic and fsync-ed within the temporary directory
+        save_model(model, tmp / "model.pt", **info["model"])  # atomic and fsync-ed within the temporary directory
         sums = {"model.pt": sha256_file(tmp / "model.pt")}
         for name, data in blobs.items():
             _write_file(tmp / name, data)

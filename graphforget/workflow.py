@@ -35,7 +35,8 @@ from .data import (EDGE, Split, add_negatives, binarize, edge_subgraph, load_csv
                    random_split)
 from .io import write_json
 from .metrics import evaluate_auc
-from .presets import Hyperparameters, default_hparams
+from .models import registered_model
+from .presets import CONTRASTIVE, Hyperparameters, default_hparams
 from .runs import (Run, directory_lock, fsync_directory, lineage, load_run, request_sha256, save_run, sha256_file,
                    utc_now)
 from .train import train
@@ -52,7 +53,8 @@ log = logging.getLogger(__name__)
 #: File formats :func:`fit_on_file` reads: MovieLens-100K ``u.data``, ``user item label`` triples, the
 #: LightGCN ``train.txt``/``test.txt`` line format, and CSV with a header.
 FORMATS = ("movielens", "triples", "lightgcn", "csv")
-#: Models :func:`fit_on_file` trains (with BCE on labelled pairs).
+#: The built-in models :func:`fit_on_file` trains (with BCE on labelled pairs); a model of your own registered in
+#: :data:`graphforget.models.MODELS` (or an installed package's entry point) too.
 FIT_MODELS = ("mf", "lightgcn")
 #: Validation and test shares of the interactions when the file has no test set.
 SPLIT = (0.8, 0.1, 0.1)
@@ -277,9 +279,11 @@ class FitResult:
 
 def _hparams(model: str, hparams) -> Hyperparameters:
     """The preset of ``model`` with ``hparams`` (a :class:`Hyperparameters`, or a dict of changes; dotted
-    keys reach the training: ``{"train.epochs": 5}``)."""
-    if model not in FIT_MODELS:
-        raise ValueError(f"unknown model {model!r} for fit; known: {', '.join(FIT_MODELS)}")
+    keys reach the training: ``{"train.epochs": 5}``); a model of your own starts from MF's preset."""
+    if model in CONTRASTIVE:
+        raise ValueError(f"fit trains with BCE on labelled pairs, and {model} trains with BPR: use "
+                         f"{', '.join(FIT_MODELS)} or a model you registered in graphforget.models.MODELS")
+    registered_model(model)  # an unknown name: the error says how to register one
     if isinstance(hparams, Hyperparameters):
         if hparams.model != model:
             raise ValueError(f"hparams are for model {hparams.model!r}, not {model!r}")
@@ -310,7 +314,8 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
         user_col, item_col, label_col: CSV column names.
         threshold: binarise ratings: label 1 where ``rating >= threshold``.
         negatives: sampled non-interactions per interaction (implicit feedback needs them for BCE).
-        model: one of :data:`FIT_MODELS`.
+        model: one of :data:`FIT_MODELS`, or the name of your own model's class or factory in
+            :data:`graphforget.models.MODELS` (called with :meth:`~graphforget.presets.Hyperparameters.model_config`).
         hparams: changes to the preset (``{"embedding_dim": 32, "train.epochs": 20}``) or a full
             :class:`~graphforget.presets.Hyperparameters`.
         seed: seed of the negatives, the split, the initialisation and the batch order.
@@ -329,14 +334,16 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
     graph, test = load_file(path, format, user_col=user_col, item_col=item_col, label_col=label_col)
     split = prepare_split(graph, test, threshold=threshold, negatives=negatives, seed=seed, source=str(path))
     dev = torch.device(device)
-    net = hp.build_model(num_users(split.train), num_items(split.train), seed).to(dev)
+    users, items = num_users(split.train), num_items(split.train)
+    net = hp.build_model(users, items, seed).to(dev)
     fit = train(net, split.train.to(dev), hp.objective(), hp.train_config(seed, progress), split.val.to(dev))
     metrics = {"train_seconds": fit.seconds, "epochs": fit.epochs, "best_epoch": fit.best_epoch,
                "val_auc": fit.best_val_auc, "test_auc": _test_auc(net, split.train.to(dev), split.test),
                **_sizes(split.train, split.val, split.test)}
     info = {"kind": "fit", "version": __version__, "data": _data_record(Path(path).expanduser(), format, options),
-            "model": {"name": hp.model, "config": net.config()}, "hparams": hp.as_dict(), "seed": seed,
-            "metrics": metrics, "lineage": {"parent": None, "request": None, "removed_edges": 0, "depth": 0}}
+            "model": {"name": hp.model, "config": hp.model_config(users, items)}, "hparams": hp.as_dict(),
+            "seed": seed, "metrics": metrics,
+            "lineage": {"parent": None, "request": None, "removed_edges": 0, "depth": 0}}
     empty = {"edge_index": torch.zeros(2, 0, dtype=torch.long), "edge_label": torch.zeros(0),
              "observed": torch.zeros(0, dtype=torch.bool)}
     return FitResult(save_run(out, info, net, split.train, split.val, split.test, empty), metrics)
@@ -719,7 +726,7 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
     removed = _removed(parent, request)
     metrics = _forget_metrics(result, report, fit_seconds, model, graph, val, test)
     method_record = {"name": method, "options": options or {}, "config": asdict(config)}
-    info = _forget_info(parent, out, request, model, method_record, metrics, removed["edge_index"].size(1), heldout)
+    info = _forget_info(parent, out, request, method_record, metrics, removed["edge_index"].size(1), heldout)
     audit = _audit_line(parent, out, info, result, report, error)
     written = {}
 
@@ -739,13 +746,13 @@ def _forget_metrics(result, report, fit_seconds, model, graph: HeteroData, val, 
     return metrics
 
 
-def _forget_info(parent: Run, out: Path, request: Tensor, model, method: dict, metrics: dict,
-                 removed_count: int, heldout: int) -> dict:
+def _forget_info(parent: Run, out: Path, request: Tensor, method: dict, metrics: dict, removed_count: int,
+                 heldout: int) -> dict:
     """``run.json`` of a forget run: the parent's data, model and settings, the method, metrics, lineage."""
     return {"kind": "forget", "version": __version__, "data": parent.info["data"],
-            "model": {"name": parent.info["model"]["name"], "config": model.config()},
-            "hparams": parent.info["hparams"], "seed": parent.info["seed"], "method": method,
-            "metrics": metrics, "lineage": _lineage_record(parent, out, request, removed_count, heldout)}
+            "model": parent.info["model"], "hparams": parent.info["hparams"], "seed": parent.info["seed"],
+            "method": method, "metrics": metrics,
+            "lineage": _lineage_record(parent, out, request, removed_count, heldout)}
 
 
 # ------------------------------------------------------------------------------------------------ verifying

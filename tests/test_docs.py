@@ -74,16 +74,34 @@ def test_readme_starts_with_the_two_commands_and_ci_runs_the_test_command():
     assert "set -euo pipefail" in ci and (REPO / ".ci" / "run").stat().st_mode & 0o111
 
 
-def test_custom_model_and_data_examples_run(one_thread):
-    from graphforget.models import MODELS
+def _ratings_csv(path: Path) -> None:
+    """A ratings file for the workflow example: planted communities, 5 for a positive pair, 1 for a negative,
+    user 0 named alice."""
+    from graphforget.data import EDGE, planted_communities
+    graph = planted_communities(num_users=120, num_items=120, interactions_per_user=20, seed=2)
+    pairs, labels = graph[EDGE].edge_index.t().tolist(), graph[EDGE].edge_label.tolist()
+    rows = [f"{'alice' if u == 0 else f'u{u}'},m{i},{5 if y else 1}" for (u, i), y in zip(pairs, labels)]
+    path.write_text("user,item,rating\n" + "\n".join(rows) + "\n")
+
+
+def test_custom_model_and_data_examples_run(one_thread, tmp_path, monkeypatch):
+    from graphforget.data import EDGE
+    from graphforget.models import MODELS, PyGRecommender
+    from graphforget.runs import load_run
     from graphforget.unlearn import METHODS
     namespace: dict = {}
+    monkeypatch.chdir(tmp_path)  # the workflow example reads ratings.csv and writes runs/
+    _ratings_csv(tmp_path / "ratings.csv")
     try:
         for block in rst_python_blocks(DOCS / "custom_model.rst"):
             exec(compile(block, "custom_model.rst", "exec"), namespace)
         result, model, split, objective = (namespace[k] for k in ("result", "model", "split", "objective"))
         assert result.info["solver"][0]["converged"] and result.info["affected_terms"] > 0
         assert model.receptive_field == 2 and MODELS["layer_attention_gcn"] is namespace["LayerAttentionGCN"]
+        forgotten = namespace["forgotten"]  # the PyG model's run: alice's pairs are gone, and it loads again
+        child = load_run(forgotten.path)
+        assert isinstance(child.model, PyGRecommender) and forgotten.audit["trusted"] is True
+        assert "alice" not in {child.graph["user"].raw_id[u] for u in child.graph[EDGE].edge_index[0].tolist()}
 
         for block in rst_python_blocks(DOCS / "data.rst"):
             exec(compile(block, "data.rst", "exec"), namespace)
@@ -101,6 +119,7 @@ def test_custom_model_and_data_examples_run(one_thread):
         assert torch.equal(out.model.user_emb.weight, model.user_emb.weight)
     finally:
         MODELS.pop("layer_attention_gcn", None)
+        MODELS.pop("pyg_lightgcn", None)
         METHODS.pop("nothing", None)
 
 

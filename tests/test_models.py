@@ -307,6 +307,37 @@ def test_checkpoint_errors(tmp_path):
     assert set(MODELS) >= {"mf", "lightgcn"}
 
 
+def _pyg_lightgcn(num_users, num_items, embedding_dim=8, num_layers=2):
+    """A factory (not a class) building PyG's LightGCN behind the adapter."""
+    from torch_geometric.nn.models import LightGCN as PyGLightGCN
+
+    from graphforget.models import PyGRecommender
+    return PyGRecommender(PyGLightGCN(num_users + num_items, embedding_dim, num_layers), num_users, num_items,
+                          receptive_field=num_layers, sparse=True)
+
+
+def test_a_registered_factory_saves_loads_and_is_checked_when_saved(graph, tmp_path, monkeypatch):
+    monkeypatch.setitem(MODELS, "pyg_lightgcn", _pyg_lightgcn)
+    config = {"num_users": 9, "num_items": 8, "embedding_dim": 6, "num_layers": 1}
+    model = build_model("pyg_lightgcn", **config)
+    model.reset_parameters(3)
+    with pytest.raises(ValueError, match="PyGRecommender is not registered .* pass the name and config"):
+        save_model(model, tmp_path / "m.pt")  # the adapter's class cannot rebuild the module
+    with pytest.raises(ValueError, match=r"built from config .* entries \['module.embedding.weight'\] differ"):
+        save_model(model, tmp_path / "m.pt", name="pyg_lightgcn", config={**config, "embedding_dim": 5})
+    assert not (tmp_path / "m.pt").exists()  # refused before writing
+    save_model(model, tmp_path / "m.pt", name="pyg_lightgcn", config=config)
+    loaded, checkpoint = load_model(tmp_path / "m.pt")
+    assert checkpoint["model"] == "pyg_lightgcn" and checkpoint["config"] == config
+    with torch.no_grad():
+        assert torch.equal(loaded(graph, all_pairs(9, 8)), model(graph, all_pairs(9, 8)))
+    monkeypatch.setitem(MODELS, "not_a_model", lambda **kwargs: torch.nn.Linear(2, 2))
+    with pytest.raises(TypeError, match="built a Linear, not a graphforget Recommender"):
+        build_model("not_a_model")
+    with pytest.raises(ValueError, match="entry-point group 'graphforget.models'"):
+        build_model("no-such-model")
+
+
 def test_constructor_errors_and_repr():
     with pytest.raises(ValueError):
         LightGCN(3, 4, num_layers=-1)

@@ -78,8 +78,8 @@ def cli(capsys, *argv) -> tuple[int, str, str]:
     return code, out, err
 
 
-def fit(capsys, files, kind: str, out: Path) -> Path:
-    code, _, err = cli(capsys, "fit", "--data", files[kind], *FIT_ARGS[kind], *TINY, "--quiet", "--out", out)
+def fit(capsys, files, kind: str, out: Path, *more) -> Path:
+    code, _, err = cli(capsys, "fit", "--data", files[kind], *FIT_ARGS[kind], *TINY, *more, "--quiet", "--out", out)
     assert code == 0, err
     return out
 
@@ -138,6 +138,71 @@ def test_fit_with_explicit_hyperparameters_and_library_call(files, tmp_path):
     info = json.loads((result.path / "run.json").read_text())
     assert info["hparams"]["embedding_dim"] == 4 and info["hparams"]["num_layers"] == 1 and info["seed"] == 3
     assert info["model"]["config"]["num_layers"] == 1 and result.metrics["epochs"] <= 2
+
+
+PLUGIN = """
+from torch_geometric.nn.models import LightGCN
+
+from graphforget.models import PyGRecommender
+
+
+def pyg_lightgcn(num_users, num_items, embedding_dim, num_layers):
+    return PyGRecommender(LightGCN(num_users + num_items, embedding_dim, num_layers), num_users, num_items,
+                          receptive_field=num_layers, sparse=True)
+"""
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    """An installed package (a ``.dist-info`` on ``sys.path``) registering PyG's LightGCN as ``pyg_lightgcn``
+    under the entry-point group ``graphforget.models``."""
+    from graphforget.models import MODELS
+    root = tmp_path / "site"
+    (root / "gf_plugin_demo").mkdir(parents=True)
+    (root / "gf_plugin_demo" / "__init__.py").write_text(PLUGIN)
+    meta = root / "gf_plugin_demo-0.1.dist-info"
+    meta.mkdir()
+    (meta / "METADATA").write_text("Metadata-Version: 2.1\nName: gf-plugin-demo\nVersion: 0.1\n")
+    (meta / "entry_points.txt").write_text("[graphforget.models]\npyg_lightgcn = gf_plugin_demo:pyg_lightgcn\n")
+    monkeypatch.syspath_prepend(str(root))
+    yield root
+    MODELS.pop("pyg_lightgcn", None)
+    sys.modules.pop("gf_plugin_demo", None)
+
+
+def test_a_pyg_model_of_an_installed_package_goes_through_fit_forget_verify(capsys, files, plugin, tmp_path):
+    from graphforget.models import MODELS, PyGRecommender
+    assert "pyg_lightgcn" not in MODELS  # found through the entry point, by name
+    base = fit(capsys, files, "implicit", tmp_path / "base", "--model", "pyg_lightgcn", "--layers", "1")
+    parent = load_run(base)
+    assert isinstance(parent.model, PyGRecommender) and parent.model.receptive_field == 1
+    assert parent.info["model"] == {"name": "pyg_lightgcn", "config": {"num_users": parent.model.num_users,
+                                    "num_items": parent.model.num_items, "embedding_dim": 8, "num_layers": 1}}
+    code, _, err = cli(capsys, "forget", "--run", base, "--users", "u7", "--method", "ifru", "--quiet",
+                       "--out", tmp_path / "no-u7")
+    assert code == 0, err
+    child = load_run(tmp_path / "no-u7")
+    (line,) = audit_lines(tmp_path / "no-u7")
+    assert line["trusted"] is True and line["verification"]["in_graph"] == 0
+    u7 = int(raw_to_local(parent.graph["user"].raw_id, ["u7"])[0])
+    assert not (child.graph[EDGE].edge_index[0] == u7).any()
+    before, after = parent.model.state_dict(), child.model.state_dict()
+    assert any(not torch.equal(before[key], after[key]) for key in before)  # IFRU's change, kept by the run
+    code, out, err = cli(capsys, "verify", "--run", tmp_path / "no-u7", "--quiet")
+    assert code == 0 and "MIA AUC" in out, err
+    # Without the package the run names what is missing instead of failing somewhere else.
+    MODELS.pop("pyg_lightgcn")
+    sys.path.remove(str(plugin))
+    with pytest.raises(ValueError, match="unknown model 'pyg_lightgcn'.*entry-point group 'graphforget.models'"):
+        load_run(tmp_path / "no-u7")
+
+
+def test_fit_refuses_a_model_that_does_not_train_with_bce(files, tmp_path):
+    with pytest.raises(ValueError, match="fit trains with BCE on labelled pairs, and sgl trains with BPR"):
+        fit_on_file(files["triples"], "triples", model="sgl", out=tmp_path / "run")
+    with pytest.raises(ValueError, match="unknown model 'gcn'.*graphforget.models.MODELS"):
+        fit_on_file(files["triples"], "triples", model="gcn", out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 # ------------------------------------------------------------------------------------------------ forget

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from importlib.metadata import entry_points
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -13,7 +15,7 @@ from ..config import is_integer, seeded
 from ..io import atomic_write
 
 __all__ = ["Recommender", "EmbeddingRecommender", "NODE_TYPES", "table_mask", "table_offset",
-           "save_model", "load_model", "MODELS", "build_model"]
+           "save_model", "load_model", "MODELS", "ENTRY_POINT_GROUP", "build_model", "registered_model"]
 
 #: Node types of a per-node parameter table (see :meth:`Recommender.node_parameters`): ``user`` rows are
 #: user ids, ``item`` rows item ids, ``node`` rows homogeneous ids (users ``0..U-1``, then items).
@@ -154,27 +156,81 @@ class EmbeddingRecommender(Recommender):
         return {**super().config(), "embedding_dim": self.embedding_dim}
 
 
-#: Registered model classes by name (for checkpoints and the CLI).
-MODELS: dict[str, type[Recommender]] = {}
+#: Registered models by name (for checkpoints, runs and the CLI): a :class:`Recommender` subclass, or a
+#: factory that returns one, called with the keyword arguments a checkpoint stores as ``config``. An
+#: installed package registers its own under the entry-point group :data:`ENTRY_POINT_GROUP`, loaded the
+#: first time a name is not found here.
+MODELS: dict[str, Callable[..., Recommender]] = {}
+
+#: The entry-point group of models that installed packages register (``name = "package.module:factory"``).
+ENTRY_POINT_GROUP = "graphforget.models"
+
+
+def registered_model(name: str) -> Callable[..., Recommender]:
+    """The class or factory registered as ``name``: in :data:`MODELS`, else an installed package's entry point
+    of :data:`ENTRY_POINT_GROUP` (then added to :data:`MODELS`).
+
+    Raises:
+        ValueError: no model of that name is registered.
+    """
+    if name not in MODELS:
+        found = [point for point in entry_points(group=ENTRY_POINT_GROUP) if point.name == name]
+        if not found:
+            raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS)}. Register a Recommender class or a "
+                             f"factory in graphforget.models.MODELS, or, from an installed package, under the "
+                             f"entry-point group {ENTRY_POINT_GROUP!r}")
+        MODELS[name] = found[0].load()
+    return MODELS[name]
 
 
 def build_model(name: str, **kwargs) -> Recommender:
-    """A new model of the registered class ``name``, built from its constructor arguments."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS)}")
-    return MODELS[name](**kwargs)
+    """A new model built by the class or factory registered as ``name`` (:func:`registered_model`).
 
-
-def save_model(model: Recommender, path: str | os.PathLike, **extra) -> None:
-    """Writes the state dict, the model's name and its config (plus ``extra`` plain values).
-
-    The write is atomic (:func:`~graphforget.io.atomic_write`): an interrupted save leaves the previous
-    file at ``path`` intact.
+    Raises:
+        ValueError: an unknown name.
+        TypeError: a factory that returns something other than a :class:`Recommender`.
     """
-    name = next((k for k, v in MODELS.items() if v is type(model)), None)
+    model = registered_model(name)(**kwargs)
+    if not isinstance(model, Recommender):
+        raise TypeError(f"model {name!r} built a {type(model).__name__}, not a graphforget Recommender "
+                        f"(wrap a PyG module in graphforget.models.PyGRecommender)")
+    return model
+
+
+def _rebuilds(model: Recommender, name: str, config: dict) -> None:
+    """Raises ``ValueError`` unless ``build_model(name, **config)`` has ``model``'s state-dict entries (names,
+    shapes, dtypes): a checkpoint that cannot be loaded is refused when written, not when read."""
+    def entries(module):
+        return {key: (tuple(value.shape), value.dtype) for key, value in module.state_dict().items()}
+    expected, rebuilt = entries(model), entries(build_model(name, **config))
+    if expected != rebuilt:
+        differ = sorted(key for key in expected.keys() | rebuilt.keys() if expected.get(key) != rebuilt.get(key))
+        raise ValueError(f"model {name!r} built from config {config} does not match the model to save: "
+                         f"state-dict entries {differ[:5]} differ (names, shapes or dtypes)")
+
+
+def save_model(model: Recommender, path: str | os.PathLike, name: str | None = None, config: dict | None = None,
+               **extra) -> None:
+    """Writes the state dict, the model's registered name and the arguments that rebuild it (plus ``extra``
+    plain values).
+
+    Args:
+        model: the model.
+        path: the file; the write is atomic (:func:`~graphforget.io.atomic_write`): an interrupted save leaves
+            the previous file at ``path`` intact.
+        name, config: the name of the model's factory in :data:`MODELS` and its keyword arguments. By default
+            the name its class is registered under and :meth:`Recommender.config`; when given, the model they
+            build is checked against ``model`` first.
+    """
+    given = name is not None or config is not None
+    name = name or next((k for k, v in MODELS.items() if v is type(model)), None)
     if name is None:
-        raise ValueError(f"{type(model).__name__} is not registered in graphforget.models.MODELS")
-    checkpoint = {"model": name, "config": model.config(), "state_dict": model.state_dict(), **extra}
+        raise ValueError(f"{type(model).__name__} is not registered in graphforget.models.MODELS: register it, "
+                         f"or pass the name and config of a registered factory that builds it")
+    config = model.config() if config is None else config
+    if given:
+        _rebuilds(model, name, config)
+    checkpoint = {"model": name, "config": config, "state_dict": model.state_dict(), **extra}
     atomic_write(path, lambda handle: torch.save(checkpoint, handle))
 
 
