@@ -32,7 +32,7 @@ from .data import EDGE, find_data_root, remove_edges
 from .config import describe
 from .io import atomic_write, tensors_sha256, to_jsonable, write_json
 from .metrics import auc_standard_error, evaluate_auc
-from .models import MODELS, load_model, save_model
+from .models import MODELS, load_model, registered_model, save_model
 from .presets import TRAININGS, Hyperparameters, default_hparams
 from .protocols.attack import AUC_KEYS, DATASET_NAMES, AttackData, prepare_attack_data, run_attack
 from .runs import occupied, publish
@@ -423,6 +423,10 @@ def cmd_bench(args) -> int:
         options.setdefault(method, {}).update(parse_options([rest]))
     if args.seeds < 1:
         raise UsageError(f"graphforget bench: error: --seeds must be >= 1, got {args.seeds}")
+    try:
+        registered_model(args.model)
+    except ValueError as error:
+        raise UsageError(f"graphforget bench: error: --model: {error}") from error
     out = _check_out_dir(args.out)
     params = parse_params(args.protocol, parse_options(args.param or []), args.quick)
     source = _bench_source(args)
@@ -877,7 +881,7 @@ def _add_bench_parser(sub) -> None:
                                    "--out/cells by a hash of all its parameters, so a killed run resumes; writes "
                                    "results.json, results.md (mean and 95% interval over seeds) and a plot.")
     from .bench import BENCH_DATASETS, PROTOCOLS
-    from .models import MODELS
+    from .models import ENTRY_POINT_GROUP, MODELS
     p.add_argument("--protocol", required=True, choices=tuple(PROTOCOLS),
                    help="attack (IFRU: flipped labels), adversarial (UnlearnRec: adversarial edges, BPR), deletion "
                         "(CURE4Rec: random/core/edge sets) or stream (single-user requests)")
@@ -886,8 +890,9 @@ def _add_bench_parser(sub) -> None:
     _data_file_flags(p, required=False)
     p.add_argument("--negatives", type=_non_negative, help="sampled non-interactions per implicit interaction "
                    "(default: 1 under BCE, 0 under BPR)")
-    p.add_argument("--model", choices=sorted(MODELS), default="mf",
-                   help="recommender (default: mf; sgl and simgcl train with BPR)")
+    p.add_argument("--model", default="mf", help=f"recommender: {', '.join(sorted(MODELS))}, or a model an installed "
+                   f"package registers under the entry-point group {ENTRY_POINT_GROUP!r} (default: mf; sgl and "
+                   f"simgcl train with BPR)")
     p.add_argument("--methods", nargs="+", metavar="METHOD",
                    help="methods (default: retrain retrain_seed finetune ifru scif sisa receraser; for adversarial: "
                         "unlearnrec instead of scif); retrain always runs; retrain_seed is the noise floor, a Retrain "

@@ -1,10 +1,13 @@
-"""Shared fixtures: the real-data root (or a skip) and tiny seeded graphs."""
+"""Shared fixtures: the real-data root (or a skip), tiny seeded graphs, an installed package's model."""
 from __future__ import annotations
+
+import sys
 
 import pytest
 import torch
 
 from graphforget.data import find_data_root, make_interactions, planted_communities
+from graphforget.models import MODELS
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +54,32 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+PLUGIN = """
+from torch_geometric.nn.models import LightGCN
+
+from graphforget.models import PyGRecommender
+
+
+def pyg_lightgcn(num_users, num_items, embedding_dim, num_layers):
+    return PyGRecommender(LightGCN(num_users + num_items, embedding_dim, num_layers), num_users, num_items,
+                          receptive_field=num_layers, sparse=True)
+"""
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    """An installed package (a ``.dist-info`` on ``sys.path``) registering PyG's LightGCN as ``pyg_lightgcn``
+    under the entry-point group ``graphforget.models``."""
+    root = tmp_path / "site"
+    (root / "gf_plugin_demo").mkdir(parents=True)
+    (root / "gf_plugin_demo" / "__init__.py").write_text(PLUGIN)
+    meta = root / "gf_plugin_demo-0.1.dist-info"
+    meta.mkdir()
+    (meta / "METADATA").write_text("Metadata-Version: 2.1\nName: gf-plugin-demo\nVersion: 0.1\n")
+    (meta / "entry_points.txt").write_text("[graphforget.models]\npyg_lightgcn = gf_plugin_demo:pyg_lightgcn\n")
+    monkeypatch.syspath_prepend(str(root))
+    yield root
+    MODELS.pop("pyg_lightgcn", None)
+    sys.modules.pop("gf_plugin_demo", None)

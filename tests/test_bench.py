@@ -287,6 +287,27 @@ def test_cli_bench(tmp_path, capsys):
     assert f"scif {sum(info['trusted'] for info in scif)} of 2 cells." in printed
 
 
+def test_cli_bench_on_a_model_of_an_installed_package(tmp_path, capsys, plugin):
+    out = tmp_path / "bench"
+    argv = ["bench", "--protocol", "stream", "--dataset", "synthetic", "--model", "pyg_lightgcn", "--methods", "ifru",
+            "--seeds", "1", "--param", "length=2", "--epochs", "2", "--out", str(out), "--quiet"]
+    assert cli.main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["hparams"]["model"] == "pyg_lightgcn" and {c["cell"]["method"] for c in results["cells"]} == {
+        "retrain", "ifru"}
+    assert "# stream on synthetic, pyg_lightgcn" in capsys.readouterr().out
+    # The key holds the model's source file: an edited factory computes new cells; the library's models have none.
+    recorded = results["cells"][0]["cell"]
+    cell = Cell(**{f.name: recorded[f.name] for f in dataclasses.fields(Cell)})
+    assert cell.identity() == recorded
+    key = cell.key
+    source = plugin / "gf_plugin_demo" / "__init__.py"
+    source.write_text(source.read_text().replace("sparse=True", "sparse=False"))
+    assert cell.key != key and "model_code" not in dataclasses.replace(cell, model="mf").identity()
+    assert cli.main([*argv[:5], "--model", "gcn", "--out", str(tmp_path / "none")]) == 2
+    assert "--model: unknown model 'gcn'" in capsys.readouterr().err and not (tmp_path / "none").exists()
+
+
 def test_aggregates_count_the_cells_whose_method_trusted_its_result():
     def record(method, seed, result):
         return {"cell": {"protocol": "attack", "dataset": "d", "model": "mf", "method": method, "seed": seed,

@@ -140,36 +140,6 @@ def test_fit_with_explicit_hyperparameters_and_library_call(files, tmp_path):
     assert info["model"]["config"]["num_layers"] == 1 and result.metrics["epochs"] <= 2
 
 
-PLUGIN = """
-from torch_geometric.nn.models import LightGCN
-
-from graphforget.models import PyGRecommender
-
-
-def pyg_lightgcn(num_users, num_items, embedding_dim, num_layers):
-    return PyGRecommender(LightGCN(num_users + num_items, embedding_dim, num_layers), num_users, num_items,
-                          receptive_field=num_layers, sparse=True)
-"""
-
-
-@pytest.fixture
-def plugin(tmp_path, monkeypatch):
-    """An installed package (a ``.dist-info`` on ``sys.path``) registering PyG's LightGCN as ``pyg_lightgcn``
-    under the entry-point group ``graphforget.models``."""
-    from graphforget.models import MODELS
-    root = tmp_path / "site"
-    (root / "gf_plugin_demo").mkdir(parents=True)
-    (root / "gf_plugin_demo" / "__init__.py").write_text(PLUGIN)
-    meta = root / "gf_plugin_demo-0.1.dist-info"
-    meta.mkdir()
-    (meta / "METADATA").write_text("Metadata-Version: 2.1\nName: gf-plugin-demo\nVersion: 0.1\n")
-    (meta / "entry_points.txt").write_text("[graphforget.models]\npyg_lightgcn = gf_plugin_demo:pyg_lightgcn\n")
-    monkeypatch.syspath_prepend(str(root))
-    yield root
-    MODELS.pop("pyg_lightgcn", None)
-    sys.modules.pop("gf_plugin_demo", None)
-
-
 def test_a_pyg_model_of_an_installed_package_goes_through_fit_forget_verify(capsys, files, plugin, tmp_path):
     from graphforget.models import MODELS, PyGRecommender
     assert "pyg_lightgcn" not in MODELS  # found through the entry point, by name

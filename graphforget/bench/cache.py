@@ -2,11 +2,11 @@
 
 A *cell* is one measurement: ``(protocol, dataset, model, method, seed)`` plus every parameter of the
 protocol, the model's hyper-parameters, the method's options, the library version, a digest of the library's
-code (:func:`code_digest`) and :data:`BENCH_VERSION`. Its key is the SHA-256 of the canonical JSON of all of
-them, so changing any of them (a deletion ratio, a learning rate, the stream's order, an edit of a method)
-names another file: a stale result is never read back. Each file is written atomically
-(:func:`~graphforget.io.write_json`), so a run killed at any point leaves complete cells only, and rerunning it
-computes exactly the missing ones.
+code (:func:`code_digest`; of a model of your own, its file's: :func:`model_code_digest`) and
+:data:`BENCH_VERSION`. Its key is the SHA-256 of the canonical JSON of all of them, so changing any of them (a
+deletion ratio, a learning rate, the stream's order, an edit of a method) names another file: a stale result
+is never read back. Each file is written atomically (:func:`~graphforget.io.write_json`), so a run killed at any
+point leaves complete cells only, and rerunning it computes exactly the missing ones.
 """
 from __future__ import annotations
 
@@ -15,14 +15,16 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..io import to_jsonable, write_json
+from ..models import MODELS
 
-__all__ = ["BENCH_VERSION", "Cell", "cell_key", "code_digest", "CellCache"]
+__all__ = ["BENCH_VERSION", "Cell", "cell_key", "code_digest", "model_code_digest", "CellCache"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,17 @@ def code_digest(root: Path | None = None) -> str:
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def model_code_digest(name: str) -> str | None:
+    """The first 16 hex digits of the SHA-256 of the source file that defines model ``name``'s class or factory
+    when it is registered from outside graphforget (a user's package: :data:`~graphforget.models.MODELS`), whose
+    edits :func:`code_digest` does not see; ``None`` for the library's own models and unregistered names."""
+    factory = MODELS.get(name)
+    file = getattr(sys.modules.get(getattr(factory, "__module__", "")), "__file__", None)
+    if factory is None or factory.__module__.split(".")[0] == "graphforget" or file is None:
+        return None
+    return hashlib.sha256(Path(file).read_bytes()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -66,11 +79,13 @@ class Cell:
     params: dict = field(default_factory=dict)
 
     def identity(self) -> dict:
-        """Everything the key is a hash of: the fields, the library version, its code's digest and
-        :data:`BENCH_VERSION`."""
+        """Everything the key is a hash of: the fields, the library version, its code's digest,
+        :data:`BENCH_VERSION` and, for a model of your own, its source file's digest (:func:`model_code_digest`)."""
+        model_code = model_code_digest(self.model)
         return to_jsonable({"protocol": self.protocol, "dataset": self.dataset, "model": self.model,
                             "method": self.method, "seed": self.seed, "params": self.params,
-                            "graphforget": __version__, "code": code_digest(), "bench": BENCH_VERSION})
+                            "graphforget": __version__, "code": code_digest(), "bench": BENCH_VERSION,
+                            **({"model_code": model_code} if model_code else {})})
 
     @property
     def key(self) -> str:
