@@ -331,6 +331,9 @@ def test_a_registered_factory_saves_loads_and_is_checked_when_saved(graph, tmp_p
     assert checkpoint["model"] == "pyg_lightgcn" and checkpoint["config"] == config
     with torch.no_grad():
         assert torch.equal(loaded(graph, all_pairs(9, 8)), model(graph, all_pairs(9, 8)))
+    monkeypatch.setitem(MODELS, "no_layers", lambda num_users, num_items, embedding_dim: MF(num_users, num_items))
+    with pytest.raises(ValueError, match=r"'no_layers' cannot be built from the arguments \[.*'num_layers'.*unexpected"):
+        build_model("no_layers", **config)
     monkeypatch.setitem(MODELS, "not_a_model", lambda **kwargs: torch.nn.Linear(2, 2))
     with pytest.raises(TypeError, match="built a Linear, not a graphforget Recommender"):
         build_model("not_a_model")

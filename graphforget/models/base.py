@@ -2,6 +2,7 @@
 (:class:`EmbeddingRecommender`), the registry and checkpoints."""
 from __future__ import annotations
 
+import inspect
 import os
 from abc import ABC, abstractmethod
 from importlib.metadata import entry_points
@@ -187,10 +188,15 @@ def build_model(name: str, **kwargs) -> Recommender:
     """A new model built by the class or factory registered as ``name`` (:func:`registered_model`).
 
     Raises:
-        ValueError: an unknown name.
+        ValueError: an unknown name, or arguments the class or factory does not take.
         TypeError: a factory that returns something other than a :class:`Recommender`.
     """
-    model = registered_model(name)(**kwargs)
+    factory = registered_model(name)
+    try:
+        inspect.signature(factory).bind(**kwargs)
+    except TypeError as error:
+        raise ValueError(f"model {name!r} cannot be built from the arguments {sorted(kwargs)}: {error}") from None
+    model = factory(**kwargs)
     if not isinstance(model, Recommender):
         raise TypeError(f"model {name!r} built a {type(model).__name__}, not a graphforget Recommender "
                         f"(wrap a PyG module in graphforget.models.PyGRecommender)")
