@@ -8,6 +8,7 @@ import torch
 
 from graphforget.data import find_data_root, make_interactions, planted_communities
 from graphforget.models import MODELS
+from helpers import fake_install
 
 
 @pytest.fixture(scope="session")
@@ -73,12 +74,7 @@ def plugin(tmp_path, monkeypatch):
     """An installed package (a ``.dist-info`` on ``sys.path``) registering PyG's LightGCN as ``pyg_lightgcn``
     under the entry-point group ``graphforget.models``."""
     root = tmp_path / "site"
-    (root / "gf_plugin_demo").mkdir(parents=True)
-    (root / "gf_plugin_demo" / "__init__.py").write_text(PLUGIN)
-    meta = root / "gf_plugin_demo-0.1.dist-info"
-    meta.mkdir()
-    (meta / "METADATA").write_text("Metadata-Version: 2.1\nName: gf-plugin-demo\nVersion: 0.1\n")
-    (meta / "entry_points.txt").write_text("[graphforget.models]\npyg_lightgcn = gf_plugin_demo:pyg_lightgcn\n")
+    fake_install(root, "gf_plugin_demo", PLUGIN, {"pyg_lightgcn": "gf_plugin_demo:pyg_lightgcn"})
     monkeypatch.syspath_prepend(str(root))
     yield root
     MODELS.pop("pyg_lightgcn", None)

@@ -50,3 +50,15 @@ def data_parallel_gradient(model, graph, objective, positions) -> list:
     loss = data_parallel_loss(model, graph, objective)  # held: the all-reduce hooks die with the wrapper
     loss(positions, 1).backward()
     return [param.grad for param in model.parameters()]
+
+
+def fake_install(site, package: str, source: str, models: dict[str, str]) -> None:
+    """Installs ``package`` (its ``__init__.py`` is ``source``) into the folder ``site`` as pip would, with a
+    ``.dist-info`` registering ``models`` (``{name: "module:attribute"}``) under ``graphforget.models``."""
+    (site / package).mkdir(parents=True)
+    (site / package / "__init__.py").write_text(source)
+    meta = site / f"{package}-0.1.dist-info"
+    meta.mkdir()
+    (meta / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.1\n")
+    lines = "".join(f"{name} = {target}\n" for name, target in models.items())
+    (meta / "entry_points.txt").write_text(f"[graphforget.models]\n{lines}")

@@ -9,6 +9,7 @@ import torch
 from graphforget.data import EDGE, edge_subgraph, make_interactions, symmetric_edge_weight
 from graphforget.models import (MF, MODELS, EmbeddingRecommender, LightGCN, Recommender, build_model, load_model,
                                 save_model, table_mask)
+from helpers import fake_install
 
 
 # --------------------------------------------------------------------------------------------- references
@@ -340,6 +341,19 @@ def test_a_registered_factory_saves_loads_and_is_checked_when_saved(graph, tmp_p
     with pytest.raises(ValueError, match="entry-point group 'graphforget.models'"):
         build_model("no-such-model")
 
+
+
+def test_installed_packages_that_register_a_model_badly_are_named(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    fake_install(site, "gf_broken", "raise ImportError('needs torch_sparse')\n", {"broken": "gf_broken:make"})
+    fake_install(site, "gf_first", "make = None\n", {"twice": "gf_first:make"})
+    fake_install(site, "gf_second", "make = None\n", {"twice": "gf_second:make"})
+    monkeypatch.syspath_prepend(str(site))
+    with pytest.raises(ValueError, match="entry point 'gf_broken:make' does not load: needs torch_sparse"):
+        build_model("broken")
+    with pytest.raises(ValueError, match=r"register model 'twice' as \['gf_first:make', 'gf_second:make'\]"):
+        build_model("twice")
+    assert "broken" not in MODELS and "twice" not in MODELS
 
 def test_constructor_errors_and_repr():
     with pytest.raises(ValueError):

@@ -172,15 +172,22 @@ def registered_model(name: str) -> Callable[..., Recommender]:
     of :data:`ENTRY_POINT_GROUP` (then added to :data:`MODELS`).
 
     Raises:
-        ValueError: no model of that name is registered.
+        ValueError: no model of that name is registered, installed packages register it differently, or its
+            entry point does not load.
     """
     if name not in MODELS:
-        found = [point for point in entry_points(group=ENTRY_POINT_GROUP) if point.name == name]
-        if not found:
+        points = {point.value: point for point in entry_points(group=ENTRY_POINT_GROUP) if point.name == name}
+        if not points:
             raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS)}. Register a Recommender class or a "
                              f"factory in graphforget.models.MODELS, or, from an installed package, under the "
                              f"entry-point group {ENTRY_POINT_GROUP!r}")
-        MODELS[name] = found[0].load()
+        if len(points) > 1:
+            raise ValueError(f"installed packages register model {name!r} as {sorted(points)}: uninstall all but one")
+        (point,) = points.values()
+        try:
+            MODELS[name] = point.load()
+        except (ImportError, AttributeError) as error:
+            raise ValueError(f"model {name!r}: the entry point {point.value!r} does not load: {error}") from error
     return MODELS[name]
 
 
