@@ -1,8 +1,9 @@
 """PyG modules through PyGRecommender, given the graph as ``edge_index`` or as a sparse adjacency (``sparse=True``).
 
 On ML-100K's attack protocol (5% of the training labels flipped, seed 0; LightGCN's preset, L2 times ``--l2``),
-for PyG's LightGCN (64 wide, 2 layers) and the ``LinearGCN`` of ``custom_gnn.py`` (LGConv layers, a shared Linear):
-both forms start from the same weights, train ``--epochs`` epochs (no early stopping) and unlearn the flipped
+for PyG's LightGCN (64 wide, 2 layers), which the adapter runs by graphforget's propagation whatever the form, the
+same class under another name (``pyg_lightgcn_own_code``: run through PyG's own code, as any module) and the
+``LinearGCN`` of ``custom_gnn.py`` (LGConv layers, a shared Linear): both forms start from the same weights, train ``--epochs`` epochs (no early stopping) and unlearn the flipped
 labels with IFRU (defaults). Reported per module and form: seconds per epoch, IFRU's seconds, CG iterations and
 whether its step was trusted; and the largest difference between the two forms' scores of the test pairs after
 training (summation order only) and after IFRU (there also CG's: it stops at a relative residual of 0.01, and
@@ -31,7 +32,12 @@ from graphforget.protocols.attack import prepare_attack_data
 from graphforget.train import train
 from graphforget.unlearn import IFRU
 
-MODULES = {"pyg_lightgcn": lambda nodes: LightGCN(nodes, 64, num_layers=2), "linear_gcn": LinearGCN}
+class OwnCode(LightGCN):
+    """PyG's LightGCN under another class: the adapter calls its own code."""
+
+
+MODULES = {"pyg_lightgcn": lambda nodes: LightGCN(nodes, 64, num_layers=2),
+           "pyg_lightgcn_own_code": lambda nodes: OwnCode(nodes, 64, num_layers=2), "linear_gcn": LinearGCN}
 FORMS = ("edge_index", "sparse")
 
 

@@ -13,7 +13,8 @@ from torch_geometric.nn.models import LightGCN as PyGLightGCN
 from torch_geometric.utils import to_dense_adj
 
 from graphforget import BCEObjective, TrainConfig, train
-from graphforget.data import EDGE, bipartite_to_homogeneous, planted_communities, random_edges, remove_edges
+from graphforget.data import (EDGE, bipartite_to_homogeneous, message_passing_edges, planted_communities, random_edges,
+                              remove_edges)
 from graphforget.influence import NodeRows, computation_subgraph, has_linear_dot_product
 from graphforget.models import LightGCN, PyGRecommender
 from graphforget.unlearn import IFRU, Retrain, RetrainConfig, UnlearnRec, UnlearnRecConfig
@@ -46,31 +47,41 @@ def x0(model) -> torch.Tensor:
     return torch.cat([model.user_emb.weight, model.item_emb.weight]).detach()
 
 
-def twins(seed: int = 0, sparse: bool = False) -> tuple[LightGCN, PyGRecommender]:
-    """graphforget's LightGCN and PyG's LightGCN through the adapter (given the graph as ``edge_index``, or as
-    a sparse adjacency), with the same weights."""
+class OwnCode(PyGLightGCN):
+    """PyG's LightGCN under another class: the adapter runs it as any module, through PyG's own code (its
+    LGConv layers); PyG's class itself it runs by graphforget's propagation (``lightgcn_propagation``)."""
+
+
+def twins(seed: int = 0, sparse: bool = False, module: type = PyGLightGCN) -> tuple[LightGCN, PyGRecommender]:
+    """graphforget's LightGCN and PyG's LightGCN (or ``module``) through the adapter (given the graph as
+    ``edge_index``, or as a sparse adjacency), with the same weights."""
     ours = LightGCN(U, I, D, num_layers=K).double()
     ours.reset_parameters(seed)
-    theirs = PyGRecommender(PyGLightGCN(num_nodes=U + I, embedding_dim=D, num_layers=K), U, I,
+    theirs = PyGRecommender(module(num_nodes=U + I, embedding_dim=D, num_layers=K), U, I,
                             receptive_field=K, sparse=sparse).double()
     with torch.no_grad():
         theirs.module.embedding.weight.copy_(x0(ours))
     return ours, theirs
 
 
-def test_the_adapter_finds_the_homogeneous_table():
-    _, theirs = twins()
+@pytest.mark.parametrize("module", [PyGLightGCN, OwnCode])
+def test_the_adapter_finds_the_homogeneous_table(module):
+    _, theirs = twins(module=module)
     assert theirs.node_parameters() == {"module.embedding.weight": "node"}
-    assert (theirs.receptive_field, theirs.supports_edge_weight, theirs.embedding_dim) == (K, False, D)
+    # PyG's LightGCN by graphforget's propagation is exact on k-hop subgraphs; the module's own code is not.
+    exact = module is PyGLightGCN
+    assert (theirs.receptive_field, theirs.supports_edge_weight, theirs.embedding_dim) == (K, exact, D)
+    assert theirs.lightgcn_propagation == exact
     mask = torch.zeros(U + I, dtype=torch.bool)
     mask[[3, U + 5]] = True  # user 3 and item 5
     rows = NodeRows.from_node_mask(theirs, mask, U)
     assert rows.rows["module.embedding.weight"].tolist() == [3, U + 5] and rows.dense == ()
 
 
+@pytest.mark.parametrize("module", [PyGLightGCN, OwnCode])
 @pytest.mark.parametrize("sparse", [False, True])
-def test_scores_equal_graphforgets_lightgcn(graph, one_thread, sparse):
-    ours, theirs = twins(sparse=sparse)
+def test_scores_equal_graphforgets_lightgcn(graph, one_thread, sparse, module):
+    ours, theirs = twins(sparse=sparse, module=module)
     with torch.no_grad():
         torch.testing.assert_close(theirs(graph, all_pairs()), ours(graph, all_pairs()), **SCORE)
         torch.testing.assert_close(theirs.score_all(graph), ours.score_all(graph), **SCORE)
@@ -82,7 +93,9 @@ def test_scores_equal_graphforgets_lightgcn(graph, one_thread, sparse):
         smaller = remove_edges(graph, graph[EDGE].edge_index[:, :50])
         assert not torch.allclose(theirs(smaller, all_pairs()), theirs(graph, all_pairs()))
         torch.testing.assert_close(theirs(smaller, all_pairs()), ours(smaller, all_pairs()), **SCORE)
-    given, weight = theirs.propagation_inputs(graph)
+    if module is PyGLightGCN:
+        return
+    given, weight = theirs.propagation_inputs(graph)  # what the module's own code is given
     assert weight is None and given.layout == (torch.sparse_csr if sparse else torch.strided)
     if sparse:  # the unnormalised 0/1 adjacency, kept once per graph
         torch.testing.assert_close(given.to_dense(), to_dense_adj(bipartite_to_homogeneous(graph[EDGE].edge_index, U),
@@ -90,9 +103,35 @@ def test_scores_equal_graphforgets_lightgcn(graph, one_thread, sparse):
         assert len(theirs.adjacencies) == 2 and len(copy.deepcopy(theirs).adjacencies) == 0
 
 
+@pytest.mark.parametrize("alpha", [None, [0.5, 0.3, 0.2]])
+def test_pyg_lightgcn_by_graphforgets_propagation_equals_its_own_code_and_is_exact_on_subgraphs(graph, one_thread,
+                                                                                                  alpha):
+    """The reference is PyG's code itself: the module called on the whole graph's edge_index (the normalisation
+    weights differ in rounding: graphforget's are float32, as SCORE says)."""
+    module = PyGLightGCN(U + I, D, num_layers=K, alpha=None if alpha is None else torch.tensor(alpha)).double()
+    theirs = PyGRecommender(module, U, I, receptive_field=K)
+    edges = bipartite_to_homogeneous(message_passing_edges(graph), U)
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(graph, all_pairs()), module(edges, all_pairs() + torch.tensor([[0], [U]])),
+                                   **SCORE)
+        torch.testing.assert_close(torch.cat(theirs.embed(graph)), module.get_embedding(edges), **SCORE)
+        sub = computation_subgraph(graph, torch.tensor([0, U + 3]), K)
+        assert sub[EDGE].edge_index.size(1) < graph[EDGE].edge_index.size(1)
+        pairs = torch.tensor([[0], [3]])
+        torch.testing.assert_close(theirs(sub, pairs), theirs(graph, pairs), atol=1e-12, rtol=0)
+    # Unnormalised layers (normalize=False) without the whole graph's weights: the module's own code.
+    raw = PyGRecommender(PyGLightGCN(U + I, D, num_layers=K, normalize=False), U, I, receptive_field=K).double()
+    assert not (raw.lightgcn_propagation or raw.supports_edge_weight)
+    with torch.no_grad():
+        torch.testing.assert_close(raw(graph, all_pairs()), raw.module(edges, all_pairs() + torch.tensor([[0], [U]])))
+    with pytest.raises(ValueError, match="propagates over 2 layers, so its receptive field is at least 2, got 1"):
+        PyGRecommender(PyGLightGCN(U + I, D, num_layers=K), U, I, receptive_field=1)
+
+
+@pytest.mark.parametrize("module", [PyGLightGCN, OwnCode])
 @pytest.mark.parametrize("sparse", [False, True])
-def test_training_and_ifru_unlearning_equal_graphforgets_lightgcn(graph, one_thread, sparse):
-    ours, theirs = twins(sparse=sparse)
+def test_training_and_ifru_unlearning_equal_graphforgets_lightgcn(graph, one_thread, sparse, module):
+    ours, theirs = twins(sparse=sparse, module=module)
     train(ours, graph, OBJECTIVE, FULL_BATCH)
     train(theirs, graph, OBJECTIVE, FULL_BATCH)
     torch.testing.assert_close(x0(theirs), x0(ours), atol=TRAIN_ATOL, rtol=0)
@@ -102,8 +141,9 @@ def test_training_and_ifru_unlearning_equal_graphforgets_lightgcn(graph, one_thr
     request = random_edges(graph, ratio=0.05, seed=1)
     mine = IFRU(ours, graph, OBJECTIVE).unlearn(request)
     # PyG's LightGCN is known linear with dot-product scores: the closed-form products, as for ours; the
-    # reference paths (autograd products on the whole graph, what any other module gets) give the same step.
-    assert theirs.linear_embedding and has_linear_dot_product(theirs)
+    # reference paths (autograd products, what any other module gets) give the same step. Its subclass gets
+    # them too, on the whole graph.
+    assert (theirs.linear_embedding and has_linear_dot_product(theirs)) == (module is PyGLightGCN)
     step = (x0(mine.model) - x0(ours)).norm()
     assert step > 0.1
     for reference in (False, True):

@@ -12,6 +12,7 @@ from ..config import check_seed
 from ..data.adjacency import AdjacencyCache, normalized_adjacency, observed_adjacency
 from ..data.interactions import bipartite_to_homogeneous, message_passing_edges, num_items, num_users, propagation_edges
 from .base import NODE_TYPES, Recommender
+from .propagation import symmetric_spmm
 
 __all__ = ["PyGRecommender"]
 
@@ -25,7 +26,9 @@ class PyGRecommender(Recommender):
     The module is called as ``module(edge_index, edge_label_index)`` and returns one logit per pair
     (PyG's :class:`~torch_geometric.nn.models.LightGCN` does). Users are nodes ``0..U-1`` and items
     ``U..U+I-1``; ``edge_index`` holds both directions of every observed interaction of the graph
-    passed in, and ``edge_label_index`` the pairs with their items offset by ``U``:
+    passed in, and ``edge_label_index`` the pairs with their items offset by ``U``. PyG's LightGCN itself (its
+    own class, with normalising layers) is not called: the adapter computes its formula by graphforget's
+    propagation (:meth:`lightgcn_embedding`), with the module's table and layer weights:
 
     .. code-block:: python
 
@@ -47,12 +50,14 @@ class PyGRecommender(Recommender):
             :func:`~graphforget.data.propagation_edges` as ``edge_weight=`` (for a module that does not
             normalise by itself, e.g. built on ``LGConv(normalize=False)``). It makes the model exact on
             k-hop subgraphs (:attr:`supports_edge_weight`), so IFRU computes locally. Leave it ``False``
-            for a module that normalises by the degrees of the graph it is given (PyG's LightGCN).
+            for a module that normalises by the degrees of the graph it is given. PyG's LightGCN with its
+            normalising layers needs neither: the adapter runs it by graphforget's propagation
+            (:attr:`lightgcn_propagation`), exact on k-hop subgraphs.
         sparse: pass the graph as a ``[U + I, U + I]`` ``torch.sparse`` CSR adjacency in place of
             ``edge_index`` (its values: the weights with ``edge_weight=True``, else ones), built once per graph
             (:class:`~graphforget.data.AdjacencyCache`). PyG's message-passing layers that accept one
             (``LGConv``, ``GCNConv``, ...) then aggregate by one sparse product instead of a gather and a scatter
-            per edge: PyG's LightGCN trains and unlearns 3-4x faster (see :doc:`/custom_model`). For a module that
+            per edge: 3-6x faster training, 3x faster unlearning (see :doc:`/custom_model`). For a module that
             does not index ``edge_index`` itself, whose layers aggregate by sum: torch has no second derivative
             of its sparse mean or max (``SAGEConv``'s), which IFRU and SCIF need.
         node_tables: ``{parameter name in the module: node type}`` (``user``, ``item`` or ``node``),
@@ -73,10 +78,18 @@ class PyGRecommender(Recommender):
                              f"message-passing layers), got {receptive_field!r}")
         self.module = module
         self.receptive_field = receptive_field
-        self.supports_edge_weight = bool(edge_weight)
-        #: The sparse adjacencies of the graphs the module ran on (``sparse=True``); a copy starts empty.
-        self.adjacencies = (AdjacencyCache(build=normalized_adjacency if edge_weight else observed_adjacency)
-                            if sparse else None)
+        self.sparse = bool(sparse)
+        if self.linear_embedding and receptive_field < module.num_layers:
+            raise ValueError(f"PyGRecommender.receptive_field: PyG's LightGCN propagates over {module.num_layers} "
+                             f"layers, so its receptive field is at least {module.num_layers}, got {receptive_field}")
+        #: Whether the module is PyG's LightGCN with its normalising layers, which the adapter runs by
+        #: graphforget's propagation (:meth:`lightgcn_embedding`): with whole-graph weights, exact on k-hop subgraphs.
+        self.lightgcn_propagation = self.linear_embedding and all(conv.normalize for conv in module.convs)
+        self.supports_edge_weight = bool(edge_weight) or self.lightgcn_propagation
+        #: The sparse adjacencies of the graphs the module (or PyG's LightGCN's propagation) ran on; a copy
+        #: starts empty.
+        self.adjacencies = (AdjacencyCache(build=normalized_adjacency if self.supports_edge_weight
+                                           else observed_adjacency) if sparse or self.lightgcn_propagation else None)
         self.node_tables = _node_tables(module, num_users, num_items, node_tables)
         self.embedding_dim = module.get_parameter(next(iter(self.node_tables))).size(1)
 
@@ -125,6 +138,9 @@ class PyGRecommender(Recommender):
         return bipartite_to_homogeneous(edges, num_users(graph)), torch.cat([weight, weight])
 
     def forward(self, graph: HeteroData, edge_label_index: Tensor) -> Tensor:
+        if self.lightgcn_propagation:  # PyG's LightGCN's forward: the dot products of its embedding's rows
+            users, items = self.embed(graph)
+            return (users[edge_label_index[0]] * items[edge_label_index[1]]).sum(-1)
         edge_index, weight = self.propagation_inputs(graph)
         pairs = torch.stack([edge_label_index[0], edge_label_index[1] + num_users(graph)])
         out = self.module(edge_index, pairs) if weight is None else self.module(edge_index, pairs, edge_weight=weight)
@@ -135,7 +151,10 @@ class PyGRecommender(Recommender):
         return out
 
     def embed(self, graph: HeteroData) -> tuple[Tensor, Tensor]:
-        """Users ``[U, d]`` and items ``[I, d]``: the module's ``get_embedding(edge_index)`` split."""
+        """Users ``[U, d]`` and items ``[I, d]``: the module's ``get_embedding(edge_index)`` split (PyG's
+        LightGCN's: :meth:`lightgcn_embedding`)."""
+        if self.lightgcn_propagation:
+            return self.lightgcn_embedding(graph).split([num_users(graph), num_items(graph)])
         get_embedding = getattr(self.module, "get_embedding", None)
         if get_embedding is None:
             raise NotImplementedError(f"PyGRecommender.embed needs get_embedding(edge_index, edge_weight=None) "
@@ -147,6 +166,20 @@ class PyGRecommender(Recommender):
             raise ValueError(f"PyGRecommender: get_embedding returned {list(out.shape)}, not "
                              f"[num_users + num_items = {sum(counts)}, d]")
         return out.split(counts)
+
+    def lightgcn_embedding(self, graph: HeteroData) -> Tensor:
+        r"""PyG's LightGCN's ``get_embedding``, :math:`\sum_k \alpha_k \tilde{\mathbf{A}}^k \mathbf{E}` with its
+        table :math:`\mathbf{E}` and layer weights ``alpha``, by graphforget's propagation: the graph's
+        normalised adjacency built once and kept (PyG's ``LGConv`` normalises it again in every layer of every
+        call), products without a transpose in the backward, and the whole graph's weights on a subgraph that
+        carries them, so that IFRU computes on the request's k-hop region."""
+        x = self.module.embedding.weight
+        adjacency, alpha = self.adjacencies(graph, x), self.module.alpha.to(x.dtype)
+        out = x * alpha[0]
+        for weight in alpha[1:]:
+            x = symmetric_spmm(adjacency, x)
+            out = out + x * weight
+        return out
 
     def score_all(self, graph: HeteroData, users: Tensor | None = None) -> Tensor:
         """Scores ``[len(users), I]`` of every item: the dot products of :meth:`embed`'s rows for PyG's LightGCN
@@ -163,7 +196,7 @@ class PyGRecommender(Recommender):
     def config(self) -> dict:
         """The constructor's plain arguments (not the module: checkpoints go through its state dict)."""
         return {**super().config(), "receptive_field": self.receptive_field,
-                "edge_weight": self.supports_edge_weight, "sparse": self.adjacencies is not None}
+                "edge_weight": self.supports_edge_weight, "sparse": self.sparse}
 
 
 def _node_tables(module: nn.Module, num_users: int, num_items: int,
