@@ -3,11 +3,12 @@
 On ML-100K's attack protocol (5% of the training labels flipped, seed 0; LightGCN's preset, L2 times ``--l2``),
 for PyG's LightGCN (64 wide, 2 layers), which the adapter runs by graphforget's propagation whatever the form, the
 same class under another name (``pyg_lightgcn_own_code``: run through PyG's own code, as any module) and the
-``LinearGCN`` of ``custom_gnn.py`` (LGConv layers, a shared Linear): both forms start from the same weights, train ``--epochs`` epochs (no early stopping) and unlearn the flipped
-labels with IFRU (defaults). Reported per module and form: seconds per epoch, IFRU's seconds, CG iterations and
-whether its step was trusted; and the largest difference between the two forms' scores of the test pairs after
-training (summation order only) and after IFRU (there also CG's: it stops at a relative residual of 0.01, and
-the forms' float32 products round differently). One process, one thread.
+``LinearGCN`` of ``custom_gnn.py`` (LGConv layers, a shared Linear): both forms start from the same weights,
+train ``--epochs`` epochs (no early stopping) and unlearn the flipped labels with IFRU (defaults). Reported per
+module and form: seconds per epoch, IFRU's seconds, CG iterations and whether its step was trusted; and the
+largest difference between the two forms' scores of the test pairs after training (summation order only) and
+after IFRU (there also CG's: it stops at a relative residual of 0.01, and the forms' float32 products round
+differently). One process, one thread.
 
     python benchmarks/pyg_adapter.py --out benchmarks/results/pyg_adapter.json
 """
