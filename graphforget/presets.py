@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import build_config, check_fields, check_types
-from .models import ENTRY_POINT_GROUP, MODELS, ContrastiveBPRObjective, Recommender, build_model, registered_model
+from .models import ContrastiveBPRObjective, Recommender, build_model, registered_model
 from .objectives import BCEObjective, BPRObjective, Objective
 from .train import TrainConfig
 
@@ -32,12 +32,13 @@ PRESET_DATASETS = ("ml-100k", "bookcrossing", "synthetic")
 STATIONARY_L2 = {("mf", "ml-100k"): 8.0, ("mf", "bookcrossing"): 5.0}
 
 
-def _is_registered(name: str) -> bool:
+def _not_registered(name: str) -> str | None:
+    """Why ``name`` names no model (:func:`~graphforget.models.registered_model`'s error), or ``None``."""
     try:
         registered_model(name)
-    except ValueError:
-        return False
-    return True
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 def _early_stopped() -> TrainConfig:
@@ -70,8 +71,8 @@ class Hyperparameters:
 
     def __post_init__(self):
         check_types(self)  # a dict for train (as a checkpoint stores it) becomes a TrainConfig
-        check_fields(self, {"model": (_is_registered(self.model), f"unknown model; known: {', '.join(sorted(MODELS))} "
-                                      f"(graphforget.models.MODELS, or the entry points of {ENTRY_POINT_GROUP!r})"),
+        unknown = _not_registered(self.model)
+        check_fields(self, {"model": (unknown is None, unknown),
                             "embedding_dim": (self.embedding_dim >= 1, "must be >= 1"),
                             "num_layers": (self.num_layers >= 0, "must be >= 0"), "l2": (self.l2 >= 0, "must be >= 0"),
                             "loss": (self.loss in LOSSES, f"one of {', '.join(LOSSES)}"),

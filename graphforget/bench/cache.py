@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,10 +52,13 @@ def model_code_digest(name: str) -> str | None:
     when it is registered from outside graphforget (a user's package: :data:`~graphforget.models.MODELS`), whose
     edits :func:`code_digest` does not see; ``None`` for the library's own models and unregistered names."""
     factory = MODELS.get(name)
-    file = getattr(sys.modules.get(getattr(factory, "__module__", "")), "__file__", None)
-    if factory is None or factory.__module__.split(".")[0] == "graphforget" or file is None:
+    if factory is None or factory.__module__.partition(".")[0] == "graphforget":
         return None
-    return hashlib.sha256(Path(file).read_bytes()).hexdigest()[:16]
+    try:
+        file = inspect.getsourcefile(factory)
+    except TypeError:  # defined in no file (a builtin)
+        return None
+    return hashlib.sha256(Path(file).read_bytes()).hexdigest()[:16] if file and Path(file).is_file() else None
 
 
 @dataclass(frozen=True)

@@ -139,8 +139,7 @@ class PyGRecommender(Recommender):
 
     def forward(self, graph: HeteroData, edge_label_index: Tensor) -> Tensor:
         if self.lightgcn_propagation:  # PyG's LightGCN's forward: the dot products of its embedding's rows
-            users, items = self.embed(graph)
-            return (users[edge_label_index[0]] * items[edge_label_index[1]]).sum(-1)
+            return super().forward(graph, edge_label_index)
         edge_index, weight = self.propagation_inputs(graph)
         pairs = torch.stack([edge_label_index[0], edge_label_index[1] + num_users(graph)])
         out = self.module(edge_index, pairs) if weight is None else self.module(edge_index, pairs, edge_weight=weight)
