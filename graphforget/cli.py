@@ -32,7 +32,7 @@ from .data import EDGE, find_data_root, remove_edges
 from .config import describe
 from .io import atomic_write, tensors_sha256, to_jsonable, write_json
 from .metrics import auc_standard_error, evaluate_auc
-from .models import MODELS, load_model, registered_model, save_model
+from .models import ENTRY_POINT_GROUP, MODELS, load_model, registered_model, save_model
 from .presets import TRAININGS, Hyperparameters, default_hparams
 from .protocols.attack import AUC_KEYS, DATASET_NAMES, AttackData, prepare_attack_data, run_attack
 from .runs import occupied, publish
@@ -44,6 +44,7 @@ __all__ = ["main", "build_parser"]
 log = logging.getLogger("graphforget")
 
 MODEL_NAMES = ("mf", "lightgcn")
+_YOUR_MODEL = f"or a model an installed package registers under the entry-point group {ENTRY_POINT_GROUP!r}"
 
 
 class UsageError(Exception):
@@ -237,7 +238,8 @@ def cmd_train(args) -> int:
          "train.patience": args.patience}, embedding_dim=args.embedding_dim, num_layers=args.layers, l2=args.l2)
     device = torch.device(args.device)
     graph, val, test = data.train.to(device), data.split.val.to(device), data.split.test.to(device)
-    model = hparams.build_model(graph["user"].num_nodes, graph["item"].num_nodes, args.seed).to(device)
+    counts = graph["user"].num_nodes, graph["item"].num_nodes
+    model = hparams.build_model(*counts, args.seed).to(device)
     config = hparams.train_config(args.seed, progress=not args.quiet)
     fit = train(model, graph, hparams.objective(), config, val)
     metrics = {**evaluate_auc(model, graph, test, data.request.to(device)), "train_seconds": fit.seconds,
@@ -249,7 +251,8 @@ def cmd_train(args) -> int:
            "attack_ratio": args.attack_ratio, "hparams": hparams.as_dict(),
            "objective": {"name": "bce", "l2": hparams.l2}, "train_config": {**asdict(config), "progress": False},
            "source": data.source, "fingerprint": _fingerprint(data)}
-    _publish(out, {"model.pt": lambda path: save_model(model.cpu(), path, run=run),
+    spec = {"name": hparams.model, "config": hparams.model_config(*counts)}  # rebuilds a model of your own too
+    _publish(out, {"model.pt": lambda path: save_model(model.cpu(), path, **spec, run=run),
                    "metrics.json": lambda path: write_json(path, metrics)})
     print(f"{hparams.model}: {_auc_line(metrics)}  train {fit.seconds:.1f}s ({fit.epochs} "
           f"{'L-BFGS iterations' if config.optimizer == 'lbfgs' else 'epochs'})")
@@ -313,11 +316,12 @@ def cmd_unlearn(args) -> int:
     metrics["info"] = result.info
     metrics["threads"] = torch.get_num_threads()
     files = {"metrics.json": lambda path: write_json(path, metrics)}
-    if type(result.model) in MODELS.values():  # can be evaluated again with `graphforget evaluate --run OUT`
-        files["model.pt"] = lambda path: save_model(result.model.cpu(), path, run=run, unlearned={
+    if type(result.model) is type(model):  # can be evaluated again with `graphforget evaluate --run OUT`
+        spec = {"name": checkpoint["model"], "config": checkpoint["config"]}
+        files["model.pt"] = lambda path: save_model(result.model.cpu(), path, **spec, run=run, unlearned={
             "method": args.method, "options": to_jsonable(options)})
     else:  # e.g. SISA's ensemble
-        log.info("%s is not a registered model class: model.pt not written", type(result.model).__name__)
+        log.info("%s is not the run's model class: model.pt not written", type(result.model).__name__)
     written = _publish(out, files)
     print(f"original: {_auc_line(metrics['original'])}")
     info = result.info
@@ -423,10 +427,6 @@ def cmd_bench(args) -> int:
         options.setdefault(method, {}).update(parse_options([rest]))
     if args.seeds < 1:
         raise UsageError(f"graphforget bench: error: --seeds must be >= 1, got {args.seeds}")
-    try:
-        registered_model(args.model)
-    except ValueError as error:
-        raise UsageError(f"graphforget bench: error: --model: {error}") from error
     out = _check_out_dir(args.out)
     params = parse_params(args.protocol, parse_options(args.param or []), args.quick)
     source = _bench_source(args)
@@ -693,7 +693,6 @@ def cmd_verify(args) -> int:
 
 def _add_workflow_commands(sub) -> None:
     """The parsers of ``fit``, ``forget`` and ``verify``."""
-    from .models import ENTRY_POINT_GROUP
     from .workflow import FIT_MODELS
     p = sub.add_parser("fit", help="train a model on your own data file (writes a run)",
                        description="Train on a data file: binarise ratings, sample negatives for implicit "
@@ -701,8 +700,8 @@ def _add_workflow_commands(sub) -> None:
     _data_file_flags(p, required=True)
     p.add_argument("--negatives", type=_non_negative, default=0,
                    help="sampled non-interactions per interaction (implicit feedback needs them; default: 0)")
-    p.add_argument("--model", default="mf", help=f"recommender: {', '.join(FIT_MODELS)}, or a model an installed "
-                   f"package registers under the entry-point group {ENTRY_POINT_GROUP!r} (default: mf)")
+    p.add_argument("--model", type=_registered_model, default="mf",
+                   help=f"recommender: {', '.join(FIT_MODELS)}, {_YOUR_MODEL} (default: mf)")
     _hyperparameters(p)
     p.add_argument("--seed", type=int, default=0, help="seed of negatives, split, model and batches (default: 0)")
     p.add_argument("--out", required=True, help="the new run directory (must not exist)")
@@ -738,6 +737,15 @@ def _add_workflow_commands(sub) -> None:
     p.add_argument("--out", help="write the report as JSON to this file (outside the run)")
     _common(p, data=False)
     p.set_defaults(func=cmd_verify)
+
+
+def _registered_model(name: str) -> str:
+    """``--model``: a registered model's name (:func:`~graphforget.models.registered_model`)."""
+    try:
+        registered_model(name)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+    return name
 
 
 def _non_negative(text: str) -> int:
@@ -789,7 +797,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model on attacked data (the Original)",
                        description="Train a model on data with a fraction of flipped training labels.")
     _common(p)
-    p.add_argument("--model", choices=MODEL_NAMES, default="mf", help="recommender (default: mf)")
+    p.add_argument("--model", type=_registered_model, default="mf",
+                   help=f"recommender: {', '.join(MODEL_NAMES)}, {_YOUR_MODEL} (default: mf)")
     _hyperparameters(p)
     p.add_argument("--training", choices=TRAININGS, default="early-stopped", help=_TRAINING_HELP)
     p.add_argument("--out", required=True, help="run directory: model.pt and metrics.json are written there")
@@ -881,7 +890,6 @@ def _add_bench_parser(sub) -> None:
                                    "--out/cells by a hash of all its parameters, so a killed run resumes; writes "
                                    "results.json, results.md (mean and 95% interval over seeds) and a plot.")
     from .bench import BENCH_DATASETS, PROTOCOLS
-    from .models import ENTRY_POINT_GROUP, MODELS
     p.add_argument("--protocol", required=True, choices=tuple(PROTOCOLS),
                    help="attack (IFRU: flipped labels), adversarial (UnlearnRec: adversarial edges, BPR), deletion "
                         "(CURE4Rec: random/core/edge sets) or stream (single-user requests)")
@@ -890,9 +898,8 @@ def _add_bench_parser(sub) -> None:
     _data_file_flags(p, required=False)
     p.add_argument("--negatives", type=_non_negative, help="sampled non-interactions per implicit interaction "
                    "(default: 1 under BCE, 0 under BPR)")
-    p.add_argument("--model", default="mf", help=f"recommender: {', '.join(sorted(MODELS))}, or a model an installed "
-                   f"package registers under the entry-point group {ENTRY_POINT_GROUP!r} (default: mf; sgl and "
-                   f"simgcl train with BPR)")
+    p.add_argument("--model", type=_registered_model, default="mf", help=f"recommender: {', '.join(sorted(MODELS))}, "
+                   f"{_YOUR_MODEL} (default: mf; sgl and simgcl train with BPR)")
     p.add_argument("--methods", nargs="+", metavar="METHOD",
                    help="methods (default: retrain retrain_seed finetune ifru scif sisa receraser; for adversarial: "
                         "unlearnrec instead of scif); retrain always runs; retrain_seed is the noise floor, a Retrain "

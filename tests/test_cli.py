@@ -110,6 +110,23 @@ def test_unlearn_retrain_equals_training_from_scratch_without_the_request(traine
     assert metrics["original"]["auc_0"] == pytest.approx(json.loads((trained_run / "metrics.json").read_text())["auc_0"])
 
 
+def test_train_unlearn_evaluate_on_a_model_of_an_installed_package(capsys, tmp_path, plugin):
+    run, out = tmp_path / "run", tmp_path / "ifru"
+    code, _, err = run_cli(capsys, "--threads", "1", "train", "--dataset", "synthetic", "--model", "pyg_lightgcn",
+                           "--quiet", "--out", str(run), *TINY)
+    assert code == 0, err
+    model, checkpoint = load_model(run / "model.pt")
+    assert checkpoint["model"] == "pyg_lightgcn" and checkpoint["config"]["num_layers"] == 2
+    code, _, err = run_cli(capsys, "unlearn", "--run", str(run), "--method", "ifru", "--quiet", "--out", str(out))
+    assert code == 0, err
+    unlearned, _ = load_model(out / "model.pt")  # the same class as the run's: written, and evaluated again
+    assert type(unlearned) is type(model) and not torch.equal(unlearned.module.embedding.weight,
+                                                               model.module.embedding.weight)
+    code, printed, err = run_cli(capsys, "evaluate", "--run", str(out))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert code == 0 and json.loads(printed)["auc_0"] == pytest.approx(metrics["auc_0"], abs=1e-12), err
+
+
 def test_stationary_training_is_kept_by_the_run_and_its_retrain(capsys, tmp_path):
     run = tmp_path / "run"
     code, _, _ = run_cli(capsys, "--threads", "1", "train", "--dataset", "synthetic", "--training", "stationary",
@@ -271,7 +288,7 @@ def _has_matplotlib() -> bool:
 
 @pytest.mark.parametrize("argv, fragment", [
     (["train", "--dataset", "nope", "--out", "x"], "invalid choice: 'nope'"),
-    (["train", "--model", "gcn", "--out", "x"], "invalid choice: 'gcn'"),
+    (["train", "--model", "gcn", "--out", "x"], "unknown model 'gcn'"),
     (["train", "--dataset", "synthetic", "--attack-ratio", "1.5", "--out", "x"], "attack ratio must be in (0, 1)"),
     (["train", "--dataset", "synthetic", "--attack-ratio", "0", "--out", "x"], "attack ratio must be in (0, 1)"),
     (["train", "--root", "/does/not/exist", "--out", "x"], "data directory not found: /does/not/exist"),
