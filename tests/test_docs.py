@@ -98,6 +98,10 @@ def test_custom_model_and_data_examples_run(one_thread, tmp_path, monkeypatch):
         result, model, split, objective = (namespace[k] for k in ("result", "model", "split", "objective"))
         assert result.info["solver"][0]["converged"] and result.info["affected_terms"] > 0
         assert model.receptive_field == 2 and MODELS["layer_attention_gcn"] is namespace["LayerAttentionGCN"]
+        hetero = namespace["forgotten_by_ifru"]  # to_hetero's layers are dense parameters: solved for, and moved
+        moved = [name for name, p in hetero.model.gnn.named_parameters()
+                 if not torch.equal(p, namespace["hetero"].gnn.get_parameter(name))]
+        assert hetero.info["trusted"] and moved
         forgotten = namespace["forgotten"]  # the PyG model's run: alice's pairs are gone, and it loads again
         child = load_run(forgotten.path)
         assert isinstance(child.model, PyGRecommender) and forgotten.audit["trusted"] is True
