@@ -35,7 +35,6 @@ from .data import (EDGE, Split, add_negatives, binarize, edge_subgraph, load_csv
                    random_split)
 from .io import write_json
 from .metrics import evaluate_auc
-from .models import registered_model
 from .presets import CONTRASTIVE, Hyperparameters, default_hparams
 from .runs import (Run, directory_lock, fsync_directory, lineage, load_run, request_sha256, save_run, sha256_file,
                    utc_now)
@@ -283,7 +282,6 @@ def _hparams(model: str, hparams) -> Hyperparameters:
     if model in CONTRASTIVE:
         raise ValueError(f"fit trains with BCE on labelled pairs, and {model} trains with BPR: use "
                          f"{', '.join(FIT_MODELS)} or a model you registered in graphforget.models.MODELS")
-    registered_model(model)  # an unknown name: the error says how to register one
     if isinstance(hparams, Hyperparameters):
         if hparams.model != model:
             raise ValueError(f"hparams are for model {hparams.model!r}, not {model!r}")
