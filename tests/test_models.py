@@ -327,7 +327,9 @@ def test_a_registered_factory_saves_loads_and_is_checked_when_saved(graph, tmp_p
     with pytest.raises(ValueError, match=r"built from config .* entries \['module.embedding.weight'\] differ"):
         save_model(model, tmp_path / "m.pt", name="pyg_lightgcn", config={**config, "embedding_dim": 5})
     assert not (tmp_path / "m.pt").exists()  # refused before writing
+    state = torch.random.get_rng_state()
     save_model(model, tmp_path / "m.pt", name="pyg_lightgcn", config=config)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the check's rebuild draws from a fork
     loaded, checkpoint = load_model(tmp_path / "m.pt")
     assert checkpoint["model"] == "pyg_lightgcn" and checkpoint["config"] == config
     with torch.no_grad():

@@ -212,10 +212,13 @@ def build_model(name: str, **kwargs) -> Recommender:
 
 def _rebuilds(model: Recommender, name: str, config: dict) -> None:
     """Raises ``ValueError`` unless ``build_model(name, **config)`` has ``model``'s state-dict entries (names,
-    shapes, dtypes): a checkpoint that cannot be loaded is refused when written, not when read."""
+    shapes, dtypes): a checkpoint that cannot be loaded is refused when written, not when read. The rebuilt model
+    draws its initial values from a fork of the global random state: saving leaves that state as it was."""
     def entries(module):
         return {key: (tuple(value.shape), value.dtype) for key, value in module.state_dict().items()}
-    expected, rebuilt = entries(model), entries(build_model(name, **config))
+    with torch.random.fork_rng(devices=[]):
+        rebuilt = entries(build_model(name, **config))
+    expected = entries(model)
     if expected != rebuilt:
         differ = sorted(key for key in expected.keys() | rebuilt.keys() if expected.get(key) != rebuilt.get(key))
         raise ValueError(f"model {name!r} built from config {config} does not match the model to save: "

@@ -57,9 +57,9 @@ class PyGRecommender(Recommender):
             ``edge_index`` (its values: the weights with ``edge_weight=True``, else ones), built once per graph
             (:class:`~graphforget.data.AdjacencyCache`). PyG's message-passing layers that accept one
             (``LGConv``, ``GCNConv``, ...) then aggregate by one sparse product instead of a gather and a scatter
-            per edge: 3-6x faster training, 3x faster unlearning (see :doc:`/custom_model`). For a module that
-            does not index ``edge_index`` itself, whose layers aggregate by sum: torch has no second derivative
-            of its sparse mean or max (``SAGEConv``'s), which IFRU and SCIF need.
+            per edge: 3-6x faster training, 3x faster unlearning (see :doc:`/custom_model`). Only for a module
+            that does not index ``edge_index`` itself and whose layers aggregate by sum: torch has no second
+            derivative of a sparse mean or max (``SAGEConv``'s), which IFRU and SCIF need.
         node_tables: ``{parameter name in the module: node type}`` (``user``, ``item`` or ``node``),
             when the tables cannot be found by shape.
 
@@ -102,7 +102,7 @@ class PyGRecommender(Recommender):
     def scores_by_dot_product(self) -> bool:
         """Whether the module is PyG's LightGCN, whose forward is the dot product of ``get_embedding``'s rows
         (and this class's forward is not overridden): IFRU's curvature products then take their closed form."""
-        return type(self).forward is PyGRecommender.forward and type(self.module) is LightGCN
+        return type(self).forward is PyGRecommender.forward and self.linear_embedding
 
     def node_parameters(self) -> dict[str, str]:
         return {f"module.{name}": node_type for name, node_type in self.node_tables.items()}
