@@ -44,10 +44,20 @@ def is_integer_tensor(tensor: torch.Tensor) -> bool:
     return not (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool)
 
 
+#: Seeds lie in ``[0, SEED_LIMIT)``: torch's generators take 64 bits, and the negatives' hash reads them as signed.
+SEED_LIMIT = 2 ** 63
+
+
+def is_seed(value: Any) -> bool:
+    """Whether ``value`` is an integer in ``[0, SEED_LIMIT)``."""
+    return is_integer(value) and 0 <= value < SEED_LIMIT
+
+
 def check_seed(seed: Any) -> None:
-    """Raises ``ValueError`` unless ``seed`` is an integer (torch's own message names no argument)."""
-    if not is_integer(seed):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    """Raises ``ValueError`` unless ``seed`` is an integer in ``[0, 2**63)`` (torch's own message names no
+    argument)."""
+    if not is_seed(seed):
+        raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
 
 
 def seeded(seed: Any, device: torch.device | str | None = None) -> torch.Generator:
@@ -80,9 +90,10 @@ def check_types(config: Any, check: Callable[[Any, dict[str, tuple[bool, str]]],
     A config built directly must hold what :func:`build_config` would parse from strings: an ``int`` (a bool
     is not one), a ``float`` (an int will do; finite: no config needs NaN or an infinity), a
     ``bool``, a ``str``, one of a ``Literal``'s values, ``None`` where the hint allows it, a tuple of such
-    items or a nested config. Values are converted as :func:`build_config` converts them, in place: an int
-    to a float, a list to a tuple and a dict of a nested config's fields to that config (as JSON gives a
-    stored config back). Call it first in ``__post_init__``, before the range checks compare the values.
+    items or a nested config; a field named ``seed`` holds an integer in ``[0, 2**63)``. Values are converted
+    as :func:`build_config` converts them, in place: an int to a float, a list to a tuple and a dict of a nested
+    config's fields to that config (as JSON gives a stored config back). Call it first in ``__post_init__``,
+    before the range checks compare the values.
 
     Args:
         config: the config dataclass instance.
@@ -100,6 +111,8 @@ def check_types(config: Any, check: Callable[[Any, dict[str, tuple[bool, str]]],
             continue
         value = getattr(config, f.name)
         typed, rules[f.name] = _typed(value, hints[f.name], f"{type(config).__name__}.{f.name}")
+        if f.name == "seed" and rules[f.name][0] and is_integer(typed) and not is_seed(typed):
+            rules[f.name] = (False, "must be in [0, 2**63)")
         if typed is not value:
             setattr(config, f.name, typed)
     check(config, rules)

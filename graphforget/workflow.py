@@ -40,6 +40,7 @@ from .runs import (Run, directory_lock, fsync_directory, lineage, load_run, requ
                    utc_now)
 from .train import train
 from .unlearn import METHODS, UnlearningFailed, UnlearnResult, build_unlearner, method_config
+from .unlearn.base import EMPTY_INFO
 from .unlearn.sisa import SISA
 from .verify import verify_forgetting
 
@@ -588,7 +589,7 @@ def _unlearn(parent: Run, method: str, config, request: Request, val: HeteroData
     """Runs the method (``fit()`` first where it needs it): ``(result, fit_seconds)``. A request of held-out
     pairs only removes nothing the model was trained on: the model is kept, no method runs."""
     if request.edges.size(1) == 0:
-        return UnlearnResult(copy.deepcopy(parent.model), parent.graph.clone(), 0.0, {"empty": True}), 0.0
+        return UnlearnResult(copy.deepcopy(parent.model), parent.graph.clone(), 0.0, dict(EMPTY_INFO)), 0.0
     dev = torch.device(device)
     objective = Hyperparameters(**parent.info["hparams"]).objective()
     unlearner = METHODS[method](parent.model.to(dev), parent.graph.to(dev), objective, config, val=val.to(dev))

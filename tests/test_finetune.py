@@ -142,7 +142,7 @@ def test_finetune_of_an_empty_request_is_bit_identical(small_planted):
     for local in (False, True):
         result = FineTune(model, small_planted, OBJECTIVE, FineTuneConfig(CONFIG, local=local)).unlearn(
             torch.zeros(2, 0, dtype=torch.long))
-        assert result.info == {"empty": True} and result.model is not model
+        assert result.info == {"empty": True, "trusted": True, "reason": None} and result.model is not model
         for k, v in model.state_dict().items():
             assert torch.equal(result.model.state_dict()[k], v), k
         assert torch.equal(result.graph[EDGE].edge_index, small_planted[EDGE].edge_index)

@@ -20,7 +20,7 @@ def test_empty_request_leaves_original_retrain_ifru_scif_identical(one_thread):
     for unlearner in (Retrain(model, split.train, objective, RetrainConfig(config)), IFRU(model, split.train, objective),
                       SCIF(model, split.train, objective)):
         result = unlearner.unlearn(empty)
-        assert result.info == {"empty": True}
+        assert result.info == {"empty": True, "trusted": True, "reason": None}
         assert torch.equal(result.graph[EDGE].edge_index, split.train[EDGE].edge_index)
         with torch.no_grad():
             assert torch.equal(result.model(result.graph, pairs), original)

@@ -59,6 +59,9 @@ def test_unlearner_refuses_a_graph_with_duplicate_pairs(graph):
     (torch.tensor([[0, U], [1, 2]]), rf"user id {U} at position 1, outside \[0, num_users\) = \[0, {U}\)"),
     (torch.tensor([[0, 3], [-1, 2]]), r"item id -1 at position 0, outside \[0, num_items\)"),
     (torch.tensor([[0, 3], [1, 2], [0, 0]]), r"edge_index must have shape \[2, E\], got \[3, 2\]"),
+    # int32 ids passed every check, then LightGCN's IFRU failed in torch's index_fill_
+    (torch.tensor([[0, 3], [1, 2]], dtype=torch.int32),
+     r"graph\['user', 'rates', 'item'\].edge_index must have dtype torch.int64, got torch.int32: convert it"),
 ])
 def test_unlearner_refuses_a_hand_built_graph_with_bad_edges(edge_index, message):
     """Caught where the method is built, naming the fault, not as an IndexError inside a method."""

@@ -3,13 +3,14 @@ option listing."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 import torch
 
 from graphforget.cli import main
 from graphforget.config import build_config, check_fields, describe
-from graphforget.data import random_edges
+from graphforget.data import EDGE, random_edges
 from graphforget.models import MF
 from graphforget.objectives import BCEObjective
 from graphforget.train import TrainConfig
@@ -126,6 +127,21 @@ def test_a_config_of_another_method_is_refused_by_name(small_planted):
         with pytest.raises(TypeError, match=f"IFRU: config must be an instance of IFRUConfig, a dict of its options "
                                             f"or None, got a {type(config).__name__}"):
             METHODS["ifru"](model, small_planted, objective, config)
+
+
+@pytest.mark.parametrize("name", ["ifru", "sisa", "unlearnrec"])
+def test_arguments_of_the_wrong_kind_are_type_errors_naming_them(small_planted, name):
+    model, objective = MF(60, 40, 4), BCEObjective()
+    wanted = "objective must be an Objective instance, e.g. BCEObjective(l2=1.0), got"
+    cases = [((model, small_planted, BCEObjective), f"{wanted} the class BCEObjective"),
+             ((model, small_planted, "bce"), f"{wanted} a str"),
+             ((torch.nn.Linear(4, 4), small_planted, objective), "model must be a graphforget.models.Recommender "
+                                                                 "(PyG modules: PyGRecommender), got a Linear"),
+             ((model, small_planted[EDGE].edge_index, objective), "graph must be a HeteroData of interactions "
+                                                                  "(graphforget.data.make_interactions), got a Tensor")]
+    for arguments, message in cases:
+        with pytest.raises(TypeError, match=re.escape(message)):
+            METHODS[name](*arguments)
 
 
 def test_cli_lists_methods_and_their_options(capsys):

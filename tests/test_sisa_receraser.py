@@ -1,5 +1,7 @@
 """SISA, RecEraser and the sharded ensemble, checked against hand computations on tiny seeded graphs."""
+import copy
 import math
+import re
 import warnings
 
 import pytest
@@ -7,12 +9,12 @@ import torch
 
 from graphforget.data import EDGE, make_interactions, planted_communities, random_split, remove_edges
 from graphforget.distributed import launch
-from graphforget.models import MF, LightGCN
-from graphforget.objectives import BCEObjective
+from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN
+from graphforget.objectives import BCEObjective, BPRObjective
 from graphforget.train import TrainConfig, train
 from graphforget.unlearn import RecEraser, RecEraserConfig, SISA, SISAConfig, ShardAttention, ShardedRecommender
 from graphforget.unlearn.receraser import balanced_assign, balanced_kmeans, balanced_partition
-from graphforget.unlearn.sharding import train_shards
+from graphforget.unlearn.sharding import train_aggregator, train_shards
 from graphforget.unlearn.sisa import random_partition
 from helpers import fit_and_unlearn_sisa
 
@@ -191,7 +193,7 @@ def test_sisa_retrain_all_and_empty_request(graph):
     assert result.info["retrained_shards"] == list(range(S))
     empty = sisa.unlearn(torch.empty(2, 0, dtype=torch.long))
     assert empty.model is not ensemble and same_state(state(empty.model), state(ensemble))
-    assert empty.info == {"empty": True}
+    assert empty.info == {"empty": True, "trusted": True, "reason": None}
 
 
 @pytest.mark.distributed
@@ -310,6 +312,41 @@ def test_receraser_fit_and_unlearn(graph):
     assert torch.equal(graph[EDGE].edge_index, before_graph)
     scores = result.model(result.graph, result.graph[EDGE].edge_index)
     assert torch.isfinite(scores).all()
+
+
+def test_receraser_runs_float64_models_and_contrastive_objectives(graph):
+    """The attention computes in the shards' dtype (it was float32 whatever the model), and a contrastive objective
+    trains it with its BPR part (the attention has no contrastive_loss: fit() failed after training the shards)."""
+    config = RecEraserConfig(CONFIG, num_shards=S, partition_iters=3)
+    ensemble = RecEraser(MF(U, I, D).double(), graph, OBJECTIVE, config).fit().model
+    assert {p.dtype for p in ensemble.attention.parameters()} == {torch.float64}
+    scores = ensemble(graph, graph[EDGE].edge_index)
+    assert scores.dtype == torch.float64 and torch.isfinite(scores).all()
+    implicit = make_interactions(graph[EDGE].edge_index[:, graph[EDGE].edge_label > 0], num_users=U, num_items=I)
+    contrastive = ContrastiveBPRObjective(l2=1e-4, ssl_weight=0.1)
+    sgl = RecEraser(SGL(U, I, D), implicit, contrastive, config).fit()
+    # The same attention as trained, from the same start, with the BPR objective alone.
+    bpr = BPRObjective(contrastive.l2, contrastive.seed, contrastive.resample)
+    ensemble = copy.deepcopy(sgl.model)
+    train_aggregator(ensemble, implicit, bpr, CONFIG, seed=config.seed)
+    assert same_state(state(ensemble.attention), state(sgl.model.attention))
+
+
+def test_fit_leaves_the_callers_global_random_state_alone(graph):
+    """The attention's layers were drawn from the global random state before reset_parameters drew them again."""
+    model = MF(U, I, D)  # its construction draws from the global state
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    RecEraser(model, graph, OBJECTIVE, RecEraserConfig(CONFIG, num_shards=S, partition_iters=3)).fit()
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_a_request_that_empties_a_shard_is_refused_by_name(graph):
+    sisa = SISA(MF(U, I, D), graph, OBJECTIVE, SISAConfig(CONFIG, num_shards=S)).fit()
+    shard_of = sisa.model.assignment_of(graph[EDGE].edge_index)
+    with pytest.raises(ValueError, match=re.escape("SISA: the request removes every edge of shard(s) [1], whose "
+                                                   "model cannot be trained without data: fit() again with fewer")):
+        sisa.unlearn(graph[EDGE].edge_index[:, shard_of == 1])
 
 
 def test_receraser_takes_pretrained_embeddings(graph):

@@ -117,6 +117,15 @@ def test_mlp_is_identity_at_init():
     assert torch.equal(encoder.withdraw, torch.full((5, 1), 0.002))
 
 
+def test_fit_leaves_the_callers_global_random_state_alone(trained):
+    """The encoder's identity layers were first drawn from the global random state, then overwritten."""
+    model, graph, objective = trained
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    UnlearnRec(model, graph, objective, quick_config(pretrain_epochs=1)).fit()
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 # --------------------------------------------------------------------------------------- unlearning
 
 def test_zero_encoder_leaves_embeddings_unchanged(trained):

@@ -68,7 +68,7 @@ def make_interactions(edge_index: Tensor, edge_label: Tensor | None = None, num_
 def check_interactions(graph: HeteroData) -> None:
     """Checks the structure of an interaction graph, e.g. one built by hand rather than by :func:`make_interactions`.
 
-    The node counts are set; ``graph[EDGE].edge_index`` is a ``[2, E]`` integer tensor with user ids in
+    The node counts are set; ``graph[EDGE].edge_index`` is a ``[2, E]`` ``torch.int64`` tensor with user ids in
     ``[0, num_users)`` and item ids in ``[0, num_items)``; ``edge_label`` is set, and it and ``observed`` (where
     present) are ``[E]``, one entry per edge, and ``observed`` is bool (an integer mask would select edges 0 and 1 as
     positions). Cheap: a few passes over the edges, no sort; label values and repeated pairs (a sort) are
@@ -87,6 +87,9 @@ def check_interactions(graph: HeteroData) -> None:
         raise ValueError(f"the graph has no {EDGE} edge_index: build the graph with make_interactions")
     store = graph[EDGE]
     check_pair_tensor(store.edge_index)
+    if store.edge_index.dtype != torch.long:  # what PyG's utilities and torch's index ops expect
+        raise ValueError(f"graph[{', '.join(map(repr, EDGE))}].edge_index must have dtype torch.int64, got "
+                         f"{store.edge_index.dtype}: convert it with .long()")
     _check_ids(store.edge_index[0], num_users(graph), "user")
     _check_ids(store.edge_index[1], num_items(graph), "item")
     if "edge_label" not in store:  # every objective reads it

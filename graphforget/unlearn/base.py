@@ -16,6 +16,7 @@ from ..data.interactions import (EDGE, check_interactions, check_model_fits, che
 from ..clock import Stopwatch
 from ..config import build_config
 from ..metrics import auc_standard_error, evaluate_auc
+from ..models.base import Recommender
 from ..objectives import Objective
 from ..train import check_val
 
@@ -48,6 +49,10 @@ class UnlearnResult:
 
     def __repr__(self) -> str:
         return f"UnlearnResult(model={type(self.model).__name__}, seconds={self.seconds:.4f}, info={self.info})"
+
+
+#: The ``info`` of an empty request's result (every method): an exact copy of the model.
+EMPTY_INFO = {"empty": True, "trusted": True, "reason": None}
 
 
 class NotFittedError(RuntimeError):
@@ -83,7 +88,9 @@ class Unlearner:
             (user, item) pair is stored twice (forgetting it would remove one copy only); at construction also when
             ``val`` does not fit the model or lacks a class (:func:`~graphforget.train.check_val`), or an option
             the config rejects.
-        TypeError: ``config`` is neither an instance of :attr:`Config`, a dict nor ``None``.
+        TypeError: ``model``, ``graph`` or ``objective`` is not a :class:`~graphforget.models.Recommender`, a
+            ``HeteroData`` or an :class:`~graphforget.objectives.Objective` instance, or ``config`` is neither an
+            instance of :attr:`Config`, a dict nor ``None``.
     """
     #: The method's name in :data:`~graphforget.unlearn.METHODS`.
     name: ClassVar[str] = "base"
@@ -94,6 +101,7 @@ class Unlearner:
 
     def __init__(self, model: torch.nn.Module, graph: HeteroData, objective: Objective, config=None, *,
                  val: HeteroData | None = None):
+        _check_types(model, graph, objective)
         self.model, self.graph, self.objective, self.val = model, graph, objective, val
         if not (config is None or isinstance(config, (dict, self.Config))):
             raise TypeError(f"{type(self).__name__}: config must be an instance of {self.Config.__name__}, a dict of "
@@ -150,8 +158,8 @@ class Unlearner:
             if not self.fitted:  # after the request's checks: a bad request is named whatever the state
                 raise NotFittedError(f"{type(self).__name__}.unlearn() needs fit() first: "
                                      f"{type(self).__name__}(...).fit().unlearn(request)")
-            if positions.numel() == 0:
-                model, info = copy.deepcopy(self.model), {"empty": True}
+            if positions.numel() == 0:  # the model unchanged, bit for bit: nothing to test
+                model, info = copy.deepcopy(self.model), dict(EMPTY_INFO)
             else:
                 model, info = self._unlearn(request.long(), positions, remaining)
         return UnlearnResult(model, remaining, watch.seconds, info)
@@ -193,6 +201,18 @@ class Unlearner:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={type(self.model).__name__}, config={self.config})"
+
+
+def _check_types(model, graph, objective) -> None:
+    """Raises ``TypeError`` naming the argument that is not what the lifecycle reads (a class passed for an instance
+    would otherwise fail deep inside a check)."""
+    expected = {"model": (model, Recommender, "a graphforget.models.Recommender (PyG modules: PyGRecommender)"),
+                "graph": (graph, HeteroData, "a HeteroData of interactions (graphforget.data.make_interactions)"),
+                "objective": (objective, Objective, "an Objective instance, e.g. BCEObjective(l2=1.0)")}
+    for name, (value, kind, hint) in expected.items():
+        if not isinstance(value, kind):
+            got = f"the class {value.__name__}" if isinstance(value, type) else f"a {type(value).__name__}"
+            raise TypeError(f"{name} must be {hint}, got {got}")
 
 
 def versions(*tensors: Tensor | None) -> list:

@@ -15,13 +15,15 @@ from typing import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import skip_init
 from torch_geometric.data import HeteroData
 
 from ..config import seeded
 from ..distributed import gather_results, my_jobs
 from ..data.interactions import EDGE, check_unique_pairs, edge_subgraph, num_items, num_users, pair_keys
 from ..models.base import Recommender
-from ..objectives import Objective
+from ..models.sgl import ContrastiveBPRObjective
+from ..objectives import BPRObjective, Objective
 from ..train import NoSignalWarning, TrainConfig, TrainResult, chance_level, train
 from .base import warn_caller
 
@@ -85,8 +87,9 @@ class ShardAttention(nn.Module):
         if transform:
             self.transfer_weight = nn.Parameter(torch.empty(num_shards, embedding_dim, embedding_dim))
             self.transfer_bias = nn.Parameter(torch.empty(num_shards, embedding_dim))
-        self.user_proj = nn.Linear(embedding_dim, attention_dim)
-        self.item_proj = nn.Linear(embedding_dim, attention_dim)
+        # skip_init: no draw from the caller's global random state; reset_parameters draws them below
+        self.user_proj = skip_init(nn.Linear, embedding_dim, attention_dim)
+        self.item_proj = skip_init(nn.Linear, embedding_dim, attention_dim)
         self.user_h = nn.Parameter(torch.empty(attention_dim))
         self.item_h = nn.Parameter(torch.empty(attention_dim))
         self.reset_parameters(seed)
@@ -200,7 +203,9 @@ class ShardedRecommender(Recommender):
                 raise ValueError("the ShardAttention's num_shards/embedding_dim do not match the shards")
             self.attention, self.aggregation = aggregation, "attention"
         elif aggregation == "attention":
-            self.attention, self.aggregation = ShardAttention(len(shards), self.embedding_dim), "attention"
+            like = next(shards[0].parameters())  # the attention computes in the shards' dtype, on their device
+            attention = ShardAttention(len(shards), self.embedding_dim).to(like.device, like.dtype)
+            self.attention, self.aggregation = attention, "attention"
         elif aggregation == "mean":
             self.attention, self.aggregation = None, "mean"
         else:
@@ -396,7 +401,9 @@ def train_aggregator(ensemble: ShardedRecommender, graph: HeteroData, objective:
 
     The shard embeddings are computed once on ``graph`` (the shards are frozen, so they do not change
     during this training) and the attention is fitted with ``objective`` on all edges of ``graph``,
-    early-stopping on ``val``. Only the attention's parameters are trained and regularised.
+    early-stopping on ``val``. Only the attention's parameters are trained and regularised. A contrastive
+    objective (SGL, SimGCL) trains it with its BPR part: the contrastive term regularises the shard encoders,
+    which are frozen here.
     """
     if ensemble.attention is None:
         raise ValueError("the ensemble has mean aggregation: there is no aggregator to train")
@@ -404,6 +411,8 @@ def train_aggregator(ensemble: ShardedRecommender, graph: HeteroData, objective:
     with torch.no_grad():
         user_stack, item_stack = ensemble.shard_embeddings(graph)
     frozen = _FrozenShards(ensemble.attention, user_stack.detach(), item_stack.detach())
+    if isinstance(objective, ContrastiveBPRObjective):
+        objective = BPRObjective(objective.l2, objective.seed, objective.resample)
     result = train(frozen, graph, objective, config or TrainConfig(), val)
     log.info("trained the aggregator in %.1fs", result.seconds)
     return result

@@ -61,7 +61,9 @@ class SISAConfig:
     def __post_init__(self):
         check_types(self)  # a subclass's fields too (RecEraserConfig)
         check_fields(self, {"aggregation": (self.aggregation in ("mean", "attention"), "'mean' or 'attention'"),
-                            "num_shards": (self.num_shards >= 1, "must be >= 1")})
+                            "num_shards": (self.num_shards >= 1, "must be >= 1"),
+                            "attention_dim": (self.attention_dim is None or self.attention_dim >= 1, "None or >= 1"),
+                            "activation": (self.activation in ("tanh", "relu"), "'tanh' or 'relu'")})
 
 
 @register
@@ -142,8 +144,9 @@ class SISA(Unlearner):
         cfg = self.config
         if cfg.aggregation == "mean":
             return "mean"
+        like = next(self.template.parameters())  # the attention computes in the shards' dtype, on their device
         return ShardAttention(self.num_shards, self.template.embedding_dim, cfg.attention_dim, cfg.activation,
-                              cfg.transform, seed=cfg.seed)
+                              cfg.transform, seed=cfg.seed).to(like.device, like.dtype)
 
     # --- unlearning -----------------------------------------------------------------------------
 
@@ -155,6 +158,11 @@ class SISA(Unlearner):
         ensemble = copy.deepcopy(old)  # untouched shards stay bit-identical; the old ensemble is not mutated
         ensemble.restrict_to(remaining)
         graphs = ensemble.shard_graphs(remaining)
+        emptied = [s for s in touched if graphs[s][EDGE].edge_index.size(1) == 0]
+        if emptied:
+            raise ValueError(f"{type(self).__name__}: the request removes every edge of shard(s) {emptied}, whose "
+                             "model cannot be trained without data: fit() again with fewer shards (num_shards), "
+                             "or Retrain")
         trained = train_shards([old.shards[s] for s in touched], [graphs[s] for s in touched], self.shard_objective,
                                cfg.train, self.val, [cfg.seed + s for s in touched])
         for s, (model, _) in enumerate(trained):

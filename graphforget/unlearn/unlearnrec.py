@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils import skip_init
 from torch.nn.utils import parametrize
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import to_torch_csr_tensor
@@ -135,7 +136,7 @@ class UnlearnRecConfig:
         low, high = self.request_ratio
         rules = {name: (getattr(self, name) >= 0, "must be >= 0")
                  for name in ("l_u", "l_p", "l_c", "alpha", "pretrain_epochs", "finetune_epochs", "batch_size",
-                              "leaky_slope")}
+                              "leaky_slope", "withdraw_init")}
         rules.update({name: (getattr(self, name) > 0, "must be > 0") for name in ("tau", "contrastive_tau", "lr")})
         rules.update({name: (getattr(self, name) >= 1, "must be >= 1")
                       for name in ("resample_every", "preserve_pairs", "contrastive_nodes")})
@@ -168,7 +169,7 @@ def influence_dependency_matrix(request: Tensor, num_users: int, num_items: int)
 
 
 def _identity_linear(dim: int) -> nn.Linear:
-    layer = nn.Linear(dim, dim)
+    layer = skip_init(nn.Linear, dim, dim)  # no draw from the caller's global random state: set just below
     with torch.no_grad():
         layer.weight.copy_(torch.eye(dim))
         layer.bias.zero_()

@@ -223,6 +223,9 @@ class IFRUConfig:
             "prune": (self.prune is None or all(0 <= a <= 1 for a in self.prune), "must be None or ratios in [0, 1]"),
             "hops": (self.hops is None or self.hops >= 0, "must be None or an integer >= 0"),
         })
+        if self.hops is not None and self.prune is not None:  # else the model's receptive field decides, per request
+            check_fields(self, {"prune": (len(self.prune) == self.hops + 1,
+                                          f"one ratio per order 0..hops, {self.hops + 1} with hops={self.hops}")})
 
     @classmethod
     def paper(cls, **changes) -> "IFRUConfig":
