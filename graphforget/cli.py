@@ -10,7 +10,8 @@ be seen then. An unlearning method that cannot produce a result it trusts
 (:class:`~graphforget.unlearn.UnlearningFailed`) exits with status 1 and one line. A command's ``--out``
 directory is new (or empty) and published whole (:func:`~graphforget.runs.publish`): it is never
 overwritten, and a killed command leaves none; ``bench`` caches its cells under ``--out`` and resumes there,
-and ``evaluate --out`` and ``verify --out`` replace their file atomically (:func:`~graphforget.io.atomic_write`).
+and ``evaluate --out`` and ``verify --out`` write a new file (atomically, :func:`~graphforget.io.atomic_write`),
+outside any run directory.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -35,7 +37,7 @@ from .metrics import auc_standard_error, evaluate_auc
 from .models import ENTRY_POINT_GROUP, MODELS, load_model, registered_model, save_model
 from .presets import TRAININGS, Hyperparameters, default_hparams
 from .protocols.attack import AUC_KEYS, DATASET_NAMES, AttackData, prepare_attack_data, run_attack
-from .runs import occupied, publish
+from .runs import load_run, occupied, publish
 from .train import train
 from .unlearn import METHODS, UnlearningFailed, build_unlearner, method_config
 
@@ -118,6 +120,7 @@ def _check_out_dir(out: str, run: str | None = None) -> Path:
         UsageError: ``out`` is an existing non-directory, lies under a file, cannot be written, or is the
             directory of ``run`` (whose model.pt it would overwrite).
     """
+    _check_named(out)
     path = Path(out).expanduser()
     if path.exists() and not path.is_dir():
         raise UsageError(f"graphforget: error: --out {out} is an existing file, not a directory")
@@ -132,13 +135,26 @@ def _check_out_dir(out: str, run: str | None = None) -> Path:
     return path
 
 
+def _check_named(out: str) -> None:
+    """An empty ``--out`` names the working directory (``Path("")``): refused, not read as "." exists."""
+    if not out.strip():
+        raise UsageError("graphforget: error: --out is empty: name a new output")
+
+
 def _check_out_file(out: str) -> Path:
-    """``--out`` as an output file, checked before any work: not a directory, in an existing directory."""
+    """``--out`` as a new output file, checked before any work: not there yet, in an existing directory that is
+    not a run (a run directory is never modified: ``evaluate --out`` once replaced a run's metrics.json)."""
+    _check_named(out)
     path = Path(out).expanduser()
     if path.is_dir():
         raise UsageError(f"graphforget: error: --out {out} is a directory, not a file")
     if not path.parent.is_dir():
         raise UsageError(f"graphforget: error: --out {out}: directory {path.parent} does not exist")
+    if any((path.parent / name).is_file() for name in ("run.json", "model.pt")):
+        raise UsageError(f"graphforget: error: --out {out} is inside the run {path.parent}, and runs are never "
+                         "modified: write the report elsewhere")
+    if path.exists() or path.is_symlink():
+        raise UsageError(f"graphforget: error: --out {out} exists: outputs are never overwritten, choose a new file")
     return path
 
 
@@ -198,7 +214,7 @@ def _load_run(run: str, device: str):
         raise UsageError(f"graphforget: error: cannot read {path}: {type(error).__name__}: {error}") from error
     info = checkpoint.get("run")
     if not isinstance(info, dict):
-        hint = (": it is a run of your own data (`fit`/`forget`), which `graphforget verify --run` reads"
+        hint = (": it is a run of your own data (`fit`/`forget`), which `graphforget forget --run` unlearns from"
                 if (path.parent / "run.json").is_file() else " (no run information)")
         raise UsageError(f"graphforget: error: {path} was not written by `graphforget train`{hint}")
     data = prepare_attack_data(info["dataset"], info["root"], info["attack_ratio"], info["seed"],
@@ -262,6 +278,15 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     out = _check_out_file(args.out) if args.out else None
+    metrics = _evaluate_own_run(args) if (Path(args.run) / "run.json").is_file() else _evaluate_attack_run(args)
+    print(json.dumps(to_jsonable(metrics), indent=2))
+    if out is not None:
+        write_json(out, metrics)
+    return 0
+
+
+def _evaluate_attack_run(args) -> dict:
+    """AUC_0/1/2 of a ``train``/``unlearn`` run on its rebuilt attack-protocol data."""
     model, checkpoint, data = _load_run(args.run, args.device)
     device = torch.device(args.device)
     graph = data.train
@@ -269,12 +294,18 @@ def cmd_evaluate(args) -> int:
     if unlearned:  # an unlearned model runs on the graph without the request
         graph = remove_edges(graph, data.request)
     metrics = evaluate_auc(model, graph.to(device), data.split.test.to(device), data.request.to(device))
-    metrics.update(dataset=checkpoint["run"]["dataset"], model=checkpoint["model"],
-                   method=(unlearned or {}).get("method", "original"))
-    print(json.dumps(to_jsonable(metrics), indent=2))
-    if out is not None:
-        write_json(out, metrics)
-    return 0
+    return {**metrics, "dataset": checkpoint["run"]["dataset"], "model": checkpoint["model"],
+            "method": (unlearned or {}).get("method", "original")}
+
+
+def _evaluate_own_run(args) -> dict:
+    """The test AUC of a ``fit``/``forget`` run on its own held-out pairs (``None`` where they lack a class)."""
+    from .workflow import heldout_auc
+    run = load_run(args.run)
+    device = torch.device(args.device)
+    return {"test_auc": heldout_auc(run.model.to(device), run.graph.to(device), run.test.to(device)),
+            "kind": run.info["kind"], "model": run.info["model"]["name"],
+            "method": run.info["method"]["name"] if run.info["kind"] == "forget" else "original"}
 
 
 def _run_unlearner(args, method: str, options: dict):
@@ -674,14 +705,12 @@ def cmd_verify(args) -> int:
     """The forgetting report of a run's lineage; JSON to ``--out`` (a run is never modified)."""
     from .workflow import verify_run
     run = _run_dir(args.run)
-    out = None
-    if args.out:
-        out = _check_out_file(args.out)
-        if out.resolve().parent == run.resolve():
-            raise UsageError(f"graphforget: error: --out {args.out} is inside the run {args.run}, and runs are never "
-                             f"modified: write the report elsewhere")
+    out = _check_out_file(args.out) if args.out else None
     report = verify_run(run, retrain=args.retrain, seed=args.seed, device=args.device, progress=not args.quiet)
     print(f"{report['removed_edges']} edges removed by {report['requests']} requests in {len(report['lineage'])} runs")
+    for untrusted in report["untrusted_requests"]:
+        print(f"NOT TRUSTED: the request of {untrusted} was published untrusted (--allow-untrusted): its edges are "
+              "gone from the data, but its model may still hold them; forget them again from the run before it")
     print(report["table"])
     if report["retrain_seconds"] is not None:
         print(f"reference: Retrain from the lineage's root in {report['retrain_seconds']:.1f}s")
@@ -804,9 +833,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory: model.pt and metrics.json are written there")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="AUC_0/1/2 of a trained (or unlearned) run",
-                       description="Rebuild a run's data and print its test AUC_0/1/2.")
-    p.add_argument("--run", required=True, help="a directory holding model.pt")
+    p = sub.add_parser("evaluate", help="the test AUC of a run",
+                       description="Print a run's test AUC: AUC_0/1/2 of a `train`/`unlearn` run (its data rebuilt), "
+                                   "the AUC on the held-out pairs of a `fit`/`forget` run.")
+    p.add_argument("--run", required=True, help="a run of `train`/`unlearn` (AUC_0/1/2) or of `fit`/`forget` "
+                                                "(the test AUC on its held-out pairs)")
     p.add_argument("--out", help="also write the metrics to this JSON file")
     _common(p, data=False)
     p.set_defaults(func=cmd_evaluate)
@@ -847,7 +878,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_demo_parser(sub) -> None:
     """``graphforget demo``."""
     p = sub.add_parser("demo", help="train, unlearn with every method, print a table and save a plot",
-                       description="Train on ML-100K (or synthetic data when ML-100K is not found), flip 2%% of "
+                       description="Train on ML-100K (or synthetic data when ML-100K is not found), flip 2% of "
                                    "the training labels, unlearn them with every method and compare.")
     p.add_argument("--dataset", choices=DATASET_NAMES, default=None,
                    help="dataset (default: ml-100k if found, else synthetic)")
@@ -927,6 +958,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
+        with contextlib.nullcontext() if debug else _one_line_warnings():
+            return _run(parser, argv, debug)
+    except KeyboardInterrupt:  # Ctrl-C: outputs are published whole (bench keeps its finished cells)
+        if debug:
+            raise
+        print("graphforget: interrupted; no output was left half-written", file=sys.stderr)
+        return 130
+
+
+def _run(parser: argparse.ArgumentParser, argv: list[str] | None, debug: bool) -> int:
+    """Parses ``argv`` and runs its command; errors of the input become one line and an exit status."""
+    try:
         args = parser.parse_args(argv)
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s")
@@ -954,6 +997,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+@contextlib.contextmanager
+def _one_line_warnings():
+    """Warnings as one line each (``graphforget: warning: ...``), not Python's source path and line; restored after."""
+    saved = warnings.formatwarning
+    warnings.formatwarning = lambda message, *_, **__: f"graphforget: warning: {_one_line(str(message))}\n"
+    try:
+        yield
+    finally:
+        warnings.formatwarning = saved
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -53,6 +53,8 @@ __all__ = ["Run", "FILES", "FORMAT", "RUN_KINDS", "graph_to_dict", "graph_from_d
 FORMAT = 1
 #: Kinds of run: trained on a file, or derived from a parent by a deletion request.
 RUN_KINDS = ("fit", "forget")
+#: The entries of ``run.json`` that reading a run relies on.
+RUN_KEYS = ("kind", "format", "files", "data", "model", "hparams", "seed", "metrics", "lineage")
 #: The files of a run besides ``run.json``, whose sha256 ``run.json`` records.
 FILES = ("model.pt", "graph.pt", "heldout.pt", "removed.pt", "audit.jsonl")
 _TEMP_MARK = ".tmp-"
@@ -265,7 +267,7 @@ def save_run(out: str | os.PathLike, info: dict, model: Recommender, graph: Hete
     """Publishes a run (see the module docstring) with :func:`publish`.
 
     Args:
-        out: the new run directory (must not exist).
+        out: the new run directory (not there yet, or empty: see :func:`publish`).
         info: the content of ``run.json`` without ``files``, ``format`` and ``created``, added here; its
             ``model`` (``{"name": ..., "config": ...}``) names the registered class or factory that rebuilds the model.
         model: the model (:func:`~graphforget.models.save_model`).
@@ -319,6 +321,9 @@ def _read_info(path: Path) -> dict:
         raise ValueError(f"{record} is not a graphforget run record")
     if info.get("format") != FORMAT:
         raise ValueError(f"{record} has run format {info.get('format')!r}; this version reads format {FORMAT}")
+    missing = [key for key in RUN_KEYS if key not in info]
+    if missing:
+        raise ValueError(f"{record} lacks {missing}: it was edited by hand or is not a graphforget run record")
     return info
 
 

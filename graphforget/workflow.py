@@ -12,6 +12,15 @@
 
 Every function validates its input before any work and raises ``ValueError`` (or ``FileNotFoundError`` /
 ``FileExistsError``) naming the bad value.
+
+**What a forget run keeps of the forgotten.** Its model and training graph no longer hold the request, but
+the lineage's record does: ``removed.pt`` lists every removed (user, item) pair in local ids with its label,
+``graph.pt`` maps local ids to raw ids, and ``audit.jsonl`` holds each request's hash and size. They are what
+:func:`verify_run` tests and what refuses a repeated request, and every descendant run carries them. Serve
+a run's ``model.pt``; where the deletion must reach the record too, keep the run directories apart from
+what you serve and delete them once verified. A request published untrusted (``allow_untrusted``) removed its
+edges from the data but not necessarily from the model: :func:`verify_run` lists it, and a second
+``forget`` of the same ids from that lineage is refused, so forget them again from the run before it.
 """
 from __future__ import annotations
 
@@ -36,8 +45,8 @@ from .data import (EDGE, Split, add_negatives, binarize, edge_subgraph, load_csv
 from .io import write_json
 from .metrics import evaluate_auc
 from .presets import CONTRASTIVE, Hyperparameters, default_hparams
-from .runs import (Run, directory_lock, fsync_directory, lineage, load_run, request_sha256, save_run, sha256_file,
-                   utc_now)
+from .runs import (Run, directory_lock, fsync_directory, lineage, load_run, occupied, request_sha256, save_run,
+                   sha256_file, utc_now)
 from .train import train
 from .unlearn import METHODS, UnlearningFailed, UnlearnResult, build_unlearner, method_config
 from .unlearn.base import EMPTY_INFO
@@ -46,7 +55,7 @@ from .verify import verify_forgetting
 
 __all__ = ["FORMATS", "FIT_MODELS", "FitResult", "ForgetResult", "Request", "load_file", "with_negatives",
            "prepare_split", "raw_to_local", "fit_on_file", "build_request", "check_method", "forget", "verify_run",
-           "read_edges_file", "ForgetStream"]
+           "read_edges_file", "heldout_auc", "ForgetStream"]
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +318,7 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
     Args:
         path: the data file (or folder, see :data:`FORMATS`).
         format: one of :data:`FORMATS`.
-        out: the new run directory (must not exist; checked first).
+        out: the new run directory (not there yet, or empty; checked first).
         user_col, item_col, label_col: CSV column names.
         threshold: binarise ratings: label 1 where ``rating >= threshold``.
         negatives: sampled non-interactions per interaction (implicit feedback needs them for BCE).
@@ -322,10 +331,10 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
         progress: a progress bar while training.
 
     Raises:
-        FileExistsError: ``out`` exists.
+        FileExistsError: ``out`` exists (an empty directory will do).
         ValueError, FileNotFoundError: bad data or options (see :func:`load_file`, :func:`prepare_split`).
     """
-    if Path(out).expanduser().exists():
+    if occupied(Path(out).expanduser()):
         raise FileExistsError(f"{out} exists: runs are never overwritten, choose a new directory")
     hp = _hparams(model, hparams)
     options = {"user_col": user_col, "item_col": item_col, "label_col": label_col, "threshold": threshold,
@@ -337,7 +346,7 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
     net = hp.build_model(users, items, seed).to(dev)
     fit = train(net, split.train.to(dev), hp.objective(), hp.train_config(seed, progress), split.val.to(dev))
     metrics = {"train_seconds": fit.seconds, "epochs": fit.epochs, "best_epoch": fit.best_epoch,
-               "val_auc": fit.best_val_auc, "test_auc": _test_auc(net, split.train.to(dev), split.test),
+               "val_auc": fit.best_val_auc, "test_auc": heldout_auc(net, split.train.to(dev), split.test),
                **_sizes(split.train, split.val, split.test)}
     info = {"kind": "fit", "version": __version__, "data": _data_record(Path(path).expanduser(), format, options),
             "model": {"name": hp.model, "config": hp.model_config(users, items)}, "hparams": hp.as_dict(),
@@ -348,8 +357,8 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
     return FitResult(save_run(out, info, net, split.train, split.val, split.test, empty), metrics)
 
 
-def _test_auc(model, graph: HeteroData, test: HeteroData) -> float | None:
-    """AUC on the test pairs (``None`` without both labels there)."""
+def heldout_auc(model, graph: HeteroData, test: HeteroData) -> float | None:
+    """AUC of ``model`` (scored on ``graph``) on the held-out pairs ``test`` (``None`` without both labels there)."""
     if test[EDGE].edge_index.size(1) == 0:
         return None
     value = evaluate_auc(model, graph, test.to(graph[EDGE].edge_index.device))["auc_0"]
@@ -428,7 +437,7 @@ def _check_edges_not_forgotten(run: Run, pairs: Tensor) -> None:
     if bool(again.any()):
         first = pairs[:, again.nonzero()[0, 0]].tolist()
         raise ValueError(f"{int(again.sum())} of the requested edges were already forgotten in this lineage "
-                         f"(see {run.path}/audit.jsonl), e.g. {_raw_pair(run.graph, first)}")
+                         f"(see {run.path}/audit.jsonl), e.g. {_raw_pair(run.graph, first)}{_untrusted_note(run)}")
 
 
 def _check_nodes_not_forgotten(run: Run, row: int, ids: Tensor, left: Tensor) -> None:
@@ -442,7 +451,20 @@ def _check_nodes_not_forgotten(run: Run, row: int, ids: Tensor, left: Tensor) ->
     if bool(done.any()):
         node = ("user", "item")[row]
         names = [_plain_id(run.graph[node].raw_id[int(k)]) for k in ids[done][:10]]
-        raise ValueError(f"{node}s already forgotten in this lineage (see {run.path}/audit.jsonl): {', '.join(names)}")
+        raise ValueError(f"{node}s already forgotten in this lineage (see {run.path}/audit.jsonl): {', '.join(names)}"
+                         f"{_untrusted_note(run)}")
+
+
+def untrusted_requests(run: Run) -> list[dict]:
+    """The audit lines of the lineage's requests published untrusted (``allow_untrusted``): their edges are gone
+    from the data, but the model may still hold what it learnt from them."""
+    return [line for line in run.audit if line.get("trusted") is False]
+
+
+def _untrusted_note(run: Run) -> str:
+    count = len(untrusted_requests(run))
+    return "" if not count else (f"; {count} request(s) of the lineage were published untrusted: to forget them "
+                                 "again, forget from the run before them")
 
 
 def _holding(run: Run, row: int, ids: Tensor) -> Tensor:
@@ -608,7 +630,8 @@ def _check_result(parent: Run, request: Request, result, method: str, allow_untr
     """
     if result.info.get("trusted") is False and not allow_untrusted:
         raise UnlearningFailed(f"{method} could not produce a trusted result ({result.info.get('reason')}); "
-                               f"nothing was written: retry with method retrain, or allow untrusted results")
+                               "nothing was written: retry with method retrain, or publish it anyway with "
+                               "allow_untrusted=True (the command line's --allow-untrusted)")
     bad = [name for name, p in result.model.named_parameters() if not bool(torch.isfinite(p).all())]
     if bad:
         raise UnlearningFailed(f"{method} returned non-finite parameters ({', '.join(bad)}); nothing was written")
@@ -688,7 +711,7 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
 
     Args:
         run: the parent run (a directory or a loaded :class:`~graphforget.runs.Run`); never modified.
-        out: the new run directory (must not exist).
+        out: the new run directory (not there yet, or empty).
         users, items, edges: what to forget (exactly one): user ids, item ids, or ``(user, item)`` pairs,
             the data file's raw ids unless ``local_ids``.
         method: a name in :data:`~graphforget.unlearn.METHODS` whose result is one model (not SISA or
@@ -701,17 +724,20 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
         device, progress: the torch device; progress bars for methods that train.
 
     Raises:
-        FileExistsError: ``out`` exists.
+        FileExistsError: ``out`` exists (an empty directory will do).
         ValueError: an unknown or unsupported method, bad options, unknown ids, a repeated request, or
             listed pairs that are not observed interactions of the run.
         UnlearningFailed: an untrusted (and not allowed) or non-finite result; nothing is written.
     """
     out = Path(out).expanduser().absolute()
-    if out.exists():
+    if occupied(out):
         raise FileExistsError(f"{out} exists: runs are never overwritten, choose a new directory")
     check_method(method)
     parent = run if isinstance(run, Run) else load_run(run)
     request = build_request(parent, users=users, items=items, edges=edges, local_ids=local_ids)
+    if request.edges.size(1) == parent.graph[EDGE].edge_index.size(1):  # no method has anything left to learn from
+        raise ValueError(f"the request removes every training edge of {parent.path} "
+                         f"({request.edges.size(1)}): nothing would remain to serve recommendations from")
     seed = parent.info["seed"] if seed is None else seed
     train = Hyperparameters(**parent.info["hparams"]).train_config(seed, progress)
     config = method_config(method, options, train=train, seed=seed)
@@ -738,7 +764,7 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
 
 def _forget_metrics(result, report, fit_seconds, model, graph: HeteroData, val, test) -> dict:
     """The new run's metrics: the method's seconds and trust, test AUC, sizes, the verification figures."""
-    metrics = {"seconds": result.seconds, "fit_seconds": fit_seconds, "test_auc": _test_auc(model, graph, test),
+    metrics = {"seconds": result.seconds, "fit_seconds": fit_seconds, "test_auc": heldout_auc(model, graph, test),
                "trusted": result.info.get("trusted"), **_sizes(graph, val, test)}
     if report is not None:
         metrics["verification"] = {k: v for k, v in report.to_dict().items() if k != "reference"}
@@ -777,8 +803,9 @@ def verify_run(run: str | os.PathLike, *, retrain: bool = False, seed: int | Non
     on the same removed edges is the reference beside it.
 
     Returns:
-        ``{"run", "lineage", "requests", "removed_edges", "report", "retrain_seconds", "table"}`` (the report as
-        plain JSON values, the table as text).
+        ``{"run", "lineage", "requests", "untrusted_requests", "removed_edges", "report", "retrain_seconds",
+        "table"}`` (the runs whose request was published untrusted, the report as plain JSON values, the table as
+        text).
 
     Raises:
         FileNotFoundError, ValueError: a missing or modified run or ancestor; a run that removed nothing.
@@ -794,8 +821,9 @@ def verify_run(run: str | os.PathLike, *, retrain: bool = False, seed: int | Non
     report = verify_forgetting(current.model, current.graph, current.removed, before=(root.model, root.graph),
                                reference=reference, seed=seed)
     return {"run": str(current.path.resolve()), "lineage": [str(p.resolve()) for p in chain],
-            "requests": len(current.audit), "removed_edges": current.removed.size(1), "report": report.to_dict(),
-            "retrain_seconds": seconds, "table": report.table()}
+            "requests": len(current.audit), "untrusted_requests": [line["run"] for line in untrusted_requests(current)],
+            "removed_edges": current.removed.size(1), "report": report.to_dict(), "retrain_seconds": seconds,
+            "table": report.table()}
 
 
 # ------------------------------------------------------------------------------------------------ streams

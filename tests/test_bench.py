@@ -19,6 +19,7 @@ from graphforget.bench.setting import request_digest
 from graphforget.data import EDGE, pair_keys, planted_communities
 from graphforget.metrics import prediction_distance
 from graphforget.presets import Hyperparameters
+from graphforget.runs import sha256_file
 from graphforget.unlearn import Retrain, RetrainConfig
 
 #: A tiny model trained for a few epochs: fast, and deterministic for a seed.
@@ -250,6 +251,12 @@ def test_bad_input_is_refused_before_training(tmp_path):
         run_bench("stream", "synthetic", params={"lenght": 3}, out=tmp_path)
     with pytest.raises(ValueError, match="bad options for 'sisa'"):
         run_bench("deletion", "synthetic", options={"sisa": {"shards": 2}}, out=tmp_path)
+    with pytest.raises(ValueError, match="options for methods that are not run: scif"):  # were dropped silently
+        run_bench("deletion", "synthetic", methods=["ifru"], options={"scif": {"damping": "abc"}}, out=tmp_path)
+    with pytest.raises(ValueError, match="retrain is every cell's reference"):  # reached its row only
+        run_bench("attack", "synthetic", options={"retrain": {"train.epochs": 1}}, out=tmp_path)
+    with pytest.raises(ValueError, match="unlearnrec cannot continue a stream"):  # failed after one request
+        run_bench("stream", "synthetic", methods=["unlearnrec"], out=tmp_path)
     with pytest.raises(ValueError, match=r"stream fractions \(its checkpoints\) must be in \(0, 1\], got \[0.5, 2.0\]"):
         run_bench("stream", "synthetic", params={"fractions": [0.5, 2.0]}, out=tmp_path)
     assert not (tmp_path / "cells").exists()
@@ -275,10 +282,10 @@ def test_cli_bench(tmp_path, capsys):
     assert cli.main(argv) == 0
     assert "4 cells (4 read from the cache)" in capsys.readouterr().out
     assert cli.main(["bench", "--protocol", "stream", "--param", "length", "--out", str(out)]) == 2
-    # Another L2 is another setting: new cells, and the reports name it.
+    # Another L2 is another setting: new cells, and the reports name it (and the epochs, the preset's 100 not).
     assert cli.main(argv + ["--l2", "0"]) == 0
     printed = capsys.readouterr().out
-    assert "4 cells (0 read from the cache)" in printed and "# stream on synthetic, mf (l2 0)" in printed
+    assert "4 cells (0 read from the cache)" in printed and "# stream on synthetic, mf (l2 0, 2 epochs)" in printed
     results = json.loads((out / "results.json").read_text())
     assert results["hparams"]["l2"] == 0.0
     # Each stream cell says whether every request passed SCIF's acceptance test; the report counts them.
@@ -381,6 +388,21 @@ def test_a_file_source_is_keyed_by_its_bytes(tmp_path):
     assert before != after
 
 
+def test_a_named_dataset_is_keyed_by_its_file(tmp_path):
+    """Its key held the root only (none at all when found through $GRAPHFORGET_DATA): a replaced u.data reused the
+    cells of the old one."""
+    (tmp_path / "ml-100k").mkdir()
+    data = tmp_path / "ml-100k" / "u.data"
+    data.write_text("1\t1\t5\t0\n")
+    source = DataSource("ml-100k", root=str(tmp_path), negatives=0)
+
+    def key():
+        return plan_cells("attack", source, TINY, ["ifru"], 1, PROTOCOLS["attack"].defaults(True), {})[0].key
+    before = key()
+    data.write_text("1\t1\t5\t0\n2\t1\t4\t0\n")
+    assert key() != before and source.identity()["files"] == {"u.data": sha256_file(data)}
+
+
 def test_implicit_data_gets_sampled_negatives_for_bce_and_none_for_bpr(tmp_path):
     folder = _lightgcn_files(tmp_path / "data")
     bce = DataSource("file", path=str(folder), format="lightgcn").for_loss("bce").prepare(seed=0)
@@ -439,9 +461,11 @@ def test_docs_and_readme_tables_are_generated_from_the_committed_results():
     render = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(render)
     assert render.main(["--check"]) == 0  # else: python benchmarks/render_docs.py
-    # A contrastive weight other than the preset's is named wherever the run is (the preset's is not).
+    # A contrastive weight and epochs other than the preset's are named wherever the run is (the preset's are not;
+    # the quick profile's 10 epochs are).
     readme = (ROOT / "README.md").read_text()
-    assert "| adversarial, ml-100k/simgcl (ssl_weight 0.02) |" in readme and "| adversarial, ml-1m/simgcl |" in readme
+    assert "| adversarial, ml-100k/simgcl (ssl_weight 0.02, 300 epochs) |" in readme
+    assert "| adversarial, ml-1m/simgcl (10 epochs) |" in readme
 
 
 def test_cli_bench_on_a_data_file(tmp_path, capsys):

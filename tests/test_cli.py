@@ -368,6 +368,7 @@ def _bad_inputs(run: Path, tmp: Path) -> dict[str, tuple[list[str], str, bool]]:
                                "is an existing file, not a directory", True),
         "unlearn --out under a FILE": ([*ifru[:-2], "--out", str(tmp / "a_file" / "o"), "--method", "ifru"],
                                        "is not a directory", True),
+        "train --out ''": ([*train_, "--out", ""], "--out is empty", True),
         "train --out FILE": ([*train_, "--out", str(tmp / "a_file")], "is an existing file, not a directory", True),
         "pretrain --out FILE": (["pretrain-encoder", "--run", str(run), "--out", str(tmp / "a_file")],
                                 "is an existing file, not a directory", True),
@@ -375,6 +376,10 @@ def _bad_inputs(run: Path, tmp: Path) -> dict[str, tuple[list[str], str, bool]]:
                             "is an existing file, not a directory", True),
         "evaluate --out DIR": (["evaluate", "--run", str(run), "--out", str(tmp)], "is a directory, not a file",
                                True),
+        "evaluate --out FILE": (["evaluate", "--run", str(run), "--out", str(tmp / "a_file")],
+                                "exists: outputs are never overwritten", True),
+        "evaluate --out RUN/metrics.json": (["evaluate", "--run", str(run), "--out", str(run / "metrics.json")],
+                                            "is inside the run", True),
         "unlearn --out RUN2": ([*ifru[:-2], "--out", str(tmp / "full"), "--method", "ifru"],
                                "exists: runs are never overwritten", True),
         "train --out RUN2": ([*train_, "--out", str(tmp / "full")], "exists: runs are never overwritten", True),
@@ -386,6 +391,22 @@ def _bad_inputs(run: Path, tmp: Path) -> dict[str, tuple[list[str], str, bool]]:
 
 
 BAD_INPUTS = list(_bad_inputs(Path("run"), Path("tmp")))
+
+
+def test_ctrl_c_and_warnings_are_one_line(capsys, monkeypatch):
+    """Ctrl-C printed a traceback through torch, a warning Python's source path and line (the format Python prints
+    a warning with is checked: pytest records warnings instead of printing them)."""
+    import warnings
+
+    def interrupted(args):
+        sys.stderr.write(warnings.formatwarning("the step was not trusted:\n retry", RuntimeWarning, "w.py", 7))
+        raise KeyboardInterrupt
+    monkeypatch.setattr("graphforget.cli.cmd_methods", interrupted)
+    code, out, err = run_cli(capsys, "methods")
+    assert code == 130 and out == ""
+    assert err == ("graphforget: warning: the step was not trusted: retry\n"
+                   "graphforget: interrupted; no output was left half-written\n")
+    assert "w.py:7" in warnings.formatwarning("x", UserWarning, "w.py", 7)  # restored after the command
 
 
 @pytest.mark.parametrize("name", BAD_INPUTS)
@@ -420,9 +441,9 @@ def test_a_command_killed_while_writing_leaves_no_output_directory(trained_run, 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
     monkeypatch.setattr("graphforget.cli.save_model", killed)
-    with pytest.raises(KeyboardInterrupt):
-        run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "ifru", "--quiet", "--out",
-                str(tmp_path / "o"))
+    code, _, err = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "ifru", "--quiet", "--out",
+                           str(tmp_path / "o"))
+    assert code == 130 and err == "graphforget: interrupted; no output was left half-written\n"
     assert os.listdir(tmp_path) == []  # neither the directory nor its temporary sibling
 
 

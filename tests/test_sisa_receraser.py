@@ -341,6 +341,16 @@ def test_fit_leaves_the_callers_global_random_state_alone(graph):
     assert torch.equal(torch.get_rng_state(), before)
 
 
+def test_attention_needs_the_models_embedding_width_before_any_training(graph):
+    """A Recommender without embedding_dim (the contract does not ask for one) failed after training every shard."""
+    model = MF(U, I, D)
+    del model.embedding_dim
+    with pytest.raises(ValueError, match="RecEraser: attention aggregation weighs the shards' embeddings, so the "
+                                         "model needs embedding_dim .* MF has none"):
+        RecEraser(model, graph, OBJECTIVE, RecEraserConfig(CONFIG, num_shards=S))
+    assert SISA(model, graph, OBJECTIVE, SISAConfig(CONFIG, num_shards=S)).fit().model.embedding_dim is None  # mean
+
+
 def test_a_request_that_empties_a_shard_is_refused_by_name(graph):
     sisa = SISA(MF(U, I, D), graph, OBJECTIVE, SISAConfig(CONFIG, num_shards=S)).fit()
     shard_of = sisa.model.assignment_of(graph[EDGE].edge_index)

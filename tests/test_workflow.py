@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import torch
 from graphforget.cli import main
 from graphforget.data import EDGE, pair_keys
 from graphforget.runs import FILES, lineage, load_run, publish, request_sha256, sha256_file
-from graphforget.workflow import ForgetStream, fit_on_file, forget, raw_to_local
+from graphforget.workflow import ForgetStream, fit_on_file, forget, raw_to_local, verify_run
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--epochs", "3", "--embedding-dim", "8"]
@@ -210,6 +211,7 @@ def test_forget_a_user_by_raw_id(capsys, base, tmp_path):
 
 def test_two_requests_chain_lineage_and_audit(capsys, base, tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()  # an empty directory is a new run directory (it was refused as existing)
     assert cli(capsys, "forget", "--run", base, "--users", "u1,u2", "--method", "scif", "--quiet", "--out", first)[0] == 0
     parent = load_run(first)
     edges = parent.graph[EDGE].edge_index[:, parent.graph[EDGE].observed][:, :3]
@@ -336,6 +338,7 @@ def _bad_inputs(base: Path, tmp: Path, files: dict) -> list[tuple[list, str]]:
     """(argv, expected fragment of the one-line error) for inputs a new user might try."""
     existing = tmp / "exists"
     existing.mkdir(exist_ok=True)
+    (existing / "notes.txt").write_text("x")  # an empty directory would do (test_two_requests_chain_lineage_and_audit)
     (tmp / "a_file").write_text("x")
     (tmp / "bad_edges.txt").write_text("u1 m2 m3\n")
     (tmp / "empty.txt").write_text("# nothing\n")
@@ -348,6 +351,13 @@ def _bad_inputs(base: Path, tmp: Path, files: dict) -> list[tuple[list, str]]:
     keys = set().union(*(pair_keys(part[EDGE].edge_index, I).tolist() for part in (run.graph, run.val, run.test)))
     free = next(k for k in range(U * I) if k not in keys)
     held_negative = run.val[EDGE].edge_index[:, ~run.val[EDGE].observed][:, :1]
+    edited = tmp / "edited"  # run.json without its lineage (a KeyError traceback before)
+    if not edited.exists():
+        shutil.copytree(base, edited)
+        info = json.loads((edited / "run.json").read_text())
+        del info["lineage"]
+        (edited / "run.json").write_text(json.dumps(info))
+    everyone = ",".join(str(raw) for raw in run.graph["user"].raw_id)
     _write_pairs(tmp / "heldout_negative.txt", run, held_negative.t().tolist())
     (tmp / "not_an_edge.txt").write_text(f"{run.graph['user'].raw_id[free // I]} {run.graph['item'].raw_id[free % I]}\n")
     forget = ["forget", "--run", str(base), "--method", "ifru", "--out", str(tmp / "new")]
@@ -377,7 +387,12 @@ def _bad_inputs(base: Path, tmp: Path, files: dict) -> list[tuple[list, str]]:
         (forget + ["--edges", str(tmp / "heldout_negative.txt")], "sampled negatives"),
         (["verify", "--run", str(base), "--out", str(base / "verify.json")], "never modified"),
         (["verify", "--run", str(base)], "removed nothing"),
-        (["evaluate", "--run", str(base)], "a run of your own data (`fit`/`forget`), which `graphforget verify"),
+        (["unlearn", "--run", str(base), "--method", "ifru", "--out", str(tmp / "n")],
+         "a run of your own data (`fit`/`forget`), which `graphforget forget --run` unlearns from"),
+        (["evaluate", "--run", str(base), "--out", str(base / "metrics.json")], "inside the run"),
+        (["forget", "--run", str(edited), "--method", "ifru", "--users", "u1", "--out", str(tmp / "n")],
+         "lacks ['lineage']: it was edited by hand"),
+        (forget + ["--users", everyone], "the request removes every training edge"),  # was: "pass val=None"
         (["verify", "--run", str(base), "--out", str(tmp / "no_dir" / "v.json")], "does not exist"),
         (fit_csv, "implicit feedback only"),
         (fit_csv[:-2] + ["--label-col", "rating", "--out", str(tmp / "n")], "columns ['rating'] not in"),
@@ -406,7 +421,7 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(capsys, base, files, 
         assert fragment in err, (argv, err)
         assert not (tmp_path / "new").exists() and not (tmp_path / "n").exists(), argv
     assert digests(base) == before
-    assert len(cases) == 36  # the issue's closing note's 34, a held-out negative and `evaluate` on a fit run
+    assert len(cases) == 39  # the issue's closing note's 34, a held-out negative, `unlearn` on a fit run and 3 more
 
 
 def test_a_modified_parent_is_refused(capsys, base, tmp_path):
@@ -419,6 +434,15 @@ def test_a_modified_parent_is_refused(capsys, base, tmp_path):
     torch.save(model, copy / "model.pt")
     code, _, err = cli(capsys, "forget", "--run", copy, "--users", "u1", "--method", "ifru", "--out", tmp_path / "n")
     assert code == 2 and "does not match the sha256" in err and not (tmp_path / "n").exists()
+
+
+def test_evaluate_reads_a_fit_run(capsys, base):
+    """`evaluate` refused runs of one's own data, and `verify` refuses a fit run: no command gave its test AUC."""
+    code, out, err = cli(capsys, "evaluate", "--run", base)
+    assert code == 0, err
+    printed = json.loads(out)
+    assert printed["test_auc"] == pytest.approx(load_run(base).info["metrics"]["test_auc"], abs=1e-12)
+    assert printed["kind"] == "fit" and printed["method"] == "original"
 
 
 def test_untrusted_or_non_finite_results_are_not_published(base, tmp_path, monkeypatch):
@@ -436,6 +460,11 @@ def test_untrusted_or_non_finite_results_are_not_published(base, tmp_path, monke
     assert not (tmp_path / "n").exists()
     done = forget(base, users=["u5"], method="ifru", out=tmp_path / "n", allow_untrusted=True)
     assert done.audit["trusted"] is False and done.audit["reason"] == "the solve did not converge"
+    # The lineage says so: verify lists the request, and a second forget of it points to the run before it.
+    assert verify_run(tmp_path / "n")["untrusted_requests"] == [str(tmp_path / "n")]
+    with pytest.raises(ValueError, match="users already forgotten .* 1 request.s. of the lineage were published "
+                                         "untrusted: to forget them again, forget from the run before them"):
+        forget(tmp_path / "n", users=["u5"], method="retrain", out=tmp_path / "again")
 
     def broken(*args):
         result, seconds = real(*args)

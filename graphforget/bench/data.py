@@ -20,7 +20,7 @@ from pathlib import Path
 from torch_geometric.data import HeteroData
 
 from ..data import EDGE, Split, attack_flip, edge_subgraph, find_data_root, random_split
-from ..protocols.attack import DATASET_NAMES, AttackData, prepare_attack_data
+from ..protocols.attack import DATASET_NAMES, AttackData, prepare_attack_data, raw_data_file
 from ..runs import sha256_file
 from ..workflow import load_file, prepare_split
 
@@ -103,8 +103,10 @@ class DataSource:
         """What a cell's key holds of the data: the source, its options and the files' sha256."""
         out = {"dataset": self.dataset, "negatives": self.negatives, "threshold": self.threshold,
                "columns": [self.user_col, self.item_col, self.label_col]}
-        if self.dataset in DATASET_NAMES:
-            return {**out, "root": None if self.root is None else str(Path(self.root).resolve())}
+        if self.dataset in DATASET_NAMES:  # a replaced or edited file (the same root) must not reuse a cell
+            found = None if self.dataset == "synthetic" else raw_data_file(self.dataset, self.root)
+            return {**out, "root": None if self.root is None else str(Path(self.root).resolve()),
+                    "files": {} if found is None else {found.name: sha256_file(found)}}
         location, format = self._location()
         files = sorted(location.glob("*.txt")) if location.is_dir() else [location]
         return {**out, "format": format, "files": {f.name: sha256_file(f) for f in files}}

@@ -86,6 +86,9 @@ def _check_run(protocol: str, methods: Sequence[str]) -> None:
     unknown = [m for m in methods if m not in METHODS and m not in BENCH_METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; known: {', '.join([*METHODS, *BENCH_METHODS])}")
+    if protocol == "stream" and "unlearnrec" in methods:  # it failed after the first request ("needs fit()")
+        raise ValueError("unlearnrec cannot continue a stream: its encoder is pre-trained for one model, and each "
+                         "request gives a new one; drop it from the stream's methods")
 
 
 def plan_cells(protocol: str, source: DataSource, hparams: Hyperparameters, methods: Sequence[str], seeds,
@@ -162,7 +165,14 @@ def aggregate(records: list[dict], confidence: float = 0.95) -> list[dict]:
 
 def _options(methods: Sequence[str], options: dict | None, hparams: Hyperparameters, seeds: list[int]) -> dict:
     """Each method's options, checked (with the run's training and seed) before anything is trained."""
-    options = {m: dict((options or {}).get(m) or {}) for m in methods}
+    given = {m: o for m, o in (options or {}).items() if o}
+    if "retrain" in given:  # its options reached the retrain row, never the reference the others are measured by
+        raise ValueError("retrain is every cell's reference, trained as the hyper-parameters say: it takes no "
+                         "options; change the training with hparams (the command line's --epochs, --l2)")
+    unknown = sorted(set(given) - set(methods))
+    if unknown:  # they were dropped without a word, even invalid ones
+        raise ValueError(f"options for methods that are not run: {', '.join(unknown)} (methods: {', '.join(methods)})")
+    options = {m: dict(given.get(m) or {}) for m in methods}
     for method in ["retrain", *methods]:
         for seed in seeds:
             name, resolved = resolve_method(method, options.get(method), seed)

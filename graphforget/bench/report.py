@@ -53,10 +53,15 @@ def _title(result) -> str:
 
 
 def _model(result) -> str:
-    """The model's name, with its contrastive weight and its L2 where the run set them (not the preset's)."""
+    """The model's name, with its contrastive weight, its L2 and its epochs where the run set them (not the
+    preset's)."""
     changed = [] if result.hparams.get("ssl_weight") is None else [f"ssl_weight {result.hparams['ssl_weight']:g}"]
-    if result.hparams["l2"] != bench_hparams(result.model, result.dataset, result.protocol).l2:
+    preset = bench_hparams(result.model, result.dataset, result.protocol)
+    if result.hparams["l2"] != preset.l2:
         changed.append(f"l2 {result.hparams['l2']:g}")
+    epochs = result.hparams["train"]["epochs"]
+    if epochs != preset.train.epochs:
+        changed.append(f"{epochs} epochs")
     return f"{result.model} ({', '.join(changed)})" if changed else result.model
 
 

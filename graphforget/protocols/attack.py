@@ -88,19 +88,30 @@ def _explicit_root(root) -> Path | None:
     return path
 
 
+#: The file each named dataset reads, relative to the data directory or to the dataset's own folder in it.
+RAW_FILES = {"ml-100k": ("ml-100k", "u.data"), "bookcrossing": ("bookcrossing", "ratings_final.txt")}
+
+
+def raw_data_file(dataset: str, root: str | os.PathLike | None = None) -> Path | None:
+    """The file :func:`prepare_attack_data` reads for ``dataset`` (``ml-100k`` or ``bookcrossing``) under ``root``
+    (as there: ``None`` finds the data directory), or ``None`` when it is absent.
+
+    Raises:
+        FileNotFoundError: a given ``root`` that does not exist.
+    """
+    base = _explicit_root(root) or find_data_root()
+    folder, name = RAW_FILES[dataset]
+    candidates = [] if base is None else [base / name, base / folder / name]
+    return next((p for p in candidates if p.is_file()), None)
+
+
 def _load_raw(dataset: str, root) -> tuple[HeteroData | None, str]:
     """The raw graph and the file it came from, or ``(None, reason)`` when the file is absent."""
-    base = _explicit_root(root) or find_data_root()
-    if dataset == "ml-100k":
-        candidates = [] if base is None else [base / "u.data", base / "ml-100k" / "u.data"]
-        found = next((p for p in candidates if p.is_file()), None)
-        if found is None:
-            return None, _missing(dataset, base, "ml-100k/u.data")
-        return _read(load_movielens_100k, found.parent, found), str(found)
-    candidates = [] if base is None else [base / "ratings_final.txt", base / "bookcrossing" / "ratings_final.txt"]
-    found = next((p for p in candidates if p.is_file()), None)
+    found = raw_data_file(dataset, root)
     if found is None:
-        return None, _missing(dataset, base, "bookcrossing/ratings_final.txt")
+        return None, _missing(dataset, _explicit_root(root) or find_data_root(), "/".join(RAW_FILES[dataset]))
+    if dataset == "ml-100k":
+        return _read(load_movielens_100k, found.parent, found), str(found)
     return _read(load_labelled_triples, found, found), str(found)
 
 

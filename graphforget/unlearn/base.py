@@ -40,7 +40,10 @@ class UnlearnResult:
         model: the unlearned model (a new object).
         graph: the training graph without the request (a new object).
         seconds: wall time of the whole call (validation, selection, solve, write-back).
-        info: what was done (method-specific: affected nodes/edges, kept rows, solver stats, ...).
+        info: what was done (method-specific: affected nodes/edges, kept rows, solver stats, ...), always with
+            ``trusted`` (``True``/``False``: the method's acceptance test passed or failed; ``None``: the method has
+            none, as Retrain, FineTune, SISA and RecEraser; ``True`` for an empty request, whose model is the
+            input's bit for bit) and ``reason`` (why not trusted, else ``None``).
     """
     model: torch.nn.Module
     graph: HeteroData
@@ -162,6 +165,7 @@ class Unlearner:
                 model, info = copy.deepcopy(self.model), dict(EMPTY_INFO)
             else:
                 model, info = self._unlearn(request.long(), positions, remaining)
+                info = {"trusted": None, "reason": None, **info}  # None: the method has no acceptance test
         return UnlearnResult(model, remaining, watch.seconds, info)
 
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData) -> tuple[torch.nn.Module, dict]:

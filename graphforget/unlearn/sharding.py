@@ -186,7 +186,7 @@ class ShardedRecommender(Recommender):
         if any((m.num_users, m.num_items) != (first.num_users, first.num_items) for m in shards):
             raise ValueError("all shards must have the same num_users and num_items")
         super().__init__(first.num_users, first.num_items)  # no embedding tables of its own (see class docstring)
-        self.embedding_dim = first.embedding_dim
+        self.embedding_dim = getattr(first, "embedding_dim", None)  # the attention's input width; mean needs none
         self.shards = nn.ModuleList(shards)
         edge_index, shard_of = torch.as_tensor(edge_index).long(), torch.as_tensor(shard_of).long()
         if edge_index.dim() != 2 or edge_index.size(0) != 2 or shard_of.shape != (edge_index.size(1),):
@@ -198,6 +198,8 @@ class ShardedRecommender(Recommender):
         keys, order = torch.sort(pair_keys(edge_index, self.num_items))
         self.register_buffer("pair_keys", keys)
         self.register_buffer("pair_shard", shard_of.to(keys.device)[order])
+        if aggregation != "mean" and self.embedding_dim is None:
+            raise ValueError(attention_needs_width(first))
         if isinstance(aggregation, ShardAttention):
             if aggregation.num_shards != len(shards) or aggregation.embedding_dim != self.embedding_dim:
                 raise ValueError("the ShardAttention's num_shards/embedding_dim do not match the shards")
@@ -380,6 +382,12 @@ def _warn_of_shards_at_chance(results: list[TrainResult], val: HeteroData | None
         warn_caller(f"{len(flat)} of {len(results)} shard models show no preference on validation (best AUC "
                     f"{flat[0]:.3f}-{flat[-1]:.3f}, under {level:.3f}): each shard holds too little data to learn "
                     "from; fewer shards give each more", NoSignalWarning)
+
+
+def attention_needs_width(model) -> str:
+    """The error of an attention aggregation over shards of ``model``, which has no ``embedding_dim``."""
+    return (f"attention aggregation weighs the shards' embeddings, so the model needs embedding_dim (the width of the "
+            f"rows embed() returns); {type(model).__name__} has none: set it, or aggregate by 'mean'")
 
 
 class _FrozenShards(nn.Module):

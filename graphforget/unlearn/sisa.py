@@ -16,7 +16,8 @@ from ..objectives import Objective
 from ..train import TrainConfig
 from .base import Unlearner
 from .registry import register
-from .sharding import ShardAttention, ShardedRecommender, split_graph, train_aggregator, train_shards
+from .sharding import (ShardAttention, ShardedRecommender, attention_needs_width, split_graph, train_aggregator,
+                       train_shards)
 
 __all__ = ["SISA", "SISAConfig", "random_partition"]
 
@@ -103,6 +104,8 @@ class SISA(Unlearner):
                                               aggregation=model.aggregation)
         else:
             self.template, self.ensemble = model, None
+        if self.config.aggregation == "attention" and getattr(self.template, "embedding_dim", None) is None:
+            raise ValueError(f"{type(self).__name__}: {attention_needs_width(self.template)}")  # before any training
         self.num_shards = self.config.num_shards
         if not 1 <= self.num_shards <= num_edges:
             raise ValueError(f"{type(self.config).__name__}.num_shards: need 1 <= num_shards <= {num_edges} "
