@@ -507,17 +507,20 @@ def build_request(run: Run, *, users: Sequence | None = None, items: Sequence | 
     Raises:
         ValueError: none or several of ``users``/``items``/``edges``, an empty list, unknown ids, a request
             that repeats what the lineage already forgot, or listed pairs that are not observed edges.
+        TypeError: ``users`` or ``items`` given as one string, not a list of ids.
     """
     given = {name: value for name, value in (("users", users), ("items", items), ("edges", edges))
              if value is not None}
     if len(given) != 1:
         raise ValueError(f"give exactly one of users, items or edges, got {sorted(given) or 'none'}")
     (kind, values), = given.items()
+    if isinstance(values, (str, bytes)):  # a sequence of characters: users="12" forgot users 1 and 2
+        raise TypeError(f"{kind} must be a list of ids, got the string {values!r} (for one: {kind}=[{values!r}])")
     values = list(values)
     if not values:
         raise ValueError(f"the request lists no {kind}")
     if kind == "edges":
-        if any(len(pair) != 2 for pair in values):
+        if any(isinstance(pair, (str, bytes)) or len(pair) != 2 for pair in values):
             raise ValueError("edges must be (user, item) pairs")
         pairs = torch.stack([_local_nodes(run.graph, node, [p[k] for p in values], local_ids)
                              for k, node in enumerate(("user", "item"))])
@@ -877,13 +880,23 @@ class ForgetStream:
     def _open(self, given: dict) -> dict:
         """The stream's settings: read back (``given`` must agree with them), or checked and written once."""
         record = self.directory / "stream.json"
-        if record.is_file():
-            config = json.loads(record.read_text())
-            differ = [key for key, value in given.items() if value != config.get(key)]
-            if differ:
-                raise ValueError(f"the stream {self.directory} was created with other {', '.join(differ)}: "
-                                 f"{ {key: config.get(key) for key in differ} }")
-            return config
+        if not record.is_file():
+            config = self._new_config(given)
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with directory_lock(self.directory):  # two creators at once: the second reads the first's back
+                if not record.is_file():
+                    (self.directory / "runs").mkdir(exist_ok=True)
+                    write_json(record, {**config, "version": __version__})
+                    return config
+        config = json.loads(record.read_text())
+        differ = [key for key, value in given.items() if value != config.get(key)]
+        if differ:
+            raise ValueError(f"the stream {self.directory} was created with other {', '.join(differ)}: "
+                             f"{ {key: config.get(key) for key in differ} }")
+        return config
+
+    def _new_config(self, given: dict) -> dict:
+        """A new stream's settings from ``given``, checked (the base run read whole)."""
         if "base" not in given:
             raise ValueError(f"{self.directory} is not a stream yet: give the base run to create it")
         config = {"method": "ifru", "options": {}, "retrain_every": None, "max_drift": None, **given}
@@ -894,8 +907,6 @@ class ForgetStream:
         if config["max_drift"] is not None and not 0 < config["max_drift"]:
             raise ValueError(f"max_drift must be > 0, got {config['max_drift']}")
         load_run(config["base"])  # a readable, intact run
-        (self.directory / "runs").mkdir(parents=True, exist_ok=True)
-        write_json(record, {**config, "version": __version__})
         return config
 
     def __repr__(self) -> str:
@@ -1030,14 +1041,14 @@ class ForgetStream:
         request = {key: value for key, value in entry["request"].items() if value is not None}
         out, method = self._run_path(entry["seq"]), self._method_now()
         options = self.config["options"] if method == self.config["method"] else {}
+        parent = self.current  # read outside the try: a damaged run stops the stream, it refuses no request
         try:
             try:
-                done = forget(self.current, out=out, **request, method=method, options=options, device=self.device,
+                done = forget(parent, out=out, **request, method=method, options=options, device=self.device,
                               progress=progress)
             except UnlearningFailed as error:
                 log.warning("request %d: %s; applying it with retrain", entry["seq"], error)
-                done = forget(self.current, out=out, **request, method="retrain", device=self.device,
-                              progress=progress)
+                done = forget(parent, out=out, **request, method="retrain", device=self.device, progress=progress)
         except ValueError as error:
             self._append({"seq": entry["seq"], "time": utc_now(), "rejected": str(error)})
             log.warning("request %d refused: %s", entry["seq"], error)

@@ -258,13 +258,21 @@ def test_load_csv_integer_ids_sort_numerically(tmp_path):
     ("user,item,rating\nu1,i1,5\nu2,i2,abc\n", 3, "column 'rating': 'abc' is not a finite number"),
     ("user,item,rating\nu1,i1,nan\n", 2, "column 'rating': 'nan' is not a finite number"),
     ("user,item,rating\nu1,i1,\n", 2, "column 'rating' is empty"),
-], ids=["short-row", "empty-id", "blank-id", "not-a-number", "nan", "empty-label"])
+    # A decimal comma: was read as the rating 3, the extra field dropped.
+    ("user,item,rating\nu1,i1,3,5\n", 2, "the row has more fields than the header: ['5'] beyond its 3 columns"),
+], ids=["short-row", "empty-id", "blank-id", "not-a-number", "nan", "empty-label", "long-row"])
 def test_load_csv_names_the_file_line_and_column_of_a_bad_row(tmp_path, text, line, problem):
     path = tmp_path / "bad.csv"
     path.write_text(text)
     label_col = "rating" if text.startswith("user,item,rating") else None
     with pytest.raises(ValueError, match=f"^{re.escape(f'{path}, line {line}: {problem}')}$"):
         load_csv(path, "user", "item", label_col)
+
+
+def test_load_csv_takes_blank_trailing_fields(tmp_path):
+    path = tmp_path / "ratings.csv"
+    path.write_text("u,i,r\n1,3,5,\n2,3,4, \n")  # a spreadsheet's empty last column
+    assert raw_pairs(load_csv(path, "u", "i", "r")) == [(1, 3), (2, 3)]
 
 
 def test_load_csv_keeps_ids_written_differently_apart(tmp_path):

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from graphforget import BCEObjective, TrainConfig, train
+from graphforget import BCEObjective, BPRObjective, TrainConfig, train
 from graphforget.data import (EDGE, attack_flip, edge_subgraph, make_interactions, pairs_with_data,
                               planted_communities, random_split, without_edges)
 from graphforget.influence import SolveResult, solvers
@@ -67,6 +67,21 @@ def test_paper_step_wrecks_the_model_and_is_flagged_the_default_is_trusted(early
     accepted = robust.info["attempts"][-1]
     assert accepted["ratio"] >= 0.5 and accepted["actual_decrease"] > 0
     assert evaluate_auc(robust.model, robust.graph, test)["auc_0"] >= original - 0.005
+
+
+def test_a_step_on_one_draw_of_resampled_negatives_without_val_is_warned_of():
+    """A trusted step on BPR's one draw of negatives can overfit it (docs/methods.rst, Trust): IFRU says so when it
+    has no val to test the ranking with; given val, or negatives that training never redrew, it does not."""
+    split, graph, _ = _attacked()
+    implicit = make_interactions(graph[EDGE].edge_index[:, graph[EDGE].edge_label > 0], num_users=U, num_items=I)
+    model = MF(U, I, 4)
+    with pytest.warns(RuntimeWarning, match="draws new negatives every epoch, but the step is fit and tested on one "
+                                            "draw of them"):
+        IFRU(model, implicit, BPRObjective())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        IFRU(model, implicit, BPRObjective(), val=split.val)
+        IFRU(model, implicit, BPRObjective(resample=False))
 
 
 def test_implicit_ridge_against_autograd(early_stopped):

@@ -650,6 +650,27 @@ def test_stream_journal_cuts_a_torn_line_and_refuses_stale_requests(base, tmp_pa
     assert stream.applied() == [1, 3] and "already forgotten" in stream.rejected()[2]
 
 
+def test_a_damaged_run_stops_the_stream_and_a_string_is_no_list_of_ids(base, tmp_path):
+    """A damaged current run rejected every pending request for good (its integrity error was read as theirs), and
+    users="u12" was read as the users "u", "1" and "2"."""
+    stream = ForgetStream(tmp_path / "s", base, method="scif")
+    with pytest.raises(TypeError, match=re.escape("users must be a list of ids, got the string 'u1' (for one: "
+                                                  "users=['u1'])")):
+        stream.submit(users="u1")
+    stream.submit(users=["u1"])
+    stream.process()
+    stream.submit(users=["u2"])
+    heldout = stream.current_path() / "heldout.pt"
+    intact = heldout.read_bytes()
+    heldout.write_bytes(intact + b"x")
+    with pytest.raises(ValueError, match="does not match the sha256"):
+        ForgetStream(tmp_path / "s").process()
+    heldout.write_bytes(intact)
+    assert stream.pending() == [2] and stream.rejected() == {}
+    stream.process()
+    assert stream.applied() == [1, 2]
+
+
 # ------------------------------------------------------------------------------------------------ README
 
 def readme_section(title: str) -> str:

@@ -341,6 +341,10 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
 def _csv_row(path: str | os.PathLike, number: int, row: dict, user_col: str, item_col: str,
              label_col: str | None) -> tuple[str, str, float]:
     """``(user, item, label)`` of the CSV row ending on line ``number``; the label is 1 without ``label_col``."""
+    extra = [value for value in row.get(None) or [] if value.strip()]  # csv.DictReader's key of surplus fields
+    if extra:  # "1,10,3,5": a decimal comma, or a shifted column; blank trailing fields are a spreadsheet's habit
+        raise _line_error(path, number, f"the row has more fields than the header: {extra} beyond its "
+                                        f"{len(row) - 1} columns")
     user, item = _csv_value(path, number, row, user_col), _csv_value(path, number, row, item_col)
     if label_col is None:
         return user, item, 1.0

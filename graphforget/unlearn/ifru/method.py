@@ -160,6 +160,10 @@ class IFRU(Unlearner):
         self._degrees, self._degrees_of = None, []  # the training graph's degrees, and the edges they count
         super().__init__(model, graph, objective, config, val=val)
         self._reference_paths = _reference_paths
+        if val is None and getattr(objective, "resample", False):
+            warn_caller(f"{type(self).__name__}: the objective draws new negatives every epoch, but the step is fit "
+                        "and tested on one draw of them, which it can overfit unseen (docs/methods.rst, Trust: a "
+                        "trusted step took Recall@20 from 0.233 to 0.183); pass val, whose test sees the ranking")
         if self.config.contrastive and getattr(objective, "ssl_weight", 0) > 0 and not hasattr(model, "fixed_views"):
             warn_caller(f"{type(self).__name__}: the objective has a contrastive term, but {type(model).__name__} has "
                         f"no fixed_views(reference, generator) to draw its views: {type(self).__name__} differentiates "
