@@ -833,11 +833,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory: model.pt and metrics.json are written there")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="the test AUC of a run",
-                       description="Print a run's test AUC: AUC_0/1/2 of a `train`/`unlearn` run (its data rebuilt), "
-                                   "the AUC on the held-out pairs of a `fit`/`forget` run.")
-    p.add_argument("--run", required=True, help="a run of `train`/`unlearn` (AUC_0/1/2) or of `fit`/`forget` "
-                                                "(the test AUC on its held-out pairs)")
+    p = sub.add_parser("evaluate", help="the test AUC of a run", description="Print a run's test AUC: AUC_0/1/2 "
+                       "of a `train`/`unlearn` run (its data rebuilt), that of a `fit`/`forget` run's held-out pairs.")
+    p.add_argument("--run", required=True, help="a run of `train`/`unlearn` or of `fit`/`forget`")
     p.add_argument("--out", help="also write the metrics to this JSON file")
     _common(p, data=False)
     p.set_defaults(func=cmd_evaluate)

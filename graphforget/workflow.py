@@ -738,9 +738,7 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
     check_method(method)
     parent = run if isinstance(run, Run) else load_run(run)
     request = build_request(parent, users=users, items=items, edges=edges, local_ids=local_ids)
-    if request.edges.size(1) == parent.graph[EDGE].edge_index.size(1):  # no method has anything left to learn from
-        raise ValueError(f"the request removes every training edge of {parent.path} "
-                         f"({request.edges.size(1)}): nothing would remain to serve recommendations from")
+    _check_leaves_edges(parent, request)
     seed = parent.info["seed"] if seed is None else seed
     train = Hyperparameters(**parent.info["hparams"]).train_config(seed, progress)
     config = method_config(method, options, train=train, seed=seed)
@@ -763,6 +761,13 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
         return written
     path = save_run(out, info, model, graph, val, test, removed, parent.audit, remember)
     return ForgetResult(path, request, result, report, written)
+
+
+def _check_leaves_edges(run: Run, request: Request) -> None:
+    """Refuses a request of every training edge: no method has anything left to learn from."""
+    if request.edges.size(1) == run.graph[EDGE].edge_index.size(1):
+        raise ValueError(f"the request removes every training edge of {run.path} ({request.edges.size(1)}): nothing "
+                         "would remain to serve recommendations from")
 
 
 def _forget_metrics(result, report, fit_seconds, model, graph: HeteroData, val, test) -> dict:
