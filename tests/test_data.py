@@ -170,6 +170,16 @@ def test_lightgcn_loader_names_the_file_and_line_of_a_malformed_line(tmp_path):
         load_lightgcn(tmp_path)
 
 
+def test_lightgcn_loader_refuses_ids_far_sparser_than_contiguous(tmp_path):
+    """Every table is sized by the largest id: one stray 9999999999 asked for 80 GB (a RuntimeError in torch)."""
+    _lightgcn_files(tmp_path, "0 1\n9999999999 0\n", test="0 0\n")
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path}: the largest user id is 9999999999, but only 2 user "
+                                                   "ids are used: the LightGCN format holds contiguous 0-based ids")):
+        load_lightgcn(tmp_path)
+    _lightgcn_files(tmp_path, "0 1\n1 1000\n", test="0 0\n")  # gaps within the slack load
+    assert num_items(load_lightgcn(tmp_path)[0]) == 1001
+
+
 def test_lightgcn_loader_rejects_an_empty_file(tmp_path):
     _lightgcn_files(tmp_path, "0 1 2\n1 0\n", test="")
     with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path / 'test.txt'))} is empty$"):

@@ -287,16 +287,27 @@ def load_lightgcn(root: str | os.PathLike) -> tuple[HeteroData, HeteroData]:
     Raises:
         ValueError: when an item is listed twice for a user within one file (see
             :func:`~graphforget.data.make_interactions`; the Gowalla and ML-1M files hold none); when
-            a file is empty or lists no item; or for a malformed line (a token that is not a
-            non-negative integer), naming the file and the 1-based line number.
+            a file is empty or lists no item; for a malformed line (a token that is not a
+            non-negative integer), naming the file and the 1-based line number; or for ids far sparser than
+            contiguous ones (more than twice as many unused as used, beyond 1024).
     """
     root = Path(root)
     train_u, train_i, train_max_user = _read_lightgcn_lines(root / "train.txt")
     test_u, test_i, test_max_user = _read_lightgcn_lines(root / "test.txt")
     n_users = max(train_max_user, test_max_user) + 1
     n_items = int(max(train_i.max(), test_i.max())) + 1
+    for side, count, ids in (("user", n_users, (train_u, test_u)), ("item", n_items, (train_i, test_i))):
+        _check_dense_ids(root, side, count, np.unique(np.concatenate(ids)).size)
     make = lambda u, i: make_interactions(torch.from_numpy(np.stack([u, i])), None, n_users, n_items)
     return make(train_u, train_i), make(test_u, test_i)
+
+
+def _check_dense_ids(root: Path, side: str, count: int, used: int) -> None:
+    """Refuses ids far sparser than the format's contiguous ones: every table is sized by the largest (a stray
+    10^10 asked for 80 GB). The slack admits users listed without items, who hold ids but no pair."""
+    if count > 2 * used + 1024:
+        raise ValueError(f"{root}: the largest {side} id is {count - 1}, but only {used} {side} ids are used: the "
+                         "LightGCN format holds contiguous 0-based ids (remap them, or load the file as csv)")
 
 
 def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: str | None = None,
