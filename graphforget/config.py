@@ -111,7 +111,7 @@ def check_types(config: Any, check: Callable[[Any, dict[str, tuple[bool, str]]],
             continue
         value = getattr(config, f.name)
         typed, rules[f.name] = _typed(value, hints[f.name], f"{type(config).__name__}.{f.name}")
-        if f.name == "seed" and rules[f.name][0] and is_integer(typed) and not is_seed(typed):
+        if f.name == "seed" and is_integer(typed) and not is_seed(typed):
             rules[f.name] = (False, "must be in [0, 2**63)")
         if typed is not value:
             setattr(config, f.name, typed)

@@ -507,7 +507,8 @@ def build_request(run: Run, *, users: Sequence | None = None, items: Sequence | 
     Raises:
         ValueError: none or several of ``users``/``items``/``edges``, an empty list, unknown ids, a request
             that repeats what the lineage already forgot, or listed pairs that are not observed edges.
-        TypeError: ``users`` or ``items`` given as one string, not a list of ids.
+        TypeError: ``users`` or ``items`` given as one string, not a list of ids (an edge as one string is a
+            ``ValueError``, as any edge that is not a pair).
     """
     given = {name: value for name, value in (("users", users), ("items", items), ("edges", edges))
              if value is not None}

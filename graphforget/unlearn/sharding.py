@@ -174,7 +174,7 @@ class ShardedRecommender(Recommender):
         shard_of: ``[E]`` shard id of each pair of ``edge_index``.
         edge_index: ``[2, E]`` (user, item) training pairs (no duplicates).
         aggregation: ``"mean"``, ``"attention"`` (a fresh :class:`ShardAttention`, seed 0) or a
-            :class:`ShardAttention` instance.
+            :class:`ShardAttention` instance (the ensemble's from then on: moved to the shards' dtype and device).
     """
     supports_edge_weight = False
 
@@ -205,13 +205,14 @@ class ShardedRecommender(Recommender):
                 raise ValueError("the ShardAttention's num_shards/embedding_dim do not match the shards")
             self.attention, self.aggregation = aggregation, "attention"
         elif aggregation == "attention":
-            like = next(shards[0].parameters())  # the attention computes in the shards' dtype, on their device
-            attention = ShardAttention(len(shards), self.embedding_dim).to(like.device, like.dtype)
-            self.attention, self.aggregation = attention, "attention"
+            self.attention, self.aggregation = ShardAttention(len(shards), self.embedding_dim), "attention"
         elif aggregation == "mean":
             self.attention, self.aggregation = None, "mean"
         else:
             raise ValueError(f"aggregation must be 'mean', 'attention' or a ShardAttention, got {aggregation!r}")
+        if self.attention is not None:  # it computes in the shards' dtype, on their device (float64 models failed)
+            like = next(first.parameters())
+            self.attention.to(like.device, like.dtype)
 
     @property
     def num_shards(self) -> int:

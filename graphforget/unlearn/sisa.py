@@ -147,9 +147,8 @@ class SISA(Unlearner):
         cfg = self.config
         if cfg.aggregation == "mean":
             return "mean"
-        like = next(self.template.parameters())  # the attention computes in the shards' dtype, on their device
         return ShardAttention(self.num_shards, self.template.embedding_dim, cfg.attention_dim, cfg.activation,
-                              cfg.transform, seed=cfg.seed).to(like.device, like.dtype)
+                              cfg.transform, seed=cfg.seed)
 
     # --- unlearning -----------------------------------------------------------------------------
 
