@@ -168,6 +168,10 @@ def test_lightgcn_loader_names_the_file_and_line_of_a_malformed_line(tmp_path):
     _lightgcn_files(tmp_path, "0 1 2\n1 -4\n")
     with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / 'train.txt'))}, line 2: negative id -4"):
         load_lightgcn(tmp_path)
+    _lightgcn_files(tmp_path, "0 1 2\n1 99999999999999999999\n")  # numpy's OverflowError named no line
+    with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / 'train.txt'))}, line 2: id 99999999999999999999 "
+                                         "is beyond 64-bit integers"):
+        load_lightgcn(tmp_path)
 
 
 def test_lightgcn_loader_refuses_ids_far_sparser_than_contiguous(tmp_path):
@@ -207,7 +211,8 @@ def test_lightgcn_loader_accepts_users_without_items(tmp_path):
     ("1\t2\t3\t4\n1\tx\t3\t4\n", 2, "column 'item': 'x' is not an integer"),
     ("# a comment\n1\t2\t3\t4\n\n1\t2\t3\n", 4, "3 fields, expected 4 (user item rating timestamp)"),
     ("1\t2\t3.5\t4\n", 1, "column 'rating': '3.5' is not an integer"),
-], ids=["not-an-id", "short-line", "float"])
+    ("1\t2\t3\t4\n1\t9223372036854775808\t3\t4\n", 2, "column 'item': 9223372036854775808 is beyond 64-bit integers"),
+], ids=["not-an-id", "short-line", "float", "beyond-int64"])
 def test_movielens_loader_names_the_file_and_line_of_a_malformed_line(tmp_path, text, line, problem):
     path = tmp_path / "u.data"
     path.write_text(text)

@@ -170,7 +170,7 @@ def _read_int_table(path: Path, columns: tuple[str, ...]) -> np.ndarray:
         with warnings.catch_warnings():  # an empty file is reported below, as an error
             warnings.filterwarnings("ignore", "loadtxt: input contained no data")
             table = np.loadtxt(_require(path), dtype=np.int64, ndmin=2)
-    except ValueError as error:  # numpy's message counts rows its own way: locate the line ourselves
+    except (ValueError, OverflowError) as error:  # numpy's message names no line: locate it ourselves
         raise _first_malformed_line(path, columns) or ValueError(f"{path}: {error}") from None
     if table.size == 0:
         raise ValueError(f"{path} is empty")
@@ -192,6 +192,8 @@ def _first_malformed_line(path: Path, columns: tuple[str, ...]) -> ValueError | 
             for name, field in zip(columns, fields):
                 if not re.fullmatch(r"[+-]?\d+", field):
                     return _line_error(path, number, f"column {name!r}: {field!r} is not an integer")
+                if not _fits_int64(int(field)):
+                    return _line_error(path, number, f"column {name!r}: {field} is beyond 64-bit integers")
     return None
 
 
@@ -254,6 +256,9 @@ def _read_lightgcn_lines(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
                 bad = next(token for token in ids if not _is_int(token))
                 raise _line_error(path, number, f"{bad!r} is not an integer id "
                                                 f"(expected 'user item item ...')") from None
+            except OverflowError:
+                bad = next(token for token in ids if not _fits_int64(int(token)))
+                raise _line_error(path, number, f"id {bad} is beyond 64-bit integers") from None
             if (row < 0).any():
                 raise _line_error(path, number, f"negative id {int(row[row < 0][0])}")
             max_user = max(max_user, int(row[0]))
@@ -265,6 +270,10 @@ def _read_lightgcn_lines(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
             raise ValueError(f"{path} is empty")
         raise ValueError(f"{path} holds no (user, item) pairs")
     return np.concatenate(users), np.concatenate(items), max_user
+
+
+def _fits_int64(value: int) -> bool:
+    return -2**63 <= value < 2**63
 
 
 def _is_int(token: str) -> bool:
