@@ -852,8 +852,8 @@ class ForgetStream:
     never lost. A request is applied when its run directory is published (an atomic rename), so a crash
     before that leaves it pending, and the next :meth:`process` of any :class:`ForgetStream` on the
     directory applies it; after the rename the run exists, and the request is never applied twice. A
-    journal line torn by a crash (never acknowledged) is cut off. Processes share a stream safely: they
-    take an advisory lock on the directory.
+    journal line torn by a crash (never acknowledged) is cut off. Processes share a stream safely: those that
+    apply requests take an advisory lock on the directory, and appends to the journal take one on it.
 
     The policy: the configured ``method`` is used, except that a request is applied by Retrain (from
     scratch, on everything that remains) when ``retrain_every`` approximate requests were applied since the
@@ -938,17 +938,23 @@ class ForgetStream:
             length += len(line)
         return entries, length
 
+    def _journal_lock(self):
+        """The journal's own lock, which every append holds: the directory's lock is held by :meth:`process` for
+        as long as it works, and :meth:`submit` need not wait for it."""
+        if not self.journal_path.exists():
+            self.journal_path.touch()
+            fsync_directory(self.directory)
+        return directory_lock(self.journal_path)
+
     def _append(self, entry: dict) -> None:
-        """Appends a journal line durably (the torn tail of a crashed append is cut off first)."""
+        """Appends a journal line durably (the torn tail of a crashed append is cut off first); the caller holds
+        :meth:`_journal_lock`."""
         _, length = self._read_journal()
-        new = not self.journal_path.exists()
         with open(self.journal_path, "ab") as handle:
             handle.truncate(length)
             handle.write((json.dumps(entry, sort_keys=True) + "\n").encode())
             handle.flush()
             os.fsync(handle.fileno())
-        if new:
-            fsync_directory(self.directory)
 
     def _run_path(self, seq: int) -> Path:
         return self.directory / "runs" / f"{seq:06d}"
@@ -1012,7 +1018,8 @@ class ForgetStream:
 
     def submit(self, *, users: Sequence | None = None, items: Sequence | None = None,
                edges: Sequence[Sequence] | None = None, local_ids: bool = False) -> int:
-        """Accepts a request: checks it against the current run, then journals it durably.
+        """Accepts a request: checks it against the current run, then journals it durably. It does not wait for
+        a :meth:`process` at work in another process (a request valid now but not when applied is refused then).
 
         Returns:
             The request's sequence number (its run will be ``runs/NNNNNN``).
@@ -1020,7 +1027,7 @@ class ForgetStream:
         Raises:
             ValueError: as :func:`build_request` (unknown ids, a request already applied, ...).
         """
-        with directory_lock(self.directory):
+        with self._journal_lock():
             build_request(self.current, users=users, items=items, edges=edges, local_ids=local_ids)
             request = {"users": _jsonable_ids(users), "items": _jsonable_ids(items),
                        "edges": None if edges is None else [[_plain_id(u), _plain_id(i)] for u, i in edges],
@@ -1056,7 +1063,8 @@ class ForgetStream:
                 log.warning("request %d: %s; applying it with retrain", entry["seq"], error)
                 done = forget(parent, out=out, **request, method="retrain", device=self.device, progress=progress)
         except ValueError as error:
-            self._append({"seq": entry["seq"], "time": utc_now(), "rejected": str(error)})
+            with self._journal_lock():
+                self._append({"seq": entry["seq"], "time": utc_now(), "rejected": str(error)})
             log.warning("request %d refused: %s", entry["seq"], error)
             return None
         return done.path

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import torch
 
 from graphforget.cli import main
 from graphforget.data import EDGE, pair_keys
-from graphforget.runs import FILES, lineage, load_run, publish, request_sha256, sha256_file
+from graphforget.runs import FILES, directory_lock, lineage, load_run, publish, request_sha256, sha256_file
 from graphforget.workflow import ForgetStream, fit_on_file, forget, raw_to_local, verify_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -648,6 +649,23 @@ def test_stream_journal_cuts_a_torn_line_and_refuses_stale_requests(base, tmp_pa
     assert all(line.endswith("}") for line in stream.journal_path.read_text().splitlines())
     stream.process()
     assert stream.applied() == [1, 3] and "already forgotten" in stream.rejected()[2]
+
+
+def test_submit_does_not_wait_for_a_process_at_work(base, tmp_path):
+    """process() holds the directory's lock while it applies requests (minutes for a Retrain); submit() waited for
+    it. Here the lock is held as process() holds it, and a submit from another thread must return meanwhile."""
+    stream = ForgetStream(tmp_path / "s", base, method="scif")
+    stream.submit(users=["u1"])
+    done = []
+    with directory_lock(stream.directory):
+        worker = threading.Thread(target=lambda: done.append(ForgetStream(tmp_path / "s").submit(users=["u2"])))
+        worker.start()
+        worker.join(timeout=30)
+        assert done == [2]
+    worker.join()
+    assert stream.pending() == [1, 2]
+    stream.process()
+    assert stream.applied() == [1, 2]
 
 
 def test_a_damaged_run_stops_the_stream_and_a_string_is_no_list_of_ids(base, tmp_path):
