@@ -2,6 +2,7 @@
 trained the ordinary way (Adam, early stopping, no L2), where the paper's undamped step wrecks it."""
 import copy
 import functools
+import re
 import warnings
 from dataclasses import replace
 
@@ -10,7 +11,7 @@ import torch
 
 from graphforget import BCEObjective, BPRObjective, TrainConfig, train
 from graphforget.data import (EDGE, attack_flip, edge_subgraph, make_interactions, pairs_with_data,
-                              planted_communities, random_split, without_edges)
+                              planted_communities, random_edges, random_split, without_edges)
 from graphforget.influence import SolveResult, solvers
 from graphforget.metrics import auc_standard_error, evaluate_auc
 from graphforget.models import MF, LightGCN
@@ -69,19 +70,91 @@ def test_paper_step_wrecks_the_model_and_is_flagged_the_default_is_trusted(early
     assert evaluate_auc(robust.model, robust.graph, test)["auc_0"] >= original - 0.005
 
 
-def test_a_step_on_one_draw_of_resampled_negatives_without_val_is_warned_of():
-    """A trusted step on BPR's one draw of negatives can overfit it (docs/methods.rst, Trust): IFRU says so when it
-    has no val to test the ranking with; given val, or negatives that training never redrew, it does not."""
-    split, graph, _ = _attacked()
-    implicit = make_interactions(graph[EDGE].edge_index[:, graph[EDGE].edge_label > 0], num_users=U, num_items=I)
-    model = MF(U, I, 4)
+@functools.lru_cache(maxsize=3)
+def _bpr_trained(kind: str, lr: float):
+    """MF or LightGCN-2 trained with BPR (new negatives every epoch), Adam for 30 epochs, no validation, on the
+    positive pairs of the tiny graph's training split; and that graph."""
+    split, _, _ = _attacked()
+    store = split.train[EDGE]
+    implicit = make_interactions(store.edge_index[:, store.edge_label > 0], num_users=U, num_items=I)
+    model = MF(U, I, 16) if kind == "mf" else LightGCN(U, I, 16, num_layers=2)
+    model.reset_parameters(0)
+    train(model, implicit, BPRObjective(), TrainConfig(epochs=30, lr=lr, batch_size=128))
+    return model, implicit
+
+
+def test_a_step_that_fits_its_draw_of_negatives_is_rejected_for_more_damping():
+    """BPR's one draw of negatives in IFRU's objective can be overfit: the step at the implicit ridge passes the
+    objective's test and wrecks the ranking; the fresh draw's test rejects it, and 100x the damping passes."""
+    model, implicit = _bpr_trained("lightgcn", 0.05)
+    request, test = random_edges(implicit, 0.1, 0), _attacked()[0].test
+    result, messages = _unlearn(model, implicit, request, IFRUConfig(), objective=BPRObjective())
+    untested, _ = _unlearn(model, implicit, request, IFRUConfig(trust={"max_fresh_loss_rise": None}),
+                           objective=BPRObjective())
+    first, accepted = result.info["attempts"][0], result.info["attempts"][-1]
+    assert first["ratio"] >= 0.5 and first["fresh_loss_rise"] > 1.0  # measured: +214%
+    assert "fresh draw of negatives by" in first["reason"] and "trust.max_fresh_loss_rise 1%" in first["reason"]
+    assert result.info["trusted"] and not messages and accepted["reason"] is None
+    assert accepted["fresh_loss_rise"] <= 0.01 and accepted["damping"] == pytest.approx(100 * first["damping"])
+    auc = {name: evaluate_auc(r.model, r.graph, test)["auc_0"]
+           for name, r in (("tested", result), ("untested", untested))}
+    original = evaluate_auc(model, implicit, test)["auc_0"]
+    assert auc["untested"] < original - 0.1 and auc["tested"] >= original - 0.01  # measured: 0.744 -> 0.594, 0.738
+
+
+def test_newton_steps_that_fit_the_draw_are_dropped():
+    """IFRUConfig.newton(5) minimises the new objective on its one draw of negatives: on this MF the steps after
+    the first raise the loss on a fresh draw by 43%; they are dropped with a warning that says so, and the result
+    is the first step's."""
+    model, implicit = _bpr_trained("mf", 0.05)
+    request = random_edges(implicit, 0.1, 0)
+    result, messages = _unlearn(model, implicit, request, IFRUConfig.newton(5), objective=BPRObjective())
+    assert result.info["trusted"] and result.info["newton_discarded"] and len(messages) == 1
+    rise = re.fullmatch(r"IFRU: the Newton steps raised the remaining terms' loss on a fresh draw of negatives by "
+                        r"([0-9.]+)% \(> trust.max_fresh_loss_rise 1%\): it fits the draw it was solved on: only the "
+                        r"first step is kept", messages[0])
+    assert rise and float(rise.group(1)) > 1
+    first = IFRUConfig.newton(1, solver={"damping": result.info["damping"]})  # the same first step, alone
+    alone = _unlearn(model, implicit, request, first, objective=BPRObjective())[0].model
+    moved = max(float((a - b).detach().abs().max()) for a, b in zip(alone.parameters(), model.parameters()))
+    gap = max(float((a - b).detach().abs().max()) for a, b in zip(alone.parameters(), result.model.parameters()))
+    assert gap < 1e-5 * moved  # measured: 1e-7 against 0.56, float rounding
+
+
+def test_fresh_loss_rise_by_hand():
+    """MF: the rise is that of the summed BPR loss, on epoch 1's negatives, of the remaining terms that score one of
+    the request's users or items (phi's rows), from the trained model to the result."""
+    model, implicit = _bpr_trained("mf", 0.01)
+    request = random_edges(implicit, 0.1, 0)
+    result, _ = _unlearn(model, implicit, request, IFRUConfig(newton={"steps": 1}), objective=BPRObjective())
+    assert result.info["trusted"] and result.info["zeroed_entries"] == 0 and len(result.info["attempts"]) > 1
+    nodes = torch.zeros(U + I, dtype=torch.bool)
+    nodes[request[0]], nodes[request[1] + U] = True, True
+    pairs = BPRObjective().pairs(result.graph, None, epoch=1)
+    pair_nodes = torch.stack([nodes[pairs[0][0]], nodes[pairs[0][1] + U]]).view(2, 2, -1)
+    eli = pairs[0].view(2, 2, -1)[:, :, pair_nodes.any(0).any(0)].reshape(2, -1)
+
+    def loss(m):
+        with torch.no_grad():
+            return float(BPRObjective().losses(m(result.graph, eli), torch.ones(eli.size(1) // 2)).sum())
+    rise = loss(result.model) / loss(model) - 1
+    assert result.info["attempts"][-1]["fresh_loss_rise"] == pytest.approx(rise, rel=1e-4, abs=1e-7)
+    assert result.info["attempts"][0]["fresh_loss_rise"] > 0.01  # measured: +40%, rejected
+
+
+def test_without_the_fresh_draw_test_a_step_on_resampled_negatives_without_val_is_warned_of():
+    """IFRU says when nothing tests its step beyond the one draw of BPR's negatives it is fit on: no fresh draw
+    (``trust.max_fresh_loss_rise=None``) and no val; given either, or negatives training never redrew, it does not."""
+    model, implicit = _bpr_trained("mf", 0.01)
+    untested = IFRUConfig(trust={"max_fresh_loss_rise": None})
     with pytest.warns(RuntimeWarning, match="draws new negatives every epoch, but the step is fit and tested on one "
                                             "draw of them"):
-        IFRU(model, implicit, BPRObjective())
+        IFRU(model, implicit, BPRObjective(), untested)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        IFRU(model, implicit, BPRObjective(), val=split.val)
-        IFRU(model, implicit, BPRObjective(resample=False))
+        IFRU(model, implicit, BPRObjective())
+        IFRU(model, implicit, BPRObjective(), untested, val=_attacked()[0].val)
+        IFRU(model, implicit, BPRObjective(resample=False), untested)
 
 
 def test_implicit_ridge_against_autograd(early_stopped):
@@ -543,3 +616,5 @@ def test_the_validation_test_and_its_failure_policy(early_stopped):
     assert "val_auc" not in unlearn(0.99 * drops, val=None)[0].info
     with pytest.raises(ValueError, match="IFRUConfig.trust.max_val_auc_drop: must be None or > 0"):
         TrustConfig(max_val_auc_drop=0)
+    with pytest.raises(ValueError, match="IFRUConfig.trust.max_fresh_loss_rise: must be None or >= 0"):
+        TrustConfig(max_fresh_loss_rise=-0.1)

@@ -76,6 +76,7 @@ class Terms:
         return f"Terms(terms={len(self)}, blocks={self.blocks})"
 
 
-def training_terms(objective: Objective, graph: HeteroData, positions: Tensor | None = None) -> Terms:
-    """The terms of ``objective`` for the edges at ``positions`` (all by default), epoch 0's negatives."""
-    return Terms(*objective.pairs(graph, positions, 0))
+def training_terms(objective: Objective, graph: HeteroData, positions: Tensor | None = None, epoch: int = 0
+                   ) -> Terms:
+    """The terms of ``objective`` for the edges at ``positions`` (all by default), ``epoch``'s negatives."""
+    return Terms(*objective.pairs(graph, positions, epoch))

@@ -130,11 +130,17 @@ class TrustConfig:
             below the trained model's by at most this many standard errors (the larger of the two AUCs'; on the
             pairs whose user and item keep a training edge); beyond it ``on_failure`` decides, as for a rejected
             step (``None``: no test). More damping is no way out: it gives back the forgetting with the damage.
+        max_fresh_loss_rise: with an objective that draws new negatives every epoch (BPR's ``resample``), a step
+            must also keep the loss of the remaining terms that reach it, scored on a draw of negatives it was
+            not fit on (epoch 1's), within this share above the trained model's; else it is rejected like one
+            that fails the acceptance test (more damping). A step can fit the one draw it is solved on
+            (see :doc:`/methods`, *Trust*). ``None``: no test.
     """
     min_ratio: float = 0.5
     retries: int = 4
     on_failure: str = "keep"
     max_val_auc_drop: float | None = 3.0
+    max_fresh_loss_rise: float | None = 0.01
 
     def __post_init__(self):
         _check_types("IFRUConfig.trust", self)
@@ -143,6 +149,8 @@ class TrustConfig:
             "min_ratio": (self.min_ratio >= 0, "must be >= 0"),
             "retries": (self.retries >= 0, "must be an integer >= 0"),
             "max_val_auc_drop": (self.max_val_auc_drop is None or self.max_val_auc_drop > 0, "must be None or > 0"),
+            "max_fresh_loss_rise": (self.max_fresh_loss_rise is None or self.max_fresh_loss_rise >= 0,
+                                    "must be None or >= 0"),
         }, "IFRUConfig.trust")
 
 

@@ -109,8 +109,9 @@ def congruent(operator, scale: Tensor):
 
 def acceptance(target: TiltedObjective, result, rhs: Tensor, operator, cfg: IFRUConfig,
                iterate: bool = False) -> dict:
-    r"""The acceptance test of a solve: finite, converged, and a decrease of :math:`T` of at least
-    ``trust.min_ratio`` times the decrease its quadratic model :math:`-g^\top s + \tfrac12 s^\top A s` predicts.
+    r"""The acceptance test of a solve: finite, converged, a decrease of :math:`T` of at least
+    ``trust.min_ratio`` times the decrease its quadratic model :math:`-g^\top s + \tfrac12 s^\top A s` predicts,
+    and, where :math:`T` has a fresh draw of negatives, a rise of its loss of at most ``trust.max_fresh_loss_rise``.
     For an ``iterate`` of CG on its way (not converged), the model's decrease is :math:`\tfrac12 g^\top s`, no
     product needed (a CG iterate minimises the model on its Krylov space, so :math:`s^\top A s = g^\top s`)."""
     step, phi = result.x, target.phi0
@@ -128,5 +129,16 @@ def acceptance(target: TiltedObjective, result, rhs: Tensor, operator, cfg: IFRU
         reason = (f"the step failed the acceptance test{where} (the objective's actual decrease over its predicted "
                   f"decrease is {ratio:.3g} < trust.min_ratio {cfg.trust.min_ratio:g}){then}")
     else:
-        reason = None
+        check["fresh_loss_rise"] = rise = target.fresh_rise(phi + step)
+        reason = fresh_draw_failure(rise, cfg, where + then)
     return {**check, "reason": reason}
+
+
+def fresh_draw_failure(rise: float | None, cfg: IFRUConfig, where: str = "", subject: str = "the step") -> str | None:
+    """Why a step whose loss on the fresh draw rose by ``rise`` (:meth:`TiltedObjective.fresh_rise`) fails
+    ``trust.max_fresh_loss_rise``; ``None`` when it passes or there is no fresh draw."""
+    bound = cfg.trust.max_fresh_loss_rise
+    if rise is None or bound is None or rise <= bound:
+        return None
+    return (f"{subject} raised the remaining terms' loss on a fresh draw of negatives by {100 * rise:.3g}%{where} "
+            f"(> trust.max_fresh_loss_rise {100 * bound:g}%): it fits the draw it was solved on")

@@ -21,10 +21,15 @@ from ...objectives import Objective
 from ..base import Unlearner, UnlearningFailed, unchanged, versions, warn_caller
 from ..registry import register
 from .config import IFRUConfig
-from .ladder import DAMPING_GROWTH, RETRY_DAMPING, Ladder, mean_diagonal, shifted
+from .ladder import DAMPING_GROWTH, RETRY_DAMPING, Ladder, fresh_draw_failure, mean_diagonal, shifted
 from .newton import (AUTO_NEWTON_DECREASE, AUTO_NEWTON_STEPS, AUTO_NEWTON_STOP, AUTO_NEWTON_TOL, STATIONARY_RATIO,
                      WIDEN_RATIO, NewtonPlan, descend, forcing_term)
 from .tilted import TiltedObjective, gradient_ratio
+
+
+#: The draw of negatives (an epoch of BPR's) that ``trust.max_fresh_loss_rise`` scores a step on; IFRU's objective
+#: holds epoch 0's.
+FRESH_EPOCH = 1
 
 
 @dataclass
@@ -79,6 +84,7 @@ class _Call:
     removed: _Scored  # the terms of D_r, on the training graph
     replaced: _Scored | None  # what replaces them in the new objective (SCIF's relabelled terms), if anything
     share: TermShare  # this rank's share of the sums over terms (data_parallel)
+    fresh: _Scored | None = None  # ``new``'s terms on a draw of negatives they were not fit on (trust)
 
 
 @register
@@ -102,9 +108,11 @@ class IFRU(Unlearner):
     is nearly singular: the undamped step moves far along directions training never moved along.
     By default :math:`\lambda` is the implicit ridge of the trained point (:class:`SolverConfig`), the
     step is a Newton step of the tilted new objective :math:`T` (:class:`TiltedObjective`), and it is
-    accepted only when the solve converged, everything is finite and :math:`T` decreased by at least
-    ``trust.min_ratio`` of what its quadratic model predicts. A rejected step is solved again with 10x the
-    damping (Levenberg-Marquardt), up to ``trust.retries`` times; then ``trust.on_failure`` decides, and
+    accepted only when the solve converged, everything is finite, :math:`T` decreased by at least
+    ``trust.min_ratio`` of what its quadratic model predicts and, where the objective draws new negatives
+    every epoch (BPR), their loss on a draw the step was not fit on rose by at most
+    ``trust.max_fresh_loss_rise``. A rejected step is solved again with 10x the damping
+    (Levenberg-Marquardt), up to ``trust.retries`` times; then ``trust.on_failure`` decides, and
     ``info["trusted"]`` / ``info["reason"]`` report the outcome. Given ``val``, the accepted result's
     validation AUC is tested too (``trust.max_val_auc_drop``), under the same policy.
 
@@ -128,7 +136,8 @@ class IFRU(Unlearner):
       ``damping`` (the last attempt's :math:`\lambda`);
     * ``attempts``: one dict per solve of the first step (the solver's ``iterations``, ``residual``,
       ``seconds``, ``converged``, ``negative_curvature``, and ``rhs_norm``, ``damping``,
-      ``predicted_decrease``, ``actual_decrease``, ``ratio``, ``reason``);
+      ``predicted_decrease``, ``actual_decrease``, ``ratio``, ``reason``; with a fresh draw of negatives, once
+      the rest passed, ``fresh_loss_rise``: see :class:`~graphforget.unlearn.TrustConfig`);
     * ``solver``: always a list, one dict per solve of a step: the first step's last attempt (the accepted
       one when ``trusted``), then one per Newton step (with its ``tol``, its ``step_size``, whether the
       Anderson-mixed iterate was taken instead, ``mixed``, and with ``line_search`` how much it lowered the
@@ -136,7 +145,8 @@ class IFRU(Unlearner):
       was solved);
     * ``trusted`` and ``reason`` (``None`` when trusted); ``newton_stop`` (why the Newton steps ended:
       ``converged``, ``stalled``, ``gradient rose``, ``no descent`` or ``max steps``; only when they ran);
-      ``newton_discarded`` (only when the Newton steps were dropped for raising :math:`T`);
+      ``newton_discarded`` (only when the Newton steps were dropped for raising :math:`T` or failing
+      ``trust.max_fresh_loss_rise``);
     * given ``val`` and a trusted step: ``val_auc`` and ``original_val_auc`` (the result's and the trained
       model's) and ``val_pairs`` (how many were scored), unless they lack a class;
     * ``phase_seconds`` (per phase, see above) and ``threads``.
@@ -160,10 +170,11 @@ class IFRU(Unlearner):
         self._degrees, self._degrees_of = None, []  # the training graph's degrees, and the edges they count
         super().__init__(model, graph, objective, config, val=val)
         self._reference_paths = _reference_paths
-        if val is None and getattr(objective, "resample", False):
+        if val is None and getattr(objective, "resample", False) and self.config.trust.max_fresh_loss_rise is None:
             warn_caller(f"{type(self).__name__}: the objective draws new negatives every epoch, but the step is fit "
                         "and tested on one draw of them, which it can overfit unseen (docs/methods.rst, Trust: a "
-                        "trusted step took Recall@20 from 0.233 to 0.183); pass val, whose test sees the ranking")
+                        "trusted step took Recall@20 from 0.233 to 0.183); keep trust.max_fresh_loss_rise, or pass "
+                        "val, whose test sees the ranking")
         if self.config.contrastive and getattr(objective, "ssl_weight", 0) > 0 and not hasattr(model, "fixed_views"):
             warn_caller(f"{type(self).__name__}: the objective has a contrastive term, but {type(model).__name__} has "
                         f"no fixed_views(reference, generator) to draw its views: {type(self).__name__} differentiates "
@@ -281,12 +292,16 @@ class IFRU(Unlearner):
         removed = training_terms(self.objective, self.graph, positions)
         replaced = self._replacement_terms(removed, request, remaining)
         contrastive = self._contrastive_term(share)
+        fresh = None
+        if getattr(self.objective, "resample", False) and self.config.trust.max_fresh_loss_rise is not None:
+            fresh = _Scored(local_terms(self.objective, remaining, region.reach, FRESH_EPOCH), remaining, share)
         return _Call(request, positions, remaining, region,
                      original=_Scored(local_terms(self.objective, self.graph, region.reach), self.graph, share,
                                       contrastive),
                      new=_Scored(local_terms(self.objective, remaining, region.reach), remaining, share, contrastive),
                      removed=_Scored(removed, self.graph, share),
-                     replaced=None if replaced is None else _Scored(replaced, self.graph, share), share=share)
+                     replaced=None if replaced is None else _Scored(replaced, self.graph, share), share=share,
+                     fresh=fresh)
 
     def _has_contrastive(self) -> bool:
         """Whether the objective IFRU differentiates includes a contrastive term (``contrastive``)."""
@@ -319,8 +334,11 @@ class IFRU(Unlearner):
             return total if replaced is None else total + self._loss_gradient(rows, x, replaced)
         tilt = summed(self._objective_grad)(rows, phi, call.original).detach()
         row_entries = phi.numel() - sum(self.model.get_parameter(name).numel() for name in rows.dense)
-        return TiltedObjective(summed(value), summed(gradient), tilt, phi, self._orphans(call), self.objective.l2,
-                               row_entries, decoupled=not self._has_contrastive())
+        target = TiltedObjective(summed(value), summed(gradient), tilt, phi, self._orphans(call), self.objective.l2,
+                                 row_entries, decoupled=not self._has_contrastive())
+        if call.fresh is not None:
+            target.fresh = summed(self._terms_fn(rows, call.fresh, False))
+        return target
 
     def _orphans(self, call: _Call) -> Tensor:
         """``[len(phi)]`` whether each entry of phi is a row of a node that no term of the new objective
@@ -466,20 +484,22 @@ class IFRU(Unlearner):
     def _extend(self, call: _Call, first: Tensor, target: TiltedObjective, solves: list, outcome: dict,
                 plan: NewtonPlan) -> Tensor:
         """The Newton steps after the first. Steps on the new objective are kept only when they do not raise
-        :math:`T` above the first step's value: on a model far from stationarity they minimise it beyond what
-        the removal explains. The tilted steps (``plan.tilted``) leave :math:`T`'s proximal term out and go past
-        its minimiser by design; their line search and stop rules hold them (held to :math:`T`, every
-        single-user request on ML-100K MF dropped them, with a warning)."""
+        :math:`T` above the first step's value (on a model far from stationarity they minimise it beyond what
+        the removal explains) and pass ``trust.max_fresh_loss_rise``. The tilted steps (``plan.tilted``) leave
+        :math:`T`'s proximal term out and go past its minimiser by design; their line search and stop rules hold
+        them (held to :math:`T`, every single-user request on ML-100K MF dropped them, with a warning)."""
         if plan.line_search:
             solves[0]["step_size"] = 1.0  # the first step is taken whole
         if plan.steps == 1:
             return first
         phi, outcome["newton_stop"] = self._newton_steps(call, first, target, solves, plan)
-        if plan.tilted or float(target(phi)) <= float(target(first)):
+        failure = fresh_draw_failure(target.fresh_rise(phi), self.config, subject="the Newton steps")
+        if failure is None and (plan.tilted or float(target(phi)) <= float(target(first))):
             return phi
         outcome["newton_discarded"] = True
-        warn_caller(f"{type(self).__name__}: the Newton steps raised the tilted objective (the model is far from a "
-                    "stationary point of its objective): only the first step is kept")
+        failure = failure or ("the Newton steps raised the tilted objective (the model is far from a stationary point "
+                              "of its objective)")
+        warn_caller(f"{type(self).__name__}: {failure}: only the first step is kept")
         return first
 
     def _newton_steps(self, call: _Call, phi: Tensor, target: TiltedObjective, solves: list,

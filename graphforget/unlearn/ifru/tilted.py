@@ -32,6 +32,8 @@ class TiltedObjective:
         self.row_entries = phi.numel() if row_entries is None else row_entries  # phi's node rows come first
         self.damping, self._start = 0.0, None
         self.metric: Tensor | None = None  # per-entry scale of the damping (None: the same on every entry)
+        # the new objective's loss on a draw of negatives the step is not fit on (BPR's), see fresh_rise
+        self.fresh, self._fresh_start = None, None
 
     @property
     def proximal(self) -> float | Tensor:
@@ -43,6 +45,15 @@ class TiltedObjective:
         if self._start is None:
             self._start = self.value(self.phi0)
         return self._start
+
+    def fresh_rise(self, phi: Tensor) -> float | None:
+        """How much the loss on the fresh draw (:attr:`fresh`) rises from the trained point to ``phi``, as a share
+        of its value there (``None`` without a fresh draw)."""
+        if self.fresh is None:
+            return None
+        if self._fresh_start is None:
+            self._fresh_start = float(self.fresh(self.phi0))
+        return (float(self.fresh(phi)) - self._fresh_start) / self._fresh_start if self._fresh_start > 0 else 0.0
 
     @property
     def tilt(self) -> Tensor:
