@@ -268,6 +268,13 @@ def test_affected_set_matches_networkx_bfs(graph, hops):
     assert sorted(map(tuple, d_c.edge_label_index.t().tolist())) == expected
 
 
+def test_hops_past_the_component_stop_at_it(graph):
+    """The search stops once the region stops growing: hops=10**30 hung, one pass per hop."""
+    seeds = node_ids(random_edges(graph, 0.1, seed=5), U)
+    mask = k_hop_mask(graph, seeds, 10**30)
+    assert set(mask.nonzero().flatten().tolist()) == _bfs_region(graph, seeds.tolist(), U + I)
+
+
 def _algorithm_1(graph, request, hops, ratios):
     """Plain-loop Algorithm 1 of the IFRU paper (the reference)."""
     ei = graph[EDGE].edge_index

@@ -48,7 +48,10 @@ def k_hop_mask(graph: HeteroData, nodes: Tensor, hops: int) -> Tensor:
     # several regions per call.)
     source, target = homogeneous_graph(graph)[0]
     for _ in range(hops):
-        mask = mask.index_fill(0, target[mask[source]], True)
+        grown = mask.index_fill(0, target[mask[source]], True)
+        if torch.equal(grown, mask):  # the component is reached: more hops add nothing (hops may be huge)
+            break
+        mask = grown
     return mask
 
 

@@ -271,9 +271,12 @@ class IFRU(Unlearner):
         pair, a BPR negative)."""
         cfg, graph, model = self.config, self.graph, self.model
         users, depth = num_users(graph), model.receptive_field
-        request_nodes = node_ids(request, users)
-        scores = importance_scores(graph, request, depth if hops is None else hops, self._message_passing_degrees())
-        kept_mask = select_nodes(scores, cfg.prune, always=request_nodes)
+        request_nodes, hops = node_ids(request, users), depth if hops is None else hops
+        if cfg.prune is None:  # every node the importance reaches: exactly those within hops of the request
+            kept_mask = k_hop_mask(graph, request_nodes, hops)
+        else:
+            scores = importance_scores(graph, request, hops, self._message_passing_degrees())
+            kept_mask = select_nodes(scores, cfg.prune, always=request_nodes)
         if coupled:
             kept_mask[local_terms(self.objective, graph, kept_mask).nodes(users, kept_mask.numel())] = True
         # The MF surrogate has no curvature for dense parameters: they are left out of it.
