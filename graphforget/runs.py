@@ -191,8 +191,9 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def directory_lock(directory: str | os.PathLike):
-    """A context manager holding an exclusive advisory lock on ``directory`` (``flock``; the kernel releases
-    it when the process dies, so a killed holder never blocks the next one)."""
+    """A context manager holding an exclusive advisory lock on ``directory`` (or on an existing file: a stream's
+    journal) (``flock``; the kernel releases it when the process dies, so a killed holder never blocks the next
+    one)."""
     if fcntl is None:  # pragma: no cover
         yield
         return
