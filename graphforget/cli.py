@@ -509,7 +509,8 @@ def cmd_methods(args) -> int:
 
 
 def _plain(text: str) -> str:
-    """Docstring markup as plain text: ``x`` -> x, :math:`x` -> x, :class:`~a.B` -> B."""
+    """Docstring markup as plain text: ``x`` -> x, :math:`x` -> x, :class:`~a.B` -> B, :doc:`/a` -> docs/a.rst."""
+    text = re.sub(r":doc:`/?([^`]+)`", r"docs/\1.rst", text)
     text = re.sub(r":\w+:`~?(?:[\w.]*\.)?([^`]+)`", r"\1", text)
     return text.replace("``", "")
 

@@ -153,4 +153,5 @@ def test_cli_lists_methods_and_their_options(capsys):
     assert out.startswith("ifru: IFRU with IFRUConfig\n")
     assert "  solver.damping (float | 'auto', default 'auto'): " in out and "  trust.on_failure (str" in out
     assert "``" not in out and ":math:" not in out  # docstring markup is shown as plain text
+    assert "(see docs/methods.rst, *Trust*)" in out and "/methods" not in out.replace("docs/methods", "")
     assert main(["methods", "nope"]) == 2
