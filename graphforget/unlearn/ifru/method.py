@@ -337,11 +337,9 @@ class IFRU(Unlearner):
             return total if replaced is None else total + self._loss_gradient(rows, x, replaced)
         tilt = summed(self._objective_grad)(rows, phi, call.original).detach()
         row_entries = phi.numel() - sum(self.model.get_parameter(name).numel() for name in rows.dense)
-        target = TiltedObjective(summed(value), summed(gradient), tilt, phi, self._orphans(call), self.objective.l2,
-                                 row_entries, decoupled=not self._has_contrastive())
-        if call.fresh is not None:
-            target.fresh = summed(self._terms_fn(rows, call.fresh, False))
-        return target
+        fresh = None if call.fresh is None else summed(self._terms_fn(rows, call.fresh, False))
+        return TiltedObjective(summed(value), summed(gradient), tilt, phi, self._orphans(call), self.objective.l2,
+                               row_entries, decoupled=not self._has_contrastive(), fresh=fresh)
 
     def _orphans(self, call: _Call) -> Tensor:
         """``[len(phi)]`` whether each entry of phi is a row of a node that no term of the new objective

@@ -25,7 +25,7 @@ class TiltedObjective:
     """
 
     def __init__(self, value, gradient, tilt: Tensor, phi: Tensor, orphan: Tensor, l2: float,
-                 row_entries: int | None = None, decoupled: bool = True):
+                 row_entries: int | None = None, decoupled: bool = True, fresh=None):
         self.value, self.new_gradient, self.full_gradient, self.phi0 = value, gradient, tilt, phi
         self.orphan, self.l2 = orphan, l2
         self.decoupled = decoupled  # whether no term couples the orphan entries (a contrastive term may)
@@ -33,7 +33,7 @@ class TiltedObjective:
         self.damping, self._start = 0.0, None
         self.metric: Tensor | None = None  # per-entry scale of the damping (None: the same on every entry)
         # the new objective's loss on a draw of negatives the step is not fit on (BPR's), see fresh_rise
-        self.fresh, self._fresh_start = None, None
+        self.fresh, self._fresh_start = fresh, None
 
     @property
     def proximal(self) -> float | Tensor:
