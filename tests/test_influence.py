@@ -422,6 +422,32 @@ def test_the_local_problem_gives_the_whole_tables_results(kind, objective):
 
 
 @pytest.mark.parametrize("kind", ["mf", "lightgcn"])
+def test_a_shared_embedding_gives_each_phi_its_own_results(kind):
+    """A local problem numbers its rows first (phi is written and read by slicing) and keeps one LinearEmbedding,
+    whose last phi its values, gradients and curvatures share: a new phi, or the same tensor changed in place, is
+    propagated again. Each result equals, bit for bit, one computed without the shared embedding."""
+    objective = BCEObjective(l2=0.3)
+    graph, model, rows, _, terms = _sparse_region(kind, objective, 120, 90, 6, [0, 122])
+    local = local_problem(model, rows, terms, scoring_graph(model, graph, terms))
+    shared = local.embedding(model)
+    assert shared is local.embedding(model)
+    assert all(local.rows.is_prefix(name) for name in local.rows.rows) and not rows.is_prefix("item_emb.weight")
+    v = torch.randn(rows.gather(model).numel(), generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+
+    def results(x, **keyword):
+        value = dot_product_objective(model, local.rows, local.terms, local.graph, objective, **keyword)(x)
+        gradient = dot_product_gradient(model, local.rows, x, local.terms, local.graph, objective, **keyword)
+        product = DotProductOperator(model, local.rows, x, local.terms, local.graph, objective, **keyword)(v)
+        return value, gradient, product
+    x = rows.gather(model) + 0.1
+    for change in (0.0, -0.3, 0.0):  # a first phi, the same tensor changed in place, the same again
+        x.add_(change)
+        with_shared = results(x, embedding=shared)
+        for got, expected in zip(with_shared, results(x, tables=local.tables)):
+            torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kind", ["mf", "lightgcn"])
 @pytest.mark.parametrize("objective", [BCEObjective(l2=0.3), BPRObjective(l2=0.3, seed=1)])
 @pytest.mark.parametrize("regularize", [True, False])
 def test_dot_product_objective_matches_the_model(graph, kind, objective, regularize):

@@ -16,7 +16,7 @@ alone is the Gauss-Newton matrix.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -30,7 +30,7 @@ from ..objectives import Objective
 from .hvp import NodeRows
 from .terms import Terms
 
-__all__ = ["DotProductOperator", "LocalProblem", "dot_product_gradient", "dot_product_objective",
+__all__ = ["DotProductOperator", "LinearEmbedding", "LocalProblem", "dot_product_gradient", "dot_product_objective",
            "has_linear_dot_product", "local_problem"]
 
 
@@ -65,6 +65,14 @@ class LocalProblem:
     terms: Terms
     graph: HeteroData
     tables: dict[str, Tensor]
+    _embedding: "LinearEmbedding | None" = field(default=None, init=False, repr=False)
+
+    def embedding(self, model) -> "LinearEmbedding":
+        """``model``'s :class:`LinearEmbedding` over this problem, built once: the values, gradients and curvatures
+        of a call share its last embedding and its transpose."""
+        if self._embedding is None:
+            self._embedding = LinearEmbedding(model, self.rows, self.graph, self.tables)
+        return self._embedding
 
 
 def local_problem(model, rows: NodeRows, terms: Terms, graph: HeteroData) -> LocalProblem:
@@ -86,9 +94,13 @@ def local_problem(model, rows: NodeRows, terms: Terms, graph: HeteroData) -> Loc
     nodes, local = {}, {}
     for side, (kind, count) in enumerate((("user", count_users), ("item", num_items(graph)))):
         touched = torch.zeros(count, dtype=torch.bool, device=eli.device)  # marked: no sort of every pair
-        for ids in [eli[side], edge_index[side]] + selected[kind]:
+        for ids in [eli[side], edge_index[side]]:
             touched[ids] = True
-        nodes[kind] = touched.nonzero().flatten()
+        chosen = torch.zeros_like(touched)
+        for ids in selected[kind]:
+            chosen[ids] = True
+        # The rows' nodes first: a table's rows are then 0..n-1 in phi's order, written and read by slicing.
+        nodes[kind] = torch.cat([chosen.nonzero().flatten(), (touched & ~chosen).nonzero().flatten()])
         local[kind] = torch.full((count,), -1, dtype=torch.long, device=eli.device)
         local[kind][nodes[kind]] = torch.arange(nodes[kind].numel(), device=eli.device)
     # A node table's rows in homogeneous order: the local users, then the local items.
@@ -122,43 +134,25 @@ class DotProductOperator:
     """
 
     def __init__(self, model, rows: NodeRows, phi: Tensor, terms: Terms, graph: HeteroData, objective: Objective,
-                 exact: bool = False, damping: float = 0.0, tables: dict[str, Tensor] | None = None):
+                 exact: bool = False, damping: float = 0.0, tables: dict[str, Tensor] | None = None,
+                 embedding: "LinearEmbedding | None" = None):
         self.rows, self.exact, self.shift = rows, exact, objective.l2 + damping
-        self.embed = _Embed(model)
-        self.graph = graph
-        self.names = list(model.node_parameters())
-        self.tables = {name: t.detach() for name, t in rows.tables(model, phi.detach(), tables).items()}
-        with torch.no_grad():
-            self.a, self.b = self._embed(self.tables)
+        self.embedding = embedding or LinearEmbedding(model, rows, graph, tables)
+        self.a, self.b = self.embedding(phi)
         self.pairs = _pair_matrix(terms, self.a.size(0), self.b.size(0))
         self.z = self.pairs.dot(self.a, self.b).requires_grad_(True)
         # dl/dz with a graph, so that products with the loss's Hessian in z are one cheap backward.
         self.dl = torch.autograd.grad(objective.losses(self.z, terms.target).sum(), self.z, create_graph=True)[0]
         self.dl_const = self.dl.detach()
-        # The propagation as a linear map of the tables, kept for its transpose (vector-Jacobian product).
-        self.leaves = {name: torch.zeros_like(t, requires_grad=True) for name, t in self.tables.items()}
-        self.embedded = self._embed(self.leaves)
-
-    def _embed(self, tables: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        return functional_call(self.embed, {f"model.{k}": t for k, t in tables.items()}, (self.graph,), strict=False)
 
     @property
     def size(self) -> int:
-        return sum(rows.numel() * self.tables[name].size(1) for name, rows in self.rows.rows.items())
-
-    def _scatter(self, v: Tensor) -> dict[str, Tensor]:
-        out, start = {}, 0
-        for name in self.names:
-            table, rows = self.tables[name], self.rows.rows[name]
-            size = rows.numel() * table.size(1)
-            out[name] = torch.zeros_like(table).index_put_((rows,), v[start:start + size].view(-1, table.size(1)))
-            start += size
-        return out
+        return self.embedding.size
 
     def __call__(self, v: Tensor) -> Tensor:
         pairs = self.pairs
         with torch.no_grad():
-            da, db = self._embed(self._scatter(v))
+            da, db = self.embedding.apply(v)
             dz = pairs.dot(da, self.b) + pairs.dot(self.a, db)
         hz = torch.autograd.grad(self.dl, self.z, dz, retain_graph=True)[0]
         with torch.no_grad():
@@ -166,39 +160,84 @@ class DotProductOperator:
             if self.exact:
                 extra_a, extra_b = pairs.weighted_sums(self.dl_const, db, da)
                 out_a, out_b = out_a + extra_a, out_b + extra_b
-        back = torch.autograd.grad(self.embedded, list(self.leaves.values()), (out_a, out_b), retain_graph=True)
-        hv = torch.cat([g[self.rows.rows[name]].flatten() for name, g in zip(self.names, back)])
-        return hv + self.shift * v
+        return self.embedding.transpose(out_a, out_b) + self.shift * v
+
+
+class LinearEmbedding:
+    """A model's embedding as the linear map of its tables that it is (:func:`has_linear_dot_product`), over
+    ``rows`` on ``graph``: the embedding at :math:`\\phi` (the last one kept, so that a value, a gradient and a
+    curvature taken at the same :math:`\\phi` propagate once), the map applied to a direction, and its transpose
+    by a vector-Jacobian product on a graph built once (a linear map's does not depend on where it is taken).
+    ``tables``: the tables :math:`\\phi` is written into (default: the model's), a :class:`LocalProblem`'s."""
+
+    def __init__(self, model, rows: NodeRows, graph: HeteroData, tables: dict[str, Tensor] | None = None):
+        self.model, self.rows, self.graph, self.base = model, rows, graph, tables
+        self.embed = _Embed(model)
+        self.names = list(model.node_parameters())
+        self._last: tuple[Tensor, Tensor, Tensor] | None = None  # (phi, a, b)
+        self._leaves: dict[str, Tensor] | None = None
+
+    def _forward(self, tables: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        return functional_call(self.embed, {f"model.{k}": t for k, t in tables.items()}, (self.graph,), strict=False)
+
+    def _tables(self) -> dict[str, Tensor]:
+        return {name: self.model.get_parameter(name).detach() for name in self.names} if self.base is None \
+            else self.base
+
+    @property
+    def size(self) -> int:
+        return sum(ids.numel() * self._tables()[name].size(1) for name, ids in self.rows.rows.items())
+
+    @torch.no_grad()
+    def __call__(self, phi: Tensor) -> tuple[Tensor, Tensor]:
+        """The embedding ``(a, b)`` at ``phi``."""
+        last = self._last
+        if last is None or last[0].shape != phi.shape or not torch.equal(last[0], phi):
+            a, b = self._forward(self.rows.tables(self.model, phi.detach(), self.base))
+            self._last = last = (phi.detach().clone(), a, b)
+        return last[1], last[2]
+
+    @torch.no_grad()
+    def apply(self, v: Tensor) -> tuple[Tensor, Tensor]:
+        """The map applied to a direction ``v`` of :math:`\\phi` (the other rows 0)."""
+        zeros = {name: torch.zeros_like(t) for name, t in self._tables().items()}
+        return self._forward(self.rows.tables(self.model, v, zeros))
+
+    def transpose(self, out_a: Tensor, out_b: Tensor) -> Tensor:
+        """The transpose applied to ``(out_a, out_b)``, read on :math:`\\phi`'s rows."""
+        if self._leaves is None:
+            self._leaves = {name: torch.zeros_like(t, requires_grad=True) for name, t in self._tables().items()}
+            self._embedded = self._forward(self._leaves)
+        back = torch.autograd.grad(self._embedded, list(self._leaves.values()), (out_a, out_b), retain_graph=True)
+        return torch.cat([self.rows.take(name, g).flatten() for name, g in zip(self._leaves, back)])
 
 
 def dot_product_gradient(model, rows: NodeRows, phi: Tensor, terms: Terms, graph: HeteroData,
-                         objective: Objective, tables: dict[str, Tensor] | None = None) -> Tensor:
+                         objective: Objective, tables: dict[str, Tensor] | None = None,
+                         embedding: LinearEmbedding | None = None) -> Tensor:
     """Gradient in :math:`\\phi` of the terms' summed loss (no L2), by the same closed form as
     :class:`DotProductOperator`: per-pair loss derivatives, per-node weighted sums, one propagation back.
-    ``tables``: as the operator's."""
-    embed = _Embed(model)
-    leaves = {name: t.detach().requires_grad_(True) for name, t in rows.tables(model, phi.detach(), tables).items()}
-    a, b = functional_call(embed, {f"model.{k}": t for k, t in leaves.items()}, (graph,), strict=False)
+    ``tables``, ``embedding``: as the operator's."""
+    embedding = embedding or LinearEmbedding(model, rows, graph, tables)
+    a, b = embedding(phi)
     pairs = _pair_matrix(terms, a.size(0), b.size(0))
-    z = pairs.dot(a.detach(), b.detach()).requires_grad_(True)
+    z = pairs.dot(a, b).requires_grad_(True)
     dl = torch.autograd.grad(objective.losses(z, terms.target).sum(), z)[0]
-    grad_a, grad_b = pairs.weighted_sums(dl, b.detach(), a.detach())
-    back = torch.autograd.grad((a, b), list(leaves.values()), (grad_a, grad_b))
-    return torch.cat([g[rows.rows[name]].flatten() for name, g in zip(leaves, back)])
+    return embedding.transpose(*pairs.weighted_sums(dl, b, a))
 
 
 def dot_product_objective(model, rows: NodeRows, terms: Terms, graph: HeteroData, objective: Objective,
-                          regularize: bool = True, tables: dict[str, Tensor] | None = None):
+                          regularize: bool = True, tables: dict[str, Tensor] | None = None,
+                          embedding: LinearEmbedding | None = None):
     """``phi -> sum of the terms' losses (+ l2/2 ||phi||^2)`` in float64, as
     :func:`~graphforget.influence.objective_function` but by the closed form's per-pair dot products: for
-    the values that line searches and acceptance tests compare (no autograd graph). ``tables``: as the
-    operator's."""
-    embed, l2 = _Embed(model), objective.l2 if regularize else 0.0
+    the values that line searches and acceptance tests compare (no autograd graph). ``tables``,
+    ``embedding``: as the operator's."""
+    embedding, l2 = embedding or LinearEmbedding(model, rows, graph, tables), objective.l2 if regularize else 0.0
 
     @torch.no_grad()
     def value(phi: Tensor) -> Tensor:
-        full = rows.tables(model, phi, tables)
-        a, b = functional_call(embed, {f"model.{k}": t for k, t in full.items()}, (graph,), strict=False)
+        a, b = embedding(phi)
         z = _pair_matrix(terms, a.size(0), b.size(0)).dot(a, b)
         loss = objective.losses(z, terms.target).sum(dtype=torch.float64)
         return loss + 0.5 * l2 * phi.pow(2).sum(dtype=torch.float64)

@@ -8,7 +8,7 @@ curvature operators ``v -> (H + \lambda I) v`` over it, never forming :math:`H`.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import torch
@@ -37,6 +37,7 @@ class NodeRows:
     """
     rows: dict[str, Tensor]
     dense: tuple[str, ...] = ()
+    _prefix: dict[str, bool] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         self.dense = tuple(self.dense)
@@ -80,8 +81,26 @@ class NodeRows:
         out = {}
         for name, rows, values in self._pieces(model, phi):
             table = model.get_parameter(name).detach() if base is None else base[name]
-            out[name] = values if rows is None else table.index_put((rows,), values)
+            out[name] = values if rows is None else self.put(name, table, values)
         return out
+
+    def is_prefix(self, name: str) -> bool:
+        """Whether table ``name``'s rows are ``0, 1, ..., n-1`` (a :class:`~graphforget.influence.LocalProblem`
+        numbers them first): then they are written and read by slicing, not by indexing every row."""
+        if name not in self._prefix:
+            rows = self.rows[name]
+            self._prefix[name] = torch.equal(rows, torch.arange(rows.numel(), device=rows.device))
+        return self._prefix[name]
+
+    def put(self, name: str, table: Tensor, values: Tensor) -> Tensor:
+        """``table`` with table ``name``'s rows replaced by ``values`` (a new tensor, differentiable in both)."""
+        if self.is_prefix(name):
+            return torch.cat([values, table[values.size(0):]])
+        return table.index_put((self.rows[name],), values)
+
+    def take(self, name: str, table: Tensor) -> Tensor:
+        """Table ``name``'s rows of ``table``."""
+        return table[:self.rows[name].numel()] if self.is_prefix(name) else table[self.rows[name]]
 
     def write(self, model, phi: Tensor) -> None:
         """Writes ``phi`` into the model's rows and dense parameters in place (use on a copy): only the

@@ -255,13 +255,12 @@ class AndersonMixing:
         self._last = (x, step)
         if not self._df:
             return None
-        gram = torch.stack([torch.stack([a.dot(b) for b in self._df]) for a in self._df]).cpu()
+        df = torch.stack(self._df)  # [k, n] in float64: the Gram matrix and the right side by one product each
+        gram = (df @ df.T).cpu()
         scale = gram.diagonal().rsqrt()  # unit columns: the normal equations' conditioning is that of the steps'
         if not torch.isfinite(scale).all():  # a zero difference (or an overflow)
             return None
-        rhs = torch.stack([a.dot(step.double()) for a in self._df]).cpu()
+        rhs = (df @ step.double()).cpu()
         fit = torch.linalg.lstsq(scale[:, None] * gram * scale, (scale * rhs)[:, None], driver="gelsd")
-        mixed = x + step
-        for weight, dx, df in zip((scale * fit.solution[:, 0]).tolist(), self._dx, self._df):
-            mixed = mixed - weight * (dx + df.to(dx.dtype))
-        return mixed
+        weights = (scale * fit.solution[:, 0]).to(df.device)
+        return x + step - (weights.to(x.dtype) @ torch.stack(self._dx) + (weights @ df).to(x.dtype))

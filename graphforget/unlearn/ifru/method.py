@@ -583,7 +583,7 @@ class IFRU(Unlearner):
         if self._closed_form(rows):  # values only: the closed form's gradients and products need no graph
             local = scored.local(self.model, rows)
             return dot_product_objective(self.model, local.rows, local.terms, local.graph, objective, regularize,
-                                         local.tables)
+                                         embedding=local.embedding(self.model))
         return objective_function(self.model, objective, scored.mine, scored.graph, rows, regularize,
                                   sub=self._sub(scored))
 
@@ -602,7 +602,7 @@ class IFRU(Unlearner):
         if self._closed_form(rows):
             local = scored.local(self.model, rows)
             return dot_product_gradient(self.model, local.rows, phi, local.terms, local.graph, self.objective,
-                                        local.tables)
+                                        embedding=local.embedding(self.model))
         x = phi.detach().requires_grad_(True)
         return torch.autograd.grad(self._terms_fn(rows, scored, False)(x), x)[0]
 
@@ -618,7 +618,7 @@ class IFRU(Unlearner):
         elif self._closed_form(rows):
             local = scored.local(self.model, rows)
             operator = DotProductOperator(self.model, local.rows, phi, local.terms, local.graph, objective,
-                                          curvature == "exact", tables=local.tables)
+                                          curvature == "exact", embedding=local.embedding(self.model))
         elif curvature == "exact":
             operator = HessianOperator(self._terms_fn(rows, scored, True), phi)
         else:
