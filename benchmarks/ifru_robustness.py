@@ -109,7 +109,8 @@ def method_rows(original, graph, test, request, outcomes) -> dict:
         row["prediction_gap"] = gap / scale if scale > 0 else float("nan")
         row["request_probability"] = mean_probability(out.model, out.graph, request)
         row["drop_share"] = (p_orig - row["request_probability"]) / (p_orig - p_ret) if p_orig != p_ret else None
-        row.update(seconds=out.seconds, trusted=bool(out.info.get("trusted", True)),
+        # trusted: None for a method without an acceptance test (Retrain, FineTune)
+        row.update(seconds=out.seconds, trusted=out.info.get("trusted"),
                    reason=out.info.get("reason"))
         rows[name] = row
     return rows
@@ -175,7 +176,7 @@ def print_cell(cell) -> None:
         if "error" in r:
             parts.append(f"{name} FAILED")
             continue
-        flag = "" if r["trusted"] else "!"
+        flag = "!" if r["trusted"] is False else ""
         parts.append(f"{name}{flag} {r['auc_0']:.4f} c={r.get(key, float('nan')):.2f} {r['seconds']:.2f}s")
     print(f"{head} | " + " | ".join(parts), flush=True)
 

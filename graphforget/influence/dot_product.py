@@ -175,7 +175,9 @@ class LinearEmbedding:
         self.embed = _Embed(model)
         self.names = list(model.node_parameters())
         self._last: tuple[Tensor, Tensor, Tensor] | None = None  # (phi, a, b)
-        self._leaves: dict[str, Tensor] | None = None
+        self._zeros: dict[str, Tensor] | None = None  # tables of zeros to write a direction into
+        self._leaves: dict[str, Tensor] | None = None  # the transpose's inputs, and its graph's outputs
+        self._embedded: tuple[Tensor, Tensor] | None = None
 
     def _forward(self, tables: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         return functional_call(self.embed, {f"model.{k}": t for k, t in tables.items()}, (self.graph,), strict=False)
@@ -200,8 +202,9 @@ class LinearEmbedding:
     @torch.no_grad()
     def apply(self, v: Tensor) -> tuple[Tensor, Tensor]:
         """The map applied to a direction ``v`` of :math:`\\phi` (the other rows 0)."""
-        zeros = {name: torch.zeros_like(t) for name, t in self._tables().items()}
-        return self._forward(self.rows.tables(self.model, v, zeros))
+        if self._zeros is None:  # written into out of place (NodeRows.put), so kept
+            self._zeros = {name: torch.zeros_like(t) for name, t in self._tables().items()}
+        return self._forward(self.rows.tables(self.model, v, self._zeros))
 
     def transpose(self, out_a: Tensor, out_b: Tensor) -> Tensor:
         """The transpose applied to ``(out_a, out_b)``, read on :math:`\\phi`'s rows."""
