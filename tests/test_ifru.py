@@ -245,6 +245,37 @@ def test_the_kept_degrees_follow_edits_of_the_graph(problem):
     assert torch.equal(recounted[:expected.numel()], expected.to(recounted.dtype))
 
 
+def test_the_drawn_terms_are_kept_per_graph_and_follow_edits(problem, monkeypatch):
+    """The training graph's BPR terms are drawn once for every request (the remaining graph's once per call), and
+    drawn again after an in-place edit of its labels or a change of the objective's seed: each result is, bit for
+    bit, a new unlearner's."""
+    graph, request, _ = copy.deepcopy(problem)
+    objective = BPRObjective(l2=1.0, seed=1)
+    model = LightGCN(U, I, D, num_layers=2).double()
+    model.reset_parameters(0)
+    drawn = []
+    pairs = BPRObjective.pairs
+    monkeypatch.setattr(BPRObjective, "pairs", lambda self, g, positions=None, epoch=0: (
+        drawn.append((g, positions is None, epoch)) or pairs(self, g, positions, epoch)))
+    unlearner = IFRU(model, graph, objective)
+    requests = [request, random_edges(graph, 0.004, seed=4)]
+
+    def same_as_a_new_unlearner(request):
+        kept = unlearner.unlearn(request).model
+        alone = IFRU(model, graph, objective).unlearn(request).model
+        assert all(torch.equal(p, q) for p, q in zip(kept.parameters(), alone.parameters()))
+    for other in requests:
+        same_as_a_new_unlearner(other)
+    whole = [(g, epoch) for g, every, epoch in drawn if every]
+    assert sum(g is graph for g, _ in whole) == 1 + 2  # once for the kept unlearner, once per new one
+    remaining = [(id(g), epoch) for g, epoch in whole if g is not graph]  # drawn holds g: ids stay unique
+    assert len(remaining) == len(set(remaining))  # never twice in a call
+    graph[EDGE].edge_label[graph[EDGE].edge_index[0] == 0] = 0.0  # in place: user 0's edges are no longer terms
+    same_as_a_new_unlearner(request)
+    objective.seed = 2
+    same_as_a_new_unlearner(request)
+
+
 def test_backtracking_never_increases_the_objective():
     from graphforget.unlearn.ifru.newton import backtrack
     square = lambda x: x.pow(2).sum()  # noqa: E731

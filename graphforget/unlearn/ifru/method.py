@@ -15,7 +15,7 @@ from ...distributed import TermShare
 from ...influence import (AndersonMixing, ContrastiveTerm, DotProductOperator, GaussNewtonOperator, HessianOperator,
                           LocalProblem, NodeRows, Terms, dot_product_gradient, dot_product_objective,
                           has_contrastive_term, has_linear_dot_product, importance_scores, k_hop_mask,
-                          local_problem, local_terms, message_passing_degrees, node_ids, objective_function,
+                          local_problem, message_passing_degrees, node_ids, objective_function,
                           rows_function, scoring_graph, select_nodes, solve, training_terms)
 from ...objectives import Objective
 from ..base import Unlearner, UnlearningFailed, unchanged, versions, warn_caller
@@ -168,6 +168,7 @@ class IFRU(Unlearner):
     def __init__(self, model, graph: HeteroData, objective: Objective, config: IFRUConfig | dict | None = None, *,
                  val: HeteroData | None = None, _reference_paths: bool = False):
         self._degrees, self._degrees_of = None, []  # the training graph's degrees, and the edges they count
+        self._drawn: list[tuple[list, Terms]] = []  # every term of a graph and a draw (_all_terms), with its state
         super().__init__(model, graph, objective, config, val=val)
         self._reference_paths = _reference_paths
         if val is None and getattr(objective, "resample", False) and self.config.trust.max_fresh_loss_rise is None:
@@ -190,6 +191,12 @@ class IFRU(Unlearner):
         return self._degrees
 
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData):
+        try:
+            return self._unlearn_kept(request, positions, remaining)
+        finally:  # the remaining graph's terms go with the call; the training graph's serve the next one
+            self._drawn = [entry for entry in self._drawn if entry[0][-1][0] is self.graph]
+
+    def _unlearn_kept(self, request: Tensor, positions: Tensor, remaining: HeteroData):
         clock = _PhaseClock(self.graph[EDGE].edge_index.device)
         region = self._select(request, self.config.hops)
         clock.lap("select")
@@ -262,6 +269,27 @@ class IFRU(Unlearner):
         l2 = self.objective.l2
         return self.config.newton.early_stopped and l2 > 0 and target.implicit_ridge() <= l2
 
+    def _all_terms(self, graph: HeteroData, epoch: int = 0) -> Terms:
+        """Every term of the objective on ``graph`` with ``epoch``'s negatives, drawn once: the training graph's
+        while its edges, labels and the objective are unchanged (every request reads them), the remaining graph's
+        for the call (a widened region reads them again). BPR draws a negative per edge: 0.2 s on ML-1M."""
+        store = graph[EDGE]
+        state = versions(store.edge_index, store.get("observed"), store.edge_label) + [
+            (self.objective, repr(self.objective)), (graph, epoch)]
+        for kept, terms in self._drawn:
+            if unchanged(state, kept):
+                return terms
+        terms = training_terms(self.objective, graph, epoch=epoch)
+        # a stale draw of the same graph and epoch is replaced
+        self._drawn = [entry for entry in self._drawn if entry[0][-1][0] is not graph or entry[0][-1][1] != epoch]
+        self._drawn.append((state, terms))
+        return terms
+
+    def _terms_touching(self, graph: HeteroData, region: Tensor, epoch: int = 0) -> Terms:
+        """The terms on ``graph`` that score a node of ``region`` (:func:`~graphforget.influence.local_terms`)."""
+        terms = self._all_terms(graph, epoch)
+        return terms.select(terms.touches(region, num_users(graph)))
+
     # -- select: the rows phi and the regions around the request --------------------------------------
 
     def _select(self, request: Tensor, hops: int | None, coupled: bool = False) -> _Region:
@@ -278,7 +306,7 @@ class IFRU(Unlearner):
             scores = importance_scores(graph, request, hops, self._message_passing_degrees())
             kept_mask = select_nodes(scores, cfg.prune, always=request_nodes)
         if coupled:
-            kept_mask[local_terms(self.objective, graph, kept_mask).nodes(users, kept_mask.numel())] = True
+            kept_mask[self._terms_touching(graph, kept_mask).nodes(users, kept_mask.numel())] = True
         # The MF surrogate has no curvature for dense parameters: they are left out of it.
         rows = NodeRows.from_node_mask(model, kept_mask, users, dense=cfg.dense and cfg.curvature != "mf_surrogate")
         # Nodes whose outputs depend on phi: the same in both graphs, since the request's endpoints are kept.
@@ -297,11 +325,11 @@ class IFRU(Unlearner):
         contrastive = self._contrastive_term(share)
         fresh = None
         if getattr(self.objective, "resample", False) and self.config.trust.max_fresh_loss_rise is not None:
-            fresh = _Scored(local_terms(self.objective, remaining, region.reach, FRESH_EPOCH), remaining, share)
+            fresh = _Scored(self._terms_touching(remaining, region.reach, FRESH_EPOCH), remaining, share)
         return _Call(request, positions, remaining, region,
-                     original=_Scored(local_terms(self.objective, self.graph, region.reach), self.graph, share,
+                     original=_Scored(self._terms_touching(self.graph, region.reach), self.graph, share,
                                       contrastive),
-                     new=_Scored(local_terms(self.objective, remaining, region.reach), remaining, share, contrastive),
+                     new=_Scored(self._terms_touching(remaining, region.reach), remaining, share, contrastive),
                      removed=_Scored(removed, self.graph, share),
                      replaced=None if replaced is None else _Scored(replaced, self.graph, share), share=share,
                      fresh=fresh)
@@ -435,7 +463,7 @@ class IFRU(Unlearner):
         remaining = self.config.curvature_of == "remaining"
         if self.config.curvature == "mf_surrogate":  # reads only the terms scoring a kept node directly
             graph = call.remaining if remaining else self.graph
-            return _Scored(local_terms(self.objective, graph, call.region.kept_mask), graph, call.share)
+            return _Scored(self._terms_touching(graph, call.region.kept_mask), graph, call.share)
         return call.new if remaining else call.original
 
     def _levenberg_marquardt(self, curvature, rhs: Tensor, target: TiltedObjective, damping: float,
