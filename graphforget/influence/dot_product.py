@@ -136,7 +136,7 @@ class DotProductOperator:
     def __init__(self, model, rows: NodeRows, phi: Tensor, terms: Terms, graph: HeteroData, objective: Objective,
                  exact: bool = False, damping: float = 0.0, tables: dict[str, Tensor] | None = None,
                  embedding: "LinearEmbedding | None" = None):
-        self.rows, self.exact, self.shift = rows, exact, objective.l2 + damping
+        self.exact, self.shift = exact, objective.l2 + damping
         self.embedding = embedding or LinearEmbedding(model, rows, graph, tables)
         self.a, self.b = self.embedding(phi)
         self.pairs = _pair_matrix(terms, self.a.size(0), self.b.size(0))

@@ -68,15 +68,15 @@ def _check_nodes(nodes: Tensor, count: int) -> None:
         raise ValueError(f"nodes holds ids outside [0, {count}) (the graph's users then items)")
 
 
-def local_terms(objective: Objective, graph: HeteroData, region: Tensor, epoch: int = 0) -> Terms:
+def local_terms(objective: Objective, graph: HeteroData, region: Tensor) -> Terms:
     """The loss terms on ``graph`` that score a node of ``region`` (a ``[U + I]`` node mask).
 
     On the remaining graph, with the region within :math:`K` hops (the receptive field) of the
     request's users and items, this is IFRU's affected set :math:`D_c`. The region may be computed on
     the original graph: a path through a removed edge can start at its other endpoint, also a node of
-    the request, so the region is the same in both graphs. ``epoch``: the draw of negatives (BPR's).
+    the request, so the region is the same in both graphs.
     """
-    terms = training_terms(objective, graph, epoch=epoch)
+    terms = training_terms(objective, graph)
     return terms.select(terms.touches(region, num_users(graph)))
 
 

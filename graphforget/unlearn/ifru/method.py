@@ -168,7 +168,7 @@ class IFRU(Unlearner):
     def __init__(self, model, graph: HeteroData, objective: Objective, config: IFRUConfig | dict | None = None, *,
                  val: HeteroData | None = None, _reference_paths: bool = False):
         self._degrees, self._degrees_of = None, []  # the training graph's degrees, and the edges they count
-        self._drawn: list[tuple[list, Terms]] = []  # every term of a graph and a draw (_all_terms), with its state
+        self._drawn: list[tuple] = []  # (graph, epoch, its state, every term): _all_terms
         super().__init__(model, graph, objective, config, val=val)
         self._reference_paths = _reference_paths
         if val is None and getattr(objective, "resample", False) and self.config.trust.max_fresh_loss_rise is None:
@@ -192,11 +192,11 @@ class IFRU(Unlearner):
 
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData):
         try:
-            return self._unlearn_kept(request, positions, remaining)
+            return self._unlearn_request(request, positions, remaining)
         finally:  # the remaining graph's terms go with the call; the training graph's serve the next one
-            self._drawn = [entry for entry in self._drawn if entry[0][-1][0] is self.graph]
+            self._drawn = [entry for entry in self._drawn if entry[0] is self.graph]
 
-    def _unlearn_kept(self, request: Tensor, positions: Tensor, remaining: HeteroData):
+    def _unlearn_request(self, request: Tensor, positions: Tensor, remaining: HeteroData):
         clock = _PhaseClock(self.graph[EDGE].edge_index.device)
         region = self._select(request, self.config.hops)
         clock.lap("select")
@@ -275,14 +275,14 @@ class IFRU(Unlearner):
         for the call (a widened region reads them again). BPR draws a negative per edge: 0.2 s on ML-1M."""
         store = graph[EDGE]
         state = versions(store.edge_index, store.get("observed"), store.edge_label) + [
-            (self.objective, repr(self.objective)), (graph, epoch)]
-        for kept, terms in self._drawn:
-            if unchanged(state, kept):
+            (self.objective, repr(self.objective))]
+        for drawn_on, drawn_epoch, drawn_state, terms in self._drawn:
+            if drawn_on is graph and drawn_epoch == epoch and unchanged(state, drawn_state):
                 return terms
         terms = training_terms(self.objective, graph, epoch=epoch)
         # a stale draw of the same graph and epoch is replaced
-        self._drawn = [entry for entry in self._drawn if entry[0][-1][0] is not graph or entry[0][-1][1] != epoch]
-        self._drawn.append((state, terms))
+        self._drawn = [entry for entry in self._drawn if entry[0] is not graph or entry[1] != epoch]
+        self._drawn.append((graph, epoch, state, terms))
         return terms
 
     def _terms_touching(self, graph: HeteroData, region: Tensor, epoch: int = 0) -> Terms:
