@@ -45,7 +45,7 @@ def _sparse_region(kind, objective, users: int, items: int, communities: int, no
     rows = _rows(model, nodes, users, items)
     reach = k_hop_mask(graph, torch.tensor(nodes), model.receptive_field)
     terms = training_terms(objective, graph)
-    return graph, model, rows, terms, terms.select(terms.touches(reach, users))
+    return graph, model, rows, terms, terms.touching(reach, users)
 
 
 def _full_loss(model, objective, graph):

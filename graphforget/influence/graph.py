@@ -76,8 +76,7 @@ def local_terms(objective: Objective, graph: HeteroData, region: Tensor) -> Term
     the original graph: a path through a removed edge can start at its other endpoint, also a node of
     the request, so the region is the same in both graphs.
     """
-    terms = training_terms(objective, graph)
-    return terms.select(terms.touches(region, num_users(graph)))
+    return training_terms(objective, graph).touching(region, num_users(graph))
 
 
 def computation_subgraph(graph: HeteroData, nodes: Tensor, hops: int) -> HeteroData:

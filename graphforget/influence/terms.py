@@ -40,6 +40,10 @@ class Terms:
         hit = node_mask[:num_users].index_select(0, user) | node_mask[num_users:].index_select(0, item)
         return hit.view(self.blocks, len(self)).any(0) if len(self) else hit
 
+    def touching(self, node_mask: Tensor, num_users: int) -> "Terms":
+        """The terms with a pair that has an endpoint in the homogeneous ``node_mask``."""
+        return self.select(self.touches(node_mask, num_users))
+
     def select(self, mask: Tensor) -> "Terms":
         """The terms where the ``[B]`` bool ``mask`` holds."""
         index = mask.nonzero().flatten()

@@ -287,8 +287,7 @@ class IFRU(Unlearner):
 
     def _terms_touching(self, graph: HeteroData, region: Tensor, epoch: int = 0) -> Terms:
         """The terms on ``graph`` that score a node of ``region`` (:func:`~graphforget.influence.local_terms`)."""
-        terms = self._all_terms(graph, epoch)
-        return terms.select(terms.touches(region, num_users(graph)))
+        return self._all_terms(graph, epoch).touching(region, num_users(graph))
 
     # -- select: the rows phi and the regions around the request --------------------------------------
 
