@@ -15,6 +15,9 @@ DOCS = REPO / "docs"
 INSTALL_AND_RUN = "pip install torch==2.13.0 && pip install . && graphforget demo"
 INSTALL_AND_TEST = 'pip install torch==2.13.0 && pip install ".[test,docs]" && python -m pytest -m "not slow" -q'
 
+#: Every example must learn: a NoSignalWarning from a page's code fails its test.
+pytestmark = pytest.mark.filterwarnings("error::graphforget.train.NoSignalWarning")
+
 
 def rst_python_blocks(path: Path) -> list[str]:
     """The bodies of the ``.. code-block:: python`` directives of an rst file."""
