@@ -424,8 +424,9 @@ def test_the_local_problem_gives_the_whole_tables_results(kind, objective):
 @pytest.mark.parametrize("kind", ["mf", "lightgcn"])
 def test_a_shared_embedding_gives_each_phi_its_own_results(kind):
     """A local problem numbers its rows first (phi is written and read by slicing) and keeps one LinearEmbedding,
-    whose last phi its values, gradients and curvatures share: a new phi, or the same tensor changed in place, is
-    propagated again. Each result equals, bit for bit, one computed without the shared embedding."""
+    whose last phi its values, gradients and curvatures share, and the scores of each set of terms at it: a new
+    phi, or the same tensor changed in place, is propagated and scored again, and other terms at the same phi are
+    scored for themselves. Each result equals, bit for bit, one computed without the shared embedding."""
     objective = BCEObjective(l2=0.3)
     graph, model, rows, _, terms = _sparse_region(kind, objective, 120, 90, 6, [0, 122])
     local = local_problem(model, rows, terms, scoring_graph(model, graph, terms))
@@ -434,17 +435,19 @@ def test_a_shared_embedding_gives_each_phi_its_own_results(kind):
     assert all(local.rows.is_prefix(name) for name in local.rows.rows) and not rows.is_prefix("item_emb.weight")
     v = torch.randn(rows.gather(model).numel(), generator=torch.Generator().manual_seed(2), dtype=torch.float64)
 
-    def results(x, **keyword):
-        value = dot_product_objective(model, local.rows, local.terms, local.graph, objective, **keyword)(x)
-        gradient = dot_product_gradient(model, local.rows, x, local.terms, local.graph, objective, **keyword)
-        product = DotProductOperator(model, local.rows, x, local.terms, local.graph, objective, **keyword)(v)
+    def results(x, terms, **keyword):
+        value = dot_product_objective(model, local.rows, terms, local.graph, objective, **keyword)(x)
+        gradient = dot_product_gradient(model, local.rows, x, terms, local.graph, objective, **keyword)
+        product = DotProductOperator(model, local.rows, x, terms, local.graph, objective, **keyword)(v)
         return value, gradient, product
+    every_other = local.terms.select(torch.arange(len(local.terms)) % 2 == 0)
     x = rows.gather(model) + 0.1
     for change in (0.0, -0.3, 0.0):  # a first phi, the same tensor changed in place, the same again
         x.add_(change)
-        with_shared = results(x, embedding=shared)
-        for got, expected in zip(with_shared, results(x, tables=local.tables)):
-            torch.testing.assert_close(got, expected, rtol=0, atol=0)
+        for terms in (local.terms, every_other):
+            with_shared = results(x, terms, embedding=shared)
+            for got, expected in zip(with_shared, results(x, terms, tables=local.tables)):
+                torch.testing.assert_close(got, expected, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("kind", ["mf", "lightgcn"])

@@ -140,7 +140,7 @@ class DotProductOperator:
         self.embedding = embedding or LinearEmbedding(model, rows, graph, tables)
         self.a, self.b = self.embedding(phi)
         self.pairs = _pair_matrix(terms, self.a.size(0), self.b.size(0))
-        self.z = self.pairs.dot(self.a, self.b).requires_grad_(True)
+        self.z = self.embedding.scores(phi, self.pairs).detach().requires_grad_(True)
         # dl/dz with a graph, so that products with the loss's Hessian in z are one cheap backward.
         self.dl = torch.autograd.grad(objective.losses(self.z, terms.target).sum(), self.z, create_graph=True)[0]
         self.dl_const = self.dl.detach()
@@ -166,8 +166,9 @@ class DotProductOperator:
 class LinearEmbedding:
     """A model's embedding as the linear map of its tables that it is (:func:`has_linear_dot_product`), over
     ``rows`` on ``graph``: the embedding at :math:`\\phi` (the last one kept, so that a value, a gradient and a
-    curvature taken at the same :math:`\\phi` propagate once), the map applied to a direction, and its transpose
-    by a vector-Jacobian product on a graph built once (a linear map's does not depend on where it is taken).
+    curvature taken at the same :math:`\\phi` propagate once, and score each pattern of pairs once), the map applied
+    to a direction, and its transpose by a vector-Jacobian product on a graph built once (a linear map's does not
+    depend on where it is taken).
     ``tables``: the tables :math:`\\phi` is written into (default: the model's), a :class:`LocalProblem`'s."""
 
     def __init__(self, model, rows: NodeRows, graph: HeteroData, tables: dict[str, Tensor] | None = None):
@@ -175,6 +176,7 @@ class LinearEmbedding:
         self.embed = _Embed(model)
         self.names = list(model.node_parameters())
         self._last: tuple[Tensor, Tensor, Tensor] | None = None  # (phi, a, b)
+        self._scored: list[tuple[_PairMatrix, Tensor]] = []  # at the last phi: (pairs, their scores)
         self._zeros: dict[str, Tensor] | None = None  # tables of zeros to write a direction into
         self._leaves: dict[str, Tensor] | None = None  # the transpose's inputs, and its graph's outputs
         self._embedded: tuple[Tensor, Tensor] | None = None
@@ -197,7 +199,19 @@ class LinearEmbedding:
         if last is None or last[0].shape != phi.shape or not torch.equal(last[0], phi):
             a, b = self._forward(self.rows.tables(self.model, phi.detach(), self.base))
             self._last = last = (phi.detach().clone(), a, b)
+            self._scored = []
         return last[1], last[2]
+
+    @torch.no_grad()
+    def scores(self, phi: Tensor, pairs: "_PairMatrix") -> Tensor:
+        """``[P]``: the pairs' scores at ``phi`` (no autograd graph)."""
+        a, b = self(phi)
+        for scored, z in self._scored:
+            if scored is pairs:
+                return z
+        z = pairs.dot(a, b)
+        self._scored.append((pairs, z))
+        return z
 
     @torch.no_grad()
     def apply(self, v: Tensor) -> tuple[Tensor, Tensor]:
@@ -224,7 +238,7 @@ def dot_product_gradient(model, rows: NodeRows, phi: Tensor, terms: Terms, graph
     embedding = embedding or LinearEmbedding(model, rows, graph, tables)
     a, b = embedding(phi)
     pairs = _pair_matrix(terms, a.size(0), b.size(0))
-    z = pairs.dot(a, b).requires_grad_(True)
+    z = embedding.scores(phi, pairs).detach().requires_grad_(True)
     dl = torch.autograd.grad(objective.losses(z, terms.target).sum(), z)[0]
     return embedding.transpose(*pairs.weighted_sums(dl, b, a))
 
@@ -241,7 +255,7 @@ def dot_product_objective(model, rows: NodeRows, terms: Terms, graph: HeteroData
     @torch.no_grad()
     def value(phi: Tensor) -> Tensor:
         a, b = embedding(phi)
-        z = _pair_matrix(terms, a.size(0), b.size(0)).dot(a, b)
+        z = embedding.scores(phi, _pair_matrix(terms, a.size(0), b.size(0)))
         loss = objective.losses(z, terms.target).sum(dtype=torch.float64)
         return loss + 0.5 * l2 * phi.pow(2).sum(dtype=torch.float64)
     return value
