@@ -187,7 +187,7 @@ def _checked_options(method: str, options: dict) -> dict:
 
 
 def _fmt(value, pct: bool = False) -> str:
-    if value is None:
+    if value is None or value != value:  # not measured, or NaN (no attack on a single requested edge)
         return "-"
     return f"{100 * value:.0f}%" if pct else f"{value:.4f}"
 

@@ -255,6 +255,11 @@ def test_repeated_requests_are_refused(capsys, base, tmp_path):
     listed.write_text(f"{run.graph['user'].raw_id[u]} {run.graph['item'].raw_id[i]}\n")
     code, _, err = cli(capsys, "forget", "--run", done, "--edges", listed, "--method", "ifru", "--out", tmp_path / "again")
     assert code == 2 and "already forgotten" in err
+    # From the base, that one pair is a request: the attack needs two non-members, so its AUC is "-", not "nan".
+    code, out, err = cli(capsys, "forget", "--run", base, "--edges", listed, "--method", "ifru", "--quiet",
+                         "--out", tmp_path / "one")
+    assert code == 0, err
+    assert "MIA AUC - (before -)" in out and "nan" not in out
 
 
 def _write_pairs(path: Path, run, pairs) -> Path:
