@@ -241,7 +241,11 @@ class AndersonMixing:
     def __init__(self, depth: int):
         if depth < 0:
             raise ValueError(f"depth must be >= 0, got {depth}")
-        self.depth, self._last, self._dx, self._df = depth, None, [], []
+        self.depth, self._last, self._count = depth, None, 0  # _count: differences recorded
+        # The last depth differences, in rings of rows [depth, n] (row k % depth holds the k-th): no stacking of
+        # vectors the size of phi at every step. The least squares does not depend on the order of its columns.
+        self._dx: Tensor | None = None
+        self._df: Tensor | None = None  # in float64
 
     def propose(self, x: Tensor, step: Tensor) -> Tensor | None:
         """Records the iterate ``x`` and its ``step``; returns the mixed next iterate, or ``None`` when fewer
@@ -249,18 +253,26 @@ class AndersonMixing:
         if not torch.isfinite(step).all():
             return None
         if self._last is not None and self.depth:
-            last_x, last_step = self._last
-            self._dx = (self._dx + [x - last_x])[-self.depth:]
-            self._df = (self._df + [(step - last_step).double()])[-self.depth:]
+            self._record(x, step, *self._last)
         self._last = (x, step)
-        if not self._df:
+        if not self._count:
             return None
-        df = torch.stack(self._df)  # [k, n] in float64: the Gram matrix and the right side by one product each
-        gram = (df @ df.T).cpu()
+        recorded = min(self._count, self.depth)
+        dx, df = self._dx[:recorded], self._df[:recorded]
+        gram = (df @ df.T).cpu()  # the Gram matrix and the right side by one product each
         scale = gram.diagonal().rsqrt()  # unit columns: the normal equations' conditioning is that of the steps'
         if not torch.isfinite(scale).all():  # a zero difference (or an overflow)
             return None
         rhs = (df @ step.double()).cpu()
         fit = torch.linalg.lstsq(scale[:, None] * gram * scale, (scale * rhs)[:, None], driver="gelsd")
         weights = (scale * fit.solution[:, 0]).to(df.device)
-        return x + step - (weights.to(x.dtype) @ torch.stack(self._dx) + (weights @ df).to(x.dtype))
+        return x + step - (weights.to(x.dtype) @ dx + (weights @ df).to(x.dtype))
+
+    def _record(self, x: Tensor, step: Tensor, last_x: Tensor, last_step: Tensor) -> None:
+        if self._dx is None:
+            self._dx = x.new_empty(self.depth, x.numel())
+            self._df = step.new_empty(self.depth, step.numel(), dtype=torch.float64)
+        slot = self._count % self.depth
+        torch.sub(x, last_x, out=self._dx[slot])
+        torch.sub(step, last_step, out=self._df[slot])  # in the steps' dtype, as the history was
+        self._count += 1
