@@ -60,6 +60,15 @@ def test_interval_edge_cases():
         t_quantile(0.95, 0)
 
 
+def test_infinite_values_are_left_out_and_one_value_is_its_own_interval():
+    # An infinite seed (a ratio over an underflowed 0) would make the mean and the interval infinite.
+    stat = mean_interval([1.0, math.inf, 3.0, -math.inf])
+    assert stat["n"] == 2 and stat["mean"] == 2.0
+    # s = sqrt(2), half-width t_{0.975, 1} * s / sqrt(2) = 12.7062047
+    assert stat["half_width"] == pytest.approx(12.7062047, abs=1e-6)
+    assert mean_interval([0.5, math.inf]) == {"mean": 0.5, "low": 0.5, "high": 0.5, "half_width": None, "n": 1}
+
+
 # ---------------------------------------------------------------------------------------- cache keys
 
 def _base_cells(protocol: str) -> list[Cell]:
@@ -110,6 +119,25 @@ def test_the_code_is_in_the_key(monkeypatch):
     before = cell.key
     monkeypatch.setattr(cache, "code_digest", lambda: "0" * 16)  # code edited since
     assert cell.key != before
+
+
+def test_the_bench_version_is_in_the_key(monkeypatch):
+    from graphforget.bench import cache
+    cell = _base_cells("attack")[0]
+    before = cell.key
+    monkeypatch.setattr(cache, "BENCH_VERSION", cache.BENCH_VERSION + 1)  # figures that changed meaning
+    assert cell.identity()["bench"] == cache.BENCH_VERSION and cell.key != before
+
+
+def test_the_code_digest_tells_a_line_moved_to_the_next_file(tmp_path):
+    # The same bytes in the same order, cut between two files otherwise: other code, so another digest.
+    from graphforget.bench import cache
+    one, two = tmp_path / "one", tmp_path / "two"
+    for root, a, b in ((one, "x = 1\ny = 2\n", "z = 3\n"), (two, "x = 1\n", "y = 2\nz = 3\n")):
+        root.mkdir()
+        (root / "a.py").write_text(a)
+        (root / "b.py").write_text(b)
+    assert cache.code_digest.__wrapped__(one) != cache.code_digest.__wrapped__(two)
 
 
 def test_the_code_digest_is_of_the_sources_bytes_wherever_they_lie(tmp_path):
@@ -339,6 +367,14 @@ def test_the_readme_cell_counts_the_untrusted_seeds():
     groups = {g["method"]: g for g in aggregate(records)}
     assert _readme_cell(groups["ifru"], README_DEFAULT) == "0.50/0.25/0.12s!1"
     assert _readme_cell(groups["finetune"], README_DEFAULT) == "0.50/0.25/0.12s"
+
+
+@pytest.mark.parametrize("seconds, text", [(99.7, "100"), (100.0, "100"), (250.4, "250"), (99.4, "99"),
+                                           (0.125, "0.12")])
+def test_the_readme_cell_writes_seconds_from_100_on_without_decimals(seconds, text):
+    from graphforget.bench.report import README_DEFAULT, _readme_cell
+    group = {"metrics": {"prediction_gap": {"mean": 0.5}, "mia_auc": {"mean": 0.25}, "seconds": {"mean": seconds}}}
+    assert _readme_cell(group, README_DEFAULT) == f"0.50/0.25/{text}s"  # never 1e+02s
 
 
 def test_runs_over_disjoint_seeds_share_the_cache(tmp_path):

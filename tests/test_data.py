@@ -472,6 +472,16 @@ def test_random_split_seeded(random_graph):
     assert set(_parts_raw(first)[0]) != set(_parts_raw(other)[0])
 
 
+def test_random_split_counts_with_uneven_ratios():
+    # 11 x 13 complete graph, 143 edges: 0.6 * 143 = 85.8 -> 86 train rows, 0.3 * 143 = 42.9 -> 43 validation rows,
+    # the 14 others test rows (validation and test parts of different sizes: neither count is the other's).
+    users, items = torch.meshgrid(torch.arange(11), torch.arange(13), indexing="ij")
+    graph = make_interactions(torch.stack([users.flatten(), items.flatten()]))
+    split = random_split(graph, (0.6, 0.3, 0.1), seed=0)
+    assert (num_users(split.train), num_items(split.train)) == (11, 13)  # nobody dropped: the counts are exact
+    assert [part[EDGE].edge_index.size(1) for part in (split.train, split.val, split.test)] == [86, 43, 14]
+
+
 @pytest.mark.parametrize("ratios", [(0.5, 0.5), (0.6, 0.3, 0.2), (0.0, 0.5, 0.5), (1.2, -0.1, -0.1)])
 def test_random_split_bad_ratios(tiny_graph, ratios):
     with pytest.raises(ValueError, match="ratios"):
@@ -543,6 +553,14 @@ def test_attack_flip(random_graph):
             attack_flip(graph, bad)
 
 
+def test_attack_flip_rounds_the_count_and_flips_at_least_one_edge(random_graph):
+    graph = random_graph(30, 25, 200, seed=0)
+    for ratio, count in ((0.018, 4), (0.0001, 1), (0.0049, 1)):  # 3.6 -> 4, 0.02 -> 1 (at least one), 0.98 -> 1
+        attacked, flipped = attack_flip(graph, ratio, seed=1)
+        assert flipped.size(1) == count
+        assert int((attacked[EDGE].edge_label != graph[EDGE].edge_label).sum()) == count
+
+
 def test_random_edges(random_graph):
     graph = random_graph(30, 25, 200, seed=0)
     request = random_edges(graph, 0.15, seed=1)
@@ -552,6 +570,8 @@ def test_random_edges(random_graph):
     assert torch.equal(random_edges(graph, 0.15, seed=1), request)
     assert not torch.equal(random_edges(graph, 0.15, seed=2), request)
     assert random_edges(graph, 0.001).size(1) == 1  # at least one edge
+    # In storage order, as documented: the positions of the drawn edges increase.
+    assert bool((edge_positions(graph, random_edges(graph, 0.3, seed=5)).diff() > 0).all())
     with pytest.raises(ValueError):
         random_edges(graph, 1.5)
 
@@ -778,6 +798,11 @@ def test_make_interactions_rejects_duplicate_pairs():
     assert "the first (0, 0) at positions 0 and 4" in message
     assert "keep the last rating" in message
     assert make_interactions(edge_index[:, :3])[EDGE].edge_index.size(1) == 3  # distinct pairs are fine
+    # The smallest case: two edges, one pair (as a graph and as a request).
+    with pytest.raises(ValueError, match=r"1 duplicated \(user, item\) pairs, the first \(0, 1\) at positions 0 and 1"):
+        make_interactions(torch.tensor([[0, 0], [1, 1]]))
+    with pytest.raises(ValueError, match="request holds 1 duplicated"):
+        edge_positions(make_interactions(torch.tensor([[0], [1]])), torch.tensor([[0, 0], [1, 1]]))
 
 
 def test_raw_loaders_reject_duplicate_pairs_naming_raw_ids(tmp_path):

@@ -185,6 +185,29 @@ def test_recall_ndcg_hand_case():
     assert out["ndcg@2"] == pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3)))
 
 
+def test_recall_ndcg_masks_training_interactions_but_not_sampled_negatives():
+    # One user, items scored 4 > 3 > 2 > 1 > 0. Item 0 is an interaction (masked); item 1 a sampled negative
+    # (observed False): supervision, not an interaction, so it stays in the ranking and takes a top-2 slot.
+    model = hand_mf([[1.0]], [[4.0], [3.0], [2.0], [1.0], [0.0]])
+    train = make_interactions(torch.tensor([[0, 0], [0, 1]]), torch.tensor([1., 0.]), 1, 5,
+                              observed=torch.tensor([True, False]))
+    test = make_interactions(torch.tensor([[0, 0], [2, 3]]), num_users=1, num_items=5)
+    out = recall_ndcg_at_k(model, train, test, k=2)
+    # Ranking 1, 2, 3, 4: one hit (item 2) of two, at rank 2; masking item 1 too would give two hits.
+    assert out["recall@2"] == pytest.approx(0.5)
+    assert out["ndcg@2"] == pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3)))
+
+
+def test_recall_ndcg_with_k_above_the_item_count_ranks_every_item():
+    model = hand_mf([[1.0]], [[4.0], [3.0], [2.0], [1.0], [0.0]])
+    train = make_interactions(torch.tensor([[0], [0]]), num_users=1, num_items=5)
+    test = make_interactions(torch.tensor([[0, 0], [2, 4]]), num_users=1, num_items=5)
+    out = recall_ndcg_at_k(model, train, test, k=10)
+    # Ranking 1, 2, 3, 4 (item 0 masked): hits at ranks 2 and 4; the ideal ranking has them at 1 and 2.
+    assert out["recall@10"] == pytest.approx(1.0)
+    assert out["ndcg@10"] == pytest.approx((1 / math.log2(3) + 1 / math.log2(5)) / (1 + 1 / math.log2(3)))
+
+
 # --------------------------------------------------------------------------------------------- forgetting, distances
 
 def test_mean_probability_mi_bf_and_mi_ng_hand_computed():

@@ -420,6 +420,7 @@ def test_adversarial_edges_pick_the_least_scored_new_item(trained, fraction):
             expected[u] = min(candidates)[1]
     pairs = request.t().tolist()
     assert len(pairs) == round(fraction * U) and len({u for u, _ in pairs}) == len(pairs)
+    assert request[0].tolist() == sorted(request[0].tolist())  # sorted by user, as documented
     assert all(expected[u] == i for u, i in pairs)
     assert torch.equal(graph[EDGE].edge_index, before)  # the clean graph is untouched
     assert torch.equal(attacked[EDGE].edge_index, torch.cat([before, request], 1))

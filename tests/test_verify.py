@@ -145,6 +145,21 @@ def test_a_user_with_every_item_is_dropped_and_counted(caplog):
     assert math.isnan(report.mia_auc) and report.to_dict()["mia_auc"] is None  # one non-member: no attack
 
 
+def test_the_exact_stage_draws_among_the_nearest_free_items_at_random():
+    # user 12 rated every popular item: its popular edge is matched in the exact stage, uniformly among the five
+    # unpopular items (all in the nearest bucket), so 20 seeds do not all give the same item.
+    request = torch.tensor([[12], [0]])
+    items = {matched_non_members(tiered_graph(), request, seed=seed, num_buckets=2)[1].item() for seed in range(20)}
+    assert items <= set(range(5, 10)) and len(items) > 1
+
+
+def test_more_buckets_than_items_is_one_bucket_per_item(planted):
+    # At most the number of items is used: 1000 buckets cut the 80 items exactly as 80 do.
+    request = torch.cat([user_edges(planted, [1, 2]), random_edges(planted, 0.05, seed=2)], 1).unique(dim=1)
+    assert torch.equal(matched_non_members(planted, request, seed=4, num_buckets=80),
+                       matched_non_members(planted, request, seed=4, num_buckets=1000))
+
+
 def test_matching_is_deterministic_under_a_seed(planted):
     request = random_edges(planted, 0.1, seed=5)
     first = matched_non_members(planted, request, seed=7)
@@ -186,6 +201,38 @@ def test_attack_extremes_and_labels():
                                non_member_labels=[1, 0, 1, 0])
     assert signed["mia_auc"] == 1.0
     assert membership_attack(memorised, graph, members, non_members)["mia_auc"] == 0.5
+
+
+def test_attack_ties_at_the_threshold_are_not_members_and_one_non_member_always_evaluates():
+    graph = make_interactions(torch.tensor([[0, 0], [0, 1]]), None, 1, 6)
+    members, non_members = torch.tensor([[0, 0], [0, 1]]), torch.tensor([[0, 0, 0, 0], [2, 3, 4, 5]])
+    # Every score 0: the threshold is 0 and nothing lies strictly above it (a pair is a member when s > tau).
+    flat = membership_attack(TableModel(torch.zeros(1, 6)), graph, members, non_members)
+    assert (flat["threshold"], flat["tpr_at_fpr"], flat["fpr"], flat["accuracy"]) == (0.0, 0.0, 0.0, 0.5)
+    # round(0.9 * 4) = 4 calibration non-members is kept to N - 1 = 3: one is left to evaluate.
+    separated = TableModel([[5.0, 6.0, 0.0, 1.0, -1.0, 0.5]])
+    out = membership_attack(separated, graph, members, non_members, calibration_fraction=0.9)
+    assert (out["calibration"], out["evaluation"]) == (3, 1)
+    assert (out["mia_auc"], out["fpr"]) == (1.0, 0.0)
+
+
+def test_report_attack_with_an_unmatched_edge_gives_each_non_member_its_own_edge_s_label():
+    # user 0 rated every item (its edge gets no match); users 1 and 2 one each, with labels 0 and 1: two
+    # non-members, whose label signs are those of the 2nd and 3rd requested edges, not the 1st and 2nd.
+    graph = make_interactions(torch.tensor([[0, 0, 0, 1, 2], [0, 1, 2, 0, 1]]), torch.tensor([1., 1., 1., 0., 1.]),
+                              3, 3)
+    request = torch.tensor([[0, 1, 2], [0, 0, 1]])
+    model = TableModel([[1.0, 0.0, 0.0], [-2.0, 2.0, 2.5], [3.0, 0.0, -3.5]])
+    for seed in range(4):
+        report = verify_forgetting(model, remove_edges(graph, request), request, before=(model, graph), seed=seed)
+        assert (report.matched, report.unmatched, report.mia_statistic) == (2, 1, "loss")
+        non_members = matched_non_members(graph, request, seed=seed)
+        assert non_members[0].tolist() == [1, 2]
+        reference = membership_attack(model, graph, request, non_members, seed=seed, member_labels=[1, 0, 1],
+                                      non_member_labels=[0, 1])
+        assert not math.isnan(report.mia_auc)  # two non-members: one calibrates, one evaluates
+        assert (report.mia_auc, report.mia_tpr, report.mia_fpr) == (
+            reference["mia_auc"], reference["tpr_at_fpr"], reference["fpr"])
 
 
 def test_scoring_in_eval_mode_without_gradients_and_the_mode_restored(planted):

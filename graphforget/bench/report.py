@@ -205,7 +205,8 @@ def _readme_cell(group: dict | None, figures: tuple[str, str, str]) -> str:
     gap, mia, seconds = (group["metrics"].get(name) or {} for name in figures)
     if gap.get("mean") is None:
         return "failed" if group.get("errors") else "-"
-    time = f"{seconds['mean']:.0f}" if seconds["mean"] >= 100 else f"{seconds['mean']:.2g}"
+    # two significant digits below 100 s; from 99.5 s on ``.2g`` would write 1e+02
+    time = f"{seconds['mean']:.0f}" if seconds["mean"] >= 99.5 else f"{seconds['mean']:.2g}"
     untrusted = f"!{group['untrusted']}" if group.get("untrusted") else ""  # seeds whose result failed its test
     return f"{gap['mean']:.2f}/{mia['mean']:.2f}/{time}s{untrusted}"
 
