@@ -474,3 +474,14 @@ def test_hops_past_the_component_keep_it_without_hanging(problem):
     kept = [IFRU(model, graph, BCEObjective(l2=1.0), IFRUConfig(hops=hops, newton={"steps": 1})).unlearn(request)
             .info["kept_nodes"] for hops in (10**30, U + I, 1)]
     assert kept[0] == kept[1] > kept[2]
+
+
+def test_backtracking_tries_exactly_halvings_step_sizes():
+    """t = 2**-j for j < halvings: on f(x) = x^2 from 1 along -(2**10 - 1), the objective is at most f(1) only
+    for t <= 2 / 1023, so the largest such t is 2**-9, the tenth and last of the default 10 tries."""
+    from graphforget.unlearn.ifru.newton import backtrack
+    square = lambda x: float(x.pow(2).sum())  # noqa: E731
+    one, step = torch.ones(1, dtype=torch.float64), torch.full((1,), -1023.0, dtype=torch.float64)
+    t, value = backtrack(square, one, step, 1.0)
+    assert t == 2.0 ** -9 and value == pytest.approx((1 - 1023 / 512) ** 2, rel=1e-12)
+    assert backtrack(square, one, step, 1.0, halvings=9) == (0.0, 1.0)

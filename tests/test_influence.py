@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from graphforget import BCEObjective, BPRObjective
-from graphforget.data import EDGE, planted_communities, random_edges, remove_edges
+from graphforget.data import EDGE, make_interactions, planted_communities, random_edges, remove_edges
 from graphforget.influence import (AndersonMixing, DotProductOperator, GaussNewtonOperator, HessianOperator, NodeRows,
                                    ShiftedConjugateGradient, adam_quadratic, computation_subgraph, conjugate_gradient,
                                    direct_solve, dot_product_gradient, dot_product_objective, has_linear_dot_product,
                                    homogeneous_graph, importance_scores, k_hop_mask, lissa, local_problem, local_terms,
                                    message_passing_degrees, node_ids, objective_function, rows_function, scoring_graph,
                                    select_nodes, training_terms)
+from graphforget.influence.solvers import power_iteration
 from graphforget.models import MF, LightGCN
 
 U, I, D = 12, 10, 3
@@ -466,3 +467,121 @@ def test_dot_product_objective_matches_the_model(graph, kind, objective, regular
     for shift in (0.0, 0.3, -1.0):
         phi = rows.gather(model) + shift
         torch.testing.assert_close(fast(phi), reference(phi).detach())
+
+
+# ------------------------------------------------------------------- gaps found by mutation testing (solvers)
+
+def test_direct_solve_reads_the_operator_column_by_column():
+    """On a non-symmetric operator (a symmetric one cannot tell a column from a row), against torch.linalg.solve."""
+    gen = torch.Generator().manual_seed(7)
+    a = torch.randn(6, 6, generator=gen, dtype=torch.float64) + 6 * torch.eye(6, dtype=torch.float64)
+    b = torch.randn(6, generator=gen, dtype=torch.float64)
+    assert not torch.allclose(a, a.t())
+    result = direct_solve(lambda v: a @ v, b)
+    torch.testing.assert_close(result.x, torch.linalg.solve(a, b))
+    assert result.converged and result.residual < 1e-12
+
+
+@pytest.mark.parametrize("solver,options", [
+    (conjugate_gradient, {"tol": 1e-8, "max_iter": 500}),
+    (lissa, {"tol": 1e-8, "max_iter": 20000}),
+])
+def test_solvers_stop_on_the_relative_residual_whatever_the_scale_of_b(solver, options):
+    """The stop is ||b - Ax|| <= tol ||b||: a right-hand side of norm 1e-8 is solved as well as one of norm 1."""
+    a = _spd(30)
+    b = 1e-8 * torch.randn(30, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    result = solver(lambda v: a @ v, b, **options)
+    assert result.converged and result.residual <= options["tol"]
+    reference = torch.linalg.solve(a, b)
+    assert float((result.x - reference).norm() / reference.norm()) < 100 * options["tol"]
+
+
+def test_adam_stops_on_the_relative_residual_whatever_the_scale_of_b():
+    """Adam's steps scale with lr, not with the gradient: b and lr scaled by c scale its whole trajectory by c, so
+    the relative stop must give the same iterations and a converged solve (an absolute stop would end at once)."""
+    a = _spd(30)
+    b = torch.randn(30, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    one = adam_quadratic(lambda v: a @ v, b, tol=1e-6, max_iter=20000, lr=0.05)
+    small = adam_quadratic(lambda v: a @ v, 1e-3 * b, tol=1e-6, max_iter=20000, lr=0.05e-3)
+    assert one.converged and small.converged and small.residual <= 1e-6
+    assert abs(small.iterations - one.iterations) <= 0.05 * one.iterations
+
+
+def test_lissa_scale_from_power_iteration_on_a_spiked_spectrum():
+    """One eigenvalue of 100 over 29 of 1: the Neumann series converges only for a scale above 50, so the power
+    iteration must find the top eigenvalue (a single product's |Av| for a random v is about 100 / sqrt(30))."""
+    gen = torch.Generator().manual_seed(1)
+    q, _ = torch.linalg.qr(torch.randn(30, 30, generator=gen, dtype=torch.float64))
+    a = q @ torch.diag(torch.cat([torch.tensor([100.0]), torch.ones(29)]).double()) @ q.t()
+    b = torch.randn(30, generator=gen, dtype=torch.float64)
+    assert power_iteration(lambda v: a @ v, 30, b) == pytest.approx(100.0, rel=1e-8)
+    result = lissa(lambda v: a @ v, b, tol=1e-8, max_iter=20000)
+    assert result.converged
+    torch.testing.assert_close(result.x, torch.linalg.solve(a, b))
+
+
+def test_anderson_mixing_at_depth_one_is_the_secant_step():
+    """Depth 1: gamma = <df, f> / |df|^2 from the last step difference, from the second step on (every step)."""
+    gen = torch.Generator().manual_seed(0)
+    m = torch.randn(3, 3, generator=gen, dtype=torch.float64) / 3
+    c = torch.randn(3, generator=gen, dtype=torch.float64)
+    mixing, x, last = AndersonMixing(1), torch.zeros(3, dtype=torch.float64), None
+    for k in range(5):
+        f = m @ x + c - x
+        mixed = mixing.propose(x, f)
+        assert (mixed is None) == (k == 0)
+        if mixed is not None:
+            dx, df = x - last[0], f - last[1]
+            gamma = df.dot(f) / df.dot(df)
+            torch.testing.assert_close(mixed, x + f - gamma * (dx + df))
+        last, x = (x, f), x + f if mixed is None else mixed
+
+
+def test_anderson_mixing_does_not_depend_on_the_scale_of_the_differences():
+    """Step differences of norms 1e-4 and 1e4 (steps shrink by orders of magnitude as an iteration converges):
+    orthogonal, so gamma_j = <df_j, f> / |df_j|^2 = (1, 1) by hand, and the mixed iterate is (0, 0, 1). The least
+    squares is solved on unit columns; unscaled, its normal equations' conditioning (1e16) would cut one off."""
+    e = torch.eye(3, dtype=torch.float64)
+    f0 = e[2]
+    f1 = f0 + 1e-4 * e[0]
+    f2 = f1 + 1e4 * e[1]
+    mixing = AndersonMixing(2)
+    assert mixing.propose(torch.zeros(3, dtype=torch.float64), f0) is None
+    mixing.propose(e[0], f1)
+    mixed = mixing.propose(e[0] + e[1], f2)
+    # x2 + f2 - (dx1 + df1) - (dx2 + df2)
+    expected = (e[0] + e[1]) + f2 - (e[0] + 1e-4 * e[0]) - (e[1] + 1e4 * e[1])
+    torch.testing.assert_close(expected, e[2])
+    torch.testing.assert_close(mixed, expected, rtol=0, atol=1e-9)
+
+
+# --------------------------------------------------------------------- gaps found by mutation testing (graph)
+
+def test_importance_of_a_node_without_edges_is_zero(graph):
+    """An item with no (observed) edge: 0 at every order, not 0/0 (its degree counts as 1), and never kept."""
+    extra = I  # one more item, with no edge at all
+    ei = graph[EDGE].edge_index
+    wider = make_interactions(ei, graph[EDGE].edge_label, num_users=U, num_items=I + 1)
+    request = random_edges(wider, 0.08, seed=6)
+    scores = importance_scores(wider, request, 2)
+    assert bool(torch.isfinite(scores).all()) and bool((scores[:, U + extra] == 0).all())
+    torch.testing.assert_close(scores[:, :U + I], importance_scores(graph, request, 2))
+    assert not bool(select_nodes(scores, None)[U + extra])
+
+
+def test_the_pair_pattern_is_kept_per_shape():
+    """The same terms scored on tables of another size (another model) get a pattern of that size: the products
+    equal the autograd Hessian's on both."""
+    objective = BCEObjective(l2=0.3)
+    small = planted_communities(U, I, 2, 4, seed=2)
+    terms = training_terms(objective, small)
+    for users, items in ((U, I), (U + 5, I + 3)):
+        graph = make_interactions(small[EDGE].edge_index, small[EDGE].edge_label, num_users=users, num_items=items)
+        model = MF(users, items, D).double()
+        model.reset_parameters(0)
+        rows = _rows(model, [1, 4, users, users + 3], users, items)
+        phi = rows.gather(model)
+        fast = DotProductOperator(model, rows, phi, terms, graph, objective, exact=True)
+        reference = HessianOperator(objective_function(model, objective, terms, graph, rows), phi)
+        v = torch.randn(phi.numel(), generator=torch.Generator().manual_seed(5), dtype=phi.dtype)
+        torch.testing.assert_close(fast(v), reference(v))

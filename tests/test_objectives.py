@@ -243,3 +243,22 @@ def test_bpr_refuses_a_seed_it_cannot_hash_and_labels_without_a_term():
     graph[EDGE].edge_label = torch.tensor([1., float("nan")])
     with pytest.raises(ValueError, match="finite edge_label values, got 1 NaN"):
         BPRObjective().check(graph)
+
+
+def test_hashed_negatives_probing_wraps_to_the_last_and_the_first_item():
+    """The only free item of a dense user is the last one, then the first: the linear probing must reach both
+    (it steps modulo the number of items)."""
+    for free in (29, 0):
+        items = torch.tensor([i for i in range(30) if i != free])
+        graph = make_interactions(torch.stack([torch.zeros_like(items), items]), None, 1, 30)
+        for seed in (0, 1, 2):
+            neg = hashed_negatives(graph, graph[EDGE].edge_index, seed=seed, epoch=0)
+            assert torch.equal(neg, torch.full_like(neg, free))
+
+
+@torch.no_grad()
+def test_regularization_skips_frozen_parameters(model):
+    """l2/2 ||theta||^2 over the trainable parameters only: a frozen item table adds nothing."""
+    model.item_emb.weight.requires_grad_(False)
+    squares = sum(x * x for x in model.user_emb.weight.flatten().tolist())
+    assert float(BCEObjective(l2=0.3).regularization(model)) == pytest.approx(0.15 * squares, rel=1e-12)

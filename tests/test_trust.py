@@ -618,3 +618,32 @@ def test_the_validation_test_and_its_failure_policy(early_stopped):
         TrustConfig(max_val_auc_drop=0)
     with pytest.raises(ValueError, match="IFRUConfig.trust.max_fresh_loss_rise: must be None or >= 0"):
         TrustConfig(max_fresh_loss_rise=-0.1)
+
+
+def test_forcing_term_by_hand():
+    """Eisenstat and Walker's choice 2: eta = 0.9 (|r_k| / |r_k-1|)^2, raised to 0.9 eta_k-1^2 only when that
+    exceeds 0.1, kept in [floor, 0.9]."""
+    from graphforget.unlearn.ifru.newton import forcing_term
+    assert forcing_term(1.0, 0.0, 0.5, 0.1) == 0.9  # no previous residual
+    assert forcing_term(1.0, 2.0, 0.1, 0.1) == pytest.approx(0.9 * 0.25)
+    assert forcing_term(0.1, 1.0, 0.3, 0.01) == pytest.approx(0.01)  # safeguard 0.081 <= 0.1: not applied
+    assert forcing_term(0.1, 1.0, 0.5, 0.01) == pytest.approx(0.9 * 0.25)  # safeguard 0.225 > 0.1 wins
+    assert forcing_term(2.0, 1.0, 0.1, 0.1) == 0.9  # 3.6 capped
+
+
+def test_tilted_objective_value_and_implicit_ridge_by_hand():
+    """T(phi) = L(phi) - <tilt, phi - phi0> + damping/2 sum_j m_j (phi - phi0)_j^2 with the damping's metric m;
+    the implicit ridge over the node rows only (the first row_entries)."""
+    from graphforget.unlearn.ifru.tilted import TiltedObjective
+    phi0 = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    tilt = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
+    target = TiltedObjective(lambda x: x.pow(2).sum(), None, tilt, phi0, torch.zeros(3, dtype=torch.bool), 0.1)
+    target.damping = 0.4
+    phi = torch.tensor([2.0, 2.0, 0.0], dtype=torch.float64)  # shift (1, 0, -3)
+    assert float(target(phi)) == pytest.approx(8 + 5.5 + 0.2 * 10)
+    target.metric = torch.tensor([1.0, 3.0, 10.0], dtype=torch.float64)
+    assert float(target(phi)) == pytest.approx(8 + 5.5 + 0.2 * 91)
+    # rows (1, 1) with gradient (-0.3, -0.1): 0.4 / 2; the dense entry (10, gradient 5) would make it negative
+    rows = TiltedObjective(None, None, torch.tensor([-0.3, -0.1, 5.0]), torch.tensor([1.0, 1.0, 10.0]),
+                           torch.zeros(3, dtype=torch.bool), 0.0, row_entries=2)
+    assert rows.implicit_ridge() == pytest.approx(0.2)
