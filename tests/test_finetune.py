@@ -14,6 +14,7 @@ from graphforget.models import MF, EmbeddingRecommender, LightGCN
 from graphforget.objectives import BCEObjective
 from graphforget.train import TrainConfig, train
 from graphforget.unlearn import METHODS, FineTune, FineTuneConfig, Retrain, RetrainConfig, build_unlearner
+from graphforget.unlearn.finetune import _unmoved
 
 OBJECTIVE = BCEObjective(l2=1e-3)
 CONFIG = TrainConfig(epochs=4, lr=0.05, batch_size=64, patience=0, seed=3)
@@ -135,6 +136,20 @@ def test_finetune_says_when_a_forgotten_user_keeps_their_rows(small_planted, one
     assert torch.equal(zeroed.model.item_emb.weight, kept.model.item_emb.weight)
     assert decayed.info["orphans_kept"] == 0
     assert decayed.model.user_emb.weight[3].norm() < model.user_emb.weight[3].norm()
+
+
+def test_a_row_with_one_moved_entry_counts_as_moved():
+    """An orphan's row is "kept as trained" only when none of its entries moved: a row that L2 decays where one
+    entry is 0 keeps that entry, and was counted as kept (and warned of) when every entry had to move."""
+    before = MF(3, 2, 4)
+    after = copy.deepcopy(before)
+    with torch.no_grad():
+        after.user_emb.weight[1, 2] += 1.0  # one entry of user 1
+        after.item_emb.weight[0] *= 0.5  # every entry of item 0 (node 3)
+    nodes = torch.ones(5, dtype=torch.bool)
+    assert _unmoved(before, after, nodes, 3).tolist() == [True, False, True, False, True]
+    some = torch.tensor([False, True, True, False, False])
+    assert _unmoved(before, after, some, 3).tolist() == [False, False, True, False, False]
 
 
 def test_finetune_of_an_empty_request_is_bit_identical(small_planted):

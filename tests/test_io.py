@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from pathlib import Path
 
 import pytest
 import torch
@@ -60,6 +61,23 @@ def test_atomic_write_replaces_keeps_permissions_and_follows_links(tmp_path):
     atomic_write(link, lambda f: f.write(b"via the link"))
     assert link.is_symlink() and path.read_bytes() == b"via the link"
     assert sorted(os.listdir(tmp_path)) == ["fresh.txt", "link.pt", "model.pt", "plain.txt"]
+
+
+def test_atomic_write_renames_a_new_file_over_the_old_and_syncs_the_directory_after(tmp_path, monkeypatch):
+    """The new content is a new file renamed over the path: a reader that opened the previous file still reads it
+    whole (a copy into the path would truncate it under the reader), and the directory is fsync-ed once the rename is
+    done, so that the rename survives a power loss."""
+    import graphforget.io as gio
+    path, content = _old_file(tmp_path)
+    synced = []
+    real = gio.fsync_directory
+    monkeypatch.setattr(gio, "fsync_directory", lambda d: (synced.append((Path(d), path.read_bytes())), real(d)))
+    with open(path, "rb") as reader:
+        before = os.fstat(reader.fileno()).st_ino
+        atomic_write(path, lambda f: f.write(b"new content"))
+        assert reader.read() == content
+    assert os.stat(path).st_ino != before and path.read_bytes() == b"new content"
+    assert synced == [(tmp_path.resolve(), b"new content")]
 
 
 def test_save_model_killed_midway_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

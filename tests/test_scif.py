@@ -27,6 +27,11 @@ def test_substitute_labels(graph):
     torch.testing.assert_close(labels, torch.tensor([0.5, 0.5]))
     request = torch.tensor([[1], [0]])
     torch.testing.assert_close(substitute_labels(remove_edges(graph, request), request), torch.tensor([1.0]))
+    # User 3 and item 4 keep no edge: (3, 4) gets the mean of every remaining label, (1,0,1,1,1,0) -> 2/3; (2, 4)
+    # and (1, 4) their users' means, 0 and 1.
+    request = torch.tensor([[3, 2, 1], [4, 4, 4]])
+    torch.testing.assert_close(substitute_labels(remove_edges(graph, request), request),
+                               torch.tensor([2 / 3, 0.0, 1.0]))
 
 
 @pytest.mark.parametrize("kind", ["mf", "lightgcn"])

@@ -14,7 +14,7 @@ from graphforget.objectives import BCEObjective, BPRObjective
 from graphforget.train import TrainConfig, train
 from graphforget.unlearn import RecEraser, RecEraserConfig, SISA, SISAConfig, ShardAttention, ShardedRecommender
 from graphforget.unlearn.receraser import balanced_assign, balanced_kmeans, balanced_partition
-from graphforget.unlearn.sharding import train_aggregator, train_shards
+from graphforget.unlearn.sharding import split_graph, train_aggregator, train_shards
 from graphforget.unlearn.sisa import random_partition
 from helpers import fit_and_unlearn_sisa
 
@@ -94,6 +94,39 @@ def test_unassigned_edges_raise(graph):
         ensemble(bigger, ei[:, :3])
     with pytest.raises(ValueError, match="aggregation"):
         ShardedRecommender([MF(U, I, D)], torch.zeros(ei.size(1), dtype=torch.long), ei, aggregation="max")
+
+
+def test_reset_parameters_seeds_shard_s_with_seed_plus_s(graph):
+    """The docstring's rule: shard ``s`` re-drawn with ``seed + s`` (a Retrain of an ensemble resets it so), the
+    attention with ``seed``; one seed for all gave every shard the same start."""
+    ei = graph[EDGE].edge_index
+    ensemble = ShardedRecommender([MF(U, I, D) for _ in range(S)], random_partition(ei.size(1), S), ei, "attention")
+    ensemble.reset_parameters(7)
+    for s in range(S):
+        ref = MF(U, I, D)
+        ref.reset_parameters(7 + s)
+        assert same_state(state(ensemble.shards[s]), state(ref)), s
+    assert same_state(state(ensemble.attention), state(ShardAttention(S, D, seed=7)))
+
+
+def test_shard_graphs_drop_the_whole_graphs_edge_weight(graph):
+    """Weights computed for the whole graph are wrong for a shard graph: each shard propagates with its own
+    graph's symmetric weights, whatever ``edge_weight`` the graph passed in carries."""
+    ei = graph[EDGE].edge_index
+    shard_of = random_partition(ei.size(1), S, seed=0)
+    weighted = graph.clone()
+    weighted[EDGE].edge_weight = torch.full((ei.size(1),), 5.0)
+    assert all("edge_weight" not in sub[EDGE] for sub in split_graph(weighted, shard_of, S))
+    shards = []
+    for s in range(S):
+        shards.append(LightGCN(U, I, D))
+        shards[s].reset_parameters(s)
+    ensemble = ShardedRecommender(shards, shard_of, ei)
+    pairs = ei[:, :20]
+    with torch.no_grad():
+        assert torch.equal(ensemble(weighted, pairs), ensemble(graph, pairs))
+        by_hand = sum(shards[s](shard_graph_by_hand(graph, shard_of, s), pairs) for s in range(S)) / S
+        assert torch.allclose(ensemble(weighted, pairs), by_hand, atol=1e-6)
 
 
 class BiasedMF(MF):
@@ -189,8 +222,14 @@ def test_sisa_retrain_all_and_empty_request(graph):
     sisa = SISA(MF(U, I, D), graph, OBJECTIVE, SISAConfig(CONFIG, num_shards=S, retrain_all=True))
     ensemble = sisa.fit().model
     shard_of = random_partition(graph[EDGE].edge_index.size(1), S, seed=0)
-    result = sisa.unlearn(pick_request(graph, shard_of, [2], per_shard=1))
+    request = pick_request(graph, shard_of, [2], per_shard=1)
+    result = sisa.unlearn(request)
     assert result.info["retrained_shards"] == list(range(S))
+    # One count per shard, the last (untouched) shard's 0 included, counted from the assignment by hand.
+    keys = (request[0] * I + request[1]).tolist()
+    edge_keys = (graph[EDGE].edge_index[0] * I + graph[EDGE].edge_index[1]).tolist()
+    held = [int(shard_of[edge_keys.index(k)]) for k in keys]
+    assert result.info["request_per_shard"] == [held.count(s) for s in range(S)] == [0, 0, 1, 0]
     empty = sisa.unlearn(torch.empty(2, 0, dtype=torch.long))
     assert empty.model is not ensemble and same_state(state(empty.model), state(ensemble))
     assert empty.info == {"empty": True, "trusted": True, "reason": None}
@@ -298,6 +337,12 @@ def test_receraser_fit_and_unlearn(graph):
     user, item = eraser.pretrained_model.embed(graph)
     again = balanced_partition(user.detach(), item.detach(), graph[EDGE].edge_index, S, "interaction", 10, 0)
     assert torch.equal(again.shard_of, eraser.balanced.shard_of)
+    # ... a fresh copy of the template, re-drawn with the config's seed and trained on the graph (not the
+    # template's own draw).
+    ref = LightGCN(U, I, D)
+    ref.reset_parameters(0)
+    train(ref, graph, OBJECTIVE, CONFIG)
+    assert same_state(state(ref), state(eraser.pretrained_model))
     old = state(ensemble)
     request = pick_request(graph, eraser.balanced.shard_of, [0, 2])
     result = eraser.unlearn(request)
@@ -370,6 +415,30 @@ def test_receraser_takes_pretrained_embeddings(graph):
     assert eraser.pretrained_model is None
     with pytest.raises(ValueError, match="partition"):
         RecEraser(MF(U, I, D), graph, OBJECTIVE, RecEraserConfig(CONFIG, partition="random"))
+
+
+def test_receraser_partitions_with_its_seed_iterations_and_a_pretrained_model(graph):
+    """The partition's seed and iteration count are the config's, and a trained Recommender passed as
+    ``pretrained`` gives the embeddings (not the template)."""
+    template, other = MF(U, I, D), MF(U, I, D)
+    template.reset_parameters(1)
+    other.reset_parameters(9)
+    ei = graph[EDGE].edge_index
+    config = RecEraserConfig(CONFIG, num_shards=S, partition="interaction", aggregation="mean", seed=3,
+                             partition_iters=1)
+    eraser = RecEraser(template, graph, OBJECTIVE, config, pretrained=other)
+    assigned = eraser.fit().model.assignment_of(ei)
+    with torch.no_grad():
+        expected = balanced_partition(other.user_emb.weight, other.item_emb.weight, ei, S, "interaction", 1, 3)
+        # Each alternative differs here, so that the assertion tells them apart.
+        for alternative in (balanced_partition(template.user_emb.weight, template.item_emb.weight, ei, S,
+                                               "interaction", 1, 3),
+                            balanced_partition(other.user_emb.weight, other.item_emb.weight, ei, S, "interaction",
+                                               1, 0),
+                            balanced_partition(other.user_emb.weight, other.item_emb.weight, ei, S, "interaction",
+                                               10, 3)):
+            assert not torch.equal(alternative.shard_of, expected.shard_of)
+    assert torch.equal(assigned, expected.shard_of) and eraser.fit_info["partition_iterations"] == 1
 
 
 def test_shards_that_learn_nothing_are_reported_once():

@@ -1,7 +1,7 @@
 """graphforget.train and the Retrain unlearner on small seeded planted-community graphs."""
 from __future__ import annotations
 
-
+import copy
 import warnings
 
 import pytest
@@ -102,6 +102,28 @@ def test_gradients_are_bit_reproducible(split):
             model(split.train, edges).backward(upstream)
             grads.append(torch.cat([model.user_emb.weight.grad, model.item_emb.weight.grad]))
             assert torch.equal(grads[-1], grads[0])
+
+
+def test_the_epoch_loss_is_the_mean_over_edges_of_the_batch_losses(split, one_thread):
+    """history's loss: each mini-batch's loss weighted by its share of the edges (the last batch is smaller)."""
+    graph, objective = split.train, BCEObjective(l2=1e-3)
+    config = TrainConfig(epochs=2, lr=0.05, batch_size=700, patience=0, seed=1)
+    model = fresh(MF, split, seed=3)
+    result = train(copy.deepcopy(model), graph, objective, config)
+    num_edges = graph[EDGE].edge_index.size(1)
+    assert num_edges % 700  # an uneven last batch
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    gen = torch.Generator().manual_seed(config.seed)
+    model.train()
+    for epoch in (1, 2):
+        total = 0.0
+        for batch in torch.randperm(num_edges, generator=gen).split(700):
+            optimizer.zero_grad()
+            loss = objective.batch_loss(model, graph, batch, epoch)
+            loss.backward()
+            optimizer.step()
+            total += float(loss) * batch.numel() / num_edges
+        assert result.history[epoch - 1]["loss"] == pytest.approx(total, rel=1e-6)
 
 
 def test_early_stopping_restores_the_best_epoch(split, one_thread):
@@ -351,3 +373,39 @@ def test_train_checks_the_graph_it_is_given():
     broken[EDGE].edge_index = graph[EDGE].edge_index
     with pytest.raises(ValueError, match="the training graph needs an edge_label per edge"):
         train(MF(3, 3, 2), broken, BCEObjective(), TrainConfig(epochs=1))
+
+
+def test_retrain_early_stops_on_val_as_train_does(split, one_thread):
+    """Retrain is ``train`` of a fresh model on the remaining edges with the caller's ``val``: the same early stop and
+    restored epoch, bit for bit (without ``val`` it would run every epoch)."""
+    original = fresh(MF, split, seed=1)
+    config = TrainConfig(epochs=60, lr=0.2, batch_size=0, patience=4, seed=0)  # overfits fast: an early peak
+    request = random_edges(split.train, 0.05, seed=2)
+    retrain = Retrain(original, split.train, BCEObjective(), RetrainConfig(config, seed=2), val=split.val)
+    result = retrain.unlearn(request)
+    expected = fresh(MF, split, seed=2)
+    reference = train(expected, result.graph, BCEObjective(), config, split.val)
+    assert reference.best_epoch + 4 == reference.epochs < 60  # stopped by patience
+    assert (result.info["epochs"], result.info["best_epoch"]) == (reference.epochs, reference.best_epoch)
+    for k, v in result.model.state_dict().items():
+        assert torch.equal(v, expected.state_dict()[k]), k
+
+
+def test_an_epoch_that_only_ties_the_best_validation_auc_is_no_improvement(one_thread):
+    """Patience counts epochs without a *better* validation AUC, and the first best epoch is kept. Here the validation
+    pairs join a user and two items that have no training edge (and no L2): their scores, so the AUC, never move,
+    every epoch ties epoch 1, and training stops after 1 + patience epochs with epoch 1's weights."""
+    edges = torch.tensor([[0, 0, 1, 1, 2, 2, 3, 3], [0, 1, 1, 2, 2, 3, 3, 4]])
+    graph = make_interactions(edges, torch.tensor([1., 0.] * 4), num_users=5, num_items=7)
+    val = make_interactions(torch.tensor([[4, 4], [5, 6]]), torch.tensor([1., 0.]), num_users=5, num_items=7)
+    config = TrainConfig(epochs=10, lr=0.1, batch_size=0, patience=2, seed=0)
+    model = MF(5, 7, 4)
+    model.reset_parameters(0)
+    result = train(model, graph, BCEObjective(), config, val)
+    assert len({row["val_auc"] for row in result.history}) == 1  # every epoch ties
+    assert (result.epochs, result.best_epoch) == (3, 1)
+    replay = MF(5, 7, 4)
+    replay.reset_parameters(0)
+    train(replay, graph, BCEObjective(), TrainConfig(epochs=1, lr=0.1, batch_size=0, patience=0, seed=0))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, replay.state_dict()[k]), k

@@ -11,11 +11,12 @@ from graphforget.data import (EDGE, adversarial_edges, make_interactions, plante
                               without_edges)
 from graphforget.metrics import auc_standard_error, evaluate_auc, mi_bf, mi_ng, recall_ndcg_at_k
 from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN, SimGCL
-from graphforget.objectives import BPRObjective
+from graphforget.objectives import BCEObjective, BPRObjective
 from graphforget.train import TrainConfig, train
 from graphforget.unlearn import (InfluenceEncoder, UnlearningFailed, UnlearnRec, UnlearnRecConfig,
                                  influence_dependency_matrix)
 from graphforget.models.propagation import layer_sum
+from graphforget.unlearn.unlearnrec import _preservation_loss
 
 U, I = 60, 40
 
@@ -183,9 +184,12 @@ def test_unlearn_fine_tunes_without_touching_the_caller(trained):
     request = random_edges(graph, 0.05, seed=4)
     model_state, graph_edges = state(model), graph[EDGE].edge_index.clone()
     grads = [p.requires_grad for p in model.parameters()]
+    model.train()  # as train() leaves it: scoring the reference in eval mode must give that mode back
     unlearner = UnlearnRec(model, graph, objective, quick_config(pretrain_epochs=4, finetune_epochs=3, lr=0.01))
     unlearner.fit()
+    assert model.training
     result = unlearner.unlearn(request)
+    assert model.training
     assert same_state(state(model), model_state) and torch.equal(graph[EDGE].edge_index, graph_edges)
     assert [p.requires_grad for p in model.parameters()] == grads
     assert type(model) is LightGCN and not hasattr(model.user_emb, "parametrizations")
@@ -225,6 +229,12 @@ def test_the_acceptance_test_compares_the_losses_on_the_remaining_edges(trained)
     with pytest.warns(RuntimeWarning, match="not trusted: the mean loss on the remaining edges rose"):
         strict = unlearn(max_loss_increase=0.01)
     assert strict.info["trusted"] is False and "max_loss_increase=0.01" in strict.info["reason"]
+    # A share of the trained model's loss, not an absolute rise: just above and just below the measured share.
+    share = info["remaining_loss"] / info["original_remaining_loss"] - 1
+    assert info["original_remaining_loss"] < 0.9  # where a share and an absolute rise differ enough to tell
+    assert unlearn(max_loss_increase=1.01 * share).info["trusted"] is True
+    with pytest.warns(RuntimeWarning, match="not trusted"):
+        assert unlearn(max_loss_increase=0.99 * share).info["trusted"] is False
     assert same_state(state(strict.model), state(lenient.model))  # returned all the same, marked untrusted
     assert unlearn(max_loss_increase=None).info["trusted"] is None
     with pytest.raises(ValueError, match="max_loss_increase"):
@@ -479,3 +489,67 @@ def test_recall_ndcg_and_mi_metrics_match_naive(trained):
         p_neg = torch.sigmoid(other(graph, negatives)).mean()
     assert mi_bf(model, graph, other, graph, request) == pytest.approx(float(p_before / p_after), rel=1e-6)
     assert mi_ng(other, graph, request, negatives) == pytest.approx(float(p_neg / p_after), rel=1e-6)
+
+
+def test_preservation_loss_by_hand():
+    """L_p: per row b, the log-softmax of user b's scores over the batch's items at its own item b, new against
+    reference, squared and averaged (the module docstring's formula, written as loops)."""
+    gen = torch.Generator().manual_seed(0)
+    user, item, ref_user, ref_item = (torch.randn(4, 3, generator=gen, dtype=torch.float64) for _ in range(4))
+    tau = 2.0
+
+    def log_softmax_at_own_item(u, i, b):
+        scores = [float(u[b] @ i[j]) / tau for j in range(4)]
+        return scores[b] - math.log(sum(math.exp(s) for s in scores))
+
+    expected = sum((log_softmax_at_own_item(user, item, b) - log_softmax_at_own_item(ref_user, ref_item, b)) ** 2
+                   for b in range(4)) / 4
+    assert float(_preservation_loss(user, item, ref_user, ref_item, tau)) == pytest.approx(expected, rel=1e-12)
+    assert float(_preservation_loss(user, item, user, item, tau)) == 0.0
+
+
+def test_a_step_preserves_against_the_original_models_user_and_item_rows(trained):
+    """A step's L_p compares the working model's scores on the remaining graph with the original model's final
+    embeddings, its user rows for the users and its item rows (after the U user rows) for the items."""
+    model, graph, objective = trained
+    unlearner = UnlearnRec(model, graph, objective, quick_config())
+    remaining = without_edges(graph, random_edges(graph, 0.05, seed=6))[0]
+    work, _ = unlearner._working_copy(trainable_tables=False)  # no update set: the trained model's copy
+    batch = torch.arange(remaining[EDGE].edge_index.size(1))
+    request = graph[EDGE].edge_index[:, :2]
+    _, parts = unlearner._step_loss(work, remaining, batch, request, unlearner._reference(), epoch=1)
+    with torch.no_grad():
+        user, item = model.embed(remaining)
+        ref_user, ref_item = model.embed(graph)
+    pairs = remaining[EDGE].edge_index  # implicit: every edge is a positive, and fewer than preserve_pairs
+    expected = _preservation_loss(user[pairs[0]], item[pairs[1]], ref_user[pairs[0]], ref_item[pairs[1]], 10.0)
+    assert parts["preserve"] == pytest.approx(float(expected), rel=1e-5) and float(expected) > 0
+
+
+def test_an_encoder_is_refused_for_the_same_edges_with_other_labels(tmp_path):
+    """The graph an encoder was pre-trained for is its edges and their labels: relabelling an edge (a 1 that is now
+    a 0) is another graph, whose requests have another influence."""
+    edges = torch.tensor([[0, 0, 1, 1, 2, 2], [0, 1, 1, 2, 0, 2]])
+    labels = torch.tensor([1., 0., 1., 0., 1., 0.])
+    graph = make_interactions(edges, labels, num_users=3, num_items=3)
+    relabelled = make_interactions(edges, 1 - labels, num_users=3, num_items=3)
+    model, objective = MF(3, 3, 2), BCEObjective()
+    UnlearnRec(model, graph, objective, quick_config()).save_encoder(tmp_path / "encoder.pt")
+    with pytest.raises(ValueError, match="another graph"):
+        UnlearnRec(model, relabelled, objective, quick_config()).load_encoder(tmp_path / "encoder.pt")
+    UnlearnRec(model, graph, objective, quick_config()).load_encoder(tmp_path / "encoder.pt")
+
+
+def test_the_fine_tuned_mlp_shifts_every_node_outside_the_request_alike():
+    """Answering a request fine-tunes the MLP with the layer-0 tables. Outside the request's nodes dE is 0, so the
+    update there is MLP'(0), the same vector for every node: 0 for the MLP at its initialisation, not after a step.
+    Two users without any edge (and no L2) get no gradient in their table rows, so they show it alone."""
+    planted = planted_communities(num_users=30, num_items=20, num_communities=2, interactions_per_user=5, seed=1)
+    graph = make_interactions(planted[EDGE].edge_index, num_users=32, num_items=20)  # users 30 and 31: no edge
+    model = MF(32, 20, 8)
+    model.reset_parameters(0)
+    config = quick_config(finetune_epochs=1, max_loss_increase=None)
+    unlearner = UnlearnRec(model, graph, BPRObjective(l2=0.0, seed=0), config).fit()
+    result = unlearner.unlearn(random_edges(graph, 0.05, seed=1))
+    shift = (result.model.user_emb.weight - model.user_emb.weight).detach()[30:]
+    assert torch.allclose(shift[0], shift[1], atol=1e-7) and float(shift[0].abs().max()) > 1e-4

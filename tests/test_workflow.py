@@ -654,6 +654,70 @@ def test_stream_journal_cuts_a_torn_line_and_refuses_stale_requests(base, tmp_pa
     assert all(line.endswith("}") for line in stream.journal_path.read_text().splitlines())
     stream.process()
     assert stream.applied() == [1, 3] and "already forgotten" in stream.rejected()[2]
+    journal = stream.journal_path.read_bytes()  # a refused request is settled: never tried (and refused) again
+    assert stream.process() == [] and stream.journal_path.read_bytes() == journal
+
+
+def test_stream_drift_is_counted_from_the_last_retrain(base, tmp_path):
+    """The drift is the approximate requests' edges over the training edges of the run the last Retrain made (not the
+    base's), and a drift that reaches max_drift exactly calls for a Retrain."""
+    stream = ForgetStream(tmp_path / "s", base, method="ifru", retrain_every=2)
+    paths = [stream.forget(users=[user]) for user in ("u1", "u2", "u4", "u5")]
+    runs = [load_run(p) for p in paths]
+    assert [run.info["method"]["name"] for run in runs] == ["ifru", "ifru", "retrain", "ifru"]
+    removed = runs[2].graph[EDGE].edge_index.size(1) - runs[3].graph[EDGE].edge_index.size(1)
+    assert removed > 0 and stream.drift() == (1, removed / runs[2].graph[EDGE].edge_index.size(1))
+    parent = load_run(base)
+    u1 = int(raw_to_local(parent.graph["user"].raw_id, ["u1"])[0])
+    share = int((parent.graph[EDGE].edge_index[0] == u1).sum()) / parent.graph[EDGE].edge_index.size(1)
+    exact = ForgetStream(tmp_path / "d", base, method="scif", max_drift=share)
+    exact.forget(users=["u1"])
+    assert exact.drift() == (1, share)
+    assert load_run(exact.forget(users=["u2"])).info["method"]["name"] == "retrain"
+
+
+def test_stream_retrains_with_its_own_options_and_when_the_method_fails(base, tmp_path, monkeypatch):
+    """The Retrain the policy calls for takes no option of the configured method (they would be refused), and a
+    result the method does not trust is applied by a Retrain instead."""
+    stream = ForgetStream(tmp_path / "s", base, method="ifru", options={"solver.tol": 1e-6}, retrain_every=1)
+    stream.forget(users=["u1"])
+    second = load_run(stream.forget(users=["u2"])).info["method"]
+    assert (second["name"], second["options"], stream.rejected()) == ("retrain", {}, {})
+    import graphforget.workflow as workflow
+    real = workflow._unlearn
+
+    def untrusted_ifru(parent, method, *args):
+        result, seconds = real(parent, method, *args)
+        if method == "ifru":
+            result.info.update(trusted=False, reason="the solve did not converge")
+        return result, seconds
+    monkeypatch.setattr(workflow, "_unlearn", untrusted_ifru)
+    failing = ForgetStream(tmp_path / "f", base, method="ifru")
+    assert load_run(failing.forget(users=["u1"])).info["method"]["name"] == "retrain"
+
+
+def test_lineage_resolves_a_moved_tree_and_refuses_an_edited_parent(base, tmp_path):
+    """A child finds its parent by the relative path first (the tree of runs moved, the absolute path is gone), is one
+    deeper, and refuses a parent whose run.json changed after the child was derived from it."""
+    shutil.copytree(base, tmp_path / "old" / "base")
+    forget(tmp_path / "old" / "base", users=["u6"], method="ifru", out=tmp_path / "old" / "child", verify=False)
+    (tmp_path / "old").rename(tmp_path / "new")
+    child = tmp_path / "new" / "child"
+    assert lineage(child) == [(tmp_path / "new" / "base").resolve(), child.resolve()]
+    assert [load_run(p).info["lineage"]["depth"] for p in lineage(child)] == [0, 1]
+    record = tmp_path / "new" / "base" / "run.json"
+    record.write_text(record.read_text().replace('"kind": "fit"', '"kind": "fit", "note": "edited"'))
+    with pytest.raises(ValueError, match="changed after"):
+        lineage(child)
+
+
+def test_request_sha256_is_the_hash_of_the_sorted_pair_keys():
+    """The same set of pairs in any order has one hash: that of its sorted ``user * I + item`` as little-endian
+    int64 (written out here)."""
+    request = torch.tensor([[3, 0, 2, 0], [1, 4, 0, 2]])
+    keys = sorted(u * 5 + i for u, i in request.t().tolist())
+    expected = hashlib.sha256(b"".join(k.to_bytes(8, "little", signed=True) for k in keys)).hexdigest()
+    assert request_sha256(request, 5) == request_sha256(request[:, [2, 0, 3, 1]], 5) == expected
 
 
 def test_submit_does_not_wait_for_a_process_at_work(base, tmp_path):
