@@ -16,7 +16,7 @@ from graphforget.bench import (DEFAULT_METHODS, PROTOCOLS, Cell, CellCache, Data
                                deletion_request, mean_interval,
                                parse_params, plan_cells, run_bench, stream_positions, stream_requests, t_quantile)
 from graphforget.bench.setting import request_digest
-from graphforget.data import EDGE, pair_keys, planted_communities
+from graphforget.data import EDGE, make_interactions, pair_keys, planted_communities
 from graphforget.metrics import prediction_distance
 from graphforget.presets import Hyperparameters
 from graphforget.runs import sha256_file
@@ -516,3 +516,68 @@ def test_cli_bench_on_a_data_file(tmp_path, capsys):
     assert cli.main(["bench", "--protocol", "deletion", "--data", str(folder), "--out", str(out)]) == 2  # no format
     assert cli.main(["bench", "--protocol", "deletion", "--threshold", "4", "--out", str(out)]) == 2  # no file
     assert "--data" in capsys.readouterr().err
+
+
+def _graded_users():
+    """Users 0..5 with 3, 1, 5, 2, 6, 4 observed edges; user 1 also has 6 sampled negatives (observed False) and
+    user 6 only one: activity counts the observed edges, so user 1 is the least active and user 6 has none."""
+    pairs, labels = [], []
+    for user, degree in enumerate([3, 1, 5, 2, 6, 4]):
+        pairs += [(user, item) for item in range(degree)]
+        labels += [1.0] * degree
+    pairs += [(1, item) for item in range(1, 7)] + [(6, 0)]
+    labels += [0.0] * 7
+    graph = make_interactions(torch.tensor(pairs).t(), torch.tensor(labels), num_users=7, num_items=8)
+    graph[EDGE].observed = graph[EDGE].edge_label > 0
+    return graph
+
+
+def test_core_deletion_takes_the_most_active_users_until_they_hold_the_ratio():
+    graph = _graded_users()
+    degree = {0: 3, 1: 1, 2: 5, 3: 2, 4: 6, 5: 4}  # observed edges per user, 21 in all
+    for ratio in (0.25, 0.5, 0.6, 0.9):
+        chosen, held = [], 0  # by hand: most active first, until at least ratio * 21 edges are held
+        for user in sorted(degree, key=lambda u: -degree[u]):
+            chosen.append(user)
+            held += degree[user]
+            if held >= ratio * 21:
+                break
+        request = deletion_request(graph, "core", ratio)
+        assert sorted(map(tuple, request.t().tolist())) == sorted((u, i) for u in chosen for i in range(degree[u]))
+
+
+def test_random_deletion_stops_at_the_user_that_reaches_the_ratio():
+    graph = planted_communities(num_users=60, num_items=40, interactions_per_user=8, seed=0)
+    edges = graph[EDGE].edge_index.size(1)
+    for ratio in (0.05, 0.1, 0.3):
+        request = deletion_request(graph, "random", ratio, seed=3)
+        # whole users of 8 edges each: without its last user the set held less than the ratio
+        assert ratio * edges <= request.size(1) < ratio * edges + 8 and request.size(1) % 8 == 0
+
+
+def test_stream_orders_users_by_observed_activity():
+    graph = _graded_users()
+    users = lambda order, seed=0: [int(r[0].unique()) for r in stream_requests(graph, 6, order, seed)]
+    assert users("least") == [1, 3, 0, 5, 2, 4] and users("most") == [4, 2, 5, 0, 3, 1]
+    for request in stream_requests(graph, 6, "most"):  # every observed edge of its user, no sampled negative
+        user = int(request[0, 0])
+        assert sorted(request[1].tolist()) == list(range({0: 3, 1: 1, 2: 5, 3: 2, 4: 6, 5: 4}[user]))
+    orders = {tuple(users("random", seed)) for seed in range(5)}
+    assert all(sorted(order) == [0, 1, 2, 3, 4, 5] for order in orders) and len(orders) > 1  # seeded shuffles
+    assert users("random", 3) == users("random", 3)
+    with pytest.raises(ValueError, match=r"stream length must be in \[1, 6\]"):  # user 6 has no edge to forget
+        stream_requests(graph, 7, "least")
+
+
+def test_a_stream_continues_each_method_from_its_own_previous_result():
+    setting = Setting(DataSource("synthetic", negatives=1), TINY, seed=0)
+    variant = {"length": 3, "order": "random", "fractions": [1.0]}
+    requests = stream_requests(setting.train_graph, 3, "random", 0)
+    result = PROTOCOLS["stream"].run(setting, "finetune", {}, variant, False)
+    model, graph = setting.original, setting.train_graph  # by hand: request after request, each from the last result
+    for request in requests:
+        outcome = setting.continue_from("finetune", {}, model, graph).unlearn(request)
+        model, graph = outcome.model.eval(), outcome.graph
+    reference = setting.reference(torch.cat(requests, 1))
+    expected = prediction_distance(model, graph, reference.model, reference.graph, setting.test[EDGE].edge_index)
+    assert result["prediction_distance"] == pytest.approx(expected, rel=1e-6) and expected > 0

@@ -626,3 +626,25 @@ def test_run_attack_reports_completeness_against_retrain():
             "ifru": (unlearned.model, unlearned.graph)}.items()}
     expected = float((p["ifru"] - p["retrain"]).norm() / (p["original"] - p["retrain"]).norm())
     assert retrain["prediction_gap"] == 0 and ifru["prediction_gap"] == pytest.approx(expected, rel=1e-5)
+
+
+class _Captured(Exception):
+    """Raised by a stand-in for the library call a command ends in: its arguments, before any training."""
+
+
+def test_bench_and_train_flags_reach_the_library(tmp_path, monkeypatch):
+    import graphforget.bench
+    monkeypatch.setattr(graphforget.bench, "run_bench", lambda *args, **kwargs: (_ for _ in ()).throw(
+        _Captured(args, kwargs)))
+    with pytest.raises(_Captured) as caught:
+        main(["bench", "--protocol", "deletion", "--dataset", "ml-1m", "--negatives", "3", "--l2", "0.25",
+              "--epochs", "2", "--out", str(tmp_path / "bench")])
+    args, kwargs = caught.value.args
+    assert args[1].dataset == "ml-1m" and args[1].negatives == 3
+    assert (kwargs["hparams"].l2, kwargs["hparams"].train.epochs) == (0.25, 2)
+    monkeypatch.setattr("graphforget.cli.train", lambda *args, **kwargs: (_ for _ in ()).throw(_Captured(*args)))
+    with pytest.raises(_Captured) as caught:
+        main(["train", "--dataset", "synthetic", "--patience", "7", "--lr", "0.002", "--batch-size", "128",
+              "--embedding-dim", "6", "--l2", "0.5", "--quiet", "--out", str(tmp_path / "run")])
+    model, _, objective, config, _ = caught.value.args
+    assert (config.patience, config.lr, config.batch_size, model.embedding_dim, objective.l2) == (7, 0.002, 128, 6, 0.5)

@@ -1123,3 +1123,42 @@ def test_pairs_with_data_keeps_the_pairs_whose_user_and_item_keep_an_observed_ed
     assert kept[EDGE].edge_label.tolist() == [1., 0., 1., 1.] and pairs[EDGE].edge_index.size(1) == 7
     inside = make_interactions(torch.tensor([[0, 2], [1, 2]]), num_users=5, num_items=5)
     assert pairs_with_data(inside, graph) is inside
+
+
+def test_lightgcn_loader_counts_users_and_items_of_the_test_file_too(tmp_path):
+    # user 2 and item 3 occur in test.txt only: both files share one id space sized by the larger ids
+    _lightgcn_files(tmp_path, "0 1\n1 0\n", test="0 0\n2 3\n")
+    train, test = load_lightgcn(tmp_path)
+    assert (num_users(train), num_items(train)) == (num_users(test), num_items(test)) == (3, 4)
+    assert pairs_of(test) == [(0, 0), (2, 3)]
+
+
+def test_lightgcn_loader_sparse_id_slack_is_twice_the_used_ids_plus_1024(tmp_path):
+    # items used: 0, 1 and the largest; ids 0..N-1 held: refused once N > 2 * 3 + 1024 = 1030
+    _lightgcn_files(tmp_path, "0 1\n1 1029\n", test="0 0\n")
+    assert num_items(load_lightgcn(tmp_path)[0]) == 1030
+    _lightgcn_files(tmp_path, "0 1\n1 1030\n", test="0 0\n")
+    with pytest.raises(ValueError, match="the largest item id is 1030, but only 3 item ids are used"):
+        load_lightgcn(tmp_path)
+
+
+def test_load_csv_keeps_padded_and_plain_integer_ids_apart(tmp_path):
+    # no id beyond int64 here: "007" and "7" must stay two users by the comparison of the written forms alone
+    path = tmp_path / "ratings.csv"
+    path.write_text("u,i\n007,3\n7,3\n")
+    graph = load_csv(path, "u", "i")
+    assert list(graph["user"].raw_id) == ["007", "7"] and pairs_of(graph) == [(0, 0), (1, 0)]
+
+
+def test_adjacency_cache_keeps_no_matrix_built_from_inputs_that_require_gradients(random_graph):
+    graph = random_graph(9, 7, 30, seed=8)
+    like = torch.zeros(1, dtype=torch.float64)
+    cache = AdjacencyCache(size=2)
+    values = torch.rand(30, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for _ in range(2):  # two leaves of equal values: each call's matrix must differentiate in its own leaf
+        weight = values.clone().requires_grad_()
+        graph[EDGE].edge_weight = weight
+        cache(graph, like).values().sum().backward()
+        # each edge weight sits twice in the symmetric matrix: d(sum)/dw = 2
+        torch.testing.assert_close(weight.grad, torch.full((30,), 2.0, dtype=torch.float64))
+    assert len(cache) == 0

@@ -382,3 +382,18 @@ def test_a_foreign_checkpoint_and_a_fractional_layer_count_are_named(tmp_path):
         MF(6.0, 4)
     with pytest.raises(ValueError, match=re.escape("seed must be an integer in [0, 2**63), got 0.5")):
         MF(6, 4).reset_parameters(seed=0.5)
+
+
+def test_symmetric_spmm_differentiates_as_the_dense_product():
+    """symmetric_spmm's own backward (no transpose: A is symmetric) gives the dense product's gradient A w, and
+    second derivatives that pass gradgradcheck at tight tolerances, in float64."""
+    from graphforget.models.propagation import symmetric_spmm
+    gen = torch.Generator().manual_seed(0)
+    dense = torch.rand(5, 5, generator=gen, dtype=torch.float64) * (torch.rand(5, 5, generator=gen) < 0.5)
+    adjacency = (dense + dense.t()).to_sparse_csr()
+    x = torch.randn(5, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(5, 3, generator=gen, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((symmetric_spmm(adjacency, x) * weight).sum(), x, create_graph=True)
+    torch.testing.assert_close(grad, (dense + dense.t()) @ weight, rtol=1e-12, atol=1e-12)
+    # the backward runs through the function again: second derivatives (Hessian-vector products)
+    assert torch.autograd.gradgradcheck(lambda v: symmetric_spmm(adjacency, v).pow(2), (x,), atol=1e-8, rtol=1e-7)

@@ -174,6 +174,18 @@ def test_unlearnrec_through_the_adapter_equals_graphforgets_lightgcn(graph, one_
     assert torch.equal(x0(theirs), x0(ours))
 
 
+def test_a_seeded_reset_is_the_modules_reset_under_that_seed():
+    """reset_parameters(seed) is the module's own reset_parameters() after torch.manual_seed(seed): by hand (the
+    Retrain test's reference resets through the adapter too, so a wrong seed there cancels out)."""
+    model = PyGRecommender(PyGLightGCN(U + I, D, num_layers=K), U, I, receptive_field=K)
+    model.reset_parameters(3)
+    reference = PyGLightGCN(U + I, D, num_layers=K)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        reference.reset_parameters()
+    assert torch.equal(model.module.embedding.weight, reference.embedding.weight)
+
+
 def test_retrain_through_the_adapter(graph, one_thread):
     _, theirs = twins()
     request = random_edges(graph, ratio=0.05, seed=1)

@@ -333,6 +333,26 @@ def test_ifru_differentiates_the_contrastive_term(graph):
     assert (rows.gather(without.model) - rows.gather(out.model)).norm() > 0.1 * moved  # the term matters
 
 
+def test_cg_solves_the_contrastive_objective_of_an_orphaned_user_as_the_direct_solver(graph):
+    """A request that leaves user 4 without edges: no BPR term scores its row, but the contrastive term does (its
+    view's cosines with the other users), so its block is coupled: CG's attempts may not solve it apart as the
+    decoupled (l2 + lambda) I block of a plain objective. The step matches the direct solver's."""
+    model, objective, _, _ = _term_setup(graph)
+    model = model.double()
+    with torch.no_grad():  # rows of norm ~1, as in the test above
+        for parameter in model.parameters():
+            parameter.mul_(10)
+    request = torch.tensor([[4, 4], [3, 1]])
+    # the first attempt is rejected: the second's right-hand side differs on the orphan's rows
+    config = {"hops": 10, "newton": {"steps": 1}, "solver": {"damping": 1.0, "tol": 1e-10, "max_iter": 500}}
+    cg, direct = (IFRU(model, graph, objective, IFRUConfig(**{**config, "solver": {**config["solver"], "name": name}})
+                       ).unlearn(request) for name in ("cg", "direct"))
+    assert cg.info["zeroed_entries"] == 3 and cg.info["contrastive"] and cg.info["trusted"]
+    assert [a["damping"] for a in cg.info["attempts"]] == [a["damping"] for a in direct.info["attempts"]] == [1, 10]
+    for mine, reference in zip(cg.model.parameters(), direct.model.parameters()):
+        torch.testing.assert_close(mine, reference, rtol=1e-6, atol=1e-8)
+
+
 def test_the_contrastive_term_samples_large_sides_and_warns_without_fixed_views(graph):
     model, objective, rows, phi = _term_setup(graph)
     term = ContrastiveTerm(model, objective, graph, max_nodes=3)

@@ -620,6 +620,20 @@ def test_the_validation_test_and_its_failure_policy(early_stopped):
         TrustConfig(max_fresh_loss_rise=-0.1)
 
 
+def test_an_untrusted_step_is_not_validated(early_stopped):
+    """Given val, only an accepted step's validation AUC is tested: a step that failed its own checks and is
+    applied anyway (on_failure='apply') keeps that reason, and info holds no val_auc."""
+    models, graph, request, _ = early_stopped
+    config = IFRUConfig(solver=SolverConfig(max_iter=1, tol=1e-12), trust=TrustConfig(retries=0, on_failure="apply"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = IFRU(models["lightgcn"], graph, BCEObjective(), config, val=_attacked()[0].val).unlearn(request)
+        plain = IFRU(models["lightgcn"], graph, BCEObjective(), config).unlearn(request)
+    assert not result.info["trusted"] and "did not converge" in result.info["reason"]
+    assert "val_auc" not in result.info and "validate" not in result.info["phase_seconds"]
+    assert _same(result.model, plain.model)
+
+
 def test_forcing_term_by_hand():
     """Eisenstat and Walker's choice 2: eta = 0.9 (|r_k| / |r_k-1|)^2, raised to 0.9 eta_k-1^2 only when that
     exceeds 0.1, kept in [floor, 0.9]."""
