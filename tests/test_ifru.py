@@ -304,10 +304,9 @@ def test_the_papers_step_is_the_dense_formula_with_the_original_curvature(proble
     assert bool(result.model.user_emb.weight[7].ne(0).all())
 
 
-@pytest.mark.xfail(strict=True, reason="library: on orphan rows the right-hand side is -(l2 + lambda) phi0 (the "
-                                       "remaining objective's) even with curvature_of='original'")
 def test_the_papers_step_on_a_deleted_user_is_the_dense_formula(problem, one_thread):
-    """IFRUConfig.paper promises the paper's step exactly; a request that leaves a user without data differs."""
+    """IFRUConfig.paper is the paper's step exactly, on a request that leaves a user without data too (its rows
+    solved for g, not for the remaining objective's -(l2 + lambda) phi0)."""
     edges = problem[0][EDGE].edge_index
     _, step, expected = _papers_step(problem, edges[:, edges[0] == 7])
     torch.testing.assert_close(step, expected)
