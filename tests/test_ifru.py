@@ -147,19 +147,26 @@ def _flat_objective(model, graph, objective):
     return fn
 
 
-@pytest.mark.parametrize("kind", ["mf", "lightgcn", "dense"])
-def test_remaining_curvature_step_equals_the_dense_formula(problem, kind):
-    """curvature_of='remaining': theta' = theta + (H(theta; D - D_r) + lambda I)^-1 grad[L(D) - L(D - D_r)],
-    with H from torch.autograd.functional.hessian, at a point that is not stationary. ``dense``: a custom
-    GNN whose dense weights (a Linear, layer weights) are in theta too."""
+def _direct_remaining_step(problem, kind: str, hops: int):
+    """The model of ``kind`` (float64, seed 5), its objective (BCE, L2 1) and IFRU's exact-curvature step on the
+    remaining objective over ``hops``, solved directly at damping 2."""
     from test_dense_params import DenseGCN
     graph, request, _ = problem
     objective = BCEObjective(l2=1.0)
     model = {"mf": MF(U, I, D), "lightgcn": LightGCN(U, I, D, num_layers=2), "dense": DenseGCN(U, I, D)}[kind].double()
     model.reset_parameters(5)
-    config = IFRUConfig.paper(hops=10, solver={"name": "direct", "damping": 2.0}, curvature="exact",
+    config = IFRUConfig.paper(hops=hops, solver={"name": "direct", "damping": 2.0}, curvature="exact",
                               curvature_of="remaining")
-    result = IFRU(model, graph, objective, config).unlearn(request)
+    return model, objective, IFRU(model, graph, objective, config).unlearn(request)
+
+
+@pytest.mark.parametrize("kind", ["mf", "lightgcn", "dense"])
+def test_remaining_curvature_step_equals_the_dense_formula(problem, kind):
+    """curvature_of='remaining': theta' = theta + (H(theta; D - D_r) + lambda I)^-1 grad[L(D) - L(D - D_r)],
+    with H from torch.autograd.functional.hessian, at a point that is not stationary. ``dense``: a custom
+    GNN whose dense weights (a Linear, layer weights) are in theta too."""
+    graph, request, _ = problem
+    model, objective, result = _direct_remaining_step(problem, kind, hops=10)
     theta = torch.cat([p.detach().flatten() for p in model.parameters()])
     full, rest = _flat_objective(model, graph, objective), _flat_objective(model, result.graph, objective)
     gradient = torch.autograd.grad(full(theta.requires_grad_()) - rest(theta), theta)[0]
@@ -176,14 +183,8 @@ def test_a_region_of_the_request_nodes_steps_by_the_dense_formula_on_its_rows(pr
     phi + (H_phiphi(D - D_r) + lambda I)^-1 g_phi with H and g over every term of the whole graph (the terms
     two hops away from phi reach it through LightGCN's layers; the dense weights reach every output), and
     every other row is unchanged."""
-    from test_dense_params import DenseGCN
     graph, request, _ = problem
-    objective = BCEObjective(l2=1.0)
-    model = {"mf": MF(U, I, D), "lightgcn": LightGCN(U, I, D, num_layers=2), "dense": DenseGCN(U, I, D)}[kind].double()
-    model.reset_parameters(5)
-    config = IFRUConfig.paper(hops=0, solver={"name": "direct", "damping": 2.0}, curvature="exact",
-                              curvature_of="remaining")
-    result = IFRU(model, graph, objective, config).unlearn(request)
+    model, objective, result = _direct_remaining_step(problem, kind, hops=0)
     kept = {"user_emb.weight": request[0].unique(), "item_emb.weight": request[1].unique()}
     index, start = [], 0  # phi's entries in theta, parameter by parameter
     for name, p in model.named_parameters():
