@@ -659,16 +659,25 @@ def test_info_solver_is_a_list_with_one_entry_per_solve(problem):
     assert all("step_size" in solve for solve in three["solver"])
 
 
-@pytest.mark.parametrize("kind", ["mf", "lightgcn", "dense"])
+class TemperedMF(MF):
+    """MF whose own forward divides the dot product by a temperature: its embedding is linear, its scores are
+    not ``embed``'s dot products, so the closed form (which scores by them) must not be taken."""
+
+    def forward(self, graph, edge_label_index):
+        return super().forward(graph, edge_label_index) / 0.5
+
+
+@pytest.mark.parametrize("kind", ["mf", "lightgcn", "dense", "tempered"])
 @pytest.mark.parametrize("curvature", ["gauss_newton", "exact"])
 def test_fast_paths_give_the_reference_paths_step(problem, kind, curvature):
     """The closed-form products (MF, LightGCN) and the k-hop computation subgraph (models that read edge
     weights), chosen from the model, give the step of double backward through the model on the whole graph
-    (``_reference_paths=True``)."""
+    (``_reference_paths=True``); a model that overrides ``forward`` is not scored by the closed form."""
     from test_dense_params import DenseGCN
     graph, request, _ = problem
     objective = BCEObjective(l2=1.0)
-    model = {"mf": MF(U, I, D), "lightgcn": LightGCN(U, I, D, num_layers=2), "dense": DenseGCN(U, I, D)}[kind].double()
+    model = {"mf": MF(U, I, D), "lightgcn": LightGCN(U, I, D, num_layers=2), "dense": DenseGCN(U, I, D),
+             "tempered": TemperedMF(U, I, D)}[kind].double()
     model.reset_parameters(0)
     config = IFRUConfig(curvature=curvature, solver=SolverConfig(damping=1.0, tol=1e-10, max_iter=1000),
                         newton=NewtonConfig(steps=1))

@@ -395,6 +395,21 @@ def test_newton_early_stopped_goes_to_the_tilted_minimiser_only_when_l2_outweigh
     assert min(decreases[:-1]) >= 0.01 * (value[0] - value[1]) > decreases[-1] >= 0, (decreases, value)
 
 
+def test_no_newton_steps_away_from_stationarity_without_l2_even_at_a_zero_implicit_ridge(early_stopped):
+    """Without L2 the new objective has flat directions (the linear maps of the embedding space), so the rule
+    "iterate where the L2 is at least the implicit ridge" needs an L2 above 0. The no-L2 MF with its tables
+    scaled 3x (over-confident scores: the gradient shrinks phi, so the implicit ridge is 0) takes one step."""
+    models, graph, request, _ = early_stopped
+    model = copy.deepcopy(models["mf"]).double()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(3.0)
+    result, _ = _unlearn(model, graph, request, IFRUConfig(hops=10))
+    info = result.info
+    assert info["implicit_ridge"] == 0.0 and info["gradient_ratio"] > 0.1
+    assert info["trusted"] and len(info["solver"]) == 1 and "newton_stop" not in info
+
+
 def test_the_early_stopped_steps_stop_where_the_tilted_gradient_rises():
     """Away from stationarity T without its proximal term can have its minimiser far off (ML-100K MF, default
     L2: 0.80 of Retrain's AUC gain after 8 steps, -2.1 after 25): the steps stop at the first iterate whose
