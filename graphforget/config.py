@@ -176,8 +176,8 @@ def build_config(cls: type, options: dict[str, Any] | None = None, base: Any = N
             grouped.setdefault(head, {})[rest] = value
         elif isinstance(value, dict) and head in grouped:
             grouped[head].update(value)
-        else:
-            grouped[head] = value
+        else:  # a copy: later dotted keys of the group are written into it, never into the caller's dict
+            grouped[head] = dict(value) if isinstance(value, dict) else value
     return _build(cls, grouped, base, cls.__name__)
 
 

@@ -786,6 +786,34 @@ def test_planted_communities_refuses_bad_sizes_naming_the_field(field, value, me
         planted_communities(**{"num_users": 10, "num_items": 40, "interactions_per_user": 5, field: value})
 
 
+def test_planted_communities_rate_p_in_in_community_and_spread_users_evenly():
+    """Few ratings per user from large communities (sampling without replacement barely bends the weights):
+    the share of in-community ratings is p_in, and every community gets about a quarter of the users and
+    exactly a quarter of the items."""
+    graph = planted_communities(num_users=2000, num_items=400, num_communities=4, interactions_per_user=5,
+                                p_in=0.5, seed=0)
+    ei = graph[EDGE].edge_index
+    same = graph["user"].community[ei[0]] == graph["item"].community[ei[1]]
+    assert abs(float(same.float().mean()) - 0.5) < 0.03  # 10,000 ratings: a standard error of 0.005
+    users = torch.bincount(graph["user"].community, minlength=4)
+    assert users.numel() == 4 and int(users.min()) > 400 and int(users.max()) < 600  # 500 each, sd 19
+    assert torch.bincount(graph["item"].community).tolist() == [100] * 4
+
+
+def test_planted_communities_take_the_ends_of_the_probability_range():
+    """0 and 1 are probabilities: like_in=1, like_out=0 like exactly the in-community ratings; p_in=1 rates
+    only in the community, p_in=0 only outside it."""
+    kwargs = {"num_users": 200, "num_items": 120, "num_communities": 4, "interactions_per_user": 20, "seed": 1}
+    for extra, share in (({"like_in": 1.0, "like_out": 0.0}, None), ({"p_in": 1.0}, 1.0), ({"p_in": 0.0}, 0.0)):
+        graph = planted_communities(**kwargs, **extra)
+        ei, label = graph[EDGE].edge_index, graph[EDGE].edge_label
+        same = graph["user"].community[ei[0]] == graph["item"].community[ei[1]]
+        if share is None:
+            assert torch.equal(label, same.float()) and 0 < int(same.sum()) < same.numel()
+        else:
+            assert float(same.float().mean()) == share
+
+
 # --------------------------------------------------------------------------------------------- integrity
 
 def test_make_interactions_rejects_duplicate_pairs():

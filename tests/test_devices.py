@@ -6,10 +6,12 @@ README's test command runs the CUDA cases too.
 from __future__ import annotations
 
 import copy
+import types
 
 import pytest
 import torch
 
+from graphforget import clock
 from graphforget.clock import Stopwatch
 from graphforget.data import EDGE, planted_communities, random_edges, random_split
 from graphforget.models import ContrastiveBPRObjective, LightGCN, build_model
@@ -73,6 +75,23 @@ def test_the_clock_waits_for_the_gpu(monkeypatch):
     with Stopwatch("cpu"):
         pass
     assert len(calls) == 2
+
+
+def test_a_reused_clock_times_each_block_alone_and_a_restart_clears_the_last_reading(monkeypatch):
+    """Benchmarks reuse one Stopwatch: each block's reading is that block's time (not a running total), start()
+    forgets the last reading, and reading the clock before it started is a RuntimeError, not a TypeError."""
+    ticks = iter([10.0, 12.0, 20.0, 23.0, 30.0])  # block 1: 10 -> 12, block 2: 20 -> 23, restart at 30
+    monkeypatch.setattr(clock, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))
+    watch = Stopwatch()
+    with pytest.raises(RuntimeError, match=r"elapsed\(\) before start\(\)"):
+        watch.elapsed()
+    with watch:
+        pass
+    assert watch.seconds == 2.0
+    with watch:
+        pass
+    assert watch.seconds == 3.0
+    assert watch.start() is watch and watch.seconds is None and watch.started == 30.0
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -11,14 +11,17 @@ in float32. The dense model is solved to a tight tolerance: its CG iterates near
 change by 1e-5 for a 1e-15 change of the right-hand side, even with the explicit matrix.
 """
 import functools
+import re
 import warnings
 
 import pytest
 import torch
+import torch.distributed as dist
 
 from graphforget import BCEObjective, BPRObjective, TrainConfig, train
 from graphforget.data import attack_flip, planted_communities, random_split
-from graphforget.distributed import TermShare, gather_results, launch, rank_and_size
+from graphforget.distributed import (TermShare, gather_results, init_from_env, launch, my_jobs, rank_and_size,
+                                     summed_across_ranks)
 from graphforget.influence import training_terms
 from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN
 from graphforget.unlearn import IFRU, SCIF, IFRUConfig
@@ -143,3 +146,63 @@ def test_terms_parts_are_contiguous_and_cover_the_terms(small_planted, objective
     whole = functools.reduce(lambda a, b: a.cat(b), parts)
     assert torch.equal(whole.edge_label_index, terms.edge_label_index) and torch.equal(whole.target, terms.target)
     assert terms.part(0, 1) is terms and len(terms.select(torch.zeros(len(terms), dtype=torch.bool)).part(1, 2)) == 0
+
+
+def group_facts(results: list) -> list:
+    """What each rank sees of the helpers, gathered in rank order: its share, its jobs, the sums across the
+    ranks and the results of jobs shared round robin (module level, for ``launch``)."""
+    rank, size = rank_and_size()
+    share = TermShare.of_group()
+    facts = {"share": share, "jobs": my_jobs(5), "summed": summed_across_ranks(rank + 1.0),
+             "term_sum": share.summed(lambda v: v * (rank + 1))(torch.tensor([1.0, 2.0])),
+             "gathered": gather_results({job: results[job] for job in my_jobs(len(results))}, len(results))}
+    return gather_results({rank: facts}, size)
+
+
+@pytest.mark.distributed
+def test_two_ranks_share_jobs_and_terms_and_every_rank_gets_every_result_as_returned():
+    """IFRU's ranks find their share of the terms from the group (rank 1 of 2 is not one rank doing all of
+    it), jobs go round robin, sums add 1 + 2, and results cross over as they were returned (tuples stay
+    tuples)."""
+    results = [(0, "a"), [1, (2.0,)], {"t": (torch.ones(2), 3)}]
+    ranks = launch(group_facts, 2, results)
+    for rank, facts in enumerate(ranks):
+        assert facts["share"] == TermShare(rank, 2)
+        assert facts["jobs"] == [[0, 2, 4], [1, 3]][rank]
+        assert facts["summed"] == 3.0 and torch.equal(facts["term_sum"], torch.tensor([3.0, 6.0]))
+        gathered = facts["gathered"]
+        assert type(gathered[0]) is tuple and gathered[0] == (0, "a")
+        assert type(gathered[1]) is list and type(gathered[1][1]) is tuple and gathered[1] == [1, (2.0,)]
+        assert type(gathered[2]["t"]) is tuple and torch.equal(gathered[2]["t"][0], torch.ones(2))
+
+
+def test_one_process_does_every_job_and_a_job_no_rank_returned_is_named():
+    """Without a group, ``my_jobs`` is every job; results come back in job order, and a missing job is a
+    RuntimeError naming it (not a KeyError from the merge)."""
+    assert my_jobs(4) == [0, 1, 2, 3] and my_jobs(0) == []
+    assert gather_results({1: "b", 0: "a"}, 2) == ["a", "b"]
+    with pytest.raises(RuntimeError, match=re.escape("no rank returned jobs [1, 3]")):
+        gather_results({0: "a", 2: "c"}, 4)
+    with pytest.raises(ValueError, match=re.escape("launch: world_size must be >= 1, got 0")):
+        launch(group_facts, 0, [])
+
+
+def test_init_from_env_joins_a_torchrun_group_of_two_or_more_with_nccl_on_the_local_gpu(monkeypatch):
+    """``WORLD_SIZE`` unset or 1 starts nothing; otherwise gloo on the CPU, and nccl on GPUs with the device of
+    ``LOCAL_RANK`` (not the global ``RANK``) selected first."""
+    calls = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: calls.append(("init", backend)))
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.append(("device", device)))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert init_from_env() is False
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert init_from_env() is False and calls == []
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert init_from_env() is True and calls == [("init", "gloo")]
+    calls.clear()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert init_from_env() is True and calls == [("device", 1), ("init", "nccl")]

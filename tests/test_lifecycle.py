@@ -10,12 +10,12 @@ import torch
 
 from graphforget.cli import main
 from graphforget.config import build_config, check_fields, describe
-from graphforget.data import EDGE, random_edges
+from graphforget.data import EDGE, random_edges, random_split
 from graphforget.models import MF
 from graphforget.objectives import BCEObjective
 from graphforget.train import TrainConfig
-from graphforget.unlearn import (METHODS, IFRUConfig, NotFittedError, RetrainConfig, SISAConfig, build_unlearner,
-                                 method_config)
+from graphforget.unlearn import (IFRU, METHODS, IFRUConfig, NotFittedError, RetrainConfig, SISAConfig, Unlearner,
+                                 build_unlearner, method_config, register)
 
 
 @dataclasses.dataclass
@@ -88,6 +88,45 @@ def test_describe_lists_nested_fields_with_defaults_and_help():
     assert rows["inner.rate"].help == "a rate over two lines." and rows["inner.rate"].default == 0.1
 
 
+def test_build_config_merges_a_dict_with_dotted_keys_of_the_same_group():
+    """``{"inner.name": ..., "inner": {...}}`` sets both fields: the dict adds to the dotted keys before it."""
+    assert build_config(Outer, {"inner.name": "b", "inner": {"rate": 2.0}}) == Outer(inner=Inner(2.0, "b"))
+
+
+def test_build_config_leaves_the_callers_options_as_they_were():
+    """A dict given for a nested config, then a dotted key of the same config: the caller's dict must not
+    gain the dotted key (options are reused, e.g. for a second method or a stored run)."""
+    inner = {"rate": 2.0}
+    assert build_config(Outer, {"inner": inner, "inner.name": "b"}) == Outer(inner=Inner(2.0, "b"))
+    assert inner == {"rate": 2.0}
+
+
+def test_build_config_reads_none_in_any_case_and_a_list_in_brackets():
+    """Command lines write ``None`` as Python prints it, and lists as JSON does."""
+    for text in ("None", "NULL", " none "):
+        assert build_config(Outer, {"limit": text}).limit is None, text
+    assert build_config(Outer, {"sizes": "[3, 4]"}).sizes == (3, 4)
+
+
+def test_check_fields_reports_the_value_of_a_dotted_field():
+    """A rule on a nested field (``inner.rate``) names the field and shows its value, not None."""
+    outer = Outer(inner=Inner(rate=-0.5))
+    rules = {"flag": (True, "a bool"), "inner.rate": (outer.inner.rate >= 0, "must be >= 0")}
+    with pytest.raises(ValueError, match=re.escape("Outer.inner.rate: must be >= 0 (got -0.5)")):
+        check_fields(outer, rules)
+    with pytest.raises(ValueError, match=re.escape("Top.outer.inner.rate: must be >= 0 (got -0.5)")):
+        check_fields(outer, rules, path="Top.outer")
+
+
+def test_describe_keeps_a_nested_config_that_defaults_to_none_as_one_option():
+    """SISA's ``aggregator_train`` is ``None`` (train as ``train``) by default: one row, not TrainConfig's
+    defaults listed as if they were set, while ``train`` is expanded."""
+    rows = {row.name: row for row in describe(SISAConfig)}
+    assert (rows["aggregator_train"].type, rows["aggregator_train"].default) == ("TrainConfig | None", None)
+    assert "aggregator_train.lr" not in rows and "train" not in rows
+    assert rows["train.lr"].default == TrainConfig().lr
+
+
 def test_every_registered_method_has_a_config_that_builds_and_describes():
     assert list(METHODS) == ["retrain", "ifru", "scif", "finetune", "sisa", "receraser", "unlearnrec"]
     for name, cls in METHODS.items():
@@ -105,6 +144,33 @@ def test_run_settings_fill_train_and_seed_and_options_change_them():
     assert method_config("ifru", None, train=train, seed=9) == IFRUConfig()  # IFRU has neither field
     with pytest.raises(ValueError, match="bad options for 'sisa': SISAConfig.num_shards: must be >= 1"):
         method_config("sisa", {"num_shards": 0})
+
+
+def test_register_refuses_a_taken_name_or_none_unless_told_to_overwrite():
+    """A second class under a taken name is refused, and taken with ``overwrite=True`` (both call forms); a
+    subclass that keeps the base's name, or no Unlearner at all, is refused."""
+    first = register(type("First", (IFRU,), {"name": "test-twice"}))
+    second = type("Second", (IFRU,), {"name": "test-twice"})
+    try:
+        assert register(first) is first and METHODS["test-twice"] is first  # the same class again is fine
+        with pytest.raises(ValueError, match=re.escape("method 'test-twice' is already registered (First)")):
+            register(second)
+        assert METHODS["test-twice"] is first
+        assert register(second, overwrite=True) is second and METHODS["test-twice"] is second
+        assert register(overwrite=True)(first) is first and METHODS["test-twice"] is first
+    finally:
+        del METHODS["test-twice"]
+    for bad in (type("Nameless", (Unlearner,), {}), int):
+        with pytest.raises(ValueError, match="is not an Unlearner subclass with its own `name`"):
+            register(bad)
+    assert Unlearner.name not in METHODS
+
+
+def test_build_unlearner_hands_the_validation_pairs_to_the_method(small_planted):
+    split = random_split(small_planted, (0.7, 0.3, 0.0), seed=0)
+    for name in ("retrain", "ifru"):
+        unlearner = build_unlearner(name, MF(60, 40, 4), split.train, BCEObjective(), val=split.val)
+        assert unlearner.val is split.val, name
 
 
 def test_fit_returns_self_and_unlearn_before_a_needed_fit_is_refused(small_planted):

@@ -1,12 +1,15 @@
 """The power-law interaction generator: seeded, exact, duplicate-free, heavy-tailed, and trainable."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from graphforget import BCEObjective, BPRObjective, TrainConfig, train
 from graphforget.data import (EDGE, GOWALLA_SHAPE, add_negatives, check_unique_pairs, pair_keys, power_law_exponent,
                               power_law_interactions)
+from graphforget.data.synthetic import _truncated_pareto_mean
 from graphforget.models import LightGCN, MF
 
 
@@ -61,6 +64,46 @@ def test_degrees_follow_the_requested_power_law():
         assert 10 < k.max() / k.float().mean() < 80
 
 
+def test_each_side_is_capped_by_its_own_max_ratio():
+    """The user and item caps are set apart: the side given 25x has a heavy tail, the side given 3x keeps its
+    largest degree near 3x the mean (plus Poisson noise), whichever side it is."""
+    for user_ratio, item_ratio in ((25, 3), (3, 25)):
+        graph = power_law_interactions(50_000, user_max_ratio=user_ratio, item_max_ratio=item_ratio, seed=0)
+        spread = [float(k.max() / k.float().mean()) for k in (degrees(graph, 0), degrees(graph, 1))]
+        heavy, capped = (spread[0], spread[1]) if user_ratio > item_ratio else (spread[1], spread[0])
+        assert heavy > 10 and capped < 5, (user_ratio, item_ratio, spread)
+
+
+def test_the_truncated_pareto_mean_matches_the_integrals():
+    """The cap solves cap / mean = max_ratio with this mean: E[w] = int w^(1-g) dw / int w^(-g) dw over [1, b],
+    by hand for g = 3, b = 2 (0.5 / 0.375) and g = 4, b = 3 ((4/9) / (26/81)); no spread at b = 1."""
+    assert _truncated_pareto_mean(3.0, 2.0) == pytest.approx(4 / 3, rel=1e-12)
+    assert _truncated_pareto_mean(4.0, 3.0) == pytest.approx(18 / 13, rel=1e-12)
+    assert _truncated_pareto_mean(2.5, 1.0) == 1.0
+
+
+def test_edges_come_sorted_by_user_then_item():
+    """As the docstring promises (the surplus of distinct draws is dropped at random, the rest kept in order)."""
+    for num_edges, num_users, num_items in ((12_345, None, None), (5_000, 100, 120), (30_000, 400, 300)):
+        graph = power_law_interactions(num_edges, num_users, num_items, seed=1)
+        keys = pair_keys(graph[EDGE].edge_index, graph["item"].num_nodes)
+        assert bool((keys[1:] > keys[:-1]).all()), num_edges
+
+
+def test_default_node_counts_leave_at_least_two_pairs_per_edge():
+    """Gowalla's proportions (29,858 users and 40,981 items to 810,128 edges), then items raised to 2 * E / users:
+    10 edges -> 1 user (not 0), 20 items; 1,000 edges -> round(36.9) = 37 users and ceil(2000 / 37) = 55 items
+    (Gowalla's proportion alone gives 51)."""
+    for num_edges, counts in ((10, (1, 20)), (1_000, (37, 55))):
+        graph = power_law_interactions(num_edges, seed=0)
+        assert (graph["user"].num_nodes, graph["item"].num_nodes) == counts
+
+
+def test_as_many_edges_as_pairs_give_the_complete_graph():
+    graph = power_law_interactions(12, 3, 4, seed=0)
+    assert pair_keys(graph[EDGE].edge_index, 4).tolist() == list(range(12))
+
+
 def test_a_uniform_graph_is_not_heavy_tailed():
     """The bound the power law passes above: a graph without weights (cap 1) has Poisson degrees."""
     uniform = power_law_interactions(50_000, user_max_ratio=1, item_max_ratio=1, seed=0)
@@ -78,6 +121,14 @@ def test_power_law_exponent_recovers_a_sampled_exponent():
         power_law_exponent(sample, 0)
     with pytest.raises(ValueError, match="fewer than two"):
         power_law_exponent(sample, 10 ** 12)
+
+
+def test_power_law_exponent_needs_two_tail_degrees_and_counts_k_min_in_the_tail():
+    """One degree >= k_min is refused; two give 1 + n / sum(ln(k / (k_min - 1/2))), k_min itself included."""
+    with pytest.raises(ValueError, match="fewer than two degrees >= k_min=10"):
+        power_law_exponent(torch.tensor([1, 3, 50]), 10)
+    expected = 1 + 2 / (math.log(10 / 9.5) + math.log(40 / 9.5))
+    assert power_law_exponent(torch.tensor([1, 9, 10, 40]), 10) == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.mark.parametrize("kwargs, match", [({"num_edges": 0}, ">= 1"), ({"num_edges": 60, "num_users": 10,
