@@ -170,14 +170,16 @@ def build_config(cls: type, options: dict[str, Any] | None = None, base: Any = N
             config's own checks reject.
     """
     grouped: dict[str, Any] = {}
+    first: dict[str, str] = {}  # the first key that named each field, for the error below
     for key, value in (options or {}).items():
         head, _, rest = key.partition(".")
-        if rest:
-            grouped.setdefault(head, {})[rest] = value
-        elif isinstance(value, dict) and head in grouped:
+        value = {rest: value} if rest else value
+        if head not in grouped:  # a copy: later dotted keys of the group go into it, never into the caller's dict
+            grouped[head], first[head] = dict(value) if isinstance(value, dict) else value, key
+        elif isinstance(grouped[head], dict) and isinstance(value, dict):
             grouped[head].update(value)
-        else:  # a copy: later dotted keys of the group are written into it, never into the caller's dict
-            grouped[head] = dict(value) if isinstance(value, dict) else value
+        else:  # a value and fields of it: which one was meant is not ours to guess
+            raise ValueError(f"{cls.__name__}.{head}: given as a whole and by its fields ({first[head]!r}, {key!r})")
     return _build(cls, grouped, base, cls.__name__)
 
 

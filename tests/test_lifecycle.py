@@ -101,6 +101,14 @@ def test_build_config_leaves_the_callers_options_as_they_were():
     assert inner == {"rate": 2.0}
 
 
+@pytest.mark.parametrize("options, keys", [({"inner": None, "inner.rate": 2.0}, "'inner', 'inner.rate'"),
+                                           ({"inner.rate": 2.0, "inner": Inner()}, "'inner.rate', 'inner'")])
+def test_build_config_refuses_a_group_given_both_as_a_whole_and_by_its_fields(options, keys):
+    """Either order: which one the caller meant is not the library's to guess (one would silently drop the other)."""
+    with pytest.raises(ValueError, match=re.escape(f"Outer.inner: given as a whole and by its fields ({keys})")):
+        build_config(Outer, options)
+
+
 def test_build_config_reads_none_in_any_case_and_a_list_in_brackets():
     """Command lines write ``None`` as Python prints it, and lists as JSON does."""
     for text in ("None", "NULL", " none "):
