@@ -166,8 +166,8 @@ def build_config(cls: type, options: dict[str, Any] | None = None, base: Any = N
         base: a ``cls`` instance whose values the options change (default: ``cls()``).
 
     Raises:
-        ValueError: ``Cls.field: ...`` for an unknown field, a value of the wrong type, or a value the
-            config's own checks reject.
+        ValueError: ``Cls.field: ...`` for an unknown field, a value of the wrong type, a value the
+            config's own checks reject, or a nested config given both whole and by its dotted fields.
     """
     grouped: dict[str, Any] = {}
     first: dict[str, str] = {}  # the first key that named each field, for the error below
