@@ -19,8 +19,11 @@ from graphforget.train import TrainConfig  # noqa: E402
 from graphforget.unlearn import build_unlearner  # noqa: E402
 
 TRAIN = TrainConfig(epochs=1, batch_size=0, patience=0)
-OPTIONS = {"retrain": {}, "finetune": {"epochs": 1}, "ifru": {}, "scif": {}, "sisa": {"num_shards": 2}}
+OPTIONS = {"retrain": {}, "finetune": {"epochs": 1}, "ifru": {}, "scif": {}, "sisa": {"num_shards": 2},
+           "receraser": {"num_shards": 2}, "unlearnrec": {"pretrain_epochs": 1, "finetune_epochs": 1}}
 #: What a refusal must say: the messages of the library's own checks, not torch's.
+#: What a refusal of a valid request must say: that the data left cannot be trained on.
+UNTRAINABLE = ("no edges", "no remaining edges", "label", "without data", "two positive training edges")
 TORCH_INTERNALS = ("index out of range", "out of bounds", "size mismatch", "Expected all tensors")
 
 
@@ -68,6 +71,14 @@ def _untrainable(graph, request: torch.Tensor) -> bool:
     return keep.sum() == 0 or graph[EDGE].edge_label[keep].unique().numel() < 2
 
 
+def _may_refuse(method: str, graph, request: torch.Tensor) -> bool:
+    """Whether a valid request may be refused: what is left cannot be trained on (a shard's data for the sharded
+    methods; UnlearnRec pre-trains its encoder on pairs of positive edges)."""
+    positives = int((graph[EDGE].edge_label > 0).sum())
+    return (method in ("sisa", "receraser") or _untrainable(graph, request)
+            or (method == "unlearnrec" and positives < 2))
+
+
 def _check(method: str, graph, request: torch.Tensor, kind: str) -> None:
     model = MF(graph["user"].num_nodes, graph["item"].num_nodes, 4)
     model.reset_parameters(123)  # not Retrain's seed 0: its check would see an unchanged re-initialisation
@@ -77,9 +88,9 @@ def _check(method: str, graph, request: torch.Tensor, kind: str) -> None:
     except (ValueError, TypeError) as error:
         message = str(error)
         assert message and not any(text in message for text in TORCH_INTERNALS), message
-        if kind == "valid":  # only data the method cannot train on (SISA: a shard's) may refuse a valid request
-            assert method == "sisa" or _untrainable(graph, request), f"{method} refused a valid request: {message}"
-            assert "no edges" in message or "label" in message, message
+        if kind == "valid":  # only data the method cannot train on may refuse a valid request
+            assert _may_refuse(method, graph, request), f"{method} refused a valid request: {message}"
+            assert any(text in message for text in UNTRAINABLE), message
         return
     assert kind == "valid", f"{method} accepted a {kind} request"
     assert all(torch.isfinite(p).all() for p in result.model.parameters())

@@ -1,5 +1,6 @@
 """SCIF: label substitution and parameter selection on a hand-made graph."""
 import copy
+import warnings
 
 import pytest
 import torch
@@ -74,3 +75,18 @@ def test_requires_labels_and_leaves_caller_untouched(graph):
     for key, value in before.items():
         assert torch.equal(model.state_dict()[key], value)
         assert torch.equal(empty.model.state_dict()[key], value)
+
+
+def test_a_request_whose_labels_substitute_themselves_is_no_step_and_trusted(graph):
+    """(1, 0) is labelled 1 and user 1's remaining labels are all 1: its substitute is its own label, so the
+    removal's gradient is 0 and the exact step is none. Nothing is solved, nothing warns, the result is trusted
+    (an acceptance test of 0 / 0 rejected it as nan, retried four times and warned that the model was kept)."""
+    model = MF(4, 5, 3)
+    model.reset_parameters(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = SCIF(model, graph, BCEObjective(l2=1.0)).unlearn(torch.tensor([[1], [0]]))
+    info = result.info
+    assert info["trusted"] and info["reason"] is None and info["solver"] == [] and info["attempts"] == []
+    assert all(torch.equal(a, b) for a, b in zip(result.model.parameters(), model.parameters()))
+    assert result.graph[EDGE].edge_index.size(1) == EDGES.size(1) - 1

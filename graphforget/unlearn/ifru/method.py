@@ -141,8 +141,8 @@ class IFRU(Unlearner):
     * ``solver``: always a list, one dict per solve of a step: the first step's last attempt (the accepted
       one when ``trusted``), then one per Newton step (with its ``tol``, its ``step_size``, whether the
       Anderson-mixed iterate was taken instead, ``mixed``, and with ``line_search`` how much it lowered the
-      objective of the steps, ``decrease``); empty when the gradient was not finite (nothing
-      was solved);
+      objective of the steps, ``decrease``); empty when the gradient was not finite or zero
+      (nothing was solved; zero: the rows are already the answer, trusted);
     * ``trusted`` and ``reason`` (``None`` when trusted); ``newton_stop`` (why the Newton steps ended:
       ``converged``, ``stalled``, ``gradient rose``, ``no descent`` or ``max steps``; only when they ran);
       ``newton_discarded`` (only when the Newton steps were dropped for raising :math:`T` or failing
@@ -407,6 +407,9 @@ class IFRU(Unlearner):
         ratio = gradient_ratio(target, gradient)
         implicit = target.implicit_ridge() if self.config.solver.damping == "auto" else None
         outcome = {"implicit_ridge": implicit, "gradient_ratio": ratio, "attempts": []}
+        if not gradient.any():  # the removal changes nothing the rows see (SCIF: every label substituted by itself)
+            outcome.update(dense_damping={}, damping=None, trusted=True, reason=None, solver=[])
+            return phi, outcome
         target.metric, outcome["dense_damping"] = self._damping_metric(call.region.rows, target, ratio)
         step, reason = self._first_step(call, gradient, target, outcome["attempts"])
         outcome["damping"] = target.damping
