@@ -13,14 +13,16 @@ import torch
 
 from graphforget import cli
 from graphforget.bench import (DEFAULT_METHODS, PROTOCOLS, Cell, CellCache, DataSource, Setting, aggregate,
-                               deletion_request, mean_interval,
+                               bench_hparams, deletion_request, mean_interval,
                                parse_params, plan_cells, run_bench, stream_positions, stream_requests, t_quantile)
 from graphforget.bench.setting import request_digest
 from graphforget.data import EDGE, make_interactions, pair_keys, planted_communities
 from graphforget.metrics import prediction_distance
 from graphforget.presets import Hyperparameters
+from graphforget.protocols.attack import prepare_attack_data
 from graphforget.runs import sha256_file
 from graphforget.unlearn import Retrain, RetrainConfig
+from graphforget.verify import verify_forgetting
 
 #: A tiny model trained for a few epochs: fast, and deterministic for a seed.
 TINY = Hyperparameters(model="mf", embedding_dim=8, l2=1.0, train={"epochs": 3, "patience": 0})
@@ -159,6 +161,21 @@ def test_a_cached_file_of_another_cell_is_not_read(tmp_path):
     assert cache.load(one) == {"mia_auc": 0.5} and cache.load(two) is None
     cache.path(one).write_text("{not json")
     assert cache.load(one) is None
+
+
+def test_the_request_digest_tells_apart_requests_of_the_same_size_and_largest_item():
+    # (1, 0), (2, 2) against (0, 2), (3, 0): keyed user * 2 + item, both would be [2, 6]; user * 3 + item is not
+    a, b = torch.tensor([[1, 2], [0, 2]]), torch.tensor([[0, 3], [2, 0]])
+    assert request_digest(a) != request_digest(b)
+    assert request_digest(a) == request_digest(a.flip(1))  # order-free
+
+
+def test_requests_with_different_largest_items_get_different_digests():
+    """Keyed user * (largest item + 1) + item alone, user 1's items 0, 1 and user 0's items 2, 3 both give [2, 3]:
+    Setting.reference (and the ranking cache) would hand one request the other's Retrain."""
+    a = torch.tensor([[1, 1], [0, 1]])  # 1 * 2 + 0, 1 * 2 + 1 = 2, 3
+    b = torch.tensor([[0, 0], [2, 3]])  # 0 * 4 + 2, 0 * 4 + 3 = 2, 3
+    assert request_digest(a) != request_digest(b)
 
 
 # ------------------------------------------------------------------------------------- resuming a run
@@ -357,6 +374,19 @@ def test_aggregates_count_the_cells_whose_method_trusted_its_result():
     assert groups["ifru"]["metrics"]["auc_0"]["mean"] == pytest.approx(0.65)
 
 
+def _record(method, seed, result):
+    return {"cell": {"protocol": "attack", "dataset": "d", "model": "mf", "method": method, "seed": seed,
+                     "params": {"protocol": {"attack_ratio": 0.02}}}, "result": result}
+
+
+def test_aggregates_leave_out_flags_and_take_the_confidence_given():
+    records = [_record("ifru", seed, {"auc_0": value, "converged": True}) for seed, value in enumerate((1.0, 2.0, 3.0))]
+    metrics = aggregate(records, confidence=0.9)[0]["metrics"]
+    assert set(metrics) == {"auc_0"}  # a bool is no figure
+    # s = 1; for 2 degrees of freedom t_p = (2p - 1) / sqrt(2 p (1 - p)), p = 0.95: 0.9 / sqrt(0.095)
+    assert metrics["auc_0"]["half_width"] == pytest.approx(0.9 / math.sqrt(0.095) / math.sqrt(3), rel=1e-9)
+
+
 def test_the_readme_cell_counts_the_untrusted_seeds():
     from graphforget.bench.report import README_DEFAULT, _readme_cell
     figures = {"prediction_gap": 0.5, "mia_auc": 0.25, "seconds": 0.125}
@@ -437,6 +467,16 @@ def test_a_named_dataset_is_keyed_by_its_file(tmp_path):
     before = key()
     data.write_text("1\t1\t5\t0\n2\t1\t4\t0\n")
     assert key() != before and source.identity()["files"] == {"u.data": sha256_file(data)}
+
+
+def test_a_file_source_is_keyed_by_its_test_file_too(tmp_path):
+    """The LightGCN folder's test.txt is the test set: an edit to it is other data."""
+    folder = _lightgcn_files(tmp_path / "data")
+    source = DataSource("file", path=str(folder), format="lightgcn", negatives=1)
+    before = source.identity()
+    with open(folder / "test.txt", "a") as handle:
+        handle.write("0 29\n")
+    assert set(before["files"]) == {"train.txt", "test.txt"} and source.identity() != before
 
 
 def test_implicit_data_gets_sampled_negatives_for_bce_and_none_for_bpr(tmp_path):
@@ -581,3 +621,162 @@ def test_a_stream_continues_each_method_from_its_own_previous_result():
     reference = setting.reference(torch.cat(requests, 1))
     expected = prediction_distance(model, graph, reference.model, reference.graph, setting.test[EDGE].edge_index)
     assert result["prediction_distance"] == pytest.approx(expected, rel=1e-6) and expected > 0
+
+
+# --------------------------------------------------------- settings, plans, seeds and the protocols' checks
+
+def test_a_harness_method_takes_the_options_given_over_its_own():
+    """retrain_seed seeds itself from the cell's seed (seed + 1000); options given for it win over that."""
+    from graphforget.bench.setting import resolve_method
+    assert resolve_method("retrain_seed", None, 2) == ("retrain", {"seed": 1002, "train.seed": 1002})
+    assert resolve_method("retrain_seed", {"seed": 5}, 2) == ("retrain", {"seed": 5, "train.seed": 1002})
+    assert resolve_method("ifru", {"solver.name": "cg"}, 2) == ("ifru", {"solver.name": "cg"})
+
+
+def test_the_protocols_without_an_attack_train_on_the_clean_split():
+    """deletion and stream start from the clean training split, not from the attack protocol's flipped labels."""
+    data = prepare_attack_data("synthetic", attack_ratio=0.02, seed=0)
+    clean = Setting(DataSource("synthetic", negatives=1), TINY, seed=0)
+    assert torch.equal(clean.train_graph[EDGE].edge_label, data.split.train[EDGE].edge_label) and clean.request is None
+    assert not torch.equal(clean.train_graph[EDGE].edge_label, data.train[EDGE].edge_label)
+    flipped = Setting(DataSource("synthetic", negatives=1), TINY, seed=0, attack={"kind": "flip", "ratio": 0.02})
+    assert torch.equal(flipped.train_graph[EDGE].edge_label, data.train[EDGE].edge_label)
+    assert torch.equal(flipped.request, data.request)
+
+
+def test_the_reference_retrain_and_the_methods_take_the_settings_seed():
+    setting = Setting(DataSource("synthetic", negatives=1), TINY, seed=2)
+    request = deletion_request(setting.train_graph, "edge", 0.05, seed=2)
+    # by hand: a fresh model from seed 2, trained on the remaining edges in seed 2's batch order
+    by_hand = Retrain(setting.original, setting.train_graph, setting.objective,
+                      RetrainConfig(TINY.train_config(2), seed=2), val=setting.val).unlearn(request)
+    reference = setting.reference(request)
+    assert torch.allclose(reference.model.user_emb.weight, by_hand.model.user_emb.weight)
+    sisa = setting.continue_from("sisa", {"num_shards": 2}, setting.original, setting.train_graph)
+    assert (sisa.config.seed, sisa.config.train.seed) == (2, 2)
+
+
+def test_methods_with_a_fit_step_are_fitted_each_for_itself():
+    """The fitted methods of a setting are kept per method and options: RecEraser with SISA's options is not SISA."""
+    setting = Setting(DataSource("synthetic", negatives=1), TINY, seed=0)
+    options = {"num_shards": 2, "aggregation": "mean"}
+    sisa, receraser = setting.unlearner("sisa", options), setting.unlearner("receraser", options)
+    assert (type(sisa).__name__, type(receraser).__name__) == ("SISA", "RecEraser")
+    assert setting.unlearner("sisa", dict(options)) is sisa  # fitted once per setting
+
+
+def test_the_harness_trains_with_bpr_for_the_adversarial_protocol_and_the_contrastive_models():
+    assert bench_hparams("mf", "synthetic", "deletion").loss == "bce"
+    assert bench_hparams("mf", "ml-1m", "adversarial").loss == "bpr"
+    assert bench_hparams("sgl", "ml-1m", "stream").loss == "bpr"  # SGL's own loss, whatever the protocol
+
+
+def test_cells_are_ordered_by_seed_then_variant_with_retrain_first_and_each_method_once():
+    params = {"kinds": ["edge", "core"], "ratios": [0.05]}
+    cells = plan_cells("deletion", DataSource("synthetic", negatives=1), TINY, ["ifru", "retrain", "ifru"], 2, params,
+                       {})
+    expected = [(seed, kind, method) for seed in (0, 1) for kind in ("edge", "core") for method in ("retrain", "ifru")]
+    assert [(cell.seed, cell.params["protocol"]["kind"], cell.method) for cell in cells] == expected
+
+
+def test_each_seed_of_a_run_gets_its_own_setting(monkeypatch):
+    """The cells of seed 1 run on seed 1's setting (its split and models), not on the setting of the seed before."""
+    seen = []
+
+    def recording(setting, method, *args):
+        seen.append((method, setting.seed, id(setting)))
+        return {}
+    monkeypatch.setitem(PROTOCOLS, "deletion", dataclasses.replace(PROTOCOLS["deletion"], run=recording))
+    run_bench("deletion", "synthetic", methods=["ifru"], seeds=2, params={"kinds": ["edge"], "ratios": [0.05]},
+              hparams=TINY)
+    assert [(method, seed) for method, seed, _ in seen] == [("retrain", 0), ("ifru", 0), ("retrain", 1), ("ifru", 1)]
+    assert seen[0][2] == seen[1][2]  # one setting shared by the methods of a seed
+
+
+def test_a_method_that_refuses_the_setting_gives_its_cells_an_error(tmp_path):
+    """SCIF relabels terms, so it refuses BPR: its cell records the refusal and the run goes on."""
+    folder = _lightgcn_files(tmp_path / "data")
+    hparams = Hyperparameters(model="mf", embedding_dim=8, l2=1e-4, loss="bpr", train={"epochs": 2, "patience": 0})
+    result = run_bench("deletion", DataSource("file", path=str(folder), format="lightgcn"), methods=["scif"], seeds=1,
+                       params={"kinds": ["edge"], "ratios": [0.1]}, hparams=hparams)
+    retrain, scif = (record["result"] for record in result.cells)
+    assert "error" not in retrain and scif["error"].startswith("MethodUnsupported: scif")
+    assert result.aggregates[1]["errors"] == 1
+
+
+def test_empty_options_are_no_options():
+    """An empty option dict neither counts as options for retrain nor as options of a method that is not run."""
+    from graphforget.bench.harness import _options
+    assert _options(["ifru"], {"retrain": {}, "scif": {}, "ifru": {}}, TINY, [0]) == {"ifru": {}}
+
+
+def test_the_adversarial_protocol_runs_unlearnrec_instead_of_scif_by_default(monkeypatch):
+    from graphforget.bench import ADVERSARIAL_METHODS, harness
+    planned = {}
+
+    def capture(protocol, source, hparams, methods, *rest):
+        planned[protocol] = list(methods)
+        raise _Killed(protocol)
+    monkeypatch.setattr(harness, "plan_cells", capture)
+    for protocol in ("adversarial", "deletion"):
+        with pytest.raises(_Killed):
+            run_bench(protocol, "synthetic")
+    assert planned["adversarial"] == ["retrain", "retrain_seed", "finetune", "ifru", "sisa", "receraser", "unlearnrec"]
+    assert planned["adversarial"] == list(ADVERSARIAL_METHODS) and planned["deletion"] == list(DEFAULT_METHODS)
+
+
+def test_a_single_valued_parameter_takes_one_value():
+    with pytest.raises(ValueError, match="expected one int"):
+        parse_params("stream", {"length": "10,20"})
+
+
+def test_a_deletion_ratio_outside_the_unit_interval_is_refused():
+    graph = planted_communities(num_users=60, num_items=40, interactions_per_user=8, seed=0)
+    for ratio in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match=r"deletion ratio must be in \(0, 1\)"):
+            deletion_request(graph, "edge", ratio)
+        with pytest.raises(ValueError, match=r"deletion ratio must be in \(0, 1\)"):  # before any cell is planned
+            PROTOCOLS["deletion"].variants({"kinds": ["edge"], "ratios": [0.05, ratio]})
+
+
+def test_stream_checkpoints_round_a_fraction_of_the_length_up_not_its_float_error():
+    # 0.07 * 100 = 7.000000000000001 and 0.55 * 100 = 55.00000000000001 in floating point: 7 and 55 requests
+    assert stream_positions(100, [0.07, 0.55]) == [7, 55]
+    assert stream_positions(10, [0.25, 0.5, 1.0]) == [3, 5, 10]
+
+
+def test_the_membership_attack_of_a_cell_is_seeded_by_the_cell():
+    setting = Setting(DataSource("synthetic", negatives=1), TINY, seed=1)
+    row = PROTOCOLS["deletion"].run(setting, "retrain", {}, {"kind": "edge", "ratio": 0.05}, False)
+    request = deletion_request(setting.train_graph, "edge", 0.05, seed=1)
+    reference = setting.reference(request)
+    report = verify_forgetting(reference.model, reference.graph, request, seed=1,
+                               before=(setting.original, setting.train_graph),
+                               reference=(reference.model, reference.graph))
+    assert (row["mia_auc"], row["mia_auc_before"]) == (report.mia_auc, report.before_mia_auc)
+
+
+def test_a_stream_without_an_acceptance_test_is_neither_trusted_nor_untrusted():
+    from graphforget.bench.protocols import _stream_summary
+    point = [{"fraction": 1.0, "removed_edges": 3, "prediction_gap": 0.5}]
+    assert _stream_summary(point, [1.0, 2.0], None, [None, None])["info"] == {"trusted": None,
+                                                                            "untrusted_requests": 0}
+    assert _stream_summary(point, [1.0, 2.0], None, [True, False])["info"] == {"trusted": False,
+                                                                             "untrusted_requests": 1}
+    summary = _stream_summary(point, [1.0, 2.0], None, [True, True])
+    assert summary["info"]["trusted"] is True and summary["seconds_per_request"] == 1.5
+
+
+def test_the_original_distance_of_a_message_passing_model_is_on_its_own_training_graph():
+    """LightGCN's predictions depend on the graph: the Original is scored on its training graph, the Retrain on its."""
+    hparams = Hyperparameters(model="lightgcn", embedding_dim=8, num_layers=1, l2=1.0,
+                              train={"epochs": 3, "patience": 0})
+    setting = Setting(DataSource("synthetic", negatives=1), hparams, seed=0)
+    row = PROTOCOLS["deletion"].run(setting, "retrain", {}, {"kind": "random", "ratio": 0.1}, False)
+    reference = setting.reference(deletion_request(setting.train_graph, "random", 0.1, seed=0))
+    pairs = setting.test[EDGE].edge_index
+    models = {"original": (setting.original, setting.train_graph), "retrain": (reference.model, reference.graph)}
+    with torch.no_grad():
+        p = {name: torch.sigmoid(model(graph, pairs)) for name, (model, graph) in models.items()}
+    assert row["original_distance"] == pytest.approx(float((p["original"] - p["retrain"]).norm()), rel=1e-6)
+    assert row["prediction_distance"] == 0

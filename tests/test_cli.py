@@ -648,3 +648,85 @@ def test_bench_and_train_flags_reach_the_library(tmp_path, monkeypatch):
               "--embedding-dim", "6", "--l2", "0.5", "--quiet", "--out", str(tmp_path / "run")])
     model, _, objective, config, _ = caught.value.args
     assert (config.patience, config.lr, config.batch_size, model.embedding_dim, objective.l2) == (7, 0.002, 128, 6, 0.5)
+
+
+# --- the attack protocol's data and seeds, the presets, the command line's own checks -----------------------------
+
+def _u_data(folder: Path, users: int, items: int) -> Path:
+    """A u.data where every one of ``users`` rates every one of ``items`` (5 and 1 alternating)."""
+    folder.mkdir(parents=True)
+    rows = [f"{u}\t{i}\t{5 if (u + i) % 2 else 1}\t0\n" for u in range(1, users + 1) for i in range(1, items + 1)]
+    (folder / "u.data").write_text("".join(rows))
+    return folder / "u.data"
+
+
+def test_data_that_the_5_core_empties_is_refused(tmp_path):
+    file = _u_data(tmp_path / "ml-100k", 4, 4)  # 4 ratings per user and item: none in the 5-core
+    with pytest.raises(ValueError, match=re.escape(f"no interactions left in {file} after the 5-core")):
+        prepare_attack_data("ml-100k", tmp_path)
+
+
+def test_run_attack_trains_the_original_from_its_seed():
+    data = prepare_attack_data("synthetic", attack_ratio=0.02, seed=0)
+    hparams = Hyperparameters(embedding_dim=8, train={"epochs": 2})
+    report = run_attack(data, hparams, methods=["retrain"], seed=1).to_dict()
+    # by hand: the model from seed 1, trained in seed 1's batch order, early-stopped on the validation pairs
+    model = hparams.build_model(num_users(data.train), num_items(data.train), 1)
+    train(model, data.train, hparams.objective(), hparams.train_config(1), data.split.val)
+    expected = evaluate_auc(model, data.train, data.split.test, data.request)
+    for key in ("auc_0", "auc_1", "auc_2"):
+        assert report["original"][key] == pytest.approx(expected[key], abs=1e-12)
+
+
+def test_hyperparameter_checks_and_the_presets_the_docstring_gives():
+    assert Hyperparameters(model="lightgcn", num_layers=0).build_model(3, 4).num_layers == 0  # LightGCN as MF
+    for bad in ({"num_layers": -1}, {"embedding_dim": 0}, {"model": "sgl", "loss": "bce"}):
+        with pytest.raises(ValueError, match=r"Hyperparameters\.|sgl trains with bpr"):
+            Hyperparameters(**bad)
+    assert default_hparams("mf", loss="bpr").objective(seed=3).seed == 3  # BPR's negatives from the run's seed
+    # stationary MF: l2 = 8 on ML-100K and 5 elsewhere
+    assert [default_hparams("mf", d, "stationary").l2 for d in ("ml-100k", "bookcrossing", "synthetic")] == [8, 5, 5]
+    with pytest.raises(ValueError, match="unknown dataset 'ml-1m'"):
+        default_hparams("mf", "ml-1m")
+
+
+def test_out_file_checks_refuse_a_fit_run_and_a_dangling_link(tmp_path):
+    from graphforget.cli import _check_out_file
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text("{}")  # a fit/forget run: no model.pt, but still a run
+    with pytest.raises(UsageError, match="is inside the run"):
+        _check_out_file(str(tmp_path / "run" / "report.json"))
+    (tmp_path / "link.json").symlink_to(tmp_path / "absent.json")  # writing through it would create its target
+    with pytest.raises(UsageError, match="exists: outputs are never overwritten"):
+        _check_out_file(str(tmp_path / "link.json"))
+
+
+def test_demo_refuses_a_missing_named_dataset_and_options_of_methods_it_does_not_run(capsys, tmp_path):
+    """The synthetic stand-in is for a demo without --dataset; an option must name one of the demo's methods."""
+    code, out, err = run_cli(capsys, "demo", "--dataset", "ml-100k", "--root", str(tmp_path), "--methods", "retrain",
+                             "--quiet", "--out", str(tmp_path / "o"), "--epochs", "1", "--embedding-dim", "4")
+    assert code == 2 and "ml-100k not found" in err and not (tmp_path / "o").exists()
+    code, _, err = run_cli(capsys, "demo", "--methods", "retrain", "--option", "ifru:solver.name=cg")
+    assert code == 2 and "--option takes METHOD:KEY=VALUE with METHOD in retrain, got 'ifru:solver.name=cg'" in err
+
+
+def test_bench_data_flags_reach_the_source_and_negatives_are_refused_for_labelled_data(tmp_path, monkeypatch, capsys):
+    import graphforget.bench
+    monkeypatch.setattr(graphforget.bench, "run_bench", lambda *args, **kwargs: (_ for _ in ()).throw(
+        _Captured(args, kwargs)))
+    (tmp_path / "ratings.csv").write_text("u,i,r\n1,2,4\n")
+    with pytest.raises(_Captured) as caught:
+        main(["bench", "--protocol", "deletion", "--data", str(tmp_path / "ratings.csv"), "--format", "csv",
+              "--user-col", "u", "--item-col", "i", "--label-col", "r", "--threshold", "3.5", "--model", "simgcl",
+              "--ssl-weight", "0.05", "--out", str(tmp_path / "bench")])
+    args, kwargs = caught.value.args
+    assert (args[1].threshold, args[1].user_col, args[1].label_col) == (3.5, "u", "r")
+    assert (kwargs["hparams"].model, kwargs["hparams"].ssl_weight) == ("simgcl", 0.05)
+    code, _, err = run_cli(capsys, "bench", "--protocol", "deletion", "--dataset", "synthetic", "--negatives", "1",
+                           "--out", str(tmp_path / "b"))
+    assert code == 2 and "--negatives is for implicit data; synthetic brings its own 0/1 labels" in err
+
+
+def test_negative_threads_are_a_usage_error(capsys):
+    code, _, err = run_cli(capsys, "--threads", "-1", "methods")
+    assert code == 2 and err == "graphforget: error: --threads must be >= 0, got -1\n"

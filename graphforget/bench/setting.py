@@ -50,7 +50,11 @@ class MethodUnsupported(ValueError):
 
 def request_digest(request: Tensor) -> str:
     """A short hash of a request's (user, item) pairs, independent of their order."""
-    keys = torch.sort(request[0].cpu().long() * (int(request[1].max()) + 1) + request[1].cpu().long()).values
+    users, items = request.cpu().long()
+    width = int(items.max()) + 1 if items.numel() else 1
+    # The width is hashed too: with it the keys name the pairs (without it, two requests of different widths
+    # could give the same keys: (1, 0), (1, 1) at width 2 and (0, 2), (0, 3) at width 4 both give 2, 3).
+    keys = torch.cat([torch.tensor([width]), torch.sort(users * width + items).values])
     return hashlib.sha256(keys.numpy().tobytes()).hexdigest()[:16]
 
 
