@@ -160,16 +160,22 @@ def _direct_remaining_step(problem, kind: str, hops: int):
     return model, objective, IFRU(model, graph, objective, config).unlearn(request)
 
 
-def _assert_the_dense_remaining_step(model, graph, objective, result):
-    """``result`` is theta + (H(theta; D - D_r) + 2 I)^-1 grad[L(D) - L(D - D_r)] over every parameter, with H from
-    torch.autograd.functional.hessian."""
+def _dense_step(model, graph, objective, result, damping=2.0, original=False, index=None):
+    """The reference IFRU's steps are checked against, by dense autograd: theta with its entries ``index`` (all by
+    default) moved by (H + damping I)^-1 grad[L(D) - L(D - D_r)], H = H(theta; D - D_r) (``original``: H(theta; D))
+    restricted to them."""
     theta = torch.cat([p.detach().flatten() for p in model.parameters()])
+    index = torch.arange(theta.numel()) if index is None else index
     full, rest = _flat_objective(model, graph, objective), _flat_objective(model, result.graph, objective)
-    gradient = torch.autograd.grad(full(theta.requires_grad_()) - rest(theta), theta)[0]
-    hessian = torch.autograd.functional.hessian(rest, theta.detach())
-    expected = theta.detach() + torch.linalg.solve(hessian + 2.0 * torch.eye(theta.numel(), dtype=theta.dtype),
-                                                   gradient)
-    torch.testing.assert_close(torch.cat([p.detach().flatten() for p in result.model.parameters()]), expected)
+    gradient = torch.autograd.grad(full(theta.requires_grad_()) - rest(theta), theta)[0][index]
+    hessian = torch.autograd.functional.hessian(full if original else rest, theta.detach())[index][:, index]
+    expected = theta.detach().clone()
+    expected[index] += torch.linalg.solve(hessian + damping * torch.eye(index.numel(), dtype=theta.dtype), gradient)
+    return expected
+
+
+def _flat_result(result):
+    return torch.cat([p.detach().flatten() for p in result.model.parameters()])
 
 
 @pytest.mark.parametrize("kind", ["mf", "lightgcn", "dense"])
@@ -179,7 +185,7 @@ def test_remaining_curvature_step_equals_the_dense_formula(problem, kind):
     GNN whose dense weights (a Linear, layer weights) are in theta too."""
     graph, request, _ = problem
     model, objective, result = _direct_remaining_step(problem, kind, hops=10)
-    _assert_the_dense_remaining_step(model, graph, objective, result)
+    torch.testing.assert_close(_flat_result(result), _dense_step(model, graph, objective, result))
 
 
 @pytest.mark.parametrize("kind", ["mf", "lightgcn", "dense"])
@@ -198,15 +204,9 @@ def test_a_region_of_the_request_nodes_steps_by_the_dense_formula_on_its_rows(pr
         index.append((entries[kept[name]] if name in kept else entries).flatten())
         start += p.numel()
     index = torch.cat(index)
-    theta = torch.cat([p.detach().flatten() for p in model.parameters()])
-    full, rest = _flat_objective(model, graph, objective), _flat_objective(model, result.graph, objective)
-    gradient = torch.autograd.grad(full(theta.requires_grad_()) - rest(theta), theta)[0][index]
-    hessian = torch.autograd.functional.hessian(rest, theta.detach())[index][:, index]
-    expected = theta.detach().clone()
-    expected[index] += torch.linalg.solve(hessian + 2.0 * torch.eye(index.numel(), dtype=theta.dtype), gradient)
     assert result.info["kept_nodes"] == request[0].unique().numel() + request[1].unique().numel() < U + I
     assert result.info["kept_parameters"] == index.numel()
-    torch.testing.assert_close(torch.cat([p.detach().flatten() for p in result.model.parameters()]), expected)
+    torch.testing.assert_close(_flat_result(result), _dense_step(model, graph, objective, result, index=index))
 
 
 @pytest.mark.filterwarnings("ignore:IFRU. the step")  # whether the damped step passes its test
@@ -226,7 +226,7 @@ def test_a_user_left_with_only_unobserved_pairs_is_no_orphan(problem, one_thread
                               curvature_of="remaining")
     result = IFRU(model, graph, objective, config).unlearn(request)
     assert result.info["zeroed_entries"] == 0 and bool(result.model.user_emb.weight[user].ne(0).all())
-    _assert_the_dense_remaining_step(model, graph, objective, result)
+    torch.testing.assert_close(_flat_result(result), _dense_step(model, graph, objective, result))
 
 
 def test_the_affected_nodes_and_terms_are_the_receptive_fields_not_the_rows(problem):
@@ -285,13 +285,7 @@ def _papers_step(problem, request, damping=2.0):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # whether the damped step passes its test
         result = IFRU(model, graph, objective, config).unlearn(request)
-    theta = torch.cat([p.detach().flatten() for p in model.parameters()])
-    full, rest = _flat_objective(model, graph, objective), _flat_objective(model, result.graph, objective)
-    gradient = torch.autograd.grad(full(theta.requires_grad_()) - rest(theta), theta)[0]
-    hessian = torch.autograd.functional.hessian(full, theta.detach())
-    expected = theta.detach() + torch.linalg.solve(hessian + damping * torch.eye(theta.numel(), dtype=theta.dtype),
-                                                   gradient)
-    return result, torch.cat([p.detach().flatten() for p in result.model.parameters()]), expected
+    return result, _flat_result(result), _dense_step(model, graph, objective, result, damping, original=True)
 
 
 def test_the_papers_step_is_the_dense_formula_with_the_original_curvature(problem, one_thread):

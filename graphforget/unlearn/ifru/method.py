@@ -372,9 +372,9 @@ class IFRU(Unlearner):
         """``[len(phi)]`` whether each entry of phi is a row of a node that no term of the new objective
         scores and no remaining edge reaches (none for SCIF, whose new objective keeps every node, nor for the
         paper's step, ``curvature_of="original"``, whose right-hand side is g on every row)."""
-        users, store = num_users(self.graph), self.graph[EDGE]
         if self.config.curvature_of == "original":
             return torch.zeros_like(call.region.phi, dtype=torch.bool)
+        users, store = num_users(self.graph), self.graph[EDGE]
         removed = call.positions if "observed" not in store else call.positions[store.observed[call.positions]]
         ends = torch.cat([store.edge_index[0, removed], store.edge_index[1, removed] + users])
         # The remaining degrees are the kept ones less the removed message-passing edges: no scan of every edge.
