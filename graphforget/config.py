@@ -8,6 +8,7 @@ directly gets the same type checks from :func:`check_types`, which its ``__post_
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -20,7 +21,7 @@ from typing import Any, Callable, NamedTuple
 import torch
 
 __all__ = ["build_config", "describe", "check_fields", "check_types", "FieldHelp", "is_integer", "is_integer_tensor",
-           "check_seed", "seeded"]
+           "check_seed", "seeded", "eval_mode"]
 
 _NONE = {"none", "null"}
 _BOOLS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
@@ -65,6 +66,19 @@ def seeded(seed: Any, device: torch.device | str | None = None) -> torch.Generat
     (:func:`check_seed`)."""
     check_seed(seed)
     return (torch.Generator() if device is None else torch.Generator(device)).manual_seed(int(seed))
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module):
+    """``model`` in eval mode inside; afterwards every submodule's own training flag, as the caller set it
+    (``model.train(was_training)`` would set them all to the model's, e.g. turn a frozen dropout back on)."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, mode in modes:
+            module.training = mode
 
 
 def check_fields(config: Any, rules: dict[str, tuple[bool, str]], path: str | None = None) -> None:

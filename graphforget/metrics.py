@@ -8,7 +8,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.metrics import LinkPredNDCG, LinkPredRecall
 
-from .config import is_integer
+from .config import eval_mode, is_integer
 from .data.interactions import (EDGE, check_model_fits, check_pair_ids, check_pair_tensor, message_passing_edges,
                                 num_items, num_users, validate_pairs)
 
@@ -113,11 +113,9 @@ def evaluate_auc(model, graph: HeteroData, test: HeteroData, request: Tensor | N
     """
     labels = _test_labels(test)
     request = None if request is None else validate_pairs(graph, request)
-    was_training = model.training
-    model.eval()
     edges = test[EDGE].edge_index.to(graph[EDGE].edge_index.device)
-    scores = _scores(model, graph, edges, "the test set")
-    model.train(was_training)
+    with eval_mode(model):
+        scores = _scores(model, graph, edges, "the test set")
     return auc_groups(scores.cpu(), edges.cpu(), labels.cpu(), None if request is None else request.cpu())
 
 

@@ -108,11 +108,12 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
             :class:`NoSignalWarning` says when the best validation AUC is under :func:`chance_level`.
 
     Raises:
-        ValueError: when the graph has no edges, its node counts differ from the model's, its labels do not
-            suit the objective (:meth:`~graphforget.objectives.Objective.check`), or the objective is BCE
-            and no edge is labelled 0; when ``val`` does not fit the model or lacks pairs labelled 1 or 0
-            (its AUC, which early stopping follows, would be undefined); when the loss becomes NaN or
-            infinite (a learning rate too high, or a non-finite value in the parameters).
+        ValueError: when the graph has no edges, the model no trainable parameter, its node counts differ from
+            the graph's, the graph's labels do not suit the objective
+            (:meth:`~graphforget.objectives.Objective.check`), or the objective is BCE and no edge is labelled 0;
+            when ``val`` does not fit the model or lacks pairs labelled 1 or 0 (its AUC, which early stopping
+            follows, would be undefined); when the loss becomes NaN or infinite (a learning rate too high, or a
+            non-finite value in the parameters).
     """
     config = config or TrainConfig()
     num_edges = graph[EDGE].edge_index.size(1)
@@ -232,6 +233,8 @@ def _check_inputs(model: torch.nn.Module, graph: HeteroData, objective: Objectiv
     and the validation AUC is NaN)."""
     check_interactions(graph)
     check_model_fits(model, graph)
+    if not any(p.requires_grad for p in model.parameters()):  # torch's optimizer would say "an empty parameter list"
+        raise ValueError("the model has no trainable parameter (every requires_grad is False): nothing to train")
     objective.check(graph)
     if isinstance(objective, BCEObjective) and not bool((graph[EDGE].edge_label == 0).any()):
         raise ValueError("BCEObjective needs negative labels but every edge_label of the training graph is 1 "

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from .config import seeded
+from .config import eval_mode, seeded
 from .data.interactions import (EDGE, check_model_fits, edge_positions, message_passing_edges, num_items, num_users,
                                 pair_keys, validate_pairs)
 from .io import to_jsonable
@@ -264,14 +264,8 @@ def _nearest_free_chunk(pairs: Tensor, choice: Tensor, pending: Tensor, edges: T
 @contextlib.contextmanager
 def _scoring(model: torch.nn.Module):
     """Eval mode and no gradients inside; every submodule's training flag restored afterwards."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for module, mode in modes:
-            module.training = mode
+    with eval_mode(model), torch.no_grad():
+        yield
 
 
 def _scores(model: torch.nn.Module, graph: HeteroData, edges: Tensor) -> Tensor:

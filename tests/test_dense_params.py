@@ -208,3 +208,23 @@ def test_mf_has_no_dense_parameters():
     expected = torch.cat([model.user_emb.weight.detach()[USERS].flatten(), model.item_emb.weight.detach()[ITEMS].flatten()])
     assert torch.equal(rows.gather(model), expected) and rows.numel(model) == expected.numel()
     assert list(rows.tables(model, expected)) == ["user_emb.weight", "item_emb.weight"]
+
+
+@pytest.mark.parametrize("method", ["ifru", "scif"])
+def test_a_frozen_node_table_stays_out_of_phi_as_a_frozen_dense_parameter_does(method):
+    """``requires_grad=False`` keeps a parameter as it is in training (and FineTune) and a dense one out of phi;
+    IFRU and SCIF stepped the rows of a frozen node table all the same."""
+    from graphforget.data import planted_communities, random_edges
+    from graphforget.unlearn import METHODS
+
+    graph = planted_communities(num_users=30, num_items=20, num_communities=2, interactions_per_user=6, seed=0)
+    model = MF(30, 20, 4)
+    model.reset_parameters(0)
+    model.item_emb.weight.requires_grad_(False)  # e.g. fixed item features
+    request = random_edges(graph, 0.05, seed=1)
+    result = METHODS[method](model, graph, BCEObjective(l2=0.1)).unlearn(request)
+    assert torch.equal(result.model.item_emb.weight, model.item_emb.weight)
+    assert not result.model.item_emb.weight.requires_grad
+    assert (result.model.user_emb.weight != model.user_emb.weight).any()  # the trainable table still steps
+    rows = NodeRows.from_node_mask(model, torch.ones(50, dtype=torch.bool), 30)
+    assert rows.rows["item_emb.weight"].numel() == 0 and rows.rows["user_emb.weight"].numel() == 30

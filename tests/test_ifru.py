@@ -11,7 +11,7 @@ from torch_geometric.nn import SimpleConv
 from graphforget import BCEObjective, BPRObjective
 from graphforget.data import EDGE, bipartite_to_homogeneous, message_passing_edges, planted_communities, random_edges
 from graphforget.models import MF, EmbeddingRecommender, LightGCN
-from graphforget.unlearn import IFRU, IFRUConfig, NewtonConfig, SolverConfig, TrustConfig
+from graphforget.unlearn import IFRU, SCIF, IFRUConfig, NewtonConfig, SolverConfig, TrustConfig
 
 U, I, D = 30, 24, 4
 
@@ -748,3 +748,38 @@ def test_backtracking_tries_exactly_halvings_step_sizes():
     t, value = backtrack(square, one, step, 1.0)
     assert t == 2.0 ** -9 and value == pytest.approx((1 - 1023 / 512) ** 2, rel=1e-12)
     assert backtrack(square, one, step, 1.0, halvings=9) == (0.0, 1.0)
+
+
+class DroppedMF(MF):
+    """MF with dropout on its user rows: random in train mode (as ``train()`` leaves a model), the identity in eval
+    mode, the model that is scored and served."""
+    linear_embedding = False
+
+    def __init__(self, num_users, num_items, embedding_dim):
+        super().__init__(num_users, num_items, embedding_dim)
+        self.drop = torch.nn.Dropout(0.5)
+
+    def embed(self, graph):
+        return self.drop(self.user_emb.weight), self.item_emb.weight
+
+
+@pytest.mark.parametrize("method", [IFRU, SCIF])
+def test_a_model_in_train_mode_is_unlearned_as_the_eval_mode_model_it_serves(problem, method):
+    """IFRU and SCIF differentiated a model left in train mode with its dropout on: a step of random gradients and
+    curvatures, different on every call. They must step the deterministic (eval-mode) model, and hand back the
+    result in the caller's modes."""
+    graph, request, _ = problem
+    model = DroppedMF(U, I, D).double()
+    model.reset_parameters(0)
+    model.train()
+    config = IFRUConfig(newton=NewtonConfig(steps=1))
+    results = []
+    for seed, mode in ((0, True), (1, True), (0, False)):
+        torch.manual_seed(seed)  # the global random state dropout draws from
+        results.append(method(copy.deepcopy(model).train(mode), graph, BCEObjective(l2=1.0), config).unlearn(request))
+    for result in results[:2]:
+        for a, b in zip(result.model.parameters(), results[2].model.parameters()):
+            assert torch.equal(a, b)
+        assert result.model.training and result.model.drop.training
+    assert not results[2].model.training and not results[2].model.drop.training
+    assert model.training and model.drop.training

@@ -6,11 +6,12 @@ import torch
 from torch_geometric.data import HeteroData
 
 from graphforget.data import (EDGE, add_negatives, attack_flip, binarize, make_interactions, planted_communities,
-                              random_edges, remove_edges)
+                              random_edges, random_split, remove_edges)
+from graphforget.metrics import evaluate_auc
 from graphforget.models import MF
 from graphforget.objectives import BCEObjective, BPRObjective
 from graphforget.train import TrainConfig, train
-from graphforget.unlearn import IFRU, Retrain, RetrainConfig
+from graphforget.unlearn import IFRU, Retrain, RetrainConfig, build_unlearner
 
 U, I = 20, 16
 
@@ -137,6 +138,14 @@ def test_unlearn_rejects_requests_that_are_not_integer_ids(graph, request_, mess
         _retrain(_model(), graph).unlearn(request_)
 
 
+def test_an_empty_request_of_python_lists_is_an_empty_request(graph):
+    """``[[], []]`` holds no ids, so no dtype: torch reads it as float32, which was refused as "not integer ids"."""
+    result = _retrain(_model(), graph).unlearn([[], []])
+    assert result.info["empty"] and torch.equal(result.graph[EDGE].edge_index, graph[EDGE].edge_index)
+    with pytest.raises(ValueError, match="dtype torch.float32"):  # floats given as such are still refused
+        _retrain(_model(), graph).unlearn([[0.0], [1.0]])
+
+
 # --------------------------------------------------------------------------------------------- sizes
 
 @pytest.mark.parametrize("sizes, message", [
@@ -152,6 +161,31 @@ def test_model_and_graph_sizes_must_agree(graph, sizes, message):
     unlearner.model = _model(*sizes)
     with pytest.raises(ValueError, match=message):
         unlearner.unlearn(graph[EDGE].edge_index[:, :1])
+
+
+# --------------------------------------------------------------------------------------------- the caller's model
+
+SHORT = {"ifru": {}, "scif": {}, "receraser": {"num_shards": 2},
+         "unlearnrec": {"pretrain_epochs": 1, "finetune_epochs": 1, "max_val_auc_drop": 100.0}}
+
+
+@pytest.mark.parametrize("method", list(SHORT))
+def test_every_submodules_training_flag_is_left_as_the_caller_set_it(graph, method):
+    """A model in train mode with a submodule in eval mode (a frozen dropout or norm): scoring it in eval mode
+    must restore each submodule's own flag, not set them all to the model's (``model.train(was_training)``)."""
+    split = random_split(graph, (0.7, 0.3, 0.0), seed=0)
+    objective = BPRObjective(l2=0.1) if method == "unlearnrec" else BCEObjective(l2=0.1)
+    model = _model(split.train["user"].num_nodes, split.train["item"].num_nodes)
+    model.train()
+    model.item_emb.eval()
+    flags = [module.training for module in model.modules()]
+    unlearner = build_unlearner(method, model, split.train, objective, SHORT[method],
+                                train=TrainConfig(epochs=1, batch_size=0), val=split.val).fit()
+    assert [module.training for module in model.modules()] == flags
+    unlearner.unlearn(random_edges(split.train, 0.05, seed=1))
+    assert [module.training for module in model.modules()] == flags
+    evaluate_auc(model, split.train, split.val)
+    assert [module.training for module in model.modules()] == flags
 
 
 # --------------------------------------------------------------------------------------------- node attributes

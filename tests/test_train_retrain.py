@@ -174,6 +174,19 @@ def test_training_errors(split):
         train(MF(3, 3, 2), empty, BCEObjective())
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_a_model_without_a_trainable_parameter_is_refused_by_name(split, optimizer):
+    """Every parameter frozen: torch's optimizer refused "an empty parameter list", naming neither the model nor why
+    (and Retrain, FineTune and SISA passed that on)."""
+    model = fresh(MF, split).requires_grad_(False)
+    message = r"the model has no trainable parameter \(every requires_grad is False\): nothing to train"
+    with pytest.raises(ValueError, match=message):
+        train(model, split.train, BCEObjective(), TrainConfig(epochs=1, optimizer=optimizer))
+    with pytest.raises(ValueError, match=message):
+        Retrain(model, split.train, BCEObjective(), RetrainConfig(TrainConfig(epochs=1))).unlearn(
+            random_edges(split.train, 0.01, seed=0))
+
+
 def test_a_validation_set_without_both_classes_is_refused_before_training(split):
     """Its AUC is undefined: early stopping would keep no epoch (silently an untrained model before)."""
     train_graph, val = split.train, split.val

@@ -205,6 +205,23 @@ def test_unlearn_fine_tunes_without_touching_the_caller(trained):
     assert torch.equal(empty.graph[EDGE].edge_index, graph_edges)
 
 
+def test_a_frozen_table_is_left_as_it_is_and_the_other_one_updated(trained):
+    """``requires_grad=False`` keeps a table as it is in training and FineTune; UnlearnRec added the encoder's
+    update to a frozen table and fine-tuned it all the same."""
+    model, graph, objective = trained
+    model = copy.deepcopy(model)
+    model.item_emb.weight.requires_grad_(False)  # e.g. fixed item features
+    request = random_edges(graph, 0.05, seed=4)
+    result = UnlearnRec(model, graph, objective, quick_config(pretrain_epochs=1, finetune_epochs=1)).fit().unlearn(
+        request)
+    assert torch.equal(result.model.item_emb.weight, model.item_emb.weight)
+    assert not result.model.item_emb.weight.requires_grad
+    assert not torch.equal(result.model.user_emb.weight, model.user_emb.weight)
+    model.user_emb.weight.requires_grad_(False)  # nothing left to update: refused by name, before any training
+    with pytest.raises(ValueError, match="UnlearnRec updates the layer-0 tables, but every one is frozen"):
+        UnlearnRec(model, graph, objective, quick_config())
+
+
 def test_the_acceptance_test_compares_the_losses_on_the_remaining_edges(trained):
     """info holds both models' mean loss on the remaining edges; an update that raises it by more than
     max_loss_increase is returned untrusted, with its reason and a warning; None skips the test."""

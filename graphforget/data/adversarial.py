@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..config import seeded
+from ..config import eval_mode, seeded
 from .interactions import EDGE, edge_subgraph, num_users
 
 __all__ = ["adversarial_edges"]
@@ -47,20 +47,18 @@ def adversarial_edges(model, graph: HeteroData, fraction: float = 1.0, seed: int
         count = max(1, int(round(fraction * n_users)))
         pick = torch.randperm(n_users, generator=seeded(seed))[:count]
         users = pick.sort().values.to(device)
-    was_training = model.training
-    model.eval()
     picked_users, picked_items = [], []
-    for batch in users.split(batch_size):
-        scores = model.score_all(graph, batch).clone()
-        local = torch.full((n_users,), -1, dtype=torch.long, device=device)
-        local[batch] = torch.arange(batch.numel(), device=device)
-        mine = local[edge_index[0]] >= 0
-        scores[local[edge_index[0][mine]], edge_index[1][mine]] = float("inf")
-        best = scores.argmin(dim=1)
-        free = torch.isfinite(scores.gather(1, best[:, None]).squeeze(1))
-        picked_users.append(batch[free])
-        picked_items.append(best[free])
-    model.train(was_training)
+    with eval_mode(model):  # every submodule's own flag restored afterwards
+        for batch in users.split(batch_size):
+            scores = model.score_all(graph, batch).clone()
+            local = torch.full((n_users,), -1, dtype=torch.long, device=device)
+            local[batch] = torch.arange(batch.numel(), device=device)
+            mine = local[edge_index[0]] >= 0
+            scores[local[edge_index[0][mine]], edge_index[1][mine]] = float("inf")
+            best = scores.argmin(dim=1)
+            free = torch.isfinite(scores.gather(1, best[:, None]).squeeze(1))
+            picked_users.append(batch[free])
+            picked_items.append(best[free])
     request = torch.stack([torch.cat(picked_users), torch.cat(picked_items)]) if picked_users else \
         torch.empty(2, 0, dtype=torch.long, device=device)
     attacked = edge_subgraph(graph, torch.ones(edge_index.size(1), dtype=torch.bool, device=device))

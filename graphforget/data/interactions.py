@@ -255,11 +255,14 @@ def validate_pairs(graph: HeteroData, pairs: Tensor) -> Tensor:
             0/1, floats would be truncated), a tensor on the ``meta`` device (no values), unknown ids or
             duplicated pairs.
     """
+    given = pairs
     try:
         pairs = torch.as_tensor(pairs)
     except (TypeError, ValueError, RuntimeError) as error:  # None, a string, a tuple of tensors, ragged lists
         raise ValueError(f"a request is a [2, R] tensor (or nested list) of (user, item) ids, got a "
                          f"{type(pairs).__name__} ({error})") from None
+    if not torch.is_tensor(given) and pairs.numel() == 0:  # [[], []]: no ids, so torch's default float dtype
+        pairs = pairs.long()
     check_pair_tensor(pairs, "a request", "R")
     if pairs.is_meta:
         raise ValueError("a request on the meta device holds no ids: build it on the CPU or the graph's device")

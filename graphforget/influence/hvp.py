@@ -54,12 +54,11 @@ class NodeRows:
 
         ``dense``: also include, whole, every trainable (``requires_grad``) parameter that is not a node
         table, in the order of ``model.named_parameters()``. Models whose only parameters are node tables
-        (MF, LightGCN) get ``dense == ()`` either way.
+        (MF, LightGCN) get ``dense == ()`` either way. A frozen node table (``requires_grad=False``) gets no rows.
         """
-        nodes = model.node_parameters()
-        extra = tuple(name for name, p in model.named_parameters() if p.requires_grad and name not in nodes) \
-            if dense else ()
-        return cls({name: table_mask(mask, node_type, num_users).nonzero().flatten()
+        nodes, params = model.node_parameters(), dict(model.named_parameters())
+        extra = tuple(name for name, p in params.items() if p.requires_grad and name not in nodes) if dense else ()
+        return cls({name: _trainable_rows(table_mask(mask, node_type, num_users), params[name])
                     for name, node_type in nodes.items()}, extra)
 
     @property
@@ -148,6 +147,13 @@ class NodeRows:
         if self.dense:
             text += "; dense: " + ", ".join(self.dense)
         return "NodeRows(" + text + ")"
+
+
+def _trainable_rows(mask: Tensor, table: Tensor) -> Tensor:
+    """The row ids of ``mask``, none for a frozen table: training never moves it (nor FineTune), so an influence
+    step must not either, as it leaves a frozen dense parameter out."""
+    rows = mask.nonzero().flatten()
+    return rows if table.requires_grad else rows[:0]
 
 
 def rows_function(model, rows: NodeRows, forward: Callable) -> Callable[[Tensor], Tensor]:

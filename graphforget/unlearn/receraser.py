@@ -11,7 +11,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..clock import Stopwatch
-from ..config import check_fields, seeded
+from ..config import check_fields, eval_mode, seeded
 from ..data.interactions import EDGE, num_items, num_users
 from ..models.base import Recommender
 from ..objectives import Objective
@@ -254,11 +254,8 @@ class RecEraser(SISA):
             result = train(model, graph, self.objective, self.config.train, self.val)
             self.pretrained_model = model
             self.fit_info.update(pretrain_seconds=result.seconds, pretrain_epochs=result.epochs)
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             user, item = model.embed(graph)
-        model.train(was_training)
         return user.detach(), item.detach()
 
     def partition(self) -> Tensor:

@@ -48,7 +48,7 @@ from ..data.adjacency import quiet_csr
 from ..data.interactions import EDGE, bipartite_to_homogeneous, num_items, num_users, symmetric_edge_weight, \
     without_edges
 from ..clock import Stopwatch
-from ..config import check_fields, check_types
+from ..config import check_fields, check_types, eval_mode
 from ..io import atomic_write, tensors_sha256
 from ..models.base import table_mask
 from ..models.propagation import layer_sum
@@ -340,6 +340,9 @@ class UnlearnRec(Unlearner):
                  val: HeteroData | None = None):
         super().__init__(model, graph, objective, config, val=val)
         self.tables = _node_tables(model, graph)
+        if not self._updated_tables():
+            raise ValueError(f"UnlearnRec updates the layer-0 tables, but every one is frozen (requires_grad=False): "
+                             f"{', '.join(self.tables.values())}")
         num_layers = self.config.encoder_layers
         if num_layers is None:
             num_layers = int(getattr(model, "receptive_field", 0))
@@ -363,19 +366,23 @@ class UnlearnRec(Unlearner):
 
         They are both :math:`\mathbf{E}` of the withdraw term and the reference of :math:`\mathcal{L}_p`.
         """
-        was_training = self.model.training
-        self.model.eval()
-        user, item = self.model.embed(self.graph)
-        self.model.train(was_training)
+        with eval_mode(self.model):
+            user, item = self.model.embed(self.graph)
         return torch.cat([user, item]).detach()
 
+    def _updated_tables(self) -> dict[str, str]:
+        """The layer-0 tables UnlearnRec updates, by node type: the trainable ones (training leaves a frozen table
+        as it is, so the update must too)."""
+        params = dict(self.model.named_parameters())
+        return {node_type: name for node_type, name in self.tables.items() if params[name].requires_grad}
+
     def _working_copy(self, trainable_tables: bool) -> tuple[nn.Module, dict[str, _Shift]]:
-        """A frozen private copy of the backbone whose layer-0 tables read ``table + shift.delta``."""
+        """A frozen private copy of the backbone whose updated layer-0 tables read ``table + shift.delta``."""
         work = copy.deepcopy(self.model)
         for p in work.parameters():
             p.requires_grad_(False)
         shifts = {}
-        for node_type, name in self.tables.items():
+        for node_type, name in self._updated_tables().items():
             module_name, _, attr = name.rpartition(".")
             module = work.get_submodule(module_name)
             shifts[node_type] = _Shift()
@@ -632,7 +639,7 @@ class UnlearnRec(Unlearner):
         update = mlp(delta)  # [U + I, d], users first
         model = copy.deepcopy(self.model)
         params = dict(model.named_parameters())
-        for node_type, name in self.tables.items():
+        for node_type, name in self._updated_tables().items():
             module_name, _, attr = name.rpartition(".")
             original = getattr(work.get_submodule(module_name).parametrizations, attr).original
             params[name].copy_(original + table_mask(update, node_type, self.encoder.num_users))

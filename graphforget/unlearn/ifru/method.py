@@ -10,6 +10,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ...clock import Stopwatch
+from ...config import eval_mode
 from ...data.interactions import EDGE, num_users
 from ...distributed import TermShare
 from ...influence import (AndersonMixing, ContrastiveTerm, DotProductOperator, GaussNewtonOperator, HessianOperator,
@@ -192,7 +193,12 @@ class IFRU(Unlearner):
 
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData):
         try:
-            return self._unlearn_request(request, positions, remaining)
+            # The eval-mode model, the one scored and served: in train mode a dropout would make every gradient
+            # and curvature product random. The result is handed back in the caller's modes.
+            with eval_mode(self.model):
+                model, info = self._unlearn_request(request, positions, remaining)
+            _copy_modes(self.model, model)
+            return model, info
         finally:  # the remaining graph's terms go with the call; the training graph's serve the next one
             self._drawn = [entry for entry in self._drawn if entry[0] is self.graph]
 
@@ -696,3 +702,9 @@ class _PhaseClock:
     def lap(self, name: str) -> None:
         now = self._watch.elapsed()
         self.phases[name], self._last = now - self._last, now
+
+
+def _copy_modes(source: torch.nn.Module, target: torch.nn.Module) -> None:
+    """Sets each submodule of ``target`` (a copy of ``source``) to the training flag of its twin in ``source``."""
+    for theirs, ours in zip(source.modules(), target.modules()):
+        ours.training = theirs.training
