@@ -4,7 +4,7 @@
 A thin layer over the public API (:mod:`graphforget.protocols`, :mod:`graphforget.unlearn` and below).
 A method's ``--option KEY=VALUE`` are the fields of its config (dotted for nested ones, e.g.
 ``solver.tol=1e-4``), parsed by the field's type; ``graphforget methods NAME`` lists them. Usage errors (unknown
-names, missing paths, bad ratios, bad method options, an ``--out`` that is a file or the run itself)
+names, missing paths, bad ratios, bad method options, an ``--out`` that is a file, the run itself or inside a run)
 exit with status 2 and one line on stderr, before any data is loaded or model trained where they can
 be seen then. An unlearning method that cannot produce a result it trusts
 (:class:`~graphforget.unlearn.UnlearningFailed`) exits with status 1 and one line. A command's ``--out``
@@ -37,7 +37,7 @@ from .metrics import auc_standard_error, evaluate_auc
 from .models import ENTRY_POINT_GROUP, MODELS, load_model, registered_model, save_model
 from .presets import TRAININGS, Hyperparameters, default_hparams
 from .protocols.attack import AUC_KEYS, DATASET_NAMES, AttackData, prepare_attack_data, run_attack
-from .runs import load_run, occupied, publish
+from .runs import enclosing_run, load_run, occupied, publish
 from .train import train
 from .unlearn import METHODS, UnlearningFailed, build_unlearner, method_config
 
@@ -127,6 +127,10 @@ def _check_out_dir(out: str, run: str | None = None) -> Path:
     if run is not None and path.resolve() == Path(run).expanduser().resolve():
         raise UsageError(f"graphforget: error: --out {out} is the run directory --run {run}: its model.pt would be "
                          f"overwritten; choose another output directory")
+    run_dir = enclosing_run(path)
+    if run_dir is not None:  # a run is never modified: no output nested in one (a child run in its parent)
+        raise UsageError(f"graphforget: error: --out {out} is inside the run {run_dir}, and runs are never modified: "
+                         "choose a directory outside it")
     existing = next((p for p in [path, *path.parents] if p.exists()), Path("."))
     if not existing.is_dir():
         raise UsageError(f"graphforget: error: cannot create --out {out}: {existing} is not a directory")

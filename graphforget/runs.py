@@ -47,7 +47,8 @@ except ImportError:  # pragma: no cover
     fcntl = None
 
 __all__ = ["Run", "FILES", "FORMAT", "RUN_KINDS", "graph_to_dict", "graph_from_dict", "publish", "save_run",
-           "load_run", "lineage", "sha256_file", "request_sha256", "utc_now", "directory_lock", "fsync_directory"]
+           "load_run", "lineage", "enclosing_run", "sha256_file", "request_sha256", "utc_now", "directory_lock",
+           "fsync_directory"]
 
 #: Version of the run directory layout.
 FORMAT = 1
@@ -218,6 +219,12 @@ def occupied(path: Path) -> bool:
     return path.exists() and not (path.is_dir() and not path.is_symlink() and next(path.iterdir(), None) is None)
 
 
+def enclosing_run(path: str | os.PathLike) -> Path | None:
+    """The run directory (holding ``run.json``) that ``path`` would lie inside (``..`` and links resolved), or
+    ``None``."""
+    return next((p for p in Path(path).expanduser().resolve().parents if (p / "run.json").is_file()), None)
+
+
 def publish(out: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Creates the directory ``out`` atomically: ``write(tmp)`` fills a temporary sibling, which is renamed
     (over ``out`` when it is an empty directory).
@@ -238,8 +245,10 @@ def publish(out: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     Raises:
         FileExistsError: when ``out`` exists and is not an empty directory (which the rename replaces
             atomically): a run is never overwritten. Checked before and after ``write``.
+        ValueError: when ``out`` lies inside a run directory (:func:`enclosing_run`), which is never modified.
     """
     final = Path(out).expanduser().absolute()
+    _check_outside_runs(final)
     if occupied(final):
         raise FileExistsError(f"{out} exists: runs are never overwritten, choose a new directory")
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -258,6 +267,14 @@ def publish(out: str | os.PathLike, write: Callable[[Path], None]) -> Path:
             raise
         fsync_directory(final.parent)
     return final
+
+
+def _check_outside_runs(final: Path) -> None:
+    """A directory published inside a run modified it, e.g. a child run in its parent, whose deletion once
+    verified (the workflow's advice) deleted the child too."""
+    run = enclosing_run(final)
+    if run is not None:
+        raise ValueError(f"{final} is inside the run {run}, and runs are never modified: choose a directory outside it")
 
 
 # ------------------------------------------------------------------------------------------ save and load

@@ -546,23 +546,33 @@ def read_edges_file(path: str | os.PathLike) -> list[tuple[str, str]]:
 
     Raises:
         FileNotFoundError: a missing file.
-        ValueError: an empty file or a line without exactly two fields, naming the file and line.
+        ValueError: an empty file, or a line without exactly two fields or not UTF-8, naming the file and line.
     """
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"edges file not found: {path}")
     pairs = []
-    with open(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            fields = line.split("#", 1)[0].replace(",", " ").split()
-            if not fields:
-                continue
-            if len(fields) != 2:
-                raise ValueError(f"{path}, line {number}: expected 'user item', got {line.strip()!r}")
-            pairs.append((fields[0], fields[1]))
+    for number, line in enumerate(_edges_text(path).splitlines(), start=1):
+        fields = line.split("#", 1)[0].replace(",", " ").split()
+        if not fields:
+            continue
+        if len(fields) != 2:
+            raise ValueError(f"{path}, line {number}: expected 'user item', got {line.strip()!r}")
+        pairs.append((fields[0], fields[1]))
     if not pairs:
         raise ValueError(f"{path} lists no (user, item) pair")
     return pairs
+
+
+def _edges_text(path: Path) -> str:
+    """The text of an edges file without the byte-order mark editors write (it joined the first user id: '\\ufeff196'
+    was an unknown user); bytes that are not UTF-8 are a ``ValueError`` naming the file and line."""
+    data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")  # the mark off first: error.start counts from there
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise ValueError(f"{path}, line {line}: not UTF-8 text ({error.reason}): save it as UTF-8") from None
 
 
 # ------------------------------------------------------------------------------------------------ forgetting
@@ -618,10 +628,24 @@ def _unlearn(parent: Run, method: str, config, request: Request, val: HeteroData
         return UnlearnResult(copy.deepcopy(parent.model), parent.graph.clone(), 0.0, dict(EMPTY_INFO)), 0.0
     dev = torch.device(device)
     objective = Hyperparameters(**parent.info["hparams"]).objective()
-    unlearner = METHODS[method](parent.model.to(dev), parent.graph.to(dev), objective, config, val=val.to(dev))
+    val = _usable_val(val)
+    unlearner = METHODS[method](parent.model.to(dev), parent.graph.to(dev), objective, config,
+                                val=None if val is None else val.to(dev))
     fit_seconds = unlearner.fit().fit_seconds if unlearner.needs_fit else 0.0
     result = unlearner.unlearn(request.edges.to(dev))
     return result, fit_seconds
+
+
+def _usable_val(val: HeteroData) -> HeteroData | None:
+    """``val`` where it holds pairs labelled 1 and 0, else ``None`` (no early stopping, no validation check). A request
+    can take every validation pair of a class (the one user who rated low), and every method refused such a ``val``:
+    the request could not be honoured at all."""
+    labels = val[EDGE].edge_label
+    if bool((labels == 1).any()) and bool((labels == 0).any()):
+        return val
+    log.warning("the validation pairs left hold %d pairs of a single class or none: the method runs without "
+                "validation (no early stopping, no validation check)", labels.numel())
+    return None
 
 
 def _check_result(parent: Run, request: Request, result, method: str, allow_untrusted: bool) -> None:
@@ -796,8 +820,10 @@ def _retrain_reference(root: Run, current: Run, seed: int, device: str, progress
     pairs: ``((model, graph), seconds)``."""
     hp = Hyperparameters(**root.info["hparams"])
     dev = torch.device(device)
+    val = _usable_val(current.val)
     unlearner = build_unlearner("retrain", root.model.to(dev), root.graph.to(dev), hp.objective(),
-                                train=hp.train_config(seed, progress), seed=seed, val=current.val.to(dev))
+                                train=hp.train_config(seed, progress), seed=seed,
+                                val=None if val is None else val.to(dev))
     result = unlearner.unlearn(current.removed.to(dev))
     return (result.model.cpu(), result.graph.cpu()), result.seconds
 

@@ -789,3 +789,64 @@ def test_readme_forget_a_user_section_runs(capsys, tmp_path, monkeypatch):
     assert len(audit_lines(tmp_path / "runs" / "no-alice")) == 1
     assert any(p.suffix == ".json" for p in tmp_path.iterdir())
     assert len((REPO / "README.md").read_text().split()) < 1500
+
+
+def test_an_edges_file_with_a_byte_order_mark_reads_as_without_and_bad_bytes_name_the_line(capsys, base, tmp_path):
+    """Notepad and spreadsheets save UTF-8 with a byte-order mark: its first id read as unknown ('\\ufeffu1')."""
+    from graphforget.workflow import read_edges_file
+    parent = load_run(base)
+    plain = _write_pairs(tmp_path / "plain.txt", parent, _observed(parent.graph, 2))
+    marked = tmp_path / "marked.txt"
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes().replace(b"\n", b"\r\n"))
+    assert read_edges_file(marked) == read_edges_file(plain) and len(read_edges_file(plain)) == 2
+    code, out, err = cli(capsys, "forget", "--run", base, "--edges", marked, "--method", "ifru", "--quiet",
+                         "--out", tmp_path / "marked")
+    assert code == 0, err
+    assert "forgot 2 edges (edges: 2)" in out
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(plain.read_bytes() + "u\xe9 m1\n".encode("latin-1"))
+    code, _, err = cli(capsys, "forget", "--run", base, "--edges", latin, "--method", "ifru", "--out", tmp_path / "n")
+    assert code == 2 and err.count("\n") == 1 and f"{latin}, line 3" in err and "UTF-8" in err
+
+
+def test_out_inside_a_run_is_refused_and_leaves_the_run_as_it_was(capsys, base, files, tmp_path):
+    """A new run nested in its parent modified the parent's directory (deleting the parent deleted the child)."""
+    before = sorted(p.name for p in base.iterdir())
+    for argv in (["forget", "--run", base, "--users", "u1", "--method", "ifru", "--out", base / "no-u1"],
+                 ["fit", "--data", files["implicit"], *FIT_ARGS["implicit"], *TINY, "--out", base / "deeper" / "fit"]):
+        code, _, err = cli(capsys, *argv, "--quiet")
+        assert code == 2 and err.count("\n") == 1 and "inside the run" in err, (argv, err)
+    assert sorted(p.name for p in base.iterdir()) == before
+    with pytest.raises(ValueError, match="inside the run"):
+        publish(base / "x", lambda tmp: None)
+    assert sorted(p.name for p in base.iterdir()) == before
+    beside = publish(base / ".." / f"beside-{tmp_path.name}", lambda tmp: None)  # BASE/../NAME is outside it
+    assert beside.resolve().parent == base.resolve().parent
+    shutil.rmtree(beside)
+
+
+def test_a_request_holding_every_validation_pair_of_a_class_is_still_honoured(capsys, tmp_path):
+    """One user gave every low rating: forgetting them left validation pairs of one class, and every method (and
+    verify --retrain) refused with the library's 'pass val=None', so the request could not be honoured."""
+    rng = np.random.default_rng(0)  # the others' few low ratings all fall in the training part
+    rows = [f"u{u},m{i},{5 if rng.random() > 0.05 else 1}\n" for u in range(40) for i in rng.choice(30, 10, False)]
+    rows += [f"grumpy,m{i},1\n" for i in range(30)]
+    data = tmp_path / "skew.csv"
+    data.write_text("user,item,rating\n" + "".join(rows))
+    code, _, err = cli(capsys, "fit", "--data", data, *FIT_ARGS["csv"], *TINY, "--quiet", "--out", tmp_path / "run")
+    assert code == 0, err
+    parent = load_run(tmp_path / "run")
+    grumpy = int(raw_to_local(parent.graph["user"].raw_id, ["grumpy"])[0])
+    others = parent.val[EDGE].edge_index[0] != grumpy
+    assert set(parent.val[EDGE].edge_label[others].tolist()) == {1.0} and parent.val[EDGE].edge_label.eq(0).any()
+    for method in ("retrain", "ifru"):
+        code, _, err = cli(capsys, "forget", "--run", tmp_path / "run", "--users", "grumpy", "--method", method,
+                           "--quiet", "--out", tmp_path / method)
+        assert code == 0, (method, err)
+        child = load_run(tmp_path / method)
+        mine = parent.graph[EDGE].edge_index[0] == grumpy
+        gone = set(pair_keys(parent.graph[EDGE].edge_index[:, mine], 30).tolist())
+        assert edge_keys(child.graph) == edge_keys(parent.graph) - gone and len(gone) > 0
+        assert set(child.val[EDGE].edge_label.tolist()) == {1.0}
+    code, _, err = cli(capsys, "verify", "--run", tmp_path / "retrain", "--retrain", "--quiet")
+    assert code == 0, err
