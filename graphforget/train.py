@@ -2,6 +2,7 @@
 stationary point of the summed objective (what influence functions assume)."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -48,8 +49,9 @@ class TrainConfig:
         batch_size: edges per mini-batch (0 = full batch; ``lbfgs`` is always full batch).
         patience: epochs without a better validation AUC before stopping (0 = never stop early;
             ``lbfgs`` never stops early: it runs to stationarity).
-        seed: seeds the batch order (the model's initialisation is the caller's, see
-            :meth:`~graphforget.models.Recommender.reset_parameters`).
+        seed: seeds the batch order and, inside the run, torch's global random state (a dropout of the
+            user's model draws from it; the caller's state is restored afterwards). The model's
+            initialisation is the caller's, see :meth:`~graphforget.models.Recommender.reset_parameters`.
         progress: show a tqdm bar.
         optimizer: ``adam`` (mini-batch Adam, early stopping on validation AUC) or ``lbfgs`` (full-batch
             L-BFGS on the summed objective divided by :math:`|D|`, until the largest entry of the
@@ -122,12 +124,26 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
     _check_inputs(model, graph, objective)
     if val is not None:
         check_val(model, val)
-    with hold_graph(model, graph):  # the run never edits the graph: its model need not re-check it per step
+    device = graph[EDGE].edge_index.device
+    with hold_graph(model, graph), _global_rng(config.seed, device):  # the run never edits the graph
         run = _train_lbfgs if config.optimizer == "lbfgs" else _train_adam
         result = run(model, graph, objective, config, val)
     if val is not None:
         _warn_if_at_chance(result, val)
     return result
+
+
+@contextlib.contextmanager
+def _global_rng(seed: int, device: torch.device):
+    """torch's global random state seeded with ``seed`` inside, the caller's restored afterwards: a model that draws
+    from it (a dropout) trains the same under the same seed, whatever the caller drew before."""
+    cuda = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(seed)
+        for dev in cuda:
+            with torch.cuda.device(dev):
+                torch.cuda.manual_seed(seed)
+        yield
 
 
 def chance_level(val: HeteroData) -> float | None:

@@ -187,6 +187,34 @@ def test_a_model_without_a_trainable_parameter_is_refused_by_name(split, optimiz
             random_edges(split.train, 0.01, seed=0))
 
 
+class DroppedMF(MF):
+    """MF with dropout on its user rows: it draws from torch's global random state in train mode."""
+
+    def __init__(self, num_users, num_items, embedding_dim):
+        super().__init__(num_users, num_items, embedding_dim)
+        self.drop = torch.nn.Dropout(0.5)
+
+    def embed(self, graph):
+        return self.drop(self.user_emb.weight), self.item_emb.weight
+
+
+def test_a_model_drawing_from_the_global_random_state_trains_the_same_under_the_same_seed(split):
+    """A dropout draws from torch's global state: the same TrainConfig.seed gave different models after different
+    draws of the caller's. Training seeds that state inside and hands the caller's back as it was."""
+    models = []
+    for caller_seed in (1, 2):
+        model = fresh(DroppedMF, split)  # its construction draws from the global state too
+        torch.manual_seed(caller_seed)
+        before = torch.get_rng_state()
+        train(model, split.train, BCEObjective(l2=0.1), TrainConfig(epochs=2, batch_size=512, seed=3))
+        assert torch.equal(torch.get_rng_state(), before)
+        models.append(model)
+    assert all(torch.equal(a, b) for a, b in zip(models[0].parameters(), models[1].parameters()))
+    other = fresh(DroppedMF, split)
+    train(other, split.train, BCEObjective(l2=0.1), TrainConfig(epochs=2, batch_size=512, seed=4))
+    assert not torch.equal(other.user_emb.weight, models[0].user_emb.weight)
+
+
 def test_a_validation_set_without_both_classes_is_refused_before_training(split):
     """Its AUC is undefined: early stopping would keep no epoch (silently an untrained model before)."""
     train_graph, val = split.train, split.val
