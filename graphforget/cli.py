@@ -232,6 +232,9 @@ def _load_run(run: str, device: str):
 def _model_path(run: str) -> Path:
     """``RUN/model.pt``, which must exist."""
     path = Path(run) / "model.pt"
+    if not path.is_file() and (Path(run) / "metrics.json").is_file():  # unlearn's output of an ensemble (SISA)
+        raise UsageError(f"graphforget: error: no model.pt in {run}: the method's result is not one model of the run's "
+                         f"class, so only its metrics were kept ({Path(run) / 'metrics.json'})")
     if not path.is_file():
         raise UsageError(f"graphforget: error: no model.pt in {run} (make one with `graphforget train --out {run}`)")
     return path
@@ -986,7 +989,7 @@ def _run(parser: argparse.ArgumentParser, argv: list[str] | None, debug: bool) -
             raise
         print(_one_line(str(error)), file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError, NotADirectoryError) as error:
+    except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as error:
         if debug:
             raise
         print(f"graphforget: error: {_one_line(str(error))}", file=sys.stderr)

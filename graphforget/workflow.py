@@ -107,7 +107,7 @@ def load_file(path: str | os.PathLike, format: str, *, user_col: str | None = No
 
     Raises:
         ValueError: an unknown format, CSV without ``user_col``/``item_col``, or a file the loader rejects.
-        FileNotFoundError: a missing file.
+        FileNotFoundError, IsADirectoryError: a missing file, or a folder where a format reads a file.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; known: {', '.join(FORMATS)}")
@@ -545,10 +545,12 @@ def read_edges_file(path: str | os.PathLike) -> list[tuple[str, str]]:
     comments and blank lines skipped).
 
     Raises:
-        FileNotFoundError: a missing file.
+        FileNotFoundError, IsADirectoryError: a missing file, or a folder.
         ValueError: an empty file, or a line without exactly two fields or not UTF-8, naming the file and line.
     """
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder: give the edges file")
     if not path.is_file():
         raise FileNotFoundError(f"edges file not found: {path}")
     pairs = []

@@ -309,6 +309,18 @@ def test_usage_errors_exit_2_with_one_line(argv, fragment, capsys):
     assert "data:" not in out  # refused before any data is loaded
 
 
+def test_an_ensembles_output_is_not_evaluated_and_says_why(trained_run, tmp_path, capsys):
+    """SISA's result is not one model of the run's class: unlearn keeps its metrics only, and evaluate's hint was to
+    train a model into that folder."""
+    out = tmp_path / "sisa"
+    code, _, err = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "sisa", "--option",
+                           "num_shards=2", "--out", str(out))
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json"]
+    code, _, err = run_cli(capsys, "evaluate", "--run", str(out))
+    assert code == 2 and err.count("\n") == 1 and "only its metrics were kept" in err and "train --out" not in err
+
+
 def test_missing_model_and_unknown_method_on_a_run(trained_run, tmp_path, capsys):
     code, _, err = run_cli(capsys, "evaluate", "--run", str(tmp_path))
     assert code == 2 and err.count("\n") == 1 and "no model.pt in" in err

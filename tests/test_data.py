@@ -320,6 +320,11 @@ def test_load_csv_errors(tmp_path):
         load_csv(empty, "user", "item")
     with pytest.raises(FileNotFoundError):
         load_csv(tmp_path / "absent.csv", "user", "item")
+    empty.write_text("")  # not even a header: it said "columns [...] not in empty.csv (has None)"
+    with pytest.raises(ValueError, match="empty.csv is empty: a CSV file starts with a header naming its columns"):
+        load_csv(empty, "user", "item")
+    with pytest.raises(IsADirectoryError, match="is a folder: give the dataset file"):
+        load_csv(tmp_path, "user", "item")
 
 
 def test_download_file_url_with_md5(tmp_path):

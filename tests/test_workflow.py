@@ -378,6 +378,7 @@ def _bad_inputs(base: Path, tmp: Path, files: dict) -> list[tuple[list, str]]:
         (forget + ["--edges", str(tmp / "bad_edges.txt")], "line 1: expected 'user item'"),
         (forget + ["--edges", str(tmp / "empty.txt")], "lists no (user, item) pair"),
         (forget + ["--edges", str(tmp / "missing.txt")], "edges file not found"),
+        (forget + ["--edges", str(tmp)], "is a folder: give the edges file"),  # it said "not found"
         (forget + ["--edges", str(tmp / "negative.txt")], "sampled negatives"),
         (forget + ["--edges", str(tmp / "non_edge.txt")], "unknown item ids"),
         (forget[:-1] + [str(existing), "--users", "u1"], "exists: runs are never overwritten"),
@@ -406,6 +407,9 @@ def _bad_inputs(base: Path, tmp: Path, files: dict) -> list[tuple[list, str]]:
           "--label-col", "rating", "--out", str(tmp / "n")], "--threshold"),
         (["fit", "--data", str(files["implicit"]), "--format", "csv", "--out", str(tmp / "n")], "--user-col"),
         (["fit", "--data", str(tmp / "nope.csv"), "--format", "csv", "--out", str(tmp / "n")], "does not exist"),
+        (fit_csv[:2] + [str(tmp)] + fit_csv[3:-1] + [str(tmp / "n")], "is a folder: give the dataset file"),
+        (["fit", "--data", str(tmp), "--format", "triples", "--out", str(tmp / "n")],  # not tmp/bookcrossing/... alone
+         f"no ratings_final.txt in {tmp} nor in {tmp / 'bookcrossing'}"),
         (["fit", "--data", str(tmp / "ml_renamed.data"), "--format", "movielens", "--out", str(tmp / "n")], "u.data"),
         (["fit", "--data", str(files["triples"]), "--format", "parquet", "--out", str(tmp / "n")], "invalid choice"),
         (["fit", "--data", str(files["triples"]), "--format", "triples", "--negatives", "-1", "--out", str(tmp / "n")],
@@ -427,7 +431,7 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(capsys, base, files, 
         assert fragment in err, (argv, err)
         assert not (tmp_path / "new").exists() and not (tmp_path / "n").exists(), argv
     assert digests(base) == before
-    assert len(cases) == 39  # the closing note's 34, a held-out negative, `unlearn` on a fit run and 3 more
+    assert len(cases) == 42  # the closing note's 34, a held-out negative, `unlearn` on a fit run, 6 more
 
 
 def test_a_modified_parent_is_refused(capsys, base, tmp_path):

@@ -149,6 +149,8 @@ def _as_ids(column: np.ndarray) -> np.ndarray:
 
 
 def _require(path: Path) -> Path:
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder: give the dataset file")
     if not path.is_file():
         raise FileNotFoundError(f"dataset file not found: {path}")
     return path
@@ -227,11 +229,19 @@ def load_labelled_triples(path: str | os.PathLike) -> HeteroData:
     """
     path = Path(path)
     if path.is_dir():
-        path = path / "ratings_final.txt" if (path / "ratings_final.txt").is_file() else path / "bookcrossing" / "ratings_final.txt"
+        path = _ratings_final(path)
     table = _read_int_table(path, ("user", "item", "label"))
     data = _from_raw(path, table[:, 0], table[:, 1], table[:, 2])
     data[("user", "rates", "item")].observed = data[("user", "rates", "item")].edge_label > 0
     return data
+
+
+def _ratings_final(folder: Path) -> Path:
+    """``ratings_final.txt`` in ``folder`` or in its ``bookcrossing`` folder (the data root)."""
+    for path in (folder / "ratings_final.txt", folder / "bookcrossing" / "ratings_final.txt"):
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"no ratings_final.txt in {folder} nor in {folder / 'bookcrossing'}")
 
 
 def _read_lightgcn_lines(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
@@ -345,7 +355,9 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
     try:  # utf-8-sig: the byte-order mark spreadsheets write would otherwise join the first column's name
         with open(_require(Path(path)), newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f, delimiter=delimiter, skipinitialspace=True)  # "user, item" too
-            missing = {user_col, item_col, label_col} - {None} - set(reader.fieldnames or [])
+            if reader.fieldnames is None:
+                raise ValueError(f"{path} is empty: a CSV file starts with a header naming its columns")
+            missing = {user_col, item_col, label_col} - {None} - set(reader.fieldnames)
             if missing:
                 raise ValueError(f"columns {sorted(missing)} not in {path} (has {reader.fieldnames})")
             rows = [_csv_row(path, reader.line_num, row, user_col, item_col, label_col) for row in reader]
