@@ -188,6 +188,21 @@ def test_every_submodules_training_flag_is_left_as_the_caller_set_it(graph, meth
     assert [module.training for module in model.modules()] == flags
 
 
+@pytest.mark.parametrize("method", ["retrain", "sisa", "receraser"])
+def test_the_methods_that_train_afresh_keep_a_frozen_table_as_it_is(graph, method):
+    """A frozen table (fixed item features) was re-drawn by reset_parameters and never trained: the result's
+    features were random. Every other method leaves it as it is, as training does."""
+    model = _model()
+    model.item_emb.weight.requires_grad_(False)
+    options = {"seed": 1} if method == "retrain" else {"seed": 1, "num_shards": 2}  # not the model's own draw
+    result = build_unlearner(method, model, graph, BCEObjective(l2=0.1), options,
+                             train=TrainConfig(epochs=2, batch_size=0)).fit().unlearn(random_edges(graph, 0.05, seed=1))
+    trained = [result.model] if method == "retrain" else list(result.model.shards)
+    for fresh in trained:
+        assert torch.equal(fresh.item_emb.weight, model.item_emb.weight) and not fresh.item_emb.weight.requires_grad
+        assert not torch.equal(fresh.user_emb.weight, model.user_emb.weight)  # the trainable table is re-drawn
+
+
 # --------------------------------------------------------------------------------------------- node attributes
 
 def test_raw_ids_survive_every_edge_edit_and_unlearning(graph):

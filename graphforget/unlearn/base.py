@@ -231,6 +231,18 @@ def unchanged(state: list, checked: list) -> bool:
     return len(state) == len(checked) and all(t is u and v == w for (t, v), (u, w) in zip(state, checked))
 
 
+def reinitialise(model: torch.nn.Module, seed: int | None) -> None:
+    """``model.reset_parameters(seed)`` with its frozen parameters (``requires_grad=False``, e.g. fixed item
+    features) kept as they are: training never moves a frozen one, so re-drawn it would stay random; the influence
+    methods and FineTune leave it as it is too."""
+    frozen = {name: p.detach().clone() for name, p in model.named_parameters() if not p.requires_grad}
+    model.reset_parameters(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name in frozen:
+                param.copy_(frozen[name])
+
+
 def check_finite(model: torch.nn.Module) -> None:
     """Raises ``ValueError`` naming the parameters of ``model`` that hold a NaN or an infinity."""
     # A NaN or an infinity anywhere makes a parameter's sum non-finite: one pass, no mask as large as the table;

@@ -8,7 +8,7 @@ import torch
 
 from ..config import check_types
 from ..train import TrainConfig, train
-from .base import Unlearner
+from .base import Unlearner, reinitialise
 from .registry import register
 
 __all__ = ["Retrain", "RetrainConfig"]
@@ -37,7 +37,8 @@ class Retrain(Unlearner):
     """Trains a fresh copy of the model from scratch on the remaining edges (early-stopping on ``val``).
 
     Without ``warm_start``, :meth:`unlearn` checks that ``reset_parameters(seed)`` re-drew every
-    trainable parameter: a parameter left as trained would keep what it learnt from the removed edges.
+    trainable parameter: a parameter left as trained would keep what it learnt from the removed edges. A frozen
+    parameter (``requires_grad=False``) is kept as it is, as training leaves it.
 
     Raises:
         ValueError: from :meth:`unlearn`, when ``reset_parameters`` left trained parameters unchanged.
@@ -48,7 +49,7 @@ class Retrain(Unlearner):
     def _unlearn(self, request, positions, remaining):
         model = copy.deepcopy(self.model)
         if not self.config.warm_start:
-            model.reset_parameters(self.config.seed)
+            reinitialise(model, self.config.seed)
             _check_reinitialised(model, self.model)
         result = train(model, remaining, self.objective, self.config.train, self.val)
         info = {"epochs": result.epochs, "best_epoch": result.best_epoch, "train_seconds": result.seconds}

@@ -25,7 +25,7 @@ from ..models.base import Recommender
 from ..models.sgl import ContrastiveBPRObjective
 from ..objectives import BPRObjective, Objective
 from ..train import NoSignalWarning, TrainConfig, TrainResult, chance_level, train
-from .base import warn_caller
+from .base import reinitialise, warn_caller
 
 __all__ = ["ShardedRecommender", "ShardAttention", "split_graph", "train_shards", "train_aggregator"]
 
@@ -364,7 +364,7 @@ def train_shards(models: Sequence[Recommender], graphs: Sequence[HeteroData], ob
     with warnings.catch_warnings():  # one warning for the shards below, not one per shard
         warnings.simplefilter("ignore", NoSignalWarning)
         for j in my_jobs(len(copies)):
-            copies[j].reset_parameters(seeds[j])
+            reinitialise(copies[j], seeds[j])
             result = train(copies[j], graphs[j], objective, config, val)
             mine[j] = (copies[j].state_dict(), result)
     out = []
