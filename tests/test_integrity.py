@@ -188,6 +188,23 @@ def test_every_submodules_training_flag_is_left_as_the_caller_set_it(graph, meth
     assert [module.training for module in model.modules()] == flags
 
 
+@pytest.mark.parametrize("method", ["retrain", "finetune", "ifru", "scif", "unlearnrec"])
+@pytest.mark.parametrize("caller_training", [True, False])
+def test_the_result_comes_back_in_the_callers_modes(graph, method, caller_training):
+    """Training leaves a model in train mode: Retrain's and FineTune's results came back so whatever the caller's
+    mode, and a served result with a dropout would draw at random."""
+    split = random_split(graph, (0.7, 0.3, 0.0), seed=0)
+    objective = BPRObjective(l2=0.1) if method == "unlearnrec" else BCEObjective(l2=0.1)
+    model = _model(split.train["user"].num_nodes, split.train["item"].num_nodes).train(caller_training)
+    model.item_emb.train(not caller_training)
+    options = SHORT.get(method, {"finetune": {"epochs": 1}, "retrain": {"seed": 1}}.get(method))
+    result = build_unlearner(method, model, split.train, objective, options,
+                             train=TrainConfig(epochs=1, batch_size=0)).fit().unlearn(random_edges(split.train, 0.05,
+                                                                                                   seed=1))
+    assert [m.training for m in result.model.modules()] == [m.training for m in model.modules()]
+    assert [m.training for m in model.modules()] == [caller_training, caller_training, not caller_training]
+
+
 @pytest.mark.parametrize("method", ["retrain", "sisa", "receraser"])
 def test_the_methods_that_train_afresh_keep_a_frozen_table_as_it_is(graph, method):
     """A frozen table (fixed item features) was re-drawn by reset_parameters and never trained: the result's

@@ -144,7 +144,8 @@ class Unlearner:
         return {}
 
     def unlearn(self, request: Tensor) -> UnlearnResult:
-        """Forgets the ``[2, R]`` (user, item) edges of ``request``.
+        """Forgets the ``[2, R]`` (user, item) edges of ``request``. The result's model is in the modes
+        (``training`` flags) of the caller's, submodule by submodule, unless it is of another class (an ensemble).
 
         Raises:
             NotFittedError: the method needs :meth:`fit` and it was not called.
@@ -166,6 +167,8 @@ class Unlearner:
             else:
                 model, info = self._unlearn(request.long(), positions, remaining)
                 info = {"trusted": None, "reason": None, **info}  # None: the method has no acceptance test
+            if type(model) is type(self.model):  # training leaves it in train mode; an ensemble has modules of its own
+                copy_modes(self.model, model)
         return UnlearnResult(model, remaining, watch.seconds, info)
 
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData) -> tuple[torch.nn.Module, dict]:
@@ -229,6 +232,12 @@ def unchanged(state: list, checked: list) -> bool:
     with equal second entries: a tensor's version (``Tensor._version`` counts in-place writes), or any value
     compared by ``==`` (the node counts kept beside the objective)."""
     return len(state) == len(checked) and all(t is u and v == w for (t, v), (u, w) in zip(state, checked))
+
+
+def copy_modes(source: torch.nn.Module, target: torch.nn.Module) -> None:
+    """Sets each submodule of ``target`` (a copy of ``source``) to the training flag of its twin in ``source``."""
+    for theirs, ours in zip(source.modules(), target.modules()):
+        ours.training = theirs.training
 
 
 def reinitialise(model: torch.nn.Module, seed: int | None) -> None:

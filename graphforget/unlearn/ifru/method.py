@@ -194,11 +194,9 @@ class IFRU(Unlearner):
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData):
         try:
             # The eval-mode model, the one scored and served: in train mode a dropout would make every gradient
-            # and curvature product random. The result is handed back in the caller's modes.
+            # and curvature product random (unlearn hands the result back in the caller's modes).
             with eval_mode(self.model):
-                model, info = self._unlearn_request(request, positions, remaining)
-            _copy_modes(self.model, model)
-            return model, info
+                return self._unlearn_request(request, positions, remaining)
         finally:  # the remaining graph's terms go with the call; the training graph's serve the next one
             self._drawn = [entry for entry in self._drawn if entry[0] is self.graph]
 
@@ -702,9 +700,3 @@ class _PhaseClock:
     def lap(self, name: str) -> None:
         now = self._watch.elapsed()
         self.phases[name], self._last = now - self._last, now
-
-
-def _copy_modes(source: torch.nn.Module, target: torch.nn.Module) -> None:
-    """Sets each submodule of ``target`` (a copy of ``source``) to the training flag of its twin in ``source``."""
-    for theirs, ours in zip(source.modules(), target.modules()):
-        ours.training = theirs.training
