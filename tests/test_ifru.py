@@ -783,3 +783,15 @@ def test_a_model_in_train_mode_is_unlearned_as_the_eval_mode_model_it_serves(pro
         assert result.model.training and result.model.drop.training
     assert not results[2].model.training and not results[2].model.drop.training
     assert model.training and model.drop.training
+
+
+@pytest.mark.parametrize("method", [IFRU, SCIF])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_half_precision_model_is_refused_with_the_remedy(problem, method, dtype):
+    """torch's sparse kernels refused it deep inside the first curvature product (sparse_sampled_addmm: "Expected
+    self to be a floating-point or complex tensor, but got Half")."""
+    graph, _, _ = problem
+    model = MF(U, I, D).to(dtype)
+    with pytest.raises(ValueError, match=rf"{method.__name__} needs float32 or float64 parameters, got {dtype}: "
+                                         r"unlearn a model.float\(\) copy"):
+        method(model, graph, BCEObjective(l2=1.0))

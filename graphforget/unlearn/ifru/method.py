@@ -162,6 +162,9 @@ class IFRU(Unlearner):
         _reference_paths: for tests only: never take the closed-form products nor the k-hop computation
             subgraph (double backward through the model on the whole graph), the reference the fast paths
             are checked against.
+
+    Raises:
+        ValueError: a trainable parameter in half precision (``float16``, ``bfloat16``).
     """
     name = "ifru"
     Config = IFRUConfig
@@ -171,6 +174,7 @@ class IFRU(Unlearner):
         self._degrees, self._degrees_of = None, []  # the training graph's degrees, and the edges they count
         self._drawn: list[tuple] = []  # (graph, epoch, its state, every term): _all_terms
         super().__init__(model, graph, objective, config, val=val)
+        _check_precision(self, model)
         self._reference_paths = _reference_paths
         if val is None and getattr(objective, "resample", False) and self.config.trust.max_fresh_loss_rise is None:
             warn_caller(f"{type(self).__name__}: the objective draws new negatives every epoch, but the step is fit "
@@ -673,6 +677,16 @@ class IFRU(Unlearner):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={type(self.model).__name__}, objective={self.objective}, " \
                f"config={self.config})"
+
+
+def _check_precision(method, model) -> None:
+    """Half precision (about 3 significant digits) cannot carry the curvature solves, and torch's sparse kernels
+    refuse it deep inside: the caller is told here, with the remedy."""
+    low = sorted({str(p.dtype) for p in model.parameters() if p.requires_grad and p.dtype not in
+                  (torch.float32, torch.float64)})
+    if low:
+        raise ValueError(f"{type(method).__name__} needs float32 or float64 parameters, got {', '.join(low)}: unlearn "
+                         "a model.float() copy (and cast the result back if you serve it in half precision)")
 
 
 def _mf_surrogate_loss(model, rows: NodeRows, terms: Terms, objective: Objective):
