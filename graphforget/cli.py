@@ -460,7 +460,7 @@ def cmd_bench(args) -> int:
     options: dict[str, dict] = {}
     for pair in args.option or []:
         method, sep, rest = pair.partition(":")
-        if not sep or method not in METHODS:
+        if not sep or method not in (*METHODS, *BENCH_METHODS):  # retrain_seed takes options too (its seed)
             raise UsageError(f"graphforget bench: error: --option takes METHOD:KEY=VALUE, got {pair!r}")
         options.setdefault(method, {}).update(parse_options([rest]))
     if args.seeds < 1:

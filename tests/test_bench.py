@@ -163,6 +163,18 @@ def test_a_cached_file_of_another_cell_is_not_read(tmp_path):
     assert cache.load(one) is None
 
 
+@pytest.mark.parametrize("stored", ["[]", "null", "3", '"text"', "{}", "CELL_NO_RESULT", "CELL_LIST_RESULT"])
+def test_a_cached_file_that_holds_no_cell_result_is_recomputed(tmp_path, stored):
+    """Valid JSON that is not ``{"cell", "result"}`` (a hand-edited or foreign file) raised AttributeError or
+    KeyError in load, or came back as a result that broke the aggregation, instead of being recomputed."""
+    cache = CellCache(tmp_path)
+    cell = _base_cells("attack")[0]
+    texts = {"CELL_NO_RESULT": json.dumps({"cell": cell.identity()}),
+             "CELL_LIST_RESULT": json.dumps({"cell": cell.identity(), "result": [0.5]})}
+    cache.path(cell).write_text(texts.get(stored, stored))
+    assert cache.load(cell) is None
+
+
 def test_the_request_digest_tells_apart_requests_of_the_same_size_and_largest_item():
     # (1, 0), (2, 2) against (0, 2), (3, 0): keyed user * 2 + item, both would be [2, 6]; user * 3 + item is not
     a, b = torch.tensor([[1, 2], [0, 2]]), torch.tensor([[0, 3], [2, 0]])
@@ -339,6 +351,22 @@ def test_cli_bench(tmp_path, capsys):
     assert f"scif {sum(info['trusted'] for info in scif)} of 2 cells." in printed
 
 
+def test_cli_bench_passes_the_options_of_the_noise_floor(tmp_path, monkeypatch):
+    """``--option retrain_seed:seed=5`` was refused as ill-formed ("--option takes METHOD:KEY=VALUE"), though
+    retrain_seed is a method of the run and run_bench takes its options (resolve_method)."""
+    import graphforget.bench as bench
+    given = {}
+
+    def capture(*args, options, **kwargs):
+        given.update(options)
+        raise _Killed()
+    monkeypatch.setattr(bench, "run_bench", capture)
+    with pytest.raises(_Killed):
+        cli.main(["bench", "--protocol", "deletion", "--dataset", "synthetic", "--methods", "retrain_seed",
+                  "--option", "retrain_seed:seed=5", "--out", str(tmp_path / "o"), "--quiet"])
+    assert given == {"retrain_seed": {"seed": "5"}}
+
+
 def test_cli_bench_on_a_model_of_an_installed_package(tmp_path, capsys, plugin):
     out = tmp_path / "bench"
     argv = ["bench", "--protocol", "stream", "--dataset", "synthetic", "--model", "pyg_lightgcn", "--methods", "ifru",
@@ -385,6 +413,30 @@ def test_aggregates_leave_out_flags_and_take_the_confidence_given():
     assert set(metrics) == {"auc_0"}  # a bool is no figure
     # s = 1; for 2 degrees of freedom t_p = (2p - 1) / sqrt(2 p (1 - p)), p = 0.95: 0.9 / sqrt(0.095)
     assert metrics["auc_0"]["half_width"] == pytest.approx(0.9 / math.sqrt(0.095) / math.sqrt(3), rel=1e-9)
+
+
+def test_the_plot_draws_no_bar_for_a_method_that_measured_nothing(tmp_path, monkeypatch):
+    """A method whose cells all failed (e.g. SCIF under BPR) was drawn as a bar of height 0: a prediction gap of 0
+    reads as Retrain's own predictions, an MIA AUC of 0 as a perfect score."""
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from matplotlib.axes import Axes
+    from graphforget.bench import BenchResult
+    from graphforget.bench.report import plot
+    heights, bar = [], Axes.bar
+
+    def recording(self, x, height, *args, **kwargs):
+        heights.append(list(height))
+        return bar(self, x, height, *args, **kwargs)
+    monkeypatch.setattr(Axes, "bar", recording)
+    records = [_record("retrain", 0, {"prediction_gap": 0.0, "mia_auc": 0.5}),
+               _record("ifru", 0, {"prediction_gap": 0.25, "mia_auc": 0.75}),
+               _record("scif", 0, {"error": "MethodUnsupported: scif", "wall_seconds": 0.1})]
+    result = BenchResult("attack", "d", "mf", {"attack_ratio": 0.02}, TINY.as_dict(), records, aggregate(records))
+    assert plot(result, tmp_path / "attack.png").is_file()
+    (gap, mia) = heights
+    assert gap[:2] == [0.0, 0.25] and mia[:2] == [0.5, 0.75]
+    assert math.isnan(gap[2]) and math.isnan(mia[2])
 
 
 def test_the_readme_cell_counts_the_untrusted_seeds():
@@ -454,6 +506,15 @@ def test_a_file_source_is_keyed_by_its_bytes(tmp_path):
     assert before != after
 
 
+def test_the_device_is_in_the_key():
+    """A run on a GPU read back the cells a CPU run had stored, their seconds included."""
+    source, params = DataSource("synthetic", negatives=1), PROTOCOLS["attack"].defaults(True)
+    keys = {device: plan_cells("attack", source, TINY, ["ifru"], 1, params, {}, device)[0].key
+            for device in ("cpu", "cuda", "cuda:1")}
+    assert keys["cpu"] != keys["cuda"] == keys["cuda:1"]  # the kind of device, not which one
+    assert plan_cells("attack", source, TINY, ["ifru"], 1, params, {})[0].key == keys["cpu"]
+
+
 def test_a_named_dataset_is_keyed_by_its_file(tmp_path):
     """Its key held the root only (none at all when found through $GRAPHFORGET_DATA): a replaced u.data reused the
     cells of the old one."""
@@ -477,6 +538,22 @@ def test_a_file_source_is_keyed_by_its_test_file_too(tmp_path):
     with open(folder / "test.txt", "a") as handle:
         handle.write("0 29\n")
     assert set(before["files"]) == {"train.txt", "test.txt"} and source.identity() != before
+
+
+def test_a_file_source_is_keyed_by_every_file_it_reads(tmp_path):
+    """A MovieLens folder was keyed by its *.txt files (none: u.data is not one), and LightGCN's train.txt named as the
+    file by itself without the test.txt beside it, which is the test set: an edit of either reused stale cells."""
+    folder = _lightgcn_files(tmp_path / "data")
+    (tmp_path / "ml").mkdir()
+    (tmp_path / "ml" / "u.data").write_text("1\t1\t5\t0\n2\t1\t3\t0\n")
+    sources = {folder / "test.txt": DataSource("file", path=str(folder / "train.txt"), format="lightgcn"),
+               tmp_path / "ml" / "u.data": DataSource("file", path=str(tmp_path / "ml"), format="movielens")}
+    for edited, source in sources.items():
+        before = source.identity()
+        assert before["files"][edited.name] == sha256_file(edited)
+        with open(edited, "a") as handle:
+            handle.write("3\t2\t4\t0\n" if edited.name == "u.data" else "1 29\n")
+        assert source.identity()["files"][edited.name] == sha256_file(edited) != before["files"][edited.name]
 
 
 def test_implicit_data_gets_sampled_negatives_for_bce_and_none_for_bpr(tmp_path):
@@ -737,6 +814,22 @@ def test_a_deletion_ratio_outside_the_unit_interval_is_refused():
             deletion_request(graph, "edge", ratio)
         with pytest.raises(ValueError, match=r"deletion ratio must be in \(0, 1\)"):  # before any cell is planned
             PROTOCOLS["deletion"].variants({"kinds": ["edge"], "ratios": [0.05, ratio]})
+
+
+def test_a_deletion_run_without_a_kind_or_a_ratio_is_refused(tmp_path):
+    """``--param kinds=`` (or ``ratios=``) planned no cell: an empty table written over OUT, exit status 0."""
+    for params in ({"kinds": [], "ratios": [0.05]}, {"kinds": ["edge"], "ratios": []}):
+        with pytest.raises(ValueError, match="at least one"):
+            run_bench("deletion", "synthetic", methods=["ifru"], seeds=1, params=params, hparams=TINY, out=tmp_path)
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_a_repeated_deletion_setting_is_refused():
+    """``kinds=edge,edge`` planned each cell twice: its group held seeds [0, 0, 1, 1], and the interval counted
+    each seed twice (n = 4 for 2 seeds, a narrower interval than the seeds give)."""
+    for params in ({"kinds": ["edge", "edge"], "ratios": [0.05]}, {"kinds": ["edge"], "ratios": [0.05, 0.05]}):
+        with pytest.raises(ValueError, match="repeat"):
+            plan_cells("deletion", DataSource("synthetic", negatives=1), TINY, ["ifru"], 2, params, {})
 
 
 def test_stream_checkpoints_round_a_fraction_of_the_length_up_not_its_float_error():

@@ -111,8 +111,9 @@ def cell_key(identity: dict[str, Any]) -> str:
 class CellCache:
     """Results of cells as JSON files ``DIR/<key>.json``, holding ``{"key", "cell", "result"}``.
 
-    A file whose stored identity differs from the cell's (a hash collision, a hand-edited file) or that
-    cannot be parsed is treated as missing, with a logged warning, and is recomputed.
+    A file whose stored identity differs from the cell's (a hash collision, a hand-edited file), that
+    cannot be parsed or that holds no ``{"cell", "result"}`` object is treated as missing, with a logged
+    warning, and is recomputed.
 
     Args:
         directory: where the files live (created when the first cell is stored).
@@ -133,6 +134,10 @@ class CellCache:
             stored = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
             log.warning("unreadable cached cell %s (%s): recomputing it", path, error)
+            return None
+        # valid JSON of another shape (a list, a file without its result) is no cell either: it crashed here
+        if not isinstance(stored, dict) or not isinstance(stored.get("result"), dict):
+            log.warning("cached cell %s holds no cell result: recomputing it", path)
             return None
         if stored.get("cell") != cell.identity():
             log.warning("cached cell %s does not hold %s: recomputing it", path, cell.label())

@@ -108,8 +108,7 @@ class DataSource:
             return {**out, "root": None if self.root is None else str(Path(self.root).resolve()),
                     "files": {} if found is None else {found.name: sha256_file(found)}}
         location, format = self._location()
-        files = sorted(location.glob("*.txt")) if location.is_dir() else [location]
-        return {**out, "format": format, "files": {f.name: sha256_file(f) for f in files}}
+        return {**out, "format": format, "files": {f.name: sha256_file(f) for f in _files_read(location, format)}}
 
     def prepare(self, seed: int, attack_ratio: float = 0.02) -> AttackData:
         """The split, and the training graph with ``attack_ratio`` of its labels flipped (the IFRU attack).
@@ -137,6 +136,18 @@ class DataSource:
         source = (f"{self.name} from {location} ({format}; {self.negatives} sampled negatives per interaction; "
                   f"{split.train[EDGE].edge_index.size(1)} training pairs)")
         return split, source
+
+
+def _files_read(location: Path, format: str) -> list[Path]:
+    """The files :func:`~graphforget.workflow.load_file` reads from ``location``: a MovieLens folder's u.data, and
+    the test.txt beside a LightGCN train.txt (keyed by a folder's *.txt or the named file alone, an edit of either
+    reused stale cells)."""
+    if format == "movielens" and location.is_dir():
+        return [location / "u.data"] if (location / "u.data").is_file() else []
+    if format == "lightgcn":
+        folder = location if location.is_dir() else location.parent
+        return [file for file in (folder / "train.txt", folder / "test.txt") if file.is_file()]
+    return sorted(location.glob("*.txt")) if location.is_dir() else [location]
 
 
 def _positives_only(graph: HeteroData, test: HeteroData | None, seed: int) -> Split:

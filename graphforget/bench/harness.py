@@ -92,15 +92,17 @@ def _check_run(protocol: str, methods: Sequence[str]) -> None:
 
 
 def plan_cells(protocol: str, source: DataSource, hparams: Hyperparameters, methods: Sequence[str], seeds,
-               params: dict, options: dict[str, dict]) -> list[Cell]:
+               params: dict, options: dict[str, dict], device: str | torch.device = "cpu") -> list[Cell]:
     """The cells of a run, ordered by seed (one :class:`~graphforget.bench.setting.Setting` alive at a time),
-    then variant, with Retrain first."""
+    then variant, with Retrain first. The device's type is in every cell's key: a CPU cell's seconds are not a
+    GPU's."""
     spec = PROTOCOLS[protocol]
     variants = spec.variants(params)
     methods = ["retrain"] + [m for m in dict.fromkeys(methods) if m != "retrain"]
     data = source.identity()
     return [Cell(protocol, source.name, hparams.model, method, seed,
-                 {"protocol": variant, "hparams": hparams.as_dict(), "options": options.get(method, {}), "data": data})
+                 {"protocol": variant, "hparams": hparams.as_dict(), "options": options.get(method, {}), "data": data,
+                  "device": torch.device(device).type})
             for seed in _seed_list(seeds) for variant in variants for method in methods]
 
 
@@ -225,7 +227,7 @@ def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str =
     hparams = hparams or bench_hparams(model, source.name, protocol)
     source = source.for_loss(hparams.loss)
     options = _options(methods, options, hparams, seeds)
-    cells = plan_cells(protocol, source, hparams, methods, seeds, params, options)
+    cells = plan_cells(protocol, source, hparams, methods, seeds, params, options, device)
     result = BenchResult(protocol, source.name, hparams.model, params, hparams.as_dict())
     cache, workspace = (CellCache(Path(out) / "cells") if out is not None else None), Workspace()
     for cell in tqdm(cells, desc=protocol, disable=not progress):

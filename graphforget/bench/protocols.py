@@ -209,6 +209,10 @@ def _run_deletion_cell(setting: Setting, method: str, options: dict, variant: di
 
 def _deletion_variants(params: dict) -> list[dict]:
     kinds, ratios = list(params["kinds"]), [float(r) for r in params["ratios"]]
+    if not kinds or not ratios:  # no cell at all: an empty table over OUT, and a run that "succeeded"
+        raise ValueError(f"deletion needs at least one kind and one ratio, got kinds={kinds}, ratios={ratios}")
+    if len(set(kinds)) < len(kinds) or len(set(ratios)) < len(ratios):  # each seed's cell twice in one interval
+        raise ValueError(f"deletion kinds and ratios must not repeat, got kinds={kinds}, ratios={ratios}")
     for kind in kinds:
         if kind not in DELETION_KINDS:
             raise ValueError(f"unknown deletion kind {kind!r}; known: {', '.join(DELETION_KINDS)}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -127,6 +128,11 @@ def _pyplot():
     return plt
 
 
+def _bar_height(stat: dict) -> float:
+    """A figure's mean, or NaN (no bar) when it was not measured: a bar of 0 read as a prediction gap of 0."""
+    return math.nan if stat.get("mean") is None else stat["mean"]
+
+
 def plot(result, path: Path) -> Path | None:
     """One figure per protocol: the stream's prediction gap along the stream (one line per method), else
     the prediction gap and the MIA AUC per method and setting (bars with 95% intervals)."""
@@ -153,7 +159,7 @@ def plot(result, path: Path) -> Path | None:
                   for g in result.aggregates]
         for ax, key in zip(axes, ("prediction_gap", "mia_auc")):
             stats = [g["metrics"].get(key) or {} for g in result.aggregates]
-            ax.bar(range(len(stats)), [s.get("mean") or 0 for s in stats],
+            ax.bar(range(len(stats)), [_bar_height(s) for s in stats],
                    yerr=[s.get("half_width") or 0 for s in stats], capsize=3)
             ax.set_xticks(range(len(stats)), labels, rotation=90, fontsize=7)
             ax.set_ylabel(key)
