@@ -256,6 +256,10 @@ def test_stream_removes_the_union_of_its_requests_and_retrains_on_exactly_it():
     assert len({int(r[0, 0]) for r in requests}) == 6 and all(r[0].unique().numel() == 1 for r in requests)
     positions = stream_positions(6, variant["fractions"])
     assert positions == [2, 3, 5, 6] and [c["requests"] for c in result["checkpoints"]] == positions
+    # tagged by the fraction asked for, which the tables read (by the share reached, 33% and 83%, they were not)
+    assert [c["fraction"] for c in result["checkpoints"]] == variant["fractions"]
+    assert {key for key in result if key.startswith("prediction_gap@")} == {f"prediction_gap@{p}%" for p in
+                                                                             (25, 50, 75, 100)}
     train_keys = set(pair_keys(setting.train_graph[EDGE].edge_index, 400).tolist())
     assert len(setting.references) == len(positions)  # one Retrain per checkpoint, nothing else
     for point in result["checkpoints"]:

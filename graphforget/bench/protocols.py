@@ -108,7 +108,13 @@ def stream_requests(graph, length: int, order: str = "random", seed: int = 0) ->
 
 def stream_positions(length: int, fractions) -> list[int]:
     """The request counts after which the stream is evaluated: ``ceil(f * length)`` for each fraction."""
-    return sorted({max(1, math.ceil(f * length - 1e-9)) for f in fractions})
+    return sorted(_checkpoint_fractions(length, fractions))
+
+
+def _checkpoint_fractions(length: int, fractions) -> dict[int, float]:
+    """Each checkpoint's request count and the fraction it stands for (the largest that falls on it): 3 of 10
+    requests is the 25% checkpoint, whose figures the tables read as ``@25%`` (tagged 30% they were left out)."""
+    return {max(1, math.ceil(f * length - 1e-9)): float(f) for f in sorted(fractions)}
 
 
 # ------------------------------------------------------------------------------------------ measuring
@@ -250,7 +256,7 @@ def _run_stream_cell(setting: Setting, method: str, options: dict, variant: dict
     """Applies the stream request by request, each from the method's previous result; evaluates at the
     stream's checkpoints against a Retrain on exactly the cumulative removed set."""
     requests = stream_requests(setting.train_graph, variant["length"], variant["order"], setting.seed)
-    positions = stream_positions(len(requests), variant["fractions"])
+    fractions = _checkpoint_fractions(len(requests), variant["fractions"])
     unlearner = setting.unlearner(method, options)
     fit_seconds = unlearner.fit_seconds if unlearner.needs_fit else None
     seconds, checkpoints, trusted = [], [], []
@@ -260,10 +266,10 @@ def _run_stream_cell(setting: Setting, method: str, options: dict, variant: dict
         seconds.append(outcome.seconds)
         trusted.append(outcome.info.get("trusted"))
         unlearner = setting.continue_from(method, options, outcome.model, outcome.graph)
-        if k in positions:
+        if k in fractions:
             removed = torch.cat(requests[:k], 1)
             row = measure(setting, outcome.model, outcome.graph, removed, setting.reference(removed), setting.seed)
-            checkpoints.append({**row, "requests": k, "fraction": k / len(requests),
+            checkpoints.append({**row, "requests": k, "fraction": fractions[k],
                                 "seconds_per_request": sum(seconds) / k, "cumulative_seconds": sum(seconds)})
     return _stream_summary(checkpoints, seconds, fit_seconds, trusted)
 
