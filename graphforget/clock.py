@@ -58,3 +58,9 @@ class Stopwatch:
 
     def __exit__(self, *exc) -> None:
         self.seconds = self.elapsed()
+
+    def __repr__(self) -> str:
+        # No elapsed() here: a repr must not wait for the device.
+        state = ("not started" if self.started is None else "running" if self.seconds is None
+                 else f"seconds={self.seconds:.4f}")
+        return f"Stopwatch(device={self.device}, {state})"

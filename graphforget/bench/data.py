@@ -14,11 +14,14 @@ an edited file never reuses a cached cell.
 """
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from torch_geometric.data import HeteroData
 
+from ..config import check_fields, is_integer
 from ..data import EDGE, Split, attack_flip, edge_subgraph, find_data_root, random_split
 from ..protocols.attack import DATASET_NAMES, AttackData, prepare_attack_data, raw_data_file
 from ..runs import sha256_file
@@ -61,7 +64,13 @@ class DataSource:
             if not (self.path and self.format):
                 raise ValueError("DataSource: a file needs both path and format")
         elif self.dataset not in BENCH_DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}; known: {', '.join(BENCH_DATASETS)}")
+            raise ValueError(f"DataSource.dataset: unknown dataset {self.dataset!r}; known: "
+                             f"{', '.join(BENCH_DATASETS)}")
+        # Refused here, by name: a NaN count passed the range checks, a NaN threshold failed only at preparation.
+        check_fields(self, {
+            "threshold": (self.threshold is None or _is_finite_number(self.threshold), "must be None or finite"),
+            "negatives": (self.negatives is None or is_integer(self.negatives), "must be None or an integer"),
+        })
         if self.negatives is not None and self.negatives < 0:
             raise ValueError(f"DataSource.negatives: must be >= 0 (got {self.negatives})")
         if self.dataset in DATASET_NAMES and (self.negatives or 0) > 1:
@@ -136,6 +145,10 @@ class DataSource:
         source = (f"{self.name} from {location} ({format}; {self.negatives} sampled negatives per interaction; "
                   f"{split.train[EDGE].edge_index.size(1)} training pairs)")
         return split, source
+
+
+def _is_finite_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _files_read(location: Path, format: str) -> list[Path]:

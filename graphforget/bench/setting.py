@@ -170,3 +170,6 @@ class Workspace:
             self._key, self._setting = None, None
             self._setting, self._key = make(), key
         return self._setting
+
+    def __repr__(self) -> str:
+        return f"Workspace(setting={self._setting})"

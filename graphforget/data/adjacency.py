@@ -109,6 +109,10 @@ class AdjacencyPattern:
         with quiet_csr():  # the kept entries' rows stay sorted
             return torch.sparse_csr_tensor(index2ptr(self.row[entries], size), self.col[entries], values, (size, size))
 
+    def __repr__(self) -> str:
+        return (f"AdjacencyPattern(users={self.num_users}, items={self.num_items}, edges={self.edge_index.size(1)}, "
+                f"entries={self.row.numel()})")
+
 
 @dataclass
 class _Entry:

@@ -148,10 +148,12 @@ def _as_mask(mask, name: str) -> Tensor:
 
 
 def num_users(graph: HeteroData) -> int:
+    """The number of users of ``graph`` (``graph["user"].num_nodes``)."""
     return int(graph["user"].num_nodes)
 
 
 def num_items(graph: HeteroData) -> int:
+    """The number of items of ``graph`` (``graph["item"].num_nodes``)."""
     return int(graph["item"].num_nodes)
 
 

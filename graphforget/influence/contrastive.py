@@ -88,6 +88,10 @@ class ContrastiveTerm:
                                for block, n in zip(blocks, sides))
         return loss
 
+    def __repr__(self) -> str:
+        return (f"ContrastiveTerm(model={type(self.model).__name__}, users={self.users.numel()}, "
+                f"items={self.items.numel()}, ssl_weight={self.weight:g}, tau={self.tau:g})")
+
     def scale(self, graph: HeteroData) -> float:
         """:math:`|D|\\,\\lambda_{ssl}` on ``graph``."""
         return self.weight * graph[EDGE].edge_index.size(1)

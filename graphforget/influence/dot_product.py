@@ -74,6 +74,17 @@ class LocalProblem:
             self._embedding = LinearEmbedding(model, self.rows, self.graph, self.tables)
         return self._embedding
 
+    def __repr__(self) -> str:
+        # The tables by shape: their values are the model's rows at every local node.
+        tables = ", ".join(f"{name}: {list(t.shape)}" for name, t in self.tables.items())
+        return (f"LocalProblem(rows={self.rows}, terms={self.terms}, {_graph_sizes(self.graph)}, "
+                f"tables={{{tables}}})")
+
+
+def _graph_sizes(graph: HeteroData) -> str:
+    """``users=U, items=I, edges=E`` of ``graph``, for a repr."""
+    return f"users={num_users(graph)}, items={num_items(graph)}, edges={graph[EDGE].edge_index.size(1)}"
+
 
 def local_problem(model, rows: NodeRows, terms: Terms, graph: HeteroData) -> LocalProblem:
     """The :class:`LocalProblem` of ``rows`` and ``terms`` scored on ``graph`` (their computation subgraph, or
@@ -149,6 +160,10 @@ class DotProductOperator:
     def size(self) -> int:
         return self.embedding.size
 
+    def __repr__(self) -> str:
+        return (f"DotProductOperator(size={self.size}, pairs={self.z.numel()}, exact={self.exact}, "
+                f"shift={self.shift:g})")
+
     def __call__(self, v: Tensor) -> Tensor:
         pairs = self.pairs
         with torch.no_grad():
@@ -191,6 +206,9 @@ class LinearEmbedding:
     @property
     def size(self) -> int:
         return sum(ids.numel() * self._tables()[name].size(1) for name, ids in self.rows.rows.items())
+
+    def __repr__(self) -> str:
+        return f"LinearEmbedding(model={type(self.model).__name__}, rows={self.rows}, {_graph_sizes(self.graph)})"
 
     @torch.no_grad()
     def __call__(self, phi: Tensor) -> tuple[Tensor, Tensor]:

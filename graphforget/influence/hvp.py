@@ -224,6 +224,9 @@ class HessianOperator:
     def size(self) -> int:
         return self.x.numel()
 
+    def __repr__(self) -> str:
+        return f"HessianOperator(size={self.size}, damping={self.damping:g})"
+
 
 class GaussNewtonOperator:
     """``v -> (J^T \\nabla^2_z \\ell J + \\lambda I) v``: the positive semi-definite Gauss-Newton curvature.
@@ -259,6 +262,9 @@ class GaussNewtonOperator:
     @property
     def size(self) -> int:
         return self.x.numel()
+
+    def __repr__(self) -> str:
+        return f"GaussNewtonOperator(size={self.size}, logits={self.z.numel()}, shift={self.shift:g})"
 
 
 @contextlib.contextmanager

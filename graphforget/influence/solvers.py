@@ -105,6 +105,10 @@ class ShiftedConjugateGradient:
         residual = float(self._squared_residual(j).sqrt() / self.bb.sqrt().clamp(min=torch.finfo(self.r.dtype).tiny))
         return SolveResult(self.x[j], self.iterations, residual, self.seconds, residual <= self.tol, self.negative)
 
+    def __repr__(self) -> str:
+        return (f"ShiftedConjugateGradient(size={self.r.numel()}, shifts={len(self.shifts)}, tol={self.tol:g}, "
+                f"max_iter={self.max_iter}, iterations={self.iterations})")
+
     def _iterate(self) -> None:
         ap = self.matvec(self.p)
         curvature = self.p.dot(ap)
@@ -267,6 +271,9 @@ class AndersonMixing:
         fit = torch.linalg.lstsq(scale[:, None] * gram * scale, (scale * rhs)[:, None], driver="gelsd")
         weights = (scale * fit.solution[:, 0]).to(df.device)
         return x + step - (weights.to(x.dtype) @ dx + (weights @ df).to(x.dtype))
+
+    def __repr__(self) -> str:
+        return f"AndersonMixing(depth={self.depth}, recorded={min(self._count, self.depth)})"
 
     def _record(self, x: Tensor, step: Tensor, last_x: Tensor, last_step: Tensor) -> None:
         if self._dx is None:

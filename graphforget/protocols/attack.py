@@ -70,6 +70,12 @@ class AttackData(NamedTuple):
     dataset: str
     attack_ratio: float
 
+    def __repr__(self) -> str:
+        # Sizes: the tuple's own repr printed the request's ids and both graphs' every attribute.
+        train = self.train[EDGE].edge_index.size(1)
+        return (f"AttackData(dataset={self.dataset!r}, split={self.split}, train={train}, "
+                f"request={self.request.size(1)}, attack_ratio={self.attack_ratio:g}, source={self.source!r})")
+
 
 def _check_ratio(attack_ratio: float) -> float:
     attack_ratio = float(attack_ratio)
