@@ -11,9 +11,14 @@ on this machine.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import hashlib
 import os
+import pickle
+import re
 import tempfile
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,8 +27,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["rank_and_size", "my_jobs", "gather_results", "data_parallel_loss", "summed_across_ranks", "TermShare",
-           "init_from_env", "launch"]
+__all__ = ["rank_and_size", "my_jobs", "gather_results", "run_jobs", "agreed", "layout", "from_rank_zero",
+           "data_parallel_loss", "summed_across_ranks", "TermShare", "init_from_env", "launch"]
 
 
 def rank_and_size() -> tuple[int, int]:
@@ -50,11 +55,130 @@ def gather_results(mine: dict[int, Any], num_jobs: int) -> list[Any]:
     if size > 1:
         pieces = [{} for _ in range(size)]
         dist.all_gather_object(pieces, _to_cpu(mine))
+    return _in_job_order(pieces, num_jobs)
+
+
+def _in_job_order(pieces: list[dict[int, Any]], num_jobs: int) -> list[Any]:
+    """The results of the ranks' ``{job: result}`` pieces in job order; a RuntimeError names the jobs missing."""
     merged = {job: result for piece in pieces for job, result in piece.items()}
     missing = sorted(set(range(num_jobs)) - set(merged))
     if missing:
         raise RuntimeError(f"no rank returned jobs {missing}")
     return [merged[job] for job in range(num_jobs)]
+
+
+def run_jobs(job: Callable[[int], Any], num_jobs: int) -> list[Any]:
+    """``[job(j) for j in range(num_jobs)]`` on every rank, each rank running its share (:func:`my_jobs`).
+
+    A job that raises on one rank raises the same error on every rank (the ranks exchange it with the results):
+    alone, its rank would leave the others waiting in the exchange, or, under ``torchrun``, failing with gloo's
+    "Connection closed by peer" instead of the error.
+    """
+    rank, size = rank_and_size()
+    if size == 1:
+        return [job(j) for j in range(num_jobs)]
+    mine, error = {}, None
+    try:
+        for j in my_jobs(num_jobs):
+            mine[j] = job(j)
+    except Exception as caught:
+        error = caught
+    reports = gather_results({rank: (_sendable(error), {} if error else mine)}, size)
+    _raise_first(reports, error)
+    return _in_job_order([results for _, results in reports], num_jobs)
+
+
+def agreed(what: str, check: Callable[[], Any], **inputs: Any) -> Any:
+    """``check()`` (a rank's checks of its inputs), where every rank of a process group must pass the same ``inputs``.
+
+    One all-gather tells every rank whether a rank's check failed or its inputs differ from rank 0's (compared by a
+    digest), and then every rank raises the same error: a rank that stopped here alone (a bad input, an empty
+    request it skips) would leave the others waiting forever in their next collective, and ranks given different
+    inputs would mix them silently. A ``progress`` field of a config may differ (a bar on rank 0 only). Without a
+    group: ``check()``.
+    """
+    rank, size = rank_and_size()
+    if size == 1:
+        return check()
+    value, error = None, None
+    try:
+        value = check()
+    except Exception as caught:
+        error = caught
+    reports = gather_results({rank: (_sendable(error), {name: _digest(item) for name, item in inputs.items()})}, size)
+    _raise_first(reports, error)
+    differ = [name for name in inputs if len({digests[name] for _, digests in reports}) > 1]
+    if differ:
+        raise ValueError(f"{what}: the ranks were given different {', '.join(differ)}: every rank must make the same "
+                         "call with the same inputs")
+    return value
+
+
+def layout(model: torch.nn.Module) -> list:
+    """What :func:`agreed` should compare of a model whose values do not matter (re-initialised, or broadcast from
+    rank 0 by ``DistributedDataParallel``): its class and its state's names, shapes and dtypes."""
+    return [type(model).__name__] + [(name, list(v.shape), str(v.dtype)) for name, v in model.state_dict().items()]
+
+
+def from_rank_zero(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (``value`` itself without a group)."""
+    if rank_and_size()[1] == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _sendable(error: Exception | None) -> Exception | None:
+    """``error`` if it pickles (to travel to the other ranks), else a RuntimeError with its type and message."""
+    if error is None:
+        return None
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:
+        return RuntimeError(f"{type(error).__name__}: {error}")
+
+
+def _raise_first(reports: list[tuple], own: Exception | None) -> None:
+    """Raises the error of the first rank that reports one (``own`` on that rank itself), on every rank."""
+    for rank, (error, _) in enumerate(reports):
+        if error is not None:
+            if own is not None and rank == rank_and_size()[0]:
+                raise own
+            error.add_note(f"(raised on rank {rank} of {len(reports)})")
+            raise error
+
+
+def _digest(value: Any) -> str:
+    """A digest of ``value``'s content: tensors by their bytes, graphs by their stores, modules by their state."""
+    hasher = hashlib.sha256()
+    _feed(hasher, value)
+    return hasher.hexdigest()
+
+
+def _feed(hasher, value: Any) -> None:
+    hasher.update(type(value).__name__.encode())
+    if isinstance(value, torch.Tensor) and value.layout == torch.strided and not value.is_meta:
+        hasher.update(f"{value.dtype}{list(value.shape)}".encode())
+        hasher.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, torch.nn.Module):
+        _feed(hasher, dict(value.state_dict()))
+    elif hasattr(value, "to_dict") and hasattr(value, "edge_types"):  # a (Hetero)Data graph
+        _feed(hasher, value.to_dict())
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        _feed(hasher, {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.name != "progress"})
+    elif isinstance(value, dict):
+        for key in sorted(value, key=repr):
+            hasher.update(repr(key).encode())
+            _feed(hasher, value[key])
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _feed(hasher, item)
+    elif hasattr(value, "__dict__") and not callable(value):  # an objective: its settings
+        _feed(hasher, vars(value))
+    else:  # an address in a repr (an object without a repr of its own) differs between the ranks' processes
+        hasher.update(re.sub(r" at 0x[0-9a-fA-F]+", "", repr(value)).encode())
 
 
 class _ShareLoss(torch.nn.Module):
@@ -176,24 +300,27 @@ def init_from_env() -> bool:
     return True
 
 
-def launch(fn: Callable[..., Any], world_size: int, *args, threads: int = 1) -> Any:
+def launch(fn: Callable[..., Any], world_size: int, *args, threads: int = 1, timeout: float | None = None) -> Any:
     """Runs ``fn(*args)`` in ``world_size`` new processes joined in a gloo group; returns rank 0's value.
 
     For tests and benchmarks on one machine (``torchrun`` is the launcher of real jobs). ``fn`` must be
     importable (a module-level function); each process works on its own copy of ``args`` (the caller's
-    are never modified) with ``threads`` torch threads.
+    are never modified) with ``threads`` torch threads. ``timeout``: seconds a collective may wait (``None``:
+    torch's default), so that a test of ranks that disagree fails instead of hanging.
     """
     if world_size < 1:
         raise ValueError(f"launch: world_size must be >= 1, got {world_size}")
     with tempfile.TemporaryDirectory(prefix="graphforget-launch-") as folder:
         rendezvous, result = Path(folder) / "rendezvous", Path(folder) / "result.pt"
-        mp.spawn(_run, args=(world_size, str(rendezvous), str(result), threads, fn, args), nprocs=world_size)
+        mp.spawn(_run, args=(world_size, str(rendezvous), str(result), threads, fn, args, timeout), nprocs=world_size)
         return torch.load(result, weights_only=False)
 
 
-def _run(rank: int, world_size: int, rendezvous: str, result: str, threads: int, fn: Callable, args: tuple) -> None:
+def _run(rank: int, world_size: int, rendezvous: str, result: str, threads: int, fn: Callable, args: tuple,
+         timeout: float | None = None) -> None:
     torch.set_num_threads(threads)
-    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world_size)
+    wait = {} if timeout is None else {"timeout": timedelta(seconds=timeout)}
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world_size, **wait)
     try:
         value = fn(*copy.deepcopy(args))  # private copies: spawn passes CPU tensors in shared memory
         if rank == 0:

@@ -17,7 +17,7 @@ from .clock import Stopwatch
 from .config import check_fields, check_types
 from .data.adjacency import hold_graph
 from .data.interactions import EDGE, check_interactions, check_model_fits, check_pair_ids, check_pair_tensor
-from .distributed import data_parallel_loss, summed_across_ranks
+from .distributed import agreed, data_parallel_loss, layout, summed_across_ranks
 from .metrics import auc_standard_error, evaluate_auc
 from .objectives import BCEObjective, Objective
 
@@ -63,6 +63,8 @@ class TrainConfig:
         data_parallel: in a ``torch.distributed`` process group, each rank computes the loss terms of its
             share of every mini-batch and ``DistributedDataParallel`` sums the gradients across the ranks
             (:func:`~graphforget.distributed.data_parallel_loss`; every rank ends with the same model). Adam only.
+            Every rank must pass the same arguments (``progress`` aside): :func:`train` raises a ValueError on
+            every rank when they differ or one rank's fail its checks (:func:`~graphforget.distributed.agreed`).
     """
     epochs: int = 100
     lr: float = 0.01
@@ -118,12 +120,11 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
             non-finite value in the parameters).
     """
     config = config or TrainConfig()
-    num_edges = graph[EDGE].edge_index.size(1)
-    if num_edges == 0:
-        raise ValueError("the training graph has no edges")
-    _check_inputs(model, graph, objective)
-    if val is not None:
-        check_val(model, val)
+    if config.data_parallel:  # ranks given different inputs would mix them, or wait forever for one that stopped
+        agreed("train", lambda: _check_all(model, graph, objective, val), model=layout(model), graph=graph,
+               objective=objective, config=config, val=val)  # model: DDP starts every rank from rank 0's values
+    else:
+        _check_all(model, graph, objective, val)
     device = graph[EDGE].edge_index.device
     with hold_graph(model, graph), _global_rng(config.seed, device):  # the run never edits the graph
         run = _train_lbfgs if config.optimizer == "lbfgs" else _train_adam
@@ -242,6 +243,15 @@ def _finite_loss(loss: float, epoch: int) -> float:
         raise ValueError(f"train: the training loss is {loss} at epoch {epoch}: lower the learning rate, or look for "
                          "a NaN or an infinity in the parameters or the objective")
     return loss
+
+
+def _check_all(model: torch.nn.Module, graph: HeteroData, objective: Objective, val: HeteroData | None) -> None:
+    """The checks of :func:`train`'s arguments (see its Raises)."""
+    if graph[EDGE].edge_index.size(1) == 0:
+        raise ValueError("the training graph has no edges")
+    _check_inputs(model, graph, objective)
+    if val is not None:
+        check_val(model, val)
 
 
 def _check_inputs(model: torch.nn.Module, graph: HeteroData, objective: Objective) -> None:

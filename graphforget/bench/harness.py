@@ -12,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..clock import Stopwatch
+from ..distributed import from_rank_zero
 from ..io import to_jsonable
 from ..presets import PRESET_DATASETS, Hyperparameters, default_hparams
 from ..unlearn import METHODS, NotFittedError, UnlearningFailed, method_config
@@ -244,7 +245,9 @@ def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str =
 
 def _record(cell: Cell, cache: CellCache | None, workspace: Workspace, hparams, source, device, progress) -> dict:
     """A cell's record: read from the cache, else computed (timed) and stored."""
-    found = cache.load(cell) if cache is not None else None
+    # Under torchrun, rank 0's cache decides for every rank (the others may have none): a rank computing a cell that
+    # the others read back would wait forever in the shard training's collectives.
+    found = from_rank_zero(cache.load(cell) if cache is not None else None)
     if found is not None:
         log.info("%s: read from the cache", cell.label())
         return {"key": cell.key, "cell": cell.identity(), "cached": True, "result": found}

@@ -15,6 +15,7 @@ from ..data.interactions import (EDGE, check_interactions, check_model_fits, che
                                  pairs_with_data, validate_pairs, without_edges)
 from ..clock import Stopwatch
 from ..config import build_config
+from ..distributed import agreed
 from ..metrics import auc_standard_error, evaluate_auc
 from ..models.base import Recommender
 from ..objectives import Objective
@@ -156,12 +157,13 @@ class Unlearner:
         self._check_graph()  # the unlearner's state, not the request: outside the reported time
         device = self.graph[EDGE].edge_index.device
         with Stopwatch(device) as watch:
-            check_finite(self.model)
-            request = validate_pairs(self.graph, request).to(device)
-            remaining, positions = without_edges(self.graph, request)
-            if not self.fitted:  # after the request's checks: a bad request is named whatever the state
-                raise NotFittedError(f"{type(self).__name__}.unlearn() needs fit() first: "
-                                     f"{type(self).__name__}(...).fit().unlearn(request)")
+            if self._communicates():  # every rank must make this call alike, or those that go on wait forever
+                inputs = {"request": request, "model": self.model, "graph": self.graph, "objective": self.objective,
+                          "config": self.config, "val": self.val}
+                checked = agreed(f"{type(self).__name__}.unlearn", lambda: self._checked(request), **inputs)
+            else:
+                checked = self._checked(request)
+            request, remaining, positions = checked
             if positions.numel() == 0:  # the model unchanged, bit for bit: nothing to test
                 model, info = copy.deepcopy(self.model), dict(EMPTY_INFO)
             else:
@@ -170,6 +172,22 @@ class Unlearner:
             if type(model) is type(self.model):  # training leaves it in train mode; an ensemble has modules of its own
                 copy_modes(self.model, model)
         return UnlearnResult(model, remaining, watch.seconds, info)
+
+    def _checked(self, request) -> tuple[Tensor, HeteroData, Tensor]:
+        """The checks of :meth:`unlearn`: the request on the graph's device, the remaining graph, the positions."""
+        check_finite(self.model)
+        request = validate_pairs(self.graph, request).to(self.graph[EDGE].edge_index.device)
+        remaining, positions = without_edges(self.graph, request)
+        if not self.fitted:  # after the request's checks: a bad request is named whatever the state
+            raise NotFittedError(f"{type(self).__name__}.unlearn() needs fit() first: "
+                                 f"{type(self).__name__}(...).fit().unlearn(request)")
+        return request, remaining, positions
+
+    def _communicates(self) -> bool:
+        """Whether :meth:`unlearn` works with the other ranks of a process group: data-parallel training or IFRU
+        (SISA and RecEraser share their shards whenever there is a group)."""
+        train = getattr(self.config, "train", None)
+        return bool(getattr(self.config, "data_parallel", False) or getattr(train, "data_parallel", False))
 
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData) -> tuple[torch.nn.Module, dict]:
         """Returns the new model and the info dict; ``positions`` index the request in ``self.graph``."""

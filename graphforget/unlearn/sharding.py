@@ -19,7 +19,7 @@ from torch.nn.utils import skip_init
 from torch_geometric.data import HeteroData
 
 from ..config import seeded
-from ..distributed import gather_results, my_jobs
+from ..distributed import agreed, layout, run_jobs
 from ..data.interactions import EDGE, check_unique_pairs, edge_subgraph, num_items, num_users, pair_keys
 from ..models.base import Recommender
 from ..models.sgl import ContrastiveBPRObjective
@@ -341,14 +341,39 @@ def train_shards(models: Sequence[Recommender], graphs: Sequence[HeteroData], ob
     """Trains a fresh copy of ``models[j]`` (re-initialised with ``seeds[j]``) on ``graphs[j]``, for each j.
 
     In a ``torch.distributed`` process group the jobs are shared round robin between the ranks
-    (:func:`~graphforget.distributed.my_jobs`) and every rank receives every trained model; without
-    one, this process trains them all. The result is the same either way under the seeds, bit for bit
+    (:func:`~graphforget.distributed.run_jobs`) and every rank receives every trained model (the ranks must pass
+    the same arguments, :func:`~graphforget.distributed.agreed`, and a shard that fails on one rank raises on
+    all); without one, this process trains them all. The result is the same either way under the seeds, bit for bit
     when every process runs with one thread (multi-threaded reductions may sum in another order). The
     given models are not modified.
 
     Returns:
         ``[(trained model, TrainResult)]`` in the order of the jobs.
     """
+    config = dataclasses.replace(config or TrainConfig(), data_parallel=False)
+    seeds = agreed("train_shards", lambda: _check_jobs(models, graphs, seeds), models=[layout(m) for m in models],
+                   graphs=graphs, objective=objective, config=config, val=val, seeds=seeds)  # models: re-initialised
+    # Each rank trains whole shards of its own: no batch is split across the ranks.
+    copies = [copy.deepcopy(m) for m in models]
+
+    def job(j: int) -> tuple[dict, TrainResult]:
+        reinitialise(copies[j], seeds[j])
+        result = train(copies[j], graphs[j], objective, config, val)
+        return copies[j].state_dict(), result
+
+    with warnings.catch_warnings():  # one warning for the shards below, not one per shard
+        warnings.simplefilter("ignore", NoSignalWarning)
+        states = run_jobs(job, len(copies))  # a shard that fails on one rank raises on every rank
+    out = []
+    for model, (state, result) in zip(copies, states):
+        model.load_state_dict(state)
+        out.append((model, result))
+    _warn_of_shards_at_chance([result for _, result in out], val)
+    return out
+
+
+def _check_jobs(models, graphs, seeds) -> list[int]:
+    """The seeds of the shard jobs (``0 .. S-1`` by default); ValueError for a count that differs or an empty graph."""
     if len(models) != len(graphs):
         raise ValueError("one model per graph is needed")
     seeds = list(range(len(models))) if seeds is None else list(seeds)
@@ -357,22 +382,7 @@ def train_shards(models: Sequence[Recommender], graphs: Sequence[HeteroData], ob
     for j, graph in enumerate(graphs):
         if graph[EDGE].edge_index.size(1) == 0:
             raise ValueError(f"shard graph {j} has no training edges (left): use fewer shards")
-    # Each rank trains whole shards of its own: no batch is split across the ranks.
-    config = dataclasses.replace(config or TrainConfig(), data_parallel=False)
-    copies = [copy.deepcopy(m) for m in models]
-    mine = {}
-    with warnings.catch_warnings():  # one warning for the shards below, not one per shard
-        warnings.simplefilter("ignore", NoSignalWarning)
-        for j in my_jobs(len(copies)):
-            reinitialise(copies[j], seeds[j])
-            result = train(copies[j], graphs[j], objective, config, val)
-            mine[j] = (copies[j].state_dict(), result)
-    out = []
-    for model, (state, result) in zip(copies, gather_results(mine, len(copies))):
-        model.load_state_dict(state)
-        out.append((model, result))
-    _warn_of_shards_at_chance([result for _, result in out], val)
-    return out
+    return seeds
 
 
 def _warn_of_shards_at_chance(results: list[TrainResult], val: HeteroData | None) -> None:

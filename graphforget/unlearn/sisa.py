@@ -152,6 +152,9 @@ class SISA(Unlearner):
 
     # --- unlearning -----------------------------------------------------------------------------
 
+    def _communicates(self) -> bool:
+        return True  # the retrained shards are shared by the ranks of a process group, if any
+
     def _unlearn(self, request, positions, remaining):
         old = self.ensemble
         held = old.assignment_of(request)

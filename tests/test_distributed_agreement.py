@@ -1,0 +1,137 @@
+"""Ranks of a process group that do not make the same call: every rank raises the same error, none waits forever.
+
+Each case runs in two gloo ranks (:func:`graphforget.distributed.launch`) whose collectives time out after
+``TIMEOUT`` seconds, so that a rank left waiting fails the test instead of hanging it. A case's function catches
+what each rank raises and returns it, and the ranks' outcomes are compared.
+"""
+import pytest
+import torch
+import torch.distributed as dist
+
+from graphforget import BCEObjective, TrainConfig
+from graphforget.bench import run_bench
+from graphforget.data import planted_communities
+from graphforget.distributed import agreed, gather_results, launch, rank_and_size
+from graphforget.models import MF
+from graphforget.presets import Hyperparameters
+from graphforget.train import train
+from graphforget.unlearn import IFRU, SISA, IFRUConfig, SISAConfig
+from graphforget.unlearn.sharding import train_shards
+
+pytestmark = pytest.mark.distributed
+TIMEOUT = 60  # seconds a collective may wait: each case takes a few seconds
+U, I = 60, 40
+OBJECTIVE = BCEObjective(l2=1e-2)
+CONFIG = TrainConfig(epochs=2, batch_size=64, patience=0, seed=0)
+
+
+def _graph():
+    return planted_communities(U, I, num_communities=4, interactions_per_user=8, seed=0)
+
+
+def _model():
+    model = MF(U, I, 8)
+    model.reset_parameters(0)
+    return model
+
+
+def _outcome(fn) -> str:
+    """What ``fn()`` did on this rank: ``"ok"``, or the type and first words of what it raised."""
+    try:
+        fn()
+        return "ok"
+    except Exception as error:
+        return f"{type(error).__name__}: {str(error)[:60]}"
+
+
+def _every_rank(outcome: str) -> list[str]:
+    return gather_results({rank_and_size()[0]: outcome}, rank_and_size()[1])
+
+
+def train_with_rank_seed() -> list[str]:
+    """Data-parallel training where each rank seeds its own batch order (module level, for ``launch``)."""
+    config = TrainConfig(epochs=2, batch_size=64, patience=0, seed=rank_and_size()[0], data_parallel=True)
+    return _every_rank(_outcome(lambda: train(_model(), _graph(), OBJECTIVE, config)))
+
+
+def ifru_with_request_empty_on_rank_one() -> list[str]:
+    """IFRU data-parallel, with rank 1's request empty (module level, for ``launch``)."""
+    graph = _graph()
+    request = graph["user", "rates", "item"].edge_index[:, :4 * (1 - rank_and_size()[0])]
+    method = IFRU(_model(), graph, OBJECTIVE, IFRUConfig(data_parallel=True))
+    return _every_rank(_outcome(lambda: method.unlearn(request)))
+
+
+def sisa_with_rank_seed() -> list[str]:
+    """SISA's fit with a partition seeded per rank (module level, for ``launch``)."""
+    config = SISAConfig(CONFIG, num_shards=3, seed=rank_and_size()[0])
+    return _every_rank(_outcome(lambda: SISA(_model(), _graph(), OBJECTIVE, config).fit()))
+
+
+class _FailsOnRankOne(MF):
+    """An MF whose training fails on rank 1 alone, as a shard whose loss becomes NaN would."""
+
+    def forward(self, graph, edge_label_index):
+        if self.training and dist.get_rank() == 1:
+            raise ValueError("the shard failed on rank 1")
+        return super().forward(graph, edge_label_index)
+
+
+def shard_failing_on_rank_one() -> list[str]:
+    """Two shards trained by the two ranks; rank 1's fails (module level, for ``launch``)."""
+    graph = _graph()
+    models, graphs = [_FailsOnRankOne(U, I, 8)] * 2, [graph] * 2
+    return _every_rank(_outcome(lambda: train_shards(models, graphs, OBJECTIVE, CONFIG)))
+
+
+def check_failing_on_rank_one() -> list[str]:
+    """``agreed`` whose check raises on rank 1 only (module level, for ``launch``)."""
+    def check():
+        if dist.get_rank() == 1:
+            raise ValueError("bad input on rank 1")
+    return _every_rank(_outcome(lambda: agreed("probe", check, same=torch.ones(3))))
+
+
+@pytest.mark.parametrize("case, expected", [
+    (train_with_rank_seed, "ValueError: train: the ranks were given different config"),
+    (ifru_with_request_empty_on_rank_one, "ValueError: IFRU.unlearn: the ranks were given different request"),
+    (sisa_with_rank_seed, "ValueError: train_shards: the ranks were given different graphs, seeds"),
+    (shard_failing_on_rank_one, "ValueError: the shard failed on rank 1"),
+    (check_failing_on_rank_one, "ValueError: bad input on rank 1"),
+], ids=["train_seed", "ifru_empty_on_one_rank", "sisa_seed", "shard_fails_on_one_rank", "check_fails_on_one_rank"])
+def test_ranks_that_disagree_or_fail_alone_raise_the_same_error_on_every_rank(case, expected, one_thread):
+    # Before: training mixed the ranks' batch orders silently, SISA mixed two partitions' shards, and a rank that
+    # skipped its empty request or failed a shard alone left the other waiting in a collective (under torchrun, it
+    # then failed with gloo's "Connection closed by peer").
+    outcomes = launch(case, 2, timeout=TIMEOUT)
+    assert [outcome[:len(expected)] for outcome in outcomes] == [expected, expected], outcomes
+
+
+def sisa_with_unseeded_template() -> list[str]:
+    """SISA's fit from a model initialised differently on each rank: the shards are re-initialised from the seeds,
+    so only the model's layout must agree (module level, for ``launch``)."""
+    model = MF(U, I, 8)
+    model.reset_parameters(10 + rank_and_size()[0])
+    fitted = SISA(model, _graph(), OBJECTIVE, SISAConfig(CONFIG, num_shards=3, seed=0)).fit()
+    return _every_rank(fitted.model.state_dict())
+
+
+def test_sisa_accepts_templates_that_differ_in_values_only(one_thread):
+    states = launch(sisa_with_unseeded_template, 2, timeout=TIMEOUT)
+    assert all(torch.equal(states[0][key], states[1][key]) for key in states[0])
+
+
+def bench_with_rank_zero_cache(out) -> list[list[bool]]:
+    """The SISA cells of ``benchmarks/sisa_receraser_smoke.py``'s pattern: rank 0 alone is given the output folder
+    and its cache (module level, for ``launch``)."""
+    hparams = Hyperparameters(model="mf", embedding_dim=8, l2=1.0, train={"epochs": 2, "patience": 0})
+    result = run_bench("deletion", "synthetic", methods=["sisa"], seeds=1, options={"sisa": {"num_shards": 2}},
+                       params={"kinds": ["edge"], "ratios": [0.05]}, hparams=hparams,
+                       out=out if rank_and_size()[0] == 0 else None)
+    return _every_rank([record["cached"] for record in result.cells])
+
+
+def test_a_second_bench_run_reads_rank_zero_cache_on_every_rank(tmp_path, one_thread):
+    # Before: rank 0 read SISA's cell back while rank 1 computed it, and waited in the shards' exchange.
+    assert launch(bench_with_rank_zero_cache, 2, tmp_path, timeout=TIMEOUT) == [[False, False]] * 2
+    assert launch(bench_with_rank_zero_cache, 2, tmp_path, timeout=TIMEOUT) == [[True, True]] * 2
