@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 from torch import nn
-from torch_geometric.nn import LGConv, SAGEConv
+from torch_geometric.nn import GCNConv, LGConv, SAGEConv
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
 from torch_geometric.utils import to_dense_adj
 
@@ -18,7 +18,7 @@ from graphforget.data import (EDGE, bipartite_to_homogeneous, message_passing_ed
                               remove_edges)
 from graphforget.influence import NodeRows, computation_subgraph, has_linear_dot_product
 from graphforget.models import LightGCN, PyGRecommender
-from graphforget.unlearn import IFRU, Retrain, RetrainConfig, UnlearnRec, UnlearnRecConfig
+from graphforget.unlearn import IFRU, RecEraser, RecEraserConfig, Retrain, RetrainConfig, UnlearnRec, UnlearnRecConfig
 from graphforget.unlearn.unlearnrec import _SharedEmbedding
 
 U, I, D, K = 60, 40, 8, 2
@@ -286,3 +286,69 @@ def test_a_module_that_does_not_fit_is_refused(graph):
         model(graph, all_pairs()[:, :3])
     with pytest.raises(NotImplementedError, match="get_embedding"):
         model.embed(graph)
+
+
+class TwoGCN(nn.Module):
+    """Node embeddings, two GCNConv layers (normalising by the degrees of the graph they are given), dot products."""
+
+    def __init__(self, num_nodes: int, cached: bool):
+        super().__init__()
+        self.embedding = nn.Embedding(num_nodes, 4)
+        self.conv1, self.conv2 = GCNConv(4, 4, cached=cached), GCNConv(4, 4, cached=cached)
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        x = self.conv2(self.conv1(self.embedding.weight, edge_index).relu(), edge_index)
+        return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
+
+
+def test_a_layer_that_caches_its_graph_is_refused(graph):
+    """GCNConv(cached=True) keeps the graph of its first call: on the graph without the request (or a k-hop
+    subgraph) the model would still score the original, so unlearning would silently use the old graph."""
+    module = TwoGCN(U + I, cached=True)
+    smaller = remove_edges(graph, graph[EDGE].edge_index[:, :50])
+    edges = [bipartite_to_homogeneous(message_passing_edges(g), U) for g in (graph, smaller)]
+    pairs = all_pairs() + torch.tensor([[0], [U]])
+    with torch.no_grad():  # the module's own code: the second graph is ignored
+        assert torch.equal(module(edges[0], pairs), module(edges[1], pairs))
+    refused = r"conv1 \(GCNConv\), conv2 \(GCNConv\) of TwoGCN: a layer built with cached=True.*cached=False"
+    with pytest.raises(ValueError, match=refused):
+        PyGRecommender(module, U, I, receptive_field=2)
+    model = PyGRecommender(TwoGCN(U + I, cached=False), U, I, receptive_field=2)
+    with torch.no_grad():
+        assert not torch.allclose(model(smaller, all_pairs()), model(graph, all_pairs()))
+
+
+class Narrowing(nn.Module):
+    """Node embeddings of width 8, one LGConv layer, then a Linear to width 4: rows narrower than the table."""
+
+    def __init__(self, num_nodes: int):
+        super().__init__()
+        self.embedding = nn.Embedding(num_nodes, 8)
+        self.conv, self.lin = LGConv(), nn.Linear(8, 4)
+
+    def reset_parameters(self):
+        self.embedding.reset_parameters()
+        self.lin.reset_parameters()
+
+    def get_embedding(self, edge_index, edge_weight=None):
+        return self.lin(self.conv(self.embedding.weight, edge_index))
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        x = self.get_embedding(edge_index)
+        return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
+
+
+def test_attention_over_rows_narrower_than_the_table_is_refused_by_name_then_runs(graph, one_thread):
+    """The adapter's embedding_dim is its table's width (8); RecEraser's attention (its default aggregation) is
+    built for it but weighs embed()'s rows (4 wide): an einsum shape error after training every shard, before."""
+    model = PyGRecommender(Narrowing(U + I), U, I, receptive_field=1)
+    assert (model.embedding_dim, model.embed(graph)[0].size(1)) == (8, 4)
+    config = RecEraserConfig(TrainConfig(epochs=1, batch_size=0, patience=0), num_shards=2)
+    with pytest.raises(ValueError, match=r"rows of embed\(\), which are 4 wide, but PyGRecommender.embedding_dim is 8: "
+                                         r"set model.embedding_dim = 4"):
+        RecEraser(model, graph, OBJECTIVE, config).fit()
+    model.embedding_dim = 4
+    eraser = RecEraser(model, graph, OBJECTIVE, config).fit()
+    assert eraser.model.attention.embedding_dim == 4
+    result = eraser.unlearn(random_edges(graph, ratio=0.05, seed=1))
+    assert result.model(result.graph, all_pairs()).shape == (U * I,)

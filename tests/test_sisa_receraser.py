@@ -260,6 +260,35 @@ def test_sisa_continues_from_a_fitted_ensemble(graph):
     assert same_state(state(second.model.shards[0]), state(first.model.shards[0]))
 
 
+class ProjectedMF(MF):
+    """MF with a user projection that the inherited reset_parameters (the tables only) does not re-draw."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.proj = torch.nn.Linear(D, D)
+
+    def embed(self, graph):
+        return self.proj(self.user_emb.weight), self.item_emb.weight
+
+
+@pytest.mark.parametrize("method", [SISA, RecEraser])
+def test_shards_refuse_a_reset_that_leaves_trained_parameters(graph, method):
+    """A shard model copied from the trained model keeps what reset_parameters does not re-draw (here the
+    projection, trained on every edge, those to forget included): not a fresh model, so the shards are refused,
+    as Retrain refuses it, before any training."""
+    model = ProjectedMF(U, I, D)
+    train(model, graph, OBJECTIVE, CONFIG)
+    config = method.Config(CONFIG, num_shards=2)
+    with pytest.raises(ValueError, match=r"reset_parameters\(\) left these trained parameters unchanged: "
+                                         r"proj\.weight, proj\.bias;"):
+        method(model, graph, OBJECTIVE, config).fit()
+    # A model whose reset covers every parameter passes, even untrained and drawn from shard 0's own seed (its
+    # re-draw equals it value for value).
+    fresh = MF(U, I, D)
+    fresh.reset_parameters(config.seed)
+    SISA(fresh, graph, OBJECTIVE, config).fit()
+
+
 # --- RecEraser's balanced partition -------------------------------------------------------------
 
 def greedy_by_hand(dist, capacity):

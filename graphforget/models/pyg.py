@@ -39,7 +39,8 @@ class PyGRecommender(Recommender):
     homogeneous order (node type ``node``); ``node_tables`` names them instead. Every other trainable
     parameter is dense (influence methods update it whole). :meth:`embed` needs the module's
     ``get_embedding(edge_index)`` (PyG's LightGCN has it; the scores must be the dot products of its
-    rows); :meth:`score_all` scores every pair through ``forward``, so it holds for any module.
+    rows); :meth:`score_all` scores every pair through ``forward``, so it holds for any module. :attr:`embedding_dim`
+    is the table's width (set it when ``get_embedding``'s rows have another: RecEraser's attention weighs them).
 
     Args:
         module: the PyG module.
@@ -65,7 +66,7 @@ class PyGRecommender(Recommender):
 
     Raises:
         ValueError: when no parameter has :math:`U + I` rows (the module was built for other node
-            counts), or a named table does not fit its node type.
+            counts), a named table does not fit its node type, or a layer caches its graph (``cached=True``).
     """
 
     def __init__(self, module: nn.Module, num_users: int, num_items: int, receptive_field: int, *,
@@ -76,6 +77,7 @@ class PyGRecommender(Recommender):
         if isinstance(receptive_field, bool) or not isinstance(receptive_field, int) or receptive_field < 0:
             raise ValueError(f"PyGRecommender.receptive_field must be an int >= 0 (the module's number of "
                              f"message-passing layers), got {receptive_field!r}")
+        _refuse_cached_layers(module)
         self.module = module
         self.receptive_field = receptive_field
         self.sparse = bool(sparse)
@@ -196,6 +198,18 @@ class PyGRecommender(Recommender):
         """The constructor's plain arguments (not the module: checkpoints go through its state dict)."""
         return {**super().config(), "receptive_field": self.receptive_field,
                 "edge_weight": self.supports_edge_weight, "sparse": self.sparse}
+
+
+def _refuse_cached_layers(module: nn.Module) -> None:
+    """Raises ``ValueError`` naming the layers built with ``cached=True`` (PyG's ``GCNConv``, ``SGConv``, ...): they
+    keep the normalised graph of their first call and ignore every later one, so the model would score an edited
+    graph (without the request, a k-hop subgraph) on the original."""
+    cached = [f"{name} ({type(layer).__name__})" for name, layer in module.named_modules()
+              if getattr(layer, "cached", False) is True]
+    if cached:
+        raise ValueError(f"PyGRecommender: {', '.join(cached)} of {type(module).__name__}: a layer built with "
+                         "cached=True keeps the graph of its first call and ignores the edited graphs unlearning runs "
+                         "the model on; build it with cached=False")
 
 
 def _node_tables(module: nn.Module, num_users: int, num_items: int,

@@ -270,6 +270,25 @@ def reinitialise(model: torch.nn.Module, seed: int | None) -> None:
                 param.copy_(frozen[name])
 
 
+def redraw(model: torch.nn.Module, seed: int | None, method: str) -> None:
+    """:func:`reinitialise`, checking that ``reset_parameters`` wrote every trainable parameter: each is first filled
+    with NaN, so one it misses is found whatever its values (a copy of a trained model would keep what it learnt
+    from the edges to forget; an untrained one may equal its own re-draw, which comparing values would refuse).
+
+    Raises:
+        ValueError: naming the trainable parameters that ``reset_parameters`` left as they were.
+    """
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad and p.numel() > 0]
+    with torch.no_grad():
+        for _, param in trainable:
+            param.fill_(float("nan"))
+    reinitialise(model, seed)
+    missed = [name for name, _ in trainable if torch.isnan(model.get_parameter(name)).any()]
+    if missed:
+        raise ValueError(f"{method}: reset_parameters() left these trained parameters unchanged: {', '.join(missed)}; "
+                         "override reset_parameters to re-initialise them (see docs/custom_model.rst)")
+
+
 def check_finite(model: torch.nn.Module) -> None:
     """Raises ``ValueError`` naming the parameters of ``model`` that hold a NaN or an infinity."""
     # A NaN or an infinity anywhere makes a parameter's sum non-finite: one pass, no mask as large as the table;

@@ -4,11 +4,9 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-import torch
-
 from ..config import check_types
 from ..train import TrainConfig, train
-from .base import Unlearner, reinitialise
+from .base import Unlearner, redraw
 from .registry import register
 
 __all__ = ["Retrain", "RetrainConfig"]
@@ -37,7 +35,8 @@ class Retrain(Unlearner):
     """Trains a fresh copy of the model from scratch on the remaining edges (early-stopping on ``val``).
 
     Without ``warm_start``, :meth:`unlearn` checks that ``reset_parameters(seed)`` re-drew every
-    trainable parameter: a parameter left as trained would keep what it learnt from the removed edges. A frozen
+    trainable parameter (:func:`~graphforget.unlearn.base.redraw`): a parameter left as trained would keep what
+    it learnt from the removed edges. A frozen
     parameter (``requires_grad=False``) is kept as it is, as training leaves it.
 
     Raises:
@@ -49,28 +48,10 @@ class Retrain(Unlearner):
     def _unlearn(self, request, positions, remaining):
         model = copy.deepcopy(self.model)
         if not self.config.warm_start:
-            reinitialise(model, self.config.seed)
-            _check_reinitialised(model, self.model)
+            redraw(model, self.config.seed, "Retrain")
         result = train(model, remaining, self.objective, self.config.train, self.val)
         info = {"epochs": result.epochs, "best_epoch": result.best_epoch, "train_seconds": result.seconds}
         if "max_gradient" in result.history[-1]:  # L-BFGS: how stationary the retrained model is
             info["max_gradient"] = result.history[-1]["max_gradient"]
         return model, info
 
-
-def _check_reinitialised(fresh: torch.nn.Module, trained: torch.nn.Module) -> None:
-    """Checks that every trainable parameter of ``fresh`` differs from the same one of ``trained``.
-
-    Args:
-        fresh: a copy of ``trained`` after ``reset_parameters(seed)``.
-        trained: the trained model.
-
-    Raises:
-        ValueError: naming every non-empty trainable parameter that is still equal to the trained one.
-    """
-    old = dict(trained.named_parameters())
-    same = [name for name, param in fresh.named_parameters()
-            if param.requires_grad and param.numel() > 0 and torch.equal(param, old[name])]
-    if same:
-        raise ValueError(f"Retrain: reset_parameters() left these trained parameters unchanged: {', '.join(same)}; "
-                         "override reset_parameters to re-initialise them (see docs/custom_model.rst)")

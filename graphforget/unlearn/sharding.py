@@ -25,7 +25,7 @@ from ..models.base import Recommender
 from ..models.sgl import ContrastiveBPRObjective
 from ..objectives import BPRObjective, Objective
 from ..train import NoSignalWarning, TrainConfig, TrainResult, chance_level, train
-from .base import reinitialise, warn_caller
+from .base import redraw, warn_caller
 
 __all__ = ["ShardedRecommender", "ShardAttention", "split_graph", "train_shards", "train_aggregator"]
 
@@ -357,7 +357,8 @@ def train_shards(models: Sequence[Recommender], graphs: Sequence[HeteroData], ob
     copies = [copy.deepcopy(m) for m in models]
 
     def job(j: int) -> tuple[dict, TrainResult]:
-        reinitialise(copies[j], seeds[j])
+        # a shard left with trained values would remember the edges to forget: refused, by name
+        redraw(copies[j], seeds[j], "shard models (SISA, RecEraser)")
         result = train(copies[j], graphs[j], objective, config, val)
         return copies[j].state_dict(), result
 

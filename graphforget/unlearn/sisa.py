@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..config import check_fields, check_types, seeded
+from ..config import check_fields, check_types, eval_mode, seeded
 from ..data.interactions import EDGE
 from ..objectives import Objective
 from ..train import TrainConfig
@@ -89,6 +89,8 @@ class SISA(Unlearner):
     it needs no fit, and its shard count and aggregation replace the config's.
 
     ``model`` is the sub-model template (copied, never modified), or a fitted :class:`ShardedRecommender`.
+    A template whose ``reset_parameters`` leaves a trainable parameter as it was is refused (``ValueError`` naming
+    it, from :meth:`fit` and :meth:`unlearn`): its shards would start from the trained model's values.
     """
     name = "sisa"
     Config = SISAConfig
@@ -124,6 +126,8 @@ class SISA(Unlearner):
     def _fit(self) -> dict:
         """Partitions, trains the shards (and the attention); ``self.model`` becomes the ensemble."""
         cfg, self.fit_info = self.config, {}
+        if cfg.aggregation == "attention":
+            self._check_row_width()
         shard_of = self.partition().to(self.graph[EDGE].edge_index.device)
         sizes = torch.bincount(shard_of, minlength=self.num_shards)
         if bool((sizes == 0).any()):
@@ -142,6 +146,17 @@ class SISA(Unlearner):
         self.ensemble = self.model = ensemble
         log.info("%s fit %d shards", self.name, self.num_shards)
         return info
+
+    def _check_row_width(self) -> None:
+        """Raises ``ValueError`` unless ``embed``'s rows are ``embedding_dim`` wide, the width the attention is
+        built for, before any shard trains (a PyG module's last layer may map its table's width to another)."""
+        model = self.template
+        with eval_mode(model), torch.no_grad():
+            width = model.embed(self.graph)[0].size(1)
+        if width != model.embedding_dim:
+            raise ValueError(f"{type(self).__name__}: attention aggregation weighs the rows of embed(), which are "
+                             f"{width} wide, but {type(model).__name__}.embedding_dim is {model.embedding_dim}: "
+                             f"set model.embedding_dim = {width}, or aggregate by 'mean'")
 
     def _aggregation(self) -> str | ShardAttention:
         cfg = self.config
