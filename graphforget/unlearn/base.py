@@ -258,32 +258,27 @@ def copy_modes(source: torch.nn.Module, target: torch.nn.Module) -> None:
         ours.training = theirs.training
 
 
-def reinitialise(model: torch.nn.Module, seed: int | None) -> None:
-    """``model.reset_parameters(seed)`` with its frozen parameters (``requires_grad=False``, e.g. fixed item
-    features) kept as they are: training never moves a frozen one, so re-drawn it would stay random; the influence
-    methods and FineTune leave it as it is too."""
-    frozen = {name: p.detach().clone() for name, p in model.named_parameters() if not p.requires_grad}
-    model.reset_parameters(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name in frozen:
-                param.copy_(frozen[name])
-
-
 def redraw(model: torch.nn.Module, seed: int | None, method: str) -> None:
-    """:func:`reinitialise`, checking that ``reset_parameters`` wrote every trainable parameter: each is first filled
-    with NaN, so one it misses is found whatever its values (a copy of a trained model would keep what it learnt
-    from the edges to forget; an untrained one may equal its own re-draw, which comparing values would refuse).
+    """``model.reset_parameters(seed)``, checking that it wrote every trainable parameter, with the frozen ones
+    (``requires_grad=False``, e.g. fixed item features) kept as they are.
+
+    Each trainable parameter is first filled with NaN, so one the reset misses is found whatever its values (a copy
+    of a trained model would keep what it learnt from the edges to forget; an untrained one may equal its own
+    re-draw, which comparing values would refuse). A frozen one is put back: training never moves it, so re-drawn
+    it would stay random (the influence methods and FineTune leave it as it is too).
 
     Raises:
         ValueError: naming the trainable parameters that ``reset_parameters`` left as they were.
     """
-    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad and p.numel() > 0]
+    frozen = {name: p.detach().clone() for name, p in model.named_parameters() if not p.requires_grad}
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad and p.numel() > 0]
     with torch.no_grad():
-        for _, param in trainable:
-            param.fill_(float("nan"))
-    reinitialise(model, seed)
-    missed = [name for name, _ in trainable if torch.isnan(model.get_parameter(name)).any()]
+        for name in trainable:
+            model.get_parameter(name).fill_(float("nan"))
+        model.reset_parameters(seed)
+        for name, value in frozen.items():
+            model.get_parameter(name).copy_(value)
+    missed = [name for name in trainable if torch.isnan(model.get_parameter(name)).any()]
     if missed:
         raise ValueError(f"{method}: reset_parameters() left these trained parameters unchanged: {', '.join(missed)}; "
                          "override reset_parameters to re-initialise them (see docs/custom_model.rst)")

@@ -16,7 +16,7 @@ from ..data.interactions import EDGE, num_items, num_users
 from ..models.base import Recommender
 from ..objectives import Objective
 from ..train import train
-from .base import reinitialise
+from .base import redraw
 from .registry import register
 from .sisa import SISA, SISAConfig
 
@@ -251,7 +251,7 @@ class RecEraser(SISA):
         model = self.pretrained if self.pretrained is not None else self.template
         if self.pretrained is None and self.config.pretrain:
             model = copy.deepcopy(self.template)
-            reinitialise(model, self.config.seed)
+            redraw(model, self.config.seed, "RecEraser's pre-training")
             result = train(model, graph, self.objective, self.config.train, self.val)
             self.pretrained_model = model
             self.fit_info.update(pretrain_seconds=result.seconds, pretrain_epochs=result.epochs)
