@@ -92,8 +92,10 @@ def _lightgcn(path: Path) -> tuple[HeteroData, HeteroData | None]:
     if (folder / "test.txt").is_file():
         train_graph, test = load_lightgcn(folder)
     else:
-        from .data.loaders import _read_lightgcn_lines  # the loader without its test file
+        from .data.loaders import _check_dense_ids, _read_lightgcn_lines  # the loader without its test file
         users, items, max_user = _read_lightgcn_lines(folder / "train.txt")
+        for side, count, ids in (("user", max_user + 1, users), ("item", int(items.max()) + 1, items)):
+            _check_dense_ids(folder, side, count, np.unique(ids).size)  # as load_lightgcn: tables size by the max
         train_graph, test = make_interactions(torch.from_numpy(np.stack([users, items])), None, max_user + 1), None
     for node in ("user", "item"):  # LightGCN ids are already contiguous: they are their own raw ids
         train_graph[node].raw_id = torch.arange(train_graph[node].num_nodes)
@@ -411,9 +413,12 @@ def _local_nodes(graph: HeteroData, node: str, ids: Sequence, local_ids: bool) -
     if not bool(known.all()):
         unknown = [ids[k] for k in (~known).nonzero().flatten().tolist()]
         kind = "local" if local_ids else "raw"
+        # a raw id of the data file is unknown too when the split held out its every pair (fit drops those nodes)
+        why = "" if local_ids else (f": mistyped, or a {node} of the data file whose every pair went to validation "
+                                    "or test, which fit drops: the model never learnt from it, nothing to forget")
         raise ValueError(f"unknown {node} ids ({kind}): {', '.join(map(str, unknown[:10]))}"
                          f"{' ...' if len(unknown) > 10 else ''} ({len(unknown)} of {len(ids)}; the run's training "
-                         f"graph has {graph[node].num_nodes} {node}s)")
+                         f"graph has {graph[node].num_nodes} {node}s){why}")
     return local
 
 

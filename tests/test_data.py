@@ -521,17 +521,28 @@ def test_add_negatives_keeps_existing_observed_flags(tiny_graph):
     graph = make_interactions(tiny_graph[EDGE].edge_index, tiny_graph[EDGE].edge_label, 4, 8,
                               observed=tiny_graph[EDGE].edge_label > 0)
     out = add_negatives(graph, ratio=1, seed=0)
-    assert torch.equal(out[EDGE].observed, torch.cat([graph[EDGE].observed, torch.zeros(9, dtype=torch.bool)]))
+    assert torch.equal(out[EDGE].observed, torch.cat([graph[EDGE].observed, torch.zeros(6, dtype=torch.bool)]))
+
+
+def test_add_negatives_samples_per_positive_not_per_labelled_negative(tiny_graph):
+    """A file that brings negatives (Book-Crossing's) got ratio more per negative too: 3 pairs per interaction at
+    ratio 1. User 0 has 2 positives and 1 negative: 2 sampled at ratio 1, 4 at ratio 2."""
+    for ratio in (1, 2):
+        graph = make_interactions(tiny_graph[EDGE].edge_index, tiny_graph[EDGE].edge_label, 4, 12)
+        added = add_negatives(graph, ratio=ratio, seed=0)[EDGE].edge_index[:, 9:]
+        assert torch.equal(torch.bincount(added[0], minlength=4), ratio * torch.tensor([2, 2, 2, 0]))
 
 
 def test_add_negatives_without_room_raises(tiny_graph):
-    # Users 0 and 2 rate 3 of the 5 items: 2 non-edges left, 3 needed at ratio 1 (it used to loop forever).
+    # Users 0 and 2 rate 3 of the 5 items, 2 positively: 2 non-edges left, 4 needed at ratio 2 (it used to loop
+    # forever).
+    assert add_negatives(tiny_graph, ratio=1)[EDGE].edge_index.size(1) == 15  # exactly enough room: 3 + 2 <= 5
     with pytest.raises(ValueError, match="user 0"):
-        add_negatives(tiny_graph, ratio=1)
-    graph = make_interactions(tiny_graph[EDGE].edge_index, tiny_graph[EDGE].edge_label, 4, 6)
-    assert add_negatives(graph, ratio=1)[EDGE].edge_index.size(1) == 18  # exactly enough room: 3 + 3 <= 6
-    with pytest.raises(ValueError, match="ratio=2"):
-        add_negatives(graph, ratio=2)
+        add_negatives(tiny_graph, ratio=2)
+    graph = make_interactions(tiny_graph[EDGE].edge_index, tiny_graph[EDGE].edge_label, 4, 7)
+    assert add_negatives(graph, ratio=2)[EDGE].edge_index.size(1) == 21  # exactly enough room: 3 + 4 <= 7
+    with pytest.raises(ValueError, match="ratio=3"):
+        add_negatives(graph, ratio=3)
 
 
 # --------------------------------------------------------------------------------------------- requests

@@ -22,7 +22,7 @@ import torch
 from graphforget.cli import main
 from graphforget.data import EDGE, pair_keys
 from graphforget.runs import FILES, directory_lock, lineage, load_run, publish, request_sha256, sha256_file
-from graphforget.workflow import ForgetStream, fit_on_file, forget, raw_to_local, verify_run
+from graphforget.workflow import ForgetStream, fit_on_file, forget, load_file, raw_to_local, verify_run
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--epochs", "3", "--embedding-dim", "8"]
@@ -854,3 +854,32 @@ def test_a_request_holding_every_validation_pair_of_a_class_is_still_honoured(ca
         assert set(child.val[EDGE].edge_label.tolist()) == {1.0}
     code, _, err = cli(capsys, "verify", "--run", tmp_path / "retrain", "--retrain", "--quiet")
     assert code == 0, err
+
+
+@pytest.mark.filterwarnings("ignore::graphforget.train.NoSignalWarning")  # the ids are the point, not the model
+def test_a_file_user_whose_pairs_were_all_held_out_is_not_called_unknown(capsys, tmp_path):
+    """Book-Crossing: 465 of its users have every row in validation or test, and the split drops them; forgetting one
+    said only 'unknown user ids (raw): 36', as if the id were mistyped, though it is in the file that was fit."""
+    rows = [f"{u}\t{i}\t{(u + i) % 2}\n" for u in range(20) for i in range(10)]
+    rows += [f"{100 + u}\t{u % 10}\t1\n" for u in range(30)]  # one row each: some fall in validation or test only
+    data = tmp_path / "tri.txt"
+    data.write_text("".join(rows))
+    code, _, err = cli(capsys, "fit", "--data", data, *FIT_ARGS["triples"], *TINY, "--quiet", "--out", tmp_path / "run")
+    assert code == 0, err
+    kept = set(load_run(tmp_path / "run").graph["user"].raw_id.tolist())
+    dropped = next(u for u in range(100, 130) if u not in kept)
+    code, _, err = cli(capsys, "forget", "--run", tmp_path / "run", "--users", dropped, "--method", "ifru",
+                       "--out", tmp_path / "new")
+    assert code == 2 and f"unknown user ids (raw): {dropped}" in err
+    assert "validation or test" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_lightgcn_train_file_without_test_file_refuses_sparse_ids_too(tmp_path):
+    """With test.txt the loader refuses ids far sparser than contiguous ones (every table is sized by the largest);
+    a folder with train.txt alone skipped that check: one stray id of 10^8 made a 10^8-row model (25 GB at dim 64)."""
+    (tmp_path / "train.txt").write_text("0 1 2\n1 2 99999999\n")
+    with pytest.raises(ValueError, match="largest item id is 99999999, but only 3 item ids are used"):
+        load_file(tmp_path, "lightgcn")
+    (tmp_path / "train.txt").write_text("0 1 2\n99999999 2\n")
+    with pytest.raises(ValueError, match="largest user id is 99999999"):
+        load_file(tmp_path / "train.txt", "lightgcn")

@@ -121,13 +121,14 @@ def random_split(graph: HeteroData, ratios=(0.6, 0.2, 0.2), seed: int = 0) -> Sp
 
 
 def add_negatives(graph: HeteroData, ratio: int = 1, seed: int = 0) -> HeteroData:
-    """Implicit feedback -> labelled edges: ``ratio`` sampled negatives (label 0) per positive.
+    """Implicit feedback -> labelled edges: ``ratio`` sampled negatives (label 0) per positive (an edge labelled 1;
+    negatives the graph already holds get none).
 
     Negatives are items the user has no edge with, drawn uniformly (seeded); they are stored with
     ``observed = False`` so that message passing ignores them.
 
     Raises:
-        ValueError: when ``ratio < 1`` or a user has fewer than ``ratio`` x its degree items to draw from.
+        ValueError: when ``ratio < 1`` or a user has fewer than ``ratio`` x its positives items to draw from.
     """
     if not is_integer(ratio) or ratio < 1:
         raise ValueError(f"ratio must be a positive integer, got {ratio!r}")
@@ -135,15 +136,17 @@ def add_negatives(graph: HeteroData, ratio: int = 1, seed: int = 0) -> HeteroDat
     n_items = num_items(graph)
     gen = seeded(seed)
     known = pair_keys(ei, n_items)
-    # A user needs ``ratio`` distinct non-edges per edge; without enough the resampling would never end.
-    need = ratio * torch.bincount(ei[0], minlength=num_users(graph))
+    # Per positive: a file's own negatives (Book-Crossing's) drew more, 3 pairs per interaction at ratio 1.
+    positive_users = ei[0][graph[EDGE].edge_label > 0]
+    # A user needs ``ratio`` distinct non-edges per positive; without enough the resampling would never end.
+    need = ratio * torch.bincount(positive_users, minlength=num_users(graph))
     free = n_items - torch.bincount(pairs_of_keys(known.unique(), n_items)[0], minlength=num_users(graph))
     short = (need > free).nonzero().flatten()
     if short.numel():
-        raise ValueError(f"{short.numel()} users have fewer than ratio={ratio} x their edges items left to "
+        raise ValueError(f"{short.numel()} users have fewer than ratio={ratio} x their positives items left to "
                          f"sample negatives from, e.g. user {int(short[0])} (needs {int(need[short[0]])}, "
                          f"has {int(free[short[0]])})")
-    users = ei[0].repeat(ratio)
+    users = positive_users.repeat(ratio)
     items = torch.randint(n_items, (users.numel(),), generator=gen)
     # Resample the few collisions with existing edges (or with each other) until none are left.
     while True:
