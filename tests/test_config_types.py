@@ -11,7 +11,7 @@ import typing
 
 import pytest
 
-from graphforget.config import build_config, check_types
+from graphforget.config import build_config
 from graphforget.presets import Hyperparameters, default_hparams
 from graphforget.train import TrainConfig
 from graphforget.unlearn import (FineTuneConfig, IFRUConfig, NewtonConfig, RecEraserConfig, RetrainConfig, SISAConfig,
