@@ -40,8 +40,8 @@ from torch_geometric.data import HeteroData
 from . import __version__
 from .config import seeded
 from .data import (EDGE, Split, add_negatives, binarize, edge_subgraph, load_csv, load_labelled_triples,
-                   load_lightgcn, load_movielens_100k, make_interactions, num_items, num_users, pair_keys,
-                   random_split)
+                   load_movielens_100k, make_interactions, num_items, num_users, pair_keys, random_split)
+from .data.loaders import _lightgcn_files
 from .io import write_json
 from .metrics import evaluate_auc
 from .presets import CONTRASTIVE, Hyperparameters, default_hparams
@@ -89,14 +89,9 @@ def _lightgcn(path: Path) -> tuple[HeteroData, HeteroData | None]:
         raise ValueError(f"--format lightgcn reads train.txt (and test.txt beside it) or their folder, got {path}")
     if not (folder / "train.txt").is_file():
         raise FileNotFoundError(f"no train.txt in {folder}")
-    if (folder / "test.txt").is_file():
-        train_graph, test = load_lightgcn(folder)
-    else:
-        from .data.loaders import _check_dense_ids, _read_lightgcn_lines  # the loader without its test file
-        users, items, max_user = _read_lightgcn_lines(folder / "train.txt")
-        for side, count, ids in (("user", max_user + 1, users), ("item", int(items.max()) + 1, items)):
-            _check_dense_ids(folder, side, count, np.unique(ids).size)  # as load_lightgcn: tables size by the max
-        train_graph, test = make_interactions(torch.from_numpy(np.stack([users, items])), None, max_user + 1), None
+    names = ("train.txt", "test.txt") if (folder / "test.txt").is_file() else ("train.txt",)
+    train_graph, *rest = _lightgcn_files(folder, names)  # load_lightgcn's reader, test.txt optional here
+    test = rest[0] if rest else None
     for node in ("user", "item"):  # LightGCN ids are already contiguous: they are their own raw ids
         train_graph[node].raw_id = torch.arange(train_graph[node].num_nodes)
     return train_graph, test

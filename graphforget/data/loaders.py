@@ -17,6 +17,7 @@ import shutil
 import urllib.request
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -310,15 +311,19 @@ def load_lightgcn(root: str | os.PathLike) -> tuple[HeteroData, HeteroData]:
             non-negative integer), naming the file and the 1-based line number; or for ids far sparser than
             contiguous ones (more than twice as many unused as used, beyond 1024).
     """
-    root = Path(root)
-    train_u, train_i, train_max_user = _read_lightgcn_lines(root / "train.txt")
-    test_u, test_i, test_max_user = _read_lightgcn_lines(root / "test.txt")
-    n_users = max(train_max_user, test_max_user) + 1
-    n_items = int(max(train_i.max(), test_i.max())) + 1
-    for side, count, ids in (("user", n_users, (train_u, test_u)), ("item", n_items, (train_i, test_i))):
-        _check_dense_ids(root, side, count, np.unique(np.concatenate(ids)).size)
-    make = lambda u, i: make_interactions(torch.from_numpy(np.stack([u, i])), None, n_users, n_items)
-    return make(train_u, train_i), make(test_u, test_i)
+    train, test = _lightgcn_files(Path(root), ("train.txt", "test.txt"))
+    return train, test
+
+
+def _lightgcn_files(root: Path, names: Sequence[str]) -> list[HeteroData]:
+    """The graphs of the LightGCN-format files ``names`` in ``root`` (see :func:`load_lightgcn`), in one id space:
+    the largest id of any file sizes them all."""
+    read = [_read_lightgcn_lines(root / name) for name in names]
+    n_users = max(max_user for _, _, max_user in read) + 1
+    n_items = int(max(items.max() for _, items, _ in read)) + 1
+    for side, count, column in (("user", n_users, 0), ("item", n_items, 1)):
+        _check_dense_ids(root, side, count, np.unique(np.concatenate([ids[column] for ids in read])).size)
+    return [make_interactions(torch.from_numpy(np.stack([u, i])), None, n_users, n_items) for u, i, _ in read]
 
 
 def _check_dense_ids(root: Path, side: str, count: int, used: int) -> None:
