@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import numbers
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,8 +46,8 @@ from .data.loaders import _lightgcn_files
 from .io import write_json
 from .metrics import evaluate_auc
 from .presets import CONTRASTIVE, Hyperparameters, default_hparams
-from .runs import (Run, directory_lock, fsync_directory, lineage, load_run, occupied, request_sha256, save_run,
-                   sha256_file, utc_now)
+from .runs import (Run, directory_lock, enclosing_run, fsync_directory, lineage, load_run, occupied, request_sha256,
+                   save_run, sha256_file, utc_now)
 from .train import train
 from .unlearn import METHODS, UnlearningFailed, UnlearnResult, build_unlearner, method_config
 from .unlearn.base import EMPTY_INFO
@@ -172,6 +173,8 @@ def raw_to_local(raw_ids, queries: Iterable) -> tuple[Tensor, Tensor]:
 
 
 def _as_int(value) -> int | None:
+    if isinstance(value, Tensor) and value.numel() == 1:  # an element of a tensor of ids: str() gives 'tensor(3)'
+        value = value.item()
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value)
     try:
@@ -893,12 +896,14 @@ class ForgetStream:
         base: the run the stream starts from (only when creating the stream).
         method: the unlearning method (see :func:`forget`).
         options: its options.
-        retrain_every: retrain after this many approximate requests (``None``: never for this reason).
-        max_drift: retrain when the drift reaches this share (``None``: never for this reason).
+        retrain_every: retrain after this many approximate requests, an integer >= 1 (``None``: never for this
+            reason).
+        max_drift: retrain when the drift reaches this share, in (0, 1] (``None``: never for this reason).
         device: torch device of the computation.
 
     Raises:
-        ValueError: creating without ``base``, or reopening with a different base or policy.
+        ValueError: creating without ``base``, with a bad method, options or policy, or in a directory inside a
+            run; reopening with a different base or policy.
     """
 
     def __init__(self, directory: str | os.PathLike, base: str | os.PathLike | None = None, *,
@@ -936,10 +941,11 @@ class ForgetStream:
         config = {"method": "ifru", "options": {}, "retrain_every": None, "max_drift": None, **given}
         check_method(config["method"])
         method_config(config["method"], config["options"])  # bad options fail now, not at the first request
-        if config["retrain_every"] is not None and config["retrain_every"] < 1:
-            raise ValueError(f"retrain_every must be >= 1, got {config['retrain_every']}")
-        if config["max_drift"] is not None and not 0 < config["max_drift"]:
-            raise ValueError(f"max_drift must be > 0, got {config['max_drift']}")
+        config["retrain_every"], config["max_drift"] = _checked_policy(config["retrain_every"], config["max_drift"])
+        run = enclosing_run(self.directory / "runs")  # every request's run would be refused by publish
+        if run is not None:
+            raise ValueError(f"the stream directory {self.directory} is inside the run {run}, and runs are never "
+                             "modified: choose a directory outside it")
         load_run(config["base"])  # a readable, intact run
         return config
 
@@ -1055,20 +1061,30 @@ class ForgetStream:
         Raises:
             ValueError: as :func:`build_request` (unknown ids, a request already applied, ...).
         """
+        users, items, edges = (_listed(values) for values in (users, items, edges))
         with self._journal_lock():
             build_request(self.current, users=users, items=items, edges=edges, local_ids=local_ids)
             request = {"users": _jsonable_ids(users), "items": _jsonable_ids(items),
                        "edges": None if edges is None else [[_plain_id(u), _plain_id(i)] for u, i in edges],
                        "local_ids": local_ids}
-            seq = max([entry["seq"] for entry in self._read_journal()[0]], default=0) + 1
+            seq = self._next_seq()
             self._append({"seq": seq, "time": utc_now(), "request": request})
         return seq
+
+    def _next_seq(self) -> int:
+        """The number after every journaled one and every run directory: a power loss can drop a journal line not
+        yet fsync-ed whose run a concurrent :meth:`process` published, and a new request numbered as that line
+        would count as applied by that run."""
+        seqs = [entry["seq"] for entry in self._read_journal()[0]]
+        seqs += [int(path.name) for path in (self.directory / "runs").iterdir() if path.name.isdigit()]
+        return max(seqs, default=0) + 1
 
     def process(self, progress: bool = False) -> list[Path]:
         """Applies every pending request in order; returns the runs published now.
 
         A request that became invalid (e.g. a user already forgotten by an earlier request) is refused with a
-        journal line; a result the method does not trust is replaced by a Retrain.
+        journal line; a result the method does not trust is replaced by a Retrain. Any other error (a damaged run,
+        a failure of the method or model) is raised, and the request stays pending.
         """
         published = []
         with directory_lock(self.directory):
@@ -1079,23 +1095,31 @@ class ForgetStream:
         return published
 
     def _apply(self, entry: dict, progress: bool) -> Path | None:
+        """Applies a journaled request: its run, or ``None`` when it is refused. Only a request invalid against the
+        current run is refused, for good; any other error (a damaged run, a method's or model's failure) stops the
+        stream with the request pending."""
         request = {key: value for key, value in entry["request"].items() if value is not None}
+        parent = self.current
+        try:
+            _check_leaves_edges(parent, build_request(parent, **request))
+        except ValueError as error:
+            self._reject(entry["seq"], error)
+            return None
         out, method = self._run_path(entry["seq"]), self._method_now()
         options = self.config["options"] if method == self.config["method"] else {}
-        parent = self.current  # read outside the try: a damaged run stops the stream, it refuses no request
         try:
-            try:
-                done = forget(parent, out=out, **request, method=method, options=options, device=self.device,
-                              progress=progress)
-            except UnlearningFailed as error:
-                log.warning("request %d: %s; applying it with retrain", entry["seq"], error)
-                done = forget(parent, out=out, **request, method="retrain", device=self.device, progress=progress)
-        except ValueError as error:
-            with self._journal_lock():
-                self._append({"seq": entry["seq"], "time": utc_now(), "rejected": str(error)})
-            log.warning("request %d refused: %s", entry["seq"], error)
-            return None
+            done = forget(parent, out=out, **request, method=method, options=options, device=self.device,
+                          progress=progress)
+        except UnlearningFailed as error:
+            log.warning("request %d: %s; applying it with retrain", entry["seq"], error)
+            done = forget(parent, out=out, **request, method="retrain", device=self.device, progress=progress)
         return done.path
+
+    def _reject(self, seq: int, error: ValueError) -> None:
+        """Journals the refusal of request ``seq``: it is settled, never tried again."""
+        with self._journal_lock():
+            self._append({"seq": seq, "time": utc_now(), "rejected": str(error)})
+        log.warning("request %d refused: %s", seq, error)
 
     def forget(self, *, users: Sequence | None = None, items: Sequence | None = None,
                edges: Sequence[Sequence] | None = None, local_ids: bool = False, progress: bool = False) -> Path:
@@ -1109,6 +1133,30 @@ class ForgetStream:
         if seq in self.rejected():
             raise ValueError(f"request {seq} was refused: {self.rejected()[seq]}")
         return self._run_path(seq)
+
+
+def _checked_policy(retrain_every, max_drift) -> tuple[int | None, float | None]:
+    """The retraining policy as plain numbers.
+
+    Raises:
+        ValueError: naming a bad bound: ``nan`` never triggered, nor did a ``max_drift`` above 1 (the drift is a
+            share of the training edges); ``2.5`` or ``True`` triggered at a count nobody wrote.
+    """
+    if retrain_every is not None:
+        if isinstance(retrain_every, bool) or not isinstance(retrain_every, numbers.Integral) or retrain_every < 1:
+            raise ValueError(f"retrain_every must be an integer >= 1, got {retrain_every!r}")
+        retrain_every = int(retrain_every)
+    if max_drift is not None:
+        if isinstance(max_drift, bool) or not isinstance(max_drift, numbers.Real) or not 0 < max_drift <= 1:
+            raise ValueError(f"max_drift must be a share in (0, 1], got {max_drift!r}")
+        max_drift = float(max_drift)
+    return retrain_every, max_drift
+
+
+def _listed(values):
+    """``values`` as a list, read once: an iterator was consumed by the check and journaled empty. A string stays
+    one, for :func:`build_request` to refuse."""
+    return values if values is None or isinstance(values, (str, bytes)) else list(values)
 
 
 def _jsonable_ids(ids) -> list | None:

@@ -22,7 +22,8 @@ import torch
 from graphforget.cli import main
 from graphforget.data import EDGE, pair_keys
 from graphforget.runs import FILES, directory_lock, lineage, load_run, publish, request_sha256, sha256_file
-from graphforget.workflow import ForgetStream, fit_on_file, forget, load_file, raw_to_local, verify_run
+from graphforget.workflow import (ForgetStream, build_request, fit_on_file, forget, load_file, raw_to_local,
+                                  verify_run)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--epochs", "3", "--embedding-dim", "8"]
@@ -760,6 +761,106 @@ def test_a_damaged_run_stops_the_stream_and_a_string_is_no_list_of_ids(base, tmp
     assert stream.pending() == [2] and stream.rejected() == {}
     stream.process()
     assert stream.applied() == [1, 2]
+
+
+
+@pytest.mark.parametrize("policy, fragment", [
+    ({"retrain_every": float("nan")}, "retrain_every must be an integer >= 1, got nan"),
+    ({"retrain_every": 2.5}, "retrain_every must be an integer >= 1, got 2.5"),
+    ({"retrain_every": True}, "retrain_every must be an integer >= 1, got True"),
+    ({"retrain_every": "2"}, "retrain_every must be an integer >= 1, got '2'"),
+    ({"retrain_every": -1}, "retrain_every must be an integer >= 1, got -1"),
+    ({"max_drift": float("nan")}, "max_drift must be a share in (0, 1], got nan"),
+    ({"max_drift": 2.0}, "max_drift must be a share in (0, 1], got 2.0"),
+    ({"max_drift": float("inf")}, "max_drift must be a share in (0, 1], got inf"),
+    ({"max_drift": 0}, "max_drift must be a share in (0, 1], got 0"),
+    ({"max_drift": True}, "max_drift must be a share in (0, 1], got True"),
+    ({"max_drift": "0.1"}, "max_drift must be a share in (0, 1], got '0.1'"),
+])
+def test_a_stream_refuses_a_policy_that_could_never_or_not_as_meant_trigger(base, tmp_path, policy, fragment):
+    """retrain_every=nan or max_drift=2 (the drift is a share of the training edges, at most 1) were accepted and
+    never retrained; 2.5 or True retrained at a count nobody wrote; "2" failed with a bare comparison TypeError."""
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        ForgetStream(tmp_path / "s", base, **policy)
+    assert not (tmp_path / "s").exists()
+    assert ForgetStream(tmp_path / "ok", base, retrain_every=np.int64(2), max_drift=1).config["max_drift"] == 1
+
+
+def test_a_stream_journals_a_request_given_as_an_iterator_whole(base, tmp_path):
+    """users=(u for u in ...) was checked (consuming it), then journaled as [] and refused when applied: an
+    acknowledged deletion request lost."""
+    stream = ForgetStream(tmp_path / "s", base, method="scif")
+    stream.submit(users=(user for user in ["u1"]))
+    stream.submit(edges=iter([_first_edge(stream.current, "u2")]))
+    assert [entry["request"]["users"] for entry in stream.requests()] == [["u1"], None]
+    stream.process()
+    assert stream.rejected() == {} and stream.applied() == [1, 2]
+
+
+def _first_edge(run, user: str) -> list[str]:
+    """The raw (user, item) of ``user``'s first training edge in ``run``."""
+    local = int(raw_to_local(run.graph["user"].raw_id, [user])[0])
+    item = run.graph[EDGE].edge_index[1, run.graph[EDGE].edge_index[0] == local][0]
+    return [user, str(run.graph["item"].raw_id[int(item)])]
+
+
+def test_a_stream_inside_a_run_is_refused_when_created(base, tmp_path):
+    """A stream in (or inside) a run directory was created, and then every request was refused for good when
+    applied (its run would be published inside a run): acknowledged deletion requests lost."""
+    shutil.copytree(base, tmp_path / "base")
+    for directory in (tmp_path / "base", tmp_path / "base" / "stream"):
+        with pytest.raises(ValueError, match="inside the run"):
+            ForgetStream(directory, tmp_path / "base", method="scif")
+    assert sorted(p.name for p in (tmp_path / "base").iterdir()) == sorted(["run.json", *FILES])
+
+
+def test_a_failure_of_the_method_stops_the_stream_and_refuses_no_request(base, tmp_path, monkeypatch):
+    """Any ValueError of forget() refused the request for good, e.g. Retrain's refusal of a model whose
+    reset_parameters misses a parameter: the model's fault, not the request's. Only a request that is invalid
+    against the current run is refused; another error stops the stream with the request pending."""
+    from graphforget.models import MF
+    stream = ForgetStream(tmp_path / "s", base, method="scif", retrain_every=1)
+    stream.forget(users=["u1"])
+    monkeypatch.setattr(MF, "reset_parameters", lambda self, seed=None: None)
+    stream.submit(users=["u2"])
+    with pytest.raises(ValueError, match="reset_parameters"):
+        stream.process()
+    assert stream.rejected() == {} and stream.pending() == [2]
+    monkeypatch.undo()
+    stream.process()
+    assert stream.applied() == [1, 2] and load_run(stream.current_path()).info["method"]["name"] == "retrain"
+
+
+
+def test_local_ids_given_as_a_tensor_are_known(base, tmp_path):
+    """users=torch.tensor([3]) with local_ids was refused as the unknown id 'tensor(3)' (str() of a tensor element),
+    while the same id in a list or a numpy array was accepted."""
+    run = load_run(base)
+    expected = build_request(run, users=[3, 4], local_ids=True)
+    got = build_request(run, users=torch.tensor([3, 4]), local_ids=True)
+    assert torch.equal(got.ids, expected.ids) and torch.equal(got.edges, expected.edges)
+    pair = run.graph[EDGE].edge_index[:, :1].t()
+    assert torch.equal(build_request(run, edges=pair, local_ids=True).edges, pair.t())
+    stream = ForgetStream(tmp_path / "s", base, method="scif")
+    stream.submit(users=torch.tensor([3]), local_ids=True)
+    stream.process()
+    assert stream.applied() == [1] and torch.isin(torch.tensor([3]), stream.current.removed[0]).all()
+
+
+
+def test_a_journal_line_lost_under_its_published_run_does_not_make_the_next_request_applied(base, tmp_path):
+    """A power loss can drop a journal line not yet fsync-ed while the run a concurrent process() published from it
+    survives. The next request took that line's number, found its run directory and counted as applied: lost."""
+    stream = ForgetStream(tmp_path / "s", base, method="scif")
+    stream.forget(users=["u1"])
+    first = stream.journal_path.read_bytes()
+    stream.forget(users=["u2"])
+    stream.journal_path.write_bytes(first)  # what the disk held of the journal; runs/000002 was fsync-ed
+    seq = stream.submit(users=["u4"])
+    stream.process()
+    assert seq == 3 and stream.pending() == [] and stream.applied() == [1, 3]
+    u4 = raw_to_local(stream.current.graph["user"].raw_id, ["u4"])[0]
+    assert bool(torch.isin(u4, stream.current.removed[0]))
 
 
 # ------------------------------------------------------------------------------------------------ README
