@@ -1,6 +1,7 @@
 """Evaluation metrics, all vectorised: AUC_0/1/2, completeness, Recall/NDCG@K, MI-BF/MI-NG, distances."""
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -10,7 +11,7 @@ from torch_geometric.metrics import LinkPredNDCG, LinkPredRecall
 
 from .config import eval_mode, is_integer
 from .data.interactions import (EDGE, check_model_fits, check_pair_ids, check_pair_tensor, message_passing_edges,
-                                num_items, num_users, validate_pairs)
+                                num_users, validate_pairs)
 
 __all__ = ["auc", "auc_standard_error", "auc_groups", "completeness", "evaluate_auc", "recall_ndcg_at_k",
            "mean_probability", "mi_bf", "mi_ng", "prediction_distance", "parameter_distance"]
@@ -83,9 +84,10 @@ def auc_groups(scores: Tensor, test_edges: Tensor, labels: Tensor, request: Tens
 
 
 def _scores(model, graph: HeteroData, edges: Tensor, what: str) -> Tensor:
-    """The model's scores of the ``[2, T]`` pairs ``edges``, run on ``graph`` (on its device), once the model's
-    tables and the pairs' ids are checked against the graph (a named error, not an IndexError inside torch);
-    non-finite scores (a model with NaN parameters) are refused rather than averaged or ranked."""
+    """The model's scores of the ``[2, T]`` pairs ``edges``, run on ``graph`` (on its device) in eval mode (every
+    module's mode restored), once the model's tables and the pairs' ids are checked against the graph (a named
+    error, not an IndexError inside torch); non-finite scores (a model with NaN parameters) are refused rather
+    than averaged or ranked."""
     check_model_fits(model, graph)
     edges = torch.as_tensor(edges)
     if edges.dim() != 2 or edges.size(0) != 2 or edges.size(1) == 0:
@@ -93,7 +95,8 @@ def _scores(model, graph: HeteroData, edges: Tensor, what: str) -> Tensor:
     check_pair_tensor(edges, what, "T")  # the dtype
     edges = edges.to(graph[EDGE].edge_index.device)
     check_pair_ids(edges, graph, what)
-    return _finite(model(graph, edges))
+    with eval_mode(model):  # a dropout (a user's own GNN) would make every figure random
+        return _finite(model(graph, edges))
 
 
 def _finite(scores: Tensor) -> Tensor:
@@ -114,8 +117,7 @@ def evaluate_auc(model, graph: HeteroData, test: HeteroData, request: Tensor | N
     labels = _test_labels(test)
     request = None if request is None else validate_pairs(graph, request)
     edges = test[EDGE].edge_index.to(graph[EDGE].edge_index.device)
-    with eval_mode(model):
-        scores = _scores(model, graph, edges, "the test set")
+    scores = _scores(model, graph, edges, "the test set")
     return auc_groups(scores.cpu(), edges.cpu(), labels.cpu(), None if request is None else request.cpu())
 
 
@@ -149,9 +151,11 @@ def recall_ndcg_at_k(model, graph: HeteroData, test: HeteroData, k: int = 20, ba
                      ) -> dict[str, float]:
     """Recall@K and NDCG@K by all-item ranking with the training interactions masked (PyG's LinkPred metrics).
 
-    Users without test interactions are skipped, as PyG's metrics do. The scores are the model's
-    ``score_all``; for a model that scores by the dot products of ``embed``
-    (:attr:`~graphforget.models.Recommender.scores_by_dot_product`), ``embed`` is computed once for every batch.
+    Users without test interactions are skipped, as PyG's metrics do; without any, both figures are NaN. A
+    masked item is never ranked, even where a user has fewer unmasked items than K. The scores are the model's
+    ``score_all`` in eval mode (every module's mode restored); for a model that scores by the dot products of
+    ``embed`` (:attr:`~graphforget.models.Recommender.scores_by_dot_product`), ``embed`` is computed once for
+    every batch.
     """
     if not is_integer(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -161,47 +165,68 @@ def recall_ndcg_at_k(model, graph: HeteroData, test: HeteroData, k: int = 20, ba
     check_model_fits(model, graph)
     check_pair_ids(test[EDGE].edge_index, graph, "the test set")
     device = graph[EDGE].edge_index.device
-    score = _all_item_scores(model, graph)
     train = message_passing_edges(graph)
     test_ei = test[EDGE].edge_index[:, _test_labels(test) > 0].to(device)
     users = test_ei[0].unique()
-    for start in range(0, users.numel(), batch_size):
-        batch = users[start:start + batch_size]
-        scores = score(batch)
-        local = torch.full((num_users(graph),), -1, dtype=torch.long, device=device)
-        local[batch] = torch.arange(batch.numel(), device=device)
-        seen = local[train[0]] >= 0
-        scores[local[train[0][seen]], train[1][seen]] = float("-inf")
-        top = scores.topk(min(k, num_items(graph)), dim=1).indices
-        mine = local[test_ei[0]] >= 0
-        truth = torch.stack([local[test_ei[0][mine]], test_ei[1][mine]])
-        recall.update(top.cpu(), truth.cpu())
-        ndcg.update(top.cpu(), truth.cpu())
+    if users.numel() == 0:  # no user to average over (PyG's metrics would say 0, a figure nobody earned)
+        return {f"recall@{k}": math.nan, f"ndcg@{k}": math.nan}
+    with eval_mode(model):  # a dropout (a user's own GNN) would rank at random
+        score = _all_item_scores(model, graph)
+        for start in range(0, users.numel(), batch_size):
+            batch = users[start:start + batch_size]
+            scores = score(batch)
+            local = torch.full((num_users(graph),), -1, dtype=torch.long, device=device)
+            local[batch] = torch.arange(batch.numel(), device=device)
+            seen = local[train[0]] >= 0
+            scores[local[train[0][seen]], train[1][seen]] = float("-inf")
+            top = _top_items(scores, k)
+            mine = local[test_ei[0]] >= 0
+            truth = torch.stack([local[test_ei[0][mine]], test_ei[1][mine]])
+            recall.update(top.cpu(), truth.cpu())
+            ndcg.update(top.cpu(), truth.cpu())
     return {f"recall@{k}": float(recall.compute()), f"ndcg@{k}": float(ndcg.compute())}
+
+
+def _top_items(scores: Tensor, k: int) -> Tensor:
+    """``[B, min(k, I)]`` ids of each row's best items of ``scores [B, I]``, masked items (``-inf``) replaced by
+    ``I``, an id no item has: where a user has fewer unmasked items than ``k`` the top-k reaches into the masked
+    ones, and one that is also a test pair (an overlapping split) would count as a hit."""
+    values, top = scores.topk(min(k, scores.size(1)), dim=1)
+    return top.masked_fill(values == float("-inf"), scores.size(1))
 
 
 @torch.no_grad()
 def mean_probability(model, graph: HeteroData, edges: Tensor) -> float:
-    r"""Mean predicted probability :math:`\sigma(\hat y)` of ``edges`` (``[2, T]``), the model run on ``graph``:
-    unlearning a request should lower it on the requested edges."""
+    r"""Mean predicted probability :math:`\sigma(\hat y)` of ``edges`` (``[2, T]``), the model run on ``graph`` in
+    eval mode: unlearning a request should lower it on the requested edges."""
     return float(torch.sigmoid(_scores(model, graph, edges, "the edge list")).mean())
 
 
 def mi_bf(model_before, graph_before, model_after, graph_after, request: Tensor) -> float:
-    """MI-BF: mean :math:`\\sigma(\\hat y)` of the requested edges before / after unlearning (> 1 is good)."""
+    """MI-BF: mean :math:`\\sigma(\\hat y)` of the requested edges before / after unlearning (> 1 is good);
+    infinite (NaN for 0/0) where the probabilities after underflowed to 0."""
     before = mean_probability(model_before, graph_before, request)
-    return before / mean_probability(model_after, graph_after, request)
+    return _ratio(before, mean_probability(model_after, graph_after, request))
 
 
 def mi_ng(model_after, graph_after, request: Tensor, negatives: Tensor) -> float:
-    """MI-NG: mean :math:`\\sigma(\\hat y)` of random negative pairs / of the requested edges after unlearning."""
+    """MI-NG: mean :math:`\\sigma(\\hat y)` of random negative pairs / of the requested edges after unlearning;
+    infinite (NaN for 0/0) where the requested edges' probabilities underflowed to 0."""
     negative = mean_probability(model_after, graph_after, negatives)
-    return negative / mean_probability(model_after, graph_after, request)
+    return _ratio(negative, mean_probability(model_after, graph_after, request))
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    """``numerator / denominator``, infinite (or NaN for 0/0) where every probability underflowed to 0: a model
+    that pushed the requested edges' logits far down forgot them, which is no error."""
+    if denominator == 0:
+        return math.nan if numerator == 0 else math.inf
+    return numerator / denominator
 
 
 @torch.no_grad()
 def prediction_distance(model_a, graph_a, model_b, graph_b, edges: Tensor) -> float:
-    """L2 distance between two models' predicted probabilities on ``edges`` (``[2, T]``)."""
+    """L2 distance between two models' predicted probabilities on ``edges`` (``[2, T]``), each in eval mode."""
     pa = torch.sigmoid(_scores(model_a, graph_a, edges, "the edge list"))
     pb = torch.sigmoid(_scores(model_b, graph_b, edges, "the edge list"))
     return float((pa - pb).norm())
@@ -219,4 +244,5 @@ def parameter_distance(model_a, model_b) -> float:
     if differ:
         pairs = ", ".join(f"{name} {shape_a.get(name)} vs {shape_b.get(name)}" for name in differ)
         raise ValueError(f"the models' parameters differ (None: absent): {pairs}")
-    return float(torch.sqrt(sum(((params_a[n].detach() - params_b[n].detach()) ** 2).sum() for n in params_a)))
+    # A Python sum: a model without parameters (scores from buffers) is at distance 0, not a TypeError.
+    return math.sqrt(sum(float(((params_a[n].detach() - params_b[n].detach()) ** 2).sum()) for n in params_a))

@@ -28,11 +28,11 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from .config import eval_mode, seeded
+from .config import eval_mode, is_integer, seeded
 from .data.interactions import (EDGE, check_model_fits, edge_positions, message_passing_edges, num_items, num_users,
                                 pair_keys, validate_pairs)
 from .io import to_jsonable
-from .metrics import auc
+from .metrics import _ratio, auc
 
 __all__ = ["ForgettingReport", "matched_non_members", "membership_attack", "verify_forgetting"]
 
@@ -118,7 +118,7 @@ def matched_non_members(graph: HeteroData, request, seed: int = 0, num_buckets: 
     Raises:
         ValueError: for a request that is not ``[2, R]`` integer ids, an empty one, ids out of range,
             duplicated pairs, pairs that are not edges of ``graph`` (the remaining graph passed by mistake),
-            or ``num_buckets < 1``.
+            or a ``num_buckets`` that is not a positive integer.
     """
     return _matched(graph, _check_pairs(graph, request, "request"), seed, num_buckets)[0]
 
@@ -127,8 +127,8 @@ def _matched(graph: HeteroData, pairs: Tensor, seed: int, num_buckets: int) -> t
     """:func:`matched_non_members` of a checked CPU request: ``(matched [2, M]`` on the graph's device,
     ``kept [R]`` bool mask of the requested edges that got a match, ``positions [R]`` of the requested edges
     in ``graph``)."""
-    if num_buckets < 1:
-        raise ValueError(f"num_buckets must be >= 1, got {num_buckets}")
+    if not is_integer(num_buckets) or num_buckets < 1:  # a float or a bool failed inside torch
+        raise ValueError(f"num_buckets must be a positive integer, got {num_buckets!r}")
     try:
         positions = edge_positions(graph, pairs).cpu()
     except ValueError as error:
@@ -298,8 +298,8 @@ def membership_attack(model: torch.nn.Module, graph: HeteroData, members, non_me
     ``torch.randperm(N)`` from ``torch.Generator().manual_seed(seed)``; the first
     :math:`n_c = \mathrm{round}(\text{calibration\_fraction} \cdot N)`, kept within :math:`[1, N-1]`,
     calibrate). The threshold fixes the false-positive rate on the calibration half: :math:`\tau` is the
-    :math:`(k+1)`-th largest calibration score with :math:`k = \lfloor \text{fpr} \cdot n_c \rfloor`, so at
-    most a share ``fpr`` of calibration non-members lies above it.
+    :math:`(k+1)`-th largest calibration score with :math:`k = \min(\lfloor \text{fpr} \cdot n_c \rfloor,
+    n_c - 1)`, so at most a share ``fpr`` of calibration non-members lies above it.
 
     Why this rule: the threshold never looks at the members, so the true-positive rate measured on them is
     not fitted to them (maximising balanced accuracy over members would be optimistic on small requests);
@@ -328,7 +328,8 @@ def membership_attack(model: torch.nn.Module, graph: HeteroData, members, non_me
     Raises:
         ValueError: for pairs that are not ``[2, *]`` integer ids, empty ones, ids out of range, fewer than
             two non-members, fractions outside ``(0, 1)``, labels given for one side only or not 0/1 of
-            the pairs' count, or a model with non-finite scores.
+            the pairs' count, a non-member that is an edge of ``graph`` or a member too, or a model with
+            non-finite scores.
     """
     fraction, fpr = _check_fraction("calibration_fraction", calibration_fraction), _check_fraction("fpr", fpr)
     check_model_fits(model, graph)
@@ -348,12 +349,26 @@ def _attack_inputs(graph: HeteroData, members, non_members, member_labels, non_m
                          f"got {non_members.size(1)}")
     if (member_labels is None) != (non_member_labels is None):
         raise ValueError("give labels for both members and non-members, or for neither")
-    edges = torch.cat([members, non_members], 1)
-    if member_labels is None:
-        return edges, torch.ones(edges.size(1), dtype=torch.double), members.size(1)
-    labels = torch.cat([_check_labels(member_labels, members.size(1), "member_labels"),
-                        _check_labels(non_member_labels, non_members.size(1), "non_member_labels")])
-    return edges, 2 * labels - 1, members.size(1)
+    labels = torch.ones(members.size(1) + non_members.size(1), dtype=torch.double)
+    if member_labels is not None:
+        labels = torch.cat([_check_labels(member_labels, members.size(1), "member_labels"),
+                            _check_labels(non_member_labels, non_members.size(1), "non_member_labels")])
+    _check_non_members(graph, members, non_members)
+    return torch.cat([members, non_members], 1), 2 * labels - 1, members.size(1)
+
+
+def _check_non_members(graph: HeteroData, members: Tensor, non_members: Tensor) -> None:
+    """Raises ``ValueError`` when a non-member is an edge of ``graph`` (the model was trained on it) or a member
+    too: the attack would score it as a non-member and understate what the model remembers."""
+    count = num_items(graph)
+    keys = pair_keys(non_members, count)
+    for what, pairs in (("edges of the graph the model is run on", _edges_of_users(graph, non_members[0])),
+                        ("members too", members)):
+        found = _contains(pair_keys(pairs, count).sort().values, keys)
+        if bool(found.any()):
+            user, item = non_members[:, found.nonzero()[0, 0]].tolist()
+            raise ValueError(f"non_members holds {int(found.sum())} {what}, the first ({user}, {item}): give "
+                             f"pairs the model was not trained on (matched_non_members draws them)")
 
 
 def _check_labels(labels, count: int, what: str) -> Tensor:
@@ -372,7 +387,9 @@ def _attack(member: Tensor, non_member: Tensor, fraction: float, seed: int, fpr:
     calibrating = min(max(round(fraction * count), 1), count - 1)
     permutation = torch.randperm(count, generator=seeded(seed))
     calibration, evaluation = non_member[permutation[:calibrating]], non_member[permutation[calibrating:]]
-    above = math.floor(fpr * calibrating + 1e-9)  # calibration non-members allowed above the threshold
+    # Calibration non-members allowed above the threshold; the tolerance reads 0.29 * 100 as 29, and the cap keeps
+    # an fpr within it of 1 on the lowest calibration score.
+    above = min(math.floor(fpr * calibrating + 1e-9), calibrating - 1)
     threshold = float(calibration.sort(descending=True).values[above])
     tpr = float((member > threshold).double().mean())
     measured_fpr = float((evaluation > threshold).double().mean())
@@ -431,7 +448,8 @@ class ForgettingReport:
     reference: ForgettingReport | None = None
 
     def to_dict(self) -> dict:
-        """Plain JSON values (:func:`~graphforget.io.to_jsonable`; NaN becomes ``None``); ``reference`` nested."""
+        """Plain JSON values (:func:`~graphforget.io.to_jsonable`; NaN and infinities become ``None``);
+        ``reference`` nested."""
         return to_jsonable(asdict(self))
 
     def table(self) -> str:
@@ -582,10 +600,3 @@ def _figures(model: torch.nn.Module, graph: HeteroData, plan: _Plan) -> Forgetti
         mia_accuracy=attack["accuracy"], target_fpr=plan.fpr,
         mia_statistic="loss" if bool((plan.sign < 0).any()) else "score", before_mia_auc=before_auc,
         seed=plan.seed)
-
-
-def _ratio(numerator: float, denominator: float) -> float:
-    """``numerator / denominator``, infinite (or NaN for 0/0) where every probability underflowed to 0."""
-    if denominator == 0:
-        return math.nan if numerator == 0 else math.inf
-    return numerator / denominator

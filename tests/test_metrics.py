@@ -290,3 +290,81 @@ def test_metrics_refuse_what_they_cannot_score_or_rank_by_name():
         recall_ndcg_at_k(model, graph, graph, k=2.5)
     with pytest.raises(ValueError, match=r"user_emb.weight \[4, 2\] vs \[5, 2\]"):
         parameter_distance(model, MF(5, 3, 2))
+
+
+# --------------------------------------------------------------------------------------------- audit cases
+
+class DropoutMF(MF):
+    """MF with a dropout on the user rows (a user's own GNN may have one): scores are random in train mode."""
+
+    def __init__(self, num_users: int, num_items: int, embedding_dim: int):
+        super().__init__(num_users, num_items, embedding_dim)
+        self.drop = torch.nn.Dropout(0.5)
+
+    def embed(self, graph):
+        return self.drop(self.user_emb.weight), self.item_emb.weight
+
+
+def test_scoring_metrics_score_in_eval_mode_and_restore_every_mode():
+    graph = make_interactions(torch.tensor([[0, 1, 2, 3], [0, 1, 2, 3]]), None, 4, 6)
+    test = make_interactions(torch.tensor([[0, 1, 2, 3, 0], [4, 5, 0, 1, 5]]), None, 4, 6)
+    edges, negatives = torch.tensor([[0, 1, 2, 3], [4, 5, 0, 1]]), torch.tensor([[0, 1], [2, 3]])
+    model = DropoutMF(4, 6, 8)
+    model.reset_parameters(0)
+    model.eval()
+    expected = (mean_probability(model, graph, edges), mi_ng(model, graph, edges, negatives),
+                recall_ndcg_at_k(model, graph, test, k=2))
+    reference = copy.deepcopy(model)
+    model.frozen = torch.nn.Identity()  # a submodule the caller froze: its own flag, not the model's, comes back
+    model.train()
+    model.frozen.eval()
+    state = torch.random.get_rng_state()
+    for _ in range(3):  # in train mode the dropout drew other rows on each call
+        assert mean_probability(model, graph, edges) == expected[0]
+        assert mi_ng(model, graph, edges, negatives) == expected[1]
+        assert mi_bf(model, graph, reference, graph, edges) == 1.0
+        assert prediction_distance(model, graph, reference, graph, edges) == 0.0
+        assert recall_ndcg_at_k(model, graph, test, k=2) == expected[2]
+    assert model.training and model.drop.training and not model.frozen.training and not reference.training
+    assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_recall_ndcg_never_ranks_a_masked_training_item_even_with_k_above_the_free_items():
+    # One user, items scored 4 > 3 > 2; item 0 is a training pair and (a split's overlap) a test pair too. With
+    # K = 5 the top-K reached the masked item (score -inf) and counted it as a hit: recall 1 instead of 1/2.
+    model = hand_mf([[1.0]], [[4.0], [3.0], [2.0]])
+    train = make_interactions(torch.tensor([[0], [0]]), num_users=1, num_items=3)
+    test = make_interactions(torch.tensor([[0, 0], [0, 2]]), num_users=1, num_items=3)
+    recall, ndcg = naive_recall_ndcg(model, {(0, 0)}, [(0, 0, 1.0), (0, 2, 1.0)], 3, 5)
+    assert (recall, ndcg) == (pytest.approx(0.5), pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3))))
+    out = recall_ndcg_at_k(model, train, test, k=5)
+    assert (out["recall@5"], out["ndcg@5"]) == (pytest.approx(recall), pytest.approx(ndcg))
+
+
+def test_recall_ndcg_without_a_test_positive_is_nan_not_zero():
+    # No user to average over: PyG's metrics said 0, a figure the model never earned (or lost).
+    model = hand_mf([[1.0], [0.5]], [[4.0], [3.0], [2.0]])
+    train = make_interactions(torch.tensor([[0], [0]]), num_users=2, num_items=3)
+    negatives = make_interactions(torch.tensor([[0, 1], [1, 2]]), torch.tensor([0., 0.]), 2, 3)
+    out = recall_ndcg_at_k(model, train, negatives, k=2)
+    assert set(out) == {"recall@2", "ndcg@2"} and all(math.isnan(value) for value in out.values())
+
+
+def test_mi_bf_and_mi_ng_of_probabilities_that_underflowed_are_infinite_as_in_the_report():
+    graph = make_interactions(torch.tensor([[0, 1], [0, 1]]), num_users=2, num_items=3)
+    before = hand_mf([[1.0], [2.0]], [[0.5], [-1.0], [0.0]])
+    after = hand_mf([[1.0], [2.0]], [[-800.0], [-900.0], [0.0]])  # sigma(-800) is 0 in float64
+    request = torch.tensor([[0, 1], [0, 1]])
+    assert mean_probability(after, graph, request) == 0.0
+    assert mi_bf(before, graph, after, graph, request) == math.inf  # was a ZeroDivisionError
+    assert mi_ng(after, graph, request, torch.tensor([[0], [2]])) == math.inf
+    assert math.isnan(mi_bf(after, graph, after, graph, request))  # 0 / 0
+
+
+def test_parameter_distance_of_models_without_parameters_is_zero():
+    class Table(torch.nn.Module):  # scores from a buffer: no parameter at all
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("table", torch.zeros(2, 3))
+
+    assert parameter_distance(Table(), Table()) == 0.0  # was a TypeError from torch.sqrt(0)

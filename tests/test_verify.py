@@ -355,3 +355,44 @@ def test_bad_input_is_a_value_error(planted):
     full = make_interactions(torch.tensor([[0, 0], [0, 1]]), None, 1, 2)
     with pytest.raises(ValueError, match="no requested edge has a matched non-member"):
         verify_forgetting(TableModel(torch.zeros(1, 2)), full, torch.tensor([[0], [0]]))
+
+
+# ----------------------------------------------------------------------------------------------- audit cases
+
+def test_attack_with_a_target_fpr_near_one_thresholds_at_the_lowest_calibration_score():
+    # floor(fpr * n_c + 1e-9) reached n_c for an fpr within 1e-9 of 1: an IndexError past the calibration scores.
+    graph = make_interactions(torch.tensor([[0, 0], [0, 1]]), None, 1, 6)
+    members, non_members = torch.tensor([[0, 0], [0, 1]]), torch.tensor([[0, 0, 0, 0], [2, 3, 4, 5]])
+    model = TableModel([[5.0, 6.0, 0.0, 1.0, -1.0, 0.5]])
+    for seed in range(3):
+        out = membership_attack(model, graph, members, non_members, seed=seed, fpr=1 - 1e-10)
+        order = torch.randperm(4, generator=torch.Generator().manual_seed(seed)).tolist()
+        assert out["threshold"] == min([0.0, 1.0, -1.0, 0.5][k] for k in order[:2])
+        assert out["tpr_at_fpr"] == 1.0
+
+
+def test_num_buckets_must_be_a_positive_integer(planted):
+    request = random_edges(planted, 0.05, seed=0)
+    for bad in [2.5, True, "3", 0]:  # 2.5 and True failed inside torch, "3" with a TypeError
+        with pytest.raises(ValueError, match=f"num_buckets must be a positive integer, got {bad!r}"):
+            matched_non_members(planted, request, num_buckets=bad)
+        with pytest.raises(ValueError, match="num_buckets must be a positive integer"):
+            verify_forgetting(MF(120, 80, 4), remove_edges(planted, request), request, num_buckets=bad)
+    assert torch.equal(matched_non_members(planted, request, num_buckets=torch.tensor(3).item()),
+                       matched_non_members(planted, request, num_buckets=3))
+
+
+def test_attack_refuses_non_members_that_the_model_was_trained_on_or_that_are_members():
+    # A non-member that is an edge of the model's graph, or a member too, was scored as one without a word:
+    # an attack AUC against pairs the model was trained on says nothing about forgetting.
+    graph = make_interactions(torch.tensor([[0, 0, 0], [0, 1, 2]]), torch.tensor([1., 1., 0.]), 1, 6)
+    model = TableModel(torch.zeros(1, 6))
+    members = torch.tensor([[0, 0], [0, 1]])
+    with pytest.raises(ValueError, match=r"non_members holds 1 edges of the graph the model is run on, the first "
+                                         r"\(0, 2\)"):
+        membership_attack(model, graph, members, torch.tensor([[0, 0, 0], [3, 2, 4]]))
+    remaining = make_interactions(torch.tensor([[0], [2]]), None, 1, 6)  # the members removed from it
+    with pytest.raises(ValueError, match=r"non_members holds 1 members too, the first \(0, 1\)"):
+        membership_attack(model, remaining, members, torch.tensor([[0, 0, 0], [3, 1, 4]]))
+    out = membership_attack(model, remaining, members, torch.tensor([[0, 0, 0], [3, 5, 4]]))
+    assert out["mia_auc"] == 0.5
