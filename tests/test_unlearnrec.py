@@ -105,6 +105,36 @@ def test_encoder_matches_dense_formula():
     torch.testing.assert_close(layer_sum(to_dense(edge_index, edge_weight, 7).to_sparse_csr(), x, 0), x)
 
 
+def test_kept_dependency_matrix_is_the_dense_matrix_of_the_kept_edges():
+    # Pre-training re-weights one sorted structure for its edge-dropped views: each must equal the matrix of the
+    # kept edges alone (degrees counted over them), a dropped edge weighing 0.
+    from graphforget.unlearn.unlearnrec import _DependencyMatrix
+    request = torch.tensor([[0, 0, 1, 2, 2, 3], [0, 1, 1, 0, 2, 2]])
+    dependency = _DependencyMatrix(request, 4, 3, torch.float64)
+    assert torch.equal(dependency.full.to_dense(), dense_dependency(request, 4, 3))
+    for keep in ([True, False, True, True, False, True], [False] * 6, [True] * 6):
+        keep = torch.tensor(keep)
+        got = dependency.kept(keep).to_dense()
+        torch.testing.assert_close(got, dense_dependency(request[:, keep], 4, 3), rtol=1e-12, atol=0)
+
+
+def test_encoder_propagate_over_a_built_matrix_is_influence():
+    gen = torch.Generator().manual_seed(1)
+    request = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 2]])
+    encoder = InfluenceEncoder(4, 3, 5, 2, alpha=0.3).double()
+    with torch.no_grad():
+        encoder.h0.copy_(torch.randn(7, 5, generator=gen, dtype=torch.float64))
+    final = torch.randn(7, 5, generator=gen, dtype=torch.float64)
+    edge_index, edge_weight = influence_dependency_matrix(request, 4, 3)
+    mask = torch.zeros(7, dtype=torch.bool)
+    mask[edge_index[0]] = True
+    expected = encoder.influence(final, edge_index, edge_weight, mask)
+    got = encoder.propagate(final, dense_dependency(request, 4, 3).to_sparse_csr(), mask)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)  # influence weighs in float32
+    mf, final = InfluenceEncoder(4, 3, 5, 0), final.float()  # L = 0 reads no matrix
+    assert torch.equal(mf.propagate(final, None, mask), mf.influence(final, edge_index, edge_weight, mask))
+
+
 def test_mlp_is_identity_at_init():
     encoder = InfluenceEncoder(3, 2, 4, 1)
     first, act, second = encoder.mlp

@@ -211,11 +211,18 @@ class InfluenceEncoder(nn.Module):
         r""":math:`\Delta\mathbf{E}` ``[N, d]`` from the backbone's final embeddings ``final [N, d]`` and the
         dependency matrix ``(edge_index, edge_weight)`` (see :func:`influence_dependency_matrix`);
         ``node_mask [N]`` marks the request's nodes."""
+        adjacency = None
+        if self.num_layers:
+            size = (final.size(0), final.size(0))
+            with quiet_csr():
+                adjacency = to_torch_csr_tensor(edge_index.to(final.device), edge_weight.to(final), size=size)
+        return self.propagate(final, adjacency, node_mask)
+
+    def propagate(self, final: Tensor, adjacency: Tensor | None, node_mask: Tensor | None) -> Tensor:
+        """:meth:`influence` over the dependency matrix already built as a CSR tensor ``[N, N]`` (``None`` for
+        :math:`L = 0`, where it is not read)."""
         x = self.h0 - self.alpha * (self.withdraw * final)
-        size = (x.size(0), x.size(0))
         # The dependency matrix is symmetric: LightGCN's propagation engine (one sparse product a layer).
-        with quiet_csr():
-            adjacency = to_torch_csr_tensor(edge_index.to(x.device), edge_weight.to(x), size=size)
         delta = layer_sum(adjacency, x, self.num_layers)
         if self.restrict_to_request and node_mask is not None:
             delta = delta * node_mask[:, None].to(delta.dtype)
@@ -278,13 +285,45 @@ class _SharedEmbedding(nn.Module):
         return self.backbone.contrastive_loss(*args, **kwargs)
 
 
+class _DependencyMatrix:
+    """A request's dependency matrix (:func:`influence_dependency_matrix`) as CSR tensors, its sorted structure
+    built once: pre-training propagates over it and over an edge-dropped view of it at every step, and sorting
+    the request's edges anew for each was most of a step's time on ML-1M.
+
+    Args:
+        pairs: ``[2, R]`` the request's (user, item) edges, without duplicates.
+        num_users, num_items: node counts.
+        dtype: of the weights.
+    """
+
+    def __init__(self, pairs: Tensor, num_users: int, num_items: int, dtype: torch.dtype):
+        self.pairs, self.num_users, self.num_items, self.dtype = pairs, num_users, num_items, dtype
+        index = bipartite_to_homogeneous(pairs, num_users)
+        self.size = num_users + num_items
+        self.order = (index[0] * self.size + index[1]).argsort()  # row-major, as a CSR tensor stores it
+        counts = torch.bincount(index[0], minlength=self.size)
+        self.crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+        self.col = index[1, self.order]
+        self.full = self.kept(None)
+
+    def kept(self, keep: Tensor | None) -> Tensor:
+        """The matrix of the request's edges where ``keep [R]`` (all for ``None``), each weighted by the kept
+        degrees; a dropped edge stays in the structure with weight 0, which adds nothing to a product."""
+        weight = torch.zeros(self.pairs.size(1), dtype=self.dtype, device=self.pairs.device)
+        keep = slice(None) if keep is None else keep
+        weight[keep] = symmetric_edge_weight(self.pairs[:, keep], self.num_users, self.num_items, self.dtype)
+        with quiet_csr():
+            return torch.sparse_csr_tensor(self.crow, self.col, torch.cat([weight, weight])[self.order],
+                                           size=(self.size, self.size))
+
+
 @dataclass
 class _Request:
-    """A request prepared for the encoder: pairs, remaining graph, dependency matrix, node mask."""
+    """A request prepared for the encoder: pairs, remaining graph, dependency matrix (``None`` when the encoder
+    has no layer to propagate over), node mask."""
     pairs: Tensor
     remaining: HeteroData
-    edge_index: Tensor
-    edge_weight: Tensor
+    dependency: _DependencyMatrix | None
     node_mask: Tensor
 
 
@@ -355,10 +394,18 @@ class UnlearnRec(Unlearner):
     # ----------------------------------------------------------------------------------------- helpers
     def _prepare(self, pairs: Tensor, remaining: HeteroData) -> _Request:
         n_users, n_items = num_users(self.graph), num_items(self.graph)
-        edge_index, edge_weight = influence_dependency_matrix(pairs, n_users, n_items)
         node_mask = torch.zeros(n_users + n_items, dtype=torch.bool, device=pairs.device)
-        node_mask[edge_index[0]] = True
-        return _Request(pairs, remaining, edge_index, edge_weight, node_mask)
+        node_mask[pairs[0]] = True
+        node_mask[n_users + pairs[1]] = True
+        dependency = _DependencyMatrix(pairs, n_users, n_items, self.encoder.h0.dtype) if self.encoder.num_layers \
+            else None
+        return _Request(pairs, remaining, dependency, node_mask)
+
+    def _influence(self, final: Tensor, request: _Request, keep: Tensor | None = None) -> Tensor:
+        """:math:`\Delta\mathbf{E}` of ``request`` (its edges where ``keep [R]``: all for ``None``)."""
+        dependency = request.dependency
+        adjacency = None if dependency is None else dependency.full if keep is None else dependency.kept(keep)
+        return self.encoder.propagate(final, adjacency, request.node_mask)
 
     @torch.no_grad()
     def _reference(self) -> Tensor:
@@ -417,11 +464,9 @@ class UnlearnRec(Unlearner):
         cfg = self.config
         device = request.pairs.device
         keep = torch.rand(request.pairs.size(1), generator=gen).to(device) >= cfg.contrastive_drop
-        edge_index, edge_weight = influence_dependency_matrix(request.pairs[:, keep], self.encoder.num_users,
-                                                              self.encoder.num_items)
         nodes = request.node_mask.nonzero().squeeze(1)
         nodes = nodes[torch.randperm(nodes.numel(), generator=gen)[:cfg.contrastive_nodes].to(device)]
-        dropped = self.encoder.influence(final, edge_index, edge_weight, request.node_mask)
+        dropped = self._influence(final, request, keep)
         return info_nce(full.index_select(0, nodes), dropped.index_select(0, nodes), cfg.contrastive_tau)
 
     def _batches(self, num_edges: int, gen: torch.Generator, device) -> list[Tensor]:
@@ -525,7 +570,7 @@ class UnlearnRec(Unlearner):
             batches = self._batches(request.remaining[EDGE].edge_index.size(1), gen, device)
             for batch in batches:
                 optimizer.zero_grad()
-                delta = self.encoder.influence(final, request.edge_index, request.edge_weight, request.node_mask)
+                delta = self._influence(final, request)
                 self._set_update(shifts, self.encoder.mlp(delta))
                 loss, parts = self._step_loss(work, request.remaining, batch,
                                               self._request_batch(request.pairs, gen), reference, epoch)
@@ -564,7 +609,7 @@ class UnlearnRec(Unlearner):
             prepared = self._prepare(request, remaining)
             final = reference = self._reference()
             with torch.no_grad():
-                delta = self.encoder.influence(final, prepared.edge_index, prepared.edge_weight, prepared.node_mask)
+                delta = self._influence(final, prepared)
         with Stopwatch(device) as tuning:
             work, shifts = self._working_copy(trainable_tables=True)
             mlp = copy.deepcopy(self.encoder.mlp).requires_grad_(True)
