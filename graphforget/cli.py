@@ -318,6 +318,11 @@ def _evaluate_own_run(args) -> dict:
 def _run_unlearner(args, method: str, options: dict):
     """Rebuilds a run (model and data, on ``args.device``) and the unlearner ``method`` for it."""
     model, checkpoint, data = _load_run(args.run, args.device)
+    unlearned = checkpoint.get("unlearned")
+    if unlearned:  # the rebuilt data still holds the request its model forgot: nothing to unlearn, nothing to train on
+        raise UsageError(f"graphforget: error: {args.run} holds a model that already unlearned the attack's request "
+                         f"({unlearned.get('method')}): unlearn and pretrain-encoder start from a `graphforget train` "
+                         "run")
     run = checkpoint["run"]
     device = torch.device(args.device)
     hparams = Hyperparameters(**run["hparams"])
@@ -347,6 +352,8 @@ def cmd_unlearn(args) -> int:
     metrics = {"method": args.method, "options": options, "config": asdict(unlearner.config)}
     if not args.encoder and unlearner.needs_fit:  # sharded methods train their ensemble first
         metrics["fit_seconds"] = unlearner.fit().fit_seconds
+    if args.encoder:  # pre-trained by another command: which file, and what its pre-training was
+        metrics["encoder"] = {"path": str(Path(args.encoder).resolve()), **unlearner.fit_info}
     result = unlearner.unlearn(request)
     metrics.update(evaluate_auc(result.model, result.graph, test, request))
     metrics["unlearn_seconds"] = result.seconds
@@ -855,7 +862,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="a field of the method's config, repeatable (e.g. solver.damping=0.1; "
                         "`graphforget methods NAME` lists them)")
-    p.add_argument("--encoder", help="unlearnrec: a pre-trained encoder (from `graphforget pretrain-encoder`)")
+    p.add_argument("--encoder", help="unlearnrec: a pre-trained encoder (from `graphforget pretrain-encoder` on this "
+                   "run, with the same --option values)")
     p.add_argument("--out", required=True, help="output directory: metrics.json (and model.pt)")
     _common(p, data=False)
     p.set_defaults(func=cmd_unlearn)

@@ -183,6 +183,11 @@ def test_pretrained_encoder_is_reused_by_unlearn(trained_run, capsys, tmp_path):
     assert code == 0
     with_file, in_process = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("a", "b"))
     assert "fit_seconds" not in with_file and "fit_seconds" in in_process
+    # The encoder pre-trained elsewhere is named, with its pre-training's figures, where no fit_seconds tells of it.
+    pretrained = json.loads((tmp_path / "enc" / "pretrain.json").read_text())
+    assert with_file["encoder"] == {"path": str((tmp_path / "enc" / "encoder.pt").resolve()), "epochs": 1,
+                                    "steps": pretrained["steps"], "seconds": pretrained["pretrain_seconds"]}
+    assert "encoder" not in in_process
     for key in ("auc_0", "auc_1", "auc_2"):
         assert with_file[key] == pytest.approx(in_process[key], abs=1e-9)
     code, _, err = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "ifru", "--encoder",
@@ -192,6 +197,21 @@ def test_pretrained_encoder_is_reused_by_unlearn(trained_run, capsys, tmp_path):
                              str(tmp_path / "enc" / "encoder.pt"), "--out", str(tmp_path / "d"))
     assert code == 2 and "pre-trained with other options (pretrain_epochs=1, here 10)" in err and not out
     assert not (tmp_path / "d").exists()
+
+
+def test_an_unlearned_run_is_refused_by_pretrain_encoder_and_unlearn(trained_run, capsys, tmp_path):
+    """A run that `unlearn` wrote holds a model that forgot the attack's request, but its data is rebuilt with it:
+    pretrain-encoder trained an encoder on the graph that still held the removed edges, and unlearn removed them a
+    second time from a graph the model was no longer trained on."""
+    code, _, _ = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "finetune", "--option", "epochs=1",
+                         "--out", str(tmp_path / "forgot"), "--quiet")
+    assert code == 0 and (tmp_path / "forgot" / "model.pt").is_file()
+    for argv in (["pretrain-encoder", "--option", "pretrain_epochs=1"], ["unlearn", "--method", "ifru"]):
+        code, out, err = run_cli(capsys, *argv, "--run", str(tmp_path / "forgot"), "--out", str(tmp_path / "o"),
+                                 "--quiet")
+        assert code == 2 and not out and err.count("\n") == 1, (argv, err)
+        assert "already unlearned the attack's request (finetune)" in err and "graphforget train" in err
+        assert not (tmp_path / "o").exists()
 
 
 def test_unlearn_says_whether_the_method_trusted_its_result(capsys, tmp_path, trained_run):

@@ -102,7 +102,7 @@ def test_save_model_killed_midway_keeps_the_previous_checkpoint(tmp_path, monkey
 
 def _encoder_unlearner():
     graph = make_interactions(torch.tensor([[0, 1, 2, 3], [0, 1, 2, 3]]), num_users=5, num_items=4)
-    return UnlearnRec(MF(5, 4, 3), graph, BPRObjective(), UnlearnRecConfig(pretrain_epochs=0))
+    return UnlearnRec(MF(5, 4, 3), graph, BPRObjective(), UnlearnRecConfig(pretrain_epochs=0)).fit()
 
 
 WRITERS = {

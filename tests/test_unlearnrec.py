@@ -404,7 +404,7 @@ def test_a_non_finite_result_raises_instead_of_being_returned(trained, finetune_
 def test_load_encoder_rejects_truncated_and_foreign_files(trained, tmp_path):
     model, graph, objective = trained
     unlearner = UnlearnRec(model, graph, objective, quick_config())
-    unlearner.save_encoder(tmp_path / "good.pt")
+    UnlearnRec(model, graph, objective, quick_config()).fit().save_encoder(tmp_path / "good.pt")
     (tmp_path / "truncated.pt").write_bytes((tmp_path / "good.pt").read_bytes()[:200])
     (tmp_path / "text.pt").write_text("not a torch file\n")
     torch.save(torch.zeros(3), tmp_path / "tensor.pt")
@@ -419,7 +419,7 @@ def test_load_encoder_rejects_truncated_and_foreign_files(trained, tmp_path):
 
 def test_an_encoder_loads_only_for_the_model_graph_and_options_it_was_pretrained_for(trained, tmp_path):
     model, graph, objective = trained
-    UnlearnRec(model, graph, objective, quick_config(tau=5.0)).save_encoder(tmp_path / "encoder.pt")
+    UnlearnRec(model, graph, objective, quick_config(tau=5.0)).fit().save_encoder(tmp_path / "encoder.pt")
     other_model = copy.deepcopy(model)
     with torch.no_grad():
         next(other_model.parameters())[0, 0] += 1e-6
@@ -581,7 +581,7 @@ def test_an_encoder_is_refused_for_the_same_edges_with_other_labels(tmp_path):
     graph = make_interactions(edges, labels, num_users=3, num_items=3)
     relabelled = make_interactions(edges, 1 - labels, num_users=3, num_items=3)
     model, objective = MF(3, 3, 2), BCEObjective()
-    UnlearnRec(model, graph, objective, quick_config()).save_encoder(tmp_path / "encoder.pt")
+    UnlearnRec(model, graph, objective, quick_config()).fit().save_encoder(tmp_path / "encoder.pt")
     with pytest.raises(ValueError, match="another graph"):
         UnlearnRec(model, relabelled, objective, quick_config()).load_encoder(tmp_path / "encoder.pt")
     UnlearnRec(model, graph, objective, quick_config()).load_encoder(tmp_path / "encoder.pt")
@@ -600,3 +600,109 @@ def test_the_fine_tuned_mlp_shifts_every_node_outside_the_request_alike():
     result = unlearner.unlearn(random_edges(graph, 0.05, seed=1))
     shift = (result.model.user_emb.weight - model.user_emb.weight).detach()[30:]
     assert torch.allclose(shift[0], shift[1], atol=1e-7) and float(shift[0].abs().max()) > 1e-4
+
+
+def test_an_encoder_is_refused_for_a_backbone_of_other_layers_with_the_same_tables(trained, tmp_path):
+    """The parameters' sha256 does not see a LightGCN's num_layers (nor MF against LightGCN): an encoder pre-trained
+    with L = 2 loaded into a 3-layer backbone holding the same tables, and ran with L = 3."""
+    model, graph, objective = trained
+    UnlearnRec(model, graph, objective, quick_config()).fit().save_encoder(tmp_path / "encoder.pt")
+    deeper, flat = LightGCN(U, I, embedding_dim=16, num_layers=3), MF(U, I, 16)
+    deeper.load_state_dict(model.state_dict())
+    flat.load_state_dict(model.state_dict())
+    for other in (deeper, flat):
+        unlearner = UnlearnRec(other, graph, objective, quick_config())
+        with pytest.raises(ValueError, match=r"pre-trained for another backbone \(LightGCN\(.*num_layers=2\), here"):
+            unlearner.load_encoder(tmp_path / "encoder.pt")
+        assert not unlearner.fitted
+    copy_of = copy.deepcopy(model)  # the same backbone: loads
+    UnlearnRec(copy_of, graph, objective, quick_config()).load_encoder(tmp_path / "encoder.pt")
+
+
+def test_an_encoder_is_saved_only_once_pretrained_and_for_what_it_was_pretrained_for(trained, tmp_path):
+    """save_encoder before fit() wrote the untrained encoder as pre-trained (load_encoder then marked it fitted); after
+    the model was edited in place it wrote the edited model's sha256 for an encoder pre-trained on the first."""
+    model, graph, objective = trained
+    model = copy.deepcopy(model)
+    unlearner = UnlearnRec(model, graph, objective, quick_config(pretrain_epochs=1))
+    with pytest.raises(RuntimeError, match=r"save_encoder\(\) needs fit\(\) first"):
+        unlearner.save_encoder(tmp_path / "unfitted.pt")
+    assert not (tmp_path / "unfitted.pt").exists()
+    original = state(model)
+    unlearner.fit()
+    with torch.no_grad():
+        model.user_emb.weight.mul_(2)  # e.g. the caller trained it further
+    unlearner.save_encoder(tmp_path / "encoder.pt")
+    with pytest.raises(ValueError, match="another model"):
+        UnlearnRec(model, graph, objective, quick_config(pretrain_epochs=1)).load_encoder(tmp_path / "encoder.pt")
+    before = copy.deepcopy(model)
+    before.load_state_dict(original)
+    UnlearnRec(before, graph, objective, quick_config(pretrain_epochs=1)).load_encoder(tmp_path / "encoder.pt")
+
+
+def test_unlearn_refuses_an_encoder_whose_model_or_options_changed_since_it_was_pretrained(trained):
+    """One encoder answers many requests on the model it was pre-trained for; a model edited in place (or options
+    changed) afterwards silently got the old model's encoder. Put back as it was, it answers again."""
+    model, graph, objective = trained
+    model = copy.deepcopy(model)
+    unlearner = UnlearnRec(model, graph, objective, quick_config(pretrain_epochs=1)).fit()
+    request = random_edges(graph, 0.05, seed=1)
+    first = unlearner.unlearn(request)
+    assert same_state(state(unlearner.unlearn(request).model), state(first.model))  # reused: the same answer
+    original = state(model)
+    with torch.no_grad():
+        model.item_emb.weight[0, 0] += 1.0
+    with pytest.raises(ValueError, match=r"encoder was pre-trained for another model .*call fit\(\) again"):
+        unlearner.unlearn(request)
+    with torch.no_grad():
+        model.item_emb.weight.copy_(original["item_emb.weight"])
+    assert same_state(state(unlearner.unlearn(request).model), state(first.model))
+    unlearner.config.tau = 5.0  # read by pre-training
+    with pytest.raises(ValueError, match=r"encoder was pre-trained with other options \(tau=10.0, here 5.0\)"):
+        unlearner.unlearn(request)
+    unlearner.config.tau = 10.0
+    unlearner.config.finetune_epochs = 1  # read by answering only: free
+    unlearner.unlearn(request)
+
+
+def test_a_failed_load_leaves_the_encoder_as_it_was(trained, tmp_path):
+    """load_state_dict copies the keys it finds before raising on a missing one: a fitted unlearner kept a half-loaded
+    encoder, still marked fitted. Malformed records raised AttributeError or TypeError (a CLI traceback)."""
+    model, graph, objective = trained
+    unlearner = UnlearnRec(model, graph, objective, quick_config(pretrain_epochs=1)).fit()
+    unlearner.save_encoder(tmp_path / "good.pt")
+    good = torch.load(tmp_path / "good.pt", weights_only=True)
+    with torch.no_grad():
+        unlearner.encoder.h0.fill_(7.0)
+    kept = state(unlearner.encoder)
+    broken = {"missing key": lambda s: s["encoder"].pop("mlp.2.bias"),
+              "record not a dict": lambda s: s.update(pretrained_for="x"),
+              "options not a dict": lambda s: s["pretrained_for"].update(options=[1]),
+              "fit_info not a dict": lambda s: s.update(fit_info=[1, 2])}
+    for name, breaks in broken.items():
+        bad = copy.deepcopy(good)
+        breaks(bad)
+        torch.save(bad, tmp_path / "bad.pt")
+        with pytest.raises(ValueError, match="bad.pt"):
+            unlearner.load_encoder(tmp_path / "bad.pt")
+        assert same_state(state(unlearner.encoder), kept), name
+    unlearner.load_encoder(tmp_path / "good.pt")
+    assert same_state(state(unlearner.encoder), good["encoder"])
+
+
+def test_pretraining_and_answering_are_determined_by_the_seed(trained, tmp_path):
+    """Two pre-trainings with one seed give one encoder (another seed another); a saved and loaded encoder answers a
+    request bit for bit as the unlearner that pre-trained it, however the caller's global random state was left."""
+    model, graph, objective = trained
+    config = dict(pretrain_epochs=2, finetune_epochs=1, lr=0.01, max_loss_increase=None)
+    first = UnlearnRec(model, graph, objective, quick_config(**config)).fit()
+    torch.manual_seed(99)
+    again = UnlearnRec(model, graph, objective, quick_config(**config)).fit()
+    other = UnlearnRec(model, graph, objective, quick_config(**config, seed=1)).fit()
+    assert same_state(state(first.encoder), state(again.encoder))
+    assert not same_state(state(first.encoder), state(other.encoder))
+    first.save_encoder(tmp_path / "encoder.pt")
+    loaded = UnlearnRec(model, graph, objective, quick_config(**config))
+    loaded.load_encoder(tmp_path / "encoder.pt")
+    request = random_edges(graph, 0.05, seed=7)
+    assert same_state(state(loaded.unlearn(request).model), state(first.unlearn(request).model))

@@ -55,7 +55,7 @@ from ..models.propagation import layer_sum
 from ..models.sgl import info_nce
 from ..objectives import Objective
 from ..verify import _scoring
-from .base import Unlearner, UnlearningFailed, warn_caller
+from .base import NotFittedError, Unlearner, UnlearningFailed, unchanged, versions, warn_caller
 from .registry import register
 
 __all__ = ["UnlearnRec", "UnlearnRecConfig", "InfluenceEncoder", "influence_dependency_matrix"]
@@ -344,6 +344,15 @@ class UnlearnRec(Unlearner):
         unlearner = UnlearnRec(model, graph, objective, UnlearnRecConfig(pretrain_epochs=10))
         unlearner.fit()                      # once per trained model
         result = unlearner.unlearn(request)  # result.model(result.graph, pairs)
+        unlearner.save_encoder("encoder.pt")  # later: UnlearnRec(model, graph, ...).load_encoder("encoder.pt")
+
+    One encoder answers any number of requests on the model it was pre-trained for, each from that model.
+    :meth:`save_encoder` records that model (the sha256 of its parameters and of the training graph, its class and
+    constructor arguments) and the options pre-training read (all but ``ENCODER_FREE_OPTIONS``); :meth:`load_encoder`
+    refuses a file whose record differs (the command line: ``graphforget pretrain-encoder``, then ``graphforget
+    unlearn --encoder``), and :meth:`unlearn` refuses when the model, graph or those options were changed in place
+    after :meth:`fit` or :meth:`load_encoder`. An unlearned model (``result.model``) is another model: its requests
+    need an encoder of its own.
 
     What it costs in utility (SGL trained to convergence on ML-100K, ``benchmarks/unlearnrec_ablation.py``):
     the paper's configuration keeps 78% of a Retrain's Recall@20 after removing fake edges and 46% after
@@ -390,6 +399,7 @@ class UnlearnRec(Unlearner):
         self.encoder = InfluenceEncoder(num_users(graph), num_items(graph), table.size(1), num_layers, cfg.alpha,
                                         cfg.withdraw_init, cfg.leaky_slope, cfg.restrict_to_request
                                         ).to(graph[EDGE].edge_index.device, table.dtype)
+        self._encoder_for, self._encoder_versions = None, []  # set by fit() and load_encoder()
 
     # ----------------------------------------------------------------------------------------- helpers
     def _prepare(self, pairs: Tensor, remaining: HeteroData) -> _Request:
@@ -482,63 +492,84 @@ class UnlearnRec(Unlearner):
     # ------------------------------------------------------------------------------------ pre-training
     def save_encoder(self, path) -> None:
         """Writes the pre-trained encoder's state (loadable with :meth:`load_encoder`, ``weights_only``), with
-        what it was pre-trained for (:meth:`_pretrained_for`).
+        what it was pre-trained for (:meth:`_pretrained_for`, as it was at :meth:`fit` or :meth:`load_encoder`).
 
         The write is atomic (:func:`~graphforget.io.atomic_write`): an interrupted save leaves a previous
         file at ``path`` intact.
+
+        Raises:
+            NotFittedError: before :meth:`fit` or :meth:`load_encoder` (the encoder is not pre-trained).
         """
-        state = {"encoder": self.encoder.state_dict(), "pretrained_for": self._pretrained_for(),
+        if not self.fitted:
+            raise NotFittedError("UnlearnRec.save_encoder() needs fit() first: the encoder is not pre-trained")
+        state = {"encoder": self.encoder.state_dict(), "pretrained_for": self._encoder_for,
                  "fit_info": {k: v for k, v in self.fit_info.items() if k != "history"}}
         atomic_write(path, lambda handle: torch.save(state, handle))
 
-    def _pretrained_for(self) -> dict:
-        """The backbone's parameters and the training graph (their sha256) and the options that pre-training reads:
-        an encoder learns the influence of requests on this model, and means nothing for another."""
+    def _pretrained_for(self, hashes: dict | None = None) -> dict:
+        """The backbone's parameters and the training graph (their sha256; ``hashes`` when already known), the
+        backbone's class and constructor arguments (a LightGCN's ``num_layers`` is in no parameter) and the options
+        that pre-training reads: an encoder learns the influence of requests on this model, and means nothing for
+        another."""
         store = self.graph[EDGE]
+        if hashes is None:
+            hashes = {"model_sha256": tensors_sha256(*self.model.state_dict().values()),
+                      "graph_sha256": tensors_sha256(store.edge_index, store.edge_label)}
         options = {k: v for k, v in asdict(self.config).items() if k not in ENCODER_FREE_OPTIONS}
-        return {"model_sha256": tensors_sha256(*self.model.state_dict().values()),
-                "graph_sha256": tensors_sha256(store.edge_index, store.edge_label), "options": options}
+        arguments = self.model.config() if hasattr(self.model, "config") else {}  # a duck-typed backbone has none
+        config = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
+        return {"model_sha256": hashes["model_sha256"], "graph_sha256": hashes["graph_sha256"],
+                "backbone": f"{type(self.model).__name__}({config})", "options": options}
+
+    def _remember_pretrained_for(self, record: dict) -> None:
+        """Keeps what the encoder is now pre-trained for, and the versions of the tensors hashed in it: :meth:`_unlearn`
+        hashes them again only after an in-place write."""
+        self._encoder_for, self._encoder_versions = record, self._hashed_versions()
+
+    def _hashed_versions(self) -> list:
+        store = self.graph[EDGE]
+        return versions(*self.model.state_dict(keep_vars=True).values(), store.edge_index, store.edge_label)
+
+    def _check_still_pretrained_for(self) -> None:
+        """Raises ``ValueError`` when the model, graph or pre-training options changed since :meth:`fit` or
+        :meth:`load_encoder`: the encoder would silently answer for the model it was pre-trained on."""
+        current = self._hashed_versions()
+        same_tensors = unchanged(current, self._encoder_versions)
+        mismatch = _mismatch(self._encoder_for, self._pretrained_for(self._encoder_for if same_tensors else None))
+        if mismatch:
+            raise ValueError(f"UnlearnRec's encoder was pre-trained {mismatch[0]}: the model, graph or options changed "
+                             "since fit() or load_encoder(); call fit() again (or load an encoder for this one)")
+        self._encoder_versions = current  # written back as they were: no need to hash them again
 
     def load_encoder(self, path) -> None:
         """Loads an encoder written by :meth:`save_encoder` for this model, graph and pre-training options; marks it
-        fitted.
+        fitted. A file that is refused leaves the current encoder as it was.
 
         Raises:
             ValueError: ``path`` is not a readable torch file (truncated, foreign), holds no encoder for this
-                model and graph, or was pre-trained for another model, graph or options.
+                model and graph, or was pre-trained for another model, backbone, graph or options.
         """
+        state = _read_encoder_file(path, self.graph[EDGE].edge_index.device)
+        expected = self._pretrained_for()
+        self._check_pretrained_for(path, state.get("pretrained_for"), expected)
+        encoder = copy.deepcopy(self.encoder)  # load_state_dict writes the keys it finds before raising
         try:
-            state = torch.load(path, map_location=self.graph[EDGE].edge_index.device, weights_only=True)
-        except Exception as error:  # torch.load of a foreign file raises anything (EOFError, IndexError, ...)
-            detail = (str(error).strip().splitlines() or [""])[0]
-            raise ValueError(f"cannot read encoder file {path} (truncated or not a torch file): "
-                             f"{type(error).__name__}{': ' + detail if detail else ''}") from error
-        if not isinstance(state, dict) or not isinstance(state.get("encoder"), dict):
-            raise ValueError(f"{path} was not written by UnlearnRec.save_encoder (no encoder state)")
-        self._check_pretrained_for(path, state.get("pretrained_for"))
-        try:
-            self.encoder.load_state_dict(state["encoder"])
+            encoder.load_state_dict(state["encoder"])
         except (RuntimeError, KeyError) as error:
             raise ValueError(f"{path} does not hold an encoder for this model and graph: {error}") from error
-        self.fitted, self.fit_info = True, dict(state.get("fit_info", {}))
+        self.encoder, self.fitted, self.fit_info = encoder, True, dict(state.get("fit_info", {}))
+        self._remember_pretrained_for(expected)
 
-    def _check_pretrained_for(self, path, stored: dict | None) -> None:
+    def _check_pretrained_for(self, path, stored: dict | None, expected: dict) -> None:
         """Refuses an encoder pre-trained for another model, graph or options; warns for a file from before
         encoders recorded it."""
         if stored is None:
             warn_caller(f"UnlearnRec: {path} does not say what it was pre-trained for (an older file): it cannot be "
                         "checked against this model and graph")
             return
-        expected = self._pretrained_for()
-        other = [name for name in ("model", "graph") if stored.get(f"{name}_sha256") != expected[f"{name}_sha256"]]
-        if other:
-            raise ValueError(f"{path} was pre-trained for another {' and '.join(other)} (its sha256 differs): "
-                             "pre-train an encoder for this one (graphforget pretrain-encoder)")
-        options = stored.get("options", {})
-        changed = [f"{k}={options.get(k)!r}, here {v!r}" for k, v in expected["options"].items() if options.get(k) != v]
-        if changed:
-            raise ValueError(f"{path} was pre-trained with other options ({'; '.join(changed)}): use its options, "
-                             "or pre-train again with these")
+        mismatch = _mismatch(stored, expected)
+        if mismatch:
+            raise ValueError(f"{path} was pre-trained {mismatch[0]}: {mismatch[1]}")
 
     def _fit(self) -> dict:
         """Pre-trains :math:`\\mathbf{H}^{(0)}` and :math:`\\boldsymbol\\eta` on simulated requests (backbone
@@ -586,6 +617,7 @@ class UnlearnRec(Unlearner):
             log.info("UnlearnRec pre-training epoch %d: %s", epoch, sums)
         self._set_update(shifts, None)
         self.encoder.mlp.requires_grad_(True)
+        self._remember_pretrained_for(self._pretrained_for())
         return {"epochs": cfg.pretrain_epochs, "steps": steps, "history": history}
 
     def _simulated_request(self, candidates: Tensor, gen: torch.Generator) -> tuple[_Request, float]:
@@ -604,6 +636,7 @@ class UnlearnRec(Unlearner):
             raise ValueError("the request removes every training edge: UnlearnRec has no remaining edges to "
                              "fine-tune on (retrain from scratch, or set finetune_epochs=0 to apply the "
                              "encoder's update alone)")
+        self._check_still_pretrained_for()
         device = request.device
         with Stopwatch(device) as encoding:
             prepared = self._prepare(request, remaining)
@@ -700,6 +733,41 @@ def _remaining_loss(model: nn.Module, graph: HeteroData, objective: Objective) -
     objective's seed, so that two models are compared on the same terms)."""
     with _scoring(model):
         return float(objective.edge_losses(model, graph).mean())
+
+
+def _read_encoder_file(path, device) -> dict:
+    """The state :meth:`UnlearnRec.save_encoder` wrote at ``path``, its parts checked for their kind (``ValueError``
+    naming the file otherwise)."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # torch.load of a foreign file raises anything (EOFError, IndexError, ...)
+        detail = (str(error).strip().splitlines() or [""])[0]
+        raise ValueError(f"cannot read encoder file {path} (truncated or not a torch file): "
+                         f"{type(error).__name__}{': ' + detail if detail else ''}") from error
+    if not isinstance(state, dict) or not isinstance(state.get("encoder"), dict):
+        raise ValueError(f"{path} was not written by UnlearnRec.save_encoder (no encoder state)")
+    record = state.get("pretrained_for")
+    options = record.get("options", {}) if isinstance(record, dict) else {}
+    if not (record is None or isinstance(record, dict)) or not isinstance(options, dict) or not isinstance(
+            state.get("fit_info", {}), dict):
+        raise ValueError(f"{path} was not written by UnlearnRec.save_encoder (malformed pretrained_for or fit_info)")
+    return state
+
+
+def _mismatch(stored: dict, expected: dict) -> tuple[str, str] | None:
+    """How an encoder's record (:meth:`UnlearnRec._pretrained_for`) differs from ``expected``: ``(what, advice)``,
+    or ``None``. A file from before the backbone was recorded is compared without it."""
+    other = [name for name in ("model", "graph") if stored.get(f"{name}_sha256") != expected[f"{name}_sha256"]]
+    again = "pre-train an encoder for this one (graphforget pretrain-encoder)"
+    if other:
+        return f"for another {' and '.join(other)} (its sha256 differs)", again
+    if stored.get("backbone", expected["backbone"]) != expected["backbone"]:
+        return f"for another backbone ({stored['backbone']}, here {expected['backbone']})", again
+    options = stored.get("options", {})
+    changed = [f"{k}={options.get(k)!r}, here {v!r}" for k, v in expected["options"].items() if options.get(k) != v]
+    if changed:
+        return f"with other options ({'; '.join(changed)})", "use its options, or pre-train again with these"
+    return None
 
 
 def _check_finite_result(model: nn.Module) -> None:
