@@ -205,6 +205,11 @@ def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
+def _count(number: int, noun: str, plural: str | None = None) -> str:
+    """``1 edge``, ``2 edges``: ``number`` and the noun in the form it takes."""
+    return f"{number} {noun if number == 1 else plural or noun + 's'}"
+
+
 def _auc_line(metrics: dict) -> str:
     return "  ".join(f"{k}={_fmt(metrics.get(k))}" for k in AUC_KEYS)
 
@@ -277,8 +282,8 @@ def cmd_train(args) -> int:
     spec = {"name": hparams.model, "config": hparams.model_config(*counts)}  # rebuilds a model of your own too
     _publish(out, {"model.pt": lambda path: save_model(model.cpu(), path, **spec, run=run),
                    "metrics.json": lambda path: write_json(path, metrics)})
-    print(f"{hparams.model}: {_auc_line(metrics)}  train {fit.seconds:.1f}s ({fit.epochs} "
-          f"{'L-BFGS iterations' if config.optimizer == 'lbfgs' else 'epochs'})")
+    steps = _count(fit.epochs, "L-BFGS iteration" if config.optimizer == "lbfgs" else "epoch")
+    print(f"{hparams.model}: {_auc_line(metrics)}  train {fit.seconds:.1f}s ({steps})")
     print(f"wrote {out / 'model.pt'} and {out / 'metrics.json'}")
     return 0
 
@@ -348,7 +353,7 @@ def cmd_unlearn(args) -> int:
     run = checkpoint["run"]
     graph, test, request = unlearner.graph, data.split.test.to(args.device), data.request.to(args.device)
     print(f"{args.method}{'' if not options else ' ' + json.dumps(to_jsonable(options))}: "
-          f"unlearning {request.size(1)} edges ({data.source})")
+          f"unlearning {_count(request.size(1), 'edge')} ({data.source})")
     metrics = {"method": args.method, "options": options, "config": asdict(unlearner.config)}
     if not args.encoder and unlearner.needs_fit:  # sharded methods train their ensemble first
         metrics["fit_seconds"] = unlearner.fit().fit_seconds
@@ -393,7 +398,7 @@ def cmd_pretrain_encoder(args) -> int:
     report = {"pretrain_seconds": info["seconds"], "epochs": info["epochs"], "steps": info["steps"],
               "run": str(args.run)}
     _publish(out, {"encoder.pt": unlearner.save_encoder, "pretrain.json": lambda path: write_json(path, report)})
-    print(f"pre-trained the influence encoder in {info['seconds']:.1f}s ({info['epochs']} epochs); "
+    print(f"pre-trained the influence encoder in {info['seconds']:.1f}s ({_count(info['epochs'], 'epoch')}); "
           f"wrote {out / 'encoder.pt'}")
     return 0
 
@@ -667,21 +672,23 @@ def cmd_fit(args) -> int:
                              model=args.model, hparams=changes, seed=args.seed, device=args.device,
                              progress=not args.quiet)
     m = result.metrics
-    print(f"{args.model}: {m['train_interactions']} interactions of {m['users']} users and {m['items']} items "
-          f"({m['train_edges']} training pairs); {m['epochs']} epochs in {m['train_seconds']:.1f}s; "
+    print(f"{args.model}: {_count(m['train_interactions'], 'interaction')} of {_count(m['users'], 'user')} and "
+          f"{_count(m['items'], 'item')} ({_count(m['train_edges'], 'training pair')}); "
+          f"{_count(m['epochs'], 'epoch')} in {m['train_seconds']:.1f}s; "
           f"val AUC {_fmt(m['val_auc'])}, test AUC {_fmt(m['test_auc'])}")
     print(f"wrote run {result.path}")
     return 0
 
 
-def _request_args(args) -> dict:
-    """``users``/``items``/``edges`` of ``forget`` from its flags (an ``--edges`` file is read here)."""
+def _request_args(args, run) -> dict:
+    """``users``/``items``/``edges`` of ``forget`` from its flags (an ``--edges`` file is read here, a header line
+    told from a pair by the raw ids of ``run``, a loaded run)."""
     from .workflow import read_edges_file
     if args.users is not None:
         return {"users": _id_list(args.users, "--users")}
     if args.items is not None:
         return {"items": _id_list(args.items, "--items")}
-    return {"edges": read_edges_file(args.edges)}
+    return {"edges": read_edges_file(args.edges, run)}
 
 
 def cmd_forget(args) -> int:
@@ -694,7 +701,9 @@ def cmd_forget(args) -> int:
     except ValueError as error:
         raise UsageError(f"graphforget: error: {error}") from error
     options = _options(args.method, args.option)
-    request = _request_args(args)
+    if args.edges is not None:  # loaded once: its raw ids tell an edges file's header line from a pair
+        run = load_run(run)
+    request = _request_args(args, run)
     with _exists_is_usage_error():
         done = forget(run, out=out, **request, local_ids=args.local_ids, method=args.method, options=options,
                       seed=args.seed, allow_untrusted=args.allow_untrusted, device=args.device,
@@ -702,17 +711,18 @@ def cmd_forget(args) -> int:
     line, report = done.audit, done.report
     trust = {True: "trusted", False: "NOT TRUSTED", None: "no acceptance test"}[line["trusted"]]
     heldout = line["request"]["heldout_pairs"]
-    print(f"{args.method}: forgot {done.request.edges.size(1)} edges ({done.request.kind}: "
-          f"{done.request.ids.size(-1)}) in {line['seconds']:.2f}s ({trust})"
-          + (f"; dropped {heldout} validation and test pairs" if heldout else ""))
+    dropped = f"; dropped {_count(heldout, 'validation or test pair', 'validation and test pairs')}" if heldout else ""
+    print(f"{args.method}: forgot {_count(done.request.edges.size(1), 'edge')} ({done.request.kind}: "
+          f"{done.request.ids.size(-1)}) in {line['seconds']:.2f}s ({trust}){dropped}")
     if report is not None:
         print(f"verification: P(requested) {_fmt(report.request_probability)} vs P(non-members) "
               f"{_fmt(report.non_member_probability)}, MI-BF {_fmt(report.mi_bf)}, MIA AUC {_fmt(report.mia_auc)} "
               f"(before {_fmt(report.before_mia_auc)})")
     else:
         print(f"verification: none ({line['verification_error']})")
-    print(f"wrote run {done.path} (lineage removed {line['removed_edges']} edges; audit.jsonl has "
-          f"{done.path.joinpath('audit.jsonl').read_text().count(chr(10))} lines)")
+    lines = done.path.joinpath("audit.jsonl").read_text().count("\n")
+    print(f"wrote run {done.path} (lineage removed {_count(line['removed_edges'], 'edge')}; audit.jsonl has "
+          f"{_count(lines, 'line')})")
     return 0
 
 
@@ -722,7 +732,8 @@ def cmd_verify(args) -> int:
     run = _run_dir(args.run)
     out = _check_out_file(args.out) if args.out else None
     report = verify_run(run, retrain=args.retrain, seed=args.seed, device=args.device, progress=not args.quiet)
-    print(f"{report['removed_edges']} edges removed by {report['requests']} requests in {len(report['lineage'])} runs")
+    print(f"{_count(report['removed_edges'], 'edge')} removed by {_count(report['requests'], 'request')} in "
+          f"{_count(len(report['lineage']), 'run')}")
     for untrusted in report["untrusted_requests"]:
         print(f"NOT TRUSTED: the request of {untrusted} was published untrusted (--allow-untrusted): its edges are "
               "gone from the data, but its model may still hold them; forget them again from the run before it")
@@ -759,7 +770,8 @@ def _add_workflow_commands(sub) -> None:
     what.add_argument("--users", metavar="ID[,ID...]", help="users whose every training edge is forgotten")
     what.add_argument("--items", metavar="ID[,ID...]", help="items whose every training edge is forgotten")
     what.add_argument("--edges", metavar="FILE", help="a file of 'user item' lines (observed interactions: "
-                      "training edges are unlearned, validation and test pairs dropped)")
+                      "training edges are unlearned, validation and test pairs dropped); a first line of column "
+                      "names such as 'user,item' or 'userId movieId' is skipped unless they are ids of the run")
     p.add_argument("--local-ids", action="store_true", help="ids are the run's local ids, not the data file's")
     p.add_argument("--run", required=True, help="the run to forget from (from fit or forget)")
     p.add_argument("--method", required=True, help="ifru, scif, retrain, finetune or unlearnrec")

@@ -41,7 +41,7 @@ from torch_geometric.data import HeteroData
 from . import __version__
 from .config import seeded
 from .data import (EDGE, Split, add_negatives, binarize, edge_subgraph, load_csv, load_labelled_triples,
-                   load_movielens_100k, make_interactions, num_items, num_users, pair_keys, random_split)
+                   load_movielens_100k, make_interactions, num_items, num_users, on_device, pair_keys, random_split)
 from .data.loaders import _lightgcn_files
 from .io import write_json
 from .metrics import evaluate_auc
@@ -361,7 +361,7 @@ def heldout_auc(model, graph: HeteroData, test: HeteroData) -> float | None:
     """AUC of ``model`` (scored on ``graph``) on the held-out pairs ``test`` (``None`` without both labels there)."""
     if test[EDGE].edge_index.size(1) == 0:
         return None
-    value = evaluate_auc(model, graph, test.to(graph[EDGE].edge_index.device))["auc_0"]
+    value = evaluate_auc(model, graph, on_device(test, graph[EDGE].edge_index.device))["auc_0"]
     return None if value != value else value
 
 
@@ -466,8 +466,11 @@ def untrusted_requests(run: Run) -> list[dict]:
 
 def _untrusted_note(run: Run) -> str:
     count = len(untrusted_requests(run))
-    return "" if not count else (f"; {count} request(s) of the lineage were published untrusted: to forget them "
-                                 "again, forget from the run before them")
+    if not count:
+        return ""
+    them = ("request of the lineage was", "it") if count == 1 else ("requests of the lineage were", "them")
+    return (f"; {count} {them[0]} published untrusted: to forget {them[1]} again, forget from the run before "
+            f"{them[1]}")
 
 
 def _holding(run: Run, row: int, ids: Tensor) -> Tensor:
@@ -543,9 +546,23 @@ def build_request(run: Run, *, users: Sequence | None = None, items: Sequence | 
     return Request(kind, ids, edges)
 
 
-def read_edges_file(path: str | os.PathLike) -> list[tuple[str, str]]:
+# Column names a header line of an edges file may give (compared in lower case), for users and for items.
+_HEADER_NAMES = ({"user", "user_id", "userid", "uid"},
+                 {"item", "item_id", "itemid", "iid", "movie", "movie_id", "movieid"})
+
+
+def read_edges_file(path: str | os.PathLike, run: Run | None = None) -> list[tuple[str, str]]:
     """``(user, item)`` raw id pairs of a file with one pair a line (tab, comma or space separated; ``#``
     comments and blank lines skipped).
+
+    A first line of column names (``user``, ``user_id``, ``userId`` or ``uid``, then ``item``, ``item_id``,
+    ``itemId``, ``iid``, ``movie``, ``movie_id`` or ``movieId``; any case) is skipped when ``run`` is given and
+    neither name is one of its raw ids. Raw ids can be any strings, so without ``run`` (or in a run with a user
+    called ``user``) the line is a pair like any other.
+
+    Args:
+        path: the edges file.
+        run: the run whose raw ids the pairs name, to tell a header line from a pair.
 
     Raises:
         FileNotFoundError, IsADirectoryError: a missing file, or a folder.
@@ -564,9 +581,19 @@ def read_edges_file(path: str | os.PathLike) -> list[tuple[str, str]]:
         if len(fields) != 2:
             raise ValueError(f"{path}, line {number}: expected 'user item', got {line.strip()!r}")
         pairs.append((fields[0], fields[1]))
+    if pairs and run is not None and _is_header(pairs[0], run):
+        pairs = pairs[1:]
     if not pairs:
         raise ValueError(f"{path} lists no (user, item) pair")
     return pairs
+
+
+def _is_header(pair: tuple[str, str], run: Run) -> bool:
+    """Whether ``pair`` names the columns (``_HEADER_NAMES``) and neither name is a raw id of ``run``."""
+    if not all(name.lower() in names for name, names in zip(pair, _HEADER_NAMES)):
+        return False
+    known = [bool(raw_to_local(run.graph[node].raw_id, [name])[1][0]) for name, node in zip(pair, ("user", "item"))]
+    return not any(known)
 
 
 def _edges_text(path: Path) -> str:
@@ -630,15 +657,24 @@ def _unlearn(parent: Run, method: str, config, request: Request, val: HeteroData
     """Runs the method (``fit()`` first where it needs it): ``(result, fit_seconds)``. A request of held-out
     pairs only removes nothing the model was trained on: the model is kept, no method runs."""
     if request.edges.size(1) == 0:
-        return UnlearnResult(copy.deepcopy(parent.model), parent.graph.clone(), 0.0, dict(EMPTY_INFO)), 0.0
+        return UnlearnResult(copy.deepcopy(parent.model), parent.graph.clone(), 0.0, dict(EMPTY_INFO), method), 0.0
     dev = torch.device(device)
     objective = Hyperparameters(**parent.info["hparams"]).objective()
     val = _usable_val(val)
-    unlearner = METHODS[method](parent.model.to(dev), parent.graph.to(dev), objective, config,
-                                val=None if val is None else val.to(dev))
+    unlearner = METHODS[method](_model_on(parent.model, dev), on_device(parent.graph, dev), objective, config,
+                                val=None if val is None else on_device(val, dev))
     fit_seconds = unlearner.fit().fit_seconds if unlearner.needs_fit else 0.0
     result = unlearner.unlearn(request.edges.to(dev))
     return result, fit_seconds
+
+
+def _model_on(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``model`` itself when all its tensors are on ``device``, else a copy moved there: ``Module.to`` moves the
+    module in place, and a loaded run passed to :func:`forget` is the caller's."""
+    target = torch.empty(0, device=device).device
+    if all(t.device == target for t in (*model.parameters(), *model.buffers())):
+        return model
+    return copy.deepcopy(model).to(target)
 
 
 def _usable_val(val: HeteroData) -> HeteroData | None:
@@ -826,9 +862,9 @@ def _retrain_reference(root: Run, current: Run, seed: int, device: str, progress
     hp = Hyperparameters(**root.info["hparams"])
     dev = torch.device(device)
     val = _usable_val(current.val)
-    unlearner = build_unlearner("retrain", root.model.to(dev), root.graph.to(dev), hp.objective(),
+    unlearner = build_unlearner("retrain", _model_on(root.model, dev), on_device(root.graph, dev), hp.objective(),
                                 train=hp.train_config(seed, progress), seed=seed,
-                                val=None if val is None else val.to(dev))
+                                val=None if val is None else on_device(val, dev))
     result = unlearner.unlearn(current.removed.to(dev))
     return (result.model.cpu(), result.graph.cpu()), result.seconds
 

@@ -109,6 +109,18 @@ def test_repr_is_short_and_prints_no_tensor(one_thread, instances, name):
     assert " object at 0x" not in text and "tensor(" not in text and len(text) < 500, text
 
 
+def test_unlearn_result_repr_names_the_method_and_trust_not_the_whole_info(one_thread, graph_1000):
+    """An IFRU result's info holds per-attempt and per-solve histories (about 2,000 characters): the repr names
+    the method, the time, the trust and the info's keys, cut short."""
+    from graphforget.unlearn import IFRU
+    split, model, objective = graph_1000
+    result = IFRU(model, split.train, objective, val=split.val).unlearn(random_edges(split.train, 0.01, seed=0))
+    text = repr(result)
+    assert len(repr(result.info)) > 1000 and len(text) < 300, text
+    assert text.startswith("UnlearnResult(method='ifru', model=MF, seconds=") and "trusted=True" in text, text
+    assert "request_edges" in text and "more" in text and "tensor(" not in text, text
+
+
 # ------------------------------------------------------------------------------------------------ configs
 
 @pytest.mark.parametrize("options, message", [

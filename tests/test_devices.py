@@ -10,10 +10,11 @@ import types
 
 import pytest
 import torch
+from torch_geometric.data import HeteroData
 
 from graphforget import clock
 from graphforget.clock import Stopwatch
-from graphforget.data import EDGE, planted_communities, random_edges, random_split
+from graphforget.data import EDGE, on_device, planted_communities, random_edges, random_split
 from graphforget.models import ContrastiveBPRObjective, LightGCN, build_model
 from graphforget.objectives import BCEObjective, BPRObjective
 from graphforget.train import TrainConfig, train
@@ -113,3 +114,47 @@ def test_ifru_with_a_contrastive_term_on_the_device(model_name, device, trained,
             predictions.append(torch.sigmoid(result.model(result.graph, split.test[EDGE].edge_index.to(where))).cpu())
     on_cpu, on_device = predictions
     assert torch.allclose(on_device, on_cpu, atol=1e-3), float((on_device - on_cpu).abs().max())
+
+
+# --- a caller's graph stays where it is ---------------------------------------------------------------------------
+
+def _tensors(graph) -> list:
+    """Every tensor a graph's stores hold, by identity."""
+    return [value for store in graph.stores for value in store.values() if isinstance(value, torch.Tensor)]
+
+
+def _move_in_place(monkeypatch) -> None:
+    """``HeteroData.to`` as PyG runs it across devices, on this CPU: each store of the graph itself gets new tensors
+    (a GPU copy in real use), and the graph is returned."""
+    monkeypatch.setattr(HeteroData, "to", lambda self, device, *args, **kwargs: self.apply(lambda t: t.clone()))
+
+
+def test_on_device_moves_a_copy_and_leaves_the_callers_graph():
+    graph = planted_communities(6, 6, num_communities=2, interactions_per_user=2, seed=0)
+    before = _tensors(graph)
+    assert on_device(graph, "cpu") is graph and on_device(graph, torch.device("cpu")) is graph
+    moved = on_device(graph, torch.device("meta"))
+    assert moved is not graph and all(t.device.type == "meta" for t in _tensors(moved))
+    assert moved["user"].num_nodes == graph["user"].num_nodes and moved[EDGE].edge_index.shape == (2, 12)
+    after = _tensors(graph)
+    assert len(after) == len(before) and all(a is b for a, b in zip(after, before))
+    assert all(t.device.type == "cpu" for t in after)
+
+
+@pytest.mark.filterwarnings("ignore::graphforget.train.NoSignalWarning")  # one epoch: the graphs are the point
+def test_public_functions_do_not_move_the_callers_graphs(monkeypatch):
+    from graphforget.presets import Hyperparameters
+    from graphforget.protocols.attack import AttackData, run_attack
+    from graphforget.workflow import heldout_auc
+    graph = planted_communities(30, 20, num_communities=2, interactions_per_user=6, seed=0)
+    split = random_split(graph, (0.6, 0.2, 0.2), seed=0)
+    request = random_edges(split.train, 0.05, seed=0)
+    data = AttackData(split, split.train, request, "tiny", "tiny", 0.05)
+    graphs = (split.train, split.val, split.test)
+    before = [_tensors(g) for g in graphs]
+    _move_in_place(monkeypatch)
+    model = LightGCN(30, 20, 4, num_layers=1)
+    heldout_auc(model, split.train, split.test)
+    run_attack(data, Hyperparameters(embedding_dim=4, train={"epochs": 1}), methods=["retrain"])
+    for graph, tensors in zip(graphs, before):
+        assert all(a is b for a, b in zip(_tensors(graph), tensors))

@@ -795,3 +795,39 @@ def test_a_half_precision_model_is_refused_with_the_remedy(problem, method, dtyp
     with pytest.raises(ValueError, match=rf"{method.__name__} needs float32 or float64 parameters, got {dtype}: "
                                          r"unlearn a model.float\(\) copy"):
         method(model, graph, BCEObjective(l2=1.0))
+
+
+class NormedMF(EmbeddingRecommender):
+    """MF whose embeddings pass a BatchNorm1d: running statistics computed on the training data."""
+
+    receptive_field = 0
+
+    def __init__(self, num_users, num_items, embedding_dim):
+        super().__init__(num_users, num_items, embedding_dim)
+        self.norm = torch.nn.BatchNorm1d(embedding_dim)
+
+    def embed(self, graph):
+        x = self.norm(torch.cat([self.user_emb.weight, self.item_emb.weight]))
+        return x.split([self.num_users, self.num_items])
+
+
+@pytest.mark.parametrize("cls", [IFRU, SCIF])
+def test_running_statistics_are_left_as_trained_and_said(problem, cls, one_thread):
+    """An influence step moves parameters, not a BatchNorm's running mean and variance (computed on the training
+    data, the request included): the result keeps them, names them in info and warns once per unlearner."""
+    graph, request, _ = problem
+    model = NormedMF(U, I, D).double()
+    model.reset_parameters(0)
+    model(graph, graph[EDGE].edge_index)  # train mode: the statistics of the training data
+    model.eval()
+    stats = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        unlearner = cls(model, graph, BCEObjective(l2=1e-2))
+        results = [unlearner.unlearn(request), unlearner.unlearn(request)]
+    said = [w for w in caught if "running statistics" in str(w.message)]
+    assert len(said) == 1 and "norm.running_mean, norm.running_var" in str(said[0].message), said
+    for result in results:
+        assert result.info["untouched_buffers"] == ["norm.running_mean", "norm.running_var"]
+        assert all(torch.equal(buffer, stats[name]) for name, buffer in result.model.named_buffers())
+    assert "untouched_buffers" not in cls(MF(U, I, D).double(), graph, BCEObjective(l2=1e-2)).unlearn(request).info

@@ -352,3 +352,33 @@ def test_attention_over_rows_narrower_than_the_table_is_refused_by_name_then_run
     assert eraser.model.attention.embedding_dim == 4
     result = eraser.unlearn(random_edges(graph, ratio=0.05, seed=1))
     assert result.model(result.graph, all_pairs()).shape == (U * I,)
+
+
+class Encoder(nn.Module):
+    """A GNN encoder in PyG's convention: node features in, node embeddings out."""
+
+    def __init__(self, num_nodes: int):
+        super().__init__()
+        self.embedding = nn.Embedding(num_nodes, 4)
+        self.conv = GCNConv(4, 4)
+
+    def forward(self, x, edge_index):
+        return self.conv(x, edge_index)
+
+
+class NodeEmbeddings(Encoder):
+    """The adapter's call, but node embeddings out, not one logit per pair."""
+
+    def forward(self, edge_index, edge_label_index):
+        return self.conv(self.embedding.weight, edge_index)
+
+
+def test_a_module_with_another_call_convention_is_refused_naming_the_call(graph):
+    """The adapter passes (edge_index, edge_label_index): an encoder's forward(x, edge_index) took edge_index for
+    its node features and failed inside torch (an index out of range); it is refused when wrapped."""
+    expected = re.escape("module(edge_index, edge_label_index[, edge_weight=...])")
+    with pytest.raises(ValueError, match=expected + r".*Encoder\.forward\(x, edge_index\)"):
+        PyGRecommender(Encoder(U + I), U, I, receptive_field=1)
+    model = PyGRecommender(NodeEmbeddings(U + I), U, I, receptive_field=1)
+    with pytest.raises(ValueError, match=r"returned a \[100, 4\] tensor for 3 pairs.*one logit per pair"):
+        model(graph, all_pairs()[:, :3])

@@ -180,6 +180,19 @@ def test_fit_refuses_a_model_that_does_not_train_with_bce(files, tmp_path):
 
 # ------------------------------------------------------------------------------------------------ forget
 
+def test_forget_leaves_a_loaded_run_where_it_is(base, tmp_path, monkeypatch):
+    """A loaded run passed to forget is the caller's: its graphs keep their tensors (PyG's HeteroData.to moves the
+    object's own; here it gives new tensors as a move to a GPU would)."""
+    from torch_geometric.data import HeteroData
+    parent = load_run(base)
+    tensors = lambda: [v for g in (parent.graph, parent.val, parent.test) for s in g.stores for v in s.values()
+                       if isinstance(v, torch.Tensor)]
+    before = tensors()
+    monkeypatch.setattr(HeteroData, "to", lambda self, device, *args, **kwargs: self.apply(lambda t: t.clone()))
+    forget(parent, out=tmp_path / "no-u7", users=["u7"], method="ifru", verify=False)
+    assert all(a is b for a, b in zip(tensors(), before)) and len(tensors()) == len(before)
+
+
 def test_forget_a_user_by_raw_id(capsys, base, tmp_path):
     before = digests(base)
     parent = load_run(base)
@@ -261,6 +274,9 @@ def test_repeated_requests_are_refused(capsys, base, tmp_path):
                          "--out", tmp_path / "one")
     assert code == 0, err
     assert "MIA AUC - (before -)" in out and "nan" not in out
+    assert "forgot 1 edge (edges: 1)" in out and "lineage removed 1 edge;" in out and "has 1 line)" in out, out
+    code, out, err = cli(capsys, "verify", "--run", tmp_path / "one", "--quiet")
+    assert code == 0 and "1 edge removed by 1 request in 2 runs" in out, err + out
 
 
 def _write_pairs(path: Path, run, pairs) -> Path:
@@ -291,7 +307,7 @@ def test_listed_held_out_pairs_are_dropped_and_alone_keep_the_model(capsys, base
     code, out, err = cli(capsys, "forget", "--run", tmp_path / "mixed", "--edges", listed, "--method", "unlearnrec",
                          "--quiet", "--out", tmp_path / "held")
     assert code == 0, err
-    assert "forgot 0 edges (edges: 1)" in out and "dropped 1 validation and test pairs" in out
+    assert "forgot 0 edges (edges: 1)" in out and "dropped 1 validation or test pair" in out
     assert "held-out pairs only" in out
     grandchild = load_run(tmp_path / "held")
     assert all(torch.equal(a, b) for a, b in zip(grandchild.model.state_dict().values(),
@@ -473,8 +489,8 @@ def test_untrusted_or_non_finite_results_are_not_published(base, tmp_path, monke
     assert done.audit["trusted"] is False and done.audit["reason"] == "the solve did not converge"
     # The lineage says so: verify lists the request, and a second forget of it points to the run before it.
     assert verify_run(tmp_path / "n")["untrusted_requests"] == [str(tmp_path / "n")]
-    with pytest.raises(ValueError, match="users already forgotten .* 1 request.s. of the lineage were published "
-                                         "untrusted: to forget them again, forget from the run before them"):
+    with pytest.raises(ValueError, match="users already forgotten .* 1 request of the lineage was published "
+                                         "untrusted: to forget it again, forget from the run before it"):
         forget(tmp_path / "n", users=["u5"], method="retrain", out=tmp_path / "again")
 
     def broken(*args):
@@ -912,6 +928,29 @@ def test_an_edges_file_with_a_byte_order_mark_reads_as_without_and_bad_bytes_nam
     latin.write_bytes(plain.read_bytes() + "u\xe9 m1\n".encode("latin-1"))
     code, _, err = cli(capsys, "forget", "--run", base, "--edges", latin, "--method", "ifru", "--out", tmp_path / "n")
     assert code == 2 and err.count("\n") == 1 and f"{latin}, line 3" in err and "UTF-8" in err
+
+
+def test_an_edges_file_header_is_skipped_only_when_the_run_does_not_know_its_words(capsys, base, tmp_path):
+    """A spreadsheet's export starts with column names: 'user,item' read as an unknown user 'user'. Raw ids can be any
+    strings, so the line is skipped only when its two fields are common column names that are not the run's ids."""
+    from graphforget.workflow import read_edges_file
+    parent = load_run(base)
+    plain = _write_pairs(tmp_path / "plain.txt", parent, _observed(parent.graph, 2))
+    pairs = read_edges_file(plain)
+    for header in ("user,item", "user_id item_id", "UserId\tmovieId"):
+        headed = tmp_path / "headed.txt"
+        headed.write_text(header + "\n" + plain.read_text())
+        assert read_edges_file(headed, parent) == pairs, header
+        assert read_edges_file(headed)[1:] == pairs  # without the run's ids nothing tells a header from a pair
+    code, out, err = cli(capsys, "forget", "--run", base, "--edges", headed, "--method", "ifru", "--quiet",
+                         "--out", tmp_path / "headed")
+    assert code == 0 and "forgot 2 edges (edges: 2)" in out, err
+    # A run whose raw user ids include the word 'user': the first line is an edge of that user, kept.
+    headed.write_text("user item\n" + plain.read_text())
+    raw = np.asarray(parent.graph["user"].raw_id).astype(object)
+    raw[0] = "user"
+    parent.graph["user"].raw_id = raw.astype(str)
+    assert read_edges_file(headed, parent) == [("user", "item"), *pairs]
 
 
 def test_out_inside_a_run_is_refused_and_leaves_the_run_as_it_was(capsys, base, files, tmp_path):

@@ -23,7 +23,7 @@ __all__ = [
     "EDGE", "make_interactions", "num_users", "num_items", "message_passing_edges",
     "propagation_edges", "bipartite_to_homogeneous", "symmetric_edge_weight", "edge_positions", "remove_edges",
     "without_edges", "edge_subgraph", "pairs_with_data", "validate_pairs", "pair_keys", "pairs_of_keys",
-    "check_unique_pairs", "check_model_fits", "check_interactions", "check_pair_ids", "check_pair_tensor",
+    "check_unique_pairs", "check_model_fits", "check_interactions", "check_pair_ids", "check_pair_tensor", "on_device",
 ]
 
 EDGE = ("user", "rates", "item")
@@ -167,6 +167,20 @@ def check_model_fits(model, graph: HeteroData, name: str = "graph") -> None:
         if size is not None and int(size) != count:
             raise ValueError(f"the model has num_{node_type}s={int(size)} but the {name} has {count} {node_type}s "
                              f"({name}['{node_type}'].num_nodes): build the model for this graph's node counts")
+
+
+def on_device(graph: HeteroData, device: torch.device | str) -> HeteroData:
+    """``graph`` itself when every tensor of its stores is on ``device``, else a shallow copy of it moved there.
+
+    PyG's ``HeteroData.to`` moves the tensors of the object's own stores and returns that object: called on a
+    caller's graph, it replaces the caller's tensors. The stores of a ``copy.copy`` are new dicts holding the same
+    tensors, so moving the copy leaves the caller's graph as it was (and tensors already there are shared).
+    """
+    target = torch.empty(0, device=device).device  # "cuda" resolved to the index a move would go to
+    tensors = (value for store in graph.stores for value in store.values() if isinstance(value, Tensor))
+    if all(t.device == target for t in tensors):
+        return graph
+    return copy.copy(graph).to(target)
 
 
 def message_passing_edges(graph: HeteroData) -> Tensor:

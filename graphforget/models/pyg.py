@@ -1,6 +1,7 @@
 """An adapter that runs a PyG link-prediction module as a :class:`~graphforget.models.Recommender`."""
 from __future__ import annotations
 
+import inspect
 from typing import Mapping
 
 import torch
@@ -66,7 +67,8 @@ class PyGRecommender(Recommender):
 
     Raises:
         ValueError: when no parameter has :math:`U + I` rows (the module was built for other node
-            counts), a named table does not fit its node type, or a layer caches its graph (``cached=True``).
+            counts), a named table does not fit its node type, a layer caches its graph (``cached=True``), or
+            the module's forward takes node features first (``forward(x, edge_index)``, a GNN encoder's).
     """
 
     def __init__(self, module: nn.Module, num_users: int, num_items: int, receptive_field: int, *,
@@ -78,6 +80,7 @@ class PyGRecommender(Recommender):
             raise ValueError(f"PyGRecommender.receptive_field must be an int >= 0 (the module's number of "
                              f"message-passing layers), got {receptive_field!r}")
         _refuse_cached_layers(module)
+        _refuse_encoder_call(module)
         self.module = module
         self.receptive_field = receptive_field
         self.sparse = bool(sparse)
@@ -210,6 +213,23 @@ def _refuse_cached_layers(module: nn.Module) -> None:
         raise ValueError(f"PyGRecommender: {', '.join(cached)} of {type(module).__name__}: a layer built with "
                          "cached=True keeps the graph of its first call and ignores the edited graphs unlearning runs "
                          "the model on; build it with cached=False")
+
+
+def _refuse_encoder_call(module: nn.Module) -> None:
+    """Raises ``ValueError`` for a module whose forward takes node features first (``forward(x, edge_index)``, PyG's
+    GNN encoders): the adapter's ``edge_index`` would be read as features and the scored pairs as the graph, which
+    failed inside torch with an index out of range on first use."""
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):  # a forward inspect cannot read (a builtin): left to the output check
+        return
+    positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if positional and positional[0] in ("x", "x_dict"):
+        raise ValueError(f"PyGRecommender calls module(edge_index, edge_label_index[, edge_weight=...]) and needs one "
+                         f"logit per pair ([P] for P pairs), but {type(module).__name__}.forward("
+                         f"{', '.join(positional)}) takes node features first, as an encoder that returns node "
+                         "embeddings does: wrap it in a module whose forward(edge_index, edge_label_index) scores the "
+                         "pairs, or subclass EmbeddingRecommender and call it in embed() (docs/custom_model.rst)")
 
 
 def _node_tables(module: nn.Module, num_users: int, num_items: int,

@@ -27,7 +27,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..data import (EDGE, Split, attack_flip, binarize, find_data_root, k_core, load_labelled_triples,
-                    load_movielens_100k, num_items, num_users, planted_communities, random_split)
+                    load_movielens_100k, num_items, num_users, on_device, planted_communities, random_split)
 from ..io import to_jsonable
 from ..metrics import completeness, evaluate_auc, prediction_distance
 from ..presets import Hyperparameters
@@ -315,8 +315,9 @@ def run_attack(data: AttackData, hparams: Hyperparameters, methods: Sequence[str
     """
     methods, options, device = _checked_methods(methods), options or {}, torch.device(device)
     objective, config = hparams.objective(), hparams.train_config(seed, progress)
-    train_graph, val, test, request = (t.to(device) for t in (data.train, data.split.val, data.split.test,
-                                                              data.request))
+    # on_device: the caller's data stays where it is (HeteroData.to moves the object's own tensors)
+    train_graph, val, test = (on_device(g, device) for g in (data.train, data.split.val, data.split.test))
+    request = data.request.to(device)
     for method in methods:  # every option checked before anything is trained
         method_config(method, options.get(method), train=config, seed=seed)
     original = hparams.build_model(num_users(train_graph), num_items(train_graph), seed).to(device)

@@ -45,14 +45,28 @@ class UnlearnResult:
             ``trusted`` (``True``/``False``: the method's acceptance test passed or failed; ``None``: the method has
             none, as Retrain, FineTune, SISA and RecEraser; ``True`` for an empty request, whose model is the
             input's bit for bit) and ``reason`` (why not trusted, else ``None``).
+        method: the name of the method that produced it (:attr:`Unlearner.name`), or ``None``.
     """
     model: torch.nn.Module
     graph: HeteroData
     seconds: float
     info: dict = field(default_factory=dict)
+    method: str | None = None
 
     def __repr__(self) -> str:
-        return f"UnlearnResult(model={type(self.model).__name__}, seconds={self.seconds:.4f}, info={self.info})"
+        # info holds per-attempt solver histories (thousands of characters): name its keys, print them in full
+        # only on request (result.info)
+        reason = self.info.get("reason")
+        reason = "" if reason is None else f", reason={_cut(str(reason), 80)!r}"
+        keys = [key for key in self.info if key not in ("trusted", "reason")]
+        shown = ", ".join(keys[:5]) + (f", ... +{len(keys) - 5} more" if len(keys) > 5 else "")
+        return (f"UnlearnResult(method={self.method!r}, model={type(self.model).__name__}, seconds={self.seconds:.4f}, "
+                f"trusted={self.info.get('trusted')}{reason}, info=[{shown}])")
+
+
+def _cut(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, an ellipsis marking the cut."""
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 #: The ``info`` of an empty request's result (every method): an exact copy of the model.
@@ -171,7 +185,7 @@ class Unlearner:
                 info = {"trusted": None, "reason": None, **info}  # None: the method has no acceptance test
             if type(model) is type(self.model):  # training leaves it in train mode; an ensemble has modules of its own
                 copy_modes(self.model, model)
-        return UnlearnResult(model, remaining, watch.seconds, info)
+        return UnlearnResult(model, remaining, watch.seconds, info, self.name)
 
     def _checked(self, request) -> tuple[Tensor, HeteroData, Tensor]:
         """The checks of :meth:`unlearn`: the request on the graph's device, the remaining graph, the positions."""

@@ -33,6 +33,12 @@ from .tilted import TiltedObjective, gradient_ratio
 FRESH_EPOCH = 1
 
 
+def _running_statistics(model: torch.nn.Module) -> list[str]:
+    """Names of the model's buffers that hold running statistics (a BatchNorm's or InstanceNorm's ``running_mean``
+    and ``running_var``): the data's, not parameters, so no influence step can correct them."""
+    return [name for name, _ in model.named_buffers() if name.rsplit(".", 1)[-1] in ("running_mean", "running_var")]
+
+
 @dataclass
 class _Region:
     """Where a request acts: :math:`\\phi` (the kept nodes' rows) and the node masks around it."""
@@ -150,7 +156,10 @@ class IFRU(Unlearner):
       ``trust.max_fresh_loss_rise``);
     * given ``val`` and a trusted step: ``val_auc`` and ``original_val_auc`` (the result's and the trained
       model's) and ``val_pairs`` (how many were scored), unless they lack a class;
-    * ``phase_seconds`` (per phase, see above) and ``threads``.
+    * ``phase_seconds`` (per phase, see above) and ``threads``;
+    * ``untouched_buffers`` (only for a model that has them): the buffers of running statistics (a BatchNorm's
+      ``running_mean`` and ``running_var``), left as trained, with the request's data in them: a step moves
+      parameters only, so IFRU and SCIF warn once per unlearner and name them (they are not recomputed).
 
     Args:
         model: the trained model.
@@ -181,6 +190,12 @@ class IFRU(Unlearner):
                         "and tested on one draw of them, which it can overfit unseen (docs/methods.rst, Trust: a "
                         "trusted step took Recall@20 from 0.233 to 0.183); keep trust.max_fresh_loss_rise, or pass "
                         "val, whose test sees the ranking")
+        stats = _running_statistics(model)
+        if stats:  # said once per unlearner; every result's info names them
+            warn_caller(f"{type(self).__name__}: {type(model).__name__} has running statistics "
+                        f"({', '.join(stats)}), computed on the training data with the requests "
+                        "in it: an influence step moves parameters, not buffers, so they are left as trained "
+                        "(info['untouched_buffers'])")
         if self.config.contrastive and getattr(objective, "ssl_weight", 0) > 0 and not hasattr(model, "fixed_views"):
             warn_caller(f"{type(self).__name__}: the objective has a contrastive term, but {type(model).__name__} has "
                         f"no fixed_views(reference, generator) to draw its views: {type(self).__name__} differentiates "
@@ -224,8 +239,9 @@ class IFRU(Unlearner):
         if outcome["trusted"]:
             new_model = self._validate(new_model, remaining, outcome)
             clock.lap("validate")
+        stats = _running_statistics(self.model)
         return new_model, {**self._describe(call), **outcome, "widened": widened, "phase_seconds": clock.phases,
-                           "threads": torch.get_num_threads()}
+                           "threads": torch.get_num_threads(), **({"untouched_buffers": stats} if stats else {})}
 
     def _validate(self, new_model: torch.nn.Module, remaining: HeteroData, outcome: dict) -> torch.nn.Module:
         """``trust.max_val_auc_drop`` on the accepted result (see :meth:`Unlearner._validation_test`); on failure
