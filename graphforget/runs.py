@@ -40,6 +40,7 @@ from torch_geometric.data import HeteroData
 from .data.interactions import EDGE, check_model_fits, make_interactions, num_items, num_users, pair_keys
 from .io import fsync_directory, to_jsonable
 from .models import Recommender, load_model, save_model
+from .models.base import module_on
 
 try:  # advisory locks (POSIX); elsewhere concurrent publishers are not guarded
     import fcntl
@@ -302,7 +303,7 @@ def save_run(out: str | os.PathLike, info: dict, model: Recommender, graph: Hete
     blobs = {"graph.pt": _torch_bytes(graph_to_dict(graph)),
              "heldout.pt": _torch_bytes({"val": graph_to_dict(val, False), "test": graph_to_dict(test, False)}),
              "removed.pt": _torch_bytes({key: removed[key].cpu() for key in ("edge_index", "edge_label", "observed")})}
-    model = model.cpu()
+    model = module_on(model, "cpu")  # the caller's model stays where it is
 
     def write(tmp: Path) -> None:
         save_model(model, tmp / "model.pt", **info["model"])  # atomic and fsync-ed within the temporary directory

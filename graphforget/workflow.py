@@ -46,6 +46,7 @@ from .data.loaders import _lightgcn_files
 from .io import write_json
 from .metrics import evaluate_auc
 from .presets import CONTRASTIVE, Hyperparameters, default_hparams
+from .models.base import module_on
 from .runs import (Run, directory_lock, enclosing_run, fsync_directory, lineage, load_run, occupied, request_sha256,
                    save_run, sha256_file, utc_now)
 from .train import train
@@ -661,20 +662,11 @@ def _unlearn(parent: Run, method: str, config, request: Request, val: HeteroData
     dev = torch.device(device)
     objective = Hyperparameters(**parent.info["hparams"]).objective()
     val = _usable_val(val)
-    unlearner = METHODS[method](_model_on(parent.model, dev), on_device(parent.graph, dev), objective, config,
+    unlearner = METHODS[method](module_on(parent.model, dev), on_device(parent.graph, dev), objective, config,
                                 val=None if val is None else on_device(val, dev))
     fit_seconds = unlearner.fit().fit_seconds if unlearner.needs_fit else 0.0
     result = unlearner.unlearn(request.edges.to(dev))
     return result, fit_seconds
-
-
-def _model_on(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """``model`` itself when all its tensors are on ``device``, else a copy moved there: ``Module.to`` moves the
-    module in place, and a loaded run passed to :func:`forget` is the caller's."""
-    target = torch.empty(0, device=device).device
-    if all(t.device == target for t in (*model.parameters(), *model.buffers())):
-        return model
-    return copy.deepcopy(model).to(target)
 
 
 def _usable_val(val: HeteroData) -> HeteroData | None:
@@ -862,7 +854,7 @@ def _retrain_reference(root: Run, current: Run, seed: int, device: str, progress
     hp = Hyperparameters(**root.info["hparams"])
     dev = torch.device(device)
     val = _usable_val(current.val)
-    unlearner = build_unlearner("retrain", _model_on(root.model, dev), on_device(root.graph, dev), hp.objective(),
+    unlearner = build_unlearner("retrain", module_on(root.model, dev), on_device(root.graph, dev), hp.objective(),
                                 train=hp.train_config(seed, progress), seed=seed,
                                 val=None if val is None else on_device(val, dev))
     result = unlearner.unlearn(current.removed.to(dev))

@@ -15,7 +15,7 @@ from torch_geometric.data import HeteroData
 from graphforget import clock
 from graphforget.clock import Stopwatch
 from graphforget.data import EDGE, on_device, planted_communities, random_edges, random_split
-from graphforget.models import ContrastiveBPRObjective, LightGCN, build_model
+from graphforget.models import MF, ContrastiveBPRObjective, LightGCN, build_model
 from graphforget.objectives import BCEObjective, BPRObjective
 from graphforget.train import TrainConfig, train
 from graphforget.unlearn import METHODS, build_unlearner
@@ -139,6 +139,16 @@ def test_on_device_moves_a_copy_and_leaves_the_callers_graph():
     after = _tensors(graph)
     assert len(after) == len(before) and all(a is b for a, b in zip(after, before))
     assert all(t.device.type == "cpu" for t in after)
+
+
+def test_module_on_moves_a_copy_and_leaves_the_callers_model():
+    from graphforget.models.base import module_on
+    model = MF(5, 4, 3)
+    weights = [p for p in model.parameters()]
+    assert module_on(model, "cpu") is model
+    moved = module_on(model, torch.device("meta"))
+    assert moved is not model and all(p.device.type == "meta" for p in moved.parameters())
+    assert all(p is q and p.device.type == "cpu" for p, q in zip(model.parameters(), weights))
 
 
 @pytest.mark.filterwarnings("ignore::graphforget.train.NoSignalWarning")  # one epoch: the graphs are the point

@@ -2,6 +2,7 @@
 (:class:`EmbeddingRecommender`), the registry and checkpoints."""
 from __future__ import annotations
 
+import copy
 import inspect
 import os
 from abc import ABC, abstractmethod
@@ -37,6 +38,15 @@ def table_mask(node_mask: Tensor, node_type: str, num_users: int) -> Tensor:
     if node_type == "node":
         return node_mask
     return node_mask[num_users:] if node_type == "item" else node_mask[:num_users]
+
+
+def module_on(model: nn.Module, device: torch.device | str) -> nn.Module:
+    """``model`` itself when all its tensors are on ``device``, else a copy moved there: ``Module.to`` moves the
+    caller's module in place (a loaded run's model, a model being saved)."""
+    target = torch.empty(0, device=device).device  # "cuda" resolved to the index a move would go to
+    if all(t.device == target for t in (*model.parameters(), *model.buffers())):
+        return model
+    return copy.deepcopy(model).to(target)
 
 
 class Recommender(nn.Module, ABC):

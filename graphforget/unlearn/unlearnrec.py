@@ -407,14 +407,16 @@ class UnlearnRec(Unlearner):
         node_mask = torch.zeros(n_users + n_items, dtype=torch.bool, device=pairs.device)
         node_mask[pairs[0]] = True
         node_mask[n_users + pairs[1]] = True
-        dependency = _DependencyMatrix(pairs, n_users, n_items, self.encoder.h0.dtype) if self.encoder.num_layers \
-            else None
+        dependency = None
+        if self.encoder.num_layers:  # without a layer to propagate over, the matrix is never read
+            dependency = _DependencyMatrix(pairs, n_users, n_items, self.encoder.h0.dtype)
         return _Request(pairs, remaining, dependency, node_mask)
 
     def _influence(self, final: Tensor, request: _Request, keep: Tensor | None = None) -> Tensor:
-        """:math:`\Delta\mathbf{E}` of ``request`` (its edges where ``keep [R]``: all for ``None``)."""
-        dependency = request.dependency
-        adjacency = None if dependency is None else dependency.full if keep is None else dependency.kept(keep)
+        r""":math:`\Delta\mathbf{E}` of ``request`` (its edges where ``keep [R]``: all for ``None``)."""
+        adjacency = None
+        if request.dependency is not None:
+            adjacency = request.dependency.full if keep is None else request.dependency.kept(keep)
         return self.encoder.propagate(final, adjacency, request.node_mask)
 
     @torch.no_grad()
