@@ -487,3 +487,100 @@ def test_shards_that_learn_nothing_are_reported_once():
     assert len(messages) == 1 and messages[0].startswith("3 of 3 shard models show no preference"), messages
     assert reported[0].filename == __file__  # attributed to the caller's line, not the library's
     assert all(result.best_val_auc < 0.55 for _, result in trained)
+
+
+class DropoutMF(MF):
+    """MF with a dropout on the user rows: random in train mode, the identity in eval mode (how it serves)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.dropout = torch.nn.Dropout(0.5)
+
+    def embed(self, graph):
+        return self.dropout(self.user_emb.weight), self.item_emb.weight
+
+
+def test_the_aggregator_learns_from_the_serving_embeddings_of_dropout_shards(graph):
+    """The attention was fitted on shard embeddings computed in train mode (the shards come out of training so):
+    a dropout drew them from the caller's global random state, so fit() moved it, two fits under one seed
+    differed, and the attention was fitted to dropped-out rows that the ensemble never serves (eval mode)."""
+    config = RecEraserConfig(CONFIG, num_shards=S, partition_iters=2)
+    fits = []
+    for caller_seed in (1, 2):
+        model = DropoutMF(U, I, D)  # its construction draws from the global state, its reset does not
+        model.reset_parameters(0)  # the same partition's embeddings in both fits
+        torch.manual_seed(caller_seed)
+        before = torch.get_rng_state()
+        fits.append(RecEraser(model, graph, OBJECTIVE, config).fit().model)
+        assert torch.equal(torch.get_rng_state(), before)
+    assert same_state(state(fits[0]), state(fits[1]))
+    # The attention is the one fitted on the eval-mode (serving) embeddings, whatever the ensemble's modes.
+    served = copy.deepcopy(fits[0]).eval()
+    train_aggregator(served, graph, OBJECTIVE, CONFIG, seed=config.seed)
+    assert same_state(state(served.attention), state(fits[0].attention))
+    assert fits[0].shards[0].training  # the ensemble's modes are left as they were
+    request = pick_request(graph, fits[0].assignment_of(graph[EDGE].edge_index), [1], per_shard=1)
+    torch.manual_seed(3)
+    before = torch.get_rng_state()
+    RecEraser(fits[0], graph, OBJECTIVE, config).unlearn(request)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_a_fitted_ensemble_is_refused_with_a_graph_that_lacks_some_of_its_pairs(graph):
+    """Its shards learnt from every pair it assigns: given a graph without some of them (removed from the data but
+    not unlearned), no request could ever name those pairs (they are not edges), so they stayed in the model."""
+    sisa = SISA(MF(U, I, D), graph, OBJECTIVE, SISAConfig(CONFIG, num_shards=S)).fit()
+    fewer = remove_edges(graph, graph[EDGE].edge_index[:, :2])
+    with pytest.raises(ValueError, match=r"SISA: the ensemble's shards learnt from 2 pairs that are not edges of the "
+                                         r"graph, e\.g\. \[\[0, 2\], \[0, 18\]\]"):
+        SISA(sisa.model, fewer, OBJECTIVE, SISAConfig(CONFIG))
+    result = sisa.unlearn(graph[EDGE].edge_index[:, :2])  # unlearned, they leave the ensemble's pairs
+    SISA(result.model, result.graph, OBJECTIVE, SISAConfig(CONFIG))
+
+
+@pytest.mark.parametrize("partition,units", [("user", U), ("item", I)])
+def test_receraser_refuses_more_shards_than_users_or_items_by_name(graph, partition, units):
+    """A user (item) partition clusters the users (items): more shards than there are failed only in fit(), after
+    any pre-training, with "need 1 <= num_shards <= 30 (the number of points)"."""
+    config = RecEraserConfig(CONFIG, num_shards=units + 1, partition=partition, pretrain=True)
+    with pytest.raises(ValueError, match=re.escape(f"RecEraserConfig.num_shards: the {partition} partition clusters "
+                                                   f"the {units} {partition}s: need num_shards <= {units}, got "
+                                                   f"{units + 1}")):
+        RecEraser(MF(U, I, D), graph, OBJECTIVE, config)
+
+
+def test_a_partition_with_empty_shards_is_refused_naming_num_shards(graph):
+    """A balanced user (item) partition may leave a shard with users (items) but no edge; the error named neither
+    the method nor the option to change."""
+
+    class OneShard(SISA):
+        def partition(self):
+            return torch.zeros(self.graph[EDGE].edge_index.size(1), dtype=torch.long)
+
+    with pytest.raises(ValueError, match=re.escape("OneShard: the partition leaves shards [1, 2, 3] without an edge: "
+                                                   "use fewer shards (SISAConfig.num_shards, now 4)")):
+        OneShard(MF(U, I, D), graph, OBJECTIVE, SISAConfig(CONFIG, num_shards=S)).fit()
+
+
+def test_receraser_refuses_pretrained_embeddings_of_another_graph_by_name(graph):
+    """A pre-trained model of other node counts was used as it was: an MF with a user more was clustered with a
+    phantom user (the user partition's capacity counted it), a LightGCN failed inside torch; embeddings of the
+    wrong shape were refused only in fit(), and a value of another type failed with an AttributeError there."""
+    config = RecEraserConfig(CONFIG, num_shards=S, partition="user", aggregation="mean")
+    for other in (MF(U + 1, I, D), LightGCN(U, I + 2, D)):
+        with pytest.raises(ValueError, match=re.escape(f"RecEraser: pretrained has {other.num_users} users and "
+                                                       f"{other.num_items} items, the graph {U} and {I}")):
+            RecEraser(MF(U, I, D), graph, OBJECTIVE, config, pretrained=other)
+    with pytest.raises(ValueError, match=re.escape("RecEraser: pretrained embeddings must be [30, d] and [24, d], "
+                                                   "got [31, 8] and [24, 8]")):
+        RecEraser(MF(U, I, D), graph, OBJECTIVE, config, pretrained=(torch.zeros(U + 1, D), torch.zeros(I, D)))
+    with pytest.raises(TypeError, match="RecEraser: pretrained must be a trained Recommender, a .user, item. pair of "
+                                        "embeddings or None, got a str"):
+        RecEraser(MF(U, I, D), graph, OBJECTIVE, config, pretrained="model.pt")
+
+
+def test_shard_attention_refuses_a_zero_attention_dim():
+    """``attention_dim=0`` was taken for "the default" (``0 or d // 2``) and built silently."""
+    with pytest.raises(ValueError, match="attention_dim must be positive"):
+        ShardAttention(3, 4, attention_dim=0)
+    assert ShardAttention(3, 4).attention_dim == 2 and ShardAttention(3, 1).attention_dim == 1

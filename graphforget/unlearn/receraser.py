@@ -226,6 +226,8 @@ class RecEraser(SISA):
     precedence: the keyword argument ``pretrained`` (a ``(user [U, d], item [I, d])`` pair or a trained
     :class:`~graphforget.models.Recommender`); a copy of ``model`` pre-trained here when
     ``config.pretrain``; else ``model`` itself, which in the lifecycle is the model trained on all the data.
+    ``pretrained`` of other node counts than the graph's, or of another type, is refused at construction, and so is a
+    user (item) partition into more shards than there are users (items).
     """
     name = "receraser"
     Config = RecEraserConfig
@@ -233,21 +235,52 @@ class RecEraser(SISA):
     def __init__(self, model, graph: HeteroData, objective: Objective, config=None, *, val: HeteroData | None = None,
                  pretrained: Recommender | tuple[Tensor, Tensor] | None = None):
         super().__init__(model, graph, objective, config, val=val)
+        if self.ensemble is None:  # a fitted ensemble keeps its partition
+            self._check_partition_units()
+        self._check_pretrained(pretrained)
         self.pretrained = pretrained
         self.pretrained_model: Recommender | None = None
         self.balanced: BalancedPartition | None = None
+
+    def _check_partition_units(self) -> None:
+        """Raises ``ValueError`` when a user (item) partition asks for more shards than there are users (items) to
+        cluster: here, not in fit() after any pre-training (the edge count is checked by SISA)."""
+        partition = self.config.partition
+        if partition == "interaction":
+            return
+        units = num_users(self.graph) if partition == "user" else num_items(self.graph)
+        if self.num_shards > units:
+            raise ValueError(f"{type(self.config).__name__}.num_shards: the {partition} partition clusters the "
+                             f"{units} {partition}s: need num_shards <= {units}, got {self.num_shards}")
+
+    def _check_pretrained(self, pretrained) -> None:
+        """Raises ``ValueError`` (``TypeError``) for ``pretrained`` embeddings or a model that do not fit the graph
+        (that are of another type): a model with a user more would be clustered with a phantom user."""
+        graph, method = self.graph, type(self).__name__
+        users, items = num_users(graph), num_items(graph)
+        if pretrained is None:
+            return
+        if isinstance(pretrained, Recommender):
+            if (pretrained.num_users, pretrained.num_items) != (users, items):
+                raise ValueError(f"{method}: pretrained has {pretrained.num_users} users and {pretrained.num_items} "
+                                 f"items, the graph {users} and {items}")
+        elif isinstance(pretrained, (tuple, list)) and len(pretrained) == 2:
+            user, item = (torch.as_tensor(t) for t in pretrained)
+            shapes_ok = user.dim() == 2 and item.dim() == 2 and user.size(1) == item.size(1)
+            if not shapes_ok or user.size(0) != users or item.size(0) != items:
+                raise ValueError(f"{method}: pretrained embeddings must be [{users}, d] and [{items}, d], got "
+                                 f"{list(user.shape)} and {list(item.shape)}")
+        else:
+            raise TypeError(f"{method}: pretrained must be a trained Recommender, a (user, item) pair of embeddings "
+                            f"or None, got a {type(pretrained).__name__}")
 
     def pretrained_embeddings(self) -> tuple[Tensor, Tensor]:
         """User ``[U, d]`` and item ``[I, d]`` embeddings the partition is computed from (pre-trains if needed)."""
         graph = self.graph
         device = graph[EDGE].edge_index.device
         if isinstance(self.pretrained, (tuple, list)):
-            user, item = (torch.as_tensor(t).detach().to(device) for t in self.pretrained)
-            shapes_ok = user.dim() == 2 and item.dim() == 2 and user.size(1) == item.size(1)
-            if not shapes_ok or user.size(0) != num_users(graph) or item.size(0) != num_items(graph):
-                raise ValueError(f"pretrained embeddings must be [{num_users(graph)}, d] and [{num_items(graph)}, d], "
-                                 f"got {list(user.shape)} and {list(item.shape)}")
-            return user, item
+            self._check_pretrained(self.pretrained)  # again: the attribute may have been set since construction
+            return tuple(torch.as_tensor(t).detach().to(device) for t in self.pretrained)
         model = self.pretrained if self.pretrained is not None else self.template
         if self.pretrained is None and self.config.pretrain:
             model = copy.deepcopy(self.template)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.nn.utils import skip_init
 from torch_geometric.data import HeteroData
 
-from ..config import seeded
+from ..config import eval_mode, seeded
 from ..distributed import agreed, layout, run_jobs
 from ..data.interactions import EDGE, check_unique_pairs, edge_subgraph, num_items, num_users, pair_keys
 from ..models.base import Recommender
@@ -77,9 +77,10 @@ class ShardAttention(nn.Module):
     def __init__(self, num_shards: int, embedding_dim: int, attention_dim: int | None = None,
                  activation: str = "tanh", transform: bool = True, seed: int | None = 0):
         super().__init__()
-        attention_dim = attention_dim or max(1, embedding_dim // 2)
+        attention_dim = max(1, embedding_dim // 2) if attention_dim is None else attention_dim  # 0 is no default
         if min(num_shards, embedding_dim, attention_dim) < 1:
-            raise ValueError("num_shards, embedding_dim and attention_dim must be positive")
+            raise ValueError(f"num_shards, embedding_dim and attention_dim must be positive, got {num_shards}, "
+                             f"{embedding_dim} and {attention_dim}")
         if activation not in ("tanh", "relu"):
             raise ValueError(f"activation must be 'tanh' or 'relu', got {activation!r}")
         self.num_shards, self.embedding_dim, self.attention_dim = num_shards, embedding_dim, attention_dim
@@ -419,16 +420,18 @@ def train_aggregator(ensemble: ShardedRecommender, graph: HeteroData, objective:
                      seed: int | None = 0) -> TrainResult:
     """(Re-)trains ``ensemble.attention`` in place on ``graph`` with the shard models frozen.
 
-    The shard embeddings are computed once on ``graph`` (the shards are frozen, so they do not change
-    during this training) and the attention is fitted with ``objective`` on all edges of ``graph``,
-    early-stopping on ``val``. Only the attention's parameters are trained and regularised. A contrastive
-    objective (SGL, SimGCL) trains it with its BPR part: the contrastive term regularises the shard encoders,
-    which are frozen here.
+    The shard embeddings are computed once on ``graph``, in eval mode as the ensemble serves them (the shards
+    are frozen, so they do not change during this training), and the attention is fitted with ``objective`` on
+    all edges of ``graph``, early-stopping on ``val``. Only the attention's parameters are trained and
+    regularised. A contrastive objective (SGL, SimGCL) trains it with its BPR part: the contrastive term
+    regularises the shard encoders, which are frozen here.
     """
     if ensemble.attention is None:
         raise ValueError("the ensemble has mean aggregation: there is no aggregator to train")
     ensemble.attention.reset_parameters(seed)
-    with torch.no_grad():
+    # The embeddings the ensemble serves (eval mode): the shards leave training in train mode, where a dropout
+    # would draw from the caller's random state and fit the attention to rows that are never served.
+    with torch.no_grad(), eval_mode(ensemble):
         user_stack, item_stack = ensemble.shard_embeddings(graph)
     frozen = _FrozenShards(ensemble.attention, user_stack.detach(), item_stack.detach())
     if isinstance(objective, ContrastiveBPRObjective):

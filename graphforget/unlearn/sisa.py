@@ -11,7 +11,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..config import check_fields, check_types, eval_mode, seeded
-from ..data.interactions import EDGE
+from ..data.interactions import EDGE, pair_keys
 from ..objectives import Objective
 from ..train import TrainConfig
 from .base import Unlearner
@@ -32,6 +32,23 @@ def random_partition(num_edges: int, num_shards: int, seed: int = 0) -> Tensor:
     shard_of = torch.empty(num_edges, dtype=torch.long)
     shard_of[perm] = torch.arange(num_edges) % num_shards
     return shard_of
+
+
+def _check_assignment(ensemble: ShardedRecommender, graph: HeteroData, method: str) -> None:
+    """Raises ``ValueError`` unless the pairs ``ensemble`` assigns to shards are exactly the edges of ``graph``.
+
+    An edge without a shard cannot be unlearned; a pair the graph lacks was learnt by its shard, and no request
+    can name it (it is not an edge), so it would stay in the model for good.
+    """
+    edge_index = graph[EDGE].edge_index
+    ensemble.assignment_of(edge_index)  # raises unless every edge has a shard
+    keys = ensemble.pair_keys
+    stale = keys[~torch.isin(keys, pair_keys(edge_index, ensemble.num_items).to(keys.device))]
+    if stale.numel():
+        example = torch.stack([stale[:5] // ensemble.num_items, stale[:5] % ensemble.num_items]).t().tolist()
+        raise ValueError(f"{method}: the ensemble's shards learnt from {stale.numel()} pairs that are not edges of the "
+                         f"graph, e.g. {example}: no request could remove them; pass the graph the ensemble was "
+                         "fitted on (or the result.graph that came with it) and unlearn those pairs")
 
 
 @dataclass
@@ -86,7 +103,8 @@ class SISA(Unlearner):
     Usage: ``sisa = SISA(model, graph, objective, SISAConfig(num_shards=10)).fit()`` (then ``sisa.model``
     is the ensemble); ``result = sisa.unlearn(request)``. A fitted :class:`ShardedRecommender` may be
     passed as ``model`` instead (e.g. ``result.model`` with ``result.graph``, to serve a further request):
-    it needs no fit, and its shard count and aggregation replace the config's.
+    it needs no fit, its shard count and aggregation replace the config's, and the pairs it assigns to shards must be
+    exactly the graph's edges (``ValueError`` otherwise: a pair missing from the graph could never be unlearned).
 
     ``model`` is the sub-model template (copied, never modified), or a fitted :class:`ShardedRecommender`.
     A template whose ``reset_parameters`` leaves a trainable parameter as it was is refused (``ValueError`` naming
@@ -100,7 +118,7 @@ class SISA(Unlearner):
         super().__init__(model, graph, objective, config, val=val)
         num_edges = graph[EDGE].edge_index.size(1)
         if isinstance(model, ShardedRecommender):
-            model.assignment_of(graph[EDGE].edge_index)  # raises unless every edge has a shard
+            _check_assignment(model, graph, type(self).__name__)
             self.template, self.ensemble, self.fitted = model.shards[0], model, True
             self.config = dataclasses.replace(self.config, num_shards=model.num_shards,
                                               aggregation=model.aggregation)
@@ -131,7 +149,9 @@ class SISA(Unlearner):
         shard_of = self.partition().to(self.graph[EDGE].edge_index.device)
         sizes = torch.bincount(shard_of, minlength=self.num_shards)
         if bool((sizes == 0).any()):
-            raise ValueError(f"empty shards {(sizes == 0).nonzero().flatten().tolist()}: use fewer shards")
+            empty = (sizes == 0).nonzero().flatten().tolist()
+            raise ValueError(f"{type(self).__name__}: the partition leaves shards {empty} without an edge: use fewer "
+                             f"shards ({type(cfg).__name__}.num_shards, now {self.num_shards})")
         edge_index = self.graph[EDGE].edge_index
         graphs = split_graph(self.graph, shard_of, self.num_shards)
         trained = train_shards([self.template] * self.num_shards, graphs, self.shard_objective, cfg.train, self.val,
