@@ -132,6 +132,13 @@ def _mix(x: Tensor) -> Tensor:
     return x & ((1 << 62) - 1)
 
 
+def _wrap64(value: int) -> int:
+    """``value`` modulo 2**64 as a signed int64, as int64 arithmetic wraps it: a seed up to 2**63 - 1 (what
+    :func:`~graphforget.config.check_seed` accepts) times a constant does not fit an int64 tensor scalar."""
+    value &= (1 << 64) - 1
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
 #: Each edge tensor's sorted pair keys while it lives: a training run draws the negatives of every batch against
 #: the same graph, and sorting its keys took a third of a BPR step on ML-1M.
 _SORTED_KEYS = WeakTensorKeyDictionary()
@@ -164,7 +171,7 @@ def hashed_negatives(graph: HeteroData, edge_label_index: Tensor, seed: int, epo
     n_items = num_items(graph)
     known = _sorted_pair_keys(graph[EDGE].edge_index, n_items)
     user = edge_label_index[0]
-    key = pair_keys(edge_label_index, n_items) * 1000003 + seed * 7919 + epoch * 104729
+    key = pair_keys(edge_label_index, n_items) * 1000003 + _wrap64(seed * 7919 + epoch * 104729)
     neg = _mix(key) % n_items
 
     def clashing(ids: Tensor) -> Tensor:  # those of ids whose negative is an item of their user

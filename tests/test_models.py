@@ -228,6 +228,26 @@ def test_score_all_equals_forward(graph, make):
         assert torch.allclose(model.score_all(graph, users), forward[users], atol=1e-6)
 
 
+class DistanceMF(MF):
+    """Scores a pair by minus the squared distance of its rows: ``forward`` overridden, ``score_all`` not."""
+
+    def forward(self, graph, edge_label_index):
+        user, item = self.user_emb.weight[edge_label_index[0]], self.item_emb.weight[edge_label_index[1]]
+        return -(user - item).pow(2).sum(-1)
+
+
+def test_score_all_follows_an_overridden_forward(graph):
+    """A model that overrides forward only is ranked by its own scores (all-item metrics call score_all), not by
+    the dot products of embed's rows."""
+    model = DistanceMF(9, 8, 5).double()
+    model.reset_parameters(1)
+    with torch.no_grad():
+        forward = model(graph, all_pairs(9, 8)).view(9, 8)
+        torch.testing.assert_close(model.score_all(graph), forward, rtol=0, atol=1e-12)
+        users = torch.tensor([7, 2, 2])
+        torch.testing.assert_close(model.score_all(graph, users), forward[users], rtol=0, atol=1e-12)
+
+
 # --------------------------------------------------------------------------------------------- parameters
 
 def test_reset_parameters_seeded_without_touching_global_rng():
@@ -397,3 +417,45 @@ def test_symmetric_spmm_differentiates_as_the_dense_product():
     torch.testing.assert_close(grad, (dense + dense.t()) @ weight, rtol=1e-12, atol=1e-12)
     # the backward runs through the function again: second derivatives (Hessian-vector products)
     assert torch.autograd.gradgradcheck(lambda v: symmetric_spmm(adjacency, v).pow(2), (x,), atol=1e-8, rtol=1e-7)
+
+
+@pytest.mark.parametrize("name, extra", [("mf", {}), ("lightgcn", {"num_layers": 2}), ("sgl", {"drop_ratio": 0.2}),
+                                         ("simgcl", {"eps": 0.1}), ("pyg_lightgcn", {"num_layers": 1})])
+def test_a_float64_model_loads_as_saved_bit_for_bit(graph, tmp_path, monkeypatch, name, extra):
+    """A float64 model (drawn in float64: values float32 cannot hold) comes back float64 with the same bits,
+    whether its class is registered or a user's factory is, and loading leaves the global random state alone."""
+    monkeypatch.setitem(MODELS, "pyg_lightgcn", _pyg_lightgcn)
+    config = {"num_users": 9, "num_items": 8, "embedding_dim": 6, **extra}
+    model = build_model(name, **config).double()
+    model.reset_parameters(4)
+    assert any(not torch.equal(p, p.float().double()) for p in model.parameters())
+    save_model(model, tmp_path / "m.pt", **({"name": name, "config": config} if name == "pyg_lightgcn" else {}))
+    state = torch.random.get_rng_state()
+    loaded, _ = load_model(tmp_path / "m.pt")
+    assert torch.equal(torch.random.get_rng_state(), state)  # rebuilding drew from a fork, as saving does
+    assert loaded.state_dict().keys() == model.state_dict().keys()
+    for key, value in model.state_dict().items():
+        assert loaded.state_dict()[key].dtype == value.dtype and torch.equal(loaded.state_dict()[key], value), key
+    with torch.no_grad():
+        assert torch.equal(loaded(graph, all_pairs(9, 8)), model(graph, all_pairs(9, 8)))
+
+
+def test_a_truncated_or_tampered_checkpoint_is_refused_by_name(tmp_path):
+    path = tmp_path / "m.pt"
+    save_model(LightGCN(9, 8, 5, num_layers=1), path)
+    whole = path.read_bytes()
+    path.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(ValueError, match=r"m.pt cannot be read as a checkpoint .*truncated"):
+        load_model(path)
+    path.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match=r"m.pt cannot be read as a checkpoint"):
+        load_model(path)
+    path.write_bytes(whole)
+    checkpoint = torch.load(path, weights_only=True)
+    torch.save({**checkpoint, "config": {**checkpoint["config"], "embedding_dim": 4}}, path)
+    with pytest.raises(ValueError, match=r"(?s)m.pt: its state dict does not fit model 'lightgcn' built from its config"
+                                         r".*size mismatch for user_emb.weight"):
+        load_model(path)
+    torch.save({**checkpoint, "config": [9, 8]}, path)
+    with pytest.raises(ValueError, match=r"m.pt is not a graphforget checkpoint .*config must be a dict, got list"):
+        load_model(path)

@@ -262,3 +262,21 @@ def test_regularization_skips_frozen_parameters(model):
     model.item_emb.weight.requires_grad_(False)
     squares = sum(x * x for x in model.user_emb.weight.flatten().tolist())
     assert float(BCEObjective(l2=0.3).regularization(model)) == pytest.approx(0.15 * squares, rel=1e-12)
+
+
+def test_bpr_draws_negatives_for_every_seed_and_epoch_it_accepts(model, graph):
+    """Seeds up to 2**63 - 1 are accepted (check_seed): the hash mixes them in int64 arithmetic, which wraps (modulo
+    2**64), so a large seed or epoch draws its negatives (``seed * 7919`` overflowed converting to int64)."""
+    ei = graph[EDGE].edge_index
+    items_of = {u: set(ei[1, ei[0] == u].tolist()) for u in range(3)}
+    for seed, epoch in ((2**63 - 1, 0), (2**62, 3), (5, 10**17)):
+        loss = BPRObjective(seed=seed).edge_losses(model, graph, epoch=epoch)
+        assert loss.shape == (5,) and bool(loss.isfinite().all())
+        neg = hashed_negatives(graph, ei, seed, epoch)
+        first = []  # each edge's first draw, by the definition in wrapping 64-bit arithmetic
+        for user, item in ei.t().tolist():
+            key = ((user * 6 + item) * 1000003 + seed * 7919 + epoch * 104729) % 2**64
+            first.append(int(_mix(torch.tensor([key - 2**64 if key >= 2**63 else key])) % 6))
+        kept = [j not in items_of[u] for u, j in zip(ei[0].tolist(), first)]  # a first draw that does not clash
+        assert any(kept) and all(n == f for n, f, k in zip(neg.tolist(), first, kept) if k)
+        assert not any(j in items_of[u] for u, j in zip(ei[0].tolist(), neg.tolist()))

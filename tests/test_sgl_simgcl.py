@@ -189,6 +189,9 @@ def test_registry_and_checkpoints(tmp_path):
         SimGCL(3, 2, num_layers=0)
     with pytest.raises(ValueError):
         SimGCL(3, 2, eps=-0.1)
+    for eps in (math.nan, math.inf):  # NaN noise, or infinite: every view non-finite
+        with pytest.raises(ValueError, match="eps must be a finite number >= 0"):
+            SimGCL(3, 2, eps=eps)
 
 
 def test_the_contrastive_weight_is_a_hyperparameter_that_leaves_earlier_keys_alone():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import inspect
 import os
+import pickle
 from abc import ABC, abstractmethod
 from importlib.metadata import entry_points
 from typing import Callable
@@ -22,6 +23,10 @@ __all__ = ["Recommender", "EmbeddingRecommender", "NODE_TYPES", "table_mask", "t
 #: Node types of a per-node parameter table (see :meth:`Recommender.node_parameters`): ``user`` rows are
 #: user ids, ``item`` rows item ids, ``node`` rows homogeneous ids (users ``0..U-1``, then items).
 NODE_TYPES = ("user", "item", "node")
+
+#: (user, item) pairs per call of :meth:`Recommender.forward` in :meth:`Recommender.score_all` (a model that
+#: overrides ``forward``).
+SCORE_ALL_PAIRS = 1 << 18
 
 
 def table_offset(node_type: str, num_users: int) -> int:
@@ -112,7 +117,20 @@ class Recommender(nn.Module, ABC):
 
     def score_all(self, graph: HeteroData, users: Tensor | None = None) -> Tensor:
         """Scores ``[len(users), I]`` of every item for the given users (all users by default): the dot
-        products of :meth:`embed`'s rows."""
+        products of :meth:`embed`'s rows (:meth:`dot_product_scores`) where :meth:`forward` is this class's, else
+        :meth:`forward`'s scores of every pair, about :data:`SCORE_ALL_PAIRS` pairs per call."""
+        if self.scores_by_dot_product:
+            return self.dot_product_scores(graph, users)
+        # A model that overrides forward scores otherwise: ranking it by embed's dot products would be wrong.
+        items = torch.arange(self.num_items, device=next(self.parameters()).device)
+        users = torch.arange(self.num_users, device=items.device) if users is None else users.to(items.device)
+        chunk = max(1, SCORE_ALL_PAIRS // self.num_items)
+        rows = [self(graph, torch.stack([part.repeat_interleave(self.num_items), items.repeat(part.numel())]))
+                for part in users.split(chunk)]
+        return torch.cat(rows).view(users.numel(), self.num_items)
+
+    def dot_product_scores(self, graph: HeteroData, users: Tensor | None = None) -> Tensor:
+        """The dot products ``[len(users), I]`` of :meth:`embed`'s user rows (all by default) and item rows."""
         user, item = self.embed(graph)
         return (user if users is None else user[users]) @ item.t()
 
@@ -222,10 +240,12 @@ def build_model(name: str, **kwargs) -> Recommender:
 
 def _rebuilds(model: Recommender, name: str, config: dict) -> None:
     """Raises ``ValueError`` unless ``build_model(name, **config)`` has ``model``'s state-dict entries (names,
-    shapes, dtypes): a checkpoint that cannot be loaded is refused when written, not when read. The rebuilt model
+    shapes, dtypes; any floating dtype for a floating entry, as :func:`load_model` gives the rebuilt model the
+    checkpoint's): a checkpoint that cannot be loaded is refused when written, not when read. The rebuilt model
     draws its initial values from a fork of the global random state: saving leaves that state as it was."""
     def entries(module):
-        return {key: (tuple(value.shape), value.dtype) for key, value in module.state_dict().items()}
+        return {key: (tuple(value.shape), "floating" if value.is_floating_point() else value.dtype)
+                for key, value in module.state_dict().items()}
     with torch.random.fork_rng(devices=[]):
         rebuilt = entries(build_model(name, **config))
     expected = entries(model)
@@ -263,14 +283,51 @@ def save_model(model: Recommender, path: str | os.PathLike, name: str | None = N
 def load_model(path: str | os.PathLike, map_location=None) -> tuple[Recommender, dict]:
     """Reads a checkpoint with ``weights_only=True``; returns the model and the whole checkpoint dict.
 
+    The model is rebuilt from the checkpoint's name and config (its initial draw from a fork of the global random
+    state, which loading leaves as it was) and gets the saved tensors with their dtypes (a float64 model loads as
+    float64, bit for bit).
+
     Raises:
-        ValueError: the file is not a checkpoint written by :func:`save_model`.
+        ValueError: the file cannot be read (truncated, corrupt), is not a checkpoint written by
+            :func:`save_model`, or its state dict does not fit the model its name and config build.
     """
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    checkpoint = _read_checkpoint(path, map_location)
+    name, config, state = checkpoint["model"], checkpoint["config"], checkpoint["state_dict"]
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(name, **config)
+    _take_dtypes(model, state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:  # missing, unexpected or mis-shaped entries: a tampered checkpoint
+        raise ValueError(f"{path}: its state dict does not fit model {name!r} built from its config {config}: "
+                         f"{error}") from None
+    return model, checkpoint
+
+
+def _read_checkpoint(path: str | os.PathLike, map_location) -> dict:
+    """The dict at ``path`` with a str ``model``, a dict ``config`` and a dict ``state_dict``, else ``ValueError``."""
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:  # torch's words for a file it cannot read
+        raise ValueError(f"{path} cannot be read as a checkpoint (truncated, corrupt or not written by "
+                         f"save_model): {error}") from None
     keys = checkpoint if isinstance(checkpoint, dict) else {}
     missing = [key for key in ("model", "config", "state_dict") if key not in keys]
     if missing:
         raise ValueError(f"{path} is not a graphforget checkpoint (written by save_model): it lacks {missing}")
-    model = build_model(checkpoint["model"], **checkpoint["config"])
-    model.load_state_dict(checkpoint["state_dict"])
-    return model, checkpoint
+    for key, kind in (("model", str), ("config", dict), ("state_dict", dict)):
+        if not isinstance(checkpoint[key], kind):
+            raise ValueError(f"{path} is not a graphforget checkpoint (written by save_model): {key} must be a "
+                             f"{kind.__name__}, got {type(checkpoint[key]).__name__}")
+    return checkpoint
+
+
+def _take_dtypes(model: nn.Module, state: dict) -> None:
+    """Gives ``model``'s floating parameters and buffers the floating dtypes of their entries in ``state``:
+    ``load_state_dict`` copies into the tensors' own dtypes, so a float64 model came back float32, rounded."""
+    tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    for key, value in state.items():
+        tensor = tensors.get(key)
+        if (isinstance(value, Tensor) and tensor is not None and value.is_floating_point()
+                and tensor.is_floating_point() and tensor.dtype != value.dtype):
+            tensor.data = tensor.data.to(value.dtype)

@@ -17,10 +17,6 @@ from .propagation import symmetric_spmm
 
 __all__ = ["PyGRecommender"]
 
-#: (user, item) pairs per call of the module in :meth:`PyGRecommender.score_all`.
-SCORE_ALL_PAIRS = 1 << 18
-
-
 class PyGRecommender(Recommender):
     r"""A PyG module over homogeneous node ids behind the :class:`Recommender` contract.
 
@@ -184,18 +180,6 @@ class PyGRecommender(Recommender):
             x = symmetric_spmm(adjacency, x)
             out = out + x * weight
         return out
-
-    def score_all(self, graph: HeteroData, users: Tensor | None = None) -> Tensor:
-        """Scores ``[len(users), I]`` of every item: the dot products of :meth:`embed`'s rows for PyG's LightGCN
-        (:attr:`scores_by_dot_product`), else by :meth:`forward`, about :data:`SCORE_ALL_PAIRS` pairs per call."""
-        if self.scores_by_dot_product:
-            return super().score_all(graph, users)
-        items = torch.arange(self.num_items, device=next(self.module.parameters()).device)
-        users = torch.arange(self.num_users, device=items.device) if users is None else users.to(items.device)
-        chunk = max(1, SCORE_ALL_PAIRS // self.num_items)
-        rows = [self(graph, torch.stack([part.repeat_interleave(self.num_items), items.repeat(part.numel())]))
-                for part in users.split(chunk)]
-        return torch.cat(rows).view(users.numel(), self.num_items)
 
     def config(self) -> dict:
         """The constructor's plain arguments (not the module: checkpoints go through its state dict)."""

@@ -1,6 +1,7 @@
 """SimGCL (Yu et al., SIGIR 2022): LightGCN with noise-perturbed views and an InfoNCE term."""
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -43,8 +44,8 @@ class SimGCL(LightGCN):
                  eps: float = 0.1):
         if num_layers < 1:
             raise ValueError("SimGCL averages layers 1..K: num_layers must be >= 1")
-        if eps < 0:
-            raise ValueError(f"eps must be >= 0, got {eps}")
+        if not 0 <= eps < math.inf:  # rejects NaN too: NaN or infinite noise makes every view non-finite
+            raise ValueError(f"eps must be a finite number >= 0, got {eps}")
         super().__init__(num_users, num_items, embedding_dim, num_layers)
         self.eps = float(eps)
 

@@ -320,8 +320,8 @@ class ShardedRecommender(Recommender):
 
     def score_all(self, graph: HeteroData, users: Tensor | None = None) -> Tensor:
         """Scores ``[len(users), I]``: the mean of the shards' score matrices (mean aggregation)."""
-        if self.aggregation == "attention":
-            return super().score_all(graph, users)
+        if self.aggregation == "attention":  # the logits are the aggregated embeddings' dot products
+            return self.dot_product_scores(graph, users)
         self._check_graph(graph)
         total = None
         for model, g in zip(self.shards, self.shard_graphs(graph)):
