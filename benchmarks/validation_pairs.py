@@ -2,9 +2,9 @@
 
     python benchmarks/validation_pairs.py [--seeds 0 1 2] [--ratio 0.05] [--l2 L2]
 
-CURE4Rec's deletion sets (``graphforget bench --protocol deletion``'s setting: ML-100K, MF, BCE, the preset's
+Deletion sets (``graphforget bench --protocol deletion``'s setting: ML-100K, MF, BCE, the preset's
 L2 or ``--l2``; 5% of the training edges or ``--ratio``: every interaction of random users, of the most active
-users, or random edges). For each, the change of the validation AUC from the Original to a Retrain and to
+users, or random interactions). For each, the change of the validation AUC from the Original to a Retrain and to
 IFRU, in standard errors of the Original's (Hanley and McNeil), on every validation pair and on the pairs
 whose user and item keep a training edge (those UnlearnRec's validation test scores). Writes
 ``results/validation_pairs.json``.
@@ -40,7 +40,7 @@ def one_seed(seed: int, ratio: float, l2: float | None) -> list[dict]:
     hparams = hparams if l2 is None else hparams.replace(l2=l2)
     setting = Setting(DataSource("ml-100k").for_loss("bce"), hparams, seed)
     on_all, rows = in_errors(setting, setting.val), []
-    for kind in ("random", "core", "edge"):
+    for kind in ("random", "core", "interactions"):
         request = deletion_request(setting.train_graph, kind, ratio, seed)
         results = {"retrain": setting.reference(request), "ifru": setting.unlearner("ifru", {}).unlearn(request)}
         kept = pairs_with_data(setting.val, results["retrain"].graph)

@@ -949,7 +949,7 @@ def _add_bench_parser(sub) -> None:
     from .bench import BENCH_DATASETS, PROTOCOLS
     p.add_argument("--protocol", required=True, choices=tuple(PROTOCOLS),
                    help="attack (IFRU: flipped labels), adversarial (UnlearnRec: adversarial edges, BPR), deletion "
-                        "(CURE4Rec: random/core/edge sets) or stream (single-user requests)")
+                        "(CURE4Rec: random, core or edge users; or random interactions) or stream (single-user requests)")
     p.add_argument("--dataset", choices=BENCH_DATASETS, default="ml-100k", help="dataset (default: ml-100k)")
     p.add_argument("--root", help="data directory (default: $GRAPHFORGET_DATA, then ../shared/data)")
     _data_file_flags(p, required=False)

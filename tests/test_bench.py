@@ -237,11 +237,11 @@ def test_a_killed_run_resumes_from_the_cache(tmp_path, monkeypatch):
 def test_deletion_sets():
     graph = planted_communities(num_users=60, num_items=40, interactions_per_user=8, seed=0)
     edges = graph[EDGE].edge_index
-    for kind in ("random", "core", "edge"):
+    for kind in ("random", "core", "edge", "interactions"):
         request = deletion_request(graph, kind, 0.1, seed=3)
         assert request.size(1) >= round(0.1 * edges.size(1))
         assert torch.isin(pair_keys(request, 40), pair_keys(edges, 40)).all()
-        if kind != "edge":  # whole users: every edge of each chosen user
+        if kind != "interactions":  # whole users: every edge of each chosen user
             users = request[0].unique()
             assert request.size(1) == int(torch.isin(edges[0], users).sum())
     with pytest.raises(ValueError, match="deletion kind"):
@@ -653,17 +653,19 @@ def _graded_users():
     return graph
 
 
-def test_core_deletion_takes_the_most_active_users_until_they_hold_the_ratio():
+@pytest.mark.parametrize("kind, most_first", [("core", True), ("edge", False)])
+def test_core_and_edge_deletion_take_the_most_or_least_active_users_until_they_hold_the_ratio(kind, most_first):
+    # CURE4Rec's core set is the most active users' interactions, its edge set the least active users'.
     graph = _graded_users()
     degree = {0: 3, 1: 1, 2: 5, 3: 2, 4: 6, 5: 4}  # observed edges per user, 21 in all
-    for ratio in (0.25, 0.5, 0.6, 0.9):
-        chosen, held = [], 0  # by hand: most active first, until at least ratio * 21 edges are held
-        for user in sorted(degree, key=lambda u: -degree[u]):
+    for ratio in (0.05, 0.25, 0.5, 0.6, 0.9):
+        chosen, held = [], 0  # by hand: in order of activity, until at least round(ratio * 21) edges are held
+        for user in sorted(degree, key=lambda u: -degree[u] if most_first else degree[u]):
             chosen.append(user)
             held += degree[user]
-            if held >= ratio * 21:
+            if held >= max(1, round(ratio * 21)):
                 break
-        request = deletion_request(graph, "core", ratio)
+        request = deletion_request(graph, kind, ratio)
         assert sorted(map(tuple, request.t().tolist())) == sorted((u, i) for u in chosen for i in range(degree[u]))
 
 

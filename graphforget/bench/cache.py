@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 
 #: Version of the harness's measurement code: bumped when a protocol's figures change meaning, so
 #: that cells of an older harness are recomputed rather than mixed with new ones.
-BENCH_VERSION = 3  # 2: absolute prediction distances; 3: Recall@20, the data's identity (files' sha256)
+# 2: absolute prediction distances; 3: Recall@20, the data's identity (files' sha256); 4: the deletion set "edge" is
+# CURE4Rec's, the least active users (it was random interactions, now "interactions")
+BENCH_VERSION = 4
 
 
 @functools.cache

@@ -6,8 +6,8 @@
   scores lowest, train the Original on the attacked graph, unlearn the added edges (BPR on implicit data:
   Recall@20 / NDCG@20, MI-BF, MI-NG).
 * ``deletion`` (CURE4Rec, Chen et al., NeurIPS 2024): one batch request, a given share of the training
-  edges: every interaction of ``random`` users, of the most active (``core``) users, or random ``edge``
-  interactions.
+  edges: every interaction of ``random`` users, of the most active (``core``) users or of the least active
+  (``edge``) users; or random ``interactions``.
 * ``stream`` (ERASE, 2026): single-user requests one by one, each method continuing from its own previous
   result; at 25/50/75/100% of the stream it is compared with a Retrain on exactly the cumulative removed set.
 
@@ -42,8 +42,13 @@ from .setting import Setting, request_digest
 __all__ = ["Protocol", "PROTOCOLS", "DELETION_KINDS", "STREAM_ORDERS", "deletion_request", "stream_requests",
            "stream_positions", "measure"]
 
-#: The deletion sets of the ``deletion`` protocol.
-DELETION_KINDS = ("random", "core", "edge")
+#: The deletion sets of the ``deletion`` protocol (see :func:`deletion_request`): CURE4Rec's three, then random
+#: interactions.
+DELETION_KINDS = ("random", "core", "edge", "interactions")
+#: The sets a run measures unless told: CURE4Rec's.
+CURE4REC_KINDS = ("random", "core", "edge")
+#: The users each of CURE4Rec's sets takes first.
+_KIND_ORDER = {"random": "random", "core": "most", "edge": "least"}
 #: The orders of users in the ``stream`` protocol.
 STREAM_ORDERS = ("random", "most", "least")
 AUC_KEYS = ("auc_0", "auc_1", "auc_2")
@@ -71,10 +76,13 @@ def _users_in_order(graph, order: str, seed: int) -> Tensor:
 
 
 def deletion_request(graph, kind: str, ratio: float, seed: int = 0) -> Tensor:
-    """A CURE4Rec deletion set: about ``ratio`` of the observed training edges, as ``[2, R]`` pairs.
+    """A deletion set: about ``ratio`` of the observed training edges, as ``[2, R]`` pairs.
 
-    ``random``: every interaction of users drawn at random, ``core``: of the most active users, added until
-    they hold at least ``ratio`` of the edges; ``edge``: a uniformly random ``ratio`` of the edges.
+    CURE4Rec's sets (Chen et al., NeurIPS 2024) take every interaction of whole users: ``random`` users drawn at
+    random, ``core`` the most active users, ``edge`` the least active ones, added until they hold at least
+    ``round(ratio * E)`` of the ``E`` edges; ``interactions`` is a uniformly random ``ratio`` of the edges. CURE4Rec counts its
+    ratio in users; here it counts edges, so that every kind removes about as much data (on ML-1M, 5% of the
+    users hold 24% of ``train.txt``'s interactions when they are the most active, 0.6% when the least).
 
     Raises:
         ValueError: an unknown kind or a ratio outside (0, 1).
@@ -83,9 +91,9 @@ def deletion_request(graph, kind: str, ratio: float, seed: int = 0) -> Tensor:
         raise ValueError(f"unknown deletion kind {kind!r}; known: {', '.join(DELETION_KINDS)}")
     if not 0 < ratio < 1:
         raise ValueError(f"deletion ratio must be in (0, 1), got {ratio}")
-    if kind == "edge":
+    if kind == "interactions":
         return random_edges(graph, ratio, seed)
-    users = _users_in_order(graph, "random" if kind == "random" else "most", seed)
+    users = _users_in_order(graph, _KIND_ORDER[kind], seed)
     cumulative = torch.cumsum(_user_degrees(graph)[users], 0)
     target = max(1, round(ratio * int(cumulative[-1])))
     count = int(torch.searchsorted(cumulative, torch.tensor(target))) + 1
@@ -298,7 +306,7 @@ PROTOCOLS: dict[str, Protocol] = {
     "adversarial": Protocol("adversarial", lambda quick: {"fraction": 1.0}, _adversarial_variants,
                             lambda params: {"kind": "adversarial", "fraction": float(params["fraction"])},
                             _run_attack_cell),
-    "deletion": Protocol("deletion", lambda quick: {"kinds": list(DELETION_KINDS),
+    "deletion": Protocol("deletion", lambda quick: {"kinds": list(CURE4REC_KINDS),
                                                    "ratios": [0.05] if quick else [0.01, 0.05, 0.1, 0.2]},
                          _deletion_variants, lambda params: None, _run_deletion_cell),
     "stream": Protocol("stream", lambda quick: {"length": 20 if quick else 100, "order": "random",
