@@ -377,6 +377,7 @@ def test_a_gradient_that_is_not_finite_is_never_solved(problem, monkeypatch):
     info = result.info
     assert info["reason"] == "the gradient of the removed terms is not finite" and not info["trusted"]
     assert info["solver"] == [] and info["attempts"] == []
+    assert info["damping"] is None  # no attempt was solved, so no damping was used
     assert all(torch.equal(a, b) for a, b in zip(result.model.parameters(), model.parameters()))
 
 
@@ -599,6 +600,8 @@ def test_bad_requests_raise(problem):
     ({"solver": {"tol": -1}}, "IFRUConfig.solver.tol: must be > 0 (got -1.0)"),
     ({"solver": {"name": "newton"}}, "IFRUConfig.solver.name: one of cg, lissa, adam, direct (got 'newton')"),
     ({"solver": {"damping": -0.1}}, "IFRUConfig.solver.damping: must be 'auto' or a number >= 0 (got -0.1)"),
+    ({"solver": {"tol": 1}}, "IFRUConfig.solver.tol: must be < 1 (a relative residual of 1 is the zero step's) "
+                             "(got 1.0)"),
     ({"solver": {"max_iter": 0}}, "IFRUConfig.solver.max_iter: must be an integer >= 1 (got 0)"),
     ({"newton": {"steps": 0}}, "IFRUConfig.newton.steps: must be 'auto' or an integer >= 1 (got 0)"),
     ({"newton": {"early_stopped": 1}}, "IFRUConfig.newton.early_stopped: must be a bool (got 1)"),
@@ -606,6 +609,7 @@ def test_bad_requests_raise(problem):
     ({"trust": {"on_failure": "ignore"}}, "IFRUConfig.trust.on_failure: one of keep, raise, apply (got 'ignore')"),
     ({"curvature_of": "test"}, "IFRUConfig.curvature_of: one of original, remaining (got 'test')"),
     ({"prune": (1.0, 2.0)}, "IFRUConfig.prune: must be None or ratios in [0, 1] (got (1.0, 2.0))"),
+    ({"prune": ()}, "IFRUConfig.prune: must be None or ratios in [0, 1], at least one (got ())"),
     ({"solver": {"bogus": 1}}, "IFRUConfig.solver: unknown field(s) bogus"),
     ({"solver": "lissa"}, "IFRUConfig.solver: must be a SolverConfig or a dict of its fields (got 'lissa')"),
 ])
@@ -623,6 +627,36 @@ def test_prune_takes_one_ratio_per_order_from_0_to_hops():
     assert IFRUConfig(hops=1, prune=(1.0, 0.5)).prune == (1.0, 0.5)
     with pytest.raises(ValueError, match=re.escape("IFRUConfig.prune: one ratio per order 0..hops, 2 with hops=1")):
         IFRUConfig(hops=1, prune=(1.0,))
+
+
+def test_prune_without_hops_takes_one_ratio_per_order_of_the_receptive_field(problem):
+    """With hops unset the model's receptive field K sets the orders: K + 1 ratios, refused at construction by
+    name otherwise (not at the first request, by a message naming no option); SCIF, which fixes prune, ignores it."""
+    graph = problem[0]
+    message = "IFRUConfig.prune: one ratio per order 0..hops, 3 with hops=None (LightGCN's receptive field 2)"
+    with pytest.raises(ValueError, match=re.escape(message + " (got (1.0,))")):
+        IFRU(LightGCN(U, I, D, num_layers=2), graph, BCEObjective(), IFRUConfig(prune=(1.0,)))
+    assert SCIF(LightGCN(U, I, D, num_layers=2), graph, BCEObjective(), IFRUConfig(prune=(1.0,))).config.prune is None
+
+
+def test_pruned_rows_are_not_widened_for_the_newton_steps(problem, one_thread):
+    """A stationary model with newton.steps="auto" widens its rows one hop past the receptive field, unless the
+    rows are set: by hops, or by prune (its ratios are one per order of the receptive field, and pruning chose the
+    rows). MF: prune=(1.0,) keeps the request's own nodes."""
+    graph, request, _ = problem
+    objective = BCEObjective(l2=1.0)
+    model = _trained("mf", graph, objective)
+    assert IFRU(model, graph, objective).unlearn(request).info["widened"]
+    info = IFRU(model, graph, objective, IFRUConfig(prune=(1.0,))).unlearn(request).info
+    assert not info["widened"] and info["trusted"] and info["kept_nodes"] == request.size(1) * 2
+    assert info["newton_stop"] == "converged"
+
+
+@pytest.mark.parametrize("receptive_field", [-1, 1.5, True, None])
+def test_the_newton_preset_names_a_bad_receptive_field(receptive_field):
+    with pytest.raises(ValueError, match=re.escape(
+            f"IFRUConfig.newton: receptive_field must be an integer >= 0 (got {receptive_field!r})")):
+        IFRUConfig.newton(receptive_field)
 
 
 def test_config_groups_defaults_and_presets():

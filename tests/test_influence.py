@@ -318,6 +318,14 @@ def test_pruning_matches_plain_loop(graph, ratios):
     assert bool(select_nodes(scores, (0.0, 0.0, 0.0), always=always)[always].all())
 
 
+@pytest.mark.parametrize("ratio, candidates, kept", [(0.07, 100, 7), (0.55, 2900, 1595), (0.07, 101, 8), (0.0, 50, 0)])
+def test_pruning_keeps_the_fraction_as_written(ratio, candidates, kept):
+    """The top ``ratio`` of the candidates is ceil(ratio * candidates) for the ratio as written: 0.07 of 100 is 7,
+    not ceil(7.000000000000001) = 8 as float arithmetic has it."""
+    scores = torch.arange(candidates, 0, -1, dtype=torch.float64)[None]
+    assert int(select_nodes(scores, (ratio,)).sum()) == kept
+
+
 def test_regions_and_pruning_name_bad_input(graph):
     request = random_edges(graph, 0.08, seed=6)
     with pytest.raises(ValueError, match=r"request holds 1 pairs with unknown ids, the first \(0, 10\)"):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import torch
 from torch import Tensor
@@ -68,10 +69,16 @@ def select_nodes(scores: Tensor, ratios: tuple[float, ...] | None, always: Tenso
     for k, s in enumerate(scores):
         candidates = (s > 0).nonzero().flatten()
         ratio = 1.0 if ratios is None else ratios[k]
-        count = math.ceil(ratio * candidates.numel())
+        count = _top_count(ratio, candidates.numel())
         # Stable sort on descending score keeps equal scores in ascending id order.
         order = torch.sort(-s[candidates], stable=True).indices[:count]
         keep[candidates[order]] = True
     if always is not None:
         keep[always] = True
     return keep
+
+
+def _top_count(ratio: float, count: int) -> int:
+    """``ceil(ratio * count)`` for the ratio as written (``repr``: the shortest decimal that reads back as it), so
+    0.07 of 100 candidates is 7, where float arithmetic gives ceil(7.000000000000001) = 8."""
+    return math.ceil(Fraction(repr(float(ratio))) * count)

@@ -57,8 +57,10 @@ class SCIF(IFRU):
         if not isinstance(objective, BCEObjective):
             raise ValueError("SCIF substitutes labels, so it needs a labelled objective (BCEObjective)")
         super().__init__(model, graph, objective, config, val=val, _reference_paths=_reference_paths)
+
+    def _fixed(self, config: IFRUConfig) -> IFRUConfig:
         # The new objective keeps the removed terms (relabelled): its curvature is the original one.
-        self.config = replace(self.config, hops=0, spillover=False, prune=None, curvature_of="original")
+        return replace(config, hops=0, spillover=False, prune=None, curvature_of="original")
 
     def _replacement_terms(self, removed: Terms, request, remaining: HeteroData) -> Terms:
         return Terms(removed.edge_label_index, substitute_labels(remaining, request).to(removed.target))

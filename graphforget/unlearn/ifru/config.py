@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ...config import check_fields, check_types
+from ...config import check_fields, check_types, is_integer
 from ...influence import SOLVERS
 
 CURVATURES = ("exact", "gauss_newton", "mf_surrogate")
@@ -37,8 +37,9 @@ class SolverConfig:
             over the rows' (``info["dense_damping"]``; see :doc:`/methods`).
         relative_damping: adds ``relative_damping`` times the mean diagonal of the curvature
             (Hutchinson's estimate from 4 random sign vectors) to :math:`\\lambda`.
-        tol: relative residual at which the solver stops; a solve that does not reach it is rejected.
-            The default 1e-2 gives the same models as 1e-4 on ML-100K at about half the iterations.
+        tol: relative residual at which the solver stops, in (0, 1) (the zero step's is 1); a solve that does
+            not reach it is rejected. The default 1e-2 gives the same models as 1e-4 on ML-100K at about half the
+            iterations.
         max_iter: solver iteration cap.
         lr: Adam's learning rate (``name='adam'``; the paper searches 1e-4..1e-2).
     """
@@ -55,7 +56,8 @@ class SolverConfig:
             "name": (self.name in SOLVERS, f"one of {', '.join(SOLVERS)}"),
             "damping": (self.damping == "auto" or self.damping >= 0, "must be 'auto' or a number >= 0"),
             "relative_damping": (self.relative_damping >= 0, "must be >= 0"),
-            "tol": (self.tol > 0, "must be > 0"),
+            "tol": (0 < self.tol < 1, "must be > 0" if self.tol <= 0 else
+                    "must be < 1 (a relative residual of 1 is the zero step's)"),
             "max_iter": (self.max_iter >= 1, "must be an integer >= 1"),
             "lr": (self.lr > 0, "must be > 0"),
         }, "IFRUConfig.solver")
@@ -76,8 +78,8 @@ class NewtonConfig:
             line-searched inexact steps when the trained point is stationary
             (:math:`\\lVert\\nabla_\\phi L(\\hat\\theta; D)\\rVert \\le 0.1 \\lVert g\\rVert`), each solved to
             Eisenstat and Walker's forcing term, over the rows one hop wider than the receptive field and
-            every row sharing a loss term with them unless ``hops`` is set (the minimiser they go to moves the
-            rows the curvature couples to the request's too); else 1 (unless ``early_stopped``): away from
+            every row sharing a loss term with them unless ``hops`` or ``prune`` is set (the minimiser they go to
+            moves the rows the curvature couples to the request's too); else 1 (unless ``early_stopped``): away from
             stationarity the new objective's minimiser is not where retraining goes.
         early_stopped: with ``steps="auto"``, take the Newton steps also on a model away from stationarity
             whose objective's L2 is at least its implicit ridge (:math:`\\hat\\lambda \\le l_2`), on the new
@@ -176,8 +178,9 @@ class IFRUConfig:
 
     Args:
         spillover: add the spillover influence of the changed computational graph (``D_c``).
-        prune: ratios :math:`(a_0, ..., a_K)` of Algorithm 1 (``None``: keep every node the
-            importance reaches). The request's own users and items are always kept.
+        prune: ratios :math:`(a_0, ..., a_K)` of Algorithm 1, one per order (``hops`` unset: the model's
+            receptive field, checked when IFRU is built; ``None``: keep every node the importance reaches).
+            The request's own users and items are always kept.
         hops: orders of importance propagation :math:`K` (``None``: the model's receptive field).
         curvature: ``gauss_newton`` (default): :math:`J^\\top \\nabla^2_z \\ell\\, J + \\lambda_2 I` of the real
             objective through the propagation, positive definite; ``exact``: the full Hessian, which is
@@ -228,18 +231,21 @@ class IFRUConfig:
         check_fields(self, {
             "curvature": (self.curvature in CURVATURES, f"one of {', '.join(CURVATURES)}"),
             "curvature_of": (self.curvature_of in CURVATURE_OF, f"one of {', '.join(CURVATURE_OF)}"),
-            "prune": (self.prune is None or all(0 <= a <= 1 for a in self.prune), "must be None or ratios in [0, 1]"),
+            "prune": (self.prune is None or (len(self.prune) > 0 and all(0 <= a <= 1 for a in self.prune)),
+                      "must be None or ratios in [0, 1]" + ("" if self.prune else ", at least one")),
             "hops": (self.hops is None or self.hops >= 0, "must be None or an integer >= 0"),
         })
-        if self.hops is not None and self.prune is not None:  # else the model's receptive field decides, per request
+        if self.hops is not None and self.prune is not None:  # else IFRU checks it against the model's receptive field
             check_fields(self, {"prune": (len(self.prune) == self.hops + 1,
                                           f"one ratio per order 0..hops, {self.hops + 1} with hops={self.hops}")})
 
     @classmethod
     def paper(cls, **changes) -> "IFRUConfig":
-        """The paper's step exactly: no damping, the original objective's curvature, a tight solve, no retry,
+        """The paper's step: no damping, the original objective's curvature, a tight solve, no retry,
         and the step applied even when it fails the acceptance test (then with a warning and
-        ``info["trusted"] = False``). For comparison: on early-stopped models it can wreck the model.
+        ``info["trusted"] = False``). For comparison: on early-stopped models it can wreck the model. The curvature
+        stays the default Gauss-Newton matrix; the paper's Hessian is ``paper(curvature="exact")`` (indefinite at an
+        early-stopped model, where CG stops on negative curvature).
 
         ``changes`` override top-level fields; a group given as a dict changes only the fields it names
         (``paper(solver={"name": "lissa"})`` keeps the paper's damping and tolerance), a group given as
@@ -258,6 +264,8 @@ def _newton_preset(cls, receptive_field: int, steps: int = 8, **changes) -> IFRU
     1.6-3.6x faster than retraining with L-BFGS (see the benchmarks page). ``changes`` override fields as in
     :meth:`paper`.
     """
+    if not (is_integer(receptive_field) and receptive_field >= 0):  # else hops=K+1 fails by another name, or passes
+        raise ValueError(f"IFRUConfig.newton: receptive_field must be an integer >= 0 (got {receptive_field!r})")
     return cls(**_merged({"curvature_of": "remaining", "newton": {"steps": steps, "line_search": True},
                           "solver": {"tol": 0.1}, "hops": receptive_field + 1}, changes))
 

@@ -10,7 +10,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ...clock import Stopwatch
-from ...config import eval_mode
+from ...config import check_fields, eval_mode
 from ...data.interactions import EDGE, num_users
 from ...distributed import TermShare
 from ...influence import (AndersonMixing, ContrastiveTerm, DotProductOperator, GaussNewtonOperator, HessianOperator,
@@ -140,7 +140,8 @@ class IFRU(Unlearner):
       ``widened`` (the rows taken wider for the Newton steps, see :meth:`_widens` and :class:`NewtonConfig`);
     * ``implicit_ridge`` (``None`` unless ``solver.damping="auto"``), ``gradient_ratio``
       (:math:`\lVert\nabla L(\hat\phi; D)\rVert / \lVert g\rVert`: how far from stationary the model is),
-      ``damping`` (the last attempt's :math:`\lambda`);
+      ``damping`` (the last attempt's :math:`\lambda`; ``None`` when nothing was solved), ``dense_damping``
+      (``{dense parameter: the scale of its damping}``, see :class:`SolverConfig`; empty when none is scaled);
     * ``attempts``: one dict per solve of the first step (the solver's ``iterations``, ``residual``,
       ``seconds``, ``converged``, ``negative_curvature``, and ``rhs_norm``, ``damping``,
       ``predicted_decrease``, ``actual_decrease``, ``ratio``, ``reason``; with a fresh draw of negatives, once
@@ -153,7 +154,9 @@ class IFRU(Unlearner):
     * ``trusted`` and ``reason`` (``None`` when trusted); ``newton_stop`` (why the Newton steps ended:
       ``converged``, ``stalled``, ``gradient rose``, ``no descent`` or ``max steps``; only when they ran);
       ``newton_discarded`` (only when the Newton steps were dropped for raising :math:`T` or failing
-      ``trust.max_fresh_loss_rise``);
+      ``trust.max_fresh_loss_rise``); ``zeroed_entries`` (only for a trusted first step with
+      ``curvature_of="remaining"``): how many entries of :math:`\phi` were set to 0 as rows of nodes left with no
+      term and no edge (their minimiser, see :class:`TiltedObjective`);
     * given ``val`` and a trusted step: ``val_auc`` and ``original_val_auc`` (the result's and the trained
       model's) and ``val_pairs`` (how many were scored), unless they lack a class;
     * ``phase_seconds`` (per phase, see above) and ``threads``;
@@ -183,7 +186,9 @@ class IFRU(Unlearner):
         self._degrees, self._degrees_of = None, []  # the training graph's degrees, and the edges they count
         self._drawn: list[tuple] = []  # (graph, epoch, its state, every term): _all_terms
         super().__init__(model, graph, objective, config, val=val)
+        self.config = self._fixed(self.config)
         _check_precision(self, model)
+        _check_prune(self.config, model)
         self._reference_paths = _reference_paths
         if val is None and getattr(objective, "resample", False) and self.config.trust.max_fresh_loss_rise is None:
             warn_caller(f"{type(self).__name__}: the objective draws new negatives every epoch, but the step is fit "
@@ -200,6 +205,10 @@ class IFRU(Unlearner):
             warn_caller(f"{type(self).__name__}: the objective has a contrastive term, but {type(model).__name__} has "
                         f"no fixed_views(reference, generator) to draw its views: {type(self).__name__} differentiates "
                         "the BPR risk alone (IFRUConfig.contrastive=False says so and silences this)")
+
+    def _fixed(self, config: IFRUConfig) -> IFRUConfig:
+        """The config with the fields the method fixes (SCIF's) set, before it is checked against the model."""
+        return config
 
     def _message_passing_degrees(self) -> Tensor:
         """``[U + I]`` message-passing degrees of the training graph, counted again only when its edges changed:
@@ -275,8 +284,10 @@ class IFRU(Unlearner):
         early-stopped model (``newton.early_stopped``) widen only while the removal's gradient outweighs the
         trained point's residual (``gradient_ratio <= 1``): beyond, the coupled rows would move mostly with the
         residual, which the tilt holds, and for a single user (ratios 1.9-24 on ML-100K) they are most of the graph
-        (2285 of 2625 nodes), at 7-21x the one step's time for the same forgetting."""
-        if self.config.newton.steps != "auto" or self.config.hops is not None:
+        (2285 of 2625 nodes), at 7-21x the one step's time for the same forgetting. Rows set by ``hops`` or ``prune``
+        (one ratio per order of the receptive field) are not widened."""
+        cfg = self.config
+        if cfg.newton.steps != "auto" or cfg.hops is not None or cfg.prune is not None:
             return False
         ratio = gradient_ratio(target, gradient)
         return ratio <= STATIONARY_RATIO or (ratio <= WIDEN_RATIO and self._iterates(target, ratio))
@@ -436,7 +447,7 @@ class IFRU(Unlearner):
             return phi, outcome
         target.metric, outcome["dense_damping"] = self._damping_metric(call.region.rows, target, ratio)
         step, reason = self._first_step(call, gradient, target, outcome["attempts"])
-        outcome["damping"] = target.damping
+        outcome["damping"] = target.damping if outcome["attempts"] else None  # None: nothing was solved
         solves = outcome["attempts"][-1:]  # the step's own solve (the same dict as its attempt's)
         new_phi = phi + step if reason is None else self._settle(phi, None if step is None else phi + step, reason)
         if reason is None and self.config.curvature_of == "remaining":
@@ -703,6 +714,16 @@ def _check_precision(method, model) -> None:
     if low:
         raise ValueError(f"{type(method).__name__} needs float32 or float64 parameters, got {', '.join(low)}: unlearn "
                          "a model.float() copy (and cast the result back if you serve it in half precision)")
+
+
+def _check_prune(config: IFRUConfig, model) -> None:
+    """With ``hops`` unset, ``prune`` has one ratio per order 0..K of the model's receptive field K: checked here,
+    since the config alone does not know the model."""
+    if config.prune is None or config.hops is not None:
+        return
+    depth = model.receptive_field
+    check_fields(config, {"prune": (len(config.prune) == depth + 1, f"one ratio per order 0..hops, {depth + 1} with "
+                                    f"hops=None ({type(model).__name__}'s receptive field {depth})")})
 
 
 def _mf_surrogate_loss(model, rows: NodeRows, terms: Terms, objective: Objective):
