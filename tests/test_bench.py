@@ -299,6 +299,15 @@ def test_the_noise_floor_is_a_retrain_from_another_seed():
     assert row["prediction_gap"] == pytest.approx(gap / scale, rel=1e-6)
 
 
+def test_a_named_dataset_refuses_the_options_of_a_file():
+    """ML-100K is binarised at 4 by the IFRU protocol: a threshold of 3 (or a CSV's columns) was ignored silently."""
+    for options in ({"threshold": 3}, {"user_col": "u"}, {"label_col": "r"}, {"path": "x.csv"}, {"format": "csv"}):
+        for name in ("ml-100k", "bookcrossing", "synthetic"):
+            with pytest.raises(ValueError, match=rf"DataSource.{next(iter(options))}: .*{name}"):
+                DataSource(name, **options)
+    assert DataSource("ml-1m", threshold=1).threshold == 1  # a LightGCN folder is read as a file is
+
+
 def test_bad_input_is_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match="unknown protocol"):
         run_bench("poison", "synthetic", out=tmp_path)
@@ -569,6 +578,29 @@ def test_implicit_data_gets_sampled_negatives_for_bce_and_none_for_bpr(tmp_path)
     bpr = DataSource("file", path=str(folder), format="lightgcn").for_loss("bpr").prepare(seed=0)
     assert bpr.split.train[EDGE].edge_index.size(1) == 40 * 6 and bpr.split.val[EDGE].edge_index.size(1) == 0
     assert bool((bpr.split.train[EDGE].edge_label == 1).all())
+
+
+def test_a_file_of_ratings_is_binarised_at_its_threshold_for_bpr_too(tmp_path):
+    """Without sampled negatives (BPR) the threshold was ignored: no label was 0 before binarising, so the ratings were
+    kept as labels and the attack refused them, asking to binarise what the source had been told to binarise."""
+    (tmp_path / "u.data").write_text("".join(f"{u}\t{i}\t{1 + (u + i) % 5}\t0\n" for u in range(1, 13)
+                                             for i in range(1, 9)))
+    for loss in ("bce", "bpr"):
+        data = DataSource("file", path=str(tmp_path), format="movielens", threshold=4).for_loss(loss).prepare(seed=0)
+        for part in (data.split.train, data.split.val, data.split.test):
+            users, items = (part[node].raw_id[part[EDGE].edge_index[k]] for k, node in enumerate(("user", "item")))
+            assert torch.equal(part[EDGE].edge_label, (1 + (users + items) % 5 >= 4).float()), loss
+
+
+def test_a_bpr_file_source_refuses_test_pairs_that_are_training_pairs(tmp_path):
+    """BCE refused train and test files that share a pair; BPR took them, so the pair was both trained on (and masked
+    in the ranking) and a test positive."""
+    folder = _lightgcn_files(tmp_path / "data")
+    with open(folder / "test.txt", "a") as handle:
+        handle.write(f"0 {(folder / 'train.txt').read_text().split()[1]}\n")  # user 0's first training item
+    for loss in ("bce", "bpr"):
+        with pytest.raises(ValueError, match=r"train and test files overlap: .*\(0, "):
+            DataSource("file", path=str(folder), format="lightgcn").for_loss(loss).prepare(seed=0)
 
 
 def test_implicit_data_reports_recall_beside_the_retrain(tmp_path):

@@ -487,6 +487,23 @@ def test_random_split_counts_with_uneven_ratios():
     assert [part[EDGE].edge_index.size(1) for part in (split.train, split.val, split.test)] == [86, 43, 14]
 
 
+def test_random_split_gives_a_part_of_ratio_zero_no_edge():
+    """(0.9, 0.1, 0) on 25 edges: round(22.5) + round(2.5) = 22 + 2, and the 25th edge went to the test part of
+    ratio 0, which the split with a file's own test set throws away (one edge in 20 such sizes lost)."""
+    for users, items in ((5, 5), (5, 9), (13, 5), (3, 7)):  # 25, 45, 65, 21 edges
+        u, i = torch.meshgrid(torch.arange(users), torch.arange(items), indexing="ij")
+        graph = make_interactions(torch.stack([u.flatten(), i.flatten()]))
+        num_edges = users * items
+        for ratios in ((0.9, 0.1, 0.0), (0.7, 0.3, 0.0), (0.9, 0.0, 0.1), (1.0, 0.0, 0.0)):
+            for seed in range(3):
+                split = random_split(graph, ratios, seed=seed)
+                sizes = [part[EDGE].edge_index.size(1) for part in (split.train, split.val, split.test)]
+                assert sizes[0] == round(ratios[0] * num_edges)
+                assert all(size == 0 for size, ratio in zip(sizes, ratios) if ratio == 0), (ratios, sizes)
+                dropped = num_edges - sum(sizes)  # rows of nodes without a training edge, none with 90% in train
+                assert dropped == 0 or ratios[0] < 0.9, (ratios, sizes)
+
+
 @pytest.mark.parametrize("ratios", [(0.5, 0.5), (0.6, 0.3, 0.2), (0.0, 0.5, 0.5), (1.2, -0.1, -0.1)])
 def test_random_split_bad_ratios(tiny_graph, ratios):
     with pytest.raises(ValueError, match="ratios"):
@@ -866,6 +883,18 @@ def test_lightgcn_loader_rejects_an_item_listed_twice(tmp_path):
     (tmp_path / "train.txt").write_text("0 1 2 1\n1 0\n")
     (tmp_path / "test.txt").write_text("0 3\n1 2\n")
     with pytest.raises(ValueError, match=r"1 duplicated \(user, item\) pairs, the first \(0, 1\) at positions 0 and 2"):
+        load_lightgcn(tmp_path)
+
+
+def test_lightgcn_loader_names_the_file_and_lines_of_an_item_listed_twice(tmp_path):
+    """The message named neither the file (train.txt or test.txt?) nor a line, only positions among the pairs."""
+    _lightgcn_files(tmp_path, "0 1 2\n1 0\n0 3 1\n", test="0 3\n1 2\n")  # user 0 lists item 1 on lines 1 and 3
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path / 'train.txt'))}, line 3: 1 duplicated \(user, "
+                                         r"item\) pairs, the first \(0, 1\) at positions 0 and 4 .*lines 1 and 3"):
+        load_lightgcn(tmp_path)
+    _lightgcn_files(tmp_path, "0 1 2\n1 0\n", test="0 3\n\n1 2 2\n")  # the test file, a blank line counted
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path / 'test.txt'))}, line 3: .* the first \(1, 2\) "
+                                         r".*lines 3 and 3"):
         load_lightgcn(tmp_path)
 
 

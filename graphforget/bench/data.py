@@ -19,10 +19,11 @@ import numbers
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import torch
 from torch_geometric.data import HeteroData
 
 from ..config import check_fields, is_integer
-from ..data import EDGE, Split, attack_flip, edge_subgraph, find_data_root, random_split
+from ..data import EDGE, Split, attack_flip, binarize, edge_subgraph, find_data_root, num_items, pair_keys, random_split
 from ..protocols.attack import DATASET_NAMES, AttackData, prepare_attack_data, raw_data_file
 from ..runs import sha256_file
 from ..workflow import load_file, prepare_split
@@ -76,6 +77,17 @@ class DataSource:
         if self.dataset in DATASET_NAMES and (self.negatives or 0) > 1:
             raise ValueError(f"DataSource.negatives: {self.dataset} brings its own 0/1 labels; sampled negatives are "
                              f"for implicit data (got {self.negatives})")
+        self._check_file_options()
+
+    def _check_file_options(self) -> None:
+        """Refuses, by name, an option that a named dataset would ignore (a threshold of 3 read ML-100K at 4)."""
+        ignored = ("path", "format") if self.dataset != "file" else ()
+        if self.dataset in DATASET_NAMES:  # the IFRU protocol's own preparation: ratings >= 4, labels as given
+            ignored += ("threshold", "user_col", "item_col", "label_col")
+        for name in ignored:
+            if getattr(self, name) is not None:
+                raise ValueError(f"DataSource.{name}: the named dataset {self.dataset} is read from the data root and "
+                                 f"prepared without a {name} (got {getattr(self, name)!r}); it is for dataset='file'")
 
     def for_loss(self, loss: str) -> "DataSource":
         """This source with ``negatives`` resolved for a training loss (``bce`` or ``bpr``).
@@ -137,11 +149,12 @@ class DataSource:
         location, format = self._location()
         graph, test = load_file(location, format, user_col=self.user_col, item_col=self.item_col,
                                 label_col=self.label_col)
+        if self.threshold is not None:  # before asking whether the data is implicit: ratings hold no label 0
+            graph, test = (None if part is None else binarize(part, self.threshold) for part in (graph, test))
         if self.negatives == 0 and not bool((graph[EDGE].edge_label == 0).any()):
             split = _positives_only(graph, test, seed)
         else:
-            split = prepare_split(graph, test, threshold=self.threshold, negatives=self.negatives, seed=seed,
-                                  source=str(location))
+            split = prepare_split(graph, test, negatives=self.negatives, seed=seed, source=str(location))
         source = (f"{self.name} from {location} ({format}; {self.negatives} sampled negatives per interaction; "
                   f"{split.train[EDGE].edge_index.size(1)} training pairs)")
         return split, source
@@ -167,5 +180,17 @@ def _positives_only(graph: HeteroData, test: HeteroData | None, seed: int) -> Sp
     """Implicit interactions for BPR: the file's test set (else a random tenth) and an empty validation set."""
     if test is None:
         return random_split(graph, (0.9, 0.0, 0.1), seed)
+    _check_disjoint(graph, test)
     none = graph[EDGE].edge_index.new_zeros(graph[EDGE].edge_index.size(1), dtype=bool)
     return Split(graph, edge_subgraph(graph, none), test)
+
+
+def _check_disjoint(graph: HeteroData, test: HeteroData) -> None:
+    """Refuses a test pair that is also a training pair (the split with sampled negatives refuses it too): it would
+    be trained on, masked in the ranking, and still count as a test positive."""
+    width = num_items(graph)
+    shared = torch.isin(pair_keys(test[EDGE].edge_index, width), pair_keys(graph[EDGE].edge_index, width))
+    if bool(shared.any()):
+        user, item = test[EDGE].edge_index[:, int(shared.nonzero()[0])].tolist()
+        raise ValueError(f"train and test files overlap: {int(shared.sum())} test pairs are training pairs, the first "
+                         f"({user}, {item})")

@@ -245,8 +245,9 @@ def _ratings_final(folder: Path) -> Path:
     raise FileNotFoundError(f"no ratings_final.txt in {folder} nor in {folder / 'bookcrossing'}")
 
 
-def _read_lightgcn_lines(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
-    """``(users, items, max_user)`` of a LightGCN file; ``max_user`` counts users listed without items.
+def _read_lightgcn_lines(path: Path) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """``(users, items, max_user, lines)`` of a LightGCN file; ``max_user`` counts users listed without items,
+    ``lines`` holds the 1-based line of each pair.
 
     Blank lines and a user id alone on its line (a user with no items in this file) are accepted; any
     other token must be a non-negative integer.
@@ -255,7 +256,7 @@ def _read_lightgcn_lines(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
         ValueError: ``FILE is empty``; ``FILE, line N: ...`` for a malformed line; ``FILE holds no
             (user, item) pairs`` when no line lists an item.
     """
-    users, items, max_user = [], [], -1
+    users, items, lines, max_user = [], [], [], -1
     with open(_require(path)) as f:
         for number, line in enumerate(f, start=1):
             ids = line.split()
@@ -276,11 +277,12 @@ def _read_lightgcn_lines(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
             if len(row) > 1:
                 users.append(np.full(len(row) - 1, row[0]))
                 items.append(row[1:])
+                lines.append(np.full(len(row) - 1, number))
     if not items:
         if max_user < 0:
             raise ValueError(f"{path} is empty")
         raise ValueError(f"{path} holds no (user, item) pairs")
-    return np.concatenate(users), np.concatenate(items), max_user
+    return np.concatenate(users), np.concatenate(items), max_user, np.concatenate(lines)
 
 
 def _fits_int64(value: int) -> bool:
@@ -305,8 +307,8 @@ def load_lightgcn(root: str | os.PathLike) -> tuple[HeteroData, HeteroData]:
     accepted and counts in the user id space. The Gowalla and ML-1M files hold neither.
 
     Raises:
-        ValueError: when an item is listed twice for a user within one file (see
-            :func:`~graphforget.data.make_interactions`; the Gowalla and ML-1M files hold none); when
+        ValueError: when an item is listed twice for a user within one file, naming the file and both lines
+            (see :func:`~graphforget.data.make_interactions`; the Gowalla and ML-1M files hold none); when
             a file is empty or lists no item; for a malformed line (a token that is not a
             non-negative integer), naming the file and the 1-based line number; or for ids far sparser than
             contiguous ones (more than twice as many unused as used, beyond 1024).
@@ -319,11 +321,32 @@ def _lightgcn_files(root: Path, names: Sequence[str]) -> list[HeteroData]:
     """The graphs of the LightGCN-format files ``names`` in ``root`` (see :func:`load_lightgcn`), in one id space:
     the largest id of any file sizes them all."""
     read = [_read_lightgcn_lines(root / name) for name in names]
-    n_users = max(max_user for _, _, max_user in read) + 1
-    n_items = int(max(items.max() for _, items, _ in read)) + 1
+    n_users = max(max_user for _, _, max_user, _ in read) + 1
+    n_items = int(max(items.max() for _, items, _, _ in read)) + 1
     for side, count, column in (("user", n_users, 0), ("item", n_items, 1)):
         _check_dense_ids(root, side, count, np.unique(np.concatenate([ids[column] for ids in read])).size)
-    return [make_interactions(torch.from_numpy(np.stack([u, i])), None, n_users, n_items) for u, i, _ in read]
+    graphs = []
+    for name, (users, items, _, lines) in zip(names, read):
+        try:
+            graphs.append(make_interactions(torch.from_numpy(np.stack([users, items])), None, n_users, n_items))
+        except ValueError as error:  # an item listed twice: the message names pair positions, not the file's lines
+            raise _repeated_pair_line(root / name, users, items, lines, n_items) or error from None
+    return graphs
+
+
+def _repeated_pair_line(path: Path, users: np.ndarray, items: np.ndarray, lines: np.ndarray,
+                        n_items: int) -> ValueError | None:
+    """The error naming the file and the lines of the first (user, item) pair of a LightGCN file listed twice (at
+    the line of its second copy); ``None`` when no pair is."""
+    _, inverse, counts = np.unique(pair_keys(np.stack([users, items]), n_items), return_inverse=True,
+                                   return_counts=True)
+    repeated = counts[inverse] > 1
+    if not repeated.any():
+        return None
+    first, second = np.flatnonzero(inverse == inverse[np.flatnonzero(repeated)[0]])[:2]
+    return _line_error(path, int(lines[second]), f"{int((counts > 1).sum())} duplicated (user, item) pairs, the "
+                       f"first ({users[first]}, {items[first]}) at positions {first} and {second} of the file's "
+                       f"pairs (on lines {lines[first]} and {lines[second]}): list each item once per user")
 
 
 def _check_dense_ids(root: Path, side: str, count: int, used: int) -> None:

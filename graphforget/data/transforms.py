@@ -95,6 +95,8 @@ class Split:
 def random_split(graph: HeteroData, ratios=(0.6, 0.2, 0.2), seed: int = 0) -> Split:
     """Random split by interaction (the IFRU protocol: 6:2:2).
 
+    The training part holds ``round(ratios[0] * E)`` edges, the validation part ``round(ratios[1] * E)`` and
+    the test part the rest; a part of ratio 0 holds none (the last part of positive ratio takes the rest).
     Users and items are remapped to the ids of the training part; validation and test rows whose
     user or item has no training interaction are dropped.
     """
@@ -102,8 +104,11 @@ def random_split(graph: HeteroData, ratios=(0.6, 0.2, 0.2), seed: int = 0) -> Sp
         raise ValueError(f"ratios must be three non-negative numbers summing to 1 with a train part, got {ratios}")
     num_edges = graph[EDGE].edge_index.size(1)
     perm = torch.randperm(num_edges, generator=seeded(seed))
-    n_train = int(round(ratios[0] * num_edges))
-    n_val = int(round(ratios[1] * num_edges))
+    n_train, n_val = int(round(ratios[0] * num_edges)), int(round(ratios[1] * num_edges))
+    # The last part of positive ratio takes the rest: rounded separately, (0.9, 0.1, 0) on 25 edges gave 22 + 2
+    # and left an edge to a test part of ratio 0 (which a split with the file's own test set throws away).
+    if ratios[2] == 0:
+        n_train, n_val = (n_train, num_edges - n_train) if ratios[1] else (num_edges, 0)
     parts = perm[:n_train], perm[n_train:n_train + n_val], perm[n_train + n_val:]
     masks = []
     for part in parts:
