@@ -39,7 +39,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from . import __version__
-from .config import seeded
+from .config import is_integer, seeded
 from .data import (EDGE, Split, add_negatives, binarize, edge_subgraph, load_csv, load_labelled_triples,
                    load_movielens_100k, make_interactions, num_items, num_users, on_device, pair_keys, random_split)
 from .data.loaders import _lightgcn_files
@@ -1171,7 +1171,7 @@ def _checked_policy(retrain_every, max_drift) -> tuple[int | None, float | None]
             share of the training edges); ``2.5`` or ``True`` triggered at a count nobody wrote.
     """
     if retrain_every is not None:
-        if isinstance(retrain_every, bool) or not isinstance(retrain_every, numbers.Integral) or retrain_every < 1:
+        if not is_integer(retrain_every) or retrain_every < 1:
             raise ValueError(f"retrain_every must be an integer >= 1, got {retrain_every!r}")
         retrain_every = int(retrain_every)
     if max_drift is not None:
