@@ -141,6 +141,10 @@ def test_find_data_root_rejects_a_mistyped_variable(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="GRAPHFORGET_DATA"):
         load_dataset("ml-100k")
     assert find_data_root(tmp_path) == tmp_path  # an existing explicit root does not read the variable
+    monkeypatch.delenv("GRAPHFORGET_DATA")  # ../shared/data exists: a mistyped root must not fall back to it either
+    for call in (lambda: find_data_root(typo), lambda: load_dataset("ml-100k", typo)):
+        with pytest.raises(FileNotFoundError, match=re.escape(f"data directory not found: {typo}")):
+            call()
     monkeypatch.setenv("GRAPHFORGET_DATA", str(tmp_path))
     assert find_data_root() == tmp_path
     # Unset (or empty): ../shared/data relative to the working directory, else None.

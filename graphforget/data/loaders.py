@@ -78,11 +78,14 @@ def find_data_root(root: str | os.PathLike | None = None) -> Path | None:
     ``../shared/data`` is relative to the working directory; ``None`` when nothing is found.
 
     Raises:
-        FileNotFoundError: when ``$GRAPHFORGET_DATA`` is set (non-empty) but is not a directory (a
-            mistyped variable is an error, never a silent fallback) and no existing ``root`` was given.
+        FileNotFoundError: when a given ``root`` is not a directory, or, without one, when ``$GRAPHFORGET_DATA``
+            is set (non-empty) but is not a directory: a mistyped path is an error, never a silent fallback.
     """
-    if root and Path(root).is_dir():
-        return Path(root)
+    if root:
+        path = Path(root).expanduser()
+        if not path.is_dir():
+            raise FileNotFoundError(f"data directory not found: {path}")
+        return path
     env = os.environ.get("GRAPHFORGET_DATA")
     if env:
         if not Path(env).is_dir():

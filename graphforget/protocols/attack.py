@@ -84,16 +84,6 @@ def _check_ratio(attack_ratio: float) -> float:
     return attack_ratio
 
 
-def _explicit_root(root) -> Path | None:
-    """An explicitly given root must exist: a wrong path is an error, never a silent fallback."""
-    if root is None:
-        return None
-    path = Path(root).expanduser()
-    if not path.is_dir():
-        raise FileNotFoundError(f"data directory not found: {path}")
-    return path
-
-
 #: The file each named dataset reads, relative to the data directory or to the dataset's own folder in it.
 RAW_FILES = {"ml-100k": ("ml-100k", "u.data"), "bookcrossing": ("bookcrossing", "ratings_final.txt")}
 
@@ -105,7 +95,7 @@ def raw_data_file(dataset: str, root: str | os.PathLike | None = None) -> Path |
     Raises:
         FileNotFoundError: a given ``root`` that does not exist.
     """
-    base = _explicit_root(root) or find_data_root()
+    base = find_data_root(root)
     folder, name = RAW_FILES[dataset]
     candidates = [] if base is None else [base / name, base / folder / name]
     return next((p for p in candidates if p.is_file()), None)
@@ -115,7 +105,7 @@ def _load_raw(dataset: str, root) -> tuple[HeteroData | None, str]:
     """The raw graph and the file it came from, or ``(None, reason)`` when the file is absent."""
     found = raw_data_file(dataset, root)
     if found is None:
-        return None, _missing(dataset, _explicit_root(root) or find_data_root(), "/".join(RAW_FILES[dataset]))
+        return None, _missing(dataset, find_data_root(root), "/".join(RAW_FILES[dataset]))
     if dataset == "ml-100k":
         return _read(load_movielens_100k, found.parent, found), str(found)
     return _read(load_labelled_triples, found, found), str(found)
