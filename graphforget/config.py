@@ -61,6 +61,11 @@ def check_seed(seed: Any) -> None:
         raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
 
 
+def resolved_device(device: torch.device | str) -> torch.device:
+    """``device`` as a tensor moved there would report it (``"cuda"`` with the current index)."""
+    return torch.empty(0, device=device).device
+
+
 def seeded(seed: Any, device: torch.device | str | None = None) -> torch.Generator:
     """A private :class:`torch.Generator` (on ``device``, default the CPU) seeded with ``seed``
     (:func:`check_seed`)."""

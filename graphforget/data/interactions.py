@@ -17,7 +17,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import degree
 
-from ..config import is_integer_tensor
+from ..config import is_integer_tensor, resolved_device
 
 __all__ = [
     "EDGE", "make_interactions", "num_users", "num_items", "message_passing_edges",
@@ -176,7 +176,7 @@ def on_device(graph: HeteroData, device: torch.device | str) -> HeteroData:
     caller's graph, it replaces the caller's tensors. The stores of a ``copy.copy`` are new dicts holding the same
     tensors, so moving the copy leaves the caller's graph as it was (and tensors already there are shared).
     """
-    target = torch.empty(0, device=device).device  # "cuda" resolved to the index a move would go to
+    target = resolved_device(device)
     tensors = (value for store in graph.stores for value in store.values() if isinstance(value, Tensor))
     if all(t.device == target for t in tensors):
         return graph

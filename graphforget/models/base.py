@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
-from ..config import is_integer, seeded
+from ..config import is_integer, resolved_device, seeded
 from ..io import atomic_write
 
 __all__ = ["Recommender", "EmbeddingRecommender", "NODE_TYPES", "table_mask", "table_offset",
@@ -48,7 +48,7 @@ def table_mask(node_mask: Tensor, node_type: str, num_users: int) -> Tensor:
 def module_on(model: nn.Module, device: torch.device | str) -> nn.Module:
     """``model`` itself when all its tensors are on ``device``, else a copy moved there: ``Module.to`` moves the
     caller's module in place (a loaded run's model, a model being saved)."""
-    target = torch.empty(0, device=device).device  # "cuda" resolved to the index a move would go to
+    target = resolved_device(device)
     if all(t.device == target for t in (*model.parameters(), *model.buffers())):
         return model
     return copy.deepcopy(model).to(target)

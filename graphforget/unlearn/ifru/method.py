@@ -195,10 +195,10 @@ class IFRU(Unlearner):
                         "and tested on one draw of them, which it can overfit unseen (docs/methods.rst, Trust: a "
                         "trusted step took Recall@20 from 0.233 to 0.183); keep trust.max_fresh_loss_rise, or pass "
                         "val, whose test sees the ranking")
-        stats = _running_statistics(model)
-        if stats:  # said once per unlearner; every result's info names them
+        self._running_stats = _running_statistics(model)  # the model's structure: found once
+        if self._running_stats:  # said once per unlearner; every result's info names them
             warn_caller(f"{type(self).__name__}: {type(model).__name__} has running statistics "
-                        f"({', '.join(stats)}), computed on the training data with the requests "
+                        f"({', '.join(self._running_stats)}), computed on the training data with the requests "
                         "in it: an influence step moves parameters, not buffers, so they are left as trained "
                         "(info['untouched_buffers'])")
         if self.config.contrastive and getattr(objective, "ssl_weight", 0) > 0 and not hasattr(model, "fixed_views"):
@@ -248,7 +248,7 @@ class IFRU(Unlearner):
         if outcome["trusted"]:
             new_model = self._validate(new_model, remaining, outcome)
             clock.lap("validate")
-        stats = _running_statistics(self.model)
+        stats = self._running_stats
         return new_model, {**self._describe(call), **outcome, "widened": widened, "phase_seconds": clock.phases,
                            "threads": torch.get_num_threads(), **({"untouched_buffers": stats} if stats else {})}
 
