@@ -257,11 +257,7 @@ class TermShare:
 
     def objective(self, objective):
         """The objective this rank sums: ``objective`` itself on rank 0, elsewhere a copy without its L2."""
-        if self.rank == 0:
-            return objective
-        share = copy.copy(objective)
-        share.l2 = 0.0
-        return share
+        return objective if self.rank == 0 else objective.without_l2()
 
     def summed(self, fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
         """``fn`` with its (tensor) value summed across the ranks, one all-reduce per call; ``fn`` itself on one

@@ -11,6 +11,7 @@ per-batch scale :math:`\frac{1}{|B|}\sum_{B} \ell_e + \frac{\lambda}{2|D|}\lVert
 """
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 
@@ -70,6 +71,12 @@ class Objective:
         r""":math:`\frac{\lambda}{2}\lVert\theta\rVert^2` over every trainable parameter."""
         params = [p for p in model.parameters() if p.requires_grad]
         return 0.5 * self.l2 * sum(p.pow(2).sum() for p in params)
+
+    def without_l2(self) -> "Objective":
+        """A copy of this objective with its explicit L2 left out (``l2 = 0``): for a sum that counts it once."""
+        share = copy.copy(self)
+        share.l2 = 0.0
+        return share
 
     def total(self, model: nn.Module, graph: HeteroData) -> Tensor:
         """The summed objective :math:`L(\\theta; D)` on every edge of ``graph``."""

@@ -597,7 +597,7 @@ class IFRU(Unlearner):
             if plan.forcing:
                 tol = forcing_term(norm, residual, tol, plan.options["tol"])
             residual = norm
-            curvature = self._curvature(call.region.rows, call.new, phi)
+            curvature = self._new_curvature(call, phi)
             result = solve(self.config.solver.name, shifted(curvature, target.proximal), rhs,
                            **{**plan.options, "tol": tol})
             decrease = None
@@ -677,10 +677,11 @@ class IFRU(Unlearner):
     def _objective_grad(self, rows: NodeRows, phi: Tensor, scored: _Scored) -> Tensor:
         return self._loss_gradient(rows, phi, scored) + scored.share.objective(self.objective).l2 * phi
 
-    def _curvature(self, rows: NodeRows, scored: _Scored, phi: Tensor):
-        """The undamped curvature operator of the terms' objective (with its explicit L2) at ``phi``, its
-        products summed across the ranks."""
+    def _curvature(self, rows: NodeRows, scored: _Scored, phi: Tensor, regularize: bool = True):
+        """The undamped curvature operator of the terms' objective (with its explicit L2 unless not
+        ``regularize``) at ``phi``, its products summed across the ranks."""
         curvature, objective, terms = self.config.curvature, scored.share.objective(self.objective), scored.mine
+        objective = objective if regularize else objective.without_l2()
         if curvature == "mf_surrogate":
             operator = HessianOperator(_mf_surrogate_loss(self.model, rows, terms, objective), phi)
         elif self._closed_form(rows):
@@ -688,7 +689,7 @@ class IFRU(Unlearner):
             operator = DotProductOperator(self.model, local.rows, phi, local.terms, local.graph, objective,
                                           curvature == "exact", embedding=local.embedding(self.model))
         elif curvature == "exact":
-            operator = HessianOperator(self._terms_fn(rows, scored, True), phi)
+            operator = HessianOperator(self._terms_fn(rows, scored, regularize), phi)
         else:
             sub = self._sub(scored)
             logits = rows_function(self.model, rows, lambda score: score(sub, terms.edge_label_index))
@@ -700,6 +701,14 @@ class IFRU(Unlearner):
                      else term.gauss_newton(rows, scored.graph, phi))
             operator = _added(operator, extra)
         return scored.share.summed(operator)
+
+    def _new_curvature(self, call: _Call, phi: Tensor):
+        """The new objective's curvature at ``phi``: the remaining terms' with the L2, plus SCIF's relabelled
+        terms' (they are part of the objective the Newton steps minimise, and of its gradient)."""
+        curvature = self._curvature(call.region.rows, call.new, phi)
+        if call.replaced is None:
+            return curvature
+        return _added(curvature, self._curvature(call.region.rows, call.replaced, phi, regularize=False))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={type(self.model).__name__}, objective={self.objective}, " \
