@@ -718,6 +718,7 @@ def cmd_forget(args) -> int:
         print(f"verification: P(requested) {_fmt(report.request_probability)} vs P(non-members) "
               f"{_fmt(report.non_member_probability)}, MI-BF {_fmt(report.mi_bf)}, MIA AUC {_fmt(report.mia_auc)} "
               f"(before {_fmt(report.before_mia_auc)})")
+        _warn_over_forgotten(report.to_dict(), f"graphforget verify --run {done.path} --retrain")
     else:
         print(f"verification: none ({line['verification_error']})")
     lines = done.path.joinpath("audit.jsonl").read_text().count("\n")
@@ -738,12 +739,23 @@ def cmd_verify(args) -> int:
         print(f"NOT TRUSTED: the request of {untrusted} was published untrusted (--allow-untrusted): its edges are "
               "gone from the data, but its model may still hold them; forget them again from the run before it")
     print(report["table"])
+    _warn_over_forgotten(report["report"], None if args.retrain else f"graphforget verify --run {run} --retrain")
     if report["retrain_seconds"] is not None:
         print(f"reference: Retrain from the lineage's root in {report['retrain_seconds']:.1f}s")
     if out is not None:
         write_json(out, {key: value for key, value in report.items() if key != "table"})
         print(f"wrote {out}")
     return 0
+
+
+def _warn_over_forgotten(figures: dict, retrain_command: str | None) -> None:
+    """A line when the verification finds the request over-forgotten (``ForgettingReport.over_forgotten``)."""
+    if not figures["over_forgotten"]:
+        return
+    hint = f"; `{retrain_command}` shows an exact deletion's figures" if retrain_command else ""
+    print(f"OVER-FORGOTTEN: {figures['below_match']:.0%} of the requested interactions score below their matched "
+          f"non-members (sign test p = {figures['over_forgetting_p']:.1e}): comparing a user's items, an attacker can "
+          f"tell which were removed{hint}")
 
 
 def _add_workflow_commands(sub) -> None:

@@ -14,6 +14,12 @@ exact deletion is often above 0.5. Compare a method's figures with those of a re
 of the IFRU attack protocol) a model that memorised them scores them *low*: an AUC below 0.5 is then the
 membership signal.
 
+A model can also forget too much. A retrain has no reason to score a user's removed interactions *below* that
+user's matched non-members (a real interaction is at least as predictable as a non-interaction of the same
+popularity), so when an unlearned model does so significantly (:attr:`ForgettingReport.over_forgotten`: a
+one-sided sign test over the matched pairs) an attacker who compares the user's items can read the deletion
+off the scores, and the method has pushed the request further than an exact deletion would.
+
 No test data is used: the non-members are non-edges of the graph before the deletion, and the attack's
 threshold is calibrated on half of them.
 """
@@ -34,7 +40,8 @@ from .data.interactions import (EDGE, check_model_fits, edge_positions, message_
 from .io import to_jsonable
 from .metrics import _ratio, auc
 
-__all__ = ["ForgettingReport", "matched_non_members", "membership_attack", "verify_forgetting"]
+__all__ = ["ForgettingReport", "OVER_FORGETTING_LEVEL", "matched_non_members", "membership_attack", "sign_test",
+           "verify_forgetting"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,9 @@ log = logging.getLogger(__name__)
 _DRAWS, _ROUNDS = 16, 3
 #: Most elements of one dense ``[pairs, items]`` block in the exact stage of :func:`matched_non_members`.
 _DENSE_LIMIT = 1 << 24
+#: :attr:`ForgettingReport.over_forgotten`: the level of the one-sided sign test (:func:`sign_test`). A one-user
+#: request of 20 interactions is flagged when at least 18 score below their matches.
+OVER_FORGETTING_LEVEL = 1e-3
 
 
 # ----------------------------------------------------------------------------------------------- input checks
@@ -426,6 +436,12 @@ class ForgettingReport:
             :func:`membership_attack`).
         before_mia_auc: the attack AUC of the model before the deletion (how much there was to forget);
             ``None`` without it.
+        below_match: share of the requested interactions (label 1) that score below their matched non-member,
+            ties left out (0.5: as many above as below; NaN without a matched interaction).
+        over_forgetting_p: the one-sided :func:`sign_test` p-value of that count (small: the requested
+            interactions score below comparable items of the same users more often than chance allows).
+        over_forgotten: ``over_forgetting_p < OVER_FORGETTING_LEVEL`` (1e-3): the deletion is readable off the
+            scores, pushed further than a retrain would (see the module's docstring).
         seed: seed of the matching and of the calibration split.
         reference: the same figures for a reference model (a Retrain) on the same request and non-members.
     """
@@ -444,6 +460,9 @@ class ForgettingReport:
     target_fpr: float
     mia_statistic: str = "score"
     before_mia_auc: float | None = None
+    below_match: float = math.nan
+    over_forgetting_p: float = math.nan
+    over_forgotten: bool = False
     seed: int = 0
     reference: ForgettingReport | None = None
 
@@ -470,13 +489,28 @@ _TABLE_ROWS = (("request_edges", "requested edges"), ("matched", "matched non-me
                ("mi_bf", "MI-BF"), ("mi_ng", "MI-NG"), ("mia_statistic", "MIA statistic"),
                ("before_mia_auc", "MIA AUC before"),
                ("mia_auc", "MIA AUC"), ("mia_tpr", "MIA TPR"), ("mia_fpr", "MIA FPR (evaluation)"),
-               ("mia_accuracy", "MIA balanced accuracy"))
+               ("mia_accuracy", "MIA balanced accuracy"), ("below_match", "interactions below their match"),
+               ("over_forgetting_p", "over-forgetting p (sign test)"), ("over_forgotten", "over-forgotten"))
 
 
 def _cell(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return f"{value:.4f}" if value == 0 or abs(value) >= 1e-4 else f"{value:.1e}"
+    return str(value)
+
+
+def sign_test(below: int, above: int) -> float:
+    r"""One-sided sign test: :math:`P(X \ge \text{below})` for :math:`X \sim \mathrm{Binomial}(n, 1/2)`,
+    :math:`n` = ``below + above`` (ties are left out before); 1 for :math:`n = 0`. Summed in log space, so
+    it holds for any :math:`n` (tails far below float64's smallest normal number underflow to 0)."""
+    n = below + above
+    if below < 0 or above < 0:
+        raise ValueError(f"sign_test needs counts >= 0, got below={below}, above={above}")
+    k = torch.arange(below, n + 1, dtype=torch.float64)
+    log_terms = math.lgamma(n + 1) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1) - n * math.log(2)
+    return min(1.0, float(torch.logsumexp(log_terms, 0).exp())) if n else 1.0
 
 
 def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, before=None, reference=None,
@@ -532,7 +566,7 @@ def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, bef
     if before is not None:
         labels = (original[EDGE].edge_label.cpu()[positions] > 0.5).float()
     edges = torch.cat([pairs, non_members.cpu()], 1)
-    plan = _Plan(edges, pairs.size(1), 2 * torch.cat([labels, labels[kept]]).double() - 1,
+    plan = _Plan(edges, pairs.size(1), kept.cpu(), 2 * torch.cat([labels, labels[kept]]).double() - 1,
                  None if before is None else _scores(*models["before"], edges), seed, fpr, fraction)
     report = _figures(model, graph, plan)
     if reference is not None:
@@ -559,10 +593,12 @@ def _with_request(graph: HeteroData, pairs: Tensor) -> HeteroData:
 @dataclass(frozen=True)
 class _Plan:
     """What every model of a report is scored on: ``edges [2, R + M]`` (the ``requested`` pairs, then their
-    matched non-members), the label signs ``sign [R + M]`` of the attack statistic, the scores ``old``
-    of the model before the deletion on ``edges`` (or ``None``), and the attack's options."""
+    matched non-members, one for each requested edge of the mask ``kept [R]``, in order), the label signs
+    ``sign [R + M]`` of the attack statistic, the scores ``old`` of the model before the deletion on ``edges``
+    (or ``None``), and the attack's options."""
     edges: Tensor
     requested: int
+    kept: Tensor
     sign: Tensor
     old: Tensor | None
     seed: int
@@ -577,6 +613,14 @@ class _Plan:
         statistic = scores.double() * self.sign
         return _attack(statistic[:self.requested], statistic[self.requested:], self.fraction, self.seed, self.fpr)
 
+    def over_forgetting(self, scores: Tensor) -> tuple[float, float]:
+        """``(below_match, over_forgetting_p)`` of ``scores [R + M]``: the requested interactions (label 1) that
+        score below their own match, against those above (see :class:`ForgettingReport`)."""
+        interaction = self.sign[:self.requested][self.kept] > 0
+        difference = (scores[:self.requested][self.kept] - scores[self.requested:])[interaction]
+        below, above = int((difference < 0).sum()), int((difference > 0).sum())
+        return (below / (below + above) if below + above else math.nan), sign_test(below, above)
+
 
 def _figures(model: torch.nn.Module, graph: HeteroData, plan: _Plan) -> ForgettingReport:
     """One model's report: ``model`` run on ``graph`` scores ``plan.edges``."""
@@ -585,6 +629,7 @@ def _figures(model: torch.nn.Module, graph: HeteroData, plan: _Plan) -> Forgetti
     probability = torch.sigmoid(scores)
     p_request, p_non = float(probability[:requested].mean()), float(probability[requested:].mean())
     attack = plan.attack(scores)
+    below_match, p_over = plan.over_forgetting(scores)
     before_auc, mi_bf = None, None
     if plan.old is not None:
         mi_bf = _ratio(float(torch.sigmoid(plan.old[:requested]).mean()), p_request)
@@ -599,4 +644,5 @@ def _figures(model: torch.nn.Module, graph: HeteroData, plan: _Plan) -> Forgetti
         mia_auc=attack["mia_auc"], mia_tpr=attack["tpr_at_fpr"], mia_fpr=attack["fpr"],
         mia_accuracy=attack["accuracy"], target_fpr=plan.fpr,
         mia_statistic="loss" if bool((plan.sign < 0).any()) else "score", before_mia_auc=before_auc,
+        below_match=below_match, over_forgetting_p=p_over, over_forgotten=p_over < OVER_FORGETTING_LEVEL,
         seed=plan.seed)

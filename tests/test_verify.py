@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from fractions import Fraction
 
 import pytest
 import torch
@@ -15,7 +16,8 @@ from graphforget.models import MF
 from graphforget.objectives import BCEObjective
 from graphforget.train import TrainConfig, train
 from graphforget.unlearn import Retrain, RetrainConfig
-from graphforget.verify import ForgettingReport, matched_non_members, membership_attack, verify_forgetting
+from graphforget.verify import (OVER_FORGETTING_LEVEL, ForgettingReport, matched_non_members, membership_attack,
+                               sign_test, verify_forgetting)
 
 
 class TableModel(torch.nn.Module):
@@ -396,3 +398,51 @@ def test_attack_refuses_non_members_that_the_model_was_trained_on_or_that_are_me
         membership_attack(model, remaining, members, torch.tensor([[0, 0, 0], [3, 1, 4]]))
     out = membership_attack(model, remaining, members, torch.tensor([[0, 0, 0], [3, 5, 4]]))
     assert out["mia_auc"] == 0.5
+
+
+# ------------------------------------------------------------------------------------------- over-forgetting
+
+@pytest.mark.parametrize("below, above", [(0, 0), (3, 0), (0, 4), (18, 2), (17, 3), (5, 5), (40, 60), (620, 380)])
+def test_sign_test_against_the_binomial_tail(below, above):
+    n = below + above
+    exact = Fraction(sum(math.comb(n, k) for k in range(below, n + 1)), 2 ** n)
+    assert sign_test(below, above) == pytest.approx(float(exact), rel=1e-9, abs=1e-300)
+    assert (sign_test(below, above) < OVER_FORGETTING_LEVEL) == ((below, above) in {(18, 2), (620, 380)})
+
+
+def test_sign_test_refuses_negative_counts():
+    with pytest.raises(ValueError, match="below=-1"):
+        sign_test(-1, 3)
+
+
+def test_over_forgetting_counts_the_interactions_below_their_own_match(planted):
+    """below_match and its sign test compare each requested interaction (label 1) with its own matched
+    non-member; requested label-0 edges are left out. Reference: the pairs counted by hand."""
+    request = user_edges(planted, [3, 4, 5])
+    remaining, label = remove_edges(planted, request), planted[EDGE].edge_label[
+        torch.isin(planted[EDGE].edge_index[0], torch.tensor([3, 4, 5]))]
+    interactions = int((label > 0).sum())
+    assert 0 < interactions < request.size(1)  # both labels, so leaving out the label-0 edges is tested
+    pushed = torch.zeros(120, 80)
+    pushed[request[0], request[1]] = torch.where(label > 0, -5.0, 5.0)  # interactions below every non-member
+    report = verify_forgetting(TableModel(pushed), remaining, request, before=(TableModel(pushed), planted))
+    assert report.unmatched == 0 and report.below_match == 1.0 and report.over_forgotten
+    assert report.over_forgetting_p == pytest.approx(0.5 ** interactions)
+    report = verify_forgetting(TableModel(-pushed), remaining, request, before=(TableModel(-pushed), planted))
+    assert report.below_match == 0.0 and report.over_forgetting_p == 1.0 and not report.over_forgotten
+    table = torch.randn(120, 80, generator=torch.Generator().manual_seed(0))
+    report = verify_forgetting(TableModel(table), remaining, request, before=(TableModel(table), planted), seed=2)
+    matches = matched_non_members(planted, request, seed=2)
+    below = sum(int(table[u, i] < table[u, j]) for (u, i), j, y in zip(request.t().tolist(), matches[1], label) if y)
+    assert report.below_match == below / interactions
+    assert report.over_forgetting_p == sign_test(below, interactions - below)
+    assert report.over_forgotten == (report.over_forgetting_p < OVER_FORGETTING_LEVEL)
+    assert "over-forgotten" in report.table() and report.to_dict()["over_forgotten"] is report.over_forgotten
+
+
+def test_over_forgetting_without_a_requested_interaction_is_not_tested():
+    graph = make_interactions(torch.tensor([[0, 0, 1], [0, 1, 1]]), torch.tensor([0., 1., 0.]), 2, 4)
+    request = torch.tensor([[0], [0]])  # a label-0 edge
+    report = verify_forgetting(TableModel(torch.zeros(2, 4)), remove_edges(graph, request), request,
+                               before=(TableModel(torch.zeros(2, 4)), graph))
+    assert math.isnan(report.below_match) and report.over_forgetting_p == 1.0 and not report.over_forgotten

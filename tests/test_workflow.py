@@ -1,6 +1,7 @@
 """The deletion workflow: fit on a file, forget by raw id, verify, run directories, audit, crashes, streams."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -1023,3 +1024,23 @@ def test_a_lightgcn_train_file_without_test_file_refuses_sparse_ids_too(tmp_path
     (tmp_path / "train.txt").write_text("0 1 2\n99999999 2\n")
     with pytest.raises(ValueError, match="largest user id is 99999999"):
         load_file(tmp_path / "train.txt", "lightgcn")
+
+
+def test_an_over_forgotten_request_is_said_by_forget_and_verify(capsys, base, tmp_path, monkeypatch):
+    """forget and verify print one OVER-FORGOTTEN line when the report says so (its figures: test_verify), and
+    none otherwise."""
+    code, out, err = cli(capsys, "forget", "--run", base, "--users", "u3", "--method", "ifru", "--quiet",
+                         "--out", tmp_path / "plain")
+    assert code == 0 and "verification:" in out and "OVER-FORGOTTEN" not in out, err
+    import graphforget.workflow as workflow
+    measured = workflow.verify_forgetting
+    monkeypatch.setattr(workflow, "verify_forgetting", lambda *args, **kwargs: dataclasses.replace(
+        measured(*args, **kwargs), below_match=0.95, over_forgetting_p=2e-6, over_forgotten=True))
+    code, out, err = cli(capsys, "forget", "--run", base, "--users", "u3", "--method", "ifru", "--quiet",
+                         "--out", tmp_path / "pushed")
+    assert code == 0, err
+    assert ("OVER-FORGOTTEN: 95% of the requested interactions score below their matched non-members (sign test "
+            f"p = 2.0e-06): comparing a user's items, an attacker can tell which were removed; `graphforget verify "
+            f"--run {tmp_path / 'pushed'} --retrain` shows an exact deletion's figures") in out
+    code, out, err = cli(capsys, "verify", "--run", tmp_path / "pushed", "--retrain", "--quiet")
+    assert code == 0 and out.count("OVER-FORGOTTEN: 95%") == 1 and "--retrain` shows" not in out, err

@@ -22,7 +22,8 @@ Original),
 
 and ``mia_auc``, the membership attack of :func:`~graphforget.verify.verify_forgetting` on the removed
 edges against matched non-members (``mia_auc_retrain``: the same attack on the matching Retrain, the level
-of an exact deletion; ``mia_auc_before``: on the Original).
+of an exact deletion; ``mia_auc_before``: on the Original), with its over-forgetting figures ``below_match``
+and ``over_forgetting_p`` (:class:`~graphforget.verify.ForgettingReport`; ``_retrain``: the Retrain's).
 """
 from __future__ import annotations
 
@@ -153,6 +154,10 @@ def measure(setting: Setting, model, graph, removed: Tensor, reference, seed: in
                                reference=(reference.model, reference.graph), seed=seed)
     row.update(mia_auc=report.mia_auc, mia_auc_retrain=report.reference.mia_auc, mia_auc_before=report.before_mia_auc,
                mi_bf=report.mi_bf, mi_ng=report.mi_ng, removed_edges=removed.size(1))
+    for suffix, figures in (("", report), ("_retrain", report.reference)):  # over-forgetting (not in the tables)
+        row.update({f"below_match{suffix}": figures.below_match,
+                    f"over_forgetting_p{suffix}": figures.over_forgetting_p})
+
     return row
 
 
