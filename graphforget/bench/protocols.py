@@ -157,7 +157,6 @@ def measure(setting: Setting, model, graph, removed: Tensor, reference, seed: in
     for suffix, figures in (("", report), ("_retrain", report.reference)):  # over-forgetting (not in the tables)
         row.update({f"below_match{suffix}": figures.below_match,
                     f"over_forgetting_p{suffix}": figures.over_forgetting_p})
-
     return row
 
 
