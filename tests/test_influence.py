@@ -490,6 +490,16 @@ def test_direct_solve_reads_the_operator_column_by_column():
     assert result.converged and result.residual < 1e-12
 
 
+@pytest.mark.parametrize("solver", [conjugate_gradient, lissa, adam_quadratic, direct_solve])
+def test_solvers_of_an_empty_system_return_an_empty_solution(solver):
+    """No row selected: every solver returns the empty solution, converged at residual 0 (direct_solve raised
+    'stack expects a non-empty TensorList', naming none of the user's input)."""
+    b = torch.zeros(0, dtype=torch.float64)
+    result = solver(lambda v: 2 * v, b)
+    assert result.x.shape == (0,) and result.x.dtype == torch.float64
+    assert result.converged and result.residual == 0.0
+
+
 @pytest.mark.parametrize("solver,options", [
     (conjugate_gradient, {"tol": 1e-8, "max_iter": 500}),
     (lissa, {"tol": 1e-8, "max_iter": 20000}),

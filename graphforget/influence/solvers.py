@@ -210,6 +210,8 @@ def direct_solve(matvec: MatVec, b: Tensor, tol: float = 1e-4, max_size: int = 4
     n = b.numel()
     if n > max_size:
         raise ValueError(f"direct solve of a {n}-dimensional system refused (max_size={max_size}): use cg")
+    if n == 0:  # nothing to solve for (no rows selected), as the iterative solvers return
+        return _finish(matvec, b, b.clone(), 0, tol, clock)
     eye = torch.eye(n, dtype=b.dtype, device=b.device)
     matrix = torch.stack([matvec(eye[i]) for i in range(n)], 1)
     x = torch.linalg.lstsq(matrix, b.unsqueeze(1)).solution.squeeze(1)
