@@ -333,15 +333,24 @@ def describe(cls: type, prefix: str = "") -> list[FieldHelp]:
 
     The help of a field is its entry in the ``Args:`` section of the class docstring.
     """
+    return _described_fields(cls, prefix, None)
+
+
+def _described_fields(cls: type, prefix: str, defaults: Any) -> list[FieldHelp]:
+    """:func:`describe`'s rows, the defaults read from ``defaults`` (the parent's default of this nested config:
+    its factory may set fields, as ``Hyperparameters.train`` sets ``patience=5``) or, when ``None``, the fields'."""
     hints, notes, rows = typing.get_type_hints(cls), _arg_notes(cls), []
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
+        if defaults is not None:
+            default = getattr(defaults, f.name)
+        else:
+            default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
         nested = _dataclass_in(hints[f.name])
-        if nested is not None and f.default is not None:
-            rows += describe(nested, f"{prefix}{f.name}.")
+        if nested is not None and default is not None:
+            rows += _described_fields(nested, f"{prefix}{f.name}.", default if isinstance(default, nested) else None)
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         rows.append(FieldHelp(prefix + f.name, _name(hints[f.name]), default, notes.get(f.name, "")))
     return rows
 

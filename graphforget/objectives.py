@@ -35,7 +35,8 @@ class Objective:
     """
 
     def __init__(self, l2: float = 0.0):
-        if not (isinstance(l2, numbers.Real) and 0 <= l2 < math.inf):  # rejects NaN too
+        # rejects NaN too, and a bool (a Real to Python: l2=True would be a strength of 1)
+        if not (isinstance(l2, numbers.Real) and not isinstance(l2, bool) and 0 <= l2 < math.inf):
             raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
         self.l2 = float(l2)
 
@@ -215,6 +216,8 @@ class BPRObjective(Objective):
     def __init__(self, l2: float = 0.0, seed: int = 0, resample: bool = True):
         super().__init__(l2)
         check_seed(seed)  # the negatives hash it as an integer
+        if not isinstance(resample, bool):  # "no" (a string from a command line) is truthy: it would resample
+            raise ValueError(f"resample must be a bool, got {resample!r}")
         self.seed, self.resample = int(seed), resample
 
     def check(self, graph: HeteroData) -> None:

@@ -11,7 +11,7 @@ import typing
 
 import pytest
 
-from graphforget.config import build_config
+from graphforget.config import build_config, describe
 from graphforget.presets import Hyperparameters, default_hparams
 from graphforget.train import TrainConfig
 from graphforget.unlearn import (FineTuneConfig, IFRUConfig, NewtonConfig, RecEraserConfig, RetrainConfig, SISAConfig,
@@ -149,3 +149,15 @@ def test_build_config_still_parses_command_line_strings():
         build_config(TrainConfig, {"lr": "nan"})
     with pytest.raises(ValueError, match=re.escape("RetrainConfig.train: TrainConfig.lr: must be finite (got inf)")):
         build_config(RetrainConfig, {"train.lr": "inf"})
+
+
+@pytest.mark.parametrize("cls", (Hyperparameters, *CONFIGS), ids=lambda cls: cls.__name__)
+def test_describe_gives_the_defaults_a_config_built_without_options_has(cls):
+    """Each option's listed default is its value in ``build_config(cls)``, nested ones too: Hyperparameters' ``train``
+    defaults to an early-stopped TrainConfig (``patience=5``), which describe listed as TrainConfig's own (10)."""
+    built = build_config(cls)
+    for row in describe(cls):
+        value = built
+        for part in row.name.split("."):
+            value = getattr(value, part)
+        assert row.default == value, row.name

@@ -245,6 +245,22 @@ def test_bpr_refuses_a_seed_it_cannot_hash_and_labels_without_a_term():
         BPRObjective().check(graph)
 
 
+def test_objectives_refuse_a_bool_l2_and_a_resample_that_is_not_a_bool():
+    """``l2=True`` is a switch, not a strength: refused (it became ``l2=1.0``), as the configs refuse a bool for a
+    float. ``resample`` must be a bool: ``resample="no"`` is truthy and drew new negatives every epoch."""
+    for bad in (True, False):
+        with pytest.raises(ValueError, match="l2 must be a finite number >= 0"):
+            BCEObjective(l2=bad)
+        with pytest.raises(ValueError, match="l2 must be a finite number >= 0"):
+            BPRObjective(l2=bad)
+    for bad in ("no", 0, 1, None):
+        with pytest.raises(ValueError, match="resample must be a bool"):
+            BPRObjective(resample=bad)
+        with pytest.raises(ValueError, match="resample must be a bool"):
+            ContrastiveBPRObjective(resample=bad)
+    assert BPRObjective(resample=False).resample is False and BCEObjective(l2=2).l2 == 2.0
+
+
 def test_hashed_negatives_probing_wraps_to_the_last_and_the_first_item():
     """The only free item of a dense user is the last one, then the first: the linear probing must reach both
     (it steps modulo the number of items)."""
