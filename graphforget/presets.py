@@ -142,7 +142,7 @@ def default_hparams(model_name: str = "mf", dataset: str = "ml-100k",
       ``batch_size=8192``, 50 epochs (implicit data has no labelled validation set to stop on).
 
     Raises:
-        ValueError: an unknown dataset, training or loss.
+        ValueError: an unknown dataset, training or loss; ``stationary`` training with BPR (it has no such preset).
     """
     if dataset not in PRESET_DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(PRESET_DATASETS)}")
@@ -150,6 +150,9 @@ def default_hparams(model_name: str = "mf", dataset: str = "ml-100k",
         raise ValueError(f"unknown training {training!r}; known: {', '.join(TRAININGS)}")
     loss = loss or ("bpr" if model_name in CONTRASTIVE else "bce")
     if loss == "bpr":
+        if training == "stationary":  # the BPR profile is Adam's: it would hand back a model that is not stationary
+            raise ValueError(f"no stationary preset for the BPR loss ({model_name}): the stationary training "
+                             "(full-batch L-BFGS) is measured for BCE; train early-stopped")
         return Hyperparameters(model=model_name, l2=1e-4, loss="bpr",
                                train=TrainConfig(lr=5e-3, batch_size=8192, epochs=50, patience=0))
     hparams = Hyperparameters(model=model_name, loss=loss)

@@ -590,6 +590,9 @@ def test_default_hparams_and_overrides():
     assert default_hparams("lightgcn", "bookcrossing", "stationary").l2 == 1.0
     with pytest.raises(ValueError, match="unknown training"):
         default_hparams("mf", "ml-100k", "converged")
+    for model, loss in (("sgl", None), ("mf", "bpr")):  # the BPR profile is Adam's: it was returned as stationary
+        with pytest.raises(ValueError, match="no stationary preset for the BPR loss"):
+            default_hparams(model, "ml-100k", "stationary", loss)
     with pytest.raises(ValueError, match="unknown option dropout"):
         mf.replace(dropout=0.1)
     with pytest.raises(ValueError, match="unknown model"):
