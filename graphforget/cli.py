@@ -472,12 +472,16 @@ def cmd_bench(args) -> int:
     options: dict[str, dict] = {}
     for pair in args.option or []:
         method, sep, rest = pair.partition(":")
-        if not sep or method not in (*METHODS, *BENCH_METHODS):  # retrain_seed takes options too (its seed)
+        if not sep:
             raise UsageError(f"graphforget bench: error: --option takes METHOD:KEY=VALUE, got {pair!r}")
+        _check_method(method, tuple(BENCH_METHODS))  # retrain_seed takes options too (its seed)
         options.setdefault(method, {}).update(parse_options([rest]))
     if args.seeds < 1:
         raise UsageError(f"graphforget bench: error: --seeds must be >= 1, got {args.seeds}")
     out = _check_out_dir(args.out)
+    if (out / "run.json").is_file():  # _check_out_dir refuses a run above OUT; OUT itself was written into
+        raise UsageError(f"graphforget bench: error: --out {args.out} is a run directory, and runs are never "
+                         "modified: choose a directory outside it")
     params = parse_params(args.protocol, parse_options(args.param or []), args.quick)
     source = _bench_source(args)
     hparams = bench_hparams(args.model, source.name, args.protocol)

@@ -93,8 +93,8 @@ def to_jsonable(value: Any) -> Any:
         return value if math.isfinite(value) else None
     if isinstance(value, (bool, int, str)) or value is None:
         return value
-    if hasattr(value, "item"):  # numpy scalars
-        return to_jsonable(value.item())
+    if hasattr(value, "item"):  # numpy scalars and arrays (as a tensor: one element is a number, more a list)
+        return to_jsonable(value.item() if getattr(value, "size", 1) == 1 else value.tolist())
     return repr(value)
 
 

@@ -21,6 +21,7 @@ directory found while holding it is the leftover of a killed attempt and is remo
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import io
 import json
@@ -209,7 +210,8 @@ def directory_lock(directory: str | os.PathLike):
 
 def _remove_stale(final: Path) -> list[Path]:
     """Removes the temporary directories earlier attempts at ``final`` left behind (called under the lock)."""
-    stale = sorted(final.parent.glob(f".{final.name}{_TEMP_MARK}*"))
+    # the name is escaped: ``a[1]`` as a pattern matched ``.a1.tmp-*``, never its own leftovers
+    stale = sorted(final.parent.glob(f".{glob.escape(final.name)}{_TEMP_MARK}*"))
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
     return stale

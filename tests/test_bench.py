@@ -915,3 +915,154 @@ def test_the_original_distance_of_a_message_passing_model_is_on_its_own_training
         p = {name: torch.sigmoid(model(graph, pairs)) for name, (model, graph) in models.items()}
     assert row["original_distance"] == pytest.approx(float((p["original"] - p["retrain"]).norm()), rel=1e-6)
     assert row["prediction_distance"] == 0
+
+
+# ------------------------------------------------------------------------------------------------ audit
+
+def _stream_result(records):
+    from graphforget.bench import BenchResult
+    params = {"length": 4, "order": "random", "fractions": [0.5, 1.0]}
+    return BenchResult("stream", "d", "mf", params, TINY.as_dict(), records, aggregate(records))
+
+
+def _stream_record(method, seed, result):
+    return {"cell": {"protocol": "stream", "dataset": "d", "model": "mf", "method": method, "seed": seed,
+                     "params": {"protocol": {"length": 4, "order": "random", "fractions": [0.5, 1.0]}}},
+            "result": result}
+
+
+def test_the_stream_plot_leaves_a_checkpoint_without_a_figure_unplotted(tmp_path, monkeypatch):
+    """A checkpoint whose MIA AUC no seed measured (NaN: no matched non-member, stored as null) is absent from the
+    aggregates while its prediction gap is there: the plot read ``None["mean"]`` and the run's reports crashed after
+    every cell was computed. The missing point is drawn as NaN (no point), the others as measured."""
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from matplotlib.axes import Axes
+    from graphforget.bench.report import plot
+    drawn, errorbar = [], Axes.errorbar
+
+    def recording(self, x, y, *args, **kwargs):
+        drawn.append((list(x), list(y)))
+        return errorbar(self, x, y, *args, **kwargs)
+    monkeypatch.setattr(Axes, "errorbar", recording)
+    records = [_stream_record("ifru", seed, {"prediction_gap@50%": 0.25 + seed / 4, "prediction_gap@100%": 0.5,
+                                             "mia_auc@50%": None, "mia_auc@100%": 0.75}) for seed in range(2)]
+    assert plot(_stream_result(records), tmp_path / "stream.png").is_file()
+    (gap_x, gap_y), (mia_x, mia_y) = drawn
+    assert gap_x == mia_x == [50.0, 100.0] and gap_y == [0.375, 0.5]
+    assert math.isnan(mia_y[0]) and mia_y[1] == 0.75
+
+
+def test_the_readme_cell_writes_a_dash_for_a_figure_no_seed_measured():
+    """An MIA AUC that no seed measured (every seed NaN, so absent from the aggregates) raised KeyError('mean') in
+    the README's table, and render_docs failed on the whole set of committed results."""
+    from graphforget.bench.report import README_DEFAULT, _readme_cell
+    group = {"metrics": {"prediction_gap": {"mean": 0.5}, "seconds": {"mean": 0.125}}}
+    assert _readme_cell(group, README_DEFAULT) == "0.50/-/0.12s"
+    group = {"metrics": {"prediction_gap": {"mean": 0.5}, "mia_auc": {"mean": 0.25}, "seconds": {"mean": None}}}
+    assert _readme_cell(group, README_DEFAULT) == "0.50/0.25/-"
+
+
+def test_the_readme_rows_of_a_deletion_run_tell_its_ratios_apart():
+    """A deletion run over two ratios gave two README rows named alike, ``deletion (core), d/mf``: which row was
+    which ratio could not be read. A run of one ratio keeps its rows' names."""
+    from graphforget.bench import BenchResult
+    from graphforget.bench.report import readme_table
+
+    def result(ratios):
+        records = [{"cell": {"protocol": "deletion", "dataset": "d", "model": "mf", "method": "ifru", "seed": 0,
+                             "params": {"protocol": {"kind": "core", "ratio": ratio}}},
+                    "result": {"prediction_gap": ratio, "mia_auc": 0.5, "seconds": 1.0}} for ratio in ratios]
+        return BenchResult("deletion", "d", "mf", {"kinds": ["core"], "ratios": ratios}, TINY.as_dict(), records,
+                           aggregate(records))
+    rows = readme_table([result([0.01, 0.05])]).splitlines()[2:]
+    assert [row.split(" | ")[0] for row in rows] == ["| deletion (core, 0.01), d/mf (l2 1, 3 epochs)",
+                                                     "| deletion (core, 0.05), d/mf (l2 1, 3 epochs)"]
+    assert readme_table([result([0.05])]).splitlines()[2].startswith("| deletion (core), d/mf")
+
+
+def test_the_plot_names_the_setting_of_each_bar_when_a_run_has_several(tmp_path, monkeypatch):
+    """Two deletion kinds with three methods drew six bars labelled ``retrain ifru finetune retrain ifru finetune``
+    (the setting was named only from nine bars on): which bar was which kind could not be read."""
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from matplotlib.axes import Axes
+    from graphforget.bench import BenchResult
+    from graphforget.bench.report import plot
+    labels, set_xticks = [], Axes.set_xticks
+
+    def recording(self, ticks, names=None, *args, **kwargs):
+        labels.append(list(names))
+        return set_xticks(self, ticks, names, *args, **kwargs)
+    monkeypatch.setattr(Axes, "set_xticks", recording)
+    records = [{"cell": {"protocol": "deletion", "dataset": "d", "model": "mf", "method": method, "seed": 0,
+                         "params": {"protocol": {"kind": kind, "ratio": 0.05}}},
+                "result": {"prediction_gap": 0.5, "mia_auc": 0.5}}
+               for kind in ("core", "edge") for method in ("retrain", "ifru", "finetune")]
+    result = BenchResult("deletion", "d", "mf", {"kinds": ["core", "edge"], "ratios": [0.05]}, TINY.as_dict(),
+                         records, aggregate(records))
+    assert plot(result, tmp_path / "deletion.png").is_file()
+    methods = ("retrain", "ifru", "finetune")
+    assert labels[0] == [f"{method}\nkind={kind}, ratio=0.05" for kind in ("core", "edge") for method in methods]
+    attack = [_record(method, 0, {"prediction_gap": 0.5}) for method in ("retrain", "ifru", "finetune")]
+    single = BenchResult("attack", "d", "mf", {"attack_ratio": 0.02}, TINY.as_dict(), attack, aggregate(attack))
+    labels.clear()
+    plot(single, tmp_path / "attack.png")
+    assert labels[0] == ["retrain", "ifru", "finetune"]  # one setting: the methods alone, as before
+
+
+def test_a_stream_length_that_is_not_a_whole_number_is_refused():
+    """``params={"length": 2.5}`` ran a stream of 2 requests under a key saying 2: a length is a count."""
+    variants = PROTOCOLS["stream"].variants
+    base = {"order": "random", "fractions": [1.0]}
+    for length in (2.5, 2.0, "2", True):
+        with pytest.raises(ValueError, match="stream length must be an integer"):
+            variants({**base, "length": length})
+    assert variants({**base, "length": 3})[0]["length"] == 3
+
+
+@pytest.mark.parametrize("seeds", [[1.5], [True], ["1"], [-1], [0, 2 ** 63]])
+def test_seeds_that_are_not_integers_are_refused_before_training(seeds):
+    """``seeds=[1.5]`` (or ``[True]``, ``["1"]``) ran seed 1 under a key saying 1: int() cast it without a word."""
+    with pytest.raises(ValueError, match="seeds must be"):
+        plan_cells("deletion", DataSource("synthetic", negatives=1), TINY, ["ifru"], seeds,
+                   PROTOCOLS["deletion"].defaults(True), {})
+    assert [cell.seed for cell in plan_cells("deletion", DataSource("synthetic", negatives=1), TINY, [], [2, 0],
+                                             {"kinds": ["edge"], "ratios": [0.05]}, {})] == [2, 0]
+
+
+def test_cli_bench_refuses_a_run_directory_as_its_out(tmp_path, capsys):
+    """``bench --out RUN`` wrote results.json, results.md and cells/ into a fit/forget run, which is never modified
+    (``--out`` was checked for a run above it only)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text("{}")
+    argv = ["bench", "--protocol", "deletion", "--dataset", "synthetic", "--methods", "retrain", "--seeds", "1",
+            "--quick", "--param", "kinds=edge", "--epochs", "1", "--out", str(run), "--quiet"]
+    assert cli.main(argv) == 2
+    assert "is a run directory" in capsys.readouterr().err and sorted(p.name for p in run.iterdir()) == ["run.json"]
+
+
+def test_cli_bench_names_an_unknown_method_of_an_option():
+    """``--option ifu:damping=1`` was refused as ill-formed ("--option takes METHOD:KEY=VALUE"): the form was right,
+    the method's name was wrong, and the message did not say so."""
+    argv = ["bench", "--protocol", "deletion", "--option", "ifu:damping=1", "--out", "o"]
+    with pytest.raises(cli.UsageError, match="unknown method 'ifu'"):
+        cli.cmd_bench(cli.build_parser().parse_args(argv))
+
+
+def test_a_file_source_of_a_data_root_is_keyed_by_the_file_its_loader_finds_below_it(tmp_path):
+    """``--data ROOT --format movielens`` reads ROOT/ml-100k/u.data and ``--format triples`` ROOT/bookcrossing/
+    ratings_final.txt (the loaders look there when the folder holds no file of its own), but the key held the
+    folder's u.data or *.txt only, none here: an edit of the file read reused the stale cells."""
+    (tmp_path / "ml-100k").mkdir()
+    (tmp_path / "bookcrossing").mkdir()
+    files = {"movielens": (tmp_path / "ml-100k" / "u.data", "1\t1\t5\t0\n2\t1\t3\t0\n", "3\t2\t4\t0\n"),
+             "triples": (tmp_path / "bookcrossing" / "ratings_final.txt", "1\t1\t1\n2\t1\t0\n", "3\t2\t1\n")}
+    for format, (file, text, more) in files.items():
+        file.write_text(text)
+        source = DataSource("file", path=str(tmp_path), format=format, threshold=4 if format == "movielens" else None)
+        before = source.identity()
+        assert before["files"] == {file.name: sha256_file(file)}
+        file.write_text(text + more)
+        assert source.identity()["files"] == {file.name: sha256_file(file)} != before["files"]

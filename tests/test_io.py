@@ -126,3 +126,13 @@ def test_writers_that_fail_before_the_data_is_on_disk_keep_the_previous_file(wri
     monkeypatch.undo()
     WRITERS[writer](path)  # and without the failure it is written
     assert path.read_bytes() != content and sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def test_to_jsonable_turns_numpy_arrays_into_lists_as_it_does_tensors():
+    """A numpy array of more than one element (a method's info, a figure) raised ValueError in ``.item()``, and
+    the cell, computed, was lost; now it is a list, as a tensor is, with NaN as null."""
+    import numpy as np
+    from graphforget.io import to_jsonable
+    assert to_jsonable({"a": np.array([1.5, np.nan]), "b": np.array([[1, 2]])}) == {"a": [1.5, None], "b": [[1, 2]]}
+    assert to_jsonable(np.array([0.25])) == to_jsonable(torch.tensor([0.25])) == 0.25  # one element: a number
+    assert to_jsonable(np.float32(0.5)) == 0.5 and to_jsonable(np.array([])) == []

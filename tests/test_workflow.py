@@ -1044,3 +1044,13 @@ def test_an_over_forgotten_request_is_said_by_forget_and_verify(capsys, base, tm
             f"--run {tmp_path / 'pushed'} --retrain` shows an exact deletion's figures") in out
     code, out, err = cli(capsys, "verify", "--run", tmp_path / "pushed", "--retrain", "--quiet")
     assert code == 0 and out.count("OVER-FORGOTTEN: 95%") == 1 and "--retrain` shows" not in out, err
+
+
+def test_publish_cleans_the_stale_attempts_of_a_name_with_glob_characters(tmp_path):
+    """The leftovers of ``a[1]`` were looked up with ``.a[1].tmp-*`` as a glob pattern, which matches ``.a1.tmp-*``
+    and never ``.a[1].tmp-*``: a killed attempt at ``a[1]`` was never removed, and one at ``a1`` was."""
+    stale, other = tmp_path / ".a[1].tmp-killed", tmp_path / ".a1.tmp-killed"
+    stale.mkdir()
+    other.mkdir()
+    publish(tmp_path / "a[1]", lambda tmp: (tmp / "x").write_text("1"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".a1.tmp-killed", "a[1]"]

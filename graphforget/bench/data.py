@@ -168,12 +168,18 @@ def _files_read(location: Path, format: str) -> list[Path]:
     """The files :func:`~graphforget.workflow.load_file` reads from ``location``: a MovieLens folder's u.data, and
     the test.txt beside a LightGCN train.txt (keyed by a folder's *.txt or the named file alone, an edit of either
     reused stale cells)."""
+    # a data root is read too: its ml-100k/u.data, its bookcrossing/ratings_final.txt (the loaders look there when
+    # the folder holds no file of its own; keyed by the folder's alone, an edit of them reused stale cells)
     if format == "movielens" and location.is_dir():
-        return [location / "u.data"] if (location / "u.data").is_file() else []
+        return [file for file in (location / "u.data", location / "ml-100k" / "u.data") if file.is_file()][:1]
     if format == "lightgcn":
         folder = location if location.is_dir() else location.parent
         return [file for file in (folder / "train.txt", folder / "test.txt") if file.is_file()]
-    return sorted(location.glob("*.txt")) if location.is_dir() else [location]
+    if not location.is_dir():
+        return [location]
+    nested = location / "bookcrossing" / "ratings_final.txt"
+    below = format == "triples" and not (location / "ratings_final.txt").is_file() and nested.is_file()
+    return sorted(location.glob("*.txt")) + ([nested] if below else [])
 
 
 def _positives_only(graph: HeteroData, test: HeteroData | None, seed: int) -> Split:

@@ -12,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..clock import Stopwatch
+from ..config import is_integer, is_seed
 from ..distributed import from_rank_zero
 from ..io import to_jsonable
 from ..presets import PRESET_DATASETS, Hyperparameters, default_hparams
@@ -75,10 +76,11 @@ def bench_hparams(model: str, dataset: str, protocol: str) -> Hyperparameters:
 
 def _seed_list(seeds: int | Sequence[int]) -> list[int]:
     """``0 .. seeds - 1`` for a count, else the given seeds (e.g. one seed per process of a split run)."""
-    listed = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    if not listed or len(set(listed)) != len(listed):
-        raise ValueError(f"seeds must be a count >= 1 or distinct seeds, got {seeds}")
-    return listed
+    listed = list(range(seeds)) if is_integer(seeds) else list(seeds)
+    # int() made seed 1 of 1.5, "1" or True: it ran under a key saying 1, and no one was told
+    if not listed or len(set(listed)) != len(listed) or not all(is_seed(s) for s in listed):
+        raise ValueError(f"seeds must be a count >= 1 or distinct seeds (integers in [0, 2**63)), got {seeds}")
+    return [int(s) for s in listed]
 
 
 def _check_run(protocol: str, methods: Sequence[str]) -> None:

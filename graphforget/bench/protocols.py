@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..config import is_integer
 from ..data import EDGE, num_users, random_edges, user_edges
 from ..metrics import completeness, evaluate_auc, prediction_distance
 from ..verify import verify_forgetting
@@ -243,7 +244,9 @@ def _deletion_variants(params: dict) -> list[dict]:
 def _stream_variants(params: dict) -> list[dict]:
     if params["order"] not in STREAM_ORDERS:
         raise ValueError(f"unknown stream order {params['order']!r}; known: {', '.join(STREAM_ORDERS)}")
-    if int(params["length"]) < 1:
+    if not is_integer(params["length"]):  # int() ran a stream of 2 requests for a length of 2.5
+        raise ValueError(f"stream length must be an integer, got {params['length']!r}")
+    if params["length"] < 1:
         raise ValueError(f"stream length must be >= 1, got {params['length']}")
     outside = [f for f in params["fractions"] if not 0 < float(f) <= 1]
     if outside or not params["fractions"]:

@@ -146,16 +146,18 @@ def plot(result, path: Path) -> Path | None:
                              if k.startswith("prediction_gap@") and v["mean"] is not None), key=float)
             x = [float(p) for p in points]
             for ax, key in zip(axes, ("prediction_gap@", "mia_auc@")):
-                stats = [group["metrics"].get(f"{key}{p}%") for p in points]
-                y = [s["mean"] for s in stats]
-                err = [s["half_width"] or 0 for s in stats]
+                # a figure no seed measured at a checkpoint (NaN: stored as null) is absent: no point there
+                stats = [group["metrics"].get(f"{key}{p}%") or {} for p in points]
+                y = [_bar_height(s) for s in stats]
+                err = [s.get("half_width") or 0 for s in stats]
                 ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=group["method"])
         for ax, label in zip(axes, ("prediction gap to Retrain", "MIA AUC (removed edges)")):
             ax.set_xlabel("% of the stream"), ax.set_ylabel(label)
         axes[0].legend(fontsize=8)
     else:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-        labels = [f"{g['method']}\n{_variant(g['variant'])}" if len(result.aggregates) > 8 else g["method"]
+        several = len({json.dumps(g["variant"], sort_keys=True) for g in result.aggregates}) > 1
+        labels = [f"{g['method']}\n{_variant(g['variant'])}" if several or len(result.aggregates) > 8 else g["method"]
                   for g in result.aggregates]
         for ax, key in zip(axes, ("prediction_gap", "mia_auc")):
             stats = [g["metrics"].get(key) or {} for g in result.aggregates]
@@ -214,10 +216,13 @@ def _readme_cell(group: dict | None, figures: tuple[str, str, str]) -> str:
     gap, mia, seconds = (group["metrics"].get(name) or {} for name in figures)
     if gap.get("mean") is None:
         return "failed" if group.get("errors") else "-"
+    # a figure no seed measured (an MIA AUC without a matched non-member) is absent: "-", as in the tables
+    attack = "-" if mia.get("mean") is None else f"{mia['mean']:.2f}"
     # two significant digits below 100 s; from 99.5 s on ``.2g`` would write 1e+02
-    time = f"{seconds['mean']:.0f}" if seconds["mean"] >= 99.5 else f"{seconds['mean']:.2g}"
+    mean = seconds.get("mean")
+    time = "-" if mean is None else f"{mean:.0f}s" if mean >= 99.5 else f"{mean:.2g}s"
     untrusted = f"!{group['untrusted']}" if group.get("untrusted") else ""  # seeds whose result failed its test
-    return f"{gap['mean']:.2f}/{mia['mean']:.2f}/{time}s{untrusted}"
+    return f"{gap['mean']:.2f}/{attack}/{time}{untrusted}"
 
 
 def readme_table(results: list) -> str:
@@ -228,9 +233,10 @@ def readme_table(results: list) -> str:
         figures = README_FIGURES.get(result.protocol, README_DEFAULT)
         variants = list(dict.fromkeys(json.dumps(g["variant"], sort_keys=True) for g in result.aggregates
                                       if not _left_out(g["variant"])))
+        ratios = len({json.loads(variant).get("ratio") for variant in variants}) > 1
         for variant in variants:
             groups = {g["method"]: g for g in result.aggregates if json.dumps(g["variant"], sort_keys=True) == variant}
-            name = f"{result.protocol}{_readme_variant(json.loads(variant))}, {result.dataset}/{_model(result)}"
+            name = f"{result.protocol}{_readme_variant(json.loads(variant), ratios)}, {result.dataset}/{_model(result)}"
             lines.append(f"| {name} | " + " | ".join(_readme_cell(groups.get(m), figures) for m in methods) + " |")
     return "\n".join(lines) + "\n"
 
@@ -239,10 +245,11 @@ def _left_out(variant: dict) -> bool:
     return any(all(variant.get(key) == value for key, value in rule.items()) for rule in README_LEFT_OUT)
 
 
-def _readme_variant(variant: dict) -> str:
-    """The part of a variant that tells the README's rows apart: the deletion kind, the stream's length."""
+def _readme_variant(variant: dict, ratios: bool = False) -> str:
+    """The part of a variant that tells the README's rows apart: the deletion kind (and its ratio where the run has
+    several: ``ratios``), the stream's length."""
     if "kind" in variant:
-        return f" ({variant['kind']})"
+        return f" ({variant['kind']}, {variant['ratio']:g})" if ratios else f" ({variant['kind']})"
     return f" ({variant['length']})" if "length" in variant else ""
 
 
