@@ -131,7 +131,8 @@ def _test_labels(test: HeteroData) -> Tensor:
 
 
 def completeness(method: float, original: float, retrain: float) -> float:
-    """``(method - original) / (retrain - original)``: 1 means as good as retraining."""
+    """``(method - original) / (retrain - original)``: 1 means as good as retraining; NaN where Retrain did not move
+    the metric (no gain to measure against)."""
     gap = retrain - original
     return float("nan") if gap == 0 else (method - original) / gap
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -544,6 +545,14 @@ def test_prepare_attack_data_errors_and_fallback(tmp_path):
         prepare_attack_data("bookcrossing", tmp_path, synthetic_fallback=False)
     data = prepare_attack_data("ml-100k", tmp_path, synthetic_fallback=True)  # an empty directory: falls back, says so
     assert data.source.startswith("synthetic") and "ml-100k not found" in data.source
+
+
+def test_prepare_attack_data_names_an_attack_ratio_that_is_not_a_number():
+    """None or a list raised float()'s TypeError, naming no argument; a string was read as a ratio."""
+    for bad in (None, [0.1], "0.05", "x", True):
+        with pytest.raises(ValueError, match=re.escape(f"attack ratio must be a number in (0, 1), got {bad!r}")):
+            prepare_attack_data("synthetic", attack_ratio=bad)
+    assert prepare_attack_data("synthetic", attack_ratio=np.float32(0.05)).request.size(1) == 720
 
 
 def test_synthetic_fallback_is_opt_in_and_logged(tmp_path, caplog):

@@ -16,10 +16,12 @@ from graphforget.data import (DATASETS, EDGE, Split, add_negatives, attack_flip,
                               load_movielens_100k, make_interactions, num_items, num_users, planted_communities,
                               propagation_edges, random_edges, random_split, relabel, remove_edges, request_nodes,
                               symmetric_edge_weight, user_edges)
-from graphforget.data import (AdjacencyCache, AdjacencyPattern, edge_subgraph, hold_graph, message_passing_edges,
-                              normalized_adjacency, observed_adjacency, pairs_of_keys, pairs_with_data, without_edges)
+from graphforget.data import (AdjacencyCache, AdjacencyPattern, adversarial_edges, edge_subgraph, hold_graph,
+                              message_passing_edges, normalized_adjacency, observed_adjacency, pairs_of_keys,
+                              pairs_with_data, without_edges)
 from graphforget.data import interactions
 from graphforget.data.interactions import pair_keys
+from helpers import hand_mf
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -596,6 +598,50 @@ def test_attack_flip_rounds_the_count_and_flips_at_least_one_edge(random_graph):
         attacked, flipped = attack_flip(graph, ratio, seed=1)
         assert flipped.size(1) == count
         assert int((attacked[EDGE].edge_label != graph[EDGE].edge_label).sum()) == count
+
+
+def test_attack_flip_refuses_a_graph_without_edges():
+    """A graph without edges is refused: the count promised at least one flipped edge and none was flipped."""
+    empty = make_interactions(torch.empty(2, 0, dtype=torch.long), torch.empty(0), num_users=2, num_items=3)
+    with pytest.raises(ValueError, match="attack_flip: the graph has no edges to flip"):
+        attack_flip(empty, 0.5)
+
+
+def _adversarial_reference(user_rows, item_rows, pairs) -> list[tuple[int, int]]:
+    """Per user, the lowest-scored item (first on ties) among those the user has no edge with, by loops."""
+    seen = {(u, i) for u, i in pairs}
+    out = []
+    for u, row in enumerate(user_rows):
+        free = [(sum(a * b for a, b in zip(row, item_rows[i])), i) for i in range(len(item_rows)) if (u, i) not in seen]
+        if free:
+            out.append((u, min(free)[1]))
+    return out
+
+
+def test_adversarial_edges_against_a_loop():
+    """Each user's least-scored item it has no edge with (any label) is added with label 1; the input is kept."""
+    users, items = [[1.0], [-1.0], [0.5]], [[0.5], [0.4], [-0.3], [0.2]]
+    pairs = [(0, 2), (0, 1), (1, 0), (2, 0), (2, 1), (2, 2), (2, 3)]  # user 2 has every item: skipped
+    graph = make_interactions(torch.tensor(pairs).t(), torch.tensor([1., 0., 1., 0., 1., 1., 0.]), 3, 4)
+    before = graph[EDGE].edge_label.clone()
+    attacked, request = adversarial_edges(hand_mf(users, items), graph)
+    expected = _adversarial_reference(users, items, pairs)
+    assert expected == [(0, 3), (1, 1)] and list(map(tuple, request.t().tolist())) == expected
+    assert pairs_of(attacked) == pairs + expected
+    assert attacked[EDGE].edge_label.tolist() == before.tolist() + [1.0, 1.0]
+    assert torch.equal(graph[EDGE].edge_label, before) and graph[EDGE].edge_index.size(1) == len(pairs)
+
+
+def test_adversarial_edges_refuse_a_model_of_other_sizes_or_with_non_finite_scores():
+    """A model with more items than the graph drew fake edges to item ids the graph does not have, and a NaN score
+    skipped its users without a word: both are named errors."""
+    graph = make_interactions(torch.tensor([[0, 0, 1, 2], [0, 1, 2, 3]]), num_users=3, num_items=4)
+    larger = hand_mf([[1.0], [1.0], [1.0]], [[0.5], [0.4], [0.3], [0.2], [-5.0], [-6.0]])  # items 4, 5: lowest
+    with pytest.raises(ValueError, match="the model has num_items=6 but the graph has 4 items"):
+        adversarial_edges(larger, graph)
+    broken = hand_mf([[1.0], [1.0], [1.0]], [[0.5], [float("nan")], [0.3], [0.2]])
+    with pytest.raises(ValueError, match="the model's scores hold 3 NaN or infinite values"):
+        adversarial_edges(broken, graph)
 
 
 def test_random_edges(random_graph):

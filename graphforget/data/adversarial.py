@@ -11,7 +11,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..config import eval_mode, seeded
-from .interactions import EDGE, edge_subgraph, num_users
+from .interactions import EDGE, check_model_fits, edge_subgraph, num_users
 
 __all__ = ["adversarial_edges"]
 
@@ -34,11 +34,16 @@ def adversarial_edges(model, graph: HeteroData, fraction: float = 1.0, seed: int
     Returns:
         ``(attacked, request)``: a new graph with the fake edges appended (label 1, observed) and the
         ``[2, R]`` fake (user, item) edges, sorted by user: the request to unlearn.
+
+    Raises:
+        ValueError: a ``fraction`` or ``batch_size`` out of range, a model built for other node counts than
+            ``graph``'s, or non-finite scores.
     """
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    check_model_fits(model, graph)  # a larger item table drew fake items the graph does not have
     n_users = num_users(graph)
     edge_index = graph[EDGE].edge_index
     device = edge_index.device
@@ -50,7 +55,7 @@ def adversarial_edges(model, graph: HeteroData, fraction: float = 1.0, seed: int
     picked_users, picked_items = [], []
     with eval_mode(model):  # every submodule's own flag restored afterwards
         for batch in users.split(batch_size):
-            scores = model.score_all(graph, batch).clone()
+            scores = _finite(model.score_all(graph, batch)).clone()
             local = torch.full((n_users,), -1, dtype=torch.long, device=device)
             local[batch] = torch.arange(batch.numel(), device=device)
             mine = local[edge_index[0]] >= 0
@@ -71,3 +76,11 @@ def adversarial_edges(model, graph: HeteroData, fraction: float = 1.0, seed: int
     for key in set(store.keys()) - {"edge_index", "edge_label", "observed"}:
         del store[key]  # per-edge extras (timestamps, weights) have no value for the fake edges
     return attacked, request
+
+
+def _finite(scores: Tensor) -> Tensor:
+    """``scores``, refused when not finite: argmin ranks a NaN first, and its user was skipped without a word."""
+    if not bool(torch.isfinite(scores).all()):
+        raise ValueError(f"the model's scores hold {int((~torch.isfinite(scores)).sum())} NaN or infinite values: "
+                         f"its parameters are not finite (a diverged training?)")
+    return scores

@@ -86,9 +86,11 @@ def attack_flip(graph: HeteroData, ratio: float, seed: int = 0) -> tuple[HeteroD
     form the request to unlearn.
 
     Raises:
-        ValueError: an ``edge_label`` other than 0 or 1 (raw ratings: binarise first).
+        ValueError: an ``edge_label`` other than 0 or 1 (raw ratings: binarise first), or a graph without edges.
     """
     label = graph[EDGE].edge_label
+    if graph[EDGE].edge_index.size(1) == 0:  # the count promises at least one: an empty request came back silently
+        raise ValueError("attack_flip: the graph has no edges to flip")
     if not bool(((label == 0) | (label == 1)).all()):
         raise ValueError("attack_flip flips 0/1 labels, but edge_label holds other values (raw ratings?): binarise "
                          "first with graphforget.data.binarize(graph, threshold)")

@@ -17,6 +17,7 @@ methods and returns an :class:`AttackReport`.
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,6 +79,9 @@ class AttackData(NamedTuple):
 
 
 def _check_ratio(attack_ratio: float) -> float:
+    # float() named nothing for None or a list, and read the string '0.05' as a ratio
+    if isinstance(attack_ratio, bool) or not isinstance(attack_ratio, numbers.Real):
+        raise ValueError(f"attack ratio must be a number in (0, 1), got {attack_ratio!r}")
     attack_ratio = float(attack_ratio)
     if not 0 < attack_ratio < 1:
         raise ValueError(f"attack ratio must be in (0, 1), got {attack_ratio}")
