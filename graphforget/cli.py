@@ -342,13 +342,13 @@ def cmd_unlearn(args) -> int:
     options = _options(args.method, args.option)
     _model_path(args.run)
     out = _new_run_dir(args.out, run=args.run)
+    if args.encoder and not hasattr(METHODS[args.method], "load_encoder"):  # seen before the data is rebuilt
+        raise UsageError(f"graphforget: error: --encoder is for unlearnrec, not {args.method}")
     if args.encoder and not Path(args.encoder).is_file():
         raise UsageError(f"graphforget: error: no encoder file {args.encoder} "
                          f"(make one with `graphforget pretrain-encoder`)")
     unlearner, model, checkpoint, data = _run_unlearner(args, args.method, options)
     if args.encoder:
-        if not hasattr(unlearner, "load_encoder"):
-            raise UsageError(f"graphforget: error: --encoder is for unlearnrec, not {args.method}")
         _load_encoder(unlearner, args.encoder)
     run = checkpoint["run"]
     graph, test, request = unlearner.graph, data.split.test.to(args.device), data.request.to(args.device)
@@ -607,7 +607,7 @@ def _new_run_dir(out: str, run: str | None = None) -> Path:
     """A command's ``--out``: a directory that does not exist yet or is empty (outputs are never overwritten),
     checked as :func:`_check_out_dir` does."""
     path = _check_out_dir(out, run)
-    if occupied(path):
+    if occupied(path) or path.is_symlink():  # a dangling link too: the final rename failed on it, after the work
         raise UsageError(f"graphforget: error: --out {out} exists: runs are never overwritten, choose a new directory")
     return path
 
@@ -859,8 +859,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="graphforget", description="Unlearn training interactions from graph recommenders.")
     parser.add_argument("--version", action="version", version=f"graphforget {__version__}")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default: 1, measured fastest for these small models on a busy "
-                             "2-core machine; 0: torch's choice)")
+                        help="torch CPU threads, at most the CPUs (default: 1, measured fastest for these small models "
+                             "on a busy 2-core machine; 0: torch's choice)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
     parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -1015,8 +1015,7 @@ def _run(parser: argparse.ArgumentParser, argv: list[str] | None, debug: bool) -
         args = parser.parse_args(argv)
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s")
-        if args.threads < 0:
-            raise UsageError(f"graphforget: error: --threads must be >= 0, got {args.threads}")
+        _check_threads(args.threads)
         if args.threads:
             torch.set_num_threads(args.threads)
         return args.func(args)
@@ -1035,6 +1034,16 @@ def _run(parser: argparse.ArgumentParser, argv: list[str] | None, debug: bool) -
             raise
         print(f"graphforget: unlearning failed: {_one_line(str(error))}", file=sys.stderr)
         return 1
+
+
+def _check_threads(threads: int) -> None:
+    """``--threads``: 0 (torch's choice) up to the machine's CPUs; more cannot run at once, and far more crashed
+    (100000: a segmentation fault in the first large product; 99999999999: 'Overflow when unpacking long')."""
+    if threads < 0:
+        raise UsageError(f"graphforget: error: --threads must be >= 0, got {threads}")
+    cpus = os.cpu_count()
+    if cpus is not None and threads > cpus:
+        raise UsageError(f"graphforget: error: --threads {threads} is more than this machine's {cpus} CPUs")
 
 
 def _one_line(text: str) -> str:

@@ -29,6 +29,7 @@ import json
 import logging
 import numbers
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -158,6 +159,7 @@ def raw_to_local(raw_ids, queries: Iterable) -> tuple[Tensor, Tensor]:
     if isinstance(raw_ids, Tensor):
         table = raw_ids.cpu().numpy().astype(np.int64)
         parsed = [_as_int(q) for q in queries]
+        parsed = [p if p is not None and -2**63 <= p < 2**63 else None for p in parsed]  # no raw id is larger
         valid = np.array([p is not None for p in parsed], dtype=bool)
         wanted = np.array([0 if p is None else p for p in parsed], dtype=np.int64)
     else:
@@ -178,10 +180,8 @@ def _as_int(value) -> int | None:
         value = value.item()
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value)
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        return None
+    text = str(value).strip()  # as the loaders read ids: int() also takes '1_0' (10) and non-ASCII digits
+    return int(text) if re.fullmatch(r"[+-]?[0-9]+", text) else None
 
 
 # ------------------------------------------------------------------------------------------------ splitting
@@ -333,15 +333,16 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
 
     Raises:
         FileExistsError: ``out`` exists (an empty directory will do).
-        ValueError, FileNotFoundError: bad data or options (see :func:`load_file`, :func:`prepare_split`).
+        ValueError, FileNotFoundError: an ``out`` inside a run, bad data or options (see :func:`load_file`,
+            :func:`prepare_split`).
     """
-    if occupied(Path(out).expanduser()):
-        raise FileExistsError(f"{out} exists: runs are never overwritten, choose a new directory")
+    _check_new_run(Path(out).expanduser().absolute())
     hp = _hparams(model, hparams)
     options = {"user_col": user_col, "item_col": item_col, "label_col": label_col, "threshold": threshold,
                "negatives": negatives}
     graph, test = load_file(path, format, user_col=user_col, item_col=item_col, label_col=label_col)
     split = prepare_split(graph, test, threshold=threshold, negatives=negatives, seed=seed, source=str(path))
+    _check_val_labels(split.val, str(path))
     dev = torch.device(device)
     users, items = num_users(split.train), num_items(split.train)
     net = hp.build_model(users, items, seed).to(dev)
@@ -356,6 +357,37 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
     empty = {"edge_index": torch.zeros(2, 0, dtype=torch.long), "edge_label": torch.zeros(0),
              "observed": torch.zeros(0, dtype=torch.bool)}
     return FitResult(save_run(out, info, net, split.train, split.val, split.test, empty), metrics)
+
+
+def _check_val_labels(val: HeteroData, source: str) -> None:
+    """Refuses a validation part without pairs of both labels, naming the data: the training's own error told to
+    pass ``val=None`` or to call ``add_negatives``, which fit's caller cannot do.
+
+    Raises:
+        ValueError: naming how many validation pairs of each label there are.
+    """
+    labels = val[EDGE].edge_label
+    positive = int((labels == 1).sum())
+    if 0 < positive < labels.numel():
+        return
+    raise ValueError(f"{source}: the validation pairs split off it hold {positive} labelled 1 and "
+                     f"{labels.numel() - positive} labelled 0, and training needs both (early stopping follows the "
+                     "validation AUC): too few interactions, or too few of one label")
+
+
+def _check_new_run(out: Path) -> None:
+    """Refuses an ``out`` that :func:`~graphforget.runs.publish` would refuse or fail on, before any work: it checks
+    only after the training or the unlearning.
+
+    Raises:
+        FileExistsError: ``out`` exists (an empty directory will do).
+        ValueError: ``out`` lies inside a run directory, which is never modified.
+    """
+    if occupied(out) or out.is_symlink():  # a dangling link too: publish's rename fails on it
+        raise FileExistsError(f"{out} exists: runs are never overwritten, choose a new directory")
+    run = enclosing_run(out)
+    if run is not None:
+        raise ValueError(f"{out} is inside the run {run}, and runs are never modified: choose a directory outside it")
 
 
 def heldout_auc(model, graph: HeteroData, test: HeteroData) -> float | None:
@@ -553,8 +585,8 @@ _HEADER_NAMES = ({"user", "user_id", "userid", "uid"},
 
 
 def read_edges_file(path: str | os.PathLike, run: Run | None = None) -> list[tuple[str, str]]:
-    """``(user, item)`` raw id pairs of a file with one pair a line (tab, comma or space separated; ``#``
-    comments and blank lines skipped).
+    """``(user, item)`` raw id pairs of a file with one pair a line (comma, else tab, else space separated, so ids
+    with spaces need a comma or a tab; ``#`` comments at a line's start or after a space, and blank lines skipped).
 
     A first line of column names (``user``, ``user_id``, ``userId`` or ``uid``, then ``item``, ``item_id``,
     ``itemId``, ``iid``, ``movie``, ``movie_id`` or ``movieId``; any case) is skipped when ``run`` is given and
@@ -576,7 +608,7 @@ def read_edges_file(path: str | os.PathLike, run: Run | None = None) -> list[tup
         raise FileNotFoundError(f"edges file not found: {path}")
     pairs = []
     for number, line in enumerate(_edges_text(path).splitlines(), start=1):
-        fields = line.split("#", 1)[0].replace(",", " ").split()
+        fields = _edge_fields(line)
         if not fields:
             continue
         if len(fields) != 2:
@@ -587,6 +619,15 @@ def read_edges_file(path: str | os.PathLike, run: Run | None = None) -> list[tup
     if not pairs:
         raise ValueError(f"{path} lists no (user, item) pair")
     return pairs
+
+
+def _edge_fields(line: str) -> list[str]:
+    """The fields of an edges file's line: split at commas, else at tabs, else at spaces, so that a CSV's ids with
+    spaces ('John Smith,m4') stay whole; '#' starts a comment at the line's start or after a space only, as ids can
+    hold it ('Zoë#2'). Blank fields are dropped ('u1,m2,' is a pair)."""
+    text = re.split(r"(?:^|\s)#", line, maxsplit=1)[0]
+    delimiter = "," if "," in text else "\t" if "\t" in text else None
+    return [field.strip() for field in text.split(delimiter) if field.strip()]
 
 
 def _is_header(pair: tuple[str, str], run: Run) -> bool:
@@ -786,13 +827,12 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
 
     Raises:
         FileExistsError: ``out`` exists (an empty directory will do).
-        ValueError: an unknown or unsupported method, bad options, unknown ids, a repeated request, or
-            listed pairs that are not observed interactions of the run.
+        ValueError: an ``out`` inside a run, an unknown or unsupported method, bad options, unknown ids, a
+            repeated request, or listed pairs that are not observed interactions of the run.
         UnlearningFailed: an untrusted (and not allowed) or non-finite result; nothing is written.
     """
     out = Path(out).expanduser().absolute()
-    if occupied(out):
-        raise FileExistsError(f"{out} exists: runs are never overwritten, choose a new directory")
+    _check_new_run(out)
     check_method(method)
     parent = run if isinstance(run, Run) else load_run(run)
     request = build_request(parent, users=users, items=items, edges=edges, local_ids=local_ids)

@@ -774,3 +774,30 @@ def test_bench_data_flags_reach_the_source_and_negatives_are_refused_for_labelle
 def test_negative_threads_are_a_usage_error(capsys):
     code, _, err = run_cli(capsys, "--threads", "-1", "methods")
     assert code == 2 and err == "graphforget: error: --threads must be >= 0, got -1\n"
+
+
+def test_more_threads_than_the_machine_has_cpus_are_a_usage_error(capsys, monkeypatch):
+    """--threads 100000 was accepted and crashed the first large product (a segmentation fault; 16384 made libgomp
+    abort: 'Thread creation failed'), and 99999999999 said 'Overflow when unpacking long', naming no flag."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    for threads in ("5", "100000", "99999999999"):
+        code, _, err = run_cli(capsys, "--threads", threads, "methods")
+        assert code == 2 and err == f"graphforget: error: --threads {threads} is more than this machine's 4 CPUs\n"
+    code, out, _ = run_cli(capsys, "--threads", "4", "methods")
+    assert code == 0 and out.startswith("retrain") and torch.get_num_threads() == 4
+
+
+def test_an_encoder_for_a_method_without_one_is_refused_before_the_data_is_rebuilt(trained_run, capsys, tmp_path,
+                                                                                    monkeypatch):
+    """`unlearn --method ifru --encoder FILE` rebuilt the run's data and model (seconds on ML-100K, minutes on larger
+    data) before saying --encoder is for unlearnrec: a usage error seen in the flags alone."""
+    import graphforget.cli as cli
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was rebuilt")
+    monkeypatch.setattr(cli, "prepare_attack_data", no_data)
+    (tmp_path / "encoder.pt").write_bytes(b"")
+    code, out, err = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "ifru", "--encoder",
+                             str(tmp_path / "encoder.pt"), "--out", str(tmp_path / "c"))
+    assert (code, out, err) == (2, "", "graphforget: error: --encoder is for unlearnrec, not ifru\n")
+    assert not (tmp_path / "c").exists()

@@ -1054,3 +1054,86 @@ def test_publish_cleans_the_stale_attempts_of_a_name_with_glob_characters(tmp_pa
     other.mkdir()
     publish(tmp_path / "a[1]", lambda tmp: (tmp / "x").write_text("1"))
     assert sorted(p.name for p in tmp_path.iterdir()) == [".a1.tmp-killed", "a[1]"]
+
+
+def test_an_edges_file_reads_ids_with_spaces_or_a_hash_in_delimited_lines(tmp_path):
+    """A CSV's ids can hold spaces ('John Smith') or '#' ('Zoë#2'): fit kept them, and `forget --edges` split
+    'John Smith,m4' at the space (three fields) and cut 'Zoë#2,m1' at the '#' (one field), so such a user's edges
+    could not be forgotten. A comma or a tab is the delimiter where there is one; '#' starts a comment at the start of
+    the line or after a space."""
+    from graphforget.workflow import read_edges_file
+    path = tmp_path / "edges.txt"
+    path.write_text("# user, item\nJohn Smith,m4\nZoë#2 , m1  # a note\nJohn Smith\tm 5\nu1 m2\nu3, m4,\n")
+    assert read_edges_file(path) == [("John Smith", "m4"), ("Zoë#2", "m1"), ("John Smith", "m 5"), ("u1", "m2"),
+                                     ("u3", "m4")]
+    path.write_text("u1 m2 m3\n")
+    with pytest.raises(ValueError, match=re.escape(f"{path}, line 1: expected 'user item', got 'u1 m2 m3'")):
+        read_edges_file(path)
+
+
+def test_an_id_is_an_integer_only_as_written_plainly():
+    """``int()`` reads '1_0' as 10 and the full-width '３' as 3: `forget --users 1_0` forgot user 10 of a run with
+    integer ids, a user nobody named. Integers are ASCII digits with an optional sign, as the loaders read them."""
+    raw = torch.arange(20)
+    local, known = raw_to_local(raw, ["1_0", "３", " 7", "+3", "3.0", 4])
+    assert local.tolist() == [-1, -1, 7, 3, -1, 4] and known.tolist() == [False, False, True, True, False, True]
+
+
+@pytest.mark.filterwarnings("ignore::graphforget.train.NoSignalWarning")
+def test_the_library_refuses_an_out_inside_a_run_before_any_work(base, files, monkeypatch):
+    """fit_on_file trained, and forget unlearnt and verified, before save_run refused an ``out`` inside a run: minutes
+    of work on a real data set for an error the input showed. Both check it first, as the CLI does."""
+    import graphforget.workflow as workflow
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("worked before refusing")
+    monkeypatch.setattr(workflow, "train", no_work)
+    monkeypatch.setattr(workflow, "_unlearn", no_work)
+    with pytest.raises(ValueError, match=re.escape(f"is inside the run {base.resolve()}, and runs are never")):
+        fit_on_file(files["implicit"], "csv", user_col="user", item_col="item", negatives=1, out=base / "fit")
+    with pytest.raises(ValueError, match=re.escape(f"is inside the run {base.resolve()}, and runs are never")):
+        forget(base, users=["u1"], out=base / "child")
+    assert sorted(p.name for p in base.iterdir()) == sorted([*FILES, "run.json"])
+
+
+@pytest.mark.filterwarnings("ignore::graphforget.train.NoSignalWarning")  # the ids are the point, not the model
+def test_an_id_beyond_64_bit_integers_is_unknown_not_a_traceback(capsys, files, tmp_path):
+    """`forget --users 99999999999999999999` on a run with integer ids raised OverflowError ('Python int too large to
+    convert to C long') with a traceback: no raw id can be that large, so it is an unknown id."""
+    raw = torch.arange(20)
+    local, known = raw_to_local(raw, [2**63, -2**63 - 1, 2**63 - 1, "3"])
+    assert local.tolist() == [-1, -1, -1, 3] and known.tolist() == [False, False, False, True]
+    run = fit(capsys, files, "triples", tmp_path / "run")
+    code, _, err = cli(capsys, "forget", "--run", run, "--users", "99999999999999999999", "--method", "ifru",
+                       "--out", tmp_path / "n")
+    assert code == 2 and err.startswith("graphforget: error: unknown user ids (raw): 99999999999999999999 (1 of 1;")
+
+
+def test_an_out_that_is_a_dangling_link_is_refused_before_any_work(capsys, base, files, tmp_path):
+    """A link to a missing directory passed the checks (it does not 'exist'): fit trained and forget unlearnt, then the
+    rename failed with "[Errno 20] Not a directory: '.../.link.tmp-XXXX' -> '.../link'", naming a temporary directory.
+    A link is refused as any existing --out is, before the data is read."""
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "missing")
+    for argv in (["forget", "--run", base, "--users", "u1", "--method", "ifru"],
+                 ["fit", "--data", files["implicit"], *FIT_ARGS["implicit"], *TINY]):
+        code, _, err = cli(capsys, *argv, "--quiet", "--out", link)
+        expected = f"graphforget: error: --out {link} exists: runs are never overwritten, choose a new directory\n"
+        assert (code, err) == (2, expected), argv
+    with pytest.raises(FileExistsError, match=re.escape(f"{link} exists: runs are never overwritten")):
+        forget(base, users=["u1"], out=link)
+    assert link.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["link"]
+
+
+def test_fit_on_too_few_interactions_names_the_data_not_the_librarys_val_none(capsys, tmp_path):
+    """Four clicks split into a validation part of one pair labelled 1: fit failed with the training's 'pass
+    validation pairs labelled 1 and 0, or val=None', which names an argument no command has."""
+    data = tmp_path / "few.csv"
+    data.write_text("user,item\nu1,m1\nu2,m2\nu1,m3\nu3,m1\n")
+    code, out, err = cli(capsys, "fit", "--data", data, *FIT_ARGS["implicit"], *TINY, "--quiet", "--out",
+                         tmp_path / "n")
+    assert (code, out) == (2, "") and err == (
+        f"graphforget: error: {data}: the validation pairs split off it hold 1 labelled 1 and 0 labelled 0, and "
+        "training needs both (early stopping follows the validation AUC): too few interactions, or too few of one "
+        "label\n")
+    assert not (tmp_path / "n").exists()
