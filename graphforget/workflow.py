@@ -849,7 +849,8 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
         graph[node].raw_id = parent.graph[node].raw_id
     removed = _removed(parent, request)
     metrics = _forget_metrics(result, report, fit_seconds, model, graph, val, test)
-    method_record = {"name": method, "options": options or {}, "config": asdict(config)}
+    # the seed the method and the verification used (the run's own unless given): verify_run needs it again
+    method_record = {"name": method, "options": options or {}, "seed": seed, "config": asdict(config)}
     info = _forget_info(parent, out, request, method_record, metrics, removed["edge_index"].size(1), heldout)
     audit = _audit_line(parent, out, info, result, report, error)
     written = {}

@@ -241,6 +241,7 @@ def test_two_requests_chain_lineage_and_audit(capsys, base, tmp_path):
     lines = audit_lines(second)
     assert len(lines) == 2 and lines[0] == audit_lines(first)[0]
     assert [line["method"]["name"] for line in lines] == ["scif", "retrain"]
+    assert [line["method"]["seed"] for line in lines] == [load_run(base).info["seed"]] * 2  # the run's, not given
     assert lines[1]["request"]["edges"] == 3 and lines[1]["removed_edges"] == lines[0]["removed_edges"] + 3
     assert lines[1]["parent"]["model_sha256"] == lines[0]["child"]["model_sha256"]
     assert lineage(second) == [base.resolve(), first.resolve(), second.resolve()] and digests(first) == first_bytes
@@ -1137,3 +1138,11 @@ def test_fit_on_too_few_interactions_names_the_data_not_the_librarys_val_none(ca
         "training needs both (early stopping follows the validation AUC): too few interactions, or too few of one "
         "label\n")
     assert not (tmp_path / "n").exists()
+
+
+def test_forget_records_the_seed_it_used(base, tmp_path):
+    """The audit line and run.json name the seed of the method and of the verification (it was the parent's in
+    run.json, whatever seed forget ran with)."""
+    done = forget(base, out=tmp_path / "seeded", users=["u2"], method="finetune", seed=7)
+    assert done.audit["method"]["seed"] == 7 and done.audit["verification"]["seed"] == 7
+    assert load_run(done.path).info["method"]["seed"] == 7 and done.audit["method"]["config"]["train"]["seed"] == 7
