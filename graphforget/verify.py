@@ -145,8 +145,9 @@ def _matched(graph: HeteroData, pairs: Tensor, seed: int, num_buckets: int) -> t
         raise ValueError(f"{error}: pass the graph before the deletion, which holds every requested edge") from None
     matched, kept = _match(graph, pairs, seed, num_buckets)
     if matched.size(1) < pairs.size(1):
-        log.warning("%d of %d requested edges have no matched non-member: their users have an edge with every "
-                    "item (they are left out of the comparison)", pairs.size(1) - matched.size(1), pairs.size(1))
+        log.warning("%d of %d requested edges have no matched non-member: their users have fewer items without an "
+                    "edge (sampled negatives included) than requested edges, and each match is another such item "
+                    "(they are left out of the comparison)", pairs.size(1) - matched.size(1), pairs.size(1))
     return matched.to(graph[EDGE].edge_index.device), kept, positions
 
 
@@ -418,7 +419,8 @@ class ForgettingReport:
     Args:
         request_edges: number of requested edges :math:`|D_r|`.
         matched: requested edges with a matched non-member (the non-member count).
-        unmatched: requested edges without one (their users have an edge with every item); never silent.
+        unmatched: requested edges without one (their users have fewer items without an edge than requested edges);
+            never silent.
         in_graph: requested edges still in the model's graph (0 after a deletion).
         request_probability: mean :math:`\\sigma(\\hat y)` of the requested edges, the model on its graph.
         non_member_probability: the same for the matched non-members.

@@ -141,6 +141,13 @@ def test_a_user_with_every_item_is_dropped_and_counted(caplog):
         matched = matched_non_members(graph, request)
     assert matched[0].tolist() == [1] and matched[1].item() in (1, 2)
     assert "1 of 2 requested edges have no matched non-member" in caplog.text
+    # Not only a user with every item: user 0 below has 2 items without an edge for its 3 requested edges.
+    caplog.clear()
+    dense = make_interactions(torch.tensor([[0, 0, 0, 1], [0, 1, 2, 3]]), None, 2, 5)
+    with caplog.at_level("WARNING", logger="graphforget.verify"):
+        assert matched_non_members(dense, torch.tensor([[0, 0, 0], [0, 1, 2]])).size(1) == 2
+    assert "1 of 3 requested edges have no matched non-member: their users have fewer items without an edge" \
+        in caplog.text
     model = TableModel(torch.zeros(2, 3))
     report = verify_forgetting(model, remove_edges(graph, request), request, before=(model, graph))
     assert (report.request_edges, report.matched, report.unmatched) == (2, 1, 1)
