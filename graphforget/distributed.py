@@ -116,8 +116,10 @@ def agreed(what: str, check: Callable[[], Any], **inputs: Any) -> Any:
 
 def layout(model: torch.nn.Module) -> list:
     """What :func:`agreed` should compare of a model whose values do not matter (re-initialised, or broadcast from
-    rank 0 by ``DistributedDataParallel``): its class and its state's names, shapes and dtypes."""
-    return [type(model).__name__] + [(name, list(v.shape), str(v.dtype)) for name, v in model.state_dict().items()]
+    rank 0 by ``DistributedDataParallel``): its class, its repr (settings in no parameter: a LightGCN's
+    ``num_layers``) and its state's names, shapes and dtypes."""
+    return [type(model).__name__, _settings(model)] + [
+        (name, list(v.shape), str(v.dtype)) for name, v in model.state_dict().items()]
 
 
 def from_rank_zero(value: Any) -> Any:
@@ -163,7 +165,7 @@ def _feed(hasher, value: Any) -> None:
         hasher.update(f"{value.dtype}{list(value.shape)}".encode())
         hasher.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     elif isinstance(value, torch.nn.Module):
-        _feed(hasher, dict(value.state_dict()))
+        _feed(hasher, [_settings(value), dict(value.state_dict())])
     elif hasattr(value, "to_dict") and hasattr(value, "edge_types"):  # a (Hetero)Data graph
         _feed(hasher, value.to_dict())
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -177,8 +179,23 @@ def _feed(hasher, value: Any) -> None:
             _feed(hasher, item)
     elif hasattr(value, "__dict__") and not callable(value):  # an objective: its settings
         _feed(hasher, vars(value))
-    else:  # an address in a repr (an object without a repr of its own) differs between the ranks' processes
-        hasher.update(re.sub(r" at 0x[0-9a-fA-F]+", "", repr(value)).encode())
+    else:
+        hasher.update(_without_addresses(repr(value)).encode())
+
+
+def _settings(model: torch.nn.Module) -> str:
+    """``model``'s repr: its settings in no parameter (a LightGCN's ``num_layers``); empty where the repr fails (a
+    user's model whose ``extra_repr`` reads an attribute it lacks), the same on every rank."""
+    try:
+        return _without_addresses(repr(model))
+    except Exception:
+        return ""
+
+
+def _without_addresses(text: str) -> str:
+    """``text`` (a repr) without addresses: those of objects without a repr of their own differ between the ranks'
+    processes."""
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", text)
 
 
 class _ShareLoss(torch.nn.Module):
@@ -278,7 +295,8 @@ def _to_cpu(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _to_cpu(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_to_cpu(item) for item in value)
+        items = [_to_cpu(item) for item in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)  # a named tuple: by field
     return value
 
 

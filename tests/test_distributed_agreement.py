@@ -4,6 +4,8 @@ Each case runs in two gloo ranks (:func:`graphforget.distributed.launch`) whose 
 ``TIMEOUT`` seconds, so that a rank left waiting fails the test instead of hanging it. A case's function catches
 what each rank raises and returns it, and the ranks' outcomes are compared.
 """
+import dataclasses
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -12,7 +14,7 @@ from graphforget import BCEObjective, TrainConfig
 from graphforget.bench import run_bench
 from graphforget.data import planted_communities
 from graphforget.distributed import agreed, gather_results, launch, rank_and_size
-from graphforget.models import MF
+from graphforget.models import MF, LightGCN
 from graphforget.presets import Hyperparameters
 from graphforget.train import train
 from graphforget.unlearn import IFRU, SISA, IFRUConfig, SISAConfig
@@ -54,6 +56,15 @@ def train_with_rank_seed() -> list[str]:
     return _every_rank(_outcome(lambda: train(_model(), _graph(), OBJECTIVE, config)))
 
 
+def train_with_rank_layers() -> list[str]:
+    """Data-parallel training of a LightGCN with one layer on rank 0, two on rank 1: the same parameters, another
+    model (module level, for ``launch``)."""
+    model = LightGCN(U, I, 8, num_layers=1 + rank_and_size()[0])
+    model.reset_parameters(0)
+    config = dataclasses.replace(CONFIG, data_parallel=True)
+    return _every_rank(_outcome(lambda: train(model, _graph(), OBJECTIVE, config)))
+
+
 def ifru_with_request_empty_on_rank_one() -> list[str]:
     """IFRU data-parallel, with rank 1's request empty (module level, for ``launch``)."""
     graph = _graph()
@@ -84,6 +95,17 @@ def shard_failing_on_rank_one() -> list[str]:
     return _every_rank(_outcome(lambda: train_shards(models, graphs, OBJECTIVE, CONFIG)))
 
 
+def ifru_with_graph_edited_on_rank_one() -> list[str]:
+    """IFRU data-parallel, with a label of rank 1's graph set to 2 after construction (module level, for ``launch``):
+    the graph's checks, run again at ``unlearn``, fail on rank 1 alone."""
+    graph = _graph()
+    method = IFRU(_model(), graph, OBJECTIVE, IFRUConfig(data_parallel=True))
+    if rank_and_size()[0] == 1:
+        graph["user", "rates", "item"].edge_label[0] = 2.0
+    request = graph["user", "rates", "item"].edge_index[:, :4]
+    return _every_rank(_outcome(lambda: method.unlearn(request)))
+
+
 def check_failing_on_rank_one() -> list[str]:
     """``agreed`` whose check raises on rank 1 only (module level, for ``launch``)."""
     def check():
@@ -94,15 +116,19 @@ def check_failing_on_rank_one() -> list[str]:
 
 @pytest.mark.parametrize("case, expected", [
     (train_with_rank_seed, "ValueError: train: the ranks were given different config"),
+    (train_with_rank_layers, "ValueError: train: the ranks were given different model"),
     (ifru_with_request_empty_on_rank_one, "ValueError: IFRU.unlearn: the ranks were given different request"),
     (sisa_with_rank_seed, "ValueError: train_shards: the ranks were given different graphs, seeds"),
     (shard_failing_on_rank_one, "ValueError: the shard failed on rank 1"),
     (check_failing_on_rank_one, "ValueError: bad input on rank 1"),
-], ids=["train_seed", "ifru_empty_on_one_rank", "sisa_seed", "shard_fails_on_one_rank", "check_fails_on_one_rank"])
+    (ifru_with_graph_edited_on_rank_one, "ValueError: BCEObjective needs edge_label in {0, 1}"),
+], ids=["train_seed", "train_layers", "ifru_empty_on_one_rank", "sisa_seed", "shard_fails_on_one_rank",
+        "check_fails_on_one_rank", "ifru_graph_fails_checks_on_one_rank"])
 def test_ranks_that_disagree_or_fail_alone_raise_the_same_error_on_every_rank(case, expected, one_thread):
-    # Before: training mixed the ranks' batch orders silently, SISA mixed two partitions' shards, and a rank that
-    # skipped its empty request or failed a shard alone left the other waiting in a collective (under torchrun, it
-    # then failed with gloo's "Connection closed by peer").
+    # Before: training mixed the ranks' batch orders (or LightGCNs of other depths: the same parameters) silently,
+    # SISA mixed two partitions' shards, and a rank that skipped its empty request or failed a shard alone left the
+    # other waiting in a collective (under torchrun, it then failed with gloo's "Connection closed by peer"); so did
+    # a rank whose graph failed unlearn's checks alone.
     outcomes = launch(case, 2, timeout=TIMEOUT)
     assert [outcome[:len(expected)] for outcome in outcomes] == [expected, expected], outcomes
 

@@ -13,6 +13,7 @@ change by 1e-5 for a 1e-15 change of the right-hand side, even with the explicit
 import functools
 import re
 import warnings
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -21,7 +22,7 @@ import torch.distributed as dist
 from graphforget import BCEObjective, BPRObjective, TrainConfig, train
 from graphforget.data import attack_flip, planted_communities, random_split
 from graphforget.distributed import (TermShare, gather_results, init_from_env, launch, my_jobs, rank_and_size,
-                                     summed_across_ranks)
+                                     run_jobs, summed_across_ranks)
 from graphforget.influence import training_terms
 from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN
 from graphforget.unlearn import IFRU, SCIF, IFRUConfig
@@ -174,6 +175,28 @@ def test_two_ranks_share_jobs_and_terms_and_every_rank_gets_every_result_as_retu
         assert type(gathered[0]) is tuple and gathered[0] == (0, "a")
         assert type(gathered[1]) is list and type(gathered[1][1]) is tuple and gathered[1] == [1, (2.0,)]
         assert type(gathered[2]["t"]) is tuple and torch.equal(gathered[2]["t"][0], torch.ones(2))
+
+
+class Pair(NamedTuple):
+    """A job's result of a named tuple type (module level, to travel between the ranks)."""
+    value: torch.Tensor
+    name: str
+
+
+def named_jobs() -> list:
+    """``run_jobs`` of jobs that return named tuples (module level, for ``launch``)."""
+    return run_jobs(lambda j: Pair(torch.full((2,), float(j)), f"job {j}"), 3)
+
+
+@pytest.mark.distributed
+def test_named_tuples_cross_the_ranks_as_returned():
+    """A job's named tuple reaches every rank as it would in one process: before, moving its tensors to the CPU
+    rebuilt it from one generator argument, and two ranks raised a TypeError where one process returned it."""
+    expected = named_jobs()  # one process
+    gathered = launch(named_jobs, 2, timeout=60)
+    assert [type(result) for result in gathered] == [Pair] * 3
+    assert [result.name for result in gathered] == [result.name for result in expected] == ["job 0", "job 1", "job 2"]
+    assert all(torch.equal(a.value, b.value) for a, b in zip(gathered, expected))
 
 
 def test_one_process_does_every_job_and_a_job_no_rank_returned_is_named():

@@ -195,6 +195,24 @@ def test_fit_returns_self_and_unlearn_before_a_needed_fit_is_refused(small_plant
     assert torch.isfinite(ifru.unlearn(request).model.user_emb.weight).all()
 
 
+def test_unlearn_refuses_a_graph_edited_after_fit_until_fit_runs_again(small_planted, one_thread):
+    """What fit() prepared (SISA's shards) was learnt from the graph as it was then: labels flipped in place
+    afterwards were unlearned from with every shard still trained on the old labels (both retrained shards counted
+    as a result). Values written back unchanged, or a copy of the same edges, are the same graph."""
+    graph = small_planted.clone()
+    request = random_edges(graph, 0.05, seed=0)
+    config = SISAConfig(TrainConfig(epochs=1), num_shards=2)
+    sisa = build_unlearner("sisa", MF(60, 40, 4), graph, BCEObjective(), config).fit()
+    store = graph[EDGE]
+    store.edge_label.copy_(store.edge_label.clone())  # an in-place write of the same values
+    store.edge_index = store.edge_index.clone()
+    assert sisa.unlearn(request).info["num_retrained"] >= 1
+    store.edge_label[:] = 1 - store.edge_label
+    with pytest.raises(ValueError, match=r"SISA: the training graph changed since fit\(\).*call fit\(\) again"):
+        sisa.unlearn(request)
+    assert sisa.fit().unlearn(request).info["num_retrained"] >= 1
+
+
 def test_a_config_of_another_method_is_refused_by_name(small_planted):
     model, objective = MF(60, 40, 4), BCEObjective()
     for config in (TrainConfig(), SISAConfig(), "solver.tol=1e-4"):

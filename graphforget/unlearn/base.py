@@ -16,6 +16,7 @@ from ..data.interactions import (EDGE, check_interactions, check_model_fits, che
 from ..clock import Stopwatch
 from ..config import build_config
 from ..distributed import agreed
+from ..io import tensors_sha256
 from ..metrics import auc_standard_error, evaluate_auc
 from ..models.base import Recommender
 from ..objectives import Objective
@@ -127,6 +128,7 @@ class Unlearner:
         self.config = config if isinstance(config, self.Config) else build_config(self.Config, config)
         self.fitted, self.fit_seconds, self.fit_info = not self.needs_fit, 0.0, {}
         self._checked_edges: list = []  # (object, version): the objective, node counts and edges the checks passed on
+        self._fitted_on: tuple | None = None  # (state, digest) of the graph fit() prepared from, see _check_fitted_on
         self._check_graph()
         check_finite(model)  # also here: the sharded methods train from it in fit()
         if val is not None:  # here, not when a method first reads it (after training shards, or fine-tuning)
@@ -137,9 +139,7 @@ class Unlearner:
         edge (ids in range, labels, duplicates: a sort of all pairs) run again only when the objective, the node
         counts or the edges changed since they passed."""
         graph = self.graph
-        edges = graph[EDGE] if EDGE in graph.edge_types else {}  # indexing a missing store would create it
-        state = [(self.objective, graph.collect("num_nodes", allow_empty=True))] + versions(
-            *(edges.get(key) for key in ("edge_index", "edge_label", "observed")))
+        state = self._graph_state()
         if not unchanged(state, self._checked_edges):
             check_interactions(graph)
             self.objective.check(graph)
@@ -147,12 +147,46 @@ class Unlearner:
             self._checked_edges = state
         check_model_fits(self.model, graph)
 
+    def _graph_state(self) -> list:
+        """The objective with the node counts, and the edge tensors with their versions (see :func:`unchanged`)."""
+        graph = self.graph
+        edges = graph[EDGE] if EDGE in graph.edge_types else {}  # indexing a missing store would create it
+        return [(self.objective, graph.collect("num_nodes", allow_empty=True))] + versions(
+            *(edges.get(key) for key in ("edge_index", "edge_label", "observed")))
+
+    def _graph_digest(self) -> str:
+        """The sha256 of the graph's edge tensors, node counts and objective: what fit() learns from."""
+        edges = self.graph[EDGE]
+        tensors = [edges[key] for key in ("edge_index", "edge_label", "observed") if key in edges]
+        return tensors_sha256(*tensors) + repr(self.graph.collect("num_nodes", allow_empty=True)) + repr(self.objective)
+
+    def _check_fitted_on(self) -> None:
+        """Raises ``ValueError`` when the graph or objective changed since :meth:`fit`: what it prepared (shards,
+        an encoder) was learnt from them, and would answer for the old graph. Their content is compared (hashed
+        again only after a write), so a write of the same values, or a copy of the same edges, passes."""
+        if self._fitted_on is None:
+            return
+        state, digest = self._fitted_on
+        current = self._graph_state()
+        if unchanged(current, state):
+            return
+        if self._graph_digest() != digest:
+            raise ValueError(f"{type(self).__name__}: the training graph changed since fit() (its edges, labels, node "
+                             "counts or the objective), which prepared the method from it: call fit() again")
+        self._fitted_on = current, digest
+
     def fit(self) -> "Unlearner":
         """Prepares the method before any request (see the class docstring); returns ``self``."""
         with Stopwatch(self.graph[EDGE].edge_index.device) as watch:
             info = self._fit()
         self.fitted, self.fit_seconds, self.fit_info = True, watch.seconds, {**(info or {}), "seconds": watch.seconds}
+        self._record_fitted_on()
         return self
+
+    def _record_fitted_on(self) -> None:
+        """Records the graph the method was just prepared from (by :meth:`fit`, or a loaded encoder)."""
+        if self.needs_fit:
+            self._fitted_on = self._graph_state(), self._graph_digest()
 
     def _fit(self) -> dict:
         """The method's preparation; returns its report (:attr:`fit_info`)."""
@@ -166,12 +200,19 @@ class Unlearner:
             NotFittedError: the method needs :meth:`fit` and it was not called.
             ValueError: for a badly shaped request, one whose dtype is not an integer one (bool, float) or
                 that lives on the meta device, unknown ids, duplicates or pairs that are not edges, a model
-                with non-finite parameters, or a graph that fails the construction checks.
+                with non-finite parameters, a graph that fails the construction checks, or (for a method that
+                needs :meth:`fit`) a graph or objective that changed since it.
         """
-        self._check_graph()  # the unlearner's state, not the request: outside the reported time
+        # the unlearner's state, not the request: outside the reported time; checked with the other ranks, as one
+        # whose graph alone fails would leave them waiting in the next collective
+        communicates = self._communicates()
+        if communicates:
+            agreed(f"{type(self).__name__}.unlearn", self._check_graph)
+        else:
+            self._check_graph()
         device = self.graph[EDGE].edge_index.device
         with Stopwatch(device) as watch:
-            if self._communicates():  # every rank must make this call alike, or those that go on wait forever
+            if communicates:  # every rank must make this call alike, or those that go on wait forever
                 inputs = {"request": request, "model": self.model, "graph": self.graph, "objective": self.objective,
                           "config": self.config, "val": self.val}
                 checked = agreed(f"{type(self).__name__}.unlearn", lambda: self._checked(request), **inputs)
@@ -195,6 +236,7 @@ class Unlearner:
         if not self.fitted:  # after the request's checks: a bad request is named whatever the state
             raise NotFittedError(f"{type(self).__name__}.unlearn() needs fit() first: "
                                  f"{type(self).__name__}(...).fit().unlearn(request)")
+        self._check_fitted_on()
         return request, remaining, positions
 
     def _communicates(self) -> bool:

@@ -560,6 +560,7 @@ class UnlearnRec(Unlearner):
         except (RuntimeError, KeyError) as error:
             raise ValueError(f"{path} does not hold an encoder for this model and graph: {error}") from error
         self.encoder, self.fitted, self.fit_info = encoder, True, dict(state.get("fit_info", {}))
+        self._record_fitted_on()  # checked against this graph: the one it now answers for
         self._remember_pretrained_for(expected)
 
     def _check_pretrained_for(self, path, stored: dict | None, expected: dict) -> None:
