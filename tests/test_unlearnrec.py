@@ -585,6 +585,15 @@ def test_an_encoder_is_refused_for_the_same_edges_with_other_labels(tmp_path):
     with pytest.raises(ValueError, match="another graph"):
         UnlearnRec(model, relabelled, objective, quick_config()).load_encoder(tmp_path / "encoder.pt")
     UnlearnRec(model, graph, objective, quick_config()).load_encoder(tmp_path / "encoder.pt")
+    # Fitted on the relabelled graph, which is then edited in place back to the first: unlearn refuses it until
+    # an encoder of the graph it now holds is loaded (the load records the graph it answers for).
+    unlearner = UnlearnRec(model, relabelled, objective, quick_config()).fit()
+    unlearner.graph[EDGE].edge_label.copy_(labels)
+    request = torch.tensor([[0], [0]])
+    with pytest.raises(ValueError, match="changed since fit"):
+        unlearner.unlearn(request)
+    unlearner.load_encoder(tmp_path / "encoder.pt")
+    assert unlearner.unlearn(request).graph[EDGE].edge_index.size(1) == 5
 
 
 def test_the_fine_tuned_mlp_shifts_every_node_outside_the_request_alike():
