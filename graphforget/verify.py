@@ -507,9 +507,9 @@ def sign_test(below: int, above: int) -> float:
     r"""One-sided sign test: :math:`P(X \ge \text{below})` for :math:`X \sim \mathrm{Binomial}(n, 1/2)`,
     :math:`n` = ``below + above`` (ties are left out before); 1 for :math:`n = 0`. Summed in log space, so
     it holds for any :math:`n` (tails far below float64's smallest normal number underflow to 0)."""
-    n = below + above
     if below < 0 or above < 0:
         raise ValueError(f"sign_test needs counts >= 0, got below={below}, above={above}")
+    n = below + above
     k = torch.arange(below, n + 1, dtype=torch.float64)
     log_terms = math.lgamma(n + 1) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1) - n * math.log(2)
     return min(1.0, float(torch.logsumexp(log_terms, 0).exp())) if n else 1.0
