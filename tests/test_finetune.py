@@ -216,6 +216,38 @@ def test_retrain_refuses_a_reset_that_leaves_trained_parameters(small_planted, o
     Retrain(model, small_planted, OBJECTIVE, warm).unlearn(request)
 
 
+class NormedProjectionMF(MF):
+    """MF whose user embeddings pass a BatchNorm1d; its reset re-draws the norm's weight and bias by hand but not
+    its running statistics (the training data's)."""
+
+    def __init__(self, num_users, num_items, embedding_dim=8):
+        super().__init__(num_users, num_items, embedding_dim)
+        self.norm = nn.BatchNorm1d(embedding_dim)
+
+    def reset_parameters(self, seed=None):
+        super().reset_parameters(seed)
+        if hasattr(self, "norm"):
+            nn.init.ones_(self.norm.weight), nn.init.zeros_(self.norm.bias)
+
+    def embed(self, graph):
+        return self.norm(self.user_emb.weight), self.item_emb.weight
+
+
+def test_retrain_starts_from_fresh_running_statistics(small_planted, one_thread):
+    """Retrain is a fresh model trained on the remaining edges: a BatchNorm's running mean, variance and count start
+    as a fresh one's even when reset_parameters leaves them (they kept the trained model's, the removed edges'
+    statistics, into the retrained one). Reference: a model built and trained from scratch."""
+    request = random_edges(small_planted, 0.05, seed=1)
+    model = trained_model(NormedProjectionMF, small_planted)
+    assert int(model.norm.num_batches_tracked) > 0
+    result = Retrain(model, small_planted, OBJECTIVE, RetrainConfig(CONFIG, seed=5)).unlearn(request)
+    expected = NormedProjectionMF(num_users(small_planted), num_items(small_planted), 8)
+    expected.reset_parameters(5)
+    train(expected, result.graph, OBJECTIVE, CONFIG)
+    for k, v in result.model.state_dict().items():
+        assert torch.equal(v, expected.state_dict()[k]), k
+
+
 def test_retrain_accepts_a_reset_that_covers_every_parameter(small_planted, one_thread):
     request = random_edges(small_planted, 0.05, seed=1)
     model = trained_model(ProjectedMF, small_planted, covers_proj=True)

@@ -316,7 +316,9 @@ def copy_modes(source: torch.nn.Module, target: torch.nn.Module) -> None:
 
 def redraw(model: torch.nn.Module, seed: int | None, method: str) -> None:
     """``model.reset_parameters(seed)``, checking that it wrote every trainable parameter, with the frozen ones
-    (``requires_grad=False``, e.g. fixed item features) kept as they are.
+    (``requires_grad=False``, e.g. fixed item features) kept as they are, and every running statistic (a
+    BatchNorm's mean, variance and count: the training data's, the removed edges included) reset as a fresh
+    model's, whether or not ``reset_parameters`` covers them.
 
     Each trainable parameter is first filled with NaN, so one the reset misses is found whatever its values (a copy
     of a trained model would keep what it learnt from the edges to forget; an untrained one may equal its own
@@ -334,6 +336,9 @@ def redraw(model: torch.nn.Module, seed: int | None, method: str) -> None:
         model.reset_parameters(seed)
         for name, value in frozen.items():
             model.get_parameter(name).copy_(value)
+        for module in model.modules():
+            if callable(getattr(module, "reset_running_stats", None)):
+                module.reset_running_stats()
     missed = [name for name in trainable if torch.isnan(model.get_parameter(name)).any()]
     if missed:
         raise ValueError(f"{method}: reset_parameters() left these trained parameters unchanged: {', '.join(missed)}; "

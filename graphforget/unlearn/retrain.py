@@ -37,7 +37,8 @@ class Retrain(Unlearner):
     Without ``warm_start``, :meth:`unlearn` checks that ``reset_parameters(seed)`` re-drew every
     trainable parameter (:func:`~graphforget.unlearn.base.redraw`): a parameter left as trained would keep what
     it learnt from the removed edges. A frozen
-    parameter (``requires_grad=False``) is kept as it is, as training leaves it.
+    parameter (``requires_grad=False``) is kept as it is, as training leaves it; running statistics (a
+    BatchNorm's) start as a fresh model's.
 
     Raises:
         ValueError: from :meth:`unlearn`, when ``reset_parameters`` left trained parameters unchanged.
