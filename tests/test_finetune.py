@@ -216,6 +216,17 @@ def test_retrain_refuses_a_reset_that_leaves_trained_parameters(small_planted, o
     Retrain(model, small_planted, OBJECTIVE, warm).unlearn(request)
 
 
+def assert_retrain_is_a_fresh_training(model, graph, request, cls):
+    """Retrain (seed 5) of ``model`` equals, tensor for tensor, a ``cls`` built, reset with seed 5 and trained on the
+    remaining edges."""
+    result = Retrain(model, graph, OBJECTIVE, RetrainConfig(CONFIG, seed=5)).unlearn(request)
+    expected = cls(num_users(graph), num_items(graph), 8)
+    expected.reset_parameters(5)
+    train(expected, result.graph, OBJECTIVE, CONFIG)
+    for k, v in result.model.state_dict().items():
+        assert torch.equal(v, expected.state_dict()[k]), k
+
+
 class NormedProjectionMF(MF):
     """MF whose user embeddings pass a BatchNorm1d; its reset re-draws the norm's weight and bias by hand but not
     its running statistics (the training data's)."""
@@ -240,20 +251,10 @@ def test_retrain_starts_from_fresh_running_statistics(small_planted, one_thread)
     request = random_edges(small_planted, 0.05, seed=1)
     model = trained_model(NormedProjectionMF, small_planted)
     assert int(model.norm.num_batches_tracked) > 0
-    result = Retrain(model, small_planted, OBJECTIVE, RetrainConfig(CONFIG, seed=5)).unlearn(request)
-    expected = NormedProjectionMF(num_users(small_planted), num_items(small_planted), 8)
-    expected.reset_parameters(5)
-    train(expected, result.graph, OBJECTIVE, CONFIG)
-    for k, v in result.model.state_dict().items():
-        assert torch.equal(v, expected.state_dict()[k]), k
+    assert_retrain_is_a_fresh_training(model, small_planted, request, NormedProjectionMF)
 
 
 def test_retrain_accepts_a_reset_that_covers_every_parameter(small_planted, one_thread):
     request = random_edges(small_planted, 0.05, seed=1)
     model = trained_model(ProjectedMF, small_planted, covers_proj=True)
-    result = Retrain(model, small_planted, OBJECTIVE, RetrainConfig(CONFIG, seed=5)).unlearn(request)
-    expected = ProjectedMF(num_users(small_planted), num_items(small_planted), 8)
-    expected.reset_parameters(5)
-    train(expected, result.graph, OBJECTIVE, CONFIG)
-    for k, v in result.model.state_dict().items():
-        assert torch.equal(v, expected.state_dict()[k]), k
+    assert_retrain_is_a_fresh_training(model, small_planted, request, ProjectedMF)
