@@ -10,8 +10,8 @@ from torch_geometric.data import HeteroData
 from torch_geometric.metrics import LinkPredNDCG, LinkPredRecall
 
 from .config import eval_mode, is_integer
-from .data.interactions import (EDGE, check_model_fits, check_pair_ids, check_pair_tensor, message_passing_edges,
-                                num_users, validate_pairs)
+from .data.interactions import (EDGE, check_model_fits, check_pair_ids, check_pair_tensor, finite_scores,
+                                message_passing_edges, num_users, validate_pairs)
 
 __all__ = ["auc", "auc_standard_error", "auc_groups", "completeness", "evaluate_auc", "recall_ndcg_at_k",
            "mean_probability", "mi_bf", "mi_ng", "prediction_distance", "parameter_distance"]
@@ -96,14 +96,7 @@ def _scores(model, graph: HeteroData, edges: Tensor, what: str) -> Tensor:
     edges = edges.to(graph[EDGE].edge_index.device)
     check_pair_ids(edges, graph, what)
     with eval_mode(model):  # a dropout (a user's own GNN) would make every figure random
-        return _finite(model(graph, edges))
-
-
-def _finite(scores: Tensor) -> Tensor:
-    if not bool(torch.isfinite(scores).all()):
-        raise ValueError(f"the model's scores hold {int((~torch.isfinite(scores)).sum())} NaN or infinite values: "
-                         f"its parameters are not finite (a diverged training?)")
-    return scores
+        return finite_scores(model(graph, edges))
 
 
 @torch.no_grad()
@@ -142,9 +135,9 @@ def _all_item_scores(model, graph: HeteroData) -> Callable[[Tensor], Tensor]:
     model scores so (``scores_by_dot_product``); else the model's own ``score_all`` (a model that scores pairs
     by another function than the dot product of its embeddings, a mean-aggregated shard ensemble)."""
     if getattr(model, "scores_by_dot_product", False):
-        user, item = (_finite(table) for table in model.embed(graph))
+        user, item = (finite_scores(table) for table in model.embed(graph))
         return lambda users: user[users] @ item.t()
-    return lambda users: _finite(model.score_all(graph, users))
+    return lambda users: finite_scores(model.score_all(graph, users))
 
 
 @torch.no_grad()

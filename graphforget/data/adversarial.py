@@ -11,7 +11,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..config import eval_mode, seeded
-from .interactions import EDGE, check_model_fits, edge_subgraph, num_users
+from .interactions import EDGE, check_model_fits, edge_subgraph, finite_scores, num_users
 
 __all__ = ["adversarial_edges"]
 
@@ -55,7 +55,7 @@ def adversarial_edges(model, graph: HeteroData, fraction: float = 1.0, seed: int
     picked_users, picked_items = [], []
     with eval_mode(model):  # every submodule's own flag restored afterwards
         for batch in users.split(batch_size):
-            scores = _finite(model.score_all(graph, batch)).clone()
+            scores = finite_scores(model.score_all(graph, batch)).clone()
             local = torch.full((n_users,), -1, dtype=torch.long, device=device)
             local[batch] = torch.arange(batch.numel(), device=device)
             mine = local[edge_index[0]] >= 0
@@ -77,10 +77,3 @@ def adversarial_edges(model, graph: HeteroData, fraction: float = 1.0, seed: int
         del store[key]  # per-edge extras (timestamps, weights) have no value for the fake edges
     return attacked, request
 
-
-def _finite(scores: Tensor) -> Tensor:
-    """``scores``, refused when not finite: argmin ranks a NaN first, and its user was skipped without a word."""
-    if not bool(torch.isfinite(scores).all()):
-        raise ValueError(f"the model's scores hold {int((~torch.isfinite(scores)).sum())} NaN or infinite values: "
-                         f"its parameters are not finite (a diverged training?)")
-    return scores

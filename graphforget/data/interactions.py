@@ -23,7 +23,8 @@ __all__ = [
     "EDGE", "make_interactions", "num_users", "num_items", "message_passing_edges",
     "propagation_edges", "bipartite_to_homogeneous", "symmetric_edge_weight", "edge_positions", "remove_edges",
     "without_edges", "edge_subgraph", "pairs_with_data", "validate_pairs", "pair_keys", "pairs_of_keys",
-    "check_unique_pairs", "check_model_fits", "check_interactions", "check_pair_ids", "check_pair_tensor", "on_device",
+    "check_unique_pairs", "check_model_fits", "finite_scores", "check_interactions", "check_pair_ids",
+    "check_pair_tensor", "on_device",
 ]
 
 EDGE = ("user", "rates", "item")
@@ -167,6 +168,15 @@ def check_model_fits(model, graph: HeteroData, name: str = "graph") -> None:
         if size is not None and int(size) != count:
             raise ValueError(f"the model has num_{node_type}s={int(size)} but the {name} has {count} {node_type}s "
                              f"({name}['{node_type}'].num_nodes): build the model for this graph's node counts")
+
+
+def finite_scores(scores: Tensor) -> Tensor:
+    """``scores`` (a model's output), refused with ``ValueError`` when any is NaN or infinite: a ranking or an
+    argmin would place them first without a word."""
+    if not bool(torch.isfinite(scores).all()):
+        raise ValueError(f"the model's scores hold {int((~torch.isfinite(scores)).sum())} NaN or infinite values: "
+                         f"its parameters are not finite (a diverged training?)")
+    return scores
 
 
 def on_device(graph: HeteroData, device: torch.device | str) -> HeteroData:

@@ -677,9 +677,13 @@ class IFRU(Unlearner):
     def _objective_grad(self, rows: NodeRows, phi: Tensor, scored: _Scored) -> Tensor:
         return self._loss_gradient(rows, phi, scored) + scored.share.objective(self.objective).l2 * phi
 
-    def _curvature(self, rows: NodeRows, scored: _Scored, phi: Tensor, regularize: bool = True):
-        """The undamped curvature operator of the terms' objective (with its explicit L2 unless not
-        ``regularize``) at ``phi``, its products summed across the ranks."""
+    def _curvature(self, rows: NodeRows, scored: _Scored, phi: Tensor):
+        """The undamped curvature operator of the terms' objective (with its explicit L2) at ``phi``, its products
+        summed across the ranks."""
+        return scored.share.summed(self._curvature_part(rows, scored, phi))
+
+    def _curvature_part(self, rows: NodeRows, scored: _Scored, phi: Tensor, regularize: bool = True):
+        """This rank's part of :meth:`_curvature` (the explicit L2 left out unless ``regularize``)."""
         curvature, objective, terms = self.config.curvature, scored.share.objective(self.objective), scored.mine
         objective = objective if regularize else objective.without_l2()
         if curvature == "mf_surrogate":
@@ -700,15 +704,16 @@ class IFRU(Unlearner):
             extra = (HessianOperator(term.function(rows, scored.graph), phi) if curvature == "exact"
                      else term.gauss_newton(rows, scored.graph, phi))
             operator = _added(operator, extra)
-        return scored.share.summed(operator)
+        return operator
 
     def _new_curvature(self, call: _Call, phi: Tensor):
         """The new objective's curvature at ``phi``: the remaining terms' with the L2, plus SCIF's relabelled
-        terms' (they are part of the objective the Newton steps minimise, and of its gradient)."""
-        curvature = self._curvature(call.region.rows, call.new, phi)
-        if call.replaced is None:
-            return curvature
-        return _added(curvature, self._curvature(call.region.rows, call.replaced, phi, regularize=False))
+        terms' (they are part of the objective the Newton steps minimise, and of its gradient); one sum across the
+        ranks per product."""
+        part = self._curvature_part(call.region.rows, call.new, phi)
+        if call.replaced is not None:
+            part = _added(part, self._curvature_part(call.region.rows, call.replaced, phi, regularize=False))
+        return call.share.summed(part)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={type(self.model).__name__}, objective={self.objective}, " \
