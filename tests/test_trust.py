@@ -183,8 +183,42 @@ def test_acceptance_ratio_of_an_exact_newton_step_on_a_quadratic():
     exact = SolveResult(torch.linalg.solve(a, b), 2, 0.0, 0.0, True)
     check = acceptance(target, exact, b, lambda v: a @ v, IFRUConfig())
     assert check["reason"] is None and check["ratio"] == pytest.approx(1.0)
-    ascent = SolveResult(-torch.linalg.solve(a, b), 2, 0.0, 0.0, True)  # increases the objective
-    assert "acceptance test" in acceptance(target, ascent, b, lambda v: a @ v, IFRUConfig())["reason"]
+    # the model's exact step, on an objective whose quartic term the quadratic model misses: it rises
+    quartic = TiltedObjective(lambda x: 0.5 * x @ a @ x - b @ x + 10 * x.dot(x) ** 2, None,
+                              torch.zeros(2, dtype=torch.float64), phi0, torch.zeros(2, dtype=torch.bool), 0.0)
+    assert "acceptance test" in acceptance(quartic, exact, b, lambda v: a @ v, IFRUConfig())["reason"]
+    ascent = SolveResult(-torch.linalg.solve(a, b), 2, 0.0, 0.0, True)  # claims convergence, solves nothing
+    assert acceptance(target, ascent, b, lambda v: a @ v, IFRUConfig())["reason"].startswith(
+        "the solve did not converge (true relative residual 2 > 0.02, 2 x solver.tol or 100 roundings of float64")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_solve_whose_true_residual_misses_the_tolerance_is_not_converged(dtype):
+    """A float32 system of condition 1e5: CG's recursive residual reaches solver.tol (9.4e-5 < 1e-4) where the
+    true one is 1.8e-3, and the step was accepted; the acceptance test now measures the true residual and rejects
+    it. In float64 the two agree and the step passes. A tolerance below float32's reach (1e-10) is held to 100
+    roundings (1.2e-5)."""
+    from graphforget.unlearn.ifru.ladder import RESIDUAL_DRIFT, Ladder, residual_limit
+    from graphforget.unlearn.ifru.tilted import TiltedObjective
+    torch.manual_seed(0)
+    n = 50
+    basis, _ = torch.linalg.qr(torch.randn(n, n, dtype=torch.float64))
+    a = ((basis * torch.logspace(0, -5, n, dtype=torch.float64)) @ basis.T).to(dtype)
+    b = torch.randn(n).to(dtype)
+    zeros = torch.zeros(n, dtype=dtype)
+    target = TiltedObjective(lambda x: 0.5 * x @ a @ x - b @ x, None, zeros, zeros, zeros.bool(), 0.0)
+    config = IFRUConfig(solver=SolverConfig(damping=0.0, tol=1e-4, max_iter=2000))
+    result, rhs, check = Ladder(lambda v: a @ v, b, target, 0.0, 1, config).attempt(0.0, last=True)
+    true = float((b - a @ result.x).norm() / b.norm())
+    assert result.converged and result.residual <= 1e-4 and check["true_residual"] == pytest.approx(true, rel=1e-3)
+    if dtype == torch.float32:
+        assert true > RESIDUAL_DRIFT * 1e-4 and check["ratio"] > 0.5  # the decrease alone would have passed it
+        assert check["reason"].startswith(f"the solve did not converge (true relative residual {true:.3g} > 0.0002, "
+                                          "2 x solver.tol or 100 roundings of float32")
+    else:
+        assert true <= 1e-4 and check["reason"] is None
+    assert residual_limit(1e-10, torch.float32) == 100 * torch.finfo(torch.float32).eps
+    assert residual_limit(1e-10, torch.float64) == 2e-10
 
 
 @pytest.mark.parametrize("policy", ["keep", "raise", "apply"])

@@ -16,6 +16,10 @@ from .tilted import TiltedObjective
 DAMPING_GROWTH, RETRY_DAMPING = 10.0, 0.01
 #: A Levenberg-Marquardt attempt's CG iterate is tested at this many iterations, and again each time they double.
 CHECK_FROM = 8
+#: CG reports its recursive residual, which in float32 drifts from the true one as the system's condition grows; a
+#: converged solve whose true residual exceeds RESIDUAL_DRIFT times the tolerance did not converge, unless it is
+#: within RESIDUAL_FLOOR roundings of its dtype (a tolerance below that is more than the dtype can measure).
+RESIDUAL_DRIFT, RESIDUAL_FLOOR = 2.0, 100
 
 
 class Ladder:
@@ -109,7 +113,7 @@ def congruent(operator, scale: Tensor):
 
 def acceptance(target: TiltedObjective, result, rhs: Tensor, operator, cfg: IFRUConfig,
                iterate: bool = False) -> dict:
-    r"""The acceptance test of a solve: finite, converged, a decrease of :math:`T` of at least
+    r"""The acceptance test of a solve: finite, converged (by its true residual too), a decrease of :math:`T` of at least
     ``trust.min_ratio`` times the decrease its quadratic model :math:`-g^\top s + \tfrac12 s^\top A s` predicts,
     and, where :math:`T` has a fresh draw of negatives, a rise of its loss of at most ``trust.max_fresh_loss_rise``.
     For an ``iterate`` of CG on its way (not converged), the model's decrease is :math:`\tfrac12 g^\top s`, no
@@ -117,14 +121,22 @@ def acceptance(target: TiltedObjective, result, rhs: Tensor, operator, cfg: IFRU
     step, phi = result.x, target.phi0
     if not torch.isfinite(step).all():
         return {"ratio": None, "reason": "the step is not finite"}
-    predicted = float(-0.5 * rhs.dot(step) if iterate else -rhs.dot(step) + 0.5 * step.dot(operator(step)))
+    applied = None if iterate else operator(step)
+    predicted = float(-0.5 * rhs.dot(step) if iterate else -rhs.dot(step) + 0.5 * step.dot(applied))
     actual = float(target(phi + step) - target.start())
     ratio = actual / predicted if predicted < 0 else float("nan")
     check = {"predicted_decrease": -predicted, "actual_decrease": -actual, "ratio": ratio}
     where, then = (f" at CG iteration {result.iterations}", "; its solve stopped there") if iterate else ("", "")
+    if not iterate:  # the product is already paid for: the solve's true residual, whatever the solver reported
+        check["true_residual"] = float((rhs - applied).norm() / rhs.norm().clamp(min=torch.finfo(rhs.dtype).tiny))
     if not (iterate or result.converged):
         reason = (f"the solve did not converge (relative residual {result.residual:.3g} > solver.tol {cfg.solver.tol:g}"
                   + (", negative curvature met" if result.negative_curvature else "") + ")")
+    elif not iterate and not check["true_residual"] <= residual_limit(cfg.solver.tol, rhs.dtype):
+        reason = (f"the solve did not converge (true relative residual {check['true_residual']:.3g} > "
+                  f"{residual_limit(cfg.solver.tol, rhs.dtype):.3g}, {RESIDUAL_DRIFT:g} x solver.tol or "
+                  f"{RESIDUAL_FLOOR} roundings of {str(rhs.dtype)[6:]}; the solver's own estimate was "
+                  f"{result.residual:.3g}: rounding on an ill-conditioned system)")
     elif not ratio >= cfg.trust.min_ratio:
         reason = (f"the step failed the acceptance test{where} (the objective's actual decrease over its predicted "
                   f"decrease is {ratio:.3g} < trust.min_ratio {cfg.trust.min_ratio:g}){then}")
@@ -132,6 +144,11 @@ def acceptance(target: TiltedObjective, result, rhs: Tensor, operator, cfg: IFRU
         check["fresh_loss_rise"] = rise = target.fresh_rise(phi + step)
         reason = fresh_draw_failure(rise, cfg, where + then)
     return {**check, "reason": reason}
+
+
+def residual_limit(tol: float, dtype: torch.dtype) -> float:
+    """The true relative residual above which a solve to ``tol`` in ``dtype`` did not converge."""
+    return max(RESIDUAL_DRIFT * tol, RESIDUAL_FLOOR * torch.finfo(dtype).eps)
 
 
 def fresh_draw_failure(rise: float | None, cfg: IFRUConfig, where: str = "", subject: str = "the step") -> str | None:

@@ -115,7 +115,8 @@ class IFRU(Unlearner):
     is nearly singular: the undamped step moves far along directions training never moved along.
     By default :math:`\lambda` is the implicit ridge of the trained point (:class:`SolverConfig`), the
     step is a Newton step of the tilted new objective :math:`T` (:class:`TiltedObjective`), and it is
-    accepted only when the solve converged, everything is finite, :math:`T` decreased by at least
+    accepted only when the solve converged (its true residual measured, not only the solver's estimate),
+    everything is finite, :math:`T` decreased by at least
     ``trust.min_ratio`` of what its quadratic model predicts and, where the objective draws new negatives
     every epoch (BPR), their loss on a draw the step was not fit on rose by at most
     ``trust.max_fresh_loss_rise``. A rejected step is solved again with 10x the damping
@@ -142,9 +143,10 @@ class IFRU(Unlearner):
       (:math:`\lVert\nabla L(\hat\phi; D)\rVert / \lVert g\rVert`: how far from stationary the model is),
       ``damping`` (the last attempt's :math:`\lambda`; ``None`` when nothing was solved), ``dense_damping``
       (``{dense parameter: the scale of its damping}``, see :class:`SolverConfig`; empty when none is scaled);
-    * ``attempts``: one dict per solve of the first step (the solver's ``iterations``, ``residual``,
-      ``seconds``, ``converged``, ``negative_curvature``, and ``rhs_norm``, ``damping``,
-      ``predicted_decrease``, ``actual_decrease``, ``ratio``, ``reason``; with a fresh draw of negatives, once
+    * ``attempts``: one dict per solve of the first step (the solver's ``iterations``, ``residual`` (CG's:
+      its recursive estimate), ``seconds``, ``converged``, ``negative_curvature``, and ``rhs_norm``, ``damping``,
+      ``predicted_decrease``, ``actual_decrease``, ``ratio``, ``true_residual`` (measured; a finite step's),
+      ``reason``; with a fresh draw of negatives, once
       the rest passed, ``fresh_loss_rise``: see :class:`~graphforget.unlearn.TrustConfig`);
     * ``solver``: always a list, one dict per solve of a step: the first step's last attempt (the accepted
       one when ``trusted``), then one per Newton step (with its ``tol``, its ``step_size``, whether the
