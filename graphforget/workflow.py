@@ -531,7 +531,8 @@ def _edge_request(run: Run, pairs: Tensor) -> Tensor:
     if not bool(known.all()):
         first = pairs[:, (~known).nonzero()[0, 0]].tolist()
         raise ValueError(f"{int((~known).sum())} of the listed pairs are not interactions of {run.path} (neither "
-                         f"training edges nor validation or test pairs), e.g. {_raw_pair(run.graph, first)}")
+                         f"training edges nor validation or test pairs; a held-out pair that an earlier request "
+                         f"dropped is no longer stored), e.g. {_raw_pair(run.graph, first)}")
     if bool(negative.any()):
         first = pairs[:, negative.nonzero()[0, 0]].tolist()
         raise ValueError(f"{int(negative.sum())} of the listed pairs are sampled negatives, not interactions, "

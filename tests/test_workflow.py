@@ -319,6 +319,9 @@ def test_listed_held_out_pairs_are_dropped_and_alone_keep_the_model(capsys, base
     line = audit_lines(tmp_path / "held")[-1]
     assert line["request"]["edges"] == 0 and line["request"]["heldout_pairs"] == 1 and line["fit_seconds"] == 0
     assert line["verification"] is None and "held-out pairs only" in line["verification_error"]
+    code, _, err = cli(capsys, "forget", "--run", tmp_path / "held", "--edges", listed, "--method", "ifru", "--quiet",
+                       "--out", tmp_path / "held_again")  # that pair once more: gone, and the message says why
+    assert code == 2 and "a held-out pair that an earlier request dropped is no longer stored" in err
     code, _, err = cli(capsys, "verify", "--run", tmp_path / "held")  # the lineage's first request removed 2 edges
     assert code == 0, err
     code, _, err = cli(capsys, "forget", "--run", base, "--edges", _write_pairs(tmp_path / "v.txt", parent, val),
