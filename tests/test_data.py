@@ -1114,6 +1114,42 @@ def test_normalized_adjacency_against_the_dense_formula(random_graph):
         assert dense[u, 9 + i] == dense[9 + i, u] == (torch.tensor(w, dtype=torch.float64) if seen else 0)
 
 
+def test_float64_propagation_weights_are_computed_in_float64(random_graph):
+    """For a float64 model, the normalised adjacency, its edge subsets (SGL's views), the k-hop subgraph's carried
+    weights (IFRU's locality) and the PyG adapter's edge_weight agree with the float64 formula to 1e-15; computed in
+    float32 and cast, they were off by up to 6e-8."""
+    from graphforget.influence.hvp import scoring_graph
+    from graphforget.influence.terms import Terms
+    from graphforget.models import LightGCN, PyGRecommender
+    graph = random_graph(9, 7, 30, seed=7)
+    exact, like = dense_normalized_adjacency(graph), torch.zeros(1, dtype=torch.float64)
+    edges = graph[EDGE].edge_index
+
+    def close(got):
+        torch.testing.assert_close(got, exact[edges[0], 9 + edges[1]], rtol=1e-15, atol=0)
+    dense = normalized_adjacency(graph, like).to_dense()
+    close(dense[edges[0], 9 + edges[1]])
+    close(AdjacencyPattern.of(graph).subset(torch.ones(30, dtype=torch.bool), like).to_dense()[edges[0], 9 + edges[1]])
+    model = LightGCN(9, 7, embedding_dim=2, num_layers=1).double()
+    sub = scoring_graph(model, graph, Terms(edges[:, :1], torch.ones(1)))
+    positions = edge_positions(graph, sub[EDGE].edge_index)
+    torch.testing.assert_close(sub[EDGE].edge_weight, exact[edges[0], 9 + edges[1]][positions], rtol=1e-15, atol=0)
+    adapter = PyGRecommender(_Scorer(), 9, 7, receptive_field=1, edge_weight=True).double()
+    _, weight = adapter.propagation_inputs(graph)  # a module of the user's own: edge_weight passed as a tensor
+    close(weight[:30])
+
+
+class _Scorer(torch.nn.Module):
+    """The smallest module the PyG adapter wraps: ``forward(edge_index, edge_label_index, edge_weight)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = torch.nn.Embedding(16, 2)
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        return (self.embedding(edge_label_index[0]) * self.embedding(edge_label_index[1])).sum(-1)
+
+
 def test_adjacency_cache_answers_equal_graphs_and_never_a_stale_one(random_graph):
     import copy
     import pickle

@@ -33,8 +33,8 @@ class DenseGCN(EmbeddingRecommender):
         self.lin = nn.Linear(embedding_dim, embedding_dim)
 
     def embed(self, graph):
-        edge_index, weight = propagation_edges(graph)
         user, item = self.user_emb.weight, self.item_emb.weight
+        edge_index, weight = propagation_edges(graph, user.dtype)  # as the k-hop subgraphs carry them
         w = weight.to(user.dtype)[:, None]
         to_user = torch.zeros_like(user).index_add(0, edge_index[0], w * item.index_select(0, edge_index[1]))
         to_item = torch.zeros_like(item).index_add(0, edge_index[1], w * user.index_select(0, edge_index[0]))
@@ -71,7 +71,7 @@ def _mask():
 
 def _reference_logits(model, graph, eli):
     """``phi -> logits of eli``: parameters rebuilt from phi by hand, propagation by a dense matrix."""
-    edge_index, weight = propagation_edges(graph)
+    edge_index, weight = propagation_edges(graph, torch.float64)
     adj = torch.zeros(U, I, dtype=torch.float64)
     adj[edge_index[0], edge_index[1]] = weight.double()
     users, items = torch.tensor(USERS), torch.tensor(ITEMS)

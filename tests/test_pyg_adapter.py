@@ -107,16 +107,17 @@ def test_scores_equal_graphforgets_lightgcn(graph, one_thread, sparse, module):
 @pytest.mark.parametrize("alpha", [None, [0.5, 0.3, 0.2]])
 def test_pyg_lightgcn_by_graphforgets_propagation_equals_its_own_code_and_is_exact_on_subgraphs(graph, one_thread,
                                                                                                   alpha):
-    """The reference is PyG's code itself: the module called on the whole graph's edge_index (the normalisation
-    weights differ in rounding: graphforget's are float32, as SCORE says)."""
+    """The reference is PyG's code itself: the module called on the whole graph's edge_index (in float64 both
+    compute the normalisation weights in float64: they agree to 1e-12)."""
     module = PyGLightGCN(U + I, D, num_layers=K, alpha=None if alpha is None else torch.tensor(alpha)).double()
     theirs = PyGRecommender(module, U, I, receptive_field=K)
     edges = bipartite_to_homogeneous(message_passing_edges(graph), U)
     with torch.no_grad():
+        exact = dict(rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(theirs(graph, all_pairs()), module(edges, all_pairs() + torch.tensor([[0], [U]])),
-                                   **SCORE)
-        torch.testing.assert_close(torch.cat(theirs.embed(graph)), module.get_embedding(edges), **SCORE)
-        sub = computation_subgraph(graph, torch.tensor([0, U + 3]), K)
+                                   **exact)
+        torch.testing.assert_close(torch.cat(theirs.embed(graph)), module.get_embedding(edges), **exact)
+        sub = computation_subgraph(graph, torch.tensor([0, U + 3]), K, torch.float64)  # the model's dtype
         assert sub[EDGE].edge_index.size(1) < graph[EDGE].edge_index.size(1)
         pairs = torch.tensor([[0], [3]])
         torch.testing.assert_close(theirs(sub, pairs), theirs(graph, pairs), atol=1e-12, rtol=0)
@@ -215,7 +216,7 @@ def test_edge_weight_mode_is_exact_on_k_hop_subgraphs(graph, one_thread, sparse)
     with torch.no_grad():
         theirs.module.embedding.weight.copy_(x0(ours))
     nodes = torch.tensor([0, U + 3])
-    sub = computation_subgraph(graph, nodes, K)
+    sub = computation_subgraph(graph, nodes, K, torch.float64)  # the model's dtype, as IFRU builds it
     assert sub[EDGE].edge_index.size(1) < graph[EDGE].edge_index.size(1)
     pairs = torch.tensor([[0], [3]])
     with torch.no_grad():

@@ -55,8 +55,14 @@ def normalized_adjacency(graph: HeteroData, like: Tensor | None = None) -> Tenso
     Building it sorts every edge: several times the cost of one product with it on ML-100K.
     :class:`AdjacencyCache` keeps it for callers that propagate over one graph many times.
     """
-    edge_index, edge_weight = propagation_edges(graph)
+    edge_index, edge_weight = propagation_edges(graph, weight_dtype(like))
     return bipartite_adjacency(edge_index, edge_weight, num_users(graph), num_items(graph), like)
+
+
+def weight_dtype(like: Tensor | None) -> torch.dtype:
+    """The dtype to compute propagation weights in: float64 for a float64 ``like``, else float32 (half precision
+    would overflow the degree products)."""
+    return torch.float64 if like is not None and like.dtype == torch.float64 else torch.float
 
 
 def observed_adjacency(graph: HeteroData, like: Tensor | None = None) -> Tensor:
@@ -100,8 +106,9 @@ class AdjacencyPattern:
         """:func:`normalized_adjacency` of the graph holding only the observed edges where ``keep`` (``[E']``
         bool) is set, renormalised by their own degrees; on ``like``'s device and dtype when given. The same
         matrix, entry for entry, without a sort."""
-        weight = torch.zeros(keep.numel(), device=keep.device)
-        weight[keep] = symmetric_edge_weight(self.edge_index[:, keep], self.num_users, self.num_items)
+        dtype = weight_dtype(like)
+        weight = torch.zeros(keep.numel(), device=keep.device, dtype=dtype)
+        weight[keep] = symmetric_edge_weight(self.edge_index[:, keep], self.num_users, self.num_items, dtype)
         entries = keep[self.edge]
         values = weight[self.edge[entries]]
         values = values if like is None else values.to(like)

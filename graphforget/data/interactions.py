@@ -201,19 +201,21 @@ def message_passing_edges(graph: HeteroData) -> Tensor:
     return store.edge_index
 
 
-def propagation_edges(graph: HeteroData) -> tuple[Tensor, Tensor]:
+def propagation_edges(graph: HeteroData, dtype: torch.dtype = torch.float) -> tuple[Tensor, Tensor]:
     r"""The message-passing edges and their weights in the symmetric normalised adjacency.
 
     Returns ``(edge_index [2, E'], edge_weight [E'])`` over the observed (user, item) edges. The weight
-    is :math:`1/\sqrt{|N_u| |N_i|}`, or the edge store's ``edge_weight`` where one is set: the influence
-    code sets it to the whole graph's weights when it runs a model on a subgraph (k-hop locality).
+    is :math:`1/\sqrt{|N_u| |N_i|}`, computed in ``dtype`` (a float64 model's weights rounded to float32
+    would be off by about 6e-8), or the edge store's ``edge_weight`` where one is set: the influence
+    code sets it to the whole graph's weights, in the model's dtype, when it runs a model on a subgraph
+    (k-hop locality). A model passes its parameters' dtype, so that it computes the same weights on both.
     """
     store = graph[EDGE]
     mask = store.observed if "observed" in store else None
     edge_index = store.edge_index if mask is None else store.edge_index[:, mask]
     if "edge_weight" in store:
         return edge_index, (store.edge_weight if mask is None else store.edge_weight[mask])
-    return edge_index, symmetric_edge_weight(edge_index, num_users(graph), num_items(graph))
+    return edge_index, symmetric_edge_weight(edge_index, num_users(graph), num_items(graph), dtype)
 
 
 def bipartite_to_homogeneous(edge_index: Tensor, num_users: int) -> Tensor:

@@ -79,19 +79,19 @@ def local_terms(objective: Objective, graph: HeteroData, region: Tensor) -> Term
     return training_terms(objective, graph).touching(region, num_users(graph))
 
 
-def computation_subgraph(graph: HeteroData, nodes: Tensor, hops: int) -> HeteroData:
+def computation_subgraph(graph: HeteroData, nodes: Tensor, hops: int, dtype: torch.dtype = torch.float) -> HeteroData:
     """The observed edges a ``hops``-layer model needs to compute the outputs of ``nodes`` exactly.
 
     The induced subgraph on the ``hops``-hop region of ``nodes``, carrying the whole graph's
-    propagation weights (:func:`~graphforget.data.propagation_edges`) as ``edge_weight``, so degrees
-    are those of the whole graph; no edges for ``hops = 0``. Node ids and every node attribute are
+    propagation weights (:func:`~graphforget.data.propagation_edges`, in ``dtype``: the model's) as
+    ``edge_weight``, so degrees are those of the whole graph; no edges for ``hops = 0``. Node ids and every node attribute are
     kept (:func:`~graphforget.data.edge_subgraph`), so embedding tables need no relabelling.
     """
     store = graph[EDGE]
     if hops == 0:  # outputs that read no edges (MF): an edgeless graph, without the whole graph's weights
         return edge_subgraph(graph, torch.zeros(0, dtype=torch.long, device=store.edge_index.device))
     observed = store.observed if "observed" in store else torch.ones_like(store.edge_label, dtype=torch.bool)
-    edge_index, weight = propagation_edges(graph)  # the observed edges, in storage order
+    edge_index, weight = propagation_edges(graph, dtype)  # the observed edges, in storage order
     region = k_hop_mask(graph, nodes, hops)
     inside = region[edge_index[0]] & region[edge_index[1] + num_users(graph)]
     sub = edge_subgraph(graph, observed.nonzero().flatten()[inside])

@@ -16,6 +16,7 @@ from torch import Tensor
 from torch.func import functional_call
 from torch_geometric.data import HeteroData
 
+from ..data.adjacency import weight_dtype
 from ..data.interactions import num_items, num_users
 from ..models.base import table_mask, table_offset
 from ..objectives import Objective
@@ -174,7 +175,8 @@ def scoring_graph(model, graph: HeteroData, terms: Terms, locality: bool = True)
     if not (locality and getattr(model, "supports_edge_weight", False)):
         return graph
     n = num_users(graph)
-    return computation_subgraph(graph, terms.nodes(n, n + num_items(graph)), model.receptive_field)
+    return computation_subgraph(graph, terms.nodes(n, n + num_items(graph)), model.receptive_field,
+                                weight_dtype(next(model.parameters(), None)))
 
 
 def objective_function(model, objective: Objective, terms: Terms, graph: HeteroData, rows: NodeRows,

@@ -10,7 +10,7 @@ from torch_geometric.data import HeteroData
 from torch_geometric.nn.models import LightGCN
 
 from ..config import check_seed
-from ..data.adjacency import AdjacencyCache, normalized_adjacency, observed_adjacency
+from ..data.adjacency import AdjacencyCache, normalized_adjacency, observed_adjacency, weight_dtype
 from ..data.interactions import bipartite_to_homogeneous, message_passing_edges, num_items, num_users, propagation_edges
 from .base import NODE_TYPES, Recommender
 from .propagation import symmetric_spmm
@@ -134,8 +134,9 @@ class PyGRecommender(Recommender):
             return self.adjacencies(graph, next(self.module.parameters())), None
         if not self.supports_edge_weight:
             return bipartite_to_homogeneous(message_passing_edges(graph), num_users(graph)), None
-        edges, weight = propagation_edges(graph)
-        weight = weight.to(next(self.module.parameters()).dtype)
+        like = next(self.module.parameters())
+        edges, weight = propagation_edges(graph, weight_dtype(like))
+        weight = weight.to(like.dtype)
         return bipartite_to_homogeneous(edges, num_users(graph)), torch.cat([weight, weight])
 
     def forward(self, graph: HeteroData, edge_label_index: Tensor) -> Tensor:
