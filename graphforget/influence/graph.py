@@ -84,8 +84,8 @@ def computation_subgraph(graph: HeteroData, nodes: Tensor, hops: int, dtype: tor
 
     The induced subgraph on the ``hops``-hop region of ``nodes``, carrying the whole graph's
     propagation weights (:func:`~graphforget.data.propagation_edges`, in ``dtype``: the model's) as
-    ``edge_weight``, so degrees are those of the whole graph; no edges for ``hops = 0``. Node ids and every node attribute are
-    kept (:func:`~graphforget.data.edge_subgraph`), so embedding tables need no relabelling.
+    ``edge_weight``, so degrees are those of the whole graph; no edges for ``hops = 0``. Node ids and every
+    node attribute are kept (:func:`~graphforget.data.edge_subgraph`), so embedding tables need no relabelling.
     """
     store = graph[EDGE]
     if hops == 0:  # outputs that read no edges (MF): an edgeless graph, without the whole graph's weights
