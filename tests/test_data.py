@@ -180,6 +180,23 @@ def test_lightgcn_loader_names_the_file_and_line_of_a_malformed_line(tmp_path):
         load_lightgcn(tmp_path)
 
 
+def test_lightgcn_loader_reads_ids_as_the_table_loaders_do(tmp_path):
+    """int() also takes '1_0' (read as item 10) and non-ASCII digits ('\u0663' read as item 3): both were loaded as
+    other ids without a word, where u.data refuses them; an undecodable byte raised a bare UnicodeDecodeError
+    naming neither the file nor the line."""
+    train = re.escape(str(tmp_path / "train.txt"))
+    for token in ("1_0", "\u0663"):
+        _lightgcn_files(tmp_path, "0 1\n")
+        (tmp_path / "train.txt").write_bytes(f"0 1\n1 {token}\n".encode())
+        with pytest.raises(ValueError, match=rf"^{train}, line 2: {re.escape(repr(token))} is not an integer id"):
+            load_lightgcn(tmp_path)
+    (tmp_path / "train.txt").write_bytes(b"0 1\n1 \xe92\n")
+    with pytest.raises(ValueError, match=rf"^{train}, line 2: '.2' is not an integer id"):
+        load_lightgcn(tmp_path)
+    _lightgcn_files(tmp_path, "0 +1\n1 0\n")  # a sign is still an integer, as int() and u.data read it
+    assert pairs_of(load_lightgcn(tmp_path)[0]) == [(0, 1), (1, 0)]
+
+
 def test_lightgcn_loader_refuses_ids_far_sparser_than_contiguous(tmp_path):
     """Every table is sized by the largest id: one stray 9999999999 asked for 80 GB (a RuntimeError in torch)."""
     _lightgcn_files(tmp_path, "0 1\n9999999999 0\n", test="0 0\n")
@@ -226,6 +243,15 @@ def test_movielens_loader_names_the_file_and_line_of_a_malformed_line(tmp_path, 
         load_movielens_100k(tmp_path)
 
 
+def test_movielens_loader_names_the_line_of_a_non_ascii_digit(tmp_path):
+    """'\u0663' (Arabic-Indic 3) matched the line finder's \\d: the error fell back to numpy's, naming no line."""
+    path = tmp_path / "u.data"
+    path.write_bytes("1\t2\t3\t4\n1\t\u0663\t3\t4\n".encode())
+    problem = f"line 2: column 'item': {chr(0x663)!r} is not an integer"
+    with pytest.raises(ValueError, match=f"^{re.escape(f'{path}, {problem}')}$"):
+        load_movielens_100k(tmp_path)
+
+
 def test_table_loaders_reject_empty_files_and_short_lines(tmp_path):
     (tmp_path / "u.data").write_text("\n")
     with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path / 'u.data'))} is empty$"):
@@ -243,6 +269,17 @@ def test_loaders_report_missing_files(tmp_path):
         load_movielens_100k(tmp_path)
     with pytest.raises(FileNotFoundError):
         load_lightgcn(tmp_path)
+
+
+def test_loaders_given_the_data_file_itself(tmp_path):
+    """The path of u.data (or of ML-100K's u1.base, in the same format) was looked for as a folder: 'dataset file
+    not found: .../u.data/ml-100k/u.data' for a file that is there; train.txt given to load_lightgcn the same."""
+    (tmp_path / "u1.base").write_text("1\t2\t5\t9\n3\t2\t1\t8\n")
+    assert raw_pairs(load_movielens_100k(tmp_path / "u1.base")) == [(1, 2), (3, 2)]
+    _lightgcn_files(tmp_path, "0 1\n")
+    with pytest.raises(NotADirectoryError, match=re.escape(f"{tmp_path / 'train.txt'} is a file: give the folder "
+                                                           "holding train.txt and test.txt")):
+        load_lightgcn(tmp_path / "train.txt")
 
 
 # --------------------------------------------------------------------------------------------- CSV, download
@@ -288,6 +325,28 @@ def test_load_csv_names_the_file_line_and_column_of_a_bad_row(tmp_path, text, li
     label_col = "rating" if text.startswith("user,item,rating") else None
     with pytest.raises(ValueError, match=f"^{re.escape(f'{path}, line {line}: {problem}')}$"):
         load_csv(path, "user", "item", label_col)
+
+
+def test_load_csv_refuses_a_label_beyond_float32(tmp_path):
+    """Labels are stored as float32: '1e39' passed the finite check in float64 and was stored as inf."""
+    path = tmp_path / "big.csv"
+    for value in ("1e39", "-4e38"):
+        path.write_text(f"user,item,rating\nu1,i1,5\nu2,i1,{value}\n")
+        problem = f"line 3: column 'rating': {value!r} is beyond the float32 range of labels"
+        with pytest.raises(ValueError, match=f"^{re.escape(f'{path}, {problem}')}"):
+            load_csv(path, "user", "item", "rating")
+    path.write_text("user,item,rating\nu1,i1,3e38\n")  # within the range: kept
+    assert load_csv(path, "user", "item", "rating")[EDGE].edge_label.isfinite().all()
+
+
+def test_load_csv_refuses_a_used_column_named_twice_in_the_header(tmp_path):
+    """csv.DictReader keeps the last of two columns of one name: 'user' read the third column without a word."""
+    path = tmp_path / "twice.csv"
+    path.write_text("user,item,user\nu1,i1,u9\n")
+    with pytest.raises(ValueError, match=re.escape(f"{path}: the header names column 'user' twice")):
+        load_csv(path, "user", "item")
+    path.write_text("user,item,x,x\nu1,i1,1,2\n")  # an unused column named twice is not read: no ambiguity
+    assert list(load_csv(path, "user", "item")["user"].raw_id) == ["u1"]
 
 
 def test_load_csv_takes_blank_trailing_fields(tmp_path):
@@ -510,10 +569,26 @@ def test_random_split_gives_a_part_of_ratio_zero_no_edge():
                 assert dropped == 0 or ratios[0] < 0.9, (ratios, sizes)
 
 
-@pytest.mark.parametrize("ratios", [(0.5, 0.5), (0.6, 0.3, 0.2), (0.0, 0.5, 0.5), (1.2, -0.1, -0.1)])
+@pytest.mark.parametrize("ratios", [(0.5, 0.5), (0.6, 0.3, 0.2), (0.0, 0.5, 0.5), (1.2, -0.1, -0.1),
+                                    (math.nan, 0.5, 0.5), (0.6, math.nan, 0.4)])
 def test_random_split_bad_ratios(tiny_graph, ratios):
     with pytest.raises(ValueError, match="ratios"):
         random_split(tiny_graph, ratios)
+
+
+def test_random_split_keeps_a_training_edge_of_a_tiny_graph():
+    """round(0.4 * 1) = 0: a one-edge graph split (0.4, 0.3, 0.3) came back with no training edge and no node in any
+    part, without a word (training then failed far from the cause)."""
+    graph = with_raw_ids(make_interactions(torch.tensor([[0], [0]])))
+    for ratios in ((0.4, 0.3, 0.3), (0.5, 0.5, 0.0), (0.6, 0.2, 0.2)):
+        for seed in range(3):
+            split = random_split(graph, ratios, seed=seed)
+            assert [part[EDGE].edge_index.size(1) for part in (split.train, split.val, split.test)] == [1, 0, 0]
+            assert raw_pairs(split.train) == raw_pairs(graph)
+    two = make_interactions(torch.tensor([[0, 1], [0, 1]]))
+    assert random_split(two, (0.2, 0.4, 0.4), seed=0).train[EDGE].edge_index.size(1) == 1
+    empty = random_split(make_interactions(torch.empty(2, 0, dtype=torch.long), None, 0, 0))
+    assert empty.train[EDGE].edge_index.size(1) == 0
 
 
 # --------------------------------------------------------------------------------------------- negatives
@@ -672,6 +747,17 @@ def test_user_edges(random_graph):
         user_edges(graph, [30])
     with pytest.raises(ValueError):
         user_edges(graph, [-1])
+
+
+def test_user_edges_names_what_is_wrong_with_the_users(random_graph):
+    """[] became an empty float tensor: 'user ids must be integers' where no user was given; a string raised
+    torch's TypeError."""
+    graph = random_graph(10, 8, 30, seed=0)
+    for users in ([], (), np.array([], dtype=np.int64), torch.empty(0, dtype=torch.long)):
+        with pytest.raises(ValueError, match="^no users given$"):
+            user_edges(graph, users)
+    with pytest.raises(ValueError, match="user ids are a tensor, array or list of integers, got a str"):
+        user_edges(graph, "3")
 
 
 # --------------------------------------------------------------------------------------------- positions
@@ -867,6 +953,16 @@ def test_planted_communities_carry_signal():
 def test_planted_communities_refuses_bad_sizes_naming_the_field(field, value, message):
     with pytest.raises(ValueError, match=message):
         planted_communities(**{"num_users": 10, "num_items": 40, "interactions_per_user": 5, field: value})
+
+
+def test_planted_communities_refuses_out_of_community_draws_with_one_community():
+    """p_in = 0 draws every item from other communities, of which one community has none: torch's 'invalid
+    multinomial distribution' named neither field."""
+    with pytest.raises(ValueError, match=re.escape("p_in = 0 draws every item out of the user's community, but with "
+                                                   "num_communities = 1 there is no other")):
+        planted_communities(num_users=10, num_items=40, num_communities=1, interactions_per_user=5, p_in=0.0)
+    assert planted_communities(num_users=10, num_items=40, num_communities=1, interactions_per_user=5)[EDGE] \
+        .edge_index.size(1) == 50
 
 
 def test_planted_communities_rate_p_in_in_community_and_spread_users_evenly():
@@ -1203,6 +1299,16 @@ def test_an_adjacency_pattern_reads_every_edge_subset_as_normalized_adjacency_bu
             got, expected = pattern.subset(keep, like), normalized_adjacency(view, like)
             for part in ("crow_indices", "col_indices", "values"):
                 assert torch.equal(getattr(got, part)(), getattr(expected, part)())
+
+
+def test_an_adjacency_pattern_refuses_a_keep_that_is_not_a_bool_mask_of_its_edges(random_graph):
+    """An integer 0/1 mask was read as positions (edges 0 and 1, the rest of the matrix garbage), silently."""
+    graph = random_graph(9, 7, 30, seed=10)
+    pattern = AdjacencyPattern.of(graph)
+    for keep in (torch.ones(30, dtype=torch.long), torch.ones(30), torch.ones(29, dtype=torch.bool)):
+        with pytest.raises(ValueError, match=re.escape(f"keep must be a bool mask of shape [30], one entry per "
+                                                       f"observed edge, got {keep.dtype} {list(keep.shape)}")):
+            pattern.subset(keep)
 
 
 def test_a_held_graph_skips_the_check_for_its_block_only(random_graph):

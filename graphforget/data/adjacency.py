@@ -105,7 +105,14 @@ class AdjacencyPattern:
     def subset(self, keep: Tensor, like: Tensor | None = None) -> Tensor:
         """:func:`normalized_adjacency` of the graph holding only the observed edges where ``keep`` (``[E']``
         bool) is set, renormalised by their own degrees; on ``like``'s device and dtype when given. The same
-        matrix, entry for entry, without a sort."""
+        matrix, entry for entry, without a sort.
+
+        Raises:
+            ValueError: ``keep`` is not a bool mask of shape ``[E']`` (an integer 0/1 mask would index positions).
+        """
+        if keep.dtype != torch.bool or tuple(keep.shape) != (self.edge_index.size(1),):
+            raise ValueError(f"keep must be a bool mask of shape [{self.edge_index.size(1)}], one entry per observed "
+                             f"edge, got {keep.dtype} {list(keep.shape)}")
         dtype = weight_dtype(like)
         weight = torch.zeros(keep.numel(), device=keep.device, dtype=dtype)
         weight[keep] = symmetric_edge_weight(self.edge_index[:, keep], self.num_users, self.num_items, dtype)

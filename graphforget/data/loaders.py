@@ -196,7 +196,7 @@ def _first_malformed_line(path: Path, columns: tuple[str, ...]) -> ValueError | 
             if len(fields) != len(columns):
                 return _line_error(path, number, f"{len(fields)} fields, expected {len(columns)} ({' '.join(columns)})")
             for name, field in zip(columns, fields):
-                if not re.fullmatch(r"[+-]?\d+", field):
+                if not re.fullmatch(r"[+-]?[0-9]+", field):  # \d takes '\u0663', which numpy refuses
                     return _line_error(path, number, f"column {name!r}: {field!r} is not an integer")
                 if not _fits_int64(int(field)):
                     return _line_error(path, number, f"column {name!r}: {field} is beyond 64-bit integers")
@@ -206,7 +206,8 @@ def _first_malformed_line(path: Path, columns: tuple[str, ...]) -> ValueError | 
 def load_movielens_100k(root: str | os.PathLike) -> HeteroData:
     """MovieLens-100K ``u.data`` (``user \\t item \\t rating \\t timestamp``).
 
-    ``root`` is the folder holding ``u.data`` or its parent holding ``ml-100k/u.data``. The rating (1-5)
+    ``root`` is the folder holding ``u.data``, its parent holding ``ml-100k/u.data``, or a file in this format
+    (``u.data``, or a split of it such as ``u1.base``). The rating (1-5)
     is stored as ``edge_label``; binarise with :func:`~graphforget.data.binarize`.
 
     Raises:
@@ -215,7 +216,10 @@ def load_movielens_100k(root: str | os.PathLike) -> HeteroData:
             not four integers, naming the file and the 1-based line number.
     """
     root = Path(root)
-    path = root / "u.data" if (root / "u.data").is_file() else root / "ml-100k" / "u.data"
+    if root.is_file():  # else looked for as a folder: 'u.data/ml-100k/u.data not found' for a file that is there
+        path = root
+    else:
+        path = root / "u.data" if (root / "u.data").is_file() else root / "ml-100k" / "u.data"
     table = _read_int_table(path, ("user", "item", "rating", "timestamp"))
     return _from_raw(path, table[:, 0], table[:, 1], table[:, 2], {"timestamp": table[:, 3]})
 
@@ -260,12 +264,15 @@ def _read_lightgcn_lines(path: Path) -> tuple[np.ndarray, np.ndarray, int, np.nd
             (user, item) pairs`` when no line lists an item.
     """
     users, items, lines, max_user = [], [], [], -1
-    with open(_require(path)) as f:
+    with open(_require(path), encoding="utf-8", errors="replace") as f:  # undecodable bytes fail as an id, named
         for number, line in enumerate(f, start=1):
             ids = line.split()
             if not ids:
                 continue
             try:
+                # int() reads '1_0' as 10 and '\u0663' as 3, which u.data refuses: check such rare lines' tokens
+                if (not line.isascii() or "_" in line) and not all(map(_is_int, ids)):
+                    raise ValueError
                 row = np.asarray([int(token) for token in ids], dtype=np.int64)
             except ValueError:
                 bad = next(token for token in ids if not _is_int(token))
@@ -293,11 +300,7 @@ def _fits_int64(value: int) -> bool:
 
 
 def _is_int(token: str) -> bool:
-    try:
-        int(token)
-    except ValueError:
-        return False
-    return True
+    return re.fullmatch(r"[+-]?[0-9]+", token) is not None
 
 
 def load_lightgcn(root: str | os.PathLike) -> tuple[HeteroData, HeteroData]:
@@ -310,12 +313,15 @@ def load_lightgcn(root: str | os.PathLike) -> tuple[HeteroData, HeteroData]:
     accepted and counts in the user id space. The Gowalla and ML-1M files hold neither.
 
     Raises:
+        NotADirectoryError: ``root`` is a file (``train.txt`` itself): the format is read from its folder.
         ValueError: when an item is listed twice for a user within one file, naming the file and both lines
             (see :func:`~graphforget.data.make_interactions`; the Gowalla and ML-1M files hold none); when
             a file is empty or lists no item; for a malformed line (a token that is not a
             non-negative integer), naming the file and the 1-based line number; or for ids far sparser than
             contiguous ones (more than twice as many unused as used, beyond 1024).
     """
+    if Path(root).is_file():  # else 'train.txt/train.txt not found' for a file that is there
+        raise NotADirectoryError(f"{root} is a file: give the folder holding train.txt and test.txt")
     train, test = _lightgcn_files(Path(root), ("train.txt", "test.txt"))
     return train, test
 
@@ -379,7 +385,8 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
         ValueError: for a file that is not UTF-8, missing columns, an empty file, an unknown ``duplicates``
             policy, or duplicated pairs
             under ``"raise"``; ``FILE, line N: ...`` naming the column for a row without a value in a used column
-            (shorter than the header, or an empty cell) or a label that is not a finite number.
+            (shorter than the header, or an empty cell) or a label that is not a finite number (or is beyond
+            float32, the labels' dtype); a used column named twice in the header.
     """
     if duplicates not in ("raise", "last"):
         raise ValueError(f"duplicates must be 'raise' or 'last', got {duplicates!r}")
@@ -391,6 +398,7 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
             missing = {user_col, item_col, label_col} - {None} - set(reader.fieldnames)
             if missing:
                 raise ValueError(f"columns {sorted(missing)} not in {path} (has {reader.fieldnames})")
+            _check_used_columns_once(path, reader.fieldnames, (user_col, item_col, label_col))
             rows = [_csv_row(path, reader.line_num, row, user_col, item_col, label_col) for row in reader]
     except UnicodeDecodeError as error:
         raise ValueError(f"{path} is not UTF-8 text ({error.reason}): save it as UTF-8") from None
@@ -399,6 +407,16 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
     users, items, labels = (np.asarray(col) for col in zip(*rows))
     return _from_raw(path, _as_ids(users), _as_ids(items), labels.astype(np.float32),
                      keep_last=duplicates == "last")
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_used_columns_once(path: str | os.PathLike, fieldnames: Sequence[str], used: Sequence[str | None]) -> None:
+    """Refuses a header naming a used column twice: csv.DictReader would read the last of them without a word."""
+    for column in used:
+        if column is not None and list(fieldnames).count(column) > 1:
+            raise ValueError(f"{path}: the header names column {column!r} twice ({list(fieldnames)}): rename one")
 
 
 def _csv_row(path: str | os.PathLike, number: int, row: dict, user_col: str, item_col: str,
@@ -418,6 +436,9 @@ def _csv_row(path: str | os.PathLike, number: int, row: dict, user_col: str, ite
         label = math.nan
     if not math.isfinite(label):  # a NaN or infinite rating is as unusable as 'abc'
         raise _line_error(path, number, f"column {label_col!r}: {value!r} is not a finite number")
+    if abs(label) > _FLOAT32_MAX:  # labels are stored as float32, where it would become infinite
+        raise _line_error(path, number, f"column {label_col!r}: {value!r} is beyond the float32 range of labels "
+                                        f"(+-{_FLOAT32_MAX:.4g})")
     return user, item, label
 
 

@@ -64,12 +64,15 @@ def user_edges(graph: HeteroData, users, observed_only: bool = True) -> Tensor:
     Raises:
         ValueError: when no user is given, an id is not an integer or is outside ``[0, num_users)``.
     """
-    users = torch.as_tensor(users).flatten()
+    try:
+        users = torch.as_tensor(users).flatten()
+    except (TypeError, ValueError, RuntimeError):  # a string, None, ragged lists
+        raise ValueError(f"user ids are a tensor, array or list of integers, got a {type(users).__name__}") from None
+    if users.numel() == 0:  # first: [] has torch's default float dtype
+        raise ValueError("no users given")
     if not is_integer_tensor(users):
         raise ValueError(f"user ids must be integers, got dtype {users.dtype}")
     users = users.long()
-    if users.numel() == 0:
-        raise ValueError("no users given")
     if users.min() < 0 or users.max() >= num_users(graph):
         raise ValueError(f"unknown user ids: expected ids in [0, {num_users(graph)}), got {users.tolist()[:10]}")
     ei = graph[EDGE].edge_index

@@ -64,6 +64,9 @@ def _check_communities(num_users: int, num_items: int, num_communities: int, int
     for name, value in probabilities.items():
         if not 0 <= value <= 1:
             raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+    if num_communities == 1 and probabilities["p_in"] == 0:  # no item to draw: torch's multinomial named no field
+        raise ValueError("p_in = 0 draws every item out of the user's community, but with num_communities = 1 there "
+                         "is no other: raise num_communities or p_in")
     size = num_items // num_communities
     if interactions_per_user >= size:
         raise ValueError(f"interactions_per_user ({interactions_per_user}) must be below the community size "

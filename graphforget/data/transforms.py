@@ -96,15 +96,18 @@ def random_split(graph: HeteroData, ratios=(0.6, 0.2, 0.2), seed: int = 0) -> Sp
     """Random split by interaction (the IFRU protocol: 6:2:2).
 
     The training part holds ``round(ratios[0] * E)`` edges, the validation part ``round(ratios[1] * E)`` and
-    the test part the rest; a part of ratio 0 holds none (the last part of positive ratio takes the rest).
-    Users and items are remapped to the ids of the training part; validation and test rows whose
-    user or item has no training interaction are dropped.
+    the test part the rest; a part of ratio 0 holds none (the last part of positive ratio takes the rest), and the
+    training part at least one edge of a graph that has one. Users and items are remapped to the ids of the training
+    part; validation and test rows whose user or item has no training interaction are dropped.
     """
-    if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-6 or ratios[0] == 0:
+    # Written to fail on NaN, which every comparison answers False (int(round(nan)) then named no argument).
+    if len(ratios) != 3 or not all(r >= 0 for r in ratios) or not abs(sum(ratios) - 1) <= 1e-6 or ratios[0] == 0:
         raise ValueError(f"ratios must be three non-negative numbers summing to 1 with a train part, got {ratios}")
     num_edges = graph[EDGE].edge_index.size(1)
     perm = torch.randperm(num_edges, generator=seeded(seed))
     n_train, n_val = int(round(ratios[0] * num_edges)), int(round(ratios[1] * num_edges))
+    # round(0.4 * 1) = 0: a tiny graph's training part came back empty, and with it every node of every part.
+    n_train = max(n_train, min(num_edges, 1))
     # The last part of positive ratio takes the rest: rounded separately, (0.9, 0.1, 0) on 25 edges gave 22 + 2
     # and left an edge to a test part of ratio 0 (which a split with the file's own test set throws away).
     if ratios[2] == 0:
