@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from graphforget.data import EDGE, edge_subgraph, make_interactions, symmetric_edge_weight
-from graphforget.models import (MF, MODELS, EmbeddingRecommender, LightGCN, Recommender, build_model, load_model,
-                                save_model, table_mask)
+from graphforget.models import (MF, MODELS, SGL, EmbeddingRecommender, LightGCN, Recommender, SimGCL, build_model,
+                                load_model, save_model, table_mask)
 from helpers import fake_install
 
 
@@ -228,6 +228,15 @@ def test_score_all_equals_forward(graph, make):
         assert torch.allclose(model.score_all(graph, users), forward[users], atol=1e-6)
 
 
+@pytest.mark.parametrize("make", [lambda: MF(9, 8, 4), lambda: LightGCN(9, 8, 4, num_layers=2)])
+def test_score_all_refuses_a_user_id_out_of_range(graph, make):
+    """User -1 was scored silently as the last user (Python's negative indexing)."""
+    for users in (torch.tensor([0, -1]), torch.tensor([9])):
+        with pytest.raises(ValueError, match=re.escape(f"users holds user id {int(users[-1])} at position "
+                                                       f"{users.numel() - 1}, outside [0, 9)")):
+            make().score_all(graph, users)
+
+
 class DistanceMF(MF):
     """Scores a pair by minus the squared distance of its rows: ``forward`` overridden, ``score_all`` not."""
 
@@ -387,6 +396,37 @@ def test_constructor_errors_and_repr():
         MF(3, 4, embedding_dim=0)
     assert "num_layers=2" in repr(LightGCN(3, 4, 8, num_layers=2))
     assert "embedding_dim=8" in repr(MF(3, 4, 8))
+
+
+@pytest.mark.parametrize("make", [lambda: MF(9, 8, 4), lambda: LightGCN(9, 8, 4, num_layers=2)])
+def test_a_malformed_edge_label_index_is_refused_by_name(graph, make):
+    """A transposed ``[B, 2]``, a 1-D or a ``[3, B]`` index was scored silently (its first rows read as the pairs),
+    a float one failed in index_select and an out-of-range id as torch's 'index out of range in self'."""
+    model, pairs = make(), all_pairs(9, 8)
+    for bad in (pairs.t(), pairs[0], torch.cat([pairs, pairs[:1]])):
+        expected = f"edge_label_index must have shape [2, B], got {list(bad.shape)}"
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            model(graph, bad)
+    with pytest.raises(ValueError, match="edge_label_index holds integer"):
+        model(graph, pairs.float())
+    for bad, side, value, count in (([[9], [0]], "user", 9, 9), ([[0, 0], [0, -1]], "item", -1, 8)):
+        with pytest.raises(ValueError, match=re.escape(f"edge_label_index holds {side} id {value} at position "
+                                                       f"{len(bad[0]) - 1}, outside [0, {count})")):
+            model(graph, torch.tensor(bad))
+    assert model(graph, pairs[:, :0]).shape == (0,)
+
+
+@pytest.mark.parametrize("cls", [LightGCN, SGL, SimGCL])
+def test_a_graph_of_other_node_counts_is_refused_by_name(graph, cls):
+    """A 9 x 8 model on a 10 x 7 graph (the same 17 nodes) propagated silently, the graph's user 9 taking item 0's
+    row; on a 10 x 8 graph it failed inside torch's sparse product."""
+    model = cls(9, 8, 4, num_layers=2)
+    edge_index = graph[EDGE].edge_index
+    for users, items in ((10, 7), (10, 8), (9, 9)):
+        other = make_interactions(edge_index[:, edge_index[1] < items], num_users=users, num_items=items)
+        with pytest.raises(ValueError, match=re.escape(f"tables of 9 users and 8 items, but the graph has {users} "
+                                                       f"users and {items} items")):
+            model(other, torch.tensor([[0], [0]]))
 
 
 def test_a_foreign_checkpoint_and_a_fractional_layer_count_are_named(tmp_path):

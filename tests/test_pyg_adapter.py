@@ -383,3 +383,25 @@ def test_a_module_with_another_call_convention_is_refused_naming_the_call(graph)
     model = PyGRecommender(NodeEmbeddings(U + I), U, I, receptive_field=1)
     with pytest.raises(ValueError, match=r"returned a \[100, 4\] tensor for 3 pairs.*one logit per pair"):
         model(graph, all_pairs()[:, :3])
+    # edge_weight=True passes edge_weight=...: a forward without it failed on first use ('unexpected keyword')
+    with pytest.raises(ValueError, match=r"edge_weight=True\) calls .* but NodeEmbeddings.forward takes no "
+                                         "edge_weight argument"):
+        PyGRecommender(NodeEmbeddings(U + I), U, I, receptive_field=1, edge_weight=True)
+
+    class Keywords(NodeEmbeddings):
+        def forward(self, edge_index, edge_label_index, **kwargs):
+            return super().forward(edge_index, edge_label_index)
+    assert PyGRecommender(Keywords(U + I), U, I, receptive_field=1, edge_weight=True).supports_edge_weight
+
+
+@pytest.mark.parametrize("module", [PyGLightGCN, OwnCode])
+def test_a_malformed_edge_label_index_is_refused_by_name(graph, module):
+    """The adapter offsets items by U: a user id past the users was silently scored as an item (user U as item 0)
+    and a negative item id as a user; a transposed index was scored as its first two pairs."""
+    model = PyGRecommender(module(num_nodes=U + I, embedding_dim=D, num_layers=K), U, I, receptive_field=K)
+    with pytest.raises(ValueError, match=re.escape("edge_label_index holds user id 60 at position 0, outside [0, 60)")):
+        model(graph, torch.tensor([[U], [0]]))
+    with pytest.raises(ValueError, match=re.escape("edge_label_index holds item id -1 at position 0, outside [0, 40)")):
+        model(graph, torch.tensor([[0], [-1]]))
+    with pytest.raises(ValueError, match=re.escape("edge_label_index must have shape [2, B], got [2400, 2]")):
+        model(graph, all_pairs().t())

@@ -64,6 +64,14 @@ def test_info_nce_matches_hand_computation():
         info_nce(a, b, 0.0)
 
 
+@pytest.mark.parametrize("tau", [math.nan, math.inf, -1.0])
+def test_info_nce_refuses_a_temperature_that_is_not_positive_and_finite(tau):
+    """A NaN temperature passed ``tau <= 0`` and gave a NaN loss, without a word."""
+    a = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="tau must be a finite number > 0"):
+        info_nce(a, a, tau)
+
+
 def test_sgl_views_and_loss_match_dense_edge_dropout(graph):
     model = SGL(5, 4, embedding_dim=3, num_layers=2, drop_ratio=0.3)
     model.reset_parameters(1)

@@ -14,7 +14,8 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
-from ..config import is_integer, resolved_device, seeded
+from ..config import is_integer, is_integer_tensor, resolved_device, seeded
+from ..data.interactions import check_pair_tensor
 from ..io import atomic_write
 
 __all__ = ["Recommender", "EmbeddingRecommender", "NODE_TYPES", "table_mask", "table_offset",
@@ -54,13 +55,33 @@ def module_on(model: nn.Module, device: torch.device | str) -> nn.Module:
     return copy.deepcopy(model).to(target)
 
 
+def check_edge_label_index(edge_label_index: Tensor, num_users: int, num_items: int) -> None:
+    """Raises ``ValueError`` unless ``edge_label_index`` is a ``[2, B]`` integer tensor of user ids in
+    ``[0, num_users)`` and item ids in ``[0, num_items)``, naming the first id outside and its position: a transposed
+    or 1-D index was scored silently (its first rows read as pairs), and an out-of-range id failed inside torch's
+    indexing or, offset into homogeneous ids, scored another node."""
+    check_pair_tensor(edge_label_index, "edge_label_index", "B")
+    check_ids_in_range(edge_label_index[0], num_users, "edge_label_index holds user")
+    check_ids_in_range(edge_label_index[1], num_items, "edge_label_index holds item")
+
+
+def check_ids_in_range(ids: Tensor, count: int, what: str) -> None:
+    """Raises ``ValueError`` naming the first id of ``ids`` outside ``[0, count)`` and its position (``what`` starts
+    the message)."""
+    # min/max first: the mask of bad positions is built only on failure.
+    if ids.numel() and (ids.min() < 0 or ids.max() >= count):
+        position = int(((ids < 0) | (ids >= count)).nonzero()[0])
+        raise ValueError(f"{what} id {int(ids[position])} at position {position}, outside [0, {count})")
+
+
 class Recommender(nn.Module, ABC):
     """The contract every model (ours, a user's, an adapted PyG module) follows.
 
     * ``forward(graph, edge_label_index)`` scores the ``[2, B]`` (user, item) pairs given the
       interaction graph passed in, returning ``[B]`` logits. Nothing graph-derived is cached across
       calls, so a model can be run on an edited graph or with edited parameters. By default, the dot
-      products of :meth:`embed`'s user and item rows.
+      products of :meth:`embed`'s user and item rows; another shape or an id out of range is refused
+      (:func:`check_edge_label_index`).
     * :meth:`embed` gives the final user ``[U, d]`` and item ``[I, d]`` representations on a graph.
     * :meth:`node_parameters` names the per-node parameter tables and their node type (one of
       :data:`NODE_TYPES`), so that unlearning methods can select rows; every other trainable parameter
@@ -111,6 +132,7 @@ class Recommender(nn.Module, ABC):
 
     def forward(self, graph: HeteroData, edge_label_index: Tensor) -> Tensor:
         user, item = self.embed(graph)
+        check_edge_label_index(edge_label_index, user.size(0), item.size(0))
         # index_select, not ``user[idx]``: the backward of advanced indexing (index_put_ with accumulate)
         # adds rows with atomics on multi-threaded CPUs, so training would not be bit-reproducible.
         return (user.index_select(0, edge_label_index[0]) * item.index_select(0, edge_label_index[1])).sum(-1)
@@ -132,6 +154,8 @@ class Recommender(nn.Module, ABC):
     def dot_product_scores(self, graph: HeteroData, users: Tensor | None = None) -> Tensor:
         """The dot products ``[len(users), I]`` of :meth:`embed`'s user rows (all by default) and item rows."""
         user, item = self.embed(graph)
+        if users is not None and is_integer_tensor(users):  # a negative id would index from the end
+            check_ids_in_range(users, user.size(0), "users holds user")
         return (user if users is None else user[users]) @ item.t()
 
     def config(self) -> dict:

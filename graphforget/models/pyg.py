@@ -12,7 +12,7 @@ from torch_geometric.nn.models import LightGCN
 from ..config import check_seed
 from ..data.adjacency import AdjacencyCache, normalized_adjacency, observed_adjacency, weight_dtype
 from ..data.interactions import bipartite_to_homogeneous, message_passing_edges, num_items, num_users, propagation_edges
-from .base import NODE_TYPES, Recommender
+from .base import NODE_TYPES, Recommender, check_edge_label_index
 from .propagation import symmetric_spmm
 
 __all__ = ["PyGRecommender"]
@@ -77,6 +77,8 @@ class PyGRecommender(Recommender):
                              f"message-passing layers), got {receptive_field!r}")
         _refuse_cached_layers(module)
         _refuse_encoder_call(module)
+        if edge_weight:
+            _refuse_missing_edge_weight(module)
         self.module = module
         self.receptive_field = receptive_field
         self.sparse = bool(sparse)
@@ -140,6 +142,8 @@ class PyGRecommender(Recommender):
         return bipartite_to_homogeneous(edges, num_users(graph)), torch.cat([weight, weight])
 
     def forward(self, graph: HeteroData, edge_label_index: Tensor) -> Tensor:
+        # Before the offset: a user id past the users would be read as an item, a negative item id as a user.
+        check_edge_label_index(edge_label_index, num_users(graph), num_items(graph))
         if self.lightgcn_propagation:  # PyG's LightGCN's forward: the dot products of its embedding's rows
             return super().forward(graph, edge_label_index)
         edge_index, weight = self.propagation_inputs(graph)
@@ -204,9 +208,8 @@ def _refuse_encoder_call(module: nn.Module) -> None:
     """Raises ``ValueError`` for a module whose forward takes node features first (``forward(x, edge_index)``, PyG's
     GNN encoders): the adapter's ``edge_index`` would be read as features and the scored pairs as the graph, which
     failed inside torch with an index out of range on first use."""
-    try:
-        params = list(inspect.signature(module.forward).parameters.values())
-    except (TypeError, ValueError):  # a forward inspect cannot read (a builtin): left to the output check
+    params = _forward_parameters(module)
+    if params is None:  # a forward inspect cannot read (a builtin): left to the output check
         return
     positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if positional and positional[0] in ("x", "x_dict"):
@@ -215,6 +218,26 @@ def _refuse_encoder_call(module: nn.Module) -> None:
                          f"{', '.join(positional)}) takes node features first, as an encoder that returns node "
                          "embeddings does: wrap it in a module whose forward(edge_index, edge_label_index) scores the "
                          "pairs, or subclass EmbeddingRecommender and call it in embed() (docs/custom_model.rst)")
+
+
+def _refuse_missing_edge_weight(module: nn.Module) -> None:
+    """Raises ``ValueError`` when ``edge_weight=True`` meets a forward that takes no ``edge_weight`` keyword (nor
+    ``**kwargs``): it failed on first use with Python's 'unexpected keyword argument'."""
+    params = _forward_parameters(module)
+    if params is None or any(p.kind == p.VAR_KEYWORD or (p.name == "edge_weight" and p.kind != p.POSITIONAL_ONLY)
+                             for p in params):
+        return
+    raise ValueError(f"PyGRecommender(edge_weight=True) calls module(edge_index, edge_label_index, edge_weight=...), "
+                     f"but {type(module).__name__}.forward takes no edge_weight argument: add it, or leave "
+                     "edge_weight=False (the module then normalises by itself)")
+
+
+def _forward_parameters(module: nn.Module) -> list[inspect.Parameter] | None:
+    """The parameters of ``module.forward``, or ``None`` when inspect cannot read them (a builtin)."""
+    try:
+        return list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return None
 
 
 def _node_tables(module: nn.Module, num_users: int, num_items: int,

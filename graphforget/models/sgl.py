@@ -41,8 +41,8 @@ def info_nce(anchor: Tensor, positive: Tensor, tau: float) -> Tensor:
     """
     if anchor.shape != positive.shape or anchor.dim() != 2:
         raise ValueError(f"views must both be [n, d], got {list(anchor.shape)} and {list(positive.shape)}")
-    if tau <= 0:
-        raise ValueError(f"tau must be > 0, got {tau}")
+    if not 0 < tau < math.inf:  # rejects NaN too, which gave a NaN loss
+        raise ValueError(f"tau must be a finite number > 0, got {tau}")
     if anchor.size(0) == 0:
         return anchor.sum() * 0
     logits = F.normalize(anchor, dim=1) @ F.normalize(positive, dim=1).t() / tau
@@ -96,6 +96,7 @@ class SGL(LightGCN):
         Each view keeps each observed (user, item) edge with probability ``1 - drop_ratio`` (one ``torch.rand``
         draw of ``[E']`` values from ``generator``) and is renormalised by its own degrees, as SGL's edge
         dropout is; its adjacency is read from the graph's :class:`~graphforget.data.AdjacencyPattern`."""
+        self.check_node_counts(graph)
         x = self.layer0()
         pattern = self.patterns(graph, x)
         edges = pattern.edge_index
