@@ -715,3 +715,36 @@ def test_pretraining_and_answering_are_determined_by_the_seed(trained, tmp_path)
     loaded.load_encoder(tmp_path / "encoder.pt")
     request = random_edges(graph, 0.05, seed=7)
     assert same_state(state(loaded.unlearn(request).model), state(first.unlearn(request).model))
+
+
+def test_the_dependency_matrix_refuses_a_request_it_would_weigh_wrong():
+    """A repeated pair counted twice in the degrees and twice in the matrix (the pair (0, 1) of this request weighed
+    2/sqrt(6) instead of 1/sqrt(2)), silently; an unknown id or a float request failed inside torch's indexing."""
+    with pytest.raises(ValueError, match=r"request holds 1 duplicated \(user, item\) pairs, the first \(0, 1\)"):
+        influence_dependency_matrix(torch.tensor([[0, 0, 0], [1, 1, 2]]), 4, 3)
+    for bad, message in [(torch.tensor([[0], [3]]), r"request holds item id 3 at position 0, outside \[0, 3\)"),
+                         (torch.tensor([[-1], [0]]), r"request holds user id -1"),
+                         (torch.tensor([[0.0], [1.0]]), "request holds integer"),
+                         (torch.tensor([[0, 1, 2]]), r"request must have shape \[2, R\]")]:
+        with pytest.raises(ValueError, match=message):
+            influence_dependency_matrix(bad, 4, 3)
+
+
+class _ConcatLightGCN(LightGCN):
+    """A backbone whose final rows are wider than its layer-0 tables (its propagation beside its table)."""
+
+    def embed(self, graph):
+        user, item = super().embed(graph)
+        return torch.cat([user, self.user_emb.weight], 1), torch.cat([item, self.item_emb.weight], 1)
+
+
+def test_a_backbone_whose_embedding_has_another_width_than_its_tables_is_refused_by_name(trained):
+    """The update of the layer-0 tables is computed from embed()'s rows: rows of another width failed in fit() with
+    torch's 'The size of tensor a (16) must match the size of tensor b (32)'."""
+    model, graph, objective = trained
+    wide = _ConcatLightGCN(U, I, embedding_dim=16, num_layers=2)
+    wide.load_state_dict(model.state_dict())
+    unlearner = UnlearnRec(wide, graph, objective, quick_config(pretrain_epochs=1))
+    with pytest.raises(ValueError, match=r"_ConcatLightGCN.embed\(graph\) returns rows of width 32 \(users\) and 32 "
+                                         r"\(items\), its layer-0 tables 16"):
+        unlearner.fit()
