@@ -11,7 +11,7 @@ from torch_geometric.metrics import LinkPredNDCG, LinkPredRecall
 
 from .config import eval_mode, is_integer
 from .data.interactions import (EDGE, check_model_fits, check_pair_ids, check_pair_tensor, finite_scores,
-                                message_passing_edges, num_users, validate_pairs)
+                                message_passing_edges, num_items, num_users, validate_pairs)
 
 __all__ = ["auc", "auc_standard_error", "auc_groups", "completeness", "evaluate_auc", "recall_ndcg_at_k",
            "mean_probability", "mi_bf", "mi_ng", "prediction_distance", "parameter_distance"]
@@ -30,7 +30,8 @@ def auc(scores: Tensor, labels: Tensor) -> float:
     for name, values in (("scores", scores), ("labels", labels)):
         if bool(values.isnan().any()):
             raise ValueError(f"{name} hold {int(values.isnan().sum())} NaN values: the AUC would rank them at random")
-    scores, labels = scores.detach().double().flatten(), labels.flatten() > 0.5
+    # The labels on the scores' device: a mask of another device cannot select the ranks.
+    scores, labels = scores.detach().double().flatten(), labels.flatten().to(scores.device) > 0.5
     n_pos = int(labels.sum())
     n_neg = labels.numel() - n_pos
     if n_pos == 0 or n_neg == 0:
@@ -73,21 +74,40 @@ def auc_groups(scores: Tensor, test_edges: Tensor, labels: Tensor, request: Tens
         test_edges: ``[2, T]`` (user, item) test pairs.
         labels: ``[T]`` 0/1 labels.
         request: ``[2, R]`` the unlearned edges (``None``: only AUC_0).
+
+    Raises:
+        ValueError: ``test_edges`` or ``request`` that are not ``[2, *]`` integer ids, or ``scores`` or ``labels``
+            of another length than ``test_edges``.
     """
+    test_edges, scores, labels = _group_inputs(test_edges, scores, labels)
     out = {"auc_0": auc(scores, labels)}
     if request is not None:
-        in_user = torch.isin(test_edges[0], request[0].to(test_edges.device))
-        in_item = torch.isin(test_edges[1], request[1].to(test_edges.device))
+        request = torch.as_tensor(request).cpu()
+        check_pair_tensor(request, "request", "R")
+        in_user = torch.isin(test_edges[0], request[0])
+        in_item = torch.isin(test_edges[1], request[1])
         for name, mask in (("auc_1", in_user | in_item), ("auc_2", in_user & in_item)):
             out[name] = auc(scores[mask], labels[mask])
     return out
 
 
+def _group_inputs(test_edges: Tensor, scores: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`auc_groups`' pairs, scores and labels checked, on the CPU (a mask of one device cannot select another's
+    values); a shape or length that does not fit was an IndexError or an AttributeError inside torch."""
+    test_edges = torch.as_tensor(test_edges).cpu()
+    check_pair_tensor(test_edges, "test_edges", "T")
+    scores, labels = torch.as_tensor(scores).detach().cpu().flatten(), torch.as_tensor(labels).cpu().flatten()
+    if not scores.numel() == labels.numel() == test_edges.size(1):
+        raise ValueError(f"scores [{scores.numel()}] and labels [{labels.numel()}] must hold one value per pair of "
+                         f"test_edges [2, {test_edges.size(1)}]")
+    return test_edges, scores, labels
+
+
 def _scores(model, graph: HeteroData, edges: Tensor, what: str) -> Tensor:
     """The model's scores of the ``[2, T]`` pairs ``edges``, run on ``graph`` (on its device) in eval mode (every
     module's mode restored), once the model's tables and the pairs' ids are checked against the graph (a named
-    error, not an IndexError inside torch); non-finite scores (a model with NaN parameters) are refused rather
-    than averaged or ranked."""
+    error, not an IndexError inside torch); scores of another shape than ``[T]`` and non-finite scores (a model
+    with NaN parameters) are refused rather than averaged or ranked."""
     check_model_fits(model, graph)
     edges = torch.as_tensor(edges)
     if edges.dim() != 2 or edges.size(0) != 2 or edges.size(1) == 0:
@@ -96,7 +116,13 @@ def _scores(model, graph: HeteroData, edges: Tensor, what: str) -> Tensor:
     edges = edges.to(graph[EDGE].edge_index.device)
     check_pair_ids(edges, graph, what)
     with eval_mode(model):  # a dropout (a user's own GNN) would make every figure random
-        return finite_scores(model(graph, edges))
+        scores = model(graph, edges)
+    # One logit per pair (the Recommender contract): a [T, 1] or [1] output broadcast against a [T] one in a
+    # distance, and a [2, T] one averaged in a mean probability, gave a figure without a word.
+    if scores.shape != (edges.size(1),):
+        raise ValueError(f"the model returned scores of shape {list(scores.shape)} for {what} ({edges.size(1)} "
+                         f"pairs): its forward must return one logit per pair, [{edges.size(1)}]")
+    return finite_scores(scores)
 
 
 @torch.no_grad()
@@ -137,7 +163,16 @@ def _all_item_scores(model, graph: HeteroData) -> Callable[[Tensor], Tensor]:
     if getattr(model, "scores_by_dot_product", False):
         user, item = (finite_scores(table) for table in model.embed(graph))
         return lambda users: user[users] @ item.t()
-    return lambda users: finite_scores(model.score_all(graph, users))
+    return lambda users: finite_scores(_score_rows(model.score_all(graph, users), users.numel(), num_items(graph)))
+
+
+def _score_rows(scores: Tensor, rows: int, items: int) -> Tensor:
+    """``scores`` when it is ``[rows, items]``, else a ``ValueError``: a ``score_all`` that returned every user's
+    row (the ``users`` argument ignored) was read as the batch's rows, other users' scores ranked without a word."""
+    if scores.shape != (rows, items):
+        raise ValueError(f"the model's score_all returned scores of shape {list(scores.shape)} for {rows} users; it "
+                         f"must return one row per given user and one column per item, [{rows}, {items}]")
+    return scores
 
 
 @torch.no_grad()
@@ -223,7 +258,8 @@ def prediction_distance(model_a, graph_a, model_b, graph_b, edges: Tensor) -> fl
     """L2 distance between two models' predicted probabilities on ``edges`` (``[2, T]``), each in eval mode."""
     pa = torch.sigmoid(_scores(model_a, graph_a, edges, "the edge list"))
     pb = torch.sigmoid(_scores(model_b, graph_b, edges, "the edge list"))
-    return float((pa - pb).norm())
+    # Each model's scores are on its graph's device (a GPU model against a CPU retrain): compared on the CPU.
+    return float((pa.cpu() - pb.cpu()).norm())
 
 
 def parameter_distance(model_a, model_b) -> float:
@@ -238,5 +274,7 @@ def parameter_distance(model_a, model_b) -> float:
     if differ:
         pairs = ", ".join(f"{name} {shape_a.get(name)} vs {shape_b.get(name)}" for name in differ)
         raise ValueError(f"the models' parameters differ (None: absent): {pairs}")
-    # A Python sum: a model without parameters (scores from buffers) is at distance 0, not a TypeError.
-    return math.sqrt(sum(float(((params_a[n].detach() - params_b[n].detach()) ** 2).sum()) for n in params_a))
+    # A Python sum: a model without parameters (scores from buffers) is at distance 0, not a TypeError. Model b's
+    # parameters go to model a's device (a GPU model against a CPU retrain).
+    return math.sqrt(sum(float(((params_a[n].detach() - params_b[n].detach().to(params_a[n].device)) ** 2).sum())
+                         for n in params_a))

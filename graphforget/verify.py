@@ -91,8 +91,12 @@ def _check_same_nodes(graph: HeteroData, other: HeteroData, what: str) -> None:
 
 
 def _check_fraction(name: str, value: float) -> float:
-    if not 0 < value < 1:
-        raise ValueError(f"{name} must be in (0, 1), got {value}")
+    try:
+        inside = 0 < value < 1
+    except TypeError:  # a string or None: named here, not a comparison error from Python
+        inside = False
+    if not inside:
+        raise ValueError(f"{name} must be in (0, 1), got {value!r}")
     return float(value)
 
 

@@ -368,3 +368,96 @@ def test_parameter_distance_of_models_without_parameters_is_zero():
             self.register_buffer("table", torch.zeros(2, 3))
 
     assert parameter_distance(Table(), Table()) == 0.0  # was a TypeError from torch.sqrt(0)
+
+
+class ColumnScores(torch.nn.Module):
+    """A stub recommender: the score of (u, i) is ``table[u, i]``, returned in the shape ``shape(scores [T])`` gives
+    (a user's GNN returning ``[T, 1]`` logits, say)."""
+
+    def __init__(self, table, shape=lambda scores: scores):
+        super().__init__()
+        self.register_buffer("table", torch.as_tensor(table, dtype=torch.float))
+        self.shape = shape
+
+    def forward(self, graph, edge_label_index):
+        return self.shape(self.table[edge_label_index[0], edge_label_index[1]])
+
+
+def test_scoring_metrics_refuse_scores_that_are_not_one_logit_per_pair():
+    # A [T, 1] output broadcast against a [T] one: the distance between two models of the same scores was 0.88,
+    # not 0; a [2, T] output was averaged into a mean probability of 0.5; a [1] output broadcast over the pairs.
+    graph = make_interactions(torch.tensor([[0, 1], [0, 1]]), num_users=2, num_items=3)
+    table, edges = torch.tensor([[0., 1., 2.], [3., 4., 5.]]), torch.tensor([[0, 0, 1], [0, 2, 1]])
+    flat, column = ColumnScores(table), ColumnScores(table, lambda s: s[:, None])
+    both_signs, first = ColumnScores(table, lambda s: torch.stack([s, -s])), ColumnScores(table, lambda s: s[:1])
+    assert prediction_distance(flat, graph, ColumnScores(table), graph, edges) == 0.0
+    with pytest.raises(ValueError, match=r"the model returned scores of shape \[3, 1\] for the edge list \(3 pairs\)"):
+        prediction_distance(flat, graph, column, graph, edges)
+    with pytest.raises(ValueError, match=r"scores of shape \[1\] for the edge list"):
+        prediction_distance(first, graph, flat, graph, edges)
+    for model, shape in ((both_signs, r"\[2, 3\]"), (first, r"\[1\]")):
+        with pytest.raises(ValueError, match=f"scores of shape {shape}"):
+            mean_probability(model, graph, edges)
+        with pytest.raises(ValueError, match=f"scores of shape {shape}"):
+            mi_ng(model, graph, edges, edges)
+    test = make_interactions(torch.tensor([[0, 0, 1, 1], [0, 1, 1, 2]]), torch.tensor([1., 0., 1., 0.]), 2, 3)
+    with pytest.raises(ValueError, match=r"scores of shape \[4, 1\] for the test set"):
+        evaluate_auc(column, graph, test)
+
+
+def test_auc_groups_names_inputs_that_do_not_fit():
+    # Each was an IndexError or an AttributeError inside torch; float ids were compared as floats.
+    scores, labels = torch.tensor([0.1, 0.4, 0.3, 0.9, 0.2]), torch.tensor([1., 0., 1., 0., 1.])
+    test_edges, request = torch.tensor([[0, 1, 2, 3, 4], [0, 1, 2, 3, 4]]), torch.tensor([[0], [1]])
+    cases = [((scores[:4], test_edges, labels[:4], request), r"scores \[4\] and labels \[4\] must hold one value per "
+                                                              r"pair of test_edges \[2, 5\]"),
+             ((scores, test_edges, labels[:4], None), r"labels \[4\]"),
+             ((scores, test_edges.t(), labels, request), r"test_edges must have shape \[2, T\], got \[5, 2\]"),
+             ((scores, test_edges.float(), labels, request), "test_edges holds integer .* got dtype torch.float32"),
+             ((scores, test_edges, labels, torch.tensor([[0, 1]])), r"request must have shape \[2, R\], got \[1, 2\]"),
+             ((scores, test_edges, labels, request.float()), "request holds integer")]
+    for args, message in cases:
+        with pytest.raises(ValueError, match=message):
+            auc_groups(*args)
+    # Nested lists are pairs too: the same figures as tensors.
+    expected = auc_groups(scores, test_edges, labels, request)
+    assert auc_groups(scores, test_edges, labels, [[0], [1]]) == pytest.approx(expected, nan_ok=True)
+
+
+class EveryUserScores(DistanceMF):
+    """A ``score_all`` that ignores its ``users`` and returns every user's row (a user's own model may)."""
+
+    def score_all(self, graph, users=None):
+        return super().score_all(graph, None)
+
+
+def test_recall_ndcg_refuses_a_score_all_that_does_not_return_the_batch_s_rows():
+    # With batches smaller than the user count, the rows of users 0..B-1 were ranked for the batch's users: recall
+    # and NDCG of other users, without a word.
+    model = EveryUserScores(4, 5, 2)
+    model.reset_parameters(0)
+    train = make_interactions(torch.tensor([[0, 1, 2, 3], [0, 1, 2, 3]]), num_users=4, num_items=5)
+    test = make_interactions(torch.tensor([[1, 2, 3], [4, 4, 4]]), num_users=4, num_items=5)
+    with pytest.raises(ValueError, match=r"score_all returned scores of shape \[4, 5\] for 2 users; .* \[2, 5\]"):
+        recall_ndcg_at_k(model, train, test, k=2, batch_size=2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_distances_and_auc_of_models_and_tensors_on_different_devices():
+    # A model on the GPU against a retrain on the CPU: each is scored on its graph's device, and the difference of
+    # tensors of two devices was a RuntimeError inside torch.
+    graph = make_interactions(torch.tensor([[0, 1], [0, 1]]), num_users=2, num_items=3)
+    a = hand_mf([[1.0, 0.0], [2.0, 1.0]], [[0.5, 1.0], [-1.0, 0.0], [0.0, 3.0]])
+    b = hand_mf([[1.0, 1.0], [2.0, 0.0]], [[0.5, 1.0], [-1.0, 2.0], [1.0, 3.0]])
+    edges = torch.tensor([[0, 0, 1, 1], [0, 2, 1, 2]])
+    expected = prediction_distance(a, graph, b, graph, edges), parameter_distance(a, b)
+    gpu = copy.deepcopy(a).cuda()
+    # float32 sums in another order on the GPU
+    assert prediction_distance(gpu, graph.to("cuda"), b, graph, edges) == pytest.approx(expected[0], rel=1e-6)
+    assert parameter_distance(gpu, b) == pytest.approx(expected[1], rel=1e-6)
+    scores, labels = torch.tensor([0.1, 0.9, 0.4]), torch.tensor([0., 1., 1.])
+    assert auc(scores, labels.cuda()) == auc(scores.cuda(), labels) == auc(scores, labels)
+    test_edges = torch.tensor([[0, 1, 1], [0, 1, 2]])
+    expected = auc_groups(scores, test_edges, labels, torch.tensor([[1], [2]]))
+    assert auc_groups(scores.cuda(), test_edges, labels, torch.tensor([[1], [2]]).cuda()) == pytest.approx(
+        expected, nan_ok=True)

@@ -453,3 +453,16 @@ def test_over_forgetting_without_a_requested_interaction_is_not_tested():
     report = verify_forgetting(TableModel(torch.zeros(2, 4)), remove_edges(graph, request), request,
                                before=(TableModel(torch.zeros(2, 4)), graph))
     assert math.isnan(report.below_match) and report.over_forgetting_p == 1.0 and not report.over_forgotten
+
+
+def test_fractions_that_are_not_numbers_are_a_value_error(planted):
+    # A string or None failed in Python's comparison with a TypeError that named no argument.
+    request = random_edges(planted, 0.05, seed=0)
+    remaining, model = remove_edges(planted, request), MF(120, 80, 4)
+    non_members = matched_non_members(planted, request)
+    for name in ("fpr", "calibration_fraction"):
+        for bad in ["0.1", None]:
+            with pytest.raises(ValueError, match=rf"{name} must be in \(0, 1\), got {bad!r}"):
+                verify_forgetting(model, remaining, request, **{name: bad})
+            with pytest.raises(ValueError, match=rf"{name} must be in \(0, 1\), got {bad!r}"):
+                membership_attack(model, remaining, request, non_members, **{name: bad})
