@@ -6,13 +6,14 @@ A request's edges (the *members*: the model was trained on them before the delet
 treat the two sets alike: the same mean predicted probability, and a membership-inference attack that
 cannot tell them apart (attack AUC 0.5). A model that still remembers the request scores its edges higher.
 
-Every figure treats a requested edge as a positive interaction (implicit feedback, the usual content of a
-deletion request). A model generalises as well as it memorises: after a retrain the requested edges of a
-user's favourite genre still score above random items of the same popularity, so the attack AUC of an
-exact deletion is often above 0.5. Compare a method's figures with those of a reference retrain
-(``reference=``), not with 0.5 alone. For a request of label-0 edges (explicit dislikes, the flipped labels
-of the IFRU attack protocol) a model that memorised them scores them *low*: an AUC below 0.5 is then the
-membership signal.
+The mean probabilities (MI-BF, MI-NG) treat a requested edge as a positive interaction (implicit feedback,
+the usual content of a deletion request). A model generalises as well as it memorises: after a retrain the
+requested edges of a user's favourite genre still score above random items of the same popularity, so the
+attack AUC of an exact deletion is often above 0.5. Compare a method's figures with those of a reference
+retrain (``reference=``), not with 0.5 alone. A request of label-0 edges (explicit dislikes, the flipped labels
+of the IFRU attack protocol) is one a model that memorised it scores *low*: given ``before`` (which holds the
+labels) the attack reads the label-signed score, a loss threshold; without it every requested edge counts as a
+positive, and an AUC below 0.5 is then the membership signal.
 
 A model can also forget too much. A retrain has no reason to score a user's removed interactions *below* that
 user's matched non-members (a real interaction is at least as predictable as a non-interaction of the same
