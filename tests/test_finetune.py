@@ -138,6 +138,29 @@ def test_finetune_says_when_a_forgotten_user_keeps_their_rows(small_planted, one
     assert decayed.model.user_emb.weight[3].norm() < model.user_emb.weight[3].norm()
 
 
+def test_finetune_leaves_a_frozen_table_and_says_nothing_of_it(small_planted, one_thread):
+    """A frozen node table (``requires_grad=False``: fixed item features) learnt nothing from the data, and FineTune
+    leaves it as it is, as IFRU and Retrain do: ``zero_orphans`` zeroed an orphan item's fixed features, and without
+    it FineTune warned that the item's rows were "left as trained" (counted in ``orphans_kept``)."""
+    model = MF(num_users(small_planted), num_items(small_planted), 8)
+    model.reset_parameters(0)
+    model.item_emb.weight.requires_grad_(False)
+    train(model, small_planted, OBJECTIVE, CONFIG)
+    edge_index = small_planted[EDGE].edge_index
+    item = int(edge_index[1, 0])
+    request = edge_index[:, edge_index[1] == item]
+    no_l2 = BCEObjective(l2=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kept = FineTune(model, small_planted, no_l2, FineTuneConfig(CONFIG)).unlearn(request)
+        zeroed = FineTune(model, small_planted, no_l2, FineTuneConfig(CONFIG, zero_orphans=True)).unlearn(request)
+    assert kept.info["orphans"] == zeroed.info["orphans"] == 1  # the item; its users keep other pairs
+    assert kept.info["orphans_kept"] == zeroed.info["orphans_kept"] == 0
+    for result in (kept, zeroed):
+        assert torch.equal(result.model.item_emb.weight, model.item_emb.weight)
+    assert torch.equal(zeroed.model.user_emb.weight, kept.model.user_emb.weight)
+
+
 def test_a_row_with_one_moved_entry_counts_as_moved():
     """An orphan's row is "kept as trained" only when none of its entries moved: a row that L2 decays where one
     entry is 0 keeps that entry, and was counted as kept (and warned of) when every entry had to move."""
@@ -258,3 +281,13 @@ def test_retrain_accepts_a_reset_that_covers_every_parameter(small_planted, one_
     request = random_edges(small_planted, 0.05, seed=1)
     model = trained_model(ProjectedMF, small_planted, covers_proj=True)
     assert_retrain_is_a_fresh_training(model, small_planted, request, ProjectedMF)
+
+
+def test_finetune_refuses_a_request_of_every_edge_by_name(small_planted):
+    """With every edge removed there is nothing to fine-tune on: it failed with "the training graph has no edges",
+    of a training graph that has them."""
+    model = MF(num_users(small_planted), num_items(small_planted), 4)
+    unlearner = FineTune(model, small_planted, OBJECTIVE, FineTuneConfig(CONFIG))
+    with pytest.raises(ValueError, match="FineTune: the request removes every training edge: there are no "
+                                         "remaining edges to fine-tune on"):
+        unlearner.unlearn(small_planted[EDGE].edge_index)

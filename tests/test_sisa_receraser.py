@@ -584,3 +584,73 @@ def test_shard_attention_refuses_a_zero_attention_dim():
     with pytest.raises(ValueError, match="attention_dim must be positive"):
         ShardAttention(3, 4, attention_dim=0)
     assert ShardAttention(3, 4).attention_dim == 2 and ShardAttention(3, 1).attention_dim == 1
+
+
+def test_the_ensemble_refuses_ids_it_would_store_under_another_pairs_key():
+    """Pairs are stored as keys ``user * num_items + item``: an item id of ``num_items`` was stored as the next user's
+    item 0 (that pair got a shard, and a lookup of it answered), and float or bool ids were truncated, silently."""
+    shards = [MF(3, 2, D), MF(3, 2, D)]
+    edge_index, shard_of = torch.tensor([[0, 1], [0, 1]]), torch.tensor([0, 1])
+    with pytest.raises(ValueError, match=re.escape("edge_index holds item id 2 at position 1, outside [0, 2)")):
+        ShardedRecommender(shards, shard_of, torch.tensor([[0, 0], [0, 2]]))
+    with pytest.raises(ValueError, match=re.escape("edge_index holds user id -1 at position 0, outside [0, 3)")):
+        ShardedRecommender(shards, shard_of, torch.tensor([[-1, 1], [0, 1]]))
+    with pytest.raises(ValueError, match="edge_index holds integer .* got dtype torch.float32"):
+        ShardedRecommender(shards, shard_of, edge_index.float())
+    for bad in (torch.tensor([0.4, 1.6]), torch.tensor([False, True])):
+        with pytest.raises(ValueError, match=f"shard_of holds integer shard ids, got dtype {bad.dtype}"):
+            ShardedRecommender(shards, bad, edge_index)
+    ensemble = ShardedRecommender(shards, shard_of, edge_index)
+    assert ensemble.assignment_of(torch.tensor([[1], [1]])).tolist() == [1]
+    with pytest.raises(ValueError, match=re.escape("pairs holds item id 2 at position 0, outside [0, 2)")):
+        ensemble.assignment_of(torch.tensor([[0], [2]]))  # the key of (1, 0), which has no shard either
+    with pytest.raises(ValueError, match="pairs holds integer .* got dtype torch.float32"):
+        ensemble.assignment_of(torch.tensor([[1.2], [1.0]]))
+
+
+@pytest.mark.parametrize("bad", ["tuple", "model"])
+def test_receraser_refuses_non_finite_pretrained_embeddings_by_name(graph, bad):
+    """A NaN in ``pretrained`` failed only in fit(), inside the clustering, with "distances must be finite",
+    naming neither the argument nor the value."""
+    if bad == "tuple":
+        user = torch.randn(U, D)
+        user[3, 1] = float("nan")
+        pretrained, message = (user, torch.randn(I, D)), "RecEraser: pretrained embeddings hold a NaN or an infinity"
+    else:
+        pretrained, message = MF(U, I, D), "RecEraser: pretrained: the model has non-finite parameters: item_emb.weight"
+        with torch.no_grad():
+            pretrained.item_emb.weight[2, 0] = float("inf")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        RecEraser(MF(U, I, D), graph, OBJECTIVE, RecEraserConfig(CONFIG, num_shards=S), pretrained=pretrained)
+
+
+def test_receraser_refuses_non_finite_embeddings_of_its_pre_training_by_name(graph):
+    """Embeddings that turn non-finite in fit() (a diverged pre-training, a model set as ``pretrained`` since) are
+    named with where they came from, not left to the clustering's "distances must be finite"."""
+    eraser = RecEraser(MF(U, I, D), graph, OBJECTIVE, RecEraserConfig(CONFIG, num_shards=S))
+    eraser.pretrained = MF(U, I, D)
+    with torch.no_grad():
+        eraser.pretrained.user_emb.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match=re.escape("RecEraser: the embeddings of pretrained hold a NaN or an "
+                                                   "infinity")):
+        eraser.fit()
+
+
+def test_a_shard_the_objective_cannot_train_on_is_refused_by_name(graph):
+    """BPR has no term on a shard without an edge labelled 1: fit() and unlearn() failed with the objective's "got
+    none of 45", naming neither the shard nor the option to change (an empty shard is refused by name)."""
+    ei = graph[EDGE].edge_index
+    shard_of = random_partition(ei.size(1), S, seed=0)
+    labels = (shard_of != 1).float()
+    bpr = BPRObjective(l2=1e-3)
+    with pytest.raises(ValueError, match=re.escape("SISA: shard 1 cannot be trained on its edges (BPRObjective needs "
+                                                   "edges labelled > 0 (its terms), got none of 45): use fewer shards "
+                                                   "(SISAConfig.num_shards, now 4)")):
+        SISA(MF(U, I, D), make_interactions(ei, labels, U, I), bpr, SISAConfig(CONFIG, num_shards=S)).fit()
+    one = (shard_of == 1).nonzero()[0]
+    labels[one] = 1.0  # shard 1's only positive edge
+    sisa = SISA(MF(U, I, D), make_interactions(ei, labels, U, I), bpr, SISAConfig(CONFIG, num_shards=S)).fit()
+    with pytest.raises(ValueError, match=re.escape("SISA: shard 1 cannot be trained on its edges (BPRObjective needs "
+                                                   "edges labelled > 0 (its terms), got none of 44): fit() again with "
+                                                   "fewer shards (num_shards), or Retrain")):
+        sisa.unlearn(ei[:, one])

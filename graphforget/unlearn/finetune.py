@@ -32,7 +32,8 @@ class FineTuneConfig:
         epochs: number of fine-tuning epochs (at least 1).
         local: update only the rows of the request's ``receptive_field``-hop region.
         zero_orphans: zero the rows of the nodes the request leaves with no stored pair (a user who asked for
-            every interaction to be forgotten), as :class:`~graphforget.unlearn.IFRU` does. Without it those
+            every interaction to be forgotten) in the trainable node tables (a frozen one, fixed features, is left
+            as it is), as :class:`~graphforget.unlearn.IFRU` does. Without it those
             rows keep what they learned wherever no loss term moves them (no L2), and a warning says so.
     """
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -73,6 +74,8 @@ class FineTune(Unlearner):
     ``info`` of the result: ``epochs``, ``local``, ``updated_rows`` (with ``local`` only: the number of
     nodes of the region, whose rows may change in every node table), ``train_seconds``, ``orphans`` (the
     request's nodes left with no pair) and ``orphans_kept`` (those of them whose rows are as trained).
+
+    A request that removes every training edge is refused (a ``ValueError``): there is nothing to fine-tune on.
     """
     name = "finetune"
     Config = FineTuneConfig
@@ -82,6 +85,9 @@ class FineTune(Unlearner):
         return dataclasses.replace(self.config.train, epochs=self.config.epochs, patience=0, optimizer="adam")
 
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData) -> tuple[torch.nn.Module, dict]:
+        if remaining[EDGE].edge_index.size(1) == 0:  # train() would say "the training graph has no edges", of ours
+            raise ValueError("FineTune: the request removes every training edge: there are no remaining edges to "
+                             "fine-tune on")
         model = copy.deepcopy(self.model)
         info: dict = {"epochs": self.config.epochs, "local": self.config.local}
         handles = []
@@ -124,20 +130,29 @@ def _orphans(request: Tensor, remaining: HeteroData, users: int) -> Tensor:
 
 
 def _unmoved(before: torch.nn.Module, after: torch.nn.Module, nodes: Tensor, users: int) -> Tensor:
-    """The nodes of the ``[U + I]`` mask ``nodes`` whose rows are the same in ``after`` as in ``before``."""
+    """The nodes of the ``[U + I]`` mask ``nodes`` with a row in a trainable table whose trainable rows are the same
+    in ``after`` as in ``before`` (a frozen table, fixed features, learnt nothing to keep)."""
     old, new = dict(before.named_parameters()), dict(after.named_parameters())
-    moved = torch.zeros_like(nodes)
-    for name, node_type in after.node_parameters().items():
-        rows = table_mask(moved, node_type, users)  # a view of ``moved``
+    moved, trained = torch.zeros_like(nodes), torch.zeros_like(nodes)
+    for name, node_type in _trainable_tables(after):
+        table_mask(trained, node_type, users).fill_(True)  # views of ``trained`` and ``moved``
+        rows = table_mask(moved, node_type, users)
         rows |= (new[name] != old[name]).reshape(len(rows), -1).any(1).to(rows.device)
-    return nodes & ~moved
+    return nodes & trained & ~moved
+
+
+def _trainable_tables(model: torch.nn.Module) -> list[tuple[str, str]]:
+    """``(name, node_type)`` of the node tables of ``model`` that training moves: a frozen one
+    (``requires_grad=False``) is left as it is, as Retrain and IFRU leave it."""
+    params = dict(model.named_parameters())
+    return [(name, node_type) for name, node_type in model.node_parameters().items() if params[name].requires_grad]
 
 
 @torch.no_grad()
 def _zero_rows(model: torch.nn.Module, nodes: Tensor, users: int) -> None:
-    """Sets the rows of the ``[U + I]`` mask ``nodes`` to 0 in every node table of ``model``."""
+    """Sets the rows of the ``[U + I]`` mask ``nodes`` to 0 in every trainable node table of ``model``."""
     params = dict(model.named_parameters())
-    for name, node_type in model.node_parameters().items():
+    for name, node_type in _trainable_tables(model):
         params[name][table_mask(nodes, node_type, users).to(params[name].device)] = 0
 
 

@@ -16,7 +16,7 @@ from ..data.interactions import EDGE, num_items, num_users
 from ..models.base import Recommender
 from ..objectives import Objective
 from ..train import train
-from .base import redraw
+from .base import check_finite, redraw
 from .registry import register
 from .sisa import SISA, SISAConfig
 
@@ -226,8 +226,9 @@ class RecEraser(SISA):
     precedence: the keyword argument ``pretrained`` (a ``(user [U, d], item [I, d])`` pair or a trained
     :class:`~graphforget.models.Recommender`); a copy of ``model`` pre-trained here when
     ``config.pretrain``; else ``model`` itself, which in the lifecycle is the model trained on all the data.
-    ``pretrained`` of other node counts than the graph's, or of another type, is refused at construction, and so is a
-    user (item) partition into more shards than there are users (items).
+    ``pretrained`` of other node counts than the graph's, of another type, or holding a NaN or an infinity is refused
+    at construction, and so is a user (item) partition into more shards than there are users (items); embeddings that
+    turn out non-finite in :meth:`fit` are refused there, naming where they came from.
     """
     name = "receraser"
     Config = RecEraserConfig
@@ -255,7 +256,8 @@ class RecEraser(SISA):
 
     def _check_pretrained(self, pretrained) -> None:
         """Raises ``ValueError`` (``TypeError``) for ``pretrained`` embeddings or a model that do not fit the graph
-        (that are of another type): a model with a user more would be clustered with a phantom user."""
+        (that are of another type), or hold a NaN or an infinity: a model with a user more would be clustered with a
+        phantom user, a NaN failed only in fit(), inside the clustering."""
         graph, method = self.graph, type(self).__name__
         users, items = num_users(graph), num_items(graph)
         if pretrained is None:
@@ -264,12 +266,17 @@ class RecEraser(SISA):
             if (pretrained.num_users, pretrained.num_items) != (users, items):
                 raise ValueError(f"{method}: pretrained has {pretrained.num_users} users and {pretrained.num_items} "
                                  f"items, the graph {users} and {items}")
+            try:
+                check_finite(pretrained)
+            except ValueError as error:
+                raise ValueError(f"{method}: pretrained: {error}") from None
         elif isinstance(pretrained, (tuple, list)) and len(pretrained) == 2:
             user, item = (torch.as_tensor(t) for t in pretrained)
             shapes_ok = user.dim() == 2 and item.dim() == 2 and user.size(1) == item.size(1)
             if not shapes_ok or user.size(0) != users or item.size(0) != items:
                 raise ValueError(f"{method}: pretrained embeddings must be [{users}, d] and [{items}, d], got "
                                  f"{list(user.shape)} and {list(item.shape)}")
+            _check_finite_embeddings(user, item, f"{method}: pretrained embeddings")
         else:
             raise TypeError(f"{method}: pretrained must be a trained Recommender, a (user, item) pair of embeddings "
                             f"or None, got a {type(pretrained).__name__}")
@@ -290,6 +297,9 @@ class RecEraser(SISA):
             self.fit_info.update(pretrain_seconds=result.seconds, pretrain_epochs=result.epochs)
         with eval_mode(model), torch.no_grad():
             user, item = model.embed(graph)
+        source = ("pretrained" if self.pretrained is not None else
+                  "the pre-trained copy (config.pretrain)" if self.config.pretrain else "the model")
+        _check_finite_embeddings(user, item, f"{type(self).__name__}: the embeddings of {source}")
         return user.detach(), item.detach()
 
     def partition(self) -> Tensor:
@@ -304,3 +314,10 @@ class RecEraser(SISA):
                              partition_iterations=self.balanced.iterations)
         log.info("%s partition in %d iterations: %s", self.config.partition, self.balanced.iterations, self.balanced)
         return self.balanced.shard_of
+
+
+def _check_finite_embeddings(user: Tensor, item: Tensor, what: str) -> None:
+    """Raises ``ValueError`` (``what`` starts the message) when the partition's embeddings hold a NaN or an infinity:
+    their distances, and so the clustering, would be undefined."""
+    if not (bool(torch.isfinite(user).all()) and bool(torch.isfinite(item).all())):
+        raise ValueError(f"{what} hold a NaN or an infinity: the partition's distances would be undefined")

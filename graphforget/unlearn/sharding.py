@@ -18,10 +18,11 @@ from torch import Tensor, nn
 from torch.nn.utils import skip_init
 from torch_geometric.data import HeteroData
 
-from ..config import eval_mode, seeded
+from ..config import eval_mode, is_integer_tensor, seeded
 from ..distributed import agreed, layout, run_jobs
-from ..data.interactions import EDGE, check_unique_pairs, edge_subgraph, num_items, num_users, pair_keys
-from ..models.base import Recommender
+from ..data.interactions import (EDGE, check_pair_tensor, check_unique_pairs, edge_subgraph, num_items, num_users,
+                                 pair_keys)
+from ..models.base import Recommender, check_ids_in_range
 from ..models.sgl import ContrastiveBPRObjective
 from ..objectives import BPRObjective, Objective
 from ..train import NoSignalWarning, TrainConfig, TrainResult, chance_level, train
@@ -172,8 +173,9 @@ class ShardedRecommender(Recommender):
 
     Args:
         shards: the :math:`S` sub-models (same node counts).
-        shard_of: ``[E]`` shard id of each pair of ``edge_index``.
-        edge_index: ``[2, E]`` (user, item) training pairs (no duplicates).
+        shard_of: ``[E]`` shard id of each pair of ``edge_index`` (an integer dtype).
+        edge_index: ``[2, E]`` (user, item) training pairs (integer ids within the shards' node counts, no
+            duplicates).
         aggregation: ``"mean"``, ``"attention"`` (a fresh :class:`ShardAttention`, seed 0) or a
             :class:`ShardAttention` instance (the ensemble's from then on: moved to the shards' dtype and device).
     """
@@ -189,10 +191,14 @@ class ShardedRecommender(Recommender):
         super().__init__(first.num_users, first.num_items)  # no embedding tables of its own (see class docstring)
         self.embedding_dim = getattr(first, "embedding_dim", None)  # the attention's input width; mean needs none
         self.shards = nn.ModuleList(shards)
-        edge_index, shard_of = torch.as_tensor(edge_index).long(), torch.as_tensor(shard_of).long()
+        edge_index, shard_of = torch.as_tensor(edge_index), torch.as_tensor(shard_of)
         if edge_index.dim() != 2 or edge_index.size(0) != 2 or shard_of.shape != (edge_index.size(1),):
             raise ValueError(f"edge_index must be [2, E] and shard_of [E], got {list(edge_index.shape)} "
                              f"and {list(shard_of.shape)}")
+        if not is_integer_tensor(shard_of):  # float ids would be truncated, a bool mask read as shards 0/1
+            raise ValueError(f"shard_of holds integer shard ids, got dtype {shard_of.dtype}")
+        self._check_pairs(edge_index, "edge_index")
+        edge_index, shard_of = edge_index.long(), shard_of.long()
         if shard_of.numel() and (shard_of.min() < 0 or shard_of.max() >= len(shards)):
             raise ValueError(f"shard ids must be in [0, {len(shards)})")
         check_unique_pairs(edge_index, self.num_items, "edge_index")
@@ -240,9 +246,12 @@ class ShardedRecommender(Recommender):
         """Shard ids ``[R]`` of the ``[2, R]`` (user, item) pairs.
 
         Raises:
-            ValueError: when a pair has no assignment (it is not a training pair of this ensemble).
+            ValueError: when a pair has no assignment (it is not a training pair of this ensemble), ``pairs`` is not a
+                ``[2, R]`` integer tensor, or an id lies outside the node counts.
         """
-        pairs = torch.as_tensor(pairs).long().to(self.pair_keys.device)
+        pairs = torch.as_tensor(pairs)
+        self._check_pairs(pairs, "pairs")
+        pairs = pairs.long().to(self.pair_keys.device)
         wanted = pair_keys(pairs, self.num_items)
         if self.pair_keys.numel() == 0:
             found = torch.zeros_like(wanted, dtype=torch.bool)
@@ -255,6 +264,14 @@ class ShardedRecommender(Recommender):
             raise ValueError(f"{int((~found).sum())} edges have no shard assignment (not training pairs of "
                              f"this ensemble, or already unlearned), e.g. {missing}")
         return self.pair_shard[slot]
+
+    def _check_pairs(self, pairs: Tensor, what: str) -> None:
+        """Raises ``ValueError`` unless ``pairs`` is a ``[2, P]`` integer tensor of ids within the node counts: the key
+        ``user * num_items + item`` of an item id ``>= num_items`` is another pair's (``(u, num_items)`` is
+        ``(u + 1, 0)``), whose shard it would be given or answered with."""
+        check_pair_tensor(pairs, what, "P")
+        check_ids_in_range(pairs[0], self.num_users, f"{what} holds user")
+        check_ids_in_range(pairs[1], self.num_items, f"{what} holds item")
 
     def shard_sizes(self) -> Tensor:
         """``[S]`` number of assigned pairs per shard."""

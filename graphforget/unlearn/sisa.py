@@ -108,7 +108,8 @@ class SISA(Unlearner):
 
     ``model`` is the sub-model template (copied, never modified), or a fitted :class:`ShardedRecommender`.
     A template whose ``reset_parameters`` leaves a trainable parameter as it was is refused (``ValueError`` naming
-    it, from :meth:`fit` and :meth:`unlearn`): its shards would start from the trained model's values.
+    it, from :meth:`fit` and :meth:`unlearn`): its shards would start from the trained model's values. So is a shard
+    left without data to train on (no edge, or for BPR no edge labelled > 0), naming it.
     """
     name = "sisa"
     Config = SISAConfig
@@ -154,6 +155,8 @@ class SISA(Unlearner):
                              f"shards ({type(cfg).__name__}.num_shards, now {self.num_shards})")
         edge_index = self.graph[EDGE].edge_index
         graphs = split_graph(self.graph, shard_of, self.num_shards)
+        self._check_trainable(dict(enumerate(graphs)),
+                              f"use fewer shards ({type(cfg).__name__}.num_shards, now {self.num_shards})")
         trained = train_shards([self.template] * self.num_shards, graphs, self.shard_objective, cfg.train, self.val,
                                [cfg.seed + s for s in range(self.num_shards)])
         ensemble = ShardedRecommender([model for model, _ in trained], shard_of, edge_index, self._aggregation())
@@ -166,6 +169,17 @@ class SISA(Unlearner):
         self.ensemble = self.model = ensemble
         log.info("%s fit %d shards", self.name, self.num_shards)
         return info
+
+    def _check_trainable(self, graphs: dict[int, HeteroData], advice: str) -> None:
+        """Raises ``ValueError`` naming the first shard of ``{shard: graph}`` that the objective cannot train on
+        (BPR: no edge labelled > 0), ending with ``advice``: the objective's own error counts the shard's edges
+        and names neither the shard nor the option to change."""
+        for s, graph in graphs.items():
+            try:
+                self.shard_objective.check(graph)
+            except ValueError as error:
+                raise ValueError(f"{type(self).__name__}: shard {s} cannot be trained on its edges ({error}): "
+                                 f"{advice}") from None
 
     def _check_row_width(self) -> None:
         """Raises ``ValueError`` unless ``embed``'s rows are ``embedding_dim`` wide, the width the attention is
@@ -203,6 +217,7 @@ class SISA(Unlearner):
             raise ValueError(f"{type(self).__name__}: the request removes every edge of shard(s) {emptied}, whose "
                              "model cannot be trained without data: fit() again with fewer shards (num_shards), "
                              "or Retrain")
+        self._check_trainable({s: graphs[s] for s in touched}, "fit() again with fewer shards (num_shards), or Retrain")
         trained = train_shards([old.shards[s] for s in touched], [graphs[s] for s in touched], self.shard_objective,
                                cfg.train, self.val, [cfg.seed + s for s in touched])
         for s, (model, _) in enumerate(trained):
