@@ -451,6 +451,11 @@ class ForgettingReport:
             scores, pushed further than a retrain would (see the module's docstring).
         seed: seed of the matching and of the calibration split.
         reference: the same figures for a reference model (a Retrain) on the same request and non-members.
+        reference_distance: with ``reference``, the root mean square of :math:`\\sigma(\\hat y) - \\sigma(\\hat
+            y^{\\,\\mathrm{ref}})` over the requested edges and their matched non-members (0: the reference's
+            predictions); ``None`` without it.
+        reference_gap: ``reference_distance`` over the same distance of the model before the deletion (0: as the
+            reference, 1: no closer to it than before the deletion); ``None`` without ``reference`` or ``before``.
     """
     request_edges: int
     matched: int
@@ -472,6 +477,8 @@ class ForgettingReport:
     over_forgotten: bool = False
     seed: int = 0
     reference: ForgettingReport | None = None
+    reference_distance: float | None = None
+    reference_gap: float | None = None
 
     def to_dict(self) -> dict:
         """Plain JSON values (:func:`~graphforget.io.to_jsonable`; NaN and infinities become ``None``);
@@ -497,7 +504,9 @@ _TABLE_ROWS = (("request_edges", "requested edges"), ("matched", "matched non-me
                ("before_mia_auc", "MIA AUC before"),
                ("mia_auc", "MIA AUC"), ("mia_tpr", "MIA TPR"), ("mia_fpr", "MIA FPR (evaluation)"),
                ("mia_accuracy", "MIA balanced accuracy"), ("below_match", "interactions below their match"),
-               ("over_forgetting_p", "over-forgetting p (sign test)"), ("over_forgotten", "over-forgotten"))
+               ("over_forgetting_p", "over-forgetting p (sign test)"), ("over_forgotten", "over-forgotten"),
+               ("reference_distance", "RMS distance to the reference"),
+               ("reference_gap", "distance to the reference / before's"))
 
 
 def _cell(value) -> str:
@@ -547,7 +556,8 @@ def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, bef
         before: ``(model, graph)`` before the deletion: gives MI-BF and the attack AUC before, and its
             graph the non-member candidates (it must hold every requested edge).
         reference: ``(model, graph)`` of a reference, e.g. a Retrain on the remaining graph: its figures
-            on the same request and non-members go into :attr:`ForgettingReport.reference`.
+            on the same request and non-members go into :attr:`ForgettingReport.reference`, and the model's
+            distance to its predictions into :attr:`ForgettingReport.reference_distance` (and ``reference_gap``).
         seed: seed of the matching and of the attack's calibration split.
         fpr: the attack's target false-positive rate.
         calibration_fraction: share of the non-members that calibrates the attack.
@@ -575,9 +585,10 @@ def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, bef
     edges = torch.cat([pairs, non_members.cpu()], 1)
     plan = _Plan(edges, pairs.size(1), kept.cpu(), 2 * torch.cat([labels, labels[kept]]).double() - 1,
                  None if before is None else _scores(*models["before"], edges), seed, fpr, fraction)
-    report = _figures(model, graph, plan)
+    report, scores = _figures(model, graph, plan)
     if reference is not None:
-        report.reference = _figures(*models["reference"], plan)
+        report.reference, target = _figures(*models["reference"], plan)
+        report.reference_distance, report.reference_gap = plan.closeness(scores, target)
     return report
 
 
@@ -628,9 +639,18 @@ class _Plan:
         below, above = int((difference < 0).sum()), int((difference > 0).sum())
         return (below / (below + above) if below + above else math.nan), sign_test(below, above)
 
+    def closeness(self, scores: Tensor, reference: Tensor) -> tuple[float, float | None]:
+        """``(reference_distance, reference_gap)`` of ``scores [R + M]`` to the ``reference``'s (see
+        :class:`ForgettingReport`); the gap is ``None`` without the scores before the deletion."""
+        target = torch.sigmoid(reference.double())
 
-def _figures(model: torch.nn.Module, graph: HeteroData, plan: _Plan) -> ForgettingReport:
-    """One model's report: ``model`` run on ``graph`` scores ``plan.edges``."""
+        def distance(logits: Tensor) -> float:
+            return float((torch.sigmoid(logits.double()) - target).pow(2).mean().sqrt())
+        return distance(scores), None if self.old is None else _ratio(distance(scores), distance(self.old))
+
+
+def _figures(model: torch.nn.Module, graph: HeteroData, plan: _Plan) -> tuple[ForgettingReport, Tensor]:
+    """One model's report, and its scores of ``plan.edges`` (``model`` run on ``graph``)."""
     check_model_fits(model, graph)
     requested, scores = plan.requested, _scores(model, graph, plan.edges)
     probability = torch.sigmoid(scores)
@@ -652,4 +672,4 @@ def _figures(model: torch.nn.Module, graph: HeteroData, plan: _Plan) -> Forgetti
         mia_accuracy=attack["accuracy"], target_fpr=plan.fpr,
         mia_statistic="loss" if bool((plan.sign < 0).any()) else "score", before_mia_auc=before_auc,
         below_match=below_match, over_forgetting_p=p_over, over_forgotten=p_over < OVER_FORGETTING_LEVEL,
-        seed=plan.seed)
+        seed=plan.seed), scores

@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from fractions import Fraction
 
 import pytest
@@ -282,6 +283,8 @@ def test_a_model_trained_on_the_request_is_caught_and_a_retrain_much_less(plante
     assert report.before_mia_auc == report.mia_auc and report.reference.before_mia_auc == report.mia_auc
     assert report.in_graph == request.size(1) and report.reference.in_graph == 0
     assert report.mi_bf == 1.0
+    # the model before the deletion is no closer to the Retrain than itself
+    assert report.reference_gap == 1.0 and report.reference_distance > 0.01
     if positives:
         assert report.reference.mi_bf > 1.2  # retraining lowered the requested edges' probability
 
@@ -304,11 +307,18 @@ def test_report_figures_match_the_metrics_module(planted):
                                non_member_labels=(signs + 1) / 2)
     assert report.mia_auc == attack["mia_auc"] and report.mia_tpr == attack["tpr_at_fpr"]
     assert (report.request_edges, report.matched, report.unmatched, report.in_graph) == (30, 30, 0, 0)
+    pairs = torch.cat([request, non_members], 1)
+    with torch.no_grad():
+        difference = torch.sigmoid(after(remaining, pairs).double()) - torch.sigmoid(before(planted, pairs).double())
+    assert report.reference_distance == pytest.approx(float(difference.pow(2).mean().sqrt()), rel=1e-9)
+    assert report.reference_gap == math.inf  # the reference is the model before: at distance 0 from it
+    assert report.reference.reference_distance is None and report.reference.reference_gap is None
     data = json.loads(json.dumps(report.to_dict()))
     assert data["reference"]["mi_bf"] == pytest.approx(1.0) and data["reference"]["reference"] is None
     table = report.table()
     assert "method" in table.splitlines()[0] and "reference" in table.splitlines()[0]
     assert f"{report.mia_auc:.4f}" in table and "MIA TPR at FPR 0.1" in table
+    assert re.search(rf"RMS distance to the reference +{report.reference_distance:.4f} +-", table)
     assert isinstance(report, ForgettingReport) and "reference" not in verify_forgetting(
         after, remaining, request).table().splitlines()[0]
 
