@@ -1,6 +1,7 @@
 """IFRU against retraining on tiny float64 problems trained to convergence (the strictest check)."""
 import copy
 import dataclasses
+import math
 import re
 import warnings
 
@@ -305,6 +306,54 @@ def test_the_papers_step_on_a_deleted_user_is_the_dense_formula(problem, one_thr
     edges = problem[0][EDGE].edge_index
     _, step, expected = _papers_step(problem, edges[:, edges[0] == 7])
     torch.testing.assert_close(step, expected)
+
+
+def _algorithm_1(graph, request, ratios):
+    """The paper's Algorithm 1 by plain loops: s0_v = sum of 1/|N_v| over the removed edges at v, then
+    s^k_v' += s^(k-1)_v / |N_v'| for every neighbour v' of v; the top ratios[k] (rounded up, ties to the smaller id)
+    of the nodes with a positive score at each order, and the request's own nodes. Homogeneous ids (items after
+    users)."""
+    users = graph["user"].num_nodes
+    edges = [(u, users + i) for u, i in graph[EDGE].edge_index.t().tolist()]
+    neighbours = {v: [] for v in range(users + graph["item"].num_nodes)}
+    for u, i in edges:
+        neighbours[u].append(i)
+        neighbours[i].append(u)
+    score = dict.fromkeys(neighbours, 0.0)
+    for u, i in request.t().tolist():
+        score[u] += 1 / len(neighbours[u])
+        score[users + i] += 1 / len(neighbours[users + i])
+    kept = {v for u, i in request.t().tolist() for v in (u, users + i)}
+    for k, ratio in enumerate(ratios):
+        if k:
+            previous, score = score, dict.fromkeys(neighbours, 0.0)
+            for v, s in previous.items():
+                for w in neighbours[v]:
+                    score[w] += s / len(neighbours[w])
+        ranked = sorted((v for v in score if score[v] > 0), key=lambda v: (-score[v], v))
+        kept |= set(ranked[:math.ceil(round(ratio * len(ranked), 9))])
+    return sorted(kept)
+
+
+@pytest.mark.parametrize("objective", [BCEObjective(l2=0.5), BPRObjective(l2=0.5, resample=False)], ids=repr)
+def test_the_papers_step_on_pruned_rows_is_the_dense_formula(objective, one_thread):
+    """Pruning (Algorithm 1) on LightGCN-2 with spillover, a request with 0- and 1-labelled edges: phi is the rows
+    that Algorithm 1 keeps, and they move by (H(theta; D) + lambda I)^-1 g restricted to them, every other row
+    unchanged (H by torch.autograd.functional.hessian over every parameter)."""
+    graph = planted_communities(10, 8, 2, 3, seed=1)
+    labels, edges = graph[EDGE].edge_label, graph[EDGE].edge_index
+    request = edges[:, torch.cat([(labels == 1).nonzero()[:2, 0], (labels == 0).nonzero()[:1, 0]])]
+    model = LightGCN(10, 8, 3, num_layers=2).double()
+    model.reset_parameters(5)
+    ratios = (0.5, 0.4, 0.3)
+    config = IFRUConfig.paper(prune=ratios, curvature="exact", solver={"name": "direct", "damping": 3.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # whether the step passes its test
+        result = IFRU(model, graph, objective, config).unlearn(request)
+    kept = torch.tensor(_algorithm_1(graph, request, ratios))
+    assert result.info["kept_nodes"] == kept.numel() < 18
+    index = (kept[:, None] * 3 + torch.arange(3)).flatten()  # user rows then item rows: the flattened tables
+    torch.testing.assert_close(_flat_result(result), _dense_step(model, graph, objective, result, 3.0, True, index))
 
 
 def test_a_kept_model_takes_no_newton_step(problem, one_thread):

@@ -38,7 +38,7 @@ class SCIF(IFRU):
 
     The removed terms are not dropped but relabelled with :func:`substitute_labels`; the Newton step
     updates only the embedding rows of the request's users and items (no neighbour expansion, no
-    spillover):
+    spillover), and a custom model's dense weights unless ``dense=False`` (as IFRU's, see :class:`IFRUConfig`):
 
     .. math::
         \phi' = \hat\phi + H_{\phi\phi}^{-1} \nabla_\phi \sum_{D_r} \big(\ell(f_\theta(u,i), y) -

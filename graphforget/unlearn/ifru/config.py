@@ -90,7 +90,8 @@ class NewtonConfig:
             0.25-1.04 to 0.74-1.26 of Retrain's AUC gain (see :doc:`/methods`); a single user's request mostly
             stops after one more step (at most four on ML-100K). ``False``: one step away from stationarity.
         line_search: scale each later Newton step by the largest :math:`2^{-j}` (:math:`j < 10`) that does
-            not increase the objective of the acceptance test (0 when none does, which ends the iterations).
+            not increase the objective the steps minimise (the new objective, or the tilted one away from
+            stationarity; 0 when none does, which ends the iterations).
         anderson: with ``line_search``, the depth of the Anderson acceleration of the Newton steps
             (:class:`~graphforget.influence.AndersonMixing`, 0: none). The mixed iterate is taken when it does
             not increase the new objective, else the line-searched step. Gauss-Newton steps converge only
