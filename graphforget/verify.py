@@ -575,6 +575,19 @@ def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, bef
     models = {what: _check_model_graph(value, what, graph) for what, value in
               (("before", before), ("reference", reference)) if value is not None}
     original = models["before"][1] if before is not None else _with_request(graph, pairs)
+    plan = _plan(original, pairs, models.get("before"), seed, num_buckets, (fpr, fraction))
+    report, scores = _figures(model, graph, plan)
+    if reference is not None:
+        report.reference, target = _figures(*models["reference"], plan)
+        report.reference_distance, report.reference_gap = plan.closeness(scores, target)
+    return report
+
+
+def _plan(original: HeteroData, pairs: Tensor, before, seed: int, num_buckets: int,
+          attack: tuple[float, float]) -> _Plan:
+    """The :class:`_Plan` of a report: ``pairs`` and their matched non-members in ``original`` (the graph before the
+    deletion), with the labels' signs and the scores of ``before`` (``(model, graph)``, or ``None``: labels 1);
+    ``attack`` is ``(fpr, calibration_fraction)``."""
     non_members, kept, positions = _matched(original, pairs, seed, num_buckets)
     if non_members.size(1) == 0:
         raise ValueError("no requested edge has a matched non-member: every requested user has an edge with "
@@ -583,13 +596,8 @@ def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, bef
     if before is not None:
         labels = (original[EDGE].edge_label.cpu()[positions] > 0.5).float()
     edges = torch.cat([pairs, non_members.cpu()], 1)
-    plan = _Plan(edges, pairs.size(1), kept.cpu(), 2 * torch.cat([labels, labels[kept]]).double() - 1,
-                 None if before is None else _scores(*models["before"], edges), seed, fpr, fraction)
-    report, scores = _figures(model, graph, plan)
-    if reference is not None:
-        report.reference, target = _figures(*models["reference"], plan)
-        report.reference_distance, report.reference_gap = plan.closeness(scores, target)
-    return report
+    return _Plan(edges, pairs.size(1), kept.cpu(), 2 * torch.cat([labels, labels[kept]]).double() - 1,
+                 None if before is None else _scores(*before, edges), seed, *attack)
 
 
 def _with_request(graph: HeteroData, pairs: Tensor) -> HeteroData:

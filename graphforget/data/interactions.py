@@ -24,7 +24,7 @@ __all__ = [
     "propagation_edges", "bipartite_to_homogeneous", "symmetric_edge_weight", "edge_positions", "remove_edges",
     "without_edges", "edge_subgraph", "pairs_with_data", "validate_pairs", "pair_keys", "pairs_of_keys",
     "check_unique_pairs", "check_model_fits", "finite_scores", "check_interactions", "check_pair_ids",
-    "check_pair_tensor", "on_device",
+    "check_pair_tensor", "check_ids_in_range", "check_pairs_in_range", "on_device",
 ]
 
 EDGE = ("user", "rates", "item")
@@ -91,8 +91,8 @@ def check_interactions(graph: HeteroData) -> None:
     if store.edge_index.dtype != torch.long:  # what PyG's utilities and torch's index ops expect
         raise ValueError(f"graph[{', '.join(map(repr, EDGE))}].edge_index must have dtype torch.int64, got "
                          f"{store.edge_index.dtype}: convert it with .long()")
-    _check_ids(store.edge_index[0], num_users(graph), "user")
-    _check_ids(store.edge_index[1], num_items(graph), "item")
+    for row, (node_type, count) in enumerate((("user", num_users(graph)), ("item", num_items(graph)))):
+        check_ids_in_range(store.edge_index[row], count, f"edge_index holds {node_type}", f"[0, num_{node_type}s) = ")
     if "edge_label" not in store:  # every objective reads it
         raise ValueError("the training graph needs an edge_label per edge (1: an interaction, 0: a non-interaction): "
                          "build it with make_interactions")
@@ -113,13 +113,22 @@ def check_pair_tensor(pairs: Tensor, what: str = "edge_index", width: str = "E")
         raise ValueError(f"{what} holds integer (user, item) ids, got dtype {pairs.dtype}")
 
 
-def _check_ids(ids: Tensor, count: int, node_type: str) -> None:
-    """Raises ``ValueError`` naming the first id of ``ids`` outside ``[0, count)`` and its position."""
+def check_ids_in_range(ids: Tensor, count: int, what: str, bound: str = "") -> None:
+    """Raises ``ValueError`` naming the first id of ``ids`` outside ``[0, count)`` and its position (``what`` starts
+    the message, ``bound`` names the range)."""
     # min/max first: the mask of bad positions is built only on failure.
     if ids.numel() and (ids.min() < 0 or ids.max() >= count):
         position = int(((ids < 0) | (ids >= count)).nonzero()[0])
-        raise ValueError(f"edge_index holds {node_type} id {int(ids[position])} at position {position}, outside "
-                         f"[0, num_{node_type}s) = [0, {count})")
+        raise ValueError(f"{what} id {int(ids[position])} at position {position}, outside {bound}[0, {count})")
+
+
+def check_pairs_in_range(pairs: Tensor, num_users: int, num_items: int, what: str, width: str) -> None:
+    """:func:`check_pair_tensor`, then :func:`check_ids_in_range` on the users and on the items (``what`` names
+    ``pairs``): an item id past the items keys another pair (``user * num_items + item``) or, offset into
+    homogeneous ids, scores another node."""
+    check_pair_tensor(pairs, what, width)
+    check_ids_in_range(pairs[0], num_users, f"{what} holds user")
+    check_ids_in_range(pairs[1], num_items, f"{what} holds item")
 
 
 def _node_count(ids: Tensor, count: int | None, name: str) -> int:

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
 from ..config import is_integer, is_integer_tensor, resolved_device, seeded
-from ..data.interactions import check_pair_tensor
+from ..data.interactions import check_ids_in_range, check_pairs_in_range
 from ..io import atomic_write
 
 __all__ = ["Recommender", "EmbeddingRecommender", "NODE_TYPES", "table_mask", "table_offset",
@@ -60,18 +60,7 @@ def check_edge_label_index(edge_label_index: Tensor, num_users: int, num_items: 
     ``[0, num_users)`` and item ids in ``[0, num_items)``, naming the first id outside and its position: a transposed
     or 1-D index was scored silently (its first rows read as pairs), and an out-of-range id failed inside torch's
     indexing or, offset into homogeneous ids, scored another node."""
-    check_pair_tensor(edge_label_index, "edge_label_index", "B")
-    check_ids_in_range(edge_label_index[0], num_users, "edge_label_index holds user")
-    check_ids_in_range(edge_label_index[1], num_items, "edge_label_index holds item")
-
-
-def check_ids_in_range(ids: Tensor, count: int, what: str) -> None:
-    """Raises ``ValueError`` naming the first id of ``ids`` outside ``[0, count)`` and its position (``what`` starts
-    the message)."""
-    # min/max first: the mask of bad positions is built only on failure.
-    if ids.numel() and (ids.min() < 0 or ids.max() >= count):
-        position = int(((ids < 0) | (ids >= count)).nonzero()[0])
-        raise ValueError(f"{what} id {int(ids[position])} at position {position}, outside [0, {count})")
+    check_pairs_in_range(edge_label_index, num_users, num_items, "edge_label_index", "B")
 
 
 class Recommender(nn.Module, ABC):

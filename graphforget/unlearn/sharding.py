@@ -20,9 +20,9 @@ from torch_geometric.data import HeteroData
 
 from ..config import eval_mode, is_integer_tensor, seeded
 from ..distributed import agreed, layout, run_jobs
-from ..data.interactions import (EDGE, check_pair_tensor, check_unique_pairs, edge_subgraph, num_items, num_users,
+from ..data.interactions import (EDGE, check_pairs_in_range, check_unique_pairs, edge_subgraph, num_items, num_users,
                                  pair_keys)
-from ..models.base import Recommender, check_ids_in_range
+from ..models.base import Recommender
 from ..models.sgl import ContrastiveBPRObjective
 from ..objectives import BPRObjective, Objective
 from ..train import NoSignalWarning, TrainConfig, TrainResult, chance_level, train
@@ -197,7 +197,7 @@ class ShardedRecommender(Recommender):
                              f"and {list(shard_of.shape)}")
         if not is_integer_tensor(shard_of):  # float ids would be truncated, a bool mask read as shards 0/1
             raise ValueError(f"shard_of holds integer shard ids, got dtype {shard_of.dtype}")
-        self._check_pairs(edge_index, "edge_index")
+        check_pairs_in_range(edge_index, self.num_users, self.num_items, "edge_index", "E")
         edge_index, shard_of = edge_index.long(), shard_of.long()
         if shard_of.numel() and (shard_of.min() < 0 or shard_of.max() >= len(shards)):
             raise ValueError(f"shard ids must be in [0, {len(shards)})")
@@ -250,7 +250,7 @@ class ShardedRecommender(Recommender):
                 ``[2, R]`` integer tensor, or an id lies outside the node counts.
         """
         pairs = torch.as_tensor(pairs)
-        self._check_pairs(pairs, "pairs")
+        check_pairs_in_range(pairs, self.num_users, self.num_items, "pairs", "R")
         pairs = pairs.long().to(self.pair_keys.device)
         wanted = pair_keys(pairs, self.num_items)
         if self.pair_keys.numel() == 0:
@@ -264,14 +264,6 @@ class ShardedRecommender(Recommender):
             raise ValueError(f"{int((~found).sum())} edges have no shard assignment (not training pairs of "
                              f"this ensemble, or already unlearned), e.g. {missing}")
         return self.pair_shard[slot]
-
-    def _check_pairs(self, pairs: Tensor, what: str) -> None:
-        """Raises ``ValueError`` unless ``pairs`` is a ``[2, P]`` integer tensor of ids within the node counts: the key
-        ``user * num_items + item`` of an item id ``>= num_items`` is another pair's (``(u, num_items)`` is
-        ``(u + 1, 0)``), whose shard it would be given or answered with."""
-        check_pair_tensor(pairs, what, "P")
-        check_ids_in_range(pairs[0], self.num_users, f"{what} holds user")
-        check_ids_in_range(pairs[1], self.num_items, f"{what} holds item")
 
     def shard_sizes(self) -> Tensor:
         """``[S]`` number of assigned pairs per shard."""

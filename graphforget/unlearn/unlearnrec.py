@@ -45,12 +45,12 @@ from torch_geometric.data import HeteroData
 from torch_geometric.utils import to_torch_csr_tensor
 
 from ..data.adjacency import quiet_csr
-from ..data.interactions import EDGE, bipartite_to_homogeneous, check_pair_tensor, check_unique_pairs, num_items, \
-    num_users, symmetric_edge_weight, without_edges
+from ..data.interactions import EDGE, bipartite_to_homogeneous, check_pairs_in_range, check_unique_pairs, \
+    num_items, num_users, symmetric_edge_weight, without_edges
 from ..clock import Stopwatch
 from ..config import check_fields, check_types, eval_mode
 from ..io import atomic_write, tensors_sha256
-from ..models.base import check_ids_in_range, table_mask
+from ..models.base import table_mask
 from ..models.propagation import layer_sum
 from ..models.sgl import info_nce
 from ..objectives import Objective
@@ -168,9 +168,7 @@ def influence_dependency_matrix(request: Tensor, num_users: int, num_items: int)
         ValueError: ``request`` is not a ``[2, R]`` integer tensor, holds an unknown id or a pair twice (counted twice
             in the degrees and the matrix, it would weigh the request's edges wrong).
     """
-    check_pair_tensor(request, "request", "R")
-    check_ids_in_range(request[0], num_users, "request holds user")
-    check_ids_in_range(request[1], num_items, "request holds item")
+    check_pairs_in_range(request, num_users, num_items, "request", "R")
     check_unique_pairs(request, num_items, "request", "ask for each pair once")
     weight = symmetric_edge_weight(request, num_users, num_items)
     return bipartite_to_homogeneous(request, num_users), torch.cat([weight, weight])
