@@ -128,7 +128,8 @@ class TrustConfig:
         on_failure: what happens when no step is accepted, or the accepted one fails the validation test
             (``max_val_auc_drop``): ``keep`` (the model unchanged, a warning),
             ``raise`` (:class:`~graphforget.unlearn.UnlearningFailed`) or ``apply`` (the last finite
-            step, a warning). Either way ``info["trusted"]`` is ``False`` and ``info["reason"]`` says why.
+            step, from which the Newton steps, when configured, go on; a warning). Either way ``info["trusted"]``
+            is ``False`` and ``info["reason"]`` says why.
         max_val_auc_drop: when the unlearner was given ``val``, the accepted result's validation AUC may fall
             below the trained model's by at most this many standard errors (the larger of the two AUCs'; on the
             pairs whose user and item keep a training edge); beyond it ``on_failure`` decides, as for a rejected
