@@ -373,7 +373,8 @@ def _attack_inputs(graph: HeteroData, members, non_members, member_labels, non_m
     return torch.cat([members, non_members], 1), 2 * labels - 1, members.size(1)
 
 
-def _check_non_members(graph: HeteroData, members: Tensor, non_members: Tensor) -> None:
+def _check_non_members(graph: HeteroData, members: Tensor, non_members: Tensor,
+                       advice: str = "give pairs the model was not trained on (matched_non_members draws them)") -> None:
     """Raises ``ValueError`` when a non-member is an edge of ``graph`` (the model was trained on it) or a member
     too: the attack would score it as a non-member and understate what the model remembers."""
     count = num_items(graph)
@@ -383,8 +384,7 @@ def _check_non_members(graph: HeteroData, members: Tensor, non_members: Tensor) 
         found = _contains(pair_keys(pairs, count).sort().values, keys)
         if bool(found.any()):
             user, item = non_members[:, found.nonzero()[0, 0]].tolist()
-            raise ValueError(f"non_members holds {int(found.sum())} {what}, the first ({user}, {item}): give "
-                             f"pairs the model was not trained on (matched_non_members draws them)")
+            raise ValueError(f"non_members holds {int(found.sum())} {what}, the first ({user}, {item}): {advice}")
 
 
 def _check_labels(labels, count: int, what: str) -> Tensor:
@@ -566,7 +566,8 @@ def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, bef
     Raises:
         ValueError: for a request that is not ``[2, R]`` integer ids, an empty one, ids out of range or
             duplicated; ``before``/``reference`` that are not (model, graph) pairs of the same node counts; a
-            request that is not in ``before``'s graph; no matched non-member at all; a model that does not
+            request that is not in ``before``'s graph; no matched non-member at all; a matched non-member that is an
+            edge of ``graph`` or of the reference's (a graph that grew since ``before``'s); a model that does not
             fit its graph or returns non-finite scores.
     """
     check_model_fits(model, graph)
@@ -576,6 +577,11 @@ def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, bef
               (("before", before), ("reference", reference)) if value is not None}
     original = models["before"][1] if before is not None else _with_request(graph, pairs)
     plan = _plan(original, pairs, models.get("before"), seed, num_buckets, (fpr, fraction))
+    for scored in [graph] + ([models["reference"][1]] if reference is not None else []):
+        # non-edges of the graph before the deletion, but a graph that grew since may hold them: trained on
+        _check_non_members(scored, pairs, plan.edges[:, plan.requested:], "the graph a model is run on holds "
+                           "edges that the graph before the deletion lacks: verify against a graph before the "
+                           "deletion that holds them")
     report, scores = _figures(model, graph, plan)
     if reference is not None:
         report.reference, target = _figures(*models["reference"], plan)

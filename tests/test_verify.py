@@ -476,3 +476,22 @@ def test_fractions_that_are_not_numbers_are_a_value_error(planted):
                 verify_forgetting(model, remaining, request, **{name: bad})
             with pytest.raises(ValueError, match=rf"{name} must be in \(0, 1\), got {bad!r}"):
                 membership_attack(model, remaining, request, non_members, **{name: bad})
+
+
+def test_a_graph_that_grew_since_before_may_not_hold_a_matched_non_member(planted):
+    # The non-members are non-edges of the graph before the deletion. A model's graph that gained edges since (here
+    # every other item of the deleted user) was trained on some of them: scored as non-members, they made the attack
+    # understate what the model remembers, without a word.
+    request = user_edges(planted, [3])
+    remaining = remove_edges(planted, request)
+    store, model = remaining[EDGE], MF(120, 80, 4)
+    others = torch.tensor([i for i in range(80) if i not in set(request[1].tolist())])
+    gained = torch.stack([torch.full_like(others, 3), others])
+    grown = make_interactions(torch.cat([store.edge_index, gained], 1),
+                              torch.cat([store.edge_label, torch.ones(others.numel())]), 120, 80)
+    for reference in (None, (model, grown)):
+        model_graph = grown if reference is None else remaining
+        with pytest.raises(ValueError, match="the graph a model is run on holds edges that the graph before the "
+                                             "deletion lacks"):
+            verify_forgetting(model, model_graph, request, before=(model, planted), reference=reference)
+    assert verify_forgetting(model, remaining, request, before=(model, planted)).matched == request.size(1)
