@@ -373,8 +373,8 @@ def _attack_inputs(graph: HeteroData, members, non_members, member_labels, non_m
     return torch.cat([members, non_members], 1), 2 * labels - 1, members.size(1)
 
 
-def _check_non_members(graph: HeteroData, members: Tensor, non_members: Tensor,
-                       advice: str = "give pairs the model was not trained on (matched_non_members draws them)") -> None:
+def _check_non_members(graph: HeteroData, members: Tensor, non_members: Tensor, advice: str = (
+        "give pairs the model was not trained on (matched_non_members draws them)")) -> None:
     """Raises ``ValueError`` when a non-member is an edge of ``graph`` (the model was trained on it) or a member
     too: the attack would score it as a non-member and understate what the model remembers."""
     count = num_items(graph)
