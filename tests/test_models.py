@@ -499,3 +499,13 @@ def test_a_truncated_or_tampered_checkpoint_is_refused_by_name(tmp_path):
     torch.save({**checkpoint, "config": [9, 8]}, path)
     with pytest.raises(ValueError, match=r"m.pt is not a graphforget checkpoint .*config must be a dict, got list"):
         load_model(path)
+
+
+@pytest.mark.parametrize("make", [lambda: MF(9, 8, 4), lambda: LightGCN(9, 8, 4, num_layers=2)])
+def test_narrow_integer_ids_score_as_int64_ones(graph, make):
+    """uint8 and int16 ids are ids: index_select refused them ('Expected dtype int32 or int64 for index')."""
+    model, pairs = make(), all_pairs(9, 8)
+    with torch.no_grad():
+        expected = model(graph, pairs)
+        for dtype in (torch.uint8, torch.int16):
+            assert torch.equal(model(graph, pairs.to(dtype)), expected)

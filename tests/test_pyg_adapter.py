@@ -14,8 +14,8 @@ from torch_geometric.nn.models import LightGCN as PyGLightGCN
 from torch_geometric.utils import to_dense_adj
 
 from graphforget import BCEObjective, TrainConfig, train
-from graphforget.data import (EDGE, bipartite_to_homogeneous, message_passing_edges, planted_communities, random_edges,
-                              remove_edges)
+from graphforget.data import (EDGE, bipartite_to_homogeneous, make_interactions, message_passing_edges,
+                              planted_communities, random_edges, remove_edges)
 from graphforget.influence import NodeRows, computation_subgraph, has_linear_dot_product
 from graphforget.models import LightGCN, PyGRecommender
 from graphforget.unlearn import IFRU, RecEraser, RecEraserConfig, Retrain, RetrainConfig, UnlearnRec, UnlearnRecConfig
@@ -405,3 +405,20 @@ def test_a_malformed_edge_label_index_is_refused_by_name(graph, module):
         model(graph, torch.tensor([[0], [-1]]))
     with pytest.raises(ValueError, match=re.escape("edge_label_index must have shape [2, B], got [2400, 2]")):
         model(graph, all_pairs().t())
+
+
+@pytest.mark.parametrize("module", [PyGLightGCN, OwnCode])
+def test_narrow_integer_ids_score_the_pairs_they_name(module):
+    """Items are offset by U in the module's ids: a uint8 item id plus U wraps around past 255 (item 5 of 250 users
+    as node 255 - 256 + 5), and uint8 ids failed inside torch (index_select's dtype) or PyG's code (read as a mask);
+    narrow integer ids are ids, and score as int64 ones do."""
+    users, items = 250, 20
+    edges = torch.stack([torch.arange(users), torch.arange(users) % items])
+    graph = make_interactions(edges, torch.ones(users), users, items)
+    model = PyGRecommender(module(num_nodes=users + items, embedding_dim=4, num_layers=1), users, items,
+                           receptive_field=1)
+    pairs = torch.tensor([[0, 249, 7], [5, 19, 12]])
+    with torch.no_grad():
+        expected = model(graph, pairs)
+        for dtype in (torch.uint8, torch.int16, torch.int32):
+            torch.testing.assert_close(model(graph, pairs.to(dtype)), expected, rtol=0, atol=0)

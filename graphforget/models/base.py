@@ -122,6 +122,7 @@ class Recommender(nn.Module, ABC):
     def forward(self, graph: HeteroData, edge_label_index: Tensor) -> Tensor:
         user, item = self.embed(graph)
         check_edge_label_index(edge_label_index, user.size(0), item.size(0))
+        edge_label_index = edge_label_index.long()  # narrow integer ids are ids too; index_select takes int64
         # index_select, not ``user[idx]``: the backward of advanced indexing (index_put_ with accumulate)
         # adds rows with atomics on multi-threaded CPUs, so training would not be bit-reproducible.
         return (user.index_select(0, edge_label_index[0]) * item.index_select(0, edge_label_index[1])).sum(-1)

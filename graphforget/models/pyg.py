@@ -144,6 +144,8 @@ class PyGRecommender(Recommender):
     def forward(self, graph: HeteroData, edge_label_index: Tensor) -> Tensor:
         # Before the offset: a user id past the users would be read as an item, a negative item id as a user.
         check_edge_label_index(edge_label_index, num_users(graph), num_items(graph))
+        # int64 before the offset: uint8 item ids + U wrap around (5 + 943 = 180), and PyG reads uint8 as a mask
+        edge_label_index = edge_label_index.long()
         if self.lightgcn_propagation:  # PyG's LightGCN's forward: the dot products of its embedding's rows
             return super().forward(graph, edge_label_index)
         edge_index, weight = self.propagation_inputs(graph)
