@@ -11,7 +11,7 @@ from torch_geometric.metrics import LinkPredNDCG, LinkPredRecall
 
 from .config import eval_mode, is_integer
 from .data.interactions import (EDGE, check_model_fits, check_pair_ids, check_pair_tensor, finite_scores,
-                                message_passing_edges, num_items, num_users, validate_pairs)
+                                message_passing_edges, num_items, num_users, pair_scores, validate_pairs)
 
 __all__ = ["auc", "auc_standard_error", "auc_groups", "completeness", "evaluate_auc", "recall_ndcg_at_k",
            "mean_probability", "mi_bf", "mi_ng", "prediction_distance", "parameter_distance"]
@@ -116,13 +116,7 @@ def _scores(model, graph: HeteroData, edges: Tensor, what: str) -> Tensor:
     edges = edges.to(graph[EDGE].edge_index.device)
     check_pair_ids(edges, graph, what)
     with eval_mode(model):  # a dropout (a user's own GNN) would make every figure random
-        scores = model(graph, edges)
-    # One logit per pair (the Recommender contract): a [T, 1] or [1] output broadcast against a [T] one in a
-    # distance, and a [2, T] one averaged in a mean probability, gave a figure without a word.
-    if scores.shape != (edges.size(1),):
-        raise ValueError(f"the model returned scores of shape {list(scores.shape)} for {what} ({edges.size(1)} "
-                         f"pairs): its forward must return one logit per pair, [{edges.size(1)}]")
-    return finite_scores(scores)
+        return pair_scores(model(graph, edges), edges.size(1), what)
 
 
 @torch.no_grad()

@@ -37,7 +37,7 @@ from torch_geometric.data import HeteroData
 
 from .config import eval_mode, is_integer, seeded
 from .data.interactions import (EDGE, check_model_fits, edge_positions, message_passing_edges, num_items, num_users,
-                                pair_keys, validate_pairs)
+                                pair_keys, pair_scores, validate_pairs)
 from .io import to_jsonable
 from .metrics import _ratio, auc
 
@@ -291,13 +291,7 @@ def _scores(model: torch.nn.Module, graph: HeteroData, edges: Tensor) -> Tensor:
         ValueError: when the model returns another shape or non-finite scores.
     """
     with _scoring(model):
-        scores = model(graph, edges.to(graph[EDGE].edge_index.device)).detach().cpu()
-    if scores.shape != (edges.size(1),):
-        raise ValueError(f"the model returned scores of shape {list(scores.shape)} for {edges.size(1)} pairs")
-    bad = int((~torch.isfinite(scores)).sum())
-    if bad:
-        raise ValueError(f"the model returned {bad} non-finite scores of {edges.size(1)}: nothing can be verified")
-    return scores
+        return pair_scores(model(graph, edges.to(graph[EDGE].edge_index.device)).detach().cpu(), edges.size(1))
 
 
 def membership_attack(model: torch.nn.Module, graph: HeteroData, members, non_members,

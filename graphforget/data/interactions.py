@@ -23,7 +23,7 @@ __all__ = [
     "EDGE", "make_interactions", "num_users", "num_items", "message_passing_edges",
     "propagation_edges", "bipartite_to_homogeneous", "symmetric_edge_weight", "edge_positions", "remove_edges",
     "without_edges", "edge_subgraph", "pairs_with_data", "validate_pairs", "pair_keys", "pairs_of_keys",
-    "check_unique_pairs", "check_model_fits", "finite_scores", "check_interactions", "check_pair_ids",
+    "check_unique_pairs", "check_model_fits", "finite_scores", "pair_scores", "check_interactions", "check_pair_ids",
     "check_pair_tensor", "check_ids_in_range", "check_pairs_in_range", "on_device",
 ]
 
@@ -184,8 +184,18 @@ def finite_scores(scores: Tensor) -> Tensor:
     argmin would place them first without a word."""
     if not bool(torch.isfinite(scores).all()):
         raise ValueError(f"the model's scores hold {int((~torch.isfinite(scores)).sum())} NaN or infinite values: "
-                         f"its parameters are not finite (a diverged training?)")
+                         f"its parameters are non-finite (a diverged training?)")
     return scores
+
+
+def pair_scores(scores: Tensor, count: int, what: str = "the pairs") -> Tensor:
+    """``scores`` when they are ``[count]`` finite logits, one per pair of ``what`` (the Recommender contract), else
+    ``ValueError``: a ``[T, 1]`` or ``[1]`` output broadcast against a ``[T]`` one in a distance, and a ``[2, T]`` one
+    was averaged in a mean probability, without a word."""
+    if scores.shape != (count,):
+        raise ValueError(f"the model returned scores of shape {list(scores.shape)} for {what} ({count} pairs): its "
+                         f"forward must return one logit per pair, [{count}]")
+    return finite_scores(scores)
 
 
 def on_device(graph: HeteroData, device: torch.device | str) -> HeteroData:
