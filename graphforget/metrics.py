@@ -7,7 +7,6 @@ from typing import Callable
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
-from torch_geometric.metrics import LinkPredNDCG, LinkPredRecall
 
 from .config import eval_mode, is_integer
 from .data.interactions import (EDGE, check_model_fits, check_pair_ids, check_pair_tensor, finite_scores,
@@ -172,8 +171,12 @@ def _score_rows(scores: Tensor, rows: int, items: int) -> Tensor:
 @torch.no_grad()
 def recall_ndcg_at_k(model, graph: HeteroData, test: HeteroData, k: int = 20, batch_size: int = 1024
                      ) -> dict[str, float]:
-    """Recall@K and NDCG@K by all-item ranking with the training interactions masked (PyG's LinkPred metrics).
+    """Recall@K and NDCG@K by all-item ranking with the training interactions masked, averaged over the users
+    with test positives (PyG's ``LinkPredRecall`` and ``LinkPredNDCG`` where no scores tie).
 
+    Tied scores are ranked in every order with equal chance, and the figures are their expectations
+    (McSherry and Najork, 2008): a ranking by item id would favour a model with tied rows, such as the
+    zero row IFRU leaves a user whose every interaction was forgotten, wherever the ids follow popularity.
     Users without test interactions are skipped, as PyG's metrics do; without any, both figures are NaN. A
     masked item is never ranked, even where a user has fewer unmasked items than K. The scores are the model's
     ``score_all`` in eval mode (every module's mode restored); for a model that scores by the dot products of
@@ -182,17 +185,17 @@ def recall_ndcg_at_k(model, graph: HeteroData, test: HeteroData, k: int = 20, ba
     """
     if not is_integer(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if not is_integer(k):  # PyG's metrics check the sign
+    if not is_integer(k) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
-    recall, ndcg = LinkPredRecall(k), LinkPredNDCG(k)
     check_model_fits(model, graph)
     check_pair_ids(test[EDGE].edge_index, graph, "the test set")
     device = graph[EDGE].edge_index.device
     train = message_passing_edges(graph)
     test_ei = test[EDGE].edge_index[:, _test_labels(test) > 0].to(device)
     users = test_ei[0].unique()
-    if users.numel() == 0:  # no user to average over (PyG's metrics would say 0, a figure nobody earned)
+    if users.numel() == 0:  # no user to average over (0 would be a figure nobody earned)
         return {f"recall@{k}": math.nan, f"ndcg@{k}": math.nan}
+    totals = torch.zeros(2, dtype=torch.float64)
     with eval_mode(model):  # a dropout (a user's own GNN) would rank at random
         score = _all_item_scores(model, graph)
         for start in range(0, users.numel(), batch_size):
@@ -202,20 +205,37 @@ def recall_ndcg_at_k(model, graph: HeteroData, test: HeteroData, k: int = 20, ba
             local[batch] = torch.arange(batch.numel(), device=device)
             seen = local[train[0]] >= 0
             scores[local[train[0][seen]], train[1][seen]] = float("-inf")
-            top = _top_items(scores, k)
             mine = local[test_ei[0]] >= 0
-            truth = torch.stack([local[test_ei[0][mine]], test_ei[1][mine]])
-            recall.update(top.cpu(), truth.cpu())
-            ndcg.update(top.cpu(), truth.cpu())
-    return {f"recall@{k}": float(recall.compute()), f"ndcg@{k}": float(ndcg.compute())}
+            totals += torch.stack(_expected_recall_ndcg(scores, local[test_ei[0][mine]], test_ei[1][mine], k)).cpu()
+    return {f"recall@{k}": float(totals[0]) / users.numel(), f"ndcg@{k}": float(totals[1]) / users.numel()}
 
 
-def _top_items(scores: Tensor, k: int) -> Tensor:
-    """``[B, min(k, I)]`` ids of each row's best items of ``scores [B, I]``, masked items (``-inf``) replaced by
-    ``I``, an id no item has: where a user has fewer unmasked items than ``k`` the top-k reaches into the masked
-    ones, and one that is also a test pair (an overlapping split) would count as a hit."""
-    values, top = scores.topk(min(k, scores.size(1)), dim=1)
-    return top.masked_fill(values == float("-inf"), scores.size(1))
+def _expected_recall_ndcg(scores: Tensor, rows: Tensor, items: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    r"""Sums over the rows of ``scores [B, I]`` (masked items ``-inf``) of Recall@K and NDCG@K, the test positives
+    being ``(rows, items)``, every row holding one, expected over the orders of tied scores.
+
+    A positive item with :math:`a` unmasked items scored above it and :math:`t` scored as it (itself included)
+    takes each rank of :math:`a + 1 .. a + t` with chance :math:`1/t`: it is in the top K with chance
+    :math:`(\min(a + t, K) - a)^+ / t`, and its expected gain is :math:`(D_{\min(a + t, K)} - D_a) / t` with
+    :math:`D_m = \sum_{r \le m} 1/\log_2(r + 1)`. Only a positive scored at least the K-th best value can reach
+    the top K; every item scored above it is then among the top K values, which count :math:`a`."""
+    k = min(k, scores.size(1))
+    values = scores.topk(k, dim=1).values
+    kth, own = values[:, -1], scores[rows, items]
+    above = (values[rows] > own[:, None]).sum(1)
+    # A positive above the K-th value has its ties among the top values; one at it, anywhere in its row.
+    at_kth = (scores == kth[:, None]).sum(1)
+    ties = torch.where(own > kth[rows], (values[rows] == own[:, None]).sum(1), at_kth[rows]).clamp(min=1)
+    reached = (own >= kth[rows]) & (own > float("-inf"))
+    last = torch.minimum(above + ties, torch.tensor(k, device=scores.device))
+    discount = torch.cat([scores.new_zeros(1, dtype=torch.float64), (1 / torch.arange(
+        2, k + 2, device=scores.device, dtype=torch.float64).log2()).cumsum(0)])
+    share = torch.where(reached, (last - above) / ties.double(), 0.0)
+    gain = torch.where(reached, (discount[last] - discount[above]) / ties.double(), 0.0)
+    positives = torch.bincount(rows, minlength=scores.size(0))
+    recall = torch.bincount(rows, share, minlength=scores.size(0)) / positives
+    ndcg = torch.bincount(rows, gain, minlength=scores.size(0)) / discount[positives.clamp(max=k)]
+    return recall.sum(), ndcg.sum()
 
 
 @torch.no_grad()

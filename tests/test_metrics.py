@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 
 import pytest
@@ -206,6 +207,57 @@ def test_recall_ndcg_with_k_above_the_item_count_ranks_every_item():
     # Ranking 1, 2, 3, 4 (item 0 masked): hits at ranks 2 and 4; the ideal ranking has them at 1 and 2.
     assert out["recall@10"] == pytest.approx(1.0)
     assert out["ndcg@10"] == pytest.approx((1 / math.log2(3) + 1 / math.log2(5)) / (1 + 1 / math.log2(3)))
+
+
+def brute_force_tied_recall_ndcg(user_rows, item_rows, train_pairs, truth, k) -> tuple[float, float]:
+    """Recall@K and NDCG@K averaged over every order of the unmasked items that sorts their (tied) dot-product
+    scores non-increasing, then over the users in ``truth``: the expectation under random tie-breaking."""
+    recalls, ndcgs = [], []
+    for u, items in truth.items():
+        free = [i for i in range(len(item_rows)) if (u, i) not in train_pairs]
+        score = {i: sum(a * b for a, b in zip(user_rows[u], item_rows[i])) for i in free}
+        orders = [order for order in itertools.permutations(free)
+                  if all(score[a] >= score[b] for a, b in zip(order, order[1:]))]
+        idcg = sum(1 / math.log2(rank + 2) for rank in range(min(k, len(items))))
+        recalls.append(sum(sum(i in items for i in order[:k]) for order in orders) / len(orders) / len(items))
+        ndcgs.append(sum(sum(1 / math.log2(rank + 2) for rank, i in enumerate(order[:k]) if i in items)
+                         for order in orders) / len(orders) / idcg)
+    return sum(recalls) / len(recalls), sum(ndcgs) / len(ndcgs)
+
+
+def test_recall_ndcg_of_tied_scores_is_their_expectation_over_every_order():
+    # One user, items scored 2 > 1 = 1 = 1 > 0, positives 2 and 4, K = 2: item 2 takes rank 2, 3 or 4 with
+    # chance 1/3 each, item 4 rank 5. By item id (topk's order) item 2 was always ranked 2nd: recall 1/2.
+    model = hand_mf([[1.0]], [[2.0], [1.0], [1.0], [1.0], [0.0]])
+    empty = make_interactions(torch.zeros(2, 0, dtype=torch.long), num_users=1, num_items=5)
+    test = make_interactions(torch.tensor([[0, 0], [2, 4]]), num_users=1, num_items=5)
+    out = recall_ndcg_at_k(model, empty, test, k=2)
+    assert out["recall@2"] == pytest.approx(1 / 6, rel=1e-12)
+    assert out["ndcg@2"] == pytest.approx((1 / (3 * math.log2(3))) / (1 + 1 / math.log2(3)), rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_recall_ndcg_with_ties_and_masks_against_every_order(seed):
+    # Integer rows make many ties; zero user rows tie every item (a forgotten user's row under IFRU).
+    gen = torch.Generator().manual_seed(seed)
+    num_users, num_items = 5, 7
+    user_rows = torch.randint(-1, 2, (num_users, 2), generator=gen).double().tolist()
+    user_rows[0] = [0.0, 0.0]
+    item_rows = torch.randint(-1, 2, (num_items, 2), generator=gen).double().tolist()
+    keys = torch.randperm(num_users * num_items, generator=gen)[:18]
+    train_ei = torch.stack([keys[:8] // num_items, keys[:8] % num_items])
+    test_ei = torch.stack([keys[8:] // num_items, keys[8:] % num_items])
+    train = make_interactions(train_ei, num_users=num_users, num_items=num_items)
+    test = make_interactions(test_ei, num_users=num_users, num_items=num_items)
+    truth: dict[int, set[int]] = {}
+    for u, i in test_ei.t().tolist():
+        truth.setdefault(u, set()).add(i)
+    train_pairs = set(map(tuple, train_ei.t().tolist()))
+    for k in (1, 2, 3, 10):
+        recall, ndcg = brute_force_tied_recall_ndcg(user_rows, item_rows, train_pairs, truth, k)
+        out = recall_ndcg_at_k(hand_mf(user_rows, item_rows), train, test, k=k, batch_size=2)
+        assert (out[f"recall@{k}"], out[f"ndcg@{k}"]) == (pytest.approx(recall, rel=1e-12),
+                                                          pytest.approx(ndcg, rel=1e-12))
 
 
 # --------------------------------------------------------------------------------------------- forgetting, distances
