@@ -192,6 +192,55 @@ def test_acceptance_ratio_of_an_exact_newton_step_on_a_quadratic():
         "the solve did not converge (true relative residual 2 > 0.02, 2 x solver.tol or 100 roundings of float64")
 
 
+def test_the_acceptance_ratio_leaves_out_the_orphan_rows_exact_block():
+    """Entries 0-1 have data left and a quartic term that the quadratic model misses; entry 2 is an orphan (a
+    forgotten user's row), whose block of T, 1/2 l2 x^2, is its own quadratic model. Counted in, its exact decrease
+    (50) hid the rest's failure: the ratio was 0.988. Over the rest it is 0.1 / 0.7."""
+    from graphforget.unlearn.ifru.ladder import acceptance
+    from graphforget.unlearn.ifru.tilted import TiltedObjective
+    a = torch.tensor([[3.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
+    b = torch.tensor([1.0, -1.0, -10.0], dtype=torch.float64)  # on the orphan: -(l2 + damping) phi0
+    phi0 = torch.tensor([0.0, 0.0, 10.0], dtype=torch.float64)
+    orphan = torch.tensor([False, False, True])
+
+    def value(x):
+        return 0.5 * x[:2] @ a @ x[:2] - b[:2] @ x[:2] + 0.6 * x[:2].dot(x[:2]) ** 2 + 0.5 * x[2] ** 2
+    operator = lambda v: torch.cat([a @ v[:2], v[2:]])  # noqa: E731
+    step = SolveResult(torch.tensor([0.6, -0.8, -10.0], dtype=torch.float64), 3, 0.0, 0.0, True)  # exact
+    target = TiltedObjective(value, None, torch.zeros(3, dtype=torch.float64), phi0, orphan, 1.0)
+    assert target.orphan_change(phi0 + step.x) == pytest.approx(-50.0)
+    check = acceptance(target, step, b, operator, IFRUConfig())
+    assert check["predicted_decrease"] == pytest.approx(50.7) and check["actual_decrease"] == pytest.approx(50.1)
+    assert check["ratio"] == pytest.approx(0.1 / 0.7) and check["orphan_share"] == pytest.approx(50 / 50.7)
+    assert "decrease on the rows with data left is 0.143 < trust.min_ratio 0.5" in check["reason"]
+    # where a term may couple the orphan entries (a contrastive one), the ratio stays over every entry
+    coupled = TiltedObjective(value, None, torch.zeros(3, dtype=torch.float64), phi0, orphan, 1.0, decoupled=False)
+    check = acceptance(coupled, step, b, operator, IFRUConfig())
+    assert check["reason"] is None and check["ratio"] == pytest.approx(50.1 / 50.7) and "orphan_share" not in check
+
+
+@pytest.mark.parametrize("l2", [0.0, 0.3])
+def test_the_orphan_block_change_is_that_of_the_objective_on_a_deleted_user(l2, monkeypatch):
+    from graphforget.data import user_edges
+    from graphforget.unlearn.ifru import ladder
+    checked = []
+
+    def checking(target, result, rhs, operator, cfg, iterate=False):
+        orphan_step = torch.where(target.orphan, result.x, torch.zeros_like(result.x))
+        evaluated = float(target(target.phi0 + orphan_step) - target.start())
+        assert target.orphan_change(target.phi0 + result.x) == pytest.approx(evaluated, rel=1e-6)
+        checked.append(evaluated)
+        return acceptance(target, result, rhs, operator, cfg, iterate)
+    acceptance = ladder.acceptance
+    monkeypatch.setattr(ladder, "acceptance", checking)
+    objective = BCEObjective(l2=l2)
+    model = _early_stopped("lightgcn", objective)
+    _, graph, _ = _attacked()
+    result, _ = _unlearn(model, graph, user_edges(graph, [5]), IFRUConfig(), objective=objective)
+    assert checked and min(checked) < 0 and result.info["trusted"]
+    assert 0 < result.info["attempts"][0]["orphan_share"] < 1
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_a_solve_whose_true_residual_misses_the_tolerance_is_not_converged(dtype):
     """A float32 system of condition 1e5: CG's recursive residual reaches solver.tol (9.4e-5 < 1e-4) where the

@@ -124,8 +124,9 @@ def acceptance(target: TiltedObjective, result, rhs: Tensor, operator, cfg: IFRU
     applied = None if iterate else operator(step)
     predicted = float(-0.5 * rhs.dot(step) if iterate else -rhs.dot(step) + 0.5 * step.dot(applied))
     actual = float(target(phi + step) - target.start())
-    ratio = actual / predicted if predicted < 0 else float("nan")
-    check = {"predicted_decrease": -predicted, "actual_decrease": -actual, "ratio": ratio}
+    check = {"predicted_decrease": -predicted, "actual_decrease": -actual, **_ratio(target, phi + step, actual,
+                                                                                     predicted)}
+    ratio = check["ratio"]
     where, then = (f" at CG iteration {result.iterations}", "; its solve stopped there") if iterate else ("", "")
     if not iterate:  # the product is already paid for: the solve's true residual, whatever the solver reported
         check["true_residual"] = float((rhs - applied).norm() / rhs.norm().clamp(min=torch.finfo(rhs.dtype).tiny))
@@ -138,12 +139,27 @@ def acceptance(target: TiltedObjective, result, rhs: Tensor, operator, cfg: IFRU
                   f"{RESIDUAL_FLOOR} roundings of {str(rhs.dtype)[6:]}; the solver's own estimate was "
                   f"{result.residual:.3g}: rounding on an ill-conditioned system)")
     elif not ratio >= cfg.trust.min_ratio:
+        rows = " on the rows with data left" if "orphan_share" in check else ""
         reason = (f"the step failed the acceptance test{where} (the objective's actual decrease over its predicted "
-                  f"decrease is {ratio:.3g} < trust.min_ratio {cfg.trust.min_ratio:g}){then}")
+                  f"decrease{rows} is {ratio:.3g} < trust.min_ratio {cfg.trust.min_ratio:g}){then}")
     else:
         check["fresh_loss_rise"] = rise = target.fresh_rise(phi + step)
         reason = fresh_draw_failure(rise, cfg, where + then)
     return {**check, "reason": reason}
+
+
+def _ratio(target: TiltedObjective, new_phi: Tensor, actual: float, predicted: float) -> dict:
+    """The acceptance test's ratio of the actual to the predicted change of :math:`T`. The orphan rows' block is its
+    own quadratic model (:meth:`TiltedObjective.orphan_change`): counted in, it would pull the ratio towards 1, and on
+    a forgotten user it is most of the predicted decrease, so the ratio is taken over the other entries
+    (``orphan_share``: the block's part of the predicted decrease), unless they predict none."""
+    own = target.orphan_change(new_phi)
+    if own is None:
+        return {"ratio": actual / predicted if predicted < 0 else float("nan")}
+    share = own / predicted if predicted < 0 else float("nan")
+    rest = predicted - own
+    ratio = (actual - own) / rest if rest < 0 else actual / predicted if predicted < 0 else float("nan")
+    return {"ratio": ratio, "orphan_share": share}
 
 
 def residual_limit(tol: float, dtype: torch.dtype) -> float:

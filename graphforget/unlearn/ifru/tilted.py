@@ -69,6 +69,17 @@ class TiltedObjective:
         squares = shift.pow(2) if self.metric is None else self.metric.double() * shift.pow(2)
         return self.value(phi) - self.tilt.double().dot(shift) + 0.5 * self.damping * squares.sum()
 
+    def orphan_change(self, phi: Tensor) -> float | None:
+        r"""The change of :math:`T`'s orphan block from the trained point to ``phi``,
+        :math:`\tfrac12 (l_2 + \lambda) (\lVert\phi_o\rVert^2 - \lVert\hat\phi_o\rVert^2)`: that block is its own
+        quadratic model, so it passes the acceptance test whatever the rest of the step does (``None`` without
+        orphan entries, or where a term may couple them)."""
+        if not self.decoupled or not self.orphan.any():
+            return None
+        strength = self.l2 + (self.proximal[self.orphan] if torch.is_tensor(self.proximal) else self.proximal)
+        new, old = phi[self.orphan].double(), self.phi0[self.orphan].double()
+        return float(0.5 * (strength * (new.pow(2) - old.pow(2))).sum())
+
     def tilted(self, phi: Tensor) -> Tensor:
         """:math:`T` without its proximal term: the new objective with the trained point's residual held
         fixed (``newton.early_stopped``). Along the curvature's null directions (the rotations of the
