@@ -1170,6 +1170,24 @@ def test_edge_views_keep_node_attributes(random_graph):
         assert set(raw_pairs(view)) <= set(raw_pairs(graph)), name
 
 
+def test_edge_subgraph_takes_a_mask_or_positions_and_refuses_what_is_neither(random_graph):
+    graph = random_graph(6, 5, 12, seed=3)
+    mask = torch.arange(12) % 3 == 0
+    by_mask, by_positions = edge_subgraph(graph, mask), edge_subgraph(graph, torch.tensor([9, 0, 6, 3]))
+    assert sorted(pairs_of(by_mask)) == sorted(pairs_of(by_positions)) == sorted(
+        p for k, p in enumerate(pairs_of(graph)) if k % 3 == 0)
+    # an integer 0/1 mask read as positions 0 and 1 kept two edges, each several times, without a word
+    with pytest.raises(ValueError, match=r"edge positions repeat \(an integer 0/1 mask reads as positions 0 and 1"):
+        edge_subgraph(graph, mask.long())
+    for keep, message in [(mask[:-1], r"an edge mask holds one bool per edge, \[12\], got \[11\]"),
+                          (torch.tensor([0, 12]), r"edge positions must be in \[0, 12\), got 0..12"),
+                          (torch.tensor([-1]), r"edge positions must be in \[0, 12\), got -1..-1"),
+                          (torch.tensor([0.0, 1.0]), r"keep is a bool mask or integer positions \[K\], got "
+                                                     r"torch.float32 \[2\]")]:
+        with pytest.raises(ValueError, match=message):
+            edge_subgraph(graph, keep)
+
+
 def test_pair_keys_are_row_major_and_invertible(random_graph):
     graph = random_graph(9, 7, 40, seed=6)
     edge_index = graph[EDGE].edge_index

@@ -366,8 +366,24 @@ def edge_subgraph(graph: HeteroData, keep: Tensor) -> HeteroData:
     Every node attribute (``num_nodes``, ``raw_id``, ...) is kept as it is, and every per-edge attribute
     of :data:`EDGE` is selected with the edges (PyG's :meth:`~torch_geometric.data.HeteroData.edge_subgraph`).
     The stores are new objects: assigning to the result's attributes leaves ``graph`` untouched.
+
+    Raises:
+        ValueError: a mask of another length than the edges, positions out of range or repeated (an integer 0/1
+            mask reads as positions 0 and 1: pass it as ``bool``), or ``keep`` of neither kind.
     """
-    return graph.edge_subgraph({EDGE: torch.as_tensor(keep)})
+    keep, count = torch.as_tensor(keep), graph[EDGE].edge_index.size(1)
+    if keep.dtype == torch.bool:
+        if keep.shape != (count,):
+            raise ValueError(f"an edge mask holds one bool per edge, [{count}], got {list(keep.shape)}")
+    elif is_integer_tensor(keep) and keep.dim() == 1:
+        if keep.numel() and (keep.min() < 0 or keep.max() >= count):
+            raise ValueError(f"edge positions must be in [0, {count}), got {int(keep.min())}..{int(keep.max())}")
+        increasing = keep.numel() < 2 or bool((keep[1:] > keep[:-1]).all())  # as nonzero() gives them: no sort
+        if not increasing and keep.unique().numel() < keep.numel():
+            raise ValueError("edge positions repeat (an integer 0/1 mask reads as positions 0 and 1: pass a bool mask)")
+    else:
+        raise ValueError(f"keep is a bool mask or integer positions [K], got {keep.dtype} {list(keep.shape)}")
+    return graph.edge_subgraph({EDGE: keep})
 
 
 def pairs_with_data(pairs: HeteroData, graph: HeteroData) -> HeteroData:
