@@ -289,6 +289,32 @@ def test_a_module_that_does_not_fit_is_refused(graph):
         model.embed(graph)
 
 
+class NodeHead(nn.Module):
+    """Node embeddings and a linear head of U + I outputs (a per-node score added to each pair's dot product): the
+    head's weight, [U + I, 4], has a table's shape but multiplies features."""
+
+    def __init__(self, num_nodes: int, embedding_rows: int | None = None):
+        super().__init__()
+        self.embedding = nn.Embedding(embedding_rows or num_nodes, 4)
+        self.head = nn.Linear(4, num_nodes)
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        x = self.embedding.weight
+        bias = self.head(x.mean(0))
+        return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1) + bias[edge_label_index[1]]
+
+
+def test_a_linear_layer_of_u_plus_i_outputs_is_no_node_table():
+    # It was taken for one: IFRU stepped the rows of the request's nodes only, the rest of the weight kept what it
+    # learnt from the request. Now it is a dense weight, solved for whole.
+    assert PyGRecommender(NodeHead(U + I), U, I, receptive_field=0).node_tables == {"embedding.weight": "node"}
+    with pytest.raises(ValueError, match=r"no parameter of NodeHead is a per-node table of num_users \+ num_items "
+                                         r"= 100 rows outside a linear layer .*head\.weight \[100, 4\]"):
+        PyGRecommender(NodeHead(U + I, embedding_rows=U + I - 1), U, I, receptive_field=0)
+    named = PyGRecommender(NodeHead(U + I), U, I, receptive_field=0, node_tables={"head.weight": "node"})
+    assert named.node_tables == {"head.weight": "node"}  # the caller may still say otherwise
+
+
 class TwoGCN(nn.Module):
     """Node embeddings, two GCNConv layers (normalising by the degrees of the graph they are given), dot products."""
 

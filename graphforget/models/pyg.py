@@ -7,6 +7,7 @@ from typing import Mapping
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
+from torch_geometric.nn import Linear as PyGLinear
 from torch_geometric.nn.models import LightGCN
 
 from ..config import check_seed
@@ -59,7 +60,8 @@ class PyGRecommender(Recommender):
             that does not index ``edge_index`` itself and whose layers aggregate by sum: torch has no second
             derivative of a sparse mean or max (``SAGEConv``'s), which IFRU and SCIF need.
         node_tables: ``{parameter name in the module: node type}`` (``user``, ``item`` or ``node``),
-            when the tables cannot be found by shape.
+            when the tables cannot be found by shape (``None``: every 2-D parameter of :math:`U + I` rows but the
+            weights of linear layers, which multiply features).
 
     Raises:
         ValueError: when no parameter has :math:`U + I` rows (the module was built for other node
@@ -242,6 +244,10 @@ def _forward_parameters(module: nn.Module) -> list[inspect.Parameter] | None:
         return None
 
 
+#: Layers whose weight is never a per-node table, whatever its shape.
+LINEAR_LAYERS = (nn.Linear, PyGLinear)
+
+
 def _node_tables(module: nn.Module, num_users: int, num_items: int,
                  given: Mapping[str, str] | None) -> dict[str, str]:
     """The module's per-node tables, ``{parameter name: node type}``, found by shape or checked."""
@@ -249,11 +255,16 @@ def _node_tables(module: nn.Module, num_users: int, num_items: int,
     rows = {"user": num_users, "item": num_items, "node": num_users + num_items}
     shapes = ", ".join(f"{name} {list(p.shape)}" for name, p in params.items()) or "none"
     if given is None:
-        found = {name: "node" for name, p in params.items() if p.dim() == 2 and p.size(0) == rows["node"]}
+        # A linear layer's weight multiplies features: one of U + I outputs ([U + I, d], a score per node) is no table.
+        linear = {f"{owner}.weight".lstrip(".") for owner, layer in module.named_modules()
+                  if isinstance(layer, LINEAR_LAYERS)}
+        found = {name: "node" for name, p in params.items()
+                 if p.dim() == 2 and p.size(0) == rows["node"] and name not in linear}
         if not found:
             raise ValueError(
                 f"PyGRecommender: no parameter of {type(module).__name__} is a per-node table of "
-                f"num_users + num_items = {rows['node']} rows (its parameters: {shapes}); build the module for "
+                f"num_users + num_items = {rows['node']} rows outside a linear layer (its parameters: {shapes}); "
+                f"build the module for "
                 f"{rows['node']} nodes (users 0..{num_users - 1}, items {num_users}..{rows['node'] - 1}) or name "
                 "its tables with node_tables={name: 'user' | 'item' | 'node'}")
         return found
