@@ -14,7 +14,7 @@ from torch_geometric.data import HeteroData
 
 from graphforget import clock
 from graphforget.clock import Stopwatch
-from graphforget.data import EDGE, on_device, planted_communities, random_edges, random_split
+from graphforget.data import EDGE, k_core, on_device, planted_communities, random_edges, random_split
 from graphforget.models import MF, ContrastiveBPRObjective, LightGCN, build_model
 from graphforget.objectives import BCEObjective, BPRObjective
 from graphforget.train import TrainConfig, train
@@ -127,6 +127,16 @@ def _move_in_place(monkeypatch) -> None:
     """``HeteroData.to`` as PyG runs it across devices, on this CPU: each store of the graph itself gets new tensors
     (a GPU copy in real use), and the graph is returned."""
     monkeypatch.setattr(HeteroData, "to", lambda self, device, *args, **kwargs: self.apply(lambda t: t.clone()))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_k_core_on_the_device(device):
+    # its mask of live edges was built on the CPU, whatever the graph's device
+    graph = planted_communities(30, 40, num_communities=2, interactions_per_user=8, seed=0)
+    expected, core = k_core(graph, 5), k_core(on_device(graph, device), 5)
+    assert core[EDGE].edge_index.device.type == device
+    assert torch.equal(core[EDGE].edge_index.cpu(), expected[EDGE].edge_index)
+    assert 0 < expected[EDGE].edge_index.size(1) < graph[EDGE].edge_index.size(1)  # some edges go, some stay
 
 
 def test_on_device_moves_a_copy_and_leaves_the_callers_graph():
