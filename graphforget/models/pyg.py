@@ -264,9 +264,8 @@ def _node_tables(module: nn.Module, num_users: int, num_items: int,
             raise ValueError(
                 f"PyGRecommender: no parameter of {type(module).__name__} is a per-node table of "
                 f"num_users + num_items = {rows['node']} rows outside a linear layer (its parameters: {shapes}); "
-                f"build the module for "
-                f"{rows['node']} nodes (users 0..{num_users - 1}, items {num_users}..{rows['node'] - 1}) or name "
-                "its tables with node_tables={name: 'user' | 'item' | 'node'}")
+                f"build the module for {rows['node']} nodes (users 0..{num_users - 1}, items {num_users}.."
+                f"{rows['node'] - 1}) or name its tables with node_tables={{name: 'user' | 'item' | 'node'}}")
         return found
     if not given:
         raise ValueError("PyGRecommender.node_tables is empty: name at least one per-node table")

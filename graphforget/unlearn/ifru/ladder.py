@@ -124,8 +124,8 @@ def acceptance(target: TiltedObjective, result, rhs: Tensor, operator, cfg: IFRU
     applied = None if iterate else operator(step)
     predicted = float(-0.5 * rhs.dot(step) if iterate else -rhs.dot(step) + 0.5 * step.dot(applied))
     actual = float(target(phi + step) - target.start())
-    check = {"predicted_decrease": -predicted, "actual_decrease": -actual, **_ratio(target, phi + step, actual,
-                                                                                     predicted)}
+    check = {"predicted_decrease": -predicted, "actual_decrease": -actual}
+    check.update(_ratio(target, phi + step, actual, predicted))
     ratio = check["ratio"]
     where, then = (f" at CG iteration {result.iterations}", "; its solve stopped there") if iterate else ("", "")
     if not iterate:  # the product is already paid for: the solve's true residual, whatever the solver reported
@@ -153,13 +153,13 @@ def _ratio(target: TiltedObjective, new_phi: Tensor, actual: float, predicted: f
     own quadratic model (:meth:`TiltedObjective.orphan_change`): counted in, it would pull the ratio towards 1, and on
     a forgotten user it is most of the predicted decrease, so the ratio is taken over the other entries
     (``orphan_share``: the block's part of the predicted decrease), unless they predict none."""
+    whole = actual / predicted if predicted < 0 else float("nan")
     own = target.orphan_change(new_phi)
     if own is None:
-        return {"ratio": actual / predicted if predicted < 0 else float("nan")}
-    share = own / predicted if predicted < 0 else float("nan")
+        return {"ratio": whole}
     rest = predicted - own
-    ratio = (actual - own) / rest if rest < 0 else actual / predicted if predicted < 0 else float("nan")
-    return {"ratio": ratio, "orphan_share": share}
+    return {"ratio": (actual - own) / rest if rest < 0 else whole,
+            "orphan_share": own / predicted if predicted < 0 else float("nan")}
 
 
 def residual_limit(tol: float, dtype: torch.dtype) -> float:
