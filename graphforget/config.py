@@ -187,7 +187,10 @@ def build_config(cls: type, options: dict[str, Any] | None = None, base: Any = N
     Raises:
         ValueError: ``Cls.field: ...`` for an unknown field, a value of the wrong type, a value the
             config's own checks reject, or a nested config given both whole and by its dotted fields.
+        TypeError: ``options`` is no dict (a config of another class, a string).
     """
+    if not isinstance(options, (dict, type(None))):
+        raise TypeError(f"{cls.__name__}: options must be a dict of its fields, got a {type(options).__name__}")
     grouped: dict[str, Any] = {}
     first: dict[str, str] = {}  # the first key that named each field, for the error below
     for key, value in (options or {}).items():
@@ -284,9 +287,10 @@ def _as_number(value: Any, text: str | None, kind: type) -> Any:
             value = int(text) if kind is int else float(text)
         except ValueError:
             return _MISS
+    # NumPy's scalars count as the Python numbers they stand for (a sweep over np.arange), stored as those.
     if kind is int:
-        return value if isinstance(value, int) else _MISS
-    return float(value) if isinstance(value, (int, float)) else _MISS
+        return int(value) if is_integer(value) else _MISS
+    return float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else _MISS
 
 
 def _as_tuple(value: Any, args: tuple, parse: bool) -> Any:

@@ -74,10 +74,11 @@ def fsync_directory(directory: str | os.PathLike) -> None:
 
 
 def tensors_sha256(*tensors: torch.Tensor) -> str:
-    """The sha256 of the tensors' bytes, in order (contiguous, on the CPU): a fingerprint of the data they hold."""
+    """The sha256 of the tensors' bytes, in order (contiguous, on the CPU): a fingerprint of the data they hold.
+    The bytes are read as ``uint8``: NumPy has no bfloat16."""
     digest = hashlib.sha256()
     for tensor in tensors:
-        digest.update(tensor.detach().contiguous().cpu().numpy().tobytes())
+        digest.update(tensor.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 

@@ -255,12 +255,17 @@ def _check_all(model: torch.nn.Module, graph: HeteroData, objective: Objective, 
 
 
 def _check_inputs(model: torch.nn.Module, graph: HeteroData, objective: Objective) -> None:
-    """Model/graph sizes, labels against the objective, and negatives for BCE (else every score goes up
-    and the validation AUC is NaN)."""
+    """Model/graph sizes, the trainable parameters, and the labels against the objective."""
     check_interactions(graph)
     check_model_fits(model, graph)
     if not any(p.requires_grad for p in model.parameters()):  # torch's optimizer would say "an empty parameter list"
         raise ValueError("the model has no trainable parameter (every requires_grad is False): nothing to train")
+    check_labels_train(graph, objective)
+
+
+def check_labels_train(graph: HeteroData, objective: Objective) -> None:
+    """Raises ``ValueError`` when ``objective`` cannot train on ``graph``'s labels: its own check, and for BCE
+    at least one negative (else every score goes up and the validation AUC is NaN)."""
     objective.check(graph)
     if isinstance(objective, BCEObjective) and not bool((graph[EDGE].edge_label == 0).any()):
         raise ValueError("BCEObjective needs negative labels but every edge_label of the training graph is 1 "

@@ -630,6 +630,9 @@ def test_registry_builds_each_method_and_accepts_new_ones(small_planted):
     assert isinstance(ifru, IFRU) and ifru.config.solver.name == "lissa"
     with pytest.raises(ValueError, match="unknown method"):
         build_unlearner("nope", model, small_planted, objective)
+    for wrong in (RetrainConfig(), "solver.tol=1e-3"):  # another method's config, a command line's string
+        with pytest.raises(TypeError, match="options for 'ifru' must be a IFRUConfig, a dict of its options or None"):
+            build_unlearner("ifru", model, small_planted, objective, wrong)
 
     @register
     class Identity(IFRU):

@@ -9,6 +9,7 @@ import re
 import types
 import typing
 
+import numpy as np
 import pytest
 
 from graphforget.config import build_config, describe
@@ -120,6 +121,18 @@ def test_values_are_converted_as_build_config_converts_them():
     assert UnlearnRecConfig(request_ratio=[0.1, 0.2]).request_ratio == (0.1, 0.2)
 
 
+def test_numpy_scalars_are_the_numbers_they_stand_for():
+    """A sweep over ``np.arange`` gives NumPy scalars: they are taken, stored as Python's int and float (JSON writes
+    those), and a NumPy float is no int, as a Python float is none."""
+    config = FineTuneConfig(epochs=np.int64(2), train=TrainConfig(lr=np.float32(0.5), patience=np.uint8(3)))
+    assert (config.epochs, config.train.lr, config.train.patience) == (2, 0.5, 3)
+    assert [type(v) for v in (config.epochs, config.train.lr, config.train.patience)] == [int, float, int]
+    with pytest.raises(ValueError, match=re.escape("FineTuneConfig.epochs: must be an int (got np.float64(2.0))")):
+        FineTuneConfig(epochs=np.float64(2.0))
+    with pytest.raises(ValueError, match=re.escape("TrainConfig.lr: must be a float")):
+        TrainConfig(lr=np.bool_(True))
+
+
 @pytest.mark.parametrize("config", [
     TrainConfig(), RetrainConfig(), FineTuneConfig(), SISAConfig(), RecEraserConfig(), UnlearnRecConfig(),
     IFRUConfig(), IFRUConfig.paper(), IFRUConfig.newton(2), IFRUConfig.newton(1, prune=(1.0, 0.5, 0.1)),
@@ -145,6 +158,8 @@ def test_build_config_still_parses_command_line_strings():
     assert (config.prune, config.hops, config.newton.steps, config.solver.damping) == ((1.0, 0.5), None, 3, 0.0)
     assert build_config(UnlearnRecConfig, {"request_ratio": "0.1,0.2"}).request_ratio == (0.1, 0.2)
     assert build_config(SISAConfig, {"attention_dim": "none", "num_shards": "4"}).num_shards == 4
+    with pytest.raises(TypeError, match="SolverConfig: options must be a dict of its fields, got a str"):
+        build_config(SolverConfig, "tol=1e-3")  # unparsed: the command line's KEY=VALUE make a dict
     with pytest.raises(ValueError, match=re.escape("TrainConfig.lr: must be finite (got nan)")):
         build_config(TrainConfig, {"lr": "nan"})
     with pytest.raises(ValueError, match=re.escape("RetrainConfig.train: TrainConfig.lr: must be finite (got inf)")):

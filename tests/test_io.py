@@ -136,3 +136,17 @@ def test_to_jsonable_turns_numpy_arrays_into_lists_as_it_does_tensors():
     assert to_jsonable({"a": np.array([1.5, np.nan]), "b": np.array([[1, 2]])}) == {"a": [1.5, None], "b": [[1, 2]]}
     assert to_jsonable(np.array([0.25])) == to_jsonable(torch.tensor([0.25])) == 0.25  # one element: a number
     assert to_jsonable(np.float32(0.5)) == 0.5 and to_jsonable(np.array([])) == []
+
+
+def test_tensors_sha256_reads_bytes_numpy_has_no_dtype_for():
+    """bfloat16 failed in NumPy (UnlearnRec's and SISA's fingerprints of a bf16 model or labels raised a TypeError);
+    the digest is of the raw bytes, as it was for the dtypes NumPy has (stored fingerprints still match)."""
+    import hashlib
+    from graphforget.io import tensors_sha256
+    values = torch.tensor([[1.5, -2.0], [0.25, 3.0]])
+    assert tensors_sha256(values, torch.tensor(7)) == hashlib.sha256(
+        values.numpy().tobytes() + torch.tensor(7).numpy().tobytes()).hexdigest()
+    half = values.bfloat16()
+    assert tensors_sha256(half) == hashlib.sha256(half.view(torch.int16).numpy().tobytes()).hexdigest()
+    assert tensors_sha256(half) != tensors_sha256(half + 1)
+    assert tensors_sha256(values.t()) == tensors_sha256(values.t().contiguous())  # by content, not by layout

@@ -195,6 +195,22 @@ def test_fit_returns_self_and_unlearn_before_a_needed_fit_is_refused(small_plant
     assert torch.isfinite(ifru.unlearn(request).model.user_emb.weight).all()
 
 
+def test_a_fit_that_fails_after_the_method_prepared_leaves_it_unfitted(small_planted, monkeypatch):
+    """fit() marked the method fitted before it recorded the graph it was fitted on; when that failed (a bf16 label
+    NumPy could not hash), unlearn() ran on an unrecorded state instead of asking for fit()."""
+    sisa = build_unlearner("sisa", MF(60, 40, 4), small_planted, BCEObjective(),
+                           SISAConfig(TrainConfig(epochs=1), num_shards=2))
+
+    def fail():
+        raise RuntimeError("the digest failed")
+    monkeypatch.setattr(sisa, "_graph_digest", fail)
+    with pytest.raises(RuntimeError, match="the digest failed"):
+        sisa.fit()
+    assert not sisa.fitted
+    with pytest.raises(NotFittedError, match=r"SISA.unlearn\(\) needs fit\(\) first"):
+        sisa.unlearn(random_edges(small_planted, 0.05, seed=0))
+
+
 def test_unlearn_refuses_a_graph_edited_after_fit_until_fit_runs_again(small_planted, one_thread):
     """What fit() prepared (SISA's shards) was learnt from the graph as it was then: labels flipped in place
     afterwards were unlearned from with every shard still trained on the old labels (both retrained shards counted
@@ -234,6 +250,9 @@ def test_arguments_of_the_wrong_kind_are_type_errors_naming_them(small_planted, 
     for arguments, message in cases:
         with pytest.raises(TypeError, match=re.escape(message)):
             METHODS[name](*arguments)
+    with pytest.raises(TypeError, match=re.escape("val must be None or a HeteroData of validation pairs (a split's "
+                                                  "val), got a Tensor")):
+        METHODS[name](model, small_planted, objective, val=small_planted[EDGE].edge_index)
 
 
 def test_cli_lists_methods_and_their_options(capsys):

@@ -654,3 +654,8 @@ def test_a_shard_the_objective_cannot_train_on_is_refused_by_name(graph):
                                                    "edges labelled > 0 (its terms), got none of 44): fit() again with "
                                                    "fewer shards (num_shards), or Retrain")):
         sisa.unlearn(ei[:, one])
+    labels = graph[EDGE].edge_label.clone()
+    labels[shard_of == 1] = 1.0  # BCE has no negative on shard 1: the trainer's error named no shard either
+    with pytest.raises(ValueError, match=re.escape("SISA: shard 1 cannot be trained on its edges (BCEObjective needs "
+                                                   "negative labels but every edge_label of the training graph is 1")):
+        SISA(MF(U, I, D), make_interactions(ei, labels, U, I), BCEObjective(), SISAConfig(CONFIG, num_shards=S)).fit()

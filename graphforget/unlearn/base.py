@@ -108,8 +108,8 @@ class Unlearner:
             ``val`` does not fit the model or lacks a class (:func:`~graphforget.train.check_val`), or an option
             the config rejects.
         TypeError: ``model``, ``graph`` or ``objective`` is not a :class:`~graphforget.models.Recommender`, a
-            ``HeteroData`` or an :class:`~graphforget.objectives.Objective` instance, or ``config`` is neither an
-            instance of :attr:`Config`, a dict nor ``None``.
+            ``HeteroData`` or an :class:`~graphforget.objectives.Objective` instance, ``val`` is neither ``None``
+            nor a ``HeteroData``, or ``config`` is neither an instance of :attr:`Config`, a dict nor ``None``.
     """
     #: The method's name in :data:`~graphforget.unlearn.METHODS`.
     name: ClassVar[str] = "base"
@@ -120,7 +120,7 @@ class Unlearner:
 
     def __init__(self, model: torch.nn.Module, graph: HeteroData, objective: Objective, config=None, *,
                  val: HeteroData | None = None):
-        _check_types(model, graph, objective)
+        _check_types(model, graph, objective, val)
         self.model, self.graph, self.objective, self.val = model, graph, objective, val
         if not (config is None or isinstance(config, (dict, self.Config))):
             raise TypeError(f"{type(self).__name__}: config must be an instance of {self.Config.__name__}, a dict of "
@@ -179,8 +179,8 @@ class Unlearner:
         """Prepares the method before any request (see the class docstring); returns ``self``."""
         with Stopwatch(self.graph[EDGE].edge_index.device) as watch:
             info = self._fit()
+        self._record_fitted_on()  # first: a fit that fails here leaves the method unfitted
         self.fitted, self.fit_seconds, self.fit_info = True, watch.seconds, {**(info or {}), "seconds": watch.seconds}
-        self._record_fitted_on()
         return self
 
     def _record_fitted_on(self) -> None:
@@ -201,7 +201,9 @@ class Unlearner:
             ValueError: for a badly shaped request, one whose dtype is not an integer one (bool, float) or
                 that lives on the meta device, unknown ids, duplicates or pairs that are not edges, a model
                 with non-finite parameters, a graph that fails the construction checks, or (for a method that
-                needs :meth:`fit`) a graph or objective that changed since it.
+                needs :meth:`fit`) a graph or objective that changed since it. Edits are found by torch's count of
+                in-place writes: one made through a NumPy view (``tensor.numpy()[...] = ...``) is not counted, and
+                not seen.
         """
         # the unlearner's state, not the request: outside the reported time; checked with the other ranks, as one
         # whose graph alone fails would leave them waiting in the next collective
@@ -284,12 +286,13 @@ class Unlearner:
         return f"{type(self).__name__}(model={type(self.model).__name__}, config={self.config})"
 
 
-def _check_types(model, graph, objective) -> None:
+def _check_types(model, graph, objective, val=None) -> None:
     """Raises ``TypeError`` naming the argument that is not what the lifecycle reads (a class passed for an instance
     would otherwise fail deep inside a check)."""
     expected = {"model": (model, Recommender, "a graphforget.models.Recommender (PyG modules: PyGRecommender)"),
                 "graph": (graph, HeteroData, "a HeteroData of interactions (graphforget.data.make_interactions)"),
-                "objective": (objective, Objective, "an Objective instance, e.g. BCEObjective(l2=1.0)")}
+                "objective": (objective, Objective, "an Objective instance, e.g. BCEObjective(l2=1.0)"),
+                "val": (val, (HeteroData, type(None)), "None or a HeteroData of validation pairs (a split's val)")}
     for name, (value, kind, hint) in expected.items():
         if not isinstance(value, kind):
             got = f"the class {value.__name__}" if isinstance(value, type) else f"a {type(value).__name__}"
@@ -303,8 +306,8 @@ def versions(*tensors: Tensor | None) -> list:
 
 def unchanged(state: list, checked: list) -> bool:
     """Whether ``state`` holds the very objects of ``checked`` (identity: a replaced tensor or objective differs)
-    with equal second entries: a tensor's version (``Tensor._version`` counts in-place writes), or any value
-    compared by ``==`` (the node counts kept beside the objective)."""
+    with equal second entries: a tensor's version (``Tensor._version`` counts in-place writes made through torch,
+    not those through a NumPy view), or any value compared by ``==`` (the node counts kept beside the objective)."""
     return len(state) == len(checked) and all(t is u and v == w for (t, v), (u, w) in zip(state, checked))
 
 

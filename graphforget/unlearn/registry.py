@@ -58,10 +58,14 @@ def method_config(name: str, options: dict[str, Any] | Any = None, *, train: Tra
 
     Raises:
         ValueError: an unknown method, or ``Config.field: ...`` naming an option the config rejects.
+        TypeError: ``options`` is neither a dict nor the method's config (another method's, a string).
     """
     cls = _method(name).Config
     if isinstance(options, cls):  # a ready config: taken as it is
         return options
+    if not isinstance(options, (dict, type(None))):
+        raise TypeError(f"options for {name!r} must be a {cls.__name__}, a dict of its options or None, got a "
+                        f"{type(options).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}
     context = {key: value for key, value in (("train", train), ("seed", seed)) if value is not None and key in names}
     base = build_config(cls, context) if context else None

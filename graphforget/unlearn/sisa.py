@@ -13,7 +13,7 @@ from torch_geometric.data import HeteroData
 from ..config import check_fields, check_types, eval_mode, seeded
 from ..data.interactions import EDGE, pair_keys
 from ..objectives import Objective
-from ..train import TrainConfig
+from ..train import TrainConfig, check_labels_train
 from .base import Unlearner
 from .registry import register
 from .sharding import (ShardAttention, ShardedRecommender, attention_needs_width, split_graph, train_aggregator,
@@ -172,11 +172,11 @@ class SISA(Unlearner):
 
     def _check_trainable(self, graphs: dict[int, HeteroData], advice: str) -> None:
         """Raises ``ValueError`` naming the first shard of ``{shard: graph}`` that the objective cannot train on
-        (BPR: no edge labelled > 0), ending with ``advice``: the objective's own error counts the shard's edges
-        and names neither the shard nor the option to change."""
+        (BPR: no edge labelled > 0; BCE: none labelled 0), ending with ``advice``: the objective's own error counts
+        the shard's edges and names neither the shard nor the option to change."""
         for s, graph in graphs.items():
             try:
-                self.shard_objective.check(graph)
+                check_labels_train(graph, self.shard_objective)
             except ValueError as error:
                 raise ValueError(f"{type(self).__name__}: shard {s} cannot be trained on its edges ({error}): "
                                  f"{advice}") from None

@@ -571,8 +571,8 @@ class UnlearnRec(Unlearner):
             encoder.load_state_dict(state["encoder"])
         except (RuntimeError, KeyError) as error:
             raise ValueError(f"{path} does not hold an encoder for this model and graph: {error}") from error
+        self._record_fitted_on()  # checked against this graph: the one it now answers for (first: it may raise)
         self.encoder, self.fitted, self.fit_info = encoder, True, dict(state.get("fit_info", {}))
-        self._record_fitted_on()  # checked against this graph: the one it now answers for
         self._remember_pretrained_for(expected)
 
     def _check_pretrained_for(self, path, stored: dict | None, expected: dict) -> None:
