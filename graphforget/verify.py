@@ -2,7 +2,10 @@
 
 A request's edges (the *members*: the model was trained on them before the deletion) are compared with
 *matched non-members*: for every requested edge ``(u, i)``, a pair ``(u, j)`` of the same user with an item
-``j`` of similar popularity that ``u`` never had an edge with. After a complete deletion the model should
+``j`` of similar popularity that ``u`` never had an edge with; where the deletion leaves the item ``i`` without an
+edge and ``u`` with some (an item withdrawn), a pair ``(v, i)`` of the same item with a user of similar activity,
+as an exact deletion leaves ``i``'s row untrained and it would score below any other item of ``u``'s (every item
+request was found over-forgotten, a retrain's included). After a complete deletion the model should
 treat the two sets alike: the same mean predicted probability, and a membership-inference attack that
 cannot tell them apart (attack AUC 0.5). A model that still remembers the request scores its edges higher.
 
@@ -111,7 +114,11 @@ def matched_non_members(graph: HeteroData, request, seed: int = 0, num_buckets: 
     :math:`(u, j)` with :math:`j` drawn uniformly among the items of :math:`i`'s bucket that :math:`u` has
     no edge with in ``graph`` (observed interactions and sampled negatives alike) and that no other match
     of :math:`u` took; where that bucket holds no such item, among those of the nearest buckets that do.
-    The matches are therefore distinct pairs, none of them an edge of ``graph``.
+    The matches are therefore distinct pairs, none of them an edge of ``graph``. A requested edge whose item the
+    deletion leaves without any edge (of any label) while its user keeps one is matched on the item's side, the roles
+    swapped: :math:`(v, i)` with :math:`v` drawn among the users of :math:`u`'s activity bucket without an edge with
+    :math:`i` (an exact deletion leaves :math:`i`'s row untrained: against :math:`u`'s other items it would score low
+    whatever the method). The other edges keep the matches they get without it.
 
     A user with fewer free items than requested edges (who interacted with every item) cannot be matched
     for all of them: the pairs left over are dropped, with a logged warning, and the result is shorter than
@@ -149,11 +156,45 @@ def _matched(graph: HeteroData, pairs: Tensor, seed: int, num_buckets: int) -> t
     except ValueError as error:
         raise ValueError(f"{error}: pass the graph before the deletion, which holds every requested edge") from None
     matched, kept = _match(graph, pairs, seed, num_buckets)
+    by_item = _left_without_edges(graph, pairs, 1) & ~_left_without_edges(graph, pairs, 0)
+    if by_item.any():
+        matched, kept = _matched_by_item(graph, pairs, matched, kept, by_item, seed, num_buckets)
     if matched.size(1) < pairs.size(1):
         log.warning("%d of %d requested edges have no matched non-member: their users have fewer items without an "
                     "edge (sampled negatives included) than requested edges, and each match is another such item "
                     "(they are left out of the comparison)", pairs.size(1) - matched.size(1), pairs.size(1))
     return matched.to(graph[EDGE].edge_index.device), kept, positions
+
+
+def _left_without_edges(graph: HeteroData, pairs: Tensor, row: int) -> Tensor:
+    """``[R]`` whether the deletion of ``pairs`` (distinct edges of ``graph``) leaves each one's user (``row`` 0) or
+    item (1) without any edge, of any label."""
+    count = num_users(graph) if row == 0 else num_items(graph)
+    left = torch.bincount(graph[EDGE].edge_index[row].cpu(), minlength=count)
+    return (left - torch.bincount(pairs[row], minlength=count))[pairs[row]] == 0
+
+
+def _matched_by_item(graph: HeteroData, pairs: Tensor, matched: Tensor, kept: Tensor, by_item: Tensor, seed: int,
+                     num_buckets: int) -> tuple[Tensor, Tensor]:
+    """``(matched, kept)`` of :func:`_match` with the pairs of ``by_item`` matched again on their item's side: in the
+    graph with users and items swapped, where the other pairs' matches count as edges (unobserved: no degree), so
+    that no pair is drawn twice. The other pairs keep their matches (the figures of a request without such a pair,
+    and its other pairs', are as before)."""
+    choice = torch.full_like(pairs, -1)
+    choice[:, kept] = matched
+    choice[:, by_item] = -1
+    store = graph[EDGE]
+    edges, others = store.edge_index.cpu(), choice[:, choice[0] >= 0]
+    observed = store.observed.cpu() if "observed" in store else torch.ones(edges.size(1), dtype=torch.bool)
+    swapped = HeteroData()
+    swapped["user"].num_nodes, swapped["item"].num_nodes = num_items(graph), num_users(graph)
+    swapped[EDGE].edge_index = torch.cat([edges, others], 1).flip(0)
+    swapped[EDGE].observed = torch.cat([observed, torch.zeros(others.size(1), dtype=torch.bool)])
+    positions = by_item.nonzero().flatten()
+    item_matched, item_kept = _match(swapped, pairs[:, positions].flip(0), seed, num_buckets)
+    choice[:, positions[item_kept]] = item_matched.flip(0)
+    kept = choice[0] >= 0
+    return choice[:, kept], kept
 
 
 def _degree_buckets(graph: HeteroData, num_buckets: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
