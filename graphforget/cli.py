@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import json
 import logging
 import os
@@ -159,6 +160,11 @@ def _check_out_file(out: str) -> Path:
                          "modified: write the report elsewhere")
     if path.exists() or path.is_symlink():
         raise UsageError(f"graphforget: error: --out {out} exists: outputs are never overwritten, choose a new file")
+    try:  # before the work, not when the report is written (a read-only place failed naming a temporary file)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as error:
+        raise UsageError(f"graphforget: error: --out {out}: cannot write in {path.parent} ({error.strerror})") from None
     return path
 
 
@@ -344,6 +350,8 @@ def cmd_unlearn(args) -> int:
     out = _new_run_dir(args.out, run=args.run)
     if args.encoder and not hasattr(METHODS[args.method], "load_encoder"):  # seen before the data is rebuilt
         raise UsageError(f"graphforget: error: --encoder is for unlearnrec, not {args.method}")
+    if args.encoder and Path(args.encoder).is_dir():  # the folder pretrain-encoder wrote
+        args.encoder = str(Path(args.encoder) / "encoder.pt")
     if args.encoder and not Path(args.encoder).is_file():
         raise UsageError(f"graphforget: error: no encoder file {args.encoder} "
                          f"(make one with `graphforget pretrain-encoder`)")
@@ -642,9 +650,10 @@ def _run_dir(run: str) -> Path:
 
 
 def _id_list(text: str, flag: str) -> list[str]:
-    """``"4711, 42"`` -> ``["4711", "42"]``; an empty entry is an error."""
-    ids = [part.strip() for part in text.split(",")]
-    if not all(ids):
+    """``"4711, 42"`` -> ``["4711", "42"]``, read as a CSV line (``'"Smith, J",u2'`` holds the id ``Smith, J``, as
+    ``fit`` read it from a CSV file); an empty entry is an error."""
+    ids = [part.strip() for part in next(csv.reader([text], skipinitialspace=True), [])]
+    if not ids or not all(ids):
         raise UsageError(f"graphforget: error: {flag} takes comma-separated ids, got {text!r}")
     return ids
 
@@ -749,7 +758,8 @@ def cmd_verify(args) -> int:
     if out is not None:
         write_json(out, {key: value for key, value in report.items() if key != "table"})
         print(f"wrote {out}")
-    return 0
+    failed = bool(report["untrusted_requests"]) or report["report"]["over_forgotten"]
+    return 1 if args.strict and failed else 0
 
 
 def _warn_over_forgotten(figures: dict, retrain_command: str | None) -> None:
@@ -807,6 +817,9 @@ def _add_workflow_commands(sub) -> None:
     p.add_argument("--retrain", action="store_true", help="also retrain from the lineage's root as a reference")
     p.add_argument("--seed", type=int, help="seed of the matching, the attack and the Retrain (default: the run's)")
     p.add_argument("--out", help="write the report as JSON to this file (outside the run)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 1 when a request of the lineage was published untrusted or the deletion is "
+                        "over-forgotten (a gate for scripts)")
     _common(p, data=False)
     p.set_defaults(func=cmd_verify)
 

@@ -25,6 +25,7 @@ edges from the data but not necessarily from the model: :func:`verify_run` lists
 from __future__ import annotations
 
 import copy
+import csv
 import json
 import logging
 import numbers
@@ -587,12 +588,13 @@ _HEADER_NAMES = ({"user", "user_id", "userid", "uid"},
 
 def read_edges_file(path: str | os.PathLike, run: Run | None = None) -> list[tuple[str, str]]:
     """``(user, item)`` raw id pairs of a file with one pair a line (comma, else tab, else space separated, so ids
-    with spaces need a comma or a tab; ``#`` comments at a line's start or after a space, and blank lines skipped).
+    with spaces need a comma or a tab; a comma-separated line is read as CSV, so a quoted id may hold a comma;
+    ``#`` comments at a line's start or after a space, and blank lines skipped).
 
     A first line of column names (``user``, ``user_id``, ``userId`` or ``uid``, then ``item``, ``item_id``,
-    ``itemId``, ``iid``, ``movie``, ``movie_id`` or ``movieId``; any case) is skipped when ``run`` is given and
-    neither name is one of its raw ids. Raw ids can be any strings, so without ``run`` (or in a run with a user
-    called ``user``) the line is a pair like any other.
+    ``itemId``, ``iid``, ``movie``, ``movie_id`` or ``movieId``, or the CSV columns the run was fitted from; any case)
+    is skipped when ``run`` is given and neither name is one of its raw ids. Raw ids can be any strings, so without
+    ``run`` (or in a run with a user called ``user``) the line is a pair like any other.
 
     Args:
         path: the edges file.
@@ -625,15 +627,22 @@ def read_edges_file(path: str | os.PathLike, run: Run | None = None) -> list[tup
 def _edge_fields(line: str) -> list[str]:
     """The fields of an edges file's line: split at commas, else at tabs, else at spaces, so that a CSV's ids with
     spaces ('John Smith,m4') stay whole; '#' starts a comment at the line's start or after a space only, as ids can
-    hold it ('Zoë#2'). Blank fields are dropped ('u1,m2,' is a pair)."""
+    hold it ('Zoë#2'). Blank fields are dropped ('u1,m2,' is a pair); with commas the line is CSV, as fit read it
+    ('"Smith, J",m1' names the user 'Smith, J')."""
     text = re.split(r"(?:^|\s)#", line, maxsplit=1)[0]
-    delimiter = "," if "," in text else "\t" if "\t" in text else None
-    return [field.strip() for field in text.split(delimiter) if field.strip()]
+    if "," in text:
+        fields = next(csv.reader([text], skipinitialspace=True))
+    else:
+        fields = text.split("\t" if "\t" in text else None)
+    return [field.strip() for field in fields if field.strip()]
 
 
 def _is_header(pair: tuple[str, str], run: Run) -> bool:
-    """Whether ``pair`` names the columns (``_HEADER_NAMES``) and neither name is a raw id of ``run``."""
-    if not all(name.lower() in names for name, names in zip(pair, _HEADER_NAMES)):
+    """Whether ``pair`` names the columns (``_HEADER_NAMES``, or the CSV columns ``run`` was fitted from) and neither
+    name is a raw id of ``run``."""
+    columns = run.info.get("data", {}).get("options", {})
+    if not all(name.lower() in names or name == columns.get(column)
+               for name, names, column in zip(pair, _HEADER_NAMES, ("user_col", "item_col"))):
         return False
     known = [bool(raw_to_local(run.graph[node].raw_id, [name])[1][0]) for name, node in zip(pair, ("user", "item"))]
     return not any(known)

@@ -179,6 +179,11 @@ def test_pretrained_encoder_is_reused_by_unlearn(trained_run, capsys, tmp_path):
     code, _, _ = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "unlearnrec", *options,
                          "--encoder", str(tmp_path / "enc" / "encoder.pt"), "--out", str(tmp_path / "a"), "--quiet")
     assert code == 0
+    code, _, err = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "unlearnrec", *options,
+                           "--encoder", str(tmp_path / "enc"), "--out", str(tmp_path / "folder"), "--quiet")
+    assert code == 0, err  # the folder pretrain-encoder wrote: its encoder.pt (it was "no encoder file")
+    assert json.loads((tmp_path / "folder" / "metrics.json").read_text())["auc_0"] == json.loads(
+        (tmp_path / "a" / "metrics.json").read_text())["auc_0"]
     code, _, _ = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "unlearnrec", *options,
                          "--out", str(tmp_path / "b"), "--quiet")
     assert code == 0

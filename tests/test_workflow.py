@@ -423,6 +423,7 @@ def _bad_inputs(base: Path, tmp: Path, files: dict) -> list[tuple[list, str]]:
          "lacks ['lineage']: it was edited by hand"),
         (forget + ["--users", everyone], "the request removes every training edge"),  # was: "pass val=None"
         (["verify", "--run", str(base), "--out", str(tmp / "no_dir" / "v.json")], "does not exist"),
+        (["verify", "--run", str(base), "--out", "/proc/v.json"], "--out /proc/v.json: cannot write in /proc"),
         (fit_csv, "implicit feedback only"),
         (fit_csv[:-2] + ["--label-col", "rating", "--out", str(tmp / "n")], "columns ['rating'] not in"),
         (["fit", "--data", str(tmp / "ratings_only.csv"), "--format", "csv", "--user-col", "user", "--item-col", "item",
@@ -453,7 +454,7 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(capsys, base, files, 
         assert fragment in err, (argv, err)
         assert not (tmp_path / "new").exists() and not (tmp_path / "n").exists(), argv
     assert digests(base) == before
-    assert len(cases) == 42  # the closing note's 34, a held-out negative, `unlearn` on a fit run, 6 more
+    assert len(cases) == 43  # the closing note's 34, a held-out negative, `unlearn` on a fit run, 7 more
 
 
 def test_a_modified_parent_is_refused(capsys, base, tmp_path):
@@ -494,6 +495,7 @@ def test_untrusted_or_non_finite_results_are_not_published(base, tmp_path, monke
     assert done.audit["trusted"] is False and done.audit["reason"] == "the solve did not converge"
     # The lineage says so: verify lists the request, and a second forget of it points to the run before it.
     assert verify_run(tmp_path / "n")["untrusted_requests"] == [str(tmp_path / "n")]
+    assert main(["--threads", "1", "verify", "--run", str(tmp_path / "n"), "--quiet", "--strict"]) == 1  # a gate
     with pytest.raises(ValueError, match="users already forgotten .* 1 request of the lineage was published "
                                          "untrusted: to forget it again, forget from the run before it"):
         forget(tmp_path / "n", users=["u5"], method="retrain", out=tmp_path / "again")
@@ -950,6 +952,10 @@ def test_an_edges_file_header_is_skipped_only_when_the_run_does_not_know_its_wor
     code, out, err = cli(capsys, "forget", "--run", base, "--edges", headed, "--method", "ifru", "--quiet",
                          "--out", tmp_path / "headed")
     assert code == 0 and "forgot 2 edges (edges: 2)" in out, err
+    # The columns the run was fitted from are a header too, whatever their names.
+    parent.info["data"]["options"].update(user_col="customer", item_col="product")
+    headed.write_text("customer,product\n" + plain.read_text())
+    assert read_edges_file(headed, parent) == pairs
     # A run whose raw user ids include the word 'user': the first line is an edge of that user, kept.
     headed.write_text("user item\n" + plain.read_text())
     raw = np.asarray(parent.graph["user"].raw_id).astype(object)
@@ -1036,6 +1042,7 @@ def test_an_over_forgotten_request_is_said_by_forget_and_verify(capsys, base, tm
     code, out, err = cli(capsys, "forget", "--run", base, "--users", "u3", "--method", "ifru", "--quiet",
                          "--out", tmp_path / "plain")
     assert code == 0 and "verification:" in out and "OVER-FORGOTTEN" not in out, err
+    assert cli(capsys, "verify", "--run", tmp_path / "plain", "--strict", "--quiet")[0] == 0
     import graphforget.workflow as workflow
     measured = workflow.verify_forgetting
     monkeypatch.setattr(workflow, "verify_forgetting", lambda *args, **kwargs: dataclasses.replace(
@@ -1048,6 +1055,8 @@ def test_an_over_forgotten_request_is_said_by_forget_and_verify(capsys, base, tm
             f"--run {tmp_path / 'pushed'} --retrain` shows an exact deletion's figures") in out
     code, out, err = cli(capsys, "verify", "--run", tmp_path / "pushed", "--retrain", "--quiet")
     assert code == 0 and out.count("OVER-FORGOTTEN: 95%") == 1 and "--retrain` shows" not in out, err
+    # --strict makes it a gate for scripts: status 1 when over-forgotten, 0 otherwise
+    assert cli(capsys, "verify", "--run", tmp_path / "pushed", "--strict", "--quiet")[0] == 1
 
 
 def test_publish_cleans_the_stale_attempts_of_a_name_with_glob_characters(tmp_path):
@@ -1073,6 +1082,12 @@ def test_an_edges_file_reads_ids_with_spaces_or_a_hash_in_delimited_lines(tmp_pa
     path.write_text("u1 m2 m3\n")
     with pytest.raises(ValueError, match=re.escape(f"{path}, line 1: expected 'user item', got 'u1 m2 m3'")):
         read_edges_file(path)
+    # A comma-separated line is CSV, as fit read the data: a quoted id holds a comma, and quotes are no part of an id.
+    path.write_text('"Smith, J",m1\n"u196","m251"\n')
+    assert read_edges_file(path) == [("Smith, J", "m1"), ("u196", "m251")]
+    from graphforget.cli import _id_list
+    assert _id_list('"Smith, J", u2', "--users") == ["Smith, J", "u2"] and _id_list("4711, 42", "--users") == [
+        "4711", "42"]
 
 
 def test_an_id_is_an_integer_only_as_written_plainly():
