@@ -220,8 +220,10 @@ def _auc_line(metrics: dict) -> str:
     return "  ".join(f"{k}={_fmt(metrics.get(k))}" for k in AUC_KEYS)
 
 
-def _load_run(run: str, device: str):
-    """Reads ``RUN/model.pt`` and rebuilds the data it was trained on (checked by fingerprint)."""
+def _load_run(run: str, device: str, root: str | None = None):
+    """Reads ``RUN/model.pt`` and rebuilds the data it was trained on (checked by fingerprint) from ``root``, else the
+    run's recorded directory, else where the library finds data (the recorded one may have moved: the fingerprint
+    tells the same data wherever it lies)."""
     path = _model_path(run)
     try:
         model, checkpoint = load_model(path, map_location=device)
@@ -232,8 +234,9 @@ def _load_run(run: str, device: str):
         hint = (": it is a run of your own data (`fit`/`forget`), which `graphforget forget --run` unlearns from"
                 if (path.parent / "run.json").is_file() else " (no run information)")
         raise UsageError(f"graphforget: error: {path} was not written by `graphforget train`{hint}")
-    data = prepare_attack_data(info["dataset"], info["root"], info["attack_ratio"], info["seed"],
-                               synthetic_fallback=False)
+    recorded = info["root"] if info["root"] is not None and Path(info["root"]).is_dir() else None
+    data = prepare_attack_data(info["dataset"], recorded if root is None else root, info["attack_ratio"],
+                               info["seed"], synthetic_fallback=False)
     if _fingerprint(data) != info["fingerprint"]:
         raise UsageError(f"graphforget: error: the data rebuilt for {run} differs from the data it was trained on "
                          f"({data.source})")
@@ -305,7 +308,7 @@ def cmd_evaluate(args) -> int:
 
 def _evaluate_attack_run(args) -> dict:
     """AUC_0/1/2 of a ``train``/``unlearn`` run on its rebuilt attack-protocol data."""
-    model, checkpoint, data = _load_run(args.run, args.device)
+    model, checkpoint, data = _load_run(args.run, args.device, args.root)
     device = torch.device(args.device)
     graph = data.train
     unlearned = checkpoint.get("unlearned")
@@ -328,7 +331,7 @@ def _evaluate_own_run(args) -> dict:
 
 def _run_unlearner(args, method: str, options: dict):
     """Rebuilds a run (model and data, on ``args.device``) and the unlearner ``method`` for it."""
-    model, checkpoint, data = _load_run(args.run, args.device)
+    model, checkpoint, data = _load_run(args.run, args.device, args.root)
     unlearned = checkpoint.get("unlearned")
     if unlearned:  # the rebuilt data still holds the request its model forgot: nothing to unlearn, nothing to train on
         raise UsageError(f"graphforget: error: {args.run} holds a model that already unlearned the attack's request "
@@ -845,6 +848,10 @@ def _non_negative(text: str) -> int:
 
 # --- the parser ---------------------------------------------------------------------------------
 
+_RUN_ROOT_HELP = ("the data directory of a `train` run whose recorded one moved (default: the run's, then "
+                  "$GRAPHFORGET_DATA, then ../shared/data; the run's fingerprint checks the data)")
+
+
 def _common(parser, data: bool = True) -> None:
     if data:
         parser.add_argument("--dataset", choices=DATASET_NAMES, default="ml-100k", help="dataset (default: ml-100k)")
@@ -893,6 +900,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "of a `train`/`unlearn` run (its data rebuilt), that of a `fit`/`forget` run's held-out pairs.")
     p.add_argument("--run", required=True, help="a run of `train`/`unlearn` or of `fit`/`forget`")
     p.add_argument("--out", help="also write the metrics to this JSON file")
+    p.add_argument("--root", help=_RUN_ROOT_HELP)
     _common(p, data=False)
     p.set_defaults(func=cmd_evaluate)
 
@@ -906,6 +914,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", help="unlearnrec: a pre-trained encoder (from `graphforget pretrain-encoder` on this "
                    "run, with the same --option values)")
     p.add_argument("--out", required=True, help="output directory: metrics.json (and model.pt)")
+    p.add_argument("--root", help=_RUN_ROOT_HELP)
     _common(p, data=False)
     p.set_defaults(func=cmd_unlearn)
 
@@ -916,6 +925,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="an UnlearnRecConfig field, repeatable (e.g. pretrain_epochs=5)")
     p.add_argument("--out", required=True, help="output directory: encoder.pt and pretrain.json")
+    p.add_argument("--root", help=_RUN_ROOT_HELP)
     _common(p, data=False)
     p.set_defaults(func=cmd_pretrain_encoder)
 

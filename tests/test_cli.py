@@ -5,6 +5,7 @@ import io
 import json
 import math
 import os
+import shutil
 import re
 import subprocess
 import sys
@@ -499,6 +500,28 @@ def test_unreadable_checkpoint_is_a_one_line_error(tmp_path, capsys):
     (tmp_path / "model.pt").write_bytes(b"not a checkpoint")
     code, _, err = run_cli(capsys, "evaluate", "--run", str(tmp_path))
     assert code == 2 and err.count("\n") == 1 and "cannot read" in err
+
+
+def test_a_train_run_whose_data_moved_is_rebuilt_from_root_or_where_the_library_finds_data(tmp_path, capsys,
+                                                                                           data_root):
+    """A run records its data directory as an absolute path: once it moved, evaluate and unlearn failed with "data
+    directory not found", and had no --root. The fingerprint still checks that the data is the run's."""
+    (tmp_path / "a" / "ml-100k").mkdir(parents=True)
+    shutil.copy(data_root / "ml-100k" / "u.data", tmp_path / "a" / "ml-100k" / "u.data")
+    run = tmp_path / "run"
+    assert run_cli(capsys, "train", "--root", str(tmp_path / "a"), "--out", str(run), "--quiet", *TINY)[0] == 0
+    (tmp_path / "a").rename(tmp_path / "b")
+    code, out, err = run_cli(capsys, "evaluate", "--run", str(run))  # the library's data: the same ML-100K
+    assert code == 0 and json.loads(out)["method"] == "original", err
+    assert run_cli(capsys, "evaluate", "--run", str(run), "--root", str(tmp_path / "b"))[0] == 0
+    code, _, err = run_cli(capsys, "unlearn", "--run", str(run), "--root", str(tmp_path / "b"), "--method", "ifru",
+                           "--out", str(tmp_path / "u"), "--quiet")
+    assert code == 0, err
+    (tmp_path / "c" / "ml-100k").mkdir(parents=True)
+    lines = (tmp_path / "b" / "ml-100k" / "u.data").read_text().splitlines(keepends=True)
+    (tmp_path / "c" / "ml-100k" / "u.data").write_text("".join(lines[:-5]))  # other data: five ratings fewer
+    code, _, err = run_cli(capsys, "evaluate", "--run", str(run), "--root", str(tmp_path / "c"))
+    assert code == 2 and "differs from the data it was trained on" in err
 
 
 def test_missing_dataset_file_is_a_one_line_error(tmp_path, capsys):
