@@ -726,6 +726,8 @@ def cmd_forget(args) -> int:
                       progress=not args.quiet)
     line, report = done.audit, done.report
     trust = {True: "trusted", False: "NOT TRUSTED", None: "no acceptance test"}[line["trusted"]]
+    if done.request.edges.size(1) == 0:  # held-out pairs only: no method ran
+        trust = "no training edge: the model is kept"
     heldout = line["request"]["heldout_pairs"]
     dropped = f"; dropped {_count(heldout, 'validation or test pair', 'validation and test pairs')}" if heldout else ""
     print(f"{args.method}: forgot {_count(done.request.edges.size(1), 'edge')} ({done.request.kind}: "

@@ -310,6 +310,7 @@ def test_listed_held_out_pairs_are_dropped_and_alone_keep_the_model(capsys, base
                          "--quiet", "--out", tmp_path / "held")
     assert code == 0, err
     assert "forgot 0 edges (edges: 1)" in out and "dropped 1 validation or test pair" in out
+    assert "(no training edge: the model is kept)" in out and "trusted" not in out  # no method ran to trust
     assert "held-out pairs only" in out
     grandchild = load_run(tmp_path / "held")
     assert all(torch.equal(a, b) for a, b in zip(grandchild.model.state_dict().values(),
