@@ -178,6 +178,9 @@ def parse_options(pairs: list[str]) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"graphforget: error: options are KEY=VALUE, got {pair!r}")
+        if key.strip() in options:  # the last one silently won
+            raise UsageError(f"graphforget: error: {key.strip()} is given twice ({options[key.strip()]!r} and "
+                             f"{value.strip()!r}): give it once (a list as comma-separated values)")
         options[key.strip()] = value.strip()
     return options
 
@@ -486,7 +489,10 @@ def cmd_bench(args) -> int:
         if not sep:
             raise UsageError(f"graphforget bench: error: --option takes METHOD:KEY=VALUE, got {pair!r}")
         _check_method(method, tuple(BENCH_METHODS))  # retrain_seed takes options too (its seed)
-        options.setdefault(method, {}).update(parse_options([rest]))
+        mine, given = options.setdefault(method, {}), parse_options([rest])
+        if set(given) & set(mine):
+            raise UsageError(f"graphforget bench: error: --option {pair} gives {method}'s {next(iter(given))} twice")
+        mine.update(given)
     if args.seeds < 1:
         raise UsageError(f"graphforget bench: error: --seeds must be >= 1, got {args.seeds}")
     out = _check_out_dir(args.out)

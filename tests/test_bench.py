@@ -340,6 +340,10 @@ def test_parse_params():
         parse_params("stream", {"length": "many"})
     with pytest.raises(ValueError, match="unknown attack parameter"):
         parse_params("attack", {"ratio": "0.1"})
+    # the same checkpoints given in another order, or twice, are the same cells (they were other keys)
+    stream = PROTOCOLS["stream"]
+    same = [stream.variants({**stream.defaults(True), "fractions": f}) for f in ([1.0, 0.5], [0.5, 0.5, 1.0])]
+    assert same[0] == same[1] and same[0][0]["fractions"] == [0.5, 1.0]
 
 
 def test_cli_bench(tmp_path, capsys):
@@ -426,6 +430,18 @@ def test_aggregates_leave_out_flags_and_take_the_confidence_given():
     assert set(metrics) == {"auc_0"}  # a bool is no figure
     # s = 1; for 2 degrees of freedom t_p = (2p - 1) / sqrt(2 p (1 - p)), p = 0.95: 0.9 / sqrt(0.095)
     assert metrics["auc_0"]["half_width"] == pytest.approx(0.9 / math.sqrt(0.095) / math.sqrt(3), rel=1e-9)
+
+
+def test_a_table_says_how_many_seeds_a_figure_is_over_when_some_gave_none():
+    """The interval leaves out missing and non-finite values: '0.600 ± 1.271' under 'Seeds [0, 1, 2]' was over 2."""
+    from graphforget.bench import BenchResult
+    from graphforget.bench.report import markdown
+    records = [_record("ifru", 0, {"auc_0": 0.5, "mia_auc": 0.5}), _record("ifru", 1, {"auc_0": 0.6, "mia_auc": None}),
+               _record("ifru", 2, {"auc_0": 0.7, "mia_auc": 0.7})]
+    table = markdown(BenchResult("attack", "d", "mf", {"attack_ratio": 0.02}, TINY.as_dict(), records,
+                                 aggregate(records)))
+    half = 12.706204736174705 * math.sqrt(0.02) / math.sqrt(2)  # t(0.975, 1) s / sqrt(n), s = sqrt(0.02)
+    assert f"| 0.600 ± {half:.3f} (n=2) |" in table and "| 0.600 ± 0.248 |" in table  # mia_auc, then auc_0
 
 
 def test_the_plot_draws_no_bar_for_a_method_that_measured_nothing(tmp_path, monkeypatch):

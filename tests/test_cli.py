@@ -644,6 +644,8 @@ def test_parse_options_and_jsonable():
     assert (config.solver.name, config.prune, config.solver.tol, config.spillover) == ("lissa", (0.5, 0.25), 1e-3, False)
     with pytest.raises(UsageError, match="KEY=VALUE"):
         parse_options(["solver"])
+    with pytest.raises(UsageError, match=re.escape("solver.tol is given twice ('1e-3' and '1e-4')")):
+        parse_options(["solver.tol=1e-3", "solver.tol=1e-4"])  # the last one silently won
     value = to_jsonable({"a": torch.tensor([1, 2]), "b": float("nan"), "c": (torch.tensor(0.5), math.inf)})
     assert value == {"a": [1, 2], "b": None, "c": [0.5, None]}
     json.dumps(value, allow_nan=False)

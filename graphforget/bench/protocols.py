@@ -251,8 +251,9 @@ def _stream_variants(params: dict) -> list[dict]:
     outside = [f for f in params["fractions"] if not 0 < float(f) <= 1]
     if outside or not params["fractions"]:
         raise ValueError(f"stream fractions (its checkpoints) must be in (0, 1], got {params['fractions']}")
+    # in order, once each: the same checkpoints given otherwise are the same cells
     return [{"length": int(params["length"]), "order": params["order"],
-             "fractions": [float(f) for f in params["fractions"]]}]
+             "fractions": sorted({float(f) for f in params["fractions"]})}]
 
 
 def _attack_variants(params: dict) -> list[dict]:

@@ -31,13 +31,15 @@ COLUMNS = {
 }
 
 
-def _fmt(stat: dict | None) -> str:
-    """``mean ± half-width`` (3 significant decimals), ``-`` when not measured."""
+def _fmt(stat: dict | None, seeds: int | None = None) -> str:
+    """``mean ± half-width`` (3 significant decimals), ``-`` when not measured, with ``(n=k)`` where only ``k`` of
+    the group's ``seeds`` gave a finite value (the others are left out of the interval)."""
     if not stat or stat.get("mean") is None:
         return "-"
     mean, half = stat["mean"], stat.get("half_width")
     digits = 1 if abs(mean) >= 100 else 3
-    return f"{mean:.{digits}f}" if half is None else f"{mean:.{digits}f} ± {half:.{digits}f}"
+    text = f"{mean:.{digits}f}" if half is None else f"{mean:.{digits}f} ± {half:.{digits}f}"
+    return text if seeds is None or stat.get("n", seeds) >= seeds else f"{text} (n={stat['n']})"
 
 
 def _variant(variant: dict) -> str:
@@ -80,7 +82,8 @@ def _table(result) -> tuple[list[str], list[list[str]]]:
     rows = []
     for group in result.aggregates:
         name = group["method"] + (f" ({group['errors']} failed)" if group.get("errors") else "")
-        rows.append([_variant(group["variant"]), name] + [_fmt(group["metrics"].get(c)) for c in columns])
+        seeds = len(group["seeds"])
+        rows.append([_variant(group["variant"]), name] + [_fmt(group["metrics"].get(c), seeds) for c in columns])
     return ["setting", "method", *columns], rows
 
 
