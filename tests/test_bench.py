@@ -114,6 +114,16 @@ def test_library_version_is_in_the_key(monkeypatch):
     assert cell.key != before
 
 
+@pytest.mark.parametrize("module", ["torch", "torch_geometric"])
+def test_torch_and_pyg_versions_are_in_the_key(monkeypatch, module):
+    """An upgrade may change the numbers (a kernel, a sparse product): its cells are computed anew."""
+    import importlib
+    cell = _base_cells("attack")[0]
+    before = cell.key
+    monkeypatch.setattr(importlib.import_module(module), "__version__", "99.0")
+    assert cell.key != before and cell.identity()[module] == "99.0"
+
+
 def test_the_code_is_in_the_key(monkeypatch):
     from graphforget.bench import cache
     cell = _base_cells("attack")[0]

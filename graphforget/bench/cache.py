@@ -2,11 +2,12 @@
 
 A *cell* is one measurement: ``(protocol, dataset, model, method, seed)`` plus every parameter of the
 protocol, the model's hyper-parameters, the method's options, the library version, a digest of the library's
-code (:func:`code_digest`; of a model of your own, its file's: :func:`model_code_digest`) and
-:data:`BENCH_VERSION`. Its key is the SHA-256 of the canonical JSON of all of them, so changing any of them (a
-deletion ratio, a learning rate, the stream's order, an edit of a method) names another file: a stale result
-is never read back. Each file is written atomically (:func:`~graphforget.io.write_json`), so a run killed at any
-point leaves complete cells only, and rerunning it computes exactly the missing ones.
+code (:func:`code_digest`; of a model of your own, its file's: :func:`model_code_digest`), the versions of torch and
+PyG (an upgrade may change the numbers) and :data:`BENCH_VERSION`. Its key is the SHA-256 of the canonical JSON of
+all of them, so changing any of them (a deletion ratio, a learning rate, the stream's order, an edit of a method)
+names another file: a stale result is never read back. Each file is written atomically
+(:func:`~graphforget.io.write_json`), so a run killed at any point leaves complete cells only, and rerunning it
+computes exactly the missing ones.
 """
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
+import torch_geometric
 
 from .. import __version__
 from ..io import to_jsonable, write_json
@@ -84,12 +88,14 @@ class Cell:
     params: dict = field(default_factory=dict)
 
     def identity(self) -> dict:
-        """Everything the key is a hash of: the fields, the library version, its code's digest,
-        :data:`BENCH_VERSION` and, for a model of your own, its source file's digest (:func:`model_code_digest`)."""
+        """Everything the key is a hash of: the fields, the library version, its code's digest, torch's and PyG's
+        versions, :data:`BENCH_VERSION` and, for a model of your own, its source file's digest
+        (:func:`model_code_digest`)."""
         model_code = model_code_digest(self.model)
         return to_jsonable({"protocol": self.protocol, "dataset": self.dataset, "model": self.model,
                             "method": self.method, "seed": self.seed, "params": self.params,
                             "graphforget": __version__, "code": code_digest(), "bench": BENCH_VERSION,
+                            "torch": torch.__version__, "torch_geometric": torch_geometric.__version__,
                             **({"model_code": model_code} if model_code else {})})
 
     @property
