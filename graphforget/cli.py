@@ -856,8 +856,11 @@ def _non_negative(text: str) -> int:
 
 # --- the parser ---------------------------------------------------------------------------------
 
-_RUN_ROOT_HELP = ("the data directory of a `train` run whose recorded one moved (default: the run's, then "
-                  "$GRAPHFORGET_DATA, then ../shared/data; the run's fingerprint checks the data)")
+def _train_run_flags(parser) -> None:
+    """The flags of the commands that rebuild a ``train`` run's data: ``--root`` for data that moved, and the common."""
+    parser.add_argument("--root", help="the data directory of a `train` run whose recorded one moved (default: the "
+                        "run's, then $GRAPHFORGET_DATA, then ../shared/data; the run's fingerprint checks the data)")
+    _common(parser, data=False)
 
 
 def _common(parser, data: bool = True) -> None:
@@ -908,8 +911,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "of a `train`/`unlearn` run (its data rebuilt), that of a `fit`/`forget` run's held-out pairs.")
     p.add_argument("--run", required=True, help="a run of `train`/`unlearn` or of `fit`/`forget`")
     p.add_argument("--out", help="also write the metrics to this JSON file")
-    p.add_argument("--root", help=_RUN_ROOT_HELP)
-    _common(p, data=False)
+    _train_run_flags(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("unlearn", help="unlearn the attack request from a trained run",
@@ -922,8 +924,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", help="unlearnrec: a pre-trained encoder (from `graphforget pretrain-encoder` on this "
                    "run, with the same --option values)")
     p.add_argument("--out", required=True, help="output directory: metrics.json (and model.pt)")
-    p.add_argument("--root", help=_RUN_ROOT_HELP)
-    _common(p, data=False)
+    _train_run_flags(p)
     p.set_defaults(func=cmd_unlearn)
 
     p = sub.add_parser("pretrain-encoder", help="pre-train UnlearnRec's influence encoder for a trained run",
@@ -933,8 +934,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="an UnlearnRecConfig field, repeatable (e.g. pretrain_epochs=5)")
     p.add_argument("--out", required=True, help="output directory: encoder.pt and pretrain.json")
-    p.add_argument("--root", help=_RUN_ROOT_HELP)
-    _common(p, data=False)
+    _train_run_flags(p)
     p.set_defaults(func=cmd_pretrain_encoder)
 
     p = sub.add_parser("methods", help="list the unlearning methods, or one method's options",
