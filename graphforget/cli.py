@@ -885,28 +885,8 @@ def _hyperparameters(parser) -> None:
     parser.add_argument("--patience", type=int, help="early-stopping patience in epochs (default: 5)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``graphforget`` argument parser."""
-    parser = _Parser(prog="graphforget", description="Unlearn training interactions from graph recommenders.")
-    parser.add_argument("--version", action="version", version=f"graphforget {__version__}")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads, at most the CPUs (default: 1, measured fastest for these small models "
-                             "on a busy 2-core machine; 0: torch's choice)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
-    parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-
-    p = sub.add_parser("train", help="train a model on attacked data (the Original)",
-                       description="Train a model on data with a fraction of flipped training labels.")
-    _common(p)
-    p.add_argument("--model", type=_registered_model, default="mf",
-                   help=f"recommender: {', '.join(MODEL_NAMES)}, {_YOUR_MODEL} (default: mf)")
-    _hyperparameters(p)
-    p.add_argument("--training", choices=TRAININGS, default="early-stopped", help=_TRAINING_HELP)
-    p.add_argument("--out", required=True, help="run directory: model.pt and metrics.json are written there")
-    p.set_defaults(func=cmd_train)
-
+def _add_train_run_commands(sub) -> None:
+    """The parsers of the commands that start from a ``train`` run: ``evaluate``, ``unlearn``, ``pretrain-encoder``."""
     p = sub.add_parser("evaluate", help="the test AUC of a run", description="Print a run's test AUC: AUC_0/1/2 "
                        "of a `train`/`unlearn` run (its data rebuilt), that of a `fit`/`forget` run's held-out pairs.")
     p.add_argument("--run", required=True, help="a run of `train`/`unlearn` or of `fit`/`forget`")
@@ -936,6 +916,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory: encoder.pt and pretrain.json")
     _train_run_flags(p)
     p.set_defaults(func=cmd_pretrain_encoder)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``graphforget`` argument parser."""
+    parser = _Parser(prog="graphforget", description="Unlearn training interactions from graph recommenders.")
+    parser.add_argument("--version", action="version", version=f"graphforget {__version__}")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads, at most the CPUs (default: 1, measured fastest for these small models "
+                             "on a busy 2-core machine; 0: torch's choice)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages")
+    parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("train", help="train a model on attacked data (the Original)",
+                       description="Train a model on data with a fraction of flipped training labels.")
+    _common(p)
+    p.add_argument("--model", type=_registered_model, default="mf",
+                   help=f"recommender: {', '.join(MODEL_NAMES)}, {_YOUR_MODEL} (default: mf)")
+    _hyperparameters(p)
+    p.add_argument("--training", choices=TRAININGS, default="early-stopped", help=_TRAINING_HELP)
+    p.add_argument("--out", required=True, help="run directory: model.pt and metrics.json are written there")
+    p.set_defaults(func=cmd_train)
+
+    _add_train_run_commands(sub)
 
     p = sub.add_parser("methods", help="list the unlearning methods, or one method's options",
                        description="List the unlearning methods; with NAME, the method's options (--option KEY=VALUE).")
