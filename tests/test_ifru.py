@@ -880,6 +880,21 @@ def test_a_half_precision_model_is_refused_with_the_remedy(problem, method, dtyp
         method(model, graph, BCEObjective(l2=1.0))
 
 
+@pytest.mark.parametrize("method", [IFRU, SCIF])
+@pytest.mark.parametrize("l2", [0.0, 1.0])
+def test_a_request_of_every_edge_is_refused_as_retrain_refuses_it(problem, method, l2):
+    """With no edge left the step fits the L2 alone, or nothing: both returned a model with ``trusted`` True, where
+    Retrain and FineTune refuse the request."""
+    graph, _, _ = problem
+    unlearner = method(_trained("mf", graph, BCEObjective(l2=l2)), graph, BCEObjective(l2=l2))
+    with pytest.raises(ValueError, match=f"{method.__name__}: the request removes every training edge: there are no "
+                                         "remaining edges for the step to fit"):
+        unlearner.unlearn(graph[EDGE].edge_index)
+    with warnings.catch_warnings():  # SCIF without L2 rejects its step there: not a refusal
+        warnings.simplefilter("ignore")
+        assert unlearner.unlearn(graph[EDGE].edge_index[:, 1:]).graph[EDGE].edge_index.size(1) == 1  # one left
+
+
 class NormedMF(EmbeddingRecommender):
     """MF whose embeddings pass a BatchNorm1d: running statistics computed on the training data."""
 

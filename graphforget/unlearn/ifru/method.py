@@ -178,7 +178,8 @@ class IFRU(Unlearner):
             are checked against.
 
     Raises:
-        ValueError: a trainable parameter in half precision (``float16``, ``bfloat16``).
+        ValueError: a trainable parameter in half precision (``float16``, ``bfloat16``); from :meth:`unlearn`, a
+            request that removes every training edge (Retrain and FineTune refuse it too: no data is left).
     """
     name = "ifru"
     Config = IFRUConfig
@@ -222,6 +223,9 @@ class IFRU(Unlearner):
         return self._degrees
 
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData):
+        if remaining[EDGE].edge_index.size(1) == 0:  # the step would fit the L2 alone (or nothing, without L2)
+            raise ValueError(f"{type(self).__name__}: the request removes every training edge: there are no remaining "
+                             "edges for the step to fit (a model of no data is an untrained one)")
         try:
             # The eval-mode model, the one scored and served: in train mode a dropout would make every gradient
             # and curvature product random (unlearn hands the result back in the caller's modes).
