@@ -690,9 +690,9 @@ def cmd_fit(args) -> int:
     changes = _fit_hparams(args)
     with _exists_is_usage_error():
         result = fit_on_file(args.data, args.format, out=out, user_col=args.user_col, item_col=args.item_col,
-                             label_col=args.label_col, threshold=args.threshold, negatives=args.negatives,
-                             model=args.model, hparams=changes, seed=args.seed, device=args.device,
-                             progress=not args.quiet)
+                             label_col=args.label_col, duplicates=args.duplicates, threshold=args.threshold,
+                             negatives=args.negatives, model=args.model, hparams=changes, seed=args.seed,
+                             device=args.device, progress=not args.quiet)
     m = result.metrics
     print(f"{args.model}: {_count(m['train_interactions'], 'interaction')} of {_count(m['users'], 'user')} and "
           f"{_count(m['items'], 'item')} ({_count(m['train_edges'], 'training pair')}); "
@@ -790,6 +790,9 @@ def _add_workflow_commands(sub) -> None:
                        description="Train on a data file: binarise ratings, sample negatives for implicit "
                                    "feedback, split off validation (and test) pairs, write a run directory.")
     _data_file_flags(p, required=True)
+    p.add_argument("--duplicates", choices=("raise", "last"), default="raise",
+                   help="csv: a (user, item) pair on several rows is an error (raise, default) or its last row is kept "
+                        "(last: the latest rating of a file in time order)")
     p.add_argument("--negatives", type=_non_negative, default=0,
                    help="sampled non-interactions per interaction (implicit feedback needs them; default: 0)")
     p.add_argument("--model", type=_registered_model, default="mf",
@@ -1060,7 +1063,7 @@ def _run(parser: argparse.ArgumentParser, argv: list[str] | None, debug: bool) -
             raise
         print(_one_line(str(error)), file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as error:
+    except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as error:
         if debug:
             raise
         print(f"graphforget: error: {_one_line(str(error))}", file=sys.stderr)

@@ -102,9 +102,9 @@ def _lightgcn(path: Path) -> tuple[HeteroData, HeteroData | None]:
 
 
 def load_file(path: str | os.PathLike, format: str, *, user_col: str | None = None, item_col: str | None = None,
-              label_col: str | None = None) -> tuple[HeteroData, HeteroData | None]:
+              label_col: str | None = None, duplicates: str = "raise") -> tuple[HeteroData, HeteroData | None]:
     """Reads interactions in one of :data:`FORMATS`: ``(graph, test)``, ``test`` only for ``lightgcn``
-    with a ``test.txt``.
+    with a ``test.txt``. ``duplicates``: :func:`~graphforget.data.load_csv`'s policy for a pair on several rows.
 
     Raises:
         ValueError: an unknown format, CSV without ``user_col``/``item_col``, or a file the loader rejects.
@@ -115,8 +115,8 @@ def load_file(path: str | os.PathLike, format: str, *, user_col: str | None = No
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"data file not found: {path}")
-    if format != "csv" and (user_col or item_col or label_col):
-        raise ValueError(f"--user-col/--item-col/--label-col are for --format csv, not {format}")
+    if format != "csv" and (user_col or item_col or label_col or duplicates != "raise"):
+        raise ValueError(f"--user-col/--item-col/--label-col/--duplicates are for --format csv, not {format}")
     if format == "movielens":
         return _movielens(path), None
     if format == "triples":
@@ -125,7 +125,21 @@ def load_file(path: str | os.PathLike, format: str, *, user_col: str | None = No
         return _lightgcn(path)
     if not (user_col and item_col):
         raise ValueError("--format csv needs --user-col and --item-col (and --label-col for labels or ratings)")
-    return load_csv(path, user_col, item_col, label_col), None
+    return load_csv(path, user_col, item_col, label_col, duplicates=duplicates), None
+
+
+def data_files(path: str | os.PathLike, format: str) -> list[Path]:
+    """The files :func:`load_file` reads from ``path`` in ``format`` (those there): a MovieLens folder's ``u.data`` (or
+    its ``ml-100k/u.data``), a triples folder's ``ratings_final.txt`` (or its ``bookcrossing/ratings_final.txt``),
+    the ``train.txt`` and ``test.txt`` of the LightGCN format, else ``path`` itself. A run records their sha256."""
+    path = Path(path).expanduser()
+    if format == "lightgcn":
+        folder = path if path.is_dir() else path.parent
+        return [file for file in (folder / "train.txt", folder / "test.txt") if file.is_file()]
+    if path.is_dir() and format in ("movielens", "triples"):
+        name, below = ("u.data", "ml-100k") if format == "movielens" else ("ratings_final.txt", "bookcrossing")
+        return [file for file in (path / name, path / below / name) if file.is_file()][:1]  # the folder's own first
+    return [path] if path.is_file() else []
 
 
 def _binary_labels(graph: HeteroData, threshold: float | None, source: str) -> HeteroData:
@@ -302,19 +316,16 @@ def _hparams(model: str, hparams) -> Hyperparameters:
 
 
 def _data_record(path: Path, format: str, options: dict) -> dict:
-    """Where the data came from: the absolute path, the format, its options and the files' sha256."""
-    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
-    if format == "lightgcn":
-        folder = path if path.is_dir() else path.parent
-        files = [p for p in (folder / "train.txt", folder / "test.txt") if p.is_file()]
+    """Where the data came from: the absolute path, the format, its options and the sha256 of the files read."""
     return {"path": str(path.resolve()), "format": format, "options": options,
-            "sha256": {p.name: sha256_file(p) for p in files if format != "movielens" or p.name == "u.data"}}
+            "sha256": {p.name: sha256_file(p) for p in data_files(path, format)}}
 
 
 def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike, user_col: str | None = None,
-                item_col: str | None = None, label_col: str | None = None, threshold: float | None = None,
-                negatives: int = 0, model: str = "mf", hparams: dict | Hyperparameters | None = None,
-                seed: int = 0, device: str = "cpu", progress: bool = False) -> FitResult:
+                item_col: str | None = None, label_col: str | None = None, duplicates: str = "raise",
+                threshold: float | None = None, negatives: int = 0, model: str = "mf",
+                hparams: dict | Hyperparameters | None = None, seed: int = 0, device: str = "cpu",
+                progress: bool = False) -> FitResult:
     """Trains a model on a file and publishes a ``fit`` run at ``out``.
 
     Args:
@@ -322,6 +333,8 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
         format: one of :data:`FORMATS`.
         out: the new run directory (not there yet, or empty; checked first).
         user_col, item_col, label_col: CSV column names.
+        duplicates: CSV: a (user, item) pair on several rows is an error (``"raise"``) or its last row is kept
+            (``"last"``).
         threshold: binarise ratings: label 1 where ``rating >= threshold``.
         negatives: sampled non-interactions per interaction (implicit feedback needs them for BCE).
         model: one of :data:`FIT_MODELS`, or the name of your own model's class or factory in
@@ -339,9 +352,10 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
     """
     _check_new_run(Path(out).expanduser().absolute())
     hp = _hparams(model, hparams)
-    options = {"user_col": user_col, "item_col": item_col, "label_col": label_col, "threshold": threshold,
-               "negatives": negatives}
-    graph, test = load_file(path, format, user_col=user_col, item_col=item_col, label_col=label_col)
+    options = {"user_col": user_col, "item_col": item_col, "label_col": label_col, "duplicates": duplicates,
+               "threshold": threshold, "negatives": negatives}
+    graph, test = load_file(path, format, user_col=user_col, item_col=item_col, label_col=label_col,
+                            duplicates=duplicates)
     split = prepare_split(graph, test, threshold=threshold, negatives=negatives, seed=seed, source=str(path))
     _check_val_labels(split.val, str(path))
     dev = torch.device(device)

@@ -339,6 +339,26 @@ def test_load_csv_refuses_a_label_beyond_float32(tmp_path):
     assert load_csv(path, "user", "item", "rating")[EDGE].edge_label.isfinite().all()
 
 
+def test_load_csv_refuses_an_unclosed_quote_that_swallows_later_rows(tmp_path):
+    """'1000,"The 1000' opened a quote that ran to the end of the file: the 1,999 rows after it became one item id
+    and the load went on without a word (2,000 of 3,000 rows lost); in a big file the csv module's own field limit
+    raised a raw ``_csv.Error``."""
+    path = tmp_path / "quote.csv"
+    rows = [f"{u},{u % 50}" for u in range(3000)]
+    rows[1000] = '1000,"The 1000'
+    path.write_text("user,item\n" + "\n".join(rows) + "\n")
+    problem = ("lines 1002-3001: column 'item' holds a line break: a quote opened on line 1002 runs to line 3001 "
+               "(double a quote inside a value)")
+    with pytest.raises(ValueError, match=f"^{re.escape(f'{path}, {problem}')}$"):
+        load_csv(path, "user", "item")
+    path.write_text('u,i,r\n1,2,"3\n' + "".join(f"{k},{k},4\n" for k in range(20000)))
+    with pytest.raises(ValueError, match=re.escape(f"{path}, the row from line 2: not readable as CSV (field larger "
+                                                   "than field limit (131072)): an unclosed quote?")):
+        load_csv(path, "u", "i", "r")
+    path.write_text('u,i,note\n1,2,"two\nlines"\n3,4,x\n')  # a line break in a column not read is the CSV's own
+    assert raw_pairs(load_csv(path, "u", "i")) == [(1, 2), (3, 4)]
+
+
 def test_load_csv_refuses_a_used_column_named_twice_in_the_header(tmp_path):
     """csv.DictReader keeps the last of two columns of one name: 'user' read the third column without a word."""
     path = tmp_path / "twice.csv"

@@ -23,8 +23,8 @@ import torch
 from graphforget.cli import main
 from graphforget.data import EDGE, pair_keys
 from graphforget.runs import FILES, directory_lock, lineage, load_run, publish, request_sha256, sha256_file
-from graphforget.workflow import (ForgetStream, build_request, fit_on_file, forget, load_file, raw_to_local,
-                                  verify_run)
+from graphforget.workflow import (ForgetStream, build_request, data_files, fit_on_file, forget, load_file,
+                                  raw_to_local, verify_run)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--epochs", "3", "--embedding-dim", "8"]
@@ -133,6 +133,60 @@ def test_fit_on_each_format_writes_a_complete_run(capsys, files, tmp_path, kind)
     assert info["metrics"]["val_auc"] is not None and info["metrics"]["test_auc"] is not None
     if kind == "lightgcn":  # the test set is test.txt (2 per user) plus one negative each
         assert info["metrics"]["test_pairs"] == pytest.approx(2 * 2 * U, rel=0.25)
+
+
+@pytest.mark.filterwarnings("ignore::graphforget.train.NoSignalWarning")  # the record is the point, not the model
+def test_a_run_records_the_hashes_of_exactly_the_files_read(capsys, files, tmp_path):
+    """A data root (``--data ROOT`` holding ``ml-100k/u.data``) was recorded with no hash, a triples root with
+    only its README's, and a folder's every file was hashed, read or not."""
+    root = tmp_path / "root"
+    (root / "ml-100k").mkdir(parents=True)
+    shutil.copy(files["movielens"] / "u.data", root / "ml-100k" / "u.data")
+    (root / "bookcrossing").mkdir()
+    shutil.copy(files["triples"], root / "bookcrossing" / "ratings_final.txt")
+    (root / "README.md").write_text("not data")
+    nested = {"movielens": root / "ml-100k" / "u.data", "triples": root / "bookcrossing" / "ratings_final.txt"}
+    for kind, file in nested.items():
+        assert data_files(root, kind) == [file] and data_files(file, kind) == [file]
+        shutil.copy(file, root / file.name)  # the folder's own file is the one read
+        assert data_files(root, kind) == [root / file.name]
+        (root / file.name).unlink()
+    lightgcn = files["lightgcn"]
+    assert data_files(lightgcn / "train.txt", "lightgcn") == data_files(lightgcn, "lightgcn") == [
+        lightgcn / "train.txt", lightgcn / "test.txt"]
+    assert main(["fit", "--data", str(root), "--format", "movielens", "--threshold", "4", "--out",
+                 str(tmp_path / "run"), "--quiet", *TINY]) == 0
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())["data"]["sha256"]
+    assert recorded == {"u.data": sha256_file(nested["movielens"])}
+
+
+@pytest.mark.filterwarnings("ignore::graphforget.train.NoSignalWarning")  # the rows read are the point
+def test_fit_keeps_the_last_row_of_a_repeated_pair_when_asked(capsys, files, tmp_path):
+    """A CSV with a re-rated pair could only be refused: the error's remedy was a Python call fit had no flag for."""
+    data = tmp_path / "again.csv"
+    data.write_text(files["csv"].read_text() + "u0,m0,5\nu0,m0,1\n")
+    args = ["fit", "--data", data, *FIT_ARGS["csv"], *TINY, "--quiet"]
+    code, _, err = cli(capsys, *args, "--out", tmp_path / "refused")
+    assert code == 2 and "pairs occur on several rows" in err and "graphforget fit --duplicates last" in err
+    code, _, err = cli(capsys, *args, "--duplicates", "last", "--out", tmp_path / "run")
+    assert code == 0, err
+    run = load_run(tmp_path / "run")
+    pairs = {(run.graph["user"].raw_id[u], run.graph["item"].raw_id[i]): y for (u, i), y in zip(
+        run.graph[EDGE].edge_index.t().tolist(), run.graph[EDGE].edge_label.tolist())}
+    assert pairs[("u0", "m0")] == 0.0  # the last rating, 1, is under --threshold 4 (seed 0 trains on the pair)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["data"]["options"]["duplicates"] == "last"
+    code, _, err = cli(capsys, "fit", "--data", files["triples"], *FIT_ARGS["triples"], "--duplicates", "last",
+                       "--out", tmp_path / "triples")
+    assert code == 2 and "--duplicates are for --format csv, not triples" in err
+
+
+def test_a_file_it_may_not_read_is_one_line_exit_2(capsys, files, tmp_path, monkeypatch):
+    """A data file without read permission printed a traceback (PermissionError was not among the input errors)."""
+    def denied(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+    monkeypatch.setattr("graphforget.workflow.load_file", denied)
+    code, _, err = cli(capsys, "fit", "--data", files["csv"], *FIT_ARGS["csv"], "--out", tmp_path / "run")
+    assert code == 2 and err == f"graphforget: error: [Errno 13] Permission denied: '{files['csv']}'\n"
 
 
 def test_fit_with_explicit_hyperparameters_and_library_call(files, tmp_path):

@@ -26,7 +26,7 @@ from ..config import check_fields, is_integer
 from ..data import EDGE, Split, attack_flip, binarize, edge_subgraph, find_data_root, num_items, pair_keys, random_split
 from ..protocols.attack import DATASET_NAMES, AttackData, prepare_attack_data, raw_data_file
 from ..runs import sha256_file
-from ..workflow import load_file, prepare_split
+from ..workflow import data_files, load_file, prepare_split
 
 __all__ = ["IMPLICIT_DATASETS", "BENCH_DATASETS", "DataSource"]
 
@@ -129,7 +129,7 @@ class DataSource:
             return {**out, "root": None if self.root is None else str(Path(self.root).resolve()),
                     "files": {} if found is None else {found.name: sha256_file(found)}}
         location, format = self._location()
-        return {**out, "format": format, "files": {f.name: sha256_file(f) for f in _files_read(location, format)}}
+        return {**out, "format": format, "files": {f.name: sha256_file(f) for f in data_files(location, format)}}
 
     def prepare(self, seed: int, attack_ratio: float = 0.02) -> AttackData:
         """The split, and the training graph with ``attack_ratio`` of its labels flipped (the IFRU attack).
@@ -162,24 +162,6 @@ class DataSource:
 
 def _is_finite_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _files_read(location: Path, format: str) -> list[Path]:
-    """The files :func:`~graphforget.workflow.load_file` reads from ``location``: a MovieLens folder's u.data, and
-    the test.txt beside a LightGCN train.txt (keyed by a folder's *.txt or the named file alone, an edit of either
-    reused stale cells)."""
-    # a data root is read too: its ml-100k/u.data, its bookcrossing/ratings_final.txt (the loaders look there when
-    # the folder holds no file of its own; keyed by the folder's alone, an edit of them reused stale cells)
-    if format == "movielens" and location.is_dir():
-        return [file for file in (location / "u.data", location / "ml-100k" / "u.data") if file.is_file()][:1]
-    if format == "lightgcn":
-        folder = location if location.is_dir() else location.parent
-        return [file for file in (folder / "train.txt", folder / "test.txt") if file.is_file()]
-    if not location.is_dir():
-        return [location]
-    nested = location / "bookcrossing" / "ratings_final.txt"
-    below = format == "triples" and not (location / "ratings_final.txt").is_file() and nested.is_file()
-    return sorted(location.glob("*.txt")) + ([nested] if below else [])
 
 
 def _positives_only(graph: HeteroData, test: HeteroData | None, seed: int) -> Split:

@@ -127,7 +127,7 @@ def _check_raw_pairs(user: np.ndarray, item: np.ndarray, user_raw: np.ndarray, i
     raise ValueError(f"{source}: {int(repeated.sum())} (user, item) pairs occur on several rows, the first "
                      f"({user_raw[user[rows[0]]]}, {item_raw[item[rows[0]]]}) (raw ids) on data rows "
                      f"{rows[0] + 1} and {rows[1] + 1}; aggregate them first, e.g. keep the last rating "
-                     f"(load_csv(..., duplicates='last') does)")
+                     f"(load_csv(..., duplicates='last') and graphforget fit --duplicates last do, for CSV)")
 
 
 def _last_of_each_pair(user: np.ndarray, item: np.ndarray, n_items: int) -> np.ndarray:
@@ -386,7 +386,8 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
             policy, or duplicated pairs
             under ``"raise"``; ``FILE, line N: ...`` naming the column for a row without a value in a used column
             (shorter than the header, or an empty cell) or a label that is not a finite number (or is beyond
-            float32, the labels' dtype); a used column named twice in the header.
+            float32, the labels' dtype); a used column named twice in the header; ``FILE, lines N-M: ...`` for a used
+            value holding a line break (a quote left open), and a row the csv module cannot read.
     """
     if duplicates not in ("raise", "last"):
         raise ValueError(f"duplicates must be 'raise' or 'last', got {duplicates!r}")
@@ -398,10 +399,15 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
             missing = {user_col, item_col, label_col} - {None} - set(reader.fieldnames)
             if missing:
                 raise ValueError(f"columns {sorted(missing)} not in {path} (has {reader.fieldnames})")
-            _check_used_columns_once(path, reader.fieldnames, (user_col, item_col, label_col))
-            rows = [_csv_row(path, reader.line_num, row, user_col, item_col, label_col) for row in reader]
+            used = (user_col, item_col, label_col)
+            _check_used_columns_once(path, reader.fieldnames, used)
+            rows = [_csv_row(path, (first, last), row, user_col, item_col, label_col)
+                    for first, last, row in _rows_with_lines(reader)]
     except UnicodeDecodeError as error:
         raise ValueError(f"{path} is not UTF-8 text ({error.reason}): save it as UTF-8") from None
+    except csv.Error as error:  # e.g. a field over the csv module's size limit: an unclosed quote swallowing lines
+        raise ValueError(f"{path}, the row from line {reader.line_num + 1}: not readable as CSV ({error}): an unclosed "
+                         "quote?") from None
     if not rows:
         raise ValueError(f"{path} holds no rows")
     users, items, labels = (np.asarray(col) for col in zip(*rows))
@@ -419,9 +425,23 @@ def _check_used_columns_once(path: str | os.PathLike, fieldnames: Sequence[str],
             raise ValueError(f"{path}: the header names column {column!r} twice ({list(fieldnames)}): rename one")
 
 
-def _csv_row(path: str | os.PathLike, number: int, row: dict, user_col: str, item_col: str,
+def _rows_with_lines(reader: csv.DictReader):
+    """``(first line, last line, row)`` of each row: a quoted value may hold line breaks."""
+    last = reader.line_num
+    for row in reader:
+        yield last + 1, reader.line_num, row
+        last = reader.line_num
+
+
+def _csv_row(path: str | os.PathLike, lines: tuple[int, int], row: dict, user_col: str, item_col: str,
              label_col: str | None) -> tuple[str, str, float]:
-    """``(user, item, label)`` of the CSV row ending on line ``number``; the label is 1 without ``label_col``."""
+    """``(user, item, label)`` of the CSV row on ``lines`` (first, last); the label is 1 without ``label_col``.
+    Errors name the row's last line, or both when a used value spans several."""
+    number = lines[1]
+    for column in (user_col, item_col, label_col):  # '"The 5' opens a quote that takes in every later line
+        if column is not None and any(mark in (row[column] or "") for mark in "\r\n"):
+            raise ValueError(f"{path}, lines {lines[0]}-{number}: column {column!r} holds a line break: a quote "
+                             f"opened on line {lines[0]} runs to line {number} (double a quote inside a value)")
     extra = [value for value in row.get(None) or [] if value.strip()]  # csv.DictReader's key of surplus fields
     if extra:  # "1,10,3,5": a decimal comma, or a shifted column; blank trailing fields are a spreadsheet's habit
         raise _line_error(path, number, f"the row has more fields than the header: {extra} beyond its "
