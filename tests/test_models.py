@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from collections import deque
 
+import numpy as np
 import pytest
 import torch
 
@@ -442,6 +443,25 @@ def test_a_foreign_checkpoint_and_a_fractional_layer_count_are_named(tmp_path):
         MF(6.0, 4)
     with pytest.raises(ValueError, match=re.escape("seed must be an integer in [0, 2**63), got 0.5")):
         MF(6, 4).reset_parameters(seed=0.5)
+
+
+def test_what_save_model_writes_load_model_reads_back(graph, tmp_path):
+    """Sizes counted by NumPy (``df.user.nunique()``) were saved as NumPy scalars, which ``weights_only`` loading
+    refuses: the file was written and never loadable ("truncated, corrupt ..."). A ``Path`` among the extras did
+    the same; a text file raised ``KeyError: 101``."""
+    model = MF(np.int64(9), np.int64(8), 4)
+    save_model(model, tmp_path / "m.pt", run={"users": np.int64(9), "ratio": np.float32(0.5)})
+    loaded, checkpoint = load_model(tmp_path / "m.pt")
+    assert loaded.config() == {"num_users": 9, "num_items": 8, "embedding_dim": 4}
+    assert checkpoint["run"] == {"users": 9, "ratio": 0.5} and type(checkpoint["run"]["users"]) is int
+    assert all(value.device.type == "cpu" for value in checkpoint["state_dict"].values())
+    with pytest.raises(ValueError, match=re.escape("save_model: the checkpoint['run']['data'] is a PosixPath, which "
+                                                   "a checkpoint loaded with weights_only=True cannot hold")):
+        save_model(model, tmp_path / "p.pt", run={"data": tmp_path})
+    assert not (tmp_path / "p.pt").exists()
+    (tmp_path / "t.txt").write_text("hello\n")
+    with pytest.raises(ValueError, match=r"t.txt cannot be read as a checkpoint \(truncated, corrupt"):
+        load_model(tmp_path / "t.txt")
 
 
 def test_symmetric_spmm_differentiates_as_the_dense_product():

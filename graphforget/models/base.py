@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from importlib.metadata import entry_points
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
@@ -105,7 +106,7 @@ class Recommender(nn.Module, ABC):
         super().__init__()
         if not all(is_integer(n) and n >= 1 for n in (num_users, num_items)):
             raise ValueError(f"num_users and num_items must be positive integers, got {num_users!r} and {num_items!r}")
-        self.num_users, self.num_items = num_users, num_items
+        self.num_users, self.num_items = int(num_users), int(num_items)  # a NumPy count could not be loaded back
 
     @abstractmethod
     def embed(self, graph: HeteroData) -> tuple[Tensor, Tensor]:
@@ -290,8 +291,24 @@ def save_model(model: Recommender, path: str | os.PathLike, name: str | None = N
     config = model.config() if config is None else config
     if given:
         _rebuilds(model, name, config)
-    checkpoint = {"model": name, "config": config, "state_dict": model.state_dict(), **extra}
+    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}  # loads on a CPU-only machine
+    checkpoint = _plain({"model": name, "config": config, "state_dict": state, **extra}, "the checkpoint")
     atomic_write(path, lambda handle: torch.save(checkpoint, handle))
+
+
+def _plain(value, where: str):
+    """``value`` with NumPy scalars as Python ones; ``ValueError`` naming ``where`` for a value that a checkpoint read
+    with ``weights_only=True`` refuses (a ``Path``, a ``datetime``): it was written, and could never be loaded."""
+    if isinstance(value, dict):
+        return {key: _plain(item, f"{where}[{key!r}]") for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(item, f"{where}[{i}]") for i, item in enumerate(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (str, int, float, bool, Tensor, torch.dtype)):
+        return value
+    raise ValueError(f"save_model: {where} is a {type(value).__name__}, which a checkpoint loaded with "
+                     "weights_only=True cannot hold: pass str, int, float, bool, None, lists, dicts or tensors")
 
 
 def load_model(path: str | os.PathLike, map_location=None) -> tuple[Recommender, dict]:
@@ -322,7 +339,7 @@ def _read_checkpoint(path: str | os.PathLike, map_location) -> dict:
     """The dict at ``path`` with a str ``model``, a dict ``config`` and a dict ``state_dict``, else ``ValueError``."""
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:  # torch's words for a file it cannot read
+    except (RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as error:  # torch's words for an unreadable file
         raise ValueError(f"{path} cannot be read as a checkpoint (truncated, corrupt or not written by "
                          f"save_model): {error}") from None
     keys = checkpoint if isinstance(checkpoint, dict) else {}
