@@ -282,6 +282,12 @@ def test_a_module_that_does_not_fit_is_refused(graph):
     with pytest.raises(ValueError, match=r"a user table must be \[60, d\], it is \[100, 8\]"):
         PyGRecommender(PyGLightGCN(U + I, D, num_layers=K), U, I, receptive_field=K,
                        node_tables={"embedding.weight": "user"})
+    # A graph with as many nodes, split otherwise: items' rows were read as users' (score_all returned [70, 30]).
+    other = planted_communities(num_users=U + 10, num_items=I - 10, num_communities=2, interactions_per_user=4)
+    wrapped = PyGRecommender(PyGLightGCN(U + I, D, num_layers=K), U, I, receptive_field=K)
+    for call in (wrapped.score_all, wrapped.embed, lambda g: wrapped(g, all_pairs()[:, :3])):
+        with pytest.raises(ValueError, match="the model has num_users=60 but the graph has 70 users"):
+            call(other)
     model = PyGRecommender(PerEdgeScores(U + I), U, I, receptive_field=1)
     with pytest.raises(ValueError, match=r"returned a \[\d+\] tensor for 3 pairs"):
         model(graph, all_pairs()[:, :3])
@@ -417,7 +423,13 @@ def test_a_module_with_another_call_convention_is_refused_naming_the_call(graph)
     class Keywords(NodeEmbeddings):
         def forward(self, edge_index, edge_label_index, **kwargs):
             return super().forward(edge_index, edge_label_index)
-    assert PyGRecommender(Keywords(U + I), U, I, receptive_field=1, edge_weight=True).supports_edge_weight
+    keywords = Keywords(U + I)
+    # its GCNConv normalises the whole graph's weights again, by a subgraph's degrees on a subgraph: not exact there
+    with pytest.raises(ValueError, match=r"edge_weight=True\): conv \(GCNConv\) of Keywords normalise by the degrees "
+                                         "of the graph they are given"):
+        PyGRecommender(keywords, U, I, receptive_field=1, edge_weight=True)
+    keywords.conv = GCNConv(4, 4, normalize=False)
+    assert PyGRecommender(keywords, U, I, receptive_field=1, edge_weight=True).supports_edge_weight
 
 
 @pytest.mark.parametrize("module", [PyGLightGCN, OwnCode])

@@ -1,6 +1,7 @@
 """An adapter that runs a PyG link-prediction module as a :class:`~graphforget.models.Recommender`."""
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Mapping
 
@@ -12,7 +13,8 @@ from torch_geometric.nn.models import LightGCN
 
 from ..config import check_seed
 from ..data.adjacency import AdjacencyCache, normalized_adjacency, observed_adjacency, weight_dtype
-from ..data.interactions import bipartite_to_homogeneous, message_passing_edges, num_items, num_users, propagation_edges
+from ..data.interactions import (bipartite_to_homogeneous, check_model_fits, message_passing_edges, num_items,
+                                 num_users, propagation_edges)
 from .base import NODE_TYPES, Recommender, check_edge_label_index
 from .propagation import symmetric_spmm
 
@@ -65,7 +67,8 @@ class PyGRecommender(Recommender):
 
     Raises:
         ValueError: when no parameter has :math:`U + I` rows (the module was built for other node
-            counts), a named table does not fit its node type, a layer caches its graph (``cached=True``), or
+            counts), a named table does not fit its node type, a layer caches its graph (``cached=True``) or, with
+            ``edge_weight=True``, normalises by itself (``normalize=True``), or
             the module's forward takes node features first (``forward(x, edge_index)``, a GNN encoder's).
     """
 
@@ -81,6 +84,8 @@ class PyGRecommender(Recommender):
         _refuse_encoder_call(module)
         if edge_weight:
             _refuse_missing_edge_weight(module)
+            if type(module) is not LightGCN:  # PyG's LightGCN is not called: the adapter propagates for it
+                _refuse_normalizing_layers(module)
         self.module = module
         self.receptive_field = receptive_field
         self.sparse = bool(sparse)
@@ -144,6 +149,7 @@ class PyGRecommender(Recommender):
         return bipartite_to_homogeneous(edges, num_users(graph)), torch.cat([weight, weight])
 
     def forward(self, graph: HeteroData, edge_label_index: Tensor) -> Tensor:
+        self._check_node_counts(graph)
         # Before the offset: a user id past the users would be read as an item, a negative item id as a user.
         check_edge_label_index(edge_label_index, num_users(graph), num_items(graph))
         # int64 before the offset: uint8 item ids + U wrap around (5 + 943 = 180), and PyG reads uint8 as a mask
@@ -162,6 +168,7 @@ class PyGRecommender(Recommender):
     def embed(self, graph: HeteroData) -> tuple[Tensor, Tensor]:
         """Users ``[U, d]`` and items ``[I, d]``: the module's ``get_embedding(edge_index)`` split (PyG's
         LightGCN's: :meth:`lightgcn_embedding`)."""
+        self._check_node_counts(graph)
         if self.lightgcn_propagation:
             return self.lightgcn_embedding(graph).split([num_users(graph), num_items(graph)])
         get_embedding = getattr(self.module, "get_embedding", None)
@@ -175,6 +182,15 @@ class PyGRecommender(Recommender):
             raise ValueError(f"PyGRecommender: get_embedding returned {list(out.shape)}, not "
                              f"[num_users + num_items = {sum(counts)}, d]")
         return out.split(counts)
+
+    def _check_node_counts(self, graph: HeteroData) -> None:
+        """Raises ``ValueError`` when the module's own tables meet a graph of other user and item counts: one of as
+        many nodes, split otherwise, read items' rows as users'. A region's tables (an influence method swaps them
+        in, with the region's graph) are smaller, and not the model's to check."""
+        sizes = {"user": self.num_users, "item": self.num_items, "node": self.num_users + self.num_items}
+        tables = {name: functools.reduce(getattr, name.split("."), self.module) for name in self.node_tables}
+        if all(tables[name].size(0) == sizes[kind] for name, kind in self.node_tables.items()):
+            check_model_fits(self, graph)
 
     def lightgcn_embedding(self, graph: HeteroData) -> Tensor:
         r"""PyG's LightGCN's ``get_embedding``, :math:`\sum_k \alpha_k \tilde{\mathbf{A}}^k \mathbf{E}` with its
@@ -234,6 +250,20 @@ def _refuse_missing_edge_weight(module: nn.Module) -> None:
     raise ValueError(f"PyGRecommender(edge_weight=True) calls module(edge_index, edge_label_index, edge_weight=...), "
                      f"but {type(module).__name__}.forward takes no edge_weight argument: add it, or leave "
                      "edge_weight=False (the module then normalises by itself)")
+
+
+def _refuse_normalizing_layers(module: nn.Module) -> None:
+    """Raises ``ValueError`` naming the layers that normalise by themselves (``normalize=True``, the default of
+    ``LGConv`` and ``GCNConv``) under ``edge_weight=True``: they normalise the whole graph's weights again by the
+    degrees of the graph they are given, so on a k-hop subgraph the model is not the whole graph's, and IFRU's local
+    step would be off without a word."""
+    layers = [f"{name} ({type(layer).__name__})" for name, layer in module.named_modules()
+              if getattr(layer, "normalize", False) is True]
+    if layers:
+        raise ValueError(f"PyGRecommender(edge_weight=True): {', '.join(layers)} of {type(module).__name__} normalise "
+                         "by the degrees of the graph they are given, so the model is not exact on the k-hop subgraphs "
+                         "IFRU computes on: build them with normalize=False (the weights passed are normalised), or "
+                         "leave edge_weight=False")
 
 
 def _forward_parameters(module: nn.Module) -> list[inspect.Parameter] | None:
