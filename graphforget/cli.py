@@ -1046,6 +1046,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print("graphforget: interrupted; no output was left half-written", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `graphforget evaluate ... | head` stopped reading: not an error of ours, no traceback
+        with contextlib.suppress(OSError, ValueError):  # else Python's flush at exit fails on the closed pipe again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a reader that left
 
 
 def _run(parser: argparse.ArgumentParser, argv: list[str] | None, debug: bool) -> int:

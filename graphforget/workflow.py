@@ -57,7 +57,7 @@ from .unlearn.base import EMPTY_INFO
 from .unlearn.sisa import SISA
 from .verify import verify_forgetting
 
-__all__ = ["FORMATS", "FIT_MODELS", "FitResult", "ForgetResult", "Request", "load_file", "with_negatives",
+__all__ = ["FORMATS", "FIT_MODELS", "FitResult", "ForgetResult", "Request", "load_file", "data_files", "with_negatives",
            "prepare_split", "raw_to_local", "fit_on_file", "build_request", "check_method", "forget", "verify_run",
            "read_edges_file", "heldout_auc", "ForgetStream"]
 

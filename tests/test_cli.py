@@ -486,6 +486,16 @@ def test_a_command_killed_while_writing_leaves_no_output_directory(trained_run, 
     assert os.listdir(tmp_path) == []  # neither the directory nor its temporary sibling
 
 
+def test_a_reader_that_left_the_pipe_is_no_traceback():
+    """`graphforget evaluate ... | head` ended in a BrokenPipeError traceback once head stopped reading."""
+    read, write = os.pipe()
+    os.close(read)  # the reader has left before the first line: every write fails with EPIPE
+    done = subprocess.run([sys.executable, "-m", "graphforget", "methods"], stdout=write, stderr=subprocess.PIPE,
+                          text=True, timeout=120)
+    os.close(write)
+    assert done.returncode == 141 and done.stderr == "", done.stderr
+
+
 def test_unlearning_failed_is_exit_1_with_one_line(trained_run, tmp_path, capsys, monkeypatch):
     from graphforget.unlearn import UnlearningFailed
 

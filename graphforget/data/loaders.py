@@ -399,8 +399,7 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
             missing = {user_col, item_col, label_col} - {None} - set(reader.fieldnames)
             if missing:
                 raise ValueError(f"columns {sorted(missing)} not in {path} (has {reader.fieldnames})")
-            used = (user_col, item_col, label_col)
-            _check_used_columns_once(path, reader.fieldnames, used)
+            _check_used_columns_once(path, reader.fieldnames, (user_col, item_col, label_col))
             rows = [_csv_row(path, (first, last), row, user_col, item_col, label_col)
                     for first, last, row in _rows_with_lines(reader)]
     except UnicodeDecodeError as error:
