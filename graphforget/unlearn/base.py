@@ -358,6 +358,13 @@ def check_finite(model: torch.nn.Module) -> None:
         raise ValueError(f"the model has non-finite parameters: {', '.join(bad)}")
 
 
+def refuse_no_remaining_edge(remaining: HeteroData, method: str, why: str) -> None:
+    """Raises ``ValueError`` when the request removed every training edge: nothing is left for ``method`` ``why``
+    (Retrain's training refuses an edgeless graph too)."""
+    if remaining[EDGE].edge_index.size(1) == 0:
+        raise ValueError(f"{method}: the request removes every training edge: there are no remaining edges {why}")
+
+
 def warn_caller(message: str, category: type[Warning] = RuntimeWarning) -> None:
     """A warning attributed to the first caller outside :mod:`graphforget.unlearn` (the user's ``unlearn`` or
     ``fit`` call, however many of the package's frames lie between)."""

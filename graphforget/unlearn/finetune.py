@@ -15,7 +15,7 @@ from ..data.interactions import EDGE, num_items, num_users
 from ..influence import k_hop_mask, node_ids
 from ..models.base import table_mask
 from ..train import TrainConfig, train
-from .base import Unlearner, warn_caller
+from .base import Unlearner, refuse_no_remaining_edge, warn_caller
 from .registry import register
 
 __all__ = ["FineTune", "FineTuneConfig"]
@@ -85,9 +85,7 @@ class FineTune(Unlearner):
         return dataclasses.replace(self.config.train, epochs=self.config.epochs, patience=0, optimizer="adam")
 
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData) -> tuple[torch.nn.Module, dict]:
-        if remaining[EDGE].edge_index.size(1) == 0:  # train() would say "the training graph has no edges", of ours
-            raise ValueError("FineTune: the request removes every training edge: there are no remaining edges to "
-                             "fine-tune on")
+        refuse_no_remaining_edge(remaining, "FineTune", "to fine-tune on")  # train() would name the wrong graph
         model = copy.deepcopy(self.model)
         info: dict = {"epochs": self.config.epochs, "local": self.config.local}
         handles = []

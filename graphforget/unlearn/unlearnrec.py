@@ -55,7 +55,8 @@ from ..models.propagation import layer_sum
 from ..models.sgl import info_nce
 from ..objectives import Objective
 from ..verify import _scoring
-from .base import NotFittedError, Unlearner, UnlearningFailed, unchanged, versions, warn_caller
+from .base import (NotFittedError, Unlearner, UnlearningFailed, refuse_no_remaining_edge, unchanged, versions,
+                   warn_caller)
 from .registry import register
 
 __all__ = ["UnlearnRec", "UnlearnRecConfig", "InfluenceEncoder", "influence_dependency_matrix"]
@@ -646,11 +647,9 @@ class UnlearnRec(Unlearner):
     # ------------------------------------------------------------------------------------- unlearning
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData) -> tuple[nn.Module, dict]:
         cfg = self.config
-        if cfg.finetune_epochs > 0 and remaining[EDGE].edge_index.size(1) == 0:
-            # Every fine-tuning term but L_u is a mean over remaining edges: over none it is NaN.
-            raise ValueError("the request removes every training edge: UnlearnRec has no remaining edges to "
-                             "fine-tune on (retrain from scratch, or set finetune_epochs=0 to apply the "
-                             "encoder's update alone)")
+        if cfg.finetune_epochs > 0:  # every fine-tuning term but L_u is a mean over remaining edges: over none, NaN
+            refuse_no_remaining_edge(remaining, "UnlearnRec", "to fine-tune on (retrain from scratch, or set "
+                                     "finetune_epochs=0 to apply the encoder's update alone)")
         self._check_still_pretrained_for()
         device = request.device
         with Stopwatch(device) as encoding:

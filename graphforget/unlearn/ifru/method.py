@@ -19,7 +19,7 @@ from ...influence import (AndersonMixing, ContrastiveTerm, DotProductOperator, G
                           local_problem, message_passing_degrees, node_ids, objective_function,
                           rows_function, scoring_graph, select_nodes, solve, training_terms)
 from ...objectives import Objective
-from ..base import Unlearner, UnlearningFailed, unchanged, versions, warn_caller
+from ..base import Unlearner, UnlearningFailed, refuse_no_remaining_edge, unchanged, versions, warn_caller
 from ..registry import register
 from .config import IFRUConfig
 from .ladder import DAMPING_GROWTH, RETRY_DAMPING, Ladder, fresh_draw_failure, mean_diagonal, shifted
@@ -223,9 +223,9 @@ class IFRU(Unlearner):
         return self._degrees
 
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData):
-        if remaining[EDGE].edge_index.size(1) == 0:  # the step would fit the L2 alone (or nothing, without L2)
-            raise ValueError(f"{type(self).__name__}: the request removes every training edge: there are no remaining "
-                             "edges for the step to fit (a model of no data is an untrained one)")
+        # else the step would fit the L2 alone (or nothing, without L2), and call it trusted
+        refuse_no_remaining_edge(remaining, type(self).__name__, "for the step to fit (a model of no data is an "
+                                 "untrained one)")
         try:
             # The eval-mode model, the one scored and served: in train mode a dropout would make every gradient
             # and curvature product random (unlearn hands the result back in the caller's modes).
