@@ -379,14 +379,18 @@ def test_a_registered_factory_saves_loads_and_is_checked_when_saved(graph, tmp_p
 def test_installed_packages_that_register_a_model_badly_are_named(tmp_path, monkeypatch):
     site = tmp_path / "site"
     fake_install(site, "gf_broken", "raise ImportError('needs torch_sparse')\n", {"broken": "gf_broken:make"})
+    # any error of the plugin's import (a traceback out of the CLI before, where only ImportError was caught)
+    fake_install(site, "gf_no_gpu", "raise RuntimeError('no CUDA device')\n", {"no_gpu": "gf_no_gpu:make"})
     fake_install(site, "gf_first", "make = None\n", {"twice": "gf_first:make"})
     fake_install(site, "gf_second", "make = None\n", {"twice": "gf_second:make"})
     monkeypatch.syspath_prepend(str(site))
     with pytest.raises(ValueError, match="entry point 'gf_broken:make' does not load: needs torch_sparse"):
         build_model("broken")
+    with pytest.raises(ValueError, match=r"'gf_no_gpu:make' does not load: no CUDA device \(RuntimeError\)"):
+        build_model("no_gpu")
     with pytest.raises(ValueError, match=r"register model 'twice' as \['gf_first:make', 'gf_second:make'\]"):
         build_model("twice")
-    assert "broken" not in MODELS and "twice" not in MODELS
+    assert "broken" not in MODELS and "no_gpu" not in MODELS and "twice" not in MODELS
 
 def test_constructor_errors_and_repr():
     with pytest.raises(ValueError):

@@ -412,6 +412,16 @@ def test_a_module_with_another_call_convention_is_refused_naming_the_call(graph)
     expected = re.escape("module(edge_index, edge_label_index[, edge_weight=...])")
     with pytest.raises(ValueError, match=expected + r".*Encoder\.forward\(x, edge_index\)"):
         PyGRecommender(Encoder(U + I), U, I, receptive_field=1)
+    class Required(NodeEmbeddings):  # the README's signature taken literally: edge_weight without a default
+        def forward(self, edge_index, edge_label_index, edge_weight):
+            return super().forward(edge_index, edge_label_index)
+
+    class OneArgument(NodeEmbeddings):
+        def forward(self, edge_index):
+            return super().forward(edge_index, None)
+    for module, names in ((Required, "edge_index, edge_label_index, edge_weight"), (OneArgument, "edge_index")):
+        with pytest.raises(ValueError, match=re.escape(f"{module.__name__}.forward({names}) cannot be called so (")):
+            PyGRecommender(module(U + I), U, I, receptive_field=1)
     model = PyGRecommender(NodeEmbeddings(U + I), U, I, receptive_field=1)
     with pytest.raises(ValueError, match=r"returned a \[100, 4\] tensor for 3 pairs.*one logit per pair"):
         model(graph, all_pairs()[:, :3])

@@ -229,8 +229,9 @@ def registered_model(name: str) -> Callable[..., Recommender]:
         (point,) = points.values()
         try:
             MODELS[name] = point.load()
-        except (ImportError, AttributeError) as error:
-            raise ValueError(f"model {name!r}: the entry point {point.value!r} does not load: {error}") from error
+        except Exception as error:  # a plugin's import runs its code: any error, not only ImportError, is its own
+            raise ValueError(f"model {name!r}: the entry point {point.value!r} does not load: {error} "
+                             f"({type(error).__name__})") from error
     return MODELS[name]
 
 

@@ -227,7 +227,8 @@ def _refuse_cached_layers(module: nn.Module) -> None:
 def _refuse_encoder_call(module: nn.Module) -> None:
     """Raises ``ValueError`` for a module whose forward takes node features first (``forward(x, edge_index)``, PyG's
     GNN encoders): the adapter's ``edge_index`` would be read as features and the scored pairs as the graph, which
-    failed inside torch with an index out of range on first use."""
+    failed inside torch with an index out of range on first use; or that cannot be called with the two graph
+    arguments."""
     params = _forward_parameters(module)
     if params is None:  # a forward inspect cannot read (a builtin): left to the output check
         return
@@ -238,6 +239,12 @@ def _refuse_encoder_call(module: nn.Module) -> None:
                          f"{', '.join(positional)}) takes node features first, as an encoder that returns node "
                          "embeddings does: wrap it in a module whose forward(edge_index, edge_label_index) scores the "
                          "pairs, or subclass EmbeddingRecommender and call it in embed() (docs/custom_model.rst)")
+    try:  # forward(edge_index, edge_label_index, edge_weight) failed on first use: 'missing 1 required argument'
+        inspect.signature(module.forward).bind(None, None)
+    except TypeError as error:
+        raise ValueError(f"PyGRecommender calls module(edge_index, edge_label_index[, edge_weight=...]), but "
+                         f"{type(module).__name__}.forward({', '.join(p.name for p in params)}) cannot be called so "
+                         f"({error}): define forward(edge_index, edge_label_index, edge_weight=None)") from None
 
 
 def _refuse_missing_edge_weight(module: nn.Module) -> None:
