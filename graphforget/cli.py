@@ -690,9 +690,9 @@ def cmd_fit(args) -> int:
     changes = _fit_hparams(args)
     with _exists_is_usage_error():
         result = fit_on_file(args.data, args.format, out=out, user_col=args.user_col, item_col=args.item_col,
-                             label_col=args.label_col, duplicates=args.duplicates, threshold=args.threshold,
-                             negatives=args.negatives, model=args.model, hparams=changes, seed=args.seed,
-                             device=args.device, progress=not args.quiet)
+                             label_col=args.label_col, duplicates=args.duplicates, delimiter=args.delimiter,
+                             threshold=args.threshold, negatives=args.negatives, model=args.model, hparams=changes,
+                             seed=args.seed, device=args.device, progress=not args.quiet)
     m = result.metrics
     print(f"{args.model}: {_count(m['train_interactions'], 'interaction')} of {_count(m['users'], 'user')} and "
           f"{_count(m['items'], 'item')} ({_count(m['train_edges'], 'training pair')}); "
@@ -793,6 +793,8 @@ def _add_workflow_commands(sub) -> None:
     p.add_argument("--duplicates", choices=("raise", "last"), default="raise",
                    help="csv: a (user, item) pair on several rows is an error (raise, default) or its last row is kept "
                         "(last: the latest rating of a file in time order)")
+    p.add_argument("--delimiter", type=_one_character, default=",",
+                   help="csv: the field separator (default ','; a spreadsheet's export may use ';')")
     p.add_argument("--negatives", type=_non_negative, default=0,
                    help="sampled non-interactions per interaction (implicit feedback needs them; default: 0)")
     p.add_argument("--model", type=_registered_model, default="mf",
@@ -845,6 +847,14 @@ def _registered_model(name: str) -> str:
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from error
     return name
+
+
+def _one_character(text: str) -> str:
+    """``--delimiter``: one character; ``\\t`` (as a shell passes it) or ``tab`` is a tab."""
+    text = {"\\t": "\t", "tab": "\t"}.get(text, text)
+    if len(text) != 1:
+        raise argparse.ArgumentTypeError(f"expected one character (or \\t for a tab), got {text!r}")
+    return text
 
 
 def _non_negative(text: str) -> int:

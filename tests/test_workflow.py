@@ -177,7 +177,24 @@ def test_fit_keeps_the_last_row_of_a_repeated_pair_when_asked(capsys, files, tmp
     assert json.loads((tmp_path / "run" / "run.json").read_text())["data"]["options"]["duplicates"] == "last"
     code, _, err = cli(capsys, "fit", "--data", files["triples"], *FIT_ARGS["triples"], "--duplicates", "last",
                        "--out", tmp_path / "triples")
-    assert code == 2 and "--duplicates are for --format csv, not triples" in err
+    assert code == 2 and "--duplicates/--delimiter are for --format csv, not triples" in err
+
+
+@pytest.mark.filterwarnings("ignore::graphforget.train.NoSignalWarning")  # the rows read are the point
+@pytest.mark.parametrize("mark, flag", [(";", ";"), ("\t", "\\t")])
+def test_fit_reads_a_csv_of_another_delimiter(capsys, files, tmp_path, mark, flag):
+    """A spreadsheet's ';' export could not be read: fit had no --delimiter, and the error did not say why."""
+    data = tmp_path / "semicolons.csv"
+    data.write_text(files["csv"].read_text().replace(",", mark))
+    args = ["fit", "--data", data, *FIT_ARGS["csv"], *TINY, "--quiet"]
+    code, _, err = cli(capsys, *args, "--out", tmp_path / "refused")
+    assert code == 2 and f"is the delimiter {mark!r}? (delimiter={mark!r}; fit --delimiter)" in err
+    assert cli(capsys, *args, "--delimiter", flag, "--out", tmp_path / "run")[0] == 0
+    comma = load_run(fit(capsys, files, "csv", tmp_path / "comma"))
+    assert torch.equal(load_run(tmp_path / "run").graph[EDGE].edge_index, comma.graph[EDGE].edge_index)
+    code, _, err = cli(capsys, "fit", "--data", files["triples"], *FIT_ARGS["triples"], "--delimiter", flag,
+                       "--out", tmp_path / "triples")
+    assert code == 2 and "--duplicates/--delimiter are for --format csv, not triples" in err
 
 
 def test_a_file_it_may_not_read_is_one_line_exit_2(capsys, files, tmp_path, monkeypatch):

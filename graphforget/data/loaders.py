@@ -398,7 +398,8 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
                 raise ValueError(f"{path} is empty: a CSV file starts with a header naming its columns")
             missing = {user_col, item_col, label_col} - {None} - set(reader.fieldnames)
             if missing:
-                raise ValueError(f"columns {sorted(missing)} not in {path} (has {reader.fieldnames})")
+                raise ValueError(f"columns {sorted(missing)} not in {path} (has {reader.fieldnames})"
+                                 + _delimiter_hint(reader.fieldnames, delimiter))
             _check_used_columns_once(path, reader.fieldnames, (user_col, item_col, label_col))
             rows = [_csv_row(path, (first, last), row, user_col, item_col, label_col)
                     for first, last, row in _rows_with_lines(reader)]
@@ -415,6 +416,12 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _delimiter_hint(fieldnames: Sequence[str], delimiter: str) -> str:
+    """A hint when the header reads as one column holding another common delimiter (a spreadsheet's ';' export)."""
+    found = [mark for mark in ";\t|," if mark != delimiter and len(fieldnames) == 1 and mark in fieldnames[0]]
+    return f": is the delimiter {found[0]!r}? (delimiter={found[0]!r}; fit --delimiter)" if found else ""
 
 
 def _check_used_columns_once(path: str | os.PathLike, fieldnames: Sequence[str], used: Sequence[str | None]) -> None:
