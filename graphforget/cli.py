@@ -128,7 +128,8 @@ def _check_out_dir(out: str, run: str | None = None) -> Path:
     if run is not None and path.resolve() == Path(run).expanduser().resolve():
         raise UsageError(f"graphforget: error: --out {out} is the run directory --run {run}: its model.pt would be "
                          f"overwritten; choose another output directory")
-    run_dir = enclosing_run(path)
+    # a train run holds model.pt and metrics.json, no run.json
+    run_dir = enclosing_run(path) or next((p for p in path.resolve().parents if (p / "model.pt").is_file()), None)
     if run_dir is not None:  # a run is never modified: no output nested in one (a child run in its parent)
         raise UsageError(f"graphforget: error: --out {out} is inside the run {run_dir}, and runs are never modified: "
                          "choose a directory outside it")

@@ -419,6 +419,8 @@ def _bad_inputs(run: Path, tmp: Path) -> dict[str, tuple[list[str], str, bool]]:
                                 "exists: outputs are never overwritten", True),
         "evaluate --out RUN/metrics.json": (["evaluate", "--run", str(run), "--out", str(run / "metrics.json")],
                                             "is inside the run", True),
+        # a train run has no run.json: an unlearned run was written inside it
+        "unlearn --out RUN/x": ([*ifru[:-2], "--out", str(run / "x"), "--method", "ifru"], "is inside the run", True),
         "unlearn --out RUN2": ([*ifru[:-2], "--out", str(tmp / "full"), "--method", "ifru"],
                                "exists: runs are never overwritten", True),
         "train --out RUN2": ([*train_, "--out", str(tmp / "full")], "exists: runs are never overwritten", True),
