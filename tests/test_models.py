@@ -468,6 +468,21 @@ def test_what_save_model_writes_load_model_reads_back(graph, tmp_path):
         load_model(tmp_path / "t.txt")
 
 
+def test_a_checkpoint_whose_tensors_changed_after_saving_is_refused(graph, tmp_path):
+    """A train run's model.pt has no sha256 beside it (a fit run's run.json holds one): a changed tensor loaded
+    without a word. The checkpoint now carries its tensors' sha256."""
+    path = tmp_path / "m.pt"
+    save_model(LightGCN(9, 8, 5, num_layers=1), path)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["state_dict"]["user_emb.weight"][2, 3] += 1.0
+    torch.save(checkpoint, path)
+    with pytest.raises(ValueError, match="m.pt: its tensors do not match the sha256 saved with them"):
+        load_model(path)
+    del checkpoint["state_sha256"]  # a file written before the digest loads as it did
+    torch.save(checkpoint, path)
+    assert load_model(path)[0].user_emb.weight[2, 3] == checkpoint["state_dict"]["user_emb.weight"][2, 3]
+
+
 def test_symmetric_spmm_differentiates_as_the_dense_product():
     """symmetric_spmm's own backward (no transpose: A is symmetric) gives the dense product's gradient A w, and
     second derivatives that pass gradgradcheck at tight tolerances, in float64."""

@@ -17,7 +17,7 @@ from torch_geometric.data import HeteroData
 
 from ..config import is_integer, is_integer_tensor, resolved_device, seeded
 from ..data.interactions import check_ids_in_range, check_pairs_in_range
-from ..io import atomic_write
+from ..io import atomic_write, tensors_sha256
 
 __all__ = ["Recommender", "EmbeddingRecommender", "NODE_TYPES", "table_mask", "table_offset",
            "save_model", "load_model", "MODELS", "ENTRY_POINT_GROUP", "build_model", "registered_model"]
@@ -293,8 +293,14 @@ def save_model(model: Recommender, path: str | os.PathLike, name: str | None = N
     if given:
         _rebuilds(model, name, config)
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}  # loads on a CPU-only machine
-    checkpoint = _plain({"model": name, "config": config, "state_dict": state, **extra}, "the checkpoint")
+    checkpoint = _plain({"model": name, "config": config, "state_dict": state, **extra,
+                         "state_sha256": _state_sha256(state)}, "the checkpoint")
     atomic_write(path, lambda handle: torch.save(checkpoint, handle))
+
+
+def _state_sha256(state: dict) -> str:
+    """The sha256 of a state dict's tensors, in key order: :func:`load_model` checks it (a flipped bit loaded)."""
+    return tensors_sha256(*(state[key] for key in sorted(state) if isinstance(state[key], Tensor)))
 
 
 def _plain(value, where: str):
@@ -321,10 +327,15 @@ def load_model(path: str | os.PathLike, map_location=None) -> tuple[Recommender,
 
     Raises:
         ValueError: the file cannot be read (truncated, corrupt), is not a checkpoint written by
-            :func:`save_model`, or its state dict does not fit the model its name and config build.
+            :func:`save_model`, its tensors differ from the sha256 saved with them, or its state dict does not fit
+            the model its name and config build.
     """
     checkpoint = _read_checkpoint(path, map_location)
     name, config, state = checkpoint["model"], checkpoint["config"], checkpoint["state_dict"]
+    saved = checkpoint.get("state_sha256")  # files written before it have none
+    if saved is not None and saved != _state_sha256(state):
+        raise ValueError(f"{path}: its tensors do not match the sha256 saved with them: the file was changed or "
+                         "damaged after save_model wrote it")
     with torch.random.fork_rng(devices=[]):
         model = build_model(name, **config)
     _take_dtypes(model, state)
