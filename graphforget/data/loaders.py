@@ -420,7 +420,7 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 def _delimiter_hint(fieldnames: Sequence[str], delimiter: str) -> str:
     """A hint when the header reads as one column holding another common delimiter (a spreadsheet's ';' export)."""
-    found = [mark for mark in ";\t|," if mark != delimiter and len(fieldnames) == 1 and mark in fieldnames[0]]
+    found = [mark for mark in ";\t|," if mark != delimiter and mark in fieldnames[0]] if len(fieldnames) == 1 else []
     return f": is the delimiter {found[0]!r}? (delimiter={found[0]!r}; fit --delimiter)" if found else ""
 
 
