@@ -38,7 +38,7 @@ from .metrics import auc_standard_error, evaluate_auc
 from .models import ENTRY_POINT_GROUP, MODELS, load_model, registered_model, save_model
 from .presets import TRAININGS, Hyperparameters, default_hparams
 from .protocols.attack import AUC_KEYS, DATASET_NAMES, AttackData, prepare_attack_data, run_attack
-from .runs import enclosing_run, load_run, occupied, publish
+from .runs import load_run, occupied, publish
 from .train import train
 from .unlearn import METHODS, UnlearningFailed, build_unlearner, method_config
 
@@ -128,8 +128,7 @@ def _check_out_dir(out: str, run: str | None = None) -> Path:
     if run is not None and path.resolve() == Path(run).expanduser().resolve():
         raise UsageError(f"graphforget: error: --out {out} is the run directory --run {run}: its model.pt would be "
                          f"overwritten; choose another output directory")
-    # a train run holds model.pt and metrics.json, no run.json
-    run_dir = enclosing_run(path) or next((p for p in path.resolve().parents if (p / "model.pt").is_file()), None)
+    run_dir = next((parent for parent in path.resolve().parents if _is_run(parent)), None)
     if run_dir is not None:  # a run is never modified: no output nested in one (a child run in its parent)
         raise UsageError(f"graphforget: error: --out {out} is inside the run {run_dir}, and runs are never modified: "
                          "choose a directory outside it")
@@ -139,6 +138,12 @@ def _check_out_dir(out: str, run: str | None = None) -> Path:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(f"graphforget: error: cannot write to --out {out}: {existing} is not writable")
     return path
+
+
+def _is_run(directory: Path) -> bool:
+    """Whether ``directory`` is a run: a fit or forget run's ``run.json``, or a train or unlearn run's ``model.pt``
+    (beside its metrics.json, without a run.json)."""
+    return any((directory / name).is_file() for name in ("run.json", "model.pt"))
 
 
 def _check_named(out: str) -> None:
@@ -156,7 +161,7 @@ def _check_out_file(out: str) -> Path:
         raise UsageError(f"graphforget: error: --out {out} is a directory, not a file")
     if not path.parent.is_dir():
         raise UsageError(f"graphforget: error: --out {out}: directory {path.parent} does not exist")
-    if any((path.parent / name).is_file() for name in ("run.json", "model.pt")):
+    if _is_run(path.parent):
         raise UsageError(f"graphforget: error: --out {out} is inside the run {path.parent}, and runs are never "
                          "modified: write the report elsewhere")
     if path.exists() or path.is_symlink():
