@@ -697,6 +697,7 @@ def cmd_fit(args) -> int:
     with _exists_is_usage_error():
         result = fit_on_file(args.data, args.format, out=out, user_col=args.user_col, item_col=args.item_col,
                              label_col=args.label_col, duplicates=args.duplicates, delimiter=args.delimiter,
+                             encoding=args.encoding,
                              threshold=args.threshold, negatives=args.negatives, model=args.model, hparams=changes,
                              seed=args.seed, device=args.device, progress=not args.quiet)
     m = result.metrics
@@ -801,6 +802,8 @@ def _add_workflow_commands(sub) -> None:
                         "(last: the latest rating of a file in time order)")
     p.add_argument("--delimiter", type=_one_character, default=",",
                    help="csv: the field separator (default ','; a spreadsheet's export may use ';')")
+    p.add_argument("--encoding", default="utf-8",
+                   help="csv: the text encoding (default utf-8; e.g. latin-1, cp1252)")
     p.add_argument("--negatives", type=_non_negative, default=0,
                    help="sampled non-interactions per interaction (implicit feedback needs them; default: 0)")
     p.add_argument("--model", type=_registered_model, default="mf",

@@ -103,9 +103,9 @@ def _lightgcn(path: Path) -> tuple[HeteroData, HeteroData | None]:
 
 def load_file(path: str | os.PathLike, format: str, *, user_col: str | None = None, item_col: str | None = None,
               label_col: str | None = None, duplicates: str = "raise",
-              delimiter: str = ",") -> tuple[HeteroData, HeteroData | None]:
+              delimiter: str = ",", encoding: str = "utf-8") -> tuple[HeteroData, HeteroData | None]:
     """Reads interactions in one of :data:`FORMATS`: ``(graph, test)``, ``test`` only for ``lightgcn``
-    with a ``test.txt``. ``duplicates`` and ``delimiter``: :func:`~graphforget.data.load_csv`'s.
+    with a ``test.txt``. ``duplicates``, ``delimiter`` and ``encoding``: :func:`~graphforget.data.load_csv`'s.
 
     Raises:
         ValueError: an unknown format, CSV without ``user_col``/``item_col``, or a file the loader rejects.
@@ -116,9 +116,10 @@ def load_file(path: str | os.PathLike, format: str, *, user_col: str | None = No
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"data file not found: {path}")
-    if format != "csv" and (user_col or item_col or label_col or duplicates != "raise" or delimiter != ","):
-        raise ValueError(f"--user-col/--item-col/--label-col/--duplicates/--delimiter are for --format csv, not "
-                         f"{format}")
+    if format != "csv" and (user_col or item_col or label_col or duplicates != "raise" or delimiter != ","
+                            or encoding != "utf-8"):
+        raise ValueError(f"--user-col/--item-col/--label-col/--duplicates/--delimiter/--encoding are for --format csv, "
+                         f"not {format}")
     if format == "movielens":
         return _movielens(path), None
     if format == "triples":
@@ -127,7 +128,8 @@ def load_file(path: str | os.PathLike, format: str, *, user_col: str | None = No
         return _lightgcn(path)
     if not (user_col and item_col):
         raise ValueError("--format csv needs --user-col and --item-col (and --label-col for labels or ratings)")
-    return load_csv(path, user_col, item_col, label_col, delimiter=delimiter, duplicates=duplicates), None
+    return load_csv(path, user_col, item_col, label_col, delimiter=delimiter, duplicates=duplicates,
+                    encoding=encoding), None
 
 
 def data_files(path: str | os.PathLike, format: str) -> list[Path]:
@@ -325,7 +327,8 @@ def _data_record(path: Path, format: str, options: dict) -> dict:
 
 def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike, user_col: str | None = None,
                 item_col: str | None = None, label_col: str | None = None, duplicates: str = "raise",
-                delimiter: str = ",", threshold: float | None = None, negatives: int = 0, model: str = "mf",
+                delimiter: str = ",", encoding: str = "utf-8", threshold: float | None = None, negatives: int = 0,
+                model: str = "mf",
                 hparams: dict | Hyperparameters | None = None, seed: int = 0, device: str = "cpu",
                 progress: bool = False) -> FitResult:
     """Trains a model on a file and publishes a ``fit`` run at ``out``.
@@ -338,6 +341,7 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
         duplicates: CSV: a (user, item) pair on several rows is an error (``"raise"``) or its last row is kept
             (``"last"``).
         delimiter: CSV: the field separator.
+        encoding: CSV: the text encoding (``"latin-1"``, ...).
         threshold: binarise ratings: label 1 where ``rating >= threshold``.
         negatives: sampled non-interactions per interaction (implicit feedback needs them for BCE).
         model: one of :data:`FIT_MODELS`, or the name of your own model's class or factory in
@@ -356,9 +360,9 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
     _check_new_run(Path(out).expanduser().absolute())
     hp = _hparams(model, hparams)
     options = {"user_col": user_col, "item_col": item_col, "label_col": label_col, "duplicates": duplicates,
-               "delimiter": delimiter, "threshold": threshold, "negatives": negatives}
+               "delimiter": delimiter, "encoding": encoding, "threshold": threshold, "negatives": negatives}
     graph, test = load_file(path, format, user_col=user_col, item_col=item_col, label_col=label_col,
-                            duplicates=duplicates, delimiter=delimiter)
+                            duplicates=duplicates, delimiter=delimiter, encoding=encoding)
     split = prepare_split(graph, test, threshold=threshold, negatives=negatives, seed=seed, source=str(path))
     _check_val_labels(split.val, str(path))
     dev = torch.device(device)

@@ -384,8 +384,14 @@ def test_load_csv_keeps_ids_written_differently_apart(tmp_path):
     path.write_bytes(b"\xef\xbb\xbfu,i\n1,2\n")  # a spreadsheet's byte-order mark before the header
     assert torch.equal(load_csv(path, "u", "i")["user"].raw_id, torch.tensor([1]))
     path.write_bytes("u,i\nJosé,2\n".encode("latin-1"))
-    with pytest.raises(ValueError, match=r"ratings.csv is not UTF-8 text \(invalid continuation byte\): save it as"):
+    with pytest.raises(ValueError, match=r"ratings.csv is not UTF-8 text \(invalid continuation byte\): pass its enc"):
         load_csv(path, "u", "i")
+    assert list(load_csv(path, "u", "i", encoding="latin-1")["user"].raw_id) == ["José"]
+    for unknown in ("latin-9000", "base64"):  # no such codec; a codec of bytes, not of text
+        with pytest.raises(ValueError, match=f"unknown text encoding '{unknown}'"):
+            load_csv(path, "u", "i", encoding=unknown)
+    path.write_bytes(b"\xef\xbb\xbfu,i\n1,2\n")
+    assert torch.equal(load_csv(path, "u", "i", encoding="UTF8")["user"].raw_id, torch.tensor([1]))  # any spelling
     path.write_text("u, i, r\n1, 2, 5\n10 , 3, 4\n")  # spaces around the values (and in the header)
     graph = load_csv(path, "u", "i", "r")
     assert torch.equal(graph["user"].raw_id, torch.tensor([1, 10])) and torch.equal(graph["item"].raw_id,

@@ -177,7 +177,7 @@ def test_fit_keeps_the_last_row_of_a_repeated_pair_when_asked(capsys, files, tmp
     assert json.loads((tmp_path / "run" / "run.json").read_text())["data"]["options"]["duplicates"] == "last"
     code, _, err = cli(capsys, "fit", "--data", files["triples"], *FIT_ARGS["triples"], "--duplicates", "last",
                        "--out", tmp_path / "triples")
-    assert code == 2 and "--duplicates/--delimiter are for --format csv, not triples" in err
+    assert code == 2 and "--delimiter/--encoding are for --format csv, not triples" in err
 
 
 @pytest.mark.filterwarnings("ignore::graphforget.train.NoSignalWarning")  # the rows read are the point
@@ -194,7 +194,29 @@ def test_fit_reads_a_csv_of_another_delimiter(capsys, files, tmp_path, mark, fla
     assert torch.equal(load_run(tmp_path / "run").graph[EDGE].edge_index, comma.graph[EDGE].edge_index)
     code, _, err = cli(capsys, "fit", "--data", files["triples"], *FIT_ARGS["triples"], "--delimiter", flag,
                        "--out", tmp_path / "triples")
-    assert code == 2 and "--duplicates/--delimiter are for --format csv, not triples" in err
+    assert code == 2 and "--delimiter/--encoding are for --format csv, not triples" in err
+
+
+@pytest.mark.filterwarnings("ignore::graphforget.train.NoSignalWarning")  # the rows read are the point
+def test_fit_reads_a_csv_in_another_encoding(capsys, files, tmp_path):
+    """A latin-1 export (Book-Crossing's own encoding) could only be refused: fit had no --encoding."""
+    data = tmp_path / "latin.csv"
+    data.write_bytes(files["csv"].read_text().replace("u1,", "\xfc1,").encode("latin-1"))
+    args = ["fit", "--data", data, *FIT_ARGS["csv"], *TINY, "--quiet"]
+    code, _, err = cli(capsys, *args, "--out", tmp_path / "refused")
+    assert code == 2 and err.count("\n") == 1 and "is not UTF-8 text" in err and "fit --encoding" in err
+    assert not (tmp_path / "refused").exists()
+    assert cli(capsys, *args, "--encoding", "latin-1", "--out", tmp_path / "run")[0] == 0
+    run, comma = load_run(tmp_path / "run"), load_run(fit(capsys, files, "csv", tmp_path / "utf8"))
+    assert "\xfc1" in list(run.graph["user"].raw_id) and "u1" not in list(run.graph["user"].raw_id)
+    def raw_pairs(graph, rename=None):
+        users, items = graph["user"].raw_id, graph["item"].raw_id
+        return {(rename.get(users[u], users[u]) if rename else users[u], items[i])
+                for u, i in graph[EDGE].edge_index.t().tolist()}
+    assert raw_pairs(run.graph, {"\xfc1": "u1"}) == raw_pairs(comma.graph)  # the same rows, one id renamed
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["data"]["options"]["encoding"] == "latin-1"
+    code, _, err = cli(capsys, *args, "--encoding", "klingon", "--out", tmp_path / "unknown")
+    assert code == 2 and "unknown text encoding 'klingon'" in err
 
 
 def test_a_file_it_may_not_read_is_one_line_exit_2(capsys, files, tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ back to raw ids is stored as ``graph['user'].raw_id`` / ``graph['item'].raw_id``
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import logging
@@ -367,7 +368,7 @@ def _check_dense_ids(root: Path, side: str, count: int, used: int) -> None:
 
 
 def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: str | None = None,
-             delimiter: str = ",", duplicates: str = "raise") -> HeteroData:
+             delimiter: str = ",", duplicates: str = "raise", encoding: str = "utf-8") -> HeteroData:
     """A CSV file with a header row and named columns; labels all ones when ``label_col`` is None.
 
     Integer ids are stored as ``raw_id`` long tensors; other ids (e.g. ``"A2SUAM1J3GNN3B"``) as numpy
@@ -377,22 +378,24 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
         path: the CSV file.
         user_col, item_col, label_col: column names (``label_col`` optional).
         delimiter: the field separator.
+        encoding: the file's text encoding (``"latin-1"``, ``"cp1252"``, ...); UTF-8 may start with a byte-order mark.
         duplicates: what to do with a (user, item) pair on several rows (a user who rated an item twice):
             ``"raise"`` (default: ``ValueError`` naming the count and the first pair) or ``"last"`` (keep
             the last row of each pair, e.g. the latest rating in a file sorted by time).
 
     Raises:
-        ValueError: for a file that is not UTF-8, missing columns, an empty file, an unknown ``duplicates``
-            policy, or duplicated pairs
-            under ``"raise"``; ``FILE, line N: ...`` naming the column for a row without a value in a used column
-            (shorter than the header, or an empty cell) or a label that is not a finite number (or is beyond
-            float32, the labels' dtype); a used column named twice in the header; ``FILE, lines N-M: ...`` for a used
-            value holding a line break (a quote left open), and a row the csv module cannot read.
+        ValueError: for a file that is not in ``encoding`` (or an unknown encoding), missing columns, an empty file,
+            an unknown ``duplicates`` policy, or duplicated pairs under ``"raise"``; ``FILE, line N: ...`` naming
+            the column for a row without a value in a used column (shorter than the header, or an empty cell) or a
+            label that is not a finite number (or is beyond float32, the labels' dtype); a used column named twice
+            in the header; ``FILE, lines N-M: ...`` for a used value holding a line break (a quote left open), and
+            a row the csv module cannot read.
     """
     if duplicates not in ("raise", "last"):
         raise ValueError(f"duplicates must be 'raise' or 'last', got {duplicates!r}")
-    try:  # utf-8-sig: the byte-order mark spreadsheets write would otherwise join the first column's name
-        with open(_require(Path(path)), newline="", encoding="utf-8-sig") as f:
+    codec = _text_codec(encoding)
+    try:
+        with open(_require(Path(path)), newline="", encoding=codec) as f:
             reader = csv.DictReader(f, delimiter=delimiter, skipinitialspace=True)  # "user, item" too
             if reader.fieldnames is None:
                 raise ValueError(f"{path} is empty: a CSV file starts with a header naming its columns")
@@ -404,7 +407,9 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
             rows = [_csv_row(path, (first, last), row, user_col, item_col, label_col)
                     for first, last, row in _rows_with_lines(reader)]
     except UnicodeDecodeError as error:
-        raise ValueError(f"{path} is not UTF-8 text ({error.reason}): save it as UTF-8") from None
+        shown = "UTF-8" if codec == "utf-8-sig" else encoding
+        raise ValueError(f"{path} is not {shown} text ({error.reason}): pass its encoding (encoding='latin-1', "
+                         "'cp1252', ...; fit --encoding) or save it as UTF-8") from None
     except csv.Error as error:  # e.g. a field over the csv module's size limit: an unclosed quote swallowing lines
         raise ValueError(f"{path}, the row from line {reader.line_num + 1}: not readable as CSV ({error}): an unclosed "
                          "quote?") from None
@@ -416,6 +421,17 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _text_codec(encoding: str) -> str:
+    """Python's codec for ``encoding``; UTF-8 as utf-8-sig, since the byte-order mark that spreadsheets write would
+    otherwise join the first column's name."""
+    try:
+        "".encode(encoding)  # a LookupError for an unknown codec and for one that is not text (base64)
+    except LookupError:
+        raise ValueError(f"unknown text encoding {encoding!r} (e.g. 'utf-8', 'latin-1', 'cp1252')") from None
+    name = codecs.lookup(encoding).name
+    return "utf-8-sig" if name == "utf-8" else name
 
 
 def _delimiter_hint(fieldnames: Sequence[str], delimiter: str) -> str:
