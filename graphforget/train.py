@@ -126,7 +126,7 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
     else:
         _check_all(model, graph, objective, val)
     device = graph[EDGE].edge_index.device
-    with hold_graph(model, graph), _global_rng(config.seed, device):  # the run never edits the graph
+    with hold_graph(model, graph), seeded_global_rng(config.seed, device):  # the run never edits the graph
         run = _train_lbfgs if config.optimizer == "lbfgs" else _train_adam
         result = run(model, graph, objective, config, val)
     if val is not None:
@@ -135,7 +135,7 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
 
 
 @contextlib.contextmanager
-def _global_rng(seed: int, device: torch.device):
+def seeded_global_rng(seed: int, device: torch.device):
     """torch's global random state seeded with ``seed`` inside, the caller's restored afterwards: a model that draws
     from it (a dropout) trains the same under the same seed, whatever the caller drew before."""
     cuda = [device] if device.type == "cuda" else []
@@ -263,12 +263,12 @@ def _check_inputs(model: torch.nn.Module, graph: HeteroData, objective: Objectiv
     check_labels_train(graph, objective)
 
 
-def check_labels_train(graph: HeteroData, objective: Objective) -> None:
+def check_labels_train(graph: HeteroData, objective: Objective, what: str = "the training graph") -> None:
     """Raises ``ValueError`` when ``objective`` cannot train on ``graph``'s labels: its own check, and for BCE
-    at least one negative (else every score goes up and the validation AUC is NaN)."""
+    at least one negative (else every score goes up and the validation AUC is NaN); ``what`` names the graph."""
     objective.check(graph)
     if isinstance(objective, BCEObjective) and not bool((graph[EDGE].edge_label == 0).any()):
-        raise ValueError("BCEObjective needs negative labels but every edge_label of the training graph is 1 "
+        raise ValueError(f"BCEObjective needs negative labels but every edge_label of {what} is 1 "
                          "(implicit feedback): add sampled negatives with graphforget.data.add_negatives(graph), "
                          "or train with BPRObjective")
 

@@ -53,7 +53,7 @@ from .runs import (Run, directory_lock, enclosing_run, fsync_directory, lineage,
                    save_run, sha256_file, utc_now)
 from .train import train
 from .unlearn import METHODS, UnlearningFailed, UnlearnResult, build_unlearner, method_config
-from .unlearn.base import EMPTY_INFO
+from .unlearn.base import EMPTY_INFO, non_finite
 from .unlearn.sisa import SISA
 from .verify import verify_forgetting
 
@@ -758,16 +758,16 @@ def _check_result(parent: Run, request: Request, result, method: str, allow_untr
     minus the request.
 
     Raises:
-        UnlearningFailed: an untrusted result (unless ``allow_untrusted``) or non-finite parameters.
+        UnlearningFailed: an untrusted result (unless ``allow_untrusted``) or non-finite parameters or buffers.
         RuntimeError: a remaining graph that is not the parent's minus the request (a bug of the method).
     """
     if result.info.get("trusted") is False and not allow_untrusted:
         raise UnlearningFailed(f"{method} could not produce a trusted result ({result.info.get('reason')}); "
                                "nothing was written: retry with method retrain, or publish it anyway with "
                                "allow_untrusted=True (the command line's --allow-untrusted)")
-    bad = [name for name, p in result.model.named_parameters() if not bool(torch.isfinite(p).all())]
+    bad = non_finite(result.model)
     if bad:
-        raise UnlearningFailed(f"{method} returned non-finite parameters ({', '.join(bad)}); nothing was written")
+        raise UnlearningFailed(f"{method} returned non-finite {bad}; nothing was written")
     count = num_items(parent.graph)
     before = pair_keys(parent.graph[EDGE].edge_index.cpu(), count)
     expected = before[~torch.isin(before, pair_keys(request.edges.cpu(), count))].sort().values

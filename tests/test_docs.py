@@ -1,6 +1,7 @@
 """The documentation: Sphinx builds without warnings, the README's commands and examples are the real ones."""
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import sys
@@ -175,6 +176,7 @@ def test_tutorials_run(one_thread):
         forget["split"].train["user", "rates", "item"].edge_index.size(1) - forget["request"].size(1)
     assert forget["reference"] < forget["before"]  # Retrain, too, forgets the user's items
     assert forget["result"].info["trusted"] and "val_auc" in forget["result"].info  # the validation test ran
+    assert forget["report"].mia_auc == 0.5 and math.isnan(forget["report"].below_match)  # as the page says
     assert not torch.isin(forget["train_graph"]["user", "rates", "item"].edge_index[0],
                           torch.tensor([3, 17, 42])).any()
 

@@ -283,11 +283,13 @@ def test_retrain_accepts_a_reset_that_covers_every_parameter(small_planted, one_
     assert_retrain_is_a_fresh_training(model, small_planted, request, ProjectedMF)
 
 
-def test_finetune_refuses_a_request_of_every_edge_by_name(small_planted):
-    """With every edge removed there is nothing to fine-tune on: it failed with "the training graph has no edges",
+@pytest.mark.parametrize("method, config, why", [(FineTune, FineTuneConfig(CONFIG), "to fine-tune on"),
+                                                 (Retrain, RetrainConfig(CONFIG), "to train on")])
+def test_a_request_of_every_edge_is_refused_by_name(small_planted, method, config, why):
+    """With every edge removed there is nothing to train on: both failed with "the training graph has no edges",
     of a training graph that has them."""
     model = MF(num_users(small_planted), num_items(small_planted), 4)
-    unlearner = FineTune(model, small_planted, OBJECTIVE, FineTuneConfig(CONFIG))
-    with pytest.raises(ValueError, match="FineTune: the request removes every training edge: there are no "
-                                         "remaining edges to fine-tune on"):
+    unlearner = method(model, small_planted, OBJECTIVE, config)
+    with pytest.raises(ValueError, match=f"{method.__name__}: the request removes every training edge: there are no "
+                                         f"remaining edges {why}"):
         unlearner.unlearn(small_planted[EDGE].edge_index)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import re
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -277,8 +278,11 @@ class PerEdgeScores(nn.Module):
 def test_a_module_that_does_not_fit_is_refused(graph):
     with pytest.raises(ValueError, match=r"num_users \+ num_items = 100 rows .*embedding\.weight \[99, 8\]"):
         PyGRecommender(PyGLightGCN(num_nodes=U + I - 1, embedding_dim=D, num_layers=K), U, I, receptive_field=K)
-    with pytest.raises(ValueError, match="receptive_field"):
-        PyGRecommender(PyGLightGCN(U + I, D, num_layers=K), U, I, receptive_field=-1)
+    for bad in (-1, 2.0, True):
+        with pytest.raises(ValueError, match=f"receptive_field must be an int >= 0 .*, got {bad}"):
+            PyGRecommender(PyGLightGCN(U + I, D, num_layers=K), U, I, receptive_field=bad)
+    numpy_count = PyGRecommender(PyGLightGCN(U + I, D, num_layers=K), U, I, receptive_field=np.int64(K))
+    assert type(numpy_count.receptive_field) is int and numpy_count.receptive_field == K  # was refused: "got 2"
     with pytest.raises(ValueError, match=r"a user table must be \[60, d\], it is \[100, 8\]"):
         PyGRecommender(PyGLightGCN(U + I, D, num_layers=K), U, I, receptive_field=K,
                        node_tables={"embedding.weight": "user"})

@@ -526,6 +526,25 @@ def test_the_aggregator_learns_from_the_serving_embeddings_of_dropout_shards(gra
     assert torch.equal(torch.get_rng_state(), before)
 
 
+@pytest.mark.parametrize("method, config", [(SISA, SISAConfig(CONFIG, num_shards=S)),
+                                            (RecEraser, RecEraserConfig(CONFIG, num_shards=S, partition_iters=2))])
+def test_the_ensemble_comes_back_in_the_callers_modes(graph, method, config):
+    """Training left the shards (and the attention) in train mode: served as it came back, an ensemble of dropout
+    shards scored the same pairs anew at every call, for a caller whose model was in eval mode."""
+    model = DropoutMF(U, I, D)
+    model.reset_parameters(0)
+    model.eval()
+    unlearner = method(model, graph, OBJECTIVE, config).fit()
+    request = pick_request(graph, unlearner.model.assignment_of(graph[EDGE].edge_index), [1], per_shard=1)
+    pairs = graph[EDGE].edge_index[:, :20]
+    result = unlearner.unlearn(request)
+    for ensemble, scored_on in ((unlearner.model, graph), (result.model, result.graph)):
+        assert not any(module.training for module in ensemble.modules())
+        assert torch.equal(ensemble(scored_on, pairs), ensemble(scored_on, pairs))
+    model.train()
+    assert all(module.training for module in method(model, graph, OBJECTIVE, config).fit().model.modules())
+
+
 def test_a_fitted_ensemble_is_refused_with_a_graph_that_lacks_some_of_its_pairs(graph):
     """Its shards learnt from every pair it assigns: given a graph without some of them (removed from the data but
     not unlearned), no request could ever name those pairs (they are not edges), so they stayed in the model."""
@@ -655,7 +674,7 @@ def test_a_shard_the_objective_cannot_train_on_is_refused_by_name(graph):
                                                    "fewer shards (num_shards), or Retrain")):
         sisa.unlearn(ei[:, one])
     labels = graph[EDGE].edge_label.clone()
-    labels[shard_of == 1] = 1.0  # BCE has no negative on shard 1: the trainer's error named no shard either
+    labels[shard_of == 1] = 1.0  # BCE has no negative on shard 1: the trainer's error blamed the training graph
     with pytest.raises(ValueError, match=re.escape("SISA: shard 1 cannot be trained on its edges (BCEObjective needs "
-                                                   "negative labels but every edge_label of the training graph is 1")):
+                                                   "negative labels but every edge_label of shard 1 is 1 (implicit")):
         SISA(MF(U, I, D), make_interactions(ei, labels, U, I), BCEObjective(), SISAConfig(CONFIG, num_shards=S)).fit()

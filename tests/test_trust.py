@@ -15,7 +15,7 @@ from graphforget.data import (EDGE, attack_flip, edge_subgraph, make_interaction
 from graphforget.influence import SolveResult, solvers
 from graphforget.metrics import auc_standard_error, evaluate_auc
 from graphforget.models import MF, LightGCN
-from graphforget.unlearn import (IFRU, METHODS, SCIF, IFRUConfig, SolverConfig, TrustConfig,
+from graphforget.unlearn import (IFRU, METHODS, SCIF, FineTune, IFRUConfig, SolverConfig, TrustConfig,
                                  UnlearningFailed)
 from graphforget.unlearn.ifru.ladder import CHECK_FROM
 
@@ -396,6 +396,35 @@ def test_the_finiteness_check_names_exactly_the_non_finite_parameters():
         model.item_emb.weight[1, 1] = float("-inf")
     with pytest.raises(ValueError, match="non-finite parameters: item_emb.weight$"):
         check_finite(model)
+
+
+class NormedMF(MF):
+    """MF whose user rows pass a BatchNorm1d: its running variance, a buffer, scales every score in eval mode."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.norm = torch.nn.BatchNorm1d(self.embedding_dim)
+
+    def embed(self, graph):
+        return self.norm(self.user_emb.weight), self.item_emb.weight
+
+
+def test_a_non_finite_buffer_is_named_as_a_parameter_is(early_stopped):
+    """Only parameters were checked: a NaN running variance went through FineTune to a model whose every score is
+    NaN, with no word, and UnlearnRec blamed its own fine-tuning for it."""
+    _, graph, _, _ = early_stopped
+    model = NormedMF(U, I, 4)
+    with torch.no_grad():
+        model.norm.running_var[1] = float("nan")
+        model.user_emb.weight[0, 0] = float("inf")
+    for method in METHODS.values():
+        with pytest.raises(ValueError, match="non-finite parameters: user_emb.weight; buffers: norm.running_var$"):
+            method(model, graph, BCEObjective())
+    with torch.no_grad():
+        model.user_emb.weight[0, 0] = 0.0
+    model.norm.num_batches_tracked.fill_(7)  # an integer buffer: never NaN, not checked
+    with pytest.raises(ValueError, match="the model has non-finite buffers: norm.running_var$"):
+        FineTune(model, graph, BCEObjective())
 
 
 def test_scif_shares_the_trust_machinery(early_stopped):

@@ -157,6 +157,34 @@ def test_fit_leaves_the_callers_global_random_state_alone(trained):
     assert torch.equal(torch.get_rng_state(), before)
 
 
+class DropoutLightGCN(LightGCN):
+    """LightGCN with a dropout on its layer-0 rows: random in train mode, which UnlearnRec's training steps use."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.dropout = torch.nn.Dropout(0.5)
+
+    def layer0(self):
+        return self.dropout(super().layer0())
+
+
+def test_a_backbone_that_draws_gives_the_same_result_under_one_seed(trained):
+    """A backbone's dropout drew from the caller's global random state in pre-training and fine-tuning: the same
+    config gave another model after another torch.manual_seed, and the caller's state moved."""
+    model, graph, objective = trained
+    dropping = DropoutLightGCN(U, I, embedding_dim=16, num_layers=2)
+    dropping.load_state_dict(model.state_dict())
+    request = graph[EDGE].edge_index[:, :5]
+    results = []
+    for caller_seed in (1, 2):
+        torch.manual_seed(caller_seed)
+        before = torch.get_rng_state()
+        unlearner = UnlearnRec(dropping, graph, objective, quick_config(pretrain_epochs=2, finetune_epochs=1)).fit()
+        results.append((state(unlearner.encoder), state(unlearner.unlearn(request).model)))
+        assert torch.equal(torch.get_rng_state(), before)
+    assert same_state(results[0][0], results[1][0]) and same_state(results[0][1], results[1][1])
+
+
 # --------------------------------------------------------------------------------------- unlearning
 
 def test_zero_encoder_leaves_embeddings_unchanged(trained):

@@ -11,7 +11,7 @@ from torch_geometric.data import HeteroData
 from torch_geometric.nn import Linear as PyGLinear
 from torch_geometric.nn.models import LightGCN
 
-from ..config import check_seed
+from ..config import check_seed, is_integer
 from ..data.adjacency import AdjacencyCache, normalized_adjacency, observed_adjacency, weight_dtype
 from ..data.interactions import (bipartite_to_homogeneous, check_model_fits, message_passing_edges, num_items,
                                  num_users, propagation_edges)
@@ -77,7 +77,7 @@ class PyGRecommender(Recommender):
         super().__init__(num_users, num_items)
         if not isinstance(module, nn.Module):
             raise TypeError(f"PyGRecommender wraps a torch.nn.Module, got {type(module).__name__}")
-        if isinstance(receptive_field, bool) or not isinstance(receptive_field, int) or receptive_field < 0:
+        if not is_integer(receptive_field) or receptive_field < 0:
             raise ValueError(f"PyGRecommender.receptive_field must be an int >= 0 (the module's number of "
                              f"message-passing layers), got {receptive_field!r}")
         _refuse_cached_layers(module)
@@ -87,7 +87,7 @@ class PyGRecommender(Recommender):
             if type(module) is not LightGCN:  # PyG's LightGCN is not called: the adapter propagates for it
                 _refuse_normalizing_layers(module)
         self.module = module
-        self.receptive_field = receptive_field
+        self.receptive_field = int(receptive_field)  # a NumPy integer too, stored as a plain one (checkpoints)
         self.sparse = bool(sparse)
         if self.linear_embedding and receptive_field < module.num_layers:
             raise ValueError(f"PyGRecommender.receptive_field: PyG's LightGCN propagates over {module.num_layers} "

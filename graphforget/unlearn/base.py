@@ -194,13 +194,13 @@ class Unlearner:
 
     def unlearn(self, request: Tensor) -> UnlearnResult:
         """Forgets the ``[2, R]`` (user, item) edges of ``request``. The result's model is in the modes
-        (``training`` flags) of the caller's, submodule by submodule, unless it is of another class (an ensemble).
+        (``training`` flags) of the caller's, submodule by submodule (an ensemble's shards each as the caller's model).
 
         Raises:
             NotFittedError: the method needs :meth:`fit` and it was not called.
             ValueError: for a badly shaped request, one whose dtype is not an integer one (bool, float) or
                 that lives on the meta device, unknown ids, duplicates or pairs that are not edges, a model
-                with non-finite parameters, a graph that fails the construction checks, or (for a method that
+                with non-finite parameters or buffers, a graph that fails the construction checks, or (for a method that
                 needs :meth:`fit`) a graph or objective that changed since it. Edits are found by torch's count of
                 in-place writes: one made through a NumPy view (``tensor.numpy()[...] = ...``) is not counted, and
                 not seen.
@@ -349,18 +349,30 @@ def redraw(model: torch.nn.Module, seed: int | None, method: str) -> None:
 
 
 def check_finite(model: torch.nn.Module) -> None:
-    """Raises ``ValueError`` naming the parameters of ``model`` that hold a NaN or an infinity."""
-    # A NaN or an infinity anywhere makes a parameter's sum non-finite: one pass, no mask as large as the table;
-    # a sum that overflows is confirmed element by element.
-    suspect = [(name, p) for name, p in model.named_parameters() if not torch.isfinite(p.detach().sum())]
-    bad = [name for name, p in suspect if not torch.isfinite(p).all()]
+    """Raises ``ValueError`` naming the parameters and buffers of ``model`` that hold a NaN or an infinity."""
+    bad = non_finite(model)
     if bad:
-        raise ValueError(f"the model has non-finite parameters: {', '.join(bad)}")
+        raise ValueError(f"the model has non-finite {bad}")
+
+
+def non_finite(model: torch.nn.Module) -> str:
+    """``"parameters: NAME, ...; buffers: NAME, ..."`` for those of ``model`` that hold a NaN or an infinity (floating
+    buffers only: a BatchNorm's running variance scales every score), ``""`` when none does."""
+    # A NaN or an infinity anywhere makes a tensor's sum non-finite: one pass, no mask as large as the table;
+    # a sum that overflows is confirmed element by element.
+    kinds = {"parameters": model.named_parameters(),
+             "buffers": ((name, b) for name, b in model.named_buffers() if b.is_floating_point())}
+    parts = []
+    for kind, tensors in kinds.items():
+        suspect = [(name, t) for name, t in tensors if not torch.isfinite(t.detach().sum())]
+        bad = [name for name, t in suspect if not torch.isfinite(t).all()]
+        if bad:
+            parts.append(f"{kind}: {', '.join(bad)}")
+    return "; ".join(parts)
 
 
 def refuse_no_remaining_edge(remaining: HeteroData, method: str, why: str) -> None:
-    """Raises ``ValueError`` when the request removed every training edge: nothing is left for ``method`` ``why``
-    (Retrain's training refuses an edgeless graph too)."""
+    """Raises ``ValueError`` when the request removed every training edge: nothing is left for ``method`` ``why``."""
     if remaining[EDGE].edge_index.size(1) == 0:
         raise ValueError(f"{method}: the request removes every training edge: there are no remaining edges {why}")
 

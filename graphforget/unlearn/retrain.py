@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ..config import check_types
 from ..train import TrainConfig, train
-from .base import Unlearner, redraw
+from .base import Unlearner, redraw, refuse_no_remaining_edge
 from .registry import register
 
 __all__ = ["Retrain", "RetrainConfig"]
@@ -41,12 +41,14 @@ class Retrain(Unlearner):
     BatchNorm's) start as a fresh model's.
 
     Raises:
-        ValueError: from :meth:`unlearn`, when ``reset_parameters`` left trained parameters unchanged.
+        ValueError: from :meth:`unlearn`, when ``reset_parameters`` left trained parameters unchanged, or the request
+            removes every training edge.
     """
     name = "retrain"
     Config = RetrainConfig
 
     def _unlearn(self, request, positions, remaining):
+        refuse_no_remaining_edge(remaining, "Retrain", "to train on")  # train() would blame the training graph
         model = copy.deepcopy(self.model)
         if not self.config.warm_start:
             redraw(model, self.config.seed, "Retrain")

@@ -14,7 +14,7 @@ from ..config import check_fields, check_types, eval_mode, seeded
 from ..data.interactions import EDGE, pair_keys
 from ..objectives import Objective
 from ..train import TrainConfig, check_labels_train
-from .base import Unlearner
+from .base import Unlearner, copy_modes
 from .registry import register
 from .sharding import (ShardAttention, ShardedRecommender, attention_needs_width, split_graph, train_aggregator,
                        train_shards)
@@ -32,6 +32,14 @@ def random_partition(num_edges: int, num_shards: int, seed: int = 0) -> Tensor:
     shard_of = torch.empty(num_edges, dtype=torch.long)
     shard_of[perm] = torch.arange(num_edges) % num_shards
     return shard_of
+
+
+def _match_modes(ensemble: ShardedRecommender, template: torch.nn.Module) -> None:
+    """Puts the trained ensemble in the modes of the caller's model (training leaves it in train mode, and a shard's
+    dropout would then make every score random): each shard submodule by submodule, the attention as the model."""
+    ensemble.train(template.training)
+    for shard in ensemble.shards:
+        copy_modes(template, shard)
 
 
 def _check_assignment(ensemble: ShardedRecommender, graph: HeteroData, method: str) -> None:
@@ -166,6 +174,7 @@ class SISA(Unlearner):
             result = train_aggregator(ensemble, self.graph, self.objective, cfg.aggregator_train or cfg.train,
                                       self.val, cfg.seed)
             info["aggregator_epochs"], info["aggregator_seconds"] = result.epochs, result.seconds
+        _match_modes(ensemble, self.template)
         self.ensemble = self.model = ensemble
         log.info("%s fit %d shards", self.name, self.num_shards)
         return info
@@ -176,7 +185,7 @@ class SISA(Unlearner):
         the shard's edges and names neither the shard nor the option to change."""
         for s, graph in graphs.items():
             try:
-                check_labels_train(graph, self.shard_objective)
+                check_labels_train(graph, self.shard_objective, f"shard {s}")
             except ValueError as error:
                 raise ValueError(f"{type(self).__name__}: shard {s} cannot be trained on its edges ({error}): "
                                  f"{advice}") from None

@@ -54,9 +54,10 @@ from ..models.base import table_mask
 from ..models.propagation import layer_sum
 from ..models.sgl import info_nce
 from ..objectives import Objective
+from ..train import seeded_global_rng
 from ..verify import _scoring
-from .base import (NotFittedError, Unlearner, UnlearningFailed, refuse_no_remaining_edge, unchanged, versions,
-                   warn_caller)
+from .base import (NotFittedError, Unlearner, UnlearningFailed, non_finite, refuse_no_remaining_edge, unchanged,
+                   versions, warn_caller)
 from .registry import register
 
 __all__ = ["UnlearnRec", "UnlearnRecConfig", "InfluenceEncoder", "influence_dependency_matrix"]
@@ -588,6 +589,12 @@ class UnlearnRec(Unlearner):
             raise ValueError(f"{path} was pre-trained {mismatch[0]}: {mismatch[1]}")
 
     def _fit(self) -> dict:
+        """:meth:`_pretrain` with torch's global random state seeded by ``seed`` (a backbone's dropout or noise draws
+        from it), the caller's restored afterwards."""
+        with seeded_global_rng(self.config.seed, self.graph[EDGE].edge_index.device):
+            return self._pretrain()
+
+    def _pretrain(self) -> dict:
         """Pre-trains :math:`\\mathbf{H}^{(0)}` and :math:`\\boldsymbol\\eta` on simulated requests (backbone
         and MLP frozen). Call once per trained model; calling again continues from the current encoder.
 
@@ -660,7 +667,8 @@ class UnlearnRec(Unlearner):
         with Stopwatch(device) as tuning:
             work, shifts = self._working_copy(trainable_tables=True)
             mlp = copy.deepcopy(self.encoder.mlp).requires_grad_(True)
-            history = self._finetune(work, shifts, mlp, delta, request, remaining, reference)
+            with seeded_global_rng(cfg.seed + 1, device):  # as in _fit
+                history = self._finetune(work, shifts, mlp, delta, request, remaining, reference)
             model = self._fold(work, mlp, delta)
         _check_finite_result(model)
         info = {"encoder_seconds": encoding.seconds, "finetune_seconds": tuning.seconds,
@@ -786,9 +794,9 @@ def _mismatch(stored: dict, expected: dict) -> tuple[str, str] | None:
 
 def _check_finite_result(model: nn.Module) -> None:
     """Raises :class:`~graphforget.unlearn.UnlearningFailed` when the unlearned model holds a NaN or an infinity."""
-    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    bad = non_finite(model)
     if bad:
-        raise UnlearningFailed(f"UnlearnRec produced non-finite parameters ({', '.join(bad)}); the encoder or the "
+        raise UnlearningFailed(f"UnlearnRec produced non-finite {bad}; the encoder or the "
                                f"fine-tuning diverged (try a smaller finetune_lr, or pre-train the encoder again)")
 
 
