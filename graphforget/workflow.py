@@ -31,7 +31,7 @@ import logging
 import numbers
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -43,7 +43,8 @@ from torch_geometric.data import HeteroData
 from . import __version__
 from .config import is_integer, seeded
 from .data import (EDGE, Split, add_negatives, binarize, edge_subgraph, load_csv, load_labelled_triples,
-                   load_movielens_100k, make_interactions, num_items, num_users, on_device, pair_keys, random_split)
+                   load_movielens_100k, make_interactions, num_items, num_users, on_device, pair_keys, random_split,
+                   without_edges)
 from .data.loaders import _lightgcn_files
 from .io import write_json
 from .metrics import evaluate_auc
@@ -710,10 +711,10 @@ def check_method(method: str) -> None:
                          f"use one of {', '.join(m for m in METHODS if not issubclass(METHODS[m], SISA))}")
 
 
-def _heldout_without(run: Run, request: Request) -> tuple[HeteroData, HeteroData, int]:
-    """The run's validation and test pairs without the request's users or items (or its listed pairs), and how
-    many were dropped: a forgotten user's data is no longer used, not even to choose a checkpoint."""
-    parts, dropped = [], 0
+def _heldout_without(run: Run, request: Request) -> tuple[HeteroData, HeteroData, Tensor]:
+    """The run's validation and test pairs without the request's users or items (or its listed pairs), and the
+    ``[2, H]`` pairs dropped: a forgotten user's data is no longer used, not even to choose a checkpoint."""
+    parts, dropped = [], []
     for part in (run.val, run.test):
         edges = part[EDGE].edge_index
         if request.kind == "edges":
@@ -722,8 +723,8 @@ def _heldout_without(run: Run, request: Request) -> tuple[HeteroData, HeteroData
         else:
             drop = torch.isin(edges[0 if request.kind == "users" else 1], request.ids)
         parts.append(edge_subgraph(part, ~drop))
-        dropped += int(drop.sum())
-    return parts[0], parts[1], dropped
+        dropped.append(edges[:, drop])
+    return parts[0], parts[1], torch.cat(dropped, 1)
 
 
 def _unlearn(parent: Run, method: str, config, request: Request, val: HeteroData, device: str):
@@ -801,16 +802,16 @@ def _removed(parent: Run, request: Request) -> dict:
             "observed": torch.cat([parent.removed_observed, observed])}
 
 
-def _lineage_record(parent: Run, out: Path, request: Request, removed: int, heldout: int) -> dict:
+def _lineage_record(parent: Run, out: Path, request: Request, removed: int, heldout: Tensor) -> dict:
     """The ``lineage`` of a forget run's ``run.json``: parent (absolute and relative path, its ``run.json``
-    sha256), the request's hash and size (its training edges, and the ``heldout`` pairs it dropped from the
-    validation and test pairs), the cumulative removed count and the depth."""
+    sha256), the request's size (its training edges, and the ``heldout`` pairs it dropped from the validation
+    and test pairs) and the hash of all those pairs, the cumulative removed count and the depth."""
     parent_path = parent.path.resolve()
     return {"parent": {"path": str(parent_path), "relative_path": os.path.relpath(parent_path, out.parent),
                        "run_sha256": sha256_file(parent.path / "run.json")},
             "request": {"kind": request.kind, "ids": int(request.ids.size(-1)), "edges": request.edges.size(1),
-                        "heldout_pairs": heldout,
-                        "sha256": request_sha256(request.edges, num_items(parent.graph))},
+                        "heldout_pairs": heldout.size(1),
+                        "sha256": request_sha256(torch.cat([request.edges, heldout], 1), num_items(parent.graph))},
             "removed_edges": removed, "depth": parent.info["lineage"]["depth"] + 1}
 
 
@@ -882,6 +883,8 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
     metrics = _forget_metrics(result, report, fit_seconds, model, graph, val, test)
     # the seed the method and the verification used (the run's own unless given): verify_run needs it again
     method_record = {"name": method, "options": options or {}, "seed": seed, "config": asdict(config)}
+    if request.edges.size(1) == 0:  # held-out pairs only: no method ran (_unlearn), the model is kept
+        method_record = {"name": None, "requested": method, "seed": seed}
     info = _forget_info(parent, out, request, method_record, metrics, removed["edge_index"].size(1), heldout)
     audit = _audit_line(parent, out, info, result, report, error)
     written = {}
@@ -910,7 +913,7 @@ def _forget_metrics(result, report, fit_seconds, model, graph: HeteroData, val, 
 
 
 def _forget_info(parent: Run, out: Path, request: Tensor, method: dict, metrics: dict, removed_count: int,
-                 heldout: int) -> dict:
+                 heldout: Tensor) -> dict:
     """``run.json`` of a forget run: the parent's data, model and settings, the method, metrics, lineage."""
     return {"kind": "forget", "version": __version__, "data": parent.info["data"],
             "model": parent.info["model"], "hparams": parent.info["hparams"], "seed": parent.info["seed"],
@@ -1152,24 +1155,50 @@ class ForgetStream:
 
     def submit(self, *, users: Sequence | None = None, items: Sequence | None = None,
                edges: Sequence[Sequence] | None = None, local_ids: bool = False) -> int:
-        """Accepts a request: checks it against the current run, then journals it durably. It does not wait for
-        a :meth:`process` at work in another process (a request valid now but not when applied is refused then).
+        """Accepts a request: checks it against the current run as the pending requests will leave it, then
+        journals it durably. It does not wait for a :meth:`process` at work in another process (a request valid
+        now but not when applied is refused then).
 
         Returns:
             The request's sequence number (its run will be ``runs/NNNNNN``).
 
         Raises:
-            ValueError: as :func:`build_request` (unknown ids, a request already applied, ...).
+            ValueError: as :func:`build_request` (unknown ids, a request already applied or pending, ...), or a
+                request of every remaining training edge.
         """
         users, items, edges = (_listed(values) for values in (users, items, edges))
         with self._journal_lock():
-            build_request(self.current, users=users, items=items, edges=edges, local_ids=local_ids)
+            run, waiting = self._projected()
+            try:
+                _check_leaves_edges(run, build_request(run, users=users, items=items, edges=edges, local_ids=local_ids))
+            except ValueError as error:
+                if not waiting:
+                    raise
+                raise ValueError(f"{error} (counting the requests accepted before it and not yet applied: "
+                                 f"{', '.join(map(str, waiting))})") from None
             request = {"users": _jsonable_ids(users), "items": _jsonable_ids(items),
                        "edges": None if edges is None else [[_plain_id(u), _plain_id(i)] for u, i in edges],
                        "local_ids": local_ids}
             seq = self._next_seq()
             self._append({"seq": seq, "time": utc_now(), "request": request})
         return seq
+
+    def _projected(self) -> tuple[Run, list[int]]:
+        """The current run's data as the pending requests will leave it (the model as it is: no check reads it),
+        and those requests' numbers. A pending request that will be refused is left out, as it removes nothing."""
+        run, pending, waiting = self.current, set(self.pending()), []
+        for entry in self.requests():
+            if entry["seq"] not in pending:
+                continue
+            try:
+                request = build_request(run, **{key: value for key, value in entry["request"].items()
+                                                if value is not None})
+                _check_leaves_edges(run, request)
+            except ValueError:
+                continue
+            run = _without_request(run, request)
+            waiting.append(entry["seq"])
+        return run, waiting
 
     def _next_seq(self) -> int:
         """The number after every journaled one and every run directory: a power loss can drop a journal line not
@@ -1233,6 +1262,15 @@ class ForgetStream:
         if seq in self.rejected():
             raise ValueError(f"request {seq} was refused: {self.rejected()[seq]}")
         return self._run_path(seq)
+
+
+def _without_request(run: Run, request: Request) -> Run:
+    """``run``'s data once ``request`` is applied: its training edges and held-out pairs gone, its edges removed."""
+    val, test, _ = _heldout_without(run, request)
+    removed = _removed(run, request)
+    return replace(run, graph=without_edges(run.graph, request.edges)[0], val=val, test=test,
+                   removed=removed["edge_index"], removed_label=removed["edge_label"],
+                   removed_observed=removed["observed"])
 
 
 def _checked_policy(retrain_every, max_drift) -> tuple[int | None, float | None]:

@@ -305,7 +305,10 @@ def test_forget_a_user_by_raw_id(capsys, base, tmp_path):
     assert set(pair_keys(child.removed, I).tolist()) == gone and child.removed_label.eq(0).any()
     info = child.info
     assert info["lineage"]["parent"]["run_sha256"] == sha256_file(base / "run.json")
-    assert info["lineage"]["request"]["sha256"] == request_sha256(parent.graph[EDGE].edge_index[:, mine], I)
+    held = [part[EDGE].edge_index[:, part[EDGE].edge_index[0] == u7] for part in (parent.val, parent.test)]
+    assert info["lineage"]["request"]["heldout_pairs"] == sum(pairs.size(1) for pairs in held) > 0
+    removed = torch.cat([parent.graph[EDGE].edge_index[:, mine], *held], 1)  # every pair the request took away
+    assert info["lineage"]["request"]["sha256"] == request_sha256(removed, I)
     assert info["lineage"]["request"]["edges"] == len(gone) == info["lineage"]["removed_edges"]
     (line,) = audit_lines(tmp_path / "no-u7")
     assert line["method"]["name"] == "ifru" and line["trusted"] is True and line["seconds"] > 0
@@ -454,6 +457,34 @@ def test_a_stream_does_not_count_a_held_out_request_as_unlearning(base, tmp_path
     stream.forget(edges=held)
     assert stream.drift()[0] == 1  # the held-out request ran no method
     assert load_run(stream.forget(users=["u2"])).info["method"]["name"] == "ifru"
+
+
+def test_a_stream_checks_a_request_against_the_pending_ones(base, tmp_path):
+    """A request was checked against the current run alone: one overlapping a pending request was accepted, then
+    refused whole when applied (a user in it never forgotten); and held-out requests all had one hash, the empty
+    input's, and named a method that never ran."""
+    stream = ForgetStream(tmp_path / "s", base, method="scif")
+    run = stream.current
+    user = int(run.graph[EDGE].edge_index[0, 0])
+    raw_user = str(run.graph["user"].raw_id[user])
+    item = str(run.graph["item"].raw_id[int(run.graph[EDGE].edge_index[1, 0])])
+    assert stream.submit(users=[raw_user]) == 1
+    with pytest.raises(ValueError, match=r"1 of the requested edges were already forgotten .* \(counting the "
+                                         r"requests accepted before it and not yet applied: 1\)"):
+        stream.submit(edges=[[raw_user, item]])
+    assert stream.submit(items=[item]) == 2  # the item keeps other users' edges once the user is gone
+    held = [[str(run.graph[node].raw_id[k]) for node, k in zip(("user", "item"), pair)]
+            for pair in _observed(run.val, 20)]
+    held = [pair for pair in held if pair[0] != raw_user and pair[1] != item][:2]
+    for pair in held:
+        stream.submit(edges=[pair])
+    stream.process()
+    assert stream.applied() == [1, 2, 3, 4] and not stream.rejected()
+    lines = load_run(stream.current_path()).audit
+    assert [line["request"]["edges"] for line in lines[2:]] == [0, 0]
+    assert [line["method"] for line in lines[2:]] == [{"name": None, "requested": "scif", "seed": 0}] * 2
+    hashes = [line["request"]["sha256"] for line in lines]
+    assert len(set(hashes)) == 4 and hashlib.sha256(b"").hexdigest() not in hashes
 
 
 def _bad_inputs(base: Path, tmp: Path, files: dict) -> list[tuple[list, str]]:
@@ -768,7 +799,12 @@ def test_stream_survives_a_crash_between_journal_and_publish(base, tmp_path, mon
 def test_stream_journal_cuts_a_torn_line_and_refuses_stale_requests(base, tmp_path):
     stream = ForgetStream(tmp_path / "s", base, method="scif")
     stream.submit(users=["u1"])
-    stream.submit(users=["u1"])  # valid when submitted, a repeat when applied
+    with pytest.raises(ValueError, match=r"users already forgotten .*: u1 \(counting the requests accepted before it "
+                                         r"and not yet applied: 1\)"):
+        stream.submit(users=["u1", "u2"])  # was accepted, then refused whole when applied: u2 was never forgotten
+    with stream._journal_lock():  # a submit that read the journal before a process() published request 1
+        stream._append({"seq": 2, "time": "t", "request": {"users": ["u1"], "items": None, "edges": None,
+                                                           "local_ids": False}})
     with open(stream.journal_path, "ab") as handle:
         handle.write(b'{"seq": 3, "req')  # a crash in the middle of an append
     assert len(stream.requests()) == 2
