@@ -147,6 +147,15 @@ def data_files(path: str | os.PathLike, format: str) -> list[Path]:
     return [path] if path.is_file() else []
 
 
+def check_threshold_has_ratings(format: str, label_col: str | None, threshold: float | None) -> None:
+    """Refuses a ``threshold`` for data without ratings (CSV without ``label_col``, LightGCN lines): it failed
+    later as "no label reaches the threshold 4.0 (the labels run from 1 to 1)", naming neither option."""
+    if threshold is not None and (format == "lightgcn" or (format == "csv" and label_col is None)):
+        where = "a csv file without --label-col" if format == "csv" else "lightgcn data"
+        raise ValueError(f"--threshold binarises ratings, but {where} holds none (every row is an interaction): "
+                         "name the rating column with --label-col, or drop --threshold")
+
+
 def _binary_labels(graph: HeteroData, threshold: float | None, source: str) -> HeteroData:
     """``graph`` with 0/1 labels: ratings binarised at ``threshold``; 0/1 labels kept as they are."""
     label = graph[EDGE].edge_label
@@ -360,6 +369,7 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
     """
     _check_new_run(Path(out).expanduser().absolute())
     hp = _hparams(model, hparams)
+    check_threshold_has_ratings(format, label_col, threshold)
     options = {"user_col": user_col, "item_col": item_col, "label_col": label_col, "duplicates": duplicates,
                "delimiter": delimiter, "encoding": encoding, "threshold": threshold, "negatives": negatives}
     graph, test = load_file(path, format, user_col=user_col, item_col=item_col, label_col=label_col,

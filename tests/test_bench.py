@@ -327,6 +327,8 @@ def test_bad_input_is_refused_before_training(tmp_path):
         run_bench("adversarial", DataSource("ml-1m", negatives=1), out=tmp_path)
     with pytest.raises(ValueError, match="brings its own 0/1 labels"):
         DataSource("ml-100k", negatives=2)
+    with pytest.raises(ValueError, match="--threshold binarises ratings, but lightgcn data holds none"):
+        DataSource("file", path=str(tmp_path), format="lightgcn", threshold=4)
     with pytest.raises(ValueError, match="unknown stream parameters"):
         run_bench("stream", "synthetic", params={"lenght": 3}, out=tmp_path)
     with pytest.raises(ValueError, match="bad options for 'sisa'"):
@@ -335,6 +337,8 @@ def test_bad_input_is_refused_before_training(tmp_path):
         run_bench("deletion", "synthetic", methods=["ifru"], options={"scif": {"damping": "abc"}}, out=tmp_path)
     with pytest.raises(ValueError, match="retrain is every cell's reference"):  # reached its row only
         run_bench("attack", "synthetic", options={"retrain": {"train.epochs": 1}}, out=tmp_path)
+    with pytest.raises(ValueError, match="methods lists none: give at least one"):  # ran every default method
+        run_bench("attack", "synthetic", methods=[], out=tmp_path)
     with pytest.raises(ValueError, match="unlearnrec cannot continue a stream"):  # failed after one request
         run_bench("stream", "synthetic", methods=["unlearnrec"], out=tmp_path)
     with pytest.raises(ValueError, match=r"stream fractions \(its checkpoints\) must be in \(0, 1\], got \[0.5, 2.0\]"):
@@ -514,9 +518,13 @@ def test_reports_render_again_from_results_json(tmp_path):
     result = run_bench("stream", "synthetic", methods=["scif"], seeds=1, out=tmp_path / "a", params={"length": 2},
                        hparams=TINY)
     again = BenchResult.from_dict(json.loads((tmp_path / "a" / "results.json").read_text()))
-    write_reports(again, tmp_path / "b")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "attack.png").write_bytes(b"an earlier run's plot")  # showed what the reports no longer say
+    written = write_reports(again, tmp_path / "b")
     assert (tmp_path / "b" / "results.md").read_text() == (tmp_path / "a" / "results.md").read_text()
     assert again.to_dict() == json.loads(json.dumps(result.to_dict()))
+    assert sorted(path.name for path in (tmp_path / "b").glob("*.png")) == [path.name for path in written
+                                                                          if path.suffix == ".png"]
 
 
 # ---------------------------------------------------------------------------------- data sources

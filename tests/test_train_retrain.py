@@ -12,7 +12,7 @@ from graphforget.data import (EDGE, attack_flip, edge_subgraph, make_interaction
 from graphforget.metrics import evaluate_auc
 from graphforget.models import MF, LightGCN
 from graphforget.objectives import BCEObjective
-from graphforget.train import TrainConfig, TrainResult, train
+from graphforget.train import NoSignalWarning, TrainConfig, TrainResult, train
 from graphforget.unlearn import Retrain, RetrainConfig, UnlearnResult
 
 
@@ -359,6 +359,21 @@ def test_training_warns_when_the_validation_auc_stays_at_chance():
         messages = [str(w.message) for w in caught if "nothing shows that the" in str(w.message)]
         assert bool(messages) == at_chance, (fit.best_val_auc, messages)
         assert (fit.best_val_auc < 0.56) == at_chance
+
+
+def test_training_says_when_the_validation_pairs_are_too_few_to_tell():
+    """With 4 validation pairs 3 standard errors above chance is 1.47: the warning said a best AUC of 1.000 was
+    "under 1.47", a bound no AUC can reach."""
+    graph = planted_communities(60, 40, num_communities=2, interactions_per_user=10, seed=0)
+    split = random_split(graph, (0.8, 0.1, 0.1), seed=0)
+    store = split.val[EDGE]
+    few = [(store.edge_label == label).nonzero().flatten()[:2] for label in (0, 1)]
+    val = edge_subgraph(split.val, torch.cat(few))
+    model = MF(60, 40, 8)
+    model.reset_parameters(0)
+    with pytest.warns(NoSignalWarning, match="train: 4 validation pairs are too few to tell whether the model learnt a "
+                                             "preference: chance alone reaches an AUC of 1 within 3 standard errors"):
+        train(model, split.train, BCEObjective(l2=1e-2), TrainConfig(epochs=2, batch_size=0), val)
 
 
 @pytest.mark.distributed

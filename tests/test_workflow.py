@@ -550,6 +550,10 @@ def _bad_inputs(base: Path, tmp: Path, files: dict) -> list[tuple[list, str]]:
         (["verify", "--run", str(base), "--out", str(tmp / "no_dir" / "v.json")], "does not exist"),
         (["verify", "--run", str(base), "--out", "/proc/v.json"], "--out /proc/v.json: cannot write in /proc"),
         (fit_csv, "implicit feedback only"),
+        (fit_csv[:-2] + ["--threshold", "4", "--out", str(tmp / "n")],  # was: "the labels run from 1 to 1"
+         "--threshold binarises ratings, but a csv file without --label-col holds none"),
+        (fit_csv[:7] + ["--item-col", "user", "--out", str(tmp / "n")],  # was: "pairs occur on several rows"
+         "user_col, item_col and label_col must name different columns, got ['user', 'user']"),
         (fit_csv[:-2] + ["--label-col", "rating", "--out", str(tmp / "n")], "columns ['rating'] not in"),
         (["fit", "--data", str(tmp / "ratings_only.csv"), "--format", "csv", "--user-col", "user", "--item-col", "item",
           "--label-col", "rating", "--out", str(tmp / "n")], "--threshold"),
@@ -579,7 +583,7 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(capsys, base, files, 
         assert fragment in err, (argv, err)
         assert not (tmp_path / "new").exists() and not (tmp_path / "n").exists(), argv
     assert digests(base) == before
-    assert len(cases) == 43  # the closing note's 34, a held-out negative, `unlearn` on a fit run, 7 more
+    assert len(cases) == 45  # the closing note's 34, a held-out negative, `unlearn` on a fit run, 9 more
 
 
 def test_a_modified_parent_is_refused(capsys, base, tmp_path):

@@ -26,7 +26,7 @@ from ..config import check_fields, is_integer
 from ..data import EDGE, Split, attack_flip, binarize, edge_subgraph, find_data_root, num_items, pair_keys, random_split
 from ..protocols.attack import DATASET_NAMES, AttackData, prepare_attack_data, raw_data_file
 from ..runs import sha256_file
-from ..workflow import data_files, load_file, prepare_split
+from ..workflow import check_threshold_has_ratings, data_files, load_file, prepare_split
 
 __all__ = ["IMPLICIT_DATASETS", "BENCH_DATASETS", "DataSource"]
 
@@ -80,7 +80,10 @@ class DataSource:
         self._check_file_options()
 
     def _check_file_options(self) -> None:
-        """Refuses, by name, an option that a named dataset would ignore (a threshold of 3 read ML-100K at 4)."""
+        """Refuses, by name, an option that a named dataset would ignore (a threshold of 3 read ML-100K at 4), and
+        a threshold for a file without ratings."""
+        if self.dataset == "file":
+            check_threshold_has_ratings(self.format, self.label_col, self.threshold)
         ignored = ("path", "format") if self.dataset != "file" else ()
         if self.dataset in DATASET_NAMES:  # the IFRU protocol's own preparation: ratings >= 4, labels as given
             ignored += ("threshold", "user_col", "item_col", "label_col")

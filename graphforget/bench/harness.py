@@ -218,7 +218,11 @@ def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str =
     Raises:
         ValueError: an unknown protocol, dataset, method, parameter or option, before anything is trained.
     """
-    methods = list(methods or (ADVERSARIAL_METHODS if protocol == "adversarial" else DEFAULT_METHODS))
+    if methods is None:
+        methods = ADVERSARIAL_METHODS if protocol == "adversarial" else DEFAULT_METHODS
+    methods = list(methods)
+    if not methods:  # an empty list ran every default method, SISA's and RecEraser's trainings included
+        raise ValueError("methods lists none: give at least one, or None for the protocol's defaults")
     _check_run(protocol, methods)
     source = dataset if isinstance(dataset, DataSource) else DataSource(dataset, None if root is None else str(root))
     seeds = _seed_list(seeds)

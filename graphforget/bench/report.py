@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..io import atomic_write, write_json
 from .harness import bench_hparams
+from .protocols import PROTOCOLS
 
 __all__ = ["COLUMNS", "markdown", "write_reports", "plot", "rst", "readme_table", "render_docs",
            "README_MARKERS"]
@@ -176,11 +177,17 @@ def plot(result, path: Path) -> Path | None:
 
 
 def write_reports(result, out: Path) -> list[Path]:
-    """Writes ``results.json``, ``results.md`` and ``<protocol>.png`` (when matplotlib is installed)."""
+    """Writes ``results.json``, ``results.md`` and ``<protocol>.png`` (when matplotlib is installed), and removes
+    the plot an earlier run in ``out`` left, of another protocol or (without matplotlib) of this one: it would
+    show what the reports no longer say."""
     out.mkdir(parents=True, exist_ok=True)
     files = [write_json(out / "results.json", result.to_dict()),
              atomic_write(out / "results.md", lambda handle: handle.write(markdown(result)), binary=False)]
     figure = plot(result, out / f"{result.protocol}.png")
+    for protocol in PROTOCOLS:
+        stale = out / f"{protocol}.png"
+        if stale != figure:
+            stale.unlink(missing_ok=True)
     return files + ([figure] if figure is not None else [])
 
 

@@ -385,14 +385,17 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
 
     Raises:
         ValueError: for a file that is not in ``encoding`` (or an unknown encoding), missing columns, an empty file,
-            an unknown ``duplicates`` policy, or duplicated pairs under ``"raise"``; ``FILE, line N: ...`` naming
-            the column for a row without a value in a used column (shorter than the header, or an empty cell) or a
-            label that is not a finite number (or is beyond float32, the labels' dtype); a used column named twice
-            in the header; ``FILE, lines N-M: ...`` for a used value holding a line break (a quote left open), and
-            a row the csv module cannot read.
+            an unknown ``duplicates`` policy, one column named for two roles, or duplicated pairs under
+            ``"raise"``; ``FILE, line N: ...`` naming the column for a row without a value in a used column
+            (shorter than the header, or an empty cell) or a label that is not a finite number (or is beyond
+            float32, the labels' dtype); a used column named twice in the header; ``FILE, lines N-M: ...`` for a
+            used value holding a line break (a quote left open), and a row the csv module cannot read.
     """
     if duplicates not in ("raise", "last"):
         raise ValueError(f"duplicates must be 'raise' or 'last', got {duplicates!r}")
+    used = [column for column in (user_col, item_col, label_col) if column is not None]
+    if len(set(used)) < len(used):  # user_col == item_col read every row as a self-pair, reported as duplicates
+        raise ValueError(f"user_col, item_col and label_col must name different columns, got {used}")
     codec = _text_codec(encoding)
     try:
         with open(_require(Path(path)), newline="", encoding=codec) as f:
