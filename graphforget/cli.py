@@ -705,6 +705,9 @@ def cmd_fit(args) -> int:
           f"{_count(m['items'], 'item')} ({_count(m['train_edges'], 'training pair')}); "
           f"{_count(m['epochs'], 'epoch')} in {m['train_seconds']:.1f}s; "
           f"val AUC {_fmt(m['val_auc'])}, test AUC {_fmt(m['test_auc'])}")
+    if m["users_left_out"] or m["items_left_out"]:
+        print(f"left out: {_count(m['users_left_out'], 'user')} and {_count(m['items_left_out'], 'item')} of the file, "
+              "every pair of theirs held out for validation or test (the model has no row for them)")
     print(f"wrote run {result.path}")
     return 0
 
@@ -1086,7 +1089,9 @@ def _run(parser: argparse.ArgumentParser, argv: list[str] | None, debug: bool) -
             raise
         print(_one_line(str(error)), file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as error:
+    except BrokenPipeError:  # a reader that left: main's own status, not an error of the input
+        raise
+    except (ValueError, OSError) as error:  # OSError: a missing or forbidden path, a full or read-only disk
         if debug:
             raise
         print(f"graphforget: error: {_one_line(str(error))}", file=sys.stderr)

@@ -31,6 +31,7 @@ import logging
 import numbers
 import os
 import re
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -228,17 +229,24 @@ def _remap(part: HeteroData, onto: HeteroData) -> HeteroData:
 def with_negatives(graph: HeteroData, ratio: int, seed: int = 0) -> HeteroData:
     """:func:`~graphforget.data.add_negatives` that also serves users who interacted with most items.
 
-    Users whose ``ratio`` negatives per interaction would take more than half of the items they have not
-    interacted with (ML-1M has one with 2,314 of 3,706 movies; rejection sampling crawls there) get theirs
-    drawn exactly instead: ``min(ratio * degree, free items)`` distinct free items at random. The others get
-    :func:`~graphforget.data.add_negatives`. Negatives are stored with ``observed = False``; node attributes
+    Every user gets ``ratio`` negatives per positive (an edge labelled 1), as from
+    :func:`~graphforget.data.add_negatives`. Those whose negatives would take more than half of the items they
+    have no pair with (ML-1M has one with 2,314 of 3,706 movies; rejection sampling crawls there) get theirs
+    drawn exactly instead: ``min(ratio * positives, free items)`` distinct free items at random, with a warning
+    where there are fewer free items than that. Negatives are stored with ``observed = False``; node attributes
     are kept.
     """
     store, count = graph[EDGE], num_items(graph)
     degree = torch.bincount(store.edge_index[0], minlength=num_users(graph))
-    heavy = 2 * ratio * degree > count - degree
+    need = ratio * torch.bincount(store.edge_index[0][store.edge_label > 0], minlength=num_users(graph))
+    heavy = 2 * need > count - degree
     if not bool(heavy.any()):
         return add_negatives(graph, ratio, seed)
+    short = need > count - degree
+    if bool(short.any()):
+        missing = int((need - (count - degree))[short].sum())
+        warnings.warn(f"{int(short.sum())} users have fewer items without a pair than the {ratio} negatives per "
+                      f"positive they need ({missing} short in all): they get every such item", stacklevel=2)
     light = edge_subgraph(graph, ~heavy[store.edge_index[0]])
     sampled = add_negatives(light, ratio, seed) if light[EDGE].edge_index.size(1) else light
     extra = [sampled[EDGE].edge_index[:, ~sampled[EDGE].observed]] if "observed" in sampled[EDGE] else []
@@ -247,7 +255,7 @@ def with_negatives(graph: HeteroData, ratio: int, seed: int = 0) -> HeteroData:
         free = torch.ones(count, dtype=torch.bool)
         free[store.edge_index[1][store.edge_index[0] == user]] = False
         items = free.nonzero().flatten()
-        pick = items[torch.randperm(items.numel(), generator=gen)[:ratio * int(degree[user])]].sort().values
+        pick = items[torch.randperm(items.numel(), generator=gen)[:int(need[user])]].sort().values
         extra.append(torch.stack([torch.full_like(pick, user), pick]))
     log.info("%d users interacted with most items: their negatives were drawn exactly", int(heavy.sum()))
     extra = torch.cat(extra, 1)
@@ -382,7 +390,9 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
     fit = train(net, split.train.to(dev), hp.objective(), hp.train_config(seed, progress), split.val.to(dev))
     metrics = {"train_seconds": fit.seconds, "epochs": fit.epochs, "best_epoch": fit.best_epoch,
                "val_auc": fit.best_val_auc, "test_auc": heldout_auc(net, split.train.to(dev), split.test),
-               **_sizes(split.train, split.val, split.test)}
+               **_sizes(split.train, split.val, split.test),
+               # nodes of the file whose every pair the split held out: the model has no row for them
+               "users_left_out": num_users(graph) - users, "items_left_out": num_items(graph) - items}
     info = {"kind": "fit", "version": __version__, "data": _data_record(Path(path).expanduser(), format, options),
             "model": {"name": hp.model, "config": hp.model_config(users, items)}, "hparams": hp.as_dict(),
             "seed": seed, "metrics": metrics,

@@ -387,6 +387,8 @@ def test_load_csv_keeps_ids_written_differently_apart(tmp_path):
     with pytest.raises(ValueError, match=r"ratings.csv is not UTF-8 text \(invalid continuation byte\): pass its enc"):
         load_csv(path, "u", "i")
     assert list(load_csv(path, "u", "i", encoding="latin-1")["user"].raw_id) == ["José"]
+    with pytest.raises(ValueError, match="ratings.csv is not utf-16 text .*BOM.*: pass its encoding"):
+        load_csv(path, "u", "i", encoding="utf-16")  # the codec's own error named neither the file nor the option
     for unknown in ("latin-9000", "base64"):  # no such codec; a codec of bytes, not of text
         with pytest.raises(ValueError, match=f"unknown text encoding '{unknown}'"):
             load_csv(path, "u", "i", encoding=unknown)

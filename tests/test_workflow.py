@@ -21,10 +21,10 @@ import pytest
 import torch
 
 from graphforget.cli import main
-from graphforget.data import EDGE, pair_keys
+from graphforget.data import EDGE, make_interactions, pair_keys
 from graphforget.runs import FILES, directory_lock, lineage, load_run, publish, request_sha256, sha256_file
 from graphforget.workflow import (ForgetStream, build_request, data_files, fit_on_file, forget, load_file,
-                                  raw_to_local, verify_run)
+                                  raw_to_local, verify_run, with_negatives)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--epochs", "3", "--embedding-dim", "8"]
@@ -226,6 +226,53 @@ def test_a_file_it_may_not_read_is_one_line_exit_2(capsys, files, tmp_path, monk
     monkeypatch.setattr("graphforget.workflow.load_file", denied)
     code, _, err = cli(capsys, "fit", "--data", files["csv"], *FIT_ARGS["csv"], "--out", tmp_path / "run")
     assert code == 2 and err == f"graphforget: error: [Errno 13] Permission denied: '{files['csv']}'\n"
+
+
+@pytest.mark.filterwarnings("ignore::graphforget.train.NoSignalWarning")  # the counts are the point
+def test_fit_says_which_users_and_items_of_the_file_it_left_out(capsys, tmp_path):
+    """A user whose every pair the split held out has no row in the model: fit dropped 17 of 160 users of a file
+    without a word, and a request to forget one was then refused as an unknown id."""
+    rng = np.random.default_rng(0)
+    rows = ["user,item,rating"] + [f"c{u},i{i},{rng.integers(1, 6)}" for u in range(40)
+                                   for i in rng.choice(30, 12, replace=False)]
+    rows += [f"single{k},i{k % 30},{1 + k % 5}" for k in range(30)]  # one pair each: about a fifth are held out
+    data = tmp_path / "ratings.csv"
+    data.write_text("\n".join(rows) + "\n")
+    code, out, _ = cli(capsys, "fit", "--data", data, "--format", "csv", "--user-col", "user", "--item-col", "item",
+                       "--label-col", "rating", "--threshold", "4", *TINY, "--quiet", "--out", tmp_path / "run")
+    metrics = json.loads((tmp_path / "run" / "run.json").read_text())["metrics"]
+    kept = set(load_run(tmp_path / "run").graph["user"].raw_id)
+    assert code == 0 and metrics["users_left_out"] == 70 - len(kept) > 0
+    assert f"left out: {metrics['users_left_out']} users and {metrics['items_left_out']} item" in out
+
+
+def test_every_user_gets_its_negatives_per_positive():
+    """Users who had a pair with most items got theirs per rated pair, the others per positive: with 4 positives of
+    12 rated pairs the heavy user got 12 negatives, a light one with 2 of 6 got 2. A shortfall was silent."""
+    rows = [(0, i, float(i < 4)) for i in range(12)] + [(u, (u + i) % 30, float(i < 2)) for u in range(1, 9)
+                                                         for i in range(6)]
+    users, items, labels = zip(*rows)
+    graph = make_interactions(torch.tensor([users, items]), torch.tensor(labels), 9, 16)  # 16 items: user 0 is heavy
+    out = with_negatives(graph, 1, seed=0)
+    store = out[EDGE]
+    negatives = torch.bincount(store.edge_index[0][~store.observed], minlength=9)
+    positives = torch.bincount(graph[EDGE].edge_index[0][graph[EDGE].edge_label > 0], minlength=9)
+    assert torch.equal(negatives, positives)  # user 0: 4, not 12
+    with pytest.warns(UserWarning, match=r"1 users have fewer items without a pair than the 2 negatives per positive "
+                                         r"they need \(4 short in all\)"):
+        out = with_negatives(graph, 2, seed=0)  # user 0 needs 8 of the 4 items it has no pair with
+    assert int((out[EDGE].edge_index[0][~out[EDGE].observed] == 0).sum()) == 4
+
+
+def test_a_full_disk_is_one_line_exit_2(capsys, files, tmp_path, monkeypatch):
+    """A write that failed for want of space (or on a read-only disk) printed a traceback and exited 1."""
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr("graphforget.workflow.save_run", full)
+    code, _, err = cli(capsys, "fit", "--data", files["csv"], *FIT_ARGS["csv"], *TINY, "--quiet",
+                       "--out", tmp_path / "run")
+    assert code == 2 and err == "graphforget: error: [Errno 28] No space left on device\n"
+    assert not (tmp_path / "run").exists()
 
 
 def test_fit_with_explicit_hyperparameters_and_library_call(files, tmp_path):

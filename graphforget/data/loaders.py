@@ -409,10 +409,11 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
             _check_used_columns_once(path, reader.fieldnames, (user_col, item_col, label_col))
             rows = [_csv_row(path, (first, last), row, user_col, item_col, label_col)
                     for first, last, row in _rows_with_lines(reader)]
-    except UnicodeDecodeError as error:
+    except UnicodeError as error:  # a UnicodeDecodeError, or a codec's own (utf-16 without its byte-order mark)
         shown = "UTF-8" if codec == "utf-8-sig" else encoding
-        raise ValueError(f"{path} is not {shown} text ({error.reason}): pass its encoding (encoding='latin-1', "
-                         "'cp1252', ...; fit --encoding) or save it as UTF-8") from None
+        reason = getattr(error, "reason", error)
+        raise ValueError(f"{path} is not {shown} text ({reason}): pass its encoding (encoding='latin-1', 'cp1252', "
+                         "...; fit --encoding) or save it as UTF-8") from None
     except csv.Error as error:  # e.g. a field over the csv module's size limit: an unclosed quote swallowing lines
         raise ValueError(f"{path}, the row from line {reader.line_num + 1}: not readable as CSV ({error}): an unclosed "
                          "quote?") from None
