@@ -54,9 +54,16 @@ class UsageError(Exception):
     """A user error: reported on one line, exit status 2."""
 
 
+#: The flags of ``graphforget`` itself, which go before the command.
+_GLOBAL_FLAGS = ("--threads", "-v", "--verbose")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line instead of usage + message
-        raise UsageError(f"{self.prog}: error: {message}")
+        misplaced = [flag for flag in _GLOBAL_FLAGS
+                     if message.startswith("unrecognized arguments") and flag in message.split()]
+        hint = f" ({misplaced[0]} goes before the command: graphforget {misplaced[0]} ... COMMAND)" if misplaced else ""
+        raise UsageError(f"{self.prog}: error: {message}{hint}")
 
 
 def _ratio(text: str) -> float:
@@ -135,8 +142,11 @@ def _check_out_dir(out: str, run: str | None = None) -> Path:
     existing = next((p for p in [path, *path.parents] if p.exists()), Path("."))
     if not existing.is_dir():
         raise UsageError(f"graphforget: error: cannot create --out {out}: {existing} is not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"graphforget: error: cannot write to --out {out}: {existing} is not writable")
+    try:  # a real write: os.access says yes to root in /proc or on a read-only disk, and the run failed at the end
+        tempfile.TemporaryDirectory(dir=existing).cleanup()
+    except OSError as error:
+        raise UsageError(f"graphforget: error: cannot write to --out {out}: {existing} is not writable "
+                         f"({error.strerror})") from None
     return path
 
 

@@ -169,10 +169,13 @@ def _binary_labels(graph: HeteroData, threshold: float | None, source: str) -> H
     return graph
 
 
-def _check_negatives(graph: HeteroData, negatives: int, source: str) -> None:
+def _check_negatives(graph: HeteroData, negatives: int, source: str, threshold: float | None = None) -> None:
     if negatives < 0:
         raise ValueError(f"negatives must be >= 0, got {negatives}")
     if negatives == 0 and not bool((graph[EDGE].edge_label == 0).any()):
+        if threshold is not None:  # the threshold made them so: "implicit feedback" named the wrong cause
+            raise ValueError(f"{source}: every rating reaches --threshold {threshold:g}, so every label is 1 and BCE "
+                             "training has no negative: raise --threshold, or pass --negatives N to sample some")
         raise ValueError(f"{source} holds implicit feedback only (every label is 1), and BCE training needs "
                          f"negatives: pass --negatives N to sample N non-interactions per interaction (e.g. 1)")
 
@@ -307,7 +310,7 @@ def prepare_split(graph: HeteroData, test: HeteroData | None, *, threshold: floa
         ValueError: labels other than 0/1 without ``threshold``; implicit feedback without ``negatives``.
     """
     graph = _binary_labels(graph, threshold, source)
-    _check_negatives(graph, negatives, source)
+    _check_negatives(graph, negatives, source, threshold)
     if test is not None:
         return _split_with_test(graph, _binary_labels(test, threshold, source), negatives, seed)
     if negatives:
@@ -488,7 +491,7 @@ def _local_nodes(graph: HeteroData, node: str, ids: Sequence, local_ids: bool) -
         unknown = [ids[k] for k in (~known).nonzero().flatten().tolist()]
         kind = "local" if local_ids else "raw"
         # a raw id of the data file is unknown too when the split held out its every pair (fit drops those nodes)
-        why = "" if local_ids else (f": mistyped, or a {node} of the data file whose every pair went to validation "
+        why = "" if local_ids else (f": mistyped, or {'an' if node == 'item' else 'a'} {node} of the data file whose every pair went to validation "
                                     "or test, which fit drops: the model never learnt from it, nothing to forget")
         raise ValueError(f"unknown {node} ids ({kind}): {', '.join(map(str, unknown[:10]))}"
                          f"{' ...' if len(unknown) > 10 else ''} ({len(unknown)} of {len(ids)}; the run's training "

@@ -328,6 +328,8 @@ def _has_matplotlib() -> bool:
     (["train", "--out", "x", "--epochs", "0"], "expected a positive integer"),
     (["train", "--dataset", "synthetic", "--device", "toaster", "--out", "x"], "unknown device 'toaster'"),
     ([], "required: COMMAND"),
+    (["train", "--out", "x", "--threads", "1"], "--threads goes before the command: graphforget --threads ... COMMAND"),
+    (["evaluate", "--run", "x", "-v"], "-v goes before the command"),
 ])
 def test_usage_errors_exit_2_with_one_line(argv, fragment, capsys):
     code, out, err = run_cli(capsys, *argv)

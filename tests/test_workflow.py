@@ -596,6 +596,7 @@ def _bad_inputs(base: Path, tmp: Path, files: dict) -> list[tuple[list, str]]:
         (forget + ["--users", everyone], "the request removes every training edge"),  # was: "pass val=None"
         (["verify", "--run", str(base), "--out", str(tmp / "no_dir" / "v.json")], "does not exist"),
         (["verify", "--run", str(base), "--out", "/proc/v.json"], "--out /proc/v.json: cannot write in /proc"),
+        (fit_csv[:-1] + ["/proc/gf"], "cannot write to --out /proc/gf: /proc is not writable"),  # named a temp dir
         (fit_csv, "implicit feedback only"),
         (fit_csv[:-2] + ["--threshold", "4", "--out", str(tmp / "n")],  # was: "the labels run from 1 to 1"
          "--threshold binarises ratings, but a csv file without --label-col holds none"),
@@ -604,6 +605,9 @@ def _bad_inputs(base: Path, tmp: Path, files: dict) -> list[tuple[list, str]]:
         (fit_csv[:-2] + ["--label-col", "rating", "--out", str(tmp / "n")], "columns ['rating'] not in"),
         (["fit", "--data", str(tmp / "ratings_only.csv"), "--format", "csv", "--user-col", "user", "--item-col", "item",
           "--label-col", "rating", "--out", str(tmp / "n")], "--threshold"),
+        (["fit", "--data", str(tmp / "ratings_only.csv"), "--format", "csv", "--user-col", "user", "--item-col", "item",
+          "--label-col", "rating", "--threshold", "0", "--out", str(tmp / "n")],  # was: "implicit feedback only"
+         "every rating reaches --threshold 0, so every label is 1"),
         (["fit", "--data", str(files["implicit"]), "--format", "csv", "--out", str(tmp / "n")], "--user-col"),
         (["fit", "--data", str(tmp / "nope.csv"), "--format", "csv", "--out", str(tmp / "n")], "does not exist"),
         (fit_csv[:2] + [str(tmp)] + fit_csv[3:-1] + [str(tmp / "n")], "is a folder: give the dataset file"),
@@ -630,7 +634,7 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(capsys, base, files, 
         assert fragment in err, (argv, err)
         assert not (tmp_path / "new").exists() and not (tmp_path / "n").exists(), argv
     assert digests(base) == before
-    assert len(cases) == 45  # the closing note's 34, a held-out negative, `unlearn` on a fit run, 9 more
+    assert len(cases) == 47  # the closing note's 34, a held-out negative, `unlearn` on a fit run, 11 more
 
 
 def test_a_modified_parent_is_refused(capsys, base, tmp_path):
