@@ -491,8 +491,10 @@ def _local_nodes(graph: HeteroData, node: str, ids: Sequence, local_ids: bool) -
         unknown = [ids[k] for k in (~known).nonzero().flatten().tolist()]
         kind = "local" if local_ids else "raw"
         # a raw id of the data file is unknown too when the split held out its every pair (fit drops those nodes)
-        why = "" if local_ids else (f": mistyped, or {'an' if node == 'item' else 'a'} {node} of the data file whose every pair went to validation "
-                                    "or test, which fit drops: the model never learnt from it, nothing to forget")
+        article = "an" if node == "item" else "a"
+        why = "" if local_ids else (f": mistyped, or {article} {node} of the data file whose every pair went to "
+                                    "validation or test, which fit drops: the model never learnt from it, nothing to "
+                                    "forget")
         raise ValueError(f"unknown {node} ids ({kind}): {', '.join(map(str, unknown[:10]))}"
                          f"{' ...' if len(unknown) > 10 else ''} ({len(unknown)} of {len(ids)}; the run's training "
                          f"graph has {graph[node].num_nodes} {node}s){why}")
