@@ -9,8 +9,9 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from .config import eval_mode, is_integer
-from .data.interactions import (EDGE, check_model_fits, check_pair_ids, check_pair_tensor, finite_scores,
-                                message_passing_edges, num_items, num_users, pair_scores, validate_pairs)
+from .data.interactions import (EDGE, check_model_fits, check_pair_ids, check_pair_tensor, check_unique_pairs,
+                                finite_scores, message_passing_edges, num_items, num_users, pair_scores,
+                                validate_pairs)
 
 __all__ = ["auc", "auc_standard_error", "auc_groups", "completeness", "evaluate_auc", "recall_ndcg_at_k",
            "mean_probability", "mi_bf", "mi_ng", "prediction_distance", "parameter_distance"]
@@ -53,8 +54,10 @@ def auc_standard_error(auc_value: float, num_positive: int, num_negative: int) -
         \\quad Q_1 = \\frac{A}{2 - A},\\ Q_2 = \\frac{2A^2}{1 + A}
 
     Raises:
-        ValueError: a class without pairs, or an AUC outside ``[0, 1]``.
+        ValueError: counts that are not integers, a class without pairs, or an AUC outside ``[0, 1]``.
     """
+    if not (is_integer(num_positive) and is_integer(num_negative)):  # 2.5 pairs gave a figure, inf gave NaN
+        raise ValueError(f"pair counts must be integers, got {num_positive!r} and {num_negative!r}")
     if num_positive < 1 or num_negative < 1:
         raise ValueError(f"an AUC needs both classes, got {num_positive} positive and {num_negative} negative pairs")
     if not 0 <= auc_value <= 1:
@@ -126,19 +129,28 @@ def evaluate_auc(model, graph: HeteroData, test: HeteroData, request: Tensor | N
         ValueError: the model's tables or the test pairs' ids do not fit the graph, or ``request`` is not a
             ``[2, R]`` tensor of distinct (user, item) pairs of the graph's node ranges.
     """
-    labels = _test_labels(test)
+    labels = _test_labels(test, graph)
     request = None if request is None else validate_pairs(graph, request)
     edges = test[EDGE].edge_index.to(graph[EDGE].edge_index.device)
     scores = _scores(model, graph, edges, "the test set")
     return auc_groups(scores.cpu(), edges.cpu(), labels.cpu(), None if request is None else request.cpu())
 
 
-def _test_labels(test: HeteroData) -> Tensor:
-    """``test``'s ``edge_label`` ``[T]``, one per pair (a named error when it is missing or of another length)."""
-    labels, pairs = test[EDGE].get("edge_label"), test[EDGE].edge_index.size(1)
-    if labels is None or tuple(labels.shape) != (pairs,):
-        raise ValueError(f"the test set needs an edge_label per pair ([{pairs}], 1: an interaction, 0: a "
+def _test_labels(test: HeteroData, graph: HeteroData) -> Tensor:
+    """``test``'s ``edge_label`` ``[T]``, one 0 or 1 per pair of ids of ``graph``, each pair once: a named error
+    otherwise (a pair stored twice counted twice, NDCG reached 2; a rating of 0.3 was a negative to the AUC and a
+    positive to Recall)."""
+    labels, edges = test[EDGE].get("edge_label"), test[EDGE].edge_index
+    if labels is None or tuple(labels.shape) != (edges.size(1),):
+        raise ValueError(f"the test set needs an edge_label per pair ([{edges.size(1)}], 1: an interaction, 0: a "
                          f"non-interaction), got {None if labels is None else list(labels.shape)}")
+    other = labels[(labels != 0) & (labels != 1)]
+    if other.numel():
+        raise ValueError(f"the test set's edge_label must be 0 or 1 (1: an interaction, 0: a non-interaction), got "
+                         f"{other.numel()} other values, e.g. {other[:3].tolist()}: binarise ratings first "
+                         "(graphforget.data.binarize)")
+    check_pair_ids(edges, graph, "the test set")
+    check_unique_pairs(edges, num_items(graph), "the test set", "store each pair once")
     return labels
 
 
@@ -188,10 +200,9 @@ def recall_ndcg_at_k(model, graph: HeteroData, test: HeteroData, k: int = 20, ba
     if not is_integer(k) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     check_model_fits(model, graph)
-    check_pair_ids(test[EDGE].edge_index, graph, "the test set")
     device = graph[EDGE].edge_index.device
     train = message_passing_edges(graph)
-    test_ei = test[EDGE].edge_index[:, _test_labels(test) > 0].to(device)
+    test_ei = test[EDGE].edge_index[:, _test_labels(test, graph) > 0].to(device)
     users = test_ei[0].unique()
     if users.numel() == 0:  # no user to average over (0 would be a figure nobody earned)
         return {f"recall@{k}": math.nan, f"ndcg@{k}": math.nan}
@@ -247,14 +258,17 @@ def mean_probability(model, graph: HeteroData, edges: Tensor) -> float:
 
 def mi_bf(model_before, graph_before, model_after, graph_after, request: Tensor) -> float:
     """MI-BF: mean :math:`\\sigma(\\hat y)` of the requested edges before / after unlearning (> 1 is good);
-    infinite (NaN for 0/0) where the probabilities after underflowed to 0."""
+    infinite (NaN for 0/0) where the probabilities after underflowed to 0. ``request`` holds each pair once."""
+    request = validate_pairs(graph_after, request)  # a set: an edge listed twice weighed twice in the mean
     before = mean_probability(model_before, graph_before, request)
     return _ratio(before, mean_probability(model_after, graph_after, request))
 
 
 def mi_ng(model_after, graph_after, request: Tensor, negatives: Tensor) -> float:
     """MI-NG: mean :math:`\\sigma(\\hat y)` of random negative pairs / of the requested edges after unlearning;
-    infinite (NaN for 0/0) where the requested edges' probabilities underflowed to 0."""
+    infinite (NaN for 0/0) where the requested edges' probabilities underflowed to 0. ``request`` holds each pair
+    once."""
+    request = validate_pairs(graph_after, request)  # a set: an edge listed twice weighed twice in the mean
     negative = mean_probability(model_after, graph_after, negatives)
     return _ratio(negative, mean_probability(model_after, graph_after, request))
 

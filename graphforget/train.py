@@ -163,12 +163,14 @@ def chance_level(val: HeteroData) -> float | None:
 def _warn_if_at_chance(result: TrainResult, val: HeteroData) -> None:
     """Warns when the best validation AUC is under :func:`chance_level`: nothing shows that the model learnt."""
     level = chance_level(val)
-    if level is not None and level >= 1 and math.isfinite(result.best_val_auc):
+    if level is None or not math.isfinite(result.best_val_auc):
+        return
+    if level >= 1:  # "under 1.47" would name a bound no AUC reaches
         pairs = val[EDGE].edge_index.size(1)
         warnings.warn(f"train: {pairs} validation pairs are too few to tell whether the model learnt a preference: "
                       f"chance alone reaches an AUC of 1 within {CHANCE_MARGIN:g} standard errors (the best was "
                       f"{result.best_val_auc:.3f}, epoch {result.best_epoch})", NoSignalWarning, stacklevel=3)
-    elif level is not None and math.isfinite(result.best_val_auc) and result.best_val_auc < level:
+    elif result.best_val_auc < level:
         warnings.warn(f"train: the best validation AUC, {result.best_val_auc:.3f} (epoch {result.best_epoch}), is "
                       f"under {level:.3f}, {CHANCE_MARGIN:g} standard errors above chance: nothing shows that the "
                       "model learnt a preference: too few validation pairs to tell, or the training failed "

@@ -556,8 +556,8 @@ def sign_test(below: int, above: int) -> float:
     r"""One-sided sign test: :math:`P(X \ge \text{below})` for :math:`X \sim \mathrm{Binomial}(n, 1/2)`,
     :math:`n` = ``below + above`` (ties are left out before); 1 for :math:`n = 0`. Summed in log space, so
     it holds for any :math:`n` (tails far below float64's smallest normal number underflow to 0)."""
-    if below < 0 or above < 0:
-        raise ValueError(f"sign_test needs counts >= 0, got below={below}, above={above}")
+    if not (is_integer(below) and is_integer(above)) or below < 0 or above < 0:  # 2.5 gave a p-value, NaN a crash
+        raise ValueError(f"sign_test needs integer counts >= 0, got below={below!r}, above={above!r}")
     n = below + above
     k = torch.arange(below, n + 1, dtype=torch.float64)
     log_terms = math.lgamma(n + 1) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1) - n * math.log(2)

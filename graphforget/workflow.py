@@ -349,8 +349,7 @@ def _data_record(path: Path, format: str, options: dict) -> dict:
 def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike, user_col: str | None = None,
                 item_col: str | None = None, label_col: str | None = None, duplicates: str = "raise",
                 delimiter: str = ",", encoding: str = "utf-8", threshold: float | None = None, negatives: int = 0,
-                model: str = "mf",
-                hparams: dict | Hyperparameters | None = None, seed: int = 0, device: str = "cpu",
+                model: str = "mf", hparams: dict | Hyperparameters | None = None, seed: int = 0, device: str = "cpu",
                 progress: bool = False) -> FitResult:
     """Trains a model on a file and publishes a ``fit`` run at ``out``.
 
@@ -1216,8 +1215,7 @@ class ForgetStream:
             if entry["seq"] not in pending:
                 continue
             try:
-                request = build_request(run, **{key: value for key, value in entry["request"].items()
-                                                if value is not None})
+                request = build_request(run, **_journaled(entry))
                 _check_leaves_edges(run, request)
             except ValueError:
                 continue
@@ -1252,7 +1250,7 @@ class ForgetStream:
         """Applies a journaled request: its run, or ``None`` when it is refused. Only a request invalid against the
         current run is refused, for good; any other error (a damaged run, a method's or model's failure) stops the
         stream with the request pending."""
-        request = {key: value for key, value in entry["request"].items() if value is not None}
+        request = _journaled(entry)
         parent = self.current
         try:
             _check_leaves_edges(parent, build_request(parent, **request))
@@ -1287,6 +1285,11 @@ class ForgetStream:
         if seq in self.rejected():
             raise ValueError(f"request {seq} was refused: {self.rejected()[seq]}")
         return self._run_path(seq)
+
+
+def _journaled(entry: dict) -> dict:
+    """The arguments of :func:`build_request` (and :func:`forget`) that a journal line holds."""
+    return {key: value for key, value in entry["request"].items() if value is not None}
 
 
 def _without_request(run: Run, request: Request) -> Run:

@@ -136,7 +136,7 @@ def test_data_source_names_the_field_it_refuses(options, message):
     with pytest.raises(ValueError) as error:
         DataSource(**{"dataset": "file", "path": "r.csv", "format": "csv", **options})
     assert message in str(error.value)
-    assert DataSource("file", path="r.csv", format="csv", threshold=4, negatives=1).threshold == 4
+    assert DataSource("file", path="r.csv", format="csv", label_col="r", threshold=4, negatives=1).threshold == 4
 
 
 # ------------------------------------------------------------------------------------------------ global state

@@ -344,6 +344,37 @@ def test_metrics_refuse_what_they_cannot_score_or_rank_by_name():
         parameter_distance(model, MF(5, 3, 2))
 
 
+def test_metrics_refuse_pairs_counted_twice_and_labels_that_are_not_0_or_1():
+    """A test pair stored twice was counted twice (NDCG@1 of 2.0), a request edge listed twice weighed twice in
+    MI-BF, a rating of 0.3 was a negative to the AUC and a positive to Recall, and 2.5 pairs gave a standard error."""
+    from graphforget.verify import sign_test
+    graph = make_interactions(torch.tensor([[0, 1, 2, 3], [0, 1, 2, 0]]), torch.tensor([1., 0., 1., 0.]), 4, 3)
+    model = MF(4, 3, 2)
+    model.reset_parameters(0)
+    twice = graph.clone()
+    twice[EDGE].edge_index = graph[EDGE].edge_index[:, [0, 1, 2, 2]]
+    twice[EDGE].edge_label = torch.tensor([1., 0., 1., 1.])
+    for metric in (evaluate_auc, recall_ndcg_at_k):
+        with pytest.raises(ValueError, match=r"the test set holds 1 duplicated \(user, item\) pairs, the first "
+                                             r"\(2, 2\) at positions 2 and 3; store each pair once"):
+            metric(model, graph, twice)
+    ratings = graph.clone()
+    ratings[EDGE].edge_label = torch.tensor([5., 0.3, 1., 0.])
+    for metric in (evaluate_auc, recall_ndcg_at_k):
+        with pytest.raises(ValueError, match=r"edge_label must be 0 or 1 .* got 2 other values, e.g. \[5.0, 0.3"):
+            metric(model, graph, ratings)
+    request = torch.tensor([[0, 2, 0], [0, 2, 0]])
+    with pytest.raises(ValueError, match="request holds 1 duplicated"):
+        mi_bf(model, graph, model, graph, request)
+    with pytest.raises(ValueError, match="request holds 1 duplicated"):
+        mi_ng(model, graph, request, torch.tensor([[1], [0]]))
+    for counts in ((2.5, 3), (3, float("inf")), (True, 3)):
+        with pytest.raises(ValueError, match="pair counts must be integers"):
+            auc_standard_error(0.5, *counts)
+        with pytest.raises(ValueError, match="sign_test needs integer counts >= 0"):
+            sign_test(*counts)
+
+
 # --------------------------------------------------------------------------------------------- audit cases
 
 class DropoutMF(MF):
