@@ -343,9 +343,15 @@ def _evaluate_own_run(args) -> dict:
     from .workflow import heldout_auc
     run = load_run(args.run)
     device = torch.device(args.device)
-    return {"test_auc": heldout_auc(run.model.to(device), run.graph.to(device), run.test.to(device)),
-            "kind": run.info["kind"], "model": run.info["model"]["name"],
-            "method": run.info["method"]["name"] if run.info["kind"] == "forget" else "original"}
+    out = {"test_auc": heldout_auc(run.model.to(device), run.graph.to(device), run.test.to(device)),
+           "kind": run.info["kind"], "model": run.info["model"]["name"],
+           "method": run.info["method"]["name"] if run.info["kind"] == "forget" else "original"}
+    if out["test_auc"] is None:  # a bare null read as a failure
+        labels = run.test[EDGE].edge_label
+        positive = int((labels == 1).sum())
+        out["note"] = (f"no test AUC: the run's test pairs hold {positive} labelled 1 and {labels.numel() - positive} "
+                       "labelled 0, and an AUC needs both")
+    return out
 
 
 def _run_unlearner(args, method: str, options: dict):
@@ -726,11 +732,13 @@ def _request_args(args, run) -> dict:
     """``users``/``items``/``edges`` of ``forget`` from its flags (an ``--edges`` file is read here, a header line
     told from a pair by the raw ids of ``run``, a loaded run)."""
     from .workflow import read_edges_file
+    if args.encoding != "utf-8" and args.edges is None:
+        raise UsageError("graphforget: error: --encoding is the --edges file's: ids on the command line are text")
     if args.users is not None:
         return {"users": _id_list(args.users, "--users")}
     if args.items is not None:
         return {"items": _id_list(args.items, "--items")}
-    return {"edges": read_edges_file(args.edges, run)}
+    return {"edges": read_edges_file(args.edges, run, args.encoding)}
 
 
 def cmd_forget(args) -> int:
@@ -831,11 +839,13 @@ def _add_workflow_commands(sub) -> None:
                        description="Forget users, items or edges of a run with one method; the new run holds the "
                                    "model, the remaining graph, the lineage and the audit log. The run is not modified.")
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--users", metavar="ID[,ID...]", help="users whose every training edge is forgotten")
+    what.add_argument("--users", metavar="ID[,ID...]", help="users whose every training edge is forgotten (a CSV "
+                      "line: an id holding a comma goes in double quotes, '\"Smith, J\",u2')")
     what.add_argument("--items", metavar="ID[,ID...]", help="items whose every training edge is forgotten")
     what.add_argument("--edges", metavar="FILE", help="a file of 'user item' lines (observed interactions: "
                       "training edges are unlearned, validation and test pairs dropped); a first line of column "
                       "names such as 'user,item' or 'userId movieId' is skipped unless they are ids of the run")
+    p.add_argument("--encoding", default="utf-8", help="the --edges file's text encoding (default utf-8; e.g. latin-1)")
     p.add_argument("--local-ids", action="store_true", help="ids are the run's local ids, not the data file's")
     p.add_argument("--run", required=True, help="the run to forget from (from fit or forget)")
     p.add_argument("--method", required=True, help="ifru, scif, retrain, finetune or unlearnrec")

@@ -46,7 +46,7 @@ from .config import is_integer, seeded
 from .data import (EDGE, Split, add_negatives, binarize, edge_subgraph, load_csv, load_labelled_triples,
                    load_movielens_100k, make_interactions, num_items, num_users, on_device, pair_keys, random_split,
                    without_edges)
-from .data.loaders import _lightgcn_files
+from .data.loaders import _lightgcn_files, text_codec
 from .io import write_json
 from .metrics import evaluate_auc
 from .presets import CONTRASTIVE, Hyperparameters, default_hparams
@@ -632,7 +632,8 @@ _HEADER_NAMES = ({"user", "user_id", "userid", "uid"},
                  {"item", "item_id", "itemid", "iid", "movie", "movie_id", "movieid"})
 
 
-def read_edges_file(path: str | os.PathLike, run: Run | None = None) -> list[tuple[str, str]]:
+def read_edges_file(path: str | os.PathLike, run: Run | None = None, encoding: str = "utf-8"
+                    ) -> list[tuple[str, str]]:
     """``(user, item)`` raw id pairs of a file with one pair a line (comma, else tab, else space separated, so ids
     with spaces need a comma or a tab; a comma-separated line is read as CSV, so a quoted id may hold a comma;
     ``#`` comments at a line's start or after a space, and blank lines skipped).
@@ -645,10 +646,12 @@ def read_edges_file(path: str | os.PathLike, run: Run | None = None) -> list[tup
     Args:
         path: the edges file.
         run: the run whose raw ids the pairs name, to tell a header line from a pair.
+        encoding: the file's text encoding (UTF-8 may start with a byte-order mark).
 
     Raises:
         FileNotFoundError, IsADirectoryError: a missing file, or a folder.
-        ValueError: an empty file, or a line without exactly two fields or not UTF-8, naming the file and line.
+        ValueError: an empty file, or a line without exactly two fields or not in ``encoding``, naming the file and
+            line; an unknown encoding.
     """
     path = Path(path).expanduser()
     if path.is_dir():
@@ -656,7 +659,7 @@ def read_edges_file(path: str | os.PathLike, run: Run | None = None) -> list[tup
     if not path.is_file():
         raise FileNotFoundError(f"edges file not found: {path}")
     pairs = []
-    for number, line in enumerate(_edges_text(path).splitlines(), start=1):
+    for number, line in enumerate(_edges_text(path, encoding).splitlines(), start=1):
         fields = _edge_fields(line)
         if not fields:
             continue
@@ -694,15 +697,19 @@ def _is_header(pair: tuple[str, str], run: Run) -> bool:
     return not any(known)
 
 
-def _edges_text(path: Path) -> str:
+def _edges_text(path: Path, encoding: str) -> str:
     """The text of an edges file without the byte-order mark editors write (it joined the first user id: '\\ufeff196'
-    was an unknown user); bytes that are not UTF-8 are a ``ValueError`` naming the file and line."""
-    data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")  # the mark off first: error.start counts from there
+    was an unknown user); bytes not in ``encoding`` are a ``ValueError`` naming the file and line."""
+    codec, data = text_codec(encoding), path.read_bytes()
+    if codec == "utf-8-sig":  # the mark off first: error.start counts from there
+        codec, data = "utf-8", data.removeprefix(b"\xef\xbb\xbf")
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data[:error.start].count(b"\n") + 1
-        raise ValueError(f"{path}, line {line}: not UTF-8 text ({error.reason}): save it as UTF-8") from None
+        return data.decode(codec)
+    except UnicodeError as error:  # a UnicodeDecodeError, or a codec's own (utf-16 without its byte-order mark)
+        line = data[:getattr(error, "start", 0)].count(b"\n") + 1
+        shown = "UTF-8" if codec == "utf-8" else encoding
+        raise ValueError(f"{path}, line {line}: not {shown} text ({getattr(error, 'reason', error)}): pass its "
+                         "encoding (forget --encoding latin-1, ...) or save it as UTF-8") from None
 
 
 # ------------------------------------------------------------------------------------------------ forgetting

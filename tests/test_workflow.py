@@ -649,13 +649,23 @@ def test_a_modified_parent_is_refused(capsys, base, tmp_path):
     assert code == 2 and "does not match the sha256" in err and not (tmp_path / "n").exists()
 
 
-def test_evaluate_reads_a_fit_run(capsys, base):
+def test_evaluate_reads_a_fit_run(capsys, base, tmp_path):
     """`evaluate` refused runs of one's own data, and `verify` refuses a fit run: no command gave its test AUC."""
     code, out, err = cli(capsys, "evaluate", "--run", base)
     assert code == 0, err
     printed = json.loads(out)
     assert printed["test_auc"] == pytest.approx(load_run(base).info["metrics"]["test_auc"], abs=1e-12)
-    assert printed["kind"] == "fit" and printed["method"] == "original"
+    assert printed["kind"] == "fit" and printed["method"] == "original" and "note" not in printed
+    run = load_run(base)
+    positives = run.test[EDGE].edge_label == 1
+    interactions = [[str(run.graph[node].raw_id[k]) for node, k in zip(("user", "item"), pair)]
+                    for pair in run.test[EDGE].edge_index[:, positives].t().tolist()]
+    one_class = forget(run, out=tmp_path / "one-class", method="scif", edges=interactions)  # held-out pairs only
+    code, out, err = cli(capsys, "evaluate", "--run", one_class.path)
+    printed = json.loads(out)
+    assert code == 0 and printed["test_auc"] is None  # a bare null read as a failure
+    assert printed["note"] == (f"no test AUC: the run's test pairs hold 0 labelled 1 and {int((~positives).sum())} "
+                               "labelled 0, and an AUC needs both")
 
 
 def test_untrusted_or_non_finite_results_are_not_published(base, tmp_path, monkeypatch):
@@ -1120,6 +1130,12 @@ def test_an_edges_file_with_a_byte_order_mark_reads_as_without_and_bad_bytes_nam
     latin.write_bytes(plain.read_bytes() + "u\xe9 m1\n".encode("latin-1"))
     code, _, err = cli(capsys, "forget", "--run", base, "--edges", latin, "--method", "ifru", "--out", tmp_path / "n")
     assert code == 2 and err.count("\n") == 1 and f"{latin}, line 3" in err and "UTF-8" in err
+    assert "forget --encoding" in err  # a file written in the data's own encoding (fit --encoding) can be read
+    assert read_edges_file(latin, parent, "latin-1")[-1] == ("u\xe9", "m1")
+    assert read_edges_file(marked, parent, "UTF8") == read_edges_file(plain, parent)
+    code, _, err = cli(capsys, "forget", "--run", base, "--users", "u1", "--encoding", "latin-1", "--method", "ifru",
+                       "--out", tmp_path / "n")
+    assert code == 2 and "--encoding is the --edges file's" in err
 
 
 def test_an_edges_file_header_is_skipped_only_when_the_run_does_not_know_its_words(capsys, base, tmp_path):

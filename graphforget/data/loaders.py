@@ -396,7 +396,7 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
     used = [column for column in (user_col, item_col, label_col) if column is not None]
     if len(set(used)) < len(used):  # user_col == item_col read every row as a self-pair, reported as duplicates
         raise ValueError(f"user_col, item_col and label_col must name different columns, got {used}")
-    codec = _text_codec(encoding)
+    codec = text_codec(encoding)
     try:
         with open(_require(Path(path)), newline="", encoding=codec) as f:
             reader = csv.DictReader(f, delimiter=delimiter, skipinitialspace=True)  # "user, item" too
@@ -427,7 +427,7 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def _text_codec(encoding: str) -> str:
+def text_codec(encoding: str) -> str:
     """Python's codec for ``encoding``; UTF-8 as utf-8-sig, since the byte-order mark that spreadsheets write would
     otherwise join the first column's name."""
     try:
