@@ -166,12 +166,15 @@ def _sorted_pair_keys(edge_index: Tensor, n_items: int) -> Tensor:
 
 
 def hashed_negatives(graph: HeteroData, edge_label_index: Tensor, seed: int, epoch: int, rounds: int = 8) -> Tensor:
-    """One negative item per (user, item) edge, a pure function of (user, item, seed, epoch).
+    """One negative item per (user, item) edge, a function of (user, item, seed, epoch) and the user's items.
 
-    Being a function of the edge alone, an edge keeps its negative when other edges are removed, so
-    the empirical risk of the remaining edges is the same before and after unlearning. Negatives that
-    hit an item of the same user in ``graph`` are redrawn (up to ``rounds`` times), then moved to the
-    next item the user has no edge with (so dense users get valid negatives too).
+    Negatives that hit an item of the same user in ``graph`` are redrawn (up to ``rounds`` times), then moved
+    to the next item the user has no edge with (so dense users get valid negatives too). An edge keeps its
+    negative when other edges are removed, except where a draw had been moved off an item of the user that
+    the removal takes away: the draw then falls back to that item, as a model trained on the remaining edges
+    draws it. The influence methods take the remaining edges' terms on the remaining graph, so such a term
+    counts among the changed ones (measured on a 4-edge MF: IFRU's step equals the Newton step on the exact
+    remaining objective, redrawn term included).
 
     Raises:
         ValueError: when a user has an edge with every item (no negative exists).

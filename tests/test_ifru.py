@@ -929,3 +929,42 @@ def test_running_statistics_are_left_as_trained_and_said(problem, cls, one_threa
         assert result.info["untouched_buffers"] == ["norm.running_mean", "norm.running_var"]
         assert all(torch.equal(buffer, stats[name]) for name, buffer in result.model.named_buffers())
     assert "untouched_buffers" not in cls(MF(U, I, D).double(), graph, BCEObjective(l2=1e-2)).unlearn(request).info
+
+
+def test_a_bpr_negative_redrawn_off_a_removed_item_counts_as_a_changed_term():
+    """The first draws of user 0's edges (0, 1) and (0, 2) hit item 0, the user's, and were moved to item 3; with
+    (0, 0) removed they fall back to item 0, as a Retrain draws them. hashed_negatives' docstring said an edge keeps
+    its negative: IFRU's step is the Newton step on the exact remaining objective, those two terms changed."""
+    from torch.autograd.functional import hessian
+    from graphforget.data import make_interactions, remove_edges
+    from graphforget.objectives import hashed_negatives
+    graph = make_interactions(torch.tensor([[0, 0, 0, 1], [0, 1, 2, 3]]), num_users=2, num_items=4)
+    request, others = torch.tensor([[0], [0]]), torch.tensor([[0, 0], [1, 2]])
+    remaining = remove_edges(graph, request)
+    assert hashed_negatives(graph, others, 0, 0).tolist() == [3, 3]
+    assert hashed_negatives(remaining, others, 0, 0).tolist() == [0, 0]
+    torch.manual_seed(0)
+    model, objective = MF(2, 4, 2).double(), BPRObjective(l2=0.5, seed=0, resample=False)
+    optimizer = torch.optim.LBFGS(model.parameters(), max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = objective.total(model, graph)
+        loss.backward()
+        return loss
+    optimizer.step(closure)
+    with warnings.catch_warnings():  # the paper's step on this tiny model fails the acceptance test: applied anyway
+        warnings.simplefilter("ignore")
+        result = IFRU(model, graph, objective, IFRUConfig.paper(curvature="exact")).unlearn(request)
+    users, items = model.user_emb.weight.detach(), model.item_emb.weight.detach()
+
+    def loss(rows, on):  # BPR with its summed L2, as a function of user 0's and item 0's rows (the others fixed)
+        p, q = torch.cat([rows[None, :2], users[1:]]), torch.cat([rows[None, 2:], items[1:]])
+        pairs, _ = objective.pairs(on)
+        positive, negative = (p[pairs[0]] * q[pairs[1]]).sum(-1).chunk(2)
+        return -torch.nn.functional.logsigmoid(positive - negative).sum() + objective.l2 / 2 * (rows ** 2).sum()
+    rows = torch.cat([users[0], items[0]]).requires_grad_(True)
+    gradient = torch.autograd.grad(loss(rows, graph) - loss(rows, remaining), rows)[0]
+    newton = rows.detach() + torch.linalg.solve(hessian(lambda x: loss(x, graph), rows.detach()), gradient)
+    got = torch.cat([result.model.user_emb.weight[0], result.model.item_emb.weight[0]]).detach()
+    torch.testing.assert_close(got, newton, rtol=0, atol=1e-5)  # CG to tol 1e-4 (the removed term alone: 1.8 off)

@@ -318,6 +318,18 @@ def test_pruning_matches_plain_loop(graph, ratios):
     assert bool(select_nodes(scores, (0.0, 0.0, 0.0), always=always)[always].all())
 
 
+def test_pruning_breaks_exact_ties_by_id_whatever_the_rounding():
+    """Order-2 scores of users 0 and 1 are both 13/54, reached by other sums: in float32 they came out 0.24074073
+    and 0.24074076, and the top half kept node 4 (item 2) where the tie-break by the smaller id keeps node 0."""
+    pairs = torch.tensor([[0, 0, 0, 1, 1, 1, 2, 2], [0, 1, 3, 1, 2, 3, 0, 1]])
+    graph = make_interactions(pairs, num_users=3, num_items=4)
+    scores = importance_scores(graph, torch.tensor([[0, 1], [3, 1]]), 2)
+    assert scores.dtype == torch.float64 and scores[2, 0] == scores[2, 4]
+    assert select_nodes(scores, (0.5, 0.5, 0.5)).nonzero().flatten().tolist() == [0, 1, 5, 6]
+    tied = torch.tensor([[0.3, 0.1 + 0.2, 0.25]], dtype=torch.float64)  # 0.3 two ways: unequal in float64
+    assert tied[0, 0] < tied[0, 1] and select_nodes(tied, (0.3,)).nonzero().flatten().tolist() == [0]
+
+
 @pytest.mark.parametrize("ratio, candidates, kept", [(0.07, 100, 7), (0.55, 2900, 1595), (0.07, 101, 8), (0.0, 50, 0)])
 def test_pruning_keeps_the_fraction_as_written(ratio, candidates, kept):
     """The top ``ratio`` of the candidates is ceil(ratio * candidates) for the ratio as written: 0.07 of 100 is 7,

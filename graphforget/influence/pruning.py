@@ -22,7 +22,7 @@ def message_passing_degrees(graph: HeteroData) -> Tensor:
 
 
 def importance_scores(graph: HeteroData, request: Tensor, hops: int, degrees: Tensor | None = None) -> Tensor:
-    r"""Importance of every node at orders :math:`0..K` for a request, as ``[K + 1, U + I]``.
+    r"""Importance of every node at orders :math:`0..K` for a request, as ``[K + 1, U + I]`` (float64).
 
     .. math::
         s^0_v = \sum_{(v, \cdot) \in D_r} \frac{1}{|N_v|}, \qquad
@@ -39,9 +39,11 @@ def importance_scores(graph: HeteroData, request: Tensor, hops: int, degrees: Te
     check_pair_tensor(request, "request", "R")
     check_pair_ids(request, graph, "request")
     users = num_users(graph)
-    deg = (message_passing_degrees(graph) if degrees is None else degrees).clamp(min=1)
-    s = torch.zeros(deg.numel(), device=deg.device)
-    s.index_add_(0, torch.cat([request[0], request[1] + users]), torch.ones(2 * request.size(1), device=s.device))
+    # float64: equal scores reached by other sums must stay equal for select_nodes' tie-break by id (in float32
+    # 13/54 came out as 0.24074073 and 0.24074076, and the node of the larger id was kept)
+    deg = (message_passing_degrees(graph) if degrees is None else degrees).double().clamp(min=1)
+    s = torch.zeros(deg.numel(), dtype=torch.float64, device=deg.device)
+    s.index_add_(0, torch.cat([request[0], request[1] + users]), s.new_ones(2 * request.size(1)))
     scores = [s / deg]
     edge_index = homogeneous_graph(graph)[0] if hops else None  # built only to propagate
     for _ in range(hops):
@@ -70,8 +72,12 @@ def select_nodes(scores: Tensor, ratios: tuple[float, ...] | None, always: Tenso
         candidates = (s > 0).nonzero().flatten()
         ratio = 1.0 if ratios is None else ratios[k]
         count = _top_count(ratio, candidates.numel())
-        # Stable sort on descending score keeps equal scores in ascending id order.
-        order = torch.sort(-s[candidates], stable=True).indices[:count]
+        if count == 0:
+            continue
+        # Stable sort on descending score keeps equal scores in ascending id order. Scores equal in exact arithmetic
+        # can differ in their last bits (1/3 + 1/6 and 1/2): ranked on 32 bits of their ratio to the largest.
+        level = torch.round(s[candidates].double() / s[candidates].max().double() * 2 ** 32)
+        order = torch.sort(-level, stable=True).indices[:count]
         keep[candidates[order]] = True
     if always is not None:
         keep[always] = True
