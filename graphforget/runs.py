@@ -375,7 +375,7 @@ def load_run(path: str | os.PathLike, map_location="cpu") -> Run:
     removed = torch.load(path / "removed.pt", weights_only=True)
     model, _ = load_model(path / "model.pt", map_location=map_location)
     check_model_fits(model, graph)
-    audit = [json.loads(line) for line in (path / "audit.jsonl").read_text().splitlines() if line.strip()]
+    audit = _audit_lines(path)
     return Run(path, info, model, graph, graph_from_dict(heldout["val"], "val"),
                graph_from_dict(heldout["test"], "test"), removed["edge_index"], removed["edge_label"],
                removed["observed"], audit)
@@ -393,15 +393,19 @@ def lineage(run: str | os.PathLike | Run) -> list[Path]:
     """The runs of a lineage, root (the ``fit`` run) first, ``run`` last, as resolved paths.
 
     Each parent is found from the child's ``run.json`` (relative path first, so a moved tree of runs still
-    resolves) and checked against the sha256 of its ``run.json`` the child recorded.
+    resolves) and checked against the sha256 of its ``run.json`` the child recorded, its files against their
+    sha256 in it, and its audit log against the child's, which holds it and one line more; the last line of
+    ``run``'s own log must name ``run``'s model and graph.
 
     Raises:
         FileNotFoundError: when a parent run is gone.
-        ValueError: when a parent's ``run.json`` changed after the child was derived from it.
+        ValueError: when a parent's ``run.json``, files or audit log changed after the child was derived from
+            it, or ``run``'s last audit line names another model or graph than its own.
     """
     path = (run.path if isinstance(run, Run) else Path(run).expanduser()).resolve()
     chain = [path]
     info = _read_info(path)
+    _check_last_audit_line(path, info)
     while info["lineage"].get("parent"):
         parent = info["lineage"]["parent"]
         parent_path = _parent_path(chain[-1], parent)
@@ -409,6 +413,26 @@ def lineage(run: str | os.PathLike | Run) -> list[Path]:
             raise FileNotFoundError(f"the parent run {parent['path']} of {chain[-1]} is gone")
         if sha256_file(parent_path / "run.json") != parent["run_sha256"]:
             raise ValueError(f"the parent run {parent_path} changed after {chain[-1]} was derived from it")
-        chain.append(parent_path)
         info = _read_info(parent_path)
+        _check_files(parent_path, info)  # every run the report counts, not the root and the leaf alone
+        if _audit_lines(chain[-1])[:-1] != _audit_lines(parent_path):
+            raise ValueError(f"the audit log of {chain[-1]} does not continue its parent's ({parent_path}): the "
+                             "lines of the earlier requests were edited")
+        chain.append(parent_path)
     return chain[::-1]
+
+
+def _audit_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in (path / "audit.jsonl").read_text().splitlines() if line.strip()]
+
+
+def _check_last_audit_line(path: Path, info: dict) -> None:
+    """Raises ``ValueError`` when a forget run's last audit line names another model or graph than the run's."""
+    if not info["lineage"].get("parent"):
+        return
+    lines = _audit_lines(path)
+    child = lines[-1].get("child", {}) if lines else {}
+    if (child.get("model_sha256"), child.get("graph_sha256")) != (info["files"].get("model.pt"),
+                                                                     info["files"].get("graph.pt")):
+        raise ValueError(f"{path}/audit.jsonl's last line names another model or graph than the run's own: a file "
+                         "of the run was replaced")

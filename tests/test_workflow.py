@@ -368,6 +368,35 @@ def test_forget_a_user_by_raw_id(capsys, base, tmp_path):
     assert not (child.val[EDGE].edge_index[0] == u7).any() and not (child.test[EDGE].edge_index[0] == u7).any()
 
 
+def _rehash(run: Path) -> None:
+    """Records the run's files as they now are in its run.json (a forger's step after replacing one)."""
+    info = json.loads((run / "run.json").read_text())
+    info["files"] = {name: sha256_file(run / name) for name in info["files"]}
+    (run / "run.json").write_text(json.dumps(info))
+
+
+def test_verify_checks_every_run_of_the_lineage_and_its_audit_log(capsys, base, tmp_path):
+    """Only the root and the leaf were checked: a byte flipped in an intermediate run, an earlier audit line edited
+    to say 'trusted', or the parent's model copied into the leaf (its run.json rehashed) all verified as before."""
+    runs = {name: tmp_path / name for name in ("a", "b")}
+    for parent, user, out in ((base, "u1", runs["a"]), (runs["a"], "u2", runs["b"])):
+        assert cli(capsys, "forget", "--run", parent, "--users", user, "--method", "scif", "--quiet", "--out", out)[0] == 0
+    for tamper, message in [
+            (lambda: (runs["a"] / "removed.pt").write_bytes((runs["a"] / "removed.pt").read_bytes() + b"x"),
+             "a/removed.pt does not match the sha256"),
+            (lambda: [(runs["b"] / "audit.jsonl").write_text((runs["b"] / "audit.jsonl").read_text().replace(
+                '"scif"', '"retrain"', 1)), _rehash(runs["b"])], "does not continue its parent's"),
+            (lambda: [shutil.copy(runs["a"] / "model.pt", runs["b"] / "model.pt"), _rehash(runs["b"])],
+             "last line names another model or graph than the run's own")]:
+        saved = {path: path.read_bytes() for run in runs.values() for path in run.iterdir()}
+        tamper()
+        code, _, err = cli(capsys, "verify", "--run", runs["b"])
+        assert code == 2 and message in err, err
+        for path, data in saved.items():
+            path.write_bytes(data)
+    assert cli(capsys, "verify", "--run", runs["b"])[0] == 0
+
+
 def test_two_requests_chain_lineage_and_audit(capsys, base, tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     first.mkdir()  # an empty directory is a new run directory (it was refused as existing)
