@@ -441,6 +441,10 @@ def cmd_pretrain_encoder(args) -> int:
 
 def cmd_demo(args) -> int:
     methods = args.methods or list(METHODS)
+    for flag, given in (("--methods", methods), ("--model", args.model)):
+        if len(set(given)) < len(given):  # a model named twice was trained and printed twice
+            twice = sorted({name for name in given if given.count(name) > 1})
+            raise UsageError(f"graphforget demo: error: {flag} names {twice} more than once")
     for method in methods:
         _check_method(method)
     options: dict[str, dict] = {m: {} for m in methods}

@@ -322,6 +322,8 @@ def _has_matplotlib() -> bool:
     (["demo", "--methods", "nope"], "unknown method 'nope'"),
     (["bench", "--protocol", "attack", "--methods", "nope", "--out", "x"], "receraser, unlearnrec, retrain_seed)"),
     (["demo", "--option", "ifru-solver"], "--option takes METHOD:KEY=VALUE"),
+    (["demo", "--model", "mf", "mf"], "--model names ['mf'] more than once"),
+    (["demo", "--methods", "ifru", "ifru"], "--methods names ['ifru'] more than once"),
     (["demo", "--dataset", "synthetic", "--l2=-1"], "Hyperparameters.l2: must be >= 0 (got -1.0)"),
     (["bench", "--protocol", "attack", "--dataset", "synthetic", "--l2", "nan", "--out", "x"],
      "Hyperparameters.l2: must be finite (got nan)"),
