@@ -126,8 +126,9 @@ def evaluate_auc(model, graph: HeteroData, test: HeteroData, request: Tensor | N
     """AUC_0/1/2 of ``model`` run on its training ``graph``, on the labelled pairs of ``test``.
 
     Raises:
-        ValueError: the model's tables or the test pairs' ids do not fit the graph, or ``request`` is not a
-            ``[2, R]`` tensor of distinct (user, item) pairs of the graph's node ranges.
+        ValueError: the model's tables or the test pairs' ids do not fit the graph, a test pair stored twice or
+            labelled other than 0/1, or ``request`` is not a ``[2, R]`` tensor of distinct (user, item) pairs of
+            the graph's node ranges.
     """
     labels = _test_labels(test, graph)
     request = None if request is None else validate_pairs(graph, request)

@@ -75,7 +75,7 @@ def select_nodes(scores: Tensor, ratios: tuple[float, ...] | None, always: Tenso
         if count == 0:
             continue
         # Stable sort on descending score keeps equal scores in ascending id order. Scores equal in exact arithmetic
-        # can differ in their last bits (1/3 + 1/6 and 1/2): ranked on 32 bits of their ratio to the largest.
+        # can differ in their last bits (0.1 + 0.2 and 0.3): ranked on 32 bits of their ratio to the largest.
         level = torch.round(s[candidates].double() / s[candidates].max().double() * 2 ** 32)
         order = torch.sort(-level, stable=True).indices[:count]
         keep[candidates[order]] = True
