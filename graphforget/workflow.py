@@ -912,11 +912,8 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
         graph[node].raw_id = parent.graph[node].raw_id
     removed = _removed(parent, request)
     metrics = _forget_metrics(result, report, fit_seconds, model, graph, val, test)
-    # the seed the method and the verification used (the run's own unless given): verify_run needs it again
-    method_record = {"name": method, "options": options or {}, "seed": seed, "config": asdict(config)}
-    if request.edges.size(1) == 0:  # held-out pairs only: no method ran (_unlearn), the model is kept
-        method_record = {"name": None, "requested": method, "seed": seed}
-    info = _forget_info(parent, out, request, method_record, metrics, removed["edge_index"].size(1), heldout)
+    info = _forget_info(parent, out, request, _method_record(method, options, seed, config, request), metrics,
+                        removed["edge_index"].size(1), heldout)
     audit = _audit_line(parent, out, info, result, report, error)
     written = {}
 
@@ -925,6 +922,14 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
         return written
     path = save_run(out, info, model, graph, val, test, removed, parent.audit, remember)
     return ForgetResult(path, request, result, report, written)
+
+
+def _method_record(method: str, options: dict | None, seed: int, config, request: Request) -> dict:
+    """``run.json``'s ``method``, with the seed the method and the verification used (the run's own unless given:
+    verify_run needs it again); a request of held-out pairs only ran no method (:func:`_unlearn`)."""
+    if request.edges.size(1) == 0:
+        return {"name": None, "requested": method, "seed": seed}
+    return {"name": method, "options": options or {}, "seed": seed, "config": asdict(config)}
 
 
 def _check_leaves_edges(run: Run, request: Request) -> None:

@@ -83,6 +83,17 @@ def _seed_list(seeds: int | Sequence[int]) -> list[int]:
     return [int(s) for s in listed]
 
 
+def _methods_to_run(protocol: str, methods: Sequence[str] | None) -> list[str]:
+    """``methods`` (the protocol's defaults for ``None``), checked by :func:`_check_run`."""
+    if methods is None:
+        methods = ADVERSARIAL_METHODS if protocol == "adversarial" else DEFAULT_METHODS
+    methods = list(methods)
+    if not methods:  # an empty list ran every default method, SISA's and RecEraser's trainings included
+        raise ValueError("methods lists none: give at least one, or None for the protocol's defaults")
+    _check_run(protocol, methods)
+    return methods
+
+
 def _check_run(protocol: str, methods: Sequence[str]) -> None:
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
@@ -218,12 +229,7 @@ def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str =
     Raises:
         ValueError: an unknown protocol, dataset, method, parameter or option, before anything is trained.
     """
-    if methods is None:
-        methods = ADVERSARIAL_METHODS if protocol == "adversarial" else DEFAULT_METHODS
-    methods = list(methods)
-    if not methods:  # an empty list ran every default method, SISA's and RecEraser's trainings included
-        raise ValueError("methods lists none: give at least one, or None for the protocol's defaults")
-    _check_run(protocol, methods)
+    methods = _methods_to_run(protocol, methods)
     source = dataset if isinstance(dataset, DataSource) else DataSource(dataset, None if root is None else str(root))
     seeds = _seed_list(seeds)
     spec = PROTOCOLS[protocol]
