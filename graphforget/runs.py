@@ -404,8 +404,8 @@ def lineage(run: str | os.PathLike | Run) -> list[Path]:
     """
     path = (run.path if isinstance(run, Run) else Path(run).expanduser()).resolve()
     chain = [path]
-    info = _read_info(path)
-    _check_last_audit_line(path, info)
+    info, lines = _read_info(path), _audit_lines(path)
+    _check_last_audit_line(path, info, lines)
     while info["lineage"].get("parent"):
         parent = info["lineage"]["parent"]
         parent_path = _parent_path(chain[-1], parent)
@@ -415,7 +415,8 @@ def lineage(run: str | os.PathLike | Run) -> list[Path]:
             raise ValueError(f"the parent run {parent_path} changed after {chain[-1]} was derived from it")
         info = _read_info(parent_path)
         _check_files(parent_path, info)  # every run the report counts, not the root and the leaf alone
-        if _audit_lines(chain[-1])[:-1] != _audit_lines(parent_path):
+        child_lines, lines = lines, _audit_lines(parent_path)
+        if child_lines[:-1] != lines:
             raise ValueError(f"the audit log of {chain[-1]} does not continue its parent's ({parent_path}): the "
                              "lines of the earlier requests were edited")
         chain.append(parent_path)
@@ -426,11 +427,11 @@ def _audit_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in (path / "audit.jsonl").read_text().splitlines() if line.strip()]
 
 
-def _check_last_audit_line(path: Path, info: dict) -> None:
-    """Raises ``ValueError`` when a forget run's last audit line names another model or graph than the run's."""
+def _check_last_audit_line(path: Path, info: dict, lines: list[dict]) -> None:
+    """Raises ``ValueError`` when a forget run's last audit line (of ``lines``) names another model or graph than
+    the run's."""
     if not info["lineage"].get("parent"):
         return
-    lines = _audit_lines(path)
     child = lines[-1].get("child", {}) if lines else {}
     if (child.get("model_sha256"), child.get("graph_sha256")) != (info["files"].get("model.pt"),
                                                                      info["files"].get("graph.pt")):
