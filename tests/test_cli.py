@@ -540,6 +540,21 @@ def test_a_train_run_whose_data_moved_is_rebuilt_from_root_or_where_the_library_
     assert code == 2 and "differs from the data it was trained on" in err
 
 
+def test_a_train_run_whose_held_out_pairs_changed_is_refused(trained_run, capsys, monkeypatch):
+    """The fingerprint covered the training edges and the request only: data edited where the split held pairs
+    out (one test label) was accepted, and evaluate reported the AUC of other test data as the run's."""
+    def one_test_label_flipped(*args, **kwargs):
+        data = prepare_attack_data(*args, **kwargs)
+        label = data.split.test[EDGE].edge_label
+        label[0] = 1 - label[0]
+        return data
+
+    assert run_cli(capsys, "evaluate", "--run", str(trained_run))[0] == 0
+    monkeypatch.setattr("graphforget.cli.prepare_attack_data", one_test_label_flipped)
+    code, _, err = run_cli(capsys, "evaluate", "--run", str(trained_run))
+    assert code == 2 and "differs from the data it was trained on" in err
+
+
 def test_missing_dataset_file_is_a_one_line_error(tmp_path, capsys):
     code, _, err = run_cli(capsys, "train", "--dataset", "ml-100k", "--root", str(tmp_path), "--out", str(tmp_path / "o"))
     assert code == 2 and err.count("\n") == 1 and "ml-100k not found" in err and "u.data is missing" in err

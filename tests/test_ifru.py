@@ -680,12 +680,14 @@ def test_prune_takes_one_ratio_per_order_from_0_to_hops():
 
 def test_prune_without_hops_takes_one_ratio_per_order_of_the_receptive_field(problem):
     """With hops unset the model's receptive field K sets the orders: K + 1 ratios, refused at construction by
-    name otherwise (not at the first request, by a message naming no option); SCIF, which fixes prune, ignores it."""
+    name otherwise (not at the first request, by a message naming no option); SCIF, which fixes prune, refuses it."""
     graph = problem[0]
     message = "IFRUConfig.prune: one ratio per order 0..hops, 3 with hops=None (LightGCN's receptive field 2)"
     with pytest.raises(ValueError, match=re.escape(message + " (got (1.0,))")):
         IFRU(LightGCN(U, I, D, num_layers=2), graph, BCEObjective(), IFRUConfig(prune=(1.0,)))
-    assert SCIF(LightGCN(U, I, D, num_layers=2), graph, BCEObjective(), IFRUConfig(prune=(1.0,))).config.prune is None
+    with pytest.raises(ValueError, match=re.escape("SCIF fixes hops=0, spillover=False, prune=None, "
+                                                   "curvature_of='original'; got prune=(1.0,)")):
+        SCIF(LightGCN(U, I, D, num_layers=2), graph, BCEObjective(), IFRUConfig(prune=(1.0,)))
 
 
 def test_pruned_rows_are_not_widened_for_the_newton_steps(problem, one_thread):

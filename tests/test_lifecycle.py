@@ -154,6 +154,15 @@ def test_run_settings_fill_train_and_seed_and_options_change_them():
         method_config("sisa", {"num_shards": 0})
 
 
+def test_options_a_method_fixes_are_refused_by_name_not_replaced():
+    """SCIF fixes hops, spillover, prune and curvature_of: ``--option hops=2`` was recorded with the run and
+    silently replaced by 0. Their defaults and the fixed values themselves are accepted."""
+    with pytest.raises(ValueError, match=re.escape("bad options for 'scif': SCIF fixes hops=0, spillover=False, "
+                                                   "prune=None, curvature_of='original'; got hops=2")):
+        method_config("scif", {"hops": "2"})
+    assert method_config("scif", {"hops": "0", "spillover": "true"}).hops == 0
+
+
 def test_register_refuses_a_taken_name_or_none_unless_told_to_overwrite():
     """A second class under a taken name is refused, and taken with ``overwrite=True`` (both call forms); a
     subclass that keeps the base's name, or no Unlearner at all, is refused."""

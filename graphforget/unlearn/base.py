@@ -105,8 +105,8 @@ class Unlearner:
         ValueError: (at construction and at every :meth:`unlearn`) when the model's node counts differ from
             the graph's, the model has a NaN or an infinity, the graph's labels do not suit the objective, or a
             (user, item) pair is stored twice (forgetting it would remove one copy only); at construction also when
-            ``val`` does not fit the model or lacks a class (:func:`~graphforget.train.check_val`), or an option
-            the config rejects.
+            ``val`` does not fit the model or lacks a class (:func:`~graphforget.train.check_val`), an option
+            the config rejects, or one the method fixes (:meth:`check_fixed`).
         TypeError: ``model``, ``graph`` or ``objective`` is not a :class:`~graphforget.models.Recommender`, a
             ``HeteroData`` or an :class:`~graphforget.objectives.Objective` instance, ``val`` is neither ``None``
             nor a ``HeteroData``, or ``config`` is neither an instance of :attr:`Config`, a dict nor ``None``.
@@ -117,6 +117,19 @@ class Unlearner:
     Config: ClassVar[type] = NoOptions
     #: Whether :meth:`unlearn` needs :meth:`fit` first.
     needs_fit: ClassVar[bool] = False
+    #: Config fields the method sets itself (SCIF's ``hops=0``, ...): a config setting one otherwise is refused.
+    fixed: ClassVar[dict] = {}
+
+    @classmethod
+    def check_fixed(cls, config) -> None:
+        """Refuses a config that sets a field of :attr:`fixed` to neither its default nor the fixed value: it was
+        silently replaced. Raises ``ValueError`` naming the fields."""
+        default = cls.Config()
+        overridden = [f"{name}={getattr(config, name)!r}" for name, value in cls.fixed.items()
+                      if getattr(config, name) not in (value, getattr(default, name))]
+        if overridden:
+            fixed = ", ".join(f"{name}={value!r}" for name, value in cls.fixed.items())
+            raise ValueError(f"{cls.__name__} fixes {fixed}; got {', '.join(overridden)}")
 
     def __init__(self, model: torch.nn.Module, graph: HeteroData, objective: Objective, config=None, *,
                  val: HeteroData | None = None):
@@ -126,6 +139,7 @@ class Unlearner:
             raise TypeError(f"{type(self).__name__}: config must be an instance of {self.Config.__name__}, a dict of "
                             f"its options or None, got a {type(config).__name__}")
         self.config = config if isinstance(config, self.Config) else build_config(self.Config, config)
+        self.check_fixed(self.config)
         self.fitted, self.fit_seconds, self.fit_info = not self.needs_fit, 0.0, {}
         self._checked_edges: list = []  # (object, version): the objective, node counts and edges the checks passed on
         self._fitted_on: tuple | None = None  # (state, digest) of the graph fit() prepared from, see _check_fitted_on

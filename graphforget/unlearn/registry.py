@@ -57,7 +57,8 @@ def method_config(name: str, options: dict[str, Any] | Any = None, *, train: Tra
     changes only the learning rate of ``train``). Settings the config has no field for are ignored.
 
     Raises:
-        ValueError: an unknown method, or ``Config.field: ...`` naming an option the config rejects.
+        ValueError: an unknown method, ``Config.field: ...`` naming an option the config rejects, or an option
+            the method fixes (:attr:`~graphforget.unlearn.Unlearner.fixed`).
         TypeError: ``options`` is neither a dict nor the method's config (another method's, a string).
     """
     cls = _method(name).Config
@@ -70,9 +71,11 @@ def method_config(name: str, options: dict[str, Any] | Any = None, *, train: Tra
     context = {key: value for key, value in (("train", train), ("seed", seed)) if value is not None and key in names}
     base = build_config(cls, context) if context else None
     try:
-        return build_config(cls, options, base)
+        config = build_config(cls, options, base)
+        _method(name).check_fixed(config)
     except ValueError as error:
         raise ValueError(f"bad options for {name!r}: {error}") from error
+    return config
 
 
 def build_unlearner(name: str, model: torch.nn.Module, graph: HeteroData, objective: Objective,

@@ -48,9 +48,10 @@ class SCIF(IFRU):
     curvature options, the acceptance test, the failure policy and the Newton steps after this one (on a
     stationary model, or an early-stopped one whose L2 is at least its implicit ridge; ``newton.steps=1``
     for the paper's single step) are IFRU's (see :class:`IFRUConfig`); ``hops``, ``spillover``, ``prune``
-    and ``curvature_of`` (``original``) are fixed.
+    and ``curvature_of`` (``original``) are fixed: a config setting them otherwise is refused.
     """
     name = "scif"
+    fixed = {"hops": 0, "spillover": False, "prune": None, "curvature_of": "original"}
 
     def __init__(self, model, graph: HeteroData, objective: Objective, config: IFRUConfig | dict | None = None, *,
                  val: HeteroData | None = None, _reference_paths: bool = False):
@@ -60,7 +61,7 @@ class SCIF(IFRU):
 
     def _fixed(self, config: IFRUConfig) -> IFRUConfig:
         # The new objective keeps the removed terms (relabelled): its curvature is the original one.
-        return replace(config, hops=0, spillover=False, prune=None, curvature_of="original")
+        return replace(config, **self.fixed)
 
     def _replacement_terms(self, removed: Terms, request, remaining: HeteroData) -> Terms:
         return Terms(removed.edge_label_index, substitute_labels(remaining, request).to(removed.target))
