@@ -228,3 +228,89 @@ def test_a_frozen_node_table_stays_out_of_phi_as_a_frozen_dense_parameter_does(m
     assert (result.model.user_emb.weight != model.user_emb.weight).any()  # the trainable table still steps
     rows = NodeRows.from_node_mask(model, torch.ones(50, dtype=torch.bool), 30)
     assert rows.rows["item_emb.weight"].numel() == 0 and rows.rows["user_emb.weight"].numel() == 30
+
+
+class _SharedLinear(EmbeddingRecommender):
+    """MF through one Linear on both sides: held once, under a second name (``self.lin_i = self.lin_u``), or as
+    two Linears whose parameters are tied. The three compute the same function of the same parameters."""
+
+    receptive_field = 0
+
+    def __init__(self, num_users, num_items, embedding_dim, held):
+        super().__init__(num_users, num_items, embedding_dim)
+        self.lin_u = nn.Linear(embedding_dim, embedding_dim)
+        if held == "aliased":
+            self.lin_i = self.lin_u
+        elif held == "tied":
+            self.lin_i = nn.Linear(embedding_dim, embedding_dim)
+            self.lin_i.weight, self.lin_i.bias = self.lin_u.weight, self.lin_u.bias
+
+    def embed(self, graph):
+        return self.lin_u(self.user_emb.weight), getattr(self, "lin_i", self.lin_u)(self.item_emb.weight)
+
+
+class _BiasMF(MF):
+    """MF plus a per-user and a per-item bias table, ``[n]`` or ``[n, 1]``."""
+
+    def __init__(self, num_users, num_items, embedding_dim, flat):
+        super().__init__(num_users, num_items, embedding_dim)
+        self.user_bias = nn.Parameter(torch.zeros(num_users) if flat else torch.zeros(num_users, 1))
+        self.item_bias = nn.Parameter(torch.zeros(num_items) if flat else torch.zeros(num_items, 1))
+
+    def node_parameters(self):
+        return {**super().node_parameters(), "user_bias": "user", "item_bias": "item"}
+
+    def forward(self, graph, edge_label_index):
+        user, item = edge_label_index
+        bias = self.user_bias[user].flatten() + self.item_bias[item].flatten()
+        return super().forward(graph, edge_label_index) + bias
+
+
+def _trained_variants(make, variants, objective):
+    """``{variant: model}`` holding the parameters of the first variant trained briefly (float64), and the graph
+    and a request."""
+    from graphforget import TrainConfig, train
+    from graphforget.data import planted_communities, random_edges
+
+    graph = planted_communities(num_users=30, num_items=20, num_communities=2, interactions_per_user=6, seed=0)
+    models = {variant: make(variant).double() for variant in variants}
+    first = models[variants[0]]
+    train(first, graph, objective, TrainConfig(epochs=20, lr=0.05, batch_size=0, patience=0))
+    for model in models.values():
+        with torch.no_grad():
+            for (name, p), (_, q) in zip(first.named_parameters(), model.named_parameters()):
+                q.copy_(p.reshape(q.shape))
+    return models, graph, random_edges(graph, 0.05, seed=1)
+
+
+def test_a_module_held_twice_or_tied_is_stepped_as_the_module_held_once():
+    """IFRU on a model whose Linear was registered under two names raised ``weight is not an nn.Parameter`` and
+    left a non-leaf tensor in the caller's model in place of the parameter (torch's ``tie_weights`` swapped the
+    module twice); every later method then failed to copy it."""
+    from graphforget.unlearn import IFRU
+
+    objective = BCEObjective(l2=0.1)
+    models, graph, request = _trained_variants(lambda held: _SharedLinear(30, 20, 4, held),
+                                               ("once", "aliased", "tied"), objective)
+    before = {variant: copy.deepcopy(model.state_dict()) for variant, model in models.items()}
+    results = {variant: IFRU(model, graph, objective).unlearn(request) for variant, model in models.items()}
+    expected = dict(results["once"].model.named_parameters())
+    assert (expected["lin_u.weight"] != models["once"].lin_u.weight).any()  # the dense weights step
+    for variant, model in models.items():
+        assert all(type(p) is nn.Parameter for p in model.parameters()), variant
+        assert all(torch.equal(model.state_dict()[k], v) for k, v in before[variant].items()), variant
+        for name, p in results[variant].model.named_parameters():
+            torch.testing.assert_close(p, expected[name], rtol=0, atol=1e-10, msg=f"{variant} {name}")
+
+
+def test_a_flat_node_table_is_stepped_as_its_one_column_table():
+    """A ``[n]`` per-node table (a bias) failed in IFRU with ``IndexError: Dimension out of range`` (a row's
+    size was read as ``size(1)``); it is the ``[n, 1]`` table's problem, flattened."""
+    from graphforget.unlearn import IFRU
+
+    objective = BCEObjective(l2=0.1)
+    models, graph, request = _trained_variants(lambda flat: _BiasMF(30, 20, 4, flat), (False, True), objective)
+    column, flat = (IFRU(models[flat], graph, objective).unlearn(request).model for flat in (False, True))
+    assert (column.user_bias != models[False].user_bias).any()
+    for name, p in column.named_parameters():
+        torch.testing.assert_close(flat.get_parameter(name).flatten(), p.flatten(), rtol=0, atol=1e-10, msg=name)

@@ -35,6 +35,25 @@ def test_substitute_labels(graph):
                                torch.tensor([2 / 3, 0.0, 1.0]))
 
 
+
+
+@pytest.mark.parametrize("dtype", [torch.long, torch.bool])
+def test_integer_labels_substitute_and_step_as_float_labels(graph, dtype):
+    """0/1 labels stored as integers or bools pass every check and train; SCIF failed on them (``mean()``
+    refused the dtype; a bool sum would have been a logical or), and cast the means back to integers."""
+    request = torch.tensor([[3, 2, 1], [4, 4, 4]])
+    exact = make_interactions(EDGES, LABELS, 4, 5)
+    exact[EDGE].edge_label = LABELS.to(dtype)  # set by hand: make_interactions stores float labels
+    torch.testing.assert_close(substitute_labels(remove_edges(exact, request), request),
+                               torch.tensor([2 / 3, 0.0, 1.0]))
+    model = MF(4, 5, 3).double()
+    model.reset_parameters(0)
+    request = torch.tensor([[0], [2]])  # user 0 keeps labels {1, 0}: substitute 0.5
+    expected = SCIF(model, graph, BCEObjective(l2=1.0)).unlearn(request).model
+    result = SCIF(model, exact, BCEObjective(l2=1.0)).unlearn(request).model
+    assert (expected.user_emb.weight != model.user_emb.weight).any()
+    for a, b in zip(result.parameters(), expected.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
 @pytest.mark.parametrize("kind", ["mf", "lightgcn"])
 def test_only_request_rows_change_and_step_matches_direct_formula(graph, kind):
     model = (MF(4, 5, 3) if kind == "mf" else LightGCN(4, 5, 3, num_layers=1)).double()

@@ -18,11 +18,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call
 from torch_geometric.data import HeteroData
 
 from ..data.interactions import EDGE, num_items, num_users
-from .hvp import GaussNewtonOperator, NodeRows
+from .hvp import GaussNewtonOperator, NodeRows, call_with_parameters
 
 __all__ = ["ContrastiveTerm", "has_contrastive_term"]
 
@@ -69,7 +68,7 @@ class ContrastiveTerm:
         """Each side's ``(first, second)`` ``[n, d]``: the unit rows of its nodes in the two views (the users'
         then the items'), whose logits are ``first @ second.T / tau``."""
         tables = {f"model.{name}": t for name, t in rows.tables(self.model, phi).items()}
-        first, second = functional_call(self.views, tables, (graph,), strict=False)
+        first, second = call_with_parameters(self.views, tables, (graph,))
         first, second = F.normalize(first, dim=1), F.normalize(second, dim=1)
         return [(first[ids], second[ids]) for ids in (self.users, self.items)]
 

@@ -20,14 +20,13 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 from torch_geometric.data import HeteroData
 from torch_geometric.index import index2ptr
 
 from ..data.adjacency import quiet_csr
 from ..data.interactions import EDGE, num_items, num_users, pair_keys, pairs_of_keys, propagation_edges
 from ..objectives import Objective
-from .hvp import NodeRows
+from .hvp import NodeRows, _row_size, call_with_parameters
 from .terms import Terms
 
 __all__ = ["DotProductOperator", "LinearEmbedding", "LocalProblem", "dot_product_gradient", "dot_product_objective",
@@ -197,7 +196,7 @@ class LinearEmbedding:
         self._embedded: tuple[Tensor, Tensor] | None = None
 
     def _forward(self, tables: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        return functional_call(self.embed, {f"model.{k}": t for k, t in tables.items()}, (self.graph,), strict=False)
+        return call_with_parameters(self.embed, {f"model.{k}": t for k, t in tables.items()}, (self.graph,))
 
     def _tables(self) -> dict[str, Tensor]:
         return {name: self.model.get_parameter(name).detach() for name in self.names} if self.base is None \
@@ -205,7 +204,7 @@ class LinearEmbedding:
 
     @property
     def size(self) -> int:
-        return sum(ids.numel() * self._tables()[name].size(1) for name, ids in self.rows.rows.items())
+        return sum(ids.numel() * _row_size(self._tables()[name]) for name, ids in self.rows.rows.items())
 
     def __repr__(self) -> str:
         return f"LinearEmbedding(model={type(self.model).__name__}, rows={self.rows}, {_graph_sizes(self.graph)})"

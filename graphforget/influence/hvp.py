@@ -8,6 +8,7 @@ curvature operators ``v -> (H + \lambda I) v`` over it, never forming :math:`H`.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -23,7 +24,8 @@ from ..objectives import Objective
 from .graph import computation_subgraph
 from .terms import Terms
 
-__all__ = ["NodeRows", "rows_function", "objective_function", "HessianOperator", "GaussNewtonOperator"]
+__all__ = ["NodeRows", "call_with_parameters", "rows_function", "objective_function", "HessianOperator",
+           "GaussNewtonOperator"]
 
 
 @dataclass
@@ -120,8 +122,8 @@ class NodeRows:
             raise ValueError(f"phi has {phi.numel()} entries, the rows and dense parameters {self.numel(model)}")
         params, start = dict(model.named_parameters()), 0
         for name, rows in self.rows.items():
-            size = rows.numel() * params[name].size(1)
-            yield name, rows, phi[start:start + size].view(rows.numel(), params[name].size(1))
+            size = rows.numel() * _row_size(params[name])
+            yield name, rows, phi[start:start + size].view(rows.numel(), *params[name].shape[1:])
             start += size
         for name in self.dense:
             size = params[name].numel()
@@ -132,7 +134,7 @@ class NodeRows:
         """``[len(phi)]`` bool: for each entry of :math:`\\phi`, ``node_mask`` (homogeneous ``[U + I]``) of its
         node; ``False`` on dense parameters."""
         params, node_types = dict(model.named_parameters()), model.node_parameters()
-        parts = [node_mask[ids + table_offset(node_types[name], num_users)].repeat_interleave(params[name].size(1))
+        parts = [node_mask[ids + table_offset(node_types[name], num_users)].repeat_interleave(_row_size(params[name]))
                  for name, ids in self.rows.items()]
         parts += [torch.zeros(params[name].numel(), dtype=torch.bool, device=node_mask.device) for name in self.dense]
         return torch.cat(parts)
@@ -140,7 +142,7 @@ class NodeRows:
     def numel(self, model) -> int:
         """Size of :math:`\\phi`."""
         params = dict(model.named_parameters())
-        return (sum(rows.numel() * params[name].size(1) for name, rows in self.rows.items())
+        return (sum(rows.numel() * _row_size(params[name]) for name, rows in self.rows.items())
                 + sum(params[name].numel() for name in self.dense))
 
     def __repr__(self) -> str:
@@ -157,6 +159,26 @@ def _trainable_rows(mask: Tensor, table: Tensor) -> Tensor:
     return rows if table.requires_grad else rows[:0]
 
 
+def call_with_parameters(module: torch.nn.Module, tensors: dict[str, Tensor], args: tuple):
+    """``module(*args)`` with the parameters named in ``tensors`` replaced, statelessly.
+
+    Every slot holding a replaced parameter is swapped once: a tied parameter (``b.weight = a.weight``) in
+    each module that holds it, a module registered under two names (``self.lin_i = self.lin_u``) once. torch's
+    ``tie_weights`` swapped such a module twice and restored it to the replacement, a non-leaf tensor left in
+    the caller's model in place of its parameter.
+    """
+    replaced = {id(module.get_parameter(name)): value for name, value in tensors.items()}
+    slots = {f"{prefix}.{attr}" if prefix else attr: replaced[id(p)]
+             for prefix, sub in module.named_modules() for attr, p in sub._parameters.items()
+             if p is not None and id(p) in replaced}
+    return functional_call(module, slots, args, strict=False, tie_weights=False)
+
+
+def _row_size(table: Tensor) -> int:
+    """Entries per row of a node table: ``[n]`` (a bias), ``[n, d]``, ``[n, d, k]``."""
+    return math.prod(table.shape[1:])
+
+
 def rows_function(model, rows: NodeRows, forward: Callable) -> Callable[[Tensor], Tensor]:
     """``phi -> forward(model_phi)`` where ``model_phi`` is ``model`` with ``rows`` (and its dense
     parameters) replaced by ``phi``.
@@ -165,7 +187,7 @@ def rows_function(model, rows: NodeRows, forward: Callable) -> Callable[[Tensor]
     """
     def fn(phi: Tensor) -> Tensor:
         tables = rows.tables(model, phi)
-        return forward(lambda graph, eli: functional_call(model, tables, (graph, eli), strict=False))
+        return forward(lambda graph, eli: call_with_parameters(model, tables, (graph, eli)))
     return fn
 
 

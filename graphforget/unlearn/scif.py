@@ -18,9 +18,12 @@ __all__ = ["SCIF", "substitute_labels"]
 def substitute_labels(remaining: HeteroData, request) -> torch.Tensor:
     """The label each removed (user, item) pair gets in SCIF: the user's mean remaining label.
 
-    Where the user has no remaining edge, the item's mean; where neither has one, the global mean.
+    Where the user has no remaining edge, the item's mean; where neither has one, the global mean. Integer and
+    bool 0/1 labels give floating-point means (``mean`` refused them, and a bool sum is a logical or).
     """
     ei, label = remaining[EDGE].edge_index, remaining[EDGE].edge_label
+    if not label.is_floating_point():
+        label = label.to(torch.get_default_dtype())
     def means(ids, count):
         total = torch.zeros(count, dtype=label.dtype, device=label.device).index_add_(0, ids, label)
         n = torch.bincount(ids, minlength=count).to(label.dtype)
@@ -64,4 +67,6 @@ class SCIF(IFRU):
         return replace(config, **self.fixed)
 
     def _replacement_terms(self, removed: Terms, request, remaining: HeteroData) -> Terms:
-        return Terms(removed.edge_label_index, substitute_labels(remaining, request).to(removed.target))
+        labels = substitute_labels(remaining, request)  # means: floating point even where the labels are not
+        dtype = torch.promote_types(removed.target.dtype, labels.dtype)
+        return Terms(removed.edge_label_index, labels.to(removed.target.device, dtype))
