@@ -38,7 +38,7 @@ from .metrics import auc_standard_error, evaluate_auc
 from .models import ENTRY_POINT_GROUP, MODELS, load_model, registered_model, save_model
 from .presets import TRAININGS, Hyperparameters, default_hparams
 from .protocols.attack import AUC_KEYS, DATASET_NAMES, AttackData, prepare_attack_data, run_attack
-from .runs import load_run, occupied, publish
+from .runs import load_run, publish, refuse_taken
 from .train import train
 from .unlearn import METHODS, UnlearningFailed, build_unlearner, method_config
 
@@ -662,8 +662,10 @@ def _new_run_dir(out: str, run: str | None = None) -> Path:
     """A command's ``--out``: a directory that does not exist yet or is empty (outputs are never overwritten),
     checked as :func:`_check_out_dir` does."""
     path = _check_out_dir(out, run)
-    if occupied(path) or path.is_symlink():  # a dangling link too: the final rename failed on it, after the work
-        raise UsageError(f"graphforget: error: --out {out} exists: runs are never overwritten, choose a new directory")
+    try:
+        refuse_taken(path, f"--out {out}")
+    except FileExistsError as error:
+        raise UsageError(f"graphforget: error: {error}") from None
     return path
 
 

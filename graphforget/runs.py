@@ -222,6 +222,17 @@ def occupied(path: Path) -> bool:
     return path.exists() and not (path.is_dir() and not path.is_symlink() and next(path.iterdir(), None) is None)
 
 
+def refuse_taken(path: Path, shown: str) -> None:
+    """Raises ``FileExistsError`` (naming ``path`` as ``shown``) unless :func:`publish` can create ``path``: it is
+    :func:`occupied` or a link (to an empty directory or to nothing: the final rename fails on it, after the
+    work, and a dangling link was reported as existing)."""
+    if path.is_symlink() and not path.exists():
+        raise FileExistsError(f"{shown} is a symbolic link to {os.readlink(path)}, which does not exist: a run is "
+                              "created as a new directory, not through a link; choose a new directory")
+    if occupied(path) or path.is_symlink():
+        raise FileExistsError(f"{shown} exists: runs are never overwritten, choose a new directory")
+
+
 def enclosing_run(path: str | os.PathLike) -> Path | None:
     """The run directory (holding ``run.json``) that ``path`` would lie inside (``..`` and links resolved), or
     ``None``."""
@@ -252,12 +263,10 @@ def publish(out: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """
     final = Path(out).expanduser().absolute()
     _check_outside_runs(final)
-    if occupied(final):
-        raise FileExistsError(f"{out} exists: runs are never overwritten, choose a new directory")
+    refuse_taken(final, str(out))
     final.parent.mkdir(parents=True, exist_ok=True)
     with directory_lock(final.parent):
-        if occupied(final):
-            raise FileExistsError(f"{out} exists: runs are never overwritten, choose a new directory")
+        refuse_taken(final, str(out))
         _remove_stale(final)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}{_TEMP_MARK}", dir=final.parent))
         try:

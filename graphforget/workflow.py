@@ -51,7 +51,7 @@ from .io import write_json
 from .metrics import evaluate_auc
 from .presets import CONTRASTIVE, Hyperparameters, default_hparams
 from .models.base import module_on
-from .runs import (Run, directory_lock, enclosing_run, fsync_directory, lineage, load_run, occupied, request_sha256,
+from .runs import (Run, directory_lock, enclosing_run, fsync_directory, lineage, load_run, refuse_taken, request_sha256,
                    save_run, sha256_file, utc_now)
 from .train import train
 from .unlearn import METHODS, UnlearningFailed, UnlearnResult, build_unlearner, method_config
@@ -428,8 +428,7 @@ def _check_new_run(out: Path) -> None:
         FileExistsError: ``out`` exists (an empty directory will do).
         ValueError: ``out`` lies inside a run directory, which is never modified.
     """
-    if occupied(out) or out.is_symlink():  # a dangling link too: publish's rename fails on it
-        raise FileExistsError(f"{out} exists: runs are never overwritten, choose a new directory")
+    refuse_taken(out, str(out))
     run = enclosing_run(out)
     if run is not None:
         raise ValueError(f"{out} is inside the run {run}, and runs are never modified: choose a directory outside it")

@@ -1361,17 +1361,25 @@ def test_an_id_beyond_64_bit_integers_is_unknown_not_a_traceback(capsys, files, 
 def test_an_out_that_is_a_dangling_link_is_refused_before_any_work(capsys, base, files, tmp_path):
     """A link to a missing directory passed the checks (it does not 'exist'): fit trained and forget unlearnt, then the
     rename failed with "[Errno 20] Not a directory: '.../.link.tmp-XXXX' -> '.../link'", naming a temporary directory.
-    A link is refused as any existing --out is, before the data is read."""
-    link = tmp_path / "link"
+    A link is refused before the data is read, by what it is (it was said to exist); a link to an empty directory
+    as an existing --out."""
+    link, empty = tmp_path / "link", tmp_path / "empty"
     link.symlink_to(tmp_path / "missing")
+    dangling = (f"--out {link} is a symbolic link to {tmp_path / 'missing'}, which does not exist: a run is created "
+                "as a new directory, not through a link; choose a new directory")
     for argv in (["forget", "--run", base, "--users", "u1", "--method", "ifru"],
                  ["fit", "--data", files["implicit"], *FIT_ARGS["implicit"], *TINY]):
         code, _, err = cli(capsys, *argv, "--quiet", "--out", link)
-        expected = f"graphforget: error: --out {link} exists: runs are never overwritten, choose a new directory\n"
-        assert (code, err) == (2, expected), argv
+        assert (code, err) == (2, f"graphforget: error: {dangling}\n"), argv
+    with pytest.raises(FileExistsError, match=re.escape(dangling.replace("--out ", ""))):
+        forget(base, users=["u1"], out=link)
+    empty.mkdir()
+    link.unlink()
+    link.symlink_to(empty, target_is_directory=True)
     with pytest.raises(FileExistsError, match=re.escape(f"{link} exists: runs are never overwritten")):
         forget(base, users=["u1"], out=link)
-    assert link.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["link"]
+    assert link.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["empty", "link"]
+    assert not any(empty.iterdir())
 
 
 def test_fit_on_too_few_interactions_names_the_data_not_the_librarys_val_none(capsys, tmp_path):
