@@ -373,8 +373,9 @@ def load_run(path: str | os.PathLike, map_location="cpu") -> Run:
 
     Raises:
         FileNotFoundError: when ``path`` is not a directory holding ``run.json``.
-        ValueError: for a record of another format, a missing or modified file, or a model that does not
-            fit the graph.
+        ValueError: for a record of another format, a missing or modified file, a model that does not
+            fit the graph, or a last audit line that names another model or graph than the run's (its files
+            replaced and their sha256 in ``run.json`` with them).
     """
     path = Path(path).expanduser()
     info = _read_info(path)
@@ -385,6 +386,7 @@ def load_run(path: str | os.PathLike, map_location="cpu") -> Run:
     model, _ = load_model(path / "model.pt", map_location=map_location)
     check_model_fits(model, graph)
     audit = _audit_lines(path)
+    _check_last_audit_line(path, info, audit)
     return Run(path, info, model, graph, graph_from_dict(heldout["val"], "val"),
                graph_from_dict(heldout["test"], "test"), removed["edge_index"], removed["edge_label"],
                removed["observed"], audit)
@@ -404,12 +406,13 @@ def lineage(run: str | os.PathLike | Run) -> list[Path]:
     Each parent is found from the child's ``run.json`` (relative path first, so a moved tree of runs still
     resolves) and checked against the sha256 of its ``run.json`` the child recorded, its files against their
     sha256 in it, and its audit log against the child's, which holds it and one line more; the last line of
-    ``run``'s own log must name ``run``'s model and graph.
+    each run's own log must name its model and graph (a parent's too: a child records the sha256 of the
+    parent's ``run.json`` as it found it, re-hashed after a swap or not).
 
     Raises:
         FileNotFoundError: when a parent run is gone.
         ValueError: when a parent's ``run.json``, files or audit log changed after the child was derived from
-            it, or ``run``'s last audit line names another model or graph than its own.
+            it, or a run's last audit line names another model or graph than its own.
     """
     path = (run.path if isinstance(run, Run) else Path(run).expanduser()).resolve()
     chain = [path]
@@ -425,6 +428,7 @@ def lineage(run: str | os.PathLike | Run) -> list[Path]:
         info = _read_info(parent_path)
         _check_files(parent_path, info)  # every run the report counts, not the root and the leaf alone
         child_lines, lines = lines, _audit_lines(parent_path)
+        _check_last_audit_line(parent_path, info, lines)
         if child_lines[:-1] != lines:
             raise ValueError(f"the audit log of {chain[-1]} does not continue its parent's ({parent_path}): the "
                              "lines of the earlier requests were edited")

@@ -835,9 +835,11 @@ def _removed(parent: Run, request: Request) -> dict:
 def _lineage_record(parent: Run, out: Path, request: Request, removed: int, heldout: Tensor) -> dict:
     """The ``lineage`` of a forget run's ``run.json``: parent (absolute and relative path, its ``run.json``
     sha256), the request's size (its training edges, and the ``heldout`` pairs it dropped from the validation
-    and test pairs) and the hash of all those pairs, the cumulative removed count and the depth."""
+    and test pairs) and the hash of all those pairs, the cumulative removed count and the depth. The relative path
+    is from the folder ``out`` resolves to, as :func:`~graphforget.runs.lineage` reads it (``out`` through a link to
+    a folder recorded a path that led nowhere once the tree moved)."""
     parent_path = parent.path.resolve()
-    return {"parent": {"path": str(parent_path), "relative_path": os.path.relpath(parent_path, out.parent),
+    return {"parent": {"path": str(parent_path), "relative_path": os.path.relpath(parent_path, out.parent.resolve()),
                        "run_sha256": sha256_file(parent.path / "run.json")},
             "request": {"kind": request.kind, "ids": int(request.ids.size(-1)), "edges": request.edges.size(1),
                         "heldout_pairs": heldout.size(1),

@@ -397,6 +397,39 @@ def test_verify_checks_every_run_of_the_lineage_and_its_audit_log(capsys, base, 
     assert cli(capsys, "verify", "--run", runs["b"])[0] == 0
 
 
+def test_a_run_whose_model_was_swapped_is_refused_as_a_parent_too(capsys, base, tmp_path, monkeypatch):
+    """The parent's model copied into a forget run, its run.json rehashed: verify refused the run, but evaluate and
+    forget took it, and the child then verified --strict (it records the parent's run.json as it found it)."""
+    run, child = tmp_path / "a", tmp_path / "b"
+    assert cli(capsys, "forget", "--run", base, "--users", "u1", "--method", "scif", "--quiet", "--out", run)[0] == 0
+    shutil.copy(Path(base) / "model.pt", run / "model.pt")
+    _rehash(run)
+    message = "audit.jsonl's last line names another model or graph than the run's own"
+    forget_child = ["forget", "--run", run, "--users", "u2", "--method", "scif", "--quiet", "--out", child]
+    for argv in (["evaluate", "--run", run], forget_child):
+        code, _, err = cli(capsys, *argv)
+        assert code == 2 and message in err, (argv, err)
+    assert not child.exists()
+    with monkeypatch.context() as patch:  # a child derived from it all the same (by an earlier version)
+        patch.setattr("graphforget.runs._check_last_audit_line", lambda *args: None)
+        assert cli(capsys, *forget_child)[0] == 0
+    code, _, err = cli(capsys, "verify", "--run", child, "--strict")
+    assert code == 2 and f"{run.resolve()}/{message}" in err, err
+
+
+def test_a_child_written_through_a_linked_folder_resolves_its_parent_after_a_move(capsys, base, tmp_path):
+    """The parent's relative path was taken from --out's folder as written, through the link, and read from the
+    folder it resolves to: once parent and child moved together, verify found the parent gone."""
+    (tmp_path / "real").mkdir()
+    shutil.copytree(base, tmp_path / "real" / "base")
+    (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
+    assert cli(capsys, "forget", "--run", tmp_path / "real" / "base", "--users", "u1", "--method", "scif", "--quiet",
+               "--out", tmp_path / "link" / "child")[0] == 0
+    (tmp_path / "real").rename(tmp_path / "moved")
+    code, _, err = cli(capsys, "verify", "--run", tmp_path / "moved" / "child", "--quiet")
+    assert code == 0, err
+
+
 def test_two_requests_chain_lineage_and_audit(capsys, base, tmp_path):
     first, second = tmp_path / "a", tmp_path / "b"
     first.mkdir()  # an empty directory is a new run directory (it was refused as existing)
