@@ -486,7 +486,8 @@ def _local_nodes(graph: HeteroData, node: str, ids: Sequence, local_ids: bool) -
     else:
         local, known = raw_to_local(graph[node].raw_id, ids)
     if not bool(known.all()):
-        unknown = [ids[k] for k in (~known).nonzero().flatten().tolist()]
+        # distinct ids: an edges file names a user on each of its pairs, counted once each
+        unknown = list(dict.fromkeys(ids[k] for k in (~known).nonzero().flatten().tolist()))
         kind = "local" if local_ids else "raw"
         # a raw id of the data file is unknown too when the split held out its every pair (fit drops those nodes)
         article = "an" if node == "item" else "a"
@@ -494,7 +495,7 @@ def _local_nodes(graph: HeteroData, node: str, ids: Sequence, local_ids: bool) -
                                     "validation or test, which fit drops: the model never learnt from it, nothing to "
                                     "forget")
         raise ValueError(f"unknown {node} ids ({kind}): {', '.join(map(str, unknown[:10]))}"
-                         f"{' ...' if len(unknown) > 10 else ''} ({len(unknown)} of {len(ids)}; the run's training "
+                         f"{' ...' if len(unknown) > 10 else ''} ({len(unknown)} of {len(set(ids))}; the run's training "
                          f"graph has {graph[node].num_nodes} {node}s){why}")
     return local
 

@@ -1391,6 +1391,17 @@ def test_an_id_beyond_64_bit_integers_is_unknown_not_a_traceback(capsys, files, 
     assert code == 2 and err.startswith("graphforget: error: unknown user ids (raw): 99999999999999999999 (1 of 1;")
 
 
+def test_an_unknown_id_on_several_listed_pairs_is_named_and_counted_once(capsys, base, tmp_path):
+    """An edges file naming an unknown user on four of its five pairs said "zz, zz, zz, zz (4 of 5", counting pairs
+    as ids; it names the distinct ids, out of the distinct ids listed."""
+    run = load_run(base)
+    items = run.graph["item"].raw_id[:4]
+    listed = tmp_path / "edges.txt"
+    listed.write_text("".join(f"zz {item}\n" for item in items) + f"{run.graph['user'].raw_id[0]} {items[0]}\n")
+    code, _, err = cli(capsys, "forget", "--run", base, "--edges", listed, "--method", "ifru", "--out", tmp_path / "n")
+    assert code == 2 and err.startswith("graphforget: error: unknown user ids (raw): zz (1 of 2;"), err
+
+
 def test_an_out_that_is_a_dangling_link_is_refused_before_any_work(capsys, base, files, tmp_path):
     """A link to a missing directory passed the checks (it does not 'exist'): fit trained and forget unlearnt, then the
     rename failed with "[Errno 20] Not a directory: '.../.link.tmp-XXXX' -> '.../link'", naming a temporary directory.
