@@ -512,6 +512,22 @@ def test_binarize_threshold_hand_case():
         binarize(graph, 5.5)
 
 
+def test_a_rating_a_float32_away_from_the_threshold_is_compared_as_written(tmp_path):
+    """Labels were float32, and so was the comparison: 3.9999999 reached 4 (it is 4.0 in float32), and 3.5
+    reached 3.50000001 (which is 3.5). A file whose ratings float32 holds keeps float32 labels."""
+    path = tmp_path / "ratings.csv"
+    path.write_text("user,item,rating\nu1,i1,3.9999999\nu1,i2,4\nu2,i1,3.5\nu2,i2,5\n")
+    graph = load_csv(path, "user", "item", "rating")
+    assert graph[EDGE].edge_label.dtype == torch.float64
+    assert binarize(graph, 4)[EDGE].edge_label.tolist() == [0., 1., 0., 1.]
+    assert binarize(graph, 3.50000001)[EDGE].edge_label.tolist() == [1., 1., 0., 1.]
+    assert binarize(graph, 4)[EDGE].edge_label.dtype == torch.float32
+    path.write_text("user,item,rating\nu1,i1,3.5\nu1,i2,4\n")
+    graph = load_csv(path, "user", "item", "rating")
+    assert graph[EDGE].edge_label.dtype == torch.float32
+    assert binarize(graph, 3.50000001)[EDGE].edge_label.tolist() == [0., 1.]
+
+
 # --------------------------------------------------------------------------------------------- random split
 
 def _parts_raw(split: Split):

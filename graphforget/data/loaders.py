@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch_geometric.data import HeteroData
 
-from .interactions import make_interactions, pair_keys
+from .interactions import EDGE, make_interactions, pair_keys
 
 __all__ = ["load_movielens_100k", "load_labelled_triples", "load_lightgcn", "load_csv", "download",
            "find_data_root", "DATASETS", "load_dataset"]
@@ -106,13 +106,23 @@ def _from_raw(source: os.PathLike | str, users: np.ndarray, items: np.ndarray, l
         _check_raw_pairs(user, item, user_raw, item_raw, source)
     rows = _last_of_each_pair(user, item, len(item_raw)) if keep_last else slice(None)
     edge_index = torch.from_numpy(np.stack([user[rows], item[rows]]).astype(np.int64))
-    label = None if labels is None else torch.from_numpy(labels[rows].astype(np.float32))
+    label = None if labels is None else torch.from_numpy(_label_values(labels[rows]))
     data = make_interactions(edge_index, label, len(user_raw), len(item_raw))
+    if label is not None:  # make_interactions stores float32, which _label_values chose only where it is exact
+        data[EDGE].edge_label = label
     data["user"].raw_id = _raw_id_store(user_raw)
     data["item"].raw_id = _raw_id_store(item_raw)
     for key, value in (extra or {}).items():
         data[("user", "rates", "item")][key] = torch.from_numpy(value[rows])
     return data
+
+
+def _label_values(labels: np.ndarray) -> np.ndarray:
+    """The labels as float32 where it holds every value exactly, else as float64: a rating of 3.9999999 rounded
+    to 4.0 in float32 reached ``--threshold 4``."""
+    values = labels.astype(np.float64)
+    single = values.astype(np.float32)
+    return single if np.array_equal(single, values) else values
 
 
 def _check_raw_pairs(user: np.ndarray, item: np.ndarray, user_raw: np.ndarray, item_raw: np.ndarray,
@@ -371,6 +381,8 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
              delimiter: str = ",", duplicates: str = "raise", encoding: str = "utf-8") -> HeteroData:
     """A CSV file with a header row and named columns; labels all ones when ``label_col`` is None.
 
+    Labels are float32, or float64 where float32 would round a value (a rating of 3.9999999 is not 4).
+
     Integer ids are stored as ``raw_id`` long tensors; other ids (e.g. ``"A2SUAM1J3GNN3B"``) as numpy
     string arrays, in the same order as the local ids.
 
@@ -388,7 +400,7 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
             an unknown ``duplicates`` policy, one column named for two roles, or duplicated pairs under
             ``"raise"``; ``FILE, line N: ...`` naming the column for a row without a value in a used column
             (shorter than the header, or an empty cell) or a label that is not a finite number (or is beyond
-            float32, the labels' dtype); a used column named twice in the header; ``FILE, lines N-M: ...`` for a
+            float32's range); a used column named twice in the header; ``FILE, lines N-M: ...`` for a
             used value holding a line break (a quote left open), and a row the csv module cannot read.
     """
     if duplicates not in ("raise", "last"):
@@ -420,8 +432,7 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
     if not rows:
         raise ValueError(f"{path} holds no rows")
     users, items, labels = (np.asarray(col) for col in zip(*rows))
-    return _from_raw(path, _as_ids(users), _as_ids(items), labels.astype(np.float32),
-                     keep_last=duplicates == "last")
+    return _from_raw(path, _as_ids(users), _as_ids(items), labels, keep_last=duplicates == "last")
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -482,7 +493,7 @@ def _csv_row(path: str | os.PathLike, lines: tuple[int, int], row: dict, user_co
         label = math.nan
     if not math.isfinite(label):  # a NaN or infinite rating is as unusable as 'abc'
         raise _line_error(path, number, f"column {label_col!r}: {value!r} is not a finite number")
-    if abs(label) > _FLOAT32_MAX:  # labels are stored as float32, where it would become infinite
+    if abs(label) > _FLOAT32_MAX:  # infinite in float32, the labels' usual dtype: no rating is that large
         raise _line_error(path, number, f"column {label_col!r}: {value!r} is beyond the float32 range of labels "
                                         f"(+-{_FLOAT32_MAX:.4g})")
     return user, item, label

@@ -75,11 +75,13 @@ def binarize(graph: HeteroData, threshold: float) -> HeteroData:
     if not isinstance(threshold, numbers.Real) or not math.isfinite(threshold):
         raise ValueError(f"threshold must be a finite number, got {threshold!r}")
     raw = graph[EDGE].edge_label
-    if raw.numel() and not bool((raw >= threshold).any()):
+    # in float64: a float32 comparison rounds the threshold (3.50000001 to 3.5, which a rating of 3.5 then reaches)
+    positive = raw.double() >= threshold
+    if raw.numel() and not bool(positive.any()):
         raise ValueError(f"no label reaches the threshold {threshold} (the labels run from {raw.min().item():g} to "
                          f"{raw.max().item():g}): every interaction would be labelled 0")
     out = edge_subgraph(graph, torch.ones(graph[EDGE].edge_index.size(1), dtype=torch.bool))
-    out[EDGE].edge_label = (raw >= threshold).float()
+    out[EDGE].edge_label = positive.float()
     return out
 
 
