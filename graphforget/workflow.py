@@ -46,6 +46,7 @@ from .config import is_integer, seeded
 from .data import (EDGE, Split, add_negatives, binarize, edge_subgraph, load_csv, load_labelled_triples,
                    load_movielens_100k, make_interactions, num_items, num_users, on_device, pair_keys, random_split,
                    without_edges)
+from .data.interactions import node_values
 from .data.loaders import _lightgcn_files, text_codec
 from .io import write_json
 from .metrics import evaluate_auc
@@ -223,7 +224,8 @@ def _remap(part: HeteroData, onto: HeteroData) -> HeteroData:
     """``part``'s pairs in ``onto``'s local ids (through the raw ids); pairs with an unknown node dropped."""
     ends = []
     for k, node in enumerate(("user", "item")):
-        ends.append(raw_to_local(onto[node].raw_id, part[node].raw_id[part[EDGE].edge_index[k]].tolist())[0])
+        raw = node_values(part[node].raw_id, part[EDGE].edge_index[k])  # a one-pair part: a list of one id
+        ends.append(raw_to_local(onto[node].raw_id, raw.tolist())[0])
     keep = (ends[0] >= 0) & (ends[1] >= 0)
     label = part[EDGE].edge_label[keep]
     return make_interactions(torch.stack([ends[0][keep], ends[1][keep]]), label, num_users(onto), num_items(onto))

@@ -1130,6 +1130,19 @@ def test_node_attributes_survive_edge_edits():
     assert torch.equal(graph["user"].raw_id, user_raw)  # new stores: the input graph is untouched
 
 
+def test_string_raw_ids_of_a_single_user_or_pair_are_selected_as_ids(tmp_path):
+    """numpy reads a torch index of one element as the integer it holds: a file of one user (a bool mask [True]
+    taken as row 1) failed to split with an IndexError, and a part of one pair gave its raw id as a string."""
+    path = tmp_path / "one-user.csv"
+    path.write_text("user,item\n" + "".join(f"u0,i{k}\n" for k in range(10)))
+    graph = load_csv(path, "user", "item")
+    kept = relabel(graph, torch.tensor([True]), torch.arange(10) % 2 == 0, graph[EDGE].edge_index[1] % 2 == 0)
+    assert kept["user"].raw_id.tolist() == ["u0"] and kept["item"].raw_id.tolist() == ["i0", "i2", "i4", "i6", "i8"]
+    split = random_split(graph, (0.8, 0.1, 0.1), seed=0)
+    assert split.train["user"].raw_id.tolist() == ["u0"] and num_users(split.train) == 1
+    assert interactions.node_values(graph["item"].raw_id, torch.tensor([3])).tolist() == ["i3"]
+
+
 def test_relabel_selects_every_node_attribute():
     graph = with_raw_ids(planted_communities(num_users=40, num_items=30, num_communities=3,
                                              interactions_per_user=6, seed=2))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import operator
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
@@ -24,7 +25,7 @@ __all__ = [
     "propagation_edges", "bipartite_to_homogeneous", "symmetric_edge_weight", "edge_positions", "remove_edges",
     "without_edges", "edge_subgraph", "pairs_with_data", "validate_pairs", "pair_keys", "pairs_of_keys",
     "check_unique_pairs", "check_model_fits", "finite_scores", "pair_scores", "check_interactions", "check_pair_ids",
-    "check_pair_tensor", "check_ids_in_range", "check_pairs_in_range", "on_device",
+    "check_pair_tensor", "check_ids_in_range", "check_pairs_in_range", "on_device", "node_values",
 ]
 
 EDGE = ("user", "rates", "item")
@@ -155,6 +156,15 @@ def _as_mask(mask, name: str) -> Tensor:
         if other.numel():
             raise ValueError(f"{name} must be a bool mask or hold only 0 and 1, got {other[0].item():g}")
     return mask.bool()
+
+
+def node_values(values, index: Tensor):
+    """``values[index]`` for a node attribute held as a tensor or a numpy array (string raw ids): numpy reads a
+    torch index of one element as the integer it holds (a bool mask ``[True]`` as row 1), so it is given the
+    index as a numpy array."""
+    if isinstance(values, np.ndarray):
+        return values[index.cpu().numpy()]
+    return values[index]
 
 
 def num_users(graph: HeteroData) -> int:

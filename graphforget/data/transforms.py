@@ -5,13 +5,14 @@ import math
 import numbers
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import degree
 
 from ..config import is_integer, seeded
-from .interactions import EDGE, edge_subgraph, num_items, num_users, pair_keys, pairs_of_keys
+from .interactions import EDGE, edge_subgraph, node_values, num_items, num_users, pair_keys, pairs_of_keys
 
 __all__ = ["k_core", "binarize", "Split", "random_split", "add_negatives", "relabel"]
 
@@ -40,7 +41,18 @@ def relabel(graph: HeteroData, keep_users: Tensor, keep_items: Tensor, edge_mask
     orphans = edge_mask & ~(keep_users[ei[0]] & keep_items[ei[1]])
     if bool(orphans.any()):
         raise ValueError(f"edge_mask keeps {int(orphans.sum())} edges of dropped users or items")
-    return edge_subgraph(graph, edge_mask).subgraph({"user": keep_users, "item": keep_items})
+    masks = {"user": keep_users, "item": keep_items}
+    out = edge_subgraph(graph, edge_mask)
+    # numpy node attributes (string raw ids) are selected here: PyG indexes them with the torch mask, which numpy
+    # reads as an integer when it has one element (a file of one user failed with an IndexError)
+    arrays = {(node, key): out[node][key] for node in masks for key in list(out[node].keys())
+              if isinstance(out[node][key], np.ndarray)}
+    for node, key in arrays:
+        del out[node][key]
+    out = out.subgraph(masks)
+    for (node, key), values in arrays.items():
+        out[node][key] = node_values(values, masks[node])
+    return out
 
 
 def k_core(graph: HeteroData, k: int) -> HeteroData:
