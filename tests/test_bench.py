@@ -527,6 +527,30 @@ def test_reports_render_again_from_results_json(tmp_path):
                                                                           if path.suffix == ".png"]
 
 
+def test_reports_are_never_left_beside_an_earlier_runs(tmp_path, monkeypatch):
+    """results.json was written before results.md was built and the plot drawn: a markdown that failed left the
+    old results.md beside the new results.json, and Ctrl-C while plotting the old plot beside both."""
+    from graphforget.bench import BenchResult, report, write_reports
+    run_bench("stream", "synthetic", methods=["scif"], seeds=1, out=tmp_path, params={"length": 2}, hparams=TINY)
+    result = BenchResult.from_dict(json.loads((tmp_path / "results.json").read_text()))
+    old = {name: (tmp_path / name).read_bytes() for name in ("results.json", "results.md")}
+    (tmp_path / "stream.png").write_bytes(b"the earlier run's plot")
+
+    def fails(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "markdown", fails)
+    with pytest.raises(KeyboardInterrupt):
+        write_reports(result, tmp_path)
+    assert {name: (tmp_path / name).read_bytes() for name in old} == old  # nothing written
+    monkeypatch.undo()
+    result.dataset = "another"  # new figures
+    monkeypatch.setattr(report, "plot", fails)
+    with pytest.raises(KeyboardInterrupt):
+        write_reports(result, tmp_path)
+    assert "another" in (tmp_path / "results.md").read_text() and not (tmp_path / "stream.png").exists()
+
+
 # ---------------------------------------------------------------------------------- data sources
 
 def _lightgcn_files(folder, users: int = 40, items: int = 30, per_user: int = 8, seed: int = 0):

@@ -179,15 +179,19 @@ def plot(result, path: Path) -> Path | None:
 def write_reports(result, out: Path) -> list[Path]:
     """Writes ``results.json``, ``results.md`` and ``<protocol>.png`` (when matplotlib is installed), and removes
     the plot an earlier run in ``out`` left, of another protocol or (without matplotlib) of this one: it would
-    show what the reports no longer say."""
+    show what the reports no longer say.
+
+    Both reports are built before either is written, and every earlier plot is removed before them: a report
+    that failed to build, or an interruption while the plot was drawn (the slow part), left new figures beside
+    the old ones.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    files = [write_json(out / "results.json", result.to_dict()),
-             atomic_write(out / "results.md", lambda handle: handle.write(markdown(result)), binary=False)]
-    figure = plot(result, out / f"{result.protocol}.png")
+    record, table = result.to_dict(), markdown(result)
     for protocol in PROTOCOLS:
-        stale = out / f"{protocol}.png"
-        if stale != figure:
-            stale.unlink(missing_ok=True)
+        (out / f"{protocol}.png").unlink(missing_ok=True)
+    files = [write_json(out / "results.json", record),
+             atomic_write(out / "results.md", lambda handle: handle.write(table), binary=False)]
+    figure = plot(result, out / f"{result.protocol}.png")
     return files + ([figure] if figure is not None else [])
 
 
