@@ -282,6 +282,18 @@ def test_stream_removes_the_union_of_its_requests_and_retrains_on_exactly_it():
     assert len(result["request_seconds"]) == 6
 
 
+def test_stream_checkpoints_a_whole_percent_apart_keep_their_own_figures():
+    """0.25 and 0.251 of a four-request stream fall after one and two requests, and both were tagged @25%: the
+    second checkpoint's figures replaced the first's in the tables."""
+    setting = Setting(DataSource("synthetic", negatives=1), TINY, seed=0)
+    variant = {"length": 4, "order": "random", "fractions": [0.25, 0.251, 1.0]}
+    result = PROTOCOLS["stream"].run(setting, "scif", {}, variant, False)
+    first, second = result["checkpoints"][:2]
+    assert (first["requests"], second["requests"]) == (1, 2) and first["removed_edges"] < second["removed_edges"]
+    assert result["removed_edges@25%"] == first["removed_edges"]
+    assert result["removed_edges@25.1%"] == second["removed_edges"]
+
+
 def test_every_method_reports_membership_inference(tmp_path):
     result = run_bench("attack", "synthetic", methods=list(DEFAULT_METHODS), seeds=1, out=tmp_path,
                        options=SHARDS, hparams=TINY)
@@ -292,6 +304,28 @@ def test_every_method_reports_membership_inference(tmp_path):
         assert record["result"]["mia_auc"] is not None and record["result"]["prediction_gap"] is not None
     assert all("mia_auc" in group["metrics"] and "prediction_gap" in group["metrics"] for group in result.aggregates)
     assert (tmp_path / "results.md").read_text().count("| attack_ratio=0.02 |") == len(DEFAULT_METHODS)
+
+
+@pytest.mark.parametrize("original", [1e-7, 1e-3])
+def test_the_prediction_gap_to_an_original_within_rounding_of_retrain_is_nan(monkeypatch, original):
+    """An Original one float32 step from Retrain (saturated probabilities on a tiny file) made FineTune's gap 164.5:
+    a ratio to rounding noise. Under a few float32 steps per test pair there is no gap; above it, the ratio."""
+    setting = Setting(DataSource("synthetic", negatives=1), TINY, seed=2)
+    monkeypatch.setattr("graphforget.bench.protocols.prediction_distance",
+                        lambda model, *args: original if model is setting.original else 1e-6)
+    row = PROTOCOLS["deletion"].run(setting, "finetune", {}, {"kind": "random", "ratio": 0.1}, False)
+    assert row["original_distance"] == original and row["prediction_distance"] == 1e-6
+    assert math.isnan(row["prediction_gap"]) if original < 1e-6 else row["prediction_gap"] == 1e-6 / original
+
+
+def test_a_file_too_small_to_measure_on_is_refused(tmp_path):
+    """Two interactions ran a deletion benchmark whose every figure was missing (the test part held no interaction)."""
+    path = tmp_path / "two.csv"
+    path.write_text("user,item\na,x\nb,y\n")
+    source = DataSource("file", path=str(path), format="csv", user_col="user", item_col="item")
+    for loss in ("bce", "bpr"):
+        with pytest.raises(ValueError, match=r"two.csv: the test pairs split off it \(\d+\) hold no interaction"):
+            source.for_loss(loss).prepare(seed=0)
 
 
 def test_the_noise_floor_is_a_retrain_from_another_seed():

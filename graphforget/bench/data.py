@@ -158,6 +158,10 @@ class DataSource:
             split = _positives_only(graph, test, seed)
         else:
             split = prepare_split(graph, test, negatives=self.negatives, seed=seed, source=str(location))
+        if not bool((split.test[EDGE].edge_label > 0).any()):  # a file of two rows ran, and its tables were empty
+            raise ValueError(f"{location}: the test pairs split off it ({split.test[EDGE].edge_index.size(1)}) hold no "
+                             f"interaction, so no figure can be measured: too few interactions "
+                             f"({graph[EDGE].edge_index.size(1)} pairs) for a benchmark")
         source = (f"{self.name} from {location} ({format}; {self.negatives} sampled negatives per interaction; "
                   f"{split.train[EDGE].edge_index.size(1)} training pairs)")
         return split, source

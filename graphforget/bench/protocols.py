@@ -149,8 +149,11 @@ def measure(setting: Setting, model, graph, removed: Tensor, reference, seed: in
     with torch.no_grad():
         scale = prediction_distance(original, train_graph, reference.model, reference.graph, pairs)
         gap = prediction_distance(model, graph, reference.model, reference.graph, pairs)
-    # the relative gap's denominator grows with the removed set: the absolute distances say whether the error does
-    row.update(prediction_gap=gap / scale if scale > 0 else math.nan, prediction_distance=gap, original_distance=scale)
+    # the relative gap's denominator grows with the removed set: the absolute distances say whether the error does.
+    # Below a few float32 rounding steps per pair the Original is Retrain (saturated probabilities): no ratio to it.
+    noise = 4 * torch.finfo(torch.float32).eps * math.sqrt(pairs.size(1))
+    row.update(prediction_gap=gap / scale if scale > noise else math.nan, prediction_distance=gap,
+               original_distance=scale)
     report = verify_forgetting(model, graph, removed, before=(original, train_graph),
                                reference=(reference.model, reference.graph), seed=seed)
     row.update(mia_auc=report.mia_auc, mia_auc_retrain=report.reference.mia_auc, mia_auc_before=report.before_mia_auc,
@@ -301,7 +304,7 @@ def _stream_summary(checkpoints: list[dict], seconds: list[float], fit_seconds, 
     figures = ("prediction_gap", "mia_auc", "mia_auc_retrain", "auc_0", "recall@20", "recall@20_retrain", "mi_bf",
                "mi_ng", "prediction_distance", "original_distance")
     for point in checkpoints:
-        tag = f"@{round(100 * point['fraction'])}%"
+        tag = f"@{100 * point['fraction']:g}%"  # rounded to a whole percent, 0.25 and 0.251 shared a label
         row.update({f"{key}{tag}": point.get(key) for key in
                     (*figures, "removed_edges", "seconds_per_request", "cumulative_seconds")})
     row.update({key: checkpoints[-1].get(key) for key in figures})
