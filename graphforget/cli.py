@@ -555,9 +555,12 @@ def _bench_source(args):
             raise UsageError(f"graphforget bench: error: --data {args.data} does not exist")
         return DataSource("file", path=str(Path(args.data).expanduser().resolve()), format=args.format,
                           threshold=args.threshold, negatives=args.negatives, user_col=args.user_col,
-                          item_col=args.item_col, label_col=args.label_col)
-    if args.user_col or args.item_col or args.label_col or args.threshold is not None:
-        raise UsageError("graphforget bench: error: --user-col/--item-col/--label-col/--threshold need --data")
+                          item_col=args.item_col, label_col=args.label_col, duplicates=args.duplicates,
+                          delimiter=args.delimiter, encoding=args.encoding)
+    if (args.user_col or args.item_col or args.label_col or args.threshold is not None
+            or (args.duplicates, args.delimiter, args.encoding) != ("raise", ",", "utf-8")):
+        raise UsageError("graphforget bench: error: --user-col/--item-col/--label-col/--threshold/--duplicates/"
+                         "--delimiter/--encoding need --data")
     if args.negatives is not None and args.dataset in DATASET_NAMES:
         raise UsageError(f"graphforget bench: error: --negatives is for implicit data; {args.dataset} brings its "
                          "own 0/1 labels")
@@ -836,13 +839,6 @@ def _add_workflow_commands(sub) -> None:
                        description="Train on a data file: binarise ratings, sample negatives for implicit "
                                    "feedback, split off validation (and test) pairs, write a run directory.")
     _data_file_flags(p, required=True)
-    p.add_argument("--duplicates", choices=("raise", "last"), default="raise",
-                   help="csv: a (user, item) pair on several rows is an error (raise, default) or its last row is kept "
-                        "(last: the latest rating of a file in time order)")
-    p.add_argument("--delimiter", type=_one_character, default=",",
-                   help="csv: the field separator (default ','; a spreadsheet's export may use ';')")
-    p.add_argument("--encoding", default="utf-8",
-                   help="csv: the text encoding (default utf-8; e.g. latin-1, cp1252)")
     p.add_argument("--negatives", type=_non_negative, default=0,
                    help="sampled non-interactions per interaction (implicit feedback needs them; default: 0)")
     p.add_argument("--model", type=_registered_model, default="mf",
@@ -1053,6 +1049,13 @@ def _data_file_flags(p, required: bool) -> None:
     p.add_argument("--item-col", help="csv: the item column")
     p.add_argument("--label-col", help="csv: the label or rating column (default: every row is an interaction)")
     p.add_argument("--threshold", type=float, help="binarise ratings: label 1 where rating >= T")
+    p.add_argument("--duplicates", choices=("raise", "last"), default="raise",
+                   help="csv: a (user, item) pair on several rows is an error (raise, default) or its last row is kept "
+                        "(last: the latest rating of a file in time order)")
+    p.add_argument("--delimiter", type=_one_character, default=",",
+                   help="csv: the field separator (default ','; a spreadsheet's export may use ';')")
+    p.add_argument("--encoding", default="utf-8",
+                   help="csv: the text encoding (default utf-8; e.g. latin-1, cp1252)")
 
 
 def _add_bench_parser(sub) -> None:

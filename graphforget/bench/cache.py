@@ -117,10 +117,11 @@ def cell_key(identity: dict[str, Any]) -> str:
 
 
 class CellCache:
-    """Results of cells as JSON files ``DIR/<key>.json``, holding ``{"key", "cell", "result"}``.
+    """Results of cells as JSON files ``DIR/<key>.json``, holding ``{"key", "cell", "result", "result_sha256"}``.
 
     A file whose stored identity differs from the cell's (a hash collision, a hand-edited file), that
-    cannot be parsed or that holds no ``{"cell", "result"}`` object is treated as missing, with a logged
+    cannot be parsed, that holds no ``{"cell", "result"}`` object, or whose result does not match its sha256 (a
+    figure edited or damaged: it was read as it stood, or crashed the report) is treated as missing, with a logged
     warning, and is recomputed.
 
     Args:
@@ -150,12 +151,22 @@ class CellCache:
         if stored.get("cell") != cell.identity():
             log.warning("cached cell %s does not hold %s: recomputing it", path, cell.label())
             return None
+        if stored.get("result_sha256") != _result_sha256(stored["result"]):
+            log.warning("cached cell %s does not match its sha256 (edited or damaged): recomputing it", path)
+            return None
         return stored["result"]
 
     def store(self, cell: Cell, result: dict) -> Path:
-        """Writes ``result`` atomically; returns the file."""
+        """Writes ``result`` atomically, with its sha256; returns the file."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        return write_json(self.path(cell), {"key": cell.key, "cell": cell.identity(), "result": result})
+        result = to_jsonable(result)
+        return write_json(self.path(cell), {"key": cell.key, "cell": cell.identity(), "result": result,
+                                            "result_sha256": _result_sha256(result)})
 
     def __repr__(self) -> str:
         return f"CellCache({str(self.directory)!r})"
+
+
+def _result_sha256(result: dict) -> str:
+    """The sha256 of a cell's result as JSON (keys sorted): the form it is stored and read back in."""
+    return hashlib.sha256(json.dumps(result, sort_keys=True).encode()).hexdigest()

@@ -36,6 +36,10 @@ IMPLICIT_DATASETS = {"ml-1m": "ml-1m", "gowalla": "gowalla"}
 BENCH_DATASETS = DATASET_NAMES + tuple(IMPLICIT_DATASETS)
 
 
+#: A CSV file's reading options and their defaults (of :func:`~graphforget.data.load_csv`).
+_CSV_DEFAULTS = {"duplicates": "raise", "delimiter": ",", "encoding": "utf-8"}
+
+
 @dataclass(frozen=True)
 class DataSource:
     """A benchmark's data: ``dataset`` by name, or ``path`` read in ``format`` (``dataset="file"``).
@@ -46,6 +50,8 @@ class DataSource:
         path, format: a data file and its format (:data:`graphforget.workflow.FORMATS`).
         threshold: binarise a file's ratings: label 1 where ``rating >= threshold``.
         user_col, item_col, label_col: a CSV file's columns.
+        duplicates, delimiter, encoding: a CSV file's repeated pairs (``"raise"`` or ``"last"``), field separator
+            and text encoding (see :func:`~graphforget.data.load_csv`).
         negatives: sampled non-interactions per implicit interaction; ``None``: 1 for the BCE objective, 0 for
             BPR, which draws its own (:meth:`for_loss`). The explicit datasets (:data:`DATASET_NAMES`) bring
             their own 0/1 labels and take none: a count above 1 is refused there.
@@ -59,6 +65,9 @@ class DataSource:
     user_col: str | None = None
     item_col: str | None = None
     label_col: str | None = None
+    duplicates: str = "raise"
+    delimiter: str = ","
+    encoding: str = "utf-8"
 
     def __post_init__(self):
         if self.dataset == "file":
@@ -71,6 +80,7 @@ class DataSource:
         check_fields(self, {
             "threshold": (self.threshold is None or _is_finite_number(self.threshold), "must be None or finite"),
             "negatives": (self.negatives is None or is_integer(self.negatives), "must be None or an integer"),
+            "duplicates": (self.duplicates in ("raise", "last"), "must be 'raise' or 'last'"),
         })
         if self.negatives is not None and self.negatives < 0:
             raise ValueError(f"DataSource.negatives: must be >= 0 (got {self.negatives})")
@@ -87,8 +97,10 @@ class DataSource:
         ignored = ("path", "format") if self.dataset != "file" else ()
         if self.dataset in DATASET_NAMES:  # the IFRU protocol's own preparation: ratings >= 4, labels as given
             ignored += ("threshold", "user_col", "item_col", "label_col")
-        for name in ignored:
-            if getattr(self, name) is not None:
+        if self.dataset != "file":
+            ignored += tuple(_CSV_DEFAULTS)
+        for name in ignored:  # set otherwise than by default (None, or the CSV option's)
+            if getattr(self, name) != _CSV_DEFAULTS.get(name):
                 raise ValueError(f"DataSource.{name}: the named dataset {self.dataset} is read from the data root and "
                                  f"prepared without a {name} (got {getattr(self, name)!r}); it is for dataset='file'")
 
@@ -126,7 +138,8 @@ class DataSource:
     def identity(self) -> dict:
         """What a cell's key holds of the data: the source, its options and the files' sha256."""
         out = {"dataset": self.dataset, "negatives": self.negatives, "threshold": self.threshold,
-               "columns": [self.user_col, self.item_col, self.label_col]}
+               "columns": [self.user_col, self.item_col, self.label_col],
+               "csv": {name: getattr(self, name) for name in _CSV_DEFAULTS}}
         if self.dataset in DATASET_NAMES:  # a replaced or edited file (the same root) must not reuse a cell
             found = None if self.dataset == "synthetic" else raw_data_file(self.dataset, self.root)
             return {**out, "root": None if self.root is None else str(Path(self.root).resolve()),
@@ -151,7 +164,7 @@ class DataSource:
     def _split(self, seed: int) -> tuple[Split, str]:
         location, format = self._location()
         graph, test = load_file(location, format, user_col=self.user_col, item_col=self.item_col,
-                                label_col=self.label_col)
+                                label_col=self.label_col, **{name: getattr(self, name) for name in _CSV_DEFAULTS})
         if self.threshold is not None:  # before asking whether the data is implicit: ratings hold no label 0
             graph, test = (None if part is None else binarize(part, self.threshold) for part in (graph, test))
         if self.negatives == 0 and not bool((graph[EDGE].edge_label == 0).any()):

@@ -6,7 +6,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -76,7 +76,8 @@ def bench_hparams(model: str, dataset: str, protocol: str) -> Hyperparameters:
 
 def _seed_list(seeds: int | Sequence[int]) -> list[int]:
     """``0 .. seeds - 1`` for a count, else the given seeds (e.g. one seed per process of a split run)."""
-    listed = list(range(seeds)) if is_integer(seeds) else list(seeds)
+    # True or 2.0, neither a count nor a list, raised a TypeError from list()
+    listed = list(range(seeds)) if is_integer(seeds) else list(seeds) if isinstance(seeds, Iterable) else []
     # int() made seed 1 of 1.5, "1" or True: it ran under a key saying 1, and no one was told
     if not listed or len(set(listed)) != len(listed) or not all(is_seed(s) for s in listed):
         raise ValueError(f"seeds must be a count >= 1 or distinct seeds (integers in [0, 2**63)), got {seeds}")
