@@ -16,7 +16,8 @@ from tqdm.auto import tqdm
 from .clock import Stopwatch
 from .config import check_fields, check_types
 from .data.adjacency import hold_graph
-from .data.interactions import EDGE, check_interactions, check_model_fits, check_pair_ids, check_pair_tensor
+from .data.interactions import (EDGE, check_interactions, check_model_fits, check_pair_ids, check_pair_tensor,
+                                check_unique_pairs, num_items)
 from .distributed import agreed, data_parallel_loss, layout, summed_across_ranks
 from .metrics import auc_standard_error, evaluate_auc
 from .objectives import BCEObjective, Objective
@@ -223,13 +224,15 @@ def check_val(model: torch.nn.Module, val: HeteroData) -> None:
     """The validation pairs fit the model and hold both classes (the AUC is undefined without one).
 
     Raises:
-        ValueError: naming what is wrong (node counts, the pairs' shape, dtype or ids, labels, no pair, a single
-            class).
+        ValueError: naming what is wrong (node counts, the pairs' shape, dtype or ids, a repeated pair, labels, no
+            pair, a single class).
     """
     check_model_fits(model, val, "val")
     pairs = val[EDGE].edge_index
     check_pair_tensor(pairs, "val's edge_index", "P")
     check_pair_ids(pairs, val, "val")
+    # here, not after the first epoch, where the AUC's own check named "the test set"
+    check_unique_pairs(pairs, num_items(val), "val", advice="list each validation pair once")
     labels = val[EDGE].get("edge_label")
     if labels is None or labels.shape != (pairs.size(1),):
         raise ValueError("val needs an edge_label per pair (1: an interaction, 0: a non-interaction)")

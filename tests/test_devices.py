@@ -139,6 +139,21 @@ def test_k_core_on_the_device(device):
     assert 0 < expected[EDGE].edge_index.size(1) < graph[EDGE].edge_index.size(1)  # some edges go, some stay
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_load_model_puts_the_model_where_map_location_says(device, tmp_path):
+    """The tensors were mapped and then copied into a model built on the CPU: map_location='cuda' gave a CPU
+    model; CUDA on a machine without it was reported as a corrupt file."""
+    from graphforget.models import load_model, save_model
+    model = MF(5, 4, 3).double()
+    save_model(model, tmp_path / "m.pt")
+    loaded, _ = load_model(tmp_path / "m.pt", map_location=device)
+    assert {p.device.type for p in loaded.parameters()} == {device}
+    assert all(torch.equal(a.cpu(), b) for a, b in zip(loaded.parameters(), model.parameters()))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="map_location='cuda', but CUDA is not available on this machine"):
+            load_model(tmp_path / "m.pt", map_location="cuda")
+
+
 def test_on_device_moves_a_copy_and_leaves_the_callers_graph():
     graph = planted_communities(6, 6, num_communities=2, interactions_per_user=2, seed=0)
     before = _tensors(graph)

@@ -468,6 +468,22 @@ def test_what_save_model_writes_load_model_reads_back(graph, tmp_path):
         load_model(tmp_path / "t.txt")
 
 
+def test_save_model_refuses_extras_under_its_own_names_or_of_a_kind_it_cannot_load(tmp_path):
+    """An extra ``state_dict`` replaced the weights (the file then failed its own sha256 as "damaged"); a namedtuple
+    raised a TypeError from rebuilding it; a ``torch.device``, which weights_only loads, was refused."""
+    from collections import namedtuple
+    model = MF(3, 2, 2)
+    for name in ("state_dict", "state_sha256"):
+        with pytest.raises(ValueError, match=f"save_model: an extra value named {name} would replace the checkpoint's own field"):
+            save_model(model, tmp_path / "m.pt", **{name: {}})
+    with pytest.raises(ValueError, match=r"the checkpoint\['point'\] is a Point, which a checkpoint loaded"):
+        save_model(model, tmp_path / "m.pt", point=namedtuple("Point", "x y")(1, 2))
+    assert not (tmp_path / "m.pt").exists()
+    save_model(model, tmp_path / "m.pt", device=torch.device("cpu"), pair=(1, [2.0]))
+    checkpoint = load_model(tmp_path / "m.pt")[1]
+    assert checkpoint["device"] == torch.device("cpu") and checkpoint["pair"] == (1, [2.0])
+
+
 def test_a_checkpoint_whose_tensors_changed_after_saving_is_refused(graph, tmp_path):
     """A train run's model.pt has no sha256 beside it (a fit run's run.json holds one): a changed tensor loaded
     without a word. The checkpoint now carries its tensors' sha256."""

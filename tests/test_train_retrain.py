@@ -229,6 +229,13 @@ def test_a_validation_set_without_both_classes_is_refused_before_training(split)
     with pytest.raises(ValueError, match="the model has num_users=.* but the val has 2 users"):
         train(model, train_graph, BCEObjective(), TrainConfig(epochs=2),
               val=make_interactions(torch.tensor([[0, 1], [0, 1]]), torch.tensor([1.0, 0.0]), 2, 2))
+    repeated = val.clone()  # a pair listed twice: refused after the first epoch, as "the test set"
+    repeated[EDGE].edge_index = torch.cat([val[EDGE].edge_index, val[EDGE].edge_index[:, :1]], 1)
+    repeated[EDGE].edge_label = torch.cat([val[EDGE].edge_label, val[EDGE].edge_label[:1]])
+    before = model.user_emb.weight.clone()
+    with pytest.raises(ValueError, match=r"^val holds 1 duplicated \(user, item\) pairs, the first"):
+        train(model, train_graph, BCEObjective(), TrainConfig(epochs=2), val=repeated)
+    assert torch.equal(model.user_emb.weight, before)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])

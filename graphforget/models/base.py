@@ -283,7 +283,16 @@ def save_model(model: Recommender, path: str | os.PathLike, name: str | None = N
         name, config: the name of the model's factory in :data:`MODELS` and its keyword arguments. By default
             the name its class is registered under and :meth:`Recommender.config`; when given, the model they
             build is checked against ``model`` first.
+        extra: plain values stored beside (not named ``state_dict`` or ``state_sha256``).
+
+    Raises:
+        ValueError: an unregistered model, ``name``/``config`` that do not rebuild it, an extra value under a
+            reserved name, or one that a checkpoint read with ``weights_only=True`` cannot hold.
     """
+    reserved = sorted(_CHECKPOINT_KEYS & extra.keys())
+    if reserved:  # an extra state_dict replaced the model's weights, and the file then failed its own sha256
+        raise ValueError(f"save_model: an extra value named {', '.join(reserved)} would replace the checkpoint's own "
+                         "field: name it otherwise")
     given = name is not None or config is not None
     name = name or next((k for k, v in MODELS.items() if v is type(model)), None)
     if name is None:
@@ -298,6 +307,11 @@ def save_model(model: Recommender, path: str | os.PathLike, name: str | None = N
     atomic_write(path, lambda handle: torch.save(checkpoint, handle))
 
 
+#: The fields :func:`save_model` writes itself that an extra value could take (``model`` and ``config`` are its
+#: arguments' names).
+_CHECKPOINT_KEYS = {"state_dict", "state_sha256"}
+
+
 def _state_sha256(state: dict) -> str:
     """The sha256 of a state dict's tensors, in key order: :func:`load_model` checks it (a flipped bit loaded)."""
     return tensors_sha256(*(state[key] for key in sorted(state) if isinstance(state[key], Tensor)))
@@ -308,11 +322,11 @@ def _plain(value, where: str):
     with ``weights_only=True`` refuses (a ``Path``, a ``datetime``): it was written, and could never be loaded."""
     if isinstance(value, dict):
         return {key: _plain(item, f"{where}[{key!r}]") for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
+    if type(value) in (list, tuple):  # a namedtuple is refused below: weights_only cannot load it
         return type(value)(_plain(item, f"{where}[{i}]") for i, item in enumerate(value))
     if isinstance(value, np.generic):
         return value.item()
-    if value is None or isinstance(value, (str, int, float, bool, Tensor, torch.dtype)):
+    if value is None or isinstance(value, (str, int, float, bool, Tensor, torch.dtype, torch.device)):
         return value
     raise ValueError(f"save_model: {where} is a {type(value).__name__}, which a checkpoint loaded with "
                      "weights_only=True cannot hold: pass str, int, float, bool, None, lists, dicts or tensors")
@@ -323,13 +337,14 @@ def load_model(path: str | os.PathLike, map_location=None) -> tuple[Recommender,
 
     The model is rebuilt from the checkpoint's name and config (its initial draw from a fork of the global random
     state, which loading leaves as it was) and gets the saved tensors with their dtypes (a float64 model loads as
-    float64, bit for bit).
+    float64, bit for bit). With ``map_location`` a device (``"cuda:0"``), the model is moved there too.
 
     Raises:
-        ValueError: the file cannot be read (truncated, corrupt), is not a checkpoint written by
-            :func:`save_model`, its tensors differ from the sha256 saved with them, or its state dict does not fit
-            the model its name and config build.
+        ValueError: ``map_location`` names CUDA on a machine without it; the file cannot be read (truncated,
+            corrupt), is not a checkpoint written by :func:`save_model`, its tensors differ from the sha256 saved
+            with them, or its state dict does not fit the model its name and config build.
     """
+    device = _map_device(map_location)
     checkpoint = _read_checkpoint(path, map_location)
     name, config, state = checkpoint["model"], checkpoint["config"], checkpoint["state_dict"]
     saved = checkpoint.get("state_sha256")  # files written before it have none
@@ -344,7 +359,19 @@ def load_model(path: str | os.PathLike, map_location=None) -> tuple[Recommender,
     except RuntimeError as error:  # missing, unexpected or mis-shaped entries: a tampered checkpoint
         raise ValueError(f"{path}: its state dict does not fit model {name!r} built from its config {config}: "
                          f"{error}") from None
-    return model, checkpoint
+    return (model if device is None else model.to(device)), checkpoint
+
+
+def _map_device(map_location) -> torch.device | None:
+    """The device ``map_location`` names (a str or a device), where the model goes: the tensors went there and were
+    copied into a model built on the CPU. ``ValueError`` for CUDA on a machine without it (torch's error was
+    reported as a corrupt file)."""
+    if not isinstance(map_location, (str, torch.device)):
+        return None  # a dict or a function maps storages, not the model
+    device = torch.device(map_location)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"load_model: map_location={map_location!r}, but CUDA is not available on this machine")
+    return device
 
 
 def _read_checkpoint(path: str | os.PathLike, map_location) -> dict:
