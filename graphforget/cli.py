@@ -447,6 +447,14 @@ def cmd_pretrain_encoder(args) -> int:
     return 0
 
 
+def _add_option(options: dict[str, dict], method: str, text: str, where: str) -> None:
+    """Adds ``KEY=VALUE`` to ``method``'s options, refusing a key it already has (demo let the last one win)."""
+    mine, given = options.setdefault(method, {}), parse_options([text])
+    if set(given) & set(mine):
+        raise UsageError(f"graphforget {where} gives {method}'s {next(iter(given))} twice")
+    mine.update(given)
+
+
 def cmd_demo(args) -> int:
     methods = args.methods or list(METHODS)
     for flag, given in (("--methods", methods), ("--model", args.model)):
@@ -461,7 +469,7 @@ def cmd_demo(args) -> int:
         if not sep or method not in options:
             raise UsageError(f"graphforget demo: error: --option takes METHOD:KEY=VALUE with METHOD in "
                              f"{', '.join(methods)}, got {pair!r}")
-        options[method].update(parse_options([rest]))
+        _add_option(options, method, rest, f"demo: error: --option {pair}")
     for method in methods:  # before any data is loaded or model trained
         _checked_options(method, options[method])
     for model_name in args.model:  # likewise the training's flags
@@ -523,10 +531,7 @@ def cmd_bench(args) -> int:
         if not sep:
             raise UsageError(f"graphforget bench: error: --option takes METHOD:KEY=VALUE, got {pair!r}")
         _check_method(method, tuple(BENCH_METHODS))  # retrain_seed takes options too (its seed)
-        mine, given = options.setdefault(method, {}), parse_options([rest])
-        if set(given) & set(mine):
-            raise UsageError(f"graphforget bench: error: --option {pair} gives {method}'s {next(iter(given))} twice")
-        mine.update(given)
+        _add_option(options, method, rest, f"bench: error: --option {pair}")
     if args.seeds < 1:
         raise UsageError(f"graphforget bench: error: --seeds must be >= 1, got {args.seeds}")
     out = _check_out_dir(args.out)

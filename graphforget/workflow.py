@@ -48,7 +48,7 @@ from .data import (EDGE, Split, add_negatives, binarize, edge_subgraph, load_csv
                    without_edges)
 from .data.interactions import node_values
 from .data.loaders import _lightgcn_files, text_codec
-from .io import write_json
+from .io import to_jsonable, write_json
 from .metrics import evaluate_auc
 from .presets import CONTRASTIVE, Hyperparameters, default_hparams
 from .models.base import module_on
@@ -1071,11 +1071,23 @@ class ForgetStream:
                     write_json(record, {**config, "version": __version__})
                     return config
         config = json.loads(record.read_text())
-        differ = [key for key, value in given.items() if value != config.get(key)]
+        differ = [key for key, value in given.items() if not self._same_setting(key, value, config)]
         if differ:
             raise ValueError(f"the stream {self.directory} was created with other {', '.join(differ)}: "
                              f"{ {key: config.get(key) for key in differ} }")
         return config
+
+    @staticmethod
+    def _same_setting(key: str, value, config: dict) -> bool:
+        """Whether ``value`` given for ``key`` is the stream's: as JSON holds it (a tuple reads back as a list), and
+        for the options as the method's config reads them (``"0.1"`` and ``0.1`` are the same damping)."""
+        stored = config.get(key)
+        if key == "options":
+            try:
+                return method_config(config["method"], value) == method_config(config["method"], stored)
+            except (ValueError, TypeError):  # options of another method, or none it takes: not the stream's
+                return False
+        return json.loads(json.dumps(to_jsonable(value))) == stored
 
     def _new_config(self, given: dict) -> dict:
         """A new stream's settings from ``given``, checked (the base run read whole)."""
@@ -1083,13 +1095,19 @@ class ForgetStream:
             raise ValueError(f"{self.directory} is not a stream yet: give the base run to create it")
         config = {"method": "ifru", "options": {}, "retrain_every": None, "max_drift": None, **given}
         check_method(config["method"])
-        method_config(config["method"], config["options"])  # bad options fail now, not at the first request
+        built = method_config(config["method"], config["options"])
         config["retrain_every"], config["max_drift"] = _checked_policy(config["retrain_every"], config["max_drift"])
         run = enclosing_run(self.directory / "runs")  # every request's run would be refused by publish
         if run is not None:
             raise ValueError(f"the stream directory {self.directory} is inside the run {run}, and runs are never "
                              "modified: choose a directory outside it")
-        load_run(config["base"])  # a readable, intact run
+        base = load_run(config["base"])  # a readable, intact run
+        # Bad options fail now, not at the first request: those the model refuses too (IFRU's prune for MF's
+        # receptive field), which left every request pending, for good. The method's warnings come with its runs.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            METHODS[config["method"]](base.model, base.graph, Hyperparameters(**base.info["hparams"]).objective(),
+                                      built)
         return config
 
     def __repr__(self) -> str:

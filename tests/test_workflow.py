@@ -890,6 +890,20 @@ def test_stream_applies_requests_with_the_retrain_policy(base, tmp_path):
     assert load_run(drift.forget(users=["u2"])).info["method"]["name"] == "retrain"  # drift bound passed
 
 
+def test_a_stream_reopens_with_its_options_as_given_and_refuses_options_its_model_refuses(base, tmp_path):
+    """Reopened with the options it was created with, a stream refused a tuple (read back as a list) and "0.1" given
+    as 0.1; created with options its model refuses (IFRU's prune for MF's receptive field 0), every request stayed
+    pending for good."""
+    options = {"prune": (1.0,), "solver.damping": "0.1"}
+    ForgetStream(tmp_path / "s", base, method="ifru", options=options)
+    assert ForgetStream(tmp_path / "s", base, method="ifru", options={"prune": (1.0,), "solver.damping": 0.1})
+    with pytest.raises(ValueError, match="created with other options"):
+        ForgetStream(tmp_path / "s", base, method="ifru", options={"prune": (1.0,), "solver.damping": 0.2})
+    with pytest.raises(ValueError, match=re.escape("IFRUConfig.prune: one ratio per order 0..hops")):
+        ForgetStream(tmp_path / "w", base, method="ifru", options={"prune": [1.0, 0.5, 0.5]})
+    assert not (tmp_path / "w" / "stream.json").exists()
+
+
 def test_stream_survives_a_crash_between_journal_and_publish(base, tmp_path, monkeypatch):
     import graphforget.runs as runs
     stream = ForgetStream(tmp_path / "s", base, method="ifru")
