@@ -583,7 +583,7 @@ def cmd_methods(args) -> int:
     _check_method(args.name)
     cls = METHODS[args.name]
     print(f"{args.name}: {cls.__name__} with {cls.Config.__name__}{' (needs fit)' if cls.needs_fit else ''}")
-    fixed = getattr(cls, "fixed", {})  # fields the method sets itself (SCIF's), refused when given
+    fixed = cls.fixed  # fields the method sets itself (SCIF's), refused when given
     for row in describe(cls.Config):
         if row.name not in fixed:
             print(f"  {row.name} ({row.type}, default {row.default!r})" + (f": {_plain(row.help)}" if row.help else ""))

@@ -819,8 +819,8 @@ def test_demo_refuses_a_missing_named_dataset_and_options_of_methods_it_does_not
     for command in (["demo"], ["bench", "--protocol", "attack"]):  # demo let the last of a key given twice win
         code, _, err = run_cli(capsys, *command, "--methods", "ifru", "--option", "ifru:solver.tol=0.1", "--option",
                                "ifru:solver.tol=0.2", "--out", str(tmp_path / "o"))
-        assert (code, err) == (2, f"graphforget {command[0]}: error: --option ifru:solver.tol=0.2 gives ifru's solver.tol "
-                                  "twice\n"), err
+        expected = f"graphforget {command[0]}: error: --option ifru:solver.tol=0.2 gives ifru's solver.tol twice\n"
+        assert (code, err) == (2, expected), err
 
 
 def test_bench_data_flags_reach_the_source_and_negatives_are_refused_for_labelled_data(tmp_path, monkeypatch, capsys):
