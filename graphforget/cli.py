@@ -440,7 +440,7 @@ def cmd_pretrain_encoder(args) -> int:
     unlearner, _, _, _ = _run_unlearner(args, "unlearnrec", options)
     info = unlearner.fit().fit_info
     report = {"pretrain_seconds": info["seconds"], "epochs": info["epochs"], "steps": info["steps"],
-              "run": str(args.run)}
+              "seed": info["seed"], "run": str(args.run)}
     _publish(out, {"encoder.pt": unlearner.save_encoder, "pretrain.json": lambda path: write_json(path, report)})
     print(f"pre-trained the influence encoder in {info['seconds']:.1f}s ({_count(info['epochs'], 'epoch')}); "
           f"wrote {out / 'encoder.pt'}")

@@ -191,9 +191,12 @@ def test_pretrained_encoder_is_reused_by_unlearn(trained_run, capsys, tmp_path):
     with_file, in_process = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("a", "b"))
     assert "fit_seconds" not in with_file and "fit_seconds" in in_process
     # The encoder pre-trained elsewhere is named, with its pre-training's figures, where no fit_seconds tells of it.
+    # Its seed too: unlearn's own seed may differ (its batches), and the record said that one alone.
     pretrained = json.loads((tmp_path / "enc" / "pretrain.json").read_text())
     assert with_file["encoder"] == {"path": str((tmp_path / "enc" / "encoder.pt").resolve()), "epochs": 1,
-                                    "steps": pretrained["steps"], "seconds": pretrained["pretrain_seconds"]}
+                                    "steps": pretrained["steps"], "seconds": pretrained["pretrain_seconds"],
+                                    "seed": 3}
+    assert pretrained["seed"] == 3  # the run's (trained_run's seed)
     assert "encoder" not in in_process
     for key in ("auc_0", "auc_1", "auc_2"):
         assert with_file[key] == pytest.approx(in_process[key], abs=1e-9)

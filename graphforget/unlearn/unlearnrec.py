@@ -599,7 +599,7 @@ class UnlearnRec(Unlearner):
         and MLP frozen). Call once per trained model; calling again continues from the current encoder.
 
         Returns:
-            ``{"epochs", "steps", "history"}`` (:attr:`fit_info`, with ``seconds``).
+            ``{"epochs", "steps", "seed", "history"}`` (:attr:`fit_info`, with ``seconds``).
         """
         cfg = self.config
         store = self.graph[EDGE]
@@ -641,7 +641,8 @@ class UnlearnRec(Unlearner):
         self._set_update(shifts, None)
         self.encoder.mlp.requires_grad_(True)
         self._remember_pretrained_for(self._pretrained_for())
-        return {"epochs": cfg.pretrain_epochs, "steps": steps, "history": history}
+        # the seed of the simulated requests, kept with the encoder: an answer's own seed may differ (its batches)
+        return {"epochs": cfg.pretrain_epochs, "steps": steps, "seed": cfg.seed, "history": history}
 
     def _simulated_request(self, candidates: Tensor, gen: torch.Generator) -> tuple[_Request, float]:
         low, high = self.config.request_ratio
