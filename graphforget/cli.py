@@ -552,7 +552,7 @@ def cmd_bench(args) -> int:
 
 def _bench_source(args):
     """The bench's :class:`~graphforget.bench.DataSource`: ``--data``/``--format`` or ``--dataset``."""
-    from .bench import DataSource
+    from .bench.data import CSV_DEFAULTS, DataSource
     if bool(args.data) != bool(args.format):
         raise UsageError("graphforget bench: error: --data and --format go together")
     if args.data:
@@ -563,7 +563,7 @@ def _bench_source(args):
                           item_col=args.item_col, label_col=args.label_col, duplicates=args.duplicates,
                           delimiter=args.delimiter, encoding=args.encoding)
     if (args.user_col or args.item_col or args.label_col or args.threshold is not None
-            or (args.duplicates, args.delimiter, args.encoding) != ("raise", ",", "utf-8")):
+            or any(getattr(args, name) != default for name, default in CSV_DEFAULTS.items())):
         raise UsageError("graphforget bench: error: --user-col/--item-col/--label-col/--threshold/--duplicates/"
                          "--delimiter/--encoding need --data")
     if args.negatives is not None and args.dataset in DATASET_NAMES:

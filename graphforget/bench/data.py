@@ -37,7 +37,7 @@ BENCH_DATASETS = DATASET_NAMES + tuple(IMPLICIT_DATASETS)
 
 
 #: A CSV file's reading options and their defaults (of :func:`~graphforget.data.load_csv`).
-_CSV_DEFAULTS = {"duplicates": "raise", "delimiter": ",", "encoding": "utf-8"}
+CSV_DEFAULTS = {"duplicates": "raise", "delimiter": ",", "encoding": "utf-8"}
 
 
 @dataclass(frozen=True)
@@ -98,9 +98,9 @@ class DataSource:
         if self.dataset in DATASET_NAMES:  # the IFRU protocol's own preparation: ratings >= 4, labels as given
             ignored += ("threshold", "user_col", "item_col", "label_col")
         if self.dataset != "file":
-            ignored += tuple(_CSV_DEFAULTS)
+            ignored += tuple(CSV_DEFAULTS)
         for name in ignored:  # set otherwise than by default (None, or the CSV option's)
-            if getattr(self, name) != _CSV_DEFAULTS.get(name):
+            if getattr(self, name) != CSV_DEFAULTS.get(name):
                 raise ValueError(f"DataSource.{name}: the named dataset {self.dataset} is read from the data root and "
                                  f"prepared without a {name} (got {getattr(self, name)!r}); it is for dataset='file'")
 
@@ -139,7 +139,7 @@ class DataSource:
         """What a cell's key holds of the data: the source, its options and the files' sha256."""
         out = {"dataset": self.dataset, "negatives": self.negatives, "threshold": self.threshold,
                "columns": [self.user_col, self.item_col, self.label_col],
-               "csv": {name: getattr(self, name) for name in _CSV_DEFAULTS}}
+               "csv": {name: getattr(self, name) for name in CSV_DEFAULTS}}
         if self.dataset in DATASET_NAMES:  # a replaced or edited file (the same root) must not reuse a cell
             found = None if self.dataset == "synthetic" else raw_data_file(self.dataset, self.root)
             return {**out, "root": None if self.root is None else str(Path(self.root).resolve()),
@@ -164,7 +164,7 @@ class DataSource:
     def _split(self, seed: int) -> tuple[Split, str]:
         location, format = self._location()
         graph, test = load_file(location, format, user_col=self.user_col, item_col=self.item_col,
-                                label_col=self.label_col, **{name: getattr(self, name) for name in _CSV_DEFAULTS})
+                                label_col=self.label_col, **{name: getattr(self, name) for name in CSV_DEFAULTS})
         if self.threshold is not None:  # before asking whether the data is implicit: ratings hold no label 0
             graph, test = (None if part is None else binarize(part, self.threshold) for part in (graph, test))
         if self.negatives == 0 and not bool((graph[EDGE].edge_label == 0).any()):
