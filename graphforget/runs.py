@@ -77,6 +77,8 @@ class Run:
         removed: ``[2, R]`` every edge removed in this lineage (local ids).
         removed_label: ``[R]`` their labels; ``removed_observed`` ``[R]`` whether they were interactions.
         audit: the lines of ``audit.jsonl``, oldest first.
+        pending: the numbers of a stream's requests, accepted and not yet applied, that this data already counts
+            as removed (a :class:`~graphforget.workflow.ForgetStream`'s projection); empty for a run on disk.
     """
     path: Path
     info: dict
@@ -88,6 +90,7 @@ class Run:
     removed_label: Tensor
     removed_observed: Tensor
     audit: list = field(default_factory=list)
+    pending: list = field(default_factory=list)
 
     def __repr__(self) -> str:
         return (f"Run({str(self.path)!r}, kind={self.info.get('kind')}, model={self.info['model']['name']}, "

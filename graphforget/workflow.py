@@ -521,8 +521,8 @@ def _check_edges_not_forgotten(run: Run, pairs: Tensor) -> None:
     again = torch.isin(pair_keys(pairs, count), pair_keys(removed, count))
     if bool(again.any()):
         first = pairs[:, again.nonzero()[0, 0]].tolist()
-        raise ValueError(f"{int(again.sum())} of the requested edges were already forgotten in this lineage "
-                         f"(see {run.path}/audit.jsonl), e.g. {_raw_pair(run.graph, first)}{_untrusted_note(run)}")
+        raise ValueError(f"{int(again.sum())} of the requested edges were already forgotten {_forgotten_by(run)}, "
+                         f"e.g. {_raw_pair(run.graph, first)}{_untrusted_note(run)}")
 
 
 def _check_nodes_not_forgotten(run: Run, row: int, ids: Tensor, left: Tensor) -> None:
@@ -536,8 +536,16 @@ def _check_nodes_not_forgotten(run: Run, row: int, ids: Tensor, left: Tensor) ->
     if bool(done.any()):
         node = ("user", "item")[row]
         names = [_plain_id(run.graph[node].raw_id[int(k)]) for k in ids[done][:10]]
-        raise ValueError(f"{node}s already forgotten in this lineage (see {run.path}/audit.jsonl): {', '.join(names)}"
+        raise ValueError(f"{node}s already forgotten {_forgotten_by(run)}: {', '.join(names)}"
                          f"{_untrusted_note(run)}")
+
+
+def _forgotten_by(run: Run) -> str:
+    """Where a removal is recorded: the lineage's audit log, and a stream's requests still pending."""
+    where = f"in this lineage (see {run.path}/audit.jsonl"
+    if run.pending:
+        where += f", or pending in the stream: requests {', '.join(map(str, run.pending))}"
+    return where + ")"
 
 
 def untrusted_requests(run: Run) -> list[dict]:
@@ -1253,8 +1261,8 @@ class ForgetStream:
                 _check_leaves_edges(run, request)
             except ValueError:
                 continue
-            run = _without_request(run, request)
             waiting.append(entry["seq"])
+            run = replace(_without_request(run, request), pending=list(waiting))
         return run, waiting
 
     def _next_seq(self) -> int:

@@ -945,6 +945,21 @@ def test_stream_survives_a_crash_between_journal_and_publish(base, tmp_path, mon
     assert again.pending() == [] and again.process() == [] and len(again.current.audit) == 3
 
 
+def test_a_pending_duplicate_names_the_pending_request(base, tmp_path):
+    """A request repeating a pending one was said to be forgotten in the base's audit log, which holds no such
+    line: the message names the pending request."""
+    stream = ForgetStream(tmp_path / "s", base, method="scif")
+    stream.submit(users=["u1"])
+    stream.submit(users=["u2"])
+    with pytest.raises(ValueError) as refused:
+        stream.submit(users=["u1"])
+    assert "or pending in the stream: requests 1, 2)" in str(refused.value)
+    stream.process()
+    with pytest.raises(ValueError) as refused:
+        stream.submit(users=["u1"])
+    assert "pending in the stream" not in str(refused.value) and f"{stream.current.path}/audit.jsonl" in str(refused.value)
+
+
 def test_stream_journal_cuts_a_torn_line_and_refuses_stale_requests(base, tmp_path):
     stream = ForgetStream(tmp_path / "s", base, method="scif")
     stream.submit(users=["u1"])
