@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import math
 import numbers
 import re
@@ -21,7 +22,7 @@ from typing import Any, Callable, NamedTuple
 import torch
 
 __all__ = ["build_config", "describe", "check_fields", "check_types", "FieldHelp", "is_integer", "is_integer_tensor",
-           "check_seed", "seeded", "eval_mode"]
+           "check_seed", "seeded", "derived_seed", "eval_mode"]
 
 _NONE = {"none", "null"}
 _BOOLS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
@@ -71,6 +72,15 @@ def seeded(seed: Any, device: torch.device | str | None = None) -> torch.Generat
     (:func:`check_seed`)."""
     check_seed(seed)
     return (torch.Generator() if device is None else torch.Generator(device)).manual_seed(int(seed))
+
+
+def derived_seed(seed: Any, purpose: str) -> int:
+    """A seed in ``[0, 2**63)`` for one ``purpose``, derived from ``seed`` by a hash: draws made for different
+    purposes under one seed are independent. (SISA's partition drawn from ``seed`` itself would be the request's
+    permutation again, when the request was drawn with that seed: it dealt the request out evenly over the shards.)"""
+    check_seed(seed)
+    digest = hashlib.sha256(f"{purpose}:{int(seed)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ import warnings
 import pytest
 import torch
 
+from graphforget.config import derived_seed
 from graphforget.data import EDGE, make_interactions, planted_communities, random_split, remove_edges
 from graphforget.distributed import launch
 from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN
@@ -189,7 +190,7 @@ def test_sisa_retrains_exactly_the_touched_shards(graph):
     sisa.fit()
     ensemble, seconds = sisa.model, sisa.fit_seconds
     assert seconds > 0 and sisa.ensemble is ensemble
-    shard_of = random_partition(graph[EDGE].edge_index.size(1), S, seed=5)  # the assignment, independently
+    shard_of = random_partition(graph[EDGE].edge_index.size(1), S, derived_seed(5, "partition"))  # independently
     old = state(ensemble)
     request = pick_request(graph, shard_of, [1, 3])
     result = sisa.unlearn(request)
@@ -218,10 +219,22 @@ def test_sisa_retrains_exactly_the_touched_shards(graph):
     assert torch.equal(graph[EDGE].edge_index, before_graph)
 
 
+def test_sisa_partition_is_independent_of_a_request_drawn_with_its_seed(graph):
+    """The partition came from the permutation that drew a request under the same seed (the run's, in the CLI and
+    the benchmarks): SISA dealt the request out over the shards, two edges each here, under every seed. (RecEraser's
+    first anchors were the request's first edges; the tests above compute its partition with the derived seed.)"""
+    ei = graph[EDGE].edge_index
+    for seed in (0, 1, 2):
+        drawn = torch.randperm(ei.size(1), generator=torch.Generator().manual_seed(seed))[:2 * S]
+        shard_of = SISA(MF(U, I, D), graph, OBJECTIVE, SISAConfig(CONFIG, num_shards=S, seed=seed)).partition()
+        assert torch.bincount(random_partition(ei.size(1), S, seed)[drawn], minlength=S).tolist() == [2] * S
+        assert torch.bincount(shard_of[drawn], minlength=S).tolist() != [2] * S
+
+
 def test_sisa_retrain_all_and_empty_request(graph):
     sisa = SISA(MF(U, I, D), graph, OBJECTIVE, SISAConfig(CONFIG, num_shards=S, retrain_all=True))
     ensemble = sisa.fit().model
-    shard_of = random_partition(graph[EDGE].edge_index.size(1), S, seed=0)
+    shard_of = random_partition(graph[EDGE].edge_index.size(1), S, derived_seed(0, "partition"))
     request = pick_request(graph, shard_of, [2], per_shard=1)
     result = sisa.unlearn(request)
     assert result.info["retrained_shards"] == list(range(S))
@@ -239,7 +252,8 @@ def test_sisa_retrain_all_and_empty_request(graph):
 def test_sisa_on_two_ranks_equals_one_process(graph, one_thread):
     # Two gloo processes share the shards (train_shards splits them round robin) and exchange the
     # trained models: fit and unlearn give, bit for bit, the single-process ensemble.
-    request = pick_request(graph, random_partition(graph[EDGE].edge_index.size(1), 3, seed=1), [0, 2], per_shard=1)
+    request = pick_request(graph, random_partition(graph[EDGE].edge_index.size(1), 3, derived_seed(1, "partition")),
+                           [0, 2], per_shard=1)
     single = fit_and_unlearn_sisa(graph, OBJECTIVE, CONFIG, 3, request)
     double = launch(fit_and_unlearn_sisa, 2, graph, OBJECTIVE, CONFIG, 3, request)
     assert same_state(single[0], double[0]) and same_state(single[1], double[1])
@@ -252,7 +266,7 @@ def test_sisa_on_two_ranks_equals_one_process(graph, one_thread):
 def test_sisa_continues_from_a_fitted_ensemble(graph):
     sisa = SISA(MF(U, I, D), graph, OBJECTIVE, SISAConfig(CONFIG, num_shards=S))
     sisa.fit()
-    shard_of = random_partition(graph[EDGE].edge_index.size(1), S, seed=0)
+    shard_of = random_partition(graph[EDGE].edge_index.size(1), S, derived_seed(0, "partition"))
     first = sisa.unlearn(pick_request(graph, shard_of, [0], per_shard=1))
     again = SISA(first.model, first.graph, OBJECTIVE, SISAConfig(CONFIG))
     second = again.unlearn(pick_request(first.graph, first.model.assignment_of(first.graph[EDGE].edge_index), [2]))
@@ -364,7 +378,8 @@ def test_receraser_fit_and_unlearn(graph):
     assert torch.equal(ensemble.assignment_of(graph[EDGE].edge_index), eraser.balanced.shard_of)
     # The partition came from the pre-trained model's embeddings.
     user, item = eraser.pretrained_model.embed(graph)
-    again = balanced_partition(user.detach(), item.detach(), graph[EDGE].edge_index, S, "interaction", 10, 0)
+    again = balanced_partition(user.detach(), item.detach(), graph[EDGE].edge_index, S, "interaction", 10,
+                               derived_seed(0, "partition"))
     assert torch.equal(again.shard_of, eraser.balanced.shard_of)
     # ... a fresh copy of the template, re-drawn with the config's seed and trained on the graph (not the
     # template's own draw).
@@ -439,7 +454,7 @@ def test_receraser_takes_pretrained_embeddings(graph):
     eraser = RecEraser(MF(U, I, D), graph, OBJECTIVE, RecEraserConfig(CONFIG, num_shards=S, partition="item", aggregation="mean"),
                        pretrained=emb)
     ensemble = eraser.fit().model
-    expected = balanced_partition(*emb, graph[EDGE].edge_index, S, "item", 10, 0)
+    expected = balanced_partition(*emb, graph[EDGE].edge_index, S, "item", 10, derived_seed(0, "partition"))
     assert torch.equal(ensemble.assignment_of(graph[EDGE].edge_index), expected.shard_of)
     assert eraser.pretrained_model is None
     with pytest.raises(ValueError, match="partition"):
@@ -457,15 +472,16 @@ def test_receraser_partitions_with_its_seed_iterations_and_a_pretrained_model(gr
                              partition_iters=1)
     eraser = RecEraser(template, graph, OBJECTIVE, config, pretrained=other)
     assigned = eraser.fit().model.assignment_of(ei)
+    three, zero = derived_seed(3, "partition"), derived_seed(0, "partition")
     with torch.no_grad():
-        expected = balanced_partition(other.user_emb.weight, other.item_emb.weight, ei, S, "interaction", 1, 3)
+        expected = balanced_partition(other.user_emb.weight, other.item_emb.weight, ei, S, "interaction", 1, three)
         # Each alternative differs here, so that the assertion tells them apart.
         for alternative in (balanced_partition(template.user_emb.weight, template.item_emb.weight, ei, S,
-                                               "interaction", 1, 3),
+                                               "interaction", 1, three),
                             balanced_partition(other.user_emb.weight, other.item_emb.weight, ei, S, "interaction",
-                                               1, 0),
+                                               1, zero),
                             balanced_partition(other.user_emb.weight, other.item_emb.weight, ei, S, "interaction",
-                                               10, 3)):
+                                               10, three)):
             assert not torch.equal(alternative.shard_of, expected.shard_of)
     assert torch.equal(assigned, expected.shard_of) and eraser.fit_info["partition_iterations"] == 1
 
@@ -659,7 +675,7 @@ def test_a_shard_the_objective_cannot_train_on_is_refused_by_name(graph):
     """BPR has no term on a shard without an edge labelled 1: fit() and unlearn() failed with the objective's "got
     none of 45", naming neither the shard nor the option to change (an empty shard is refused by name)."""
     ei = graph[EDGE].edge_index
-    shard_of = random_partition(ei.size(1), S, seed=0)
+    shard_of = random_partition(ei.size(1), S, derived_seed(0, "partition"))
     labels = (shard_of != 1).float()
     bpr = BPRObjective(l2=1e-3)
     with pytest.raises(ValueError, match=re.escape("SISA: shard 1 cannot be trained on its edges (BPRObjective needs "

@@ -11,7 +11,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..clock import Stopwatch
-from ..config import check_fields, eval_mode, seeded
+from ..config import check_fields, derived_seed, eval_mode, seeded
 from ..data.interactions import EDGE, num_items, num_users
 from ..models.base import Recommender
 from ..objectives import Objective
@@ -303,13 +303,16 @@ class RecEraser(SISA):
         return user.detach(), item.detach()
 
     def partition(self) -> Tensor:
-        """``[E]`` shard id of each edge of ``self.graph`` by the balanced partition."""
+        """``[E]`` shard id of each edge of ``self.graph`` by the balanced partition; its anchors are drawn with
+        ``derived_seed(config.seed, "partition")`` (drawn with the seed itself, they were the first edges of a
+        request drawn with that seed)."""
         device = self.graph[EDGE].edge_index.device
         with Stopwatch(device) as embedding:
             user, item = self.pretrained_embeddings()
         with Stopwatch(device) as clustering:
             self.balanced = balanced_partition(user, item, self.graph[EDGE].edge_index, self.num_shards,
-                                               self.config.partition, self.config.partition_iters, self.config.seed)
+                                               self.config.partition, self.config.partition_iters,
+                                               derived_seed(self.config.seed, "partition"))
         self.fit_info.update(partition_seconds=clustering.seconds, embedding_seconds=embedding.seconds,
                              partition_iterations=self.balanced.iterations)
         log.info("%s partition in %d iterations: %s", self.config.partition, self.balanced.iterations, self.balanced)

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..config import check_fields, check_types, eval_mode, seeded
+from ..config import check_fields, check_types, derived_seed, eval_mode, seeded
 from ..data.interactions import EDGE, pair_keys
 from ..objectives import Objective
 from ..train import TrainConfig, check_labels_train
@@ -66,7 +66,8 @@ class SISAConfig:
     Args:
         train: how each shard is trained.
         num_shards: :math:`S`.
-        seed: seeds the partition, the shard initialisations (``seed + s``) and the attention.
+        seed: seeds the partition (through :func:`~graphforget.config.derived_seed`, so that it is independent of a
+            request drawn with the same seed), the shard initialisations (``seed + s``) and the attention.
         retrain_all: retrain every shard on each request (as the IFRU authors' benchmark code does).
         aggregation: ``"mean"`` or ``"attention"`` (see :class:`~graphforget.unlearn.ShardAttention`).
         aggregator_train: how the attention is trained (``None``: as ``train``).
@@ -147,8 +148,10 @@ class SISA(Unlearner):
     # --- partition and fit ----------------------------------------------------------------------
 
     def partition(self) -> Tensor:
-        """``[E]`` shard id of each edge of ``self.graph``: random and balanced (seeded)."""
-        return random_partition(self.graph[EDGE].edge_index.size(1), self.num_shards, self.config.seed)
+        """``[E]`` shard id of each edge of ``self.graph``: random and balanced, seeded by
+        ``derived_seed(config.seed, "partition")``."""
+        return random_partition(self.graph[EDGE].edge_index.size(1), self.num_shards,
+                                derived_seed(self.config.seed, "partition"))
 
     def _fit(self) -> dict:
         """Partitions, trains the shards (and the attention); ``self.model`` becomes the ensemble."""
