@@ -274,6 +274,35 @@ def test_sisa_continues_from_a_fitted_ensemble(graph):
     assert same_state(state(second.model.shards[0]), state(first.model.shards[0]))
 
 
+def test_a_continued_ensemble_retrains_as_its_fit_did(graph):
+    """A further request served from ``result.model`` took the new config's seed and training (a shard seeded
+    ``0 + s`` beside shards seeded ``7 + s``) and accepted another objective, and a graph edited after construction
+    went unnoticed: the ensemble was no longer one that fit() produces."""
+    fitted = SISA(MF(U, I, D), graph, OBJECTIVE, SISAConfig(CONFIG, num_shards=S, seed=7)).fit()
+    shard_of = fitted.model.assignment_of(graph[EDGE].edge_index)
+    first = fitted.unlearn(pick_request(graph, shard_of, [0], per_shard=1))
+    again = SISA(first.model, first.graph, OBJECTIVE, SISAConfig(CONFIG))
+    assert again.config.seed == 7 and again.config.num_shards == S
+    shard_of = first.model.assignment_of(first.graph[EDGE].edge_index)
+    request = pick_request(first.graph, shard_of, [2])
+    second = again.unlearn(request)
+    ref = MF(U, I, D)
+    ref.reset_parameters(7 + 2)
+    shard_objective = type(OBJECTIVE)(l2=OBJECTIVE.l2 / S)
+    train(ref, remove_edges(shard_graph_by_hand(first.graph, shard_of, 2), request), shard_objective, CONFIG)
+    assert same_state(state(ref), state(second.model.shards[2]))
+    with pytest.raises(ValueError, match=re.escape("SISA: the ensemble was fitted with SISAConfig.seed=7, got 3")):
+        SISA(first.model, first.graph, OBJECTIVE, SISAConfig(CONFIG, seed=3))
+    with pytest.raises(ValueError, match=re.escape("SISA: the ensemble was fitted with BCEObjective(l2=0.001), got "
+                                                   "BCEObjective(l2=0.5)")):
+        SISA(first.model, first.graph, BCEObjective(l2=0.5), SISAConfig(CONFIG))
+    edited = copy.deepcopy(first.graph)
+    continued = SISA(first.model, edited, OBJECTIVE, SISAConfig(CONFIG))
+    edited[EDGE].edge_label[0] = 1 - edited[EDGE].edge_label[0]
+    with pytest.raises(ValueError, match="the training graph changed since fit"):
+        continued.unlearn(request)
+
+
 class ProjectedMF(MF):
     """MF with a user projection that the inherited reset_parameters (the tables only) does not re-draw."""
 

@@ -178,6 +178,10 @@ class ShardedRecommender(Recommender):
             duplicates).
         aggregation: ``"mean"``, ``"attention"`` (a fresh :class:`ShardAttention`, seed 0) or a
             :class:`ShardAttention` instance (the ensemble's from then on: moved to the shards' dtype and device).
+
+    Attributes:
+        fit_config: the config of the :class:`~graphforget.unlearn.SISA` (or RecEraser) fit that trained it, and
+            ``fit_objective`` the ``repr`` of its objective; ``None`` for an ensemble built by hand.
     """
     supports_edge_weight = False
 
@@ -220,6 +224,7 @@ class ShardedRecommender(Recommender):
         if self.attention is not None:  # it computes in the shards' dtype, on their device (float64 models failed)
             like = next(first.parameters())
             self.attention.to(like.device, like.dtype)
+        self.fit_config, self.fit_objective = None, None
 
     @property
     def num_shards(self) -> int:

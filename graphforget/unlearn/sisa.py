@@ -59,6 +59,29 @@ def _check_assignment(ensemble: ShardedRecommender, graph: HeteroData, method: s
                          "fitted on (or the result.graph that came with it) and unlearn those pairs")
 
 
+def _continued_config(ensemble: ShardedRecommender, given, objective: Objective, method: str):
+    """The config that serves a further request with a fitted ensemble: its fit's, with ``given``'s ``retrain_all``
+    (a choice per request).
+
+    Raises:
+        ValueError: naming a field ``given`` sets to neither its default nor the fit's value, or an objective other
+            than the fit's: the untouched shards were trained with the fit's, a retrained shard would not be.
+    """
+    fitted = ensemble.fit_config
+    if fitted is None:  # built by hand: its shard count and aggregation are all it says
+        return dataclasses.replace(given, num_shards=ensemble.num_shards, aggregation=ensemble.aggregation)
+    if repr(objective) != ensemble.fit_objective:
+        raise ValueError(f"{method}: the ensemble was fitted with {ensemble.fit_objective}, got {objective!r}")
+    default = type(given)()
+    shared = [f.name for f in dataclasses.fields(given) if f.name != "retrain_all" and hasattr(fitted, f.name)]
+    for name in shared:
+        if getattr(given, name) not in (getattr(default, name), getattr(fitted, name)):
+            raise ValueError(f"{method}: the ensemble was fitted with {type(fitted).__name__}.{name}="
+                             f"{getattr(fitted, name)!r}, got {getattr(given, name)!r}: leave it at its default (the "
+                             "fit's is used), or fit() again")
+    return dataclasses.replace(given, **{name: getattr(fitted, name) for name in shared})
+
+
 @dataclass
 class SISAConfig:
     """Options of :class:`SISA`.
@@ -112,8 +135,11 @@ class SISA(Unlearner):
     Usage: ``sisa = SISA(model, graph, objective, SISAConfig(num_shards=10)).fit()`` (then ``sisa.model``
     is the ensemble); ``result = sisa.unlearn(request)``. A fitted :class:`ShardedRecommender` may be
     passed as ``model`` instead (e.g. ``result.model`` with ``result.graph``, to serve a further request):
-    it needs no fit, its shard count and aggregation replace the config's, and the pairs it assigns to shards must be
-    exactly the graph's edges (``ValueError`` otherwise: a pair missing from the graph could never be unlearned).
+    it needs no fit, and the pairs it assigns to shards must be exactly the graph's edges (``ValueError`` otherwise: a
+    pair missing from the graph could never be unlearned). The config and objective of its fit are used: a config
+    field set to other than its default and the fit's (``retrain_all`` aside), or another objective, is refused, as a
+    shard retrained so would not be the one :meth:`fit` would have produced. (An ensemble built by hand gives its
+    shard count and aggregation.) The graph is then checked on each request as after :meth:`fit`.
 
     ``model`` is the sub-model template (copied, never modified), or a fitted :class:`ShardedRecommender`.
     A template whose ``reset_parameters`` leaves a trainable parameter as it was is refused (``ValueError`` naming
@@ -130,8 +156,8 @@ class SISA(Unlearner):
         if isinstance(model, ShardedRecommender):
             _check_assignment(model, graph, type(self).__name__)
             self.template, self.ensemble, self.fitted = model.shards[0], model, True
-            self.config = dataclasses.replace(self.config, num_shards=model.num_shards,
-                                              aggregation=model.aggregation)
+            self.config = _continued_config(model, self.config, objective, type(self).__name__)
+            self._record_fitted_on()  # a later edit of the graph is refused, as after fit()
         else:
             self.template, self.ensemble = model, None
         if self.config.aggregation == "attention" and getattr(self.template, "embedding_dim", None) is None:
@@ -178,6 +204,7 @@ class SISA(Unlearner):
                                       self.val, cfg.seed)
             info["aggregator_epochs"], info["aggregator_seconds"] = result.epochs, result.seconds
         _match_modes(ensemble, self.template)
+        ensemble.fit_config, ensemble.fit_objective = cfg, repr(self.objective)
         self.ensemble = self.model = ensemble
         log.info("%s fit %d shards", self.name, self.num_shards)
         return info
