@@ -154,6 +154,20 @@ def test_run_settings_fill_train_and_seed_and_options_change_them():
         method_config("sisa", {"num_shards": 0})
 
 
+def test_aggregator_train_options_change_the_run_training_it_defaults_to():
+    """``aggregator_train=None`` trains the attention as ``train``: ``aggregator_train.epochs=2`` started from
+    TrainConfig's defaults instead, and the run's learning rate, batch size and seed were silently dropped."""
+    train = TrainConfig(epochs=7, lr=0.5, batch_size=128, seed=4)
+    config = method_config("receraser", {"aggregator_train.epochs": "2", "train.lr": "0.25"}, train=train, seed=4)
+    assert config.aggregator_train == TrainConfig(epochs=2, lr=0.25, batch_size=128, seed=4)
+    assert config.train == TrainConfig(epochs=7, lr=0.25, batch_size=128, seed=4)
+    assert method_config("receraser", {}, train=train).aggregator_train is None
+    set_whole = method_config("sisa", {"aggregator_train": TrainConfig(lr=0.1)}, train=train).aggregator_train
+    assert set_whole == TrainConfig(lr=0.1)
+    with pytest.raises(ValueError, match="given as a whole and by its fields"):
+        method_config("sisa", {"aggregator_train": "none", "aggregator_train.lr": "0.1"}, train=train)
+
+
 def test_options_a_method_fixes_are_refused_by_name_not_replaced():
     """SCIF fixes hops, spillover, prune and curvature_of: ``--option hops=2`` was recorded with the run and
     silently replaced by 0. Their defaults and the fixed values themselves are accepted."""

@@ -71,10 +71,24 @@ def method_config(name: str, options: dict[str, Any] | Any = None, *, train: Tra
     context = {key: value for key, value in (("train", train), ("seed", seed)) if value is not None and key in names}
     base = build_config(cls, context) if context else None
     try:
-        config = build_config(cls, options, base)
+        config = _built_as_train(cls, options or {}, base)
         _method(name).check_fixed(config)
     except ValueError as error:
         raise ValueError(f"bad options for {name!r}: {error}") from error
+    return config
+
+
+def _built_as_train(cls: type, options: dict, base):
+    """``build_config``, where dotted ``aggregator_train.*`` options change the config's ``train`` (what
+    ``aggregator_train=None`` means) rather than a default :class:`TrainConfig`: ``aggregator_train.epochs=2`` reset
+    the run's learning rate, batch size and seed."""
+    later = {key: value for key, value in options.items() if key.startswith("aggregator_train.")}
+    if "aggregator_train" in options:  # given whole too: build_config names the clash
+        later = {}
+    config = build_config(cls, {key: value for key, value in options.items() if key not in later}, base)
+    if later:
+        config = build_config(cls, later, dataclasses.replace(config, aggregator_train=config.aggregator_train
+                                                              or config.train))
     return config
 
 
