@@ -17,7 +17,7 @@ from graphforget.distributed import agreed, gather_results, launch, rank_and_siz
 from graphforget.models import MF, LightGCN
 from graphforget.presets import Hyperparameters
 from graphforget.train import train
-from graphforget.unlearn import IFRU, SISA, IFRUConfig, SISAConfig
+from graphforget.unlearn import IFRU, SISA, IFRUConfig, RecEraser, RecEraserConfig, SISAConfig
 from graphforget.unlearn.sharding import train_shards
 
 pytestmark = pytest.mark.distributed
@@ -79,6 +79,25 @@ def sisa_with_rank_seed() -> list[str]:
     return _every_rank(_outcome(lambda: SISA(_model(), _graph(), OBJECTIVE, config).fit()))
 
 
+def sisa_with_labels_untrainable_on_rank_one() -> list[str]:
+    """SISA's fit where rank 1's graph has every label 1, which BCE cannot train on (module level, for ``launch``):
+    rank 1 failed its shard checks alone, before any collective, and rank 0 waited in the shards' training."""
+    graph = _graph()
+    if rank_and_size()[0] == 1:
+        graph["user", "rates", "item"].edge_label.fill_(1.0)
+    config = SISAConfig(CONFIG, num_shards=3)
+    return _every_rank(_outcome(lambda: SISA(_model(), graph, OBJECTIVE, config).fit()))
+
+
+def receraser_with_rank_models() -> list[str]:
+    """RecEraser's fit from a trained model that differs between the ranks (module level, for ``launch``): it
+    partitions from the model's embeddings, so the ranks' partitions differ."""
+    model = MF(U, I, 8)
+    model.reset_parameters(rank_and_size()[0])
+    config = RecEraserConfig(CONFIG, num_shards=3, aggregation="mean")
+    return _every_rank(_outcome(lambda: RecEraser(model, _graph(), OBJECTIVE, config).fit()))
+
+
 class _FailsOnRankOne(MF):
     """An MF whose training fails on rank 1 alone, as a shard whose loss becomes NaN would."""
 
@@ -118,11 +137,14 @@ def check_failing_on_rank_one() -> list[str]:
     (train_with_rank_seed, "ValueError: train: the ranks were given different config"),
     (train_with_rank_layers, "ValueError: train: the ranks were given different model"),
     (ifru_with_request_empty_on_rank_one, "ValueError: IFRU.unlearn: the ranks were given different request"),
-    (sisa_with_rank_seed, "ValueError: train_shards: the ranks were given different graphs, seeds"),
+    (sisa_with_rank_seed, "ValueError: SISA.fit: the ranks were given different config"),
+    (sisa_with_labels_untrainable_on_rank_one, "ValueError: SISA.fit: the ranks were given different graph"),
+    (receraser_with_rank_models, "ValueError: RecEraser.fit: the ranks were given different model"),
     (shard_failing_on_rank_one, "ValueError: the shard failed on rank 1"),
     (check_failing_on_rank_one, "ValueError: bad input on rank 1"),
     (ifru_with_graph_edited_on_rank_one, "ValueError: BCEObjective needs edge_label in {0, 1}"),
-], ids=["train_seed", "train_layers", "ifru_empty_on_one_rank", "sisa_seed", "shard_fails_on_one_rank",
+], ids=["train_seed", "train_layers", "ifru_empty_on_one_rank", "sisa_seed", "sisa_labels_on_one_rank",
+        "receraser_models", "shard_fails_on_one_rank",
         "check_fails_on_one_rank", "ifru_graph_fails_checks_on_one_rank"])
 def test_ranks_that_disagree_or_fail_alone_raise_the_same_error_on_every_rank(case, expected, one_thread):
     # Before: training mixed the ranks' batch orders (or LightGCNs of other depths: the same parameters) silently,

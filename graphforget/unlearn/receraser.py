@@ -13,6 +13,7 @@ from torch_geometric.data import HeteroData
 from ..clock import Stopwatch
 from ..config import check_fields, derived_seed, eval_mode, seeded
 from ..data.interactions import EDGE, num_items, num_users
+from ..distributed import layout
 from ..models.base import Recommender
 from ..objectives import Objective
 from ..train import train
@@ -242,6 +243,12 @@ class RecEraser(SISA):
         self.pretrained = pretrained
         self.pretrained_model: Recommender | None = None
         self.balanced: BalancedPartition | None = None
+
+    def _fit_inputs(self) -> dict:
+        """SISA's, with the model whole where its embeddings give the partition, and ``pretrained``."""
+        from_model = self.pretrained is None and not self.config.pretrain
+        return {**super()._fit_inputs(), "model": self.template if from_model else layout(self.template),
+                "pretrained": self.pretrained}
 
     def _check_partition_units(self) -> None:
         """Raises ``ValueError`` when a user (item) partition asks for more shards than there are users (items) to

@@ -12,6 +12,7 @@ from torch_geometric.data import HeteroData
 
 from ..config import check_fields, check_types, derived_seed, eval_mode, seeded
 from ..data.interactions import EDGE, pair_keys
+from ..distributed import agreed, layout
 from ..objectives import Objective
 from ..train import TrainConfig, check_labels_train
 from .base import Unlearner, copy_modes
@@ -182,8 +183,9 @@ class SISA(Unlearner):
     def _fit(self) -> dict:
         """Partitions, trains the shards (and the attention); ``self.model`` becomes the ensemble."""
         cfg, self.fit_info = self.config, {}
-        if cfg.aggregation == "attention":
-            self._check_row_width()
+        # Every rank of a process group checks here, before the partition and the shards' collectives: a rank that
+        # stopped alone would leave the others waiting in theirs. The same inputs then partition the same way.
+        agreed(f"{type(self).__name__}.fit", self._check_row_width, **self._fit_inputs())
         shard_of = self.partition().to(self.graph[EDGE].edge_index.device)
         sizes = torch.bincount(shard_of, minlength=self.num_shards)
         if bool((sizes == 0).any()):
@@ -220,9 +222,16 @@ class SISA(Unlearner):
                 raise ValueError(f"{type(self).__name__}: shard {s} cannot be trained on its edges ({error}): "
                                  f"{advice}") from None
 
+    def _fit_inputs(self) -> dict:
+        """What every rank must pass to :meth:`fit` alike (the template's values do not matter: re-initialised)."""
+        return {"model": layout(self.template), "graph": self.graph, "objective": self.objective,
+                "config": self.config, "val": self.val}
+
     def _check_row_width(self) -> None:
         """Raises ``ValueError`` unless ``embed``'s rows are ``embedding_dim`` wide, the width the attention is
         built for, before any shard trains (a PyG module's last layer may map its table's width to another)."""
+        if self.config.aggregation != "attention":
+            return
         model = self.template
         with eval_mode(model), torch.no_grad():
             width = model.embed(self.graph)[0].size(1)
