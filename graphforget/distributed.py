@@ -22,13 +22,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 __all__ = ["rank_and_size", "my_jobs", "gather_results", "run_jobs", "agreed", "layout", "from_rank_zero",
-           "data_parallel_loss", "summed_across_ranks", "TermShare", "init_from_env", "launch"]
+           "data_parallel_loss", "summed_across_ranks", "average_buffers", "collective_device", "TermShare", "init_from_env", "launch"]
 
 
 def rank_and_size() -> tuple[int, int]:
@@ -161,9 +162,22 @@ def _digest(value: Any) -> str:
 
 def _feed(hasher, value: Any) -> None:
     hasher.update(type(value).__name__.encode())
-    if isinstance(value, torch.Tensor) and value.layout == torch.strided and not value.is_meta:
+    if isinstance(value, torch.Tensor) and value.is_sparse:  # its content, not its repr (which abbreviates)
+        value = value.detach().coalesce()
+        _feed(hasher, [list(value.shape), value.indices(), value.values()])
+    elif isinstance(value, torch.Tensor) and value.layout != torch.strided and not value.is_meta:  # CSR, CSC, ...
+        _feed(hasher, value.detach().to_sparse_coo())
+    elif isinstance(value, torch.Tensor) and not value.is_meta:
         hasher.update(f"{value.dtype}{list(value.shape)}".encode())
         hasher.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, np.ndarray):  # raw ids of a loaded CSV: every element, not the repr's "..."
+        hasher.update(f"{value.dtype}{list(value.shape)}".encode())
+        if value.dtype == object:
+            _feed(hasher, value.tolist())
+        else:
+            hasher.update(np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, (set, frozenset)):  # in an order every process shares (a set's follows the hash seed)
+        hasher.update("".join(sorted(_digest(item) for item in value)).encode())
     elif isinstance(value, torch.nn.Module):
         _feed(hasher, [_settings(value), dict(value.state_dict())])
     elif hasattr(value, "to_dict") and hasattr(value, "edge_types"):  # a (Hetero)Data graph
@@ -238,9 +252,28 @@ def summed_across_ranks(value: float) -> float:
     """``value`` summed over the ranks (itself without a group)."""
     if rank_and_size()[1] == 1:
         return value
-    total = torch.tensor([value], dtype=torch.float64)
+    total = torch.tensor([value], dtype=torch.float64, device=collective_device())
     dist.all_reduce(total)
     return float(total)
+
+
+def average_buffers(model: torch.nn.Module) -> None:
+    """Sets every floating buffer of ``model`` (a BatchNorm's running statistics) to its mean over the ranks, in
+    place; nothing without a group. Data-parallel training keeps the ranks' parameters equal, but a model that
+    normalises over the batch's rows updates its statistics from each rank's share of the batch."""
+    _, size = rank_and_size()
+    if size == 1:
+        return
+    for buffer in model.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer)
+            buffer.div_(size)
+
+
+def collective_device() -> torch.device:
+    """Where the group's collectives take a tensor: the CPU, but the current GPU under nccl alone (a group a user
+    initialised so; nccl has no CPU collectives, and :func:`init_from_env` adds gloo for them)."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
 @dataclass(frozen=True)
@@ -292,8 +325,11 @@ class TermShare:
 def _to_cpu(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.cpu()
-    if isinstance(value, dict):
-        return {key: _to_cpu(item) for key, item in value.items()}
+    if isinstance(value, dict):  # a copy keeps the type and attributes (a state_dict's _metadata, a default factory)
+        out = copy.copy(value)
+        for key, item in value.items():
+            out[key] = _to_cpu(item)
+        return out
     if isinstance(value, (list, tuple)):
         items = [_to_cpu(item) for item in value]
         return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)  # a named tuple: by field
@@ -301,14 +337,15 @@ def _to_cpu(value: Any) -> Any:
 
 
 def init_from_env() -> bool:
-    """Joins the process group ``torchrun`` describes (``WORLD_SIZE`` > 1 in the environment): nccl when
-    CUDA is available, else gloo. Returns whether a group is (now) initialised."""
+    """Joins the process group ``torchrun`` describes (``WORLD_SIZE`` > 1 in the environment): nccl for CUDA
+    tensors and gloo for the CPU's when CUDA is available (nccl alone failed the CPU's: a loss summed across the
+    ranks), else gloo. Returns whether a group is (now) initialised."""
     if dist.is_initialized():
         return True
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if backend == "nccl":
+    backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+    if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend)
     return True
@@ -325,19 +362,21 @@ def launch(fn: Callable[..., Any], world_size: int, *args, threads: int = 1, tim
     if world_size < 1:
         raise ValueError(f"launch: world_size must be >= 1, got {world_size}")
     with tempfile.TemporaryDirectory(prefix="graphforget-launch-") as folder:
-        rendezvous, result = Path(folder) / "rendezvous", Path(folder) / "result.pt"
-        mp.spawn(_run, args=(world_size, str(rendezvous), str(result), threads, fn, args, timeout), nprocs=world_size)
-        return torch.load(result, weights_only=False)
+        files = {name: str(Path(folder) / name) for name in ("rendezvous", "args.pt", "result.pt")}
+        torch.save(args, files["args.pt"])  # spawn's own pickling moved the caller's tensors into shared memory
+        mp.spawn(_run, args=(world_size, files, threads, fn, timeout), nprocs=world_size)
+        return torch.load(files["result.pt"], weights_only=False)
 
 
-def _run(rank: int, world_size: int, rendezvous: str, result: str, threads: int, fn: Callable, args: tuple,
+def _run(rank: int, world_size: int, files: dict[str, str], threads: int, fn: Callable,
          timeout: float | None = None) -> None:
     torch.set_num_threads(threads)
     wait = {} if timeout is None else {"timeout": timedelta(seconds=timeout)}
-    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world_size, **wait)
+    dist.init_process_group("gloo", init_method=f"file://{files['rendezvous']}", rank=rank, world_size=world_size,
+                            **wait)
     try:
-        value = fn(*copy.deepcopy(args))  # private copies: spawn passes CPU tensors in shared memory
+        value = fn(*torch.load(files["args.pt"], weights_only=False))  # each rank's own copy
         if rank == 0:
-            torch.save(value, result)
+            torch.save(value, files["result.pt"])
     finally:
         dist.destroy_process_group()

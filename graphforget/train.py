@@ -18,7 +18,7 @@ from .config import check_fields, check_types
 from .data.adjacency import hold_graph
 from .data.interactions import (EDGE, check_interactions, check_model_fits, check_pair_ids, check_pair_tensor,
                                 check_unique_pairs, num_items)
-from .distributed import agreed, data_parallel_loss, layout, summed_across_ranks
+from .distributed import agreed, average_buffers, data_parallel_loss, layout, summed_across_ranks
 from .metrics import auc_standard_error, evaluate_auc
 from .objectives import BCEObjective, Objective
 
@@ -63,7 +63,8 @@ class TrainConfig:
             :math:`\\nabla L / |D|` would hold at the initialisation of a large graph already).
         data_parallel: in a ``torch.distributed`` process group, each rank computes the loss terms of its
             share of every mini-batch and ``DistributedDataParallel`` sums the gradients across the ranks
-            (:func:`~graphforget.distributed.data_parallel_loss`; every rank ends with the same model). Adam only.
+            (:func:`~graphforget.distributed.data_parallel_loss`; every rank ends with the same model, its running
+            statistics averaged over the ranks after each epoch). Adam only.
             Every rank must pass the same arguments (``progress`` aside): :func:`train` raises a ValueError on
             every rank when they differ or one rank's fail its checks (:func:`~graphforget.distributed.agreed`).
     """
@@ -201,6 +202,8 @@ def _train_adam(model, graph, objective: Objective, config: TrainConfig, val) ->
             loss.backward()
             optimizer.step()
             total += loss.detach().item() * batch.numel() / num_edges
+        if config.data_parallel:
+            average_buffers(model)  # statistics of each rank's share of the batches: the ranks' model must agree
         row = {"epoch": epoch, "loss": _finite_loss(summed_across_ranks(total) if config.data_parallel else total,
                                                     epoch)}
         if val is not None:

@@ -10,19 +10,24 @@ about 1e-4 only (MF: 3e-7), so the cases run in float64 (measured: agreeing to 1
 in float32. The dense model is solved to a tight tolerance: its CG iterates near the default tolerance
 change by 1e-5 for a 1e-15 change of the right-hand side, even with the explicit matrix.
 """
+import collections
 import functools
+import os
 import re
+import subprocess
+import sys
 import warnings
 from typing import NamedTuple
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 
 from graphforget import BCEObjective, BPRObjective, TrainConfig, train
 from graphforget.data import attack_flip, planted_communities, random_split
-from graphforget.distributed import (TermShare, gather_results, init_from_env, launch, my_jobs, rank_and_size,
-                                     run_jobs, summed_across_ranks)
+from graphforget.distributed import (TermShare, _digest, collective_device, gather_results, init_from_env, launch,
+                                     my_jobs, rank_and_size, run_jobs, summed_across_ranks)
 from graphforget.influence import training_terms
 from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN
 from graphforget.unlearn import IFRU, SCIF, IFRUConfig
@@ -199,6 +204,88 @@ def test_named_tuples_cross_the_ranks_as_returned():
     assert all(torch.equal(a.value, b.value) for a, b in zip(gathered, expected))
 
 
+def typed_jobs() -> list:
+    """``run_jobs`` of jobs that return dicts of other types (module level, for ``launch``)."""
+    def job(j: int):
+        counts = collections.defaultdict(list, {"job": [j]})
+        return [counts, torch.nn.Linear(2, 2).state_dict(), collections.OrderedDict(b=j, a=torch.ones(1))][j]
+    return run_jobs(job, 3)
+
+
+@pytest.mark.distributed
+def test_dict_types_cross_the_ranks_as_returned():
+    """Results from another rank came back as plain dicts: a defaultdict without its factory, a state_dict
+    without its ``_metadata`` (what ``load_state_dict`` reads), where one process returned them as they were."""
+    counts, state, ordered = launch(typed_jobs, 2, timeout=60)
+    assert type(counts) is collections.defaultdict and counts["other"] == [] and counts["job"] == [0]
+    assert type(state) is collections.OrderedDict and hasattr(state, "_metadata")  # rank 1's job
+    assert type(ordered) is collections.OrderedDict and list(ordered) == ["b", "a"]
+
+
+class BatchNormMF(MF):
+    """An MF that normalises the user rows of each batch (module level, to travel to the ranks)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.norm = torch.nn.BatchNorm1d(self.embedding_dim)
+
+    def forward(self, graph, edge_label_index):
+        users = self.norm(self.user_emb(edge_label_index[0]))
+        return (users * self.item_emb(edge_label_index[1])).sum(-1)
+
+
+def batch_norm_states() -> list:
+    """Both ranks' states after data-parallel training of a BatchNormMF (module level, for ``launch``)."""
+    graph, model = planted_communities(40, 32, 4, 6, seed=0), BatchNormMF(40, 32, 8)
+    model.reset_parameters(0)
+    train(model, graph, BCEObjective(l2=1e-3), TrainConfig(epochs=2, batch_size=64, patience=0, data_parallel=True))
+    return gather_results({rank_and_size()[0]: model.state_dict()}, 2)
+
+
+@pytest.mark.distributed
+def test_data_parallel_ranks_agree_on_running_statistics():
+    """A BatchNorm over the batch's rows updated each rank's statistics from its share of the batches: the ranks
+    ended with different models (and a later data-parallel unlearn refused them as different)."""
+    first, second = launch(batch_norm_states, 2, timeout=60)
+    assert all(torch.equal(first[key], second[key]) for key in first)
+    assert not torch.equal(first["norm.running_mean"], torch.zeros(8))
+
+
+def plus_one(x: torch.Tensor) -> torch.Tensor:
+    """``x + 1`` after changing the rank's own ``x`` in place (module level, for ``launch``)."""
+    x.mul_(0)
+    return x + 1
+
+
+@pytest.mark.distributed
+def test_launch_leaves_the_callers_arguments_as_they_were():
+    """spawn's pickling moved the caller's tensors into shared memory: a later ``resize_`` of them crashed the
+    caller (a segmentation fault)."""
+    x = torch.arange(4.0)
+    assert torch.equal(launch(plus_one, 2, x, timeout=60), torch.ones(4))
+    assert not x.is_shared() and torch.equal(x, torch.arange(4.0))
+    x.resize_(10)
+
+
+def test_digests_read_sets_arrays_and_sparse_tensors_whole():
+    """``agreed`` compares digests: a set's fell back to its repr, whose order follows each process's hash seed
+    (identical inputs were refused), and a NumPy array's or a sparse tensor's repr abbreviates ("..."), so that
+    arrays differing in one element passed."""
+    code = "from graphforget.distributed import _digest; print(_digest({'movies', 'books', 'music', 'games'}))"
+    digests = {subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed},
+                              capture_output=True, text=True, check=True).stdout for seed in ("1", "2", "3")}
+    assert len(digests) == 1
+    array = np.arange(5000.0)
+    changed = array.copy()
+    changed[2500] = -1.0
+    assert _digest(array) != _digest(changed) and _digest(array) == _digest(array.copy())
+    assert _digest(np.array(["u1", "u2"], dtype=object)) != _digest(np.array(["u1", "u3"], dtype=object))
+    indices = torch.tensor([[0, 1], [1, 0]])
+    sparse, other = (torch.sparse_coo_tensor(indices, torch.tensor([1.0, v]), (3000, 3000)) for v in (2.0, 3.0))
+    assert _digest(sparse) != _digest(other) and _digest(sparse.to_sparse_csr()) != _digest(other.to_sparse_csr())
+    assert _digest(sparse) == _digest(sparse.clone())
+
+
 def test_one_process_does_every_job_and_a_job_no_rank_returned_is_named():
     """Without a group, ``my_jobs`` is every job; results come back in job order, and a missing job is a
     RuntimeError naming it (not a KeyError from the merge)."""
@@ -228,4 +315,15 @@ def test_init_from_env_joins_a_torchrun_group_of_two_or_more_with_nccl_on_the_lo
     assert init_from_env() is True and calls == [("init", "gloo")]
     calls.clear()
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert init_from_env() is True and calls == [("device", 1), ("init", "nccl")]
+    assert init_from_env() is True and calls == [("device", 1), ("init", "cpu:gloo,cuda:nccl")]
+
+
+def test_collectives_take_cpu_tensors_but_under_nccl_alone(monkeypatch):
+    """nccl has no CPU collectives: ``summed_across_ranks`` sent a CPU tensor to a group ``init_from_env`` made of
+    nccl alone ("No backend type associated with device type cpu"); that group now has gloo for the CPU, and a
+    group of nccl alone gets the current GPU's tensor."""
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    for backend, device in (("nccl", torch.device("cuda", 1)), ("cpu:gloo,cuda:nccl", torch.device("cpu")),
+                            ("gloo", torch.device("cpu"))):
+        monkeypatch.setattr(dist, "get_backend", lambda backend=backend: backend)
+        assert collective_device() == device
