@@ -3,6 +3,7 @@ that ``reset_parameters`` re-draws every trained parameter."""
 from __future__ import annotations
 
 import copy
+import re
 import warnings
 
 import pytest
@@ -281,6 +282,33 @@ def test_retrain_accepts_a_reset_that_covers_every_parameter(small_planted, one_
     request = random_edges(small_planted, 0.05, seed=1)
     model = trained_model(ProjectedMF, small_planted, covers_proj=True)
     assert_retrain_is_a_fresh_training(model, small_planted, request, ProjectedMF)
+
+
+class RebuiltProjectionMF(ProjectedMF):
+    """ProjectedMF whose reset builds a new projection layer (a new, trainable float32 parameter on the CPU)."""
+
+    def reset_parameters(self, seed=None):
+        super().reset_parameters(seed)
+        if hasattr(self, "proj"):
+            self.proj = nn.Linear(self.embedding_dim, self.embedding_dim)
+
+
+def test_retrain_keeps_a_frozen_parameter_a_rebuilding_reset_replaced(small_planted, one_thread):
+    """A reset that builds new layers made the frozen projection trainable again, and Retrain trained it (its value
+    was copied back, into the new parameter); it also turned a float64 model float32. The frozen one stays frozen
+    and as it was; a dtype change is refused by name."""
+    request = random_edges(small_planted, 0.05, seed=1)
+    model = trained_model(RebuiltProjectionMF, small_planted)
+    model.proj.requires_grad_(False)
+    result = Retrain(model, small_planted, OBJECTIVE, RetrainConfig(CONFIG, seed=5)).unlearn(request)
+    for name in ("weight", "bias"):
+        kept = getattr(result.model.proj, name)
+        assert not kept.requires_grad and torch.equal(kept, getattr(model.proj, name))
+    double = trained_model(RebuiltProjectionMF, small_planted).double()
+    with pytest.raises(ValueError, match=re.escape("Retrain: reset_parameters() changed the dtype or device of "
+                                                   "proj.weight (torch.float64 on cpu, now torch.float32 on cpu), "
+                                                   "proj.bias (torch.float64 on cpu, now torch.float32 on cpu)")):
+        Retrain(double, small_planted, OBJECTIVE, RetrainConfig(CONFIG, seed=5)).unlearn(request)
 
 
 @pytest.mark.parametrize("method, config, why", [(FineTune, FineTuneConfig(CONFIG), "to fine-tune on"),

@@ -343,16 +343,18 @@ def redraw(model: torch.nn.Module, seed: int | None, method: str) -> None:
     it would stay random (the influence methods and FineTune leave it as it is too).
 
     Raises:
-        ValueError: naming the trainable parameters that ``reset_parameters`` left as they were.
+        ValueError: naming the trainable parameters that ``reset_parameters`` left as they were, or those whose dtype
+            or device it changed (a reset that builds new layers makes them float32, on the CPU).
     """
     frozen = {name: p.detach().clone() for name, p in model.named_parameters() if not p.requires_grad}
     trainable = [name for name, p in model.named_parameters() if p.requires_grad and p.numel() > 0]
+    placed = {name: (p.dtype, p.device) for name, p in model.named_parameters()}
     with torch.no_grad():
         for name in trainable:
             model.get_parameter(name).fill_(float("nan"))
         model.reset_parameters(seed)
-        for name, value in frozen.items():
-            model.get_parameter(name).copy_(value)
+        for name, value in frozen.items():  # the flag too: a reset that builds new layers makes them trainable
+            model.get_parameter(name).requires_grad_(False).copy_(value)
         for module in model.modules():
             if callable(getattr(module, "reset_running_stats", None)):
                 module.reset_running_stats()
@@ -360,6 +362,11 @@ def redraw(model: torch.nn.Module, seed: int | None, method: str) -> None:
     if missed:
         raise ValueError(f"{method}: reset_parameters() left these trained parameters unchanged: {', '.join(missed)}; "
                          "override reset_parameters to re-initialise them (see docs/custom_model.rst)")
+    moved = [f"{name} ({placed[name][0]} on {placed[name][1]}, now {p.dtype} on {p.device})"
+             for name, p in model.named_parameters() if name in placed and (p.dtype, p.device) != placed[name]]
+    if moved:
+        raise ValueError(f"{method}: reset_parameters() changed the dtype or device of {', '.join(moved)}: re-draw the "
+                         "parameters in place, or build the new layers with the model's dtype and device")
 
 
 def check_finite(model: torch.nn.Module) -> None:
