@@ -14,12 +14,13 @@ from torch_geometric.nn import GCNConv, LGConv, SAGEConv
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
 from torch_geometric.utils import to_dense_adj
 
-from graphforget import BCEObjective, TrainConfig, train
+from graphforget import BCEObjective, BPRObjective, TrainConfig, train
 from graphforget.data import (EDGE, bipartite_to_homogeneous, make_interactions, message_passing_edges,
                               planted_communities, random_edges, remove_edges)
 from graphforget.influence import NodeRows, computation_subgraph, has_linear_dot_product
 from graphforget.models import LightGCN, PyGRecommender
-from graphforget.unlearn import IFRU, RecEraser, RecEraserConfig, Retrain, RetrainConfig, UnlearnRec, UnlearnRecConfig
+from graphforget.unlearn import (IFRU, RecEraser, RecEraserConfig, Retrain, RetrainConfig, SISA, SISAConfig, UnlearnRec,
+                                 UnlearnRecConfig)
 from graphforget.unlearn.unlearnrec import _SharedEmbedding
 
 U, I, D, K = 60, 40, 8, 2
@@ -389,6 +390,44 @@ def test_attention_over_rows_narrower_than_the_table_is_refused_by_name_then_run
     assert eraser.model.attention.embedding_dim == 4
     result = eraser.unlearn(random_edges(graph, ratio=0.05, seed=1))
     assert result.model(result.graph, all_pairs()).shape == (U * I,)
+
+
+class MaxNorm(nn.Module):
+    """One LGConv layer over an ``nn.Embedding(max_norm=...)``, whose forward renormalises the rows it reads in place."""
+
+    def __init__(self, num_nodes: int):
+        super().__init__()
+        self.embedding = nn.Embedding(num_nodes, 8, max_norm=0.05)
+        self.conv = LGConv()
+
+    def reset_parameters(self):
+        self.embedding.reset_parameters()
+
+    def get_embedding(self, edge_index, edge_weight=None):
+        x = self.embedding(torch.arange(self.embedding.num_embeddings))
+        return (x + self.conv(x, edge_index)) / 2
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        x = self.get_embedding(edge_index)
+        return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
+
+
+@pytest.mark.parametrize("method", ["receraser", "unlearnrec", "sisa"])
+def test_methods_read_embeddings_of_a_copy_not_of_the_callers_model(graph, one_thread, method):
+    """RecEraser's partition, UnlearnRec's reference and SISA's width check ran ``embed`` on the caller's model: a
+    forward that writes its own weights (max_norm) changed 77 of the caller's 79 rows."""
+    model = PyGRecommender(MaxNorm(U + I), U, I, receptive_field=1)
+    with torch.no_grad():
+        model.module.embedding.weight.mul_(10.0)  # rows above max_norm, as training may leave them between calls
+    before = copy.deepcopy(model.state_dict())
+    short = TrainConfig(epochs=1, batch_size=0, patience=0)
+    configs = {"receraser": RecEraserConfig(short, num_shards=2), "sisa": SISAConfig(short, num_shards=2,
+                                                                                     aggregation="attention"),
+               "unlearnrec": UnlearnRecConfig(pretrain_epochs=1, finetune_epochs=1)}
+    cls = {"receraser": RecEraser, "sisa": SISA, "unlearnrec": UnlearnRec}[method]
+    objective = BPRObjective(l2=0.5) if method == "unlearnrec" else OBJECTIVE
+    cls(model, graph, objective, configs[method]).fit()
+    assert all(torch.equal(value, before[key]) for key, value in model.state_dict().items())
 
 
 class Encoder(nn.Module):

@@ -369,6 +369,16 @@ def redraw(model: torch.nn.Module, seed: int | None, method: str) -> None:
                          "parameters in place, or build the new layers with the model's dtype and device")
 
 
+def embeddings_of(model: torch.nn.Module, graph: HeteroData) -> tuple[Tensor, Tensor]:
+    """``model.embed(graph)``, detached, of a copy of ``model`` in eval mode: a forward may write the model's own
+    weights (an ``nn.Embedding(max_norm=...)`` renormalises the rows it reads), and the caller's model is never
+    changed."""
+    work = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        user, item = work.embed(graph)
+    return user.detach(), item.detach()
+
+
 def check_finite(model: torch.nn.Module) -> None:
     """Raises ``ValueError`` naming the parameters and buffers of ``model`` that hold a NaN or an infinity."""
     bad = non_finite(model)

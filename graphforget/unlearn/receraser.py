@@ -11,13 +11,13 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..clock import Stopwatch
-from ..config import check_fields, derived_seed, eval_mode, seeded
+from ..config import check_fields, derived_seed, seeded
 from ..data.interactions import EDGE, num_items, num_users
 from ..distributed import layout
 from ..models.base import Recommender
 from ..objectives import Objective
 from ..train import train
-from .base import check_finite, redraw
+from .base import check_finite, embeddings_of, redraw
 from .registry import register
 from .sisa import SISA, SISAConfig
 
@@ -302,12 +302,11 @@ class RecEraser(SISA):
             result = train(model, graph, self.objective, self.config.train, self.val)
             self.pretrained_model = model
             self.fit_info.update(pretrain_seconds=result.seconds, pretrain_epochs=result.epochs)
-        with eval_mode(model), torch.no_grad():
-            user, item = model.embed(graph)
+        user, item = embeddings_of(model, graph)
         source = ("pretrained" if self.pretrained is not None else
                   "the pre-trained copy (config.pretrain)" if self.config.pretrain else "the model")
         _check_finite_embeddings(user, item, f"{type(self).__name__}: the embeddings of {source}")
-        return user.detach(), item.detach()
+        return user, item
 
     def partition(self) -> Tensor:
         """``[E]`` shard id of each edge of ``self.graph`` by the balanced partition; its anchors are drawn with

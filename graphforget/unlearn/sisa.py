@@ -10,12 +10,12 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..config import check_fields, check_types, derived_seed, eval_mode, seeded
+from ..config import check_fields, check_types, derived_seed, seeded
 from ..data.interactions import EDGE, pair_keys
 from ..distributed import agreed, layout
 from ..objectives import Objective
 from ..train import TrainConfig, check_labels_train
-from .base import Unlearner, copy_modes
+from .base import Unlearner, copy_modes, embeddings_of
 from .registry import register
 from .sharding import (ShardAttention, ShardedRecommender, attention_needs_width, split_graph, train_aggregator,
                        train_shards)
@@ -233,8 +233,7 @@ class SISA(Unlearner):
         if self.config.aggregation != "attention":
             return
         model = self.template
-        with eval_mode(model), torch.no_grad():
-            width = model.embed(self.graph)[0].size(1)
+        width = embeddings_of(model, self.graph)[0].size(1)
         if width != model.embedding_dim:
             raise ValueError(f"{type(self).__name__}: attention aggregation weighs the rows of embed(), which are "
                              f"{width} wide, but {type(model).__name__}.embedding_dim is {model.embedding_dim}: "

@@ -48,7 +48,7 @@ from ..data.adjacency import quiet_csr
 from ..data.interactions import EDGE, bipartite_to_homogeneous, check_pairs_in_range, check_unique_pairs, \
     num_items, num_users, symmetric_edge_weight, without_edges
 from ..clock import Stopwatch
-from ..config import check_fields, check_types, eval_mode
+from ..config import check_fields, check_types
 from ..io import atomic_write, tensors_sha256
 from ..models.base import table_mask
 from ..models.propagation import layer_sum
@@ -56,8 +56,8 @@ from ..models.sgl import info_nce
 from ..objectives import Objective
 from ..train import seeded_global_rng
 from ..verify import _scoring
-from .base import (NotFittedError, Unlearner, UnlearningFailed, non_finite, refuse_no_remaining_edge, unchanged,
-                   versions, warn_caller)
+from .base import (NotFittedError, Unlearner, UnlearningFailed, embeddings_of, non_finite, refuse_no_remaining_edge,
+                   unchanged, versions, warn_caller)
 from .registry import register
 
 __all__ = ["UnlearnRec", "UnlearnRecConfig", "InfluenceEncoder", "influence_dependency_matrix"]
@@ -433,8 +433,7 @@ class UnlearnRec(Unlearner):
 
         They are both :math:`\mathbf{E}` of the withdraw term and the reference of :math:`\mathcal{L}_p`.
         """
-        with eval_mode(self.model):
-            user, item = self.model.embed(self.graph)
+        user, item = embeddings_of(self.model, self.graph)
         width = self.encoder.h0.size(1)
         if user.size(-1) != width or item.size(-1) != width:  # the update is added to the tables row for row
             raise ValueError(f"UnlearnRec computes the update of the layer-0 tables from the final embeddings, but "
