@@ -4,6 +4,7 @@ not fit the graph's node counts."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 
 import numpy as np
@@ -428,6 +429,47 @@ def test_methods_read_embeddings_of_a_copy_not_of_the_callers_model(graph, one_t
     objective = BPRObjective(l2=0.5) if method == "unlearnrec" else OBJECTIVE
     cls(model, graph, objective, configs[method]).fit()
     assert all(torch.equal(value, before[key]) for key, value in model.state_dict().items())
+
+
+class BiasedConv(nn.Module):
+    """One LGConv layer, scored by the dot product of its rows plus a bias per node (zero until trained)."""
+
+    def __init__(self, num_nodes: int):
+        super().__init__()
+        self.embedding, self.bias, self.conv = nn.Embedding(num_nodes, 8), nn.Embedding(num_nodes, 1), LGConv()
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        nn.init.normal_(self.embedding.weight, std=0.1)
+        nn.init.zeros_(self.bias.weight)
+
+    def get_embedding(self, edge_index, edge_weight=None):
+        return (self.embedding.weight + self.conv(self.embedding.weight, edge_index)) / 2
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        x, bias = self.get_embedding(edge_index), self.bias.weight.squeeze(-1)
+        return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1) + bias[edge_label_index[0]] + bias[
+            edge_label_index[1]]
+
+
+def test_attention_over_a_model_whose_scores_are_not_dot_products_is_refused(graph, one_thread):
+    """The attention scores by the dot products of the shards' embed() rows: the biases the shards learnt were
+    dropped silently. Refused from the template when it holds them, else from the first trained shard; 'mean'
+    aggregates the shards' own scores and runs."""
+    model = PyGRecommender(BiasedConv(U + I), U, I, receptive_field=1)
+    config = RecEraserConfig(TrainConfig(epochs=3, lr=0.05, batch_size=0, patience=0), num_shards=2)
+    refused = r"RecEraser: attention aggregation scores a pair by the dot product of the shards' embed\(\) rows, " \
+              r"but PyGRecommender's own scores differ from it by up to .* \(a bias, or a layer on the pair\)"
+    with pytest.raises(ValueError, match=refused):  # the template's biases are 0: the trained shard's are not
+        RecEraser(model, graph, OBJECTIVE, config).fit()
+    train(model, graph, OBJECTIVE, FULL_BATCH)
+    with pytest.raises(ValueError, match=refused):
+        RecEraser(model, graph, OBJECTIVE, config).fit()  # now from the template, before any shard trains
+    ensemble = RecEraser(model, graph, OBJECTIVE, dataclasses.replace(config, aggregation="mean")).fit().model
+    assert ensemble(graph, all_pairs()).shape == (U * I,)
+    dots = RecEraser(PyGRecommender(Narrowing(U + I), U, I, receptive_field=1), graph, OBJECTIVE, config)
+    dots.template.embedding_dim = 4
+    dots.fit()  # a module that scores by dot products is not refused
 
 
 class Encoder(nn.Module):

@@ -15,7 +15,7 @@ from ..data.interactions import EDGE, pair_keys
 from ..distributed import agreed, layout
 from ..objectives import Objective
 from ..train import TrainConfig, check_labels_train
-from .base import Unlearner, copy_modes, embeddings_of
+from .base import Unlearner, copy_modes
 from .registry import register
 from .sharding import (ShardAttention, ShardedRecommender, attention_needs_width, split_graph, train_aggregator,
                        train_shards)
@@ -185,7 +185,7 @@ class SISA(Unlearner):
         cfg, self.fit_info = self.config, {}
         # Every rank of a process group checks here, before the partition and the shards' collectives: a rank that
         # stopped alone would leave the others waiting in theirs. The same inputs then partition the same way.
-        agreed(f"{type(self).__name__}.fit", self._check_row_width, **self._fit_inputs())
+        agreed(f"{type(self).__name__}.fit", self._check_attention_fits, **self._fit_inputs())
         shard_of = self.partition().to(self.graph[EDGE].edge_index.device)
         sizes = torch.bincount(shard_of, minlength=self.num_shards)
         if bool((sizes == 0).any()):
@@ -198,6 +198,7 @@ class SISA(Unlearner):
                               f"use fewer shards ({type(cfg).__name__}.num_shards, now {self.num_shards})")
         trained = train_shards([self.template] * self.num_shards, graphs, self.shard_objective, cfg.train, self.val,
                                [cfg.seed + s for s in range(self.num_shards)])
+        self._check_attention_fits(trained[0][0])  # what the shards learnt: a bias the template held at 0
         ensemble = ShardedRecommender([model for model, _ in trained], shard_of, edge_index, self._aggregation())
         info = {**self.fit_info, "shard_sizes": sizes.tolist(), "shard_epochs": [r.epochs for _, r in trained],
                 "shard_seconds": [r.seconds for _, r in trained]}
@@ -227,17 +228,28 @@ class SISA(Unlearner):
         return {"model": layout(self.template), "graph": self.graph, "objective": self.objective,
                 "config": self.config, "val": self.val}
 
-    def _check_row_width(self) -> None:
-        """Raises ``ValueError`` unless ``embed``'s rows are ``embedding_dim`` wide, the width the attention is
-        built for, before any shard trains (a PyG module's last layer may map its table's width to another)."""
+    def _check_attention_fits(self, model: torch.nn.Module | None = None) -> None:
+        """With attention aggregation, raises ``ValueError`` unless ``model`` (the template before any shard trains,
+        then a trained shard) scores a pair by the dot product of ``embed``'s rows, ``embedding_dim`` wide: the
+        attention weighs those rows and scores by their dot product, so another width fails, and a bias or a layer on
+        the pair would be dropped silently (a PyG module's own scoring is known only by running it)."""
         if self.config.aggregation != "attention":
             return
-        model = self.template
-        width = embeddings_of(model, self.graph)[0].size(1)
-        if width != model.embedding_dim:
+        model = self.template if model is None else model
+        work, pairs = copy.deepcopy(model).eval(), self.graph[EDGE].edge_index[:, :1024]
+        with torch.no_grad():
+            user, item = work.embed(self.graph)
+            scores, dots = work(self.graph, pairs), (user[pairs[0]] * item[pairs[1]]).sum(-1)
+        name = type(model).__name__
+        if user.size(1) != model.embedding_dim:
             raise ValueError(f"{type(self).__name__}: attention aggregation weighs the rows of embed(), which are "
-                             f"{width} wide, but {type(model).__name__}.embedding_dim is {model.embedding_dim}: "
-                             f"set model.embedding_dim = {width}, or aggregate by 'mean'")
+                             f"{user.size(1)} wide, but {name}.embedding_dim is {model.embedding_dim}: "
+                             f"set model.embedding_dim = {user.size(1)}, or aggregate by 'mean'")
+        if not torch.allclose(scores, dots, rtol=1e-4, atol=1e-5):
+            raise ValueError(f"{type(self).__name__}: attention aggregation scores a pair by the dot product of the "
+                             f"shards' embed() rows, but {name}'s own scores differ from it by up to "
+                             f"{float((scores - dots).abs().max()):.3g} (a bias, or a layer on the pair): aggregate by "
+                             "'mean'")
 
     def _aggregation(self) -> str | ShardAttention:
         cfg = self.config
