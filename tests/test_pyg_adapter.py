@@ -472,6 +472,40 @@ def test_attention_over_a_model_whose_scores_are_not_dot_products_is_refused(gra
     dots.fit()  # a module that scores by dot products is not refused
 
 
+class NormedProjection(nn.Module):
+    """One LGConv layer, then a Linear and a BatchNorm of the table's width: dense weights and running statistics."""
+
+    def __init__(self, num_nodes: int):
+        super().__init__()
+        self.embedding, self.conv = nn.Embedding(num_nodes, 8), LGConv()
+        self.lin, self.norm = nn.Linear(8, 8), nn.BatchNorm1d(8)
+
+    def get_embedding(self, edge_index, edge_weight=None):
+        return self.norm(self.lin(self.conv(self.embedding.weight, edge_index)))
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        x = self.get_embedding(edge_index)
+        return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
+
+
+def test_unlearnrec_names_what_its_update_leaves_as_trained(graph, one_thread):
+    """UnlearnRec updates the layer-0 tables alone: a custom GNN's dense weights and running statistics came back
+    as trained, bit for bit, and nothing said so."""
+    model = PyGRecommender(NormedProjection(U + I), U, I, receptive_field=1)
+    train(model, graph, OBJECTIVE, TrainConfig(epochs=2, batch_size=0, patience=0))
+    with pytest.warns(RuntimeWarning, match=r"UnlearnRec updates the layer-0 tables alone \(the paper's method\): "
+                                         r"module.lin.weight, module.lin.bias, module.norm.weight, module.norm.bias; "
+                                         r"module.norm.running_mean, module.norm.running_var of PyGRecommender keep"):
+        unlearner = UnlearnRec(model, graph, BPRObjective(l2=0.5), UnlearnRecConfig(pretrain_epochs=1,
+                                                                                     finetune_epochs=1))
+    info = unlearner.fit().unlearn(random_edges(graph, 0.05, seed=1)).info
+    assert info["untouched_parameters"] == ["module.lin.weight", "module.lin.bias", "module.norm.weight",
+                                            "module.norm.bias"]
+    assert info["untouched_buffers"] == ["module.norm.running_mean", "module.norm.running_var"]
+    lightgcn = UnlearnRec(twins()[1], graph, BPRObjective(l2=0.5), UnlearnRecConfig(pretrain_epochs=1))
+    assert lightgcn.untouched == {}
+
+
 class Encoder(nn.Module):
     """A GNN encoder in PyG's convention: node features in, node embeddings out."""
 

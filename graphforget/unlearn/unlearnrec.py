@@ -57,7 +57,7 @@ from ..objectives import Objective
 from ..train import seeded_global_rng
 from ..verify import _scoring
 from .base import (NotFittedError, Unlearner, UnlearningFailed, embeddings_of, non_finite, refuse_no_remaining_edge,
-                   unchanged, versions, warn_caller)
+                   running_statistics, unchanged, versions, warn_caller)
 from .registry import register
 
 __all__ = ["UnlearnRec", "UnlearnRecConfig", "InfluenceEncoder", "influence_dependency_matrix"]
@@ -382,6 +382,10 @@ class UnlearnRec(Unlearner):
     the encoder's update alone. :meth:`unlearn` never returns a model with NaN or infinite parameters:
     it raises :class:`~graphforget.unlearn.UnlearningFailed` instead.
 
+    As in the paper, only the layer-0 tables are updated: a model's other trainable parameters (a custom GNN's dense
+    weights) and running statistics keep what they learnt from the requests. A warning says so at construction, and
+    every result's ``info`` names them (``untouched_parameters``, ``untouched_buffers``).
+
     Args:
         model: the trained backbone (not modified).
         graph: its training graph.
@@ -408,6 +412,22 @@ class UnlearnRec(Unlearner):
                                         cfg.withdraw_init, cfg.leaky_slope, cfg.restrict_to_request
                                         ).to(graph[EDGE].edge_index.device, table.dtype)
         self._encoder_for, self._encoder_versions = None, []  # set by fit() and load_encoder()
+        self.untouched = self._untouched()
+
+    def _untouched(self) -> dict[str, list[str]]:
+        """What the update leaves as trained: the trainable parameters beside the layer-0 tables (a custom GNN's
+        dense weights) and the running statistics; said once here, named in each result's ``info``."""
+        tables = set(self._updated_tables().values())
+        untouched = {"untouched_parameters": [name for name, p in self.model.named_parameters()
+                                              if p.requires_grad and name not in tables],
+                     "untouched_buffers": running_statistics(self.model)}
+        untouched = {key: names for key, names in untouched.items() if names}
+        if untouched:
+            warn_caller(f"UnlearnRec updates the layer-0 tables alone (the paper's method): "
+                        f"{'; '.join(', '.join(names) for names in untouched.values())} of {type(self.model).__name__} "
+                        f"keep what they learnt from the requests (info: {', '.join(untouched)}); IFRU "
+                        "includes dense weights in its step, Retrain re-draws them")
+        return untouched
 
     # ----------------------------------------------------------------------------------------- helpers
     def _prepare(self, pairs: Tensor, remaining: HeteroData) -> _Request:
@@ -673,7 +693,8 @@ class UnlearnRec(Unlearner):
         _check_finite_result(model)
         info = {"encoder_seconds": encoding.seconds, "finetune_seconds": tuning.seconds,
                 "request_users": int(request[0].unique().numel()), "request_items": int(request[1].unique().numel()),
-                "finetune_epochs": cfg.finetune_epochs, "history": history, **self._acceptance(model, remaining)}
+                "finetune_epochs": cfg.finetune_epochs, "history": history, **self.untouched,
+                **self._acceptance(model, remaining)}
         if info.get("trusted") is False:
             warn_caller(f"UnlearnRec's result is not trusted: {info['reason']}")
         return model, info

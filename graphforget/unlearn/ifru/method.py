@@ -19,7 +19,8 @@ from ...influence import (AndersonMixing, ContrastiveTerm, DotProductOperator, G
                           local_problem, message_passing_degrees, node_ids, objective_function,
                           rows_function, scoring_graph, select_nodes, solve, training_terms)
 from ...objectives import Objective
-from ..base import Unlearner, UnlearningFailed, refuse_no_remaining_edge, unchanged, versions, warn_caller
+from ..base import (Unlearner, UnlearningFailed, refuse_no_remaining_edge, running_statistics, unchanged, versions,
+                    warn_caller)
 from ..registry import register
 from .config import IFRUConfig
 from .ladder import DAMPING_GROWTH, RETRY_DAMPING, Ladder, fresh_draw_failure, mean_diagonal, shifted
@@ -31,12 +32,6 @@ from .tilted import TiltedObjective, gradient_ratio
 #: The draw of negatives (an epoch of BPR's) that ``trust.max_fresh_loss_rise`` scores a step on; IFRU's objective
 #: holds epoch 0's.
 FRESH_EPOCH = 1
-
-
-def _running_statistics(model: torch.nn.Module) -> list[str]:
-    """Names of the model's buffers that hold running statistics (a BatchNorm's or InstanceNorm's ``running_mean``
-    and ``running_var``): the data's, not parameters, so no influence step can correct them."""
-    return [name for name, _ in model.named_buffers() if name.rsplit(".", 1)[-1] in ("running_mean", "running_var")]
 
 
 @dataclass
@@ -198,7 +193,7 @@ class IFRU(Unlearner):
                         "and tested on one draw of them, which it can overfit unseen (docs/methods.rst, Trust: a "
                         "trusted step took Recall@20 from 0.233 to 0.183); keep trust.max_fresh_loss_rise, or pass "
                         "val, whose test sees the ranking")
-        self._running_stats = _running_statistics(model)  # the model's structure: found once
+        self._running_stats = running_statistics(model)  # the model's structure: found once
         if self._running_stats:  # said once per unlearner; every result's info names them
             warn_caller(f"{type(self).__name__}: {type(model).__name__} has running statistics "
                         f"({', '.join(self._running_stats)}), computed on the training data with the requests "
