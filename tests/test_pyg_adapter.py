@@ -20,8 +20,8 @@ from graphforget.data import (EDGE, bipartite_to_homogeneous, make_interactions,
                               planted_communities, random_edges, remove_edges)
 from graphforget.influence import NodeRows, computation_subgraph, has_linear_dot_product
 from graphforget.models import LightGCN, PyGRecommender
-from graphforget.unlearn import (IFRU, RecEraser, RecEraserConfig, Retrain, RetrainConfig, SISA, SISAConfig, UnlearnRec,
-                                 UnlearnRecConfig)
+from graphforget.unlearn import (IFRU, SCIF, RecEraser, RecEraserConfig, Retrain, RetrainConfig, SISA, SISAConfig,
+                                 UnlearnRec, UnlearnRecConfig)
 from graphforget.unlearn.unlearnrec import _SharedEmbedding
 
 U, I, D, K = 60, 40, 8, 2
@@ -504,6 +504,43 @@ def test_unlearnrec_names_what_its_update_leaves_as_trained(graph, one_thread):
     assert info["untouched_buffers"] == ["module.norm.running_mean", "module.norm.running_var"]
     lightgcn = UnlearnRec(twins()[1], graph, BPRObjective(l2=0.5), UnlearnRecConfig(pretrain_epochs=1))
     assert lightgcn.untouched == {}
+
+
+class SparseGradients(nn.Module):
+    """One LGConv layer over an ``nn.Embedding`` read by lookup, with sparse gradients or dense ones."""
+
+    def __init__(self, num_nodes: int, sparse: bool):
+        super().__init__()
+        self.embedding, self.conv = nn.Embedding(num_nodes, 8, sparse=sparse), LGConv()
+
+    def get_embedding(self, edge_index, edge_weight=None):
+        x = self.embedding(torch.arange(self.embedding.num_embeddings))
+        return (x + self.conv(x, edge_index)) / 2
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        x = self.get_embedding(edge_index)
+        return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
+
+
+@pytest.mark.parametrize("method", ["ifru", "scif", "unlearnrec"])
+def test_an_embedding_with_sparse_gradients_unlearns_as_a_dense_one(graph, one_thread, method):
+    """``nn.Embedding(sparse=True)`` failed IFRU and SCIF ("Could not run 'aten::index.Tensor' with arguments from
+    the 'SparseCPU' backend") and UnlearnRec ("addmm: matrices expected"): the forward is the same, so the result
+    is the dense layer's, and the caller's layer stays sparse."""
+    models = {}
+    for sparse in (True, False):
+        torch.manual_seed(0)
+        models[sparse] = PyGRecommender(SparseGradients(U + I, sparse), U, I, receptive_field=1)
+    request, results = random_edges(graph, 0.05, seed=1), {}
+    for sparse, model in models.items():
+        if method == "unlearnrec":
+            unlearner = UnlearnRec(model, graph, BPRObjective(l2=0.5), UnlearnRecConfig(pretrain_epochs=1,
+                                                                                        finetune_epochs=1)).fit()
+        else:
+            unlearner = (IFRU if method == "ifru" else SCIF)(model, graph, OBJECTIVE)
+        results[sparse] = unlearner.unlearn(request).model
+    assert torch.equal(results[True].module.embedding.weight, results[False].module.embedding.weight)
+    assert models[True].module.embedding.sparse and results[True].module.embedding.sparse
 
 
 class Encoder(nn.Module):

@@ -171,7 +171,22 @@ def call_with_parameters(module: torch.nn.Module, tensors: dict[str, Tensor], ar
     slots = {f"{prefix}.{attr}" if prefix else attr: replaced[id(p)]
              for prefix, sub in module.named_modules() for attr, p in sub._parameters.items()
              if p is not None and id(p) in replaced}
-    return functional_call(module, slots, args, strict=False, tie_weights=False)
+    with dense_gradients(module):
+        return functional_call(module, slots, args, strict=False, tie_weights=False)
+
+
+@contextlib.contextmanager
+def dense_gradients(module: torch.nn.Module):
+    """``module``'s ``nn.Embedding(sparse=True)`` layers give dense gradients inside (the same forward): a sparse
+    gradient can be neither indexed into node rows nor differentiated again, which the curvature products do."""
+    layers = [sub for sub in module.modules() if isinstance(sub, torch.nn.Embedding) and sub.sparse]
+    for layer in layers:
+        layer.sparse = False
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.sparse = True
 
 
 def _row_size(table: Tensor) -> int:

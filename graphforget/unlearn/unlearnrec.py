@@ -473,6 +473,9 @@ class UnlearnRec(Unlearner):
         work = copy.deepcopy(self.model)
         for p in work.parameters():
             p.requires_grad_(False)
+        for layer in work.modules():  # a sparse gradient cannot pass the parametrisation (the same forward)
+            if isinstance(layer, nn.Embedding):
+                layer.sparse = False
         shifts = {}
         for node_type, name in self._updated_tables().items():
             module_name, _, attr = name.rpartition(".")
