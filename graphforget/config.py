@@ -46,8 +46,9 @@ def is_integer_tensor(tensor: torch.Tensor) -> bool:
     return not (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool)
 
 
-#: Seeds lie in ``[0, SEED_LIMIT)``: torch's generators take 64 bits, and the negatives' hash reads them as signed.
-SEED_LIMIT = 2 ** 63
+#: Seeds lie in ``[0, SEED_LIMIT)``: torch's CPU generator (a Mersenne Twister) reads 32 bits of its seed, so that
+#: seeds 1 and 2**32 + 1 drew the same model, batches and request.
+SEED_LIMIT = 2 ** 32
 
 
 def is_seed(value: Any) -> bool:
@@ -56,10 +57,10 @@ def is_seed(value: Any) -> bool:
 
 
 def check_seed(seed: Any) -> None:
-    """Raises ``ValueError`` unless ``seed`` is an integer in ``[0, 2**63)`` (torch's own message names no
-    argument)."""
+    """Raises ``ValueError`` unless ``seed`` is an integer in ``[0, 2**32)`` (torch's own message names no
+    argument; above, torch's CPU generator would give the draws of a smaller seed)."""
     if not is_seed(seed):
-        raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
 
 
 def resolved_device(device: torch.device | str) -> torch.device:
@@ -75,12 +76,12 @@ def seeded(seed: Any, device: torch.device | str | None = None) -> torch.Generat
 
 
 def derived_seed(seed: Any, purpose: str) -> int:
-    """A seed in ``[0, 2**63)`` for one ``purpose``, derived from ``seed`` by a hash: draws made for different
+    """A seed in ``[0, 2**32)`` for one ``purpose``, derived from ``seed`` by a hash: draws made for different
     purposes under one seed are independent. (SISA's partition drawn from ``seed`` itself would be the request's
     permutation again, when the request was drawn with that seed: it dealt the request out evenly over the shards.)"""
     check_seed(seed)
     digest = hashlib.sha256(f"{purpose}:{int(seed)}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
+    return int.from_bytes(digest[:4], "little")
 
 
 @contextlib.contextmanager
@@ -119,7 +120,7 @@ def check_types(config: Any, check: Callable[[Any, dict[str, tuple[bool, str]]],
     A config built directly must hold what :func:`build_config` would parse from strings: an ``int`` (a bool
     is not one), a ``float`` (an int will do; finite: no config needs NaN or an infinity), a
     ``bool``, a ``str``, one of a ``Literal``'s values, ``None`` where the hint allows it, a tuple of such
-    items or a nested config; a field named ``seed`` holds an integer in ``[0, 2**63)``. Values are converted
+    items or a nested config; a field named ``seed`` holds an integer in ``[0, 2**32)``. Values are converted
     as :func:`build_config` converts them, in place: an int to a float, a list to a tuple and a dict of a nested
     config's fields to that config (as JSON gives a stored config back). Call it first in ``__post_init__``,
     before the range checks compare the values.
@@ -141,7 +142,7 @@ def check_types(config: Any, check: Callable[[Any, dict[str, tuple[bool, str]]],
         value = getattr(config, f.name)
         typed, rules[f.name] = _typed(value, hints[f.name], f"{type(config).__name__}.{f.name}")
         if f.name == "seed" and is_integer(typed) and not is_seed(typed):
-            rules[f.name] = (False, "must be in [0, 2**63)")
+            rules[f.name] = (False, "must be in [0, 2**32)")
         if typed is not value:
             setattr(config, f.name, typed)
     check(config, rules)

@@ -141,8 +141,8 @@ def _mix(x: Tensor) -> Tensor:
 
 
 def _wrap64(value: int) -> int:
-    """``value`` modulo 2**64 as a signed int64, as int64 arithmetic wraps it: a seed up to 2**63 - 1 (what
-    :func:`~graphforget.config.check_seed` accepts) times a constant does not fit an int64 tensor scalar."""
+    """``value`` modulo 2**64 as a signed int64, as int64 arithmetic wraps it: a large epoch times a constant does
+    not fit an int64 tensor scalar."""
     value &= (1 << 64) - 1
     return value - (1 << 64) if value >= 1 << 63 else value
 

@@ -1149,7 +1149,7 @@ def test_a_stream_length_that_is_not_a_whole_number_is_refused():
     assert variants({**base, "length": 3})[0]["length"] == 3
 
 
-@pytest.mark.parametrize("seeds", [[1.5], [True], ["1"], [-1], [0, 2 ** 63], True, 2.0])
+@pytest.mark.parametrize("seeds", [[1.5], [True], ["1"], [-1], [0, 2 ** 32], True, 2.0])
 def test_seeds_that_are_not_integers_are_refused_before_training(seeds):
     """``seeds=[1.5]`` (or ``[True]``, ``["1"]``) ran seed 1 under a key saying 1: int() cast it without a word."""
     with pytest.raises(ValueError, match="seeds must be"):

@@ -63,9 +63,9 @@ def _float_fields(cls) -> list[str]:
     (lambda: IFRUConfig(hops=1.0), "IFRUConfig.hops: must be an int or None (got 1.0)"),
     (lambda: IFRUConfig(prune=(1.0, math.nan)), "IFRUConfig.prune: must be finite (got (1.0, nan))"),
     # Values of the right type that would fail only later, inside torch or at the first request.
-    (lambda: TrainConfig(seed=2 ** 64), "TrainConfig.seed: must be in [0, 2**63) (got 18446744073709551616)"),
-    (lambda: SISAConfig(seed=-1), "SISAConfig.seed: must be in [0, 2**63) (got -1)"),
-    (lambda: UnlearnRecConfig(seed=2 ** 63), "UnlearnRecConfig.seed: must be in [0, 2**63)"),
+    (lambda: TrainConfig(seed=2 ** 64), "TrainConfig.seed: must be in [0, 2**32) (got 18446744073709551616)"),
+    (lambda: SISAConfig(seed=-1), "SISAConfig.seed: must be in [0, 2**32) (got -1)"),
+    (lambda: UnlearnRecConfig(seed=2 ** 32), "UnlearnRecConfig.seed: must be in [0, 2**32)"),
     (lambda: IFRUConfig(hops=0, prune=(0.5, 0.5)), "IFRUConfig.prune: one ratio per order 0..hops, 1 with hops=0"),
     (lambda: RecEraserConfig(attention_dim=0), "RecEraserConfig.attention_dim: None or >= 1 (got 0)"),
     (lambda: SISAConfig(activation="foo"), "SISAConfig.activation: 'tanh' or 'relu' (got 'foo')"),

@@ -445,7 +445,7 @@ def test_a_foreign_checkpoint_and_a_fractional_layer_count_are_named(tmp_path):
         MF(6, 4, embedding_dim=2.5)
     with pytest.raises(ValueError, match="num_users and num_items must be positive integers, got 6.0 and 4"):
         MF(6.0, 4)
-    with pytest.raises(ValueError, match=re.escape("seed must be an integer in [0, 2**63), got 0.5")):
+    with pytest.raises(ValueError, match=re.escape("seed must be an integer in [0, 2**32), got 0.5")):
         MF(6, 4).reset_parameters(seed=0.5)
 
 

@@ -281,11 +281,12 @@ def test_regularization_skips_frozen_parameters(model):
 
 
 def test_bpr_draws_negatives_for_every_seed_and_epoch_it_accepts(model, graph):
-    """Seeds up to 2**63 - 1 are accepted (check_seed): the hash mixes them in int64 arithmetic, which wraps (modulo
-    2**64), so a large seed or epoch draws its negatives (``seed * 7919`` overflowed converting to int64)."""
+    """Seeds up to 2**32 - 1 are accepted (check_seed): the hash mixes them in int64 arithmetic, which wraps (modulo
+    2**64), so a large epoch draws its negatives (``seed * 7919`` of a seed up to 2**63 overflowed converting to
+    int64)."""
     ei = graph[EDGE].edge_index
     items_of = {u: set(ei[1, ei[0] == u].tolist()) for u in range(3)}
-    for seed, epoch in ((2**63 - 1, 0), (2**62, 3), (5, 10**17)):
+    for seed, epoch in ((2**32 - 1, 0), (2**31, 3), (5, 10**17)):
         loss = BPRObjective(seed=seed).edge_losses(model, graph, epoch=epoch)
         assert loss.shape == (5,) and bool(loss.isfinite().all())
         neg = hashed_negatives(graph, ei, seed, epoch)
