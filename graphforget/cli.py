@@ -295,17 +295,17 @@ _TRAINING_HELP = ("early-stopped: mini-batch Adam, early stopping on validation 
 
 def cmd_train(args) -> int:
     out = _new_run_dir(args.out)
+    preset = default_hparams(args.model, args.dataset, args.training)
+    hparams = preset.replace(_hparam_changes(args, preset))
     data = prepare_attack_data(args.dataset, args.root, args.attack_ratio, args.seed, synthetic_fallback=False)
     print(f"data: {data.source}")
-    hparams = default_hparams(args.model, args.dataset, args.training).replace(
-        {"train.lr": args.lr, "train.epochs": args.epochs, "train.batch_size": args.batch_size,
-         "train.patience": args.patience}, embedding_dim=args.embedding_dim, num_layers=args.layers, l2=args.l2)
     device = torch.device(args.device)
     graph, val, test = data.train.to(device), data.split.val.to(device), data.split.test.to(device)
     counts = graph["user"].num_nodes, graph["item"].num_nodes
     model = hparams.build_model(*counts, args.seed).to(device)
     config = hparams.train_config(args.seed, progress=not args.quiet)
-    fit = train(model, graph, hparams.objective(), config, val)
+    objective = hparams.objective()
+    fit = train(model, graph, objective, config, val)
     metrics = {**evaluate_auc(model, graph, test, data.request.to(device)), "train_seconds": fit.seconds,
                "epochs": fit.epochs, "best_epoch": fit.best_epoch, "best_val_auc": fit.best_val_auc,
                "dataset": args.dataset, "source": data.source, "model": hparams.model,
@@ -313,7 +313,7 @@ def cmd_train(args) -> int:
                "threads": torch.get_num_threads()}
     run = {"dataset": args.dataset, "root": _data_root(args.dataset, args.root), "seed": args.seed,
            "attack_ratio": args.attack_ratio, "hparams": hparams.as_dict(),
-           "objective": {"name": "bce", "l2": hparams.l2}, "train_config": {**asdict(config), "progress": False},
+           "objective": {"name": type(objective).__name__, **vars(objective)}, "train_config": {**asdict(config), "progress": False},
            "source": data.source, "fingerprint": _fingerprint(data), "heldout_fingerprint": _heldout_fingerprint(data)}
     spec = {"name": hparams.model, "config": hparams.model_config(*counts)}  # rebuilds a model of your own too
     _publish(out, {"model.pt": lambda path: save_model(model.cpu(), path, **spec, run=run),
@@ -325,7 +325,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    out = _check_out_file(args.out) if args.out else None
+    out = _check_out_file(args.out) if args.out is not None else None
     metrics = _evaluate_own_run(args) if (Path(args.run) / "run.json").is_file() else _evaluate_attack_run(args)
     print(json.dumps(to_jsonable(metrics), indent=2))
     if out is not None:
@@ -715,15 +715,24 @@ def _id_list(text: str, flag: str) -> list[str]:
     return ids
 
 
-def _fit_hparams(args) -> dict:
-    """The hyper-parameter flags given, as changes to the preset, checked before any data is read."""
-    changes = {"embedding_dim": args.embedding_dim, "num_layers": args.layers, "l2": args.l2, "train.lr": args.lr,
-               "train.epochs": args.epochs, "train.batch_size": args.batch_size, "train.patience": args.patience}
-    changes = {key: value for key, value in changes.items() if value is not None}
-    try:
-        default_hparams(args.model, "synthetic").replace(changes)
-    except ValueError as error:
-        raise UsageError(f"graphforget: error: {error}") from error
+#: The hyper-parameter flags of ``train`` and ``fit`` (their ``args`` names), by the preset's field each changes.
+_HPARAM_FLAGS = {"embedding_dim": "embedding_dim", "num_layers": "layers", "l2": "l2", "train.lr": "lr",
+                 "train.epochs": "epochs", "train.batch_size": "batch_size", "train.patience": "patience"}
+
+
+def _hparam_changes(args, preset: Hyperparameters) -> dict:
+    """The hyper-parameter flags given, as changes to ``preset``, each checked before any data is read.
+
+    Raises:
+        UsageError: naming the flag whose value the preset's checks refuse.
+    """
+    changes = {field: getattr(args, name) for field, name in _HPARAM_FLAGS.items() if getattr(args, name) is not None}
+    for field, value in changes.items():
+        try:
+            preset.replace({field: value})
+        except ValueError as error:
+            flag = "--" + _HPARAM_FLAGS[field].replace("_", "-")
+            raise UsageError(f"graphforget: error: {flag} {value}: {error}") from error
     return changes
 
 
@@ -735,7 +744,7 @@ def cmd_fit(args) -> int:
         raise UsageError(f"graphforget: error: --data {args.data} does not exist")
     if args.format == "csv" and not (args.user_col and args.item_col):
         raise UsageError("graphforget: error: --format csv needs --user-col and --item-col")
-    changes = _fit_hparams(args)
+    changes = _hparam_changes(args, default_hparams(args.model, "synthetic"))
     with _exists_is_usage_error():
         result = fit_on_file(args.data, args.format, out=out, user_col=args.user_col, item_col=args.item_col,
                              label_col=args.label_col, duplicates=args.duplicates, delimiter=args.delimiter,
@@ -809,7 +818,7 @@ def cmd_verify(args) -> int:
     """The forgetting report of a run's lineage; JSON to ``--out`` (a run is never modified)."""
     from .workflow import verify_run
     run = _run_dir(args.run)
-    out = _check_out_file(args.out) if args.out else None
+    out = _check_out_file(args.out) if args.out is not None else None
     report = verify_run(run, retrain=args.retrain, seed=args.seed, device=args.device, progress=not args.quiet)
     print(f"{_count(report['removed_edges'], 'edge')} removed by {_count(report['requests'], 'request')} in "
           f"{_count(len(report['lineage']), 'run')}")
@@ -918,11 +927,18 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _directory(text: str) -> str:
+    """A ``--root``: an empty one read the data from $GRAPHFORGET_DATA but recorded the working directory."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a directory, got an empty path")
+    return text
+
+
 # --- the parser ---------------------------------------------------------------------------------
 
 def _train_run_flags(parser) -> None:
     """The flags of the commands that rebuild a ``train`` run's data: ``--root`` for data that moved, and the common."""
-    parser.add_argument("--root", help="the data directory of a `train` run whose recorded one moved (default: the "
+    parser.add_argument("--root", type=_directory, help="the data directory of a `train` run whose recorded one moved (default: the "
                         "run's, then $GRAPHFORGET_DATA, then ../shared/data; the run's fingerprint checks the data)")
     _common(parser, data=False)
 
@@ -930,7 +946,7 @@ def _train_run_flags(parser) -> None:
 def _common(parser, data: bool = True) -> None:
     if data:
         parser.add_argument("--dataset", choices=DATASET_NAMES, default="ml-100k", help="dataset (default: ml-100k)")
-        parser.add_argument("--root", help="data directory (default: $GRAPHFORGET_DATA, then ../shared/data)")
+        parser.add_argument("--root", type=_directory, help="data directory (default: $GRAPHFORGET_DATA, then ../shared/data)")
         parser.add_argument("--attack-ratio", type=_ratio, default=0.02,
                             help="fraction of training labels flipped, the request to unlearn (default: 0.02)")
         parser.add_argument("--seed", type=int, default=0, help="seed of the split, the attack and the model (default: 0)")
@@ -942,11 +958,15 @@ def _hyperparameters(parser) -> None:
     """The model's and training's flags of ``train`` and ``fit`` (unset: the preset's value)."""
     parser.add_argument("--embedding-dim", type=_positive, help="embedding size (default: 64)")
     parser.add_argument("--layers", type=int, help="LightGCN layers (default: 2)")
-    parser.add_argument("--lr", type=float, help="Adam learning rate (default: 0.01)")
-    parser.add_argument("--l2", type=float, help="L2 strength of the summed objective (default: MF 5.0, LightGCN 1.0)")
-    parser.add_argument("--epochs", type=_positive, help="maximum epochs (default: 100)")
-    parser.add_argument("--batch-size", type=int, help="training pairs per batch, 0 = full batch (default: 4096)")
-    parser.add_argument("--patience", type=int, help="early-stopping patience in epochs (default: 5)")
+    parser.add_argument("--lr", type=float, help="Adam learning rate (default: the preset's, 0.01; sgl/simgcl 0.005)")
+    parser.add_argument("--l2", type=float, help="L2 strength of the summed objective (default: the preset's, MF 5.0, "
+                        "LightGCN 1.0; sgl/simgcl 1e-4; stationary: per dataset)")
+    parser.add_argument("--epochs", type=_positive, help="maximum epochs (default: the preset's, 100; sgl/simgcl 50; "
+                        "stationary: 500 L-BFGS iterations)")
+    parser.add_argument("--batch-size", type=int, help="training pairs per batch, 0 = full batch (default: the "
+                        "preset's, 4096; sgl/simgcl 8192)")
+    parser.add_argument("--patience", type=int, help="early-stopping patience in epochs (default: the preset's, 5; "
+                        "sgl/simgcl 0)")
 
 
 def _add_train_run_commands(sub) -> None:
@@ -1024,7 +1044,7 @@ def _add_demo_parser(sub) -> None:
                                    "the training labels, unlearn them with every method and compare.")
     p.add_argument("--dataset", choices=DATASET_NAMES, default=None,
                    help="dataset (default: ml-100k if found, else synthetic)")
-    p.add_argument("--root", help="data directory (default: $GRAPHFORGET_DATA, then ../shared/data)")
+    p.add_argument("--root", type=_directory, help="data directory (default: $GRAPHFORGET_DATA, then ../shared/data)")
     p.add_argument("--model", nargs="+", choices=MODEL_NAMES, default=["mf"],
                    help="models to run (default: mf; `--model mf lightgcn` adds LightGCN, about 2 more minutes)")
     p.add_argument("--methods", nargs="+", metavar="METHOD", help=f"methods (default: all: {', '.join(METHODS)})")
@@ -1034,10 +1054,12 @@ def _add_demo_parser(sub) -> None:
     advanced = p.add_argument_group("advanced")
     advanced.add_argument("--option", action="append", metavar="METHOD:KEY=VALUE",
                           help="a method option, repeatable (e.g. ifru:solver.name=lissa)")
-    advanced.add_argument("--epochs", type=_positive, help="maximum training epochs (default: 100)")
+    advanced.add_argument("--epochs", type=_positive, help="maximum training epochs (default: 100; stationary: 500 "
+                          "L-BFGS iterations)")
     advanced.add_argument("--training", choices=TRAININGS, default="early-stopped", help=_TRAINING_HELP)
     advanced.add_argument("--embedding-dim", type=_positive, help="embedding size (default: 64)")
-    advanced.add_argument("--l2", type=float, help="L2 strength of the objective (default: MF 5.0, LightGCN 1.0; "
+    advanced.add_argument("--l2", type=float, help="L2 strength of the objective (default: MF 5.0, LightGCN 1.0, "
+                          "stationary: per dataset; "
                           "0 for a model trained the ordinary way)")
     advanced.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cuda (default: cpu)")
     advanced.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -1074,7 +1096,7 @@ def _add_bench_parser(sub) -> None:
                    help="attack (IFRU: flipped labels), adversarial (UnlearnRec: adversarial edges, BPR), deletion "
                         "(CURE4Rec: random, core or edge users; or random interactions) or stream (single-user requests)")
     p.add_argument("--dataset", choices=BENCH_DATASETS, default="ml-100k", help="dataset (default: ml-100k)")
-    p.add_argument("--root", help="data directory (default: $GRAPHFORGET_DATA, then ../shared/data)")
+    p.add_argument("--root", type=_directory, help="data directory (default: $GRAPHFORGET_DATA, then ../shared/data)")
     _data_file_flags(p, required=False)
     p.add_argument("--negatives", type=_non_negative, help="sampled non-interactions per implicit interaction "
                    "(default: 1 under BCE, 0 under BPR)")
@@ -1147,6 +1169,18 @@ def _run(parser: argparse.ArgumentParser, argv: list[str] | None, debug: bool) -
             raise
         print(f"graphforget: unlearning failed: {_one_line(str(error))}", file=sys.stderr)
         return 1
+    except (MemoryError, RuntimeError) as error:
+        if debug or not _out_of_memory(error):  # another RuntimeError is a defect: its traceback is wanted
+            raise
+        print(f"graphforget: out of memory: {_one_line(str(error) or 'MemoryError')}: use smaller sizes "
+              "(--embedding-dim, --batch-size) or a larger machine", file=sys.stderr)
+        return 1
+
+
+def _out_of_memory(error: Exception) -> bool:
+    """Whether ``error`` says that memory ran out (torch's allocators raise a RuntimeError, CUDA's a subclass)."""
+    text = str(error).lower()
+    return isinstance(error, MemoryError) or "out of memory" in text or "can't allocate memory" in text
 
 
 def _check_threads(threads: int) -> None:

@@ -51,6 +51,11 @@ def is_integer_tensor(tensor: torch.Tensor) -> bool:
 SEED_LIMIT = 2 ** 32
 
 
+#: Integers of a config lie in ``(-INT_LIMIT, INT_LIMIT)``: what torch and tqdm take as a C ``long`` (an epoch count
+#: of 10**20 crashed the progress bar with an OverflowError).
+INT_LIMIT = 2 ** 62
+
+
 def is_seed(value: Any) -> bool:
     """Whether ``value`` is an integer in ``[0, SEED_LIMIT)``."""
     return is_integer(value) and 0 <= value < SEED_LIMIT
@@ -162,9 +167,11 @@ def _typed(value: Any, kind, where: str) -> tuple[Any, tuple[bool, str]]:
     typed = _fit(value, kind, parse=False)
     if typed is _MISS:
         return value, (False, f"must be {_described(kind)}")
-    floats = [item for item in (typed if isinstance(typed, tuple) else (typed,)) if isinstance(item, float)]
-    if not all(math.isfinite(item) for item in floats):
+    items = typed if isinstance(typed, tuple) else (typed,)
+    if not all(math.isfinite(item) for item in items if isinstance(item, float)):
         return typed, (False, "must be finite")
+    if not all(abs(item) < INT_LIMIT for item in items if isinstance(item, int) and not isinstance(item, bool)):
+        return typed, (False, f"must have an absolute value below 2**{INT_LIMIT.bit_length() - 1}")
     return typed, (True, "")
 
 

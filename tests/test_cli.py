@@ -63,7 +63,7 @@ def test_train_writes_checkpoint_and_metrics_matching_a_direct_computation(train
     model, checkpoint = load_model(trained_run / "model.pt")
     run = checkpoint["run"]
     assert (run["dataset"], run["seed"], run["attack_ratio"], run["root"]) == ("synthetic", 3, 0.02, None)
-    assert run["objective"] == {"name": "bce", "l2": 5.0}
+    assert run["objective"] == {"name": "BCEObjective", "l2": 5.0}
     assert run["train_config"]["epochs"] == 3 and run["hparams"]["embedding_dim"] == 8
     # The reloaded model on the rebuilt data gives exactly the AUCs the run reported.
     data = prepare_attack_data("synthetic", None, 0.02, 3)
@@ -335,6 +335,14 @@ def _has_matplotlib() -> bool:
     ([], "required: COMMAND"),
     (["train", "--out", "x", "--threads", "1"], "--threads goes before the command: graphforget --threads ... COMMAND"),
     (["evaluate", "--run", "x", "-v"], "-v goes before the command"),
+    # The train flags were checked after the data was read, naming a config field; a huge --epochs crashed tqdm.
+    (["train", "--out", "x", "--lr", "nan"], "--lr nan: Hyperparameters.train: TrainConfig.lr: must be finite"),
+    (["train", "--out", "x", "--patience", "-3"], "--patience -3: Hyperparameters.train: TrainConfig.patience: must"),
+    (["train", "--out", "x", "--epochs", str(10**20)], "--epochs 100000000000000000000: Hyperparameters.train: "
+                                                        "TrainConfig.epochs: must have an absolute value below 2**62"),
+    # An empty --root read $GRAPHFORGET_DATA but recorded the working directory; an empty --out wrote nothing.
+    (["train", "--root", "", "--out", "x"], "argument --root: expected a directory, got an empty path"),
+    (["evaluate", "--run", "x", "--out", ""], "--out is empty: name a new output"),
 ])
 def test_usage_errors_exit_2_with_one_line(argv, fragment, capsys):
     code, out, err = run_cli(capsys, *argv)
@@ -841,6 +849,15 @@ def test_bench_data_flags_reach_the_source_and_negatives_are_refused_for_labelle
     code, _, err = run_cli(capsys, "bench", "--protocol", "deletion", "--dataset", "synthetic", "--negatives", "1",
                            "--out", str(tmp_path / "b"))
     assert code == 2 and "--negatives is for implicit data; synthetic brings its own 0/1 labels" in err
+
+
+def test_running_out_of_memory_is_one_line(capsys, tmp_path):
+    """torch's allocator raises a RuntimeError, which escaped as a traceback (embeddings of 10**12 columns)."""
+    code, _, err = run_cli(capsys, "train", "--dataset", "synthetic", "--embedding-dim", str(10**12), "--out",
+                           str(tmp_path / "run"))
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("graphforget: out of memory: ") and "use smaller sizes (--embedding-dim, --batch-size)" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_negative_threads_are_a_usage_error(capsys):

@@ -70,6 +70,11 @@ def _float_fields(cls) -> list[str]:
     (lambda: RecEraserConfig(attention_dim=0), "RecEraserConfig.attention_dim: None or >= 1 (got 0)"),
     (lambda: SISAConfig(activation="foo"), "SISAConfig.activation: 'tanh' or 'relu' (got 'foo')"),
     (lambda: UnlearnRecConfig(withdraw_init=-1.0), "UnlearnRecConfig.withdraw_init: must be >= 0 (got -1.0)"),
+    # Integers too large for torch and tqdm (a C long), or for the list of dampings (out of memory).
+    (lambda: TrainConfig(batch_size=2 ** 64), "TrainConfig.batch_size: must have an absolute value below 2**62"),
+    (lambda: FineTuneConfig(epochs=10 ** 20), "FineTuneConfig.epochs: must have an absolute value below 2**62"),
+    (lambda: TrustConfig(retries=21), "IFRUConfig.trust.retries: must be an integer in [0, 20] (the damping grows "
+                                      "tenfold with each) (got 21)"),
 ])
 def test_a_wrong_type_is_a_value_error_naming_the_field(make, message):
     with pytest.raises(ValueError, match=re.escape(message)):

@@ -666,6 +666,7 @@ def _bad_inputs(base: Path, tmp: Path, files: dict) -> list[tuple[list, str]]:
         (forget + ["--users", everyone], "the request removes every training edge"),  # was: "pass val=None"
         (["verify", "--run", str(base), "--out", str(tmp / "no_dir" / "v.json")], "does not exist"),
         (["verify", "--run", str(base), "--out", "/proc/v.json"], "--out /proc/v.json: cannot write in /proc"),
+        (["verify", "--run", str(base), "--out", ""], "--out is empty: name a new output"),  # wrote nothing, exit 0
         (fit_csv[:-1] + ["/proc/gf"], "cannot write to --out /proc/gf: /proc is not writable"),  # named a temp dir
         (fit_csv, "implicit feedback only"),
         (fit_csv[:-2] + ["--threshold", "4", "--out", str(tmp / "n")],  # was: "the labels run from 1 to 1"
@@ -704,7 +705,7 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(capsys, base, files, 
         assert fragment in err, (argv, err)
         assert not (tmp_path / "new").exists() and not (tmp_path / "n").exists(), argv
     assert digests(base) == before
-    assert len(cases) == 47  # the closing note's 34, a held-out negative, `unlearn` on a fit run, 11 more
+    assert len(cases) == 48  # the closing note's 34, a held-out negative, `unlearn` on a fit run, 12 more
 
 
 def test_a_modified_parent_is_refused(capsys, base, tmp_path):

@@ -14,6 +14,9 @@ CURVATURE_OF = ("original", "remaining")
 #: What :class:`IFRU` does when no step passes its checks: ``keep`` the model (and warn), ``raise``
 #: :class:`~graphforget.unlearn.UnlearningFailed`, or ``apply`` the last step anyway (and warn).
 ON_FAILURE = ("keep", "raise", "apply")
+#: The most retries: each multiplies the damping by 10, so that 20 reach 10**20 times the first (a count of 10**19
+#: ran out of memory listing the dampings).
+MAX_RETRIES = 20
 
 
 def _check_types(path: str, config) -> None:
@@ -151,7 +154,8 @@ class TrustConfig:
         check_fields(self, {
             "on_failure": (self.on_failure in ON_FAILURE, f"one of {', '.join(ON_FAILURE)}"),
             "min_ratio": (self.min_ratio >= 0, "must be >= 0"),
-            "retries": (self.retries >= 0, "must be an integer >= 0"),
+            "retries": (0 <= self.retries <= MAX_RETRIES, f"must be an integer in [0, {MAX_RETRIES}] (the damping grows "
+                                                          "tenfold with each)"),
             "max_val_auc_drop": (self.max_val_auc_drop is None or self.max_val_auc_drop > 0, "must be None or > 0"),
             "max_fresh_loss_rise": (self.max_fresh_loss_rise is None or self.max_fresh_loss_rise >= 0,
                                     "must be None or >= 0"),
