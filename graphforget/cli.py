@@ -313,7 +313,8 @@ def cmd_train(args) -> int:
                "threads": torch.get_num_threads()}
     run = {"dataset": args.dataset, "root": _data_root(args.dataset, args.root), "seed": args.seed,
            "attack_ratio": args.attack_ratio, "hparams": hparams.as_dict(),
-           "objective": {"name": type(objective).__name__, **vars(objective)}, "train_config": {**asdict(config), "progress": False},
+           "objective": {"name": type(objective).__name__, **vars(objective)},
+           "train_config": {**asdict(config), "progress": False},
            "source": data.source, "fingerprint": _fingerprint(data), "heldout_fingerprint": _heldout_fingerprint(data)}
     spec = {"name": hparams.model, "config": hparams.model_config(*counts)}  # rebuilds a model of your own too
     _publish(out, {"model.pt": lambda path: save_model(model.cpu(), path, **spec, run=run),
@@ -938,15 +939,17 @@ def _directory(text: str) -> str:
 
 def _train_run_flags(parser) -> None:
     """The flags of the commands that rebuild a ``train`` run's data: ``--root`` for data that moved, and the common."""
-    parser.add_argument("--root", type=_directory, help="the data directory of a `train` run whose recorded one moved (default: the "
-                        "run's, then $GRAPHFORGET_DATA, then ../shared/data; the run's fingerprint checks the data)")
+    parser.add_argument("--root", type=_directory, help="the data directory of a `train` run whose recorded one moved "
+                        "(default: the run's, then $GRAPHFORGET_DATA, then ../shared/data; the run's fingerprint "
+                        "checks the data)")
     _common(parser, data=False)
 
 
 def _common(parser, data: bool = True) -> None:
     if data:
         parser.add_argument("--dataset", choices=DATASET_NAMES, default="ml-100k", help="dataset (default: ml-100k)")
-        parser.add_argument("--root", type=_directory, help="data directory (default: $GRAPHFORGET_DATA, then ../shared/data)")
+        parser.add_argument("--root", type=_directory,
+                            help="data directory (default: $GRAPHFORGET_DATA, then ../shared/data)")
         parser.add_argument("--attack-ratio", type=_ratio, default=0.02,
                             help="fraction of training labels flipped, the request to unlearn (default: 0.02)")
         parser.add_argument("--seed", type=int, default=0, help="seed of the split, the attack and the model (default: 0)")

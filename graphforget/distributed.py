@@ -29,7 +29,8 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 __all__ = ["rank_and_size", "my_jobs", "gather_results", "run_jobs", "agreed", "layout", "from_rank_zero",
-           "data_parallel_loss", "summed_across_ranks", "average_buffers", "collective_device", "TermShare", "init_from_env", "launch"]
+           "data_parallel_loss", "summed_across_ranks", "average_buffers", "collective_device", "TermShare",
+           "init_from_env", "launch"]
 
 
 def rank_and_size() -> tuple[int, int]:

@@ -1418,7 +1418,7 @@ def test_seeded_functions_refuse_a_seed_that_is_not_an_integer(random_graph):
     calls = [lambda seed: random_split(graph, seed=seed), lambda seed: random_edges(graph, 0.5, seed=seed),
              lambda seed: attack_flip(graph, 0.1, seed=seed), lambda seed: add_negatives(graph, 1, seed=seed)]
     for call in calls:
-        for seed in (0.5, "0", None, True, -1, 2 ** 32, 2 ** 64):  # torch's own errors for the last two named no argument
+        for seed in (0.5, "0", None, True, -1, 2 ** 32, 2 ** 64):  # torch named no argument for -1 and 2**64
             with pytest.raises(ValueError, match=re.escape(f"seed must be an integer in [0, 2**32), got {seed!r}")):
                 call(seed)
     assert torch.equal(random_edges(graph, 0.5, seed=np.int64(3)), random_edges(graph, 0.5, seed=3))

@@ -394,7 +394,7 @@ def test_attention_over_rows_narrower_than_the_table_is_refused_by_name_then_run
 
 
 class MaxNorm(nn.Module):
-    """One LGConv layer over an ``nn.Embedding(max_norm=...)``, whose forward renormalises the rows it reads in place."""
+    """One LGConv layer over an ``nn.Embedding(max_norm=...)``, whose forward renormalises the rows it reads."""
 
     def __init__(self, num_nodes: int):
         super().__init__()

@@ -958,7 +958,8 @@ def test_a_pending_duplicate_names_the_pending_request(base, tmp_path):
     stream.process()
     with pytest.raises(ValueError) as refused:
         stream.submit(users=["u1"])
-    assert "pending in the stream" not in str(refused.value) and f"{stream.current.path}/audit.jsonl" in str(refused.value)
+    message = str(refused.value)
+    assert "pending in the stream" not in message and f"{stream.current.path}/audit.jsonl" in message
 
 
 def test_stream_journal_cuts_a_torn_line_and_refuses_stale_requests(base, tmp_path):

@@ -154,8 +154,8 @@ class TrustConfig:
         check_fields(self, {
             "on_failure": (self.on_failure in ON_FAILURE, f"one of {', '.join(ON_FAILURE)}"),
             "min_ratio": (self.min_ratio >= 0, "must be >= 0"),
-            "retries": (0 <= self.retries <= MAX_RETRIES, f"must be an integer in [0, {MAX_RETRIES}] (the damping grows "
-                                                          "tenfold with each)"),
+            "retries": (0 <= self.retries <= MAX_RETRIES,
+                        f"must be an integer in [0, {MAX_RETRIES}] (the damping grows tenfold with each)"),
             "max_val_auc_drop": (self.max_val_auc_drop is None or self.max_val_auc_drop > 0, "must be None or > 0"),
             "max_fresh_loss_rise": (self.max_fresh_loss_rise is None or self.max_fresh_loss_rise >= 0,
                                     "must be None or >= 0"),
