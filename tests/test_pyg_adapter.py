@@ -393,13 +393,13 @@ def test_attention_over_rows_narrower_than_the_table_is_refused_by_name_then_run
     assert result.model(result.graph, all_pairs()).shape == (U * I,)
 
 
-class MaxNorm(nn.Module):
-    """One LGConv layer over an ``nn.Embedding(max_norm=...)``, whose forward renormalises the rows it reads."""
+class LookupConv(nn.Module):
+    """One LGConv layer over an ``nn.Embedding`` read by lookup, built with ``options`` (``max_norm``: the forward
+    renormalises the rows it reads; ``sparse``: sparse gradients)."""
 
-    def __init__(self, num_nodes: int):
+    def __init__(self, num_nodes: int, **options):
         super().__init__()
-        self.embedding = nn.Embedding(num_nodes, 8, max_norm=0.05)
-        self.conv = LGConv()
+        self.embedding, self.conv = nn.Embedding(num_nodes, 8, **options), LGConv()
 
     def reset_parameters(self):
         self.embedding.reset_parameters()
@@ -417,7 +417,7 @@ class MaxNorm(nn.Module):
 def test_methods_read_embeddings_of_a_copy_not_of_the_callers_model(graph, one_thread, method):
     """RecEraser's partition, UnlearnRec's reference and SISA's width check ran ``embed`` on the caller's model: a
     forward that writes its own weights (max_norm) changed 77 of the caller's 79 rows."""
-    model = PyGRecommender(MaxNorm(U + I), U, I, receptive_field=1)
+    model = PyGRecommender(LookupConv(U + I, max_norm=0.05), U, I, receptive_field=1)
     with torch.no_grad():
         model.module.embedding.weight.mul_(10.0)  # rows above max_norm, as training may leave them between calls
     before = copy.deepcopy(model.state_dict())
@@ -506,22 +506,6 @@ def test_unlearnrec_names_what_its_update_leaves_as_trained(graph, one_thread):
     assert lightgcn.untouched == {}
 
 
-class SparseGradients(nn.Module):
-    """One LGConv layer over an ``nn.Embedding`` read by lookup, with sparse gradients or dense ones."""
-
-    def __init__(self, num_nodes: int, sparse: bool):
-        super().__init__()
-        self.embedding, self.conv = nn.Embedding(num_nodes, 8, sparse=sparse), LGConv()
-
-    def get_embedding(self, edge_index, edge_weight=None):
-        x = self.embedding(torch.arange(self.embedding.num_embeddings))
-        return (x + self.conv(x, edge_index)) / 2
-
-    def forward(self, edge_index, edge_label_index, edge_weight=None):
-        x = self.get_embedding(edge_index)
-        return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
-
-
 @pytest.mark.parametrize("method", ["ifru", "scif", "unlearnrec"])
 def test_an_embedding_with_sparse_gradients_unlearns_as_a_dense_one(graph, one_thread, method):
     """``nn.Embedding(sparse=True)`` failed IFRU and SCIF ("Could not run 'aten::index.Tensor' with arguments from
@@ -530,7 +514,7 @@ def test_an_embedding_with_sparse_gradients_unlearns_as_a_dense_one(graph, one_t
     models = {}
     for sparse in (True, False):
         torch.manual_seed(0)
-        models[sparse] = PyGRecommender(SparseGradients(U + I, sparse), U, I, receptive_field=1)
+        models[sparse] = PyGRecommender(LookupConv(U + I, sparse=sparse), U, I, receptive_field=1)
     request, results = random_edges(graph, 0.05, seed=1), {}
     for sparse, model in models.items():
         if method == "unlearnrec":
