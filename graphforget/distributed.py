@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 __all__ = ["rank_and_size", "my_jobs", "gather_results", "run_jobs", "agreed", "layout", "from_rank_zero",
-           "data_parallel_loss", "summed_across_ranks", "average_buffers", "collective_device", "TermShare",
+           "data_parallel_loss", "summed_across_ranks", "average_across_ranks", "collective_device", "TermShare",
            "init_from_env", "launch"]
 
 
@@ -258,17 +258,14 @@ def summed_across_ranks(value: float) -> float:
     return float(total)
 
 
-def average_buffers(model: torch.nn.Module) -> None:
-    """Sets every floating buffer of ``model`` (a BatchNorm's running statistics) to its mean over the ranks, in
-    place; nothing without a group. Data-parallel training keeps the ranks' parameters equal, but a model that
-    normalises over the batch's rows updates its statistics from each rank's share of the batch."""
+def average_across_ranks(tensors: Sequence[torch.Tensor]) -> None:
+    """Sets each of ``tensors`` to its mean over the ranks, in place; nothing without a group."""
     _, size = rank_and_size()
     if size == 1:
         return
-    for buffer in model.buffers():
-        if buffer.is_floating_point():
-            dist.all_reduce(buffer)
-            buffer.div_(size)
+    for tensor in tensors:
+        dist.all_reduce(tensor)
+        tensor.div_(size)
 
 
 def collective_device() -> torch.device:

@@ -18,8 +18,9 @@ from .config import check_fields, check_types
 from .data.adjacency import hold_graph
 from .data.interactions import (EDGE, check_interactions, check_model_fits, check_pair_ids, check_pair_tensor,
                                 check_unique_pairs, num_items)
-from .distributed import agreed, average_buffers, data_parallel_loss, layout, summed_across_ranks
+from .distributed import agreed, average_across_ranks, data_parallel_loss, layout, summed_across_ranks
 from .metrics import auc_standard_error, evaluate_auc
+from .models.base import running_statistics
 from .objectives import BCEObjective, Objective
 
 __all__ = ["OPTIMIZERS", "TrainConfig", "TrainResult", "train", "chance_level", "check_val", "NoSignalWarning"]
@@ -202,8 +203,8 @@ def _train_adam(model, graph, objective: Objective, config: TrainConfig, val) ->
             loss.backward()
             optimizer.step()
             total += loss.detach().item() * batch.numel() / num_edges
-        if config.data_parallel:
-            average_buffers(model)  # statistics of each rank's share of the batches: the ranks' model must agree
+        if config.data_parallel:  # a BatchNorm over the batch's rows: each rank's statistics are of its share
+            average_across_ranks([model.get_buffer(name) for name in running_statistics(model)])
         row = {"epoch": epoch, "loss": _finite_loss(summed_across_ranks(total) if config.data_parallel else total,
                                                     epoch)}
         if val is not None:

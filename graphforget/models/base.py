@@ -19,7 +19,7 @@ from ..config import is_integer, is_integer_tensor, resolved_device, seeded
 from ..data.interactions import check_ids_in_range, check_pairs_in_range
 from ..io import atomic_write, tensors_sha256
 
-__all__ = ["Recommender", "EmbeddingRecommender", "NODE_TYPES", "table_mask", "table_offset",
+__all__ = ["Recommender", "EmbeddingRecommender", "NODE_TYPES", "running_statistics", "table_mask", "table_offset",
            "save_model", "load_model", "MODELS", "ENTRY_POINT_GROUP", "build_model", "registered_model"]
 
 #: Node types of a per-node parameter table (see :meth:`Recommender.node_parameters`): ``user`` rows are
@@ -62,6 +62,12 @@ def check_edge_label_index(edge_label_index: Tensor, num_users: int, num_items: 
     or 1-D index was scored silently (its first rows read as pairs), and an out-of-range id failed inside torch's
     indexing or, offset into homogeneous ids, scored another node."""
     check_pairs_in_range(edge_label_index, num_users, num_items, "edge_label_index", "B")
+
+
+def running_statistics(model: torch.nn.Module) -> list[str]:
+    """Names of the model's buffers that hold running statistics (a BatchNorm's or InstanceNorm's ``running_mean``
+    and ``running_var``): the data's, not parameters, so no influence step can correct them."""
+    return [name for name, _ in model.named_buffers() if name.rsplit(".", 1)[-1] in ("running_mean", "running_var")]
 
 
 class Recommender(nn.Module, ABC):

@@ -369,12 +369,6 @@ def redraw(model: torch.nn.Module, seed: int | None, method: str) -> None:
                          "parameters in place, or build the new layers with the model's dtype and device")
 
 
-def running_statistics(model: torch.nn.Module) -> list[str]:
-    """Names of the model's buffers that hold running statistics (a BatchNorm's or InstanceNorm's ``running_mean``
-    and ``running_var``): the data's, not parameters, so no influence step can correct them."""
-    return [name for name, _ in model.named_buffers() if name.rsplit(".", 1)[-1] in ("running_mean", "running_var")]
-
-
 def embeddings_of(model: torch.nn.Module, graph: HeteroData) -> tuple[Tensor, Tensor]:
     """``model.embed(graph)``, detached, of a copy of ``model`` in eval mode: a forward may write the model's own
     weights (an ``nn.Embedding(max_norm=...)`` renormalises the rows it reads), and the caller's model is never

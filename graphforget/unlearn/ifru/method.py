@@ -19,8 +19,8 @@ from ...influence import (AndersonMixing, ContrastiveTerm, DotProductOperator, G
                           local_problem, message_passing_degrees, node_ids, objective_function,
                           rows_function, scoring_graph, select_nodes, solve, training_terms)
 from ...objectives import Objective
-from ..base import (Unlearner, UnlearningFailed, refuse_no_remaining_edge, running_statistics, unchanged, versions,
-                    warn_caller)
+from ...models.base import running_statistics
+from ..base import Unlearner, UnlearningFailed, refuse_no_remaining_edge, unchanged, versions, warn_caller
 from ..registry import register
 from .config import IFRUConfig
 from .ladder import DAMPING_GROWTH, RETRY_DAMPING, Ladder, fresh_draw_failure, mean_diagonal, shifted
