@@ -71,14 +71,14 @@ def method_config(name: str, options: dict[str, Any] | Any = None, *, train: Tra
     context = {key: value for key, value in (("train", train), ("seed", seed)) if value is not None and key in names}
     base = build_config(cls, context) if context else None
     try:
-        config = _built_as_train(cls, options or {}, base)
+        config = _config_with_aggregator_from_train(cls, options or {}, base)
         _method(name).check_fixed(config)
     except ValueError as error:
         raise ValueError(f"bad options for {name!r}: {error}") from error
     return config
 
 
-def _built_as_train(cls: type, options: dict, base):
+def _config_with_aggregator_from_train(cls: type, options: dict, base):
     """``build_config``, where dotted ``aggregator_train.*`` options change the config's ``train`` (what
     ``aggregator_train=None`` means) rather than a default :class:`TrainConfig`: ``aggregator_train.epochs=2`` reset
     the run's learning rate, batch size and seed."""

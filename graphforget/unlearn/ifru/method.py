@@ -18,8 +18,8 @@ from ...influence import (AndersonMixing, ContrastiveTerm, DotProductOperator, G
                           has_contrastive_term, has_linear_dot_product, importance_scores, k_hop_mask,
                           local_problem, message_passing_degrees, node_ids, objective_function,
                           rows_function, scoring_graph, select_nodes, solve, training_terms)
-from ...objectives import Objective
 from ...models.base import running_statistics
+from ...objectives import Objective
 from ..base import Unlearner, UnlearningFailed, refuse_no_remaining_edge, unchanged, versions, warn_caller
 from ..registry import register
 from .config import IFRUConfig
