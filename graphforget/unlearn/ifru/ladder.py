@@ -14,6 +14,9 @@ from .tilted import TiltedObjective
 #: Factor by which the damping grows after a rejected step (Levenberg-Marquardt); an undamped step's retry
 #: starts at RETRY_DAMPING times the curvature's mean diagonal.
 DAMPING_GROWTH, RETRY_DAMPING = 10.0, 0.01
+#: Roundings of the predicted decrease below which the part of the rows with data left is noise (a forgotten user
+#: whose every row lost its data: ratios of -5.4 and 2.2 on float32, and refusals).
+ORPHAN_REST_ROUNDINGS = 1000
 #: A Levenberg-Marquardt attempt's CG iterate is tested at this many iterations, and again each time they double.
 CHECK_FROM = 8
 #: CG reports its recursive residual, which in float32 drifts from the true one as the system's condition grows; a
@@ -152,13 +155,14 @@ def _ratio(target: TiltedObjective, new_phi: Tensor, actual: float, predicted: f
     """The acceptance test's ratio of the actual to the predicted change of :math:`T`. The orphan rows' block is its
     own quadratic model (:meth:`TiltedObjective.orphan_change`): counted in, it would pull the ratio towards 1, and on
     a forgotten user it is most of the predicted decrease, so the ratio is taken over the other entries
-    (``orphan_share``: the block's part of the predicted decrease), unless they predict none."""
+    (``orphan_share``: the block's part of the predicted decrease), unless they predict none beyond rounding."""
     whole = actual / predicted if predicted < 0 else float("nan")
     own = target.orphan_change(new_phi)
     if own is None:
         return {"ratio": whole}
-    rest = predicted - own
-    return {"ratio": (actual - own) / rest if rest < 0 else whole,
+    rest = predicted - own  # a rest within the rounding of the sum predicts nothing: its ratio would be noise
+    noise = ORPHAN_REST_ROUNDINGS * torch.finfo(new_phi.dtype).eps * abs(predicted)
+    return {"ratio": (actual - own) / rest if rest < -noise else whole,
             "orphan_share": own / predicted if predicted < 0 else float("nan")}
 
 

@@ -516,7 +516,9 @@ class IFRU(Unlearner):
         step, ladder = None, None
         for attempt in range(retries + 1):
             if attempt:
-                damping = DAMPING_GROWTH * damping if damping > 0 else RETRY_DAMPING * mean_diagonal(curvature, phi)
+                # from a curvature of zero diagonal (no data left, no L2), the ladder starts at RETRY_DAMPING itself
+                damping = (DAMPING_GROWTH * damping if damping > 0 else
+                           RETRY_DAMPING * mean_diagonal(curvature, phi) or RETRY_DAMPING)
             if ladder is None or not ladder.holds(damping):
                 ladder = Ladder(curvature, rhs, target, damping, retries + 1 - attempt, self.config)
             result, b, check = ladder.attempt(damping, last=attempt == retries)
