@@ -122,36 +122,38 @@ def _scores(model, graph: HeteroData, edges: Tensor, what: str) -> Tensor:
 
 
 @torch.no_grad()
-def evaluate_auc(model, graph: HeteroData, test: HeteroData, request: Tensor | None = None) -> dict[str, float]:
-    """AUC_0/1/2 of ``model`` run on its training ``graph``, on the labelled pairs of ``test``.
+def evaluate_auc(model, graph: HeteroData, test: HeteroData, request: Tensor | None = None, *,
+                 what: str = "the test set") -> dict[str, float]:
+    """AUC_0/1/2 of ``model`` run on its training ``graph``, on the labelled pairs of ``test`` (``what`` they are, in
+    an error: validation pairs are not the test set).
 
     Raises:
         ValueError: the model's tables or the test pairs' ids do not fit the graph, a test pair stored twice or
             labelled other than 0/1, or ``request`` is not a ``[2, R]`` tensor of distinct (user, item) pairs of
             the graph's node ranges.
     """
-    labels = _test_labels(test, graph)
+    labels = _test_labels(test, graph, what)
     request = None if request is None else validate_pairs(graph, request)
     edges = test[EDGE].edge_index.to(graph[EDGE].edge_index.device)
-    scores = _scores(model, graph, edges, "the test set")
+    scores = _scores(model, graph, edges, what)
     return auc_groups(scores.cpu(), edges.cpu(), labels.cpu(), None if request is None else request.cpu())
 
 
-def _test_labels(test: HeteroData, graph: HeteroData) -> Tensor:
+def _test_labels(test: HeteroData, graph: HeteroData, what: str = "the test set") -> Tensor:
     """``test``'s ``edge_label`` ``[T]``, one 0 or 1 per pair of ids of ``graph``, each pair once: a named error
     otherwise (a pair stored twice counted twice, NDCG reached 2; a rating of 0.3 was a negative to the AUC and a
     positive to Recall)."""
     labels, edges = test[EDGE].get("edge_label"), test[EDGE].edge_index
     if labels is None or tuple(labels.shape) != (edges.size(1),):
-        raise ValueError(f"the test set needs an edge_label per pair ([{edges.size(1)}], 1: an interaction, 0: a "
+        raise ValueError(f"{what} needs an edge_label per pair ([{edges.size(1)}], 1: an interaction, 0: a "
                          f"non-interaction), got {None if labels is None else list(labels.shape)}")
     other = labels[(labels != 0) & (labels != 1)]
     if other.numel():
-        raise ValueError(f"the test set's edge_label must be 0 or 1 (1: an interaction, 0: a non-interaction), got "
+        raise ValueError(f"{what}'s edge_label must be 0 or 1 (1: an interaction, 0: a non-interaction), got "
                          f"{other.numel()} other values, e.g. {other[:3].tolist()}: binarise ratings first "
                          "(graphforget.data.binarize)")
-    check_pair_ids(edges, graph, "the test set")
-    check_unique_pairs(edges, num_items(graph), "the test set", "store each pair once")
+    check_pair_ids(edges, graph, what)
+    check_unique_pairs(edges, num_items(graph), what, "store each pair once")
     return labels
 
 

@@ -208,7 +208,7 @@ def _train_adam(model, graph, objective: Objective, config: TrainConfig, val) ->
         row = {"epoch": epoch, "loss": _finite_loss(summed_across_ranks(total) if config.data_parallel else total,
                                                     epoch)}
         if val is not None:
-            row["val_auc"] = evaluate_auc(model, graph, val)["auc_0"]
+            row["val_auc"] = evaluate_auc(model, graph, val, what="val")["auc_0"]
             if row["val_auc"] > best[0]:
                 best, stale = (row["val_auc"], epoch, copy.deepcopy(model.state_dict())), 0
             else:
@@ -314,7 +314,7 @@ def _train_lbfgs(model, graph, objective: Objective, config: TrainConfig, val) -
             gradient = num_edges * max(float(p.grad.abs().max()) for p in params)  # of the summed L
             row = {"epoch": iterations, "loss": _finite_loss(loss.item(), iterations), "max_gradient": gradient}
             if val is not None:
-                row["val_auc"] = evaluate_auc(model, graph, val)["auc_0"]
+                row["val_auc"] = evaluate_auc(model, graph, val, what="val")["auc_0"]
             history.append(row)
             bar.set_postfix({k: f"{v:.2e}" for k, v in row.items() if k != "epoch"})
             if gradient <= config.tol or iterations == done:  # stationary, or no progress possible

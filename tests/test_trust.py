@@ -774,9 +774,17 @@ def test_the_validation_test_and_its_failure_policy(early_stopped):
         assert not strict.info["trusted"] and "the validation AUC fell" in strict.info["reason"]
         assert len(messages) == 1 and ("unchanged" if policy == "keep" else "applied anyway") in messages[0]
         assert _same(strict.model, model if policy == "keep" else plain.model)
+        # the figure is the step's: kept, the model returned is not that step (its val_auc was reported as the result's)
+        assert strict.info["val_auc" if policy == "apply" else "rejected_val_auc"] == after
+        assert ("val_auc" in strict.info) == (policy == "apply")
     with pytest.raises(UnlearningFailed, match="the validation AUC fell"):
         unlearn(0.99 * drops, "raise")
     assert "val_auc" not in unlearn(0.99 * drops, val=None)[0].info
+    edited = copy.deepcopy(val)  # an edit after construction is named as the validation pairs, not "the test set"
+    method = IFRU(model, graph, BCEObjective(), IFRUConfig(), val=edited)
+    edited[EDGE].edge_label[0] = 2.0
+    with pytest.raises(ValueError, match=re.escape("val's edge_label must be 0 or 1")):
+        method.unlearn(request)
     with pytest.raises(ValueError, match="IFRUConfig.trust.max_val_auc_drop: must be None or > 0"):
         TrustConfig(max_val_auc_drop=0)
     with pytest.raises(ValueError, match="IFRUConfig.trust.max_fresh_loss_rise: must be None or >= 0"):

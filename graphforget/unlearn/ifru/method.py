@@ -155,7 +155,9 @@ class IFRU(Unlearner):
       ``curvature_of="remaining"``): how many entries of :math:`\phi` were set to 0 as rows of nodes left with no
       term and no edge (their minimiser, see :class:`TiltedObjective`);
     * given ``val`` and a trusted step: ``val_auc`` and ``original_val_auc`` (the result's and the trained
-      model's) and ``val_pairs`` (how many were scored), unless they lack a class;
+      model's) and ``val_pairs`` (how many were scored), unless they lack a class; when the validation test
+      rejects the step and the model is returned unchanged, ``rejected_val_auc`` (the step's) in place of
+      ``val_auc``, and no ``zeroed_entries``;
     * ``phase_seconds`` (per phase, see above) and ``threads``;
     * ``untouched_buffers`` (only for a model that has them): the buffers of running statistics (a BatchNorm's
       ``running_mean`` and ``running_var``), left as trained, with the request's data in them: a step moves
@@ -269,7 +271,11 @@ class IFRU(Unlearner):
         if reason is None:
             return new_model
         outcome.update(trusted=False, reason=reason)
-        return self._settle(copy.deepcopy(self.model), new_model, reason)
+        settled = self._settle(copy.deepcopy(self.model), new_model, reason)
+        if settled is not new_model:  # the figures are the rejected step's, not the returned model's
+            outcome["rejected_val_auc"] = outcome.pop("val_auc")
+            outcome.pop("zeroed_entries", None)
+        return settled
 
     def _prepare(self, request: Tensor, positions: Tensor, remaining: HeteroData, region: _Region,
                  share: TermShare) -> tuple[_Call, TiltedObjective, Tensor]:
