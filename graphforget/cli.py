@@ -590,8 +590,12 @@ def cmd_methods(args) -> int:
             print(f"  {row.name} ({row.type}, default {row.default!r})" + (f": {_plain(row.help)}" if row.help else ""))
     if fixed:
         print("Fixed by the method: " + ", ".join(f"{name}={value!r}" for name, value in fixed.items()) + ".")
-    if any(row.name.startswith("train.") or row.name == "seed" for row in describe(cls.Config)):
-        print("On a run (`unlearn --run`), train.* and seed start from the run's own training and seed.")
+    names = [row.name for row in describe(cls.Config)]
+    inherited = {(True, True): "train.* and seed start from the run's own training and seed",
+                 (True, False): "train.* start from the run's own training", (False, True): "seed starts from the "
+                 "run's seed"}.get((any(name.startswith("train.") for name in names), "seed" in names))
+    if inherited:
+        print(f"On a run (`unlearn --run`), {inherited}.")
     return 0
 
 
@@ -858,9 +862,9 @@ def _add_workflow_commands(sub) -> None:
                    help="sampled non-interactions per interaction (implicit feedback needs them; default: 0)")
     p.add_argument("--model", type=_registered_model, default="mf",
                    help=f"recommender: {', '.join(FIT_MODELS)}, {_YOUR_MODEL} (default: mf)")
-    _hyperparameters(p)
+    _hyperparameters(p, training=False)
     p.add_argument("--seed", type=int, default=0, help="seed of negatives, split, model and batches (default: 0)")
-    p.add_argument("--out", required=True, help="the new run directory (must not exist)")
+    p.add_argument("--out", required=True, help="the new run directory (new, or an empty directory)")
     _common(p, data=False)
     p.set_defaults(func=cmd_fit)
 
@@ -883,7 +887,7 @@ def _add_workflow_commands(sub) -> None:
     p.add_argument("--seed", type=int, help="seed of the method and the verification (default: the run's)")
     p.add_argument("--allow-untrusted", action="store_true",
                    help="write the run even when the method does not trust its result (recorded in the audit)")
-    p.add_argument("--out", required=True, help="the new run directory (must not exist)")
+    p.add_argument("--out", required=True, help="the new run directory (new, or an empty directory)")
     _common(p, data=False)
     p.set_defaults(func=cmd_forget)
 
@@ -957,15 +961,18 @@ def _common(parser, data: bool = True) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _hyperparameters(parser) -> None:
-    """The model's and training's flags of ``train`` and ``fit`` (unset: the preset's value)."""
+def _hyperparameters(parser, training: bool) -> None:
+    """The model's and training's flags of ``train`` and ``fit`` (unset: the preset's value); ``training``: whether
+    the command has ``--training``, whose stationary preset has other defaults."""
+    stationary = ({"l2": "; stationary: per dataset", "epochs": "; stationary: 500 L-BFGS iterations"} if training
+                  else {})
     parser.add_argument("--embedding-dim", type=_positive, help="embedding size (default: 64)")
     parser.add_argument("--layers", type=int, help="LightGCN layers (default: 2)")
     parser.add_argument("--lr", type=float, help="Adam learning rate (default: the preset's, 0.01; sgl/simgcl 0.005)")
     parser.add_argument("--l2", type=float, help="L2 strength of the summed objective (default: the preset's, MF 5.0, "
-                        "LightGCN 1.0; sgl/simgcl 1e-4; stationary: per dataset)")
-    parser.add_argument("--epochs", type=_positive, help="maximum epochs (default: the preset's, 100; sgl/simgcl 50; "
-                        "stationary: 500 L-BFGS iterations)")
+                        f"LightGCN 1.0; sgl/simgcl 1e-4{stationary.get('l2', '')})")
+    parser.add_argument("--epochs", type=_positive, help="maximum epochs (default: the preset's, 100; sgl/simgcl 50"
+                        f"{stationary.get('epochs', '')})")
     parser.add_argument("--batch-size", type=int, help="training pairs per batch, 0 = full batch (default: the "
                         "preset's, 4096; sgl/simgcl 8192)")
     parser.add_argument("--patience", type=int, help="early-stopping patience in epochs (default: the preset's, 5; "
@@ -1022,7 +1029,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--model", type=_registered_model, default="mf",
                    help=f"recommender: {', '.join(MODEL_NAMES)}, {_YOUR_MODEL} (default: mf)")
-    _hyperparameters(p)
+    _hyperparameters(p, training=True)
     p.add_argument("--training", choices=TRAININGS, default="early-stopped", help=_TRAINING_HELP)
     p.add_argument("--out", required=True, help="run directory: model.pt and metrics.json are written there")
     p.set_defaults(func=cmd_train)

@@ -59,7 +59,7 @@ def k_core(graph: HeteroData, k: int) -> HeteroData:
     """Iteratively drops users and items with fewer than ``k`` edges (``k = 0`` returns the graph as it is).
 
     Every edge counts, sampled negatives (``observed == False``) too: the attack protocol's Book-Crossing file holds
-    one per interaction, and its 10-core is defined so (counting only interactions would make it another dataset).
+    one per interaction, and its 5-core is defined so (counting only interactions would make it another dataset).
     """
     if not (is_integer(k) and k >= 0):
         raise ValueError(f"k must be an integer >= 0, got {k!r}")
