@@ -32,7 +32,7 @@ import torch
 
 from . import __version__
 from .data import EDGE, find_data_root, remove_edges
-from .config import describe
+from .config import describe, wrapped_seed
 from .io import atomic_write, tensors_sha256, to_jsonable, write_json
 from .metrics import auc_standard_error, evaluate_auc
 from .models import ENTRY_POINT_GROUP, MODELS, load_model, registered_model, save_model
@@ -262,7 +262,7 @@ def _load_run(run: str, device: str, root: str | None = None):
         raise UsageError(f"graphforget: error: {path} was not written by `graphforget train`{hint}")
     recorded = info["root"] if info["root"] is not None and Path(info["root"]).is_dir() else None
     data = prepare_attack_data(info["dataset"], recorded if root is None else root, info["attack_ratio"],
-                               info["seed"], synthetic_fallback=False)
+                               wrapped_seed(info["seed"]), synthetic_fallback=False)
     heldout = info.get("heldout_fingerprint")  # absent from runs written before it was recorded
     if _fingerprint(data) != info["fingerprint"] or heldout not in (None, _heldout_fingerprint(data)):
         raise UsageError(f"graphforget: error: the data rebuilt for {run} differs from the data it was trained on "
@@ -374,9 +374,10 @@ def _run_unlearner(args, method: str, options: dict):
     run = checkpoint["run"]
     device = torch.device(args.device)
     hparams = Hyperparameters(**run["hparams"])
-    config = hparams.train_config(run["seed"], progress=not args.quiet)
+    seed = wrapped_seed(run["seed"])  # a run may predate the range of seeds
+    config = hparams.train_config(seed, progress=not args.quiet)
     unlearner = build_unlearner(method, model, data.train.to(device), hparams.objective(), options, train=config,
-                                seed=run["seed"], val=data.split.val.to(device))
+                                seed=seed, val=data.split.val.to(device))
     return unlearner, model, checkpoint, data
 
 

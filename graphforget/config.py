@@ -22,7 +22,7 @@ from typing import Any, Callable, NamedTuple
 import torch
 
 __all__ = ["build_config", "describe", "check_fields", "check_types", "FieldHelp", "is_integer", "is_integer_tensor",
-           "check_seed", "seeded", "derived_seed", "eval_mode"]
+           "check_seed", "seeded", "wrapped_seed", "derived_seed", "eval_mode"]
 
 _NONE = {"none", "null"}
 _BOOLS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
@@ -78,6 +78,12 @@ def seeded(seed: Any, device: torch.device | str | None = None) -> torch.Generat
     (:func:`check_seed`)."""
     check_seed(seed)
     return (torch.Generator() if device is None else torch.Generator(device)).manual_seed(int(seed))
+
+
+def wrapped_seed(value: int) -> int:
+    """``value`` modulo 2**32, as torch's CPU generator reads a seed: for a seed offset from another (a shard's
+    ``seed + s`` overflowed the range for a seed near its top) and for a seed a run recorded before the range."""
+    return int(value) % SEED_LIMIT
 
 
 def derived_seed(seed: Any, purpose: str) -> int:

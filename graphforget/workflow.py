@@ -42,7 +42,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from . import __version__
-from .config import is_integer, seeded
+from .config import is_integer, seeded, wrapped_seed
 from .data import (EDGE, Split, add_negatives, binarize, edge_subgraph, load_csv, load_labelled_triples,
                    load_movielens_100k, make_interactions, num_items, num_users, on_device, pair_keys, random_split,
                    without_edges)
@@ -295,7 +295,7 @@ def _split_with_test(graph: HeteroData, test: HeteroData, negatives: int, seed: 
                          pair_keys(test[EDGE].edge_index, num_items(union)))
     if "observed" in store:  # sampled negatives: to the test part with the test share of interactions
         share = test[EDGE].edge_index.size(1) / edges.size(1)
-        draw = torch.rand(store.edge_index.size(1), generator=seeded(seed + 1))
+        draw = torch.rand(store.edge_index.size(1), generator=seeded(wrapped_seed(seed + 1)))
         is_test |= ~store.observed & (draw < share)
     split = random_split(edge_subgraph(union, ~is_test), (1 - VAL_SHARE, VAL_SHARE, 0.0), seed)
     return Split(split.train, split.val, _remap(edge_subgraph(union, is_test), split.train))
@@ -912,7 +912,7 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
     parent = run if isinstance(run, Run) else load_run(run)
     request = build_request(parent, users=users, items=items, edges=edges, local_ids=local_ids)
     _check_leaves_edges(parent, request)
-    seed = parent.info["seed"] if seed is None else seed
+    seed = wrapped_seed(parent.info["seed"]) if seed is None else seed
     train = Hyperparameters(**parent.info["hparams"]).train_config(seed, progress)
     config = method_config(method, options, train=train, seed=seed)
     val, test, heldout = _heldout_without(parent, request)
@@ -1007,7 +1007,7 @@ def verify_run(run: str | os.PathLike, *, retrain: bool = False, seed: int | Non
         raise ValueError(f"{run} removed nothing from its training graph (a fit run, or a lineage of held-out pairs "
                          "only): verify a run whose lineage removed training edges")
     root = load_run(chain[0])
-    seed = current.info["seed"] if seed is None else seed
+    seed = wrapped_seed(current.info["seed"]) if seed is None else seed
     reference, seconds = _retrain_reference(root, current, seed, device, progress) if retrain else (None, None)
     report = verify_forgetting(current.model, current.graph, current.removed, before=(root.model, root.graph),
                                reference=reference, seed=seed)

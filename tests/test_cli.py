@@ -19,7 +19,7 @@ from graphforget.cli import UsageError, _noise_note, main, parse_options
 from graphforget.data import EDGE, make_interactions, num_items, num_users, remove_edges
 from graphforget.io import to_jsonable
 from graphforget.metrics import evaluate_auc
-from graphforget.models import load_model
+from graphforget.models import load_model, save_model
 from graphforget.presets import Hyperparameters, default_hparams
 from graphforget.protocols.attack import AttackData, prepare_attack_data, run_attack
 from graphforget.train import train
@@ -849,6 +849,19 @@ def test_bench_data_flags_reach_the_source_and_negatives_are_refused_for_labelle
     code, _, err = run_cli(capsys, "bench", "--protocol", "deletion", "--dataset", "synthetic", "--negatives", "1",
                            "--out", str(tmp_path / "b"))
     assert code == 2 and "--negatives is for implicit data; synthetic brings its own 0/1 labels" in err
+
+
+def test_a_run_recorded_with_a_seed_above_the_range_still_evaluates(trained_run, capsys, tmp_path):
+    """Seeds up to 2**63 were accepted before seeds were bounded by 2**32: a run recording 2**32 + 3 (drawn as 3 by
+    torch's generators) could no longer be evaluated, with no flag to change the seed it named."""
+    model, checkpoint = load_model(trained_run / "model.pt")
+    run = tmp_path / "old"
+    run.mkdir()
+    save_model(model, run / "model.pt", checkpoint["model"], checkpoint["config"],
+               run={**checkpoint["run"], "seed": 2**32 + 3})
+    (run / "metrics.json").write_text((trained_run / "metrics.json").read_text())
+    code, out, _ = run_cli(capsys, "evaluate", "--run", str(run))
+    assert code == 0 and json.loads(out)["auc_0"] == json.loads((trained_run / "metrics.json").read_text())["auc_0"]
 
 
 def test_running_out_of_memory_is_one_line(capsys, tmp_path):

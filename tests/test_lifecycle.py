@@ -166,6 +166,8 @@ def test_aggregator_train_options_change_the_run_training_it_defaults_to():
     assert set_whole == TrainConfig(lr=0.1)
     with pytest.raises(ValueError, match="given as a whole and by its fields"):
         method_config("sisa", {"aggregator_train": "none", "aggregator_train.lr": "0.1"}, train=train)
+    with pytest.raises(ValueError, match="bad options for 'ifru': IFRUConfig: unknown option aggregator_train"):
+        method_config("ifru", {"aggregator_train.epochs": "2"})  # was an AttributeError
 
 
 def test_options_a_method_fixes_are_refused_by_name_not_replaced():

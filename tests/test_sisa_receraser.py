@@ -1,5 +1,6 @@
 """SISA, RecEraser and the sharded ensemble, checked against hand computations on tiny seeded graphs."""
 import copy
+import dataclasses
 import math
 import re
 import warnings
@@ -297,11 +298,27 @@ def test_a_continued_ensemble_retrains_as_its_fit_did(graph):
     with pytest.raises(ValueError, match=re.escape("SISA: the ensemble was fitted with BCEObjective(l2=0.001), got "
                                                    "BCEObjective(l2=0.5)")):
         SISA(first.model, first.graph, BCEObjective(l2=0.5), SISAConfig(CONFIG))
+    quiet = SISA(first.model, first.graph, OBJECTIVE, SISAConfig(dataclasses.replace(CONFIG, progress=True)))
+    assert quiet.config.train.progress and quiet.config.seed == 7  # a progress bar changes no shard: accepted
+    unrecorded = copy.deepcopy(first.model)  # an ensemble pickled before its fit's config was recorded
+    del unrecorded.fit_config, unrecorded.fit_objective
+    assert SISA(unrecorded, first.graph, OBJECTIVE, SISAConfig(CONFIG)).config.num_shards == S
     edited = copy.deepcopy(first.graph)
     continued = SISA(first.model, edited, OBJECTIVE, SISAConfig(CONFIG))
     edited[EDGE].edge_label[0] = 1 - edited[EDGE].edge_label[0]
     with pytest.raises(ValueError, match="the training graph changed since fit"):
         continued.unlearn(request)
+
+
+def test_a_seed_at_the_top_of_the_range_seeds_every_shard(graph):
+    """A shard's seed + s overflowed the range of seeds for a seed near its top, and fit() refused a seed it had
+    accepted, naming one the caller never gave: the shards' seeds wrap (shard 1 of seed 2**32 - 1 is seeded 0)."""
+    sisa = SISA(MF(U, I, D), graph, OBJECTIVE, SISAConfig(CONFIG, num_shards=2, seed=2**32 - 1)).fit()
+    fresh = MF(U, I, D)
+    fresh.reset_parameters(0)
+    shard_graph = shard_graph_by_hand(graph, sisa.model.assignment_of(graph[EDGE].edge_index), 1)
+    train(fresh, shard_graph, type(OBJECTIVE)(l2=OBJECTIVE.l2 / 2), CONFIG)
+    assert same_state(state(fresh), state(sisa.model.shards[1]))
 
 
 class ProjectedMF(MF):

@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from ..config import wrapped_seed
 from ..data import EDGE, adversarial_edges, num_items, num_users
 from ..metrics import recall_ndcg_at_k
 from ..presets import Hyperparameters
@@ -32,7 +33,8 @@ NOISE_SEED_OFFSET = 1000
 #: ``retrain_seed`` is the noise floor: Retrain from another seed (initialisation and batch order), so that
 #: its distance to the reference Retrain says how much retraining itself varies.
 BENCH_METHODS: dict[str, tuple[str, Callable[[int], dict]]] = {
-    "retrain_seed": ("retrain", lambda seed: dict.fromkeys(("seed", "train.seed"), seed + NOISE_SEED_OFFSET)),
+    "retrain_seed": ("retrain", lambda seed: dict.fromkeys(("seed", "train.seed"),
+                                                           wrapped_seed(seed + NOISE_SEED_OFFSET))),
 }
 
 

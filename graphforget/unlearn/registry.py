@@ -83,8 +83,8 @@ def _config_with_aggregator_from_train(cls: type, options: dict, base):
     ``aggregator_train=None`` means) rather than a default :class:`TrainConfig`: ``aggregator_train.epochs=2`` reset
     the run's learning rate, batch size and seed."""
     later = {key: value for key, value in options.items() if key.startswith("aggregator_train.")}
-    if "aggregator_train" in options:  # given whole too: build_config names the clash
-        later = {}
+    if "aggregator_train" in options or "aggregator_train" not in {f.name for f in dataclasses.fields(cls)}:
+        later = {}  # build_config names the clash, or the unknown option
     config = build_config(cls, {key: value for key, value in options.items() if key not in later}, base)
     if later:
         config = build_config(cls, later, dataclasses.replace(config, aggregator_train=config.aggregator_train

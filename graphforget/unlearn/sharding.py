@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.nn.utils import skip_init
 from torch_geometric.data import HeteroData
 
-from ..config import eval_mode, is_integer_tensor, seeded
+from ..config import eval_mode, is_integer_tensor, seeded, wrapped_seed
 from ..distributed import agreed, layout, run_jobs
 from ..data.interactions import (EDGE, check_pairs_in_range, check_unique_pairs, edge_subgraph, num_items, num_users,
                                  pair_keys)
@@ -237,7 +237,7 @@ class ShardedRecommender(Recommender):
     def reset_parameters(self, seed: int | None = None) -> None:
         """Re-initialises shard ``s`` with ``seed + s`` (and the attention with ``seed``)."""
         for s, model in enumerate(self.shards):
-            model.reset_parameters(None if seed is None else seed + s)
+            model.reset_parameters(None if seed is None else wrapped_seed(seed + s))
         if self.attention is not None:
             self.attention.reset_parameters(seed)
 

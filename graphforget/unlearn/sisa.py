@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..config import check_fields, check_types, derived_seed, seeded
+from ..config import check_fields, check_types, derived_seed, seeded, wrapped_seed
 from ..data.interactions import EDGE, pair_keys
 from ..distributed import agreed, layout
 from ..objectives import Objective
@@ -68,7 +68,7 @@ def _continued_config(ensemble: ShardedRecommender, given, objective: Objective,
         ValueError: naming a field ``given`` sets to neither its default nor the fit's value, or an objective other
             than the fit's: the untouched shards were trained with the fit's, a retrained shard would not be.
     """
-    fitted = ensemble.fit_config
+    fitted = getattr(ensemble, "fit_config", None)  # an ensemble pickled before it was recorded has none
     if fitted is None:  # built by hand: its shard count and aggregation are all it says
         return dataclasses.replace(given, num_shards=ensemble.num_shards, aggregation=ensemble.aggregation)
     if repr(objective) != ensemble.fit_objective:
@@ -76,11 +76,25 @@ def _continued_config(ensemble: ShardedRecommender, given, objective: Objective,
     default = type(given)()
     shared = [f.name for f in dataclasses.fields(given) if f.name != "retrain_all" and hasattr(fitted, f.name)]
     for name in shared:
-        if getattr(given, name) not in (getattr(default, name), getattr(fitted, name)):
+        value = _quiet(getattr(given, name))
+        if value not in (_quiet(getattr(default, name)), _quiet(getattr(fitted, name))):
             raise ValueError(f"{method}: the ensemble was fitted with {type(fitted).__name__}.{name}="
                              f"{getattr(fitted, name)!r}, got {getattr(given, name)!r}: leave it at its default (the "
                              "fit's is used), or fit() again")
-    return dataclasses.replace(given, **{name: getattr(fitted, name) for name in shared})
+    return dataclasses.replace(given, **{name: _with_progress(getattr(fitted, name), getattr(given, name))
+                                         for name in shared})
+
+
+def _quiet(value):
+    """``value`` with a TrainConfig's ``progress`` set aside: a bar changes no shard."""
+    return dataclasses.replace(value, progress=False) if isinstance(value, TrainConfig) else value
+
+
+def _with_progress(fitted, given):
+    """The fit's ``fitted`` value, with the ``progress`` of the ``given`` TrainConfig."""
+    if isinstance(fitted, TrainConfig) and isinstance(given, TrainConfig):
+        return dataclasses.replace(fitted, progress=given.progress)
+    return fitted
 
 
 @dataclass
@@ -197,7 +211,7 @@ class SISA(Unlearner):
         self._check_trainable(dict(enumerate(graphs)),
                               f"use fewer shards ({type(cfg).__name__}.num_shards, now {self.num_shards})")
         trained = train_shards([self.template] * self.num_shards, graphs, self.shard_objective, cfg.train, self.val,
-                               [cfg.seed + s for s in range(self.num_shards)])
+                               [wrapped_seed(cfg.seed + s) for s in range(self.num_shards)])
         self._check_attention_fits(trained[0][0])  # what the shards learnt: a bias the template held at 0
         ensemble = ShardedRecommender([model for model, _ in trained], shard_of, edge_index, self._aggregation())
         info = {**self.fit_info, "shard_sizes": sizes.tolist(), "shard_epochs": [r.epochs for _, r in trained],
@@ -278,7 +292,7 @@ class SISA(Unlearner):
                              "or Retrain")
         self._check_trainable({s: graphs[s] for s in touched}, "fit() again with fewer shards (num_shards), or Retrain")
         trained = train_shards([old.shards[s] for s in touched], [graphs[s] for s in touched], self.shard_objective,
-                               cfg.train, self.val, [cfg.seed + s for s in touched])
+                               cfg.train, self.val, [wrapped_seed(cfg.seed + s) for s in touched])
         for s, (model, _) in enumerate(trained):
             ensemble.shards[touched[s]] = model
         info = {"retrained_shards": touched, "num_retrained": len(touched),

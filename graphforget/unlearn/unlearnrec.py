@@ -48,7 +48,7 @@ from ..data.adjacency import quiet_csr
 from ..data.interactions import EDGE, bipartite_to_homogeneous, check_pairs_in_range, check_unique_pairs, \
     num_items, num_users, symmetric_edge_weight, without_edges
 from ..clock import Stopwatch
-from ..config import check_fields, check_types
+from ..config import check_fields, check_types, wrapped_seed
 from ..io import atomic_write, tensors_sha256
 from ..models.base import running_statistics, table_mask
 from ..models.propagation import layer_sum
@@ -690,7 +690,7 @@ class UnlearnRec(Unlearner):
         with Stopwatch(device) as tuning:
             work, shifts = self._working_copy(trainable_tables=True)
             mlp = copy.deepcopy(self.encoder.mlp).requires_grad_(True)
-            with seeded_global_rng(cfg.seed + 1, device):  # as in _fit
+            with seeded_global_rng(wrapped_seed(cfg.seed + 1), device):  # as in _fit
                 history = self._finetune(work, shifts, mlp, delta, request, remaining, reference)
             model = self._fold(work, mlp, delta)
         _check_finite_result(model)
@@ -738,7 +738,7 @@ class UnlearnRec(Unlearner):
         cfg = self.config
         tables = [p for p in work.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(tables + list(mlp.parameters()), lr=cfg.finetune_lr or cfg.lr)
-        gen = torch.Generator().manual_seed(cfg.seed + 1)
+        gen = torch.Generator().manual_seed(wrapped_seed(cfg.seed + 1))
         history = []
         work.train()
         for epoch in range(1, cfg.finetune_epochs + 1):
