@@ -98,10 +98,7 @@ def _lightgcn(path: Path) -> tuple[HeteroData, HeteroData | None]:
         raise FileNotFoundError(f"no train.txt in {folder}")
     names = ("train.txt", "test.txt") if (folder / "test.txt").is_file() else ("train.txt",)
     train_graph, *rest = _lightgcn_files(folder, names)  # load_lightgcn's reader, test.txt optional here
-    test = rest[0] if rest else None
-    for node in ("user", "item"):  # LightGCN ids are already contiguous: they are their own raw ids
-        train_graph[node].raw_id = torch.arange(train_graph[node].num_nodes)
-    return train_graph, test
+    return train_graph, rest[0] if rest else None
 
 
 def load_file(path: str | os.PathLike, format: str, *, user_col: str | None = None, item_col: str | None = None,

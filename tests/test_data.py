@@ -197,6 +197,19 @@ def test_lightgcn_loader_reads_ids_as_the_table_loaders_do(tmp_path):
     assert pairs_of(load_lightgcn(tmp_path)[0]) == [(0, 1), (1, 0)]
 
 
+def test_lightgcn_loader_keeps_raw_ids_through_a_split(tmp_path):
+    """Every loader keeps the file's ids as raw_id (docs/data.rst): the LightGCN one did not, so a split that
+    renumbered the nodes lost the way back to them."""
+    _lightgcn_files(tmp_path, "0 1 2\n1 2 3\n2 3 0\n3 0 1\n", "0 0\n")
+    train, test = load_lightgcn(tmp_path)
+    for graph in (train, test):
+        assert graph["user"].raw_id.tolist() == [0, 1, 2, 3] and graph["item"].raw_id.tolist() == [0, 1, 2, 3]
+    part = random_split(train, (0.5, 0.5, 0.0), seed=0).train
+    edges = part[EDGE].edge_index
+    kept = {(int(part["user"].raw_id[u]), int(part["item"].raw_id[i])) for u, i in edges.t().tolist()}
+    assert kept <= set(pairs_of(train)) and len(kept) == edges.size(1)
+
+
 def test_lightgcn_loader_refuses_ids_far_sparser_than_contiguous(tmp_path):
     """Every table is sized by the largest id: one stray 9999999999 asked for 80 GB (a RuntimeError in torch)."""
     _lightgcn_files(tmp_path, "0 1\n9999999999 0\n", test="0 0\n")

@@ -339,7 +339,8 @@ def load_lightgcn(root: str | os.PathLike) -> tuple[HeteroData, HeteroData]:
 
 def _lightgcn_files(root: Path, names: Sequence[str]) -> list[HeteroData]:
     """The graphs of the LightGCN-format files ``names`` in ``root`` (see :func:`load_lightgcn`), in one id space:
-    the largest id of any file sizes them all."""
+    the largest id of any file sizes them all. The ids are already contiguous: they are their own raw ids, kept as
+    every loader keeps them (a split or k-core renumbers the nodes)."""
     read = [_read_lightgcn_lines(root / name) for name in names]
     n_users = max(max_user for _, _, max_user, _ in read) + 1
     n_items = int(max(items.max() for _, items, _, _ in read)) + 1
@@ -348,9 +349,11 @@ def _lightgcn_files(root: Path, names: Sequence[str]) -> list[HeteroData]:
     graphs = []
     for name, (users, items, _, lines) in zip(names, read):
         try:
-            graphs.append(make_interactions(torch.from_numpy(np.stack([users, items])), None, n_users, n_items))
+            graph = make_interactions(torch.from_numpy(np.stack([users, items])), None, n_users, n_items)
         except ValueError as error:  # an item listed twice: the message names pair positions, not the file's lines
             raise _repeated_pair_line(root / name, users, items, lines, n_items) or error from None
+        graph["user"].raw_id, graph["item"].raw_id = torch.arange(n_users), torch.arange(n_items)
+        graphs.append(graph)
     return graphs
 
 
