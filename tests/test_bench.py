@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -1177,6 +1179,18 @@ def test_cli_bench_names_an_unknown_method_of_an_option():
     argv = ["bench", "--protocol", "deletion", "--option", "ifu:damping=1", "--out", "o"]
     with pytest.raises(cli.UsageError, match="unknown method 'ifu'"):
         cli.cmd_bench(cli.build_parser().parse_args(argv))
+
+
+def test_a_folder_of_another_known_dataset_is_refused(tmp_path, monkeypatch):
+    """A root holding train.txt is taken as the dataset's own folder: ML-1M's was read and labelled gowalla."""
+    from graphforget.data import loaders
+    (tmp_path / "train.txt").write_text("0 1 2\n1 0\n")
+    md5 = hashlib.md5((tmp_path / "train.txt").read_bytes()).hexdigest()
+    monkeypatch.setattr(loaders, "DATASETS", {"ml-1m": {"ml-1m/train.txt": (None, md5)}})
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'train.txt'} is ml-1m's, not gowalla's: give "
+                                                   "gowalla's folder")):
+        DataSource("gowalla", root=str(tmp_path)).identity()
+    assert DataSource("ml-1m", root=str(tmp_path)).identity()["files"]  # its own folder is read
 
 
 def test_a_file_source_of_a_data_root_is_keyed_by_the_file_its_loader_finds_below_it(tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
 from collections import Counter
@@ -590,6 +591,16 @@ def test_random_split_invariants(random_graph):
                        and (u not in train_users or i not in train_items)}
     assert len(dropped) > 0  # the case exercises the dropping
     assert len(parts[1]) + len(parts[2]) + len(dropped) == num_edges - n_train
+
+
+def test_random_split_says_how_many_held_out_pairs_it_dropped(caplog):
+    """Validation and test pairs of a user or item without a training edge are dropped (the model has no row for
+    them): 300 of Book-Crossing's went without a word."""
+    graph = make_interactions(torch.tensor([[0, 0, 1, 2], [0, 1, 0, 2]]), None, 3, 3)  # (2, 2): user 2, item 2 alone
+    with caplog.at_level(logging.INFO, logger="graphforget.data.transforms"):
+        split = random_split(graph, (0.5, 0.5, 0.0), seed=1)
+    lost = 2 - split.val[EDGE].edge_index.size(1)
+    assert lost > 0 and f"random_split: dropped {lost} validation and 0 test pairs" in caplog.text
 
 
 def test_random_split_seeded(random_graph):

@@ -24,6 +24,7 @@ from torch_geometric.data import HeteroData
 
 from ..config import check_fields, is_integer
 from ..data import EDGE, Split, attack_flip, binarize, edge_subgraph, find_data_root, num_items, pair_keys, random_split
+from ..data.loaders import known_dataset_of
 from ..protocols.attack import DATASET_NAMES, AttackData, prepare_attack_data, raw_data_file
 from ..runs import sha256_file
 from ..workflow import check_threshold_has_ratings, data_files, load_file, prepare_split
@@ -133,6 +134,10 @@ class DataSource:
         folder = base if (base / "train.txt").is_file() else base / IMPLICIT_DATASETS[self.dataset]
         if not (folder / "train.txt").is_file():
             raise FileNotFoundError(f"{self.dataset} not found: {folder / 'train.txt'} is missing")
+        other = known_dataset_of(folder / "train.txt") if folder == base else None  # a folder given as the dataset's
+        if other not in (None, self.dataset):
+            raise ValueError(f"{folder / 'train.txt'} is {other}'s, not {self.dataset}'s: give {self.dataset}'s "
+                             "folder, or its data root")
         return folder, "lightgcn"
 
     def identity(self) -> dict:

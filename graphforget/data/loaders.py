@@ -54,6 +54,16 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+def known_dataset_of(path: str | os.PathLike) -> str | None:
+    """The dataset of :data:`DATASETS` whose file ``path`` is, by its md5 and name (``None``: none is)."""
+    path, digest = Path(path), None
+    for dataset, files in DATASETS.items():
+        for name, (_, md5) in files.items():
+            if Path(name).name == path.name and md5 == (digest := digest or _md5(path)):
+                return dataset
+    return None
+
+
 def download(url: str, path: str | os.PathLike, md5: str | None = None) -> Path:
     """Downloads ``url`` to ``path`` (any scheme urllib knows, ``file://`` included), checking ``md5``.
 

@@ -1,6 +1,7 @@
 """k-core filtering, label binarisation, the random split by interaction, sampled negatives."""
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ from torch_geometric.utils import degree
 
 from ..config import is_integer, seeded
 from .interactions import EDGE, edge_subgraph, node_values, num_items, num_users, pair_keys, pairs_of_keys
+
+log = logging.getLogger(__name__)
 
 __all__ = ["k_core", "binarize", "Split", "random_split", "add_negatives", "relabel"]
 
@@ -141,6 +144,10 @@ def random_split(graph: HeteroData, ratios=(0.6, 0.2, 0.2), seed: int = 0) -> Sp
     seen_users[ei[0][masks[0]]] = True
     seen_items[ei[1][masks[0]]] = True
     known = seen_users[ei[0]] & seen_items[ei[1]]
+    dropped = [int((m & ~known).sum()) for m in masks[1:]]
+    if any(dropped):  # by design (the model has no row for them), but said
+        log.info("random_split: dropped %d validation and %d test pairs whose user or item has no training edge",
+                 *dropped)
     train, val, test = (relabel(graph, seen_users, seen_items, m & known) for m in masks)
     return Split(train, val, test)
 
