@@ -214,7 +214,7 @@ class LinearEmbedding:
         """The embedding ``(a, b)`` at ``phi``."""
         last = self._last
         if last is None or last[0].shape != phi.shape or not torch.equal(last[0], phi):
-            a, b = self._forward(self.rows.tables(self.model, phi.detach(), self.base))
+            a, b = self._forward({**self._tables(), **self.rows.tables(self.model, phi.detach(), self.base)})
             self._last = last = (phi.detach().clone(), a, b)
             self._scored = []
         return last[1], last[2]
@@ -235,7 +235,8 @@ class LinearEmbedding:
         """The map applied to a direction ``v`` of :math:`\\phi` (the other rows 0)."""
         if self._zeros is None:  # written into out of place (NodeRows.put), so kept
             self._zeros = {name: torch.zeros_like(t) for name, t in self._tables().items()}
-        return self._forward(self.rows.tables(self.model, v, self._zeros))
+        # a table without rows in phi stays 0 in a direction (the model's own table ran: a user table's embedding)
+        return self._forward({**self._zeros, **self.rows.tables(self.model, v, self._zeros)})
 
     def transpose(self, out_a: Tensor, out_b: Tensor) -> Tensor:
         """The transpose applied to ``(out_a, out_b)``, read on :math:`\\phi`'s rows."""
@@ -243,7 +244,8 @@ class LinearEmbedding:
             self._leaves = {name: torch.zeros_like(t, requires_grad=True) for name, t in self._tables().items()}
             self._embedded = self._forward(self._leaves)
         back = torch.autograd.grad(self._embedded, list(self._leaves.values()), (out_a, out_b), retain_graph=True)
-        return torch.cat([self.rows.take(name, g).flatten() for name, g in zip(self._leaves, back)])
+        back = dict(zip(self._leaves, back))  # read in phi's order, the rows' (item table first, or alone)
+        return torch.cat([self.rows.take(name, back[name]).flatten() for name in self.rows.rows])
 
 
 def dot_product_gradient(model, rows: NodeRows, phi: Tensor, terms: Terms, graph: HeteroData,
