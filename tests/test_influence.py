@@ -13,7 +13,7 @@ from graphforget.influence import (AndersonMixing, DotProductOperator, GaussNewt
                                    homogeneous_graph, importance_scores, k_hop_mask, lissa, local_problem, local_terms,
                                    message_passing_degrees, node_ids, objective_function, rows_function, scoring_graph,
                                    select_nodes, training_terms)
-from graphforget.influence.solvers import power_iteration
+from graphforget.influence.solvers import direct_solve, power_iteration
 from graphforget.models import MF, LightGCN
 
 U, I, D = 12, 10, 3
@@ -191,6 +191,16 @@ def test_cg_stops_on_nan_or_negative_curvature():
         result = conjugate_gradient(operator, b, tol=1e-8, max_iter=10)
         assert result.iterations == 0 and not result.converged and result.negative_curvature
         assert torch.equal(result.x, torch.zeros_like(b))
+
+
+def test_a_direct_solve_of_a_non_finite_system_is_not_converged():
+    """torch.linalg.lstsq failed an internal assert ("please report a bug to PyTorch") on a NaN: the solve now
+    reports what LiSSA and Adam do, a residual of NaN, not converged."""
+    b = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    for operator, rhs in ((lambda v: v, torch.tensor([1.0, float("nan")], dtype=torch.float64)),
+                          (lambda v: torch.full_like(v, float("nan")), b)):
+        result = direct_solve(operator, rhs)
+        assert not result.converged and math.isnan(result.residual) and torch.isnan(result.x).all()
 
 
 @pytest.mark.parametrize("depth", [4, 2])

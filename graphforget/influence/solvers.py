@@ -27,7 +27,7 @@ class SolveResult:
     residual: float
     seconds: float
     converged: bool
-    negative_curvature: bool = False  # CG met a direction of non-positive curvature and stopped there
+    negative_curvature: bool = False  # CG met a direction of non-positive (or NaN) curvature and stopped there
 
     def stats(self) -> dict:
         return {"iterations": self.iterations, "residual": self.residual, "seconds": self.seconds,
@@ -47,8 +47,11 @@ def _finish(matvec: MatVec, b: Tensor, x: Tensor, iterations: int, tol: float, c
 def conjugate_gradient(matvec: MatVec, b: Tensor, tol: float = 1e-4, max_iter: int = 100) -> SolveResult:
     """Conjugate gradients; stops when the relative residual falls below ``tol``.
 
-    On an indefinite operator CG may meet a direction of non-positive curvature; it then stops there
-    (the iterate so far is returned, and the residual tells how good it is).
+    On an indefinite operator CG may meet a direction of non-positive curvature (or a NaN one); it then stops there
+    (the iterate so far is returned, and the residual tells how good it is). The residual, and ``converged``, are
+    CG's recursive estimate, which saves a product: in float32 on an ill-conditioned system it drifts from the true
+    one (condition number 1e5, ``tol`` 1e-4: reported 9.8e-5, true 4.1e-3). Measure ``b - A x`` where that matters,
+    as IFRU's acceptance test does.
     """
     return ShiftedConjugateGradient(matvec, b, (0.0,), tol, max_iter).solve(0)
 
@@ -101,7 +104,7 @@ class ShiftedConjugateGradient:
                and self._squared_residual(j) > self.tol ** 2 * self.bb):
             self._iterate()
         self.seconds += clock.elapsed()
-        # The recursive residual saves a product; it tracks the true one closely at these tolerances.
+        # The recursive residual saves a product; in float32 it may drift from the true one (see conjugate_gradient).
         residual = float(self._squared_residual(j).sqrt() / self.bb.sqrt().clamp(min=torch.finfo(self.r.dtype).tiny))
         return SolveResult(self.x[j], self.iterations, residual, self.seconds, residual <= self.tol, self.negative)
 
@@ -214,6 +217,8 @@ def direct_solve(matvec: MatVec, b: Tensor, tol: float = 1e-4, max_size: int = 4
         return _finish(matvec, b, b.clone(), 0, tol, clock)
     eye = torch.eye(n, dtype=b.dtype, device=b.device)
     matrix = torch.stack([matvec(eye[i]) for i in range(n)], 1)
+    if not (bool(torch.isfinite(matrix).all()) and bool(torch.isfinite(b).all())):  # lstsq failed an internal assert
+        return _finish(matvec, b, torch.full_like(b, float("nan")), n, tol, clock)  # not converged, as LiSSA's
     x = torch.linalg.lstsq(matrix, b.unsqueeze(1)).solution.squeeze(1)
     return _finish(matvec, b, x, n, tol, clock)
 
