@@ -338,6 +338,8 @@ def test_pruning_breaks_exact_ties_by_id_whatever_the_rounding():
     assert select_nodes(scores, (0.5, 0.5, 0.5)).nonzero().flatten().tolist() == [0, 1, 5, 6]
     tied = torch.tensor([[0.3, 0.1 + 0.2, 0.25]], dtype=torch.float64)  # 0.3 two ways: unequal in float64
     assert tied[0, 0] < tied[0, 1] and select_nodes(tied, (0.3,)).nonzero().flatten().tolist() == [0]
+    small = torch.tensor([[1.0, 1e-11, 3e-11, 2e-10]], dtype=torch.float64)  # far below the largest, yet not tied
+    assert select_nodes(small, (0.75,)).nonzero().flatten().tolist() == [0, 2, 3]  # was [0, 1, 3]: 1e-11 ~ 3e-11
 
 
 @pytest.mark.parametrize("ratio, candidates, kept", [(0.07, 100, 7), (0.55, 2900, 1595), (0.07, 101, 8), (0.0, 50, 0)])

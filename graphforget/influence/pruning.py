@@ -75,8 +75,10 @@ def select_nodes(scores: Tensor, ratios: tuple[float, ...] | None, always: Tenso
         if count == 0:
             continue
         # Stable sort on descending score keeps equal scores in ascending id order. Scores equal in exact arithmetic
-        # can differ in their last bits (0.1 + 0.2 and 0.3): ranked on 32 bits of their ratio to the largest.
-        level = torch.round(s[candidates].double() / s[candidates].max().double() * 2 ** 32)
+        # can differ in their last bits (0.1 + 0.2 and 0.3): ranked on their 32 leading bits (relative to each
+        # score: on 32 bits of the ratio to the largest, 1e-11 and 3e-11 of it were both 0, and tied).
+        mantissa, exponent = torch.frexp(s[candidates].double())
+        level = torch.ldexp(torch.round(torch.ldexp(mantissa, torch.tensor(32))), exponent - 32)
         order = torch.sort(-level, stable=True).indices[:count]
         keep[candidates[order]] = True
     if always is not None:
