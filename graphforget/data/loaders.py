@@ -56,12 +56,11 @@ def _md5(path: Path) -> str:
 
 def known_dataset_of(path: str | os.PathLike) -> str | None:
     """The dataset of :data:`DATASETS` whose file ``path`` is, by its md5 and name (``None``: none is)."""
-    path, digest = Path(path), None
-    for dataset, files in DATASETS.items():
-        for name, (_, md5) in files.items():
-            if Path(name).name == path.name and md5 == (digest := digest or _md5(path)):
-                return dataset
-    return None
+    path = Path(path)
+    named = [(dataset, md5) for dataset, files in DATASETS.items() for name, (_, md5) in files.items()
+             if Path(name).name == path.name]
+    digest = _md5(path) if named else None  # read only for a file name some dataset has
+    return next((dataset for dataset, md5 in named if md5 == digest), None)
 
 
 def download(url: str, path: str | os.PathLike, md5: str | None = None) -> Path:
