@@ -13,7 +13,7 @@ from graphforget.influence import (AndersonMixing, DotProductOperator, GaussNewt
                                    homogeneous_graph, importance_scores, k_hop_mask, lissa, local_problem, local_terms,
                                    message_passing_degrees, node_ids, objective_function, rows_function, scoring_graph,
                                    select_nodes, training_terms)
-from graphforget.influence.solvers import direct_solve, power_iteration
+from graphforget.influence.solvers import power_iteration
 from graphforget.models import MF, LightGCN
 
 U, I, D = 12, 10, 3
