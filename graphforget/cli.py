@@ -587,10 +587,13 @@ def cmd_methods(args) -> int:
     print(f"{args.name}: {cls.__name__} with {cls.Config.__name__}{' (needs fit)' if cls.needs_fit else ''}")
     fixed = cls.fixed  # fields the method sets itself (SCIF's), refused when given
     for row in describe(cls.Config):
-        if row.name not in fixed:
+        if row.name not in fixed and row.name not in cls.unread:
             print(f"  {row.name} ({row.type}, default {row.default!r})" + (f": {_plain(row.help)}" if row.help else ""))
     if fixed:
         print("Fixed by the method: " + ", ".join(f"{name}={value!r}" for name, value in fixed.items()) + ".")
+    if cls.unread:
+        print(f"Not read by the method: {', '.join(cls.unread)} (set {', '.join(sorted(set(cls.unread.values())))} "
+              "instead).")
     names = [row.name for row in describe(cls.Config)]
     inherited = {(True, True): "train.* and seed start from the run's own training and seed",
                  (True, False): "train.* start from the run's own training", (False, True): "seed starts from the "

@@ -14,7 +14,8 @@ from graphforget.data import EDGE, num_items, num_users, random_edges, user_edge
 from graphforget.models import MF, EmbeddingRecommender, LightGCN
 from graphforget.objectives import BCEObjective
 from graphforget.train import TrainConfig, train
-from graphforget.unlearn import METHODS, FineTune, FineTuneConfig, Retrain, RetrainConfig, build_unlearner
+from graphforget.unlearn import (METHODS, FineTune, FineTuneConfig, Retrain, RetrainConfig, build_unlearner,
+                               method_config)
 from graphforget.unlearn.finetune import _unmoved
 
 OBJECTIVE = BCEObjective(l2=1e-3)
@@ -321,3 +322,25 @@ def test_a_request_of_every_edge_is_refused_by_name(small_planted, method, confi
     with pytest.raises(ValueError, match=f"{method.__name__}: the request removes every training edge: there are no "
                                          f"remaining edges {why}"):
         unlearner.unlearn(small_planted[EDGE].edge_index)
+
+
+@pytest.mark.parametrize("method, config, why", [(FineTune, FineTuneConfig(CONFIG), "to fine-tune on"),
+                                                 (Retrain, RetrainConfig(CONFIG), "to train on")])
+def test_a_request_of_every_negative_is_refused_naming_the_remaining_edges(small_planted, method, config, why):
+    """BCE cannot train without a label 0: with every one requested, train() blamed "the training graph", which holds
+    them, and advised sampling negatives."""
+    model = MF(num_users(small_planted), num_items(small_planted), 4)
+    negatives = small_planted[EDGE].edge_index[:, small_planted[EDGE].edge_label == 0]
+    with pytest.raises(ValueError, match=f"{method.__name__}: the request leaves nothing {why}: BCEObjective needs "
+                                         "negative labels but every edge_label of the remaining edges is 1"):
+        method(model, small_planted, OBJECTIVE, config).unlearn(negatives)
+
+
+def test_finetune_refuses_the_training_options_it_does_not_read():
+    """train.epochs, train.patience and train.optimizer were accepted, recorded with the run, and replaced: 50
+    epochs asked for, 3 of Adam ran."""
+    for key in ("train.epochs", "train.patience", "train.optimizer"):
+        with pytest.raises(ValueError, match=f"bad options for 'finetune': FineTune does not read {key}: set epochs "
+                                             "instead"):
+            method_config("finetune", {key: "lbfgs" if key == "train.optimizer" else "50"})
+    assert method_config("finetune", {"train.lr": "0.5"}, train=CONFIG).train.lr == 0.5  # the others are read

@@ -20,7 +20,7 @@ from ..io import tensors_sha256
 from ..metrics import auc_standard_error, evaluate_auc
 from ..models.base import Recommender
 from ..objectives import Objective
-from ..train import check_val
+from ..train import check_labels_train, check_val
 
 __all__ = ["Unlearner", "UnlearnResult", "UnlearningFailed", "NotFittedError", "NoOptions"]
 
@@ -119,6 +119,9 @@ class Unlearner:
     needs_fit: ClassVar[bool] = False
     #: Config fields the method sets itself (SCIF's ``hops=0``, ...): a config setting one otherwise is refused.
     fixed: ClassVar[dict] = {}
+    #: Dotted options of a nested config that the method does not read (FineTune's ``train.epochs``: it runs its
+    #: own ``epochs``), with what to set instead: :func:`~graphforget.unlearn.method_config` refuses them.
+    unread: ClassVar[dict] = {}
 
     @classmethod
     def check_fixed(cls, config) -> None:
@@ -402,10 +405,17 @@ def non_finite(model: torch.nn.Module) -> str:
     return "; ".join(parts)
 
 
-def refuse_no_remaining_edge(remaining: HeteroData, method: str, why: str) -> None:
-    """Raises ``ValueError`` when the request removed every training edge: nothing is left for ``method`` ``why``."""
+def refuse_no_remaining_edge(remaining: HeteroData, method: str, why: str, objective: Objective | None = None) -> None:
+    """Raises ``ValueError`` when the request removed every training edge: nothing is left for ``method`` ``why``;
+    with ``objective``, also every edge it trains on (BCE's negatives, BPR's positives): ``train()`` named the
+    training graph, which has them, and advised sampling negatives."""
     if remaining[EDGE].edge_index.size(1) == 0:
         raise ValueError(f"{method}: the request removes every training edge: there are no remaining edges {why}")
+    if objective is not None:
+        try:
+            check_labels_train(remaining, objective, "the remaining edges")
+        except ValueError as error:
+            raise ValueError(f"{method}: the request leaves nothing {why}: {error}") from None
 
 
 def warn_caller(message: str, category: type[Warning] = RuntimeWarning) -> None:

@@ -28,7 +28,8 @@ class FineTuneConfig:
     Args:
         train: how the model was trained; its ``lr``, ``batch_size`` and ``seed`` are used. Fine-tuning
             always runs mini-batch Adam for exactly ``epochs`` epochs (``epochs`` replaces the config's,
-            ``patience`` is 0, ``optimizer`` is ``"adam"`` even for a model trained with L-BFGS).
+            ``patience`` is 0, ``optimizer`` is ``"adam"`` even for a model trained with L-BFGS); as options
+            (:func:`~graphforget.unlearn.method_config`, ``--option``) those three are refused.
         epochs: number of fine-tuning epochs (at least 1).
         local: update only the rows of the request's ``receptive_field``-hop region.
         zero_orphans: zero the rows of the nodes the request leaves with no stored pair (a user who asked for
@@ -79,13 +80,15 @@ class FineTune(Unlearner):
     """
     name = "finetune"
     Config = FineTuneConfig
+    unread = dict.fromkeys(("train.epochs", "train.patience", "train.optimizer"), "epochs")  # of Adam, no stopping
 
     def _train_config(self) -> TrainConfig:
         """The fine-tuning schedule: ``epochs`` epochs of mini-batch Adam, no early stopping."""
         return dataclasses.replace(self.config.train, epochs=self.config.epochs, patience=0, optimizer="adam")
 
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData) -> tuple[torch.nn.Module, dict]:
-        refuse_no_remaining_edge(remaining, "FineTune", "to fine-tune on")  # train() would name the wrong graph
+        # here: train() would name the training graph, which has the edges the request removed
+        refuse_no_remaining_edge(remaining, "FineTune", "to fine-tune on", self.objective)
         model = copy.deepcopy(self.model)
         info: dict = {"epochs": self.config.epochs, "local": self.config.local}
         handles = []

@@ -67,6 +67,10 @@ def method_config(name: str, options: dict[str, Any] | Any = None, *, train: Tra
     if not isinstance(options, (dict, type(None))):
         raise TypeError(f"options for {name!r} must be a {cls.__name__}, a dict of its options or None, got a "
                         f"{type(options).__name__}")
+    unread = {key: instead for key, instead in _method(name).unread.items() if key in (options or {})}
+    if unread:  # else recorded with the run, and silently not what ran
+        raise ValueError(f"bad options for {name!r}: {_method(name).__name__} does not read "
+                         f"{', '.join(unread)}: set {', '.join(sorted(set(unread.values())))} instead")
     names = {f.name for f in dataclasses.fields(cls)}
     context = {key: value for key, value in (("train", train), ("seed", seed)) if value is not None and key in names}
     base = build_config(cls, context) if context else None

@@ -48,7 +48,7 @@ class Retrain(Unlearner):
     Config = RetrainConfig
 
     def _unlearn(self, request, positions, remaining):
-        refuse_no_remaining_edge(remaining, "Retrain", "to train on")  # train() would blame the training graph
+        refuse_no_remaining_edge(remaining, "Retrain", "to train on", self.objective)  # train() named the wrong graph
         model = copy.deepcopy(self.model)
         if not self.config.warm_start:
             redraw(model, self.config.seed, "Retrain")
