@@ -207,7 +207,8 @@ class BPRObjective(Objective):
     r"""BPR with one fixed negative per positive edge and epoch:
     :math:`\ell_e = -\log\sigma(\hat y_{ui} - \hat y_{uj})`.
 
-    Only edges labelled 1 are terms of the risk. The negative :math:`j` is
+    Only edges labelled above 0 are terms of the risk (any positive label, a raw rating of 1 included; binarise
+    ratings first to choose the threshold), and a negative label is not one. The negative :math:`j` is
     :func:`hashed_negatives` of the edge, the seed and the epoch; the influence code uses epoch 0.
 
     Args:

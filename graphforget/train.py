@@ -58,7 +58,8 @@ class TrainConfig:
         optimizer: ``adam`` (mini-batch Adam, early stopping on validation AUC) or ``lbfgs`` (full-batch
             L-BFGS on the summed objective divided by :math:`|D|`, until the largest entry of the
             gradient of the summed objective :math:`L` is at most ``tol``): a stationary point, where
-            influence functions are exact to first order and retraining from different seeds agrees.
+            influence functions are exact to first order and retraining from different seeds agrees. Its
+            objective is fixed: BPR's negatives are epoch 0's draw, and a contrastive term is refused.
         tol: ``lbfgs``'s gradient tolerance. It bounds :math:`\\nabla L`, whose entries sum the terms of
             one node each, so it means the same on a small graph and a large one (a bound on
             :math:`\\nabla L / |D|` would hold at the initialisation of a large graph already).
@@ -104,7 +105,8 @@ class TrainResult:
 
 def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, config: TrainConfig | None = None,
           val: HeteroData | None = None) -> TrainResult:
-    """Trains ``model`` in place on every edge of ``graph``; keeps the weights of the best validation epoch.
+    """Trains ``model`` in place on every edge of ``graph``; keeps the weights of the best validation epoch (Adam;
+    L-BFGS keeps its last iterate, and ``best_epoch``/``best_val_auc`` are that iterate's).
 
     Args:
         model: a :class:`~graphforget.models.Recommender` on the graph's device.
@@ -120,9 +122,13 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
             (:meth:`~graphforget.objectives.Objective.check`), or the objective is BCE and no edge is labelled 0;
             when ``val`` does not fit the model or lacks pairs labelled 1 or 0 (its AUC, which early stopping
             follows, would be undefined); when the loss becomes NaN or infinite (a learning rate too high, or a
-            non-finite value in the parameters).
+            non-finite value in the parameters); with L-BFGS, an objective with a contrastive term (its closure
+            minimises :meth:`~graphforget.objectives.Objective.total`, which leaves the term out).
     """
     config = config or TrainConfig()
+    if config.optimizer == "lbfgs" and getattr(objective, "ssl_weight", 0) > 0:  # its closure minimises total()
+        raise ValueError(f"train: L-BFGS minimises {type(objective).__name__}'s BPR risk alone, not its contrastive "
+                         "term (drawn views): train with optimizer='adam', or ssl_weight=0")
     if config.data_parallel:  # ranks given different inputs would mix them, or wait forever for one that stopped
         agreed("train", lambda: _check_all(model, graph, objective, val), model=layout(model), graph=graph,
                objective=objective, config=config, val=val)  # model: DDP starts every rank from rank 0's values

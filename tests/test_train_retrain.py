@@ -10,7 +10,7 @@ import torch
 from graphforget.data import (EDGE, attack_flip, edge_subgraph, make_interactions, num_items, num_users,
                               planted_communities, random_edges, random_split)
 from graphforget.metrics import evaluate_auc
-from graphforget.models import MF, LightGCN
+from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN
 from graphforget.objectives import BCEObjective
 from graphforget.train import NoSignalWarning, TrainConfig, TrainResult, train
 from graphforget.unlearn import Retrain, RetrainConfig, UnlearnResult
@@ -124,6 +124,17 @@ def test_the_epoch_loss_is_the_mean_over_edges_of_the_batch_losses(split, one_th
             optimizer.step()
             total += float(loss) * batch.numel() / num_edges
         assert result.history[epoch - 1]["loss"] == pytest.approx(total, rel=1e-6)
+
+
+def test_lbfgs_refuses_a_contrastive_term_it_would_drop():
+    """L-BFGS minimises Objective.total(), which leaves SGL's contrastive term out: ssl_weight 0 and 5 trained the
+    same weights, bit for bit, without a word."""
+    graph = planted_communities(20, 16, 2, 4, seed=0)
+    model = SGL(20, 16, 4)
+    with pytest.raises(ValueError, match=r"train: L-BFGS minimises ContrastiveBPRObjective's BPR risk alone, not its "
+                                         r"contrastive term .*: train with optimizer='adam', or ssl_weight=0"):
+        train(model, graph, ContrastiveBPRObjective(ssl_weight=5.0), TrainConfig(epochs=2, optimizer="lbfgs"))
+    train(model, graph, ContrastiveBPRObjective(ssl_weight=0.0), TrainConfig(epochs=2, optimizer="lbfgs"))
 
 
 def test_early_stopping_restores_the_best_epoch(split, one_thread):
