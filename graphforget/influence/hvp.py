@@ -175,11 +175,17 @@ def call_with_parameters(module: torch.nn.Module, tensors: dict[str, Tensor], ar
         return functional_call(module, slots, args, strict=False, tie_weights=False)
 
 
+def sparse_embeddings(module: torch.nn.Module) -> list[torch.nn.Embedding]:
+    """``module``'s ``nn.Embedding(sparse=True)`` layers: their gradient can be neither indexed into node rows nor
+    differentiated again, nor passed through a parametrisation (UnlearnRec's); the forward is the dense one's."""
+    return [sub for sub in module.modules() if isinstance(sub, torch.nn.Embedding) and sub.sparse]
+
+
 @contextlib.contextmanager
 def dense_gradients(module: torch.nn.Module):
-    """``module``'s ``nn.Embedding(sparse=True)`` layers give dense gradients inside (the same forward): a sparse
-    gradient can be neither indexed into node rows nor differentiated again, which the curvature products do."""
-    layers = [sub for sub in module.modules() if isinstance(sub, torch.nn.Embedding) and sub.sparse]
+    """``module``'s :func:`sparse_embeddings` give dense gradients inside (the same forward), as the curvature
+    products need."""
+    layers = sparse_embeddings(module)
     for layer in layers:
         layer.sparse = False
     try:

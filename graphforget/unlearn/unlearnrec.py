@@ -49,6 +49,7 @@ from ..data.interactions import EDGE, bipartite_to_homogeneous, check_pairs_in_r
     num_items, num_users, symmetric_edge_weight, without_edges
 from ..clock import Stopwatch
 from ..config import check_fields, check_types, wrapped_seed
+from ..influence.hvp import sparse_embeddings
 from ..io import atomic_write, tensors_sha256
 from ..models.base import running_statistics, table_mask
 from ..models.propagation import layer_sum
@@ -473,9 +474,8 @@ class UnlearnRec(Unlearner):
         work = copy.deepcopy(self.model)
         for p in work.parameters():
             p.requires_grad_(False)
-        for layer in work.modules():  # a sparse gradient cannot pass the parametrisation (the same forward)
-            if isinstance(layer, nn.Embedding):
-                layer.sparse = False
+        for layer in sparse_embeddings(work):  # a private copy: dense gradients for good
+            layer.sparse = False
         shifts = {}
         for node_type, name in self._updated_tables().items():
             module_name, _, attr = name.rpartition(".")
