@@ -67,7 +67,7 @@ def unlearners(model, graph, objective, hp, val, seed) -> dict:
 
 def train_original(hp, data_graph, val, seed):
     model = hp.build_model(num_users(data_graph), num_items(data_graph), seed)
-    fit = train(model, data_graph, hp.objective(), hp.train_config(seed), val)
+    fit = train(model, data_graph, hp.objective(seed), hp.train_config(seed), val)
     model.eval()
     return model, fit
 
@@ -75,7 +75,7 @@ def train_original(hp, data_graph, val, seed):
 def run_methods(model, graph, hp, val, seed, request, methods) -> dict:
     """Name -> UnlearnResult, or the error message when the method refused (UnlearningFailed)."""
     outcomes = {}
-    for name, make in unlearners(model, graph, hp.objective(), hp, val, seed).items():
+    for name, make in unlearners(model, graph, hp.objective(seed), hp, val, seed).items():
         if name not in methods:
             continue
         with warnings.catch_warnings():

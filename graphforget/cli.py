@@ -304,7 +304,7 @@ def cmd_train(args) -> int:
     counts = graph["user"].num_nodes, graph["item"].num_nodes
     model = hparams.build_model(*counts, args.seed).to(device)
     config = hparams.train_config(args.seed, progress=not args.quiet)
-    objective = hparams.objective()
+    objective = hparams.objective(args.seed)
     fit = train(model, graph, objective, config, val)
     metrics = {**evaluate_auc(model, graph, test, data.request.to(device)), "train_seconds": fit.seconds,
                "epochs": fit.epochs, "best_epoch": fit.best_epoch, "best_val_auc": fit.best_val_auc,
@@ -376,7 +376,9 @@ def _run_unlearner(args, method: str, options: dict):
     hparams = Hyperparameters(**run["hparams"])
     seed = wrapped_seed(run["seed"])  # a run may predate the range of seeds
     config = hparams.train_config(seed, progress=not args.quiet)
-    unlearner = build_unlearner(method, model, data.train.to(device), hparams.objective(), options, train=config,
+    # BPR's negatives as the model trained with them: runs trained before the seed reached them recorded seed 0
+    objective = hparams.objective(run.get("objective", {}).get("seed", seed))
+    unlearner = build_unlearner(method, model, data.train.to(device), objective, options, train=config,
                                 seed=seed, val=data.split.val.to(device))
     return unlearner, model, checkpoint, data
 

@@ -388,7 +388,7 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
     dev = torch.device(device)
     users, items = num_users(split.train), num_items(split.train)
     net = hp.build_model(users, items, seed).to(dev)
-    fit = train(net, split.train.to(dev), hp.objective(), hp.train_config(seed, progress), split.val.to(dev))
+    fit = train(net, split.train.to(dev), hp.objective(seed), hp.train_config(seed, progress), split.val.to(dev))
     metrics = {"train_seconds": fit.seconds, "epochs": fit.epochs, "best_epoch": fit.best_epoch,
                "val_auc": fit.best_val_auc, "test_auc": heldout_auc(net, split.train.to(dev), split.test),
                **_sizes(split.train, split.val, split.test),
@@ -765,13 +765,13 @@ def _heldout_without(run: Run, request: Request) -> tuple[HeteroData, HeteroData
     return parts[0], parts[1], torch.cat(dropped, 1)
 
 
-def _unlearn(parent: Run, method: str, config, request: Request, val: HeteroData, device: str):
+def _unlearn(parent: Run, method: str, config, request: Request, val: HeteroData, device: str, seed: int):
     """Runs the method (``fit()`` first where it needs it): ``(result, fit_seconds)``. A request of held-out
     pairs only removes nothing the model was trained on: the model is kept, no method runs."""
     if request.edges.size(1) == 0:
         return UnlearnResult(copy.deepcopy(parent.model), parent.graph.clone(), 0.0, dict(EMPTY_INFO), method), 0.0
     dev = torch.device(device)
-    objective = Hyperparameters(**parent.info["hparams"]).objective()
+    objective = Hyperparameters(**parent.info["hparams"]).objective(seed)  # BPR's negatives follow the seed
     val = _usable_val(val)
     unlearner = METHODS[method](module_on(parent.model, dev), on_device(parent.graph, dev), objective, config,
                                 val=None if val is None else on_device(val, dev))
@@ -913,7 +913,7 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
     train = Hyperparameters(**parent.info["hparams"]).train_config(seed, progress)
     config = method_config(method, options, train=train, seed=seed)
     val, test, heldout = _heldout_without(parent, request)
-    result, fit_seconds = _unlearn(parent, method, config, request, val, device)
+    result, fit_seconds = _unlearn(parent, method, config, request, val, device, seed)
     _check_result(parent, request, result, method, allow_untrusted)
     report, error = _verification(result, parent, request, seed) if verify else (None, "not requested")
     model, graph = result.model.cpu(), result.graph.cpu()
@@ -974,7 +974,7 @@ def _retrain_reference(root: Run, current: Run, seed: int, device: str, progress
     hp = Hyperparameters(**root.info["hparams"])
     dev = torch.device(device)
     val = _usable_val(current.val)
-    unlearner = build_unlearner("retrain", module_on(root.model, dev), on_device(root.graph, dev), hp.objective(),
+    unlearner = build_unlearner("retrain", module_on(root.model, dev), on_device(root.graph, dev), hp.objective(seed),
                                 train=hp.train_config(seed, progress), seed=seed,
                                 val=None if val is None else on_device(val, dev))
     result = unlearner.unlearn(current.removed.to(dev))

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from graphforget import cli
 from graphforget.cli import UsageError, _noise_note, main, parse_options
 from graphforget.data import EDGE, make_interactions, num_items, num_users, remove_edges
 from graphforget.io import to_jsonable
@@ -78,6 +79,28 @@ def test_train_writes_checkpoint_and_metrics_matching_a_direct_computation(train
     fresh = hparams.build_model(model.num_users, model.num_items, seed=3)
     train(fresh, data.train, hparams.objective(), hparams.train_config(seed=3), data.split.val)
     assert torch.equal(fresh.user_emb.weight, model.user_emb.weight)
+
+
+def test_bpr_negatives_follow_the_runs_seed_in_train_and_unlearn(capsys, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    assert main(["--threads", "1", "train", "--dataset", "synthetic", "--model", "sgl", "--seed", "5", "--quiet",
+                 "--out", str(out), *TINY]) == 0
+    model, checkpoint = load_model(out / "model.pt")
+    assert checkpoint["run"]["objective"]["seed"] == 5  # seed 0's negatives whatever the run's seed, before
+    seeds, build = [], cli.build_unlearner
+
+    def recording(method, model, graph, objective, *args, **kwargs):
+        seeds.append(objective.seed)
+        return build(method, model, graph, objective, *args, **kwargs)
+    monkeypatch.setattr(cli, "build_unlearner", recording)
+    unlearn = ["unlearn", "--run", str(out), "--method", "finetune", "--quiet"]
+    assert run_cli(capsys, *unlearn, "--out", str(tmp_path / "u"))[0] == 0
+    # a run trained before recorded seed 0 (its negatives' seed): unlearning keeps the objective it trained with
+    checkpoint["run"]["objective"]["seed"] = 0
+    kept = {k: v for k, v in checkpoint.items() if k not in ("model", "config", "state_dict", "state_sha256")}
+    save_model(model, out / "model.pt", checkpoint["model"], checkpoint["config"], **kept)
+    assert run_cli(capsys, *unlearn, "--out", str(tmp_path / "old"))[0] == 0
+    assert seeds == [5, 0]
 
 
 def test_evaluate_prints_the_runs_metrics(trained_run, capsys, tmp_path):
@@ -785,13 +808,15 @@ def test_data_that_the_5_core_empties_is_refused(tmp_path):
         prepare_attack_data("ml-100k", tmp_path)
 
 
-def test_run_attack_trains_the_original_from_its_seed():
+@pytest.mark.parametrize("loss", ["bce", "bpr"])
+def test_run_attack_trains_the_original_from_its_seed(loss):
     data = prepare_attack_data("synthetic", attack_ratio=0.02, seed=0)
-    hparams = Hyperparameters(embedding_dim=8, train={"epochs": 2})
+    hparams = Hyperparameters(embedding_dim=8, loss=loss, train={"epochs": 2})
     report = run_attack(data, hparams, methods=["retrain"], seed=1).to_dict()
-    # by hand: the model from seed 1, trained in seed 1's batch order, early-stopped on the validation pairs
+    # by hand: the model from seed 1, trained in seed 1's batch order (and BPR's negatives), early-stopped on the
+    # validation pairs; every BPR run drew seed 0's negatives before
     model = hparams.build_model(num_users(data.train), num_items(data.train), 1)
-    train(model, data.train, hparams.objective(), hparams.train_config(1), data.split.val)
+    train(model, data.train, hparams.objective(1), hparams.train_config(1), data.split.val)
     expected = evaluate_auc(model, data.train, data.split.test, data.request)
     for key in ("auc_0", "auc_1", "auc_2"):
         assert report["original"][key] == pytest.approx(expected[key], abs=1e-12)

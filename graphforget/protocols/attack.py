@@ -308,7 +308,7 @@ def run_attack(data: AttackData, hparams: Hyperparameters, methods: Sequence[str
         ValueError: an unknown method or a bad option, before anything is trained.
     """
     methods, options, device = _checked_methods(methods), options or {}, torch.device(device)
-    objective, config = hparams.objective(), hparams.train_config(seed, progress)
+    objective, config = hparams.objective(seed), hparams.train_config(seed, progress)
     # on_device: the caller's data stays where it is (HeteroData.to moves the object's own tensors)
     train_graph, val, test = (on_device(g, device) for g in (data.train, data.split.val, data.split.test))
     request = data.request.to(device)
