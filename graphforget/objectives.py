@@ -49,6 +49,10 @@ class Objective:
             ValueError: naming what does not fit.
         """
 
+    def has_term(self, edge_label: Tensor) -> Tensor:
+        """Whether each edge of these labels is a loss term: every edge here; BPR reads those labelled above 0."""
+        return torch.ones_like(edge_label, dtype=torch.bool)
+
     def pairs(self, graph: HeteroData, positions: Tensor | None = None, epoch: int = 0) -> tuple[Tensor, Tensor]:
         """The (user, item) pairs the loss terms of the edges at ``positions`` (all by default) score.
 
@@ -229,14 +233,18 @@ class BPRObjective(Objective):
         label = graph[EDGE].edge_label
         if bool(label.isnan().any()):
             raise ValueError(f"BPRObjective needs finite edge_label values, got {int(label.isnan().sum())} NaN")
-        if not bool((label > 0).any()):
+        if not bool(self.has_term(label).any()):
             raise ValueError(f"BPRObjective needs edges labelled > 0 (its terms), got none of {label.numel()}")
+
+    def has_term(self, edge_label):
+        return edge_label > 0
 
     def pairs(self, graph, positions=None, epoch=0):
         edge_label_index, label = _select(graph, positions)
-        edge_label_index = edge_label_index[:, label > 0]
+        terms = self.has_term(label)
+        edge_label_index = edge_label_index[:, terms]
         neg = hashed_negatives(graph, edge_label_index, self.seed, epoch if self.resample else 0)
-        return torch.cat([edge_label_index, torch.stack([edge_label_index[0], neg])], 1), label[label > 0]
+        return torch.cat([edge_label_index, torch.stack([edge_label_index[0], neg])], 1), label[terms]
 
     def losses(self, logits, target):
         pos_logit, neg_logit = logits.chunk(2)

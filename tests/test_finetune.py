@@ -12,7 +12,7 @@ from torch import nn
 
 from graphforget.data import EDGE, num_items, num_users, random_edges, user_edges
 from graphforget.models import MF, EmbeddingRecommender, LightGCN
-from graphforget.objectives import BCEObjective
+from graphforget.objectives import BCEObjective, BPRObjective
 from graphforget.train import TrainConfig, train
 from graphforget.unlearn import (METHODS, FineTune, FineTuneConfig, Retrain, RetrainConfig, build_unlearner,
                                method_config)
@@ -138,6 +138,29 @@ def test_finetune_says_when_a_forgotten_user_keeps_their_rows(small_planted, one
     assert torch.equal(zeroed.model.item_emb.weight, kept.model.item_emb.weight)
     assert decayed.info["orphans_kept"] == 0
     assert decayed.model.user_emb.weight[3].norm() < model.user_emb.weight[3].norm()
+
+
+def test_under_bpr_a_user_left_with_pairs_labelled_0_only_is_an_orphan(small_planted, one_thread):
+    """BPR reads only the pairs labelled above 0: a user whose positives are all removed has no term left though
+    pairs labelled 0 remain. FineTune counted such a user as paired: the row stayed as trained without a word,
+    and ``zero_orphans`` left it."""
+    bpr = BPRObjective(l2=0.0, seed=1)
+    model = MF(num_users(small_planted), num_items(small_planted), 8)
+    model.reset_parameters(0)
+    train(model, small_planted, bpr, CONFIG)
+    store = small_planted[EDGE]
+    user = int(store.edge_index[0, store.edge_label == 0][0])
+    request = store.edge_index[:, (store.edge_index[0] == user) & (store.edge_label > 0)]
+    with pytest.warns(RuntimeWarning, match="1 of the request's users and items lost every pair the loss reads"):
+        kept = FineTune(model, small_planted, bpr, FineTuneConfig(CONFIG)).unlearn(request)
+    assert kept.info["orphans"] == kept.info["orphans_kept"] == 1
+    assert torch.equal(kept.model.user_emb.weight[user], model.user_emb.weight[user])
+    zeroed = FineTune(model, small_planted, bpr, FineTuneConfig(CONFIG, zero_orphans=True)).unlearn(request)
+    assert not zeroed.model.user_emb.weight[user].any()
+    # under BCE the pairs labelled 0 are terms: the user is no orphan, and the row moves
+    no_l2 = BCEObjective(l2=0.0)
+    paired = FineTune(trained_model(MF, small_planted), small_planted, no_l2, FineTuneConfig(CONFIG)).unlearn(request)
+    assert paired.info["orphans"] == 0
 
 
 def test_finetune_leaves_a_frozen_table_and_says_nothing_of_it(small_planted, one_thread):

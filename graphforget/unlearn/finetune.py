@@ -14,6 +14,7 @@ from ..config import check_fields, check_types
 from ..data.interactions import EDGE, num_items, num_users
 from ..influence import k_hop_mask, node_ids
 from ..models.base import table_mask
+from ..objectives import Objective
 from ..train import TrainConfig, train
 from .base import Unlearner, refuse_no_remaining_edge, warn_caller
 from .registry import register
@@ -32,10 +33,10 @@ class FineTuneConfig:
             (:func:`~graphforget.unlearn.method_config`, ``--option``) those three are refused.
         epochs: number of fine-tuning epochs (at least 1).
         local: update only the rows of the request's ``receptive_field``-hop region.
-        zero_orphans: zero the rows of the nodes the request leaves with no stored pair (a user who asked for
-            every interaction to be forgotten) in the trainable node tables (a frozen one, fixed features, is left
-            as it is), as :class:`~graphforget.unlearn.IFRU` does. Without it those
-            rows keep what they learned wherever no loss term moves them (no L2), and a warning says so.
+        zero_orphans: zero the rows of the nodes the request leaves with no stored pair that is a loss term (a
+            user who asked for every interaction to be forgotten) in the trainable node tables (a frozen one, fixed
+            features, is left as it is), as :class:`~graphforget.unlearn.IFRU` does. Without it those rows keep what
+            they learned wherever no loss term moves them (no L2), and a warning says so.
     """
     train: TrainConfig = field(default_factory=TrainConfig)
     epochs: int = 3
@@ -74,7 +75,8 @@ class FineTune(Unlearner):
 
     ``info`` of the result: ``epochs``, ``local``, ``updated_rows`` (with ``local`` only: the number of
     nodes of the region, whose rows may change in every node table), ``train_seconds``, ``orphans`` (the
-    request's nodes left with no pair) and ``orphans_kept`` (those of them whose rows are as trained).
+    request's nodes left with no pair the objective has a term for: BPR's are labelled above 0) and
+    ``orphans_kept`` (those of them whose rows are as trained).
 
     A request that removes every training edge is refused (a ``ValueError``): there is nothing to fine-tune on.
     """
@@ -108,22 +110,24 @@ class FineTune(Unlearner):
     def _settle_orphans(self, model: torch.nn.Module, request: Tensor, remaining: HeteroData) -> dict:
         """Zeroes the orphans' rows (``zero_orphans``), or warns about those that fine-tuning left as trained."""
         users = num_users(self.graph)
-        orphans = _orphans(request, remaining, users)
+        orphans = _orphans(request, remaining, users, self.objective)
         if self.config.zero_orphans:
             _zero_rows(model, orphans, users)
             kept = 0
         else:
             kept = int(_unmoved(self.model, model, orphans, users).sum())
         if kept:
-            warn_caller(f"FineTune: {kept} of the request's users and items lost every pair and their embedding rows "
-                        "are left as trained (no remaining loss term moves them); zero_orphans=True zeroes them, "
-                        "as IFRU does")
+            warn_caller(f"FineTune: {kept} of the request's users and items lost every pair the loss reads and their "
+                        "embedding rows are left as trained (no remaining loss term moves them); zero_orphans=True "
+                        "zeroes them, as IFRU does")
         return {"orphans": int(orphans.sum()), "orphans_kept": kept}
 
 
-def _orphans(request: Tensor, remaining: HeteroData, users: int) -> Tensor:
-    """``[U + I]`` mask of the request's nodes with no stored pair (of any label) in ``remaining``."""
-    edge_index = remaining[EDGE].edge_index
+def _orphans(request: Tensor, remaining: HeteroData, users: int, objective: Objective) -> Tensor:
+    """``[U + I]`` mask of the request's nodes with no pair in ``remaining`` that is a term of ``objective`` (any
+    label under BCE; BPR's are labelled above 0, and a user left with pairs labelled 0 has none)."""
+    store = remaining[EDGE]
+    edge_index = store.edge_index[:, objective.has_term(store.edge_label)]
     paired = torch.cat([degree(edge_index[0], users), degree(edge_index[1], num_items(remaining))]) > 0
     orphans = torch.zeros_like(paired)
     orphans[node_ids(request, users)] = True
