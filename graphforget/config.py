@@ -55,6 +55,10 @@ SEED_LIMIT = 2 ** 32
 #: of 10**20 crashed the progress bar with an OverflowError).
 INT_LIMIT = 2 ** 62
 
+#: Floats of a config are finite in float32: torch converts a learning rate or a damping to the parameters' dtype
+#: (Adam's lr of 1e300 failed with "value cannot be converted to type float without overflow").
+FLOAT_LIMIT = float(torch.finfo(torch.float32).max)
+
 
 def is_seed(value: Any) -> bool:
     """Whether ``value`` is an integer in ``[0, SEED_LIMIT)``."""
@@ -129,7 +133,7 @@ def check_types(config: Any, check: Callable[[Any, dict[str, tuple[bool, str]]],
     """Checks the value of every field of the config dataclass ``config`` against the field's type hint.
 
     A config built directly must hold what :func:`build_config` would parse from strings: an ``int`` (a bool
-    is not one), a ``float`` (an int will do; finite: no config needs NaN or an infinity), a
+    is not one), a ``float`` (an int will do; finite in float32: no config needs NaN or an infinity), a
     ``bool``, a ``str``, one of a ``Literal``'s values, ``None`` where the hint allows it, a tuple of such
     items or a nested config; a field named ``seed`` holds an integer in ``[0, 2**32)``. Values are converted
     as :func:`build_config` converts them, in place: an int to a float, a list to a tuple and a dict of a nested
@@ -142,7 +146,8 @@ def check_types(config: Any, check: Callable[[Any, dict[str, tuple[bool, str]]],
             :func:`check_fields`, writes ``Cls.field: must be an int (got 2.5)``.
 
     Raises:
-        ValueError: ``Cls.field: must be <type> (got <value>)`` or ``must be finite``;
+        ValueError: ``Cls.field: must be <type> (got <value>)``, ``must be finite`` or ``must be finite in
+            float32``;
             for a dict given for a nested config, its unknown fields or the nested config's own error,
             prefixed with ``Cls.field``.
     """
@@ -174,8 +179,11 @@ def _typed(value: Any, kind, where: str) -> tuple[Any, tuple[bool, str]]:
     if typed is _MISS:
         return value, (False, f"must be {_described(kind)}")
     items = typed if isinstance(typed, tuple) else (typed,)
-    if not all(math.isfinite(item) for item in items if isinstance(item, float)):
+    floats = [item for item in items if isinstance(item, float)]
+    if not all(math.isfinite(item) for item in floats):
         return typed, (False, "must be finite")
+    if not all(abs(item) <= FLOAT_LIMIT for item in floats):
+        return typed, (False, f"must be finite in float32: an absolute value at most {FLOAT_LIMIT:.4g}")
     if not all(abs(item) < INT_LIMIT for item in items if isinstance(item, int) and not isinstance(item, bool)):
         return typed, (False, f"must have an absolute value below 2**{INT_LIMIT.bit_length() - 1}")
     return typed, (True, "")

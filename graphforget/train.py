@@ -285,12 +285,19 @@ def _check_inputs(model: torch.nn.Module, graph: HeteroData, objective: Objectiv
 
 def check_labels_train(graph: HeteroData, objective: Objective, what: str = "the training graph") -> None:
     """Raises ``ValueError`` when ``objective`` cannot train on ``graph``'s labels: its own check, and for BCE
-    at least one negative (else every score goes up and the validation AUC is NaN); ``what`` names the graph."""
+    at least one negative (else every score goes up and the validation AUC is NaN) and one positive (else every
+    score goes down: no preference to learn); ``what`` names the graph."""
     objective.check(graph)
-    if isinstance(objective, BCEObjective) and not bool((graph[EDGE].edge_label == 0).any()):
+    if not isinstance(objective, BCEObjective):
+        return
+    label = graph[EDGE].edge_label
+    if not bool((label == 0).any()):
         raise ValueError(f"BCEObjective needs negative labels but every edge_label of {what} is 1 "
                          "(implicit feedback): add sampled negatives (graphforget.data.add_negatives(graph); the "
                          "command line's --negatives N), or train with BPRObjective")
+    if not bool((label == 1).any()):
+        raise ValueError(f"BCEObjective needs positive labels but every edge_label of {what} is 0: there is no "
+                         "interaction to learn a preference from")
 
 
 def _train_lbfgs(model, graph, objective: Objective, config: TrainConfig, val) -> TrainResult:

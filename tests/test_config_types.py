@@ -43,6 +43,9 @@ def _float_fields(cls) -> list[str]:
     (lambda: TrainConfig(epochs=True), "TrainConfig.epochs: must be an int (got True)"),  # a bool is no int
     (lambda: TrainConfig(lr="0.01"), "TrainConfig.lr: must be a float (got '0.01')"),
     (lambda: TrainConfig(lr=float("inf")), "TrainConfig.lr: must be finite (got inf)"),
+    # Adam's lr converted to float32 failed inside torch: "value cannot be converted to type float without overflow"
+    (lambda: TrainConfig(lr=1e300), "TrainConfig.lr: must be finite in float32: an absolute value at most 3.403e+38 "
+                                    "(got 1e+300)"),
     (lambda: TrainConfig(progress=1), "TrainConfig.progress: must be a bool (got 1)"),
     (lambda: RetrainConfig(seed="a"), "RetrainConfig.seed: must be an int (got 'a')"),
     (lambda: RetrainConfig(train=3), "RetrainConfig.train: must be a TrainConfig or a dict of its fields (got 3)"),

@@ -118,6 +118,10 @@ def test_bce_on_implicit_feedback_raises_instead_of_a_nan_auc(graph):
         train(_model(), implicit, BCEObjective(), TrainConfig(epochs=1, optimizer="lbfgs"))
     result = train(_model(), implicit, BPRObjective(), TrainConfig(epochs=1), val=graph)
     assert result.epochs == 1 and result.history[0]["val_auc"] == result.history[0]["val_auc"]  # not NaN
+    # every label 0: each score only went down, and training ran on as if it had learnt something
+    negatives = make_interactions(graph[EDGE].edge_index, torch.zeros(graph[EDGE].edge_index.size(1)), U, I)
+    with pytest.raises(ValueError, match="positive labels but every edge_label of the training graph is 0"):
+        train(_model(), negatives, BCEObjective(), TrainConfig(epochs=1))
     labelled = add_negatives(make_interactions(graph[EDGE].edge_index, None, U, 40), ratio=1)
     assert train(_model(U, 40), labelled, BCEObjective(), TrainConfig(epochs=1)).epochs == 1
 
