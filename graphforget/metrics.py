@@ -9,7 +9,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from .config import eval_mode, is_integer
-from .data.interactions import (EDGE, check_model_fits, check_pair_ids, check_pair_tensor, check_unique_pairs,
+from .data.interactions import (EDGE, check_model_fits, check_model_on_graph_device, check_pair_ids, check_pair_tensor, check_unique_pairs,
                                 finite_scores, message_passing_edges, num_items, num_users, pair_scores,
                                 validate_pairs)
 
@@ -111,6 +111,7 @@ def _scores(model, graph: HeteroData, edges: Tensor, what: str) -> Tensor:
     error, not an IndexError inside torch); scores of another shape than ``[T]`` and non-finite scores (a model
     with NaN parameters) are refused rather than averaged or ranked."""
     check_model_fits(model, graph)
+    check_model_on_graph_device(model, graph)
     edges = torch.as_tensor(edges)
     if edges.dim() != 2 or edges.size(0) != 2 or edges.size(1) == 0:
         raise ValueError(f"{what} must be a non-empty [2, T] tensor of (user, item) ids, got {list(edges.shape)}")
@@ -203,6 +204,7 @@ def recall_ndcg_at_k(model, graph: HeteroData, test: HeteroData, k: int = 20, ba
     if not is_integer(k) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     check_model_fits(model, graph)
+    check_model_on_graph_device(model, graph)
     device = graph[EDGE].edge_index.device
     train = message_passing_edges(graph)
     test_ei = test[EDGE].edge_index[:, _test_labels(test, graph) > 0].to(device)

@@ -43,19 +43,22 @@ def trained():
     return models, split, request
 
 
-def _predictions(method: str, trained, device: str) -> torch.Tensor:
+def _predictions(method: str, trained, device: str, options: dict | None = None) -> torch.Tensor:
     """``method``'s unlearned model on ``device`` (from the CPU-trained model moved there), its predicted
-    probabilities of the test pairs, on the CPU; checks that the result lives on the device."""
+    probabilities of the held-out pairs, on the CPU; checks that the result lives on the device. (The split holds no
+    test pairs: the comparisons were of empty tensors.)"""
     models, split, request = trained
     model, objective = models["bpr" if method == "unlearnrec" else "bce"]
     graph = split.train.clone().to(device)  # PyG's .to() moves in place: the fixture's graph stays on the CPU
-    unlearner = build_unlearner(method, copy.deepcopy(model).to(device), graph, objective, QUICK.get(method),
+    unlearner = build_unlearner(method, copy.deepcopy(model).to(device), graph, objective, options or QUICK.get(method),
                                 train=TRAINING, seed=0).fit()
     result = unlearner.unlearn(request.to(device))
     assert all(param.device.type == device for param in result.model.parameters())
     assert result.graph[EDGE].edge_index.device.type == device
     with torch.no_grad():
-        return torch.sigmoid(result.model(result.graph, split.test[EDGE].edge_index.to(device))).cpu()
+        scores = torch.sigmoid(result.model(result.graph, split.val[EDGE].edge_index.to(device))).cpu()
+    assert scores.numel() == split.val[EDGE].edge_index.size(1) > 0
+    return scores
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -64,6 +67,16 @@ def test_every_method_on_the_device_predicts_what_it_predicts_on_the_cpu(method,
     on_cpu = _predictions(method, trained, "cpu")
     on_device = _predictions(method, trained, device)
     assert torch.allclose(on_device, on_cpu, atol=1e-3), float((on_device - on_cpu).abs().max())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_ifru_with_pruning_on_the_device_predicts_what_it_predicts_on_the_cpu(device, trained, one_thread):
+    """The pruning's ranking (``select_nodes``) made a CPU tensor: on CUDA it failed with "Expected all tensors to be
+    on the same device" (found on an H200; the CPU cases passed)."""
+    pruned = {"prune": (1.0, 0.5, 0.5)}
+    on_cpu, on_device = (_predictions("ifru", trained, where, pruned) for where in ("cpu", device))
+    assert torch.allclose(on_device, on_cpu, atol=1e-3), float((on_device - on_cpu).abs().max())
+    assert not torch.allclose(on_cpu, _predictions("ifru", trained, "cpu"), atol=1e-6)  # the pruning changed the step
 
 
 def test_the_clock_waits_for_the_gpu(monkeypatch):

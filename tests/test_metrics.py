@@ -525,6 +525,17 @@ def test_recall_ndcg_refuses_a_score_all_that_does_not_return_the_batch_s_rows()
         recall_ndcg_at_k(model, train, test, k=2, batch_size=2)
 
 
+def test_a_model_off_its_graph_s_device_is_refused_naming_both():
+    # it failed inside torch ("Expected all tensors to be on the same device"); a meta model stands for a GPU one here
+    graph = make_interactions(torch.tensor([[0, 1], [0, 1]]), num_users=2, num_items=3)
+    elsewhere = hand_mf([[1.0, 0.0], [2.0, 1.0]], [[0.5, 1.0], [-1.0, 0.0], [0.0, 3.0]]).to("meta")
+    for call in (lambda: prediction_distance(elsewhere, graph, elsewhere, graph, torch.tensor([[0], [0]])),
+                 lambda: evaluate_auc(elsewhere, graph, graph),
+                 lambda: recall_ndcg_at_k(elsewhere, graph, graph, k=1)):
+        with pytest.raises(ValueError, match="the model is on meta and its graph on cpu"):
+            call()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_distances_and_auc_of_models_and_tensors_on_different_devices():
     # A model on the GPU against a retrain on the CPU: each is scored on its graph's device, and the difference of
@@ -535,8 +546,10 @@ def test_distances_and_auc_of_models_and_tensors_on_different_devices():
     edges = torch.tensor([[0, 0, 1, 1], [0, 2, 1, 2]])
     expected = prediction_distance(a, graph, b, graph, edges), parameter_distance(a, b)
     gpu = copy.deepcopy(a).cuda()
-    # float32 sums in another order on the GPU
-    assert prediction_distance(gpu, graph.to("cuda"), b, graph, edges) == pytest.approx(expected[0], rel=1e-6)
+    # float32 sums in another order on the GPU (PyG's .to() moves in place: a clone, or b's graph went too)
+    assert prediction_distance(gpu, graph.clone().to("cuda"), b, graph, edges) == pytest.approx(expected[0], rel=1e-6)
+    with pytest.raises(ValueError, match="the model is on cuda:0 and its graph on cpu"):
+        prediction_distance(gpu, graph, b, graph, edges)
     assert parameter_distance(gpu, b) == pytest.approx(expected[1], rel=1e-6)
     scores, labels = torch.tensor([0.1, 0.9, 0.4]), torch.tensor([0., 1., 1.])
     assert auc(scores, labels.cuda()) == auc(scores.cuda(), labels) == auc(scores, labels)

@@ -189,6 +189,17 @@ def check_model_fits(model, graph: HeteroData, name: str = "graph") -> None:
                              f"({name}['{node_type}'].num_nodes): build the model for this graph's node counts")
 
 
+def check_model_on_graph_device(model, graph: HeteroData) -> None:
+    """Raises ``ValueError`` naming both devices when the model's parameters are not on the graph's device (it
+    would fail inside torch: "Expected all tensors to be on the same device")."""
+    param = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+    where = graph[EDGE].edge_index.device
+    if param is not None and param.device != where:
+        raise ValueError(f"the model is on {param.device} and its graph on {where}: a model is scored on its graph's "
+                         "device, so move one to the other's (model.to(device), or graph.clone().to(device): PyG's "
+                         ".to() moves a graph in place)")
+
+
 def finite_scores(scores: Tensor) -> Tensor:
     """``scores`` (a model's output), refused with ``ValueError`` when any is NaN or infinite: a ranking or an
     argmin would place them first without a word."""

@@ -78,7 +78,7 @@ def select_nodes(scores: Tensor, ratios: tuple[float, ...] | None, always: Tenso
         # can differ in their last bits (0.1 + 0.2 and 0.3): ranked on their 32 leading bits (relative to each
         # score: on 32 bits of the ratio to the largest, 1e-11 and 3e-11 of it were both 0, and tied).
         mantissa, exponent = torch.frexp(s[candidates].double())
-        level = torch.ldexp(torch.round(torch.ldexp(mantissa, torch.tensor(32))), exponent - 32)
+        level = torch.ldexp(torch.round(mantissa * 2.0 ** 32), exponent - 32)  # exact: a power of two
         order = torch.sort(-level, stable=True).indices[:count]
         keep[candidates[order]] = True
     if always is not None:

@@ -119,7 +119,9 @@ class PyGRecommender(Recommender):
 
     def reset_parameters(self, seed: int | None = None) -> None:
         """The module's ``reset_parameters()``; with ``seed``, under ``torch.manual_seed(seed)`` inside
-        :func:`torch.random.fork_rng`, so the global random state is left as it was."""
+        :func:`torch.random.fork_rng`, so the global random state is left as it was. The module's initialisers
+        draw on its device: on a GPU a seed draws other values than on the CPU (the library's own tables are
+        drawn on the CPU)."""
         reset = getattr(self.module, "reset_parameters", None)
         if reset is None:
             raise AttributeError(f"{type(self.module).__name__} has no reset_parameters(): Retrain, SISA and "

@@ -22,7 +22,7 @@ from ..config import eval_mode, is_integer_tensor, seeded, wrapped_seed
 from ..distributed import agreed, layout, run_jobs
 from ..data.interactions import (EDGE, check_pairs_in_range, check_unique_pairs, edge_subgraph, num_items, num_users,
                                  pair_keys)
-from ..models.base import Recommender
+from ..models.base import Recommender, init_from
 from ..models.sgl import ContrastiveBPRObjective
 from ..objectives import BPRObjective, Objective
 from ..train import NoSignalWarning, TrainConfig, TrainResult, chance_level, train
@@ -98,15 +98,15 @@ class ShardAttention(nn.Module):
 
     def reset_parameters(self, seed: int | None = None) -> None:
         """Re-initialises every parameter (from a private generator when ``seed`` is given)."""
-        gen = None if seed is None else seeded(seed, self.user_h.device)
+        gen = None if seed is None else seeded(seed)  # on the CPU: the same draws on every device
         with torch.no_grad():
             if self.transform:
                 self.transfer_weight.copy_(torch.eye(self.embedding_dim).expand_as(self.transfer_weight))
                 self.transfer_bias.zero_()
             for proj, h in ((self.user_proj, self.user_h), (self.item_proj, self.item_h)):
-                nn.init.xavier_normal_(proj.weight, generator=gen)
+                init_from(gen, nn.init.xavier_normal_, proj.weight)
                 nn.init.zeros_(proj.bias)
-                nn.init.xavier_normal_(h.view(1, -1), generator=gen)
+                init_from(gen, nn.init.xavier_normal_, h.view(1, -1))
 
     def transfer(self, stack: Tensor) -> Tensor:
         """``[S, N, d]`` shard embeddings -> ``[S, N, d]`` embeddings in the common space."""
