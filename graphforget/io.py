@@ -33,8 +33,13 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], None], *, bin
 
     Returns:
         The path written (symbolic links resolved).
+
+    Raises:
+        FileNotFoundError: naming ``path`` when its directory does not exist (not the temporary file's name).
     """
     target = Path(os.path.realpath(path))
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: no directory {target.parent}")
     mode = _permissions(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:

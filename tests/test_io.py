@@ -45,6 +45,12 @@ def test_a_writer_dying_midway_leaves_the_previous_file_and_no_temporary(tmp_pat
     assert sorted(os.listdir(tmp_path)) == ["model.pt"]
 
 
+def test_atomic_write_into_a_missing_directory_names_the_path(tmp_path):
+    # the error named the temporary file (".x.pt.69k7egmr.tmp"), a path the caller never gave
+    with pytest.raises(FileNotFoundError, match=r"cannot write .*nowhere/x\.pt: no directory .*nowhere$"):
+        atomic_write(tmp_path / "nowhere" / "x.pt", lambda handle: handle.write(b"x"))
+
+
 def test_atomic_write_replaces_keeps_permissions_and_follows_links(tmp_path):
     path, _ = _old_file(tmp_path)
     path.chmod(0o640)

@@ -417,6 +417,35 @@ def test_a_request_of_every_edge_is_refused_when_fine_tuning(trained):
     assert finite(result.model) and result.graph[EDGE].edge_index.size(1) == 1
 
 
+def test_an_objective_edited_in_place_after_fit_is_refused(trained):
+    """fit() compared the objective by identity: a seed or an l2 edited on the same object went unseen."""
+    model, graph, _ = trained
+    objective = BPRObjective(l2=1e-4, seed=0)
+    unlearner = UnlearnRec(model, graph, objective, quick_config(pretrain_epochs=1)).fit()
+    objective.seed = 7
+    with pytest.raises(ValueError, match="the training graph changed since fit\\(\\) .*or the objective"):
+        unlearner.unlearn(graph[EDGE].edge_index[:, :2])
+    objective.seed = 0  # as it was: accepted again
+    unlearner.unlearn(graph[EDGE].edge_index[:, :2])
+
+
+def test_a_request_of_every_positive_under_bpr_is_refused_when_fine_tuning(trained):
+    """BPR reads only the pairs labelled above 0: pairs labelled 0 left over are no terms. The request was accepted,
+    fine-tuned on the unlearning loss alone, and judged untrusted because the remaining loss "rose from nan to nan"."""
+    model, graph, objective = trained
+    positives = graph[EDGE].edge_index
+    taken = set(map(tuple, positives.t().tolist()))
+    zeros = torch.tensor([(u, i) for u in range(U) for i in range(0, I, 7) if (u, i) not in taken]).t()
+    mixed = make_interactions(torch.cat([positives, zeros], 1),
+                              torch.cat([torch.ones(positives.size(1)), torch.zeros(zeros.size(1))]), U, I)
+    unlearner = UnlearnRec(model, mixed, objective, quick_config(pretrain_epochs=1, finetune_epochs=1)).fit()
+    with pytest.raises(ValueError, match="UnlearnRec: the request leaves nothing to fine-tune on.*labelled > 0"):
+        unlearner.unlearn(positives)
+    encoder_only = UnlearnRec(model, mixed, objective, quick_config(pretrain_epochs=1, finetune_epochs=0)).fit()
+    result = encoder_only.unlearn(positives)
+    assert "remaining_loss" not in result.info and "nan" not in str(result.info.get("reason"))
+
+
 @pytest.mark.parametrize("finetune_epochs", [0, 1])
 def test_a_non_finite_result_raises_instead_of_being_returned(trained, finetune_epochs):
     model, graph, objective = trained
@@ -464,6 +493,23 @@ def test_an_encoder_loads_only_for_the_model_graph_and_options_it_was_pretrained
                                                                  max_loss_increase=None))
     answering.load_encoder(tmp_path / "encoder.pt")
     assert answering.fitted
+    # Pre-training's loss is the objective's: one of another seed was accepted. An explicit encoder_layers equal to
+    # the backbone's field is the encoder's L, and was refused ("encoder_layers=None, here 2").
+    with pytest.raises(ValueError, match=r"for another objective \(BPRObjective\(l2=0.0001, seed=0.*seed=7"):
+        UnlearnRec(model, graph, BPRObjective(l2=1e-4, seed=7), quick_config(tau=5.0)).load_encoder(
+            tmp_path / "encoder.pt")
+    UnlearnRec(model, graph, objective, quick_config(tau=5.0, encoder_layers=2)).load_encoder(tmp_path / "encoder.pt")
+    with pytest.raises(ValueError, match=r"other options \(encoder_layers=2, here 1\)"):
+        UnlearnRec(model, graph, objective, quick_config(tau=5.0, encoder_layers=1)).load_encoder(
+            tmp_path / "encoder.pt")
+    # a file from before the objective and L were recorded: None was the backbone's field
+    older = torch.load(tmp_path / "encoder.pt", weights_only=True)
+    del older["pretrained_for"]["objective"]
+    older["pretrained_for"]["options"]["encoder_layers"] = None
+    torch.save(older, tmp_path / "older.pt")
+    UnlearnRec(model, graph, objective, quick_config(tau=5.0)).load_encoder(tmp_path / "older.pt")
+    with pytest.raises(FileNotFoundError):  # was a ValueError: "truncated or not a torch file"
+        answering.load_encoder(tmp_path / "missing.pt")
     legacy = torch.load(tmp_path / "encoder.pt", weights_only=True)
     del legacy["pretrained_for"]
     torch.save(legacy, tmp_path / "legacy.pt")

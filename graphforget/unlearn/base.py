@@ -165,10 +165,12 @@ class Unlearner:
         check_model_fits(self.model, graph)
 
     def _graph_state(self) -> list:
-        """The objective with the node counts, and the edge tensors with their versions (see :func:`unchanged`)."""
+        """The objective with its fields (its repr: a seed or an l2 edited in place) and the node counts, and the edge
+        tensors with their versions (see :func:`unchanged`)."""
         graph = self.graph
         edges = graph[EDGE] if EDGE in graph.edge_types else {}  # indexing a missing store would create it
-        return [(self.objective, graph.collect("num_nodes", allow_empty=True))] + versions(
+        fields = repr(self.objective), graph.collect("num_nodes", allow_empty=True)
+        return [(self.objective, fields)] + versions(
             *(edges.get(key) for key in ("edge_index", "edge_label", "observed")))
 
     def _graph_digest(self) -> str:

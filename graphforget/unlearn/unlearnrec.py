@@ -547,17 +547,19 @@ class UnlearnRec(Unlearner):
     def _pretrained_for(self, hashes: dict | None = None) -> dict:
         """The backbone's parameters and the training graph (their sha256; ``hashes`` when already known), the
         backbone's class and constructor arguments (a LightGCN's ``num_layers`` is in no parameter) and the options
-        that pre-training reads: an encoder learns the influence of requests on this model, and means nothing for
-        another."""
+        that pre-training reads, with the objective (its loss is pre-training's): an encoder learns the influence of
+        requests on this model, and means nothing for another."""
         store = self.graph[EDGE]
         if hashes is None:
             hashes = {"model_sha256": tensors_sha256(*self.model.state_dict().values()),
                       "graph_sha256": tensors_sha256(store.edge_index, store.edge_label)}
         options = {k: v for k, v in asdict(self.config).items() if k not in ENCODER_FREE_OPTIONS}
+        options["encoder_layers"] = self.encoder.num_layers  # the L it has: None and the backbone's field are one
         arguments = self.model.config() if hasattr(self.model, "config") else {}  # a duck-typed backbone has none
         config = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
         return {"model_sha256": hashes["model_sha256"], "graph_sha256": hashes["graph_sha256"],
-                "backbone": f"{type(self.model).__name__}({config})", "options": options}
+                "backbone": f"{type(self.model).__name__}({config})", "objective": repr(self.objective),
+                "options": options}
 
     def _remember_pretrained_for(self, record: dict) -> None:
         """Keeps what the encoder is now pre-trained for, and the versions of the tensors hashed in it: :meth:`_unlearn`
@@ -584,8 +586,9 @@ class UnlearnRec(Unlearner):
         fitted. A file that is refused leaves the current encoder as it was.
 
         Raises:
+            FileNotFoundError: no file at ``path``.
             ValueError: ``path`` is not a readable torch file (truncated, foreign), holds no encoder for this
-                model and graph, or was pre-trained for another model, backbone, graph or options.
+                model and graph, or was pre-trained for another model, backbone, objective, graph or options.
         """
         state = _read_encoder_file(path, self.graph[EDGE].edge_index.device)
         expected = self._pretrained_for()
@@ -606,6 +609,9 @@ class UnlearnRec(Unlearner):
             warn_caller(f"UnlearnRec: {path} does not say what it was pre-trained for (an older file): it cannot be "
                         "checked against this model and graph")
             return
+        options = stored.get("options", {})
+        if "encoder_layers" in options and options["encoder_layers"] is None:  # a file from before L was resolved
+            stored = {**stored, "options": {**options, "encoder_layers": int(getattr(self.model, "receptive_field", 0))}}
         mismatch = _mismatch(stored, expected)
         if mismatch:
             raise ValueError(f"{path} was pre-trained {mismatch[0]}: {mismatch[1]}")
@@ -679,7 +685,7 @@ class UnlearnRec(Unlearner):
         cfg = self.config
         if cfg.finetune_epochs > 0:  # every fine-tuning term but L_u is a mean over remaining edges: over none, NaN
             refuse_no_remaining_edge(remaining, "UnlearnRec", "to fine-tune on (retrain from scratch, or set "
-                                     "finetune_epochs=0 to apply the encoder's update alone)")
+                                     "finetune_epochs=0 to apply the encoder's update alone)", self.objective)
         self._check_still_pretrained_for()
         device = request.device
         with Stopwatch(device) as encoding:
@@ -723,8 +729,8 @@ class UnlearnRec(Unlearner):
         converged SGL, where Recall@20 falls by a third; a Retrain changes it by -0.3% to +8%).
         """
         limit = self.config.max_loss_increase
-        if limit is None or remaining[EDGE].edge_index.size(1) == 0:
-            return None
+        if limit is None or not bool(self.objective.has_term(remaining[EDGE].edge_label).any()):
+            return None  # no remaining term: no mean loss (it was NaN against NaN)
         before = _remaining_loss(self.model, remaining, self.objective)
         after = _remaining_loss(model, remaining, self.objective)
         reason = None if after <= before * (1 + limit) else (
@@ -786,6 +792,8 @@ def _read_encoder_file(path, device) -> dict:
     naming the file otherwise)."""
     try:
         state = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise
     except Exception as error:  # torch.load of a foreign file raises anything (EOFError, IndexError, ...)
         detail = (str(error).strip().splitlines() or [""])[0]
         raise ValueError(f"cannot read encoder file {path} (truncated or not a torch file): "
@@ -802,13 +810,14 @@ def _read_encoder_file(path, device) -> dict:
 
 def _mismatch(stored: dict, expected: dict) -> tuple[str, str] | None:
     """How an encoder's record (:meth:`UnlearnRec._pretrained_for`) differs from ``expected``: ``(what, advice)``,
-    or ``None``. A file from before the backbone was recorded is compared without it."""
+    or ``None``. A file from before the backbone or the objective was recorded is compared without it."""
     other = [name for name in ("model", "graph") if stored.get(f"{name}_sha256") != expected[f"{name}_sha256"]]
     again = "pre-train an encoder for this one (graphforget pretrain-encoder)"
     if other:
         return f"for another {' and '.join(other)} (its sha256 differs)", again
-    if stored.get("backbone", expected["backbone"]) != expected["backbone"]:
-        return f"for another backbone ({stored['backbone']}, here {expected['backbone']})", again
+    for name in ("backbone", "objective"):
+        if stored.get(name, expected[name]) != expected[name]:
+            return f"for another {name} ({stored[name]}, here {expected[name]})", again
     options = stored.get("options", {})
     changed = [f"{k}={options.get(k)!r}, here {v!r}" for k, v in expected["options"].items() if options.get(k) != v]
     if changed:
