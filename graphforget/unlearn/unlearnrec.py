@@ -611,7 +611,8 @@ class UnlearnRec(Unlearner):
             return
         options = stored.get("options", {})
         if "encoder_layers" in options and options["encoder_layers"] is None:  # a file from before L was resolved
-            stored = {**stored, "options": {**options, "encoder_layers": int(getattr(self.model, "receptive_field", 0))}}
+            field = int(getattr(self.model, "receptive_field", 0))
+            stored = {**stored, "options": {**options, "encoder_layers": field}}
         mismatch = _mismatch(stored, expected)
         if mismatch:
             raise ValueError(f"{path} was pre-trained {mismatch[0]}: {mismatch[1]}")
