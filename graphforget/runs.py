@@ -39,7 +39,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from .data.interactions import EDGE, check_model_fits, make_interactions, num_items, num_users, pair_keys
-from .io import fsync_directory, to_jsonable
+from .io import fsync_directory, tensors_sha256, to_jsonable
 from .models import Recommender, load_model, save_model
 from .models.base import module_on
 
@@ -79,6 +79,8 @@ class Run:
         audit: the lines of ``audit.jsonl``, oldest first.
         pending: the numbers of a stream's requests, accepted and not yet applied, that this data already counts
             as removed (a :class:`~graphforget.workflow.ForgetStream`'s projection); empty for a run on disk.
+        loaded_sha256: the sha256 of the model's state and the training graph as :func:`load_run` read them
+            (:meth:`check_as_loaded`).
     """
     path: Path
     info: dict
@@ -91,6 +93,19 @@ class Run:
     removed_observed: Tensor
     audit: list = field(default_factory=list)
     pending: list = field(default_factory=list)
+    loaded_sha256: str = ""
+
+    def content_sha256(self) -> str:
+        """The sha256 of the model's state and the training graph's edges, as they are now."""
+        store = self.graph[EDGE]
+        return tensors_sha256(*self.model.state_dict().values(), store.edge_index, store.edge_label)
+
+    def check_as_loaded(self) -> None:
+        """Raises ``ValueError`` when the model or the graph changed in memory since :func:`load_run`: a run derived
+        from it would record the files on disk as its parent, and its audit line their sha256."""
+        if self.content_sha256() != self.loaded_sha256:
+            raise ValueError(f"the loaded run {self.path} was changed in memory after load_run (its model or training "
+                             "graph): a run derived from it would name the files on disk as its parent; load it again")
 
     def __repr__(self) -> str:
         return (f"Run({str(self.path)!r}, kind={self.info.get('kind')}, model={self.info['model']['name']}, "
@@ -357,7 +372,22 @@ def _read_info(path: Path) -> dict:
     missing = [key for key in RUN_KEYS if key not in info]
     if missing:
         raise ValueError(f"{record} lacks {missing}: it was edited by hand or is not a graphforget run record")
+    _check_record_types(record, info)
     return info
+
+
+def _check_record_types(record: Path, info: dict) -> None:
+    """Raises ``ValueError`` naming the first field of ``run.json`` of the wrong kind (a ``files`` list, a ``null``
+    lineage, a parent given as a string): each failed later as an AttributeError, or was copied into a child."""
+    kinds = {"files": dict, "data": dict, "model": dict, "hparams": dict, "metrics": dict, "lineage": dict, "seed": int}
+    wrong = [key for key, kind in kinds.items() if not isinstance(info[key], kind) or isinstance(info[key], bool)]
+    parent = info["lineage"].get("parent") if not wrong else None
+    if parent is not None and not (isinstance(parent, dict) and all(
+            isinstance(parent.get(key), str) for key in ("path", "run_sha256"))):
+        wrong = ["lineage.parent"]
+    if wrong:
+        raise ValueError(f"{record}: {wrong[0]} is not what a run records (edited by hand, or not a graphforget run "
+                         "record)")
 
 
 def _check_files(path: Path, info: dict) -> None:
@@ -390,9 +420,11 @@ def load_run(path: str | os.PathLike, map_location="cpu") -> Run:
     check_model_fits(model, graph)
     audit = _audit_lines(path)
     _check_last_audit_line(path, info, audit)
-    return Run(path, info, model, graph, graph_from_dict(heldout["val"], "val"),
-               graph_from_dict(heldout["test"], "test"), removed["edge_index"], removed["edge_label"],
-               removed["observed"], audit)
+    run = Run(path, info, model, graph, graph_from_dict(heldout["val"], "val"),
+              graph_from_dict(heldout["test"], "test"), removed["edge_index"], removed["edge_label"],
+              removed["observed"], audit)
+    run.loaded_sha256 = run.content_sha256()
+    return run
 
 
 def _parent_path(child: Path, parent: dict) -> Path:
@@ -419,7 +451,9 @@ def lineage(run: str | os.PathLike | Run) -> list[Path]:
     """
     path = (run.path if isinstance(run, Run) else Path(run).expanduser()).resolve()
     chain = [path]
-    info, lines = _read_info(path), _audit_lines(path)
+    info = _read_info(path)
+    _check_files(path, info)  # before its audit log is read: a damaged log is named, not a JSON error of its line
+    lines = _audit_lines(path)
     _check_last_audit_line(path, info, lines)
     while info["lineage"].get("parent"):
         parent = info["lineage"]["parent"]

@@ -884,7 +884,8 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
     checked, verified (:func:`~graphforget.verify.verify_forgetting`) and published with its lineage and audit line.
 
     Args:
-        run: the parent run (a directory or a loaded :class:`~graphforget.runs.Run`); never modified.
+        run: the parent run (a directory or a loaded :class:`~graphforget.runs.Run`, as loaded: one whose model or
+            graph was changed in memory is refused); never modified.
         out: the new run directory (not there yet, or empty).
         users, items, edges: what to forget (exactly one): user ids, item ids, or ``(user, item)`` pairs,
             the data file's raw ids unless ``local_ids``.
@@ -899,14 +900,15 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
 
     Raises:
         FileExistsError: ``out`` exists (an empty directory will do).
-        ValueError: an ``out`` inside a run, an unknown or unsupported method, bad options, unknown ids, a
-            repeated request, or listed pairs that are not observed interactions of the run.
+        ValueError: a loaded run changed in memory, an ``out`` inside a run, an unknown or unsupported method, bad
+            options, unknown ids, a repeated request, or listed pairs that are not observed interactions of the run.
         UnlearningFailed: an untrusted (and not allowed) or non-finite result; nothing is written.
     """
     out = Path(out).expanduser().absolute()
     _check_new_run(out)
     check_method(method)
     parent = run if isinstance(run, Run) else load_run(run)
+    parent.check_as_loaded()
     request = build_request(parent, users=users, items=items, edges=edges, local_ids=local_ids)
     _check_leaves_edges(parent, request)
     seed = wrapped_seed(parent.info["seed"]) if seed is None else seed

@@ -342,6 +342,20 @@ def test_forget_leaves_a_loaded_run_where_it_is(base, tmp_path, monkeypatch):
     assert all(a is b for a, b in zip(tensors(), before)) and len(tensors()) == len(before)
 
 
+def test_a_loaded_run_changed_in_memory_is_refused_as_a_parent(base, tmp_path):
+    """Its child recorded the files on disk as its parent (and their sha256 in the audit line), and verified."""
+    parent = load_run(base)
+    loaded = parent.model.user_emb.weight.detach().clone()
+    with torch.no_grad():
+        parent.model.user_emb.weight.add_(1.0)
+    with pytest.raises(ValueError, match="was changed in memory after load_run"):
+        forget(parent, out=tmp_path / "child", users=["u7"], method="finetune", verify=False)
+    assert not (tmp_path / "child").exists()
+    with torch.no_grad():
+        parent.model.user_emb.weight.copy_(loaded)  # as loaded again: accepted
+    forget(parent, out=tmp_path / "child", users=["u7"], method="finetune", verify=False)
+
+
 def test_forget_a_user_by_raw_id(capsys, base, tmp_path):
     before = digests(base)
     parent = load_run(base)
@@ -395,7 +409,13 @@ def test_verify_checks_every_run_of_the_lineage_and_its_audit_log(capsys, base, 
             (lambda: [(runs["b"] / "audit.jsonl").write_text((runs["b"] / "audit.jsonl").read_text().replace(
                 '"scif"', '"retrain"', 1)), _rehash(runs["b"])], "does not continue its parent's"),
             (lambda: [shutil.copy(runs["a"] / "model.pt", runs["b"] / "model.pt"), _rehash(runs["b"])],
-             "last line names another model or graph than the run's own")]:
+             "last line names another model or graph than the run's own"),
+            # the leaf's own log was parsed before its sha256 was checked: a JSON error naming no file, and an
+            # empty log blamed on a replaced model
+            (lambda: (runs["b"] / "audit.jsonl").write_text((runs["b"] / "audit.jsonl").read_text()[:95]),
+             "b/audit.jsonl does not match the sha256"),
+            (lambda: (runs["b"] / "audit.jsonl").write_text(""), "b/audit.jsonl does not match the sha256"),
+            (lambda: (runs["b"] / "audit.jsonl").unlink(), "b/audit.jsonl is missing")]:
         saved = {path: path.read_bytes() for run in runs.values() for path in run.iterdir()}
         tamper()
         code, _, err = cli(capsys, "verify", "--run", runs["b"])
@@ -718,6 +738,22 @@ def test_a_modified_parent_is_refused(capsys, base, tmp_path):
     torch.save(model, copy / "model.pt")
     code, _, err = cli(capsys, "forget", "--run", copy, "--users", "u1", "--method", "ifru", "--out", tmp_path / "n")
     assert code == 2 and "does not match the sha256" in err and not (tmp_path / "n").exists()
+
+
+def test_a_run_record_with_fields_of_the_wrong_kind_is_refused_naming_the_field(capsys, base, tmp_path):
+    """Each failed with an AttributeError traceback (exit 1), and a parent recorded as a string was copied into a
+    child that then failed verify."""
+    run = tmp_path / "a"
+    assert cli(capsys, "forget", "--run", base, "--users", "u1", "--method", "scif", "--quiet", "--out", run)[0] == 0
+    record = json.loads((run / "run.json").read_text())
+    for field, edit in (("files", {"files": []}), ("lineage", {"lineage": None}), ("seed", {"seed": "0"}),
+                        ("lineage.parent", {"lineage": {**record["lineage"], "parent": "x"}})):
+        (run / "run.json").write_text(json.dumps({**record, **edit}))
+        for argv in (["verify", "--run", run], ["forget", "--run", run, "--users", "u2", "--method", "scif",
+                                                 "--quiet", "--out", tmp_path / "child"]):
+            code, _, err = cli(capsys, *argv)
+            assert code == 2 and f"run.json: {field} is not what a run records" in err, (field, argv, err)
+    assert not (tmp_path / "child").exists()
 
 
 def test_evaluate_reads_a_fit_run(capsys, base, tmp_path):
