@@ -560,6 +560,9 @@ def _bench_source(args):
     if bool(args.data) != bool(args.format):
         raise UsageError("graphforget bench: error: --data and --format go together")
     if args.data:
+        if args.dataset is not None or args.root is not None:  # each was ignored, the file benchmarked
+            raise UsageError("graphforget bench: error: --dataset and --root name a dataset, --data a file of your "
+                             "own: give one of them")
         if not Path(args.data).expanduser().exists():
             raise UsageError(f"graphforget bench: error: --data {args.data} does not exist")
         return DataSource("file", path=str(Path(args.data).expanduser().resolve()), format=args.format,
@@ -570,10 +573,11 @@ def _bench_source(args):
             or any(getattr(args, name) != default for name, default in CSV_DEFAULTS.items())):
         raise UsageError("graphforget bench: error: --user-col/--item-col/--label-col/--threshold/--duplicates/"
                          "--delimiter/--encoding need --data")
-    if args.negatives is not None and args.dataset in DATASET_NAMES:
-        raise UsageError(f"graphforget bench: error: --negatives is for implicit data; {args.dataset} brings its "
+    dataset = args.dataset or "ml-100k"
+    if args.negatives is not None and dataset in DATASET_NAMES:
+        raise UsageError(f"graphforget bench: error: --negatives is for implicit data; {dataset} brings its "
                          "own 0/1 labels")
-    return DataSource(args.dataset, args.root, negatives=args.negatives)
+    return DataSource(dataset, args.root, negatives=args.negatives)
 
 
 def cmd_methods(args) -> int:
@@ -1111,7 +1115,7 @@ def _add_bench_parser(sub) -> None:
     p.add_argument("--protocol", required=True, choices=tuple(PROTOCOLS),
                    help="attack (IFRU: flipped labels), adversarial (UnlearnRec: adversarial edges, BPR), deletion "
                         "(CURE4Rec: random, core or edge users; or random interactions) or stream (single-user requests)")
-    p.add_argument("--dataset", choices=BENCH_DATASETS, default="ml-100k", help="dataset (default: ml-100k)")
+    p.add_argument("--dataset", choices=BENCH_DATASETS, help="dataset (default: ml-100k; not with --data)")
     p.add_argument("--root", type=_directory, help="data directory (default: $GRAPHFORGET_DATA, then ../shared/data)")
     _data_file_flags(p, required=False)
     p.add_argument("--negatives", type=_non_negative, help="sampled non-interactions per implicit interaction "

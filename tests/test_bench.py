@@ -803,6 +803,11 @@ def test_cli_bench_on_a_data_file(tmp_path, capsys):
     assert cli.main(["bench", "--protocol", "deletion", "--data", str(folder), "--out", str(out)]) == 2  # no format
     assert cli.main(["bench", "--protocol", "deletion", "--threshold", "4", "--out", str(out)]) == 2  # no file
     assert "--data" in capsys.readouterr().err
+    # a dataset named beside the file was ignored, the file benchmarked
+    for extra in (["--dataset", "gowalla"], ["--root", str(tmp_path)]):
+        assert cli.main(["bench", "--protocol", "deletion", *argv[3:7], *extra, "--out", str(tmp_path / "x")]) == 2
+        assert "--dataset and --root name a dataset, --data a file of your own" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def _graded_users():
@@ -1151,10 +1156,12 @@ def test_a_stream_length_that_is_not_a_whole_number_is_refused():
     assert variants({**base, "length": 3})[0]["length"] == 3
 
 
-@pytest.mark.parametrize("seeds", [[1.5], [True], ["1"], [-1], [0, 2 ** 32], True, 2.0])
+@pytest.mark.parametrize("seeds", [[1.5], [True], ["1"], [-1], [0, 2 ** 32], True, 2.0, "3"])
 def test_seeds_that_are_not_integers_are_refused_before_training(seeds):
-    """``seeds=[1.5]`` (or ``[True]``, ``["1"]``) ran seed 1 under a key saying 1: int() cast it without a word."""
-    with pytest.raises(ValueError, match="seeds must be"):
+    """``seeds=[1.5]`` (or ``[True]``, ``["1"]``) ran seed 1 under a key saying 1: int() cast it without a word.
+    The error shows the value's repr: ``"3"`` read as a valid 3."""
+    with pytest.raises(ValueError, match=re.escape(f"seeds must be a count >= 1 or distinct seeds (integers in [0, "
+                                                   f"2**32)), got {seeds!r}")):
         plan_cells("deletion", DataSource("synthetic", negatives=1), TINY, ["ifru"], seeds,
                    PROTOCOLS["deletion"].defaults(True), {})
     assert [cell.seed for cell in plan_cells("deletion", DataSource("synthetic", negatives=1), TINY, [], [2, 0],

@@ -80,7 +80,7 @@ def _seed_list(seeds: int | Sequence[int]) -> list[int]:
     listed = list(range(seeds)) if is_integer(seeds) else list(seeds) if isinstance(seeds, Iterable) else []
     # int() made seed 1 of 1.5, "1" or True: it ran under a key saying 1, and no one was told
     if not listed or len(set(listed)) != len(listed) or not all(is_seed(s) for s in listed):
-        raise ValueError(f"seeds must be a count >= 1 or distinct seeds (integers in [0, 2**32)), got {seeds}")
+        raise ValueError(f"seeds must be a count >= 1 or distinct seeds (integers in [0, 2**32)), got {seeds!r}")
     return [int(s) for s in listed]
 
 

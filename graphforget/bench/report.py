@@ -65,7 +65,7 @@ def _model(result) -> str:
         changed.append(f"l2 {result.hparams['l2']:g}")
     epochs = result.hparams["train"]["epochs"]
     if epochs != preset.train.epochs:
-        changed.append(f"{epochs} epochs")
+        changed.append(f"{epochs} epoch{'s' if epochs != 1 else ''}")
     return f"{result.model} ({', '.join(changed)})" if changed else result.model
 
 
