@@ -10,8 +10,8 @@ from torch_geometric.data import HeteroData
 
 from .config import eval_mode, is_integer
 from .data.interactions import (EDGE, check_model_fits, check_model_on_graph_device, check_pair_ids, check_pair_tensor,
-                                check_unique_pairs, finite_scores, message_passing_edges, num_items, num_users, pair_scores,
-                                validate_pairs)
+                                check_unique_pairs, finite_scores, message_passing_edges, num_items, num_users,
+                                pair_scores, validate_pairs)
 
 __all__ = ["auc", "auc_standard_error", "auc_groups", "completeness", "evaluate_auc", "recall_ndcg_at_k",
            "mean_probability", "mi_bf", "mi_ng", "prediction_distance", "parameter_distance"]
