@@ -103,6 +103,8 @@ class Run:
     def check_as_loaded(self) -> None:
         """Raises ``ValueError`` when the model or the graph changed in memory since :func:`load_run`: a run derived
         from it would record the files on disk as its parent, and its audit line their sha256."""
+        if not self.loaded_sha256:
+            raise ValueError(f"this Run of {self.path} was not read by load_run: pass the run's directory instead")
         if self.content_sha256() != self.loaded_sha256:
             raise ValueError(f"the loaded run {self.path} was changed in memory after load_run (its model or training "
                              "graph): a run derived from it would name the files on disk as its parent; load it again")

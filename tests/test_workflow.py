@@ -354,6 +354,8 @@ def test_a_loaded_run_changed_in_memory_is_refused_as_a_parent(base, tmp_path):
     with torch.no_grad():
         parent.model.user_emb.weight.copy_(loaded)  # as loaded again: accepted
     forget(parent, out=tmp_path / "child", users=["u7"], method="finetune", verify=False)
+    with pytest.raises(ValueError, match="was not read by load_run"):  # one built by hand records no content
+        forget(dataclasses.replace(parent, loaded_sha256=""), out=tmp_path / "other", users=["u7"], method="finetune")
 
 
 def test_forget_a_user_by_raw_id(capsys, base, tmp_path):
