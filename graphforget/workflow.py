@@ -940,7 +940,8 @@ def _method_record(method: str, options: dict | None, seed: int, config, request
     verify_run needs it again); a request of held-out pairs only ran no method (:func:`_unlearn`)."""
     if request.edges.size(1) == 0:
         return {"name": None, "requested": method, "seed": seed}
-    return {"name": method, "options": options or {}, "seed": seed, "config": asdict(config)}
+    given = options if options is None or isinstance(options, dict) else asdict(options)  # a ready config: its fields
+    return {"name": method, "options": given or {}, "seed": seed, "config": asdict(config)}
 
 
 def _check_leaves_edges(run: Run, request: Request) -> None:
@@ -1102,6 +1103,9 @@ class ForgetStream:
             raise ValueError(f"{self.directory} is not a stream yet: give the base run to create it")
         config = {"method": "ifru", "options": {}, "retrain_every": None, "max_drift": None, **given}
         check_method(config["method"])
+        if not isinstance(config["options"], dict):  # a config object was stored as its repr, and refused on reopening
+            raise TypeError(f"a stream keeps its options as JSON: give them as a dict of options, not a "
+                            f"{type(config['options']).__name__}")
         built = method_config(config["method"], config["options"])
         config["retrain_every"], config["max_drift"] = _checked_policy(config["retrain_every"], config["max_drift"])
         run = enclosing_run(self.directory / "runs")  # every request's run would be refused by publish

@@ -166,17 +166,39 @@ def test_aggregator_train_options_change_the_run_training_it_defaults_to():
     assert set_whole == TrainConfig(lr=0.1)
     with pytest.raises(ValueError, match="given as a whole and by its fields"):
         method_config("sisa", {"aggregator_train": "none", "aggregator_train.lr": "0.1"}, train=train)
+    # a dict of fields is those fields: it started from TrainConfig's defaults
+    as_dict = method_config("receraser", {"aggregator_train": {"epochs": 2}}, train=train, seed=4).aggregator_train
+    assert as_dict == TrainConfig(epochs=2, lr=0.5, batch_size=128, seed=4)
     with pytest.raises(ValueError, match="bad options for 'ifru': IFRUConfig: unknown option aggregator_train"):
         method_config("ifru", {"aggregator_train.epochs": "2"})  # was an AttributeError
 
 
 def test_options_a_method_fixes_are_refused_by_name_not_replaced():
     """SCIF fixes hops, spillover, prune and curvature_of: ``--option hops=2`` was recorded with the run and
-    silently replaced by 0. Their defaults and the fixed values themselves are accepted."""
+    silently replaced by 0. The fixed values themselves are accepted, and so is IFRU's default where no option
+    set it; an option that sets IFRU's default explicitly (``spillover=true``) was accepted and replaced too. The
+    config returned, the one a run records, is the one SCIF runs (a run recorded ``curvature_of='remaining'``)."""
     with pytest.raises(ValueError, match=re.escape("bad options for 'scif': SCIF fixes hops=0, spillover=False, "
                                                    "prune=None, curvature_of='original'; got hops=2")):
         method_config("scif", {"hops": "2"})
-    assert method_config("scif", {"hops": "0", "spillover": "true"}).hops == 0
+    for explicit in ({"spillover": "true"}, {"curvature_of": "remaining"}, {"hops": "none"}):
+        with pytest.raises(ValueError, match="SCIF fixes"):
+            method_config("scif", explicit)
+    ran = {"hops": 0, "spillover": False, "prune": None, "curvature_of": "original"}
+    for given in ({"hops": "0", "spillover": "false"}, None, IFRUConfig(solver={"tol": 1e-3})):
+        config = method_config("scif", given)
+        assert {name: getattr(config, name) for name in ran} == ran
+    with pytest.raises(ValueError, match="SCIF fixes"):  # a ready config is checked too
+        method_config("scif", IFRUConfig(hops=2))
+
+
+def test_options_a_method_does_not_read_are_refused_in_every_form():
+    """FineTune runs its own epochs of Adam: ``{"train": {"epochs": 50, "optimizer": "lbfgs"}}`` was accepted (the
+    dotted form alone was refused), recorded, and 3 epochs of Adam ran; L-BFGS's ``train.tol`` was accepted too."""
+    for options in ({"train": {"epochs": 50, "optimizer": "lbfgs"}}, {"train.tol": "0.5"}, {"train": {"tol": 0.5}}):
+        with pytest.raises(ValueError, match="bad options for 'finetune': FineTune does not read train"):
+            method_config("finetune", options)
+    assert method_config("finetune", {"train": {"lr": 0.5}}).train.lr == 0.5
 
 
 def test_register_refuses_a_taken_name_or_none_unless_told_to_overwrite():

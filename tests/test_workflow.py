@@ -23,6 +23,7 @@ import torch
 from graphforget.cli import main
 from graphforget.data import EDGE, make_interactions, pair_keys
 from graphforget.runs import FILES, directory_lock, lineage, load_run, publish, request_sha256, sha256_file
+from graphforget.unlearn import IFRUConfig
 from graphforget.workflow import (ForgetStream, build_request, data_files, fit_on_file, forget, load_file,
                                   raw_to_local, verify_run, with_negatives)
 
@@ -1515,6 +1516,21 @@ def test_fit_on_too_few_interactions_names_the_data_not_the_librarys_val_none(ca
         "training needs both (early stopping follows the validation AUC): too few interactions, or too few of one "
         "label\n")
     assert not (tmp_path / "n").exists()
+
+
+def test_forget_records_the_config_that_ran_and_a_stream_refuses_options_it_cannot_keep(base, tmp_path):
+    """SCIF's run.json recorded IFRU's defaults (curvature_of 'remaining', spillover true), not the fields SCIF fixes;
+    options given as a config object were recorded as its repr, and a stream created with one was refused on
+    reopening and failed every request with a TypeError."""
+    done = forget(base, out=tmp_path / "scif", users=["u2"], method="scif", verify=False)
+    ran = load_run(done.path).info["method"]["config"]
+    assert (ran["hops"], ran["spillover"], ran["curvature_of"]) == (0, False, "original")
+    ready = forget(base, out=tmp_path / "ready", users=["u2"], method="ifru", options=IFRUConfig(hops=1),
+                   verify=False)
+    assert load_run(ready.path).info["method"]["options"] == dataclasses.asdict(IFRUConfig(hops=1))
+    with pytest.raises(TypeError, match="a stream keeps its options as JSON: give them as a dict"):
+        ForgetStream(tmp_path / "stream", base=base, options=IFRUConfig())
+    assert not (tmp_path / "stream").exists()
 
 
 def test_forget_records_the_seed_it_used(base, tmp_path):

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import sys
 import warnings
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Iterable
 
 import torch
 from torch import Tensor
@@ -124,15 +125,22 @@ class Unlearner:
     unread: ClassVar[dict] = {}
 
     @classmethod
-    def check_fixed(cls, config) -> None:
-        """Refuses a config that sets a field of :attr:`fixed` to neither its default nor the fixed value: it was
-        silently replaced. Raises ``ValueError`` naming the fields."""
-        default = cls.Config()
+    def check_fixed(cls, config, given: Iterable[str] = ()) -> None:
+        """Refuses a config that sets a field of :attr:`fixed` to neither its default nor the fixed value, or a field
+        named in ``given`` (the options the caller set) to anything but the fixed value: it was silently replaced.
+        Raises ``ValueError`` naming the fields."""
+        default, given = cls.Config(), set(given)
         overridden = [f"{name}={getattr(config, name)!r}" for name, value in cls.fixed.items()
-                      if getattr(config, name) not in (value, getattr(default, name))]
+                      if getattr(config, name) != value and (name in given or getattr(config, name) != getattr(
+                          default, name))]
         if overridden:
             fixed = ", ".join(f"{name}={value!r}" for name, value in cls.fixed.items())
             raise ValueError(f"{cls.__name__} fixes {fixed}; got {', '.join(overridden)}")
+
+    @classmethod
+    def with_fixed(cls, config):
+        """``config`` with the fields of :attr:`fixed` set: the config the method runs (and a run records)."""
+        return dataclasses.replace(config, **cls.fixed) if cls.fixed else config
 
     def __init__(self, model: torch.nn.Module, graph: HeteroData, objective: Objective, config=None, *,
                  val: HeteroData | None = None):
@@ -141,8 +149,9 @@ class Unlearner:
         if not (config is None or isinstance(config, (dict, self.Config))):
             raise TypeError(f"{type(self).__name__}: config must be an instance of {self.Config.__name__}, a dict of "
                             f"its options or None, got a {type(config).__name__}")
-        self.config = config if isinstance(config, self.Config) else build_config(self.Config, config)
-        self.check_fixed(self.config)
+        config = config if isinstance(config, self.Config) else build_config(self.Config, config)
+        self.check_fixed(config)
+        self.config = self.with_fixed(config)
         self.fitted, self.fit_seconds, self.fit_info = not self.needs_fit, 0.0, {}
         self._checked_edges: list = []  # (object, version): the objective, node counts and edges the checks passed on
         self._fitted_on: tuple | None = None  # (state, digest) of the graph fit() prepared from, see _check_fitted_on

@@ -29,8 +29,8 @@ class FineTuneConfig:
     Args:
         train: how the model was trained; its ``lr``, ``batch_size`` and ``seed`` are used. Fine-tuning
             always runs mini-batch Adam for exactly ``epochs`` epochs (``epochs`` replaces the config's,
-            ``patience`` is 0, ``optimizer`` is ``"adam"`` even for a model trained with L-BFGS); as options
-            (:func:`~graphforget.unlearn.method_config`, ``--option``) those three are refused.
+            ``patience`` is 0, ``optimizer`` is ``"adam"`` even for a model trained with L-BFGS, whose ``tol`` is not
+            read); as options (:func:`~graphforget.unlearn.method_config`, ``--option``) those four are refused.
         epochs: number of fine-tuning epochs (at least 1).
         local: update only the rows of the request's ``receptive_field``-hop region.
         zero_orphans: zero the rows of the nodes the request leaves with no stored pair that is a loss term (a
@@ -82,7 +82,7 @@ class FineTune(Unlearner):
     """
     name = "finetune"
     Config = FineTuneConfig
-    unread = dict.fromkeys(("train.epochs", "train.patience", "train.optimizer"), "epochs")  # of Adam, no stopping
+    unread = dict.fromkeys(("train.epochs", "train.patience", "train.optimizer", "train.tol"), "epochs")  # Adam's
 
     def _train_config(self) -> TrainConfig:
         """The fine-tuning schedule: ``epochs`` epochs of mini-batch Adam, no early stopping."""

@@ -54,38 +54,58 @@ def method_config(name: str, options: dict[str, Any] | Any = None, *, train: Tra
 
     ``train`` and ``seed`` are the run's own settings: they set the config's ``train`` and ``seed``
     fields where it has them, and ``options`` then change what they name (``train.lr=0.001``
-    changes only the learning rate of ``train``). Settings the config has no field for are ignored.
+    changes only the learning rate of ``train``). Settings the config has no field for are ignored. The config
+    returned has the fields the method fixes set (:meth:`~graphforget.unlearn.Unlearner.with_fixed`): the one it
+    runs, and the one a run records.
 
     Raises:
         ValueError: an unknown method, ``Config.field: ...`` naming an option the config rejects, or an option
             the method fixes (:attr:`~graphforget.unlearn.Unlearner.fixed`).
         TypeError: ``options`` is neither a dict nor the method's config (another method's, a string).
     """
-    cls = _method(name).Config
-    if isinstance(options, cls):  # a ready config: taken as it is
-        return options
+    method = _method(name)
+    cls = method.Config
+    if isinstance(options, cls):  # a ready config: not rebuilt, but checked against what the method fixes
+        method.check_fixed(options)
+        return method.with_fixed(options)
     if not isinstance(options, (dict, type(None))):
         raise TypeError(f"options for {name!r} must be a {cls.__name__}, a dict of its options or None, got a "
                         f"{type(options).__name__}")
-    unread = {key: instead for key, instead in _method(name).unread.items() if key in (options or {})}
+    given = _option_names(options or {})  # a nested dict's too: {"train": {"epochs": 50}} is train.epochs
+    unread = {key: instead for key, instead in method.unread.items() if key in given}
     if unread:  # else recorded with the run, and silently not what ran
-        raise ValueError(f"bad options for {name!r}: {_method(name).__name__} does not read "
-                         f"{', '.join(unread)}: set {', '.join(sorted(set(unread.values())))} instead")
+        raise ValueError(f"bad options for {name!r}: {method.__name__} does not read "
+                         f"{', '.join(sorted(unread))}: set {', '.join(sorted(set(unread.values())))} instead")
     names = {f.name for f in dataclasses.fields(cls)}
     context = {key: value for key, value in (("train", train), ("seed", seed)) if value is not None and key in names}
     base = build_config(cls, context) if context else None
     try:
         config = _config_with_aggregator_from_train(cls, options or {}, base)
-        _method(name).check_fixed(config)
+        method.check_fixed(config, {key.split(".")[0] for key in given})
     except ValueError as error:
         raise ValueError(f"bad options for {name!r}: {error}") from error
-    return config
+    return method.with_fixed(config)
+
+
+def _option_names(options: dict, prefix: str = "") -> set[str]:
+    """The names ``options`` sets, those in a nested dict as dotted names too (``{"train": {"epochs": 3}}``:
+    ``train`` and ``train.epochs``)."""
+    names = set()
+    for key, value in options.items():
+        names.add(f"{prefix}{key}")
+        if isinstance(value, dict):
+            names |= _option_names(value, f"{prefix}{key}.")
+    return names
 
 
 def _config_with_aggregator_from_train(cls: type, options: dict, base):
     """``build_config``, where dotted ``aggregator_train.*`` options change the config's ``train`` (what
     ``aggregator_train=None`` means) rather than a default :class:`TrainConfig`: ``aggregator_train.epochs=2`` reset
-    the run's learning rate, batch size and seed."""
+    the run's learning rate, batch size and seed. A dict given for ``aggregator_train`` is read as those options."""
+    nested = options.get("aggregator_train")
+    if isinstance(nested, dict) and not any(key.startswith("aggregator_train.") for key in options):
+        options = {**{key: value for key, value in options.items() if key != "aggregator_train"},
+                   **{f"aggregator_train.{key}": value for key, value in nested.items()}}  # a dict as dotted options
     later = {key: value for key, value in options.items() if key.startswith("aggregator_train.")}
     if "aggregator_train" in options or "aggregator_train" not in {f.name for f in dataclasses.fields(cls)}:
         later = {}  # build_config names the clash, or the unknown option

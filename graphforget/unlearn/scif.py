@@ -1,7 +1,6 @@
 """SCIF: selective and collaborative influence function (Li et al., ESWA 2023)."""
 from __future__ import annotations
 
-from dataclasses import replace
 
 import torch
 from torch_geometric.data import HeteroData
@@ -54,6 +53,7 @@ class SCIF(IFRU):
     and ``curvature_of`` (``original``) are fixed: a config setting them otherwise is refused.
     """
     name = "scif"
+    # The new objective keeps the removed terms (relabelled): its curvature is the original one.
     fixed = {"hops": 0, "spillover": False, "prune": None, "curvature_of": "original"}
 
     def __init__(self, model, graph: HeteroData, objective: Objective, config: IFRUConfig | dict | None = None, *,
@@ -61,10 +61,6 @@ class SCIF(IFRU):
         if not isinstance(objective, BCEObjective):
             raise ValueError("SCIF substitutes labels, so it needs a labelled objective (BCEObjective)")
         super().__init__(model, graph, objective, config, val=val, _reference_paths=_reference_paths)
-
-    def _fixed(self, config: IFRUConfig) -> IFRUConfig:
-        # The new objective keeps the removed terms (relabelled): its curvature is the original one.
-        return replace(config, **self.fixed)
 
     def _replacement_terms(self, removed: Terms, request, remaining: HeteroData) -> Terms:
         labels = substitute_labels(remaining, request)  # means: floating point even where the labels are not

@@ -186,7 +186,6 @@ class IFRU(Unlearner):
         self._degrees, self._degrees_of = None, []  # the training graph's degrees, and the edges they count
         self._drawn: list[tuple] = []  # (graph, epoch, its state, every term): _all_terms
         super().__init__(model, graph, objective, config, val=val)
-        self.config = self._fixed(self.config)
         _check_precision(self, model)
         _check_prune(self.config, model)
         self._reference_paths = _reference_paths
@@ -205,10 +204,6 @@ class IFRU(Unlearner):
             warn_caller(f"{type(self).__name__}: the objective has a contrastive term, but {type(model).__name__} has "
                         f"no fixed_views(reference, generator) to draw its views: {type(self).__name__} differentiates "
                         "the BPR risk alone (IFRUConfig.contrastive=False says so and silences this)")
-
-    def _fixed(self, config: IFRUConfig) -> IFRUConfig:
-        """The config with the fields the method fixes (SCIF's) set, before it is checked against the model."""
-        return config
 
     def _message_passing_degrees(self) -> Tensor:
         """``[U + I]`` message-passing degrees of the training graph, counted again only when its edges changed:
