@@ -1024,7 +1024,9 @@ class ForgetStream:
 
     The stream lives in ``directory``:
 
-    * ``stream.json``: the base run, the method, its options and the retraining policy (written once);
+    * ``stream.json``: the base run (its path, also relative to the stream's folder, so that a stream moved with
+      its base still finds it, and the sha256 of its ``run.json``), the method, its options and the retraining
+      policy (written once). Once a request is applied, only ``max_drift`` reads the base again, until a Retrain;
     * ``journal.jsonl``: the write-ahead journal, one line per accepted request (``{"seq", "time",
       "request"}``) and one per request refused when it was applied (``{"seq", "rejected"}``);
     * ``runs/000001``, ``runs/000002``, ...: the run after each request (:func:`forget`), each derived from
@@ -1046,7 +1048,7 @@ class ForgetStream:
         directory: the stream's folder (created with the base run, reopened without it).
         base: the run the stream starts from (only when creating the stream).
         method: the unlearning method (see :func:`forget`).
-        options: its options.
+        options: its options, a dict (kept as JSON).
         retrain_every: retrain after this many approximate requests, an integer >= 1 (``None``: never for this
             reason).
         max_drift: retrain when the drift reaches this share, in (0, 1] (``None``: never for this reason).
@@ -1054,7 +1056,8 @@ class ForgetStream:
 
     Raises:
         ValueError: creating without ``base``, with a bad method, options or policy, or in a directory inside a
-            run; reopening with a different base or policy.
+            run; reopening with a different base or policy; a base replaced since the stream was created.
+        TypeError: options that are not a dict.
     """
 
     def __init__(self, directory: str | os.PathLike, base: str | os.PathLike | None = None, *,
@@ -1081,8 +1084,9 @@ class ForgetStream:
         config = json.loads(record.read_text())
         differ = [key for key, value in given.items() if not self._same_setting(key, value, config)]
         if differ:
+            moved = " (a stream moved with its base: open it without base)" if "base" in differ else ""
             raise ValueError(f"the stream {self.directory} was created with other {', '.join(differ)}: "
-                             f"{ {key: config.get(key) for key in differ} }")
+                             f"{ {key: config.get(key) for key in differ} }{moved}")
         return config
 
     @staticmethod
@@ -1119,7 +1123,24 @@ class ForgetStream:
             warnings.simplefilter("ignore")
             METHODS[config["method"]](base.model, base.graph, Hyperparameters(**base.info["hparams"]).objective(),
                                       built)
-        return config
+        # What later requests read of the base, found as lineage finds a parent, and checked as one
+        return {**config, "base_relative": os.path.relpath(config["base"], self.directory),
+                "base_sha256": sha256_file(base.path / "run.json"),
+                "base_train_edges": base.info["metrics"]["train_edges"]}
+
+    def _base(self) -> Path:
+        """The base run's directory: relative to the stream's first (a moved tree of stream and base still resolves),
+        then as recorded; checked against the ``run.json`` the stream was created from (a stream from before these
+        were recorded: its path alone)."""
+        config = self.config
+        relative = self.directory / config["base_relative"] if config.get("base_relative") else None
+        path = relative if relative is not None and (relative / "run.json").is_file() else Path(config["base"])
+        if not (path / "run.json").is_file():
+            raise FileNotFoundError(f"the base run {config['base']} of the stream {self.directory} is gone (needed "
+                                    "until a request is applied, and by max_drift until a Retrain)")
+        if config.get("base_sha256", sha256_file(path / "run.json")) != sha256_file(path / "run.json"):
+            raise ValueError(f"the base run {path} changed after the stream {self.directory} was created from it")
+        return path
 
     def __repr__(self) -> str:
         return (f"ForgetStream({str(self.directory)!r}, method={self.config['method']}, applied={len(self.applied())}, "
@@ -1187,7 +1208,7 @@ class ForgetStream:
     def current_path(self) -> Path:
         """The run of the latest applied request, or the base run."""
         applied = self.applied()
-        return self._run_path(applied[-1]) if applied else Path(self.config["base"])
+        return self._run_path(applied[-1]) if applied else self._base()
 
     @property
     def current(self) -> Run:
@@ -1200,22 +1221,25 @@ class ForgetStream:
     def drift(self) -> tuple[int, float]:
         """``(requests, drift)`` since the base or the last Retrain: approximate requests applied, and the
         edges they removed over the training edges at that point."""
-        anchor = json.loads((Path(self.config["base"]) / "run.json").read_text())
-        count, edges = 0, 0
+        anchor, count, edges = self.config.get("base_train_edges"), 0, 0
         for seq in self.applied():
             info = json.loads((self._run_path(seq) / "run.json").read_text())
             if info["lineage"]["request"]["edges"] == 0:  # held-out pairs only: no method ran
                 continue
             if info["method"]["name"] == "retrain":
-                anchor, count, edges = info, 0, 0
+                anchor, count, edges = info["metrics"]["train_edges"], 0, 0
             else:
                 count, edges = count + 1, edges + info["lineage"]["request"]["edges"]
-        return count, edges / max(anchor["metrics"]["train_edges"], 1)
+        if anchor is None:  # a stream from before the base's edges were recorded
+            anchor = json.loads((self._base() / "run.json").read_text())["metrics"]["train_edges"]
+        return count, edges / max(anchor, 1)
 
     def _method_now(self) -> str:
         """The policy: the configured method, or Retrain when a bound is reached."""
-        count, drift = self.drift()
         every, bound = self.config["retrain_every"], self.config["max_drift"]
+        if every is None and bound is None:  # no policy: nothing to count
+            return self.config["method"]
+        count, drift = self.drift()
         if (every is not None and count >= every) or (bound is not None and drift >= bound):
             return "retrain"
         return self.config["method"]

@@ -1021,6 +1021,30 @@ def test_stream_journal_cuts_a_torn_line_and_refuses_stale_requests(base, tmp_pa
     assert stream.process() == [] and stream.journal_path.read_bytes() == journal
 
 
+def test_a_stream_moved_with_its_base_or_past_it_goes_on_and_a_replaced_base_is_refused(base, tmp_path):
+    """Every request read the base's run.json at its recorded path (for the drift, with no policy too): a stream
+    moved with its base, or whose base was deleted once verified, stopped for good with a bare FileNotFoundError.
+    A base replaced at its path was taken as the stream's."""
+    tree = tmp_path / "tree"
+    shutil.copytree(base, tree / "base")
+    stream = ForgetStream(tree / "stream", tree / "base", method="finetune")
+    stream.forget(users=["u1"])
+    shutil.move(tree, tmp_path / "moved")
+    with pytest.raises(ValueError, match="open it without base"):
+        ForgetStream(tmp_path / "moved" / "stream", tmp_path / "moved" / "base")
+    moved = ForgetStream(tmp_path / "moved" / "stream")
+    moved.forget(users=["u2"])
+    shutil.rmtree(tmp_path / "moved" / "base")  # deleted once verified, as the workflow's docs advise
+    moved.forget(users=["u4"])
+    assert load_run(moved.current_path()).info["lineage"]["depth"] == 3
+    other = shutil.copytree(base, tmp_path / "other")
+    fresh = ForgetStream(tmp_path / "fresh", other, method="finetune")
+    record = json.loads((other / "run.json").read_text())
+    (other / "run.json").write_text(json.dumps({**record, "seed": record["seed"] + 1}))
+    with pytest.raises(ValueError, match="changed after the stream .* was created from it"):
+        fresh.forget(users=["u1"])
+
+
 def test_stream_drift_is_counted_from_the_last_retrain(base, tmp_path):
     """The drift is the approximate requests' edges over the training edges of the run the last Retrain made (not the
     base's), and a drift that reaches max_drift exactly calls for a Retrain."""
