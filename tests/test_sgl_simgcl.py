@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from graphforget.data import EDGE, make_interactions, without_edges
+from graphforget.data import EDGE, make_interactions, planted_communities, without_edges
 from graphforget.influence import ContrastiveTerm, GaussNewtonOperator, NodeRows, objective_function, training_terms
 from graphforget.models import (MODELS, SGL, ContrastiveBPRObjective, LightGCN, SimGCL, build_model, info_nce,
                                 load_model, save_model)
@@ -392,3 +392,25 @@ def test_the_contrastive_term_samples_large_sides_and_warns_without_fixed_views(
         warnings.simplefilter("error")
         val = make_interactions(torch.tensor([[0, 1], [0, 1]]), torch.tensor([1.0, 0.0]), 5, 4)
         IFRU(plain, graph, objective, IFRUConfig(contrastive=False), val=val)  # given val: no warning of one draw
+
+
+def test_newton_steps_hold_a_forgotten_user_s_zeroed_rows_under_the_contrastive_term():
+    """The first step zeroes the rows of a user the request leaves with no edge, but the contrastive term still scores
+    them, and its gradient at a zero row is ~1/eps (F.normalize): every later Newton step solved against a right-hand
+    side of 5e10, ran 0 CG iterations, and reported a full step (the result bit-identical to one step)."""
+    planted = planted_communities(60, 40, 4, 6, seed=0)
+    edges, labels = planted[EDGE].edge_index, planted[EDGE].edge_label
+    keep = edges[0] != 0
+    keep[((edges[0] == 0) & (labels > 0)).nonzero()[0]] = True  # user 0 keeps one edge
+    graph = make_interactions(edges[:, keep], labels[keep], 60, 40)
+    model = SGL(60, 40, 8, 2, drop_ratio=0.2)
+    model.reset_parameters(0)
+    objective = ContrastiveBPRObjective(l2=1e-3, ssl_weight=0.1, tau=0.2, seed=0)
+    train(model, graph, objective, TrainConfig(epochs=4, lr=0.05, batch_size=64, patience=0))
+    request = graph[EDGE].edge_index[:, graph[EDGE].edge_index[0] == 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the steps raise T on this barely trained model: discarded, and said so
+        result = IFRU(model, graph, objective, IFRUConfig(newton={"steps": 3, "line_search": True})).unlearn(request)
+    assert result.info["zeroed_entries"] == 8 and not result.model.user_emb.weight[0].any()
+    later = result.info["solver"][1:]
+    assert len(later) == 2 and all(step["iterations"] > 0 and step["rhs_norm"] < 100 for step in later), later

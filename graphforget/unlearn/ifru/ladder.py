@@ -109,6 +109,12 @@ def shifted(operator, damping: float | Tensor):
     return operator if not torch.is_tensor(damping) and damping == 0 else (lambda v: operator(v) + damping * v)
 
 
+def held(operator, mask: Tensor):
+    """``operator`` with the entries of ``mask`` held where they are: the identity on them, and none of them reaching
+    the others (a solve with a right-hand side of 0 there leaves them unmoved)."""
+    return lambda v: torch.where(mask, v, operator(torch.where(mask, torch.zeros_like(v), v)))
+
+
 def congruent(operator, scale: Tensor):
     """``v -> scale * operator(scale * v)``: the operator in the coordinates ``phi / scale``."""
     return lambda v: scale * operator(scale * v)

@@ -23,7 +23,7 @@ from ...objectives import Objective
 from ..base import Unlearner, UnlearningFailed, refuse_no_remaining_edge, unchanged, versions, warn_caller
 from ..registry import register
 from .config import IFRUConfig
-from .ladder import DAMPING_GROWTH, RETRY_DAMPING, Ladder, fresh_draw_failure, mean_diagonal, shifted
+from .ladder import DAMPING_GROWTH, RETRY_DAMPING, Ladder, fresh_draw_failure, held, mean_diagonal, shifted
 from .newton import (AUTO_NEWTON_DECREASE, AUTO_NEWTON_STEPS, AUTO_NEWTON_STOP, AUTO_NEWTON_TOL, STATIONARY_RATIO,
                      WIDEN_RATIO, NewtonPlan, descend, forcing_term)
 from .tilted import TiltedObjective, gradient_ratio
@@ -453,8 +453,9 @@ class IFRU(Unlearner):
         solves = outcome["attempts"][-1:]  # the step's own solve (the same dict as its attempt's)
         new_phi = phi + step if reason is None else self._settle(phi, None if step is None else phi + step, reason)
         if reason is None and self.config.curvature_of == "remaining":
-            # No term of T scores an orphan row: its block of T is decoupled and minimal at 0 exactly, where an
-            # inexact solve leaves the row shrunk but pointing the same way (the user's rankings unchanged).
+            # Without a contrastive term no term of T scores an orphan row: its block of T is decoupled and minimal at
+            # 0 exactly, where an inexact solve leaves the row shrunk but pointing the same way (the user's rankings
+            # unchanged). A contrastive term scores it still; zeroed all the same, it keeps nothing of the data.
             new_phi = torch.where(target.orphan, torch.zeros_like(new_phi), new_phi)
             outcome["zeroed_entries"] = int(target.orphan.sum())
         if new_phi is not phi:  # a step was applied: the Newton extension goes on from it
@@ -590,8 +591,13 @@ class IFRU(Unlearner):
         # a share of the first step's decrease (the tilted objective equals T at the trained point)
         min_decrease = AUTO_NEWTON_DECREASE * (float(target.start()) - value) if plan.tilted else 0.0
         mixing = AndersonMixing(self.config.newton.anderson)
+        # The orphan rows stay where the first step left them (at 0): a contrastive term still scores them, and its
+        # gradient at a zero row is ~1/eps (F.normalize), which swamped every later step (CG ran 0 iterations)
+        orphan = target.orphan if target.orphan.any() else None
         for _ in range(1, plan.steps):
             rhs = -gradient(phi).detach()
+            if orphan is not None:
+                rhs = torch.where(orphan, torch.zeros_like(rhs), rhs)
             norm = float(rhs.norm())
             if norm <= plan.stop_below:
                 return phi, "converged"
@@ -601,8 +607,8 @@ class IFRU(Unlearner):
             if plan.forcing:
                 tol = forcing_term(norm, residual, tol, plan.options["tol"])
             residual = norm
-            curvature = self._new_curvature(call, phi)
-            result = solve(self.config.solver.name, shifted(curvature, target.proximal), rhs,
+            operator = shifted(self._new_curvature(call, phi), target.proximal)
+            result = solve(self.config.solver.name, operator if orphan is None else held(operator, orphan), rhs,
                            **{**plan.options, "tol": tol})
             decrease = None
             if plan.line_search:
