@@ -126,9 +126,7 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
             minimises :meth:`~graphforget.objectives.Objective.total`, which leaves the term out).
     """
     config = config or TrainConfig()
-    if config.optimizer == "lbfgs" and getattr(objective, "ssl_weight", 0) > 0:  # its closure minimises total()
-        raise ValueError(f"train: L-BFGS minimises {type(objective).__name__}'s BPR risk alone, not its contrastive "
-                         "term (drawn views): train with optimizer='adam', or ssl_weight=0")
+    check_optimizer(config, objective)
     if config.data_parallel:  # ranks given different inputs would mix them, or wait forever for one that stopped
         agreed("train", lambda: _check_all(model, graph, objective, val), model=layout(model), graph=graph,
                objective=objective, config=config, val=val)  # model: DDP starts every rank from rank 0's values
@@ -281,6 +279,14 @@ def _check_inputs(model: torch.nn.Module, graph: HeteroData, objective: Objectiv
     if not any(p.requires_grad for p in model.parameters()):  # torch's optimizer would say "an empty parameter list"
         raise ValueError("the model has no trainable parameter (every requires_grad is False): nothing to train")
     check_labels_train(graph, objective)
+
+
+def check_optimizer(config: TrainConfig, objective: Objective, who: str = "train") -> None:
+    """Raises ``ValueError`` for L-BFGS with a contrastive term: its closure minimises
+    :meth:`~graphforget.objectives.Objective.total`, which leaves the term (drawn views) out."""
+    if config.optimizer == "lbfgs" and getattr(objective, "ssl_weight", 0) > 0:
+        raise ValueError(f"{who}: L-BFGS minimises {type(objective).__name__}'s BPR risk alone, not its contrastive "
+                         "term (drawn views): train with optimizer='adam', or ssl_weight=0")
 
 
 def check_labels_train(graph: HeteroData, objective: Objective, what: str = "the training graph") -> None:

@@ -414,3 +414,15 @@ def test_newton_steps_hold_a_forgotten_user_s_zeroed_rows_under_the_contrastive_
     assert result.info["zeroed_entries"] == 8 and not result.model.user_emb.weight[0].any()
     later = result.info["solver"][1:]
     assert len(later) == 2 and all(step["iterations"] > 0 and step["rhs_norm"] < 100 for step in later), later
+
+
+def test_the_mf_surrogate_curvature_says_it_leaves_the_contrastive_term_out(graph):
+    """The authors' MF-style curvature differentiates the BPR risk alone: info said contrastive=False, nothing else."""
+    model = SGL(graph["user"].num_nodes, graph["item"].num_nodes, 8, 2)
+    model.reset_parameters(0)
+    objective = ContrastiveBPRObjective(ssl_weight=0.1, seed=0)
+    with pytest.warns(RuntimeWarning, match="curvature='mf_surrogate' has no term for it: IFRU differentiates the BPR"):
+        IFRU(model, graph, objective, IFRUConfig(curvature="mf_surrogate"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        IFRU(model, graph, objective, IFRUConfig(curvature="mf_surrogate", contrastive=False))

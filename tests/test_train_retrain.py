@@ -13,7 +13,7 @@ from graphforget.metrics import evaluate_auc
 from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN
 from graphforget.objectives import BCEObjective
 from graphforget.train import NoSignalWarning, TrainConfig, TrainResult, train
-from graphforget.unlearn import Retrain, RetrainConfig, UnlearnResult
+from graphforget.unlearn import METHODS, Retrain, RetrainConfig, UnlearnResult
 
 
 def split_of(seed: int = 0, num_users: int = 200, num_items: int = 120, num_communities: int = 4,
@@ -135,6 +135,12 @@ def test_lbfgs_refuses_a_contrastive_term_it_would_drop():
                                          r"contrastive term .*: train with optimizer='adam', or ssl_weight=0"):
         train(model, graph, ContrastiveBPRObjective(ssl_weight=5.0), TrainConfig(epochs=2, optimizer="lbfgs"))
     train(model, graph, ContrastiveBPRObjective(ssl_weight=0.0), TrainConfig(epochs=2, optimizer="lbfgs"))
+    # the methods that train with their config refuse it when built, not at their first request; FineTune runs Adam
+    lbfgs = TrainConfig(epochs=2, optimizer="lbfgs")
+    for method, config in (("retrain", RetrainConfig(lbfgs)), ("sisa", {"train": lbfgs, "num_shards": 2})):
+        with pytest.raises(ValueError, match=f"{METHODS[method].__name__}: L-BFGS minimises"):
+            METHODS[method](model, graph, ContrastiveBPRObjective(ssl_weight=5.0), config)
+    METHODS["finetune"](model, graph, ContrastiveBPRObjective(ssl_weight=5.0), {"train": lbfgs})
 
 
 def test_early_stopping_restores_the_best_epoch(split, one_thread):

@@ -21,7 +21,7 @@ from ..io import tensors_sha256
 from ..metrics import auc_standard_error, evaluate_auc
 from ..models.base import Recommender
 from ..objectives import Objective
-from ..train import check_labels_train, check_val
+from ..train import TrainConfig, check_labels_train, check_optimizer, check_val
 
 __all__ = ["Unlearner", "UnlearnResult", "UnlearningFailed", "NotFittedError", "NoOptions"]
 
@@ -152,6 +152,9 @@ class Unlearner:
         config = config if isinstance(config, self.Config) else build_config(self.Config, config)
         self.check_fixed(config)
         self.config = self.with_fixed(config)
+        training = getattr(self.config, "train", None)
+        if isinstance(training, TrainConfig) and "train.optimizer" not in self.unread:  # here, not at unlearn()
+            check_optimizer(training, objective, type(self).__name__)
         self.fitted, self.fit_seconds, self.fit_info = not self.needs_fit, 0.0, {}
         self._checked_edges: list = []  # (object, version): the objective, node counts and edges the checks passed on
         self._fitted_on: tuple | None = None  # (state, digest) of the graph fit() prepared from, see _check_fitted_on

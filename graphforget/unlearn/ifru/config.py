@@ -204,7 +204,8 @@ class IFRUConfig:
             it to the objective IFRU differentiates, as one fixed draw of the views on the training and the
             remaining graph (:class:`~graphforget.influence.ContrastiveTerm`; its Gauss-Newton curvature with
             ``curvature="gauss_newton"``); the model draws the views (``fixed_views(reference, generator)``, as
-            SGL and SimGCL do; without it IFRU warns). ``False``: the BPR risk alone, the term's gradient at the
+            SGL and SimGCL do; without it IFRU warns, as with ``curvature="mf_surrogate"``, which leaves the term
+            out). ``False``: the BPR risk alone, the term's gradient at the
             trained point held fixed in the tilt. Measured on SGL trained to convergence (ML-100K, fake edges removed, 3
             seeds): without it the step lowers the validation AUC by 3.4-4.0 standard errors and fails the
             validation test; with it, by 0.3-0.6, and the fake edges' membership-attack AUC falls from 0.63 to

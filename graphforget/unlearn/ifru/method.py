@@ -200,10 +200,12 @@ class IFRU(Unlearner):
                         f"({', '.join(self._running_stats)}), computed on the training data with the requests "
                         "in it: an influence step moves parameters, not buffers, so they are left as trained "
                         "(info['untouched_buffers'])")
-        if self.config.contrastive and getattr(objective, "ssl_weight", 0) > 0 and not hasattr(model, "fixed_views"):
-            warn_caller(f"{type(self).__name__}: the objective has a contrastive term, but {type(model).__name__} has "
-                        f"no fixed_views(reference, generator) to draw its views: {type(self).__name__} differentiates "
-                        "the BPR risk alone (IFRUConfig.contrastive=False says so and silences this)")
+        if self.config.contrastive and getattr(objective, "ssl_weight", 0) > 0 and not self._has_contrastive():
+            why = ("curvature='mf_surrogate' has no term for it" if self.config.curvature == "mf_surrogate" else
+                   f"{type(model).__name__} has no fixed_views(reference, generator) to draw its views")
+            name = type(self).__name__
+            warn_caller(f"{name}: the objective has a contrastive term, but {why}: {name} differentiates the BPR risk "
+                        "alone (IFRUConfig.contrastive=False says so and silences this)")
 
     def _message_passing_degrees(self) -> Tensor:
         """``[U + I]`` message-passing degrees of the training graph, counted again only when its edges changed:
