@@ -156,7 +156,7 @@ def check_types(config: Any, check: Callable[[Any, dict[str, tuple[bool, str]]],
         if not f.init:
             continue
         value = getattr(config, f.name)
-        typed, rules[f.name] = _typed(value, hints[f.name], f"{type(config).__name__}.{f.name}")
+        typed, rules[f.name] = _typed(value, hints[f.name], f"{type(config).__name__}.{f.name}", f)
         if f.name == "seed" and is_integer(typed) and not is_seed(typed):
             rules[f.name] = (False, "must be in [0, 2**32)")
         if typed is not value:
@@ -170,11 +170,11 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _typed(value: Any, kind, where: str) -> tuple[Any, tuple[bool, str]]:
+def _typed(value: Any, kind, where: str, field: dataclasses.Field) -> tuple[Any, tuple[bool, str]]:
     """``value`` as a ``kind`` (unchanged when it is not one), and the rule it passes or fails."""
     nested = _dataclass_in(kind)
     if nested is not None and isinstance(value, dict):
-        value = _nested(nested, value, where)
+        value = _nested(nested, value, where, _field_default(field))
     typed = _fit(value, kind, parse=False)
     if typed is _MISS:
         return value, (False, f"must be {_described(kind)}")
@@ -189,13 +189,23 @@ def _typed(value: Any, kind, where: str) -> tuple[Any, tuple[bool, str]]:
     return typed, (True, "")
 
 
-def _nested(cls: type, fields: dict, where: str) -> Any:
-    """The nested config ``cls`` built from a dict of its fields; errors name the field ``where``."""
+def _nested(cls: type, fields: dict, where: str, default: Any = None) -> Any:
+    """The nested config ``cls`` built from a dict of its fields, onto the field's ``default`` where it is a ``cls``
+    (Hyperparameters' train stops early after 5 epochs, TrainConfig's after 10); errors name the field ``where``."""
     known = [f.name for f in dataclasses.fields(cls) if f.init]
     unknown = sorted(str(name) for name in set(fields) - set(known))
     if unknown:
         raise ValueError(f"{where}: unknown field(s) {', '.join(unknown)} (known: {', '.join(known)})")
+    if isinstance(default, cls):
+        return _named(lambda: dataclasses.replace(default, **fields), where)
     return _named(lambda: cls(**fields), where)
+
+
+def _field_default(field: dataclasses.Field) -> Any:
+    """A dataclass field's default value (its factory's), or ``None``."""
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    return None if field.default_factory is dataclasses.MISSING else field.default_factory()
 
 
 def _named(make: Callable[[], Any], path: str) -> Any:
@@ -248,7 +258,7 @@ def _build(cls: type, options: dict[str, Any], base: Any, path: str):
         kind, where = hints[name], f"{path}.{name}"
         nested = _dataclass_in(kind)
         if nested is not None and isinstance(value, dict):
-            current = getattr(base, name, None) if base is not None else None
+            current = getattr(base, name) if base is not None else _field_default(known[name])
             value = _build(nested, value, current if isinstance(current, nested) else None, where)
         values[name] = _coerce(value, kind, where)
     return _named(lambda: dataclasses.replace(base, **values) if base is not None else cls(**values), path)

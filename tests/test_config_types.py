@@ -184,3 +184,14 @@ def test_describe_gives_the_defaults_a_config_built_without_options_has(cls):
         for part in row.name.split("."):
             value = getattr(value, part)
         assert row.default == value, row.name
+
+
+def test_a_dict_for_a_nested_config_changes_the_field_s_default():
+    """Hyperparameters' train stops early after 5 epochs without a gain, TrainConfig's own after 10: a dict setting
+    only the learning rate (or a dotted train.lr without a base) reset the patience to 10."""
+    preset = Hyperparameters().train
+    assert preset.patience == 5
+    for made in (Hyperparameters(train={"lr": 0.5}), build_config(Hyperparameters, {"train.lr": "0.5"}),
+                 build_config(Hyperparameters, {"train": {"lr": "0.5"}})):
+        assert made.train == dataclasses.replace(preset, lr=0.5)
+    assert IFRUConfig(solver={"tol": 1e-3}).solver == dataclasses.replace(IFRUConfig().solver, tol=1e-3)
