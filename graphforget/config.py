@@ -306,8 +306,8 @@ def _as(value: Any, kind, parse: bool = True) -> Any:
     if kind is typing.Any:
         return value
     origin = typing.get_origin(kind)
-    if origin is typing.Literal:
-        return value if value in typing.get_args(kind) else _MISS
+    if origin is typing.Literal:  # " auto" read as "auto", as a number's spaces are
+        return value if value in typing.get_args(kind) else text if text in typing.get_args(kind) else _MISS
     if origin is tuple:
         return _as_tuple(value, typing.get_args(kind), parse)
     if kind is bool:
@@ -337,7 +337,7 @@ def _as_number(value: Any, text: str | None, kind: type) -> Any:
 
 def _as_tuple(value: Any, args: tuple, parse: bool) -> Any:
     if isinstance(value, str) and parse:
-        value = [part for part in value.strip().strip("()[]").split(",") if part.strip()]
+        value = _tuple_items(value)
     if not isinstance(value, (list, tuple)):
         return _MISS
     kinds = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
@@ -345,6 +345,22 @@ def _as_tuple(value: Any, args: tuple, parse: bool) -> Any:
         return _MISS
     items = [_as(item, kind, parse) for item, kind in zip(value, kinds)]
     return _MISS if any(item is _MISS for item in items) else tuple(items)
+
+
+def _tuple_items(text: str) -> list[str] | None:
+    """The items of ``"1, 0.5"``, ``"(1, 0.5)"`` or ``"[1, 0.5]"`` (a trailing comma allowed); ``None`` for an
+    unbalanced bracket or an empty item (``"(1, 0.5"`` and ``"1,,0.5"`` were read as ``(1.0, 0.5)``)."""
+    text = text.strip()
+    if text[:1] in ("(", "[") or text[-1:] in (")", "]"):
+        if text[:1] + text[-1:] not in ("()", "[]") or len(text) < 2:
+            return None
+        text = text[1:-1].strip()
+    if not text:
+        return []
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) > 1 and not parts[-1]:
+        parts.pop()
+    return None if not all(parts) else parts
 
 
 def _name(kind) -> str:

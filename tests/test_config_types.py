@@ -172,6 +172,13 @@ def test_build_config_still_parses_command_line_strings():
         build_config(TrainConfig, {"lr": "nan"})
     with pytest.raises(ValueError, match=re.escape("RetrainConfig.train: TrainConfig.lr: must be finite (got inf)")):
         build_config(RetrainConfig, {"train.lr": "inf"})
+    # tuples: brackets of either kind, a trailing comma; an unbalanced bracket or an empty item was read past
+    for text in ("(1, .5)", "[1, 0.5]", " 1,0.5, ", "(1, 0.5,)"):
+        assert build_config(IFRUConfig, {"prune": text}).prune == (1.0, 0.5), text
+    for text in ("1,,0.5", "(1,0.5", "1,0.5]", "[1, 0.5)", ","):
+        with pytest.raises(ValueError, match="IFRUConfig.prune: expected"):
+            build_config(IFRUConfig, {"prune": text})
+    assert build_config(IFRUConfig, {"solver.damping": " auto"}).solver.damping == "auto"  # as " 0.5 " is 0.5
 
 
 @pytest.mark.parametrize("cls", (Hyperparameters, *CONFIGS), ids=lambda cls: cls.__name__)
