@@ -604,19 +604,8 @@ def build_request(run: Run, *, users: Sequence | None = None, items: Sequence | 
         TypeError: ``users`` or ``items`` given as one string, not a list of ids (an edge as one string is a
             ``ValueError``, as any edge that is not a pair).
     """
-    given = {name: value for name, value in (("users", users), ("items", items), ("edges", edges))
-             if value is not None}
-    if len(given) != 1:
-        raise ValueError(f"give exactly one of users, items or edges, got {sorted(given) or 'none'}")
-    (kind, values), = given.items()
-    if isinstance(values, (str, bytes)):  # a sequence of characters: users="12" forgot users 1 and 2
-        raise TypeError(f"{kind} must be a list of ids, got the string {values!r} (for one: {kind}=[{values!r}])")
-    values = list(values)
-    if not values:
-        raise ValueError(f"the request lists no {kind}")
+    kind, values = _request_values(users, items, edges)
     if kind == "edges":
-        if any(isinstance(pair, (str, bytes)) or len(pair) != 2 for pair in values):
-            raise ValueError("edges must be (user, item) pairs")
         pairs = torch.stack([_local_nodes(run.graph, node, [p[k] for p in values], local_ids)
                              for k, node in enumerate(("user", "item"))])
         pairs = torch.unique(pair_keys(pairs, num_items(run.graph)))  # a pair listed twice is one request
@@ -632,6 +621,26 @@ def build_request(run: Run, *, users: Sequence | None = None, items: Sequence | 
     if not bool(left.any()):
         raise ValueError(f"the requested {kind} have no training edges nor validation or test pairs in {run.path}")
     return Request(kind, ids, edges)
+
+
+def _request_values(users, items, edges) -> tuple[str, list]:
+    """``(kind, its values as a list)`` of a request, checked for what needs no run: exactly one kind, not one
+    string, not empty, edges as pairs."""
+    given = {name: value for name, value in (("users", users), ("items", items), ("edges", edges))
+             if value is not None}
+    if len(given) != 1:
+        raise ValueError(f"give exactly one of users, items or edges, got {sorted(given) or 'none'}")
+    (kind, values), = given.items()
+    if isinstance(values, (str, bytes)):  # a sequence of characters: users="12" forgot users 1 and 2
+        one = "[(user, item)]" if kind == "edges" else f"[{values!r}]"
+        raise TypeError(f"{kind} must be a list of {'pairs' if kind == 'edges' else 'ids'}, got the string "
+                        f"{values!r} (for one: {kind}={one})")
+    values = list(values)
+    if not values:
+        raise ValueError(f"the request lists no {kind}")
+    if kind == "edges" and any(isinstance(pair, (str, bytes)) or len(pair) != 2 for pair in values):
+        raise ValueError("edges must be (user, item) pairs")
+    return kind, values
 
 
 # Column names a header line of an edges file may give (compared in lower case), for users and for items.
@@ -1133,7 +1142,7 @@ class ForgetStream:
         then as recorded; checked against the ``run.json`` the stream was created from (a stream from before these
         were recorded: its path alone)."""
         config = self.config
-        relative = self.directory / config["base_relative"] if config.get("base_relative") else None
+        relative = (self.directory / config["base_relative"]).resolve() if config.get("base_relative") else None
         path = relative if relative is not None and (relative / "run.json").is_file() else Path(config["base"])
         if not (path / "run.json").is_file():
             raise FileNotFoundError(f"the base run {config['base']} of the stream {self.directory} is gone (needed "
@@ -1260,12 +1269,13 @@ class ForgetStream:
                 request of every remaining training edge.
         """
         users, items, edges = (_listed(values) for values in (users, items, edges))
+        _request_values(users, items, edges)  # first: its errors owe nothing to the pending requests
         with self._journal_lock():
             run, waiting = self._projected()
             try:
                 _check_leaves_edges(run, build_request(run, users=users, items=items, edges=edges, local_ids=local_ids))
             except ValueError as error:
-                if not waiting:
+                if not waiting or "pending in the stream" in str(error):  # named there already
                     raise
                 raise ValueError(f"{error} (counting the requests accepted before it and not yet applied: "
                                  f"{', '.join(map(str, waiting))})") from None
