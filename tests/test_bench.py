@@ -109,6 +109,19 @@ def test_key_is_stable_and_order_free():
     assert shuffled.key == cell.key and len(cell.key) == 64
 
 
+def test_options_are_keyed_by_the_values_the_method_reads():
+    """``solver.tol=1e-3`` and ``solver.tol=0.001`` ran the same IFRU under two keys (the strings were keyed)."""
+    params = PROTOCOLS["deletion"].defaults(True)
+    keys = [next(c for c in plan_cells("deletion", DataSource("synthetic", negatives=1), TINY, ["ifru"], 1, params,
+                                       {"ifru": options}) if c.method == "ifru").key
+            for options in ({"solver.tol": "1e-3"}, {"solver.tol": 0.001}, {"solver": {"tol": "0.001"}},
+                            {"solver.tol": "0.01"})]
+    assert keys[0] == keys[1] == keys[2] != keys[3]
+    cell = plan_cells("deletion", DataSource("synthetic", negatives=1), TINY, ["ifru"], 1, params,
+                      {"ifru": {"prune": "1, 0.5", "hops": "1"}})[-1]
+    assert cell.params["options"] == {"prune": [1.0, 0.5], "hops": 1}
+
+
 def test_library_version_is_in_the_key(monkeypatch):
     cell = _base_cells("attack")[0]
     before = cell.key

@@ -1,6 +1,7 @@
 """The benchmark harness: cells of a protocol over methods and seeds, cached, aggregated and reported."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -115,10 +116,24 @@ def plan_cells(protocol: str, source: DataSource, hparams: Hyperparameters, meth
     variants = spec.variants(params)
     methods = ["retrain"] + [m for m in dict.fromkeys(methods) if m != "retrain"]
     data = source.identity()
+    parsed = {method: _parsed_options(method, options.get(method) or {}) for method in methods}
     return [Cell(protocol, source.name, hparams.model, method, seed,
-                 {"protocol": variant, "hparams": hparams.as_dict(), "options": options.get(method, {}), "data": data,
+                 {"protocol": variant, "hparams": hparams.as_dict(), "options": parsed[method], "data": data,
                   "device": torch.device(device).type})
             for seed in _seed_list(seeds) for variant in variants for method in methods]
+
+
+def _parsed_options(method: str, options: dict) -> dict:
+    """``options`` by dotted name, each with the value the method's config reads: ``solver.tol="1e-3"`` and
+    ``"0.001"`` are one cell, not two (the key held the strings)."""
+    config = method_config(resolve_method(method, {}, 0)[0], options)
+    return {key: to_jsonable(functools.reduce(getattr, key.split("."), config)) for key in _leaves(options)}
+
+
+def _leaves(options: dict, prefix: str = "") -> list[str]:
+    """The dotted names of ``options``' values that are no dict (``{"train": {"lr": 1}}``: ``train.lr``)."""
+    return [name for key, value in options.items()
+            for name in (_leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"])]
 
 
 def _setting_of(cell: Cell, hparams: Hyperparameters, source: DataSource, device) -> tuple[str, Callable[[], Setting]]:
