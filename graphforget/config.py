@@ -251,7 +251,8 @@ def _build(cls: type, options: dict[str, Any], base: Any, path: str):
     hints, known = typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise ValueError(f"{path}: unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+        named = ", ".join(name or "'' (an empty name)" for name in unknown)  # ".tol" names no field before its dot
+        raise ValueError(f"{path}: unknown option{'s' if len(unknown) > 1 else ''} {named} "
                          f"(known: {', '.join(known)})")
     values = {}
     for name, value in options.items():

@@ -179,6 +179,8 @@ def test_build_config_still_parses_command_line_strings():
         with pytest.raises(ValueError, match="IFRUConfig.prune: expected"):
             build_config(IFRUConfig, {"prune": text})
     assert build_config(IFRUConfig, {"solver.damping": " auto"}).solver.damping == "auto"  # as " 0.5 " is 0.5
+    with pytest.raises(ValueError, match=re.escape("IFRUConfig: unknown option '' (an empty name) (known:")):
+        build_config(IFRUConfig, {".tol": "1e-3"})  # "unknown option  (known: ...)"
 
 
 @pytest.mark.parametrize("cls", (Hyperparameters, *CONFIGS), ids=lambda cls: cls.__name__)
