@@ -121,8 +121,9 @@ def matched_non_members(graph: HeteroData, request, seed: int = 0, num_buckets: 
     whatever the method). The other edges keep the matches they get without it.
 
     A user with fewer free items than requested edges (who interacted with every item) cannot be matched
-    for all of them: the pairs left over are dropped, with a logged warning, and the result is shorter than
-    the request by their count (:attr:`ForgettingReport.unmatched`).
+    for all of them, nor an item withdrawn whole for more of its pairs than there are users without it (ML-100K's
+    item 50: 474 pairs, 469 such users): the pairs left over are dropped, with a logged warning saying which, and the
+    result is shorter than the request by their count (:attr:`ForgettingReport.unmatched`).
 
     Sampling is vectorised: a few rounds of rejection sampling within the bucket, then an exact pass over
     the remaining pairs' dense ``[pairs, items]`` availability (chunked). Deterministic for a ``seed``.
@@ -160,10 +161,22 @@ def _matched(graph: HeteroData, pairs: Tensor, seed: int, num_buckets: int) -> t
     if by_item.any():
         matched, kept = _matched_by_item(graph, pairs, matched, kept, by_item, seed, num_buckets)
     if matched.size(1) < pairs.size(1):
-        log.warning("%d of %d requested edges have no matched non-member: their users have fewer items without an "
-                    "edge (sampled negatives included) than requested edges, and each match is another such item "
-                    "(they are left out of the comparison)", pairs.size(1) - matched.size(1), pairs.size(1))
+        log.warning("%d of %d requested edges have no matched non-member (they are left out of the comparison): %s",
+                    pairs.size(1) - matched.size(1), pairs.size(1), _why_unmatched(kept, by_item))
     return matched.to(graph[EDGE].edge_index.device), kept, positions
+
+
+def _why_unmatched(kept: Tensor, by_item: Tensor) -> str:
+    """Why the requested edges outside ``kept`` got no match: on the user's side, or (an item withdrawn whole, matched
+    on its side) too few users without the item, each match another such user."""
+    reasons = []
+    if bool((~kept & ~by_item).any()):
+        reasons.append(f"{int((~kept & ~by_item).sum())} whose users have fewer items without an edge (sampled "
+                       "negatives included) than requested edges, each match another such item")
+    if bool((~kept & by_item).any()):
+        reasons.append(f"{int((~kept & by_item).sum())} of items withdrawn whole, which fewer users are without than "
+                       "the item has removed pairs, each match another such user")
+    return "; ".join(reasons)
 
 
 def _withdrawn_items(graph: HeteroData, pairs: Tensor) -> Tensor:
@@ -464,8 +477,8 @@ class ForgettingReport:
     Args:
         request_edges: number of requested edges :math:`|D_r|`.
         matched: requested edges with a matched non-member (the non-member count).
-        unmatched: requested edges without one (their users have fewer items without an edge than requested edges);
-            never silent.
+        unmatched: requested edges without one (their users have fewer items without an edge than requested edges,
+            or their item, withdrawn whole, has fewer users without it than removed pairs); never silent.
         in_graph: requested edges still in the model's graph (0 after a deletion).
         request_probability: mean :math:`\\sigma(\\hat y)` of the requested edges, the model on its graph.
         non_member_probability: the same for the matched non-members.
@@ -638,8 +651,8 @@ def _plan(original: HeteroData, pairs: Tensor, before, seed: int, num_buckets: i
     ``attack`` is ``(fpr, calibration_fraction)``."""
     non_members, kept, positions = _matched(original, pairs, seed, num_buckets)
     if non_members.size(1) == 0:
-        raise ValueError("no requested edge has a matched non-member: every requested user has an edge with "
-                         "every item, so membership cannot be tested")
+        raise ValueError("no requested edge has a matched non-member (every requested user has an edge with every "
+                         "item, or every user one with the withdrawn items), so membership cannot be tested")
     labels = torch.ones(pairs.size(1))  # without the graph before the deletion the labels are unknown: 1
     if before is not None:
         labels = (original[EDGE].edge_label.cpu()[positions] > 0.5).float()

@@ -135,6 +135,23 @@ def test_dense_users_keep_as_many_matches_as_they_have_free_items(random_graph, 
         assert sum(u == user for u, _ in pairs) == 30 - int(degree[user])
 
 
+def test_pairs_of_a_withdrawn_item_without_enough_users_to_match_are_dropped_for_that_reason(caplog):
+    """An item withdrawn whole is matched on its side, each pair with another user without the item: where too few
+    users are without it, the warning blamed users with too few free items, and with none the error said every
+    requested user had every item (here each has 3 items free)."""
+    edges = torch.tensor([[0, 0, 1, 1, 2, 2, 3, 3, 4], [0, 1, 0, 2, 0, 3, 0, 4, 1]])
+    graph = make_interactions(edges, None, 5, 5)
+    request = edges[:, edges[1] == 0]  # item 0, withdrawn whole: only user 4 is without it
+    with caplog.at_level("WARNING", logger="graphforget.verify"):
+        assert matched_non_members(graph, request).size(1) == 1
+    assert ("3 of 4 requested edges have no matched non-member (they are left out of the comparison): 3 of items "
+            "withdrawn whole, which fewer users are without than the item has removed pairs") in caplog.text
+    everyone = make_interactions(edges[:, :8], None, 4, 5)
+    with pytest.raises(ValueError, match=r"or every user one with the withdrawn items\), so membership cannot be"):
+        verify_forgetting(TableModel(torch.zeros(4, 5)), remove_edges(everyone, request), request,
+                          before=(TableModel(torch.zeros(4, 5)), everyone))
+
+
 def test_a_user_with_every_item_is_dropped_and_counted(caplog):
     graph = make_interactions(torch.tensor([[0, 0, 0, 1, 1], [0, 1, 2, 0, 1]]), None, 2, 3)
     request = torch.tensor([[0, 1], [1, 0]])
@@ -150,8 +167,8 @@ def test_a_user_with_every_item_is_dropped_and_counted(caplog):
     dense = make_interactions(torch.tensor([[0, 0, 0, 1], [0, 1, 2, 3]]), None, 2, 5)
     with caplog.at_level("WARNING", logger="graphforget.verify"):
         assert matched_non_members(dense, torch.tensor([[0, 0, 0], [0, 1, 2]])).size(1) == 2
-    assert "1 of 3 requested edges have no matched non-member: their users have fewer items without an edge" \
-        in caplog.text
+    assert ("1 of 3 requested edges have no matched non-member (they are left out of the comparison): 1 whose users "
+            "have fewer items without an edge") in caplog.text
     model = TableModel(torch.zeros(2, 3))
     report = verify_forgetting(model, remove_edges(graph, request), request, before=(model, graph))
     assert (report.request_edges, report.matched, report.unmatched) == (2, 1, 1)
