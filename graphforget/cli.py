@@ -376,8 +376,8 @@ def _run_unlearner(args, method: str, options: dict):
     hparams = Hyperparameters(**run["hparams"])
     seed = wrapped_seed(run["seed"])  # a run may predate the range of seeds
     config = hparams.train_config(seed, progress=not args.quiet)
-    # BPR's negatives as the model trained with them: runs trained before the seed reached them recorded seed 0
-    objective = hparams.objective(run.get("objective", {}).get("seed", seed))
+    # BPR's negatives as the model trained with them: every run before the seed reached them drew seed 0's
+    objective = hparams.objective(run.get("objective", {}).get("seed", 0))
     unlearner = build_unlearner(method, model, data.train.to(device), objective, options, train=config,
                                 seed=seed, val=data.split.val.to(device))
     return unlearner, model, checkpoint, data

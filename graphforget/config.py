@@ -201,6 +201,17 @@ def _nested(cls: type, fields: dict, where: str, default: Any = None) -> Any:
     return _named(lambda: cls(**fields), where)
 
 
+def option_names(options: dict, prefix: str = "") -> set[str]:
+    """The names ``options`` sets, those in a nested dict as dotted names too (``{"train": {"epochs": 3}}``:
+    ``train`` and ``train.epochs``)."""
+    names = set()
+    for key, value in options.items():
+        names.add(f"{prefix}{key}")
+        if isinstance(value, dict):
+            names |= option_names(value, f"{prefix}{key}.")
+    return names
+
+
 def _field_default(field: dataclasses.Field) -> Any:
     """A dataclass field's default value (its factory's), or ``None``."""
     if field.default is not dataclasses.MISSING:

@@ -383,9 +383,12 @@ def _check_record_types(record: Path, info: dict) -> None:
     lineage, a parent given as a string): each failed later as an AttributeError, or was copied into a child."""
     kinds = {"files": dict, "data": dict, "model": dict, "hparams": dict, "metrics": dict, "lineage": dict, "seed": int}
     wrong = [key for key, kind in kinds.items() if not isinstance(info[key], kind) or isinstance(info[key], bool)]
+    if not wrong and not isinstance(info.get("objective", {}), dict):
+        wrong = ["objective"]
     parent = info["lineage"].get("parent") if not wrong else None
     if parent is not None and not (isinstance(parent, dict) and all(
-            isinstance(parent.get(key), str) for key in ("path", "run_sha256"))):
+            isinstance(parent.get(key), str) for key in ("path", "run_sha256"))
+            and isinstance(parent.get("relative_path"), (str, type(None)))):
         wrong = ["lineage.parent"]
     if wrong:
         raise ValueError(f"{record}: {wrong[0]} is not what a run records (edited by hand, or not a graphforget run "

@@ -396,7 +396,7 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
                "users_left_out": num_users(graph) - users, "items_left_out": num_items(graph) - items}
     info = {"kind": "fit", "version": __version__, "data": _data_record(Path(path).expanduser(), format, options),
             "model": {"name": hp.model, "config": hp.model_config(users, items)}, "hparams": hp.as_dict(),
-            "seed": seed, "metrics": metrics,
+            "seed": seed, "objective": {"seed": seed}, "metrics": metrics,
             "lineage": {"parent": None, "request": None, "removed_edges": 0, "depth": 0}}
     empty = {"edge_index": torch.zeros(2, 0, dtype=torch.long), "edge_label": torch.zeros(0),
              "observed": torch.zeros(0, dtype=torch.bool)}
@@ -774,13 +774,19 @@ def _heldout_without(run: Run, request: Request) -> tuple[HeteroData, HeteroData
     return parts[0], parts[1], torch.cat(dropped, 1)
 
 
-def _unlearn(parent: Run, method: str, config, request: Request, val: HeteroData, device: str, seed: int):
+def training_objective(run: Run):
+    """The objective the lineage's model was trained with: its hyper-parameters' and, for BPR, the negatives of the
+    seed the ``fit`` run recorded (seed 0's for a run from before it recorded one: they all drew those)."""
+    return Hyperparameters(**run.info["hparams"]).objective(run.info.get("objective", {}).get("seed", 0))
+
+
+def _unlearn(parent: Run, method: str, config, request: Request, val: HeteroData, device: str):
     """Runs the method (``fit()`` first where it needs it): ``(result, fit_seconds)``. A request of held-out
     pairs only removes nothing the model was trained on: the model is kept, no method runs."""
     if request.edges.size(1) == 0:
         return UnlearnResult(copy.deepcopy(parent.model), parent.graph.clone(), 0.0, dict(EMPTY_INFO), method), 0.0
     dev = torch.device(device)
-    objective = Hyperparameters(**parent.info["hparams"]).objective(seed)  # BPR's negatives follow the seed
+    objective = training_objective(parent)
     val = _usable_val(val)
     unlearner = METHODS[method](module_on(parent.model, dev), on_device(parent.graph, dev), objective, config,
                                 val=None if val is None else on_device(val, dev))
@@ -924,7 +930,7 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
     train = Hyperparameters(**parent.info["hparams"]).train_config(seed, progress)
     config = method_config(method, options, train=train, seed=seed)
     val, test, heldout = _heldout_without(parent, request)
-    result, fit_seconds = _unlearn(parent, method, config, request, val, device, seed)
+    result, fit_seconds = _unlearn(parent, method, config, request, val, device)
     _check_result(parent, request, result, method, allow_untrusted)
     report, error = _verification(result, parent, request, seed) if verify else (None, "not requested")
     model, graph = result.model.cpu(), result.graph.cpu()
@@ -974,6 +980,7 @@ def _forget_info(parent: Run, out: Path, request: Tensor, method: dict, metrics:
     """``run.json`` of a forget run: the parent's data, model and settings, the method, metrics, lineage."""
     return {"kind": "forget", "version": __version__, "data": parent.info["data"],
             "model": parent.info["model"], "hparams": parent.info["hparams"], "seed": parent.info["seed"],
+            **({"objective": parent.info["objective"]} if "objective" in parent.info else {}),
             "method": method, "metrics": metrics,
             "lineage": _lineage_record(parent, out, request, removed_count, heldout)}
 
@@ -983,11 +990,11 @@ def _forget_info(parent: Run, out: Path, request: Tensor, method: dict, metrics:
 def _retrain_reference(root: Run, current: Run, seed: int, device: str, progress: bool):
     """A Retrain from the lineage's root on everything it removed, early-stopped on the current validation
     pairs: ``((model, graph), seconds)``."""
-    hp = Hyperparameters(**root.info["hparams"])
+    train = Hyperparameters(**root.info["hparams"]).train_config(seed, progress)
     dev = torch.device(device)
     val = _usable_val(current.val)
-    unlearner = build_unlearner("retrain", module_on(root.model, dev), on_device(root.graph, dev), hp.objective(seed),
-                                train=hp.train_config(seed, progress), seed=seed,
+    unlearner = build_unlearner("retrain", module_on(root.model, dev), on_device(root.graph, dev),
+                                training_objective(root), train=train, seed=seed,
                                 val=None if val is None else on_device(val, dev))
     result = unlearner.unlearn(current.removed.to(dev))
     return (result.model.cpu(), result.graph.cpu()), result.seconds
@@ -1035,7 +1042,7 @@ class ForgetStream:
 
     * ``stream.json``: the base run (its path, also relative to the stream's folder, so that a stream moved with
       its base still finds it, and the sha256 of its ``run.json``), the method, its options and the retraining
-      policy (written once). Once a request is applied, only ``max_drift`` reads the base again, until a Retrain;
+      policy (written once). Once a request is applied, the base is not read again (its training edges are kept);
     * ``journal.jsonl``: the write-ahead journal, one line per accepted request (``{"seq", "time",
       "request"}``) and one per request refused when it was applied (``{"seq", "rejected"}``);
     * ``runs/000001``, ``runs/000002``, ...: the run after each request (:func:`forget`), each derived from
@@ -1091,6 +1098,11 @@ class ForgetStream:
                     write_json(record, {**config, "version": __version__})
                     return config
         config = json.loads(record.read_text())
+        try:  # options an earlier version took: every request would stay pending, for good
+            method_config(config["method"], config["options"])
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"the stream {self.directory} keeps options this version refuses ({error}); a stream's "
+                             "options never change: start a new stream from its latest run") from None
         differ = [key for key, value in given.items() if not self._same_setting(key, value, config)]
         if differ:
             moved = " (a stream moved with its base: open it without base)" if "base" in differ else ""
@@ -1130,10 +1142,9 @@ class ForgetStream:
         # receptive field), which left every request pending, for good. The method's warnings come with its runs.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            METHODS[config["method"]](base.model, base.graph, Hyperparameters(**base.info["hparams"]).objective(),
-                                      built)
+            METHODS[config["method"]](base.model, base.graph, training_objective(base), built)
         # What later requests read of the base, found as lineage finds a parent, and checked as one
-        return {**config, "base_relative": os.path.relpath(config["base"], self.directory),
+        return {**config, "base_relative": os.path.relpath(config["base"], self.directory.resolve()),
                 "base_sha256": sha256_file(base.path / "run.json"),
                 "base_train_edges": base.info["metrics"]["train_edges"]}
 
@@ -1143,13 +1154,16 @@ class ForgetStream:
         were recorded: its path alone)."""
         config = self.config
         relative = (self.directory / config["base_relative"]).resolve() if config.get("base_relative") else None
-        path = relative if relative is not None and (relative / "run.json").is_file() else Path(config["base"])
-        if not (path / "run.json").is_file():
+        found = [path for path in dict.fromkeys(p for p in (relative, Path(config["base"])) if p is not None)
+                 if (path / "run.json").is_file()]
+        if not found:
             raise FileNotFoundError(f"the base run {config['base']} of the stream {self.directory} is gone (needed "
-                                    "until a request is applied, and by max_drift until a Retrain)")
-        if config.get("base_sha256", sha256_file(path / "run.json")) != sha256_file(path / "run.json"):
-            raise ValueError(f"the base run {path} changed after the stream {self.directory} was created from it")
-        return path
+                                    "until a request is applied)")
+        same = [path for path in found if config.get("base_sha256", sha256_file(path / "run.json")) ==
+                sha256_file(path / "run.json")]  # a copied stream: another run may sit where the base was
+        if not same:
+            raise ValueError(f"the base run {found[0]} changed after the stream {self.directory} was created from it")
+        return same[0]
 
     def __repr__(self) -> str:
         return (f"ForgetStream({str(self.directory)!r}, method={self.config['method']}, applied={len(self.applied())}, "
@@ -1223,7 +1237,8 @@ class ForgetStream:
     def current(self) -> Run:
         """The current run: its model, remaining graph and cumulative removed edges (``current.removed``)."""
         path = self.current_path()
-        if self._current is None or self._current.path != path:
+        stale = self._current is None or self._current.path != path
+        if stale or self._current.content_sha256() != self._current.loaded_sha256:  # edited by a caller: read again
             self._current = load_run(path)
         return self._current
 

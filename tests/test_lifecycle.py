@@ -10,7 +10,7 @@ import torch
 
 from graphforget.cli import main
 from graphforget.config import build_config, check_fields, describe
-from graphforget.data import EDGE, random_edges, random_split
+from graphforget.data import EDGE, planted_communities, random_edges, random_split
 from graphforget.models import MF
 from graphforget.objectives import BCEObjective
 from graphforget.train import TrainConfig
@@ -190,6 +190,9 @@ def test_options_a_method_fixes_are_refused_by_name_not_replaced():
         assert {name: getattr(config, name) for name in ran} == ran
     with pytest.raises(ValueError, match="SCIF fixes"):  # a ready config is checked too
         method_config("scif", IFRUConfig(hops=2))
+    graph = planted_communities(20, 16, 2, 4, seed=0)
+    with pytest.raises(ValueError, match="SCIF fixes .*got spillover=True"):  # and a dict given to the constructor
+        METHODS["scif"](MF(20, 16, 4), graph, BCEObjective(), {"spillover": True})
 
 
 def test_options_a_method_does_not_read_are_refused_in_every_form():

@@ -749,8 +749,11 @@ def test_a_run_record_with_fields_of_the_wrong_kind_is_refused_naming_the_field(
     run = tmp_path / "a"
     assert cli(capsys, "forget", "--run", base, "--users", "u1", "--method", "scif", "--quiet", "--out", run)[0] == 0
     record = json.loads((run / "run.json").read_text())
+    lineage, parent = record["lineage"], record["lineage"]["parent"]
     for field, edit in (("files", {"files": []}), ("lineage", {"lineage": None}), ("seed", {"seed": "0"}),
-                        ("lineage.parent", {"lineage": {**record["lineage"], "parent": "x"}})):
+                        ("lineage.parent", {"lineage": {**lineage, "parent": "x"}}),
+                        ("lineage.parent", {"lineage": {**lineage, "parent": {**parent, "relative_path": 5}}}),
+                        ("objective", {"objective": 3})):
         (run / "run.json").write_text(json.dumps({**record, **edit}))
         for argv in (["verify", "--run", run], ["forget", "--run", run, "--users", "u2", "--method", "scif",
                                                  "--quiet", "--out", tmp_path / "child"]):
@@ -1042,6 +1045,30 @@ def test_a_stream_moved_with_its_base_or_past_it_goes_on_and_a_replaced_base_is_
     (other / "run.json").write_text(json.dumps({**record, "seed": record["seed"] + 1}))
     with pytest.raises(ValueError, match="changed after the stream .* was created from it"):
         fresh.forget(users=["u1"])
+
+
+def test_a_stream_finds_its_base_through_links_and_copies_and_survives_an_edited_current_run(base, tmp_path):
+    """The base's relative path was taken from the stream's folder as written (through a link), so a moved tree lost
+    it; a copied stream with another run where its base had been refused the recorded, intact one; a caller's edit
+    of ``current`` left the stream refusing every request until a new object; options an earlier version took left
+    every request pending for good."""
+    (tmp_path / "real").mkdir()
+    shutil.copytree(base, tmp_path / "real" / "base")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    stream = ForgetStream(tmp_path / "link" / "s", tmp_path / "real" / "base", method="finetune")
+    assert json.loads((tmp_path / "real" / "s" / "stream.json").read_text())["base_relative"] == "../base"
+    shutil.copytree(tmp_path / "real" / "s", tmp_path / "copy" / "s")
+    shutil.copytree(tmp_path / "real" / "base", tmp_path / "copy" / "base")
+    other = json.loads((tmp_path / "copy" / "base" / "run.json").read_text())
+    (tmp_path / "copy" / "base" / "run.json").write_text(json.dumps({**other, "seed": 9}))
+    assert ForgetStream(tmp_path / "copy" / "s").current_path() == (tmp_path / "real" / "base").resolve()
+    with torch.no_grad():
+        stream.current.model.user_emb.weight.add_(1.0)
+    stream.forget(users=["u1"])  # read again, not refused
+    record = json.loads((tmp_path / "real" / "s" / "stream.json").read_text())
+    (tmp_path / "real" / "s" / "stream.json").write_text(json.dumps({**record, "options": {"train": {"epochs": 50}}}))
+    with pytest.raises(ValueError, match="keeps options this version refuses .*: start a new stream from its latest"):
+        ForgetStream(tmp_path / "real" / "s")
 
 
 def test_stream_drift_is_counted_from_the_last_retrain(base, tmp_path):
@@ -1565,6 +1592,30 @@ def test_forget_records_the_config_that_ran_and_a_stream_refuses_options_it_cann
     with pytest.raises(TypeError, match="a stream keeps its options as JSON: give them as a dict"):
         ForgetStream(tmp_path / "stream", base=base, options=IFRUConfig())
     assert not (tmp_path / "stream").exists()
+
+
+def test_forget_unlearns_with_the_negatives_the_model_trained_with(files, tmp_path, monkeypatch):
+    """forget built BPR's negatives from its own seed (seed=5 given: seed 5's), not those the model trained on; a
+    fit run now records its objective's seed, and one from before (none recorded) trained on seed 0's."""
+    from graphforget.presets import Hyperparameters
+    from graphforget.unlearn import METHODS
+    from graphforget.workflow import training_objective
+    bpr = Hyperparameters(embedding_dim=8, loss="bpr", train={"epochs": 2})
+    run = fit_on_file(files["implicit"], "csv", user_col="user", item_col="item", negatives=1, out=tmp_path / "bpr",
+                      hparams=bpr, seed=3).path
+    assert load_run(run).info["objective"] == {"seed": 3} and training_objective(load_run(run)).seed == 3
+    seen = []
+
+    class Recording(METHODS["finetune"]):
+        def __init__(self, model, graph, objective, config=None, *, val=None):
+            seen.append(objective.seed)
+            super().__init__(model, graph, objective, config, val=val)
+    monkeypatch.setitem(METHODS, "finetune", Recording)
+    child = forget(run, out=tmp_path / "child", users=["u2"], method="finetune", seed=5, verify=False).path
+    assert seen == [3] and load_run(child).info["objective"] == {"seed": 3}  # and its children
+    old = load_run(run)
+    del old.info["objective"]
+    assert training_objective(old).seed == 0
 
 
 def test_forget_records_the_seed_it_used(base, tmp_path):

@@ -15,7 +15,7 @@ from torch_geometric.data import HeteroData
 from ..data.interactions import (EDGE, check_interactions, check_model_fits, check_unique_pairs, num_items,
                                  pairs_with_data, validate_pairs, without_edges)
 from ..clock import Stopwatch
-from ..config import build_config
+from ..config import build_config, option_names
 from ..distributed import agreed
 from ..io import tensors_sha256
 from ..metrics import auc_standard_error, evaluate_auc
@@ -127,9 +127,9 @@ class Unlearner:
     @classmethod
     def check_fixed(cls, config, given: Iterable[str] = ()) -> None:
         """Refuses a config that sets a field of :attr:`fixed` to neither its default nor the fixed value, or a field
-        named in ``given`` (the options the caller set) to anything but the fixed value: it was silently replaced.
-        Raises ``ValueError`` naming the fields."""
-        default, given = cls.Config(), set(given)
+        named in ``given`` (the options the caller set, dotted names too) to anything but the fixed value: it was
+        silently replaced. Raises ``ValueError`` naming the fields."""
+        default, given = cls.Config(), {name.split(".")[0] for name in given}
         overridden = [f"{name}={getattr(config, name)!r}" for name, value in cls.fixed.items()
                       if getattr(config, name) != value and (name in given or getattr(config, name) != getattr(
                           default, name))]
@@ -149,8 +149,9 @@ class Unlearner:
         if not (config is None or isinstance(config, (dict, self.Config))):
             raise TypeError(f"{type(self).__name__}: config must be an instance of {self.Config.__name__}, a dict of "
                             f"its options or None, got a {type(config).__name__}")
+        given = option_names(config) if isinstance(config, dict) else ()  # an explicit spillover=True is refused
         config = config if isinstance(config, self.Config) else build_config(self.Config, config)
-        self.check_fixed(config)
+        self.check_fixed(config, given)
         self.config = self.with_fixed(config)
         training = getattr(self.config, "train", None)
         if isinstance(training, TrainConfig) and "train.optimizer" not in self.unread:  # here, not at unlearn()

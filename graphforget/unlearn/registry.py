@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch_geometric.data import HeteroData
 
-from ..config import build_config
+from ..config import build_config, option_names
 from ..objectives import Objective
 from ..train import TrainConfig
 from .base import Unlearner
@@ -71,7 +71,7 @@ def method_config(name: str, options: dict[str, Any] | Any = None, *, train: Tra
     if not isinstance(options, (dict, type(None))):
         raise TypeError(f"options for {name!r} must be a {cls.__name__}, a dict of its options or None, got a "
                         f"{type(options).__name__}")
-    given = _option_names(options or {})  # a nested dict's too: {"train": {"epochs": 50}} is train.epochs
+    given = option_names(options or {})  # a nested dict's too: {"train": {"epochs": 50}} is train.epochs
     unread = {key: instead for key, instead in method.unread.items() if key in given}
     if unread:  # else recorded with the run, and silently not what ran
         raise ValueError(f"bad options for {name!r}: {method.__name__} does not read "
@@ -81,21 +81,10 @@ def method_config(name: str, options: dict[str, Any] | Any = None, *, train: Tra
     base = build_config(cls, context) if context else None
     try:
         config = _config_with_aggregator_from_train(cls, options or {}, base)
-        method.check_fixed(config, {key.split(".")[0] for key in given})
+        method.check_fixed(config, given)
     except ValueError as error:
         raise ValueError(f"bad options for {name!r}: {error}") from error
     return method.with_fixed(config)
-
-
-def _option_names(options: dict, prefix: str = "") -> set[str]:
-    """The names ``options`` sets, those in a nested dict as dotted names too (``{"train": {"epochs": 3}}``:
-    ``train`` and ``train.epochs``)."""
-    names = set()
-    for key, value in options.items():
-        names.add(f"{prefix}{key}")
-        if isinstance(value, dict):
-            names |= _option_names(value, f"{prefix}{key}.")
-    return names
 
 
 def _config_with_aggregator_from_train(cls: type, options: dict, base):

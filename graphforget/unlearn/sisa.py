@@ -228,8 +228,8 @@ class SISA(Unlearner):
 
     def _check_trainable(self, graphs: dict[int, HeteroData], advice: str) -> None:
         """Raises ``ValueError`` naming the first shard of ``{shard: graph}`` that the objective cannot train on
-        (BPR: no edge labelled > 0; BCE: none labelled 0), ending with ``advice``: the objective's own error counts
-        the shard's edges and names neither the shard nor the option to change."""
+        (BPR: no edge labelled > 0; BCE: none labelled 0, or none labelled 1), ending with ``advice``: the
+        objective's own error counts the shard's edges and names neither the shard nor the option to change."""
         for s, graph in graphs.items():
             try:
                 check_labels_train(graph, self.shard_objective, f"shard {s}")
