@@ -258,6 +258,32 @@ def test_score_all_follows_an_overridden_forward(graph):
         torch.testing.assert_close(model.score_all(graph, users), forward[users], rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("make", [lambda: MF(9, 8, 4), lambda: LightGCN(9, 8, 4, num_layers=2),
+                                  lambda: DistanceMF(9, 8, 4)])
+def test_score_all_refuses_users_that_are_no_list_of_ids_and_a_graph_of_other_counts(graph, make):
+    """A bool mask was read as a mask by the dot products and as ids 0 and 1 by an overridden forward; a 2-D tensor
+    gave [1, 2, I]; MF, whose embed ignores the graph, scored its own 9 users for a graph of 12."""
+    mask = torch.zeros(9, dtype=torch.bool)
+    mask[[2, 5]] = True
+    for users in (mask, torch.tensor([[1, 2]]), torch.tensor(1), torch.tensor([1.0]), [1, 2]):
+        with pytest.raises(ValueError, match="users must be a 1-D tensor of integer user ids"):
+            make().score_all(graph, users)
+    larger = make_interactions(graph[EDGE].edge_index, graph[EDGE].edge_label, 12, 8)
+    with pytest.raises(ValueError, match="the model has num_users=9 but the graph has 12 users"):
+        make().score_all(larger)
+
+
+def test_lightgcn_propagates_the_gradient_of_learnt_edge_weights(graph):
+    """The propagation's own backward returned no gradient for the adjacency: edge weights being learnt got None."""
+    model = LightGCN(9, 8, 4, num_layers=2).double()
+    weighted = graph.clone()
+    weights = torch.rand(weighted[EDGE].edge_index.size(1), dtype=torch.float64, requires_grad=True)
+    weighted[EDGE].edge_weight = weights
+    user, item = model.embed(weighted)
+    (user.sum() + item.pow(2).sum()).backward()
+    assert weights.grad is not None and weights.grad.abs().sum() > 0
+
+
 # --------------------------------------------------------------------------------------------- parameters
 
 def test_reset_parameters_seeded_without_touching_global_rng():

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
 from ..config import is_integer, is_integer_tensor, resolved_device, seeded
-from ..data.interactions import check_ids_in_range, check_pairs_in_range
+from ..data.interactions import check_ids_in_range, check_model_fits, check_pairs_in_range
 from ..io import atomic_write, tensors_sha256
 
 __all__ = ["Recommender", "EmbeddingRecommender", "NODE_TYPES", "running_statistics", "table_mask", "table_offset",
@@ -137,7 +137,13 @@ class Recommender(nn.Module, ABC):
     def score_all(self, graph: HeteroData, users: Tensor | None = None) -> Tensor:
         """Scores ``[len(users), I]`` of every item for the given users (all users by default): the dot
         products of :meth:`embed`'s rows (:meth:`dot_product_scores`) where :meth:`forward` is this class's, else
-        :meth:`forward`'s scores of every pair, about :data:`SCORE_ALL_PAIRS` pairs per call."""
+        :meth:`forward`'s scores of every pair, about :data:`SCORE_ALL_PAIRS` pairs per call.
+
+        Raises:
+            ValueError: ``users`` is not a 1-D tensor of user ids in range (a bool mask was read as a mask on one
+                path and as ids 0 and 1 on the other), or the model does not fit the graph's node counts."""
+        check_model_fits(self, graph)  # MF's embed ignores the graph: it scored its own 40 users for a graph of 50
+        _check_users(users, self.num_users)
         if self.scores_by_dot_product:
             return self.dot_product_scores(graph, users)
         # A model that overrides forward scores otherwise: ranking it by embed's dot products would be wrong.
@@ -151,8 +157,7 @@ class Recommender(nn.Module, ABC):
     def dot_product_scores(self, graph: HeteroData, users: Tensor | None = None) -> Tensor:
         """The dot products ``[len(users), I]`` of :meth:`embed`'s user rows (all by default) and item rows."""
         user, item = self.embed(graph)
-        if users is not None and is_integer_tensor(users):  # a negative id would index from the end
-            check_ids_in_range(users, user.size(0), "users holds user")
+        _check_users(users, user.size(0))
         return (user if users is None else user[users]) @ item.t()
 
     def config(self) -> dict:
@@ -161,6 +166,18 @@ class Recommender(nn.Module, ABC):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config().items())
+
+
+def _check_users(users: Tensor | None, count: int) -> None:
+    """Raises ``ValueError`` unless ``users`` is ``None`` or a 1-D tensor of integer ids in ``[0, count)`` (a
+    negative id would index from the end)."""
+    if users is None:
+        return
+    if not (isinstance(users, Tensor) and is_integer_tensor(users) and users.dim() == 1):
+        shape = list(users.shape) if isinstance(users, Tensor) else type(users).__name__
+        dtype = f" of {users.dtype}" if isinstance(users, Tensor) else ""
+        raise ValueError(f"users must be a 1-D tensor of integer user ids, got {shape}{dtype}")
+    check_ids_in_range(users, count, "users holds user")
 
 
 class EmbeddingRecommender(Recommender):

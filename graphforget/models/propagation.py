@@ -32,8 +32,9 @@ class _SymmetricSpmm(torch.autograd.Function):
 
 
 def symmetric_spmm(adj: Tensor, x: Tensor) -> Tensor:
-    """``adj @ x`` for a symmetric sparse ``adj`` (see :class:`_SymmetricSpmm`)."""
-    return _SymmetricSpmm.apply(adj, x)
+    """``adj @ x`` for a symmetric sparse ``adj`` (see :class:`_SymmetricSpmm`); torch's own product when ``adj``
+    requires a gradient (edge weights being learnt), whose backward reaches it (ours returns none for it)."""
+    return torch.sparse.mm(adj, x) if adj.requires_grad else _SymmetricSpmm.apply(adj, x)
 
 
 def layer_sum(adjacency: Tensor, x: Tensor, num_layers: int) -> Tensor:
