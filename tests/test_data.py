@@ -711,6 +711,23 @@ def test_add_negatives_without_room_raises(tiny_graph):
         add_negatives(graph, ratio=3)
 
 
+def test_edge_cases_of_the_transforms():
+    """add_negatives of a graph without items (k_core keeping nothing) failed inside torch's randint; binarize
+    labelled a NaN 0; make_interactions took [[], []] for float ids; the planted share of in-community ratings
+    is below p_in where a user's draws exhaust the community, as its docstring now says (0.77 at the defaults)."""
+    nothing = make_interactions(torch.zeros(2, 0, dtype=torch.long), None, 0, 0)
+    assert add_negatives(nothing)[EDGE].edge_index.size(1) == 0
+    assert make_interactions([[], []], num_users=2, num_items=2)[EDGE].edge_index.dtype == torch.long
+    graph = make_interactions(torch.tensor([[0, 1], [0, 1]]), torch.tensor([5.0, 3.0]), 2, 2)
+    graph[EDGE].edge_label[1] = math.nan  # a label edited after the checks
+    with pytest.raises(ValueError, match="binarize: 1 edge_label values are NaN"):
+        binarize(graph, 4)
+    planted = planted_communities(seed=0)
+    ei = planted[EDGE].edge_index
+    share = float((planted["user"].community[ei[0]] == planted["item"].community[ei[1]]).float().mean())
+    assert 0.76 < share < 0.79  # p_in is 0.8; 24,000 ratings, a standard error of 0.003
+
+
 # --------------------------------------------------------------------------------------------- requests
 
 def test_attack_flip(random_graph):

@@ -134,7 +134,10 @@ def test_power_law_exponent_needs_two_tail_degrees_and_counts_k_min_in_the_tail(
 @pytest.mark.parametrize("kwargs, match", [({"num_edges": 0}, ">= 1"), ({"num_edges": 60, "num_users": 10,
                                             "num_items": 5}, "possible pairs"),
                                            ({"num_edges": 100, "user_exponent": 2.0}, "exponents"),
-                                           ({"num_edges": 100, "item_max_ratio": 0.5}, "ratios")])
+                                           ({"num_edges": 100, "item_max_ratio": 0.5}, "ratios"),
+                                           # a float count raised a TypeError, or was cut down by int()
+                                           ({"num_edges": 10.5}, r"sizes must be integers, got num_edges=10\.5"),
+                                           ({"num_edges": 10, "num_users": 3.7}, "num_users=3.7")])
 def test_bad_arguments_are_rejected(kwargs, match):
     with pytest.raises(ValueError, match=match):
         power_law_interactions(**kwargs)

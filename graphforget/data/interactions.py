@@ -50,6 +50,8 @@ def make_interactions(edge_index: Tensor, edge_label: Tensor | None = None, num_
             aggregate repeated ratings first). See :func:`check_interactions`.
     """
     edge_index = torch.as_tensor(edge_index)
+    if edge_index.numel() == 0 and edge_index.is_floating_point():  # [[], []]: no id to be a float, as validate_pairs
+        edge_index = edge_index.long()
     check_pair_tensor(edge_index)
     edge_index = edge_index.long()
     data = HeteroData()

@@ -29,8 +29,10 @@ def planted_communities(num_users: int = 600, num_items: int = 400, num_communit
                         like_out: float = 0.15, seed: int = 0) -> HeteroData:
     """Users and items belong to communities; users mostly rate and mostly like in-community items.
 
-    Each user rates ``interactions_per_user`` distinct items, a fraction ``p_in`` of them from its own
-    community; an in-community rating is positive with probability ``like_in``, an out-of-community one
+    Each user rates ``interactions_per_user`` distinct items, drawn one after another without replacement from
+    weights that give the user's own community a share ``p_in`` of the first draw: as the community's items run
+    out, later draws fall outside it more often, so the in-community share is below ``p_in`` (with the defaults,
+    40 items per user of 400 in 4 communities and ``p_in`` 0.8: 0.77; with 10 per user: 0.79). An in-community rating is positive with probability ``like_in``, an out-of-community one
     with ``like_out``. Labels therefore carry a learnable signal, so flipped labels measurably hurt and
     unlearning them measurably helps.
     """
@@ -150,6 +152,10 @@ def _draw_keys(user_cdf: Tensor, item_cdf: Tensor, num_edges: int, gen: torch.Ge
 
 def _node_counts(num_edges: int, num_users: int | None, num_items: int | None) -> tuple[int, int]:
     """The given node counts, or Gowalla's per-edge proportion of ``num_edges`` (at least two pairs per edge)."""
+    sizes = {"num_edges": num_edges, "num_users": num_users, "num_items": num_items}
+    bad = [f"{name}={value!r}" for name, value in sizes.items() if value is not None and not is_integer(value)]
+    if bad:  # a float count raised a TypeError, or was cut down by int()
+        raise ValueError(f"sizes must be integers, got {', '.join(bad)}")
     if num_users is None:
         num_users = max(1, round(num_edges * GOWALLA_SHAPE["users_per_edge"]))
     if num_items is None:

@@ -85,11 +85,13 @@ def binarize(graph: HeteroData, threshold: float) -> HeteroData:
 
     Raises:
         ValueError: a threshold that is not a finite number, or one that no label reaches (every interaction
-            would be labelled 0: nothing to learn a preference from).
+            would be labelled 0: nothing to learn a preference from), or a NaN label.
     """
     if not isinstance(threshold, numbers.Real) or not math.isfinite(threshold):
         raise ValueError(f"threshold must be a finite number, got {threshold!r}")
     raw = graph[EDGE].edge_label
+    if bool(raw.isnan().any()):  # NaN >= threshold is False: it was labelled 0 without a word
+        raise ValueError(f"binarize: {int(raw.isnan().sum())} edge_label values are NaN")
     # in float64: a float32 comparison rounds the threshold (3.50000001 to 3.5, which a rating of 3.5 then reaches)
     positive = raw.double() >= threshold
     if raw.numel() and not bool(positive.any()):
@@ -153,11 +155,12 @@ def random_split(graph: HeteroData, ratios=(0.6, 0.2, 0.2), seed: int = 0) -> Sp
 
 
 def add_negatives(graph: HeteroData, ratio: int = 1, seed: int = 0) -> HeteroData:
-    """Implicit feedback -> labelled edges: ``ratio`` sampled negatives (label 0) per positive (an edge labelled 1;
-    negatives the graph already holds get none).
+    """Implicit feedback -> labelled edges: ``ratio`` sampled negatives (label 0) per positive (an edge labelled
+    above 0: binarise raw ratings first; negatives the graph already holds get none).
 
     Negatives are items the user has no edge with, drawn uniformly (seeded); they are stored with
-    ``observed = False`` so that message passing ignores them.
+    ``observed = False`` so that message passing ignores them. Per-edge attributes other than the label and
+    ``observed`` (a timestamp) are dropped: a negative has none.
 
     Raises:
         ValueError: when ``ratio < 1`` or a user has fewer than ``ratio`` x its positives items to draw from.
@@ -179,7 +182,8 @@ def add_negatives(graph: HeteroData, ratio: int = 1, seed: int = 0) -> HeteroDat
                          f"sample negatives from, e.g. user {int(short[0])} (needs {int(need[short[0]])}, "
                          f"has {int(free[short[0]])})")
     users = positive_users.repeat(ratio)
-    items = torch.randint(n_items, (users.numel(),), generator=gen)
+    # none to draw: torch cannot draw from 0 items (k_core of a graph that keeps nothing has none)
+    items = torch.randint(max(n_items, 1), (users.numel(),), generator=gen)
     # Resample the few collisions with existing edges (or with each other) until none are left.
     while True:
         keys = pair_keys(torch.stack([users, items]), n_items)
