@@ -922,10 +922,7 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
     out = Path(out).expanduser().absolute()
     _check_new_run(out)
     check_method(method)
-    parent = run if isinstance(run, Run) else load_run(run)
-    parent.check_as_loaded()
-    request = build_request(parent, users=users, items=items, edges=edges, local_ids=local_ids)
-    _check_leaves_edges(parent, request)
+    parent, request = _parent_and_request(run, users=users, items=items, edges=edges, local_ids=local_ids)
     seed = wrapped_seed(parent.info["seed"]) if seed is None else seed
     train = Hyperparameters(**parent.info["hparams"]).train_config(seed, progress)
     config = method_config(method, options, train=train, seed=seed)
@@ -948,6 +945,15 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
         return written
     path = save_run(out, info, model, graph, val, test, removed, parent.audit, remember)
     return ForgetResult(path, request, result, report, written)
+
+
+def _parent_and_request(run: str | os.PathLike | Run, **given) -> tuple[Run, Request]:
+    """The parent run (read, or a loaded one as it was loaded) and its checked request (:func:`build_request`)."""
+    parent = run if isinstance(run, Run) else load_run(run)
+    parent.check_as_loaded()
+    request = build_request(parent, **given)
+    _check_leaves_edges(parent, request)
+    return parent, request
 
 
 def _method_record(method: str, options: dict | None, seed: int, config, request: Request) -> dict:
