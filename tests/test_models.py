@@ -268,6 +268,11 @@ def test_score_all_refuses_users_that_are_no_list_of_ids_and_a_graph_of_other_co
     for users in (mask, torch.tensor([[1, 2]]), torch.tensor(1), torch.tensor([1.0]), [1, 2]):
         with pytest.raises(ValueError, match="users must be a 1-D tensor of integer user ids"):
             make().score_all(graph, users)
+    model = make()  # narrow ids are ids: a uint8 tensor was read as a mask by the dot products
+    with torch.no_grad():
+        expected = model.score_all(graph, torch.tensor([2, 5]))
+        for dtype in (torch.uint8, torch.int8, torch.int16, torch.int32):
+            assert torch.equal(model.score_all(graph, torch.tensor([2, 5], dtype=dtype)), expected), dtype
     larger = make_interactions(graph[EDGE].edge_index, graph[EDGE].edge_label, 12, 8)
     with pytest.raises(ValueError, match="the model has num_users=9 but the graph has 12 users"):
         make().score_all(larger)

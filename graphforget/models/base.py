@@ -143,7 +143,7 @@ class Recommender(nn.Module, ABC):
             ValueError: ``users`` is not a 1-D tensor of user ids in range (a bool mask was read as a mask on one
                 path and as ids 0 and 1 on the other), or the model does not fit the graph's node counts."""
         check_model_fits(self, graph)  # MF's embed ignores the graph: it scored its own 40 users for a graph of 50
-        _check_users(users, self.num_users)
+        users = _checked_users(users, self.num_users)
         if self.scores_by_dot_product:
             return self.dot_product_scores(graph, users)
         # A model that overrides forward scores otherwise: ranking it by embed's dot products would be wrong.
@@ -157,7 +157,7 @@ class Recommender(nn.Module, ABC):
     def dot_product_scores(self, graph: HeteroData, users: Tensor | None = None) -> Tensor:
         """The dot products ``[len(users), I]`` of :meth:`embed`'s user rows (all by default) and item rows."""
         user, item = self.embed(graph)
-        _check_users(users, user.size(0))
+        users = _checked_users(users, user.size(0))
         return (user if users is None else user[users]) @ item.t()
 
     def config(self) -> dict:
@@ -168,16 +168,17 @@ class Recommender(nn.Module, ABC):
         return ", ".join(f"{k}={v}" for k, v in self.config().items())
 
 
-def _check_users(users: Tensor | None, count: int) -> None:
-    """Raises ``ValueError`` unless ``users`` is ``None`` or a 1-D tensor of integer ids in ``[0, count)`` (a
-    negative id would index from the end)."""
+def _checked_users(users: Tensor | None, count: int) -> Tensor | None:
+    """``users`` as int64 ids (torch reads a uint8 index as a mask), or ``ValueError`` unless it is ``None`` or a 1-D
+    tensor of integer ids in ``[0, count)`` (a negative id would index from the end)."""
     if users is None:
-        return
+        return None
     if not (isinstance(users, Tensor) and is_integer_tensor(users) and users.dim() == 1):
         shape = list(users.shape) if isinstance(users, Tensor) else type(users).__name__
         dtype = f" of {users.dtype}" if isinstance(users, Tensor) else ""
         raise ValueError(f"users must be a 1-D tensor of integer user ids, got {shape}{dtype}")
     check_ids_in_range(users, count, "users holds user")
+    return users.long()
 
 
 class EmbeddingRecommender(Recommender):

@@ -33,7 +33,8 @@ class _SymmetricSpmm(torch.autograd.Function):
 
 def symmetric_spmm(adj: Tensor, x: Tensor) -> Tensor:
     """``adj @ x`` for a symmetric sparse ``adj`` (see :class:`_SymmetricSpmm`); torch's own product when ``adj``
-    requires a gradient (edge weights being learnt), whose backward reaches it (ours returns none for it)."""
+    requires a gradient (edge weights being learnt), whose backward reaches it (ours returns none for it): first
+    derivatives in the weights only (torch's CSR backward has no second)."""
     return torch.sparse.mm(adj, x) if adj.requires_grad else _SymmetricSpmm.apply(adj, x)
 
 
