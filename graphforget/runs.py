@@ -381,10 +381,13 @@ def _read_info(path: Path) -> dict:
 def _check_record_types(record: Path, info: dict) -> None:
     """Raises ``ValueError`` naming the first field of ``run.json`` of the wrong kind (a ``files`` list, a ``null``
     lineage, a parent given as a string): each failed later as an AttributeError, or was copied into a child."""
-    kinds = {"files": dict, "data": dict, "model": dict, "hparams": dict, "metrics": dict, "lineage": dict, "seed": int}
-    wrong = [key for key, kind in kinds.items() if not isinstance(info[key], kind) or isinstance(info[key], bool)]
-    if not wrong and not isinstance(info.get("objective", {}), dict):
-        wrong = ["objective"]
+    kinds = {"files": dict, "data": dict, "model": dict, "hparams": dict, "metrics": dict, "lineage": dict, "seed": int,
+             "objective": dict, "method": dict}  # the last two optional: a fit run has no method
+    wrong = [key for key, kind in kinds.items()
+             if key in info and (not isinstance(info[key], kind) or isinstance(info[key], bool))]
+    depth = info["lineage"].get("depth", 0) if not wrong else 0
+    if not isinstance(depth, int) or isinstance(depth, bool):  # a child adds 1 to it
+        wrong = ["lineage.depth"]
     parent = info["lineage"].get("parent") if not wrong else None
     if parent is not None and not (isinstance(parent, dict) and all(
             isinstance(parent.get(key), str) for key in ("path", "run_sha256"))

@@ -753,7 +753,8 @@ def test_a_run_record_with_fields_of_the_wrong_kind_is_refused_naming_the_field(
     for field, edit in (("files", {"files": []}), ("lineage", {"lineage": None}), ("seed", {"seed": "0"}),
                         ("lineage.parent", {"lineage": {**lineage, "parent": "x"}}),
                         ("lineage.parent", {"lineage": {**lineage, "parent": {**parent, "relative_path": 5}}}),
-                        ("objective", {"objective": 3})):
+                        ("objective", {"objective": 3}), ("method", {"method": None}),
+                        ("lineage.depth", {"lineage": {**lineage, "depth": "x"}})):
         (run / "run.json").write_text(json.dumps({**record, **edit}))
         for argv in (["verify", "--run", run], ["forget", "--run", run, "--users", "u2", "--method", "scif",
                                                  "--quiet", "--out", tmp_path / "child"]):
