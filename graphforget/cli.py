@@ -36,7 +36,7 @@ from .config import describe, wrapped_seed
 from .io import atomic_write, tensors_sha256, to_jsonable, write_json
 from .metrics import auc_standard_error, evaluate_auc
 from .models import ENTRY_POINT_GROUP, MODELS, load_model, registered_model, save_model
-from .presets import TRAININGS, Hyperparameters, default_hparams
+from .presets import TRAININGS, Hyperparameters, default_hparams, recorded_objective
 from .protocols.attack import AUC_KEYS, DATASET_NAMES, AttackData, prepare_attack_data, run_attack
 from .runs import load_run, publish, refuse_taken
 from .train import train
@@ -376,9 +376,7 @@ def _run_unlearner(args, method: str, options: dict):
     hparams = Hyperparameters(**run["hparams"])
     seed = wrapped_seed(run["seed"])  # a run may predate the range of seeds
     config = hparams.train_config(seed, progress=not args.quiet)
-    # BPR's negatives as the model trained with them: every run before the seed reached them drew seed 0's
-    objective = hparams.objective(run.get("objective", {}).get("seed", 0))
-    unlearner = build_unlearner(method, model, data.train.to(device), objective, options, train=config,
+    unlearner = build_unlearner(method, model, data.train.to(device), recorded_objective(run), options, train=config,
                                 seed=seed, val=data.split.val.to(device))
     return unlearner, model, checkpoint, data
 

@@ -87,6 +87,19 @@ def tensors_sha256(*tensors: torch.Tensor) -> str:
     return digest.hexdigest()
 
 
+def versions(*tensors: torch.Tensor | None) -> list:
+    """``[(tensor, tensor._version)]`` of the given tensors (``None`` skipped): the state :func:`unchanged` compares."""
+    return [(t, t._version) for t in tensors if t is not None]
+
+
+def unchanged(state: list, checked: list) -> bool:
+    """Whether ``state`` holds the very objects of ``checked`` (identity: a replaced tensor or objective differs)
+    with equal second entries: a tensor's version (``Tensor._version`` counts in-place writes made through torch,
+    not those through a NumPy view), or any value compared by ``==`` (the node counts kept beside the objective).
+    A cheap test before hashing a content again."""
+    return len(state) == len(checked) and all(t is u and v == w for (t, v), (u, w) in zip(state, checked))
+
+
 def to_jsonable(value: Any) -> Any:
     """Plain JSON values: tensors become numbers or lists, NaN and infinities become ``None``."""
     if isinstance(value, torch.Tensor):

@@ -10,7 +10,7 @@ from .models import ContrastiveBPRObjective, Recommender, build_model, registere
 from .objectives import BCEObjective, BPRObjective, Objective
 from .train import TrainConfig
 
-__all__ = ["Hyperparameters", "default_hparams", "TRAININGS", "PRESET_DATASETS", "LOSSES"]
+__all__ = ["Hyperparameters", "default_hparams", "recorded_objective", "TRAININGS", "PRESET_DATASETS", "LOSSES"]
 
 #: Training losses: ``bce`` on 0/1 labels (explicit feedback, or implicit with sampled negatives) or ``bpr``
 #: on implicit interactions (negatives drawn by the objective; SGL/SimGCL add their contrastive term).
@@ -128,6 +128,13 @@ class Hyperparameters:
         if values["ssl_weight"] is None:
             del values["ssl_weight"]
         return values
+
+
+def recorded_objective(record: dict) -> Objective:
+    """The objective a run's record trained with (``run.json``, or a ``train`` checkpoint's ``run``): its
+    hyper-parameters' and, for BPR, the negatives of the seed it recorded (seed 0's for a record from before runs
+    recorded one: they all drew those)."""
+    return Hyperparameters(**record["hparams"]).objective(record.get("objective", {}).get("seed", 0))
 
 
 def default_hparams(model_name: str = "mf", dataset: str = "ml-100k",

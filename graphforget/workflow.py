@@ -50,7 +50,7 @@ from .data.interactions import node_values
 from .data.loaders import _lightgcn_files, text_codec
 from .io import to_jsonable, write_json
 from .metrics import evaluate_auc
-from .presets import CONTRASTIVE, Hyperparameters, default_hparams
+from .presets import CONTRASTIVE, Hyperparameters, default_hparams, recorded_objective
 from .models.base import module_on
 from .runs import (Run, directory_lock, enclosing_run, fsync_directory, lineage, load_run, refuse_taken, request_sha256,
                    save_run, sha256_file, utc_now)
@@ -774,19 +774,13 @@ def _heldout_without(run: Run, request: Request) -> tuple[HeteroData, HeteroData
     return parts[0], parts[1], torch.cat(dropped, 1)
 
 
-def training_objective(run: Run):
-    """The objective the lineage's model was trained with: its hyper-parameters' and, for BPR, the negatives of the
-    seed the ``fit`` run recorded (seed 0's for a run from before it recorded one: they all drew those)."""
-    return Hyperparameters(**run.info["hparams"]).objective(run.info.get("objective", {}).get("seed", 0))
-
-
 def _unlearn(parent: Run, method: str, config, request: Request, val: HeteroData, device: str):
     """Runs the method (``fit()`` first where it needs it): ``(result, fit_seconds)``. A request of held-out
     pairs only removes nothing the model was trained on: the model is kept, no method runs."""
     if request.edges.size(1) == 0:
         return UnlearnResult(copy.deepcopy(parent.model), parent.graph.clone(), 0.0, dict(EMPTY_INFO), method), 0.0
     dev = torch.device(device)
-    objective = training_objective(parent)
+    objective = recorded_objective(parent.info)
     val = _usable_val(val)
     unlearner = METHODS[method](module_on(parent.model, dev), on_device(parent.graph, dev), objective, config,
                                 val=None if val is None else on_device(val, dev))
@@ -1000,7 +994,7 @@ def _retrain_reference(root: Run, current: Run, seed: int, device: str, progress
     dev = torch.device(device)
     val = _usable_val(current.val)
     unlearner = build_unlearner("retrain", module_on(root.model, dev), on_device(root.graph, dev),
-                                training_objective(root), train=train, seed=seed,
+                                recorded_objective(root.info), train=train, seed=seed,
                                 val=None if val is None else on_device(val, dev))
     result = unlearner.unlearn(current.removed.to(dev))
     return (result.model.cpu(), result.graph.cpu()), result.seconds
@@ -1148,7 +1142,7 @@ class ForgetStream:
         # receptive field), which left every request pending, for good. The method's warnings come with its runs.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            METHODS[config["method"]](base.model, base.graph, training_objective(base), built)
+            METHODS[config["method"]](base.model, base.graph, recorded_objective(base.info), built)
         # What later requests read of the base, found as lineage finds a parent, and checked as one
         return {**config, "base_relative": os.path.relpath(config["base"], self.directory.resolve()),
                 "base_sha256": sha256_file(base.path / "run.json"),
@@ -1244,7 +1238,7 @@ class ForgetStream:
         """The current run: its model, remaining graph and cumulative removed edges (``current.removed``)."""
         path = self.current_path()
         stale = self._current is None or self._current.path != path
-        if stale or self._current.content_sha256() != self._current.loaded_sha256:  # edited by a caller: read again
+        if stale or not self._current.as_loaded():  # edited by a caller: read again
             self._current = load_run(path)
         return self._current
 

@@ -1600,11 +1600,11 @@ def test_forget_unlearns_with_the_negatives_the_model_trained_with(files, tmp_pa
     fit run now records its objective's seed, and one from before (none recorded) trained on seed 0's."""
     from graphforget.presets import Hyperparameters
     from graphforget.unlearn import METHODS
-    from graphforget.workflow import training_objective
+    from graphforget.presets import recorded_objective
     bpr = Hyperparameters(embedding_dim=8, loss="bpr", train={"epochs": 2})
     run = fit_on_file(files["implicit"], "csv", user_col="user", item_col="item", negatives=1, out=tmp_path / "bpr",
                       hparams=bpr, seed=3).path
-    assert load_run(run).info["objective"] == {"seed": 3} and training_objective(load_run(run)).seed == 3
+    assert load_run(run).info["objective"] == {"seed": 3} and recorded_objective(load_run(run).info).seed == 3
     seen = []
 
     class Recording(METHODS["finetune"]):
@@ -1616,7 +1616,7 @@ def test_forget_unlearns_with_the_negatives_the_model_trained_with(files, tmp_pa
     assert seen == [3] and load_run(child).info["objective"] == {"seed": 3}  # and its children
     old = load_run(run)
     del old.info["objective"]
-    assert training_objective(old).seed == 0
+    assert recorded_objective(old.info).seed == 0
 
 
 def test_forget_records_the_seed_it_used(base, tmp_path):

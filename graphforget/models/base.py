@@ -143,10 +143,10 @@ class Recommender(nn.Module, ABC):
             ValueError: ``users`` is not a 1-D tensor of user ids in range (a bool mask was read as a mask on one
                 path and as ids 0 and 1 on the other), or the model does not fit the graph's node counts."""
         check_model_fits(self, graph)  # MF's embed ignores the graph: it scored its own 40 users for a graph of 50
-        users = _checked_users(users, self.num_users)
         if self.scores_by_dot_product:
-            return self.dot_product_scores(graph, users)
+            return self.dot_product_scores(graph, users)  # which checks the users
         # A model that overrides forward scores otherwise: ranking it by embed's dot products would be wrong.
+        users = _checked_users(users, self.num_users)
         items = torch.arange(self.num_items, device=next(self.parameters()).device)
         users = torch.arange(self.num_users, device=items.device) if users is None else users.to(items.device)
         chunk = max(1, SCORE_ALL_PAIRS // self.num_items)

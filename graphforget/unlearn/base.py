@@ -17,7 +17,7 @@ from ..data.interactions import (EDGE, check_interactions, check_model_fits, che
 from ..clock import Stopwatch
 from ..config import build_config, option_names
 from ..distributed import agreed
-from ..io import tensors_sha256
+from ..io import tensors_sha256, unchanged, versions
 from ..metrics import auc_standard_error, evaluate_auc
 from ..models.base import Recommender
 from ..objectives import Objective
@@ -329,18 +329,6 @@ def _check_types(model, graph, objective, val=None) -> None:
         if not isinstance(value, kind):
             got = f"the class {value.__name__}" if isinstance(value, type) else f"a {type(value).__name__}"
             raise TypeError(f"{name} must be {hint}, got {got}")
-
-
-def versions(*tensors: Tensor | None) -> list:
-    """``[(tensor, tensor._version)]`` of the given tensors (``None`` skipped): the state :func:`unchanged` compares."""
-    return [(t, t._version) for t in tensors if t is not None]
-
-
-def unchanged(state: list, checked: list) -> bool:
-    """Whether ``state`` holds the very objects of ``checked`` (identity: a replaced tensor or objective differs)
-    with equal second entries: a tensor's version (``Tensor._version`` counts in-place writes made through torch,
-    not those through a NumPy view), or any value compared by ``==`` (the node counts kept beside the objective)."""
-    return len(state) == len(checked) and all(t is u and v == w for (t, v), (u, w) in zip(state, checked))
 
 
 def copy_modes(source: torch.nn.Module, target: torch.nn.Module) -> None:

@@ -50,7 +50,7 @@ from ..data.interactions import EDGE, bipartite_to_homogeneous, check_pairs_in_r
 from ..clock import Stopwatch
 from ..config import check_fields, check_types, wrapped_seed
 from ..influence.hvp import sparse_embeddings
-from ..io import atomic_write, tensors_sha256
+from ..io import atomic_write, tensors_sha256, unchanged, versions
 from ..models.base import running_statistics, table_mask
 from ..models.propagation import layer_sum
 from ..models.sgl import info_nce
@@ -58,7 +58,7 @@ from ..objectives import Objective
 from ..train import seeded_global_rng
 from ..verify import _scoring
 from .base import (NotFittedError, Unlearner, UnlearningFailed, embeddings_of, non_finite, refuse_no_remaining_edge,
-                   unchanged, versions, warn_caller)
+                   warn_caller)
 from .registry import register
 
 __all__ = ["UnlearnRec", "UnlearnRecConfig", "InfluenceEncoder", "influence_dependency_matrix"]

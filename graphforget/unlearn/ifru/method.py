@@ -13,6 +13,7 @@ from ...clock import Stopwatch
 from ...config import check_fields, eval_mode
 from ...data.interactions import EDGE, num_users
 from ...distributed import TermShare
+from ...io import unchanged, versions
 from ...influence import (AndersonMixing, ContrastiveTerm, DotProductOperator, GaussNewtonOperator, HessianOperator,
                           LocalProblem, NodeRows, Terms, dot_product_gradient, dot_product_objective,
                           has_contrastive_term, has_linear_dot_product, importance_scores, k_hop_mask,
@@ -20,7 +21,7 @@ from ...influence import (AndersonMixing, ContrastiveTerm, DotProductOperator, G
                           rows_function, scoring_graph, select_nodes, solve, training_terms)
 from ...models.base import running_statistics
 from ...objectives import Objective
-from ..base import Unlearner, UnlearningFailed, refuse_no_remaining_edge, unchanged, versions, warn_caller
+from ..base import Unlearner, UnlearningFailed, refuse_no_remaining_edge, warn_caller
 from ..registry import register
 from .config import IFRUConfig
 from .ladder import DAMPING_GROWTH, RETRY_DAMPING, Ladder, fresh_draw_failure, held, mean_diagonal, shifted
