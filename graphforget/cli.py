@@ -596,8 +596,7 @@ def cmd_methods(args) -> int:
     if fixed:
         print("Fixed by the method: " + ", ".join(f"{name}={value!r}" for name, value in fixed.items()) + ".")
     if cls.unread:
-        print(f"Not read by the method: {', '.join(cls.unread)} (set {', '.join(sorted(set(cls.unread.values())))} "
-              "instead).")
+        print("Not read by the method: " + ", ".join(f"{key} ({advice})" for key, advice in cls.unread.items()) + ".")
     names = [row.name for row in describe(cls.Config)]
     inherited = {(True, True): "train.* and seed start from the run's own training and seed",
                  (True, False): "train.* start from the run's own training", (False, True): "seed starts from the "

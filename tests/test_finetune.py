@@ -361,9 +361,15 @@ def test_a_request_of_every_negative_is_refused_naming_the_remaining_edges(small
 
 def test_finetune_refuses_the_training_options_it_does_not_read():
     """train.epochs, train.patience and train.optimizer were accepted, recorded with the run, and replaced: 50
-    epochs asked for, 3 of Adam ran."""
-    for key in ("train.epochs", "train.patience", "train.optimizer"):
-        with pytest.raises(ValueError, match=f"bad options for 'finetune': FineTune does not read {key}: set epochs "
-                                             "instead"):
+    epochs asked for, 3 of Adam ran. Each refusal gives its own advice: "set epochs instead" had answered
+    train.optimizer and train.tol too."""
+    advice = {"train.epochs": "set epochs instead", "train.patience": "its epochs run whole: set epochs instead",
+              "train.optimizer": "it always runs Adam", "train.tol": "L-BFGS's tolerance: it runs Adam"}
+    for key, why in advice.items():
+        with pytest.raises(ValueError, match=re.escape(f"bad options for 'finetune': FineTune does not read {key} "
+                                                       f"({why})")):
             method_config("finetune", {key: "lbfgs" if key == "train.optimizer" else "50"})
+    with pytest.raises(ValueError, match=re.escape("does not read train.epochs (set epochs instead), train.optimizer "
+                                                   "(it always runs Adam)")):
+        method_config("finetune", {"train": {"optimizer": "lbfgs", "epochs": 50}})
     assert method_config("finetune", {"train.lr": "0.5"}, train=CONFIG).train.lr == 0.5  # the others are read

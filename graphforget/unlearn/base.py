@@ -121,7 +121,7 @@ class Unlearner:
     #: Config fields the method sets itself (SCIF's ``hops=0``, ...): a config setting one otherwise is refused.
     fixed: ClassVar[dict] = {}
     #: Dotted options of a nested config that the method does not read (FineTune's ``train.epochs``: it runs its
-    #: own ``epochs``), with what to set instead: :func:`~graphforget.unlearn.method_config` refuses them.
+    #: own ``epochs``), each with the advice its refusal gives: :func:`~graphforget.unlearn.method_config` refuses them.
     unread: ClassVar[dict] = {}
 
     @classmethod

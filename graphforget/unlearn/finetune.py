@@ -82,7 +82,8 @@ class FineTune(Unlearner):
     """
     name = "finetune"
     Config = FineTuneConfig
-    unread = dict.fromkeys(("train.epochs", "train.patience", "train.optimizer", "train.tol"), "epochs")  # Adam's
+    unread = {"train.epochs": "set epochs instead", "train.patience": "its epochs run whole: set epochs instead",
+              "train.optimizer": "it always runs Adam", "train.tol": "L-BFGS's tolerance: it runs Adam"}
 
     def _train_config(self) -> TrainConfig:
         """The fine-tuning schedule: ``epochs`` epochs of mini-batch Adam, no early stopping."""

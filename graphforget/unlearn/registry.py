@@ -72,10 +72,10 @@ def method_config(name: str, options: dict[str, Any] | Any = None, *, train: Tra
         raise TypeError(f"options for {name!r} must be a {cls.__name__}, a dict of its options or None, got a "
                         f"{type(options).__name__}")
     given = option_names(options or {})  # a nested dict's too: {"train": {"epochs": 50}} is train.epochs
-    unread = {key: instead for key, instead in method.unread.items() if key in given}
+    unread = sorted(key for key in method.unread if key in given)
     if unread:  # else recorded with the run, and silently not what ran
         raise ValueError(f"bad options for {name!r}: {method.__name__} does not read "
-                         f"{', '.join(sorted(unread))}: set {', '.join(sorted(set(unread.values())))} instead")
+                         + ", ".join(f"{key} ({method.unread[key]})" for key in unread))
     names = {f.name for f in dataclasses.fields(cls)}
     context = {key: value for key, value in (("train", train), ("seed", seed)) if value is not None and key in names}
     base = build_config(cls, context) if context else None
