@@ -310,6 +310,70 @@ def test_a_continued_ensemble_retrains_as_its_fit_did(graph):
         continued.unlearn(request)
 
 
+def test_a_continued_ensemble_refuses_other_labels_or_another_use_of_val(graph):
+    """An ensemble given a graph of the same pairs with other labels retrained its shard on labels the other shards never
+    saw, and one continued without the validation pairs of its fit retrained a shard for every epoch where the fit's
+    shards had stopped early: neither is what fit() produces, and both went unnoticed."""
+    split = random_split(graph, (0.8, 0.2, 0.0), seed=0)
+    users, items = split.train["user"].num_nodes, split.train["item"].num_nodes
+    fitted = SISA(MF(users, items, D), split.train, OBJECTIVE, SISAConfig(CONFIG, num_shards=S), val=split.val).fit()
+    shard_of = fitted.model.assignment_of(split.train[EDGE].edge_index)
+    first = fitted.unlearn(pick_request(split.train, shard_of, [0], per_shard=1))
+    SISA(first.model, first.graph, OBJECTIVE, SISAConfig(CONFIG), val=split.val)  # as fitted: accepted
+    relabelled = copy.deepcopy(first.graph)
+    relabelled[EDGE].edge_label[3] = 1 - relabelled[EDGE].edge_label[3]
+    with pytest.raises(ValueError, match=re.escape("SISA: the graph's edge labels (edge_label, observed) are not those "
+                                                   "the ensemble's shards learnt for the same pairs")):
+        SISA(first.model, relabelled, OBJECTIVE, SISAConfig(CONFIG), val=split.val)
+    shuffled = copy.deepcopy(first.graph)  # the same edges in another order: the same labels per pair
+    order = torch.randperm(shuffled[EDGE].edge_index.size(1), generator=torch.Generator().manual_seed(0))
+    shuffled[EDGE].edge_index, shuffled[EDGE].edge_label = (shuffled[EDGE].edge_index[:, order],
+                                                            shuffled[EDGE].edge_label[order])
+    SISA(first.model, shuffled, OBJECTIVE, SISAConfig(CONFIG), val=split.val)
+    with pytest.raises(ValueError, match=re.escape("SISA: the ensemble was fitted with validation pairs (val, early "
+                                                   "stopping), got none: pass them")):
+        SISA(first.model, first.graph, OBJECTIVE, SISAConfig(CONFIG))
+    without = SISA(MF(users, items, D), split.train, OBJECTIVE, SISAConfig(CONFIG, num_shards=S)).fit()
+    with pytest.raises(ValueError, match=re.escape("SISA: the ensemble was fitted without validation pairs (val, early "
+                                                   "stopping), got some: pass val=None")):
+        SISA(without.model, split.train, OBJECTIVE, SISAConfig(CONFIG), val=split.val)
+
+
+def test_an_l2_edited_after_construction_trains_every_shard_of_the_fit():
+    """The shards' L2 (1/S of the objective's) was fixed when SISA was built: an ``l2`` edited before fit() trained
+    them with the old one while the ensemble recorded the new one, and a later request retrained a shard with it."""
+    graph = planted_communities(num_users=U, num_items=I, num_communities=2, interactions_per_user=6, seed=0)
+    objective = BCEObjective(l2=1e-3)
+    sisa = SISA(MF(U, I, D), graph, objective, SISAConfig(CONFIG, num_shards=S))
+    objective.l2 = 0.5
+    sisa.fit()
+    assert sisa.model.fit_objective == "BCEObjective(l2=0.5)"
+    ref = MF(U, I, D)
+    ref.reset_parameters(0 + 1)
+    train(ref, shard_graph_by_hand(graph, sisa.model.assignment_of(graph[EDGE].edge_index), 1), BCEObjective(l2=0.5 / S),
+          CONFIG)
+    assert same_state(state(ref), state(sisa.model.shards[1]))
+
+
+def test_receraser_refitted_from_an_ensemble_partitions_by_the_ensembles_embeddings(graph):
+    """RecEraser built on a fitted ensemble and fitted again clustered its first shard's embeddings, learnt from a
+    quarter of the data, where the docstring promises the model's own."""
+    template = MF(U, I, D)
+    train(template, graph, OBJECTIVE, CONFIG)
+    config = RecEraserConfig(CONFIG, num_shards=S, partition="interaction", seed=0)
+    ensemble = RecEraser(template, graph, OBJECTIVE, config).fit().model
+    refit = RecEraser(ensemble, graph, OBJECTIVE, RecEraserConfig(CONFIG)).fit()
+    with torch.no_grad():
+        user, item = copy.deepcopy(ensemble).eval().embed(graph)
+    edges = graph[EDGE].edge_index
+    expected = balanced_partition(user, item, edges, S, "interaction", 10, derived_seed(0, "partition")).shard_of
+    with torch.no_grad():
+        user, item = copy.deepcopy(ensemble.shards[0]).eval().embed(graph)
+    first_shards = balanced_partition(user, item, edges, S, "interaction", 10, derived_seed(0, "partition")).shard_of
+    assert not torch.equal(expected, first_shards)  # else the test could not tell the two apart
+    assert torch.equal(refit.model.assignment_of(edges), expected)
+
+
 def test_a_seed_at_the_top_of_the_range_seeds_every_shard(graph):
     """A shard's seed + s overflowed the range of seeds for a seed near its top, and fit() refused a seed it had
     accepted, naming one the caller never gave: the shards' seeds wrap (shard 1 of seed 2**32 - 1 is seeded 0)."""

@@ -226,7 +226,8 @@ class RecEraser(SISA):
     :class:`~graphforget.unlearn.sharding.ShardedRecommender`. The partition's embeddings are, in order of
     precedence: the keyword argument ``pretrained`` (a ``(user [U, d], item [I, d])`` pair or a trained
     :class:`~graphforget.models.Recommender`); a copy of ``model`` pre-trained here when
-    ``config.pretrain``; else ``model`` itself, which in the lifecycle is the model trained on all the data.
+    ``config.pretrain``; else ``model`` itself, which in the lifecycle is the model trained on all the data (a fitted
+    ensemble given as ``model``: its own aggregated embeddings).
     ``pretrained`` of other node counts than the graph's, of another type, or holding a NaN or an infinity is refused
     at construction, and so is a user (item) partition into more shards than there are users (items); embeddings that
     turn out non-finite in :meth:`fit` are refused there, naming where they came from.
@@ -241,13 +242,14 @@ class RecEraser(SISA):
             self._check_partition_units()
         self._check_pretrained(pretrained)
         self.pretrained = pretrained
+        self.source = model  # "the model itself" of the partition: a fitted ensemble's, not its first shard's
         self.pretrained_model: Recommender | None = None
         self.balanced: BalancedPartition | None = None
 
     def _fit_inputs(self) -> dict:
         """SISA's, with the model whole where its embeddings give the partition, and ``pretrained``."""
         from_model = self.pretrained is None and not self.config.pretrain
-        return {**super()._fit_inputs(), "model": self.template if from_model else layout(self.template),
+        return {**super()._fit_inputs(), "model": self.source if from_model else layout(self.template),
                 "pretrained": self.pretrained}
 
     def _check_partition_units(self) -> None:
@@ -295,7 +297,7 @@ class RecEraser(SISA):
         if isinstance(self.pretrained, (tuple, list)):
             self._check_pretrained(self.pretrained)  # again: the attribute may have been set since construction
             return tuple(torch.as_tensor(t).detach().to(device) for t in self.pretrained)
-        model = self.pretrained if self.pretrained is not None else self.template
+        model = self.pretrained if self.pretrained is not None else self.source
         if self.pretrained is None and self.config.pretrain:
             model = copy.deepcopy(self.template)
             redraw(model, self.config.seed, "RecEraser's pre-training")

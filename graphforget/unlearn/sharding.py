@@ -180,8 +180,10 @@ class ShardedRecommender(Recommender):
             :class:`ShardAttention` instance (the ensemble's from then on: moved to the shards' dtype and device).
 
     Attributes:
-        fit_config: the config of the :class:`~graphforget.unlearn.SISA` (or RecEraser) fit that trained it, and
-            ``fit_objective`` the ``repr`` of its objective; ``None`` for an ensemble built by hand.
+        fit_config: the config of the :class:`~graphforget.unlearn.SISA` (or RecEraser) fit that trained it,
+            ``fit_objective`` the ``repr`` of its objective, ``fit_labels`` the sha256 of the edge labels its shards
+            learnt (updated by each request) and ``fit_val`` whether they early-stopped on validation pairs; ``None``
+            for an ensemble built by hand.
     """
     supports_edge_weight = False
 
@@ -225,6 +227,7 @@ class ShardedRecommender(Recommender):
             like = next(first.parameters())
             self.attention.to(like.device, like.dtype)
         self.fit_config, self.fit_objective = None, None
+        self.fit_labels, self.fit_val = None, None  # set by a fit: see SISA
 
     @property
     def num_shards(self) -> int:

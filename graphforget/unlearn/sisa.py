@@ -13,6 +13,7 @@ from torch_geometric.data import HeteroData
 from ..config import check_fields, check_types, derived_seed, seeded, wrapped_seed
 from ..data.interactions import EDGE, pair_keys
 from ..distributed import agreed, layout
+from ..io import tensors_sha256
 from ..objectives import Objective
 from ..train import TrainConfig, check_labels_train
 from .base import Unlearner, copy_modes
@@ -58,6 +59,30 @@ def _check_assignment(ensemble: ShardedRecommender, graph: HeteroData, method: s
         raise ValueError(f"{method}: the ensemble's shards learnt from {stale.numel()} pairs that are not edges of the "
                          f"graph, e.g. {example}: no request could remove them; pass the graph the ensemble was "
                          "fitted on (or the result.graph that came with it) and unlearn those pairs")
+
+
+def _labels_digest(ensemble: ShardedRecommender, graph: HeteroData) -> str:
+    """The sha256 of ``graph``'s edge labels (``edge_label``, ``observed``) in the order of the ensemble's pairs (which
+    are the graph's edges, :func:`_check_assignment`): what the shards learnt besides the pairs."""
+    edges = graph[EDGE]
+    order = torch.argsort(pair_keys(edges.edge_index, ensemble.num_items))
+    return tensors_sha256(*(edges[key][order] for key in ("edge_label", "observed") if key in edges))
+
+
+def _check_fitted_data(ensemble: ShardedRecommender, graph: HeteroData, val: HeteroData | None, method: str) -> None:
+    """Raises ``ValueError`` when ``graph``'s labels, or whether validation pairs are given, differ from what the
+    ensemble's fit had (recorded on it): a shard retrained on other labels, or early-stopped where the others were
+    not (or the reverse), would not be one that :meth:`SISA.fit` would have produced."""
+    labels = getattr(ensemble, "fit_labels", None)  # an ensemble pickled before they were recorded has neither
+    if labels is not None and _labels_digest(ensemble, graph) != labels:
+        raise ValueError(f"{method}: the graph's edge labels (edge_label, observed) are not those the ensemble's shards "
+                         "learnt for the same pairs: pass the graph the ensemble was fitted on (or the result.graph "
+                         "that came with it), or fit() again")
+    with_val = getattr(ensemble, "fit_val", None)
+    if with_val is not None and with_val != (val is not None):
+        given, advice = ("none", "pass them") if with_val else ("some", "pass val=None")
+        raise ValueError(f"{method}: the ensemble was fitted {'with' if with_val else 'without'} validation pairs (val, "
+                         f"early stopping), got {given}: {advice}, as for the fit, or fit() again")
 
 
 def _continued_config(ensemble: ShardedRecommender, given, objective: Objective, method: str):
@@ -152,8 +177,9 @@ class SISA(Unlearner):
     passed as ``model`` instead (e.g. ``result.model`` with ``result.graph``, to serve a further request):
     it needs no fit, and the pairs it assigns to shards must be exactly the graph's edges (``ValueError`` otherwise: a
     pair missing from the graph could never be unlearned). The config and objective of its fit are used: a config
-    field set to other than its default and the fit's (``retrain_all`` aside), or another objective, is refused, as a
-    shard retrained so would not be the one :meth:`fit` would have produced. (An ensemble built by hand gives its
+    field set to other than its default and the fit's (``retrain_all`` aside), another objective, other labels for its
+    pairs, or validation pairs where the fit had none (or none where it had some) is refused, as a shard retrained so
+    would not be the one :meth:`fit` would have produced. (An ensemble built by hand gives its
     shard count and aggregation.) The graph is then checked on each request as after :meth:`fit`.
 
     ``model`` is the sub-model template (copied, never modified), or a fitted :class:`ShardedRecommender`.
@@ -170,6 +196,7 @@ class SISA(Unlearner):
         num_edges = graph[EDGE].edge_index.size(1)
         if isinstance(model, ShardedRecommender):
             _check_assignment(model, graph, type(self).__name__)
+            _check_fitted_data(model, graph, val, type(self).__name__)
             self.template, self.ensemble, self.fitted = model.shards[0], model, True
             self.config = _continued_config(model, self.config, objective, type(self).__name__)
             self._record_fitted_on()  # a later edit of the graph is refused, as after fit()
@@ -181,10 +208,15 @@ class SISA(Unlearner):
         if not 1 <= self.num_shards <= num_edges:
             raise ValueError(f"{type(self.config).__name__}.num_shards: need 1 <= num_shards <= {num_edges} "
                              f"(the number of edges), got {self.num_shards}")
-        # The summed L2 is per dataset: a shard holding 1/S of the edges gets 1/S of it, so that each
-        # interaction is regularised as in the full model (an unscaled L2 flattens the small shards).
-        self.shard_objective = copy.copy(objective)
-        self.shard_objective.l2 = objective.l2 / self.num_shards
+
+    @property
+    def shard_objective(self) -> Objective:
+        """The objective with :math:`1/S` of its summed L2, which is per dataset: each interaction is then regularised
+        as in the full model (an unscaled L2 flattens the small shards). Made on each use: an ``l2`` edited in place
+        after construction is the fit's (``fit_objective``) and its shards' alike."""
+        shard = copy.copy(self.objective)
+        shard.l2 = self.objective.l2 / self.num_shards
+        return shard
 
     # --- partition and fit ----------------------------------------------------------------------
 
@@ -222,9 +254,15 @@ class SISA(Unlearner):
             info["aggregator_epochs"], info["aggregator_seconds"] = result.epochs, result.seconds
         _match_modes(ensemble, self.template)
         ensemble.fit_config, ensemble.fit_objective = cfg, repr(self.objective)
+        self._record_data(ensemble, self.graph)
         self.ensemble = self.model = ensemble
         log.info("%s fit %d shards", self.name, self.num_shards)
         return info
+
+    def _record_data(self, ensemble: ShardedRecommender, graph: HeteroData) -> None:
+        """Records on ``ensemble`` the labels its shards learnt from ``graph`` and whether they early-stopped on
+        validation pairs: a further request must match them (:func:`_check_fitted_data`)."""
+        ensemble.fit_labels, ensemble.fit_val = _labels_digest(ensemble, graph), self.val is not None
 
     def _check_trainable(self, graphs: dict[int, HeteroData], advice: str) -> None:
         """Raises ``ValueError`` naming the first shard of ``{shard: graph}`` that the objective cannot train on
@@ -295,6 +333,7 @@ class SISA(Unlearner):
                                cfg.train, self.val, [wrapped_seed(cfg.seed + s) for s in touched])
         for s, (model, _) in enumerate(trained):
             ensemble.shards[touched[s]] = model
+        self._record_data(ensemble, remaining)
         info = {"retrained_shards": touched, "num_retrained": len(touched),
                 "request_per_shard": torch.bincount(held, minlength=old.num_shards).tolist(),
                 "shard_epochs": [r.epochs for _, r in trained], "shard_seconds": [r.seconds for _, r in trained]}
