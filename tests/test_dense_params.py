@@ -230,6 +230,41 @@ def test_a_frozen_node_table_stays_out_of_phi_as_a_frozen_dense_parameter_does(m
     assert rows.rows["item_emb.weight"].numel() == 0 and rows.rows["user_emb.weight"].numel() == 30
 
 
+class _WideLinearGCN(DenseGCN):
+    """DenseGCN whose Linear may be wider than its tables: the layer computes in its own dtype (cast at its ends)."""
+
+    def embed(self, graph):
+        user, item = self.user_emb.weight, self.item_emb.weight
+        edge_index, weight = propagation_edges(graph, user.dtype)
+        w = weight.to(user.dtype)[:, None]
+        to_user = torch.zeros_like(user).index_add(0, edge_index[0], w * item.index_select(0, edge_index[1]))
+        to_item = torch.zeros_like(item).index_add(0, edge_index[1], w * user.index_select(0, edge_index[0]))
+        alpha = torch.softmax(self.layer_logits, 0)
+        mixed = torch.tanh(self.lin(torch.cat([to_user, to_item]).to(self.lin.weight.dtype))).to(user.dtype)
+        return (alpha[0] * torch.cat([user, item]) + alpha[1] * mixed).split([self.num_users, self.num_items])
+
+
+def test_a_model_of_float32_tables_and_a_float64_layer_unlearns_in_each_parameters_dtype():
+    """phi takes the widest dtype of its parameters: IFRU solved for a float32 table and a float64 Linear, then failed
+    writing the float64 rows into the float32 table ("Index put requires the source and destination dtypes match")."""
+    from graphforget.data import planted_communities, random_edges
+    from graphforget.unlearn import IFRU
+
+    graph = planted_communities(num_users=30, num_items=20, num_communities=2, interactions_per_user=6, seed=0)
+    request, objective = random_edges(graph, 0.05, seed=1), BCEObjective(l2=0.1)
+    mixed = _WideLinearGCN(30, 20, 4)
+    mixed.reset_parameters(0)
+    mixed.lin.double()
+    wide = copy.deepcopy(mixed).double()  # the reference: every parameter in float64
+    result, reference = (IFRU(model, graph, objective).unlearn(request) for model in (mixed, wide))
+    assert result.info["trusted"] and reference.info["trusted"]
+    for name, parameter in result.model.named_parameters():
+        assert parameter.dtype == mixed.get_parameter(name).dtype, name
+        expected = reference.model.get_parameter(name)
+        assert (expected - wide.get_parameter(name)).abs().max() > 1e-3, name  # the step moved it
+        torch.testing.assert_close(parameter.double(), expected, rtol=0, atol=1e-4)
+
+
 class _SharedLinear(EmbeddingRecommender):
     """MF through one Linear on both sides: held once, under a second name (``self.lin_i = self.lin_u``), or as
     two Linears whose parameters are tied. The three compute the same function of the same parameters."""

@@ -95,7 +95,9 @@ class NodeRows:
         return self._prefix[name]
 
     def put(self, name: str, table: Tensor, values: Tensor) -> Tensor:
-        """``table`` with table ``name``'s rows replaced by ``values`` (a new tensor, differentiable in both)."""
+        """``table`` with table ``name``'s rows replaced by ``values`` (a new tensor, differentiable in both, in the
+        table's dtype: :math:`\phi` takes the widest of its parameters' dtypes)."""
+        values = values.to(table.dtype)
         if self.is_prefix(name):
             return torch.cat([values, table[values.size(0):]])
         return table.index_put((self.rows[name],), values)
@@ -112,8 +114,8 @@ class NodeRows:
                 parameter = model.get_parameter(name)
                 if rows is None:
                     parameter.copy_(values)
-                else:
-                    parameter.index_put_((rows,), values)
+                else:  # in the table's dtype: phi takes the widest of its parameters' (a float64 layer)
+                    parameter.index_put_((rows,), values.to(parameter.dtype))
 
     def _pieces(self, model, phi: Tensor):
         """``(parameter name, its selected rows (None for a dense one), the entries of phi for them in their
