@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import itertools
 import logging
 import math
 import os
@@ -206,6 +207,14 @@ def _read_int_table(path: Path, columns: tuple[str, ...]) -> np.ndarray:
     return table
 
 
+def _line_of_row(path: Path, row: int) -> int:
+    """The 1-based line of row ``row`` (0-based) of :func:`_read_int_table`'s table: lines without data (blank, or
+    a comment alone) hold no row."""
+    with open(path, errors="replace") as f:
+        rows = (number for number, line in enumerate(f, start=1) if line.split("#", 1)[0].split())
+        return next(itertools.islice(rows, row, None))
+
+
 def _first_malformed_line(path: Path, columns: tuple[str, ...]) -> ValueError | None:
     """The error naming the first line of ``path`` that is not ``len(columns)`` integers; ``None`` if none is."""
     with open(path, errors="replace") as f:  # undecodable bytes then fail as a field, naming their line
@@ -252,13 +261,17 @@ def load_labelled_triples(path: str | os.PathLike) -> HeteroData:
 
     Raises:
         ValueError: when a (user, item) pair occurs twice (see :func:`~graphforget.data.make_interactions`);
-            Book-Crossing's ``ratings_final.txt`` holds none (139,746 distinct pairs). For an empty file, or a
-            line that is not three integers, naming the file and the 1-based line number.
+            Book-Crossing's ``ratings_final.txt`` holds none (139,746 distinct pairs). For an empty file, a
+            line that is not three integers, or a label other than 0 and 1, naming the file and the 1-based line number.
     """
     path = Path(path)
     if path.is_dir():
         path = _ratings_final(path)
     table = _read_int_table(path, ("user", "item", "label"))
+    other = np.flatnonzero((table[:, 2] != 0) & (table[:, 2] != 1))
+    if other.size:  # else it failed later by the seed's draw (a split, a flip), naming neither file nor line
+        raise _line_error(path, _line_of_row(path, int(other[0])), f"column 'label': {table[other[0], 2]} is not 0 "
+                          f"or 1 (1: an interaction, 0: a sampled negative); {other.size} rows in all")
     data = _from_raw(path, table[:, 0], table[:, 1], table[:, 2])
     data[("user", "rates", "item")].observed = data[("user", "rates", "item")].edge_label > 0
     return data
