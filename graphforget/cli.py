@@ -32,7 +32,7 @@ import torch
 
 from . import __version__
 from .data import EDGE, find_data_root, remove_edges
-from .config import describe, wrapped_seed
+from .config import describe, is_seed, wrapped_seed
 from .io import atomic_write, tensors_sha256, to_jsonable, write_json
 from .metrics import auc_standard_error, evaluate_auc
 from .models import ENTRY_POINT_GROUP, MODELS, load_model, registered_model, save_model
@@ -83,6 +83,17 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    """A seed, checked as the argument is parsed: else it failed once the data was read (``check_seed``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32), got {text!r}") from None
+    if not is_seed(value):
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**32), got {text}")
     return value
 
 
@@ -870,7 +881,7 @@ def _add_workflow_commands(sub) -> None:
     p.add_argument("--model", type=_registered_model, default="mf",
                    help=f"recommender: {', '.join(FIT_MODELS)}, {_YOUR_MODEL} (default: mf)")
     _hyperparameters(p, training=False)
-    p.add_argument("--seed", type=int, default=0, help="seed of negatives, split, model and batches (default: 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of negatives, split, model and batches (default: 0)")
     p.add_argument("--out", required=True, help="the new run directory (new, or an empty directory)")
     _common(p, data=False)
     p.set_defaults(func=cmd_fit)
@@ -891,7 +902,7 @@ def _add_workflow_commands(sub) -> None:
     p.add_argument("--method", required=True, help="ifru, scif, retrain, finetune or unlearnrec")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="a field of the method's config, repeatable (`graphforget methods NAME` lists them)")
-    p.add_argument("--seed", type=int, help="seed of the method and the verification (default: the run's)")
+    p.add_argument("--seed", type=_seed, help="seed of the method and the verification (default: the run's)")
     p.add_argument("--allow-untrusted", action="store_true",
                    help="write the run even when the method does not trust its result (recorded in the audit)")
     p.add_argument("--out", required=True, help="the new run directory (new, or an empty directory)")
@@ -903,7 +914,7 @@ def _add_workflow_commands(sub) -> None:
                                    "MI-NG and a membership-inference attack AUC, optionally beside a Retrain.")
     p.add_argument("--run", required=True, help="a run made by forget")
     p.add_argument("--retrain", action="store_true", help="also retrain from the lineage's root as a reference")
-    p.add_argument("--seed", type=int, help="seed of the matching, the attack and the Retrain (default: the run's)")
+    p.add_argument("--seed", type=_seed, help="seed of the matching, the attack and the Retrain (default: the run's)")
     p.add_argument("--out", help="write the report as JSON to this file (outside the run)")
     p.add_argument("--strict", action="store_true",
                    help="exit with status 1 when a request of the lineage was published untrusted or the deletion is "
@@ -963,7 +974,7 @@ def _common(parser, data: bool = True) -> None:
                             help="data directory (default: $GRAPHFORGET_DATA, then ../shared/data)")
         parser.add_argument("--attack-ratio", type=_ratio, default=0.02,
                             help="fraction of training labels flipped, the request to unlearn (default: 0.02)")
-        parser.add_argument("--seed", type=int, default=0, help="seed of the split, the attack and the model (default: 0)")
+        parser.add_argument("--seed", type=_seed, default=0, help="seed of the split, the attack and the model (default: 0)")
     parser.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cuda (default: cpu)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -1066,7 +1077,7 @@ def _add_demo_parser(sub) -> None:
                    help="models to run (default: mf; `--model mf lightgcn` adds LightGCN, about 2 more minutes)")
     p.add_argument("--methods", nargs="+", metavar="METHOD", help=f"methods (default: all: {', '.join(METHODS)})")
     p.add_argument("--attack-ratio", type=_ratio, default=0.02, help="fraction of flipped labels (default: 0.02)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed (default: 0)")
     p.add_argument("--out", help="output directory (default: a new temporary directory)")
     advanced = p.add_argument_group("advanced")
     advanced.add_argument("--option", action="append", metavar="METHOD:KEY=VALUE",

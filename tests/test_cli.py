@@ -366,6 +366,11 @@ def _has_matplotlib() -> bool:
     # An empty --root read $GRAPHFORGET_DATA but recorded the working directory; an empty --out wrote nothing.
     (["train", "--root", "", "--out", "x"], "argument --root: expected a directory, got an empty path"),
     (["evaluate", "--run", "x", "--out", ""], "--out is empty: name a new output"),
+    # A seed out of range was refused once the data was read and 5-cored.
+    (["train", "--out", "x", "--seed", "-1"], "argument --seed: expected an integer in [0, 2**32), got -1"),
+    (["demo", "--seed", str(2**32)], "argument --seed: expected an integer in [0, 2**32), got 4294967296"),
+    (["forget", "--run", "x", "--users", "1", "--method", "ifru", "--out", "y", "--seed", "1.5"],
+     "argument --seed: expected an integer in [0, 2**32), got '1.5'"),
 ])
 def test_usage_errors_exit_2_with_one_line(argv, fragment, capsys):
     code, out, err = run_cli(capsys, *argv)
