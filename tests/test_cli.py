@@ -596,7 +596,7 @@ def test_a_train_run_whose_held_out_pairs_changed_is_refused(trained_run, capsys
 
 def test_missing_dataset_file_is_a_one_line_error(tmp_path, capsys):
     code, _, err = run_cli(capsys, "train", "--dataset", "ml-100k", "--root", str(tmp_path), "--out", str(tmp_path / "o"))
-    assert code == 2 and err.count("\n") == 1 and "ml-100k not found" in err and "u.data is missing" in err
+    assert code == 2 and err.count("\n") == 1 and "ml-100k not found: no u.data in" in err
 
 
 def test_python_dash_m_runs_and_errors_without_traceback(tmp_path):
@@ -654,17 +654,22 @@ def test_prepare_attack_data_names_an_attack_ratio_that_is_not_a_number():
 
 
 def test_synthetic_fallback_is_opt_in_and_logged(tmp_path, caplog):
-    missing = tmp_path / "ml-100k" / "u.data"
+    missing = f"no u.data in {tmp_path / 'ml-100k'} nor in {tmp_path}"
     # prepare_attack_data does not fall back by default: it raises before anything is trained.
-    with pytest.raises(FileNotFoundError, match=re.escape(f"ml-100k not found: {missing} is missing")):
+    with pytest.raises(FileNotFoundError, match=re.escape(f"ml-100k not found: {missing}")):
         prepare_attack_data("ml-100k", tmp_path)
+    own = tmp_path / "ml-100k"  # the dataset's own folder as the root: both places named, not ml-100k/ml-100k alone
+    own.mkdir()
+    with pytest.raises(FileNotFoundError, match=re.escape(f"ml-100k not found: no u.data in {own / 'ml-100k'} nor in "
+                                                          f"{own}")):
+        prepare_attack_data("ml-100k", own)
     # Opted into, the fallback logs a warning naming the missing file.
     with caplog.at_level("WARNING", logger="graphforget.protocols.attack"):
         data = prepare_attack_data("ml-100k", tmp_path, synthetic_fallback=True)
     assert data.source.startswith("synthetic")
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1
-    assert f"ml-100k not found: {missing} is missing; using the synthetic stand-in instead" in warnings[0].getMessage()
+    assert f"ml-100k not found: {missing}; using the synthetic stand-in instead" in warnings[0].getMessage()
 
 
 def test_ml100k_protocol_sizes(data_root):

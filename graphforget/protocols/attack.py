@@ -109,7 +109,7 @@ def _load_raw(dataset: str, root) -> tuple[HeteroData | None, str]:
     """The raw graph and the file it came from, or ``(None, reason)`` when the file is absent."""
     found = raw_data_file(dataset, root)
     if found is None:
-        return None, _missing(dataset, find_data_root(root), "/".join(RAW_FILES[dataset]))
+        return None, _missing(dataset, find_data_root(root), *RAW_FILES[dataset])
     if dataset == "ml-100k":
         return _read(load_movielens_100k, found.parent, found), str(found)
     return _read(load_labelled_triples, found, found), str(found)
@@ -127,10 +127,12 @@ def _read(loader: Callable[[Path], HeteroData], arg: Path, file: Path) -> Hetero
         raise ValueError(f"cannot read data file {file}: {type(error).__name__}: {detail}") from error
 
 
-def _missing(dataset: str, base: Path | None, rel: str) -> str:
+def _missing(dataset: str, base: Path | None, folder: str, name: str) -> str:
+    """Why ``dataset`` was not found: both places :func:`raw_data_file` looks (a root given as the dataset's own folder
+    was named as ``ml-100k/ml-100k/u.data``)."""
     if base is None:
         return f"{dataset} not found: no data directory (pass root, set $GRAPHFORGET_DATA, or use ../shared/data)"
-    return f"{dataset} not found: {base / rel} is missing"
+    return f"{dataset} not found: no {name} in {base / folder} nor in {base}"
 
 
 def prepare_attack_data(dataset: str = "ml-100k", root: str | os.PathLike | None = None,
