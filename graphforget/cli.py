@@ -607,7 +607,7 @@ def cmd_methods(args) -> int:
     if fixed:
         print("Fixed by the method: " + ", ".join(f"{name}={value!r}" for name, value in fixed.items()) + ".")
     if cls.unread:
-        print("Not read by the method: " + ", ".join(f"{key} ({advice})" for key, advice in cls.unread.items()) + ".")
+        print(f"Not read by the method: {cls.unread_advice()}.")
     names = [row.name for row in describe(cls.Config)]
     inherited = {(True, True): "train.* and seed start from the run's own training and seed",
                  (True, False): "train.* start from the run's own training", (False, True): "seed starts from the "
@@ -974,7 +974,8 @@ def _common(parser, data: bool = True) -> None:
                             help="data directory (default: $GRAPHFORGET_DATA, then ../shared/data)")
         parser.add_argument("--attack-ratio", type=_ratio, default=0.02,
                             help="fraction of training labels flipped, the request to unlearn (default: 0.02)")
-        parser.add_argument("--seed", type=_seed, default=0, help="seed of the split, the attack and the model (default: 0)")
+        parser.add_argument("--seed", type=_seed, default=0,
+                            help="seed of the split, the attack and the model (default: 0)")
     parser.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cuda (default: cpu)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 

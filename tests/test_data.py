@@ -22,6 +22,7 @@ from graphforget.data import (AdjacencyCache, AdjacencyPattern, adversarial_edge
                               pairs_with_data, without_edges)
 from graphforget.data import interactions
 from graphforget.data.interactions import pair_keys
+from graphforget.protocols.attack import prepare_attack_data
 from helpers import hand_mf
 
 
@@ -278,16 +279,22 @@ def test_table_loaders_reject_empty_files_and_short_lines(tmp_path):
     assert load_labelled_triples(triples)[EDGE].observed.tolist() == [True, False]
 
 
-def test_labelled_triples_refuse_a_label_other_than_0_or_1_naming_its_line(tmp_path):
-    """A label of 2 (or -1) was read, and failed later by the seed's draw: in the attack's flip, in the validation
-    split, or after training in the test split, naming neither the file nor the line."""
-    triples = tmp_path / "ratings_final.txt"
+def test_book_crossing_refuses_a_label_other_than_0_or_1_naming_its_line(tmp_path):
+    """A Book-Crossing label of 2 (or -1) was read, and the attack protocol failed later by the seed's draw: in the
+    flip, in the validation split, or after training in the test split, naming neither the file nor the line. A
+    triples file of ratings is still read (``fit --format triples --threshold``)."""
+    triples = tmp_path / "bookcrossing" / "ratings_final.txt"
+    triples.parent.mkdir()
     for label in (2, -1):
         triples.write_text(f"# a comment\n0\t7\t1\n\n0\t8\t{label}\n3\t8\t{label}\n3\t9\t0\n")
-        with pytest.raises(ValueError, match=f"^{re.escape(f'{triples}, line 4: column ')}'label': "
-                                             f"{re.escape(f'{label} is not 0 or 1 (1: an interaction, 0: a sampled ')}"
-                                             r"negative\); 2 rows in all$"):
-            load_labelled_triples(triples)
+        expected = f"{triples}, line 4: column 'label': {label} is not 0 or 1 (1: an interaction, 0: a sampled " \
+                   "negative)"
+        for load in (lambda: load_labelled_triples(triples, binary=True),
+                     lambda: load_dataset("bookcrossing", tmp_path),
+                     lambda: prepare_attack_data("bookcrossing", tmp_path)):
+            with pytest.raises(ValueError, match=f"^{re.escape(expected)}; 2 rows in all$"):
+                load()
+        assert load_labelled_triples(triples)[EDGE].edge_label.tolist() == [1, label, label, 0]
 
 
 def test_loaders_report_missing_files(tmp_path):

@@ -244,11 +244,13 @@ class _WideLinearGCN(DenseGCN):
         return (alpha[0] * torch.cat([user, item]) + alpha[1] * mixed).split([self.num_users, self.num_items])
 
 
-def test_a_model_of_float32_tables_and_a_float64_layer_unlearns_in_each_parameters_dtype():
-    """phi takes the widest dtype of its parameters: IFRU solved for a float32 table and a float64 Linear, then failed
-    writing the float64 rows into the float32 table ("Index put requires the source and destination dtypes match")."""
+@pytest.mark.parametrize("method", ["ifru", "scif"])
+def test_a_model_of_float32_tables_and_a_float64_layer_unlearns_in_each_parameters_dtype(method):
+    """phi takes the widest dtype of its parameters: IFRU and SCIF solved for a float32 table and a float64 Linear,
+    then failed writing the float64 rows into the float32 table ("Index put requires the source and destination dtypes
+    match")."""
     from graphforget.data import planted_communities, random_edges
-    from graphforget.unlearn import IFRU
+    from graphforget.unlearn import METHODS
 
     graph = planted_communities(num_users=30, num_items=20, num_communities=2, interactions_per_user=6, seed=0)
     request, objective = random_edges(graph, 0.05, seed=1), BCEObjective(l2=0.1)
@@ -256,7 +258,7 @@ def test_a_model_of_float32_tables_and_a_float64_layer_unlearns_in_each_paramete
     mixed.reset_parameters(0)
     mixed.lin.double()
     wide = copy.deepcopy(mixed).double()  # the reference: every parameter in float64
-    result, reference = (IFRU(model, graph, objective).unlearn(request) for model in (mixed, wide))
+    result, reference = (METHODS[method](model, graph, objective).unlearn(request) for model in (mixed, wide))
     assert result.info["trusted"] and reference.info["trusted"]
     for name, parameter in result.model.named_parameters():
         assert parameter.dtype == mixed.get_parameter(name).dtype, name

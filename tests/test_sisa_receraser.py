@@ -311,32 +311,37 @@ def test_a_continued_ensemble_retrains_as_its_fit_did(graph):
 
 
 def test_a_continued_ensemble_refuses_other_labels_or_another_use_of_val(graph):
-    """An ensemble given a graph of the same pairs with other labels retrained its shard on labels the other shards never
-    saw, and one continued without the validation pairs of its fit retrained a shard for every epoch where the fit's
-    shards had stopped early: neither is what fit() produces, and both went unnoticed."""
+    """An ensemble given a graph of the same pairs with other labels retrained its shard on labels the other shards
+    never saw, and one continued without the validation pairs of its Adam fit retrained a shard for every epoch where
+    the fit's shards kept their best: neither is what fit() produces, and both went unnoticed. Refused at unlearn(),
+    so that fit() can start again; L-BFGS's shards do not read val."""
     split = random_split(graph, (0.8, 0.2, 0.0), seed=0)
     users, items = split.train["user"].num_nodes, split.train["item"].num_nodes
     fitted = SISA(MF(users, items, D), split.train, OBJECTIVE, SISAConfig(CONFIG, num_shards=S), val=split.val).fit()
     shard_of = fitted.model.assignment_of(split.train[EDGE].edge_index)
     first = fitted.unlearn(pick_request(split.train, shard_of, [0], per_shard=1))
-    SISA(first.model, first.graph, OBJECTIVE, SISAConfig(CONFIG), val=split.val)  # as fitted: accepted
+    request = pick_request(first.graph, first.model.assignment_of(first.graph[EDGE].edge_index), [2], per_shard=1)
     relabelled = copy.deepcopy(first.graph)
     relabelled[EDGE].edge_label[3] = 1 - relabelled[EDGE].edge_label[3]
     with pytest.raises(ValueError, match=re.escape("SISA: the graph's edge labels (edge_label, observed) are not those "
                                                    "the ensemble's shards learnt for the same pairs")):
-        SISA(first.model, relabelled, OBJECTIVE, SISAConfig(CONFIG), val=split.val)
-    shuffled = copy.deepcopy(first.graph)  # the same edges in another order: the same labels per pair
-    order = torch.randperm(shuffled[EDGE].edge_index.size(1), generator=torch.Generator().manual_seed(0))
-    shuffled[EDGE].edge_index, shuffled[EDGE].edge_label = (shuffled[EDGE].edge_index[:, order],
-                                                            shuffled[EDGE].edge_label[order])
-    SISA(first.model, shuffled, OBJECTIVE, SISAConfig(CONFIG), val=split.val)
-    with pytest.raises(ValueError, match=re.escape("SISA: the ensemble was fitted with validation pairs (val, early "
-                                                   "stopping), got none: pass them")):
-        SISA(first.model, first.graph, OBJECTIVE, SISAConfig(CONFIG))
+        SISA(first.model, relabelled, OBJECTIVE, SISAConfig(CONFIG), val=split.val).unlearn(request)
+    assert SISA(first.model, relabelled, OBJECTIVE, SISAConfig(CONFIG), val=split.val).fit().unlearn(request).info
+    same = copy.deepcopy(first.graph)  # the same labels per pair: in another order, observed spelt out, accepted
+    order = torch.randperm(same[EDGE].edge_index.size(1), generator=torch.Generator().manual_seed(0))
+    same[EDGE].edge_index, same[EDGE].edge_label = same[EDGE].edge_index[:, order], same[EDGE].edge_label[order]
+    same[EDGE].observed = torch.ones(order.numel(), dtype=torch.bool)
+    assert SISA(first.model, same, OBJECTIVE, SISAConfig(CONFIG), val=split.val).unlearn(request).info
+    with pytest.raises(ValueError, match=re.escape("SISA: the ensemble was fitted with validation pairs (val: Adam "
+                                                   "keeps each shard's best epoch by them), got none: pass them")):
+        SISA(first.model, first.graph, OBJECTIVE, SISAConfig(CONFIG)).unlearn(request)
     without = SISA(MF(users, items, D), split.train, OBJECTIVE, SISAConfig(CONFIG, num_shards=S)).fit()
-    with pytest.raises(ValueError, match=re.escape("SISA: the ensemble was fitted without validation pairs (val, early "
-                                                   "stopping), got some: pass val=None")):
-        SISA(without.model, split.train, OBJECTIVE, SISAConfig(CONFIG), val=split.val)
+    with pytest.raises(ValueError, match=re.escape("SISA: the ensemble was fitted without validation pairs (val: Adam "
+                                                   "keeps each shard's best epoch by them), got some: pass val=None")):
+        SISA(without.model, split.train, OBJECTIVE, SISAConfig(CONFIG), val=split.val).unlearn(request)
+    lbfgs = SISAConfig(dataclasses.replace(CONFIG, optimizer="lbfgs", epochs=5), num_shards=S)
+    by_lbfgs = SISA(MF(users, items, D), split.train, OBJECTIVE, lbfgs, val=split.val).fit()
+    assert SISA(by_lbfgs.model, split.train, OBJECTIVE, SISAConfig()).unlearn(request).info  # without val: accepted
 
 
 def test_an_l2_edited_after_construction_trains_every_shard_of_the_fit():
@@ -350,8 +355,8 @@ def test_an_l2_edited_after_construction_trains_every_shard_of_the_fit():
     assert sisa.model.fit_objective == "BCEObjective(l2=0.5)"
     ref = MF(U, I, D)
     ref.reset_parameters(0 + 1)
-    train(ref, shard_graph_by_hand(graph, sisa.model.assignment_of(graph[EDGE].edge_index), 1), BCEObjective(l2=0.5 / S),
-          CONFIG)
+    shard_graph = shard_graph_by_hand(graph, sisa.model.assignment_of(graph[EDGE].edge_index), 1)
+    train(ref, shard_graph, BCEObjective(l2=0.5 / S), CONFIG)
     assert same_state(state(ref), state(sisa.model.shards[1]))
 
 
@@ -372,6 +377,10 @@ def test_receraser_refitted_from_an_ensemble_partitions_by_the_ensembles_embeddi
     first_shards = balanced_partition(user, item, edges, S, "interaction", 10, derived_seed(0, "partition")).shard_of
     assert not torch.equal(expected, first_shards)  # else the test could not tell the two apart
     assert torch.equal(refit.model.assignment_of(edges), expected)
+    # An ensemble without embeddings (mean over shards that score otherwise) cannot give the partition: said so
+    biased = RecEraser(BiasedMF(U, I, D), graph, OBJECTIVE, dataclasses.replace(config, aggregation="mean")).fit()
+    with pytest.raises(ValueError, match=re.escape("RecEraser: the fitted ensemble has no embeddings to partition by")):
+        RecEraser(biased.model, graph, OBJECTIVE, RecEraserConfig(CONFIG)).fit()
 
 
 def test_a_seed_at_the_top_of_the_range_seeds_every_shard(graph):

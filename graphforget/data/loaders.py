@@ -253,25 +253,27 @@ def load_movielens_100k(root: str | os.PathLike) -> HeteroData:
     return _from_raw(path, table[:, 0], table[:, 1], table[:, 2], {"timestamp": table[:, 3]})
 
 
-def load_labelled_triples(path: str | os.PathLike) -> HeteroData:
+def load_labelled_triples(path: str | os.PathLike, binary: bool = False) -> HeteroData:
     """``user \\t item \\t label`` lines (Book-Crossing's ``ratings_final.txt``; CRLF accepted).
 
     Rows labelled 0 in such files are sampled negatives, not interactions, so they are stored with
-    ``observed = False`` (message passing skips them).
+    ``observed = False`` (message passing skips them). Other labels (ratings) are kept, to binarise;
+    ``binary=True`` (Book-Crossing's loaders) refuses them.
 
     Raises:
         ValueError: when a (user, item) pair occurs twice (see :func:`~graphforget.data.make_interactions`);
             Book-Crossing's ``ratings_final.txt`` holds none (139,746 distinct pairs). For an empty file, a
-            line that is not three integers, or a label other than 0 and 1, naming the file and the 1-based line number.
+            line that is not three integers, or with ``binary`` a label other than 0 and 1, naming the file and the
+            1-based line number.
     """
     path = Path(path)
     if path.is_dir():
         path = _ratings_final(path)
     table = _read_int_table(path, ("user", "item", "label"))
-    other = np.flatnonzero((table[:, 2] != 0) & (table[:, 2] != 1))
-    if other.size:  # else it failed later by the seed's draw (a split, a flip), naming neither file nor line
+    other = np.flatnonzero((table[:, 2] != 0) & (table[:, 2] != 1)) if binary else []
+    if len(other):  # else the attack protocol failed later by the seed's draw (a split, a flip), naming no line
         raise _line_error(path, _line_of_row(path, int(other[0])), f"column 'label': {table[other[0], 2]} is not 0 "
-                          f"or 1 (1: an interaction, 0: a sampled negative); {other.size} rows in all")
+                          f"or 1 (1: an interaction, 0: a sampled negative); {len(other)} rows in all")
     data = _from_raw(path, table[:, 0], table[:, 1], table[:, 2])
     data[("user", "rates", "item")].observed = data[("user", "rates", "item")].edge_label > 0
     return data
@@ -555,5 +557,5 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download_miss
     if name == "ml-100k":
         return load_movielens_100k(base / "ml-100k")
     if name == "bookcrossing":
-        return load_labelled_triples(base / "bookcrossing" / "ratings_final.txt")
+        return load_labelled_triples(base / "bookcrossing" / "ratings_final.txt", binary=True)
     raise ValueError(f"{name!r} is a train/test split: use load_lightgcn({base / name!s})")

@@ -193,19 +193,19 @@ def add_negatives(graph: HeteroData, ratio: int = 1, seed: int = 0) -> HeteroDat
     ei = graph[EDGE].edge_index
     n_items = num_items(graph)
     gen = seeded(seed)
-    known = pair_keys(ei, n_items)
+    known = pair_keys(ei, n_items).unique()  # sorted
     # Per positive: a file's own negatives (Book-Crossing's) drew more, 3 pairs per interaction at ratio 1.
     positive_users = ei[0][graph[EDGE].edge_label > 0]
     # A user needs ``ratio`` distinct non-edges per positive; without enough the resampling would never end.
     need = ratio * torch.bincount(positive_users, minlength=num_users(graph))
-    free = n_items - torch.bincount(pairs_of_keys(known.unique(), n_items)[0], minlength=num_users(graph))
+    free = n_items - torch.bincount(pairs_of_keys(known, n_items)[0], minlength=num_users(graph))
     short = (need > free).nonzero().flatten()
     if short.numel():
         raise ValueError(f"{short.numel()} users have fewer than ratio={ratio} x their positives items left to "
                          f"sample negatives from, e.g. user {int(short[0])} (needs {int(need[short[0]])}, "
                          f"has {int(free[short[0]])})")
     users = positive_users.repeat(ratio)
-    items = _free_items(users, n_items, known.unique(), gen)
+    items = _free_items(users, n_items, known, gen)
     observed = graph[EDGE].observed if "observed" in graph[EDGE] else torch.ones(ei.size(1), dtype=torch.bool)
     out = edge_subgraph(graph, torch.ones(ei.size(1), dtype=torch.bool))
     out[EDGE].edge_index = torch.cat([ei, torch.stack([users, items])], 1)

@@ -96,7 +96,7 @@ class NodeRows:
 
     def put(self, name: str, table: Tensor, values: Tensor) -> Tensor:
         """``table`` with table ``name``'s rows replaced by ``values`` (a new tensor, differentiable in both, in the
-        table's dtype: :math:`\phi` takes the widest of its parameters' dtypes)."""
+        table's dtype: :math:`\\phi` takes the widest of its parameters' dtypes)."""
         values = values.to(table.dtype)
         if self.is_prefix(name):
             return torch.cat([values, table[values.size(0):]])

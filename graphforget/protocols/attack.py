@@ -16,6 +16,7 @@ methods and returns an :class:`AttackReport`.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import numbers
 import os
@@ -112,7 +113,7 @@ def _load_raw(dataset: str, root) -> tuple[HeteroData | None, str]:
         return None, _missing(dataset, find_data_root(root), *RAW_FILES[dataset])
     if dataset == "ml-100k":
         return _read(load_movielens_100k, found.parent, found), str(found)
-    return _read(load_labelled_triples, found, found), str(found)
+    return _read(functools.partial(load_labelled_triples, binary=True), found, found), str(found)
 
 
 def _read(loader: Callable[[Path], HeteroData], arg: Path, file: Path) -> HeteroData:

@@ -125,6 +125,11 @@ class Unlearner:
     unread: ClassVar[dict] = {}
 
     @classmethod
+    def unread_advice(cls, keys: Iterable[str] | None = None) -> str:
+        """``key (advice), ...`` for the ``keys`` of :attr:`unread` (default: all of them)."""
+        return ", ".join(f"{key} ({cls.unread[key]})" for key in (cls.unread if keys is None else keys))
+
+    @classmethod
     def check_fixed(cls, config, given: Iterable[str] = ()) -> None:
         """Refuses a config that sets a field of :attr:`fixed` to neither its default nor the fixed value, or a field
         named in ``given`` (the options the caller set, dotted names too) to anything but the fixed value: it was

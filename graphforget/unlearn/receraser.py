@@ -19,6 +19,7 @@ from ..objectives import Objective
 from ..train import train
 from .base import check_finite, embeddings_of, redraw
 from .registry import register
+from .sharding import ShardedRecommender
 from .sisa import SISA, SISAConfig
 
 __all__ = ["RecEraser", "RecEraserConfig", "BalancedPartition", "balanced_assign", "balanced_kmeans", "balanced_partition"]
@@ -242,14 +243,14 @@ class RecEraser(SISA):
             self._check_partition_units()
         self._check_pretrained(pretrained)
         self.pretrained = pretrained
-        self.source = model  # "the model itself" of the partition: a fitted ensemble's, not its first shard's
+        self.given_model = model  # "model itself" for the partition: a fitted ensemble, not its first shard
         self.pretrained_model: Recommender | None = None
         self.balanced: BalancedPartition | None = None
 
     def _fit_inputs(self) -> dict:
         """SISA's, with the model whole where its embeddings give the partition, and ``pretrained``."""
         from_model = self.pretrained is None and not self.config.pretrain
-        return {**super()._fit_inputs(), "model": self.source if from_model else layout(self.template),
+        return {**super()._fit_inputs(), "model": self.given_model if from_model else layout(self.template),
                 "pretrained": self.pretrained}
 
     def _check_partition_units(self) -> None:
@@ -297,14 +298,14 @@ class RecEraser(SISA):
         if isinstance(self.pretrained, (tuple, list)):
             self._check_pretrained(self.pretrained)  # again: the attribute may have been set since construction
             return tuple(torch.as_tensor(t).detach().to(device) for t in self.pretrained)
-        model = self.pretrained if self.pretrained is not None else self.source
+        model = self.pretrained if self.pretrained is not None else self.given_model
         if self.pretrained is None and self.config.pretrain:
             model = copy.deepcopy(self.template)
             redraw(model, self.config.seed, "RecEraser's pre-training")
             result = train(model, graph, self.objective, self.config.train, self.val)
             self.pretrained_model = model
             self.fit_info.update(pretrain_seconds=result.seconds, pretrain_epochs=result.epochs)
-        user, item = embeddings_of(model, graph)
+        user, item = _partition_embeddings(model, graph)
         source = ("pretrained" if self.pretrained is not None else
                   "the pre-trained copy (config.pretrain)" if self.config.pretrain else "the model")
         _check_finite_embeddings(user, item, f"{type(self).__name__}: the embeddings of {source}")
@@ -325,6 +326,18 @@ class RecEraser(SISA):
                              partition_iterations=self.balanced.iterations)
         log.info("%s partition in %d iterations: %s", self.config.partition, self.balanced.iterations, self.balanced)
         return self.balanced.shard_of
+
+
+def _partition_embeddings(model: Recommender, graph: HeteroData) -> tuple[Tensor, Tensor]:
+    """:func:`~graphforget.unlearn.base.embeddings_of` ``model``; a ``ValueError`` for a fitted ensemble that has none
+    (mean aggregation over shards that do not score by a dot product)."""
+    try:
+        return embeddings_of(model, graph)
+    except NotImplementedError as error:
+        if not isinstance(model, ShardedRecommender):
+            raise
+        raise ValueError(f"RecEraser: the fitted ensemble has no embeddings to partition by ({error}): pass "
+                         "pretrained= (the model trained on all the data) or set pretrain=True") from None
 
 
 def _check_finite_embeddings(user: Tensor, item: Tensor, what: str) -> None:

@@ -74,8 +74,7 @@ def method_config(name: str, options: dict[str, Any] | Any = None, *, train: Tra
     given = option_names(options or {})  # a nested dict's too: {"train": {"epochs": 50}} is train.epochs
     unread = sorted(key for key in method.unread if key in given)
     if unread:  # else recorded with the run, and silently not what ran
-        raise ValueError(f"bad options for {name!r}: {method.__name__} does not read "
-                         + ", ".join(f"{key} ({method.unread[key]})" for key in unread))
+        raise ValueError(f"bad options for {name!r}: {method.__name__} does not read {method.unread_advice(unread)}")
     names = {f.name for f in dataclasses.fields(cls)}
     context = {key: value for key, value in (("train", train), ("seed", seed)) if value is not None and key in names}
     base = build_config(cls, context) if context else None

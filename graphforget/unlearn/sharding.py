@@ -182,7 +182,7 @@ class ShardedRecommender(Recommender):
     Attributes:
         fit_config: the config of the :class:`~graphforget.unlearn.SISA` (or RecEraser) fit that trained it,
             ``fit_objective`` the ``repr`` of its objective, ``fit_labels`` the sha256 of the edge labels its shards
-            learnt (updated by each request) and ``fit_val`` whether they early-stopped on validation pairs; ``None``
+            learnt (updated by each request) and ``fit_val`` whether validation pairs were given; ``None``
             for an ensemble built by hand.
     """
     supports_edge_weight = False

@@ -62,27 +62,32 @@ def _check_assignment(ensemble: ShardedRecommender, graph: HeteroData, method: s
 
 
 def _labels_digest(ensemble: ShardedRecommender, graph: HeteroData) -> str:
-    """The sha256 of ``graph``'s edge labels (``edge_label``, ``observed``) in the order of the ensemble's pairs (which
-    are the graph's edges, :func:`_check_assignment`): what the shards learnt besides the pairs."""
+    """The sha256 of ``graph``'s edge labels (``edge_label`` as float64, ``observed``, all true where absent) in the
+    order of the ensemble's pairs (the graph's edges, :func:`_check_assignment`): what the shards learnt besides the
+    pairs, whatever the tensors' dtypes."""
     edges = graph[EDGE]
     order = torch.argsort(pair_keys(edges.edge_index, ensemble.num_items))
-    return tensors_sha256(*(edges[key][order] for key in ("edge_label", "observed") if key in edges))
+    everywhere = torch.ones(order.numel(), dtype=torch.bool, device=order.device)
+    label = edges.edge_label[order] if "edge_label" in edges else everywhere
+    return tensors_sha256(label.double(), edges.get("observed", everywhere)[order].bool())
 
 
-def _check_fitted_data(ensemble: ShardedRecommender, graph: HeteroData, val: HeteroData | None, method: str) -> None:
-    """Raises ``ValueError`` when ``graph``'s labels, or whether validation pairs are given, differ from what the
-    ensemble's fit had (recorded on it): a shard retrained on other labels, or early-stopped where the others were
-    not (or the reverse), would not be one that :meth:`SISA.fit` would have produced."""
-    labels = getattr(ensemble, "fit_labels", None)  # an ensemble pickled before they were recorded has neither
+def _check_fitted_data(ensemble: ShardedRecommender, graph: HeteroData, val: HeteroData | None, config,
+                       method: str) -> None:
+    """Raises ``ValueError`` when ``graph``'s labels differ from those the ensemble's shards learnt, or validation pairs
+    are given where its Adam fit had none (or none where it had some: Adam keeps each shard's best epoch by them): a
+    shard retrained so would not be one that :meth:`SISA.fit` would have produced. Recorded on the ensemble by the fit;
+    an ensemble pickled before they were recorded has neither."""
+    labels = getattr(ensemble, "fit_labels", None)
     if labels is not None and _labels_digest(ensemble, graph) != labels:
-        raise ValueError(f"{method}: the graph's edge labels (edge_label, observed) are not those the ensemble's shards "
-                         "learnt for the same pairs: pass the graph the ensemble was fitted on (or the result.graph "
-                         "that came with it), or fit() again")
+        raise ValueError(f"{method}: the graph's edge labels (edge_label, observed) are not those the ensemble's "
+                         "shards learnt for the same pairs: pass the graph the ensemble was fitted on (or the "
+                         "result.graph that came with it), or fit() again")
     with_val = getattr(ensemble, "fit_val", None)
-    if with_val is not None and with_val != (val is not None):
+    if with_val is not None and config.train.optimizer == "adam" and with_val != (val is not None):
         given, advice = ("none", "pass them") if with_val else ("some", "pass val=None")
-        raise ValueError(f"{method}: the ensemble was fitted {'with' if with_val else 'without'} validation pairs (val, "
-                         f"early stopping), got {given}: {advice}, as for the fit, or fit() again")
+        raise ValueError(f"{method}: the ensemble was fitted {'with' if with_val else 'without'} validation pairs "
+                         f"(val: Adam keeps each shard's best epoch by them), got {given}: {advice}, or fit() again")
 
 
 def _continued_config(ensemble: ShardedRecommender, given, objective: Objective, method: str):
@@ -196,7 +201,6 @@ class SISA(Unlearner):
         num_edges = graph[EDGE].edge_index.size(1)
         if isinstance(model, ShardedRecommender):
             _check_assignment(model, graph, type(self).__name__)
-            _check_fitted_data(model, graph, val, type(self).__name__)
             self.template, self.ensemble, self.fitted = model.shards[0], model, True
             self.config = _continued_config(model, self.config, objective, type(self).__name__)
             self._record_fitted_on()  # a later edit of the graph is refused, as after fit()
@@ -260,8 +264,8 @@ class SISA(Unlearner):
         return info
 
     def _record_data(self, ensemble: ShardedRecommender, graph: HeteroData) -> None:
-        """Records on ``ensemble`` the labels its shards learnt from ``graph`` and whether they early-stopped on
-        validation pairs: a further request must match them (:func:`_check_fitted_data`)."""
+        """Records on ``ensemble`` the labels its shards learnt from ``graph`` and whether validation pairs were given:
+        a further request must match them (:func:`_check_fitted_data`)."""
         ensemble.fit_labels, ensemble.fit_val = _labels_digest(ensemble, graph), self.val is not None
 
     def _check_trainable(self, graphs: dict[int, HeteroData], advice: str) -> None:
@@ -317,6 +321,8 @@ class SISA(Unlearner):
 
     def _unlearn(self, request, positions, remaining):
         old = self.ensemble
+        # here, not when built: fit() may be called first (a fit's own record passes)
+        _check_fitted_data(old, self.graph, self.val, self.config, type(self).__name__)
         held = old.assignment_of(request)
         cfg = self.config
         touched = list(range(old.num_shards)) if cfg.retrain_all else sorted(held.unique().tolist())
