@@ -230,6 +230,17 @@ def test_a_frozen_node_table_stays_out_of_phi_as_a_frozen_dense_parameter_does(m
     assert rows.rows["item_emb.weight"].numel() == 0 and rows.rows["user_emb.weight"].numel() == 30
 
 
+class _ScaledGCN(DenseGCN):
+    """DenseGCN (float32) with a float64 score temperature."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.scale = nn.Parameter(torch.ones((), dtype=torch.float64))
+
+    def forward(self, graph, edge_label_index):
+        return super().forward(graph, edge_label_index) * self.scale
+
+
 class _WideLinearGCN(DenseGCN):
     """DenseGCN whose Linear may be wider than its tables: the layer computes in its own dtype (cast at its ends)."""
 
@@ -245,18 +256,20 @@ class _WideLinearGCN(DenseGCN):
 
 
 @pytest.mark.parametrize("method", ["ifru", "scif"])
-def test_a_model_of_float32_tables_and_a_float64_layer_unlearns_in_each_parameters_dtype(method):
+@pytest.mark.parametrize("widest", ["lin", "scale"])
+def test_a_model_of_float32_tables_and_a_float64_layer_unlearns_in_each_parameters_dtype(method, widest):
     """phi takes the widest dtype of its parameters: IFRU and SCIF solved for a float32 table and a float64 Linear,
     then failed writing the float64 rows into the float32 table ("Index put requires the source and destination dtypes
-    match")."""
+    match"); beside a float64 scalar, the float32 Linear ran in float64 ("mat1 and mat2 must have the same dtype")."""
     from graphforget.data import planted_communities, random_edges
     from graphforget.unlearn import METHODS
 
     graph = planted_communities(num_users=30, num_items=20, num_communities=2, interactions_per_user=6, seed=0)
     request, objective = random_edges(graph, 0.05, seed=1), BCEObjective(l2=0.1)
-    mixed = _WideLinearGCN(30, 20, 4)
+    mixed = _WideLinearGCN(30, 20, 4) if widest == "lin" else _ScaledGCN(30, 20, 4)
     mixed.reset_parameters(0)
-    mixed.lin.double()
+    if widest == "lin":
+        mixed.lin.double()
     wide = copy.deepcopy(mixed).double()  # the reference: every parameter in float64
     result, reference = (METHODS[method](model, graph, objective).unlearn(request) for model in (mixed, wide))
     assert result.info["trusted"] and reference.info["trusted"]

@@ -78,12 +78,13 @@ class NodeRows:
 
     def tables(self, model, phi: Tensor, base: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
         """Full tables with the selected rows replaced by ``phi``, and the dense parameters as views of
-        ``phi`` in their shapes (all differentiable in ``phi``): ``{parameter name: tensor}``. ``base``: the
-        tables to write into instead of the model's (a :class:`~graphforget.influence.LocalProblem`'s)."""
+        ``phi`` in their shapes (all differentiable in ``phi``, each in its parameter's dtype: :math:`\\phi` takes the
+        widest): ``{parameter name: tensor}``. ``base``: the tables to write into instead of the model's (a
+        :class:`~graphforget.influence.LocalProblem`'s)."""
         out = {}
         for name, rows, values in self._pieces(model, phi):
             table = model.get_parameter(name).detach() if base is None else base[name]
-            out[name] = values if rows is None else self.put(name, table, values)
+            out[name] = values.to(table.dtype) if rows is None else self.put(name, table, values)
         return out
 
     def is_prefix(self, name: str) -> bool:
