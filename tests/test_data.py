@@ -716,10 +716,11 @@ def _negatives_by_full_rounds(users, n_items, known, gen):
 
 
 @pytest.mark.parametrize("ratio", [1, 2])
-def test_add_negatives_checks_only_the_users_that_drew_again_with_the_same_draws(ratio):
+def test_add_negatives_draws_what_full_rounds_draw(ratio):
     """Each resampling round checked every drawn pair against every pair of the graph: on ML-1M, where one user has
     1,851 positives among 1,855 free items, add_negatives ran for minutes. The rounds now check only the users that
-    drew again, and draw the same negatives. User 0 rates items 0-9 of 30: at ratio 2 it needs every other item."""
+    drew again (a speed no test times), and must draw the same negatives. User 0 rates items 0-9 of 30: at ratio 2 it
+    needs every other item."""
     planted = planted_communities(num_users=40, num_items=30, num_communities=3, interactions_per_user=6, seed=2)
     others = planted[EDGE].edge_index[:, planted[EDGE].edge_index[0] != 0]
     user_0 = torch.stack([torch.zeros(10, dtype=torch.long), torch.arange(10)])

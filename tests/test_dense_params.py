@@ -39,8 +39,11 @@ class DenseGCN(EmbeddingRecommender):
         to_user = torch.zeros_like(user).index_add(0, edge_index[0], w * item.index_select(0, edge_index[1]))
         to_item = torch.zeros_like(item).index_add(0, edge_index[1], w * user.index_select(0, edge_index[0]))
         alpha = torch.softmax(self.layer_logits, 0)
-        x = alpha[0] * torch.cat([user, item]) + alpha[1] * torch.tanh(self.lin(torch.cat([to_user, to_item])))
+        x = alpha[0] * torch.cat([user, item]) + alpha[1] * self.transform(torch.cat([to_user, to_item]))
         return x.split([self.num_users, self.num_items])
+
+    def transform(self, x):
+        return torch.tanh(self.lin(x))
 
 
 @pytest.fixture
@@ -244,15 +247,8 @@ class _ScaledGCN(DenseGCN):
 class _WideLinearGCN(DenseGCN):
     """DenseGCN whose Linear may be wider than its tables: the layer computes in its own dtype (cast at its ends)."""
 
-    def embed(self, graph):
-        user, item = self.user_emb.weight, self.item_emb.weight
-        edge_index, weight = propagation_edges(graph, user.dtype)
-        w = weight.to(user.dtype)[:, None]
-        to_user = torch.zeros_like(user).index_add(0, edge_index[0], w * item.index_select(0, edge_index[1]))
-        to_item = torch.zeros_like(item).index_add(0, edge_index[1], w * user.index_select(0, edge_index[0]))
-        alpha = torch.softmax(self.layer_logits, 0)
-        mixed = torch.tanh(self.lin(torch.cat([to_user, to_item]).to(self.lin.weight.dtype))).to(user.dtype)
-        return (alpha[0] * torch.cat([user, item]) + alpha[1] * mixed).split([self.num_users, self.num_items])
+    def transform(self, x):
+        return torch.tanh(self.lin(x.to(self.lin.weight.dtype))).to(x.dtype)
 
 
 @pytest.mark.parametrize("method", ["ifru", "scif"])
