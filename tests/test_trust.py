@@ -463,6 +463,40 @@ def test_a_non_finite_buffer_is_named_as_a_parameter_is(early_stopped):
         FineTune(model, graph, BCEObjective())
 
 
+class DegreeMeanMF(MF):
+    """MF whose rows add the mean of their neighbours' rows: 0/0, NaN, at a node left without edges."""
+
+    receptive_field = 1
+
+    def embed(self, graph):
+        user, item = self.user_emb.weight, self.item_emb.weight
+        u, i = graph[EDGE].edge_index
+        degree_u = torch.zeros(user.size(0)).index_add(0, u, torch.ones(u.numel()))[:, None]
+        degree_i = torch.zeros(item.size(0)).index_add(0, i, torch.ones(i.numel()))[:, None]
+        return (user + torch.zeros_like(user).index_add(0, u, item[i]) / degree_u,
+                item + torch.zeros_like(item).index_add(0, i, user[u]) / degree_i)
+
+
+def test_a_custom_model_with_non_finite_outputs_on_the_remaining_graph_is_not_trusted(early_stopped):
+    """No term scores a node that the request leaves without edges, so the acceptance test never saw its NaN: SCIF
+    called such a step trusted. The new model's outputs where the request acts are now checked."""
+    _, graph, request, _ = early_stopped
+    model = DegreeMeanMF(U, I, 8)
+    model.reset_parameters(0)
+    train(model, graph, BCEObjective(l2=1.0), TrainConfig(epochs=5, lr=0.01, batch_size=128, patience=0))
+    isolating = without_edges(graph, request)[0][EDGE].edge_index[0].unique().numel() < U
+    assert not isolating  # the attack's request leaves every user an edge: trusted
+    result, messages = _unlearn(model, graph, request, IFRUConfig(), SCIF, BCEObjective(l2=1.0))
+    assert result.info["trusted"] and not messages
+    user = int(request[0, 0])
+    whole = graph[EDGE].edge_index[:, graph[EDGE].edge_index[0] == user]
+    result, messages = _unlearn(model, graph, whole, IFRUConfig(), SCIF, BCEObjective(l2=1.0))
+    assert not result.info["trusted"] and f"not finite at 1 node(s) that the request leaves without edges, user {user} first" in result.info["reason"]
+    assert "unchanged" in messages[0] and _same(result.model, model)
+    with pytest.raises(UnlearningFailed, match="SCIF: the new model's outputs"):
+        _unlearn(model, graph, whole, IFRUConfig(trust=TrustConfig(on_failure="raise")), SCIF, BCEObjective(l2=1.0))
+
+
 def test_scif_shares_the_trust_machinery(early_stopped):
     models, graph, request, _ = early_stopped
     robust, messages = _unlearn(models["lightgcn"], graph, request, IFRUConfig(), method=SCIF)

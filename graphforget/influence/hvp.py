@@ -218,11 +218,15 @@ def rows_function(model, rows: NodeRows, forward: Callable) -> Callable[[Tensor]
 def scoring_graph(model, graph: HeteroData, terms: Terms, locality: bool = True) -> HeteroData:
     """Where ``terms`` can be scored exactly: their k-hop computation subgraph when the model supports
     it (``model.supports_edge_weight``) and ``locality`` is on, else the whole graph."""
+    n = num_users(graph)
+    return nodes_graph(model, graph, terms.nodes(n, n + num_items(graph)), locality)
+
+
+def nodes_graph(model, graph: HeteroData, nodes: Tensor, locality: bool = True) -> HeteroData:
+    """Where the outputs of ``nodes`` (homogeneous ids) are computed exactly: as :func:`scoring_graph`."""
     if not (locality and getattr(model, "supports_edge_weight", False)):
         return graph
-    n = num_users(graph)
-    return computation_subgraph(graph, terms.nodes(n, n + num_items(graph)), model.receptive_field,
-                                weight_dtype(next(model.parameters(), None)))
+    return computation_subgraph(graph, nodes, model.receptive_field, weight_dtype(next(model.parameters(), None)))
 
 
 def objective_function(model, objective: Objective, terms: Terms, graph: HeteroData, rows: NodeRows,

@@ -19,9 +19,10 @@ from ...influence import (AndersonMixing, ContrastiveTerm, DotProductOperator, G
                           has_contrastive_term, has_linear_dot_product, importance_scores, k_hop_mask,
                           local_problem, message_passing_degrees, node_ids, objective_function,
                           rows_function, scoring_graph, select_nodes, solve, training_terms)
+from ...influence.hvp import nodes_graph
 from ...models.base import running_statistics
 from ...objectives import Objective
-from ..base import Unlearner, UnlearningFailed, refuse_no_remaining_edge, warn_caller
+from ..base import Unlearner, UnlearningFailed, embeddings_of, refuse_no_remaining_edge, warn_caller
 from ..registry import register
 from .config import IFRUConfig
 from .ladder import DAMPING_GROWTH, RETRY_DAMPING, Ladder, fresh_draw_failure, held, mean_diagonal, shifted
@@ -247,11 +248,35 @@ class IFRU(Unlearner):
         region.rows.write(new_model, phi)
         clock.lap("write")
         if outcome["trusted"]:
+            new_model = self._check_outputs(new_model, call, outcome)
+        if outcome["trusted"]:
             new_model = self._validate(new_model, remaining, outcome)
             clock.lap("validate")
         stats = self._running_stats
         return new_model, {**self._describe(call), **outcome, "widened": widened, "phase_seconds": clock.phases,
                            "threads": torch.get_num_threads(), **({"untouched_buffers": stats} if stats else {})}
+
+    def _check_outputs(self, new_model: torch.nn.Module, call: _Call, outcome: dict) -> torch.nn.Module:
+        """The new model's outputs on the remaining graph at the nodes the request leaves without edges must be
+        finite; else ``trust.on_failure`` decides. No term on the remaining graph scores such a node, so the
+        acceptance test never sees it: a custom model that divides by a node's degree gives it NaN unseen. The
+        outputs are taken on the nodes' computation subgraph (their own rows: they have no edges)."""
+        users, ends = num_users(call.remaining), node_ids(call.request, num_users(call.remaining))
+        isolated = ends[self._remaining_degrees(call)[ends] == 0]
+        if isolated.numel() == 0:
+            return new_model
+        user, item = embeddings_of(new_model, nodes_graph(new_model, call.remaining, isolated,
+                                                          locality=not self._reference_paths))
+        outputs = torch.cat([user.reshape(user.size(0), -1), item.reshape(item.size(0), -1)])
+        bad = isolated[~outputs[isolated].isfinite().all(dim=1)]
+        if bad.numel() == 0:
+            return new_model
+        first = int(bad[0])
+        node = f"user {first}" if first < users else f"item {first - users}"
+        reason = (f"the new model's outputs on the remaining graph are not finite at {bad.numel()} node(s) that the "
+                  f"request leaves without edges, {node} first (does the model divide by the degree?)")
+        outcome.update(trusted=False, reason=reason)
+        return self._settle(copy.deepcopy(self.model), new_model, reason)
 
     def _validate(self, new_model: torch.nn.Module, remaining: HeteroData, outcome: dict) -> torch.nn.Module:
         """``trust.max_val_auc_drop`` on the accepted result (see :meth:`Unlearner._validation_test`); on failure
@@ -414,15 +439,19 @@ class IFRU(Unlearner):
         paper's step, ``curvature_of="original"``, whose right-hand side is g on every row)."""
         if self.config.curvature_of == "original":
             return torch.zeros_like(call.region.phi, dtype=torch.bool)
+        users = num_users(self.graph)
+        data = (self._remaining_degrees(call) > 0) | (call.replaced is not None)
+        data[call.new.terms.nodes(users, data.numel())] = True
+        return call.region.rows.expand(self.model, ~data, users)
+
+    def _remaining_degrees(self, call: _Call) -> Tensor:
+        """``[U + I]`` each node's message-passing degree in the remaining graph: the kept ones less the removed
+        message-passing edges (no scan of every edge)."""
         users, store = num_users(self.graph), self.graph[EDGE]
         removed = call.positions if "observed" not in store else call.positions[store.observed[call.positions]]
         ends = torch.cat([store.edge_index[0, removed], store.edge_index[1, removed] + users])
-        # The remaining degrees are the kept ones less the removed message-passing edges: no scan of every edge.
         degrees = self._message_passing_degrees()
-        remaining = degrees.index_add(0, ends, torch.ones_like(ends, dtype=degrees.dtype), alpha=-1)
-        data = (remaining > 0) | (call.replaced is not None)
-        data[call.new.terms.nodes(users, data.numel())] = True
-        return call.region.rows.expand(self.model, ~data, users)
+        return degrees.index_add(0, ends, torch.ones_like(ends, dtype=degrees.dtype), alpha=-1)
 
     def _gradient(self, call: _Call, target: TiltedObjective) -> Tensor:
         """:math:`g = \\nabla L(\\hat\\phi; D) - \\nabla L(\\hat\\phi; D \\setminus D_r)` over the terms that reach
