@@ -271,18 +271,27 @@ def with_negatives(graph: HeteroData, ratio: int, seed: int = 0) -> HeteroData:
     return out
 
 
+def check_disjoint(graph: HeteroData, test: HeteroData) -> None:
+    """Raises ``ValueError`` naming the (user, item) pairs in both the training and the test file, by raw id."""
+    keys = pair_keys(graph[EDGE].edge_index, num_items(graph))
+    both = torch.isin(keys, pair_keys(test[EDGE].edge_index, num_items(graph))).nonzero().flatten()
+    if both.numel():
+        pairs = graph[EDGE].edge_index[:, both[:5]].t().tolist()
+        shown = ", ".join(_raw_pair(graph, pair) if "raw_id" in graph["user"] else str(tuple(pair)) for pair in pairs)
+        raise ValueError(f"train and test files overlap: {both.numel()} (user, item) pair(s) in both, "
+                         f"{shown}{', ...' if both.numel() > 5 else ''}; each pair must be in one of them")
+
+
 def _split_with_test(graph: HeteroData, test: HeteroData, negatives: int, seed: int) -> Split:
     """Train/validation from ``graph``, test from ``test`` (same id space), negatives sampled for both.
 
     Negatives are drawn once for the union of both files (never an interaction of either) and given to
     the test part with the share of test interactions, at random.
     """
+    check_disjoint(graph, test)
     edges = torch.cat([graph[EDGE].edge_index, test[EDGE].edge_index], 1)
-    try:
-        union = make_interactions(edges, torch.cat([graph[EDGE].edge_label, test[EDGE].edge_label]),
-                                  num_users(graph), num_items(graph))
-    except ValueError as error:
-        raise ValueError(f"train and test files overlap: {error}") from None
+    union = make_interactions(edges, torch.cat([graph[EDGE].edge_label, test[EDGE].edge_label]),
+                              num_users(graph), num_items(graph))
     for node in ("user", "item"):
         union[node].raw_id = graph[node].raw_id
     if negatives:

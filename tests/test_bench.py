@@ -742,7 +742,7 @@ def test_a_bpr_file_source_refuses_test_pairs_that_are_training_pairs(tmp_path):
     with open(folder / "test.txt", "a") as handle:
         handle.write(f"0 {(folder / 'train.txt').read_text().split()[1]}\n")  # user 0's first training item
     for loss in ("bce", "bpr"):
-        with pytest.raises(ValueError, match=r"train and test files overlap: .*\(0, "):
+        with pytest.raises(ValueError, match=r"train and test files overlap: 1 \(user, item\) pair\(s\) in both, \(0, \d+\);"):
             DataSource("file", path=str(folder), format="lightgcn").for_loss(loss).prepare(seed=0)
 
 

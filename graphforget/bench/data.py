@@ -19,15 +19,14 @@ import numbers
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
 from torch_geometric.data import HeteroData
 
 from ..config import check_fields, is_integer
-from ..data import EDGE, Split, attack_flip, binarize, edge_subgraph, find_data_root, num_items, pair_keys, random_split
+from ..data import EDGE, Split, attack_flip, binarize, edge_subgraph, find_data_root, random_split
 from ..data.loaders import known_dataset_of
 from ..protocols.attack import DATASET_NAMES, AttackData, prepare_attack_data, raw_data_file
 from ..runs import sha256_file
-from ..workflow import check_threshold_has_ratings, data_files, load_file, prepare_split
+from ..workflow import check_disjoint, check_threshold_has_ratings, data_files, load_file, prepare_split
 
 __all__ = ["IMPLICIT_DATASETS", "BENCH_DATASETS", "DataSource"]
 
@@ -193,17 +192,6 @@ def _positives_only(graph: HeteroData, test: HeteroData | None, seed: int) -> Sp
     """Implicit interactions for BPR: the file's test set (else a random tenth) and an empty validation set."""
     if test is None:
         return random_split(graph, (0.9, 0.0, 0.1), seed)
-    _check_disjoint(graph, test)
+    check_disjoint(graph, test)  # a shared pair would be trained on, masked in the ranking, and a test positive
     none = graph[EDGE].edge_index.new_zeros(graph[EDGE].edge_index.size(1), dtype=bool)
     return Split(graph, edge_subgraph(graph, none), test)
-
-
-def _check_disjoint(graph: HeteroData, test: HeteroData) -> None:
-    """Refuses a test pair that is also a training pair (the split with sampled negatives refuses it too): it would
-    be trained on, masked in the ranking, and still count as a test positive."""
-    width = num_items(graph)
-    shared = torch.isin(pair_keys(test[EDGE].edge_index, width), pair_keys(graph[EDGE].edge_index, width))
-    if bool(shared.any()):
-        user, item = test[EDGE].edge_index[:, int(shared.nonzero()[0])].tolist()
-        raise ValueError(f"train and test files overlap: {int(shared.sum())} test pairs are training pairs, the first "
-                         f"({user}, {item})")
