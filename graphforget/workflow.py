@@ -251,7 +251,7 @@ def with_negatives(graph: HeteroData, ratio: int, seed: int = 0) -> HeteroData:
                       f"positive they need ({missing} short in all): they get every such item", stacklevel=2)
     light = edge_subgraph(graph, ~heavy[store.edge_index[0]])
     sampled = add_negatives(light, ratio, seed) if light[EDGE].edge_index.size(1) else light
-    extra = [sampled[EDGE].edge_index[:, ~sampled[EDGE].observed]] if "observed" in sampled[EDGE] else []
+    extra = [sampled[EDGE].edge_index[:, light[EDGE].edge_index.size(1):]]  # the drawn ones (appended), not the file's
     gen = seeded(seed)
     for user in heavy.nonzero().flatten().tolist():  # few users: one exact draw each
         free = torch.ones(count, dtype=torch.bool)

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from graphforget.cli import main
-from graphforget.data import EDGE, make_interactions, pair_keys
+from graphforget.data import EDGE, add_negatives, edge_subgraph, make_interactions, pair_keys
 from graphforget.runs import FILES, directory_lock, lineage, load_run, publish, request_sha256, sha256_file
 from graphforget.unlearn import IFRUConfig
 from graphforget.workflow import (ForgetStream, build_request, data_files, fit_on_file, forget, load_file,
@@ -263,6 +263,21 @@ def test_every_user_gets_its_negatives_per_positive():
                                          r"they need \(4 short in all\)"):
         out = with_negatives(graph, 2, seed=0)  # user 0 needs 8 of the 4 items it has no pair with
     assert int((out[EDGE].edge_index[0][~out[EDGE].observed] == 0).sum()) == 4
+
+
+def test_negatives_drawn_beside_a_heavy_user_keep_the_files_negatives_once():
+    """With a heavy user, the light users' negatives were every unobserved pair of add_negatives' result: a negative
+    of the file (Book-Crossing's label-0 rows) came back twice and make_interactions refused a file without
+    duplicates. The light users now get what add_negatives gives them alone."""
+    edge_index = torch.tensor([[0, 0, 0, 0, 1, 1], [0, 1, 2, 3, 0, 5]])  # user 0 heavy; user 1 has a file negative
+    graph = make_interactions(edge_index, torch.tensor([1., 1, 1, 1, 1, 0]), 2, 10,
+                              torch.tensor([True] * 5 + [False]))
+    out = with_negatives(graph, 1, seed=0)
+    light = add_negatives(edge_subgraph(graph, edge_index[0] == 1), 1, seed=0)[EDGE]
+    store = out[EDGE]
+    assert torch.equal(store.edge_index[:, :7], torch.cat([edge_index, light.edge_index[:, 2:]], 1))
+    assert torch.equal(store.observed, torch.tensor([True] * 5 + [False] * 6))
+    assert store.edge_index.size(1) == 11 and int((store.edge_index[0, 7:] == 0).sum()) == 4  # user 0: one per positive
 
 
 def test_a_full_disk_is_one_line_exit_2(capsys, files, tmp_path, monkeypatch):
