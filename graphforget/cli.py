@@ -914,7 +914,8 @@ def _add_workflow_commands(sub) -> None:
                                    "MI-NG and a membership-inference attack AUC, optionally beside a Retrain.")
     p.add_argument("--run", required=True, help="a run made by forget")
     p.add_argument("--retrain", action="store_true", help="also retrain from the lineage's root as a reference")
-    p.add_argument("--seed", type=_seed, help="seed of the matching, the attack and the Retrain (default: the run's)")
+    p.add_argument("--seed", type=_seed,
+                   help="seed of the matching, the attack and the Retrain (default: the one the run's forget used)")
     p.add_argument("--out", help="write the report as JSON to this file (outside the run)")
     p.add_argument("--strict", action="store_true",
                    help="exit with status 1 when a request of the lineage was published untrusted or the deletion is "

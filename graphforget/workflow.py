@@ -1016,7 +1016,8 @@ def verify_run(run: str | os.PathLike, *, retrain: bool = False, seed: int | Non
     The run's model on its graph is compared with the lineage's root (the ``fit`` run) on the removed
     edges and matched non-members (:func:`~graphforget.verify.verify_forgetting`: request probability vs
     non-members, MI-BF, MI-NG, membership-inference attack AUC); with ``retrain``, a Retrain from the root
-    on the same removed edges is the reference beside it.
+    on the same removed edges is the reference beside it. ``seed`` (of the matching, the attack and the Retrain)
+    defaults to the one the run's request used (``forget(seed=...)``), as its own verification did.
 
     Returns:
         ``{"run", "lineage", "requests", "untrusted_requests", "removed_edges", "report", "retrain_seconds",
@@ -1032,7 +1033,8 @@ def verify_run(run: str | os.PathLike, *, retrain: bool = False, seed: int | Non
         raise ValueError(f"{run} removed nothing from its training graph (a fit run, or a lineage of held-out pairs "
                          "only): verify a run whose lineage removed training edges")
     root = load_run(chain[0])
-    seed = wrapped_seed(current.info["seed"]) if seed is None else seed
+    if seed is None:  # the seed the run's own method and verification used (forget --seed), else its fit's
+        seed = wrapped_seed(current.info.get("method", {}).get("seed", current.info["seed"]))
     reference, seconds = _retrain_reference(root, current, seed, device, progress) if retrain else (None, None)
     report = verify_forgetting(current.model, current.graph, current.removed, before=(root.model, root.graph),
                                reference=reference, seed=seed)
