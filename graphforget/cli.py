@@ -180,6 +180,16 @@ def _check_named(out: str) -> None:
         raise UsageError("graphforget: error: --out is empty: name a new output")
 
 
+def _write_new(out: Path, value) -> None:
+    """Writes a report to ``out`` as JSON, never over a file: one that appeared there since
+    :func:`_check_out_file` is kept."""
+    try:
+        write_json(out, value, exclusive=True)
+    except FileExistsError:
+        raise UsageError(f"graphforget: error: --out {out} appeared while the command ran, and is not overwritten "
+                         "(the figures are printed above)") from None
+
+
 def _check_out_file(out: str) -> Path:
     """``--out`` as a new output file, checked before any work: not there yet, in an existing directory that is
     not a run (a run directory is never modified: ``evaluate --out`` once replaced a run's metrics.json)."""
@@ -341,7 +351,7 @@ def cmd_evaluate(args) -> int:
     metrics = _evaluate_own_run(args) if (Path(args.run) / "run.json").is_file() else _evaluate_attack_run(args)
     print(json.dumps(to_jsonable(metrics), indent=2))
     if out is not None:
-        write_json(out, metrics)
+        _write_new(out, metrics)
     return 0
 
 
@@ -853,7 +863,7 @@ def cmd_verify(args) -> int:
     if report["retrain_seconds"] is not None:
         print(f"reference: Retrain from the lineage's root in {report['retrain_seconds']:.1f}s")
     if out is not None:
-        write_json(out, {key: value for key, value in report.items() if key != "table"})
+        _write_new(out, {key: value for key, value in report.items() if key != "table"})
         print(f"wrote {out}")
     failed = bool(report["untrusted_requests"]) or report["report"]["over_forgotten"]
     return 1 if args.strict and failed else 0

@@ -15,7 +15,8 @@ import torch
 __all__ = ["atomic_write", "fsync_directory", "to_jsonable", "write_json"]
 
 
-def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], None], *, binary: bool = True) -> Path:
+def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], None], *, binary: bool = True,
+                 exclusive: bool = False) -> Path:
     """Writes ``path`` atomically: a kill or an error at any point leaves the previous file untouched.
 
     ``write_fn`` writes into a temporary file in the same directory, which is flushed, fsync-ed and
@@ -30,14 +31,17 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], None], *, bin
         write_fn: called once with the open temporary file (binary, or text in UTF-8 when
             ``binary`` is false), e.g. ``lambda f: torch.save(obj, f)``.
         binary: open the temporary file in binary mode (default) or text mode.
+        exclusive: never replace: the file is published with :func:`os.link`, which fails if ``path`` exists by
+            then (a check before the work leaves a window while it runs); a link at ``path`` counts as a file.
 
     Returns:
         The path written (symbolic links resolved).
 
     Raises:
         FileNotFoundError: naming ``path`` when its directory does not exist (not the temporary file's name).
+        FileExistsError: ``exclusive`` and ``path`` exists (nothing is written).
     """
-    target = Path(os.path.realpath(path))
+    target = Path(os.path.abspath(path) if exclusive else os.path.realpath(path))
     if not target.parent.is_dir():
         raise FileNotFoundError(f"cannot write {path}: no directory {target.parent}")
     mode = _permissions(target)
@@ -48,7 +52,11 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], None], *, bin
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)
-        os.replace(tmp, target)
+        if exclusive:
+            os.link(tmp, target)
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -117,7 +125,7 @@ def to_jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def write_json(path: str | os.PathLike, value: Any) -> Path:
-    """Writes :func:`to_jsonable` ``(value)`` as indented JSON, atomically (:func:`atomic_write`)."""
+def write_json(path: str | os.PathLike, value: Any, exclusive: bool = False) -> Path:
+    """Writes :func:`to_jsonable` ``(value)`` as indented JSON, atomically (:func:`atomic_write`, ``exclusive``)."""
     text = json.dumps(to_jsonable(value), indent=2) + "\n"
-    return atomic_write(path, lambda handle: handle.write(text), binary=False)
+    return atomic_write(path, lambda handle: handle.write(text), binary=False, exclusive=exclusive)

@@ -114,6 +114,23 @@ def test_evaluate_prints_the_runs_metrics(trained_run, capsys, tmp_path):
     assert json.loads((tmp_path / "e.json").read_text()) == printed
 
 
+def test_a_report_file_that_appears_while_the_command_runs_is_not_overwritten(trained_run, capsys, tmp_path,
+                                                                              monkeypatch):
+    """--out was checked before the work only, and the report then replaced a file written there meanwhile."""
+    import graphforget.cli as gcli
+    out = tmp_path / "e.json"
+    real = gcli._evaluate_attack_run
+
+    def meanwhile(args):
+        out.write_text("the user's own")
+        return real(args)
+    monkeypatch.setattr(gcli, "_evaluate_attack_run", meanwhile)
+    code, printed, err = run_cli(capsys, "evaluate", "--run", str(trained_run), "--out", str(out))
+    assert code == 2 and f"--out {out} appeared while the command ran, and is not overwritten" in err
+    assert out.read_text() == "the user's own" and json.loads(printed)["method"] == "original"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.json"]  # no temporary file left
+
+
 def test_unlearn_retrain_equals_training_from_scratch_without_the_request(trained_run, capsys, tmp_path):
     code, out, _ = run_cli(capsys, "--threads", "1", "unlearn", "--run", str(trained_run), "--method", "retrain",
                            "--quiet", "--out", str(tmp_path))

@@ -69,6 +69,19 @@ def test_atomic_write_replaces_keeps_permissions_and_follows_links(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["fresh.txt", "link.pt", "model.pt", "plain.txt"]
 
 
+def test_an_exclusive_atomic_write_never_replaces(tmp_path):
+    path, content = _old_file(tmp_path)
+    with pytest.raises(FileExistsError):
+        atomic_write(path, lambda f: f.write(b"new"), exclusive=True)
+    link = tmp_path / "dangling.pt"
+    link.symlink_to(tmp_path / "absent.pt")  # a link counts as a file: its target is not created
+    with pytest.raises(FileExistsError):
+        atomic_write(link, lambda f: f.write(b"new"), exclusive=True)
+    assert path.read_bytes() == content and not (tmp_path / "absent.pt").exists()
+    assert atomic_write(tmp_path / "new.pt", lambda f: f.write(b"new"), exclusive=True).read_bytes() == b"new"
+    assert sorted(os.listdir(tmp_path)) == ["dangling.pt", "model.pt", "new.pt"]
+
+
 def test_atomic_write_renames_a_new_file_over_the_old_and_syncs_the_directory_after(tmp_path, monkeypatch):
     """The new content is a new file renamed over the path: a reader that opened the previous file still reads it
     whole (a copy into the path would truncate it under the reader), and the directory is fsync-ed once the rename is
