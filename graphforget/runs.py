@@ -256,11 +256,12 @@ def occupied(path: Path) -> bool:
 def refuse_taken(path: Path, shown: str) -> None:
     """Raises ``FileExistsError`` (naming ``path`` as ``shown``) unless :func:`publish` can create ``path``: it is
     :func:`occupied` or a link (to an empty directory or to nothing: the final rename fails on it, after the
-    work, and a dangling link was reported as existing)."""
-    if path.is_symlink() and not path.exists():
-        raise FileExistsError(f"{shown} is a symbolic link to {os.readlink(path)}, which does not exist: a run is "
-                              "created as a new directory, not through a link; choose a new directory")
-    if occupied(path) or path.is_symlink():
+    work; a dangling link was reported as existing, and a link to an empty directory still is not one)."""
+    if path.is_symlink():
+        missing = "" if path.exists() else ", which does not exist"
+        raise FileExistsError(f"{shown} is a symbolic link to {os.readlink(path)}{missing}: a run is created as a new "
+                              "directory, not through a link; choose a new directory")
+    if occupied(path):
         raise FileExistsError(f"{shown} exists: runs are never overwritten, choose a new directory")
 
 

@@ -760,11 +760,12 @@ class ForgetResult:
 
 def check_method(method: str) -> None:
     """Raises ``ValueError`` for an unknown method or one whose result a run cannot hold (a shard ensemble)."""
+    usable = ", ".join(m for m in METHODS if not issubclass(METHODS[m], SISA))
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+        raise ValueError(f"unknown method {method!r}; a run takes {usable}")
     if issubclass(METHODS[method], SISA):
         raise ValueError(f"{method} returns an ensemble of shard models, which a run directory cannot hold: "
-                         f"use one of {', '.join(m for m in METHODS if not issubclass(METHODS[m], SISA))}")
+                         f"use one of {usable}")
 
 
 def _heldout_without(run: Run, request: Request) -> tuple[HeteroData, HeteroData, Tensor]:

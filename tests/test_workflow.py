@@ -694,7 +694,8 @@ def _bad_inputs(base: Path, tmp: Path, files: dict) -> list[tuple[list, str]]:
         (forget[:-1] + [str(existing), "--users", "u1"], "exists: runs are never overwritten"),
         (forget[:-1] + [str(tmp / "a_file"), "--users", "u1"], "is an existing file"),
         (["forget", "--run", str(tmp), "--method", "ifru", "--users", "u1", "--out", str(tmp / "n")], "not a run directory"),
-        (["forget", "--run", str(base), "--method", "magic", "--users", "u1", "--out", str(tmp / "n")], "unknown method"),
+        (["forget", "--run", str(base), "--method", "magic", "--users", "u1", "--out", str(tmp / "n")],
+         "unknown method 'magic'; a run takes retrain, ifru, scif, finetune, unlearnrec"),  # not the ensembles
         (["forget", "--run", str(base), "--method", "sisa", "--users", "u1", "--out", str(tmp / "n")], "ensemble"),
         (forget + ["--users", "u1", "--option", "solver.tol=abc"], "solver.tol"),
         (forget + ["--users", "u1", "--option", "nonsense=1"], "nonsense"),
@@ -1568,8 +1569,8 @@ def test_an_unknown_id_on_several_listed_pairs_is_named_and_counted_once(capsys,
 def test_an_out_that_is_a_dangling_link_is_refused_before_any_work(capsys, base, files, tmp_path):
     """A link to a missing directory passed the checks (it does not 'exist'): fit trained and forget unlearnt, then the
     rename failed with "[Errno 20] Not a directory: '.../.link.tmp-XXXX' -> '.../link'", naming a temporary directory.
-    A link is refused before the data is read, by what it is (it was said to exist); a link to an empty directory
-    as an existing --out."""
+    A link is refused before the data is read, by what it is (it was said to exist), a link to an empty directory
+    too (it was said to exist)."""
     link, empty = tmp_path / "link", tmp_path / "empty"
     link.symlink_to(tmp_path / "missing")
     dangling = (f"--out {link} is a symbolic link to {tmp_path / 'missing'}, which does not exist: a run is created "
@@ -1583,7 +1584,7 @@ def test_an_out_that_is_a_dangling_link_is_refused_before_any_work(capsys, base,
     empty.mkdir()
     link.unlink()
     link.symlink_to(empty, target_is_directory=True)
-    with pytest.raises(FileExistsError, match=re.escape(f"{link} exists: runs are never overwritten")):
+    with pytest.raises(FileExistsError, match=re.escape(f"{link} is a symbolic link to {empty}: a run is created")):
         forget(base, users=["u1"], out=link)
     assert link.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["empty", "link"]
     assert not any(empty.iterdir())
