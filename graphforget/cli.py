@@ -841,10 +841,17 @@ def cmd_forget(args) -> int:
         _warn_over_forgotten(report.to_dict(), f"graphforget verify --run {done.path} --retrain")
     else:
         print(f"verification: none ({line['verification_error']})")
-    lines = done.path.joinpath("audit.jsonl").read_text().count("\n")
+    audit = [json.loads(text) for text in done.path.joinpath("audit.jsonl").read_text().splitlines()]
+    _say_untrusted([earlier["run"] for earlier in audit[:-1] if earlier.get("trusted") is False])  # the lineage's
     print(f"wrote run {done.path} (lineage removed {_count(line['removed_edges'], 'edge')}; audit.jsonl has "
-          f"{_count(lines, 'line')})")
+          f"{_count(len(audit), 'line')})")
     return 0
+
+
+def _say_untrusted(runs: list[str]) -> None:
+    for untrusted in runs:
+        print(f"NOT TRUSTED: the request of {untrusted} was published untrusted (--allow-untrusted): its edges are "
+              "gone from the data, but its model may still hold them; forget them again from the run before it")
 
 
 def cmd_verify(args) -> int:
@@ -855,9 +862,7 @@ def cmd_verify(args) -> int:
     report = verify_run(run, retrain=args.retrain, seed=args.seed, device=args.device, progress=not args.quiet)
     print(f"{_count(report['removed_edges'], 'edge')} removed by {_count(report['requests'], 'request')} in "
           f"{_count(len(report['lineage']), 'run')}")
-    for untrusted in report["untrusted_requests"]:
-        print(f"NOT TRUSTED: the request of {untrusted} was published untrusted (--allow-untrusted): its edges are "
-              "gone from the data, but its model may still hold them; forget them again from the run before it")
+    _say_untrusted(report["untrusted_requests"])
     print(report["table"])
     _warn_over_forgotten(report["report"], None if args.retrain else f"graphforget verify --run {run} --retrain")
     if report["retrain_seconds"] is not None:

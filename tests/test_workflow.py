@@ -806,7 +806,7 @@ def test_evaluate_reads_a_fit_run(capsys, base, tmp_path):
                                "labelled 0, and an AUC needs both")
 
 
-def test_untrusted_or_non_finite_results_are_not_published(base, tmp_path, monkeypatch):
+def test_untrusted_or_non_finite_results_are_not_published(capsys, base, tmp_path, monkeypatch):
     import graphforget.workflow as workflow
     from graphforget.unlearn import UnlearningFailed
     real = workflow._unlearn
@@ -827,6 +827,11 @@ def test_untrusted_or_non_finite_results_are_not_published(base, tmp_path, monke
     with pytest.raises(ValueError, match="users already forgotten .* 1 request of the lineage was published "
                                          "untrusted: to forget it again, forget from the run before it"):
         forget(tmp_path / "n", users=["u5"], method="retrain", out=tmp_path / "again")
+    monkeypatch.setattr(workflow, "_unlearn", real)  # a trusted request after it: forget says the lineage's too
+    capsys.readouterr()  # verify's lines
+    code, out, _ = cli(capsys, "forget", "--run", tmp_path / "n", "--users", "u6", "--method", "scif", "--quiet",
+                       "--out", tmp_path / "child")
+    assert code == 0 and "(trusted)" in out and f"NOT TRUSTED: the request of {tmp_path / 'n'} was published" in out
 
     def broken(*args):
         result, seconds = real(*args)
