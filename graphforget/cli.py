@@ -545,6 +545,7 @@ def _demo_hparams(model_name: str, dataset: str, args) -> Hyperparameters:
 def cmd_bench(args) -> int:
     """The benchmark harness (:func:`graphforget.bench.run_bench`): cells cached under ``--out``, tables printed."""
     from .bench import BENCH_METHODS, bench_hparams, markdown, parse_params, run_bench  # loaded only for this command
+    from .bench.harness import MAX_SEED_COUNT
     methods = args.methods or None
     for method in methods or []:
         _check_method(method, tuple(BENCH_METHODS))
@@ -555,8 +556,8 @@ def cmd_bench(args) -> int:
             raise UsageError(f"graphforget bench: error: --option takes METHOD:KEY=VALUE, got {pair!r}")
         _check_method(method, tuple(BENCH_METHODS))  # retrain_seed takes options too (its seed)
         _add_option(options, method, rest, f"bench: error: --option {pair}")
-    if args.seeds < 1:
-        raise UsageError(f"graphforget bench: error: --seeds must be >= 1, got {args.seeds}")
+    if not 1 <= args.seeds <= MAX_SEED_COUNT:
+        raise UsageError(f"graphforget bench: error: --seeds must be in [1, {MAX_SEED_COUNT}], got {args.seeds}")
     out = _check_out_dir(args.out)
     if (out / "run.json").is_file():  # _check_out_dir refuses a run above OUT; OUT itself was written into
         raise UsageError(f"graphforget bench: error: --out {args.out} is a run directory, and runs are never "

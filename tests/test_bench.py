@@ -17,6 +17,7 @@ from graphforget import cli
 from graphforget.bench import (DEFAULT_METHODS, PROTOCOLS, Cell, CellCache, DataSource, Setting, aggregate,
                                bench_hparams, deletion_request, mean_interval,
                                parse_params, plan_cells, run_bench, stream_positions, stream_requests, t_quantile)
+from graphforget.bench.harness import MAX_SEED_COUNT
 from graphforget.bench.setting import request_digest
 from graphforget.data import EDGE, make_interactions, pair_keys, planted_communities
 from graphforget.metrics import prediction_distance
@@ -1179,6 +1180,18 @@ def test_seeds_that_are_not_integers_are_refused_before_training(seeds):
                    PROTOCOLS["deletion"].defaults(True), {})
     assert [cell.seed for cell in plan_cells("deletion", DataSource("synthetic", negatives=1), TINY, [], [2, 0],
                                              {"kinds": ["edge"], "ratios": [0.05]}, {})] == [2, 0]
+
+
+@pytest.mark.parametrize("count", [0, MAX_SEED_COUNT + 1, 2 ** 32, 10 ** 20])
+def test_a_seed_count_beyond_the_bound_is_refused_before_any_list_is_built(count, capsys, tmp_path):
+    """A count of 2**32 was built as a list (tens of GB) before any check; 10**20 failed with an OverflowError."""
+    with pytest.raises(ValueError, match=re.escape(f"seeds must be a count in [1, {MAX_SEED_COUNT}] or distinct "
+                                                   f"seeds, got {count}")):
+        plan_cells("deletion", DataSource("synthetic", negatives=1), TINY, ["ifru"], count,
+                   PROTOCOLS["deletion"].defaults(True), {})
+    code = cli.main(["bench", "--protocol", "deletion", "--seeds", str(count), "--out", str(tmp_path / "o")])
+    assert code == 2 and f"--seeds must be in [1, {MAX_SEED_COUNT}], got {count}" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_cli_bench_refuses_a_run_directory_as_its_out(tmp_path, capsys):

@@ -75,8 +75,15 @@ def bench_hparams(model: str, dataset: str, protocol: str) -> Hyperparameters:
     return default_hparams(model, dataset if dataset in PRESET_DATASETS else "ml-100k", loss=loss)
 
 
+#: The most seeds a count may ask for: each trains every method. A count of 2**32 was built as a list before any
+#: check, and a larger one failed with an OverflowError.
+MAX_SEED_COUNT = 10_000
+
+
 def _seed_list(seeds: int | Sequence[int]) -> list[int]:
     """``0 .. seeds - 1`` for a count, else the given seeds (e.g. one seed per process of a split run)."""
+    if is_integer(seeds) and not 1 <= seeds <= MAX_SEED_COUNT:
+        raise ValueError(f"seeds must be a count in [1, {MAX_SEED_COUNT}] or distinct seeds, got {seeds!r}")
     # True or 2.0, neither a count nor a list, raised a TypeError from list()
     listed = list(range(seeds)) if is_integer(seeds) else list(seeds) if isinstance(seeds, Iterable) else []
     # int() made seed 1 of 1.5, "1" or True: it ran under a key saying 1, and no one was told
