@@ -106,13 +106,15 @@ def stream_requests(graph, length: int, order: str = "random", seed: int = 0) ->
     """``length`` single-user requests (all of a user's training edges each), users in ``order``.
 
     Raises:
-        ValueError: an unknown order, or more requests than users with edges.
+        ValueError: an unknown order, or as many requests as users with edges (the last would leave nothing to
+            train on: the whole run failed there, at its Retrain) or more.
     """
     if order not in STREAM_ORDERS:
         raise ValueError(f"unknown stream order {order!r}; known: {', '.join(STREAM_ORDERS)}")
     users = _users_in_order(graph, order, seed)
-    if not 1 <= length <= users.numel():
-        raise ValueError(f"stream length must be in [1, {users.numel()}] (users with edges), got {length}")
+    if not 1 <= length < users.numel():
+        raise ValueError(f"stream length must be in [1, {users.numel() - 1}] (the users with edges less one, whose "
+                         f"edges remain to train on), got {length}")
     return [user_edges(graph, users[k:k + 1]) for k in range(length)]
 
 
