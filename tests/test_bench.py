@@ -599,6 +599,21 @@ def test_runs_over_disjoint_seeds_share_the_cache(tmp_path):
         run_bench("deletion", "synthetic", seeds=[1, 1], **run)
 
 
+def test_a_stream_runs_to_its_last_checkpoint_and_its_table_shows_its_own_checkpoints(tmp_path):
+    """At checkpoints 30% and 60% of 4 requests the table had shown no quality figure (it knew @25/50/100% only),
+    and the 4th request ran unmeasured, counted in the seconds per request beside the 60% figures."""
+    result = run_bench("stream", "synthetic", methods=["scif"], seeds=1, out=tmp_path,
+                       params={"length": 4, "fractions": [0.3, 0.6]}, hparams=TINY)
+    (cell,) = [record["result"] for record in result.cells if record["cell"]["method"] == "scif"]
+    assert len(cell["request_seconds"]) == 3 and [point["requests"] for point in cell["checkpoints"]] == [2, 3]
+    assert cell["seconds_per_request"] == pytest.approx(sum(cell["request_seconds"]) / 3)
+    header = (tmp_path / "results.md").read_text().splitlines()[4]
+    for column in ("prediction_gap@30%", "prediction_gap@60%", "prediction_distance@30%", "auc_0@60%",
+                   "mia_auc@60%", "seconds_per_request"):
+        assert f" {column} |" in header, column
+    assert "@50%" not in header and "@100%" not in header and "@25%" not in header
+
+
 def test_reports_render_again_from_results_json(tmp_path):
     from graphforget.bench import BenchResult, write_reports
     result = run_bench("stream", "synthetic", methods=["scif"], seeds=1, out=tmp_path / "a", params={"length": 2},

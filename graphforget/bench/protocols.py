@@ -275,9 +275,11 @@ def _adversarial_variants(params: dict) -> list[dict]:
 
 def _run_stream_cell(setting: Setting, method: str, options: dict, variant: dict, progress: bool) -> dict:
     """Applies the stream request by request, each from the method's previous result; evaluates at the
-    stream's checkpoints against a Retrain on exactly the cumulative removed set."""
+    stream's checkpoints against a Retrain on exactly the cumulative removed set. The requests after the last
+    checkpoint are not run (no figure would read them; the seconds per request had counted them)."""
     requests = stream_requests(setting.train_graph, variant["length"], variant["order"], setting.seed)
     fractions = _checkpoint_fractions(len(requests), variant["fractions"])
+    requests = requests[:max(fractions)]
     unlearner = setting.unlearner(method, options)
     fit_seconds = unlearner.fit_seconds if unlearner.needs_fit else None
     seconds, checkpoints, trusted = [], [], []

@@ -77,9 +77,38 @@ def _intro(result, code: str = "`") -> str:
             "(their wall times, cached or not).")
 
 
+def _columns(result) -> list[str]:
+    """:data:`COLUMNS` of the run's protocol that it measured, a stream's at its own checkpoints (:func:`_at`)."""
+    names = COLUMNS[result.protocol]
+    if result.protocol == "stream":
+        chosen = _stream_checkpoints(result)
+        names = [_at(name, chosen) for name in names]
+    return [c for c in dict.fromkeys(names) if c is not None and any(c in g["metrics"] for g in result.aggregates)]
+
+
+def _stream_checkpoints(result) -> dict[str, float | None]:
+    """The measured checkpoints (percent) that the columns' ``@25%``, ``@50%`` and ``@100%`` show: the first, the one
+    nearest half the last (none of two), the last. A stream checked at 30% and 60% had shown none of its figures."""
+    tags = sorted({float(key.rpartition("@")[2][:-1]) for group in result.aggregates for key in group["metrics"]
+                   if key.endswith("%")})
+    if not tags:
+        return {}
+    middle = min(tags[1:-1], key=lambda tag: abs(tag - tags[-1] / 2)) if len(tags) > 2 else None
+    return {"25": tags[0], "50": middle, "100": tags[-1]}
+
+
+def _at(name: str, chosen: dict[str, float | None]) -> str | None:
+    """``name`` at the checkpoint ``chosen`` for its own tag (``None``: no such checkpoint)."""
+    base, sep, tag = name.rpartition("@")
+    if not sep or not tag.endswith("%") or tag[:-1] not in chosen:
+        return name
+    point = chosen[tag[:-1]]
+    return None if point is None else f"{base}@{point:g}%"
+
+
 def _table(result) -> tuple[list[str], list[list[str]]]:
     """The header and the rows of the run's table: one row per (variant, method), mean ± half-width cells."""
-    columns = [c for c in COLUMNS[result.protocol] if any(c in group["metrics"] for group in result.aggregates)]
+    columns = _columns(result)
     rows = []
     for group in result.aggregates:
         name = group["method"] + (f" ({group['errors']} failed)" if group.get("errors") else "")
