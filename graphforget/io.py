@@ -96,15 +96,18 @@ def tensors_sha256(*tensors: torch.Tensor) -> str:
 
 
 def versions(*tensors: torch.Tensor | None) -> list:
-    """``[(tensor, tensor._version)]`` of the given tensors (``None`` skipped): the state :func:`unchanged` compares."""
-    return [(t, t._version) for t in tensors if t is not None]
+    """``[(tensor, (tensor._version, its data pointer))]`` of the given tensors (``None`` skipped): the state
+    :func:`unchanged` compares. The pointer sees new data given to the same tensor (``p.data = ...``), which no
+    version counts."""
+    return [(t, (t._version, t.data_ptr() if t.layout == torch.strided else None)) for t in tensors if t is not None]
 
 
 def unchanged(state: list, checked: list) -> bool:
     """Whether ``state`` holds the very objects of ``checked`` (identity: a replaced tensor or objective differs)
-    with equal second entries: a tensor's version (``Tensor._version`` counts in-place writes made through torch,
-    not those through a NumPy view), or any value compared by ``==`` (the node counts kept beside the objective).
-    A cheap test before hashing a content again."""
+    with equal second entries: a tensor's version and data pointer (``Tensor._version`` counts in-place writes made
+    through torch, not those through a NumPy view or through ``.data``, ``p.data.add_(1)``, which have counters of
+    their own), or any value compared by ``==`` (the node counts kept beside the objective). A cheap test before
+    hashing a content again."""
     return len(state) == len(checked) and all(t is u and v == w for (t, v), (u, w) in zip(state, checked))
 
 

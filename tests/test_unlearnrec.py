@@ -740,6 +740,10 @@ def test_unlearn_refuses_an_encoder_whose_model_or_options_changed_since_it_was_
     with torch.no_grad():
         model.item_emb.weight.copy_(original["item_emb.weight"])
     assert same_state(state(unlearner.unlearn(request).model), state(first.model))
+    model.user_emb.weight.data = model.user_emb.weight.data * 2  # new data, which no version counts: it was taken
+    with pytest.raises(ValueError, match=r"encoder was pre-trained for another model"):
+        unlearner.unlearn(request)
+    model.user_emb.weight.data = original["user_emb.weight"].clone()
     unlearner.config.tau = 5.0  # read by pre-training
     with pytest.raises(ValueError, match=r"encoder was pre-trained with other options \(tau=10.0, here 5.0\)"):
         unlearner.unlearn(request)

@@ -239,8 +239,8 @@ class Unlearner:
                 that lives on the meta device, unknown ids, duplicates or pairs that are not edges, a model
                 with non-finite parameters or buffers, a graph that fails the construction checks, or (for a method that
                 needs :meth:`fit`) a graph or objective that changed since it. Edits are found by torch's count of
-                in-place writes: one made through a NumPy view (``tensor.numpy()[...] = ...``) is not counted, and
-                not seen.
+                in-place writes: one made through a NumPy view (``tensor.numpy()[...] = ...``) or through ``.data``
+                (``p.data.add_(1)``) is not counted, and not seen.
         """
         # the unlearner's state, not the request: outside the reported time; checked with the other ranks, as one
         # whose graph alone fails would leave them waiting in the next collective
