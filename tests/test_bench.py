@@ -758,8 +758,19 @@ def test_a_bpr_file_source_refuses_test_pairs_that_are_training_pairs(tmp_path):
     with open(folder / "test.txt", "a") as handle:
         handle.write(f"0 {(folder / 'train.txt').read_text().split()[1]}\n")  # user 0's first training item
     for loss in ("bce", "bpr"):
-        with pytest.raises(ValueError, match=r"train and test files overlap: 1 \(user, item\) pair\(s\) in both, \(0, \d+\);"):
+        with pytest.raises(ValueError, match=r"train and test files overlap: 1 \(user, item\) pair\(s\) in both, "
+                                             r"\(0, \d+\);"):
             DataSource("file", path=str(folder), format="lightgcn").for_loss(loss).prepare(seed=0)
+
+
+def test_the_attack_protocol_refuses_implicit_data_without_sampled_negatives(tmp_path):
+    """With --negatives 0 the flipped labels were the Original's only negatives: it trained, and the run failed at
+    the Retrain, whose request 'leaves nothing to train on'."""
+    folder = _lightgcn_files(tmp_path / "data")
+    with pytest.raises(ValueError, match=r"holds implicit feedback only \(every label is 1\): the flipped labels"):
+        run_bench("attack", DataSource("file", path=str(folder), format="lightgcn", negatives=0),
+                  methods=["finetune"], seeds=1, hparams=TINY, out=tmp_path / "o")
+    assert not (tmp_path / "o" / "results.json").exists()
 
 
 def test_implicit_data_reports_recall_beside_the_retrain(tmp_path):
