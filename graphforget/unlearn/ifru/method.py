@@ -261,7 +261,8 @@ class IFRU(Unlearner):
         finite; else ``trust.on_failure`` decides. No term on the remaining graph scores such a node, so the
         acceptance test never sees it: a custom model that divides by a node's degree gives it NaN unseen. The
         outputs are taken on the nodes' computation subgraph (their own rows: they have no edges)."""
-        users, ends = num_users(call.remaining), node_ids(call.request, num_users(call.remaining))
+        users = num_users(call.remaining)
+        ends = node_ids(call.request, users)
         isolated = ends[self._remaining_degrees(call)[ends] == 0]
         if isolated.numel() == 0:
             return new_model
