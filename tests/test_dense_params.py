@@ -273,7 +273,8 @@ def test_a_model_of_float32_tables_and_a_float64_layer_unlearns_in_each_paramete
         assert parameter.dtype == mixed.get_parameter(name).dtype, name
         expected = reference.model.get_parameter(name)
         assert (expected - wide.get_parameter(name)).abs().max() > 1e-3, name  # the step moved it
-        torch.testing.assert_close(parameter.double(), expected, rtol=0, atol=1e-4)
+        # float32 against float64: 2e-5 to 1.2e-4 apart, by the threads torch runs with (the step is over 1e-3)
+        torch.testing.assert_close(parameter.double(), expected, rtol=0, atol=3e-4)
 
 
 class _SharedLinear(EmbeddingRecommender):
