@@ -70,6 +70,22 @@ def test_paper_step_wrecks_the_model_and_is_flagged_the_default_is_trusted(early
     assert evaluate_auc(robust.model, robust.graph, test)["auc_0"] >= original - 0.005
 
 
+def test_a_damping_set_by_hand_below_the_implicit_ridge_is_warned_of(early_stopped):
+    """Such a step goes past what early stopping held; the objective's test passes it and the validation AUC may
+    rise, so it was trusted without a word (ML-100K MF, 3 epochs, no L2, damping=0: 2.7x the unchanged model's
+    distance to Retrain's predictions)."""
+    models, graph, request, _ = early_stopped
+    ridge = _unlearn(models["mf"], graph, request, IFRUConfig())[0].info["implicit_ridge"]
+    below, messages = _unlearn(models["mf"], graph, request, IFRUConfig(solver=SolverConfig(damping=1e-3 * ridge)))
+    assert below.info["implicit_ridge"] == ridge and below.info["damping"] < ridge
+    assert [m for m in messages if "below the implicit ridge" in m] == [
+        f"IFRU: solver.damping={1e-3 * ridge:g} ended at {below.info['damping']:.3g}, below the implicit ridge "
+        f"{ridge:.3g} of this model away from a stationary point: the step may go past what a Retrain would learn, "
+        "and no test sees it (solver.damping='auto' uses the ridge)"]
+    above, messages = _unlearn(models["mf"], graph, request, IFRUConfig(solver=SolverConfig(damping=2 * ridge)))
+    assert above.info["trusted"] and not messages
+
+
 @functools.lru_cache(maxsize=3)
 def _bpr_trained(kind: str, lr: float):
     """MF or LightGCN-2 trained with BPR (new negatives every epoch), Adam for 30 epochs, no validation, on the
