@@ -341,6 +341,18 @@ def test_failure_policy_on_a_solve_that_does_not_converge(early_stopped, policy)
     assert result.graph[EDGE].edge_index.size(1) == graph[EDGE].edge_index.size(1) - request.size(1)
 
 
+@pytest.mark.parametrize("name, advice", [
+    ("adam", "; Adam took solver.max_iter=3 steps of solver.lr=0.001: raise max_iter, tune lr, or use solver.name='cg'"),
+    ("lissa", "; LiSSA stopped at solver.max_iter=3: raise it, or use solver.name='cg'"), ("cg", ")")])
+def test_an_unconverged_solve_says_what_to_change(early_stopped, name, advice):
+    """Adam at its defaults was rejected 'did not converge', and its retries (more damping) made the residual grow: the
+    reason named nothing to change."""
+    models, graph, request, _ = early_stopped
+    config = IFRUConfig(solver=SolverConfig(name=name, max_iter=3, tol=1e-12), trust=TrustConfig(retries=0))
+    reason = _unlearn(models["mf"], graph, request, config)[0].info["reason"]
+    assert reason.startswith("the solve did not converge (relative residual") and reason.endswith(advice), reason
+
+
 def test_scif_names_itself_when_no_step_passes(early_stopped):
     models, graph, request, _ = early_stopped
     config = IFRUConfig(solver=SolverConfig(max_iter=1, tol=1e-12), trust=TrustConfig(retries=0))
