@@ -212,7 +212,8 @@ def direct_solve(matvec: MatVec, b: Tensor, tol: float = 1e-4, max_size: int = 4
     clock = Stopwatch(b.device).start()
     n = b.numel()
     if n > max_size:
-        raise ValueError(f"direct solve of a {n}-dimensional system refused (max_size={max_size}): use cg")
+        raise ValueError(f"direct solve of a {n}-dimensional system refused (max_size={max_size}, a dense "
+                         f"{max_size}x{max_size} matrix): use cg (IFRUConfig solver.name='cg')")
     if n == 0:  # nothing to solve for (no rows selected), as the iterative solvers return
         return _finish(matvec, b, b.clone(), 0, tol, clock)
     eye = torch.eye(n, dtype=b.dtype, device=b.device)
