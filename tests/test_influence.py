@@ -125,6 +125,8 @@ def test_solvers_agree_with_direct(solver, options):
     b = torch.randn(30, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     reference = torch.linalg.solve(a, b)
     torch.testing.assert_close(direct_solve(lambda v: a @ v, b).x, reference)
+    # bit for bit at every call (data-parallel ranks each solve): lstsq's default driver on the CPU was not
+    assert all(torch.equal(direct_solve(lambda v: a @ v, b).x, direct_solve(lambda v: a @ v, b).x) for _ in range(3))
     with pytest.raises(ValueError, match=r"max_size=20, a dense 20x20 matrix\): use cg \(IFRUConfig solver.name='cg'\)"):
         direct_solve(lambda v: a @ v, b, max_size=20)
     result = solver(lambda v: a @ v, b, **options)

@@ -220,7 +220,10 @@ def direct_solve(matvec: MatVec, b: Tensor, tol: float = 1e-4, max_size: int = 4
     matrix = torch.stack([matvec(eye[i]) for i in range(n)], 1)
     if not (bool(torch.isfinite(matrix).all()) and bool(torch.isfinite(b).all())):  # lstsq failed an internal assert
         return _finish(matvec, b, torch.full_like(b, float("nan")), n, tol, clock)  # not converged, as LiSSA's
-    x = torch.linalg.lstsq(matrix, b.unsqueeze(1)).solution.squeeze(1)
+    # gelsd (SVD): the same bits on every call, as data-parallel ranks need; the CPU's default gelsy gave other
+    # bits at each call. CUDA has only gels.
+    driver = "gelsd" if matrix.device.type == "cpu" else None
+    x = torch.linalg.lstsq(matrix, b.unsqueeze(1), driver=driver).solution.squeeze(1)
     return _finish(matvec, b, x, n, tol, clock)
 
 
