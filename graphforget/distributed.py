@@ -76,8 +76,7 @@ def run_jobs(job: Callable[[int], Any], num_jobs: int) -> list[Any]:
     alone, its rank would leave the others waiting in the exchange, or, under ``torchrun``, failing with gloo's
     "Connection closed by peer" instead of the error.
     """
-    rank, size = rank_and_size()
-    if size == 1:
+    if rank_and_size()[1] == 1:
         return [job(j) for j in range(num_jobs)]
     mine, error = {}, None
     try:
@@ -85,9 +84,7 @@ def run_jobs(job: Callable[[int], Any], num_jobs: int) -> list[Any]:
             mine[j] = job(j)
     except Exception as caught:
         error = caught
-    reports = gather_results({rank: (_sendable(error), {} if error else mine)}, size)
-    _raise_first(reports, error)
-    return _in_job_order([results for _, results in reports], num_jobs)
+    return _in_job_order(_exchange(("run_jobs", num_jobs), error, {} if error else mine), num_jobs)
 
 
 def agreed(what: str, check: Callable[[], Any], **inputs: Any) -> Any:
@@ -99,17 +96,15 @@ def agreed(what: str, check: Callable[[], Any], **inputs: Any) -> Any:
     inputs would mix them silently. A ``progress`` field of a config may differ (a bar on rank 0 only). Without a
     group: ``check()``.
     """
-    rank, size = rank_and_size()
-    if size == 1:
+    if rank_and_size()[1] == 1:
         return check()
     value, error = None, None
     try:
         value = check()
     except Exception as caught:
         error = caught
-    reports = gather_results({rank: (_sendable(error), {name: _digest(item) for name, item in inputs.items()})}, size)
-    _raise_first(reports, error)
-    differ = [name for name in inputs if len({digests[name] for _, digests in reports}) > 1]
+    digests = _exchange((what, sorted(inputs)), error, {name: _digest(item) for name, item in inputs.items()})
+    differ = [name for name in inputs if len({digest[name] for digest in digests}) > 1]
     if differ:
         raise ValueError(f"{what}: the ranks were given different {', '.join(differ)}: every rank must make the same "
                          "call with the same inputs")
@@ -144,9 +139,25 @@ def _sendable(error: Exception | None) -> Exception | None:
         return RuntimeError(f"{type(error).__name__}: {error}")
 
 
+def _exchange(call: tuple, error: Exception | None, payload: Any) -> list[Any]:
+    """Every rank's ``payload``, by one all-gather of ``(error, payload, call)``. Every rank raises the same error when
+    the ranks made different ``call``s (each had met another's collective: ``SISA.fit`` on one rank and
+    ``SISA.unlearn`` on another raised a KeyError on the first and let the second go on to wait forever), else the
+    first rank's ``error``."""
+    rank, size = rank_and_size()
+    reports = gather_results({rank: (_sendable(error), payload, call)}, size)
+    calls = [report[2] for report in reports]
+    if any(other != call for other in calls):
+        made = ", ".join(f"{other[0]} on rank {k}" for k, other in enumerate(calls))
+        raise ValueError(f"the ranks made different calls ({made}): every rank must make the same calls in the same "
+                         "order")
+    _raise_first(reports, error)
+    return [report[1] for report in reports]
+
+
 def _raise_first(reports: list[tuple], own: Exception | None) -> None:
     """Raises the error of the first rank that reports one (``own`` on that rank itself), on every rank."""
-    for rank, (error, _) in enumerate(reports):
+    for rank, (error, *_) in enumerate(reports):
         if error is not None:
             if own is not None and rank == rank_and_size()[0]:
                 raise own

@@ -69,6 +69,8 @@ class TrainConfig:
             statistics averaged over the ranks after each epoch). Adam only.
             Every rank must pass the same arguments (``progress`` aside): :func:`train` raises a ValueError on
             every rank when they differ or one rank's fail its checks (:func:`~graphforget.distributed.agreed`).
+            ``data_parallel`` itself is the exception: a rank without it trains alone, making no collective call,
+            and the others wait in theirs until the process group's timeout.
     """
     epochs: int = 100
     lr: float = 0.01

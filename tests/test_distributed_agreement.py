@@ -133,6 +133,19 @@ def check_failing_on_rank_one() -> list[str]:
     return _every_rank(_outcome(lambda: agreed("probe", check, same=torch.ones(3))))
 
 
+def sisa_unlearn_without_fit_on_rank_one() -> list[str]:
+    """Rank 0 fits SISA before unlearning, rank 1 does not (module level, for ``launch``): each met the other's
+    collective, and rank 0 raised a KeyError while rank 1 went on to wait."""
+    graph = _graph()
+    method = SISA(_model(), graph, OBJECTIVE, SISAConfig(CONFIG, num_shards=3))
+
+    def calls():
+        if rank_and_size()[0] == 0:
+            method.fit()
+        method.unlearn(graph["user", "rates", "item"].edge_index[:, :4])
+    return _every_rank(_outcome(calls))
+
+
 @pytest.mark.parametrize("case, expected", [
     (train_with_rank_seed, "ValueError: train: the ranks were given different config"),
     (train_with_rank_layers, "ValueError: train: the ranks were given different model"),
@@ -143,9 +156,10 @@ def check_failing_on_rank_one() -> list[str]:
     (shard_failing_on_rank_one, "ValueError: the shard failed on rank 1"),
     (check_failing_on_rank_one, "ValueError: bad input on rank 1"),
     (ifru_with_graph_edited_on_rank_one, "ValueError: BCEObjective needs edge_label in {0, 1}"),
+    (sisa_unlearn_without_fit_on_rank_one, "ValueError: the ranks made different calls (SISA.fit on rank 0"),
 ], ids=["train_seed", "train_layers", "ifru_empty_on_one_rank", "sisa_seed", "sisa_labels_on_one_rank",
         "receraser_models", "shard_fails_on_one_rank",
-        "check_fails_on_one_rank", "ifru_graph_fails_checks_on_one_rank"])
+        "check_fails_on_one_rank", "ifru_graph_fails_checks_on_one_rank", "sisa_calls_differ"])
 def test_ranks_that_disagree_or_fail_alone_raise_the_same_error_on_every_rank(case, expected, one_thread):
     # Before: training mixed the ranks' batch orders (or LightGCNs of other depths: the same parameters) silently,
     # SISA mixed two partitions' shards, and a rank that skipped its empty request or failed a shard alone left the

@@ -217,7 +217,8 @@ class IFRUConfig:
             solved across several. The selection of phi stays on every rank; the solver, the acceptance test
             and the line search see the same numbers and decide the same on every rank, which must all call
             ``unlearn`` with the same request; every rank returns the same model (equal to one process's up
-            to the order of float sums). Without a group (or with one rank): no effect.
+            to the order of float sums). Without a group (or with one rank): no effect. Every rank must set it: one
+            without it unlearns alone, and the others wait in their collectives until the group's timeout.
     """
     # the paper's method
     spillover: bool = True
