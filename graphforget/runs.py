@@ -61,6 +61,8 @@ RUN_KEYS = ("kind", "format", "files", "data", "model", "hparams", "seed", "metr
 #: The files of a run besides ``run.json``, whose sha256 ``run.json`` records.
 FILES = ("model.pt", "graph.pt", "heldout.pt", "removed.pt", "audit.jsonl")
 _TEMP_MARK = ".tmp-"
+#: The file that marks a temporary directory as :func:`publish`'s while it is written (removed before the rename).
+_PUBLISHING = ".graphforget-publishing"
 
 
 @dataclass
@@ -240,9 +242,13 @@ def directory_lock(directory: str | os.PathLike):
 
 
 def _remove_stale(final: Path) -> list[Path]:
-    """Removes the temporary directories earlier attempts at ``final`` left behind (called under the lock)."""
+    """Removes the temporary directories that earlier attempts left behind (called under the lock): those of
+    ``final``, and any other of the directory marked as :func:`publish`'s (a killed attempt retried under another
+    name had left its own for good)."""
     # the name is escaped: ``a[1]`` as a pattern matched ``.a1.tmp-*``, never its own leftovers
-    stale = sorted(final.parent.glob(f".{glob.escape(final.name)}{_TEMP_MARK}*"))
+    own = set(final.parent.glob(f".{glob.escape(final.name)}{_TEMP_MARK}*"))
+    marked = {path.parent for path in final.parent.glob(f".*{_TEMP_MARK}*/{_PUBLISHING}")}
+    stale = sorted(own | marked)
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
     return stale
@@ -278,8 +284,9 @@ def publish(out: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     The temporary directory is ``.NAME.tmp-XXXX`` next to ``out``; every file ``write`` creates must be
     flushed and fsync-ed by it (:func:`save_run` does). After ``write`` returns, the temporary directory and
     its parent are fsync-ed around the rename. Publishers in one directory hold an advisory lock on it, so
-    temporary directories of ``out`` found under the lock are leftovers of a killed attempt: they are
-    removed first. On an error (or ``KeyboardInterrupt``) the temporary directory is removed.
+    temporary directories found under the lock, of ``out`` or marked as a publisher's (a file removed before the
+    rename), are leftovers of a killed attempt: they are removed first. On an error (or ``KeyboardInterrupt``) the
+    temporary directory is removed.
 
     Args:
         out: the final directory; its parent is created if missing.
@@ -303,7 +310,9 @@ def publish(out: str | os.PathLike, write: Callable[[Path], None]) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}{_TEMP_MARK}", dir=final.parent))
         try:
             os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0o700 is for the temporary name only
+            (tmp / _PUBLISHING).touch()
             write(tmp)
+            (tmp / _PUBLISHING).unlink()
             fsync_directory(tmp)
             os.rename(tmp, final)
         except BaseException:

@@ -1501,6 +1501,23 @@ def test_publish_cleans_the_stale_attempts_of_a_name_with_glob_characters(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == [".a1.tmp-killed", "a[1]"]
 
 
+def test_publish_cleans_a_killed_attempt_retried_under_another_name(tmp_path):
+    """Only the leftovers of the name being published were removed: a killed attempt retried under another --out
+    left its hidden directory for good. A publisher's are marked, and any found under the lock is stale."""
+    def killed(tmp: Path):
+        (tmp / "model.pt").write_bytes(b"half")
+        raise KeyboardInterrupt  # a kill would skip the clean-up that an exception runs: keep the directory
+    with pytest.raises(KeyboardInterrupt), pytest.MonkeyPatch.context() as patch:
+        patch.setattr("graphforget.runs.shutil.rmtree", lambda *args, **kwargs: None)
+        publish(tmp_path / "first", killed)
+    (left,) = tmp_path.iterdir()
+    assert left.name.startswith(".first.tmp-")
+    (tmp_path / ".mine.tmp-x").mkdir()  # not a publisher's: kept
+    publish(tmp_path / "second", lambda tmp: (tmp / "x").write_text("1"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".mine.tmp-x", "second"]
+    assert sorted(p.name for p in (tmp_path / "second").iterdir()) == ["x"]  # no marker left in the run
+
+
 def test_an_edges_file_reads_ids_with_spaces_or_a_hash_in_delimited_lines(tmp_path):
     """A CSV's ids can hold spaces ('John Smith') or '#' ('Zoë#2'): fit kept them, and `forget --edges` split
     'John Smith,m4' at the space (three fields) and cut 'Zoë#2,m1' at the '#' (one field), so such a user's edges
