@@ -842,10 +842,10 @@ def cmd_forget(args) -> int:
         _warn_over_forgotten(report.to_dict(), f"graphforget verify --run {done.path} --retrain")
     else:
         print(f"verification: none ({line['verification_error']})")
-    audit = [json.loads(text) for text in done.path.joinpath("audit.jsonl").read_text().splitlines()]
-    _say_untrusted([earlier["run"] for earlier in audit[:-1] if earlier.get("trusted") is False])  # the lineage's
+    _say_untrusted(done.untrusted_before)
+    lines = done.path.joinpath("audit.jsonl").read_text().count("\n")
     print(f"wrote run {done.path} (lineage removed {_count(line['removed_edges'], 'edge')}; audit.jsonl has "
-          f"{_count(len(audit), 'line')})")
+          f"{_count(lines, 'line')})")
     return 0
 
 

@@ -35,7 +35,7 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], None], *, bin
             then (a check before the work leaves a window while it runs); a link at ``path`` counts as a file.
 
     Returns:
-        The path written (symbolic links resolved).
+        The path written (symbolic links resolved, unless ``exclusive``).
 
     Raises:
         FileNotFoundError: naming ``path`` when its directory does not exist (not the temporary file's name).
@@ -53,8 +53,7 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], None], *, bin
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         if exclusive:
-            os.link(tmp, target)
-            os.unlink(tmp)
+            _rename_new(tmp, target)
         else:
             os.replace(tmp, target)
     except BaseException:
@@ -63,6 +62,20 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], None], *, bin
         raise
     fsync_directory(target.parent)
     return target
+
+
+def _rename_new(tmp: str, target: Path) -> None:
+    """Renames ``tmp`` to ``target`` unless ``target`` exists (``FileExistsError``): by a hard link, atomic; where the
+    file system has none (FAT, some FUSE and SMB mounts), by reserving the name (``O_EXCL``) and renaming over it."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise
+    except OSError:
+        os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        os.replace(tmp, target)
+        return
+    os.unlink(tmp)
 
 
 def _permissions(target: Path) -> int:

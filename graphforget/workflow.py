@@ -750,12 +750,15 @@ class ForgetResult:
         report: the verification (:class:`~graphforget.verify.ForgettingReport`), ``None`` when not asked for
             or impossible (``audit["verification_error"]`` says why).
         audit: the audit line written for this request.
+        untrusted_before: the runs of the lineage before it whose request was published untrusted
+            (:func:`untrusted_requests`).
     """
     path: Path
     request: Request
     result: Any
     report: Any
     audit: dict = field(default_factory=dict)
+    untrusted_before: list[str] = field(default_factory=list)
 
 
 def check_method(method: str) -> None:
@@ -948,7 +951,7 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
         written.update(audit(sums))
         return written
     path = save_run(out, info, model, graph, val, test, removed, parent.audit, remember)
-    return ForgetResult(path, request, result, report, written)
+    return ForgetResult(path, request, result, report, written, [line["run"] for line in untrusted_requests(parent)])
 
 
 def _parent_and_request(run: str | os.PathLike | Run, **given) -> tuple[Run, Request]:
@@ -1021,9 +1024,9 @@ def verify_run(run: str | os.PathLike, *, retrain: bool = False, seed: int | Non
     defaults to the one the run's request used (``forget(seed=...)``), as its own verification did.
 
     Returns:
-        ``{"run", "lineage", "requests", "untrusted_requests", "removed_edges", "report", "retrain_seconds",
-        "table"}`` (the runs whose request was published untrusted, the report as plain JSON values, the table as
-        text).
+        ``{"run", "lineage", "seed", "requests", "untrusted_requests", "removed_edges", "report", "retrain_seconds",
+        "table"}`` (the seed used, the runs whose request was published untrusted, the report as plain JSON values,
+        the table as text).
 
     Raises:
         FileNotFoundError, ValueError: a missing or modified run or ancestor; a run that removed nothing.
@@ -1039,7 +1042,7 @@ def verify_run(run: str | os.PathLike, *, retrain: bool = False, seed: int | Non
     reference, seconds = _retrain_reference(root, current, seed, device, progress) if retrain else (None, None)
     report = verify_forgetting(current.model, current.graph, current.removed, before=(root.model, root.graph),
                                reference=reference, seed=seed)
-    return {"run": str(current.path.resolve()), "lineage": [str(p.resolve()) for p in chain],
+    return {"run": str(current.path.resolve()), "lineage": [str(p.resolve()) for p in chain], "seed": seed,
             "requests": len(current.audit), "untrusted_requests": [line["run"] for line in untrusted_requests(current)],
             "removed_edges": current.removed.size(1), "report": report.to_dict(), "retrain_seconds": seconds,
             "table": report.table()}

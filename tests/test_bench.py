@@ -1201,8 +1201,8 @@ def test_a_stream_length_that_is_not_a_whole_number_is_refused():
 def test_seeds_that_are_not_integers_are_refused_before_training(seeds):
     """``seeds=[1.5]`` (or ``[True]``, ``["1"]``) ran seed 1 under a key saying 1: int() cast it without a word.
     The error shows the value's repr: ``"3"`` read as a valid 3."""
-    with pytest.raises(ValueError, match=re.escape(f"seeds must be a count >= 1 or distinct seeds (integers in [0, "
-                                                   f"2**32)), got {seeds!r}")):
+    with pytest.raises(ValueError, match=re.escape(f"seeds must be a count in [1, {MAX_SEED_COUNT}] or distinct seeds "
+                                                   f"(integers in [0, 2**32)), got {seeds!r}")):
         plan_cells("deletion", DataSource("synthetic", negatives=1), TINY, ["ifru"], seeds,
                    PROTOCOLS["deletion"].defaults(True), {})
     assert [cell.seed for cell in plan_cells("deletion", DataSource("synthetic", negatives=1), TINY, [], [2, 0],
@@ -1213,7 +1213,7 @@ def test_seeds_that_are_not_integers_are_refused_before_training(seeds):
 def test_a_seed_count_beyond_the_bound_is_refused_before_any_list_is_built(count, capsys, tmp_path):
     """A count of 2**32 was built as a list (tens of GB) before any check; 10**20 failed with an OverflowError."""
     with pytest.raises(ValueError, match=re.escape(f"seeds must be a count in [1, {MAX_SEED_COUNT}] or distinct "
-                                                   f"seeds, got {count}")):
+                                                   f"seeds (integers in [0, 2**32)), got {count}")):
         plan_cells("deletion", DataSource("synthetic", negatives=1), TINY, ["ifru"], count,
                    PROTOCOLS["deletion"].defaults(True), {})
     code = cli.main(["bench", "--protocol", "deletion", "--seeds", str(count), "--out", str(tmp_path / "o")])

@@ -127,8 +127,6 @@ def test_solvers_agree_with_direct(solver, options):
     torch.testing.assert_close(direct_solve(lambda v: a @ v, b).x, reference)
     # bit for bit at every call (data-parallel ranks each solve): lstsq's default driver on the CPU was not
     assert all(torch.equal(direct_solve(lambda v: a @ v, b).x, direct_solve(lambda v: a @ v, b).x) for _ in range(3))
-    with pytest.raises(ValueError, match=r"max_size=20, a dense 20x20 matrix\): use cg \(IFRUConfig solver.name='cg'\)"):
-        direct_solve(lambda v: a @ v, b, max_size=20)
     result = solver(lambda v: a @ v, b, **options)
     assert result.converged and result.residual <= options["tol"]
     assert float((result.x - reference).norm() / reference.norm()) < 100 * options["tol"]
@@ -195,6 +193,12 @@ def test_cg_stops_on_nan_or_negative_curvature():
         result = conjugate_gradient(operator, b, tol=1e-8, max_iter=10)
         assert result.iterations == 0 and not result.converged and result.negative_curvature
         assert torch.equal(result.x, torch.zeros_like(b))
+
+
+def test_a_direct_solve_beyond_its_size_names_what_to_use():
+    a = _spd(30)
+    with pytest.raises(ValueError, match=r"max_size=20, a dense 20x20 matrix\): use cg \(IFRUConfig solver.name='cg'\)"):
+        direct_solve(lambda v: a @ v, torch.ones(30, dtype=torch.float64), max_size=20)
 
 
 def test_a_direct_solve_of_a_non_finite_system_is_not_converged():

@@ -82,6 +82,20 @@ def test_an_exclusive_atomic_write_never_replaces(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["dangling.pt", "model.pt", "new.pt"]
 
 
+def test_an_exclusive_atomic_write_without_hard_links_reserves_the_name(tmp_path, monkeypatch):
+    """On a file system without hard links (FAT, some FUSE mounts) os.link fails with EPERM: the report was lost
+    after the work, where os.replace had written it."""
+    path, content = _old_file(tmp_path)
+
+    def no_links(*args):
+        raise PermissionError(1, "Operation not permitted")
+    monkeypatch.setattr(os, "link", no_links)
+    assert atomic_write(tmp_path / "new.pt", lambda f: f.write(b"new"), exclusive=True).read_bytes() == b"new"
+    with pytest.raises(FileExistsError):
+        atomic_write(path, lambda f: f.write(b"new"), exclusive=True)
+    assert path.read_bytes() == content and sorted(os.listdir(tmp_path)) == ["model.pt", "new.pt"]
+
+
 def test_atomic_write_renames_a_new_file_over_the_old_and_syncs_the_directory_after(tmp_path, monkeypatch):
     """The new content is a new file renamed over the path: a reader that opened the previous file still reads it
     whole (a copy into the path would truncate it under the reader), and the directory is fsync-ed once the rename is

@@ -505,24 +505,46 @@ class DegreeMeanMF(MF):
                 item + torch.zeros_like(item).index_add(0, i, user[u]) / degree_i)
 
 
-def test_a_custom_model_with_non_finite_outputs_on_the_remaining_graph_is_not_trusted(early_stopped):
-    """No term scores a node that the request leaves without edges, so the acceptance test never saw its NaN: SCIF
-    called such a step trusted. The new model's outputs where the request acts are now checked."""
-    _, graph, request, _ = early_stopped
-    model = DegreeMeanMF(U, I, 8)
+class UnitRowsMF(MF):
+    """MF whose user rows are scaled to unit norm: 0/0 at a row that is 0."""
+
+    linear_embedding = False  # MF's closed form does not hold
+
+    def embed(self, graph):
+        user = self.user_emb.weight
+        return user / user.norm(dim=1, keepdim=True), self.item_emb.weight
+
+
+def _trained(model):
     model.reset_parameters(0)
-    train(model, graph, BCEObjective(l2=1.0), TrainConfig(epochs=5, lr=0.01, batch_size=128, patience=0))
-    isolating = without_edges(graph, request)[0][EDGE].edge_index[0].unique().numel() < U
-    assert not isolating  # the attack's request leaves every user an edge: trusted
-    result, messages = _unlearn(model, graph, request, IFRUConfig(), SCIF, BCEObjective(l2=1.0))
-    assert result.info["trusted"] and not messages
+    train(model, _attacked()[1], BCEObjective(l2=1.0), TrainConfig(epochs=5, lr=0.01, batch_size=128, patience=0))
+    return model
+
+
+def test_non_finite_outputs_at_a_node_the_request_leaves_without_edges_are_reported(early_stopped):
+    """No term scores a node that the request leaves without edges, so the acceptance test never saw its outputs:
+    SCIF called a step trusted on a model whose outputs there are NaN. Where the step made them so (IFRU zeroes a
+    forgotten user's row, which a model of unit rows divides by its norm), trust.on_failure decides; where the model
+    gives NaN there whatever the step (it divides by the degree, as a Retrain's would), a warning says so."""
+    _, graph, request, _ = early_stopped
+    objective = BCEObjective(l2=1.0)
     user = int(request[0, 0])
     whole = graph[EDGE].edge_index[:, graph[EDGE].edge_index[0] == user]
-    result, messages = _unlearn(model, graph, whole, IFRUConfig(), SCIF, BCEObjective(l2=1.0))
-    assert not result.info["trusted"] and f"not finite at 1 node(s) that the request leaves without edges, user {user} first" in result.info["reason"]
-    assert "unchanged" in messages[0] and _same(result.model, model)
-    with pytest.raises(UnlearningFailed, match="SCIF: the new model's outputs"):
-        _unlearn(model, graph, whole, IFRUConfig(trust=TrustConfig(on_failure="raise")), SCIF, BCEObjective(l2=1.0))
+    unit = _trained(UnitRowsMF(U, I, 8))
+    result, messages = _unlearn(unit, graph, whole, IFRUConfig(), IFRU, objective)
+    assert not result.info["trusted"] and result.info["reason"] == (
+        f"the step made the model's outputs on the remaining graph non-finite at 1 node(s) that the request leaves "
+        f"without edges, user {user} first (the unchanged model's are finite there)")
+    assert "unchanged" in messages[0] and _same(result.model, unit)
+    with pytest.raises(UnlearningFailed, match="IFRU: the step made the model's outputs"):
+        _unlearn(unit, graph, whole, IFRUConfig(trust=TrustConfig(on_failure="raise")), IFRU, objective)
+    assert _unlearn(unit, graph, request, IFRUConfig(), IFRU, objective)[0].info["trusted"]  # no one left without
+    degree = _trained(DegreeMeanMF(U, I, 8))
+    result, messages = _unlearn(degree, graph, whole, IFRUConfig(), SCIF, objective)
+    assert result.info["trusted"] and result.info["non_finite_outputs"] == 1 and messages == [
+        f"SCIF: the model's outputs on the remaining graph are not finite at 1 node(s) that the request leaves "
+        f"without edges, user {user} first, whatever the step: the unchanged model's are too, as a Retrain's would "
+        "be (does the model divide by the degree?)"]
 
 
 def test_scif_shares_the_trust_machinery(early_stopped):

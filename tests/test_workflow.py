@@ -447,8 +447,10 @@ def test_verify_defaults_to_the_seed_the_request_used(base, tmp_path):
     """verify took the fit's seed: after forget --seed 5 its figures (the matched non-members, the attack's split)
     disagreed with those forget had printed for the same request."""
     result = forget(base, users=["u1"], method="scif", seed=5, out=tmp_path / "a")
-    by_default, fit_seed = verify_run(tmp_path / "a")["report"], verify_run(tmp_path / "a", seed=0)["report"]
+    verified = verify_run(tmp_path / "a")
+    by_default, fit_seed = verified["report"], verify_run(tmp_path / "a", seed=0)["report"]
     assert by_default == verify_run(tmp_path / "a", seed=5)["report"] == result.report.to_dict() != fit_seed
+    assert verified["seed"] == 5  # said in the report (verify --out)
 
 
 def test_a_run_whose_model_was_swapped_is_refused_as_a_parent_too(capsys, base, tmp_path, monkeypatch):

@@ -82,13 +82,15 @@ MAX_SEED_COUNT = 10_000
 
 def _seed_list(seeds: int | Sequence[int]) -> list[int]:
     """``0 .. seeds - 1`` for a count, else the given seeds (e.g. one seed per process of a split run)."""
+    refusal = ValueError(f"seeds must be a count in [1, {MAX_SEED_COUNT}] or distinct seeds (integers in [0, 2**32)), "
+                         f"got {seeds!r}")
     if is_integer(seeds) and not 1 <= seeds <= MAX_SEED_COUNT:
-        raise ValueError(f"seeds must be a count in [1, {MAX_SEED_COUNT}] or distinct seeds, got {seeds!r}")
+        raise refusal
     # True or 2.0, neither a count nor a list, raised a TypeError from list()
     listed = list(range(seeds)) if is_integer(seeds) else list(seeds) if isinstance(seeds, Iterable) else []
     # int() made seed 1 of 1.5, "1" or True: it ran under a key saying 1, and no one was told
     if not listed or len(set(listed)) != len(listed) or not all(is_seed(s) for s in listed):
-        raise ValueError(f"seeds must be a count >= 1 or distinct seeds (integers in [0, 2**32)), got {seeds!r}")
+        raise refusal
     return [int(s) for s in listed]
 
 

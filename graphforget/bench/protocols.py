@@ -112,6 +112,9 @@ def stream_requests(graph, length: int, order: str = "random", seed: int = 0) ->
     if order not in STREAM_ORDERS:
         raise ValueError(f"unknown stream order {order!r}; known: {', '.join(STREAM_ORDERS)}")
     users = _users_in_order(graph, order, seed)
+    if users.numel() < 2:
+        raise ValueError(f"a stream needs two users with edges or more (one keeps its edges to train on); the graph "
+                         f"has {users.numel()}")
     if not 1 <= length < users.numel():
         raise ValueError(f"stream length must be in [1, {users.numel() - 1}] (the users with edges less one, whose "
                          f"edges remain to train on), got {length}")

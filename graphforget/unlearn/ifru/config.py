@@ -129,7 +129,8 @@ class TrustConfig:
             the first of CG's iterations 8, 16, 32, ... whose iterate fails the acceptance test (see
             :doc:`/methods`); ``info["attempts"]`` then counts the shared iterations.
         on_failure: what happens when no step is accepted, or the accepted one fails the validation test
-            (``max_val_auc_drop``): ``keep`` (the model unchanged, a warning),
+            (``max_val_auc_drop``) or makes the outputs of a node the request leaves without edges non-finite:
+            ``keep`` (the model unchanged, a warning),
             ``raise`` (:class:`~graphforget.unlearn.UnlearningFailed`) or ``apply`` (the last finite
             step, from which the Newton steps, when configured, go on; a warning). Either way ``info["trusted"]``
             is ``False`` and ``info["reason"]`` says why.

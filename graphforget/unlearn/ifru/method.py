@@ -136,7 +136,8 @@ class IFRU(Unlearner):
       (:math:`|D_c|`), ``kept_nodes``, ``kept_parameters`` (the size of :math:`\phi`), ``contrastive``
       (whether the objective's contrastive term was in it, see :class:`IFRUConfig`),
       ``widened`` (the rows taken wider for the Newton steps, see :meth:`_widens` and :class:`NewtonConfig`);
-    * ``implicit_ridge`` (``None`` unless ``solver.damping="auto"``), ``gradient_ratio``
+    * ``implicit_ridge`` (whatever ``solver.damping``: a damping set by hand below it, away from stationarity, is
+      warned of), ``gradient_ratio``
       (:math:`\lVert\nabla L(\hat\phi; D)\rVert / \lVert g\rVert`: how far from stationary the model is),
       ``damping`` (the last attempt's :math:`\lambda`; ``None`` when nothing was solved), ``dense_damping``
       (``{dense parameter: the scale of its damping}``, see :class:`SolverConfig`; empty when none is scaled);
@@ -257,25 +258,32 @@ class IFRU(Unlearner):
                            "threads": torch.get_num_threads(), **({"untouched_buffers": stats} if stats else {})}
 
     def _check_outputs(self, new_model: torch.nn.Module, call: _Call, outcome: dict) -> torch.nn.Module:
-        """The new model's outputs on the remaining graph at the nodes the request leaves without edges must be
-        finite; else ``trust.on_failure`` decides. No term on the remaining graph scores such a node, so the
-        acceptance test never sees it: a custom model that divides by a node's degree gives it NaN unseen. The
-        outputs are taken on the nodes' computation subgraph (their own rows: they have no edges)."""
+        """The new model's outputs on the remaining graph at the nodes the request leaves without edges, which no term
+        scores, so that the acceptance test never sees them. Non-finite where the unchanged model's are finite (rows
+        the step zeroed, in a model that normalises them): ``trust.on_failure`` decides. Non-finite there in both
+        (a model that divides by the degree, as a Retrain's would be): a warning, and ``info["non_finite_outputs"]``.
+        The outputs are taken on the nodes' computation subgraph (their own rows: they have no edges)."""
         users = num_users(call.remaining)
         ends = node_ids(call.request, users)
         isolated = ends[self._remaining_degrees(call)[ends] == 0]
         if isolated.numel() == 0:
             return new_model
-        user, item = embeddings_of(new_model, nodes_graph(new_model, call.remaining, isolated,
-                                                          locality=not self._reference_paths))
-        outputs = torch.cat([user.reshape(user.size(0), -1), item.reshape(item.size(0), -1)])
-        bad = isolated[~outputs[isolated].isfinite().all(dim=1)]
+        sub = nodes_graph(new_model, call.remaining, isolated, locality=not self._reference_paths)
+        bad = _non_finite_at(new_model, sub, isolated)
         if bad.numel() == 0:
             return new_model
-        first = int(bad[0])
+        created = bad[~torch.isin(bad, _non_finite_at(self.model, sub, isolated))]
+        first = int((created if created.numel() else bad)[0])
         node = f"user {first}" if first < users else f"item {first - users}"
-        reason = (f"the new model's outputs on the remaining graph are not finite at {bad.numel()} node(s) that the "
-                  f"request leaves without edges, {node} first (does the model divide by the degree?)")
+        name = type(self).__name__
+        if created.numel() == 0:
+            outcome["non_finite_outputs"] = bad.numel()
+            warn_caller(f"{name}: the model's outputs on the remaining graph are not finite at {bad.numel()} node(s) "
+                        f"that the request leaves without edges, {node} first, whatever the step: the unchanged "
+                        "model's are too, as a Retrain's would be (does the model divide by the degree?)")
+            return new_model
+        reason = (f"the step made the model's outputs on the remaining graph non-finite at {created.numel()} node(s) "
+                  f"that the request leaves without edges, {node} first (the unchanged model's are finite there)")
         outcome.update(trusted=False, reason=reason)
         return self._settle(copy.deepcopy(self.model), new_model, reason)
 
@@ -775,6 +783,14 @@ class IFRU(Unlearner):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={type(self.model).__name__}, objective={self.objective}, " \
                f"config={self.config})"
+
+
+def _non_finite_at(model, graph: HeteroData, nodes: Tensor) -> Tensor:
+    """Those of ``nodes`` (homogeneous ids) where ``model``'s outputs on ``graph`` hold a NaN or an infinity."""
+    user, item = embeddings_of(model, graph)
+    finite = torch.cat([user.reshape(user.size(0), -1).isfinite().all(1),
+                        item.reshape(item.size(0), -1).isfinite().all(1)])
+    return nodes[~finite[nodes]]
 
 
 def _check_precision(method, model) -> None:
