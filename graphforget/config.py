@@ -112,6 +112,16 @@ def eval_mode(model: torch.nn.Module):
             module.training = mode
 
 
+def check_instances(expected: dict[str, tuple[Any, type | tuple[type, ...], str]], where: str = "") -> None:
+    """Raises ``TypeError`` naming the first argument ``name`` whose value is not an instance of its kind:
+    ``expected`` maps ``name -> (value, kind, what it must be)`` (a class passed for an instance, or a dict for a
+    config, would otherwise fail deep inside, naming no argument)."""
+    for name, (value, kind, hint) in expected.items():
+        if not isinstance(value, kind):
+            got = f"the class {value.__name__}" if isinstance(value, type) else f"a {type(value).__name__}"
+            raise TypeError(f"{where}{name} must be {hint}, got {got}")
+
+
 def check_fields(config: Any, rules: dict[str, tuple[bool, str]], path: str | None = None) -> None:
     """Raises ``ValueError("Cls.field: <requirement> (got <value>)")`` for the first rule that fails.
 

@@ -14,7 +14,7 @@ from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
 from .clock import Stopwatch
-from .config import check_fields, check_types
+from .config import check_fields, check_instances, check_types
 from .data.adjacency import hold_graph
 from .data.interactions import (EDGE, check_interactions, check_model_fits, check_pair_ids, check_pair_tensor,
                                 check_unique_pairs, num_items)
@@ -127,7 +127,8 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
             non-finite value in the parameters); with L-BFGS, an objective with a contrastive term (its closure
             minimises :meth:`~graphforget.objectives.Objective.total`, which leaves the term out).
     """
-    config = config or TrainConfig()
+    config = TrainConfig() if config is None else config
+    _check_types(objective, config)
     check_optimizer(config, objective)
     if config.data_parallel:  # ranks given different inputs would mix them, or wait forever for one that stopped
         agreed("train", lambda: _check_all(model, graph, objective, val), model=layout(model), graph=graph,
@@ -141,6 +142,13 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
     if val is not None:
         _warn_if_at_chance(result, val)
     return result
+
+
+def _check_types(objective, config) -> None:
+    """``TypeError`` naming the argument that is not what :func:`train` reads (a dict from JSON for the config, or the
+    objective's class for an instance, failed deep inside with an AttributeError or a missing argument)."""
+    check_instances({"objective": (objective, Objective, "an Objective instance, e.g. BCEObjective(l2=1.0)"),
+                     "config": (config, TrainConfig, "a TrainConfig (TrainConfig(**fields) for a dict)")}, "train: ")
 
 
 @contextlib.contextmanager
@@ -345,4 +353,8 @@ def _train_lbfgs(model, graph, objective: Objective, config: TrainConfig, val) -
     seconds = clock.elapsed()
     last = history[-1]
     log.info("L-BFGS: %d iterations in %.1fs, max gradient %.1e", last["epoch"], seconds, last["max_gradient"])
+    if not last["max_gradient"] <= config.tol:  # else only the history said it: stationarity is why L-BFGS is chosen
+        warnings.warn(f"train: L-BFGS stopped after {last['epoch']} iterations with a largest gradient entry of "
+                      f"{last['max_gradient']:.3g}, above tol={config.tol:g}: the model is not a stationary point, "
+                      "where influence functions are exact (raise epochs)", RuntimeWarning, stacklevel=3)
     return TrainResult(last["epoch"], last["epoch"], last.get("val_auc", -1.0), seconds, history)

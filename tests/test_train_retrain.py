@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from dataclasses import replace
 
 import pytest
 import torch
@@ -172,13 +173,31 @@ def test_lbfgs_training_reaches_a_stationary_point(split, one_thread, cls, kwarg
     config = TrainConfig(epochs=500, optimizer="lbfgs", tol=3e-3)
     models = [fresh(cls, split, seed=0, **kwargs) for _ in range(2)]
     assert _max_gradient(models[0], split.train, objective) > 0.3  # 100 times the tolerance
-    results = [train(model, split.train, objective, config, split.val) for model in models]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # stationary: no warning
+        results = [train(model, split.train, objective, config, split.val) for model in models]
+    # stopped before it: said (the history alone had said it)
+    with pytest.warns(RuntimeWarning, match=r"train: L-BFGS stopped after 3 iterations with a largest gradient entry "
+                                            r"of .*, above tol=0.003: the model is not a stationary point"):
+        train(fresh(cls, split, seed=0, **kwargs), split.train, objective, replace(config, epochs=3), split.val)
     for model, result in zip(models, results):
         assert result.epochs < 500 and result.history[-1]["max_gradient"] <= 3e-3
         assert _max_gradient(model, split.train, objective) <= 3e-3  # measured afresh
         assert result.best_val_auc == evaluate_auc(model, split.train, split.val)["auc_0"]
     for a, b in zip(*(model.parameters() for model in models)):  # deterministic
         assert torch.equal(a, b)
+
+
+def test_train_names_an_argument_of_the_wrong_type(split):
+    """A config given as a dict (as JSON gives it back) failed with "'dict' object has no attribute 'optimizer'", the
+    objective's class for an instance with "check() missing 1 required positional argument"."""
+    model = fresh(MF, split, seed=0)
+    with pytest.raises(TypeError, match=r"^train: config must be a TrainConfig \(TrainConfig\(\*\*fields\) for a "
+                                        r"dict\), got a dict$"):
+        train(model, split.train, BCEObjective(), {"epochs": 1})
+    with pytest.raises(TypeError, match=r"^train: objective must be an Objective instance, e.g. BCEObjective\(l2=1.0\), "
+                                        r"got the class BCEObjective$"):
+        train(model, split.train, BCEObjective, TrainConfig(epochs=1))
 
 
 def test_training_errors(split):

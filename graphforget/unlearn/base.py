@@ -15,7 +15,7 @@ from torch_geometric.data import HeteroData
 from ..data.interactions import (EDGE, check_interactions, check_model_fits, check_unique_pairs, num_items,
                                  pairs_with_data, validate_pairs, without_edges)
 from ..clock import Stopwatch
-from ..config import build_config, option_names
+from ..config import build_config, check_instances, option_names
 from ..distributed import agreed
 from ..io import tensors_sha256, unchanged, versions
 from ..metrics import auc_standard_error, evaluate_auc
@@ -330,10 +330,7 @@ def _check_types(model, graph, objective, val=None) -> None:
                 "graph": (graph, HeteroData, "a HeteroData of interactions (graphforget.data.make_interactions)"),
                 "objective": (objective, Objective, "an Objective instance, e.g. BCEObjective(l2=1.0)"),
                 "val": (val, (HeteroData, type(None)), "None or a HeteroData of validation pairs (a split's val)")}
-    for name, (value, kind, hint) in expected.items():
-        if not isinstance(value, kind):
-            got = f"the class {value.__name__}" if isinstance(value, type) else f"a {type(value).__name__}"
-            raise TypeError(f"{name} must be {hint}, got {got}")
+    check_instances(expected)
 
 
 def copy_modes(source: torch.nn.Module, target: torch.nn.Module) -> None:
