@@ -1065,7 +1065,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a model on data with a fraction of flipped training labels.")
     _common(p)
     p.add_argument("--model", type=_registered_model, default="mf",
-                   help=f"recommender: {', '.join(MODEL_NAMES)}, {_YOUR_MODEL} (default: mf)")
+                   help=f"recommender: {', '.join(sorted(MODELS))}, {_YOUR_MODEL} (default: mf)")
     _hyperparameters(p, training=True)
     p.add_argument("--training", choices=TRAININGS, default="early-stopped", help=_TRAINING_HELP)
     p.add_argument("--out", required=True, help="run directory: model.pt and metrics.json are written there")

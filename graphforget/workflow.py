@@ -340,7 +340,8 @@ def _hparams(model: str, hparams) -> Hyperparameters:
     keys reach the training: ``{"train.epochs": 5}``); a model of your own starts from MF's preset."""
     if model in CONTRASTIVE:
         raise ValueError(f"fit trains with BCE on labelled pairs, and {model} trains with BPR: use "
-                         f"{', '.join(FIT_MODELS)} or a model you registered in graphforget.models.MODELS")
+                         f"{', '.join(FIT_MODELS)} or a model of your own (graphforget.models.MODELS; on the command "
+                         "line, the graphforget.models entry point of an installed package)")
     if isinstance(hparams, Hyperparameters):
         if hparams.model != model:
             raise ValueError(f"hparams are for model {hparams.model!r}, not {model!r}")

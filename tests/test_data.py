@@ -402,6 +402,16 @@ def test_load_csv_refuses_a_used_column_named_twice_in_the_header(tmp_path):
     assert list(load_csv(path, "user", "item")["user"].raw_id) == ["u1"]
 
 
+def test_load_csv_strips_the_header_names_as_it_strips_values(tmp_path):
+    """'user , item' held the column 'user ', not 'user', where the values' spaces were dropped."""
+    path = tmp_path / "spaced.csv"
+    path.write_text("user , item,rating\nu1 , i1,5\n")
+    assert list(load_csv(path, "user", "item", "rating")["user"].raw_id) == ["u1"]
+    path.write_text("user,item, user\nu1,i1,u9\n")  # one name once stripped: refused as twice
+    with pytest.raises(ValueError, match=re.escape(f"{path}: the header names column 'user' twice")):
+        load_csv(path, "user", "item")
+
+
 def test_load_csv_takes_blank_trailing_fields(tmp_path):
     path = tmp_path / "ratings.csv"
     path.write_text("u,i,r\n1,3,5,\n2,3,4, \n")  # a spreadsheet's empty last column

@@ -441,6 +441,7 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
             reader = csv.DictReader(f, delimiter=delimiter, skipinitialspace=True)  # "user, item" too
             if reader.fieldnames is None:
                 raise ValueError(f"{path} is empty: a CSV file starts with a header naming its columns")
+            reader.fieldnames = [name.strip() for name in reader.fieldnames]  # "user , item": as the values are
             missing = {user_col, item_col, label_col} - {None} - set(reader.fieldnames)
             if missing:
                 raise ValueError(f"columns {sorted(missing)} not in {path} (has {reader.fieldnames})"
