@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import functools
 import json
 import logging
 import os
@@ -235,12 +236,13 @@ def _options(method: str, pairs: list[str] | None) -> dict:
 
 
 def _checked_options(method: str, options: dict) -> dict:
-    """``options`` if ``method``'s config accepts them (:func:`~graphforget.unlearn.method_config`)."""
+    """``options`` parsed by their fields' types (``"3"`` is ``3``, as the records then show them) if ``method``'s
+    config accepts them (:func:`~graphforget.unlearn.method_config`)."""
     try:
-        method_config(method, options)
+        config = method_config(method, options)
     except ValueError as error:
         raise UsageError(f"graphforget: error: {error}") from error
-    return options
+    return {name: functools.reduce(getattr, name.split("."), config) for name in options}
 
 
 def _fmt(value, pct: bool = False) -> str:

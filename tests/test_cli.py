@@ -190,7 +190,7 @@ def test_unlearn_ifru_matches_the_library_and_can_be_evaluated_again(trained_run
                          "--option", "solver.max_iter=50", "--out", str(out_dir))
     assert code == 0
     metrics = json.loads((out_dir / "metrics.json").read_text())
-    assert metrics["options"] == {"solver.name": "cg", "solver.max_iter": "50"}
+    assert metrics["options"] == {"solver.name": "cg", "solver.max_iter": 50}  # parsed by the field's type
     assert metrics["config"]["solver"]["name"] == "cg" and metrics["config"]["solver"]["max_iter"] == 50
     assert metrics["info"]["solver"][0]["iterations"] <= 50
 
