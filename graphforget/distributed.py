@@ -84,7 +84,7 @@ def run_jobs(job: Callable[[int], Any], num_jobs: int) -> list[Any]:
             mine[j] = job(j)
     except Exception as caught:
         error = caught
-    return _in_job_order(_exchange(("run_jobs", num_jobs), error, {} if error else mine), num_jobs)
+    return _in_job_order(_exchange(("run_jobs", (num_jobs,)), error, {} if error else mine), num_jobs)
 
 
 def agreed(what: str, check: Callable[[], Any], **inputs: Any) -> Any:
@@ -103,7 +103,7 @@ def agreed(what: str, check: Callable[[], Any], **inputs: Any) -> Any:
         value = check()
     except Exception as caught:
         error = caught
-    digests = _exchange((what, sorted(inputs)), error, {name: _digest(item) for name, item in inputs.items()})
+    digests = _exchange((what, tuple(sorted(inputs))), error, {name: _digest(item) for name, item in inputs.items()})
     differ = [name for name in inputs if len({digest[name] for digest in digests}) > 1]
     if differ:
         raise ValueError(f"{what}: the ranks were given different {', '.join(differ)}: every rank must make the same "
@@ -148,7 +148,8 @@ def _exchange(call: tuple, error: Exception | None, payload: Any) -> list[Any]:
     reports = gather_results({rank: (_sendable(error), payload, call)}, size)
     calls = [report[2] for report in reports]
     if any(other != call for other in calls):
-        made = ", ".join(f"{other[0]} on rank {k}" for k, other in enumerate(calls))
+        whole = len({other[0] for other in calls}) == 1  # one name: the arguments differ (run_jobs' job counts)
+        made = ", ".join(f"{other[0]}{other[1] if whole else ''} on rank {k}" for k, other in enumerate(calls))
         raise ValueError(f"the ranks made different calls ({made}): every rank must make the same calls in the same "
                          "order")
     _raise_first(reports, error)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -32,7 +33,9 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], None], *, bin
             ``binary`` is false), e.g. ``lambda f: torch.save(obj, f)``.
         binary: open the temporary file in binary mode (default) or text mode.
         exclusive: never replace: the file is published with :func:`os.link`, which fails if ``path`` exists by
-            then (a check before the work leaves a window while it runs); a link at ``path`` counts as a file.
+            then (a check before the work leaves a window while it runs); a link at ``path`` counts as a file. On a
+            file system without hard links the name is reserved first: a reader may see it empty until the rename,
+            and a kill in between leaves it empty.
 
     Returns:
         The path written (symbolic links resolved, unless ``exclusive``).
@@ -64,16 +67,25 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], None], *, bin
     return target
 
 
+#: What os.link raises on a file system without hard links (FAT, some FUSE and SMB mounts).
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}
+
+
 def _rename_new(tmp: str, target: Path) -> None:
     """Renames ``tmp`` to ``target`` unless ``target`` exists (``FileExistsError``): by a hard link, atomic; where the
-    file system has none (FAT, some FUSE and SMB mounts), by reserving the name (``O_EXCL``) and renaming over it."""
+    file system has none, by reserving the name (``O_EXCL``, an empty file until the rename) and renaming over it."""
     try:
         os.link(tmp, target)
-    except FileExistsError:
-        raise
-    except OSError:
+    except OSError as error:
+        if isinstance(error, FileExistsError) or error.errno not in _NO_HARD_LINKS:
+            raise
         os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except BaseException:  # the empty reservation would refuse every retry
+            with contextlib.suppress(OSError):
+                os.unlink(target)
+            raise
         return
     os.unlink(tmp)
 

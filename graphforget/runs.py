@@ -27,6 +27,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -243,15 +244,35 @@ def directory_lock(directory: str | os.PathLike):
 
 def _remove_stale(final: Path) -> list[Path]:
     """Removes the temporary directories that earlier attempts left behind (called under the lock): those of
-    ``final``, and any other of the directory marked as :func:`publish`'s (a killed attempt retried under another
-    name had left its own for good)."""
+    ``final``, and any other of the directory marked by a publisher that is gone (a killed attempt retried under
+    another name had left its own for good; the lock alone cannot tell, where a file system does not honour it)."""
     # the name is escaped: ``a[1]`` as a pattern matched ``.a1.tmp-*``, never its own leftovers
     own = set(final.parent.glob(f".{glob.escape(final.name)}{_TEMP_MARK}*"))
-    marked = {path.parent for path in final.parent.glob(f".*{_TEMP_MARK}*/{_PUBLISHING}")}
+    marked = {path.parent for path in final.parent.glob(f".*{_TEMP_MARK}*/{_PUBLISHING}") if _abandoned(path)}
     stale = sorted(own | marked)
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
     return stale
+
+
+def _publisher() -> str:
+    """What a publisher writes in its marker: its host and process."""
+    return json.dumps({"host": socket.gethostname(), "pid": os.getpid()})
+
+
+def _abandoned(marker: Path) -> bool:
+    """Whether the publisher that wrote ``marker`` is gone: a process of this host that no longer runs (POSIX;
+    elsewhere, or when unsure, ``False``)."""
+    try:
+        owner = json.loads(marker.read_text())
+        if os.name != "posix" or owner["host"] != socket.gethostname():
+            return False
+        os.kill(int(owner["pid"]), 0)  # signal 0: a check that the process exists, nothing sent
+    except ProcessLookupError:
+        return True
+    except (OSError, ValueError, KeyError, TypeError, OverflowError):
+        return False
+    return False
 
 
 def occupied(path: Path) -> bool:
@@ -284,8 +305,9 @@ def publish(out: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     The temporary directory is ``.NAME.tmp-XXXX`` next to ``out``; every file ``write`` creates must be
     flushed and fsync-ed by it (:func:`save_run` does). After ``write`` returns, the temporary directory and
     its parent are fsync-ed around the rename. Publishers in one directory hold an advisory lock on it, so
-    temporary directories found under the lock, of ``out`` or marked as a publisher's (a file removed before the
-    rename), are leftovers of a killed attempt: they are removed first. On an error (or ``KeyboardInterrupt``) the
+    temporary directories of ``out`` found under the lock are leftovers of a killed attempt, and so are others marked
+    by a publisher process of this host that no longer runs (a file removed before the rename): they are removed
+    first. On an error (or ``KeyboardInterrupt``) the
     temporary directory is removed.
 
     Args:
@@ -310,7 +332,7 @@ def publish(out: str | os.PathLike, write: Callable[[Path], None]) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}{_TEMP_MARK}", dir=final.parent))
         try:
             os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0o700 is for the temporary name only
-            (tmp / _PUBLISHING).touch()
+            (tmp / _PUBLISHING).write_text(_publisher())
             write(tmp)
             (tmp / _PUBLISHING).unlink()
             fsync_directory(tmp)

@@ -23,7 +23,8 @@ from .metrics import auc_standard_error, evaluate_auc
 from .models.base import running_statistics
 from .objectives import BCEObjective, Objective
 
-__all__ = ["OPTIMIZERS", "TrainConfig", "TrainResult", "train", "chance_level", "check_val", "NoSignalWarning"]
+__all__ = ["OPTIMIZERS", "TrainConfig", "TrainResult", "train", "chance_level", "check_val", "NoSignalWarning",
+           "NotStationaryWarning"]
 
 #: ``adam``: mini-batches, early stopping; ``lbfgs``: full batch until the gradient vanishes.
 OPTIMIZERS = ("adam", "lbfgs")
@@ -39,6 +40,11 @@ log = logging.getLogger(__name__)
 
 class NoSignalWarning(RuntimeWarning):
     """A trained model whose validation AUC does not clear :func:`chance_level`: nothing shows it learnt."""
+
+
+class NotStationaryWarning(RuntimeWarning):
+    """L-BFGS stopped above its ``tol``: the model is not the stationary point that influence functions need (SISA's
+    shards and RecEraser's aggregator, which none reads, leave it out)."""
 
 
 @dataclass
@@ -116,7 +122,8 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
         objective: the loss (see :mod:`graphforget.objectives`).
         config: hyper-parameters.
         val: labelled validation pairs for early stopping (without it all epochs run). A
-            :class:`NoSignalWarning` says when the best validation AUC is under :func:`chance_level`.
+            :class:`NoSignalWarning` says when the best validation AUC is under :func:`chance_level`; a
+            :class:`NotStationaryWarning` when L-BFGS stops above ``config.tol``.
 
     Raises:
         ValueError: when the graph has no edges, the model no trainable parameter, its node counts differ from
@@ -126,6 +133,8 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
             follows, would be undefined); when the loss becomes NaN or infinite (a learning rate too high, or a
             non-finite value in the parameters); with L-BFGS, an objective with a contrastive term (its closure
             minimises :meth:`~graphforget.objectives.Objective.total`, which leaves the term out).
+        TypeError: an ``objective`` that is not an :class:`~graphforget.objectives.Objective` instance (its class,
+            say) or a ``config`` that is not a :class:`TrainConfig` (a dict).
     """
     config = TrainConfig() if config is None else config
     _check_types(objective, config)
@@ -144,10 +153,14 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
     return result
 
 
+#: What an ``objective`` argument must be, for the type checks' messages.
+AN_OBJECTIVE = "an Objective instance, e.g. BCEObjective(l2=1.0)"
+
+
 def _check_types(objective, config) -> None:
     """``TypeError`` naming the argument that is not what :func:`train` reads (a dict from JSON for the config, or the
     objective's class for an instance, failed deep inside with an AttributeError or a missing argument)."""
-    check_instances({"objective": (objective, Objective, "an Objective instance, e.g. BCEObjective(l2=1.0)"),
+    check_instances({"objective": (objective, Objective, AN_OBJECTIVE),
                      "config": (config, TrainConfig, "a TrainConfig (TrainConfig(**fields) for a dict)")}, "train: ")
 
 
@@ -354,7 +367,8 @@ def _train_lbfgs(model, graph, objective: Objective, config: TrainConfig, val) -
     last = history[-1]
     log.info("L-BFGS: %d iterations in %.1fs, max gradient %.1e", last["epoch"], seconds, last["max_gradient"])
     if not last["max_gradient"] <= config.tol:  # else only the history said it: stationarity is why L-BFGS is chosen
+        advice = "raise epochs" if last["epoch"] >= config.epochs else "it made no more progress: train in float64"
         warnings.warn(f"train: L-BFGS stopped after {last['epoch']} iterations with a largest gradient entry of "
                       f"{last['max_gradient']:.3g}, above tol={config.tol:g}: the model is not a stationary point, "
-                      "where influence functions are exact (raise epochs)", RuntimeWarning, stacklevel=3)
+                      f"where influence functions are exact ({advice})", NotStationaryWarning, stacklevel=3)
     return TrainResult(last["epoch"], last["epoch"], last.get("val_auc", -1.0), seconds, history)

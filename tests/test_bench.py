@@ -612,6 +612,28 @@ def test_a_stream_runs_to_its_last_checkpoint_and_its_table_shows_its_own_checkp
                    "mia_auc@60%", "seconds_per_request"):
         assert f" {column} |" in header, column
     assert "@50%" not in header and "@100%" not in header and "@25%" not in header
+    from graphforget.bench.report import readme_table
+    row = readme_table([result]).splitlines()[-1]  # the README's figures: the last checkpoint's, not '-'
+    assert re.search(r"\| [-\d.]+/[-\d.]+/[\d.]+s \|", row), row
+
+
+@pytest.mark.parametrize("measured, shown", [
+    ((25, 50, 75, 100), (25, 50, 100)), ((12.5, 25, 37.5, 50, 100), (25, 50, 100)),  # their own checkpoints
+    ((10, 25, 100), (10, 25, 100)),  # a measured @25% kept, 10% shown in @50%'s place: none hidden behind another
+    ((30, 60), (30, 60)), ((50, 100), (50, 100))])
+def test_a_streams_table_shows_each_figure_at_the_checkpoints_it_measured(measured, shown):
+    from types import SimpleNamespace
+    from graphforget.bench.report import _columns
+    metrics = {f"{figure}@{t:g}%": {"mean": 0.1} for t in measured for figure in ("prediction_gap", "auc_0")}
+    columns = _columns(SimpleNamespace(protocol="stream", aggregates=[{"metrics": metrics}]))
+    assert [c for c in columns if c.startswith("prediction_gap@")] == [f"prediction_gap@{t:g}%" for t in shown]
+    assert [c for c in columns if c.startswith("auc_0@")] == [f"auc_0@{measured[-1]:g}%"]  # the last, as @100%
+
+
+def test_a_stream_needs_two_users_with_edges():
+    graph = make_interactions(torch.tensor([[0, 0], [0, 1]]), torch.ones(2), 2, 2)  # user 1 has no edge
+    with pytest.raises(ValueError, match=r"a stream needs two users with edges or more .*; the graph has 1"):
+        stream_requests(graph, 1)
 
 
 def test_reports_render_again_from_results_json(tmp_path):

@@ -13,7 +13,7 @@ import torch.distributed as dist
 from graphforget import BCEObjective, TrainConfig
 from graphforget.bench import run_bench
 from graphforget.data import planted_communities
-from graphforget.distributed import agreed, gather_results, launch, rank_and_size
+from graphforget.distributed import agreed, gather_results, launch, rank_and_size, run_jobs
 from graphforget.models import MF, LightGCN
 from graphforget.presets import Hyperparameters
 from graphforget.train import train
@@ -146,6 +146,11 @@ def sisa_unlearn_without_fit_on_rank_one() -> list[str]:
     return _every_rank(_outcome(calls))
 
 
+def run_jobs_with_rank_counts() -> list[str]:
+    """``run_jobs`` given 2 jobs on rank 0 and 3 on rank 1 (module level, for ``launch``)."""
+    return _every_rank(_outcome(lambda: run_jobs(lambda j: j, 2 + rank_and_size()[0])))
+
+
 @pytest.mark.parametrize("case, expected", [
     (train_with_rank_seed, "ValueError: train: the ranks were given different config"),
     (train_with_rank_layers, "ValueError: train: the ranks were given different model"),
@@ -157,9 +162,10 @@ def sisa_unlearn_without_fit_on_rank_one() -> list[str]:
     (check_failing_on_rank_one, "ValueError: bad input on rank 1"),
     (ifru_with_graph_edited_on_rank_one, "ValueError: BCEObjective needs edge_label in {0, 1}"),
     (sisa_unlearn_without_fit_on_rank_one, "ValueError: the ranks made different calls (SISA.fit on rank 0"),
+    (run_jobs_with_rank_counts, "ValueError: the ranks made different calls (run_jobs(2,) on rank 0, run_"),
 ], ids=["train_seed", "train_layers", "ifru_empty_on_one_rank", "sisa_seed", "sisa_labels_on_one_rank",
         "receraser_models", "shard_fails_on_one_rank",
-        "check_fails_on_one_rank", "ifru_graph_fails_checks_on_one_rank", "sisa_calls_differ"])
+        "check_fails_on_one_rank", "ifru_graph_fails_checks_on_one_rank", "sisa_calls_differ", "job_counts_differ"])
 def test_ranks_that_disagree_or_fail_alone_raise_the_same_error_on_every_rank(case, expected, one_thread):
     # Before: training mixed the ranks' batch orders (or LightGCNs of other depths: the same parameters) silently,
     # SISA mixed two partitions' shards, and a rank that skipped its empty request or failed a shard alone left the

@@ -95,6 +95,13 @@ def test_an_exclusive_atomic_write_without_hard_links_reserves_the_name(tmp_path
         atomic_write(path, lambda f: f.write(b"new"), exclusive=True)
     assert path.read_bytes() == content and sorted(os.listdir(tmp_path)) == ["model.pt", "new.pt"]
 
+    def interrupted(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(os, "replace", interrupted)  # after the reservation: it is taken back, a retry may write
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "report.json", lambda f: f.write(b"{}"), exclusive=True)
+    assert sorted(os.listdir(tmp_path)) == ["model.pt", "new.pt"]
+
 
 def test_atomic_write_renames_a_new_file_over_the_old_and_syncs_the_directory_after(tmp_path, monkeypatch):
     """The new content is a new file renamed over the path: a reader that opened the previous file still reads it

@@ -1515,8 +1515,14 @@ def test_publish_cleans_a_killed_attempt_retried_under_another_name(tmp_path):
     (left,) = tmp_path.iterdir()
     assert left.name.startswith(".first.tmp-")
     (tmp_path / ".mine.tmp-x").mkdir()  # not a publisher's: kept
-    publish(tmp_path / "second", lambda tmp: (tmp / "x").write_text("1"))
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".mine.tmp-x", "second"]
+    publish(tmp_path / "second", lambda tmp: (tmp / "x").write_text("1"))  # its publisher (this process) runs: kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == [left.name, ".mine.tmp-x", "second"]
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    marker = json.loads((left / ".graphforget-publishing").read_text())
+    (left / ".graphforget-publishing").write_text(json.dumps({**marker, "pid": gone.pid}))  # as a killed process's
+    publish(tmp_path / "third", lambda tmp: (tmp / "x").write_text("1"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".mine.tmp-x", "second", "third"]
     assert sorted(p.name for p in (tmp_path / "second").iterdir()) == ["x"]  # no marker left in the run
 
 

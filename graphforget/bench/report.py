@@ -78,33 +78,42 @@ def _intro(result, code: str = "`") -> str:
 
 
 def _columns(result) -> list[str]:
-    """:data:`COLUMNS` of the run's protocol that it measured, a stream's at its own checkpoints (:func:`_at`)."""
-    names = COLUMNS[result.protocol]
+    """:data:`COLUMNS` of the run's protocol that it measured, a stream's at its own checkpoints (:func:`_at`), each
+    figure's in the order of its checkpoints."""
+    names = list(COLUMNS[result.protocol])
     if result.protocol == "stream":
         chosen = _stream_checkpoints(result)
-        names = [_at(name, chosen) for name in names]
-    return [c for c in dict.fromkeys(names) if c is not None and any(c in g["metrics"] for g in result.aggregates)]
+        order = {_checkpoint(name)[0]: k for k, name in enumerate(names)}  # a figure's place in COLUMNS
+        mapped = [name for name in (_at(name, chosen) for name in names) if name is not None]
+        names = sorted(mapped, key=lambda name: (order[_checkpoint(name)[0]], _checkpoint(name)[1]))
+    return [c for c in dict.fromkeys(names) if any(c in g["metrics"] for g in result.aggregates)]
+
+
+def _checkpoint(name: str) -> tuple[str, float]:
+    """``(figure, percent)`` of a stream's ``figure@NN%`` (``(name, 0)`` for a figure without a checkpoint)."""
+    base, _, tag = name.rpartition("@")
+    return (base, float(tag[:-1])) if name.endswith("%") else (name, 0.0)
 
 
 def _stream_checkpoints(result) -> dict[str, float | None]:
-    """The measured checkpoints (percent) that the columns' ``@25%``, ``@50%`` and ``@100%`` show: each its own where
-    measured, else the first, the one nearest half the last (none of two), the last. A stream checked at 30% and 60%
-    had shown none of its figures."""
-    tags = sorted({float(key.rpartition("@")[2][:-1]) for group in result.aggregates for key in group["metrics"]
-                   if key.endswith("%")})
-    if not tags:
-        return {}
-    middle = min(tags[1:-1], key=lambda tag: abs(tag - tags[-1] / 2)) if len(tags) > 2 else None
-    stand_ins = {"25": tags[0], "50": middle, "100": tags[-1]}
-    return {tag: float(tag) if float(tag) in tags else stand_in for tag, stand_in in stand_ins.items()}
+    """The measured checkpoints (percent) that the columns' ``@25%``, ``@100%`` and ``@50%`` show: each its own where
+    measured, else the one nearest that share of the last not already shown (none left: ``None``). A stream checked
+    at 30% and 60% had shown none of its figures."""
+    tags = sorted({_checkpoint(key)[1] for group in result.aggregates for key in group["metrics"] if key.endswith("%")})
+    chosen: dict[str, float | None] = {}
+    for tag in ("25", "100", "50"):
+        free = [t for t in tags if t not in chosen.values()]
+        own = float(tag) in tags
+        chosen[tag] = float(tag) if own else min(free, key=lambda t: abs(t - float(tag) * tags[-1] / 100), default=None)
+    return chosen if tags else {}
 
 
 def _at(name: str, chosen: dict[str, float | None]) -> str | None:
     """``name`` at the checkpoint ``chosen`` for its own tag (``None``: no such checkpoint)."""
-    base, sep, tag = name.rpartition("@")
-    if not sep or not tag.endswith("%") or tag[:-1] not in chosen:
+    base, percent = _checkpoint(name)
+    if not name.endswith("%") or f"{percent:g}" not in chosen:
         return name
-    point = chosen[tag[:-1]]
+    point = chosen[f"{percent:g}"]
     return None if point is None else f"{base}@{point:g}%"
 
 

@@ -21,7 +21,7 @@ from ..io import tensors_sha256, unchanged, versions
 from ..metrics import auc_standard_error, evaluate_auc
 from ..models.base import Recommender
 from ..objectives import Objective
-from ..train import TrainConfig, check_labels_train, check_optimizer, check_val
+from ..train import AN_OBJECTIVE, TrainConfig, check_labels_train, check_optimizer, check_val
 
 __all__ = ["Unlearner", "UnlearnResult", "UnlearningFailed", "NotFittedError", "NoOptions"]
 
@@ -328,7 +328,7 @@ def _check_types(model, graph, objective, val=None) -> None:
     would otherwise fail deep inside a check)."""
     expected = {"model": (model, Recommender, "a graphforget.models.Recommender (PyG modules: PyGRecommender)"),
                 "graph": (graph, HeteroData, "a HeteroData of interactions (graphforget.data.make_interactions)"),
-                "objective": (objective, Objective, "an Objective instance, e.g. BCEObjective(l2=1.0)"),
+                "objective": (objective, Objective, AN_OBJECTIVE),
                 "val": (val, (HeteroData, type(None)), "None or a HeteroData of validation pairs (a split's val)")}
     check_instances(expected)
 

@@ -25,7 +25,7 @@ from ..data.interactions import (EDGE, check_pairs_in_range, check_unique_pairs,
 from ..models.base import Recommender, init_from
 from ..models.sgl import ContrastiveBPRObjective
 from ..objectives import BPRObjective, Objective
-from ..train import NoSignalWarning, TrainConfig, TrainResult, chance_level, train
+from ..train import NoSignalWarning, NotStationaryWarning, TrainConfig, TrainResult, chance_level, train
 from .base import redraw, warn_caller
 
 __all__ = ["ShardedRecommender", "ShardAttention", "split_graph", "train_shards", "train_aggregator"]
@@ -380,8 +380,9 @@ def train_shards(models: Sequence[Recommender], graphs: Sequence[HeteroData], ob
         result = train(copies[j], graphs[j], objective, config, val)
         return copies[j].state_dict(), result
 
-    with warnings.catch_warnings():  # one warning for the shards below, not one per shard
+    with warnings.catch_warnings():  # one warning for the shards below, not one per shard; no influence reads them
         warnings.simplefilter("ignore", NoSignalWarning)
+        warnings.simplefilter("ignore", NotStationaryWarning)
         states = run_jobs(job, len(copies))  # a shard that fails on one rank raises on every rank
     out = []
     for model, (state, result) in zip(copies, states):
@@ -453,6 +454,8 @@ def train_aggregator(ensemble: ShardedRecommender, graph: HeteroData, objective:
     frozen = _FrozenShards(ensemble.attention, user_stack.detach(), item_stack.detach())
     if isinstance(objective, ContrastiveBPRObjective):
         objective = BPRObjective(objective.l2, objective.seed, objective.resample)
-    result = train(frozen, graph, objective, config or TrainConfig(), val)
+    with warnings.catch_warnings():  # no influence function reads the aggregator
+        warnings.simplefilter("ignore", NotStationaryWarning)
+        result = train(frozen, graph, objective, config or TrainConfig(), val)
     log.info("trained the aggregator in %.1fs", result.seconds)
     return result

@@ -252,7 +252,8 @@ class IFRUConfig:
     def paper(cls, **changes) -> "IFRUConfig":
         """The paper's step: no damping, the original objective's curvature, a tight solve, no retry,
         and the step applied even when it fails the acceptance test (then with a warning and
-        ``info["trusted"] = False``). For comparison: on early-stopped models it can wreck the model. The curvature
+        ``info["trusted"] = False``). For comparison: on early-stopped models it can wreck the model (its damping of 0
+        is then warned of, below the implicit ridge). The curvature
         stays the default Gauss-Newton matrix; the paper's Hessian is ``paper(curvature="exact")`` (indefinite at an
         early-stopped model, where CG stops on negative curvature).
 

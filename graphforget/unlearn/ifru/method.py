@@ -156,7 +156,9 @@ class IFRU(Unlearner):
       ``newton_discarded`` (only when the Newton steps were dropped for raising :math:`T` or failing
       ``trust.max_fresh_loss_rise``); ``zeroed_entries`` (only for a trusted first step with
       ``curvature_of="remaining"``): how many entries of :math:`\phi` were set to 0 as rows of nodes left with no
-      term and no edge (their minimiser, see :class:`TiltedObjective`);
+      term and no edge (their minimiser, see :class:`TiltedObjective`); ``non_finite_outputs`` (only where the
+      model's outputs at nodes the request leaves without edges are non-finite whatever the step, see
+      :meth:`_check_outputs`);
     * given ``val`` and a trusted step: ``val_auc`` and ``original_val_auc`` (the result's and the trained
       model's) and ``val_pairs`` (how many were scored), unless they lack a class; when the validation test
       rejects the step and the model is returned unchanged, ``rejected_val_auc`` (the step's) in place of
