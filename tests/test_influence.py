@@ -197,7 +197,8 @@ def test_cg_stops_on_nan_or_negative_curvature():
 
 def test_a_direct_solve_beyond_its_size_names_what_to_use():
     a = _spd(30)
-    with pytest.raises(ValueError, match=r"max_size=20, a dense 20x20 matrix\): use cg \(IFRUConfig solver.name='cg'\)"):
+    with pytest.raises(ValueError, match=r"max_size=20, a dense 20x20 matrix\): use cg "
+                                         r"\(IFRUConfig solver.name='cg'\)"):
         direct_solve(lambda v: a @ v, torch.ones(30, dtype=torch.float64), max_size=20)
 
 

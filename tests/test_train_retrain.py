@@ -196,8 +196,8 @@ def test_train_names_an_argument_of_the_wrong_type(split):
     with pytest.raises(TypeError, match=r"^train: config must be a TrainConfig \(TrainConfig\(\*\*fields\) for a "
                                         r"dict\), got a dict$"):
         train(model, split.train, BCEObjective(), {"epochs": 1})
-    with pytest.raises(TypeError, match=r"^train: objective must be an Objective instance, e.g. BCEObjective\(l2=1.0\), "
-                                        r"got the class BCEObjective$"):
+    with pytest.raises(TypeError, match=r"^train: objective must be an Objective instance, e.g. "
+                                        r"BCEObjective\(l2=1.0\), got the class BCEObjective$"):
         train(model, split.train, BCEObjective, TrainConfig(epochs=1))
 
 

@@ -342,7 +342,8 @@ def test_failure_policy_on_a_solve_that_does_not_converge(early_stopped, policy)
 
 
 @pytest.mark.parametrize("name, advice", [
-    ("adam", "; Adam took solver.max_iter=3 steps of solver.lr=0.001: raise max_iter, tune lr, or use solver.name='cg'"),
+    ("adam", "; Adam took solver.max_iter=3 steps of solver.lr=0.001: raise max_iter, tune lr, or use "
+             "solver.name='cg'"),
     ("lissa", "; LiSSA stopped at solver.max_iter=3: raise it, or use solver.name='cg'"), ("cg", ")")])
 def test_an_unconverged_solve_says_what_to_change(early_stopped, name, advice):
     """Adam at its defaults was rejected 'did not converge', and its retries (more damping) made the residual grow: the
