@@ -101,11 +101,11 @@ def _stream_checkpoints(result) -> dict[str, float | None]:
     at 30% and 60% had shown none of its figures."""
     tags = sorted({_checkpoint(key)[1] for group in result.aggregates for key in group["metrics"] if key.endswith("%")})
     chosen: dict[str, float | None] = {}
-    for tag in ("25", "100", "50"):
+    for tag in ("25", "100", "50") if tags else ():
         free = [t for t in tags if t not in chosen.values()]
-        own = float(tag) in tags
-        chosen[tag] = float(tag) if own else min(free, key=lambda t: abs(t - float(tag) * tags[-1] / 100), default=None)
-    return chosen if tags else {}
+        nearest = min(free, key=lambda t: abs(t - float(tag) * tags[-1] / 100), default=None)
+        chosen[tag] = float(tag) if float(tag) in tags else nearest
+    return chosen
 
 
 def _at(name: str, chosen: dict[str, float | None]) -> str | None:

@@ -82,7 +82,7 @@ class Setting:
         self.data = source.prepare(seed, attack["ratio"] if flip else 0.02)
         split = self.data.split
         if flip and not bool((split.train[EDGE].edge_label == 0).any()):  # else found only at Retrain, misnamed
-            raise ValueError(f"{self.data.source.split(' (')[0]} holds implicit feedback only (every label is 1): the "
+            raise ValueError(f"{source.name} holds implicit feedback only (every label is 1): the "
                              "flipped labels would be the Original's only negatives; sample N non-interactions per "
                              "interaction (e.g. 1): --negatives N, DataSource(negatives=N)")
         self.val = split.val.to(self.device) if split.val[EDGE].edge_index.size(1) else None  # BPR: no validation
