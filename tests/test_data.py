@@ -109,8 +109,19 @@ def test_load_dataset_by_name(data_root):
     assert bx[EDGE].edge_index.size(1) == 139_746
     with pytest.raises(ValueError, match="unknown dataset"):
         load_dataset("no-such-data", data_root)
-    with pytest.raises(ValueError, match="load_lightgcn"):
-        load_dataset("gowalla", data_root)
+    train, test = load_dataset("ml-1m", data_root)
+    assert (train[EDGE].edge_index.size(1), test[EDGE].edge_index.size(1)) == (797_758, 202_451)
+
+
+def test_load_dataset_downloads_a_split_then_loads_it(data_root, tmp_path, monkeypatch):
+    """A split dataset with a public home (Gowalla) is fetched into an empty root, checked, and loaded."""
+    homes = {rel: ((data_root / rel).as_uri(), md5) for rel, (_, md5) in DATASETS["gowalla"].items()}
+    monkeypatch.setitem(DATASETS, "gowalla", homes)
+    with pytest.raises(FileNotFoundError, match="train.txt is missing"):
+        load_dataset("gowalla", tmp_path)
+    train, test = load_dataset("gowalla", tmp_path, download_missing=True)
+    assert (train[EDGE].edge_index.size(1), test[EDGE].edge_index.size(1)) == (810_128, 217_242)
+    assert (train["user"].num_nodes, train["item"].num_nodes) == (29_858, 40_981)
 
 
 def _check_lightgcn(root, n_train, n_test, n_users, n_items):

@@ -539,11 +539,15 @@ def _csv_value(path: str | os.PathLike, number: int, row: dict, column: str) -> 
     return value
 
 
-def load_dataset(name: str, root: str | os.PathLike | None = None, download_missing: bool = False) -> HeteroData:
-    """Loads a named dataset (``ml-100k``, ``bookcrossing``) from ``root`` (see :func:`find_data_root`).
+def load_dataset(name: str, root: str | os.PathLike | None = None,
+                 download_missing: bool = False) -> HeteroData | tuple[HeteroData, HeteroData]:
+    """Loads a named dataset of :data:`DATASETS` from ``root`` (see :func:`find_data_root`).
 
-    With ``download_missing``, files absent from ``root`` are fetched from the public home listed in
-    :data:`DATASETS` (where one is known and the network allows) and checked against their md5.
+    Returns the graph of ``ml-100k`` (:func:`load_movielens_100k`) or ``bookcrossing``
+    (:func:`load_labelled_triples`), or the ``(train, test)`` split of ``gowalla`` or ``ml-1m``
+    (:func:`load_lightgcn`). With ``download_missing``, files absent from ``root`` are fetched from the
+    public home listed in :data:`DATASETS` (where one is known and the network allows) and checked against
+    their md5.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
@@ -559,4 +563,4 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download_miss
         return load_movielens_100k(base / "ml-100k")
     if name == "bookcrossing":
         return load_labelled_triples(base / "bookcrossing" / "ratings_final.txt", binary=True)
-    raise ValueError(f"{name!r} is a train/test split: use load_lightgcn({base / name!s})")
+    return load_lightgcn(base / name)
