@@ -71,7 +71,7 @@ def test_infinite_values_are_left_out_and_one_value_is_its_own_interval():
     assert stat["n"] == 2 and stat["mean"] == 2.0
     # s = sqrt(2), half-width t_{0.975, 1} * s / sqrt(2) = 12.7062047
     assert stat["half_width"] == pytest.approx(12.7062047, abs=1e-6)
-    assert mean_interval([0.5, math.inf]) == {"mean": 0.5, "low": 0.5, "high": 0.5, "half_width": None, "n": 1}
+    assert mean_interval([0.5, math.inf]) == {"mean": 0.5, "low": None, "high": None, "half_width": None, "n": 1}
 
 
 # ---------------------------------------------------------------------------------------- cache keys

@@ -60,8 +60,9 @@ def mean_interval(values: Iterable[float | None], confidence: float = 0.95) -> d
     .. math:: \\bar x \\pm t_{n-1}\\, s / \\sqrt{n}, \\qquad s^2 = \\tfrac{1}{n-1} \\sum (x_i - \\bar x)^2
 
     Returns:
-        ``{"mean", "low", "high", "half_width", "n"}``; with one value the interval is that value
-        (``half_width`` ``None``: not estimable), with none every figure is ``None``.
+        ``{"mean", "low", "high", "half_width", "n"}``; with one value the interval is not estimable
+        (``low``, ``high`` and ``half_width`` ``None``: not a zero-width interval), with none every figure is
+        ``None``.
     """
     xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     n = len(xs)
@@ -69,7 +70,7 @@ def mean_interval(values: Iterable[float | None], confidence: float = 0.95) -> d
         return {"mean": None, "low": None, "high": None, "half_width": None, "n": 0}
     mean = sum(xs) / n
     if n == 1:
-        return {"mean": mean, "low": mean, "high": mean, "half_width": None, "n": 1}
+        return {"mean": mean, "low": None, "high": None, "half_width": None, "n": 1}
     sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
     half = t_quantile(confidence, n - 1) * sd / math.sqrt(n)
     return {"mean": mean, "low": mean - half, "high": mean + half, "half_width": half, "n": n}
