@@ -118,7 +118,8 @@ def matched_non_members(graph: HeteroData, request, seed: int = 0, num_buckets: 
     deletion leaves without any edge (of any label) while its user keeps one is matched on the item's side, the roles
     swapped: :math:`(v, i)` with :math:`v` drawn among the users of :math:`u`'s activity bucket without an edge with
     :math:`i` (an exact deletion leaves :math:`i`'s row untrained: against :math:`u`'s other items it would score low
-    whatever the method). The other edges keep the matches they get without it.
+    whatever the method). The other edges are matched as in a request without such edges, never with such an item
+    (for the same reason).
 
     A user with fewer free items than requested edges (who interacted with every item) cannot be matched
     for all of them, nor an item withdrawn whole for more of its pairs than there are users without it (ML-100K's
@@ -156,8 +157,16 @@ def _matched(graph: HeteroData, pairs: Tensor, seed: int, num_buckets: int) -> t
         positions = edge_positions(graph, pairs).cpu()
     except ValueError as error:
         raise ValueError(f"{error}: pass the graph before the deletion, which holds every requested edge") from None
-    matched, kept = _match(graph, pairs, seed, num_buckets)
+    # The pairs of a withdrawn item are matched on its side alone: on the user's, they would take items that their
+    # users' other pairs could match (an edge left unmatched, or matched a bucket further, though an item was free).
+    # Nor does a withdrawn item match another pair: its row is left untrained, as for its own pairs.
     by_item = _withdrawn_items(graph, pairs)
+    user_side = (~by_item).nonzero().flatten()
+    withdrawn = torch.zeros(num_items(graph), dtype=torch.bool)
+    withdrawn[pairs[1, by_item]] = True
+    matched, kept_of_user_side = _match(graph, pairs[:, user_side], seed, num_buckets, withdrawn)
+    kept = torch.zeros_like(by_item)
+    kept[user_side[kept_of_user_side]] = True
     if by_item.any():
         matched, kept = _matched_by_item(graph, pairs, matched, kept, by_item, seed, num_buckets)
     if matched.size(1) < pairs.size(1):
@@ -172,7 +181,7 @@ def _why_unmatched(kept: Tensor, by_item: Tensor) -> str:
     reasons = []
     if bool((~kept & ~by_item).any()):
         reasons.append(f"{int((~kept & ~by_item).sum())} whose users have fewer items without an edge (sampled "
-                       "negatives included) than requested edges, each match another such item")
+                       "negatives included) and not withdrawn whole than requested edges, each match another such item")
     if bool((~kept & by_item).any()):
         reasons.append(f"{int((~kept & by_item).sum())} of items withdrawn whole, which fewer users are without than "
                        "the item has removed pairs, each match another such user")
@@ -194,20 +203,17 @@ def _left_without_edges(graph: HeteroData, pairs: Tensor, row: int) -> Tensor:
 
 def _matched_by_item(graph: HeteroData, pairs: Tensor, matched: Tensor, kept: Tensor, by_item: Tensor, seed: int,
                      num_buckets: int) -> tuple[Tensor, Tensor]:
-    """``(matched, kept)`` of :func:`_match` with the pairs of ``by_item`` matched again on their item's side: in the
-    graph with users and items swapped, where the other pairs' matches count as edges (unobserved: no degree), so
-    that no pair is drawn twice. The other pairs keep their matches (the figures of a request without such a pair,
-    and its other pairs', are as before)."""
+    """``(matched, kept)`` of :func:`_match` on the other pairs, with the pairs of ``by_item`` matched on their
+    item's side: in the graph with users and items swapped (the other pairs' matches, outside the withdrawn items,
+    cannot be drawn again)."""
     choice = torch.full_like(pairs, -1)
     choice[:, kept] = matched
-    choice[:, by_item] = -1
     store = graph[EDGE]
-    edges, others = store.edge_index.cpu(), choice[:, choice[0] >= 0]
-    observed = store.observed.cpu() if "observed" in store else torch.ones(edges.size(1), dtype=torch.bool)
     swapped = HeteroData()
     swapped["user"].num_nodes, swapped["item"].num_nodes = num_items(graph), num_users(graph)
-    swapped[EDGE].edge_index = torch.cat([edges, others], 1).flip(0)
-    swapped[EDGE].observed = torch.cat([observed, torch.zeros(others.size(1), dtype=torch.bool)])
+    swapped[EDGE].edge_index = store.edge_index.cpu().flip(0)
+    if "observed" in store:
+        swapped[EDGE].observed = store.observed.cpu()
     positions = by_item.nonzero().flatten()
     item_matched, item_kept = _match(swapped, pairs[:, positions].flip(0), seed, num_buckets)
     choice[:, positions[item_kept]] = item_matched.flip(0)
@@ -232,12 +238,14 @@ def _degree_buckets(graph: HeteroData, num_buckets: int) -> tuple[Tensor, Tensor
     return bucket, order, torch.cumsum(size, 0) - size, size
 
 
-def _match(graph: HeteroData, pairs: Tensor, seed: int, num_buckets: int) -> tuple[Tensor, Tensor]:
-    """The sampling of :func:`matched_non_members` on a checked CPU request: the matched ``[2, M]`` pairs and
-    the ``[R]`` mask of the requested edges they match, on the CPU."""
+def _match(graph: HeteroData, pairs: Tensor, seed: int, num_buckets: int,
+           excluded: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The sampling of :func:`matched_non_members` on a checked CPU request, among the items outside ``excluded``
+    (``[I]`` bool): the matched ``[2, M]`` pairs and the ``[R]`` mask of the requested edges they match, on the CPU."""
     edges = _edges_of_users(graph, pairs[0])  # only the requested users' edges can block a match
     edge_keys = pair_keys(edges, num_items(graph)).sort().values
     bucket, order, start, size = _degree_buckets(graph, num_buckets)
+    excluded = torch.zeros_like(bucket, dtype=torch.bool) if excluded is None else excluded
     gen = seeded(seed)
     choice = torch.full((pairs.size(1),), -1, dtype=torch.long)  # -1: pending, -2: no free item, else the item
     for _ in range(_ROUNDS):
@@ -245,9 +253,9 @@ def _match(graph: HeteroData, pairs: Tensor, seed: int, num_buckets: int) -> tup
         if pending.numel() == 0:
             break
         taken = _taken_keys(pairs, choice, bucket.numel())
-        candidate = _draw_in_bucket(pairs[:, pending], bucket, order, start, size, edge_keys, taken, gen)
+        candidate = _draw_in_bucket(pairs[:, pending], bucket, order, start, size, edge_keys, taken, excluded, gen)
         _accept(pairs, choice, pending, candidate, bucket.numel())
-    _nearest_free(pairs, choice, edges, bucket, gen, num_users(graph))
+    _nearest_free(pairs, choice, edges, bucket, excluded, gen, num_users(graph))
     keep = choice >= 0
     return torch.stack([pairs[0, keep], choice[keep]]), keep
 
@@ -267,14 +275,14 @@ def _taken_keys(pairs: Tensor, choice: Tensor, count: int) -> Tensor:
 
 
 def _draw_in_bucket(pairs: Tensor, bucket: Tensor, order: Tensor, start: Tensor, size: Tensor,
-                    edge_keys: Tensor, taken: Tensor, gen: torch.Generator) -> Tensor:
+                    edge_keys: Tensor, taken: Tensor, excluded: Tensor, gen: torch.Generator) -> Tensor:
     """One candidate item per pair ``[P]``: the first free one of :data:`_DRAWS` uniform draws from the
-    requested item's bucket; -1 where none was free (an edge of the user, or a match already taken)."""
+    requested item's bucket; -1 where none was free (an edge of the user, a match already taken, or excluded)."""
     mine = bucket[pairs[1]]
     offset = (torch.rand(pairs.size(1), _DRAWS, generator=gen) * size[mine, None]).long()
     candidate = order[start[mine, None] + torch.minimum(offset, size[mine, None] - 1)]
     keys = pairs[0, :, None] * bucket.numel() + candidate
-    free = ~_contains(edge_keys, keys) & ~_contains(taken, keys)
+    free = ~_contains(edge_keys, keys) & ~_contains(taken, keys) & ~excluded[candidate]
     first = free.to(torch.uint8).argmax(1, keepdim=True)
     return torch.where(free.any(1), candidate.gather(1, first).squeeze(1), -1)
 
@@ -299,8 +307,8 @@ def _accept(pairs: Tensor, choice: Tensor, pending: Tensor, candidate: Tensor, c
     choice[index[winner]] = item[winner]
 
 
-def _nearest_free(pairs: Tensor, choice: Tensor, edges: Tensor, bucket: Tensor, gen: torch.Generator,
-                  users: int) -> None:
+def _nearest_free(pairs: Tensor, choice: Tensor, edges: Tensor, bucket: Tensor, excluded: Tensor,
+                  gen: torch.Generator, users: int) -> None:
     """The exact stage: every pending pair gets a uniformly random free item of the nearest buckets that
     hold one, or -2 when its user has none left. Chunks of at most :data:`_DENSE_LIMIT` dense elements; every
     pass settles at least one pair, so the loop ends."""
@@ -309,15 +317,16 @@ def _nearest_free(pairs: Tensor, choice: Tensor, edges: Tensor, bucket: Tensor, 
         pending = (choice == -1).nonzero().flatten()[:rows]
         if pending.numel() == 0:
             return
-        candidate = _nearest_free_chunk(pairs, choice, pending, edges, bucket, gen, users)
+        candidate = _nearest_free_chunk(pairs, choice, pending, edges, bucket, excluded, gen, users)
         choice[pending[candidate < 0]] = -2
         _accept(pairs, choice, pending, candidate, bucket.numel())
 
 
 def _nearest_free_chunk(pairs: Tensor, choice: Tensor, pending: Tensor, edges: Tensor, bucket: Tensor,
-                        gen: torch.Generator, users: int) -> Tensor:
+                        excluded: Tensor, gen: torch.Generator, users: int) -> Tensor:
     """One item per pending pair (-1 where its user has no free item): the argmin of the bucket distance
-    plus a uniform random number in ``[0, 1)`` over the items its user has neither an edge nor a match with."""
+    plus a uniform random number in ``[0, 1)`` over the items outside ``excluded`` that its user has neither an
+    edge nor a match with."""
     user, item = pairs[:, pending]
     distinct, row = torch.unique(user, return_inverse=True)
     local = torch.full((users,), -1, dtype=torch.long)
@@ -329,7 +338,7 @@ def _nearest_free_chunk(pairs: Tensor, choice: Tensor, pending: Tensor, edges: T
         blocked[local[owner[mine]], target[mine]] = True
     cost = (bucket[None, :] - bucket[item][:, None]).abs().double()
     cost += torch.rand(cost.shape, generator=gen, dtype=torch.double)
-    cost[blocked[row]] = math.inf
+    cost[blocked[row] | excluded] = math.inf
     best = cost.min(1)
     return torch.where(torch.isfinite(best.values), best.indices, -1)
 

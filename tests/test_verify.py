@@ -152,6 +152,25 @@ def test_pairs_of_a_withdrawn_item_without_enough_users_to_match_are_dropped_for
                           before=(TableModel(torch.zeros(4, 5)), everyone))
 
 
+def test_a_withdrawn_item_takes_no_match_from_its_users_other_edges():
+    """The pairs of an item withdrawn whole are matched on its side alone, and the item matches no other pair: its
+    row is left untrained. User 0's other edge gets its one free item whatever the order; item 8, withdrawn, is
+    matched with user 0, the one user without it, which user 0's own edges do not take first."""
+    graph = make_interactions(torch.tensor([[0, 0, 0, 0, 1, 1, 2, 2, 3], [0, 1, 2, 3, 1, 4, 2, 4, 3]]), None, 4, 5)
+    for request in (torch.tensor([[0, 0], [0, 1]]), torch.tensor([[0, 0], [1, 0]])):
+        for seed in range(5):
+            matched = matched_non_members(graph, request, seed=seed, num_buckets=1).t().tolist()
+            match = dict(zip(map(tuple, request.t().tolist()), matched))
+            assert match[(0, 1)] == [0, 4] and match[(0, 0)] in ([1, 0], [2, 0], [3, 0])
+    edges = torch.tensor([[0] * 9 + [1] * 10 + [2] * 9,
+                          [1, 2, 3, 4, 5, 6, 7, 9, 10, 0, 2, 3, 4, 5, 7, 8, 9, 10, 11, 1, 2, 4, 5, 6, 8, 9, 10, 11]])
+    graph = make_interactions(edges, None, 3, 12)
+    request = torch.tensor([[2, 0, 0, 1, 2], [8, 5, 2, 8, 10]])  # item 8 withdrawn whole by (2, 8) and (1, 8)
+    for seed in range(10):
+        matched = matched_non_members(graph, request, seed=seed, num_buckets=4).t().tolist()
+        assert len(matched) == 4 and matched.count([0, 8]) == 1 and [u for u, i in matched if i == 8] == [0]
+
+
 def test_a_user_with_every_item_is_dropped_and_counted(caplog):
     graph = make_interactions(torch.tensor([[0, 0, 0, 1, 1], [0, 1, 2, 0, 1]]), None, 2, 3)
     request = torch.tensor([[0, 1], [1, 0]])
@@ -247,12 +266,12 @@ def test_attack_ties_at_the_threshold_are_not_members_and_one_non_member_always_
 
 
 def test_report_attack_with_an_unmatched_edge_gives_each_non_member_its_own_edge_s_label():
-    # user 0 rated every item (its edge gets no match); users 1 and 2 one each, with labels 0 and 1: two
-    # non-members, whose label signs are those of the 2nd and 3rd requested edges, not the 1st and 2nd.
-    graph = make_interactions(torch.tensor([[0, 0, 0, 1, 2], [0, 1, 2, 0, 1]]), torch.tensor([1., 1., 1., 0., 1.]),
-                              3, 3)
+    # user 0 rated every item (its edge gets no match; user 3 keeps item 0); users 1 and 2 one each, with labels 0 and
+    # 1: two non-members, whose label signs are those of the 2nd and 3rd requested edges, not the 1st and 2nd.
+    graph = make_interactions(torch.tensor([[0, 0, 0, 1, 2, 3], [0, 1, 2, 0, 1, 0]]),
+                              torch.tensor([1., 1., 1., 0., 1., 1.]), 4, 3)
     request = torch.tensor([[0, 1, 2], [0, 0, 1]])
-    model = TableModel([[1.0, 0.0, 0.0], [-2.0, 2.0, 2.5], [3.0, 0.0, -3.5]])
+    model = TableModel([[1.0, 0.0, 0.0], [-2.0, 2.0, 2.5], [3.0, 0.0, -3.5], [0.0, 0.0, 0.0]])
     for seed in range(4):
         report = verify_forgetting(model, remove_edges(graph, request), request, before=(model, graph), seed=seed)
         assert (report.matched, report.unmatched, report.mia_statistic) == (2, 1, "loss")
