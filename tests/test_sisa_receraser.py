@@ -111,6 +111,20 @@ def test_reset_parameters_seeds_shard_s_with_seed_plus_s(graph):
     assert same_state(state(ensemble.attention), state(ShardAttention(S, D, seed=7)))
 
 
+@pytest.mark.parametrize("aggregation", ["mean", "attention"])
+def test_an_ensemble_refuses_malformed_pairs_by_name(graph, aggregation):
+    """The attention ensemble scored user -1 as the last user and a ``[3, B]`` index as pairs, and failed on user
+    30 with torch's IndexError; the mean ensemble's shards already refused them."""
+    ei = graph[EDGE].edge_index
+    ensemble = ShardedRecommender([MF(U, I, D) for _ in range(S)], random_partition(ei.size(1), S), ei, aggregation)
+    bad = {"holds user id -1 at position 0, outside [0, 30)": [[-1], [0]],
+           "holds user id 30 at position 0, outside [0, 30)": [[30], [0]],
+           "must have shape [2, B], got [3, 1]": [[0], [0], [5]]}
+    for message, pairs in bad.items():
+        with pytest.raises(ValueError, match=re.escape(f"edge_label_index {message}")):
+            ensemble(graph, torch.tensor(pairs))
+
+
 def test_shard_graphs_drop_the_whole_graphs_edge_weight(graph):
     """Weights computed for the whole graph are wrong for a shard graph: each shard propagates with its own
     graph's symmetric weights, whatever ``edge_weight`` the graph passed in carries."""

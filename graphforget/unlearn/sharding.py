@@ -22,7 +22,7 @@ from ..config import eval_mode, is_integer_tensor, seeded, wrapped_seed
 from ..distributed import agreed, layout, run_jobs
 from ..data.interactions import (EDGE, check_pairs_in_range, check_unique_pairs, edge_subgraph, num_items, num_users,
                                  pair_keys)
-from ..models.base import Recommender, init_from
+from ..models.base import Recommender, check_edge_label_index, init_from
 from ..models.sgl import ContrastiveBPRObjective
 from ..objectives import BPRObjective, Objective
 from ..train import NoSignalWarning, NotStationaryWarning, TrainConfig, TrainResult, chance_level, train
@@ -308,7 +308,8 @@ class ShardedRecommender(Recommender):
 
     def forward(self, graph: HeteroData, edge_label_index: Tensor) -> Tensor:
         if self.aggregation == "mean":
-            return self.shard_logits(graph, edge_label_index).mean(0)
+            return self.shard_logits(graph, edge_label_index).mean(0)  # each shard checks the pairs
+        check_edge_label_index(edge_label_index, self.num_users, self.num_items)
         user_stack, item_stack = self.shard_embeddings(graph)
         return self.attention.score(user_stack, item_stack, edge_label_index)
 
