@@ -100,6 +100,15 @@ def derived_seed(seed: Any, purpose: str) -> int:
 
 
 @contextlib.contextmanager
+def gradients_on():
+    """Autograd on inside, whatever the caller's mode: training and unlearning differentiate, and inside the caller's
+    ``torch.no_grad()`` or ``torch.inference_mode()`` (serving code) they failed with torch's "does not require
+    grad" or "inference tensors"."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
+@contextlib.contextmanager
 def eval_mode(model: torch.nn.Module):
     """``model`` in eval mode inside; afterwards every submodule's own training flag, as the caller set it
     (``model.train(was_training)`` would set them all to the model's, e.g. turn a frozen dropout back on)."""

@@ -14,7 +14,7 @@ from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
 from .clock import Stopwatch
-from .config import check_fields, check_instances, check_types
+from .config import check_fields, check_instances, check_types, gradients_on
 from .data.adjacency import hold_graph
 from .data.interactions import (EDGE, check_interactions, check_model_fits, check_pair_ids, check_pair_tensor,
                                 check_unique_pairs, num_items)
@@ -114,7 +114,8 @@ class TrainResult:
 def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, config: TrainConfig | None = None,
           val: HeteroData | None = None) -> TrainResult:
     """Trains ``model`` in place on every edge of ``graph``; keeps the weights of the best validation epoch (Adam;
-    L-BFGS keeps its last iterate, and ``best_epoch``/``best_val_auc`` are that iterate's).
+    L-BFGS keeps its last iterate, and ``best_epoch``/``best_val_auc`` are that iterate's). Autograd is on inside,
+    whatever the caller's mode (``torch.no_grad()``).
 
     Args:
         model: a :class:`~graphforget.models.Recommender` on the graph's device.
@@ -145,7 +146,7 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
     else:
         _check_all(model, graph, objective, val)
     device = graph[EDGE].edge_index.device
-    with hold_graph(model, graph), seeded_global_rng(config.seed, device):  # the run never edits the graph
+    with hold_graph(model, graph), seeded_global_rng(config.seed, device), gradients_on():  # the graph stays as is
         run = _train_lbfgs if config.optimizer == "lbfgs" else _train_adam
         result = run(model, graph, objective, config, val)
     if val is not None:

@@ -13,7 +13,7 @@ from graphforget.config import build_config, check_fields, describe
 from graphforget.data import EDGE, planted_communities, random_edges, random_split
 from graphforget.models import MF
 from graphforget.objectives import BCEObjective
-from graphforget.train import TrainConfig
+from graphforget.train import TrainConfig, train
 from graphforget.unlearn import (IFRU, METHODS, IFRUConfig, NotFittedError, RetrainConfig, SISAConfig, Unlearner,
                                  build_unlearner, method_config, register)
 
@@ -243,6 +243,31 @@ def test_fit_returns_self_and_unlearn_before_a_needed_fit_is_refused(small_plant
     ifru = build_unlearner("ifru", model, small_planted, objective)
     assert not ifru.needs_fit and ifru.fitted and ifru.fit() is ifru and ifru.fit_info == {"seconds": ifru.fit_seconds}
     assert torch.isfinite(ifru.unlearn(request).model.user_emb.weight).all()
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_method_runs_alike_in_the_callers_no_grad_or_inference_mode(small_planted, name, one_thread):
+    """Serving code may honour a deletion inside ``torch.no_grad()`` or ``torch.inference_mode()``, its request made
+    there too: FineTune, SCIF and RecEraser failed with torch's "does not require grad" or "inference tensors", and
+    train() too. Each result equals the one made outside, bit for bit, and the caller's mode is left as it was."""
+    options = {"finetune": {"epochs": 1}, "sisa": {"num_shards": 2}, "receraser": {"num_shards": 2},
+               "unlearnrec": {"pretrain_epochs": 1, "finetune_epochs": 1}}.get(name, {})
+    train_config = TrainConfig(epochs=1, batch_size=0, patience=0)
+
+    def forget(model):  # made outside the mode, as a served model is
+        train(model, small_planted, BCEObjective(l2=0.1), train_config)
+        request = small_planted[EDGE].edge_index[:, :5].clone()
+        unlearner = build_unlearner(name, model, small_planted, BCEObjective(l2=0.1), options, train=train_config)
+        return unlearner.fit().unlearn(request).model.state_dict()
+    models = [MF(60, 40, 4) for _ in range(3)]
+    for model in models:
+        model.reset_parameters(3)
+    expected = forget(models[0])
+    for mode, model in zip((torch.no_grad, torch.inference_mode), models[1:]):
+        with mode():
+            state = forget(model)
+            assert not torch.is_grad_enabled()
+        assert state.keys() == expected.keys() and all(torch.equal(state[k], expected[k]) for k in state), mode
 
 
 def test_a_fit_that_fails_after_the_method_prepared_leaves_it_unfitted(small_planted, monkeypatch):

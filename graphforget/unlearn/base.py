@@ -15,7 +15,7 @@ from torch_geometric.data import HeteroData
 from ..data.interactions import (EDGE, check_interactions, check_model_fits, check_unique_pairs, num_items,
                                  pairs_with_data, validate_pairs, without_edges)
 from ..clock import Stopwatch
-from ..config import build_config, check_instances, option_names
+from ..config import build_config, check_instances, gradients_on, option_names
 from ..distributed import agreed
 from ..io import tensors_sha256, unchanged, versions
 from ..metrics import auc_standard_error, evaluate_auc
@@ -214,7 +214,7 @@ class Unlearner:
 
     def fit(self) -> "Unlearner":
         """Prepares the method before any request (see the class docstring); returns ``self``."""
-        with Stopwatch(self.graph[EDGE].edge_index.device) as watch:
+        with Stopwatch(self.graph[EDGE].edge_index.device) as watch, gradients_on():
             info = self._fit()
         self._record_fitted_on()  # first: a fit that fails here leaves the method unfitted
         self.fitted, self.fit_seconds, self.fit_info = True, watch.seconds, {**(info or {}), "seconds": watch.seconds}
@@ -232,6 +232,7 @@ class Unlearner:
     def unlearn(self, request: Tensor) -> UnlearnResult:
         """Forgets the ``[2, R]`` (user, item) edges of ``request``. The result's model is in the modes
         (``training`` flags) of the caller's, submodule by submodule (an ensemble's shards each as the caller's model).
+        It differentiates with autograd on, inside the caller's ``torch.no_grad()`` or ``torch.inference_mode()`` too.
 
         Raises:
             NotFittedError: the method needs :meth:`fit` and it was not called.
@@ -250,7 +251,7 @@ class Unlearner:
         else:
             self._check_graph()
         device = self.graph[EDGE].edge_index.device
-        with Stopwatch(device) as watch:
+        with Stopwatch(device) as watch, gradients_on():  # in the caller's no_grad() too
             if communicates:  # every rank must make this call alike, or those that go on wait forever
                 inputs = {"request": request, "model": self.model, "graph": self.graph, "objective": self.objective,
                           "config": self.config, "val": self.val}
@@ -271,6 +272,8 @@ class Unlearner:
         """The checks of :meth:`unlearn`: the request on the graph's device, the remaining graph, the positions."""
         check_finite(self.model)
         request = validate_pairs(self.graph, request).to(self.graph[EDGE].edge_index.device)
+        if request.is_inference():  # made in the caller's inference_mode(): autograd could not save it
+            request = request.clone()
         remaining, positions = without_edges(self.graph, request)
         if not self.fitted:  # after the request's checks: a bad request is named whatever the state
             raise NotFittedError(f"{type(self).__name__}.unlearn() needs fit() first: "

@@ -48,7 +48,7 @@ from ..data.adjacency import quiet_csr
 from ..data.interactions import EDGE, bipartite_to_homogeneous, check_pairs_in_range, check_unique_pairs, \
     num_items, num_users, symmetric_edge_weight, without_edges
 from ..clock import Stopwatch
-from ..config import check_fields, check_types, wrapped_seed
+from ..config import check_fields, check_types, gradients_on, wrapped_seed
 from ..influence.hvp import sparse_embeddings
 from ..io import atomic_write, tensors_sha256, unchanged, versions
 from ..models.base import running_statistics, table_mask
@@ -409,9 +409,10 @@ class UnlearnRec(Unlearner):
             num_layers = int(getattr(model, "receptive_field", 0))
         table = dict(model.named_parameters())[next(iter(self.tables.values()))]
         cfg = self.config
-        self.encoder = InfluenceEncoder(num_users(graph), num_items(graph), table.size(1), num_layers, cfg.alpha,
-                                        cfg.withdraw_init, cfg.leaky_slope, cfg.restrict_to_request
-                                        ).to(graph[EDGE].edge_index.device, table.dtype)
+        with gradients_on():  # trainable even when built in the caller's inference_mode()
+            self.encoder = InfluenceEncoder(num_users(graph), num_items(graph), table.size(1), num_layers, cfg.alpha,
+                                            cfg.withdraw_init, cfg.leaky_slope, cfg.restrict_to_request
+                                            ).to(graph[EDGE].edge_index.device, table.dtype)
         self._encoder_for, self._encoder_versions = None, []  # set by fit() and load_encoder()
         self.untouched = self._untouched()
 
