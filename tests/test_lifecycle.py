@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ import torch
 from graphforget.cli import main
 from graphforget.config import build_config, check_fields, describe
 from graphforget.data import EDGE, planted_communities, random_edges, random_split
-from graphforget.models import MF
+from graphforget.models import MF, LightGCN
 from graphforget.objectives import BCEObjective
 from graphforget.train import TrainConfig, train
 from graphforget.unlearn import (IFRU, METHODS, IFRUConfig, NotFittedError, RetrainConfig, SISAConfig, Unlearner,
@@ -268,6 +269,23 @@ def test_every_method_runs_alike_in_the_callers_no_grad_or_inference_mode(small_
             state = forget(model)
             assert not torch.is_grad_enabled()
         assert state.keys() == expected.keys() and all(torch.equal(state[k], expected[k]) for k in state), mode
+
+
+def test_a_given_edge_weight_is_warned_of_where_the_result_propagates_with_it(small_planted):
+    """The remaining graph keeps each remaining edge's given weight: whole-graph normalised weights went stale with
+    the deletion, silently (FineTune fine-tuned LightGCN on them). Not for MF, which reads none, nor for SISA, whose
+    shard graphs drop them."""
+    weighted = small_planted.clone()
+    weighted[EDGE].edge_weight = torch.rand(weighted[EDGE].edge_index.size(1))
+    for name in ("finetune", "ifru", "retrain", "unlearnrec"):
+        with pytest.warns(RuntimeWarning, match=f"{METHODS[name].__name__}: the training graph carries edge_weight, "
+                                                "which LightGCN propagates with as given"):
+            build_unlearner(name, LightGCN(60, 40, 4), weighted, BCEObjective())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_unlearner("finetune", MF(60, 40, 4), weighted, BCEObjective())
+        build_unlearner("sisa", LightGCN(60, 40, 4), weighted, BCEObjective(), {"num_shards": 2})
+        build_unlearner("finetune", LightGCN(60, 40, 4), small_planted, BCEObjective())
 
 
 def test_a_fit_that_fails_after_the_method_prepared_leaves_it_unfitted(small_planted, monkeypatch):

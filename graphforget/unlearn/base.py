@@ -118,6 +118,8 @@ class Unlearner:
     Config: ClassVar[type] = NoOptions
     #: Whether :meth:`unlearn` needs :meth:`fit` first.
     needs_fit: ClassVar[bool] = False
+    #: Whether the result propagates with the graph's ``edge_weight`` (SISA's shard graphs drop it).
+    reads_edge_weight: ClassVar[bool] = True
     #: Config fields the method sets itself (SCIF's ``hops=0``, ...): a config setting one otherwise is refused.
     fixed: ClassVar[dict] = {}
     #: Dotted options of a nested config that the method does not read (FineTune's ``train.epochs``: it runs its
@@ -165,6 +167,7 @@ class Unlearner:
         self._checked_edges: list = []  # (object, version): the objective, node counts and edges the checks passed on
         self._fitted_on: tuple | None = None  # (state, digest) of the graph fit() prepared from, see _check_fitted_on
         self._check_graph()
+        _warn_of_given_edge_weights(self)
         check_finite(model)  # also here: the sharded methods train from it in fit()
         if val is not None:  # here, not when a method first reads it (after training shards, or fine-tuning)
             check_val(model, val)
@@ -424,6 +427,20 @@ def refuse_no_remaining_edge(remaining: HeteroData, method: str, why: str, objec
             check_labels_train(remaining, objective, "the remaining edges")
         except ValueError as error:
             raise ValueError(f"{method}: the request leaves nothing {why}: {error}") from None
+
+
+def _warn_of_given_edge_weights(unlearner: Unlearner) -> None:
+    """Warns when the training graph carries ``edge_weight`` for a model that propagates with it: the remaining graph
+    keeps each remaining edge's weight as given, and weights normalised over the whole graph go stale with a deletion
+    (SISA's shard graphs drop them for that reason; a learnt weight per edge stays right)."""
+    model = unlearner.model
+    propagates = getattr(model, "supports_edge_weight", False) and getattr(model, "receptive_field", 0) > 0
+    weighted = propagates and "edge_weight" in unlearner.graph[EDGE]
+    if weighted and unlearner.reads_edge_weight:
+        warn_caller(f"{type(unlearner).__name__}: the training graph carries edge_weight, which "
+                    f"{type(model).__name__} propagates with as given: the remaining graph keeps each "
+                    "remaining edge's weight, so weights normalised over the whole graph go stale with the deletion; "
+                    "without edge_weight the model normalises the remaining edges itself")
 
 
 def warn_caller(message: str, category: type[Warning] = RuntimeWarning) -> None:

@@ -193,6 +193,7 @@ class SISA(Unlearner):
     left without data to train on (no edge, or for BPR no edge labelled > 0), naming it.
     """
     name = "sisa"
+    reads_edge_weight = False  # the shard graphs drop it (split_graph)
     Config = SISAConfig
     needs_fit = True
 
