@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from graphforget.data import EDGE, make_interactions, planted_communities, random_edges, remove_edges, user_edges
-from graphforget.data.interactions import message_passing_edges
+from graphforget.data.interactions import edge_positions, message_passing_edges, pair_keys
 from graphforget.metrics import mean_probability, mi_bf, mi_ng
 from graphforget.models import MF
 from graphforget.objectives import BCEObjective
@@ -317,8 +317,9 @@ def test_a_model_trained_on_the_request_is_caught_and_a_retrain_much_less(plante
     report = verify_forgetting(original, planted, request, before=(original, planted),
                                reference=(result.model, result.graph))
     assert report.mia_statistic == ("score" if positives else "loss")
-    # measured: positives 0.90 (original) vs 0.67 (Retrain); mixed labels (loss attack) 0.90 vs 0.61
-    assert report.mia_auc > 0.85 and report.reference.mia_auc < report.mia_auc - 0.15
+    # measured over seeds 0-7: positives 0.88-0.92 (original) vs 0.66-0.72 (Retrain); mixed labels (loss attack)
+    # 0.83-0.93 vs 0.60-0.68 (seed 0: 0.825 vs 0.60)
+    assert report.mia_auc > 0.8 and report.reference.mia_auc < report.mia_auc - 0.15
     assert report.before_mia_auc == report.mia_auc and report.reference.before_mia_auc == report.mia_auc
     assert report.in_graph == request.size(1) and report.reference.in_graph == 0
     assert report.mi_bf == 1.0
@@ -328,8 +329,13 @@ def test_a_model_trained_on_the_request_is_caught_and_a_retrain_much_less(plante
         assert report.reference.mi_bf > 1.2  # retraining lowered the requested edges' probability
 
 
+def by_key(pairs):
+    """``pairs`` in the order a report takes them: by pair key."""
+    return pairs[:, pair_keys(pairs, 80).argsort()]
+
+
 def test_report_figures_match_the_metrics_module(planted):
-    request = user_edges(planted, [3, 4])
+    request = by_key(user_edges(planted, [3, 4]))
     remaining = remove_edges(planted, request)
     after, before = MF(120, 80, 8), MF(120, 80, 8)
     after.reset_parameters(1), before.reset_parameters(2)
@@ -341,7 +347,7 @@ def test_report_figures_match_the_metrics_module(planted):
     assert report.mi_bf == pytest.approx(mi_bf(before, planted, after, remaining, request), rel=1e-6)
     assert report.mi_ng == pytest.approx(mi_ng(after, remaining, request, non_members), rel=1e-6)
     assert report.reference.mi_bf == pytest.approx(1.0)
-    signs = 2 * planted[EDGE].edge_label[torch.isin(planted[EDGE].edge_index[0], torch.tensor([3, 4]))] - 1
+    signs = 2 * planted[EDGE].edge_label[edge_positions(planted, request)] - 1
     attack = membership_attack(after, remaining, request, non_members, seed=3, member_labels=(signs + 1) / 2,
                                non_member_labels=(signs + 1) / 2)
     assert report.mia_auc == attack["mia_auc"] and report.mia_tpr == attack["tpr_at_fpr"]
@@ -473,10 +479,13 @@ def test_sign_test_refuses_negative_counts():
 
 def test_over_forgetting_counts_the_interactions_below_their_own_match(planted):
     """below_match and its sign test compare each requested interaction (label 1) with its own matched
-    non-member; requested label-0 edges are left out. Reference: the pairs counted by hand."""
-    request = user_edges(planted, [3, 4, 5])
-    remaining, label = remove_edges(planted, request), planted[EDGE].edge_label[
-        torch.isin(planted[EDGE].edge_index[0], torch.tensor([3, 4, 5]))]
+    non-member; requested label-0 edges are left out. Reference: the pairs counted by hand. (The users keep an edge
+    each: a user withdrawn whole votes once.)"""
+    whole = user_edges(planted, [3, 4, 5])
+    first = torch.ones_like(whole[0], dtype=torch.bool)
+    first[1:] = whole[0, 1:] != whole[0, :-1]
+    request = by_key(whole[:, ~first])
+    remaining, label = remove_edges(planted, request), planted[EDGE].edge_label[edge_positions(planted, request)]
     interactions = int((label > 0).sum())
     assert 0 < interactions < request.size(1)  # both labels, so leaving out the label-0 edges is tested
     pushed = torch.zeros(120, 80)
@@ -485,7 +494,7 @@ def test_over_forgetting_counts_the_interactions_below_their_own_match(planted):
     assert report.unmatched == 0 and report.below_match == 1.0 and report.over_forgotten
     assert report.over_forgetting_p == pytest.approx(0.5 ** interactions)
     report = verify_forgetting(TableModel(-pushed), remaining, request, before=(TableModel(-pushed), planted))
-    assert report.below_match == 0.0 and report.over_forgetting_p == 1.0 and not report.over_forgotten
+    assert report.below_match == 0.0 and report.over_forgetting_p == pytest.approx(1.0) and not report.over_forgotten
     table = torch.randn(120, 80, generator=torch.Generator().manual_seed(0))
     report = verify_forgetting(TableModel(table), remaining, request, before=(TableModel(table), planted), seed=2)
     matches = matched_non_members(planted, request, seed=2)
@@ -494,6 +503,31 @@ def test_over_forgetting_counts_the_interactions_below_their_own_match(planted):
     assert report.over_forgetting_p == sign_test(below, interactions - below)
     assert report.over_forgotten == (report.over_forgetting_p < OVER_FORGETTING_LEVEL)
     assert "over-forgotten" in report.table() and report.to_dict()["over_forgotten"] is report.over_forgotten
+
+
+def test_a_user_withdrawn_whole_votes_once_and_the_report_takes_the_edges_in_any_order(planted):
+    """A user's pairs share its row, which an exact deletion leaves untrained: single-user Retrains of a LightGCN
+    were flagged over-forgotten 4 times in 120 when each pair voted. Three whole users below their matches are
+    three votes; a fourth user keeping an edge votes by interaction. And forget (its request sorted) and verify
+    (the run's removed edges, in graph order) gave different figures for one request under one seed."""
+    whole = user_edges(planted, [3, 4, 5])
+    partial = user_edges(planted, [6])[:, 1:]
+    request = torch.cat([whole, partial], 1)
+    label = planted[EDGE].edge_label[edge_positions(planted, request)]
+    pushed = torch.zeros(120, 80)
+    pushed[request[0], request[1]] = torch.where(label > 0, -5.0, 5.0)
+    remaining = remove_edges(planted, request)
+    report = verify_forgetting(TableModel(pushed), remaining, request, before=(TableModel(pushed), planted))
+    votes = 3 + int((label[whole.size(1):] > 0).sum())
+    assert report.below_match == 1.0 and report.over_forgetting_p == pytest.approx(0.5 ** votes)
+    only_users = verify_forgetting(TableModel(pushed), remove_edges(planted, whole), whole,
+                                   before=(TableModel(pushed), planted))
+    assert only_users.over_forgetting_p == pytest.approx(0.125) and not only_users.over_forgotten
+    table = TableModel(torch.randn(120, 80, generator=torch.Generator().manual_seed(0)))
+    shuffled = request[:, torch.randperm(request.size(1), generator=torch.Generator().manual_seed(1))]
+    reports = [verify_forgetting(table, remaining, pairs, before=(table, planted), seed=4).to_dict()
+               for pairs in (request, shuffled)]
+    assert reports[0] == reports[1]
 
 
 def test_an_item_the_deletion_leaves_without_edges_is_matched_on_its_own_side(planted):
