@@ -218,14 +218,16 @@ def _as_int(value) -> int | None:
 # ------------------------------------------------------------------------------------------------ splitting
 
 def _remap(part: HeteroData, onto: HeteroData) -> HeteroData:
-    """``part``'s pairs in ``onto``'s local ids (through the raw ids); pairs with an unknown node dropped."""
-    ends = []
+    """``part``'s pairs in ``onto``'s local ids (through the raw ids), with their labels and ``observed`` flags (a
+    sampled negative stays one); pairs with an unknown node dropped."""
+    ends, store = [], part[EDGE]
     for k, node in enumerate(("user", "item")):
-        raw = node_values(part[node].raw_id, part[EDGE].edge_index[k])  # a one-pair part: a list of one id
+        raw = node_values(part[node].raw_id, store.edge_index[k])  # a one-pair part: a list of one id
         ends.append(raw_to_local(onto[node].raw_id, raw.tolist())[0])
     keep = (ends[0] >= 0) & (ends[1] >= 0)
-    label = part[EDGE].edge_label[keep]
-    return make_interactions(torch.stack([ends[0][keep], ends[1][keep]]), label, num_users(onto), num_items(onto))
+    observed = store.observed[keep] if "observed" in store else None
+    return make_interactions(torch.stack([ends[0][keep], ends[1][keep]]), store.edge_label[keep], num_users(onto),
+                             num_items(onto), observed)
 
 
 def with_negatives(graph: HeteroData, ratio: int, seed: int = 0) -> HeteroData:

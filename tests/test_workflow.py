@@ -134,6 +134,9 @@ def test_fit_on_each_format_writes_a_complete_run(capsys, files, tmp_path, kind)
     assert info["metrics"]["val_auc"] is not None and info["metrics"]["test_auc"] is not None
     if kind == "lightgcn":  # the test set is test.txt (2 per user) plus one negative each
         assert info["metrics"]["test_pairs"] == pytest.approx(2 * 2 * U, rel=0.25)
+    if "--negatives" in FIT_ARGS[kind]:  # a sampled negative stays one (test.txt's lost the flag: forget took them)
+        for part in (run.val, run.test):
+            assert torch.equal(part[EDGE].observed, part[EDGE].edge_label > 0)
 
 
 @pytest.mark.filterwarnings("ignore::graphforget.train.NoSignalWarning")  # the record is the point, not the model
