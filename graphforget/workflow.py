@@ -687,7 +687,9 @@ def read_edges_file(path: str | os.PathLike, run: Run | None = None, encoding: s
     if not path.is_file():
         raise FileNotFoundError(f"edges file not found: {path}")
     pairs = []
-    for number, line in enumerate(_edges_text(path, encoding).splitlines(), start=1):
+    # lines end at \n, \r\n or \r alone, as fit's CSV reader has them: str.splitlines also breaks at U+0085, U+2028 and
+    # others, which ids may hold (a cp1252 '…' read as latin-1 is U+0085)
+    for number, line in enumerate(re.split(r"\r\n|\r|\n", _edges_text(path, encoding)), start=1):
         fields = _edge_fields(line)
         if not fields:
             continue

@@ -1368,6 +1368,11 @@ def test_an_edges_file_with_a_byte_order_mark_reads_as_without_and_bad_bytes_nam
     assert code == 2 and err.count("\n") == 1 and f"{latin}, line 3" in err and "UTF-8" in err
     assert "forget --encoding" in err  # a file written in the data's own encoding (fit --encoding) can be read
     assert read_edges_file(latin, parent, "latin-1")[-1] == ("u\xe9", "m1")
+    odd = tmp_path / "odd.txt"  # ids holding characters str.splitlines breaks at ('Caf' was read as a line)
+    odd.write_bytes(b"Caf\x85e,m1\r\n")  # cp1252's '...' read as latin-1: U+0085
+    assert read_edges_file(odd, encoding="latin-1") == [("Caf\x85e", "m1")]
+    odd.write_text("u\u2028v,m2\ru3,m4\n", encoding="utf-8", newline="")
+    assert read_edges_file(odd) == [("u\u2028v", "m2"), ("u3", "m4")]
     assert read_edges_file(marked, parent, "UTF8") == read_edges_file(plain, parent)
     code, _, err = cli(capsys, "forget", "--run", base, "--users", "u1", "--encoding", "latin-1", "--method", "ifru",
                        "--out", tmp_path / "n")
