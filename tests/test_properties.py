@@ -17,6 +17,7 @@ from graphforget.models import MF  # noqa: E402
 from graphforget.objectives import BCEObjective  # noqa: E402
 from graphforget.train import TrainConfig  # noqa: E402
 from graphforget.unlearn import build_unlearner  # noqa: E402
+from graphforget.verify import _matched  # noqa: E402
 
 TRAIN = TrainConfig(epochs=1, batch_size=0, patience=0)
 OPTIONS = {"retrain": {}, "finetune": {"epochs": 1}, "ifru": {}, "scif": {}, "sisa": {"num_shards": 2},
@@ -108,6 +109,39 @@ def test_every_method_forgets_exactly_the_request_or_refuses_it(method, data, on
     graph = data.draw(graphs())
     request, kind = data.draw(requests(graph))
     _check(method, graph, request, kind)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_matched_non_members_take_free_pairs_and_as_many_as_there_are(data):
+    """On random graphs and requests of their edges: every match is a distinct non-edge of the requested edge's user
+    (of its item, for an item withdrawn whole), never a withdrawn item on the user's side; and each user (item) gets
+    as many matches as it has requested edges or free partners, whichever is fewer. (The pairs of a withdrawn item
+    had taken the items their users' other edges needed: 6 of 150 random graphs.)"""
+    graph = data.draw(graphs())
+    edges = graph[EDGE].edge_index
+    picks = data.draw(st.lists(st.integers(0, edges.size(1) - 1), unique=True, min_size=1, max_size=edges.size(1)))
+    request, users, items = edges[:, picks].t().tolist(), graph["user"].num_nodes, graph["item"].num_nodes
+    matched, kept, _ = _matched(graph, edges[:, picks], data.draw(st.integers(0, 3)), data.draw(st.integers(1, 4)))
+    pairs = set(map(tuple, edges.t().tolist()))
+    left = pairs - set(map(tuple, request))
+    # whose side each requested edge is matched on: its item's, when the request leaves the item without edges
+    # while the user keeps one, else its user's
+    side = [("item", i) if all(j != i for _, j in left) and any(v == u for v, _ in left) else ("user", u)
+            for u, i in request]
+    withdrawn = {i for kind, i in side if kind == "item"}
+    matches = matched.t().tolist()
+    assert len(set(map(tuple, matches))) == len(matches) and not set(map(tuple, matches)) & pairs
+    got = {key: 0 for key in side}
+    for (u, i), (kind, _), match in zip([p for p, k in zip(request, kept) if k],
+                                        [s for s, k in zip(side, kept) if k], matches):
+        assert match[1] == i if kind == "item" else (match[0] == u and match[1] not in withdrawn)
+    for key, k in zip(side, kept.tolist()):
+        got[key] += k
+    for kind, node in got:
+        free = (sum((v, node) not in pairs for v in range(users)) if kind == "item" else
+                sum((node, j) not in pairs and j not in withdrawn for j in range(items)))
+        assert got[kind, node] == min(side.count((kind, node)), free), (kind, node)
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)
