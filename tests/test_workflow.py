@@ -338,6 +338,20 @@ def test_a_pyg_model_of_an_installed_package_goes_through_fit_forget_verify(caps
         load_run(tmp_path / "no-u7")
 
 
+def test_train_and_test_files_sharing_pairs_are_named_by_raw_id():
+    """The pairs in both files are named as the files write them (five, then '...'), not by the local ids."""
+    from graphforget.workflow import check_disjoint
+    train = make_interactions(torch.tensor([[0, 0, 1, 1, 2, 2, 3], [0, 1, 0, 1, 0, 1, 2]]), None, 4, 3)
+    train["user"].raw_id, train["item"].raw_id = np.array(["ann", "bo", "cy", "di"]), np.array(["x", "y", "z"])
+    for count, tail in ((5, ";"), (6, ", ...;")):
+        test = make_interactions(train[EDGE].edge_index[:, :count], None, 4, 3)
+        with pytest.raises(ValueError) as raised:
+            check_disjoint(train, test)
+        named = ", ".join(["(ann, x)", "(ann, y)", "(bo, x)", "(bo, y)", "(cy, x)"])
+        assert f"{count} (user, item) pair(s) in both, {named}{tail}" in str(raised.value)
+    check_disjoint(train, make_interactions(torch.tensor([[3], [0]]), None, 4, 3))  # no pair in both
+
+
 def test_fit_refuses_a_model_that_does_not_train_with_bce(files, tmp_path):
     with pytest.raises(ValueError, match="fit trains with BCE on labelled pairs, and sgl trains with BPR"):
         fit_on_file(files["triples"], "triples", model="sgl", out=tmp_path / "run")
@@ -829,6 +843,7 @@ def test_untrusted_or_non_finite_results_are_not_published(capsys, base, tmp_pat
     # The lineage says so: verify lists the request, and a second forget of it points to the run before it.
     assert verify_run(tmp_path / "n")["untrusted_requests"] == [str(tmp_path / "n")]
     assert main(["--threads", "1", "verify", "--run", str(tmp_path / "n"), "--quiet", "--strict"]) == 1  # a gate
+    assert f"NOT TRUSTED: the request of {tmp_path / 'n'} was published untrusted" in capsys.readouterr().out
     with pytest.raises(ValueError, match="users already forgotten .* 1 request of the lineage was published "
                                          "untrusted: to forget it again, forget from the run before it"):
         forget(tmp_path / "n", users=["u5"], method="retrain", out=tmp_path / "again")
@@ -847,6 +862,21 @@ def test_untrusted_or_non_finite_results_are_not_published(capsys, base, tmp_pat
     with pytest.raises(UnlearningFailed, match="non-finite"):
         forget(base, users=["u5"], method="ifru", out=tmp_path / "m")
     assert not (tmp_path / "m").exists()
+
+
+def test_a_verify_report_that_appears_while_it_runs_is_not_overwritten(capsys, base, tmp_path, monkeypatch):
+    """verify --out, as evaluate --out: a file written there while the command ran would be replaced."""
+    import graphforget.workflow as workflow
+    forget(base, users=["u5"], method="ifru", out=tmp_path / "n")
+    out, real = tmp_path / "report.json", workflow.verify_run
+
+    def meanwhile(*args, **kwargs):
+        out.write_text("the user's own")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(workflow, "verify_run", meanwhile)
+    code, _, err = cli(capsys, "verify", "--run", tmp_path / "n", "--quiet", "--out", out)
+    assert code == 2 and f"--out {out} appeared while the command ran, and is not overwritten" in err
+    assert out.read_text() == "the user's own" and sorted(p.name for p in tmp_path.iterdir()) == ["n", "report.json"]
 
 
 # ------------------------------------------------------------------------------------------------ publishing
