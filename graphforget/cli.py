@@ -39,7 +39,7 @@ from .metrics import auc_standard_error, evaluate_auc
 from .models import ENTRY_POINT_GROUP, MODELS, load_model, registered_model, save_model
 from .presets import TRAININGS, Hyperparameters, default_hparams, recorded_objective
 from .protocols.attack import AUC_KEYS, DATASET_NAMES, AttackData, prepare_attack_data, run_attack
-from .runs import load_run, publish, refuse_taken
+from .runs import load_run, publish, refuse_taken, temporary_prefix
 from .train import train
 from .unlearn import METHODS, UnlearningFailed, build_unlearner, method_config
 
@@ -162,7 +162,8 @@ def _check_out_dir(out: str, run: str | None = None) -> Path:
     if not existing.is_dir():
         raise UsageError(f"graphforget: error: cannot create --out {out}: {existing} is not a directory")
     try:  # a real write: os.access says yes to root in /proc or on a read-only disk, and the run failed at the end
-        tempfile.TemporaryDirectory(dir=existing).cleanup()
+        # named as publish names its own, so that a kill here leaves what the next publish of --out removes
+        tempfile.TemporaryDirectory(dir=existing, prefix=temporary_prefix(path.name)).cleanup()
     except OSError as error:
         raise UsageError(f"graphforget: error: cannot write to --out {out}: {existing} is not writable "
                          f"({error.strerror})") from None

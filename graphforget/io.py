@@ -59,12 +59,22 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], None], *, bin
             _rename_new(tmp, target)
         else:
             os.replace(tmp, target)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise
+        raise naming(error, path)
     fsync_directory(target.parent)
     return target
+
+
+def naming(error: BaseException, path: str | os.PathLike) -> BaseException:
+    """``error`` naming ``path`` where it is an ``OSError`` that names no file (a full disk's, raised by a write to an
+    open file: "[Errno 28] No space left on device" said nothing of where); else ``error`` itself."""
+    if isinstance(error, OSError) and error.filename is None and error.errno is not None:
+        named = type(error)(error.errno, error.strerror, str(path))
+        named.__cause__ = error
+        return named
+    return error
 
 
 #: What os.link raises on a file system without hard links (FAT, some FUSE and SMB mounts).

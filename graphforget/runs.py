@@ -40,7 +40,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from .data.interactions import EDGE, check_model_fits, make_interactions, num_items, num_users, pair_keys
-from .io import fsync_directory, tensors_sha256, to_jsonable, unchanged, versions
+from .io import fsync_directory, naming, tensors_sha256, to_jsonable, unchanged, versions
 from .models import Recommender, load_model, save_model
 from .models.base import module_on
 
@@ -247,12 +247,18 @@ def _remove_stale(final: Path) -> list[Path]:
     ``final``, and any other of the directory marked by a publisher that is gone (a killed attempt retried under
     another name had left its own for good; the lock alone cannot tell, where a file system does not honour it)."""
     # the name is escaped: ``a[1]`` as a pattern matched ``.a1.tmp-*``, never its own leftovers
-    own = set(final.parent.glob(f".{glob.escape(final.name)}{_TEMP_MARK}*"))
+    own = set(final.parent.glob(f"{glob.escape(temporary_prefix(final.name))}*"))
     marked = {path.parent for path in final.parent.glob(f".*{_TEMP_MARK}*/{_PUBLISHING}") if _abandoned(path)}
     stale = sorted(own | marked)
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
     return stale
+
+
+def temporary_prefix(name: str) -> str:
+    """The start of the name of a temporary directory for ``name``: :func:`publish` removes those it finds beside
+    ``name``, the leftovers of killed attempts."""
+    return f".{name}{_TEMP_MARK}"
 
 
 def _publisher() -> str:
@@ -329,7 +335,7 @@ def publish(out: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     with directory_lock(final.parent):
         refuse_taken(final, str(out))
         _remove_stale(final)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}{_TEMP_MARK}", dir=final.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=temporary_prefix(final.name), dir=final.parent))
         try:
             os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0o700 is for the temporary name only
             (tmp / _PUBLISHING).write_text(_publisher())
@@ -337,9 +343,9 @@ def publish(out: str | os.PathLike, write: Callable[[Path], None]) -> Path:
             (tmp / _PUBLISHING).unlink()
             fsync_directory(tmp)
             os.rename(tmp, final)
-        except BaseException:
+        except BaseException as error:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            raise naming(error, out)
         fsync_directory(final.parent)
     return final
 

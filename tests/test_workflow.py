@@ -900,6 +900,34 @@ def test_publish_is_atomic_refuses_existing_and_cleans_stale_attempts(tmp_path):
     assert (out / "x").read_text() == "2" and [p.name for p in tmp_path.iterdir()] == ["run"]
 
 
+def test_a_full_disk_names_the_output_and_a_killed_write_check_is_removed_by_the_next_publish(tmp_path, monkeypatch):
+    """ENOSPC from a write names no file: fit, forget and evaluate --out said only 'No space left on device'. And
+    --out's write check left a visible tmpXXXX folder when killed, which nothing removed."""
+    import errno
+    import tempfile
+    import graphforget.cli as gcli
+    from graphforget.io import atomic_write
+
+    def full(*_):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    for out, call in ((tmp_path / "run", lambda out: publish(out, full)),
+                      (tmp_path / "report.json", lambda out: atomic_write(out, full))):
+        with pytest.raises(OSError, match=re.escape(f"[Errno 28] No space left on device: '{out}'")):
+            call(out)
+    assert list(tmp_path.iterdir()) == []
+
+    def killed(dir, prefix):  # the probe made, then the process killed
+        tempfile.mkdtemp(dir=dir, prefix=prefix)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(gcli.tempfile, "TemporaryDirectory", killed)
+    with pytest.raises(KeyboardInterrupt):
+        gcli._check_out_dir(str(tmp_path / "run"))
+    (left,) = tmp_path.iterdir()
+    assert left.name.startswith(".run.tmp-")
+    publish(tmp_path / "run", lambda tmp: (tmp / "x").write_text("1"))
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
 # ------------------------------------------------------------------------------------------------ kills
 
 KILLER = textwrap.dedent("""
