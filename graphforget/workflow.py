@@ -1072,7 +1072,8 @@ class ForgetStream:
     never lost. A request is applied when its run directory is published (an atomic rename), so a crash
     before that leaves it pending, and the next :meth:`process` of any :class:`ForgetStream` on the
     directory applies it; after the rename the run exists, and the request is never applied twice. A
-    journal line torn by a crash (never acknowledged) is cut off. Processes share a stream safely: those that
+    journal line torn by a crash (never acknowledged) is cut off; any other line that is not an entry is refused by
+    name (a damaged journal). Processes share a stream safely: those that
     apply requests take an advisory lock on the directory, and appends to the journal take one on it.
 
     The policy: the configured ``method`` is used, except that a request is applied by Retrain (from
@@ -1196,15 +1197,20 @@ class ForgetStream:
         return self.directory / "journal.jsonl"
 
     def _read_journal(self) -> tuple[list[dict], int]:
-        """The journal's complete lines and the byte length they take (a torn last line is not counted)."""
+        """The journal's complete lines and the byte length they take (a torn last line is not counted).
+
+        Raises:
+            ValueError: naming the journal and the line, for a complete line that is not a request's or a
+                refusal's (a damaged or edited journal: read as none, an applied request was taken again).
+        """
         if not self.journal_path.is_file():
             return [], 0
         data = self.journal_path.read_bytes()
         entries, length = [], 0
-        for line in data.splitlines(keepends=True):
+        for number, line in enumerate(data.splitlines(keepends=True), start=1):
             if not line.endswith(b"\n"):
                 break  # torn by a crash: never acknowledged
-            entries.append(json.loads(line))
+            entries.append(_journal_entry(line, self.journal_path, number))
             length += len(line)
         return entries, length
 
@@ -1249,9 +1255,11 @@ class ForgetStream:
     # --- state -------------------------------------------------------------------------------------------
 
     def current_path(self) -> Path:
-        """The run of the latest applied request, or the base run."""
-        applied = self.applied()
-        return self._run_path(applied[-1]) if applied else self._base()
+        """The latest published run (requests are applied in order, each from the one before), or the base run. A
+        run whose journal line a power loss dropped counts too: the next request starts from what it forgot."""
+        runs = self.directory / "runs"
+        published = [int(path.name) for path in runs.iterdir() if path.name.isdigit() and (path / "run.json").is_file()]
+        return self._run_path(max(published)) if published else self._base()
 
     @property
     def current(self) -> Run:
@@ -1399,6 +1407,21 @@ class ForgetStream:
         if seq in self.rejected():
             raise ValueError(f"request {seq} was refused: {self.rejected()[seq]}")
         return self._run_path(seq)
+
+
+def _journal_entry(line: bytes, path: Path, number: int) -> dict:
+    """A journal line's entry: ``{"seq", "time", "request"}`` or ``{"seq", "rejected"}``; ``ValueError`` naming the
+    line otherwise."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        entry = None
+    valid = (isinstance(entry, dict) and isinstance(entry.get("seq"), int) and not isinstance(entry["seq"], bool)
+             and ("request" in entry) != ("rejected" in entry))
+    if not valid:
+        raise ValueError(f"{path}, line {number}: not a line of a stream's journal (a request's or a refusal's): the "
+                         "journal is damaged")
+    return entry
 
 
 def _journaled(entry: dict) -> dict:

@@ -1116,6 +1116,23 @@ def test_stream_journal_cuts_a_torn_line_and_refuses_stale_requests(base, tmp_pa
     assert stream.process() == [] and stream.journal_path.read_bytes() == journal
 
 
+def test_a_damaged_journal_is_named_and_a_published_run_counts_without_its_line(base, tmp_path):
+    """A complete line that is not a journal entry failed as a bare JSONDecodeError, or (an edited key) read as no
+    request: the stream went back to the base, which still holds u1, and the next request was applied from it."""
+    stream = ForgetStream(tmp_path / "s", base, method="scif")
+    stream.forget(users=["u1"])
+    journal = stream.journal_path.read_bytes()
+    for damaged in (b"x" + journal[1:], journal.replace(b'"request"', b'"2equest"', 1), b'[1]\n' + journal):
+        stream.journal_path.write_bytes(damaged)
+        with pytest.raises(ValueError, match=re.escape(f"{stream.journal_path}, line 1: not a line of a stream's "
+                                                       "journal")):
+            ForgetStream(tmp_path / "s").pending()
+    stream.journal_path.write_bytes(b"")  # the line lost to a power loss after its run was published
+    assert stream.current_path() == tmp_path / "s" / "runs" / "000001"
+    with pytest.raises(ValueError, match="users already forgotten"):
+        stream.submit(users=["u1"])
+
+
 def test_a_stream_moved_with_its_base_or_past_it_goes_on_and_a_replaced_base_is_refused(base, tmp_path):
     """Every request read the base's run.json at its recorded path (for the drift, with no policy too): a stream
     moved with its base, or whose base was deleted once verified, stopped for good with a bare FileNotFoundError.
