@@ -17,7 +17,7 @@ from graphforget import cli
 from graphforget.bench import (DEFAULT_METHODS, PROTOCOLS, Cell, CellCache, DataSource, Setting, aggregate,
                                bench_hparams, deletion_request, mean_interval,
                                parse_params, plan_cells, run_bench, stream_positions, stream_requests, t_quantile)
-from graphforget.bench.harness import MAX_SEED_COUNT
+from graphforget.bench.harness import MAX_SEED_COUNT, _seed_list
 from graphforget.bench.setting import request_digest
 from graphforget.data import EDGE, make_interactions, pair_keys, planted_communities
 from graphforget.metrics import prediction_distance
@@ -620,7 +620,9 @@ def test_a_stream_runs_to_its_last_checkpoint_and_its_table_shows_its_own_checkp
 @pytest.mark.parametrize("measured, shown", [
     ((25, 50, 75, 100), (25, 50, 100)), ((12.5, 25, 37.5, 50, 100), (25, 50, 100)),  # their own checkpoints
     ((10, 25, 100), (10, 25, 100)),  # a measured @25% kept, 10% shown in @50%'s place: none hidden behind another
-    ((30, 60), (30, 60)), ((50, 100), (50, 100))])
+    ((30, 60), (30, 60)), ((50, 100), (50, 100)),
+    ((10, 25, 50, 60), (25, 50, 60)),  # a measured @50% shown, not 10% (the nearest to a half of 25%) in its place
+    ((5, 10, 20, 30, 40), (10, 20, 40))])  # a quarter, a half and all of the last, not 20/30/40 by absolute percent
 def test_a_streams_table_shows_each_figure_at_the_checkpoints_it_measured(measured, shown):
     from types import SimpleNamespace
     from graphforget.bench.report import _columns
@@ -1233,7 +1235,9 @@ def test_seeds_that_are_not_integers_are_refused_before_training(seeds):
 
 @pytest.mark.parametrize("count", [0, MAX_SEED_COUNT + 1, 2 ** 32, 10 ** 20])
 def test_a_seed_count_beyond_the_bound_is_refused_before_any_list_is_built(count, capsys, tmp_path):
-    """A count of 2**32 was built as a list (tens of GB) before any check; 10**20 failed with an OverflowError."""
+    """A count of 2**32 was built as a list (tens of GB) before any check; 10**20 failed with an OverflowError. The
+    bound itself is a count the message accepts."""
+    assert _seed_list(MAX_SEED_COUNT) == list(range(MAX_SEED_COUNT)) and _seed_list(1) == [0]
     with pytest.raises(ValueError, match=re.escape(f"seeds must be a count in [1, {MAX_SEED_COUNT}] or distinct "
                                                    f"seeds (integers in [0, 2**32)), got {count}")):
         plan_cells("deletion", DataSource("synthetic", negatives=1), TINY, ["ifru"], count,

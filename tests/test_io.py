@@ -82,13 +82,19 @@ def test_an_exclusive_atomic_write_never_replaces(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["dangling.pt", "model.pt", "new.pt"]
 
 
-def test_an_exclusive_atomic_write_without_hard_links_reserves_the_name(tmp_path, monkeypatch):
+#: The errnos of os.link without hard links that this platform defines (ENOTSUP is EOPNOTSUPP on Linux).
+_NO_LINK_ERRORS = sorted({getattr(errno, name) for name in ("EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS", "EMLINK")
+                          if hasattr(errno, name)})
+
+
+@pytest.mark.parametrize("code", _NO_LINK_ERRORS, ids=[errno.errorcode[code] for code in _NO_LINK_ERRORS])
+def test_an_exclusive_atomic_write_without_hard_links_reserves_the_name(tmp_path, monkeypatch, code):
     """On a file system without hard links (FAT, some FUSE mounts) os.link fails with EPERM: the report was lost
-    after the work, where os.replace had written it."""
+    after the work, where os.replace had written it. Some FUSE and SMB mounts fail with ENOTSUP or ENOSYS."""
     path, content = _old_file(tmp_path)
 
     def no_links(*args):
-        raise PermissionError(1, "Operation not permitted")
+        raise OSError(code, os.strerror(code))
     monkeypatch.setattr(os, "link", no_links)
     assert atomic_write(tmp_path / "new.pt", lambda f: f.write(b"new"), exclusive=True).read_bytes() == b"new"
     with pytest.raises(FileExistsError):

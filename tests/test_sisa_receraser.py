@@ -13,7 +13,7 @@ from graphforget.data import EDGE, make_interactions, planted_communities, rando
 from graphforget.distributed import launch
 from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN
 from graphforget.objectives import BCEObjective, BPRObjective
-from graphforget.train import TrainConfig, train
+from graphforget.train import NotStationaryWarning, TrainConfig, train
 from graphforget.unlearn import RecEraser, RecEraserConfig, SISA, SISAConfig, ShardAttention, ShardedRecommender
 from graphforget.unlearn.receraser import balanced_assign, balanced_kmeans, balanced_partition
 from graphforget.unlearn.sharding import split_graph, train_aggregator, train_shards
@@ -637,6 +637,21 @@ def test_shards_that_learn_nothing_are_reported_once():
     assert len(messages) == 1 and messages[0].startswith("3 of 3 shard models show no preference"), messages
     assert reported[0].filename == __file__  # attributed to the caller's line, not the library's
     assert all(result.best_val_auc < 0.55 for _, result in trained)
+
+
+def test_l_bfgs_shards_and_aggregator_stopped_above_tol_are_not_warned_of():
+    """L-BFGS stopped above its tol warns that the model is no stationary point for influence functions; none reads
+    the shards or the aggregator, so their training keeps it from the caller (it would warn once per shard)."""
+    graph = planted_communities(num_users=U, num_items=I, num_communities=2, interactions_per_user=6, seed=0)
+    lbfgs = TrainConfig(epochs=2, optimizer="lbfgs")
+    with pytest.warns(NotStationaryWarning):  # the same training on its own
+        train(MF(U, I, D), graph, OBJECTIVE, lbfgs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NotStationaryWarning)
+        fitted = RecEraser(MF(U, I, D), graph, OBJECTIVE, RecEraserConfig(lbfgs, num_shards=2, partition_iters=2)).fit()
+        (_, shard), = train_shards([MF(U, I, D)], [graph], OBJECTIVE, lbfgs)
+        aggregator = train_aggregator(fitted.model, graph, OBJECTIVE, lbfgs)
+    assert min(shard.history[-1]["max_gradient"], aggregator.history[-1]["max_gradient"]) > lbfgs.tol
 
 
 class DropoutMF(MF):

@@ -189,6 +189,24 @@ def test_lbfgs_training_reaches_a_stationary_point(split, one_thread, cls, kwarg
         assert torch.equal(a, b)
 
 
+def test_lbfgs_warns_of_any_gradient_above_tol_and_says_whether_epochs_or_precision_stopped_it(split, one_thread):
+    """The warning's threshold is tol itself (the test above stops far above it), and its advice is "train in
+    float64" where L-BFGS made no more progress before its epochs: its own float32 test held the gradient at tol,
+    though it is above it. Each run retraces a first run of 10 iterations, whose largest gradient entry ends at g."""
+    objective, config = BCEObjective(l2=1.0), TrainConfig(epochs=10, optimizer="lbfgs", tol=1e-30)
+    with pytest.warns(NotStationaryWarning, match=r"after 10 iterations .* \(raise epochs\)$"):
+        first = train(fresh(MF, split, seed=0), split.train, objective, config)
+    g = first.history[-1]["max_gradient"]
+    with pytest.warns(NotStationaryWarning, match=rf"after 10 iterations with a largest gradient entry of {g:.3g}, "
+                                                  rf"above tol={g / 2:g}: .* \(raise epochs\)$"):
+        again = train(fresh(MF, split, seed=0), split.train, objective, replace(config, tol=g / 2))
+    assert again.history == first.history
+    with pytest.warns(NotStationaryWarning, match=r"after 10 iterations .* \(it made no more progress: train in "
+                                                  r"float64\)$"):
+        stuck = train(fresh(MF, split, seed=0), split.train, objective, replace(config, tol=g * (1 - 1e-10), epochs=20))
+    assert stuck.epochs == 10 and stuck.history == first.history + first.history[-1:]  # a last step that moved nothing
+
+
 def test_train_names_an_argument_of_the_wrong_type(split):
     """A config given as a dict (as JSON gives it back) failed with "'dict' object has no attribute 'optimizer'", the
     objective's class for an instance with "check() missing 1 required positional argument"."""

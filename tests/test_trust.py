@@ -18,6 +18,7 @@ from graphforget.models import MF, LightGCN
 from graphforget.unlearn import (IFRU, METHODS, SCIF, FineTune, IFRUConfig, SolverConfig, TrustConfig,
                                  UnlearningFailed)
 from graphforget.unlearn.ifru.ladder import CHECK_FROM
+from graphforget.unlearn.ifru.newton import STATIONARY_RATIO
 
 U, I = 60, 40
 
@@ -73,7 +74,7 @@ def test_paper_step_wrecks_the_model_and_is_flagged_the_default_is_trusted(early
 def test_a_damping_set_by_hand_below_the_implicit_ridge_is_warned_of(early_stopped):
     """Such a step goes past what early stopping held; the objective's test passes it and the validation AUC may
     rise, so it was trusted without a word (ML-100K MF, 3 epochs, no L2, damping=0: 2.7x the unchanged model's
-    distance to Retrain's predictions)."""
+    distance to Retrain's predictions). Near a stationary point it is not: the paper's damping=0 is meant there."""
     models, graph, request, _ = early_stopped
     ridge = _unlearn(models["mf"], graph, request, IFRUConfig())[0].info["implicit_ridge"]
     below, messages = _unlearn(models["mf"], graph, request, IFRUConfig(solver=SolverConfig(damping=1e-3 * ridge)))
@@ -84,6 +85,17 @@ def test_a_damping_set_by_hand_below_the_implicit_ridge_is_warned_of(early_stopp
         "and no test sees it (solver.damping='auto' uses the ridge)"]
     above, messages = _unlearn(models["mf"], graph, request, IFRUConfig(solver=SolverConfig(damping=2 * ridge)))
     assert above.info["trusted"] and not messages
+    # No early stopping for the ridge to stand for: no warning, though the damping is below the (small) ridge.
+    # The stationary model of test_ifru, its tables scaled by 0.999.
+    from test_ifru import _trained
+    tiny = planted_communities(30, 24, 2, 10, seed=1)
+    near = _trained("mf", tiny, BCEObjective(l2=1.0))
+    with torch.no_grad():
+        for parameter in near.parameters():
+            parameter.mul_(0.999)
+    paper, messages = _unlearn(near, tiny, tiny[EDGE].edge_index[:, :3], IFRUConfig.paper(), IFRU, BCEObjective(l2=1.0))
+    assert paper.info["gradient_ratio"] <= STATIONARY_RATIO and paper.info["damping"] < paper.info["implicit_ridge"]
+    assert paper.info["trusted"] and not messages
 
 
 @functools.lru_cache(maxsize=3)
@@ -540,12 +552,60 @@ def test_non_finite_outputs_at_a_node_the_request_leaves_without_edges_are_repor
     with pytest.raises(UnlearningFailed, match="IFRU: the step made the model's outputs"):
         _unlearn(unit, graph, whole, IFRUConfig(trust=TrustConfig(on_failure="raise")), IFRU, objective)
     assert _unlearn(unit, graph, request, IFRUConfig(), IFRU, objective)[0].info["trusted"]  # no one left without
+    # An unobserved (sampled negative) pair carries no message: the user's whole row with its 0-labelled pairs
+    # unobserved still leaves it without edges (counting them off its degree took that below 0: the NaN row passed).
+    label = graph[EDGE].edge_label
+    negatives = make_interactions(graph[EDGE].edge_index, label, U, I, observed=label > 0)
+    assert not negatives[EDGE].observed[graph[EDGE].edge_index[0] == user].all()
+    result, _ = _unlearn(unit, negatives, whole, IFRUConfig(), IFRU, objective)
+    assert not result.info["trusted"] and result.info["reason"].startswith(
+        f"the step made the model's outputs on the remaining graph non-finite at 1 node(s) that the request leaves "
+        f"without edges, user {user} first")
     degree = _trained(DegreeMeanMF(U, I, 8))
     result, messages = _unlearn(degree, graph, whole, IFRUConfig(), SCIF, objective)
     assert result.info["trusted"] and result.info["non_finite_outputs"] == 1 and messages == [
         f"SCIF: the model's outputs on the remaining graph are not finite at 1 node(s) that the request leaves "
         f"without edges, user {user} first, whatever the step: the unchanged model's are too, as a Retrain's would "
         "be (does the model divide by the degree?)"]
+
+
+class MeanItemsUnitItemRowsMF(MF):
+    """MF whose user rows add the mean of their items' rows (0/0 at a user left without edges, whatever the step),
+    and whose item rows are scaled to unit norm (0/0 at a row the step zeroed)."""
+
+    receptive_field = 1
+    linear_embedding = False
+
+    def embed(self, graph):
+        user, item = self.user_emb.weight, self.item_emb.weight
+        u, i = graph[EDGE].edge_index
+        degree = torch.zeros(user.size(0)).index_add(0, u, torch.ones(u.numel()))[:, None]
+        return user + torch.zeros_like(user).index_add(0, u, item[i]) / degree, item / item.norm(dim=1, keepdim=True)
+
+
+def test_non_finite_outputs_at_several_nodes_are_counted_and_the_first_the_step_made_is_named(early_stopped):
+    """The report at several nodes left without edges: their number (it was written as 1 whatever it was), and the
+    node named first, the lowest id, or the lowest of those the step made non-finite (those that name a fault of the
+    step), not the last."""
+    _, graph, request, _ = early_stopped
+    objective = BCEObjective(l2=1.0)
+    edges = graph[EDGE].edge_index
+    low, high = int(request[0].min()), int(request[0].max())
+    assert low < high
+    both = edges[:, (edges[0] == low) | (edges[0] == high)]
+    result, messages = _unlearn(_trained(DegreeMeanMF(U, I, 8)), graph, both, IFRUConfig(), SCIF, objective)
+    assert result.info["trusted"] and result.info["non_finite_outputs"] == 2 and messages == [
+        f"SCIF: the model's outputs on the remaining graph are not finite at 2 node(s) that the request leaves "
+        f"without edges, user {low} first, whatever the step: the unchanged model's are too, as a Retrain's would "
+        "be (does the model divide by the degree?)"]
+    # User `low` is non-finite whatever the step, item `item` only once the step zeroes its row: the item is named.
+    item = int(request[1, 0])
+    mixed = _trained(MeanItemsUnitItemRowsMF(U, I, 8))
+    result, _ = _unlearn(mixed, graph, edges[:, (edges[0] == low) | (edges[1] == item)], IFRUConfig(), IFRU, objective)
+    assert not result.info["trusted"] and result.info["reason"] == (
+        f"the step made the model's outputs on the remaining graph non-finite at 1 node(s) that the request leaves "
+        f"without edges, item {item} first (the unchanged model's are finite there)")
+    assert _same(result.model, mixed)
 
 
 def test_scif_shares_the_trust_machinery(early_stopped):

@@ -83,6 +83,14 @@ def test_matches_exclude_sampled_negatives_and_count_observed_degree_only():
     for seed in range(10):
         matched = matched_non_members(graph, torch.tensor([[1], [1]]), seed=seed)
         assert matched.tolist() in ([[1], [0]], [[1], [3]])  # never item 2 (a negative of user 1)
+    # The same on the side of an item withdrawn whole, whose users are bucketed by degree: item 0's one user 0 and
+    # user 1 have 3 observed edges, users 2 and 3 one; user 2 has 4 sampled negatives more, which put it in the top
+    # bucket with user 1, and user 0 with user 3 (user 3 was matched, from the wrong bucket).
+    edges = torch.tensor([[0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2, 3], [0, 1, 2, 1, 2, 3, 1, 2, 3, 4, 5, 4]])
+    observed = torch.tensor([True] * 7 + [False] * 4 + [True])
+    graph = make_interactions(edges, observed.float(), 4, 6, observed=observed)
+    for seed in range(10):
+        assert matched_non_members(graph, torch.tensor([[0], [0]]), seed=seed, num_buckets=2).tolist() == [[1], [0]]
 
 
 def test_degree_matching_on_a_hand_made_graph():
