@@ -6,11 +6,12 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from graphforget.data import (EDGE, adversarial_edges, make_interactions, planted_communities, random_edges, user_edges,
                               without_edges)
 from graphforget.metrics import auc_standard_error, evaluate_auc, mi_bf, mi_ng, recall_ndcg_at_k
-from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN, SimGCL
+from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN, Recommender, SimGCL
 from graphforget.objectives import BCEObjective, BPRObjective
 from graphforget.train import TrainConfig, train
 from graphforget.unlearn import (InfluenceEncoder, UnlearningFailed, UnlearnRec, UnlearnRecConfig,
@@ -277,6 +278,34 @@ def test_a_frozen_table_is_left_as_it_is_and_the_other_one_updated(trained):
     assert not torch.equal(result.model.user_emb.weight, model.user_emb.weight)
     model.user_emb.weight.requires_grad_(False)  # nothing left to update: refused by name, before any training
     with pytest.raises(ValueError, match="UnlearnRec updates the layer-0 tables, but every one is frozen"):
+        UnlearnRec(model, graph, objective, quick_config())
+
+
+class NamedTables(Recommender):
+    """MF whose item table is called ``items``."""
+
+    def __init__(self, num_users: int, num_items: int):
+        super().__init__(num_users, num_items)
+        self.embedding_dim = 4
+        self.users, self.items = (nn.Parameter(0.1 * torch.randn(n, 4)) for n in (num_users, num_items))
+
+    def node_parameters(self):
+        return {"users": "user", "items": "item"}
+
+    def reset_parameters(self, seed=None):
+        pass
+
+    def embed(self, graph):
+        return self.users, self.items
+
+
+def test_a_table_named_as_a_method_of_torchs_module_dict_is_refused_by_name(trained):
+    """torch's parametrizations key a ModuleDict by the table's name: a table called ``items`` failed inside
+    torch with "attribute 'items' already exists" after the model was accepted."""
+    _, graph, objective = trained
+    model = NamedTables(graph["user"].num_nodes, graph["item"].num_nodes)
+    with pytest.raises(ValueError, match=r"UnlearnRec cannot update the table items: torch's parametrizations, .* "
+                                         r"rename the parameter"):
         UnlearnRec(model, graph, objective, quick_config())
 
 
