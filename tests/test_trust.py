@@ -218,6 +218,15 @@ def test_acceptance_ratio_of_an_exact_newton_step_on_a_quadratic():
     ascent = SolveResult(-torch.linalg.solve(a, b), 2, 0.0, 0.0, True)  # claims convergence, solves nothing
     assert acceptance(target, ascent, b, lambda v: a @ v, IFRUConfig())["reason"].startswith(
         "the solve did not converge (true relative residual 2 > 0.02, 2 x solver.tol or 100 roundings of float64")
+    # an indefinite curvature (curvature="exact" away from stationarity): the model rises along its exact step, and
+    # the reason said "its actual decrease over its predicted decrease is nan < trust.min_ratio 0.5"
+    indefinite = torch.tensor([[-3.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
+    saddle = SolveResult(torch.linalg.solve(indefinite, b), 2, 0.0, 0.0, True)
+    check = acceptance(target, saddle, b, lambda v: indefinite @ v, IFRUConfig())
+    rise = float(-b @ saddle.x + 0.5 * saddle.x @ indefinite @ saddle.x)
+    assert rise > 0 and check["predicted_decrease"] == pytest.approx(-rise) and check["reason"] == (
+        f"the step failed the acceptance test (its quadratic model predicts a rise of the objective by {rise:.3g}, not "
+        "a decrease: the curvature is negative along it)")
 
 
 def test_the_acceptance_ratio_leaves_out_the_orphan_rows_exact_block():

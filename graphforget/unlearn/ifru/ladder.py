@@ -147,6 +147,9 @@ def acceptance(target: TiltedObjective, result, rhs: Tensor, operator, cfg: IFRU
                   f"{residual_limit(cfg.solver.tol, rhs.dtype):.3g}, {RESIDUAL_DRIFT:g} x solver.tol or "
                   f"{RESIDUAL_FLOOR} roundings of {str(rhs.dtype)[6:]}; the solver's own estimate was "
                   f"{result.residual:.3g}: rounding on an ill-conditioned system)")
+    elif not check["predicted_decrease"] > 0:  # ratio NaN: its quadratic model goes up along the step
+        reason = (f"the step failed the acceptance test{where} (its quadratic model predicts a rise of the objective "
+                  f"by {-check['predicted_decrease']:.3g}, not a decrease: the curvature is negative along it){then}")
     elif not ratio >= cfg.trust.min_ratio:
         rows = " on the rows with data left" if "orphan_share" in check else ""
         reason = (f"the step failed the acceptance test{where} (the objective's actual decrease over its predicted "
