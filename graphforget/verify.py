@@ -675,7 +675,7 @@ def _plan(original: HeteroData, pairs: Tensor, before, seed: int, num_buckets: i
     count = pairs.size(1)
     votes = torch.where(_withdrawn_items(original, pairs), count + pairs[1], torch.arange(count))
     votes = torch.where(_left_without_edges(original, pairs, 0), count + num_items(original) + pairs[0], votes)
-    return _Plan(edges, pairs.size(1), kept.cpu(), 2 * torch.cat([labels, labels[kept]]).double() - 1, votes,
+    return _Plan(edges, count, kept.cpu(), 2 * torch.cat([labels, labels[kept]]).double() - 1, votes,
                  None if before is None else _scores(*before, edges), seed, *attack)
 
 

@@ -435,8 +435,7 @@ def _warn_of_given_edge_weights(unlearner: Unlearner) -> None:
     (SISA's shard graphs drop them for that reason; a learnt weight per edge stays right)."""
     model = unlearner.model
     propagates = getattr(model, "supports_edge_weight", False) and getattr(model, "receptive_field", 0) > 0
-    weighted = propagates and "edge_weight" in unlearner.graph[EDGE]
-    if weighted and unlearner.reads_edge_weight:
+    if propagates and unlearner.reads_edge_weight and "edge_weight" in unlearner.graph[EDGE]:
         warn_caller(f"{type(unlearner).__name__}: the training graph carries edge_weight, which "
                     f"{type(model).__name__} propagates with as given: the remaining graph keeps each "
                     "remaining edge's weight, so weights normalised over the whole graph go stale with the deletion; "
