@@ -14,13 +14,17 @@ from ..data.interactions import (EDGE, bipartite_to_homogeneous, edge_subgraph, 
 from ..objectives import Objective
 from .terms import Terms, training_terms
 
-__all__ = ["homogeneous_graph", "node_ids", "k_hop_mask", "local_terms", "computation_subgraph"]
+__all__ = ["homogeneous_graph", "homogeneous_index", "node_ids", "k_hop_mask", "local_terms", "computation_subgraph"]
+
+
+def homogeneous_index(graph: HeteroData) -> Tensor:
+    """The ``[2, 2E']`` undirected message-passing index of the observed edges (homogeneous ids)."""
+    return bipartite_to_homogeneous(message_passing_edges(graph), num_users(graph))
 
 
 def homogeneous_graph(graph: HeteroData) -> tuple[Tensor, int]:
-    """``([2, 2E'] undirected message-passing index, num_nodes)`` of the observed edges."""
-    return (bipartite_to_homogeneous(message_passing_edges(graph), num_users(graph)),
-            num_users(graph) + num_items(graph))
+    """``(homogeneous_index(graph), num_nodes)``."""
+    return homogeneous_index(graph), num_users(graph) + num_items(graph)
 
 
 def node_ids(pairs: Tensor, num_users: int) -> Tensor:
@@ -28,8 +32,9 @@ def node_ids(pairs: Tensor, num_users: int) -> Tensor:
     return torch.cat([pairs[0], pairs[1] + num_users]).unique()
 
 
-def k_hop_mask(graph: HeteroData, nodes: Tensor, hops: int) -> Tensor:
-    """``[U + I]`` bool mask of the nodes within ``hops`` message-passing hops of ``nodes`` (homogeneous ids).
+def k_hop_mask(graph: HeteroData, nodes: Tensor, hops: int, index: Tensor | None = None) -> Tensor:
+    """``[U + I]`` bool mask of the nodes within ``hops`` message-passing hops of ``nodes`` (homogeneous ids);
+    ``index``: the graph's :func:`homogeneous_index`, when the caller keeps it (a scan of every edge to build).
 
     Raises:
         ValueError: ``hops`` is not an integer >= 0, or ``nodes`` are not integer ids in ``[0, U + I)``.
@@ -46,7 +51,7 @@ def k_hop_mask(graph: HeteroData, nodes: Tensor, hops: int) -> Tensor:
     # A breadth-first search on a node mask: one gather and one fill per hop. (PyG's k_hop_subgraph
     # sorts its node subset at every hop; on ML-100K this is 5-6x faster, which IFRU feels: it takes
     # several regions per call.)
-    source, target = homogeneous_graph(graph)[0]
+    source, target = homogeneous_index(graph) if index is None else index
     for _ in range(hops):
         grown = mask.index_fill(0, target[mask[source]], True)
         if torch.equal(grown, mask):  # the component is reached: more hops add nothing (hops may be huge)

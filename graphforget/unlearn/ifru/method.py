@@ -16,8 +16,8 @@ from ...distributed import TermShare
 from ...io import unchanged, versions
 from ...influence import (AndersonMixing, ContrastiveTerm, DotProductOperator, GaussNewtonOperator, HessianOperator,
                           LocalProblem, NodeRows, Terms, dot_product_gradient, dot_product_objective,
-                          has_contrastive_term, has_linear_dot_product, importance_scores, k_hop_mask,
-                          local_problem, message_passing_degrees, node_ids, objective_function,
+                          has_contrastive_term, has_linear_dot_product, homogeneous_index, importance_scores,
+                          k_hop_mask, local_problem, message_passing_degrees, node_ids, objective_function,
                           rows_function, scoring_graph, select_nodes, solve, training_terms)
 from ...influence.hvp import nodes_graph
 from ...models.base import running_statistics
@@ -188,7 +188,7 @@ class IFRU(Unlearner):
 
     def __init__(self, model, graph: HeteroData, objective: Objective, config: IFRUConfig | dict | None = None, *,
                  val: HeteroData | None = None, _reference_paths: bool = False):
-        self._degrees, self._degrees_of = None, []  # the training graph's degrees, and the edges they count
+        self._of_edges: dict[str, tuple] = {}  # what _of_training_edges built: (the edges' state, the value)
         self._drawn: list[tuple] = []  # (graph, epoch, its state, every term): _all_terms
         super().__init__(model, graph, objective, config, val=val)
         _check_precision(self, model)
@@ -212,14 +212,19 @@ class IFRU(Unlearner):
             warn_caller(f"{name}: the objective has a contrastive term, but {why}: {name} differentiates the BPR risk "
                         "alone (IFRUConfig.contrastive=False says so and silences this)")
 
-    def _message_passing_degrees(self) -> Tensor:
-        """``[U + I]`` message-passing degrees of the training graph, counted again only when its edges changed:
-        every request reads them, and counting is a scan of every edge."""
+    def _of_training_edges(self, build):
+        """``build(self.graph)``, built again only when the training graph's edges changed: every request reads what
+        it builds, a scan of every edge (the message-passing degrees, the homogeneous index of the region searches)."""
         store = self.graph[EDGE]
         state = versions(store.edge_index, store.get("observed"))
-        if not unchanged(state, self._degrees_of):
-            self._degrees, self._degrees_of = message_passing_degrees(self.graph), state
-        return self._degrees
+        kept = self._of_edges.get(build.__name__)
+        if kept is None or not unchanged(state, kept[0]):
+            kept = self._of_edges[build.__name__] = state, build(self.graph)
+        return kept[1]
+
+    def _message_passing_degrees(self) -> Tensor:
+        """``[U + I]`` message-passing degrees of the training graph (:meth:`_of_training_edges`)."""
+        return self._of_training_edges(message_passing_degrees)
 
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData):
         # else the step would fit the L2 alone (or nothing, without L2), and call it trusted
@@ -376,8 +381,10 @@ class IFRU(Unlearner):
         cfg, graph, model = self.config, self.graph, self.model
         users, depth = num_users(graph), model.receptive_field
         request_nodes, hops = node_ids(request, users), depth if hops is None else hops
+        index = self._of_training_edges(homogeneous_index) if max(hops, depth) else None
+        affected = k_hop_mask(graph, request_nodes, depth, index)
         if cfg.prune is None:  # every node the importance reaches: exactly those within hops of the request
-            kept_mask = k_hop_mask(graph, request_nodes, hops)
+            kept_mask = affected.clone() if hops == depth else k_hop_mask(graph, request_nodes, hops, index)
         else:
             scores = importance_scores(graph, request, hops, self._message_passing_degrees())
             kept_mask = select_nodes(scores, cfg.prune, always=request_nodes)
@@ -386,10 +393,10 @@ class IFRU(Unlearner):
         # The MF surrogate has no curvature for dense parameters: they are left out of it.
         rows = NodeRows.from_node_mask(model, kept_mask, users, dense=cfg.dense and cfg.curvature != "mf_surrogate")
         # Nodes whose outputs depend on phi: the same in both graphs, since the request's endpoints are kept.
-        reach = k_hop_mask(graph, kept_mask.nonzero().flatten(), depth)
+        reach = k_hop_mask(graph, kept_mask.nonzero().flatten(), depth, index)
         if rows.has_dense:  # dense parameters reach every output
             reach = torch.ones_like(reach)
-        return _Region(rows, rows.gather(model), kept_mask, k_hop_mask(graph, request_nodes, depth), reach)
+        return _Region(rows, rows.gather(model), kept_mask, affected, reach)
 
     # -- gradient: the terms, the tilted objective T and g ----------------------------------------------
 
