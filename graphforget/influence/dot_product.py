@@ -241,8 +241,9 @@ class LinearEmbedding:
     def transpose(self, out_a: Tensor, out_b: Tensor) -> Tensor:
         """The transpose applied to ``(out_a, out_b)``, read on :math:`\\phi`'s rows."""
         if self._leaves is None:
-            self._leaves = {name: torch.zeros_like(t, requires_grad=True) for name, t in self._tables().items()}
-            self._embedded = self._forward(self._leaves)
+            with torch.enable_grad():  # built once, whatever the mode of its first caller (Adam's solve: no_grad)
+                self._leaves = {name: torch.zeros_like(t, requires_grad=True) for name, t in self._tables().items()}
+                self._embedded = self._forward(self._leaves)
         back = torch.autograd.grad(self._embedded, list(self._leaves.values()), (out_a, out_b), retain_graph=True)
         back = dict(zip(self._leaves, back))  # read in phi's order, the rows' (item table first, or alone)
         return torch.cat([self.rows.take(name, back[name]).flatten() for name in self.rows.rows])
