@@ -99,6 +99,18 @@ def derived_seed(seed: Any, purpose: str) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
+def recheck(config: Any) -> None:
+    """Runs the checks of the config dataclass ``config``, and of every config nested in it, again (their
+    ``__post_init__``): a field set after it was built (``config.trust.on_failure = "Raise"``, a typo that then
+    acted as the default) passed none."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            recheck(value)
+    if hasattr(config, "__post_init__"):
+        config.__post_init__()
+
+
 @contextlib.contextmanager
 def gradients_on():
     """Autograd on inside, whatever the caller's mode: training and unlearning differentiate, and inside the caller's

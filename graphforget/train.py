@@ -14,7 +14,7 @@ from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
 from .clock import Stopwatch
-from .config import check_fields, check_instances, check_types, gradients_on
+from .config import check_fields, check_instances, check_types, gradients_on, recheck
 from .data.adjacency import hold_graph
 from .data.interactions import (EDGE, check_interactions, check_model_fits, check_pair_ids, check_pair_tensor,
                                 check_unique_pairs, num_items)
@@ -139,6 +139,7 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
     """
     config = TrainConfig() if config is None else config
     _check_types(objective, config)
+    recheck(config)  # a field set after it was built
     check_optimizer(config, objective)
     if config.data_parallel:  # ranks given different inputs would mix them, or wait forever for one that stopped
         agreed("train", lambda: _check_all(model, graph, objective, val), model=layout(model), graph=graph,

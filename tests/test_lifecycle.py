@@ -288,6 +288,24 @@ def test_a_given_edge_weight_is_warned_of_where_the_result_propagates_with_it(sm
         build_unlearner("finetune", LightGCN(60, 40, 4), small_planted, BCEObjective())
 
 
+def test_a_config_edited_after_it_was_built_is_checked_again(small_planted):
+    """Only a dict was checked: an instance edited after it was built went through (solver.tol=5.0 solved nothing,
+    a typo 'Raise' in trust.on_failure kept the model where the caller asked for an exception)."""
+    config = IFRUConfig()
+    config.trust.on_failure = "Raise"
+    with pytest.raises(ValueError, match=r"IFRUConfig.trust.on_failure: one of .* \(got 'Raise'\)"):
+        IFRU(MF(60, 40, 4), small_planted, BCEObjective(), config)
+    config.trust.on_failure = "raise"
+    unlearner = IFRU(MF(60, 40, 4), small_planted, BCEObjective(), config)
+    config.solver.tol = 5.0  # after the method was built
+    with pytest.raises(ValueError, match=r"IFRUConfig.solver.tol: must be < 1 .* \(got 5.0\)"):
+        unlearner.unlearn(random_edges(small_planted, 0.05, seed=0))
+    training = TrainConfig(epochs=2)
+    training.epochs = 0
+    with pytest.raises(ValueError, match=r"TrainConfig.epochs: .* \(got 0\)"):
+        train(MF(60, 40, 4), small_planted, BCEObjective(), training)
+
+
 def test_a_fit_that_fails_after_the_method_prepared_leaves_it_unfitted(small_planted, monkeypatch):
     """fit() marked the method fitted before it recorded the graph it was fitted on; when that failed (a bf16 label
     NumPy could not hash), unlearn() ran on an unrecorded state instead of asking for fit()."""

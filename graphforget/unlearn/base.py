@@ -15,7 +15,7 @@ from torch_geometric.data import HeteroData
 from ..data.interactions import (EDGE, check_interactions, check_model_fits, check_unique_pairs, num_items,
                                  pairs_with_data, validate_pairs, without_edges)
 from ..clock import Stopwatch
-from ..config import build_config, check_instances, gradients_on, option_names
+from ..config import build_config, check_instances, gradients_on, option_names, recheck
 from ..distributed import agreed
 from ..io import tensors_sha256, unchanged, versions
 from ..metrics import auc_standard_error, evaluate_auc
@@ -158,6 +158,7 @@ class Unlearner:
                             f"its options or None, got a {type(config).__name__}")
         given = option_names(config) if isinstance(config, dict) else ()  # an explicit spillover=True is refused
         config = config if isinstance(config, self.Config) else build_config(self.Config, config)
+        recheck(config)  # an instance's fields set after it was built passed no check
         self.check_fixed(config, given)
         self.config = self.with_fixed(config)
         training = getattr(self.config, "train", None)
@@ -273,6 +274,7 @@ class Unlearner:
 
     def _checked(self, request) -> tuple[Tensor, HeteroData, Tensor]:
         """The checks of :meth:`unlearn`: the request on the graph's device, the remaining graph, the positions."""
+        recheck(self.config)  # edited since the method was built
         check_finite(self.model)
         request = validate_pairs(self.graph, request).to(self.graph[EDGE].edge_index.device)
         if request.is_inference():  # made in the caller's inference_mode(): autograd could not save it
