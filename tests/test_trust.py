@@ -362,6 +362,24 @@ def test_failure_policy_on_a_solve_that_does_not_converge(early_stopped, policy)
     assert result.graph[EDGE].edge_index.size(1) == graph[EDGE].edge_index.size(1) - request.size(1)
 
 
+def test_a_zero_step_under_apply_says_the_model_is_returned_unchanged():
+    """CG met negative curvature at its first iteration (the exact Hessian of an early-stopped LightGCN): its step is
+    0, and on_failure='apply' warned 'the step was applied anyway' of a model bit-identical to the input."""
+    gen = torch.Generator().manual_seed(0)
+    keys = torch.randperm(80, generator=gen)[:32]
+    graph = make_interactions(torch.stack([keys // 8, keys % 8]), torch.ones(32), 10, 8)
+    model = LightGCN(10, 8, 4, num_layers=2)
+    model.reset_parameters(3)
+    train(model, graph, BPRObjective(seed=3), TrainConfig(epochs=15, lr=0.05, batch_size=16, patience=0))
+    request = graph[EDGE].edge_index[:, graph[EDGE].edge_index[0] == 0]
+    config = IFRUConfig.paper(curvature="exact", newton={"steps": 1})  # on_failure="apply"
+    result, messages = _unlearn(model, graph, request, config, IFRU, BPRObjective(seed=3))
+    attempt = result.info["attempts"][-1]
+    assert attempt["negative_curvature"] and attempt["iterations"] == 0 and not result.info["trusted"]
+    assert _same(result.model, model) and messages[-1].endswith(  # after the paper's warning of its damping 0
+        "negative curvature met); the model is returned unchanged (info['trusted'] is False)")
+
+
 @pytest.mark.parametrize("name, advice", [
     ("adam", "; Adam took solver.max_iter=3 steps of solver.lr=0.001: raise max_iter, tune lr, or use "
              "solver.name='cg'"),

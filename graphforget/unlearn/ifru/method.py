@@ -502,7 +502,8 @@ class IFRU(Unlearner):
         outcome["damping"] = target.damping if outcome["attempts"] else None  # None: nothing was solved
         self._warn_below_ridge(outcome)
         solves = outcome["attempts"][-1:]  # the step's own solve (the same dict as its attempt's)
-        new_phi = phi + step if reason is None else self._settle(phi, None if step is None else phi + step, reason)
+        failed = None if step is None or not step.any() else phi + step  # a zero step applies nothing
+        new_phi = phi + step if reason is None else self._settle(phi, failed, reason)
         if reason is None and self.config.curvature_of == "remaining":
             # Without a contrastive term no term of T scores an orphan row: its block of T is decoupled and minimal at
             # 0 exactly, where an inexact solve leaves the row shrunk but pointing the same way (the user's rankings
