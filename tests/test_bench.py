@@ -818,7 +818,9 @@ def test_the_adversarial_protocol_unlearns_the_edges_a_clean_model_ranks_last(tm
     assert setting.request.size(1) == 20 and setting.request[0].unique().numel() == 20  # one edge per attacked user
     scores = clean_model.score_all(clean_graph, setting.request[0])  # the added item is the lowest unseen score
     seen = torch.zeros_like(scores, dtype=torch.bool)
-    edges = clean_graph[EDGE].edge_index
+    # nor a validation or test pair (the Original trained on one, which the ranking then masked)
+    parts = [clean_graph] + [part for part in (setting.val, setting.test) if part is not None]
+    edges = torch.cat([part[EDGE].edge_index for part in parts], 1)
     for row, user in enumerate(setting.request[0].tolist()):
         seen[row, edges[1][edges[0] == user]] = True
     lowest = scores.masked_fill(seen, float("inf")).argmin(1)

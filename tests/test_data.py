@@ -864,6 +864,12 @@ def test_adversarial_edges_against_a_loop():
     assert pairs_of(attacked) == pairs + expected
     assert attacked[EDGE].edge_label.tolist() == before.tolist() + [1.0, 1.0]
     assert torch.equal(graph[EDGE].edge_label, before) and graph[EDGE].edge_index.size(1) == len(pairs)
+    # A validation or test pair is taken too: user 0's least-scored free item, 3, was a held-out pair of it, which
+    # the Original then trained on (ML-100K's MF: 103 of 943 fake edges were validation or test pairs).
+    held_out = [(0, 3), (1, 2)]
+    request = adversarial_edges(hand_mf(users, items), graph, held_out=torch.tensor(held_out).t())[1]
+    expected = _adversarial_reference(users, items, pairs + held_out)
+    assert expected == [(0, 0), (1, 1)] and list(map(tuple, request.t().tolist())) == expected
 
 
 def test_adversarial_edges_refuse_a_model_of_other_sizes_or_with_non_finite_scores():

@@ -93,8 +93,9 @@ class Setting:
         self.clean = None  # (model, graph) before the adversarial attack
         if attack is not None and attack["kind"] == "adversarial":
             self.clean = self._train(self.train_graph)[0], self.train_graph
+            held_out = torch.cat([part[EDGE].edge_index for part in (split.val, split.test)], 1)
             self.train_graph, self.request = adversarial_edges(self.clean[0], self.train_graph, attack["fraction"],
-                                                               seed)
+                                                               seed, held_out=held_out)
             self.source += f"; {self.request.size(1)} adversarial edges (fraction {attack['fraction']:g} of the users)"
         self._original, self.original_fit = None, None
         self.references: dict[str, UnlearnResult] = {}

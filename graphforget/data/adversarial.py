@@ -18,11 +18,12 @@ __all__ = ["adversarial_edges"]
 
 @torch.no_grad()
 def adversarial_edges(model, graph: HeteroData, fraction: float = 1.0, seed: int = 0,
-                      batch_size: int = 1024) -> tuple[HeteroData, Tensor]:
+                      batch_size: int = 1024, held_out: Tensor | None = None) -> tuple[HeteroData, Tensor]:
     r"""Adds, for each selected user :math:`u`, the edge :math:`(u, \arg\min_{i \notin N(u)} \hat y_{ui})`.
 
-    :math:`N(u)` holds every item of an edge of ``u`` in ``graph`` (any label, observed or not), so a
-    fake edge never duplicates one. Users whose every item is already an edge are skipped.
+    :math:`N(u)` holds every item of an edge of ``u`` in ``graph`` (any label, observed or not), and of a
+    ``held_out`` pair of ``u``, so a fake edge never duplicates one, nor trains on a validation or test pair.
+    Users whose every item is taken so are skipped.
 
     Args:
         model: a clean trained :class:`~graphforget.models.Recommender`, scored on ``graph``.
@@ -30,6 +31,7 @@ def adversarial_edges(model, graph: HeteroData, fraction: float = 1.0, seed: int
         fraction: share of users attacked, in ``(0, 1]``; below 1 a seeded random subset.
         seed: seed of that subset.
         batch_size: users scored at once by ``model.score_all``.
+        held_out: ``[2, H]`` (user, item) pairs of the validation and test sets (ids of ``graph``).
 
     Returns:
         ``(attacked, request)``: a new graph with the fake edges appended (label 1, observed) and the
@@ -47,6 +49,7 @@ def adversarial_edges(model, graph: HeteroData, fraction: float = 1.0, seed: int
     n_users = num_users(graph)
     edge_index = graph[EDGE].edge_index
     device = edge_index.device
+    taken = edge_index if held_out is None else torch.cat([edge_index, held_out.to(device)], 1)
     users = torch.arange(n_users, device=device)
     if fraction < 1:
         count = max(1, int(round(fraction * n_users)))
@@ -58,8 +61,8 @@ def adversarial_edges(model, graph: HeteroData, fraction: float = 1.0, seed: int
             scores = finite_scores(model.score_all(graph, batch)).clone()
             local = torch.full((n_users,), -1, dtype=torch.long, device=device)
             local[batch] = torch.arange(batch.numel(), device=device)
-            mine = local[edge_index[0]] >= 0
-            scores[local[edge_index[0][mine]], edge_index[1][mine]] = float("inf")
+            mine = local[taken[0]] >= 0
+            scores[local[taken[0][mine]], taken[1][mine]] = float("inf")
             best = scores.argmin(dim=1)
             free = torch.isfinite(scores.gather(1, best[:, None]).squeeze(1))
             picked_users.append(batch[free])
