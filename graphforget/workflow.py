@@ -1064,7 +1064,8 @@ class ForgetStream:
       its base still finds it, and the sha256 of its ``run.json``), the method, its options and the retraining
       policy (written once). Once a request is applied, the base is not read again (its training edges are kept);
     * ``journal.jsonl``: the write-ahead journal, one line per accepted request (``{"seq", "time",
-      "request"}``) and one per request refused when it was applied (``{"seq", "rejected"}``);
+      "request"}``), one per request refused when it was applied (``{"seq", "rejected"}``) and one per method
+      result replaced by a Retrain (``{"seq", "fallback": {"method", "error"}}``, :meth:`fallbacks`);
     * ``runs/000001``, ``runs/000002``, ...: the run after each request (:func:`forget`), each derived from
       the previous one, so the lineage and ``audit.jsonl`` grow by one request per run.
 
@@ -1243,6 +1244,11 @@ class ForgetStream:
         """Requests refused when applied: sequence number -> reason."""
         return {entry["seq"]: entry["rejected"] for entry in self._read_journal()[0] if "rejected" in entry}
 
+    def fallbacks(self) -> dict[int, dict]:
+        """Requests applied by Retrain because the method did not produce a trusted result: sequence number ->
+        ``{"method", "error"}`` (its run records a Retrain like any other)."""
+        return {entry["seq"]: entry["fallback"] for entry in self._read_journal()[0] if "fallback" in entry}
+
     def applied(self) -> list[int]:
         """Sequence numbers of the applied requests (those with a published run)."""
         return [entry["seq"] for entry in self.requests() if (self._run_path(entry["seq"]) / "run.json").is_file()]
@@ -1385,7 +1391,10 @@ class ForgetStream:
             done = forget(parent, out=out, **request, method=method, options=options, device=self.device,
                           progress=progress)
         except UnlearningFailed as error:
-            log.warning("request %d: %s; applying it with retrain", entry["seq"], error)
+            log.warning("request %d: %s; the stream applies it with retrain", entry["seq"], error)
+            with self._journal_lock():
+                self._append({"seq": entry["seq"], "time": utc_now(), "fallback": {"method": method,
+                                                                                   "error": str(error)}})
             done = forget(parent, out=out, **request, method="retrain", device=self.device, progress=progress)
         return done.path
 
@@ -1410,14 +1419,14 @@ class ForgetStream:
 
 
 def _journal_entry(line: bytes, path: Path, number: int) -> dict:
-    """A journal line's entry: ``{"seq", "time", "request"}`` or ``{"seq", "rejected"}``; ``ValueError`` naming the
-    line otherwise."""
+    """A journal line's entry: a request's, a refusal's or a fallback's (see :class:`ForgetStream`); ``ValueError``
+    naming the line otherwise."""
     try:
         entry = json.loads(line)
     except ValueError:
         entry = None
     valid = (isinstance(entry, dict) and isinstance(entry.get("seq"), int) and not isinstance(entry["seq"], bool)
-             and ("request" in entry) != ("rejected" in entry))
+             and sum(key in entry for key in ("request", "rejected", "fallback")) == 1)
     if not valid:
         raise ValueError(f"{path}, line {number}: not a line of a stream's journal (a request's or a refusal's): the "
                          "journal is damaged")

@@ -1217,6 +1217,10 @@ def test_stream_retrains_with_its_own_options_and_when_the_method_fails(base, tm
     monkeypatch.setattr(workflow, "_unlearn", untrusted_ifru)
     failing = ForgetStream(tmp_path / "f", base, method="ifru")
     assert load_run(failing.forget(users=["u1"])).info["method"]["name"] == "retrain"
+    # the stream says why (its run records a Retrain like any other, with no reason)
+    assert list(failing.fallbacks()) == [1] and failing.fallbacks()[1]["method"] == "ifru"
+    assert "(the solve did not converge)" in failing.fallbacks()[1]["error"] and stream.fallbacks() == {}
+    assert failing.applied() == [1] and failing.pending() == [] and failing.rejected() == {}
 
 
 def test_lineage_resolves_a_moved_tree_and_refuses_an_edited_parent(base, tmp_path):
