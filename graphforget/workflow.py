@@ -643,9 +643,10 @@ def _request_values(users, items, edges) -> tuple[str, list]:
     if len(given) != 1:
         raise ValueError(f"give exactly one of users, items or edges, got {sorted(given) or 'none'}")
     (kind, values), = given.items()
-    if isinstance(values, (str, bytes)):  # a sequence of characters: users="12" forgot users 1 and 2
+    if _one_value(values):  # a string is a sequence of characters: users="12" forgot users 1 and 2
         one = "[(user, item)]" if kind == "edges" else f"[{values!r}]"
-        raise TypeError(f"{kind} must be a list of {'pairs' if kind == 'edges' else 'ids'}, got the string "
+        what = "the string" if isinstance(values, (str, bytes)) else f"the single {type(values).__name__}"
+        raise TypeError(f"{kind} must be a list of {'pairs' if kind == 'edges' else 'ids'}, got {what} "
                         f"{values!r} (for one: {kind}={one})")
     values = list(values)
     if not values:
@@ -1466,9 +1467,14 @@ def _checked_policy(retrain_every, max_drift) -> tuple[int | None, float | None]
 
 
 def _listed(values):
-    """``values`` as a list, read once: an iterator was consumed by the check and journaled empty. A string stays
-    one, for :func:`build_request` to refuse."""
-    return values if values is None or isinstance(values, (str, bytes)) else list(values)
+    """``values`` as a list, read once: an iterator was consumed by the check and journaled empty. A single value (a
+    string) stays one, for :func:`build_request` to refuse."""
+    return values if values is None or _one_value(values) else list(values)
+
+
+def _one_value(values) -> bool:
+    """Whether ``values`` is one value where a list is due: a string, a number, a 0-d tensor or array."""
+    return isinstance(values, (str, bytes)) or getattr(values, "ndim", 1) == 0 or not hasattr(values, "__iter__")
 
 
 def _jsonable_ids(ids) -> list | None:

@@ -1271,6 +1271,11 @@ def test_a_damaged_run_stops_the_stream_and_a_string_is_no_list_of_ids(base, tmp
     with pytest.raises(TypeError, match=re.escape("users must be a list of ids, got the string 'u1' (for one: "
                                                   "users=['u1'])")):
         stream.submit(users="u1")
+    for one in (4, torch.tensor(4), np.int64(4)):  # 'int' object is not iterable, or torch's 0-d iteration
+        for call in (stream.submit, lambda users: forget(base, users=users, out=tmp_path / "n")):
+            with pytest.raises(TypeError, match=re.escape(f"users must be a list of ids, got the single "
+                                                          f"{type(one).__name__} {one!r} (for one: users=[{one!r}])")):
+                call(users=one)
     stream.submit(users=["u1"])
     stream.process()
     stream.submit(users=["u2"])
