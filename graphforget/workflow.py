@@ -534,9 +534,9 @@ def _check_edges_not_forgotten(run: Run, pairs: Tensor) -> None:
                          f"e.g. {_raw_pair(run.graph, first)}{_untrusted_note(run)}")
 
 
-def _check_nodes_not_forgotten(run: Run, row: int, ids: Tensor, left: Tensor) -> None:
+def _check_nodes_not_forgotten(run: Run, row: int, ids: Tensor, left: Tensor, local_ids: bool = False) -> None:
     """Refuses users (``row`` 0) or items (1) that the lineage forgot: it removed their edges and the run stores no
-    pair of theirs (``left``, from :func:`_holding`).
+    pair of theirs (``left``, from :func:`_holding`); named as the request named them (``local_ids``).
 
     Raises:
         ValueError: naming the users or items already forgotten.
@@ -544,8 +544,9 @@ def _check_nodes_not_forgotten(run: Run, row: int, ids: Tensor, left: Tensor) ->
     done = torch.isin(ids, run.removed[row]) & ~left
     if bool(done.any()):
         node = ("user", "item")[row]
-        names = [_plain_id(run.graph[node].raw_id[int(k)]) for k in ids[done][:10]]
-        raise ValueError(f"{node}s already forgotten {_forgotten_by(run)}: {', '.join(names)}"
+        names = [str(int(k)) if local_ids else _plain_id(run.graph[node].raw_id[int(k)]) for k in ids[done][:10]]
+        kind = " (local ids)" if local_ids else ""
+        raise ValueError(f"{node}s already forgotten {_forgotten_by(run)}{kind}: {', '.join(names)}"
                          f"{_untrusted_note(run)}")
 
 
@@ -627,7 +628,7 @@ def build_request(run: Run, *, users: Sequence | None = None, items: Sequence | 
     row, node = (0, "user") if kind == "users" else (1, "item")
     ids = _local_nodes(run.graph, node, values, local_ids).unique()
     left = _holding(run, row, ids)
-    _check_nodes_not_forgotten(run, row, ids, left)
+    _check_nodes_not_forgotten(run, row, ids, left, local_ids)
     store = run.graph[EDGE]
     edges = store.edge_index[:, torch.isin(store.edge_index[row], ids)]
     if not bool(left.any()):

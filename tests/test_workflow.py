@@ -1264,6 +1264,17 @@ def test_submit_does_not_wait_for_a_process_at_work(base, tmp_path):
     assert stream.applied() == [1, 2]
 
 
+def test_a_repeat_in_local_ids_is_named_in_local_ids(base, tmp_path):
+    """A user forgotten by local id and asked for again was named by its raw id, which read as another user."""
+    parent = load_run(base)
+    local = int(raw_to_local(parent.graph["user"].raw_id, ["u5"])[0])
+    child = forget(base, users=[local], local_ids=True, method="scif", out=tmp_path / "c").path
+    with pytest.raises(ValueError, match=rf"users already forgotten .* \(local ids\): {local}$"):
+        forget(child, users=[local], local_ids=True, method="scif", out=tmp_path / "again")
+    with pytest.raises(ValueError, match=r"users already forgotten .*\): u5$"):
+        forget(child, users=["u5"], method="scif", out=tmp_path / "again")
+
+
 def test_a_damaged_run_stops_the_stream_and_a_string_is_no_list_of_ids(base, tmp_path):
     """A damaged current run rejected every pending request for good (its integrity error was read as theirs), and
     users="u12" was read as the users "u", "1" and "2"."""
