@@ -265,17 +265,20 @@ def test_a_sparse_mean_aggregation_scores_as_edge_index_and_its_missing_curvatur
 
 
 class UnitSAGE(MeanSAGE):
-    """MeanSAGE over unit-norm rows (a zeroed row is 0 / 0), scored by a linear layer: no get_embedding."""
+    """MeanSAGE over unit-norm rows (a zeroed row is 0 / 0), scored by a linear layer: no get_embedding. It counts
+    its forwards in a buffer, as a forward that writes its module's state does."""
 
     def __init__(self, num_nodes: int, normalise: bool):
         super().__init__(num_nodes)
         self.normalise, self.score = normalise, nn.Linear(8, 1)
+        self.register_buffer("calls", torch.zeros(()))
 
     def reset_parameters(self):
         super().reset_parameters()
         self.score.reset_parameters()
 
     def forward(self, edge_index, edge_label_index, edge_weight=None):
+        self.calls += 1
         x = self.embedding.weight
         x = self.conv(x / x.norm(dim=1, keepdim=True) if self.normalise else x, edge_index)
         return self.score(torch.cat([x[edge_label_index[0]], x[edge_label_index[1]]], -1)).squeeze(-1)
@@ -285,11 +288,13 @@ class UnitSAGE(MeanSAGE):
 def test_a_whole_user_of_a_module_without_get_embedding_is_forgotten_and_its_outputs_checked(graph, method, normalise):
     """The check of the outputs at the nodes a request leaves without edges read them through embed(), which such a
     module lacks: forgetting a user failed with 'PyGRecommender.embed needs get_embedding'. Its scores are read
-    instead: IFRU's zeroed row, divided by its norm, makes them NaN, and the step is not trusted."""
+    instead, off a copy (the check ran the returned model in place, writing its state): IFRU's zeroed row, divided by
+    its norm, makes them NaN, and the step is not trusted."""
     model = PyGRecommender(UnitSAGE(U + I, normalise), U, I, receptive_field=1).double()
     model.reset_parameters(seed=0)
     result = method(model, graph, OBJECTIVE).unlearn(user_edges(graph, [3]))
     assert result.info["trusted"] is not normalise, result.info["reason"]
+    assert result.model.module.calls == model.module.calls  # the step wrote no forward's state into its model
     if normalise:
         assert "non-finite at 1 node(s) that the request leaves without edges, user 3" in result.info["reason"]
         assert all(torch.equal(p, q) for p, q in zip(result.model.parameters(), model.parameters()))

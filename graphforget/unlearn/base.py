@@ -395,6 +395,13 @@ def embeddings_of(model: torch.nn.Module, graph: HeteroData) -> tuple[Tensor, Te
     return user.detach(), item.detach()
 
 
+def scores_of(model: torch.nn.Module, graph: HeteroData, pairs: Tensor) -> Tensor:
+    """``model(graph, pairs)``, detached, of a copy of ``model`` in eval mode (see :func:`embeddings_of`)."""
+    work = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        return work(graph, pairs).detach()
+
+
 def check_finite(model: torch.nn.Module) -> None:
     """Raises ``ValueError`` naming the parameters and buffers of ``model`` that hold a NaN or an infinity."""
     bad = non_finite(model)

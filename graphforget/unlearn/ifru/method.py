@@ -22,7 +22,7 @@ from ...influence import (AndersonMixing, ContrastiveTerm, DotProductOperator, G
 from ...influence.hvp import nodes_graph
 from ...models.base import running_statistics
 from ...objectives import Objective
-from ..base import Unlearner, UnlearningFailed, embeddings_of, refuse_no_remaining_edge, warn_caller
+from ..base import Unlearner, UnlearningFailed, embeddings_of, refuse_no_remaining_edge, scores_of, warn_caller
 from ..registry import register
 from .config import IFRUConfig
 from .ladder import DAMPING_GROWTH, RETRY_DAMPING, Ladder, fresh_draw_failure, held, mean_diagonal, shifted
@@ -799,7 +799,8 @@ class IFRU(Unlearner):
 def _non_finite_at(model, graph: HeteroData, nodes: Tensor, remaining: HeteroData) -> Tensor:
     """Those of ``nodes`` (homogeneous ids) where ``model``'s outputs on ``graph`` hold a NaN or an infinity: its
     embeddings, or, for a model without :meth:`embed` (a PyG module without ``get_embedding``), its scores on the
-    ``remaining`` graph of each node with a node of the other side that has data (the ends of its first edge)."""
+    ``remaining`` graph of each node with a node of the other side that has data (the ends of its first edge); both
+    read off an eval-mode copy (a forward may write the model's weights or running statistics)."""
     try:
         user, item = embeddings_of(model, graph)
     except NotImplementedError:
@@ -807,8 +808,7 @@ def _non_finite_at(model, graph: HeteroData, nodes: Tensor, remaining: HeteroDat
         partner = remaining[EDGE].edge_index[:, :1]
         pairs = torch.where(nodes < users, torch.stack([nodes, partner[1].expand_as(nodes)]),
                             torch.stack([partner[0].expand_as(nodes), nodes - users]))
-        with torch.no_grad():
-            return nodes[~model(remaining, pairs).isfinite()]
+        return nodes[~scores_of(model, remaining, pairs).isfinite()]
     finite = torch.cat([user.reshape(user.size(0), -1).isfinite().all(1),
                         item.reshape(item.size(0), -1).isfinite().all(1)])
     return nodes[~finite[nodes]]
