@@ -700,8 +700,8 @@ class _Plan:
     """What every model of a report is scored on: ``edges [2, R + M]`` (the ``requested`` pairs, then their
     matched non-members, one for each requested edge of the mask ``kept [R]``, in order), the label signs
     ``sign [R + M]`` of the attack statistic, the ``votes [R]`` of the requested edges in the sign test (their own
-    index, or one per item withdrawn whole), the scores ``old`` of the model before the deletion on ``edges`` (or
-    ``None``), and the attack's options."""
+    index, or one per item or user withdrawn whole), the scores ``old`` of the model before the deletion on
+    ``edges`` (or ``None``), and the attack's options."""
     edges: Tensor
     requested: int
     kept: Tensor
@@ -722,8 +722,8 @@ class _Plan:
 
     def over_forgetting(self, scores: Tensor) -> tuple[float, float]:
         """``(below_match, over_forgetting_p)`` of ``scores [R + M]``: the votes of the requested interactions (label
-        1) below their own match, against those above (see :class:`ForgettingReport`); an item withdrawn whole
-        votes once, by its interactions' summed difference."""
+        1) below their own match, against those above (see :class:`ForgettingReport`); an item or a user withdrawn
+        whole votes once, by its interactions' summed difference."""
         interaction = self.sign[:self.requested][self.kept] > 0
         difference = (scores[:self.requested][self.kept] - scores[self.requested:])[interaction]
         _, vote = self.votes[self.kept][interaction].unique(return_inverse=True)

@@ -1203,8 +1203,8 @@ class ForgetStream:
         """The journal's complete lines and the byte length they take (a torn last line is not counted).
 
         Raises:
-            ValueError: naming the journal and the line, for a complete line that is not a request's or a
-                refusal's (a damaged or edited journal: read as none, an applied request was taken again).
+            ValueError: naming the journal and the line, for a complete line that is not a request's, a refusal's or
+                a fallback's (a damaged or edited journal: read as none, an applied request was taken again).
         """
         if not self.journal_path.is_file():
             return [], 0
@@ -1248,8 +1248,14 @@ class ForgetStream:
 
     def fallbacks(self) -> dict[int, dict]:
         """Requests applied by Retrain because the method did not produce a trusted result: sequence number ->
-        ``{"method", "error"}`` (its run records a Retrain like any other)."""
-        return {entry["seq"]: entry["fallback"] for entry in self._read_journal()[0] if "fallback" in entry}
+        ``{"method", "error"}`` (its run records a Retrain like any other). The line is journaled before the Retrain
+        runs: one whose request has no published Retrain (killed in between, then applied by the method) is left out."""
+        return {entry["seq"]: entry["fallback"] for entry in self._read_journal()[0]
+                if "fallback" in entry and self._applied_by_retrain(entry["seq"])}
+
+    def _applied_by_retrain(self, seq: int) -> bool:
+        record = self._run_path(seq) / "run.json"
+        return record.is_file() and json.loads(record.read_text())["method"]["name"] == "retrain"
 
     def applied(self) -> list[int]:
         """Sequence numbers of the applied requests (those with a published run)."""
@@ -1427,11 +1433,13 @@ def _journal_entry(line: bytes, path: Path, number: int) -> dict:
         entry = json.loads(line)
     except ValueError:
         entry = None
+    kinds = {"request": dict, "rejected": str, "fallback": dict}  # the entry's kind, and the type of its value
     valid = (isinstance(entry, dict) and isinstance(entry.get("seq"), int) and not isinstance(entry["seq"], bool)
-             and sum(key in entry for key in ("request", "rejected", "fallback")) == 1)
+             and sum(key in entry for key in kinds) == 1
+             and all(isinstance(entry[key], kind) for key, kind in kinds.items() if key in entry))
     if not valid:
-        raise ValueError(f"{path}, line {number}: not a line of a stream's journal (a request's or a refusal's): the "
-                         "journal is damaged")
+        raise ValueError(f"{path}, line {number}: not a line of a stream's journal (a request's, a refusal's or a "
+                         "fallback's): the journal is damaged")
     return entry
 
 

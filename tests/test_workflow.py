@@ -1122,7 +1122,8 @@ def test_a_damaged_journal_is_named_and_a_published_run_counts_without_its_line(
     stream = ForgetStream(tmp_path / "s", base, method="scif")
     stream.forget(users=["u1"])
     journal = stream.journal_path.read_bytes()
-    for damaged in (b"x" + journal[1:], journal.replace(b'"request"', b'"2equest"', 1), b'[1]\n' + journal):
+    for damaged in (b"x" + journal[1:], journal.replace(b'"request"', b'"2equest"', 1), b'[1]\n' + journal,
+                    b'{"seq": 1, "request": null}\n' + journal):  # the last failed later, as an AttributeError
         stream.journal_path.write_bytes(damaged)
         with pytest.raises(ValueError, match=re.escape(f"{stream.journal_path}, line 1: not a line of a stream's "
                                                        "journal")):
@@ -1221,6 +1222,16 @@ def test_stream_retrains_with_its_own_options_and_when_the_method_fails(base, tm
     assert list(failing.fallbacks()) == [1] and failing.fallbacks()[1]["method"] == "ifru"
     assert "(the solve did not converge)" in failing.fallbacks()[1]["error"] and stream.fallbacks() == {}
     assert failing.applied() == [1] and failing.pending() == [] and failing.rejected() == {}
+    # a fallback line whose Retrain never published (killed), the request then applied by the method: not one
+    with failing._journal_lock():
+        failing._append({"seq": 1, "time": "t", "fallback": {"method": "ifru", "error": "e"}})
+    with pytest.raises(ValueError, match="users already forgotten"):
+        failing.submit(users=["u1"])
+    monkeypatch.setattr(workflow, "_unlearn", real)
+    assert load_run(failing.forget(users=["u2"])).info["method"]["name"] == "ifru" and list(failing.fallbacks()) == [1]
+    with failing._journal_lock():
+        failing._append({"seq": 2, "time": "t", "fallback": {"method": "ifru", "error": "e"}})
+    assert list(failing.fallbacks()) == [1]
 
 
 def test_lineage_resolves_a_moved_tree_and_refuses_an_edited_parent(base, tmp_path):

@@ -405,7 +405,7 @@ class UnlearnRec(Unlearner):
             raise ValueError(f"UnlearnRec updates the layer-0 tables, but every one is frozen (requires_grad=False): "
                              f"{', '.join(self.tables.values())}")
         # torch's parametrizations, which carry the update, keep a ModuleDict keyed by the table's attribute name
-        clash = [name for name in self.tables.values() if hasattr(nn.ModuleDict, name.rpartition(".")[2])]
+        clash = [name for name in self.tables.values() if hasattr(nn.ModuleDict(), name.rpartition(".")[2])]
         if clash:
             raise ValueError(f"UnlearnRec cannot update the table {clash[0]}: torch's parametrizations, which carry "
                              "the update, keep a ModuleDict keyed by the table's name, and that name is one of its "
