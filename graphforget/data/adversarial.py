@@ -69,6 +69,13 @@ def adversarial_edges(model, graph: HeteroData, fraction: float = 1.0, seed: int
             picked_items.append(best[free])
     request = torch.stack([torch.cat(picked_users), torch.cat(picked_items)]) if picked_users else \
         torch.empty(2, 0, dtype=torch.long, device=device)
+    return _with_fake_edges(graph, request), request
+
+
+def _with_fake_edges(graph: HeteroData, request: Tensor) -> HeteroData:
+    """A copy of ``graph`` with the ``request`` edges appended (label 1, observed)."""
+    edge_index = graph[EDGE].edge_index
+    device = edge_index.device
     attacked = edge_subgraph(graph, torch.ones(edge_index.size(1), dtype=torch.bool, device=device))
     store = attacked[EDGE]
     n_new = request.size(1)
@@ -78,5 +85,5 @@ def adversarial_edges(model, graph: HeteroData, fraction: float = 1.0, seed: int
         store.observed = torch.cat([graph[EDGE].observed, torch.ones(n_new, dtype=torch.bool, device=device)])
     for key in set(store.keys()) - {"edge_index", "edge_label", "observed"}:
         del store[key]  # per-edge extras (timestamps, weights) have no value for the fake edges
-    return attacked, request
+    return attacked
 
