@@ -1076,8 +1076,8 @@ class ForgetStream:
     before that leaves it pending, and the next :meth:`process` of any :class:`ForgetStream` on the
     directory applies it; after the rename the run exists, and the request is never applied twice. A
     journal line torn by a crash (never acknowledged) is cut off; any other line that is not an entry is refused by
-    name (a damaged journal). Processes share a stream safely: those that
-    apply requests take an advisory lock on the directory, and appends to the journal take one on it.
+    name (a damaged journal). Processes share a stream safely: those that apply requests take an advisory lock on
+    the directory, and appends to the journal take one on it.
 
     The policy: the configured ``method`` is used, except that a request is applied by Retrain (from
     scratch, on everything that remains) when ``retrain_every`` approximate requests were applied since the
@@ -1259,7 +1259,14 @@ class ForgetStream:
 
     def applied(self) -> list[int]:
         """Sequence numbers of the applied requests (those with a published run)."""
-        return [entry["seq"] for entry in self.requests() if (self._run_path(entry["seq"]) / "run.json").is_file()]
+        published = set(self._published())
+        return [entry["seq"] for entry in self.requests() if entry["seq"] in published]
+
+    def _published(self) -> list[int]:
+        """Sequence numbers of the published runs (``runs/NNNNNN`` holding its ``run.json``), in order."""
+        runs = self.directory / "runs"
+        return sorted(int(path.name) for path in runs.iterdir()
+                      if path.name.isdigit() and (path / "run.json").is_file())
 
     def pending(self) -> list[int]:
         """Sequence numbers of accepted requests that are neither applied nor refused."""
@@ -1271,9 +1278,8 @@ class ForgetStream:
     def current_path(self) -> Path:
         """The latest published run (requests are applied in order, each from the one before), or the base run. A
         run whose journal line a power loss dropped counts too: the next request starts from what it forgot."""
-        runs = self.directory / "runs"
-        published = [int(path.name) for path in runs.iterdir() if path.name.isdigit() and (path / "run.json").is_file()]
-        return self._run_path(max(published)) if published else self._base()
+        published = self._published()
+        return self._run_path(published[-1]) if published else self._base()
 
     @property
     def current(self) -> Run:
