@@ -41,6 +41,11 @@ def is_integer(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def is_real(value: Any) -> bool:
+    """Whether ``value`` is a real number (NumPy's too) and not a bool: a strength of ``True`` would be 1."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def is_integer_tensor(tensor: torch.Tensor) -> bool:
     """Whether ``tensor`` holds integers (not floats, which ids would be truncated from, nor a bool mask)."""
     return not (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +20,7 @@ from torch import Tensor, nn
 from torch.utils.weak import WeakTensorKeyDictionary
 from torch_geometric.data import HeteroData
 
-from .config import check_seed
+from .config import check_seed, is_real
 from .data.interactions import EDGE, num_items, pair_keys
 
 __all__ = ["Objective", "BCEObjective", "BPRObjective", "hashed_negatives"]
@@ -35,8 +34,7 @@ class Objective:
     """
 
     def __init__(self, l2: float = 0.0):
-        # rejects NaN too, and a bool (a Real to Python: l2=True would be a strength of 1)
-        if not (isinstance(l2, numbers.Real) and not isinstance(l2, bool) and 0 <= l2 < math.inf):
+        if not (is_real(l2) and 0 <= l2 < math.inf):  # rejects NaN too
             raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
         self.l2 = float(l2)
 

@@ -491,6 +491,19 @@ def test_the_local_problem_gives_the_whole_tables_results(kind, objective):
                                dot_product_objective(model, rows, terms, sub, objective)(phi))
 
 
+def test_the_local_problem_of_a_graph_without_weights_propagates_in_the_models_dtype():
+    """On a graph with no ``edge_weight``, the local problem computes the propagation weights in the float64 model's
+    dtype, as the model does: the same gradient to float64 rounding (float32 weights were off by 3e-9)."""
+    objective = BCEObjective(l2=0.3)
+    graph, model, rows, terms, _ = _sparse_region("lightgcn", objective, 120, 90, 6, [0, 122])
+    local = local_problem(model, rows, terms, graph)
+    assert local.graph[EDGE].edge_weight.dtype == torch.float64
+    phi = rows.gather(model) + 0.1
+    torch.testing.assert_close(dot_product_gradient(model, local.rows, phi, local.terms, local.graph, objective,
+                                                    local.tables),
+                               dot_product_gradient(model, rows, phi, terms, graph, objective), rtol=1e-12, atol=1e-13)
+
+
 @pytest.mark.parametrize("kind", ["mf", "lightgcn"])
 def test_a_shared_embedding_gives_each_phi_its_own_results(kind):
     """A local problem numbers its rows first (phi is written and read by slicing) and keeps one LinearEmbedding,

@@ -215,8 +215,12 @@ def test_objective_validation_and_repr():
     for bad in (-1, float("nan"), float("inf"), "5"):
         with pytest.raises(ValueError, match="l2 must be a finite number >= 0"):
             BCEObjective(l2=bad)
-    with pytest.raises(ValueError, match="need finite ssl_weight >= 0 and tau > 0"):
-        ContrastiveBPRObjective(ssl_weight=float("nan"))
+    for bad in (float("nan"), -1, True, None):  # the message names the field at fault
+        with pytest.raises(ValueError, match="ssl_weight must be a finite number >= 0"):
+            ContrastiveBPRObjective(ssl_weight=bad)
+    for bad in (0, float("inf"), True, "0.2"):
+        with pytest.raises(ValueError, match="tau must be a finite number > 0"):
+            ContrastiveBPRObjective(tau=bad)
     assert repr(BCEObjective(l2=0.5)) == "BCEObjective(l2=0.5)"
     assert repr(BPRObjective(l2=0.0, seed=3, resample=False)) == "BPRObjective(l2=0.0, seed=3, resample=False)"
     with pytest.raises(NotImplementedError):

@@ -197,9 +197,12 @@ def test_registry_and_checkpoints(tmp_path):
         SimGCL(3, 2, num_layers=0)
     with pytest.raises(ValueError):
         SimGCL(3, 2, eps=-0.1)
-    for eps in (math.nan, math.inf):  # NaN noise, or infinite: every view non-finite
+    for eps in (math.nan, math.inf, True, "0.1", None):  # NaN or infinite noise: every view non-finite
         with pytest.raises(ValueError, match="eps must be a finite number >= 0"):
             SimGCL(3, 2, eps=eps)
+    for drop_ratio in (False, "0.1", None):  # a bool was taken as a ratio of 0; a string failed in a comparison
+        with pytest.raises(ValueError, match=r"drop_ratio must be a number in \[0, 1\)"):
+            SGL(3, 2, drop_ratio=drop_ratio)
 
 
 def test_the_contrastive_weight_is_a_hyperparameter_that_leaves_earlier_keys_alone():
@@ -371,6 +374,9 @@ def test_the_contrastive_term_samples_large_sides_and_warns_without_fixed_views(
     assert term.users.tolist() == again.users.tolist() and len(set(term.users.tolist())) == 3
     assert term.items.tolist() == again.items.tolist() and all(5 <= i < 9 for i in term.items.tolist())
     assert torch.equal(term.users, term.users.sort().values)
+    for bad in (0, -1, 2.5, True):  # 0 contrasted nobody (a NaN term), -1 every node but one
+        with pytest.raises(ValueError, match="max_nodes must be an integer >= 1"):
+            ContrastiveTerm(model, objective, graph, max_nodes=bad)
     # Its views are drawn after the sample: the same draw as fixed_views from the generator past the sample.
     gen = torch.Generator().manual_seed(3)
     for side in (5, 4):  # the users' and then the items' sample

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
+from ..config import is_integer
 from ..data.interactions import EDGE, num_items, num_users
 from .hvp import GaussNewtonOperator, NodeRows, call_with_parameters
 
@@ -53,9 +54,14 @@ class ContrastiveTerm:
             reference's views less those edges.
         max_nodes: at most this many users, and as many items, are contrasted (a fixed random sample of
             each side when it has more): InfoNCE's logits are ``[n, n]``, as a training batch's are.
+
+    Raises:
+        ValueError: ``max_nodes`` is not an integer >= 1.
     """
 
     def __init__(self, model, objective, reference: HeteroData, max_nodes: int = 8192):
+        if not (is_integer(max_nodes) and max_nodes >= 1):  # 0 contrasted nobody (a NaN term), -1 all but one
+            raise ValueError(f"ContrastiveTerm: max_nodes must be an integer >= 1, got {max_nodes!r}")
         generator = torch.Generator().manual_seed(int(objective.seed))
         device = reference[EDGE].edge_index.device
         users, items = num_users(reference), num_items(reference)

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 from torch_geometric.index import index2ptr
 
-from ..data.adjacency import quiet_csr
+from ..data.adjacency import quiet_csr, weight_dtype
 from ..data.interactions import EDGE, num_items, num_users, pair_keys, pairs_of_keys, propagation_edges
 from ..objectives import Objective
 from .hvp import NodeRows, _row_size, call_with_parameters
@@ -92,7 +92,8 @@ def local_problem(model, rows: NodeRows, terms: Terms, graph: HeteroData) -> Loc
     types = model.node_parameters()
     if rows.dense:
         raise ValueError("local_problem: node tables only, without dense parameters")
-    edge_index, weight = propagation_edges(graph)
+    # in the model's dtype, as the model computes them (float32 weights are off by about 6e-8 for a float64 model)
+    edge_index, weight = propagation_edges(graph, weight_dtype(next(model.parameters(), None)))
     eli, count_users = terms.edge_label_index, num_users(graph)
     selected = {"user": [], "item": []}  # the selected rows' node ids, by side
     for name, ids in rows.rows.items():

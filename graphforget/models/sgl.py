@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
+from ..config import is_real
 from ..data.adjacency import AdjacencyCache, AdjacencyPattern
 from ..data.interactions import EDGE, message_passing_edges, num_items, num_users, pair_keys
 from ..objectives import BPRObjective
@@ -83,8 +84,8 @@ class SGL(LightGCN):
 
     def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64, num_layers: int = 2,
                  drop_ratio: float = 0.1):
-        if not 0 <= drop_ratio < 1:
-            raise ValueError(f"drop_ratio must be in [0, 1), got {drop_ratio}")
+        if not (is_real(drop_ratio) and 0 <= drop_ratio < 1):
+            raise ValueError(f"drop_ratio must be a number in [0, 1), got {drop_ratio!r}")
         super().__init__(num_users, num_items, embedding_dim, num_layers)
         self.drop_ratio = float(drop_ratio)
         #: The adjacency patterns of the graphs the views were drawn from, checked as :attr:`adjacencies` are.
@@ -163,8 +164,10 @@ class ContrastiveBPRObjective(BPRObjective):
 
     def __init__(self, l2: float = 0.0, ssl_weight: float = 0.1, tau: float = 0.2, seed: int = 0,
                  resample: bool = True):
-        if not (0 <= ssl_weight < math.inf and 0 < tau < math.inf):  # rejects NaN too
-            raise ValueError(f"need finite ssl_weight >= 0 and tau > 0, got {ssl_weight}, {tau}")
+        if not (is_real(ssl_weight) and 0 <= ssl_weight < math.inf):  # rejects NaN too
+            raise ValueError(f"ssl_weight must be a finite number >= 0, got {ssl_weight!r}")
+        if not (is_real(tau) and 0 < tau < math.inf):
+            raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
         super().__init__(l2, seed, resample)
         self.ssl_weight, self.tau = float(ssl_weight), float(tau)
 

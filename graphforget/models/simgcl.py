@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from ..config import is_real
 from .base import MODELS
 from .lightgcn import LightGCN
 from .sgl import views_info_nce
@@ -44,8 +45,8 @@ class SimGCL(LightGCN):
                  eps: float = 0.1):
         if num_layers < 1:
             raise ValueError("SimGCL averages layers 1..K: num_layers must be >= 1")
-        if not 0 <= eps < math.inf:  # rejects NaN too: NaN or infinite noise makes every view non-finite
-            raise ValueError(f"eps must be a finite number >= 0, got {eps}")
+        if not (is_real(eps) and 0 <= eps < math.inf):  # rejects NaN too: NaN or infinite noise makes every view non-finite
+            raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
         super().__init__(num_users, num_items, embedding_dim, num_layers)
         self.eps = float(eps)
 
