@@ -21,6 +21,7 @@ from graphforget.data import (AdjacencyCache, AdjacencyPattern, adversarial_edge
                               message_passing_edges, normalized_adjacency, observed_adjacency, pairs_of_keys,
                               pairs_with_data, without_edges)
 from graphforget.data import interactions
+from torch_geometric.data import HeteroData
 from graphforget.data.interactions import pair_keys
 from graphforget.protocols.attack import prepare_attack_data
 from helpers import hand_mf
@@ -678,10 +679,45 @@ def test_random_split_gives_a_part_of_ratio_zero_no_edge():
 
 
 @pytest.mark.parametrize("ratios", [(0.5, 0.5), (0.6, 0.3, 0.2), (0.0, 0.5, 0.5), (1.2, -0.1, -0.1),
-                                    (math.nan, 0.5, 0.5), (0.6, math.nan, 0.4)])
+                                    (math.nan, 0.5, 0.5), (0.6, math.nan, 0.4), 0.6, ("0.6", "0.2", "0.2"),
+                                    torch.tensor([0.6, 0.2, 0.2])])
 def test_random_split_bad_ratios(tiny_graph, ratios):
     with pytest.raises(ValueError, match="ratios"):
         random_split(tiny_graph, ratios)
+
+
+def _unchecked_graph(edge_index, users: int, items: int, labels=None) -> HeteroData:
+    """A graph built by hand, without make_interactions' checks."""
+    graph = HeteroData()
+    graph["user"].num_nodes, graph["item"].num_nodes = users, items
+    graph[EDGE].edge_index = torch.tensor(edge_index)
+    graph[EDGE].edge_label = torch.ones(len(edge_index[0])) if labels is None else torch.tensor(labels)
+    return graph
+
+
+@pytest.mark.parametrize("edge_index, labels, match", [
+    ([[0, 1], [0, 3]], None, r"item id 3 at position 1, outside \[0, num_items\) = \[0, 3\)"),  # keyed (2, 0)
+    ([[0, -1], [0, 1]], None, "user id -1 at position 1"),  # random_split read garbage ids
+    ([[0, 1], [0.0, 1.0]], None, "integer .* ids, got dtype torch.float32"),
+    ([[0, 0, 1], [0, 0, 1]], None, "holds 1 duplicated"),  # k_core counted the pair twice
+    ([[0, 1], [0, 1]], [1.0, math.nan], "1 edge_label values are NaN")])  # add_negatives carried the NaN
+def test_transforms_refuse_a_graph_that_make_interactions_would_refuse(edge_index, labels, match):
+    graph = _unchecked_graph(edge_index, 3, 3, labels)
+    for transform in (lambda g: k_core(g, 1), lambda g: binarize(g, 0.5), random_split, add_negatives):
+        with pytest.raises(ValueError, match=match):
+            transform(graph)
+
+
+def test_adjacencies_refuse_ids_out_of_range_and_a_pattern_a_repeated_pair():
+    """A user id past the users is an item's node: the matrix joined two items. A repeated pair's pattern entry
+    held the sum of two edges' positions: 0.5 where normalized_adjacency has 1."""
+    for build in (normalized_adjacency, observed_adjacency, AdjacencyPattern.of):
+        for edge_index, match in (([[0, 2], [0, 1]], "user id 2 at position 1"), ([[0, 1], [0, 2]], "item id 2"),
+                                  ([[0, -1], [0, 1]], "user id -1")):
+            with pytest.raises(ValueError, match=match):
+                build(_unchecked_graph(edge_index, 2, 2))
+    with pytest.raises(ValueError, match="the graph's observed edges holds 1 duplicated"):
+        AdjacencyPattern.of(_unchecked_graph([[0, 1, 0], [0, 1, 0]], 2, 2))
 
 
 def test_random_split_keeps_a_training_edge_of_a_tiny_graph():
@@ -1476,8 +1512,9 @@ def test_adjacency_cache_answers_equal_graphs_and_never_a_stale_one(random_graph
         assert torch.equal(kept(edited, like).to_dense(), ones) and "build=observed_adjacency" in repr(kept)
     cache.clear()
     assert len(cache) == 0 and "kept=0" in repr(cache)
-    with pytest.raises(ValueError, match="AdjacencyCache.size"):
-        AdjacencyCache(size=0)
+    for size in (0, 1.5, math.nan):  # 1.5 failed at the first call, in a slice
+        with pytest.raises(ValueError, match="AdjacencyCache.size: must be an integer >= 1"):
+            AdjacencyCache(size=size)
 
 
 def test_an_adjacency_pattern_reads_every_edge_subset_as_normalized_adjacency_builds_it(random_graph):

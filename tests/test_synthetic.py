@@ -117,8 +117,9 @@ def test_power_law_exponent_recovers_a_sampled_exponent():
     # round(X) of a continuous Pareto X >= k_min - 1/2 is the discrete law the estimate assumes
     sample = (9.5 * (1 - torch.rand(50_000, generator=gen, dtype=torch.float64)) ** (-1 / 1.5)).round()
     assert power_law_exponent(sample, 10) == pytest.approx(2.5, abs=0.05)
-    with pytest.raises(ValueError, match="k_min"):
-        power_law_exponent(sample, 0)
+    for bad in (0, math.nan, 1.5):  # NaN was refused as "fewer than two degrees >= k_min=nan"
+        with pytest.raises(ValueError, match="k_min must be an integer >= 1"):
+            power_law_exponent(sample, bad)
     with pytest.raises(ValueError, match="fewer than two"):
         power_law_exponent(sample, 10 ** 12)
 
@@ -137,7 +138,9 @@ def test_power_law_exponent_needs_two_tail_degrees_and_counts_k_min_in_the_tail(
                                            ({"num_edges": 100, "item_max_ratio": 0.5}, "ratios"),
                                            # a float count raised a TypeError, or was cut down by int()
                                            ({"num_edges": 10.5}, r"sizes must be integers, got num_edges=10\.5"),
-                                           ({"num_edges": 10, "num_users": 3.7}, "num_users=3.7")])
+                                           ({"num_edges": 10, "num_users": 3.7}, "num_users=3.7"),
+                                           # the items' default divided by it: a ZeroDivisionError
+                                           ({"num_edges": 100, "num_users": 0}, "num_users must be >= 1")])
 def test_bad_arguments_are_rejected(kwargs, match):
     with pytest.raises(ValueError, match=match):
         power_law_interactions(**kwargs)

@@ -14,8 +14,9 @@ from torch_geometric.data import HeteroData
 from torch_geometric.index import index2ptr, ptr2index
 from torch_geometric.utils import to_torch_csr_tensor
 
-from .interactions import (EDGE, bipartite_to_homogeneous, message_passing_edges, num_items, num_users,
-                           propagation_edges, symmetric_edge_weight)
+from ..config import is_integer
+from .interactions import (EDGE, bipartite_to_homogeneous, check_pairs_in_range, check_unique_pairs,
+                           message_passing_edges, num_items, num_users, propagation_edges, symmetric_edge_weight)
 
 __all__ = ["PROPAGATION_KEYS", "bipartite_adjacency", "normalized_adjacency", "observed_adjacency", "AdjacencyPattern",
            "AdjacencyCache", "hold_graph", "quiet_csr"]
@@ -38,7 +39,13 @@ def bipartite_adjacency(edge_index: Tensor, edge_weight: Tensor, num_users: int,
                         like: Tensor | None = None) -> Tensor:
     """The ``[U + I, U + I]`` symmetric CSR matrix with ``edge_weight[e]`` at ``(u, U + i)`` and ``(U + i, u)``
     for each (user, item) column ``e`` of ``edge_index [2, E]`` (PyG's
-    :func:`~torch_geometric.utils.to_torch_csr_tensor`); on ``like``'s device and dtype when given."""
+    :func:`~torch_geometric.utils.to_torch_csr_tensor`); on ``like``'s device and dtype when given.
+
+    Raises:
+        ValueError: ``edge_index`` is not ``[2, E]`` integer ids in range (a user id past the users is an item's
+            node: the matrix would join two items).
+    """
+    check_pairs_in_range(edge_index, num_users, num_items, "edge_index", "E")
     if like is not None:
         edge_index, edge_weight = edge_index.to(like.device), edge_weight.to(like)
     size = num_users + num_items
@@ -55,6 +62,8 @@ def normalized_adjacency(graph: HeteroData, like: Tensor | None = None) -> Tenso
     Building it sorts every edge: several times the cost of one product with it on ML-100K.
     :class:`AdjacencyCache` keeps it for callers that propagate over one graph many times.
     """
+    store = graph[EDGE]  # checked here: the degrees of the weights read the ids first
+    check_pairs_in_range(store.edge_index, num_users(graph), num_items(graph), "edge_index", "E")
     edge_index, edge_weight = propagation_edges(graph, weight_dtype(like))
     return bipartite_adjacency(edge_index, edge_weight, num_users(graph), num_items(graph), like)
 
@@ -95,8 +104,13 @@ class AdjacencyPattern:
     @classmethod
     def of(cls, graph: HeteroData, like: Tensor | None = None) -> "AdjacencyPattern":
         """The pattern of ``graph``'s observed edges (``like`` is not read: the signature of
-        :class:`AdjacencyCache`'s ``build``)."""
+        :class:`AdjacencyCache`'s ``build``).
+
+        Raises:
+            ValueError: a pair stored twice: its entry's value would be the sum of two edges' positions.
+        """
         edge_index = message_passing_edges(graph)
+        check_unique_pairs(edge_index, num_items(graph), "the graph's observed edges")
         users, items = num_users(graph), num_items(graph)
         ids = torch.arange(edge_index.size(1), device=edge_index.device)
         csr = bipartite_adjacency(edge_index, ids, users, items)  # each entry's value: its edge
@@ -182,8 +196,8 @@ class AdjacencyCache:
     """
 
     def __init__(self, size: int = 4, build: Callable[[HeteroData, Tensor], Tensor] = normalized_adjacency):
-        if size < 1:
-            raise ValueError(f"AdjacencyCache.size: must be >= 1, got {size}")
+        if not (is_integer(size) and size >= 1):
+            raise ValueError(f"AdjacencyCache.size: must be an integer >= 1, got {size!r}")
         self.size, self.build = size, build
         self._entries: list[_Entry] = []  # least recently used first
         self._holds: list[_Hold] = []

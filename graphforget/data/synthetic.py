@@ -158,6 +158,8 @@ def _node_counts(num_edges: int, num_users: int | None, num_items: int | None) -
     bad = [f"{name}={value!r}" for name, value in sizes.items() if value is not None and not is_integer(value)]
     if bad:  # a float count raised a TypeError, or was cut down by int()
         raise ValueError(f"sizes must be integers, got {', '.join(bad)}")
+    if num_users is not None and num_users < 1:  # the items' default divides by it
+        raise ValueError(f"num_users must be >= 1, got {num_users}")
     if num_users is None:
         num_users = max(1, round(num_edges * GOWALLA_SHAPE["users_per_edge"]))
     if num_items is None:
@@ -220,10 +222,10 @@ def power_law_exponent(degrees: Tensor, k_min: int) -> float:
         k_min: the smallest degree of the tail (>= 1).
 
     Raises:
-        ValueError: when ``k_min < 1`` or fewer than two degrees are ``>= k_min``.
+        ValueError: when ``k_min`` is not an integer >= 1, or fewer than two degrees are ``>= k_min``.
     """
-    if k_min < 1:
-        raise ValueError(f"k_min must be >= 1, got {k_min}")
+    if not (is_integer(k_min) and k_min >= 1):  # NaN was refused as "fewer than two degrees >= k_min=nan"
+        raise ValueError(f"k_min must be an integer >= 1, got {k_min!r}")
     tail = degrees[degrees >= k_min].double()
     if tail.numel() < 2:
         raise ValueError(f"fewer than two degrees >= k_min={k_min}")

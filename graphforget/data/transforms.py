@@ -12,12 +12,24 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import degree
 
-from ..config import is_integer, seeded
-from .interactions import EDGE, edge_subgraph, node_values, num_items, num_users, pair_keys, pairs_of_keys
+from ..config import is_integer, is_real, seeded
+from .interactions import (EDGE, check_interactions, check_unique_pairs, edge_subgraph, node_values, num_items,
+                           num_users, pair_keys, pairs_of_keys)
 
 log = logging.getLogger(__name__)
 
 __all__ = ["k_core", "binarize", "Split", "random_split", "add_negatives", "relabel"]
+
+
+def _check_graph(graph: HeteroData, where: str) -> None:
+    """What :func:`~graphforget.data.make_interactions` checks, for a graph built by hand: out-of-range or float ids,
+    a missing label, NaN labels, a pair stored twice (a repeated id read another pair's key or a random row;
+    a repeated pair counted twice toward a k-core)."""
+    check_interactions(graph)
+    labels = graph[EDGE].edge_label
+    if bool(labels.isnan().any()):
+        raise ValueError(f"{where}: {int(labels.isnan().sum())} edge_label values are NaN")
+    check_unique_pairs(graph[EDGE].edge_index, num_items(graph))
 
 
 def relabel(graph: HeteroData, keep_users: Tensor, keep_items: Tensor, edge_mask: Tensor) -> HeteroData:
@@ -32,9 +44,10 @@ def relabel(graph: HeteroData, keep_users: Tensor, keep_items: Tensor, edge_mask
         edge_mask: ``[E]`` bool mask of the edges to keep; they must join kept nodes only.
 
     Raises:
-        ValueError: a mask that is not bool or of the wrong length, or a masked edge that touches a node
-            that is not kept (naming how many do).
+        ValueError: a malformed graph (:func:`~graphforget.data.check_interactions`), a mask that is not bool or of
+            the wrong length, or a masked edge that touches a node that is not kept (naming how many do).
     """
+    check_interactions(graph)
     ei = graph[EDGE].edge_index
     sizes = {"keep_users": num_users(graph), "keep_items": num_items(graph), "edge_mask": ei.size(1)}
     for name, mask in zip(sizes, (keep_users, keep_items, edge_mask)):
@@ -63,9 +76,14 @@ def k_core(graph: HeteroData, k: int) -> HeteroData:
 
     Every edge counts, sampled negatives (``observed == False``) too: the attack protocol's Book-Crossing file holds
     one per interaction, and its 5-core is defined so (counting only interactions would make it another dataset).
+
+    Raises:
+        ValueError: ``k`` is not an integer >= 0, or the graph is not one :func:`~graphforget.data.make_interactions`
+            would build (an id out of range, a NaN label, a pair stored twice).
     """
     if not (is_integer(k) and k >= 0):
         raise ValueError(f"k must be an integer >= 0, got {k!r}")
+    _check_graph(graph, "k_core")
     if k < 1:
         return graph
     ei = graph[EDGE].edge_index
@@ -85,13 +103,14 @@ def binarize(graph: HeteroData, threshold: float) -> HeteroData:
 
     Raises:
         ValueError: a threshold that is not a finite number, or one that no label reaches (every interaction
-            would be labelled 0: nothing to learn a preference from), or a NaN label.
+            would be labelled 0: nothing to learn a preference from), or a graph that is not one
+            :func:`~graphforget.data.make_interactions` would build (a NaN label, which would be labelled 0 without
+            a word, an id out of range, a pair stored twice).
     """
     if not isinstance(threshold, numbers.Real) or not math.isfinite(threshold):
         raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+    _check_graph(graph, "binarize")
     raw = graph[EDGE].edge_label
-    if bool(raw.isnan().any()):  # NaN >= threshold is False: it was labelled 0 without a word
-        raise ValueError(f"binarize: {int(raw.isnan().sum())} edge_label values are NaN")
     # in float64: a float32 comparison rounds the threshold (3.50000001 to 3.5, which a rating of 3.5 then reaches)
     positive = raw.double() >= threshold
     if raw.numel() and not bool(positive.any()):
@@ -121,10 +140,16 @@ def random_split(graph: HeteroData, ratios=(0.6, 0.2, 0.2), seed: int = 0) -> Sp
     the test part the rest; a part of ratio 0 holds none (the last part of positive ratio takes the rest), and the
     training part at least one edge of a graph that has one. Users and items are remapped to the ids of the training
     part; validation and test rows whose user or item has no training interaction are dropped.
+
+    Raises:
+        ValueError: ``ratios`` that are not a tuple or list of three numbers >= 0 summing to 1 with a train part,
+            or a graph that is not one :func:`~graphforget.data.make_interactions` would build.
     """
     # Written to fail on NaN, which every comparison answers False (int(round(nan)) then named no argument).
-    if len(ratios) != 3 or not all(r >= 0 for r in ratios) or not abs(sum(ratios) - 1) <= 1e-6 or ratios[0] == 0:
-        raise ValueError(f"ratios must be three non-negative numbers summing to 1 with a train part, got {ratios}")
+    if not (isinstance(ratios, (tuple, list)) and len(ratios) == 3 and all(is_real(r) and r >= 0 for r in ratios)
+            and abs(sum(ratios) - 1) <= 1e-6 and ratios[0] != 0):
+        raise ValueError(f"ratios must be three non-negative numbers summing to 1 with a train part, got {ratios!r}")
+    _check_graph(graph, "random_split")
     num_edges = graph[EDGE].edge_index.size(1)
     perm = torch.randperm(num_edges, generator=seeded(seed))
     n_train, n_val = int(round(ratios[0] * num_edges)), int(round(ratios[1] * num_edges))
@@ -186,10 +211,12 @@ def add_negatives(graph: HeteroData, ratio: int = 1, seed: int = 0) -> HeteroDat
     ``observed`` (a timestamp) are dropped: a negative has none.
 
     Raises:
-        ValueError: when ``ratio < 1`` or a user has fewer than ``ratio`` x its positives items to draw from.
+        ValueError: when ``ratio < 1``, a user has fewer than ``ratio`` x its positives items to draw from, or the
+            graph is not one :func:`~graphforget.data.make_interactions` would build.
     """
     if not is_integer(ratio) or ratio < 1:
         raise ValueError(f"ratio must be a positive integer, got {ratio!r}")
+    _check_graph(graph, "add_negatives")
     ei = graph[EDGE].edge_index
     n_items = num_items(graph)
     gen = seeded(seed)
