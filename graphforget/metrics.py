@@ -11,7 +11,7 @@ from torch_geometric.data import HeteroData
 from .config import eval_mode, is_integer
 from .data.interactions import (EDGE, check_model_fits, check_model_on_graph_device, check_pair_ids, check_pair_tensor,
                                 check_unique_pairs, finite_scores, message_passing_edges, num_items, num_users,
-                                pair_scores, validate_pairs)
+                                pair_keys, pair_scores, validate_pairs)
 
 __all__ = ["auc", "auc_standard_error", "auc_groups", "completeness", "evaluate_auc", "recall_ndcg_at_k",
            "mean_probability", "mi_bf", "mi_ng", "prediction_distance", "parameter_distance"]
@@ -23,13 +23,18 @@ def auc(scores: Tensor, labels: Tensor) -> float:
     .. math:: \\mathrm{AUC} = \\frac{\\sum_{i \\in P} r_i - |P|(|P|+1)/2}{|P|\\,|N|}
 
     Raises:
-        ValueError: scores and labels of different lengths, or a score or label that is NaN.
+        ValueError: scores and labels of different lengths, a score that is NaN, or a label that is not 0 or 1.
     """
+    scores, labels = torch.as_tensor(scores), torch.as_tensor(labels)  # a list too, as auc_groups takes
     if scores.numel() != labels.numel():
         raise ValueError(f"scores [{scores.numel()}] and labels [{labels.numel()}] must have the same length")
     for name, values in (("scores", scores), ("labels", labels)):
         if bool(values.isnan().any()):
             raise ValueError(f"{name} hold {int(values.isnan().sum())} NaN values: the AUC would rank them at random")
+    other = labels[(labels != 0) & (labels != 1)]
+    if other.numel():  # a rating of 0.7 was a positive, 0.3 a negative; ratings 1-5 gave NaN, as if a class were absent
+        raise ValueError(f"labels must be 0 or 1, got {other.numel()} other values, e.g. {other[:3].tolist()}: "
+                         "binarise ratings first (graphforget.data.binarize)")
     # The labels on the scores' device: a mask of another device cannot select the ranks.
     scores, labels = scores.detach().double().flatten(), labels.flatten().to(scores.device) > 0.5
     n_pos = int(labels.sum())
@@ -78,13 +83,15 @@ def auc_groups(scores: Tensor, test_edges: Tensor, labels: Tensor, request: Tens
         request: ``[2, R]`` the unlearned edges (``None``: only AUC_0).
 
     Raises:
-        ValueError: ``test_edges`` or ``request`` that are not ``[2, *]`` integer ids, or ``scores`` or ``labels``
-            of another length than ``test_edges``.
+        ValueError: ``test_edges`` or ``request`` that are not ``[2, *]`` integer ids, ``scores`` or ``labels``
+            of another length than ``test_edges``, or labels that are not 0 or 1.
     """
     test_edges, scores, labels = _group_inputs(test_edges, scores, labels)
     out = {"auc_0": auc(scores, labels)}
     if request is not None:
-        request = torch.as_tensor(request).cpu()
+        given, request = request, torch.as_tensor(request).cpu()
+        if not torch.is_tensor(given) and request.numel() == 0:  # [[], []]: no ids, so torch's default float dtype
+            request = request.long()
         check_pair_tensor(request, "request", "R")
         in_user = torch.isin(test_edges[0], request[0])
         in_item = torch.isin(test_edges[1], request[1])
@@ -153,6 +160,7 @@ def _test_labels(test: HeteroData, graph: HeteroData, what: str = "the test set"
         raise ValueError(f"{what}'s edge_label must be 0 or 1 (1: an interaction, 0: a non-interaction), got "
                          f"{other.numel()} other values, e.g. {other[:3].tolist()}: binarise ratings first "
                          "(graphforget.data.binarize)")
+    check_pair_tensor(edges, f"{what}'s edge_index", "T")  # floats indexed nothing, a uint8 row was read as a mask
     check_pair_ids(edges, graph, what)
     check_unique_pairs(edges, num_items(graph), what, "store each pair once")
     return labels
@@ -207,7 +215,7 @@ def recall_ndcg_at_k(model, graph: HeteroData, test: HeteroData, k: int = 20, ba
     check_model_on_graph_device(model, graph)
     device = graph[EDGE].edge_index.device
     train = message_passing_edges(graph)
-    test_ei = test[EDGE].edge_index[:, _test_labels(test, graph) > 0].to(device)
+    test_ei = test[EDGE].edge_index[:, _test_labels(test, graph) > 0].to(device).long()
     users = test_ei[0].unique()
     if users.numel() == 0:  # no user to average over (0 would be a figure nobody earned)
         return {f"recall@{k}": math.nan, f"ndcg@{k}": math.nan}
@@ -271,9 +279,27 @@ def mi_bf(model_before, graph_before, model_after, graph_after, request: Tensor)
 
 def mi_ng(model_after, graph_after, request: Tensor, negatives: Tensor) -> float:
     """MI-NG: mean :math:`\\sigma(\\hat y)` of random negative pairs / of the requested edges after unlearning;
-    infinite (NaN for 0/0) where the requested edges' probabilities underflowed to 0. ``request`` holds each pair
-    once."""
+    infinite (NaN for 0/0) where the requested edges' probabilities underflowed to 0. ``request`` and ``negatives``
+    hold each pair once.
+
+    Raises:
+        ValueError: pairs that are not ``[2, *]`` integer ids of the graph, a pair listed twice, or a negative that is
+            a pair of ``graph_after`` (the model was trained on it) or a requested edge (the ratio was then 1).
+    """
     request = validate_pairs(graph_after, request)  # a set: an edge listed twice weighed twice in the mean
+    negatives = torch.as_tensor(negatives)
+    check_pair_tensor(negatives, "negatives", "N")
+    negatives = negatives.long()
+    check_pair_ids(negatives, graph_after, "negatives")
+    check_unique_pairs(negatives, num_items(graph_after), "negatives", "give each pair once")
+    keys = pair_keys(negatives, num_items(graph_after))
+    for what, pairs in (("pairs of graph_after, which the model was trained on", graph_after[EDGE].edge_index),
+                        ("requested edges", request)):
+        found = torch.isin(keys, pair_keys(pairs.to(keys.device), num_items(graph_after)))
+        if bool(found.any()):
+            user, item = negatives[:, found.nonzero()[0, 0]].tolist()
+            raise ValueError(f"negatives holds {int(found.sum())} {what}, the first ({user}, {item}): give pairs the "
+                             "model never saw (graphforget.verify.matched_non_members draws them)")
     negative = mean_probability(model_after, graph_after, negatives)
     return _ratio(negative, mean_probability(model_after, graph_after, request))
 

@@ -61,8 +61,9 @@ def test_interval_edge_cases():
     assert mean_interval([0.5])["half_width"] is None and mean_interval([0.5])["mean"] == 0.5
     assert mean_interval([None, math.nan])["mean"] is None
     assert mean_interval([1.0, None, 3.0])["n"] == 2
-    with pytest.raises(ValueError):
-        t_quantile(0.95, 0)
+    for df in (0, "2", math.inf, math.nan, 2.5):  # "2" was refused as "got 2"; inf and NaN in Python's int()
+        with pytest.raises(ValueError, match=f"degrees of freedom must be an integer >= 1, got {re.escape(repr(df))}"):
+            t_quantile(0.95, df)
 
 
 def test_infinite_values_are_left_out_and_one_value_is_its_own_interval():

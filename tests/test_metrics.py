@@ -48,6 +48,11 @@ def test_auc_edge_cases():
     assert auc(torch.tensor([0.5, 0.5, 0.5]), torch.tensor([0., 1., 1.])) == 0.5
     assert math.isnan(auc(torch.tensor([0.1, 0.2]), torch.tensor([1., 1.])))
     assert math.isnan(auc(torch.tensor([0.1, 0.2]), torch.tensor([0., 0.])))
+    assert auc([0.5, 0.9, 0.3], [0, 1, True]) == 0.5  # lists and bool labels, as auc_groups takes them
+    # labels > 0.5 were the positives: a 0.7 and a 2 counted as 1, and ratings 1-5 gave NaN, as if a class were absent
+    for labels, shown in (([0.7, 0.3, 1.0], r"\[0.69"), ([5., 1., 3.], r"\[5.0, 3.0\]")):
+        with pytest.raises(ValueError, match=f"labels must be 0 or 1, got 2 other values, e.g. {shown}"):
+            auc(torch.tensor([0.1, 0.9, 0.3]), torch.tensor(labels))
 
 
 def test_auc_standard_error_is_the_exact_null_variance_and_matches_simulation():
@@ -336,6 +341,16 @@ def test_metrics_refuse_what_they_cannot_score_or_rank_by_name():
         auc(torch.rand(3), torch.tensor([1., float("nan"), 0.]))
     with pytest.raises(ValueError, match=r"scores \[5\] and labels \[3\] must have the same length"):
         auc(torch.rand(5), torch.tensor([1., 0., 1.]))
+    # Float ids indexed nothing inside torch, and a uint8 row was read as a mask; narrow integers are ids.
+    floats = graph.clone()
+    floats[EDGE].edge_index = graph[EDGE].edge_index.float()
+    for metric in (evaluate_auc, recall_ndcg_at_k):
+        with pytest.raises(ValueError, match="the test set's edge_index holds integer .* got dtype torch.float32"):
+            metric(model, graph, floats)
+    for dtype in (torch.int16, torch.uint8):
+        narrow = graph.clone()
+        narrow[EDGE].edge_index = graph[EDGE].edge_index.to(dtype)
+        assert recall_ndcg_at_k(model, graph, narrow, k=2) == recall_ndcg_at_k(model, graph, graph, k=2)
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got -1"):
         recall_ndcg_at_k(model, graph, graph, batch_size=-1)
     with pytest.raises(ValueError, match="k must be a positive integer, got 2.5"):
@@ -368,6 +383,14 @@ def test_metrics_refuse_pairs_counted_twice_and_labels_that_are_not_0_or_1():
         mi_bf(model, graph, model, graph, request)
     with pytest.raises(ValueError, match="request holds 1 duplicated"):
         mi_ng(model, graph, request, torch.tensor([[1], [0]]))
+    # Negatives the model was trained on, or the request itself (MI-NG was then 1.0), are no negatives.
+    request = torch.tensor([[0, 2], [1, 0]])
+    for negatives, message in ((torch.tensor([[0, 1], [2, 1]]), r"1 pairs of graph_after, .* the first \(1, 1\)"),
+                               (torch.tensor([[3, 2], [1, 0]]), r"1 requested edges, the first \(2, 0\)"),
+                               (torch.tensor([[3, 3], [1, 1]]), "negatives holds 1 duplicated")):
+        with pytest.raises(ValueError, match=message):
+            mi_ng(model, graph, request, negatives)
+    assert mi_ng(model, graph, request, torch.tensor([[3, 3], [1, 2]])) > 0
     for counts in ((2.5, 3), (3, float("inf")), (True, 3)):
         with pytest.raises(ValueError, match="pair counts must be integers"):
             auc_standard_error(0.5, *counts)
@@ -482,7 +505,7 @@ def test_scoring_metrics_refuse_scores_that_are_not_one_logit_per_pair():
         with pytest.raises(ValueError, match=f"scores of shape {shape}"):
             mean_probability(model, graph, edges)
         with pytest.raises(ValueError, match=f"scores of shape {shape}"):
-            mi_ng(model, graph, edges, edges)
+            mi_ng(model, graph, edges, torch.tensor([[0, 1, 1], [1, 0, 2]]))
     test = make_interactions(torch.tensor([[0, 0, 1, 1], [0, 1, 1, 2]]), torch.tensor([1., 0., 1., 0.]), 2, 3)
     with pytest.raises(ValueError, match=r"scores of shape \[4, 1\] for the test set"):
         evaluate_auc(column, graph, test)
@@ -505,6 +528,10 @@ def test_auc_groups_names_inputs_that_do_not_fit():
     # Nested lists are pairs too: the same figures as tensors.
     expected = auc_groups(scores, test_edges, labels, request)
     assert auc_groups(scores, test_edges, labels, [[0], [1]]) == pytest.approx(expected, nan_ok=True)
+    # An empty request written [[], []] has no ids to be floats (it was refused as float32), as validate_pairs takes it
+    empty = auc_groups(scores, test_edges, labels, torch.zeros(2, 0, dtype=torch.long))
+    assert math.isnan(empty["auc_1"]) and math.isnan(empty["auc_2"])
+    assert auc_groups(scores, test_edges, labels, [[], []]) == pytest.approx(empty, nan_ok=True)
 
 
 class EveryUserScores(DistanceMF):

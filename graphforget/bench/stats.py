@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from typing import Iterable
 
+from ..config import is_integer
+
 __all__ = ["t_quantile", "mean_interval"]
 
 
@@ -40,8 +42,8 @@ def t_quantile(confidence: float, df: int) -> float:
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if int(df) != df or df < 1:
-        raise ValueError(f"degrees of freedom must be an integer >= 1, got {df}")
+    if not (is_integer(df) and df >= 1):  # "2", inf and NaN gave Python's own errors, or a message naming 2
+        raise ValueError(f"degrees of freedom must be an integer >= 1, got {df!r}")
     low, high = 0.0, 1.0
     while _two_sided_t_cdf(high, int(df)) < confidence:
         high *= 2
