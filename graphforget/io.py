@@ -133,8 +133,10 @@ def tensors_sha256(*tensors: torch.Tensor) -> str:
 def versions(*tensors: torch.Tensor | None) -> list:
     """``[(tensor, (tensor._version, its data pointer))]`` of the given tensors (``None`` skipped): the state
     :func:`unchanged` compares. The pointer sees new data given to the same tensor (``p.data = ...``), which no
-    version counts."""
-    return [(t, (t._version, t.data_ptr() if t.layout == torch.strided else None)) for t in tensors if t is not None]
+    version counts. An inference tensor (made under ``torch.inference_mode()``) has no version: its state is a new
+    object each time, never unchanged, so what it guards is checked or hashed again."""
+    return [(t, (object() if t.is_inference() else t._version, t.data_ptr() if t.layout == torch.strided else None))
+            for t in tensors if t is not None]
 
 
 def unchanged(state: list, checked: list) -> bool:

@@ -271,6 +271,27 @@ def test_every_method_runs_alike_in_the_callers_no_grad_or_inference_mode(small_
         assert state.keys() == expected.keys() and all(torch.equal(state[k], expected[k]) for k in state), mode
 
 
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_method_takes_a_graph_and_model_made_in_inference_mode(small_planted, name, one_thread):
+    """A serving process may load its graph and model inside ``torch.inference_mode()``: their tensors have no version
+    counter, and every constructor failed with torch's "Inference tensors do not track version counter". The result
+    equals, bit for bit, the one of tensors made outside; the checks they guard run again at each call."""
+    options = {"finetune": {"epochs": 1}, "sisa": {"num_shards": 2}, "receraser": {"num_shards": 2},
+               "unlearnrec": {"pretrain_epochs": 1, "finetune_epochs": 1}}.get(name, {})
+    train_config, request = TrainConfig(epochs=1, batch_size=0, patience=0), small_planted[EDGE].edge_index[:, :5]
+    states = []
+    for inference in (False, True):
+        with torch.inference_mode(inference):
+            graph = small_planted.clone()
+            model = MF(60, 40, 4)
+            model.reset_parameters(3)
+        assert graph[EDGE].edge_index.is_inference() == inference == model.user_emb.weight.is_inference()
+        unlearner = build_unlearner(name, model, graph, BCEObjective(l2=0.1), options, train=train_config).fit()
+        states.append(unlearner.unlearn(request.clone()).model.state_dict())
+        unlearner.unlearn(request.clone())  # a second call: the state of inference tensors is never "unchanged"
+    assert all(torch.equal(states[0][key], states[1][key]) for key in states[0])
+
+
 def test_a_given_edge_weight_is_warned_of_where_the_result_propagates_with_it(small_planted):
     """The remaining graph keeps each remaining edge's given weight: whole-graph normalised weights went stale with
     the deletion, silently (FineTune fine-tuned LightGCN on them). Not for MF, which reads none, nor for SISA, whose
