@@ -16,6 +16,7 @@ from graphforget.objectives import BCEObjective, BPRObjective
 from graphforget.train import TrainConfig, train
 from graphforget.unlearn import (InfluenceEncoder, UnlearningFailed, UnlearnRec, UnlearnRecConfig,
                                  influence_dependency_matrix)
+from graphforget.io import tensors_sha256
 from graphforget.models.propagation import layer_sum
 from graphforget.unlearn.unlearnrec import _preservation_loss
 
@@ -635,7 +636,9 @@ def test_recall_ndcg_and_mi_metrics_match_naive(trained):
         other.user_emb.weight.mul_(0.5)
         p_before = torch.sigmoid(model(graph, request)).mean()
         p_after = torch.sigmoid(other(graph, request)).mean()
-        negatives = torch.tensor([[1, 2, 3], [4, 5, 6]])
+        # pairs the model never saw: mi_ng refuses training edges as negatives ((1, 4) is one)
+        unseen = [p for p in [(1, 4), (2, 5), (3, 6), (4, 7), (5, 8), (6, 9)] if p not in known]
+        negatives = torch.tensor(unseen[:3]).t()
         p_neg = torch.sigmoid(other(graph, negatives)).mean()
     assert mi_bf(model, graph, other, graph, request) == pytest.approx(float(p_before / p_after), rel=1e-6)
     assert mi_ng(other, graph, request, negatives) == pytest.approx(float(p_neg / p_after), rel=1e-6)
@@ -855,3 +858,101 @@ def test_a_backbone_whose_embedding_has_another_width_than_its_tables_is_refused
     with pytest.raises(ValueError, match=r"_ConcatLightGCN.embed\(graph\) returns rows of width 32 \(users\) and 32 "
                                          r"\(items\), its layer-0 tables 16"):
         unlearner.fit()
+
+
+def test_an_encoder_is_refused_for_the_same_edges_and_labels_with_another_observed_mask(tmp_path):
+    """The observed mask decides which edges the backbone propagates over (and pre-training's simulated requests):
+    the record hashed the edges and labels alone, and an encoder pre-trained with the negatives unobserved loaded
+    silently for the same graph with every edge observed. Without a mask the hash is the edges' and labels' alone, so
+    files written before the mask was hashed still load for such a graph."""
+    edges = torch.tensor([[0, 0, 1, 1, 2, 2], [0, 1, 1, 2, 0, 2]])
+    labels = torch.tensor([1., 0., 1., 0., 1., 0.])
+    masked = make_interactions(edges, labels, num_users=3, num_items=3, observed=labels.bool())
+    unmasked = make_interactions(edges, labels, num_users=3, num_items=3)
+    other_mask = make_interactions(edges, labels, num_users=3, num_items=3, observed=torch.ones(6, dtype=torch.bool))
+    model, objective = MF(3, 3, 2), BCEObjective()
+    UnlearnRec(model, masked, objective, quick_config()).fit().save_encoder(tmp_path / "masked.pt")
+    for graph in (unmasked, other_mask):
+        unlearner = UnlearnRec(model, graph, objective, quick_config())
+        with pytest.raises(ValueError, match=r"masked.pt was pre-trained for another graph \(its sha256 differs\)"):
+            unlearner.load_encoder(tmp_path / "masked.pt")
+        assert not unlearner.fitted
+    UnlearnRec(model, copy.deepcopy(masked), objective, quick_config()).load_encoder(tmp_path / "masked.pt")
+    UnlearnRec(model, unmasked, objective, quick_config()).fit().save_encoder(tmp_path / "unmasked.pt")
+    record = torch.load(tmp_path / "unmasked.pt", weights_only=True)["pretrained_for"]
+    assert record["graph_sha256"] == tensors_sha256(edges, labels)
+
+
+@pytest.mark.parametrize("name, value", [("alpha", 5.0), ("withdraw_init", 0.5), ("leaky_slope", 0.2),
+                                         ("restrict_to_request", False), ("encoder_layers", 1)])
+def test_an_option_the_encoder_is_built_from_edited_after_construction_is_refused_by_name(trained, tmp_path, name,
+                                                                                        value):
+    """The encoder is built from these options at construction: set on unlearner.config before fit(), alpha=5.0 was
+    ignored (the answer was alpha=0.1's, bit for bit) while save_encoder recorded alpha=5.0."""
+    model, graph, objective = trained
+    UnlearnRec(model, graph, objective, quick_config()).fit().save_encoder(tmp_path / "encoder.pt")
+    unlearner = UnlearnRec(model, graph, objective, quick_config())
+    default = getattr(unlearner.config, name)
+    setattr(unlearner.config, name, value)
+    message = rf"config was edited since \({name}={value!r}, built with {default!r}\): build a new UnlearnRec"
+    for call in (unlearner.fit, lambda: unlearner.load_encoder(tmp_path / "encoder.pt")):
+        with pytest.raises(ValueError, match=message):
+            call()
+        assert not unlearner.fitted
+    setattr(unlearner.config, name, default)  # put back: the options it was built from
+    unlearner.fit()
+    setattr(unlearner.config, name, value)  # after fit(): unlearn refuses it (encoder_layers passed the record)
+    with pytest.raises(ValueError, match=rf"{name}="):
+        unlearner.unlearn(random_edges(graph, 0.05, seed=1))
+
+
+def test_an_encoder_loaded_in_inference_mode_is_pretrained_further_by_fit(trained, tmp_path):
+    """load_encoder copied the encoder inside the caller's inference_mode(): its tensors were inference tensors, and a
+    later fit() (which continues from the current encoder) failed with torch's 'Inference tensors cannot be saved for
+    backward'. It continues as from an encoder loaded outside."""
+    model, graph, objective = trained
+    config = quick_config(pretrain_epochs=1, lr=0.01)
+    UnlearnRec(model, graph, objective, config).fit().save_encoder(tmp_path / "encoder.pt")
+    inside, outside = UnlearnRec(model, graph, objective, config), UnlearnRec(model, graph, objective, config)
+    with torch.inference_mode():
+        inside.load_encoder(tmp_path / "encoder.pt")
+    assert not any(p.is_inference() for p in inside.encoder.parameters())
+    outside.load_encoder(tmp_path / "encoder.pt")
+    loaded = state(outside.encoder)
+    inside.fit()
+    outside.fit()
+    assert same_state(state(inside.encoder), state(outside.encoder))
+    assert not torch.equal(inside.encoder.h0, loaded["h0"])  # pre-trained one more epoch from the file's
+
+
+def test_the_dependency_matrix_refuses_a_request_that_is_not_a_tensor_by_type():
+    """Its docstring promises a ValueError for a request that is not a [2, R] integer tensor: a nested list (which
+    unlearn accepts) or a tuple raised AttributeError ('list' object has no attribute 'dim')."""
+    for bad, kind in [([[0, 1], [2, 0]], "list"), ((torch.tensor([0, 1]), torch.tensor([2, 0])), "tuple")]:
+        with pytest.raises(ValueError, match=rf"request must be a \[2, R\] integer tensor, got a {kind}$"):
+            influence_dependency_matrix(bad, 4, 3)
+
+
+def test_load_encoder_returns_the_unlearner_as_fit_does(trained, tmp_path):
+    """The class docstring chains UnlearnRec(model, graph, ...).load_encoder("encoder.pt"): load_encoder returned None,
+    so the chain lost the unlearner. It answers as the one that pre-trained the encoder."""
+    model, graph, objective = trained
+    config = quick_config(pretrain_epochs=1, finetune_epochs=1, max_loss_increase=None)
+    fitted = UnlearnRec(model, graph, objective, config).fit()
+    fitted.save_encoder(tmp_path / "encoder.pt")
+    unlearner = UnlearnRec(model, graph, objective, config)
+    assert unlearner.load_encoder(tmp_path / "encoder.pt") is unlearner
+    request = random_edges(graph, 0.05, seed=1)
+    chained = UnlearnRec(model, graph, objective, config).load_encoder(tmp_path / "encoder.pt").unlearn(request)
+    assert same_state(state(chained.model), state(fitted.unlearn(request).model))
+
+
+def test_a_file_that_is_not_a_torch_file_is_named_without_torchs_weights_only_advice(trained, tmp_path):
+    """torch's weights_only refusal begins with its advice to load again with weights_only=False, which was quoted:
+    false for a file that is not a torch file (that fails with 'invalid load key'), and unsafe to follow."""
+    model, graph, objective = trained
+    (tmp_path / "text.pt").write_text("not a torch file\n")
+    with pytest.raises(ValueError) as error:
+        UnlearnRec(model, graph, objective, quick_config()).load_encoder(tmp_path / "text.pt")
+    assert str(error.value) == (f"cannot read encoder file {tmp_path / 'text.pt'} (truncated or not a torch file): "
+                                "UnpicklingError: Weights only load failed")

@@ -71,6 +71,11 @@ log = logging.getLogger(__name__)
 #: shape pre-training.
 ENCODER_FREE_OPTIONS = ("finetune_epochs", "finetune_lr", "max_loss_increase", "max_val_auc_drop", "seed")
 
+#: The options of :class:`UnlearnRecConfig` the encoder is built from, at construction. An edit of one on
+#: ``unlearner.config`` afterwards is refused by name (:meth:`UnlearnRec._check_built_from`): the encoder ran the old
+#: value while :meth:`UnlearnRec.save_encoder` recorded the new one.
+ENCODER_BUILD_OPTIONS = ("alpha", "withdraw_init", "leaky_slope", "restrict_to_request", "encoder_layers")
+
 
 @dataclass
 class UnlearnRecConfig:
@@ -171,6 +176,8 @@ def influence_dependency_matrix(request: Tensor, num_users: int, num_items: int)
         ValueError: ``request`` is not a ``[2, R]`` integer tensor, holds an unknown id or a pair twice (counted twice
             in the degrees and the matrix, it would weigh the request's edges wrong).
     """
+    if not isinstance(request, Tensor):  # a nested list or a tuple failed with AttributeError ('list' has no 'dim')
+        raise ValueError(f"request must be a [2, R] integer tensor, got a {type(request).__name__}")
     check_pairs_in_range(request, num_users, num_items, "request", "R")
     check_unique_pairs(request, num_items, "request", "ask for each pair once")
     weight = symmetric_edge_weight(request, num_users, num_items)
@@ -419,6 +426,7 @@ class UnlearnRec(Unlearner):
             self.encoder = InfluenceEncoder(num_users(graph), num_items(graph), table.size(1), num_layers, cfg.alpha,
                                             cfg.withdraw_init, cfg.leaky_slope, cfg.restrict_to_request
                                             ).to(graph[EDGE].edge_index.device, table.dtype)
+        self._built_from = {name: getattr(cfg, name) for name in ENCODER_BUILD_OPTIONS}  # see _check_built_from
         self._encoder_for, self._encoder_versions = None, []  # set by fit() and load_encoder()
         self.untouched = self._untouched()
 
@@ -556,10 +564,9 @@ class UnlearnRec(Unlearner):
         backbone's class and constructor arguments (a LightGCN's ``num_layers`` is in no parameter) and the options
         that pre-training reads, with the objective (its loss is pre-training's): an encoder learns the influence of
         requests on this model, and means nothing for another."""
-        store = self.graph[EDGE]
         if hashes is None:
             hashes = {"model_sha256": tensors_sha256(*self.model.state_dict().values()),
-                      "graph_sha256": tensors_sha256(store.edge_index, store.edge_label)}
+                      "graph_sha256": tensors_sha256(*self._graph_tensors())}
         options = {k: v for k, v in asdict(self.config).items() if k not in ENCODER_FREE_OPTIONS}
         options["encoder_layers"] = self.encoder.num_layers  # the L it has: None and the backbone's field are one
         arguments = self.model.config() if hasattr(self.model, "config") else {}  # a duck-typed backbone has none
@@ -573,9 +580,27 @@ class UnlearnRec(Unlearner):
         hashes them again only after an in-place write."""
         self._encoder_for, self._encoder_versions = record, self._hashed_versions()
 
-    def _hashed_versions(self) -> list:
+    def _graph_tensors(self) -> list[Tensor]:
+        """The training graph's tensors an encoder is pre-trained for: the edges, their labels and, when the graph has
+        one, the ``observed`` mask (the edges the backbone propagates over, and the simulated requests' candidates), as
+        the base class' graph digest. A file written before the mask was hashed, for a graph with one, is refused as
+        for another graph: pre-train it again."""
         store = self.graph[EDGE]
-        return versions(*self.model.state_dict(keep_vars=True).values(), store.edge_index, store.edge_label)
+        return [store[key] for key in ("edge_index", "edge_label", "observed") if key in store]
+
+    def _hashed_versions(self) -> list:
+        return versions(*self.model.state_dict(keep_vars=True).values(), *self._graph_tensors())
+
+    def _check_built_from(self) -> None:
+        """Raises ``ValueError`` naming the options the encoder is built from (``ENCODER_BUILD_OPTIONS``) that were
+        edited on ``self.config`` since construction: the encoder ran the old values while :meth:`save_encoder` and
+        :meth:`load_encoder` read the new ones. Refused rather than applied: :meth:`fit` continues from the current
+        encoder, which the old values shaped, and a refusal leaves no encoder that differs from its record."""
+        edited = [f"{name}={getattr(self.config, name)!r}, built with {value!r}"
+                  for name, value in self._built_from.items() if getattr(self.config, name) != value]
+        if edited:
+            raise ValueError(f"UnlearnRec's encoder is built from its options at construction, and config was edited "
+                             f"since ({'; '.join(edited)}): build a new UnlearnRec with these options")
 
     def _check_still_pretrained_for(self) -> None:
         """Raises ``ValueError`` when the model, graph or pre-training options changed since :meth:`fit` or
@@ -586,28 +611,38 @@ class UnlearnRec(Unlearner):
         if mismatch:
             raise ValueError(f"UnlearnRec's encoder was pre-trained {mismatch[0]}: the model, graph or options changed "
                              "since fit() or load_encoder(); call fit() again (or load an encoder for this one)")
+        self._check_built_from()  # encoder_layers is recorded as the encoder's L: an edit of it passed the record
         self._encoder_versions = current  # written back as they were: no need to hash them again
 
-    def load_encoder(self, path) -> None:
+    def load_encoder(self, path) -> "UnlearnRec":
         """Loads an encoder written by :meth:`save_encoder` for this model, graph and pre-training options; marks it
-        fitted. A file that is refused leaves the current encoder as it was.
+        fitted. A file that is refused leaves the current encoder as it was. Inside the caller's
+        ``torch.inference_mode()`` too: the encoder stays trainable by a later :meth:`fit`.
+
+        Returns:
+            ``self`` (as :meth:`fit`): ``UnlearnRec(model, graph, ...).load_encoder(path).unlearn(request)``.
 
         Raises:
             FileNotFoundError: no file at ``path``.
             ValueError: ``path`` is not a readable torch file (truncated, foreign), holds no encoder for this
-                model and graph, or was pre-trained for another model, backbone, objective, graph or options.
+                model and graph, or was pre-trained for another model, backbone, objective, graph or options, or an
+                option the encoder is built from was edited on ``config`` since construction.
         """
+        self._check_built_from()
         state = _read_encoder_file(path, self.graph[EDGE].edge_index.device)
         expected = self._pretrained_for()
         self._check_pretrained_for(path, state.get("pretrained_for"), expected)
-        encoder = copy.deepcopy(self.encoder)  # load_state_dict writes the keys it finds before raising
-        try:
-            encoder.load_state_dict(state["encoder"])
-        except (RuntimeError, KeyError) as error:
-            raise ValueError(f"{path} does not hold an encoder for this model and graph: {error}") from error
+        # as in the constructor: a copy made in the caller's inference_mode() holds inference tensors, and fit() failed
+        with gradients_on():
+            encoder = copy.deepcopy(self.encoder)  # load_state_dict writes the keys it finds before raising
+            try:
+                encoder.load_state_dict(state["encoder"])
+            except (RuntimeError, KeyError) as error:
+                raise ValueError(f"{path} does not hold an encoder for this model and graph: {error}") from error
         self._record_fitted_on()  # checked against this graph: the one it now answers for (first: it may raise)
         self.encoder, self.fitted, self.fit_info = encoder, True, dict(state.get("fit_info", {}))
         self._remember_pretrained_for(expected)
+        return self
 
     def _check_pretrained_for(self, path, stored: dict | None, expected: dict) -> None:
         """Refuses an encoder pre-trained for another model, graph or options; warns for a file from before
@@ -627,6 +662,7 @@ class UnlearnRec(Unlearner):
     def _fit(self) -> dict:
         """:meth:`_pretrain` with torch's global random state seeded by ``seed`` (a backbone's dropout or noise draws
         from it), the caller's restored afterwards."""
+        self._check_built_from()
         with seeded_global_rng(self.config.seed, self.graph[EDGE].edge_index.device):
             return self._pretrain()
 
@@ -804,6 +840,8 @@ def _read_encoder_file(path, device) -> dict:
         raise
     except Exception as error:  # torch.load of a foreign file raises anything (EOFError, IndexError, ...)
         detail = (str(error).strip().splitlines() or [""])[0]
+        if "weights_only" in detail:  # torch's advice to load with weights_only=False: wrong for a foreign file, unsafe
+            detail = "" if "weights_only" in detail.split(". ")[0] else detail.split(". ")[0].rstrip(".")
         raise ValueError(f"cannot read encoder file {path} (truncated or not a torch file): "
                          f"{type(error).__name__}{': ' + detail if detail else ''}") from error
     if not isinstance(state, dict) or not isinstance(state.get("encoder"), dict):
