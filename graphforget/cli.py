@@ -1003,20 +1003,22 @@ def _common(parser, data: bool = True) -> None:
 
 def _hyperparameters(parser, training: bool) -> None:
     """The model's and training's flags of ``train`` and ``fit`` (unset: the preset's value); ``training``: whether
-    the command has ``--training``, whose stationary preset has other defaults."""
-    stationary = ({"l2": "; stationary: per dataset", "epochs": "; stationary: 500 L-BFGS iterations"} if training
-                  else {})
+    the command is ``train``, which has ``--training`` (whose stationary preset has other defaults) and trains SGL and
+    SimGCL (``fit`` refuses them: it trains with BCE)."""
+    notes = ({"lr": "; sgl/simgcl 0.005", "l2": "; sgl/simgcl 1e-4; stationary: per dataset",
+              "epochs": "; sgl/simgcl 50; stationary: 500 L-BFGS iterations", "batch_size": "; sgl/simgcl 8192",
+              "patience": "; sgl/simgcl 0"} if training else {})
     parser.add_argument("--embedding-dim", type=_positive, help="embedding size (default: 64)")
     parser.add_argument("--layers", type=int, help="LightGCN layers (default: 2)")
-    parser.add_argument("--lr", type=float, help="Adam learning rate (default: the preset's, 0.01; sgl/simgcl 0.005)")
+    parser.add_argument("--lr", type=float, help=f"Adam learning rate (default: the preset's, 0.01{notes.get('lr', '')})")
     parser.add_argument("--l2", type=float, help="L2 strength of the summed objective (default: the preset's, MF 5.0, "
-                        f"LightGCN 1.0; sgl/simgcl 1e-4{stationary.get('l2', '')})")
-    parser.add_argument("--epochs", type=_positive, help="maximum epochs (default: the preset's, 100; sgl/simgcl 50"
-                        f"{stationary.get('epochs', '')})")
+                        f"LightGCN 1.0{notes.get('l2', '')})")
+    parser.add_argument("--epochs", type=_positive, help="maximum epochs (default: the preset's, 100"
+                        f"{notes.get('epochs', '')})")
     parser.add_argument("--batch-size", type=int, help="training pairs per batch, 0 = full batch (default: the "
-                        "preset's, 4096; sgl/simgcl 8192)")
-    parser.add_argument("--patience", type=int, help="early-stopping patience in epochs (default: the preset's, 5; "
-                        "sgl/simgcl 0)")
+                        f"preset's, 4096{notes.get('batch_size', '')})")
+    parser.add_argument("--patience", type=int, help="early-stopping patience in epochs (default: the preset's, 5"
+                        f"{notes.get('patience', '')})")
 
 
 def _add_train_run_commands(sub) -> None:

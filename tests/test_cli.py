@@ -356,6 +356,19 @@ def _has_matplotlib() -> bool:
 
 # --- errors ----------------------------------------------------------------------------------------
 
+def test_fit_help_gives_no_defaults_for_the_models_it_refuses(capsys):
+    """fit trains with BCE and refuses SGL and SimGCL: its help listed their defaults, copied from train's."""
+    helps = {}
+    for name in ("fit", "train"):
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        helps[name] = " ".join(capsys.readouterr().out.split())
+    assert "sgl" not in helps["fit"] and "stationary" not in helps["fit"]
+    assert "Adam learning rate (default: the preset's, 0.01)" in helps["fit"]
+    assert "Adam learning rate (default: the preset's, 0.01; sgl/simgcl 0.005)" in helps["train"]
+    assert "(default: the preset's, 100; sgl/simgcl 50; stationary: 500 L-BFGS iterations)" in helps["train"]
+
+
 @pytest.mark.parametrize("argv, fragment", [
     (["train", "--dataset", "nope", "--out", "x"], "invalid choice: 'nope'"),
     (["train", "--model", "gcn", "--out", "x"], "unknown model 'gcn'"),

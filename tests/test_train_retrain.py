@@ -423,6 +423,14 @@ def test_training_warns_when_the_validation_auc_stays_at_chance():
         assert (fit.best_val_auc < 0.56) == at_chance
 
 
+def test_the_training_warnings_are_named_by_the_package():
+    """``graphforget.train`` is the function (``import graphforget.train`` binds it to that name, not the module), so
+    ``graphforget.train.NoSignalWarning``, which the docs name, was an AttributeError: the package names them."""
+    import graphforget
+    assert (graphforget.NoSignalWarning, graphforget.NotStationaryWarning) == (NoSignalWarning, NotStationaryWarning)
+    assert graphforget.train is train and {"NoSignalWarning", "NotStationaryWarning"} <= set(graphforget.__all__)
+
+
 def test_training_says_when_the_validation_pairs_are_too_few_to_tell():
     """With 4 validation pairs 3 standard errors above chance is 1.47: the warning said a best AUC of 1.000 was
     "under 1.47", a bound no AUC can reach."""
