@@ -347,15 +347,23 @@ def test_a_continued_ensemble_refuses_other_labels_or_another_use_of_val(graph):
     same[EDGE].observed = torch.ones(order.numel(), dtype=torch.bool)
     assert SISA(first.model, same, OBJECTIVE, SISAConfig(CONFIG), val=split.val).unlearn(request).info
     with pytest.raises(ValueError, match=re.escape("SISA: the ensemble was fitted with validation pairs (val: Adam "
-                                                   "keeps each shard's best epoch by them), got none: pass them")):
+                                                   "keeps each shard's best epoch by them, and the attention's), got "
+                                                   "none: pass them")):
         SISA(first.model, first.graph, OBJECTIVE, SISAConfig(CONFIG)).unlearn(request)
     without = SISA(MF(users, items, D), split.train, OBJECTIVE, SISAConfig(CONFIG, num_shards=S)).fit()
     with pytest.raises(ValueError, match=re.escape("SISA: the ensemble was fitted without validation pairs (val: Adam "
-                                                   "keeps each shard's best epoch by them), got some: pass val=None")):
+                                                   "keeps each shard's best epoch by them, and the attention's), got "
+                                                   "some: pass val=None")):
         SISA(without.model, split.train, OBJECTIVE, SISAConfig(CONFIG), val=split.val).unlearn(request)
     lbfgs = SISAConfig(dataclasses.replace(CONFIG, optimizer="lbfgs", epochs=5), num_shards=S)
     by_lbfgs = SISA(MF(users, items, D), split.train, OBJECTIVE, lbfgs, val=split.val).fit()
     assert SISA(by_lbfgs.model, split.train, OBJECTIVE, SISAConfig()).unlearn(request).info  # without val: accepted
+    # L-BFGS shards, an attention trained by Adam: it keeps its best epoch by val (a continuation without them was
+    # accepted, and its attention ran every epoch)
+    attentive = dataclasses.replace(lbfgs, aggregation="attention", aggregator_train=CONFIG)
+    by_both = SISA(MF(users, items, D), split.train, OBJECTIVE, attentive, val=split.val).fit()
+    with pytest.raises(ValueError, match=r"SISA: the ensemble was fitted with validation pairs .* got none"):
+        SISA(by_both.model, split.train, OBJECTIVE, SISAConfig()).unlearn(request)
 
 
 def test_an_l2_edited_after_construction_trains_every_shard_of_the_fit():

@@ -75,19 +75,23 @@ def _labels_digest(ensemble: ShardedRecommender, graph: HeteroData) -> str:
 def _check_fitted_data(ensemble: ShardedRecommender, graph: HeteroData, val: HeteroData | None, config,
                        method: str) -> None:
     """Raises ``ValueError`` when ``graph``'s labels differ from those the ensemble's shards learnt, or validation pairs
-    are given where its Adam fit had none (or none where it had some: Adam keeps each shard's best epoch by them): a
-    shard retrained so would not be one that :meth:`SISA.fit` would have produced. Recorded on the ensemble by the fit;
-    an ensemble pickled before they were recorded has neither."""
+    are given where its Adam fit had none (or none where it had some: Adam keeps each shard's best epoch by them, and an
+    attention's, trained by Adam even beside L-BFGS shards): a shard or an attention retrained so would not be one that
+    :meth:`SISA.fit` would have produced. Recorded on the ensemble by the fit; an ensemble pickled before they were
+    recorded has neither."""
     labels = getattr(ensemble, "fit_labels", None)
     if labels is not None and _labels_digest(ensemble, graph) != labels:
         raise ValueError(f"{method}: the graph's edge labels (edge_label, observed) are not those the ensemble's "
                          "shards learnt for the same pairs: pass the graph the ensemble was fitted on (or the "
                          "result.graph that came with it), or fit() again")
     with_val = getattr(ensemble, "fit_val", None)
-    if with_val is not None and config.train.optimizer == "adam" and with_val != (val is not None):
+    attention = (config.aggregator_train or config.train) if ensemble.attention is not None else None
+    by_adam = config.train.optimizer == "adam" or (attention is not None and attention.optimizer == "adam")
+    if with_val is not None and by_adam and with_val != (val is not None):
         given, advice = ("none", "pass them") if with_val else ("some", "pass val=None")
         raise ValueError(f"{method}: the ensemble was fitted {'with' if with_val else 'without'} validation pairs "
-                         f"(val: Adam keeps each shard's best epoch by them), got {given}: {advice}, or fit() again")
+                         f"(val: Adam keeps each shard's best epoch by them, and the attention's), got {given}: "
+                         f"{advice}, or fit() again")
 
 
 def _continued_config(ensemble: ShardedRecommender, given, objective: Objective, method: str):
