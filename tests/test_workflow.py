@@ -387,6 +387,14 @@ def test_a_loaded_run_changed_in_memory_is_refused_as_a_parent(base, tmp_path):
     with torch.no_grad():
         parent.model.user_emb.weight.copy_(loaded)  # as loaded again: accepted
     forget(parent, out=tmp_path / "child", users=["u7"], method="finetune", verify=False)
+    # Edits that count in no tensor version, each on a run just loaded: through .data and through a NumPy view (both
+    # were taken as the loaded run, unlearned from and published as the parent's child)
+    for edit in (lambda run: run.model.item_emb.weight.data.mul_(1.5),
+                 lambda run: run.graph[EDGE].edge_label.numpy().__setitem__(0, 1 - run.graph[EDGE].edge_label[0])):
+        fresh = load_run(base)
+        edit(fresh)
+        with pytest.raises(ValueError, match="was changed in memory after load_run"):
+            forget(fresh, out=tmp_path / "edited", users=["u7"], method="finetune", verify=False)
     with pytest.raises(ValueError, match="was not read by load_run"):  # one built by hand records no content
         forget(dataclasses.replace(parent, loaded_sha256=""), out=tmp_path / "other", users=["u7"], method="finetune")
 
@@ -1176,6 +1184,9 @@ def test_a_stream_finds_its_base_through_links_and_copies_and_survives_an_edited
     with torch.no_grad():
         stream.current.model.user_emb.weight.add_(1.0)
     stream.forget(users=["u1"])  # read again, not refused
+    edited = stream.current
+    edited.model.user_emb.weight.data.mul_(2.0)  # counts in no version: it was served as the current run
+    assert stream.current is not edited and stream.current.as_loaded()
     record = json.loads((tmp_path / "real" / "s" / "stream.json").read_text())
     (tmp_path / "real" / "s" / "stream.json").write_text(json.dumps({**record, "options": {"train": {"epochs": 50}}}))
     with pytest.raises(ValueError, match="keeps options this version refuses .*: start a new stream from its latest"):
