@@ -418,6 +418,13 @@ def test_bad_input_is_refused_before_training(tmp_path):
         DataSource("file", path=str(tmp_path), format="lightgcn", threshold=4)
     with pytest.raises(ValueError, match="unknown stream parameters"):
         run_bench("stream", "synthetic", params={"lenght": 3}, out=tmp_path)
+    # A root that is not read was ignored, yet in every cell's key
+    with pytest.raises(ValueError, match="DataSource.root: synthetic data reads no data root"):
+        run_bench("stream", "synthetic", root=tmp_path, out=tmp_path)
+    with pytest.raises(ValueError, match="DataSource.root: file data reads no data root"):
+        DataSource("file", path=str(tmp_path), format="csv", root=str(tmp_path))
+    with pytest.raises(ValueError, match="root is for a named dataset: a DataSource carries its own"):
+        run_bench("stream", DataSource("ml-100k"), root=tmp_path, out=tmp_path)
     with pytest.raises(ValueError, match="bad options for 'sisa'"):
         run_bench("deletion", "synthetic", options={"sisa": {"shards": 2}}, out=tmp_path)
     with pytest.raises(ValueError, match="options for methods that are not run: scif"):  # were dropped silently
@@ -430,6 +437,15 @@ def test_bad_input_is_refused_before_training(tmp_path):
         run_bench("stream", "synthetic", methods=["unlearnrec"], out=tmp_path)
     with pytest.raises(ValueError, match=r"stream fractions \(its checkpoints\) must be in \(0, 1\], got \[0.5, 2.0\]"):
         run_bench("stream", "synthetic", params={"fractions": [0.5, 2.0]}, out=tmp_path)
+    # Of the wrong type: a string was read one letter at a time (kind 'c'), a number failed in Python's iter, a bool
+    # ran as 1.0, a string ratio was kept in results.json, None failed in Python's float
+    for protocol, params, message in (("deletion", {"kinds": "core"}, "deletion kinds must be a list, got 'core'"),
+                                      ("deletion", {"ratios": 0.05}, "deletion ratios must be a list, got 0.05"),
+                                      ("stream", {"fractions": [True]}, "stream fraction must be a number, got True"),
+                                      ("attack", {"attack_ratio": "0.05"}, "attack ratio must be a number, got '0.05'"),
+                                      ("adversarial", {"fraction": None}, "adversarial fraction must be a number")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            run_bench(protocol, "synthetic", params=params, out=tmp_path)
     assert not (tmp_path / "cells").exists()
 
 
@@ -460,7 +476,8 @@ def test_cli_bench(tmp_path, capsys):
     # Another L2 is another setting: new cells, and the reports name it (and the epochs, the preset's 100 not).
     assert cli.main(argv + ["--l2", "0"]) == 0
     printed = capsys.readouterr().out
-    assert "4 cells (0 read from the cache)" in printed and "# stream on synthetic, mf (l2 0, 2 epochs)" in printed
+    assert "4 cells (0 read from the cache)" in printed
+    assert "# stream of 2 requests on synthetic, mf (l2 0, 2 epochs)" in printed
     results = json.loads((out / "results.json").read_text())
     assert results["hparams"]["l2"] == 0.0
     # Each stream cell says whether every request passed SCIF's acceptance test; the report counts them.
@@ -493,7 +510,7 @@ def test_cli_bench_on_a_model_of_an_installed_package(tmp_path, capsys, plugin):
     results = json.loads((out / "results.json").read_text())
     assert results["hparams"]["model"] == "pyg_lightgcn" and {c["cell"]["method"] for c in results["cells"]} == {
         "retrain", "ifru"}
-    assert "# stream on synthetic, pyg_lightgcn" in capsys.readouterr().out
+    assert "# stream of 2 requests on synthetic, pyg_lightgcn" in capsys.readouterr().out
     # The key holds the model's source file: an edited factory computes new cells; the library's models have none.
     recorded = results["cells"][0]["cell"]
     cell = Cell(**{f.name: recorded[f.name] for f in dataclasses.fields(Cell)})
@@ -608,7 +625,9 @@ def test_a_stream_runs_to_its_last_checkpoint_and_its_table_shows_its_own_checkp
     (cell,) = [record["result"] for record in result.cells if record["cell"]["method"] == "scif"]
     assert len(cell["request_seconds"]) == 3 and [point["requests"] for point in cell["checkpoints"]] == [2, 3]
     assert cell["seconds_per_request"] == pytest.approx(sum(cell["request_seconds"]) / 3)
-    header = (tmp_path / "results.md").read_text().splitlines()[4]
+    lines = (tmp_path / "results.md").read_text().splitlines()
+    assert lines[0] == "# stream of 4 requests on synthetic, mf (l2 1, 3 epochs)"  # two streams' tables had one title
+    header = lines[4]
     for column in ("prediction_gap@30%", "prediction_gap@60%", "prediction_distance@30%", "auc_0@60%",
                    "mia_auc@60%", "seconds_per_request"):
         assert f" {column} |" in header, column

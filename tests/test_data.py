@@ -158,7 +158,8 @@ def test_find_data_root_rejects_a_mistyped_variable(tmp_path, monkeypatch):
         load_dataset("ml-100k")
     assert find_data_root(tmp_path) == tmp_path  # an existing explicit root does not read the variable
     monkeypatch.delenv("GRAPHFORGET_DATA")  # ../shared/data exists: a mistyped root must not fall back to it either
-    for call in (lambda: find_data_root(typo), lambda: load_dataset("ml-100k", typo)):
+    for call in (lambda: find_data_root(typo), lambda: load_dataset("ml-100k", typo),
+                 lambda: prepare_attack_data("synthetic", typo)):  # synthetic data reads none: it was ignored
         with pytest.raises(FileNotFoundError, match=re.escape(f"data directory not found: {typo}")):
             call()
     monkeypatch.setenv("GRAPHFORGET_DATA", str(tmp_path))

@@ -99,6 +99,9 @@ class DataSource:
             ignored += ("threshold", "user_col", "item_col", "label_col")
         if self.dataset != "file":
             ignored += tuple(CSV_DEFAULTS)
+        if self.root is not None and self.dataset in ("synthetic", "file"):  # ignored, and yet in every cell's key
+            raise ValueError(f"DataSource.root: {self.dataset} data reads no data root (got {self.root!r}): "
+                             f"{'it is generated' if self.dataset == 'synthetic' else 'path names the file'}")
         for name in ignored:  # set otherwise than by default (None, or the CSV option's)
             if getattr(self, name) != CSV_DEFAULTS.get(name):
                 raise ValueError(f"DataSource.{name}: the named dataset {self.dataset} is read from the data root and "

@@ -243,7 +243,8 @@ def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str =
         quick: the quick profile's protocol parameters (a 20-request stream, one deletion ratio).
         out: the output directory: ``results.json``, ``results.md``, ``<protocol>.png`` and the cell cache
             ``cells/``; ``None``: nothing is written and nothing is cached.
-        root: the data directory of a named ``dataset``.
+        root: the data directory of a named ``dataset`` (a :class:`~graphforget.bench.data.DataSource` carries its
+            own).
         params: protocol parameters overriding the profile's (e.g. ``{"length": 100}``).
         options: per method, its options (:func:`~graphforget.unlearn.method_config`).
         hparams: the model and training (default: :func:`~graphforget.presets.default_hparams`).
@@ -252,9 +253,12 @@ def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str =
         after_cell: called with each cell and its record once it is done (computed or read back).
 
     Raises:
-        ValueError: an unknown protocol, dataset, method, parameter or option, before anything is trained.
+        ValueError: an unknown protocol, dataset, method, parameter or option, a parameter of the wrong type, or a
+            ``root`` that is not read, before anything is trained.
     """
     methods = _methods_to_run(protocol, methods)
+    if isinstance(dataset, DataSource) and root is not None:  # it was ignored
+        raise ValueError("root is for a named dataset: a DataSource carries its own (DataSource.root)")
     source = dataset if isinstance(dataset, DataSource) else DataSource(dataset, None if root is None else str(root))
     seeds = _seed_list(seeds)
     spec = PROTOCOLS[protocol]

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..config import is_integer
+from ..config import is_integer, is_real
 from ..data import EDGE, num_users, random_edges, user_edges
 from ..metrics import completeness, evaluate_auc, prediction_distance
 from ..verify import verify_forgetting
@@ -234,8 +234,25 @@ def _run_deletion_cell(setting: Setting, method: str, options: dict, variant: di
     return _one_batch(setting, method, options, request)
 
 
+def _listed(params: dict, name: str, protocol: str) -> list:
+    """``params[name]`` as a list, refused by name unless a list or tuple (a string was read one letter at a time, a
+    single number failed in Python's ``iter``)."""
+    if not isinstance(params[name], (list, tuple)):
+        raise ValueError(f"{protocol} {name} must be a list, got {params[name]!r}")
+    return list(params[name])
+
+
+def _number(value, what: str):
+    """``value`` refused by name unless a real number (a bool ran as 1.0, a string was kept in results.json, None
+    failed in Python's ``float``)."""
+    if not is_real(value):
+        raise ValueError(f"{what} must be a number, got {value!r}")
+    return float(value)
+
+
 def _deletion_variants(params: dict) -> list[dict]:
-    kinds, ratios = list(params["kinds"]), [float(r) for r in params["ratios"]]
+    kinds = _listed(params, "kinds", "deletion")
+    ratios = [_number(r, "deletion ratio") for r in _listed(params, "ratios", "deletion")]
     if not kinds or not ratios:  # no cell at all: an empty table over OUT, and a run that "succeeded"
         raise ValueError(f"deletion needs at least one kind and one ratio, got kinds={kinds}, ratios={ratios}")
     if len(set(kinds)) < len(kinds) or len(set(ratios)) < len(ratios):  # each seed's cell twice in one interval
@@ -256,24 +273,27 @@ def _stream_variants(params: dict) -> list[dict]:
         raise ValueError(f"stream length must be an integer, got {params['length']!r}")
     if params["length"] < 1:
         raise ValueError(f"stream length must be >= 1, got {params['length']}")
-    outside = [f for f in params["fractions"] if not 0 < float(f) <= 1]
-    if outside or not params["fractions"]:
+    fractions = [_number(f, "stream fraction") for f in _listed(params, "fractions", "stream")]
+    outside = [f for f in fractions if not 0 < f <= 1]
+    if outside or not fractions:
         raise ValueError(f"stream fractions (its checkpoints) must be in (0, 1], got {params['fractions']}")
     # in order, once each: the same checkpoints given otherwise are the same cells
     return [{"length": int(params["length"]), "order": params["order"],
-             "fractions": sorted({float(f) for f in params["fractions"]})}]
+             "fractions": sorted(set(fractions))}]
 
 
 def _attack_variants(params: dict) -> list[dict]:
-    if not 0 < float(params["attack_ratio"]) < 1:
-        raise ValueError(f"attack ratio must be in (0, 1), got {params['attack_ratio']}")
-    return [{"attack_ratio": float(params["attack_ratio"])}]
+    ratio = _number(params["attack_ratio"], "attack ratio")
+    if not 0 < ratio < 1:
+        raise ValueError(f"attack ratio must be in (0, 1), got {ratio}")
+    return [{"attack_ratio": ratio}]
 
 
 def _adversarial_variants(params: dict) -> list[dict]:
-    if not 0 < float(params["fraction"]) <= 1:
-        raise ValueError(f"adversarial fraction must be in (0, 1], got {params['fraction']}")
-    return [{"fraction": float(params["fraction"])}]
+    fraction = _number(params["fraction"], "adversarial fraction")
+    if not 0 < fraction <= 1:
+        raise ValueError(f"adversarial fraction must be in (0, 1], got {fraction}")
+    return [{"fraction": fraction}]
 
 
 def _run_stream_cell(setting: Setting, method: str, options: dict, variant: dict, progress: bool) -> dict:

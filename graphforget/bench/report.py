@@ -53,7 +53,10 @@ def _cell_seconds(result) -> float:
 
 
 def _title(result) -> str:
-    return f"{result.protocol} on {result.dataset}, {_model(result)}"
+    """``protocol on dataset, model``; a stream's with its length (two streams' tables had one title)."""
+    length = result.params.get("length") if result.protocol == "stream" else None
+    protocol = result.protocol if length is None else f"stream of {length} requests"
+    return f"{protocol} on {result.dataset}, {_model(result)}"
 
 
 def _model(result) -> str:

@@ -171,6 +171,8 @@ def prepare_attack_data(dataset: str = "ml-100k", root: str | os.PathLike | None
     if dataset not in DATASET_NAMES:
         raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASET_NAMES)}")
     attack_ratio = _check_ratio(attack_ratio)
+    if root is not None:  # a given root that does not exist is an error, even where synthetic data reads none
+        find_data_root(root)
     fallback_note = ""
     if dataset != "synthetic":
         raw, where = _load_raw(dataset, root)
