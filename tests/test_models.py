@@ -566,7 +566,34 @@ def test_a_float64_model_loads_as_saved_bit_for_bit(graph, tmp_path, monkeypatch
         assert torch.equal(loaded(graph, all_pairs(9, 8)), model(graph, all_pairs(9, 8)))
 
 
-def test_a_truncated_or_tampered_checkpoint_is_refused_by_name(tmp_path):
+def test_save_model_refuses_a_name_or_config_that_builds_another_model(tmp_path):
+    """Their state-dict entries matched: a LightGCN saved with num_layers=0 loaded as a 0-layer model (scores 0.041
+    apart), an MF saved under the name lightgcn loaded as a LightGCN."""
+    lightgcn, mf = LightGCN(9, 8, 5, num_layers=2), MF(9, 8, 5)
+    with pytest.raises(ValueError, match=r"does not match the model to save: its config\(\) is .*'num_layers': 0"):
+        save_model(lightgcn, tmp_path / "m.pt", name="lightgcn", config={**lightgcn.config(), "num_layers": 0})
+    with pytest.raises(ValueError, match="does not match the model to save: its class is 'LightGCN', the model's 'MF'"):
+        save_model(mf, tmp_path / "m.pt", name="lightgcn", config={**mf.config(), "num_layers": 2})
+    assert not (tmp_path / "m.pt").exists()
+    save_model(lightgcn, tmp_path / "m.pt", name="lightgcn", config=lightgcn.config())
+    assert load_model(tmp_path / "m.pt")[0].num_layers == 2
+
+
+def test_mf_refuses_a_graph_of_other_node_counts_and_pairs_that_are_not_a_tensor(graph):
+    """MF reads no edge: it scored a graph of other node counts with its own rows (score_all and LightGCN refused it),
+    and a list of pairs failed with "'list' object has no attribute 'dim'"."""
+    model = MF(9, 8, 4)
+    bigger = make_interactions(graph[EDGE].edge_index, num_users=10, num_items=8)
+    for call in (lambda: model(bigger, all_pairs(9, 8)), lambda: model.embed(bigger)):
+        with pytest.raises(ValueError, match="MF has tables of 9 users and 8 items, but the graph has 10 users"):
+            call()
+    for pairs in ([[0, 1], [2, 3]], np.array([[0, 1], [2, 3]])):
+        with pytest.raises(ValueError, match=f"edge_label_index must be a \\[2, B\\] integer tensor, got a "
+                                             f"{type(pairs).__name__}"):
+            model(graph, pairs)
+
+
+def test_a_truncated_or_tampered_checkpoint_is_refused_by_name(tmp_path, monkeypatch):
     path = tmp_path / "m.pt"
     save_model(LightGCN(9, 8, 5, num_layers=1), path)
     whole = path.read_bytes()
@@ -578,10 +605,21 @@ def test_a_truncated_or_tampered_checkpoint_is_refused_by_name(tmp_path):
         load_model(path)
     path.write_bytes(whole)
     checkpoint = torch.load(path, weights_only=True)
-    torch.save({**checkpoint, "config": {**checkpoint["config"], "embedding_dim": 4}}, path)
+    # A changed config: its sha256 names it (a flipped bit in num_layers loaded another model, with the same tensors)
+    for config in ({**checkpoint["config"], "embedding_dim": 4}, {**checkpoint["config"], "num_layers": 3}):
+        torch.save({**checkpoint, "config": config}, path)
+        with pytest.raises(ValueError, match="m.pt: its model name, config or extra values do not match the sha256"):
+            load_model(path)
+    old = {key: value for key, value in checkpoint.items() if key != "meta_sha256"}  # a file from before the digest
+    torch.save({**old, "config": {**checkpoint["config"], "embedding_dim": 4}}, path)
     with pytest.raises(ValueError, match=r"(?s)m.pt: its state dict does not fit model 'lightgcn' built from its config"
                                          r".*size mismatch for user_emb.weight"):
         load_model(path)
+    # A flipped bit that torch reads as an IndexError ("pop from empty list") was let through as one
+    with monkeypatch.context() as patched:
+        patched.setattr(torch, "load", lambda *args, **kwargs: [].pop())
+        with pytest.raises(ValueError, match=r"m.pt cannot be read as a checkpoint .*pop from empty list"):
+            load_model(path)
     torch.save({**checkpoint, "config": [9, 8]}, path)
     with pytest.raises(ValueError, match=r"m.pt is not a graphforget checkpoint .*config must be a dict, got list"):
         load_model(path)

@@ -321,6 +321,10 @@ def test_a_module_that_does_not_fit_is_refused(graph):
             PyGRecommender(PyGLightGCN(U + I, D, num_layers=K), U, I, receptive_field=bad)
     numpy_count = PyGRecommender(PyGLightGCN(U + I, D, num_layers=K), U, I, receptive_field=np.int64(K))
     assert type(numpy_count.receptive_field) is int and numpy_count.receptive_field == K  # was refused: "got 2"
+    numpy_count.reset_parameters(np.int64(3))  # torch's manual_seed failed: "an integer is required"
+    drawn = numpy_count.module.embedding.weight.detach().clone()
+    numpy_count.reset_parameters(3)
+    assert torch.equal(numpy_count.module.embedding.weight, drawn)
     with pytest.raises(ValueError, match=r"a user table must be \[60, d\], it is \[100, 8\]"):
         PyGRecommender(PyGLightGCN(U + I, D, num_layers=K), U, I, receptive_field=K,
                        node_tables={"embedding.weight": "user"})

@@ -110,6 +110,8 @@ def check_interactions(graph: HeteroData) -> None:
 def check_pair_tensor(pairs: Tensor, what: str = "edge_index", width: str = "E") -> None:
     """Raises ``ValueError`` unless ``pairs`` is a ``[2, width]`` tensor of an integer dtype (``what`` names it):
     floats would be truncated, a bool mask read as ids 0/1."""
+    if not isinstance(pairs, torch.Tensor):  # a list failed with "'list' object has no attribute 'dim'"
+        raise ValueError(f"{what} must be a [2, {width}] integer tensor, got a {type(pairs).__name__}")
     if pairs.dim() != 2 or pairs.size(0) != 2:
         raise ValueError(f"{what} must have shape [2, {width}], got {list(pairs.shape)}")
     if not is_integer_tensor(pairs):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import inspect
+import json
 import os
-import pickle
 from abc import ABC, abstractmethod
 from importlib.metadata import entry_points
 from typing import Callable
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
 from ..config import is_integer, is_integer_tensor, resolved_device, seeded
-from ..data.interactions import check_ids_in_range, check_model_fits, check_pairs_in_range
+from ..data.interactions import check_ids_in_range, check_model_fits, check_pairs_in_range, num_items, num_users
 from ..io import atomic_write, tensors_sha256
 
 __all__ = ["Recommender", "EmbeddingRecommender", "NODE_TYPES", "running_statistics", "table_mask", "table_offset",
@@ -217,7 +218,17 @@ class EmbeddingRecommender(Recommender):
     def node_parameters(self) -> dict[str, str]:
         return {"user_emb.weight": "user", "item_emb.weight": "item"}
 
+    def check_node_counts(self, graph: HeteroData) -> None:
+        """Raises ``ValueError`` unless the tables (whatever an influence method has swapped in) have ``graph``'s
+        node counts: with the same total, a graph's user past the table's would silently take an item's row."""
+        tables = self.user_emb.weight.size(0), self.item_emb.weight.size(0)
+        if tables != (num_users(graph), num_items(graph)):
+            raise ValueError(f"{type(self).__name__} has tables of {tables[0]} users and {tables[1]} items, but the "
+                             f"graph has {num_users(graph)} users and {num_items(graph)} items "
+                             "(graph['user'].num_nodes, graph['item'].num_nodes): build the model for its node counts")
+
     def embed(self, graph: HeteroData) -> tuple[Tensor, Tensor]:
+        self.check_node_counts(graph)  # MF reads no edge: a graph of other node counts was scored with its own rows
         return self.user_emb.weight, self.item_emb.weight
 
     def config(self) -> dict:
@@ -292,20 +303,27 @@ def build_model(name: str, **kwargs) -> Recommender:
 
 
 def _rebuilds(model: Recommender, name: str, config: dict) -> None:
-    """Raises ``ValueError`` unless ``build_model(name, **config)`` has ``model``'s state-dict entries (names,
-    shapes, dtypes; any floating dtype for a floating entry, as :func:`load_model` gives the rebuilt model the
-    checkpoint's): a checkpoint that cannot be loaded is refused when written, not when read. The rebuilt model
-    draws its initial values from a fork of the global random state: saving leaves that state as it was."""
+    """Raises ``ValueError`` unless ``build_model(name, **config)`` is a model of ``model``'s class, its ``config()``
+    and its structure (its repr: a PyG module's layers) with ``model``'s state-dict entries (names, shapes, dtypes;
+    any floating dtype for a floating entry, as :func:`load_model` gives the rebuilt model the checkpoint's): a
+    checkpoint that cannot be loaded, or loads as another model (a LightGCN saved with ``num_layers=0``, an MF under
+    the name ``lightgcn``), is refused when written, not when read. The rebuilt model draws its initial values from
+    a fork of the global random state: saving leaves that state as it was."""
     def entries(module):
         return {key: (tuple(value.shape), "floating" if value.is_floating_point() else value.dtype)
                 for key, value in module.state_dict().items()}
     with torch.random.fork_rng(devices=[]):
-        rebuilt = entries(build_model(name, **config))
-    expected = entries(model)
+        built = build_model(name, **config)
+    rebuilt, expected = entries(built), entries(model)
     if expected != rebuilt:
         differ = sorted(key for key in expected.keys() | rebuilt.keys() if expected.get(key) != rebuilt.get(key))
         raise ValueError(f"model {name!r} built from config {config} does not match the model to save: "
                          f"state-dict entries {differ[:5]} differ (names, shapes or dtypes)")
+    for what, mine, theirs in (("class", type(model).__name__, type(built).__name__),
+                               ("config()", model.config(), built.config()), ("structure", repr(model), repr(built))):
+        if mine != theirs:
+            raise ValueError(f"model {name!r} built from config {config} does not match the model to save: its "
+                             f"{what} is {theirs!r}, the model's {mine!r}")
 
 
 def save_model(model: Recommender, path: str | os.PathLike, name: str | None = None, config: dict | None = None,
@@ -339,19 +357,26 @@ def save_model(model: Recommender, path: str | os.PathLike, name: str | None = N
     if given:
         _rebuilds(model, name, config)
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}  # loads on a CPU-only machine
-    checkpoint = _plain({"model": name, "config": config, "state_dict": state, **extra,
-                         "state_sha256": _state_sha256(state)}, "the checkpoint")
+    checkpoint = _plain({"model": name, "config": config, "state_dict": state, **extra}, "the checkpoint")
+    checkpoint.update(state_sha256=_state_sha256(state), meta_sha256=_meta_sha256(checkpoint))
     atomic_write(path, lambda handle: torch.save(checkpoint, handle))
 
 
 #: The fields :func:`save_model` writes itself that an extra value could take (``model`` and ``config`` are its
 #: arguments' names).
-_CHECKPOINT_KEYS = {"state_dict", "state_sha256"}
+_CHECKPOINT_KEYS = {"state_dict", "state_sha256", "meta_sha256"}
 
 
 def _state_sha256(state: dict) -> str:
     """The sha256 of a state dict's tensors, in key order: :func:`load_model` checks it (a flipped bit loaded)."""
     return tensors_sha256(*(state[key] for key in sorted(state) if isinstance(state[key], Tensor)))
+
+
+def _meta_sha256(checkpoint: dict) -> str:
+    """The sha256 of everything but the tensors and the digests: the name, the config and the extra values, as sorted
+    JSON (a flipped bit in a config's ``num_layers`` loaded another model; torch does not check its zip's CRC)."""
+    meta = {key: value for key, value in checkpoint.items() if key not in _CHECKPOINT_KEYS}
+    return hashlib.sha256(json.dumps(meta, sort_keys=True, default=repr).encode()).hexdigest()
 
 
 def _plain(value, where: str):
@@ -384,10 +409,12 @@ def load_model(path: str | os.PathLike, map_location=None) -> tuple[Recommender,
     device = _map_device(map_location)
     checkpoint = _read_checkpoint(path, map_location)
     name, config, state = checkpoint["model"], checkpoint["config"], checkpoint["state_dict"]
-    saved = checkpoint.get("state_sha256")  # files written before it have none
-    if saved is not None and saved != _state_sha256(state):
-        raise ValueError(f"{path}: its tensors do not match the sha256 saved with them: the file was changed or "
-                         "damaged after save_model wrote it")
+    for key, digest, what in (("state_sha256", _state_sha256(state), "its tensors"),
+                              ("meta_sha256", _meta_sha256(checkpoint), "its model name, config or extra values")):
+        saved = checkpoint.get(key)  # files written before it have none
+        if saved is not None and saved != digest:
+            raise ValueError(f"{path}: {what} do not match the sha256 saved with them: the file was changed or "
+                             "damaged after save_model wrote it")
     with torch.random.fork_rng(devices=[]):
         model = build_model(name, **config)
     _take_dtypes(model, state)
@@ -415,7 +442,9 @@ def _read_checkpoint(path: str | os.PathLike, map_location) -> dict:
     """The dict at ``path`` with a str ``model``, a dict ``config`` and a dict ``state_dict``, else ``ValueError``."""
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, KeyError, pickle.UnpicklingError) as error:  # torch's words for an unreadable file
+    except OSError:  # a missing file, a directory: as it is
+        raise
+    except Exception as error:  # torch's words for an unreadable file: a flipped bit raised an IndexError too
         raise ValueError(f"{path} cannot be read as a checkpoint (truncated, corrupt or not written by "
                          f"save_model): {error}") from None
     keys = checkpoint if isinstance(checkpoint, dict) else {}

@@ -7,7 +7,6 @@ from torch_geometric.data import HeteroData
 
 from ..config import is_integer
 from ..data.adjacency import AdjacencyCache
-from ..data.interactions import num_items, num_users
 from .base import MODELS, EmbeddingRecommender
 from .propagation import SymmetricLGConv, layer_sum, symmetric_spmm
 
@@ -52,15 +51,6 @@ class LightGCN(EmbeddingRecommender):
         and dtype (:func:`~graphforget.data.normalized_adjacency`, kept by :attr:`adjacencies`)."""
         self.check_node_counts(graph)
         return self.adjacencies(graph, like)
-
-    def check_node_counts(self, graph: HeteroData) -> None:
-        """Raises ``ValueError`` unless the tables (whatever an influence method has swapped in) have ``graph``'s
-        node counts: with the same total, a graph's user past the table's would silently take an item's row."""
-        tables = self.user_emb.weight.size(0), self.item_emb.weight.size(0)
-        if tables != (num_users(graph), num_items(graph)):
-            raise ValueError(f"{type(self).__name__} has tables of {tables[0]} users and {tables[1]} items, but the "
-                             f"graph has {num_users(graph)} users and {num_items(graph)} items "
-                             "(graph['user'].num_nodes, graph['item'].num_nodes): build the model for its node counts")
 
     def propagate(self, graph: HeteroData, x: Tensor) -> Tensor:
         """Layer-averaged propagation of node features ``x [U + I, d]`` (users first) over ``graph``."""

@@ -132,7 +132,7 @@ class PyGRecommender(Recommender):
         check_seed(seed)
         devices = sorted({p.device.index for p in self.module.parameters() if p.is_cuda})
         with torch.random.fork_rng(devices=devices):
-            torch.random.default_generator.manual_seed(seed)
+            torch.random.default_generator.manual_seed(int(seed))  # a NumPy integer: torch wants a Python int
             for index in devices:
                 torch.cuda.default_generators[index].manual_seed(seed)
             reset()
