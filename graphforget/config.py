@@ -104,16 +104,25 @@ def derived_seed(seed: Any, purpose: str) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
-def recheck(config: Any) -> None:
+def recheck(config: Any, path: str | None = None) -> None:
     """Runs the checks of the config dataclass ``config``, and of every config nested in it, again (their
     ``__post_init__``): a field set after it was built (``config.trust.on_failure = "Raise"``, a typo that then
-    acted as the default) passed none."""
+    acted as the default) passed none. A nested config's error names its path (``SISAConfig.aggregator_train.lr``,
+    where it read ``TrainConfig.lr`` for both of SISA's)."""
+    path = path or type(config).__name__
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            recheck(value)
-    if hasattr(config, "__post_init__"):
+            recheck(value, f"{path}.{f.name}")
+    if not hasattr(config, "__post_init__"):
+        return
+    try:
         config.__post_init__()
+    except ValueError as error:
+        own = f"{type(config).__name__}."
+        if path == type(config).__name__ or not str(error).startswith(own):
+            raise
+        raise ValueError(f"{path}.{str(error)[len(own):]}") from None
 
 
 @contextlib.contextmanager
@@ -276,10 +285,15 @@ def build_config(cls: type, options: dict[str, Any] | None = None, base: Any = N
     Raises:
         ValueError: ``Cls.field: ...`` for an unknown field, a value of the wrong type, a value the
             config's own checks reject, or a nested config given both whole and by its dotted fields.
-        TypeError: ``options`` is no dict (a config of another class, a string).
+        TypeError: ``options`` is no dict (a config of another class, a string), or ``base`` is no ``cls``.
     """
     if not isinstance(options, (dict, type(None))):
         raise TypeError(f"{cls.__name__}: options must be a dict of its fields, got a {type(options).__name__}")
+    if base is not None and not isinstance(base, cls):  # without options it was returned as it was, another class
+        raise TypeError(f"{cls.__name__}: base must be a {cls.__name__}, got a {type(base).__name__}")
+    named = [key for key in (options or {}) if not isinstance(key, str)]
+    if named:  # a number failed in str.partition
+        raise ValueError(f"{cls.__name__}: option names are strings, got {named[0]!r}")
     grouped: dict[str, Any] = {}
     first: dict[str, str] = {}  # the first key that named each field, for the error below
     for key, value in (options or {}).items():
@@ -380,7 +394,12 @@ def _as_number(value: Any, text: str | None, kind: type) -> Any:
     # NumPy's scalars count as the Python numbers they stand for (a sweep over np.arange), stored as those.
     if kind is int:
         return int(value) if is_integer(value) else _MISS
-    return float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else _MISS
+    if not (isinstance(value, numbers.Real) and not isinstance(value, bool)):
+        return _MISS
+    try:
+        return float(value)
+    except OverflowError:  # an int past float's range (10**400): refused as not finite, by the field's name
+        return math.inf if value > 0 else -math.inf
 
 
 def _as_tuple(value: Any, args: tuple, parse: bool) -> Any:

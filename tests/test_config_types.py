@@ -109,6 +109,28 @@ def test_nan_and_infinities_are_refused_in_every_float_field(cls, name):
             cls(**{name: value})
 
 
+def test_huge_integers_other_classes_and_nested_edits_are_named():
+    """An int past float's range raised a bare OverflowError; a base of another class was returned as it was; a key
+    that is no string failed in str.partition; an edited nested TrainConfig named neither SISA's field nor its path."""
+    for make in (lambda: TrainConfig(lr=10 ** 400), lambda: build_config(TrainConfig, {"lr": -10 ** 400})):
+        with pytest.raises(ValueError, match=re.escape("TrainConfig.lr: must be finite (got")):
+            make()
+    with pytest.raises(TypeError, match="IFRUConfig: base must be a IFRUConfig, got a SISAConfig"):
+        build_config(IFRUConfig, {}, SISAConfig())
+    with pytest.raises(ValueError, match="IFRUConfig: option names are strings, got 1"):
+        build_config(IFRUConfig, {1: 2})
+    from graphforget.config import recheck
+    for field in ("train", "aggregator_train"):
+        config = SISAConfig(aggregator_train=TrainConfig())
+        getattr(config, field).lr = -1.0
+        with pytest.raises(ValueError, match=re.escape(f"SISAConfig.{field}.lr: must be > 0 (got -1.0)")):
+            recheck(config)
+    config = IFRUConfig()
+    config.solver.tol = 5.0  # IFRU's groups name their place themselves: as it was
+    with pytest.raises(ValueError, match=re.escape("IFRUConfig.solver.tol: must be < 1")):
+        recheck(config)
+
+
 def test_a_dict_becomes_the_nested_config_as_in_ifru():
     assert RetrainConfig(train={"lr": 0.1}) == RetrainConfig(TrainConfig(lr=0.1))
     assert FineTuneConfig(train={"epochs": 5}, epochs=2).train == TrainConfig(epochs=5)

@@ -685,6 +685,10 @@ def test_prune_without_hops_takes_one_ratio_per_order_of_the_receptive_field(pro
     message = "IFRUConfig.prune: one ratio per order 0..hops, 3 with hops=None (LightGCN's receptive field 2)"
     with pytest.raises(ValueError, match=re.escape(message + " (got (1.0,))")):
         IFRU(LightGCN(U, I, D, num_layers=2), graph, BCEObjective(), IFRUConfig(prune=(1.0,)))
+    edited = IFRU(LightGCN(U, I, D, num_layers=2), graph, BCEObjective(), IFRUConfig(prune=(1.0, 0.5, 0.5)))
+    edited.config.prune = (1.0,)  # after it was built: it failed deep inside, naming no option
+    with pytest.raises(ValueError, match=re.escape(message)):
+        edited.unlearn(graph[EDGE].edge_index[:, :2])
     with pytest.raises(ValueError, match=re.escape("SCIF fixes hops=0, spillover=False, prune=None, "
                                                    "curvature_of='original'; got prune=(1.0,)")):
         SCIF(LightGCN(U, I, D, num_layers=2), graph, BCEObjective(), IFRUConfig(prune=(1.0,)))

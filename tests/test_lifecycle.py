@@ -194,6 +194,11 @@ def test_options_a_method_fixes_are_refused_by_name_not_replaced():
     graph = planted_communities(20, 16, 2, 4, seed=0)
     with pytest.raises(ValueError, match="SCIF fixes .*got spillover=True"):  # and a dict given to the constructor
         METHODS["scif"](MF(20, 16, 4), graph, BCEObjective(), {"spillover": True})
+    # and one edited in place after it was built: an edited SCIF ran an IFRU step and called it SCIF's
+    scif = METHODS["scif"](MF(20, 16, 4), graph, BCEObjective())
+    scif.config.hops, scif.config.spillover = 2, True
+    with pytest.raises(ValueError, match="SCIF fixes .*got hops=2, spillover=True"):
+        scif.unlearn(graph[EDGE].edge_index[:, :2])
 
 
 def test_options_a_method_does_not_read_are_refused_in_every_form():
@@ -203,6 +208,25 @@ def test_options_a_method_does_not_read_are_refused_in_every_form():
         with pytest.raises(ValueError, match="bad options for 'finetune': FineTune does not read train"):
             method_config("finetune", options)
     assert method_config("finetune", {"train": {"lr": 0.5}}).train.lr == 0.5
+    graph = planted_communities(20, 16, 2, 4, seed=0)  # a dict given to the constructor: taken, recorded, not run
+    with pytest.raises(ValueError, match="FineTune does not read train.epochs"):
+        METHODS["finetune"](MF(20, 16, 4), graph, BCEObjective(), {"train": {"epochs": 50}})
+
+
+def test_a_method_built_with_a_dict_has_the_config_method_config_gives():
+    """SISA's and RecEraser's constructors started ``aggregator_train.*`` from a default TrainConfig (lr 0.01, batch
+    size 4096) where method_config starts it from ``train``; an edited config given to method_config was not checked
+    (run_attack trained the original before the method refused it)."""
+    options = {"train.lr": 0.1, "train.batch_size": 128, "aggregation": "attention", "aggregator_train.epochs": 2}
+    graph = planted_communities(20, 16, 2, 4, seed=0)
+    for name in ("sisa", "receraser"):
+        built = METHODS[name](MF(20, 16, 4), graph, BCEObjective(), dict(options)).config
+        assert built == method_config(name, dict(options))
+        assert built.aggregator_train == TrainConfig(epochs=2, lr=0.1, batch_size=128)
+    edited = IFRUConfig()
+    edited.trust.on_failure = "Raise"
+    with pytest.raises(ValueError, match="IFRUConfig.trust.on_failure"):
+        method_config("ifru", edited)
 
 
 def test_register_refuses_a_taken_name_or_none_unless_told_to_overwrite():

@@ -149,6 +149,30 @@ class Unlearner:
         """``config`` with the fields of :attr:`fixed` set: the config the method runs (and a run records)."""
         return dataclasses.replace(config, **cls.fixed) if cls.fixed else config
 
+    @classmethod
+    def config_of(cls, options: dict | None, base=None):
+        """The config the ``options`` (fields, dotted for nested ones) build onto ``base`` (default: the defaults),
+        with the fields the method fixes set: the same whether a method is built with a dict of options or through
+        :func:`~graphforget.unlearn.method_config` (FineTune's constructor took the ``train.epochs`` it does not
+        read, and SISA's started ``aggregator_train.*`` from a default TrainConfig rather than from ``train``).
+
+        Raises:
+            ValueError: an option of :attr:`unread` or one the method fixes, or one its config refuses.
+        """
+        given = option_names(options or {})  # a nested dict's too: {"train": {"epochs": 50}} is train.epochs
+        unread = sorted(key for key in cls.unread if key in given)
+        if unread:  # else recorded with the run, and silently not what ran
+            raise ValueError(f"{cls.__name__} does not read {cls.unread_advice(unread)}")
+        config = _config_with_aggregator_from_train(cls.Config, options or {}, base)
+        cls.check_fixed(config, given)
+        return cls.with_fixed(config)
+
+    def _check_config(self) -> None:
+        """The config's checks again at each :meth:`unlearn` (edited in place since the method was built), the fields
+        the method fixes too (an edited SCIF ran an IFRU step and called it SCIF's)."""
+        recheck(self.config)
+        self.check_fixed(self.config, self.fixed)
+
     def __init__(self, model: torch.nn.Module, graph: HeteroData, objective: Objective, config=None, *,
                  val: HeteroData | None = None):
         _check_types(model, graph, objective, val)
@@ -156,11 +180,11 @@ class Unlearner:
         if not (config is None or isinstance(config, (dict, self.Config))):
             raise TypeError(f"{type(self).__name__}: config must be an instance of {self.Config.__name__}, a dict of "
                             f"its options or None, got a {type(config).__name__}")
-        given = option_names(config) if isinstance(config, dict) else ()  # an explicit spillover=True is refused
-        config = config if isinstance(config, self.Config) else build_config(self.Config, config)
-        recheck(config)  # an instance's fields set after it was built passed no check
-        self.check_fixed(config, given)
-        self.config = self.with_fixed(config)
+        if isinstance(config, self.Config):
+            recheck(config)  # an instance's fields set after it was built passed no check
+            self.check_fixed(config)
+            config = self.with_fixed(config)
+        self.config = config if isinstance(config, self.Config) else self.config_of(config)
         training = getattr(self.config, "train", None)
         if isinstance(training, TrainConfig) and "train.optimizer" not in self.unread:  # here, not at unlearn()
             check_optimizer(training, objective, type(self).__name__)
@@ -274,7 +298,7 @@ class Unlearner:
 
     def _checked(self, request) -> tuple[Tensor, HeteroData, Tensor]:
         """The checks of :meth:`unlearn`: the request on the graph's device, the remaining graph, the positions."""
-        recheck(self.config)  # edited since the method was built
+        self._check_config()  # edited since the method was built
         check_finite(self.model)
         request = validate_pairs(self.graph, request).to(self.graph[EDGE].edge_index.device)
         if request.is_inference():  # made in the caller's inference_mode(): autograd could not save it
@@ -329,6 +353,24 @@ class Unlearner:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={type(self.model).__name__}, config={self.config})"
+
+
+def _config_with_aggregator_from_train(cls: type, options: dict, base):
+    """``build_config``, where dotted ``aggregator_train.*`` options change the config's ``train`` (what
+    ``aggregator_train=None`` means) rather than a default :class:`TrainConfig`: ``aggregator_train.epochs=2`` reset
+    the run's learning rate, batch size and seed. A dict given for ``aggregator_train`` is read as those options."""
+    nested = options.get("aggregator_train")
+    if isinstance(nested, dict) and not any(key.startswith("aggregator_train.") for key in options):
+        options = {**{key: value for key, value in options.items() if key != "aggregator_train"},
+                   **{f"aggregator_train.{key}": value for key, value in nested.items()}}  # a dict as dotted options
+    later = {key: value for key, value in options.items() if key.startswith("aggregator_train.")}
+    if "aggregator_train" in options or "aggregator_train" not in {f.name for f in dataclasses.fields(cls)}:
+        later = {}  # build_config names the clash, or the unknown option
+    config = build_config(cls, {key: value for key, value in options.items() if key not in later}, base)
+    if later:
+        config = build_config(cls, later, dataclasses.replace(config, aggregator_train=config.aggregator_train
+                                                              or config.train))
+    return config
 
 
 def _check_types(model, graph, objective, val=None) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch_geometric.data import HeteroData
 
-from ..config import build_config, option_names
+from ..config import build_config, recheck
 from ..objectives import Objective
 from ..train import TrainConfig
 from .base import Unlearner
@@ -65,43 +65,20 @@ def method_config(name: str, options: dict[str, Any] | Any = None, *, train: Tra
     """
     method = _method(name)
     cls = method.Config
-    if isinstance(options, cls):  # a ready config: not rebuilt, but checked against what the method fixes
+    if isinstance(options, cls):  # a ready config: not rebuilt, but checked again and against what the method fixes
+        recheck(options)  # edited in place: run_attack trained the original before the method refused it
         method.check_fixed(options)
         return method.with_fixed(options)
     if not isinstance(options, (dict, type(None))):
         raise TypeError(f"options for {name!r} must be a {cls.__name__}, a dict of its options or None, got a "
                         f"{type(options).__name__}")
-    given = option_names(options or {})  # a nested dict's too: {"train": {"epochs": 50}} is train.epochs
-    unread = sorted(key for key in method.unread if key in given)
-    if unread:  # else recorded with the run, and silently not what ran
-        raise ValueError(f"bad options for {name!r}: {method.__name__} does not read {method.unread_advice(unread)}")
     names = {f.name for f in dataclasses.fields(cls)}
     context = {key: value for key, value in (("train", train), ("seed", seed)) if value is not None and key in names}
     base = build_config(cls, context) if context else None
     try:
-        config = _config_with_aggregator_from_train(cls, options or {}, base)
-        method.check_fixed(config, given)
+        return method.config_of(options, base)
     except ValueError as error:
         raise ValueError(f"bad options for {name!r}: {error}") from error
-    return method.with_fixed(config)
-
-
-def _config_with_aggregator_from_train(cls: type, options: dict, base):
-    """``build_config``, where dotted ``aggregator_train.*`` options change the config's ``train`` (what
-    ``aggregator_train=None`` means) rather than a default :class:`TrainConfig`: ``aggregator_train.epochs=2`` reset
-    the run's learning rate, batch size and seed. A dict given for ``aggregator_train`` is read as those options."""
-    nested = options.get("aggregator_train")
-    if isinstance(nested, dict) and not any(key.startswith("aggregator_train.") for key in options):
-        options = {**{key: value for key, value in options.items() if key != "aggregator_train"},
-                   **{f"aggregator_train.{key}": value for key, value in nested.items()}}  # a dict as dotted options
-    later = {key: value for key, value in options.items() if key.startswith("aggregator_train.")}
-    if "aggregator_train" in options or "aggregator_train" not in {f.name for f in dataclasses.fields(cls)}:
-        later = {}  # build_config names the clash, or the unknown option
-    config = build_config(cls, {key: value for key, value in options.items() if key not in later}, base)
-    if later:
-        config = build_config(cls, later, dataclasses.replace(config, aggregator_train=config.aggregator_train
-                                                              or config.train))
-    return config
 
 
 def build_unlearner(name: str, model: torch.nn.Module, graph: HeteroData, objective: Objective,

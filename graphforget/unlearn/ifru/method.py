@@ -212,6 +212,10 @@ class IFRU(Unlearner):
             warn_caller(f"{name}: the objective has a contrastive term, but {why}: {name} differentiates the BPR risk "
                         "alone (IFRUConfig.contrastive=False says so and silences this)")
 
+    def _check_config(self) -> None:
+        super()._check_config()
+        _check_prune(self.config, self.model)  # edited to another length: it failed deep inside, naming no field
+
     def _of_training_edges(self, build):
         """``build(self.graph)``, built again only when the training graph's edges changed: every request reads what
         it builds, a scan of every edge (the message-passing degrees, the homogeneous index of the region searches)."""
