@@ -368,6 +368,8 @@ def test_fit_help_gives_no_defaults_for_the_models_it_refuses(capsys):
     assert "Adam learning rate (default: the preset's, 0.01)" in helps["fit"]
     assert "Adam learning rate (default: the preset's, 0.01; sgl/simgcl 0.005)" in helps["train"]
     assert "(default: the preset's, 100; sgl/simgcl 50; stationary: 500 L-BFGS iterations)" in helps["train"]
+    assert "LightGCN 1.0; sgl/simgcl 1e-4; stationary: per dataset)" in helps["train"]
+    assert "4096; sgl/simgcl 8192)" in helps["train"] and "(default: the preset's, 5; sgl/simgcl 0)" in helps["train"]
 
 
 @pytest.mark.parametrize("argv, fragment", [

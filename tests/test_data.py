@@ -707,6 +707,10 @@ def test_transforms_refuse_a_graph_that_make_interactions_would_refuse(edge_inde
     for transform in (lambda g: k_core(g, 1), lambda g: binarize(g, 0.5), random_split, add_negatives):
         with pytest.raises(ValueError, match=match):
             transform(graph)
+    if labels is None and "duplicated" not in match:  # relabel's own: ids (it keeps labels and pairs as given)
+        keep = [torch.ones(n, dtype=torch.bool) for n in (3, 3, graph[EDGE].edge_index.size(1))]
+        with pytest.raises(ValueError, match=match):  # a negative id came back as garbage
+            relabel(graph, *keep)
 
 
 def test_adjacencies_refuse_ids_out_of_range_and_a_pattern_a_repeated_pair():

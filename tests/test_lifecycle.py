@@ -316,6 +316,25 @@ def test_every_method_takes_a_graph_and_model_made_in_inference_mode(small_plant
     assert all(torch.equal(states[0][key], states[1][key]) for key in states[0])
 
 
+@pytest.mark.parametrize("name", ["unlearnrec", "sisa"])
+def test_an_inference_tensor_written_in_place_after_fit_is_seen(small_planted, name, one_thread):
+    """An inference tensor counts no version: a label flipped in place inside inference_mode() after fit() must still
+    be seen (its state is never read as unchanged), or UnlearnRec answers with an encoder pre-trained for another
+    graph."""
+    options = {"sisa": {"num_shards": 2}, "unlearnrec": {"pretrain_epochs": 1, "finetune_epochs": 1}}[name]
+    train_config = TrainConfig(epochs=1, batch_size=0, patience=0)
+    with torch.inference_mode():
+        graph = small_planted.clone()
+        model = MF(60, 40, 4)
+        model.reset_parameters(3)
+    unlearner = build_unlearner(name, model, graph, BCEObjective(l2=0.1), options, train=train_config).fit()
+    request = graph[EDGE].edge_index[:, :5].clone()
+    with torch.inference_mode():
+        graph[EDGE].edge_label[10] = 1 - graph[EDGE].edge_label[10]
+    with pytest.raises(ValueError, match="training graph changed since fit"):
+        unlearner.unlearn(request)
+
+
 def test_a_given_edge_weight_is_warned_of_where_the_result_propagates_with_it(small_planted):
     """The remaining graph keeps each remaining edge's given weight: whole-graph normalised weights went stale with
     the deletion, silently (FineTune fine-tuned LightGCN on them). Not for MF, which reads none, nor for SISA, whose

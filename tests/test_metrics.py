@@ -391,6 +391,18 @@ def test_metrics_refuse_pairs_counted_twice_and_labels_that_are_not_0_or_1():
         with pytest.raises(ValueError, match=message):
             mi_ng(model, graph, request, negatives)
     assert mi_ng(model, graph, request, torch.tensor([[3, 3], [1, 2]])) > 0
+    for negatives, message in ((torch.tensor([[3.0, 3.7], [1.0, 2.2]]), "negatives holds integer .* torch.float32"),
+                               (torch.tensor([[True, True], [False, True]]), "negatives holds integer .* torch.bool"),
+                               (torch.tensor([[3, 3], [1, 2], [0, 0]]), r"negatives must have shape \[2, N\]"),
+                               (torch.tensor([[3, 3], [1, -1]]), r"negatives holds 1 pairs with unknown ids, the "
+                                                                  r"first \(3, -1\)")):  # its key was pair (2, 2)'s
+        with pytest.raises(ValueError, match=message):
+            mi_ng(model, graph, request, negatives)
+    # Narrow integer negatives are keyed as int64: a uint8 key 3 * 100 + 5 overflowed and a trained pair passed
+    wide = make_interactions(torch.tensor([[0, 1, 3], [0, 1, 5]]), None, 4, 100)
+    for dtype in (torch.uint8, torch.int8, torch.int32):
+        with pytest.raises(ValueError, match=r"1 pairs of graph_after, .* the first \(3, 5\)"):
+            mi_ng(MF(4, 100, 2), wide, torch.tensor([[0], [1]]), torch.tensor([[3, 2], [5, 7]], dtype=dtype))
     for counts in ((2.5, 3), (3, float("inf")), (True, 3)):
         with pytest.raises(ValueError, match="pair counts must be integers"):
             auc_standard_error(0.5, *counts)
@@ -532,6 +544,8 @@ def test_auc_groups_names_inputs_that_do_not_fit():
     empty = auc_groups(scores, test_edges, labels, torch.zeros(2, 0, dtype=torch.long))
     assert math.isnan(empty["auc_1"]) and math.isnan(empty["auc_2"])
     assert auc_groups(scores, test_edges, labels, [[], []]) == pytest.approx(empty, nan_ok=True)
+    with pytest.raises(ValueError, match="request holds integer"):  # a tensor's dtype is checked, empty or not
+        auc_groups(scores, test_edges, labels, torch.empty(2, 0))
 
 
 class EveryUserScores(DistanceMF):
