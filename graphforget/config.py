@@ -394,7 +394,7 @@ def _as_number(value: Any, text: str | None, kind: type) -> Any:
     # NumPy's scalars count as the Python numbers they stand for (a sweep over np.arange), stored as those.
     if kind is int:
         return int(value) if is_integer(value) else _MISS
-    if not (isinstance(value, numbers.Real) and not isinstance(value, bool)):
+    if not is_real(value):
         return _MISS
     try:
         return float(value)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import inspect
-import json
 import os
 from abc import ABC, abstractmethod
 from importlib.metadata import entry_points
@@ -373,10 +372,11 @@ def _state_sha256(state: dict) -> str:
 
 
 def _meta_sha256(checkpoint: dict) -> str:
-    """The sha256 of everything but the tensors and the digests: the name, the config and the extra values, as sorted
-    JSON (a flipped bit in a config's ``num_layers`` loaded another model; torch does not check its zip's CRC)."""
+    """The sha256 of everything but the tensors and the digests: the name, the config and the extra values, by their
+    repr (a file keeps its dicts' order; a flipped bit in a config's ``num_layers`` loaded another model, and torch
+    does not check its zip's CRC)."""
     meta = {key: value for key, value in checkpoint.items() if key not in _CHECKPOINT_KEYS}
-    return hashlib.sha256(json.dumps(meta, sort_keys=True, default=repr).encode()).hexdigest()
+    return hashlib.sha256(repr(meta).encode()).hexdigest()
 
 
 def _plain(value, where: str):

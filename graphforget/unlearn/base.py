@@ -183,8 +183,9 @@ class Unlearner:
         if isinstance(config, self.Config):
             recheck(config)  # an instance's fields set after it was built passed no check
             self.check_fixed(config)
-            config = self.with_fixed(config)
-        self.config = config if isinstance(config, self.Config) else self.config_of(config)
+            self.config = self.with_fixed(config)
+        else:
+            self.config = self.config_of(config)
         training = getattr(self.config, "train", None)
         if isinstance(training, TrainConfig) and "train.optimizer" not in self.unread:  # here, not at unlearn()
             check_optimizer(training, objective, type(self).__name__)
