@@ -337,7 +337,8 @@ def save_model(model: Recommender, path: str | os.PathLike, name: str | None = N
         name, config: the name of the model's factory in :data:`MODELS` and its keyword arguments. By default
             the name its class is registered under and :meth:`Recommender.config`; when given, the model they
             build is checked against ``model`` first.
-        extra: plain values stored beside (not named ``state_dict`` or ``state_sha256``).
+        extra: plain values stored beside (not named ``state_dict``, ``state_sha256`` or ``meta_sha256``: the
+            checkpoint's own, the sha256 of its tensors and of the rest, which :func:`load_model` checks).
 
     Raises:
         ValueError: an unregistered model, ``name``/``config`` that do not rebuild it, an extra value under a
