@@ -412,6 +412,11 @@ def test_rejected_steps_are_retried_with_more_damping(early_stopped):
     assert attempts[0]["damping"] == 0 and attempts[0]["reason"] is not None
     assert all(b["damping"] == pytest.approx(10 * a["damping"]) for a, b in zip(attempts[1:], attempts[2:]))
     assert attempts[-1]["reason"] is None and result.info["damping"] == attempts[-1]["damping"]
+    # A damping of rounding noise (a stationary point's implicit ridge came out as 1e-11): its ladder could not reach
+    # the curvature's scale, and every retry gave the same step; it starts where a damping of 0 does
+    tiny, _ = _unlearn(models["lightgcn"], graph, request, IFRUConfig(solver=SolverConfig(damping=1e-11)))
+    assert tiny.info["trusted"] and tiny.info["attempts"][0]["damping"] == 1e-11
+    assert [a["damping"] for a in tiny.info["attempts"][1:]] == pytest.approx([a["damping"] for a in attempts[1:]])
 
 
 @pytest.mark.parametrize("kind", ["mf", "lightgcn"])

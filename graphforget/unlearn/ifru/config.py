@@ -124,7 +124,8 @@ class TrustConfig:
         min_ratio: the acceptance test: the actual decrease of the test's objective over the decrease
             its quadratic model predicts must be at least this (a trust-region ratio).
         retries: rejected steps are solved again with the damping multiplied by 10 (from 1% of the mean
-            curvature diagonal when it is 0), at most this many times. With CG the attempts share one Krylov
+            curvature diagonal when it is 0, or so small that the retries would not reach that: a stationary
+            point's implicit ridge of rounding noise), at most this many times. With CG the attempts share one Krylov
             space (a rejected attempt costs no second solve), and an attempt that has a retry after it stops at
             the first of CG's iterations 8, 16, 32, ... whose iterate fails the acceptance test (see
             :doc:`/methods`); ``info["attempts"]`` then counts the shared iterations.

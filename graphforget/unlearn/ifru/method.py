@@ -587,10 +587,10 @@ class IFRU(Unlearner):
         retries, phi = self.config.trust.retries, target.phi0
         step, ladder = None, None
         for attempt in range(retries + 1):
-            if attempt:
-                # from a curvature of zero diagonal (no data left, no L2), the ladder starts at RETRY_DAMPING itself
-                damping = (DAMPING_GROWTH * damping if damping > 0 else
-                           RETRY_DAMPING * mean_diagonal(curvature, phi) or RETRY_DAMPING)
+            if attempt == 1:
+                damping = _first_retry_damping(damping, curvature, phi, retries)
+            elif attempt:
+                damping *= DAMPING_GROWTH
             if ladder is None or not ladder.holds(damping):
                 ladder = Ladder(curvature, rhs, target, damping, retries + 1 - attempt, self.config)
             result, b, check = ladder.attempt(damping, last=attempt == retries)
@@ -826,6 +826,15 @@ def _check_precision(method, model) -> None:
     if low:
         raise ValueError(f"{type(method).__name__} needs float32 or float64 parameters, got {', '.join(low)}: unlearn "
                          "a model.float() copy (and cast the result back if you serve it in half precision)")
+
+
+def _first_retry_damping(damping: float, curvature, phi: Tensor, retries: int) -> float:
+    """The damping of the first retry: ``DAMPING_GROWTH`` times the first, or ``RETRY_DAMPING`` times the curvature's
+    mean diagonal where the ladder would not reach that: from 0, or from a stationary point's implicit ridge that is
+    rounding noise (1e-11: every retry gave the same step, and nothing was forgotten). From a curvature of zero
+    diagonal (no data left, no L2), ``RETRY_DAMPING`` itself."""
+    floor = RETRY_DAMPING * mean_diagonal(curvature, phi) or RETRY_DAMPING
+    return floor if damping * DAMPING_GROWTH ** retries < floor else DAMPING_GROWTH * damping
 
 
 def _check_prune(config: IFRUConfig, model) -> None:
