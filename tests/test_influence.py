@@ -656,6 +656,9 @@ def test_importance_of_a_node_without_edges_is_zero(graph):
     assert bool(torch.isfinite(scores).all()) and bool((scores[:, U + extra] == 0).all())
     torch.testing.assert_close(scores[:, :U + I], importance_scores(graph, request, 2))
     assert not bool(select_nodes(scores, None)[U + extra])
+    message = rf"degrees must be \[U \+ I\] = \[{U + I + 1}\], one per node, got \[{U + I}\]"
+    with pytest.raises(ValueError, match=message):
+        importance_scores(wider, request, 2, degrees=torch.ones(U + I))  # an IndexError inside torch
 
 
 def test_the_pair_pattern_is_kept_per_shape():

@@ -33,12 +33,16 @@ def importance_scores(graph: HeteroData, request: Tensor, hops: int, degrees: Te
     (:func:`message_passing_degrees`) when the caller keeps them, else counted here (a scan of every edge).
 
     Raises:
-        ValueError: ``hops`` is not an integer >= 0, or ``request`` is not ``[2, R]`` (user, item) ids of the graph.
+        ValueError: ``hops`` is not an integer >= 0, ``request`` is not ``[2, R]`` (user, item) ids of the graph, or
+            ``degrees`` is not ``[U + I]``.
     """
     check_hops(hops)
     check_pair_tensor(request, "request", "R")
     check_pair_ids(request, graph, "request")
     users = num_users(graph)
+    if degrees is not None and tuple(degrees.shape) != (users + num_items(graph),):  # torch's IndexError named none
+        raise ValueError(f"degrees must be [U + I] = [{users + num_items(graph)}], one per node, got "
+                         f"{list(degrees.shape)}")
     # float64: equal scores reached by other sums must stay equal for select_nodes' tie-break by id (in float32
     # 13/54 came out as 0.24074073 and 0.24074076, and the node of the larger id was kept)
     deg = (message_passing_degrees(graph) if degrees is None else degrees).double().clamp(min=1)
