@@ -884,7 +884,8 @@ def _warn_over_forgotten(figures: dict, retrain_command: str | None) -> None:
     if not figures["over_forgotten"]:
         return
     hint = f"; `{retrain_command}` shows an exact deletion's figures" if retrain_command else ""
-    print(f"OVER-FORGOTTEN: {figures['below_match']:.0%} of the requested interactions score below their matched "
+    # a share of votes: a user or item withdrawn whole (or left with label-0 edges only) is one, its interactions many
+    print(f"OVER-FORGOTTEN: {figures['below_match']:.0%} of the request's votes score below their matched "
           f"non-members (sign test p = {figures['over_forgetting_p']:.1e}): comparing a user's items, an attacker can "
           f"tell which were removed{hint}")
 

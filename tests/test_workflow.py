@@ -1609,7 +1609,7 @@ def test_an_over_forgotten_request_is_said_by_forget_and_verify(capsys, base, tm
     code, out, err = cli(capsys, "forget", "--run", base, "--users", "u3", "--method", "ifru", "--quiet",
                          "--out", tmp_path / "pushed")
     assert code == 0, err
-    assert ("OVER-FORGOTTEN: 95% of the requested interactions score below their matched non-members (sign test "
+    assert ("OVER-FORGOTTEN: 95% of the request's votes score below their matched non-members (sign test "
             f"p = 2.0e-06): comparing a user's items, an attacker can tell which were removed; `graphforget verify "
             f"--run {tmp_path / 'pushed'} --retrain` shows an exact deletion's figures") in out
     code, out, err = cli(capsys, "verify", "--run", tmp_path / "pushed", "--retrain", "--quiet")
