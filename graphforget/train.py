@@ -127,18 +127,19 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
             :class:`NotStationaryWarning` when L-BFGS stops above ``config.tol``.
 
     Raises:
-        ValueError: when the graph has no edges, the model no trainable parameter, its node counts differ from
-            the graph's, the graph's labels do not suit the objective
+        ValueError: when the graph has no edges or stores a pair twice (its term would count twice), the model no
+            trainable parameter, its node counts differ from the graph's, the graph's labels do not suit the objective
             (:meth:`~graphforget.objectives.Objective.check`), or the objective is BCE and no edge is labelled 0;
             when ``val`` does not fit the model or lacks pairs labelled 1 or 0 (its AUC, which early stopping
             follows, would be undefined); when the loss becomes NaN or infinite (a learning rate too high, or a
             non-finite value in the parameters); with L-BFGS, an objective with a contrastive term (its closure
             minimises :meth:`~graphforget.objectives.Objective.total`, which leaves the term out).
-        TypeError: an ``objective`` that is not an :class:`~graphforget.objectives.Objective` instance (its class,
-            say) or a ``config`` that is not a :class:`TrainConfig` (a dict).
+        TypeError: a ``model`` that is not a module instance, a ``graph`` or ``val`` that is not a ``HeteroData``, an
+            ``objective`` that is not an :class:`~graphforget.objectives.Objective` instance (its class, say) or a
+            ``config`` that is not a :class:`TrainConfig` (a dict).
     """
     config = TrainConfig() if config is None else config
-    _check_types(objective, config)
+    _check_types(model, graph, objective, config, val)
     recheck(config)  # a field set after it was built
     check_optimizer(config, objective)
     if config.data_parallel:  # ranks given different inputs would mix them, or wait forever for one that stopped
@@ -159,10 +160,14 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
 AN_OBJECTIVE = "an Objective instance, e.g. BCEObjective(l2=1.0)"
 
 
-def _check_types(objective, config) -> None:
-    """``TypeError`` naming the argument that is not what :func:`train` reads (a dict from JSON for the config, or the
-    objective's class for an instance, failed deep inside with an AttributeError or a missing argument)."""
-    check_instances({"objective": (objective, Objective, AN_OBJECTIVE),
+def _check_types(model, graph, objective, config, val) -> None:
+    """``TypeError`` naming the argument that is not what :func:`train` reads (a dict from JSON for the config, the
+    objective's or the model's class for an instance, an edge_index tensor for a graph, failed deep inside with an
+    AttributeError, an IndexError or a missing argument)."""
+    check_instances({"model": (model, torch.nn.Module, "a model instance, e.g. MF(num_users, num_items)"),
+                     "graph": (graph, HeteroData, "the interaction graph, a HeteroData (make_interactions)"),
+                     "val": (val, (HeteroData, type(None)), "a HeteroData of labelled pairs, or None"),
+                     "objective": (objective, Objective, AN_OBJECTIVE),
                      "config": (config, TrainConfig, "a TrainConfig (TrainConfig(**fields) for a dict)")}, "train: ")
 
 
@@ -248,6 +253,7 @@ def _train_adam(model, graph, objective: Objective, config: TrainConfig, val) ->
             break
     if best[2] is not None:
         model.load_state_dict(best[2])
+    _finite_parameters(model, len(history))  # the last step's loss is never computed: it diverged without a word
     seconds = clock.elapsed()
     log.info("trained %d epochs in %.1fs (best epoch %d)", len(history), seconds, best[1])
     return TrainResult(len(history), best[1] if val is not None else len(history), best[0], seconds, history)
@@ -280,6 +286,12 @@ def check_val(model: torch.nn.Module, val: HeteroData) -> None:
                          "sampled non-interactions with graphforget.data.add_negatives, or pass val=None)")
 
 
+def _finite_parameters(model: torch.nn.Module, epoch: int) -> None:
+    """A ``ValueError`` when a trained parameter is NaN or infinite after ``epoch`` (as :func:`_finite_loss`)."""
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters() if p.requires_grad):
+        _finite_loss(math.nan, epoch)
+
+
 def _finite_loss(loss: float, epoch: int) -> float:
     """``loss``, or a ``ValueError`` when it is NaN or infinite (the parameters are lost from there on)."""
     if not math.isfinite(loss):
@@ -300,6 +312,7 @@ def _check_all(model: torch.nn.Module, graph: HeteroData, objective: Objective, 
 def _check_inputs(model: torch.nn.Module, graph: HeteroData, objective: Objective) -> None:
     """Model/graph sizes, the trainable parameters, and the labels against the objective."""
     check_interactions(graph)
+    check_unique_pairs(graph[EDGE].edge_index, num_items(graph), "the training graph")  # as Retrain refuses it
     check_model_fits(model, graph)
     if not any(p.requires_grad for p in model.parameters()):  # torch's optimizer would say "an empty parameter list"
         raise ValueError("the model has no trainable parameter (every requires_grad is False): nothing to train")
@@ -361,7 +374,10 @@ def _train_lbfgs(model, graph, objective: Objective, config: TrainConfig, val) -
                 row["val_auc"] = evaluate_auc(model, graph, val, what="val")["auc_0"]
             history.append(row)
             bar.set_postfix({k: f"{v:.2e}" for k, v in row.items() if k != "epoch"})
-            if gradient <= config.tol or iterations == done:  # stationary, or no progress possible
+            # stationary, or no progress possible: no iteration, or the same point as the last chunk's (in float32 a
+            # stalled run took one iteration a chunk until epochs ran out, then advised raising them)
+            stalled = len(history) > 1 and (row["loss"], gradient) == (history[-2]["loss"], history[-2]["max_gradient"])
+            if gradient <= config.tol or iterations == done or stalled:
                 break
             done = iterations
     optimizer.zero_grad(set_to_none=True)

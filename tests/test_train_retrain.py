@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from dataclasses import replace
 
@@ -217,6 +218,42 @@ def test_train_names_an_argument_of_the_wrong_type(split):
     with pytest.raises(TypeError, match=r"^train: objective must be an Objective instance, e.g. "
                                         r"BCEObjective\(l2=1.0\), got the class BCEObjective$"):
         train(model, split.train, BCEObjective, TrainConfig(epochs=1))
+    # the model's class, an edge_index for a graph, pairs for val: torch's IndexError, a KeyError, a missing argument
+    for args, message in (((MF, split.train), "model must be a model instance, .* got the class MF"),
+                          ((model, split.train[EDGE].edge_index), "graph must be the interaction graph, a HeteroData "
+                                                                  r"\(make_interactions\), got a Tensor"),
+                          ((model, split.train, {"user": 1}), "val must be a HeteroData of labelled pairs, or None, "
+                                                              "got a dict")):
+        with pytest.raises(TypeError, match=f"^train: {message}$"):
+            train(*args[:2], BCEObjective(), TrainConfig(epochs=1), *args[2:])
+
+
+def test_train_refuses_a_pair_stored_twice_and_a_last_step_that_diverged(split):
+    """A pair stored twice counted twice (its LightGCN adjacency entry 0.8165, not 0.7071), where Retrain refused it;
+    a NaN gradient at the last step left the parameters NaN, without the error a NaN loss raises one epoch later."""
+    twice = split.train.clone()
+    twice[EDGE].edge_index = torch.cat([split.train[EDGE].edge_index, split.train[EDGE].edge_index[:, :1]], 1)
+    twice[EDGE].edge_label = torch.cat([split.train[EDGE].edge_label, split.train[EDGE].edge_label[:1]])
+    with pytest.raises(ValueError, match="the training graph holds 1 duplicated"):
+        train(fresh(MF, split, seed=0), twice, BCEObjective(), TrainConfig(epochs=1))
+    model = fresh(MF, split, seed=0)
+    model.user_emb.weight.register_hook(lambda grad: grad * math.nan)
+    with pytest.raises(ValueError, match="train: the training loss is nan at epoch 1: lower the learning rate"):
+        train(model, split.train, BCEObjective(), TrainConfig(epochs=1, batch_size=0))
+
+
+def test_lbfgs_stops_where_a_chunk_leaves_the_point_as_it_was():
+    """In float32 a stalled L-BFGS took one iteration a chunk, each the same point, until its epochs ran out, and then
+    advised raising them; it stops at the first chunk that moves nothing, and says to train in float64."""
+    gen = torch.Generator().manual_seed(2)
+    keys = torch.randperm(20 * 25, generator=gen)[:200]
+    graph = make_interactions(torch.stack([keys // 25, keys % 25]), (torch.rand(200, generator=gen) > 0.3).float(), 20,
+                              25)
+    model = MF(20, 25, 4)
+    model.reset_parameters(7)
+    with pytest.warns(NotStationaryWarning, match=r"\(it made no more progress: train in float64\)$"):
+        result = train(model, graph, BCEObjective(l2=1.0), TrainConfig(epochs=400, optimizer="lbfgs", tol=1e-7))
+    assert result.epochs < 100 and result.history[-1]["loss"] == result.history[-2]["loss"]
 
 
 def test_training_errors(split):
