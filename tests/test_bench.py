@@ -447,6 +447,12 @@ def test_bad_input_is_refused_before_training(tmp_path):
         with pytest.raises(ValueError, match=re.escape(message)):
             run_bench(protocol, "synthetic", params=params, out=tmp_path)
     assert not (tmp_path / "cells").exists()
+    notes = tmp_path / "mine"  # a folder of one's own: its results.md was overwritten
+    notes.mkdir()
+    (notes / "results.md").write_text("my notes\n")
+    with pytest.raises(ValueError, match="holds results.md and no cells/: it is no bench's output"):
+        run_bench("stream", "synthetic", out=notes)
+    assert (notes / "results.md").read_text() == "my notes\n"
 
 
 def test_parse_params():

@@ -253,10 +253,12 @@ def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str =
         after_cell: called with each cell and its record once it is done (computed or read back).
 
     Raises:
-        ValueError: an unknown protocol, dataset, method, parameter or option, a parameter of the wrong type, or a
-            ``root`` that is not read, before anything is trained.
+        ValueError: an unknown protocol, dataset, method, parameter or option, a parameter of the wrong type, a
+            ``root`` that is not read, or an ``out`` that holds files of something else than a bench (its
+            ``results.md`` would be overwritten), before anything is trained.
     """
     methods = _methods_to_run(protocol, methods)
+    _check_bench_out(out)
     if isinstance(dataset, DataSource) and root is not None:  # it was ignored
         raise ValueError("root is for a named dataset: a DataSource carries its own (DataSource.root)")
     source = dataset if isinstance(dataset, DataSource) else DataSource(dataset, None if root is None else str(root))
@@ -282,6 +284,18 @@ def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str =
         from .report import write_reports
         result.files = [str(p) for p in write_reports(result, Path(out))]
     return result
+
+
+def _check_bench_out(out) -> None:
+    """Raises ``ValueError`` when ``out`` holds files but no ``cells/``: not a bench's output (new, empty, or one to
+    resume), whose ``results.json`` and ``results.md`` would be overwritten (a folder of one's own notes was)."""
+    if out is None or not Path(out).is_dir() or (Path(out) / "cells").is_dir():
+        return
+    held = sorted(path.name for path in Path(out).iterdir())
+    if held:
+        raise ValueError(f"out {out} holds {', '.join(held[:3])}{', ...' if len(held) > 3 else ''} and no cells/: it is "
+                         "no bench's output, whose reports would overwrite them; give a new or empty directory, or a "
+                         "bench's out to resume")
 
 
 def _record(cell: Cell, cache: CellCache | None, workspace: Workspace, hparams, source, device, progress) -> dict:
