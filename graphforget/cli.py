@@ -297,6 +297,9 @@ def _load_run(run: str, device: str, root: str | None = None):
 def _model_path(run: str) -> Path:
     """``RUN/model.pt``, which must exist."""
     path = Path(run) / "model.pt"
+    if Path(run).exists() and not Path(run).is_dir():  # a file: `train --out FILE`, the advice below, fails too
+        raise UsageError(f"graphforget: error: --run {run} is not a run directory: give the directory a `train` or "
+                         "`fit` run wrote (it holds model.pt)")
     if not path.is_file() and (Path(run) / "metrics.json").is_file():  # unlearn's output of an ensemble (SISA)
         raise UsageError(f"graphforget: error: no model.pt in {run}: the method's result is not one model of the run's "
                          f"class, so only its metrics were kept ({Path(run) / 'metrics.json'})")

@@ -427,6 +427,10 @@ def test_an_ensembles_output_is_not_evaluated_and_says_why(trained_run, tmp_path
 def test_missing_model_and_unknown_method_on_a_run(trained_run, tmp_path, capsys):
     code, _, err = run_cli(capsys, "evaluate", "--run", str(tmp_path))
     assert code == 2 and err.count("\n") == 1 and "no model.pt in" in err
+    # a file, the run's model.pt say: the advice `graphforget train --out FILE` failed when followed
+    code, _, err = run_cli(capsys, "evaluate", "--run", str(trained_run / "model.pt"))
+    assert code == 2 and err.count("\n") == 1 and "is not a run directory: give the directory" in err
+    assert "train --out" not in err
     code, _, err = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "nope", "--out", str(tmp_path))
     assert code == 2 and err.count("\n") == 1 and "unknown method 'nope'" in err
     code, _, err = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "ifru", "--option", "bogus=1",
