@@ -901,7 +901,8 @@ def _add_workflow_commands(sub) -> None:
                                    "feedback, split off validation (and test) pairs, write a run directory.")
     _data_file_flags(p, required=True)
     p.add_argument("--negatives", type=_non_negative, default=0,
-                   help="sampled non-interactions per interaction (implicit feedback needs them; default: 0)")
+                   help="sampled non-interactions per positive pair (label 1; every pair of implicit feedback, which "
+                        "needs them; default: 0)")
     p.add_argument("--model", type=_registered_model, default="mf",
                    help=f"recommender: {', '.join(FIT_MODELS)}, {_YOUR_MODEL} (default: mf)")
     _hyperparameters(p, training=False)

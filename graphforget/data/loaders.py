@@ -249,6 +249,8 @@ def load_movielens_100k(root: str | os.PathLike) -> HeteroData:
         path = root
     else:
         path = root / "u.data" if (root / "u.data").is_file() else root / "ml-100k" / "u.data"
+        if not path.is_file():  # it named ml-100k/u.data alone, though a u.data in root is read first
+            raise FileNotFoundError(f"dataset file not found: no u.data in {root} nor in {root / 'ml-100k'}")
     table = _read_int_table(path, ("user", "item", "rating", "timestamp"))
     return _from_raw(path, table[:, 0], table[:, 1], table[:, 2], {"timestamp": table[:, 3]})
 
