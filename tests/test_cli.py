@@ -402,6 +402,10 @@ def test_fit_help_gives_no_defaults_for_the_models_it_refuses(capsys):
     # A seed out of range was refused once the data was read and 5-cored.
     (["train", "--out", "x", "--seed", "-1"], "argument --seed: expected an integer in [0, 2**32), got -1"),
     (["demo", "--seed", str(2**32)], "argument --seed: expected an integer in [0, 2**32), got 4294967296"),
+    # flags read by nothing were recorded with the run as if used (MF's model.pt was byte-identical without them)
+    (["train", "--model", "mf", "--layers", "3", "--out", "x"], "--layers is not read: MF has no layers"),
+    (["train", "--training", "stationary", "--batch-size", "7", "--out", "x"],
+     "--batch-size is not read: --training stationary trains by full-batch L-BFGS"),
     (["forget", "--run", "x", "--users", "1", "--method", "ifru", "--out", "y", "--seed", "1.5"],
      "argument --seed: expected an integer in [0, 2**32), got '1.5'"),
 ])
