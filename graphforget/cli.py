@@ -1022,7 +1022,8 @@ def _hyperparameters(parser, training: bool) -> None:
               "patience": "; sgl/simgcl 0"} if training else {})
     parser.add_argument("--embedding-dim", type=_positive, help="embedding size (default: 64)")
     parser.add_argument("--layers", type=int, help="LightGCN layers (default: 2)")
-    parser.add_argument("--lr", type=float, help=f"Adam learning rate (default: the preset's, 0.01{notes.get('lr', '')})")
+    parser.add_argument("--lr", type=float,
+                        help=f"Adam learning rate (default: the preset's, 0.01{notes.get('lr', '')})")
     parser.add_argument("--l2", type=float, help="L2 strength of the summed objective (default: the preset's, MF 5.0, "
                         f"LightGCN 1.0{notes.get('l2', '')})")
     parser.add_argument("--epochs", type=_positive, help="maximum epochs (default: the preset's, 100"

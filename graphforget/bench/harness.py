@@ -259,10 +259,7 @@ def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str =
     """
     methods = _methods_to_run(protocol, methods)
     _check_bench_out(out)
-    if isinstance(dataset, DataSource) and root is not None:  # it was ignored
-        raise ValueError("root is for a named dataset: a DataSource carries its own (DataSource.root)")
-    source = dataset if isinstance(dataset, DataSource) else DataSource(dataset, None if root is None else str(root))
-    seeds = _seed_list(seeds)
+    source, seeds = _data_source(dataset, root), _seed_list(seeds)
     spec = PROTOCOLS[protocol]
     unknown = set(params or {}) - set(spec.defaults(quick))
     if unknown:
@@ -286,6 +283,14 @@ def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str =
     return result
 
 
+def _data_source(dataset: str | DataSource, root) -> DataSource:
+    """``dataset`` as a :class:`~graphforget.bench.data.DataSource`: a name read from ``root``, or a source as given
+    (refused with a ``root``, which it ignored)."""
+    if isinstance(dataset, DataSource) and root is not None:
+        raise ValueError("root is for a named dataset: a DataSource carries its own (DataSource.root)")
+    return dataset if isinstance(dataset, DataSource) else DataSource(dataset, None if root is None else str(root))
+
+
 def _check_bench_out(out) -> None:
     """Raises ``ValueError`` when ``out`` holds files but no ``cells/``: not a bench's output (new, empty, or one to
     resume), whose ``results.json`` and ``results.md`` would be overwritten (a folder of one's own notes was)."""
@@ -293,9 +298,9 @@ def _check_bench_out(out) -> None:
         return
     held = sorted(path.name for path in Path(out).iterdir())
     if held:
-        raise ValueError(f"out {out} holds {', '.join(held[:3])}{', ...' if len(held) > 3 else ''} and no cells/: it is "
-                         "no bench's output, whose reports would overwrite them; give a new or empty directory, or a "
-                         "bench's out to resume")
+        shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+        raise ValueError(f"out {out} holds {shown} and no cells/: it is no bench's output, whose reports would "
+                         "overwrite them; give a new or empty directory, or a bench's out to resume")
 
 
 def _record(cell: Cell, cache: CellCache | None, workspace: Workspace, hparams, source, device, progress) -> dict:

@@ -45,7 +45,8 @@ class SimGCL(LightGCN):
                  eps: float = 0.1):
         if num_layers < 1:
             raise ValueError("SimGCL averages layers 1..K: num_layers must be >= 1")
-        if not (is_real(eps) and 0 <= eps < math.inf):  # rejects NaN too: NaN or infinite noise makes every view non-finite
+        # rejects NaN too: NaN or infinite noise makes every view non-finite
+        if not (is_real(eps) and 0 <= eps < math.inf):
             raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
         super().__init__(num_users, num_items, embedding_dim, num_layers)
         self.eps = float(eps)

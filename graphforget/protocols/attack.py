@@ -193,6 +193,11 @@ def prepare_attack_data(dataset: str = "ml-100k", root: str | os.PathLike | None
         source = f"Book-Crossing from {where} ({CORE}-core, labels as given)"
     if graph[EDGE].edge_index.size(1) == 0:
         raise ValueError(f"no interactions left in {where} after the {CORE}-core")
+    return _split_and_attack(graph, source, dataset, attack_ratio, seed)
+
+
+def _split_and_attack(graph: HeteroData, source: str, dataset: str, attack_ratio: float, seed: int) -> AttackData:
+    """The protocol's 6:2:2 split of the prepared ``graph`` and the attack on its training part."""
     split = random_split(graph, (0.6, 0.2, 0.2), seed=seed)
     attacked, request = attack_flip(split.train, attack_ratio, seed=seed)
     source += (f"; 6:2:2 split, {split.train[EDGE].edge_index.size(1)} training edges, "
