@@ -377,6 +377,9 @@ def _evaluate_attack_run(args) -> dict:
 def _evaluate_own_run(args) -> dict:
     """The test AUC of a ``fit``/``forget`` run on its own held-out pairs (``None`` where they lack a class)."""
     from .workflow import heldout_auc
+    if args.root is not None:  # it was accepted and not read, a missing directory too
+        raise UsageError(f"graphforget: error: --root is for a `train` run, whose data is rebuilt: {args.run} is a "
+                         "`fit`/`forget` run, which holds its own held-out pairs")
     run = load_run(args.run)
     device = torch.device(args.device)
     out = {"test_auc": heldout_auc(run.model.to(device), run.graph.to(device), run.test.to(device)),

@@ -821,6 +821,8 @@ def test_evaluate_reads_a_fit_run(capsys, base, tmp_path):
     printed = json.loads(out)
     assert printed["test_auc"] == pytest.approx(load_run(base).info["metrics"]["test_auc"], abs=1e-12)
     assert printed["kind"] == "fit" and printed["method"] == "original" and "note" not in printed
+    code, out, err = cli(capsys, "evaluate", "--run", base, "--root", tmp_path / "no-such-dir")  # exited 0, unread
+    assert code == 2 and err.count("\n") == 1 and "--root is for a `train` run" in err
     run = load_run(base)
     positives = run.test[EDGE].edge_label == 1
     interactions = [[str(run.graph[node].raw_id[k]) for node, k in zip(("user", "item"), pair)]
