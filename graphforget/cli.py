@@ -770,13 +770,13 @@ def _hparam_changes(args, preset: Hyperparameters) -> dict:
         UsageError: naming the flag whose value the preset's checks refuse.
     """
     changes = {field: getattr(args, name) for field, name in _HPARAM_FLAGS.items() if getattr(args, name) is not None}
-    unread = {"num_layers": preset.model == "mf"}  # else recorded with the run, and nothing of it in the model
-    if preset.train.optimizer == "lbfgs":  # full batch, to stationarity: L-BFGS reads none of them
-        unread.update({"train.lr": True, "train.batch_size": True, "train.patience": True})
-    for field in (field for field, refused in unread.items() if refused and field in changes):
-        flag = "--" + _HPARAM_FLAGS[field].replace("_", "-")
-        why = "MF has no layers" if field == "num_layers" else "--training stationary trains by full-batch L-BFGS"
-        raise UsageError(f"graphforget: error: {flag} is not read: {why}")
+    # flags nothing reads, else recorded with the run and nothing of them in the model
+    unread = {"num_layers": "MF has no layers"} if preset.model == "mf" else {}
+    if preset.train.optimizer == "lbfgs":  # full batch, to stationarity
+        unread.update(dict.fromkeys(("train.lr", "train.batch_size", "train.patience"),
+                                    "--training stationary trains by full-batch L-BFGS"))
+    for field in (field for field in unread if field in changes):
+        raise UsageError(f"graphforget: error: --{_HPARAM_FLAGS[field].replace('_', '-')} is not read: {unread[field]}")
     for field, value in changes.items():
         try:
             preset.replace({field: value})

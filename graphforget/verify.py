@@ -193,24 +193,16 @@ def _withdrawn_items(graph: HeteroData, pairs: Tensor) -> Tensor:
     return _left_without_edges(graph, pairs, 1) & ~_left_without_edges(graph, pairs, 0)
 
 
-def _left_without_interactions(graph: HeteroData, pairs: Tensor, row: int) -> Tensor:
+def _left_without_edges(graph: HeteroData, pairs: Tensor, row: int, interactions: Tensor | None = None) -> Tensor:
     """``[R]`` whether the deletion of ``pairs`` (distinct edges of ``graph``) leaves each one's user (``row`` 0) or
-    item (1) without any interaction (an edge labelled above 0.5): withdrawn whole, or left with label-0 edges only."""
+    item (1) without any edge, of any label; with ``interactions`` (``[R]``: whether each pair is labelled above
+    0.5), without any interaction: withdrawn whole, or left with label-0 edges only."""
     count = num_users(graph) if row == 0 else num_items(graph)
-    store = graph[EDGE]
-    positive = store.edge_label.cpu() > 0.5
-    left = torch.bincount(store.edge_index[row].cpu()[positive], minlength=count)
-    removed = _contains(pair_keys(store.edge_index[:, positive].cpu(), num_items(graph)).sort().values,
-                        pair_keys(pairs, num_items(graph)))
-    return (left - torch.bincount(pairs[row][removed], minlength=count))[pairs[row]] == 0
-
-
-def _left_without_edges(graph: HeteroData, pairs: Tensor, row: int) -> Tensor:
-    """``[R]`` whether the deletion of ``pairs`` (distinct edges of ``graph``) leaves each one's user (``row`` 0) or
-    item (1) without any edge, of any label."""
-    count = num_users(graph) if row == 0 else num_items(graph)
-    left = torch.bincount(graph[EDGE].edge_index[row].cpu(), minlength=count)
-    return (left - torch.bincount(pairs[row], minlength=count))[pairs[row]] == 0
+    edges, removed = graph[EDGE].edge_index[row].cpu(), pairs[row]
+    if interactions is not None:
+        edges, removed = edges[graph[EDGE].edge_label.cpu() > 0.5], removed[interactions]
+    left = torch.bincount(edges, minlength=count) - torch.bincount(removed, minlength=count)
+    return left[pairs[row]] == 0
 
 
 def _matched_by_item(graph: HeteroData, pairs: Tensor, matched: Tensor, kept: Tensor, by_item: Tensor, seed: int,
@@ -678,9 +670,9 @@ def _plan(original: HeteroData, pairs: Tensor, before, seed: int, num_buckets: i
     if non_members.size(1) == 0:
         raise ValueError("no requested edge has a matched non-member (every requested user has an edge with every "
                          "item, or every user one with the withdrawn items), so membership cannot be tested")
-    labels = torch.ones(pairs.size(1))  # without the graph before the deletion the labels are unknown: 1
-    if before is not None:
-        labels = (original[EDGE].edge_label.cpu()[positions] > 0.5).float()
+    interactions = original[EDGE].edge_label.cpu()[positions] > 0.5
+    # without the graph before the deletion the labels are unknown: 1
+    labels = interactions.float() if before is not None else torch.ones(pairs.size(1))
     edges = torch.cat([pairs, non_members.cpu()], 1)
     # The pairs of an item withdrawn whole share its row, which an exact deletion leaves untrained: its random
     # direction puts them all above or all below their matches (a Retrain of ML-100K's item 50: 59% below, p 4e-4).
@@ -688,8 +680,8 @@ def _plan(original: HeteroData, pairs: Tensor, before, seed: int, num_buckets: i
     # LightGCN: 4 of 120 flagged at 1e-3 when each interaction voted), and a user's or an item's left with label-0
     # edges only: its row, trained on those alone, puts its removed interactions below their matches together (an
     # exact Retrain of one ML-100K user's liked items, its dislikes kept, was flagged in 9 of 40 users).
-    count, users, items = pairs.size(1), _left_without_interactions(original, pairs, 0), \
-        _left_without_interactions(original, pairs, 1)
+    count = pairs.size(1)
+    users, items = (_left_without_edges(original, pairs, row, interactions) for row in (0, 1))
     votes = torch.where(items & ~users, count + pairs[1], torch.arange(count))
     votes = torch.where(users, count + num_items(original) + pairs[0], votes)
     return _Plan(edges, count, kept.cpu(), 2 * torch.cat([labels, labels[kept]]).double() - 1, votes,

@@ -963,8 +963,9 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
 
 def _parent_and_request(run: str | os.PathLike | Run, **given) -> tuple[Run, Request]:
     """The parent run (read, or a loaded one as it was loaded) and its checked request (:func:`build_request`)."""
+    if isinstance(run, Run):  # one read from disk here is as loaded: its content was hashed once, by load_run
+        run.check_as_loaded()
     parent = run if isinstance(run, Run) else load_run(run)
-    parent.check_as_loaded()
     request = build_request(parent, **given)
     _check_leaves_edges(parent, request)
     return parent, request

@@ -57,6 +57,11 @@ def relabel(graph: HeteroData, keep_users: Tensor, keep_items: Tensor, edge_mask
     orphans = edge_mask & ~(keep_users[ei[0]] & keep_items[ei[1]])
     if bool(orphans.any()):
         raise ValueError(f"edge_mask keeps {int(orphans.sum())} edges of dropped users or items")
+    return _relabel(graph, keep_users, keep_items, edge_mask)
+
+
+def _relabel(graph: HeteroData, keep_users: Tensor, keep_items: Tensor, edge_mask: Tensor) -> HeteroData:
+    """:func:`relabel` without its checks: for k_core and random_split, which checked the graph and built the masks."""
     masks = {"user": keep_users, "item": keep_items}
     out = edge_subgraph(graph, edge_mask)
     # numpy node attributes (string raw ids) are selected here: PyG indexes them with the torch mask, which numpy
@@ -95,7 +100,7 @@ def k_core(graph: HeteroData, k: int) -> HeteroData:
         if torch.equal(still, alive):
             break
         alive = still
-    return relabel(graph, deg_u >= k, deg_i >= k, alive)
+    return _relabel(graph, deg_u >= k, deg_i >= k, alive)
 
 
 def binarize(graph: HeteroData, threshold: float) -> HeteroData:
@@ -175,7 +180,7 @@ def random_split(graph: HeteroData, ratios=(0.6, 0.2, 0.2), seed: int = 0) -> Sp
     if any(dropped):  # by design (the model has no row for them), but said
         log.info("random_split: dropped %d validation and %d test pairs whose user or item has no training edge",
                  *dropped)
-    train, val, test = (relabel(graph, seen_users, seen_items, m & known) for m in masks)
+    train, val, test = (_relabel(graph, seen_users, seen_items, m & known) for m in masks)
     return Split(train, val, test)
 
 
