@@ -482,12 +482,24 @@ def load_run(path: str | os.PathLike, map_location="cpu") -> Run:
     return run
 
 
-def _parent_path(child: Path, parent: dict) -> Path:
-    """The parent's directory: the recorded path relative to the child's folder, else the absolute one."""
-    relative = (child.parent / parent["relative_path"]) if parent.get("relative_path") else None
-    if relative is not None and relative.is_dir():
-        return relative.resolve()
-    return Path(parent["path"])
+def recorded_run(relative: Path | None, recorded: str | os.PathLike, sha256: str | None, gone: str,
+                 changed: str) -> Path:
+    """A run's directory found from a record: at ``relative`` first (a moved tree of runs still resolves), then at the
+    ``recorded`` path; the first whose ``run.json`` has ``sha256`` (``None``: any), since another run or folder of
+    the same name may sit at the relative path (a run copied on its own into a folder of other runs).
+
+    Raises:
+        FileNotFoundError: ``gone``, when neither place holds a ``run.json``.
+        ValueError: ``changed`` with ``{path}`` filled in, when those found hold another one.
+    """
+    candidates = [relative.resolve()] if relative is not None else []
+    found = [path for path in dict.fromkeys([*candidates, Path(recorded)]) if (path / "run.json").is_file()]
+    if not found:
+        raise FileNotFoundError(gone)
+    same = [path for path in found if sha256 is None or sha256_file(path / "run.json") == sha256]
+    if not same:
+        raise ValueError(changed.format(path=" or ".join(map(str, found))))
+    return same[0]
 
 
 def lineage(run: str | os.PathLike | Run) -> list[Path]:
@@ -512,11 +524,10 @@ def lineage(run: str | os.PathLike | Run) -> list[Path]:
     _check_last_audit_line(path, info, lines)
     while info["lineage"].get("parent"):
         parent = info["lineage"]["parent"]
-        parent_path = _parent_path(chain[-1], parent)
-        if not (parent_path / "run.json").is_file():
-            raise FileNotFoundError(f"the parent run {parent['path']} of {chain[-1]} is gone")
-        if sha256_file(parent_path / "run.json") != parent["run_sha256"]:
-            raise ValueError(f"the parent run {parent_path} changed after {chain[-1]} was derived from it")
+        relative = chain[-1].parent / parent["relative_path"] if parent.get("relative_path") else None
+        parent_path = recorded_run(relative, parent["path"], parent["run_sha256"],
+                                   f"the parent run {parent['path']} of {chain[-1]} is gone",
+                                   f"the parent run {{path}} changed after {chain[-1]} was derived from it")
         info = _read_info(parent_path)
         _check_files(parent_path, info)  # every run the report counts, not the root and the leaf alone
         child_lines, lines = lines, _audit_lines(parent_path)

@@ -52,8 +52,8 @@ from .io import to_jsonable, write_json
 from .metrics import evaluate_auc
 from .presets import CONTRASTIVE, Hyperparameters, default_hparams, recorded_objective
 from .models.base import module_on
-from .runs import (Run, directory_lock, enclosing_run, fsync_directory, lineage, load_run, refuse_taken, request_sha256,
-                   save_run, sha256_file, utc_now)
+from .runs import (Run, directory_lock, enclosing_run, fsync_directory, lineage, load_run, recorded_run, refuse_taken,
+                   request_sha256, save_run, sha256_file, utc_now)
 from .train import train
 from .unlearn import METHODS, UnlearningFailed, UnlearnResult, build_unlearner, method_config
 from .unlearn.base import EMPTY_INFO, non_finite
@@ -1178,17 +1178,11 @@ class ForgetStream:
         then as recorded; checked against the ``run.json`` the stream was created from (a stream from before these
         were recorded: its path alone)."""
         config = self.config
-        relative = (self.directory / config["base_relative"]).resolve() if config.get("base_relative") else None
-        found = [path for path in dict.fromkeys(p for p in (relative, Path(config["base"])) if p is not None)
-                 if (path / "run.json").is_file()]
-        if not found:
-            raise FileNotFoundError(f"the base run {config['base']} of the stream {self.directory} is gone (needed "
-                                    "until a request is applied)")
-        same = [path for path in found if config.get("base_sha256", sha256_file(path / "run.json")) ==
-                sha256_file(path / "run.json")]  # a copied stream: another run may sit where the base was
-        if not same:
-            raise ValueError(f"the base run {found[0]} changed after the stream {self.directory} was created from it")
-        return same[0]
+        relative = self.directory / config["base_relative"] if config.get("base_relative") else None
+        return recorded_run(relative, config["base"], config.get("base_sha256"),
+                            f"the base run {config['base']} of the stream {self.directory} is gone (needed until a "
+                            "request is applied)",
+                            f"the base run {{path}} changed after the stream {self.directory} was created from it")
 
     def __repr__(self) -> str:
         return (f"ForgetStream({str(self.directory)!r}, method={self.config['method']}, applied={len(self.applied())}, "

@@ -1262,6 +1262,29 @@ def test_lineage_resolves_a_moved_tree_and_refuses_an_edited_parent(base, tmp_pa
         lineage(child)
 
 
+def test_a_child_copied_among_other_runs_finds_its_own_parent(base, tmp_path):
+    """A child copied on its own into a folder that holds another folder or run of its parent's name took that one
+    (the relative path first) and said its intact parent "is gone" or "changed"."""
+    parent = tmp_path / "runs" / "base"
+    shutil.copytree(base, parent)
+    forget(parent, users=["u6"], method="scif", out=tmp_path / "runs" / "child", verify=False)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(tmp_path / "runs" / "child", elsewhere / "child")
+    (elsewhere / "base").mkdir()  # an unrelated folder where the relative path leads
+    assert lineage(elsewhere / "child") == [parent.resolve(), (elsewhere / "child").resolve()]
+    shutil.rmtree(elsewhere / "base")
+    shutil.copytree(parent, elsewhere / "base")  # another run there: edited, so not the one the child recorded
+    record = elsewhere / "base" / "run.json"
+    record.write_text(record.read_text().replace('"kind": "fit"', '"kind": "fit", "note": "another"'))
+    assert lineage(elsewhere / "child")[0] == parent.resolve()
+    shutil.rmtree(parent)
+    with pytest.raises(ValueError, match=f"the parent run {re.escape(str(record.parent.resolve()))} changed after"):
+        lineage(elsewhere / "child")
+    shutil.rmtree(elsewhere / "base")
+    with pytest.raises(FileNotFoundError, match="is gone"):
+        lineage(elsewhere / "child")
+
+
 def test_request_sha256_is_the_hash_of_the_sorted_pair_keys():
     """The same set of pairs in any order has one hash: that of its sorted ``user * I + item`` as little-endian
     int64 (written out here)."""
