@@ -43,6 +43,7 @@ from .data.interactions import EDGE, check_model_fits, make_interactions, num_it
 from .io import fsync_directory, naming, tensors_sha256, to_jsonable
 from .models import Recommender, load_model, save_model
 from .models.base import module_on
+from .presets import Hyperparameters
 
 try:  # advisory locks (POSIX); elsewhere concurrent publishers are not guarded
     import fcntl
@@ -440,9 +441,26 @@ def _check_record_types(record: Path, info: dict) -> None:
             isinstance(parent.get(key), str) for key in ("path", "run_sha256"))
             and isinstance(parent.get("relative_path"), (str, type(None)))):
         wrong = ["lineage.parent"]
+    wrong = wrong or _unrecorded_fields(info)
     if wrong:
         raise ValueError(f"{record}: {wrong[0]} is not what a run records (edited by hand, or not a graphforget run "
                          "record)")
+
+
+def _unrecorded_fields(info: dict) -> list[str]:
+    """The fields of a well-typed record that no run writes: each failed later as a bare KeyError or TypeError (a model
+    without its name, hparams of an unknown key, a forget run without its method or parent)."""
+    wrong = [] if isinstance(info["model"].get("name"), str) else ["model.name"]
+    wrong += [] if isinstance(info["model"].get("config"), dict) else ["model.config"]
+    try:
+        Hyperparameters(**info["hparams"])
+    except (TypeError, ValueError) as error:
+        wrong.append(f"hparams ({error})")
+    if info["kind"] == "forget":
+        method = info.get("method", {})  # name None: held-out pairs only, no method ran (the one asked for kept)
+        wrong += [] if isinstance(method.get("name") or method.get("requested"), str) else ["method.name"]
+        wrong += [] if info["lineage"].get("parent") else ["lineage.parent"]
+    return wrong
 
 
 def _check_files(path: Path, info: dict) -> None:

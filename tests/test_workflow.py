@@ -805,12 +805,18 @@ def test_a_run_record_with_fields_of_the_wrong_kind_is_refused_naming_the_field(
                         ("lineage.parent", {"lineage": {**lineage, "parent": "x"}}),
                         ("lineage.parent", {"lineage": {**lineage, "parent": {**parent, "relative_path": 5}}}),
                         ("objective", {"objective": 3}), ("method", {"method": None}),
-                        ("lineage.depth", {"lineage": {**lineage, "depth": "x"}})):
+                        ("lineage.depth", {"lineage": {**lineage, "depth": "x"}}),
+                        # well typed, and none is what a run writes: each failed as a bare TypeError or KeyError
+                        ("model.name", {"model": {"config": record["model"]["config"]}}),
+                        ("model.config", {"model": {"name": "mf"}}),
+                        ("hparams", {"hparams": {**record["hparams"], "note": "retrained in May"}}),
+                        ("method.name", {"method": {}}),
+                        ("lineage.parent", {"lineage": {**lineage, "parent": None}})):
         (run / "run.json").write_text(json.dumps({**record, **edit}))
         for argv in (["verify", "--run", run], ["forget", "--run", run, "--users", "u2", "--method", "scif",
                                                  "--quiet", "--out", tmp_path / "child"]):
             code, _, err = cli(capsys, *argv)
-            assert code == 2 and f"run.json: {field} is not what a run records" in err, (field, argv, err)
+            assert code == 2 and f"run.json: {field}" in err and "is not what a run records" in err, (field, argv, err)
     assert not (tmp_path / "child").exists()
 
 
