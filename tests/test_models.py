@@ -525,6 +525,12 @@ def test_a_checkpoint_whose_tensors_changed_after_saving_is_refused(graph, tmp_p
     torch.save(checkpoint, path)
     with pytest.raises(ValueError, match="m.pt: its tensors do not match the sha256 saved with them"):
         load_model(path)
+    save_model(LightGCN(9, 8, 5, num_layers=1), tmp_path / "int32.pt")  # its entries' bytes read as int32: 1e9s loaded
+    saved = torch.load(tmp_path / "int32.pt", weights_only=True)
+    saved["state_dict"] = {key: value.view(torch.int32) for key, value in saved["state_dict"].items()}
+    torch.save(saved, tmp_path / "int32.pt")
+    with pytest.raises(ValueError, match="int32.pt: its tensors do not match the sha256 saved with them"):
+        load_model(tmp_path / "int32.pt")
     del checkpoint["state_sha256"]  # a file written before the digest loads as it did
     torch.save(checkpoint, path)
     assert load_model(path)[0].user_emb.weight[2, 3] == checkpoint["state_dict"]["user_emb.weight"][2, 3]

@@ -368,8 +368,11 @@ _CHECKPOINT_KEYS = {"state_dict", "state_sha256", "meta_sha256"}
 
 
 def _state_sha256(state: dict) -> str:
-    """The sha256 of a state dict's tensors, in key order: :func:`load_model` checks it (a flipped bit loaded)."""
-    return tensors_sha256(*(state[key] for key in sorted(state) if isinstance(state[key], Tensor)))
+    """The sha256 of a state dict's tensors in key order, their keys, dtypes and shapes with their bytes:
+    :func:`load_model` checks it (a flipped bit loaded, and so did the same bytes stored again as int32)."""
+    keys = [key for key in sorted(state) if isinstance(state[key], Tensor)]
+    layout = repr([(key, str(state[key].dtype), tuple(state[key].shape)) for key in keys])
+    return hashlib.sha256(layout.encode() + tensors_sha256(*(state[key] for key in keys)).encode()).hexdigest()
 
 
 def _meta_sha256(checkpoint: dict) -> str:
