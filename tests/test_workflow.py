@@ -1268,6 +1268,17 @@ def test_lineage_resolves_a_moved_tree_and_refuses_an_edited_parent(base, tmp_pa
         lineage(child)
 
 
+def test_the_working_directory_is_not_replaced_by_a_run(capsys, base, tmp_path, monkeypatch):
+    """``--out .`` in an empty working directory renamed the run over it: "wrote run" was printed, and the shell
+    was left in a deleted directory."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(capsys, "forget", "--run", base, "--users", "u1", "--method", "scif", "--out", ".")
+    assert code == 2 and "--out . is the working directory" in err
+    with pytest.raises(FileExistsError, match="is the working directory"):
+        forget(base, users=["u1"], method="scif", out=tmp_path)
+    assert Path.cwd() == tmp_path and tmp_path.is_dir() and not any(tmp_path.iterdir())
+
+
 def test_a_child_copied_among_other_runs_finds_its_own_parent(base, tmp_path):
     """A child copied on its own into a folder that holds another folder or run of its parent's name took that one
     (the relative path first) and said its intact parent "is gone" or "changed"."""
