@@ -47,9 +47,9 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], None], *, bin
     target = Path(os.path.abspath(path) if exclusive else os.path.realpath(path))
     if not target.parent.is_dir():
         raise FileNotFoundError(f"cannot write {path}: no directory {target.parent}")
-    mode = _permissions(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    mode, prefix, tmp = _permissions(target), f".{target.name}.", None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=target.parent)
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
             write_fn(handle)
             handle.flush()
@@ -60,17 +60,22 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], None], *, bin
         else:
             os.replace(tmp, target)
     except BaseException as error:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise naming(error, path)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise naming(error, path, temporary=prefix)
     fsync_directory(target.parent)
     return target
 
 
-def naming(error: BaseException, path: str | os.PathLike) -> BaseException:
+def naming(error: BaseException, path: str | os.PathLike, temporary: str | None = None) -> BaseException:
     """``error`` naming ``path`` where it is an ``OSError`` that names no file (a full disk's, raised by a write to an
-    open file: "[Errno 28] No space left on device" said nothing of where); else ``error`` itself."""
-    if isinstance(error, OSError) and error.filename is None and error.errno is not None:
+    open file: "[Errno 28] No space left on device" said nothing of where) or names a temporary file of ``path``,
+    one whose name starts with ``temporary`` (a read-only directory refused it: a name the caller never saw); else
+    ``error`` itself."""
+    if not isinstance(error, OSError) or error.errno is None:
+        return error
+    if error.filename is None or (temporary and os.path.basename(str(error.filename)).startswith(temporary)):
         named = type(error)(error.errno, error.strerror, str(path))
         named.__cause__ = error
         return named

@@ -337,8 +337,9 @@ def publish(out: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     with directory_lock(final.parent):
         refuse_taken(final, str(out))
         _remove_stale(final)
-        tmp = Path(tempfile.mkdtemp(prefix=temporary_prefix(final.name), dir=final.parent))
+        prefix, tmp = temporary_prefix(final.name), None
         try:
+            tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
             os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0o700 is for the temporary name only
             (tmp / _PUBLISHING).write_text(_publisher())
             write(tmp)
@@ -346,8 +347,9 @@ def publish(out: str | os.PathLike, write: Callable[[Path], None]) -> Path:
             fsync_directory(tmp)
             os.rename(tmp, final)
         except BaseException as error:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise naming(error, out)
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise naming(error, out, temporary=prefix)
         fsync_directory(final.parent)
     return final
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -69,9 +70,22 @@ def test_atomic_write_replaces_keeps_permissions_and_follows_links(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["fresh.txt", "link.pt", "model.pt", "plain.txt"]
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs a directory that refuses new files: /proc")
+def test_writes_refused_by_the_directory_name_the_path_not_a_temporary_file():
+    """A directory that refuses new files (read-only, or /proc) made the error name the temporary file or directory,
+    which the caller never saw."""
+    from graphforget.runs import publish
+    for write, path in ((lambda: write_json("/proc/report.json", {}), "/proc/report.json"),
+                        (lambda: save_model(MF(3, 4, 8), "/proc/model.pt"), "/proc/model.pt"),
+                        (lambda: publish("/proc/run", lambda tmp: None), "/proc/run")):
+        with pytest.raises(OSError) as raised:
+            write()
+        assert raised.value.filename == path, raised.value
+
+
 def test_an_exclusive_atomic_write_never_replaces(tmp_path):
     path, content = _old_file(tmp_path)
-    with pytest.raises(FileExistsError):
+    with pytest.raises(FileExistsError, match=f"File exists: '{re.escape(str(path))}'$"):  # not the removed temporary file
         atomic_write(path, lambda f: f.write(b"new"), exclusive=True)
     link = tmp_path / "dangling.pt"
     link.symlink_to(tmp_path / "absent.pt")  # a link counts as a file: its target is not created
