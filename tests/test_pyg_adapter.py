@@ -341,6 +341,47 @@ def test_a_module_that_does_not_fit_is_refused(graph):
         model.embed(graph)
 
 
+class TupleOutputs(PyGLightGCN):
+    """PyG's LightGCN under another class whose ``get_embedding`` gives ``(users, items)`` and ``forward``
+    ``(logits, aux_loss)``: the adapter's checks failed reading them (``'tuple' object has no attribute 'dim'``)."""
+
+    def get_embedding(self, edge_index, edge_weight=None):
+        return tuple(super().get_embedding(edge_index).split([U, I]))
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        out = super().get_embedding(edge_index)
+        return (out[edge_label_index[0]] * out[edge_label_index[1]]).sum(-1), torch.zeros(())
+
+
+class FixedFeatures(nn.Module):
+    """A GCN over fixed node features: no per-node table to learn, which the adapter needs."""
+
+    def __init__(self, num_nodes: int):
+        super().__init__()
+        self.register_buffer("x", torch.randn(num_nodes, 4))
+        self.conv = GCNConv(4, 4)
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        h = self.conv(self.x, edge_index)
+        return (h[edge_label_index[0]] * h[edge_label_index[1]]).sum(-1)
+
+
+def test_modules_the_adapter_cannot_run_are_named_by_what_they_lack(graph):
+    model = PyGRecommender(TupleOutputs(U + I, D, num_layers=K), U, I, receptive_field=K)
+    with pytest.raises(ValueError, match=r"get_embedding returned a tuple, not one tensor of \[num_users \+ num_items"):
+        model.embed(graph)
+    with pytest.raises(ValueError, match="TupleOutputs returned a tuple; its forward.* must return one tensor"):
+        model(graph, all_pairs()[:, :3])
+    # It said "build the module for 100 nodes" (it was) "or name its tables" (it has none).
+    with pytest.raises(ValueError, match="FixedFeatures learns no per-node table .* implements the Recommender contract"):
+        PyGRecommender(FixedFeatures(U + I), U, I, receptive_field=1)
+    with pytest.raises(ValueError, match="node_tables is empty: .* implements the Recommender contract itself"):
+        PyGRecommender(FixedFeatures(U + I), U, I, receptive_field=1, node_tables={})
+    lazy = nn.ModuleDict({"table": nn.Embedding(U + I, D), "conv": SAGEConv(-1, D)})  # torch's error of load_state_dict
+    with pytest.raises(ValueError, match=r"lazy \(uninitialised\) parameters \['conv.lin_l.weight', 'conv.lin_r.weight'\]"):
+        PyGRecommender(lazy, U, I, receptive_field=1)
+
+
 class NodeHead(nn.Module):
     """Node embeddings and a linear head of U + I outputs (a per-node score added to each pair's dot product): the
     head's weight, [U + I, 4], has a table's shape but multiplies features."""

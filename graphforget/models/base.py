@@ -282,12 +282,19 @@ def registered_model(name: str) -> Callable[..., Recommender]:
     return MODELS[name]
 
 
+class NotARecommender(TypeError, ValueError):
+    """A registered model's factory returned something other than a :class:`Recommender`: a ``TypeError``, and a
+    ``ValueError`` of the input where the name is one (the command line reports it in one line, as it does a factory
+    that takes other arguments)."""
+
+
 def build_model(name: str, **kwargs) -> Recommender:
     """A new model built by the class or factory registered as ``name`` (:func:`registered_model`).
 
     Raises:
         ValueError: an unknown name, or arguments the class or factory does not take.
-        TypeError: a factory that returns something other than a :class:`Recommender`.
+        NotARecommender: (a ``TypeError`` and a ``ValueError``) a factory that returns something other than a
+            :class:`Recommender`.
     """
     factory = registered_model(name)
     try:
@@ -296,7 +303,7 @@ def build_model(name: str, **kwargs) -> Recommender:
         raise ValueError(f"model {name!r} cannot be built from the arguments {sorted(kwargs)}: {error}") from None
     model = factory(**kwargs)
     if not isinstance(model, Recommender):
-        raise TypeError(f"model {name!r} built a {type(model).__name__}, not a graphforget Recommender "
+        raise NotARecommender(f"model {name!r} built a {type(model).__name__}, not a graphforget Recommender "
                         f"(wrap a PyG module in graphforget.models.PyGRecommender)")
     return model
 

@@ -161,6 +161,9 @@ class PyGRecommender(Recommender):
         edge_index, weight = self.propagation_inputs(graph)
         pairs = torch.stack([edge_label_index[0], edge_label_index[1] + num_users(graph)])
         out = self.module(edge_index, pairs) if weight is None else self.module(edge_index, pairs, edge_weight=weight)
+        if not isinstance(out, Tensor):  # e.g. (logits, aux_loss): the check below read its shape
+            raise ValueError(f"PyGRecommender: {type(self.module).__name__} returned a {type(out).__name__}; its "
+                             "forward(edge_index, edge_label_index) must return one tensor, a logit per pair")
         if out.shape != (pairs.size(1),):
             raise ValueError(f"PyGRecommender: {type(self.module).__name__} returned a {list(out.shape)} tensor for "
                              f"{pairs.size(1)} pairs; its forward(edge_index, edge_label_index) must return "
@@ -180,6 +183,9 @@ class PyGRecommender(Recommender):
         edge_index, weight = self.propagation_inputs(graph)
         out = get_embedding(edge_index) if weight is None else get_embedding(edge_index, edge_weight=weight)
         counts = [num_users(graph), num_items(graph)]
+        if not isinstance(out, Tensor):  # e.g. (users, items): the adapter splits one [U + I, d] tensor itself
+            raise ValueError(f"PyGRecommender: get_embedding returned a {type(out).__name__}, not one tensor of "
+                             f"[num_users + num_items = {sum(counts)}, d] rows (users first)")
         if out.dim() != 2 or out.size(0) != sum(counts):
             raise ValueError(f"PyGRecommender: get_embedding returned {list(out.shape)}, not "
                              f"[num_users + num_items = {sum(counts)}, d]")
@@ -291,14 +297,22 @@ def _node_tables(module: nn.Module, num_users: int, num_items: int,
                  given: Mapping[str, str] | None) -> dict[str, str]:
     """The module's per-node tables, ``{parameter name: node type}``, found by shape or checked."""
     params = dict(module.named_parameters())
+    lazy = [name for name, p in params.items() if nn.parameter.is_lazy(p)]
+    if lazy:  # their shapes are unknown until the module first runs
+        raise ValueError(f"PyGRecommender: {type(module).__name__} has lazy (uninitialised) parameters {lazy}: give "
+                         "its layers their input sizes, or run it once on the graph before wrapping it")
     rows = {"user": num_users, "item": num_items, "node": num_users + num_items}
     shapes = ", ".join(f"{name} {list(p.shape)}" for name, p in params.items()) or "none"
     if given is None:
         # A linear layer's weight multiplies features: one of U + I outputs ([U + I, d], a score per node) is no table.
         linear = {f"{owner}.weight".lstrip(".") for owner, layer in module.named_modules()
                   if isinstance(layer, LINEAR_LAYERS)}
-        found = {name: "node" for name, p in params.items()
-                 if p.dim() == 2 and p.size(0) == rows["node"] and name not in linear}
+        candidates = {name: p for name, p in params.items() if p.dim() == 2 and name not in linear}
+        found = {name: "node" for name, p in candidates.items() if p.size(0) == rows["node"]}
+        if not candidates:
+            raise ValueError(f"PyGRecommender: {type(module).__name__} learns no per-node table (its parameters: "
+                             f"{shapes}), which the adapter needs; a model of fixed node features implements the "
+                             "Recommender contract itself, with node_parameters() = {} (see docs/custom_model)")
         if not found:
             raise ValueError(
                 f"PyGRecommender: no parameter of {type(module).__name__} is a per-node table of "
@@ -307,7 +321,8 @@ def _node_tables(module: nn.Module, num_users: int, num_items: int,
                 f"{rows['node'] - 1}) or name its tables with node_tables={{name: 'user' | 'item' | 'node'}}")
         return found
     if not given:
-        raise ValueError("PyGRecommender.node_tables is empty: name at least one per-node table")
+        raise ValueError("PyGRecommender.node_tables is empty: name at least one per-node table (a model without "
+                         "one implements the Recommender contract itself: see docs/custom_model)")
     for name, node_type in given.items():
         if name not in params:
             raise ValueError(f"PyGRecommender.node_tables: {name!r} is not a parameter of {type(module).__name__} "
