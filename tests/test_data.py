@@ -288,8 +288,9 @@ def test_table_loaders_reject_empty_files_and_short_lines(tmp_path):
     triples.write_text("0\t7\t1\r\n0\t8\r\n")
     with pytest.raises(ValueError, match=f"^{re.escape(f'{triples}, line 2: 2 fields, expected 3 (user item label)')}"):
         load_labelled_triples(triples)
-    triples.write_text("0\t7\t1\r\n0\t8\t0\r\n")  # still read when well formed
-    assert load_labelled_triples(triples)[EDGE].observed.tolist() == [True, False]
+    triples.write_text("0\t7\t1\r\n0\t8\t0\r\n0\t9\t-1\r\n")  # still read when well formed
+    # label 0 alone is a sampled negative: a -1 (a thumbs-down) is the user's own, which forget must find
+    assert load_labelled_triples(triples)[EDGE].observed.tolist() == [True, False, True]
 
 
 def test_book_crossing_refuses_a_label_other_than_0_or_1_naming_its_line(tmp_path):

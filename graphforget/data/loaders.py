@@ -277,7 +277,7 @@ def load_labelled_triples(path: str | os.PathLike, binary: bool = False) -> Hete
         raise _line_error(path, _line_of_row(path, int(other[0])), f"column 'label': {table[other[0], 2]} is not 0 "
                           f"or 1 (1: an interaction, 0: a sampled negative); {len(other)} rows in all")
     data = _from_raw(path, table[:, 0], table[:, 1], table[:, 2])
-    data[("user", "rates", "item")].observed = data[("user", "rates", "item")].edge_label > 0
+    data[("user", "rates", "item")].observed = data[("user", "rates", "item")].edge_label != 0  # a -1 was rated
     return data
 
 
