@@ -1555,8 +1555,9 @@ def test_an_edges_file_header_is_skipped_only_when_the_run_does_not_know_its_wor
     assert code == 0 and "forgot 2 edges (edges: 2)" in out, err
     # The columns the run was fitted from are a header too, whatever their names.
     parent.info["data"]["options"].update(user_col="customer", item_col="product")
-    headed.write_text("customer,product\n" + plain.read_text())
-    assert read_edges_file(headed, parent) == pairs
+    for header in ("customer,product", "Customer,Product"):  # any case, as the docstring says: it was read as a pair
+        headed.write_text(f"{header}\n" + plain.read_text())
+        assert read_edges_file(headed, parent) == pairs, header
     # A run whose raw user ids include the word 'user': the first line is an edge of that user, kept.
     headed.write_text("user item\n" + plain.read_text())
     raw = np.asarray(parent.graph["user"].raw_id).astype(object)
