@@ -47,7 +47,7 @@ from .data import (EDGE, Split, add_negatives, binarize, edge_subgraph, load_csv
                    load_movielens_100k, make_interactions, num_items, num_users, on_device, pair_keys, random_split,
                    without_edges)
 from .data.interactions import node_values
-from .data.loaders import _lightgcn_files, text_codec
+from .data.loaders import _lightgcn_files, read_text
 from .io import to_jsonable, write_json
 from .metrics import evaluate_auc
 from .presets import CONTRASTIVE, Hyperparameters, default_hparams, recorded_objective
@@ -691,7 +691,8 @@ def read_edges_file(path: str | os.PathLike, run: Run | None = None, encoding: s
     pairs = []
     # lines end at \n, \r\n or \r alone, as fit's CSV reader has them: str.splitlines also breaks at U+0085, U+2028 and
     # others, which ids may hold (a cp1252 '…' read as latin-1 is U+0085)
-    for number, line in enumerate(re.split(r"\r\n|\r|\n", _edges_text(path, encoding)), start=1):
+    text = read_text(path, encoding, "pass its encoding (forget --encoding latin-1, ...) or save it as UTF-8")
+    for number, line in enumerate(re.split(r"\r\n|\r|\n", text), start=1):
         fields = _edge_fields(line)
         if not fields:
             continue
@@ -727,21 +728,6 @@ def _is_header(pair: tuple[str, str], run: Run) -> bool:
         return False
     known = [bool(raw_to_local(run.graph[node].raw_id, [name])[1][0]) for name, node in zip(pair, ("user", "item"))]
     return not any(known)
-
-
-def _edges_text(path: Path, encoding: str) -> str:
-    """The text of an edges file without the byte-order mark editors write (it joined the first user id: '\\ufeff196'
-    was an unknown user); bytes not in ``encoding`` are a ``ValueError`` naming the file and line."""
-    codec, data = text_codec(encoding), path.read_bytes()
-    if codec == "utf-8-sig":  # the mark off first: error.start counts from there
-        codec, data = "utf-8", data.removeprefix(b"\xef\xbb\xbf")
-    try:
-        return data.decode(codec)
-    except UnicodeError as error:  # a UnicodeDecodeError, or a codec's own (utf-16 without its byte-order mark)
-        line = data[:getattr(error, "start", 0)].count(b"\n") + 1
-        shown = "UTF-8" if codec == "utf-8" else encoding
-        raise ValueError(f"{path}, line {line}: not {shown} text ({getattr(error, 'reason', error)}): pass its "
-                         "encoding (forget --encoding latin-1, ...) or save it as UTF-8") from None
 
 
 # ------------------------------------------------------------------------------------------------ forgetting

@@ -366,7 +366,13 @@ def test_load_csv_integer_ids_sort_numerically(tmp_path):
     ("user,item,rating\nu1,i1,\n", 2, "column 'rating' is empty"),
     # A decimal comma: was read as the rating 3, the extra field dropped.
     ("user,item,rating\nu1,i1,3,5\n", 2, "the row has more fields than the header: ['5'] beyond its 3 columns"),
-], ids=["short-row", "empty-id", "blank-id", "not-a-number", "nan", "empty-label", "long-row"])
+    # Numbers to Python alone, as the ids are not read as integers: '4_5' was the rating 45, a full-width 3 was 3.
+    ("user,item,rating\nu1,i1,4_5\n", 2, "column 'rating': '4_5' is not a finite number"),
+    ("user,item,rating\nu1,i1,\uff13\n", 2, "column 'rating': '\uff13' is not a finite number"),
+    # NumPy's strings drop trailing NULs: 'u1\x00' was stored as, and merged with, 'u1'.
+    ("user,item\nu1,i1\nu1\x00,i1\n", 3, "column 'user': 'u1\\x00' holds a NUL character"),
+], ids=["short-row", "empty-id", "blank-id", "not-a-number", "nan", "empty-label", "long-row", "underscore",
+        "full-width", "nul"])
 def test_load_csv_names_the_file_line_and_column_of_a_bad_row(tmp_path, text, line, problem):
     path = tmp_path / "bad.csv"
     path.write_text(text)
@@ -442,10 +448,14 @@ def test_load_csv_keeps_ids_written_differently_apart(tmp_path):
     path.write_bytes(b"\xef\xbb\xbfu,i\n1,2\n")  # a spreadsheet's byte-order mark before the header
     assert torch.equal(load_csv(path, "u", "i")["user"].raw_id, torch.tensor([1]))
     path.write_bytes("u,i\nJosé,2\n".encode("latin-1"))
-    with pytest.raises(ValueError, match=r"ratings.csv is not UTF-8 text \(invalid continuation byte\): pass its enc"):
+    with pytest.raises(ValueError, match=r"ratings.csv, line 2: not UTF-8 text \(invalid continuation byte\): pass its"):
+        load_csv(path, "u", "i")  # the line: one bad byte is a row to mend, where latin-1 would garble the rest
+    path.write_bytes("u,i\n".encode() + "".join(f"Zoë{n},2\n" for n in range(3000)).encode() + "José,2\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"ratings.csv, line 3002: not UTF-8 text"):  # past the reader's first chunk
         load_csv(path, "u", "i")
+    path.write_bytes("u,i\nJosé,2\n".encode("latin-1"))
     assert list(load_csv(path, "u", "i", encoding="latin-1")["user"].raw_id) == ["José"]
-    with pytest.raises(ValueError, match="ratings.csv is not utf-16 text .*BOM.*: pass its encoding"):
+    with pytest.raises(ValueError, match=r"ratings.csv, line \d+: not utf-16 text .*: pass its encoding"):
         load_csv(path, "u", "i", encoding="utf-16")  # the codec's own error named neither the file nor the option
     for unknown in ("latin-9000", "base64"):  # no such codec; a codec of bytes, not of text
         with pytest.raises(ValueError, match=f"unknown text encoding '{unknown}'"):

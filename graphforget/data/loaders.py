@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import io
 import itertools
 import logging
 import math
@@ -437,9 +438,10 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
     used = [column for column in (user_col, item_col, label_col) if column is not None]
     if len(set(used)) < len(used):  # user_col == item_col read every row as a self-pair, reported as duplicates
         raise ValueError(f"user_col, item_col and label_col must name different columns, got {used}")
-    codec = text_codec(encoding)
+    text = read_text(_require(Path(path)), encoding, "pass its encoding (encoding='latin-1', 'cp1252', ...; fit "
+                     "--encoding) or save it as UTF-8")
     try:
-        with open(_require(Path(path)), newline="", encoding=codec) as f:
+        with io.StringIO(text, newline="") as f:
             reader = csv.DictReader(f, delimiter=delimiter, skipinitialspace=True)  # "user, item" too
             if reader.fieldnames is None:
                 raise ValueError(f"{path} is empty: a CSV file starts with a header naming its columns")
@@ -451,11 +453,6 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
             _check_used_columns_once(path, reader.fieldnames, (user_col, item_col, label_col))
             rows = [_csv_row(path, (first, last), row, user_col, item_col, label_col)
                     for first, last, row in _rows_with_lines(reader)]
-    except UnicodeError as error:  # a UnicodeDecodeError, or a codec's own (utf-16 without its byte-order mark)
-        shown = "UTF-8" if codec == "utf-8-sig" else encoding
-        reason = getattr(error, "reason", error)
-        raise ValueError(f"{path} is not {shown} text ({reason}): pass its encoding (encoding='latin-1', 'cp1252', "
-                         "...; fit --encoding) or save it as UTF-8") from None
     except csv.Error as error:  # e.g. a field over the csv module's size limit: an unclosed quote swallowing lines
         raise ValueError(f"{path}, the row from line {reader.line_num + 1}: not readable as CSV ({error}): an unclosed "
                          "quote?") from None
@@ -466,6 +463,22 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def read_text(path: Path, encoding: str, advice: str) -> str:
+    """The text of ``path`` in ``encoding``, without the byte-order mark of UTF-8 (it joined the first name: the
+    header's first column, or an edges file's first user id). Bytes not in ``encoding`` are a ``ValueError`` naming
+    the line, and ``advice``: one bad byte in a UTF-8 file is a line to mend, where reading the file as latin-1
+    would garble every other name in it."""
+    codec, data = text_codec(encoding), path.read_bytes()
+    if codec == "utf-8-sig":  # the mark off first: error.start counts from there
+        codec, data = "utf-8", data.removeprefix(codecs.BOM_UTF8)
+    try:
+        return data.decode(codec)
+    except UnicodeError as error:  # a UnicodeDecodeError, or a codec's own (utf-16 without its byte-order mark)
+        line = data[:getattr(error, "start", 0)].count(b"\n") + 1
+        shown = "UTF-8" if codec == "utf-8" else encoding
+        raise ValueError(f"{path}, line {line}: not {shown} text ({getattr(error, 'reason', error)}): {advice}") from None
 
 
 def text_codec(encoding: str) -> str:
@@ -517,8 +530,8 @@ def _csv_row(path: str | os.PathLike, lines: tuple[int, int], row: dict, user_co
     if label_col is None:
         return user, item, 1.0
     value = _csv_value(path, number, row, label_col)
-    try:
-        label = float(value)
+    try:  # as the ids are read: '4_5' and non-ASCII digits are numbers to Python alone ('4_5' read as 45)
+        label = float(value) if value.isascii() and "_" not in value else math.nan
     except ValueError:
         label = math.nan
     if not math.isfinite(label):  # a NaN or infinite rating is as unusable as 'abc'
@@ -538,6 +551,8 @@ def _csv_value(path: str | os.PathLike, number: int, row: dict, column: str) -> 
     value = value.strip()  # "1, 2" is user "1" and item "2"
     if not value:
         raise _line_error(path, number, f"column {column!r} is empty")
+    if "\x00" in value:  # NumPy's strings drop trailing NULs: 'u1\x00' would be stored as, and merged with, 'u1'
+        raise _line_error(path, number, f"column {column!r}: {value!r} holds a NUL character")
     return value
 
 
