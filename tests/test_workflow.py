@@ -709,6 +709,8 @@ def _bad_inputs(base: Path, tmp: Path, files: dict) -> list[tuple[list, str]]:
     return [
         (forget + ["--users", "nobody,u1"], "unknown user ids (raw): nobody"),
         (forget + ["--items", "m999"], "unknown item ids (raw): m999"),
+        (forget + ["--users", str(run.graph["item"].raw_id[0])], "each is an item id of the run: were users and items"),
+        (forget + ["--items", str(run.graph["user"].raw_id[0])], "each is a user id of the run: were users and items"),
         (forget + ["--users", "5", "--local-ids", "--items", "3"], "not allowed with"),
         (forget + ["--users", "999", "--local-ids"], "unknown user ids (local): 999"),
         (forget + ["--users", "u1,,u2"], "comma-separated"),
@@ -779,7 +781,7 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(capsys, base, files, 
         assert fragment in err, (argv, err)
         assert not (tmp_path / "new").exists() and not (tmp_path / "n").exists(), argv
     assert digests(base) == before
-    assert len(cases) == 48  # the closing note's 34, a held-out negative, `unlearn` on a fit run, 12 more
+    assert len(cases) == 50  # the closing note's 34, a held-out negative, `unlearn` on a fit run, 14 more
 
 
 def test_a_modified_parent_is_refused(capsys, base, tmp_path):
