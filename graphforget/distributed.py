@@ -72,7 +72,8 @@ def _in_job_order(pieces: list[dict[int, Any]], num_jobs: int) -> list[Any]:
 def run_jobs(job: Callable[[int], Any], num_jobs: int) -> list[Any]:
     """``[job(j) for j in range(num_jobs)]`` on every rank, each rank running its share (:func:`my_jobs`).
 
-    A job that raises on one rank raises the same error on every rank (the ranks exchange it with the results):
+    A job that raises on one rank, or returns what cannot be pickled, raises the same error on every rank (the ranks
+    exchange it with the results):
     alone, its rank would leave the others waiting in the exchange, or, under ``torchrun``, failing with gloo's
     "Connection closed by peer" instead of the error.
     """
@@ -82,6 +83,7 @@ def run_jobs(job: Callable[[int], Any], num_jobs: int) -> list[Any]:
     try:
         for j in my_jobs(num_jobs):
             mine[j] = job(j)
+            pickle.dumps(_to_cpu(mine[j]))  # a result that cannot travel fails here, where the ranks hear of it
     except Exception as caught:
         error = caught
     return _in_job_order(_exchange(("run_jobs", (num_jobs,)), error, {} if error else mine), num_jobs)

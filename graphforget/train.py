@@ -18,7 +18,7 @@ from .config import check_fields, check_instances, check_types, gradients_on, re
 from .data.adjacency import hold_graph
 from .data.interactions import (EDGE, check_interactions, check_model_fits, check_pair_ids, check_pair_tensor,
                                 check_unique_pairs, num_items)
-from .distributed import agreed, average_across_ranks, data_parallel_loss, layout, summed_across_ranks
+from .distributed import agreed, average_across_ranks, data_parallel_loss, summed_across_ranks
 from .metrics import auc_standard_error, evaluate_auc
 from .models.base import running_statistics
 from .objectives import BCEObjective, Objective
@@ -143,8 +143,9 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
     recheck(config)  # a field set after it was built
     check_optimizer(config, objective)
     if config.data_parallel:  # ranks given different inputs would mix them, or wait forever for one that stopped
-        agreed("train", lambda: _check_all(model, graph, objective, val), model=layout(model), graph=graph,
-               objective=objective, config=config, val=val)  # model: DDP starts every rank from rank 0's values
+        # model by its values: DDP starts every rank from rank 0's, and another rank's would be dropped unseen
+        agreed("train", lambda: _check_all(model, graph, objective, val), model=model, graph=graph,
+               objective=objective, config=config, val=val)
     else:
         _check_all(model, graph, objective, val)
     device = graph[EDGE].edge_index.device

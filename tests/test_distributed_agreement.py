@@ -65,6 +65,15 @@ def train_with_rank_layers() -> list[str]:
     return _every_rank(_outcome(lambda: train(model, _graph(), OBJECTIVE, config)))
 
 
+def train_with_rank_values() -> list[str]:
+    """Data-parallel training from another initialisation on each rank: DDP trained rank 0's, and rank 1's was thrown
+    away without a word (module level, for ``launch``)."""
+    model = MF(U, I, 8)
+    model.reset_parameters(rank_and_size()[0])
+    config = dataclasses.replace(CONFIG, data_parallel=True)
+    return _every_rank(_outcome(lambda: train(model, _graph(), OBJECTIVE, config)))
+
+
 def ifru_with_request_empty_on_rank_one() -> list[str]:
     """IFRU data-parallel, with rank 1's request empty (module level, for ``launch``)."""
     graph = _graph()
@@ -151,9 +160,16 @@ def run_jobs_with_rank_counts() -> list[str]:
     return _every_rank(_outcome(lambda: run_jobs(lambda j: j, 2 + rank_and_size()[0])))
 
 
+def run_jobs_with_a_result_that_cannot_travel() -> list[str]:
+    """``run_jobs`` whose job 1 (rank 1's) returns a local function: the exchange failed to pickle it on rank 1 alone,
+    and rank 0 waited for it (module level, for ``launch``)."""
+    return _every_rank(_outcome(lambda: run_jobs(lambda j: (lambda: j) if j == 1 else j, 2)))
+
+
 @pytest.mark.parametrize("case, expected", [
     (train_with_rank_seed, "ValueError: train: the ranks were given different config"),
     (train_with_rank_layers, "ValueError: train: the ranks were given different model"),
+    (train_with_rank_values, "ValueError: train: the ranks were given different model"),
     (ifru_with_request_empty_on_rank_one, "ValueError: IFRU.unlearn: the ranks were given different request"),
     (sisa_with_rank_seed, "ValueError: SISA.fit: the ranks were given different config"),
     (sisa_with_labels_untrainable_on_rank_one, "ValueError: SISA.fit: the ranks were given different graph"),
@@ -163,9 +179,10 @@ def run_jobs_with_rank_counts() -> list[str]:
     (ifru_with_graph_edited_on_rank_one, "ValueError: BCEObjective needs edge_label in {0, 1}"),
     (sisa_unlearn_without_fit_on_rank_one, "ValueError: the ranks made different calls (SISA.fit on rank 0"),
     (run_jobs_with_rank_counts, "ValueError: the ranks made different calls (run_jobs(2,) on rank 0, run_"),
-], ids=["train_seed", "train_layers", "ifru_empty_on_one_rank", "sisa_seed", "sisa_labels_on_one_rank",
+    (run_jobs_with_a_result_that_cannot_travel, "AttributeError: Can't "),
+], ids=["train_seed", "train_layers", "train_values", "ifru_empty_on_one_rank", "sisa_seed", "sisa_labels_on_one_rank",
         "receraser_models", "shard_fails_on_one_rank",
-        "check_fails_on_one_rank", "ifru_graph_fails_checks_on_one_rank", "sisa_calls_differ", "job_counts_differ"])
+        "check_fails_on_one_rank", "ifru_graph_fails_checks_on_one_rank", "sisa_calls_differ", "job_counts_differ", "result_cannot_travel"])
 def test_ranks_that_disagree_or_fail_alone_raise_the_same_error_on_every_rank(case, expected, one_thread):
     # Before: training mixed the ranks' batch orders (or LightGCNs of other depths: the same parameters) silently,
     # SISA mixed two partitions' shards, and a rank that skipped its empty request or failed a shard alone left the
