@@ -115,7 +115,8 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
           val: HeteroData | None = None) -> TrainResult:
     """Trains ``model`` in place on every edge of ``graph``; keeps the weights of the best validation epoch (Adam;
     L-BFGS keeps its last iterate, and ``best_epoch``/``best_val_auc`` are that iterate's). Autograd is on inside,
-    whatever the caller's mode (``torch.no_grad()``).
+    whatever the caller's mode (``torch.no_grad()``); the model trains in train mode, and its submodules' modes are
+    restored after.
 
     Args:
         model: a :class:`~graphforget.models.Recommender` on the graph's device.
@@ -149,12 +150,24 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
     else:
         _check_all(model, graph, objective, val)
     device = graph[EDGE].edge_index.device
-    with hold_graph(model, graph), seeded_global_rng(config.seed, device), gradients_on():  # the graph stays as is
+    with hold_graph(model, graph), seeded_global_rng(config.seed, device), gradients_on(), modes_kept(model):
         run = _train_lbfgs if config.optimizer == "lbfgs" else _train_adam
         result = run(model, graph, objective, config, val)
     if val is not None:
         _warn_if_at_chance(result, val)
     return result
+
+
+@contextlib.contextmanager
+def modes_kept(model: torch.nn.Module):
+    """The training flags of ``model``'s submodules, which training sets, as they were before the block: an eval-mode
+    model came back in train mode (dropout on)."""
+    modes = [module.training for module in model.modules()]
+    try:
+        yield
+    finally:
+        for module, mode in zip(model.modules(), modes):
+            module.training = mode
 
 
 #: What an ``objective`` argument must be, for the type checks' messages.

@@ -307,6 +307,22 @@ def test_a_model_drawing_from_the_global_random_state_trains_the_same_under_the_
     assert not torch.equal(other.user_emb.weight, models[0].user_emb.weight)
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_training_hands_back_the_modes_it_was_given(split, optimizer):
+    """Training runs in train mode (the dropout on), and the model came back so: an eval-mode model's next scores
+    were dropped out."""
+    model = fresh(DroppedMF, split)
+    model.eval()
+    model.drop.train()  # the caller's own mix
+    train(model, split.train, BCEObjective(l2=0.1), TrainConfig(epochs=1, batch_size=512, optimizer=optimizer))
+    assert (model.training, model.drop.training) == (False, True)
+    model.drop.eval()
+    seen = []
+    model.drop.register_forward_pre_hook(lambda module, args: seen.append(module.training))
+    train(model, split.train, BCEObjective(l2=0.1), TrainConfig(epochs=1, batch_size=512, optimizer=optimizer))
+    assert seen and seen[0] and not model.training and not model.drop.training  # on while it trained only
+
+
 def test_a_validation_set_without_both_classes_is_refused_before_training(split):
     """Its AUC is undefined: early stopping would keep no epoch (silently an untrained model before)."""
     train_graph, val = split.train, split.val
