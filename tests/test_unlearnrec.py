@@ -520,7 +520,7 @@ def test_an_encoder_loads_only_for_the_model_graph_and_options_it_was_pretrained
         assert not unlearner.fitted
     # What only answering a request reads, and the seed, may differ.
     answering = UnlearnRec(model, graph, objective, quick_config(tau=5.0, finetune_epochs=1, seed=3,
-                                                                 max_loss_increase=None))
+                                                                 max_loss_increase=None, progress=True))
     answering.load_encoder(tmp_path / "encoder.pt")
     assert answering.fitted
     # Pre-training's loss is the objective's: one of another seed was accepted. An explicit encoder_layers equal to
@@ -545,6 +545,18 @@ def test_an_encoder_loads_only_for_the_model_graph_and_options_it_was_pretrained
     torch.save(legacy, tmp_path / "legacy.pt")
     with pytest.warns(RuntimeWarning, match="does not say what it was pre-trained for"):
         UnlearnRec(model, graph, objective, quick_config()).load_encoder(tmp_path / "legacy.pt")
+
+
+def test_pre_training_shows_a_bar_when_the_run_does(trained, capsys):
+    """``pretrain-encoder`` trained for minutes without a sign of progress: the bar follows the run's training
+    config, as the methods that train do."""
+    from graphforget.unlearn import method_config
+    assert method_config("unlearnrec", {}, train=TrainConfig(progress=True)).progress
+    assert not method_config("unlearnrec", {}, train=TrainConfig()).progress
+    model, graph, objective = trained
+    for progress in (True, False):
+        UnlearnRec(model, graph, objective, quick_config(pretrain_epochs=1, progress=progress)).fit()
+        assert ("pre-train encoder" in capsys.readouterr().err) == progress
 
 
 @pytest.mark.parametrize("backbone", ["mf", "sgl", "simgcl"])

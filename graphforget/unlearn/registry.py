@@ -53,7 +53,7 @@ def method_config(name: str, options: dict[str, Any] | Any = None, *, train: Tra
     itself when it is already an instance of the method's config.
 
     ``train`` and ``seed`` are the run's own settings: they set the config's ``train`` and ``seed``
-    fields where it has them, and ``options`` then change what they name (``train.lr=0.001``
+    fields where it has them (and ``progress``, from ``train``'s), and ``options`` then change what they name (``train.lr=0.001``
     changes only the learning rate of ``train``). Settings the config has no field for are ignored. The config
     returned has the fields the method fixes set (:meth:`~graphforget.unlearn.Unlearner.with_fixed`): the one it
     runs, and the one a run records.
@@ -73,7 +73,8 @@ def method_config(name: str, options: dict[str, Any] | Any = None, *, train: Tra
         raise TypeError(f"options for {name!r} must be a {cls.__name__}, a dict of its options or None, got a "
                         f"{type(options).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}
-    context = {key: value for key, value in (("train", train), ("seed", seed)) if value is not None and key in names}
+    settings = (("train", train), ("seed", seed), ("progress", train.progress if train is not None else None))
+    context = {key: value for key, value in settings if value is not None and key in names}
     base = build_config(cls, context) if context else None
     try:
         return method.config_of(options, base)

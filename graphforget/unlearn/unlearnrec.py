@@ -43,6 +43,7 @@ from torch.nn.utils import skip_init
 from torch.nn.utils import parametrize
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import to_torch_csr_tensor
+from tqdm.auto import tqdm
 
 from ..data.adjacency import quiet_csr
 from ..data.interactions import EDGE, bipartite_to_homogeneous, check_pairs_in_range, check_unique_pairs, \
@@ -69,7 +70,7 @@ log = logging.getLogger(__name__)
 #: The options of :class:`UnlearnRecConfig` that a loaded encoder need not share with the unlearner: those that only
 #: answering a request reads, and the seed (of its batches; pre-training's simulated requests are done). The others
 #: shape pre-training.
-ENCODER_FREE_OPTIONS = ("finetune_epochs", "finetune_lr", "max_loss_increase", "max_val_auc_drop", "seed")
+ENCODER_FREE_OPTIONS = ("finetune_epochs", "finetune_lr", "max_loss_increase", "max_val_auc_drop", "seed", "progress")
 
 #: The options of :class:`UnlearnRecConfig` the encoder is built from, at construction. An edit of one on
 #: ``unlearner.config`` afterwards is refused by name (:meth:`UnlearnRec._check_built_from`): the encoder ran the old
@@ -114,6 +115,8 @@ class UnlearnRecConfig:
             (``None``: no test). Only the validation pairs whose user and item keep a training edge are scored:
             a Retrain knows nothing of a user whose every interaction the request removes.
         seed: seeds simulated requests, batch orders and dropout.
+        progress: a bar of pre-training's epochs (set from the run's ``TrainConfig.progress`` by
+            :func:`~graphforget.unlearn.method_config`: the command line's, unless ``--quiet``).
     """
     l_u: float = 0.5
     l_p: float = 0.02
@@ -138,6 +141,7 @@ class UnlearnRecConfig:
     max_loss_increase: float | None = 0.2
     max_val_auc_drop: float | None = 3.0
     seed: int = 0
+    progress: bool = False
 
     def __post_init__(self):
         check_types(self)
@@ -689,7 +693,8 @@ class UnlearnRec(Unlearner):
         optimizer = torch.optim.Adam(params, lr=cfg.lr)
         history, steps, request = [], 0, None
         work.train()
-        for epoch in range(1, cfg.pretrain_epochs + 1):
+        for epoch in tqdm(range(1, cfg.pretrain_epochs + 1), disable=not cfg.progress, desc="pre-train encoder",
+                          leave=False):
             if request is None or (epoch - 1) % cfg.resample_every == 0:
                 request, ratio = self._simulated_request(candidates, gen)
             sums = {"loss": 0.0, "backbone": 0.0, "unlearn": 0.0, "preserve": 0.0, "contrast": 0.0}
