@@ -295,7 +295,7 @@ def refuse_taken(path: Path, shown: str) -> None:
                               "directory, not through a link; choose a new directory")
     if occupied(path):
         raise FileExistsError(f"{shown} exists: runs are never overwritten, choose a new directory")
-    if path.exists() and path.resolve() == Path.cwd().resolve():  # empty, and renamed over: the shell left in a deleted one
+    if path.exists() and path.resolve() == Path.cwd().resolve():  # empty, renamed over: the shell left in a deleted one
         raise FileExistsError(f"{shown} is the working directory, which the new run would replace (leaving this "
                               "shell in a deleted directory): choose a new directory")
 

@@ -182,7 +182,8 @@ def run_jobs_with_a_result_that_cannot_travel() -> list[str]:
     (run_jobs_with_a_result_that_cannot_travel, "AttributeError: Can't "),
 ], ids=["train_seed", "train_layers", "train_values", "ifru_empty_on_one_rank", "sisa_seed", "sisa_labels_on_one_rank",
         "receraser_models", "shard_fails_on_one_rank",
-        "check_fails_on_one_rank", "ifru_graph_fails_checks_on_one_rank", "sisa_calls_differ", "job_counts_differ", "result_cannot_travel"])
+        "check_fails_on_one_rank", "ifru_graph_fails_checks_on_one_rank", "sisa_calls_differ", "job_counts_differ",
+        "result_cannot_travel"])
 def test_ranks_that_disagree_or_fail_alone_raise_the_same_error_on_every_rank(case, expected, one_thread):
     # Before: training mixed the ranks' batch orders (or LightGCNs of other depths: the same parameters) silently,
     # SISA mixed two partitions' shards, and a rank that skipped its empty request or failed a shard alone left the

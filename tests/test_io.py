@@ -85,7 +85,7 @@ def test_writes_refused_by_the_directory_name_the_path_not_a_temporary_file():
 
 def test_an_exclusive_atomic_write_never_replaces(tmp_path):
     path, content = _old_file(tmp_path)
-    with pytest.raises(FileExistsError, match=f"File exists: '{re.escape(str(path))}'$"):  # not the removed temporary file
+    with pytest.raises(FileExistsError, match=f"File exists: '{re.escape(str(path))}'$"):  # not the temporary file
         atomic_write(path, lambda f: f.write(b"new"), exclusive=True)
     link = tmp_path / "dangling.pt"
     link.symlink_to(tmp_path / "absent.pt")  # a link counts as a file: its target is not created

@@ -478,7 +478,8 @@ def read_text(path: Path, encoding: str, advice: str) -> str:
     except UnicodeError as error:  # a UnicodeDecodeError, or a codec's own (utf-16 without its byte-order mark)
         line = data[:getattr(error, "start", 0)].count(b"\n") + 1
         shown = "UTF-8" if codec == "utf-8" else encoding
-        raise ValueError(f"{path}, line {line}: not {shown} text ({getattr(error, 'reason', error)}): {advice}") from None
+        reason = getattr(error, "reason", error)
+        raise ValueError(f"{path}, line {line}: not {shown} text ({reason}): {advice}") from None
 
 
 def text_codec(encoding: str) -> str:
