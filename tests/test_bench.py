@@ -324,6 +324,11 @@ def test_stream_removes_the_union_of_its_requests_and_retrains_on_exactly_it():
         assert kept == train_keys - set(pair_keys(union, 400).tolist())
     assert result["prediction_gap"] == result["prediction_gap@100%"] and result["mia_auc"] is not None
     assert len(result["request_seconds"]) == 6
+    # every figure of the last checkpoint under its plain name, so aggregated: NDCG@20 and AUC_1 had no mean
+    last = result["checkpoints"][-1]
+    assert {k: result[k] for k in ("ndcg@20", "auc_1", "mia_auc_before")} == {k: last[k] for k in
+                                                                           ("ndcg@20", "auc_1", "mia_auc_before")}
+    assert result["seconds_per_request"] == sum(result["request_seconds"]) / 6  # the cell's own, as before
 
 
 def test_stream_checkpoints_a_whole_percent_apart_keep_their_own_figures():

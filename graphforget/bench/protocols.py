@@ -321,7 +321,8 @@ def _run_stream_cell(setting: Setting, method: str, options: dict, variant: dict
 
 
 def _stream_summary(checkpoints: list[dict], seconds: list[float], fit_seconds, trusted: list) -> dict:
-    """The cell's figures: every checkpoint's as ``name@NN%``, the last one's under the plain names; ``info``:
+    """The cell's figures: the headline ones of every checkpoint as ``name@NN%``, every one of the last checkpoint
+    under the plain names (the aggregate's mean and interval of each: NDCG@20 and AUC_1 had none); ``info``:
     whether every request passed the method's acceptance test (``None``: it has none) and how many failed it."""
     failed = sum(flag is False for flag in trusted)
     tested = any(flag is not None for flag in trusted)
@@ -334,7 +335,8 @@ def _stream_summary(checkpoints: list[dict], seconds: list[float], fit_seconds, 
         tag = f"@{100 * point['fraction']:g}%"  # rounded to a whole percent, 0.25 and 0.251 shared a label
         row.update({f"{key}{tag}": point.get(key) for key in
                     (*figures, "removed_edges", "seconds_per_request", "cumulative_seconds")})
-    row.update({key: checkpoints[-1].get(key) for key in figures})
+    own = ("requests", "fraction", "seconds_per_request", "cumulative_seconds")  # the checkpoint's, not the cell's
+    row.update({key: value for key, value in checkpoints[-1].items() if key not in own})
     return row
 
 
