@@ -726,7 +726,7 @@ def _is_header(pair: tuple[str, str], run: Run) -> bool:
     """Whether ``pair`` names the columns (``_HEADER_NAMES``, or the CSV columns ``run`` was fitted from) and neither
     name is a raw id of ``run``."""
     columns = run.info.get("data", {}).get("options", {})
-    if not all(name.lower() in names or name.lower() == str(columns.get(column)).lower()
+    if not all(name.lower() in names or name.lower() == str(columns.get(column) or "").lower()
                for name, names, column in zip(pair, _HEADER_NAMES, ("user_col", "item_col"))):
         return False
     known = [bool(raw_to_local(run.graph[node].raw_id, [name])[1][0]) for name, node in zip(pair, ("user", "item"))]

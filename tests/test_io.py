@@ -83,6 +83,13 @@ def test_writes_refused_by_the_directory_name_the_path_not_a_temporary_file():
         assert raised.value.filename == path, raised.value
 
 
+def test_an_oserror_without_errno_keeps_its_words(tmp_path):
+    def write(handle):
+        raise OSError("the device went away")
+    with pytest.raises(OSError, match="^the device went away$"):
+        atomic_write(tmp_path / "x.json", write)
+
+
 def test_an_exclusive_atomic_write_never_replaces(tmp_path):
     path, content = _old_file(tmp_path)
     with pytest.raises(FileExistsError, match=f"File exists: '{re.escape(str(path))}'$"):  # not the temporary file

@@ -532,6 +532,19 @@ def test_a_checkpoint_whose_tensors_changed_after_saving_is_refused(graph, tmp_p
     torch.save(saved, tmp_path / "int32.pt")
     with pytest.raises(ValueError, match="int32.pt: its tensors do not match the sha256 saved with them"):
         load_model(tmp_path / "int32.pt")
+    for change in ("shape", "key"):  # refused by the digest, not later by load_state_dict
+        path = tmp_path / f"{change}.pt"
+        save_model(LightGCN(9, 8, 5, num_layers=1), path)
+        changed = torch.load(path, weights_only=True)
+        state, key = changed["state_dict"], sorted(changed["state_dict"])[0]
+        if change == "shape":
+            state[key] = state[key].reshape(tuple(reversed(state[key].shape))).contiguous()
+        else:
+            state[key + "_"] = state.pop(key)
+        torch.save(changed, path)
+        with pytest.raises(ValueError, match=f"{change}.pt: its tensors do not match the sha256 saved with them"):
+            load_model(path)
+    path = tmp_path / "m.pt"
     del checkpoint["state_sha256"]  # a file written before the digest loads as it did
     torch.save(checkpoint, path)
     assert load_model(path)[0].user_emb.weight[2, 3] == checkpoint["state_dict"]["user_emb.weight"][2, 3]

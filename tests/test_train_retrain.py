@@ -323,6 +323,20 @@ def test_training_hands_back_the_modes_it_was_given(split, optimizer):
     assert seen and seen[0] and not model.training and not model.drop.training  # on while it trained only
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_a_failed_training_hands_back_the_modes_too(split, optimizer):
+    model = fresh(DroppedMF, split)
+    model.eval()
+
+    def stop(module, args):
+        if module.training:
+            raise RuntimeError("stop")
+    model.drop.register_forward_pre_hook(stop)
+    with pytest.raises(RuntimeError, match="stop"):
+        train(model, split.train, BCEObjective(l2=0.1), TrainConfig(epochs=1, batch_size=512, optimizer=optimizer))
+    assert not model.training and not model.drop.training
+
+
 def test_a_validation_set_without_both_classes_is_refused_before_training(split):
     """Its AUC is undefined: early stopping would keep no epoch (silently an untrained model before)."""
     train_graph, val = split.train, split.val

@@ -1159,6 +1159,11 @@ def test_a_stream_moved_with_its_base_or_past_it_goes_on_and_a_replaced_base_is_
     A base replaced at its path was taken as the stream's."""
     tree = tmp_path / "tree"
     shutil.copytree(base, tree / "base")
+    shutil.copytree(base, tmp_path / "early" / "base")  # a tree moved before any request: the base by its relative path
+    ForgetStream(tmp_path / "early" / "stream", tmp_path / "early" / "base", method="finetune")
+    shutil.move(tmp_path / "early", tmp_path / "early-moved")
+    assert ForgetStream(tmp_path / "early-moved" / "stream").current_path() == (tmp_path / "early-moved" / "base"
+                                                                                ).resolve()
     stream = ForgetStream(tree / "stream", tree / "base", method="finetune")
     stream.forget(users=["u1"])
     shutil.move(tree, tmp_path / "moved")
@@ -1303,6 +1308,21 @@ def test_a_child_copied_among_other_runs_finds_its_own_parent(base, tmp_path):
     shutil.rmtree(elsewhere / "base")
     with pytest.raises(FileNotFoundError, match="is gone"):
         lineage(elsewhere / "child")
+
+
+def test_a_copied_tree_resolves_its_own_copy_of_the_parent(base, tmp_path):
+    """Both places hold the parent: the copy beside the child is the lineage's (its files are the ones checked)."""
+    shutil.copytree(base, tmp_path / "tree" / "base")
+    forget(tmp_path / "tree" / "base", users=["u6"], method="scif", out=tmp_path / "tree" / "child", verify=False)
+    copy = shutil.copytree(tmp_path / "tree", tmp_path / "copy").resolve()
+    assert lineage(copy / "child") == [copy / "base", copy / "child"]
+
+
+def test_an_item_id_among_mistyped_users_is_not_called_swapped(base, tmp_path):
+    run = load_run(base)
+    with pytest.raises(ValueError, match="mistyped") as raised:
+        forget(base, users=[str(run.graph["item"].raw_id[0]), "zz-typo"], method="scif", out=tmp_path / "o")
+    assert "swapped" not in str(raised.value)
 
 
 def test_request_sha256_is_the_hash_of_the_sorted_pair_keys():
@@ -1561,6 +1581,9 @@ def test_an_edges_file_header_is_skipped_only_when_the_run_does_not_know_its_wor
     for header in ("customer,product", "Customer,Product"):  # any case, as the docstring says: it was read as a pair
         headed.write_text(f"{header}\n" + plain.read_text())
         assert read_edges_file(headed, parent) == pairs, header
+    del parent.info["data"]["options"]["item_col"]  # a column not recorded is no header's ('None' matched it)
+    headed.write_text("customer,None\n" + plain.read_text())
+    assert read_edges_file(headed, parent) == [("customer", "None"), *pairs]
     # A run whose raw user ids include the word 'user': the first line is an edge of that user, kept.
     headed.write_text("user item\n" + plain.read_text())
     raw = np.asarray(parent.graph["user"].raw_id).astype(object)
