@@ -1166,8 +1166,8 @@ def _add_bench_parser(sub) -> None:
     p.add_argument("--dataset", choices=BENCH_DATASETS, help="dataset (default: ml-100k; not with --data)")
     p.add_argument("--root", type=_directory, help="data directory (default: $GRAPHFORGET_DATA, then ../shared/data)")
     _data_file_flags(p, required=False)
-    p.add_argument("--negatives", type=_non_negative, help="sampled non-interactions per implicit interaction "
-                   "(default: 1 under BCE, 0 under BPR)")
+    p.add_argument("--negatives", type=_non_negative, help="sampled non-interactions per positive pair (default: 1 "
+                   "under BCE on implicit data; 0 for a file with labels, as fit reads it, and under BPR)")
     p.add_argument("--model", type=_registered_model, default="mf", help=f"recommender: {', '.join(sorted(MODELS))}, "
                    f"{_YOUR_MODEL} (default: mf; sgl and simgcl train with BPR)")
     p.add_argument("--methods", nargs="+", metavar="METHOD",

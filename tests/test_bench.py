@@ -818,6 +818,21 @@ def test_a_file_of_ratings_is_binarised_at_its_threshold_for_bpr_too(tmp_path):
             assert torch.equal(part[EDGE].edge_label, (1 + (users + items) % 5 >= 4).float()), loss
 
 
+def test_a_file_with_labels_gets_no_sampled_negatives_by_default(tmp_path):
+    """A labelled file had one negative sampled per positive under BCE, on top of its own 0 labels, where fit samples
+    none: a CSV export of ML-100K held 124,300 training pairs against fit's 80,000 of the same file."""
+    (tmp_path / "u.data").write_text("".join(f"{u}\t{i}\t{1 + (u + i) % 5}\t0\n" for u in range(1, 13)
+                                             for i in range(1, 9)))
+    labelled = DataSource("file", path=str(tmp_path), format="movielens", threshold=4)
+    assert labelled.for_loss("bce").negatives == 0 and labelled.for_loss("bpr").negatives == 0
+    data = labelled.for_loss("bce").prepare(seed=0)
+    assert sum(getattr(data.split, part)[EDGE].edge_index.size(1) for part in ("train", "val", "test")) <= 12 * 8
+    assert DataSource("file", path=str(tmp_path), format="movielens", threshold=4,
+                      negatives=1).for_loss("bce").negatives == 1  # asked for, as before
+    folder = _lightgcn_files(tmp_path / "data")  # implicit: one each, as before
+    assert DataSource("file", path=str(folder), format="lightgcn").for_loss("bce").negatives == 1
+
+
 def test_a_bpr_file_source_refuses_test_pairs_that_are_training_pairs(tmp_path):
     """BCE refused train and test files that share a pair; BPR took them, so the pair was both trained on (and masked
     in the ranking) and a test positive."""

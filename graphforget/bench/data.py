@@ -52,8 +52,9 @@ class DataSource:
         user_col, item_col, label_col: a CSV file's columns.
         duplicates, delimiter, encoding: a CSV file's repeated pairs (``"raise"`` or ``"last"``), field separator
             and text encoding (see :func:`~graphforget.data.load_csv`).
-        negatives: sampled non-interactions per implicit interaction; ``None``: 1 for the BCE objective, 0 for
-            BPR, which draws its own (:meth:`for_loss`). The explicit datasets (:data:`DATASET_NAMES`) bring
+        negatives: sampled non-interactions per positive pair; ``None``: 1 for the BCE objective on implicit
+            data, 0 for a file with labels (as ``graphforget fit`` reads it) and for BPR, which draws its own
+            (:meth:`for_loss`). The explicit datasets (:data:`DATASET_NAMES`) bring
             their own 0/1 labels and take none: a count above 1 is refused there.
     """
     dataset: str = "ml-100k"
@@ -113,12 +114,18 @@ class DataSource:
         Raises:
             ValueError: sampled negatives asked for BPR, which draws its own.
         """
-        if self.negatives is None:
-            return replace(self, negatives=0 if loss == "bpr" else 1)
+        if self.negatives is None:  # a file's own 0 labels are its negatives: fit samples none either
+            return replace(self, negatives=0 if loss == "bpr" or self.labelled_file else 1)
         if loss == "bpr" and self.negatives:
             raise ValueError("DataSource.negatives: BPR draws its own negatives; pass 0 or None "
                              f"(got {self.negatives})")
         return self
+
+    @property
+    def labelled_file(self) -> bool:
+        """Whether this is a file whose rows carry labels: ratings to binarise, a CSV's label column, triples."""
+        return self.dataset == "file" and (self.threshold is not None or self.label_col is not None
+                                           or self.format == "triples")
 
     @property
     def name(self) -> str:
@@ -182,7 +189,7 @@ class DataSource:
             raise ValueError(f"{location}: the test pairs split off it ({split.test[EDGE].edge_index.size(1)}) hold no "
                              f"interaction, so no figure can be measured: too few interactions "
                              f"({graph[EDGE].edge_index.size(1)} pairs) for a benchmark")
-        source = (f"{self.name} from {location} ({format}; {self.negatives} sampled negatives per interaction; "
+        source = (f"{self.name} from {location} ({format}; {self.negatives} sampled negatives per positive; "
                   f"{split.train[EDGE].edge_index.size(1)} training pairs)")
         return split, source
 
