@@ -77,10 +77,17 @@ class Hyperparameters:
                             "num_layers": (self.num_layers >= 0, "must be >= 0"), "l2": (self.l2 >= 0, "must be >= 0"),
                             "loss": (self.loss in LOSSES, f"one of {', '.join(LOSSES)}"),
                             "ssl_weight": (self.ssl_weight is None or (self.model in CONTRASTIVE
-                                                                         and self.ssl_weight >= 0),
-                                           f"None, or a weight >= 0 for {', '.join(CONTRASTIVE)}")})
+                                                                         and self.ssl_weight >= 0), self._ssl_advice())})
         if self.model in CONTRASTIVE and self.loss != "bpr":
             raise ValueError(f"Hyperparameters.loss: {self.model} trains with bpr (got {self.loss!r})")
+
+    def _ssl_advice(self) -> str:
+        """What ``ssl_weight`` may be for this model: a negative weight for SGL read as a range error, and so did a
+        weight for a model without a contrastive term."""
+        if self.model in CONTRASTIVE:
+            return "must be None or a weight >= 0"
+        return (f"only {' and '.join(CONTRASTIVE)} have a contrastive term to weigh (--ssl-weight), not {self.model}: "
+                "leave it None")
 
     def model_config(self, num_users: int, num_items: int) -> dict:
         """The keyword arguments :meth:`build_model` passes to the registered class or factory (a checkpoint's

@@ -1072,14 +1072,32 @@ def test_each_seed_of_a_run_gets_its_own_setting(monkeypatch):
     assert seen[0][2] == seen[1][2]  # one setting shared by the methods of a seed
 
 
-def test_a_method_that_refuses_the_setting_gives_its_cells_an_error(tmp_path):
-    """SCIF relabels terms, so it refuses BPR: its cell records the refusal and the run goes on."""
+def test_a_method_that_refuses_the_setting_gives_its_cells_an_error(tmp_path, monkeypatch):
+    """A method that refuses the trained model or graph when it is built records the refusal in its cells and the run
+    goes on. One that refuses the objective is refused before anything is trained: SCIF, which relabels terms, under
+    BPR trained every model, then failed every cell."""
+    from graphforget.bench import setting
     folder = _lightgcn_files(tmp_path / "data")
+    source = DataSource("file", path=str(folder), format="lightgcn")
     hparams = Hyperparameters(model="mf", embedding_dim=8, l2=1e-4, loss="bpr", train={"epochs": 2, "patience": 0})
-    result = run_bench("deletion", DataSource("file", path=str(folder), format="lightgcn"), methods=["scif"], seeds=1,
-                       params={"kinds": ["edge"], "ratios": [0.1]}, hparams=hparams)
-    retrain, scif = (record["result"] for record in result.cells)
-    assert "error" not in retrain and scif["error"].startswith("MethodUnsupported: scif")
+    trained = []
+    monkeypatch.setattr(setting, "train", lambda *args: trained.append(args) or pytest.fail("trained"))
+    with pytest.raises(ValueError, match="SCIF substitutes labels, so it needs a labelled objective"):
+        run_bench("deletion", source, methods=["scif"], seeds=1, params={"kinds": ["edge"], "ratios": [0.1]},
+                  hparams=hparams, out=tmp_path / "out")
+    assert not trained and not (tmp_path / "out").exists()
+    monkeypatch.undo()
+    built = setting.build_unlearner
+
+    def refusing(name, *args, **kwargs):
+        if name == "ifru":
+            raise ValueError("refuses this model")
+        return built(name, *args, **kwargs)
+    monkeypatch.setattr(setting, "build_unlearner", refusing)
+    result = run_bench("deletion", source, methods=["ifru"], seeds=1, params={"kinds": ["edge"], "ratios": [0.1]},
+                       hparams=hparams)
+    retrain, ifru = (record["result"] for record in result.cells)
+    assert "error" not in retrain and ifru["error"].startswith("MethodUnsupported: ifru: refuses this model")
     assert result.aggregates[1]["errors"] == 1
 
 

@@ -214,8 +214,11 @@ def test_the_contrastive_weight_is_a_hyperparameter_that_leaves_earlier_keys_alo
     lighter = preset.replace(ssl_weight=0.02)
     assert lighter.objective().ssl_weight == 0.02 and lighter.objective().tau == CONTRASTIVE["simgcl"]["tau"]
     assert Hyperparameters(**lighter.as_dict()) == lighter
-    for model, weight, message in (("mf", 0.1, "None, or a weight >= 0 for sgl, simgcl"),
-                                   ("simgcl", -1.0, "None, or a weight >= 0"), ("simgcl", math.nan, "must be finite")):
+    # "None, or a weight >= 0 for sgl, simgcl (got 0.1)" read as a range error for MF
+    for model, weight, message in (("mf", 0.1, r"only sgl and simgcl have a contrastive term to weigh \(--ssl-weight\), "
+                                                r"not mf: leave it None \(got 0.1\)"),
+                                   ("simgcl", -1.0, "must be None or a weight >= 0"),
+                                   ("simgcl", math.nan, "must be finite")):
         with pytest.raises(ValueError, match=f"Hyperparameters.ssl_weight: {message}"):
             default_hparams(model, loss="bpr").replace(ssl_weight=weight)
 

@@ -218,6 +218,7 @@ def _options(methods: Sequence[str], options: dict | None, hparams: Hyperparamet
         for seed in seeds:
             name, resolved = resolve_method(method, options.get(method), seed)
             method_config(name, resolved, train=hparams.train_config(seed), seed=seed)
+            METHODS[name].check_objective(hparams.objective(seed))  # SCIF under BPR: every cell failed, after training
     return options
 
 

@@ -132,6 +132,11 @@ class Unlearner:
         return ", ".join(f"{key} ({cls.unread[key]})" for key in (cls.unread if keys is None else keys))
 
     @classmethod
+    def check_objective(cls, objective: Objective) -> None:
+        """Raises ``ValueError`` when the method cannot run under ``objective`` at all (SCIF relabels, so it needs
+        labels): checked at construction, and by the bench before anything is trained."""
+
+    @classmethod
     def check_fixed(cls, config, given: Iterable[str] = ()) -> None:
         """Refuses a config that sets a field of :attr:`fixed` to neither its default nor the fixed value, or a field
         named in ``given`` (the options the caller set, dotted names too) to anything but the fixed value: it was

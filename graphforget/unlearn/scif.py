@@ -58,9 +58,13 @@ class SCIF(IFRU):
 
     def __init__(self, model, graph: HeteroData, objective: Objective, config: IFRUConfig | dict | None = None, *,
                  val: HeteroData | None = None, _reference_paths: bool = False):
+        self.check_objective(objective)
+        super().__init__(model, graph, objective, config, val=val, _reference_paths=_reference_paths)
+
+    @classmethod
+    def check_objective(cls, objective: Objective) -> None:
         if not isinstance(objective, BCEObjective):
             raise ValueError("SCIF substitutes labels, so it needs a labelled objective (BCEObjective)")
-        super().__init__(model, graph, objective, config, val=val, _reference_paths=_reference_paths)
 
     def _replacement_terms(self, removed: Terms, request, remaining: HeteroData) -> Terms:
         labels = substitute_labels(remaining, request)  # means: floating point even where the labels are not
