@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import warnings
 from dataclasses import replace
 
@@ -488,6 +489,19 @@ def test_training_warns_when_the_validation_auc_stays_at_chance():
         messages = [str(w.message) for w in caught if "nothing shows that the" in str(w.message)]
         assert bool(messages) == at_chance, (fit.best_val_auc, messages)
         assert (fit.best_val_auc < 0.56) == at_chance
+
+
+def test_the_chance_warning_shows_digits_enough_to_tell_the_auc_from_the_bound(split):
+    """Both were rounded to three places: "the best validation AUC, 0.527 (epoch 3), is under 0.527"."""
+    from graphforget.train import _warn_if_at_chance, chance_level
+    level = chance_level(split.val)
+    for best in (level - 1e-2, level - 2e-6):
+        shown = 3 if f"{best:.3f}" != f"{level:.3f}" else 6  # the second: equal to three places
+        result = TrainResult(epochs=3, best_epoch=3, best_val_auc=best, seconds=0.0, history=[])
+        with pytest.warns(NoSignalWarning) as caught:
+            _warn_if_at_chance(result, split.val)
+        auc, bound = re.search(r"AUC, ([\d.]+) \(epoch 3\), is under ([\d.]+),", str(caught[0].message)).groups()
+        assert auc != bound and len(auc.split(".")[1]) == shown and float(auc) == pytest.approx(best, abs=10 ** -shown)
 
 
 def test_the_training_warnings_are_named_by_the_package():
