@@ -352,7 +352,15 @@ def test_every_method_reports_membership_inference(tmp_path):
         assert "error" not in record["result"], record["result"]
         assert record["result"]["mia_auc"] is not None and record["result"]["prediction_gap"] is not None
     assert all("mia_auc" in group["metrics"] and "prediction_gap" in group["metrics"] for group in result.aggregates)
-    assert (tmp_path / "results.md").read_text().count("| attack_ratio=0.02 |") == len(DEFAULT_METHODS)
+    table = (tmp_path / "results.md").read_text()
+    assert table.count("| attack_ratio=0.02 |") == len(DEFAULT_METHODS)
+    # The legend explains the columns shown and no other: one paragraph for every protocol had explained recall@20
+    # here and left completeness_* unexplained.
+    header, legend = table.split("\n")[4], table.rstrip().split("\n")[-1]
+    columns = [name.strip() for name in header.strip("|").split("|")][2:]
+    assert all(f"{name}:" in legend for name in columns if not name.startswith(("original_", "completeness_")))
+    assert "original_*:" in legend and "completeness_*:" in legend and "retrain_seed:" in legend
+    assert "recall@20:" not in legend and "recall@20" not in columns
 
 
 @pytest.mark.parametrize("original", [1e-7, 1e-3])

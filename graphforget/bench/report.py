@@ -32,6 +32,49 @@ COLUMNS = {
 }
 
 
+#: What each figure means, by the columns it explains: results.md explains those its table shows, and only those.
+LEGEND = (
+    (("prediction_gap",), "prediction_gap: ||p_method - p_retrain|| / ||p_original - p_retrain|| on the test pairs "
+                          "(0: Retrain's predictions)"),
+    (("prediction_distance",), "prediction_distance: its numerator"),
+    (("original_distance",), "original_distance: its denominator"),
+    (("auc_0",), "auc_0: the test AUC over every test pair"),
+    (("auc_1",), "auc_1: over the test pairs whose user or item the request touches"),
+    (("original_auc_0", "original_recall@20"), "original_*: the Original's (the model before unlearning)"),
+    (("completeness_auc_0", "completeness_auc_1", "completeness_recall@20"),
+     "completeness_*: (method - Original) / (Retrain - Original) of the figure, the share of Retrain's change the "
+     "method makes (1: as Retrain)"),
+    (("recall@20",), "recall@20: all-item ranking on the test set, the model's training interactions masked"),
+    (("recall@20_retrain",), "recall@20_retrain: the matching Retrain's"),
+    (("clean_recall@20",), "clean_recall@20: a model trained without the adversarial edges"),
+    (("ndcg@20",), "ndcg@20: the NDCG of that ranking"),
+    (("mia_auc",), "mia_auc: membership attack on the removed edges against matched non-members"),
+    (("mia_auc_retrain",), "mia_auc_retrain: the same attack on the matching Retrain"),
+    (("mia_auc_before",), "mia_auc_before: on the Original"),
+    (("mi_bf",), "mi_bf: the removed edges' mean predicted probability before over after unlearning (> 1: forgotten)"),
+    (("mi_ng",), "mi_ng: the matched non-members' mean predicted probability over the removed edges' after "
+                 "unlearning (> 1: forgotten)"),
+    (("request_edges",), "request_edges: the training edges the request removes"),
+    (("seconds",), "seconds: the unlearning call"),
+    (("seconds_per_request",), "seconds_per_request: the stream's unlearning calls, on average"),
+    (("cumulative_seconds",), "cumulative_seconds: in all"),
+    (("fit_seconds",), "fit_seconds: the one-off fit of SISA/RecEraser/UnlearnRec, shared by the requests of a seed"),
+)
+
+
+def _legend(result, columns: list[str]) -> str:
+    """The meaning of each of ``columns`` (a stream's checkpoints too), and of the noise floor's row where it has one:
+    one paragraph for every table had explained columns it lacked and left others unexplained."""
+    shown = {_checkpoint(name)[0] for name in columns}
+    parts = [text for names, text in LEGEND if shown & set(names)]
+    if any(name.endswith("%") for name in columns):
+        parts.append("@NN%: at that share of the stream's requests")
+    if any(group["method"] == "retrain_seed" for group in result.aggregates):
+        parts.append("retrain_seed: a Retrain from another seed, the noise floor: a method as close to Retrain as it "
+                     "is has forgotten as well as retraining can tell")
+    return ". ".join(parts) + "."
+
+
 def _fmt(stat: dict | None, seeds: int | None = None) -> str:
     """``mean ± half-width`` (3 significant decimals), ``-`` when not measured, with ``(n=k)`` where only ``k`` of
     the group's ``seeds`` gave a finite value (the others are left out of the interval)."""
@@ -139,15 +182,7 @@ def markdown(result) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     trust = _trust(result)
     lines += ["", trust] if trust else []
-    lines += ["", "prediction_gap: ||p_method - p_retrain|| / ||p_original - p_retrain|| on the test pairs "
-                  "(0: Retrain's predictions); prediction_distance and original_distance: its numerator and "
-                  "denominator. mia_auc: membership attack on the removed edges against matched "
-                  "non-members (mia_auc_retrain: the same attack on the matching Retrain; mia_auc_before: on the "
-                  "Original). recall@20: all-item ranking on the test set, the model's training interactions "
-                  "masked (recall@20_retrain: the matching Retrain's). seconds: the unlearning call; fit_seconds: the "
-                  "one-off fit of SISA/RecEraser/UnlearnRec, shared by the requests of a seed. retrain_seed: a "
-                  "Retrain from another seed, the noise floor: a method as close to Retrain as it is has forgotten "
-                  "as well as retraining can tell."]
+    lines += ["", _legend(result, header[2:])]
     return "\n".join(lines) + "\n"
 
 
