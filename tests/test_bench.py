@@ -841,6 +841,22 @@ def test_a_file_with_labels_gets_no_sampled_negatives_by_default(tmp_path):
     assert DataSource("file", path=str(folder), format="lightgcn").for_loss("bce").negatives == 1
 
 
+def test_the_report_names_the_methods_options_and_the_files_reading_options(tmp_path):
+    """Two runs that differed in an option or a threshold only had reports alike but for their figures."""
+    from graphforget.bench import markdown
+    (tmp_path / "u.data").write_text("".join(f"{u}\t{i}\t{1 + (u * 7 + i * 3) % 5}\t0\n" for u in range(1, 41)
+                                             for i in range(1, 21) if (u + i) % 3))
+    source = DataSource("file", path=str(tmp_path), format="movielens", threshold=4)
+    result = run_bench("deletion", source, methods=["ifru"], seeds=1, params={"kinds": ["edge"], "ratios": [0.1]},
+                       options={"ifru": {"newton.steps": 1}}, hparams=TINY)
+    intro = markdown(result).split("\n")[2]
+    assert "Method options: `{'ifru': {'newton.steps': 1}}`." in intro
+    assert "Data options: `{'negatives': 0, 'threshold': 4}`." in intro
+    plain = run_bench("deletion", "synthetic", methods=["ifru"], seeds=1, params={"kinds": ["edge"], "ratios": [0.1]},
+                      hparams=TINY)
+    assert "options" not in markdown(plain).split("\n")[2]  # none set: none named
+
+
 def test_a_bpr_file_source_refuses_test_pairs_that_are_training_pairs(tmp_path):
     """BCE refused train and test files that share a pair; BPR took them, so the pair was both trained on (and masked
     in the ranking) and a test positive."""

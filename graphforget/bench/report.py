@@ -119,8 +119,21 @@ def _intro(result, code: str = "`") -> str:
     """The seeds, the protocol's parameters and the compute (``code``: the inline-code mark of the format)."""
     seeds = sorted({s for group in result.aggregates for s in group["seeds"]})
     return (f"Seeds {seeds}; mean ± half-width of the 95% Student-t interval over seeds. Protocol parameters: "
-            f"{code}{result.params}{code}. Compute: {_cell_seconds(result):.0f} s over {len(result.cells)} cells "
-            "(their wall times, cached or not).")
+            f"{code}{result.params}{code}.{_settings(result, code)} Compute: {_cell_seconds(result):.0f} s over "
+            f"{len(result.cells)} cells (their wall times, cached or not).")
+
+
+def _settings(result, code: str) -> str:
+    """The methods' options and a data file's reading options, where the run set them: two runs that differ in them
+    only had reports alike but for their figures."""
+    params = [record["cell"]["params"] for record in result.cells]
+    options = {record["cell"]["method"]: record["cell"]["params"]["options"] for record in result.cells
+               if record["cell"]["params"].get("options")}
+    data = params[0].get("data", {}) if params else {}
+    read = {key: data[key] for key in ("negatives", "threshold") if data.get(key) is not None}
+    read.update({"columns": data["columns"]} if any(data.get("columns") or []) else {})
+    text = f" Method options: {code}{options}{code}." if options else ""
+    return text + (f" Data options: {code}{read}{code}." if data.get("dataset") == "file" and read else "")
 
 
 def _columns(result) -> list[str]:
