@@ -8,6 +8,7 @@ import json
 import math
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -300,6 +301,19 @@ def test_deletion_sets():
             assert request.size(1) == int(torch.isin(edges[0], users).sum())
     with pytest.raises(ValueError, match="deletion kind"):
         deletion_request(graph, "hot", 0.1)
+
+
+def test_a_settings_trainings_warn_naming_the_model_and_the_seed():
+    """A bench run trains a setting's models for the first cell that needs them: 'train: the best validation AUC ...'
+    named neither the model nor the seed."""
+    from graphforget.train import NoSignalWarning
+    setting = Setting(DataSource("synthetic", negatives=1), TINY, seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        setting.reference(setting.train_graph[EDGE].edge_index[:, :5])
+    said = [str(w.message) for w in caught if w.category is NoSignalWarning]
+    assert [text.split(": train: ")[0] for text in said] == ["the Original of seed 0",
+                                                             "the Retrain of seed 0 without 5 removed edges"]
 
 
 def test_stream_removes_the_union_of_its_requests_and_retrains_on_exactly_it():

@@ -7,9 +7,11 @@ same figures as an uninterrupted one (timings aside).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import warnings
 from typing import Callable
 
 import torch
@@ -92,7 +94,7 @@ class Setting:
         self.source = self.data.source if flip else self.data.source.split("; ")[0]
         self.clean = None  # (model, graph) before the adversarial attack
         if attack is not None and attack["kind"] == "adversarial":
-            self.clean = self._train(self.train_graph)[0], self.train_graph
+            self.clean = self._train(self.train_graph, "the clean model")[0], self.train_graph
             held_out = torch.cat([part[EDGE].edge_index for part in (split.val, split.test)], 1)
             self.train_graph, self.request = adversarial_edges(self.clean[0], self.train_graph, attack["fraction"],
                                                                seed, held_out=held_out)
@@ -102,10 +104,12 @@ class Setting:
         self._ranking: dict[str, dict] = {}
         self._fitted: dict[str, Unlearner] = {}
 
-    def _train(self, graph):
-        """A model trained on ``graph`` from the run's seeded initialisation, and its training's result."""
+    def _train(self, graph, what: str):
+        """A model trained on ``graph`` from the run's seeded initialisation, and its training's result; its warnings
+        name ``what`` it is."""
         model = self.hparams.build_model(num_users(graph), num_items(graph), self.seed).to(self.device)
-        fit = train(model, graph, self.objective, self.config, self.val)
+        with _naming_warnings(f"{what} of seed {self.seed}"):
+            fit = train(model, graph, self.objective, self.config, self.val)
         return model.eval(), fit
 
     def ranking(self, model, graph, key: str | None = None) -> dict:
@@ -121,7 +125,7 @@ class Setting:
     def original(self) -> torch.nn.Module:
         """The model trained on :attr:`train_graph` (trained on first use)."""
         if self._original is None:
-            self._original, self.original_fit = self._train(self.train_graph)
+            self._original, self.original_fit = self._train(self.train_graph, "the Original")
         return self._original
 
     def reference(self, removed: Tensor) -> UnlearnResult:
@@ -131,7 +135,8 @@ class Setting:
         if key not in self.references:
             retrain = build_unlearner("retrain", self.original, self.train_graph, self.objective, train=self.config,
                                       seed=self.seed, val=self.val)
-            self.references[key] = retrain.unlearn(removed)
+            with _naming_warnings(f"the Retrain of seed {self.seed} without {removed.size(1)} removed edges"):
+                self.references[key] = retrain.unlearn(removed)
             self.references[key].model.eval()
         return self.references[key]
 
@@ -162,6 +167,16 @@ class Setting:
     def __repr__(self) -> str:
         return (f"Setting({self.data.dataset!r}, model={self.hparams.model!r}, seed={self.seed}, "
                 f"train_edges={self.train_graph[EDGE].edge_index.size(1)})")
+
+
+@contextlib.contextmanager
+def _naming_warnings(what: str):
+    """The block's warnings, each again with ``what`` it speaks of: in a bench run, where a setting trains its models
+    for the first cell that needs them, a training's warning named neither the model nor the seed."""
+    with warnings.catch_warnings(record=True) as caught:
+        yield
+    for warning in caught:
+        warnings.warn(f"{what}: {warning.message}", warning.category, stacklevel=3)
 
 
 class Workspace:
