@@ -73,9 +73,8 @@ def run_jobs(job: Callable[[int], Any], num_jobs: int) -> list[Any]:
     """``[job(j) for j in range(num_jobs)]`` on every rank, each rank running its share (:func:`my_jobs`).
 
     A job that raises on one rank, or returns what cannot be pickled, raises the same error on every rank (the ranks
-    exchange it with the results):
-    alone, its rank would leave the others waiting in the exchange, or, under ``torchrun``, failing with gloo's
-    "Connection closed by peer" instead of the error.
+    exchange it with the results): alone, its rank would leave the others waiting in the exchange, or, under
+    ``torchrun``, failing with gloo's "Connection closed by peer" instead of the error.
     """
     if rank_and_size()[1] == 1:
         return [job(j) for j in range(num_jobs)]

@@ -77,7 +77,8 @@ class Hyperparameters:
                             "num_layers": (self.num_layers >= 0, "must be >= 0"), "l2": (self.l2 >= 0, "must be >= 0"),
                             "loss": (self.loss in LOSSES, f"one of {', '.join(LOSSES)}"),
                             "ssl_weight": (self.ssl_weight is None or (self.model in CONTRASTIVE
-                                                                         and self.ssl_weight >= 0), self._ssl_advice())})
+                                                                         and self.ssl_weight >= 0),
+                                           self._ssl_advice())})
         if self.model in CONTRASTIVE and self.loss != "bpr":
             raise ValueError(f"Hyperparameters.loss: {self.model} trains with bpr (got {self.loss!r})")
 

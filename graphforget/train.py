@@ -224,8 +224,8 @@ def _warn_if_at_chance(result: TrainResult, val: HeteroData) -> None:
     elif result.best_val_auc < level:  # digits enough to tell the two apart ("0.527 is under 0.527")
         digits = next((d for d in range(3, 9) if f"{result.best_val_auc:.{d}f}" != f"{level:.{d}f}"), 9)
         warnings.warn(f"train: the best validation AUC, {result.best_val_auc:.{digits}f} (epoch {result.best_epoch}), "
-                      f"is under {level:.{digits}f}, {CHANCE_MARGIN:g} standard errors above chance: nothing shows that the "
-                      "model learnt a preference: too few validation pairs to tell, or the training failed "
+                      f"is under {level:.{digits}f}, {CHANCE_MARGIN:g} standard errors above chance: nothing shows "
+                      "that the model learnt a preference: too few validation pairs to tell, or the training failed "
                       "(check the learning rate, the epochs and the objective's terms, e.g. a contrastive weight)",
                       NoSignalWarning, stacklevel=3)
 

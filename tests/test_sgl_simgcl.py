@@ -215,8 +215,8 @@ def test_the_contrastive_weight_is_a_hyperparameter_that_leaves_earlier_keys_alo
     assert lighter.objective().ssl_weight == 0.02 and lighter.objective().tau == CONTRASTIVE["simgcl"]["tau"]
     assert Hyperparameters(**lighter.as_dict()) == lighter
     # "None, or a weight >= 0 for sgl, simgcl (got 0.1)" read as a range error for MF
-    for model, weight, message in (("mf", 0.1, r"only sgl and simgcl have a contrastive term to weigh \(--ssl-weight\), "
-                                                r"not mf: leave it None \(got 0.1\)"),
+    for model, weight, message in (("mf", 0.1, r"only sgl and simgcl have a contrastive term to weigh "
+                                                r"\(--ssl-weight\), not mf: leave it None \(got 0.1\)"),
                                    ("simgcl", -1.0, "must be None or a weight >= 0"),
                                    ("simgcl", math.nan, "must be finite")):
         with pytest.raises(ValueError, match=f"Hyperparameters.ssl_weight: {message}"):

@@ -304,7 +304,7 @@ def build_model(name: str, **kwargs) -> Recommender:
     model = factory(**kwargs)
     if not isinstance(model, Recommender):
         raise NotARecommender(f"model {name!r} built a {type(model).__name__}, not a graphforget Recommender "
-                        f"(wrap a PyG module in graphforget.models.PyGRecommender)")
+                              f"(wrap a PyG module in graphforget.models.PyGRecommender)")
     return model
 
 

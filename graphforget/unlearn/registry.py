@@ -54,9 +54,9 @@ def method_config(name: str, options: dict[str, Any] | Any = None, *, train: Tra
 
     ``train`` and ``seed`` are the run's own settings: they set the config's ``train`` and ``seed``
     fields where it has them (and ``progress``, from ``train``'s), and ``options`` then change what they name
-    (``train.lr=0.001`` changes only the learning rate of ``train``). Settings the config has no field for are ignored. The config
-    returned has the fields the method fixes set (:meth:`~graphforget.unlearn.Unlearner.with_fixed`): the one it
-    runs, and the one a run records.
+    (``train.lr=0.001`` changes only the learning rate of ``train``). Settings the config has no field for are
+    ignored. The config returned has the fields the method fixes set
+    (:meth:`~graphforget.unlearn.Unlearner.with_fixed`): the one it runs, and the one a run records.
 
     Raises:
         ValueError: an unknown method, ``Config.field: ...`` naming an option the config rejects, or an option
