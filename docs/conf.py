@@ -4,6 +4,8 @@ import sys
 
 sys.path.insert(0, os.path.abspath(".."))  # document the checkout, installed or not
 
+from sphinx.ext.napoleon.docstring import GoogleDocstring  # noqa: E402
+
 from graphforget import __version__  # noqa: E402
 
 project = "graphforget"
@@ -29,3 +31,13 @@ napoleon_use_ivar = True  # "Attributes:" as fields (no duplicates of NamedTuple
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
 html_static_path = []
+
+
+def _attribute_docstring_as_written(self) -> list[str]:
+    """An attribute's or property's docstring as written. Napoleon reads its first line as ``type: description``,
+    but graphforget's are sentences (the annotations carry the types): "Kinds of run: ..." rendered as "Type: Kinds
+    of run"."""
+    return self._consume_to_end()
+
+
+GoogleDocstring._parse_attribute_docstring = _attribute_docstring_as_written
