@@ -266,6 +266,15 @@ def _count(number: int, noun: str, plural: str | None = None) -> str:
     return f"{number} {noun if number == 1 else plural or noun + 's'}"
 
 
+def _forgotten(request) -> str:
+    """``149 edges of 1 user``, ``2 of 5 listed edges``: what a request removed, of what it named ("(users: 1)" read as
+    a user id)."""
+    forgot, asked = request.edges.size(1), request.ids.size(-1)
+    if request.kind == "edges":
+        return f"{forgot} of {_count(asked, 'listed edge')}"
+    return f"{_count(forgot, 'edge')} of {_count(asked, request.kind[:-1])}"
+
+
 def _auc_line(metrics: dict) -> str:
     return "  ".join(f"{k}={_fmt(metrics.get(k))}" for k in AUC_KEYS)
 
@@ -849,8 +858,7 @@ def cmd_forget(args) -> int:
         trust = "no training edge: the model is kept"
     heldout = line["request"]["heldout_pairs"]
     dropped = f"; dropped {_count(heldout, 'validation or test pair', 'validation and test pairs')}" if heldout else ""
-    print(f"{args.method}: forgot {_count(done.request.edges.size(1), 'edge')} ({done.request.kind}: "
-          f"{done.request.ids.size(-1)}) in {line['seconds']:.2f}s ({trust}){dropped}")
+    print(f"{args.method}: forgot {_forgotten(done.request)} in {line['seconds']:.2f}s ({trust}){dropped}")
     if report is not None:
         print(f"verification: P(requested) {_fmt(report.request_probability)} vs P(non-members) "
               f"{_fmt(report.non_member_probability)}, MI-BF {_fmt(report.mi_bf)}, MIA AUC {_fmt(report.mia_auc)} "

@@ -563,7 +563,7 @@ def test_repeated_requests_are_refused(capsys, base, tmp_path):
                          "--out", tmp_path / "one")
     assert code == 0, err
     assert "MIA AUC - (before -)" in out and "nan" not in out
-    assert "forgot 1 edge (edges: 1)" in out and "lineage removed 1 edge;" in out and "has 1 line)" in out, out
+    assert "forgot 1 of 1 listed edge" in out and "lineage removed 1 edge;" in out and "has 1 line)" in out, out
     code, out, err = cli(capsys, "verify", "--run", tmp_path / "one", "--quiet")
     assert code == 0 and "1 edge removed by 1 request in 2 runs" in out, err + out
 
@@ -584,7 +584,7 @@ def test_listed_held_out_pairs_are_dropped_and_alone_keep_the_model(capsys, base
     code, out, err = cli(capsys, "forget", "--run", base, "--edges", listed, "--method", "ifru", "--quiet",
                          "--out", tmp_path / "mixed")
     assert code == 0, err
-    assert "forgot 2 edges (edges: 5)" in out and "dropped 3 validation and test pairs" in out
+    assert "forgot 2 of 5 listed edges" in out and "dropped 3 validation and test pairs" in out
     child = load_run(tmp_path / "mixed")
     assert edge_keys(child.graph) == edge_keys(parent.graph) - set(pair_keys(torch.tensor(trained).t(), I).tolist())
     for part, old, gone in ((child.val, parent.val, val), (child.test, parent.test, test)):
@@ -596,7 +596,7 @@ def test_listed_held_out_pairs_are_dropped_and_alone_keep_the_model(capsys, base
     code, out, err = cli(capsys, "forget", "--run", tmp_path / "mixed", "--edges", listed, "--method", "unlearnrec",
                          "--quiet", "--out", tmp_path / "held")
     assert code == 0, err
-    assert "forgot 0 edges (edges: 1)" in out and "dropped 1 validation or test pair" in out
+    assert "forgot 0 of 1 listed edge" in out and "dropped 1 validation or test pair" in out
     assert "(no training edge: the model is kept)" in out and "trusted" not in out  # no method ran to trust
     assert "held-out pairs only" in out
     grandchild = load_run(tmp_path / "held")
@@ -631,7 +631,7 @@ def test_a_user_left_with_held_out_pairs_only_can_still_be_forgotten(capsys, fil
     code, out, err = cli(capsys, "forget", "--run", tmp_path / "a", "--users", raw, "--method", "ifru", "--quiet",
                          "--out", tmp_path / "b")
     assert code == 0, err
-    assert "forgot 0 edges (users: 1)" in out and "validation and test pairs" in out
+    assert "forgot 0 edges of 1 user" in out and "validation and test pairs" in out
     child = load_run(tmp_path / "b")
     assert not (child.val[EDGE].edge_index[0] == user).any() and not (child.test[EDGE].edge_index[0] == user).any()
     code, _, err = cli(capsys, "forget", "--run", tmp_path / "b", "--users", raw, "--method", "ifru",
@@ -1543,7 +1543,7 @@ def test_an_edges_file_with_a_byte_order_mark_reads_as_without_and_bad_bytes_nam
     code, out, err = cli(capsys, "forget", "--run", base, "--edges", marked, "--method", "ifru", "--quiet",
                          "--out", tmp_path / "marked")
     assert code == 0, err
-    assert "forgot 2 edges (edges: 2)" in out
+    assert "forgot 2 of 2 listed edges" in out
     latin = tmp_path / "latin.txt"
     latin.write_bytes(plain.read_bytes() + "u\xe9 m1\n".encode("latin-1"))
     code, _, err = cli(capsys, "forget", "--run", base, "--edges", latin, "--method", "ifru", "--out", tmp_path / "n")
@@ -1575,7 +1575,7 @@ def test_an_edges_file_header_is_skipped_only_when_the_run_does_not_know_its_wor
         assert read_edges_file(headed)[1:] == pairs  # without the run's ids nothing tells a header from a pair
     code, out, err = cli(capsys, "forget", "--run", base, "--edges", headed, "--method", "ifru", "--quiet",
                          "--out", tmp_path / "headed")
-    assert code == 0 and "forgot 2 edges (edges: 2)" in out, err
+    assert code == 0 and "forgot 2 of 2 listed edges" in out, err
     # The columns the run was fitted from are a header too, whatever their names.
     parent.info["data"]["options"].update(user_col="customer", item_col="product")
     for header in ("customer,product", "Customer,Product"):  # any case, as the docstring says: it was read as a pair
