@@ -859,6 +859,8 @@ def cmd_forget(args) -> int:
     heldout = line["request"]["heldout_pairs"]
     dropped = f"; dropped {_count(heldout, 'validation or test pair', 'validation and test pairs')}" if heldout else ""
     print(f"{args.method}: forgot {_forgotten(done.request)} in {line['seconds']:.2f}s ({trust}){dropped}")
+    metrics = json.loads((done.path / "run.json").read_text())["metrics"]  # a trusted step may still cost utility
+    print(f"test AUC {_fmt(metrics['test_auc'])} (before {_fmt(metrics['parent_test_auc'])})")
     if report is not None:
         print(f"verification: P(requested) {_fmt(report.request_probability)} vs P(non-members) "
               f"{_fmt(report.non_member_probability)}, MI-BF {_fmt(report.mi_bf)}, MIA AUC {_fmt(report.mia_auc)} "

@@ -938,6 +938,7 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
         graph[node].raw_id = parent.graph[node].raw_id
     removed = _removed(parent, request)
     metrics = _forget_metrics(result, report, fit_seconds, model, graph, val, test)
+    metrics["parent_test_auc"] = heldout_auc(module_on(parent.model, "cpu"), parent.graph.cpu(), test)  # same pairs
     info = _forget_info(parent, out, request, _method_record(method, options, seed, config, request), metrics,
                         removed["edge_index"].size(1), heldout)
     audit = _audit_line(parent, out, info, result, report, error)
@@ -977,7 +978,8 @@ def _check_leaves_edges(run: Run, request: Request) -> None:
 
 
 def _forget_metrics(result, report, fit_seconds, model, graph: HeteroData, val, test) -> dict:
-    """The new run's metrics: the method's seconds and trust, test AUC, sizes, the verification figures."""
+    """The new run's metrics: the method's seconds and trust, test AUC, sizes, the verification figures (:func:`forget`
+    adds the parent's test AUC on the same pairs: what the request cost the model, which no acceptance test reads)."""
     metrics = {"seconds": result.seconds, "fit_seconds": fit_seconds, "test_auc": heldout_auc(model, graph, test),
                "trusted": result.info.get("trusted"), **_sizes(graph, val, test)}
     if report is not None:

@@ -564,6 +564,11 @@ def test_repeated_requests_are_refused(capsys, base, tmp_path):
     assert code == 0, err
     assert "MIA AUC - (before -)" in out and "nan" not in out
     assert "forgot 1 of 1 listed edge" in out and "lineage removed 1 edge;" in out and "has 1 line)" in out, out
+    # What the request cost the model, on the same test pairs: a trusted step that damaged it had printed nothing
+    from graphforget.workflow import heldout_auc
+    child, parent = load_run(tmp_path / "one"), load_run(base)
+    before, after = heldout_auc(parent.model, parent.graph, child.test), heldout_auc(child.model, child.graph, child.test)
+    assert f"test AUC {after:.4f} (before {before:.4f})" in out and child.info["metrics"]["parent_test_auc"] == before
     code, out, err = cli(capsys, "verify", "--run", tmp_path / "one", "--quiet")
     assert code == 0 and "1 edge removed by 1 request in 2 runs" in out, err + out
 
