@@ -98,7 +98,7 @@ def test_bpr_negatives_follow_the_runs_seed_in_train_and_unlearn(capsys, tmp_pat
     # a run trained before recorded seed 0 (its negatives' seed): unlearning keeps the objective it trained with
     checkpoint["run"]["objective"]["seed"] = 0
     kept = {k: v for k, v in checkpoint.items()
-            if k not in ("model", "config", "state_dict", "state_sha256", "meta_sha256")}
+            if k not in ("model", "config", "state_dict", "state_sha256", "layout_sha256", "meta_sha256")}
     save_model(model, out / "model.pt", checkpoint["model"], checkpoint["config"], **kept)
     assert run_cli(capsys, *unlearn, "--out", str(tmp_path / "old"))[0] == 0
     assert seeds == [5, 0]

@@ -505,7 +505,7 @@ def test_save_model_refuses_extras_under_its_own_names_or_of_a_kind_it_cannot_lo
     raised a TypeError from rebuilding it; a ``torch.device``, which weights_only loads, was refused."""
     from collections import namedtuple
     model = MF(3, 2, 2)
-    for name in ("state_dict", "state_sha256"):
+    for name in ("state_dict", "state_sha256", "layout_sha256"):
         with pytest.raises(ValueError, match=f"save_model: an extra value named {name} would replace the checkpoint's own field"):
             save_model(model, tmp_path / "m.pt", **{name: {}})
     with pytest.raises(ValueError, match=r"the checkpoint\['point'\] is a Point, which a checkpoint loaded"):
@@ -544,6 +544,11 @@ def test_a_checkpoint_whose_tensors_changed_after_saving_is_refused(graph, tmp_p
         torch.save(changed, path)
         with pytest.raises(ValueError, match=f"{change}.pt: its tensors do not match the sha256 saved with them"):
             load_model(path)
+    save_model(LightGCN(9, 8, 5, num_layers=1), tmp_path / "before.pt")  # written before the layout's digest: loads
+    before = torch.load(tmp_path / "before.pt", weights_only=True)
+    del before["layout_sha256"]
+    torch.save(before, tmp_path / "before.pt")
+    assert torch.equal(load_model(tmp_path / "before.pt")[0].user_emb.weight, before["state_dict"]["user_emb.weight"])
     path = tmp_path / "m.pt"
     del checkpoint["state_sha256"]  # a file written before the digest loads as it did
     torch.save(checkpoint, path)

@@ -344,8 +344,9 @@ def save_model(model: Recommender, path: str | os.PathLike, name: str | None = N
         name, config: the name of the model's factory in :data:`MODELS` and its keyword arguments. By default
             the name its class is registered under and :meth:`Recommender.config`; when given, the model they
             build is checked against ``model`` first.
-        extra: plain values stored beside (not named ``state_dict``, ``state_sha256`` or ``meta_sha256``: the
-            checkpoint's own, the sha256 of its tensors and of the rest, which :func:`load_model` checks).
+        extra: plain values stored beside (not named ``state_dict``, ``state_sha256``, ``layout_sha256`` or
+            ``meta_sha256``: the checkpoint's own, the sha256 of its tensors' bytes, of their keys, dtypes and shapes,
+            and of the rest, which :func:`load_model` checks).
 
     Raises:
         ValueError: an unregistered model, ``name``/``config`` that do not rebuild it, an extra value under a
@@ -365,21 +366,27 @@ def save_model(model: Recommender, path: str | os.PathLike, name: str | None = N
         _rebuilds(model, name, config)
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}  # loads on a CPU-only machine
     checkpoint = _plain({"model": name, "config": config, "state_dict": state, **extra}, "the checkpoint")
-    checkpoint.update(state_sha256=_state_sha256(state), meta_sha256=_meta_sha256(checkpoint))
+    checkpoint.update(state_sha256=_state_sha256(state), layout_sha256=_layout_sha256(state),
+                      meta_sha256=_meta_sha256(checkpoint))
     atomic_write(path, lambda handle: torch.save(checkpoint, handle))
 
 
 #: The fields :func:`save_model` writes itself that an extra value could take (``model`` and ``config`` are its
 #: arguments' names).
-_CHECKPOINT_KEYS = {"state_dict", "state_sha256", "meta_sha256"}
+_CHECKPOINT_KEYS = {"state_dict", "state_sha256", "layout_sha256", "meta_sha256"}
 
 
 def _state_sha256(state: dict) -> str:
-    """The sha256 of a state dict's tensors in key order, their keys, dtypes and shapes with their bytes:
-    :func:`load_model` checks it (a flipped bit loaded, and so did the same bytes stored again as int32)."""
-    keys = [key for key in sorted(state) if isinstance(state[key], Tensor)]
-    layout = repr([(key, str(state[key].dtype), tuple(state[key].shape)) for key in keys])
-    return hashlib.sha256(layout.encode() + tensors_sha256(*(state[key] for key in keys)).encode()).hexdigest()
+    """The sha256 of a state dict's tensors, in key order: :func:`load_model` checks it (a flipped bit loaded)."""
+    return tensors_sha256(*(state[key] for key in sorted(state) if isinstance(state[key], Tensor)))
+
+
+def _layout_sha256(state: dict) -> str:
+    """The sha256 of a state dict's keys with its tensors' dtypes and shapes: the same bytes stored again as int32
+    loaded, off by 1e9, past :func:`_state_sha256` (a digest of its own, so the files written before it load)."""
+    layout = [(key, str(value.dtype), tuple(value.shape)) for key, value in sorted(state.items())
+              if isinstance(value, Tensor)]
+    return hashlib.sha256(repr(layout).encode()).hexdigest()
 
 
 def _meta_sha256(checkpoint: dict) -> str:
@@ -421,6 +428,7 @@ def load_model(path: str | os.PathLike, map_location=None) -> tuple[Recommender,
     checkpoint = _read_checkpoint(path, map_location)
     name, config, state = checkpoint["model"], checkpoint["config"], checkpoint["state_dict"]
     for key, digest, what in (("state_sha256", _state_sha256(state), "its tensors"),
+                              ("layout_sha256", _layout_sha256(state), "its tensors"),
                               ("meta_sha256", _meta_sha256(checkpoint), "its model name, config or extra values")):
         saved = checkpoint.get(key)  # files written before it have none
         if saved is not None and saved != digest:
