@@ -314,6 +314,10 @@ def test_a_settings_trainings_warn_naming_the_model_and_the_seed():
     said = [str(w.message) for w in caught if w.category is NoSignalWarning]
     assert [text.split(": train: ")[0] for text in said] == ["the Original of seed 0",
                                                              "the Retrain of seed 0 without 5 removed edges"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Setting(DataSource("synthetic", negatives=1), TINY, seed=0, attack={"kind": "adversarial", "fraction": 0.5})
+    assert [str(w.message).split(": train: ")[0] for w in caught] == ["the clean model of seed 0"]
 
 
 def test_stream_removes_the_union_of_its_requests_and_retrains_on_exactly_it():
@@ -848,6 +852,9 @@ def test_a_file_with_labels_gets_no_sampled_negatives_by_default(tmp_path):
     labelled = DataSource("file", path=str(tmp_path), format="movielens", threshold=4)
     assert labelled.for_loss("bce").negatives == 0 and labelled.for_loss("bpr").negatives == 0
     data = labelled.for_loss("bce").prepare(seed=0)
+    assert "0 sampled negatives per positive" in data.source
+    for other in (dict(format="triples"), dict(format="csv", user_col="u", item_col="i", label_col="r")):
+        assert DataSource("file", path=str(tmp_path), **other).for_loss("bce").negatives == 0, other
     assert sum(getattr(data.split, part)[EDGE].edge_index.size(1) for part in ("train", "val", "test")) <= 12 * 8
     assert DataSource("file", path=str(tmp_path), format="movielens", threshold=4,
                       negatives=1).for_loss("bce").negatives == 1  # asked for, as before
@@ -869,6 +876,19 @@ def test_the_report_names_the_methods_options_and_the_files_reading_options(tmp_
     plain = run_bench("deletion", "synthetic", methods=["ifru"], seeds=1, params={"kinds": ["edge"], "ratios": [0.1]},
                       hparams=TINY)
     assert "options" not in markdown(plain).split("\n")[2]  # none set: none named
+    from graphforget.bench.report import _settings
+    csv = {"dataset": "file", "negatives": 0, "threshold": None, "columns": ["user", "item", "rating"]}
+    cells = [{"cell": {"method": "ifru", "params": {"options": {}, "data": csv}}}]
+    assert _settings(dataclasses.replace(result, cells=cells), "`") == (
+        " Data options: `{'negatives': 0, 'columns': ['user', 'item', 'rating']}`.")
+
+
+def test_a_streams_legend_explains_its_checkpoints():
+    from graphforget.bench import BenchResult, markdown
+    stream = json.loads((ROOT / "benchmarks" / "results" / "bench" / "stream_ml-100k" / "results.json").read_text())
+    legend = markdown(BenchResult.from_dict(stream)).rstrip().split("\n")[-1]
+    assert all(f"{name}:" in legend for name in ("prediction_gap", "auc_0", "@NN%", "seconds_per_request"))
+    assert "mia_auc_before:" not in legend and ". seconds:" not in legend  # columns the stream's table lacks
 
 
 def test_a_bpr_file_source_refuses_test_pairs_that_are_training_pairs(tmp_path):

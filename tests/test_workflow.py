@@ -590,6 +590,9 @@ def test_listed_held_out_pairs_are_dropped_and_alone_keep_the_model(capsys, base
                          "--out", tmp_path / "mixed")
     assert code == 0, err
     assert "forgot 2 of 5 listed edges" in out and "dropped 3 validation and test pairs" in out
+    from graphforget.workflow import heldout_auc
+    child = load_run(tmp_path / "mixed")  # the parent's AUC on the child's test pairs, which the request left
+    assert child.info["metrics"]["parent_test_auc"] == heldout_auc(parent.model, parent.graph, child.test)
     child = load_run(tmp_path / "mixed")
     assert edge_keys(child.graph) == edge_keys(parent.graph) - set(pair_keys(torch.tensor(trained).t(), I).tolist())
     for part, old, gone in ((child.val, parent.val, val), (child.test, parent.test, test)):
@@ -636,7 +639,7 @@ def test_a_user_left_with_held_out_pairs_only_can_still_be_forgotten(capsys, fil
     code, out, err = cli(capsys, "forget", "--run", tmp_path / "a", "--users", raw, "--method", "ifru", "--quiet",
                          "--out", tmp_path / "b")
     assert code == 0, err
-    assert "forgot 0 edges of 1 user" in out and "validation and test pairs" in out
+    assert "forgot 0 edges of 1 user in " in out and "validation and test pairs" in out
     child = load_run(tmp_path / "b")
     assert not (child.val[EDGE].edge_index[0] == user).any() and not (child.test[EDGE].edge_index[0] == user).any()
     code, _, err = cli(capsys, "forget", "--run", tmp_path / "b", "--users", raw, "--method", "ifru",
