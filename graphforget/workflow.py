@@ -937,8 +937,7 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
     for node in ("user", "item"):  # the node set never changes: the parent's raw ids, whatever the method kept
         graph[node].raw_id = parent.graph[node].raw_id
     removed = _removed(parent, request)
-    metrics = _forget_metrics(result, report, fit_seconds, model, graph, val, test)
-    metrics["parent_test_auc"] = heldout_auc(module_on(parent.model, "cpu"), parent.graph.cpu(), test)  # same pairs
+    metrics = _forget_metrics(result, report, fit_seconds, model, graph, val, test, parent)
     info = _forget_info(parent, out, request, _method_record(method, options, seed, config, request), metrics,
                         removed["edge_index"].size(1), heldout)
     audit = _audit_line(parent, out, info, result, report, error)
@@ -977,10 +976,11 @@ def _check_leaves_edges(run: Run, request: Request) -> None:
                          "would remain to serve recommendations from")
 
 
-def _forget_metrics(result, report, fit_seconds, model, graph: HeteroData, val, test) -> dict:
-    """The new run's metrics: the method's seconds and trust, test AUC, sizes, the verification figures (:func:`forget`
-    adds the parent's test AUC on the same pairs: what the request cost the model, which no acceptance test reads)."""
+def _forget_metrics(result, report, fit_seconds, model, graph: HeteroData, val, test, parent: Run) -> dict:
+    """The new run's metrics: the method's seconds and trust, test AUC and the parent's on the same pairs (what the
+    request cost the model, which no acceptance test reads), sizes, the verification figures."""
     metrics = {"seconds": result.seconds, "fit_seconds": fit_seconds, "test_auc": heldout_auc(model, graph, test),
+               "parent_test_auc": heldout_auc(module_on(parent.model, "cpu"), parent.graph.cpu(), test),
                "trusted": result.info.get("trusted"), **_sizes(graph, val, test)}
     if report is not None:
         metrics["verification"] = {k: v for k, v in report.to_dict().items() if k != "reference"}
