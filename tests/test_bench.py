@@ -461,6 +461,11 @@ def test_bad_input_is_refused_before_training(tmp_path):
         DataSource("file", path=str(tmp_path), format="lightgcn", threshold=4)
     with pytest.raises(ValueError, match="unknown stream parameters"):
         run_bench("stream", "synthetic", params={"lenght": 3}, out=tmp_path)
+    for protocol in ("attack", "adversarial"):  # quick was accepted and changed nothing, in no cell's key either
+        with pytest.raises(ValueError, match=f"quick: the {protocol} protocol has no quick profile"):
+            run_bench(protocol, "synthetic", quick=True, out=tmp_path)
+    with pytest.raises(ValueError, match="root: synthetic data reads no data root"):  # train and demo ignored it
+        prepare_attack_data("synthetic", root=tmp_path)
     # A root that is not read was ignored, yet in every cell's key
     with pytest.raises(ValueError, match="DataSource.root: synthetic data reads no data root"):
         run_bench("stream", "synthetic", root=tmp_path, out=tmp_path)

@@ -262,6 +262,9 @@ def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str =
     _check_bench_out(out)
     source, seeds = _data_source(dataset, root), _seed_list(seeds)
     spec = PROTOCOLS[protocol]
+    if quick and spec.defaults(True) == spec.defaults(False):  # it was accepted, changed nothing and keyed no cell
+        raise ValueError(f"quick: the {protocol} protocol has no quick profile (it shortens the stream and the deletion "
+                         "ratios)")
     unknown = set(params or {}) - set(spec.defaults(quick))
     if unknown:
         raise ValueError(f"unknown {protocol} parameters {sorted(unknown)}; known: {sorted(spec.defaults(quick))}")

@@ -164,14 +164,16 @@ def prepare_attack_data(dataset: str = "ml-100k", root: str | os.PathLike | None
         :class:`AttackData` ``(split, train, request, source, dataset, attack_ratio)``.
 
     Raises:
-        ValueError: unknown dataset, a ratio outside (0, 1), or a data file that is empty, malformed or
-            left without interactions by the 5-core.
+        ValueError: unknown dataset, a ratio outside (0, 1), a ``root`` for the synthetic data, or a data file that
+            is empty, malformed or left without interactions by the 5-core.
         FileNotFoundError: a given ``root`` that does not exist, or a missing dataset without fallback.
     """
     if dataset not in DATASET_NAMES:
         raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASET_NAMES)}")
     attack_ratio = _check_ratio(attack_ratio)
-    if root is not None:  # a given root that does not exist is an error, even where synthetic data reads none
+    if root is not None and dataset == "synthetic":  # ignored, and yet recorded with a run (bench refused it)
+        raise ValueError(f"root: synthetic data reads no data root (got {str(root)!r}): it is generated")
+    if root is not None:  # a given root that does not exist is an error
         find_data_root(root)
     fallback_note = ""
     if dataset != "synthetic":
