@@ -171,10 +171,10 @@ def prepare_attack_data(dataset: str = "ml-100k", root: str | os.PathLike | None
     if dataset not in DATASET_NAMES:
         raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(DATASET_NAMES)}")
     attack_ratio = _check_ratio(attack_ratio)
-    if root is not None and dataset == "synthetic":  # ignored, and yet recorded with a run (bench refused it)
-        raise ValueError(f"root: synthetic data reads no data root (got {str(root)!r}): it is generated")
     if root is not None:  # a given root that does not exist is an error
         find_data_root(root)
+    if root is not None and dataset == "synthetic":  # ignored, and yet recorded with a run (bench refused it)
+        raise ValueError(f"root: synthetic data reads no data root (got {str(root)!r}): it is generated")
     fallback_note = ""
     if dataset != "synthetic":
         raw, where = _load_raw(dataset, root)
