@@ -237,11 +237,13 @@ def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str =
         model: a name of :data:`graphforget.models.MODELS` (the model of
             :func:`~graphforget.presets.default_hparams`; ``sgl`` and ``simgcl`` train with BPR).
         methods: method names (default: :data:`DEFAULT_METHODS`, :data:`ADVERSARIAL_METHODS` for ``adversarial``);
-            Retrain is always run, as the reference. A method that refuses the setting (e.g. SCIF under BPR)
-            gives its cells ``{"error": ...}``.
+            Retrain is always run, as the reference. A method that cannot run under the protocol's objective (SCIF
+            under BPR) is refused before anything is trained; one that refuses the trained model or graph gives its
+            cells ``{"error": ...}``.
         seeds: seeds ``0 .. seeds - 1``, or a list of seeds (runs over disjoint seeds can share ``out``'s
             cache, e.g. in parallel processes; a final run over all of them then reads every cell back).
-        quick: the quick profile's protocol parameters (a 20-request stream, one deletion ratio).
+        quick: the quick profile's protocol parameters (a 20-request stream, one deletion ratio; refused for the
+            protocols without one).
         out: the output directory: ``results.json``, ``results.md``, ``<protocol>.png`` and the cell cache
             ``cells/``; ``None``: nothing is written and nothing is cached.
         root: the data directory of a named ``dataset`` (a :class:`~graphforget.bench.data.DataSource` carries its
@@ -261,14 +263,7 @@ def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str =
     methods = _methods_to_run(protocol, methods)
     _check_bench_out(out)
     source, seeds = _data_source(dataset, root), _seed_list(seeds)
-    spec = PROTOCOLS[protocol]
-    if quick and spec.defaults(True) == spec.defaults(False):  # it was accepted, changed nothing and keyed no cell
-        raise ValueError(f"quick: the {protocol} protocol has no quick profile (it shortens the stream and the deletion "
-                         "ratios)")
-    unknown = set(params or {}) - set(spec.defaults(quick))
-    if unknown:
-        raise ValueError(f"unknown {protocol} parameters {sorted(unknown)}; known: {sorted(spec.defaults(quick))}")
-    params = {**spec.defaults(quick), **(params or {})}
+    params = _protocol_params(protocol, quick, params)
     hparams = hparams or bench_hparams(model, source.name, protocol)
     source = source.for_loss(hparams.loss)
     options = _options(methods, options, hparams, seeds)
@@ -285,6 +280,19 @@ def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str =
         from .report import write_reports
         result.files = [str(p) for p in write_reports(result, Path(out))]
     return result
+
+
+def _protocol_params(protocol: str, quick: bool, params: dict | None) -> dict:
+    """The profile's protocol parameters with ``params`` over them; ``ValueError`` for a parameter the protocol lacks,
+    or ``quick`` for a protocol without a quick profile (it was accepted, changed nothing and keyed no cell)."""
+    defaults = PROTOCOLS[protocol].defaults(quick)
+    if quick and defaults == PROTOCOLS[protocol].defaults(False):
+        raise ValueError(f"quick: the {protocol} protocol has no quick profile (it shortens the stream and the "
+                         "deletion ratios)")
+    unknown = set(params or {}) - set(defaults)
+    if unknown:
+        raise ValueError(f"unknown {protocol} parameters {sorted(unknown)}; known: {sorted(defaults)}")
+    return {**defaults, **(params or {})}
 
 
 def _data_source(dataset: str | DataSource, root) -> DataSource:
