@@ -28,6 +28,7 @@ import tempfile
 import warnings
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -557,7 +558,22 @@ def cmd_demo(args) -> int:
 def _demo_hparams(model_name: str, dataset: str, args) -> Hyperparameters:
     """The preset of the model on the dataset, with the demo's training flags."""
     hparams = default_hparams(model_name, dataset, args.training)
-    return hparams.replace({"train.epochs": args.epochs}, embedding_dim=args.embedding_dim, l2=args.l2)
+    return _with_flags(hparams, {"--epochs": ("train.epochs", args.epochs),
+                                 "--embedding-dim": ("embedding_dim", args.embedding_dim), "--l2": ("l2", args.l2)})
+
+
+def _with_flags(hparams: Hyperparameters, flags: dict[str, tuple[str, Any]]) -> Hyperparameters:
+    """``hparams`` with the fields of the flags given (``{flag: (field, value)}``, ``None``: not given).
+
+    Raises:
+        UsageError: naming the flag whose value the checks refuse, as ``train`` does.
+    """
+    for flag, (field, value) in flags.items():
+        try:
+            hparams = hparams.replace({field: value})
+        except ValueError as error:
+            raise UsageError(f"graphforget: error: {flag} {value}: {error}") from error
+    return hparams
 
 
 def cmd_bench(args) -> int:
@@ -583,7 +599,8 @@ def cmd_bench(args) -> int:
     params = parse_params(args.protocol, parse_options(args.param or []), args.quick)
     source = _bench_source(args)
     hparams = bench_hparams(args.model, source.name, args.protocol)
-    hparams = hparams.replace({"train.epochs": args.epochs}, ssl_weight=args.ssl_weight, l2=args.l2)
+    hparams = _with_flags(hparams, {"--epochs": ("train.epochs", args.epochs),
+                                    "--ssl-weight": ("ssl_weight", args.ssl_weight), "--l2": ("l2", args.l2)})
     result = run_bench(args.protocol, source, args.model, methods, args.seeds, args.quick, out, params=params,
                        options=options, hparams=hparams, device=args.device, progress=not args.quiet)
     cached = sum(record["cached"] for record in result.cells)
