@@ -795,7 +795,16 @@ def _unlearn(parent: Run, method: str, config, request: Request, val: HeteroData
                                 val=None if val is None else on_device(val, dev))
     fit_seconds = unlearner.fit().fit_seconds if unlearner.needs_fit else 0.0
     result = unlearner.unlearn(request.edges.to(dev))
+    log.info("%s in %.2fs: %s", method, result.seconds, _scalars(result.info))
     return result, fit_seconds
+
+
+def _scalars(info: dict) -> str:
+    """A method's ``info`` for the log (``-v``): its numbers, flags and words, floats to four digits."""
+    def shown(value) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return ", ".join(f"{key} {shown(value)}" for key, value in info.items()
+                     if isinstance(value, (bool, int, float, str)) or value is None)
 
 
 def _usable_val(val: HeteroData) -> HeteroData | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import re
 import shlex
@@ -432,6 +433,16 @@ def test_forget_a_user_by_raw_id(capsys, base, tmp_path):
     assert line["version"] and line["time"] and "solver" in json.dumps(line["method"]["config"])
     # Validation and test pairs of the user are gone too.
     assert not (child.val[EDGE].edge_index[0] == u7).any() and not (child.test[EDGE].edge_index[0] == u7).any()
+
+
+def test_forget_logs_what_the_method_reports(base, tmp_path, caplog):
+    """``-v`` printed nothing of the method's call: its info's numbers and words are logged at INFO."""
+    with caplog.at_level(logging.INFO, logger="graphforget"):
+        result = forget(base, out=tmp_path / "run", users=["u7"], method="ifru")
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ifru in ")]
+    info = result.result.info
+    assert f"request_edges {info['request_edges']}," in line and f"damping {info['damping']:.4g}," in line
+    assert f"trusted {info['trusted']}," in line and "attempts" not in line  # lists are left to run.json
 
 
 def _rehash(run: Path) -> None:
