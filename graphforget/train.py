@@ -20,7 +20,7 @@ from .data.interactions import (EDGE, check_interactions, check_model_fits, chec
                                 check_unique_pairs, num_items)
 from .distributed import agreed, average_across_ranks, data_parallel_loss, summed_across_ranks
 from .metrics import auc_standard_error, evaluate_auc
-from .models.base import running_statistics
+from .models.base import check_precision, running_statistics
 from .objectives import BCEObjective, Objective
 
 __all__ = ["OPTIMIZERS", "TrainConfig", "TrainResult", "train", "chance_level", "check_val", "NoSignalWarning",
@@ -329,6 +329,7 @@ def _check_inputs(model: torch.nn.Module, graph: HeteroData, objective: Objectiv
     check_interactions(graph)
     check_unique_pairs(graph[EDGE].edge_index, num_items(graph), "the training graph")  # as Retrain refuses it
     check_model_fits(model, graph)
+    check_precision(model, "train", "train")
     if not any(p.requires_grad for p in model.parameters()):  # torch's optimizer would say "an empty parameter list"
         raise ValueError("the model has no trainable parameter (every requires_grad is False): nothing to train")
     check_labels_train(graph, objective)

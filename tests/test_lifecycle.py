@@ -295,6 +295,22 @@ def test_every_method_runs_alike_in_the_callers_no_grad_or_inference_mode(small_
         assert state.keys() == expected.keys() and all(torch.equal(state[k], expected[k]) for k in state), mode
 
 
+@pytest.mark.parametrize("name", [*METHODS, "train"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_refused_by_every_method_and_train_with_the_remedy(small_planted, name, dtype):
+    """Only IFRU and SCIF refused it: LightGCN's propagation failed in torch's sparse kernel on the CPU
+    ("addmm_out_sparse_csr_impl_mkl" not implemented for 'BFloat16'), and a float16 Adam is NaN at any learning rate
+    (its eps rounds to 0), which train and FineTune called too high a learning rate."""
+    model = LightGCN(60, 40, 4, num_layers=1).to(dtype)
+    who, verb = ("train", "train") if name == "train" else (METHODS[name].__name__, "unlearn")
+    with pytest.raises(ValueError, match=rf"^{who} needs float32 or float64 parameters, got {dtype}: {verb} a "
+                                         r"model.float\(\) copy"):
+        if name == "train":
+            train(model, small_planted, BCEObjective(l2=0.1), TrainConfig(epochs=1))
+        else:
+            build_unlearner(name, model, small_planted, BCEObjective(l2=0.1))
+
+
 @pytest.mark.parametrize("name", list(METHODS))
 def test_every_method_takes_a_graph_and_model_made_in_inference_mode(small_planted, name, one_thread):
     """A serving process may load its graph and model inside ``torch.inference_mode()``: their tensors have no version

@@ -37,6 +37,18 @@ def test_substitute_labels(graph):
 
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_labels_are_summed_exactly(dtype):
+    """A bfloat16 sum stops at 256 (float16 at 2048): a user's 3000 remaining labels of 1 had a mean of 0.085
+    (bfloat16) and 0.68 (float16), not 1. The means come back in the labels' dtype."""
+    items = torch.arange(3001)
+    graph = make_interactions(torch.stack([torch.zeros_like(items), items]), num_users=1, num_items=3001)
+    graph[EDGE].edge_label = graph[EDGE].edge_label.to(dtype)
+    request = torch.tensor([[0], [3000]])
+    labels = substitute_labels(remove_edges(graph, request), request)
+    assert labels.dtype == dtype and labels.tolist() == [1.0]
+
+
 @pytest.mark.parametrize("dtype", [torch.long, torch.bool])
 def test_integer_labels_substitute_and_step_as_float_labels(graph, dtype):
     """0/1 labels stored as integers or bools pass every check and train; SCIF failed on them (``mean()``

@@ -19,8 +19,8 @@ from ..config import is_integer, is_integer_tensor, resolved_device, seeded
 from ..data.interactions import check_ids_in_range, check_model_fits, check_pairs_in_range, num_items, num_users
 from ..io import atomic_write, tensors_sha256
 
-__all__ = ["Recommender", "EmbeddingRecommender", "NODE_TYPES", "running_statistics", "table_mask", "table_offset",
-           "save_model", "load_model", "MODELS", "ENTRY_POINT_GROUP", "build_model", "registered_model"]
+__all__ = ["Recommender", "EmbeddingRecommender", "NODE_TYPES", "check_precision", "running_statistics", "table_mask",
+           "table_offset", "save_model", "load_model", "MODELS", "ENTRY_POINT_GROUP", "build_model", "registered_model"]
 
 #: Node types of a per-node parameter table (see :meth:`Recommender.node_parameters`): ``user`` rows are
 #: user ids, ``item`` rows item ids, ``node`` rows homogeneous ids (users ``0..U-1``, then items).
@@ -62,6 +62,21 @@ def check_edge_label_index(edge_label_index: Tensor, num_users: int, num_items: 
     or 1-D index was scored silently (its first rows read as pairs), and an out-of-range id failed inside torch's
     indexing or, offset into homogeneous ids, scored another node."""
     check_pairs_in_range(edge_label_index, num_users, num_items, "edge_label_index", "B")
+
+
+def check_precision(model: nn.Module, who: str, remedy: str) -> None:
+    """Half precision (about 3 significant digits) carries neither the curvature solves nor Adam's ``eps`` (1e-8
+    rounds to 0 in float16: every step is NaN), and torch's sparse kernels refuse it deep inside on the CPU: the
+    caller is told here, with the remedy.
+
+    Raises:
+        ValueError: ``"{who} needs float32 or float64 parameters, got ...: {remedy} a model.float() copy ..."``.
+    """
+    low = sorted({str(p.dtype) for p in model.parameters() if p.requires_grad and p.dtype not in
+                  (torch.float32, torch.float64)})
+    if low:
+        raise ValueError(f"{who} needs float32 or float64 parameters, got {', '.join(low)}: {remedy} a model.float() "
+                         "copy (and cast the result back if you serve it in half precision)")
 
 
 def running_statistics(model: torch.nn.Module) -> list[str]:
@@ -235,13 +250,14 @@ class EmbeddingRecommender(Recommender):
 
 
 def init_from(generator: torch.Generator | None, init: Callable[..., Tensor], tensor: Tensor, **kwargs) -> None:
-    """``init(tensor, **kwargs)`` (an ``nn.init`` function); with a CPU ``generator``, drawn on the CPU and copied
-    in, so that a seed draws the same values on every device (a CUDA generator draws others: seeded alike, Retrain's
-    and RecEraser's predictions were up to 0.07 and 0.13 apart on an H200 and on the CPU)."""
+    """``init(tensor, **kwargs)`` (an ``nn.init`` function); with a CPU ``generator``, drawn on the CPU in float32
+    and copied in, so that a seed draws the same values on every device and in every floating dtype (a CUDA generator
+    draws others: seeded alike, Retrain's and RecEraser's predictions were up to 0.07 and 0.13 apart on an H200 and
+    on the CPU; a float64 draw is another sequence: a float64 MF's tables were up to 0.49 from the float32 ones)."""
     if generator is None:
         init(tensor, **kwargs)
         return
-    drawn = torch.empty(tensor.shape, dtype=tensor.dtype)
+    drawn = torch.empty(tensor.shape, dtype=torch.float32 if tensor.is_floating_point() else tensor.dtype)
     init(drawn, generator=generator, **kwargs)
     with torch.no_grad():
         tensor.copy_(drawn)

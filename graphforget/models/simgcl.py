@@ -60,8 +60,9 @@ class SimGCL(LightGCN):
         return self._layers(x, adj, None if generator is None else (lambda layer, h: self._noise(h, generator)))
 
     def _noise(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        """:math:`\\Delta`: ``eps`` times a sign-matched, row-normalised ``torch.rand`` of ``x``'s shape."""
-        noise = torch.rand(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
+        """:math:`\\Delta`: ``eps`` times a sign-matched, row-normalised ``torch.rand`` of ``x``'s shape (drawn in
+        float32 in every dtype, as :func:`~graphforget.models.base.init_from` draws: a seed's noise is one)."""
+        noise = torch.rand(x.shape, generator=generator, device=generator.device).to(x.device, x.dtype)
         return self.eps * torch.sign(x) * F.normalize(noise, dim=-1)
 
     def _drawn_noise(self, x: Tensor, adj, generator: torch.Generator) -> list[Tensor]:

@@ -18,11 +18,12 @@ def substitute_labels(remaining: HeteroData, request) -> torch.Tensor:
     """The label each removed (user, item) pair gets in SCIF: the user's mean remaining label.
 
     Where the user has no remaining edge, the item's mean; where neither has one, the global mean. Integer and
-    bool 0/1 labels give floating-point means (``mean`` refused them, and a bool sum is a logical or).
+    bool 0/1 labels give floating-point means (``mean`` refused them, and a bool sum is a logical or), in the labels'
+    own floating dtype; the sums are float64 (a bfloat16 sum stopped at 256: 599 labels of 1 had a mean of 0.43).
     """
     ei, label = remaining[EDGE].edge_index, remaining[EDGE].edge_label
-    if not label.is_floating_point():
-        label = label.to(torch.get_default_dtype())
+    dtype = label.dtype if label.is_floating_point() else torch.get_default_dtype()
+    label = label.double()
     def means(ids, count):
         total = torch.zeros(count, dtype=label.dtype, device=label.device).index_add_(0, ids, label)
         n = torch.bincount(ids, minlength=count).to(label.dtype)
@@ -31,7 +32,7 @@ def substitute_labels(remaining: HeteroData, request) -> torch.Tensor:
     item_mean, item_has = means(ei[1], num_items(remaining))
     overall = label.mean() if label.numel() else torch.tensor(0.5)
     user, item = request
-    return torch.where(user_has[user], user_mean[user], torch.where(item_has[item], item_mean[item], overall))
+    return torch.where(user_has[user], user_mean[user], torch.where(item_has[item], item_mean[item], overall)).to(dtype)
 
 
 @register

@@ -191,7 +191,6 @@ class IFRU(Unlearner):
         self._of_edges: dict[str, tuple] = {}  # what _of_training_edges built: (the edges' state, the value)
         self._drawn: list[tuple] = []  # (graph, epoch, its state, every term): _all_terms
         super().__init__(model, graph, objective, config, val=val)
-        _check_precision(self, model)
         _check_prune(self.config, model)
         self._reference_paths = _reference_paths
         if val is None and getattr(objective, "resample", False) and self.config.trust.max_fresh_loss_rise is None:
@@ -816,16 +815,6 @@ def _non_finite_at(model, graph: HeteroData, nodes: Tensor, remaining: HeteroDat
     finite = torch.cat([user.reshape(user.size(0), -1).isfinite().all(1),
                         item.reshape(item.size(0), -1).isfinite().all(1)])
     return nodes[~finite[nodes]]
-
-
-def _check_precision(method, model) -> None:
-    """Half precision (about 3 significant digits) cannot carry the curvature solves, and torch's sparse kernels
-    refuse it deep inside: the caller is told here, with the remedy."""
-    low = sorted({str(p.dtype) for p in model.parameters() if p.requires_grad and p.dtype not in
-                  (torch.float32, torch.float64)})
-    if low:
-        raise ValueError(f"{type(method).__name__} needs float32 or float64 parameters, got {', '.join(low)}: unlearn "
-                         "a model.float() copy (and cast the result back if you serve it in half precision)")
 
 
 def _first_retry_damping(damping: float, curvature, phi: Tensor, retries: int) -> float:
