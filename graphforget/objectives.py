@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +28,8 @@ __all__ = ["Objective", "BCEObjective", "BPRObjective", "hashed_negatives"]
 
 
 class Objective:
-    """Base objective. Subclasses implement :meth:`pairs` and :meth:`losses`.
+    """Base objective. Subclasses implement :meth:`pairs` and :meth:`losses`; their public attributes are their
+    fields, which :func:`repr` shows (a method that fits tells an objective edited since by it).
 
     Args:
         l2: :math:`\\lambda` of the explicit L2 term in summed form (0 disables it).
@@ -99,8 +101,15 @@ class Objective:
         losses = self.edge_losses(model, graph, positions[rank::size], epoch)
         return losses.sum() / max(positions.numel(), 1) + self.regularization(model) / (num_edges * size)
 
+    #: The fields :func:`repr` shows first, in this order; every other public attribute follows.
+    shown_first: ClassVar[tuple[str, ...]] = ("l2",)
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(l2={self.l2})"
+        """Every public field: the methods that fit() tell an objective edited since by its repr (a subclass's own
+        field, such as a positive weight, edited after SISA's fit() had been accepted)."""
+        names = [*self.shown_first, *(name for name in vars(self)
+                                      if not name.startswith("_") and name not in self.shown_first)]
+        return f"{type(self).__name__}({', '.join(f'{name}={getattr(self, name)!r}' for name in names)})"
 
 
 def _select(graph: HeteroData, positions: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -219,6 +228,8 @@ class BPRObjective(Objective):
         resample: draw new negatives every epoch during training (else epoch 0's throughout).
     """
 
+    shown_first = ("l2", "seed", "resample")
+
     def __init__(self, l2: float = 0.0, seed: int = 0, resample: bool = True):
         super().__init__(l2)
         check_seed(seed)  # the negatives hash it as an integer
@@ -247,6 +258,3 @@ class BPRObjective(Objective):
     def losses(self, logits, target):
         pos_logit, neg_logit = logits.chunk(2)
         return -F.logsigmoid(pos_logit - neg_logit)
-
-    def __repr__(self) -> str:
-        return f"BPRObjective(l2={self.l2}, seed={self.seed}, resample={self.resample})"

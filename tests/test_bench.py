@@ -25,7 +25,7 @@ from graphforget.metrics import prediction_distance
 from graphforget.presets import Hyperparameters
 from graphforget.protocols.attack import prepare_attack_data
 from graphforget.runs import sha256_file
-from graphforget.unlearn import Retrain, RetrainConfig
+from graphforget.unlearn import METHODS, Retrain, RetrainConfig, register
 from graphforget.verify import verify_forgetting
 
 #: A tiny model trained for a few epochs: fast, and deterministic for a seed.
@@ -446,6 +446,29 @@ def test_a_csv_file_is_read_with_the_options_fit_takes(tmp_path):
     assert kept.identity() != DataSource("file", **options).identity()
     with pytest.raises(ValueError, match="DataSource.duplicates: must be 'raise' or 'last'"):
         DataSource("file", **options, duplicates="first")
+
+
+def test_a_registered_method_the_bench_cannot_run_is_refused_before_training(tmp_path):
+    """A user's method that needs fit() failed a stream after its first request ("needs fit() first", which the
+    user cannot act on: the harness builds it); one registered as ``retrain_seed`` was silently replaced by the
+    bench's own Retrain from another seed. Each is named before anything is trained."""
+    class Prepared(Retrain):
+        name, needs_fit = "test-prepared", True
+
+    class Shadow(Retrain):
+        name = "retrain_seed"
+    for method in (Prepared, Shadow):
+        register(method)
+    try:
+        with pytest.raises(ValueError, match="test-prepared cannot continue a stream: built on its previous result, "
+                                             r"it needs fit\(\) again"):
+            run_bench("stream", "synthetic", methods=["test-prepared"], out=tmp_path)
+        with pytest.raises(ValueError, match="retrain_seed is the bench's own method and a registered one, which "
+                                             "the bench would not run: register yours under another name"):
+            run_bench("attack", "synthetic", methods=["retrain_seed"], out=tmp_path)
+    finally:
+        del METHODS["test-prepared"], METHODS["retrain_seed"]
+    assert not any(tmp_path.iterdir())
 
 
 def test_bad_input_is_refused_before_training(tmp_path):

@@ -249,6 +249,29 @@ def test_register_refuses_a_taken_name_or_none_unless_told_to_overwrite():
     assert Unlearner.name not in METHODS
 
 
+@dataclasses.dataclass
+class _Required:
+    factor: float
+
+
+@pytest.mark.parametrize("attributes, message", [
+    ({"name": 5}, "register: Bad.name must be a word of letters, digits, _, . or - (the command line reads it), got 5"),
+    ({"name": ""}, "got ''"), ({"name": "a b"}, "got 'a b'"), ({"name": "a:b"}, "got 'a:b'"),
+    ({"Config": dict}, "register: Bad.Config must be a dataclass, got <class 'dict'>"),
+    ({"Config": _Required}, "register: Bad.Config's fields ['factor'] have no default: give each one"),
+    ({"_unlearn": Unlearner._unlearn}, "register: Bad implements no _unlearn(request, positions, remaining)"),
+])
+def test_register_refuses_what_would_fail_later_elsewhere(attributes, message):
+    """Each was registered: a name of 5 broke every command line's parser (even evaluate's), a config without
+    defaults every build ("missing 1 required positional argument"), a method without _unlearn failed with an empty
+    NotImplementedError."""
+    bad = type("Bad", (Unlearner,), {"name": "test-bad", "_unlearn": lambda self, *args: (self.model, {}),
+                                     **attributes})
+    with pytest.raises(ValueError, match=re.escape(message)):
+        register(bad)
+    assert "test-bad" not in METHODS and 5 not in METHODS
+
+
 def test_build_unlearner_hands_the_validation_pairs_to_the_method(small_planted):
     split = random_split(small_planted, (0.7, 0.3, 0.0), seed=0)
     for name in ("retrain", "ifru"):

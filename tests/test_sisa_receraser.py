@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from graphforget.config import derived_seed
 from graphforget.data import EDGE, make_interactions, planted_communities, random_split, remove_edges
@@ -380,6 +381,30 @@ def test_an_l2_edited_after_construction_trains_every_shard_of_the_fit():
     shard_graph = shard_graph_by_hand(graph, sisa.model.assignment_of(graph[EDGE].edge_index), 1)
     train(ref, shard_graph, BCEObjective(l2=0.5 / S), CONFIG)
     assert same_state(state(ref), state(sisa.model.shards[1]))
+
+
+class _WeightedBCE(BCEObjective):
+    """A user's objective with a field of its own."""
+
+    def __init__(self, l2: float = 0.0, pos_weight: float = 1.0):
+        super().__init__(l2)
+        self.pos_weight = pos_weight
+
+    def losses(self, logits, target):
+        return F.binary_cross_entropy_with_logits(logits, target, pos_weight=torch.tensor(self.pos_weight),
+                                                  reduction="none")
+
+
+def test_a_users_objective_edited_after_fit_is_refused_as_an_l2_edit_is():
+    """SISA told an edit by the objective's repr, which showed ``l2`` only: a subclass's ``pos_weight`` edited after
+    fit() was accepted, and a shard retrained with it beside shards trained without."""
+    graph = planted_communities(num_users=U, num_items=I, num_communities=2, interactions_per_user=6, seed=0)
+    objective = _WeightedBCE(l2=1e-3, pos_weight=2.0)
+    assert repr(objective) == "_WeightedBCE(l2=0.001, pos_weight=2.0)"
+    sisa = SISA(MF(U, I, D), graph, objective, SISAConfig(CONFIG, num_shards=S)).fit()
+    objective.pos_weight = 5.0
+    with pytest.raises(ValueError, match="the training graph changed since fit"):
+        sisa.unlearn(graph[EDGE].edge_index[:, :3])
 
 
 def test_receraser_refitted_from_an_ensemble_partitions_by_the_ensembles_embeddings(graph):

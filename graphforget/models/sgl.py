@@ -162,6 +162,8 @@ class ContrastiveBPRObjective(BPRObjective):
         resample: as :class:`~graphforget.objectives.BPRObjective`.
     """
 
+    shown_first = ("l2", "ssl_weight", "tau", "seed", "resample")
+
     def __init__(self, l2: float = 0.0, ssl_weight: float = 0.1, tau: float = 0.2, seed: int = 0,
                  resample: bool = True):
         if not (is_real(ssl_weight) and 0 <= ssl_weight < math.inf):  # rejects NaN too
@@ -193,10 +195,6 @@ class ContrastiveBPRObjective(BPRObjective):
         gen = self.generator(positions, epoch, store.edge_index.device)
         ssl = model.contrastive_loss(graph, pairs[0].unique(), pairs[1].unique(), gen, tau=self.tau)
         return loss + self.ssl_weight * ssl / share[1]  # every rank's full InfoNCE, 1/size of it each
-
-    def __repr__(self) -> str:
-        return (f"ContrastiveBPRObjective(l2={self.l2}, ssl_weight={self.ssl_weight}, tau={self.tau}, "
-                f"seed={self.seed}, resample={self.resample})")
 
 
 MODELS["sgl"] = SGL

@@ -137,6 +137,12 @@ class Unlearner:
         labels): checked at construction, and by the bench before anything is trained."""
 
     @classmethod
+    def continues_own_result(cls) -> bool:
+        """Whether the method built on its own result is ready without :meth:`fit` (a stream's next request): every
+        method without fit, and those whose result is what they fit (SISA's ensemble), not UnlearnRec."""
+        return not cls.needs_fit
+
+    @classmethod
     def check_fixed(cls, config, given: Iterable[str] = ()) -> None:
         """Refuses a config that sets a field of :attr:`fixed` to neither its default nor the fixed value, or a field
         named in ``given`` (the options the caller set, dotted names too) to anything but the fixed value: it was

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 import torch
@@ -29,16 +30,38 @@ def register(cls: type[Unlearner] | None = None, *, overwrite: bool = False):
             Config = MyMethodConfig
 
     Raises:
-        ValueError: when the name is taken by another class and ``overwrite`` is false.
+        ValueError: not an Unlearner subclass with its own ``name``; a name that is not a word of letters, digits,
+            ``_``, ``.`` or ``-`` (the command line's ``--methods`` and ``--option METHOD:KEY=VALUE`` read it); a
+            ``Config`` that is not a dataclass whose fields all have defaults (options change defaults); no
+            ``_unlearn``; the name taken by another class and ``overwrite`` false.
     """
     def add(method: type[Unlearner]) -> type[Unlearner]:
         if not (isinstance(method, type) and issubclass(method, Unlearner)) or method.name == Unlearner.name:
             raise ValueError(f"register: {method!r} is not an Unlearner subclass with its own `name`")
+        _check_method_class(method)
         if METHODS.get(method.name, method) is not method and not overwrite:
             raise ValueError(f"method {method.name!r} is already registered ({METHODS[method.name].__name__})")
         METHODS[method.name] = method
         return method
     return add if cls is None else add(cls)
+
+
+def _check_method_class(method: type[Unlearner]) -> None:
+    """What :func:`register` refuses beyond the class itself: each had been accepted and failed later, elsewhere (a
+    name of 5 broke every command line's parser; a config field without a default, every build of the method)."""
+    where = f"register: {method.__name__}"
+    if not (isinstance(method.name, str) and re.fullmatch(r"[\w.-]+", method.name)):
+        raise ValueError(f"{where}.name must be a word of letters, digits, _, . or - (the command line reads it), "
+                         f"got {method.name!r}")
+    if not (isinstance(method.Config, type) and dataclasses.is_dataclass(method.Config)):
+        raise ValueError(f"{where}.Config must be a dataclass, got {method.Config!r}")
+    required = [f.name for f in dataclasses.fields(method.Config)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if required:
+        raise ValueError(f"{where}.Config's fields {required} have no default: give each one (the options a caller "
+                         "gives change the defaults)")
+    if method._unlearn is Unlearner._unlearn:
+        raise ValueError(f"{where} implements no _unlearn(request, positions, remaining)")
 
 
 def _method(name: str) -> type[Unlearner]:

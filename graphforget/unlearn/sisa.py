@@ -201,6 +201,10 @@ class SISA(Unlearner):
     Config = SISAConfig
     needs_fit = True
 
+    @classmethod
+    def continues_own_result(cls) -> bool:
+        return True  # built on its ensemble, it is fitted
+
     def __init__(self, model, graph: HeteroData, objective: Objective, config=None, *, val: HeteroData | None = None):
         super().__init__(model, graph, objective, config, val=val)
         num_edges = graph[EDGE].edge_index.size(1)
