@@ -401,8 +401,8 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
     users, items = num_users(split.train), num_items(split.train)
     net = hp.build_model(users, items, seed).to(dev)
     fit = train(net, split.train.to(dev), hp.objective(seed), hp.train_config(seed, progress), split.val.to(dev))
-    metrics = {"train_seconds": fit.seconds, "epochs": fit.epochs, "best_epoch": fit.best_epoch,
-               "val_auc": fit.best_val_auc, "test_auc": heldout_auc(net, split.train.to(dev), split.test),
+    metrics = {"train_seconds": fit.seconds, "threads": torch.get_num_threads(), "epochs": fit.epochs,
+               "best_epoch": fit.best_epoch, "val_auc": fit.best_val_auc, "test_auc": heldout_auc(net, split.train.to(dev), split.test),
                **_sizes(split.train, split.val, split.test),
                # nodes of the file whose every pair the split held out: the model has no row for them
                "users_left_out": num_users(graph) - users, "items_left_out": num_items(graph) - items}
@@ -890,7 +890,8 @@ def _audit_line(parent: Run, out: Path, info: dict, result, report, error: str |
     def line(sums: dict) -> dict:
         return {"time": utc_now(), "version": __version__, "run": str(out), "request": info["lineage"]["request"],
                 "removed_edges": info["lineage"]["removed_edges"], "method": info["method"],
-                "seconds": result.seconds, "fit_seconds": info["metrics"]["fit_seconds"],
+                "seconds": result.seconds, "threads": info["metrics"]["threads"],
+                "fit_seconds": info["metrics"]["fit_seconds"],
                 "trusted": result.info.get("trusted"), "reason": result.info.get("reason"),
                 "verification": verification, "verification_error": error,
                 "parent": {"path": info["lineage"]["parent"]["path"], "run_sha256": info["lineage"]["parent"]["run_sha256"],
@@ -986,9 +987,11 @@ def _check_leaves_edges(run: Run, request: Request) -> None:
 
 
 def _forget_metrics(result, report, fit_seconds, model, graph: HeteroData, val, test, parent: Run) -> dict:
-    """The new run's metrics: the method's seconds and trust, test AUC and the parent's on the same pairs (what the
-    request cost the model, which no acceptance test reads), sizes, the verification figures."""
-    metrics = {"seconds": result.seconds, "fit_seconds": fit_seconds, "test_auc": heldout_auc(model, graph, test),
+    """The new run's metrics: the method's seconds, torch's CPU threads (results differ between counts at float
+    precision) and trust, test AUC and the parent's on the same pairs (what the request cost the model, which no
+    acceptance test reads), sizes, the verification figures."""
+    metrics = {"seconds": result.seconds, "threads": torch.get_num_threads(), "fit_seconds": fit_seconds,
+               "test_auc": heldout_auc(model, graph, test),
                "parent_test_auc": heldout_auc(module_on(parent.model, "cpu"), parent.graph.cpu(), test),
                "trusted": result.info.get("trusted"), **_sizes(graph, val, test)}
     if report is not None:
@@ -1033,8 +1036,8 @@ def verify_run(run: str | os.PathLike, *, retrain: bool = False, seed: int | Non
 
     Returns:
         ``{"run", "lineage", "seed", "requests", "untrusted_requests", "removed_edges", "report", "retrain_seconds",
-        "table"}`` (the seed used, the runs whose request was published untrusted, the report as plain JSON values,
-        the table as text).
+        "threads", "table"}`` (the seed used, the runs whose request was published untrusted, the report as plain
+        JSON values, torch's CPU threads, the table as text).
 
     Raises:
         FileNotFoundError, ValueError: a missing or modified run or ancestor; a run that removed nothing.
@@ -1053,7 +1056,7 @@ def verify_run(run: str | os.PathLike, *, retrain: bool = False, seed: int | Non
     return {"run": str(current.path.resolve()), "lineage": [str(p.resolve()) for p in chain], "seed": seed,
             "requests": len(current.audit), "untrusted_requests": [line["run"] for line in untrusted_requests(current)],
             "removed_edges": current.removed.size(1), "report": report.to_dict(), "retrain_seconds": seconds,
-            "table": report.table()}
+            "threads": torch.get_num_threads(), "table": report.table()}
 
 
 # ------------------------------------------------------------------------------------------------ streams

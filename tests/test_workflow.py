@@ -402,6 +402,7 @@ def test_a_loaded_run_changed_in_memory_is_refused_as_a_parent(base, tmp_path):
 
 
 def test_forget_a_user_by_raw_id(capsys, base, tmp_path):
+    fit_threads = torch.get_num_threads()  # the base fixture's, made before this test's CLI call set 1
     before = digests(base)
     parent = load_run(base)
     code, out, err = cli(capsys, "forget", "--run", base, "--users", "u7", "--method", "ifru", "--quiet",
@@ -426,6 +427,9 @@ def test_forget_a_user_by_raw_id(capsys, base, tmp_path):
     assert info["lineage"]["request"]["edges"] == len(gone) == info["lineage"]["removed_edges"]
     (line,) = audit_lines(tmp_path / "no-u7")
     assert line["method"]["name"] == "ifru" and line["trusted"] is True and line["seconds"] > 0
+    # the threads a result depends on at float precision (IFRU's model.pt differed between 1 and 2)
+    assert line["threads"] == info["metrics"]["threads"] == 1  # the CLI's --threads
+    assert load_run(base).info["metrics"]["threads"] == fit_threads
     assert line["parent"]["model_sha256"] == sha256_file(base / "model.pt")
     assert line["child"]["model_sha256"] == sha256_file(tmp_path / "no-u7" / "model.pt")
     assert line["child"]["graph_sha256"] == sha256_file(tmp_path / "no-u7" / "graph.pt")
