@@ -402,7 +402,8 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
     net = hp.build_model(users, items, seed).to(dev)
     fit = train(net, split.train.to(dev), hp.objective(seed), hp.train_config(seed, progress), split.val.to(dev))
     metrics = {"train_seconds": fit.seconds, "threads": torch.get_num_threads(), "epochs": fit.epochs,
-               "best_epoch": fit.best_epoch, "val_auc": fit.best_val_auc, "test_auc": heldout_auc(net, split.train.to(dev), split.test),
+               "best_epoch": fit.best_epoch, "val_auc": fit.best_val_auc,
+               "test_auc": heldout_auc(net, split.train.to(dev), split.test),
                **_sizes(split.train, split.val, split.test),
                # nodes of the file whose every pair the split held out: the model has no row for them
                "users_left_out": num_users(graph) - users, "items_left_out": num_items(graph) - items}
