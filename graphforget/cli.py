@@ -34,7 +34,7 @@ import torch
 
 from . import __version__
 from .data import EDGE, find_data_root, remove_edges
-from .config import describe, is_seed, wrapped_seed
+from .config import check_device, describe, is_seed, wrapped_seed
 from .io import atomic_write, tensors_sha256, to_jsonable, write_json
 from .metrics import auc_standard_error, evaluate_auc
 from .models import ENTRY_POINT_GROUP, MODELS, load_model, registered_model, save_model
@@ -99,23 +99,11 @@ def _seed(text: str) -> int:
     return value
 
 
-#: Device types the CLI runs on (``meta`` and the like hold no data: training on them cannot work).
-DEVICE_TYPES = ("cpu", "cuda", "mps")
-
-
 def _device(text: str) -> str:
     try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"unknown device {text!r}") from None
-    if device.type not in DEVICE_TYPES:
-        raise argparse.ArgumentTypeError(f"unsupported device {text!r} (use one of: {', '.join(DEVICE_TYPES)})")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError("CUDA is not available on this machine")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise argparse.ArgumentTypeError(f"no device {text!r}: this machine has {torch.cuda.device_count()} GPU(s)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise argparse.ArgumentTypeError("MPS is not available on this machine")
+        check_device(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
     return text
 
 

@@ -77,6 +77,27 @@ def check_seed(seed: Any) -> None:
         raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
 
 
+#: Device types the library runs on (``meta`` and the like hold no data: training on them cannot work).
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+def check_device(device: torch.device | str) -> None:
+    """Raises ``ValueError`` for a device this machine cannot compute on, naming why (torch failed at the first
+    tensor moved there, after the data was read: "Expected one of cpu, cuda, ...", "Torch not compiled with CUDA")."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}") from None
+    if parsed.type not in DEVICE_TYPES:
+        raise ValueError(f"unsupported device {device!r} (use one of: {', '.join(DEVICE_TYPES)})")
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA is not available on this machine")
+    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"no device {str(device)!r}: this machine has {torch.cuda.device_count()} GPU(s)")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("MPS is not available on this machine")
+
+
 def resolved_device(device: torch.device | str) -> torch.device:
     """``device`` as a tensor moved there would report it (``"cuda"`` with the current index)."""
     return torch.empty(0, device=device).device

@@ -42,10 +42,10 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from . import __version__
-from .config import is_integer, seeded, wrapped_seed
+from .config import check_device, is_integer, seeded, wrapped_seed
 from .data import (EDGE, Split, add_negatives, binarize, edge_subgraph, load_csv, load_labelled_triples,
                    load_movielens_100k, make_interactions, num_items, num_users, on_device, pair_keys, random_split,
-                   without_edges)
+                   edge_positions, without_edges)
 from .data.interactions import node_values
 from .data.loaders import _lightgcn_files, read_text
 from .io import to_jsonable, write_json
@@ -389,6 +389,7 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
             :func:`prepare_split`).
     """
     _check_new_run(Path(out).expanduser().absolute())
+    check_device(device)
     hp = _hparams(model, hparams)
     check_threshold_has_ratings(format, label_col, threshold)
     options = {"user_col": user_col, "item_col": item_col, "label_col": label_col, "duplicates": duplicates,
@@ -622,6 +623,8 @@ def build_request(run: Run, *, users: Sequence | None = None, items: Sequence | 
             ``ValueError``, as any edge that is not a pair).
     """
     kind, values = _request_values(users, items, edges)
+    if not isinstance(local_ids, bool):  # "false" is truthy: raw user 6 was forgotten for raw user 5
+        raise TypeError(f"local_ids must be True or False, got {local_ids!r}")
     if kind == "edges":
         pairs = torch.stack([_local_nodes(run.graph, node, [p[k] for p in values], local_ids)
                              for k, node in enumerate(("user", "item"))])
@@ -936,6 +939,7 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
     out = Path(out).expanduser().absolute()
     _check_new_run(out)
     check_method(method)
+    check_device(device)
     parent, request = _parent_and_request(run, users=users, items=items, edges=edges, local_ids=local_ids)
     seed = wrapped_seed(parent.info["seed"]) if seed is None else seed
     train = Hyperparameters(**parent.info["hparams"]).train_config(seed, progress)
@@ -981,10 +985,19 @@ def _method_record(method: str, options: dict | None, seed: int, config, request
 
 
 def _check_leaves_edges(run: Run, request: Request) -> None:
-    """Refuses a request of every training edge: no method has anything left to learn from."""
-    if request.edges.size(1) == run.graph[EDGE].edge_index.size(1):
+    """Refuses a request of every training edge, or of every one labelled above 0 (sampled negatives and dislikes
+    left only): no method has an interaction left to learn from (a stream's request of the last ones stayed pending
+    for good, every method and Retrain refusing it)."""
+    store = run.graph[EDGE]
+    if request.edges.size(1) == store.edge_index.size(1):
         raise ValueError(f"the request removes every training edge of {run.path} ({request.edges.size(1)}): nothing "
                          "would remain to serve recommendations from")
+    kept = torch.ones_like(store.edge_label, dtype=torch.bool)
+    kept[edge_positions(run.graph, request.edges)] = False
+    positive = store.edge_label > 0
+    if bool(positive.any()) and not bool(positive[kept].any()):
+        raise ValueError(f"the request removes every training edge of {run.path} labelled above 0: only sampled "
+                         "negatives or dislikes would remain, and no method learns a preference from those")
 
 
 def _forget_metrics(result, report, fit_seconds, model, graph: HeteroData, val, test, parent: Run) -> dict:
@@ -1043,6 +1056,7 @@ def verify_run(run: str | os.PathLike, *, retrain: bool = False, seed: int | Non
     Raises:
         FileNotFoundError, ValueError: a missing or modified run or ancestor; a run that removed nothing.
     """
+    check_device(device)
     chain = lineage(run)
     current = load_run(chain[-1])
     if current.removed.size(1) == 0:
@@ -1109,6 +1123,7 @@ class ForgetStream:
                  method: str | None = None, options: dict | None = None, retrain_every: int | None = None,
                  max_drift: float | None = None, device: str = "cpu"):
         self.directory = Path(directory).expanduser().absolute()
+        check_device(device)
         self.device = device
         given = {"base": None if base is None else str(Path(base).expanduser().resolve()), "method": method,
                  "options": options, "retrain_every": retrain_every, "max_drift": max_drift}
@@ -1125,7 +1140,7 @@ class ForgetStream:
                 if not record.is_file():
                     (self.directory / "runs").mkdir(exist_ok=True)
                     write_json(record, {**config, "version": __version__})
-                    return config
+        # read back, a new stream's too: the caller's options dict had been kept, and its later edits applied
         config = json.loads(record.read_text())
         try:  # options an earlier version took: every request would stay pending, for good
             method_config(config["method"], config["options"])
@@ -1334,10 +1349,12 @@ class ForgetStream:
         _request_values(users, items, edges)  # first: its errors owe nothing to the pending requests
         with self._journal_lock():
             run, waiting = self._projected()
+            given = {"users": users, "items": items, "edges": edges, "local_ids": local_ids}
             try:
-                _check_leaves_edges(run, build_request(run, users=users, items=items, edges=edges, local_ids=local_ids))
+                _check_leaves_edges(run, build_request(run, **given))
             except ValueError as error:
-                if not waiting or "pending in the stream" in str(error):  # named there already
+                # named there already, or refused without them too (an unknown id owes nothing to them)
+                if not waiting or "pending in the stream" in str(error) or not _accepted(self.current, given):
                     raise
                 raise ValueError(f"{error} (counting the requests accepted before it and not yet applied: "
                                  f"{', '.join(map(str, waiting))})") from None
@@ -1451,6 +1468,15 @@ def _journal_entry(line: bytes, path: Path, number: int) -> dict:
 def _journaled(entry: dict) -> dict:
     """The arguments of :func:`build_request` (and :func:`forget`) that a journal line holds."""
     return {key: value for key, value in entry["request"].items() if value is not None}
+
+
+def _accepted(run: Run, given: dict) -> bool:
+    """Whether ``run`` accepts the request ``given`` (:func:`build_request`'s arguments)."""
+    try:
+        _check_leaves_edges(run, build_request(run, **given))
+    except ValueError:
+        return False
+    return True
 
 
 def _without_request(run: Run, request: Request) -> Run:

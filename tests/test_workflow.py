@@ -701,6 +701,59 @@ def test_a_stream_checks_a_request_against_the_pending_ones(base, tmp_path):
     assert len(set(hashes)) == 4 and hashlib.sha256(b"").hexdigest() not in hashes
 
 
+def test_a_stream_keeps_its_options_as_created_and_names_pending_requests_only_where_they_count(base, tmp_path):
+    """The stream kept the caller's options dict: an edit after creation ran the next request with it while
+    stream.json said otherwise. An unknown id was refused "counting the requests accepted before it", which play
+    no part in it; a request refused only because of them still says so."""
+    options = {"epochs": 1}
+    stream = ForgetStream(tmp_path / "s", base, method="finetune", options=options)
+    options["epochs"] = 7
+    run = stream.current
+    users = [str(raw) for raw in run.graph["user"].raw_id[:2]]
+    stream.submit(users=users[:1])
+    (path,) = stream.process()
+    assert load_run(path).info["method"]["options"] == {"epochs": 1} == stream.config["options"]
+    stream.submit(users=users[1:2])
+    with pytest.raises(ValueError, match=r"^unknown user ids \(raw\): nobody .* nothing to forget$"):
+        stream.submit(users=["nobody"])
+    held = [[str(run.graph[node].raw_id[k]) for node, k in zip(("user", "item"), pair)]
+            for pair in _observed(run.val, 50) if pair[0] == int(raw_to_local(run.graph["user"].raw_id, users[1:2])[0])]
+    with pytest.raises(ValueError, match=r"\(counting the requests accepted before it and not yet applied: 2\)$"):
+        stream.submit(edges=held[:1])  # the user's held-out pair, which request 2 drops
+
+
+@pytest.mark.parametrize("local_ids", ["false", 0, None])
+def test_local_ids_is_a_bool(base, tmp_path, local_ids):
+    """``local_ids="false"`` is truthy: raw user 6 (local 5) was forgotten for raw user 5, and journaled so."""
+    with pytest.raises(TypeError, match=f"local_ids must be True or False, got {local_ids!r}"):
+        forget(base, out=tmp_path / "run", users=["u5"], local_ids=local_ids)
+    with pytest.raises(TypeError, match="local_ids must be True or False"):
+        ForgetStream(tmp_path / "s", base).submit(users=["u5"], local_ids=local_ids)
+    assert not (tmp_path / "run").exists() and ForgetStream(tmp_path / "s").requests() == []
+
+
+def test_a_request_leaving_no_interaction_is_refused_and_a_bad_device_before_anything(base, tmp_path):
+    """A request leaving sampled negatives only was accepted: forget failed in the method ("nothing to fine-tune
+    on"), and a stream kept it pending for good, every later request behind it. A device torch does not know
+    failed in torch at the first tensor moved, after the data was read, the stream's request left pending."""
+    run = load_run(base)
+    store = run.graph[EDGE]
+    observed = store.edge_index[:, store.observed]
+    pairs = [[str(run.graph[n].raw_id[int(k)]) for n, k in zip(("user", "item"), pair)] for pair in observed.t()]
+    with pytest.raises(ValueError, match="labelled above 0: only sampled negatives or dislikes would remain"):
+        forget(base, out=tmp_path / "run", edges=pairs, method="finetune")
+    stream = ForgetStream(tmp_path / "s", base)
+    with pytest.raises(ValueError, match="labelled above 0"):
+        stream.submit(edges=pairs)
+    assert stream.requests() == []
+    for call in (lambda: ForgetStream(tmp_path / "t", base, device="gpu"),
+                 lambda: forget(base, out=tmp_path / "run", users=["u5"], device="gpu"),
+                 lambda: verify_run(base, device="gpu")):
+        with pytest.raises(ValueError, match="^unknown device 'gpu'$"):
+            call()
+    assert not (tmp_path / "t").exists() and not (tmp_path / "run").exists()
+
+
 def _bad_inputs(base: Path, tmp: Path, files: dict) -> list[tuple[list, str]]:
     """(argv, expected fragment of the one-line error) for inputs a new user might try."""
     existing = tmp / "exists"
