@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from .config import is_integer
 from .data.interactions import EDGE, check_model_fits, make_interactions, num_items, num_users, pair_keys
 from .io import fsync_directory, naming, tensors_sha256, to_jsonable
 from .models import Recommender, load_model, save_model
@@ -457,6 +458,8 @@ def _unrecorded_fields(info: dict) -> list[str]:
     without its name, hparams of an unknown key, a forget run without its method or parent)."""
     wrong = [] if isinstance(info["model"].get("name"), str) else ["model.name"]
     wrong += [] if isinstance(info["model"].get("config"), dict) else ["model.config"]
+    if info["kind"] == "fit" and info["lineage"].get("parent"):  # evaluate named its model the original
+        wrong.append("kind")
     try:
         Hyperparameters(**info["hparams"])
     except (TypeError, ValueError) as error:
@@ -464,6 +467,7 @@ def _unrecorded_fields(info: dict) -> list[str]:
     if info["kind"] == "forget":
         method = info.get("method", {})  # name None: held-out pairs only, no method ran (the one asked for kept)
         wrong += [] if isinstance(method.get("name") or method.get("requested"), str) else ["method.name"]
+        wrong += [] if is_integer(method.get("seed", 0)) else ["method.seed"]  # verify read 1.5 and true as 1
         wrong += [] if info["lineage"].get("parent") else ["lineage.parent"]
     return wrong
 
@@ -491,9 +495,12 @@ def load_run(path: str | os.PathLike, map_location="cpu") -> Run:
     path = Path(path).expanduser()
     info = _read_info(path)
     _check_files(path, info)
-    graph = graph_from_dict(torch.load(path / "graph.pt", weights_only=True), f"{path}/graph.pt")
-    heldout = torch.load(path / "heldout.pt", weights_only=True)
-    removed = torch.load(path / "removed.pt", weights_only=True)
+    graph = graph_from_dict(_read_part(path, "graph.pt"), f"{path}/graph.pt")
+    heldout = _read_part(path, "heldout.pt", ("val", "test"))
+    removed = _read_part(path, "removed.pt", ("edge_index", "edge_label", "observed"))
+    if removed["edge_index"].size(-1) != info["lineage"].get("removed_edges", 0):  # replaced, its sha256 with it
+        raise ValueError(f"{path}/removed.pt holds {removed['edge_index'].size(-1)} removed edges, and run.json's "
+                         f"lineage records {info['lineage'].get('removed_edges', 0)}: a file of the run was replaced")
     model, _ = load_model(path / "model.pt", map_location=map_location)
     check_model_fits(model, graph)
     audit = _audit_lines(path)
@@ -562,8 +569,40 @@ def lineage(run: str | os.PathLike | Run) -> list[Path]:
     return chain[::-1]
 
 
+def _read_part(path: Path, name: str, keys: tuple[str, ...] = ()) -> dict:
+    """The dict a run's tensor file holds, with ``keys``.
+
+    Raises:
+        ValueError: naming the file, when torch cannot read it or it lacks a key (one whose sha256 in ``run.json``
+            was rewritten with it: torch's or Python's own error had come through).
+    """
+    try:
+        value = torch.load(path / name, weights_only=True)
+    except Exception as error:  # torch raises a kind per way a file is damaged (zip, pickle, EOF, storage size)
+        raise ValueError(f"{path / name} cannot be read ({type(error).__name__}: {error}): the run is "
+                         "corrupt") from None
+    missing = [key for key in keys if key not in value] if isinstance(value, dict) else ["a dict"]
+    if missing:
+        raise ValueError(f"{path / name} lacks {missing}: not written by graphforget.runs")
+    return value
+
+
 def _audit_lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in (path / "audit.jsonl").read_text().splitlines() if line.strip()]
+    """The audit log's lines, each a JSON object.
+
+    Raises:
+        ValueError: naming the file and line of one that is not (JSON's own message named neither).
+    """
+    lines = []
+    for number, line in enumerate((path / "audit.jsonl").read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}/audit.jsonl, line {number}: not JSON ({error})") from None
+            if not isinstance(lines[-1], dict):
+                raise ValueError(f"{path}/audit.jsonl, line {number}: not an audit line (a JSON object)")
+    return lines
 
 
 def _check_last_audit_line(path: Path, info: dict, lines: list[dict]) -> None:

@@ -1065,9 +1065,12 @@ def verify_run(run: str | os.PathLike, *, retrain: bool = False, seed: int | Non
     root = load_run(chain[0])
     if seed is None:  # the seed the run's own method and verification used (forget --seed), else its fit's
         seed = wrapped_seed(current.info.get("method", {}).get("seed", current.info["seed"]))
-    reference, seconds = _retrain_reference(root, current, seed, device, progress) if retrain else (None, None)
     report = verify_forgetting(current.model, current.graph, current.removed, before=(root.model, root.graph),
-                               reference=reference, seed=seed)
+                               seed=seed)  # first: a request it cannot verify is refused before a whole Retrain
+    reference, seconds = _retrain_reference(root, current, seed, device, progress) if retrain else (None, None)
+    if retrain:
+        report = verify_forgetting(current.model, current.graph, current.removed, before=(root.model, root.graph),
+                                   reference=reference, seed=seed)
     return {"run": str(current.path.resolve()), "lineage": [str(p.resolve()) for p in chain], "seed": seed,
             "requests": len(current.audit), "untrusted_requests": [line["run"] for line in untrusted_requests(current)],
             "removed_edges": current.removed.size(1), "report": report.to_dict(), "retrain_seconds": seconds,

@@ -484,6 +484,57 @@ def test_verify_checks_every_run_of_the_lineage_and_its_audit_log(capsys, base, 
     assert cli(capsys, "verify", "--run", runs["b"])[0] == 0
 
 
+def _edit_record(run: Path, edit) -> None:
+    info = json.loads((run / "run.json").read_text())
+    edit(info)
+    (run / "run.json").write_text(json.dumps(info))
+
+
+def test_files_replaced_with_their_sha256_or_fields_edited_by_hand_are_refused_by_name(capsys, base, tmp_path):
+    """Each passed the sha256 checks with run.json rewritten: a removed.pt cut to 2 edges verified those only (an
+    empty one "removed nothing"); unreadable files and audit lines failed in torch or Python (a bare "Expecting
+    value"); a method seed of 1.5 or true was used as 1, null crashed; a forget run relabelled a fit was evaluated as
+    "the original"."""
+    run = tmp_path / "a"
+    assert cli(capsys, "forget", "--run", base, "--users", "u1", "--method", "scif", "--quiet", "--out", run)[0] == 0
+    removed = torch.load(run / "removed.pt", weights_only=True)
+    audit = (run / "audit.jsonl").read_text()
+    for tamper, message in [
+            (lambda: torch.save({k: v[..., :2] for k, v in removed.items()}, run / "removed.pt"),
+             "a/removed.pt holds 2 removed edges, and run.json's lineage records"),
+            (lambda: (run / "removed.pt").write_bytes((run / "removed.pt").read_bytes()[:200]),
+             "a/removed.pt cannot be read ("),
+            (lambda: torch.save({"val": 1}, run / "heldout.pt"), "a/heldout.pt lacks ['test']"),
+            (lambda: torch.save([1], run / "heldout.pt"), "a/heldout.pt lacks ['a dict']"),
+            (lambda: (run / "audit.jsonl").write_text("[1, 2]\n" + audit), "audit.jsonl, line 1: not an audit line"),
+            (lambda: (run / "audit.jsonl").write_text("{oops\n" + audit), "audit.jsonl, line 1: not JSON (")]:
+        saved = {path: path.read_bytes() for path in run.iterdir()}
+        tamper()
+        _rehash(run)
+        code, _, err = cli(capsys, "verify", "--run", run)
+        assert code == 2 and message in err and err.count("\n") == 1, err
+        for path, data in saved.items():
+            path.write_bytes(data)
+    for value in (1.5, True, None, "abc"):
+        saved = (run / "run.json").read_bytes()
+        _edit_record(run, lambda info: info["method"].update(seed=value))
+        code, _, err = cli(capsys, "verify", "--run", run)
+        assert code == 2 and "method.seed is not what a run records" in err, (value, err)
+        (run / "run.json").write_bytes(saved)
+    _edit_record(run, lambda info: info.update(kind="fit"))
+    code, _, err = cli(capsys, "evaluate", "--run", run)
+    assert code == 2 and "kind is not what a run records" in err, err
+
+
+def test_verify_retrain_refuses_a_request_it_cannot_verify_before_retraining(base, tmp_path, monkeypatch):
+    """A request with no matched non-member failed only after the whole reference Retrain had trained."""
+    forget(base, users=["u1"], method="scif", out=tmp_path / "a")
+    monkeypatch.setattr("graphforget.verify._plan", lambda *args: (_ for _ in ()).throw(ValueError("no match")))
+    monkeypatch.setattr("graphforget.workflow._retrain_reference", lambda *args: pytest.fail("retrained first"))
+    with pytest.raises(ValueError, match="no match"):
+        verify_run(tmp_path / "a", retrain=True)
+
+
 def test_verify_defaults_to_the_seed_the_request_used(base, tmp_path):
     """verify took the fit's seed: after forget --seed 5 its figures (the matched non-members, the attack's split)
     disagreed with those forget had printed for the same request."""
