@@ -970,9 +970,14 @@ def _parent_and_request(run: str | os.PathLike | Run, **given) -> tuple[Run, Req
     if isinstance(run, Run):  # one read from disk here is as loaded: its content was hashed once, by load_run
         run.check_as_loaded()
     parent = run if isinstance(run, Run) else load_run(run)
-    request = build_request(parent, **given)
-    _check_leaves_edges(parent, request)
-    return parent, request
+    return parent, _checked_request(parent, **given)
+
+
+def _checked_request(run: Run, **given) -> Request:
+    """:func:`build_request`, refusing a request that leaves nothing to learn from (:func:`_check_leaves_edges`)."""
+    request = build_request(run, **given)
+    _check_leaves_edges(run, request)
+    return request
 
 
 def _method_record(method: str, options: dict | None, seed: int, config, request: Request) -> dict:
@@ -1067,8 +1072,9 @@ def verify_run(run: str | os.PathLike, *, retrain: bool = False, seed: int | Non
         seed = wrapped_seed(current.info.get("method", {}).get("seed", current.info["seed"]))
     report = verify_forgetting(current.model, current.graph, current.removed, before=(root.model, root.graph),
                                seed=seed)  # first: a request it cannot verify is refused before a whole Retrain
-    reference, seconds = _retrain_reference(root, current, seed, device, progress) if retrain else (None, None)
+    seconds = None
     if retrain:
+        reference, seconds = _retrain_reference(root, current, seed, device, progress)
         report = verify_forgetting(current.model, current.graph, current.removed, before=(root.model, root.graph),
                                    reference=reference, seed=seed)
     return {"run": str(current.path.resolve()), "lineage": [str(p.resolve()) for p in chain], "seed": seed,
@@ -1354,7 +1360,7 @@ class ForgetStream:
             run, waiting = self._projected()
             given = {"users": users, "items": items, "edges": edges, "local_ids": local_ids}
             try:
-                _check_leaves_edges(run, build_request(run, **given))
+                _checked_request(run, **given)
             except ValueError as error:
                 # named there already, or refused without them too (an unknown id owes nothing to them)
                 if not waiting or "pending in the stream" in str(error) or not _accepted(self.current, given):
@@ -1376,8 +1382,7 @@ class ForgetStream:
             if entry["seq"] not in pending:
                 continue
             try:
-                request = build_request(run, **_journaled(entry))
-                _check_leaves_edges(run, request)
+                request = _checked_request(run, **_journaled(entry))
             except ValueError:
                 continue
             waiting.append(entry["seq"])
@@ -1414,7 +1419,7 @@ class ForgetStream:
         request = _journaled(entry)
         parent = self.current
         try:
-            _check_leaves_edges(parent, build_request(parent, **request))
+            _checked_request(parent, **request)
         except ValueError as error:
             self._reject(entry["seq"], error)
             return None
@@ -1474,9 +1479,9 @@ def _journaled(entry: dict) -> dict:
 
 
 def _accepted(run: Run, given: dict) -> bool:
-    """Whether ``run`` accepts the request ``given`` (:func:`build_request`'s arguments)."""
+    """Whether ``run`` accepts the request ``given`` (:func:`_checked_request`)."""
     try:
-        _check_leaves_edges(run, build_request(run, **given))
+        _checked_request(run, **given)
     except ValueError:
         return False
     return True
