@@ -115,8 +115,9 @@ def _check_run(protocol: str, methods: Sequence[str]) -> None:
     if shadowed:  # the harness's own ran, and the registered method never did
         raise ValueError(f"{', '.join(shadowed)} is the bench's own method and a registered one, which the bench "
                          "would not run: register yours under another name")
-    stuck = [m for m in methods if not METHODS[resolve_method(m, None, 0)[0]].continues_own_result()]
-    if protocol == "stream" and stuck:  # each failed after the first request ("needs fit()")
+    stuck = [m for m in methods
+             if protocol == "stream" and not METHODS[resolve_method(m, None, 0)[0]].continues_own_result()]
+    if stuck:  # each failed after the first request ("needs fit()")
         raise ValueError(f"{', '.join(stuck)} cannot continue a stream: built on its previous result, it needs fit() "
                          "again (UnlearnRec: its encoder is pre-trained for one model, and each request gives a new "
                          "one); drop it from the stream's methods")
