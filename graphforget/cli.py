@@ -1209,9 +1209,9 @@ def _add_bench_parser(sub) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``graphforget`` and ``python -m graphforget``; returns the exit status."""
-    parser = build_parser()
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
+        parser = build_parser()  # inside the try: a Ctrl-C while it is built is one line too
         with contextlib.nullcontext() if debug else _one_line_warnings():
             return _run(parser, argv, debug)
     except KeyboardInterrupt:  # Ctrl-C: outputs are published whole (bench keeps its finished cells)

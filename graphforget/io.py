@@ -63,23 +63,34 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], None], *, bin
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-        raise naming(error, path, temporary=prefix)
+        raise naming(_disk_error(error), path, temporary=prefix)
     fsync_directory(target.parent)
     return target
+
+
+def _disk_error(error: BaseException) -> BaseException:
+    """The ``OSError`` that a writer's own error was raised in handling, else ``error``: torch.save's zip writer
+    replaces a full disk's with "[enforce fail at inline_container.cc] unexpected pos" (a 52-line traceback)."""
+    if isinstance(error, RuntimeError) and isinstance(error.__context__, OSError):
+        return error.__context__
+    return error
 
 
 def naming(error: BaseException, path: str | os.PathLike, temporary: str | None = None) -> BaseException:
     """``error`` naming ``path`` where it is an ``OSError`` that names no file (a full disk's, raised by a write to an
     open file: "[Errno 28] No space left on device" said nothing of where) or names a temporary file of ``path``,
-    one whose name starts with ``temporary`` (a read-only directory refused it: a name the caller never saw); else
-    ``error`` itself."""
+    one whose name starts with ``temporary`` (a read-only directory refused it: a name the caller never saw), or a
+    file of such a temporary directory (named as the same file of ``path``); else ``error`` itself."""
     if not isinstance(error, OSError) or error.errno is None:
         return error
-    if error.filename is None or (temporary and os.path.basename(str(error.filename)).startswith(temporary)):
-        named = type(error)(error.errno, error.strerror, str(path))
-        named.__cause__ = error
-        return named
-    return error
+    name = Path(str(error.filename))
+    if temporary and error.filename is not None and name.parent.name.startswith(temporary):
+        path = Path(path) / name.name  # a file written into publish's temporary directory
+    elif not (error.filename is None or (temporary and name.name.startswith(temporary))):
+        return error
+    named = type(error)(error.errno, error.strerror, str(path))
+    named.__cause__ = error
+    return named
 
 
 #: What os.link raises on a file system without hard links (FAT, some FUSE and SMB mounts).

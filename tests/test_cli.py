@@ -575,6 +575,15 @@ def test_a_command_killed_while_writing_leaves_no_output_directory(trained_run, 
     assert os.listdir(tmp_path) == []  # neither the directory nor its temporary sibling
 
 
+def test_a_ctrl_c_while_the_parser_is_built_is_one_line(capsys, monkeypatch):
+    """build_parser() ran before main's try: a Ctrl-C there was a traceback."""
+    def interrupted():
+        raise KeyboardInterrupt
+    monkeypatch.setattr("graphforget.cli.build_parser", interrupted)
+    code, _, err = run_cli(capsys, "methods")
+    assert code == 130 and err == "graphforget: interrupted; no output was left half-written\n"
+
+
 def test_a_reader_that_left_the_pipe_is_no_traceback():
     """`graphforget evaluate ... | head` ended in a BrokenPipeError traceback once head stopped reading."""
     read, write = os.pipe()

@@ -83,6 +83,38 @@ def test_writes_refused_by_the_directory_name_the_path_not_a_temporary_file():
         assert raised.value.filename == path, raised.value
 
 
+FULL_DISK = """
+import resource, signal, sys
+import torch
+from graphforget.models import MF, save_model
+from graphforget.runs import publish
+from graphforget.io import write_json
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as a full disk's with ENOSPC
+resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+for write in (lambda: save_model(MF(30, 40, 64), sys.argv[1] + "/model.pt"),
+              lambda: publish(sys.argv[1] + "/run", lambda tmp: write_json(tmp / "r.json", list(range(1000))))):
+    try:
+        write()
+    except OSError as error:
+        print(error)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="RLIMIT_FSIZE is POSIX's")
+def test_a_full_disk_is_an_oserror_naming_the_path_given(tmp_path):
+    """torch.save's zip writer replaced a full disk's OSError with "[enforce fail at inline_container.cc] unexpected
+    pos" (fit and forget printed a 52-line traceback); a file of publish's temporary directory was named there
+    (".run.tmp-x/r.json"), not in the run."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", FULL_DISK, str(tmp_path)], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [f"[Errno 27] File too large: '{tmp_path}/model.pt'",
+                                       f"[Errno 27] File too large: '{tmp_path}/run/r.json'"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing left behind
+
+
 def test_an_oserror_without_errno_keeps_its_words(tmp_path):
     def write(handle):
         raise OSError("the device went away")
