@@ -11,8 +11,9 @@ import typing
 
 import numpy as np
 import pytest
+import torch
 
-from graphforget.config import build_config, describe
+from graphforget.config import build_config, check_device, describe
 from graphforget.presets import Hyperparameters, default_hparams
 from graphforget.train import TrainConfig
 from graphforget.unlearn import (FineTuneConfig, IFRUConfig, NewtonConfig, RecEraserConfig, RetrainConfig, SISAConfig,
@@ -226,3 +227,16 @@ def test_a_dict_for_a_nested_config_changes_the_field_s_default():
                  build_config(Hyperparameters, {"train": {"lr": "0.5"}})):
         assert made.train == dataclasses.replace(preset, lr=0.5)
     assert IFRUConfig(solver={"tol": 1e-3}).solver == dataclasses.replace(IFRUConfig().solver, tol=1e-3)
+
+
+def test_check_device_names_a_device_of_the_wrong_type():
+    for device in (None, 1.5):
+        with pytest.raises(ValueError, match=f"^unknown device {device!r}$"):
+            check_device(device)
+
+
+def test_check_device_refuses_mps_where_it_is_not_available():
+    if torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    with pytest.raises(ValueError, match="^MPS is not available on this machine$"):
+        check_device("mps")

@@ -480,3 +480,12 @@ def test_cli_lists_methods_and_their_options(capsys):
     assert "``" not in out and ":math:" not in out  # docstring markup is shown as plain text
     assert "(see docs/methods.rst, *Trust*)" in out and "/methods" not in out.replace("docs/methods", "")
     assert main(["methods", "nope"]) == 2
+
+
+def test_a_frozen_half_precision_parameter_is_not_refused(small_planted):
+    """check_precision reads trainable parameters only: a frozen float16 scale (no optimizer step, no curvature)
+    trains and unlearns as before."""
+    model = MF(60, 40, 4)
+    model.register_parameter("scale", torch.nn.Parameter(torch.ones(1, dtype=torch.float16), requires_grad=False))
+    assert train(model, small_planted, BCEObjective(l2=0.1), TrainConfig(epochs=1)).epochs == 1
+    build_unlearner("finetune", model, small_planted, BCEObjective(l2=0.1))

@@ -677,3 +677,16 @@ def test_narrow_integer_ids_score_as_int64_ones(graph, make):
         expected = model(graph, pairs)
         for dtype in (torch.uint8, torch.int16):
             assert torch.equal(model(graph, pairs.to(dtype)), expected)
+
+
+def test_simgcl_noise_of_a_float64_model_is_normalised_in_float64():
+    """The float32 draw is cast to the model's dtype before it is normalised: a float64 model's noise is the
+    float64 formula of that draw, bit for bit (not a float32 normalisation promoted afterwards)."""
+    import torch.nn.functional as F
+    model = build_model("simgcl", num_users=9, num_items=8, embedding_dim=6).double()
+    model.reset_parameters(4)
+    x = model.user_emb.weight.detach()
+    noise = model._noise(x, torch.Generator().manual_seed(3))
+    drawn = torch.rand(x.shape, generator=torch.Generator().manual_seed(3)).double()
+    assert noise.dtype == torch.float64
+    assert torch.equal(noise, model.eps * torch.sign(x) * F.normalize(drawn, dim=-1))

@@ -301,3 +301,25 @@ def test_bpr_draws_negatives_for_every_seed_and_epoch_it_accepts(model, graph):
         kept = [j not in items_of[u] for u, j in zip(ei[0].tolist(), first)]  # a first draw that does not clash
         assert any(kept) and all(n == f for n, f, k in zip(neg.tolist(), first, kept) if k)
         assert not any(j in items_of[u] for u, j in zip(ei[0].tolist(), neg.tolist()))
+
+
+def test_repr_shows_public_fields_by_repr_and_leaves_private_ones_out():
+    class Weighted(BCEObjective):
+        def __init__(self, l2=0.0, mode="sum"):
+            super().__init__(l2)
+            self.mode, self._cache = mode, {"built": 1}
+    assert repr(Weighted(l2=0.5)) == "Weighted(l2=0.5, mode='sum')"
+    assert repr(Weighted(mode="1")) != repr(Weighted(mode=1))  # an edit from 1 to "1" is told
+
+
+def test_a_bpr_subclass_shows_l2_seed_resample_first():
+    class Margin(BPRObjective):
+        def __init__(self, margin=1.0, **kwargs):
+            self.margin = margin  # set before the base's fields
+            super().__init__(**kwargs)
+    assert repr(Margin(seed=2)) == "Margin(l2=0.0, seed=2, resample=True, margin=1.0)"
+
+
+def test_the_contrastive_objectives_repr_is_as_before():
+    assert (repr(ContrastiveBPRObjective(l2=0.5, ssl_weight=0.2, tau=0.3, seed=1, resample=False))
+            == "ContrastiveBPRObjective(l2=0.5, ssl_weight=0.2, tau=0.3, seed=1, resample=False)")

@@ -2000,3 +2000,58 @@ def test_forget_records_the_seed_it_used(base, tmp_path):
     done = forget(base, out=tmp_path / "seeded", users=["u2"], method="finetune", seed=7)
     assert done.audit["method"]["seed"] == 7 and done.audit["verification"]["seed"] == 7
     assert load_run(done.path).info["method"]["seed"] == 7 and done.audit["method"]["config"]["train"]["seed"] == 7
+
+
+def test_fit_on_file_refuses_a_bad_device_before_anything(files, tmp_path):
+    with pytest.raises(ValueError, match="^unknown device 'gpu'$"):
+        fit_on_file(files["implicit"], "csv", user_col="user", item_col="item", negatives=1, device="gpu",
+                    out=tmp_path / "run", hparams={"embedding_dim": 8, "train.epochs": 1})
+    assert not (tmp_path / "run").exists()
+
+
+def test_forget_and_verify_record_the_threads_they_ran_with(base, tmp_path):
+    torch.set_num_threads(2)  # the autouse fixture gives the process its own count back
+    forget(base, out=tmp_path / "run", users=["u7"], method="scif")
+    (line,) = audit_lines(tmp_path / "run")
+    assert load_run(tmp_path / "run").info["metrics"]["threads"] == line["threads"] == 2
+    assert verify_run(tmp_path / "run")["threads"] == 2
+
+
+def test_a_refusal_owed_to_the_current_run_alone_does_not_name_the_pending_requests(base, tmp_path):
+    run = load_run(base)
+    stream = ForgetStream(tmp_path / "s", base, method="finetune")
+    (held,) = [[str(run.graph[node].raw_id[k]) for node, k in zip(("user", "item"), pair)]
+               for pair in _observed(run.val, 1)]
+    stream.submit(edges=[held])  # pending: a held-out pair, the training edges untouched
+    store = run.graph[EDGE]
+    every = [[str(run.graph[n].raw_id[int(k)]) for n, k in zip(("user", "item"), pair)]
+             for pair in store.edge_index[:, store.observed].t()]
+    with pytest.raises(ValueError, match=r"labelled above 0: only sampled negatives or dislikes would remain, and "
+                                         r"no method learns a preference from those$"):
+        stream.submit(edges=every)
+
+
+def test_a_forget_record_without_a_method_seed_verifies_under_the_fits_seed(base, tmp_path):
+    forget(base, out=tmp_path / "a", users=["u1"], method="scif")
+    _edit_record(tmp_path / "a", lambda info: info["method"].pop("seed"))  # as records without it were written
+    _rehash(tmp_path / "a")
+    assert verify_run(tmp_path / "a")["seed"] == load_run(base).info["seed"]
+
+
+def test_a_replaced_removed_pt_is_refused_by_name(base, tmp_path):
+    run = tmp_path / "a"
+    forget(base, out=run, users=["u1"], method="scif")
+    removed = torch.load(run / "removed.pt", weights_only=True)
+    saved = (run / "removed.pt").read_bytes()
+    for tamper, message in [
+            (lambda: torch.save({k: torch.cat([v, v[..., :1]], -1) for k, v in removed.items()}, run / "removed.pt"),
+             r"removed.pt holds \d+ removed edges, and run.json's lineage records"),  # a58: one more
+            (lambda: (run / "removed.pt").write_bytes(b""), r"removed.pt cannot be read \(EOFError"),  # a59
+            (lambda: torch.save({"edge_index": removed["edge_index"]}, run / "removed.pt"),
+             r"removed.pt lacks \['edge_label', 'observed'\]")]:  # a62
+        tamper()
+        _rehash(run)
+        with pytest.raises(ValueError, match=message):
+            load_run(run)
+        (run / "removed.pt").write_bytes(saved)
+        _rehash(run)
