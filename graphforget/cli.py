@@ -791,12 +791,8 @@ def _hparam_changes(args, preset: Hyperparameters) -> dict:
                                     "--training stationary trains by full-batch L-BFGS"))
     for field in (field for field in unread if field in changes):
         raise UsageError(f"graphforget: error: --{_HPARAM_FLAGS[field].replace('_', '-')} is not read: {unread[field]}")
-    for field, value in changes.items():
-        try:
-            preset.replace({field: value})
-        except ValueError as error:
-            flag = "--" + _HPARAM_FLAGS[field].replace("_", "-")
-            raise UsageError(f"graphforget: error: {flag} {value}: {error}") from error
+    _with_flags(preset, {"--" + _HPARAM_FLAGS[field].replace("_", "-"): (field, value)
+                         for field, value in changes.items()})
     return changes
 
 

@@ -156,16 +156,23 @@ def gradients_on():
 
 
 @contextlib.contextmanager
-def eval_mode(model: torch.nn.Module):
-    """``model`` in eval mode inside; afterwards every submodule's own training flag, as the caller set it
+def modes_kept(model: torch.nn.Module):
+    """Every submodule's own training flag afterwards, as the caller set it, whatever the block sets
     (``model.train(was_training)`` would set them all to the model's, e.g. turn a frozen dropout back on)."""
     modes = [(module, module.training) for module in model.modules()]
-    model.eval()
     try:
         yield model
     finally:
         for module, mode in modes:
             module.training = mode
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module):
+    """``model`` in eval mode inside; afterwards every submodule's own training flag (:func:`modes_kept`)."""
+    with modes_kept(model):
+        model.eval()
+        yield model
 
 
 def check_instances(expected: dict[str, tuple[Any, type | tuple[type, ...], str]], where: str = "") -> None:

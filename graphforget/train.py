@@ -14,7 +14,7 @@ from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
 from .clock import Stopwatch
-from .config import check_fields, check_instances, check_types, gradients_on, recheck
+from .config import check_fields, check_instances, check_types, gradients_on, modes_kept, recheck
 from .data.adjacency import hold_graph
 from .data.interactions import (EDGE, check_interactions, check_model_fits, check_pair_ids, check_pair_tensor,
                                 check_unique_pairs, num_items)
@@ -150,24 +150,13 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
     else:
         _check_all(model, graph, objective, val)
     device = graph[EDGE].edge_index.device
+    # modes kept: an eval-mode model came back in train mode (dropout on)
     with hold_graph(model, graph), seeded_global_rng(config.seed, device), gradients_on(), modes_kept(model):
         run = _train_lbfgs if config.optimizer == "lbfgs" else _train_adam
         result = run(model, graph, objective, config, val)
     if val is not None:
         _warn_if_at_chance(result, val)
     return result
-
-
-@contextlib.contextmanager
-def modes_kept(model: torch.nn.Module):
-    """The training flags of ``model``'s submodules, which training sets, as they were before the block: an eval-mode
-    model came back in train mode (dropout on)."""
-    modes = [module.training for module in model.modules()]
-    try:
-        yield
-    finally:
-        for module, mode in zip(model.modules(), modes):
-            module.training = mode
 
 
 #: What an ``objective`` argument must be, for the type checks' messages.
