@@ -42,12 +42,12 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from . import __version__
-from .config import check_device, is_integer, seeded, wrapped_seed
+from .config import check_device, is_integer, is_integer_tensor, seeded, wrapped_seed
 from .data import (EDGE, Split, add_negatives, binarize, edge_subgraph, load_csv, load_labelled_triples,
                    load_movielens_100k, make_interactions, num_items, num_users, on_device, pair_keys, random_split,
                    edge_positions, without_edges)
 from .data.interactions import node_values
-from .data.loaders import _lightgcn_files, read_text
+from .data.loaders import _lightgcn_files, read_text, require_file
 from .io import to_jsonable, write_json
 from .metrics import evaluate_auc
 from .presets import CONTRASTIVE, Hyperparameters, default_hparams, recorded_objective
@@ -167,9 +167,13 @@ def _binary_labels(graph: HeteroData, threshold: float | None, source: str) -> H
     return graph
 
 
+def _check_negatives_count(negatives: int) -> None:
+    if not is_integer(negatives) or negatives < 0:  # "1" failed comparing a str with an int, 1.5 was add_negatives'
+        raise ValueError(f"negatives must be an integer >= 0, got {negatives!r}")  # "ratio", a name not passed
+
+
 def _check_negatives(graph: HeteroData, negatives: int, source: str, threshold: float | None = None) -> None:
-    if negatives < 0:
-        raise ValueError(f"negatives must be >= 0, got {negatives}")
+    _check_negatives_count(negatives)
     if negatives == 0 and not bool((graph[EDGE].edge_label == 0).any()):
         if threshold is not None:  # the threshold made them so: "implicit feedback" named the wrong cause
             raise ValueError(f"{source}: every rating reaches --threshold {threshold:g}, so every label is 1 and BCE "
@@ -392,6 +396,7 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
     check_device(device)
     hp = _hparams(model, hparams)
     check_threshold_has_ratings(format, label_col, threshold)
+    _check_negatives_count(negatives)  # before the file is read
     options = {"user_col": user_col, "item_col": item_col, "label_col": label_col, "duplicates": duplicates,
                "delimiter": delimiter, "encoding": encoding, "threshold": threshold, "negatives": negatives}
     graph, test = load_file(path, format, user_col=user_col, item_col=item_col, label_col=label_col,
@@ -656,12 +661,38 @@ def _request_values(users, items, edges) -> tuple[str, list]:
         what = "the string" if isinstance(values, (str, bytes)) else f"the single {type(values).__name__}"
         raise TypeError(f"{kind} must be a list of {'pairs' if kind == 'edges' else 'ids'}, got {what} "
                         f"{values!r} (for one: {kind}={one})")
-    values = list(values)
+    values = _array_listed(kind, values) if isinstance(values, (Tensor, np.ndarray)) else list(values)
     if not values:
         raise ValueError(f"the request lists no {kind}")
-    if kind == "edges" and any(isinstance(pair, (str, bytes)) or len(pair) != 2 for pair in values):
-        raise ValueError("edges must be (user, item) pairs")
+    if kind == "edges":
+        # edges=[0, 2] was one pair left unwrapped
+        odd = next((pair for pair in values if _one_value(pair) or len(pair) != 2), None)
+        if odd is not None:
+            raise ValueError(f"edges must be (user, item) pairs, got {odd!r} (for one: edges=[(user, item)])")
     return kind, values
+
+
+def _array_listed(kind: str, values: Tensor | np.ndarray) -> list:
+    """A tensor's or array's ids as a list: ``users`` and ``items`` 1-D, ``edges`` ``[R, 2]``, a (user, item) pair a
+    row, as a list of pairs (and a DataFrame's two columns) reads. ``[2, R]`` is the layout of ``Request.edges``, so
+    a ``[2, 2]`` one is ambiguous: it read the other two edges."""
+    name = f"{type(values).__name__} of shape {tuple(values.shape)}"
+    if isinstance(values, Tensor) and values.is_meta:
+        raise ValueError(f"{kind} is a tensor on the meta device: it holds no ids")
+    if values.dtype.kind in "fcb" if isinstance(values, np.ndarray) else not is_integer_tensor(values):
+        raise TypeError(f"{kind} must hold integer ids, got a {values.dtype} {name}")
+    if kind != "edges":
+        if values.ndim != 1:
+            raise ValueError(f"{kind} must be 1-D, a list of ids, got a {name}")
+        return values.tolist()
+    rows, columns = values.shape if values.ndim == 2 else (0, 0)
+    if (rows, columns) == (2, 2):
+        raise ValueError(f"edges given as a {name} are ambiguous: give edges.tolist() for a (user, item) pair a row, "
+                         "or edges.T.tolist() for the [2, R] layout of Request.edges")
+    if columns != 2:
+        turn = ": transpose it (edges.T); [2, R] is the layout of Request.edges" if rows == 2 else ""
+        raise ValueError(f"edges given as a {name} must be [R, 2], a (user, item) pair a row{turn}")
+    return values.tolist()
 
 
 # Column names a header line of an edges file may give (compared in lower case), for users and for items.
@@ -687,14 +718,10 @@ def read_edges_file(path: str | os.PathLike, run: Run | None = None, encoding: s
 
     Raises:
         FileNotFoundError, IsADirectoryError: a missing file, or a folder.
-        ValueError: an empty file, or a line without exactly two fields or not in ``encoding``, naming the file and
-            line; an unknown encoding.
+        ValueError: a path that is not a regular file (a pipe), an empty file, or a line without exactly two
+            fields or not in ``encoding``, naming the file and line; an unknown encoding.
     """
-    path = Path(path).expanduser()
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder: give the edges file")
-    if not path.is_file():
-        raise FileNotFoundError(f"edges file not found: {path}")
+    path = require_file(Path(path).expanduser(), "edges file")
     pairs = []
     # lines end at \n, \r\n or \r alone, as fit's CSV reader has them: str.splitlines also breaks at U+0085, U+2028 and
     # others, which ids may hold (a cp1252 '…' read as latin-1 is U+0085)
@@ -919,8 +946,9 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
         run: the parent run (a directory or a loaded :class:`~graphforget.runs.Run`, as loaded: one whose model or
             graph was changed in memory is refused); never modified.
         out: the new run directory (not there yet, or empty).
-        users, items, edges: what to forget (exactly one): user ids, item ids, or ``(user, item)`` pairs,
-            the data file's raw ids unless ``local_ids``.
+        users, items, edges: what to forget (exactly one): user ids, item ids, or ``(user, item)`` pairs (a
+            list, or an ``[R, 2]`` tensor or array: a ``[2, 2]`` one is refused, ambiguous with the ``[2, R]``
+            layout of ``Request.edges``), the data file's raw ids unless ``local_ids``.
         method: a name in :data:`~graphforget.unlearn.METHODS` whose result is one model (not SISA or
             RecEraser).
         options: the method's options (:func:`~graphforget.unlearn.method_config`); ``train.*`` and
@@ -1354,8 +1382,9 @@ class ForgetStream:
             ValueError: as :func:`build_request` (unknown ids, a request already applied or pending, ...), or a
                 request of every remaining training edge.
         """
-        users, items, edges = (_listed(values) for values in (users, items, edges))
-        _request_values(users, items, edges)  # first: its errors owe nothing to the pending requests
+        # first: its errors owe nothing to the pending requests; values read once (an iterator was journaled empty)
+        kind, values = _request_values(users, items, edges)
+        users, items, edges = (values if name == kind else None for name in ("users", "items", "edges"))
         with self._journal_lock():
             run, waiting = self._projected()
             given = {"users": users, "items": items, "edges": edges, "local_ids": local_ids}
@@ -1512,12 +1541,6 @@ def _checked_policy(retrain_every, max_drift) -> tuple[int | None, float | None]
             raise ValueError(f"max_drift must be a share in (0, 1], got {max_drift!r}")
         max_drift = float(max_drift)
     return retrain_every, max_drift
-
-
-def _listed(values):
-    """``values`` as a list, read once: an iterator was consumed by the check and journaled empty. A single value (a
-    string) stays one, for :func:`build_request` to refuse."""
-    return values if values is None or _one_value(values) else list(values)
 
 
 def _one_value(values) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -23,6 +24,7 @@ from graphforget.data import (AdjacencyCache, AdjacencyPattern, adversarial_edge
 from graphforget.data import interactions
 from torch_geometric.data import HeteroData
 from graphforget.data.interactions import pair_keys
+from graphforget.data.loaders import MAX_ID_LENGTH
 from graphforget.protocols.attack import prepare_attack_data
 from helpers import hand_mf
 
@@ -433,6 +435,40 @@ def test_load_csv_strips_the_header_names_as_it_strips_values(tmp_path):
         load_csv(path, "user", "item")
 
 
+def test_a_byte_order_mark_is_no_part_of_the_first_id_in_every_format(tmp_path):
+    """CSV and edges files dropped the mark that Notepad writes; u.data, triples and LightGCN files failed on it
+    ("'\\ufeff1' is not an integer") though the same bytes read as CSV."""
+    mark = b"\xef\xbb\xbf"
+    (tmp_path / "u.data").write_bytes(mark + b"1\t2\t3\t4\n5\t6\t1\t4\n")
+    assert raw_pairs(load_movielens_100k(tmp_path)) == [(1, 2), (5, 6)]
+    (tmp_path / "triples.txt").write_bytes(mark + b"1\t2\t1\n5\t6\t0\n")
+    assert raw_pairs(load_labelled_triples(tmp_path / "triples.txt")) == [(1, 2), (5, 6)]
+    (tmp_path / "triples.txt").write_bytes(mark + b"1\t2\t1\n5\tx\t0\n")  # a malformed line is still named
+    with pytest.raises(ValueError, match="triples.txt, line 2"):
+        load_labelled_triples(tmp_path / "triples.txt")
+    (tmp_path / "train.txt").write_bytes(mark + b"0 1 2\n1 0\n")
+    (tmp_path / "test.txt").write_bytes(mark + b"0 0\n1 2\n")
+    train, test = load_lightgcn(tmp_path)
+    assert train[EDGE].edge_index.tolist() == [[0, 0, 1], [1, 2, 0]] and test[EDGE].edge_index.tolist() == [[0, 1],
+                                                                                                           [0, 2]]
+
+
+def test_load_csv_refuses_an_id_too_long_to_store_and_a_file_that_is_no_regular_file(tmp_path):
+    """numpy keeps a column of string ids at its longest id's width: one 100,000-character id in a 2,000-row file
+    took 3.5 GB. A pipe (``--data <(zcat x.gz)``) was reported as "not found"."""
+    path = tmp_path / "ratings.csv"
+    path.write_text("user,item\n" + "u" * MAX_ID_LENGTH + ",i1\nu2,i2\n")
+    assert max(map(len, load_csv(path, "user", "item")["user"].raw_id)) == MAX_ID_LENGTH
+    path.write_text("user,item\nu1,i1\nu2," + "i" * (MAX_ID_LENGTH + 1) + "\n")
+    with pytest.raises(ValueError, match=f"ratings.csv, line 3: column 'item': an id of {MAX_ID_LENGTH + 1:,} "
+                                         "characters, over the 1,024"):
+        load_csv(path, "user", "item")
+    os.mkfifo(tmp_path / "pipe.csv")
+    with pytest.raises(ValueError, match="pipe.csv is not a regular file .*: save it to a file and give that"):
+        load_csv(tmp_path / "pipe.csv", "user", "item")
+    with pytest.raises(FileNotFoundError, match="dataset file not found: .*gone.csv"):
+        load_csv(tmp_path / "gone.csv", "user", "item")
+
 def test_load_csv_takes_blank_trailing_fields(tmp_path):
     path = tmp_path / "ratings.csv"
     path.write_text("u,i,r\n1,3,5,\n2,3,4, \n")  # a spreadsheet's empty last column
@@ -579,6 +615,8 @@ def test_binarize_threshold_hand_case():
     assert binarize(graph, 5)[EDGE].edge_label.tolist() == [0., 0., 0., 1., 0.]
     with pytest.raises(ValueError, match=r"no label reaches the threshold 5.5 \(the labels run from 1 to 5\)"):
         binarize(graph, 5.5)
+    with pytest.raises(ValueError, match="threshold must be a finite number, got True"):
+        binarize(graph, True)  # is 1 to Python: every label reached it
 
 
 def test_a_rating_a_float32_away_from_the_threshold_is_compared_as_written(tmp_path):

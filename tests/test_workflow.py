@@ -1611,6 +1611,48 @@ def test_local_ids_given_as_a_tensor_are_known(base, tmp_path):
 
 
 
+def test_edges_as_a_tensor_or_array_are_pairs_a_row_and_a_square_one_is_refused(base, tmp_path):
+    """edges=[[0, 3], [2, 14]] as a tensor, the [2, R] layout of Request.edges (the pairs (0, 2) and (3, 14)), was read
+    a pair a row: the edges (0, 3) and (2, 14) were forgotten, two others. Wrong shapes and dtypes failed in Python's
+    len() or torch, or as unknown ids 'tensor(0.)'."""
+    run = load_run(base)
+    pairs = run.graph[EDGE].edge_index[:, :3].t()  # [3, 2]: a pair a row, as a DataFrame's two columns
+    expected = build_request(run, edges=pairs.tolist(), local_ids=True).edges
+    for given in (pairs, pairs.numpy()):
+        assert torch.equal(build_request(run, edges=given, local_ids=True).edges, expected)
+    stream = ForgetStream(tmp_path / "s", base, method="scif")
+    refused = [(run.graph[EDGE].edge_index[:, :2], ValueError, "edges given as a Tensor of shape (2, 2) are ambiguous: "
+                "give edges.tolist() for a (user, item) pair a row, or edges.T.tolist() for the [2, R] layout"),
+               (pairs.t().numpy(), ValueError, "edges given as a ndarray of shape (2, 3) must be [R, 2], a (user, "
+                "item) pair a row: transpose it (edges.T)"),
+               (pairs.float(), TypeError, "edges must hold integer ids, got a torch.float32 Tensor of shape (3, 2)"),
+               ([0, 2], ValueError, "edges must be (user, item) pairs, got 0 (for one: edges=[(user, item)])"),
+               ({0: 2}, ValueError, "edges must be (user, item) pairs, got 0")]
+    for given, error, message in refused:
+        for call in (lambda: build_request(run, edges=given, local_ids=True),
+                     lambda: stream.submit(edges=given, local_ids=True)):
+            with pytest.raises(error, match=re.escape(message)):
+                call()
+    for given, message in ((np.array([[0, 1]]), "users must be 1-D, a list of ids, got a ndarray of shape (1, 2)"),
+                           (torch.tensor([0], device="meta"), "users is a tensor on the meta device: it holds no ids")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            stream.submit(users=given, local_ids=True)
+    assert stream.requests() == []
+    stream.submit(edges=pairs[:1], local_ids=True)  # journaled as a list of pairs, and applied so
+    stream.process()
+    assert stream.applied() == [1] and stream.current.removed.tolist() == pairs[:1].t().tolist()
+
+
+def test_fit_refuses_a_count_of_negatives_that_is_no_integer_before_reading_the_file(files, tmp_path, monkeypatch):
+    """negatives="1" and None failed comparing a str with an int; 1.5 and True were refused as "ratio", a name the
+    caller never passed, after the file had been read."""
+    monkeypatch.setattr("graphforget.workflow.load_file", lambda *a, **k: pytest.fail("read before the check"))
+    for negatives in ("1", None, 1.5, True, -1):
+        with pytest.raises(ValueError, match=re.escape(f"negatives must be an integer >= 0, got {negatives!r}")):
+            fit_on_file(files["implicit"], "csv", user_col="user", item_col="item", negatives=negatives,
+                        out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
 def test_a_journal_line_lost_under_its_published_run_does_not_make_the_next_request_applied(base, tmp_path):
     """A power loss can drop a journal line not yet fsync-ed while the run a concurrent process() published from it
     survives. The next request took that line's number, found its run directory and counted as applied: lost."""

@@ -174,11 +174,16 @@ def _as_ids(column: np.ndarray) -> np.ndarray:
     return ids if (ids.astype(str) == column).all() else column
 
 
-def _require(path: Path) -> Path:
+def require_file(path: Path, what: str = "dataset file") -> Path:
+    """``path``, a regular file: a folder, a missing path and a pipe (``--data <(zcat x.gz)``, read more than once
+    here) are refused, each so named."""
     if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder: give the dataset file")
+        raise IsADirectoryError(f"{path} is a folder: give the {what}")
+    if not path.exists():
+        raise FileNotFoundError(f"{what} not found: {path}")
     if not path.is_file():
-        raise FileNotFoundError(f"dataset file not found: {path}")
+        raise ValueError(f"{path} is not a regular file (a pipe or a device), and the {what} is read more than "
+                         "once: save it to a file and give that")
     return path
 
 
@@ -197,7 +202,7 @@ def _read_int_table(path: Path, columns: tuple[str, ...]) -> np.ndarray:
     try:
         with warnings.catch_warnings():  # an empty file is reported below, as an error
             warnings.filterwarnings("ignore", "loadtxt: input contained no data")
-            table = np.loadtxt(_require(path), dtype=np.int64, ndmin=2)
+            table = np.loadtxt(require_file(path), dtype=np.int64, ndmin=2, encoding="utf-8-sig")  # Notepad's mark
     except (ValueError, OverflowError) as error:  # numpy's message names no line: locate it ourselves
         raise _first_malformed_line(path, columns) or ValueError(f"{path}: {error}") from None
     if table.size == 0:
@@ -218,7 +223,7 @@ def _line_of_row(path: Path, row: int) -> int:
 
 def _first_malformed_line(path: Path, columns: tuple[str, ...]) -> ValueError | None:
     """The error naming the first line of ``path`` that is not ``len(columns)`` integers; ``None`` if none is."""
-    with open(path, errors="replace") as f:  # undecodable bytes then fail as a field, naming their line
+    with open(path, encoding="utf-8-sig", errors="replace") as f:  # undecodable bytes fail as a field, named
         for number, line in enumerate(f, start=1):
             fields = line.split("#", 1)[0].split()
             if not fields:
@@ -302,7 +307,8 @@ def _read_lightgcn_lines(path: Path) -> tuple[np.ndarray, np.ndarray, int, np.nd
             (user, item) pairs`` when no line lists an item.
     """
     users, items, lines, max_user = [], [], [], -1
-    with open(_require(path), encoding="utf-8", errors="replace") as f:  # undecodable bytes fail as an id, named
+    # undecodable bytes fail as an id, named; the byte-order mark that Notepad writes is no part of the first id
+    with open(require_file(path), encoding="utf-8-sig", errors="replace") as f:
         for number, line in enumerate(f, start=1):
             ids = line.split()
             if not ids:
@@ -430,15 +436,16 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
             an unknown ``duplicates`` policy, one column named for two roles, or duplicated pairs under
             ``"raise"``; ``FILE, line N: ...`` naming the column for a row without a value in a used column
             (shorter than the header, or an empty cell) or a label that is not a finite number (or is beyond
-            float32's range); a used column named twice in the header; ``FILE, lines N-M: ...`` for a
-            used value holding a line break (a quote left open), and a row the csv module cannot read.
+            float32's range), or an id over :data:`MAX_ID_LENGTH` characters; a used column named twice in the
+            header; ``FILE, lines N-M: ...`` for a used value holding a line break (a quote left open), and a row
+            the csv module cannot read.
     """
     if duplicates not in ("raise", "last"):
         raise ValueError(f"duplicates must be 'raise' or 'last', got {duplicates!r}")
     used = [column for column in (user_col, item_col, label_col) if column is not None]
     if len(set(used)) < len(used):  # user_col == item_col read every row as a self-pair, reported as duplicates
         raise ValueError(f"user_col, item_col and label_col must name different columns, got {used}")
-    text = read_text(_require(Path(path)), encoding, "pass its encoding (encoding='latin-1', 'cp1252', ...; fit "
+    text = read_text(require_file(Path(path)), encoding, "pass its encoding (encoding='latin-1', 'cp1252', ...; fit "
                      "--encoding) or save it as UTF-8")
     try:
         with io.StringIO(text, newline="") as f:
@@ -463,6 +470,7 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+MAX_ID_LENGTH = 1024  # characters of a raw id in a CSV file
 
 
 def read_text(path: Path, encoding: str, advice: str) -> str:
@@ -528,6 +536,10 @@ def _csv_row(path: str | os.PathLike, lines: tuple[int, int], row: dict, user_co
         raise _line_error(path, number, f"the row has more fields than the header: {extra} beyond its "
                                         f"{len(row) - 1} columns")
     user, item = _csv_value(path, number, row, user_col), _csv_value(path, number, row, item_col)
+    for column, value in ((user_col, user), (item_col, item)):
+        if len(value) > MAX_ID_LENGTH:  # numpy keeps a column at its longest id's width: 2,000 rows took 3.5 GB
+            raise _line_error(path, number, f"column {column!r}: an id of {len(value):,} characters, over the "
+                                            f"{MAX_ID_LENGTH:,} an id may have (a shifted or unclosed field?)")
     if label_col is None:
         return user, item, 1.0
     value = _csv_value(path, number, row, label_col)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,7 +111,7 @@ def binarize(graph: HeteroData, threshold: float) -> HeteroData:
             :func:`~graphforget.data.make_interactions` would build (a NaN label, which would be labelled 0 without
             a word, an id out of range, a pair stored twice).
     """
-    if not isinstance(threshold, numbers.Real) or not math.isfinite(threshold):
+    if not is_real(threshold) or not math.isfinite(threshold):  # True binarised at 1
         raise ValueError(f"threshold must be a finite number, got {threshold!r}")
     _check_graph(graph, "binarize")
     raw = graph[EDGE].edge_label
