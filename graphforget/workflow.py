@@ -155,8 +155,12 @@ def check_threshold_has_ratings(format: str, label_col: str | None, threshold: f
                          "name the rating column with --label-col, or drop --threshold")
 
 
-def _binary_labels(graph: HeteroData, threshold: float | None, source: str) -> HeteroData:
-    """``graph`` with 0/1 labels: ratings binarised at ``threshold``; 0/1 labels kept as they are."""
+def binary_labels(graph: HeteroData, threshold: float | None, source: str) -> HeteroData:
+    """``graph`` with 0/1 labels: ratings binarised at ``threshold``; 0/1 labels kept as they are.
+
+    Raises:
+        ValueError: labels other than 0/1 and no ``threshold``, naming ``source`` and ``--threshold``.
+    """
     label = graph[EDGE].edge_label
     if threshold is not None:
         return binarize(graph, threshold)
@@ -323,10 +327,10 @@ def prepare_split(graph: HeteroData, test: HeteroData | None, *, threshold: floa
     Raises:
         ValueError: labels other than 0/1 without ``threshold``; implicit feedback without ``negatives``.
     """
-    graph = _binary_labels(graph, threshold, source)
+    graph = binary_labels(graph, threshold, source)
     _check_negatives(graph, negatives, source, threshold)
     if test is not None:
-        return _split_with_test(graph, _binary_labels(test, threshold, source), negatives, seed)
+        return _split_with_test(graph, binary_labels(test, threshold, source), negatives, seed)
     if negatives:
         graph = with_negatives(graph, negatives, seed)
     return random_split(graph, SPLIT, seed)

@@ -8,6 +8,7 @@ import json
 import math
 import re
 import shutil
+import sys
 import warnings
 from pathlib import Path
 
@@ -446,6 +447,11 @@ def test_a_csv_file_is_read_with_the_options_fit_takes(tmp_path):
     assert kept.identity() != DataSource("file", **options).identity()
     with pytest.raises(ValueError, match="DataSource.duplicates: must be 'raise' or 'last'"):
         DataSource("file", **options, duplicates="first")
+    del options["threshold"]  # ratings without one: fit's advice, where every protocol had said "attack_flip flips
+    for negatives in (0, 1):  # 0/1 labels ... binarise first with graphforget.data.binarize(graph, threshold)"
+        with pytest.raises(ValueError, match=r"ratings.csv holds labels other than 0/1, e.g. \[2.0, 3.0, 4.0, 5.0\] "
+                                             r"\(ratings or counts\): pass --threshold T"):
+            DataSource("file", **{**options, "negatives": negatives}, duplicates="last").prepare(seed=0)
 
 
 def test_a_registered_method_the_bench_cannot_run_is_refused_before_training(tmp_path):
@@ -470,6 +476,49 @@ def test_a_registered_method_the_bench_cannot_run_is_refused_before_training(tmp
         del METHODS["test-prepared"], METHODS["retrain_seed"]
     assert not any(tmp_path.iterdir())
 
+
+SHRINK = """
+import copy
+from dataclasses import dataclass
+import torch
+from graphforget.unlearn import Unlearner, register
+
+@dataclass
+class ShrinkConfig:
+    factor: float = 0.9
+
+@register
+class Shrink(Unlearner):
+    name, Config = "test-shrink", ShrinkConfig
+
+    def _unlearn(self, request, positions, remaining):
+        model = copy.deepcopy(self.model)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.mul_(self.config.factor)
+        return model, {}
+"""
+
+
+def test_an_edited_method_of_your_own_computes_new_cells(tmp_path, monkeypatch):
+    """A registered method's key held its name and the options given: with its Config's default edited (0.9 to
+    0.2), a bench into the same folder read the 0.9 cell back as cached, its prediction gap 0.94 for 1.57."""
+    source = tmp_path / "gf_method_demo.py"
+    source.write_text(SHRINK)
+    spec = importlib.util.spec_from_file_location("gf_method_demo", source)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "gf_method_demo", module)  # as an import leaves it
+    try:
+        spec.loader.exec_module(module)
+        cell = Cell("attack", "synthetic", "mf", "test-shrink", 0)
+        key = cell.key
+        assert cell.identity()["method_code"] == hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+        source.write_text(SHRINK.replace("0.9", "0.2"))
+        assert cell.key != key
+    finally:
+        del METHODS["test-shrink"]
+    for method in ("ifru", "retrain_seed", "test-shrink"):  # the library's own: its code digest covers them
+        assert "method_code" not in Cell("attack", "synthetic", "mf", method, 0).identity()
 
 def test_bad_input_is_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match="unknown protocol"):
@@ -717,7 +766,7 @@ def test_a_stream_runs_to_its_last_checkpoint_and_its_table_shows_its_own_checkp
 @pytest.mark.parametrize("measured, shown", [
     ((25, 50, 75, 100), (25, 50, 100)), ((12.5, 25, 37.5, 50, 100), (25, 50, 100)),  # their own checkpoints
     ((10, 25, 100), (10, 25, 100)),  # a measured @25% kept, 10% shown in @50%'s place: none hidden behind another
-    ((30, 60), (30, 60)), ((50, 100), (50, 100)),
+    ((30, 60), (30, 60)), ((50, 100), (50, 100)), ((50,), (50,)),  # one checkpoint: its every figure shown
     ((10, 25, 50, 60), (25, 50, 60)),  # a measured @50% shown, not 10% (the nearest to a half of 25%) in its place
     ((5, 10, 20, 30, 40), (10, 20, 40))])  # a quarter, a half and all of the last, not 20/30/40 by absolute percent
 def test_a_streams_table_shows_each_figure_at_the_checkpoints_it_measured(measured, shown):

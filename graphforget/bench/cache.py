@@ -2,10 +2,11 @@
 
 A *cell* is one measurement: ``(protocol, dataset, model, method, seed)`` plus every parameter of the
 protocol, the model's hyper-parameters, the method's options, the library version, a digest of the library's
-code (:func:`code_digest`; of a model of your own, its file's: :func:`model_code_digest`), the versions of torch and
-PyG (an upgrade may change the numbers) and :data:`BENCH_VERSION`. Its key is the SHA-256 of the canonical JSON of
-all of them, so changing any of them (a deletion ratio, a learning rate, the stream's order, an edit of a method)
-names another file: a stale result is never read back. Each file is written atomically
+code (:func:`code_digest`; of a model or method of your own, its files': :func:`model_code_digest`,
+:func:`method_code_digest`), the versions of torch and PyG (an upgrade may change the numbers) and
+:data:`BENCH_VERSION`. Its key is the SHA-256 of the canonical JSON of all of them, so changing any of them (a
+deletion ratio, a learning rate, the stream's order, an edit of a method) names another file: a stale result is
+never read back. Each file is written atomically
 (:func:`~graphforget.io.write_json`), so a run killed at any point leaves complete cells only, and rerunning it
 computes exactly the missing ones.
 """
@@ -27,8 +28,10 @@ import torch_geometric
 from .. import __version__
 from ..io import to_jsonable, write_json
 from ..models import MODELS
+from ..unlearn import METHODS
 
-__all__ = ["BENCH_VERSION", "Cell", "cell_key", "code_digest", "model_code_digest", "CellCache"]
+__all__ = ["BENCH_VERSION", "Cell", "cell_key", "code_digest", "method_code_digest", "model_code_digest",
+           "CellCache"]
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +60,33 @@ def model_code_digest(name: str) -> str | None:
     """The first 16 hex digits of the SHA-256 of the source file that defines model ``name``'s class or factory
     when it is registered from outside graphforget (a user's package: :data:`~graphforget.models.MODELS`), whose
     edits :func:`code_digest` does not see; ``None`` for the library's own models and unregistered names."""
-    factory = MODELS.get(name)
-    if factory is None or factory.__module__.partition(".")[0] == "graphforget":
-        return None
-    try:
-        file = inspect.getsourcefile(factory)
-    except TypeError:  # defined in no file (a builtin)
-        return None
-    return hashlib.sha256(Path(file).read_bytes()).hexdigest()[:16] if file and Path(file).is_file() else None
+    return _own_source_digest(MODELS.get(name))
+
+
+def method_code_digest(name: str) -> str | None:
+    """As :func:`model_code_digest`, for a method of your own (:func:`~graphforget.unlearn.register`): the files
+    that define its class and its ``Config`` (an edited default was read back from the cache as it stood)."""
+    method = METHODS.get(name)
+    return _own_source_digest(method, getattr(method, "Config", None))
+
+
+def _own_source_digest(*objects) -> str | None:
+    """The digest of the source files (each once, in order) that define those of ``objects`` from outside
+    graphforget; ``None`` where there is none (the library's own, a builtin, code typed into a prompt)."""
+    files = []
+    for obj in objects:
+        if obj is None or obj.__module__.partition(".")[0] == "graphforget":
+            continue
+        try:
+            file = inspect.getsourcefile(obj)
+        except TypeError:  # defined in no file (a builtin)
+            continue
+        if file and Path(file).is_file() and file not in files:
+            files.append(file)
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(Path(file).read_bytes())
+    return digest.hexdigest()[:16] if files else None
 
 
 @dataclass(frozen=True)
@@ -90,13 +112,13 @@ class Cell:
     def identity(self) -> dict:
         """Everything the key is a hash of: the fields, the library version, its code's digest, torch's and PyG's
         versions, :data:`BENCH_VERSION` and, for a model of your own, its source file's digest
-        (:func:`model_code_digest`)."""
-        model_code = model_code_digest(self.model)
+        (:func:`model_code_digest`), and for a method of your own, its (:func:`method_code_digest`)."""
+        own = {"model_code": model_code_digest(self.model), "method_code": method_code_digest(self.method)}
         return to_jsonable({"protocol": self.protocol, "dataset": self.dataset, "model": self.model,
                             "method": self.method, "seed": self.seed, "params": self.params,
                             "graphforget": __version__, "code": code_digest(), "bench": BENCH_VERSION,
                             "torch": torch.__version__, "torch_geometric": torch_geometric.__version__,
-                            **({"model_code": model_code} if model_code else {})})
+                            **{key: digest for key, digest in own.items() if digest}})
 
     @property
     def key(self) -> str:

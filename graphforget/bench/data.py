@@ -22,11 +22,12 @@ from pathlib import Path
 from torch_geometric.data import HeteroData
 
 from ..config import check_fields, is_integer
-from ..data import EDGE, Split, attack_flip, binarize, edge_subgraph, find_data_root, random_split
+from ..data import EDGE, Split, attack_flip, edge_subgraph, find_data_root, random_split
 from ..data.loaders import known_dataset_of
 from ..protocols.attack import DATASET_NAMES, AttackData, prepare_attack_data, raw_data_file
 from ..runs import sha256_file
-from ..workflow import check_disjoint, check_threshold_has_ratings, data_files, load_file, prepare_split
+from ..workflow import (binary_labels, check_disjoint, check_threshold_has_ratings, data_files, load_file,
+                        prepare_split)
 
 __all__ = ["IMPLICIT_DATASETS", "BENCH_DATASETS", "DataSource"]
 
@@ -179,8 +180,10 @@ class DataSource:
         location, format = self._location()
         graph, test = load_file(location, format, user_col=self.user_col, item_col=self.item_col,
                                 label_col=self.label_col, **{name: getattr(self, name) for name in CSV_DEFAULTS})
-        if self.threshold is not None:  # before asking whether the data is implicit: ratings hold no label 0
-            graph, test = (None if part is None else binarize(part, self.threshold) for part in (graph, test))
+        # before asking whether the data is implicit: ratings hold no label 0 (without a threshold they were flipped
+        # by the attack, which said "binarise first with graphforget.data.binarize", in a stream too)
+        graph, test = (None if part is None else binary_labels(part, self.threshold, str(location))
+                       for part in (graph, test))
         if self.negatives == 0 and not bool((graph[EDGE].edge_label == 0).any()):
             split = _positives_only(graph, test, seed)
         else:

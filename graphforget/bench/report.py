@@ -155,12 +155,13 @@ def _checkpoint(name: str) -> tuple[str, float]:
 
 
 def _stream_checkpoints(result) -> dict[str, float | None]:
-    """The measured checkpoints (percent) that the columns' ``@25%``, ``@100%`` and ``@50%`` show: each its own where
+    """The measured checkpoints (percent) that the columns' ``@100%``, ``@25%`` and ``@50%`` show: each its own where
     measured, else the one nearest that share of the last not already shown (none left: ``None``). A stream checked
-    at 30% and 60% had shown none of its figures."""
+    at 30% and 60% had shown none of its figures; ``@100%`` first, as the figures measured at the end alone are in
+    its columns: a stream checked at 50% alone had lost them to ``@25%``."""
     tags = sorted({_checkpoint(key)[1] for group in result.aggregates for key in group["metrics"] if key.endswith("%")})
     chosen: dict[str, float | None] = {}
-    for tag in ("25", "100", "50") if tags else ():
+    for tag in ("100", "25", "50") if tags else ():
         free = [t for t in tags if t not in chosen.values()]
         nearest = min(free, key=lambda t: abs(t - float(tag) * tags[-1] / 100), default=None)
         chosen[tag] = float(tag) if float(tag) in tags else nearest
