@@ -911,7 +911,7 @@ def _warn_over_forgotten(figures: dict, retrain_command: str | None) -> None:
     # a share of votes: a user or item withdrawn whole (or left with label-0 edges only) is one, its interactions many
     print(f"OVER-FORGOTTEN: {figures['below_match']:.0%} of the request's votes score below their matched "
           f"non-members (sign test p = {figures['over_forgetting_p']:.1e}): comparing a user's items, an attacker can "
-          f"tell which were removed{hint}")
+          f"tell which were removed (an exact deletion scores poisoned or mislabelled edges so too){hint}")
 
 
 def _add_workflow_commands(sub) -> None:

@@ -20,8 +20,8 @@ from graphforget.data import (EDGE, bipartite_to_homogeneous, make_interactions,
                               planted_communities, random_edges, remove_edges, user_edges)
 from graphforget.influence import NodeRows, computation_subgraph, has_linear_dot_product
 from graphforget.models import LightGCN, PyGRecommender
-from graphforget.unlearn import (IFRU, SCIF, RecEraser, RecEraserConfig, Retrain, RetrainConfig, SISA, SISAConfig,
-                                 UnlearnRec, UnlearnRecConfig)
+from graphforget.unlearn import (IFRU, SCIF, IFRUConfig, RecEraser, RecEraserConfig, Retrain, RetrainConfig, SISA,
+                                 SISAConfig, UnlearnRec, UnlearnRecConfig)
 from graphforget.unlearn.unlearnrec import _SharedEmbedding
 
 U, I, D, K = 60, 40, 8, 2
@@ -160,6 +160,24 @@ def test_training_and_ifru_unlearning_equal_graphforgets_lightgcn(graph, one_thr
         assert float((x0(adapted.model) - x0(mine.model)).norm() / step) < UNLEARN_RTOL
     assert torch.equal(x0(theirs), x0(ours))  # the original models are untouched
 
+
+def test_the_authors_surrogate_curvature_through_the_adapter_equals_graphforgets_lightgcn(graph, one_thread):
+    """curvature="mf_surrogate" read a user and an item table, and the adapter's one homogeneous table failed inside
+    the solve ("not enough values to unpack"); it is the users' rows, then the items'. A model of other tables is
+    refused at construction, naming the field."""
+    ours, theirs = twins(seed=1)
+    request = random_edges(graph, ratio=0.05, seed=1)
+    config = IFRUConfig(curvature="mf_surrogate")
+    mine = IFRU(ours, graph, OBJECTIVE, config).unlearn(request)
+    adapted = IFRU(theirs, graph, OBJECTIVE, config).unlearn(request)
+    step = (x0(mine.model) - x0(ours)).norm()
+    assert step > 0.01 and float((x0(adapted.model) - x0(mine.model)).norm() / step) < UNLEARN_RTOL
+    odd = copy.deepcopy(theirs)
+    odd.node_tables = {**odd.node_tables, "embedding.weight": "user"}  # one user table, no item table
+    with pytest.raises(ValueError, match=r"IFRUConfig.curvature: 'mf_surrogate' scores a user table's rows against "
+                                         r"an item table's, or one node table's, and PyGRecommender has tables of "
+                                         r"\['user'\] node types"):
+        IFRU(odd, graph, OBJECTIVE, config)
 
 def test_unlearnrec_through_the_adapter_equals_graphforgets_lightgcn(graph, one_thread):
     """UnlearnRec reads the adapter's one homogeneous table as the user rows, then the item rows; a step scores

@@ -192,6 +192,7 @@ class IFRU(Unlearner):
         self._drawn: list[tuple] = []  # (graph, epoch, its state, every term): _all_terms
         super().__init__(model, graph, objective, config, val=val)
         _check_prune(self.config, model)
+        _check_surrogate(self.config, model)
         self._reference_paths = _reference_paths
         if val is None and getattr(objective, "resample", False) and self.config.trust.max_fresh_loss_rise is None:
             warn_caller(f"{type(self).__name__}: the objective draws new negatives every epoch, but the step is fit "
@@ -214,6 +215,7 @@ class IFRU(Unlearner):
     def _check_config(self) -> None:
         super()._check_config()
         _check_prune(self.config, self.model)  # edited to another length: it failed deep inside, naming no field
+        _check_surrogate(self.config, self.model)
 
     def _of_training_edges(self, build):
         """``build(self.graph)``, built again only when the training graph's edges changed: every request reads what
@@ -766,7 +768,8 @@ class IFRU(Unlearner):
         curvature, objective, terms = self.config.curvature, scored.share.objective(self.objective), scored.mine
         objective = objective if regularize else objective.without_l2()
         if curvature == "mf_surrogate":
-            operator = HessianOperator(_mf_surrogate_loss(self.model, rows, terms, objective), phi)
+            operator = HessianOperator(_mf_surrogate_loss(self.model, rows, terms, objective, num_users(self.graph)),
+                                       phi)
         elif self._closed_form(rows):
             local = scored.local(self.model, rows)
             operator = DotProductOperator(self.model, local.rows, phi, local.terms, local.graph, objective,
@@ -836,11 +839,24 @@ def _check_prune(config: IFRUConfig, model) -> None:
                                     f"hops=None ({type(model).__name__}'s receptive field {depth})")})
 
 
-def _mf_surrogate_loss(model, rows: NodeRows, terms: Terms, objective: Objective):
+def _check_surrogate(config: IFRUConfig, model) -> None:
+    """``curvature="mf_surrogate"`` scores layer-0 rows: a user and an item table, or one ``node`` table (a PyG
+    model's, users' rows first). Other tables failed inside the solve ("not enough values to unpack")."""
+    if config.curvature != "mf_surrogate":
+        return
+    types = sorted(model.node_parameters().values())
+    check_fields(config, {"curvature": (types in (["item", "user"], ["node"]), f"'mf_surrogate' scores a user "
+                                        f"table's rows against an item table's, or one node table's, and "
+                                        f"{type(model).__name__} has tables of {types or 'no'} node types")})
+
+
+def _mf_surrogate_loss(model, rows: NodeRows, terms: Terms, objective: Objective, num_users: int):
     """``phi -> L`` with layer-0 dot products as logits: the authors' code's Hessian even for LightGCN."""
     def loss(x):
-        tables = rows.tables(model, x)
-        user, item = (tables[name] for name in model.node_parameters())
+        full = rows.tables(model, x)
+        tables = {node_type: full[name] for name, node_type in model.node_parameters().items()}
+        node = tables.get("node")  # a homogeneous table: the users' rows, then the items'
+        user, item = (tables["user"], tables["item"]) if node is None else (node[:num_users], node[num_users:])
         eli = terms.edge_label_index
         logits = (user[eli[0]] * item[eli[1]]).sum(-1)
         return objective.losses(logits, terms.target).sum() + 0.5 * objective.l2 * x.pow(2).sum()
