@@ -652,10 +652,26 @@ def cmd_methods(args) -> int:
 
 
 def _plain(text: str) -> str:
-    """Docstring markup as plain text: ``x`` -> x, :math:`x` -> x, :class:`~a.B` -> B, :doc:`/a` -> docs/a.rst."""
+    """Docstring markup as plain text: ``x`` -> x, :math:`x` -> x in Unicode (:data:`_TEX`), :class:`~a.B` -> B,
+    :doc:`/a` -> docs/a.rst."""
     text = re.sub(r":doc:`/?([^`]+)`", r"docs/\1.rst", text)
+    text = re.sub(r":math:`([^`]+)`", lambda match: _plain_math(match.group(1)), text)
     text = re.sub(r":\w+:`~?(?:[\w.]*\.)?([^`]+)`", r"\1", text)
     return text.replace("``", "")
+
+
+#: TeX commands of the methods' docstrings and what ``graphforget methods`` prints for them (it printed the TeX).
+_TEX = {"lambda": "λ", "theta": "θ", "phi": "φ", "alpha": "α", "eta": "η", "ell": "ℓ", "Delta": "Δ", "nabla": "∇",
+        "langle": "⟨", "rangle": "⟩", "lVert": "‖", "rVert": "‖", "le": "≤", "setminus": "∖", "top": "ᵀ",
+        "max": "max", ",": ""}
+
+
+def _plain_math(tex: str) -> str:
+    """A :math: formula in Unicode: ``\\hat\\theta`` -> θ̂, ``\\mathbf{H}^{(0)}`` -> H^(0), ``^2`` -> ²."""
+    tex = re.sub(r"\\(?:mathbf|mathcal|boldsymbol)\s*", "", tex)
+    tex = re.sub(r"\\hat\s*(\\[A-Za-z]+|\w)", lambda match: match.group(1) + "\u0302", tex)
+    tex = re.sub(r"\\([A-Za-z]+|,)", lambda match: _TEX.get(match.group(1), match.group(1)), tex)
+    return tex.replace("^ᵀ", "ᵀ").replace("^2", "²").replace("{", "").replace("}", "")
 
 
 def _row(model: str, method: str, metrics: dict, complete: dict | None, seconds: float,

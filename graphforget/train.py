@@ -100,7 +100,8 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """What :func:`train` did: epochs run, the best epoch and its validation AUC, seconds, history."""
+    """What :func:`train` did: epochs run, the best epoch and its validation AUC (NaN without ``val``: it was -1, an
+    AUC that averaged into summaries), seconds, history."""
     epochs: int
     best_epoch: int
     best_val_auc: float
@@ -260,7 +261,9 @@ def _train_adam(model, graph, objective: Objective, config: TrainConfig, val) ->
     _finite_parameters(model, len(history))  # the last step's loss is never computed: it diverged without a word
     seconds = clock.elapsed()
     log.info("trained %d epochs in %.1fs (best epoch %d)", len(history), seconds, best[1])
-    return TrainResult(len(history), best[1] if val is not None else len(history), best[0], seconds, history)
+    if val is None:
+        return TrainResult(len(history), len(history), math.nan, seconds, history)
+    return TrainResult(len(history), best[1], best[0], seconds, history)
 
 
 def check_val(model: torch.nn.Module, val: HeteroData) -> None:
@@ -394,4 +397,4 @@ def _train_lbfgs(model, graph, objective: Objective, config: TrainConfig, val) -
         warnings.warn(f"train: L-BFGS stopped after {last['epoch']} iterations with a largest gradient entry of "
                       f"{last['max_gradient']:.3g}, above tol={config.tol:g}: the model is not a stationary point, "
                       f"where influence functions are exact ({advice})", NotStationaryWarning, stacklevel=3)
-    return TrainResult(last["epoch"], last["epoch"], last.get("val_auc", -1.0), seconds, history)
+    return TrainResult(last["epoch"], last["epoch"], last.get("val_auc", math.nan), seconds, history)

@@ -150,9 +150,10 @@ def check_threshold_has_ratings(format: str, label_col: str | None, threshold: f
     """Refuses a ``threshold`` for data without ratings (CSV without ``label_col``, LightGCN lines): it failed
     later as "no label reaches the threshold 4.0 (the labels run from 1 to 1)", naming neither option."""
     if threshold is not None and (format == "lightgcn" or (format == "csv" and label_col is None)):
-        where = "a csv file without --label-col" if format == "csv" else "lightgcn data"
+        where, advice = (("a csv file without --label-col", "name the rating column with --label-col, or drop "
+                          "--threshold") if format == "csv" else ("lightgcn data", "drop --threshold"))
         raise ValueError(f"--threshold binarises ratings, but {where} holds none (every row is an interaction): "
-                         "name the rating column with --label-col, or drop --threshold")
+                         f"{advice}")  # --label-col is a CSV's: lightgcn was advised it, and refused it then
 
 
 def binary_labels(graph: HeteroData, threshold: float | None, source: str) -> HeteroData:

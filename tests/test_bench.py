@@ -59,8 +59,9 @@ def _without_timing(value):
 # ---------------------------------------------------------------------------------------- intervals
 
 def test_t_quantile_matches_tables():
-    for df, expected in ((1, 12.7062047), (2, 4.3026527), (3, 3.1824463), (10, 2.2281389), (30, 2.0422725)):
-        assert t_quantile(0.95, df) == pytest.approx(expected, abs=1e-6)
+    for df, expected in ((1, 12.7062047), (2, 4.3026527), (3, 3.1824463), (10, 2.2281389), (30, 2.0422725),
+                         (5, 2.5705818), (7, 2.3646243), (9, 2.2621572), (15, 2.1314495), (29, 2.0452296)):
+        assert t_quantile(0.95, df) == pytest.approx(expected, abs=1e-6)  # odd df >= 5: the odd series' terms
 
 
 def test_interval_against_a_hand_computed_value():

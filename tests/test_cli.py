@@ -805,6 +805,19 @@ def test_registry_builds_each_method_and_accepts_new_ones(small_planted):
         del METHODS["test-identity"]
 
 
+def test_run_attack_refuses_options_of_a_method_not_run_and_a_method_listed_twice(monkeypatch):
+    """options={"IFRU": {"solver.damping": 0.1}} ran IFRU at its default damping, and an invalid option of a method
+    left out was never read; ["ifru", "ifru"] ran IFRU twice. run_bench and the CLI refuse both."""
+    data = prepare_attack_data("synthetic", attack_ratio=0.02, seed=0)
+    monkeypatch.setattr("graphforget.protocols.attack.train", lambda *a, **k: pytest.fail("trained before the checks"))
+    for methods, options, message in (
+            (["ifru"], {"IFRU": {"solver.damping": 0.1}}, "options for methods that are not run: IFRU (methods: "
+                                                          "retrain, ifru)"),
+            (["ifru"], {"scif": {"solver.tol": "x"}}, "options for methods that are not run: scif"),
+            (["ifru", "ifru"], {}, "methods listed twice: ifru")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            run_attack(data, Hyperparameters(embedding_dim=4), methods=methods, options=options)
+
 def test_run_attack_reports_completeness_against_retrain():
     torch.set_num_threads(1)
     data = prepare_attack_data("synthetic", attack_ratio=0.02, seed=0)

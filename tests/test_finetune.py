@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from graphforget.data import EDGE, num_items, num_users, random_edges, user_edges
+from graphforget.data import EDGE, num_items, num_users, planted_communities, random_edges, user_edges
 from graphforget.models import MF, EmbeddingRecommender, LightGCN
 from graphforget.objectives import BCEObjective, BPRObjective
 from graphforget.train import TrainConfig, train
@@ -138,6 +138,32 @@ def test_finetune_says_when_a_forgotten_user_keeps_their_rows(small_planted, one
     assert torch.equal(zeroed.model.item_emb.weight, kept.model.item_emb.weight)
     assert decayed.info["orphans_kept"] == 0
     assert decayed.model.user_emb.weight[3].norm() < model.user_emb.weight[3].norm()
+
+
+class UnitRows(EmbeddingRecommender):
+    """Dot products of rows scaled to norm 5 (a cosine recommender): a zero row scores NaN."""
+
+    def embed(self, graph):
+        return tuple(5 * table / table.norm(dim=1, keepdim=True) for table in (self.user_emb.weight,
+                                                                                self.item_emb.weight))
+
+
+def test_zero_orphans_keeps_a_row_whose_zeros_make_the_outputs_non_finite(small_planted, one_thread):
+    """A model that divides by a row's norm scored NaN for the forgotten user after zero_orphans, returned with
+    trusted None and no word (IFRU zeroes the same row and refuses the step)."""
+    model = UnitRows(num_users(small_planted), num_items(small_planted), 8)
+    model.reset_parameters(0)
+    train(model, small_planted, OBJECTIVE, CONFIG)
+    request = user_edges(small_planted, [3], observed_only=False)
+    config = FineTuneConfig(CONFIG, zero_orphans=True)
+    with pytest.warns(RuntimeWarning, match=r"FineTune: zeroing 1 of the request's users and items .* made the "
+                                            r"model's outputs there non-finite .*: their rows are left as fine-tuned"):
+        result = FineTune(model, small_planted, OBJECTIVE, config).unlearn(request)
+    assert result.info["orphans"] == result.info["orphans_kept"] == 1
+    kept = FineTune(model, small_planted, OBJECTIVE, FineTuneConfig(CONFIG)).unlearn(request)  # the same schedule
+    assert torch.equal(result.model.user_emb.weight, kept.model.user_emb.weight)
+    scores = result.model(result.graph, torch.tensor([[3, 3], [0, 1]]))
+    assert torch.isfinite(scores).all()
 
 
 def test_under_bpr_a_user_left_with_pairs_labelled_0_only_is_an_orphan(small_planted, one_thread):
@@ -373,3 +399,29 @@ def test_finetune_refuses_the_training_options_it_does_not_read():
                                                    "(it always runs Adam)")):
         method_config("finetune", {"train": {"optimizer": "lbfgs", "epochs": 50}})
     assert method_config("finetune", {"train.lr": "0.5"}, train=CONFIG).train.lr == 0.5  # the others are read
+
+
+def test_finetune_local_leaves_a_frozen_table_and_moves_only_the_region(one_thread):
+    """A local FineTune registers gradient hooks on the trainable node tables only: a frozen table
+    (fixed item features) takes no hook (torch refuses one on a tensor without gradient) and is left as it is,
+    while the user rows outside the request's region stay bit-identical. Reference: the region by a BFS."""
+    graph = planted_communities(num_users=60, num_items=40, num_communities=4, interactions_per_user=8, seed=0)
+    objective, config = BCEObjective(l2=1e-3), TrainConfig(epochs=3, lr=0.05, batch_size=64, patience=0, seed=3)
+    model = MF(num_users(graph), num_items(graph), 8)
+    model.reset_parameters(0)
+    model.item_emb.weight.requires_grad_(False)
+    train(model, graph, objective, config)
+    users_before, items_before = model.user_emb.weight.detach().clone(), model.item_emb.weight.detach().clone()
+    request = random_edges(graph, 0.02, seed=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = FineTune(model, graph, objective, FineTuneConfig(config, epochs=2, local=True)).unlearn(request)
+    assert result.info["local"] is True
+    assert torch.equal(result.model.item_emb.weight, items_before)
+    region = set(request[0].tolist())  # MF's receptive field is 0 hops: the request's own users
+    assert model.receptive_field == 0
+    inside = torch.tensor(sorted(region))
+    outside = torch.tensor(sorted(set(range(num_users(graph))) - region))
+    new = result.model.user_emb.weight.detach()
+    assert torch.equal(new[outside], users_before[outside])
+    assert (new[inside] != users_before[inside]).any(-1).all()

@@ -1,5 +1,6 @@
 """Influence layer against references: dense Hessians, direct solves, networkx BFS, plain-loop pruning."""
 import math
+from fractions import Fraction
 
 import networkx as nx
 import pytest
@@ -351,6 +352,22 @@ def test_pruning_breaks_exact_ties_by_id_whatever_the_rounding():
     assert select_nodes(small, (0.75,)).nonzero().flatten().tolist() == [0, 2, 3]  # was [0, 1, 3]: 1e-11 ~ 3e-11
 
 
+def test_pruning_ranks_scores_that_differ_only_in_their_low_bits():
+    """select_nodes quantises scores to 32 leading bits to tie equal-in-exact-arithmetic sums; scores
+    that genuinely differ (relative 1e-6, far above 2^-32) must keep their order, not fall back to the id order.
+    Reference: a plain sort on (-score, id); a mutation run's 8-bit rounding passed."""
+    gen = torch.Generator().manual_seed(0)
+    base = 1.0 + 1e-6 * torch.randperm(40, generator=gen).double()  # distinct, within 4e-5 of each other
+    scores = torch.stack([base, 0.37 * base])
+    for ratios in ((0.25, 0.5), (0.5, 0.1), (0.1, 0.9)):
+        kept = set()
+        for k, row in enumerate(scores.tolist()):
+            order = sorted(range(40), key=lambda v: (-row[v], v))
+            kept |= set(order[:math.ceil(Fraction(repr(ratios[k])) * 40)])
+        assert set(select_nodes(scores, ratios).nonzero().flatten().tolist()) == kept
+    assert select_nodes(torch.tensor([[0.5, 0.501]], dtype=torch.float64), (0.5,)).tolist() == [False, True]
+
+
 @pytest.mark.parametrize("ratio, candidates, kept", [(0.07, 100, 7), (0.55, 2900, 1595), (0.07, 101, 8), (0.0, 50, 0)])
 def test_pruning_keeps_the_fraction_as_written(ratio, candidates, kept):
     """The top ``ratio`` of the candidates is ceil(ratio * candidates) for the ratio as written: 0.07 of 100 is 7,
@@ -607,6 +624,49 @@ def test_lissa_scale_from_power_iteration_on_a_spiked_spectrum():
     result = lissa(lambda v: a @ v, b, tol=1e-8, max_iter=20000)
     assert result.converged
     torch.testing.assert_close(result.x, torch.linalg.solve(a, b))
+
+
+def test_an_exact_solution_is_converged_even_at_tol_zero():
+    """CG calls a relative residual <= tol converged, and so must LiSSA (and Adam, direct): ``residual < tol`` would
+    call an exact solution at tol 0 'not converged'. A = 2 I, scale 2: every value is exact in floating point."""
+    b = torch.tensor([1.0, -3.0, 0.5], dtype=torch.float64)
+    cg = conjugate_gradient(lambda v: 2 * v, b, tol=0.0, max_iter=5)
+    assert cg.residual == 0.0 and cg.converged
+    result = lissa(lambda v: 2 * v, b, tol=0.0, max_iter=50, scale=2.0)
+    assert torch.equal(result.x, b / 2) and result.residual == 0.0 and result.converged
+
+
+def test_lissa_scale_is_1_1_times_the_largest_eigenvalue():
+    """Without ``scale`` LiSSA uses 1.1 x the power-iteration estimate of the largest eigenvalue: its
+    first iterate is b / scale. Reference: 1.1 x the top eigenvalue from eigvalsh (the spectrum is spiked, so the
+    power iteration finds it to 1e-8)."""
+    gen = torch.Generator().manual_seed(1)
+    q, _ = torch.linalg.qr(torch.randn(30, 30, generator=gen, dtype=torch.float64))
+    a = q @ torch.diag(torch.cat([torch.tensor([100.0]), torch.ones(29)]).double()) @ q.t()
+    b = torch.randn(30, generator=gen, dtype=torch.float64)
+    scale = 1.1 * float(torch.linalg.eigvalsh(a).max())
+    result = lissa(lambda v: a @ v, b, max_iter=1)
+    assert result.iterations == 1
+    torch.testing.assert_close(result.x, b / scale, rtol=1e-7, atol=0)
+
+
+def test_lissa_follows_the_neumann_recursion_and_checks_every_tenth_iteration():
+    """x_1 = b/s, x_{j+1} = b/s + (I - A/s) x_j (the docstring's recursion), written out here;
+    the residual is checked every 10 iterations only, so an operator LiSSA solves in one step still reports 10."""
+    gen = torch.Generator().manual_seed(2)
+    q, _ = torch.linalg.qr(torch.randn(8, 8, generator=gen, dtype=torch.float64))
+    a = q @ torch.diag(torch.linspace(1.0, 5.0, 8, dtype=torch.float64)) @ q.t()
+    b = torch.randn(8, generator=gen, dtype=torch.float64)
+    s = 6.0
+    for steps in (1, 2, 5, 9):
+        x = b / s
+        for _ in range(steps - 1):
+            x = b / s + x - (a @ x) / s
+        result = lissa(lambda v: a @ v, b, tol=1e-30, max_iter=steps, scale=s)
+        assert result.iterations == steps
+        torch.testing.assert_close(result.x, x, rtol=1e-12, atol=1e-14)
+    exact = lissa(lambda v: 4 * v, b, tol=1e-12, max_iter=100, scale=4.0)  # x_1 = b / 4 solves 4 x = b
+    assert exact.converged and exact.iterations == 10 and torch.equal(exact.x, b / 4)
 
 
 def test_anderson_mixing_at_depth_one_is_the_secant_step():

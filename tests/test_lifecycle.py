@@ -479,6 +479,14 @@ def test_cli_lists_methods_and_their_options(capsys):
     assert "  solver.damping (float | 'auto', default 'auto'): " in out and "  trust.on_failure (str" in out
     assert "``" not in out and ":math:" not in out  # docstring markup is shown as plain text
     assert "(see docs/methods.rst, *Trust*)" in out and "/methods" not in out.replace("docs/methods", "")
+    # formulas in Unicode, where the TeX was printed (\hat\lambda = \max(0, -\langle \nabla_\phi ...)
+    assert "λ̂ = max(0, -⟨ ∇_φ L(θ̂; D), φ̂⟩ / ‖φ̂‖²)" in out and "Jᵀ ∇²_z ℓ J + λ_2 I" in out
+    assert main(["methods", "unlearnrec"]) == 0
+    out = capsys.readouterr().out  # each weight its own line, where three printed one sentence naming all three
+    assert "  l_u (float, default 0.5): weight λ_u of the unlearning loss.\n" in out and "(H^(0), η)" in out
+    for name in METHODS:
+        assert main(["methods", name]) == 0
+        assert "\\" not in capsys.readouterr().out, name
     assert main(["methods", "nope"]) == 2
 
 

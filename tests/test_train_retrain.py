@@ -72,6 +72,9 @@ def test_training_lowers_the_objective_and_learns(split, one_thread):
     assert evaluate_auc(model, split.train, split.test)["auc_0"] > 0.7
     assert [row["epoch"] for row in result.history] == list(range(1, result.epochs + 1))
     assert result.history[-1]["loss"] < result.history[0]["loss"]
+    for optimizer in ("adam", "lbfgs"):  # without val there is no validation AUC: NaN, where -1 was averaged in
+        alone = train(fresh(MF, split), split.train, objective, TrainConfig(epochs=2, optimizer=optimizer))
+        assert math.isnan(alone.best_val_auc) and alone.best_epoch == alone.epochs == 2
 
 
 def test_training_is_deterministic(split):

@@ -480,6 +480,65 @@ def test_sign_test_against_the_binomial_tail(below, above):
     assert (sign_test(below, above) < OVER_FORGETTING_LEVEL) == ((below, above) in {(18, 2), (620, 380)})
 
 
+def test_sign_test_is_a_probability_never_above_one():
+    """The tail of Binomial(n, 1/2) from 0 is exactly 1; summed in log space it came out
+    1.0000000000000007 for n = 3 without the clamp, an over_forgetting_p above 1 in the report (rounding may
+    leave it just below 1, as 0.9999999999999997 for n = 2, which is no defect)."""
+    for n in range(1, 80):
+        assert sign_test(0, n) <= 1.0 and sign_test(0, n) == pytest.approx(1.0, rel=1e-12)
+        for below in range(0, n + 1, 7):
+            exact = Fraction(sum(math.comb(n, k) for k in range(below, n + 1)), 2 ** n)
+            p = sign_test(below, n - below)
+            assert 0.0 <= p <= 1.0 and p == pytest.approx(float(exact), rel=1e-9, abs=1e-300)
+
+
+def test_attack_threshold_reads_fpr_times_calibration_as_written():
+    """fpr 0.29 of 100 calibration non-members allows 29 above the threshold (0.29 * 100 is
+    28.999999999999996 in floats, which floor reads as 28): the threshold is the 30th largest calibration score.
+    Reference: the split and the rank computed here, with the product in exact arithmetic."""
+    member_scores = [float(v) for v in range(300, 310)]
+    non_scores = torch.randperm(200, generator=torch.Generator().manual_seed(5)).double().tolist()
+    table = torch.tensor([member_scores + non_scores])
+    graph = make_interactions(torch.tensor([[0] * 10, list(range(10))]), None, 1, 210)
+    members = torch.tensor([[0] * 10, list(range(10))])
+    non_members = torch.tensor([[0] * 200, list(range(10, 210))])
+    for fpr in (0.29, 0.07, 0.57):
+        out = membership_attack(TableModel(table), graph, members, non_members, 0.5, seed=3, fpr=fpr)
+        order = torch.randperm(200, generator=torch.Generator().manual_seed(3)).tolist()
+        calibration = sorted((non_scores[k] for k in order[:100]), reverse=True)
+        allowed = math.floor(Fraction(repr(fpr)) * 100)
+        assert out["calibration"] == 100 and out["threshold"] == calibration[allowed]
+
+
+def test_ties_with_the_match_are_left_out_of_the_sign_test():
+    """below_match and the sign test count the requested interactions strictly below / above their
+    matched non-member; ties are left out (the docstring). A model that scores every pair alike (a zero row, as
+    IFRU leaves) ties everything: nothing to test, p = 1, never over-forgotten (had every tie voted
+    'below', the report would flag over-forgetting). Reference: the matched pairs counted by hand."""
+    planted = planted_communities(num_users=120, num_items=80, num_communities=4, interactions_per_user=15, seed=0)
+    request = random_edges(planted, 0.03, seed=7)
+    request = request[:, pair_keys(request, 80).argsort()]  # the order a report takes them in
+    remaining = remove_edges(planted, request)
+    labels = planted[EDGE].edge_label[edge_positions(planted, request)]
+    # Precondition: no requested user or item is withdrawn whole or left with label-0 edges only (each pair votes).
+    store = remaining[EDGE]
+    liked = store.edge_index[:, store.edge_label > 0.5]
+    assert set(request[0].tolist()) <= set(liked[0].tolist()) and set(request[1].tolist()) <= set(liked[1].tolist())
+    flat = TableModel(torch.zeros(120, 80))
+    report = verify_forgetting(flat, remaining, request, before=(flat, planted))
+    assert report.unmatched == 0 and math.isnan(report.below_match)
+    assert report.over_forgetting_p == 1.0 and not report.over_forgotten
+    table = torch.randint(0, 3, (120, 80), generator=torch.Generator().manual_seed(1)).float()  # many ties
+    report = verify_forgetting(TableModel(table), remaining, request, before=(TableModel(table), planted), seed=2)
+    matches = matched_non_members(planted, request, seed=2)
+    pairs = [(float(table[u, i]), float(table[u, j]))
+             for (u, i), j, y in zip(request.t().tolist(), matches[1].tolist(), labels.tolist()) if y > 0.5]
+    below, above = sum(m < n for m, n in pairs), sum(m > n for m, n in pairs)
+    assert below + above < len(pairs)  # ties present
+    assert report.below_match == pytest.approx(below / (below + above))
+    assert report.over_forgetting_p == pytest.approx(sign_test(below, above))
+
+
 def test_sign_test_refuses_negative_counts():
     with pytest.raises(ValueError, match="below=-1"):
         sign_test(-1, 3)

@@ -874,7 +874,10 @@ def _bad_inputs(base: Path, tmp: Path, files: dict) -> list[tuple[list, str]]:
         (fit_csv[:-1] + ["/proc/gf"], "cannot write to --out /proc/gf: /proc is not writable"),  # named a temp dir
         (fit_csv, "implicit feedback only"),
         (fit_csv[:-2] + ["--threshold", "4", "--out", str(tmp / "n")],  # was: "the labels run from 1 to 1"
-         "--threshold binarises ratings, but a csv file without --label-col holds none"),
+         "--threshold binarises ratings, but a csv file without --label-col holds none (every row is an "
+         "interaction): name the rating column with --label-col, or drop --threshold"),
+        (["fit", "--data", str(files["lightgcn"]), "--format", "lightgcn", "--threshold", "4", "--out", str(tmp / "n")],
+         "but lightgcn data holds none (every row is an interaction): drop --threshold"),  # --label-col is a CSV's
         (fit_csv[:7] + ["--item-col", "user", "--out", str(tmp / "n")],  # was: "pairs occur on several rows"
          "user_col, item_col and label_col must name different columns, got ['user', 'user']"),
         (fit_csv[:-2] + ["--label-col", "rating", "--out", str(tmp / "n")], "columns ['rating'] not in"),
@@ -909,7 +912,7 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(capsys, base, files, 
         assert fragment in err, (argv, err)
         assert not (tmp_path / "new").exists() and not (tmp_path / "n").exists(), argv
     assert digests(base) == before
-    assert len(cases) == 50  # the closing note's 34, a held-out negative, `unlearn` on a fit run, 14 more
+    assert len(cases) == 51  # the closing note's 34, a held-out negative, `unlearn` on a fit run, 15 more
 
 
 def test_a_modified_parent_is_refused(capsys, base, tmp_path):

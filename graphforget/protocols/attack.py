@@ -259,13 +259,22 @@ class AttackReport:
                             "original": self.original, "methods": rows})
 
 
-def _checked_methods(methods: Sequence[str] | None) -> list[str]:
-    """The methods to run (all registered by default), checked, with Retrain first (the reference)."""
+def _checked_methods(methods: Sequence[str] | None, options: dict) -> list[str]:
+    """The methods to run (all registered by default), checked, with Retrain first (the reference); ``options`` name
+    none that is not run (``"IFRU"``'s, or a method's left out, were dropped without a word, even invalid ones)."""
     methods = list(METHODS) if methods is None else list(methods)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
-    return ["retrain"] + [m for m in methods if m != "retrain"]
+    repeated = sorted({m for m in methods if methods.count(m) > 1})
+    if repeated:  # each ran again, its row replaced
+        raise ValueError(f"methods listed twice: {', '.join(repeated)}")
+    methods = ["retrain"] + [m for m in methods if m != "retrain"]
+    stray = sorted(set(m for m, given in options.items() if given) - set(methods))
+    if stray:
+        raise ValueError(f"options for methods that are not run: {', '.join(map(str, stray))} (methods: "
+                         f"{', '.join(methods)})")
+    return methods
 
 
 def _run_method(unlearner, train_graph: HeteroData, test: HeteroData, request: Tensor
@@ -317,9 +326,11 @@ def run_attack(data: AttackData, hparams: Hyperparameters, methods: Sequence[str
         progress: tqdm bars while training.
 
     Raises:
-        ValueError: an unknown method or a bad option, before anything is trained.
+        ValueError: an unknown or repeated method, a bad option or options of a method not run, before anything is
+            trained.
     """
-    methods, options, device = _checked_methods(methods), options or {}, torch.device(device)
+    options, device = options or {}, torch.device(device)
+    methods = _checked_methods(methods, options)
     objective, config = hparams.objective(seed), hparams.train_config(seed, progress)
     # on_device: the caller's data stays where it is (HeteroData.to moves the object's own tensors)
     train_graph, val, test = (on_device(g, device) for g in (data.train, data.split.val, data.split.test))

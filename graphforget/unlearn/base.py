@@ -13,7 +13,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..data.interactions import (EDGE, check_interactions, check_model_fits, check_unique_pairs, num_items,
-                                 pairs_with_data, validate_pairs, without_edges)
+                                 num_users, pairs_with_data, validate_pairs, without_edges)
 from ..clock import Stopwatch
 from ..config import build_config, check_instances, gradients_on, option_names, recheck
 from ..distributed import agreed
@@ -456,6 +456,23 @@ def scores_of(model: torch.nn.Module, graph: HeteroData, pairs: Tensor) -> Tenso
     with torch.no_grad():
         return work(graph, pairs).detach()
 
+
+def non_finite_at(model, graph: HeteroData, nodes: Tensor, remaining: HeteroData) -> Tensor:
+    """Those of ``nodes`` (homogeneous ids) where ``model``'s outputs on ``graph`` hold a NaN or an infinity: its
+    embeddings, or, for a model without :meth:`embed` (a PyG module without ``get_embedding``), its scores on the
+    ``remaining`` graph of each node with a node of the other side that has data (the ends of its first edge); both
+    read off an eval-mode copy (a forward may write the model's weights or running statistics)."""
+    try:
+        user, item = embeddings_of(model, graph)
+    except NotImplementedError:
+        users = num_users(remaining)
+        partner = remaining[EDGE].edge_index[:, :1]
+        pairs = torch.where(nodes < users, torch.stack([nodes, partner[1].expand_as(nodes)]),
+                            torch.stack([partner[0].expand_as(nodes), nodes - users]))
+        return nodes[~scores_of(model, remaining, pairs).isfinite()]
+    finite = torch.cat([user.reshape(user.size(0), -1).isfinite().all(1),
+                        item.reshape(item.size(0), -1).isfinite().all(1)])
+    return nodes[~finite[nodes]]
 
 def check_finite(model: torch.nn.Module) -> None:
     """Raises ``ValueError`` naming the parameters and buffers of ``model`` that hold a NaN or an infinity."""

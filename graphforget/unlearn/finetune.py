@@ -16,7 +16,7 @@ from ..influence import k_hop_mask, node_ids
 from ..models.base import table_mask
 from ..objectives import Objective
 from ..train import TrainConfig, train
-from .base import Unlearner, refuse_no_remaining_edge, warn_caller
+from .base import Unlearner, non_finite_at, refuse_no_remaining_edge, warn_caller
 from .registry import register
 
 __all__ = ["FineTune", "FineTuneConfig"]
@@ -36,7 +36,8 @@ class FineTuneConfig:
         zero_orphans: zero the rows of the nodes the request leaves with no stored pair that is a loss term (a
             user who asked for every interaction to be forgotten) in the trainable node tables (a frozen one, fixed
             features, is left as it is), as :class:`~graphforget.unlearn.IFRU` does. Without it those rows keep what
-            they learned wherever no loss term moves them (no L2), and a warning says so.
+            they learned wherever no loss term moves them (no L2), and a warning says so; so do the rows whose zeros
+            would make the model's outputs non-finite (a model that divides by a row's norm).
     """
     train: TrainConfig = field(default_factory=TrainConfig)
     epochs: int = 3
@@ -113,11 +114,14 @@ class FineTune(Unlearner):
         users = num_users(self.graph)
         orphans = _orphans(request, remaining, users, self.objective)
         if self.config.zero_orphans:
-            _zero_rows(model, orphans, users)
-            kept = 0
+            kept = _zero_finite_rows(model, orphans, users, remaining)
         else:
             kept = int(_unmoved(self.model, model, orphans, users).sum())
-        if kept:
+        if kept and self.config.zero_orphans:
+            warn_caller(f"FineTune: zeroing {kept} of the request's users and items that lost every pair the loss "
+                        "reads made the model's outputs there non-finite (does it divide by a row's norm?): their "
+                        "rows are left as fine-tuned")
+        elif kept:
             warn_caller(f"FineTune: {kept} of the request's users and items lost every pair the loss reads and their "
                         "embedding rows are left as trained (no remaining loss term moves them); zero_orphans=True "
                         "zeroes them, as IFRU does")
@@ -160,6 +164,23 @@ def _zero_rows(model: torch.nn.Module, nodes: Tensor, users: int) -> None:
     params = dict(model.named_parameters())
     for name, node_type in _trainable_tables(model):
         params[name][table_mask(nodes, node_type, users).to(params[name].device)] = 0
+
+
+@torch.no_grad()
+def _zero_finite_rows(model: torch.nn.Module, nodes: Tensor, users: int, remaining: HeteroData) -> int:
+    """:func:`_zero_rows`, but for the nodes where zeros make the outputs non-finite (a model that divides by a row's
+    norm scored NaN there, returned without a word): those keep their rows; returns their count."""
+    params = dict(model.named_parameters())
+    saved = {name: params[name].detach().clone() for name, _ in _trainable_tables(model)}
+    _zero_rows(model, nodes, users)
+    bad = non_finite_at(model, remaining, nodes.nonzero().flatten(), remaining)
+    if bad.numel():
+        restore = torch.zeros_like(nodes)
+        restore[bad] = True
+        for name, node_type in _trainable_tables(model):
+            rows = table_mask(restore, node_type, users).to(params[name].device)
+            params[name][rows] = saved[name][rows]
+    return bad.numel()
 
 
 def _freeze_rows_outside(model: torch.nn.Module, region: Tensor, num_users: int) -> list:

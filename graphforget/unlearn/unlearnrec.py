@@ -83,8 +83,9 @@ class UnlearnRecConfig:
     """Hyper-parameters of UnlearnRec (defaults: the paper's).
 
     Args:
-        l_u, l_p, l_c: weights :math:`\\lambda_u, \\lambda_p, \\lambda_c` of the unlearning, preservation
-            and contrastive losses.
+        l_u: weight :math:`\\lambda_u` of the unlearning loss.
+        l_p: weight :math:`\\lambda_p` of the preservation loss.
+        l_c: weight :math:`\\lambda_c` of the contrastive loss.
         tau: temperature of the preservation loss' in-batch softmax.
         lr: Adam learning rate of pre-training (:math:`\\mathbf{H}^{(0)}`, :math:`\\boldsymbol\\eta`).
         alpha: weight :math:`\\alpha` of the withdraw term.

@@ -22,7 +22,7 @@ from ...influence import (AndersonMixing, ContrastiveTerm, DotProductOperator, G
 from ...influence.hvp import nodes_graph
 from ...models.base import running_statistics
 from ...objectives import Objective
-from ..base import Unlearner, UnlearningFailed, embeddings_of, refuse_no_remaining_edge, scores_of, warn_caller
+from ..base import Unlearner, UnlearningFailed, non_finite_at, refuse_no_remaining_edge, warn_caller
 from ..registry import register
 from .config import IFRUConfig
 from .ladder import DAMPING_GROWTH, RETRY_DAMPING, Ladder, fresh_draw_failure, held, mean_diagonal, shifted
@@ -275,17 +275,17 @@ class IFRU(Unlearner):
         the step zeroed, in a model that normalises them): ``trust.on_failure`` decides. Non-finite there in both
         (a model that divides by the degree, as a Retrain's would be): a warning, and ``info["non_finite_outputs"]``.
         The outputs are taken on the nodes' computation subgraph (their own rows: they have no edges), or, for a model
-        without :meth:`embed`, its scores on the remaining graph (:func:`_non_finite_at`)."""
+        without :meth:`embed`, its scores on the remaining graph (:func:`~graphforget.unlearn.base.non_finite_at`)."""
         users = num_users(call.remaining)
         ends = node_ids(call.request, users)
         isolated = ends[self._remaining_degrees(call)[ends] == 0]
         if isolated.numel() == 0:
             return new_model
         sub = nodes_graph(new_model, call.remaining, isolated, locality=not self._reference_paths)
-        bad = _non_finite_at(new_model, sub, isolated, call.remaining)
+        bad = non_finite_at(new_model, sub, isolated, call.remaining)
         if bad.numel() == 0:
             return new_model
-        created = bad[~torch.isin(bad, _non_finite_at(self.model, sub, isolated, call.remaining))]
+        created = bad[~torch.isin(bad, non_finite_at(self.model, sub, isolated, call.remaining))]
         first = int((created if created.numel() else bad)[0])
         node = f"user {first}" if first < users else f"item {first - users}"
         name = type(self).__name__
@@ -800,24 +800,6 @@ class IFRU(Unlearner):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={type(self.model).__name__}, objective={self.objective}, " \
                f"config={self.config})"
-
-
-def _non_finite_at(model, graph: HeteroData, nodes: Tensor, remaining: HeteroData) -> Tensor:
-    """Those of ``nodes`` (homogeneous ids) where ``model``'s outputs on ``graph`` hold a NaN or an infinity: its
-    embeddings, or, for a model without :meth:`embed` (a PyG module without ``get_embedding``), its scores on the
-    ``remaining`` graph of each node with a node of the other side that has data (the ends of its first edge); both
-    read off an eval-mode copy (a forward may write the model's weights or running statistics)."""
-    try:
-        user, item = embeddings_of(model, graph)
-    except NotImplementedError:
-        users = num_users(remaining)
-        partner = remaining[EDGE].edge_index[:, :1]
-        pairs = torch.where(nodes < users, torch.stack([nodes, partner[1].expand_as(nodes)]),
-                            torch.stack([partner[0].expand_as(nodes), nodes - users]))
-        return nodes[~scores_of(model, remaining, pairs).isfinite()]
-    finite = torch.cat([user.reshape(user.size(0), -1).isfinite().all(1),
-                        item.reshape(item.size(0), -1).isfinite().all(1)])
-    return nodes[~finite[nodes]]
 
 
 def _first_retry_damping(damping: float, curvature, phi: Tensor, retries: int) -> float:
