@@ -151,6 +151,9 @@ def main() -> None:
                "machine": platform.processor() or platform.machine(), "rows": {}}
     if args.only and path.exists():  # the other rows and the run they came from are kept
         payload = json.loads(path.read_text())
+        if payload["epochs"] != args.epochs:  # a 1-epoch row was filed under the header's 20 epochs
+            parser.error(f"--epochs {args.epochs}: {path.name}'s rows were measured at {payload['epochs']}; pass "
+                         f"--epochs {payload['epochs']}, or measure every row (no --only)")
     if args.only in (None, "training"):
         payload["rows"].update(training_rows(data, args.epochs))
         payload["load_average"] = os.getloadavg()

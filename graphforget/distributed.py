@@ -17,6 +17,9 @@ import os
 import pickle
 import re
 import tempfile
+import time
+import traceback
+import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -257,7 +260,10 @@ def data_parallel_loss(model: torch.nn.Module, graph, objective) -> Callable[[to
     module = _ShareLoss(model, graph, objective, (rank, size))
     if size == 1:
         return module
-    wrapped = DistributedDataParallel(module, broadcast_buffers=False)
+    with warnings.catch_warnings():  # torch 2.13's advice, forward_sync_buffers, would sync buffers at init (a
+        # graph's) and does not exist before it; each rank printed the warning, which a user cannot act on
+        warnings.filterwarnings("ignore", "`broadcast_buffers` is deprecated", FutureWarning)
+        wrapped = DistributedDataParallel(module, broadcast_buffers=False)
     wrapped.register_comm_hook(None, _sum_gradients)
     return wrapped
 
@@ -369,13 +375,25 @@ def launch(fn: Callable[..., Any], world_size: int, *args, threads: int = 1, tim
     importable (a module-level function); each process works on its own copy of ``args`` (the caller's
     are never modified) with ``threads`` torch threads. ``timeout``: seconds a collective may wait (``None``:
     torch's default), so that a test of ranks that disagree fails instead of hanging.
+
+    Raises:
+        RuntimeError: naming the rank that failed first, with its traceback (the others then fail in their
+            collectives).
     """
     if world_size < 1:
         raise ValueError(f"launch: world_size must be >= 1, got {world_size}")
     with tempfile.TemporaryDirectory(prefix="graphforget-launch-") as folder:
-        files = {name: str(Path(folder) / name) for name in ("rendezvous", "args.pt", "result.pt")}
+        files = {name: str(Path(folder) / name) for name in ("rendezvous", "args.pt", "result.pt", "failures")}
         torch.save(args, files["args.pt"])  # spawn's own pickling moved the caller's tensors into shared memory
-        mp.spawn(_run, args=(world_size, files, threads, fn, timeout), nprocs=world_size)
+        Path(files["failures"]).mkdir()
+        try:
+            mp.spawn(_run, args=(world_size, files, threads, fn, timeout), nprocs=world_size)
+        except (mp.ProcessRaisedException, mp.ProcessExitedException) as error:
+            first = min(Path(files["failures"]).iterdir(), default=None)  # named by the time each was raised
+            if first is None:  # a rank killed, not raising
+                raise
+            rank = first.name.rpartition("-")[2]
+            raise RuntimeError(f"launch: rank {rank} failed first:\n{first.read_text()}") from error
         return torch.load(files["result.pt"], weights_only=False)
 
 
@@ -389,5 +407,10 @@ def _run(rank: int, world_size: int, files: dict[str, str], threads: int, fn: Ca
         value = fn(*torch.load(files["args.pt"], weights_only=False))  # each rank's own copy
         if rank == 0:
             torch.save(value, files["result.pt"])
+    except BaseException:
+        # written before this rank's group closes, which fails the others ("Connection closed by peer"): spawn
+        # reported whichever rank it saw end first, and the failing rank's own error was lost
+        Path(files["failures"], f"{time.monotonic_ns():020d}-{rank}").write_text(traceback.format_exc())
+        raise
     finally:
         dist.destroy_process_group()

@@ -14,11 +14,11 @@ from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
 from .clock import Stopwatch
-from .config import check_fields, check_instances, check_types, gradients_on, modes_kept, recheck
+from .config import check_fields, check_instances, check_types, gradients_on, modes_kept, recheck, wrapped_seed
 from .data.adjacency import hold_graph
 from .data.interactions import (EDGE, check_interactions, check_model_fits, check_pair_ids, check_pair_tensor,
                                 check_unique_pairs, num_items)
-from .distributed import agreed, average_across_ranks, data_parallel_loss, summed_across_ranks
+from .distributed import agreed, average_across_ranks, data_parallel_loss, rank_and_size, summed_across_ranks
 from .metrics import auc_standard_error, evaluate_auc
 from .models.base import check_precision, running_statistics
 from .objectives import BCEObjective, Objective
@@ -58,7 +58,8 @@ class TrainConfig:
         patience: epochs without a better validation AUC before stopping (0 = never stop early;
             ``lbfgs`` never stops early: it runs to stationarity).
         seed: seeds the batch order and, inside the run, torch's global random state (a dropout of the
-            user's model draws from it; the caller's state is restored afterwards). The model's
+            user's model draws from it; the caller's state is restored afterwards; with ``data_parallel``, rank
+            ``r`` seeds it with ``seed + r``, so that the ranks draw their shares' masks apart). The model's
             initialisation is the caller's, see :meth:`~graphforget.models.Recommender.reset_parameters`.
         progress: show a tqdm bar.
         optimizer: ``adam`` (mini-batch Adam, early stopping on validation AUC) or ``lbfgs`` (full-batch
@@ -151,8 +152,10 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
     else:
         _check_all(model, graph, objective, val)
     device = graph[EDGE].edge_index.device
+    # each rank draws its share's dropout from its own stream: one seed drew the same masks on every rank
+    rng_seed = wrapped_seed(config.seed + rank_and_size()[0]) if config.data_parallel else config.seed
     # modes kept: an eval-mode model came back in train mode (dropout on)
-    with hold_graph(model, graph), seeded_global_rng(config.seed, device), gradients_on(), modes_kept(model):
+    with hold_graph(model, graph), seeded_global_rng(rng_seed, device), gradients_on(), modes_kept(model):
         run = _train_lbfgs if config.optimizer == "lbfgs" else _train_adam
         result = run(model, graph, objective, config, val)
     if val is not None:

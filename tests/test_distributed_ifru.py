@@ -251,6 +251,67 @@ def test_data_parallel_ranks_agree_on_running_statistics():
     assert not torch.equal(first["norm.running_mean"], torch.zeros(8))
 
 
+class DropoutMF(MF):
+    """An MF that records the first draw of torch's global random state at each forward (module level)."""
+
+    def forward(self, graph, edge_label_index):
+        if self.training:
+            self.draws.append(float(torch.rand(())))
+        return super().forward(graph, edge_label_index)
+
+
+def dropout_draws(data_parallel: bool) -> list:
+    """Every rank's draws in a training of a DropoutMF (module level, for ``launch``)."""
+    graph, model = planted_communities(40, 32, 4, 6, seed=0), DropoutMF(40, 32, 8)
+    model.reset_parameters(0)
+    model.draws = []
+    config = TrainConfig(epochs=2, batch_size=64, patience=0, seed=5, data_parallel=data_parallel)
+    train(model, graph, BCEObjective(l2=1e-3), config)
+    return gather_results({rank_and_size()[0]: model.draws}, rank_and_size()[1])
+
+
+@pytest.mark.distributed
+def test_data_parallel_ranks_draw_their_shares_dropout_apart():
+    """Every rank seeded torch's global state with the run's seed: a dropout drew the same masks on both halves
+    of every batch. Rank r seeds it with seed + r; rank 0 draws as one process does."""
+    first, second = launch(dropout_draws, 2, True, timeout=60)
+    alone, = dropout_draws(False)
+    assert len(first) == len(second) == len(alone) > 2 and first == alone and set(first).isdisjoint(second)
+
+
+def future_warnings() -> list:
+    """Every rank's FutureWarnings in a data-parallel training (module level, for ``launch``)."""
+    graph, model = planted_communities(20, 10, 2, 4, seed=0), MF(20, 10, 4)
+    model.reset_parameters(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(model, graph, BCEObjective(l2=1e-2), TrainConfig(epochs=1, patience=0, data_parallel=True))
+    mine = [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
+    return gather_results({rank_and_size()[0]: mine}, rank_and_size()[1])
+
+
+@pytest.mark.distributed
+def test_data_parallel_training_says_nothing_a_user_cannot_act_on():
+    """torch 2.13 deprecates DistributedDataParallel's broadcast_buffers: every rank printed a FutureWarning."""
+    assert launch(future_warnings, 2, timeout=60) == [[], []]
+
+
+def fails_on_rank_one() -> None:
+    """Rank 1 raises while rank 0 waits for it in a collective (module level, for ``launch``)."""
+    if rank_and_size()[0] == 1:
+        raise ValueError("rank one's own error")
+    torch.distributed.barrier()
+
+
+@pytest.mark.distributed
+def test_launch_raises_the_error_of_the_rank_that_failed_first():
+    """Rank 1's failure closed its group, and rank 0 then failed in its collective ("Connection closed by peer"):
+    spawn reported whichever rank it saw end first, and rank 1's own error was lost (3 times in 3 in a probe)."""
+    for _ in range(3):
+        with pytest.raises(RuntimeError, match=r"(?s)launch: rank 1 failed first:.*ValueError: rank one's own error"):
+            launch(fails_on_rank_one, 2, timeout=60)
+
+
 def plus_one(x: torch.Tensor) -> torch.Tensor:
     """``x + 1`` after changing the rank's own ``x`` in place (module level, for ``launch``)."""
     x.mul_(0)
