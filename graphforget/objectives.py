@@ -180,7 +180,9 @@ def hashed_negatives(graph: HeteroData, edge_label_index: Tensor, seed: int, epo
     """One negative item per (user, item) edge, a function of (user, item, seed, epoch) and the user's items.
 
     Negatives that hit an item of the same user in ``graph`` are redrawn (up to ``rounds`` times), then moved
-    to the next item the user has no edge with (so dense users get valid negatives too). An edge keeps its
+    to the next item the user has no edge with (so dense users get valid negatives too). For the densest users the
+    draw is then not uniform over their free items: the item after a run of theirs takes the run's leftovers (a user
+    with 45 consecutive items of 50: the next one drew 51% of the negatives, 20% would be uniform). An edge keeps its
     negative when other edges are removed, except where a draw had been moved off an item of the user that
     the removal takes away: the draw then falls back to that item, as a model trained on the remaining edges
     draws it. The influence methods take the remaining edges' terms on the remaining graph, so such a term

@@ -1,6 +1,7 @@
 """graphforget.models: LightGCN against the dense formula of the paper, MF, score_all, checkpoints."""
 from __future__ import annotations
 
+import math
 import re
 from collections import deque
 
@@ -121,6 +122,23 @@ def test_lightgcn_uses_edge_weight(graph):
     with torch.no_grad():
         assert torch.allclose(torch.cat(model.embed(graph)), expected, atol=1e-12)
 
+
+def test_a_mask_or_weights_the_propagation_cannot_read_as_such_are_refused(graph):
+    """An integer 0/1 observed mask indexed columns (a LightGCN propagated over the first pair seven times, and its
+    AUC was 0.25 for 0.5), and NaN weights scored the pairs NaN: scoring runs no other check of the graph."""
+    model = lightgcn(2)
+    for observed in (torch.arange(26) % 3 != 0).long(), torch.ones(25, dtype=torch.bool):
+        graph[EDGE].observed = observed
+        message = (f"the graph's observed must be an [E] bool mask (E = 26 edges), got a {observed.dtype} tensor of "
+                   f"shape {tuple(observed.shape)}")
+        with pytest.raises(ValueError, match=re.escape(message)):
+            model.score_all(graph)
+    del graph[EDGE].observed
+    for weight in (torch.full((26,), math.nan), torch.ones(25, dtype=torch.float64)):
+        graph[EDGE].edge_weight = weight
+        with pytest.raises(ValueError, match=re.escape("the graph's edge_weight must be [E] finite weights (E = 26 "
+                                                       "edges), one per edge")):
+            model(graph, graph[EDGE].edge_index)
 
 @pytest.mark.parametrize("num_layers", [1, 2])
 def test_lightgcn_on_a_subgraph_with_full_graph_weights(num_layers):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import pytest
@@ -71,6 +72,25 @@ def test_info_nce_refuses_a_temperature_that_is_not_positive_and_finite(tau):
     with pytest.raises(ValueError, match="tau must be a finite number > 0"):
         info_nce(a, a, tau)
 
+
+@pytest.mark.parametrize("cls", [SGL, SimGCL])
+def test_contrastive_loss_refuses_ids_out_of_range(graph, cls):
+    """User 7 of 5 read an item's row, item -1 the last user's: the public method checked nothing."""
+    model = cls(5, 4, embedding_dim=3, num_layers=2)
+    gen = torch.Generator().manual_seed(0)
+    for users, items, message in (([7], [0], "contrastive_loss: user id 7 at position 0, outside [0, 5)"),
+                                  ([0], [-1], "contrastive_loss: item id -1 at position 0, outside [0, 4)")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            model.contrastive_loss(graph, torch.tensor(users), torch.tensor(items), gen)
+    assert torch.isfinite(model.contrastive_loss(graph, torch.tensor([4]), torch.tensor([3]), gen))
+
+
+@pytest.mark.parametrize("layers", ["2", None, 0, 1.0])
+def test_simgcl_names_a_layer_count_that_is_no_integer_from_one(layers):
+    """"2" and None failed comparing with an int (TypeError), where LightGCN names them."""
+    with pytest.raises(ValueError, match=re.escape(f"SimGCL averages layers 1..K: num_layers must be an integer >= 1, "
+                                                   f"got {layers!r}")):
+        SimGCL(5, 4, 3, layers)
 
 def test_sgl_views_and_loss_match_dense_edge_dropout(graph):
     model = SGL(5, 4, embedding_dim=3, num_layers=2, drop_ratio=0.3)

@@ -15,7 +15,7 @@ from torch_geometric.data import HeteroData
 
 from ..config import is_real
 from ..data.adjacency import AdjacencyCache, AdjacencyPattern
-from ..data.interactions import EDGE, message_passing_edges, num_items, num_users, pair_keys
+from ..data.interactions import EDGE, check_ids_in_range, message_passing_edges, num_items, num_users, pair_keys
 from ..objectives import BPRObjective
 from .base import MODELS
 from .lightgcn import LightGCN
@@ -110,6 +110,7 @@ class SGL(LightGCN):
     def contrastive_loss(self, graph: HeteroData, users: Tensor, items: Tensor, generator: torch.Generator,
                          tau: float = 0.2) -> Tensor:
         """InfoNCE of the users ``[Bu]`` plus InfoNCE of the items ``[Bi]`` between two fresh views."""
+        check_contrastive_ids(self, users, items)
         return views_info_nce(*self.views(graph, generator), users, items + self.num_users, tau)
 
     def fixed_views(self, reference: HeteroData, generator: torch.Generator
@@ -131,6 +132,12 @@ class SGL(LightGCN):
 
     def config(self) -> dict:
         return {**super().config(), "drop_ratio": self.drop_ratio}
+
+
+def check_contrastive_ids(model, users: Tensor, items: Tensor) -> None:
+    """The ids of a ``contrastive_loss`` call in range: user 7 of 5 read an item's row, item -1 the last user's."""
+    check_ids_in_range(users, model.num_users, "contrastive_loss: user")
+    check_ids_in_range(items, model.num_items, "contrastive_loss: item")
 
 
 def views_info_nce(first: Tensor, second: Tensor, users: Tensor, nodes_of_items: Tensor, tau: float) -> Tensor:

@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..config import is_real
+from ..config import is_integer, is_real
 from .base import MODELS
 from .lightgcn import LightGCN
-from .sgl import views_info_nce
+from .sgl import check_contrastive_ids, views_info_nce
 
 __all__ = ["SimGCL"]
 
@@ -43,8 +43,8 @@ class SimGCL(LightGCN):
 
     def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64, num_layers: int = 2,
                  eps: float = 0.1):
-        if num_layers < 1:
-            raise ValueError("SimGCL averages layers 1..K: num_layers must be >= 1")
+        if not is_integer(num_layers) or num_layers < 1:  # "2" failed comparing a str with an int
+            raise ValueError(f"SimGCL averages layers 1..K: num_layers must be an integer >= 1, got {num_layers!r}")
         # rejects NaN too: NaN or infinite noise makes every view non-finite
         if not (is_real(eps) and 0 <= eps < math.inf):
             raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
@@ -93,6 +93,7 @@ class SimGCL(LightGCN):
     def contrastive_loss(self, graph: HeteroData, users: Tensor, items: Tensor, generator: torch.Generator,
                          tau: float = 0.2) -> Tensor:
         """InfoNCE of the users ``[Bu]`` plus InfoNCE of the items ``[Bi]`` between two fresh views."""
+        check_contrastive_ids(self, users, items)
         return views_info_nce(*self.views(graph, generator), users, items + self.num_users, tau)
 
     def fixed_views(self, reference: HeteroData, generator: torch.Generator
