@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -513,10 +514,11 @@ class LookupConv(nn.Module):
         return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
 
 
-@pytest.mark.parametrize("method", ["receraser", "unlearnrec", "sisa"])
+@pytest.mark.parametrize("method", ["receraser", "unlearnrec", "sisa", "ifru"])
 def test_methods_read_embeddings_of_a_copy_not_of_the_callers_model(graph, one_thread, method):
     """RecEraser's partition, UnlearnRec's reference and SISA's width check ran ``embed`` on the caller's model: a
-    forward that writes its own weights (max_norm) changed 77 of the caller's 79 rows."""
+    forward that writes its own weights (max_norm) changed 77 of the caller's 79 rows. So did the acceptance tests
+    of unlearn(), which scored the trained model on the remaining edges (UnlearnRec) and on val (70 of 70 rows)."""
     model = PyGRecommender(LookupConv(U + I, max_norm=0.05), U, I, receptive_field=1)
     with torch.no_grad():
         model.module.embedding.weight.mul_(10.0)  # rows above max_norm, as training may leave them between calls
@@ -524,10 +526,15 @@ def test_methods_read_embeddings_of_a_copy_not_of_the_callers_model(graph, one_t
     short = TrainConfig(epochs=1, batch_size=0, patience=0)
     configs = {"receraser": RecEraserConfig(short, num_shards=2), "sisa": SISAConfig(short, num_shards=2,
                                                                                      aggregation="attention"),
-               "unlearnrec": UnlearnRecConfig(pretrain_epochs=1, finetune_epochs=1)}
-    cls = {"receraser": RecEraser, "sisa": SISA, "unlearnrec": UnlearnRec}[method]
+               "unlearnrec": UnlearnRecConfig(pretrain_epochs=1, finetune_epochs=1), "ifru": None}
+    cls = {"receraser": RecEraser, "sisa": SISA, "unlearnrec": UnlearnRec, "ifru": IFRU}[method]
     objective = BPRObjective(l2=0.5) if method == "unlearnrec" else OBJECTIVE
-    cls(model, graph, objective, configs[method]).fit()
+    val = make_interactions(graph[EDGE].edge_index[:, :6], torch.tensor([1., 0.] * 3), U, I)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # what the acceptance tests say of so short a training
+        unlearner = cls(model, graph, objective, configs[method], val=val).fit()
+        assert all(torch.equal(value, before[key]) for key, value in model.state_dict().items())
+        unlearner.unlearn(random_edges(graph, ratio=0.05, seed=1))
     assert all(torch.equal(value, before[key]) for key, value in model.state_dict().items())
 
 

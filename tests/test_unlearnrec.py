@@ -84,6 +84,17 @@ def test_dependency_matrix_matches_dense_with_zero_rows():
     assert float(dense[0, 4]) == pytest.approx(0.5)
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int16, torch.int32])
+def test_dependency_matrix_of_narrow_integer_ids_is_that_of_long_ones(dtype):
+    """torch's scatter refused them ("Expected dtype int32/int64"), and uint8 ids compared with 256 items wrapped the
+    bound to 0: item 0 was refused as outside [0, 256)."""
+    for request, items in ((torch.tensor([[0, 0, 1, 2], [0, 1, 1, 0]]), 3), (torch.tensor([[0, 1], [0, 0]]), 256)):
+        narrow = influence_dependency_matrix(request.to(dtype), 4, items)
+        for got, expected in zip(narrow, influence_dependency_matrix(request, 4, items)):
+            assert torch.equal(got, expected)
+    with pytest.raises(ValueError, match=r"request holds item id 3 at position 1, outside \[0, 3\)"):
+        influence_dependency_matrix(torch.tensor([[0, 1], [0, 3]], dtype=dtype), 4, 3)
+
 def test_encoder_matches_dense_formula():
     gen = torch.Generator().manual_seed(0)
     request = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 2]])
@@ -503,6 +514,43 @@ def test_a_non_finite_result_raises_instead_of_being_returned(trained, finetune_
     assert finite(model)
 
 
+def test_a_request_is_a_set_of_pairs_whatever_their_order(trained):
+    """The fine-tuning batches picked request edges by position: the same 20 pairs in another order moved the result
+    by 0.01 (batches of 8), under the same seed."""
+    model, graph, objective = trained
+    request = graph[EDGE].edge_index[:, :20]
+    shuffled = request[:, torch.randperm(20, generator=torch.Generator().manual_seed(1))]
+    unlearner = UnlearnRec(model, graph, objective, quick_config(pretrain_epochs=1, finetune_epochs=1, batch_size=8,
+                                                                 max_loss_increase=None)).fit()
+    first, second = (state(unlearner.unlearn(pairs).model) for pairs in (request, shuffled))
+    assert same_state(first, second) and not same_state(first, state(model))
+
+def test_an_interrupted_fit_leaves_the_encoder_as_it_was(trained, tmp_path, monkeypatch):
+    """A Ctrl-C in pre-training left a half-trained encoder in use: after load_encoder, unlearn() answered with it
+    and save_encoder() wrote it under the loaded file's record; a first fit() interrupted never gave the seed's
+    encoder again."""
+    model, graph, objective = trained
+    config = quick_config(pretrain_epochs=2, batch_size=64)
+    clean = UnlearnRec(model, graph, objective, config).fit()
+    clean.save_encoder(tmp_path / "clean.pt")
+    step, calls = UnlearnRec._step_loss, []
+
+    def interrupted(self, *args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return step(self, *args)
+    for unlearner in (UnlearnRec(model, graph, objective, config).load_encoder(tmp_path / "clean.pt"),
+                      UnlearnRec(model, graph, objective, config)):
+        before = state(unlearner.encoder)
+        calls.clear()
+        monkeypatch.setattr(UnlearnRec, "_step_loss", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            unlearner.fit()
+        monkeypatch.undo()
+        assert same_state(state(unlearner.encoder), before)
+    assert same_state(state(unlearner.fit().encoder), state(clean.encoder))  # the seed's encoder, as uninterrupted
+
 def test_load_encoder_rejects_truncated_and_foreign_files(trained, tmp_path):
     model, graph, objective = trained
     unlearner = UnlearnRec(model, graph, objective, quick_config())
@@ -515,6 +563,15 @@ def test_load_encoder_rejects_truncated_and_foreign_files(trained, tmp_path):
         with pytest.raises(ValueError, match=message):
             unlearner.load_encoder(tmp_path / name)
     assert not unlearner.fitted
+    state = torch.load(tmp_path / "good.pt", weights_only=True)
+    name = next(iter(state["encoder"]))
+    state["encoder"][name].view(-1)[0] += 1e-3  # one damaged value: torch.load had read it as it was
+    torch.save(state, tmp_path / "damaged.pt")
+    with pytest.raises(ValueError, match="damaged.pt: the encoder's parameters do not match their sha256"):
+        unlearner.load_encoder(tmp_path / "damaged.pt")
+    del state["encoder_sha256"]  # a file from before encoders recorded it still loads
+    torch.save(state, tmp_path / "older.pt")
+    assert unlearner.load_encoder(tmp_path / "older.pt").fitted
     unlearner.load_encoder(tmp_path / "good.pt")
     assert unlearner.fitted
 

@@ -121,9 +121,11 @@ def check_pair_tensor(pairs: Tensor, what: str = "edge_index", width: str = "E")
 def check_ids_in_range(ids: Tensor, count: int, what: str, bound: str = "") -> None:
     """Raises ``ValueError`` naming the first id of ``ids`` outside ``[0, count)`` and its position (``what`` starts
     the message, ``bound`` names the range)."""
-    # min/max first: the mask of bad positions is built only on failure.
-    if ids.numel() and (ids.min() < 0 or ids.max() >= count):
-        position = int(((ids < 0) | (ids >= count)).nonzero()[0])
+    # min/max first: the mask of bad positions is built only on failure; compared as Python ints, since a uint8
+    # tensor compared with 256 wrapped it to 0 and refused item 0 of 256
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= count):
+        wide = ids.long()
+        position = int(((wide < 0) | (wide >= count)).nonzero()[0])
         raise ValueError(f"{what} id {int(ids[position])} at position {position}, outside {bound}[0, {count})")
 
 

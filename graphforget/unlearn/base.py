@@ -356,7 +356,8 @@ class Unlearner:
         if positives == 0 or negatives == 0:  # no AUC to compare
             return None
         # The trained model's figures are scored again each request: a caller may have edited it or val since.
-        before = evaluate_auc(self.model, self.graph, val, what="val")["auc_0"]
+        # of a copy: a forward may write its model's weights (max_norm), and the caller's model is never changed
+        before = evaluate_auc(copy.deepcopy(self.model), self.graph, val, what="val")["auc_0"]
         after = evaluate_auc(model, remaining, val, what="val")["auc_0"]
         error = max(auc_standard_error(auc, positives, negatives) for auc in (before, after))
         reason = None if after >= before - limit * error else (

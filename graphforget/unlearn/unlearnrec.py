@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 
 from ..data.adjacency import quiet_csr
 from ..data.interactions import EDGE, bipartite_to_homogeneous, check_pairs_in_range, check_unique_pairs, \
-    num_items, num_users, symmetric_edge_weight, without_edges
+    num_items, num_users, pair_keys, symmetric_edge_weight, without_edges
 from ..clock import Stopwatch
 from ..config import check_fields, check_types, gradients_on, wrapped_seed
 from ..influence.hvp import sparse_embeddings
@@ -184,6 +184,7 @@ def influence_dependency_matrix(request: Tensor, num_users: int, num_items: int)
     if not isinstance(request, Tensor):  # a nested list or a tuple failed with AttributeError ('list' has no 'dim')
         raise ValueError(f"request must be a [2, R] integer tensor, got a {type(request).__name__}")
     check_pairs_in_range(request, num_users, num_items, "request", "R")
+    request = request.long()  # uint8 ids overflowed the pair keys, and torch's scatter takes int64 alone
     check_unique_pairs(request, num_items, "request", "ask for each pair once")
     weight = symmetric_edge_weight(request, num_users, num_items)
     return bipartite_to_homogeneous(request, num_users), torch.cat([weight, weight])
@@ -358,7 +359,9 @@ class UnlearnRec(Unlearner):
     first, as a PyG module through :class:`~graphforget.models.PyGRecommender` has) and computes its final
     representations with ``embed(graph)`` and dot-product scores (LightGCN, SGL, SimGCL; for MF,
     :math:`L = 0`). The backbone's own objective (e.g. BPR, or BPR + InfoNCE for SGL/SimGCL) is
-    :math:`\mathcal{L}_{model}`.
+    :math:`\mathcal{L}_{model}`; in pre-training, where the backbone's parameters are frozen, without the
+    objective's L2 (a sum over trainable parameters: there are none, and the encoder's update is not
+    regularised), in fine-tuning with it, on the tables being fine-tuned.
 
     Usage::
 
@@ -565,7 +568,9 @@ class UnlearnRec(Unlearner):
         """
         if not self.fitted:
             raise NotFittedError("UnlearnRec.save_encoder() needs fit() first: the encoder is not pre-trained")
-        state = {"encoder": self.encoder.state_dict(), "pretrained_for": self._encoder_for,
+        encoder = self.encoder.state_dict()
+        state = {"encoder": encoder, "encoder_sha256": tensors_sha256(*encoder.values()),
+                 "pretrained_for": self._encoder_for,
                  "fit_info": {k: v for k, v in self.fit_info.items() if k != "history"}}
         atomic_write(path, lambda handle: torch.save(state, handle))
 
@@ -671,10 +676,16 @@ class UnlearnRec(Unlearner):
 
     def _fit(self) -> dict:
         """:meth:`_pretrain` with torch's global random state seeded by ``seed`` (a backbone's dropout or noise draws
-        from it), the caller's restored afterwards."""
+        from it), the caller's restored afterwards; interrupted, it leaves the encoder as it was."""
         self._check_built_from()
-        with seeded_global_rng(self.config.seed, self.graph[EDGE].edge_index.device):
-            return self._pretrain()
+        with gradients_on():  # as the constructor's: a copy made in the caller's inference_mode() is not trainable
+            before = copy.deepcopy(self.encoder)
+        try:
+            with seeded_global_rng(self.config.seed, self.graph[EDGE].edge_index.device):
+                return self._pretrain()
+        except BaseException:  # a Ctrl-C left a half-trained encoder in use, saved under the loaded file's record
+            self.encoder = before
+            raise
 
     def _pretrain(self) -> dict:
         """Pre-trains :math:`\\mathbf{H}^{(0)}` and :math:`\\boldsymbol\\eta` on simulated requests (backbone
@@ -742,6 +753,9 @@ class UnlearnRec(Unlearner):
             refuse_no_remaining_edge(remaining, "UnlearnRec", "to fine-tune on (retrain from scratch, or set "
                                      "finetune_epochs=0 to apply the encoder's update alone)", self.objective)
         self._check_still_pretrained_for()
+        # a set of pairs: its fine-tuning batches pick request edges by position, and another order of the same 20
+        # pairs moved the result by 0.01
+        request = request[:, pair_keys(request, num_items(self.graph)).argsort()]
         device = request.device
         with Stopwatch(device) as encoding:
             prepared = self._prepare(request, remaining)
@@ -786,7 +800,7 @@ class UnlearnRec(Unlearner):
         limit = self.config.max_loss_increase
         if limit is None or not bool(self.objective.has_term(remaining[EDGE].edge_label).any()):
             return None  # no remaining term: no mean loss (it was NaN against NaN)
-        before = _remaining_loss(self.model, remaining, self.objective)
+        before = _remaining_loss(copy.deepcopy(self.model), remaining, self.objective)  # see embeddings_of
         after = _remaining_loss(model, remaining, self.objective)
         reason = None if after <= before * (1 + limit) else (
             f"the mean loss on the remaining edges rose from {before:.4g} to {after:.4g}, more than "
@@ -857,6 +871,9 @@ def _read_encoder_file(path, device) -> dict:
                          f"{type(error).__name__}{': ' + detail if detail else ''}") from error
     if not isinstance(state, dict) or not isinstance(state.get("encoder"), dict):
         raise ValueError(f"{path} was not written by UnlearnRec.save_encoder (no encoder state)")
+    stored = state.get("encoder_sha256")  # torch.load reads damaged tensor bytes as they are; older files have none
+    if stored is not None and stored != tensors_sha256(*state["encoder"].values()):
+        raise ValueError(f"{path}: the encoder's parameters do not match their sha256 (damaged or edited)")
     record = state.get("pretrained_for")
     options = record.get("options", {}) if isinstance(record, dict) else {}
     if not (record is None or isinstance(record, dict)) or not isinstance(options, dict) or not isinstance(
