@@ -145,15 +145,15 @@ def main() -> None:
                         help="gowalla: its training file with one sampled negative each "
                              "(results/distributed_gowalla.json)")
     args = parser.parse_args()
-    data = DataSource(args.dataset).for_loss("bce").prepare(seed=0)
     path = RESULTS / ("distributed.json" if args.dataset == "ml-100k" else f"distributed_{args.dataset}.json")
-    payload = {"dataset": data.source, "epochs": args.epochs, "cpus": os.cpu_count(),
-               "machine": platform.processor() or platform.machine(), "rows": {}}
-    if args.only and path.exists():  # the other rows and the run they came from are kept
-        payload = json.loads(path.read_text())
-        if payload["epochs"] != args.epochs:  # a 1-epoch row was filed under the header's 20 epochs
-            parser.error(f"--epochs {args.epochs}: {path.name}'s rows were measured at {payload['epochs']}; pass "
-                         f"--epochs {payload['epochs']}, or measure every row (no --only)")
+    kept = json.loads(path.read_text()) if args.only and path.exists() else None  # the other rows and their run
+    # a 1-epoch row was filed under the header's 20 epochs (the gradients row reads no epochs)
+    if kept is not None and args.only != "gradients" and kept["epochs"] != args.epochs:
+        parser.error(f"--epochs {args.epochs}: {path.name}'s rows were measured at {kept['epochs']}; pass "
+                     f"--epochs {kept['epochs']}, or measure every row (no --only)")
+    data = DataSource(args.dataset).for_loss("bce").prepare(seed=0)
+    payload = kept or {"dataset": data.source, "epochs": args.epochs, "cpus": os.cpu_count(),
+                       "machine": platform.processor() or platform.machine(), "rows": {}}
     if args.only in (None, "training"):
         payload["rows"].update(training_rows(data, args.epochs))
         payload["load_average"] = os.getloadavg()

@@ -1222,6 +1222,9 @@ def _add_bench_parser(sub) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``graphforget`` and ``python -m graphforget``; returns the exit status."""
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    for stream in (sys.stdout, sys.stderr):  # a cp1252 console (Windows, redirected) has no λ nor a user's ids in
+        with contextlib.suppress(AttributeError, ValueError):  # Greek: "?" for those, not a failed command
+            stream.reconfigure(errors="replace")
     try:
         parser = build_parser()  # inside the try: a Ctrl-C while it is built is one line too
         with contextlib.nullcontext() if debug else _one_line_warnings():

@@ -378,7 +378,7 @@ def launch(fn: Callable[..., Any], world_size: int, *args, threads: int = 1, tim
 
     Raises:
         RuntimeError: naming the rank that failed first, with its traceback (the others then fail in their
-            collectives).
+            collectives), or a rank that ended without raising (killed) when spawn saw it end first.
     """
     if world_size < 1:
         raise ValueError(f"launch: world_size must be >= 1, got {world_size}")
@@ -389,11 +389,14 @@ def launch(fn: Callable[..., Any], world_size: int, *args, threads: int = 1, tim
         try:
             mp.spawn(_run, args=(world_size, files, threads, fn, timeout), nprocs=world_size)
         except (mp.ProcessRaisedException, mp.ProcessExitedException) as error:
-            first = min(Path(files["failures"]).iterdir(), default=None)  # named by the time each was raised
-            if first is None:  # a rank killed, not raising
+            failures = sorted(Path(files["failures"]).iterdir())  # named by the time each was raised
+            if isinstance(error, mp.ProcessExitedException) and not any(
+                    path.name.endswith(f"-{error.error_index}") for path in failures):  # killed: a signal, os._exit
+                raise RuntimeError(f"launch: rank {error.error_index} ended without raising: {error}") from error
+            if not failures:
                 raise
-            rank = first.name.rpartition("-")[2]
-            raise RuntimeError(f"launch: rank {rank} failed first:\n{first.read_text()}") from error
+            rank = failures[0].name.rpartition("-")[2]
+            raise RuntimeError(f"launch: rank {rank} failed first:\n{failures[0].read_text()}") from error
         return torch.load(files["result.pt"], weights_only=False)
 
 

@@ -627,10 +627,11 @@ def build_request(run: Run, *, users: Sequence | None = None, items: Sequence | 
     """The request of :func:`forget` in the run's local ids (exactly one of ``users``, ``items``, ``edges``).
 
     Raises:
-        ValueError: none or several of ``users``/``items``/``edges``, an empty list, unknown ids, a request
-            that repeats what the lineage already forgot, or listed pairs that are not observed edges.
+        ValueError: none or several of ``users``/``items``/``edges``, an empty list, a nested one, unknown ids, a
+            request that repeats what the lineage already forgot, listed pairs that are not observed edges, or a
+            tensor or array of another shape than ``[R]`` ids or ``[R, 2]`` pairs (``[2, 2]`` is ambiguous).
         TypeError: ``users`` or ``items`` given as one string, not a list of ids (an edge as one string is a
-            ``ValueError``, as any edge that is not a pair).
+            ``ValueError``, as any edge that is not a pair), or a tensor or array of float, complex or bool values.
     """
     kind, values = _request_values(users, items, edges)
     if not isinstance(local_ids, bool):  # "false" is truthy: raw user 6 was forgotten for raw user 5
@@ -674,6 +675,10 @@ def _request_values(users, items, edges) -> tuple[str, list]:
         odd = next((pair for pair in values if _one_value(pair) or len(pair) != 2), None)
         if odd is not None:
             raise ValueError(f"edges must be (user, item) pairs, got {odd!r} (for one: edges=[(user, item)])")
+    else:
+        odd = next((value for value in values if not _one_value(value)), None)
+        if odd is not None:  # users=[[1]] failed hashing a list
+            raise ValueError(f"{kind} must be a flat list of ids, got {odd!r} in it")
     return kind, values
 
 
@@ -684,6 +689,8 @@ def _array_listed(kind: str, values: Tensor | np.ndarray) -> list:
     name = f"{type(values).__name__} of shape {tuple(values.shape)}"
     if isinstance(values, Tensor) and values.is_meta:
         raise ValueError(f"{kind} is a tensor on the meta device: it holds no ids")
+    if isinstance(values, Tensor) and values.layout != torch.strided:  # tolist() of a sparse one failed in torch
+        values = values.to_dense()
     if values.dtype.kind in "fcb" if isinstance(values, np.ndarray) else not is_integer_tensor(values):
         raise TypeError(f"{kind} must hold integer ids, got a {values.dtype} {name}")
     if kind != "edges":
@@ -723,10 +730,10 @@ def read_edges_file(path: str | os.PathLike, run: Run | None = None, encoding: s
 
     Raises:
         FileNotFoundError, IsADirectoryError: a missing file, or a folder.
-        ValueError: a path that is not a regular file (a pipe), an empty file, or a line without exactly two
-            fields or not in ``encoding``, naming the file and line; an unknown encoding.
+        ValueError: a path that is neither a regular file nor a pipe (a device), an empty file, or a line without
+            exactly two fields or not in ``encoding``, naming the file and line; an unknown encoding.
     """
-    path = require_file(Path(path).expanduser(), "edges file")
+    path = require_file(Path(path).expanduser(), "edges file", pipe=True)  # read once: forget --edges <(grep ...)
     pairs = []
     # lines end at \n, \r\n or \r alone, as fit's CSV reader has them: str.splitlines also breaks at U+0085, U+2028 and
     # others, which ids may hold (a cp1252 '…' read as latin-1 is U+0085)

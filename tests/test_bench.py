@@ -8,6 +8,7 @@ import json
 import math
 import re
 import shutil
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -520,6 +521,30 @@ def test_an_edited_method_of_your_own_computes_new_cells(tmp_path, monkeypatch):
         del METHODS["test-shrink"]
     for method in ("ifru", "retrain_seed", "test-shrink"):  # the library's own: its code digest covers them
         assert "method_code" not in Cell("attack", "synthetic", "mf", method, 0).identity()
+
+def test_a_method_of_your_own_keys_its_base_classes_and_one_typed_at_a_prompt_has_a_key(tmp_path, monkeypatch):
+    """A base class of the user's in a third file was outside the key (its edits read back stale cells), and a
+    method defined in ``python -c`` or a notebook failed the key ("OSError: source code not available")."""
+    (tmp_path / "gf_base_demo.py").write_text("from graphforget.unlearn import Retrain\n\n\nclass Base(Retrain):\n"
+                                              "    pass\n")
+    (tmp_path / "gf_child_demo.py").write_text("from gf_base_demo import Base\nfrom graphforget.unlearn import register"
+                                               "\n\n\n@register\nclass Child(Base):\n    name = 'test-child'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        importlib.import_module("gf_child_demo")
+        cell = Cell("attack", "synthetic", "mf", "test-child", 0)
+        key = cell.key
+        (tmp_path / "gf_base_demo.py").write_text((tmp_path / "gf_base_demo.py").read_text() + "    epochs = 2\n")
+        assert cell.key != key
+    finally:
+        del METHODS["test-child"]
+        for name in ("gf_child_demo", "gf_base_demo"):
+            sys.modules.pop(name, None)
+    typed = ("from graphforget.bench import Cell\nfrom graphforget.unlearn import Retrain, register\n"
+             "@register\nclass Typed(Retrain):\n    name = 'test-typed'\n"
+             "print('method_code' in Cell('attack', 'synthetic', 'mf', 'test-typed', 0).identity())")
+    done = subprocess.run([sys.executable, "-c", typed], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout == "False\n", done.stderr
 
 def test_bad_input_is_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match="unknown protocol"):

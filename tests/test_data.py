@@ -446,6 +446,9 @@ def test_a_byte_order_mark_is_no_part_of_the_first_id_in_every_format(tmp_path):
     (tmp_path / "triples.txt").write_bytes(mark + b"1\t2\t1\n5\tx\t0\n")  # a malformed line is still named
     with pytest.raises(ValueError, match="triples.txt, line 2"):
         load_labelled_triples(tmp_path / "triples.txt")
+    (tmp_path / "triples.txt").write_bytes(mark + b"# user item label\r\n0\t1\t1\r\n0\t2\t7\r\n")  # a comment first
+    with pytest.raises(ValueError, match="triples.txt, line 3"):  # was line 2: the mark's line counted as a row
+        load_labelled_triples(tmp_path / "triples.txt", binary=True)
     (tmp_path / "train.txt").write_bytes(mark + b"0 1 2\n1 0\n")
     (tmp_path / "test.txt").write_bytes(mark + b"0 0\n1 2\n")
     train, test = load_lightgcn(tmp_path)
@@ -464,7 +467,7 @@ def test_load_csv_refuses_an_id_too_long_to_store_and_a_file_that_is_no_regular_
                                          "characters, over the 1,024"):
         load_csv(path, "user", "item")
     os.mkfifo(tmp_path / "pipe.csv")
-    with pytest.raises(ValueError, match="pipe.csv is not a regular file .*: save it to a file and give that"):
+    with pytest.raises(ValueError, match="pipe.csv is not a regular file .*: save the dataset file to a file and"):
         load_csv(tmp_path / "pipe.csv", "user", "item")
     with pytest.raises(FileNotFoundError, match="dataset file not found: .*gone.csv"):
         load_csv(tmp_path / "gone.csv", "user", "item")

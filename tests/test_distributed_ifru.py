@@ -14,6 +14,7 @@ import collections
 import functools
 import os
 import re
+import signal
 import subprocess
 import sys
 import warnings
@@ -301,6 +302,19 @@ def fails_on_rank_one() -> None:
     if rank_and_size()[0] == 1:
         raise ValueError("rank one's own error")
     torch.distributed.barrier()
+
+
+def killed_on_rank_zero() -> None:
+    """Rank 0 is killed (an OOM killer's SIGKILL) and raises nothing (module level, for ``launch``)."""
+    if rank_and_size()[0] == 0:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.distributed
+def test_launch_names_a_rank_killed_without_raising():
+    with pytest.raises(RuntimeError, match="launch: rank 0 ended without raising: process 0 terminated with signal "
+                                           "SIGKILL"):
+        launch(killed_on_rank_zero, 2, timeout=60)
 
 
 @pytest.mark.distributed

@@ -401,9 +401,21 @@ def test_without_its_validation_test_unlearnrec_says_the_loss_test_judges_alone(
     for given, config in ((None, {}), (val, {"max_val_auc_drop": None})):
         with pytest.warns(RuntimeWarning, match=alone):
             UnlearnRec(model, graph, objective, quick_config(**config), val=given)
+    with pytest.warns(RuntimeWarning, match=r"\(val, max_val_auc_drop\) no acceptance test judges a result: on an "):
+        UnlearnRec(model, graph, objective, quick_config(max_loss_increase=None))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         UnlearnRec(model, graph, objective, quick_config(), val=val)
+    # val given, but the request leaves its scored pairs with one label: the test did not run, and the result was
+    # trusted without a word
+    user = int(val[EDGE].edge_index[0, 1])  # the user of a pair labelled 0
+    mine = graph[EDGE].edge_index[0] == user
+    only = make_interactions(torch.cat([graph[EDGE].edge_index[:, mine][:, :1], graph[EDGE].edge_index[:, ~mine][:, :3]],
+                                       1), torch.tensor([0., 1., 1., 1.]), num_users=U, num_items=I)
+    unlearner = UnlearnRec(model, graph, objective, quick_config(max_loss_increase=None), val=only).fit()
+    with pytest.warns(RuntimeWarning, match="UnlearnRec: the validation test did not run: the validation pairs whose "
+                                            "user and item keep a training edge hold no pair labelled 0 after this"):
+        assert unlearner.unlearn(user_edges(graph, [user])).info["trusted"] is None
 
 
 def test_the_validation_test_scores_only_pairs_whose_user_and_item_keep_data(trained):

@@ -1637,10 +1637,13 @@ def test_edges_as_a_tensor_or_array_are_pairs_a_row_and_a_square_one_is_refused(
             with pytest.raises(error, match=re.escape(message)):
                 call()
     for given, message in ((np.array([[0, 1]]), "users must be 1-D, a list of ids, got a ndarray of shape (1, 2)"),
-                           (torch.tensor([0], device="meta"), "users is a tensor on the meta device: it holds no ids")):
+                           (torch.tensor([0], device="meta"), "users is a tensor on the meta device: it holds no ids"),
+                           ([[1]], "users must be a flat list of ids, got [1] in it")):  # failed hashing a list
         with pytest.raises(ValueError, match=re.escape(message)):
             stream.submit(users=given, local_ids=True)
     assert stream.requests() == []
+    sparse = build_request(run, users=torch.tensor([3, 4]).to_sparse(), local_ids=True)  # tolist() failed in torch
+    assert torch.equal(sparse.ids, build_request(run, users=[3, 4], local_ids=True).ids)
     stream.submit(edges=pairs[:1], local_ids=True)  # journaled as a list of pairs, and applied so
     stream.process()
     assert stream.applied() == [1] and stream.current.removed.tolist() == pairs[:1].t().tolist()
@@ -1703,6 +1706,21 @@ def test_readme_forget_a_user_section_runs(capsys, tmp_path, monkeypatch):
     assert any(p.suffix == ".json" for p in tmp_path.iterdir())
     assert len((REPO / "README.md").read_text().split()) < 1500
 
+
+def test_an_edges_file_may_be_a_pipe_read_once(tmp_path):
+    """forget --edges <(grep ...) was refused as "read more than once": the edges file is read once."""
+    from graphforget.workflow import read_edges_file
+    pipe = tmp_path / "edges"
+    os.mkfifo(pipe)
+    writer = threading.Thread(target=lambda: pipe.write_text("u1,m1\nu2,m3\n"))
+    writer.start()
+    try:
+        assert read_edges_file(pipe) == [("u1", "m1"), ("u2", "m3")]
+    finally:
+        writer.join(timeout=10)
+    os.mkfifo(tmp_path / "data.csv")  # a data file is read twice by fit (its sha256 recorded): refused
+    with pytest.raises(ValueError, match="data.csv is not a regular file"):
+        load_file(tmp_path / "data.csv", "csv", user_col="user", item_col="item")
 
 def test_an_edges_file_with_a_byte_order_mark_reads_as_without_and_bad_bytes_name_the_line(capsys, base, tmp_path):
     """Notepad and spreadsheets save UTF-8 with a byte-order mark: its first id read as unknown ('\\ufeffu1')."""

@@ -65,9 +65,11 @@ def model_code_digest(name: str) -> str | None:
 
 def method_code_digest(name: str) -> str | None:
     """As :func:`model_code_digest`, for a method of your own (:func:`~graphforget.unlearn.register`): the files
-    that define its class and its ``Config`` (an edited default was read back from the cache as it stood)."""
+    that define its class, its ``Config`` and their base classes (an edited default was read back from the cache as
+    it stood)."""
     method = METHODS.get(name)
-    return _own_source_digest(method, getattr(method, "Config", None))
+    config = getattr(method, "Config", None)
+    return _own_source_digest(*(getattr(method, "__mro__", ())), *(getattr(config, "__mro__", ())))
 
 
 def _own_source_digest(*objects) -> str | None:
@@ -75,11 +77,11 @@ def _own_source_digest(*objects) -> str | None:
     graphforget; ``None`` where there is none (the library's own, a builtin, code typed into a prompt)."""
     files = []
     for obj in objects:
-        if obj is None or obj.__module__.partition(".")[0] == "graphforget":
+        if obj is None or obj.__module__.partition(".")[0] in ("graphforget", "builtins"):
             continue
         try:
             file = inspect.getsourcefile(obj)
-        except TypeError:  # defined in no file (a builtin)
+        except (TypeError, OSError):  # defined in no file: a builtin, a prompt's __main__ (python -c, a notebook)
             continue
         if file and Path(file).is_file() and file not in files:
             files.append(file)

@@ -174,16 +174,16 @@ def _as_ids(column: np.ndarray) -> np.ndarray:
     return ids if (ids.astype(str) == column).all() else column
 
 
-def require_file(path: Path, what: str = "dataset file") -> Path:
-    """``path``, a regular file: a folder, a missing path and a pipe (``--data <(zcat x.gz)``, read more than once
-    here) are refused, each so named."""
+def require_file(path: Path, what: str = "dataset file", pipe: bool = False) -> Path:
+    """``path``, a regular file (or a pipe, where ``pipe``: a file read once): a folder, a missing path and a pipe
+    (``--data <(zcat x.gz)``: fit reads a data file twice, its sha256 recorded) are refused, each so named."""
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder: give the {what}")
     if not path.exists():
         raise FileNotFoundError(f"{what} not found: {path}")
-    if not path.is_file():
-        raise ValueError(f"{path} is not a regular file (a pipe or a device), and the {what} is read more than "
-                         "once: save it to a file and give that")
+    if not (path.is_file() or (pipe and path.is_fifo())):
+        raise ValueError(f"{path} is not a regular file (a pipe or a device): save the {what} to a file and give "
+                         "that")
     return path
 
 
@@ -216,7 +216,7 @@ def _read_int_table(path: Path, columns: tuple[str, ...]) -> np.ndarray:
 def _line_of_row(path: Path, row: int) -> int:
     """The 1-based line of row ``row`` (0-based) of :func:`_read_int_table`'s table: lines without data (blank, or
     a comment alone) hold no row."""
-    with open(path, errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:  # as the table was read: a mark alone is no row
         rows = (number for number, line in enumerate(f, start=1) if line.split("#", 1)[0].split())
         return next(itertools.islice(rows, row, None))
 

@@ -340,7 +340,7 @@ class Unlearner:
         (:func:`~graphforget.metrics.auc_standard_error`; the larger of the two AUCs' errors, since the trained
         model's is 0 at an AUC of 1). Returns its figures and, when it fails, the reason
         (ending with ``advice``); ``None`` when no test applies (no ``val``, ``limit`` ``None``, or a class
-        missing from the scored pairs).
+        missing from the scored pairs, which a warning says).
 
         Only the pairs whose user and item keep a training edge are scored
         (:func:`~graphforget.data.pairs_with_data`): a Retrain knows nothing of a user whose every interaction the
@@ -353,10 +353,12 @@ class Unlearner:
         val = pairs_with_data(self.val, remaining)
         labels = val[EDGE].edge_label
         positives, negatives = int((labels == 1).sum()), int((labels == 0).sum())
-        if positives == 0 or negatives == 0:  # no AUC to compare
+        if positives == 0 or negatives == 0:  # no AUC to compare: said, as the result was trusted without a word
+            warn_caller(f"{type(self).__name__}: the validation test did not run: the validation pairs whose user and "
+                        f"item keep a training edge hold no pair labelled {int(positives == 0)} after this request")
             return None
-        # The trained model's figures are scored again each request: a caller may have edited it or val since.
-        # of a copy: a forward may write its model's weights (max_norm), and the caller's model is never changed
+        # The trained model's figures are scored again each request (a caller may have edited it or val since), of a
+        # copy: a forward may write its model's weights (max_norm), and the caller's model is never changed
         before = evaluate_auc(copy.deepcopy(self.model), self.graph, val, what="val")["auc_0"]
         after = evaluate_auc(model, remaining, val, what="val")["auc_0"]
         error = max(auc_standard_error(auc, positives, negatives) for auc in (before, after))
@@ -460,20 +462,23 @@ def scores_of(model: torch.nn.Module, graph: HeteroData, pairs: Tensor) -> Tenso
 
 def non_finite_at(model, graph: HeteroData, nodes: Tensor, remaining: HeteroData) -> Tensor:
     """Those of ``nodes`` (homogeneous ids) where ``model``'s outputs on ``graph`` hold a NaN or an infinity: its
-    embeddings, or, for a model without :meth:`embed` (a PyG module without ``get_embedding``), its scores on the
-    ``remaining`` graph of each node with a node of the other side that has data (the ends of its first edge); both
-    read off an eval-mode copy (a forward may write the model's weights or running statistics)."""
-    try:
-        user, item = embeddings_of(model, graph)
-    except NotImplementedError:
-        users = num_users(remaining)
-        partner = remaining[EDGE].edge_index[:, :1]
-        pairs = torch.where(nodes < users, torch.stack([nodes, partner[1].expand_as(nodes)]),
-                            torch.stack([partner[0].expand_as(nodes), nodes - users]))
-        return nodes[~scores_of(model, remaining, pairs).isfinite()]
-    finite = torch.cat([user.reshape(user.size(0), -1).isfinite().all(1),
-                        item.reshape(item.size(0), -1).isfinite().all(1)])
-    return nodes[~finite[nodes]]
+    embeddings where it scores by their dot products, else (a forward of its own, a PyG module without
+    ``get_embedding``) its scores on the ``remaining`` graph of each node with a node of the other side that has
+    data (the ends of its first edge: a cosine forward scored a zero row NaN, its embedding finite); both read off
+    an eval-mode copy (a forward may write the model's weights or running statistics)."""
+    if getattr(model, "scores_by_dot_product", True):
+        try:
+            user, item = embeddings_of(model, graph)
+            finite = torch.cat([user.reshape(user.size(0), -1).isfinite().all(1),
+                                item.reshape(item.size(0), -1).isfinite().all(1)])
+            return nodes[~finite[nodes]]
+        except NotImplementedError:
+            pass
+    users = num_users(remaining)
+    partner = remaining[EDGE].edge_index[:, :1]
+    pairs = torch.where(nodes < users, torch.stack([nodes, partner[1].expand_as(nodes)]),
+                        torch.stack([partner[0].expand_as(nodes), nodes - users]))
+    return nodes[~scores_of(model, remaining, pairs).isfinite()]
 
 def check_finite(model: torch.nn.Module) -> None:
     """Raises ``ValueError`` naming the parameters and buffers of ``model`` that hold a NaN or an infinity."""

@@ -438,10 +438,12 @@ class UnlearnRec(Unlearner):
         self._encoder_for, self._encoder_versions = None, []  # set by fit() and load_encoder()
         self.untouched = self._untouched()
         if self.val is None or self.config.max_val_auc_drop is None:
-            warn_caller("UnlearnRec: without its validation test (val, max_val_auc_drop) only the loss test "
-                        "(max_loss_increase) judges a result, and it does not see the ranking: on an early-stopped "
-                        "SimGCL (ML-100K, BPR, no L2) a one-user deletion passed it (mean loss 0.6917 to 0.6921) while "
-                        "Recall@20 fell from 0.152 to 0.098 (Retrain: 0.149); pass val, or compare with a Retrain")
+            judge = ("no acceptance test judges a result" if self.config.max_loss_increase is None else
+                     "only the loss test (max_loss_increase) judges a result, and it does not see the ranking")
+            warn_caller(f"UnlearnRec: without its validation test (val, max_val_auc_drop) {judge}: on an "
+                        "early-stopped SimGCL (ML-100K, BPR, no L2) a one-user deletion passed the loss test (mean "
+                        "loss 0.6917 to 0.6921) while Recall@20 fell from 0.152 to 0.098 (Retrain: 0.149); pass val, "
+                        "or compare with a Retrain")
 
     def _untouched(self) -> dict[str, list[str]]:
         """What the update leaves as trained: the trainable parameters beside the layer-0 tables (a custom GNN's
