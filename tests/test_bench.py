@@ -1533,3 +1533,101 @@ def test_a_file_source_of_a_data_root_is_keyed_by_the_file_its_loader_finds_belo
         assert before["files"] == {file.name: sha256_file(file)}
         file.write_text(text + more)
         assert source.identity()["files"] == {file.name: sha256_file(file)} != before["files"]
+
+
+class _StubData:
+    source, train = "ml-100k", None
+
+
+class _StubSource:
+    """DataSource's place: ML-100K's load is left out."""
+
+    def __init__(self, name):
+        pass
+
+    def for_loss(self, loss):
+        return self
+
+    def prepare(self, seed):
+        return _StubData()
+
+
+def test_distributed_benchmark_only_refuses_rows_of_another_epoch_count(tmp_path, monkeypatch, capsys):
+    """BD1. ``--only training --epochs 1`` into a file of 20-epoch rows filed a 1-epoch row under the header's 20:
+    refused (exit 2, argparse's usage error) before anything is measured, the file left as it was. With the file's
+    epochs the row is measured and the others are kept."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "distributed.py"
+    spec = importlib.util.spec_from_file_location("gf_bench_distributed", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "RESULTS", tmp_path)
+    monkeypatch.setattr(module, "DataSource", _StubSource)
+    stored = {"dataset": "ml-100k", "epochs": 20, "cpus": 2, "machine": "x",
+              "rows": {"ifru_lightgcn": {"speedup": 1.5}}}
+    path = tmp_path / "distributed.json"
+    path.write_text(json.dumps(stored))
+    monkeypatch.setattr(module, "training_rows", lambda data, epochs: pytest.fail("measured at another epoch count"))
+    monkeypatch.setattr(sys, "argv", ["distributed.py", "--only", "training", "--epochs", "1"])
+    with pytest.raises(SystemExit) as exit:
+        module.main()
+    assert exit.value.code == 2
+    assert ("--epochs 1: distributed.json's rows were measured at 20; pass --epochs 20, or measure every row "
+            "(no --only)") in capsys.readouterr().err
+    assert json.loads(path.read_text()) == stored
+    monkeypatch.setattr(module, "training_rows", lambda data, epochs: {"train_mf": {"epochs": epochs}})
+    monkeypatch.setattr(sys, "argv", ["distributed.py", "--only", "training", "--epochs", "20"])
+    module.main()
+    written = json.loads(path.read_text())
+    assert written["epochs"] == 20
+    assert written["rows"] == {"ifru_lightgcn": {"speedup": 1.5}, "train_mf": {"epochs": 20}}
+
+
+CONFIG_FILE = """
+from dataclasses import dataclass
+
+@dataclass
+class ApartConfig:
+    factor: float = 0.9
+"""
+
+METHOD_FILE = """
+import copy
+import torch
+from graphforget.unlearn import Unlearner, register
+from gf_apart_config import ApartConfig
+
+@register
+class Apart(Unlearner):
+    name, Config = "test-apart", ApartConfig
+
+    def _unlearn(self, request, positions, remaining):
+        model = copy.deepcopy(self.model)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.mul_(self.config.factor)
+        return model, {}
+"""
+
+
+def test_a_method_whose_config_lies_in_another_file_is_keyed_by_both_files(tmp_path, monkeypatch):
+    """method_code_digest covers the files of the method's class and of its Config, each once, in that
+    order: an edited default in a Config module of its own computes new cells. Reference: SHA-256 of the two
+    files' bytes, concatenated."""
+    (tmp_path / "gf_apart_config.py").write_text(CONFIG_FILE)
+    (tmp_path / "gf_apart_method.py").write_text(METHOD_FILE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("gf_apart_config", "gf_apart_method"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    try:
+        importlib.import_module("gf_apart_method")
+        cell = Cell("attack", "synthetic", "mf", "test-apart", 0)
+        expected = hashlib.sha256((tmp_path / "gf_apart_method.py").read_bytes()
+                                  + (tmp_path / "gf_apart_config.py").read_bytes()).hexdigest()[:16]
+        assert cell.identity()["method_code"] == expected
+        key = cell.key
+        (tmp_path / "gf_apart_config.py").write_text(CONFIG_FILE.replace("0.9", "0.2"))  # the Config's file alone
+        assert cell.key != key
+    finally:
+        METHODS.pop("test-apart", None)
+        for name in ("gf_apart_config", "gf_apart_method"):
+            sys.modules.pop(name, None)

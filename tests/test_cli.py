@@ -1013,3 +1013,19 @@ def test_an_encoder_for_a_method_without_one_is_refused_before_the_data_is_rebui
                              str(tmp_path / "encoder.pt"), "--out", str(tmp_path / "c"))
     assert (code, out, err) == (2, "", "graphforget: error: --encoder is for unlearnrec, not ifru\n")
     assert not (tmp_path / "c").exists()
+
+
+def test_run_attack_takes_empty_options_of_a_method_not_run_as_no_options(monkeypatch):
+    """Only options given for a method not run are refused: an empty dict is no options (as the bench reads
+    it), and run_attack goes on to train."""
+
+    class Trained(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Trained
+
+    data = prepare_attack_data("synthetic", attack_ratio=0.02, seed=0)
+    monkeypatch.setattr("graphforget.protocols.attack.train", stop)
+    with pytest.raises(Trained):
+        run_attack(data, Hyperparameters(embedding_dim=4), methods=["ifru"], options={"scif": {}, "ifru": {}})

@@ -402,3 +402,19 @@ def test_collectives_take_cpu_tensors_but_under_nccl_alone(monkeypatch):
                             ("gloo", torch.device("cpu"))):
         monkeypatch.setattr(dist, "get_backend", lambda backend=backend: backend)
         assert collective_device() == device
+
+
+def exits_on_rank_one() -> int:
+    """Rank 1 ends without raising (os._exit), rank 0 returns (module level, for ``launch``)."""
+    if rank_and_size()[0] == 1:
+        os._exit(3)
+    return 0
+
+
+@pytest.mark.distributed
+def test_launch_reraises_spawns_error_when_a_rank_ends_without_raising():
+    """A rank exiting without raising leaves no traceback file: launch names it and its exit code, not an
+    AttributeError of its own ('NoneType' object has no attribute 'name')."""
+    with pytest.raises(RuntimeError, match="launch: rank 1 ended without raising: process 1 terminated with exit "
+                                           "code 3"):
+        launch(exits_on_rank_one, 2, timeout=60)

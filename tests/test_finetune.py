@@ -435,3 +435,22 @@ def test_finetune_local_leaves_a_frozen_table_and_moves_only_the_region(one_thre
     new = result.model.user_emb.weight.detach()
     assert torch.equal(new[outside], users_before[outside])
     assert (new[inside] != users_before[inside]).any(-1).all()
+
+
+def test_zero_orphans_keeps_every_row_whose_zeros_make_the_outputs_non_finite(one_thread):
+    """Two users withdrawn whole under a model that divides by a row's norm: both rows are kept as fine-tuned
+    (not the first alone), the warning counts 2, every score is finite. Reference: the same FineTune without
+    zero_orphans (the same schedule)."""
+    graph = planted_communities(num_users=60, num_items=40, num_communities=4, interactions_per_user=8, seed=0)
+    model = UnitRows(num_users(graph), num_items(graph), 8)
+    model.reset_parameters(0)
+    train(model, graph, OBJECTIVE, CONFIG)
+    request = user_edges(graph, [3, 7], observed_only=False)
+    with pytest.warns(RuntimeWarning, match=r"FineTune: zeroing 2 of the request's users and items"):
+        result = FineTune(model, graph, OBJECTIVE, FineTuneConfig(CONFIG, zero_orphans=True)).unlearn(request)
+    assert result.info["orphans"] == result.info["orphans_kept"] == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        kept = FineTune(model, graph, OBJECTIVE, FineTuneConfig(CONFIG)).unlearn(request)
+    assert torch.equal(result.model.user_emb.weight, kept.model.user_emb.weight)
+    assert torch.isfinite(result.model(result.graph, torch.tensor([[3, 7], [0, 1]]))).all()

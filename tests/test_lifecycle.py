@@ -497,3 +497,12 @@ def test_a_frozen_half_precision_parameter_is_not_refused(small_planted):
     model.register_parameter("scale", torch.nn.Parameter(torch.ones(1, dtype=torch.float16), requires_grad=False))
     assert train(model, small_planted, BCEObjective(l2=0.1), TrainConfig(epochs=1)).epochs == 1
     build_unlearner("finetune", model, small_planted, BCEObjective(l2=0.1))
+
+
+def test_methods_prints_less_or_equal_in_unicode(capsys):
+    """IFRU's newton options hold :math:`\\hat\\lambda \\le l_2` and :math:`\\lVert\\nabla_\\phi L(\\hat\\theta;
+    D)\\rVert \\le 0.1 \\lVert g\\rVert`: \\le is printed as ≤ (without it in _TEX the word 'le' was printed)."""
+    assert main(["methods", "ifru"]) == 0
+    out = capsys.readouterr().out
+    assert "(λ̂ ≤ l_2)" in out and "‖∇_φ L(θ̂; D)‖ ≤ 0.1" in out
+    assert not re.search(r"\ble\b", out)

@@ -717,3 +717,20 @@ def test_narrow_integer_ids_score_the_pairs_they_name(module):
         expected = model(graph, pairs)
         for dtype in (torch.uint8, torch.int16, torch.int32):
             torch.testing.assert_close(model(graph, pairs.to(dtype)), expected, rtol=0, atol=0)
+
+
+def test_a_surrogate_curvature_set_after_construction_is_checked_at_the_request():
+    """curvature="mf_surrogate" edited into the config of an IFRU built on a model of one user table is refused
+    at the next request, naming the field, as it is at construction (it failed inside the solve)."""
+    U, I = 60, 40
+    graph = planted_communities(num_users=U, num_items=I, num_communities=4, interactions_per_user=8, seed=0)
+    model = PyGRecommender(PyGLightGCN(num_nodes=U + I, embedding_dim=8, num_layers=2), U, I,
+                           receptive_field=2).double()
+    model.reset_parameters(seed=0)
+    model.node_tables = {**model.node_tables, "embedding.weight": "user"}  # one user table, no item table
+    ifru = IFRU(model, graph, BCEObjective(l2=0.5))
+    ifru.config.curvature = "mf_surrogate"
+    with pytest.raises(ValueError, match=r"IFRUConfig.curvature: 'mf_surrogate' scores a user table's rows against "
+                                         r"an item table's, or one node table's, and PyGRecommender has tables of "
+                                         r"\['user'\] node types"):
+        ifru.unlearn(random_edges(graph, ratio=0.05, seed=1))

@@ -2,6 +2,7 @@
 trained the ordinary way (Adam, early stopping, no L2), where the paper's undamped step wrecks it."""
 import copy
 import functools
+import math
 import re
 import warnings
 from dataclasses import replace
@@ -17,6 +18,7 @@ from graphforget.metrics import auc_standard_error, evaluate_auc
 from graphforget.models import MF, LightGCN
 from graphforget.unlearn import (IFRU, METHODS, SCIF, FineTune, IFRUConfig, SolverConfig, TrustConfig,
                                  UnlearningFailed)
+from graphforget.unlearn.base import non_finite_at
 from graphforget.unlearn.ifru.ladder import CHECK_FROM
 from graphforget.unlearn.ifru.newton import STATIONARY_RATIO
 
@@ -1009,3 +1011,42 @@ def test_tilted_objective_value_and_implicit_ridge_by_hand():
     rows = TiltedObjective(None, None, torch.tensor([-0.3, -0.1, 5.0]), torch.tensor([1.0, 1.0, 10.0]),
                            torch.zeros(3, dtype=torch.bool), 0.0, row_entries=2)
     assert rows.implicit_ridge() == pytest.approx(0.2)
+
+
+class ScoreTable(torch.nn.Module):
+    """A recommender without embeddings (as a PyG module without get_embedding): the score of (u, i) is
+    ``table[u, i]``."""
+
+    def __init__(self, table):
+        super().__init__()
+        self.register_buffer("table", torch.as_tensor(table, dtype=torch.float64))
+
+    def embed(self, graph):
+        raise NotImplementedError("no embeddings")
+
+    def forward(self, graph, edge_label_index):
+        return self.table[edge_label_index[0], edge_label_index[1]]
+
+
+def test_non_finite_at_scores_item_zero_as_an_item_in_a_model_without_embeddings():
+    """Homogeneous id U is item 0: it is scored with a user that has data, (user, 0). Reference: the NaN column
+    of item 0 and the infinite row of user 2 set by hand, items 1 and 3 finite."""
+    U, I = 6, 5
+    graph = make_interactions(torch.tensor([[0, 1, 2, 3, 4, 5], [1, 0, 2, 3, 4, 0]]), None, U, I)
+    table = torch.rand(U, I, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    table[:, 0] = math.nan
+    table[2, :] = math.inf
+    nodes = torch.tensor([2, 3, U, U + 1, U + 3])
+    assert non_finite_at(ScoreTable(table), graph, nodes, graph).tolist() == [2, U]
+
+
+def test_non_finite_at_flags_a_row_with_a_single_nan_or_infinity():
+    """A node's outputs are non-finite where any entry of its row is (a user's or an item's). Reference: the
+    entries set by hand."""
+    model = MF(6, 5, 4)
+    model.reset_parameters(0)
+    with torch.no_grad():
+        model.user_emb.weight[4, 0] = math.inf
+        model.item_emb.weight[2, 1] = math.nan
+    graph = make_interactions(torch.tensor([[0, 1, 2], [0, 1, 2]]), None, 6, 5)
+    assert non_finite_at(model, graph, torch.arange(11), graph).tolist() == [4, 6 + 2]

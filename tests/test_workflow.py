@@ -22,11 +22,11 @@ import pytest
 import torch
 
 from graphforget.cli import main
-from graphforget.data import EDGE, add_negatives, edge_subgraph, make_interactions, pair_keys
+from graphforget.data import EDGE, add_negatives, edge_subgraph, make_interactions, pair_keys, planted_communities
 from graphforget.runs import FILES, directory_lock, lineage, load_run, publish, request_sha256, sha256_file
 from graphforget.unlearn import IFRUConfig
 from graphforget.workflow import (ForgetStream, build_request, data_files, fit_on_file, forget, load_file,
-                                  raw_to_local, verify_run, with_negatives)
+                                  prepare_split, raw_to_local, verify_run, with_negatives)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--epochs", "3", "--embedding-dim", "8"]
@@ -2119,3 +2119,61 @@ def test_a_replaced_removed_pt_is_refused_by_name(base, tmp_path):
             load_run(run)
         (run / "removed.pt").write_bytes(saved)
         _rehash(run)
+
+
+def test_prepare_split_refuses_a_count_of_negatives_that_is_no_integer():
+    """prepare_split (public, and the bench's DataSource's) checks negatives as fit_on_file does: "1" failed
+    comparing a str with an int, True sampled one negative each."""
+    graph = planted_communities(num_users=20, num_items=15, num_communities=2, interactions_per_user=5, seed=0)
+    for negatives in ("1", None, 1.5, True, -1):
+        with pytest.raises(ValueError, match=re.escape(f"negatives must be an integer >= 0, got {negatives!r}")):
+            prepare_split(graph, None, negatives=negatives)
+
+
+def test_ids_given_as_a_bool_array_or_tensor_are_refused(base):
+    """A bool mask is no list of ids: [True, False] would have forgotten users 1 and 0."""
+    run = load_run(base)
+    for given, message in ((np.array([True, False]), "users must hold integer ids, got a bool ndarray of shape (2,)"),
+                           (torch.tensor([True, False]), "users must hold integer ids, got a torch.bool Tensor of "
+                                                         "shape (2,)"),
+                           (np.array([[True, False]]), "edges must hold integer ids, got a bool ndarray of shape "
+                                                       "(1, 2)")):
+        kind = "edges" if message.startswith("edges") else "users"
+        with pytest.raises(TypeError, match=re.escape(message)):
+            build_request(run, **{kind: given}, local_ids=True)
+
+
+def test_edges_as_a_tensor_or_array_of_other_than_two_dimensions_are_refused_by_shape(base):
+    """Edges as a 1-D tensor or a 3-D array are no [R, 2] table: named by their shape (a 3-D one was read as
+    pairs of pairs)."""
+    run = load_run(base)
+    for given, name in ((torch.tensor([0, 1, 2, 3]), "Tensor of shape (4,)"),
+                        (np.zeros((2, 2, 2), dtype=np.int64), "ndarray of shape (2, 2, 2)")):
+        with pytest.raises(ValueError, match=re.escape(f"edges given as a {name} must be [R, 2], a (user, item) "
+                                                       "pair a row")):
+            build_request(run, edges=given, local_ids=True)
+
+
+def test_prepare_split_binarises_a_test_graph_of_ratings_at_the_threshold():
+    """prepare_split's held-out test graph is binarised as the training graph is (label 1 where rating >= T);
+    ratings without a threshold are refused in it too. Reference: each test pair's rating looked up by raw id."""
+    U, I = 12, 10
+    gen = torch.Generator().manual_seed(0)
+    keys = torch.randperm(U * I, generator=gen)[:80]
+    ratings = torch.randint(1, 6, (80,), generator=gen).float()
+    edges = torch.stack([keys // I, keys % I])
+    graph = make_interactions(edges[:, :60], ratings[:60], U, I)
+    test = make_interactions(edges[:, 60:], ratings[60:], U, I)
+    for part in (graph, test):
+        for node, count in (("user", U), ("item", I)):
+            part[node].raw_id = np.array([f"{node[0]}{k}" for k in range(count)])
+    rating = {(f"u{u}", f"i{i}"): r for (u, i), r in zip(edges[:, 60:].t().tolist(), ratings[60:].tolist())}
+    split = prepare_split(graph, test, threshold=4)
+    users, items = split.train["user"].raw_id, split.train["item"].raw_id
+    store = split.test[EDGE]
+    expected = [float(rating[str(users[u]), str(items[i])] >= 4) for u, i in store.edge_index.t().tolist()]
+    assert len(expected) == 20 and store.edge_label.tolist() == expected and 0 < sum(expected) < 20
+    binary = make_interactions(edges[:, :60], (ratings[:60] >= 4).float(), U, I)  # 0/1 labels: the test's alone
+    binary["user"].raw_id, binary["item"].raw_id = graph["user"].raw_id, graph["item"].raw_id
+    with pytest.raises(ValueError, match=r"the test file holds labels other than 0/1, e\.g\. \[2\.0, 3\.0"):
+        prepare_split(binary, test, source="the test file")
