@@ -479,27 +479,32 @@ def test_a_registered_method_the_bench_cannot_run_is_refused_before_training(tmp
     assert not any(tmp_path.iterdir())
 
 
-SHRINK = """
-import copy
+SHRINK_CONFIG = """
 from dataclasses import dataclass
-import torch
-from graphforget.unlearn import Unlearner, register
 
 @dataclass
 class ShrinkConfig:
     factor: float = 0.9
+"""
+
+SHRINK_METHOD = """
+import copy
+import torch
+from graphforget.unlearn import Unlearner, register
 
 @register
 class Shrink(Unlearner):
-    name, Config = "test-shrink", ShrinkConfig
+    name, Config = "{name}", ShrinkConfig
 
     def _unlearn(self, request, positions, remaining):
         model = copy.deepcopy(self.model)
         with torch.no_grad():
             for parameter in model.parameters():
                 parameter.mul_(self.config.factor)
-        return model, {}
+        return model, {{}}
 """
+
+SHRINK = SHRINK_CONFIG + SHRINK_METHOD.format(name="test-shrink")
 
 
 def test_an_edited_method_of_your_own_computes_new_cells(tmp_path, monkeypatch):
@@ -1582,31 +1587,8 @@ def test_distributed_benchmark_only_refuses_rows_of_another_epoch_count(tmp_path
     assert written["rows"] == {"ifru_lightgcn": {"speedup": 1.5}, "train_mf": {"epochs": 20}}
 
 
-CONFIG_FILE = """
-from dataclasses import dataclass
-
-@dataclass
-class ApartConfig:
-    factor: float = 0.9
-"""
-
-METHOD_FILE = """
-import copy
-import torch
-from graphforget.unlearn import Unlearner, register
-from gf_apart_config import ApartConfig
-
-@register
-class Apart(Unlearner):
-    name, Config = "test-apart", ApartConfig
-
-    def _unlearn(self, request, positions, remaining):
-        model = copy.deepcopy(self.model)
-        with torch.no_grad():
-            for parameter in model.parameters():
-                parameter.mul_(self.config.factor)
-        return model, {}
-"""
+CONFIG_FILE = SHRINK_CONFIG
+METHOD_FILE = "from gf_apart_config import ShrinkConfig\n" + SHRINK_METHOD.format(name="test-apart")
 
 
 def test_a_method_whose_config_lies_in_another_file_is_keyed_by_both_files(tmp_path, monkeypatch):
