@@ -55,7 +55,7 @@ from .models.base import module_on
 from .runs import (Run, directory_lock, enclosing_run, fsync_directory, lineage, load_run, recorded_run, refuse_taken,
                    request_sha256, save_run, sha256_file, utc_now)
 from .train import train
-from .unlearn import METHODS, UnlearningFailed, UnlearnResult, build_unlearner, method_config
+from .unlearn import METHODS, NoValidationWarning, UnlearningFailed, UnlearnResult, build_unlearner, method_config
 from .unlearn.base import EMPTY_INFO, non_finite
 from .unlearn.sisa import SISA
 from .verify import verify_forgetting
@@ -833,9 +833,12 @@ def _unlearn(parent: Run, method: str, config, request: Request, val: HeteroData
         return UnlearnResult(copy.deepcopy(parent.model), parent.graph.clone(), 0.0, dict(EMPTY_INFO), method), 0.0
     dev = torch.device(device)
     objective = recorded_objective(parent.info)
-    val = _usable_val(val)
-    unlearner = METHODS[method](module_on(parent.model, dev), on_device(parent.graph, dev), objective, config,
-                                val=None if val is None else on_device(val, dev))
+    val = _usable_val(val, "; `graphforget verify --retrain` compares the result with a Retrain")
+    with warnings.catch_warnings():
+        if val is None:  # said once, above: a method's own warning of it had followed, advising a val not to be had
+            warnings.simplefilter("ignore", NoValidationWarning)
+        unlearner = METHODS[method](module_on(parent.model, dev), on_device(parent.graph, dev), objective, config,
+                                    val=None if val is None else on_device(val, dev))
     fit_seconds = unlearner.fit().fit_seconds if unlearner.needs_fit else 0.0
     result = unlearner.unlearn(request.edges.to(dev))
     log.info("%s in %.2fs: %s", method, result.seconds, _scalars(result.info))
@@ -850,15 +853,16 @@ def _scalars(info: dict) -> str:
                      if isinstance(value, (bool, int, float, str)) or value is None)
 
 
-def _usable_val(val: HeteroData) -> HeteroData | None:
-    """``val`` where it holds pairs labelled 1 and 0, else ``None`` (no early stopping, no validation check). A request
-    can take every validation pair of a class (the one user who rated low), and every method refused such a ``val``:
-    the request could not be honoured at all."""
+def _usable_val(val: HeteroData, advice: str = "") -> HeteroData | None:
+    """``val`` where it holds pairs labelled 1 and 0, else ``None`` (no early stopping, no validation check), with a
+    warning ending with ``advice``. A request can take every validation pair of a class (the one user who rated low),
+    and every method refused such a ``val``: the request could not be honoured at all."""
     labels = val[EDGE].edge_label
     if bool((labels == 1).any()) and bool((labels == 0).any()):
         return val
-    log.warning("the validation pairs left hold %d pairs of a single class or none: the method runs without "
-                "validation (no early stopping, no validation check)", labels.numel())
+    warnings.warn(f"the validation pairs left hold {labels.numel()} pairs of a single class or none: the method runs "
+                  f"without validation (no early stopping, no validation check){advice}", NoValidationWarning,
+                  stacklevel=3)
     return None
 
 

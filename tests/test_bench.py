@@ -551,6 +551,28 @@ def test_a_method_of_your_own_keys_its_base_classes_and_one_typed_at_a_prompt_ha
     done = subprocess.run([sys.executable, "-c", typed], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout == "False\n", done.stderr
 
+class Warns(Retrain):
+    """A Retrain that says a word of its own at each request (a method's untrusted result, in a bench)."""
+    name = "test-warns"
+
+    def _unlearn(self, request, positions, remaining):
+        warnings.warn("a word of the method's own", RuntimeWarning)
+        return super()._unlearn(request, positions, remaining)
+
+
+def test_a_methods_warning_in_a_bench_names_its_cell():
+    """UnlearnRec's 'not trusted' was printed once per cell (six alike for six cells) naming none of them."""
+    register(Warns)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run_bench("attack", "synthetic", methods=["test-warns"], seeds=2, hparams=TINY)
+    finally:
+        del METHODS["test-warns"]
+    said = sorted(str(w.message) for w in caught if "a word of the method's own" in str(w.message))
+    assert said == [f"attack/synthetic/mf/test-warns/seed{seed} [attack_ratio=0.02]: a word of the method's own"
+                    for seed in (0, 1)]
+
 def test_bad_input_is_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match="unknown protocol"):
         run_bench("poison", "synthetic", out=tmp_path)

@@ -9,6 +9,7 @@ import shutil
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,8 @@ from graphforget.models import load_model, save_model
 from graphforget.presets import Hyperparameters, default_hparams
 from graphforget.protocols.attack import AttackData, prepare_attack_data, run_attack
 from graphforget.train import train
-from graphforget.unlearn import (IFRU, METHODS, IFRUConfig, Retrain, RetrainConfig, SolverConfig, build_unlearner,
-                                 method_config, register)
+from graphforget.unlearn import (IFRU, METHODS, IFRUConfig, Retrain, RetrainConfig, SolverConfig, UntrustedWarning,
+                                 build_unlearner, method_config, register)
 
 TINY = ["--epochs", "3", "--embedding-dim", "8"]
 REPO = Path(__file__).resolve().parents[1]
@@ -273,9 +274,12 @@ def test_unlearn_says_whether_the_method_trusted_its_result(capsys, tmp_path, tr
     assert out.splitlines()[-2].endswith(  # the run's validation pairs: the validation test ran
         f"s, validation AUC {info['original_val_auc']:.4f} -> {info['val_auc']:.4f}  (trusted)")
     # A solve that cannot converge: the result is not trusted, and the line says why.
-    code, out, _ = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "ifru", "--quiet",
-                           "--option", "solver.max_iter=1", "--option", "solver.tol=1e-12",
-                           "--out", str(tmp_path / "no"))
+    with warnings.catch_warnings(record=True) as caught:  # said once, on the line: it was a warning before it too
+        warnings.simplefilter("always")
+        code, out, _ = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "ifru", "--quiet",
+                               "--option", "solver.max_iter=1", "--option", "solver.tol=1e-12",
+                               "--out", str(tmp_path / "no"))
+    assert not [w for w in caught if issubclass(w.category, UntrustedWarning)]
     reason = json.loads((tmp_path / "no" / "metrics.json").read_text())["info"]["reason"]
     assert code == 0 and reason.startswith("the solve did not converge")
     assert out.splitlines()[-2].endswith(f"NOT TRUSTED: {reason}")

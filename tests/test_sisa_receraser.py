@@ -667,9 +667,15 @@ def test_shards_that_learn_nothing_are_reported_once():
         trained = train_shards(models, shards, BCEObjective(l2=1e-2), TrainConfig(epochs=5, lr=0.05), split.val)
     reported = [w for w in caught if "validation" in str(w.message)]
     messages = [str(w.message) for w in reported]
-    assert len(messages) == 1 and messages[0].startswith("3 of 3 shard models show no preference"), messages
+    assert len(messages) == 1 and messages[0].startswith("train_shards: 3 of 3 shard models show no preference")
+    assert messages[0].endswith("fewer shards (num_shards) give each more")  # the option named, and the method:
     assert reported[0].filename == __file__  # attributed to the caller's line, not the library's
     assert all(result.best_val_auc < 0.55 for _, result in trained)
+    with warnings.catch_warnings(record=True) as caught:  # the demo's four lines had named neither
+        warnings.simplefilter("always")
+        SISA(MF(300, 120, 8), split.train, BCEObjective(l2=1e-2), SISAConfig(TrainConfig(epochs=5, lr=0.05),
+                                                                            num_shards=3), val=split.val).fit()
+    assert any(str(w.message).startswith("SISA: 3 of 3 shard models show no preference") for w in caught)
 
 
 def test_l_bfgs_shards_and_aggregator_stopped_above_tol_are_not_warned_of():

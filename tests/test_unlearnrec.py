@@ -15,8 +15,8 @@ from graphforget.metrics import auc_standard_error, evaluate_auc, mi_bf, mi_ng, 
 from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN, Recommender, SimGCL
 from graphforget.objectives import BCEObjective, BPRObjective
 from graphforget.train import TrainConfig, train
-from graphforget.unlearn import (InfluenceEncoder, UnlearningFailed, UnlearnRec, UnlearnRecConfig,
-                                 influence_dependency_matrix)
+from graphforget.unlearn import (InfluenceEncoder, NoValidationWarning, UnlearningFailed, UnlearnRec,
+                                 UnlearnRecConfig, influence_dependency_matrix)
 from graphforget.io import tensors_sha256
 from graphforget.models.propagation import layer_sum
 from graphforget.unlearn.unlearnrec import _preservation_loss
@@ -401,7 +401,8 @@ def test_without_its_validation_test_unlearnrec_says_the_loss_test_judges_alone(
     for given, config in ((None, {}), (val, {"max_val_auc_drop": None})):
         with pytest.warns(RuntimeWarning, match=alone):
             UnlearnRec(model, graph, objective, quick_config(**config), val=given)
-    with pytest.warns(RuntimeWarning, match=r"\(val, max_val_auc_drop\) no acceptance test judges a result: on an "):
+    with pytest.warns(NoValidationWarning, match=r"\(val, max_val_auc_drop\) no acceptance test judges a result "
+                                                 r"\(docs/methods.rst\): compare the result with a Retrain"):
         UnlearnRec(model, graph, objective, quick_config(max_loss_increase=None))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -410,8 +411,8 @@ def test_without_its_validation_test_unlearnrec_says_the_loss_test_judges_alone(
     # trusted without a word
     user = int(val[EDGE].edge_index[0, 1])  # the user of a pair labelled 0
     mine = graph[EDGE].edge_index[0] == user
-    only = make_interactions(torch.cat([graph[EDGE].edge_index[:, mine][:, :1], graph[EDGE].edge_index[:, ~mine][:, :3]],
-                                       1), torch.tensor([0., 1., 1., 1.]), num_users=U, num_items=I)
+    pairs = torch.cat([graph[EDGE].edge_index[:, mine][:, :1], graph[EDGE].edge_index[:, ~mine][:, :3]], 1)
+    only = make_interactions(pairs, torch.tensor([0., 1., 1., 1.]), num_users=U, num_items=I)
     unlearner = UnlearnRec(model, graph, objective, quick_config(max_loss_increase=None), val=only).fit()
     with pytest.warns(RuntimeWarning, match="UnlearnRec: the validation test did not run: the validation pairs whose "
                                             "user and item keep a training edge hold no pair labelled 0 after this"):

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import warnings
 import time
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import torch
 from graphforget.cli import main
 from graphforget.data import EDGE, add_negatives, edge_subgraph, make_interactions, pair_keys, planted_communities
 from graphforget.runs import FILES, directory_lock, lineage, load_run, publish, request_sha256, sha256_file
-from graphforget.unlearn import IFRUConfig
+from graphforget.unlearn import IFRUConfig, NoValidationWarning
 from graphforget.workflow import (ForgetStream, build_request, data_files, fit_on_file, forget, load_file,
                                   prepare_split, raw_to_local, verify_run, with_negatives)
 
@@ -1823,6 +1824,16 @@ def test_a_request_holding_every_validation_pair_of_a_class_is_still_honoured(ca
         assert set(child.val[EDGE].edge_label.tolist()) == {1.0}
     code, _, err = cli(capsys, "verify", "--run", tmp_path / "retrain", "--retrain", "--quiet")
     assert code == 0, err
+    # one warning for the one cause: UnlearnRec's own followed, advising a val that forget cannot pass
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # said again though the forgets above said it
+        code, _, err = cli(capsys, "forget", "--run", tmp_path / "run", "--users", "grumpy", "--method", "unlearnrec",
+                           "--option", "pretrain_epochs=1", "--option", "finetune_epochs=0", "--quiet", "--out",
+                           tmp_path / "unlearnrec")
+    warned = [str(w.message) for w in caught if issubclass(w.category, NoValidationWarning)]
+    assert code == 0 and len(warned) == 1, (err, warned)
+    assert warned[0].endswith("the method runs without validation (no early stopping, no validation check); "
+                              "`graphforget verify --retrain` compares the result with a Retrain")
 
 
 @pytest.mark.filterwarnings("ignore::graphforget.train.NoSignalWarning")  # the ids are the point, not the model

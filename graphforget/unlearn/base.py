@@ -23,7 +23,8 @@ from ..models.base import Recommender, check_precision
 from ..objectives import Objective
 from ..train import AN_OBJECTIVE, TrainConfig, check_labels_train, check_optimizer, check_val
 
-__all__ = ["Unlearner", "UnlearnResult", "UnlearningFailed", "NotFittedError", "NoOptions"]
+__all__ = ["Unlearner", "UnlearnResult", "UnlearningFailed", "NoValidationWarning", "UntrustedWarning",
+           "NotFittedError", "NoOptions"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,14 @@ class NoOptions:
 
 class UnlearningFailed(RuntimeError):
     """A method could not produce a result it trusts, and its policy is to raise (see ``info["reason"]``)."""
+
+
+class NoValidationWarning(RuntimeWarning):
+    """A method runs without validation pairs, so no acceptance test of its own sees the ranking."""
+
+
+class UntrustedWarning(RuntimeWarning):
+    """A method's result failed its acceptance test (``info["trusted"]`` is ``False``; ``info["reason"]`` says why)."""
 
 
 @dataclass

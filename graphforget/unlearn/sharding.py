@@ -356,8 +356,10 @@ class ShardedRecommender(Recommender):
 
 def train_shards(models: Sequence[Recommender], graphs: Sequence[HeteroData], objective: Objective,
                  config: TrainConfig | None = None, val: HeteroData | None = None,
-                 seeds: Sequence[int] | None = None) -> list[tuple[Recommender, TrainResult]]:
-    """Trains a fresh copy of ``models[j]`` (re-initialised with ``seeds[j]``) on ``graphs[j]``, for each j.
+                 seeds: Sequence[int] | None = None, who: str = "train_shards"
+                 ) -> list[tuple[Recommender, TrainResult]]:
+    """Trains a fresh copy of ``models[j]`` (re-initialised with ``seeds[j]``) on ``graphs[j]``, for each j;
+    ``who`` (the method) starts the warning about shard models that learnt nothing.
 
     In a ``torch.distributed`` process group the jobs are shared round robin between the ranks
     (:func:`~graphforget.distributed.run_jobs`) and every rank receives every trained model (the ranks must pass
@@ -389,7 +391,7 @@ def train_shards(models: Sequence[Recommender], graphs: Sequence[HeteroData], ob
     for model, (state, result) in zip(copies, states):
         model.load_state_dict(state)
         out.append((model, result))
-    _warn_of_shards_at_chance([result for _, result in out], val)
+    _warn_of_shards_at_chance([result for _, result in out], val, who)
     return out
 
 
@@ -406,14 +408,14 @@ def _check_jobs(models, graphs, seeds) -> list[int]:
     return seeds
 
 
-def _warn_of_shards_at_chance(results: list[TrainResult], val: HeteroData | None) -> None:
+def _warn_of_shards_at_chance(results: list[TrainResult], val: HeteroData | None, who: str) -> None:
     """One warning for the shard models whose best validation AUC is under :func:`~graphforget.train.chance_level`."""
     level = None if val is None else chance_level(val)
     flat = sorted(r.best_val_auc for r in results if level is not None and r.best_val_auc < level)
     if flat:
-        warn_caller(f"{len(flat)} of {len(results)} shard models show no preference on validation (best AUC "
+        warn_caller(f"{who}: {len(flat)} of {len(results)} shard models show no preference on validation (best AUC "
                     f"{flat[0]:.3f}-{flat[-1]:.3f}, under {level:.3f}): each shard holds too little data to learn "
-                    "from; fewer shards give each more", NoSignalWarning)
+                    "from; fewer shards (num_shards) give each more", NoSignalWarning)
 
 
 def attention_needs_width(model) -> str:

@@ -256,7 +256,7 @@ class SISA(Unlearner):
         self._check_trainable(dict(enumerate(graphs)),
                               f"use fewer shards ({type(cfg).__name__}.num_shards, now {self.num_shards})")
         trained = train_shards([self.template] * self.num_shards, graphs, self.shard_objective, cfg.train, self.val,
-                               [wrapped_seed(cfg.seed + s) for s in range(self.num_shards)])
+                               [wrapped_seed(cfg.seed + s) for s in range(self.num_shards)], type(self).__name__)
         self._check_attention_fits(trained[0][0])  # what the shards learnt: a bias the template held at 0
         ensemble = ShardedRecommender([model for model, _ in trained], shard_of, edge_index, self._aggregation())
         info = {**self.fit_info, "shard_sizes": sizes.tolist(), "shard_epochs": [r.epochs for _, r in trained],
@@ -345,7 +345,7 @@ class SISA(Unlearner):
                              "or Retrain")
         self._check_trainable({s: graphs[s] for s in touched}, "fit() again with fewer shards (num_shards), or Retrain")
         trained = train_shards([old.shards[s] for s in touched], [graphs[s] for s in touched], self.shard_objective,
-                               cfg.train, self.val, [wrapped_seed(cfg.seed + s) for s in touched])
+                               cfg.train, self.val, [wrapped_seed(cfg.seed + s) for s in touched], type(self).__name__)
         for s, (model, _) in enumerate(trained):
             ensemble.shards[touched[s]] = model
         self._record_data(ensemble, remaining)

@@ -58,8 +58,8 @@ from ..models.sgl import info_nce
 from ..objectives import Objective
 from ..train import seeded_global_rng
 from ..verify import _scoring
-from .base import (NotFittedError, Unlearner, UnlearningFailed, embeddings_of, non_finite, refuse_no_remaining_edge,
-                   warn_caller)
+from .base import (NotFittedError, NoValidationWarning, Unlearner, UnlearningFailed, UntrustedWarning, embeddings_of,
+                   non_finite, refuse_no_remaining_edge, warn_caller)
 from .registry import register
 
 __all__ = ["UnlearnRec", "UnlearnRecConfig", "InfluenceEncoder", "influence_dependency_matrix"]
@@ -440,10 +440,8 @@ class UnlearnRec(Unlearner):
         if self.val is None or self.config.max_val_auc_drop is None:
             judge = ("no acceptance test judges a result" if self.config.max_loss_increase is None else
                      "only the loss test (max_loss_increase) judges a result, and it does not see the ranking")
-            warn_caller(f"UnlearnRec: without its validation test (val, max_val_auc_drop) {judge}: on an "
-                        "early-stopped SimGCL (ML-100K, BPR, no L2) a one-user deletion passed the loss test (mean "
-                        "loss 0.6917 to 0.6921) while Recall@20 fell from 0.152 to 0.098 (Retrain: 0.149); pass val, "
-                        "or compare with a Retrain")
+            warn_caller(f"UnlearnRec: without its validation test (val, max_val_auc_drop) {judge} (docs/methods.rst): "
+                        "compare the result with a Retrain (graphforget verify --retrain)", NoValidationWarning)
 
     def _untouched(self) -> dict[str, list[str]]:
         """What the update leaves as trained: the trainable parameters beside the layer-0 tables (a custom GNN's
@@ -776,7 +774,7 @@ class UnlearnRec(Unlearner):
                 "finetune_epochs": cfg.finetune_epochs, "history": history, **self.untouched,
                 **self._acceptance(model, remaining)}
         if info.get("trusted") is False:
-            warn_caller(f"UnlearnRec's result is not trusted: {info['reason']}")
+            warn_caller(f"UnlearnRec's result is not trusted: {info['reason']}", UntrustedWarning)
         return model, info
 
     def _acceptance(self, model: nn.Module, remaining: HeteroData) -> dict:

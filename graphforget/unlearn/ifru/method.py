@@ -22,7 +22,8 @@ from ...influence import (AndersonMixing, ContrastiveTerm, DotProductOperator, G
 from ...influence.hvp import nodes_graph
 from ...models.base import running_statistics
 from ...objectives import Objective
-from ..base import Unlearner, UnlearningFailed, non_finite_at, refuse_no_remaining_edge, warn_caller
+from ..base import (Unlearner, UnlearningFailed, UntrustedWarning, non_finite_at, refuse_no_remaining_edge,
+                    warn_caller)
 from ..registry import register
 from .config import IFRUConfig
 from .ladder import DAMPING_GROWTH, RETRY_DAMPING, Ladder, fresh_draw_failure, held, mean_diagonal, shifted
@@ -611,7 +612,7 @@ class IFRU(Unlearner):
             raise UnlearningFailed(f"{type(self).__name__}: {reason}")
         applied = policy == "apply" and candidate is not None
         outcome = "the step was applied anyway" if applied else "the model is returned unchanged"
-        warn_caller(f"{type(self).__name__}: {reason}; {outcome} (info['trusted'] is False)")
+        warn_caller(f"{type(self).__name__}: {reason}; {outcome} (info['trusted'] is False)", UntrustedWarning)
         return candidate if applied else unchanged
 
     def _newton_plan(self, target: TiltedObjective, ratio: float, gradient_norm: float) -> NewtonPlan:
