@@ -898,7 +898,8 @@ def _say_untrusted(runs: list[str]) -> None:
     """One line for each run of a lineage whose request was published untrusted."""
     for untrusted in runs:
         print(f"NOT TRUSTED: the request of {untrusted} was published untrusted (--allow-untrusted): its edges are "
-              "gone from the data, but its model may still hold them; forget them again from the run before it")
+              "gone from the data, but its model may still hold them; forget them again from the run before it, or "
+              "forget the next request with --method retrain")
 
 
 def cmd_verify(args) -> int:

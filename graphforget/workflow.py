@@ -19,8 +19,9 @@ the lineage's record does: ``removed.pt`` lists every removed (user, item) pair 
 :func:`verify_run` tests and what refuses a repeated request, and every descendant run carries them. Serve
 a run's ``model.pt``; where the deletion must reach the record too, keep the run directories apart from
 what you serve and delete them once verified. A request published untrusted (``allow_untrusted``) removed its
-edges from the data but not necessarily from the model: :func:`verify_run` lists it, and a second
-``forget`` of the same ids from that lineage is refused, so forget them again from the run before it.
+edges from the data but not necessarily from the model: :func:`verify_run` lists it (until a Retrain from scratch
+later in the lineage, which learnt from none of the removed edges), and a second ``forget`` of the same ids from that
+lineage is refused, so forget them again from the run before it, or forget the next request with Retrain.
 """
 from __future__ import annotations
 
@@ -575,8 +576,15 @@ def _forgotten_by(run: Run) -> str:
 
 def untrusted_requests(run: Run) -> list[dict]:
     """The audit lines of the lineage's requests published untrusted (``allow_untrusted``): their edges are gone
-    from the data, but the model may still hold what it learnt from them."""
-    return [line for line in run.audit if line.get("trusted") is False]
+    from the data, but the model may still hold what it learnt from them. A Retrain from scratch later in the lineage
+    learnt from none of them: the requests before it are not listed (verify --strict had failed for good)."""
+    fresh = [k for k, line in enumerate(run.audit) if _retrained_from_scratch(line)]
+    return [line for line in run.audit[fresh[-1] + 1 if fresh else 0:] if line.get("trusted") is False]
+
+
+def _retrained_from_scratch(line: dict) -> bool:
+    method = line.get("method") or {}
+    return method.get("name") == "retrain" and not (method.get("config") or {}).get("warm_start", False)
 
 
 def _untrusted_note(run: Run) -> str:
@@ -790,7 +798,7 @@ class ForgetResult:
             or impossible (``audit["verification_error"]`` says why).
         audit: the audit line written for this request.
         untrusted_before: the runs of the lineage before it whose request was published untrusted
-            (:func:`untrusted_requests`).
+            (:func:`untrusted_requests`; none after a Retrain from scratch, which learnt from none of them).
     """
     path: Path
     request: Request
@@ -1006,7 +1014,8 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
         written.update(audit(sums))
         return written
     path = save_run(out, info, model, graph, val, test, removed, parent.audit, remember)
-    return ForgetResult(path, request, result, report, written, [line["run"] for line in untrusted_requests(parent)])
+    untrusted = [] if _retrained_from_scratch(written) else [line["run"] for line in untrusted_requests(parent)]
+    return ForgetResult(path, request, result, report, written, untrusted)
 
 
 def _parent_and_request(run: str | os.PathLike | Run, **given) -> tuple[Run, Request]:

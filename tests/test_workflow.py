@@ -1002,6 +1002,15 @@ def test_untrusted_or_non_finite_results_are_not_published(capsys, base, tmp_pat
     code, out, _ = cli(capsys, "forget", "--run", tmp_path / "n", "--users", "u6", "--method", "scif", "--quiet",
                        "--out", tmp_path / "child")
     assert code == 0 and "(trusted)" in out and f"NOT TRUSTED: the request of {tmp_path / 'n'} was published" in out
+    # A Retrain from scratch learns from none of the lineage's removed edges: the gate clears (it failed for good)
+    code, out, _ = cli(capsys, "forget", "--run", tmp_path / "child", "--users", "u7", "--method", "retrain",
+                       "--quiet", "--out", tmp_path / "fresh")
+    assert code == 0 and "NOT TRUSTED" not in out
+    assert verify_run(tmp_path / "fresh")["untrusted_requests"] == []
+    assert main(["--threads", "1", "verify", "--run", str(tmp_path / "fresh"), "--quiet", "--strict"]) == 0
+    code, out, _ = cli(capsys, "forget", "--run", tmp_path / "child", "--users", "u7", "--method", "retrain", "--option",
+                       "warm_start=true", "--quiet", "--out", tmp_path / "warm")  # from the trained parameters: not so
+    assert code == 0 and f"NOT TRUSTED: the request of {tmp_path / 'n'} was published" in out
 
     def broken(*args):
         result, seconds = real(*args)
