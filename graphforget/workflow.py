@@ -1000,9 +1000,7 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
     result, fit_seconds = _unlearn(parent, method, config, request, val, device)
     _check_result(parent, request, result, method, allow_untrusted)
     report, error = _verification(result, parent, request, seed) if verify else (None, "not requested")
-    model, graph = result.model.cpu(), result.graph.cpu()
-    for node in ("user", "item"):  # the node set never changes: the parent's raw ids, whatever the method kept
-        graph[node].raw_id = parent.graph[node].raw_id
+    model, graph = _published_result(result, parent)
     removed = _removed(parent, request)
     metrics = _forget_metrics(result, report, fit_seconds, model, graph, val, test, parent)
     info = _forget_info(parent, out, request, _method_record(method, options, seed, config, request), metrics,
@@ -1014,8 +1012,21 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
         written.update(audit(sums))
         return written
     path = save_run(out, info, model, graph, val, test, removed, parent.audit, remember)
-    untrusted = [] if _retrained_from_scratch(written) else [line["run"] for line in untrusted_requests(parent)]
-    return ForgetResult(path, request, result, report, written, untrusted)
+    return ForgetResult(path, request, result, report, written, _untrusted_before(parent, written))
+
+
+def _published_result(result, parent: Run) -> tuple[torch.nn.Module, HeteroData]:
+    """The result's model and graph on the CPU, the graph with the parent's raw ids (the node set never changes,
+    whatever the method kept)."""
+    model, graph = result.model.cpu(), result.graph.cpu()
+    for node in ("user", "item"):
+        graph[node].raw_id = parent.graph[node].raw_id
+    return model, graph
+
+
+def _untrusted_before(parent: Run, written: dict) -> list[str]:
+    """The runs before ``written``'s whose request was published untrusted; none after a Retrain from scratch."""
+    return [] if _retrained_from_scratch(written) else [line["run"] for line in untrusted_requests(parent)]
 
 
 def _parent_and_request(run: str | os.PathLike | Run, **given) -> tuple[Run, Request]:

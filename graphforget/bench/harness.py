@@ -21,7 +21,7 @@ from ..unlearn import METHODS, NotFittedError, UnlearningFailed, method_config
 from .cache import Cell, CellCache
 from .data import DataSource
 from .protocols import PROTOCOLS
-from .setting import BENCH_METHODS, MethodUnsupported, Setting, Workspace, _naming_warnings, resolve_method
+from .setting import BENCH_METHODS, MethodUnsupported, Setting, Workspace, naming_warnings, resolve_method
 from .stats import mean_interval
 
 __all__ = ["BenchResult", "run_bench", "bench_hparams", "plan_cells", "aggregate", "parse_params", "DEFAULT_METHODS",
@@ -164,7 +164,7 @@ def _compute(cell: Cell, workspace: Workspace, hparams, source: DataSource, devi
     key, make = _setting_of(cell, hparams, source, device)
     setting = workspace.get(key, make)
     try:  # its warnings name the cell: six alike, of six cells, had named none
-        with _naming_warnings(cell.label()):
+        with naming_warnings(cell.label()):
             return PROTOCOLS[cell.protocol].run(setting, cell.method, cell.params["options"], cell.params["protocol"],
                                                 progress)
     except (UnlearningFailed, NotFittedError, MethodUnsupported) as error:

@@ -108,7 +108,7 @@ class Setting:
         """A model trained on ``graph`` from the run's seeded initialisation, and its training's result; its warnings
         name ``what`` it is."""
         model = self.hparams.build_model(num_users(graph), num_items(graph), self.seed).to(self.device)
-        with _naming_warnings(f"{what} of seed {self.seed}"):
+        with naming_warnings(f"{what} of seed {self.seed}"):
             fit = train(model, graph, self.objective, self.config, self.val)
         return model.eval(), fit
 
@@ -135,7 +135,7 @@ class Setting:
         if key not in self.references:
             retrain = build_unlearner("retrain", self.original, self.train_graph, self.objective, train=self.config,
                                       seed=self.seed, val=self.val)
-            with _naming_warnings(f"the Retrain of seed {self.seed} without {removed.size(1)} removed edges"):
+            with naming_warnings(f"the Retrain of seed {self.seed} without {removed.size(1)} removed edges"):
                 self.references[key] = retrain.unlearn(removed)
             self.references[key].model.eval()
         return self.references[key]
@@ -170,7 +170,7 @@ class Setting:
 
 
 @contextlib.contextmanager
-def _naming_warnings(what: str):
+def naming_warnings(what: str):
     """The block's warnings, each again with ``what`` it speaks of: in a bench run, where a setting trains its models
     for the first cell that needs them, a training's warning named neither the model nor the seed."""
     with warnings.catch_warnings(record=True) as caught:
