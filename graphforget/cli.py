@@ -672,6 +672,9 @@ def _plain_math(tex: str) -> str:
     """A :math: formula in Unicode: ``\\hat\\theta`` -> θ̂, ``\\mathbf{H}^{(0)}`` -> H^(0), ``^2`` -> ²."""
     tex = re.sub(r"\\(?:mathbf|mathcal|boldsymbol)\s*", "", tex)
     tex = re.sub(r"\\hat\s*(\\[A-Za-z]+|\w)", lambda match: match.group(1) + "\u0302", tex)
+    # a delimiter hugs what it encloses, as TeX reads no space after a control word: "\lVert g\rVert" is ‖g‖
+    tex = re.sub(r"\\(langle|lVert)\s*", lambda match: _TEX[match.group(1)], tex)
+    tex = re.sub(r"\s*\\(rangle|rVert)", lambda match: _TEX[match.group(1)], tex)
     tex = re.sub(r"\\([A-Za-z]+|,)", lambda match: _TEX.get(match.group(1), match.group(1)), tex)
     return tex.replace("^ᵀ", "ᵀ").replace("^2", "²").replace("{", "").replace("}", "")
 

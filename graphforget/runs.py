@@ -82,8 +82,9 @@ class Run:
         removed: ``[2, R]`` every edge removed in this lineage (local ids).
         removed_label: ``[R]`` their labels; ``removed_observed`` ``[R]`` whether they were interactions.
         audit: the lines of ``audit.jsonl``, oldest first.
-        pending: the numbers of a stream's requests, accepted and not yet applied, that this data already counts
-            as removed (a :class:`~graphforget.workflow.ForgetStream`'s projection); empty for a run on disk.
+        pending: the numbers of a stream's requests, accepted and not yet applied, that a refusal names as having
+            removed what this data lacks (a :class:`~graphforget.workflow.ForgetStream`'s projection names the last
+            one it applied); empty for a run on disk.
         loaded_sha256: the sha256 of the model's state and the training graph as :func:`load_run` read them
             (:meth:`as_loaded`).
     """

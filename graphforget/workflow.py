@@ -35,7 +35,7 @@ import re
 import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -570,7 +570,7 @@ def _forgotten_by(run: Run) -> str:
     """Where a removal is recorded: the lineage's audit log, and a stream's requests still pending."""
     where = f"in this lineage (see {run.path}/audit.jsonl"
     if run.pending:
-        where += f", or pending in the stream: requests {', '.join(map(str, run.pending))}"
+        where += f", or pending in the stream: request{'s' * (len(run.pending) > 1)} {', '.join(map(str, run.pending))}"
     return where + ")"
 
 
@@ -1422,16 +1422,13 @@ class ForgetStream:
         kind, values = _request_values(users, items, edges)
         users, items, edges = (values if name == kind else None for name in ("users", "items", "edges"))
         with self._journal_lock():
-            run, waiting = self._projected()
             given = {"users": users, "items": items, "edges": edges, "local_ids": local_ids}
-            try:
-                _checked_request(run, **given)
-            except ValueError as error:
-                # named there already, or refused without them too (an unknown id owes nothing to them)
-                if not waiting or "pending in the stream" in str(error) or not _accepted(self.current, given):
-                    raise
-                raise ValueError(f"{error} (counting the requests accepted before it and not yet applied: "
-                                 f"{', '.join(map(str, waiting))})") from None
+            run = self.current
+            for _, run in self._projections():
+                pass
+            if _refusal(run, given) is not None:
+                _checked_request(self.current, **given)  # refused without the pending requests too: said so
+                raise self._refusal_owed_to_pending(given)
             request = {"users": _jsonable_ids(users), "items": _jsonable_ids(items),
                        "edges": None if edges is None else [[_plain_id(u), _plain_id(i)] for u, i in edges],
                        "local_ids": local_ids}
@@ -1439,10 +1436,10 @@ class ForgetStream:
             self._append({"seq": seq, "time": utc_now(), "request": request})
         return seq
 
-    def _projected(self) -> tuple[Run, list[int]]:
-        """The current run's data as the pending requests will leave it (the model as it is: no check reads it),
-        and those requests' numbers. A pending request that will be refused is left out, as it removes nothing."""
-        run, pending, waiting = self.current, set(self.pending()), []
+    def _projections(self) -> Iterator[tuple[int, Run]]:
+        """The current run's data as each pending request in turn will leave it (the model as it is: no check reads
+        it), after that request's number. A pending request that will be refused is left out: it removes nothing."""
+        run, pending = self.current, set(self.pending())
         for entry in self.requests():
             if entry["seq"] not in pending:
                 continue
@@ -1450,9 +1447,19 @@ class ForgetStream:
                 request = _checked_request(run, **_journaled(entry))
             except ValueError:
                 continue
-            waiting.append(entry["seq"])
-            run = replace(_without_request(run, request), pending=list(waiting))
-        return run, waiting
+            run = _without_request(run, request)
+            yield entry["seq"], run
+
+    def _refusal_owed_to_pending(self, given: dict) -> ValueError:
+        """The refusal of a request that the current run accepts, naming the pending request after which it is
+        refused (the message had listed every pending request: the user could not tell which one held the id)."""
+        for seq, run in self._projections():
+            refusal = _refusal(replace(run, pending=[seq]), given)
+            if refusal is not None:
+                break
+        if "pending in the stream" in str(refusal):
+            return refusal
+        return ValueError(f"{refusal} (counting request {seq}, accepted before it and not yet applied)")
 
     def _next_seq(self) -> int:
         """The number after every journaled one and every run directory: a power loss can drop a journal line not
@@ -1543,13 +1550,13 @@ def _journaled(entry: dict) -> dict:
     return {key: value for key, value in entry["request"].items() if value is not None}
 
 
-def _accepted(run: Run, given: dict) -> bool:
-    """Whether ``run`` accepts the request ``given`` (:func:`_checked_request`)."""
+def _refusal(run: Run, given: dict) -> ValueError | None:
+    """Why ``run`` refuses the request ``given`` (:func:`_checked_request`), or None where it accepts it."""
     try:
         _checked_request(run, **given)
-    except ValueError:
-        return False
-    return True
+    except ValueError as error:
+        return error
+    return None
 
 
 def _without_request(run: Run, request: Request) -> Run:

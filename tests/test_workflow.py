@@ -736,7 +736,7 @@ def test_a_stream_checks_a_request_against_the_pending_ones(base, tmp_path):
     item = str(run.graph["item"].raw_id[int(run.graph[EDGE].edge_index[1, 0])])
     assert stream.submit(users=[raw_user]) == 1
     with pytest.raises(ValueError, match=r"1 of the requested edges were already forgotten .*or pending in the "
-                                         r"stream: requests 1\)"):
+                                         r"stream: request 1\)"):
         stream.submit(edges=[[raw_user, item]])
     assert stream.submit(items=[item]) == 2  # the item keeps other users' edges once the user is gone
     held = [[str(run.graph[node].raw_id[k]) for node, k in zip(("user", "item"), pair)]
@@ -770,7 +770,7 @@ def test_a_stream_keeps_its_options_as_created_and_names_pending_requests_only_w
         stream.submit(users=["nobody"])
     held = [[str(run.graph[node].raw_id[k]) for node, k in zip(("user", "item"), pair)]
             for pair in _observed(run.val, 50) if pair[0] == int(raw_to_local(run.graph["user"].raw_id, users[1:2])[0])]
-    with pytest.raises(ValueError, match=r"\(counting the requests accepted before it and not yet applied: 2\)$"):
+    with pytest.raises(ValueError, match=r"\(counting request 2, accepted before it and not yet applied\)$"):
         stream.submit(edges=held[:1])  # the user's held-out pair, which request 2 drops
 
 
@@ -1242,13 +1242,14 @@ def test_stream_survives_a_crash_between_journal_and_publish(base, tmp_path, mon
 
 def test_a_pending_duplicate_names_the_pending_request(base, tmp_path):
     """A request repeating a pending one was said to be forgotten in the base's audit log, which holds no such
-    line: the message names the pending request."""
+    line: the message names the pending request, that one alone (it listed every pending request: 1, 2, 3)."""
     stream = ForgetStream(tmp_path / "s", base, method="scif")
-    stream.submit(users=["u1"])
-    stream.submit(users=["u2"])
-    with pytest.raises(ValueError) as refused:
-        stream.submit(users=["u1"])
-    assert "or pending in the stream: requests 1, 2)" in str(refused.value)
+    for user in ("u1", "u2", "u3"):
+        stream.submit(users=[user])
+    for user, seq in (("u1", 1), ("u2", 2), ("u3", 3)):
+        with pytest.raises(ValueError) as refused:
+            stream.submit(users=[user, "u4"])
+        assert f"or pending in the stream: request {seq}): {user}" in str(refused.value)
     stream.process()
     with pytest.raises(ValueError) as refused:
         stream.submit(users=["u1"])
@@ -1259,7 +1260,7 @@ def test_a_pending_duplicate_names_the_pending_request(base, tmp_path):
 def test_stream_journal_cuts_a_torn_line_and_refuses_stale_requests(base, tmp_path):
     stream = ForgetStream(tmp_path / "s", base, method="scif")
     stream.submit(users=["u1"])
-    with pytest.raises(ValueError, match=r"users already forgotten .*or pending in the stream: requests 1\): u1$"):
+    with pytest.raises(ValueError, match=r"users already forgotten .*or pending in the stream: request 1\): u1$"):
         stream.submit(users=["u1", "u2"])  # was accepted, then refused whole when applied: u2 was never forgotten
     with stream._journal_lock():  # a submit that read the journal before a process() published request 1
         stream._append({"seq": 2, "time": "t", "request": {"users": ["u1"], "items": None, "edges": None,
@@ -1526,7 +1527,7 @@ def test_a_damaged_run_stops_the_stream_and_a_string_is_no_list_of_ids(base, tmp
                           (lambda: stream.submit(users=[]), "the request lists no users")):
         with pytest.raises(ValueError, match=f"^{message}$"):
             call()
-    with pytest.raises(ValueError, match=r"pending in the stream: requests 2\): u2$"):  # named once
+    with pytest.raises(ValueError, match=r"pending in the stream: request 2\): u2$"):  # named once
         stream.submit(users=["u2"])
     heldout = stream.current_path() / "heldout.pt"
     intact = heldout.read_bytes()
