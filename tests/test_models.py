@@ -1,6 +1,7 @@
 """graphforget.models: LightGCN against the dense formula of the paper, MF, score_all, checkpoints."""
 from __future__ import annotations
 
+import copy
 import math
 import re
 from collections import deque
@@ -245,6 +246,26 @@ def test_score_all_equals_forward(graph, make):
         assert torch.allclose(model.score_all(graph), forward, atol=1e-6)
         users = torch.tensor([7, 2, 2])
         assert torch.allclose(model.score_all(graph, users), forward[users], atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("name", ["lightgcn", "sgl", "simgcl"])
+def test_a_half_precision_model_scores_as_its_float32_model(graph, name, dtype):
+    """A float16 or bfloat16 LightGCN failed to score on the CPU inside torch's sparse kernel ("not implemented for
+    'Half'"); it propagates in float32 there and scores in its own dtype, to that dtype's precision, with a
+    gradient (the dense formula of the paper checks the float32 model above)."""
+    torch.manual_seed(0)
+    half = build_model(name, num_users=9, num_items=8, embedding_dim=4).to(dtype)
+    with torch.no_grad():
+        half.user_emb.weight.mul_(40)  # scores up to about 10
+        expected = copy.deepcopy(half).float().score_all(graph)  # the same rounded values, in float32
+    scores = half.score_all(graph)
+    assert scores.dtype == dtype
+    # each layer's rows rounded to the dtype, and the dot products' sums: under 2 units in the last place of the
+    # largest score (measured: 0.5 to 0.8 of one)
+    torch.testing.assert_close(scores.float(), expected, rtol=0, atol=2 * torch.finfo(dtype).eps * expected.abs().max())
+    half(graph, all_pairs(9, 8)).sum().backward()
+    assert half.user_emb.weight.grad.dtype == dtype and bool(half.user_emb.weight.grad.abs().sum() > 0)
 
 
 @pytest.mark.parametrize("make", [lambda: MF(9, 8, 4), lambda: LightGCN(9, 8, 4, num_layers=2)])

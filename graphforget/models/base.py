@@ -66,8 +66,7 @@ def check_edge_label_index(edge_label_index: Tensor, num_users: int, num_items: 
 
 def check_precision(model: nn.Module, who: str, remedy: str) -> None:
     """Half precision (about 3 significant digits) carries neither the curvature solves nor Adam's ``eps`` (1e-8
-    rounds to 0 in float16: every step is NaN), and torch's sparse kernels refuse it deep inside on the CPU: the
-    caller is told here, with the remedy.
+    rounds to 0 in float16: every step is NaN): the caller is told here, with the remedy. Scoring works in it.
 
     Raises:
         ValueError: ``"{who} needs float32 or float64 parameters, got ...: {remedy} a model.float() copy ..."``.

@@ -24,7 +24,7 @@ class _SymmetricSpmm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, adj: Tensor, x: Tensor) -> Tensor:
         ctx.adj = adj
-        return torch.sparse.mm(adj, x)
+        return _sparse_mm(adj, x)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -35,7 +35,15 @@ def symmetric_spmm(adj: Tensor, x: Tensor) -> Tensor:
     """``adj @ x`` for a symmetric sparse ``adj`` (see :class:`_SymmetricSpmm`); torch's own product when ``adj``
     requires a gradient (edge weights being learnt), whose backward reaches it (ours returns none for it): first
     derivatives in the weights only (torch's CSR backward has no second)."""
-    return torch.sparse.mm(adj, x) if adj.requires_grad else _SymmetricSpmm.apply(adj, x)
+    return _sparse_mm(adj, x) if adj.requires_grad else _SymmetricSpmm.apply(adj, x)
+
+
+def _sparse_mm(adj: Tensor, x: Tensor) -> Tensor:
+    """``torch.sparse.mm``, in float32 for half precision on the CPU, where torch's sparse kernels have none (a
+    float16 or bfloat16 LightGCN failed there to score, "not implemented for 'Half'")."""
+    if x.device.type == "cpu" and x.dtype in (torch.float16, torch.bfloat16):
+        return torch.sparse.mm(adj.to(torch.float32), x.to(torch.float32)).to(x.dtype)
+    return torch.sparse.mm(adj, x)
 
 
 def layer_sum(adjacency: Tensor, x: Tensor, num_layers: int) -> Tensor:
