@@ -179,7 +179,8 @@ def _all_item_scores(model, graph: HeteroData) -> Callable[[Tensor], Tensor]:
     by another function than the dot product of its embeddings, a mean-aggregated shard ensemble)."""
     if getattr(model, "scores_by_dot_product", False):
         user, item = (finite_scores(table) for table in model.embed(graph))
-        return lambda users: user[users] @ item.t()
+        # the products too: finite rows of 1e20 overflow to inf and NaN (they were ranked)
+        return lambda users: finite_scores(user[users] @ item.t())
     return lambda users: finite_scores(_score_rows(model.score_all(graph, users), users.numel(), num_items(graph)))
 
 

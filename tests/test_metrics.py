@@ -328,6 +328,14 @@ def test_metrics_refuse_what_they_cannot_score_or_rank_by_name():
         recall_ndcg_at_k(broken, graph, graph)
     with pytest.raises(ValueError, match="NaN or infinite values"):
         mean_probability(broken, graph, torch.tensor([[1], [0]]))
+    overflowing = copy.deepcopy(model)  # finite rows, as a diverged Adam leaves them: their products overflow
+    with torch.no_grad():
+        overflowing.user_emb.weight[0] = 1e20
+        overflowing.item_emb.weight[0] = torch.tensor([1e20, -1e20])
+    for metric in (evaluate_auc, recall_ndcg_at_k):  # Recall@K had ranked the infinities and the NaN
+        with pytest.raises(ValueError, match="the model's scores hold 1 NaN or infinite values: its parameters are "
+                                             r"non-finite or too large \(a diverged training\?\)"):
+            metric(overflowing, graph, graph)
     for edges, message in [(torch.tensor([[0, 1], [1, 2], [3, 3]]), r"\[2, T\] .* got \[3, 2\]"),
                            (torch.tensor([0, 1]), r"got \[2\]"), (torch.zeros(2, 0, dtype=torch.long), r"got \[2, 0\]"),
                            (torch.tensor([[0.], [1.]]), "got dtype torch.float32")]:

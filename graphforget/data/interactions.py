@@ -211,7 +211,7 @@ def finite_scores(scores: Tensor) -> Tensor:
     argmin would place them first without a word."""
     if not bool(torch.isfinite(scores).all()):
         raise ValueError(f"the model's scores hold {int((~torch.isfinite(scores)).sum())} NaN or infinite values: "
-                         f"its parameters are non-finite (a diverged training?)")
+                         f"its parameters are non-finite or too large (a diverged training?)")
     return scores
 
 
