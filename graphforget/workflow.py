@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import itertools
 import json
 import logging
 import numbers
@@ -583,6 +584,7 @@ def untrusted_requests(run: Run) -> list[dict]:
 
 
 def _retrained_from_scratch(line: dict) -> bool:
+    """Whether an audit line, or a run's ``run.json``, records a Retrain that did not start from the parent."""
     method = line.get("method") or {}
     return method.get("name") == "retrain" and not (method.get("config") or {}).get("warm_start", False)
 
@@ -1172,8 +1174,8 @@ class ForgetStream:
     the directory, and appends to the journal take one on it.
 
     The policy: the configured ``method`` is used, except that a request is applied by Retrain (from
-    scratch, on everything that remains) when ``retrain_every`` approximate requests were applied since the
-    base or the last Retrain, or when the drift (edges removed by approximate methods since then, over the
+    scratch, on everything that remains) when ``retrain_every`` approximate requests (a warm-started Retrain is
+    one) were applied since the base or the last Retrain from scratch, or when the drift (edges removed by approximate methods since then, over the
     training edges at that point) reached ``max_drift``, or when the method does not trust its result.
 
     Args:
@@ -1378,14 +1380,14 @@ class ForgetStream:
         return self._current
 
     def drift(self) -> tuple[int, float]:
-        """``(requests, drift)`` since the base or the last Retrain: approximate requests applied, and the
-        edges they removed over the training edges at that point."""
+        """``(requests, drift)`` since the base or the last Retrain from scratch: approximate requests applied (a
+        warm-started Retrain among them), and the edges they removed over the training edges at that point."""
         anchor, count, edges = self.config.get("base_train_edges"), 0, 0
         for seq in self.applied():
             info = json.loads((self._run_path(seq) / "run.json").read_text())
             if info["lineage"]["request"]["edges"] == 0:  # held-out pairs only: no method ran
                 continue
-            if info["method"]["name"] == "retrain":
+            if _retrained_from_scratch(info):  # a warm start had reset the count: the policy never retrained
                 anchor, count, edges = info["metrics"]["train_edges"], 0, 0
             else:
                 count, edges = count + 1, edges + info["lineage"]["request"]["edges"]
@@ -1393,15 +1395,15 @@ class ForgetStream:
             anchor = json.loads((self._base() / "run.json").read_text())["metrics"]["train_edges"]
         return count, edges / max(anchor, 1)
 
-    def _method_now(self) -> str:
-        """The policy: the configured method, or Retrain when a bound is reached."""
+    def _method_now(self) -> tuple[str, dict]:
+        """The policy: the configured method and options, or a Retrain from scratch when a bound is reached."""
         every, bound = self.config["retrain_every"], self.config["max_drift"]
         if every is None and bound is None:  # no policy: nothing to count
-            return self.config["method"]
+            return self.config["method"], self.config["options"]
         count, drift = self.drift()
         if (every is not None and count >= every) or (bound is not None and drift >= bound):
-            return "retrain"
-        return self.config["method"]
+            return "retrain", {}  # not the stream's options: a Retrain configured warm_start had kept them
+        return self.config["method"], self.config["options"]
 
     # --- requests ----------------------------------------------------------------------------------------
 
@@ -1423,8 +1425,7 @@ class ForgetStream:
         users, items, edges = (values if name == kind else None for name in ("users", "items", "edges"))
         with self._journal_lock():
             given = {"users": users, "items": items, "edges": edges, "local_ids": local_ids}
-            run = self.current
-            for _, run in self._projections():
+            for _, run in self._projections():  # the last: the current run as every pending request leaves it
                 pass
             if _refusal(run, given) is not None:
                 _checked_request(self.current, **given)  # refused without the pending requests too: said so
@@ -1436,10 +1437,15 @@ class ForgetStream:
             self._append({"seq": seq, "time": utc_now(), "request": request})
         return seq
 
-    def _projections(self) -> Iterator[tuple[int, Run]]:
-        """The current run's data as each pending request in turn will leave it (the model as it is: no check reads
-        it), after that request's number. A pending request that will be refused is left out: it removes nothing."""
-        run, pending = self.current, set(self.pending())
+    def _projections(self) -> Iterator[tuple[int | None, Run]]:
+        """The current run (after None), then its data as each pending request in turn will leave it (the model as it
+        is: no check reads it), after that request's number. A pending request that will be refused is left out: it
+        removes nothing."""
+        # pending first: a run published between the two reads is then pending and applied in the current run (so
+        # refused below and left out), where read the other way round it was neither and its request could repeat
+        pending = set(self.pending())
+        run = self.current
+        yield None, run
         for entry in self.requests():
             if entry["seq"] not in pending:
                 continue
@@ -1453,7 +1459,7 @@ class ForgetStream:
     def _refusal_owed_to_pending(self, given: dict) -> ValueError:
         """The refusal of a request that the current run accepts, naming the pending request after which it is
         refused (the message had listed every pending request: the user could not tell which one held the id)."""
-        for seq, run in self._projections():
+        for seq, run in itertools.islice(self._projections(), 1, None):
             refusal = _refusal(replace(run, pending=[seq]), given)
             if refusal is not None:
                 break
@@ -1495,8 +1501,7 @@ class ForgetStream:
         except ValueError as error:
             self._reject(entry["seq"], error)
             return None
-        out, method = self._run_path(entry["seq"]), self._method_now()
-        options = self.config["options"] if method == self.config["method"] else {}
+        out, (method, options) = self._run_path(entry["seq"]), self._method_now()
         try:
             done = forget(parent, out=out, **request, method=method, options=options, device=self.device,
                           progress=progress)

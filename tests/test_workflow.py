@@ -1240,6 +1240,24 @@ def test_stream_survives_a_crash_between_journal_and_publish(base, tmp_path, mon
     assert again.pending() == [] and again.process() == [] and len(again.current.audit) == 3
 
 
+def test_a_request_repeating_one_that_another_process_applies_meanwhile_is_refused(base, tmp_path, monkeypatch):
+    """submit read the current run, then the pending requests: a run another process published in between was in
+    neither, and a repeat of its request was accepted, to be refused only when applied (found by a probe)."""
+    stream = ForgetStream(tmp_path / "s", base, method="scif")
+    assert stream.submit(users=["u1"]) == 1
+    read = stream.current_path
+
+    def current_path_then_another_process_applies():
+        path = read()
+        if not stream.applied():
+            ForgetStream(tmp_path / "s").process()
+        return path
+    monkeypatch.setattr(stream, "current_path", current_path_then_another_process_applies)
+    with pytest.raises(ValueError, match=r"users already forgotten .*: u1$"):
+        stream.submit(users=["u1"])
+    assert stream.applied() == [1] and stream.pending() == [] and stream.rejected() == {}
+
+
 def test_a_pending_duplicate_names_the_pending_request(base, tmp_path):
     """A request repeating a pending one was said to be forgotten in the base's audit log, which holds no such
     line: the message names the pending request, that one alone (it listed every pending request: 1, 2, 3)."""
@@ -1366,6 +1384,17 @@ def test_stream_drift_is_counted_from_the_last_retrain(base, tmp_path):
     exact.forget(users=["u1"])
     assert exact.drift() == (1, share)
     assert load_run(exact.forget(users=["u2"])).info["method"]["name"] == "retrain"
+
+
+def test_a_stream_of_warm_started_retrains_retrains_from_scratch_by_its_policy(base, tmp_path):
+    """A warm-started Retrain is an approximate request: it reset the policy's count, and the Retrain the policy
+    called for kept the stream's warm_start, so a stream of them never retrained from scratch (found by a probe)."""
+    stream = ForgetStream(tmp_path / "s", base, method="retrain", options={"warm_start": True}, retrain_every=2)
+    runs = [load_run(stream.forget(users=[user])).info["method"] for user in ("u1", "u2", "u3", "u4")]
+    assert [(m["name"], m["config"]["warm_start"], m["options"]) for m in runs] == [
+        ("retrain", True, {"warm_start": True}), ("retrain", True, {"warm_start": True}), ("retrain", False, {}),
+        ("retrain", True, {"warm_start": True})]
+    assert stream.drift()[0] == 1
 
 
 def test_stream_retrains_with_its_own_options_and_when_the_method_fails(base, tmp_path, monkeypatch):
