@@ -31,7 +31,7 @@ import torch
 
 from common import AUCS, pyplot
 from graphforget.data import EDGE, num_items, num_users, user_edges
-from graphforget.metrics import completeness, evaluate_auc, mean_probability, prediction_distance
+from graphforget.metrics import completeness, evaluate_auc, mean_probability, prediction_distance, prediction_gap
 from graphforget.clock import Stopwatch
 from graphforget.io import to_jsonable
 from graphforget.presets import default_hparams
@@ -106,7 +106,7 @@ def method_rows(original, graph, test, request, outcomes) -> dict:
         row["completeness"] = {k: completeness(row[k], base[k], retrain_auc[k]) for k in AUCS}
         row["mean_completeness"] = sum(row["completeness"].values()) / len(AUCS)
         gap = prediction_distance(out.model, out.graph, ref.model, ref.graph, pairs)
-        row["prediction_gap"] = gap / scale if scale > 0 else float("nan")
+        row["prediction_gap"] = prediction_gap(gap, scale, pairs.size(1))
         row["request_probability"] = mean_probability(out.model, out.graph, request)
         row["drop_share"] = (p_orig - row["request_probability"]) / (p_orig - p_ret) if p_orig != p_ret else None
         # trusted: None for a method without an acceptance test (Retrain, FineTune)

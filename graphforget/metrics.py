@@ -14,7 +14,7 @@ from .data.interactions import (EDGE, check_model_fits, check_model_on_graph_dev
                                 pair_keys, pair_scores, validate_pairs)
 
 __all__ = ["auc", "auc_standard_error", "auc_groups", "completeness", "evaluate_auc", "recall_ndcg_at_k",
-           "mean_probability", "mi_bf", "mi_ng", "prediction_distance", "parameter_distance"]
+           "mean_probability", "mi_bf", "mi_ng", "prediction_distance", "prediction_gap", "parameter_distance"]
 
 
 def auc(scores: Tensor, labels: Tensor) -> float:
@@ -320,6 +320,14 @@ def prediction_distance(model_a, graph_a, model_b, graph_b, edges: Tensor) -> fl
     pb = torch.sigmoid(_scores(model_b, graph_b, edges, "the edge list"))
     # Each model's scores are on its graph's device (a GPU model against a CPU retrain): compared on the CPU.
     return float((pa.cpu() - pb.cpu()).norm())
+
+
+def prediction_gap(distance: float, original_distance: float, num_pairs: int) -> float:
+    """A method's :func:`prediction_distance` to Retrain as a share of the Original's, on ``num_pairs`` pairs; NaN
+    where the Original's is within a few float32 rounding steps per pair: the Original is Retrain there (saturated
+    probabilities), and a ratio to that distance is noise."""
+    noise = 4 * torch.finfo(torch.float32).eps * math.sqrt(num_pairs)
+    return distance / original_distance if original_distance > noise else math.nan
 
 
 def parameter_distance(model_a, model_b) -> float:

@@ -11,7 +11,8 @@ from sklearn.metrics import roc_auc_score
 
 from graphforget.data import EDGE, make_interactions
 from graphforget.metrics import (auc, auc_groups, auc_standard_error, completeness, evaluate_auc, mean_probability,
-                                 mi_bf, mi_ng, parameter_distance, prediction_distance, recall_ndcg_at_k)
+                                 mi_bf, mi_ng, parameter_distance, prediction_distance, prediction_gap,
+                                 recall_ndcg_at_k)
 from helpers import hand_mf
 from graphforget.models import MF
 
@@ -606,3 +607,12 @@ def test_distances_and_auc_of_models_and_tensors_on_different_devices():
     expected = auc_groups(scores, test_edges, labels, torch.tensor([[1], [2]]))
     assert auc_groups(scores.cuda(), test_edges, labels, torch.tensor([[1], [2]]).cuda()) == pytest.approx(
         expected, nan_ok=True)
+
+
+def test_prediction_gap_is_a_share_of_the_originals_distance_above_float32_noise():
+    """One rule for every protocol: the attack protocol divided by any distance above 0, the harness's others only
+    by one above 4 float32 steps per pair (4 * 2**-23 * sqrt(100) = 4.77e-6 on 100 pairs)."""
+    assert prediction_gap(0.3, 1.2, 100) == 0.25
+    assert prediction_gap(1e-6, 5e-6, 100) == pytest.approx(0.2)
+    assert math.isnan(prediction_gap(1e-6, 4.7e-6, 100)) and math.isnan(prediction_gap(0.0, 0.0, 100))
+    assert math.isnan(prediction_gap(1e-6, 1e-5, 10_000))  # 4.77e-5 on 10,000 pairs

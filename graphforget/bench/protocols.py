@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from ..config import is_integer, is_real
 from ..data import EDGE, num_users, random_edges, user_edges
-from ..metrics import completeness, evaluate_auc, prediction_distance
+from ..metrics import completeness, evaluate_auc, prediction_distance, prediction_gap
 from ..verify import verify_forgetting
 from .setting import Setting, request_digest
 
@@ -154,10 +154,8 @@ def measure(setting: Setting, model, graph, removed: Tensor, reference, seed: in
     with torch.no_grad():
         scale = prediction_distance(original, train_graph, reference.model, reference.graph, pairs)
         gap = prediction_distance(model, graph, reference.model, reference.graph, pairs)
-    # the relative gap's denominator grows with the removed set: the absolute distances say whether the error does.
-    # Below a few float32 rounding steps per pair the Original is Retrain (saturated probabilities): no ratio to it.
-    noise = 4 * torch.finfo(torch.float32).eps * math.sqrt(pairs.size(1))
-    row.update(prediction_gap=gap / scale if scale > noise else math.nan, prediction_distance=gap,
+    # the relative gap's denominator grows with the removed set: the absolute distances say whether the error does
+    row.update(prediction_gap=prediction_gap(gap, scale, pairs.size(1)), prediction_distance=gap,
                original_distance=scale)
     report = verify_forgetting(model, graph, removed, before=(original, train_graph),
                                reference=(reference.model, reference.graph), seed=seed)

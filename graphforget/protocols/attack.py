@@ -31,7 +31,7 @@ from torch_geometric.data import HeteroData
 from ..data import (EDGE, Split, attack_flip, binarize, find_data_root, k_core, load_labelled_triples,
                     load_movielens_100k, num_items, num_users, on_device, planted_communities, random_split)
 from ..io import to_jsonable
-from ..metrics import completeness, evaluate_auc, prediction_distance
+from ..metrics import completeness, evaluate_auc, prediction_distance, prediction_gap
 from ..presets import Hyperparameters
 from ..train import train
 from ..unlearn import METHODS, UnlearnResult, build_unlearner, method_config
@@ -303,7 +303,7 @@ def _compare_with_retrain(report: AttackReport, original, train_graph: HeteroDat
             row.completeness = {k: completeness(row.scores[k], base[k], retrain[k]) for k in AUC_KEYS}
             gap = prediction_distance(outcomes[method].model, outcomes[method].graph, reference.model,
                                       reference.graph, pairs)
-            row.prediction_gap = gap / scale if scale > 0 else float("nan")
+            row.prediction_gap = prediction_gap(gap, scale, pairs.size(1))
 
 
 def run_attack(data: AttackData, hparams: Hyperparameters, methods: Sequence[str] | None = None,
