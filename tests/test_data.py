@@ -1171,6 +1171,24 @@ def test_check_interactions_needs_node_counts_and_edges():
     assert "check_interactions" in interactions.__all__
 
 
+def test_a_graph_with_a_reverse_edge_type_is_refused_where_a_deletion_would_keep_its_copies():
+    """torch_geometric's ToUndirected adds ('item', 'rev_rates', 'user'): every method and remove_edges took the graph,
+    and the remaining graph held each removed pair there still (14 of 14), without a word (found by a probe)."""
+    import torch_geometric.transforms as T
+    from graphforget import BCEObjective, TrainConfig, train
+    from graphforget.models import MF
+    from graphforget.unlearn import FineTune
+    graph = T.ToUndirected()(_hand_built())
+    message = re.escape("the graph holds edge types other than ('user', 'rates', 'item'): [('item', 'rev_rates', "
+                        "'user')]; a deletion removes a pair from ('user', 'rates', 'item') alone")
+    calls = [lambda: interactions.check_interactions(graph), lambda: remove_edges(graph, torch.tensor([[0], [0]])),
+             lambda: train(MF(3, 2, 2), graph, BCEObjective(), TrainConfig(epochs=1)),
+             lambda: FineTune(MF(3, 2, 2), graph, BCEObjective())]
+    for call in calls:
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
 def test_symmetric_edge_weight_against_degrees(tiny_graph):
     weight = symmetric_edge_weight(tiny_graph[EDGE].edge_index, 4, 5)
     deg_u, deg_i = Counter(u for u, _ in pairs_of(tiny_graph)), Counter(i for _, i in pairs_of(tiny_graph))

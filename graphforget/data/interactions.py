@@ -72,10 +72,10 @@ def make_interactions(edge_index: Tensor, edge_label: Tensor | None = None, num_
 def check_interactions(graph: HeteroData) -> None:
     """Checks the structure of an interaction graph, e.g. one built by hand rather than by :func:`make_interactions`.
 
-    The node counts are set; ``graph[EDGE].edge_index`` is a ``[2, E]`` ``torch.int64`` tensor with user ids in
-    ``[0, num_users)`` and item ids in ``[0, num_items)``; ``edge_label`` is set, and it and ``observed`` (where
-    present) are ``[E]``, one entry per edge, and ``observed`` is bool (an integer mask would select edges 0 and 1 as
-    positions). Cheap: a few passes over the edges, no sort; label values and repeated pairs (a sort) are
+    The node counts are set; ``EDGE`` is the graph's one edge type; ``graph[EDGE].edge_index`` is a ``[2, E]``
+    ``torch.int64`` tensor with user ids in ``[0, num_users)`` and item ids in ``[0, num_items)``; ``edge_label``
+    is set, and it and ``observed`` (where present) are ``[E]``, one entry per edge, and ``observed`` is bool (an
+    integer mask would select edges 0 and 1 as positions). Cheap: a few passes over the edges, no sort; label values and repeated pairs (a sort) are
     checked by the objective and :func:`check_unique_pairs`.
 
     Raises:
@@ -89,6 +89,7 @@ def check_interactions(graph: HeteroData) -> None:
             raise ValueError(f"graph['{node_type}'].num_nodes is negative: {int(count)}")
     if EDGE not in graph.edge_types or "edge_index" not in graph[EDGE]:
         raise ValueError(f"the graph has no {EDGE} edge_index: build the graph with make_interactions")
+    check_one_edge_type(graph)
     store = graph[EDGE]
     check_pair_tensor(store.edge_index)
     if store.edge_index.dtype != torch.long:  # what PyG's utilities and torch's index ops expect
@@ -105,6 +106,17 @@ def check_interactions(graph: HeteroData) -> None:
                              f"edge_index, got {list(store[key].shape)}")
     if "observed" in store and store.observed.dtype != torch.bool:
         raise ValueError(f"observed must be a bool mask, got dtype {store.observed.dtype}")
+
+
+def check_one_edge_type(graph: HeteroData) -> None:
+    """Raises ``ValueError`` naming the graph's edge types other than ``EDGE``: a deletion edits ``EDGE`` alone, so a
+    pair stored again there (torch_geometric's ``ToUndirected`` adds the reverse type) stayed in every method's
+    remaining graph without a word."""
+    others = [edge_type for edge_type in graph.edge_types if edge_type != EDGE]
+    if others:
+        raise ValueError(f"the graph holds edge types other than {EDGE}: {others}; a deletion removes a pair from "
+                         f"{EDGE} alone, so its copies there would stay (the models propagate both directions "
+                         "themselves): remove them, e.g. do not apply torch_geometric's ToUndirected")
 
 
 def check_pair_tensor(pairs: Tensor, what: str = "edge_index", width: str = "E") -> None:
@@ -456,8 +468,10 @@ def without_edges(graph: HeteroData, pairs: Tensor) -> tuple[HeteroData, Tensor]
 
     Raises:
         ValueError: on a badly shaped or typed request, unknown ids, duplicates, or pairs that are not
-            edges of ``graph`` (see :func:`edge_positions`).
+            edges of ``graph`` (see :func:`edge_positions`), or a graph of other edge types too
+            (:func:`check_one_edge_type`).
     """
+    check_one_edge_type(graph)
     positions = edge_positions(graph, pairs)
     if positions.numel() <= MAX_RUNS:
         return _kept_runs(graph, positions), positions
