@@ -852,6 +852,31 @@ def test_an_encoder_is_saved_only_once_pretrained_and_for_what_it_was_pretrained
     UnlearnRec(before, graph, objective, quick_config(pretrain_epochs=1)).load_encoder(tmp_path / "encoder.pt")
 
 
+def test_a_fit_that_continues_an_encoder_records_the_pretraining_it_continues(trained, tmp_path):
+    """A second fit() continues the encoder, and its record said the epochs of that fit alone, for the model of the
+    moment: an encoder pre-trained 1 epoch on another model, then 2 on this one, was saved as this one's 2-epoch
+    encoder, alike to a fresh fit's record (found by a probe)."""
+    model, graph, objective = trained
+    model = copy.deepcopy(model)
+    config = quick_config(pretrain_epochs=1, batch_size=64)
+    fresh = UnlearnRec(model, graph, objective, config).fit()
+    assert "continued_from" not in fresh.fit_info
+    first_model = fresh._encoder_for["model_sha256"]
+    with torch.no_grad():
+        model.item_emb.weight.mul_(1.01)
+    fresh.config.pretrain_epochs = 2
+    fresh.fit()
+    steps = fresh.fit_info["steps"]
+    assert fresh.fit_info["continued_from"] == [{"epochs": 1, "steps": steps // 2, "seed": 0,
+                                                 "model_sha256": first_model}]
+    assert fresh._encoder_for["model_sha256"] != first_model
+    fresh.fit()
+    assert [entry["epochs"] for entry in fresh.fit_info["continued_from"]] == [1, 2]
+    fresh.save_encoder(tmp_path / "encoder.pt")
+    loaded = UnlearnRec(model, graph, objective, quick_config(pretrain_epochs=2, batch_size=64))
+    assert loaded.load_encoder(tmp_path / "encoder.pt").fit_info["continued_from"] == fresh.fit_info["continued_from"]
+
+
 def test_unlearn_refuses_an_encoder_whose_model_or_options_changed_since_it_was_pretrained(trained):
     """One encoder answers many requests on the model it was pre-trained for; a model edited in place (or options
     changed) afterwards silently got the old model's encoder. Put back as it was, it answers again."""
@@ -864,7 +889,8 @@ def test_unlearn_refuses_an_encoder_whose_model_or_options_changed_since_it_was_
     original = state(model)
     with torch.no_grad():
         model.item_emb.weight[0, 0] += 1.0
-    with pytest.raises(ValueError, match=r"encoder was pre-trained for another model .*call fit\(\) again"):
+    with pytest.raises(ValueError, match=r"encoder was pre-trained for another model .*build a new UnlearnRec and "
+                                         r"fit\(\) it \(fit\(\) again continues from this encoder\)"):
         unlearner.unlearn(request)
     with torch.no_grad():
         model.item_emb.weight.copy_(original["item_emb.weight"])

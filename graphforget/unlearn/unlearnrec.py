@@ -625,7 +625,8 @@ class UnlearnRec(Unlearner):
         mismatch = _mismatch(self._encoder_for, self._pretrained_for(self._encoder_for if same_tensors else None))
         if mismatch:
             raise ValueError(f"UnlearnRec's encoder was pre-trained {mismatch[0]}: the model, graph or options changed "
-                             "since fit() or load_encoder(); call fit() again (or load an encoder for this one)")
+                             "since fit() or load_encoder(); build a new UnlearnRec and fit() it (fit() again "
+                             "continues from this encoder), or load an encoder for this one")
         self._check_built_from()  # encoder_layers is recorded as the encoder's L: an edit of it passed the record
         self._encoder_versions = current  # written back as they were: no need to hash them again
 
@@ -676,20 +677,31 @@ class UnlearnRec(Unlearner):
 
     def _fit(self) -> dict:
         """:meth:`_pretrain` with torch's global random state seeded by ``seed`` (a backbone's dropout or noise draws
-        from it), the caller's restored afterwards; interrupted, it leaves the encoder as it was."""
+        from it), the caller's restored afterwards; interrupted, it leaves the encoder as it was. A fit that
+        continues a pre-trained encoder says so: ``continued_from`` lists the earlier pre-trainings, oldest first."""
         self._check_built_from()
         with gradients_on():  # as the constructor's: a copy made in the caller's inference_mode() is not trainable
             before = copy.deepcopy(self.encoder)
+        earlier = self._pretraining_so_far() if self.fitted else []
         try:
             with seeded_global_rng(self.config.seed, self.graph[EDGE].edge_index.device):
-                return self._pretrain()
+                info = self._pretrain()
         except BaseException:  # a Ctrl-C left a half-trained encoder in use, saved under the loaded file's record
             self.encoder = before
             raise
+        # the record had said N epochs for this model, whatever the encoder had been pre-trained on before
+        return {**info, "continued_from": earlier} if earlier else info
+
+    def _pretraining_so_far(self) -> list[dict]:
+        """The pre-trainings the current encoder holds, oldest first: each one's epochs, steps, seed and backbone
+        parameters (sha256), as :attr:`fit_info` and the encoder's record hold them."""
+        last = {key: self.fit_info.get(key) for key in ("epochs", "steps", "seed")}
+        last["model_sha256"] = (self._encoder_for or {}).get("model_sha256")
+        return [*self.fit_info.get("continued_from", []), last]
 
     def _pretrain(self) -> dict:
         """Pre-trains :math:`\\mathbf{H}^{(0)}` and :math:`\\boldsymbol\\eta` on simulated requests (backbone
-        and MLP frozen). Call once per trained model; calling again continues from the current encoder.
+        and MLP frozen). Calling again continues from the current encoder (:meth:`_fit` records it).
 
         Returns:
             ``{"epochs", "steps", "seed", "history"}`` (:attr:`fit_info`, with ``seconds``).
