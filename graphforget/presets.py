@@ -5,6 +5,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from .config import build_config, check_fields, check_types
 from .models import ContrastiveBPRObjective, Recommender, build_model, registered_model
 from .objectives import BCEObjective, BPRObjective, Objective
@@ -99,8 +101,10 @@ class Hyperparameters:
         return kwargs
 
     def build_model(self, num_users: int, num_items: int, seed: int = 0) -> Recommender:
-        """A freshly initialised model (from a private generator seeded with ``seed``)."""
-        model = build_model(self.model, **self.model_config(num_users, num_items))
+        """A freshly initialised model (from a private generator seeded with ``seed``); torch's global random state as
+        it was (the modules' constructors draw their first values from it, then overwritten)."""
+        with torch.random.fork_rng(devices=[]):
+            model = build_model(self.model, **self.model_config(num_users, num_items))
         model.reset_parameters(seed)
         return model
 

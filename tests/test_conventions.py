@@ -180,3 +180,8 @@ def test_library_calls_change_no_global_state(one_thread, graph_1000):
     before = _global_state()
     evaluate_auc(model, split.train, split.test)
     _assert_same(before, _global_state(), "evaluate_auc")
+    from graphforget.presets import default_hparams
+    for name in ("mf", "lightgcn", "sgl", "simgcl"):  # the modules' constructors drew from it (found by a probe)
+        before = _global_state()
+        default_hparams(name, "ml-100k").build_model(50, 40, seed=0)
+        _assert_same(before, _global_state(), f"Hyperparameters.build_model ({name})")
