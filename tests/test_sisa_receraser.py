@@ -313,6 +313,10 @@ def test_a_continued_ensemble_retrains_as_its_fit_did(graph):
     with pytest.raises(ValueError, match=re.escape("SISA: the ensemble was fitted with BCEObjective(l2=0.001), got "
                                                    "BCEObjective(l2=0.5)")):
         SISA(first.model, first.graph, BCEObjective(l2=0.5), SISAConfig(CONFIG))
+    # RecEraser's config extends SISA's: it continued this ensemble as SISA's own, labelled receraser (a probe)
+    with pytest.raises(ValueError, match=re.escape("RecEraser: the ensemble was fitted with a SISAConfig, not a "
+                                                   "RecEraserConfig: continue it with the method that fitted it")):
+        RecEraser(first.model, first.graph, OBJECTIVE, RecEraserConfig(CONFIG))
     quiet = SISA(first.model, first.graph, OBJECTIVE, SISAConfig(dataclasses.replace(CONFIG, progress=True)))
     assert quiet.config.train.progress and quiet.config.seed == 7  # a progress bar changes no shard: accepted
     unrecorded = copy.deepcopy(first.model)  # an ensemble pickled before its fit's config was recorded
@@ -415,6 +419,9 @@ def test_receraser_refitted_from_an_ensemble_partitions_by_the_ensembles_embeddi
     config = RecEraserConfig(CONFIG, num_shards=S, partition="interaction", seed=0)
     ensemble = RecEraser(template, graph, OBJECTIVE, config).fit().model
     refit = RecEraser(ensemble, graph, OBJECTIVE, RecEraserConfig(CONFIG)).fit()
+    with pytest.raises(ValueError, match=re.escape("SISA: the ensemble was fitted with a RecEraserConfig, not a "
+                                                   "SISAConfig")):  # continued as SISA's, without a word
+        SISA(ensemble, graph, OBJECTIVE, SISAConfig(CONFIG))
     with torch.no_grad():
         user, item = copy.deepcopy(ensemble).eval().embed(graph)
     edges = graph[EDGE].edge_index

@@ -100,11 +100,15 @@ def _continued_config(ensemble: ShardedRecommender, given, objective: Objective,
 
     Raises:
         ValueError: naming a field ``given`` sets to neither its default nor the fit's value, or an objective other
-            than the fit's: the untouched shards were trained with the fit's, a retrained shard would not be.
+            than the fit's: the untouched shards were trained with the fit's, a retrained shard would not be; or an
+            ensemble fitted by the other method (SISA's continued by RecEraser, or the other way round).
     """
     fitted = getattr(ensemble, "fit_config", None)  # an ensemble pickled before it was recorded has none
     if fitted is None:  # built by hand: its shard count and aggregation are all it says
         return dataclasses.replace(given, num_shards=ensemble.num_shards, aggregation=ensemble.aggregation)
+    if type(fitted) is not type(given):  # RecEraser's config extends SISA's: either took the other's ensemble
+        raise ValueError(f"{method}: the ensemble was fitted with a {type(fitted).__name__}, not a "
+                         f"{type(given).__name__}: continue it with the method that fitted it")
     if repr(objective) != ensemble.fit_objective:
         raise ValueError(f"{method}: the ensemble was fitted with {ensemble.fit_objective}, got {objective!r}")
     default = type(given)()
