@@ -376,7 +376,9 @@ def save_run(out: str | os.PathLike, info: dict, model: Recommender, graph: Hete
         info: the content of ``run.json`` without ``files``, ``format`` and ``created``, added here; its
             ``model`` (``{"name": ..., "config": ...}``) names the registered class or factory that rebuilds the model.
         model: the model (:func:`~graphforget.models.save_model`).
-        graph: the training graph.
+        graph: the training graph: its edges, labels, ``observed`` mask and raw ids are kept (:func:`graph_to_dict`);
+            an ``edge_weight``, which the models propagate with, is refused (ValueError): the loaded run would
+            score without it.
         val, test: held-out pairs.
         removed: ``{"edge_index": [2, R], "edge_label": [R], "observed": [R]}`` removed in the lineage.
         parent_audit: the parent's audit lines, copied first.
@@ -386,6 +388,10 @@ def save_run(out: str | os.PathLike, info: dict, model: Recommender, graph: Hete
     Returns:
         The final path.
     """
+    if "edge_weight" in graph[EDGE]:  # dropped, it changed the loaded run's scores by up to 2.9 without a word
+        raise ValueError("save_run keeps a graph's edges, labels, observed mask and raw ids, not its edge_weight, "
+                         "which the models propagate with: the loaded run would score otherwise; save a graph "
+                         "without it (docs/data.rst: leave it unset on a graph of your own)")
     blobs = {"graph.pt": _torch_bytes(graph_to_dict(graph)),
              "heldout.pt": _torch_bytes({"val": graph_to_dict(val, False), "test": graph_to_dict(test, False)}),
              "removed.pt": _torch_bytes({key: removed[key].cpu() for key in ("edge_index", "edge_label", "observed")})}
