@@ -605,7 +605,7 @@ def test_a_console_without_unicode_gets_question_marks_not_a_failed_command():
                           env={**os.environ, "PYTHONIOENCODING": "cp1252"}, timeout=120)
     out = done.stdout.decode("cp1252")
     assert done.returncode == 0 and done.stderr == b"", done.stderr
-    assert "the implicit ridge ?? = max(0, -? ?_? L(??; D), ??? / ????²)" in out and "solver.name" in out  # ² is cp1252
+    assert "the implicit ridge ?? = max(0, -??_? L(??; D), ??? / ????²)" in out and "solver.name" in out  # ² is cp1252
 
 def test_unlearning_failed_is_exit_1_with_one_line(trained_run, tmp_path, capsys, monkeypatch):
     from graphforget.unlearn import UnlearningFailed
