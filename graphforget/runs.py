@@ -42,7 +42,7 @@ from torch_geometric.data import HeteroData
 from .config import is_integer
 from .data.interactions import EDGE, check_model_fits, make_interactions, num_items, num_users, pair_keys
 from .io import fsync_directory, naming, tensors_sha256, to_jsonable
-from .models import Recommender, load_model, save_model
+from .models import Recommender, load_model, registered_model, save_model
 from .models.base import module_on
 from .presets import Hyperparameters
 
@@ -454,10 +454,21 @@ def _check_record_types(record: Path, info: dict) -> None:
             isinstance(parent.get(key), str) for key in ("path", "run_sha256"))
             and isinstance(parent.get("relative_path"), (str, type(None)))):
         wrong = ["lineage.parent"]
+    if not wrong and isinstance(info["model"].get("name"), str):  # first: hparams name it too, read as damage
+        _check_model_registered(record, info["model"]["name"])
     wrong = wrong or _unrecorded_fields(info)
     if wrong:
         raise ValueError(f"{record}: {wrong[0]} is not what a run records (edited by hand, or not a graphforget run "
                          "record)")
+
+
+def _check_model_registered(record: Path, name: str) -> None:
+    """Raises ``ValueError`` when the run's model is registered in no way this process knows (a plugin's model read
+    without the plugin installed): the run was reported as edited by hand, or not a graphforget run."""
+    try:
+        registered_model(name)
+    except ValueError as error:
+        raise ValueError(f"{record}: the run's model cannot be built in this process: {error}") from None
 
 
 def _unrecorded_fields(info: dict) -> list[str]:

@@ -2244,3 +2244,18 @@ def test_save_run_refuses_a_graph_with_edge_weight_it_would_drop(tmp_path):
                                          r"edge_weight, which the models propagate with"):
         save_run(tmp_path / "run", info, model, graph, graph, graph, none)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_of_a_model_this_process_has_not_registered_is_said_so_not_called_edited(files, tmp_path, monkeypatch):
+    """A run of a plugin's model, read where the plugin is not installed, was refused as 'not what a run records
+    (edited by hand, or not a graphforget run record)': the run is intact (found by a probe)."""
+    from graphforget.models import MODELS, LightGCN
+    monkeypatch.setitem(MODELS, "plugin_gcn", LightGCN)
+    fit_on_file(files["implicit"], "csv", user_col="user", item_col="item", negatives=1, model="plugin_gcn",
+                out=tmp_path / "run", hparams={"embedding_dim": 4, "train.epochs": 1})
+    monkeypatch.delitem(MODELS, "plugin_gcn")
+    with pytest.raises(ValueError, match=r"run.json: the run's model cannot be built in this process: unknown model "
+                                         r"'plugin_gcn'; known: .* entry-point group 'graphforget.models'$"):
+        load_run(tmp_path / "run")
+    monkeypatch.setitem(MODELS, "plugin_gcn", LightGCN)
+    assert load_run(tmp_path / "run").info["model"]["name"] == "plugin_gcn"
