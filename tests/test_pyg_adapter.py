@@ -333,6 +333,37 @@ class PerEdgeScores(nn.Module):
         return (x[edge_index[0]] * x[edge_index[1]]).sum(-1)
 
 
+class PairScores(PerEdgeScores):
+    """Dot products of the propagated rows of each pair, as ``detached`` (an output without its graph) or ``dtype``."""
+
+    def __init__(self, num_nodes: int, detached: bool = False, dtype: torch.dtype = torch.float32):
+        super().__init__(num_nodes)
+        self.detached, self.dtype = detached, dtype
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        x = self.conv(self.embedding.weight, edge_index)
+        out = (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
+        return (out.detach() if self.detached else out).to(self.dtype)
+
+
+def test_logits_that_are_no_floats_or_do_not_follow_the_parameters_are_refused(graph):
+    """A forward under torch.no_grad() (or detached) was taken: train() fitted the L2 term alone, without a word, and
+    IFRU called its step trusted; integer logits failed inside torch's loss (found by a probe)."""
+    pairs = all_pairs()[:, :3]
+    PyGRecommender(PairScores(U + I), U, I, receptive_field=1)(graph, pairs).sum().backward()  # the valid one
+    detached = PyGRecommender(PairScores(U + I, detached=True), U, I, receptive_field=1)
+    with pytest.raises(ValueError, match=r"PairScores returned logits that do not depend on its parameters \(a "
+                                         r"forward under torch.no_grad\(\), or an output detached\)"):
+        detached(graph, pairs)
+    with torch.no_grad():  # scoring: no gradient asked for
+        assert detached(graph, pairs).shape == (3,)
+    detached.requires_grad_(False)  # nothing to train: nothing to follow
+    assert detached(graph, pairs).shape == (3,)
+    integers = PyGRecommender(PairScores(U + I, dtype=torch.long), U, I, receptive_field=1)
+    with pytest.raises(ValueError, match=r"PairScores returned logits of dtype torch.int64; they must be floating"):
+        integers(graph, pairs)
+
+
 def test_a_module_that_does_not_fit_is_refused(graph):
     with pytest.raises(ValueError, match=r"num_users \+ num_items = 100 rows .*embedding\.weight \[99, 8\]"):
         PyGRecommender(PyGLightGCN(num_nodes=U + I - 1, embedding_dim=D, num_layers=K), U, I, receptive_field=K)

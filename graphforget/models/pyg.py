@@ -161,13 +161,24 @@ class PyGRecommender(Recommender):
         edge_index, weight = self.propagation_inputs(graph)
         pairs = torch.stack([edge_label_index[0], edge_label_index[1] + num_users(graph)])
         out = self.module(edge_index, pairs) if weight is None else self.module(edge_index, pairs, edge_weight=weight)
+        return self._checked_logits(out, pairs.size(1))
+
+    def _checked_logits(self, out, count: int) -> Tensor:
+        """The module's output when it is ``[count]`` floating logits that follow its trainable parameters (where
+        autograd records), else a ``ValueError`` naming what it is."""
+        name = type(self.module).__name__
         if not isinstance(out, Tensor):  # e.g. (logits, aux_loss): the check below read its shape
-            raise ValueError(f"PyGRecommender: {type(self.module).__name__} returned a {type(out).__name__}; its "
+            raise ValueError(f"PyGRecommender: {name} returned a {type(out).__name__}; its "
                              "forward(edge_index, edge_label_index) must return one tensor, a logit per pair")
-        if out.shape != (pairs.size(1),):
-            raise ValueError(f"PyGRecommender: {type(self.module).__name__} returned a {list(out.shape)} tensor for "
-                             f"{pairs.size(1)} pairs; its forward(edge_index, edge_label_index) must return "
-                             "one logit per pair")
+        if out.shape != (count,):
+            raise ValueError(f"PyGRecommender: {name} returned a {list(out.shape)} tensor for {count} pairs; its "
+                             "forward(edge_index, edge_label_index) must return one logit per pair")
+        if not out.is_floating_point():  # integers failed inside torch's losses
+            raise ValueError(f"PyGRecommender: {name} returned logits of dtype {out.dtype}; they must be floating")
+        trainable = any(p.requires_grad for p in self.module.parameters())
+        if torch.is_grad_enabled() and trainable and not out.requires_grad:  # training fitted the L2 term alone
+            raise ValueError(f"PyGRecommender: {name} returned logits that do not depend on its parameters (a forward "
+                             "under torch.no_grad(), or an output detached): nothing could be trained or unlearnt")
         return out
 
     def embed(self, graph: HeteroData) -> tuple[Tensor, Tensor]:
