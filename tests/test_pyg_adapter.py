@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch_geometric.nn import GCNConv, LGConv, SAGEConv
+from torch_geometric.nn import ARMAConv, ChebConv, GCNConv, LGConv, MixHopConv, SAGEConv, SGConv, SSGConv
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
 from torch_geometric.utils import to_dense_adj
 
@@ -718,6 +718,12 @@ def test_a_module_with_another_call_convention_is_refused_naming_the_call(graph)
         PyGRecommender(keywords, U, I, receptive_field=1, edge_weight=True)
     keywords.conv = GCNConv(4, 4, normalize=False)
     assert PyGRecommender(keywords, U, I, receptive_field=1, edge_weight=True).supports_edge_weight
+    # layers that normalise with no option to turn it off: SGConv scored up to 0.024 away on a subgraph (a probe)
+    for layer in (SGConv(4, 4), SSGConv(4, 4, alpha=0.1), ChebConv(4, 4, K=2), ARMAConv(4, 4), MixHopConv(4, 4)):
+        keywords.conv = layer
+        with pytest.raises(ValueError, match=rf"edge_weight=True\): conv \({type(layer).__name__}\) of Keywords "
+                                             "normalise by the degrees"):
+            PyGRecommender(keywords, U, I, receptive_field=1, edge_weight=True)
 
 
 @pytest.mark.parametrize("module", [PyGLightGCN, OwnCode])

@@ -8,6 +8,7 @@ from typing import Mapping
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
+from torch_geometric.nn import ARMAConv, ChebConv, MixHopConv, SGConv, SSGConv
 from torch_geometric.nn import Linear as PyGLinear
 from torch_geometric.nn.models import LightGCN
 
@@ -278,18 +279,22 @@ def _refuse_missing_edge_weight(module: nn.Module) -> None:
                      "edge_weight=False (the module then normalises by itself)")
 
 
+#: PyG layers that normalise by the degrees of the graph they are given, with no ``normalize`` option to turn it off.
+ALWAYS_NORMALIZING = (SGConv, SSGConv, ChebConv, ARMAConv, MixHopConv)
+
+
 def _refuse_normalizing_layers(module: nn.Module) -> None:
     """Raises ``ValueError`` naming the layers that normalise by themselves (``normalize=True``, the default of
-    ``LGConv`` and ``GCNConv``) under ``edge_weight=True``: they normalise the whole graph's weights again by the
-    degrees of the graph they are given, so on a k-hop subgraph the model is not the whole graph's, and IFRU's local
-    step would be off without a word."""
+    ``LGConv`` and ``GCNConv``, or one of :data:`ALWAYS_NORMALIZING`) under ``edge_weight=True``: they normalise the
+    whole graph's weights again by the degrees of the graph they are given, so on a k-hop subgraph the model is not
+    the whole graph's, and IFRU's local step would be off without a word."""
     layers = [f"{name} ({type(layer).__name__})" for name, layer in module.named_modules()
-              if getattr(layer, "normalize", False) is True]
+              if getattr(layer, "normalize", False) is True or isinstance(layer, ALWAYS_NORMALIZING)]
     if layers:
         raise ValueError(f"PyGRecommender(edge_weight=True): {', '.join(layers)} of {type(module).__name__} normalise "
                          "by the degrees of the graph they are given, so the model is not exact on the k-hop subgraphs "
-                         "IFRU computes on: build them with normalize=False (the weights passed are normalised), or "
-                         "leave edge_weight=False")
+                         "IFRU computes on: build them with normalize=False where they have it (the weights passed are "
+                         "normalised), or leave edge_weight=False")
 
 
 def _forward_parameters(module: nn.Module) -> list[inspect.Parameter] | None:
