@@ -69,6 +69,31 @@ def twins(seed: int = 0, sparse: bool = False, module: type = PyGLightGCN) -> tu
     return ours, theirs
 
 
+def test_frozen_node_features_are_no_table_beside_a_trainable_one():
+    """A frozen [U + I, 4] parameter of fixed node features was taken for a table: embedding_dim became 4 for rows
+    of 8, RecEraser refused on it, and UnlearnRec found 'several' node tables (found by a probe)."""
+    module = OwnCode(num_nodes=U + I, embedding_dim=D, num_layers=K)
+    module.features = nn.Parameter(torch.randn(U + I, 4), requires_grad=False)
+    wrapped = PyGRecommender(module, U, I, receptive_field=K)
+    assert wrapped.node_parameters() == {"module.embedding.weight": "node"} and wrapped.embedding_dim == D
+    module.embedding.weight.requires_grad_(False)  # every table frozen: still the tables, as before
+    assert set(PyGRecommender(module, U, I, receptive_field=K).node_parameters()) == {"module.features",
+                                                                                     "module.embedding.weight"}
+
+
+def test_the_adapters_options_are_refused_by_type():
+    """sparse="no" and edge_weight="false" were taken as True, and node_tables as a list failed with
+    AttributeError: 'list' object has no attribute 'items' (found by a probe)."""
+    module = PyGLightGCN(U + I, D, num_layers=K)
+    for name, value in (("sparse", "no"), ("edge_weight", "false"), ("sparse", 1)):
+        with pytest.raises(TypeError, match=rf"PyGRecommender.{name} must be True or False, got {value!r}"):
+            PyGRecommender(module, U, I, receptive_field=K, **{name: value})
+    for value in (["embedding.weight"], "embedding.weight"):
+        with pytest.raises(TypeError, match=r"PyGRecommender.node_tables must be a mapping \{parameter name: node "
+                                            rf"type\}}, got {type(value).__name__}"):
+            PyGRecommender(module, U, I, receptive_field=K, node_tables=value)
+
+
 @pytest.mark.parametrize("module", [PyGLightGCN, OwnCode])
 def test_the_adapter_finds_the_homogeneous_table(module):
     _, theirs = twins(module=module)
@@ -270,7 +295,7 @@ class MeanSAGE(nn.Module):
 
 def test_a_sparse_mean_aggregation_scores_as_edge_index_and_its_missing_curvature_is_named(graph, one_thread):
     """torch has no second derivative of its sparse mean product (SAGEConv's with a sparse adjacency)."""
-    dense, sparse = (PyGRecommender(MeanSAGE(U + I), U, I, receptive_field=1, sparse=form).double() for form in (0, 1))
+    dense, sparse = (PyGRecommender(MeanSAGE(U + I), U, I, receptive_field=1, sparse=form).double() for form in (False, True))
     sparse.load_state_dict(dense.state_dict())
     assert not (dense.linear_embedding or has_linear_dot_product(dense))  # not PyG's LightGCN: autograd products
     with torch.no_grad():

@@ -64,7 +64,8 @@ class PyGRecommender(Recommender):
             derivative of a sparse mean or max (``SAGEConv``'s), which IFRU and SCIF need.
         node_tables: ``{parameter name in the module: node type}`` (``user``, ``item`` or ``node``),
             when the tables cannot be found by shape (``None``: every 2-D parameter of :math:`U + I` rows but the
-            weights of linear layers, which multiply features).
+            weights of linear layers, which multiply features, and frozen ones beside trainable ones, which are
+            node features).
 
     Raises:
         ValueError: when no parameter has :math:`U + I` rows (the module was built for other node
@@ -81,6 +82,12 @@ class PyGRecommender(Recommender):
         if not is_integer(receptive_field) or receptive_field < 0:
             raise ValueError(f"PyGRecommender.receptive_field must be an int >= 0 (the module's number of "
                              f"message-passing layers), got {receptive_field!r}")
+        for name, value in (("edge_weight", edge_weight), ("sparse", sparse)):
+            if not isinstance(value, bool):  # bool("false") is True
+                raise TypeError(f"PyGRecommender.{name} must be True or False, got {value!r}")
+        if node_tables is not None and not isinstance(node_tables, Mapping):  # it failed in .items()
+            raise TypeError(f"PyGRecommender.node_tables must be a mapping {{parameter name: node type}}, got "
+                            f"{type(node_tables).__name__} {node_tables!r}")
         _refuse_cached_layers(module)
         _refuse_encoder_call(module)
         if edge_weight:
@@ -325,6 +332,8 @@ def _node_tables(module: nn.Module, num_users: int, num_items: int,
                   if isinstance(layer, LINEAR_LAYERS)}
         candidates = {name: p for name, p in params.items() if p.dim() == 2 and name not in linear}
         found = {name: "node" for name, p in candidates.items() if p.size(0) == rows["node"]}
+        if any(params[name].requires_grad for name in found):  # a frozen [U + I, f] one is node features, no table
+            found = {name: kind for name, kind in found.items() if params[name].requires_grad}
         if not candidates:
             raise ValueError(f"PyGRecommender: {type(module).__name__} learns no per-node table (its parameters: "
                              f"{shapes}), which the adapter needs; a model of fixed node features implements the "
