@@ -15,7 +15,8 @@ from graphforget.distributed import launch
 from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN
 from graphforget.objectives import BCEObjective, BPRObjective
 from graphforget.train import NotStationaryWarning, TrainConfig, train
-from graphforget.unlearn import RecEraser, RecEraserConfig, SISA, SISAConfig, ShardAttention, ShardedRecommender
+from graphforget.unlearn import (RecEraser, RecEraserConfig, SISA, SISAConfig, ShardAttention, ShardedRecommender,
+                                 UnlearningFailed, UntrainableShard)
 from graphforget.unlearn.receraser import balanced_assign, balanced_kmeans, balanced_partition
 from graphforget.unlearn.sharding import split_graph, train_aggregator, train_shards
 from graphforget.unlearn.sisa import random_partition
@@ -615,11 +616,18 @@ def test_attention_needs_the_models_embedding_width_before_any_training(graph):
 
 
 def test_a_request_that_empties_a_shard_is_refused_by_name(graph):
+    """As an UnlearningFailed too: a benchmark records the cell's error and a stream applies the request by Retrain
+    (a plain ValueError stopped a bench run, which could never finish; found by a probe)."""
     sisa = SISA(MF(U, I, D), graph, OBJECTIVE, SISAConfig(CONFIG, num_shards=S)).fit()
     shard_of = sisa.model.assignment_of(graph[EDGE].edge_index)
-    with pytest.raises(ValueError, match=re.escape("SISA: the request removes every edge of shard(s) [1], whose "
-                                                   "model cannot be trained without data: fit() again with fewer")):
+    with pytest.raises(UntrainableShard, match=re.escape("SISA: the request removes every edge of shard(s) [1], "
+                                                         "whose model cannot be trained without data: fit() again "
+                                                         "with fewer")) as refused:
         sisa.unlearn(graph[EDGE].edge_index[:, shard_of == 1])
+    assert isinstance(refused.value, UnlearningFailed) and isinstance(refused.value, ValueError)
+    positives = graph[EDGE].edge_index[:, (shard_of == 1) & (graph[EDGE].edge_label > 0)]
+    with pytest.raises(UntrainableShard, match=re.escape("SISA: shard 1 cannot be trained on its edges (")):
+        sisa.unlearn(positives)  # BCE with no label 1 left in the shard
 
 
 def test_receraser_takes_pretrained_embeddings(graph):

@@ -11,7 +11,7 @@ from .ifru import IFRU, IFRUConfig, NewtonConfig, SolverConfig, TrustConfig
 from .scif import SCIF, substitute_labels
 from .finetune import FineTune, FineTuneConfig
 from .sharding import ShardAttention, ShardedRecommender
-from .sisa import SISA, SISAConfig
+from .sisa import SISA, SISAConfig, UntrainableShard
 from .receraser import RecEraser, RecEraserConfig, balanced_partition
 from .unlearnrec import InfluenceEncoder, UnlearnRec, UnlearnRecConfig, influence_dependency_matrix
 
@@ -19,5 +19,5 @@ __all__ = ["Unlearner", "UnlearnResult", "UnlearningFailed", "NoValidationWarnin
            "NotFittedError", "NoOptions", "METHODS", "register", "method_config", "build_unlearner",
            "Retrain", "RetrainConfig", "FineTune", "FineTuneConfig",
            "IFRU", "IFRUConfig", "SolverConfig", "NewtonConfig", "TrustConfig", "SCIF", "substitute_labels",
-           "SISA", "SISAConfig", "RecEraser", "RecEraserConfig", "ShardedRecommender", "ShardAttention",
+           "SISA", "SISAConfig", "UntrainableShard", "RecEraser", "RecEraserConfig", "ShardedRecommender", "ShardAttention",
            "balanced_partition", "UnlearnRec", "UnlearnRecConfig", "InfluenceEncoder", "influence_dependency_matrix"]

@@ -16,7 +16,7 @@ from ..distributed import agreed, layout
 from ..io import tensors_sha256
 from ..objectives import Objective
 from ..train import TrainConfig, check_labels_train
-from .base import Unlearner, copy_modes
+from .base import Unlearner, UnlearningFailed, copy_modes
 from .registry import register
 from .sharding import (ShardAttention, ShardedRecommender, attention_needs_width, split_graph, train_aggregator,
                        train_shards)
@@ -133,6 +133,13 @@ def _with_progress(fitted, given):
     if isinstance(fitted, TrainConfig) and isinstance(given, TrainConfig):
         return dataclasses.replace(fitted, progress=given.progress)
     return fitted
+
+
+class UntrainableShard(UnlearningFailed, ValueError):
+    """A request leaves a shard that its model cannot be trained on (no edge, or no label its objective needs): SISA
+    and RecEraser cannot serve it. An :class:`~graphforget.unlearn.UnlearningFailed`, so that a stream applies the
+    request by Retrain and a benchmark records the cell's error (it stopped the run, for good); a ``ValueError`` as
+    before."""
 
 
 @dataclass
@@ -344,10 +351,14 @@ class SISA(Unlearner):
         graphs = ensemble.shard_graphs(remaining)
         emptied = [s for s in touched if graphs[s][EDGE].edge_index.size(1) == 0]
         if emptied:
-            raise ValueError(f"{type(self).__name__}: the request removes every edge of shard(s) {emptied}, whose "
-                             "model cannot be trained without data: fit() again with fewer shards (num_shards), "
-                             "or Retrain")
-        self._check_trainable({s: graphs[s] for s in touched}, "fit() again with fewer shards (num_shards), or Retrain")
+            raise UntrainableShard(f"{type(self).__name__}: the request removes every edge of shard(s) {emptied}, "
+                                   "whose model cannot be trained without data: fit() again with fewer shards "
+                                   "(num_shards), or Retrain")
+        try:
+            self._check_trainable({s: graphs[s] for s in touched}, "fit() again with fewer shards (num_shards), or "
+                                  "Retrain")
+        except ValueError as error:
+            raise UntrainableShard(str(error)) from None
         trained = train_shards([old.shards[s] for s in touched], [graphs[s] for s in touched], self.shard_objective,
                                cfg.train, self.val, [wrapped_seed(cfg.seed + s) for s in touched], type(self).__name__)
         for s, (model, _) in enumerate(trained):
