@@ -406,6 +406,28 @@ def test_a_file_too_small_to_measure_on_is_refused(tmp_path):
             source.for_loss(loss).prepare(seed=0)
 
 
+@pytest.mark.filterwarnings("ignore::graphforget.train.NoSignalWarning")  # three epochs: the files are the point
+def test_a_data_file_replaced_during_a_run_stops_it_before_its_cells_are_cached(tmp_path):
+    """The files' sha256 were taken when the cells were planned, and the file read again for each seed: one replaced
+    after seed 0 was read for seed 1, whose cells were cached under the old key, and served as the old file's once
+    it was put back (found by a probe). The run stops instead, with seed 0's cells alone cached."""
+    from graphforget.data.synthetic import planted_communities
+    edges = planted_communities(60, 40, interactions_per_user=8, seed=0)[EDGE].edge_index.t().tolist()
+    old = "user,item\n" + "".join(f"u{u},i{i}\n" for u, i in edges)
+    path = tmp_path / "clicks.csv"
+    path.write_text(old)
+    source = DataSource("file", path=str(path), format="csv", user_col="user", item_col="item", negatives=1)
+
+    def replace_after_seed_0(cell, record):
+        if cell.seed == 0:
+            path.write_text(old.replace("u1,", "u999,"))
+    with pytest.raises(ValueError, match=r"clicks.csv: the data files changed during the run \(clicks.csv\): the "
+                                         r"cells are keyed by their content when the run began"):
+        run_bench("deletion", source, methods=["retrain"], seeds=2, out=tmp_path / "run", hparams=TINY,
+                  params={"kinds": ["random"], "ratios": [0.05]}, after_cell=replace_after_seed_0)
+    assert len(list((tmp_path / "run" / "cells").iterdir())) == 1
+
+
 def test_the_noise_floor_is_a_retrain_from_another_seed():
     setting = Setting(DataSource("synthetic", negatives=1), TINY, seed=2)
     variant = {"kind": "random", "ratio": 0.1}

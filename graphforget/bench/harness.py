@@ -155,7 +155,23 @@ def _leaves(options: dict, prefix: str = "") -> list[str]:
 def _setting_of(cell: Cell, hparams: Hyperparameters, source: DataSource, device) -> tuple[str, Callable[[], Setting]]:
     attack = PROTOCOLS[cell.protocol].attack(cell.params["protocol"])
     key = json.dumps([cell.params["data"], cell.seed, attack, cell.params["hparams"]], sort_keys=True)
-    return key, lambda: Setting(source, hparams, cell.seed, attack, device)
+
+    def make() -> Setting:
+        setting = Setting(source, hparams, cell.seed, attack, device)
+        _check_files_unchanged(source, cell.params["data"]["files"])  # after the read: a change before it shows
+        return setting
+    return key, make
+
+
+def _check_files_unchanged(source: DataSource, planned: dict) -> None:
+    """Raises ``ValueError`` when the data files' sha256 are no longer those the run's cells are keyed by: a file
+    replaced during a run was read for the later seeds, and their cells cached under the old file's key (put back, it
+    served them as its own)."""
+    now = source.identity()["files"]
+    if now != planned:
+        changed = sorted(name for name in planned.keys() | now.keys() if planned.get(name) != now.get(name))
+        raise ValueError(f"{source.name}: the data files changed during the run ({', '.join(changed)}): the cells "
+                         "are keyed by their content when the run began; run again on the files as they are now")
 
 
 def _compute(cell: Cell, workspace: Workspace, hparams, source: DataSource, device, progress: bool) -> dict:
