@@ -1065,6 +1065,24 @@ def test_the_attack_protocol_refuses_implicit_data_without_sampled_negatives(tmp
     assert not (tmp_path / "o" / "results.json").exists()
 
 
+def test_ratings_that_all_reach_the_threshold_are_refused_naming_it(tmp_path):
+    """Every rating at or above --threshold: the attack called the data implicit feedback (the wrong cause), and
+    deletion and stream failed at training, advising Python calls (add_negatives, BPRObjective); fit names the
+    threshold (found by a probe). BPR trains on such data: no refusal."""
+    path = tmp_path / "ratings.csv"
+    path.write_text("user,item,rating\n" + "".join(f"u{u},i{(u * 7 + k) % 40},{3 + k % 3}\n"
+                                                      for u in range(60) for k in range(8)))
+    source = DataSource("file", path=str(path), format="csv", user_col="user", item_col="item", label_col="rating",
+                        threshold=3)
+    for protocol, need in (("attack", "the flipped labels would be the Original's only negatives"),
+                           ("deletion", "BCE training has no negative")):
+        with pytest.raises(ValueError, match=re.escape(f"ratings.csv: every rating reaches --threshold 3, so every "
+                                                       f"label is 1 and {need}: raise --threshold, or sample N")):
+            run_bench(protocol, source, methods=["retrain"], seeds=1, hparams=TINY, out=tmp_path / protocol,
+                      params={"kinds": ["random"], "ratios": [0.1]} if protocol == "deletion" else None)
+    assert Setting(source.for_loss("bpr"), TINY.replace(loss="bpr"), seed=0).val is None
+
+
 def test_implicit_data_reports_recall_beside_the_retrain(tmp_path):
     folder = _lightgcn_files(tmp_path / "data")
     result = run_bench("deletion", DataSource("file", path=str(folder), format="lightgcn"), methods=["ifru"], seeds=1,
