@@ -1175,8 +1175,9 @@ class ForgetStream:
 
     The policy: the configured ``method`` is used, except that a request is applied by Retrain (from
     scratch, on everything that remains) when ``retrain_every`` approximate requests (a warm-started Retrain is
-    one) were applied since the base or the last Retrain from scratch, or when the drift (edges removed by approximate methods since then, over the
-    training edges at that point) reached ``max_drift``, or when the method does not trust its result.
+    one) were applied since the base or the last Retrain from scratch, or when the drift (edges removed by
+    approximate methods since then, over the training edges at that point) reached ``max_drift``, or when the
+    method does not trust its result.
 
     Args:
         directory: the stream's folder (created with the base run, reopened without it).

@@ -501,8 +501,8 @@ def test_a_frozen_half_precision_parameter_is_not_refused(small_planted):
 
 def test_methods_prints_less_or_equal_in_unicode(capsys):
     """IFRU's newton options hold :math:`\\hat\\lambda \\le l_2` and :math:`\\lVert\\nabla_\\phi L(\\hat\\theta;
-    D)\\rVert \\le 0.1 \\lVert g\\rVert`: \\le is printed as ≤ (without it in _TEX the word 'le' was printed), and a delimiter without the space TeX
-    drops after a control word (it printed "‖ g")."""
+    D)\\rVert \\le 0.1 \\lVert g\\rVert`: \\le is printed as ≤ (without it in _TEX the word 'le' was printed), and
+    a delimiter without the space TeX drops after a control word (it printed "‖ g")."""
     assert main(["methods", "ifru"]) == 0
     out = capsys.readouterr().out
     assert "(λ̂ ≤ l_2)" in out and "‖∇_φ L(θ̂; D)‖ ≤ 0.1 ‖g‖" in out and "-⟨∇_φ L(θ̂; D), φ̂⟩" in out

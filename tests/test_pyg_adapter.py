@@ -295,7 +295,8 @@ class MeanSAGE(nn.Module):
 
 def test_a_sparse_mean_aggregation_scores_as_edge_index_and_its_missing_curvature_is_named(graph, one_thread):
     """torch has no second derivative of its sparse mean product (SAGEConv's with a sparse adjacency)."""
-    dense, sparse = (PyGRecommender(MeanSAGE(U + I), U, I, receptive_field=1, sparse=form).double() for form in (False, True))
+    dense, sparse = (PyGRecommender(MeanSAGE(U + I), U, I, receptive_field=1, sparse=form).double()
+                     for form in (False, True))
     sparse.load_state_dict(dense.state_dict())
     assert not (dense.linear_embedding or has_linear_dot_product(dense))  # not PyG's LightGCN: autograd products
     with torch.no_grad():

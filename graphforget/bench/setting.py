@@ -69,8 +69,8 @@ def _no_negatives(source: DataSource, flip: bool) -> str:
             "BCE training has no negative")
     sample = "sample N non-interactions per interaction (e.g. 1): --negatives N, DataSource(negatives=N)"
     if source.threshold is not None:
-        return (f"{source.name}: every rating reaches --threshold {source.threshold:g}, so every label is 1 and {need}: "
-                f"raise --threshold, or {sample}")
+        return (f"{source.name}: every rating reaches --threshold {source.threshold:g}, so every label is 1 and "
+                f"{need}: raise --threshold, or {sample}")
     return f"{source.name} holds implicit feedback only (every label is 1): {need}; {sample}"
 
 

@@ -19,5 +19,6 @@ __all__ = ["Unlearner", "UnlearnResult", "UnlearningFailed", "NoValidationWarnin
            "NotFittedError", "NoOptions", "METHODS", "register", "method_config", "build_unlearner",
            "Retrain", "RetrainConfig", "FineTune", "FineTuneConfig",
            "IFRU", "IFRUConfig", "SolverConfig", "NewtonConfig", "TrustConfig", "SCIF", "substitute_labels",
-           "SISA", "SISAConfig", "UntrainableShard", "RecEraser", "RecEraserConfig", "ShardedRecommender", "ShardAttention",
+           "SISA", "SISAConfig", "UntrainableShard",
+           "RecEraser", "RecEraserConfig", "ShardedRecommender", "ShardAttention",
            "balanced_partition", "UnlearnRec", "UnlearnRecConfig", "InfluenceEncoder", "influence_dependency_matrix"]
