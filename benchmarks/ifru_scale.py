@@ -31,7 +31,7 @@ import torch
 from graphforget import BCEObjective, TrainConfig, train
 from graphforget.data import EDGE, add_negatives, edge_subgraph, find_data_root, load_lightgcn, random_edges
 from graphforget.io import write_json
-from graphforget.metrics import prediction_distance
+from graphforget.metrics import prediction_distance, prediction_gap
 from graphforget.models import LightGCN, load_model, save_model
 from graphforget.presets import TRAININGS
 from graphforget.unlearn import IFRU, IFRUConfig, Retrain, RetrainConfig
@@ -74,8 +74,8 @@ def child(workdir: Path, ratio: float, curvature: str, prune: float | None, seed
         reference, test = load_model(retrained)[0], torch.load(workdir / "test.pt", weights_only=False)
         with torch.no_grad():
             scale = prediction_distance(model, graph, reference, result.graph, test)
-            row["prediction_gap"] = prediction_distance(result.model, result.graph, reference, result.graph,
-                                                        test) / scale
+            gap = prediction_distance(result.model, result.graph, reference, result.graph, test)
+            row["prediction_gap"] = prediction_gap(gap, scale, test.size(1))
     return row
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import itertools
 import json
 import logging
 import numbers
@@ -1426,11 +1425,16 @@ class ForgetStream:
         users, items, edges = (values if name == kind else None for name in ("users", "items", "edges"))
         with self._journal_lock():
             given = {"users": users, "items": items, "edges": edges, "local_ids": local_ids}
-            for _, run in self._projections():  # the last: the current run as every pending request leaves it
-                pass
+            # pending first: a run published between the two reads is then pending and applied in the current run
+            # (refused by the projection, left out), where read the other way round it was neither: a repeat passed
+            pending = set(self.pending())
+            current = run = self.current
+            steps = []
+            for seq, request, run in self._projections(current, pending):  # run: as every pending one leaves it
+                steps.append((seq, request))
             if _refusal(run, given) is not None:
-                _checked_request(self.current, **given)  # refused without the pending requests too: said so
-                raise self._refusal_owed_to_pending(given)
+                _checked_request(current, **given)  # refused without the pending requests too: said so
+                raise _refusal_owed_to_pending(given, current, run, steps)
             request = {"users": _jsonable_ids(users), "items": _jsonable_ids(items),
                        "edges": None if edges is None else [[_plain_id(u), _plain_id(i)] for u, i in edges],
                        "local_ids": local_ids}
@@ -1438,15 +1442,10 @@ class ForgetStream:
             self._append({"seq": seq, "time": utc_now(), "request": request})
         return seq
 
-    def _projections(self) -> Iterator[tuple[int | None, Run]]:
-        """The current run (after None), then its data as each pending request in turn will leave it (the model as it
-        is: no check reads it), after that request's number. A pending request that will be refused is left out: it
-        removes nothing."""
-        # pending first: a run published between the two reads is then pending and applied in the current run (so
-        # refused below and left out), where read the other way round it was neither and its request could repeat
-        pending = set(self.pending())
-        run = self.current
-        yield None, run
+    def _projections(self, run: Run, pending: set[int]) -> Iterator[tuple[int, Request, Run]]:
+        """``run``'s data as each ``pending`` request in turn will leave it (the model as it is: no check reads it),
+        with that request's number and the request checked. One that will be refused is left out: it removes
+        nothing."""
         for entry in self.requests():
             if entry["seq"] not in pending:
                 continue
@@ -1455,18 +1454,7 @@ class ForgetStream:
             except ValueError:
                 continue
             run = _without_request(run, request)
-            yield entry["seq"], run
-
-    def _refusal_owed_to_pending(self, given: dict) -> ValueError:
-        """The refusal of a request that the current run accepts, naming the pending request after which it is
-        refused (the message had listed every pending request: the user could not tell which one held the id)."""
-        for seq, run in itertools.islice(self._projections(), 1, None):
-            refusal = _refusal(replace(run, pending=[seq]), given)
-            if refusal is not None:
-                break
-        if "pending in the stream" in str(refusal):
-            return refusal
-        return ValueError(f"{refusal} (counting request {seq}, accepted before it and not yet applied)")
+            yield entry["seq"], request, run
 
     def _next_seq(self) -> int:
         """The number after every journaled one and every run directory: a power loss can drop a journal line not
@@ -1554,6 +1542,21 @@ def _journal_entry(line: bytes, path: Path, number: int) -> dict:
 def _journaled(entry: dict) -> dict:
     """The arguments of :func:`build_request` (and :func:`forget`) that a journal line holds."""
     return {key: value for key, value in entry["request"].items() if value is not None}
+
+
+def _refusal_owed_to_pending(given: dict, current: Run, projected: Run, steps: list[tuple[int, Request]]
+                             ) -> ValueError:
+    """The refusal of a request that ``current`` accepts and ``projected`` (``current`` as the pending requests
+    ``steps``, ``(seq, request)``, leave it) refuses, naming the pending requests that refuse it alone, or all of them
+    where none does (together they leave too little). The message had listed every pending request: the user could
+    not tell which one held an id."""
+    alone = [seq for seq, request in steps if _refusal(_without_request(current, request), given) is not None]
+    named = alone or [seq for seq, _ in steps]
+    refusal = _refusal(replace(projected, pending=named), given)
+    if "pending in the stream" in str(refusal):
+        return refusal
+    return ValueError(f"{refusal} (counting the requests accepted before it and not yet applied: "
+                      f"{', '.join(map(str, named))})")
 
 
 def _refusal(run: Run, given: dict) -> ValueError | None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch_geometric.nn import ARMAConv, ChebConv, GCNConv, LGConv, MixHopConv, SAGEConv, SGConv, SSGConv
+from torch_geometric.nn import ARMAConv, ChebConv, EGConv, GCNConv, LGConv, MixHopConv, SAGEConv, SGConv, SSGConv
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
 from torch_geometric.utils import to_dense_adj
 
@@ -745,11 +745,14 @@ def test_a_module_with_another_call_convention_is_refused_naming_the_call(graph)
     keywords.conv = GCNConv(4, 4, normalize=False)
     assert PyGRecommender(keywords, U, I, receptive_field=1, edge_weight=True).supports_edge_weight
     # layers that normalise with no option to turn it off: SGConv scored up to 0.024 away on a subgraph (a probe)
-    for layer in (SGConv(4, 4), SSGConv(4, 4, alpha=0.1), ChebConv(4, 4, K=2), ARMAConv(4, 4), MixHopConv(4, 4)):
+    for layer in (SGConv(4, 4), SSGConv(4, 4, alpha=0.1), ChebConv(4, 4, K=2), ARMAConv(4, 4), MixHopConv(4, 4),
+                  EGConv(4, 4, num_heads=2)):  # EGConv's default aggregator, symnorm
         keywords.conv = layer
         with pytest.raises(ValueError, match=rf"edge_weight=True\): conv \({type(layer).__name__}\) of Keywords "
                                              "normalise by the degrees"):
             PyGRecommender(keywords, U, I, receptive_field=1, edge_weight=True)
+    keywords.conv = EGConv(4, 4, aggregators=["sum"], num_heads=2)  # a sum: exact on a subgraph
+    assert PyGRecommender(keywords, U, I, receptive_field=1, edge_weight=True).supports_edge_weight
 
 
 @pytest.mark.parametrize("module", [PyGLightGCN, OwnCode])

@@ -771,7 +771,7 @@ def test_a_stream_keeps_its_options_as_created_and_names_pending_requests_only_w
         stream.submit(users=["nobody"])
     held = [[str(run.graph[node].raw_id[k]) for node, k in zip(("user", "item"), pair)]
             for pair in _observed(run.val, 50) if pair[0] == int(raw_to_local(run.graph["user"].raw_id, users[1:2])[0])]
-    with pytest.raises(ValueError, match=r"\(counting request 2, accepted before it and not yet applied\)$"):
+    with pytest.raises(ValueError, match=r"\(counting the requests accepted before it and not yet applied: 2\)$"):
         stream.submit(edges=held[:1])  # the user's held-out pair, which request 2 drops
 
 
@@ -1261,14 +1261,24 @@ def test_a_request_repeating_one_that_another_process_applies_meanwhile_is_refus
 
 def test_a_pending_duplicate_names_the_pending_request(base, tmp_path):
     """A request repeating a pending one was said to be forgotten in the base's audit log, which holds no such
-    line: the message names the pending request, that one alone (it listed every pending request: 1, 2, 3)."""
+    line: the message names the pending requests that hold what it repeats, those alone (it listed every pending
+    request: 1, 2, 3), and counts every repeat."""
     stream = ForgetStream(tmp_path / "s", base, method="scif")
     for user in ("u1", "u2", "u3"):
         stream.submit(users=[user])
-    for user, seq in (("u1", 1), ("u2", 2), ("u3", 3)):
+    for users, named in ((["u1", "u4"], "request 1): u1"), (["u2", "u4"], "request 2): u2"),
+                         (["u4", "u3", "u1"], "requests 1, 3): u1, u3")):
         with pytest.raises(ValueError) as refused:
-            stream.submit(users=[user, "u4"])
-        assert f"or pending in the stream: request {seq}): {user}" in str(refused.value)
+            stream.submit(users=users)
+        assert f"or pending in the stream: {named}" in str(refused.value)
+    graph = stream.current.graph
+    names, (users, items) = [str(raw) for raw in graph["user"].raw_id], graph[EDGE].edge_index
+    observed = graph[EDGE].observed if "observed" in graph[EDGE] else torch.ones_like(users, dtype=torch.bool)
+    edges = [[name, str(graph["item"].raw_id[int(items[(users == names.index(name)) & observed][0])])]
+             for name in ("u1", "u2", "u4")]
+    with pytest.raises(ValueError, match=r"^2 of the requested edges were already forgotten .*or pending in the "
+                                         r"stream: requests 1, 2\)"):
+        stream.submit(edges=edges)
     stream.process()
     with pytest.raises(ValueError) as refused:
         stream.submit(users=["u1"])

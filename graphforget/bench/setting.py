@@ -62,16 +62,18 @@ def request_digest(request: Tensor) -> str:
     return hashlib.sha256(keys.numpy().tobytes()).hexdigest()[:16]
 
 
-def _no_negatives(source: DataSource, flip: bool) -> str:
+def _no_negatives(source: DataSource, flip: bool, loss: str) -> str:
     """Why a training split without a label 0 cannot be benchmarked, and the remedy (the threshold's, where it made
-    every label 1: "implicit feedback" named the wrong cause)."""
+    every label 1: "implicit feedback" named the wrong cause; sampled negatives only for BCE: BPR refuses them)."""
     need = ("the flipped labels would be the Original's only negatives" if flip else
             "BCE training has no negative")
     sample = "sample N non-interactions per interaction (e.g. 1): --negatives N, DataSource(negatives=N)"
     if source.threshold is not None:
+        remedy = "raise --threshold" + (f", or {sample}" if loss == "bce" else "")
         return (f"{source.name}: every rating reaches --threshold {source.threshold:g}, so every label is 1 and "
-                f"{need}: raise --threshold, or {sample}")
-    return f"{source.name} holds implicit feedback only (every label is 1): {need}; {sample}"
+                f"{need}: {remedy}")
+    remedy = sample if loss == "bce" else "give a file with labels 0 (BPR's negatives are sampled, not labelled)"
+    return f"{source.name} holds implicit feedback only (every label is 1): {need}; {remedy}"
 
 
 class Setting:
@@ -96,7 +98,7 @@ class Setting:
         self.data = source.prepare(seed, attack["ratio"] if flip else 0.02)
         split = self.data.split
         if (flip or hparams.loss == "bce") and not bool((split.train[EDGE].edge_label == 0).any()):
-            raise ValueError(_no_negatives(source, flip))  # else found at training, misnamed, with Python advice
+            raise ValueError(_no_negatives(source, flip, hparams.loss))  # else found at training, misnamed, with Python advice
         self.val = split.val.to(self.device) if split.val[EDGE].edge_index.size(1) else None  # BPR: no validation
         self.test = split.test.to(self.device)
         self.train_graph, self.request = (self.data.train, self.data.request) if flip else (split.train, None)

@@ -8,7 +8,7 @@ from typing import Mapping
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
-from torch_geometric.nn import ARMAConv, ChebConv, MixHopConv, SGConv, SSGConv
+from torch_geometric.nn import ARMAConv, ChebConv, EGConv, MixHopConv, SGConv, SSGConv
 from torch_geometric.nn import Linear as PyGLinear
 from torch_geometric.nn.models import LightGCN
 
@@ -286,17 +286,25 @@ def _refuse_missing_edge_weight(module: nn.Module) -> None:
                      "edge_weight=False (the module then normalises by itself)")
 
 
-#: PyG layers that normalise by the degrees of the graph they are given, with no ``normalize`` option to turn it off.
+#: PyG layers that normalise by the degrees of the graph they are given, with no ``normalize`` option to turn it off
+#: (and ``EGConv`` with its default ``symnorm`` aggregator: :func:`_normalizes`).
 ALWAYS_NORMALIZING = (SGConv, SSGConv, ChebConv, ARMAConv, MixHopConv)
+
+
+def _normalizes(layer: nn.Module) -> bool:
+    """Whether ``layer`` normalises by the degrees of the graph it is given (both ends' degrees: a mean over a
+    node's neighbours is exact on a k-hop subgraph, which holds every neighbour of the nodes it scores)."""
+    if isinstance(layer, EGConv):
+        return "symnorm" in layer.aggregators
+    return getattr(layer, "normalize", False) is True or isinstance(layer, ALWAYS_NORMALIZING)
 
 
 def _refuse_normalizing_layers(module: nn.Module) -> None:
     """Raises ``ValueError`` naming the layers that normalise by themselves (``normalize=True``, the default of
-    ``LGConv`` and ``GCNConv``, or one of :data:`ALWAYS_NORMALIZING`) under ``edge_weight=True``: they normalise the
+    ``LGConv`` and ``GCNConv``, or :func:`_normalizes`) under ``edge_weight=True``: they normalise the
     whole graph's weights again by the degrees of the graph they are given, so on a k-hop subgraph the model is not
     the whole graph's, and IFRU's local step would be off without a word."""
-    layers = [f"{name} ({type(layer).__name__})" for name, layer in module.named_modules()
-              if getattr(layer, "normalize", False) is True or isinstance(layer, ALWAYS_NORMALIZING)]
+    layers = [f"{name} ({type(layer).__name__})" for name, layer in module.named_modules() if _normalizes(layer)]
     if layers:
         raise ValueError(f"PyGRecommender(edge_weight=True): {', '.join(layers)} of {type(module).__name__} normalise "
                          "by the degrees of the graph they are given, so the model is not exact on the k-hop subgraphs "

@@ -137,9 +137,9 @@ def _with_progress(fitted, given):
 
 class UntrainableShard(UnlearningFailed, ValueError):
     """A request leaves a shard that its model cannot be trained on (no edge, or no label its objective needs): SISA
-    and RecEraser cannot serve it. An :class:`~graphforget.unlearn.UnlearningFailed`, so that a stream applies the
-    request by Retrain and a benchmark records the cell's error (it stopped the run, for good); a ``ValueError`` as
-    before."""
+    and RecEraser cannot serve it. An :class:`~graphforget.unlearn.UnlearningFailed`, so that a benchmark records the
+    cell's error (it stopped the run, for good) and the command line exits 1 as for a method's failure; a
+    ``ValueError`` as before."""
 
 
 @dataclass
