@@ -9,6 +9,7 @@ directly gets the same type checks from :func:`check_types`, which its ``__post_
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import functools
 import hashlib
@@ -351,7 +352,9 @@ def _build(cls: type, options: dict[str, Any], base: Any, path: str):
             current = getattr(base, name) if base is not None else _field_default(known[name])
             value = _build(nested, value, current if isinstance(current, nested) else None, where)
         values[name] = _coerce(value, kind, where)
-    return _named(lambda: dataclasses.replace(base, **values) if base is not None else cls(**values), path)
+    # a copy of base's nested configs too: one shared with base (a replace()'s TrainConfig) took edits of either
+    return _named(lambda: dataclasses.replace(copy.deepcopy(base), **values) if base is not None else cls(**values),
+                  path)
 
 
 def _dataclass_in(kind) -> type | None:

@@ -12,6 +12,7 @@ per-batch scale :math:`\frac{1}{|B|}\sum_{B} \ell_e + \frac{\lambda}{2|D|}\lVert
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 from typing import ClassVar
 
@@ -39,6 +40,27 @@ class Objective:
         if not (is_real(l2) and 0 <= l2 < math.inf):  # rejects NaN too
             raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
         self.l2 = float(l2)
+
+    def check_fields(self) -> None:
+        """Runs the constructor's checks again on the fields as they are now: one set after it (``objective.l2 =
+        -5``, ``resample = "no"``) passed none, and trained. A constructor argument kept in no field of the same name
+        leaves nothing to check it by (an objective of one's own): then none is run.
+
+        Raises:
+            ValueError: ``"{class}: {the constructor's message}"``.
+        """
+        fields = {}
+        for name, parameter in list(inspect.signature(type(self).__init__).parameters.items())[1:]:
+            if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                continue
+            if hasattr(self, name):
+                fields[name] = getattr(self, name)
+            elif parameter.default is parameter.empty:
+                return
+        try:
+            type(self)(**fields)
+        except ValueError as error:
+            raise ValueError(f"{type(self).__name__}: {error}") from None
 
     def check(self, graph: HeteroData) -> None:
         """Checks once, where a graph meets the objective (training, unlearning), that its labels suit it.

@@ -76,7 +76,9 @@ class Hyperparameters:
         unknown = _not_registered(self.model)
         check_fields(self, {"model": (unknown is None, unknown),
                             "embedding_dim": (self.embedding_dim >= 1, "must be >= 1"),
-                            "num_layers": (self.num_layers >= 0, "must be >= 0"), "l2": (self.l2 >= 0, "must be >= 0"),
+                            "num_layers": (self.num_layers >= (self.model == "simgcl"),  # SimGCL averages 1..K
+                                           f"must be >= {int(self.model == 'simgcl')}"),
+                            "l2": (self.l2 >= 0, "must be >= 0"),
                             "loss": (self.loss in LOSSES, f"one of {', '.join(LOSSES)}"),
                             "ssl_weight": (self.ssl_weight is None or (self.model in CONTRASTIVE
                                                                          and self.ssl_weight >= 0),

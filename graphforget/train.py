@@ -144,6 +144,7 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
     config = TrainConfig() if config is None else config
     _check_types(model, graph, objective, config, val)
     recheck(config)  # a field set after it was built
+    objective.check_fields()  # the same: an l2 of -5 set after it was built trained
     check_optimizer(config, objective)
     if config.data_parallel:  # ranks given different inputs would mix them, or wait forever for one that stopped
         # model by its values: DDP starts every rank from rank 0's, and another rank's would be dropped unseen

@@ -229,6 +229,26 @@ def test_a_dict_for_a_nested_config_changes_the_field_s_default():
     assert IFRUConfig(solver={"tol": 1e-3}).solver == dataclasses.replace(IFRUConfig().solver, tol=1e-3)
 
 
+def test_a_replaced_config_shares_no_nested_config_with_its_base():
+    """Hyperparameters.replace() returned a copy whose TrainConfig was the base's: an edit of one's epochs was the
+    other's too (found by a probe)."""
+    base = Hyperparameters()
+    quick = base.replace(l2=1.0)
+    quick.train.epochs = 3
+    assert base.train.epochs == 100 and quick.train is not base.train
+    base_ifru = IFRUConfig()
+    ifru = build_config(IFRUConfig, {"spillover": False}, base_ifru)
+    assert ifru.solver == base_ifru.solver and ifru.solver is not base_ifru.solver
+
+
+def test_simgcl_hyperparameters_need_a_layer_before_any_data_is_read():
+    """SimGCL averages layers 1..K: num_layers 0 passed Hyperparameters and was refused by the model, after the
+    command line had read the data (found by a probe)."""
+    with pytest.raises(ValueError, match=r"^Hyperparameters.num_layers: must be >= 1 \(got 0\)$"):
+        Hyperparameters(model="simgcl", loss="bpr", num_layers=0)
+    assert Hyperparameters(model="lightgcn", num_layers=0).num_layers == 0
+
+
 def test_check_device_names_a_device_of_the_wrong_type():
     for device in (None, 1.5):
         with pytest.raises(ValueError, match=f"^unknown device {device!r}$"):

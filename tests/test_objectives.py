@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -323,3 +324,31 @@ def test_a_bpr_subclass_shows_l2_seed_resample_first():
 def test_the_contrastive_objectives_repr_is_as_before():
     assert (repr(ContrastiveBPRObjective(l2=0.5, ssl_weight=0.2, tau=0.3, seed=1, resample=False))
             == "ContrastiveBPRObjective(l2=0.5, ssl_weight=0.2, tau=0.3, seed=1, resample=False)")
+
+
+@pytest.mark.parametrize("make, field, value, message", [
+    (BCEObjective, "l2", -5.0, "BCEObjective: l2 must be a finite number >= 0, got -5.0"),
+    (BPRObjective, "resample", "no", "BPRObjective: resample must be a bool, got 'no'"),
+    (BPRObjective, "seed", 2.5, "BPRObjective: seed"),
+    (ContrastiveBPRObjective, "tau", 0.0, "ContrastiveBPRObjective: tau must be a finite number > 0, got 0.0")])
+def test_an_objective_edited_after_it_was_built_is_checked_where_it_is_used(graph, make, field, value, message):
+    """The constructor's checks ran once: l2 = -5 set afterwards trained (the weights' norm went from 0.3 to 6.5 in
+    30 epochs), resample = "no" resampled, seed = 2.5 failed inside the negatives' hash (found by a probe)."""
+    from graphforget.train import TrainConfig, train
+    from graphforget.unlearn import FineTune
+    objective = make()
+    objective.check_fields()  # as built
+    setattr(objective, field, value)
+    with pytest.raises(ValueError, match="^" + re.escape(message)):
+        train(MF(3, 6, 2), graph, objective, TrainConfig(epochs=1))
+    with pytest.raises(ValueError, match="^" + re.escape(message)):
+        FineTune(MF(3, 6, 2), graph, objective)
+
+
+def test_an_objective_of_ones_own_whose_arguments_are_kept_otherwise_is_not_rebuilt():
+    """Its constructor's arguments cannot be read back: nothing to check them by, so nothing is run."""
+    class Weighted(BCEObjective):
+        def __init__(self, weights):
+            super().__init__()
+            self._weights = weights
+    Weighted([1.0]).check_fields()

@@ -227,6 +227,7 @@ class Unlearner:
         state = self._graph_state()
         if not unchanged(state, self._checked_edges):
             check_interactions(graph)
+            self.objective.check_fields()  # a field set after it was built (l2 = -5) passed no check
             self.objective.check(graph)
             check_unique_pairs(graph[EDGE].edge_index, num_items(graph), "the training graph")
             self._checked_edges = state
