@@ -396,6 +396,19 @@ def test_the_prediction_gap_to_an_original_within_rounding_of_retrain_is_nan(mon
     assert math.isnan(row["prediction_gap"]) if original < 1e-6 else row["prediction_gap"] == 1e-6 / original
 
 
+@pytest.mark.parametrize("share", [0.9, 1.1])
+def test_the_prediction_gaps_noise_floor_grows_with_the_test_pairs(monkeypatch, share):
+    """The floor is 4 float32 steps per test pair, times the square root of their count: an Original 0.9 of it
+    from Retrain gives no gap, one 1.1 of it the ratio (from a mutation run: one pair's floor passed the test above)."""
+    setting = Setting(DataSource("synthetic", negatives=1), TINY, seed=2)
+    floor = 4 * torch.finfo(torch.float32).eps * math.sqrt(setting.test[EDGE].edge_index.size(1))
+    monkeypatch.setattr("graphforget.bench.protocols.prediction_distance",
+                        lambda model, *args: share * floor if model is setting.original else 1e-6)
+    row = PROTOCOLS["deletion"].run(setting, "finetune", {}, {"kind": "random", "ratio": 0.1}, False)
+    assert row["original_distance"] == share * floor and row["prediction_distance"] == 1e-6
+    assert math.isnan(row["prediction_gap"]) if share < 1 else row["prediction_gap"] == 1e-6 / (share * floor)
+
+
 def test_a_file_too_small_to_measure_on_is_refused(tmp_path):
     """Two interactions ran a deletion benchmark whose every figure was missing (the test part held no interaction)."""
     path = tmp_path / "two.csv"
@@ -426,6 +439,46 @@ def test_a_data_file_replaced_during_a_run_stops_it_before_its_cells_are_cached(
         run_bench("deletion", source, methods=["retrain"], seeds=2, out=tmp_path / "run", hparams=TINY,
                   params={"kinds": ["random"], "ratios": [0.05]}, after_cell=replace_after_seed_0)
     assert len(list((tmp_path / "run" / "cells").iterdir())) == 1
+
+
+@pytest.mark.filterwarnings("ignore::graphforget.train.NoSignalWarning")  # three epochs: the files are the point
+@pytest.mark.parametrize("change, named", [("replace", "train.txt"), ("remove", "test.txt")])
+def test_a_run_stopped_by_a_changed_data_file_names_that_file_alone(tmp_path, change, named):
+    """A folder's files are keyed one by one: the refusal names the file replaced, or the one removed, and not the
+    file left as it was (from a mutation run)."""
+    folder = _lightgcn_files(tmp_path / "data")
+    source = DataSource("file", path=str(folder), format="lightgcn")
+
+    def change_after_seed_0(cell, record):
+        if cell.seed == 0 and change == "replace":
+            (folder / "train.txt").write_text((folder / "train.txt").read_text() + "40 1 2 3\n")
+        elif cell.seed == 0:
+            (folder / "test.txt").unlink()
+    with pytest.raises(ValueError, match=re.escape(f"data: the data files changed during the run ({named}): the cells "
+                                                   "are keyed by their content when the run began")):
+        run_bench("deletion", source, methods=["retrain"], seeds=2, out=tmp_path / "run", hparams=TINY,
+                  params={"kinds": ["random"], "ratios": [0.05]}, after_cell=change_after_seed_0)
+
+
+@pytest.mark.filterwarnings("ignore::graphforget.train.NoSignalWarning")
+def test_a_data_file_replaced_while_a_seed_reads_it_stops_the_run_before_that_seeds_cells(tmp_path, monkeypatch):
+    """The files are checked after each seed's read, not before it: a file replaced while seed 0 read it is found at
+    once, and no cell is cached under the old file's key (from a mutation run)."""
+    edges = planted_communities(60, 40, interactions_per_user=8, seed=0)[EDGE].edge_index.t().tolist()
+    old = "user,item\n" + "".join(f"u{u},i{i}\n" for u, i in edges)
+    path = tmp_path / "clicks.csv"
+    path.write_text(old)
+    source = DataSource("file", path=str(path), format="csv", user_col="user", item_col="item", negatives=1)
+    prepare = DataSource.prepare
+
+    def replaced_while_read(self, *args, **kwargs):
+        path.write_text(old.replace("u1,", "u999,"))
+        return prepare(self, *args, **kwargs)
+    monkeypatch.setattr(DataSource, "prepare", replaced_while_read)
+    with pytest.raises(ValueError, match=r"clicks.csv: the data files changed during the run \(clicks.csv\)"):
+        run_bench("deletion", source, methods=["retrain"], seeds=2, out=tmp_path / "run", hparams=TINY,
+                  params={"kinds": ["random"], "ratios": [0.05]})
+    assert list((tmp_path / "run").glob("cells/*")) == []
 
 
 def test_the_noise_floor_is_a_retrain_from_another_seed():
@@ -1073,7 +1126,7 @@ def test_ratings_that_all_reach_the_threshold_are_refused_naming_it(tmp_path):
     path.write_text("user,item,rating\n" + "".join(f"u{u},i{(u * 7 + k) % 40},{3 + k % 3}\n"
                                                       for u in range(60) for k in range(8)))
     source = DataSource("file", path=str(path), format="csv", user_col="user", item_col="item", label_col="rating",
-                        threshold=3)
+                        threshold=3.0)  # as --threshold 3 reads: named as typed
     for protocol, need in (("attack", "the flipped labels would be the Original's only negatives"),
                            ("deletion", "BCE training has no negative")):
         with pytest.raises(ValueError, match=re.escape(f"ratings.csv: every rating reaches --threshold 3, so every "

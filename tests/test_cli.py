@@ -1033,3 +1033,14 @@ def test_run_attack_takes_empty_options_of_a_method_not_run_as_no_options(monkey
     monkeypatch.setattr("graphforget.protocols.attack.train", stop)
     with pytest.raises(Trained):
         run_attack(data, Hyperparameters(embedding_dim=4), methods=["ifru"], options={"scif": {}, "ifru": {}})
+
+
+def test_run_attack_gives_no_prediction_gap_to_an_original_within_rounding_of_retrain(monkeypatch):
+    """One rule for every protocol (metrics.prediction_gap): the attack protocol divided by any Original-to-Retrain
+    distance above 0, where the harness's protocols give none under 4 float32 steps per test pair."""
+    data = prepare_attack_data("synthetic", attack_ratio=0.02, seed=0)
+    distances = iter([1e-7, 0.0, 1e-6])  # the Original's to Retrain, then each row's: retrain, ifru
+    monkeypatch.setattr("graphforget.protocols.attack.prediction_distance", lambda *args: next(distances))
+    report = run_attack(data, Hyperparameters(embedding_dim=4, train={"epochs": 2}), methods=["ifru"])
+    assert list(report.methods) == ["retrain", "ifru"]
+    assert all(math.isnan(row.prediction_gap) for row in report.methods.values())

@@ -1187,6 +1187,11 @@ def test_a_graph_with_a_reverse_edge_type_is_refused_where_a_deletion_would_keep
     for call in calls:
         with pytest.raises(ValueError, match=message):
             call()
+    graph = _hand_built()  # a second user -> item relation as much as the reverse one (from a mutation run)
+    graph["user", "clicks", "item"].edge_index = torch.tensor([[0], [1]])
+    with pytest.raises(ValueError, match=re.escape("other than ('user', 'rates', 'item'): [('user', 'clicks', "
+                                                   "'item')]")):
+        remove_edges(graph, torch.tensor([[0], [0]]))
 
 
 def test_symmetric_edge_weight_against_degrees(tiny_graph):

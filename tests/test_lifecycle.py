@@ -499,6 +499,14 @@ def test_a_frozen_half_precision_parameter_is_not_refused(small_planted):
     build_unlearner("finetune", model, small_planted, BCEObjective(l2=0.1))
 
 
+def test_a_closing_delimiter_hugs_what_it_encloses_after_a_space():
+    """TeX reads no space in math mode: the library's own ``\\lVert \\theta \\rVert`` (objectives.py) and
+    ``\\langle a_u, b_i \\rangle`` (dot_product.py) are ‖θ‖ and ⟨a_u, b_i⟩ (from a mutation run)."""
+    from graphforget.cli import _plain_math
+    assert _plain_math(r"\lVert \theta \rVert^2") == "‖θ‖²"
+    assert _plain_math(r"\langle a_u, b_i \rangle") == "⟨a_u, b_i⟩"
+
+
 def test_methods_prints_less_or_equal_in_unicode(capsys):
     """IFRU's newton options hold :math:`\\hat\\lambda \\le l_2` and :math:`\\lVert\\nabla_\\phi L(\\hat\\theta;
     D)\\rVert \\le 0.1 \\lVert g\\rVert`: \\le is printed as ≤ (without it in _TEX the word 'le' was printed), and

@@ -616,3 +616,6 @@ def test_prediction_gap_is_a_share_of_the_originals_distance_above_float32_noise
     assert prediction_gap(1e-6, 5e-6, 100) == pytest.approx(0.2)
     assert math.isnan(prediction_gap(1e-6, 4.7e-6, 100)) and math.isnan(prediction_gap(0.0, 0.0, 100))
     assert math.isnan(prediction_gap(1e-6, 1e-5, 10_000))  # 4.77e-5 on 10,000 pairs
+    floor = 4 * 2 ** -23 * math.sqrt(100)  # within the floor itself: no ratio (from a mutation run)
+    assert math.isnan(prediction_gap(1e-6, floor, 100))
+    assert prediction_gap(1e-6, math.nextafter(floor, 1.0), 100) == 1e-6 / math.nextafter(floor, 1.0)

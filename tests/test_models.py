@@ -268,6 +268,25 @@ def test_a_half_precision_model_scores_as_its_float32_model(graph, name, dtype):
     assert half.user_emb.weight.grad.dtype == dtype and bool(half.user_emb.weight.grad.abs().sum() > 0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_symmetric_spmm_of_learnt_edge_weights_in_half_precision_on_the_cpu(dtype):
+    """An adjacency that requires a gradient (edge weights being learnt) takes torch's product: in half precision on
+    the CPU it runs in float32 there too, with gradients in both (from a mutation run)."""
+    from graphforget.models.propagation import symmetric_spmm
+    gen = torch.Generator().manual_seed(0)
+    dense = torch.rand(5, 5, generator=gen) * (torch.rand(5, 5, generator=gen) < 0.5)
+    dense = (dense + dense.t()).to(dtype)
+    adjacency = dense.to_sparse_csr().requires_grad_()
+    x = (4 * torch.randn(5, 3, generator=gen)).to(dtype).requires_grad_()
+    out = symmetric_spmm(adjacency, x)
+    assert out.dtype == dtype
+    expected = dense.float() @ x.detach().float()  # the same rounded values, in float32
+    torch.testing.assert_close(out.detach().float(), expected, rtol=0,
+                               atol=2 * torch.finfo(dtype).eps * expected.abs().max())
+    out.sum().backward()
+    assert x.grad.dtype == dtype and adjacency.grad is not None
+
+
 @pytest.mark.parametrize("make", [lambda: MF(9, 8, 4), lambda: LightGCN(9, 8, 4, num_layers=2)])
 def test_score_all_refuses_a_user_id_out_of_range(graph, make):
     """User -1 was scored silently as the last user (Python's negative indexing)."""

@@ -385,6 +385,10 @@ def test_logits_that_are_no_floats_or_do_not_follow_the_parameters_are_refused(g
         assert detached(graph, pairs).shape == (3,)
     detached.requires_grad_(False)  # nothing to train: nothing to follow
     assert detached(graph, pairs).shape == (3,)
+    module = PairScores(U + I, detached=True)  # beside a frozen parameter, the table trains (a mutation run)
+    module.scale = nn.Parameter(torch.ones(1), requires_grad=False)
+    with pytest.raises(ValueError, match=r"PairScores returned logits that do not depend on its parameters"):
+        PyGRecommender(module, U, I, receptive_field=1)(graph, pairs)
     integers = PyGRecommender(PairScores(U + I, dtype=torch.long), U, I, receptive_field=1)
     with pytest.raises(ValueError, match=r"PairScores returned logits of dtype torch.int64; they must be floating"):
         integers(graph, pairs)

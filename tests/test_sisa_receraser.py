@@ -315,9 +315,10 @@ def test_a_continued_ensemble_retrains_as_its_fit_did(graph):
                                                    "BCEObjective(l2=0.5)")):
         SISA(first.model, first.graph, BCEObjective(l2=0.5), SISAConfig(CONFIG))
     # RecEraser's config extends SISA's: it continued this ensemble as SISA's own, labelled receraser (a probe)
-    with pytest.raises(ValueError, match=re.escape("RecEraser: the ensemble was fitted with a SISAConfig, not a "
-                                                   "RecEraserConfig: continue it with the method that fitted it")):
-        RecEraser(first.model, first.graph, OBJECTIVE, RecEraserConfig(CONFIG))
+    for objective in (OBJECTIVE, BCEObjective(l2=0.5)):  # the method named first (from a mutation run)
+        with pytest.raises(ValueError, match=re.escape("RecEraser: the ensemble was fitted with a SISAConfig, not a "
+                                                       "RecEraserConfig: continue it with the method that fitted it")):
+            RecEraser(first.model, first.graph, objective, RecEraserConfig(CONFIG))
     quiet = SISA(first.model, first.graph, OBJECTIVE, SISAConfig(dataclasses.replace(CONFIG, progress=True)))
     assert quiet.config.train.progress and quiet.config.seed == 7  # a progress bar changes no shard: accepted
     unrecorded = copy.deepcopy(first.model)  # an ensemble pickled before its fit's config was recorded

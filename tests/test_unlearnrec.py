@@ -877,6 +877,24 @@ def test_a_fit_that_continues_an_encoder_records_the_pretraining_it_continues(tr
     assert loaded.load_encoder(tmp_path / "encoder.pt").fit_info["continued_from"] == fresh.fit_info["continued_from"]
 
 
+def test_a_fit_that_continues_an_encoder_read_without_its_record_says_so(trained, tmp_path):
+    """An encoder file written before fit_info was kept has none: a fit() continuing it still records that it
+    continues a pre-training, of unknown epochs (from a mutation run)."""
+    model, graph, objective = trained
+    model = copy.deepcopy(model)
+    config = quick_config(pretrain_epochs=1, batch_size=64)
+    UnlearnRec(model, graph, objective, config).fit().save_encoder(tmp_path / "encoder.pt")
+    state = torch.load(tmp_path / "encoder.pt", weights_only=True)
+    del state["fit_info"]
+    torch.save(state, tmp_path / "older.pt")
+    loaded = UnlearnRec(model, graph, objective, config).load_encoder(tmp_path / "older.pt")
+    assert loaded.fitted and loaded.fit_info == {}
+    backbone = loaded._encoder_for["model_sha256"]
+    loaded.fit()
+    assert loaded.fit_info["continued_from"] == [{"epochs": None, "steps": None, "seed": None,
+                                                  "model_sha256": backbone}]
+
+
 def test_unlearn_refuses_an_encoder_whose_model_or_options_changed_since_it_was_pretrained(trained):
     """One encoder answers many requests on the model it was pre-trained for; a model edited in place (or options
     changed) afterwards silently got the old model's encoder. Put back as it was, it answers again."""

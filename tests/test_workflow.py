@@ -2269,3 +2269,9 @@ def test_a_run_of_a_model_this_process_has_not_registered_is_said_so_not_called_
         load_run(tmp_path / "run")
     monkeypatch.setitem(MODELS, "plugin_gcn", LightGCN)
     assert load_run(tmp_path / "run").info["model"]["name"] == "plugin_gcn"
+    monkeypatch.delitem(MODELS, "plugin_gcn")  # a damaged record is named so first, whatever its model
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    (tmp_path / "run" / "run.json").write_text(json.dumps({**record, "seed": "0"}))
+    with pytest.raises(ValueError, match=r"run.json: seed is not what a run records \(edited by hand, or not a "
+                                         r"graphforget run record\)$"):
+        load_run(tmp_path / "run")
