@@ -1263,16 +1263,16 @@ def _run(parser: argparse.ArgumentParser, argv: list[str] | None, debug: bool) -
         return 2
     except BrokenPipeError:  # a reader that left: main's own status, not an error of the input
         raise
+    except UnlearningFailed as error:  # valid input, but the method could not produce a result it trusts (first:
+        if debug:                      # SISA's UntrainableShard is a ValueError too)
+            raise
+        print(f"graphforget: unlearning failed: {_one_line(str(error))}", file=sys.stderr)
+        return 1
     except (ValueError, OSError) as error:  # OSError: a missing or forbidden path, a full or read-only disk
         if debug:
             raise
         print(f"graphforget: error: {_one_line(str(error))}", file=sys.stderr)
         return 2
-    except UnlearningFailed as error:  # valid input, but the method could not produce a result it trusts
-        if debug:
-            raise
-        print(f"graphforget: unlearning failed: {_one_line(str(error))}", file=sys.stderr)
-        return 1
     except (MemoryError, RuntimeError) as error:
         if debug or not _out_of_memory(error):  # another RuntimeError is a defect: its traceback is wanted
             raise

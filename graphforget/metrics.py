@@ -206,7 +206,8 @@ def recall_ndcg_at_k(model, graph: HeteroData, test: HeteroData, k: int = 20, ba
     masked item is never ranked, even where a user has fewer unmasked items than K. The scores are the model's
     ``score_all`` in eval mode (every module's mode restored); for a model that scores by the dot products of
     ``embed`` (:attr:`~graphforget.models.Recommender.scores_by_dot_product`), ``embed`` is computed once for
-    every batch.
+    every batch. Scores that are not finite (a diverged training, or finite rows whose products overflow) are
+    refused with ``ValueError``, as every metric refuses them.
     """
     if not is_integer(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")

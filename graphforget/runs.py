@@ -83,8 +83,8 @@ class Run:
         removed_label: ``[R]`` their labels; ``removed_observed`` ``[R]`` whether they were interactions.
         audit: the lines of ``audit.jsonl``, oldest first.
         pending: the numbers of a stream's requests, accepted and not yet applied, that a refusal names as having
-            removed what this data lacks (a :class:`~graphforget.workflow.ForgetStream`'s projection names the last
-            one it applied); empty for a run on disk.
+            removed what this data lacks (a :class:`~graphforget.workflow.ForgetStream` names those that refuse the
+            request alone, or all of them); empty for a run on disk.
         loaded_sha256: the sha256 of the model's state and the training graph as :func:`load_run` read them
             (:meth:`as_loaded`).
     """
@@ -507,8 +507,9 @@ def load_run(path: str | os.PathLike, map_location="cpu") -> Run:
     Raises:
         FileNotFoundError: when ``path`` is not a directory holding ``run.json``.
         ValueError: for a record of another format, a missing or modified file, a model that does not
-            fit the graph, or a last audit line that names another model or graph than the run's (its files
-            replaced and their sha256 in ``run.json`` with them).
+            fit the graph, a model this process has not registered (a plugin's, not installed here), or a last audit
+            line that names another model or graph than the run's (its files replaced and their sha256 in
+            ``run.json`` with them).
     """
     path = Path(path).expanduser()
     info = _read_info(path)

@@ -607,11 +607,13 @@ def test_a_console_without_unicode_gets_question_marks_not_a_failed_command():
     assert done.returncode == 0 and done.stderr == b"", done.stderr
     assert "the implicit ridge ?? = max(0, -??_? L(??; D), ??? / ????²)" in out and "solver.name" in out  # ² is cp1252
 
-def test_unlearning_failed_is_exit_1_with_one_line(trained_run, tmp_path, capsys, monkeypatch):
-    from graphforget.unlearn import UnlearningFailed
+@pytest.mark.parametrize("kind", ["UnlearningFailed", "UntrainableShard"])
+def test_unlearning_failed_is_exit_1_with_one_line(trained_run, tmp_path, capsys, monkeypatch, kind):
+    """SISA's UntrainableShard is a ValueError too: it exited 2, "error", where the docs say 1 (found by a probe)."""
+    import graphforget.unlearn as unlearn
 
     def fail(self, request):
-        raise UnlearningFailed("IFRU: the step did not lower the objective")
+        raise getattr(unlearn, kind)("IFRU: the step did not lower the objective")
     monkeypatch.setattr(IFRU, "unlearn", fail)
     code, _, err = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "ifru", "--out", str(tmp_path))
     assert code == 1 and err == "graphforget: unlearning failed: IFRU: the step did not lower the objective\n"

@@ -1182,6 +1182,7 @@ def test_a_graph_with_a_reverse_edge_type_is_refused_where_a_deletion_would_keep
     message = re.escape("the graph holds edge types other than ('user', 'rates', 'item'): [('item', 'rev_rates', "
                         "'user')]; a deletion removes a pair from ('user', 'rates', 'item') alone")
     calls = [lambda: interactions.check_interactions(graph), lambda: remove_edges(graph, torch.tensor([[0], [0]])),
+             lambda: edge_subgraph(graph, torch.tensor([1, 2])),
              lambda: train(MF(3, 2, 2), graph, BCEObjective(), TrainConfig(epochs=1)),
              lambda: FineTune(MF(3, 2, 2), graph, BCEObjective())]
     for call in calls:

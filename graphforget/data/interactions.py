@@ -25,7 +25,8 @@ __all__ = [
     "propagation_edges", "bipartite_to_homogeneous", "symmetric_edge_weight", "edge_positions", "remove_edges",
     "without_edges", "edge_subgraph", "pairs_with_data", "validate_pairs", "pair_keys", "pairs_of_keys",
     "check_unique_pairs", "check_model_fits", "finite_scores", "pair_scores", "check_interactions", "check_pair_ids",
-    "check_pair_tensor", "check_ids_in_range", "check_pairs_in_range", "on_device", "node_values",
+    "check_pair_tensor", "check_ids_in_range", "check_pairs_in_range", "check_one_edge_type", "on_device",
+    "node_values",
 ]
 
 EDGE = ("user", "rates", "item")
@@ -424,8 +425,10 @@ def edge_subgraph(graph: HeteroData, keep: Tensor) -> HeteroData:
 
     Raises:
         ValueError: a mask of another length than the edges, positions out of range or repeated (an integer 0/1
-            mask reads as positions 0 and 1: pass it as ``bool``), or ``keep`` of neither kind.
+            mask reads as positions 0 and 1: pass it as ``bool``), ``keep`` of neither kind, or a graph of other
+            edge types too (:func:`check_one_edge_type`: their copies of the edges left out would stay).
     """
+    check_one_edge_type(graph)
     keep, count = torch.as_tensor(keep), graph[EDGE].edge_index.size(1)
     if keep.dtype == torch.bool:
         if keep.shape != (count,):

@@ -66,7 +66,8 @@ def check_edge_label_index(edge_label_index: Tensor, num_users: int, num_items: 
 
 def check_precision(model: nn.Module, who: str, remedy: str) -> None:
     """Half precision (about 3 significant digits) carries neither the curvature solves nor Adam's ``eps`` (1e-8
-    rounds to 0 in float16: every step is NaN): the caller is told here, with the remedy. Scoring works in it.
+    rounds to 0 in float16: every step is NaN): the caller is told here, with the remedy. Scoring works in it where
+    the model's kernels do (graphforget's propagation runs the CPU's sparse products in float32).
 
     Raises:
         ValueError: ``"{who} needs float32 or float64 parameters, got ...: {remedy} a model.float() copy ..."``.

@@ -70,8 +70,11 @@ class PyGRecommender(Recommender):
     Raises:
         ValueError: when no parameter has :math:`U + I` rows (the module was built for other node
             counts), a named table does not fit its node type, a layer caches its graph (``cached=True``) or, with
-            ``edge_weight=True``, normalises by itself (``normalize=True``), or
-            the module's forward takes node features first (``forward(x, edge_index)``, a GNN encoder's).
+            ``edge_weight=True``, normalises by itself (``normalize=True``, or a layer that always does: SGConv,
+            ChebConv, ...), or the module's forward takes node features first (``forward(x, edge_index)``, a GNN
+            encoder's); when scoring, logits that are no floats or, where autograd records, do not follow the
+            module's trainable parameters (a forward under ``torch.no_grad()``).
+        TypeError: ``edge_weight`` or ``sparse`` that is no bool, ``node_tables`` that is no mapping.
     """
 
     def __init__(self, module: nn.Module, num_users: int, num_items: int, receptive_field: int, *,

@@ -222,7 +222,8 @@ class MethodReport:
             "harmless" check of SISA and RecEraser), for methods with a fit step.
         completeness: per AUC, :math:`c` relative to the Original and Retrain.
         prediction_gap: the L2 distance of its predicted probabilities on the test pairs to Retrain's, over
-            the Original's distance to Retrain's (0: Retrain's predictions; 1: as far as the Original).
+            the Original's distance to Retrain's (0: Retrain's predictions; 1: as far as the Original); NaN where
+            that distance is within float32 rounding (:func:`~graphforget.metrics.prediction_gap`).
     """
     scores: dict[str, float]
     seconds: float

@@ -205,7 +205,9 @@ class SISA(Unlearner):
     ``model`` is the sub-model template (copied, never modified), or a fitted :class:`ShardedRecommender`.
     A template whose ``reset_parameters`` leaves a trainable parameter as it was is refused (``ValueError`` naming
     it, from :meth:`fit` and :meth:`unlearn`): its shards would start from the trained model's values. So is a shard
-    left without data to train on (no edge, or for BPR no edge labelled > 0), naming it.
+    left without data to train on (no edge, for BPR no edge labelled > 0, for BCE no label 0 or no label 1), naming
+    it: by :meth:`unlearn` as an :class:`UntrainableShard`. An ensemble fitted by the other method (RecEraser's
+    by SISA, SISA's by RecEraser) is refused, naming its config.
     """
     name = "sisa"
     reads_edge_weight = False  # the shard graphs drop it (split_graph)
