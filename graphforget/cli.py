@@ -1263,8 +1263,9 @@ def _run(parser: argparse.ArgumentParser, argv: list[str] | None, debug: bool) -
         return 2
     except BrokenPipeError:  # a reader that left: main's own status, not an error of the input
         raise
-    except UnlearningFailed as error:  # valid input, but the method could not produce a result it trusts (first:
-        if debug:                      # SISA's UntrainableShard is a ValueError too)
+    # before ValueError: SISA's UntrainableShard is one too
+    except UnlearningFailed as error:  # valid input, but the method could not produce a result it trusts
+        if debug:
             raise
         print(f"graphforget: unlearning failed: {_one_line(str(error))}", file=sys.stderr)
         return 1

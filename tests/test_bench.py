@@ -1134,8 +1134,9 @@ def test_ratings_that_all_reach_the_threshold_are_refused_naming_it(tmp_path):
             run_bench(protocol, source, methods=["retrain"], seeds=1, hparams=TINY, out=tmp_path / protocol,
                       params={"kinds": ["random"], "ratios": [0.1]} if protocol == "deletion" else None)
     assert Setting(source.for_loss("bpr"), TINY.replace(loss="bpr"), seed=0).val is None
-    with pytest.raises(ValueError, match=r"ratings.csv: every rating reaches --threshold 3, so every label is 1 and the "
-                                         r"flipped labels would be the Original's only negatives: raise --threshold$"):
+    with pytest.raises(ValueError, match=r"ratings.csv: every rating reaches --threshold 3, so every label is 1 and "
+                                         r"the flipped labels would be the Original's only negatives: raise "
+                                         r"--threshold$"):
         Setting(source.for_loss("bpr"), TINY.replace(loss="bpr"), seed=0, attack={"kind": "flip", "ratio": 0.02})
 
 

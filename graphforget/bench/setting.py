@@ -97,8 +97,9 @@ class Setting:
         flip = attack is not None and attack["kind"] == "flip"
         self.data = source.prepare(seed, attack["ratio"] if flip else 0.02)
         split = self.data.split
+        # else found at training, misnamed, with Python's advice
         if (flip or hparams.loss == "bce") and not bool((split.train[EDGE].edge_label == 0).any()):
-            raise ValueError(_no_negatives(source, flip, hparams.loss))  # else found at training, misnamed, with Python advice
+            raise ValueError(_no_negatives(source, flip, hparams.loss))
         self.val = split.val.to(self.device) if split.val[EDGE].edge_index.size(1) else None  # BPR: no validation
         self.test = split.test.to(self.device)
         self.train_graph, self.request = (self.data.train, self.data.request) if flip else (split.train, None)
