@@ -43,6 +43,7 @@ from .protocols.attack import AUC_KEYS, DATASET_NAMES, AttackData, prepare_attac
 from .runs import load_run, publish, refuse_taken, temporary_prefix
 from .train import train
 from .unlearn import METHODS, UnlearningFailed, UntrustedWarning, build_unlearner, method_config
+from .verify import p_value_text
 
 __all__ = ["main", "build_parser"]
 
@@ -932,8 +933,8 @@ def _warn_over_forgotten(figures: dict, retrain_command: str | None) -> None:
     hint = f"; `{retrain_command}` shows an exact deletion's figures" if retrain_command else ""
     # a share of votes: a user or item withdrawn whole (or left with label-0 edges only) is one, its interactions many
     print(f"OVER-FORGOTTEN: {figures['below_match']:.0%} of the request's votes score below their matched "
-          f"non-members (sign test p = {figures['over_forgetting_p']:.1e}): comparing a user's items, an attacker can "
-          f"tell which were removed (an exact deletion scores poisoned or mislabelled edges so too){hint}")
+          f"non-members (sign test p = {p_value_text(figures['over_forgetting_p'])}): comparing a user's items, an "
+          f"attacker can tell which were removed (an exact deletion scores poisoned or mislabelled edges so too){hint}")
 
 
 def _add_workflow_commands(sub) -> None:

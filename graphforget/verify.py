@@ -42,8 +42,8 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from .config import eval_mode, is_integer, seeded
-from .data.interactions import (EDGE, check_model_fits, edge_positions, message_passing_edges, num_items, num_users,
-                                pair_keys, pair_scores, validate_pairs)
+from .data.interactions import (EDGE, check_interactions, check_model_fits, edge_positions, message_passing_edges,
+                                num_items, num_users, pair_keys, pair_scores, validate_pairs)
 from .io import to_jsonable
 from .metrics import _ratio, auc
 
@@ -79,11 +79,24 @@ def _check_pairs(graph: HeteroData, pairs, what: str) -> Tensor:
     return pairs.cpu()
 
 
+def _check_graph(graph: HeteroData, what: str) -> None:
+    """:func:`~graphforget.data.check_interactions`, and finite labels (a NaN read as no interaction and lost its
+    edge's vote), naming ``what`` graph: a malformed one failed deep inside with an AttributeError or IndexError."""
+    try:
+        check_interactions(graph)
+    except ValueError as error:
+        raise ValueError(f"{what}: {error}") from None
+    label = graph[EDGE].edge_label
+    if label.is_floating_point() and not bool(torch.isfinite(label).all()):
+        raise ValueError(f"{what}: edge_label holds {int((~torch.isfinite(label)).sum())} NaN or infinite values")
+
+
 def _check_model_graph(pair, what: str, graph: HeteroData) -> tuple[torch.nn.Module, HeteroData]:
     """Unpacks a ``(model, graph)`` argument; checks that the model fits its graph, which has ``graph``'s
     node counts."""
     if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[1], HeteroData)):
         raise ValueError(f"{what} must be a (model, graph) pair, got {type(pair).__name__}")
+    _check_graph(pair[1], f"the {what} graph")
     check_model_fits(pair[0], pair[1])
     _check_same_nodes(graph, pair[1], what)
     return pair[0], pair[1]
@@ -147,6 +160,7 @@ def matched_non_members(graph: HeteroData, request, seed: int = 0, num_buckets: 
             duplicated pairs, pairs that are not edges of ``graph`` (the remaining graph passed by mistake),
             or a ``num_buckets`` that is not a positive integer.
     """
+    _check_graph(graph, "the graph")
     return _matched(graph, _check_pairs(graph, request, "request"), seed, num_buckets)[0]
 
 
@@ -417,6 +431,7 @@ def membership_attack(model: torch.nn.Module, graph: HeteroData, members, non_me
             non-finite scores.
     """
     fraction, fpr = _check_fraction("calibration_fraction", calibration_fraction), _check_fraction("fpr", fpr)
+    _check_graph(graph, "the graph")
     check_model_fits(model, graph)
     edges, sign, requested = _attack_inputs(graph, members, non_members, member_labels, non_member_labels)
     statistic = _scores(model, graph, edges).double() * sign
@@ -564,7 +579,8 @@ class ForgettingReport:
         columns = [self] + ([self.reference] if self.reference is not None else [])
         header = ["", "method"] + (["reference"] if self.reference is not None else [])
         labels = {**dict(_TABLE_ROWS), "mia_tpr": f"MIA TPR at FPR {self.target_fpr:g}"}
-        rows = [header] + [[labels[name]] + [_cell(getattr(report, name)) for report in columns]
+        cell = {"over_forgetting_p": p_value_text}
+        rows = [header] + [[labels[name]] + [cell.get(name, _cell)(getattr(report, name)) for report in columns]
                            for name, _ in _TABLE_ROWS]
         width = [max(len(row[k]) for row in rows) for k in range(len(header))]
         return "\n".join("  ".join(cell.ljust(width[0]) if k == 0 else cell.rjust(width[k])
@@ -581,6 +597,16 @@ _TABLE_ROWS = (("request_edges", "requested edges"), ("matched", "matched non-me
                ("over_forgetting_p", "over-forgetting p (sign test)"), ("over_forgotten", "over-forgotten"),
                ("reference_distance", "RMS distance to the reference"),
                ("reference_gap", "distance to the reference / before's"))
+
+
+def p_value_text(p: float | None) -> str:
+    """``p`` with three significant digits, and a p-value under :data:`OVER_FORGETTING_LEVEL` that rounds onto it
+    written as under it (9.96e-4, flagged, was printed 0.0010, as was an unflagged 1.0007e-3); "-" where there is
+    none."""
+    if p is None or math.isnan(p):
+        return "-"
+    text = f"{p:.2e}"
+    return f"<{OVER_FORGETTING_LEVEL:.2e}" if p < OVER_FORGETTING_LEVEL <= float(text) else text
 
 
 def _cell(value) -> str:
@@ -642,8 +668,10 @@ def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, bef
             duplicated; ``before``/``reference`` that are not (model, graph) pairs of the same node counts; a
             request that is not in ``before``'s graph; no matched non-member at all; a matched non-member that is an
             edge of ``graph`` or of the reference's (a graph that grew since ``before``'s); a model that does not
-            fit its graph or returns non-finite scores.
+            fit its graph or returns non-finite scores; a malformed graph (:func:`~graphforget.data.check_interactions`)
+            or one with NaN labels.
     """
+    _check_graph(graph, "the graph")
     check_model_fits(model, graph)
     pairs = _check_pairs(graph, request, "request")
     pairs = pairs[:, pair_keys(pairs, num_items(graph)).argsort()]  # the figures of a set of edges, in any order

@@ -10,7 +10,8 @@ from fractions import Fraction
 import pytest
 import torch
 
-from graphforget.data import EDGE, make_interactions, planted_communities, random_edges, remove_edges, user_edges
+from graphforget.data import (EDGE, make_interactions, num_items, num_users, planted_communities, random_edges,
+                              remove_edges, user_edges)
 from graphforget.data.interactions import edge_positions, message_passing_edges, pair_keys
 from graphforget.metrics import mean_probability, mi_bf, mi_ng
 from graphforget.models import MF
@@ -705,3 +706,50 @@ def test_a_graph_that_grew_since_before_may_not_hold_a_matched_non_member(plante
                                              "deletion lacks"):
             verify_forgetting(model, model_graph, request, before=(model, planted), reference=reference)
     assert verify_forgetting(model, remaining, request, before=(model, planted)).matched == request.size(1)
+
+
+def test_malformed_graphs_are_refused_by_name_where_verification_reads_them(planted):
+    """verify ran no check on its graphs: one without edge_label failed with an AttributeError, labels of another
+    length with an IndexError, an item id out of range with torch's size mismatch, and NaN labels were read as no
+    interaction, their edges' votes lost (below_match 0.55 for NaN; found by a probe)."""
+    model, other = MF(num_users(planted), num_items(planted), 4), MF(num_users(planted), num_items(planted), 4)
+    request = planted[EDGE].edge_index[:, :10]
+    after = remove_edges(planted, request)
+
+    def variant(graph, **fields):
+        changed = graph.clone()
+        for key, value in fields.items():
+            if value is None:
+                del changed[EDGE][key]
+            else:
+                changed[EDGE][key] = value
+        return changed
+    edges = planted[EDGE].edge_index.clone()
+    edges[1, 20] = num_items(planted) + 5
+    count = edges.size(1)
+    for before, message in [(variant(planted, edge_label=None), "the training graph needs an edge_label per edge"),
+                            (variant(planted, edge_label=torch.ones(5)), f"edge_label must have shape [{count}]"),
+                            (variant(planted, edge_index=edges), f"edge_index holds item id {num_items(planted) + 5}"),
+                            (variant(planted, edge_label=torch.full((count,), float("nan"))),
+                             f"edge_label holds {count} NaN or infinite values")]:
+        with pytest.raises(ValueError, match="^the before graph: " + re.escape(message)):
+            verify_forgetting(model, after, request, before=(other, before))
+    with pytest.raises(ValueError, match="^the graph: the training graph needs an edge_label per edge"):
+        verify_forgetting(model, variant(after, edge_label=None), request)
+    for call in (lambda: matched_non_members(variant(planted, edge_label=None), request),
+                 lambda: membership_attack(model, variant(after, edge_index=edges[:, 10:]), request, request)):
+        with pytest.raises(ValueError, match="^the graph: "):
+            call()
+
+
+def test_a_p_value_under_the_level_never_reads_as_the_level():
+    """67 of 102 votes below their match give p = 9.96e-4 (flagged), 105 of 169 p = 1.0007e-3 (not): both were
+    printed 0.0010 in the table and 1.0e-03 in the OVER-FORGOTTEN line (found by a probe)."""
+    from graphforget.verify import p_value_text
+    flagged, unflagged = sign_test(67, 35), sign_test(105, 64)
+    assert flagged < OVER_FORGETTING_LEVEL <= unflagged
+    assert (p_value_text(flagged), p_value_text(unflagged)) == ("9.96e-04", "1.00e-03")
+    assert p_value_text(math.nextafter(1e-3, 0)) == "<1.00e-03" and p_value_text(9.9949e-4) == "9.99e-04"
+    assert p_value_text(1e-3) == "1.00e-03" and p_value_text(2e-6) == "2.00e-06"
+    assert (p_value_text(1.0), p_value_text(0.0), p_value_text(None), p_value_text(math.nan)) == (
+        "1.00e+00", "0.00e+00", "-", "-")

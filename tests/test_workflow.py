@@ -1930,7 +1930,7 @@ def test_an_over_forgotten_request_is_said_by_forget_and_verify(capsys, base, tm
                          "--out", tmp_path / "pushed")
     assert code == 0, err
     assert ("OVER-FORGOTTEN: 95% of the request's votes score below their matched non-members (sign test "
-            f"p = 2.0e-06): comparing a user's items, an attacker can tell which were removed (an exact deletion "
+            f"p = 2.00e-06): comparing a user's items, an attacker can tell which were removed (an exact deletion "
             f"scores poisoned or mislabelled edges so too); `graphforget verify "
             f"--run {tmp_path / 'pushed'} --retrain` shows an exact deletion's figures") in out
     code, out, err = cli(capsys, "verify", "--run", tmp_path / "pushed", "--retrain", "--quiet")
