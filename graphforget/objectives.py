@@ -12,7 +12,6 @@ per-batch scale :math:`\frac{1}{|B|}\sum_{B} \ell_e + \frac{\lambda}{2|D|}\lVert
 from __future__ import annotations
 
 import copy
-import inspect
 import math
 from typing import ClassVar
 
@@ -37,30 +36,26 @@ class Objective:
     """
 
     def __init__(self, l2: float = 0.0):
-        if not (is_real(l2) and 0 <= l2 < math.inf):  # rejects NaN too
-            raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
+        _check_l2(l2)
         self.l2 = float(l2)
 
     def check_fields(self) -> None:
-        """Runs the constructor's checks again on the fields as they are now: one set after it (``objective.l2 =
-        -5``, ``resample = "no"``) passed none, and trained. A constructor argument kept in no field of the same name
-        leaves nothing to check it by (an objective of one's own): then none is run.
+        """Checks the library's fields as the constructors do, on their values now: one set after construction
+        (``objective.l2 = -5``, ``resample = "no"``) passed no check, and trained. Run where the objective is used
+        (:func:`~graphforget.train.train`, every unlearner); a subclass's own fields are its own to check (extend
+        :meth:`_check_fields`).
 
         Raises:
-            ValueError: ``"{class}: {the constructor's message}"``.
+            ValueError: ``"{class}: {what is wrong}"``.
         """
-        fields = {}
-        for name, parameter in list(inspect.signature(type(self).__init__).parameters.items())[1:]:
-            if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-                continue
-            if hasattr(self, name):
-                fields[name] = getattr(self, name)
-            elif parameter.default is parameter.empty:
-                return
         try:
-            type(self)(**fields)
+            self._check_fields()
         except ValueError as error:
             raise ValueError(f"{type(self).__name__}: {error}") from None
+
+    def _check_fields(self) -> None:
+        """The fields' checks of this class and its bases (a subclass calls ``super()._check_fields()``)."""
+        _check_l2(self.l2)
 
     def check(self, graph: HeteroData) -> None:
         """Checks once, where a graph meets the objective (training, unlearning), that its labels suit it.
@@ -139,6 +134,18 @@ def _select(graph: HeteroData, positions: Tensor | None) -> tuple[Tensor, Tensor
     if positions is None:
         return store.edge_index, store.edge_label
     return store.edge_index[:, positions], store.edge_label[positions]
+
+
+def _check_l2(l2) -> None:
+    if not (is_real(l2) and 0 <= l2 < math.inf):  # rejects NaN too
+        raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
+
+
+def _check_negatives(seed, resample) -> None:
+    """BPR's negatives: a seed they hash as an integer, and whether to draw them anew each epoch."""
+    check_seed(seed)
+    if not isinstance(resample, bool):  # "no" (a string from a command line) is truthy: it would resample
+        raise ValueError(f"resample must be a bool, got {resample!r}")
 
 
 class BCEObjective(Objective):
@@ -256,10 +263,12 @@ class BPRObjective(Objective):
 
     def __init__(self, l2: float = 0.0, seed: int = 0, resample: bool = True):
         super().__init__(l2)
-        check_seed(seed)  # the negatives hash it as an integer
-        if not isinstance(resample, bool):  # "no" (a string from a command line) is truthy: it would resample
-            raise ValueError(f"resample must be a bool, got {resample!r}")
+        _check_negatives(seed, resample)
         self.seed, self.resample = int(seed), resample
+
+    def _check_fields(self) -> None:
+        super()._check_fields()
+        _check_negatives(self.seed, self.resample)
 
     def check(self, graph: HeteroData) -> None:
         """Raises ``ValueError`` when no ``edge_label`` is positive (BPR has no term then) or one is NaN."""

@@ -144,7 +144,6 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
     config = TrainConfig() if config is None else config
     _check_types(model, graph, objective, config, val)
     recheck(config)  # a field set after it was built
-    objective.check_fields()  # the same: an l2 of -5 set after it was built trained
     check_optimizer(config, objective)
     if config.data_parallel:  # ranks given different inputs would mix them, or wait forever for one that stopped
         # model by its values: DDP starts every rank from rank 0's, and another rank's would be dropped unseen
@@ -315,6 +314,7 @@ def _check_all(model: torch.nn.Module, graph: HeteroData, objective: Objective, 
     """The checks of :func:`train`'s arguments (see its Raises)."""
     if graph[EDGE].edge_index.size(1) == 0:
         raise ValueError("the training graph has no edges")
+    objective.check_fields()  # as recheck(config): an l2 of -5 set after construction trained
     _check_inputs(model, graph, objective)
     if val is not None:
         check_val(model, val)

@@ -56,6 +56,16 @@ def train_with_rank_seed() -> list[str]:
     return _every_rank(_outcome(lambda: train(_model(), _graph(), OBJECTIVE, config)))
 
 
+def train_with_objective_edited_on_rank_one() -> list[str]:
+    """Data-parallel training whose objective's l2 rank 1 set to -5 after construction (module level, for ``launch``):
+    its field check, run before the ranks agreed, failed on rank 1 alone (found by a review)."""
+    config = TrainConfig(epochs=2, batch_size=64, patience=0, data_parallel=True)
+    objective = BCEObjective(l2=OBJECTIVE.l2)
+    if rank_and_size()[0] == 1:
+        objective.l2 = -5.0
+    return _every_rank(_outcome(lambda: train(_model(), _graph(), objective, config)))
+
+
 def train_with_rank_layers() -> list[str]:
     """Data-parallel training of a LightGCN with one layer on rank 0, two on rank 1: the same parameters, another
     model (module level, for ``launch``)."""
@@ -168,6 +178,7 @@ def run_jobs_with_a_result_that_cannot_travel() -> list[str]:
 
 @pytest.mark.parametrize("case, expected", [
     (train_with_rank_seed, "ValueError: train: the ranks were given different config"),
+    (train_with_objective_edited_on_rank_one, "ValueError: BCEObjective: l2 must be a finite number >= 0, got -5.0"),
     (train_with_rank_layers, "ValueError: train: the ranks were given different model"),
     (train_with_rank_values, "ValueError: train: the ranks were given different model"),
     (ifru_with_request_empty_on_rank_one, "ValueError: IFRU.unlearn: the ranks were given different request"),
@@ -180,7 +191,7 @@ def run_jobs_with_a_result_that_cannot_travel() -> list[str]:
     (sisa_unlearn_without_fit_on_rank_one, "ValueError: the ranks made different calls (SISA.fit on rank 0"),
     (run_jobs_with_rank_counts, "ValueError: the ranks made different calls (run_jobs(2,) on rank 0, run_"),
     (run_jobs_with_a_result_that_cannot_travel, "AttributeError: Can't "),
-], ids=["train_seed", "train_layers", "train_values", "ifru_empty_on_one_rank", "sisa_seed", "sisa_labels_on_one_rank",
+], ids=["train_seed", "train_objective_edited_on_one_rank", "train_layers", "train_values", "ifru_empty_on_one_rank", "sisa_seed", "sisa_labels_on_one_rank",
         "receraser_models", "shard_fails_on_one_rank",
         "check_fails_on_one_rank", "ifru_graph_fails_checks_on_one_rank", "sisa_calls_differ", "job_counts_differ",
         "result_cannot_travel"])

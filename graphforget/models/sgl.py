@@ -147,6 +147,13 @@ def views_info_nce(first: Tensor, second: Tensor, users: Tensor, nodes_of_items:
             + info_nce(first.index_select(0, nodes_of_items), second.index_select(0, nodes_of_items), tau))
 
 
+def _check_contrast(ssl_weight, tau) -> None:
+    if not (is_real(ssl_weight) and 0 <= ssl_weight < math.inf):  # rejects NaN too
+        raise ValueError(f"ssl_weight must be a finite number >= 0, got {ssl_weight!r}")
+    if not (is_real(tau) and 0 < tau < math.inf):
+        raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
+
+
 class ContrastiveBPRObjective(BPRObjective):
     r"""BPR plus the model's contrastive term, for SGL / SimGCL-style backbones.
 
@@ -173,12 +180,13 @@ class ContrastiveBPRObjective(BPRObjective):
 
     def __init__(self, l2: float = 0.0, ssl_weight: float = 0.1, tau: float = 0.2, seed: int = 0,
                  resample: bool = True):
-        if not (is_real(ssl_weight) and 0 <= ssl_weight < math.inf):  # rejects NaN too
-            raise ValueError(f"ssl_weight must be a finite number >= 0, got {ssl_weight!r}")
-        if not (is_real(tau) and 0 < tau < math.inf):
-            raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
+        _check_contrast(ssl_weight, tau)
         super().__init__(l2, seed, resample)
         self.ssl_weight, self.tau = float(ssl_weight), float(tau)
+
+    def _check_fields(self) -> None:
+        super()._check_fields()
+        _check_contrast(self.ssl_weight, self.tau)
 
     def generator(self, positions: Tensor, epoch: int, device: torch.device | str = "cpu") -> torch.Generator:
         """The generator of one step: a pure function of ``(seed, epoch)`` and the batch's positions.
