@@ -666,8 +666,7 @@ def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, bef
             duplicated; ``before``/``reference`` that are not (model, graph) pairs of the same node counts; a
             request that is not in ``before``'s graph; no matched non-member at all; a matched non-member that is an
             edge of ``graph`` or of the reference's (a graph that grew since ``before``'s); a model that does not
-            fit its graph or returns non-finite scores; a malformed graph (:func:`~graphforget.data.check_interactions`)
-            or one with NaN labels.
+            fit its graph or returns non-finite scores; a malformed graph, or one with NaN labels.
     """
     _check_graph(graph, "the graph")
     check_model_fits(model, graph)
