@@ -583,6 +583,7 @@ def test_non_finite_outputs_at_a_node_the_request_leaves_without_edges_are_repor
         f"the step made the model's outputs on the remaining graph non-finite at 1 node(s) that the request leaves "
         f"without edges, user {user} first (the unchanged model's are finite there)")
     assert "unchanged" in messages[0] and _same(result.model, unit)
+    assert "zeroed_entries" not in result.info  # none was: it said 8 (found by a probe)
     with pytest.raises(UnlearningFailed, match="IFRU: the step made the model's outputs"):
         _unlearn(unit, graph, whole, IFRUConfig(trust=TrustConfig(on_failure="raise")), IFRU, objective)
     assert _unlearn(unit, graph, request, IFRUConfig(), IFRU, objective)[0].info["trusted"]  # no one left without
@@ -1050,3 +1051,30 @@ def test_non_finite_at_flags_a_row_with_a_single_nan_or_infinity():
         model.item_emb.weight[2, 1] = math.nan
     graph = make_interactions(torch.tensor([[0, 1, 2], [0, 1, 2]]), None, 6, 5)
     assert non_finite_at(model, graph, torch.arange(11), graph).tolist() == [4, 6 + 2]
+
+
+def test_a_request_whose_gradient_rounds_to_zero_still_zeroes_the_rows_it_leaves_without_data():
+    """A user with one interaction fitted so well that its sigmoid is 1 in float32 (logit 120): the removal's gradient
+    is exactly 0, and IFRU returned the model unchanged, the user's row whole, trusted (found by a probe)."""
+    graph = make_interactions(torch.tensor([[0, 0, 1, 1, 2], [0, 1, 0, 1, 1]]), torch.tensor([1., 0., 0., 1., 1.]), 3, 2)
+    model = MF(3, 2, 2)
+    with torch.no_grad():
+        model.user_emb.weight.copy_(torch.tensor([[0.5, -0.2], [-0.3, 0.4], [20.0, 20.0]]))
+        model.item_emb.weight.copy_(torch.tensor([[0.1, 0.3], [3.0, 3.0]]))
+    request = torch.tensor([[2], [1]])
+    assert float(torch.sigmoid(model(graph, request))) == 1.0
+    result = IFRU(model, graph, BCEObjective(l2=0.0)).unlearn(request)
+    assert result.info["trusted"] and result.info["zeroed_entries"] == 2
+    assert result.model.user_emb.weight[2].tolist() == [0.0, 0.0]
+    assert torch.equal(result.model.user_emb.weight[:2], model.user_emb.weight[:2])
+
+
+def test_a_bpr_request_of_every_positive_is_refused_as_it_is_by_retrain():
+    """BPR's terms are the edges labelled above 0: a request of every one leaves edges but no data, and IFRU called
+    its step trusted (the user table's norm from 14.4 to 63.4) where Retrain and FineTune refuse (found by a probe)."""
+    graph = make_interactions(torch.tensor([[0, 0, 1, 1], [0, 1, 0, 1]]), torch.tensor([1., 0., 0., 1.]), 2, 2)
+    model = MF(2, 2, 2)
+    model.reset_parameters(0)
+    with pytest.raises(ValueError, match=re.escape("IFRU: the request leaves edges but no term of BPRObjective for "
+                                                   "the step to fit (BPR's terms are the edges labelled above 0)")):
+        IFRU(model, graph, BPRObjective(l2=0.1)).unlearn(torch.tensor([[0, 1], [0, 1]]))

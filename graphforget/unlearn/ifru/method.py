@@ -128,8 +128,8 @@ class IFRU(Unlearner):
 
     **Phases** of a request (``info["phase_seconds"]``): ``select`` (pruning: the rows :math:`\phi`),
     ``gradient`` (the terms that reach :math:`\phi`, the tilted objective and :math:`g`), ``solve``
-    (the first step with its retries, then the Newton extension), ``write`` (the new model) and, given ``val``
-    and a trusted step, ``validate``.
+    (the first step with its retries, then the Newton extension), ``write`` (the new model) and ``validate`` (the
+    check of the outputs on the remaining graph and, given ``val`` and a trusted step, the validation test).
 
     The result's ``info``:
 
@@ -236,6 +236,10 @@ class IFRU(Unlearner):
         # else the step would fit the L2 alone (or nothing, without L2), and call it trusted
         refuse_no_remaining_edge(remaining, type(self).__name__, "for the step to fit (a model of no data is an "
                                  "untrained one)")
+        if not bool(self.objective.has_term(remaining[EDGE].edge_label).any()):  # BPR's label-0 edges: no term
+            raise ValueError(f"{type(self).__name__}: the request leaves edges but no term of "
+                             f"{type(self.objective).__name__} for the step to fit (BPR's terms are the edges labelled "
+                             "above 0): a model of no data is an untrained one")
         try:
             # The eval-mode model, the one scored and served: in train mode a dropout would make every gradient
             # and curvature product random (unlearn hands the result back in the caller's modes).
@@ -299,7 +303,10 @@ class IFRU(Unlearner):
         reason = (f"the step made the model's outputs on the remaining graph non-finite at {created.numel()} node(s) "
                   f"that the request leaves without edges, {node} first (the unchanged model's are finite there)")
         outcome.update(trusted=False, reason=reason)
-        return self._settle(copy.deepcopy(self.model), new_model, reason)
+        settled = self._settle(copy.deepcopy(self.model), new_model, reason)
+        if settled is not new_model:  # nothing of the step was applied
+            outcome.pop("zeroed_entries", None)
+        return settled
 
     def _validate(self, new_model: torch.nn.Module, remaining: HeteroData, outcome: dict) -> torch.nn.Module:
         """``trust.max_val_auc_drop`` on the accepted result (see :meth:`Unlearner._validation_test`); on failure
@@ -502,7 +509,7 @@ class IFRU(Unlearner):
         outcome = {"implicit_ridge": target.implicit_ridge(), "gradient_ratio": ratio, "attempts": []}
         if not gradient.any():  # the removal changes nothing the rows see (SCIF: every label substituted by itself)
             outcome.update(dense_damping={}, damping=None, trusted=True, reason=None, solver=[])
-            return phi, outcome
+            return self._zero_orphans(phi, target, outcome), outcome  # a saturated sigmoid's gradient rounds to 0
         target.metric, outcome["dense_damping"] = self._damping_metric(call.region.rows, target, ratio)
         step, reason = self._first_step(call, gradient, target, outcome["attempts"])
         outcome["damping"] = target.damping if outcome["attempts"] else None  # None: nothing was solved
@@ -510,17 +517,24 @@ class IFRU(Unlearner):
         solves = outcome["attempts"][-1:]  # the step's own solve (the same dict as its attempt's)
         failed = None if step is None or not step.any() else phi + step  # a zero step applies nothing
         new_phi = phi + step if reason is None else self._settle(phi, failed, reason)
-        if reason is None and self.config.curvature_of == "remaining":
-            # Without a contrastive term no term of T scores an orphan row: its block of T is decoupled and minimal at
-            # 0 exactly, where an inexact solve leaves the row shrunk but pointing the same way (the user's rankings
-            # unchanged). A contrastive term scores it still; zeroed all the same, it keeps nothing of the data.
-            new_phi = torch.where(target.orphan, torch.zeros_like(new_phi), new_phi)
-            outcome["zeroed_entries"] = int(target.orphan.sum())
+        if reason is None:
+            new_phi = self._zero_orphans(new_phi, target, outcome)
         if new_phi is not phi:  # a step was applied: the Newton extension goes on from it
             plan = self._newton_plan(target, ratio, float(gradient.norm()))
             new_phi = self._extend(call, new_phi, target, solves, outcome, plan)
         outcome.update(trusted=reason is None, reason=reason, solver=solves)
         return new_phi, outcome
+
+    def _zero_orphans(self, phi: Tensor, target: TiltedObjective, outcome: dict) -> Tensor:
+        """``phi`` with the rows the request leaves without an edge set to 0 (``info["zeroed_entries"]``), where the
+        curvature is the remaining data's. Without a contrastive term no term of T scores an orphan row: its block of T
+        is decoupled and minimal at 0 exactly, where an inexact solve leaves the row shrunk but pointing the same way
+        (the user's rankings unchanged). A contrastive term scores it still; zeroed all the same, it keeps nothing of
+        the data. A gradient of exactly 0 (a sigmoid saturated at 1) had kept a forgotten user's row whole, trusted."""
+        if self.config.curvature_of != "remaining":
+            return phi
+        outcome["zeroed_entries"] = int(target.orphan.sum())
+        return torch.where(target.orphan, torch.zeros_like(phi), phi)
 
     def _warn_below_ridge(self, outcome: dict) -> None:
         """Warns when a damping set by hand ended below the implicit ridge of a model away from stationarity. Its
