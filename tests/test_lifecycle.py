@@ -15,8 +15,8 @@ from graphforget.data import EDGE, planted_communities, random_edges, random_spl
 from graphforget.models import MF, LightGCN
 from graphforget.objectives import BCEObjective
 from graphforget.train import TrainConfig, train
-from graphforget.unlearn import (IFRU, METHODS, IFRUConfig, NotFittedError, RetrainConfig, SISAConfig, Unlearner,
-                                 build_unlearner, method_config, register)
+from graphforget.unlearn import (IFRU, METHODS, IFRUConfig, NotFittedError, RecEraserConfig, RetrainConfig, SISAConfig,
+                                 Unlearner, build_unlearner, method_config, register)
 
 
 @dataclasses.dataclass
@@ -449,6 +449,12 @@ def test_a_config_of_another_method_is_refused_by_name(small_planted):
         with pytest.raises(TypeError, match=f"IFRU: config must be an instance of IFRUConfig, a dict of its options "
                                             f"or None, got a {type(config).__name__}"):
             METHODS["ifru"](model, small_planted, objective, config)
+    # a subclass of the method's config is another method's: SISA took RecEraser's, partitioning at random (a probe)
+    with pytest.raises(TypeError, match="SISA: config must be an instance of SISAConfig, a dict of its options or "
+                                        "None, got a RecEraserConfig"):
+        METHODS["sisa"](model, small_planted, objective, RecEraserConfig(partition="user"))
+    with pytest.raises(TypeError, match="options for 'sisa' must be a SISAConfig"):
+        method_config("sisa", RecEraserConfig())
 
 
 @pytest.mark.parametrize("name", ["ifru", "sisa", "unlearnrec"])

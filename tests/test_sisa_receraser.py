@@ -476,7 +476,7 @@ def test_shards_refuse_a_reset_that_leaves_trained_parameters(graph, method):
     # re-draw equals it value for value).
     fresh = MF(U, I, D)
     fresh.reset_parameters(config.seed)
-    SISA(fresh, graph, OBJECTIVE, config).fit()
+    method(fresh, graph, OBJECTIVE, config).fit()
 
 
 # --- RecEraser's balanced partition -------------------------------------------------------------

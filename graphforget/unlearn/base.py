@@ -198,10 +198,11 @@ class Unlearner:
         _check_types(model, graph, objective, val)
         check_precision(model, type(self).__name__, "unlearn")
         self.model, self.graph, self.objective, self.val = model, graph, objective, val
-        if not (config is None or isinstance(config, (dict, self.Config))):
+        # the class itself: SISA took a RecEraserConfig (a subclass) and ignored its partition, pretrain and iterations
+        if not (config is None or isinstance(config, dict) or type(config) is self.Config):
             raise TypeError(f"{type(self).__name__}: config must be an instance of {self.Config.__name__}, a dict of "
                             f"its options or None, got a {type(config).__name__}")
-        if isinstance(config, self.Config):
+        if type(config) is self.Config:
             recheck(config)  # an instance's fields set after it was built passed no check
             self.check_fixed(config)
             self.config = self.with_fixed(config)

@@ -88,7 +88,7 @@ def method_config(name: str, options: dict[str, Any] | Any = None, *, train: Tra
     """
     method = _method(name)
     cls = method.Config
-    if isinstance(options, cls):  # a ready config: not rebuilt, but checked again and against what the method fixes
+    if type(options) is cls:  # a ready config: not rebuilt, but checked again and against what the method fixes
         recheck(options)  # edited in place: run_attack trained the original before the method refused it
         method.check_fixed(options)
         return method.with_fixed(options)
