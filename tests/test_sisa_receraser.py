@@ -616,6 +616,22 @@ def test_attention_needs_the_models_embedding_width_before_any_training(graph):
     assert SISA(model, graph, OBJECTIVE, SISAConfig(CONFIG, num_shards=S)).fit().model.embedding_dim is None  # mean
 
 
+def test_the_config_edited_after_construction_is_the_one_fitted_and_after_fit_is_refused(graph):
+    """num_shards was read once at construction: 5 set before fit() trained 2 shards while the config said 5. The
+    fit's record was the unlearner's config itself: train edited after fit() edited it too, and the retrained shards
+    took 7 epochs at lr 0.5 beside shards of the fit's 3 at 0.01, without a word (found by a probe)."""
+    sisa = SISA(MF(U, I, D), graph, OBJECTIVE, SISAConfig(CONFIG, num_shards=2))
+    sisa.config.num_shards = 3
+    assert sisa.fit().model.num_shards == 3 == sisa.num_shards
+    sisa.config.train.epochs = 7
+    request = graph[EDGE].edge_index[:, :1]
+    with pytest.raises(ValueError, match=re.escape("SISA: the ensemble was fitted with SISAConfig.train=TrainConfig("
+                                                   "epochs=3,")):
+        sisa.unlearn(request)
+    sisa.config.train.epochs = 3
+    assert sisa.unlearn(request).info["shard_epochs"] == [3]
+
+
 def test_a_request_that_empties_a_shard_is_refused_by_name(graph):
     """As an UnlearningFailed too: a benchmark records the cell's error and a stream applies the request by Retrain
     (a plain ValueError stopped a bench run, which could never finish; found by a probe)."""

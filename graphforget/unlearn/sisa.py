@@ -230,10 +230,14 @@ class SISA(Unlearner):
             self.template, self.ensemble = model, None
         if self.config.aggregation == "attention" and getattr(self.template, "embedding_dim", None) is None:
             raise ValueError(f"{type(self).__name__}: {attention_needs_width(self.template)}")  # before any training
-        self.num_shards = self.config.num_shards
         if not 1 <= self.num_shards <= num_edges:
             raise ValueError(f"{type(self.config).__name__}.num_shards: need 1 <= num_shards <= {num_edges} "
                              f"(the number of edges), got {self.num_shards}")
+
+    @property
+    def num_shards(self) -> int:
+        """:math:`S`, the config's at each use (read once, an edit after construction went unused by fit())."""
+        return self.config.num_shards
 
     @property
     def shard_objective(self) -> Objective:
@@ -279,7 +283,8 @@ class SISA(Unlearner):
                                       self.val, cfg.seed)
             info["aggregator_epochs"], info["aggregator_seconds"] = result.epochs, result.seconds
         _match_modes(ensemble, self.template)
-        ensemble.fit_config, ensemble.fit_objective = cfg, repr(self.objective)
+        # a copy: the unlearner's config edited after fit() had edited the record with it, and passed its check
+        ensemble.fit_config, ensemble.fit_objective = copy.deepcopy(cfg), repr(self.objective)
         self._record_data(ensemble, self.graph)
         self.ensemble = self.model = ensemble
         log.info("%s fit %d shards", self.name, self.num_shards)
@@ -343,6 +348,8 @@ class SISA(Unlearner):
 
     def _unlearn(self, request, positions, remaining):
         old = self.ensemble
+        # the fit's config, an edit since refused by name: retrained shards took edited training, the others the fit's
+        self.config = _continued_config(old, self.config, self.objective, type(self).__name__)
         # here, not when built: fit() may be called first (a fit's own record passes)
         _check_fitted_data(old, self.graph, self.val, self.config, type(self).__name__)
         held = old.assignment_of(request)
