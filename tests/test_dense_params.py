@@ -202,6 +202,16 @@ def test_gauss_newton_with_dense_parameters_matches_jacobian_product(graph, obje
     torch.testing.assert_close(_columns(operator, x.numel()), reference, rtol=0, atol=1e-10)
 
 
+@pytest.mark.filterwarnings("error::UserWarning")
+def test_dense_parameters_left_out_of_the_step_raise_no_torch_warning(graph):
+    """With dense=False the acceptance test evaluated the objective with autograd on for the dense parameters it
+    leaves fixed: torch warned 'Converting a tensor with requires_grad=True to a scalar' (found by a probe)."""
+    from graphforget.unlearn import IFRU, IFRUConfig
+    model = _model()
+    result = IFRU(model, graph, BCEObjective(l2=1.0), IFRUConfig(dense=False)).unlearn(torch.tensor([[0], [0]]))
+    assert result.info["trusted"] and torch.equal(result.model.lin.weight, model.lin.weight)
+
+
 def test_mf_has_no_dense_parameters():
     model = MF(U, I, D).double()
     model.reset_parameters(0)

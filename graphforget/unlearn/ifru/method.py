@@ -453,6 +453,7 @@ class IFRU(Unlearner):
         if call.new.contrastive is not None:
             functions.append(call.new.contrastive.function(rows, call.remaining))
 
+        @torch.no_grad()  # a value: autograd recorded the dense parameters left fixed (dense=False), and torch warned
         def value(x):
             return sum(fn(x) for fn in functions)
 
@@ -461,7 +462,7 @@ class IFRU(Unlearner):
             return total if replaced is None else total + self._loss_gradient(rows, x, replaced)
         tilt = summed(self._objective_grad)(rows, phi, call.original).detach()
         row_entries = phi.numel() - sum(self.model.get_parameter(name).numel() for name in rows.dense)
-        fresh = None if call.fresh is None else summed(self._terms_fn(rows, call.fresh, False))
+        fresh = None if call.fresh is None else summed(torch.no_grad()(self._terms_fn(rows, call.fresh, False)))
         return TiltedObjective(summed(value), summed(gradient), tilt, phi, self._orphans(call), self.objective.l2,
                                row_entries, decoupled=not self._has_contrastive(), fresh=fresh)
 
