@@ -191,7 +191,8 @@ def run_jobs_with_a_result_that_cannot_travel() -> list[str]:
     (sisa_unlearn_without_fit_on_rank_one, "ValueError: the ranks made different calls (SISA.fit on rank 0"),
     (run_jobs_with_rank_counts, "ValueError: the ranks made different calls (run_jobs(2,) on rank 0, run_"),
     (run_jobs_with_a_result_that_cannot_travel, "AttributeError: Can't "),
-], ids=["train_seed", "train_objective_edited_on_one_rank", "train_layers", "train_values", "ifru_empty_on_one_rank", "sisa_seed", "sisa_labels_on_one_rank",
+], ids=["train_seed", "train_objective_edited_on_one_rank",
+        "train_layers", "train_values", "ifru_empty_on_one_rank", "sisa_seed", "sisa_labels_on_one_rank",
         "receraser_models", "shard_fails_on_one_rank",
         "check_fails_on_one_rank", "ifru_graph_fails_checks_on_one_rank", "sisa_calls_differ", "job_counts_differ",
         "result_cannot_travel"])

@@ -1056,7 +1056,8 @@ def test_non_finite_at_flags_a_row_with_a_single_nan_or_infinity():
 def test_a_request_whose_gradient_rounds_to_zero_still_zeroes_the_rows_it_leaves_without_data():
     """A user with one interaction fitted so well that its sigmoid is 1 in float32 (logit 120): the removal's gradient
     is exactly 0, and IFRU returned the model unchanged, the user's row whole, trusted (found by a probe)."""
-    graph = make_interactions(torch.tensor([[0, 0, 1, 1, 2], [0, 1, 0, 1, 1]]), torch.tensor([1., 0., 0., 1., 1.]), 3, 2)
+    graph = make_interactions(torch.tensor([[0, 0, 1, 1, 2], [0, 1, 0, 1, 1]]), torch.tensor([1., 0., 0., 1., 1.]),
+                              3, 2)
     model = MF(3, 2, 2)
     with torch.no_grad():
         model.user_emb.weight.copy_(torch.tensor([[0.5, -0.2], [-0.3, 0.4], [20.0, 20.0]]))
