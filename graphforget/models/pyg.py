@@ -186,8 +186,9 @@ class PyGRecommender(Recommender):
                              "forward(edge_index, edge_label_index) must return one logit per pair")
         if not out.is_floating_point():  # integers failed inside torch's losses
             raise ValueError(f"PyGRecommender: {name} returned logits of dtype {out.dtype}; they must be floating")
-        trainable = any(p.requires_grad for p in self.module.parameters())
-        if torch.is_grad_enabled() and trainable and not out.requires_grad:  # training fitted the L2 term alone
+        # training fitted the L2 term alone; the parameters read last, as every forward passes here
+        detached = torch.is_grad_enabled() and not out.requires_grad
+        if detached and any(p.requires_grad for p in self.module.parameters()):
             raise ValueError(f"PyGRecommender: {name} returned logits that do not depend on its parameters (a forward "
                              "under torch.no_grad(), or an output detached): nothing could be trained or unlearnt")
         return out
