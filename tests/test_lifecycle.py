@@ -155,6 +155,41 @@ def test_run_settings_fill_train_and_seed_and_options_change_them():
         method_config("sisa", {"num_shards": 0})
 
 
+def test_a_ready_config_whose_training_or_seed_is_not_the_runs_is_refused_by_field():
+    """A ready config keeps its own ``train`` and ``seed``: they had been dropped without a word (a
+    SISAConfig(num_shards=5) trained its shards with TrainConfig's defaults, and every seed of a run with seed 0's
+    partition). Equal ones, ``progress`` and the fields the method does not read (FineTune's train.epochs) pass."""
+    train = TrainConfig(epochs=7, lr=0.5, seed=9)
+    with pytest.raises(ValueError, match=re.escape("a ready SISAConfig keeps its own train.epochs=100 (the run's: 7), "
+                                                   "train.lr=0.01 (the run's: 0.5), train.seed=0 (the run's: 9), "
+                                                   "seed=0 (the run's: 9): pass its options as a dict")):
+        method_config("sisa", SISAConfig(num_shards=5), train=train, seed=9)
+    with pytest.raises(ValueError, match=re.escape("a ready RetrainConfig keeps its own seed=3 (the run's: 9)")):
+        method_config("retrain", RetrainConfig(train, seed=3), train=train, seed=9)
+    ready = SISAConfig(dataclasses.replace(train, progress=True), num_shards=5, seed=9)
+    assert method_config("sisa", ready, train=train, seed=9) is ready
+    assert method_config("sisa", ready) is ready  # no run settings to differ from
+    finetune = METHODS["finetune"].Config(train=dataclasses.replace(train, epochs=50, patience=3))
+    assert method_config("finetune", finetune, train=train, seed=9) is finetune
+
+
+@pytest.mark.parametrize("method, options, field", [
+    ("sisa", {"attention_dim": "4"}, "SISAConfig.attention_dim"),
+    ("sisa", {"activation": "relu"}, "SISAConfig.activation"),
+    ("sisa", {"transform": "false"}, "SISAConfig.transform"),
+    ("sisa", {"aggregator_train.epochs": "2"}, "SISAConfig.aggregator_train"),
+    ("receraser", {"aggregation": "mean", "attention_dim": "4"}, "RecEraserConfig.attention_dim"),
+])
+def test_the_attentions_options_are_refused_under_mean_aggregation(method, options, field):
+    """They had been accepted, recorded with the run and never read; with the attention they are read."""
+    with pytest.raises(ValueError, match=re.escape(f"{field}: the attention's: read only with "
+                                                   "aggregation='attention'")):
+        method_config(method, options)
+    name = field.split(".")[1]
+    config = method_config(method, {**options, "aggregation": "attention"})
+    assert getattr(config, name) != getattr(SISAConfig(), name)
+
+
 def test_aggregator_train_options_change_the_run_training_it_defaults_to():
     """``aggregator_train=None`` trains the attention as ``train``: ``aggregator_train.epochs=2`` started from
     TrainConfig's defaults instead, and the run's learning rate, batch size and seed were silently dropped."""
@@ -163,7 +198,8 @@ def test_aggregator_train_options_change_the_run_training_it_defaults_to():
     assert config.aggregator_train == TrainConfig(epochs=2, lr=0.25, batch_size=128, seed=4)
     assert config.train == TrainConfig(epochs=7, lr=0.25, batch_size=128, seed=4)
     assert method_config("receraser", {}, train=train).aggregator_train is None
-    set_whole = method_config("sisa", {"aggregator_train": TrainConfig(lr=0.1)}, train=train).aggregator_train
+    set_whole = method_config("sisa", {"aggregator_train": TrainConfig(lr=0.1), "aggregation": "attention"},
+                              train=train).aggregator_train
     assert set_whole == TrainConfig(lr=0.1)
     with pytest.raises(ValueError, match="given as a whole and by its fields"):
         method_config("sisa", {"aggregator_train": "none", "aggregator_train.lr": "0.1"}, train=train)

@@ -78,12 +78,14 @@ def method_config(name: str, options: dict[str, Any] | Any = None, *, train: Tra
     ``train`` and ``seed`` are the run's own settings: they set the config's ``train`` and ``seed``
     fields where it has them (and ``progress``, from ``train``'s), and ``options`` then change what they name
     (``train.lr=0.001`` changes only the learning rate of ``train``). Settings the config has no field for are
-    ignored. The config returned has the fields the method fixes set
+    ignored. A ready config keeps its own, and is refused where they differ from the run's (``progress`` and the
+    fields the method does not read aside). The config returned has the fields the method fixes set
     (:meth:`~graphforget.unlearn.Unlearner.with_fixed`): the one it runs, and the one a run records.
 
     Raises:
-        ValueError: an unknown method, ``Config.field: ...`` naming an option the config rejects, or an option
-            the method fixes (:attr:`~graphforget.unlearn.Unlearner.fixed`).
+        ValueError: an unknown method, ``Config.field: ...`` naming an option the config rejects, an option
+            the method fixes (:attr:`~graphforget.unlearn.Unlearner.fixed`), or a ready config whose ``train`` or
+            ``seed`` is not the run's.
         TypeError: ``options`` is neither a dict nor the method's config (another method's, a string).
     """
     method = _method(name)
@@ -91,6 +93,7 @@ def method_config(name: str, options: dict[str, Any] | Any = None, *, train: Tra
     if type(options) is cls:  # a ready config: not rebuilt, but checked again and against what the method fixes
         recheck(options)  # edited in place: run_attack trained the original before the method refused it
         method.check_fixed(options)
+        _check_run_settings(method, options, train, seed)
         return method.with_fixed(options)
     if not isinstance(options, (dict, type(None))):
         raise TypeError(f"options for {name!r} must be a {cls.__name__}, a dict of its options or None, got a "
@@ -103,6 +106,23 @@ def method_config(name: str, options: dict[str, Any] | Any = None, *, train: Tra
         return method.config_of(options, base)
     except ValueError as error:
         raise ValueError(f"bad options for {name!r}: {error}") from error
+
+
+def _check_run_settings(method: type[Unlearner], config, train: TrainConfig | None, seed: int | None) -> None:
+    """Refuses a ready ``config`` whose ``train`` or ``seed`` differs from the run's: they were dropped without a
+    word (a SISAConfig(num_shards=5) trained its shards with a default TrainConfig, and every seed of a run with
+    the partition of seed 0). ``progress`` and the fields the method does not read (:attr:`Unlearner.unread`) aside."""
+    mine = getattr(config, "train", None)
+    differ = []
+    if isinstance(train, TrainConfig) and isinstance(mine, TrainConfig):
+        differ += [f"train.{f.name}={getattr(mine, f.name)!r} (the run's: {getattr(train, f.name)!r})"
+                   for f in dataclasses.fields(TrainConfig) if f.name != "progress"
+                   and f"train.{f.name}" not in method.unread and getattr(mine, f.name) != getattr(train, f.name)]
+    if seed is not None and hasattr(config, "seed") and config.seed != seed:
+        differ.append(f"seed={config.seed!r} (the run's: {seed!r})")
+    if differ:
+        raise ValueError(f"a ready {type(config).__name__} keeps its own {', '.join(differ)}: pass its options as a "
+                         "dict to build on the run's training and seed, or set them to the run's")
 
 
 def build_unlearner(name: str, model: torch.nn.Module, graph: HeteroData, objective: Objective,

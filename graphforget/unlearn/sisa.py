@@ -142,6 +142,10 @@ class UntrainableShard(UnlearningFailed, ValueError):
     ``ValueError`` as before."""
 
 
+#: The attention's fields of :class:`SISAConfig`, by their defaults.
+_ATTENTION_DEFAULTS = {"aggregator_train": None, "attention_dim": None, "activation": "tanh", "transform": True}
+
+
 @dataclass
 class SISAConfig:
     """Options of :class:`SISA`.
@@ -152,8 +156,10 @@ class SISAConfig:
         seed: seeds the partition (through :func:`~graphforget.config.derived_seed`, so that it is independent of a
             request drawn with the same seed), the shard initialisations (``seed + s``) and the attention.
         retrain_all: retrain every shard on each request (as the IFRU authors' benchmark code does).
-        aggregation: ``"mean"`` or ``"attention"`` (see :class:`~graphforget.unlearn.ShardAttention`).
-        aggregator_train: how the attention is trained (``None``: as ``train``).
+        aggregation: ``"mean"`` or ``"attention"`` (see :class:`~graphforget.unlearn.ShardAttention`). The
+            four options below are the attention's: with ``"mean"``, one set to other than its default is refused.
+        aggregator_train: how the attention is trained (``None``: as ``train``). Its fields are options too
+            (``aggregator_train.epochs=2``), which change ``train``'s.
         attention_dim: rows of the attention's projection (``None``: half the embedding size).
         activation: the attention's ``"tanh"`` or ``"relu"``.
         transform: the attention's per-shard transfer.
@@ -174,6 +180,9 @@ class SISAConfig:
                             "num_shards": (self.num_shards >= 1, "must be >= 1"),
                             "attention_dim": (self.attention_dim is None or self.attention_dim >= 1, "None or >= 1"),
                             "activation": (self.activation in ("tanh", "relu"), "'tanh' or 'relu'")})
+        if self.aggregation == "mean":  # else accepted, recorded with the run, and never read
+            check_fields(self, {name: (getattr(self, name) == default, "the attention's: read only with "
+                                       "aggregation='attention'") for name, default in _ATTENTION_DEFAULTS.items()})
 
 
 @register

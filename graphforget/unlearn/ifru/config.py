@@ -44,7 +44,8 @@ class SolverConfig:
             not reach it is rejected. The default 1e-2 gives the same models as 1e-4 on ML-100K at about half the
             iterations.
         max_iter: solver iteration cap.
-        lr: Adam's learning rate (``name='adam'``; the paper searches 1e-4..1e-2).
+        lr: Adam's learning rate (``name='adam'``; the paper searches 1e-4..1e-2). Another solver's config with an
+            ``lr`` other than the default is refused: it would not be read.
     """
     name: str = "cg"
     damping: float | Literal["auto"] = "auto"
@@ -64,6 +65,8 @@ class SolverConfig:
             "max_iter": (self.max_iter >= 1, "must be an integer >= 1"),
             "lr": (self.lr > 0, "must be > 0"),
         }, "IFRUConfig.solver")
+        check_fields(self, {"lr": (self.name == "adam" or self.lr == SolverConfig.lr,  # else recorded, not read
+                                   f"read only with name='adam' (name={self.name!r})")}, "IFRUConfig.solver")
 
     def options(self) -> dict:
         """The keyword arguments of :func:`~graphforget.influence.solve` (``lr`` only for Adam)."""
@@ -101,6 +104,9 @@ class NewtonConfig:
             linearly when the fit leaves residuals; mixing the last three lifts the robustness grid's
             stationary weak-L2 MF on ML-100K (whose rows are already the whole graph) from 0.88 to 0.92-0.93
             of Retrain's AUC gain, at the same number of CG iterations.
+
+    An option that the others leave unread is refused when set to other than its default: ``early_stopped``
+    without ``steps="auto"``, ``anderson`` with a number of steps and no ``line_search``.
     """
     steps: int | Literal["auto"] = "auto"
     line_search: bool = False
@@ -112,6 +118,12 @@ class NewtonConfig:
         check_fields(self, {
             "steps": (self.steps == "auto" or self.steps >= 1, "must be 'auto' or an integer >= 1"),
             "anderson": (self.anderson >= 0, "must be an integer >= 0"),
+        }, "IFRUConfig.newton")
+        auto, default = self.steps == "auto", NewtonConfig  # else recorded with the run, and never read
+        check_fields(self, {
+            "early_stopped": (auto or self.early_stopped == default.early_stopped, "read only with steps='auto'"),
+            "anderson": (auto or self.line_search or self.anderson == default.anderson,
+                         "read only with line_search=True or steps='auto'"),
         }, "IFRUConfig.newton")
 
 
@@ -201,7 +213,8 @@ class IFRUConfig:
         newton: the Newton extension (:class:`NewtonConfig`).
         trust: the acceptance test and the failure policy (:class:`TrustConfig`).
         dense: also solve for the model's dense (non-node) parameters, which saw every edge; models with
-            only node tables (MF, LightGCN) have none.
+            only node tables (MF, LightGCN) have none. ``curvature="mf_surrogate"`` has no curvature for them, and
+            IFRU warns when they are left out so.
         contrastive: for an objective with a contrastive term (SGL, SimGCL: ``ContrastiveBPRObjective``), add
             it to the objective IFRU differentiates, as one fixed draw of the views on the training and the
             remaining graph (:class:`~graphforget.influence.ContrastiveTerm`; its Gauss-Newton curvature with
