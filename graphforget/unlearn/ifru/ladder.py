@@ -124,7 +124,7 @@ def acceptance(target: TiltedObjective, result, rhs: Tensor, operator, cfg: IFRU
                iterate: bool = False) -> dict:
     r"""The acceptance test of a solve: finite, converged (by its true residual too, :func:`residual_limit`), a
     decrease of :math:`T` of at least ``trust.min_ratio`` times the decrease its quadratic model :math:`-g^\top s + \tfrac12 s^\top A s` predicts,
-    and, where :math:`T` has a fresh draw of negatives, a rise of its loss of at most ``trust.max_fresh_loss_rise``.
+    and, where :math:`T` has a fresh draw of negatives or views, a rise of its loss of at most ``trust.max_fresh_loss_rise``.
     For an ``iterate`` of CG on its way (not converged), the model's decrease is :math:`\tfrac12 g^\top s`, no
     product needed (a CG iterate minimises the model on its Krylov space, so :math:`s^\top A s = g^\top s`)."""
     step, phi = result.x, target.phi0
@@ -156,7 +156,7 @@ def acceptance(target: TiltedObjective, result, rhs: Tensor, operator, cfg: IFRU
                   f"decrease{rows} is {ratio:.3g} < trust.min_ratio {cfg.trust.min_ratio:g}){then}")
     else:
         check["fresh_loss_rise"] = rise = target.fresh_rise(phi + step)
-        reason = fresh_draw_failure(rise, cfg, where + then)
+        reason = fresh_draw_failure(rise, cfg, where + then, drawn=target.fresh_drawn)
     return {**check, "reason": reason}
 
 
@@ -192,11 +192,12 @@ def residual_limit(tol: float, dtype: torch.dtype) -> float:
     return max(RESIDUAL_DRIFT * tol, RESIDUAL_FLOOR * torch.finfo(dtype).eps)
 
 
-def fresh_draw_failure(rise: float | None, cfg: IFRUConfig, where: str = "", subject: str = "the step") -> str | None:
-    """Why a step whose loss on the fresh draw rose by ``rise`` (:meth:`TiltedObjective.fresh_rise`) fails
-    ``trust.max_fresh_loss_rise``; ``None`` when it passes or there is no fresh draw."""
+def fresh_draw_failure(rise: float | None, cfg: IFRUConfig, where: str = "", subject: str = "the step",
+                       drawn: str = "negatives") -> str | None:
+    """Why a step whose loss on the fresh draw (of ``drawn``) rose by ``rise`` (:meth:`TiltedObjective.fresh_rise`)
+    fails ``trust.max_fresh_loss_rise``; ``None`` when it passes or there is no fresh draw."""
     bound = cfg.trust.max_fresh_loss_rise
     if rise is None or bound is None or rise <= bound:
         return None
-    return (f"{subject} raised the remaining terms' loss on a fresh draw of negatives by {100 * rise:.3g}%{where} "
+    return (f"{subject} raised the remaining terms' loss on a fresh draw of {drawn} by {100 * rise:.3g}%{where} "
             f"(> trust.max_fresh_loss_rise {100 * bound:g}%): it fits the draw it was solved on")

@@ -32,8 +32,8 @@ from .newton import (AUTO_NEWTON_DECREASE, AUTO_NEWTON_STEPS, AUTO_NEWTON_STOP, 
 from .tilted import TiltedObjective, gradient_ratio
 
 
-#: The draw of negatives (an epoch of BPR's) that ``trust.max_fresh_loss_rise`` scores a step on; IFRU's objective
-#: holds epoch 0's.
+#: The draw of negatives (an epoch of BPR's), and of a contrastive term's views, that ``trust.max_fresh_loss_rise``
+#: scores a step on; IFRU's objective holds epoch 0's, and the views' draw 0.
 FRESH_EPOCH = 1
 
 
@@ -421,8 +421,9 @@ class IFRU(Unlearner):
         replaced = self._replacement_terms(removed, request, remaining)
         contrastive = self._contrastive_term(share)
         fresh = None
-        if getattr(self.objective, "resample", False) and self.config.trust.max_fresh_loss_rise is not None:
-            fresh = _Scored(self._terms_touching(remaining, region.reach, FRESH_EPOCH), remaining, share)
+        if self._draws_anew() and self.config.trust.max_fresh_loss_rise is not None:
+            fresh = _Scored(self._terms_touching(remaining, region.reach, FRESH_EPOCH), remaining, share,
+                            self._contrastive_term(share, FRESH_EPOCH))
         return _Call(request, positions, remaining, region,
                      original=_Scored(self._terms_touching(self.graph, region.reach), self.graph, share,
                                       contrastive),
@@ -436,9 +437,14 @@ class IFRU(Unlearner):
         return (self.config.contrastive and self.config.curvature != "mf_surrogate"
                 and has_contrastive_term(self.model, self.objective))
 
-    def _contrastive_term(self, share: TermShare) -> ContrastiveTerm | None:
+    def _draws_anew(self) -> bool:
+        """Whether training drew new negatives (BPR's ``resample``) or new views (the contrastive term IFRU
+        differentiates) every epoch, of which IFRU's objective holds one draw (``trust.max_fresh_loss_rise``)."""
+        return bool(getattr(self.objective, "resample", False)) or self._has_contrastive()
+
+    def _contrastive_term(self, share: TermShare, draw: int = 0) -> ContrastiveTerm | None:
         """The objective's contrastive term, one draw of its views per call; rank 0 adds it (``data_parallel``)."""
-        return ContrastiveTerm(self.model, self.objective, self.graph) if (
+        return ContrastiveTerm(self.model, self.objective, self.graph, draw=draw) if (
             self._has_contrastive() and share.rank == 0) else None
 
     def _replacement_terms(self, removed: Terms, request: Tensor, remaining: HeteroData) -> Terms | None:
@@ -463,9 +469,22 @@ class IFRU(Unlearner):
             return total if replaced is None else total + self._loss_gradient(rows, x, replaced)
         tilt = summed(self._objective_grad)(rows, phi, call.original).detach()
         row_entries = phi.numel() - sum(self.model.get_parameter(name).numel() for name in rows.dense)
-        fresh = None if call.fresh is None else summed(torch.no_grad()(self._terms_fn(rows, call.fresh, False)))
-        return TiltedObjective(summed(value), summed(gradient), tilt, phi, self._orphans(call), self.objective.l2,
-                               row_entries, decoupled=not self._has_contrastive(), fresh=fresh)
+        fresh = None if call.fresh is None else summed(torch.no_grad()(self._fresh_fn(rows, call)))
+        target = TiltedObjective(summed(value), summed(gradient), tilt, phi, self._orphans(call), self.objective.l2,
+                                 row_entries, decoupled=not self._has_contrastive(), fresh=fresh)
+        redrawn = ["negatives"] * bool(getattr(self.objective, "resample", False)) + ["views"] * self._has_contrastive()
+        target.fresh_drawn = " and ".join(redrawn)
+        return target
+
+    def _fresh_fn(self, rows: NodeRows, call: _Call):
+        """``phi ->`` the remaining terms' loss on the fresh draw (:data:`FRESH_EPOCH`), with the contrastive term
+        on its fresh views: a step solved on one draw of the views can fit it as one of negatives (SGL at tau 0.01:
+        a trusted step 4.5 times the parameters' norm, the term on another draw from 0.8 to 90)."""
+        terms = self._terms_fn(rows, call.fresh, False)
+        if call.fresh.contrastive is None:
+            return terms
+        contrastive = call.fresh.contrastive.function(rows, call.remaining)
+        return lambda x: terms(x) + contrastive(x)
 
     def _orphans(self, call: _Call) -> Tensor:
         """``[len(phi)]`` whether each entry of phi is a row of a node that no term of the new objective
@@ -659,7 +678,8 @@ class IFRU(Unlearner):
         if plan.steps == 1:
             return first
         phi, outcome["newton_stop"] = self._newton_steps(call, first, target, solves, plan)
-        failure = fresh_draw_failure(target.fresh_rise(phi), self.config, subject="the Newton steps")
+        failure = fresh_draw_failure(target.fresh_rise(phi), self.config, subject="the Newton steps",
+                                     drawn=target.fresh_drawn)
         if failure is None and (plan.tilted or float(target(phi)) <= float(target(first))):
             return phi
         outcome["newton_discarded"] = True

@@ -32,8 +32,9 @@ class TiltedObjective:
         self.row_entries = phi.numel() if row_entries is None else row_entries  # phi's node rows come first
         self.damping, self._start = 0.0, None
         self.metric: Tensor | None = None  # per-entry scale of the damping (None: the same on every entry)
-        # the new objective's loss on a draw of negatives the step is not fit on (BPR's), see fresh_rise
-        self.fresh, self._fresh_start = fresh, None
+        # the new objective's loss on a draw of negatives (BPR's) or views (a contrastive term's) the step is not fit
+        # on, see fresh_rise; what was drawn anew, for the messages
+        self.fresh, self._fresh_start, self.fresh_drawn = fresh, None, "negatives"
 
     @property
     def proximal(self) -> float | Tensor:
