@@ -161,9 +161,12 @@ def _check_out_dir(out: str, run: str | None = None) -> Path:
 
 
 def _is_run(directory: Path) -> bool:
-    """Whether ``directory`` is a run: a fit or forget run's ``run.json``, or a train or unlearn run's ``model.pt``
-    (beside its metrics.json, without a run.json)."""
-    return any((directory / name).is_file() for name in ("run.json", "model.pt"))
+    """Whether ``directory`` is a run, or another command's output: a fit or forget run's ``run.json``, a train or
+    unlearn run's ``model.pt`` or ``metrics.json`` (an ensemble's unlearn writes the metrics alone, and its directory
+    had taken reports and nested outputs), pretrain-encoder's ``encoder.pt`` beside its ``pretrain.json``."""
+    def has(name: str) -> bool:
+        return (directory / name).is_file()
+    return any(map(has, ("run.json", "model.pt", "metrics.json"))) or (has("encoder.pt") and has("pretrain.json"))
 
 
 def _check_named(out: str) -> None:
@@ -283,6 +286,7 @@ def _load_run(run: str, device: str, root: str | None = None):
         hint = (": it is a run of your own data (`fit`/`forget`), which `graphforget forget --run` unlearns from"
                 if (path.parent / "run.json").is_file() else " (no run information)")
         raise UsageError(f"graphforget: error: {path} was not written by `graphforget train`{hint}")
+    _check_train_record(path, info)
     recorded = info["root"] if info["root"] is not None and Path(info["root"]).is_dir() else None
     data = prepare_attack_data(info["dataset"], recorded if root is None else root, info["attack_ratio"],
                                wrapped_seed(info["seed"]), synthetic_fallback=False)
@@ -291,6 +295,27 @@ def _load_run(run: str, device: str, root: str | None = None):
         raise UsageError(f"graphforget: error: the data rebuilt for {run} differs from the data it was trained on "
                          f"({data.source})")
     return model.to(device), checkpoint, data
+
+
+#: What a ``train`` checkpoint's run record holds, by kind (``root`` may be ``None``; the rest are checked on use).
+_TRAIN_RECORD = {"dataset": str, "root": (str, type(None)), "seed": int, "attack_ratio": (int, float),
+                 "hparams": dict, "fingerprint": str}
+
+
+def _check_train_record(path: Path, info: dict) -> None:
+    """Refuses a ``train`` checkpoint whose run record this version cannot read (a field missing, of another kind, or
+    hparams it does not know: another version's file), naming the field. Each had failed with a traceback (a
+    KeyError, a TypeError) where a run.json of the same record gets one line."""
+    wrong = [key for key, kind in _TRAIN_RECORD.items()
+             if not isinstance(info.get(key, ...), kind) or isinstance(info.get(key), bool)]
+    if not wrong:
+        try:
+            Hyperparameters(**info["hparams"])
+        except (TypeError, ValueError) as error:
+            wrong.append(f"hparams ({error})")
+    if wrong:
+        raise UsageError(f"graphforget: error: {path}: {wrong[0]} is not what `graphforget train` records (another "
+                         "version's file, or edited)")
 
 
 def _model_path(run: str) -> Path:

@@ -625,6 +625,31 @@ def test_unreadable_checkpoint_is_a_one_line_error(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and "cannot read" in err
 
 
+@pytest.mark.parametrize("edit, field", [
+    (lambda run: run["hparams"].update(dropout=0.0), "hparams (Hyperparameters.__init__() got an unexpected keyword "
+                                                     "argument 'dropout')"),
+    (lambda run: run.pop("attack_ratio"), "attack_ratio"),
+    (lambda run: run.pop("fingerprint"), "fingerprint"),
+    (lambda run: run.update(root=5), "root"),
+    (lambda run: run.update(hparams=None), "hparams"),
+    (lambda run: run.update(seed=True), "seed"),
+])
+def test_a_train_checkpoint_of_another_version_is_a_one_line_error_naming_the_field(trained_run, tmp_path, capsys,
+                                                                                    edit, field):
+    """A record this version cannot read (a field a newer version added, one an older lacked), sealed as
+    save_model seals it: evaluate and unlearn failed with a KeyError or TypeError traceback."""
+    from graphforget.models.base import _meta_sha256
+    checkpoint = torch.load(trained_run / "model.pt", weights_only=True)
+    edit(checkpoint["run"])
+    checkpoint["meta_sha256"] = _meta_sha256(checkpoint)
+    (tmp_path / "run").mkdir()
+    torch.save(checkpoint, tmp_path / "run" / "model.pt")
+    for command in (["evaluate"], ["unlearn", "--method", "ifru", "--out", str(tmp_path / "out"), "--quiet"]):
+        code, _, err = run_cli(capsys, command[0], "--run", str(tmp_path / "run"), *command[1:])
+        assert code == 2 and err == (f"graphforget: error: {tmp_path / 'run' / 'model.pt'}: {field} is not what "
+                                     "`graphforget train` records (another version's file, or edited)\n"), err
+
+
 def test_a_train_run_whose_data_moved_is_rebuilt_from_root_or_where_the_library_finds_data(tmp_path, capsys,
                                                                                            data_root):
     """A run records its data directory as an absolute path: once it moved, evaluate and unlearn failed with "data
@@ -931,6 +956,20 @@ def test_out_file_checks_refuse_a_fit_run_and_a_dangling_link(tmp_path):
     (tmp_path / "run" / "run.json").write_text("{}")  # a fit/forget run: no model.pt, but still a run
     with pytest.raises(UsageError, match="is inside the run"):
         _check_out_file(str(tmp_path / "run" / "report.json"))
+    # an ensemble's unlearn output holds its metrics.json alone, pretrain-encoder's its two files: reports and
+    # nested outputs had been written into them
+    from graphforget.cli import _check_out_dir
+    for name, files in {"unlearned": ["metrics.json"], "encoder": ["encoder.pt", "pretrain.json"]}.items():
+        (tmp_path / name).mkdir()
+        for file in files:
+            (tmp_path / name / file).write_text("{}")
+        with pytest.raises(UsageError, match="is inside the run"):
+            _check_out_file(str(tmp_path / name / "report.json"))
+        with pytest.raises(UsageError, match="is inside the run"):
+            _check_out_dir(str(tmp_path / name / "child"))
+    (tmp_path / "copied").mkdir()
+    (tmp_path / "copied" / "encoder.pt").write_text("{}")  # an encoder copied by hand makes no output directory
+    _check_out_file(str(tmp_path / "copied" / "report.json"))
     (tmp_path / "link.json").symlink_to(tmp_path / "absent.json")  # writing through it would create its target
     with pytest.raises(UsageError, match="exists: outputs are never overwritten"):
         _check_out_file(str(tmp_path / "link.json"))
