@@ -235,6 +235,9 @@ def _remap(part: HeteroData, onto: HeteroData) -> HeteroData:
         raw = node_values(part[node].raw_id, store.edge_index[k])  # a one-pair part: a list of one id
         ends.append(raw_to_local(onto[node].raw_id, raw.tolist())[0])
     keep = (ends[0] >= 0) & (ends[1] >= 0)
+    if not bool(keep.all()):  # by design (the model has no row for them), but said, as random_split says its own
+        log.info("dropped %d of the test file's %d pairs (%d interactions) whose user or item has no training edge",
+                 int((~keep).sum()), keep.numel(), int((~keep & (store.edge_label > 0)).sum()))
     observed = store.observed[keep] if "observed" in store else None
     return make_interactions(torch.stack([ends[0][keep], ends[1][keep]]), store.edge_label[keep], num_users(onto),
                              num_items(onto), observed)

@@ -979,6 +979,39 @@ def test_adversarial_edges_refuse_a_model_of_other_sizes_or_with_non_finite_scor
         adversarial_edges(broken, graph)
 
 
+@pytest.mark.parametrize("held_out, message", [
+    (torch.tensor([[-1], [0]]), "held_out holds user id -1 at position 0, outside [0, 3)"),
+    (torch.tensor([[0], [7]]), "held_out holds item id 7 at position 0, outside [0, 4)"),
+    (torch.tensor([[0.0], [1.0]]), "held_out holds integer (user, item) ids, got dtype torch.float32"),
+    (torch.zeros(3, 1, dtype=torch.long), "held_out must have shape [2, H], got [3, 1]"),
+    ([[0], [1]], "held_out must be a [2, H] integer tensor, got a list"),
+])
+def test_adversarial_edges_refuse_held_out_pairs_that_are_no_pairs_of_the_graph(held_out, message):
+    """Unchecked, user -1 marked the last user's item 0 taken and moved its fake edge to item 1, without a word;
+    the other cases failed inside torch."""
+    graph = make_interactions(torch.tensor([[0, 1, 2], [0, 1, 2]]), num_users=3, num_items=4)
+    model = hand_mf([[1.0], [1.0], [1.0]], [[0.5], [0.4], [0.3], [0.2]])
+    with pytest.raises(ValueError, match=re.escape(message)):
+        adversarial_edges(model, graph, held_out=held_out)
+    for bad in (0, 2.0, 0.5, True):  # 2.0 failed inside torch's split, 0.5 was "must be positive"
+        with pytest.raises(ValueError, match=re.escape(f"batch_size must be an integer >= 1, got {bad!r}")):
+            adversarial_edges(model, graph, batch_size=bad)
+
+
+def test_request_helpers_refuse_ratios_and_requests_of_the_wrong_kind(tiny_graph):
+    """A string or tensor ratio failed with Python's or torch's TypeError; request_nodes took float ids as ids, read
+    the first two rows of a [3, R] tensor, and failed on a list with an AttributeError."""
+    for bad in ("0.5", torch.tensor(0.5), True, None):
+        for sample in (random_edges, attack_flip):
+            with pytest.raises(ValueError, match=re.escape(f"ratio must be a number in (0, 1), got {bad!r}")):
+                sample(tiny_graph, bad)
+    for bad, message in ((torch.tensor([[2.0], [1.0]]), "request holds integer (user, item) ids"),
+                         (torch.zeros(3, 2, dtype=torch.long), "request must have shape [2, R], got [3, 2]"),
+                         ([[2, 0], [1, 1]], "request must be a [2, R] integer tensor, got a list")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            request_nodes(bad)
+
+
 def test_random_edges(random_graph):
     graph = random_graph(30, 25, 200, seed=0)
     request = random_edges(graph, 0.15, seed=1)
@@ -1296,17 +1329,23 @@ def test_make_interactions_rejects_duplicate_pairs():
         edge_positions(make_interactions(torch.tensor([[0], [1]])), torch.tensor([[0, 0], [1, 1]]))
 
 
-def test_raw_loaders_reject_duplicate_pairs_naming_raw_ids(tmp_path):
-    (tmp_path / "u.data").write_text("196\t242\t3\t881250949\n186\t302\t3\t891717742\n196\t242\t5\t881250950\n")
+def test_raw_loaders_reject_duplicate_pairs_naming_raw_ids_and_lines(tmp_path):
+    """The lines of the file, as every other error of a loader names them: they had been counted as data rows, so
+    a comment or a CSV header moved them (a pair on CSV lines 3 and 5 was on "data rows 2 and 3")."""
+    (tmp_path / "u.data").write_text("# ratings\n196\t242\t3\t881250949\n186\t302\t3\t891717742\n\n"
+                                     "196\t242\t5\t881250950\n")
     with pytest.raises(ValueError) as err:
         load_movielens_100k(tmp_path)
     assert (f"{tmp_path / 'u.data'}: 1 (user, item) pairs occur on several rows, the first (196, 242) (raw ids) "
-            f"on data rows 1 and 3") in str(err.value)
+            f"on lines 2 and 5") in str(err.value)
     assert "duplicates='last'" in str(err.value)
     triples = tmp_path / "ratings_final.txt"
     triples.write_text("0\t7\t1\r\n0\t8\t0\r\n3\t8\t1\r\n0\t8\t1\r\n")
-    with pytest.raises(ValueError, match=r"ratings_final.txt: 1 \(user, item\) pairs .* the first \(0, 8\) .* rows 2 and 4"):
+    with pytest.raises(ValueError, match=r"ratings_final.txt: 1 \(user, item\) pairs .* the first \(0, 8\) .* lines 2 and 4"):
         load_labelled_triples(triples)
+    (tmp_path / "r.csv").write_text('user,item,note\nA,x,\n\nB,y,"two\nlines"\nA,x,\n')  # a blank line, a note on two
+    with pytest.raises(ValueError, match=r"the first \(A, x\) \(raw ids\) on lines 2 and 6"):
+        load_csv(tmp_path / "r.csv", "user", "item")
 
 
 def test_lightgcn_loader_rejects_an_item_listed_twice(tmp_path):

@@ -10,8 +10,9 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..config import eval_mode, seeded
-from .interactions import EDGE, check_model_fits, edge_subgraph, finite_scores, num_users
+from ..config import eval_mode, is_integer, seeded
+from .interactions import (EDGE, check_model_fits, check_pairs_in_range, edge_subgraph, finite_scores, num_items,
+                           num_users)
 
 __all__ = ["adversarial_edges"]
 
@@ -38,15 +39,17 @@ def adversarial_edges(model, graph: HeteroData, fraction: float = 1.0, seed: int
         ``[2, R]`` fake (user, item) edges, sorted by user: the request to unlearn.
 
     Raises:
-        ValueError: a ``fraction`` or ``batch_size`` out of range, a model built for other node counts than
-            ``graph``'s, or non-finite scores.
+        ValueError: a ``fraction`` or ``batch_size`` out of range, ``held_out`` not a ``[2, H]`` integer tensor of
+            ids in range, a model built for other node counts than ``graph``'s, or non-finite scores.
     """
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if not (is_integer(batch_size) and batch_size >= 1):  # 2.0 failed inside torch's split
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     check_model_fits(model, graph)  # a larger item table drew fake items the graph does not have
     n_users = num_users(graph)
+    if held_out is not None:  # user -1 had marked the last user's item taken, and moved its fake edge
+        check_pairs_in_range(held_out, n_users, num_items(graph), "held_out", "H")
     edge_index = graph[EDGE].edge_index
     device = edge_index.device
     taken = edge_index if held_out is None else torch.cat([edge_index, held_out.to(device)], 1)

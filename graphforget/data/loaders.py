@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import hashlib
 import io
 import itertools
@@ -20,7 +21,7 @@ import shutil
 import urllib.request
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -108,13 +109,14 @@ def find_data_root(root: str | os.PathLike | None = None) -> Path | None:
 
 
 def _from_raw(source: os.PathLike | str, users: np.ndarray, items: np.ndarray, labels: np.ndarray | None = None,
-              extra: dict | None = None, keep_last: bool = False) -> HeteroData:
+              extra: dict | None = None, keep_last: bool = False,
+              line_of: Callable[[int], int] | None = None) -> HeteroData:
     """Remaps the raw ids of the file ``source`` to local ones and builds the graph; ``keep_last`` keeps the last
-    row of a repeated pair."""
+    row of a repeated pair. ``line_of``: the file's 1-based line of a 0-based row (default: a plain table's)."""
     user_raw, user = np.unique(users, return_inverse=True)
     item_raw, item = np.unique(items, return_inverse=True)
     if not keep_last:
-        _check_raw_pairs(user, item, user_raw, item_raw, source)
+        _check_raw_pairs(user, item, user_raw, item_raw, source, line_of or functools.partial(_line_of_row, source))
     rows = _last_of_each_pair(user, item, len(item_raw)) if keep_last else slice(None)
     edge_index = torch.from_numpy(np.stack([user[rows], item[rows]]).astype(np.int64))
     label = None if labels is None else torch.from_numpy(_label_values(labels[rows]))
@@ -137,9 +139,10 @@ def _label_values(labels: np.ndarray) -> np.ndarray:
 
 
 def _check_raw_pairs(user: np.ndarray, item: np.ndarray, user_raw: np.ndarray, item_raw: np.ndarray,
-                     source: os.PathLike | str) -> None:
+                     source: os.PathLike | str, line_of: Callable[[int], int]) -> None:
     """Raises ``ValueError`` naming the file, the number of repeated pairs and the first one in raw ids, with the
-    data rows it is on (1-based; the header, blank and comment lines are not counted)."""
+    lines of the file it is on (``line_of`` a row; they had been counted as data rows, without the header, blank and
+    comment lines, as no other error of a loader counts them)."""
     keys = pair_keys(np.stack([user, item]).astype(np.int64), len(item_raw))
     _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     repeated = counts > 1
@@ -147,8 +150,8 @@ def _check_raw_pairs(user: np.ndarray, item: np.ndarray, user_raw: np.ndarray, i
         return
     rows = np.flatnonzero(inverse == inverse[np.flatnonzero(repeated[inverse])[0]])
     raise ValueError(f"{source}: {int(repeated.sum())} (user, item) pairs occur on several rows, the first "
-                     f"({user_raw[user[rows[0]]]}, {item_raw[item[rows[0]]]}) (raw ids) on data rows "
-                     f"{rows[0] + 1} and {rows[1] + 1}; aggregate them first, e.g. keep the last rating "
+                     f"({user_raw[user[rows[0]]]}, {item_raw[item[rows[0]]]}) (raw ids) on lines "
+                     f"{line_of(int(rows[0]))} and {line_of(int(rows[1]))}; aggregate them first, e.g. keep the last rating "
                      f"(load_csv(..., duplicates='last') and graphforget fit --duplicates last do, for CSV)")
 
 
@@ -458,15 +461,16 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
                 raise ValueError(f"columns {sorted(missing)} not in {path} (has {reader.fieldnames})"
                                  + _delimiter_hint(reader.fieldnames, delimiter))
             _check_used_columns_once(path, reader.fieldnames, (user_col, item_col, label_col))
-            rows = [_csv_row(path, (first, last), row, user_col, item_col, label_col)
-                    for first, last, row in _rows_with_lines(reader)]
+            numbered = list(_rows_with_lines(reader))
+            rows = [_csv_row(path, (first, last), row, user_col, item_col, label_col) for first, last, row in numbered]
     except csv.Error as error:  # e.g. a field over the csv module's size limit: an unclosed quote swallowing lines
         raise ValueError(f"{path}, the row from line {reader.line_num + 1}: not readable as CSV ({error}): an unclosed "
                          "quote?") from None
     if not rows:
         raise ValueError(f"{path} holds no rows")
     users, items, labels = (np.asarray(col) for col in zip(*rows))
-    return _from_raw(path, _as_ids(users), _as_ids(items), labels, keep_last=duplicates == "last")
+    return _from_raw(path, _as_ids(users), _as_ids(items), labels, keep_last=duplicates == "last",
+                     line_of=lambda row: numbered[row][0])
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)

@@ -4,20 +4,31 @@ A request is a ``[2, R]`` long tensor of (user, item) pairs that are edges of th
 """
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..config import is_integer_tensor, seeded
-from .interactions import EDGE, edge_subgraph, num_users
+from .interactions import EDGE, check_pair_tensor, edge_subgraph, num_users
 
 __all__ = ["random_edges", "user_edges", "attack_flip", "request_nodes"]
 
 
-def _count(graph: HeteroData, ratio: float) -> int:
+def check_ratio(ratio: float, what: str = "ratio") -> float:
+    """``ratio`` as a float in ``(0, 1)``, else ``ValueError`` naming ``what``: a string or a tensor had failed
+    with Python's or torch's own TypeError, and a bool had been read as 0 or 1."""
+    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real):
+        raise ValueError(f"{what} must be a number in (0, 1), got {ratio!r}")
+    ratio = float(ratio)
     if not 0 < ratio < 1:
-        raise ValueError(f"ratio must be in (0, 1), got {ratio}")
-    return max(1, int(round(ratio * graph[EDGE].edge_index.size(1))))
+        raise ValueError(f"{what} must be in (0, 1), got {ratio}")
+    return ratio
+
+
+def _count(graph: HeteroData, ratio: float) -> int:
+    return max(1, int(round(check_ratio(ratio) * graph[EDGE].edge_index.size(1))))
 
 
 def _candidates(graph: HeteroData, observed_only: bool) -> Tensor:
@@ -42,8 +53,7 @@ def random_edges(graph: HeteroData, ratio: float, seed: int = 0, observed_only: 
     Raises:
         ValueError: when ``ratio`` is outside ``(0, 1)`` or there is no candidate edge.
     """
-    if not 0 < ratio < 1:
-        raise ValueError(f"ratio must be in (0, 1), got {ratio}")
+    ratio = check_ratio(ratio)
     candidates = _candidates(graph, observed_only)
     if candidates.numel() == 0:
         raise ValueError("the graph has no observed edges to draw a request from")
@@ -89,8 +99,10 @@ def attack_flip(graph: HeteroData, ratio: float, seed: int = 0) -> tuple[HeteroD
     form the request to unlearn.
 
     Raises:
-        ValueError: an ``edge_label`` other than 0 or 1 (raw ratings: binarise first), or a graph without edges.
+        ValueError: a ``ratio`` that is not a number in ``(0, 1)``, an ``edge_label`` other than 0 or 1 (raw ratings:
+            binarise first), or a graph without edges.
     """
+    check_ratio(ratio)
     label = graph[EDGE].edge_label
     if graph[EDGE].edge_index.size(1) == 0:  # the count promises at least one: an empty request came back silently
         raise ValueError("attack_flip: the graph has no edges to flip")
@@ -108,5 +120,11 @@ def attack_flip(graph: HeteroData, ratio: float, seed: int = 0) -> tuple[HeteroD
 
 
 def request_nodes(request: Tensor) -> tuple[Tensor, Tensor]:
-    """The users and items of a request, ``V(D_r)``, as two sorted id tensors."""
+    """The users and items of a request, ``V(D_r)``, as two sorted id tensors.
+
+    Raises:
+        ValueError: ``request`` is not a ``[2, R]`` integer tensor (float ids had come back as ids, a third row
+            had been ignored).
+    """
+    check_pair_tensor(request, "request", "R")
     return request[0].unique(), request[1].unique()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import numbers
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from torch_geometric.data import HeteroData
 
 from ..data import (EDGE, Split, attack_flip, binarize, find_data_root, k_core, load_labelled_triples,
                     load_movielens_100k, num_items, num_users, on_device, planted_communities, random_split)
+from ..data.requests import check_ratio
 from ..io import to_jsonable
 from ..metrics import completeness, evaluate_auc, prediction_distance, prediction_gap
 from ..presets import Hyperparameters
@@ -81,12 +81,7 @@ class AttackData(NamedTuple):
 
 def _check_ratio(attack_ratio: float) -> float:
     # float() named nothing for None or a list, and read the string '0.05' as a ratio
-    if isinstance(attack_ratio, bool) or not isinstance(attack_ratio, numbers.Real):
-        raise ValueError(f"attack ratio must be a number in (0, 1), got {attack_ratio!r}")
-    attack_ratio = float(attack_ratio)
-    if not 0 < attack_ratio < 1:
-        raise ValueError(f"attack ratio must be in (0, 1), got {attack_ratio}")
-    return attack_ratio
+    return check_ratio(attack_ratio, "attack ratio")
 
 
 #: The file each named dataset reads, relative to the data directory or to the dataset's own folder in it.
