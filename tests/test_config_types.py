@@ -122,7 +122,7 @@ def test_huge_integers_other_classes_and_nested_edits_are_named():
         build_config(IFRUConfig, {1: 2})
     from graphforget.config import recheck
     for field in ("train", "aggregator_train"):
-        config = SISAConfig(aggregator_train=TrainConfig())
+        config = SISAConfig(aggregation="attention", aggregator_train=TrainConfig())
         getattr(config, field).lr = -1.0
         with pytest.raises(ValueError, match=re.escape(f"SISAConfig.{field}.lr: must be > 0 (got -1.0)")):
             recheck(config)
@@ -135,14 +135,14 @@ def test_huge_integers_other_classes_and_nested_edits_are_named():
 def test_a_dict_becomes_the_nested_config_as_in_ifru():
     assert RetrainConfig(train={"lr": 0.1}) == RetrainConfig(TrainConfig(lr=0.1))
     assert FineTuneConfig(train={"epochs": 5}, epochs=2).train == TrainConfig(epochs=5)
-    assert SISAConfig(aggregator_train={"lr": 0.5}).aggregator_train == TrainConfig(lr=0.5)
+    assert SISAConfig(aggregation="attention", aggregator_train={"lr": 0.5}).aggregator_train == TrainConfig(lr=0.5)
     assert IFRUConfig(solver={"tol": 0.1}).solver == SolverConfig(tol=0.1)
     with pytest.raises(ValueError, match=re.escape("RetrainConfig.train: unknown field(s) bogus (known: epochs,")):
         RetrainConfig(train={"bogus": 1})
     with pytest.raises(ValueError, match=re.escape("FineTuneConfig.train: TrainConfig.epochs: must be an int (got 2.5)")):
         FineTuneConfig(train={"epochs": 2.5})
     with pytest.raises(ValueError, match=re.escape("SISAConfig.aggregator_train: TrainConfig.lr: must be > 0")):
-        SISAConfig(aggregator_train={"lr": -1.0})
+        SISAConfig(aggregation="attention", aggregator_train={"lr": -1.0})
 
 
 def test_values_are_converted_as_build_config_converts_them():
