@@ -370,6 +370,38 @@ def test_ifru_differentiates_the_contrastive_term(graph):
     assert (rows.gather(without.model) - rows.gather(out.model)).norm() > 0.1 * moved  # the term matters
 
 
+def test_without_spillover_the_removed_edges_share_of_the_contrastive_term_is_in_the_gradient(graph):
+    """spillover=False (the paper's ablation): g is the removed terms' gradient, and the removed edges' share of the
+    contrastive term, whose weight is |D| ssl_weight (its change through the views is the spillover's). It had been
+    the BPR terms' alone, while the term was in the curvature and in the test's objective. Against the dense formula."""
+    model, objective, _, _ = _term_setup(graph)
+    model = model.double()
+    with torch.no_grad():  # rows of norm ~1, as in the test above
+        for parameter in model.parameters():
+            parameter.mul_(10)
+    request = torch.tensor([[1], [2]])
+    remaining, positions = without_edges(graph, request)
+    rows = NodeRows.from_node_mask(model, torch.ones(9, dtype=torch.bool), 5)
+    phi = rows.gather(model)
+    term = ContrastiveTerm(model, objective, graph)
+
+    def grad(fn):
+        x = phi.detach().requires_grad_(True)
+        return torch.autograd.grad(fn(x), x)[0]
+    removed = objective_function(model, objective, training_terms(objective, graph, positions), graph, rows,
+                                 regularize=False, locality=False)
+    gradient = grad(removed) + grad(term.function(rows, graph)) / 11  # 1 of the graph's 11 edges
+    new_terms = objective_function(model, objective, training_terms(objective, remaining), remaining, rows,
+                                   locality=False)
+    hessian = torch.autograd.functional.hessian(lambda x: new_terms(x) + term.function(rows, remaining)(x), phi)
+    expected = phi + torch.linalg.solve(hessian + 20.0 * torch.eye(phi.numel(), dtype=torch.float64), gradient)
+    config = IFRUConfig(hops=10, curvature="exact", spillover=False, newton={"steps": 1},
+                        solver={"name": "direct", "damping": 20.0}, trust={"retries": 0, "on_failure": "apply"})
+    out = IFRU(model, graph, objective, config).unlearn(request)
+    assert out.info["contrastive"]
+    torch.testing.assert_close(rows.gather(out.model), expected, rtol=1e-6, atol=1e-8)
+
+
 def test_cg_solves_the_contrastive_objective_of_an_orphaned_user_as_the_direct_solver(graph):
     """A request that leaves user 4 without edges: no BPR term scores its row, and the remaining graph's contrastive
     term no longer contrasts it (a training batch contrasts its positive edges' nodes), so its block is decoupled
@@ -492,6 +524,26 @@ def test_a_step_that_fits_its_draw_of_the_views_is_retried_with_more_damping():
     assert "on a fresh draw of negatives and views" in first["reason"] and result.info["trusted"]
     flat = [torch.cat([p.detach().flatten() for p in m.parameters()]) for m in (model, result.model)]
     assert float((flat[1] - flat[0]).norm()) < 0.5 * float(flat[0].norm())
+
+
+@pytest.mark.parametrize("cls, field, bad, message", [
+    (SGL, "drop_ratio", float("nan"), "drop_ratio must be a number in [0, 1), got nan"),
+    (SGL, "drop_ratio", 1.0, "drop_ratio must be a number in [0, 1), got 1.0"),
+    (SimGCL, "eps", -5.0, "eps must be a finite number >= 0, got -5.0"),
+])
+def test_a_views_option_edited_after_construction_is_refused_where_the_views_are_drawn(cls, field, bad, message):
+    """The constructors refuse these values; set afterwards, IFRU drew its views with them and called its step
+    trusted (found by a probe), and training drew its views so too."""
+    graph = planted_communities(20, 16, 2, 4, seed=0)
+    model = cls(20, 16, 8, 2)
+    model.reset_parameters(0)
+    setattr(model, field, bad)
+    objective = ContrastiveBPRObjective(ssl_weight=0.1, seed=0)
+    request = graph[EDGE].edge_index[:, (graph[EDGE].edge_label > 0).nonzero().flatten()[:2]]
+    with pytest.raises(ValueError, match=re.escape(message)):
+        IFRU(model, graph, objective).unlearn(request)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        train(model, graph, objective, TrainConfig(epochs=1, batch_size=0, patience=0))
 
 
 def test_the_mf_surrogate_curvature_says_it_leaves_the_contrastive_term_out(graph):

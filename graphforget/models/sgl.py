@@ -84,8 +84,7 @@ class SGL(LightGCN):
 
     def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64, num_layers: int = 2,
                  drop_ratio: float = 0.1):
-        if not (is_real(drop_ratio) and 0 <= drop_ratio < 1):
-            raise ValueError(f"drop_ratio must be a number in [0, 1), got {drop_ratio!r}")
+        _check_drop_ratio(drop_ratio)
         super().__init__(num_users, num_items, embedding_dim, num_layers)
         self.drop_ratio = float(drop_ratio)
         #: The adjacency patterns of the graphs the views were drawn from, checked as :attr:`adjacencies` are.
@@ -98,6 +97,7 @@ class SGL(LightGCN):
         draw of ``[E']`` values from ``generator``) and is renormalised by its own degrees, as SGL's edge
         dropout is; its adjacency is read from the graph's :class:`~graphforget.data.AdjacencyPattern`."""
         self.check_node_counts(graph)
+        _check_drop_ratio(self.drop_ratio)  # set after construction too: NaN kept every edge, 1 none, trusted
         x = self.layer0()
         pattern = self.patterns(graph, x)
         edges = pattern.edge_index
@@ -119,6 +119,7 @@ class SGL(LightGCN):
         :class:`~graphforget.influence.ContrastiveTerm`): each view keeps a fixed set of ``reference``'s edges,
         drawn as :meth:`views` draws them, so that a graph with edges removed from ``reference`` keeps the same
         edges less the removed ones. ``generator``: a CPU generator."""
+        _check_drop_ratio(self.drop_ratio)
         edges, items = message_passing_edges(reference), num_items(reference)
         keeps = [torch.rand(edges.size(1), generator=generator).to(edges.device) >= self.drop_ratio for _ in range(2)]
         kept = [pair_keys(edges[:, keep], items) for keep in keeps]
@@ -132,6 +133,11 @@ class SGL(LightGCN):
 
     def config(self) -> dict:
         return {**super().config(), "drop_ratio": self.drop_ratio}
+
+
+def _check_drop_ratio(drop_ratio) -> None:
+    if not (is_real(drop_ratio) and 0 <= drop_ratio < 1):
+        raise ValueError(f"drop_ratio must be a number in [0, 1), got {drop_ratio!r}")
 
 
 def check_contrastive_ids(model, users: Tensor, items: Tensor) -> None:

@@ -45,9 +45,7 @@ class SimGCL(LightGCN):
                  eps: float = 0.1):
         if not is_integer(num_layers) or num_layers < 1:  # "2" failed comparing a str with an int
             raise ValueError(f"SimGCL averages layers 1..K: num_layers must be an integer >= 1, got {num_layers!r}")
-        # rejects NaN too: NaN or infinite noise makes every view non-finite
-        if not (is_real(eps) and 0 <= eps < math.inf):
-            raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+        _check_eps(eps)
         super().__init__(num_users, num_items, embedding_dim, num_layers)
         self.eps = float(eps)
 
@@ -62,6 +60,7 @@ class SimGCL(LightGCN):
     def _noise(self, x: Tensor, generator: torch.Generator) -> Tensor:
         """:math:`\\Delta`: ``eps`` times a sign-matched, row-normalised ``torch.rand`` of ``x``'s shape (drawn in
         float32 in every dtype, as :func:`~graphforget.models.base.init_from` draws: a seed's noise is one)."""
+        _check_eps(self.eps)  # set after construction too: -5 flipped the noise, trusted
         noise = torch.rand(x.shape, generator=generator, device=generator.device).to(x.device, x.dtype)
         return self.eps * torch.sign(x) * F.normalize(noise, dim=-1)
 
@@ -120,3 +119,9 @@ class SimGCL(LightGCN):
 
 
 MODELS["simgcl"] = SimGCL
+
+
+def _check_eps(eps) -> None:
+    # rejects NaN too: NaN or infinite noise makes every view non-finite
+    if not (is_real(eps) and 0 <= eps < math.inf):
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")

@@ -515,13 +515,18 @@ class IFRU(Unlearner):
         phi: the direct and the spillover influence at once, and exactly :math:`-\\nabla T(\\hat\\phi)`, so the
         acceptance test judges the step against the objective it was solved for (for BPR this includes the
         negatives the removal redraws). Without spillover (the paper's ablation; SCIF), the removed terms'
-        gradient, less that of their replacements."""
+        gradient, less that of their replacements, and the removed edges' share of a contrastive term (its weight
+        is :math:`|D|\\,\\lambda_{ssl}`; its change through the views is the spillover's; it had been left out)."""
         rows, phi = call.region.rows, call.region.phi
         if self.config.spillover:
             return (target.full_gradient - target.new_gradient(phi)).detach()
+        contrastive, share = call.original.contrastive, call.positions.numel() / self.graph[EDGE].edge_index.size(1)
 
         def direct(x):
             gradient = self._loss_gradient(rows, x, call.removed)
+            if contrastive is not None:
+                y = x.detach().requires_grad_(True)
+                gradient = gradient + share * torch.autograd.grad(contrastive.function(rows, self.graph)(y), y)[0]
             return gradient if call.replaced is None else gradient - self._loss_gradient(rows, x, call.replaced)
         return call.share.summed(direct)(phi)
 
