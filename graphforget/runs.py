@@ -5,7 +5,8 @@ A run is a directory that is written once and never modified:
 * ``run.json``: what the run is (``kind`` ``fit`` or ``forget``, library ``version``, ``created`` time, the
   ``data`` source and its options, the ``model`` name and config, ``hparams``, ``seed``, ``metrics``), its
   ``lineage`` (the parent run's path and the sha256 of its ``run.json``, the request's sha256 and size, the
-  cumulative removed count) and the sha256 of every other file (``files``);
+  cumulative removed count), the sha256 of every other file (``files``), and its own seal (``record_sha256``,
+  the sha256 of the rest: an edit by hand is refused when the run is read);
 * ``graph.pt``: the training graph (for a forget run, the remaining graph) as a plain dict of tensors with
   the raw ids (:func:`graph_to_dict`), readable with ``torch.load(..., weights_only=True)``;
 * ``heldout.pt``: the validation and test pairs (without the forgotten users' and items' rows);
@@ -407,8 +408,9 @@ def save_run(out: str | os.PathLike, info: dict, model: Recommender, graph: Hete
         audit = "".join(json.dumps(to_jsonable(line), sort_keys=True) + "\n" for line in lines).encode()
         _write_file(tmp / "audit.jsonl", audit)
         sums["audit.jsonl"] = hashlib.sha256(audit).hexdigest()
-        record = {"format": FORMAT, **info, "created": utc_now(), "files": sums}
-        _write_file(tmp / "run.json", (json.dumps(to_jsonable(record), indent=2) + "\n").encode())
+        record = to_jsonable({"format": FORMAT, **info, "created": utc_now(), "files": sums})
+        record["record_sha256"] = _record_sha256(record)
+        _write_file(tmp / "run.json", (json.dumps(record, indent=2) + "\n").encode())
     return publish(out, write)
 
 
@@ -436,7 +438,18 @@ def _read_info(path: Path) -> dict:
     if missing:
         raise ValueError(f"{record} lacks {missing}: it was edited by hand or is not a graphforget run record")
     _check_record_types(record, info)
+    if "record_sha256" in info and info["record_sha256"] != _record_sha256(info):  # a run written before it has none
+        raise ValueError(f"{record} does not match its record_sha256: it was edited by hand (a run is never "
+                         "modified: make a new one)")
     return info
+
+
+def _record_sha256(record: dict) -> str:
+    """The sha256 of a run record without its own ``record_sha256``, its keys sorted: the run's seal, as a train
+    checkpoint's record has its own (a run's files are sealed by ``files``, but an edit of its record itself, its
+    loss from BCE to BPR, had unlearned with an objective the model never trained with, and verified)."""
+    rest = {key: value for key, value in record.items() if key != "record_sha256"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()
 
 
 def _check_record_types(record: Path, info: dict) -> None:

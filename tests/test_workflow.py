@@ -24,8 +24,8 @@ import torch
 
 from graphforget.cli import main
 from graphforget.data import EDGE, add_negatives, edge_subgraph, make_interactions, pair_keys, planted_communities
-from graphforget.runs import (FILES, directory_lock, lineage, load_run, publish, request_sha256, save_run,
-                             sha256_file)
+from graphforget.runs import (FILES, _record_sha256, directory_lock, lineage, load_run, publish, request_sha256,
+                             save_run, sha256_file)
 from graphforget.unlearn import IFRUConfig, NoValidationWarning
 from graphforget.workflow import (ForgetStream, build_request, data_files, fit_on_file, forget, load_file,
                                   prepare_split, raw_to_local, verify_run, with_negatives)
@@ -451,11 +451,16 @@ def test_forget_logs_what_the_method_reports(base, tmp_path, caplog):
     assert f"trusted {info['trusted']}," in line and "attempts" not in line  # lists are left to run.json
 
 
+def _sealed(info: dict) -> str:
+    """``info`` as run.json's text, sealed as save_run seals it (a forger's step too)."""
+    return json.dumps({**info, "record_sha256": _record_sha256(info)})
+
+
 def _rehash(run: Path) -> None:
-    """Records the run's files as they now are in its run.json (a forger's step after replacing one)."""
+    """Records the run's files as they now are in its run.json, and seals it (a forger's step after replacing one)."""
     info = json.loads((run / "run.json").read_text())
     info["files"] = {name: sha256_file(run / name) for name in info["files"]}
-    (run / "run.json").write_text(json.dumps(info))
+    (run / "run.json").write_text(_sealed(info))
 
 
 def test_verify_checks_every_run_of_the_lineage_and_its_audit_log(capsys, base, tmp_path):
@@ -489,7 +494,7 @@ def test_verify_checks_every_run_of_the_lineage_and_its_audit_log(capsys, base, 
 def _edit_record(run: Path, edit) -> None:
     info = json.loads((run / "run.json").read_text())
     edit(info)
-    (run / "run.json").write_text(json.dumps(info))
+    (run / "run.json").write_text(_sealed(info))
 
 
 def test_files_replaced_with_their_sha256_or_fields_edited_by_hand_are_refused_by_name(capsys, base, tmp_path):
@@ -526,6 +531,25 @@ def test_files_replaced_with_their_sha256_or_fields_edited_by_hand_are_refused_b
     _edit_record(run, lambda info: info.update(kind="fit"))
     code, _, err = cli(capsys, "evaluate", "--run", run)
     assert code == 2 and "kind is not what a run records" in err, err
+
+
+def test_a_run_record_edited_by_hand_is_refused_by_its_seal(base, tmp_path):
+    """run.json is sealed as a train checkpoint's record is: its loss edited from BCE to BPR (well-typed) was
+    accepted, forget unlearned with an objective the model never trained with, and its child verified. A record
+    without the seal (written before it) is still read."""
+    run = tmp_path / "base"
+    shutil.copytree(base, run)
+    info = json.loads((run / "run.json").read_text())
+    assert info["record_sha256"] == _record_sha256(info) and load_run(run).info["hparams"]["loss"] == "bce"
+    edited = {**info, "hparams": {**info["hparams"], "loss": "bpr"}}
+    (run / "run.json").write_text(json.dumps(edited))
+    with pytest.raises(ValueError, match=re.escape(f"{run / 'run.json'} does not match its record_sha256: it was "
+                                                   "edited by hand")):
+        load_run(run)
+    with pytest.raises(ValueError, match="does not match its record_sha256"):
+        forget(run, users=["u1"], method="scif", out=tmp_path / "child")
+    (run / "run.json").write_text(json.dumps({key: value for key, value in info.items() if key != "record_sha256"}))
+    assert load_run(run).info["hparams"]["loss"] == "bce"
 
 
 def test_verify_retrain_refuses_a_request_it_cannot_verify_before_retraining(base, tmp_path, monkeypatch):
