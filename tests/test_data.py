@@ -1341,7 +1341,8 @@ def test_raw_loaders_reject_duplicate_pairs_naming_raw_ids_and_lines(tmp_path):
     assert "duplicates='last'" in str(err.value)
     triples = tmp_path / "ratings_final.txt"
     triples.write_text("0\t7\t1\r\n0\t8\t0\r\n3\t8\t1\r\n0\t8\t1\r\n")
-    with pytest.raises(ValueError, match=r"ratings_final.txt: 1 \(user, item\) pairs .* the first \(0, 8\) .* lines 2 and 4"):
+    with pytest.raises(ValueError, match=r"ratings_final.txt: 1 \(user, item\) pairs .* the first \(0, 8\) .* "
+                                         r"lines 2 and 4"):
         load_labelled_triples(triples)
     (tmp_path / "r.csv").write_text('user,item,note\nA,x,\n\nB,y,"two\nlines"\nA,x,\n')  # a blank line, a note on two
     with pytest.raises(ValueError, match=r"the first \(A, x\) \(raw ids\) on lines 2 and 6"):

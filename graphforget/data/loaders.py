@@ -151,8 +151,8 @@ def _check_raw_pairs(user: np.ndarray, item: np.ndarray, user_raw: np.ndarray, i
     rows = np.flatnonzero(inverse == inverse[np.flatnonzero(repeated[inverse])[0]])
     raise ValueError(f"{source}: {int(repeated.sum())} (user, item) pairs occur on several rows, the first "
                      f"({user_raw[user[rows[0]]]}, {item_raw[item[rows[0]]]}) (raw ids) on lines "
-                     f"{line_of(int(rows[0]))} and {line_of(int(rows[1]))}; aggregate them first, e.g. keep the last rating "
-                     f"(load_csv(..., duplicates='last') and graphforget fit --duplicates last do, for CSV)")
+                     f"{line_of(int(rows[0]))} and {line_of(int(rows[1]))}; aggregate them first, e.g. keep the last "
+                     f"rating (load_csv(..., duplicates='last') and graphforget fit --duplicates last do, for CSV)")
 
 
 def _last_of_each_pair(user: np.ndarray, item: np.ndarray, n_items: int) -> np.ndarray:

@@ -11,8 +11,9 @@ weighs its batch's mean loss and the batch's InfoNCE alike, so in the summed obj
 A node is contrasted on a graph only while it has an edge there: a user the request leaves without any drops out of
 the remaining graph's term, as out of a retraining's (whose batches contrast the users and items of their positive
 edges; the term contrasts the nodes with disliked edges alone too, which forgot more on the attack protocol: SGL on
-ML-100K, 3 seeds, 0.11-0.19 of Retrain's gain in AUC against 0.01-0.06 with positive edges' nodes alone). InfoNCE couples every node it contrasts with every other, so it is one term over the
-whole graph: its values, gradients and curvature products propagate the two views over all of it.
+ML-100K, 3 seeds, 0.11-0.19 of Retrain's gain in AUC against 0.01-0.06 with positive edges' nodes alone).
+InfoNCE couples every node it contrasts with every other, so it is one term over the whole graph: its values,
+gradients and curvature products propagate the two views over all of it.
 """
 from __future__ import annotations
 

@@ -123,8 +123,9 @@ def congruent(operator, scale: Tensor):
 def acceptance(target: TiltedObjective, result, rhs: Tensor, operator, cfg: IFRUConfig,
                iterate: bool = False) -> dict:
     r"""The acceptance test of a solve: finite, converged (by its true residual too, :func:`residual_limit`), a
-    decrease of :math:`T` of at least ``trust.min_ratio`` times the decrease its quadratic model :math:`-g^\top s + \tfrac12 s^\top A s` predicts,
-    and, where :math:`T` has a fresh draw of negatives or views, a rise of its loss of at most ``trust.max_fresh_loss_rise``.
+    decrease of :math:`T` of at least ``trust.min_ratio`` times the decrease its quadratic model
+    :math:`-g^\top s + \tfrac12 s^\top A s` predicts, and, where :math:`T` has a fresh draw of negatives or views, a
+    rise of its loss of at most ``trust.max_fresh_loss_rise``.
     For an ``iterate`` of CG on its way (not converged), the model's decrease is :math:`\tfrac12 g^\top s`, no
     product needed (a CG iterate minimises the model on its Krylov space, so :math:`s^\top A s = g^\top s`)."""
     step, phi = result.x, target.phi0
