@@ -777,6 +777,11 @@ def test_adjacencies_refuse_ids_out_of_range_and_a_pattern_a_repeated_pair():
                 build(_unchecked_graph(edge_index, 2, 2))
     with pytest.raises(ValueError, match="the graph's observed edges holds 1 duplicated"):
         AdjacencyPattern.of(_unchecked_graph([[0, 1, 0], [0, 1, 0]], 2, 2))
+    # The matrices summed a repeated pair's two entries, and every model's scoring propagated it twice
+    for build in (normalized_adjacency, observed_adjacency):
+        with pytest.raises(ValueError, match=re.escape("edge_index holds 1 duplicated (user, item) pairs, the first "
+                                                       "(1, 0) at positions 1 and 2")):
+            build(_unchecked_graph([[0, 1, 1], [1, 0, 0]], 2, 2))
 
 
 def test_random_split_keeps_a_training_edge_of_a_tiny_graph():

@@ -43,15 +43,19 @@ def bipartite_adjacency(edge_index: Tensor, edge_weight: Tensor, num_users: int,
 
     Raises:
         ValueError: ``edge_index`` is not ``[2, E]`` integer ids in range (a user id past the users is an item's
-            node: the matrix would join two items).
+            node: the matrix would join two items), or holds a pair twice (the matrix would sum its two entries:
+            a graph built by hand was propagated so by every model's scoring).
     """
     check_pairs_in_range(edge_index, num_users, num_items, "edge_index", "E")
     if like is not None:
         edge_index, edge_weight = edge_index.to(like.device), edge_weight.to(like)
     size = num_users + num_items
     with quiet_csr():
-        return to_torch_csr_tensor(bipartite_to_homogeneous(edge_index, num_users),
-                                   torch.cat([edge_weight, edge_weight]), size=(size, size))
+        adjacency = to_torch_csr_tensor(bipartite_to_homogeneous(edge_index, num_users),
+                                        torch.cat([edge_weight, edge_weight]), size=(size, size))
+    if adjacency.values().numel() < 2 * edge_index.size(1):  # entries merged: free to see, named only then
+        check_unique_pairs(edge_index, num_items, "edge_index")
+    return adjacency
 
 
 def normalized_adjacency(graph: HeteroData, like: Tensor | None = None) -> Tensor:
