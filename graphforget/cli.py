@@ -162,11 +162,22 @@ def _check_out_dir(out: str, run: str | None = None) -> Path:
 
 def _is_run(directory: Path) -> bool:
     """Whether ``directory`` is a run, or another command's output: a fit or forget run's ``run.json``, a train or
-    unlearn run's ``model.pt`` or ``metrics.json`` (an ensemble's unlearn writes the metrics alone, and its directory
-    had taken reports and nested outputs), pretrain-encoder's ``encoder.pt`` beside its ``pretrain.json``."""
+    unlearn run's ``model.pt``, an unlearn's ``metrics.json`` (an ensemble's unlearn writes it alone, and its
+    directory had taken reports and nested outputs), pretrain-encoder's ``encoder.pt`` beside its ``pretrain.json``."""
     def has(name: str) -> bool:
         return (directory / name).is_file()
-    return any(map(has, ("run.json", "model.pt", "metrics.json"))) or (has("encoder.pt") and has("pretrain.json"))
+    return (has("run.json") or has("model.pt") or _is_unlearn_metrics(directory / "metrics.json")
+            or (has("encoder.pt") and has("pretrain.json")))
+
+
+def _is_unlearn_metrics(path: Path) -> bool:
+    """Whether ``path`` is the metrics.json an unlearn writes (its method, options and config), not one of the
+    many files of that name (an evaluate report, a project's own) that had made their directory a run."""
+    try:
+        record = json.loads(path.read_text()) if path.is_file() and path.stat().st_size < 2 ** 20 else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(record, dict) and {"method", "options", "config"} <= record.keys()
 
 
 def _check_named(out: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import math
 import os
 import pickle
 import re
@@ -30,6 +31,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
+
+from .config import is_integer, is_real
 
 __all__ = ["rank_and_size", "my_jobs", "gather_results", "run_jobs", "agreed", "layout", "from_rank_zero",
            "data_parallel_loss", "summed_across_ranks", "average_across_ranks", "collective_device", "TermShare",
@@ -118,9 +121,16 @@ def agreed(what: str, check: Callable[[], Any], **inputs: Any) -> Any:
 def layout(model: torch.nn.Module) -> list:
     """What :func:`agreed` should compare of a model whose values do not matter (re-initialised, or broadcast from
     rank 0 by ``DistributedDataParallel``): its class, its repr (settings in no parameter: a LightGCN's
-    ``num_layers``) and its state's names, shapes and dtypes."""
-    return [type(model).__name__, _settings(model)] + [
+    ``num_layers``), its state's names, shapes and dtypes, and which parameters train (:func:`_trained`)."""
+    return [type(model).__name__, _settings(model), _trained(model)] + [
         (name, list(v.shape), str(v.dtype)) for name, v in model.state_dict().items()]
+
+
+def _trained(model: torch.nn.Module) -> list[str]:
+    """The names of ``model``'s parameters that require a gradient: ranks that froze different ones of one shape had
+    summed one table's gradients into the other's (DistributedDataParallel matches them by position), or a
+    collective had aborted a rank."""
+    return [name for name, parameter in model.named_parameters() if parameter.requires_grad]
 
 
 def from_rank_zero(value: Any) -> Any:
@@ -196,7 +206,7 @@ def _feed(hasher, value: Any) -> None:
     elif isinstance(value, (set, frozenset)):  # in an order every process shares (a set's follows the hash seed)
         hasher.update("".join(sorted(_digest(item) for item in value)).encode())
     elif isinstance(value, torch.nn.Module):
-        _feed(hasher, [_settings(value), dict(value.state_dict())])
+        _feed(hasher, [_settings(value), _trained(value), dict(value.state_dict())])
     elif hasattr(value, "to_dict") and hasattr(value, "edge_types"):  # a (Hetero)Data graph
         _feed(hasher, value.to_dict())
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -368,6 +378,16 @@ def init_from_env() -> bool:
     return True
 
 
+def _check_launch(world_size: int, threads: int, timeout: float | None) -> None:
+    """Refuses :func:`launch`'s arguments by name, here: each had failed inside every spawned process after seconds
+    of start-up, with spawn's traceback (a timeout of 0 made every waiting collective fail)."""
+    for name, value in (("world_size", world_size), ("threads", threads)):
+        if not (is_integer(value) and value >= 1):
+            raise ValueError(f"launch: {name} must be an integer >= 1, got {value!r}")
+    if timeout is not None and not (is_real(timeout) and 0 < timeout < math.inf):
+        raise ValueError(f"launch: timeout must be None or a number of seconds > 0, got {timeout!r}")
+
+
 def launch(fn: Callable[..., Any], world_size: int, *args, threads: int = 1, timeout: float | None = None) -> Any:
     """Runs ``fn(*args)`` in ``world_size`` new processes joined in a gloo group; returns rank 0's value.
 
@@ -377,11 +397,12 @@ def launch(fn: Callable[..., Any], world_size: int, *args, threads: int = 1, tim
     torch's default), so that a test of ranks that disagree fails instead of hanging.
 
     Raises:
+        ValueError: ``world_size`` or ``threads`` is not an integer >= 1, or ``timeout`` is not ``None`` or a finite
+            number of seconds > 0.
         RuntimeError: naming the rank that failed first, with its traceback (the others then fail in their
             collectives), or a rank that ended without raising (killed) when spawn saw it end first.
     """
-    if world_size < 1:
-        raise ValueError(f"launch: world_size must be >= 1, got {world_size}")
+    _check_launch(world_size, threads, timeout)
     with tempfile.TemporaryDirectory(prefix="graphforget-launch-") as folder:
         files = {name: str(Path(folder) / name) for name in ("rendezvous", "args.pt", "result.pt", "failures")}
         torch.save(args, files["args.pt"])  # spawn's own pickling moved the caller's tensors into shared memory

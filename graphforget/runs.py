@@ -447,7 +447,9 @@ def _read_info(path: Path) -> dict:
 def _record_sha256(record: dict) -> str:
     """The sha256 of a run record without its own ``record_sha256``, its keys sorted: the run's seal, as a train
     checkpoint's record has its own (a run's files are sealed by ``files``, but an edit of its record itself, its
-    loss from BCE to BPR, had unlearned with an objective the model never trained with, and verified)."""
+    loss from BCE to BPR, had unlearned with an objective the model never trained with, and verified). Like the files'
+    sha256, it tells an edit by hand, not a forgery: it is no signature, and a record without it is read as one
+    written before it."""
     rest = {key: value for key, value in record.items() if key != "record_sha256"}
     return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()
 

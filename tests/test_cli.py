@@ -959,17 +959,23 @@ def test_out_file_checks_refuse_a_fit_run_and_a_dangling_link(tmp_path):
     # an ensemble's unlearn output holds its metrics.json alone, pretrain-encoder's its two files: reports and
     # nested outputs had been written into them
     from graphforget.cli import _check_out_dir
-    for name, files in {"unlearned": ["metrics.json"], "encoder": ["encoder.pt", "pretrain.json"]}.items():
+    unlearned = json.dumps({"method": "sisa", "options": {}, "config": {}, "auc_0": 0.7})
+    for name, files in {"unlearned": {"metrics.json": unlearned},
+                        "encoder": {"encoder.pt": "", "pretrain.json": "{}"}}.items():
         (tmp_path / name).mkdir()
-        for file in files:
-            (tmp_path / name / file).write_text("{}")
+        for file, text in files.items():
+            (tmp_path / name / file).write_text(text)
         with pytest.raises(UsageError, match="is inside the run"):
             _check_out_file(str(tmp_path / name / "report.json"))
         with pytest.raises(UsageError, match="is inside the run"):
             _check_out_dir(str(tmp_path / name / "child"))
-    (tmp_path / "copied").mkdir()
-    (tmp_path / "copied" / "encoder.pt").write_text("{}")  # an encoder copied by hand makes no output directory
-    _check_out_file(str(tmp_path / "copied" / "report.json"))
+    # an encoder copied by hand, an evaluate report or a project's own metrics.json make no output directory
+    for name, file, text in (("copied", "encoder.pt", ""), ("report", "metrics.json", '{"method": "original"}'),
+                             ("project", "metrics.json", "not json")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / file).write_text(text)
+        _check_out_file(str(tmp_path / name / "report.json"))
+        _check_out_dir(str(tmp_path / name / "child"))
     (tmp_path / "link.json").symlink_to(tmp_path / "absent.json")  # writing through it would create its target
     with pytest.raises(UsageError, match="exists: outputs are never overwritten"):
         _check_out_file(str(tmp_path / "link.json"))

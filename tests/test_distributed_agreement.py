@@ -5,6 +5,7 @@ Each case runs in two gloo ranks (:func:`graphforget.distributed.launch`) whose 
 what each rank raises and returns it, and the ranks' outcomes are compared.
 """
 import dataclasses
+import re
 
 import pytest
 import torch
@@ -165,6 +166,38 @@ def sisa_unlearn_without_fit_on_rank_one() -> list[str]:
     return _every_rank(_outcome(calls))
 
 
+def _frozen_on_rank(square: bool = False) -> MF:
+    """An MF whose user table rank 0 freezes and whose item table rank 1 freezes (square: the tables of one shape)."""
+    model = MF(U, U if square else I, 8)
+    model.reset_parameters(0)
+    (model.user_emb if rank_and_size()[0] == 0 else model.item_emb).weight.requires_grad_(False)
+    return model
+
+
+def train_with_rank_frozen_tables() -> list[str]:
+    """Data-parallel training of an MF whose tables, of one shape, each rank freezes the other of (module level, for
+    ``launch``): DistributedDataParallel matched the gradients by position and summed one table's into the other's,
+    and the ranks ended with different models, without a word (found by a probe)."""
+    config = dataclasses.replace(CONFIG, data_parallel=True)
+    graph = planted_communities(U, U, num_communities=4, interactions_per_user=8, seed=0)
+    return _every_rank(_outcome(lambda: train(_frozen_on_rank(square=True), graph, OBJECTIVE, config)))
+
+
+def ifru_with_rank_frozen_tables() -> list[str]:
+    """IFRU data-parallel on models that freeze different tables (module level, for ``launch``): gloo aborted a rank
+    with a collective's size mismatch."""
+    graph = _graph()
+    method = IFRU(_frozen_on_rank(), graph, OBJECTIVE, IFRUConfig(data_parallel=True))
+    return _every_rank(_outcome(lambda: method.unlearn(graph["user", "rates", "item"].edge_index[:, :4])))
+
+
+def sisa_with_rank_frozen_template() -> list[str]:
+    """SISA's fit from templates that freeze different tables (module level, for ``launch``): each rank's shards
+    trained their own, an ensemble neither template gives in one process."""
+    config = SISAConfig(CONFIG, num_shards=2)
+    return _every_rank(_outcome(lambda: SISA(_frozen_on_rank(), _graph(), OBJECTIVE, config).fit()))
+
+
 def run_jobs_with_rank_counts() -> list[str]:
     """``run_jobs`` given 2 jobs on rank 0 and 3 on rank 1 (module level, for ``launch``)."""
     return _every_rank(_outcome(lambda: run_jobs(lambda j: j, 2 + rank_and_size()[0])))
@@ -191,11 +224,14 @@ def run_jobs_with_a_result_that_cannot_travel() -> list[str]:
     (sisa_unlearn_without_fit_on_rank_one, "ValueError: the ranks made different calls (SISA.fit on rank 0"),
     (run_jobs_with_rank_counts, "ValueError: the ranks made different calls (run_jobs(2,) on rank 0, run_"),
     (run_jobs_with_a_result_that_cannot_travel, "AttributeError: Can't "),
+    (train_with_rank_frozen_tables, "ValueError: train: the ranks were given different model"),
+    (ifru_with_rank_frozen_tables, "ValueError: IFRU.unlearn: the ranks were given different model"),
+    (sisa_with_rank_frozen_template, "ValueError: SISA.fit: the ranks were given different model"),
 ], ids=["train_seed", "train_objective_edited_on_one_rank",
         "train_layers", "train_values", "ifru_empty_on_one_rank", "sisa_seed", "sisa_labels_on_one_rank",
         "receraser_models", "shard_fails_on_one_rank",
         "check_fails_on_one_rank", "ifru_graph_fails_checks_on_one_rank", "sisa_calls_differ", "job_counts_differ",
-        "result_cannot_travel"])
+        "result_cannot_travel", "train_frozen_tables", "ifru_frozen_tables", "sisa_frozen_templates"])
 def test_ranks_that_disagree_or_fail_alone_raise_the_same_error_on_every_rank(case, expected, one_thread):
     # Before: training mixed the ranks' batch orders (or LightGCNs of other depths: the same parameters) silently,
     # SISA mixed two partitions' shards, and a rank that skipped its empty request or failed a shard alone left the
@@ -203,6 +239,20 @@ def test_ranks_that_disagree_or_fail_alone_raise_the_same_error_on_every_rank(ca
     # a rank whose graph failed unlearn's checks alone.
     outcomes = launch(case, 2, timeout=TIMEOUT)
     assert [outcome[:len(expected)] for outcome in outcomes] == [expected, expected], outcomes
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"world_size": 2.0}, "launch: world_size must be an integer >= 1, got 2.0"),
+    ({"world_size": 2, "threads": 0}, "launch: threads must be an integer >= 1, got 0"),
+    ({"world_size": 2, "timeout": 0}, "launch: timeout must be None or a number of seconds > 0, got 0"),
+    ({"world_size": 2, "timeout": "10"}, "launch: timeout must be None or a number of seconds > 0, got '10'"),
+    ({"world_size": 2, "timeout": float("nan")}, "launch: timeout must be None or a number of seconds > 0, got nan"),
+])
+def test_launch_refuses_its_arguments_by_name_before_spawning(options, message):
+    """Each had failed inside every spawned process after seconds of start-up, with spawn's traceback; a timeout of 0
+    made every waiting collective fail (found by a probe)."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        launch(_outcome, **options)
 
 
 def sisa_with_unseeded_template() -> list[str]:

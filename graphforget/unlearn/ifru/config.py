@@ -153,8 +153,9 @@ class TrustConfig:
             step (``None``: no test). More damping is no way out: it gives back the forgetting with the damage.
         max_fresh_loss_rise: with an objective that draws new negatives every epoch (BPR's ``resample``) or new
             views (a contrastive term IFRU differentiates), a step must also keep the loss of the remaining terms
-            that reach it, scored on a draw of negatives and views it was not fit on (epoch 1's), within this share
-            above the trained model's; else it is rejected like one that fails the acceptance test (more damping).
+            that reach it on a draw of negatives it was not fit on (epoch 1's), and the contrastive term's on a draw
+            of views it was not fit on, each within this share above the trained model's; else it is rejected like
+            one that fails the acceptance test (more damping).
             A step can fit the one draw it is solved on (see :doc:`/methods`, *Trust*). ``None``: no test.
     """
     min_ratio: float = 0.5

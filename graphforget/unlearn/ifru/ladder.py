@@ -200,5 +200,6 @@ def fresh_draw_failure(rise: float | None, cfg: IFRUConfig, where: str = "", sub
     bound = cfg.trust.max_fresh_loss_rise
     if rise is None or bound is None or rise <= bound:
         return None
-    return (f"{subject} raised the remaining terms' loss on a fresh draw of {drawn} by {100 * rise:.3g}%{where} "
+    loss = "the contrastive term's loss" if drawn == "views" else "the remaining terms' loss"
+    return (f"{subject} raised {loss} on a fresh draw of {drawn} by {100 * rise:.3g}%{where} "
             f"(> trust.max_fresh_loss_rise {100 * bound:g}%): it fits the draw it was solved on")

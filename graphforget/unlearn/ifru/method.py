@@ -145,8 +145,8 @@ class IFRU(Unlearner):
     * ``attempts``: one dict per solve of the first step (the solver's ``iterations``, ``residual`` (CG's:
       its recursive estimate), ``seconds``, ``converged``, ``negative_curvature``, and ``rhs_norm``, ``damping``,
       ``predicted_decrease``, ``actual_decrease``, ``ratio``, ``true_residual`` (measured; a finite step's),
-      ``reason``; with a fresh draw of negatives, once
-      the rest passed, ``fresh_loss_rise``: see :class:`~graphforget.unlearn.TrustConfig`);
+      ``reason``; with a fresh draw of negatives or views, once
+      the rest passed, ``fresh_loss_rise`` (the larger part's): see :class:`~graphforget.unlearn.TrustConfig`);
     * ``solver``: always a list, one dict per solve of a step: the first step's last attempt (the accepted
       one when ``trusted``), then one per Newton step (with its ``tol``, its ``step_size``, whether the
       Anderson-mixed iterate was taken instead, ``mixed``, and with ``line_search`` how much it lowered the
@@ -157,7 +157,7 @@ class IFRU(Unlearner):
       ``newton_discarded`` (only when the Newton steps were dropped for raising :math:`T` or failing
       ``trust.max_fresh_loss_rise``); ``zeroed_entries`` (only for a trusted first step with
       ``curvature_of="remaining"``): how many entries of :math:`\phi` were set to 0 as rows of nodes left with no
-      term and no edge (their minimiser, see :class:`TiltedObjective`); ``non_finite_outputs`` (only where the
+      term, and no edge on a model that passes messages (their minimiser, see :class:`TiltedObjective`); ``non_finite_outputs`` (only where the
       model's outputs at nodes the request leaves without edges are non-finite whatever the step, see
       :meth:`_check_outputs`);
     * given ``val`` and a trusted step: ``val_auc`` and ``original_val_auc`` (the result's and the trained
@@ -196,9 +196,9 @@ class IFRU(Unlearner):
         _check_surrogate(self.config, model)
         _warn_of_surrogate_dense(self.config, model, type(self).__name__)
         self._reference_paths = _reference_paths
-        if val is None and getattr(objective, "resample", False) and self.config.trust.max_fresh_loss_rise is None:
-            warn_caller(f"{type(self).__name__}: the objective draws new negatives every epoch, but the step is fit "
-                        "and tested on one draw of them, which it can overfit unseen (docs/methods.rst, Trust: a "
+        if val is None and self._draws_anew() and self.config.trust.max_fresh_loss_rise is None:
+            warn_caller(f"{type(self).__name__}: the objective draws new negatives or views every epoch, but the step "
+                        "is fit and tested on one draw of them, which it can overfit unseen (docs/methods.rst, Trust: a "
                         "trusted step took Recall@20 from 0.233 to 0.183); keep trust.max_fresh_loss_rise, or pass "
                         "val, whose test sees the ranking")
         self._running_stats = running_statistics(model)  # the model's structure: found once
@@ -469,22 +469,26 @@ class IFRU(Unlearner):
             return total if replaced is None else total + self._loss_gradient(rows, x, replaced)
         tilt = summed(self._objective_grad)(rows, phi, call.original).detach()
         row_entries = phi.numel() - sum(self.model.get_parameter(name).numel() for name in rows.dense)
-        fresh = None if call.fresh is None else summed(torch.no_grad()(self._fresh_fn(rows, call)))
-        target = TiltedObjective(summed(value), summed(gradient), tilt, phi, self._orphans(call), self.objective.l2,
-                                 row_entries, decoupled=not self._has_contrastive(), fresh=fresh)
-        redrawn = ["negatives"] * bool(getattr(self.objective, "resample", False)) + ["views"] * self._has_contrastive()
-        target.fresh_drawn = " and ".join(redrawn)
-        return target
+        fresh = None if call.fresh is None else {
+            name: summed(torch.no_grad()(loss)) for name, loss in self._fresh_parts(rows, call).items()}
+        return TiltedObjective(summed(value), summed(gradient), tilt, phi, self._orphans(call), self.objective.l2,
+                               row_entries, decoupled=not self._has_contrastive(), fresh=fresh)
 
-    def _fresh_fn(self, rows: NodeRows, call: _Call):
-        """``phi ->`` the remaining terms' loss on the fresh draw (:data:`FRESH_EPOCH`), with the contrastive term
-        on its fresh views: a step solved on one draw of the views can fit it as one of negatives (SGL at tau 0.01:
-        a trusted step 4.5 times the parameters' norm, the term on another draw from 0.8 to 90)."""
-        terms = self._terms_fn(rows, call.fresh, False)
-        if call.fresh.contrastive is None:
-            return terms
-        contrastive = call.fresh.contrastive.function(rows, call.remaining)
-        return lambda x: terms(x) + contrastive(x)
+    def _fresh_parts(self, rows: NodeRows, call: _Call) -> dict:
+        """``{part: phi -> its loss}`` on the fresh draw (:data:`FRESH_EPOCH`), each tested on its own: the remaining
+        terms on fresh negatives (``resample``), the contrastive term on fresh views (rank 0 holds it; the others add
+        0). A step solved on one draw of the views can fit it as one of negatives (SGL at tau 0.01: a trusted step 4.5
+        times the parameters' norm, the term on another draw from 0.8 to 90)."""
+        parts = {}
+        if getattr(self.objective, "resample", False):
+            parts["negatives"] = self._terms_fn(rows, call.fresh, False)
+        if self._has_contrastive():
+            views = None if call.fresh.contrastive is None else call.fresh.contrastive.function(rows, call.remaining)
+
+            def contrastive(x: Tensor) -> Tensor:
+                return x.new_zeros(()) if views is None else views(x)
+            parts["views"] = contrastive
+        return parts
 
     def _orphans(self, call: _Call) -> Tensor:
         """``[len(phi)]`` whether each entry of phi is a row of a node that no term of the new objective
