@@ -633,6 +633,9 @@ def test_unreadable_checkpoint_is_a_one_line_error(tmp_path, capsys):
     (lambda run: run.update(root=5), "root"),
     (lambda run: run.update(hparams=None), "hparams"),
     (lambda run: run.update(seed=True), "seed"),
+    (lambda run: run.pop("root"), "root"),  # None is a root, a missing one is not
+    (lambda run: run.update(seed=3.5), "seed"),
+    (lambda run: (run.pop("fingerprint"), run.pop("attack_ratio")), "attack_ratio"),  # the first, in record order
 ])
 def test_a_train_checkpoint_of_another_version_is_a_one_line_error_naming_the_field(trained_run, tmp_path, capsys,
                                                                                     edit, field):

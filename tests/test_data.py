@@ -1788,3 +1788,23 @@ def test_adjacency_cache_keeps_no_matrix_built_from_inputs_that_require_gradient
         # each edge weight sits twice in the symmetric matrix: d(sum)/dw = 2
         torch.testing.assert_close(weight.grad, torch.full((30,), 2.0, dtype=torch.float64))
     assert len(cache) == 0
+
+
+def test_a_repeated_pair_on_a_csv_row_of_several_lines_is_named_by_the_row_s_first_line(tmp_path):
+    """Beside test_raw_loaders_reject_duplicate_pairs_naming_raw_ids_and_lines: the first row of the pair holds a
+    quoted note over lines 2-3; the row is named by its first line, 2 (as a CSV row's own errors name lines 2-3)."""
+    (tmp_path / "r.csv").write_text('user,item,note\nA,x,"two\nlines"\nB,y,\nA,x,\n')
+    with pytest.raises(ValueError, match=r"the first \(A, x\) \(raw ids\) on lines 2 and 5;"):
+        load_csv(tmp_path / "r.csv", "user", "item")
+
+
+def test_attack_flip_names_a_bad_ratio_before_looking_at_the_graph():
+    """attack_flip checks its ratio first, as random_edges does: on a graph of raw ratings or one without edges, a
+    ratio of the wrong kind is the error named (the graph's own error came first when only the count checked it)."""
+    ratings = make_interactions(torch.tensor([[0, 1], [0, 1]]), torch.tensor([4., 2.]), 2, 2)
+    empty = make_interactions(torch.zeros(2, 0, dtype=torch.long), torch.zeros(0), 2, 2)
+    for graph in (ratings, empty):
+        for bad, message in (("0.5", "ratio must be a number in (0, 1), got '0.5'"), (1.5, "ratio must be in (0, 1), "
+                                                                                            "got 1.5")):
+            with pytest.raises(ValueError, match=re.escape(message)):
+                attack_flip(graph, bad)

@@ -561,3 +561,72 @@ def test_the_mf_surrogate_curvature_says_it_leaves_the_contrastive_term_out(grap
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         IFRU(model, graph, objective, IFRUConfig(curvature="mf_surrogate", contrastive=False))
+
+
+def test_a_side_of_the_sample_with_no_node_left_to_contrast_adds_nothing(graph):
+    """max_nodes=2 samples users 0 and 1; a request of all their edges leaves the remaining graph's user side with
+    no node to contrast. The term is then the items' InfoNCE alone, |D'| ssl_weight = 6 * 0.5 times it (not NaN, the
+    mean cross-entropy of no row), and its curvature products are those of double backward (zero, not NaN, on the
+    rows of users 0 and 1)."""
+    model, objective, _, _ = _term_setup(graph)
+    rows = NodeRows.from_node_mask(model, torch.ones(9, dtype=torch.bool), 5)
+    phi = rows.gather(model)
+    term = ContrastiveTerm(model, objective, graph, max_nodes=2)
+    assert term.users.tolist() == [0, 1] and term.items.tolist() == [5, 6]
+    edges = graph[EDGE].edge_index
+    remaining, _ = without_edges(graph, edges[:, edges[0] <= 1])
+    sides = term.contrasted(remaining)
+    assert [ids.tolist() for ids in sides] == [[], [5, 6]]
+    gen = torch.Generator().manual_seed(3)  # the views are drawn after the sample (test above)
+    for side in (5, 4):
+        torch.randperm(side, generator=gen)
+    first, second = (v.detach() for v in model.fixed_views(graph, gen)(remaining))
+    expected = 6 * 0.5 * naive_info_nce(first[[5, 6]], second[[5, 6]], 0.5)
+    assert float(term.function(rows, remaining)(phi)) == pytest.approx(expected, rel=1e-5)
+    v = torch.randn(phi.numel(), generator=torch.Generator().manual_seed(0))
+    product = term.gauss_newton(rows, remaining, phi)(v)
+    autograd = GaussNewtonOperator(lambda x: term._logits(rows, remaining, x, sides), term._loss(remaining, sides), phi)
+    torch.testing.assert_close(product, autograd(v), rtol=1e-4, atol=1e-6)
+    assert bool(product.isfinite().all()) and float(product[:6].abs().max()) == 0  # users 0 and 1
+
+
+def test_a_contrastive_objective_without_resampled_negatives_is_scored_on_fresh_views():
+    """The views are drawn anew every step even where BPR's negatives are not (resample=False): the step that fits its
+    draw of them (the tau=0.01 case above, trained so) is rejected on another draw, and retried."""
+    graph = planted_communities(60, 40, 4, 6, seed=0)
+    model = SGL(60, 40, 8, 2, drop_ratio=0.2)
+    model.reset_parameters(0)
+    objective = ContrastiveBPRObjective(l2=1e-3, ssl_weight=0.1, tau=0.01, seed=0, resample=False)
+    train(model, graph, objective, TrainConfig(epochs=2, lr=0.05, batch_size=64, patience=0))
+    request = graph[EDGE].edge_index[:, (graph[EDGE].edge_label > 0).nonzero().flatten()[:3]]
+    result = IFRU(model, graph, objective).unlearn(request)
+    first = result.info["attempts"][0]
+    assert first["ratio"] > 0.5 and first["fresh_loss_rise"] > 0.01  # measured: +1.7% over the bound of 1%
+    assert "raised the contrastive term's loss on a fresh draw of views" in first["reason"]
+    assert len(result.info["attempts"]) > 1 and result.info["trusted"]
+
+
+def test_newton_steps_that_fit_their_draw_of_the_views_are_said_to(graph, monkeypatch):
+    """The Newton steps are held to trust.max_fresh_loss_rise as the first step is, and their warning names the part
+    drawn anew that rose (the views' here), as the first step's reason does. The Newton steps' rise is set to 50%:
+    on the small cases tried, Newton steps lowered it (from a mutation run)."""
+    from graphforget.unlearn.ifru.tilted import TiltedObjective
+    model, objective, _, _ = _term_setup(graph)
+    model = model.double()
+    newton_done = []
+    steps, rise = IFRU._newton_steps, TiltedObjective.fresh_rise
+
+    def fresh_rise(self, phi):
+        if not newton_done:
+            return rise(self, phi)
+        self.fresh_drawn = "views"
+        return 0.5
+    monkeypatch.setattr(IFRU, "_newton_steps", lambda self, *args: newton_done.append(1) or steps(self, *args))
+    monkeypatch.setattr(TiltedObjective, "fresh_rise", fresh_rise)
+    config = IFRUConfig(hops=10, newton={"steps": 2}, trust={"max_fresh_loss_rise": 0.1, "on_failure": "apply"})
+    with pytest.warns(RuntimeWarning, match=re.escape("IFRU: the Newton steps raised the contrastive term's loss on a "
+                                                      "fresh draw of views by 50% (> trust.max_fresh_loss_rise 10%): "
+                                                      "it fits the draw it was solved on: only the first step is "
+                                                      "kept")):
+        result = IFRU(model, graph, objective, config).unlearn(torch.tensor([[1], [2]]))
+    assert newton_done and result.info["newton_discarded"]

@@ -2314,3 +2314,29 @@ def test_a_run_of_a_model_this_process_has_not_registered_is_said_so_not_called_
     with pytest.raises(ValueError, match=r"run.json: seed is not what a run records \(edited by hand, or not a "
                                          r"graphforget run record\)$"):
         load_run(tmp_path / "run")
+
+
+def test_a_run_record_rewritten_with_its_keys_sorted_is_still_read(base, tmp_path):
+    """The seal is the sha256 of the record with its keys sorted (runs._record_sha256): the same record written in
+    another key order and indentation (``json.dump(..., sort_keys=True)``, ``jq -S``) is not an edit."""
+    run = tmp_path / "base"
+    shutil.copytree(base, run)
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps(info, sort_keys=True))
+    assert list(json.loads((run / "run.json").read_text())) != list(info)  # another order indeed
+    assert load_run(run).info["record_sha256"] == info["record_sha256"] == _record_sha256(info)
+
+
+def test_prepare_split_counts_the_interactions_among_the_test_pairs_it_drops(caplog):
+    """Beside test_prepare_split_says_how_many_test_pairs_it_drops, on a labelled test file: of the 2 dropped pairs
+    (items 3 and 4 have no training edge) one is an interaction (label 1) and one a disliked pair (label 0)."""
+    graph = make_interactions(torch.tensor([[0, 0, 1, 1, 2, 2], [0, 1, 1, 2, 0, 2]]), torch.tensor([1., 0, 1, 0, 1, 0]),
+                              3, 5)
+    test = make_interactions(torch.tensor([[0, 1, 2], [3, 0, 4]]), torch.tensor([1., 1., 0.]), 3, 5)
+    for part in (graph, test):
+        part["user"].raw_id, part["item"].raw_id = np.array(["a", "b", "c"]), np.array(list("vwxyz"))
+    with caplog.at_level(logging.INFO, logger="graphforget"):
+        split = prepare_split(graph, test, negatives=0, seed=0)
+    assert split.test[EDGE].edge_index.size(1) == 1 and [r.getMessage() for r in caplog.records
+                                                         if "test file" in r.getMessage()] == [
+        "dropped 2 of the test file's 3 pairs (1 interactions) whose user or item has no training edge"]
