@@ -419,7 +419,8 @@ def test_cg_solves_the_contrastive_objective_of_an_orphaned_user_as_the_direct_s
     cg, direct = (IFRU(model, graph, objective, IFRUConfig(**{**config, "solver": {**config["solver"], "name": name}})
                        ).unlearn(request) for name in ("cg", "direct"))
     assert cg.info["zeroed_entries"] == 3 and cg.info["contrastive"] and cg.info["trusted"]
-    assert [a["damping"] for a in cg.info["attempts"]] == [a["damping"] for a in direct.info["attempts"]] == [1, 10, 100]
+    dampings = [a["damping"] for a in cg.info["attempts"]]
+    assert dampings == [a["damping"] for a in direct.info["attempts"]] == [1, 10, 100]
     assert "raised the contrastive term's loss on a fresh draw of views by 36%" in cg.info["attempts"][0]["reason"]
     assert "raised the remaining terms' loss on a fresh draw of negatives by 1.15%" in cg.info["attempts"][1]["reason"]
     for mine, reference in zip(cg.model.parameters(), direct.model.parameters()):

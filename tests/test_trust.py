@@ -181,7 +181,8 @@ def test_the_fresh_draw_tests_its_negatives_and_its_views_each_on_its_own():
     target = TiltedObjective(None, None, torch.zeros(2), phi0, none, 0.0, fresh=parts)
     assert target.fresh_rise(torch.tensor([0.026, -0.001])) == pytest.approx(0.026, rel=1e-5)  # float32
     assert target.fresh_drawn == "negatives"
-    assert target.fresh_rise(torch.tensor([-0.5, 0.02])) == pytest.approx(0.02, rel=1e-5) and target.fresh_drawn == "views"
+    assert target.fresh_rise(torch.tensor([-0.5, 0.02])) == pytest.approx(0.02, rel=1e-5)
+    assert target.fresh_drawn == "views"
     assert TiltedObjective(None, None, torch.zeros(2), phi0, none, 0.0).fresh_rise(phi0) is None
 
 

@@ -157,7 +157,8 @@ class IFRU(Unlearner):
       ``newton_discarded`` (only when the Newton steps were dropped for raising :math:`T` or failing
       ``trust.max_fresh_loss_rise``); ``zeroed_entries`` (only for a trusted first step with
       ``curvature_of="remaining"``): how many entries of :math:`\phi` were set to 0 as rows of nodes left with no
-      term, and no edge on a model that passes messages (their minimiser, see :class:`TiltedObjective`); ``non_finite_outputs`` (only where the
+      term, and no edge on a model that passes messages (their minimiser, see :class:`TiltedObjective`);
+      ``non_finite_outputs`` (only where the
       model's outputs at nodes the request leaves without edges are non-finite whatever the step, see
       :meth:`_check_outputs`);
     * given ``val`` and a trusted step: ``val_auc`` and ``original_val_auc`` (the result's and the trained
@@ -198,8 +199,8 @@ class IFRU(Unlearner):
         self._reference_paths = _reference_paths
         if val is None and self._draws_anew() and self.config.trust.max_fresh_loss_rise is None:
             warn_caller(f"{type(self).__name__}: the objective draws new negatives or views every epoch, but the step "
-                        "is fit and tested on one draw of them, which it can overfit unseen (docs/methods.rst, Trust: a "
-                        "trusted step took Recall@20 from 0.233 to 0.183); keep trust.max_fresh_loss_rise, or pass "
+                        "is fit and tested on one draw of them, which it can overfit unseen (docs/methods.rst, Trust: "
+                        "a trusted step took Recall@20 from 0.233 to 0.183); keep trust.max_fresh_loss_rise, or pass "
                         "val, whose test sees the ranking")
         self._running_stats = running_statistics(model)  # the model's structure: found once
         if self._running_stats:  # said once per unlearner; every result's info names them
@@ -478,7 +479,7 @@ class IFRU(Unlearner):
         """``{part: phi -> its loss}`` on the fresh draw (:data:`FRESH_EPOCH`), each tested on its own: the remaining
         terms on fresh negatives (``resample``), the contrastive term on fresh views (rank 0 holds it; the others add
         0). A step solved on one draw of the views can fit it as one of negatives (SGL at tau 0.01: a trusted step 4.5
-        times the parameters' norm, the term on another draw from 0.8 to 90)."""
+        times the parameters' norm, the term's loss on another draw of the views 50 times the trained point's)."""
         parts = {}
         if getattr(self.objective, "resample", False):
             parts["negatives"] = self._terms_fn(rows, call.fresh, False)

@@ -19,8 +19,8 @@ class TiltedObjective:
     is IFRU's step :math:`(H + \lambda I)^{-1} g`. At a stationary point the tilt vanishes.
 
     Entries of ``orphan`` rows (nodes the removal leaves with no term, and no edge on a model that passes messages)
-    have no data left to hold them: their tilt is only the ridge's part, :math:`-\lambda\hat\phi_v`, which is the tilt of
-    :math:`L + \tfrac{\lambda}{2}\lVert\phi\rVert^2` without the misfit of their (removed) data, so
+    have no data left to hold them: their tilt is only the ridge's part, :math:`-\lambda\hat\phi_v`, which is the
+    tilt of :math:`L + \tfrac{\lambda}{2}\lVert\phi\rVert^2` without the misfit of their (removed) data, so
     their target is the ridge's prior mean 0 (where retraining leaves them, up to its initialisation).
     """
 
