@@ -175,7 +175,7 @@ def _is_unlearn_metrics(path: Path) -> bool:
     many files of that name (an evaluate report, a project's own) that had made their directory a run."""
     try:
         record = json.loads(path.read_text()) if path.is_file() and path.stat().st_size < 2 ** 20 else None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, ValueError, RecursionError):  # a JSONDecodeError or UnicodeDecodeError too: no unlearn's
         return False
     return isinstance(record, dict) and {"method", "options", "config"} <= record.keys()
 

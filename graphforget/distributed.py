@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import math
 import os
 import pickle
 import re
@@ -378,14 +377,20 @@ def init_from_env() -> bool:
     return True
 
 
+#: The shortest and the longest :func:`launch` timeout, in seconds: gloo counts it in whole milliseconds (1e-7 was
+#: 0, and every waiting collective failed), in a C int.
+MIN_TIMEOUT, MAX_TIMEOUT = 1e-3, (2 ** 31 - 1) / 1000
+
+
 def _check_launch(world_size: int, threads: int, timeout: float | None) -> None:
     """Refuses :func:`launch`'s arguments by name, here: each had failed inside every spawned process after seconds
     of start-up, with spawn's traceback (a timeout of 0 made every waiting collective fail)."""
     for name, value in (("world_size", world_size), ("threads", threads)):
-        if not (is_integer(value) and value >= 1):
-            raise ValueError(f"launch: {name} must be an integer >= 1, got {value!r}")
-    if timeout is not None and not (is_real(timeout) and 0 < timeout < math.inf):
-        raise ValueError(f"launch: timeout must be None or a number of seconds > 0, got {timeout!r}")
+        if not (is_integer(value) and 1 <= value < 2 ** 31):  # torch reads both as C ints
+            raise ValueError(f"launch: {name} must be an integer in [1, 2**31), got {value!r}")
+    if timeout is not None and not (is_real(timeout) and MIN_TIMEOUT <= timeout <= MAX_TIMEOUT):
+        raise ValueError(f"launch: timeout must be None or seconds in [{MIN_TIMEOUT:g}, {MAX_TIMEOUT:g}] (gloo counts "
+                         f"it in milliseconds, in a C int), got {timeout!r}")
 
 
 def launch(fn: Callable[..., Any], world_size: int, *args, threads: int = 1, timeout: float | None = None) -> Any:

@@ -242,11 +242,15 @@ def test_ranks_that_disagree_or_fail_alone_raise_the_same_error_on_every_rank(ca
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"world_size": 2.0}, "launch: world_size must be an integer >= 1, got 2.0"),
-    ({"world_size": 2, "threads": 0}, "launch: threads must be an integer >= 1, got 0"),
-    ({"world_size": 2, "timeout": 0}, "launch: timeout must be None or a number of seconds > 0, got 0"),
-    ({"world_size": 2, "timeout": "10"}, "launch: timeout must be None or a number of seconds > 0, got '10'"),
-    ({"world_size": 2, "timeout": float("nan")}, "launch: timeout must be None or a number of seconds > 0, got nan"),
+    ({"world_size": 2.0}, "launch: world_size must be an integer in [1, 2**31), got 2.0"),
+    ({"world_size": 2, "threads": 0}, "launch: threads must be an integer in [1, 2**31), got 0"),
+    ({"world_size": 2, "threads": 2 ** 40}, "launch: threads must be an integer in [1, 2**31), got 1099511627776"),
+    ({"world_size": 2, "timeout": 0}, "launch: timeout must be None or seconds in [0.001, 2.14748e+06] (gloo counts "
+                                      "it in milliseconds, in a C int), got 0"),
+    ({"world_size": 2, "timeout": 1e-7}, "got 1e-07"),  # 0 milliseconds
+    ({"world_size": 2, "timeout": 1e15}, "got 1000000000000000.0"),  # an OverflowError inside every process
+    ({"world_size": 2, "timeout": "10"}, "launch: timeout must be None or seconds in [0.001, 2.14748e+06]"),
+    ({"world_size": 2, "timeout": float("nan")}, "got nan"),
 ])
 def test_launch_refuses_its_arguments_by_name_before_spawning(options, message):
     """Each had failed inside every spawned process after seconds of start-up, with spawn's traceback; a timeout of 0

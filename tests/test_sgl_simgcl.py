@@ -608,9 +608,9 @@ def test_a_contrastive_objective_without_resampled_negatives_is_scored_on_fresh_
 
 
 def test_newton_steps_that_fit_their_draw_of_the_views_are_said_to(graph, monkeypatch):
-    """The Newton steps are held to trust.max_fresh_loss_rise as the first step is, and their warning names the part
-    drawn anew that rose (the views' here), as the first step's reason does. The Newton steps' rise is set to 50%:
-    on the small cases tried, Newton steps lowered it (from a mutation run)."""
+    """When the Newton steps fail trust.max_fresh_loss_rise, their warning names the part drawn anew that rose (the
+    views' here), as the first step's reason does, and they are dropped. Their rise is set to 50% by hand: on the
+    small cases tried, Newton steps lowered it (from a mutation run)."""
     from graphforget.unlearn.ifru.tilted import TiltedObjective
     model, objective, _, _ = _term_setup(graph)
     model = model.double()

@@ -183,6 +183,16 @@ def test_the_fresh_draw_tests_its_negatives_and_its_views_each_on_its_own():
     assert target.fresh_drawn == "negatives"
     assert target.fresh_rise(torch.tensor([-0.5, 0.02])) == pytest.approx(0.02, rel=1e-5)
     assert target.fresh_drawn == "views"
+    # a part that rises from 0 (a saturated InfoNCE) or is not finite fails whatever the other part does, in any
+    # order: a start of 0 had counted as no rise, and a NaN part was passed over by max or not, by the parts' order
+    for views, risen in ((lambda x: 50.0 * x[1], 1.0), (lambda x: x[1] * float("nan"), 0.0)):
+        for order in (("negatives", "views"), ("views", "negatives")):
+            losses = {"negatives": parts["negatives"], "views": views}
+            target = TiltedObjective(None, None, torch.zeros(2), phi0, none, 0.0,
+                                     fresh={name: losses[name] for name in order})
+            assert target.fresh_rise(torch.tensor([0.0, risen])) == math.inf and target.fresh_drawn == "views"
+    steady = TiltedObjective(None, None, torch.zeros(2), phi0, none, 0.0, fresh={"views": lambda x: 0.0 * x[1]})
+    assert steady.fresh_rise(torch.tensor([0.0, 1.0])) == 0.0  # from 0 to 0: no rise
     assert TiltedObjective(None, None, torch.zeros(2), phi0, none, 0.0).fresh_rise(phi0) is None
 
 

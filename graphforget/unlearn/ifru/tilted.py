@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 from torch import Tensor
@@ -51,15 +52,14 @@ class TiltedObjective:
         """The largest rise of a part of the loss on the fresh draw (:attr:`fresh`) from the trained point to ``phi``,
         as a share of that part's value there (``None`` without a fresh draw); :attr:`fresh_drawn` names the part.
         Each part on its own: their sum let a 2.6% rise of the negatives' loss pass under a contrastive term 14 times
-        its size."""
+        its size. A part that rises from 0 (a saturated InfoNCE), or is not finite, rises infinitely."""
         if not self.fresh:
             return None
         rises = {}
         for name, loss in self.fresh.items():
             if name not in self._fresh_start:
                 self._fresh_start[name] = float(loss(self.phi0))
-            start = self._fresh_start[name]
-            rises[name] = (float(loss(phi)) - start) / start if start > 0 else 0.0
+            rises[name] = _rise(self._fresh_start[name], float(loss(phi)))
         self.fresh_drawn = max(rises, key=rises.get)
         return rises[self.fresh_drawn]
 
@@ -120,3 +120,13 @@ def gradient_ratio(target: TiltedObjective, gradient: Tensor) -> float:
     :math:`\lVert\nabla L(\hat\phi; D)\rVert / \lVert g\rVert`."""
     norm = float(gradient.norm())
     return float(target.full_gradient.norm()) / norm if norm > 0 else float("inf")
+
+
+def _rise(start: float, value: float) -> float:
+    """``value``'s rise over ``start`` as a share of it: infinite from a start of 0 or less, or where either is not
+    finite (a NaN part had been passed over by the largest of the parts, or not, by their order)."""
+    if not (math.isfinite(start) and math.isfinite(value)):
+        return math.inf
+    if start > 0:
+        return (value - start) / start
+    return math.inf if value > start else 0.0
