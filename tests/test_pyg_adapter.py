@@ -293,6 +293,23 @@ class MeanSAGE(nn.Module):
         return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
 
 
+def test_a_pair_stored_twice_is_refused_on_the_edge_list_path_as_where_an_adjacency_is_built():
+    """A graph built by hand with a pair twice: LightGCN and the adapter with a CSR adjacency refused it, but the
+    adapter's edge lists (sparse=False) passed its messages twice, without a word (found by a review)."""
+    graph = make_interactions(torch.tensor([[0, 1, 2], [0, 1, 2]]), num_users=3, num_items=3)
+    graph[EDGE].edge_index = torch.tensor([[0, 1, 2, 0], [0, 1, 2, 0]])  # (0, 0) twice, past the constructor's check
+    graph[EDGE].edge_label = torch.ones(4)
+    pairs = torch.tensor([[0, 1], [1, 2]])
+    for sparse, what in ((True, "edge_index"), (False, "the graph's observed edges")):
+        model = PyGRecommender(MeanSAGE(6), 3, 3, receptive_field=1, sparse=sparse)
+        with pytest.raises(ValueError, match=re.escape(f"{what} holds 1 duplicated (user, item) pairs, the first "
+                                                       "(0, 0) at positions 0 and 3")):
+            model(graph, pairs)
+    model = PyGRecommender(MeanSAGE(6), 3, 3, receptive_field=1)
+    once = make_interactions(torch.tensor([[0, 1, 2], [0, 1, 2]]), num_users=3, num_items=3)
+    assert torch.equal(model(once, pairs), model(once, pairs))  # kept, and served again
+
+
 def test_a_sparse_mean_aggregation_scores_as_edge_index_and_its_missing_curvature_is_named(graph, one_thread):
     """torch has no second derivative of its sparse mean product (SAGEConv's with a sparse adjacency)."""
     dense, sparse = (PyGRecommender(MeanSAGE(U + I), U, I, receptive_field=1, sparse=form).double()

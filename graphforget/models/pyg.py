@@ -14,8 +14,8 @@ from torch_geometric.nn.models import LightGCN
 
 from ..config import check_seed, is_integer
 from ..data.adjacency import AdjacencyCache, normalized_adjacency, observed_adjacency, weight_dtype
-from ..data.interactions import (bipartite_to_homogeneous, check_model_fits, message_passing_edges, num_items,
-                                 num_users, propagation_edges)
+from ..data.interactions import (bipartite_to_homogeneous, check_model_fits, check_unique_pairs, message_passing_edges,
+                                 num_items, num_users, propagation_edges)
 from .base import NODE_TYPES, Recommender, check_edge_label_index
 from .propagation import symmetric_spmm
 
@@ -111,6 +111,9 @@ class PyGRecommender(Recommender):
         #: starts empty.
         self.adjacencies = (AdjacencyCache(build=normalized_adjacency if self.supports_edge_weight
                                            else observed_adjacency) if sparse or self.lightgcn_propagation else None)
+        #: Otherwise the edge lists the module runs on, kept as the adjacencies are (and checked once per graph)
+        self.edge_lists = None if self.adjacencies is not None else AdjacencyCache(
+            build=functools.partial(_edge_lists, weighted=self.supports_edge_weight))
         self.node_tables = _node_tables(module, num_users, num_items, node_tables)
         self.embedding_dim = module.get_parameter(next(iter(self.node_tables))).size(1)
 
@@ -152,14 +155,10 @@ class PyGRecommender(Recommender):
         """The module's ``edge_index`` ``[2, 2E']`` (both directions of the observed edges, items offset
         by ``U``) and ``edge_weight`` (``[2E']`` with ``edge_weight=True``, else ``None``); with ``sparse=True``
         the CSR adjacency ``[U + I, U + I]`` holding them, and ``None``."""
-        if self.adjacencies is not None:
-            return self.adjacencies(graph, next(self.module.parameters())), None
-        if not self.supports_edge_weight:
-            return bipartite_to_homogeneous(message_passing_edges(graph), num_users(graph)), None
         like = next(self.module.parameters())
-        edges, weight = propagation_edges(graph, weight_dtype(like))
-        weight = weight.to(like.dtype)
-        return bipartite_to_homogeneous(edges, num_users(graph)), torch.cat([weight, weight])
+        if self.adjacencies is not None:
+            return self.adjacencies(graph, like), None
+        return self.edge_lists(graph, like)
 
     def forward(self, graph: HeteroData, edge_label_index: Tensor) -> Tensor:
         self._check_node_counts(graph)
@@ -241,6 +240,19 @@ class PyGRecommender(Recommender):
         """The constructor's plain arguments (not the module: checkpoints go through its state dict)."""
         return {**super().config(), "receptive_field": self.receptive_field,
                 "edge_weight": self.supports_edge_weight, "sparse": self.sparse}
+
+
+def _edge_lists(graph: HeteroData, like: Tensor, weighted: bool) -> tuple[Tensor, Tensor | None]:
+    """:meth:`PyGRecommender.propagation_inputs` without a CSR adjacency: both directions of the observed edges, and
+    their weights where ``weighted``. A pair stored twice is refused, as where an adjacency is built: the module
+    passed its messages twice (a graph built by hand)."""
+    edges = message_passing_edges(graph)
+    check_unique_pairs(edges, num_items(graph), "the graph's observed edges")
+    if not weighted:
+        return bipartite_to_homogeneous(edges, num_users(graph)), None
+    edges, weight = propagation_edges(graph, weight_dtype(like))
+    weight = weight.to(like.dtype)
+    return bipartite_to_homogeneous(edges, num_users(graph)), torch.cat([weight, weight])
 
 
 def _refuse_cached_layers(module: nn.Module) -> None:
