@@ -1386,6 +1386,36 @@ def test_a_method_that_refuses_the_setting_gives_its_cells_an_error(tmp_path, mo
     assert result.aggregates[1]["errors"] == 1
 
 
+def test_options_the_bench_cannot_run_are_refused_before_anything_is_trained(tmp_path, monkeypatch):
+    """A ready config failed as "'IFRUConfig' object is not iterable"; L-BFGS for a sharded method under SGL's
+    contrastive objective was refused only after the clean model, the Original and Retrain had trained, and in
+    run_attack after the Original (found by a probe)."""
+    from graphforget.bench import setting
+    from graphforget.protocols.attack import prepare_attack_data, run_attack
+    from graphforget.unlearn import IFRUConfig
+    monkeypatch.setattr(setting, "train", lambda *args: pytest.fail("trained"))
+    with pytest.raises(ValueError, match=re.escape("options for ifru: the bench takes each method's options as a dict")):
+        run_bench("attack", "synthetic", "mf", ["ifru"], seeds=1, options={"ifru": IFRUConfig.paper()}, hparams=TINY)
+    sgl = Hyperparameters(model="sgl", embedding_dim=8, l2=1e-4, loss="bpr", train={"epochs": 2, "patience": 0})
+    lbfgs = {"sisa": {"train.optimizer": "lbfgs", "num_shards": 2}}
+    with pytest.raises(ValueError, match="SISA: L-BFGS minimises ContrastiveBPRObjective's BPR risk alone"):
+        run_bench("adversarial", "synthetic", "sgl", ["sisa"], seeds=1, options=lbfgs, hparams=sgl)
+    monkeypatch.setattr("graphforget.protocols.attack.train", lambda *args: pytest.fail("trained"))
+    data = prepare_attack_data("synthetic", attack_ratio=0.05, seed=0)
+    with pytest.raises(ValueError, match="SISA: L-BFGS minimises ContrastiveBPRObjective's BPR risk alone"):
+        run_attack(data, sgl, ["sisa"], seed=0, options=lbfgs)
+
+
+def test_a_method_that_refuses_a_request_with_a_value_error_gives_its_cell_an_error(monkeypatch):
+    """The direct solver's refusal of a large system (scif:solver.name=direct) stopped the run, which then never
+    finished; it is the cell's error, as an UnlearningFailed is (found by a probe)."""
+    from graphforget.unlearn import SCIF
+    monkeypatch.setattr(SCIF, "_unlearn", lambda *args: (_ for _ in ()).throw(ValueError("direct solve refused")))
+    result = run_bench("attack", "synthetic", "mf", ["scif"], seeds=1, hparams=TINY)
+    retrain, scif = (record["result"] for record in result.cells)
+    assert "error" not in retrain and scif["error"] == "ValueError: direct solve refused"
+
+
 def test_empty_options_are_no_options():
     """An empty option dict neither counts as options for retrain nor as options of a method that is not run."""
     from graphforget.bench.harness import _options

@@ -175,15 +175,16 @@ def _check_files_unchanged(source: DataSource, planned: dict) -> None:
 
 
 def _compute(cell: Cell, workspace: Workspace, hparams, source: DataSource, device, progress: bool) -> dict:
-    """Runs one cell; a method that refuses a request (:class:`~graphforget.unlearn.UnlearningFailed`) or
-    cannot continue from its result gives ``{"error": ...}`` instead of stopping the run."""
+    """Runs one cell; a method that refuses a request (:class:`~graphforget.unlearn.UnlearningFailed`, or a
+    ``ValueError`` such as the direct solver's refusal of a large system), or cannot continue from its result, gives
+    ``{"error": ...}`` instead of stopping the run (which then never finished)."""
     key, make = _setting_of(cell, hparams, source, device)
     setting = workspace.get(key, make)
     try:  # its warnings name the cell: six alike, of six cells, had named none
         with naming_warnings(cell.label()):
             return PROTOCOLS[cell.protocol].run(setting, cell.method, cell.params["options"], cell.params["protocol"],
                                                 progress)
-    except (UnlearningFailed, NotFittedError, MethodUnsupported) as error:
+    except (UnlearningFailed, NotFittedError, MethodUnsupported, ValueError) as error:
         log.warning("%s failed: %s", cell.label(), error)
         return {"error": f"{type(error).__name__}: {error}"}
 
@@ -237,12 +238,18 @@ def _options(methods: Sequence[str], options: dict | None, hparams: Hyperparamet
     unknown = sorted(set(given) - set(methods))
     if unknown:  # they were dropped without a word, even invalid ones
         raise ValueError(f"options for methods that are not run: {', '.join(unknown)} (methods: {', '.join(methods)})")
+    ready = sorted(m for m in given if not isinstance(given[m], dict))
+    if ready:  # a ready config failed as "'IFRUConfig' object is not iterable"
+        raise ValueError(f"options for {', '.join(ready)}: the bench takes each method's options as a dict (dotted "
+                         "names for nested fields), which key its cells, not a ready config: give the fields you change "
+                         "(dataclasses.asdict(config) gives them all)")
     options = {m: dict(given.get(m) or {}) for m in methods}
     for method in ["retrain", *methods]:
         for seed in seeds:
             name, resolved = resolve_method(method, options.get(method), seed)
-            method_config(name, resolved, train=hparams.train_config(seed), seed=seed)
+            config = method_config(name, resolved, train=hparams.train_config(seed), seed=seed)
             METHODS[name].check_objective(hparams.objective(seed))  # SCIF under BPR: every cell failed, after training
+            METHODS[name].check_training(config, hparams.objective(seed))
     return options
 
 

@@ -332,7 +332,7 @@ def run_attack(data: AttackData, hparams: Hyperparameters, methods: Sequence[str
     train_graph, val, test = (on_device(g, device) for g in (data.train, data.split.val, data.split.test))
     request = data.request.to(device)
     for method in methods:  # every option checked before anything is trained
-        method_config(method, options.get(method), train=config, seed=seed)
+        METHODS[method].check_training(method_config(method, options.get(method), train=config, seed=seed), objective)
     original = hparams.build_model(num_users(train_graph), num_items(train_graph), seed).to(device)
     fit = train(original, train_graph, objective, config, val)
     report = AttackReport(

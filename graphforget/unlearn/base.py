@@ -146,6 +146,15 @@ class Unlearner:
         labels): checked at construction, and by the bench before anything is trained."""
 
     @classmethod
+    def check_training(cls, config, objective: Objective) -> None:
+        """Raises ``ValueError`` when the config's ``train`` cannot train ``objective`` (L-BFGS with a contrastive
+        term): checked at construction, and by the bench and ``run_attack`` before anything is trained (a sharded
+        method's L-BFGS under SGL had been refused only after the Original and Retrain had trained)."""
+        training = getattr(config, "train", None)
+        if isinstance(training, TrainConfig) and "train.optimizer" not in cls.unread:
+            check_optimizer(training, objective, cls.__name__)
+
+    @classmethod
     def continues_own_result(cls) -> bool:
         """Whether the method built on its own result is ready without :meth:`fit` (a stream's next request): every
         method without fit, and those whose result is what they fit (SISA's ensemble), not UnlearnRec."""
@@ -208,9 +217,7 @@ class Unlearner:
             self.config = self.with_fixed(config)
         else:
             self.config = self.config_of(config)
-        training = getattr(self.config, "train", None)
-        if isinstance(training, TrainConfig) and "train.optimizer" not in self.unread:  # here, not at unlearn()
-            check_optimizer(training, objective, type(self).__name__)
+        self.check_training(self.config, objective)  # here, not at unlearn()
         self.fitted, self.fit_seconds, self.fit_info = not self.needs_fit, 0.0, {}
         self._checked_edges: list = []  # (object, version): the objective, node counts and edges the checks passed on
         self._fitted_on: tuple | None = None  # (state, digest) of the graph fit() prepared from, see _check_fitted_on

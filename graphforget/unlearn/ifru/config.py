@@ -45,7 +45,7 @@ class SolverConfig:
             iterations.
         max_iter: solver iteration cap.
         lr: Adam's learning rate (``name='adam'``; the paper searches 1e-4..1e-2). Another solver's config with an
-            ``lr`` other than the default is refused: it would not be read.
+            ``lr`` other than the default is refused: it would not be read; so is a ``max_iter`` with ``direct``.
     """
     name: str = "cg"
     damping: float | Literal["auto"] = "auto"
@@ -65,8 +65,11 @@ class SolverConfig:
             "max_iter": (self.max_iter >= 1, "must be an integer >= 1"),
             "lr": (self.lr > 0, "must be > 0"),
         }, "IFRUConfig.solver")
-        check_fields(self, {"lr": (self.name == "adam" or self.lr == SolverConfig.lr,  # else recorded, not read
-                                   f"read only with name='adam' (name={self.name!r})")}, "IFRUConfig.solver")
+        check_fields(self, {  # else recorded with the run, and never read
+            "lr": (self.name == "adam" or self.lr == SolverConfig.lr, f"read only with name='adam' (name={self.name!r})"),
+            "max_iter": (self.name != "direct" or self.max_iter == SolverConfig.max_iter,
+                         "not read by name='direct', which solves exactly"),
+        }, "IFRUConfig.solver")
 
     def options(self) -> dict:
         """The keyword arguments of :func:`~graphforget.influence.solve` (``lr`` only for Adam)."""
@@ -106,7 +109,7 @@ class NewtonConfig:
             of Retrain's AUC gain, at the same number of CG iterations.
 
     An option that the others leave unread is refused when set to other than its default: ``early_stopped``
-    without ``steps="auto"``, ``anderson`` with a number of steps and no ``line_search``.
+    without ``steps="auto"``, ``anderson`` with a number of steps and no ``line_search``, or with one step.
     """
     steps: int | Literal["auto"] = "auto"
     line_search: bool = False
@@ -122,8 +125,8 @@ class NewtonConfig:
         auto, default = self.steps == "auto", NewtonConfig  # else recorded with the run, and never read
         check_fields(self, {
             "early_stopped": (auto or self.early_stopped == default.early_stopped, "read only with steps='auto'"),
-            "anderson": (auto or self.line_search or self.anderson == default.anderson,
-                         "read only with line_search=True or steps='auto'"),
+            "anderson": (auto or (self.line_search and self.steps > 1) or self.anderson == default.anderson,
+                         "read only with steps='auto', or line_search=True and steps > 1"),
         }, "IFRUConfig.newton")
 
 
