@@ -54,7 +54,7 @@ except ImportError:  # pragma: no cover
 
 __all__ = ["Run", "FILES", "FORMAT", "RUN_KINDS", "graph_to_dict", "graph_from_dict", "publish", "save_run",
            "load_run", "lineage", "enclosing_run", "sha256_file", "request_sha256", "utc_now", "directory_lock",
-           "fsync_directory"]
+           "fsync_directory", "read_run_info"]
 
 #: Version of the run directory layout.
 FORMAT = 1
@@ -104,26 +104,31 @@ class Run:
 
     def _content(self) -> list[Tensor]:
         store = self.graph[EDGE]
-        return [*self.model.state_dict(keep_vars=True).values(), store.edge_index, store.edge_label]
+        return [*self.model.state_dict(keep_vars=True).values(), store.edge_index, store.edge_label, self.removed,
+                self.removed_label, self.removed_observed]
 
     def content_sha256(self) -> str:
-        """The sha256 of the model's state and the training graph's edges, as they are now."""
-        return tensors_sha256(*self._content())
+        """The sha256 of the model's state, the training graph's edges, the removed edges and the record (``info``),
+        as they are now."""
+        return tensors_sha256(*self._content()) + _record_sha256(to_jsonable(self.info))
 
     def as_loaded(self) -> bool:
-        """Whether the model and graph hold what :func:`load_run` read: their content is hashed again (a few
-        milliseconds on ML-100K, 0.05 s for a Gowalla-sized table), since an edit through ``.data`` or a NumPy view
-        counts in no tensor version (such an edited model was unlearned from and published as the parent's child)."""
+        """Whether the model, graph, removed edges and record hold what :func:`load_run` read: their content is
+        hashed again (a few milliseconds on ML-100K, 0.05 s for a Gowalla-sized table), since an edit through ``.data``
+        or a NumPy view counts in no tensor version (such an edited model was unlearned from and published as the
+        parent's child; an edited record or removed set went into the child's, and the lineage verified)."""
         return self.content_sha256() == self.loaded_sha256
 
     def check_as_loaded(self) -> None:
-        """Raises ``ValueError`` when the model or the graph changed in memory since :func:`load_run`: a run derived
-        from it would record the files on disk as its parent, and its audit line their sha256."""
+        """Raises ``ValueError`` when the model, the graph, the removed edges or the record changed in memory since
+        :func:`load_run`: a run derived from it would record the files on disk as its parent, and its audit line their
+        sha256."""
         if not self.loaded_sha256:
             raise ValueError(f"this Run of {self.path} was not read by load_run: pass the run's directory instead")
         if not self.as_loaded():
-            raise ValueError(f"the loaded run {self.path} was changed in memory after load_run (its model or training "
-                             "graph): a run derived from it would name the files on disk as its parent; load it again")
+            raise ValueError(f"the loaded run {self.path} was changed in memory after load_run (its model, training "
+                             "graph, removed edges or record): a run derived from it would name the files on disk as "
+                             "its parent; load it again")
 
     def __repr__(self) -> str:
         return (f"Run({str(self.path)!r}, kind={self.info.get('kind')}, model={self.info['model']['name']}, "
@@ -412,6 +417,17 @@ def save_run(out: str | os.PathLike, info: dict, model: Recommender, graph: Hete
         record["record_sha256"] = _record_sha256(record)
         _write_file(tmp / "run.json", (json.dumps(record, indent=2) + "\n").encode())
     return publish(out, write)
+
+
+def read_run_info(path: str | os.PathLike) -> dict:
+    """The record (``run.json``) of the run directory ``path``, checked as :func:`load_run` checks it (its kind,
+    format, fields and seal), without reading the run's other files.
+
+    Raises:
+        FileNotFoundError: when ``path`` is not a run directory.
+        ValueError: when ``run.json`` is not a graphforget run record, or was edited by hand.
+    """
+    return _read_info(Path(path))
 
 
 def _read_info(path: Path) -> dict:

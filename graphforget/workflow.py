@@ -53,8 +53,8 @@ from .io import to_jsonable, write_json
 from .metrics import evaluate_auc
 from .presets import CONTRASTIVE, Hyperparameters, default_hparams, recorded_objective
 from .models.base import module_on
-from .runs import (Run, directory_lock, enclosing_run, fsync_directory, lineage, load_run, recorded_run, refuse_taken,
-                   request_sha256, save_run, sha256_file, utc_now)
+from .runs import (Run, directory_lock, enclosing_run, fsync_directory, lineage, load_run, read_run_info, recorded_run,
+                   refuse_taken, request_sha256, save_run, sha256_file, utc_now)
 from .train import train
 from .unlearn import METHODS, NoValidationWarning, UnlearningFailed, UnlearnResult, build_unlearner, method_config
 from .unlearn.base import EMPTY_INFO, non_finite
@@ -1346,8 +1346,8 @@ class ForgetStream:
                 if "fallback" in entry and self._applied_by_retrain(entry["seq"])}
 
     def _applied_by_retrain(self, seq: int) -> bool:
-        record = self._run_path(seq) / "run.json"
-        return record.is_file() and json.loads(record.read_text())["method"]["name"] == "retrain"
+        path = self._run_path(seq)  # its record checked (read_run_info): one edited by hand had steered the policy
+        return (path / "run.json").is_file() and read_run_info(path)["method"]["name"] == "retrain"
 
     def applied(self) -> list[int]:
         """Sequence numbers of the applied requests (those with a published run)."""
@@ -1387,7 +1387,7 @@ class ForgetStream:
         warm-started Retrain among them), and the edges they removed over the training edges at that point."""
         anchor, count, edges = self.config.get("base_train_edges"), 0, 0
         for seq in self.applied():
-            info = json.loads((self._run_path(seq) / "run.json").read_text())
+            info = read_run_info(self._run_path(seq))  # checked: one edited by hand had steered the policy
             if info["lineage"]["request"]["edges"] == 0:  # held-out pairs only: no method ran
                 continue
             if _retrained_from_scratch(info):  # a warm start had reset the count: the policy never retrained

@@ -401,6 +401,16 @@ def test_a_loaded_run_changed_in_memory_is_refused_as_a_parent(base, tmp_path):
             forget(fresh, out=tmp_path / "edited", users=["u7"], method="finetune", verify=False)
     with pytest.raises(ValueError, match="was not read by load_run"):  # one built by hand records no content
         forget(dataclasses.replace(parent, loaded_sha256=""), out=tmp_path / "other", users=["u7"], method="finetune")
+    # Its record and its removed edges too: an L2 set in info, or removed edges replaced, went into the child's record,
+    # and the lineage verified (found by a probe)
+    for edit in (lambda run: run.info["hparams"].update(l2=123.0),
+                 lambda run: setattr(run, "removed", run.graph[EDGE].edge_index[:, :1].clone())):
+        fresh = load_run(base)
+        edit(fresh)
+        with pytest.raises(ValueError, match=re.escape("changed in memory after load_run (its model, training graph, "
+                                                       "removed edges or record)")):
+            forget(fresh, out=tmp_path / "edited", users=["u7"], method="finetune", verify=False)
+    assert not (tmp_path / "edited").exists()
 
 
 def test_forget_a_user_by_raw_id(capsys, base, tmp_path):
@@ -1419,6 +1429,11 @@ def test_stream_drift_is_counted_from_the_last_retrain(base, tmp_path):
     exact.forget(users=["u1"])
     assert exact.drift() == (1, share)
     assert load_run(exact.forget(users=["u2"])).info["method"]["name"] == "retrain"
+    # A run's record edited by hand (its method made "retrain") had steered the count, and the policy with it
+    record = paths[0] / "run.json"
+    record.write_text(record.read_text().replace('"name": "ifru"', '"name": "retrain"', 1))
+    with pytest.raises(ValueError, match="does not match its record_sha256: it was edited by hand"):
+        stream.drift()
 
 
 def test_a_stream_of_warm_started_retrains_retrains_from_scratch_by_its_policy(base, tmp_path):
