@@ -1394,7 +1394,7 @@ def test_options_the_bench_cannot_run_are_refused_before_anything_is_trained(tmp
     from graphforget.protocols.attack import prepare_attack_data, run_attack
     from graphforget.unlearn import IFRUConfig
     monkeypatch.setattr(setting, "train", lambda *args: pytest.fail("trained"))
-    with pytest.raises(ValueError, match=re.escape("options for ifru: the bench takes each method's options as a dict")):
+    with pytest.raises(ValueError, match=re.escape("options for ifru: the bench takes each method's options as a")):
         run_bench("attack", "synthetic", "mf", ["ifru"], seeds=1, options={"ifru": IFRUConfig.paper()}, hparams=TINY)
     sgl = Hyperparameters(model="sgl", embedding_dim=8, l2=1e-4, loss="bpr", train={"epochs": 2, "patience": 0})
     lbfgs = {"sisa": {"train.optimizer": "lbfgs", "num_shards": 2}}

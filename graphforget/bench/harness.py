@@ -241,8 +241,8 @@ def _options(methods: Sequence[str], options: dict | None, hparams: Hyperparamet
     ready = sorted(m for m in given if not isinstance(given[m], dict))
     if ready:  # a ready config failed as "'IFRUConfig' object is not iterable"
         raise ValueError(f"options for {', '.join(ready)}: the bench takes each method's options as a dict (dotted "
-                         "names for nested fields), which key its cells, not a ready config: give the fields you change "
-                         "(dataclasses.asdict(config) gives them all)")
+                         "names for nested fields), which key its cells, not a ready config: give the fields you "
+                         "change (dataclasses.asdict(config) gives them all)")
     options = {m: dict(given.get(m) or {}) for m in methods}
     for method in ["retrain", *methods]:
         for seed in seeds:

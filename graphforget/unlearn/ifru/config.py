@@ -66,7 +66,8 @@ class SolverConfig:
             "lr": (self.lr > 0, "must be > 0"),
         }, "IFRUConfig.solver")
         check_fields(self, {  # else recorded with the run, and never read
-            "lr": (self.name == "adam" or self.lr == SolverConfig.lr, f"read only with name='adam' (name={self.name!r})"),
+            "lr": (self.name == "adam" or self.lr == SolverConfig.lr,
+                   f"read only with name='adam' (name={self.name!r})"),
             "max_iter": (self.name != "direct" or self.max_iter == SolverConfig.max_iter,
                          "not read by name='direct', which solves exactly"),
         }, "IFRUConfig.solver")
