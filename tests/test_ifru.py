@@ -691,8 +691,6 @@ def test_bad_requests_raise(problem):
      "IFRUConfig.newton.anderson: read only with steps='auto', or line_search=True and steps > 1 (got 0)"),
     ({"newton": {"steps": 1, "line_search": True, "anderson": 7}},  # one step: no mixing is built
      "IFRUConfig.newton.anderson: read only with steps='auto', or line_search=True and steps > 1 (got 7)"),
-    ({"solver": {"name": "direct", "max_iter": 5}},
-     "IFRUConfig.solver.max_iter: not read by name='direct', which solves exactly (got 5)"),
 ])
 def test_config_checks_name_the_dotted_field(options, message):
     with pytest.raises(ValueError, match=re.escape(message)):

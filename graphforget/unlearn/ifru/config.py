@@ -43,9 +43,9 @@ class SolverConfig:
         tol: relative residual at which the solver stops, in (0, 1) (the zero step's is 1); a solve that does
             not reach it is rejected. The default 1e-2 gives the same models as 1e-4 on ML-100K at about half the
             iterations.
-        max_iter: solver iteration cap.
+        max_iter: solver iteration cap (``direct`` solves exactly, within any cap).
         lr: Adam's learning rate (``name='adam'``; the paper searches 1e-4..1e-2). Another solver's config with an
-            ``lr`` other than the default is refused: it would not be read; so is a ``max_iter`` with ``direct``.
+            ``lr`` other than the default is refused: it would not be read.
     """
     name: str = "cg"
     damping: float | Literal["auto"] = "auto"
@@ -68,8 +68,6 @@ class SolverConfig:
         check_fields(self, {  # else recorded with the run, and never read
             "lr": (self.name == "adam" or self.lr == SolverConfig.lr,
                    f"read only with name='adam' (name={self.name!r})"),
-            "max_iter": (self.name != "direct" or self.max_iter == SolverConfig.max_iter,
-                         "not read by name='direct', which solves exactly"),
         }, "IFRUConfig.solver")
 
     def options(self) -> dict:
