@@ -841,6 +841,20 @@ def test_shard_attention_refuses_a_zero_attention_dim():
     assert ShardAttention(3, 4).attention_dim == 2 and ShardAttention(3, 1).attention_dim == 1
 
 
+def test_an_attention_too_large_to_build_is_refused_before_any_shard_trains(graph, monkeypatch):
+    """attention_dim=10**12 failed with torch's allocation error after every shard had trained (a known item); the
+    attention is built first, and the refusal names the field."""
+    import graphforget.unlearn.sisa as sisa
+    monkeypatch.setattr(sisa, "train_shards", lambda *args: pytest.fail("a shard trained"))
+    config = SISAConfig(CONFIG, num_shards=2, aggregation="attention", attention_dim=10 ** 12)
+    with pytest.raises(ValueError, match=re.escape("SISA: the attention cannot be built (SISAConfig.attention_dim="
+                                                   "1000000000000, embedding_dim=8): ")):
+        SISA(MF(U, I, D), graph, OBJECTIVE, config).fit()
+    monkeypatch.undo()
+    built = SISA(MF(U, I, D), graph, OBJECTIVE, dataclasses.replace(config, attention_dim=3)).fit().model.attention
+    assert built.attention_dim == 3 and built.user_proj.weight.shape == (3, D)
+
+
 def test_the_ensemble_refuses_ids_it_would_store_under_another_pairs_key():
     """Pairs are stored as keys ``user * num_items + item``: an item id of ``num_items`` was stored as the next user's
     item 0 (that pair got a shard, and a lookup of it answered), and float or bool ids were truncated, silently."""

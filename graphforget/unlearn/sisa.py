@@ -281,10 +281,11 @@ class SISA(Unlearner):
         graphs = split_graph(self.graph, shard_of, self.num_shards)
         self._check_trainable(dict(enumerate(graphs)),
                               f"use fewer shards ({type(cfg).__name__}.num_shards, now {self.num_shards})")
+        aggregation = self._aggregation()  # before the shards train: one too large to build failed after them
         trained = train_shards([self.template] * self.num_shards, graphs, self.shard_objective, cfg.train, self.val,
                                [wrapped_seed(cfg.seed + s) for s in range(self.num_shards)], type(self).__name__)
         self._check_attention_fits(trained[0][0])  # what the shards learnt: a bias the template held at 0
-        ensemble = ShardedRecommender([model for model, _ in trained], shard_of, edge_index, self._aggregation())
+        ensemble = ShardedRecommender([model for model, _ in trained], shard_of, edge_index, aggregation)
         info = {**self.fit_info, "shard_sizes": sizes.tolist(), "shard_epochs": [r.epochs for _, r in trained],
                 "shard_seconds": [r.seconds for _, r in trained]}
         if ensemble.attention is not None:
@@ -344,11 +345,17 @@ class SISA(Unlearner):
                              "'mean'")
 
     def _aggregation(self) -> str | ShardAttention:
+        """``"mean"``, or the attention, built (its memory allocated) before any shard trains."""
         cfg = self.config
         if cfg.aggregation == "mean":
             return "mean"
-        return ShardAttention(self.num_shards, self.template.embedding_dim, cfg.attention_dim, cfg.activation,
-                              cfg.transform, seed=cfg.seed)
+        try:
+            return ShardAttention(self.num_shards, self.template.embedding_dim, cfg.attention_dim, cfg.activation,
+                                  cfg.transform, seed=cfg.seed)
+        except RuntimeError as error:  # torch's own words for memory it cannot allocate
+            raise ValueError(f"{type(self).__name__}: the attention cannot be built ({type(cfg).__name__}."
+                             f"attention_dim={cfg.attention_dim}, embedding_dim={self.template.embedding_dim}): "
+                             f"{error}") from None
 
     # --- unlearning -----------------------------------------------------------------------------
 
