@@ -142,8 +142,8 @@ class UntrainableShard(UnlearningFailed, ValueError):
     ``ValueError`` as before."""
 
 
-#: The attention's fields of :class:`SISAConfig`, by their defaults.
-_ATTENTION_DEFAULTS = {"aggregator_train": None, "attention_dim": None, "activation": "tanh", "transform": True}
+#: The attention's fields of :class:`SISAConfig`.
+_ATTENTION_FIELDS = ("aggregator_train", "attention_dim", "activation", "transform")
 
 
 @dataclass
@@ -181,8 +181,9 @@ class SISAConfig:
                             "attention_dim": (self.attention_dim is None or self.attention_dim >= 1, "None or >= 1"),
                             "activation": (self.activation in ("tanh", "relu"), "'tanh' or 'relu'")})
         if self.aggregation == "mean":  # else accepted, recorded with the run, and never read
-            check_fields(self, {name: (getattr(self, name) == default, "the attention's: read only with "
-                                       "aggregation='attention'") for name, default in _ATTENTION_DEFAULTS.items()})
+            check_fields(self, {f.name: (getattr(self, f.name) == f.default, "the attention's: read only with "
+                                         "aggregation='attention'")
+                                for f in dataclasses.fields(self) if f.name in _ATTENTION_FIELDS})
 
 
 @register

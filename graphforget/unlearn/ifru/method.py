@@ -420,15 +420,17 @@ class IFRU(Unlearner):
         """The request's state: the terms that reach phi before and after the removal, the removed ones."""
         removed = training_terms(self.objective, self.graph, positions)
         replaced = self._replacement_terms(removed, request, remaining)
-        contrastive = self._contrastive_term(share)
+        contrastive, new_terms = self._contrastive_term(share), self._terms_touching(remaining, region.reach)
         fresh = None
         if self._draws_anew() and self.config.trust.max_fresh_loss_rise is not None:
-            fresh = _Scored(self._terms_touching(remaining, region.reach, FRESH_EPOCH), remaining, share,
-                            self._contrastive_term(share, FRESH_EPOCH))
+            # without resampled negatives only the views are drawn anew, and the terms are the new ones (unread)
+            terms = (self._terms_touching(remaining, region.reach, FRESH_EPOCH)
+                     if getattr(self.objective, "resample", False) else new_terms)
+            fresh = _Scored(terms, remaining, share, self._contrastive_term(share, FRESH_EPOCH))
         return _Call(request, positions, remaining, region,
                      original=_Scored(self._terms_touching(self.graph, region.reach), self.graph, share,
                                       contrastive),
-                     new=_Scored(self._terms_touching(remaining, region.reach), remaining, share, contrastive),
+                     new=_Scored(new_terms, remaining, share, contrastive),
                      removed=_Scored(removed, self.graph, share),
                      replaced=None if replaced is None else _Scored(replaced, self.graph, share), share=share,
                      fresh=fresh)
