@@ -466,8 +466,9 @@ def cmd_unlearn(args) -> int:
     print(f"{args.method}{'' if not options else ' ' + json.dumps(to_jsonable(options))}: "
           f"unlearning {_count(request.size(1), 'edge')} ({data.source})")
     metrics = {"method": args.method, "options": options, "config": asdict(unlearner.config)}
-    if not args.encoder and unlearner.needs_fit:  # sharded methods train their ensemble first
+    if not args.encoder and unlearner.needs_fit:  # sharded methods train their ensemble first, and report it
         metrics["fit_seconds"] = unlearner.fit().fit_seconds
+        metrics["fit"] = unlearner.fit_info
     if args.encoder:  # pre-trained by another command: which file, and what its pre-training was
         metrics["encoder"] = {"path": str(Path(args.encoder).resolve()), **unlearner.fit_info}
     with warnings.catch_warnings():  # the line below says why, where the warning had said it first

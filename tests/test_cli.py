@@ -431,6 +431,10 @@ def test_an_ensembles_output_is_not_evaluated_and_says_why(trained_run, tmp_path
                            "num_shards=2", "--out", str(out))
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    fit = metrics["fit"]  # how the edges were split and the shards trained: it had been left out
+    assert len(fit["shard_sizes"]) == len(fit["shard_epochs"]) == 2 and min(fit["shard_sizes"]) > 0
+    assert fit["seconds"] == metrics["fit_seconds"]
     code, _, err = run_cli(capsys, "evaluate", "--run", str(out))
     assert code == 2 and err.count("\n") == 1 and "only its metrics were kept" in err and "train --out" not in err
 

@@ -15,8 +15,8 @@ from graphforget.distributed import launch
 from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN
 from graphforget.objectives import BCEObjective, BPRObjective
 from graphforget.train import NotStationaryWarning, TrainConfig, train
-from graphforget.unlearn import (RecEraser, RecEraserConfig, SISA, SISAConfig, ShardAttention, ShardedRecommender,
-                                 UnlearningFailed, UntrainableShard)
+from graphforget.unlearn import (METHODS, RecEraser, RecEraserConfig, SISA, SISAConfig, ShardAttention,
+                                 ShardedRecommender, UnlearningFailed, UntrainableShard)
 from graphforget.unlearn.receraser import balanced_assign, balanced_kmeans, balanced_partition
 from graphforget.unlearn.sharding import split_graph, train_aggregator, train_shards
 from graphforget.unlearn.sisa import random_partition
@@ -168,6 +168,16 @@ def test_mean_embed_refuses_non_dot_product_shards(graph):
     assert torch.allclose(ensemble.score_all(graph), by_hand.view(U, I), atol=1e-6)
 
 
+def test_attention_refuses_shards_of_different_widths_by_name(graph):
+    """The attention stacks the shards' embeddings: shards of two widths failed at the first score, in torch.stack."""
+    edge_index = graph[EDGE].edge_index
+    shard_of = random_partition(edge_index.size(1), 2)
+    with pytest.raises(ValueError, match=r"one embedding_dim, got \[4, 8\]"):
+        ShardedRecommender([MF(U, I, 4), MF(U, I, 8)], shard_of, edge_index, "attention")
+    mean = ShardedRecommender([MF(U, I, 4), MF(U, I, 8)], shard_of, edge_index, "mean")  # scores alone are averaged
+    assert mean(graph, edge_index[:, :3]).shape == (3,)
+
+
 def test_attention_weights_and_scores_by_hand():
     gen = torch.Generator().manual_seed(0)
     att = ShardAttention(3, 4, attention_dim=5, seed=1)
@@ -290,6 +300,16 @@ def test_sisa_continues_from_a_fitted_ensemble(graph):
     second = again.unlearn(pick_request(first.graph, first.model.assignment_of(first.graph[EDGE].edge_index), [2]))
     assert second.info["retrained_shards"] == [2]
     assert same_state(state(second.model.shards[0]), state(first.model.shards[0]))
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if not issubclass(METHODS[m], SISA)])
+def test_other_methods_refuse_an_ensemble_by_name(graph, method):
+    """An ensemble stores its training edges (``pair_keys``): Retrain, FineTune, IFRU and SCIF took one, and their
+    result kept the removed pairs there, each one's shard readable with ``assignment_of``."""
+    ensemble = SISA(MF(U, I, D), graph, OBJECTIVE, SISAConfig(CONFIG, num_shards=S)).fit().model
+    with pytest.raises(TypeError, match=f"{METHODS[method].__name__}: the model is a fitted SISA/RecEraser ensemble"):
+        METHODS[method](ensemble, graph, OBJECTIVE)
+    assert SISA(ensemble, graph, OBJECTIVE, SISAConfig(CONFIG)).ensemble is ensemble
 
 
 def test_a_continued_ensemble_retrains_as_its_fit_did(graph):

@@ -119,7 +119,8 @@ class Unlearner:
             the config rejects, or one the method fixes (:meth:`check_fixed`).
         TypeError: ``model``, ``graph`` or ``objective`` is not a :class:`~graphforget.models.Recommender`, a
             ``HeteroData`` or an :class:`~graphforget.objectives.Objective` instance, ``val`` is neither ``None``
-            nor a ``HeteroData``, or ``config`` is neither an instance of :attr:`Config`, a dict nor ``None``.
+            nor a ``HeteroData``, ``config`` is neither an instance of :attr:`Config`, a dict nor ``None``, or
+            ``model`` is a fitted ensemble that the method does not take (:attr:`takes_ensemble`).
     """
     #: The method's name in :data:`~graphforget.unlearn.METHODS`.
     name: ClassVar[str] = "base"
@@ -129,6 +130,9 @@ class Unlearner:
     needs_fit: ClassVar[bool] = False
     #: Whether the result propagates with the graph's ``edge_weight`` (SISA's shard graphs drop it).
     reads_edge_weight: ClassVar[bool] = True
+    #: Whether the method unlearns a fitted ensemble (:class:`~graphforget.unlearn.ShardedRecommender`): SISA's, which
+    #: drop the request from the ensemble's edge assignment; another method would keep the removed pairs stored there.
+    takes_ensemble: ClassVar[bool] = False
     #: Config fields the method sets itself (SCIF's ``hops=0``, ...): a config setting one otherwise is refused.
     fixed: ClassVar[dict] = {}
     #: Dotted options of a nested config that the method does not read (FineTune's ``train.epochs``: it runs its
@@ -205,6 +209,7 @@ class Unlearner:
     def __init__(self, model: torch.nn.Module, graph: HeteroData, objective: Objective, config=None, *,
                  val: HeteroData | None = None):
         _check_types(model, graph, objective, val)
+        self._check_not_ensemble(model)
         check_precision(model, type(self).__name__, "unlearn")
         self.model, self.graph, self.objective, self.val = model, graph, objective, val
         # the class itself: SISA took a RecEraserConfig (a subclass) and ignored its partition, pretrain and iterations
@@ -226,6 +231,17 @@ class Unlearner:
         check_finite(model)  # also here: the sharded methods train from it in fit()
         if val is not None:  # here, not when a method first reads it (after training shards, or fine-tuning)
             check_val(model, val)
+
+    def _check_not_ensemble(self, model) -> None:
+        """Raises ``TypeError`` for an ensemble given to a method that does not take one (:attr:`takes_ensemble`):
+        its result kept every removed pair in the ensemble's edge assignment (``pair_keys``), so the deleted edges
+        could be read off the unlearned model."""
+        from .sharding import ShardedRecommender  # sharding builds on this module
+        if isinstance(model, ShardedRecommender) and not self.takes_ensemble:
+            raise TypeError(f"{type(self).__name__}: the model is a fitted SISA/RecEraser ensemble "
+                            "(ShardedRecommender), which stores its training edges: unlearn it with the method that "
+                            "fitted it (it retrains the shards holding the request and drops its pairs), or give "
+                            f"{type(self).__name__} a single model")
 
     def _check_graph(self) -> None:
         """The checks where model, graph and objective meet (see the class docstring). Those that read every

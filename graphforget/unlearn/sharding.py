@@ -213,6 +213,9 @@ class ShardedRecommender(Recommender):
         self.register_buffer("pair_shard", shard_of.to(keys.device)[order])
         if aggregation != "mean" and self.embedding_dim is None:
             raise ValueError(attention_needs_width(first))
+        widths = sorted({getattr(m, "embedding_dim", None) for m in shards}, key=str)
+        if aggregation != "mean" and len(widths) > 1:  # the attention stacks the shards' embeddings
+            raise ValueError(f"the attention aggregation needs shards of one embedding_dim, got {widths}")
         if isinstance(aggregation, ShardAttention):
             if aggregation.num_shards != len(shards) or aggregation.embedding_dim != self.embedding_dim:
                 raise ValueError("the ShardAttention's num_shards/embedding_dim do not match the shards")

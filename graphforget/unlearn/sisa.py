@@ -223,6 +223,7 @@ class SISA(Unlearner):
     reads_edge_weight = False  # the shard graphs drop it (split_graph)
     Config = SISAConfig
     needs_fit = True
+    takes_ensemble = True
 
     @classmethod
     def continues_own_result(cls) -> bool:
