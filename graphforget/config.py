@@ -65,6 +65,19 @@ INT_LIMIT = 2 ** 62
 #: (Adam's lr of 1e300 failed with "value cannot be converted to type float without overflow").
 FLOAT_LIMIT = float(torch.finfo(torch.float32).max)
 
+#: Learning rates lie in ``(0, LR_LIMIT]``: Adam's first step divides the rate by ``1 - beta1 = 0.1``, and a rate of
+#: 1e38, finite in float32, overflowed there with torch's message, naming no field.
+LR_LIMIT = 0.1 * FLOAT_LIMIT
+
+
+def lr_rule(lr: float, optional: bool = False) -> tuple[bool, str]:
+    """The :func:`check_fields` rule of a learning rate (``optional``: ``None`` is one too)."""
+    low = "None or > 0" if optional else "must be > 0"
+    if optional and lr is None:
+        return True, low
+    too_large = f"must be at most {LR_LIMIT:.4g} (Adam's first step divides it by 0.1)"
+    return 0 < lr <= LR_LIMIT, low if lr <= 0 else too_large
+
 
 def is_seed(value: Any) -> bool:
     """Whether ``value`` is an integer in ``[0, SEED_LIMIT)``."""

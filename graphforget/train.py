@@ -14,7 +14,8 @@ from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
 from .clock import Stopwatch
-from .config import check_fields, check_instances, check_types, gradients_on, modes_kept, recheck, wrapped_seed
+from .config import (check_fields, check_instances, check_types, gradients_on, lr_rule, modes_kept, recheck,
+                     wrapped_seed)
 from .data.adjacency import hold_graph
 from .data.interactions import (EDGE, check_interactions, check_model_fits, check_pair_ids, check_pair_tensor,
                                 check_unique_pairs, num_items)
@@ -92,7 +93,7 @@ class TrainConfig:
     def __post_init__(self):
         check_types(self)
         check_fields(self, {"optimizer": (self.optimizer in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
-                            "epochs": (self.epochs >= 1, "must be >= 1"), "lr": (self.lr > 0, "must be > 0"),
+                            "epochs": (self.epochs >= 1, "must be >= 1"), "lr": lr_rule(self.lr),
                             "batch_size": (self.batch_size >= 0, "must be >= 0"),
                             "patience": (self.patience >= 0, "must be >= 0"), "tol": (self.tol > 0, "must be > 0"),
                             "data_parallel": (not (self.data_parallel and self.optimizer == "lbfgs"),

@@ -47,6 +47,11 @@ def _float_fields(cls) -> list[str]:
     # Adam's lr converted to float32 failed inside torch: "value cannot be converted to type float without overflow"
     (lambda: TrainConfig(lr=1e300), "TrainConfig.lr: must be finite in float32: an absolute value at most 3.403e+38 "
                                     "(got 1e+300)"),
+    # finite in float32, but Adam's first step divides it by 0.1: torch's overflow message again, naming no field
+    (lambda: TrainConfig(lr=1e38), "TrainConfig.lr: must be at most 3.403e+37 (Adam's first step divides it by 0.1)"),
+    (lambda: UnlearnRecConfig(lr=1e38), "UnlearnRecConfig.lr: must be at most 3.403e+37"),
+    (lambda: UnlearnRecConfig(finetune_lr=1e38), "UnlearnRecConfig.finetune_lr: must be at most 3.403e+37"),
+    (lambda: SolverConfig(name="adam", lr=1e38), "IFRUConfig.solver.lr: must be at most 3.403e+37"),
     (lambda: TrainConfig(progress=1), "TrainConfig.progress: must be a bool (got 1)"),
     (lambda: RetrainConfig(seed="a"), "RetrainConfig.seed: must be an int (got 'a')"),
     (lambda: RetrainConfig(train=3), "RetrainConfig.train: must be a TrainConfig or a dict of its fields (got 3)"),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import warnings
 
 import pytest
@@ -147,6 +148,36 @@ def test_encoder_propagate_over_a_built_matrix_is_influence():
     torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)  # influence weighs in float32
     mf, final = InfluenceEncoder(4, 3, 5, 0), final.float()  # L = 0 reads no matrix
     assert torch.equal(mf.propagate(final, None, mask), mf.influence(final, edge_index, edge_weight, mask))
+
+
+@pytest.mark.parametrize("argument, value, requirement", [
+    ("num_layers", -1, "an integer >= 0"), ("num_layers", 2.5, "an integer >= 0"), ("num_users", 0, "an integer >= 1"),
+    ("alpha", float("nan"), "a finite number"), ("withdraw_init", float("inf"), "a finite number"),
+    ("restrict_to_request", "no", "a bool")])
+def test_the_encoder_refuses_bad_arguments_by_name(argument, value, requirement):
+    """-1 layers ran as 0 and alpha=nan was taken (the encoder is public)."""
+    arguments = {**dict(num_users=4, num_items=3, embedding_dim=5, num_layers=2), argument: value}
+    with pytest.raises(ValueError, match=re.escape(f"InfluenceEncoder: {argument} must be {requirement}, got ")):
+        InfluenceEncoder(**arguments)
+
+
+def test_the_encoder_refuses_inputs_of_another_graph_by_name():
+    """Ids past its N nodes reached torch's unchecked CSR build, and the process aborted; an [N, 1] input was
+    broadcast."""
+    encoder, final = InfluenceEncoder(4, 3, 5, 2), torch.randn(7, 5)
+    edge_index, edge_weight = influence_dependency_matrix(torch.tensor([[0, 3], [0, 5]]), 4, 6)  # item 5: node 9
+    mask = torch.zeros(7, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"InfluenceEncoder: edge_index holds node id 9 at position \d+, outside "
+                                         r"\[0, 7\)"):
+        encoder(final, edge_index, edge_weight, mask)
+    edge_index, edge_weight = influence_dependency_matrix(torch.tensor([[0, 3], [0, 2]]), 4, 3)
+    with pytest.raises(ValueError, match=r"edge_weight must have shape \[\d+\]"):
+        encoder(final, edge_index, edge_weight[:-1], mask)
+    with pytest.raises(ValueError, match=r"final must have shape \[N, d\] = \[7, 5\], got \[7, 1\]"):
+        encoder(final[:, :1], edge_index, edge_weight, mask)
+    with pytest.raises(ValueError, match=r"node_mask must have shape \[N\] = \[7\], got \[6\]"):
+        encoder(final, edge_index, edge_weight, mask[:6])
+    assert encoder(final, edge_index, edge_weight, mask).shape == (7, 5)
 
 
 def test_mlp_is_identity_at_init():
@@ -629,7 +660,50 @@ def test_an_encoder_loads_only_for_the_model_graph_and_options_it_was_pretrained
     del legacy["pretrained_for"]
     torch.save(legacy, tmp_path / "legacy.pt")
     with pytest.warns(RuntimeWarning, match="does not say what it was pre-trained for"):
-        UnlearnRec(model, graph, objective, quick_config()).load_encoder(tmp_path / "legacy.pt")
+        unrecorded = UnlearnRec(model, graph, objective, quick_config()).load_encoder(tmp_path / "legacy.pt")
+    # saved again, it still does not say: it had been saved as pre-trained for this model, and loaded so unwarned
+    unrecorded.save_encoder(tmp_path / "again.pt")
+    assert torch.load(tmp_path / "again.pt", weights_only=True)["pretrained_for"] is None
+    with pytest.warns(RuntimeWarning, match="does not say what it was pre-trained for"):
+        UnlearnRec(model, graph, objective, quick_config()).load_encoder(tmp_path / "again.pt")
+
+
+def test_a_diverged_pre_training_is_refused_and_leaves_the_encoder_as_it_was(trained, tmp_path):
+    """tau=1e-40 passes the config's checks, and pre-training made the encoder NaN: fit() reported it fitted,
+    save_encoder() wrote it and load_encoder() read it; the first request failed, blaming the fine-tuning."""
+    model, graph, objective = trained
+    unlearner = UnlearnRec(model, graph, objective, quick_config(pretrain_epochs=1, tau=1e-40, batch_size=64))
+    before = copy.deepcopy(unlearner.encoder.state_dict())
+    with pytest.raises(UnlearningFailed, match=r"UnlearnRec's encoder has non-finite parameters: h0.*: pre-training "
+                                               r"diverged \(try a smaller lr, or a larger tau\)"):
+        unlearner.fit()
+    assert not unlearner.fitted and all(torch.equal(v, before[k]) for k, v in unlearner.encoder.state_dict().items())
+    good = UnlearnRec(model, graph, objective, quick_config(pretrain_epochs=1, batch_size=64)).fit()
+    good.save_encoder(tmp_path / "encoder.pt")
+    state = torch.load(tmp_path / "encoder.pt", weights_only=True)
+    state["encoder"]["withdraw"][0] = float("nan")  # as an earlier version saved a diverged pre-training
+    state["encoder_sha256"] = tensors_sha256(*state["encoder"].values())
+    torch.save(state, tmp_path / "nan.pt")
+    with pytest.raises(ValueError, match=r"nan.pt holds a diverged pre-training"):
+        UnlearnRec(model, graph, objective, quick_config(pretrain_epochs=1, batch_size=64)).load_encoder(
+            tmp_path / "nan.pt")
+
+
+def test_fit_refuses_what_unlearn_refuses_edited_since_construction(trained):
+    """fit() ran none of unlearn()'s checks: resample_every=0 edited in failed with a ZeroDivisionError, a NaN
+    written into the model gave a NaN encoder, reported fitted."""
+    model, graph, objective = trained
+    unlearner = UnlearnRec(model, graph, objective, quick_config(pretrain_epochs=1))
+    unlearner.config.resample_every = 0
+    with pytest.raises(ValueError, match=re.escape("UnlearnRecConfig.resample_every: must be >= 1 (got 0)")):
+        unlearner.fit()
+    model = copy.deepcopy(model)
+    unlearner = UnlearnRec(model, graph, objective, quick_config(pretrain_epochs=1))
+    with torch.no_grad():
+        model.user_emb.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="the model has non-finite parameters: user_emb.weight"):
+        unlearner.fit()
+    assert not unlearner.fitted
 
 
 def test_pre_training_shows_a_bar_when_the_run_does(trained, capsys):

@@ -288,7 +288,15 @@ class Unlearner:
         self._fitted_on = current, digest
 
     def fit(self) -> "Unlearner":
-        """Prepares the method before any request (see the class docstring); returns ``self``."""
+        """Prepares the method before any request (see the class docstring); returns ``self``.
+
+        Raises:
+            ValueError: as :meth:`unlearn`, for a config, model or graph edited since construction (a
+                ``resample_every`` of 0, a NaN written into the model: the preparation had run on them).
+        """
+        self._check_config()
+        check_finite(self.model)
+        self._check_graph()
         with Stopwatch(self.graph[EDGE].edge_index.device) as watch, gradients_on():
             info = self._fit()
         self._record_fitted_on()  # first: a fit that fails here leaves the method unfitted

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -46,10 +47,10 @@ from torch_geometric.utils import to_torch_csr_tensor
 from tqdm.auto import tqdm
 
 from ..data.adjacency import quiet_csr
-from ..data.interactions import EDGE, bipartite_to_homogeneous, check_pairs_in_range, check_unique_pairs, \
-    num_items, num_users, pair_keys, symmetric_edge_weight, without_edges
+from ..data.interactions import EDGE, bipartite_to_homogeneous, check_ids_in_range, check_pair_tensor, \
+    check_pairs_in_range, check_unique_pairs, num_items, num_users, pair_keys, symmetric_edge_weight, without_edges
 from ..clock import Stopwatch
-from ..config import check_fields, check_types, gradients_on, wrapped_seed
+from ..config import check_fields, check_types, gradients_on, is_integer, is_real, lr_rule, wrapped_seed
 from ..influence.hvp import sparse_embeddings
 from ..io import atomic_write, tensors_sha256, unchanged, versions
 from ..models.base import running_statistics, table_mask
@@ -92,7 +93,8 @@ class UnlearnRecConfig:
         withdraw_init: initial withdraw rate of every node.
         leaky_slope: negative slope of the MLP's LeakyReLU.
         encoder_layers: :math:`L`; ``None`` takes the backbone's receptive field.
-        request_ratio: ``(low, high)`` share of training edges in a simulated request, drawn uniformly.
+        request_ratio: ``(low, high)`` share of the positive training edges (those labelled above 0, and observed
+            where the graph marks it) in a simulated request, drawn uniformly.
         pretrain_epochs: passes over the remaining edges during pre-training (0: leave the encoder at
             its initialisation).
         resample_every: epochs between two simulated requests.
@@ -150,11 +152,12 @@ class UnlearnRecConfig:
         rules = {name: (getattr(self, name) >= 0, "must be >= 0")
                  for name in ("l_u", "l_p", "l_c", "alpha", "pretrain_epochs", "finetune_epochs", "batch_size",
                               "leaky_slope", "withdraw_init")}
-        rules.update({name: (getattr(self, name) > 0, "must be > 0") for name in ("tau", "contrastive_tau", "lr")})
+        rules.update({name: (getattr(self, name) > 0, "must be > 0") for name in ("tau", "contrastive_tau")})
         rules.update({name: (getattr(self, name) >= 1, "must be >= 1")
                       for name in ("resample_every", "preserve_pairs", "contrastive_nodes")})
         rules.update({
-            "finetune_lr": (self.finetune_lr is None or self.finetune_lr > 0, "None or > 0"),
+            "lr": lr_rule(self.lr),
+            "finetune_lr": lr_rule(self.finetune_lr, optional=True),
             "max_loss_increase": (self.max_loss_increase is None or self.max_loss_increase > 0, "None or > 0"),
             "max_val_auc_drop": (self.max_val_auc_drop is None or self.max_val_auc_drop > 0, "None or > 0"),
             "request_ratio": (0 < low <= high < 1, "(low, high) with 0 < low <= high < 1"),
@@ -221,6 +224,9 @@ class InfluenceEncoder(nn.Module):
     def __init__(self, num_users: int, num_items: int, embedding_dim: int, num_layers: int, alpha: float = 0.1,
                  withdraw_init: float = 0.002, leaky_slope: float = 0.99, restrict_to_request: bool = True):
         super().__init__()
+        _check_encoder_arguments(dict(num_users=num_users, num_items=num_items, embedding_dim=embedding_dim,
+                                      num_layers=num_layers, alpha=alpha, withdraw_init=withdraw_init,
+                                      leaky_slope=leaky_slope, restrict_to_request=restrict_to_request))
         self.num_users, self.num_items, self.num_layers = num_users, num_items, num_layers
         self.alpha, self.restrict_to_request = alpha, restrict_to_request
         num_nodes = num_users + num_items
@@ -233,6 +239,13 @@ class InfluenceEncoder(nn.Module):
         r""":math:`\Delta\mathbf{E}` ``[N, d]`` from the backbone's final embeddings ``final [N, d]`` and the
         dependency matrix ``(edge_index, edge_weight)`` (see :func:`influence_dependency_matrix`);
         ``node_mask [N]`` marks the request's nodes."""
+        num_nodes = self.num_users + self.num_items
+        check_pair_tensor(edge_index, "InfluenceEncoder: edge_index")  # out of range, torch's CSR build crashed
+        for row in edge_index:  # named by column
+            check_ids_in_range(row, num_nodes, "InfluenceEncoder: edge_index holds node")
+        if tuple(edge_weight.shape) != (edge_index.size(1),):
+            raise ValueError(f"InfluenceEncoder: edge_weight must have shape [{edge_index.size(1)}] (one per edge of "
+                             f"edge_index), got {list(edge_weight.shape)}")
         adjacency = None
         if self.num_layers:
             size = (final.size(0), final.size(0))
@@ -243,6 +256,12 @@ class InfluenceEncoder(nn.Module):
     def propagate(self, final: Tensor, adjacency: Tensor | None, node_mask: Tensor | None) -> Tensor:
         """:meth:`influence` over the dependency matrix already built as a CSR tensor ``[N, N]`` (``None`` for
         :math:`L = 0`, where it is not read)."""
+        if tuple(final.shape) != tuple(self.h0.shape):  # an [N, 1] input was broadcast
+            raise ValueError(f"InfluenceEncoder: final must have shape [N, d] = {list(self.h0.shape)}, got "
+                             f"{list(final.shape)}")
+        if node_mask is not None and tuple(node_mask.shape) != (self.h0.size(0),):
+            raise ValueError(f"InfluenceEncoder: node_mask must have shape [N] = [{self.h0.size(0)}], got "
+                             f"{list(node_mask.shape)}")
         x = self.h0 - self.alpha * (self.withdraw * final)
         # The dependency matrix is symmetric: LightGCN's propagation engine (one sparse product a layer).
         delta = layer_sum(adjacency, x, self.num_layers)
@@ -257,6 +276,22 @@ class InfluenceEncoder(nn.Module):
     def extra_repr(self) -> str:
         return (f"num_users={self.num_users}, num_items={self.num_items}, num_layers={self.num_layers}, "
                 f"alpha={self.alpha}, restrict_to_request={self.restrict_to_request}")
+
+
+def _check_encoder_arguments(arguments: dict) -> None:
+    """Raises naming the argument of :class:`InfluenceEncoder`: sizes that are not integers of at least 1
+    (``num_layers``: 0), numbers that are not finite, a ``restrict_to_request`` that is not a bool (-1 layers had run
+    as 0, ``alpha=nan`` was taken)."""
+    for name, value in arguments.items():
+        if name == "restrict_to_request":
+            valid, requirement = isinstance(value, bool), "a bool"
+        elif name in ("alpha", "withdraw_init", "leaky_slope"):
+            valid, requirement = is_real(value) and math.isfinite(value), "a finite number"
+        else:
+            low = 0 if name == "num_layers" else 1
+            valid, requirement = is_integer(value) and value >= low, f"an integer >= {low}"
+        if not valid:
+            raise ValueError(f"InfluenceEncoder: {name} must be {requirement}, got {value!r}")
 
 
 class _Shift(nn.Module):
@@ -435,7 +470,7 @@ class UnlearnRec(Unlearner):
                                             cfg.withdraw_init, cfg.leaky_slope, cfg.restrict_to_request
                                             ).to(graph[EDGE].edge_index.device, table.dtype)
         self._built_from = {name: getattr(cfg, name) for name in ENCODER_BUILD_OPTIONS}  # see _check_built_from
-        self._encoder_for, self._encoder_versions = None, []  # set by fit() and load_encoder()
+        self._encoder_for, self._encoder_versions, self._record_known = None, [], True  # set by fit(), load_encoder()
         self.untouched = self._untouched()
         if self.val is None or self.config.max_val_auc_drop is None:
             judge = ("no acceptance test judges a result" if self.config.max_loss_increase is None else
@@ -570,7 +605,7 @@ class UnlearnRec(Unlearner):
             raise NotFittedError("UnlearnRec.save_encoder() needs fit() first: the encoder is not pre-trained")
         encoder = self.encoder.state_dict()
         state = {"encoder": encoder, "encoder_sha256": tensors_sha256(*encoder.values()),
-                 "pretrained_for": self._encoder_for,
+                 "pretrained_for": self._encoder_for if self._record_known else None,
                  "fit_info": {k: v for k, v in self.fit_info.items() if k != "history"}}
         atomic_write(path, lambda handle: torch.save(state, handle))
 
@@ -590,10 +625,12 @@ class UnlearnRec(Unlearner):
                 "backbone": f"{type(self.model).__name__}({config})", "objective": repr(self.objective),
                 "options": options}
 
-    def _remember_pretrained_for(self, record: dict) -> None:
+    def _remember_pretrained_for(self, record: dict, known: bool = True) -> None:
         """Keeps what the encoder is now pre-trained for, and the versions of the tensors hashed in it: :meth:`_unlearn`
-        hashes them again only after an in-place write."""
-        self._encoder_for, self._encoder_versions = record, self._hashed_versions()
+        hashes them again only after an in-place write. ``known``: whether that is known (a file that did not say
+        is checked against later edits from here on, and saved again it still does not say: it had been saved as
+        pre-trained for this model, and loaded for it without a warning)."""
+        self._encoder_for, self._encoder_versions, self._record_known = record, self._hashed_versions(), known
 
     def _graph_tensors(self) -> list[Tensor]:
         """The training graph's tensors an encoder is pre-trained for: the edges, their labels and, when the graph has
@@ -641,8 +678,8 @@ class UnlearnRec(Unlearner):
         Raises:
             FileNotFoundError: no file at ``path``.
             ValueError: ``path`` is not a readable torch file (truncated, foreign), holds no encoder for this
-                model and graph, or was pre-trained for another model, backbone, objective, graph or options, or an
-                option the encoder is built from was edited on ``config`` since construction.
+                model and graph or a non-finite one, or was pre-trained for another model, backbone, objective, graph
+                or options, or an option the encoder is built from was edited on ``config`` since construction.
         """
         self._check_built_from()
         state = _read_encoder_file(path, self.graph[EDGE].edge_index.device)
@@ -655,9 +692,10 @@ class UnlearnRec(Unlearner):
                 encoder.load_state_dict(state["encoder"])
             except (RuntimeError, KeyError) as error:
                 raise ValueError(f"{path} does not hold an encoder for this model and graph: {error}") from error
+        _check_finite_encoder(encoder, f"{path} holds a diverged pre-training", ValueError)
         self._record_fitted_on()  # checked against this graph: the one it now answers for (first: it may raise)
         self.encoder, self.fitted, self.fit_info = encoder, True, dict(state.get("fit_info", {}))
-        self._remember_pretrained_for(expected)
+        self._remember_pretrained_for(expected, known=state.get("pretrained_for") is not None)
         return self
 
     def _check_pretrained_for(self, path, stored: dict | None, expected: dict) -> None:
@@ -686,6 +724,7 @@ class UnlearnRec(Unlearner):
         try:
             with seeded_global_rng(self.config.seed, self.graph[EDGE].edge_index.device):
                 info = self._pretrain()
+            _check_finite_encoder(self.encoder, "pre-training diverged (try a smaller lr, or a larger tau)")
         except BaseException:  # a Ctrl-C left a half-trained encoder in use, saved under the loaded file's record
             self.encoder = before
             raise
@@ -909,6 +948,14 @@ def _mismatch(stored: dict, expected: dict) -> tuple[str, str] | None:
     if changed:
         return f"with other options ({'; '.join(changed)})", "use its options, or pre-train again with these"
     return None
+
+
+def _check_finite_encoder(encoder: nn.Module, why: str, error: type = UnlearningFailed) -> None:
+    """Raises ``error`` when the encoder holds a NaN or an infinity (``why`` says what to do): a diverged pre-training
+    had been reported as fitted and saved, and failed only at the first request, blaming the fine-tuning."""
+    bad = non_finite(encoder)
+    if bad:
+        raise error(f"UnlearnRec's encoder has non-finite {bad}: {why}")
 
 
 def _check_finite_result(model: nn.Module) -> None:

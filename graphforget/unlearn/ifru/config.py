@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ...config import check_fields, check_types, is_integer
+from ...config import check_fields, check_types, is_integer, lr_rule
 from ...influence import SOLVERS
 
 CURVATURES = ("exact", "gauss_newton", "mf_surrogate")
@@ -63,7 +63,7 @@ class SolverConfig:
             "tol": (0 < self.tol < 1, "must be > 0" if self.tol <= 0 else
                     "must be < 1 (a relative residual of 1 is the zero step's)"),
             "max_iter": (self.max_iter >= 1, "must be an integer >= 1"),
-            "lr": (self.lr > 0, "must be > 0"),
+            "lr": lr_rule(self.lr),
         }, "IFRUConfig.solver")
         check_fields(self, {  # else recorded with the run, and never read
             "lr": (self.name == "adam" or self.lr == SolverConfig.lr,
