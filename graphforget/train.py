@@ -327,9 +327,15 @@ def _check_inputs(model: torch.nn.Module, graph: HeteroData, objective: Objectiv
     check_unique_pairs(graph[EDGE].edge_index, num_items(graph), "the training graph")  # as Retrain refuses it
     check_model_fits(model, graph)
     check_precision(model, "train", "train")
-    if not any(p.requires_grad for p in model.parameters()):  # torch's optimizer would say "an empty parameter list"
-        raise ValueError("the model has no trainable parameter (every requires_grad is False): nothing to train")
+    check_trainable(model, "train", "nothing to train")  # torch's optimizer would say "an empty parameter list"
     check_labels_train(graph, objective)
+
+
+def check_trainable(model: torch.nn.Module, who: str, why: str) -> None:
+    """Raises ``ValueError`` for a model without a trainable parameter (a model frozen for serving), naming ``who``
+    refuses it and ``why``."""
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(f"{who}: the model has no trainable parameter (every requires_grad is False): {why}")
 
 
 def check_optimizer(config: TrainConfig, objective: Objective, who: str = "train") -> None:

@@ -283,6 +283,19 @@ def test_a_model_without_a_trainable_parameter_is_refused_by_name(split, optimiz
             random_edges(split.train, 0.01, seed=0))
 
 
+@pytest.mark.parametrize("method", ["ifru", "scif"])
+def test_the_influence_methods_refuse_a_frozen_model_by_name(split, method):
+    """A model frozen for serving: IFRU and SCIF moved none of its rows and returned it unchanged, trusted."""
+    model = fresh(MF, split).requires_grad_(False)
+    unlearner = METHODS[method](model, split.train, BCEObjective())
+    with pytest.raises(ValueError, match=rf"^{METHODS[method].__name__}: the model has no trainable parameter .*: "
+                                         "the step moves only the trainable ones"):
+        unlearner.unlearn(random_edges(split.train, 0.01, seed=0))
+    model.requires_grad_(True)  # unfrozen, the same unlearner moves it
+    result = unlearner.unlearn(random_edges(split.train, 0.01, seed=0))
+    assert not torch.equal(result.model.user_emb.weight, model.user_emb.weight)
+
+
 class DroppedMF(MF):
     """MF with dropout on its user rows: it draws from torch's global random state in train mode."""
 

@@ -22,6 +22,7 @@ from ...influence import (AndersonMixing, ContrastiveTerm, DotProductOperator, G
 from ...influence.hvp import nodes_graph
 from ...models.base import running_statistics
 from ...objectives import Objective
+from ...train import check_trainable
 from ..base import (Unlearner, UnlearningFailed, UntrustedWarning, non_finite_at, refuse_no_remaining_edge,
                     warn_caller)
 from ..registry import register
@@ -235,6 +236,8 @@ class IFRU(Unlearner):
         return self._of_training_edges(message_passing_degrees)
 
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData):
+        # a frozen model (requires_grad_(False) for serving) came back unchanged, trusted
+        check_trainable(self.model, type(self).__name__, "the step moves only the trainable ones (unfreeze them)")
         # else the step would fit the L2 alone (or nothing, without L2), and call it trusted
         refuse_no_remaining_edge(remaining, type(self).__name__, "for the step to fit (a model of no data is an "
                                  "untrained one)")
