@@ -80,8 +80,9 @@ def _check_pairs(graph: HeteroData, pairs, what: str) -> Tensor:
 
 
 def _check_graph(graph: HeteroData, what: str) -> None:
-    """:func:`~graphforget.data.check_interactions`, and finite labels (a NaN read as no interaction and lost its
-    edge's vote), naming ``what`` graph: a malformed one failed deep inside with an AttributeError or IndexError."""
+    """:func:`~graphforget.data.check_interactions`, and labels of 0 or 1 (a NaN read as no interaction and lost its
+    edge's vote; ratings 2 and 5 read as two likes), naming ``what`` graph: a malformed one failed deep inside with an
+    AttributeError or IndexError."""
     try:
         check_interactions(graph)
     except ValueError as error:
@@ -89,6 +90,11 @@ def _check_graph(graph: HeteroData, what: str) -> None:
     label = graph[EDGE].edge_label
     if label.is_floating_point() and not bool(torch.isfinite(label).all()):
         raise ValueError(f"{what}: edge_label holds {int((~torch.isfinite(label)).sum())} NaN or infinite values")
+    other = label[(label != 0) & (label != 1)]
+    if other.numel():
+        raise ValueError(f"{what}: edge_label must be 0 or 1 (1: an interaction, 0: a non-interaction), got "
+                         f"{other.numel()} other values, e.g. {other[:3].tolist()}: binarise ratings first "
+                         "(graphforget.data.binarize)")
 
 
 def _check_model_graph(pair, what: str, graph: HeteroData) -> tuple[torch.nn.Module, HeteroData]:
@@ -666,7 +672,7 @@ def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, bef
             duplicated; ``before``/``reference`` that are not (model, graph) pairs of the same node counts; a
             request that is not in ``before``'s graph; no matched non-member at all; a matched non-member that is an
             edge of ``graph`` or of the reference's (a graph that grew since ``before``'s); a model that does not
-            fit its graph or returns non-finite scores; a malformed graph, or one with NaN labels.
+            fit its graph or returns non-finite scores; a malformed graph, or one with labels other than 0 or 1.
     """
     _check_graph(graph, "the graph")
     check_model_fits(model, graph)

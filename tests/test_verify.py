@@ -731,7 +731,10 @@ def test_malformed_graphs_are_refused_by_name_where_verification_reads_them(plan
                             (variant(planted, edge_label=torch.ones(5)), f"edge_label must have shape [{count}]"),
                             (variant(planted, edge_index=edges), f"edge_index holds item id {num_items(planted) + 5}"),
                             (variant(planted, edge_label=torch.full((count,), float("nan"))),
-                             f"edge_label holds {count} NaN or infinite values")]:
+                             f"edge_label holds {count} NaN or infinite values"),
+                            # ratings: a dislike of 2 was read as a like, and the attack changed its statistic
+                            (variant(planted, edge_label=3 * planted[EDGE].edge_label + 2),
+                             f"edge_label must be 0 or 1 (1: an interaction, 0: a non-interaction), got {count}")]:
         with pytest.raises(ValueError, match="^the before graph: " + re.escape(message)):
             verify_forgetting(model, after, request, before=(other, before))
     with pytest.raises(ValueError, match="^the graph: the training graph needs an edge_label per edge"):
