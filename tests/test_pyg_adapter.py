@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch_geometric.nn import ARMAConv, ChebConv, EGConv, GCNConv, LGConv, MixHopConv, SAGEConv, SGConv, SSGConv
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
+from torch_geometric.nn.norm import GraphNorm, GraphSizeNorm, InstanceNorm, LayerNorm, MeanSubtractionNorm, PairNorm
 from torch_geometric.utils import to_dense_adj
 
 from graphforget import BCEObjective, BPRObjective, TrainConfig, train
@@ -774,6 +775,19 @@ def test_a_module_with_another_call_convention_is_refused_naming_the_call(graph)
             PyGRecommender(keywords, U, I, receptive_field=1, edge_weight=True)
     keywords.conv = EGConv(4, 4, aggregators=["sum"], num_heads=2)  # a sum: exact on a subgraph
     assert PyGRecommender(keywords, U, I, receptive_field=1, edge_weight=True).supports_edge_weight
+    # SAGEConv's normalize scales each row alone: exact on a subgraph (it had been refused, advised normalize=False)
+    keywords.conv = SAGEConv(4, 4, normalize=True)
+    assert PyGRecommender(keywords, U, I, receptive_field=1, edge_weight=True).supports_edge_weight
+    # statistics over every node of the graph given: PairNorm scored 3.55 away on a subgraph, and IFRU's step was off
+    for norm in (PairNorm(), GraphNorm(4), GraphSizeNorm(), MeanSubtractionNorm(), LayerNorm(4, mode="graph"),
+                 InstanceNorm(4)):
+        keywords.norm = norm
+        with pytest.raises(ValueError, match=rf"edge_weight=True\): norm \({type(norm).__name__}\) of Keywords "
+                                             "normalise by the degrees of the graph they are given, or by statistics"):
+            PyGRecommender(keywords, U, I, receptive_field=1, edge_weight=True)
+    for norm in (LayerNorm(4, mode="node"), InstanceNorm(4, track_running_stats=True)):  # per node in eval mode
+        keywords.norm = norm
+        assert PyGRecommender(keywords, U, I, receptive_field=1, edge_weight=True).supports_edge_weight
 
 
 @pytest.mark.parametrize("module", [PyGLightGCN, OwnCode])

@@ -8,7 +8,8 @@ from typing import Mapping
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
-from torch_geometric.nn import ARMAConv, ChebConv, EGConv, MixHopConv, SGConv, SSGConv
+from torch_geometric.nn import ARMAConv, ChebConv, EGConv, MixHopConv, SAGEConv, SGConv, SSGConv
+from torch_geometric.nn import norm as pyg_norm
 from torch_geometric.nn import Linear as PyGLinear
 from torch_geometric.nn.models import LightGCN
 
@@ -307,25 +308,38 @@ def _refuse_missing_edge_weight(module: nn.Module) -> None:
 ALWAYS_NORMALIZING = (SGConv, SSGConv, ChebConv, ARMAConv, MixHopConv)
 
 
+#: PyG's normalisations whose statistics are those of every node of the graph they are given (without ``batch``).
+GRAPH_NORMS = (pyg_norm.PairNorm, pyg_norm.GraphNorm, pyg_norm.GraphSizeNorm, pyg_norm.MeanSubtractionNorm)
+
+
 def _normalizes(layer: nn.Module) -> bool:
     """Whether ``layer`` normalises by the degrees of the graph it is given (both ends' degrees: a mean over a
-    node's neighbours is exact on a k-hop subgraph, which holds every neighbour of the nodes it scores)."""
+    node's neighbours is exact on a k-hop subgraph, which holds every neighbour of the nodes it scores) or by
+    statistics over all of its nodes (:data:`GRAPH_NORMS`, a graph-mode ``LayerNorm``, an ``InstanceNorm`` without
+    running statistics: IFRU runs the model in eval mode, where the others read their running ones). ``SAGEConv``'s
+    ``normalize`` scales each output row alone."""
     if isinstance(layer, EGConv):
         return "symnorm" in layer.aggregators
-    return getattr(layer, "normalize", False) is True or isinstance(layer, ALWAYS_NORMALIZING)
+    if isinstance(layer, pyg_norm.LayerNorm):
+        return layer.mode == "graph"
+    if isinstance(layer, pyg_norm.InstanceNorm):
+        return not layer.track_running_stats
+    degree_normalized = getattr(layer, "normalize", False) is True and not isinstance(layer, SAGEConv)
+    return degree_normalized or isinstance(layer, ALWAYS_NORMALIZING + GRAPH_NORMS)
 
 
 def _refuse_normalizing_layers(module: nn.Module) -> None:
     """Raises ``ValueError`` naming the layers that normalise by themselves (``normalize=True``, the default of
     ``LGConv`` and ``GCNConv``, or :func:`_normalizes`) under ``edge_weight=True``: they normalise the
-    whole graph's weights again by the degrees of the graph they are given, so on a k-hop subgraph the model is not
-    the whole graph's, and IFRU's local step would be off without a word."""
+    whole graph's weights again by the degrees of the graph they are given (or its nodes by their statistics), so on a
+    k-hop subgraph the model is not the whole graph's, and IFRU's local step would be off without a word."""
     layers = [f"{name} ({type(layer).__name__})" for name, layer in module.named_modules() if _normalizes(layer)]
     if layers:
         raise ValueError(f"PyGRecommender(edge_weight=True): {', '.join(layers)} of {type(module).__name__} normalise "
-                         "by the degrees of the graph they are given, so the model is not exact on the k-hop subgraphs "
-                         "IFRU computes on: build them with normalize=False where they have it (the weights passed are "
-                         "normalised), or leave edge_weight=False")
+                         "by the degrees of the graph they are given, or by statistics over all of its nodes, so the "
+                         "model is not exact on the k-hop subgraphs IFRU computes on: build the convolutions with "
+                         "normalize=False where they have it (the weights passed are normalised), or leave "
+                         "edge_weight=False (IFRU then computes on the whole graph)")
 
 
 def _forward_parameters(module: nn.Module) -> list[inspect.Parameter] | None:
