@@ -207,7 +207,8 @@ def recall_ndcg_at_k(model, graph: HeteroData, test: HeteroData, k: int = 20, ba
     ``score_all`` in eval mode (every module's mode restored); for a model that scores by the dot products of
     ``embed`` (:attr:`~graphforget.models.Recommender.scores_by_dot_product`), ``embed`` is computed once for
     every batch. Scores that are not finite (a diverged training, or finite rows whose products overflow) are
-    refused with ``ValueError``, as every metric refuses them.
+    refused with ``ValueError``, as every metric refuses them, and so are test positives that are training
+    interactions of ``graph`` (masked, they could never be recalled).
     """
     if not is_integer(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -218,6 +219,7 @@ def recall_ndcg_at_k(model, graph: HeteroData, test: HeteroData, k: int = 20, ba
     device = graph[EDGE].edge_index.device
     train = message_passing_edges(graph)
     test_ei = test[EDGE].edge_index[:, _test_labels(test, graph) > 0].to(device).long()
+    _refuse_masked_positives(test_ei, train, num_items(graph))
     users = test_ei[0].unique()
     if users.numel() == 0:  # no user to average over (0 would be a figure nobody earned)
         return {f"recall@{k}": math.nan, f"ndcg@{k}": math.nan}
@@ -234,6 +236,16 @@ def recall_ndcg_at_k(model, graph: HeteroData, test: HeteroData, k: int = 20, ba
             mine = local[test_ei[0]] >= 0
             totals += torch.stack(_expected_recall_ndcg(scores, local[test_ei[0][mine]], test_ei[1][mine], k)).cpu()
     return {f"recall@{k}": float(totals[0]) / users.numel(), f"ndcg@{k}": float(totals[1]) / users.numel()}
+
+
+def _refuse_masked_positives(positives: Tensor, train: Tensor, items: int) -> None:
+    """Raises ``ValueError`` for test positives among the training interactions: masked, they are never ranked, and
+    counted as misses (the training pairs given as the test set scored 0, with no word)."""
+    masked = torch.isin(pair_keys(positives, items), pair_keys(train, items))
+    if bool(masked.any()):
+        first = positives[:, masked].t()[:3].tolist()
+        raise ValueError(f"{int(masked.sum())} of the test positives are training interactions of the graph, e.g. "
+                         f"{first}: they are masked from the ranking, so never recalled; evaluate on held-out pairs")
 
 
 def _expected_recall_ndcg(scores: Tensor, rows: Tensor, items: Tensor, k: int) -> tuple[Tensor, Tensor]:

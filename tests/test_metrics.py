@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import re
 
 import pytest
 import torch
@@ -325,18 +326,19 @@ def test_metrics_refuse_what_they_cannot_score_or_rank_by_name():
         broken.user_emb.weight[1] = float("nan")
     with pytest.raises(ValueError, match="the model's scores hold 1 NaN or infinite values"):
         evaluate_auc(broken, graph, graph)
+    held_out = make_interactions(torch.tensor([[0, 1], [1, 2]]), num_users=4, num_items=3)  # ranked: not in graph
     with pytest.raises(ValueError, match="NaN or infinite values"):
-        recall_ndcg_at_k(broken, graph, graph)
+        recall_ndcg_at_k(broken, graph, held_out)
     with pytest.raises(ValueError, match="NaN or infinite values"):
         mean_probability(broken, graph, torch.tensor([[1], [0]]))
     overflowing = copy.deepcopy(model)  # finite rows, as a diverged Adam leaves them: their products overflow
     with torch.no_grad():
         overflowing.user_emb.weight[0] = 1e20
         overflowing.item_emb.weight[0] = torch.tensor([1e20, -1e20])
-    for metric in (evaluate_auc, recall_ndcg_at_k):  # Recall@K had ranked the infinities and the NaN
+    for metric, test in ((evaluate_auc, graph), (recall_ndcg_at_k, held_out)):  # Recall@K had ranked the infinities
         with pytest.raises(ValueError, match="the model's scores hold 1 NaN or infinite values: its parameters are "
                                              r"non-finite or too large \(a diverged training\?\)"):
-            metric(overflowing, graph, graph)
+            metric(overflowing, graph, test)
     for edges, message in [(torch.tensor([[0, 1], [1, 2], [3, 3]]), r"\[2, T\] .* got \[3, 2\]"),
                            (torch.tensor([0, 1]), r"got \[2\]"), (torch.zeros(2, 0, dtype=torch.long), r"got \[2, 0\]"),
                            (torch.tensor([[0.], [1.]]), "got dtype torch.float32")]:
@@ -357,9 +359,9 @@ def test_metrics_refuse_what_they_cannot_score_or_rank_by_name():
         with pytest.raises(ValueError, match="the test set's edge_index holds integer .* got dtype torch.float32"):
             metric(model, graph, floats)
     for dtype in (torch.int16, torch.uint8):
-        narrow = graph.clone()
-        narrow[EDGE].edge_index = graph[EDGE].edge_index.to(dtype)
-        assert recall_ndcg_at_k(model, graph, narrow, k=2) == recall_ndcg_at_k(model, graph, graph, k=2)
+        narrow = held_out.clone()
+        narrow[EDGE].edge_index = held_out[EDGE].edge_index.to(dtype)
+        assert recall_ndcg_at_k(model, graph, narrow, k=2) == recall_ndcg_at_k(model, graph, held_out, k=2)
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got -1"):
         recall_ndcg_at_k(model, graph, graph, batch_size=-1)
     with pytest.raises(ValueError, match="k must be a positive integer, got 2.5"):
@@ -457,15 +459,28 @@ def test_scoring_metrics_score_in_eval_mode_and_restore_every_mode():
 
 
 def test_recall_ndcg_never_ranks_a_masked_training_item_even_with_k_above_the_free_items():
-    # One user, items scored 4 > 3 > 2; item 0 is a training pair and (a split's overlap) a test pair too. With
-    # K = 5 the top-K reached the masked item (score -inf) and counted it as a hit: recall 1 instead of 1/2.
-    model = hand_mf([[1.0]], [[4.0], [3.0], [2.0]])
-    train = make_interactions(torch.tensor([[0], [0]]), num_users=1, num_items=3)
-    test = make_interactions(torch.tensor([[0, 0], [0, 2]]), num_users=1, num_items=3)
-    recall, ndcg = naive_recall_ndcg(model, {(0, 0)}, [(0, 0, 1.0), (0, 2, 1.0)], 3, 5)
-    assert (recall, ndcg) == (pytest.approx(0.5), pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3))))
+    # One user, items scored 4 > 3 > 2 > 1; item 0 is a training pair. With K = 5 the top-K reaches the masked item
+    # (score -inf), which is no hit: the test positives 2 and 3 are ranks 2 and 3 of the free items 1, 2, 3.
+    model = hand_mf([[1.0]], [[4.0], [3.0], [2.0], [1.0]])
+    train = make_interactions(torch.tensor([[0], [0]]), num_users=1, num_items=4)
+    test = make_interactions(torch.tensor([[0, 0], [2, 3]]), num_users=1, num_items=4)
+    recall, ndcg = naive_recall_ndcg(model, {(0, 0)}, [(0, 2, 1.0), (0, 3, 1.0)], 4, 5)
+    assert (recall, ndcg) == (1.0, pytest.approx((1 / math.log2(3) + 0.5) / (1 + 1 / math.log2(3))))
     out = recall_ndcg_at_k(model, train, test, k=5)
     assert (out["recall@5"], out["ndcg@5"]) == (pytest.approx(recall), pytest.approx(ndcg))
+
+
+def test_recall_ndcg_refuses_test_positives_that_are_training_interactions():
+    """Masked, they can never be recalled: the training pairs given as the test set (or the whole graph as the
+    training graph) scored Recall@20 0, with no word. A label-0 test pair among them is no positive, and passes."""
+    model = hand_mf([[1.0]], [[4.0], [3.0], [2.0]])
+    train = make_interactions(torch.tensor([[0, 0], [0, 1]]), num_users=1, num_items=3)
+    test = make_interactions(torch.tensor([[0, 0, 0], [0, 1, 2]]), torch.tensor([1.0, 0.0, 1.0]), 1, 3)
+    with pytest.raises(ValueError, match=re.escape("1 of the test positives are training interactions of the graph, "
+                                                   "e.g. [[0, 0]]: they are masked from the ranking")):
+        recall_ndcg_at_k(model, train, test, k=2)
+    test[EDGE].edge_label = torch.tensor([0.0, 0.0, 1.0])
+    assert recall_ndcg_at_k(model, train, test, k=1)["recall@1"] == 1.0  # item 2, the only free one
 
 
 def test_recall_ndcg_without_a_test_positive_is_nan_not_zero():
