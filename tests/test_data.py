@@ -18,9 +18,9 @@ from graphforget.data import (DATASETS, EDGE, Split, add_negatives, attack_flip,
                               load_movielens_100k, make_interactions, num_items, num_users, planted_communities,
                               propagation_edges, random_edges, random_split, relabel, remove_edges, request_nodes,
                               symmetric_edge_weight, user_edges)
-from graphforget.data import (AdjacencyCache, AdjacencyPattern, adversarial_edges, edge_subgraph, hold_graph,
-                              message_passing_edges, normalized_adjacency, observed_adjacency, pairs_of_keys,
-                              pairs_with_data, without_edges)
+from graphforget.data import (AdjacencyCache, AdjacencyPattern, adversarial_edges, bipartite_adjacency, edge_subgraph,
+                              hold_graph, message_passing_edges, normalized_adjacency, observed_adjacency,
+                              pairs_of_keys, pairs_with_data, without_edges)
 from graphforget.data import interactions
 from torch_geometric.data import HeteroData
 from graphforget.data.interactions import pair_keys
@@ -1604,6 +1604,19 @@ class _Scorer(torch.nn.Module):
 
     def forward(self, edge_index, edge_label_index, edge_weight=None):
         return (self.embedding(edge_label_index[0]) * self.embedding(edge_label_index[1])).sum(-1)
+
+
+def test_bipartite_adjacency_by_hand_and_its_weights_one_per_edge():
+    """7 weights for 4 edges had built an asymmetric matrix (A[u, i] = 1, A[i, u] = 5), [E, 1] ones a hybrid one."""
+    edges, weight = torch.tensor([[0, 1, 1], [0, 0, 1]]), torch.tensor([2.0, 3.0, 5.0])
+    dense = torch.zeros(4, 4)
+    dense[[0, 1, 1], [2, 2, 3]] = weight
+    assert torch.equal(bipartite_adjacency(edges, weight, 2, 2).to_dense(), dense + dense.t())
+    for bad, got in ((torch.ones(7), "[7]"), (torch.ones(3, 1), "[3, 1]"), (torch.ones(2), "[2]"),
+                     ([1.0] * 3, "a list")):
+        with pytest.raises(ValueError, match=re.escape(f"edge_weight must be a [3] tensor, one weight per edge, "
+                                                       f"got {got}")):
+            bipartite_adjacency(edges, bad, 2, 2)
 
 
 def test_adjacency_cache_answers_equal_graphs_and_never_a_stale_one(random_graph):

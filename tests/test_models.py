@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 from collections import deque
@@ -556,6 +557,11 @@ def test_what_save_model_writes_load_model_reads_back(graph, tmp_path):
     (tmp_path / "t.txt").write_text("hello\n")
     with pytest.raises(ValueError, match=r"t.txt cannot be read as a checkpoint \(truncated, corrupt"):
         load_model(tmp_path / "t.txt")
+    # a NumPy width and depth: config() was no JSON, and not the reloaded copy's (UnlearnRec names the backbone by it)
+    counted = LightGCN(5, 4, embedding_dim=np.int64(3), num_layers=np.int64(2))
+    save_model(counted, tmp_path / "l.pt")
+    assert json.dumps(counted.config()) == json.dumps(load_model(tmp_path / "l.pt")[0].config())
+    assert repr(counted.config()) == "{'num_users': 5, 'num_items': 4, 'embedding_dim': 3, 'num_layers': 2}"
 
 
 def test_save_model_refuses_extras_under_its_own_names_or_of_a_kind_it_cannot_load(tmp_path):

@@ -33,6 +33,13 @@ def test_substitute_labels(graph):
     request = torch.tensor([[3, 2, 1], [4, 4, 4]])
     torch.testing.assert_close(substitute_labels(remove_edges(graph, request), request),
                                torch.tensor([2 / 3, 0.0, 1.0]))
+    # user -1 had been given user 3's mean (the last user's), and float ids failed inside torch's indexing
+    remaining = remove_edges(graph, request)
+    for bad, message in ((torch.tensor([[-1], [0]]), r"unknown ids, the first \(-1, 0\)"),
+                         (torch.tensor([[0.0], [1.0]]), "holds integer .* got dtype torch.float32"),
+                         (torch.tensor([[0, 0], [1, 1]]), r"request holds 1 duplicated \(user, item\) pairs")):
+        with pytest.raises(ValueError, match=message):
+            substitute_labels(remaining, bad)
 
 
 

@@ -44,9 +44,13 @@ def bipartite_adjacency(edge_index: Tensor, edge_weight: Tensor, num_users: int,
     Raises:
         ValueError: ``edge_index`` is not ``[2, E]`` integer ids in range (a user id past the users is an item's
             node: the matrix would join two items), or holds a pair twice (the matrix would sum its two entries:
-            a graph built by hand was propagated so by every model's scoring).
+            a graph built by hand was propagated so by every model's scoring); ``edge_weight`` is not ``[E]``
+            (7 weights for 4 edges had built an asymmetric matrix, ``[E, 1]`` ones a hybrid one).
     """
     check_pairs_in_range(edge_index, num_users, num_items, "edge_index", "E")
+    if not isinstance(edge_weight, Tensor) or tuple(edge_weight.shape) != (edge_index.size(1),):
+        got = list(edge_weight.shape) if isinstance(edge_weight, Tensor) else f"a {type(edge_weight).__name__}"
+        raise ValueError(f"edge_weight must be a [{edge_index.size(1)}] tensor, one weight per edge, got {got}")
     if like is not None:
         edge_index, edge_weight = edge_index.to(like.device), edge_weight.to(like)
     size = num_users + num_items

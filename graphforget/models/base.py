@@ -214,7 +214,7 @@ class EmbeddingRecommender(Recommender):
         super().__init__(num_users, num_items)
         if not (is_integer(embedding_dim) and embedding_dim >= 1):
             raise ValueError(f"embedding_dim must be a positive integer, got {embedding_dim!r}")
-        self.embedding_dim = embedding_dim
+        self.embedding_dim = int(embedding_dim)  # a NumPy width: config() was no JSON, and not its checkpoint's
         self.user_emb = nn.Embedding(num_users, embedding_dim)
         self.item_emb = nn.Embedding(num_items, embedding_dim)
         self._draw_tables(None)

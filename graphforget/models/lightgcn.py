@@ -36,7 +36,7 @@ class LightGCN(EmbeddingRecommender):
         if not is_integer(num_layers) or num_layers < 0:
             raise ValueError(f"num_layers must be an integer >= 0, got {num_layers!r}")
         super().__init__(num_users, num_items, embedding_dim)
-        self.num_layers = num_layers
+        self.num_layers = int(num_layers)  # as embedding_dim
         self.conv = SymmetricLGConv(normalize=False)
         #: The normalised adjacencies of the graphs this model ran on, checked against the graph on
         #: every call (see :class:`~graphforget.data.AdjacencyCache`); a copy of the model starts empty.

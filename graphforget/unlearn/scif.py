@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch_geometric.data import HeteroData
 
-from ..data.interactions import EDGE, num_items, num_users
+from ..data.interactions import EDGE, num_items, num_users, validate_pairs
 from ..influence import Terms
 from ..objectives import BCEObjective, Objective
 from .registry import register
@@ -20,7 +20,12 @@ def substitute_labels(remaining: HeteroData, request) -> torch.Tensor:
     Where the user has no remaining edge, the item's mean; where neither has one, the global mean. Integer and
     bool 0/1 labels give floating-point means (``mean`` refused them, and a bool sum is a logical or), in the labels'
     own floating dtype; the sums are float64 (a bfloat16 sum stopped at 256: 599 labels of 1 had a mean of 0.43).
+
+    Raises:
+        ValueError: ``request`` is not a ``[2, R]`` tensor of distinct (user, item) ids of ``remaining``'s node ranges
+            (user -1 had been given the last user's mean).
     """
+    request = validate_pairs(remaining, request).to(remaining[EDGE].edge_index.device)
     ei, label = remaining[EDGE].edge_index, remaining[EDGE].edge_label
     dtype = label.dtype if label.is_floating_point() else torch.get_default_dtype()
     label = label.double()
