@@ -144,7 +144,7 @@ def _check_out_dir(out: str, run: str | None = None) -> Path:
     if run is not None and path.resolve() == Path(run).expanduser().resolve():
         raise UsageError(f"graphforget: error: --out {out} is the run directory --run {run}: its model.pt would be "
                          f"overwritten; choose another output directory")
-    run_dir = next((parent for parent in path.resolve().parents if _is_run(parent)), None)
+    run_dir = _enclosing_run(path)
     if run_dir is not None:  # a run is never modified: no output nested in one (a child run in its parent)
         raise UsageError(f"graphforget: error: --out {out} is inside the run {run_dir}, and runs are never modified: "
                          "choose a directory outside it")
@@ -186,6 +186,11 @@ def _check_named(out: str) -> None:
         raise UsageError("graphforget: error: --out is empty: name a new output")
 
 
+def _enclosing_run(path: Path) -> Path | None:
+    """The run directory ``path`` lies in (any of its parents), or ``None``."""
+    return next((parent for parent in path.resolve().parents if _is_run(parent)), None)
+
+
 def _write_new(out: Path, value) -> None:
     """Writes a report to ``out`` as JSON, never over a file: one that appeared there since
     :func:`_check_out_file` is kept."""
@@ -205,8 +210,9 @@ def _check_out_file(out: str) -> Path:
         raise UsageError(f"graphforget: error: --out {out} is a directory, not a file")
     if not path.parent.is_dir():
         raise UsageError(f"graphforget: error: --out {out}: directory {path.parent} does not exist")
-    if _is_run(path.parent):
-        raise UsageError(f"graphforget: error: --out {out} is inside the run {path.parent}, and runs are never "
+    run_dir = _enclosing_run(path)  # a sub-folder of one too: deleting the run deleted the report
+    if run_dir is not None:
+        raise UsageError(f"graphforget: error: --out {out} is inside the run {run_dir}, and runs are never "
                          "modified: write the report elsewhere")
     if path.exists() or path.is_symlink():
         raise UsageError(f"graphforget: error: --out {out} exists: outputs are never overwritten, choose a new file")

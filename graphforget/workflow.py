@@ -43,7 +43,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from . import __version__
-from .config import check_device, is_integer, is_integer_tensor, seeded, wrapped_seed
+from .config import check_device, check_instances, is_integer, is_integer_tensor, seeded, wrapped_seed
 from .data import (EDGE, Split, add_negatives, binarize, edge_subgraph, load_csv, load_labelled_triples,
                    load_movielens_100k, make_interactions, num_items, num_users, on_device, pair_keys, random_split,
                    edge_positions, without_edges)
@@ -959,6 +959,12 @@ def _audit_line(parent: Run, out: Path, info: dict, result, report, error: str |
     return line
 
 
+def _check_switches(**switches) -> None:
+    """Raises ``TypeError`` naming a switch that is not a bool: ``"false"`` is truthy (``allow_untrusted="false"``
+    published an untrusted result, ``retrain="no"`` ran a whole Retrain)."""
+    check_instances({name: (value, bool, "True or False") for name, value in switches.items()})
+
+
 def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Sequence | None = None,
            items: Sequence | None = None, edges: Sequence[Sequence] | None = None, local_ids: bool = False,
            method: str = "ifru", options: dict | None = None, seed: int | None = None, verify: bool = True,
@@ -991,7 +997,9 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
         ValueError: a loaded run changed in memory, an ``out`` inside a run, an unknown or unsupported method, bad
             options, unknown ids, a repeated request, or listed pairs that are not observed interactions of the run.
         UnlearningFailed: an untrusted (and not allowed) or non-finite result; nothing is written.
+        TypeError: ``verify``, ``allow_untrusted`` or ``progress`` is not a bool.
     """
+    _check_switches(verify=verify, allow_untrusted=allow_untrusted, progress=progress)
     out = Path(out).expanduser().absolute()
     _check_new_run(out)
     check_method(method)
@@ -1128,7 +1136,9 @@ def verify_run(run: str | os.PathLike, *, retrain: bool = False, seed: int | Non
 
     Raises:
         FileNotFoundError, ValueError: a missing or modified run or ancestor; a run that removed nothing.
+        TypeError: ``retrain`` or ``progress`` is not a bool.
     """
+    _check_switches(retrain=retrain, progress=progress)
     check_device(device)
     chain = lineage(run)
     current = load_run(chain[-1])

@@ -963,6 +963,9 @@ def test_out_file_checks_refuse_a_fit_run_and_a_dangling_link(tmp_path):
     (tmp_path / "run" / "run.json").write_text("{}")  # a fit/forget run: no model.pt, but still a run
     with pytest.raises(UsageError, match="is inside the run"):
         _check_out_file(str(tmp_path / "run" / "report.json"))
+    (tmp_path / "run" / "reports").mkdir()  # a sub-folder of a run: deleting the run deleted the report
+    with pytest.raises(UsageError, match=re.escape(f"is inside the run {(tmp_path / 'run').resolve()}, and runs")):
+        _check_out_file(str(tmp_path / "run" / "reports" / "report.json"))
     # an ensemble's unlearn output holds its metrics.json alone, pretrain-encoder's its two files: reports and
     # nested outputs had been written into them
     from graphforget.cli import _check_out_dir

@@ -819,6 +819,19 @@ def test_local_ids_is_a_bool(base, tmp_path, local_ids):
     assert not (tmp_path / "run").exists() and ForgetStream(tmp_path / "s").requests() == []
 
 
+@pytest.mark.parametrize("value", ["false", 0, None])
+def test_the_switches_of_forget_and_verify_run_are_bools(base, tmp_path, value):
+    """``allow_untrusted="false"`` is truthy: an untrusted result was published; ``verify="no"`` verified and
+    ``retrain="no"`` ran a whole Retrain."""
+    for switch in ("allow_untrusted", "verify", "progress"):
+        with pytest.raises(TypeError, match=f"^{switch} must be True or False, got a {type(value).__name__}$"):
+            forget(base, out=tmp_path / "run", users=["u5"], **{switch: value})
+    assert not (tmp_path / "run").exists()
+    for switch in ("retrain", "progress"):
+        with pytest.raises(TypeError, match=f"^{switch} must be True or False"):
+            verify_run(base, **{switch: value})
+
+
 def test_a_request_leaving_no_interaction_is_refused_and_a_bad_device_before_anything(base, tmp_path):
     """A request leaving sampled negatives only was accepted: forget failed in the method ("nothing to fine-tune
     on"), and a stream kept it pending for good, every later request behind it. A device torch does not know
