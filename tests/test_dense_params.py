@@ -284,8 +284,9 @@ def test_a_model_of_float32_tables_and_a_float64_layer_unlearns_in_each_paramete
         expected = reference.model.get_parameter(name)
         step = float((expected - wide.get_parameter(name)).abs().max())
         assert step > 1e-3, name  # the step moved it
-        # float32 against float64: under 3e-5 of the step's largest entry here (1.2e-4 apart once, on a step of ~5)
-        torch.testing.assert_close(parameter.double(), expected, rtol=0, atol=max(1e-3 * step, 1e-5))
+        # float32 against float64: under 3e-5 of the step's largest entry here (1.2e-4 apart once, on a step of ~5;
+        # 1.02e-3 of a step of 0.013 in a full run on a busy machine, where OpenMP may split reductions otherwise)
+        torch.testing.assert_close(parameter.double(), expected, rtol=0, atol=max(2e-3 * step, 2e-5))
 
 
 class _SharedLinear(EmbeddingRecommender):
