@@ -162,12 +162,13 @@ def _check_out_dir(out: str, run: str | None = None) -> Path:
 
 def _is_run(directory: Path) -> bool:
     """Whether ``directory`` is a run, or another command's output: a fit or forget run's ``run.json``, a train or
-    unlearn run's ``model.pt``, an unlearn's ``metrics.json`` (an ensemble's unlearn writes it alone, and its
-    directory had taken reports and nested outputs), pretrain-encoder's ``encoder.pt`` beside its ``pretrain.json``."""
+    unlearn run's ``model.pt`` beside its ``metrics.json`` (a project's own model.pt made its whole tree a run), an
+    unlearn's ``metrics.json`` (an ensemble's unlearn writes it alone, and its directory had taken reports and nested
+    outputs), pretrain-encoder's ``encoder.pt`` beside its ``pretrain.json``."""
     def has(name: str) -> bool:
         return (directory / name).is_file()
-    return (has("run.json") or has("model.pt") or _is_unlearn_metrics(directory / "metrics.json")
-            or (has("encoder.pt") and has("pretrain.json")))
+    return (has("run.json") or (has("model.pt") and has("metrics.json"))
+            or _is_unlearn_metrics(directory / "metrics.json") or (has("encoder.pt") and has("pretrain.json")))
 
 
 def _is_unlearn_metrics(path: Path) -> bool:

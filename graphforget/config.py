@@ -66,8 +66,9 @@ INT_LIMIT = 2 ** 62
 FLOAT_LIMIT = float(torch.finfo(torch.float32).max)
 
 #: Learning rates lie in ``(0, LR_LIMIT]``: Adam's first step divides the rate by ``1 - beta1 = 0.1``, and a rate of
-#: 1e38, finite in float32, overflowed there with torch's message, naming no field.
-LR_LIMIT = 0.1 * FLOAT_LIMIT
+#: 1e38, finite in float32, overflowed there with torch's message, naming no field (0.09, not 0.1: ``1 - 0.9`` is
+#: a little under 0.1 in floating point, and 0.1 times the maximum overflowed too).
+LR_LIMIT = 0.09 * FLOAT_LIMIT
 
 
 def lr_rule(lr: float, optional: bool = False) -> tuple[bool, str]:

@@ -966,6 +966,15 @@ def test_out_file_checks_refuse_a_fit_run_and_a_dangling_link(tmp_path):
     (tmp_path / "run" / "reports").mkdir()  # a sub-folder of a run: deleting the run deleted the report
     with pytest.raises(UsageError, match=re.escape(f"is inside the run {(tmp_path / 'run').resolve()}, and runs")):
         _check_out_file(str(tmp_path / "run" / "reports" / "report.json"))
+    (tmp_path / "train").mkdir()  # a train run: its model.pt beside its metrics.json
+    for name in ("model.pt", "metrics.json"):
+        (tmp_path / "train" / name).write_text("")
+    (tmp_path / "train" / "reports").mkdir()
+    with pytest.raises(UsageError, match="is inside the run"):
+        _check_out_file(str(tmp_path / "train" / "reports" / "report.json"))
+    (tmp_path / "own" / "reports").mkdir(parents=True)  # a project's own model.pt makes no run of its tree
+    (tmp_path / "own" / "model.pt").write_text("")
+    assert _check_out_file(str(tmp_path / "own" / "reports" / "report.json")).name == "report.json"
     # an ensemble's unlearn output holds its metrics.json alone, pretrain-encoder's its two files: reports and
     # nested outputs had been written into them
     from graphforget.cli import _check_out_dir

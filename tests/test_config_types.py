@@ -8,6 +8,7 @@ import math
 import re
 import types
 import typing
+import warnings
 
 import numpy as np
 import pytest
@@ -39,6 +40,23 @@ def _float_fields(cls) -> list[str]:
             if kind is float or (typing.get_origin(kind) in unions and float in typing.get_args(kind))]
 
 
+def test_the_largest_learning_rate_accepted_runs_adams_first_step():
+    """At 0.1 x float32's maximum (1 - 0.9 is under 0.1 in floating point) Adam's first step overflowed in torch."""
+    from graphforget.config import LR_LIMIT
+    from graphforget.data import planted_communities
+    from graphforget.models import MF
+    from graphforget.objectives import BCEObjective
+    from graphforget.train import train
+    weight = torch.zeros(1, requires_grad=True)
+    weight.grad = torch.ones(1)
+    with pytest.raises(RuntimeError, match="without overflow"):  # the bound's reason: 0.1 x the maximum overflows
+        torch.optim.Adam([weight], lr=0.1 * float(torch.finfo(torch.float32).max)).step()
+    graph = planted_communities(num_users=6, num_items=6, num_communities=2, interactions_per_user=2, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # what such a rate does to the model is its own affair
+        assert train(MF(6, 6, 2), graph, BCEObjective(), TrainConfig(epochs=1, lr=LR_LIMIT)).epochs == 1
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda: TrainConfig(epochs=2.5), "TrainConfig.epochs: must be an int (got 2.5)"),
     (lambda: TrainConfig(epochs=True), "TrainConfig.epochs: must be an int (got True)"),  # a bool is no int
@@ -48,10 +66,10 @@ def _float_fields(cls) -> list[str]:
     (lambda: TrainConfig(lr=1e300), "TrainConfig.lr: must be finite in float32: an absolute value at most 3.403e+38 "
                                     "(got 1e+300)"),
     # finite in float32, but Adam's first step divides it by 0.1: torch's overflow message again, naming no field
-    (lambda: TrainConfig(lr=1e38), "TrainConfig.lr: must be at most 3.403e+37 (Adam's first step divides it by 0.1)"),
-    (lambda: UnlearnRecConfig(lr=1e38), "UnlearnRecConfig.lr: must be at most 3.403e+37"),
-    (lambda: UnlearnRecConfig(finetune_lr=1e38), "UnlearnRecConfig.finetune_lr: must be at most 3.403e+37"),
-    (lambda: SolverConfig(name="adam", lr=1e38), "IFRUConfig.solver.lr: must be at most 3.403e+37"),
+    (lambda: TrainConfig(lr=1e38), "TrainConfig.lr: must be at most 3.063e+37 (Adam's first step divides it by 0.1)"),
+    (lambda: UnlearnRecConfig(lr=1e38), "UnlearnRecConfig.lr: must be at most 3.063e+37"),
+    (lambda: UnlearnRecConfig(finetune_lr=1e38), "UnlearnRecConfig.finetune_lr: must be at most 3.063e+37"),
+    (lambda: SolverConfig(name="adam", lr=1e38), "IFRUConfig.solver.lr: must be at most 3.063e+37"),
     (lambda: TrainConfig(progress=1), "TrainConfig.progress: must be a bool (got 1)"),
     (lambda: RetrainConfig(seed="a"), "RetrainConfig.seed: must be an int (got 'a')"),
     (lambda: RetrainConfig(train=3), "RetrainConfig.train: must be a TrainConfig or a dict of its fields (got 3)"),

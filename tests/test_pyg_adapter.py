@@ -780,12 +780,13 @@ def test_a_module_with_another_call_convention_is_refused_naming_the_call(graph)
     assert PyGRecommender(keywords, U, I, receptive_field=1, edge_weight=True).supports_edge_weight
     # statistics over every node of the graph given: PairNorm scored 3.55 away on a subgraph, and IFRU's step was off
     for norm in (PairNorm(), GraphNorm(4), GraphSizeNorm(), MeanSubtractionNorm(), LayerNorm(4, mode="graph"),
-                 InstanceNorm(4)):
+                 InstanceNorm(4), torch.nn.BatchNorm1d(4, track_running_stats=False)):
         keywords.norm = norm
         with pytest.raises(ValueError, match=rf"edge_weight=True\): norm \({type(norm).__name__}\) of Keywords "
                                              "normalise by the degrees of the graph they are given, or by statistics"):
             PyGRecommender(keywords, U, I, receptive_field=1, edge_weight=True)
-    for norm in (LayerNorm(4, mode="node"), InstanceNorm(4, track_running_stats=True)):  # per node in eval mode
+    # per node, or by running statistics in eval mode (where IFRU runs the model): exact on a subgraph
+    for norm in (LayerNorm(4, mode="node"), InstanceNorm(4, track_running_stats=True), torch.nn.BatchNorm1d(4)):
         keywords.norm = norm
         assert PyGRecommender(keywords, U, I, receptive_field=1, edge_weight=True).supports_edge_weight
 

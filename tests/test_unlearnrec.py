@@ -666,25 +666,37 @@ def test_an_encoder_loads_only_for_the_model_graph_and_options_it_was_pretrained
     assert torch.load(tmp_path / "again.pt", weights_only=True)["pretrained_for"] is None
     with pytest.warns(RuntimeWarning, match="does not say what it was pre-trained for"):
         UnlearnRec(model, graph, objective, quick_config()).load_encoder(tmp_path / "again.pt")
+    # continued, its earlier pre-training is not claimed for this model: it is unknown what it was for
+    assert unrecorded.fit().fit_info["continued_from"][-1]["model_sha256"] is None
 
 
 def test_a_diverged_pre_training_is_refused_and_leaves_the_encoder_as_it_was(trained, tmp_path):
     """tau=1e-40 passes the config's checks, and pre-training made the encoder NaN: fit() reported it fitted,
-    save_encoder() wrote it and load_encoder() read it; the first request failed, blaming the fine-tuning."""
+    save_encoder() wrote it and load_encoder() read it; the first request failed, blaming the fine-tuning. A refused
+    fit() continuing a good encoder leaves it, and its record, as they were (the record had said tau=1e-40)."""
     model, graph, objective = trained
+    message = (r"UnlearnRec pre-training left non-finite parameters: h0.*: it diverged \(try a smaller lr, or a "
+               r"larger tau\)")
     unlearner = UnlearnRec(model, graph, objective, quick_config(pretrain_epochs=1, tau=1e-40, batch_size=64))
     before = copy.deepcopy(unlearner.encoder.state_dict())
-    with pytest.raises(UnlearningFailed, match=r"UnlearnRec's encoder has non-finite parameters: h0.*: pre-training "
-                                               r"diverged \(try a smaller lr, or a larger tau\)"):
+    with pytest.raises(UnlearningFailed, match=message):
         unlearner.fit()
     assert not unlearner.fitted and all(torch.equal(v, before[k]) for k, v in unlearner.encoder.state_dict().items())
     good = UnlearnRec(model, graph, objective, quick_config(pretrain_epochs=1, batch_size=64)).fit()
+    before, record = copy.deepcopy(good.encoder.state_dict()), copy.deepcopy(good._encoder_for)
+    good.config.tau = 1e-40
+    with pytest.raises(UnlearningFailed, match=message):
+        good.fit()
+    good.config.tau = UnlearnRecConfig.tau
+    assert good._encoder_for == record and all(torch.equal(v, before[k]) for k, v in good.encoder.state_dict().items())
+    assert good.unlearn(random_edges(graph, 0.05, seed=1)).info["trusted"] is not False  # it answers again
     good.save_encoder(tmp_path / "encoder.pt")
     state = torch.load(tmp_path / "encoder.pt", weights_only=True)
     state["encoder"]["withdraw"][0] = float("nan")  # as an earlier version saved a diverged pre-training
     state["encoder_sha256"] = tensors_sha256(*state["encoder"].values())
     torch.save(state, tmp_path / "nan.pt")
-    with pytest.raises(ValueError, match=r"nan.pt holds a diverged pre-training"):
+    with pytest.raises(ValueError, match=r"UnlearnRec read an encoder with non-finite parameters: withdraw: .*nan.pt "
+                                         "holds a diverged pre-training"):
         UnlearnRec(model, graph, objective, quick_config(pretrain_epochs=1, batch_size=64)).load_encoder(
             tmp_path / "nan.pt")
 

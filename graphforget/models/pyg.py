@@ -310,19 +310,21 @@ ALWAYS_NORMALIZING = (SGConv, SSGConv, ChebConv, ARMAConv, MixHopConv)
 
 #: PyG's normalisations whose statistics are those of every node of the graph they are given (without ``batch``).
 GRAPH_NORMS = (pyg_norm.PairNorm, pyg_norm.GraphNorm, pyg_norm.GraphSizeNorm, pyg_norm.MeanSubtractionNorm)
+#: Normalisations over the nodes that read running statistics in eval mode, where IFRU runs the model, when they keep
+#: them (PyG's BatchNorm holds a torch one).
+RUNNING_NORMS = (pyg_norm.InstanceNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def _normalizes(layer: nn.Module) -> bool:
     """Whether ``layer`` normalises by the degrees of the graph it is given (both ends' degrees: a mean over a
     node's neighbours is exact on a k-hop subgraph, which holds every neighbour of the nodes it scores) or by
-    statistics over all of its nodes (:data:`GRAPH_NORMS`, a graph-mode ``LayerNorm``, an ``InstanceNorm`` without
-    running statistics: IFRU runs the model in eval mode, where the others read their running ones). ``SAGEConv``'s
-    ``normalize`` scales each output row alone."""
+    statistics over all of its nodes (:data:`GRAPH_NORMS`, a graph-mode ``LayerNorm``, one of :data:`RUNNING_NORMS`
+    without running statistics). ``SAGEConv``'s ``normalize`` scales each output row alone."""
     if isinstance(layer, EGConv):
         return "symnorm" in layer.aggregators
     if isinstance(layer, pyg_norm.LayerNorm):
         return layer.mode == "graph"
-    if isinstance(layer, pyg_norm.InstanceNorm):
+    if isinstance(layer, RUNNING_NORMS):
         return not layer.track_running_stats
     degree_normalized = getattr(layer, "normalize", False) is True and not isinstance(layer, SAGEConv)
     return degree_normalized or isinstance(layer, ALWAYS_NORMALIZING + GRAPH_NORMS)

@@ -293,15 +293,23 @@ class Unlearner:
         Raises:
             ValueError: as :meth:`unlearn`, for a config, model or graph edited since construction (a
                 ``resample_every`` of 0, a NaN written into the model: the preparation had run on them).
+            UnlearningFailed: a preparation that failed (UnlearnRec's pre-training diverged).
         """
-        self._check_config()
-        check_finite(self.model)
-        self._check_graph()
+        if self._communicates():  # as unlearn(): a rank that failed alone left the others waiting in a collective
+            agreed(f"{type(self).__name__}.fit", self._check_edits)
+        else:
+            self._check_edits()
         with Stopwatch(self.graph[EDGE].edge_index.device) as watch, gradients_on():
             info = self._fit()
         self._record_fitted_on()  # first: a fit that fails here leaves the method unfitted
         self.fitted, self.fit_seconds, self.fit_info = True, watch.seconds, {**(info or {}), "seconds": watch.seconds}
         return self
+
+    def _check_edits(self) -> None:
+        """The config, the model and the graph as :meth:`unlearn` checks them, for edits since construction."""
+        self._check_config()
+        check_finite(self.model)
+        self._check_graph()
 
     def _record_fitted_on(self) -> None:
         """Records the graph the method was just prepared from (by :meth:`fit`, or a loaded encoder)."""

@@ -213,7 +213,7 @@ class ShardedRecommender(Recommender):
         self.register_buffer("pair_shard", shard_of.to(keys.device)[order])
         if aggregation != "mean" and self.embedding_dim is None:
             raise ValueError(attention_needs_width(first))
-        widths = sorted({getattr(m, "embedding_dim", None) for m in shards}, key=str)
+        widths = sorted({getattr(m, "embedding_dim", None) for m in shards}, key=lambda w: (w is not None, w or 0))
         if aggregation != "mean" and len(widths) > 1:  # the attention stacks the shards' embeddings
             raise ValueError(f"the attention aggregation needs shards of one embedding_dim, got {widths}")
         if isinstance(aggregation, ShardAttention):

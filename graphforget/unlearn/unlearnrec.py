@@ -692,7 +692,7 @@ class UnlearnRec(Unlearner):
                 encoder.load_state_dict(state["encoder"])
             except (RuntimeError, KeyError) as error:
                 raise ValueError(f"{path} does not hold an encoder for this model and graph: {error}") from error
-        _check_finite_encoder(encoder, f"{path} holds a diverged pre-training", ValueError)
+        _check_finite(encoder, "read an encoder with", f"{path} holds a diverged pre-training", ValueError)
         self._record_fitted_on()  # checked against this graph: the one it now answers for (first: it may raise)
         self.encoder, self.fitted, self.fit_info = encoder, True, dict(state.get("fit_info", {}))
         self._remember_pretrained_for(expected, known=state.get("pretrained_for") is not None)
@@ -724,7 +724,6 @@ class UnlearnRec(Unlearner):
         try:
             with seeded_global_rng(self.config.seed, self.graph[EDGE].edge_index.device):
                 info = self._pretrain()
-            _check_finite_encoder(self.encoder, "pre-training diverged (try a smaller lr, or a larger tau)")
         except BaseException:  # a Ctrl-C left a half-trained encoder in use, saved under the loaded file's record
             self.encoder = before
             raise
@@ -735,7 +734,7 @@ class UnlearnRec(Unlearner):
         """The pre-trainings the current encoder holds, oldest first: each one's epochs, steps, seed and backbone
         parameters (sha256), as :attr:`fit_info` and the encoder's record hold them."""
         last = {key: self.fit_info.get(key) for key in ("epochs", "steps", "seed")}
-        last["model_sha256"] = (self._encoder_for or {}).get("model_sha256")
+        last["model_sha256"] = (self._encoder_for or {}).get("model_sha256") if self._record_known else None
         return [*self.fit_info.get("continued_from", []), last]
 
     def _pretrain(self) -> dict:
@@ -785,6 +784,8 @@ class UnlearnRec(Unlearner):
             log.info("UnlearnRec pre-training epoch %d: %s", epoch, sums)
         self._set_update(shifts, None)
         self.encoder.mlp.requires_grad_(True)
+        # before the record: _fit puts the encoder back, and the record must stay the one it was pre-trained for
+        _check_finite(self.encoder, "pre-training left", "it diverged (try a smaller lr, or a larger tau)")
         self._remember_pretrained_for(self._pretrained_for())
         # the seed of the simulated requests, kept with the encoder: an answer's own seed may differ (its batches)
         return {"epochs": cfg.pretrain_epochs, "steps": steps, "seed": cfg.seed, "history": history}
@@ -819,7 +820,8 @@ class UnlearnRec(Unlearner):
             with seeded_global_rng(wrapped_seed(cfg.seed + 1), device):  # as in _fit
                 history = self._finetune(work, shifts, mlp, delta, request, remaining, reference)
             model = self._fold(work, mlp, delta)
-        _check_finite_result(model)
+        _check_finite(model, "produced", "the encoder or the fine-tuning diverged (try a smaller finetune_lr, or "
+                      "pre-train the encoder again)")
         info = {"encoder_seconds": encoding.seconds, "finetune_seconds": tuning.seconds,
                 "request_users": int(request[0].unique().numel()), "request_items": int(request[1].unique().numel()),
                 "finetune_epochs": cfg.finetune_epochs, "history": history, **self.untouched,
@@ -950,20 +952,13 @@ def _mismatch(stored: dict, expected: dict) -> tuple[str, str] | None:
     return None
 
 
-def _check_finite_encoder(encoder: nn.Module, why: str, error: type = UnlearningFailed) -> None:
-    """Raises ``error`` when the encoder holds a NaN or an infinity (``why`` says what to do): a diverged pre-training
-    had been reported as fitted and saved, and failed only at the first request, blaming the fine-tuning."""
-    bad = non_finite(encoder)
+def _check_finite(module: nn.Module, what: str, why: str, error: type = UnlearningFailed) -> None:
+    """Raises ``error`` when ``what`` (the encoder, the result) holds a NaN or an infinity; ``why`` says what diverged
+    and what to do (a diverged pre-training had been reported fitted and saved, and failed only at the first
+    request, blaming the fine-tuning)."""
+    bad = non_finite(module)
     if bad:
-        raise error(f"UnlearnRec's encoder has non-finite {bad}: {why}")
-
-
-def _check_finite_result(model: nn.Module) -> None:
-    """Raises :class:`~graphforget.unlearn.UnlearningFailed` when the unlearned model holds a NaN or an infinity."""
-    bad = non_finite(model)
-    if bad:
-        raise UnlearningFailed(f"UnlearnRec produced non-finite {bad}; the encoder or the "
-                               f"fine-tuning diverged (try a smaller finetune_lr, or pre-train the encoder again)")
+        raise error(f"UnlearnRec {what} non-finite {bad}: {why}")
 
 
 def _preservation_loss(user: Tensor, item: Tensor, ref_user: Tensor, ref_item: Tensor, tau: float) -> Tensor:
