@@ -1528,6 +1528,20 @@ def test_edge_subgraph_takes_a_mask_or_positions_and_refuses_what_is_neither(ran
                                                      r"torch.float32 \[2\]")]:
         with pytest.raises(ValueError, match=message):
             edge_subgraph(graph, keep)
+    # narrow integer positions failed in index_select, and an empty list was refused as floats
+    for dtype in (torch.uint8, torch.int16):
+        assert pairs_of(edge_subgraph(graph, torch.tensor([9, 0, 6, 3], dtype=dtype))) == pairs_of(by_positions)
+    assert edge_subgraph(graph, [])[EDGE].edge_index.shape == (2, 0)
+
+
+def test_a_graph_without_node_counts_is_refused_by_name(random_graph):
+    """Validation pairs without num_nodes failed in train and every unlearner with int(None)'s TypeError."""
+    graph = random_graph(6, 5, 12, seed=3)
+    del graph["item"].num_nodes
+    with pytest.warns(UserWarning, match="num_nodes"):  # PyG's, as it tries to infer the count
+        with pytest.raises(ValueError, match=re.escape("the graph's item nodes have no num_nodes: set "
+                                                       "graph['item'].num_nodes")):
+            num_items(graph)
 
 
 def test_pair_keys_are_row_major_and_invertible(random_graph):

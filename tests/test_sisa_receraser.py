@@ -560,6 +560,18 @@ def test_balanced_partitions(graph, partition):
         assert part.anchors.shape == (S, D) and part.groups.shape == (count,)
         assert torch.bincount(part.groups, minlength=S).max() <= math.ceil(count / S)
         assert torch.equal(part.shard_of, part.groups[owner])  # all of a user's (item's) edges together
+    # a transposed edge_index was partitioned as 2 interactions, user -1 took the last user's row, uint8 ids read
+    # as a mask, and True or 2.5 shards failed inside torch
+    for bad, message in ((ei.t(), r"edge_index must have shape \[2, E\], got \[\d+, 2\]"),
+                         (torch.tensor([[-1], [0]]), "edge_index holds user id -1"),
+                         (ei.float(), "edge_index holds integer .* got dtype torch.float32")):
+        with pytest.raises(ValueError, match=message):
+            balanced_partition(user_emb, item_emb, bad, S, partition)
+    narrow = balanced_partition(user_emb, item_emb, ei.to(torch.uint8), S, partition, iters=10, seed=0)
+    assert torch.equal(narrow.shard_of, part.shard_of)
+    for shards, iters in ((True, 10), (2.5, 10), (S, "3")):
+        with pytest.raises(ValueError, match=r"(num_shards|iters) must be an integer, got "):
+            balanced_partition(user_emb, item_emb, ei, shards, partition, iters=iters)
 
 
 # --- RecEraser ----------------------------------------------------------------------------------

@@ -188,12 +188,22 @@ def node_values(values, index: Tensor):
 
 def num_users(graph: HeteroData) -> int:
     """The number of users of ``graph`` (``graph["user"].num_nodes``)."""
-    return int(graph["user"].num_nodes)
+    return _stored_count(graph, "user")
 
 
 def num_items(graph: HeteroData) -> int:
     """The number of items of ``graph`` (``graph["item"].num_nodes``)."""
-    return int(graph["item"].num_nodes)
+    return _stored_count(graph, "item")
+
+
+def _stored_count(graph: HeteroData, node: str) -> int:
+    """``graph[node].num_nodes``; ``ValueError`` naming the node type where PyG cannot tell it (validation pairs without
+    it failed with ``int(None)``'s TypeError in train and every unlearner)."""
+    count = graph[node].num_nodes
+    if count is None:
+        raise ValueError(f"the graph's {node} nodes have no num_nodes: set graph[{node!r}].num_nodes (as "
+                         "make_interactions and the splits do)")
+    return int(count)
 
 
 def check_model_fits(model, graph: HeteroData, name: str = "graph") -> None:
@@ -429,11 +439,14 @@ def edge_subgraph(graph: HeteroData, keep: Tensor) -> HeteroData:
             edge types too (:func:`check_one_edge_type`: their copies of the edges left out would stay).
     """
     check_one_edge_type(graph)
-    keep, count = torch.as_tensor(keep), graph[EDGE].edge_index.size(1)
+    given, keep, count = keep, torch.as_tensor(keep), graph[EDGE].edge_index.size(1)
+    if not torch.is_tensor(given) and keep.numel() == 0:  # []: no positions, so torch's default float dtype
+        keep = keep.long()
     if keep.dtype == torch.bool:
         if keep.shape != (count,):
             raise ValueError(f"an edge mask holds one bool per edge, [{count}], got {list(keep.shape)}")
     elif is_integer_tensor(keep) and keep.dim() == 1:
+        keep = keep.long()  # uint8 positions failed in index_select, and compared with count wrapped around
         if keep.numel() and (keep.min() < 0 or keep.max() >= count):
             raise ValueError(f"edge positions must be in [0, {count}), got {int(keep.min())}..{int(keep.max())}")
         increasing = keep.numel() < 2 or bool((keep[1:] > keep[:-1]).all())  # as nonzero() gives them: no sort

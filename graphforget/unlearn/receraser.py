@@ -11,8 +11,8 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..clock import Stopwatch
-from ..config import check_fields, derived_seed, seeded
-from ..data.interactions import EDGE, num_items, num_users
+from ..config import check_fields, derived_seed, is_integer, seeded
+from ..data.interactions import EDGE, check_pairs_in_range, num_items, num_users
 from ..distributed import layout
 from ..models.base import Recommender
 from ..objectives import Objective
@@ -98,6 +98,9 @@ def balanced_kmeans(x: Tensor, num_shards: int, iters: int = 10, seed: int = 0,
         returned groups.
     """
     n = x.size(0)
+    for name, value in (("num_shards", num_shards), ("iters", iters)):  # True, 2.5 and "3" failed inside torch
+        if not is_integer(value):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
     if not 1 <= num_shards <= n:
         raise ValueError(f"need 1 <= num_shards <= {n} (the number of points), got {num_shards}")
     if iters < 1:
@@ -156,13 +159,19 @@ def balanced_partition(user_emb: Tensor, item_emb: Tensor, edge_index: Tensor, n
         partition: ``"interaction"``, ``"user"`` or ``"item"``.
         iters: clustering iterations (see :func:`balanced_kmeans`).
         seed: seed of the anchor choice.
+
+    Raises:
+        ValueError: an unknown ``partition``, tables that are not matrices of one width, ``edge_index`` that is not
+            ``[2, E]`` integer ids of the tables' rows (a transposed one was partitioned as 2 interactions, user -1
+            took the last user's row), or ``num_shards``/``iters`` out of range.
     """
     if partition not in PARTITIONS:
         raise ValueError(f"partition must be one of {PARTITIONS}, got {partition!r}")
     if user_emb.dim() != 2 or item_emb.dim() != 2 or user_emb.size(1) != item_emb.size(1):
         raise ValueError("user_emb [U, d] and item_emb [I, d] must be matrices of the same width")
+    check_pairs_in_range(edge_index, user_emb.size(0), item_emb.size(0), "edge_index", "E")
     user_emb, item_emb = user_emb.detach().float(), item_emb.detach().float()
-    edge_index = edge_index.to(user_emb.device)
+    edge_index = edge_index.to(user_emb.device).long()  # a uint8 index reads as a mask
     if partition == "interaction":
         points, owner = torch.cat([user_emb[edge_index[0]], item_emb[edge_index[1]]], 1), None
     elif partition == "user":
