@@ -31,10 +31,7 @@ def auc(scores: Tensor, labels: Tensor) -> float:
     for name, values in (("scores", scores), ("labels", labels)):
         if bool(values.isnan().any()):
             raise ValueError(f"{name} hold {int(values.isnan().sum())} NaN values: the AUC would rank them at random")
-    other = labels[(labels != 0) & (labels != 1)]
-    if other.numel():  # a rating of 0.7 was a positive, 0.3 a negative; ratings 1-5 gave NaN, as if a class were absent
-        raise ValueError(f"labels must be 0 or 1, got {other.numel()} other values, e.g. {other[:3].tolist()}: "
-                         "binarise ratings first (graphforget.data.binarize)")
+    check_binary_labels(labels, "labels")
     # The labels on the scores' device: a mask of another device cannot select the ranks.
     scores, labels = scores.detach().double().flatten(), labels.flatten().to(scores.device) > 0.5
     n_pos = int(labels.sum())
@@ -147,6 +144,15 @@ def evaluate_auc(model, graph: HeteroData, test: HeteroData, request: Tensor | N
     return auc_groups(scores.cpu(), edges.cpu(), labels.cpu(), None if request is None else request.cpu())
 
 
+def check_binary_labels(labels: Tensor, name: str) -> None:
+    """Raises ``ValueError`` for labels other than 0 and 1, ``name`` starting the message (a rating of 0.7 was a
+    positive, 0.3 a negative; ratings 1-5 gave NaN, as if a class were absent; ratings 2 and 5 were two likes)."""
+    other = labels[(labels != 0) & (labels != 1)]
+    if other.numel():
+        raise ValueError(f"{name} must be 0 or 1 (1: an interaction, 0: a non-interaction), got {other.numel()} other "
+                         f"values, e.g. {other[:3].tolist()}: binarise ratings first (graphforget.data.binarize)")
+
+
 def _test_labels(test: HeteroData, graph: HeteroData, what: str = "the test set") -> Tensor:
     """``test``'s ``edge_label`` ``[T]``, one 0 or 1 per pair of ids of ``graph``, each pair once: a named error
     otherwise (a pair stored twice counted twice, NDCG reached 2; a rating of 0.3 was a negative to the AUC and a
@@ -155,11 +161,7 @@ def _test_labels(test: HeteroData, graph: HeteroData, what: str = "the test set"
     if labels is None or tuple(labels.shape) != (edges.size(1),):
         raise ValueError(f"{what} needs an edge_label per pair ([{edges.size(1)}], 1: an interaction, 0: a "
                          f"non-interaction), got {None if labels is None else list(labels.shape)}")
-    other = labels[(labels != 0) & (labels != 1)]
-    if other.numel():
-        raise ValueError(f"{what}'s edge_label must be 0 or 1 (1: an interaction, 0: a non-interaction), got "
-                         f"{other.numel()} other values, e.g. {other[:3].tolist()}: binarise ratings first "
-                         "(graphforget.data.binarize)")
+    check_binary_labels(labels, f"{what}'s edge_label")
     check_pair_tensor(edges, f"{what}'s edge_index", "T")  # floats indexed nothing, a uint8 row was read as a mask
     check_pair_ids(edges, graph, what)
     check_unique_pairs(edges, num_items(graph), what, "store each pair once")

@@ -45,7 +45,7 @@ from .config import eval_mode, is_integer, seeded
 from .data.interactions import (EDGE, check_interactions, check_model_fits, edge_positions, message_passing_edges,
                                 num_items, num_users, pair_keys, pair_scores, validate_pairs)
 from .io import to_jsonable
-from .metrics import _ratio, auc
+from .metrics import _ratio, auc, check_binary_labels
 
 __all__ = ["ForgettingReport", "OVER_FORGETTING_LEVEL", "matched_non_members", "membership_attack", "sign_test",
            "verify_forgetting"]
@@ -90,11 +90,7 @@ def _check_graph(graph: HeteroData, what: str) -> None:
     label = graph[EDGE].edge_label
     if label.is_floating_point() and not bool(torch.isfinite(label).all()):
         raise ValueError(f"{what}: edge_label holds {int((~torch.isfinite(label)).sum())} NaN or infinite values")
-    other = label[(label != 0) & (label != 1)]
-    if other.numel():
-        raise ValueError(f"{what}: edge_label must be 0 or 1 (1: an interaction, 0: a non-interaction), got "
-                         f"{other.numel()} other values, e.g. {other[:3].tolist()}: binarise ratings first "
-                         "(graphforget.data.binarize)")
+    check_binary_labels(label, f"{what}: edge_label")
 
 
 def _check_model_graph(pair, what: str, graph: HeteroData) -> tuple[torch.nn.Module, HeteroData]:

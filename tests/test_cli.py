@@ -988,6 +988,8 @@ def test_out_file_checks_refuse_a_fit_run_and_a_dangling_link(tmp_path):
             _check_out_file(str(tmp_path / name / "report.json"))
         with pytest.raises(UsageError, match="is inside the run"):
             _check_out_dir(str(tmp_path / name / "child"))
+        with pytest.raises(UsageError, match="is inside the run"):  # deeper too, through a folder not there yet
+            _check_out_dir(str(tmp_path / name / "a" / "b"))
     # an encoder copied by hand, an evaluate report or a project's own metrics.json make no output directory, nor one
     # that json cannot read (nested too deep: a RecursionError traceback; an integer of 5000 digits: a ValueError)
     for name, file, text in (("copied", "encoder.pt", ""), ("report", "metrics.json", '{"method": "original"}'),

@@ -53,7 +53,8 @@ def test_auc_edge_cases():
     assert auc([0.5, 0.9, 0.3], [0, 1, True]) == 0.5  # lists and bool labels, as auc_groups takes them
     # labels > 0.5 were the positives: a 0.7 and a 2 counted as 1, and ratings 1-5 gave NaN, as if a class were absent
     for labels, shown in (([0.7, 0.3, 1.0], r"\[0.69"), ([5., 1., 3.], r"\[5.0, 3.0\]")):
-        with pytest.raises(ValueError, match=f"labels must be 0 or 1, got 2 other values, e.g. {shown}"):
+        with pytest.raises(ValueError, match=rf"labels must be 0 or 1 \(1: an interaction, 0: a non-interaction\), "
+                                             f"got 2 other values, e.g. {shown}"):
             auc(torch.tensor([0.1, 0.9, 0.3]), torch.tensor(labels))
 
 

@@ -780,7 +780,8 @@ def test_a_module_with_another_call_convention_is_refused_naming_the_call(graph)
     assert PyGRecommender(keywords, U, I, receptive_field=1, edge_weight=True).supports_edge_weight
     # statistics over every node of the graph given: PairNorm scored 3.55 away on a subgraph, and IFRU's step was off
     for norm in (PairNorm(), GraphNorm(4), GraphSizeNorm(), MeanSubtractionNorm(), LayerNorm(4, mode="graph"),
-                 InstanceNorm(4), torch.nn.BatchNorm1d(4, track_running_stats=False)):
+                 InstanceNorm(4), torch.nn.BatchNorm1d(4, track_running_stats=False),
+                 torch.nn.SyncBatchNorm(4, track_running_stats=False)):
         keywords.norm = norm
         with pytest.raises(ValueError, match=rf"edge_weight=True\): norm \({type(norm).__name__}\) of Keywords "
                                              "normalise by the degrees of the graph they are given, or by statistics"):

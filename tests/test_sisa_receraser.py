@@ -172,8 +172,9 @@ def test_attention_refuses_shards_of_different_widths_by_name(graph):
     """The attention stacks the shards' embeddings: shards of two widths failed at the first score, in torch.stack."""
     edge_index = graph[EDGE].edge_index
     shard_of = random_partition(edge_index.size(1), 2)
-    with pytest.raises(ValueError, match=r"one embedding_dim, got \[8, 16\]"):  # in order (by text: [16, 8])
-        ShardedRecommender([MF(U, I, 16), MF(U, I, 8)], shard_of, edge_index, "attention")
+    for attention in ("attention", ShardAttention(2, 16)):
+        with pytest.raises(ValueError, match=r"one embedding_dim, got \[8, 16\]"):  # in order (by text: [16, 8])
+            ShardedRecommender([MF(U, I, 16), MF(U, I, 8)], shard_of, edge_index, attention)
     mean = ShardedRecommender([MF(U, I, 4), MF(U, I, 8)], shard_of, edge_index, "mean")  # scores alone are averaged
     assert mean(graph, edge_index[:, :3]).shape == (3,)
 

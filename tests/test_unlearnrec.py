@@ -170,9 +170,12 @@ def test_the_encoder_refuses_inputs_of_another_graph_by_name():
     with pytest.raises(ValueError, match=r"InfluenceEncoder: edge_index holds node id 9 at position \d+, outside "
                                          r"\[0, 7\)"):
         encoder(final, edge_index, edge_weight, mask)
+    with pytest.raises(ValueError, match=r"InfluenceEncoder: edge_index holds node id 9 at position 1"):
+        encoder(final, torch.tensor([[0, 9], [4, 1]]), torch.ones(2), mask)  # in the first row alone
     edge_index, edge_weight = influence_dependency_matrix(torch.tensor([[0, 3], [0, 2]]), 4, 3)
-    with pytest.raises(ValueError, match=r"edge_weight must have shape \[\d+\]"):
-        encoder(final, edge_index, edge_weight[:-1], mask)
+    for weight in (edge_weight[:-1], edge_weight[:, None]):
+        with pytest.raises(ValueError, match=r"edge_weight must have shape \[\d+\]"):
+            encoder(final, edge_index, weight, mask)
     with pytest.raises(ValueError, match=r"final must have shape \[N, d\] = \[7, 5\], got \[7, 1\]"):
         encoder(final[:, :1], edge_index, edge_weight, mask)
     with pytest.raises(ValueError, match=r"node_mask must have shape \[N\] = \[7\], got \[6\]"):
@@ -714,6 +717,13 @@ def test_fit_refuses_what_unlearn_refuses_edited_since_construction(trained):
     with torch.no_grad():
         model.user_emb.weight[0, 0] = float("nan")
     with pytest.raises(ValueError, match="the model has non-finite parameters: user_emb.weight"):
+        unlearner.fit()
+    assert not unlearner.fitted
+    graph = graph.clone()  # a pair stored twice since construction: pre-training ran on it
+    unlearner = UnlearnRec(trained[0], graph, objective, quick_config(pretrain_epochs=1))
+    graph[EDGE].edge_index = torch.cat([graph[EDGE].edge_index, graph[EDGE].edge_index[:, :1]], 1)
+    graph[EDGE].edge_label = torch.cat([graph[EDGE].edge_label, graph[EDGE].edge_label[:1]])
+    with pytest.raises(ValueError, match="the training graph holds 1 duplicated"):
         unlearner.fit()
     assert not unlearner.fitted
 

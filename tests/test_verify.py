@@ -734,7 +734,10 @@ def test_malformed_graphs_are_refused_by_name_where_verification_reads_them(plan
                              f"edge_label holds {count} NaN or infinite values"),
                             # ratings: a dislike of 2 was read as a like, and the attack changed its statistic
                             (variant(planted, edge_label=3 * planted[EDGE].edge_label + 2),
-                             f"edge_label must be 0 or 1 (1: an interaction, 0: a non-interaction), got {count}")]:
+                             f"edge_label must be 0 or 1 (1: an interaction, 0: a non-interaction), got {count}"),
+                            (variant(planted, edge_label=2 * planted[EDGE].edge_label - 1),  # the +-1 convention
+                             "edge_label must be 0 or 1"),
+                            (variant(planted, edge_label=torch.full((count,), 0.5)), "edge_label must be 0 or 1")]:
         with pytest.raises(ValueError, match="^the before graph: " + re.escape(message)):
             verify_forgetting(model, after, request, before=(other, before))
     with pytest.raises(ValueError, match="^the graph: the training graph needs an edge_label per edge"):

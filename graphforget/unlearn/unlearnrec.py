@@ -953,9 +953,9 @@ def _mismatch(stored: dict, expected: dict) -> tuple[str, str] | None:
 
 
 def _check_finite(module: nn.Module, what: str, why: str, error: type = UnlearningFailed) -> None:
-    """Raises ``error`` when ``what`` (the encoder, the result) holds a NaN or an infinity; ``why`` says what diverged
-    and what to do (a diverged pre-training had been reported fitted and saved, and failed only at the first
-    request, blaming the fine-tuning)."""
+    """Raises ``error`` when ``module`` (the encoder, the result) holds a NaN or an infinity: "UnlearnRec {what}
+    non-finite ...: {why}", ``what`` saying where it came from, ``why`` what diverged and what to do (a diverged
+    pre-training had been reported fitted and saved, and failed only at the first request, blaming the fine-tuning)."""
     bad = non_finite(module)
     if bad:
         raise error(f"UnlearnRec {what} non-finite {bad}: {why}")
