@@ -20,7 +20,7 @@ from .data.adjacency import hold_graph
 from .data.interactions import (EDGE, check_interactions, check_model_fits, check_pair_ids, check_pair_tensor,
                                 check_unique_pairs, num_items)
 from .distributed import agreed, average_across_ranks, data_parallel_loss, rank_and_size, summed_across_ranks
-from .metrics import auc_standard_error, evaluate_auc
+from .metrics import auc_standard_error, check_binary_labels, evaluate_auc
 from .models.base import check_precision, running_statistics
 from .objectives import BCEObjective, Objective
 
@@ -288,9 +288,8 @@ def check_val(model: torch.nn.Module, val: HeteroData) -> None:
         raise ValueError("val needs an edge_label per pair (1: an interaction, 0: a non-interaction)")
     if labels.numel() == 0:
         raise ValueError("val holds no pairs: pass validation pairs labelled 1 and 0, or val=None")
+    check_binary_labels(labels, "val's edge_label")
     positives = int((labels == 1).sum())
-    if positives + int((labels == 0).sum()) != labels.numel():
-        raise ValueError("val's edge_label must be 0 or 1")
     if positives in (0, labels.numel()):
         raise ValueError(f"val holds only pairs labelled {int(positives > 0)}: early stopping follows the validation "
                          "AUC, and so do the acceptance tests that use val, which needs pairs labelled 1 and 0 (add "

@@ -476,8 +476,7 @@ def _check_labels(labels, count: int, what: str) -> Tensor:
     labels = torch.as_tensor(labels).detach().cpu().double()
     if labels.shape != (count,):
         raise ValueError(f"{what} must have shape [{count}], got {list(labels.shape)}")
-    if not bool(((labels == 0) | (labels == 1)).all()):
-        raise ValueError(f"{what} must be 0 or 1")
+    check_binary_labels(labels, what)
     return labels
 
 

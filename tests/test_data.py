@@ -1532,16 +1532,33 @@ def test_edge_subgraph_takes_a_mask_or_positions_and_refuses_what_is_neither(ran
     for dtype in (torch.uint8, torch.int16):
         assert pairs_of(edge_subgraph(graph, torch.tensor([9, 0, 6, 3], dtype=dtype))) == pairs_of(by_positions)
     assert edge_subgraph(graph, [])[EDGE].edge_index.shape == (2, 0)
+    with pytest.raises(ValueError, match=r"an edge mask holds one bool per edge, \[12\], got \[0\]"):
+        edge_subgraph(graph, np.zeros(0, dtype=bool))  # an empty array keeps its dtype: a mask of the wrong length
 
 
 def test_a_graph_without_node_counts_is_refused_by_name(random_graph):
     """Validation pairs without num_nodes failed in train and every unlearner with int(None)'s TypeError."""
     graph = random_graph(6, 5, 12, seed=3)
     del graph["item"].num_nodes
+    message = re.escape("(the training graph, or its validation or test pairs) has no num_nodes for its item nodes: "
+                        "set graph['item'].num_nodes")
     with pytest.warns(UserWarning, match="num_nodes"):  # PyG's, as it tries to infer the count
-        with pytest.raises(ValueError, match=re.escape("the graph's item nodes have no num_nodes: set "
-                                                       "graph['item'].num_nodes")):
+        with pytest.raises(ValueError, match=message):
             num_items(graph)
+    from graphforget.models import MF
+    from graphforget.objectives import BCEObjective
+    from graphforget.train import TrainConfig, train
+    split = random_split(random_graph(6, 5, 12, seed=3), (0.6, 0.2, 0.2), seed=0)
+    val = split.val
+    del val["user"].num_nodes
+    with pytest.warns(UserWarning, match="num_nodes"):
+        with pytest.raises(ValueError, match="has no num_nodes for its user nodes"):
+            train(MF(num_users(split.train), num_items(split.train), 2), split.train, BCEObjective(),
+                  TrainConfig(epochs=1), val)
+    bare = HeteroData()
+    with pytest.raises(ValueError, match="has no num_nodes for its user nodes"):
+        num_users(bare)
+    assert bare.node_types == []  # no store created by asking
 
 
 def test_pair_keys_are_row_major_and_invertible(random_graph):

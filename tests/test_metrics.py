@@ -482,6 +482,13 @@ def test_recall_ndcg_refuses_test_positives_that_are_training_interactions():
         recall_ndcg_at_k(model, train, test, k=2)
     test[EDGE].edge_label = torch.tensor([0.0, 0.0, 1.0])
     assert recall_ndcg_at_k(model, train, test, k=1)["recall@1"] == 1.0  # item 2, the only free one
+    # found in the batch that ranks its user: the last of three, one user a batch
+    model = hand_mf([[1.0], [0.5], [0.2]], [[4.0], [3.0], [2.0]])
+    train = make_interactions(torch.tensor([[0, 1, 2], [0, 1, 2]]), num_users=3, num_items=3)
+    test = make_interactions(torch.tensor([[0, 1, 2], [1, 2, 2]]), num_users=3, num_items=3)
+    with pytest.raises(ValueError, match=re.escape("1 of the test positives are training interactions of the graph, "
+                                                   "e.g. [[2, 2]]")):
+        recall_ndcg_at_k(model, train, test, k=1, batch_size=1)
 
 
 def test_recall_ndcg_without_a_test_positive_is_nan_not_zero():

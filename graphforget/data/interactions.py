@@ -198,11 +198,12 @@ def num_items(graph: HeteroData) -> int:
 
 def _stored_count(graph: HeteroData, node: str) -> int:
     """``graph[node].num_nodes``; ``ValueError`` naming the node type where PyG cannot tell it (validation pairs without
-    it failed with ``int(None)``'s TypeError in train and every unlearner)."""
-    count = graph[node].num_nodes
+    it failed with ``int(None)``'s TypeError in train and every unlearner). A missing node type is not created."""
+    count = graph[node].num_nodes if node in graph.node_types else None
     if count is None:
-        raise ValueError(f"the graph's {node} nodes have no num_nodes: set graph[{node!r}].num_nodes (as "
-                         "make_interactions and the splits do)")
+        raise ValueError(f"a graph given here (the training graph, or its validation or test pairs) has no num_nodes "
+                         f"for its {node} nodes: set graph[{node!r}].num_nodes (as make_interactions and the splits "
+                         "do)")
     return int(count)
 
 
@@ -440,8 +441,8 @@ def edge_subgraph(graph: HeteroData, keep: Tensor) -> HeteroData:
     """
     check_one_edge_type(graph)
     given, keep, count = keep, torch.as_tensor(keep), graph[EDGE].edge_index.size(1)
-    if not torch.is_tensor(given) and keep.numel() == 0:  # []: no positions, so torch's default float dtype
-        keep = keep.long()
+    if isinstance(given, (list, tuple)) and keep.numel() == 0:  # []: no positions, so torch's default float dtype
+        keep = keep.long()  # (an empty array keeps its dtype: an empty bool mask is a mask, of the wrong length)
     if keep.dtype == torch.bool:
         if keep.shape != (count,):
             raise ValueError(f"an edge mask holds one bool per edge, [{count}], got {list(keep.shape)}")
