@@ -243,13 +243,12 @@ def recall_ndcg_at_k(model, graph: HeteroData, test: HeteroData, k: int = 20, ba
 
 
 def _refuse_masked_positives(positives: Tensor, train: Tensor, items: int) -> None:
-    """Raises ``ValueError`` for test positives among the training interactions: masked, they are never ranked, and
-    counted as misses (the training pairs given as the test set scored 0, with no word)."""
+    """Raises ``ValueError`` naming the test positives among the training interactions, once a batch found one:
+    masked, they are never ranked, and were counted as misses (the training pairs given as the test set scored 0)."""
     masked = torch.isin(pair_keys(positives, items), pair_keys(train, items))
-    if bool(masked.any()):
-        first = positives[:, masked].t()[:3].tolist()
-        raise ValueError(f"{int(masked.sum())} of the test positives are training interactions of the graph, e.g. "
-                         f"{first}: they are masked from the ranking, so never recalled; evaluate on held-out pairs")
+    first = positives[:, masked].t()[:3].tolist()
+    raise ValueError(f"{int(masked.sum())} of the test positives are training interactions of the graph, e.g. "
+                     f"{first}: they are masked from the ranking, so never recalled; evaluate on held-out pairs")
 
 
 def _expected_recall_ndcg(scores: Tensor, rows: Tensor, items: Tensor, k: int) -> tuple[Tensor, Tensor]:
