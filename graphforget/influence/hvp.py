@@ -142,6 +142,17 @@ class NodeRows:
         parts += [torch.zeros(params[name].numel(), dtype=torch.bool, device=node_mask.device) for name in self.dense]
         return torch.cat(parts)
 
+    def row_sums(self, model, values: Tensor) -> Tensor:
+        """``[len(phi)]``: on each entry of a node row, the sum of ``values`` (laid out as :math:`\\phi`) over that row;
+        0 on dense parameters."""
+        params, out, start = dict(model.named_parameters()), torch.zeros_like(values), 0
+        for name, ids in self.rows.items():
+            width = _row_size(params[name])
+            stop = start + ids.numel() * width
+            out[start:stop] = values[start:stop].view(ids.numel(), width).sum(1).repeat_interleave(width)
+            start = stop
+        return out
+
     def numel(self, model) -> int:
         """Size of :math:`\\phi`."""
         params = dict(model.named_parameters())

@@ -37,7 +37,9 @@ class SolverConfig:
             \\lVert\\hat\\phi\\rVert^2)`, the L2 strength under which the trained point would be
             stationary (early stopping acts as such a ridge; 0 at a stationary point), fitted on the node
             rows; away from stationarity each dense parameter's damping is scaled by the RMS of its gradient
-            over the rows' (``info["dense_damping"]``; see :doc:`/methods`).
+            over the rows' (``info["dense_damping"]``), and the row of a node the request leaves with some
+            but under half of its terms takes its own ridge where that is larger (``info["stripped_rows"]``;
+            see :doc:`/methods`).
         relative_damping: adds ``relative_damping`` times the mean diagonal of the curvature
             (Hutchinson's estimate from 4 random sign vectors) to :math:`\\lambda`.
         tol: relative residual at which the solver stops, in (0, 1) (the zero step's is 1); a solve that does
