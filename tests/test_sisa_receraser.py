@@ -207,6 +207,34 @@ def test_attention_weights_and_scores_by_hand():
     assert torch.allclose(att.score(users, items, pairs), expected, atol=1e-5)
 
 
+def test_attention_scores_gather_without_indexing_whose_backward_is_not_reproducible():
+    """The attention's score gathers its aggregated rows with index_select: the backward of indexing adds rows in
+    parallel in any order, and on two threads a seeded RecEraser (and a resumed bench) differed from run to run.
+    The gradients of a large batch are the same in repeated runs on two threads."""
+    gen = torch.Generator().manual_seed(0)
+    att = ShardAttention(3, 16)
+    users, items = torch.randn(3, 50, 16, generator=gen), torch.randn(3, 40, 16, generator=gen)
+    pairs = torch.stack([torch.randint(0, 50, (100_000,), generator=gen),
+                         torch.randint(0, 40, (100_000,), generator=gen)])
+    weights, threads, seen = torch.randn(100_000, generator=gen), torch.get_num_threads(), set()
+    torch.set_num_threads(2)
+    try:
+        for _ in range(3):
+            stacks = users.clone().requires_grad_(), items.clone().requires_grad_()
+            scores = att.score(*stacks, pairs)
+            nodes, names = [scores.grad_fn], set()
+            while nodes:
+                node = nodes.pop()
+                names.add(type(node).__name__)
+                nodes += [child for child, _ in node.next_functions if child is not None]
+            assert "IndexBackward0" not in names
+            gradients = torch.autograd.grad((scores * weights).sum(), [*stacks, *att.parameters()])
+            seen.add(tuple(float(g.double().sum()) for g in gradients))
+    finally:
+        torch.set_num_threads(threads)
+    assert len(seen) == 1
+
+
 # --- SISA ---------------------------------------------------------------------------------------
 
 def test_sisa_retrains_exactly_the_touched_shards(graph):

@@ -134,11 +134,13 @@ class ShardAttention(nn.Module):
 
     def score(self, user_stack: Tensor, item_stack: Tensor, edge_label_index: Tensor) -> Tensor:
         """Logits ``[B]`` of the ``[2, B]`` pairs from ``[S, U, d]`` / ``[S, I, d]`` shard embeddings."""
-        # Aggregate each distinct node once: a batch repeats users and items many times.
+        # Aggregate each distinct node once: a batch repeats users and items many times. index_select, not
+        # indexing: the latter's backward adds rows in parallel in any order, and on two threads a seeded
+        # RecEraser's attention (and a resumed bench's figures) differed from run to run.
         users, user_pos = torch.unique(edge_label_index[0], return_inverse=True)
         items, item_pos = torch.unique(edge_label_index[1], return_inverse=True)
-        user = self.aggregate(user_stack[:, users], "user")[user_pos]
-        item = self.aggregate(item_stack[:, items], "item")[item_pos]
+        user = self.aggregate(user_stack.index_select(1, users), "user").index_select(0, user_pos)
+        item = self.aggregate(item_stack.index_select(1, items), "item").index_select(0, item_pos)
         return (user * item).sum(-1)
 
     def extra_repr(self) -> str:
