@@ -21,6 +21,7 @@ from graphforget.bench import (DEFAULT_METHODS, PROTOCOLS, Cell, CellCache, Data
                                bench_hparams, deletion_request, mean_interval,
                                parse_params, plan_cells, run_bench, stream_positions, stream_requests, t_quantile)
 from graphforget.bench.harness import MAX_SEED_COUNT, _seed_list
+from graphforget.bench.protocols import ProtocolError
 from graphforget.bench.setting import request_digest
 from graphforget.data import EDGE, make_interactions, pair_keys, planted_communities
 from graphforget.metrics import prediction_distance
@@ -1614,7 +1615,7 @@ def test_a_stream_length_that_is_not_a_whole_number_is_refused():
     assert variants({**base, "length": 3})[0]["length"] == 3
 
 
-@pytest.mark.parametrize("seeds", [[1.5], [True], ["1"], [-1], [0, 2 ** 32], True, 2.0, "3"])
+@pytest.mark.parametrize("seeds", [[1.5], [True], ["1"], [-1], [0, 2 ** 32], True, 2.0, "3", torch.tensor(2)])
 def test_seeds_that_are_not_integers_are_refused_before_training(seeds):
     """``seeds=[1.5]`` (or ``[True]``, ``["1"]``) ran seed 1 under a key saying 1: int() cast it without a word.
     The error shows the value's repr: ``"3"`` read as a valid 3."""
@@ -1624,6 +1625,41 @@ def test_seeds_that_are_not_integers_are_refused_before_training(seeds):
                    PROTOCOLS["deletion"].defaults(True), {})
     assert [cell.seed for cell in plan_cells("deletion", DataSource("synthetic", negatives=1), TINY, [], [2, 0],
                                              {"kinds": ["edge"], "ratios": [0.05]}, {})] == [2, 0]
+
+
+def test_run_bench_refuses_a_method_twice_and_hparams_it_would_ignore_before_training(monkeypatch, capsys, tmp_path):
+    """``methods=["finetune", "finetune"]`` ran it once without a word; ``model="lightgcn"`` beside MF hparams ran
+    MF; ``train.seed=7`` and ``train.progress=True`` changed every cell's key and record and nothing else (the run
+    sets both per cell); a dict for hparams failed with an AttributeError."""
+    monkeypatch.setattr("graphforget.bench.setting.train", lambda *a, **k: pytest.fail("trained before the checks"))
+    cases = [({"methods": ["finetune", "retrain", "finetune"]}, "methods listed twice: finetune"),
+             ({"model": "lightgcn"}, "model 'lightgcn' and hparams.model 'mf' differ: give one of them"),
+             ({"hparams": TINY.replace({"train.seed": 7})}, "hparams.train.seed must be left at 0: the bench sets it"),
+             ({"hparams": TINY.replace({"train.progress": True})}, "hparams.train.progress must be left at False"),
+             ({"hparams": TINY.as_dict()}, "hparams must be a Hyperparameters (graphforget.presets), got dict")]
+    for change, message in cases:
+        arguments = {"methods": ["finetune"], "seeds": 1, "hparams": TINY, **change}
+        with pytest.raises(ValueError, match=re.escape(message)):
+            run_bench("deletion", "synthetic", quick=True, **arguments)
+    code = cli.main(["bench", "--protocol", "deletion", "--quick", "--dataset", "synthetic", "--methods", "finetune",
+                     "finetune", "--out", str(tmp_path / "o")])
+    assert code == 2 and "methods listed twice: finetune" in capsys.readouterr().err
+
+
+def test_progress_shows_a_bar_over_each_training_of_a_cell(capsys):
+    """The bar over the cells sat at 0 while the first cell trained the Original and the Retrain (on ML-1M, hours)."""
+    run_bench("deletion", "synthetic", methods=["finetune"], seeds=1, quick=True, hparams=TINY, progress=True)
+    err = capsys.readouterr().err
+    assert "deletion:" in err and err.count("train:   0%") >= 4  # the Original's, then each kind's Retrain
+
+
+def test_a_stream_longer_than_its_users_stops_the_run(tmp_path):
+    """A stream of more requests than users with edges gave every cell {"error": ...}, and the run exited 0 with an
+    empty table: a protocol's parameter the data cannot serve is no method's refusal."""
+    with pytest.raises(ProtocolError, match=re.escape("stream length must be in [1, 599]")):
+        run_bench("stream", "synthetic", methods=["finetune"], seeds=1, params={"length": 100_000}, hparams=TINY,
+                  out=tmp_path / "o")
+    assert not (tmp_path / "o" / "results.json").exists()
 
 
 @pytest.mark.parametrize("count", [0, MAX_SEED_COUNT + 1, 2 ** 32, 10 ** 20])

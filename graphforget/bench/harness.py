@@ -20,7 +20,7 @@ from ..presets import PRESET_DATASETS, Hyperparameters, default_hparams
 from ..unlearn import METHODS, NotFittedError, UnlearningFailed, method_config
 from .cache import Cell, CellCache
 from .data import DataSource
-from .protocols import PROTOCOLS
+from .protocols import PROTOCOLS, ProtocolError
 from .setting import BENCH_METHODS, MethodUnsupported, Setting, Workspace, naming_warnings, resolve_method
 from .stats import mean_interval
 
@@ -86,8 +86,9 @@ def _seed_list(seeds: int | Sequence[int]) -> list[int]:
                          f"got {seeds!r}")
     if is_integer(seeds) and not 1 <= seeds <= MAX_SEED_COUNT:
         raise refusal
-    # True or 2.0, neither a count nor a list, raised a TypeError from list()
-    listed = list(range(seeds)) if is_integer(seeds) else list(seeds) if isinstance(seeds, Iterable) else []
+    # True or 2.0, neither a count nor a list, raised a TypeError from list(), as did a 0-d tensor
+    listed = (list(range(seeds)) if is_integer(seeds) else
+              list(seeds) if isinstance(seeds, Iterable) and not (torch.is_tensor(seeds) and seeds.dim() == 0) else [])
     # int() made seed 1 of 1.5, "1" or True: it ran under a key saying 1, and no one was told
     if not listed or len(set(listed)) != len(listed) or not all(is_seed(s) for s in listed):
         raise refusal
@@ -101,6 +102,9 @@ def _methods_to_run(protocol: str, methods: Sequence[str] | None) -> list[str]:
     methods = list(methods)
     if not methods:  # an empty list ran every default method, SISA's and RecEraser's trainings included
         raise ValueError("methods lists none: give at least one, or None for the protocol's defaults")
+    twice = sorted({m for m in methods if methods.count(m) > 1})
+    if twice:  # one ran, and the run said nothing (run_attack and the demo refuse it)
+        raise ValueError(f"methods listed twice: {', '.join(twice)}")
     _check_run(protocol, methods)
     return methods
 
@@ -152,12 +156,13 @@ def _leaves(options: dict, prefix: str = "") -> list[str]:
             for name in (_leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [f"{prefix}{key}"])]
 
 
-def _setting_of(cell: Cell, hparams: Hyperparameters, source: DataSource, device) -> tuple[str, Callable[[], Setting]]:
+def _setting_of(cell: Cell, hparams: Hyperparameters, source: DataSource, device,
+                progress: bool = False) -> tuple[str, Callable[[], Setting]]:
     attack = PROTOCOLS[cell.protocol].attack(cell.params["protocol"])
     key = json.dumps([cell.params["data"], cell.seed, attack, cell.params["hparams"]], sort_keys=True)
 
     def make() -> Setting:
-        setting = Setting(source, hparams, cell.seed, attack, device)
+        setting = Setting(source, hparams, cell.seed, attack, device, progress)
         _check_files_unchanged(source, cell.params["data"]["files"])  # after the read: a change before it shows
         return setting
     return key, make
@@ -177,13 +182,16 @@ def _check_files_unchanged(source: DataSource, planned: dict) -> None:
 def _compute(cell: Cell, workspace: Workspace, hparams, source: DataSource, device, progress: bool) -> dict:
     """Runs one cell; a method that refuses a request (:class:`~graphforget.unlearn.UnlearningFailed`, or a
     ``ValueError`` such as the direct solver's refusal of a large system), or cannot continue from its result, gives
-    ``{"error": ...}`` instead of stopping the run (which then never finished)."""
-    key, make = _setting_of(cell, hparams, source, device)
+    ``{"error": ...}`` instead of stopping the run (which then never finished); a
+    :class:`~graphforget.bench.protocols.ProtocolError` (parameters the data cannot serve) stops it."""
+    key, make = _setting_of(cell, hparams, source, device, progress)
     setting = workspace.get(key, make)
     try:  # its warnings name the cell: six alike, of six cells, had named none
         with naming_warnings(cell.label()):
             return PROTOCOLS[cell.protocol].run(setting, cell.method, cell.params["options"], cell.params["protocol"],
                                                 progress)
+    except ProtocolError:
+        raise
     except (UnlearningFailed, NotFittedError, MethodUnsupported, ValueError) as error:
         log.warning("%s failed: %s", cell.label(), error)
         return {"error": f"{type(error).__name__}: {error}"}
@@ -253,7 +261,7 @@ def _options(methods: Sequence[str], options: dict | None, hparams: Hyperparamet
     return options
 
 
-def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str = "mf",
+def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str | None = None,
               methods: Sequence[str] | None = None, seeds: int | Sequence[int] = 3, quick: bool = False,
               out: str | os.PathLike | None = None, *, root=None, params: dict | None = None,
               options: dict[str, dict] | None = None,
@@ -266,7 +274,8 @@ def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str =
         dataset: a name of :data:`~graphforget.bench.data.BENCH_DATASETS`, or a
             :class:`~graphforget.bench.data.DataSource` (e.g. a file).
         model: a name of :data:`graphforget.models.MODELS` (the model of
-            :func:`~graphforget.presets.default_hparams`; ``sgl`` and ``simgcl`` train with BPR).
+            :func:`~graphforget.presets.default_hparams`; ``sgl`` and ``simgcl`` train with BPR); default:
+            ``hparams``' model, else ``mf``.
         methods: method names (default: :data:`DEFAULT_METHODS`, :data:`ADVERSARIAL_METHODS` for ``adversarial``);
             Retrain is always run, as the reference. A method that cannot run under the protocol's objective (SCIF
             under BPR) is refused before anything is trained; one that refuses the trained model or graph gives its
@@ -281,9 +290,10 @@ def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str =
             own).
         params: protocol parameters overriding the profile's (e.g. ``{"length": 100}``).
         options: per method, its options (:func:`~graphforget.unlearn.method_config`).
-        hparams: the model and training (default: :func:`~graphforget.presets.default_hparams`).
+        hparams: the model and training (default: :func:`~graphforget.presets.default_hparams`), its
+            ``train.seed`` and ``train.progress`` left at their defaults (the run sets them).
         device: where models are trained.
-        progress: a tqdm bar over the cells (and over a stream's requests).
+        progress: a tqdm bar over the cells, over a stream's requests and over each training.
         after_cell: called with each cell and its record once it is done (computed or read back).
 
     Raises:
@@ -295,7 +305,7 @@ def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str =
     _check_bench_out(out)
     source, seeds = _data_source(dataset, root), _seed_list(seeds)
     params = _protocol_params(protocol, quick, params)
-    hparams = hparams or bench_hparams(model, source.name, protocol)
+    hparams = _run_hparams(hparams, model, source.name, protocol)
     source = source.for_loss(hparams.loss)
     options = _options(methods, options, hparams, seeds)
     cells = plan_cells(protocol, source, hparams, methods, seeds, params, options, device)
@@ -311,6 +321,23 @@ def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str =
         from .report import write_reports
         result.files = [str(p) for p in write_reports(result, Path(out))]
     return result
+
+
+def _run_hparams(hparams: Hyperparameters | None, model: str | None, dataset: str, protocol: str) -> Hyperparameters:
+    """``hparams``, or the bench's for ``model`` (MF by default). Refused: another type, a ``model`` other than
+    ``hparams.model`` (the model was ignored), and ``train.seed`` or ``train.progress`` set: the run sets both for
+    each cell (``seeds``, ``progress``), so they changed the cells' keys and records and nothing else."""
+    if hparams is None:
+        return bench_hparams(model or "mf", dataset, protocol)
+    if not isinstance(hparams, Hyperparameters):
+        raise ValueError(f"hparams must be a Hyperparameters (graphforget.presets), got {type(hparams).__name__}")
+    if model is not None and model != hparams.model:
+        raise ValueError(f"model {model!r} and hparams.model {hparams.model!r} differ: give one of them")
+    for name, default in (("seed", 0), ("progress", False)):
+        if getattr(hparams.train, name) != default:
+            raise ValueError(f"hparams.train.{name} must be left at {default}: the bench sets it for each cell (its "
+                             f"seeds and progress arguments), got {getattr(hparams.train, name)!r}")
+    return hparams
 
 
 def _protocol_params(protocol: str, quick: bool, params: dict | None) -> dict:

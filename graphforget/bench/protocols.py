@@ -41,8 +41,8 @@ from ..metrics import completeness, evaluate_auc, prediction_distance, predictio
 from ..verify import verify_forgetting
 from .setting import Setting, request_digest
 
-__all__ = ["Protocol", "PROTOCOLS", "DELETION_KINDS", "STREAM_ORDERS", "deletion_request", "stream_requests",
-           "stream_positions", "measure"]
+__all__ = ["Protocol", "ProtocolError", "PROTOCOLS", "DELETION_KINDS", "STREAM_ORDERS", "deletion_request",
+           "stream_requests", "stream_positions", "measure"]
 
 #: The deletion sets of the ``deletion`` protocol (see :func:`deletion_request`): CURE4Rec's three, then random
 #: interactions.
@@ -102,22 +102,27 @@ def deletion_request(graph, kind: str, ratio: float, seed: int = 0) -> Tensor:
     return user_edges(graph, users[:count])
 
 
+class ProtocolError(ValueError):
+    """A protocol's parameters that its data cannot serve (a stream longer than its users): the run stops, where a
+    method's refusal of a request gives its cell ``{"error": ...}`` (a bench of such cells had exited 0, empty)."""
+
+
 def stream_requests(graph, length: int, order: str = "random", seed: int = 0) -> list[Tensor]:
     """``length`` single-user requests (all of a user's training edges each), users in ``order``.
 
     Raises:
-        ValueError: an unknown order, or as many requests as users with edges (the last would leave nothing to
-            train on: the whole run failed there, at its Retrain) or more.
+        ValueError: an unknown order; :class:`ProtocolError` (a ``ValueError``): as many requests as users with edges
+            (the last would leave nothing to train on: the whole run failed there, at its Retrain) or more.
     """
     if order not in STREAM_ORDERS:
         raise ValueError(f"unknown stream order {order!r}; known: {', '.join(STREAM_ORDERS)}")
     users = _users_in_order(graph, order, seed)
     if users.numel() < 2:
-        raise ValueError(f"a stream needs two users with edges or more (one keeps its edges to train on); the graph "
-                         f"has {users.numel()}")
+        raise ProtocolError(f"a stream needs two users with edges or more (one keeps its edges to train on); the "
+                            f"graph has {users.numel()}")
     if not 1 <= length < users.numel():
-        raise ValueError(f"stream length must be in [1, {users.numel() - 1}] (the users with edges less one, whose "
-                         f"edges remain to train on), got {length}")
+        raise ProtocolError(f"stream length must be in [1, {users.numel() - 1}] (the users with edges less one, whose "
+                            f"edges remain to train on), got {length}")
     return [user_edges(graph, users[k:k + 1]) for k in range(length)]
 
 

@@ -88,12 +88,14 @@ class Setting:
             ``{"kind": "adversarial", "fraction": f}`` adds, for a share ``f`` of the users, the item a
             model trained on the clean graph scores lowest (UnlearnRec); ``None``: the clean training split.
         device: where models are trained.
+        progress: a tqdm bar over each training (the Original's, the Retrains', the shards'): on ML-1M the first cell
+            trains for hours.
     """
 
     def __init__(self, source: DataSource, hparams: Hyperparameters, seed: int, attack: dict | None = None,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", progress: bool = False):
         self.hparams, self.seed, self.device = hparams, seed, torch.device(device)
-        self.objective, self.config = hparams.objective(seed), hparams.train_config(seed)
+        self.objective, self.config = hparams.objective(seed), hparams.train_config(seed, progress)
         flip = attack is not None and attack["kind"] == "flip"
         self.data = source.prepare(seed, attack["ratio"] if flip else 0.02)
         split = self.data.split
