@@ -57,6 +57,12 @@ class SCIF(IFRU):
     stationary model, or an early-stopped one whose L2 is at least its implicit ridge; ``newton.steps=1``
     for the paper's single step) are IFRU's (see :class:`IFRUConfig`); ``hops``, ``spillover``, ``prune``
     and ``curvature_of`` (``original``) are fixed: a config setting them otherwise is refused.
+
+    The substitution teaches the model the user's mean remaining label on every removed pair: a request of all of a
+    user's dislikes relabels them as likes. On ML-100K's LightGCN (2% flipped, seed 2, no L2, Adam at lr 0.05, early
+    stopping) a request of the 311 dislikes of the user with most grew its row from norm 3.4 to 19.5 (three
+    Retrains: 8.2-8.6) for AUC_1 0.735 against the Original's 0.745 and the Retrains' 0.743-0.745, trusted: its
+    validation AUC fell 0.003.
     """
     name = "scif"
     # The new objective keeps the removed terms (relabelled): its curvature is the original one.
