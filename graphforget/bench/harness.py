@@ -17,6 +17,7 @@ from ..config import is_integer, is_seed
 from ..distributed import from_rank_zero
 from ..io import to_jsonable
 from ..presets import PRESET_DATASETS, Hyperparameters, default_hparams
+from ..train import TrainConfig
 from ..unlearn import METHODS, NotFittedError, UnlearningFailed, method_config
 from .cache import Cell, CellCache
 from .data import DataSource
@@ -333,7 +334,8 @@ def _run_hparams(hparams: Hyperparameters | None, model: str | None, dataset: st
         raise ValueError(f"hparams must be a Hyperparameters (graphforget.presets), got {type(hparams).__name__}")
     if model is not None and model != hparams.model:
         raise ValueError(f"model {model!r} and hparams.model {hparams.model!r} differ: give one of them")
-    for name, default in (("seed", 0), ("progress", False)):
+    for name in ("seed", "progress"):
+        default = getattr(TrainConfig(), name)
         if getattr(hparams.train, name) != default:
             raise ValueError(f"hparams.train.{name} must be left at {default}: the bench sets it for each cell (its "
                              f"seeds and progress arguments), got {getattr(hparams.train, name)!r}")
