@@ -13,6 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -1246,6 +1247,10 @@ def test_core_and_edge_deletion_take_the_most_or_least_active_users_until_they_h
             held += degree[user]
             if held >= max(1, round(ratio * 21)):
                 break
+        if held == 21:  # every edge: nothing would remain to train on
+            with pytest.raises(ProtocolError, match="takes every observed training edge of the graph"):
+                deletion_request(graph, kind, ratio)
+            continue
         request = deletion_request(graph, kind, ratio)
         assert sorted(map(tuple, request.t().tolist())) == sorted((u, i) for u in chosen for i in range(degree[u]))
 
@@ -1615,7 +1620,8 @@ def test_a_stream_length_that_is_not_a_whole_number_is_refused():
     assert variants({**base, "length": 3})[0]["length"] == 3
 
 
-@pytest.mark.parametrize("seeds", [[1.5], [True], ["1"], [-1], [0, 2 ** 32], True, 2.0, "3", torch.tensor(2)])
+@pytest.mark.parametrize("seeds", [[1.5], [True], ["1"], [-1], [0, 2 ** 32], True, 2.0, "3", torch.tensor(2),
+                                   np.array(2)])
 def test_seeds_that_are_not_integers_are_refused_before_training(seeds):
     """``seeds=[1.5]`` (or ``[True]``, ``["1"]``) ran seed 1 under a key saying 1: int() cast it without a word.
     The error shows the value's repr: ``"3"`` read as a valid 3."""
@@ -1637,6 +1643,7 @@ def test_run_bench_refuses_a_method_twice_and_hparams_it_would_ignore_before_tra
              ({"hparams": TINY.replace({"train.seed": 7})}, "hparams.train.seed must be left at 0: the bench sets it"),
              ({"hparams": TINY.replace({"train.progress": True})}, "hparams.train.progress must be left at False"),
              ({"hparams": TINY.as_dict()}, "hparams must be a Hyperparameters (graphforget.presets), got dict")]
+    cases.append(({"model": "", "hparams": None}, "Hyperparameters.model: unknown model ''"))  # it had run MF
     for change, message in cases:
         arguments = {"methods": ["finetune"], "seeds": 1, "hparams": TINY, **change}
         with pytest.raises(ValueError, match=re.escape(message)):
@@ -1646,20 +1653,33 @@ def test_run_bench_refuses_a_method_twice_and_hparams_it_would_ignore_before_tra
     assert code == 2 and "methods listed twice: finetune" in capsys.readouterr().err
 
 
-def test_progress_shows_a_bar_over_each_training_of_a_cell(capsys):
-    """The bar over the cells sat at 0 while the first cell trained the Original and the Retrain (on ML-1M, hours)."""
+def test_progress_shows_a_bar_over_each_training_of_a_cell(capsys, monkeypatch):
+    """The bar over the cells sat at 0 while the first cell trained the Original and the Retrain (on ML-1M, hours):
+    every training of the run (the Original, then each kind's Retrain and FineTune) shows its own bar."""
+    real, shown = sys.modules["graphforget.train"].train, []
+
+    def recording(model, graph, objective, config, *args, **kwargs):
+        shown.append(config.progress)
+        return real(model, graph, objective, config, *args, **kwargs)
+    for module in ("graphforget.bench.setting", "graphforget.unlearn.retrain", "graphforget.unlearn.finetune"):
+        monkeypatch.setattr(f"{module}.train", recording)
     run_bench("deletion", "synthetic", methods=["finetune"], seeds=1, quick=True, hparams=TINY, progress=True)
-    err = capsys.readouterr().err
-    assert "deletion:" in err and err.count("train:   0%") >= 4  # the Original's, then each kind's Retrain
+    assert shown == [True] * (1 + 2 * len(PROTOCOLS["deletion"].defaults(True)["kinds"]))
+    assert "deletion:" in capsys.readouterr().err
 
 
 def test_a_stream_longer_than_its_users_stops_the_run(tmp_path):
-    """A stream of more requests than users with edges gave every cell {"error": ...}, and the run exited 0 with an
-    empty table: a protocol's parameter the data cannot serve is no method's refusal."""
+    """A stream of more requests than users with edges, or a deletion ratio that takes every edge, gave every cell
+    {"error": ...}, and the run exited 0 with an empty table: a protocol's parameter the data cannot serve is no
+    method's refusal."""
     with pytest.raises(ProtocolError, match=re.escape("stream length must be in [1, 599]")):
         run_bench("stream", "synthetic", methods=["finetune"], seeds=1, params={"length": 100_000}, hparams=TINY,
                   out=tmp_path / "o")
     assert not (tmp_path / "o" / "results.json").exists()
+    for kind in ("core", "interactions"):
+        with pytest.raises(ProtocolError, match=f"deletion ratio 0.99999 of kind '{kind}' takes every observed"):
+            run_bench("deletion", "synthetic", methods=["finetune"], seeds=1, hparams=TINY,
+                      params={"kinds": [kind], "ratios": [0.99999]})
 
 
 @pytest.mark.parametrize("count", [0, MAX_SEED_COUNT + 1, 2 ** 32, 10 ** 20])

@@ -87,9 +87,9 @@ def _seed_list(seeds: int | Sequence[int]) -> list[int]:
                          f"got {seeds!r}")
     if is_integer(seeds) and not 1 <= seeds <= MAX_SEED_COUNT:
         raise refusal
-    # True or 2.0, neither a count nor a list, raised a TypeError from list(), as did a 0-d tensor
+    # True or 2.0, neither a count nor a list, raised a TypeError from list(), as did a 0-d tensor or array
     listed = (list(range(seeds)) if is_integer(seeds) else
-              list(seeds) if isinstance(seeds, Iterable) and not (torch.is_tensor(seeds) and seeds.dim() == 0) else [])
+              list(seeds) if isinstance(seeds, Iterable) and getattr(seeds, "ndim", 1) != 0 else [])
     # int() made seed 1 of 1.5, "1" or True: it ran under a key saying 1, and no one was told
     if not listed or len(set(listed)) != len(listed) or not all(is_seed(s) for s in listed):
         raise refusal
@@ -329,7 +329,7 @@ def _run_hparams(hparams: Hyperparameters | None, model: str | None, dataset: st
     ``hparams.model`` (the model was ignored), and ``train.seed`` or ``train.progress`` set: the run sets both for
     each cell (``seeds``, ``progress``), so they changed the cells' keys and records and nothing else."""
     if hparams is None:
-        return bench_hparams(model or "mf", dataset, protocol)
+        return bench_hparams("mf" if model is None else model, dataset, protocol)
     if not isinstance(hparams, Hyperparameters):
         raise ValueError(f"hparams must be a Hyperparameters (graphforget.presets), got {type(hparams).__name__}")
     if model is not None and model != hparams.model:

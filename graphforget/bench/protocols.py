@@ -77,6 +77,12 @@ def _users_in_order(graph, order: str, seed: int) -> Tensor:
     return users[degree[users] > 0]
 
 
+class ProtocolError(ValueError):
+    """A protocol's parameters that its data cannot serve (a stream longer than its users, a deletion ratio that takes
+    every edge): the run stops, where a method's refusal of a request gives its cell ``{"error": ...}`` (a bench of
+    such cells had exited 0, empty)."""
+
+
 def deletion_request(graph, kind: str, ratio: float, seed: int = 0) -> Tensor:
     """A deletion set: about ``ratio`` of the observed training edges, as ``[2, R]`` pairs.
 
@@ -87,8 +93,18 @@ def deletion_request(graph, kind: str, ratio: float, seed: int = 0) -> Tensor:
     users hold 24% of ``train.txt``'s interactions when they are the most active, 0.6% when the least).
 
     Raises:
-        ValueError: an unknown kind or a ratio outside (0, 1).
+        ValueError: an unknown kind or a ratio outside (0, 1); :class:`ProtocolError` (a ``ValueError``): a ratio
+            whose set takes every observed training edge (every method refused it, the run exited 0 with no figure).
     """
+    request = _deletion_set(graph, kind, ratio, seed)
+    edges = int(_user_degrees(graph).sum())
+    if request.size(1) >= edges:
+        raise ProtocolError(f"deletion ratio {ratio} of kind {kind!r} takes every observed training edge of the graph "
+                            f"({edges}): nothing would remain to train on; lower it")
+    return request
+
+
+def _deletion_set(graph, kind: str, ratio: float, seed: int) -> Tensor:
     if kind not in DELETION_KINDS:
         raise ValueError(f"unknown deletion kind {kind!r}; known: {', '.join(DELETION_KINDS)}")
     if not 0 < ratio < 1:
@@ -100,11 +116,6 @@ def deletion_request(graph, kind: str, ratio: float, seed: int = 0) -> Tensor:
     target = max(1, round(ratio * int(cumulative[-1])))
     count = int(torch.searchsorted(cumulative, torch.tensor(target))) + 1
     return user_edges(graph, users[:count])
-
-
-class ProtocolError(ValueError):
-    """A protocol's parameters that its data cannot serve (a stream longer than its users): the run stops, where a
-    method's refusal of a request gives its cell ``{"error": ...}`` (a bench of such cells had exited 0, empty)."""
 
 
 def stream_requests(graph, length: int, order: str = "random", seed: int = 0) -> list[Tensor]:
