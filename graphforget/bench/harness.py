@@ -294,7 +294,8 @@ def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str |
         hparams: the model and training (default: :func:`~graphforget.presets.default_hparams`), its
             ``train.seed`` and ``train.progress`` left at their defaults (the run sets them).
         device: where models are trained.
-        progress: a tqdm bar over the cells, over a stream's requests and over each training.
+        progress: a tqdm bar over the cells, over a stream's requests and over each training (under torchrun, give
+            it on rank 0 only: every rank given it draws its own bars).
         after_cell: called with each cell and its record once it is done (computed or read back).
 
     Raises:
