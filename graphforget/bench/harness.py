@@ -301,7 +301,9 @@ def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str |
     Raises:
         ValueError: an unknown protocol, dataset, method, parameter or option, a parameter of the wrong type, a
             ``root`` that is not read, or an ``out`` that holds files of something else than a bench (its
-            ``results.md`` would be overwritten), before anything is trained.
+            ``results.md`` would be overwritten), before anything is trained;
+            :class:`~graphforget.bench.protocols.ProtocolError` at the first cell whose data cannot serve the
+            parameters (a stream longer than its users).
     """
     methods = _methods_to_run(protocol, methods)
     _check_bench_out(out)
@@ -312,17 +314,23 @@ def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str |
     options = _options(methods, options, hparams, seeds)
     cells = plan_cells(protocol, source, hparams, methods, seeds, params, options, device)
     result = BenchResult(protocol, source.name, hparams.model, params, hparams.as_dict())
-    cache, workspace = (CellCache(Path(out) / "cells") if out is not None else None), Workspace()
-    for cell in tqdm(cells, desc=protocol, disable=not progress):
-        record = _record(cell, cache, workspace, hparams, source, device, progress)
-        result.cells.append(record)
-        if after_cell is not None:
-            after_cell(cell, record)
+    result.cells = _run_cells(cells, out, hparams, source, device, progress, after_cell)
     result.aggregates = aggregate(result.cells)
     if out is not None:
         from .report import write_reports
         result.files = [str(p) for p in write_reports(result, Path(out))]
     return result
+
+
+def _run_cells(cells: list[Cell], out, hparams: Hyperparameters, source: DataSource, device, progress: bool,
+               after_cell: Callable[[Cell, dict], None] | None) -> list[dict]:
+    """Each cell's record, read from ``out``'s cache or computed, in order; one :class:`Workspace` for them all."""
+    cache, workspace, records = (CellCache(Path(out) / "cells") if out is not None else None), Workspace(), []
+    for cell in tqdm(cells, desc=cells[0].protocol if cells else None, disable=not progress):
+        records.append(_record(cell, cache, workspace, hparams, source, device, progress))
+        if after_cell is not None:
+            after_cell(cell, records[-1])
+    return records
 
 
 def _run_hparams(hparams: Hyperparameters | None, model: str | None, dataset: str, protocol: str) -> Hyperparameters:

@@ -34,10 +34,9 @@ class Ladder:
     damping's metric :math:`M` (stripped rows and dense weights, :meth:`IFRU._damping_metric`) becomes the identity
     in the coordinates :math:`M^{1/2}\phi` (residuals still measured in :math:`\phi`'s), and the right-hand sides
     differ only on orphan entries, whose block of the system is decoupled, :math:`(l_2 + \lambda)\,I`, and solved
-    exactly. Each attempt's
-    solve is checked every time its iteration count doubles from ``CHECK_FROM``: CG's iterates grow in norm
-    (Steihaug, SIAM J. Numer. Anal. 20, 1983), so once one fails the acceptance test the converged step, further out,
-    lies beyond where the quadratic model holds, and the attempt stops there.
+    exactly. Each attempt's solve is checked every time its iteration count doubles from ``CHECK_FROM``: CG's
+    iterates grow in norm (Steihaug, SIAM J. Numer. Anal. 20, 1983), so once one fails the acceptance test the
+    converged step, further out, lies beyond where the quadratic model holds, and the attempt stops there.
     """
 
     def __init__(self, curvature, g: Tensor, target: TiltedObjective, damping: float, count: int,
