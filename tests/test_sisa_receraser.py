@@ -916,6 +916,29 @@ def test_an_attention_too_large_to_build_is_refused_before_any_shard_trains(grap
     assert built.attention_dim == 3 and built.user_proj.weight.shape == (3, D)
 
 
+@pytest.mark.parametrize("transform", [True, False])
+def test_the_attentions_size_is_its_parameters_count(transform):
+    attention = ShardAttention(3, 5, 7, transform=transform)
+    assert ShardAttention.size(3, 5, 7, transform) == sum(p.numel() for p in attention.parameters())
+
+
+def test_an_attention_larger_than_the_machines_memory_is_refused_before_it_is_allocated(graph, monkeypatch):
+    """On an H100 machine, the test above's attention_dim=10**12 was not refused: its worker was killed (an allocation
+    can succeed where the system overcommits memory, and fail when written). The size is checked first."""
+    import graphforget.unlearn.sharding as sharding
+    need = 4 * ShardAttention.size(2, D, 100)
+    monkeypatch.setattr(sharding, "physical_memory", lambda: need - 1)
+    monkeypatch.setattr(sharding, "skip_init", lambda *args, **kwargs: pytest.fail("a projection was allocated"))
+    config = SISAConfig(CONFIG, num_shards=2, aggregation="attention", attention_dim=100)
+    with pytest.raises(ValueError, match=re.escape(f"SISA: the attention cannot be built (SISAConfig.attention_dim=100, "
+                                                   f"embedding_dim=8): its parameters take {need / 2 ** 30:.4g} GiB, "
+                                                   "more than this machine's memory")):
+        SISA(MF(U, I, D), graph, OBJECTIVE, config).fit()
+    monkeypatch.undo()
+    monkeypatch.setattr(sharding, "physical_memory", lambda: need)  # just enough
+    assert SISA(MF(U, I, D), graph, OBJECTIVE, config).fit().model.attention.attention_dim == 100
+
+
 def test_the_ensemble_refuses_ids_it_would_store_under_another_pairs_key():
     """Pairs are stored as keys ``user * num_items + item``: an item id of ``num_items`` was stored as the next user's
     item 0 (that pair got a shard, and a lookup of it answered), and float or bool ids were truncated, silently."""

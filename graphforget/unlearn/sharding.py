@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import os
 import warnings
 from typing import Sequence
 
@@ -31,6 +32,14 @@ from .base import redraw, warn_caller
 __all__ = ["ShardedRecommender", "ShardAttention", "split_graph", "train_shards", "train_aggregator"]
 
 log = logging.getLogger(__name__)
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes, or ``None`` where the system does not say (not POSIX)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def split_graph(graph: HeteroData, shard_of: Tensor, num_shards: int) -> list[HeteroData]:
@@ -86,6 +95,11 @@ class ShardAttention(nn.Module):
             raise ValueError(f"activation must be 'tanh' or 'relu', got {activation!r}")
         self.num_shards, self.embedding_dim, self.attention_dim = num_shards, embedding_dim, attention_dim
         self.activation, self.transform = activation, transform
+        need, have = self.size(num_shards, embedding_dim, attention_dim, transform), physical_memory()
+        need *= torch.get_default_dtype().itemsize
+        if have is not None and need > have:  # on a machine that overcommits, the allocation succeeds and is killed
+            raise RuntimeError(f"its parameters take {need / 2 ** 30:.4g} GiB, more than this machine's memory "
+                               f"({have / 2 ** 30:.4g} GiB)")
         if transform:
             self.transfer_weight = nn.Parameter(torch.empty(num_shards, embedding_dim, embedding_dim))
             self.transfer_bias = nn.Parameter(torch.empty(num_shards, embedding_dim))
@@ -95,6 +109,12 @@ class ShardAttention(nn.Module):
         self.user_h = nn.Parameter(torch.empty(attention_dim))
         self.item_h = nn.Parameter(torch.empty(attention_dim))
         self.reset_parameters(seed)
+
+    @staticmethod
+    def size(num_shards: int, embedding_dim: int, attention_dim: int, transform: bool = True) -> int:
+        """The number of its parameters: per node type a projection (weight and bias) and a vector, and with
+        ``transform`` a map and a bias per shard."""
+        return 2 * attention_dim * (embedding_dim + 2) + transform * num_shards * embedding_dim * (embedding_dim + 1)
 
     def reset_parameters(self, seed: int | None = None) -> None:
         """Re-initialises every parameter (from a private generator when ``seed`` is given)."""
