@@ -1,5 +1,7 @@
 """Small helpers shared by the tests."""
 import torch
+from torch import nn
+from torch_geometric.nn import SAGEConv
 
 from graphforget.models import MF
 
@@ -62,3 +64,21 @@ def fake_install(site, package: str, source: str, models: dict[str, str]) -> Non
     (meta / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.1\n")
     lines = "".join(f"{name} = {target}\n" for name, target in models.items())
     (meta / "entry_points.txt").write_text(f"[graphforget.models]\n{lines}")
+
+
+class MeanSAGE(nn.Module):
+    """One SAGEConv layer (mean aggregation) over node embeddings, dot-product scores: a PyG model with dense weights
+    beside its embedding table."""
+
+    def __init__(self, num_nodes: int, width: int = 4):
+        super().__init__()
+        self.embedding = nn.Embedding(num_nodes, width)
+        self.conv = SAGEConv(width, width)
+
+    def reset_parameters(self):
+        self.embedding.reset_parameters()
+        self.conv.reset_parameters()
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        x = self.conv(self.embedding.weight, edge_index)
+        return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)

@@ -15,10 +15,11 @@ from torch_geometric.data import HeteroData
 from graphforget import clock
 from graphforget.clock import Stopwatch
 from graphforget.data import EDGE, k_core, on_device, planted_communities, random_edges, random_split
-from graphforget.models import MF, ContrastiveBPRObjective, LightGCN, build_model
+from graphforget.models import MF, ContrastiveBPRObjective, LightGCN, PyGRecommender, build_model
 from graphforget.objectives import BCEObjective, BPRObjective
 from graphforget.train import TrainConfig, train
-from graphforget.unlearn import METHODS, build_unlearner
+from graphforget.unlearn import IFRU, METHODS, build_unlearner
+from helpers import MeanSAGE
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
                                                                  reason="no CUDA device"))]
@@ -126,6 +127,52 @@ def test_ifru_with_a_contrastive_term_on_the_device(model_name, device, trained,
         with torch.no_grad():
             predictions.append(torch.sigmoid(result.model(result.graph, split.test[EDGE].edge_index.to(where))).cpu())
     on_cpu, on_device = predictions
+    assert torch.allclose(on_device, on_cpu, atol=1e-3), float((on_device - on_cpu).abs().max())
+
+
+def _ifru_on(device: str, model, graph, request) -> tuple[torch.Tensor, dict]:
+    """Default IFRU run on ``device`` from a copy of the CPU-trained ``model``: its predicted probabilities of every
+    training pair (on the CPU) and its ``info``."""
+    moved = graph.clone().to(device)
+    result = IFRU(copy.deepcopy(model).to(device), moved, BCEObjective()).unlearn(request.to(device))
+    assert all(param.device.type == device for param in result.model.parameters())
+    with torch.no_grad():
+        return torch.sigmoid(result.model(result.graph, moved[EDGE].edge_index)).cpu(), result.info
+
+
+def _early_stopped_without_l2(model, graph):
+    """Adam at lr 0.05, no L2: a model away from stationarity, the case of IFRU's damping="auto"."""
+    model.reset_parameters(0)
+    train(model, graph, BCEObjective(), TrainConfig(epochs=10, lr=0.05, batch_size=128, patience=0, seed=0))
+    return model
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_ifru_solves_a_custom_gnns_dense_weights_on_the_device(device, one_thread):
+    """The conv weights of a PyG model are in IFRU's solve, each block damped by its own scale, on the device as on
+    the CPU (the LightGCN cases have no dense weights)."""
+    graph = planted_communities(40, 30, num_communities=2, interactions_per_user=8, seed=0)
+    model = _early_stopped_without_l2(PyGRecommender(MeanSAGE(70, width=8), 40, 30, receptive_field=1), graph)
+    request = random_edges(graph, 0.05, seed=0)
+    (on_cpu, cpu_info), (on_device, info) = (_ifru_on(where, model, graph, request) for where in ("cpu", device))
+    assert cpu_info["trusted"] and set(cpu_info["dense_damping"]) == {n for n, _ in model.named_parameters()
+                                                                     if "conv" in n}
+    assert info["trusted"] and info["dense_damping"].keys() == cpu_info["dense_damping"].keys()
+    assert torch.allclose(on_device, on_cpu, atol=1e-3), float((on_device - on_cpu).abs().max())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_ifru_holds_a_stripped_users_row_on_the_device(device, one_thread):
+    """The request takes 3/4 of the busiest user's edges from an early-stopped MF: its row is held by its own
+    implicit ridge (``stripped_rows``), on the device as on the CPU."""
+    graph = planted_communities(40, 30, num_communities=2, interactions_per_user=12, seed=0)
+    model = _early_stopped_without_l2(MF(40, 30, 8), graph)
+    edge_index = graph[EDGE].edge_index
+    user = int(torch.bincount(edge_index[0]).argmax())
+    request = edge_index[:, edge_index[0] == user][:, : 3 * int((edge_index[0] == user).sum()) // 4]
+    (on_cpu, cpu_info), (on_device, info) = (_ifru_on(where, model, graph, request) for where in ("cpu", device))
+    assert cpu_info["trusted"] and cpu_info["stripped_rows"] >= 1
+    assert info["trusted"] and info["stripped_rows"] == cpu_info["stripped_rows"]
     assert torch.allclose(on_device, on_cpu, atol=1e-3), float((on_device - on_cpu).abs().max())
 
 

@@ -25,6 +25,7 @@ from graphforget.models import LightGCN, PyGRecommender
 from graphforget.unlearn import (IFRU, SCIF, IFRUConfig, RecEraser, RecEraserConfig, Retrain, RetrainConfig, SISA,
                                  SISAConfig, UnlearnRec, UnlearnRecConfig)
 from graphforget.unlearn.unlearnrec import _SharedEmbedding
+from helpers import MeanSAGE
 
 U, I, D, K = 60, 40, 8, 2
 OBJECTIVE = BCEObjective(l2=0.5)
@@ -275,23 +276,6 @@ def test_edge_weight_mode_is_exact_on_k_hop_subgraphs(graph, one_thread, sparse)
     mine, adapted = (IFRU(model, graph, OBJECTIVE).unlearn(request) for model in (ours, theirs))
     step = (x0(mine.model) - x0(ours)).norm()
     assert float((x0(adapted.model) - x0(mine.model)).norm() / step) < UNLEARN_RTOL
-
-
-class MeanSAGE(nn.Module):
-    """One SAGEConv layer (mean aggregation) over node embeddings, dot-product scores."""
-
-    def __init__(self, num_nodes: int):
-        super().__init__()
-        self.embedding = nn.Embedding(num_nodes, 4)
-        self.conv = SAGEConv(4, 4)
-
-    def reset_parameters(self):
-        self.embedding.reset_parameters()
-        self.conv.reset_parameters()
-
-    def forward(self, edge_index, edge_label_index, edge_weight=None):
-        x = self.conv(self.embedding.weight, edge_index)
-        return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
 
 
 def test_a_pair_stored_twice_is_refused_on_the_edge_list_path_as_where_an_adjacency_is_built():
