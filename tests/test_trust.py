@@ -119,8 +119,9 @@ def test_a_step_that_fits_its_draw_of_negatives_is_rejected_for_more_damping():
     model, implicit = _bpr_trained("lightgcn", 0.05)
     request, test = random_edges(implicit, 0.1, 0), _attacked()[0].test
     result, messages = _unlearn(model, implicit, request, IFRUConfig(), objective=BPRObjective())
-    untested, _ = _unlearn(model, implicit, request, IFRUConfig(trust={"max_fresh_loss_rise": None}),
-                           objective=BPRObjective())
+    untested, _ = _unlearn(model, implicit, request, IFRUConfig(trust={"max_fresh_loss_rise": None},
+                                                                solver={"max_row_growth": None}),
+                           objective=BPRObjective())  # neither guard (the bound on rows alone: 0.656)
     first, accepted = result.info["attempts"][0], result.info["attempts"][-1]
     assert first["ratio"] >= 0.5 and first["fresh_loss_rise"] > 1.0  # measured: +214%
     assert "fresh draw of negatives by" in first["reason"] and "trust.max_fresh_loss_rise 1%" in first["reason"]
@@ -288,6 +289,83 @@ def test_a_user_left_with_likes_alone_keeps_a_row_of_retrains_length(data_root):
     assert results["ifru"].info["trusted"] and results["ifru"].info["stripped_rows"] >= 1
     assert row["ifru"] <= 1.5 * row["retrain"]
     assert auc_1["ifru"] >= auc_1["retrain"] - 0.02
+
+
+def _longest_rows(model) -> dict:
+    return {name: float(table.detach().norm(dim=1).max()) for name, table in model.named_parameters()}
+
+
+def test_a_step_that_leaves_rows_longer_than_training_made_any_is_held_on_those_rows(early_stopped):
+    """LightGCN away from stationarity, the attack request: the step at the pooled ridge leaves rows 1.6x the longest
+    row their table had after training. They are solved again with more damping on their own entries, until none
+    is longer than max_row_growth (1.25) times that; max_row_growth=None leaves them."""
+    models, graph, request, _ = early_stopped
+    model = models["lightgcn"]
+    longest = _longest_rows(model)
+    held, free = (_unlearn(model, graph, request, IFRUConfig(solver={"max_row_growth": growth}))[0]
+                  for growth in (1.25, None))
+    assert free.info["held_rows"] == 0 and max(_longest_rows(free.model)[n] / longest[n] for n in longest) > 1.5
+    assert held.info["trusted"] and held.info["held_rows"] >= 1
+    assert all(_longest_rows(held.model)[name] <= 1.25 * length * (1 + 1e-5) for name, length in longest.items())
+    assert held.info["attempts"][-1]["damping"] == pytest.approx(free.info["attempts"][-1]["damping"])  # the rest's
+
+
+def test_a_held_step_that_fails_its_test_leaves_the_last_trusted_one(early_stopped, monkeypatch):
+    models, graph, request, _ = early_stopped
+    model = models["lightgcn"]
+    free, _ = _unlearn(model, graph, request, IFRUConfig(solver={"max_row_growth": None}))
+    solved = IFRU._steps
+
+    def failing_when_held(self, call, gradient, target, ratio, outcome):
+        phi = solved(self, call, gradient, target, ratio, outcome)
+        if target.metric is not None:  # only the holding sets a metric on this model
+            outcome.update(trusted=False, reason="made to fail")
+        return phi
+    monkeypatch.setattr(IFRU, "_steps", failing_when_held)
+    result, _ = _unlearn(model, graph, request, IFRUConfig())
+    assert result.info["trusted"] and result.info["held_rows"] == 0 and result.info["reason"] is None
+    assert all(torch.equal(a, b) for a, b in zip(result.model.parameters(), free.model.parameters()))
+
+
+def test_max_row_growth_is_checked_and_read_only_with_the_auto_damping():
+    with pytest.raises(ValueError, match=re.escape("IFRUConfig.solver.max_row_growth: must be None or >= 1 (got 0.5)")):
+        SolverConfig(max_row_growth=0.5)
+    with pytest.raises(ValueError, match=re.escape("IFRUConfig.solver.max_row_growth: read only with damping='auto' "
+                                                   "(damping=0.1)")):
+        SolverConfig(damping=0.1, max_row_growth=2.0)
+    assert SolverConfig(damping=0.1).max_row_growth == 1.25 and IFRUConfig.paper().solver.damping == 0
+
+
+def test_a_request_sent_in_halves_keeps_the_users_row_within_what_training_made(data_root):
+    """ML-100K MF, 2% flipped (seed 1), no L2, Adam lr 0.05 and early stopping; the user with most dislikes sends
+    them in two halves, the second unlearnt from the first's result. Its row had ended at norm 44.7 (the longest
+    trained user row: 3.9; Retrain's: 3.5), trusted, and AUC_1 0.024 under Retrain's; held: 4.0, and 0.0025."""
+    from graphforget.presets import default_hparams
+    from graphforget.protocols.attack import prepare_attack_data
+    from graphforget.unlearn import build_unlearner
+    data = prepare_attack_data("ml-100k", data_root, 0.02, 1)
+    graph, val, test = data.train, data.split.val, data.split.test
+    hparams = default_hparams("mf", "ml-100k").replace({"l2": 0.0, "train.lr": 0.05})
+    model = hparams.build_model(graph["user"].num_nodes, graph["item"].num_nodes, 1)
+    objective, config = hparams.objective(1), hparams.train_config(1)
+    train(model, graph, objective, config, val)
+    edge_index, label = graph[EDGE].edge_index, graph[EDGE].edge_label
+    user = int(torch.bincount(edge_index[0][label == 0]).argmax())
+    request = edge_index[:, (edge_index[0] == user) & (label == 0)]
+    halves = request[:, request[1].argsort()].tensor_split(2, dim=1)
+    retrain = build_unlearner("retrain", model, graph, objective, None, train=config, seed=0, val=val).unlearn(request)
+    longest = float(model.user_emb.weight.detach().norm(dim=1).max())
+    auc_1, row = {}, {}
+    for growth in (1.25, None):
+        result = IFRU(model, graph, objective, IFRUConfig(solver={"max_row_growth": growth}), val=val).unlearn(halves[0])
+        result = IFRU(result.model, result.graph, objective, IFRUConfig(solver={"max_row_growth": growth}),
+                      val=val).unlearn(halves[1])
+        assert result.info["trusted"]
+        auc_1[growth] = evaluate_auc(result.model, result.graph, test, request)["auc_1"]
+        row[growth] = float(result.model.user_emb.weight[user].detach().norm())
+    expected = evaluate_auc(retrain.model, retrain.graph, test, request)["auc_1"]
+    assert row[None] > 5 * longest and auc_1[None] < expected - 0.015
+    assert row[1.25] <= 1.25 * longest and auc_1[1.25] >= expected - 0.01
 
 
 def test_acceptance_ratio_of_an_exact_newton_step_on_a_quadratic():

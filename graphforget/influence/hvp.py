@@ -153,6 +153,17 @@ class NodeRows:
             start = stop
         return out
 
+    def longest_rows(self, model) -> Tensor:
+        """``[len(phi)]``: on each entry of a node row, the norm of the longest row of its table (every row, not only
+        the selected ones); 0 on dense parameters."""
+        params, parts = dict(model.named_parameters()), []
+        for name, ids in self.rows.items():
+            table = params[name].detach()
+            longest = table.reshape(len(table), -1).norm(dim=1).max() if len(table) else table.new_zeros(())
+            parts.append(longest.expand(ids.numel() * _row_size(table)))
+        parts += [params[name].new_zeros(params[name].numel()) for name in self.dense]
+        return torch.cat(parts)
+
     def numel(self, model) -> int:
         """Size of :math:`\\phi`."""
         params = dict(model.named_parameters())

@@ -48,6 +48,10 @@ class SolverConfig:
         max_iter: solver iteration cap (``direct`` solves exactly, within any cap).
         lr: Adam's learning rate (``name='adam'``; the paper searches 1e-4..1e-2). Another solver's config with an
             ``lr`` other than the default is refused: it would not be read.
+        max_row_growth: with ``damping="auto"`` away from stationarity, a trusted step that leaves a node row longer
+            than ``max_row_growth`` times the longest row of its table after training is solved again, with the
+            damping on each such row multiplied by how far it went past (at least 2), up to 6 times, while the step
+            stays trusted (``info["held_rows"]``; see :doc:`/methods`). ``None``: no bound.
     """
     name: str = "cg"
     damping: float | Literal["auto"] = "auto"
@@ -55,12 +59,14 @@ class SolverConfig:
     tol: float = 1e-2
     max_iter: int = 200
     lr: float = 1e-3
+    max_row_growth: float | None = 1.25
 
     def __post_init__(self):
         _check_types("IFRUConfig.solver", self)
         check_fields(self, {
             "name": (self.name in SOLVERS, f"one of {', '.join(SOLVERS)}"),
             "damping": (self.damping == "auto" or self.damping >= 0, "must be 'auto' or a number >= 0"),
+            "max_row_growth": (self.max_row_growth is None or self.max_row_growth >= 1, "must be None or >= 1"),
             "relative_damping": (self.relative_damping >= 0, "must be >= 0"),
             "tol": (0 < self.tol < 1, "must be > 0" if self.tol <= 0 else
                     "must be < 1 (a relative residual of 1 is the zero step's)"),
@@ -70,6 +76,8 @@ class SolverConfig:
         check_fields(self, {  # else recorded with the run, and never read
             "lr": (self.name == "adam" or self.lr == SolverConfig.lr,
                    f"read only with name='adam' (name={self.name!r})"),
+            "max_row_growth": (self.damping == "auto" or self.max_row_growth == SolverConfig.max_row_growth,
+                               f"read only with damping='auto' (damping={self.damping!r})"),
         }, "IFRUConfig.solver")
 
     def options(self) -> dict:

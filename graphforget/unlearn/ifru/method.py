@@ -36,6 +36,8 @@ from .tilted import TiltedObjective, gradient_ratio
 #: A node the request leaves with fewer than this share of its terms (and some) is stripped: its own implicit ridge
 #: holds its row where it is larger than the pooled one (:meth:`IFRU._hold_stripped_rows`).
 STRIPPED_SHARE = 0.5
+#: How many times :meth:`IFRU._hold_long_rows` solves again at most (``solver.max_row_growth``).
+HOLD_ROUNDS = 6
 #: The draw of negatives (an epoch of BPR's), and of a contrastive term's views, that ``trust.max_fresh_loss_rise``
 #: scores a step on; IFRU's objective holds epoch 0's, and the views' draw 0.
 FRESH_EPOCH = 1
@@ -147,7 +149,8 @@ class IFRU(Unlearner):
       ``damping`` (the last attempt's :math:`\lambda`; ``None`` when nothing was solved), ``dense_damping``
       (``{dense parameter: the scale of its damping}``, see :class:`SolverConfig`; empty when none is scaled),
       ``stripped_rows`` (how many rows of nodes the request strips of most of their terms are held by their own,
-      larger, ridge; see :class:`SolverConfig`);
+      larger, ridge) and ``held_rows`` (how many rows were solved again with more damping for ending longer than
+      ``solver.max_row_growth`` allows; see :class:`SolverConfig`);
     * ``attempts``: one dict per solve of the first step (the solver's ``iterations``, ``residual`` (CG's:
       its recursive estimate), ``seconds``, ``converged``, ``negative_curvature``, and ``rhs_norm``, ``damping``,
       ``predicted_decrease``, ``actual_decrease``, ``ratio``, ``true_residual`` (measured; a finite step's),
@@ -553,9 +556,17 @@ class IFRU(Unlearner):
         ratio = gradient_ratio(target, gradient)
         outcome = {"implicit_ridge": target.implicit_ridge(), "gradient_ratio": ratio, "attempts": []}
         if not gradient.any():  # the removal changes nothing the rows see (SCIF: every label substituted by itself)
-            outcome.update(dense_damping={}, stripped_rows=0, damping=None, trusted=True, reason=None, solver=[])
+            outcome.update(dense_damping={}, stripped_rows=0, held_rows=0, damping=None, trusted=True, reason=None,
+                           solver=[])
             return self._zero_orphans(phi, target, outcome), outcome  # a saturated sigmoid's gradient rounds to 0
         target.metric, outcome["dense_damping"], outcome["stripped_rows"] = self._damping_metric(call, target, ratio)
+        new_phi = self._steps(call, gradient, target, ratio, outcome)
+        return self._hold_long_rows(call, gradient, target, ratio, outcome, new_phi), outcome
+
+    def _steps(self, call: _Call, gradient: Tensor, target: TiltedObjective, ratio: float, outcome: dict) -> Tensor:
+        """The accepted first step, then the Newton extension's steps, under ``target``'s metric; fills ``outcome``."""
+        phi = call.region.phi
+        outcome["attempts"] = []
         step, reason = self._first_step(call, gradient, target, outcome["attempts"])
         outcome["damping"] = target.damping if outcome["attempts"] else None  # None: nothing was solved
         self._warn_below_ridge(outcome)
@@ -568,7 +579,45 @@ class IFRU(Unlearner):
             plan = self._newton_plan(target, ratio, float(gradient.norm()))
             new_phi = self._extend(call, new_phi, target, solves, outcome, plan)
         outcome.update(trusted=reason is None, reason=reason, solver=solves)
-        return new_phi, outcome
+        return new_phi
+
+    def _hold_long_rows(self, call: _Call, gradient: Tensor, target: TiltedObjective, ratio: float, outcome: dict,
+                        new_phi: Tensor) -> Tensor:
+        """Solves again, with a larger damping on their entries, while a trusted step leaves rows longer than
+        ``solver.max_row_growth`` times the longest row of their table after training (away from stationarity,
+        ``damping="auto"``): early stopping bounded every row, and a row whose step goes past all of them has left
+        the region where the implicit ridge stands for training. Each round multiplies an over-long row's damping by
+        how far past its room (the cap less its trained norm) it went, at least 2; a round whose step fails its test
+        ends the holding with the last trusted step. ``info["held_rows"]`` counts the rows held."""
+        outcome["held_rows"], growth_cap = 0, self.config.solver.max_row_growth
+        if growth_cap is None or self.config.solver.damping != "auto" or ratio <= STATIONARY_RATIO:
+            return new_phi
+        rows, base = call.region.rows, target.phi0.double()
+        cap = growth_cap * rows.longest_rows(self.model).double()
+        start = rows.row_sums(self.model, base * base).sqrt()
+        held = torch.zeros_like(cap, dtype=torch.bool)
+        for _ in range(HOLD_ROUNDS):
+            norms = rows.row_sums(self.model, new_phi.double().pow(2)).sqrt()
+            over = (norms > cap) & (cap > 0)  # a table of zero rows has no trained length to hold a row to
+            if not outcome["trusted"] or not over.any():
+                break
+            room = (cap - start).clamp_min(1e-3 * cap)
+            growth = ((norms - start) / room).clamp_min(2.0)
+            kept = target.metric, target.damping
+            metric = torch.ones_like(target.phi0) if target.metric is None else target.metric.clone()
+            metric[over] *= growth[over].to(metric.dtype)
+            target.metric = metric
+            trial = {key: value for key, value in outcome.items() if key not in ("newton_stop", "newton_discarded")}
+            held_phi = self._steps(call, gradient, target, ratio, trial)
+            if not trial["trusted"]:  # the held step failed its test: the last trusted one stands
+                target.metric, target.damping = kept
+                break
+            new_phi, held = held_phi, held | over
+            outcome.clear()
+            outcome.update(trial)
+        widths = rows.row_sums(self.model, torch.ones_like(base))
+        outcome["held_rows"] = round(float((held / widths.clamp_min(1)).sum()))
+        return new_phi
 
     def _zero_orphans(self, phi: Tensor, target: TiltedObjective, outcome: dict) -> Tensor:
         """``phi`` with the rows the request leaves without an edge set to 0 (``info["zeroed_entries"]``), where the
