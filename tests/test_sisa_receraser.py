@@ -922,21 +922,33 @@ def test_the_attentions_size_is_its_parameters_count(transform):
     assert ShardAttention.size(3, 5, 7, transform) == sum(p.numel() for p in attention.parameters())
 
 
-def test_an_attention_larger_than_the_machines_memory_is_refused_before_it_is_allocated(graph, monkeypatch):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_an_attention_larger_than_the_machines_memory_is_refused_before_it_is_allocated(graph, monkeypatch, dtype):
     """On an H100 machine, the test above's attention_dim=10**12 was not refused: its worker was killed (an allocation
-    can succeed where the system overcommits memory, and fail when written). The size is checked first."""
+    can succeed where the system overcommits memory, and fail when written). Its training's size (its parameters,
+    their gradients and Adam's two moments) in the shards' dtype is checked against the machine's memory first."""
     import graphforget.unlearn.sharding as sharding
-    need = 4 * ShardAttention.size(2, D, 100)
+    need = 4 * ShardAttention.size(2, D, 100) * dtype.itemsize
     monkeypatch.setattr(sharding, "physical_memory", lambda: need - 1)
     monkeypatch.setattr(sharding, "skip_init", lambda *args, **kwargs: pytest.fail("a projection was allocated"))
     config = SISAConfig(CONFIG, num_shards=2, aggregation="attention", attention_dim=100)
-    with pytest.raises(ValueError, match=re.escape(f"SISA: the attention cannot be built (SISAConfig.attention_dim=100, "
-                                                   f"embedding_dim=8): its parameters take {need / 2 ** 30:.4g} GiB, "
-                                                   "more than this machine's memory")):
-        SISA(MF(U, I, D), graph, OBJECTIVE, config).fit()
+    with pytest.raises(ValueError, match=re.escape(
+            f"SISA: the attention cannot be built (SISAConfig.attention_dim=100, embedding_dim=8): ShardAttention("
+            f"num_shards=2, embedding_dim=8, attention_dim=100): its training takes {need / 2 ** 30:.4g} GiB ({dtype}), "
+            "more than this machine's memory")):
+        SISA(MF(U, I, D).to(dtype), graph, OBJECTIVE, config).fit()
     monkeypatch.undo()
     monkeypatch.setattr(sharding, "physical_memory", lambda: need)  # just enough
-    assert SISA(MF(U, I, D), graph, OBJECTIVE, config).fit().model.attention.attention_dim == 100
+    attention = SISA(MF(U, I, D).to(dtype), graph, OBJECTIVE, config).fit().model.attention
+    assert attention.attention_dim == 100 and attention.user_h.dtype == dtype
+
+
+def test_the_machines_memory_is_unknown_where_the_system_does_not_say(monkeypatch):
+    import graphforget.unlearn.sharding as sharding
+    monkeypatch.setattr(sharding.os, "sysconf", lambda name: -1)  # POSIX's answer for an indeterminate value
+    assert sharding.physical_memory() is None and ShardAttention(2, 4).attention_dim == 2
+    monkeypatch.delattr(sharding.os, "sysconf")  # not POSIX
+    assert sharding.physical_memory() is None
 
 
 def test_the_ensemble_refuses_ids_it_would_store_under_another_pairs_key():

@@ -310,21 +310,27 @@ def test_a_step_that_leaves_rows_longer_than_training_made_any_is_held_on_those_
     assert held.info["attempts"][-1]["damping"] == pytest.approx(free.info["attempts"][-1]["damping"])  # the rest's
 
 
-def test_a_held_step_that_fails_its_test_leaves_the_last_trusted_one(early_stopped, monkeypatch):
+def test_a_held_step_that_fails_its_test_leaves_the_last_trusted_one(early_stopped):
+    """The first step passes trust.min_ratio (0.974), the held one does not (0.946): the holding ends with the first,
+    trusted, at its damping, with no retry (a retry had raised every row's damping tenfold), no warning and no
+    trust.on_failure (it had raised UnlearningFailed, though a trusted step existed)."""
     models, graph, request, _ = early_stopped
-    model = models["lightgcn"]
-    free, _ = _unlearn(model, graph, request, IFRUConfig(solver={"max_row_growth": None}))
-    solved = IFRU._steps
-
-    def failing_when_held(self, call, gradient, target, ratio, outcome):
-        phi = solved(self, call, gradient, target, ratio, outcome)
-        if target.metric is not None:  # only the holding sets a metric on this model
-            outcome.update(trusted=False, reason="made to fail")
-        return phi
-    monkeypatch.setattr(IFRU, "_steps", failing_when_held)
-    result, _ = _unlearn(model, graph, request, IFRUConfig())
-    assert result.info["trusted"] and result.info["held_rows"] == 0 and result.info["reason"] is None
+    trust = {"min_ratio": 0.96, "on_failure": "raise"}
+    (result, messages), (free, _) = (_unlearn(models["lightgcn"], graph, request,
+                                              IFRUConfig(trust=trust, solver={"max_row_growth": growth}))
+                                     for growth in (1.25, None))
+    assert result.info["trusted"] and result.info["reason"] is None and not messages
+    assert result.info["held_rows"] == 0 and result.info["long_rows"] >= 1
+    assert result.info["damping"] == free.info["damping"] and len(result.info["attempts"]) == 1
     assert all(torch.equal(a, b) for a, b in zip(result.model.parameters(), free.model.parameters()))
+
+
+def test_rows_still_long_when_the_rounds_run_out_are_counted(early_stopped, monkeypatch):
+    from graphforget.unlearn.ifru import method
+    models, graph, request, _ = early_stopped
+    monkeypatch.setattr(method, "HOLD_ROUNDS", 0)
+    result, _ = _unlearn(models["lightgcn"], graph, request, IFRUConfig())
+    assert result.info["trusted"] and result.info["held_rows"] == 0 and result.info["long_rows"] >= 1
 
 
 def test_max_row_growth_is_checked_and_read_only_with_the_auto_damping():
@@ -333,7 +339,8 @@ def test_max_row_growth_is_checked_and_read_only_with_the_auto_damping():
     with pytest.raises(ValueError, match=re.escape("IFRUConfig.solver.max_row_growth: read only with damping='auto' "
                                                    "(damping=0.1)")):
         SolverConfig(damping=0.1, max_row_growth=2.0)
-    assert SolverConfig(damping=0.1).max_row_growth == 1.25 and IFRUConfig.paper().solver.damping == 0
+    assert SolverConfig(damping=0.1).max_row_growth == 1.25  # the default is no setting
+    assert IFRUConfig.paper(solver={"max_row_growth": None}).solver.max_row_growth is None  # nor is no bound
 
 
 def test_a_request_sent_in_halves_keeps_the_users_row_within_what_training_made(data_root):

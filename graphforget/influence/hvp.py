@@ -153,6 +153,11 @@ class NodeRows:
             start = stop
         return out
 
+    def count(self, model, entries: Tensor) -> int:
+        """How many node rows ``entries`` (a bool mask laid out as :math:`\\phi`, whole rows) marks."""
+        widths = self.row_sums(model, torch.ones_like(entries, dtype=torch.float64))
+        return round(float((entries / widths.clamp_min(1)).sum()))  # a row's entries sum to 1
+
     def longest_rows(self, model) -> Tensor:
         """``[len(phi)]``: on each entry of a node row, the norm of the longest row of its table (every row, not only
         the selected ones); 0 on dense parameters."""

@@ -35,11 +35,12 @@ log = logging.getLogger(__name__)
 
 
 def physical_memory() -> int | None:
-    """This machine's memory in bytes, or ``None`` where the system does not say (not POSIX)."""
+    """This machine's memory in bytes, or ``None`` where the system does not say (not POSIX, or -1: indeterminate)."""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        page, pages = os.sysconf("SC_PAGE_SIZE"), os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
         return None
+    return page * pages if page > 0 and pages > 0 else None
 
 
 def split_graph(graph: HeteroData, shard_of: Tensor, num_shards: int) -> list[HeteroData]:
@@ -82,10 +83,17 @@ class ShardAttention(nn.Module):
         activation: ``"tanh"`` or ``"relu"``.
         transform: use the per-shard transfer :math:`(\mathbf{T}_s, \mathbf{c}_s)`.
         seed: seed of the initialisation (``None``: torch's default generator).
+        dtype: of the parameters (default: torch's default dtype).
+
+    Raises:
+        ValueError: for an argument out of range, or parameters whose training (with their gradients and Adam's two
+            moments, four times their size) would not fit in this machine's memory: where the system overcommits
+            memory, the allocation succeeds and the process is killed when it is written.
     """
 
     def __init__(self, num_shards: int, embedding_dim: int, attention_dim: int | None = None,
-                 activation: str = "tanh", transform: bool = True, seed: int | None = 0):
+                 activation: str = "tanh", transform: bool = True, seed: int | None = 0,
+                 dtype: torch.dtype | None = None):
         super().__init__()
         attention_dim = max(1, embedding_dim // 2) if attention_dim is None else attention_dim  # 0 is no default
         if min(num_shards, embedding_dim, attention_dim) < 1:
@@ -95,19 +103,21 @@ class ShardAttention(nn.Module):
             raise ValueError(f"activation must be 'tanh' or 'relu', got {activation!r}")
         self.num_shards, self.embedding_dim, self.attention_dim = num_shards, embedding_dim, attention_dim
         self.activation, self.transform = activation, transform
-        need, have = self.size(num_shards, embedding_dim, attention_dim, transform), physical_memory()
-        need *= torch.get_default_dtype().itemsize
-        if have is not None and need > have:  # on a machine that overcommits, the allocation succeeds and is killed
-            raise RuntimeError(f"its parameters take {need / 2 ** 30:.4g} GiB, more than this machine's memory "
-                               f"({have / 2 ** 30:.4g} GiB)")
+        dtype = torch.get_default_dtype() if dtype is None else dtype
+        need = 4 * self.size(num_shards, embedding_dim, attention_dim, transform) * dtype.itemsize
+        have = physical_memory()
+        if have is not None and need > have:
+            raise ValueError(f"ShardAttention(num_shards={num_shards}, embedding_dim={embedding_dim}, attention_dim="
+                             f"{attention_dim}): its training takes {need / 2 ** 30:.4g} GiB ({dtype}), more than this "
+                             f"machine's memory ({have / 2 ** 30:.4g} GiB)")
         if transform:
-            self.transfer_weight = nn.Parameter(torch.empty(num_shards, embedding_dim, embedding_dim))
-            self.transfer_bias = nn.Parameter(torch.empty(num_shards, embedding_dim))
+            self.transfer_weight = nn.Parameter(torch.empty(num_shards, embedding_dim, embedding_dim, dtype=dtype))
+            self.transfer_bias = nn.Parameter(torch.empty(num_shards, embedding_dim, dtype=dtype))
         # skip_init: no draw from the caller's global random state; reset_parameters draws them below
-        self.user_proj = skip_init(nn.Linear, embedding_dim, attention_dim)
-        self.item_proj = skip_init(nn.Linear, embedding_dim, attention_dim)
-        self.user_h = nn.Parameter(torch.empty(attention_dim))
-        self.item_h = nn.Parameter(torch.empty(attention_dim))
+        self.user_proj = skip_init(nn.Linear, embedding_dim, attention_dim, dtype=dtype)
+        self.item_proj = skip_init(nn.Linear, embedding_dim, attention_dim, dtype=dtype)
+        self.user_h = nn.Parameter(torch.empty(attention_dim, dtype=dtype))
+        self.item_h = nn.Parameter(torch.empty(attention_dim, dtype=dtype))
         self.reset_parameters(seed)
 
     @staticmethod
@@ -243,7 +253,8 @@ class ShardedRecommender(Recommender):
                 raise ValueError("the ShardAttention's num_shards/embedding_dim do not match the shards")
             self.attention, self.aggregation = aggregation, "attention"
         elif aggregation == "attention":
-            self.attention, self.aggregation = ShardAttention(len(shards), self.embedding_dim), "attention"
+            self.attention = ShardAttention(len(shards), self.embedding_dim, dtype=next(first.parameters()).dtype)
+            self.aggregation = "attention"
         elif aggregation == "mean":
             self.attention, self.aggregation = None, "mean"
         else:

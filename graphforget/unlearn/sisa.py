@@ -351,10 +351,10 @@ class SISA(Unlearner):
         cfg = self.config
         if cfg.aggregation == "mean":
             return "mean"
-        try:
+        try:  # in the shards' dtype, which the ensemble moves it to
             return ShardAttention(self.num_shards, self.template.embedding_dim, cfg.attention_dim, cfg.activation,
-                                  cfg.transform, seed=cfg.seed)
-        except RuntimeError as error:  # torch's own words for memory it cannot allocate
+                                  cfg.transform, seed=cfg.seed, dtype=next(self.template.parameters()).dtype)
+        except (RuntimeError, ValueError) as error:  # ours, or torch's words for memory it cannot allocate
             raise ValueError(f"{type(self).__name__}: the attention cannot be built ({type(cfg).__name__}."
                              f"attention_dim={cfg.attention_dim}, embedding_dim={self.template.embedding_dim}): "
                              f"{error}") from None

@@ -49,9 +49,10 @@ class SolverConfig:
         lr: Adam's learning rate (``name='adam'``; the paper searches 1e-4..1e-2). Another solver's config with an
             ``lr`` other than the default is refused: it would not be read.
         max_row_growth: with ``damping="auto"`` away from stationarity, a trusted step that leaves a node row longer
-            than ``max_row_growth`` times the longest row of its table after training is solved again, with the
-            damping on each such row multiplied by how far it went past (at least 2), up to 6 times, while the step
-            stays trusted (``info["held_rows"]``; see :doc:`/methods`). ``None``: no bound.
+            than ``max_row_growth`` times the longest row of its table after training is solved again at its
+            damping, that on each such row multiplied by how far it went past (at least 2), up to 6 more times; a
+            solve that fails its test ends it with the last trusted step (``info["held_rows"]``, and
+            ``info["long_rows"]`` for rows still over; see :doc:`/methods`). ``None``: no bound.
     """
     name: str = "cg"
     damping: float | Literal["auto"] = "auto"
@@ -76,7 +77,7 @@ class SolverConfig:
         check_fields(self, {  # else recorded with the run, and never read
             "lr": (self.name == "adam" or self.lr == SolverConfig.lr,
                    f"read only with name='adam' (name={self.name!r})"),
-            "max_row_growth": (self.damping == "auto" or self.max_row_growth == SolverConfig.max_row_growth,
+            "max_row_growth": (self.damping == "auto" or self.max_row_growth in (None, SolverConfig.max_row_growth),
                                f"read only with damping='auto' (damping={self.damping!r})"),
         }, "IFRUConfig.solver")
 

@@ -36,7 +36,7 @@ from .tilted import TiltedObjective, gradient_ratio
 #: A node the request leaves with fewer than this share of its terms (and some) is stripped: its own implicit ridge
 #: holds its row where it is larger than the pooled one (:meth:`IFRU._hold_stripped_rows`).
 STRIPPED_SHARE = 0.5
-#: How many times :meth:`IFRU._hold_long_rows` solves again at most (``solver.max_row_growth``).
+#: How many more solves :meth:`IFRU._hold_long_rows` takes at most (``solver.max_row_growth``).
 HOLD_ROUNDS = 6
 #: The draw of negatives (an epoch of BPR's), and of a contrastive term's views, that ``trust.max_fresh_loss_rise``
 #: scores a step on; IFRU's objective holds epoch 0's, and the views' draw 0.
@@ -149,10 +149,12 @@ class IFRU(Unlearner):
       ``damping`` (the last attempt's :math:`\lambda`; ``None`` when nothing was solved), ``dense_damping``
       (``{dense parameter: the scale of its damping}``, see :class:`SolverConfig`; empty when none is scaled),
       ``stripped_rows`` (how many rows of nodes the request strips of most of their terms are held by their own,
-      larger, ridge) and ``held_rows`` (how many rows were solved again with more damping for ending longer than
-      ``solver.max_row_growth`` allows; see :class:`SolverConfig`);
-    * ``attempts``: one dict per solve of the first step (the solver's ``iterations``, ``residual`` (CG's:
-      its recursive estimate), ``seconds``, ``converged``, ``negative_curvature``, and ``rhs_norm``, ``damping``,
+      larger, ridge), ``held_rows`` (how many rows were solved again with more damping for ending longer than
+      ``solver.max_row_growth`` allows) and ``long_rows`` (how many still do: the holding ended first; see
+      :class:`SolverConfig`);
+    * ``attempts``: one dict per solve of the first step, then of each accepted round of ``solver.max_row_growth``
+      (the solver's ``iterations``, ``residual`` (CG's: its recursive estimate), ``seconds``, ``converged``,
+      ``negative_curvature``, and ``rhs_norm``, ``damping``,
       ``predicted_decrease``, ``actual_decrease``, ``ratio``, ``true_residual`` (measured; a finite step's),
       ``reason``; with a fresh draw of negatives or views, once
       the rest passed, ``fresh_loss_rise`` (the larger part's): see :class:`~graphforget.unlearn.TrustConfig`);
@@ -556,18 +558,23 @@ class IFRU(Unlearner):
         ratio = gradient_ratio(target, gradient)
         outcome = {"implicit_ridge": target.implicit_ridge(), "gradient_ratio": ratio, "attempts": []}
         if not gradient.any():  # the removal changes nothing the rows see (SCIF: every label substituted by itself)
-            outcome.update(dense_damping={}, stripped_rows=0, held_rows=0, damping=None, trusted=True, reason=None,
-                           solver=[])
+            outcome.update(dense_damping={}, stripped_rows=0, held_rows=0, long_rows=0, damping=None, trusted=True,
+                           reason=None, solver=[])
             return self._zero_orphans(phi, target, outcome), outcome  # a saturated sigmoid's gradient rounds to 0
         target.metric, outcome["dense_damping"], outcome["stripped_rows"] = self._damping_metric(call, target, ratio)
         new_phi = self._steps(call, gradient, target, ratio, outcome)
         return self._hold_long_rows(call, gradient, target, ratio, outcome, new_phi), outcome
 
-    def _steps(self, call: _Call, gradient: Tensor, target: TiltedObjective, ratio: float, outcome: dict) -> Tensor:
-        """The accepted first step, then the Newton extension's steps, under ``target``'s metric; fills ``outcome``."""
+    def _steps(self, call: _Call, gradient: Tensor, target: TiltedObjective, ratio: float, outcome: dict,
+               damping: float | None = None) -> Tensor | None:
+        """The accepted first step, then the Newton extension's steps, under ``target``'s metric; fills ``outcome``.
+        Given ``damping`` (a round of :meth:`_hold_long_rows`), the first step is solved at it alone, with no retry,
+        and ``None`` is returned when it fails its test (no ``trust.on_failure``: the last trusted step stands)."""
         phi = call.region.phi
         outcome["attempts"] = []
-        step, reason = self._first_step(call, gradient, target, outcome["attempts"])
+        step, reason = self._first_step(call, gradient, target, outcome["attempts"], damping)
+        if damping is not None and reason is not None:
+            return None
         outcome["damping"] = target.damping if outcome["attempts"] else None  # None: nothing was solved
         self._warn_below_ridge(outcome)
         solves = outcome["attempts"][-1:]  # the step's own solve (the same dict as its attempt's)
@@ -583,40 +590,40 @@ class IFRU(Unlearner):
 
     def _hold_long_rows(self, call: _Call, gradient: Tensor, target: TiltedObjective, ratio: float, outcome: dict,
                         new_phi: Tensor) -> Tensor:
-        """Solves again, with a larger damping on their entries, while a trusted step leaves rows longer than
-        ``solver.max_row_growth`` times the longest row of their table after training (away from stationarity,
-        ``damping="auto"``): early stopping bounded every row, and a row whose step goes past all of them has left
-        the region where the implicit ridge stands for training. Each round multiplies an over-long row's damping by
-        how far past its room (the cap less its trained norm) it went, at least 2; a round whose step fails its test
-        ends the holding with the last trusted step. ``info["held_rows"]`` counts the rows held."""
-        outcome["held_rows"], growth_cap = 0, self.config.solver.max_row_growth
-        if growth_cap is None or self.config.solver.damping != "auto" or ratio <= STATIONARY_RATIO:
+        """Solves again while a trusted step leaves rows longer than ``solver.max_row_growth`` times the longest row of
+        their table after training (away from stationarity, ``damping="auto"``), each over-long row's damping
+        multiplied by how far past its room (the cap less its trained norm) it went, at least 2: early stopping
+        bounded every row, and a row past all of them has left the region where the implicit ridge stands for
+        training. Each round is solved at the accepted step's damping, with no retry (a retry would raise the damping
+        of every row); a round that fails its test, or ``HOLD_ROUNDS`` of them, end the holding with the last
+        trusted step. ``info["held_rows"]`` counts the rows held, ``info["long_rows"]`` those still over."""
+        outcome["held_rows"] = outcome["long_rows"] = 0
+        growth_cap = self.config.solver.max_row_growth
+        if growth_cap is None or not self._ridge_damped(ratio) or not outcome["trusted"]:
             return new_phi
         rows, base = call.region.rows, target.phi0.double()
         cap = growth_cap * rows.longest_rows(self.model).double()
         start = rows.row_sums(self.model, base * base).sqrt()
         held = torch.zeros_like(cap, dtype=torch.bool)
-        for _ in range(HOLD_ROUNDS):
+        for round_ in range(HOLD_ROUNDS + 1):
             norms = rows.row_sums(self.model, new_phi.double().pow(2)).sqrt()
             over = (norms > cap) & (cap > 0)  # a table of zero rows has no trained length to hold a row to
-            if not outcome["trusted"] or not over.any():
+            if not over.any() or round_ == HOLD_ROUNDS:
                 break
-            room = (cap - start).clamp_min(1e-3 * cap)
-            growth = ((norms - start) / room).clamp_min(2.0)
+            growth = ((norms - start) / (cap - start).clamp_min(1e-3 * cap)).clamp_min(2.0)
             kept = target.metric, target.damping
-            metric = torch.ones_like(target.phi0) if target.metric is None else target.metric.clone()
-            metric[over] *= growth[over].to(metric.dtype)
-            target.metric = metric
+            target.metric = torch.ones_like(target.phi0) if target.metric is None else target.metric.clone()
+            target.metric[over] *= growth[over].to(target.metric.dtype)
             trial = {key: value for key, value in outcome.items() if key not in ("newton_stop", "newton_discarded")}
-            held_phi = self._steps(call, gradient, target, ratio, trial)
-            if not trial["trusted"]:  # the held step failed its test: the last trusted one stands
+            held_phi = self._steps(call, gradient, target, ratio, trial, damping=outcome["damping"])
+            if held_phi is None:
                 target.metric, target.damping = kept
                 break
             new_phi, held = held_phi, held | over
+            trial["attempts"] = outcome["attempts"] + trial["attempts"]  # every solve, in order
             outcome.clear()
             outcome.update(trial)
-        widths = rows.row_sums(self.model, torch.ones_like(base))
-        outcome["held_rows"] = round(float((held / widths.clamp_min(1)).sum()))
+        outcome["held_rows"], outcome["long_rows"] = rows.count(self.model, held), rows.count(self.model, over)
         return new_phi
 
     def _zero_orphans(self, phi: Tensor, target: TiltedObjective, outcome: dict) -> Tensor:
@@ -644,11 +651,17 @@ class IFRU(Unlearner):
                         f"may go past what a Retrain would learn, and no test sees it (solver.damping='auto' uses "
                         f"the ridge)")
 
+    def _ridge_damped(self, ratio: float) -> bool:
+        """Whether the damping is the implicit ridge of a model away from stationarity (``damping="auto"``, gradient
+        ratio ``ratio``): there the metric of the damping (:meth:`_damping_metric`) and the bound on rows
+        (:meth:`_hold_long_rows`) apply."""
+        return self.config.solver.damping == "auto" and ratio > STATIONARY_RATIO
+
     def _damping_metric(self, call: _Call, target: TiltedObjective, ratio: float) -> tuple[Tensor | None, dict, int]:
         """The damping's scale on each entry of phi (``None``: 1 on every entry), ``{dense parameter: its scale}``
         and the number of stripped rows (:meth:`_hold_stripped_rows`), on a model away from stationarity with
         ``damping="auto"``: elsewhere the damping is the same on every entry."""
-        if self.config.solver.damping != "auto" or ratio <= STATIONARY_RATIO:
+        if not self._ridge_damped(ratio):
             return None, {}, 0
         metric = torch.ones_like(target.full_gradient)
         stripped = self._hold_stripped_rows(call, target, metric)
@@ -680,8 +693,7 @@ class IFRU(Unlearner):
         own = (-rows.row_sums(self.model, gradient * phi) / squares.clamp_min(torch.finfo(squares.dtype).tiny))
         raised = entries & (own > pooled)
         metric[raised] = (own[raised] / pooled).to(metric.dtype)
-        widths = rows.row_sums(self.model, torch.ones_like(phi))
-        return round(float((raised / widths.clamp_min(1)).sum()))  # a row's entries sum to 1
+        return rows.count(self.model, raised)
 
     def _scale_dense(self, rows: NodeRows, target: TiltedObjective, metric: Tensor) -> dict:
         """Sets ``metric`` on each dense parameter to the RMS of its entries' gradient over the rows' (at least 1),
@@ -699,11 +711,15 @@ class IFRU(Unlearner):
             metric[start:stop], start = scales[name], stop
         return scales
 
-    def _first_step(self, call: _Call, gradient: Tensor, target: TiltedObjective, attempts: list):
-        """The influence step and ``None``, or the last finite step (or ``None``) and why none was accepted."""
+    def _first_step(self, call: _Call, gradient: Tensor, target: TiltedObjective, attempts: list,
+                    damping: float | None = None):
+        """The influence step and ``None``, or the last finite step (or ``None``) and why none was accepted. Given
+        ``damping``: solved at it alone, with no retry."""
         if not torch.isfinite(gradient).all():
             return None, "the gradient of the removed terms is not finite"
         curvature = self._curvature(call.region.rows, self._curvature_terms(call), target.phi0)
+        if damping is not None:
+            return self._levenberg_marquardt(curvature, gradient, target, damping, attempts, retries=0)
         return self._levenberg_marquardt(curvature, gradient, target, self._start_damping(curvature, target),
                                          attempts)
 
@@ -726,11 +742,11 @@ class IFRU(Unlearner):
         return call.new if remaining else call.original
 
     def _levenberg_marquardt(self, curvature, rhs: Tensor, target: TiltedObjective, damping: float,
-                             attempts: list):
-        """Solve, test, and on rejection grow the damping; returns the step and the reason of the last
-        rejection (``None`` when accepted). The attempts of one geometric ladder of dampings share their
-        solver's work where they can (:class:`Ladder`)."""
-        retries, phi = self.config.trust.retries, target.phi0
+                             attempts: list, retries: int | None = None):
+        """Solve, test, and on rejection grow the damping, up to ``retries`` times (``trust.retries``); returns the
+        step and the reason of the last rejection (``None`` when accepted). The attempts of one geometric ladder of
+        dampings share their solver's work where they can (:class:`Ladder`)."""
+        retries, phi = self.config.trust.retries if retries is None else retries, target.phi0
         step, ladder = None, None
         for attempt in range(retries + 1):
             if attempt == 1:
