@@ -943,6 +943,12 @@ def test_an_attention_larger_than_the_machines_memory_is_refused_before_it_is_al
     assert attention.attention_dim == 100 and attention.user_h.dtype == dtype
 
 
+@pytest.mark.parametrize("dtype", [torch.int64, torch.complex64, "float64"])
+def test_the_attention_refuses_a_dtype_that_is_not_a_real_floating_one(dtype):
+    with pytest.raises(ValueError, match=re.escape(f"dtype must be a real floating torch.dtype, got {dtype!r}")):
+        ShardAttention(2, 4, dtype=dtype)
+
+
 def test_the_machines_memory_is_unknown_where_the_system_does_not_say(monkeypatch):
     import graphforget.unlearn.sharding as sharding
     monkeypatch.setattr(sharding.os, "sysconf", lambda name: -1)  # POSIX's answer for an indeterminate value

@@ -333,6 +333,29 @@ def test_rows_still_long_when_the_rounds_run_out_are_counted(early_stopped, monk
     assert result.info["trusted"] and result.info["held_rows"] == 0 and result.info["long_rows"] >= 1
 
 
+def test_rows_are_held_where_the_implicit_ridge_is_0():
+    """An untrained MF under an L2 that outweighs its residual: the implicit ridge is 0 and the first step undamped.
+    A round at damping 0 had held nothing (its metric multiplied 0), and info["held_rows"] counted the rows all the
+    same; the rounds take the first retry's damping."""
+    _, graph, request = _attacked()
+    model = MF(U, I, 16)
+    model.reset_parameters(0)
+    longest = _longest_rows(model)
+    result, _ = _unlearn(model, graph, request, IFRUConfig(), objective=BCEObjective(l2=0.1))
+    assert result.info["trusted"] and result.info["implicit_ridge"] == 0 and result.info["attempts"][0]["damping"] == 0
+    assert result.info["held_rows"] >= 1 and result.info["long_rows"] == 0
+    assert all(attempt["damping"] > 0 for attempt in result.info["attempts"][1:])
+    assert all(_longest_rows(result.model)[name] <= 1.25 * length * (1 + 1e-5) for name, length in longest.items())
+
+
+def test_the_rows_an_untrusted_step_leaves_too_long_are_counted(early_stopped):
+    models, graph, request, _ = early_stopped
+    config = IFRUConfig(trust={"min_ratio": 0.99, "retries": 0, "on_failure": "apply"})  # the first step: 0.974
+    result, messages = _unlearn(models["lightgcn"], graph, request, config)
+    assert not result.info["trusted"] and "applied anyway" in messages[0]
+    assert result.info["held_rows"] == 0 and result.info["long_rows"] >= 1
+
+
 def test_max_row_growth_is_checked_and_read_only_with_the_auto_damping():
     with pytest.raises(ValueError, match=re.escape("IFRUConfig.solver.max_row_growth: must be None or >= 1 (got 0.5)")):
         SolverConfig(max_row_growth=0.5)

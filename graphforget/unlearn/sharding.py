@@ -104,6 +104,8 @@ class ShardAttention(nn.Module):
         self.num_shards, self.embedding_dim, self.attention_dim = num_shards, embedding_dim, attention_dim
         self.activation, self.transform = activation, transform
         dtype = torch.get_default_dtype() if dtype is None else dtype
+        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise ValueError(f"dtype must be a real floating torch.dtype, got {dtype!r}")
         need = 4 * self.size(num_shards, embedding_dim, attention_dim, transform) * dtype.itemsize
         have = physical_memory()
         if have is not None and need > have:

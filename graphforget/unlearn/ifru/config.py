@@ -50,9 +50,10 @@ class SolverConfig:
             ``lr`` other than the default is refused: it would not be read.
         max_row_growth: with ``damping="auto"`` away from stationarity, a trusted step that leaves a node row longer
             than ``max_row_growth`` times the longest row of its table after training is solved again at its
-            damping, that on each such row multiplied by how far it went past (at least 2), up to 6 more times; a
-            solve that fails its test ends it with the last trusted step (``info["held_rows"]``, and
-            ``info["long_rows"]`` for rows still over; see :doc:`/methods`). ``None``: no bound.
+            damping (the first retry's where it is 0), that on each such row multiplied by how far it went past (at
+            least 2), up to 6 more times; a solve that fails its test ends it with the last trusted step
+            (``info["held_rows"]``, and ``info["long_rows"]`` for rows still over; see :doc:`/methods`). ``None``: no
+            bound.
     """
     name: str = "cg"
     damping: float | Literal["auto"] = "auto"

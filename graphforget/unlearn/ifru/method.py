@@ -594,12 +594,13 @@ class IFRU(Unlearner):
         their table after training (away from stationarity, ``damping="auto"``), each over-long row's damping
         multiplied by how far past its room (the cap less its trained norm) it went, at least 2: early stopping
         bounded every row, and a row past all of them has left the region where the implicit ridge stands for
-        training. Each round is solved at the accepted step's damping, with no retry (a retry would raise the damping
-        of every row); a round that fails its test, or ``HOLD_ROUNDS`` of them, end the holding with the last
-        trusted step. ``info["held_rows"]`` counts the rows held, ``info["long_rows"]`` those still over."""
+        training. Each round is solved at the accepted step's damping (the first retry's where that is 0), with no
+        retry (a retry would raise the damping of every row); a round that fails its test, or ``HOLD_ROUNDS`` of them,
+        end the holding with the last trusted step. ``info["held_rows"]`` counts the rows held, ``info["long_rows"]``
+        those the returned step leaves over (an untrusted one is not held)."""
         outcome["held_rows"] = outcome["long_rows"] = 0
         growth_cap = self.config.solver.max_row_growth
-        if growth_cap is None or not self._ridge_damped(ratio) or not outcome["trusted"]:
+        if growth_cap is None or not self._ridge_damped(ratio):
             return new_phi
         rows, base = call.region.rows, target.phi0.double()
         cap = growth_cap * rows.longest_rows(self.model).double()
@@ -608,7 +609,7 @@ class IFRU(Unlearner):
         for round_ in range(HOLD_ROUNDS + 1):
             norms = rows.row_sums(self.model, new_phi.double().pow(2)).sqrt()
             over = (norms > cap) & (cap > 0)  # a table of zero rows has no trained length to hold a row to
-            if not over.any() or round_ == HOLD_ROUNDS:
+            if not outcome["trusted"] or not over.any() or round_ == HOLD_ROUNDS:
                 break
             growth = ((norms - start) / (cap - start).clamp_min(1e-3 * cap)).clamp_min(2.0)
             kept = target.metric, target.damping
@@ -718,7 +719,8 @@ class IFRU(Unlearner):
         if not torch.isfinite(gradient).all():
             return None, "the gradient of the removed terms is not finite"
         curvature = self._curvature(call.region.rows, self._curvature_terms(call), target.phi0)
-        if damping is not None:
+        if damping is not None:  # a round of the row bound: a damping of 0 would hold no row, whatever its metric
+            damping = damping or RETRY_DAMPING * mean_diagonal(curvature, target.phi0)
             return self._levenberg_marquardt(curvature, gradient, target, damping, attempts, retries=0)
         return self._levenberg_marquardt(curvature, gradient, target, self._start_damping(curvature, target),
                                          attempts)
