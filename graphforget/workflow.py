@@ -523,7 +523,8 @@ def _local_nodes(graph: HeteroData, node: str, ids: Sequence, local_ids: bool) -
                                     "forget")
         other = "item" if node == "user" else "user"
         if not local_ids and bool(raw_to_local(graph[other].raw_id, unknown)[1].all()):  # 'm001' given as a user
-            why = f": each is {'an' if other == 'item' else 'a'} {other} id of the run: were users and items swapped?"
+            # after the held-out reason, not in its place: where ids overlap (ML-100K's integers) a held-out one is too
+            why += f"; each is {'an' if other == 'item' else 'a'} {other} id of the run: were users and items swapped?"
         raise ValueError(f"unknown {node} ids ({kind}): {', '.join(map(str, unknown[:10]))}"
                          f"{' ...' if len(unknown) > 10 else ''} ({len(unknown)} of {len(set(ids))}; the run's training "
                          f"graph has {graph[node].num_nodes} {node}s){why}")

@@ -886,8 +886,12 @@ def _bad_inputs(base: Path, tmp: Path, files: dict) -> list[tuple[list, str]]:
     return [
         (forget + ["--users", "nobody,u1"], "unknown user ids (raw): nobody"),
         (forget + ["--items", "m999"], "unknown item ids (raw): m999"),
-        (forget + ["--users", str(run.graph["item"].raw_id[0])], "each is an item id of the run: were users and items"),
-        (forget + ["--items", str(run.graph["user"].raw_id[0])], "each is a user id of the run: were users and items"),
+        (forget + ["--users", str(run.graph["item"].raw_id[0])],
+         "which fit drops: the model never learnt from it, nothing to forget; each is an item id of the run: were users "
+         "and items"),
+        (forget + ["--items", str(run.graph["user"].raw_id[0])],
+         "which fit drops: the model never learnt from it, nothing to forget; each is a user id of the run: were users "
+         "and items"),
         (forget + ["--users", "5", "--local-ids", "--items", "3"], "not allowed with"),
         (forget + ["--users", "999", "--local-ids"], "unknown user ids (local): 999"),
         (forget + ["--users", "u1,,u2"], "comma-separated"),
