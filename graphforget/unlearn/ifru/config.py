@@ -54,6 +54,10 @@ class SolverConfig:
             least 2), up to 6 more times; a solve that fails its test ends it with the last trusted step
             (``info["held_rows"]``, and ``info["long_rows"]`` for rows still over; see :doc:`/methods`). ``None``: no
             bound.
+        refit_stripped_rows: with ``damping="auto"`` away from stationarity, the rows of nodes the request leaves with
+            some but under half of their terms are fit again, after a trusted step, to the terms they keep under
+            their ridge, the rest held (``info["refit_rows"]``; see :doc:`/methods`), where the objective draws no
+            negatives or views (BPR's, SGL's). ``False``: they keep the step's values.
     """
     name: str = "cg"
     damping: float | Literal["auto"] = "auto"
@@ -62,6 +66,7 @@ class SolverConfig:
     max_iter: int = 200
     lr: float = 1e-3
     max_row_growth: float | None = 1.25
+    refit_stripped_rows: bool = True
 
     def __post_init__(self):
         _check_types("IFRUConfig.solver", self)
