@@ -227,6 +227,16 @@ def test_implicit_ridge_against_autograd(early_stopped):
     assert result.info["implicit_ridge"] == pytest.approx(expected, rel=1e-4)
 
 
+def _busiest_users_request(graph):
+    """3/4 of the busiest user's edges, to items that keep a term (none left without one: zeroed, not stepped); and
+    that user."""
+    edge_index = graph[EDGE].edge_index
+    user = int(torch.bincount(edge_index[0]).argmax())
+    items = edge_index[1][edge_index[0] == user]
+    items = items[torch.bincount(edge_index[1])[items] >= 2]
+    return torch.stack([torch.full_like(items, user), items])[:, : 3 * items.numel() // 4], user
+
+
 def test_a_row_stripped_of_most_of_its_terms_is_held_by_its_own_ridge(early_stopped):
     """MF away from stationarity; the request is 3/4 of the busiest user's edges (to items that keep a term): the
     step is phi0 + (H(D - D_r) + lambda M)^-1 grad[L(D) - L(D - D_r)] over the request's rows, lambda the pooled
@@ -234,11 +244,7 @@ def test_a_row_stripped_of_most_of_its_terms_is_held_by_its_own_ridge(early_stop
     ||phi_u||^2 (1 on the items, which lose one term each)."""
     models, graph, _, _ = early_stopped
     model, objective = models["mf"], BCEObjective()
-    edge_index = graph[EDGE].edge_index
-    user = int(torch.bincount(edge_index[0]).argmax())
-    items = edge_index[1][edge_index[0] == user]
-    items = items[torch.bincount(edge_index[1])[items] >= 2]  # none left without a term (zeroed, not stepped)
-    request = torch.stack([torch.full_like(items, user), items])[:, : 3 * items.numel() // 4]
+    request, user = _busiest_users_request(graph)
     result, _ = _unlearn(model, graph, request, IFRUConfig(solver={"name": "direct", "refit_stripped_rows": False},
                                                            curvature="exact", newton={"steps": 1}))
     users, items = torch.tensor([user]), request[1].sort().values
@@ -265,15 +271,6 @@ def test_a_row_stripped_of_most_of_its_terms_is_held_by_its_own_ridge(early_stop
     torch.testing.assert_close(new.double().flatten(), expected, rtol=1e-3, atol=1e-4)
 
 
-def _busiest_users_request(graph, share: float = 0.75):
-    """``share`` of the busiest user's edges, to items that keep a term; and that user."""
-    edge_index = graph[EDGE].edge_index
-    user = int(torch.bincount(edge_index[0]).argmax())
-    items = edge_index[1][edge_index[0] == user]
-    items = items[torch.bincount(edge_index[1])[items] >= 2]
-    return torch.stack([torch.full_like(items, user), items])[:, : int(share * items.numel())], user
-
-
 def test_a_stripped_row_is_refit_to_the_terms_it_keeps_under_its_ridge(early_stopped):
     """MF away from stationarity, 3/4 of the busiest user's edges: after the step, the user's row minimises its
     remaining terms' loss plus (lambda_u / 2) ||phi_u||^2, lambda_u = max(pooled, own) implicit ridge, with the items
@@ -288,17 +285,17 @@ def test_a_stripped_row_is_refit_to_the_terms_it_keeps_under_its_ridge(early_sto
     torch.testing.assert_close(result.model.item_emb.weight, plain.model.item_emb.weight)
     rows, items = result.model.user_emb.weight.detach().double(), result.model.item_emb.weight.detach().double()
     full = model.user_emb.weight.detach().double()[user]
-    users, eli, target = result.graph[EDGE].edge_index, *objective.pairs(graph)
+    remaining, (eli, target) = result.graph[EDGE], objective.pairs(graph)
     mine = eli[0] == user
     old = torch.func.grad(lambda u: objective.losses((u * model.item_emb.weight.detach().double()[eli[1, mine]])
                                                      .sum(1), target[mine].double()).sum())(full)
     pooled = result.info["implicit_ridge"]
     ridge = max(pooled, float(-(old * full).sum() / full.pow(2).sum()))
-    kept = users[1, users[0] == user]
+    kept = remaining.edge_index[0] == user
+    items_kept, labels = items[remaining.edge_index[1, kept]], remaining.edge_label[kept].double()
 
-    def refit_objective(u):  # the user's remaining terms (labels of the remaining graph) plus its ridge
-        labels = result.graph[EDGE].edge_label[users[0] == user].double()
-        return objective.losses((u * items[kept]).sum(1), labels).sum() + 0.5 * ridge * u.pow(2).sum()
+    def refit_objective(u):  # the user's remaining terms plus its ridge
+        return objective.losses((u * items_kept).sum(1), labels).sum() + 0.5 * ridge * u.pow(2).sum()
     gradient = torch.func.grad(refit_objective)
     assert float(gradient(rows[user]).norm()) <= 1e-3 * float(gradient(plain.model.user_emb.weight.detach()
                                                                         .double()[user]).norm())

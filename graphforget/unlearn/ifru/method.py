@@ -153,10 +153,9 @@ class IFRU(Unlearner):
       (``{dense parameter: the scale of its damping}``, see :class:`SolverConfig`; empty when none is scaled),
       ``stripped_rows`` (how many rows of nodes the request strips of most of their terms: each is held by its own
       ridge where larger than the pooled one), ``held_rows`` (how many rows were solved again with more damping for
-      ending longer than
-      ``solver.max_row_growth`` allows), ``long_rows`` (how many still do: the holding ended first; see
-      :class:`SolverConfig`) and ``refit_rows`` (how many stripped rows were fit again to the terms they keep, see
-      :meth:`_refit_stripped_rows`);
+      ending longer than ``solver.max_row_growth`` allows), ``long_rows`` (how many still do: the holding ended
+      first; see :class:`SolverConfig`) and ``refit_rows`` (how many stripped rows were fit again to the terms they
+      keep, see :meth:`_refit_stripped_rows`);
     * ``attempts``: one dict per solve of the first step, then of each accepted round of ``solver.max_row_growth``
       (the solver's ``iterations``, ``residual`` (CG's: its recursive estimate), ``seconds``, ``converged``,
       ``negative_curvature``, and ``rhs_norm``, ``damping``,
@@ -661,10 +660,10 @@ class IFRU(Unlearner):
         outcome["refit_rows"] = 0
         if ridge is None or not outcome["trusted"] or not self.config.solver.refit_stripped_rows or target.fresh:
             return phi
-        free, ridge = ridge > 0, ridge.to(phi.dtype)
+        free, ridge64, ridge = ridge > 0, ridge, ridge.to(phi.dtype)  # the values in float64, as target.value's
 
         def value(x: Tensor) -> Tensor:
-            return target.value(x) + 0.5 * (ridge.double() * x.double().pow(2)).sum()
+            return target.value(x) + 0.5 * (ridge64 * x.double().pow(2)).sum()
 
         def gradient(x: Tensor) -> Tensor:
             return torch.where(free, target.new_gradient(x).detach() + ridge * x, torch.zeros_like(x))
@@ -722,10 +721,10 @@ class IFRU(Unlearner):
         only the ridge holds them, and the pooled ridge is the typical row's: early stopping held a row with many
         terms harder (Adam moves every entry at about the same rate, whatever its gradient). Returns each entry's
         ridge, :math:`\max(\hat\lambda, \lambda_v)` on the stripped rows and 0 elsewhere (``None`` without a stripped
-        row or a pooled ridge), for :meth:`_refit_stripped_rows`.
-        Without it a user left with 73 likes of 401 edges (ML-100K MF, no L2) went from norm 3.5
-        to 16.5 (Retrain's: 4.0), trusted, and AUC_1 fell 0.030 (three Retrains': at most 0.008); on every row
-        the rule cost completeness on the robustness grid (see :doc:`/methods`)."""
+        row or a pooled ridge), for :meth:`_refit_stripped_rows`. Without it a user left with 73 likes of 401 edges
+        (ML-100K MF, no L2) went from norm 3.5 to 16.5 (Retrain's: 4.0), trusted, and AUC_1 fell 0.030 (three
+        Retrains': at most 0.008); on every row the rule cost completeness on the robustness grid (see
+        :doc:`/methods`)."""
         pooled, rows = target.implicit_ridge(), call.region.rows
         users, nodes = num_users(self.graph), call.region.kept_mask.numel()
         before = _term_counts(call.original.terms, users, nodes)
