@@ -821,3 +821,78 @@ def test_a_surrogate_curvature_set_after_construction_is_checked_at_the_request(
                                          r"an item table's, or one node table's, and PyGRecommender has tables of "
                                          r"\['user'\] node types"):
         ifru.unlearn(random_edges(graph, ratio=0.05, seed=1))
+
+
+class Stacked(nn.Module):
+    """``layers`` ``LGConv(normalize=False)`` layers and a shared linear map: a pair's score reads rows ``layers`` hops
+    away."""
+
+    def __init__(self, layers: int):
+        super().__init__()
+        self.embedding = nn.Embedding(U + I, D)
+        self.convs = nn.ModuleList(LGConv(normalize=False) for _ in range(layers))
+        self.lin = nn.Linear(D, D)
+
+    def reset_parameters(self):
+        nn.init.normal_(self.embedding.weight, std=0.1)
+        self.lin.reset_parameters()
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        x = self.embedding.weight
+        for conv in self.convs:
+            x = conv(x, edge_index, edge_weight)
+        x = self.lin(x)
+        return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
+
+
+@pytest.mark.parametrize("layers, field", [(3, 1), (3, 2), (2, 1)])
+def test_a_receptive_field_under_the_modules_depth_is_refused_where_a_method_relies_on_it(graph, layers, field):
+    """A 3-layer module declared with a receptive field of 1 ran IFRU on 1-hop subgraphs, where its scores were not
+    the graph's (found by a QA probe: up to 0.28 apart after training), and the step was trusted. The methods whose
+    step is local refuse it, naming the depth the scores read; Retrain, which needs no field, takes it."""
+    from graphforget.unlearn import FineTune, FineTuneConfig
+
+    request = user_edges(graph, [3])
+    deep = {}
+    for declared in (field, layers):
+        deep[declared] = PyGRecommender(Stacked(layers), U, I, receptive_field=declared, edge_weight=True).double()
+        deep[declared].reset_parameters(seed=0)
+    nodes = torch.cat([request[0], request[1] + U]).unique()
+    with torch.no_grad():  # the model is what the test says: exact on `layers`-hop subgraphs, not on `field`-hop ones
+        whole = deep[layers](graph, request)
+        gaps = [(deep[layers](computation_subgraph(graph, nodes, hops, torch.double), request) - whole).abs().max()
+                for hops in (field, layers)]
+    assert gaps[0] > 1e-4 and gaps[1] < 1e-12
+    said = rf"PyGRecommender.receptive_field is {field}, but its scores read the rows of nodes {layers} hops away"
+    for method in (IFRU, SCIF):
+        with pytest.raises(ValueError, match=rf"{method.__name__}: {said} from the scored pair: set it to the "
+                                             rf"module's number of message-passing layers \({layers} or more\)"):
+            method(deep[field], graph, OBJECTIVE)
+    with pytest.raises(ValueError, match=rf"FineTune\(local=True\): {said}"):
+        FineTune(deep[field], graph, OBJECTIVE, FineTuneConfig(local=True)).unlearn(request)
+    assert IFRU(deep[layers], graph, OBJECTIVE).unlearn(request).info["trusted"]
+    assert Retrain(deep[field], graph, OBJECTIVE).unlearn(request).model is not None
+
+
+class CentredTable(nn.Module):
+    """Dot products of the table's rows less their mean over every node: each score reads every row."""
+
+    def __init__(self, nodes: int):
+        super().__init__()
+        self.embedding = nn.Embedding(nodes, D)
+
+    def reset_parameters(self):
+        nn.init.normal_(self.embedding.weight, std=0.1)
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        x = self.embedding.weight - self.embedding.weight.mean(0)
+        return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
+
+
+def test_a_model_that_mixes_every_node_is_refused_where_no_path_bounds_it(graph):
+    """A score that reads every row reads rows off the probe's path, which no number of hops reaches."""
+    model = PyGRecommender(CentredTable(U + I), U, I, receptive_field=5)
+    model.reset_parameters(seed=0)
+    with pytest.raises(ValueError, match="IFRU: PyGRecommender's scores read the rows of nodes that no path of the "
+                                         "graph joins to the scored pair: the model mixes every node"):
+        IFRU(model, graph, OBJECTIVE)

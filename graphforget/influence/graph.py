@@ -4,17 +4,24 @@ Nodes are numbered homogeneously: users ``0..U-1``, items ``U..U+I-1``.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..config import is_integer, is_integer_tensor
-from ..data.interactions import (EDGE, bipartite_to_homogeneous, edge_subgraph, message_passing_edges, num_items,
-                                 num_users, propagation_edges)
+from ..config import eval_mode, gradients_on, is_integer, is_integer_tensor
+from ..data.interactions import (EDGE, bipartite_to_homogeneous, edge_subgraph, make_interactions,
+                                 message_passing_edges, num_items, num_users, propagation_edges)
+from ..models.base import table_mask
 from ..objectives import Objective
 from .terms import Terms, training_terms
 
-__all__ = ["homogeneous_graph", "homogeneous_index", "node_ids", "k_hop_mask", "local_terms", "computation_subgraph"]
+__all__ = ["homogeneous_graph", "homogeneous_index", "node_ids", "k_hop_mask", "local_terms", "computation_subgraph",
+           "check_receptive_field"]
+
+#: How many of the graph's edges :func:`check_receptive_field` scores (spread over its edge list).
+FIELD_PROBES = 16
 
 
 def homogeneous_index(graph: HeteroData) -> Tensor:
@@ -102,3 +109,59 @@ def computation_subgraph(graph: HeteroData, nodes: Tensor, hops: int, dtype: tor
     sub = edge_subgraph(graph, observed.nonzero().flatten()[inside])
     sub[EDGE].edge_weight = weight[inside]
     return sub
+
+
+def check_receptive_field(model: torch.nn.Module, graph: HeteroData, method: str) -> None:
+    """Raises ``ValueError`` when a pair's score reads node rows beyond ``model.receptive_field`` hops of the pair.
+    An influence method takes from that bound the rows it updates and the subgraphs it computes on: under a field too
+    small, its step left rows the request moved as trained and scored pairs otherwise than the whole graph does (a
+    3-layer module declared with 1: scores up to 0.28 apart), and was trusted.
+
+    The model scores the pair ``(u0, i0)`` at the end of the path ``u0 - i0 - u1 - i1 - ...`` over its nodes
+    (:func:`path_graph`), where a node's hops from the pair are its place on the path less one (a real graph's
+    shortcuts hide a depth). The rows read are those with a nonzero gradient of the score, in eval mode, on a copy (a
+    forward may write its weights); frozen tables are not read. A gradient that happens to vanish lets a wrong field
+    pass: the check refuses only what it sees.
+    """
+    tables = {name: kind for name, kind in model.node_parameters().items() if model.get_parameter(name).requires_grad}
+    if not tables:  # no rows to select
+        return
+    users, field = num_users(graph), model.receptive_field
+    nodes = min(field + 18, 2 * min(users, num_items(graph)))  # a depth up to field + 16 is told as it is
+    with gradients_on():  # in the caller's inference_mode() the path's and the copy's tensors could not be saved
+        path, probe = path_graph(graph, nodes), copy.deepcopy(model)
+        with eval_mode(probe):
+            score = probe(path, path[EDGE].edge_index[:, :1])
+        grads = torch.autograd.grad(score.sum(), [probe.get_parameter(name) for name in tables], allow_unused=True)
+    read = torch.zeros(users + num_items(graph), dtype=torch.bool, device=graph[EDGE].edge_index.device)
+    for kind, grad in zip(tables.values(), grads):
+        rows = table_mask(read, kind, users)
+        if grad is not None and grad.size(0) == rows.numel():  # a table of another size is the contract's to refuse
+            rows[grad.to_dense().reshape(grad.size(0), -1).ne(0).any(1)] = True  # nn.Embedding(sparse=True): sparse
+    read_users, read_items = read[:users].nonzero().flatten(), read[users:].nonzero().flatten()
+    if bool((read_users >= (nodes + 1) // 2).any() or (read_items >= nodes // 2).any()):
+        raise ValueError(f"{method}: {type(model).__name__}'s scores read the rows of nodes that no path of the graph "
+                         "joins to the scored pair: the model mixes every node (a normalisation, attention or pooling "
+                         "over all of them), which no receptive field bounds, and the method's local step does not "
+                         "hold for it: unlearn it with Retrain, or FineTune(local=False)")
+    places = torch.cat([read_users * 2, read_items * 2 + 1])  # u_k is the path's node 2k, i_k its node 2k + 1
+    depth = int(places.max()) - 1 if places.numel() else 0
+    if depth > field:
+        raise ValueError(f"{method}: {type(model).__name__}.receptive_field is {field}, but its scores read the rows "
+                         f"of nodes {depth} hops away from the scored pair: set it to the module's number of "
+                         f"message-passing layers ({depth} or more). {method} updates only the rows within it and "
+                         "computes on the subgraph it spans, so a smaller one leaves rows the request moved as "
+                         "trained, and scores pairs otherwise than the whole graph does")
+
+
+def path_graph(graph: HeteroData, nodes: int) -> HeteroData:
+    """The path ``u0 - i0 - u1 - i1 - ...`` of ``nodes`` nodes (at most twice the smaller node count), over
+    ``graph``'s user and item counts and node attributes (shared, not copied), its edges labelled 1."""
+    items = torch.arange(nodes // 2, device=graph[EDGE].edge_index.device)
+    back = items[:(nodes + 1) // 2 - 1]  # i_k - u_{k+1}, where u_{k+1} is on the path
+    edges = torch.cat([torch.stack([items, items]), torch.stack([back + 1, back])], dim=1)
+    path = make_interactions(edges, num_users=num_users(graph), num_items=num_items(graph))
+    for node_type in graph.node_types:
+        for key, value in graph[node_type].items():
+            path[node_type][key] = value
+    return path

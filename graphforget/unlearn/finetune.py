@@ -12,7 +12,7 @@ from torch_geometric.utils import degree
 
 from ..config import check_fields, check_types
 from ..data.interactions import EDGE, num_items, num_users
-from ..influence import k_hop_mask, node_ids
+from ..influence import check_receptive_field, k_hop_mask, node_ids
 from ..models.base import table_mask
 from ..objectives import Objective
 from ..train import TrainConfig, train
@@ -97,6 +97,7 @@ class FineTune(Unlearner):
         info: dict = {"epochs": self.config.epochs, "local": self.config.local}
         handles = []
         if self.config.local:
+            check_receptive_field(model, self.graph, "FineTune(local=True)")
             region = k_hop_mask(self.graph, node_ids(request, num_users(self.graph)), model.receptive_field)
             handles = _freeze_rows_outside(model, region, num_users(self.graph))
             info["updated_rows"] = int(region.sum())

@@ -15,7 +15,7 @@ from ...data.interactions import EDGE, num_users
 from ...distributed import TermShare
 from ...io import unchanged, versions
 from ...influence import (AndersonMixing, ContrastiveTerm, DotProductOperator, GaussNewtonOperator, HessianOperator,
-                          LocalProblem, NodeRows, Terms, dot_product_gradient, dot_product_objective,
+                          LocalProblem, NodeRows, Terms, check_receptive_field, dot_product_gradient, dot_product_objective,
                           has_contrastive_term, has_linear_dot_product, homogeneous_index, importance_scores,
                           k_hop_mask, local_problem, message_passing_degrees, node_ids, objective_function,
                           rows_function, scoring_graph, select_nodes, solve, training_terms)
@@ -210,6 +210,7 @@ class IFRU(Unlearner):
         super().__init__(model, graph, objective, config, val=val)
         _check_prune(self.config, model)
         _check_surrogate(self.config, model)
+        check_receptive_field(model, graph, type(self).__name__)
         _warn_of_surrogate_dense(self.config, model, type(self).__name__)
         self._reference_paths = _reference_paths
         if val is None and self._draws_anew() and self.config.trust.max_fresh_loss_rise is None:
