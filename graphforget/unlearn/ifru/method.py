@@ -15,10 +15,10 @@ from ...data.interactions import EDGE, num_users
 from ...distributed import TermShare
 from ...io import unchanged, versions
 from ...influence import (AndersonMixing, ContrastiveTerm, DotProductOperator, GaussNewtonOperator, HessianOperator,
-                          LocalProblem, NodeRows, Terms, check_receptive_field, dot_product_gradient, dot_product_objective,
-                          has_contrastive_term, has_linear_dot_product, homogeneous_index, importance_scores,
-                          k_hop_mask, local_problem, message_passing_degrees, node_ids, objective_function,
-                          rows_function, scoring_graph, select_nodes, solve, training_terms)
+                          LocalProblem, NodeRows, Terms, check_receptive_field, dot_product_gradient,
+                          dot_product_objective, has_contrastive_term, has_linear_dot_product, homogeneous_index,
+                          importance_scores, k_hop_mask, local_problem, message_passing_degrees, node_ids,
+                          objective_function, rows_function, scoring_graph, select_nodes, solve, training_terms)
 from ...influence.hvp import nodes_graph
 from ...models.base import running_statistics
 from ...objectives import Objective
