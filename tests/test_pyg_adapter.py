@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch_geometric.nn import ARMAConv, ChebConv, EGConv, GCNConv, LGConv, MixHopConv, SAGEConv, SGConv, SSGConv
+from torch_geometric.nn import (ARMAConv, ChebConv, EGConv, GATConv, GCNConv, LGConv, MixHopConv, SAGEConv, SGConv,
+                                SSGConv)
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
 from torch_geometric.nn.norm import GraphNorm, GraphSizeNorm, InstanceNorm, LayerNorm, MeanSubtractionNorm, PairNorm
 from torch_geometric.utils import to_dense_adj
@@ -310,6 +311,41 @@ def test_a_sparse_mean_aggregation_scores_as_edge_index_and_its_missing_curvatur
     assert IFRU(dense, graph, OBJECTIVE).unlearn(request).info["trusted"]
     with pytest.raises(NotImplementedError, match=r"second derivatives.*sparse_mm_reduce.*pass sparse=False"):
         IFRU(sparse, graph, OBJECTIVE).unlearn(request)
+
+
+class Attention(nn.Module):
+    """One ``GATConv`` layer over node embeddings, dot-product scores: a softmax over each node's neighbours."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(U + I, D)
+        self.conv = GATConv(D, D)
+
+    def reset_parameters(self):
+        self.embedding.reset_parameters()
+        self.conv.reset_parameters()
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        x = self.conv(self.embedding.weight, edge_index)
+        return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
+
+
+def test_a_sparse_layer_without_second_derivatives_is_told_when_the_adapter_is_built(graph):
+    """GATConv under sparse=True trained, then IFRU and SCIF failed at the first request: torch has no second
+    derivative of the softmax over a CSR's rows (a QA probe). The adapter now warns when it is built, as for SAGEConv's
+    sparse mean; on edge lists, and for layers whose sparse product torch differentiates twice, it says nothing."""
+    said = "PyGRecommender(sparse=True): torch cannot differentiate {}'s scores twice on a sparse adjacency"
+    for module, derivative in ((Attention(), "_segment_reduce_backward"), (MeanSAGE(U + I), "_sparse_mm_reduce")):
+        with pytest.warns(RuntimeWarning, match=re.escape(said.format(type(module).__name__)) + rf" \(.*{derivative}"):
+            model = PyGRecommender(module, U, I, receptive_field=1, sparse=True)
+        with pytest.raises(NotImplementedError, match=r"mean or max \(SAGEConv\) or take a softmax over each node's "
+                                                      r"neighbours \(GATConv, TransformerConv\)"):
+            IFRU(model, graph, OBJECTIVE).unlearn(user_edges(graph, [3]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        PyGRecommender(Attention(), U, I, receptive_field=1)
+        PyGRecommender(Stacked(2), U, I, receptive_field=2, edge_weight=True, sparse=True)
+        twins(sparse=True)
 
 
 class UnitSAGE(MeanSAGE):

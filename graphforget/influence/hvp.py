@@ -357,7 +357,8 @@ def _second_derivatives() -> Iterator[None]:
         raise NotImplementedError(
             f"the curvature products need the model's second derivatives, and torch has none for an operation of its "
             f"forward ({error}). A PyG module given a sparse adjacency (PyGRecommender(sparse=True)) whose layers "
-            f"aggregate by mean or max (SAGEConv) is one such model: pass sparse=False") from error
+            f"aggregate by mean or max (SAGEConv) or take a softmax over each node's neighbours (GATConv, "
+            f"TransformerConv) is one such model: pass sparse=False") from error
 
 
 def _hessian_product(loss_fn) -> Callable[[Tensor], Callable[[Tensor], Tensor]]:

@@ -1,8 +1,10 @@
 """An adapter that runs a PyG link-prediction module as a :class:`~graphforget.models.Recommender`."""
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
+import warnings
 from typing import Mapping
 
 import torch
@@ -13,10 +15,10 @@ from torch_geometric.nn import norm as pyg_norm
 from torch_geometric.nn import Linear as PyGLinear
 from torch_geometric.nn.models import LightGCN
 
-from ..config import check_seed, is_integer
+from ..config import check_seed, eval_mode, gradients_on, is_integer
 from ..data.adjacency import AdjacencyCache, normalized_adjacency, observed_adjacency, weight_dtype
-from ..data.interactions import (bipartite_to_homogeneous, check_model_fits, check_unique_pairs, message_passing_edges,
-                                 num_items, num_users, propagation_edges)
+from ..data.interactions import (EDGE, bipartite_to_homogeneous, check_model_fits, check_unique_pairs,
+                                 make_interactions, message_passing_edges, num_items, num_users, propagation_edges)
 from .base import NODE_TYPES, Recommender, check_edge_label_index
 from .propagation import symmetric_spmm
 
@@ -117,6 +119,13 @@ class PyGRecommender(Recommender):
             build=functools.partial(_edge_lists, weighted=self.supports_edge_weight))
         self.node_tables = _node_tables(module, num_users, num_items, node_tables)
         self.embedding_dim = module.get_parameter(next(iter(self.node_tables))).size(1)
+        failure = _second_derivative_failure(self) if sparse else None
+        if failure:  # said here, before a training of hours: IFRU and SCIF raised only at the first request
+            warnings.warn(f"PyGRecommender(sparse=True): torch cannot differentiate {type(module).__name__}'s scores "
+                          f"twice on a sparse adjacency ({failure}), and IFRU and SCIF need it: they will raise. "
+                          "Layers that aggregate by mean or max (SAGEConv) or take a softmax over each node's "
+                          "neighbours (GATConv, TransformerConv) do this; pass sparse=False to unlearn with them",
+                          RuntimeWarning, stacklevel=2)
 
     @property
     def linear_embedding(self) -> bool:
@@ -254,6 +263,32 @@ def _edge_lists(graph: HeteroData, like: Tensor, weighted: bool) -> tuple[Tensor
     edges, weight = propagation_edges(graph, weight_dtype(like))
     weight = weight.to(like.dtype)
     return bipartite_to_homogeneous(edges, num_users(graph)), torch.cat([weight, weight])
+
+
+def _second_derivative_failure(model: PyGRecommender) -> str | None:
+    """torch's error where it cannot differentiate ``model``'s scores twice, found on a path of its first 4 nodes;
+    ``None`` where it can, or where the probe fails otherwise (the first use says why). Run on a copy in eval mode:
+    a forward may write its weights."""
+    pairs = [(0, 0)]  # u0 - i0 - u1 - i1, as far as the node counts go
+    if model.num_users > 1:
+        pairs += [(1, 0), (1, 1)] if model.num_items > 1 else [(1, 0)]
+    like = next(model.module.parameters())
+    graph = make_interactions(torch.tensor(pairs, device=like.device).T, num_users=model.num_users,
+                              num_items=model.num_items)
+    with gradients_on():
+        probe = copy.deepcopy(model)
+        params = [p for p in probe.parameters() if p.requires_grad]
+        try:
+            with eval_mode(probe):
+                score = probe(graph, graph[EDGE].edge_index).square().sum()
+            grads = torch.autograd.grad(score, params, create_graph=True, allow_unused=True)
+            curved = [g.square().sum() for g in grads if g is not None and g.requires_grad]
+            if curved:
+                torch.autograd.grad(sum(curved), params, allow_unused=True)
+        except Exception as error:  # only torch's missing derivative is this probe's to report
+            text = str(error)
+            return text if "derivative for" in text and "not implemented" in text else None
+    return None
 
 
 def _refuse_cached_layers(module: nn.Module) -> None:
