@@ -1852,3 +1852,21 @@ def test_attack_flip_names_a_bad_ratio_before_looking_at_the_graph():
                                                                                             "got 1.5")):
             with pytest.raises(ValueError, match=re.escape(message)):
                 attack_flip(graph, bad)
+
+
+@pytest.mark.parametrize("users, items, nodes", [(5, 4, 8), (5, 4, 7), (3, 9, 6), (1, 1, 2)])
+def test_a_path_graphs_nodes_lie_their_place_less_one_hops_from_its_first_pair(users, items, nodes):
+    """check_receptive_field reads a depth off the path: the node at place p (u_k at 2k, i_k at 2k + 1) must be p - 1
+    hops from (u0, i0), and the nodes off the path out of reach."""
+    from graphforget.data import num_items, num_users, path_graph
+    from graphforget.influence import k_hop_mask
+
+    graph = path_graph(users, items, nodes)
+    assert (num_users(graph), num_items(graph)) == (users, items) and bool((graph[EDGE].edge_label == 1).all())
+    place = torch.full((users + items,), -1)
+    place[:(nodes + 1) // 2] = torch.arange(0, nodes, 2)
+    place[users:users + nodes // 2] = torch.arange(1, nodes, 2)
+    start = torch.tensor([0, users])
+    for hops in range(nodes):
+        expected = (place >= 0) & (place <= hops + 1)
+        assert torch.equal(k_hop_mask(graph, start, hops), expected), hops

@@ -11,7 +11,7 @@ from torch_geometric.data import HeteroData
 from ..config import is_integer, seeded
 from .interactions import make_interactions, pairs_of_keys
 
-__all__ = ["planted_communities", "power_law_interactions", "power_law_exponent", "GOWALLA_SHAPE"]
+__all__ = ["planted_communities", "power_law_interactions", "power_law_exponent", "path_graph", "GOWALLA_SHAPE"]
 
 #: Gowalla's training graph (the LightGCN split, ``gowalla/train.txt``) as :func:`power_law_interactions`
 #: reproduces it: nodes per edge, the degree exponents fitted to its tails, and its largest degree over
@@ -230,3 +230,13 @@ def power_law_exponent(degrees: Tensor, k_min: int) -> float:
     if tail.numel() < 2:
         raise ValueError(f"fewer than two degrees >= k_min={k_min}")
     return 1 + tail.numel() / float(torch.log(tail / (k_min - 0.5)).sum())
+
+
+def path_graph(num_users: int, num_items: int, nodes: int, device: torch.device | str | None = None) -> HeteroData:
+    """The path ``u0 - i0 - u1 - i1 - ...`` of ``nodes`` nodes (at most twice the smaller node count) among
+    ``num_users`` users and ``num_items`` items, its edges labelled 1: a node's hops from the pair ``(u0, i0)`` are
+    its place on the path less one, which no shortcut hides (models probe their depth on it)."""
+    items = torch.arange(nodes // 2, device=device)
+    back = items[:(nodes + 1) // 2 - 1]  # i_k - u_{k+1}, where u_{k+1} is on the path
+    edges = torch.cat([torch.stack([items, items]), torch.stack([back + 1, back])], dim=1)
+    return make_interactions(edges, num_users=num_users, num_items=num_items)

@@ -11,18 +11,15 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..config import eval_mode, gradients_on, is_integer, is_integer_tensor
-from ..data.interactions import (EDGE, bipartite_to_homogeneous, edge_subgraph, make_interactions,
-                                 message_passing_edges, num_items, num_users, propagation_edges)
+from ..data.interactions import (EDGE, bipartite_to_homogeneous, edge_subgraph, message_passing_edges, num_items,
+                                 num_users, propagation_edges)
+from ..data.synthetic import path_graph
 from ..models.base import table_mask
 from ..objectives import Objective
 from .terms import Terms, training_terms
 
 __all__ = ["homogeneous_graph", "homogeneous_index", "node_ids", "k_hop_mask", "local_terms", "computation_subgraph",
            "check_receptive_field"]
-
-#: How many of the graph's edges :func:`check_receptive_field` scores (spread over its edge list).
-FIELD_PROBES = 16
-
 
 def homogeneous_index(graph: HeteroData) -> Tensor:
     """The ``[2, 2E']`` undirected message-passing index of the observed edges (homogeneous ids)."""
@@ -118,10 +115,10 @@ def check_receptive_field(model: torch.nn.Module, graph: HeteroData, method: str
     3-layer module declared with 1: scores up to 0.28 apart), and was trusted.
 
     The model scores the pair ``(u0, i0)`` at the end of the path ``u0 - i0 - u1 - i1 - ...`` over its nodes
-    (:func:`path_graph`), where a node's hops from the pair are its place on the path less one (a real graph's
-    shortcuts hide a depth). The rows read are those with a nonzero gradient of the score, in eval mode, on a copy (a
-    forward may write its weights); frozen tables are not read. A gradient that happens to vanish lets a wrong field
-    pass: the check refuses only what it sees.
+    (:func:`~graphforget.data.path_graph`, with ``graph``'s node attributes), where a node's hops from the pair are
+    its place on the path less one (a real graph's shortcuts hide a depth). The rows read are those with a nonzero
+    gradient of the score, in eval mode, on a copy (a forward may write its weights); frozen tables are not read. A
+    gradient that happens to vanish lets a wrong field pass: the check refuses only what it sees.
     """
     tables = {name: kind for name, kind in model.node_parameters().items() if model.get_parameter(name).requires_grad}
     if not tables:  # no rows to select
@@ -129,7 +126,10 @@ def check_receptive_field(model: torch.nn.Module, graph: HeteroData, method: str
     users, field = num_users(graph), model.receptive_field
     nodes = min(field + 18, 2 * min(users, num_items(graph)))  # a depth up to field + 16 is told as it is
     with gradients_on():  # in the caller's inference_mode() the path's and the copy's tensors could not be saved
-        path, probe = path_graph(graph, nodes), copy.deepcopy(model)
+        path, probe = path_graph(users, num_items(graph), nodes, graph[EDGE].edge_index.device), copy.deepcopy(model)
+        for node_type in graph.node_types:  # a model may read node features: shared, not copied
+            for key, value in graph[node_type].items():
+                path[node_type][key] = value
         with eval_mode(probe):
             score = probe(path, path[EDGE].edge_index[:, :1])
         grads = torch.autograd.grad(score.sum(), [probe.get_parameter(name) for name in tables], allow_unused=True)
@@ -153,15 +153,3 @@ def check_receptive_field(model: torch.nn.Module, graph: HeteroData, method: str
                          "computes on the subgraph it spans, so a smaller one leaves rows the request moved as "
                          "trained, and scores pairs otherwise than the whole graph does")
 
-
-def path_graph(graph: HeteroData, nodes: int) -> HeteroData:
-    """The path ``u0 - i0 - u1 - i1 - ...`` of ``nodes`` nodes (at most twice the smaller node count), over
-    ``graph``'s user and item counts and node attributes (shared, not copied), its edges labelled 1."""
-    items = torch.arange(nodes // 2, device=graph[EDGE].edge_index.device)
-    back = items[:(nodes + 1) // 2 - 1]  # i_k - u_{k+1}, where u_{k+1} is on the path
-    edges = torch.cat([torch.stack([items, items]), torch.stack([back + 1, back])], dim=1)
-    path = make_interactions(edges, num_users=num_users(graph), num_items=num_items(graph))
-    for node_type in graph.node_types:
-        for key, value in graph[node_type].items():
-            path[node_type][key] = value
-    return path

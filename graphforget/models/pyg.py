@@ -18,7 +18,8 @@ from torch_geometric.nn.models import LightGCN
 from ..config import check_seed, eval_mode, gradients_on, is_integer
 from ..data.adjacency import AdjacencyCache, normalized_adjacency, observed_adjacency, weight_dtype
 from ..data.interactions import (EDGE, bipartite_to_homogeneous, check_model_fits, check_unique_pairs,
-                                 make_interactions, message_passing_edges, num_items, num_users, propagation_edges)
+                                 message_passing_edges, num_items, num_users, propagation_edges)
+from ..data.synthetic import path_graph
 from .base import NODE_TYPES, Recommender, check_edge_label_index
 from .propagation import symmetric_spmm
 
@@ -269,12 +270,8 @@ def _second_derivative_failure(model: PyGRecommender) -> str | None:
     """torch's error where it cannot differentiate ``model``'s scores twice, found on a path of its first 4 nodes;
     ``None`` where it can, or where the probe fails otherwise (the first use says why). Run on a copy in eval mode:
     a forward may write its weights."""
-    pairs = [(0, 0)]  # u0 - i0 - u1 - i1, as far as the node counts go
-    if model.num_users > 1:
-        pairs += [(1, 0), (1, 1)] if model.num_items > 1 else [(1, 0)]
-    like = next(model.module.parameters())
-    graph = make_interactions(torch.tensor(pairs, device=like.device).T, num_users=model.num_users,
-                              num_items=model.num_items)
+    counts = model.num_users, model.num_items
+    graph = path_graph(*counts, min(4, 2 * min(counts)), next(model.module.parameters()).device)
     with gradients_on():
         probe = copy.deepcopy(model)
         params = [p for p in probe.parameters() if p.requires_grad]
