@@ -171,6 +171,14 @@ def gradients_on():
 
 
 @contextlib.contextmanager
+def random_state_kept(model: torch.nn.Module):
+    """torch's global random state as it was, afterwards: that of the CPU and of every GPU holding a parameter of
+    ``model`` (a probe's forward that draws, a dropout left on in eval mode, moves no draw of the caller's)."""
+    with torch.random.fork_rng(devices=sorted({p.device.index for p in model.parameters() if p.is_cuda})):
+        yield
+
+
+@contextlib.contextmanager
 def modes_kept(model: torch.nn.Module):
     """Every submodule's own training flag afterwards, as the caller set it, whatever the block sets
     (``model.train(was_training)`` would set them all to the model's, e.g. turn a frozen dropout back on)."""

@@ -1854,19 +1854,19 @@ def test_attack_flip_names_a_bad_ratio_before_looking_at_the_graph():
                 attack_flip(graph, bad)
 
 
-@pytest.mark.parametrize("users, items, nodes", [(5, 4, 8), (5, 4, 7), (3, 9, 6), (1, 1, 2)])
-def test_a_path_graphs_nodes_lie_their_place_less_one_hops_from_its_first_pair(users, items, nodes):
-    """check_receptive_field reads a depth off the path: the node at place p (u_k at 2k, i_k at 2k + 1) must be p - 1
-    hops from (u0, i0), and the nodes off the path out of reach."""
+@pytest.mark.parametrize("users, items, hops", [(5, 4, 3), (5, 4, 2), (3, 9, 2), (1, 1, 0)])
+def test_a_path_graphs_user_and_item_k_lie_k_hops_from_its_pair_u0_i0(users, items, hops):
+    """check_receptive_field reads a depth off the path: user and item k must lie k hops from (u0, i0), and the nodes
+    off the path out of reach."""
     from graphforget.data import num_items, num_users, path_graph
     from graphforget.influence import k_hop_mask
 
-    graph = path_graph(users, items, nodes)
+    graph = path_graph(users, items, hops)
     assert (num_users(graph), num_items(graph)) == (users, items) and bool((graph[EDGE].edge_label == 1).all())
-    place = torch.full((users + items,), -1)
-    place[:(nodes + 1) // 2] = torch.arange(0, nodes, 2)
-    place[users:users + nodes // 2] = torch.arange(1, nodes, 2)
+    place = torch.full((users + items,), users + items)  # off the path: never reached
+    place[:hops + 1] = place[users:users + hops + 1] = torch.arange(hops + 1)
     start = torch.tensor([0, users])
-    for hops in range(nodes):
-        expected = (place >= 0) & (place <= hops + 1)
-        assert torch.equal(k_hop_mask(graph, start, hops), expected), hops
+    for reach in range(hops + 2):
+        assert torch.equal(k_hop_mask(graph, start, reach), place <= reach), reach
+    with pytest.raises(ValueError, match=rf"path_graph: hops must be an integer in \[0, {min(users, items)}\)"):
+        path_graph(users, items, min(users, items))

@@ -16,13 +16,13 @@ from torch_geometric.nn import (ARMAConv, ChebConv, EGConv, GATConv, GCNConv, LG
                                 SSGConv)
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
 from torch_geometric.nn.norm import GraphNorm, GraphSizeNorm, InstanceNorm, LayerNorm, MeanSubtractionNorm, PairNorm
-from torch_geometric.utils import to_dense_adj
+from torch_geometric.utils import degree, scatter, to_dense_adj
 
 from graphforget import BCEObjective, BPRObjective, TrainConfig, train
 from graphforget.data import (EDGE, bipartite_to_homogeneous, make_interactions, message_passing_edges,
                               planted_communities, random_edges, remove_edges, user_edges)
 from graphforget.influence import NodeRows, computation_subgraph, has_linear_dot_product
-from graphforget.models import LightGCN, PyGRecommender
+from graphforget.models import EmbeddingRecommender, LightGCN, PyGRecommender
 from graphforget.unlearn import (IFRU, SCIF, IFRUConfig, RecEraser, RecEraserConfig, Retrain, RetrainConfig, SISA,
                                  SISAConfig, UnlearnRec, UnlearnRecConfig)
 from graphforget.unlearn.unlearnrec import _SharedEmbedding
@@ -925,10 +925,118 @@ class CentredTable(nn.Module):
         return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
 
 
+class PairNormed(Stacked):
+    """PyG's ``PairNorm`` (a mean over every node) between the convolutions: a score reads rows as far as any path
+    goes, but not those of nodes without edges (a convolution's output there is 0)."""
+
+    def __init__(self):
+        super().__init__(2)
+        self.norm = PairNorm()
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        x = self.convs[1](self.norm(self.convs[0](self.embedding.weight, edge_index)), edge_index)
+        return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
+
+
 def test_a_model_that_mixes_every_node_is_refused_where_no_path_bounds_it(graph):
-    """A score that reads every row reads rows off the probe's path, which no number of hops reaches."""
-    model = PyGRecommender(CentredTable(U + I), U, I, receptive_field=5)
-    model.reset_parameters(seed=0)
-    with pytest.raises(ValueError, match="IFRU: PyGRecommender's scores read the rows of nodes that no path of the "
-                                         "graph joins to the scored pair: the model mixes every node"):
+    """A score that reads every row reads rows off the probe's path, which no number of hops reaches. With PairNorm
+    it read the path's far end, and the check asked for a field of 18, then of 34 once given 18 (a QA probe)."""
+    said = ("IFRU: PyGRecommender's scores read {}: the model mixes every node (a normalisation, attention or pooling "
+            "over all of them), which no receptive field bounds")
+    for module, field, where in ((CentredTable(U + I), 5, "the rows of nodes that no path of the graph joins to the "
+                                  "scored pair"),
+                                 (PairNormed(), 2, "rows as far as the probe's path reaches, 18 hops from the scored "
+                                  "pair")):
+        model = PyGRecommender(module, U, I, receptive_field=field)
+        model.reset_parameters(seed=0)
+        with pytest.raises(ValueError, match=re.escape(said.format(where))):
+            IFRU(model, graph, OBJECTIVE)
+
+
+class UserSide(nn.Module):
+    """A user's row plus the mean of its items' rows, an item's its own: a score reads rows 1 hop away, on the
+    user's side only."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(U + I, D)
+
+    def reset_parameters(self):
+        nn.init.normal_(self.embedding.weight, std=0.1)
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        x = self.embedding.weight
+        items_to_users = edge_index[:, edge_index[1] < U]
+        x = x + scatter(x[items_to_users[0]], items_to_users[1], 0, dim_size=U + I, reduce="mean")
+        return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
+
+
+class Featured(EmbeddingRecommender):
+    """One hop of the tables, two of the graph's item features (``graph['item'].x``), and edges weighed by the
+    graph's ``rating``; the degree scaling written by hand, unguarded at degree 0 (the probe's isolated nodes)."""
+
+    receptive_field = 1
+
+    def __init__(self):
+        super().__init__(U, I, D)
+        self.lin = nn.Linear(3, D)
+
+    def embed(self, graph):
+        edges = message_passing_edges(graph)
+        rating = graph[EDGE].rating[graph[EDGE].observed] if "observed" in graph[EDGE] else graph[EDGE].rating
+        source, target = bipartite_to_homogeneous(edges, U)
+        scale = degree(source, U + I).pow(-0.5)[:, None]  # inf at an isolated node, NaN in its gradient
+        weight = torch.cat([rating, rating])[:, None]
+
+        def hop(x):
+            return scale * scatter(weight * (scale * x)[source], target, 0, dim_size=U + I)
+        x = torch.cat([self.user_emb.weight, self.item_emb.weight])
+        features = torch.cat([torch.zeros(U, 3, dtype=x.dtype), graph["item"].x])
+        return (x + hop(x) + self.lin(hop(hop(features)))).split([U, I])
+
+
+def test_the_receptive_field_check_sees_either_sides_depth_node_features_and_edge_attributes(graph):
+    """Found by a QA probe of the check: it scored a pair at the end of a path, so a depth reached from the user's side
+    showed one hop short; it read only the trainable tables, so features two hops away passed a field of 1; a model
+    that reads a per-edge rating failed in it with an AttributeError; and the NaN gradient of an unguarded degree
+    scaling at the probe's isolated nodes was read as a model that mixes every node."""
+    for field in (0, 1):
+        model = PyGRecommender(UserSide(), U, I, receptive_field=field)
+        model.reset_parameters(seed=0)
+        if field == 0:
+            with pytest.raises(ValueError, match="UserSide.receptive_field is 0|PyGRecommender.receptive_field is 0, "
+                                                 "but its scores read the rows of nodes 1 hops away"):
+                IFRU(model, graph, OBJECTIVE)
+        else:
+            IFRU(model, graph, OBJECTIVE)
+    graph[EDGE].rating = torch.linspace(0.2, 1.0, graph[EDGE].edge_index.size(1))
+    graph["item"].x = torch.randn(I, 3, generator=torch.Generator().manual_seed(0))
+    model = Featured()
+    with pytest.raises(ValueError, match="Featured.receptive_field is 1, but its scores read the rows of nodes 2 hops"):
         IFRU(model, graph, OBJECTIVE)
+    model.lin.weight.requires_grad_(False).zero_()  # the features no longer reach the scores
+    IFRU(model, graph, OBJECTIVE)
+
+
+class DrawsInEval(Stacked):
+    """A dropout called without ``training=``: it draws in eval mode too."""
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        scores = super().forward(edge_index, edge_label_index, edge_weight)
+        return scores + torch.nn.functional.dropout(scores, 0.1)
+
+
+@pytest.mark.parametrize("field", [None, 2.0, -1])
+def test_the_probes_keep_the_random_state_and_a_field_that_is_no_count_is_named(graph, field):
+    """The adapter's second-derivative probe and the receptive-field check run the model: one that draws moved the
+    caller's random state. A field of None failed in a comparison, 2.0 in torch's slicing."""
+    module = DrawsInEval(2)
+    state = torch.random.get_rng_state()
+    model = PyGRecommender(module, U, I, receptive_field=2, edge_weight=True, sparse=True)
+    IFRU(model, graph, OBJECTIVE)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    model.receptive_field = field
+    for method in (IFRU, Retrain):
+        with pytest.raises(ValueError, match=rf"{method.__name__}: PyGRecommender.receptive_field must be an integer "
+                                             rf">= 0 \(the hops a score reads\), got {field}"):
+            method(model, graph, OBJECTIVE)

@@ -232,11 +232,20 @@ def power_law_exponent(degrees: Tensor, k_min: int) -> float:
     return 1 + tail.numel() / float(torch.log(tail / (k_min - 0.5)).sum())
 
 
-def path_graph(num_users: int, num_items: int, nodes: int, device: torch.device | str | None = None) -> HeteroData:
-    """The path ``u0 - i0 - u1 - i1 - ...`` of ``nodes`` nodes (at most twice the smaller node count) among
-    ``num_users`` users and ``num_items`` items, its edges labelled 1: a node's hops from the pair ``(u0, i0)`` are
-    its place on the path less one, which no shortcut hides (models probe their depth on it)."""
-    items = torch.arange(nodes // 2, device=device)
-    back = items[:(nodes + 1) // 2 - 1]  # i_k - u_{k+1}, where u_{k+1} is on the path
-    edges = torch.cat([torch.stack([items, items]), torch.stack([back + 1, back])], dim=1)
+
+def path_graph(num_users: int, num_items: int, hops: int, device: torch.device | str | None = None) -> HeteroData:
+    """The path ``... u2 - i1 - u0 - i0 - u1 - i2 ...`` over users and items ``0..hops`` among ``num_users`` users
+    and ``num_items`` items (the pairs ``(u_a, i_b)`` with ``|a - b| = 1``, and ``(u0, i0)``), its edges labelled 1:
+    user and item ``k`` lie ``k`` hops from the pair ``(u0, i0)``, on the user's side for an even user and an odd item,
+    and no shortcut hides it (a model probes its depth on it).
+
+    Raises:
+        ValueError: ``hops`` is not an integer in ``[0, min(num_users, num_items))``.
+    """
+    if not (is_integer(hops) and 0 <= hops < min(num_users, num_items)):
+        raise ValueError(f"path_graph: hops must be an integer in [0, {min(num_users, num_items)}) (the node ids "
+                         f"0..hops of both types lie on the path), got {hops!r}")
+    ids = torch.arange(hops + 1, device=device)
+    edges = torch.cat([torch.zeros(2, 1, dtype=torch.long, device=device), torch.stack([ids[:-1], ids[1:]]),
+                       torch.stack([ids[1:], ids[:-1]])], dim=1)
     return make_interactions(edges, num_users=num_users, num_items=num_items)

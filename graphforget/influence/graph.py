@@ -10,11 +10,11 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..config import eval_mode, gradients_on, is_integer, is_integer_tensor
+from ..config import eval_mode, gradients_on, is_integer, is_integer_tensor, random_state_kept
 from ..data.interactions import (EDGE, bipartite_to_homogeneous, edge_subgraph, message_passing_edges, num_items,
                                  num_users, propagation_edges)
 from ..data.synthetic import path_graph
-from ..models.base import table_mask
+from ..models.base import checked_receptive_field, table_mask
 from ..objectives import Objective
 from .terms import Terms, training_terms
 
@@ -114,42 +114,73 @@ def check_receptive_field(model: torch.nn.Module, graph: HeteroData, method: str
     small, its step left rows the request moved as trained and scored pairs otherwise than the whole graph does (a
     3-layer module declared with 1: scores up to 0.28 apart), and was trusted.
 
-    The model scores the pair ``(u0, i0)`` at the end of the path ``u0 - i0 - u1 - i1 - ...`` over its nodes
-    (:func:`~graphforget.data.path_graph`, with ``graph``'s node attributes), where a node's hops from the pair are
-    its place on the path less one (a real graph's shortcuts hide a depth). The rows read are those with a nonzero
-    gradient of the score, in eval mode, on a copy (a forward may write its weights); frozen tables are not read. A
-    gradient that happens to vanish lets a wrong field pass: the check refuses only what it sees.
+    The model scores the pair ``(u0, i0)`` in the middle of a path (:func:`~graphforget.data.path_graph`), where user
+    and item ``k`` lie ``k`` hops from it on either side (a real graph's shortcuts hide a depth). A row is read where
+    the score has a finite nonzero gradient in it: the node tables' rows (frozen ones too) and those of the graph's
+    floating node features. The forward runs in eval mode, on a copy (a forward may write its weights), the caller's
+    random state kept. A gradient that happens to vanish lets a wrong field pass: the check refuses only what it
+    sees.
     """
-    tables = {name: kind for name, kind in model.node_parameters().items() if model.get_parameter(name).requires_grad}
-    if not tables:  # no rows to select
-        return
-    users, field = num_users(graph), model.receptive_field
-    nodes = min(field + 18, 2 * min(users, num_items(graph)))  # a depth up to field + 16 is told as it is
-    with gradients_on():  # in the caller's inference_mode() the path's and the copy's tensors could not be saved
-        path, probe = path_graph(users, num_items(graph), nodes, graph[EDGE].edge_index.device), copy.deepcopy(model)
-        for node_type in graph.node_types:  # a model may read node features: shared, not copied
-            for key, value in graph[node_type].items():
-                path[node_type][key] = value
+    field, name = checked_receptive_field(model, method), type(model).__name__
+    users, items = num_users(graph), num_items(graph)
+    reach = field + 16  # a depth up to it is told as it is; one at it is read as a mean over every node
+    hops = min(reach, users - 1, items - 1)
+    with gradients_on(), random_state_kept(model):  # in the caller's inference_mode() no tensor could be saved
+        path, probe = _probe_graph(graph, hops), copy.deepcopy(model)
+        rows = _row_inputs(probe, path)
+        if not rows:  # no rows to select
+            return
         with eval_mode(probe):
-            score = probe(path, path[EDGE].edge_index[:, :1])
-        grads = torch.autograd.grad(score.sum(), [probe.get_parameter(name) for name in tables], allow_unused=True)
-    read = torch.zeros(users + num_items(graph), dtype=torch.bool, device=graph[EDGE].edge_index.device)
-    for kind, grad in zip(tables.values(), grads):
-        rows = table_mask(read, kind, users)
-        if grad is not None and grad.size(0) == rows.numel():  # a table of another size is the contract's to refuse
-            rows[grad.to_dense().reshape(grad.size(0), -1).ne(0).any(1)] = True  # nn.Embedding(sparse=True): sparse
+            score = probe(path, torch.zeros(2, 1, dtype=torch.long, device=graph[EDGE].edge_index.device))
+        grads = torch.autograd.grad(score.sum(), [tensor for _, tensor in rows], allow_unused=True)
+    read = torch.zeros(users + items, dtype=torch.bool, device=graph[EDGE].edge_index.device)
+    for (kind, _), grad in zip(rows, grads):
+        rows_read = table_mask(read, kind, users)
+        if grad is not None and grad.size(0) == rows_read.numel():  # a table of another size: the contract's to refuse
+            grad = grad.to_dense().reshape(grad.size(0), -1)  # nn.Embedding(sparse=True)'s is sparse
+            rows_read[(grad.ne(0) & grad.isfinite()).any(1)] = True  # 0 * inf at an isolated node is NaN: no read
     read_users, read_items = read[:users].nonzero().flatten(), read[users:].nonzero().flatten()
-    if bool((read_users >= (nodes + 1) // 2).any() or (read_items >= nodes // 2).any()):
-        raise ValueError(f"{method}: {type(model).__name__}'s scores read the rows of nodes that no path of the graph "
-                         "joins to the scored pair: the model mixes every node (a normalisation, attention or pooling "
-                         "over all of them), which no receptive field bounds, and the method's local step does not "
-                         "hold for it: unlearn it with Retrain, or FineTune(local=False)")
-    places = torch.cat([read_users * 2, read_items * 2 + 1])  # u_k is the path's node 2k, i_k its node 2k + 1
-    depth = int(places.max()) - 1 if places.numel() else 0
+    off_path = bool((read_users > hops).any() or (read_items > hops).any())
+    depth = int(torch.cat([read_users, read_items]).max()) if read.any() else 0  # node k lies k hops away
+    if off_path or depth == reach:  # a mean over every node (PairNorm) reads the rows at the path's end
+        where = ("the rows of nodes that no path of the graph joins to the scored pair" if off_path else
+                 f"rows as far as the probe's path reaches, {hops} hops from the scored pair")
+        raise ValueError(f"{method}: {name}'s scores read {where}: the model mixes every node (a normalisation, "
+                         "attention or pooling over all of them), which no receptive field bounds, and the method's "
+                         "local step does not hold for it: unlearn it with Retrain, or FineTune(local=False) (or, if "
+                         f"its scores read a fixed number of hops over {hops}, set receptive_field to it)")
     if depth > field:
-        raise ValueError(f"{method}: {type(model).__name__}.receptive_field is {field}, but its scores read the rows "
-                         f"of nodes {depth} hops away from the scored pair: set it to the module's number of "
-                         f"message-passing layers ({depth} or more). {method} updates only the rows within it and "
-                         "computes on the subgraph it spans, so a smaller one leaves rows the request moved as "
-                         "trained, and scores pairs otherwise than the whole graph does")
+        raise ValueError(f"{method}: {name}.receptive_field is {field}, but its scores read the rows of nodes {depth} "
+                         f"hops away from the scored pair: set it to the module's number of message-passing layers "
+                         f"({depth} or more). {method} updates only the rows within it and computes on the subgraph "
+                         "it spans, so a smaller one leaves rows the request moved as trained, and scores pairs "
+                         "otherwise than the whole graph does")
 
+
+def _probe_graph(graph: HeteroData, hops: int) -> HeteroData:
+    """:func:`~graphforget.data.path_graph` with ``graph``'s node attributes (shared) and every per-edge attribute
+    it lacks as ones (a model may weigh its edges by a stored rating or timestamp)."""
+    path = path_graph(num_users(graph), num_items(graph), hops, graph[EDGE].edge_index.device)
+    for node_type in graph.node_types:
+        for key, value in graph[node_type].items():
+            path[node_type][key] = value
+    edges, count = path[EDGE], graph[EDGE].edge_index.size(1)
+    for key, value in graph[EDGE].items():
+        if key not in edges:
+            per_edge = isinstance(value, Tensor) and value.dim() > 0 and value.size(0) == count
+            edges[key] = value.new_ones((edges.edge_index.size(1), *value.shape[1:])) if per_edge else value
+    return path
+
+
+def _row_inputs(probe: torch.nn.Module, path: HeteroData) -> list[tuple[str, Tensor]]:
+    """``(node type, tensor)`` of what a score may read by node: ``probe``'s node tables (set to require gradients:
+    it is a copy) and leaf copies of ``path``'s floating user and item features, swapped into ``path``."""
+    rows = []
+    for name, kind in probe.node_parameters().items():
+        rows.append((kind, probe.get_parameter(name).requires_grad_()))
+    for kind, count in (("user", num_users(path)), ("item", num_items(path))):
+        for key, value in list(path[kind].items()):
+            if isinstance(value, Tensor) and value.is_floating_point() and value.dim() > 0 and value.size(0) == count:
+                path[kind][key] = value.detach().clone().requires_grad_()
+                rows.append((kind, path[kind][key]))
+    return rows

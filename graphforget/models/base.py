@@ -64,6 +64,16 @@ def check_edge_label_index(edge_label_index: Tensor, num_users: int, num_items: 
     check_pairs_in_range(edge_label_index, num_users, num_items, "edge_label_index", "B")
 
 
+def checked_receptive_field(model: nn.Module, who: str) -> int:
+    """``model.receptive_field``; raises ``ValueError`` (``who`` first) unless it is an integer >= 0 (``None`` or
+    ``2.0`` failed deep inside a comparison or torch's slicing)."""
+    field = model.receptive_field
+    if not (is_integer(field) and field >= 0):
+        raise ValueError(f"{who}: {type(model).__name__}.receptive_field must be an integer >= 0 (the hops a score "
+                         f"reads), got {field!r}")
+    return int(field)
+
+
 def check_precision(model: nn.Module, who: str, remedy: str) -> None:
     """Half precision (about 3 significant digits) carries neither the curvature solves nor Adam's ``eps`` (1e-8
     rounds to 0 in float16: every step is NaN): the caller is told here, with the remedy. Scoring works in it where

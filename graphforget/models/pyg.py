@@ -15,7 +15,7 @@ from torch_geometric.nn import norm as pyg_norm
 from torch_geometric.nn import Linear as PyGLinear
 from torch_geometric.nn.models import LightGCN
 
-from ..config import check_seed, eval_mode, gradients_on, is_integer
+from ..config import check_seed, eval_mode, gradients_on, is_integer, random_state_kept
 from ..data.adjacency import AdjacencyCache, normalized_adjacency, observed_adjacency, weight_dtype
 from ..data.interactions import (EDGE, bipartite_to_homogeneous, check_model_fits, check_unique_pairs,
                                  message_passing_edges, num_items, num_users, propagation_edges)
@@ -267,12 +267,12 @@ def _edge_lists(graph: HeteroData, like: Tensor, weighted: bool) -> tuple[Tensor
 
 
 def _second_derivative_failure(model: PyGRecommender) -> str | None:
-    """torch's error where it cannot differentiate ``model``'s scores twice, found on a path of its first 4 nodes;
-    ``None`` where it can, or where the probe fails otherwise (the first use says why). Run on a copy in eval mode:
-    a forward may write its weights."""
-    counts = model.num_users, model.num_items
-    graph = path_graph(*counts, min(4, 2 * min(counts)), next(model.module.parameters()).device)
-    with gradients_on():
+    """torch's error where it cannot differentiate ``model``'s scores twice, found on a path of 2 users and 2 items;
+    ``None`` where it can, or where the probe fails otherwise (the first use says why). Run on a copy in eval mode
+    (a forward may write its weights), the caller's random state kept."""
+    graph = path_graph(model.num_users, model.num_items, min(1, model.num_users - 1, model.num_items - 1),
+                       next(model.module.parameters()).device)
+    with gradients_on(), random_state_kept(model):
         probe = copy.deepcopy(model)
         params = [p for p in probe.parameters() if p.requires_grad]
         try:

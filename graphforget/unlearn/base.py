@@ -19,7 +19,7 @@ from ..config import build_config, check_instances, gradients_on, option_names, 
 from ..distributed import agreed
 from ..io import tensors_sha256, unchanged, versions
 from ..metrics import auc_standard_error, evaluate_auc
-from ..models.base import Recommender, check_precision
+from ..models.base import Recommender, check_precision, checked_receptive_field
 from ..objectives import Objective
 from ..train import AN_OBJECTIVE, TrainConfig, check_labels_train, check_optimizer, check_val
 
@@ -209,6 +209,7 @@ class Unlearner:
     def __init__(self, model: torch.nn.Module, graph: HeteroData, objective: Objective, config=None, *,
                  val: HeteroData | None = None):
         _check_types(model, graph, objective, val)
+        checked_receptive_field(model, type(self).__name__)  # read as a number by the checks below
         self._check_not_ensemble(model)
         check_precision(model, type(self).__name__, "unlearn")
         self.model, self.graph, self.objective, self.val = model, graph, objective, val
