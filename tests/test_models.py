@@ -443,8 +443,16 @@ def test_a_registered_factory_saves_loads_and_is_checked_when_saved(graph, tmp_p
     config = {"num_users": 9, "num_items": 8, "embedding_dim": 6, "num_layers": 1}
     model = build_model("pyg_lightgcn", **config)
     model.reset_parameters(3)
-    with pytest.raises(ValueError, match="PyGRecommender is not registered .* pass the name and config"):
+    with pytest.raises(ValueError, match="PyGRecommender is not registered .* pass the name and config of a "
+                                         "registered factory that builds it \\(a PyGRecommender: docs/custom_model"):
         save_model(model, tmp_path / "m.pt")  # the adapter's class cannot rebuild the module
+    from graphforget.models import PyGRecommender
+    # The class itself registered, as that error asked, saved a file whose load failed ("missing 'module'": QA)
+    monkeypatch.setitem(MODELS, "pyg", PyGRecommender)
+    with pytest.raises(ValueError, match=r"save_model: the model registered as 'pyg' cannot be built from its "
+                                         r"config\(\) .*missing a required argument: 'module'"):
+        save_model(model, tmp_path / "m.pt")
+    monkeypatch.delitem(MODELS, "pyg")
     with pytest.raises(ValueError, match=r"built from config .* entries \['module.embedding.weight'\] differ"):
         save_model(model, tmp_path / "m.pt", name="pyg_lightgcn", config={**config, "embedding_dim": 5})
     assert not (tmp_path / "m.pt").exists()  # refused before writing

@@ -82,6 +82,15 @@ def test_frozen_node_features_are_no_table_beside_a_trainable_one():
     module.embedding.weight.requires_grad_(False)  # every table frozen: still the tables, as before
     assert set(PyGRecommender(module, U, I, receptive_field=K).node_parameters()) == {"module.features",
                                                                                      "module.embedding.weight"}
+    # Trainable [U, d] and [I, d] tables beside the frozen features: the features were taken for the table, the
+    # tables for dense weights, and IFRU's step was not trusted (a QA walk of docs/custom_model.rst)
+    module.users, module.items = nn.Parameter(torch.randn(U, D)), nn.Parameter(torch.randn(I, D))
+    with pytest.raises(ValueError, match=r"the only parameters of OwnCode with num_users \+ num_items = 100 rows, "
+                                         r"\['embedding.weight', 'features'\], are frozen: node features, not tables"):
+        PyGRecommender(module, U, I, receptive_field=K)
+    tables = {"users": "user", "items": "item"}
+    assert PyGRecommender(module, U, I, receptive_field=K, node_tables=tables).node_parameters() == {
+        "module.users": "user", "module.items": "item"}
 
 
 def test_the_adapters_options_are_refused_by_type():
@@ -676,6 +685,37 @@ def test_attention_over_a_model_whose_scores_are_not_dot_products_is_refused(gra
     dots = RecEraser(PyGRecommender(Narrowing(U + I), U, I, receptive_field=1), graph, OBJECTIVE, config)
     dots.template.embedding_dim = 4
     dots.fit()  # a module that scores by dot products is not refused
+
+
+class Headed(BiasedConv):
+    """BiasedConv's rows, scored by a linear layer on their product: a layer on the pair."""
+
+    def __init__(self, num_nodes: int):
+        super().__init__(num_nodes)
+        del self.bias
+        self.head = nn.Linear(8, 1)
+
+    def reset_parameters(self):
+        nn.init.normal_(self.embedding.weight, std=0.1)
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        x = self.get_embedding(edge_index)
+        return self.head(x[edge_label_index[0]] * x[edge_label_index[1]]).squeeze(-1)
+
+
+def test_unlearnrec_refuses_a_model_whose_scores_are_not_dot_products(graph, one_thread):
+    """Its preservation loss ranks by the dot products of embed()'s rows: a model scored by a layer on the pair was
+    taken without a word, where the docs said it needs dot-product scores (a QA walk of docs/custom_model.rst)."""
+    model = PyGRecommender(Headed(U + I), U, I, receptive_field=1)
+    train(model, graph, BPRObjective(l2=0.5), FULL_BATCH)
+    with pytest.raises(ValueError, match=r"UnlearnRec's preservation loss ranks pairs by the dot product of embed\(\)'s "
+                                         r"rows .*, but PyGRecommender's own scores differ from it by up to \d\.\d+ "
+                                         r"\(a bias, or a layer on the pair\)"):
+        UnlearnRec(model, graph, BPRObjective(l2=0.5))
+    with torch.no_grad():  # the same module scored by its dot products alone
+        model.module.head.weight.fill_(1.0)
+        model.module.head.bias.zero_()
+    UnlearnRec(model, graph, BPRObjective(l2=0.5))
 
 
 class NormedProjection(nn.Module):

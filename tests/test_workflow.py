@@ -316,8 +316,10 @@ def test_fit_with_explicit_hyperparameters_and_library_call(files, tmp_path):
 
 
 def test_a_pyg_model_of_an_installed_package_goes_through_fit_forget_verify(capsys, files, plugin, tmp_path):
-    from graphforget.models import MODELS, PyGRecommender
+    from graphforget.models import MODELS, PyGRecommender, registered_model
     assert "pyg_lightgcn" not in MODELS  # found through the entry point, by name
+    with pytest.raises(ValueError, match=r"unknown model 'pyg_lightgnc'; known: \[.*'pyg_lightgcn'"):
+        registered_model("pyg_lightgnc")  # a typo: the installed names are listed too
     base = fit(capsys, files, "implicit", tmp_path / "base", "--model", "pyg_lightgcn", "--layers", "1")
     parent = load_run(base)
     assert isinstance(parent.model, PyGRecommender) and parent.model.receptive_field == 1

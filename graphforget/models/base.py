@@ -292,11 +292,12 @@ def registered_model(name: str) -> Callable[..., Recommender]:
             entry point does not load.
     """
     if name not in MODELS:
-        points = {point.value: point for point in entry_points(group=ENTRY_POINT_GROUP) if point.name == name}
-        if not points:
-            raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS)}. Register a Recommender class or a "
-                             f"factory in graphforget.models.MODELS, or, from an installed package, under the "
-                             f"entry-point group {ENTRY_POINT_GROUP!r}")
+        installed = entry_points(group=ENTRY_POINT_GROUP)
+        points = {point.value: point for point in installed if point.name == name}
+        if not points:  # the installed names too: a plugin's model left out read as a plugin not installed
+            raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS.keys() | {p.name for p in installed})}. "
+                             f"Register a Recommender class or a factory in graphforget.models.MODELS, or, from an "
+                             f"installed package, under the entry-point group {ENTRY_POINT_GROUP!r}")
         if len(points) > 1:
             raise ValueError(f"installed packages register model {name!r} as {sorted(points)}: uninstall all but one")
         (point,) = points.values()
@@ -332,6 +333,22 @@ def build_model(name: str, **kwargs) -> Recommender:
         raise NotARecommender(f"model {name!r} built a {type(model).__name__}, not a graphforget Recommender "
                               f"(wrap a PyG module in graphforget.models.PyGRecommender)")
     return model
+
+
+def _binds(name: str, config: dict) -> None:
+    """Raises ``ValueError`` unless the factory registered as ``name`` can be called with ``config``."""
+    factory = MODELS[name]
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # a builtin inspect cannot read: left to the load
+        return
+    try:
+        signature.bind(**config)
+    except TypeError as error:
+        raise ValueError(f"save_model: the model registered as {name!r} cannot be built from its config() {config} "
+                         f"({error}), so load_model could not read the file back: register a factory that builds it "
+                         f"from plain values and pass its name and config (a PyGRecommender, whose module no config "
+                         f"holds: docs/custom_model.rst, 'Run directories and the command line')") from None
 
 
 def _rebuilds(model: Recommender, name: str, config: dict) -> None:
@@ -386,10 +403,13 @@ def save_model(model: Recommender, path: str | os.PathLike, name: str | None = N
     name = name or next((k for k, v in MODELS.items() if v is type(model)), None)
     if name is None:
         raise ValueError(f"{type(model).__name__} is not registered in graphforget.models.MODELS: register it, "
-                         f"or pass the name and config of a registered factory that builds it")
+                         f"or pass the name and config of a registered factory that builds it (a PyGRecommender: "
+                         f"docs/custom_model.rst, 'Run directories and the command line')")
     config = model.config() if config is None else config
     if given:
         _rebuilds(model, name, config)
+    else:  # a class whose config() misses an argument (PyGRecommender's module) saved a file no load could read
+        _binds(name, config)
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}  # loads on a CPU-only machine
     checkpoint = _plain({"model": name, "config": config, "state_dict": state, **extra}, "the checkpoint")
     checkpoint.update(state_sha256=_state_sha256(state), layout_sha256=_layout_sha256(state),

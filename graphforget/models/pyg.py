@@ -406,6 +406,12 @@ def _node_tables(module: nn.Module, num_users: int, num_items: int,
         found = {name: "node" for name, p in candidates.items() if p.size(0) == rows["node"]}
         if any(params[name].requires_grad for name in found):  # a frozen [U + I, f] one is node features, no table
             found = {name: kind for name, kind in found.items() if params[name].requires_grad}
+        elif found and any(p.requires_grad for p in params.values()):  # its tables are of other shapes
+            raise ValueError(f"PyGRecommender: the only parameters of {type(module).__name__} with num_users + "
+                             f"num_items = {rows['node']} rows, {sorted(found)}, are frozen: node features, not "
+                             f"tables, beside trainable parameters (its parameters: {shapes}); name its tables with "
+                             "node_tables={name: 'user' | 'item' | 'node'} (a [num_users, d] user table and a "
+                             "[num_items, d] item table are not found by shape)")
         if not candidates:
             raise ValueError(f"PyGRecommender: {type(module).__name__} learns no per-node table (its parameters: "
                              f"{shapes}), which the adapter needs; a model of fixed node features implements the "

@@ -511,6 +511,19 @@ def scores_of(model: torch.nn.Module, graph: HeteroData, pairs: Tensor) -> Tenso
         return work(graph, pairs).detach()
 
 
+def dot_product_gap(model: torch.nn.Module, graph: HeteroData) -> tuple[float, int]:
+    """How far ``model``'s own scores of the graph's first 1,024 edges lie from the dot products of its
+    ``embed(graph)`` rows (the largest difference beyond ``allclose``'s ``rtol=1e-4, atol=1e-5``, else 0: a bias or a
+    layer on the pair), and the rows' width; of an eval-mode copy (see :func:`embeddings_of`). A PyG module's own
+    scoring is known only by running it."""
+    work, pairs = copy.deepcopy(model).eval(), graph[EDGE].edge_index[:, :1024]
+    with torch.no_grad():
+        user, item = work.embed(graph)
+        scores, dots = work(graph, pairs), (user[pairs[0]] * item[pairs[1]]).sum(-1)
+    gap = 0.0 if torch.allclose(scores, dots, rtol=1e-4, atol=1e-5) else float((scores - dots).abs().max())
+    return gap, user.size(1)
+
+
 def non_finite_at(model, graph: HeteroData, nodes: Tensor, remaining: HeteroData) -> Tensor:
     """Those of ``nodes`` (homogeneous ids) where ``model``'s outputs on ``graph`` hold a NaN or an infinity: its
     embeddings where it scores by their dot products, else (a forward of its own, a PyG module without

@@ -16,7 +16,7 @@ from ..distributed import agreed, layout
 from ..io import tensors_sha256
 from ..objectives import Objective
 from ..train import TrainConfig, check_labels_train
-from .base import Unlearner, UnlearningFailed, copy_modes
+from .base import Unlearner, UnlearningFailed, copy_modes, dot_product_gap
 from .registry import register
 from .sharding import (ShardAttention, ShardedRecommender, attention_needs_width, split_graph, train_aggregator,
                        train_shards)
@@ -331,20 +331,16 @@ class SISA(Unlearner):
         if self.config.aggregation != "attention":
             return
         model = self.template if model is None else model
-        work, pairs = copy.deepcopy(model).eval(), self.graph[EDGE].edge_index[:, :1024]
-        with torch.no_grad():
-            user, item = work.embed(self.graph)
-            scores, dots = work(self.graph, pairs), (user[pairs[0]] * item[pairs[1]]).sum(-1)
+        gap, width = dot_product_gap(model, self.graph)
         name = type(model).__name__
-        if user.size(1) != model.embedding_dim:
+        if width != model.embedding_dim:
             raise ValueError(f"{type(self).__name__}: attention aggregation weighs the rows of embed(), which are "
-                             f"{user.size(1)} wide, but {name}.embedding_dim is {model.embedding_dim}: "
-                             f"set model.embedding_dim = {user.size(1)}, or aggregate by 'mean'")
-        if not torch.allclose(scores, dots, rtol=1e-4, atol=1e-5):
+                             f"{width} wide, but {name}.embedding_dim is {model.embedding_dim}: "
+                             f"set model.embedding_dim = {width}, or aggregate by 'mean'")
+        if gap:
             raise ValueError(f"{type(self).__name__}: attention aggregation scores a pair by the dot product of the "
-                             f"shards' embed() rows, but {name}'s own scores differ from it by up to "
-                             f"{float((scores - dots).abs().max()):.3g} (a bias, or a layer on the pair): aggregate by "
-                             "'mean'")
+                             f"shards' embed() rows, but {name}'s own scores differ from it by up to {gap:.3g} (a "
+                             "bias, or a layer on the pair): aggregate by 'mean'")
 
     def _aggregation(self) -> str | ShardAttention:
         """``"mean"``, or the attention, built (its memory allocated) before any shard trains."""
