@@ -86,7 +86,9 @@ def test_frozen_node_features_are_no_table_beside_a_trainable_one():
     # tables for dense weights, and IFRU's step was not trusted (a QA walk of docs/custom_model.rst)
     module.users, module.items = nn.Parameter(torch.randn(U, D)), nn.Parameter(torch.randn(I, D))
     with pytest.raises(ValueError, match=r"the only parameters of OwnCode with num_users \+ num_items = 100 rows, "
-                                         r"\['embedding.weight', 'features'\], are frozen: node features, not tables"):
+                                         r"\['embedding.weight', 'features'\], are frozen \(node features, not "
+                                         r"tables\), beside trainable ones of num_users or num_items rows, "
+                                         r"\['items', 'users'\]"):
         PyGRecommender(module, U, I, receptive_field=K)
     tables = {"users": "user", "items": "item"}
     assert PyGRecommender(module, U, I, receptive_field=K, node_tables=tables).node_parameters() == {

@@ -232,7 +232,6 @@ def power_law_exponent(degrees: Tensor, k_min: int) -> float:
     return 1 + tail.numel() / float(torch.log(tail / (k_min - 0.5)).sum())
 
 
-
 def path_graph(num_users: int, num_items: int, hops: int, device: torch.device | str | None = None) -> HeteroData:
     """The path ``... u2 - i1 - u0 - i0 - u1 - i2 ...`` over users and items ``0..hops`` among ``num_users`` users
     and ``num_items`` items (the pairs ``(u_a, i_b)`` with ``|a - b| = 1``, and ``(u0, i0)``), its edges labelled 1:

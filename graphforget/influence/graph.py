@@ -21,6 +21,7 @@ from .terms import Terms, training_terms
 __all__ = ["homogeneous_graph", "homogeneous_index", "node_ids", "k_hop_mask", "local_terms", "computation_subgraph",
            "check_receptive_field"]
 
+
 def homogeneous_index(graph: HeteroData) -> Tensor:
     """The ``[2, 2E']`` undirected message-passing index of the observed edges (homogeneous ids)."""
     return bipartite_to_homogeneous(message_passing_edges(graph), num_users(graph))

@@ -404,14 +404,15 @@ def _node_tables(module: nn.Module, num_users: int, num_items: int,
                   if isinstance(layer, LINEAR_LAYERS)}
         candidates = {name: p for name, p in params.items() if p.dim() == 2 and name not in linear}
         found = {name: "node" for name, p in candidates.items() if p.size(0) == rows["node"]}
+        split = sorted(name for name, p in candidates.items() if p.requires_grad and p.size(0) in (num_users, num_items))
         if any(params[name].requires_grad for name in found):  # a frozen [U + I, f] one is node features, no table
             found = {name: kind for name, kind in found.items() if params[name].requires_grad}
-        elif found and any(p.requires_grad for p in params.values()):  # its tables are of other shapes
+        elif found and split:  # the tables are a user's and an item's
             raise ValueError(f"PyGRecommender: the only parameters of {type(module).__name__} with num_users + "
-                             f"num_items = {rows['node']} rows, {sorted(found)}, are frozen: node features, not "
-                             f"tables, beside trainable parameters (its parameters: {shapes}); name its tables with "
-                             "node_tables={name: 'user' | 'item' | 'node'} (a [num_users, d] user table and a "
-                             "[num_items, d] item table are not found by shape)")
+                             f"num_items = {rows['node']} rows, {sorted(found)}, are frozen (node features, not "
+                             f"tables), beside trainable ones of num_users or num_items rows, {split}: name its "
+                             "tables with node_tables={name: 'user' | 'item' | 'node'} (a user and an item table "
+                             "are not found by shape)")
         if not candidates:
             raise ValueError(f"PyGRecommender: {type(module).__name__} learns no per-node table (its parameters: "
                              f"{shapes}), which the adapter needs; a model of fixed node features implements the "

@@ -512,10 +512,10 @@ def scores_of(model: torch.nn.Module, graph: HeteroData, pairs: Tensor) -> Tenso
 
 
 def dot_product_gap(model: torch.nn.Module, graph: HeteroData) -> tuple[float, int]:
-    """How far ``model``'s own scores of the graph's first 1,024 edges lie from the dot products of its
-    ``embed(graph)`` rows (the largest difference beyond ``allclose``'s ``rtol=1e-4, atol=1e-5``, else 0: a bias or a
-    layer on the pair), and the rows' width; of an eval-mode copy (see :func:`embeddings_of`). A PyG module's own
-    scoring is known only by running it."""
+    """The largest difference between ``model``'s own scores of the graph's first 1,024 edges and the dot products of
+    its ``embed(graph)`` rows, or 0 where they agree to ``allclose``'s ``rtol=1e-4, atol=1e-5`` (a bias or a layer on
+    the pair makes them differ), and the rows' width; of an eval-mode copy (see :func:`embeddings_of`). A PyG
+    module's own scoring is known only by running it."""
     work, pairs = copy.deepcopy(model).eval(), graph[EDGE].edge_index[:, :1024]
     with torch.no_grad():
         user, item = work.embed(graph)
