@@ -1854,19 +1854,25 @@ def test_attack_flip_names_a_bad_ratio_before_looking_at_the_graph():
                 attack_flip(graph, bad)
 
 
-@pytest.mark.parametrize("users, items, hops", [(5, 4, 3), (5, 4, 2), (3, 9, 2), (1, 1, 0)])
-def test_a_path_graphs_user_and_item_k_lie_k_hops_from_its_pair_u0_i0(users, items, hops):
-    """check_receptive_field reads a depth off the path: user and item k must lie k hops from (u0, i0), and the nodes
-    off the path out of reach."""
-    from graphforget.data import num_items, num_users, path_graph
+@pytest.mark.parametrize("users, items", [(5, 4), (4, 5), (2, 9), (1, 3), (1, 1)])
+@pytest.mark.parametrize("start", ["user", "item"])
+def test_a_path_graphs_node_at_place_p_lies_p_less_one_hops_from_its_pair(users, items, start):
+    """check_receptive_field reads a depth off the path: its node at place p (from a user: u_k at 2k, i_k at 2k + 1;
+    from an item the other way round) must lie max(p - 1, 0) hops from (u0, i0), as far as the counts allow, and the
+    nodes off the path out of reach."""
+    from graphforget.data import num_items, num_users, path_graph, path_hops
     from graphforget.influence import k_hop_mask
 
-    graph = path_graph(users, items, hops)
+    longest = path_hops(users, items, start)
+    graph = path_graph(users, items, longest, start)
     assert (num_users(graph), num_items(graph)) == (users, items) and bool((graph[EDGE].edge_label == 1).all())
-    place = torch.full((users + items,), users + items)  # off the path: never reached
-    place[:hops + 1] = place[users:users + hops + 1] = torch.arange(hops + 1)
-    start = torch.tensor([0, users])
-    for reach in range(hops + 2):
-        assert torch.equal(k_hop_mask(graph, start, reach), place <= reach), reach
-    with pytest.raises(ValueError, match=rf"path_graph: hops must be an integer in \[0, {min(users, items)}\)"):
-        path_graph(users, items, min(users, items))
+    place = torch.full((users + items,), 2 * (users + items))  # off the path: never reached
+    first, second = (place[:users], place[users:]) if start == "user" else (place[users:], place[:users])
+    ids = torch.arange(longest + 2)
+    first[:ids[0::2].numel()], second[:ids[1::2].numel()] = ids[0::2], ids[1::2]
+    start_ids = torch.tensor([0, users])
+    for reach in range(longest + 2):
+        assert torch.equal(k_hop_mask(graph, start_ids, reach), place <= reach + 1), reach
+    assert torch.equal(k_hop_mask(graph, start_ids, longest), place < 2 * (users + items))  # the path, whole
+    with pytest.raises(ValueError, match=rf"path_graph: hops must be an integer in \[0, {longest}\]"):
+        path_graph(users, items, longest + 1, start)

@@ -710,13 +710,14 @@ def test_unlearnrec_refuses_a_model_whose_scores_are_not_dot_products(graph, one
     taken without a word, where the docs said it needs dot-product scores (a QA walk of docs/custom_model.rst)."""
     model = PyGRecommender(Headed(U + I), U, I, receptive_field=1)
     train(model, graph, BPRObjective(l2=0.5), FULL_BATCH)
-    with pytest.raises(ValueError, match=r"UnlearnRec's preservation loss ranks pairs by the dot product of embed\(\)'s "
-                                         r"rows .*, but PyGRecommender's own scores differ from it by up to \d\.\d+ "
-                                         r"\(a bias, or a layer on the pair\)"):
+    with pytest.raises(ValueError, match=r"UnlearnRec's preservation loss ranks a user's items by the dot product of "
+                                         r"embed\(\)'s rows .*, but PyGRecommender's own scores differ from it by up "
+                                         r"to \d\.\d+ beyond a constant per user \(an item's bias, or a layer on the "
+                                         r"pair\)"):
         UnlearnRec(model, graph, BPRObjective(l2=0.5))
-    with torch.no_grad():  # the same module scored by its dot products alone
+    with torch.no_grad():  # the dot products and an intercept, which leaves every user's ranking (a QA probe)
         model.module.head.weight.fill_(1.0)
-        model.module.head.bias.zero_()
+        model.module.head.bias.fill_(0.7)
     UnlearnRec(model, graph, BPRObjective(l2=0.5))
 
 
@@ -1082,3 +1083,56 @@ def test_the_probes_keep_the_random_state_and_a_field_that_is_no_count_is_named(
         with pytest.raises(ValueError, match=rf"{method.__name__}: PyGRecommender.receptive_field must be an integer "
                                              rf">= 0 \(the hops a score reads\), got {field}"):
             method(model, graph, OBJECTIVE)
+
+
+class SmoothedFeatures(nn.Module):
+    """A table one hop deep, and fixed node features (a frozen parameter, or a buffer) smoothed over two."""
+
+    def __init__(self, buffer: bool):
+        super().__init__()
+        self.embedding, self.lin, self.conv = nn.Embedding(U + I, D), nn.Linear(3, D), LGConv()
+        features = torch.randn(U + I, 3, generator=torch.Generator().manual_seed(0))
+        if buffer:
+            self.register_buffer("features", features)
+        else:
+            self.features = nn.Parameter(features, requires_grad=False)
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        smooth = self.conv(self.conv(self.features, edge_index), edge_index)
+        x = self.conv(self.embedding.weight, edge_index) + self.lin(smooth)
+        return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
+
+
+class Unguarded(EmbeddingRecommender):
+    """One hop of D^-1/2 A D^-1/2 by dense products, D^-1/2 unguarded at degree 0: finite on a graph whose every node
+    has an edge, NaN everywhere on one with a node without."""
+
+    receptive_field = 1
+
+    def embed(self, graph):
+        nodes = self.num_users + self.num_items
+        source, target = bipartite_to_homogeneous(message_passing_edges(graph), self.num_users)
+        adjacency = torch.zeros(nodes, nodes).index_put_((source, target), torch.ones(source.numel()))
+        scale = degree(source, nodes).pow(-0.5)[:, None]
+        x = torch.cat([self.user_emb.weight, self.item_emb.weight])
+        return (x + scale * (adjacency @ (scale * x))).split([self.num_users, self.num_items])
+
+
+def test_the_receptive_field_check_on_fixed_features_few_nodes_and_a_score_that_is_not_finite(graph):
+    """Found by a second QA probe: fixed features held in the module were not read (a field of 1 passed features two
+    hops deep); on 2 users the probe's path, symmetric about the pair, reached 1 hop, and a 2-layer model passed a
+    field of 1; a model whose score is NaN on the probe read nothing, and passed a field of 0."""
+    for buffer in (False, True):
+        with pytest.raises(ValueError, match="PyGRecommender.receptive_field is 1, but its scores read the rows of "
+                                             "nodes 2 hops away"):
+            IFRU(PyGRecommender(SmoothedFeatures(buffer), U, I, receptive_field=1), graph, OBJECTIVE)
+    few = make_interactions(torch.stack([torch.tensor([0] * 25 + [1] * 30), torch.cat([torch.arange(25),
+                                                                                        torch.arange(20, 50)])]))
+    model = PyGRecommender(OwnCode(num_nodes=52, embedding_dim=D, num_layers=2), 2, 50, receptive_field=1)
+    with pytest.raises(ValueError, match="PyGRecommender.receptive_field is 1, but its scores read the rows of nodes 2 "
+                                         "hops away"):
+        IFRU(model, few, OBJECTIVE)
+    assert Unguarded(U, I, D)(graph, graph[EDGE].edge_index).isfinite().all()  # every node of the graph has an edge
+    with pytest.raises(ValueError, match=r"IFRU: Unguarded scores a pair nan on a path of its nodes, most of them "
+                                         r"without edges, so its receptive_field cannot be checked"):
+        IFRU(Unguarded(U, I, D), graph, OBJECTIVE)

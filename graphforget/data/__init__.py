@@ -10,7 +10,8 @@ from .adversarial import adversarial_edges
 from .loaders import (DATASETS, download, find_data_root, load_csv, load_dataset, load_labelled_triples,
                       load_lightgcn, load_movielens_100k)
 from .requests import attack_flip, random_edges, request_nodes, user_edges
-from .synthetic import GOWALLA_SHAPE, path_graph, planted_communities, power_law_exponent, power_law_interactions
+from .synthetic import (GOWALLA_SHAPE, path_graph, path_hops, planted_communities, power_law_exponent,
+                        power_law_interactions)
 from .transforms import Split, add_negatives, binarize, k_core, random_split, relabel
 
 __all__ = [
@@ -21,7 +22,7 @@ __all__ = [
     "AdjacencyCache", "AdjacencyPattern", "bipartite_adjacency", "normalized_adjacency", "observed_adjacency", "hold_graph",
     "DATASETS", "download", "find_data_root", "load_csv", "load_dataset", "load_labelled_triples",
     "load_lightgcn", "load_movielens_100k",
-    "attack_flip", "adversarial_edges", "random_edges", "request_nodes", "user_edges", "planted_communities", "path_graph",
-    "power_law_interactions", "power_law_exponent", "GOWALLA_SHAPE",
+    "attack_flip", "adversarial_edges", "random_edges", "request_nodes", "user_edges", "planted_communities",
+    "path_graph", "path_hops", "power_law_interactions", "power_law_exponent", "GOWALLA_SHAPE",
     "Split", "add_negatives", "binarize", "k_core", "random_split", "relabel",
 ]

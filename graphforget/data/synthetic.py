@@ -11,7 +11,8 @@ from torch_geometric.data import HeteroData
 from ..config import is_integer, seeded
 from .interactions import make_interactions, pairs_of_keys
 
-__all__ = ["planted_communities", "power_law_interactions", "power_law_exponent", "path_graph", "GOWALLA_SHAPE"]
+__all__ = ["planted_communities", "power_law_interactions", "power_law_exponent", "path_graph", "path_hops",
+           "GOWALLA_SHAPE"]
 
 #: Gowalla's training graph (the LightGCN split, ``gowalla/train.txt``) as :func:`power_law_interactions`
 #: reproduces it: nodes per edge, the degree exponents fitted to its tails, and its largest degree over
@@ -232,19 +233,32 @@ def power_law_exponent(degrees: Tensor, k_min: int) -> float:
     return 1 + tail.numel() / float(torch.log(tail / (k_min - 0.5)).sum())
 
 
-def path_graph(num_users: int, num_items: int, hops: int, device: torch.device | str | None = None) -> HeteroData:
-    """The path ``... u2 - i1 - u0 - i0 - u1 - i2 ...`` over users and items ``0..hops`` among ``num_users`` users
-    and ``num_items`` items (the pairs ``(u_a, i_b)`` with ``|a - b| = 1``, and ``(u0, i0)``), its edges labelled 1:
-    user and item ``k`` lie ``k`` hops from the pair ``(u0, i0)``, on the user's side for an even user and an odd item,
-    and no shortcut hides it (a model probes its depth on it).
+def path_graph(num_users: int, num_items: int, hops: int, start: str = "user",
+               device: torch.device | str | None = None) -> HeteroData:
+    """The path ``u0 - i0 - u1 - i1 - ...`` (``start="user"``) or ``i0 - u0 - i1 - u1 - ...`` (``"item"``) among
+    ``num_users`` users and ``num_items`` items, to ``hops`` hops from the pair ``(u0, i0)``, its edges labelled 1:
+    the node at place ``p`` lies ``max(p - 1, 0)`` hops from the pair, and no shortcut hides it (a model probes its
+    depth on it: from the item's side on the first, from the user's on the second).
 
     Raises:
-        ValueError: ``hops`` is not an integer in ``[0, min(num_users, num_items))``.
+        ValueError: ``start`` is neither, or ``hops`` is not an integer in ``[0, path_hops(...)]``.
     """
-    if not (is_integer(hops) and 0 <= hops < min(num_users, num_items)):
-        raise ValueError(f"path_graph: hops must be an integer in [0, {min(num_users, num_items)}) (the node ids "
-                         f"0..hops of both types lie on the path), got {hops!r}")
-    ids = torch.arange(hops + 1, device=device)
-    edges = torch.cat([torch.zeros(2, 1, dtype=torch.long, device=device), torch.stack([ids[:-1], ids[1:]]),
-                       torch.stack([ids[1:], ids[:-1]])], dim=1)
-    return make_interactions(edges, num_users=num_users, num_items=num_items)
+    if start not in ("user", "item"):
+        raise ValueError(f"path_graph: start must be 'user' or 'item', got {start!r}")
+    longest = path_hops(num_users, num_items, start)
+    if not (is_integer(hops) and 0 <= hops <= longest):
+        raise ValueError(f"path_graph: hops must be an integer in [0, {longest}] (the longest path from {start} 0 "
+                         f"over {num_users} users and {num_items} items), got {hops!r}")
+    place = torch.arange(hops + 2, device=device)  # u_k at 2k, i_k at 2k + 1 from a user; swapped from an item
+    ids = place // 2
+    users, items = (ids[0::2], ids[1::2]) if start == "user" else (ids[1::2], ids[0::2])
+    forward = torch.stack([users[:items.numel()], items[:users.numel()]])  # places 2k - 2k+1
+    backward = torch.stack([users[1:], items[:users.numel() - 1]]) if start == "user" else \
+        torch.stack([users[:items.numel() - 1], items[1:]])  # places 2k+1 - 2k+2
+    return make_interactions(torch.cat([forward, backward], dim=1), num_users=num_users, num_items=num_items)
+
+
+def path_hops(num_users: int, num_items: int, start: str = "user") -> int:
+    """The hops from ``(u0, i0)`` to the far end of the longest :func:`path_graph` over these node counts."""
+    ends = (num_users, num_items) if start == "user" else (num_items, num_users)  # the first node's type, the other's
+    return min(2 * ends[0], 2 * ends[1] + 1) - 2

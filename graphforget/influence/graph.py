@@ -5,15 +5,16 @@ Nodes are numbered homogeneously: users ``0..U-1``, items ``U..U+I-1``.
 from __future__ import annotations
 
 import copy
+from typing import NoReturn
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
 from ..config import eval_mode, gradients_on, is_integer, is_integer_tensor, random_state_kept
 from ..data.interactions import (EDGE, bipartite_to_homogeneous, edge_subgraph, message_passing_edges, num_items,
                                  num_users, propagation_edges)
-from ..data.synthetic import path_graph
+from ..data.synthetic import path_graph, path_hops
 from ..models.base import checked_receptive_field, table_mask
 from ..objectives import Objective
 from .terms import Terms, training_terms
@@ -115,41 +116,29 @@ def check_receptive_field(model: torch.nn.Module, graph: HeteroData, method: str
     small, its step left rows the request moved as trained and scored pairs otherwise than the whole graph does (a
     3-layer module declared with 1: scores up to 0.28 apart), and was trusted.
 
-    The model scores the pair ``(u0, i0)`` in the middle of a path (:func:`~graphforget.data.path_graph`), where user
-    and item ``k`` lie ``k`` hops from it on either side (a real graph's shortcuts hide a depth). A row is read where
-    the score has a finite nonzero gradient in it: the node tables' rows (frozen ones too) and those of the graph's
-    floating node features. The forward runs in eval mode, on a copy (a forward may write its weights), the caller's
-    random state kept. A gradient that happens to vanish lets a wrong field pass: the check refuses only what it
-    sees.
+    The model scores the pair ``(u0, i0)`` at the end of two paths over its nodes (:func:`~graphforget.data.path_graph`:
+    one grows from the item's side, one from the user's), where a node's hops from the pair are its place less one (a
+    real graph's shortcuts hide a depth). A row is read where the score has a finite nonzero gradient in it: the node
+    tables' rows, and those of fixed node features (frozen ``[n, f]`` parameters and buffers of ``n`` users, items or
+    both, and the graph's floating node attributes). The forward runs in eval mode, on a copy (a forward may write its
+    weights), the caller's random state kept. A gradient that happens to vanish lets a wrong field pass: the check
+    refuses only what it sees.
     """
     field, name = checked_receptive_field(model, method), type(model).__name__
-    users, items = num_users(graph), num_items(graph)
     reach = field + 16  # a depth up to it is told as it is; one at it is read as a mean over every node
-    hops = min(reach, users - 1, items - 1)
-    with gradients_on(), random_state_kept(model):  # in the caller's inference_mode() no tensor could be saved
-        path, probe = _probe_graph(graph, hops), copy.deepcopy(model)
-        rows = _row_inputs(probe, path)
-        if not rows:  # no rows to select
+    depth = 0
+    for start in ("user", "item"):
+        hops = min(reach, path_hops(num_users(graph), num_items(graph), start))
+        reads = _rows_read(model, graph, hops, start, method)
+        if reads is None:  # nothing to select
             return
-        with eval_mode(probe):
-            score = probe(path, torch.zeros(2, 1, dtype=torch.long, device=graph[EDGE].edge_index.device))
-        grads = torch.autograd.grad(score.sum(), [tensor for _, tensor in rows], allow_unused=True)
-    read = torch.zeros(users + items, dtype=torch.bool, device=graph[EDGE].edge_index.device)
-    for (kind, _), grad in zip(rows, grads):
-        rows_read = table_mask(read, kind, users)
-        if grad is not None and grad.size(0) == rows_read.numel():  # a table of another size: the contract's to refuse
-            grad = grad.to_dense().reshape(grad.size(0), -1)  # nn.Embedding(sparse=True)'s is sparse
-            rows_read[(grad.ne(0) & grad.isfinite()).any(1)] = True  # 0 * inf at an isolated node is NaN: no read
-    read_users, read_items = read[:users].nonzero().flatten(), read[users:].nonzero().flatten()
-    off_path = bool((read_users > hops).any() or (read_items > hops).any())
-    depth = int(torch.cat([read_users, read_items]).max()) if read.any() else 0  # node k lies k hops away
-    if off_path or depth == reach:  # a mean over every node (PairNorm) reads the rows at the path's end
-        where = ("the rows of nodes that no path of the graph joins to the scored pair" if off_path else
-                 f"rows as far as the probe's path reaches, {hops} hops from the scored pair")
-        raise ValueError(f"{method}: {name}'s scores read {where}: the model mixes every node (a normalisation, "
-                         "attention or pooling over all of them), which no receptive field bounds, and the method's "
-                         "local step does not hold for it: unlearn it with Retrain, or FineTune(local=False) (or, if "
-                         f"its scores read a fixed number of hops over {hops}, set receptive_field to it)")
+        other = "item" if start == "user" else "user"
+        if bool((reads[start] > (hops + 1) // 2).any() or (reads[other] > hops // 2).any()):  # ids off the path
+            _refuse_unbounded(method, name, "the rows of nodes that no path of the graph joins to the scored pair")
+        places = torch.cat([reads[start] * 2, reads[other] * 2 + 1])  # the start's node k at 2k, the other's at 2k + 1
+        depth = max(depth, int(places.max()) - 1 if places.numel() else 0)
+        if depth >= reach:  # a mean over every node (PairNorm) reads the rows at the path's end
+            _refuse_unbounded(method, name, f"rows as far as the probe's path reaches, {hops} hops from the scored pair")
     if depth > field:
         raise ValueError(f"{method}: {name}.receptive_field is {field}, but its scores read the rows of nodes {depth} "
                          f"hops away from the scored pair: set it to the module's number of message-passing layers "
@@ -158,10 +147,44 @@ def check_receptive_field(model: torch.nn.Module, graph: HeteroData, method: str
                          "otherwise than the whole graph does")
 
 
-def _probe_graph(graph: HeteroData, hops: int) -> HeteroData:
+def _refuse_unbounded(method: str, name: str, where: str) -> NoReturn:
+    raise ValueError(f"{method}: {name}'s scores read {where}: the model mixes every node (a normalisation, attention "
+                     "or pooling over all of them), which no receptive field bounds, and the method's local step does "
+                     "not hold for it: unlearn it with Retrain, or FineTune(local=False) (or, if its scores read a "
+                     "fixed number of hops beyond that, set receptive_field to it)")
+
+
+def _rows_read(model: torch.nn.Module, graph: HeteroData, hops: int, start: str,
+               method: str) -> dict[str, Tensor] | None:
+    """``{"user": ids, "item": ids}`` whose rows the score of ``(u0, i0)`` on :func:`_probe_graph` reads; ``None``
+    where the model has no rows to read. Raises ``ValueError`` for a score that is not finite there."""
+    users = num_users(graph)
+    with gradients_on(), random_state_kept(model):  # in the caller's inference_mode() no tensor could be saved
+        path, probe = _probe_graph(graph, hops, start), copy.deepcopy(model)
+        rows = _row_inputs(probe, path)
+        if not rows:
+            return None
+        with eval_mode(probe):
+            score = probe(path, torch.zeros(2, 1, dtype=torch.long, device=graph[EDGE].edge_index.device))
+        if not bool(score.isfinite().all()):
+            raise ValueError(f"{method}: {type(model).__name__} scores a pair {float(score.sum())} on a path of its "
+                             "nodes, most of them without edges, so its receptive_field cannot be checked: a degree "
+                             "normalisation unguarded at degree 0? A request that removes a node's every edge meets "
+                             "it too: set deg.pow(-0.5)'s infinities to 0")
+        grads = torch.autograd.grad(score.sum(), [tensor for _, tensor in rows], allow_unused=True)
+    read = torch.zeros(users + num_items(graph), dtype=torch.bool, device=graph[EDGE].edge_index.device)
+    for (kind, _), grad in zip(rows, grads):
+        rows_read = table_mask(read, kind, users)
+        if grad is not None and grad.size(0) == rows_read.numel():  # a table of another size: the contract's to refuse
+            grad = grad.to_dense().reshape(grad.size(0), -1)  # nn.Embedding(sparse=True)'s is sparse
+            rows_read[(grad.ne(0) & grad.isfinite()).any(1)] = True  # 0 * inf at an isolated node is NaN: no read
+    return {"user": read[:users].nonzero().flatten(), "item": read[users:].nonzero().flatten()}
+
+
+def _probe_graph(graph: HeteroData, hops: int, start: str) -> HeteroData:
     """:func:`~graphforget.data.path_graph` with ``graph``'s node attributes (shared) and every per-edge attribute
     it lacks as ones (a model may weigh its edges by a stored rating or timestamp)."""
-    path = path_graph(num_users(graph), num_items(graph), hops, graph[EDGE].edge_index.device)
+    path = path_graph(num_users(graph), num_items(graph), hops, start, graph[EDGE].edge_index.device)
     for node_type in graph.node_types:
         for key, value in graph[node_type].items():
             path[node_type][key] = value
@@ -174,14 +197,29 @@ def _probe_graph(graph: HeteroData, hops: int) -> HeteroData:
 
 
 def _row_inputs(probe: torch.nn.Module, path: HeteroData) -> list[tuple[str, Tensor]]:
-    """``(node type, tensor)`` of what a score may read by node: ``probe``'s node tables (set to require gradients:
-    it is a copy) and leaf copies of ``path``'s floating user and item features, swapped into ``path``."""
-    rows = []
-    for name, kind in probe.node_parameters().items():
-        rows.append((kind, probe.get_parameter(name).requires_grad_()))
-    for kind, count in (("user", num_users(path)), ("item", num_items(path))):
+    """``(node type, tensor)`` of what a score may read by node, set to require gradients (``probe`` is a copy, the
+    path's features are swapped for leaf copies): ``probe``'s node tables, its fixed node features (:func:`_kind`) and
+    the path's floating user and item attributes."""
+    users, items = num_users(path), num_items(path)
+    rows = [(kind, probe.get_parameter(name).requires_grad_()) for name, kind in probe.node_parameters().items()]
+    linear = {f"{owner}.weight".lstrip(".") for owner, layer in probe.named_modules() if isinstance(layer, nn.Linear)}
+    fixed = [(name, p) for name, p in probe.named_parameters() if not p.requires_grad] + list(probe.named_buffers())
+    for name, tensor in fixed:
+        kind = _kind(tensor, users, items)
+        if kind and name not in probe.node_parameters() and name not in linear:
+            rows.append((kind, tensor.requires_grad_()))
+    for kind, count in (("user", users), ("item", items)):
         for key, value in list(path[kind].items()):
             if isinstance(value, Tensor) and value.is_floating_point() and value.dim() > 0 and value.size(0) == count:
                 path[kind][key] = value.detach().clone().requires_grad_()
                 rows.append((kind, path[kind][key]))
     return rows
+
+
+def _kind(tensor, users: int, items: int) -> str | None:
+    """The node type of a floating ``[n, f]`` tensor by its rows: ``node`` (``users + items``), ``user`` or ``item``
+    (where the counts differ); ``None`` otherwise."""
+    if not (isinstance(tensor, Tensor) and tensor.is_floating_point() and tensor.dim() == 2):
+        return None
+    sizes = {users + items: "node", users: "user", items: "item"} if users != items else {users + items: "node"}
+    return sizes.get(tensor.size(0))

@@ -19,7 +19,7 @@ from ..config import check_seed, eval_mode, gradients_on, is_integer, random_sta
 from ..data.adjacency import AdjacencyCache, normalized_adjacency, observed_adjacency, weight_dtype
 from ..data.interactions import (EDGE, bipartite_to_homogeneous, check_model_fits, check_unique_pairs,
                                  message_passing_edges, num_items, num_users, propagation_edges)
-from ..data.synthetic import path_graph
+from ..data.synthetic import path_graph, path_hops
 from .base import NODE_TYPES, Recommender, check_edge_label_index
 from .propagation import symmetric_spmm
 
@@ -270,8 +270,8 @@ def _second_derivative_failure(model: PyGRecommender) -> str | None:
     """torch's error where it cannot differentiate ``model``'s scores twice, found on a path of 2 users and 2 items;
     ``None`` where it can, or where the probe fails otherwise (the first use says why). Run on a copy in eval mode
     (a forward may write its weights), the caller's random state kept."""
-    graph = path_graph(model.num_users, model.num_items, min(1, model.num_users - 1, model.num_items - 1),
-                       next(model.module.parameters()).device)
+    hops = min(2, path_hops(model.num_users, model.num_items))  # u0 - i0 - u1 - i1 where the counts allow
+    graph = path_graph(model.num_users, model.num_items, hops, device=next(model.module.parameters()).device)
     with gradients_on(), random_state_kept(model):
         probe = copy.deepcopy(model)
         params = [p for p in probe.parameters() if p.requires_grad]

@@ -11,6 +11,7 @@ from typing import ClassVar, Iterable
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
+from torch_geometric.utils import scatter
 
 from ..data.interactions import (EDGE, check_interactions, check_model_fits, check_unique_pairs, num_items,
                                  num_users, pairs_with_data, validate_pairs, without_edges)
@@ -511,15 +512,18 @@ def scores_of(model: torch.nn.Module, graph: HeteroData, pairs: Tensor) -> Tenso
         return work(graph, pairs).detach()
 
 
-def dot_product_gap(model: torch.nn.Module, graph: HeteroData) -> tuple[float, int]:
+def dot_product_gap(model: torch.nn.Module, graph: HeteroData, per_user: bool = False) -> tuple[float, int]:
     """The largest difference between ``model``'s own scores of the graph's first 1,024 edges and the dot products of
-    its ``embed(graph)`` rows, or 0 where they agree to ``allclose``'s ``rtol=1e-4, atol=1e-5`` (a bias or a layer on
+    its ``embed(graph)`` rows (with ``per_user``, less each user's mean difference: a constant per user leaves the
+    user's ranking as it is), or 0 where they agree to ``allclose``'s ``rtol=1e-4, atol=1e-5`` (a bias or a layer on
     the pair makes them differ), and the rows' width; of an eval-mode copy (see :func:`embeddings_of`). A PyG
     module's own scoring is known only by running it."""
     work, pairs = copy.deepcopy(model).eval(), graph[EDGE].edge_index[:, :1024]
     with torch.no_grad():
         user, item = work.embed(graph)
         scores, dots = work(graph, pairs), (user[pairs[0]] * item[pairs[1]]).sum(-1)
+        if per_user:
+            scores = scores - scatter(scores - dots, pairs[0], 0, dim_size=user.size(0), reduce="mean")[pairs[0]]
     gap = 0.0 if torch.allclose(scores, dots, rtol=1e-4, atol=1e-5) else float((scores - dots).abs().max())
     return gap, user.size(1)
 

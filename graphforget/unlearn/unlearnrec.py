@@ -451,12 +451,12 @@ class UnlearnRec(Unlearner):
                  val: HeteroData | None = None):
         super().__init__(model, graph, objective, config, val=val)
         self.tables = _node_tables(model, graph)
-        gap = 0.0 if getattr(model, "scores_by_dot_product", False) else dot_product_gap(model, graph)[0]
-        if gap:  # its preservation loss kept a ranking the model does not score by
-            raise ValueError(f"UnlearnRec's preservation loss ranks pairs by the dot product of embed()'s rows (the "
-                             f"paper's LightGCN, SGL and SimGCL score so), but {type(model).__name__}'s own scores "
-                             f"differ from it by up to {gap:.3g} (a bias, or a layer on the pair): unlearn it with "
-                             "IFRU, FineTune or Retrain")
+        gap = 0.0 if getattr(model, "scores_by_dot_product", False) else dot_product_gap(model, graph, True)[0]
+        if gap:  # its preservation loss kept a ranking the model does not score by (a user's constant cancels there)
+            raise ValueError(f"UnlearnRec's preservation loss ranks a user's items by the dot product of embed()'s "
+                             f"rows (the paper's LightGCN, SGL and SimGCL score so), but {type(model).__name__}'s own "
+                             f"scores differ from it by up to {gap:.3g} beyond a constant per user (an item's bias, "
+                             "or a layer on the pair): unlearn it with IFRU, FineTune or Retrain")
         if not self._updated_tables():
             raise ValueError(f"UnlearnRec updates the layer-0 tables, but every one is frozen (requires_grad=False): "
                              f"{', '.join(self.tables.values())}")
