@@ -341,19 +341,38 @@ class Attention(nn.Module):
         return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
 
 
+class Gathering(nn.Module):
+    """A sum of each node's neighbours' rows, gathered and scattered by ``edge_index`` itself."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(U + I, D)
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        x = self.embedding.weight.index_add(0, edge_index[1], self.embedding.weight[edge_index[0]])
+        return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
+
+
 def test_a_sparse_layer_without_second_derivatives_is_told_when_the_adapter_is_built(graph):
     """GATConv under sparse=True trained, then IFRU and SCIF failed at the first request: torch has no second
     derivative of the softmax over a CSR's rows (a QA probe). The adapter now warns when it is built, as for SAGEConv's
     sparse mean; on edge lists, and for layers whose sparse product torch differentiates twice, it says nothing."""
-    said = "PyGRecommender(sparse=True): torch cannot differentiate {}'s scores twice on a sparse adjacency"
+    said = "PyGRecommender(sparse=True), a sparse adjacency: torch cannot differentiate {}'s scores twice on it"
     for module, derivative in ((Attention(), "_segment_reduce_backward"), (MeanSAGE(U + I), "_sparse_mm_reduce")):
         with pytest.warns(RuntimeWarning, match=re.escape(said.format(type(module).__name__)) + rf" \(.*{derivative}"):
             model = PyGRecommender(module, U, I, receptive_field=1, sparse=True)
         with pytest.raises(NotImplementedError, match=r"mean or max \(SAGEConv\) or take a softmax over each node's "
                                                       r"neighbours \(GATConv, TransformerConv\)"):
             IFRU(model, graph, OBJECTIVE).unlearn(user_edges(graph, [3]))
+    # A module that indexes edge_index itself trained into torch's "Could not run 'aten::index.Tensor' with arguments
+    # from the 'SparseCPU' backend", naming neither the adapter nor sparse=True (a QA walk of the tutorials)
+    with pytest.warns(RuntimeWarning, match=r"PyGRecommender\(sparse=True\), a sparse adjacency: Gathering failed on "
+                                            r"one \(NotImplementedError: .*\): a module that indexes edge_index "
+                                            r"itself cannot take one; pass sparse=False"):
+        PyGRecommender(Gathering(), U, I, receptive_field=1, sparse=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
+        PyGRecommender(Gathering(), U, I, receptive_field=1)
         PyGRecommender(Attention(), U, I, receptive_field=1)
         PyGRecommender(Stacked(2), U, I, receptive_field=2, edge_weight=True, sparse=True)
         twins(sparse=True)

@@ -296,8 +296,9 @@ def registered_model(name: str) -> Callable[..., Recommender]:
         points = {point.value: point for point in installed if point.name == name}
         if not points:  # the installed names too: a plugin's model left out read as a plugin not installed
             raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS.keys() | {p.name for p in installed})}. "
-                             f"Register a Recommender class or a factory in graphforget.models.MODELS, or, from an "
-                             f"installed package, under the entry-point group {ENTRY_POINT_GROUP!r}")
+                             f"Register a Recommender class or a factory in graphforget.models.MODELS (for this "
+                             f"process), or, for the command line too, from an installed package under the "
+                             f"entry-point group {ENTRY_POINT_GROUP!r}")
         if len(points) > 1:
             raise ValueError(f"installed packages register model {name!r} as {sorted(points)}: uninstall all but one")
         (point,) = points.values()

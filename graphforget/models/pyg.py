@@ -120,12 +120,9 @@ class PyGRecommender(Recommender):
             build=functools.partial(_edge_lists, weighted=self.supports_edge_weight))
         self.node_tables = _node_tables(module, num_users, num_items, node_tables)
         self.embedding_dim = module.get_parameter(next(iter(self.node_tables))).size(1)
-        failure = _second_derivative_failure(self) if sparse else None
+        failure = _sparse_failure(self) if sparse else None
         if failure:  # said here, before a training of hours: IFRU and SCIF raised only at the first request
-            warnings.warn(f"PyGRecommender(sparse=True): torch cannot differentiate {type(module).__name__}'s scores "
-                          f"twice on a sparse adjacency ({failure}), and IFRU and SCIF need it: they will raise. "
-                          "Layers that aggregate by mean or max (SAGEConv) or take a softmax over each node's "
-                          "neighbours (GATConv, TransformerConv) do this; pass sparse=False to unlearn with them",
+            warnings.warn(f"PyGRecommender(sparse=True), a sparse adjacency: {failure}; pass sparse=False",
                           RuntimeWarning, stacklevel=2)
 
     @property
@@ -266,25 +263,35 @@ def _edge_lists(graph: HeteroData, like: Tensor, weighted: bool) -> tuple[Tensor
     return bipartite_to_homogeneous(edges, num_users(graph)), torch.cat([weight, weight])
 
 
-def _second_derivative_failure(model: PyGRecommender) -> str | None:
-    """torch's error where it cannot differentiate ``model``'s scores twice, found on a path of 2 users and 2 items;
-    ``None`` where it can, or where the probe fails otherwise (the first use says why). Run on a copy in eval mode
-    (a forward may write its weights), the caller's random state kept."""
+def _sparse_failure(model: PyGRecommender) -> str | None:
+    """What fails of ``model`` given a sparse adjacency, found on a path of 2 users and 2 items: its forward (a
+    module that indexes ``edge_index`` itself), or torch's second derivative of its scores, which IFRU and SCIF need;
+    ``None`` where neither does. Run on a copy in eval mode (a forward may write its weights), the caller's random
+    state kept."""
     hops = min(2, path_hops(model.num_users, model.num_items))  # u0 - i0 - u1 - i1 where the counts allow
     graph = path_graph(model.num_users, model.num_items, hops, device=next(model.module.parameters()).device)
+    name = type(model.module).__name__
     with gradients_on(), random_state_kept(model):
         probe = copy.deepcopy(model)
         params = [p for p in probe.parameters() if p.requires_grad]
         try:
             with eval_mode(probe):
                 score = probe(graph, graph[EDGE].edge_index).square().sum()
+        except Exception as error:  # training would fail so, in torch's words (aten::index on 'SparseCPU')
+            said = (str(error).strip().splitlines() or [""])[0].split(". ")[0]  # torch's goes on to list its backends
+            return f"{name} failed on one ({type(error).__name__}: {said}): a module that indexes edge_index itself " \
+                   "cannot take one"
+        try:
             grads = torch.autograd.grad(score, params, create_graph=True, allow_unused=True)
             curved = [g.square().sum() for g in grads if g is not None and g.requires_grad]
             if curved:
                 torch.autograd.grad(sum(curved), params, allow_unused=True)
-        except Exception as error:  # only torch's missing derivative is this probe's to report
-            text = str(error)
-            return text if "derivative for" in text and "not implemented" in text else None
+        except RuntimeError as error:  # only torch's missing derivative is this probe's to report
+            if "derivative for" not in str(error) or "not implemented" not in str(error):
+                return None
+            return f"torch cannot differentiate {name}'s scores twice on it ({error}), and IFRU and SCIF need it: " \
+                   "they will raise. Layers that aggregate by mean or max (SAGEConv) or take a softmax over each " \
+                   "node's neighbours (GATConv, TransformerConv) do this"
     return None
 
 
