@@ -368,12 +368,15 @@ def test_a_sparse_layer_without_second_derivatives_is_told_when_the_adapter_is_b
     # from the 'SparseCPU' backend", naming neither the adapter nor sparse=True (a QA walk of the tutorials)
     with pytest.warns(RuntimeWarning, match=r"PyGRecommender\(sparse=True\), a sparse adjacency: Gathering failed on "
                                             r"one \(NotImplementedError: .*\): a module that indexes edge_index "
-                                            r"itself cannot take one; pass sparse=False"):
+                                            r"itself, or a layer that takes no sparse adjacency \(ChebConv, "
+                                            r"ARMAConv\), cannot take one; pass sparse=False"):
         PyGRecommender(Gathering(), U, I, receptive_field=1, sparse=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         PyGRecommender(Gathering(), U, I, receptive_field=1)
         PyGRecommender(Attention(), U, I, receptive_field=1)
+        with torch.inference_mode():  # the probe's path was an inference tensor: 'failed on one' (a QA probe)
+            PyGRecommender(Stacked(2), U, I, receptive_field=2, edge_weight=True, sparse=True)
         PyGRecommender(Stacked(2), U, I, receptive_field=2, edge_weight=True, sparse=True)
         twins(sparse=True)
 

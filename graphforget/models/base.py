@@ -403,9 +403,11 @@ def save_model(model: Recommender, path: str | os.PathLike, name: str | None = N
     given = name is not None or config is not None
     name = name or next((k for k, v in MODELS.items() if v is type(model)), None)
     if name is None:
+        from .pyg import PyGRecommender  # it builds on this module
+        where = (" (a PyGRecommender: docs/custom_model.rst, 'Run directories and the command line')"
+                 if isinstance(model, PyGRecommender) else "")
         raise ValueError(f"{type(model).__name__} is not registered in graphforget.models.MODELS: register it, "
-                         f"or pass the name and config of a registered factory that builds it (a PyGRecommender: "
-                         f"docs/custom_model.rst, 'Run directories and the command line')")
+                         f"or pass the name and config of a registered factory that builds it{where}")
     config = model.config() if config is None else config
     if given:
         _rebuilds(model, name, config)

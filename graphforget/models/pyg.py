@@ -120,7 +120,7 @@ class PyGRecommender(Recommender):
             build=functools.partial(_edge_lists, weighted=self.supports_edge_weight))
         self.node_tables = _node_tables(module, num_users, num_items, node_tables)
         self.embedding_dim = module.get_parameter(next(iter(self.node_tables))).size(1)
-        failure = _sparse_failure(self) if sparse else None
+        failure = _sparse_failure(self) if sparse and not self.lightgcn_propagation else None  # that one: ours
         if failure:  # said here, before a training of hours: IFRU and SCIF raised only at the first request
             warnings.warn(f"PyGRecommender(sparse=True), a sparse adjacency: {failure}; pass sparse=False",
                           RuntimeWarning, stacklevel=2)
@@ -269,9 +269,9 @@ def _sparse_failure(model: PyGRecommender) -> str | None:
     ``None`` where neither does. Run on a copy in eval mode (a forward may write its weights), the caller's random
     state kept."""
     hops = min(2, path_hops(model.num_users, model.num_items))  # u0 - i0 - u1 - i1 where the counts allow
-    graph = path_graph(model.num_users, model.num_items, hops, device=next(model.module.parameters()).device)
     name = type(model.module).__name__
-    with gradients_on(), random_state_kept(model):
+    with gradients_on(), random_state_kept(model):  # in the caller's inference_mode() no tensor could be saved
+        graph = path_graph(model.num_users, model.num_items, hops, device=next(model.module.parameters()).device)
         probe = copy.deepcopy(model)
         params = [p for p in probe.parameters() if p.requires_grad]
         try:
@@ -279,8 +279,8 @@ def _sparse_failure(model: PyGRecommender) -> str | None:
                 score = probe(graph, graph[EDGE].edge_index).square().sum()
         except Exception as error:  # training would fail so, in torch's words (aten::index on 'SparseCPU')
             said = (str(error).strip().splitlines() or [""])[0].split(". ")[0]  # torch's goes on to list its backends
-            return f"{name} failed on one ({type(error).__name__}: {said}): a module that indexes edge_index itself " \
-                   "cannot take one"
+            return f"{name} failed on one ({type(error).__name__}: {said}): a module that indexes edge_index itself, " \
+                   "or a layer that takes no sparse adjacency (ChebConv, ARMAConv), cannot take one"
         try:
             grads = torch.autograd.grad(score, params, create_graph=True, allow_unused=True)
             curved = [g.square().sum() for g in grads if g is not None and g.requires_grad]
