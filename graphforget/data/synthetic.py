@@ -249,13 +249,12 @@ def path_graph(num_users: int, num_items: int, hops: int, start: str = "user",
     if not (is_integer(hops) and 0 <= hops <= longest):
         raise ValueError(f"path_graph: hops must be an integer in [0, {longest}] (the longest path from {start} 0 "
                          f"over {num_users} users and {num_items} items), got {hops!r}")
-    place = torch.arange(hops + 2, device=device)  # u_k at 2k, i_k at 2k + 1 from a user; swapped from an item
-    ids = place // 2
-    users, items = (ids[0::2], ids[1::2]) if start == "user" else (ids[1::2], ids[0::2])
-    forward = torch.stack([users[:items.numel()], items[:users.numel()]])  # places 2k - 2k+1
-    backward = torch.stack([users[1:], items[:users.numel() - 1]]) if start == "user" else \
-        torch.stack([users[:items.numel() - 1], items[1:]])  # places 2k+1 - 2k+2
-    return make_interactions(torch.cat([forward, backward], dim=1), num_users=num_users, num_items=num_items)
+    place = torch.arange(hops + 2, device=device)
+    ids, is_user = place // 2, place % 2 == (0 if start == "user" else 1)  # from a user: u_k at 2k, i_k at 2k + 1
+    here, there = place[:-1], place[1:]  # each edge joins two consecutive places, one a user's, one an item's
+    edges = torch.stack([torch.where(is_user[here], ids[here], ids[there]),
+                         torch.where(is_user[here], ids[there], ids[here])])
+    return make_interactions(edges, num_users=num_users, num_items=num_items)
 
 
 def path_hops(num_users: int, num_items: int, start: str = "user") -> int:

@@ -200,13 +200,13 @@ def _row_inputs(probe: torch.nn.Module, path: HeteroData) -> list[tuple[str, Ten
     """``(node type, tensor)`` of what a score may read by node, set to require gradients (``probe`` is a copy, the
     path's features are swapped for leaf copies): ``probe``'s node tables, its fixed node features (:func:`_kind`) and
     the path's floating user and item attributes."""
-    users, items = num_users(path), num_items(path)
-    rows = [(kind, probe.get_parameter(name).requires_grad_()) for name, kind in probe.node_parameters().items()]
+    users, items, tables = num_users(path), num_items(path), probe.node_parameters()
+    rows = [(kind, probe.get_parameter(name).requires_grad_()) for name, kind in tables.items()]
     linear = {f"{owner}.weight".lstrip(".") for owner, layer in probe.named_modules() if isinstance(layer, nn.Linear)}
     fixed = [(name, p) for name, p in probe.named_parameters() if not p.requires_grad] + list(probe.named_buffers())
     for name, tensor in fixed:
         kind = _kind(tensor, users, items)
-        if kind and name not in probe.node_parameters() and name not in linear:
+        if kind and name not in tables and name not in linear:
             rows.append((kind, tensor.requires_grad_()))
     for kind, count in (("user", users), ("item", items)):
         for key, value in list(path[kind].items()):
