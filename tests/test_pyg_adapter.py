@@ -1069,8 +1069,8 @@ def test_the_receptive_field_check_sees_either_sides_depth_node_features_and_edg
         model = PyGRecommender(UserSide(), U, I, receptive_field=field)
         model.reset_parameters(seed=0)
         if field == 0:
-            with pytest.raises(ValueError, match="UserSide.receptive_field is 0|PyGRecommender.receptive_field is 0, "
-                                                 "but its scores read the rows of nodes 1 hops away"):
+            with pytest.raises(ValueError, match="PyGRecommender.receptive_field is 0, but its scores read the rows "
+                                                 "of nodes 1 hops away"):
                 IFRU(model, graph, OBJECTIVE)
         else:
             IFRU(model, graph, OBJECTIVE)
