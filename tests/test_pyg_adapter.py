@@ -324,21 +324,12 @@ def test_a_sparse_mean_aggregation_scores_as_edge_index_and_its_missing_curvatur
         IFRU(sparse, graph, OBJECTIVE).unlearn(request)
 
 
-class Attention(nn.Module):
-    """One ``GATConv`` layer over node embeddings, dot-product scores: a softmax over each node's neighbours."""
+class Attention(MeanSAGE):
+    """MeanSAGE with a ``GATConv`` layer in place of its ``SAGEConv``: a softmax over each node's neighbours."""
 
     def __init__(self):
-        super().__init__()
-        self.embedding = nn.Embedding(U + I, D)
+        super().__init__(U + I, D)
         self.conv = GATConv(D, D)
-
-    def reset_parameters(self):
-        self.embedding.reset_parameters()
-        self.conv.reset_parameters()
-
-    def forward(self, edge_index, edge_label_index, edge_weight=None):
-        x = self.conv(self.embedding.weight, edge_index)
-        return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
 
 
 class Gathering(nn.Module):
