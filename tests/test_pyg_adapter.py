@@ -963,7 +963,8 @@ def test_a_receptive_field_under_the_modules_depth_is_refused_where_a_method_rel
     with pytest.raises(ValueError, match=rf"FineTune\(local=True\): {said}"):
         FineTune(deep[field], graph, OBJECTIVE, FineTuneConfig(local=True)).unlearn(request)
     assert IFRU(deep[layers], graph, OBJECTIVE).unlearn(request).info["trusted"]
-    assert Retrain(deep[field], graph, OBJECTIVE).unlearn(request).model is not None
+    retrained = Retrain(deep[field], graph, OBJECTIVE).unlearn(request).model  # it reads no field: no refusal
+    assert not torch.equal(retrained.module.embedding.weight, deep[field].module.embedding.weight)
 
 
 class CentredTable(nn.Module):
