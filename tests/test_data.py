@@ -1487,6 +1487,9 @@ def test_without_edges_removes_exactly_the_request_and_keeps_node_attributes(ran
         assert torch.equal(remaining[node_type].raw_id, graph[node_type].raw_id)
     assert torch.equal(remaining["user"].community, graph["user"].community)
     assert all(torch.equal(graph[EDGE][key], value) for key, value in before.items())  # input untouched
+    # as documented: the node attributes are the graph's own tensors, the edge attributes new ones
+    assert remaining["user"].community is graph["user"].community
+    assert not any(remaining[EDGE][key].data_ptr() == graph[EDGE][key].data_ptr() for key in keys)
     empty, none = without_edges(graph, torch.zeros(2, 0, dtype=torch.long))
     assert none.numel() == 0 and pairs_of(empty) == pairs and torch.equal(empty["item"].raw_id, graph["item"].raw_id)
     assert pairs_of(remove_edges(graph, torch.tensor([pairs[p] for p in gone]).t())) == pairs_of(remaining)

@@ -1345,6 +1345,22 @@ def test_a_bpr_request_of_every_positive_is_refused_as_it_is_by_retrain():
     graph = make_interactions(torch.tensor([[0, 0, 1, 1], [0, 1, 0, 1]]), torch.tensor([1., 0., 0., 1.]), 2, 2)
     model = MF(2, 2, 2)
     model.reset_parameters(0)
-    with pytest.raises(ValueError, match=re.escape("IFRU: the request leaves edges but no term of BPRObjective for "
-                                                   "the step to fit (BPR's terms are the edges labelled above 0)")):
+    with pytest.raises(ValueError, match=re.escape("IFRU: the request leaves nothing for the step to fit (a model of "
+                                                   "no data is an untrained one): BPRObjective needs edges labelled > 0 "
+                                                   "(its terms), got none of 2")):
         IFRU(model, graph, BPRObjective(l2=0.1)).unlearn(torch.tensor([[0, 1], [0, 1]]))
+
+
+@pytest.mark.parametrize("method", [IFRU, SCIF])
+@pytest.mark.parametrize("label, missing", [(0, "negative"), (1, "positive")])
+def test_a_bce_request_of_one_whole_class_is_refused_as_it_is_by_retrain(method, label, missing):
+    """BCE learns no preference from one class: Retrain and FineTune refuse such a request, and IFRU and SCIF
+    stepped towards every score up (or down) and called it trusted (found by a QA probe)."""
+    graph = make_interactions(torch.tensor([[0, 0, 1, 1], [0, 1, 0, 1]]), torch.tensor([1., 0., 0., 1.]), 2, 2)
+    model = MF(2, 2, 2)
+    model.reset_parameters(0)
+    request = graph[EDGE].edge_index[:, graph[EDGE].edge_label == label]
+    with pytest.raises(ValueError, match=re.escape(f"{method.__name__}: the request leaves nothing for the step to fit "
+                                                   f"(a model of no data is an untrained one): BCEObjective needs "
+                                                   f"{missing} labels")):
+        method(model, graph, BCEObjective(l2=0.1)).unlearn(request)

@@ -479,9 +479,9 @@ def without_edges(graph: HeteroData, pairs: Tensor) -> tuple[HeteroData, Tensor]
 
     Returns:
         ``(remaining, positions)``: ``remaining`` holds the same nodes with every node attribute
-        (``num_nodes``, ``raw_id``, ...) and every other edge, in its order, with its per-edge attributes
-        (:func:`edge_subgraph`); ``positions [R]`` index the pairs in ``graph[EDGE].edge_index``, in request
-        order. ``graph`` is not modified.
+        (``num_nodes``, ``raw_id``, ...; ``graph``'s tensors themselves, not copies) and every other edge, in its
+        order, with its per-edge attributes (:func:`edge_subgraph`; new tensors); ``positions [R]`` index the
+        pairs in ``graph[EDGE].edge_index``, in request order. ``graph`` is not modified.
 
     Raises:
         ValueError: on a badly shaped or typed request, unknown ids, duplicates, or pairs that are not

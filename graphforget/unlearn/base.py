@@ -51,7 +51,9 @@ class UnlearnResult:
 
     Attributes:
         model: the unlearned model (a new object).
-        graph: the training graph without the request (a new object).
+        graph: the training graph without the request: new edge tensors, and the node attributes (``raw_id``,
+            features) of the training graph's tensors themselves, as PyG's ``edge_subgraph`` gives them; clone one
+            before editing it in place, or the training graph changes too.
         seconds: wall time of the whole call (validation, selection, solve, write-back).
         info: what was done (method-specific: affected nodes/edges, kept rows, solver stats, ...), always with
             ``trusted`` (``True``/``False``: the method's acceptance test passed or failed; ``None``: the method has

@@ -253,13 +253,10 @@ class IFRU(Unlearner):
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData):
         # a frozen model (requires_grad_(False) for serving) came back unchanged, trusted
         check_trainable(self.model, type(self).__name__, "the step moves only the trainable ones (unfreeze them)")
-        # else the step would fit the L2 alone (or nothing, without L2), and call it trusted
+        # else the step would fit the L2 alone (or nothing, without L2; BPR's label-0 edges are no term), or BCE's
+        # one class (every score up, or down), and call it trusted where Retrain and FineTune refuse
         refuse_no_remaining_edge(remaining, type(self).__name__, "for the step to fit (a model of no data is an "
-                                 "untrained one)")
-        if not bool(self.objective.has_term(remaining[EDGE].edge_label).any()):  # BPR's label-0 edges: no term
-            raise ValueError(f"{type(self).__name__}: the request leaves edges but no term of "
-                             f"{type(self.objective).__name__} for the step to fit (BPR's terms are the edges labelled "
-                             "above 0): a model of no data is an untrained one")
+                                 "untrained one)", self.objective)
         try:
             # The eval-mode model, the one scored and served: in train mode a dropout would make every gradient
             # and curvature product random (unlearn hands the result back in the caller's modes).
