@@ -959,6 +959,8 @@ def cmd_verify(args) -> int:
     print(f"{_count(report['removed_edges'], 'edge')} removed by {_count(report['requests'], 'request')} in "
           f"{_count(len(report['lineage']), 'run')}")
     _say_untrusted(report["untrusted_requests"])
+    for line in report["parents_elsewhere"]:
+        print(f"READ ELSEWHERE: {line}")
     print(report["table"])
     _warn_over_forgotten(report["report"], None if args.retrain else f"graphforget verify --run {run} --retrain")
     if report["retrain_seconds"] is not None:
@@ -966,7 +968,7 @@ def cmd_verify(args) -> int:
     if out is not None:
         _write_new(out, {key: value for key, value in report.items() if key != "table"})
         print(f"wrote {out}")
-    failed = bool(report["untrusted_requests"]) or report["report"]["over_forgotten"]
+    failed = bool(report["untrusted_requests"] or report["parents_elsewhere"]) or report["report"]["over_forgotten"]
     return 1 if args.strict and failed else 0
 
 
@@ -1031,7 +1033,8 @@ def _add_workflow_commands(sub) -> None:
                    help="seed of the matching, the attack and the Retrain (default: the one the run's forget used)")
     p.add_argument("--out", help="write the report as JSON to this file (outside the run)")
     p.add_argument("--strict", action="store_true",
-                   help="exit with status 1 when a request of the lineage was published untrusted or the deletion is "
+                   help="exit with status 1 when a request of the lineage was published untrusted, a parent run was "
+                        "read at its recorded path, not beside its child (a copy gone or damaged), or the deletion is "
                         "over-forgotten (a gate for scripts)")
     _common(p, data=False)
     p.set_defaults(func=cmd_verify)

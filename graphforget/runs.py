@@ -619,6 +619,20 @@ def lineage(run: str | os.PathLike | Run) -> list[Path]:
     return chain[::-1]
 
 
+def parents_elsewhere(chain: list[Path]) -> list[str]:
+    """One line for each parent of a :func:`lineage` read at its recorded path rather than beside its child: a child
+    copied on its own, or a copied tree whose copy of the parent is gone or damaged (its ``run.json`` gone or
+    edited); the files checked were then the recorded parent's, not that copy's."""
+    lines = []
+    for parent, child in zip(chain, chain[1:]):
+        relative = _read_info(child)["lineage"]["parent"].get("relative_path")
+        beside = (child.parent / relative).resolve() if relative else None
+        if beside is not None and beside != parent:
+            held = "holds no copy of it" if beside.exists() else "is not there"
+            lines.append(f"the parent of {child} was read at its recorded path {parent}: {beside}, beside it, {held}")
+    return lines
+
+
 def _read_part(path: Path, name: str, keys: tuple[str, ...] = ()) -> dict:
     """The dict a run's tensor file holds, with ``keys``.
 

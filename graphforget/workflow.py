@@ -53,8 +53,8 @@ from .io import to_jsonable, write_json
 from .metrics import evaluate_auc
 from .presets import CONTRASTIVE, Hyperparameters, default_hparams, recorded_objective
 from .models.base import module_on
-from .runs import (Run, directory_lock, enclosing_run, fsync_directory, lineage, load_run, read_run_info, recorded_run,
-                   refuse_taken, request_sha256, save_run, sha256_file, utc_now)
+from .runs import (Run, directory_lock, enclosing_run, fsync_directory, lineage, load_run, parents_elsewhere, read_run_info,
+                   recorded_run, refuse_taken, request_sha256, save_run, sha256_file, utc_now)
 from .train import train
 from .unlearn import METHODS, NoValidationWarning, UnlearningFailed, UnlearnResult, build_unlearner, method_config
 from .unlearn.base import EMPTY_INFO, non_finite
@@ -1131,9 +1131,10 @@ def verify_run(run: str | os.PathLike, *, retrain: bool = False, seed: int | Non
     defaults to the one the run's request used (``forget(seed=...)``), as its own verification did.
 
     Returns:
-        ``{"run", "lineage", "seed", "requests", "untrusted_requests", "removed_edges", "report", "retrain_seconds",
-        "threads", "table"}`` (the seed used, the runs whose request was published untrusted, the report as plain
-        JSON values, torch's CPU threads, the table as text).
+        ``{"run", "lineage", "parents_elsewhere", "seed", "requests", "untrusted_requests", "removed_edges", "report",
+        "retrain_seconds", "threads", "table"}`` (the parents read at their recorded path rather than beside their
+        child, :func:`~graphforget.runs.parents_elsewhere`; the seed used, the runs whose request was published
+        untrusted, the report as plain JSON values, torch's CPU threads, the table as text).
 
     Raises:
         FileNotFoundError, ValueError: a missing or modified run or ancestor; a run that removed nothing.
@@ -1156,7 +1157,8 @@ def verify_run(run: str | os.PathLike, *, retrain: bool = False, seed: int | Non
         reference, seconds = _retrain_reference(root, current, seed, device, progress)
         report = verify_forgetting(current.model, current.graph, current.removed, before=(root.model, root.graph),
                                    reference=reference, seed=seed)
-    return {"run": str(current.path.resolve()), "lineage": [str(p.resolve()) for p in chain], "seed": seed,
+    return {"run": str(current.path.resolve()), "lineage": [str(p.resolve()) for p in chain],
+            "parents_elsewhere": parents_elsewhere(chain), "seed": seed,
             "requests": len(current.audit), "untrusted_requests": [line["run"] for line in untrusted_requests(current)],
             "removed_edges": current.removed.size(1), "report": report.to_dict(), "retrain_seconds": seconds,
             "threads": torch.get_num_threads(), "table": report.table()}

@@ -1557,6 +1557,27 @@ def test_a_copied_tree_resolves_its_own_copy_of_the_parent(base, tmp_path):
     assert lineage(copy / "child") == [copy / "base", copy / "child"]
 
 
+def test_verify_names_a_parent_read_at_its_recorded_path_for_want_of_a_sound_copy(capsys, base, tmp_path):
+    """A copied lineage whose parent copy was damaged (its run.json gone) verified by reading the original parent,
+    said nowhere but in the JSON's lineage, and --strict passed (a QA probe)."""
+    shutil.copytree(base, tmp_path / "tree" / "base")
+    forget(tmp_path / "tree" / "base", users=["u6"], method="scif", out=tmp_path / "tree" / "child", verify=False)
+    copy = shutil.copytree(tmp_path / "tree", tmp_path / "copy").resolve()
+    assert verify_run(copy / "child")["parents_elsewhere"] == []
+    assert cli(capsys, "verify", "--run", copy / "child", "--strict", "--quiet")[0] == 0
+    (copy / "base" / "run.json").unlink()
+    verified = verify_run(copy / "child")
+    assert verified["lineage"] == [str((tmp_path / "tree" / "base").resolve()), str(copy / "child")]
+    said = (f"the parent of {copy / 'child'} was read at its recorded path {(tmp_path / 'tree' / 'base').resolve()}: "
+            f"{copy / 'base'}, beside it, holds no copy of it")
+    assert len(verified["parents_elsewhere"]) == 1 and verified["parents_elsewhere"][0].startswith(said)
+    code, out, _ = cli(capsys, "verify", "--run", copy / "child", "--strict", "--quiet")
+    assert code == 1 and f"READ ELSEWHERE: {said}" in out
+    assert cli(capsys, "verify", "--run", copy / "child", "--quiet")[0] == 0  # a report all the same, without --strict
+    shutil.rmtree(copy / "base")  # the child as if copied on its own
+    assert verify_run(copy / "child")["parents_elsewhere"] == [said.replace("holds no copy of it", "is not there")]
+
+
 def test_an_item_id_among_mistyped_users_is_not_called_swapped(base, tmp_path):
     run = load_run(base)
     with pytest.raises(ValueError, match="mistyped") as raised:
