@@ -478,6 +478,17 @@ def test_load_csv_takes_blank_trailing_fields(tmp_path):
     assert raw_pairs(load_csv(path, "u", "i", "r")) == [(1, 3), (2, 3)]
 
 
+def test_load_csv_skips_rows_of_blank_fields_as_blank_lines(tmp_path):
+    """A line of spaces an editor left stopped the file ("column 'user' is empty") where an empty line is skipped;
+    so did a spreadsheet's row of empty cells (a QA probe). A row with one value is still a row."""
+    path = tmp_path / "ratings.csv"
+    path.write_text("u,i,r\n1,3,5\n  \n,,\n2,3,4\n , ,\t\n")
+    assert raw_pairs(load_csv(path, "u", "i", "r")) == [(1, 3), (2, 3)]
+    path.write_text("u,i,r\n1,3,5\n  \n,,\n2,3,4\n,,1\n")
+    with pytest.raises(ValueError, match="ratings.csv, line 6: column 'u' is empty"):
+        load_csv(path, "u", "i", "r")
+
+
 def test_load_csv_keeps_ids_written_differently_apart(tmp_path):
     path = tmp_path / "ratings.csv"
     path.write_text("u,i\n007,3\n7,3\n99999999999999999999,4\n")  # padded, plain, beyond int64

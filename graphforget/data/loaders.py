@@ -519,10 +519,13 @@ def _check_used_columns_once(path: str | os.PathLike, fieldnames: Sequence[str],
 
 
 def _rows_with_lines(reader: csv.DictReader):
-    """``(first line, last line, row)`` of each row: a quoted value may hold line breaks."""
+    """``(first line, last line, row)`` of each row: a quoted value may hold line breaks. A row of blank fields
+    only (spaces an editor left, a spreadsheet's ",,") is skipped as the csv module skips an empty line."""
     last = reader.line_num
     for row in reader:
-        yield last + 1, reader.line_num, row
+        fields = [value for key, value in row.items() if key is not None] + (row.get(None) or [])
+        if any(value is not None and value.strip() for value in fields):
+            yield last + 1, reader.line_num, row
         last = reader.line_num
 
 
