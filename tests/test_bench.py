@@ -703,6 +703,10 @@ def test_bad_input_is_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match="holds results.md and no cells/: it is no bench's output"):
         run_bench("stream", "synthetic", out=notes)
     assert (notes / "results.md").read_text() == "my notes\n"
+    mine = notes / "results.md"  # a file: refused before a cell trains (a NotADirectoryError after the first did)
+    with pytest.raises(ValueError, match=f"out {re.escape(str(mine))} is a file, not a folder"):
+        run_bench("attack", "synthetic", out=mine)
+    assert mine.read_text() == "my notes\n"
 
 
 def test_parse_params():
@@ -816,6 +820,25 @@ def test_a_table_says_how_many_seeds_a_figure_is_over_when_some_gave_none():
                                  aggregate(records)))
     half = 12.706204736174705 * math.sqrt(0.02) / math.sqrt(2)  # t(0.975, 1) s / sqrt(n), s = sqrt(0.02)
     assert f"| 0.600 ± {half:.3f} (n=2) |" in table and "| 0.600 ± 0.248 |" in table  # mia_auc, then auc_0
+
+
+def test_the_report_says_why_each_failed_cell_failed():
+    """A rerun reads the cells back without logging their errors: the table's "ifru (2 failed)" was all results.md
+    said (a QA probe)."""
+    from graphforget.bench import BenchResult
+    from graphforget.bench.report import markdown
+    records = [_record("ifru", 0, {"error": "ValueError: direct solve\nrefused"}), _record("ifru", 1, {"auc_0": 0.6}),
+               _record("ifru", 2, {"error": "ValueError: direct solve\nrefused"}),
+               _record("scif", 0, {"error": "MethodUnsupported: scif"})]
+    groups = aggregate(records)
+    assert groups[0]["failures"] == [{"seed": 0, "error": "ValueError: direct solve\nrefused"},
+                                     {"seed": 2, "error": "ValueError: direct solve\nrefused"}]
+    table = markdown(BenchResult("attack", "d", "mf", {"attack_ratio": 0.02}, TINY.as_dict(), records, groups))
+    assert "| ifru (2 failed) |" in table
+    assert ("Failed cells:\n\n- ifru, seeds 0, 2: ValueError: direct solve refused\n"
+            "- scif, seed 0: MethodUnsupported: scif\n") in table
+    assert "Failed cells" not in markdown(BenchResult("attack", "d", "mf", {"attack_ratio": 0.02}, TINY.as_dict(),
+                                                      records[1:2], aggregate(records[1:2])))
 
 
 def test_the_plot_draws_no_bar_for_a_method_that_measured_nothing(tmp_path, monkeypatch):
@@ -1088,6 +1111,13 @@ def test_the_report_names_the_methods_options_and_the_files_reading_options(tmp_
     cells = [{"cell": {"method": "ifru", "params": {"options": {}, "data": csv}}}]
     assert _settings(dataclasses.replace(result, cells=cells), "`") == (
         " Data options: `{'negatives': 0, 'columns': ['user', 'item', 'rating']}`.")
+    # an implicit dataset's sampled negatives too (ML-1M runs with 1 and 2 had reports alike: a QA probe); ML-100K
+    # brings its own 0/1 labels, and reads none
+    for dataset, said in (("ml-1m", " Data options: `{'negatives': 2}`."), ("gowalla", " Data options: `{'negatives': 1}`."),
+                          ("ml-100k", "")):
+        data = {"dataset": dataset, "negatives": 2 if dataset == "ml-1m" else 1, "threshold": None, "columns": [None] * 3}
+        cells = [{"cell": {"method": "ifru", "params": {"options": {}, "data": data}}}]
+        assert _settings(dataclasses.replace(result, cells=cells), "`") == said, dataset
 
 
 def test_a_streams_legend_explains_its_checkpoints():

@@ -213,7 +213,8 @@ def aggregate(records: list[dict], confidence: float = 0.95) -> list[dict]:
     Returns:
         One dict per group, in first-seen order: ``protocol``, ``dataset``, ``model``, ``method``,
         ``variant``, ``seeds``, ``metrics`` (name -> :func:`~graphforget.bench.stats.mean_interval`),
-        ``errors`` (cells that failed), ``tested`` (cells whose method ran its acceptance test) and
+        ``errors`` (cells that failed), ``failures`` (each failed cell's ``{"seed", "error"}``), ``tested`` (cells
+        whose method ran its acceptance test) and
         ``untrusted`` (cells whose result failed it: ``info["trusted"]`` is False).
     """
     groups: dict[str, dict] = {}
@@ -233,6 +234,8 @@ def aggregate(records: list[dict], confidence: float = 0.95) -> list[dict]:
         group["metrics"] = {k: mean_interval([r.get(k) for r in figures], confidence) for k in names}
         trusted = [(result.get("info") or {}).get("trusted") for result in results]
         group.update(errors=sum("error" in result for result in results),
+                     failures=[{"seed": seed, "error": result["error"]} for seed, result in zip(group["seeds"], results)
+                               if "error" in result],
                      tested=sum(flag is not None for flag in trusted), untrusted=sum(flag is False for flag in trusted))
         out.append(group)
     return out
@@ -373,8 +376,12 @@ def _data_source(dataset: str | DataSource, root) -> DataSource:
 
 
 def _check_bench_out(out) -> None:
-    """Raises ``ValueError`` when ``out`` holds files but no ``cells/``: not a bench's output (new, empty, or one to
-    resume), whose ``results.json`` and ``results.md`` would be overwritten (a folder of one's own notes was)."""
+    """Raises ``ValueError`` when ``out`` is not a folder, or holds files but no ``cells/``: not a bench's output
+    (new, empty, or one to resume), whose ``results.json`` and ``results.md`` would be overwritten (a folder of one's
+    own notes was)."""
+    if out is not None and Path(out).exists() and not Path(out).is_dir():  # else found after the first cell trained
+        raise ValueError(f"out {out} is a file, not a folder: give a new or empty directory, or a bench's out to "
+                         "resume")
     if out is None or not Path(out).is_dir() or (Path(out) / "cells").is_dir():
         return
     held = sorted(path.name for path in Path(out).iterdir())

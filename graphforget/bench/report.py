@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from ..io import atomic_write, write_json
+from .data import IMPLICIT_DATASETS
 from .harness import bench_hparams
 from .protocols import PROTOCOLS
 
@@ -124,8 +125,8 @@ def _intro(result, code: str = "`") -> str:
 
 
 def _settings(result, code: str) -> str:
-    """The methods' options and a data file's reading options, where the run set them: two runs that differ in them
-    only had reports alike but for their figures."""
+    """The methods' options and the data's reading options (a file's, an implicit dataset's sampled negatives), where
+    the run set them: two runs that differ in them only had reports alike but for their figures."""
     params = [record["cell"]["params"] for record in result.cells]
     options = {record["cell"]["method"]: record["cell"]["params"]["options"] for record in result.cells
                if record["cell"]["params"].get("options")}
@@ -133,7 +134,8 @@ def _settings(result, code: str) -> str:
     read = {key: data[key] for key in ("negatives", "threshold") if data.get(key) is not None}
     read.update({"columns": data["columns"]} if any(data.get("columns") or []) else {})
     text = f" Method options: {code}{options}{code}." if options else ""
-    return text + (f" Data options: {code}{read}{code}." if data.get("dataset") == "file" and read else "")
+    reads = data.get("dataset") == "file" or data.get("dataset") in IMPLICIT_DATASETS  # ML-100K's labels are its own
+    return text + (f" Data options: {code}{read}{code}." if reads and read else "")
 
 
 def _columns(result) -> list[str]:
@@ -196,8 +198,26 @@ def markdown(result) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     trust = _trust(result)
     lines += ["", trust] if trust else []
+    lines += _failures(result)
     lines += ["", _legend(result, header[2:])]
     return "\n".join(lines) + "\n"
+
+
+def _failures(result) -> list[str]:
+    """A paragraph naming why each failed cell failed, one line per method and error (a rerun reads the cells
+    back without logging it: the table's "(n failed)" was all that said it)."""
+    several = len({json.dumps(g["variant"], sort_keys=True) for g in result.aggregates}) > 1
+    lines = []
+    for group in result.aggregates:
+        errors: dict[str, list[int]] = {}
+        for failure in group.get("failures", []):
+            errors.setdefault(failure["error"], []).append(failure["seed"])
+        where = f" ({_variant(group['variant'])})" if several else ""
+        for error, seeds in errors.items():
+            said = " ".join(error.split())  # a traceback's lines, on one
+            lines.append(f"- {group['method']}{where}, seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))}: "
+                         f"{said}")
+    return ["", "Failed cells:", "", *lines] if lines else []
 
 
 def _trust(result) -> str | None:
@@ -263,9 +283,9 @@ def plot(result, path: Path) -> Path | None:
             ax.set_ylabel(key)
     fig.suptitle(f"{result.protocol}: {result.dataset}, {_model(result)}")
     fig.tight_layout()
-    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
+    written = atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
     plt.close(fig)
-    return path
+    return written  # resolved, as the results files' paths are
 
 
 def write_reports(result, out: Path) -> list[Path]:
