@@ -853,7 +853,10 @@ def _unlearn(parent: Run, method: str, config, request: Request, val: HeteroData
         unlearner = METHODS[method](module_on(parent.model, dev), on_device(parent.graph, dev), objective, config,
                                     val=None if val is None else on_device(val, dev))
     fit_seconds = unlearner.fit().fit_seconds if unlearner.needs_fit else 0.0
-    result = unlearner.unlearn(request.edges.to(dev))
+    try:
+        result = unlearner.unlearn(request.edges.to(dev))
+    except UnlearningFailed as error:  # trust.on_failure="raise": said as an untrusted result is
+        raise UnlearningFailed(f"{error}; nothing was written: retry with method retrain") from error
     log.info("%s in %.2fs: %s", method, result.seconds, _scalars(result.info))
     return result, fit_seconds
 

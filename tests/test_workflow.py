@@ -1029,6 +1029,16 @@ def test_evaluate_reads_a_fit_run(capsys, base, tmp_path):
                                "labelled 0, and an AUC needs both")
 
 
+def test_a_method_that_raises_untrusted_says_that_nothing_was_written(base, tmp_path):
+    """trust.on_failure="raise" said only the method's error, where the policy "keep" says that nothing was written
+    and what to do (a QA probe)."""
+    from graphforget.unlearn import UnlearningFailed
+    options = {"solver.max_iter": 1, "solver.tol": 1e-12, "trust.retries": 0, "trust.on_failure": "raise"}
+    with pytest.raises(UnlearningFailed, match=r"^IFRU: .*; nothing was written: retry with method retrain$"):
+        forget(base, users=["u5"], method="ifru", options=options, out=tmp_path / "n")
+    assert not (tmp_path / "n").exists()
+
+
 def test_untrusted_or_non_finite_results_are_not_published(capsys, base, tmp_path, monkeypatch):
     import graphforget.workflow as workflow
     from graphforget.unlearn import UnlearningFailed
