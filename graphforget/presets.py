@@ -137,9 +137,10 @@ class Hyperparameters:
         return build_config(Hyperparameters, given, self)
 
     def as_dict(self) -> dict:
-        """The fields as plain values; ``ssl_weight`` only when set (the cache keys of earlier runs stand)."""
+        """The fields as plain values; ``ssl_weight`` only when set to other than the model's preset (the cache keys
+        of earlier runs stand, and the preset's weight set is the same objective, named as a change)."""
         values = dataclasses.asdict(self)
-        if values["ssl_weight"] is None:
+        if values["ssl_weight"] in (None, CONTRASTIVE.get(self.model, {}).get("ssl_weight")):
             del values["ssl_weight"]
         return values
 

@@ -140,6 +140,17 @@ def test_options_are_keyed_by_the_values_the_method_reads():
     cell = plan_cells("deletion", DataSource("synthetic", negatives=1), TINY, ["ifru"], 1, params,
                       {"ifru": {"prune": "1, 0.5", "hops": "1"}})[-1]
     assert cell.params["options"] == {"prune": [1.0, 0.5], "hops": 1}
+    # the default's value given is the default's cell (0.01 is solver.tol's default: a second cell, named a change)
+    given = {"solver.tol": "0.01", "newton.anderson": 3, "hops": 1}
+    cell = plan_cells("deletion", DataSource("synthetic", negatives=1), TINY, ["ifru"], 1, params, {"ifru": given})[-1]
+    plain = next(c for c in plan_cells("deletion", DataSource("synthetic", negatives=1), TINY, ["ifru"], 1, params, {})
+                 if c.method == "ifru")
+    assert cell.params["options"] == {"hops": 1} and plain.params["options"] == {}
+    assert keys[3] == plain.key
+    # train and seed stay: their defaults are the run's (FineTune's train.lr=0.01 is the bare TrainConfig's)
+    tuned = plan_cells("deletion", DataSource("synthetic", negatives=1), TINY, ["finetune"], 1, params,
+                       {"finetune": {"train.lr": 0.01, "epochs": 3}})[-1]
+    assert tuned.params["options"] == {"train.lr": 0.01}
 
 
 def test_library_version_is_in_the_key(monkeypatch):

@@ -234,6 +234,8 @@ def test_the_contrastive_weight_is_a_hyperparameter_that_leaves_earlier_keys_alo
     lighter = preset.replace(ssl_weight=0.02)
     assert lighter.objective().ssl_weight == 0.02 and lighter.objective().tau == CONTRASTIVE["simgcl"]["tau"]
     assert Hyperparameters(**lighter.as_dict()) == lighter
+    # the preset's weight set is the preset's objective: its key and report are the unset one's (a QA probe)
+    assert preset.replace(ssl_weight=CONTRASTIVE["simgcl"]["ssl_weight"]).as_dict() == preset.as_dict()
     # "None, or a weight >= 0 for sgl, simgcl (got 0.1)" read as a range error for MF
     for model, weight, message in (("mf", 0.1, r"only sgl and simgcl have a contrastive term to weigh "
                                                 r"\(--ssl-weight\), not mf: leave it None \(got 0.1\)"),

@@ -146,9 +146,16 @@ def plan_cells(protocol: str, source: DataSource, hparams: Hyperparameters, meth
 
 def _parsed_options(method: str, options: dict) -> dict:
     """``options`` by dotted name, each with the value the method's config reads: ``solver.tol="1e-3"`` and
-    ``"0.001"`` are one cell, not two (the key held the strings)."""
-    config = method_config(resolve_method(method, {}, 0)[0], options)
-    return {key: to_jsonable(functools.reduce(getattr, key.split("."), config)) for key in _leaves(options)}
+    ``"0.001"`` are one cell, not two (the key held the strings). An option at the config's default is left out:
+    ``solver.tol=0.01`` is the default cell (it computed another, named as a change); ``train`` and ``seed`` are the
+    run's own (their defaults come from the hyper-parameters and the cell), and stay."""
+    name = resolve_method(method, {}, 0)[0]
+    config, default = method_config(name, options), method_config(name, {})
+
+    def value(of, key: str):
+        return to_jsonable(functools.reduce(getattr, key.split("."), of))
+    return {key: value(config, key) for key in _leaves(options)
+            if key.split(".")[0] in ("train", "seed") or value(config, key) != value(default, key)}
 
 
 def _leaves(options: dict, prefix: str = "") -> list[str]:
