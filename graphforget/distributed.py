@@ -33,9 +33,15 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .config import is_integer, is_real
 
-__all__ = ["rank_and_size", "my_jobs", "gather_results", "run_jobs", "agreed", "layout", "from_rank_zero",
-           "data_parallel_loss", "summed_across_ranks", "average_across_ranks", "collective_device", "TermShare",
-           "init_from_env", "launch"]
+__all__ = ["RanksDisagree", "rank_and_size", "my_jobs", "gather_results", "run_jobs", "agreed", "layout",
+           "from_rank_zero", "data_parallel_loss", "summed_across_ranks", "average_across_ranks", "collective_device",
+           "TermShare", "init_from_env", "launch"]
+
+
+class RanksDisagree(ValueError):
+    """The ranks of a process group were given different inputs, or made different calls: a mistake of the launch,
+    not of the data, raised on every rank (a caller that records a method's ``ValueError`` as its result, as the
+    bench's cells do, lets this one through)."""
 
 
 def rank_and_size() -> tuple[int, int]:
@@ -112,8 +118,8 @@ def agreed(what: str, check: Callable[[], Any], **inputs: Any) -> Any:
     digests = _exchange((what, tuple(sorted(inputs))), error, {name: _digest(item) for name, item in inputs.items()})
     differ = [name for name in inputs if len({digest[name] for digest in digests}) > 1]
     if differ:
-        raise ValueError(f"{what}: the ranks were given different {', '.join(differ)}: every rank must make the same "
-                         "call with the same inputs")
+        raise RanksDisagree(f"{what}: the ranks were given different {', '.join(differ)}: every rank must make the "
+                            "same call with the same inputs")
     return value
 
 
@@ -163,8 +169,8 @@ def _exchange(call: tuple, error: Exception | None, payload: Any) -> list[Any]:
     if any(other != call for other in calls):
         whole = len({other[0] for other in calls}) == 1  # one name: the arguments differ (run_jobs' job counts)
         made = ", ".join(f"{other[0]}{other[1] if whole else ''} on rank {k}" for k, other in enumerate(calls))
-        raise ValueError(f"the ranks made different calls ({made}): every rank must make the same calls in the same "
-                         "order")
+        raise RanksDisagree(f"the ranks made different calls ({made}): every rank must make the same calls in the "
+                            "same order")
     _raise_first(reports, error)
     return [report[1] for report in reports]
 

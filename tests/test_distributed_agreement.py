@@ -210,23 +210,23 @@ def run_jobs_with_a_result_that_cannot_travel() -> list[str]:
 
 
 @pytest.mark.parametrize("case, expected", [
-    (train_with_rank_seed, "ValueError: train: the ranks were given different config"),
+    (train_with_rank_seed, "RanksDisagree: train: the ranks were given different config"),
     (train_with_objective_edited_on_rank_one, "ValueError: BCEObjective: l2 must be a finite number >= 0, got -5.0"),
-    (train_with_rank_layers, "ValueError: train: the ranks were given different model"),
-    (train_with_rank_values, "ValueError: train: the ranks were given different model"),
-    (ifru_with_request_empty_on_rank_one, "ValueError: IFRU.unlearn: the ranks were given different request"),
-    (sisa_with_rank_seed, "ValueError: SISA.fit: the ranks were given different config"),
-    (sisa_with_labels_untrainable_on_rank_one, "ValueError: SISA.fit: the ranks were given different graph"),
-    (receraser_with_rank_models, "ValueError: RecEraser.fit: the ranks were given different model"),
+    (train_with_rank_layers, "RanksDisagree: train: the ranks were given different model"),
+    (train_with_rank_values, "RanksDisagree: train: the ranks were given different model"),
+    (ifru_with_request_empty_on_rank_one, "RanksDisagree: IFRU.unlearn: the ranks were given different request"),
+    (sisa_with_rank_seed, "RanksDisagree: SISA.fit: the ranks were given different config"),
+    (sisa_with_labels_untrainable_on_rank_one, "RanksDisagree: SISA.fit: the ranks were given different graph"),
+    (receraser_with_rank_models, "RanksDisagree: RecEraser.fit: the ranks were given different model"),
     (shard_failing_on_rank_one, "ValueError: the shard failed on rank 1"),
     (check_failing_on_rank_one, "ValueError: bad input on rank 1"),
     (ifru_with_graph_edited_on_rank_one, "ValueError: BCEObjective needs edge_label in {0, 1}"),
-    (sisa_unlearn_without_fit_on_rank_one, "ValueError: the ranks made different calls (SISA.fit on rank 0"),
-    (run_jobs_with_rank_counts, "ValueError: the ranks made different calls (run_jobs(2,) on rank 0, run_"),
+    (sisa_unlearn_without_fit_on_rank_one, "RanksDisagree: the ranks made different calls (SISA.fit on rank 0"),
+    (run_jobs_with_rank_counts, "RanksDisagree: the ranks made different calls (run_jobs(2,) on rank 0, run_"),
     (run_jobs_with_a_result_that_cannot_travel, "AttributeError: Can't "),
-    (train_with_rank_frozen_tables, "ValueError: train: the ranks were given different model"),
-    (ifru_with_rank_frozen_tables, "ValueError: IFRU.unlearn: the ranks were given different model"),
-    (sisa_with_rank_frozen_template, "ValueError: SISA.fit: the ranks were given different model"),
+    (train_with_rank_frozen_tables, "RanksDisagree: train: the ranks were given different model"),
+    (ifru_with_rank_frozen_tables, "RanksDisagree: IFRU.unlearn: the ranks were given different model"),
+    (sisa_with_rank_frozen_template, "RanksDisagree: SISA.fit: the ranks were given different model"),
 ], ids=["train_seed", "train_objective_edited_on_one_rank",
         "train_layers", "train_values", "ifru_empty_on_one_rank", "sisa_seed", "sisa_labels_on_one_rank",
         "receraser_models", "shard_fails_on_one_rank",
@@ -281,6 +281,23 @@ def bench_with_rank_zero_cache(out) -> list[list[bool]]:
                        params={"kinds": ["edge"], "ratios": [0.05]}, hparams=hparams,
                        out=out if rank_and_size()[0] == 0 else None)
     return _every_rank([record["cached"] for record in result.cells])
+
+
+def bench_with_rank_seeds(out, seeds) -> list[str]:
+    """Rank 0 given the output folder and ``seeds[0]``, rank 1 ``seeds[1]`` (module level, for ``launch``)."""
+    rank = rank_and_size()[0]
+    hparams = Hyperparameters(model="mf", embedding_dim=8, l2=1.0, train={"epochs": 2, "patience": 0})
+    return _every_rank(_outcome(lambda: run_bench(
+        "deletion", "synthetic", methods=["sisa"], seeds=[seeds[rank]], options={"sisa": {"num_shards": 2}},
+        params={"kinds": ["edge"], "ratios": [0.05]}, hparams=hparams, out=out if rank == 0 else None)))
+
+
+def test_ranks_that_plan_other_cells_stop_the_bench(tmp_path, one_thread):
+    """Rank 1 took rank 0's cached records as its own cells' (another seed's figures, said cached; a QA probe)."""
+    assert launch(bench_with_rank_seeds, 2, tmp_path, (0, 0), timeout=TIMEOUT) == ["ok", "ok"]
+    said = "RanksDisagree: run_bench: the ranks were given different cell"
+    outcomes = launch(bench_with_rank_seeds, 2, tmp_path, (0, 1), timeout=TIMEOUT)  # seed 0 cached on rank 0
+    assert [outcome[:len(said)] for outcome in outcomes] == [said, said], outcomes
 
 
 def test_a_second_bench_run_reads_rank_zero_cache_on_every_rank(tmp_path, one_thread):

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ..clock import Stopwatch
 from ..config import is_integer, is_seed
-from ..distributed import from_rank_zero
+from ..distributed import RanksDisagree, agreed, from_rank_zero
 from ..io import to_jsonable
 from ..presets import PRESET_DATASETS, Hyperparameters, default_hparams
 from ..train import TrainConfig
@@ -198,7 +198,7 @@ def _compute(cell: Cell, workspace: Workspace, hparams, source: DataSource, devi
         with naming_warnings(cell.label()):
             return PROTOCOLS[cell.protocol].run(setting, cell.method, cell.params["options"], cell.params["protocol"],
                                                 progress)
-    except ProtocolError:
+    except (ProtocolError, RanksDisagree):  # the run's, not the cell's: cached, a corrected launch read it back
         raise
     except (UnlearningFailed, NotFittedError, MethodUnsupported, ValueError) as error:
         log.warning("%s failed: %s", cell.label(), error)
@@ -402,6 +402,7 @@ def _record(cell: Cell, cache: CellCache | None, workspace: Workspace, hparams, 
     """A cell's record: read from the cache, else computed (timed) and stored."""
     # Under torchrun, rank 0's cache decides for every rank (the others may have none): a rank computing a cell that
     # the others read back would wait forever in the shard training's collectives.
+    agreed("run_bench", lambda: None, cell=cell.key)  # a rank that planned another cell took rank 0's as its own
     found = from_rank_zero(cache.load(cell) if cache is not None else None)
     if found is not None:
         log.info("%s: read from the cache", cell.label())
