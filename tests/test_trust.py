@@ -79,10 +79,12 @@ def test_a_damping_set_by_hand_below_the_implicit_ridge_is_warned_of(early_stopp
     distance to Retrain's predictions). Near a stationary point it is not: the paper's damping=0 is meant there."""
     models, graph, request, _ = early_stopped
     ridge = _unlearn(models["mf"], graph, request, IFRUConfig())[0].info["implicit_ridge"]
-    below, messages = _unlearn(models["mf"], graph, request, IFRUConfig(solver=SolverConfig(damping=1e-3 * ridge)))
+    # half the ridge: a step its test accepts (at 1e-3 of it the step failed the test on one machine and the ladder
+    # climbed to the ridge, where no warning is due)
+    below, messages = _unlearn(models["mf"], graph, request, IFRUConfig(solver=SolverConfig(damping=0.5 * ridge)))
     assert below.info["implicit_ridge"] == ridge and below.info["damping"] < ridge
     assert [m for m in messages if "below the implicit ridge" in m] == [
-        f"IFRU: solver.damping={1e-3 * ridge:g} ended at {below.info['damping']:.3g}, below the implicit ridge "
+        f"IFRU: solver.damping={0.5 * ridge:g} ended at {below.info['damping']:.3g}, below the implicit ridge "
         f"{ridge:.3g} of this model away from a stationary point: the step may go past what a Retrain would learn, "
         "and no test sees it (solver.damping='auto' uses the ridge)"]
     above, messages = _unlearn(models["mf"], graph, request, IFRUConfig(solver=SolverConfig(damping=2 * ridge)))
