@@ -209,6 +209,8 @@ def test_load_model_puts_the_model_where_map_location_says(device, tmp_path):
     loaded, _ = load_model(tmp_path / "m.pt", map_location=device)
     assert {p.device.type for p in loaded.parameters()} == {device}
     assert all(torch.equal(a.cpu(), b) for a, b in zip(loaded.parameters(), model.parameters()))
+    indexed, _ = load_model(tmp_path / "m.pt", map_location=f"{device}:0")  # "cpu:0" was called a corrupt file
+    assert all(torch.equal(a.cpu(), b) for a, b in zip(indexed.parameters(), model.parameters()))
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="map_location='cuda', but CUDA is not available on this machine"):
             load_model(tmp_path / "m.pt", map_location="cuda")

@@ -474,7 +474,8 @@ def load_model(path: str | os.PathLike, map_location=None) -> tuple[Recommender,
             with them, or its state dict does not fit the model its name and config build.
     """
     device = _map_device(map_location)
-    checkpoint = _read_checkpoint(path, map_location)
+    # torch.load maps to "cpu" but not to "cpu:0" (it blamed the file); the model goes to the device after
+    checkpoint = _read_checkpoint(path, "cpu" if device is not None and device.type == "cpu" else map_location)
     name, config, state = checkpoint["model"], checkpoint["config"], checkpoint["state_dict"]
     for key, digest, what in (("state_sha256", _state_sha256(state), "its tensors"),
                               ("layout_sha256", _layout_sha256(state), "its tensors"),
