@@ -752,8 +752,9 @@ def _noise_note(model: str, result: dict, test) -> str | None:
 def _plot(results: list[dict]):
     """AUC_0/1/2 of every model and method as grouped bars (a matplotlib ``Figure``); ``None`` without matplotlib.
 
-    The axis is zoomed on the Original-Retrain gap (the interesting range); bars beyond it are cut
-    and labelled with their value.
+    The axis is zoomed on the Original-Retrain gap (the interesting range); bars beyond it are cut and labelled
+    with their value: one above it reaches the top, one below it has no height (a stub a third of the way up stood
+    above in-range bars of higher values).
     """
     try:
         from matplotlib.figure import Figure
@@ -771,8 +772,7 @@ def _plot(results: list[dict]):
         for j, (name, metrics) in enumerate(entries):
             xs = [i + (j - (len(entries) - 1) / 2) * width for i in range(len(AUC_KEYS))]
             values = [metrics.get(k) if metrics.get(k) is not None else float("nan") for k in AUC_KEYS]
-            stub = low + 0.3 * (high - low)
-            shown = [v if low <= v <= high or v != v else (stub if v < low else high) for v in values]
+            shown = [v if low <= v <= high or v != v else min(max(v, low), high) for v in values]
             bars = ax.bar(xs, [v - low for v in shown], width, bottom=low, label=name)
             for bar, value, x in zip(bars, values, xs):
                 if not low <= value <= high:  # cut by the zoom: hatched, labelled with the value

@@ -316,6 +316,24 @@ def test_demo_prints_the_table_and_its_numbers_agree_with_results_json(capsys, t
         assert (tmp_path / "demo.png").stat().st_size > 1000
 
 
+def test_the_demo_plot_draws_a_bar_below_its_zoom_no_taller_than_the_bars_in_it():
+    """A bar below the zoomed axis was drawn a third of the way up: SISA at 0.553 stood above RecEraser's 0.715 (a QA
+    probe). It has no height now, and carries its value."""
+    pytest.importorskip("matplotlib")
+    from graphforget.cli import _plot
+    aucs = {"original": 0.70, "retrain": 0.72, "receraser": 0.705, "sisa": 0.553, "ifru": 0.95}
+    figures = {name: {f"auc_{k}": value for k in range(3)} for name, value in aucs.items()}
+    result = {"model": "mf", "dataset": "d", "request_edges": 5, "original": figures.pop("original"), "methods": figures}
+    ax = _plot([result]).axes[0]
+    low, high = ax.get_ylim()
+    tops = {name: [bar.get_y() + bar.get_height() for bar in container]
+            for name, container in zip(aucs, ax.containers)}
+    assert tops["sisa"] == pytest.approx([low] * 3) and tops["ifru"] == pytest.approx([high] * 3)
+    assert all(top == pytest.approx(aucs[name]) for name in ("original", "retrain", "receraser") for top in tops[name])
+    labels = [text.get_text() for text in ax.texts]
+    assert labels.count("0.553") == 3 and labels.count("0.950") == 3
+
+
 def test_demo_without_data_says_it_uses_synthetic_data(capsys, tmp_path, monkeypatch):
     monkeypatch.delenv("GRAPHFORGET_DATA", raising=False)
     monkeypatch.chdir(tmp_path)  # no ../shared/data from here
