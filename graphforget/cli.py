@@ -148,7 +148,11 @@ def _check_out_dir(out: str, run: str | None = None) -> Path:
     if run_dir is not None:  # a run is never modified: no output nested in one (a child run in its parent)
         raise UsageError(f"graphforget: error: --out {out} is inside the run {run_dir}, and runs are never modified: "
                          "choose a directory outside it")
-    existing = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+    if path.is_dir() and os.path.ismount(path):  # the rename into it failed at the end, "Device or resource busy"
+        raise UsageError(f"graphforget: error: --out {out} is a mount point: an output is written beside its place and "
+                         "renamed into it, which a mount point refuses; give a new folder inside it")
+    # where publish writes: a sibling of --out (probed in --out itself, a parent that refused it failed at the end)
+    existing = next((p for p in path.parents if p.exists()), Path("."))
     if not existing.is_dir():
         raise UsageError(f"graphforget: error: cannot create --out {out}: {existing} is not a directory")
     try:  # a real write: os.access says yes to root in /proc or on a read-only disk, and the run failed at the end

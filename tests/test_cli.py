@@ -316,6 +316,24 @@ def test_demo_prints_the_table_and_its_numbers_agree_with_results_json(capsys, t
         assert (tmp_path / "demo.png").stat().st_size > 1000
 
 
+def test_out_is_probed_where_its_run_is_written_and_a_mount_point_is_refused(tmp_path, monkeypatch):
+    """The write probe was made inside --out, where publish writes beside it (a parent that refused it failed at the
+    end, and an existing run got a folder made and removed in it), and a mount point (a container's volume) passed,
+    the work done, and failed at the rename: "Device or resource busy" (a QA probe)."""
+    import tempfile
+    from graphforget.cli import _check_out_dir
+    probed, real = [], tempfile.TemporaryDirectory
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", lambda **kwargs: probed.append(kwargs["dir"]) or real(**kwargs))
+    (tmp_path / "empty").mkdir()
+    for out in (tmp_path / "empty", tmp_path / "new" / "deeper"):
+        assert _check_out_dir(str(out)) == out
+    assert probed == [tmp_path, tmp_path]
+    monkeypatch.setattr("os.path.ismount", lambda path: Path(path) == tmp_path / "empty")
+    with pytest.raises(UsageError, match=f"--out {re.escape(str(tmp_path / 'empty'))} is a mount point: an output is "
+                                         "written beside its place and renamed into it"):
+        _check_out_dir(str(tmp_path / "empty"))
+
+
 def test_the_demo_plot_draws_a_bar_below_its_zoom_no_taller_than_the_bars_in_it():
     """A bar below the zoomed axis was drawn a third of the way up: SISA at 0.553 stood above RecEraser's 0.715 (a QA
     probe). It has no height now, and carries its value."""
