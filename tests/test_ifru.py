@@ -687,6 +687,8 @@ def test_bad_requests_raise(problem):
     ({"solver": "lissa"}, "IFRUConfig.solver: must be a SolverConfig or a dict of its fields (got 'lissa')"),
     # an option another leaves unread: recorded with the run and never read
     ({"solver": {"lr": 0.05}}, "IFRUConfig.solver.lr: read only with name='adam' (name='cg') (got 0.05)"),
+    ({"solver": {"damping": 0.1, "refit_stripped_rows": False}},  # a QA probe: bit-identical models either way
+     "IFRUConfig.solver.refit_stripped_rows: read only with damping='auto' (damping=0.1) (got False)"),
     ({"newton": {"steps": 3, "early_stopped": False}},
      "IFRUConfig.newton.early_stopped: read only with steps='auto' (got False)"),
     ({"newton": {"steps": 3, "anderson": 0}},

@@ -57,7 +57,8 @@ class SolverConfig:
         refit_stripped_rows: with ``damping="auto"`` away from stationarity, the rows of nodes the request leaves with
             some but under half of their terms are fit again, after a trusted step, to the terms they keep under
             their ridge, the rest held (``info["refit_rows"]``; see :doc:`/methods`), where the objective draws no
-            negatives or views (BPR's, SGL's). ``False``: they keep the step's values.
+            negatives or views (BPR's, SGL's). ``False``: they keep the step's values (refused with a damping given,
+            which does not read it).
     """
     name: str = "cg"
     damping: float | Literal["auto"] = "auto"
@@ -85,6 +86,8 @@ class SolverConfig:
                    f"read only with name='adam' (name={self.name!r})"),
             "max_row_growth": (self.damping == "auto" or self.max_row_growth in (None, SolverConfig.max_row_growth),
                                f"read only with damping='auto' (damping={self.damping!r})"),
+            "refit_stripped_rows": (self.damping == "auto" or self.refit_stripped_rows,
+                                    f"read only with damping='auto' (damping={self.damping!r})"),
         }, "IFRUConfig.solver")
 
     def options(self) -> dict:
