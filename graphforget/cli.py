@@ -134,8 +134,8 @@ def _check_out_dir(out: str, run: str | None = None) -> Path:
     """``--out`` as an output directory, checked before any work: not a file, creatable, not the run itself.
 
     Raises:
-        UsageError: ``out`` is an existing non-directory, lies under a file, cannot be written, or is the
-            directory of ``run`` (whose model.pt it would overwrite).
+        UsageError: ``out`` is an existing non-directory, a mount point, lies under a file, cannot be written
+            beside, or is the directory of ``run`` (whose model.pt it would overwrite).
     """
     _check_named(out)
     path = Path(out).expanduser()

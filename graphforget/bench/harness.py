@@ -221,8 +221,8 @@ def aggregate(records: list[dict], confidence: float = 0.95) -> list[dict]:
         One dict per group, in first-seen order: ``protocol``, ``dataset``, ``model``, ``method``,
         ``variant``, ``seeds``, ``metrics`` (name -> :func:`~graphforget.bench.stats.mean_interval`),
         ``errors`` (cells that failed), ``failures`` (each failed cell's ``{"seed", "error"}``), ``tested`` (cells
-        whose method ran its acceptance test) and
-        ``untrusted`` (cells whose result failed it: ``info["trusted"]`` is False).
+        whose method ran its acceptance test) and ``untrusted`` (cells whose result failed it: ``info["trusted"]`` is
+        False).
     """
     groups: dict[str, dict] = {}
     for record in records:

@@ -203,10 +203,15 @@ def markdown(result) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _several_variants(result) -> bool:
+    """Whether the run's groups are of more than one variant (a row then names its setting)."""
+    return len({json.dumps(g["variant"], sort_keys=True) for g in result.aggregates}) > 1
+
+
 def _failures(result) -> list[str]:
     """A paragraph naming why each failed cell failed, one line per method and error (a rerun reads the cells
     back without logging it: the table's "(n failed)" was all that said it)."""
-    several = len({json.dumps(g["variant"], sort_keys=True) for g in result.aggregates}) > 1
+    several = _several_variants(result)
     lines = []
     for group in result.aggregates:
         errors: dict[str, list[int]] = {}
@@ -222,7 +227,7 @@ def _failures(result) -> list[str]:
 
 def _trust(result) -> str | None:
     """How many cells of each method with an acceptance test (IFRU, SCIF, UnlearnRec) passed it."""
-    several = len({json.dumps(g["variant"], sort_keys=True) for g in result.aggregates}) > 1
+    several = _several_variants(result)
     parts = []
     for group in result.aggregates:
         if group.get("tested"):
@@ -272,7 +277,7 @@ def plot(result, path: Path) -> Path | None:
         axes[0].legend(fontsize=8)
     else:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-        several = len({json.dumps(g["variant"], sort_keys=True) for g in result.aggregates}) > 1
+        several = _several_variants(result)
         labels = [f"{g['method']}\n{_variant(g['variant'])}" if several or len(result.aggregates) > 8 else g["method"]
                   for g in result.aggregates]
         for ax, key in zip(axes, ("prediction_gap", "mia_auc")):
