@@ -53,8 +53,8 @@ from .io import to_jsonable, write_json
 from .metrics import evaluate_auc
 from .presets import CONTRASTIVE, Hyperparameters, default_hparams, recorded_objective
 from .models.base import module_on
-from .runs import (Run, directory_lock, enclosing_run, fsync_directory, lineage, load_run, parents_elsewhere, read_run_info,
-                   recorded_run, refuse_taken, request_sha256, save_run, sha256_file, utc_now)
+from .runs import (Run, directory_lock, enclosing_run, fsync_directory, lineage, load_run, parents_elsewhere,
+                   read_run_info, recorded_run, refuse_taken, request_sha256, save_run, sha256_file, utc_now)
 from .train import train
 from .unlearn import METHODS, NoValidationWarning, UnlearningFailed, UnlearnResult, build_unlearner, method_config
 from .unlearn.base import EMPTY_INFO, non_finite

@@ -1124,9 +1124,9 @@ def test_the_report_names_the_methods_options_and_the_files_reading_options(tmp_
         " Data options: `{'negatives': 0, 'columns': ['user', 'item', 'rating']}`.")
     # an implicit dataset's sampled negatives too (ML-1M runs with 1 and 2 had reports alike: a QA probe); ML-100K
     # brings its own 0/1 labels, and reads none
-    for dataset, said in (("ml-1m", " Data options: `{'negatives': 2}`."), ("gowalla", " Data options: `{'negatives': 1}`."),
-                          ("ml-100k", "")):
-        data = {"dataset": dataset, "negatives": 2 if dataset == "ml-1m" else 1, "threshold": None, "columns": [None] * 3}
+    for dataset, negatives, said in (("ml-1m", 2, " Data options: `{'negatives': 2}`."),
+                                     ("gowalla", 1, " Data options: `{'negatives': 1}`."), ("ml-100k", 1, "")):
+        data = {"dataset": dataset, "negatives": negatives, "threshold": None, "columns": [None] * 3}
         cells = [{"cell": {"method": "ifru", "params": {"options": {}, "data": data}}}]
         assert _settings(dataclasses.replace(result, cells=cells), "`") == said, dataset
 
