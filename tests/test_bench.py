@@ -1726,8 +1726,6 @@ def test_a_stream_longer_than_its_users_stops_the_run(tmp_path):
 def test_ranks_given_other_inputs_stop_the_run_and_are_no_cells_failure(tmp_path, monkeypatch):
     """A method's "the ranks were given different graph" was cached as the cell's failure, which a corrected launch
     read back (a QA probe); a method's own ValueError is the cell's."""
-    import dataclasses as dc
-    from graphforget.bench import protocols
     from graphforget.distributed import RanksDisagree
 
     def disagreeing(setting, method, *args):
@@ -1735,13 +1733,13 @@ def test_ranks_given_other_inputs_stop_the_run_and_are_no_cells_failure(tmp_path
             raise RanksDisagree("SISA.fit: the ranks were given different graph")
         return real(setting, method, *args)
     real = PROTOCOLS["deletion"].run
-    monkeypatch.setitem(protocols.PROTOCOLS, "deletion", dc.replace(PROTOCOLS["deletion"], run=disagreeing))
+    monkeypatch.setitem(PROTOCOLS, "deletion", dataclasses.replace(PROTOCOLS["deletion"], run=disagreeing))
     params = {"kinds": ["edge"], "ratios": [0.05]}
     with pytest.raises(RanksDisagree, match="the ranks were given different graph"):
         run_bench("deletion", "synthetic", methods=["finetune"], seeds=1, params=params, hparams=TINY, out=tmp_path)
     cells = [path.read_text() for path in (tmp_path / "cells").rglob("*.json")]
     assert len(cells) == 1 and "error" not in cells[0]  # Retrain's, computed before
-    monkeypatch.setitem(protocols.PROTOCOLS, "deletion", dc.replace(PROTOCOLS["deletion"], run=real))
+    monkeypatch.setitem(PROTOCOLS, "deletion", dataclasses.replace(PROTOCOLS["deletion"], run=real))
     result = run_bench("deletion", "synthetic", methods=["finetune"], seeds=1, params=params, hparams=TINY,
                        out=tmp_path)
     assert [record["cached"] for record in result.cells] == [True, False]
