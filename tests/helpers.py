@@ -1,8 +1,17 @@
 """Small helpers shared by the tests."""
+import tempfile
+import traceback
+from datetime import timedelta
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch_geometric.nn import SAGEConv
 
+from graphforget.distributed import launch, rank_and_size
 from graphforget.models import MF
 
 
@@ -82,3 +91,47 @@ class MeanSAGE(nn.Module):
     def forward(self, edge_index, edge_label_index, edge_weight=None):
         x = self.conv(self.embedding.weight, edge_index)
         return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
+
+
+class CaseFailed(NamedTuple):
+    """A case of :func:`launch_each` that raised: the tracebacks of the ranks where it did."""
+    text: str
+
+
+def launch_each(cases: dict, world_size: int = 2, timeout: float = 60) -> dict:
+    """Runs each case ``name: (fn, *args)`` as :func:`~graphforget.distributed.launch` would, in one launch: the
+    processes start once (importing torch and PyG takes about 6 s each on a 2-core machine), and each case gets a
+    process group of its own, so that a case leaving its group broken (a rank waiting for one that failed) cannot
+    reach the next. Returns ``{name: rank 0's value}``, or :class:`CaseFailed` where a case raised on some rank."""
+    with tempfile.TemporaryDirectory(prefix="graphforget-cases-") as folder:
+        launch(_run_each, world_size, folder, cases, timeout, timeout=timeout)
+        ranks = [torch.load(Path(folder, f"outcomes-{rank}.pt"), weights_only=False) for rank in range(world_size)]
+    outcomes = {}
+    for name in cases:
+        failures = [rank[name].text for rank in ranks if isinstance(rank[name], CaseFailed)]
+        outcomes[name] = CaseFailed("\n".join(failures)) if failures else ranks[0][name]
+    return outcomes
+
+
+def case_value(outcomes: dict, name: str):
+    """``outcomes[name]`` of :func:`launch_each`; the test fails with the ranks' tracebacks where the case raised."""
+    if isinstance(outcomes[name], CaseFailed):
+        pytest.fail(f"case {name} raised:\n{outcomes[name].text}")
+    return outcomes[name]
+
+
+def _run_each(folder: str, cases: dict, timeout: float) -> None:
+    """Every case of :func:`launch_each` on this rank, each in a new group; the outcomes go to a file per rank."""
+    rank, size = rank_and_size()
+    outcomes = {}
+    for index, (name, (fn, *args)) in enumerate(cases.items()):
+        if index:
+            dist.destroy_process_group()
+            dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous-{index}", rank=rank,
+                                    world_size=size, timeout=timedelta(seconds=timeout))
+        try:
+            value = fn(*args)
+            outcomes[name] = value if rank == 0 else None
+        except Exception:
+            outcomes[name] = CaseFailed(f"rank {rank}: {traceback.format_exc()}")
+    torch.save(outcomes, Path(folder, f"outcomes-{rank}.pt"))

@@ -1,8 +1,8 @@
 """Ranks of a process group that do not make the same call: every rank raises the same error, none waits forever.
 
-Each case runs in two gloo ranks (:func:`graphforget.distributed.launch`) whose collectives time out after
-``TIMEOUT`` seconds, so that a rank left waiting fails the test instead of hanging it. A case's function catches
-what each rank raises and returns it, and the ranks' outcomes are compared.
+Each case runs in two gloo ranks whose collectives time out after ``TIMEOUT`` seconds, so that a rank left waiting
+fails the test instead of hanging it; the cases share one launch (:func:`helpers.launch_each`), each in a group of its
+own. A case's function catches what each rank raises and returns it, and the ranks' outcomes are compared.
 """
 import dataclasses
 import re
@@ -20,6 +20,7 @@ from graphforget.presets import Hyperparameters
 from graphforget.train import train
 from graphforget.unlearn import IFRU, SISA, IFRUConfig, RecEraser, RecEraserConfig, SISAConfig
 from graphforget.unlearn.sharding import train_shards
+from helpers import case_value, launch_each
 
 pytestmark = pytest.mark.distributed
 TIMEOUT = 60  # seconds a collective may wait: each case takes a few seconds
@@ -209,36 +210,60 @@ def run_jobs_with_a_result_that_cannot_travel() -> list[str]:
     return _every_rank(_outcome(lambda: run_jobs(lambda j: (lambda: j) if j == 1 else j, 2)))
 
 
-@pytest.mark.parametrize("case, expected", [
-    (train_with_rank_seed, "RanksDisagree: train: the ranks were given different config"),
-    (train_with_objective_edited_on_rank_one, "ValueError: BCEObjective: l2 must be a finite number >= 0, got -5.0"),
-    (train_with_rank_layers, "RanksDisagree: train: the ranks were given different model"),
-    (train_with_rank_values, "RanksDisagree: train: the ranks were given different model"),
-    (ifru_with_request_empty_on_rank_one, "RanksDisagree: IFRU.unlearn: the ranks were given different request"),
-    (sisa_with_rank_seed, "RanksDisagree: SISA.fit: the ranks were given different config"),
-    (sisa_with_labels_untrainable_on_rank_one, "RanksDisagree: SISA.fit: the ranks were given different graph"),
-    (receraser_with_rank_models, "RanksDisagree: RecEraser.fit: the ranks were given different model"),
-    (shard_failing_on_rank_one, "ValueError: the shard failed on rank 1"),
-    (check_failing_on_rank_one, "ValueError: bad input on rank 1"),
-    (ifru_with_graph_edited_on_rank_one, "ValueError: BCEObjective needs edge_label in {0, 1}"),
-    (sisa_unlearn_without_fit_on_rank_one, "RanksDisagree: the ranks made different calls (SISA.fit on rank 0"),
-    (run_jobs_with_rank_counts, "RanksDisagree: the ranks made different calls (run_jobs(2,) on rank 0, run_"),
-    (run_jobs_with_a_result_that_cannot_travel, "AttributeError: Can't "),
-    (train_with_rank_frozen_tables, "RanksDisagree: train: the ranks were given different model"),
-    (ifru_with_rank_frozen_tables, "RanksDisagree: IFRU.unlearn: the ranks were given different model"),
-    (sisa_with_rank_frozen_template, "RanksDisagree: SISA.fit: the ranks were given different model"),
-], ids=["train_seed", "train_objective_edited_on_one_rank",
-        "train_layers", "train_values", "ifru_empty_on_one_rank", "sisa_seed", "sisa_labels_on_one_rank",
-        "receraser_models", "shard_fails_on_one_rank",
-        "check_fails_on_one_rank", "ifru_graph_fails_checks_on_one_rank", "sisa_calls_differ", "job_counts_differ",
-        "result_cannot_travel", "train_frozen_tables", "ifru_frozen_tables", "sisa_frozen_templates"])
-def test_ranks_that_disagree_or_fail_alone_raise_the_same_error_on_every_rank(case, expected, one_thread):
+DISAGREEMENTS = {  # id: (the case, the start of what every rank raised)
+    "train_seed": (train_with_rank_seed, "RanksDisagree: train: the ranks were given different config"),
+    "train_objective_edited_on_one_rank": (train_with_objective_edited_on_rank_one,
+                                           "ValueError: BCEObjective: l2 must be a finite number >= 0, got -5.0"),
+    "train_layers": (train_with_rank_layers, "RanksDisagree: train: the ranks were given different model"),
+    "train_values": (train_with_rank_values, "RanksDisagree: train: the ranks were given different model"),
+    "ifru_empty_on_one_rank":
+        (ifru_with_request_empty_on_rank_one, "RanksDisagree: IFRU.unlearn: the ranks were given different request"),
+    "sisa_seed": (sisa_with_rank_seed, "RanksDisagree: SISA.fit: the ranks were given different config"),
+    "sisa_labels_on_one_rank":
+        (sisa_with_labels_untrainable_on_rank_one, "RanksDisagree: SISA.fit: the ranks were given different graph"),
+    "receraser_models":
+        (receraser_with_rank_models, "RanksDisagree: RecEraser.fit: the ranks were given different model"),
+    "shard_fails_on_one_rank": (shard_failing_on_rank_one, "ValueError: the shard failed on rank 1"),
+    "check_fails_on_one_rank": (check_failing_on_rank_one, "ValueError: bad input on rank 1"),
+    "ifru_graph_fails_checks_on_one_rank":
+        (ifru_with_graph_edited_on_rank_one, "ValueError: BCEObjective needs edge_label in {0, 1}"),
+    "sisa_calls_differ":
+        (sisa_unlearn_without_fit_on_rank_one, "RanksDisagree: the ranks made different calls (SISA.fit on rank 0"),
+    "job_counts_differ":
+        (run_jobs_with_rank_counts, "RanksDisagree: the ranks made different calls (run_jobs(2,) on rank 0, run_"),
+    "result_cannot_travel": (run_jobs_with_a_result_that_cannot_travel, "AttributeError: Can't "),
+    "train_frozen_tables":
+        (train_with_rank_frozen_tables, "RanksDisagree: train: the ranks were given different model"),
+    "ifru_frozen_tables":
+        (ifru_with_rank_frozen_tables, "RanksDisagree: IFRU.unlearn: the ranks were given different model"),
+    "sisa_frozen_templates":
+        (sisa_with_rank_frozen_template, "RanksDisagree: SISA.fit: the ranks were given different model"),
+}
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+    """Every case of this module that runs in two ranks, in one launch: rank 0's value per case."""
+    seeds, cache = tmp_path_factory.mktemp("seeds"), tmp_path_factory.mktemp("cache")
+    return launch_each({
+        **{name: (case,) for name, (case, _) in DISAGREEMENTS.items()},
+        "sisa_unseeded": (sisa_with_unseeded_template,),
+        # each pair in order: the second reads the cache the first wrote
+        "bench_same_seeds": (bench_with_rank_seeds, seeds, (0, 0)),
+        "bench_rank_seeds": (bench_with_rank_seeds, seeds, (0, 1)),
+        "bench_computed": (bench_with_rank_zero_cache, cache),
+        "bench_read_back": (bench_with_rank_zero_cache, cache),
+    }, timeout=TIMEOUT)
+
+
+@pytest.mark.parametrize("name", list(DISAGREEMENTS))
+def test_ranks_that_disagree_or_fail_alone_raise_the_same_error_on_every_rank(outcomes, name):
     # Before: training mixed the ranks' batch orders (or LightGCNs of other depths: the same parameters) silently,
     # SISA mixed two partitions' shards, and a rank that skipped its empty request or failed a shard alone left the
     # other waiting in a collective (under torchrun, it then failed with gloo's "Connection closed by peer"); so did
     # a rank whose graph failed unlearn's checks alone.
-    outcomes = launch(case, 2, timeout=TIMEOUT)
-    assert [outcome[:len(expected)] for outcome in outcomes] == [expected, expected], outcomes
+    expected, ranks = DISAGREEMENTS[name][1], case_value(outcomes, name)
+    assert [outcome[:len(expected)] for outcome in ranks] == [expected, expected], ranks
 
 
 @pytest.mark.parametrize("options, message", [
@@ -268,8 +293,8 @@ def sisa_with_unseeded_template() -> list[str]:
     return _every_rank(fitted.model.state_dict())
 
 
-def test_sisa_accepts_templates_that_differ_in_values_only(one_thread):
-    states = launch(sisa_with_unseeded_template, 2, timeout=TIMEOUT)
+def test_sisa_accepts_templates_that_differ_in_values_only(outcomes):
+    states = case_value(outcomes, "sisa_unseeded")
     assert all(torch.equal(states[0][key], states[1][key]) for key in states[0])
 
 
@@ -292,15 +317,15 @@ def bench_with_rank_seeds(out, seeds) -> list[str]:
         params={"kinds": ["edge"], "ratios": [0.05]}, hparams=hparams, out=out if rank == 0 else None)))
 
 
-def test_ranks_that_plan_other_cells_stop_the_bench(tmp_path, one_thread):
+def test_ranks_that_plan_other_cells_stop_the_bench(outcomes):
     """Rank 1 took rank 0's cached records as its own cells' (another seed's figures, said cached; a QA probe)."""
-    assert launch(bench_with_rank_seeds, 2, tmp_path, (0, 0), timeout=TIMEOUT) == ["ok", "ok"]
+    assert case_value(outcomes, "bench_same_seeds") == ["ok", "ok"]
     said = "RanksDisagree: run_bench: the ranks were given different cell"
-    outcomes = launch(bench_with_rank_seeds, 2, tmp_path, (0, 1), timeout=TIMEOUT)  # seed 0 cached on rank 0
-    assert [outcome[:len(said)] for outcome in outcomes] == [said, said], outcomes
+    ranks = case_value(outcomes, "bench_rank_seeds")  # seed 0 cached on rank 0
+    assert [outcome[:len(said)] for outcome in ranks] == [said, said], ranks
 
 
-def test_a_second_bench_run_reads_rank_zero_cache_on_every_rank(tmp_path, one_thread):
+def test_a_second_bench_run_reads_rank_zero_cache_on_every_rank(outcomes):
     # Before: rank 0 read SISA's cell back while rank 1 computed it, and waited in the shards' exchange.
-    assert launch(bench_with_rank_zero_cache, 2, tmp_path, timeout=TIMEOUT) == [[False, False]] * 2
-    assert launch(bench_with_rank_zero_cache, 2, tmp_path, timeout=TIMEOUT) == [[True, True]] * 2
+    assert case_value(outcomes, "bench_computed") == [[False, False]] * 2
+    assert case_value(outcomes, "bench_read_back") == [[True, True]] * 2

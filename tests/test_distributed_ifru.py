@@ -32,6 +32,7 @@ from graphforget.distributed import (TermShare, _digest, collective_device, gath
 from graphforget.influence import training_terms
 from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN
 from graphforget.unlearn import IFRU, SCIF, IFRUConfig
+from helpers import case_value, launch_each
 
 U, I, D = 60, 40, 8
 BCE, BPR = BCEObjective(l2=1e-2), BPRObjective(l2=1e-2)  # an L2 term, to check that it is counted once
@@ -166,13 +167,24 @@ def group_facts(results: list) -> list:
     return gather_results({rank: facts}, size)
 
 
+RESULTS = [(0, "a"), [1, (2.0,)], {"t": (torch.ones(2), 3)}]  # what group_facts's jobs return
+
+
+@pytest.fixture(scope="module")
+def helpers_on_two_ranks():
+    """The cases below run in two ranks, in one launch: rank 0's value per case."""
+    return launch_each({
+        "warnings": (future_warnings,),  # first: a warning torch gives once per process would be missed later
+        "group": (group_facts, RESULTS), "named": (named_jobs,), "typed": (typed_jobs,),
+        "batch_norm": (batch_norm_states,), "dropout": (dropout_draws, True)})
+
+
 @pytest.mark.distributed
-def test_two_ranks_share_jobs_and_terms_and_every_rank_gets_every_result_as_returned():
+def test_two_ranks_share_jobs_and_terms_and_every_rank_gets_every_result_as_returned(helpers_on_two_ranks):
     """IFRU's ranks find their share of the terms from the group (rank 1 of 2 is not one rank doing all of
     it), jobs go round robin, sums add 1 + 2, and results cross over as they were returned (tuples stay
     tuples)."""
-    results = [(0, "a"), [1, (2.0,)], {"t": (torch.ones(2), 3)}]
-    ranks = launch(group_facts, 2, results)
+    ranks = case_value(helpers_on_two_ranks, "group")
     for rank, facts in enumerate(ranks):
         assert facts["share"] == TermShare(rank, 2)
         assert facts["jobs"] == [[0, 2, 4], [1, 3]][rank]
@@ -195,11 +207,11 @@ def named_jobs() -> list:
 
 
 @pytest.mark.distributed
-def test_named_tuples_cross_the_ranks_as_returned():
+def test_named_tuples_cross_the_ranks_as_returned(helpers_on_two_ranks):
     """A job's named tuple reaches every rank as it would in one process: before, moving its tensors to the CPU
     rebuilt it from one generator argument, and two ranks raised a TypeError where one process returned it."""
     expected = named_jobs()  # one process
-    gathered = launch(named_jobs, 2, timeout=60)
+    gathered = case_value(helpers_on_two_ranks, "named")
     assert [type(result) for result in gathered] == [Pair] * 3
     assert [result.name for result in gathered] == [result.name for result in expected] == ["job 0", "job 1", "job 2"]
     assert all(torch.equal(a.value, b.value) for a, b in zip(gathered, expected))
@@ -214,10 +226,10 @@ def typed_jobs() -> list:
 
 
 @pytest.mark.distributed
-def test_dict_types_cross_the_ranks_as_returned():
+def test_dict_types_cross_the_ranks_as_returned(helpers_on_two_ranks):
     """Results from another rank came back as plain dicts: a defaultdict without its factory, a state_dict
     without its ``_metadata`` (what ``load_state_dict`` reads), where one process returned them as they were."""
-    counts, state, ordered = launch(typed_jobs, 2, timeout=60)
+    counts, state, ordered = case_value(helpers_on_two_ranks, "typed")
     assert type(counts) is collections.defaultdict and counts["other"] == [] and counts["job"] == [0]
     assert type(state) is collections.OrderedDict and hasattr(state, "_metadata")  # rank 1's job
     assert type(ordered) is collections.OrderedDict and list(ordered) == ["b", "a"]
@@ -244,10 +256,10 @@ def batch_norm_states() -> list:
 
 
 @pytest.mark.distributed
-def test_data_parallel_ranks_agree_on_running_statistics():
+def test_data_parallel_ranks_agree_on_running_statistics(helpers_on_two_ranks):
     """A BatchNorm over the batch's rows updated each rank's statistics from its share of the batches: the ranks
     ended with different models (and a later data-parallel unlearn refused them as different)."""
-    first, second = launch(batch_norm_states, 2, timeout=60)
+    first, second = case_value(helpers_on_two_ranks, "batch_norm")
     assert all(torch.equal(first[key], second[key]) for key in first)
     assert not torch.equal(first["norm.running_mean"], torch.zeros(8))
 
@@ -272,10 +284,10 @@ def dropout_draws(data_parallel: bool) -> list:
 
 
 @pytest.mark.distributed
-def test_data_parallel_ranks_draw_their_shares_dropout_apart():
+def test_data_parallel_ranks_draw_their_shares_dropout_apart(helpers_on_two_ranks):
     """Every rank seeded torch's global state with the run's seed: a dropout drew the same masks on both halves
     of every batch. Rank r seeds it with seed + r; rank 0 draws as one process does."""
-    first, second = launch(dropout_draws, 2, True, timeout=60)
+    first, second = case_value(helpers_on_two_ranks, "dropout")
     alone, = dropout_draws(False)
     assert len(first) == len(second) == len(alone) > 2 and first == alone and set(first).isdisjoint(second)
 
@@ -292,9 +304,9 @@ def future_warnings() -> list:
 
 
 @pytest.mark.distributed
-def test_data_parallel_training_says_nothing_a_user_cannot_act_on():
+def test_data_parallel_training_says_nothing_a_user_cannot_act_on(helpers_on_two_ranks):
     """torch 2.13 deprecates DistributedDataParallel's broadcast_buffers: every rank printed a FutureWarning."""
-    assert launch(future_warnings, 2, timeout=60) == [[], []]
+    assert case_value(helpers_on_two_ranks, "warnings") == [[], []]
 
 
 def fails_on_rank_one() -> None:
@@ -347,9 +359,10 @@ def test_digests_read_sets_arrays_and_sparse_tensors_whole():
     (identical inputs were refused), and a NumPy array's or a sparse tensor's repr abbreviates ("..."), so that
     arrays differing in one element passed."""
     code = "from graphforget.distributed import _digest; print(_digest({'movies', 'books', 'music', 'games'}))"
-    digests = {subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed},
-                              capture_output=True, text=True, check=True).stdout for seed in ("1", "2", "3")}
-    assert len(digests) == 1
+    processes = [subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed},
+                                  stdout=subprocess.PIPE, text=True) for seed in ("1", "2", "3")]  # side by side
+    digests = {process.communicate()[0] for process in processes}
+    assert [process.returncode for process in processes] == [0, 0, 0] and len(digests) == 1
     array = np.arange(5000.0)
     changed = array.copy()
     changed[2500] = -1.0

@@ -17,6 +17,7 @@ from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN
 from graphforget.objectives import BCEObjective
 from graphforget.train import NoSignalWarning, NotStationaryWarning, TrainConfig, TrainResult, train
 from graphforget.unlearn import METHODS, Retrain, RetrainConfig, UnlearnResult
+from helpers import case_value, data_parallel_gradient, launch_each, train_data_parallel
 
 
 def split_of(seed: int = 0, num_users: int = 200, num_items: int = 120, num_communities: int = 4,
@@ -544,19 +545,39 @@ def test_training_says_when_the_validation_pairs_are_too_few_to_tell():
         train(model, split.train, BCEObjective(l2=1e-2), TrainConfig(epochs=2, batch_size=0), val)
 
 
-@pytest.mark.distributed
-def test_distributed_data_parallel_sums_the_ranks_shares_of_a_batch(one_thread):
-    # Each rank's loss is its share of the batch, not an estimate of it: DistributedDataParallel, which
-    # averages by default, must add the shares up to the whole batch's gradient.
-    from graphforget.distributed import launch
-    from helpers import data_parallel_gradient
-
+def _gradient_case() -> tuple:
+    """A LightGCN, its graph, objective and a batch of 96 positions: ``data_parallel_gradient``'s arguments."""
     graph = planted_communities(60, 40, num_communities=3, interactions_per_user=10, seed=0)
     model = LightGCN(60, 40, 8, num_layers=2)
     model.reset_parameters(0)
     positions = torch.randperm(graph[EDGE].edge_index.size(1), generator=torch.Generator().manual_seed(0))[:96]
-    objective = BCEObjective(l2=1e-2)
-    ranks = launch(data_parallel_gradient, 2, model, graph, objective, positions)
+    return model, graph, BCEObjective(l2=1e-2), positions
+
+
+def _training_case(model_name: str) -> tuple:
+    """A model, its graph, objective, data-parallel config and validation split: ``train_data_parallel``'s
+    arguments."""
+    graph = planted_communities(60, 40, num_communities=3, interactions_per_user=10, seed=0)
+    split = random_split(graph, (0.7, 0.3, 0.0), seed=0)
+    model = (MF(60, 40, 8) if model_name == "mf" else LightGCN(60, 40, 8, num_layers=2))
+    model.reset_parameters(0)
+    config = TrainConfig(epochs=6, lr=0.05, batch_size=64, patience=2, seed=1, data_parallel=True)
+    return model, split.train, BCEObjective(l2=1e-2), config, split.val
+
+
+@pytest.fixture(scope="module")
+def two_ranks():
+    """The data-parallel cases below run in two ranks, in one launch: rank 0's value per case."""
+    return launch_each({"gradient": (data_parallel_gradient, *_gradient_case()),
+                        **{name: (train_data_parallel, *_training_case(name)) for name in ("mf", "lightgcn")}})
+
+
+@pytest.mark.distributed
+def test_distributed_data_parallel_sums_the_ranks_shares_of_a_batch(two_ranks, one_thread):
+    # Each rank's loss is its share of the batch, not an estimate of it: DistributedDataParallel, which
+    # averages by default, must add the shares up to the whole batch's gradient.
+    model, graph, objective, positions = _gradient_case()
+    ranks = case_value(two_ranks, "gradient")
     objective.batch_loss(model, graph, positions, 1).backward()
     for param, summed in zip(model.parameters(), ranks):
         assert torch.allclose(summed, param.grad, rtol=1e-5, atol=1e-8)
@@ -565,19 +586,11 @@ def test_distributed_data_parallel_sums_the_ranks_shares_of_a_batch(one_thread):
 
 @pytest.mark.distributed
 @pytest.mark.parametrize("model_name", ["mf", "lightgcn"])
-def test_data_parallel_training_on_two_ranks_matches_one_process(model_name, one_thread):
+def test_data_parallel_training_on_two_ranks_matches_one_process(two_ranks, model_name, one_thread):
     # Each rank takes every other edge of a batch and the gradients are summed across the ranks: the
     # same updates as one process up to the order of float32 sums, early stopping included.
-    from graphforget.distributed import launch
-    from helpers import train_data_parallel
-
-    graph = planted_communities(60, 40, num_communities=3, interactions_per_user=10, seed=0)
-    split = random_split(graph, (0.7, 0.3, 0.0), seed=0)
-    model = (MF(60, 40, 8) if model_name == "mf" else LightGCN(60, 40, 8, num_layers=2))
-    model.reset_parameters(0)
-    config = TrainConfig(epochs=6, lr=0.05, batch_size=64, patience=2, seed=1, data_parallel=True)
-    double = launch(train_data_parallel, 2, model, split.train, BCEObjective(l2=1e-2), config, split.val)
-    single = train_data_parallel(model, split.train, BCEObjective(l2=1e-2), config, split.val)  # trains in place
+    double = case_value(two_ranks, model_name)
+    single = train_data_parallel(*_training_case(model_name))
     assert [row["epoch"] for row in single[1]] == [row["epoch"] for row in double[1]]
     for key, value in single[0].items():
         assert torch.allclose(value, double[0][key], atol=2e-5), key
