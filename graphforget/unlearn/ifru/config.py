@@ -223,7 +223,8 @@ class IFRUConfig:
         spillover: add the spillover influence of the changed computational graph (``D_c``).
         prune: ratios :math:`(a_0, ..., a_K)` of Algorithm 1, one per order (``hops`` unset: the model's
             receptive field, checked when IFRU is built; ``None``: keep every node the importance reaches).
-            The request's own users and items are always kept.
+            The request's own users and items are always kept; they are the nodes of order 0, so :math:`a_0` has no
+            effect (Algorithm 1 keeps the top :math:`a_0` of them).
         hops: orders of importance propagation :math:`K` (``None``: the model's receptive field).
         curvature: ``gauss_newton`` (default): :math:`J^\\top \\nabla^2_z \\ell\\, J + \\lambda_2 I` of the real
             objective through the propagation, positive definite; ``exact``: the full Hessian, which is
