@@ -742,6 +742,9 @@ def test_pruned_rows_are_not_widened_for_the_newton_steps(problem, one_thread):
     info = IFRU(model, graph, objective, IFRUConfig(prune=(1.0,))).unlearn(request).info
     assert not info["widened"] and info["trusted"] and info["kept_nodes"] == request.size(1) * 2
     assert info["newton_stop"] == "converged"
+    # a_0 has no effect: the nodes of order 0 are the request's own, always kept
+    assert IFRU(model, graph, objective, IFRUConfig(prune=(0.0,))).unlearn(request).info["kept_nodes"] == \
+        info["kept_nodes"]
 
 
 @pytest.mark.parametrize("receptive_field", [-1, 1.5, True, None])
