@@ -349,6 +349,9 @@ def _model_path(run: str) -> Path:
     if not path.is_file() and (Path(run) / "metrics.json").is_file():  # unlearn's output of an ensemble (SISA)
         raise UsageError(f"graphforget: error: no model.pt in {run}: the method's result is not one model of the run's "
                          f"class, so only its metrics were kept ({Path(run) / 'metrics.json'})")
+    if not path.is_file() and (Path(run) / "results.json").is_file():
+        raise UsageError(f"graphforget: error: no model.pt in {run}: it holds a `graphforget bench` output "
+                         "(results.json), not a run: give the directory a `train` run wrote")
     if not path.is_file():
         raise UsageError(f"graphforget: error: no model.pt in {run} (make one with `graphforget train --out {run}`)")
     return path
@@ -827,10 +830,13 @@ def _exists_is_usage_error():
 def _run_dir(run: str) -> Path:
     """``--run``: a directory holding ``run.json`` (checked before any work)."""
     path = Path(run).expanduser()
-    if not (path / "run.json").is_file():
-        raise UsageError(f"graphforget: error: --run {run} is not a run directory (no run.json; make one with "
-                         f"`graphforget fit`)")
-    return path
+    if (path / "run.json").is_file():
+        return path
+    held = ("a `graphforget bench` output (results.json)" if (path / "results.json").is_file() else
+            "a `graphforget train` or `unlearn` output (metrics.json), on a protocol's data"
+            if (path / "metrics.json").is_file() else None)
+    raise UsageError(f"graphforget: error: --run {run} is not a run directory (no run.json; make one with "
+                     f"`graphforget fit`)" + (f": it holds {held}" if held else ""))
 
 
 def _id_list(text: str, flag: str) -> list[str]:

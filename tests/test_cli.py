@@ -482,6 +482,18 @@ def test_missing_model_and_unknown_method_on_a_run(trained_run, tmp_path, capsys
     code, _, err = run_cli(capsys, "evaluate", "--run", str(trained_run / "model.pt"))
     assert code == 2 and err.count("\n") == 1 and "is not a run directory: give the directory" in err
     assert "train --out" not in err
+    # the other commands' outputs are named: the advice `graphforget train --out DIR` would fail on a folder in use
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "results.json").write_text("{}")
+    code, _, err = run_cli(capsys, "evaluate", "--run", str(bench))
+    assert code == 2 and err == (f"graphforget: error: no model.pt in {bench}: it holds a `graphforget bench` output "
+                                 "(results.json), not a run: give the directory a `train` run wrote\n")
+    for run, held in ((bench, "a `graphforget bench` output (results.json)"),
+                      (trained_run, "a `graphforget train` or `unlearn` output (metrics.json), on a protocol's data")):
+        code, _, err = run_cli(capsys, "verify", "--run", str(run))
+        assert code == 2 and err == (f"graphforget: error: --run {run} is not a run directory (no run.json; make one "
+                                     f"with `graphforget fit`): it holds {held}\n")
     code, _, err = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "nope", "--out", str(tmp_path))
     assert code == 2 and err.count("\n") == 1 and "unknown method 'nope'" in err
     code, _, err = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "ifru", "--option", "bogus=1",
