@@ -1304,6 +1304,16 @@ def main(argv: list[str] | None = None) -> int:
         return 141  # 128 + SIGPIPE, as a shell reports a reader that left
 
 
+def _refuse_ranks() -> None:
+    """The command line is one process: under ``torchrun`` every rank ran the whole command, and all but the first
+    found ``--out`` taken."""
+    ranks = os.environ.get("WORLD_SIZE", "1")
+    if ranks.strip() not in ("", "1"):
+        raise UsageError(f"graphforget: error: the command line runs in one process, and WORLD_SIZE={ranks} (torchrun?) "
+                         "would run the whole command once per rank: run it without torchrun, or call the Python API "
+                         "from a script under torchrun (graphforget.distributed.init_from_env; see the methods page)")
+
+
 def _run(parser: argparse.ArgumentParser, argv: list[str] | None, debug: bool) -> int:
     """Parses ``argv`` and runs its command; errors of the input become one line and an exit status."""
     try:
@@ -1311,6 +1321,7 @@ def _run(parser: argparse.ArgumentParser, argv: list[str] | None, debug: bool) -
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s")
         _check_threads(args.threads)
+        _refuse_ranks()
         if args.threads:
             torch.set_num_threads(args.threads)
         return args.func(args)

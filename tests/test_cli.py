@@ -475,6 +475,18 @@ def test_an_ensembles_output_is_not_evaluated_and_says_why(trained_run, tmp_path
     assert code == 2 and err.count("\n") == 1 and "only its metrics were kept" in err and "train --out" not in err
 
 
+def test_the_command_line_refuses_to_run_once_per_rank(capsys, monkeypatch):
+    """Under torchrun every rank ran the whole command, and rank 1 found --out taken (a QA probe)."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    code, out, err = run_cli(capsys, "methods")
+    assert code == 2 and out == "" and err == (
+        "graphforget: error: the command line runs in one process, and WORLD_SIZE=2 (torchrun?) would run the whole "
+        "command once per rank: run it without torchrun, or call the Python API from a script under torchrun "
+        "(graphforget.distributed.init_from_env; see the methods page)\n")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert run_cli(capsys, "methods")[0] == 0
+
+
 def test_missing_model_and_unknown_method_on_a_run(trained_run, tmp_path, capsys):
     code, _, err = run_cli(capsys, "evaluate", "--run", str(tmp_path))
     assert code == 2 and err.count("\n") == 1 and "no model.pt in" in err
