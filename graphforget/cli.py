@@ -1309,9 +1309,10 @@ def _refuse_ranks() -> None:
     found ``--out`` taken."""
     ranks = os.environ.get("WORLD_SIZE", "1")
     if ranks.strip() not in ("", "1"):
-        raise UsageError(f"graphforget: error: the command line runs in one process, and WORLD_SIZE={ranks} (torchrun?) "
-                         "would run the whole command once per rank: run it without torchrun, or call the Python API "
-                         "from a script under torchrun (graphforget.distributed.init_from_env; see the methods page)")
+        raise UsageError(f"graphforget: error: the command line runs in one process, and WORLD_SIZE={ranks} "
+                         "(torchrun?) would run the whole command once per rank: run it without torchrun, or call the "
+                         "Python API from a script under torchrun (graphforget.distributed.init_from_env; see the "
+                         "methods page)")
 
 
 def _run(parser: argparse.ArgumentParser, argv: list[str] | None, debug: bool) -> int:
