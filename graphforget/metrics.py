@@ -71,7 +71,9 @@ def auc_standard_error(auc_value: float, num_positive: int, num_negative: int) -
 
 
 def auc_groups(scores: Tensor, test_edges: Tensor, labels: Tensor, request: Tensor | None) -> dict[str, float]:
-    """AUC_0 on all test pairs, AUC_1 on pairs whose user OR item is in ``V(D_r)``, AUC_2 on user AND item.
+    """AUC_0 on all test pairs, AUC_1 on pairs whose user OR item is in ``V(D_r)``, AUC_2 on user AND item; NaN for a
+    group without both labels (a small request can leave AUC_2 with no pair, or one), written ``null`` in JSON and
+    ``-`` in the command line's tables.
 
     Args:
         scores: ``[T]`` predicted scores of the test pairs.
@@ -130,7 +132,7 @@ def _scores(model, graph: HeteroData, edges: Tensor, what: str) -> Tensor:
 def evaluate_auc(model, graph: HeteroData, test: HeteroData, request: Tensor | None = None, *,
                  what: str = "the test set") -> dict[str, float]:
     """AUC_0/1/2 of ``model`` run on its training ``graph``, on the labelled pairs of ``test`` (``what`` they are, in
-    an error: validation pairs are not the test set).
+    an error: validation pairs are not the test set); NaN for a group without both labels (:func:`auc_groups`).
 
     Raises:
         ValueError: the model's tables or the test pairs' ids do not fit the graph, a test pair stored twice or

@@ -188,7 +188,8 @@ def _matched(graph: HeteroData, pairs: Tensor, seed: int, num_buckets: int) -> t
     if by_item.any():
         matched, kept = _matched_by_item(graph, pairs, matched, kept, by_item, seed, num_buckets)
     if matched.size(1) < pairs.size(1):
-        log.warning("%d of %d requested edges have no matched non-member (they are left out of the comparison): %s",
+        log.warning("%d of %d requested edges have no matched non-member (verify's sign test leaves them out, its "
+                    "other figures count them): %s",
                     pairs.size(1) - matched.size(1), pairs.size(1), _why_unmatched(kept, by_item))
     return matched.to(graph[EDGE].edge_index.device), kept, positions
 
@@ -508,7 +509,9 @@ class ForgettingReport:
         request_edges: number of requested edges :math:`|D_r|`.
         matched: requested edges with a matched non-member (the non-member count).
         unmatched: requested edges without one (their users have fewer items without an edge than requested edges,
-            or their item, withdrawn whole, has fewer users without it than removed pairs); never silent.
+            or their item, withdrawn whole, has fewer users without it than removed pairs); never silent. The sign
+            test (``below_match``, ``over_forgetting_p``), which compares each edge with its match, leaves them out;
+            the probabilities, MI-BF, MI-NG and the attack count them among the requested edges.
         in_graph: requested edges still in the model's graph (0 after a deletion).
         request_probability: mean :math:`\\sigma(\\hat y)` of the requested edges, the model on its graph.
         non_member_probability: the same for the matched non-members.
@@ -587,7 +590,7 @@ class ForgettingReport:
 
 
 _TABLE_ROWS = (("request_edges", "requested edges"), ("matched", "matched non-members"),
-               ("unmatched", "unmatched (dropped)"), ("in_graph", "requested edges in graph"),
+               ("unmatched", "unmatched (no sign-test vote)"), ("in_graph", "requested edges in graph"),
                ("request_probability", "P(requested edges)"), ("non_member_probability", "P(non-members)"),
                ("mi_bf", "MI-BF"), ("mi_ng", "MI-NG"), ("mia_statistic", "MIA statistic"),
                ("before_mia_auc", "MIA AUC before"),

@@ -153,8 +153,8 @@ def test_pairs_of_a_withdrawn_item_without_enough_users_to_match_are_dropped_for
     request = edges[:, edges[1] == 0]  # item 0, withdrawn whole: only user 4 is without it
     with caplog.at_level("WARNING", logger="graphforget.verify"):
         assert matched_non_members(graph, request).size(1) == 1
-    assert ("3 of 4 requested edges have no matched non-member (they are left out of the comparison): 3 of items "
-            "withdrawn whole, which fewer users are without than the item has removed pairs") in caplog.text
+    assert ("3 of 4 requested edges have no matched non-member (verify's sign test leaves them out, its other "
+            "figures count them): 3 of items withdrawn whole, which fewer users are without than the item has removed pairs") in caplog.text
     everyone = make_interactions(edges[:, :8], None, 4, 5)
     with pytest.raises(ValueError, match=r"or every user one with the withdrawn items\), so membership cannot be"):
         verify_forgetting(TableModel(torch.zeros(4, 5)), remove_edges(everyone, request), request,
@@ -195,11 +195,14 @@ def test_a_user_with_every_item_is_dropped_and_counted(caplog):
     dense = make_interactions(torch.tensor([[0, 0, 0, 1], [0, 1, 2, 3]]), None, 2, 5)
     with caplog.at_level("WARNING", logger="graphforget.verify"):
         assert matched_non_members(dense, torch.tensor([[0, 0, 0], [0, 1, 2]])).size(1) == 2
-    assert ("1 of 3 requested edges have no matched non-member (they are left out of the comparison): 1 whose users "
-            "have fewer items without an edge") in caplog.text
+    assert ("1 of 3 requested edges have no matched non-member (verify's sign test leaves them out, its other "
+            "figures count them): 1 whose users have fewer items without an edge") in caplog.text
     model = TableModel(torch.zeros(2, 3))
     report = verify_forgetting(model, remove_edges(graph, request), request, before=(model, graph))
     assert (report.request_edges, report.matched, report.unmatched) == (2, 1, 1)
+    scored = TableModel(torch.tensor([[0.0, 1.0, 2.0], [0.0, 0.0, 0.0]]))  # the unmatched edge still counts
+    figures = verify_forgetting(scored, remove_edges(graph, request), request, before=(scored, graph))
+    assert figures.request_probability == pytest.approx(float(torch.sigmoid(torch.tensor([0.0, 1.0])).mean()))
     assert math.isnan(report.mia_auc) and report.to_dict()["mia_auc"] is None  # one non-member: no attack
 
 

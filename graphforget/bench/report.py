@@ -44,7 +44,7 @@ LEGEND = (
     (("original_auc_0", "original_recall@20"), "original_*: the Original's (the model before unlearning)"),
     (("completeness_auc_0", "completeness_auc_1", "completeness_recall@20"),
      "completeness_*: (method - Original) / (Retrain - Original) of the figure, the share of Retrain's change the "
-     "method makes (1: as Retrain)"),
+     "method makes (1: as Retrain), computed per seed and then averaged (not from the means shown)"),
     (("recall@20",), "recall@20: all-item ranking on the test set, the model's training interactions masked"),
     (("recall@20_retrain",), "recall@20_retrain: the matching Retrain's"),
     (("clean_recall@20",), "clean_recall@20: a model trained without the adversarial edges"),
@@ -77,7 +77,7 @@ def _legend(result, columns: list[str]) -> str:
 
 
 def _fmt(stat: dict | None, seeds: int | None = None) -> str:
-    """``mean ± half-width`` (3 significant decimals), ``-`` when not measured, with ``(n=k)`` where only ``k`` of
+    """``mean ± half-width`` (3 decimals, 1 from 100 on), ``-`` when not measured, with ``(n=k)`` where only ``k`` of
     the group's ``seeds`` gave a finite value (the others are left out of the interval)."""
     if not stat or stat.get("mean") is None:
         return "-"
