@@ -131,8 +131,9 @@ def _scores(model, graph: HeteroData, edges: Tensor, what: str) -> Tensor:
 @torch.no_grad()
 def evaluate_auc(model, graph: HeteroData, test: HeteroData, request: Tensor | None = None, *,
                  what: str = "the test set") -> dict[str, float]:
-    """AUC_0/1/2 of ``model`` run on its training ``graph``, on the labelled pairs of ``test`` (``what`` they are, in
-    an error: validation pairs are not the test set); NaN for a group without both labels (:func:`auc_groups`).
+    """AUC_0 of ``model`` run on its training ``graph``, on the labelled pairs of ``test`` (``what`` they are, in an
+    error: validation pairs are not the test set), and AUC_1/2 with a ``request``; NaN for a group without both
+    labels (:func:`auc_groups`).
 
     Raises:
         ValueError: the model's tables or the test pairs' ids do not fit the graph, a test pair stored twice or
@@ -174,7 +175,8 @@ def completeness(method: float, original: float, retrain: float) -> float:
     """``(method - original) / (retrain - original)``: 1 means as good as retraining; NaN where Retrain did not move
     the metric (no gain to measure against)."""
     gap = retrain - original
-    return float("nan") if gap == 0 else (method - original) / gap
+    # + 0.0: a method that did not move the metric is 0, not the -0.0 of 0 over a negative gap ("-0%" in a table)
+    return float("nan") if gap == 0 else (method - original) / gap + 0.0
 
 
 def _all_item_scores(model, graph: HeteroData) -> Callable[[Tensor], Tensor]:

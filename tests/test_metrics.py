@@ -117,6 +117,8 @@ def test_completeness():
     assert completeness(0.6, 0.6, 0.8) == pytest.approx(0.0)
     assert completeness(0.5, 0.6, 0.8) == pytest.approx(-0.5)
     assert math.isnan(completeness(0.7, 0.6, 0.6))
+    # a method that did not move the metric while Retrain lowered it: 0, not -0.0 (the demo printed "-0%")
+    assert math.copysign(1.0, completeness(0.5, 0.5, 0.4)) == 1.0
 
 
 # --------------------------------------------------------------------------------------------- ranking
