@@ -73,6 +73,20 @@ def test_integer_labels_substitute_and_step_as_float_labels(graph, dtype):
     assert (expected.user_emb.weight != model.user_emb.weight).any()
     for a, b in zip(result.parameters(), expected.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+def test_a_float64_model_gets_float64_substitutes_from_float32_labels():
+    """A user's mean of 1/3, rounded to the graph's float32 labels, moved a float64 model's step by 1e-8 from the same
+    labels stored in float64 (a QA probe): the substitutes take the model's precision."""
+    edges, labels = torch.tensor([[0, 0, 0, 0, 1, 1], [0, 1, 2, 3, 0, 2]]), torch.tensor([1., 1., 0., 0., 1., 0.])
+    single, double = make_interactions(edges, labels, 2, 4), make_interactions(edges, labels, 2, 4)
+    double[EDGE].edge_label = labels.double()
+    model = MF(2, 4, 3).double()
+    model.reset_parameters(0)
+    request = torch.tensor([[0], [0]])  # user 0 keeps {1, 0, 0}: 1/3
+    first, second = (SCIF(model, g, BCEObjective(l2=1.0)).unlearn(request).model for g in (single, double))
+    assert (first.user_emb.weight != model.user_emb.weight).any()
+    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
+
+
 @pytest.mark.parametrize("kind", ["mf", "lightgcn"])
 def test_only_request_rows_change_and_step_matches_direct_formula(graph, kind):
     model = (MF(4, 5, 3) if kind == "mf" else LightGCN(4, 5, 3, num_layers=1)).double()
@@ -148,7 +162,7 @@ def test_newton_steps_reach_the_minimiser_of_the_relabelled_objective():
     users, items = request[0].unique(), request[1].unique()
     remaining = result.graph[EDGE]
     pairs = torch.cat([remaining.edge_index, request], 1)
-    labels = torch.cat([remaining.edge_label.double(), substitute_labels(result.graph, request).double()])
+    labels = torch.cat([remaining.edge_label.double(), substitute_labels(result.graph, request, torch.float64)])
     user_table, item_table = model.user_emb.weight.detach(), model.item_emb.weight.detach()
     split = users.numel() * user_table.size(1)
 

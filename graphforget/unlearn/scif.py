@@ -14,12 +14,13 @@ from .ifru import IFRU, IFRUConfig
 __all__ = ["SCIF", "substitute_labels"]
 
 
-def substitute_labels(remaining: HeteroData, request) -> torch.Tensor:
+def substitute_labels(remaining: HeteroData, request, dtype: torch.dtype | None = None) -> torch.Tensor:
     """The label each removed (user, item) pair gets in SCIF: the user's mean remaining label.
 
     Where the user has no remaining edge, the item's mean; where neither has one, the global mean. Integer and
     bool 0/1 labels give floating-point means (``mean`` refused them, and a bool sum is a logical or), in the labels'
-    own floating dtype; the sums are float64 (a bfloat16 sum stopped at 256: 599 labels of 1 had a mean of 0.43).
+    own floating dtype, or ``dtype``; the sums are float64 (a bfloat16 sum stopped at 256: 599 labels of 1 had a mean
+    of 0.43).
 
     Raises:
         ValueError: ``request`` is not a ``[2, R]`` tensor of distinct (user, item) ids of ``remaining``'s node ranges
@@ -27,7 +28,8 @@ def substitute_labels(remaining: HeteroData, request) -> torch.Tensor:
     """
     request = validate_pairs(remaining, request).to(remaining[EDGE].edge_index.device)
     ei, label = remaining[EDGE].edge_index, remaining[EDGE].edge_label
-    dtype = label.dtype if label.is_floating_point() else torch.get_default_dtype()
+    if dtype is None:
+        dtype = label.dtype if label.is_floating_point() else torch.get_default_dtype()
     label = label.double()
     def means(ids, count):
         total = torch.zeros(count, dtype=label.dtype, device=label.device).index_add_(0, ids, label)
@@ -79,6 +81,8 @@ class SCIF(IFRU):
             raise ValueError("SCIF substitutes labels, so it needs a labelled objective (BCEObjective)")
 
     def _replacement_terms(self, removed: Terms, request, remaining: HeteroData) -> Terms:
-        labels = substitute_labels(remaining, request)  # means: floating point even where the labels are not
-        dtype = torch.promote_types(removed.target.dtype, labels.dtype)
-        return Terms(removed.edge_label_index, labels.to(removed.target.device, dtype))
+        # means: floating point even where the labels are not, and in a float64 model's precision where the labels
+        # are float32 (rounded to them, the targets moved a float64 model's step by 1e-8)
+        model = next((p.dtype for p in self.model.parameters() if p.is_floating_point()), removed.target.dtype)
+        dtype = torch.promote_types(removed.target.dtype, model)
+        return Terms(removed.edge_label_index, substitute_labels(remaining, request, dtype).to(removed.target.device))
