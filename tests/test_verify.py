@@ -154,7 +154,8 @@ def test_pairs_of_a_withdrawn_item_without_enough_users_to_match_are_dropped_for
     with caplog.at_level("WARNING", logger="graphforget.verify"):
         assert matched_non_members(graph, request).size(1) == 1
     assert ("3 of 4 requested edges have no matched non-member (verify's sign test leaves them out, its other "
-            "figures count them): 3 of items withdrawn whole, which fewer users are without than the item has removed pairs") in caplog.text
+            "figures count them): 3 of items withdrawn whole, which fewer users are without than the item has "
+            "removed pairs") in caplog.text
     everyone = make_interactions(edges[:, :8], None, 4, 5)
     with pytest.raises(ValueError, match=r"or every user one with the withdrawn items\), so membership cannot be"):
         verify_forgetting(TableModel(torch.zeros(4, 5)), remove_edges(everyone, request), request,
