@@ -1020,7 +1020,8 @@ def _add_workflow_commands(sub) -> None:
     what.add_argument("--items", metavar="ID[,ID...]", help="items whose every training edge is forgotten")
     what.add_argument("--edges", metavar="FILE", help="a file of 'user item' lines (observed interactions: "
                       "training edges are unlearned, validation and test pairs dropped); a first line of column "
-                      "names such as 'user,item' or 'userId movieId' is skipped unless they are ids of the run")
+                      "names such as 'user,item' or 'userId movieId' is skipped unless they are ids of the run, and "
+                      "'#' starts a comment at a line's start or after a space (quote an id that starts with it)")
     p.add_argument("--encoding", default="utf-8", help="the --edges file's text encoding (default utf-8; e.g. latin-1)")
     p.add_argument("--local-ids", action="store_true", help="ids are the run's local ids, not the data file's")
     p.add_argument("--run", required=True, help="the run to forget from (from fit or forget)")

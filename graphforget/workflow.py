@@ -734,7 +734,9 @@ def read_edges_file(path: str | os.PathLike, run: Run | None = None, encoding: s
     A first line of column names (``user``, ``user_id``, ``userId`` or ``uid``, then ``item``, ``item_id``,
     ``itemId``, ``iid``, ``movie``, ``movie_id`` or ``movieId``, or the CSV columns the run was fitted from; any case)
     is skipped when ``run`` is given and neither name is one of its raw ids. Raw ids can be any strings, so without
-    ``run`` (or in a run with a user called ``user``) the line is a pair like any other.
+    ``run`` (or in a run with a user called ``user``) the line is a pair like any other. Likewise a comment that, read
+    as a line, names a user and an item of ``run`` (``#u5,m439``, where ``#u5`` is a user) is refused: quote the id
+    (``"#u5",m439``) to request the pair.
 
     Args:
         path: the edges file.
@@ -743,8 +745,9 @@ def read_edges_file(path: str | os.PathLike, run: Run | None = None, encoding: s
 
     Raises:
         FileNotFoundError, IsADirectoryError: a missing file, or a folder.
-        ValueError: a path that is neither a regular file nor a pipe (a device), an empty file, or a line without
-            exactly two fields or not in ``encoding``, naming the file and line; an unknown encoding.
+        ValueError: a path that is neither a regular file nor a pipe (a device), an empty file, a line without
+            exactly two fields or not in ``encoding``, or a comment that names a pair of ``run``, naming the file and
+            line; an unknown encoding.
     """
     path = require_file(Path(path).expanduser(), "edges file", pipe=True)  # read once: forget --edges <(grep ...)
     pairs = []
@@ -753,6 +756,8 @@ def read_edges_file(path: str | os.PathLike, run: Run | None = None, encoding: s
     text = read_text(path, encoding, "pass its encoding (forget --encoding latin-1, ...) or save it as UTF-8")
     for number, line in enumerate(re.split(r"\r\n|\r|\n", text), start=1):
         fields = _edge_fields(line)
+        if run is not None:
+            _refuse_commented_pair(line, fields, run, f"{path}, line {number}")
         if not fields:
             continue
         if len(fields) != 2:
@@ -765,17 +770,29 @@ def read_edges_file(path: str | os.PathLike, run: Run | None = None, encoding: s
     return pairs
 
 
-def _edge_fields(line: str) -> list[str]:
+def _edge_fields(line: str, comments: bool = True) -> list[str]:
     """The fields of an edges file's line: split at commas, else at tabs, else at spaces, so that a CSV's ids with
     spaces ('John Smith,m4') stay whole; '#' starts a comment at the line's start or after a space only, as ids can
     hold it ('Zoë#2'). Blank fields are dropped ('u1,m2,' is a pair); with commas the line is CSV, as fit read it
-    ('"Smith, J",m1' names the user 'Smith, J')."""
-    text = re.split(r"(?:^|\s)#", line, maxsplit=1)[0]
+    ('"Smith, J",m1' names the user 'Smith, J'). ``comments=False``: the whole line, '#' read as text."""
+    text = re.split(r"(?:^|\s)#", line, maxsplit=1)[0] if comments else line
     if "," in text:
         fields = next(csv.reader([text], skipinitialspace=True))
     else:
         fields = text.split("\t" if "\t" in text else None)
     return [field.strip() for field in fields if field.strip()]
+
+
+def _refuse_commented_pair(line: str, fields: list[str], run: Run, where: str) -> None:
+    """Raises ``ValueError`` where ``line``'s comment hides a pair of ``run``: a user whose raw id starts with '#'
+    (``fit`` reads it as an id) was skipped as a comment line, and its pairs were left in the model without a word."""
+    whole = _edge_fields(line, comments=False)
+    if whole == fields or len(whole) != 2:
+        return
+    if all(raw_to_local(run.graph[node].raw_id, [name])[1][0] for name, node in zip(whole, ("user", "item"))):
+        raise ValueError(f"{where}: {line.strip()!r} reads as a comment ('#'), but names user {whole[0]!r} and item "
+                         f"{whole[1]!r} of the run: quote the id that starts with '#' to request the pair, or delete "
+                         "the line")
 
 
 def _is_header(pair: tuple[str, str], run: Run) -> bool:
