@@ -1021,6 +1021,17 @@ def test_the_device_is_in_the_key():
     assert plan_cells("attack", source, TINY, ["ifru"], 1, params, {})[0].key == keys["cpu"]
 
 
+def test_the_thread_count_is_in_the_key(monkeypatch):
+    """IFRU's sums run in another order on 2 threads (its AUC moved by 2e-5): a run resumed with --threads 2 served the
+    1-thread cells as its own (a QA probe)."""
+    source, params = DataSource("synthetic", negatives=1), PROTOCOLS["attack"].defaults(True)
+    keys = set()
+    for threads in (1, 2):
+        monkeypatch.setattr(torch, "get_num_threads", lambda threads=threads: threads)
+        keys.add(plan_cells("attack", source, TINY, ["ifru"], 1, params, {})[0].key)
+    assert len(keys) == 2
+
+
 def test_a_named_dataset_is_keyed_by_its_file(tmp_path):
     """Its key held the root only (none at all when found through $GRAPHFORGET_DATA): a replaced u.data reused the
     cells of the old one."""
