@@ -756,7 +756,7 @@ def read_edges_file(path: str | os.PathLike, run: Run | None = None, encoding: s
     text = read_text(path, encoding, "pass its encoding (forget --encoding latin-1, ...) or save it as UTF-8")
     for number, line in enumerate(re.split(r"\r\n|\r|\n", text), start=1):
         fields = _edge_fields(line)
-        if run is not None:
+        if run is not None and "#" in line:  # only a line with a comment is parsed again
             _refuse_commented_pair(line, fields, run, f"{path}, line {number}")
         if not fields:
             continue
