@@ -39,7 +39,8 @@ from .io import atomic_write, tensors_sha256, to_jsonable, write_json
 from .metrics import auc_standard_error, evaluate_auc
 from .models import ENTRY_POINT_GROUP, MODELS, load_model, registered_model, save_model
 from .presets import TRAININGS, Hyperparameters, default_hparams, recorded_objective
-from .protocols.attack import AUC_KEYS, DATASET_NAMES, AttackData, prepare_attack_data, run_attack
+from .protocols.attack import (AUC_KEYS, DATASET_NAMES, RAW_FILES, AttackData, prepare_attack_data, raw_data_file,
+                               run_attack)
 from .runs import load_run, publish, refuse_taken, temporary_prefix
 from .train import train
 from .unlearn import METHODS, UnlearningFailed, UntrustedWarning, build_unlearner, method_config
@@ -309,7 +310,7 @@ def _load_run(run: str, device: str, root: str | None = None):
                 if (path.parent / "run.json").is_file() else " (no run information)")
         raise UsageError(f"graphforget: error: {path} was not written by `graphforget train`{hint}")
     _check_train_record(path, info)
-    recorded = info["root"] if info["root"] is not None and Path(info["root"]).is_dir() else None
+    recorded = info["root"] if _holds_data(info["root"], info["dataset"]) else None
     data = prepare_attack_data(info["dataset"], recorded if root is None else root, info["attack_ratio"],
                                wrapped_seed(info["seed"]), synthetic_fallback=False)
     heldout = info.get("heldout_fingerprint")  # absent from runs written before it was recorded
@@ -317,6 +318,13 @@ def _load_run(run: str, device: str, root: str | None = None):
         raise UsageError(f"graphforget: error: the data rebuilt for {run} differs from the data it was trained on "
                          f"({data.source})")
     return model.to(device), checkpoint, data
+
+
+def _holds_data(root: str | None, dataset: str) -> bool:
+    """Whether the run's recorded data directory still holds its dataset's file: a folder whose dataset was moved out
+    of it had stopped the search there, before ``$GRAPHFORGET_DATA`` (which held the same file)."""
+    return root is not None and Path(root).is_dir() and (dataset not in RAW_FILES or
+                                                         raw_data_file(dataset, root) is not None)
 
 
 #: What a ``train`` checkpoint's run record holds, by kind (``root`` may be ``None``; the rest are checked on use).

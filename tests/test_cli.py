@@ -728,6 +728,9 @@ def test_a_train_run_whose_data_moved_is_rebuilt_from_root_or_where_the_library_
     (tmp_path / "a").rename(tmp_path / "b")
     code, out, err = run_cli(capsys, "evaluate", "--run", str(run))  # the library's data: the same ML-100K
     assert code == 0 and json.loads(out)["method"] == "original", err
+    (tmp_path / "a").mkdir()  # the recorded folder is back, without the dataset: it stopped the search (a QA probe)
+    code, out, err = run_cli(capsys, "evaluate", "--run", str(run))
+    assert code == 0 and json.loads(out)["method"] == "original", err
     assert run_cli(capsys, "evaluate", "--run", str(run), "--root", str(tmp_path / "b"))[0] == 0
     code, _, err = run_cli(capsys, "unlearn", "--run", str(run), "--root", str(tmp_path / "b"), "--method", "ifru",
                            "--out", str(tmp_path / "u"), "--quiet")
