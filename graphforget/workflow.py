@@ -228,8 +228,8 @@ def _as_int(value) -> int | None:
 # ------------------------------------------------------------------------------------------------ splitting
 
 def _remap(part: HeteroData, onto: HeteroData) -> HeteroData:
-    """``part``'s pairs in ``onto``'s local ids (through the raw ids), with their labels and ``observed`` flags (a
-    sampled negative stays one); pairs with an unknown node dropped."""
+    """``part``'s pairs in ``onto``'s local ids (through the raw ids), with their labels, ``observed`` flags (a
+    sampled negative stays one) and ``onto``'s raw ids; pairs with an unknown node dropped."""
     ends, store = [], part[EDGE]
     for k, node in enumerate(("user", "item")):
         raw = node_values(part[node].raw_id, store.edge_index[k])  # a one-pair part: a list of one id
@@ -239,8 +239,11 @@ def _remap(part: HeteroData, onto: HeteroData) -> HeteroData:
         log.info("dropped %d of the test file's %d pairs (%d interactions) whose user or item has no training edge",
                  int((~keep).sum()), keep.numel(), int((~keep & (store.edge_label > 0)).sum()))
     observed = store.observed[keep] if "observed" in store else None
-    return make_interactions(torch.stack([ends[0][keep], ends[1][keep]]), store.edge_label[keep], num_users(onto),
-                             num_items(onto), observed)
+    remapped = make_interactions(torch.stack([ends[0][keep], ends[1][keep]]), store.edge_label[keep], num_users(onto),
+                                 num_items(onto), observed)
+    for node in ("user", "item"):  # its ids are onto's now, and so are their raw ids
+        remapped[node].raw_id = onto[node].raw_id
+    return remapped
 
 
 def with_negatives(graph: HeteroData, ratio: int, seed: int = 0) -> HeteroData:

@@ -2339,6 +2339,8 @@ def test_prepare_split_binarises_a_test_graph_of_ratings_at_the_threshold():
     store = split.test[EDGE]
     expected = [float(rating[str(users[u]), str(items[i])] >= 4) for u, i in store.edge_index.t().tolist()]
     assert len(expected) == 20 and store.edge_label.tolist() == expected and 0 < sum(expected) < 20
+    for part in (split.train, split.val, split.test):  # raw_id on every part: the test part had none (a QA probe)
+        assert all(np.array_equal(part[node].raw_id, split.train[node].raw_id) for node in ("user", "item"))
     binary = make_interactions(edges[:, :60], (ratings[:60] >= 4).float(), U, I)  # 0/1 labels: the test's alone
     binary["user"].raw_id, binary["item"].raw_id = graph["user"].raw_id, graph["item"].raw_id
     with pytest.raises(ValueError, match=r"the test file holds labels other than 0/1, e\.g\. \[2\.0, 3\.0"):
