@@ -1795,12 +1795,23 @@ def test_a_folder_of_another_known_dataset_is_refused(tmp_path, monkeypatch):
     """A root holding train.txt is taken as the dataset's own folder: ML-1M's was read and labelled gowalla."""
     from graphforget.data import loaders
     (tmp_path / "train.txt").write_text("0 1 2\n1 0\n")
+    (tmp_path / "test.txt").write_text("0 0\n")
     md5 = hashlib.md5((tmp_path / "train.txt").read_bytes()).hexdigest()
     monkeypatch.setattr(loaders, "DATASETS", {"ml-1m": {"ml-1m/train.txt": (None, md5)}})
     with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'train.txt'} is ml-1m's, not gowalla's: give "
                                                    "gowalla's folder")):
         DataSource("gowalla", root=str(tmp_path)).identity()
     assert DataSource("ml-1m", root=str(tmp_path)).identity()["files"]  # its own folder is read
+
+
+def test_a_named_dataset_without_its_test_file_is_refused(tmp_path):
+    """Gowalla's folder without test.txt was split 8:1:1 at random, silently, where the name stands for the LightGCN
+    paper's split (load_dataset refused it; a QA probe)."""
+    (tmp_path / "gowalla").mkdir()
+    (tmp_path / "gowalla" / "train.txt").write_text("0 1 2\n1 0\n")
+    with pytest.raises(FileNotFoundError, match=re.escape(f"gowalla not found: {tmp_path / 'gowalla' / 'test.txt'} "
+                                                          "is missing")):
+        DataSource("gowalla", root=str(tmp_path)).identity()
 
 
 def test_a_file_source_of_a_data_root_is_keyed_by_the_file_its_loader_finds_below_it(tmp_path):

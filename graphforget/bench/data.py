@@ -142,8 +142,9 @@ class DataSource:
             raise FileNotFoundError(f"{self.dataset} not found: no data directory (pass root, set "
                                     "$GRAPHFORGET_DATA, or use ../shared/data)")
         folder = base if (base / "train.txt").is_file() else base / IMPLICIT_DATASETS[self.dataset]
-        if not (folder / "train.txt").is_file():
-            raise FileNotFoundError(f"{self.dataset} not found: {folder / 'train.txt'} is missing")
+        for name in ("train.txt", "test.txt"):  # without its test file, a named dataset was split 8:1:1 silently
+            if not (folder / name).is_file():
+                raise FileNotFoundError(f"{self.dataset} not found: {folder / name} is missing")
         other = known_dataset_of(folder / "train.txt") if folder == base else None  # a folder given as the dataset's
         if other not in (None, self.dataset):
             raise ValueError(f"{folder / 'train.txt'} is {other}'s, not {self.dataset}'s: give {self.dataset}'s "
