@@ -323,8 +323,9 @@ def _load_run(run: str, device: str, root: str | None = None):
 def _holds_data(root: str | None, dataset: str) -> bool:
     """Whether the run's recorded data directory still holds its dataset's file: a folder whose dataset was moved out
     of it had stopped the search there, before ``$GRAPHFORGET_DATA`` (which held the same file)."""
-    return root is not None and Path(root).is_dir() and (dataset not in RAW_FILES or
-                                                         raw_data_file(dataset, root) is not None)
+    if root is None or not Path(root).is_dir():
+        return False
+    return dataset not in RAW_FILES or raw_data_file(dataset, root) is not None
 
 
 #: What a ``train`` checkpoint's run record holds, by kind (``root`` may be ``None``; the rest are checked on use).
