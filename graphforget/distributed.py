@@ -181,8 +181,18 @@ def _raise_first(reports: list[tuple], own: Exception | None) -> None:
         if error is not None:
             if own is not None and rank == rank_and_size()[0]:
                 raise own
-            error.add_note(f"(raised on rank {rank} of {len(reports)})")
-            raise error
+            raise _noted(error, f"(raised on rank {rank} of {len(reports)})")
+
+
+def _noted(error: BaseException, note: str) -> BaseException:
+    """``error`` with ``note``: in its notes (Python 3.11+), else at the end of its message (3.10 has no
+    ``add_note``)."""
+    add_note = getattr(error, "add_note", None)
+    if add_note is not None:
+        add_note(note)
+    else:
+        error.args = (f"{error.args[0]} {note}",) + error.args[1:] if error.args else (note,)
+    return error
 
 
 def _digest(value: Any) -> str:

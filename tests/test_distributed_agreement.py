@@ -6,6 +6,7 @@ own. A case's function catches what each rank raises and returns it, and the ran
 """
 import dataclasses
 import re
+import traceback
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ import torch.distributed as dist
 from graphforget import BCEObjective, TrainConfig
 from graphforget.bench import run_bench
 from graphforget.data import planted_communities
-from graphforget.distributed import agreed, gather_results, launch, rank_and_size, run_jobs
+from graphforget.distributed import _noted, _raise_first, agreed, gather_results, launch, rank_and_size, run_jobs
 from graphforget.models import MF, LightGCN
 from graphforget.presets import Hyperparameters
 from graphforget.train import train
@@ -282,6 +283,20 @@ def test_launch_refuses_its_arguments_by_name_before_spawning(options, message):
     made every waiting collective fail (found by a probe)."""
     with pytest.raises(ValueError, match=re.escape(message)):
         launch(_outcome, **options)
+
+
+def test_an_error_from_another_rank_names_that_rank():
+    """Python 3.11's note, or on 3.10 (no ``add_note``: it had raised an AttributeError in place of the error) the
+    end of its message."""
+    with pytest.raises(KeyError) as caught:
+        _raise_first([(None, 0, ()), (KeyError("user 7"), 0, ()), (ValueError("later"), 0, ())], None)
+    assert "(raised on rank 1 of 3)" in "".join(traceback.format_exception(caught.value))
+
+    class WithoutNotes(ValueError):
+        add_note = None  # as on Python 3.10
+
+    assert _noted(WithoutNotes("bad id", 5), "(raised on rank 1 of 2)").args == ("bad id (raised on rank 1 of 2)", 5)
+    assert _noted(WithoutNotes(), "(raised on rank 1 of 2)").args == ("(raised on rank 1 of 2)",)
 
 
 def sisa_with_unseeded_template() -> list[str]:
