@@ -373,6 +373,16 @@ def _data_record(path: Path, format: str, options: dict) -> dict:
             "sha256": {p.name: sha256_file(p) for p in data_files(path, format)}}
 
 
+def _check_read_whole(before: dict, after: dict) -> None:
+    """Raises ``ValueError`` when a data file changed while it was read (a job replacing it): the run would record
+    the sha256 of bytes it never trained on (it had hashed the files after the training, so the new file's)."""
+    changed = sorted(name for name in before["sha256"].keys() | after["sha256"].keys()
+                     if before["sha256"].get(name) != after["sha256"].get(name))
+    if changed:
+        raise ValueError(f"{before['path']}: {', '.join(changed)} changed while it was read; fit again once it is "
+                         "written whole")
+
+
 def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike, user_col: str | None = None,
                 item_col: str | None = None, label_col: str | None = None, duplicates: str = "raise",
                 delimiter: str = ",", encoding: str = "utf-8", threshold: float | None = None, negatives: int = 0,
@@ -411,8 +421,10 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
     _check_negatives_count(negatives)  # before the file is read
     options = {"user_col": user_col, "item_col": item_col, "label_col": label_col, "duplicates": duplicates,
                "delimiter": delimiter, "encoding": encoding, "threshold": threshold, "negatives": negatives}
+    data = _data_record(Path(path).expanduser(), format, options)  # the files as read: a change during the read shows
     graph, test = load_file(path, format, user_col=user_col, item_col=item_col, label_col=label_col,
                             duplicates=duplicates, delimiter=delimiter, encoding=encoding)
+    _check_read_whole(data, _data_record(Path(path).expanduser(), format, options))
     split = prepare_split(graph, test, threshold=threshold, negatives=negatives, seed=seed, source=str(path))
     _check_val_labels(split.val, str(path))
     dev = torch.device(device)
@@ -425,7 +437,7 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
                **_sizes(split.train, split.val, split.test),
                # nodes of the file whose every pair the split held out: the model has no row for them
                "users_left_out": num_users(graph) - users, "items_left_out": num_items(graph) - items}
-    info = {"kind": "fit", "version": __version__, "data": _data_record(Path(path).expanduser(), format, options),
+    info = {"kind": "fit", "version": __version__, "data": data,
             "model": {"name": hp.model, "config": hp.model_config(users, items)}, "hparams": hp.as_dict(),
             "seed": seed, "objective": {"seed": seed}, "metrics": metrics,
             "lineage": {"parent": None, "request": None, "removed_edges": 0, "depth": 0}}

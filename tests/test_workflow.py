@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+from graphforget import workflow
 from graphforget.cli import main
 from graphforget.data import EDGE, add_negatives, edge_subgraph, make_interactions, pair_keys, planted_communities
 from graphforget.runs import (FILES, _record_sha256, directory_lock, lineage, load_run, publish, request_sha256,
@@ -165,6 +166,37 @@ def test_a_run_records_the_hashes_of_exactly_the_files_read(capsys, files, tmp_p
                  str(tmp_path / "run"), "--quiet", *TINY]) == 0
     recorded = json.loads((tmp_path / "run" / "run.json").read_text())["data"]["sha256"]
     assert recorded == {"u.data": sha256_file(nested["movielens"])}
+
+
+@pytest.mark.filterwarnings("ignore::graphforget.train.NoSignalWarning")  # the record is the point
+def test_a_run_records_the_data_as_read_while_a_job_replaces_the_file(files, tmp_path, monkeypatch):
+    """The file was hashed after the training: one replaced meanwhile (a cron job refreshing it) was recorded by the
+    new file's sha256, beside a model trained on the old one. Replaced during the read, it is refused."""
+    data, new_rows = tmp_path / "ratings.csv", files["csv"].read_text() + "new-user,m0,5\n"
+    data.write_text(files["csv"].read_text())
+    as_read = sha256_file(data)
+    train = workflow.train
+
+    def replaced_while_training(*args, **kwargs):
+        data.write_text(new_rows)
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(workflow, "train", replaced_while_training)
+    run = fit_on_file(data, "csv", user_col="user", item_col="item", label_col="rating", threshold=4,
+                      hparams={"embedding_dim": 4, "train.epochs": 1}, out=tmp_path / "run").path
+    assert json.loads((run / "run.json").read_text())["data"]["sha256"] == {"ratings.csv": as_read}
+    read_file = workflow.load_file
+
+    def replaced_while_read(*args, **kwargs):
+        read = read_file(*args, **kwargs)
+        data.write_text(files["csv"].read_text())
+        return read
+
+    monkeypatch.setattr(workflow, "load_file", replaced_while_read)
+    with pytest.raises(ValueError, match=re.escape(f"{data.resolve()}: ratings.csv changed while it was read")):
+        fit_on_file(data, "csv", user_col="user", item_col="item", label_col="rating", threshold=4,
+                    out=tmp_path / "again")
+    assert not (tmp_path / "again").exists()
 
 
 @pytest.mark.filterwarnings("ignore::graphforget.train.NoSignalWarning")  # the rows read are the point
