@@ -1,11 +1,13 @@
 """graphforget.data: loaders on the real files, transforms against plain-Python references, samplers."""
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import logging
 import math
 import os
 import re
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -546,11 +548,27 @@ def test_download_file_url_with_md5(tmp_path):
     out = download(source.as_uri(), target, md5=md5(source))
     assert out == target
     assert target.read_bytes() == source.read_bytes()
-    assert not target.with_suffix(".txt.part").exists()
+    assert sorted(target.parent.iterdir()) == [target]  # no temporary file left
     # Without a checksum it also works (and overwrites).
     source.write_bytes(b"changed\n")
     download(source.as_uri(), target)
     assert target.read_bytes() == b"changed\n"
+
+
+def test_downloads_of_one_file_at_once_each_publish_it_whole(tmp_path):
+    """Two cron jobs on a fresh data folder: a shared temporary name was truncated by the other download, which then
+    failed its checksum or its rename (10 of 10 tries of two processes, found by a probe)."""
+    source = tmp_path / "source.txt"
+    source.write_bytes(bytes(range(256)) * 40_000)  # 10 MB
+    target, start = tmp_path / "data" / "train.txt", threading.Barrier(4)
+
+    def fetch():
+        start.wait()
+        return download(source.as_uri(), target, md5=md5(source))
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        assert [f.result() for f in [pool.submit(fetch) for _ in range(4)]] == [target] * 4
+    assert target.read_bytes() == source.read_bytes() and sorted(target.parent.iterdir()) == [target]
 
 
 def test_download_md5_mismatch_removes_the_file(tmp_path):

@@ -17,7 +17,6 @@ import logging
 import math
 import os
 import re
-import shutil
 import urllib.request
 import warnings
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 from torch_geometric.data import HeteroData
 
+from ..io import atomic_write
 from .interactions import EDGE, make_interactions, pair_keys
 
 __all__ = ["load_movielens_100k", "load_labelled_triples", "load_lightgcn", "load_csv", "download",
@@ -69,19 +69,27 @@ def known_dataset_of(path: str | os.PathLike) -> str | None:
 def download(url: str, path: str | os.PathLike, md5: str | None = None) -> Path:
     """Downloads ``url`` to ``path`` (any scheme urllib knows, ``file://`` included), checking ``md5``.
 
+    The file is written atomically (:func:`~graphforget.io.atomic_write`, a temporary file of its own): two
+    processes downloading it at once each publish a whole file (a shared temporary name had been truncated by the
+    other, which failed the checksum or the rename).
+
     Raises:
-        OSError: when the download fails; ``ValueError`` when the checksum differs (the file is removed).
+        OSError: when the download fails; ``ValueError`` when the checksum differs (nothing is written).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".part")
     log.info("downloading %s -> %s", url, path)
-    with urllib.request.urlopen(url, timeout=30) as response, open(tmp, "wb") as out:
-        shutil.copyfileobj(response, out)
-    if md5 is not None and _md5(tmp) != md5:
-        tmp.unlink()
-        raise ValueError(f"md5 mismatch for {url}: expected {md5}")
-    tmp.replace(path)
+
+    def copy_checked(out) -> None:
+        digest = hashlib.md5()
+        with urllib.request.urlopen(url, timeout=30) as response:
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                digest.update(chunk)
+                out.write(chunk)
+        if md5 is not None and digest.hexdigest() != md5:
+            raise ValueError(f"md5 mismatch for {url}: expected {md5}")
+
+    atomic_write(path, copy_checked)
     return path
 
 
