@@ -131,12 +131,16 @@ def _data_root(dataset: str, root) -> str | None:
     return None if found is None else str(found.resolve())
 
 
-def _check_out_dir(out: str, run: str | None = None) -> Path:
+def _check_out_dir(out: str, run: str | None = None, into: bool = False) -> Path:
     """``--out`` as an output directory, checked before any work: not a file, creatable, not the run itself.
+    ``into``: the command writes into ``out`` (bench: its cells and reports), so an existing ``out`` is probed itself
+    (a writable bench folder in a parent that refused new entries was refused, a read-only one accepted, and failed
+    after its first cell); a published output is written beside it and renamed into its place.
 
     Raises:
-        UsageError: ``out`` is an existing non-directory, a mount point, lies under a file, cannot be written
-            beside, or is the directory of ``run`` (whose model.pt it would overwrite).
+        UsageError: ``out`` is an existing non-directory, lies under a file, cannot be written (beside, unless
+            ``into``), is a mount point (unless ``into``) or the directory of ``run`` (whose model.pt it would
+            overwrite).
     """
     _check_named(out)
     path = Path(out).expanduser()
@@ -149,11 +153,12 @@ def _check_out_dir(out: str, run: str | None = None) -> Path:
     if run_dir is not None:  # a run is never modified: no output nested in one (a child run in its parent)
         raise UsageError(f"graphforget: error: --out {out} is inside the run {run_dir}, and runs are never modified: "
                          "choose a directory outside it")
-    if path.is_dir() and os.path.ismount(path):  # the rename into it failed at the end, "Device or resource busy"
+    if not into and path.is_dir() and os.path.ismount(path):  # the rename into it failed: "Device or resource busy"
         raise UsageError(f"graphforget: error: --out {out} is a mount point: an output is written beside its place and "
                          "renamed into it, which a mount point refuses; give a new folder inside it")
-    # where publish writes: a sibling of --out (probed in --out itself, a parent that refused it failed at the end)
-    existing = next((p for p in path.parents if p.exists()), Path("."))
+    # where the output is written: beside --out when published (probed in --out itself, a parent that refused it
+    # failed at the end), into it for bench
+    existing = path if into and path.is_dir() else next((p for p in path.parents if p.exists()), Path("."))
     if not existing.is_dir():
         raise UsageError(f"graphforget: error: cannot create --out {out}: {existing} is not a directory")
     try:  # a real write: os.access says yes to root in /proc or on a read-only disk, and the run failed at the end
@@ -643,7 +648,7 @@ def cmd_bench(args) -> int:
         _add_option(options, method, rest, f"bench: error: --option {pair}")
     if not 1 <= args.seeds <= MAX_SEED_COUNT:
         raise UsageError(f"graphforget bench: error: --seeds must be in [1, {MAX_SEED_COUNT}], got {args.seeds}")
-    out = _check_out_dir(args.out)
+    out = _check_out_dir(args.out, into=True)
     if (out / "run.json").is_file():  # _check_out_dir refuses a run above OUT; OUT itself was written into
         raise UsageError(f"graphforget bench: error: --out {args.out} is a run directory, and runs are never "
                          "modified: choose a directory outside it")

@@ -332,6 +332,11 @@ def test_out_is_probed_where_its_run_is_written_and_a_mount_point_is_refused(tmp
     with pytest.raises(UsageError, match=f"--out {re.escape(str(tmp_path / 'empty'))} is a mount point: an output is "
                                          "written beside its place and renamed into it"):
         _check_out_dir(str(tmp_path / "empty"))
+    # bench writes into --out: an existing one is probed itself (a mount point will do), a new one where it is made
+    probed.clear()
+    for out in (tmp_path / "empty", tmp_path / "new" / "deeper"):
+        assert _check_out_dir(str(out), into=True) == out
+    assert probed == [tmp_path / "empty", tmp_path]
 
 
 def test_the_demo_plot_draws_a_bar_below_its_zoom_no_taller_than_the_bars_in_it():
