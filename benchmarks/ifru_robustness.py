@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -33,7 +31,7 @@ from common import AUCS, pyplot
 from graphforget.data import EDGE, num_items, num_users, user_edges
 from graphforget.metrics import completeness, evaluate_auc, mean_probability, prediction_distance, prediction_gap
 from graphforget.clock import Stopwatch
-from graphforget.io import to_jsonable
+from graphforget.io import atomic_write, to_jsonable
 from graphforget.presets import default_hparams
 from graphforget.protocols.attack import prepare_attack_data
 from graphforget.train import train
@@ -223,16 +221,13 @@ def plot(cells, path: Path, methods=METHODS) -> None:
         ax.set_ylabel("completeness")
     axes[0, 0].legend(fontsize=7, ncol=len(names))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=110))
 
 
 def write_json(payload, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(to_jsonable(payload), handle, indent=1)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    text = json.dumps(to_jsonable(payload), indent=1)  # the committed files' layout
+    atomic_write(path, lambda handle: handle.write(text), binary=False)
 
 
 #: What names a cell: a merged run replaces the previous cells with the same key.

@@ -96,7 +96,7 @@ import torch
 from graphforget.clock import Stopwatch
 from graphforget.data import EDGE, add_negatives, power_law_interactions, random_edges, user_edges
 from graphforget.distributed import gather_results, launch, rank_and_size
-from graphforget.io import write_json
+from graphforget.io import atomic_write, write_json
 from graphforget.models import load_model, save_model
 from graphforget.presets import default_hparams
 from graphforget.train import TrainConfig, train
@@ -487,7 +487,7 @@ def plot(results: dict, path: Path, cap_mib: float) -> None:
     axes[1].legend(handles=[cap], fontsize=7, loc="lower right")
     fig.suptitle("Power-law (Gowalla-like) graphs: MF and LightGCN-2, d=64, 1 thread per process")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=120))
 
 
 def machine() -> dict:

@@ -33,6 +33,7 @@ from graphforget.bench.harness import bench_hparams
 from graphforget.bench.protocols import measure
 from graphforget.bench.setting import Setting
 from graphforget.data import EDGE
+from graphforget.io import atomic_write
 from graphforget.metrics import evaluate_auc
 
 RESULTS = Path(__file__).parent / "results"
@@ -130,7 +131,8 @@ def main() -> None:
     out = args.out or RESULTS / ("unlearnrec_ablation.json" if backbone == "sgl"
                                  else f"unlearnrec_ablation_{backbone}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=1))
+    text = json.dumps(payload, indent=1)  # the committed files' layout
+    atomic_write(out, lambda handle: handle.write(text), binary=False)
 
 
 if __name__ == "__main__":
