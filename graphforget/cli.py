@@ -1060,7 +1060,8 @@ def _add_workflow_commands(sub) -> None:
     p.add_argument("--strict", action="store_true",
                    help="exit with status 1 when a request of the lineage was published untrusted, a parent run was "
                         "read at its recorded path, not beside its child (a copy gone or damaged), or the deletion is "
-                        "over-forgotten (a gate for scripts)")
+                        "over-forgotten (a gate for scripts; a request of under 10 sign-test votes, such as a few "
+                        "users withdrawn whole, cannot be flagged: its report says 'cannot tell')")
     _common(p, data=False)
     p.set_defaults(func=cmd_verify)
 

@@ -47,8 +47,8 @@ from .data.interactions import (EDGE, check_interactions, check_model_fits, edge
 from .io import to_jsonable
 from .metrics import _ratio, auc, check_binary_labels
 
-__all__ = ["ForgettingReport", "OVER_FORGETTING_LEVEL", "matched_non_members", "membership_attack", "sign_test",
-           "verify_forgetting"]
+__all__ = ["FEWEST_VOTES", "ForgettingReport", "OVER_FORGETTING_LEVEL", "matched_non_members", "membership_attack",
+           "sign_test", "verify_forgetting"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,9 @@ _DENSE_LIMIT = 1 << 24
 #: :attr:`ForgettingReport.over_forgotten`: the level of the one-sided sign test (:func:`sign_test`). A one-user
 #: request of 20 interactions is flagged when at least 18 score below their matches.
 OVER_FORGETTING_LEVEL = 1e-3
+#: The fewest sign-test votes whose p-value can fall under :data:`OVER_FORGETTING_LEVEL` (every vote below: 2^-n);
+#: with fewer the test cannot flag the request, and the report says so (``votes``).
+FEWEST_VOTES = math.ceil(-math.log2(OVER_FORGETTING_LEVEL))
 
 
 # ----------------------------------------------------------------------------------------------- input checks
@@ -540,6 +543,9 @@ class ForgettingReport:
             interactions score below comparable items of the same users more often than chance allows).
         over_forgotten: ``over_forgetting_p < OVER_FORGETTING_LEVEL`` (1e-3): the deletion is readable off the
             scores, pushed further than a retrain would (see the module's docstring).
+        votes: the sign test's votes (ties left out). Under :data:`FEWEST_VOTES` (10) no count reaches the level:
+            ``over_forgotten`` is False whatever the scores (a request of a few whole users), and the report's table
+            says "cannot tell"; read the attack's figures beside a reference's.
         seed: seed of the matching and of the calibration split.
         reference: the same figures for a reference model (a Retrain) on the same request and non-members.
         reference_distance: with ``reference``, the root mean square of :math:`\\sigma(\\hat y) - \\sigma(\\hat
@@ -566,6 +572,7 @@ class ForgettingReport:
     below_match: float = math.nan
     over_forgetting_p: float = math.nan
     over_forgotten: bool = False
+    votes: int = 0
     seed: int = 0
     reference: ForgettingReport | None = None
     reference_distance: float | None = None
@@ -581,12 +588,19 @@ class ForgettingReport:
         columns = [self] + ([self.reference] if self.reference is not None else [])
         header = ["", "method"] + (["reference"] if self.reference is not None else [])
         labels = {**dict(_TABLE_ROWS), "mia_tpr": f"MIA TPR at FPR {self.target_fpr:g}"}
-        cell = {"over_forgetting_p": p_value_text}
-        rows = [header] + [[labels[name]] + [cell.get(name, _cell)(getattr(report, name)) for report in columns]
-                           for name, _ in _TABLE_ROWS]
+        rows = [header] + [[labels[name]] + [report._shown(name) for report in columns] for name, _ in _TABLE_ROWS]
         width = [max(len(row[k]) for row in rows) for k in range(len(header))]
         return "\n".join("  ".join(cell.ljust(width[0]) if k == 0 else cell.rjust(width[k])
                                    for k, cell in enumerate(row)).rstrip() for row in rows)
+
+    def _shown(self, name: str) -> str:
+        """The table's text of the figure ``name``."""
+        value = getattr(self, name)
+        if name == "over_forgetting_p":
+            return p_value_text(value)
+        if name == "over_forgotten" and not value and self.votes < FEWEST_VOTES:
+            return f"cannot tell ({self.votes} of {FEWEST_VOTES} votes)"
+        return _cell(value)
 
 
 _TABLE_ROWS = (("request_edges", "requested edges"), ("matched", "matched non-members"),
@@ -595,7 +609,8 @@ _TABLE_ROWS = (("request_edges", "requested edges"), ("matched", "matched non-me
                ("mi_bf", "MI-BF"), ("mi_ng", "MI-NG"), ("mia_statistic", "MIA statistic"),
                ("before_mia_auc", "MIA AUC before"),
                ("mia_auc", "MIA AUC"), ("mia_tpr", "MIA TPR"), ("mia_fpr", "MIA FPR (evaluation)"),
-               ("mia_accuracy", "MIA balanced accuracy"), ("below_match", "votes below their match"),
+               ("mia_accuracy", "MIA balanced accuracy"), ("votes", "sign-test votes"),
+               ("below_match", "votes below their match"),
                ("over_forgetting_p", "over-forgetting p (sign test)"), ("over_forgotten", "over-forgotten"),
                ("reference_distance", "RMS distance to the reference"),
                ("reference_gap", "distance to the reference / before's"))
@@ -761,8 +776,8 @@ class _Plan:
         statistic = scores.double() * self.sign
         return _attack(statistic[:self.requested], statistic[self.requested:], self.fraction, self.seed, self.fpr)
 
-    def over_forgetting(self, scores: Tensor) -> tuple[float, float]:
-        """``(below_match, over_forgetting_p)`` of ``scores [R + M]``: the votes of the requested interactions (label
+    def over_forgetting(self, scores: Tensor) -> tuple[float, float, int]:
+        """``(below_match, over_forgetting_p, votes)`` of ``scores [R + M]``: the votes of the requested interactions (label
         1) below their own match, against those above (see :class:`ForgettingReport`); an item or a user withdrawn
         whole votes once, by its interactions' summed difference."""
         interaction = self.sign[:self.requested][self.kept] > 0
@@ -771,7 +786,7 @@ class _Plan:
         summed = torch.zeros(int(vote.max()) + 1 if vote.numel() else 0, dtype=torch.float64)
         summed.index_add_(0, vote, difference.double())
         below, above = int((summed < 0).sum()), int((summed > 0).sum())
-        return (below / (below + above) if below + above else math.nan), sign_test(below, above)
+        return (below / (below + above) if below + above else math.nan), sign_test(below, above), below + above
 
     def closeness(self, scores: Tensor, reference: Tensor) -> tuple[float, float | None]:
         """``(reference_distance, reference_gap)`` of ``scores [R + M]`` to the ``reference``'s (see
@@ -790,7 +805,7 @@ def _figures(model: torch.nn.Module, graph: HeteroData, plan: _Plan) -> tuple[Fo
     probability = torch.sigmoid(scores)
     p_request, p_non = float(probability[:requested].mean()), float(probability[requested:].mean())
     attack = plan.attack(scores)
-    below_match, p_over = plan.over_forgetting(scores)
+    below_match, p_over, votes = plan.over_forgetting(scores)
     before_auc, mi_bf = None, None
     if plan.old is not None:
         mi_bf = _ratio(float(torch.sigmoid(plan.old[:requested]).mean()), p_request)
@@ -806,4 +821,4 @@ def _figures(model: torch.nn.Module, graph: HeteroData, plan: _Plan) -> tuple[Fo
         mia_accuracy=attack["accuracy"], target_fpr=plan.fpr,
         mia_statistic="loss" if bool((plan.sign < 0).any()) else "score", before_mia_auc=before_auc,
         below_match=below_match, over_forgetting_p=p_over, over_forgotten=p_over < OVER_FORGETTING_LEVEL,
-        seed=plan.seed), scores
+        votes=votes, seed=plan.seed), scores

@@ -18,8 +18,8 @@ from graphforget.models import MF
 from graphforget.objectives import BCEObjective
 from graphforget.train import TrainConfig, train
 from graphforget.unlearn import Retrain, RetrainConfig
-from graphforget.verify import (OVER_FORGETTING_LEVEL, ForgettingReport, matched_non_members, membership_attack,
-                               sign_test, verify_forgetting)
+from graphforget.verify import (FEWEST_VOTES, OVER_FORGETTING_LEVEL, ForgettingReport, matched_non_members,
+                               membership_attack, sign_test, verify_forgetting)
 
 
 class TableModel(torch.nn.Module):
@@ -579,6 +579,12 @@ def test_over_forgetting_counts_the_interactions_below_their_own_match(planted):
     assert "over-forgotten" in report.table() and report.to_dict()["over_forgotten"] is report.over_forgotten
 
 
+def _row(table: str, label: str) -> str:
+    """The method's cell of the row ``label`` of a report's table."""
+    (line,) = [line for line in table.splitlines() if line.startswith(label + "  ")]
+    return line[len(label):].strip()
+
+
 def test_a_user_withdrawn_whole_votes_once_and_the_report_takes_the_edges_in_any_order(planted):
     """A user's pairs share its row, which an exact deletion leaves untrained: single-user Retrains of a LightGCN
     were flagged over-forgotten 4 times in 120 when each pair voted. Three whole users below their matches are
@@ -597,6 +603,11 @@ def test_a_user_withdrawn_whole_votes_once_and_the_report_takes_the_edges_in_any
     only_users = verify_forgetting(TableModel(pushed), remove_edges(planted, whole), whole,
                                    before=(TableModel(pushed), planted))
     assert only_users.over_forgetting_p == pytest.approx(0.125) and not only_users.over_forgotten
+    # three votes can never reach the level, and the table says so rather than "False" (it had passed verify --strict
+    # with every vote below; found by a probe); the request with a partial user has enough to be flagged
+    assert (only_users.votes, report.votes, FEWEST_VOTES) == (3, votes, 10) and report.over_forgotten
+    assert _row(only_users.table(), "over-forgotten") == "cannot tell (3 of 10 votes)"
+    assert (_row(report.table(), "over-forgotten"), _row(report.table(), "sign-test votes")) == ("True", str(votes))
     table = TableModel(torch.randn(120, 80, generator=torch.Generator().manual_seed(0)))
     shuffled = request[:, torch.randperm(request.size(1), generator=torch.Generator().manual_seed(1))]
     reports = [verify_forgetting(table, remaining, pairs, before=(table, planted), seed=4).to_dict()
