@@ -238,9 +238,12 @@ def _train_adam(model, graph, objective: Objective, config: TrainConfig, val) ->
     history, clock, stale = [], Stopwatch(device).start(), 0
     bar = tqdm(range(1, config.epochs + 1), disable=not config.progress, desc="train", leave=False)
     model.train()
+    batches = -(-num_edges // batch_size)
     for epoch in bar:
         total = 0.0
-        for batch in torch.randperm(num_edges, generator=gen).to(device).split(batch_size):
+        # a bar of the epoch's batches too: one epoch of Gowalla's LightGCN had shown 0/1 for four minutes
+        for batch in tqdm(torch.randperm(num_edges, generator=gen).to(device).split(batch_size), total=batches,
+                          disable=not config.progress or batches < 2, desc=f"epoch {epoch}", leave=False):
             optimizer.zero_grad()
             loss = batch_loss(batch, epoch)
             loss.backward()

@@ -425,8 +425,12 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
     graph, test = load_file(path, format, user_col=user_col, item_col=item_col, label_col=label_col,
                             duplicates=duplicates, delimiter=delimiter, encoding=encoding)
     _check_read_whole(data, _data_record(Path(path).expanduser(), format, options))
+    log.info("read %s: %d pairs of %d users and %d items", path, graph[EDGE].edge_index.size(1), num_users(graph),
+             num_items(graph))  # -v: a large file takes a while to read, sample and split before the training's bar
     split = prepare_split(graph, test, threshold=threshold, negatives=negatives, seed=seed, source=str(path))
     _check_val_labels(split.val, str(path))
+    log.info("split into %d training, %d validation and %d test pairs",
+             *(part[EDGE].edge_index.size(1) for part in (split.train, split.val, split.test)))
     dev = torch.device(device)
     users, items = num_users(split.train), num_items(split.train)
     net = hp.build_model(users, items, seed).to(dev)

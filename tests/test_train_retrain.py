@@ -97,6 +97,18 @@ def test_training_is_deterministic(split):
     assert not torch.equal(model.user_emb.weight, runs[0][0]["user_emb.weight"])
 
 
+def test_the_progress_bar_counts_an_epochs_batches_too(split, capsys):
+    """One epoch of Gowalla's LightGCN showed 'train: 0/1' for four minutes (a QA probe): an epoch of several batches
+    has a bar of its own; an epoch of one batch has none, and no bar is drawn without progress."""
+    edges = split.train[EDGE].edge_index.size(1)
+    for batch_size, progress in ((-(-edges // 3), True), (0, True), (-(-edges // 3), False)):
+        train(fresh(MF, split), split.train, BCEObjective(), TrainConfig(epochs=2, batch_size=batch_size,
+                                                                         progress=progress))
+        err = capsys.readouterr().err
+        assert ("epoch 2:" in err and "/3 [" in err) == (batch_size > 0 and progress), err  # bars that are not kept
+        assert ("train:" in err and "/2 [" in err) == progress, err
+
+
 def test_gradients_are_bit_reproducible(split):
     """The scores' backward must add rows in a fixed order with the default (several) threads; advanced
     indexing's backward (index_put_ with accumulate) did not, and failed this in 5 trials out of 5."""

@@ -168,6 +168,19 @@ def test_a_run_records_the_hashes_of_exactly_the_files_read(capsys, files, tmp_p
     assert recorded == {"u.data": sha256_file(nested["movielens"])}
 
 
+@pytest.mark.filterwarnings("ignore::graphforget.train.NoSignalWarning")  # the log is the point
+def test_fit_logs_its_stages_before_the_training(files, tmp_path, caplog):
+    """-v: Gowalla's read, negatives and split took 35 s without a line (a QA probe)."""
+    with caplog.at_level(logging.INFO, logger="graphforget.workflow"):
+        fit_on_file(files["csv"], "csv", user_col="user", item_col="item", label_col="rating", threshold=4,
+                    hparams={"embedding_dim": 4, "train.epochs": 1}, out=tmp_path / "run")
+    run = json.loads((tmp_path / "run" / "run.json").read_text())["metrics"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "graphforget.workflow"]
+    assert lines[0].startswith(f"read {files['csv']}: ") and " pairs of " in lines[0]
+    assert lines[1] == (f"split into {run['train_edges']} training, {run['val_pairs']} validation and "
+                        f"{run['test_pairs']} test pairs")
+
+
 @pytest.mark.filterwarnings("ignore::graphforget.train.NoSignalWarning")  # the record is the point
 def test_a_run_records_the_data_as_read_while_a_job_replaces_the_file(files, tmp_path, monkeypatch):
     """The file was hashed after the training: one replaced meanwhile (a cron job refreshing it) was recorded by the
