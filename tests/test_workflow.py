@@ -807,6 +807,22 @@ def test_a_stream_does_not_count_a_held_out_request_as_unlearning(base, tmp_path
     assert load_run(stream.forget(users=["u2"])).info["method"]["name"] == "ifru"
 
 
+def test_a_streams_process_reads_its_journal_as_often_whatever_its_length(base, tmp_path, monkeypatch):
+    """process() asked for the pending requests at each entry of the journal, each reading it whole three times: 72 s
+    for a call with nothing to do after 800 settled requests, quadratic in the stream's age (a QA probe)."""
+    reads, read_journal = [], ForgetStream._read_journal
+    monkeypatch.setattr(ForgetStream, "_read_journal", lambda self: reads.append(1) or read_journal(self))
+    counts = []
+    for settled in (2, 8):
+        stream = ForgetStream(tmp_path / f"s{settled}", base, method="scif")
+        for user in range(settled):
+            stream._reject(stream.submit(users=[f"u{user}"]), ValueError("settled"))
+        reads.clear()
+        assert stream.process() == [] and len(stream.rejected()) == settled
+        counts.append(len(reads))
+    assert counts[0] == counts[1]
+
+
 def test_a_stream_checks_a_request_against_the_pending_ones(base, tmp_path):
     """A request was checked against the current run alone: one overlapping a pending request was accepted, then
     refused whole when applied (a user in it never forgotten); and held-out requests all had one hash, the empty
