@@ -777,9 +777,9 @@ class _Plan:
         return _attack(statistic[:self.requested], statistic[self.requested:], self.fraction, self.seed, self.fpr)
 
     def over_forgetting(self, scores: Tensor) -> tuple[float, float, int]:
-        """``(below_match, over_forgetting_p, votes)`` of ``scores [R + M]``: the votes of the requested interactions (label
-        1) below their own match, against those above (see :class:`ForgettingReport`); an item or a user withdrawn
-        whole votes once, by its interactions' summed difference."""
+        """``(below_match, over_forgetting_p, votes)`` of ``scores [R + M]``: the votes of the requested interactions
+        (label 1) below their own match, against those above (see :class:`ForgettingReport`); an item or a user
+        withdrawn whole votes once, by its interactions' summed difference."""
         interaction = self.sign[:self.requested][self.kept] > 0
         difference = (scores[:self.requested][self.kept] - scores[self.requested:])[interaction]
         _, vote = self.votes[self.kept][interaction].unique(return_inverse=True)
