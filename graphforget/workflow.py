@@ -373,14 +373,26 @@ def _data_record(path: Path, format: str, options: dict) -> dict:
             "sha256": {p.name: sha256_file(p) for p in data_files(path, format)}}
 
 
-def _check_read_whole(before: dict, after: dict) -> None:
-    """Raises ``ValueError`` when a data file changed while it was read (a job replacing it): the run would record
-    the sha256 of bytes it never trained on (it had hashed the files after the training, so the new file's)."""
-    changed = sorted(name for name in before["sha256"].keys() | after["sha256"].keys()
-                     if before["sha256"].get(name) != after["sha256"].get(name))
+def _read_recorded(path: str | os.PathLike, format: str, options: dict) -> tuple[dict, HeteroData, HeteroData | None]:
+    """:func:`load_file`'s graph and test part, with the record of the files as read (:func:`_data_record`).
+
+    Raises:
+        ValueError: a data file changed while it was read (a job replacing it): the run would record the sha256 of
+            bytes it never trained on (it had hashed the files after the training, so the new file's).
+    """
+    where = Path(path).expanduser()
+    record = _data_record(where, format, options)
+    reading = ("user_col", "item_col", "label_col", "duplicates", "delimiter", "encoding")  # load_file's options
+    graph, test = load_file(path, format, **{key: options[key] for key in reading})
+    before, now = record["sha256"], _data_record(where, format, options)["sha256"]
+    changed = sorted(name for name in before.keys() | now.keys() if before.get(name) != now.get(name))
     if changed:
-        raise ValueError(f"{before['path']}: {', '.join(changed)} changed while it was read; fit again once it is "
+        raise ValueError(f"{record['path']}: {', '.join(changed)} changed while it was read; fit again once it is "
                          "written whole")
+    # -v: a large file takes a while to read, sample and split before the training's bar
+    log.info("read %s: %d pairs of %d users and %d items", path, graph[EDGE].edge_index.size(1), num_users(graph),
+             num_items(graph))
+    return record, graph, test
 
 
 def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike, user_col: str | None = None,
@@ -421,12 +433,7 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
     _check_negatives_count(negatives)  # before the file is read
     options = {"user_col": user_col, "item_col": item_col, "label_col": label_col, "duplicates": duplicates,
                "delimiter": delimiter, "encoding": encoding, "threshold": threshold, "negatives": negatives}
-    data = _data_record(Path(path).expanduser(), format, options)  # the files as read: a change during the read shows
-    graph, test = load_file(path, format, user_col=user_col, item_col=item_col, label_col=label_col,
-                            duplicates=duplicates, delimiter=delimiter, encoding=encoding)
-    _check_read_whole(data, _data_record(Path(path).expanduser(), format, options))
-    log.info("read %s: %d pairs of %d users and %d items", path, graph[EDGE].edge_index.size(1), num_users(graph),
-             num_items(graph))  # -v: a large file takes a while to read, sample and split before the training's bar
+    data, graph, test = _read_recorded(path, format, options)
     split = prepare_split(graph, test, threshold=threshold, negatives=negatives, seed=seed, source=str(path))
     _check_val_labels(split.val, str(path))
     log.info("split into %d training, %d validation and %d test pairs",
