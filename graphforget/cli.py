@@ -649,7 +649,7 @@ def cmd_bench(args) -> int:
     if not 1 <= args.seeds <= MAX_SEED_COUNT:
         raise UsageError(f"graphforget bench: error: --seeds must be in [1, {MAX_SEED_COUNT}], got {args.seeds}")
     out = _check_out_dir(args.out, into=True)
-    if (out / "run.json").is_file():  # _check_out_dir refuses a run above OUT; OUT itself was written into
+    if _is_run(out):  # _check_out_dir refuses a run above OUT; OUT itself was written into (a train output too)
         raise UsageError(f"graphforget bench: error: --out {args.out} is a run directory, and runs are never "
                          "modified: choose a directory outside it")
     params = parse_params(args.protocol, parse_options(args.param or []), args.quick)

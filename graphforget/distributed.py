@@ -190,8 +190,12 @@ def _noted(error: BaseException, note: str) -> BaseException:
     add_note = getattr(error, "add_note", None)
     if add_note is not None:
         add_note(note)
-    else:
-        error.args = (f"{error.args[0]} {note}",) + error.args[1:] if error.args else (note,)
+        return error
+    for message in ("strerror", "reason"):  # an OSError's and a UnicodeError's text is of these, not of args
+        if isinstance(getattr(error, message, None), str):
+            setattr(error, message, f"{getattr(error, message)} {note}")
+            return error
+    error.args = (f"{error.args[0]} {note}",) + error.args[1:] if error.args else (note,)
     return error
 
 

@@ -1774,13 +1774,16 @@ def test_a_seed_count_beyond_the_bound_is_refused_before_any_list_is_built(count
 def test_cli_bench_refuses_a_run_directory_as_its_out(tmp_path, capsys):
     """``bench --out RUN`` wrote results.json, results.md and cells/ into a fit/forget run, which is never modified
     (``--out`` was checked for a run above it only)."""
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "run.json").write_text("{}")
-    argv = ["bench", "--protocol", "deletion", "--dataset", "synthetic", "--methods", "retrain", "--seeds", "1",
-            "--quick", "--param", "kinds=edge", "--epochs", "1", "--out", str(run), "--quiet"]
-    assert cli.main(argv) == 2
-    assert "is a run directory" in capsys.readouterr().err and sorted(p.name for p in run.iterdir()) == ["run.json"]
+    # a train output (model.pt beside metrics.json) too: a folder inside it was refused, and it taken (a QA probe)
+    for name, files in (("run", ["run.json"]), ("train", ["metrics.json", "model.pt"])):
+        run = tmp_path / name
+        run.mkdir()
+        for file in files:
+            (run / file).write_text("{}")
+        argv = ["bench", "--protocol", "deletion", "--dataset", "synthetic", "--methods", "retrain", "--seeds", "1",
+                "--quick", "--param", "kinds=edge", "--epochs", "1", "--out", str(run), "--quiet"]
+        assert cli.main(argv) == 2
+        assert "is a run directory" in capsys.readouterr().err and sorted(p.name for p in run.iterdir()) == files
 
 
 def test_cli_bench_names_an_unknown_method_of_an_option():

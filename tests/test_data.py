@@ -7,6 +7,8 @@ import logging
 import math
 import os
 import re
+import socket
+import struct
 import threading
 from collections import Counter
 from pathlib import Path
@@ -569,6 +571,27 @@ def test_downloads_of_one_file_at_once_each_publish_it_whole(tmp_path):
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         assert [f.result() for f in [pool.submit(fetch) for _ in range(4)]] == [target] * 4
     assert target.read_bytes() == source.read_bytes() and sorted(target.parent.iterdir()) == [target]
+
+
+def test_a_connection_lost_mid_download_is_named_by_its_url_and_leaves_nothing(tmp_path):
+    """The read runs inside atomic_write, which named the file written for an error naming none: a connection reset
+    read "Connection reset by peer: '.../train.txt'" (a QA probe)."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def send_half_then_reset():
+        connection, _ = server.accept()
+        connection.recv(65536)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 5000)
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+        connection.close()
+
+    threading.Thread(target=send_half_then_reset, daemon=True).start()
+    url, target = f"http://127.0.0.1:{server.getsockname()[1]}/train.txt", tmp_path / "data" / "train.txt"
+    with pytest.raises(OSError) as caught:
+        download(url, target)
+    server.close()
+    assert caught.value.filename == url and "train.txt'" not in str(caught.value).replace(url, "")
+    assert list(target.parent.iterdir()) == []
 
 
 def test_download_md5_mismatch_removes_the_file(tmp_path):

@@ -295,8 +295,21 @@ def test_an_error_from_another_rank_names_that_rank():
     class WithoutNotes(ValueError):
         add_note = None  # as on Python 3.10
 
-    assert _noted(WithoutNotes("bad id", 5), "(raised on rank 1 of 2)").args == ("bad id (raised on rank 1 of 2)", 5)
-    assert _noted(WithoutNotes(), "(raised on rank 1 of 2)").args == ("(raised on rank 1 of 2)",)
+    class MissingWithoutNotes(FileNotFoundError):
+        add_note = None
+
+    class UndecodableWithoutNotes(UnicodeDecodeError):
+        add_note = None
+
+    note = "(raised on rank 1 of 2)"
+    assert _noted(WithoutNotes("bad id", 5), note).args == ("bad id (raised on rank 1 of 2)", 5)
+    assert _noted(WithoutNotes(), note).args == (note,)
+    # their text is of their attributes, not of args (which had been rewritten, the note lost)
+    missing = _noted(MissingWithoutNotes(2, "No such file or directory", "/data/u.data"), note)
+    assert str(missing) == "[Errno 2] No such file or directory (raised on rank 1 of 2): '/data/u.data'"
+    assert missing.errno == 2 and missing.filename == "/data/u.data"
+    undecodable = _noted(UndecodableWithoutNotes("utf-8", b"\xff", 0, 1, "invalid start byte"), note)
+    assert str(undecodable).endswith("invalid start byte (raised on rank 1 of 2)")
 
 
 def sisa_with_unseeded_template() -> list[str]:

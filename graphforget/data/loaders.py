@@ -71,10 +71,12 @@ def download(url: str, path: str | os.PathLike, md5: str | None = None) -> Path:
 
     The file is written atomically (:func:`~graphforget.io.atomic_write`, a temporary file of its own): two
     processes downloading it at once each publish a whole file (a shared temporary name had been truncated by the
-    other, which failed the checksum or the rename).
+    other, which failed the checksum or the rename). A symbolic link at ``path`` is followed, as
+    :func:`~graphforget.io.atomic_write` follows it: its target is written.
 
     Raises:
-        OSError: when the download fails; ``ValueError`` when the checksum differs (nothing is written).
+        OSError: when the download fails (an error of the connection names ``url``); ``ValueError`` when the
+            checksum differs (nothing is written).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,10 +84,15 @@ def download(url: str, path: str | os.PathLike, md5: str | None = None) -> Path:
 
     def copy_checked(out) -> None:
         digest = hashlib.md5()
-        with urllib.request.urlopen(url, timeout=30) as response:
-            for chunk in iter(lambda: response.read(1 << 20), b""):
-                digest.update(chunk)
-                out.write(chunk)
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                for chunk in iter(lambda: response.read(1 << 20), b""):
+                    digest.update(chunk)
+                    out.write(chunk)
+        except OSError as error:  # else atomic_write names the file written, for a connection reset mid-read
+            if error.filename is None:
+                error.filename = url
+            raise
         if md5 is not None and digest.hexdigest() != md5:
             raise ValueError(f"md5 mismatch for {url}: expected {md5}")
 
