@@ -9,9 +9,9 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from .config import eval_mode, is_integer
-from .data.interactions import (EDGE, check_model_fits, check_model_on_graph_device, check_pair_ids, check_pair_tensor,
-                                check_unique_pairs, finite_scores, message_passing_edges, num_items, num_users,
-                                pair_keys, pair_scores, validate_pairs)
+from .data.interactions import (EDGE, check_layout, check_model_fits, check_model_on_graph_device, check_pair_ids,
+                                check_pair_tensor, check_unique_pairs, finite_scores, message_passing_edges, num_items,
+                                num_users, pair_keys, pair_scores, validate_pairs)
 
 __all__ = ["auc", "auc_standard_error", "auc_groups", "completeness", "evaluate_auc", "recall_ndcg_at_k",
            "mean_probability", "mi_bf", "mi_ng", "prediction_distance", "prediction_gap", "parameter_distance"]
@@ -160,6 +160,7 @@ def _test_labels(test: HeteroData, graph: HeteroData, what: str = "the test set"
     """``test``'s ``edge_label`` ``[T]``, one 0 or 1 per pair of ids of ``graph``, each pair once: a named error
     otherwise (a pair stored twice counted twice, NDCG reached 2; a rating of 0.3 was a negative to the AUC and a
     positive to Recall)."""
+    check_layout(test, what)  # before test[EDGE], which PyG adds to a graph without it
     labels, edges = test[EDGE].get("edge_label"), test[EDGE].edge_index
     if labels is None or tuple(labels.shape) != (edges.size(1),):
         raise ValueError(f"{what} needs an edge_label per pair ([{edges.size(1)}], 1: an interaction, 0: a "

@@ -17,8 +17,8 @@ from .clock import Stopwatch
 from .config import (check_fields, check_instances, check_types, gradients_on, lr_rule, modes_kept, recheck,
                      wrapped_seed)
 from .data.adjacency import hold_graph
-from .data.interactions import (EDGE, check_interactions, check_model_fits, check_pair_ids, check_pair_tensor,
-                                check_unique_pairs, num_items)
+from .data.interactions import (EDGE, check_interactions, check_layout, check_model_fits, check_pair_ids,
+                                check_pair_tensor, check_unique_pairs, num_items)
 from .distributed import agreed, average_across_ranks, data_parallel_loss, rank_and_size, summed_across_ranks
 from .metrics import auc_standard_error, check_binary_labels, evaluate_auc
 from .models.base import check_precision, running_statistics
@@ -315,6 +315,7 @@ def _finite_loss(loss: float, epoch: int) -> float:
 
 def _check_all(model: torch.nn.Module, graph: HeteroData, objective: Objective, val: HeteroData | None) -> None:
     """The checks of :func:`train`'s arguments (see its Raises)."""
+    check_layout(graph, "the training graph")  # before graph[EDGE], which PyG adds to a graph without it
     if graph[EDGE].edge_index.size(1) == 0:
         raise ValueError("the training graph has no edges")
     objective.check_fields()  # as recheck(config): an l2 of -5 set after construction trained

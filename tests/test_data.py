@@ -741,6 +741,20 @@ def test_random_split_invariants(random_graph):
     assert len(parts[1]) + len(parts[2]) + len(dropped) == num_edges - n_train
 
 
+def test_a_split_or_core_of_a_graph_without_raw_ids_keeps_its_ids_as_raw_ids(random_graph):
+    """A graph built with make_interactions from PyG ids was renumbered with no way back: a request in those ids was
+    accepted and removed another item's edge (a QA probe). The nodes keep their ids in the graph as raw ids."""
+    graph = random_graph(50, 70, 400, seed=1)
+    pairs = set(zip(*graph[EDGE].edge_index.tolist()))
+    split, core = random_split(graph, (0.6, 0.2, 0.2), seed=7), k_core(graph, 6)
+    for part in (split.train, split.val, split.test, core):
+        assert num_items(part) < 70 and set(raw_pairs(part)) <= pairs
+    assert set(raw_pairs(split.train)) | set(raw_pairs(split.val)) | set(raw_pairs(split.test)) < pairs
+    core = k_core(make_interactions(torch.tensor([[0, 0, 0, 1, 1], [0, 1, 2, 0, 1]]), None, 2, 3), 2)  # item 2 goes
+    assert (num_users(core), num_items(core)) == (2, 2)
+    assert core["user"].raw_id.tolist() == core["item"].raw_id.tolist() == [0, 1]
+
+
 def test_random_split_says_how_many_held_out_pairs_it_dropped(caplog):
     """Validation and test pairs of a user or item without a training edge are dropped (the model has no row for
     them): 300 of Book-Crossing's went without a word."""
@@ -1248,17 +1262,46 @@ def test_check_interactions_needs_node_counts_and_edges():
     from torch_geometric.data import HeteroData
     graph = HeteroData()
     graph[EDGE].edge_index = torch.tensor([[0], [0]])
-    with pytest.raises(ValueError, match=re.escape("graph['user'].num_nodes is not set")):
+    layout = ("the graph is not an interaction graph: graphforget reads node types 'user' and 'item' and the edge "
+              "type ('user', 'rates', 'item') with its edge_index and edge_label, and it has node types [] and edge "
+              "types [('user', 'rates', 'item')]")
+    with pytest.raises(ValueError, match=re.escape(layout)):
         interactions.check_interactions(graph)
     assert graph.node_types == []  # checking created no node store
+    graph["user"].raw_id, graph["item"].raw_id = torch.arange(1), torch.arange(1)
+    with pytest.raises(ValueError, match=re.escape("graph['user'].num_nodes is not set")):
+        interactions.check_interactions(graph)
     graph["user"].num_nodes, graph["item"].num_nodes = 1, -1
     with pytest.raises(ValueError, match=re.escape("graph['item'].num_nodes is negative: -1")):
         interactions.check_interactions(graph)
     nodes_only = HeteroData()
     nodes_only["user"].num_nodes = nodes_only["item"].num_nodes = 1
-    with pytest.raises(ValueError, match=re.escape("the graph has no ('user', 'rates', 'item') edge_index")):
+    with pytest.raises(ValueError, match=re.escape("it has node types ['user', 'item'] and edge types []")):
         interactions.check_interactions(nodes_only)
     assert "check_interactions" in interactions.__all__
+
+
+def test_a_pyg_datasets_graph_is_refused_by_name_and_left_as_it_was():
+    """A MovieLens100K-style graph ('user' and 'movie' nodes with features, ('user', 'rates', 'movie') with ratings):
+    train, user_edges, random_edges and the test set of evaluate_auc read graph[EDGE] first, failed with an
+    AttributeError, and PyG added the missing edge type, and an 'item' node type, to the caller's graph (a QA probe)."""
+    from graphforget import BCEObjective, TrainConfig, train
+    from graphforget.metrics import evaluate_auc
+    from graphforget.models import MF
+    from torch_geometric.data import HeteroData
+    pyg = HeteroData()
+    pyg["user"].x, pyg["movie"].x = torch.randn(4, 3), torch.randn(5, 3)
+    pyg["user", "rates", "movie"].edge_index = torch.tensor([[0, 1, 2, 3], [0, 1, 2, 4]])
+    pyg["user", "rates", "movie"].rating = torch.tensor([5, 3, 4, 1])
+    types = (pyg.node_types, pyg.edge_types)
+    ours = make_interactions(torch.tensor([[0, 1], [0, 1]]), torch.tensor([1., 0.]), 4, 5)
+    calls = [lambda: train(MF(4, 5, 4), pyg, BCEObjective(), TrainConfig(epochs=1)), lambda: user_edges(pyg, [0]),
+             lambda: random_edges(pyg, 0.5), lambda: evaluate_auc(MF(4, 5, 4), ours, pyg)]
+    for what, call in zip(("the training graph", "the graph", "the graph", "the test set"), calls):
+        found = "it has node types ['user', 'movie'] and edge types [('user', 'rates', 'movie')]"
+        with pytest.raises(ValueError, match=f"{re.escape(what)} is not an interaction graph: .*{re.escape(found)}"):
+            call()
+        assert (pyg.node_types, pyg.edge_types) == types
 
 
 def test_a_graph_with_a_reverse_edge_type_is_refused_where_a_deletion_would_keep_its_copies():

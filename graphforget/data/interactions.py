@@ -25,7 +25,8 @@ __all__ = [
     "propagation_edges", "bipartite_to_homogeneous", "symmetric_edge_weight", "edge_positions", "remove_edges",
     "without_edges", "edge_subgraph", "pairs_with_data", "validate_pairs", "pair_keys", "pairs_of_keys",
     "check_unique_pairs", "check_model_fits", "finite_scores", "pair_scores", "check_interactions", "check_pair_ids",
-    "check_pair_tensor", "check_ids_in_range", "check_pairs_in_range", "check_one_edge_type", "on_device",
+    "check_pair_tensor", "check_ids_in_range", "check_pairs_in_range", "check_layout", "check_one_edge_type",
+    "on_device",
     "node_values",
 ]
 
@@ -82,14 +83,13 @@ def check_interactions(graph: HeteroData) -> None:
     Raises:
         ValueError: naming the field at fault; for an out-of-range id, the id, its position and the range.
     """
+    check_layout(graph)
     for node_type in ("user", "item"):
-        count = graph[node_type].get("num_nodes") if node_type in graph.node_types else None  # no store created
+        count = graph[node_type].get("num_nodes")
         if count is None:
             raise ValueError(f"graph['{node_type}'].num_nodes is not set: build the graph with make_interactions")
         if int(count) < 0:
             raise ValueError(f"graph['{node_type}'].num_nodes is negative: {int(count)}")
-    if EDGE not in graph.edge_types or "edge_index" not in graph[EDGE]:
-        raise ValueError(f"the graph has no {EDGE} edge_index: build the graph with make_interactions")
     check_one_edge_type(graph)
     store = graph[EDGE]
     check_pair_tensor(store.edge_index)
@@ -107,6 +107,18 @@ def check_interactions(graph: HeteroData) -> None:
                              f"edge_index, got {list(store[key].shape)}")
     if "observed" in store and store.observed.dtype != torch.bool:
         raise ValueError(f"observed must be a bool mask, got dtype {store.observed.dtype}")
+
+
+def check_layout(graph: HeteroData, what: str = "the graph") -> None:
+    """Raises ``ValueError`` unless ``graph`` has the node types ``user`` and ``item`` and an ``EDGE`` edge_index,
+    naming the types it has and how to build the layout: read through ``graph[EDGE]``, a PyG dataset's graph (``user``
+    and ``movie`` nodes) failed with an AttributeError, and PyG added the missing edge type to the caller's graph."""
+    if {"user", "item"} <= set(graph.node_types) and EDGE in graph.edge_types and "edge_index" in graph[EDGE]:
+        return
+    raise ValueError(f"{what} is not an interaction graph: graphforget reads node types 'user' and 'item' and the "
+                     f"edge type {EDGE} with its edge_index and edge_label, and it has node types {graph.node_types} "
+                     f"and edge types {graph.edge_types}; build it from the (user, item) pairs with "
+                     "graphforget.data.make_interactions (see 'From a PyG graph' in the docs' data page)")
 
 
 def check_one_edge_type(graph: HeteroData) -> None:

@@ -11,7 +11,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..config import is_integer_tensor, seeded
-from .interactions import EDGE, check_pair_tensor, edge_subgraph, num_users
+from .interactions import EDGE, check_layout, check_pair_tensor, edge_subgraph, num_users
 
 __all__ = ["random_edges", "user_edges", "attack_flip", "request_nodes"]
 
@@ -54,6 +54,7 @@ def random_edges(graph: HeteroData, ratio: float, seed: int = 0, observed_only: 
         ValueError: when ``ratio`` is outside ``(0, 1)`` or there is no candidate edge.
     """
     ratio = check_ratio(ratio)
+    check_layout(graph)  # before graph[EDGE], which PyG adds to a graph without it
     candidates = _candidates(graph, observed_only)
     if candidates.numel() == 0:
         raise ValueError("the graph has no observed edges to draw a request from")
@@ -83,6 +84,7 @@ def user_edges(graph: HeteroData, users, observed_only: bool = True) -> Tensor:
     if not is_integer_tensor(users):
         raise ValueError(f"user ids must be integers, got dtype {users.dtype}")
     users = users.long()
+    check_layout(graph)  # before graph[EDGE], which PyG adds to a graph without it
     if users.min() < 0 or users.max() >= num_users(graph):
         raise ValueError(f"unknown user ids: expected ids in [0, {num_users(graph)}), got {users.tolist()[:10]}")
     ei = graph[EDGE].edge_index

@@ -35,7 +35,8 @@ def relabel(graph: HeteroData, keep_users: Tensor, keep_items: Tensor, edge_mask
     """Keeps the masked nodes and edges and renumbers nodes contiguously.
 
     Every node attribute (``raw_id``, ...) is selected with its nodes, every edge attribute with its edges
-    (PyG's :meth:`~torch_geometric.data.HeteroData.subgraph`); edge order is kept.
+    (PyG's :meth:`~torch_geometric.data.HeteroData.subgraph`); edge order is kept. A node type without a ``raw_id``
+    gets one: its nodes' ids in ``graph`` (a request in those ids had hit other nodes, silently).
 
     Args:
         graph: the interactions.
@@ -63,6 +64,9 @@ def _relabel(graph: HeteroData, keep_users: Tensor, keep_items: Tensor, edge_mas
     """:func:`relabel` without its checks: for k_core and random_split, which checked the graph and built the masks."""
     masks = {"user": keep_users, "item": keep_items}
     out = edge_subgraph(graph, edge_mask)
+    for node, mask in masks.items():  # the nodes keep their ids in graph as raw ids where it holds none
+        if "raw_id" not in out[node]:
+            out[node].raw_id = torch.arange(mask.numel())
     # numpy node attributes (string raw ids) are selected here: PyG indexes them with the torch mask, which numpy
     # reads as an integer when it has one element (a file of one user failed with an IndexError)
     arrays = {(node, key): out[node][key] for node in masks for key in list(out[node].keys())
@@ -143,7 +147,8 @@ def random_split(graph: HeteroData, ratios=(0.6, 0.2, 0.2), seed: int = 0) -> Sp
     The training part holds ``round(ratios[0] * E)`` edges, the validation part ``round(ratios[1] * E)`` and
     the test part the rest; a part of ratio 0 holds none (the last part of positive ratio takes the rest), and the
     training part at least one edge of a graph that has one. Users and items are remapped to the ids of the training
-    part; validation and test rows whose user or item has no training interaction are dropped.
+    part, their ids in ``graph`` kept as ``raw_id`` (:func:`relabel`); validation and test rows whose user or item has
+    no training interaction are dropped.
 
     Raises:
         ValueError: ``ratios`` that are not a tuple or list of three numbers >= 0 summing to 1 with a train part,
