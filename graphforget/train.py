@@ -224,6 +224,10 @@ def _warn_if_at_chance(result: TrainResult, val: HeteroData) -> None:
                       NoSignalWarning, stacklevel=3)
 
 
+#: Seconds an epoch runs before its bar of batches shows (tqdm's ``delay``): quick epochs draw none.
+BATCH_BAR_DELAY = 2.0
+
+
 def _train_adam(model, graph, objective: Objective, config: TrainConfig, val) -> TrainResult:
     """Mini-batch Adam, early-stopping on the validation AUC."""
     num_edges = graph[EDGE].edge_index.size(1)
@@ -241,9 +245,11 @@ def _train_adam(model, graph, objective: Objective, config: TrainConfig, val) ->
     batches = -(-num_edges // batch_size)
     for epoch in bar:
         total = 0.0
-        # a bar of the epoch's batches too: one epoch of Gowalla's LightGCN had shown 0/1 for four minutes
+        # a bar of the epoch's batches too, for an epoch that takes a while: one of Gowalla's LightGCN had shown 0/1
+        # for four minutes
         for batch in tqdm(torch.randperm(num_edges, generator=gen).to(device).split(batch_size), total=batches,
-                          disable=not config.progress or batches < 2, desc=f"epoch {epoch}", leave=False):
+                          disable=not config.progress or batches < 2, desc=f"epoch {epoch}", leave=False,
+                          delay=BATCH_BAR_DELAY):
             optimizer.zero_grad()
             loss = batch_loss(batch, epoch)
             loss.backward()

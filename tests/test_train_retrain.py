@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+import sys
 import warnings
 from dataclasses import replace
 
@@ -97,9 +98,12 @@ def test_training_is_deterministic(split):
     assert not torch.equal(model.user_emb.weight, runs[0][0]["user_emb.weight"])
 
 
-def test_the_progress_bar_counts_an_epochs_batches_too(split, capsys):
+def test_the_progress_bar_counts_an_epochs_batches_too(split, capsys, monkeypatch):
     """One epoch of Gowalla's LightGCN showed 'train: 0/1' for four minutes (a QA probe): an epoch of several batches
-    has a bar of its own; an epoch of one batch has none, and no bar is drawn without progress."""
+    has a bar of its own once it runs BATCH_BAR_DELAY seconds (0 here); an epoch of one batch has none, and no bar is
+    drawn without progress."""
+    module = sys.modules["graphforget.train"]  # graphforget.train is the function
+    monkeypatch.setattr(module, "BATCH_BAR_DELAY", 0)
     edges = split.train[EDGE].edge_index.size(1)
     for batch_size, progress in ((-(-edges // 3), True), (0, True), (-(-edges // 3), False)):
         train(fresh(MF, split), split.train, BCEObjective(), TrainConfig(epochs=2, batch_size=batch_size,
@@ -107,6 +111,10 @@ def test_the_progress_bar_counts_an_epochs_batches_too(split, capsys):
         err = capsys.readouterr().err
         assert ("epoch 2:" in err and "/3 [" in err) == (batch_size > 0 and progress), err  # bars that are not kept
         assert ("train:" in err and "/2 [" in err) == progress, err
+    monkeypatch.undo()  # the default delay: an epoch of milliseconds draws none
+    train(fresh(MF, split), split.train, BCEObjective(), TrainConfig(epochs=2, batch_size=-(-edges // 3),
+                                                                     progress=True))
+    assert "epoch 1" not in capsys.readouterr().err
 
 
 def test_gradients_are_bit_reproducible(split):
