@@ -66,7 +66,7 @@ def _relabel(graph: HeteroData, keep_users: Tensor, keep_items: Tensor, edge_mas
     out = edge_subgraph(graph, edge_mask)
     for node, mask in masks.items():  # the nodes keep their ids in graph as raw ids where it holds none
         if "raw_id" not in out[node]:
-            out[node].raw_id = torch.arange(mask.numel())
+            out[node].raw_id = torch.arange(mask.numel(), device=out[EDGE].edge_index.device)  # with the graph
     # numpy node attributes (string raw ids) are selected here: PyG indexes them with the torch mask, which numpy
     # reads as an integer when it has one element (a file of one user failed with an IndexError)
     arrays = {(node, key): out[node][key] for node in masks for key in list(out[node].keys())
