@@ -83,6 +83,6 @@ class SCIF(IFRU):
     def _replacement_terms(self, removed: Terms, request, remaining: HeteroData) -> Terms:
         # means: floating point even where the labels are not, and in a float64 model's precision where the labels
         # are float32 (rounded to them, the targets moved a float64 model's step by 1e-8)
-        model = next((p.dtype for p in self.model.parameters() if p.is_floating_point()), removed.target.dtype)
-        dtype = torch.promote_types(removed.target.dtype, model)
+        precision = next((p.dtype for p in self.model.parameters() if p.is_floating_point()), removed.target.dtype)
+        dtype = torch.promote_types(removed.target.dtype, precision)
         return Terms(removed.edge_label_index, substitute_labels(remaining, request, dtype).to(removed.target.device))
