@@ -531,6 +531,11 @@ def test_verify_checks_every_run_of_the_lineage_and_its_audit_log(capsys, base, 
              "a/removed.pt does not match the sha256"),
             (lambda: [(runs["b"] / "audit.jsonl").write_text((runs["b"] / "audit.jsonl").read_text().replace(
                 '"scif"', '"retrain"', 1)), _rehash(runs["b"])], "does not continue its parent's"),
+            # a request's line written twice (the log is compared as text with its parent's, line for line)
+            (lambda: [(runs["b"] / "audit.jsonl").write_text((runs["b"] / "audit.jsonl").read_text()
+                                                            + (runs["b"] / "audit.jsonl").read_text().splitlines()[-1]
+                                                            + "\n"), _rehash(runs["b"])],
+             "does not continue its parent's"),
             (lambda: [shutil.copy(runs["a"] / "model.pt", runs["b"] / "model.pt"), _rehash(runs["b"])],
              "last line names another model or graph than the run's own"),
             # the leaf's own log was parsed before its sha256 was checked: a JSON error naming no file, and an
