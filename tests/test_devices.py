@@ -14,9 +14,10 @@ from torch_geometric.data import HeteroData
 
 from graphforget import clock
 from graphforget.clock import Stopwatch
-from graphforget.data import EDGE, k_core, on_device, planted_communities, random_edges, random_split
+from graphforget.data import EDGE, add_negatives, k_core, on_device, planted_communities, random_edges, random_split
 from graphforget.models import MF, ContrastiveBPRObjective, LightGCN, PyGRecommender, build_model
 from graphforget.objectives import BCEObjective, BPRObjective
+from graphforget.influence.solvers import direct_solve
 from graphforget.train import TrainConfig, train
 from graphforget.unlearn import IFRU, METHODS, build_unlearner
 from helpers import MeanSAGE
@@ -197,6 +198,36 @@ def test_k_core_on_the_device(device):
     assert core[EDGE].edge_index.device.type == device
     assert torch.equal(core[EDGE].edge_index.cpu(), expected[EDGE].edge_index)
     assert 0 < expected[EDGE].edge_index.size(1) < graph[EDGE].edge_index.size(1)  # some edges go, some stay
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_split_and_its_negatives_on_the_device_are_the_cpus(device):
+    """Their masks, seen nodes and drawn negatives were CPU tensors, indexed by or joined with the graph's: both
+    failed on a CUDA graph (found by simulating a device on the CPU)."""
+    graph = planted_communities(30, 40, num_communities=2, interactions_per_user=8, seed=0)
+    on = on_device(graph, device)
+    expected, got = random_split(graph, (0.6, 0.2, 0.2), seed=3), random_split(on, (0.6, 0.2, 0.2), seed=3)
+    for expected, got in ((expected.train, got.train), (expected.val, got.val), (expected.test, got.test)):
+        assert got[EDGE].edge_index.device.type == device
+        assert torch.equal(got[EDGE].edge_index.cpu(), expected[EDGE].edge_index)
+        assert torch.equal(got["user"].raw_id.cpu(), expected["user"].raw_id)
+    expected, got = add_negatives(graph, 2, seed=1), add_negatives(on, 2, seed=1)
+    assert got[EDGE].edge_index.device.type == device
+    for key in ("edge_index", "edge_label", "observed"):
+        assert torch.equal(got[EDGE][key].cpu(), expected[EDGE][key])
+    assert int((~expected[EDGE].observed).sum()) == 2 * int((graph[EDGE].edge_label > 0).sum())  # 2 per positive
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_direct_solver_takes_the_minimum_norm_step_of_a_singular_system_on_the_device(device):
+    """CUDA's least squares has only the driver gels, which assumes full rank: an undamped row that no remaining term
+    reaches makes the curvature singular."""
+    matrix = torch.diag(torch.tensor([2.0, 1.0, 0.0], dtype=torch.float64, device=device))
+    rhs = torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64, device=device)
+    result = direct_solve(lambda v: matrix @ v, rhs)
+    assert result.x.device.type == device
+    assert torch.allclose(result.x.cpu(), torch.tensor([0.5, 1.0, 0.0], dtype=torch.float64), atol=1e-12)
+    assert result.converged
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -159,8 +159,9 @@ def random_split(graph: HeteroData, ratios=(0.6, 0.2, 0.2), seed: int = 0) -> Sp
             and abs(sum(ratios) - 1) <= 1e-6 and ratios[0] != 0):
         raise ValueError(f"ratios must be three non-negative numbers summing to 1 with a train part, got {ratios!r}")
     _check_graph(graph, "random_split")
-    num_edges = graph[EDGE].edge_index.size(1)
-    perm = torch.randperm(num_edges, generator=seeded(seed))
+    ei = graph[EDGE].edge_index
+    num_edges, device = ei.size(1), ei.device
+    perm = torch.randperm(num_edges, generator=seeded(seed)).to(device)  # the same split on every device
     n_train, n_val = int(round(ratios[0] * num_edges)), int(round(ratios[1] * num_edges))
     # round(0.4 * 1) = 0: a tiny graph's training part came back empty, and with it every node of every part.
     n_train = max(n_train, min(num_edges, 1))
@@ -171,12 +172,11 @@ def random_split(graph: HeteroData, ratios=(0.6, 0.2, 0.2), seed: int = 0) -> Sp
     parts = perm[:n_train], perm[n_train:n_train + n_val], perm[n_train + n_val:]
     masks = []
     for part in parts:
-        mask = torch.zeros(num_edges, dtype=torch.bool)
+        mask = torch.zeros(num_edges, dtype=torch.bool, device=device)
         mask[part] = True
         masks.append(mask)
-    ei = graph[EDGE].edge_index
-    seen_users = torch.zeros(num_users(graph), dtype=torch.bool)
-    seen_items = torch.zeros(num_items(graph), dtype=torch.bool)
+    seen_users = torch.zeros(num_users(graph), dtype=torch.bool, device=device)
+    seen_items = torch.zeros(num_items(graph), dtype=torch.bool, device=device)
     seen_users[ei[0][masks[0]]] = True
     seen_items[ei[1][masks[0]]] = True
     known = seen_users[ei[0]] & seen_items[ei[1]]
@@ -241,12 +241,14 @@ def add_negatives(graph: HeteroData, ratio: int = 1, seed: int = 0) -> HeteroDat
                          f"sample negatives from, e.g. user {int(short[0])} (needs {int(need[short[0]])}, "
                          f"has {int(free[short[0]])})")
     users = positive_users.repeat(ratio)
-    items = _free_items(users, n_items, known, gen)
-    observed = graph[EDGE].observed if "observed" in graph[EDGE] else torch.ones(ei.size(1), dtype=torch.bool)
-    out = edge_subgraph(graph, torch.ones(ei.size(1), dtype=torch.bool))
+    # drawn on the CPU, as the seeded generator is: the same negatives on every device
+    items = _free_items(users.cpu(), n_items, known.cpu(), gen).to(ei.device)
+    every = torch.ones(ei.size(1), dtype=torch.bool, device=ei.device)
+    observed = graph[EDGE].observed if "observed" in graph[EDGE] else every
+    out = edge_subgraph(graph, every)
     out[EDGE].edge_index = torch.cat([ei, torch.stack([users, items])], 1)
-    out[EDGE].edge_label = torch.cat([graph[EDGE].edge_label, torch.zeros(users.numel())])
-    out[EDGE].observed = torch.cat([observed, torch.zeros(users.numel(), dtype=torch.bool)])
+    out[EDGE].edge_label = torch.cat([graph[EDGE].edge_label, graph[EDGE].edge_label.new_zeros(users.numel())])
+    out[EDGE].observed = torch.cat([observed, torch.zeros_like(users, dtype=torch.bool)])
     for key in set(out[EDGE].keys()) - {"edge_index", "edge_label", "observed"}:
         del out[EDGE][key]
     return out

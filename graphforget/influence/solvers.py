@@ -220,10 +220,13 @@ def direct_solve(matvec: MatVec, b: Tensor, tol: float = 1e-4, max_size: int = 4
     matrix = torch.stack([matvec(eye[i]) for i in range(n)], 1)
     if not (bool(torch.isfinite(matrix).all()) and bool(torch.isfinite(b).all())):  # lstsq failed an internal assert
         return _finish(matvec, b, torch.full_like(b, float("nan")), n, tol, clock)  # not converged, as LiSSA's
-    # gelsd (SVD): the same bits on every call, as data-parallel ranks need; the CPU's default gelsy gave other
-    # bits at each call. CUDA has only gels.
-    driver = "gelsd" if matrix.device.type == "cpu" else None
-    x = torch.linalg.lstsq(matrix, b.unsqueeze(1), driver=driver).solution.squeeze(1)
+    # The minimum-norm solution, as a singular system needs (a row that no remaining term reaches, undamped): gelsd
+    # (SVD) on the CPU, the same bits on every call as data-parallel ranks need (the default gelsy gave other bits at
+    # each call); CUDA's lstsq has only gels, which assumes full rank, so the pseudo-inverse (an SVD too) there.
+    if matrix.device.type == "cpu":
+        x = torch.linalg.lstsq(matrix, b.unsqueeze(1), driver="gelsd").solution.squeeze(1)
+    else:
+        x = torch.linalg.pinv(matrix) @ b
     return _finish(matvec, b, x, n, tol, clock)
 
 
