@@ -3,6 +3,7 @@ option listing."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import warnings
 
@@ -368,6 +369,29 @@ def test_half_precision_is_refused_by_every_method_and_train_with_the_remedy(sma
             train(model, small_planted, BCEObjective(l2=0.1), TrainConfig(epochs=1))
         else:
             build_unlearner(name, model, small_planted, BCEObjective(l2=0.1))
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_a_model_mixing_float32_and_float64_is_refused_by_the_methods_that_multiply_its_parameters(small_planted,
+                                                                                                    name, one_thread):
+    """IFRU and SCIF failed in torch's sampled_addmm ("expected mat1 and mat2 to have the same dtype"), RecEraser in
+    its attention; the methods that train the parameters apart take the model as it is."""
+    model = MF(60, 40, 4)
+    model.reset_parameters(0)
+    model.user_emb.double()
+    options = {"finetune": {"epochs": 1}, "sisa": {"num_shards": 2}, "unlearnrec": {"pretrain_epochs": 1,
+                                                                                   "finetune_epochs": 1}}.get(name)
+    make = functools.partial(build_unlearner, name, model, small_planted, BCEObjective(l2=0.1), options,
+                             train=TrainConfig(epochs=1, batch_size=0, patience=0))
+    if not METHODS[name].needs_one_dtype:
+        result = make().fit().unlearn(small_planted[EDGE].edge_index[:, :5])
+        assert torch.isfinite(result.model(result.graph, small_planted[EDGE].edge_index)).all()
+        return
+    assert name in ("ifru", "scif", "receraser")
+    with pytest.raises(ValueError, match=re.escape(f"{METHODS[name].__name__} needs the trainable parameters in one "
+                                                   "dtype, got torch.float64 (e.g. user_emb.weight), torch.float32 "
+                                                   "(e.g. item_emb.weight): unlearn a model.float() or model.double()")):
+        make()
 
 
 @pytest.mark.parametrize("name", list(METHODS))

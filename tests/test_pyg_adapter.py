@@ -1148,5 +1148,12 @@ def test_the_receptive_field_check_on_fixed_features_few_nodes_and_a_score_that_
         IFRU(model, few, OBJECTIVE)
     assert Unguarded(U, I, D)(graph, graph[EDGE].edge_index).isfinite().all()  # every node of the graph has an edge
     with pytest.raises(ValueError, match=r"IFRU: Unguarded scores a pair nan on a path of its nodes, most of them "
-                                         r"without edges, so its receptive_field cannot be checked"):
+                                         r"without edges, so its receptive_field cannot be checked: do its parameters, "
+                                         r"up to \S+ in size, overflow .* or is a degree normalisation unguarded"):
         IFRU(Unguarded(U, I, D), graph, OBJECTIVE)
+    # a LightGCN whose row of 1e20 overflows float32 had been told of the degree normalisation alone
+    huge = LightGCN(U, I, D, num_layers=1)
+    with torch.no_grad():
+        huge.user_emb.weight[0] = 1e20
+    with pytest.raises(ValueError, match=r"scores a pair inf .* do its parameters, up to 1e\+20 in size, overflow"):
+        IFRU(huge, graph, OBJECTIVE)

@@ -603,6 +603,24 @@ def test_balanced_partitions(graph, partition):
             balanced_partition(user_emb, item_emb, ei, shards, partition, iters=iters)
 
 
+def test_balanced_partition_clusters_in_the_tables_dtype_and_names_embeddings_too_large(graph):
+    """A float64 model's embeddings were cast to float32, where a row of 1e19 (finite scores in float64) overflowed
+    the squared distances: "distances must be finite", naming neither the embeddings nor their size."""
+    gen = torch.Generator().manual_seed(0)
+    user_emb, item_emb = torch.randn(U, D, generator=gen, dtype=torch.float64), torch.randn(I, D, generator=gen)
+    user_emb[3] = 1e19
+    ei = graph[EDGE].edge_index
+    part = balanced_partition(user_emb, item_emb, ei, S, "user", iters=10, seed=0)
+    assert part.anchors.dtype == torch.float64
+    assert torch.bincount(part.groups, minlength=S).max() <= math.ceil(U / S)
+    with pytest.raises(ValueError, match=r"distances between the embeddings are not finite: their entries reach "
+                                         r"1e\+19, beyond what torch.float32's squares hold"):
+        balanced_partition(user_emb.float(), item_emb, ei, S, "user")
+    user_emb[3] = float("nan")
+    with pytest.raises(ValueError, match="they hold NaN or infinite entries"):
+        balanced_partition(user_emb, item_emb, ei, S, "user")
+
+
 # --- RecEraser ----------------------------------------------------------------------------------
 
 def test_receraser_fit_and_unlearn(graph):

@@ -77,7 +77,7 @@ def check_interactions(graph: HeteroData) -> None:
     The node counts are set; ``EDGE`` is the graph's one edge type; ``graph[EDGE].edge_index`` is a ``[2, E]``
     ``torch.int64`` tensor with user ids in ``[0, num_users)`` and item ids in ``[0, num_items)``; ``edge_label``
     is set, and it and ``observed`` (where present) are ``[E]``, one entry per edge, and ``observed`` is bool (an
-    integer mask would select edges 0 and 1 as positions). Cheap: a few passes over the edges, no sort; label values
+    integer mask would select edges 0 and 1 as positions); no tensor of the edges requires grad. Cheap: a few passes over the edges, no sort; label values
     and repeated pairs (a sort) are checked by the objective and :func:`check_unique_pairs`.
 
     Raises:
@@ -107,6 +107,10 @@ def check_interactions(graph: HeteroData) -> None:
                              f"edge_index, got {list(store[key].shape)}")
     if "observed" in store and store.observed.dtype != torch.bool:
         raise ValueError(f"observed must be a bool mask, got dtype {store.observed.dtype}")
+    tracked = [key for key, value in store.items() if isinstance(value, Tensor) and value.requires_grad]
+    if tracked:  # training wrote gradients into the caller's labels, or failed on its second backward through them
+        raise ValueError(f"tensors of the graph's edges require grad: {', '.join(tracked)}; a graph holds data, not "
+                         "parameters: pass detached tensors (.detach())")
 
 
 def check_layout(graph: HeteroData, what: str = "the graph") -> None:

@@ -154,6 +154,15 @@ def _refuse_unbounded(method: str, name: str, where: str) -> NoReturn:
                      "fixed number of hops beyond that, set receptive_field to it)")
 
 
+def _why_not_finite(model: torch.nn.Module) -> str:
+    """The causes of a score that is not finite, with the size of the largest parameter (finite: the unlearners refuse
+    others first): a row of 1e20 in float32 had been said to be a degree normalisation unguarded at degree 0."""
+    largest = max((float(p.detach().abs().max()) for p in model.parameters() if p.numel()), default=0.0)
+    return (f"do its parameters, up to {largest:.3g} in size, overflow their dtype's products (then retrain, or "
+            "unlearn a model.double() copy), or is a degree normalisation unguarded at degree 0? A request that "
+            "removes a node's every edge meets the latter too: set deg.pow(-0.5)'s infinities to 0")
+
+
 def _rows_read(model: torch.nn.Module, graph: HeteroData, hops: int, start: str,
                method: str) -> dict[str, Tensor] | None:
     """``{"user": ids, "item": ids}`` whose rows the score of ``(u0, i0)`` on :func:`_probe_graph` reads; ``None``
@@ -168,9 +177,8 @@ def _rows_read(model: torch.nn.Module, graph: HeteroData, hops: int, start: str,
             score = probe(path, torch.zeros(2, 1, dtype=torch.long, device=graph[EDGE].edge_index.device))
         if not bool(score.isfinite().all()):
             raise ValueError(f"{method}: {type(model).__name__} scores a pair {float(score.sum())} on a path of its "
-                             "nodes, most of them without edges, so its receptive_field cannot be checked: a degree "
-                             "normalisation unguarded at degree 0? A request that removes a node's every edge meets "
-                             "it too: set deg.pow(-0.5)'s infinities to 0")
+                             "nodes, most of them without edges, so its receptive_field cannot be checked: "
+                             + _why_not_finite(model))
         grads = torch.autograd.grad(score.sum(), [tensor for _, tensor in rows], allow_unused=True)
     read = torch.zeros(users + num_items(graph), dtype=torch.bool, device=graph[EDGE].edge_index.device)
     for (kind, _), grad in zip(rows, grads):

@@ -133,6 +133,9 @@ class Unlearner:
     needs_fit: ClassVar[bool] = False
     #: Whether the result propagates with the graph's ``edge_weight`` (SISA's shard graphs drop it).
     reads_edge_weight: ClassVar[bool] = True
+    #: Whether the method computes with every trainable parameter together (a curvature over them, a clustering of the
+    #: tables), so that they must share one dtype: a model mixing float32 and float64 is refused at construction.
+    needs_one_dtype: ClassVar[bool] = False
     #: Whether the method unlearns a fitted ensemble (:class:`~graphforget.unlearn.ShardedRecommender`): SISA's, which
     #: drop the request from the ensemble's edge assignment; another method would keep the removed pairs stored there.
     takes_ensemble: ClassVar[bool] = False
@@ -214,7 +217,7 @@ class Unlearner:
         _check_types(model, graph, objective, val)
         checked_receptive_field(model, type(self).__name__)  # read as a number by the checks below
         self._check_not_ensemble(model)
-        check_precision(model, type(self).__name__, "unlearn")
+        check_precision(model, type(self).__name__, "unlearn", one_dtype=self.needs_one_dtype)
         self.model, self.graph, self.objective, self.val = model, graph, objective, val
         # the class itself: SISA took a RecEraserConfig (a subclass) and ignored its partition, pretrain and iterations
         if not (config is None or isinstance(config, dict) or type(config) is self.Config):

@@ -110,7 +110,7 @@ def balanced_kmeans(x: Tensor, num_shards: int, iters: int = 10, seed: int = 0,
     pick = torch.randperm(n, generator=seeded(seed))[:num_shards].to(x.device)
     anchors, assignment = x[pick].clone(), None
     for it in range(1, iters + 1):
-        new = balanced_assign(torch.cdist(x, anchors), capacity)
+        new = balanced_assign(_distances(x, anchors), capacity)
         counts = torch.bincount(new, minlength=num_shards)
         sums = torch.zeros_like(anchors).index_add_(0, new, x)
         anchors = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None].to(x.dtype), anchors)
@@ -118,6 +118,18 @@ def balanced_kmeans(x: Tensor, num_shards: int, iters: int = 10, seed: int = 0,
             return new, anchors, it
         assignment = new
     return assignment, anchors, iters
+
+
+def _distances(x: Tensor, anchors: Tensor) -> Tensor:
+    """``[N, S]`` distances of the points to the anchors; ``ValueError`` naming the points' size where they are not
+    finite (the assignment's own message named neither the points nor a way out)."""
+    dist = torch.cdist(x, anchors)
+    if not bool(torch.isfinite(dist).all()):
+        finite = bool(torch.isfinite(x).all())
+        raise ValueError("the balanced clustering's distances between the embeddings are not finite: " + (
+            f"their entries reach {float(x.abs().max()):.3g}, beyond what {x.dtype}'s squares hold (the embeddings "
+            "are too large)" if finite else "they hold NaN or infinite entries"))
+    return dist
 
 
 @dataclass
@@ -170,7 +182,8 @@ def balanced_partition(user_emb: Tensor, item_emb: Tensor, edge_index: Tensor, n
     if user_emb.dim() != 2 or item_emb.dim() != 2 or user_emb.size(1) != item_emb.size(1):
         raise ValueError("user_emb [U, d] and item_emb [I, d] must be matrices of the same width")
     check_pairs_in_range(edge_index, user_emb.size(0), item_emb.size(0), "edge_index", "E")
-    user_emb, item_emb = user_emb.detach().float(), item_emb.detach().float()
+    dtype = torch.promote_types(user_emb.dtype, item_emb.dtype)  # a float64 model's, not float32's range
+    user_emb, item_emb = user_emb.detach().to(dtype), item_emb.detach().to(dtype)
     edge_index = edge_index.to(user_emb.device).long()  # a uint8 index reads as a mask
     if partition == "interaction":
         points, owner = torch.cat([user_emb[edge_index[0]], item_emb[edge_index[1]]], 1), None
@@ -243,6 +256,7 @@ class RecEraser(SISA):
     turn out non-finite in :meth:`fit` are refused there, naming where they came from.
     """
     name = "receraser"
+    needs_one_dtype = True
     Config = RecEraserConfig
 
     def __init__(self, model, graph: HeteroData, objective: Objective, config=None, *, val: HeteroData | None = None,

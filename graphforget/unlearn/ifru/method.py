@@ -201,6 +201,7 @@ class IFRU(Unlearner):
             request that removes every training edge (Retrain and FineTune refuse it too: no data is left).
     """
     name = "ifru"
+    needs_one_dtype = True
     Config = IFRUConfig
 
     def __init__(self, model, graph: HeteroData, objective: Objective, config: IFRUConfig | dict | None = None, *,
