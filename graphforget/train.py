@@ -244,7 +244,7 @@ def _train_adam(model, graph, objective: Objective, config: TrainConfig, val) ->
     model.train()
     batches = -(-num_edges // batch_size)
     for epoch in bar:
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64, device=device)  # read once an epoch: no wait on a GPU per batch
         # a bar of the epoch's batches too, for an epoch that takes a while: one of Gowalla's LightGCN had shown 0/1
         # for four minutes
         for batch in tqdm(torch.randperm(num_edges, generator=gen).to(device).split(batch_size), total=batches,
@@ -254,9 +254,10 @@ def _train_adam(model, graph, objective: Objective, config: TrainConfig, val) ->
             loss = batch_loss(batch, epoch)
             loss.backward()
             optimizer.step()
-            total += loss.detach().item() * batch.numel() / num_edges
+            total += loss.detach().double() * (batch.numel() / num_edges)
         if config.data_parallel:  # a BatchNorm over the batch's rows: each rank's statistics are of its share
             average_across_ranks([model.get_buffer(name) for name in running_statistics(model)])
+        total = total.item()
         row = {"epoch": epoch, "loss": _finite_loss(summed_across_ranks(total) if config.data_parallel else total,
                                                     epoch)}
         if val is not None:

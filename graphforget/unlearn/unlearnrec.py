@@ -559,7 +559,7 @@ class UnlearnRec(Unlearner):
             shift.delta = None if update is None else table_mask(update, node_type, self.encoder.num_users)
 
     def _step_loss(self, work: nn.Module, remaining: HeteroData, batch: Tensor, request_batch: Tensor,
-                   reference: Tensor, epoch: int) -> tuple[Tensor, dict[str, float]]:
+                   reference: Tensor, epoch: int) -> tuple[Tensor, dict[str, Tensor]]:
         """Backbone loss + l_u L_u + l_p L_p of one step (the layer-0 update already set on ``work``)."""
         cfg = self.config
         step = _SharedEmbedding(work, remaining)
@@ -573,7 +573,7 @@ class UnlearnRec(Unlearner):
                                       reference.index_select(0, pairs[0]),
                                       reference.index_select(0, self.encoder.num_users + pairs[1]), cfg.tau)
         loss = backbone + cfg.l_u * unlearn + cfg.l_p * preserve
-        parts = {"backbone": backbone.item(), "unlearn": unlearn.item(), "preserve": preserve.item()}
+        parts = {"backbone": backbone.detach(), "unlearn": unlearn.detach(), "preserve": preserve.detach()}
         return loss, parts
 
     def _contrastive(self, full: Tensor, final: Tensor, request: _Request, gen: torch.Generator) -> Tensor:
@@ -770,7 +770,7 @@ class UnlearnRec(Unlearner):
                           leave=False):
             if request is None or (epoch - 1) % cfg.resample_every == 0:
                 request, ratio = self._simulated_request(candidates, gen)
-            sums = {"loss": 0.0, "backbone": 0.0, "unlearn": 0.0, "preserve": 0.0, "contrast": 0.0}
+            sums = _zero_sums(("loss", "backbone", "unlearn", "preserve", "contrast"), device)
             batches = self._batches(request.remaining[EDGE].edge_index.size(1), gen, device)
             for batch in batches:
                 optimizer.zero_grad()
@@ -783,9 +783,9 @@ class UnlearnRec(Unlearner):
                 loss.backward()
                 optimizer.step()
                 steps += 1
-                parts.update(loss=loss.item(), contrast=contrast.item())
-                for key, value in parts.items():
-                    sums[key] += value / len(batches)
+                parts.update(loss=loss.detach(), contrast=contrast.detach())
+                _add_parts(sums, parts, len(batches))
+            sums = {key: value.item() for key, value in sums.items()}
             history.append({"epoch": epoch, "request_ratio": ratio, **sums})
             log.info("UnlearnRec pre-training epoch %d: %s", epoch, sums)
         self._set_update(shifts, None)
@@ -876,7 +876,7 @@ class UnlearnRec(Unlearner):
         history = []
         work.train()
         for epoch in range(1, cfg.finetune_epochs + 1):
-            sums = {"loss": 0.0, "backbone": 0.0, "unlearn": 0.0, "preserve": 0.0}
+            sums = _zero_sums(("loss", "backbone", "unlearn", "preserve"), request.device)
             batches = self._batches(remaining[EDGE].edge_index.size(1), gen, request.device)
             for batch in batches:
                 optimizer.zero_grad()
@@ -885,10 +885,9 @@ class UnlearnRec(Unlearner):
                                               reference, epoch)
                 loss.backward()
                 optimizer.step()
-                parts["loss"] = loss.item()
-                for key, value in parts.items():
-                    sums[key] += value / len(batches)
-            history.append({"epoch": epoch, **sums})
+                parts["loss"] = loss.detach()
+                _add_parts(sums, parts, len(batches))
+            history.append({"epoch": epoch, **{key: value.item() for key, value in sums.items()}})
         return history
 
     @torch.no_grad()
@@ -906,6 +905,16 @@ class UnlearnRec(Unlearner):
     def __repr__(self) -> str:
         return (f"UnlearnRec(model={type(self.model).__name__}, objective={self.objective}, "
                 f"fitted={self.fitted}, config={asdict(self.config)})")
+
+
+def _zero_sums(keys: tuple[str, ...], device) -> dict[str, Tensor]:
+    """An epoch's sums of the step losses, on the device and read once the epoch ends: no wait on a GPU per step."""
+    return {key: torch.zeros((), dtype=torch.float64, device=device) for key in keys}
+
+
+def _add_parts(sums: dict[str, Tensor], parts: dict[str, Tensor], batches: int) -> None:
+    for key, value in parts.items():
+        sums[key] += value.double() / batches
 
 
 def _remaining_loss(model: nn.Module, graph: HeteroData, objective: Objective) -> float:
