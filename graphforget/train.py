@@ -254,7 +254,7 @@ def _train_adam(model, graph, objective: Objective, config: TrainConfig, val) ->
             loss = batch_loss(batch, epoch)
             loss.backward()
             optimizer.step()
-            total += loss.detach().double() * (batch.numel() / num_edges)
+            total += loss.detach().double() * batch.numel() / num_edges
         if config.data_parallel:  # a BatchNorm over the batch's rows: each rank's statistics are of its share
             average_across_ranks([model.get_buffer(name) for name in running_statistics(model)])
         total = total.item()
