@@ -24,8 +24,8 @@ simulated requests with the backbone frozen, minimising
     \mathcal{L}_p = \frac{1}{|B|}\sum_{(u,i) \in B} \Big(\log\frac{\exp(\hat y'_{ui}/\tau)}{\sum_{j \in B}\exp(\hat y'_{uj}/\tau)}
                   - \log\frac{\exp(\hat y_{ui}/\tau)}{\sum_{j \in B}\exp(\hat y_{uj}/\tau)}\Big)^2 ,
 
-with :math:`\hat y'` the unlearned and :math:`\hat y` the original model's scores, :math:`B` a batch of
-remaining edges, and :math:`\mathcal{L}_c` InfoNCE between :math:`\Delta\mathbf{E}` and its value on an
+with :math:`\hat y'` the unlearned and :math:`\hat y` the original model's scores, :math:`B` the interactions
+(edges labelled above 0) of a batch of remaining edges, and :math:`\mathcal{L}_c` InfoNCE between :math:`\Delta\mathbf{E}` and its value on an
 edge-dropped :math:`\bar{\mathbf{A}}_r`. A real request is answered by applying the encoder, then
 fine-tuning the MLP and a copy of :math:`\mathbf{E}^{(0)}` for a few epochs on
 :math:`\mathcal{L}_{model} + \lambda_u \mathcal{L}_u + \lambda_p \mathcal{L}_p`.
@@ -101,8 +101,9 @@ class UnlearnRecConfig:
         finetune_epochs: passes over the remaining edges when answering a request (0: encoder only).
         finetune_lr: Adam learning rate of the fine-tuning (``None``: ``lr``).
         batch_size: remaining edges per step (0: all); requested edges per step are at most as many.
-        preserve_pairs: edges of a batch entering :math:`\\mathcal{L}_p` (its softmax is over these
-            pairs' items; caps the ``[P, P]`` score matrix).
+        preserve_pairs: interactions of a batch entering :math:`\\mathcal{L}_p`, its first ones labelled above 0
+            (a BCE graph's non-interactions do not enter; its softmax is over these pairs' items; caps the ``[P, P]``
+            score matrix).
         contrastive_tau: InfoNCE temperature of :math:`\\mathcal{L}_c`.
         contrastive_drop: edge-dropout probability of the view in :math:`\\mathcal{L}_c`.
         contrastive_nodes: request nodes sampled for :math:`\\mathcal{L}_c` per step.
