@@ -462,4 +462,5 @@ def _run(rank: int, world_size: int, files: dict[str, str], threads: int, fn: Ca
         Path(files["failures"], f"{time.monotonic_ns():020d}-{rank}").write_text(traceback.format_exc())
         raise
     finally:
-        dist.destroy_process_group()
+        if dist.is_initialized():  # fn may have closed it: destroying none raises an AssertionError over fn's value
+            dist.destroy_process_group()

@@ -344,12 +344,20 @@ def plus_one(x: torch.Tensor) -> torch.Tensor:
     return x + 1
 
 
+def plus_one_and_close(x: torch.Tensor) -> torch.Tensor:
+    """:func:`plus_one`, closing the process group itself."""
+    torch.distributed.destroy_process_group()
+    return plus_one(x)
+
+
 @pytest.mark.distributed
 def test_launch_leaves_the_callers_arguments_as_they_were():
     """spawn's pickling moved the caller's tensors into shared memory: a later ``resize_`` of them crashed the
-    caller (a segmentation fault)."""
+    caller (a segmentation fault). A function that closes its group itself returns its value (launch's own closing
+    raised torch's AssertionError "Process group cannot be None")."""
     x = torch.arange(4.0)
     assert torch.equal(launch(plus_one, 2, x, timeout=60), torch.ones(4))
+    assert torch.equal(launch(plus_one_and_close, 2, x, timeout=60), torch.ones(4))
     assert not x.is_shared() and torch.equal(x, torch.arange(4.0))
     x.resize_(10)
 

@@ -372,10 +372,11 @@ def test_half_precision_is_refused_by_every_method_and_train_with_the_remedy(sma
 
 
 @pytest.mark.parametrize("name", list(METHODS))
-def test_a_model_mixing_float32_and_float64_is_refused_by_the_methods_that_multiply_its_parameters(small_planted,
-                                                                                                    name, one_thread):
+def test_node_tables_mixing_float32_and_float64_are_refused_by_the_methods_that_multiply_their_rows(small_planted,
+                                                                                                     name, one_thread):
     """IFRU and SCIF failed in torch's sampled_addmm ("expected mat1 and mat2 to have the same dtype"), RecEraser in
-    its attention; the methods that train the parameters apart take the model as it is."""
+    its attention; the methods that train the parameters apart take the model as it is (a dense layer of another
+    dtype than the tables: tests/test_dense_params.py)."""
     model = MF(60, 40, 4)
     model.reset_parameters(0)
     model.user_emb.double()
@@ -388,9 +389,9 @@ def test_a_model_mixing_float32_and_float64_is_refused_by_the_methods_that_multi
         assert torch.isfinite(result.model(result.graph, small_planted[EDGE].edge_index)).all()
         return
     assert name in ("ifru", "scif", "receraser")
-    with pytest.raises(ValueError, match=re.escape(f"{METHODS[name].__name__} needs the trainable parameters in one "
-                                                   "dtype, got torch.float64 (e.g. user_emb.weight), torch.float32 "
-                                                   "(e.g. item_emb.weight): unlearn a model.float() or model.double()")):
+    with pytest.raises(ValueError, match=re.escape(f"{METHODS[name].__name__} needs the node tables in one dtype, got "
+                                                   "user_emb.weight torch.float64, item_emb.weight torch.float32: "
+                                                   "unlearn a copy that casts them alike (model.float() or")):
         make()
 
 

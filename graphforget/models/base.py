@@ -78,24 +78,23 @@ def check_precision(model: nn.Module, who: str, remedy: str, one_dtype: bool = F
     """Half precision (about 3 significant digits) carries neither the curvature solves nor Adam's ``eps`` (1e-8
     rounds to 0 in float16: every step is NaN): the caller is told here, with the remedy. Scoring works in it where
     the model's kernels do (graphforget's propagation runs the CPU's sparse products in float32). With ``one_dtype``,
-    the trainable parameters must also share one dtype (a method that multiplies them together failed inside torch).
+    the node tables (:meth:`Recommender.node_parameters`) must also share one dtype (IFRU's products of user and item
+    rows and RecEraser's clustering of them failed inside torch); other parameters may differ.
 
     Raises:
         ValueError: ``"{who} needs float32 or float64 parameters, got ...: {remedy} a model.float() copy ..."``, or
-            ``"{who} needs the trainable parameters in one dtype ..."``.
+            ``"{who} needs the node tables in one dtype ..."``.
     """
-    trainable = [(name, p.dtype) for name, p in model.named_parameters() if p.requires_grad]
-    low = sorted({str(dtype) for _, dtype in trainable if dtype not in (torch.float32, torch.float64)})
+    low = sorted({str(p.dtype) for p in model.parameters() if p.requires_grad and p.dtype not in
+                  (torch.float32, torch.float64)})
     if low:
         raise ValueError(f"{who} needs float32 or float64 parameters, got {', '.join(low)}: {remedy} a model.float() "
                          "copy (and cast the result back if you serve it in half precision)")
-    first: dict = {}  # dtype -> its first parameter
-    for name, dtype in trainable:
-        first.setdefault(dtype, name)
-    if one_dtype and len(first) > 1:
-        held = ", ".join(f"{dtype} (e.g. {name})" for dtype, name in first.items())
-        raise ValueError(f"{who} needs the trainable parameters in one dtype, got {held}: {remedy} a model.float() or "
-                         "model.double() copy")
+    tables = {name: model.get_parameter(name).dtype for name in model.node_parameters()} if one_dtype else {}
+    if len(set(tables.values())) > 1:
+        held = ", ".join(f"{name} {dtype}" for name, dtype in tables.items())
+        raise ValueError(f"{who} needs the node tables in one dtype, got {held}: {remedy} a copy that casts them alike "
+                         "(model.float() or model.double())")
 
 
 def running_statistics(model: torch.nn.Module) -> list[str]:
