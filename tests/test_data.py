@@ -1251,7 +1251,8 @@ def _hand_built(**edge_attrs):
                                                        "edge_index, got [3, 1]"),
     ({"observed": torch.tensor([1, 0, 1])}, "observed must be a bool mask, got dtype torch.int64"),
     # training wrote .grad into the caller's labels (SISA: "backward through the graph a second time")
-    ({"edge_label": torch.tensor([1., 0., 1.], requires_grad=True)}, "tensors of the graph's edges require grad: edge_label;"),
+    ({"edge_label": torch.tensor([1., 0., 1.], requires_grad=True)},
+     "tensors of the graph's edges require grad: edge_label;"),
     ({"edge_weight": torch.ones(3, requires_grad=True) * 2}, "tensors of the graph's edges require grad: edge_weight;"),
 ])
 def test_check_interactions_names_what_is_wrong(attrs, message):

@@ -77,8 +77,9 @@ def check_interactions(graph: HeteroData) -> None:
     The node counts are set; ``EDGE`` is the graph's one edge type; ``graph[EDGE].edge_index`` is a ``[2, E]``
     ``torch.int64`` tensor with user ids in ``[0, num_users)`` and item ids in ``[0, num_items)``; ``edge_label``
     is set, and it and ``observed`` (where present) are ``[E]``, one entry per edge, and ``observed`` is bool (an
-    integer mask would select edges 0 and 1 as positions); no tensor of the edges requires grad. Cheap: a few passes over the edges, no sort; label values
-    and repeated pairs (a sort) are checked by the objective and :func:`check_unique_pairs`.
+    integer mask would select edges 0 and 1 as positions); no tensor of the edges requires grad. Cheap: a few passes
+    over the edges, no sort; label values and repeated pairs (a sort) are checked by the objective and
+    :func:`check_unique_pairs`.
 
     Raises:
         ValueError: naming the field at fault; for an out-of-range id, the id, its position and the range.

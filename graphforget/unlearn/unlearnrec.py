@@ -25,9 +25,9 @@ simulated requests with the backbone frozen, minimising
                   - \log\frac{\exp(\hat y_{ui}/\tau)}{\sum_{j \in B}\exp(\hat y_{uj}/\tau)}\Big)^2 ,
 
 with :math:`\hat y'` the unlearned and :math:`\hat y` the original model's scores, :math:`B` the interactions
-(edges labelled above 0) of a batch of remaining edges, and :math:`\mathcal{L}_c` InfoNCE between :math:`\Delta\mathbf{E}` and its value on an
-edge-dropped :math:`\bar{\mathbf{A}}_r`. A real request is answered by applying the encoder, then
-fine-tuning the MLP and a copy of :math:`\mathbf{E}^{(0)}` for a few epochs on
+(edges labelled above 0) of a batch of remaining edges, and :math:`\mathcal{L}_c` InfoNCE between
+:math:`\Delta\mathbf{E}` and its value on an edge-dropped :math:`\bar{\mathbf{A}}_r`. A real request is answered
+by applying the encoder, then fine-tuning the MLP and a copy of :math:`\mathbf{E}^{(0)}` for a few epochs on
 :math:`\mathcal{L}_{model} + \lambda_u \mathcal{L}_u + \lambda_p \mathcal{L}_p`.
 """
 from __future__ import annotations
