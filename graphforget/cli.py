@@ -1331,17 +1331,36 @@ def _refuse_ranks() -> None:
                          "methods page)")
 
 
+@contextlib.contextmanager
+def _log_to_stderr(verbose: bool):
+    """The package's log lines on stderr for one command (from INFO with ``-v``); the root logger and the other
+    libraries' stay as they were (``logging.basicConfig`` had configured a calling notebook's logging for good, and
+    ``-v`` raised every library's to INFO)."""
+    logger = logging.getLogger("graphforget")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.propagate = False  # a root handler of the caller's would print each line twice
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
 def _run(parser: argparse.ArgumentParser, argv: list[str] | None, debug: bool) -> int:
     """Parses ``argv`` and runs its command; errors of the input become one line and an exit status."""
     try:
         args = parser.parse_args(argv)
-        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                            format="%(levelname)s %(name)s: %(message)s")
-        _check_threads(args.threads)
-        _refuse_ranks()
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        return args.func(args)
+        with _log_to_stderr(args.verbose):
+            _check_threads(args.threads)
+            _refuse_ranks()
+            if args.threads:
+                torch.set_num_threads(args.threads)
+            return args.func(args)
     except UsageError as error:
         if debug:
             raise

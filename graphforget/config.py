@@ -16,8 +16,10 @@ import hashlib
 import math
 import numbers
 import re
+import sys
 import types
 import typing
+import warnings
 from typing import Any, Callable, NamedTuple
 
 import torch
@@ -27,6 +29,16 @@ __all__ = ["build_config", "describe", "check_fields", "check_types", "FieldHelp
 
 _NONE = {"none", "null"}
 _BOOLS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
+
+
+def warn_caller(message: str, category: type[Warning] = RuntimeWarning) -> None:
+    """A warning attributed to the first caller outside graphforget (the user's ``unlearn``, ``fit``, ``train`` or
+    ``forget`` call, however many of the package's frames lie between: a fixed ``stacklevel`` named graphforget's own
+    line wherever a method or the workflow called the function that warned)."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("graphforget."):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 class FieldHelp(NamedTuple):

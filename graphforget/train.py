@@ -6,7 +6,6 @@ import contextlib
 import copy
 import logging
 import math
-import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -15,7 +14,7 @@ from tqdm.auto import tqdm
 
 from .clock import Stopwatch
 from .config import (check_fields, check_instances, check_types, gradients_on, lr_rule, modes_kept, recheck,
-                     wrapped_seed)
+                     warn_caller, wrapped_seed)
 from .data.adjacency import hold_graph
 from .data.interactions import (EDGE, check_interactions, check_layout, check_model_fits, check_pair_ids,
                                 check_pair_tensor, check_unique_pairs, num_items)
@@ -160,7 +159,7 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
         run = _train_lbfgs if config.optimizer == "lbfgs" else _train_adam
         result = run(model, graph, objective, config, val)
     if val is not None:
-        _warn_if_at_chance(result, val)
+        warn_if_at_chance(result, val)
     return result
 
 
@@ -205,23 +204,24 @@ def chance_level(val: HeteroData) -> float | None:
     return 0.5 + CHANCE_MARGIN * auc_standard_error(0.5, positives, negatives)
 
 
-def _warn_if_at_chance(result: TrainResult, val: HeteroData) -> None:
-    """Warns when the best validation AUC is under :func:`chance_level`: nothing shows that the model learnt."""
+def warn_if_at_chance(result: TrainResult, val: HeteroData, who: str = "train") -> None:
+    """Warns (:class:`NoSignalWarning`, naming ``who`` trained) when the best validation AUC is under
+    :func:`chance_level`: nothing shows that the model learnt."""
     level = chance_level(val)
     if level is None or not math.isfinite(result.best_val_auc):
         return
     if level >= 1:  # "under 1.47" would name a bound no AUC reaches
         pairs = val[EDGE].edge_index.size(1)
-        warnings.warn(f"train: {pairs} validation pairs are too few to tell whether the model learnt a preference: "
+        warn_caller(f"{who}: {pairs} validation pairs are too few to tell whether the model learnt a preference: "
                       f"chance alone reaches an AUC of 1 within {CHANCE_MARGIN:g} standard errors (the best was "
-                      f"{result.best_val_auc:.3f}, epoch {result.best_epoch})", NoSignalWarning, stacklevel=3)
+                      f"{result.best_val_auc:.3f}, epoch {result.best_epoch})", NoSignalWarning)
     elif result.best_val_auc < level:  # digits enough to tell the two apart ("0.527 is under 0.527")
         digits = next((d for d in range(3, 9) if f"{result.best_val_auc:.{d}f}" != f"{level:.{d}f}"), 9)
-        warnings.warn(f"train: the best validation AUC, {result.best_val_auc:.{digits}f} (epoch {result.best_epoch}), "
+        warn_caller(f"{who}: the best validation AUC, {result.best_val_auc:.{digits}f} (epoch {result.best_epoch}), "
                       f"is under {level:.{digits}f}, {CHANCE_MARGIN:g} standard errors above chance: nothing shows "
                       "that the model learnt a preference: too few validation pairs to tell, or the training failed "
                       "(check the learning rate, the epochs and the objective's terms, e.g. a contrastive weight)",
-                      NoSignalWarning, stacklevel=3)
+                      NoSignalWarning)
 
 
 #: Seconds an epoch runs before its bar of batches shows (tqdm's ``delay``): quick epochs draw none.
@@ -415,7 +415,7 @@ def _train_lbfgs(model, graph, objective: Objective, config: TrainConfig, val) -
     log.info("L-BFGS: %d iterations in %.1fs, max gradient %.1e", last["epoch"], seconds, last["max_gradient"])
     if not last["max_gradient"] <= config.tol:  # else only the history said it: stationarity is why L-BFGS is chosen
         advice = "raise epochs" if last["epoch"] >= config.epochs else "it made no more progress: train in float64"
-        warnings.warn(f"train: L-BFGS stopped after {last['epoch']} iterations with a largest gradient entry of "
+        warn_caller(f"train: L-BFGS stopped after {last['epoch']} iterations with a largest gradient entry of "
                       f"{last['max_gradient']:.3g}, above tol={config.tol:g}: the model is not a stationary point, "
-                      f"where influence functions are exact ({advice})", NotStationaryWarning, stacklevel=3)
+                      f"where influence functions are exact ({advice})", NotStationaryWarning)
     return TrainResult(last["epoch"], last["epoch"], last.get("val_auc", math.nan), seconds, history)

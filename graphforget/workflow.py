@@ -43,7 +43,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from . import __version__
-from .config import check_device, check_instances, is_integer, is_integer_tensor, seeded, wrapped_seed
+from .config import check_device, check_instances, is_integer, is_integer_tensor, seeded, warn_caller, wrapped_seed
 from .data import (EDGE, Split, add_negatives, binarize, edge_subgraph, load_csv, load_labelled_triples,
                    load_movielens_100k, make_interactions, num_items, num_users, on_device, pair_keys, random_split,
                    edge_positions, without_edges)
@@ -265,8 +265,8 @@ def with_negatives(graph: HeteroData, ratio: int, seed: int = 0) -> HeteroData:
     short = need > count - degree
     if bool(short.any()):
         missing = int((need - (count - degree))[short].sum())
-        warnings.warn(f"{int(short.sum())} users have fewer items without a pair than the {ratio} negatives per "
-                      f"positive they need ({missing} short in all): they get every such item", stacklevel=2)
+        warn_caller(f"{int(short.sum())} users have fewer items without a pair than the {ratio} negatives per "
+                      f"positive they need ({missing} short in all): they get every such item", UserWarning)
     light = edge_subgraph(graph, ~heavy[store.edge_index[0]])
     sampled = add_negatives(light, ratio, seed) if light[EDGE].edge_index.size(1) else light
     extra = [sampled[EDGE].edge_index[:, light[EDGE].edge_index.size(1):]]  # the drawn ones (appended), not the file's
@@ -919,9 +919,8 @@ def _usable_val(val: HeteroData, advice: str = "") -> HeteroData | None:
     labels = val[EDGE].edge_label
     if bool((labels == 1).any()) and bool((labels == 0).any()):
         return val
-    warnings.warn(f"the validation pairs left hold {labels.numel()} pairs of a single class or none: the method runs "
-                  f"without validation (no early stopping, no validation check){advice}", NoValidationWarning,
-                  stacklevel=3)
+    warn_caller(f"the validation pairs left hold {labels.numel()} pairs of a single class or none: the method runs "
+                  f"without validation (no early stopping, no validation check){advice}", NoValidationWarning)
     return None
 
 

@@ -530,13 +530,13 @@ def test_training_warns_when_the_validation_auc_stays_at_chance():
 
 def test_the_chance_warning_shows_digits_enough_to_tell_the_auc_from_the_bound(split):
     """Both were rounded to three places: "the best validation AUC, 0.527 (epoch 3), is under 0.527"."""
-    from graphforget.train import _warn_if_at_chance, chance_level
+    from graphforget.train import warn_if_at_chance, chance_level
     level = chance_level(split.val)
     for best in (level - 1e-2, level - 2e-6):
         shown = 3 if f"{best:.3f}" != f"{level:.3f}" else 6  # the second: equal to three places
         result = TrainResult(epochs=3, best_epoch=3, best_val_auc=best, seconds=0.0, history=[])
         with pytest.warns(NoSignalWarning) as caught:
-            _warn_if_at_chance(result, split.val)
+            warn_if_at_chance(result, split.val)
         auc, bound = re.search(r"AUC, ([\d.]+) \(epoch 3\), is under ([\d.]+),", str(caught[0].message)).groups()
         assert auc != bound and len(auc.split(".")[1]) == len(bound.split(".")[1]) == shown
         assert float(auc) == pytest.approx(best, abs=10 ** -shown)
@@ -563,6 +563,28 @@ def test_training_says_when_the_validation_pairs_are_too_few_to_tell():
     with pytest.warns(NoSignalWarning, match="train: 4 validation pairs are too few to tell whether the model learnt a "
                                              "preference: chance alone reaches an AUC of 1 within 3 standard errors"):
         train(model, split.train, BCEObjective(l2=1e-2), TrainConfig(epochs=2, batch_size=0), val)
+
+
+def test_the_training_warnings_point_at_the_callers_line_through_a_method_and_name_an_aggregator():
+    """Raised with a fixed stacklevel, the warning of a model that learnt nothing pointed at graphforget's retrain.py
+    when Retrain trained it; RecEraser's attention aggregator added a second one that said "train:" alone."""
+    from graphforget.unlearn import RecEraser, RecEraserConfig
+    graph = planted_communities(60, 40, num_communities=2, interactions_per_user=10, seed=0)
+    split = random_split(graph, (0.7, 0.15, 0.15), seed=0)
+    model = MF(60, 40, 8)
+    model.reset_parameters(0)
+    still = TrainConfig(epochs=2, lr=1e-9, batch_size=0, patience=0)  # learns nothing
+    request = split.train[EDGE].edge_index[:, :3]
+    with pytest.warns(NoSignalWarning, match="^train: the best validation AUC") as caught:
+        Retrain(model, split.train, BCEObjective(l2=1e-2), RetrainConfig(still), val=split.val).unlearn(request)
+    assert {w.filename for w in caught} == {__file__}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        RecEraser(model, split.train, BCEObjective(l2=1e-2), RecEraserConfig(still, num_shards=2),
+                  val=split.val).fit()
+    said = [str(w.message) for w in caught if issubclass(w.category, NoSignalWarning)]
+    assert any(m.startswith("the ensemble's attention aggregator: the best validation AUC") for m in said), said
+    assert not any(m.startswith("train:") for m in said) and {w.filename for w in caught} == {__file__}
 
 
 def _gradient_case() -> tuple:

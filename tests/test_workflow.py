@@ -181,6 +181,23 @@ def test_fit_logs_its_stages_before_the_training(files, tmp_path, caplog):
                         f"{run['test_pairs']} test pairs")
 
 
+@pytest.mark.filterwarnings("ignore::graphforget.train.NoSignalWarning")  # the log is the point
+def test_verbose_prints_the_packages_log_and_leaves_the_callers_logging_as_it_was(capsys, files, tmp_path,
+                                                                                   monkeypatch):
+    """main() called logging.basicConfig: a notebook that ran a command had a handler on its root logger for good,
+    and -v raised every library's log to INFO."""
+    root, other, ours = logging.getLogger(), logging.getLogger("another.library"), logging.getLogger("graphforget")
+    monkeypatch.setattr(root, "handlers", [])  # a fresh process's (pytest's own capture handler made basicConfig idle)
+    before = root.handlers[:], root.level, other.getEffectiveLevel(), ours.handlers[:], ours.level, ours.propagate
+    code, _, err = cli(capsys, "-v", "fit", "--data", files["csv"], *FIT_ARGS["csv"], *TINY, "--quiet", "--out",
+                       tmp_path / "run")
+    assert code == 0 and f"INFO graphforget.workflow: read {files['csv']}: " in err
+    assert (root.handlers, root.level, other.getEffectiveLevel(), ours.handlers, ours.level, ours.propagate) == before
+    code, _, err = cli(capsys, "fit", "--data", files["csv"], *FIT_ARGS["csv"], *TINY, "--quiet", "--out",
+                       tmp_path / "run2")
+    assert code == 0 and "INFO" not in err
+
+
 @pytest.mark.filterwarnings("ignore::graphforget.train.NoSignalWarning")  # the record is the point
 def test_a_run_records_the_data_as_read_while_a_job_replaces_the_file(files, tmp_path, monkeypatch):
     """The file was hashed after the training: one replaced meanwhile (a cron job refreshing it) was recorded by the

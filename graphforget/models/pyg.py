@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
-import warnings
 from typing import Mapping
 
 import torch
@@ -15,7 +14,7 @@ from torch_geometric.nn import norm as pyg_norm
 from torch_geometric.nn import Linear as PyGLinear
 from torch_geometric.nn.models import LightGCN
 
-from ..config import check_seed, eval_mode, gradients_on, is_integer, random_state_kept
+from ..config import check_seed, eval_mode, gradients_on, is_integer, random_state_kept, warn_caller
 from ..data.adjacency import AdjacencyCache, normalized_adjacency, observed_adjacency, weight_dtype
 from ..data.interactions import (EDGE, bipartite_to_homogeneous, check_model_fits, check_unique_pairs,
                                  message_passing_edges, num_items, num_users, propagation_edges)
@@ -122,8 +121,7 @@ class PyGRecommender(Recommender):
         self.embedding_dim = module.get_parameter(next(iter(self.node_tables))).size(1)
         failure = _sparse_failure(self) if sparse and not self.lightgcn_propagation else None  # that one: ours
         if failure:  # said here, before a training of hours: IFRU and SCIF raised only at the first request
-            warnings.warn(f"PyGRecommender(sparse=True), a sparse adjacency: {failure}; pass sparse=False",
-                          RuntimeWarning, stacklevel=2)
+            warn_caller(f"PyGRecommender(sparse=True), a sparse adjacency: {failure}; pass sparse=False")
 
     @property
     def linear_embedding(self) -> bool:

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import sys
-import warnings
 from dataclasses import dataclass, field
 from typing import ClassVar, Iterable
 
@@ -16,7 +14,7 @@ from torch_geometric.utils import scatter
 from ..data.interactions import (EDGE, check_interactions, check_model_fits, check_unique_pairs, num_items,
                                  num_users, pairs_with_data, validate_pairs, without_edges)
 from ..clock import Stopwatch
-from ..config import build_config, check_instances, gradients_on, option_names, recheck
+from ..config import build_config, check_instances, gradients_on, option_names, recheck, warn_caller
 from ..distributed import agreed
 from ..io import tensors_sha256, unchanged, versions
 from ..metrics import auc_standard_error, evaluate_auc
@@ -601,11 +599,3 @@ def _warn_of_given_edge_weights(unlearner: Unlearner) -> None:
                     "remaining edge's weight, so weights normalised over the whole graph go stale with the deletion; "
                     "without edge_weight the model normalises the remaining edges itself")
 
-
-def warn_caller(message: str, category: type[Warning] = RuntimeWarning) -> None:
-    """A warning attributed to the first caller outside :mod:`graphforget.unlearn` (the user's ``unlearn`` or
-    ``fit`` call, however many of the package's frames lie between)."""
-    frame, level = sys._getframe(1), 2
-    while frame is not None and frame.f_globals.get("__name__", "").startswith(__package__ + "."):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(message, category, stacklevel=level)

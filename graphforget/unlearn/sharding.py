@@ -26,7 +26,8 @@ from ..data.interactions import (EDGE, check_pairs_in_range, check_unique_pairs,
 from ..models.base import Recommender, check_edge_label_index, init_from
 from ..models.sgl import ContrastiveBPRObjective
 from ..objectives import BPRObjective, Objective
-from ..train import NoSignalWarning, NotStationaryWarning, TrainConfig, TrainResult, chance_level, train
+from ..train import (NoSignalWarning, NotStationaryWarning, TrainConfig, TrainResult, chance_level, train,
+                     warn_if_at_chance)
 from .base import redraw, warn_caller
 
 __all__ = ["ShardedRecommender", "ShardAttention", "split_graph", "train_shards", "train_aggregator"]
@@ -497,6 +498,9 @@ def train_aggregator(ensemble: ShardedRecommender, graph: HeteroData, objective:
         objective = BPRObjective(objective.l2, objective.seed, objective.resample)
     with warnings.catch_warnings():  # no influence function reads the aggregator
         warnings.simplefilter("ignore", NotStationaryWarning)
+        warnings.simplefilter("ignore", NoSignalWarning)  # said below, naming the aggregator ("train:" named nothing)
         result = train(frozen, graph, objective, config or TrainConfig(), val)
+    if val is not None:
+        warn_if_at_chance(result, val, "the ensemble's attention aggregator")
     log.info("trained the aggregator in %.1fs", result.seconds)
     return result
