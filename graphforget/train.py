@@ -112,6 +112,12 @@ class TrainResult:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def __repr__(self) -> str:
+        # the history's rows in full ran to 22,000 characters for 300 epochs, printed by a notebook cell ending in
+        # train(...): they are counted here, and read from result.history
+        return (f"TrainResult(epochs={self.epochs}, best_epoch={self.best_epoch}, "
+                f"best_val_auc={self.best_val_auc:.4f}, seconds={self.seconds:.2f}, history=[{len(self.history)} rows])")
+
 
 def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, config: TrainConfig | None = None,
           val: HeteroData | None = None) -> TrainResult:

@@ -623,6 +623,19 @@ def test_balanced_partition_clusters_in_the_tables_dtype_and_names_embeddings_to
 
 # --- RecEraser ----------------------------------------------------------------------------------
 
+def test_a_fitted_ensemble_is_saved_whole_with_torch_save_as_save_model_says(graph, tmp_path):
+    """save_model told to register ShardedRecommender, which then failed to rebuild from its config (a QA probe)."""
+    from graphforget.models import save_model
+    sisa = SISA(MF(U, I, D), graph, BCEObjective(l2=1e-2), SISAConfig(TrainConfig(epochs=1), num_shards=2)).fit()
+    with pytest.raises(ValueError, match=re.escape("is saved whole with torch.save(model, path) and read with "
+                                                   "torch.load(path, weights_only=False)")):
+        save_model(sisa.model, tmp_path / "ensemble.pt")
+    torch.save(sisa.model, tmp_path / "ensemble.pt")
+    loaded = torch.load(tmp_path / "ensemble.pt", weights_only=False)
+    pairs = graph[EDGE].edge_index
+    assert torch.equal(loaded(graph, pairs), sisa.model(graph, pairs))
+
+
 def test_receraser_fit_and_unlearn(graph):
     template = LightGCN(U, I, D)
     before_template, before_graph = state(template), graph[EDGE].edge_index.clone()

@@ -542,6 +542,15 @@ def test_the_chance_warning_shows_digits_enough_to_tell_the_auc_from_the_bound(s
         assert float(auc) == pytest.approx(best, abs=10 ** -shown)
 
 
+def test_a_training_result_repr_counts_its_history_rows():
+    """The dataclass repr printed every row of the history: 22,562 characters for 300 epochs (a QA probe)."""
+    history = [{"epoch": epoch, "loss": 0.5, "val_auc": 0.7} for epoch in range(1, 301)]
+    result = TrainResult(epochs=300, best_epoch=120, best_val_auc=0.71234, seconds=3.5, history=history)
+    assert repr(result) == ("TrainResult(epochs=300, best_epoch=120, best_val_auc=0.7123, seconds=3.50, "
+                            "history=[300 rows])")
+    assert result.as_dict()["history"] == history  # the rows are there to read
+
+
 def test_the_training_warnings_are_named_by_the_package():
     """``graphforget.train`` is the function (``import graphforget.train`` binds it to that name, not the module), so
     ``graphforget.train.NoSignalWarning``, which the docs name, was an AttributeError: the package names them."""

@@ -411,7 +411,12 @@ def save_model(model: Recommender, path: str | os.PathLike, name: str | None = N
     given = name is not None or config is not None
     name = name or next((k for k, v in MODELS.items() if v is type(model)), None)
     if name is None:
-        from .pyg import PyGRecommender  # it builds on this module
+        from ..unlearn.sharding import ShardedRecommender  # both build on this module
+        from .pyg import PyGRecommender
+        if isinstance(model, ShardedRecommender):
+            raise ValueError("save_model writes one model's tables; a fitted SISA or RecEraser ensemble "
+                             "(ShardedRecommender: its shards, edge assignment and aggregator) is saved whole with "
+                             "torch.save(model, path) and read with torch.load(path, weights_only=False)")
         where = (" (a PyGRecommender: docs/custom_model.rst, 'Run directories and the command line')"
                  if isinstance(model, PyGRecommender) else "")
         raise ValueError(f"{type(model).__name__} is not registered in graphforget.models.MODELS: register it, "
