@@ -116,7 +116,8 @@ class TrainResult:
         # the history's rows in full ran to 22,000 characters for 300 epochs, printed by a notebook cell ending in
         # train(...): they are counted here, and read from result.history
         return (f"TrainResult(epochs={self.epochs}, best_epoch={self.best_epoch}, "
-                f"best_val_auc={self.best_val_auc:.4f}, seconds={self.seconds:.2f}, history=[{len(self.history)} rows])")
+                f"best_val_auc={self.best_val_auc:.4f}, seconds={self.seconds:.2f}, "
+                f"history=[{len(self.history)} rows])")
 
 
 def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, config: TrainConfig | None = None,
