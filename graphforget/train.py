@@ -220,15 +220,15 @@ def warn_if_at_chance(result: TrainResult, val: HeteroData, who: str = "train") 
     if level >= 1:  # "under 1.47" would name a bound no AUC reaches
         pairs = val[EDGE].edge_index.size(1)
         warn_caller(f"{who}: {pairs} validation pairs are too few to tell whether the model learnt a preference: "
-                      f"chance alone reaches an AUC of 1 within {CHANCE_MARGIN:g} standard errors (the best was "
-                      f"{result.best_val_auc:.3f}, epoch {result.best_epoch})", NoSignalWarning)
+                    f"chance alone reaches an AUC of 1 within {CHANCE_MARGIN:g} standard errors (the best was "
+                    f"{result.best_val_auc:.3f}, epoch {result.best_epoch})", NoSignalWarning)
     elif result.best_val_auc < level:  # digits enough to tell the two apart ("0.527 is under 0.527")
         digits = next((d for d in range(3, 9) if f"{result.best_val_auc:.{d}f}" != f"{level:.{d}f}"), 9)
         warn_caller(f"{who}: the best validation AUC, {result.best_val_auc:.{digits}f} (epoch {result.best_epoch}), "
-                      f"is under {level:.{digits}f}, {CHANCE_MARGIN:g} standard errors above chance: nothing shows "
-                      "that the model learnt a preference: too few validation pairs to tell, or the training failed "
-                      "(check the learning rate, the epochs and the objective's terms, e.g. a contrastive weight)",
-                      NoSignalWarning)
+                    f"is under {level:.{digits}f}, {CHANCE_MARGIN:g} standard errors above chance: nothing shows "
+                    "that the model learnt a preference: too few validation pairs to tell, or the training failed "
+                    "(check the learning rate, the epochs and the objective's terms, e.g. a contrastive weight)",
+                    NoSignalWarning)
 
 
 #: Seconds an epoch runs before its bar of batches shows (tqdm's ``delay``): quick epochs draw none.
@@ -423,6 +423,6 @@ def _train_lbfgs(model, graph, objective: Objective, config: TrainConfig, val) -
     if not last["max_gradient"] <= config.tol:  # else only the history said it: stationarity is why L-BFGS is chosen
         advice = "raise epochs" if last["epoch"] >= config.epochs else "it made no more progress: train in float64"
         warn_caller(f"train: L-BFGS stopped after {last['epoch']} iterations with a largest gradient entry of "
-                      f"{last['max_gradient']:.3g}, above tol={config.tol:g}: the model is not a stationary point, "
-                      f"where influence functions are exact ({advice})", NotStationaryWarning)
+                    f"{last['max_gradient']:.3g}, above tol={config.tol:g}: the model is not a stationary point, "
+                    f"where influence functions are exact ({advice})", NotStationaryWarning)
     return TrainResult(last["epoch"], last["epoch"], last.get("val_auc", math.nan), seconds, history)
