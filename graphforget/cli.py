@@ -854,11 +854,12 @@ def _run_dir(run: str) -> Path:
 
 
 def _id_list(text: str, flag: str) -> list[str]:
-    """``"4711, 42"`` -> ``["4711", "42"]``, read as a CSV line (``'"Smith, J",u2'`` holds the id ``Smith, J``, as
-    ``fit`` read it from a CSV file); an empty entry is an error."""
-    ids = [part.strip() for part in next(csv.reader([text], skipinitialspace=True), [])]
+    """``"4711, 42"`` -> ``["4711", "42"]``, each line read as a CSV line (``'"Smith, J",u2'`` holds the id
+    ``Smith, J``, as ``fit`` read it from a CSV file; lines, as ``$(cut -f1 ids.txt)`` gives them, are separators too:
+    they had failed in csv's reader with a traceback); an empty entry is an error."""
+    ids = [part.strip() for row in csv.reader(text.splitlines(), skipinitialspace=True) for part in row]
     if not ids or not all(ids):
-        raise UsageError(f"graphforget: error: {flag} takes comma-separated ids, got {text!r}")
+        raise UsageError(f"graphforget: error: {flag} takes ids separated by commas or lines, got {text!r}")
     return ids
 
 
@@ -1029,8 +1030,8 @@ def _add_workflow_commands(sub) -> None:
                        description="Forget users, items or edges of a run with one method; the new run holds the "
                                    "model, the remaining graph, the lineage and the audit log. The run is not modified.")
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--users", metavar="ID[,ID...]", help="users whose every training edge is forgotten (a CSV "
-                      "line: an id holding a comma goes in double quotes, '\"Smith, J\",u2')")
+    what.add_argument("--users", metavar="ID[,ID...]", help="users whose every training edge is forgotten (CSV "
+                      "lines: an id holding a comma goes in double quotes, '\"Smith, J\",u2')")
     what.add_argument("--items", metavar="ID[,ID...]", help="items whose every training edge is forgotten")
     what.add_argument("--edges", metavar="FILE", help="a file of 'user item' lines (observed interactions: "
                       "training edges are unlearned, validation and test pairs dropped); a first line of column "

@@ -417,6 +417,23 @@ def test_load_csv_refuses_an_unclosed_quote_that_swallows_later_rows(tmp_path):
         load_csv(path, "u", "i", "r")
     path.write_text('u,i,note\n1,2,"two\nlines"\n3,4,x\n')  # a line break in a column not read is the CSV's own
     assert raw_pairs(load_csv(path, "u", "i")) == [(1, 2), (3, 4)]
+    path.write_text('u,i,note\n1,2,x\n3,4,"two\nlines"\n')  # closed on the last row too
+    assert raw_pairs(load_csv(path, "u", "i")) == [(1, 2), (3, 4)]
+    # open to the end in a column not read: 2 of 200 rows were read, without a word (a QA probe)
+    titles = ['"Heat (1995)' if k == 1 else "x" for k in range(200)]
+    path.write_text("u,i,title\n" + "".join(f"{k},{k},{title}\n" for k, title in enumerate(titles)))
+    with pytest.raises(ValueError, match=re.escape(f"{path}, line 3: a quote opened on this row is still open at the "
+                                                   "end of the file, so every later line was read as one value")):
+        load_csv(path, "u", "i")
+
+
+def test_load_csv_refuses_a_column_that_is_not_named(tmp_path):
+    """None was a KeyError of the first row; a number beside a name a TypeError of sorting the missing columns."""
+    path = tmp_path / "ratings.csv"
+    path.write_text("u,i,r\n1,2,5\n")
+    for columns, named in ((("u", None), "item_col=None"), (("uid", 1, "r"), "item_col=1")):
+        with pytest.raises(ValueError, match=re.escape(f"name columns of the header, got {named}")):
+            load_csv(path, *columns)
 
 
 def test_load_csv_refuses_a_used_column_named_twice_in_the_header(tmp_path):

@@ -979,7 +979,7 @@ def _bad_inputs(base: Path, tmp: Path, files: dict) -> list[tuple[list, str]]:
          "and items"),
         (forget + ["--users", "5", "--local-ids", "--items", "3"], "not allowed with"),
         (forget + ["--users", "999", "--local-ids"], "unknown user ids (local): 999"),
-        (forget + ["--users", "u1,,u2"], "comma-separated"),
+        (forget + ["--users", "u1,,u2"], "takes ids separated by commas or lines"),
         (forget + ["--edges", str(tmp / "bad_edges.txt")], "line 1: expected 'user item'"),
         (forget + ["--edges", str(tmp / "empty.txt")], "lists no (user, item) pair"),
         (forget + ["--edges", str(tmp / "missing.txt")], "edges file not found"),
@@ -2163,6 +2163,8 @@ def test_an_edges_file_reads_ids_with_spaces_or_a_hash_in_delimited_lines(tmp_pa
     from graphforget.cli import _id_list
     assert _id_list('"Smith, J", u2', "--users") == ["Smith, J", "u2"] and _id_list("4711, 42", "--users") == [
         "4711", "42"]
+    # lines, as $(cut -f1 ids.txt) gives them: csv's reader had raised "new-line character seen in unquoted field"
+    assert _id_list('007\n008, "Smith, J"\r\n\n9', "--users") == ["007", "008", "Smith, J", "9"]
 
 
 def test_a_comment_line_that_names_a_pair_of_the_run_is_refused(base, tmp_path):

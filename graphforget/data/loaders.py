@@ -456,10 +456,16 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
             (shorter than the header, or an empty cell) or a label that is not a finite number (or is beyond
             float32's range), or an id over :data:`MAX_ID_LENGTH` characters; a used column named twice in the
             header; ``FILE, lines N-M: ...`` for a used value holding a line break (a quote left open), and a row
-            the csv module cannot read.
+            the csv module cannot read, or a quote still open at the end of the file in any column.
     """
     if duplicates not in ("raise", "last"):
         raise ValueError(f"duplicates must be 'raise' or 'last', got {duplicates!r}")
+    named = {"user_col": user_col, "item_col": item_col, "label_col": label_col}
+    unnamed = [f"{key}={value!r}" for key, value in named.items()
+               if not isinstance(value, str) and not (key == "label_col" and value is None)]
+    if unnamed:  # None was a KeyError of the first row, a number beside a name a TypeError of sorting them
+        raise ValueError(f"user_col and item_col (and label_col, unless None) name columns of the header, got "
+                         f"{', '.join(unnamed)}")
     used = [column for column in (user_col, item_col, label_col) if column is not None]
     if len(set(used)) < len(used):  # user_col == item_col read every row as a self-pair, reported as duplicates
         raise ValueError(f"user_col, item_col and label_col must name different columns, got {used}")
@@ -478,6 +484,7 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
             _check_used_columns_once(path, reader.fieldnames, (user_col, item_col, label_col))
             numbered = list(_rows_with_lines(reader))
             rows = [_csv_row(path, (first, last), row, user_col, item_col, label_col) for first, last, row in numbered]
+            _check_quotes_close(path, text, numbered, delimiter)  # in a column not read: the rows' check saw none
     except csv.Error as error:  # e.g. a field over the csv module's size limit: an unclosed quote swallowing lines
         raise ValueError(f"{path}, the row from line {reader.line_num + 1}: not readable as CSV ({error}): an unclosed "
                          "quote?") from None
@@ -531,6 +538,28 @@ def _check_used_columns_once(path: str | os.PathLike, fieldnames: Sequence[str],
     for column in used:
         if column is not None and list(fieldnames).count(column) > 1:
             raise ValueError(f"{path}: the header names column {column!r} twice ({list(fieldnames)}): rename one")
+
+
+def _check_quotes_close(path: str | os.PathLike, text: str, numbered: list, delimiter: str) -> None:
+    """Refuses a quote still open at the end of the file, naming the line it opens on: it takes every later line
+    into one value of the last row, and in a column not read (which :func:`_csv_row` does not check) the rows were
+    lost without a word (3 of 200 read). Only the last row can hold one; it is read again strictly when a value of it
+    holds a line break."""
+    if not numbered:
+        return
+    first, _, row = numbered[-1]
+    values = [value for key, value in row.items() if key is not None] + (row.get(None) or [])
+    if not any(value and ("\n" in value or "\r" in value) for value in values):
+        return
+    with io.StringIO(text, newline="") as f:  # the lines as the csv module counts them
+        tail = "".join(f.readlines()[first - 1:])
+    try:
+        for _ in csv.reader(io.StringIO(tail, newline=""), delimiter=delimiter, strict=True):
+            pass
+    except csv.Error as error:
+        if "unexpected end of data" in str(error):
+            raise ValueError(f"{path}, line {first}: a quote opened on this row is still open at the end of the file, "
+                             "so every later line was read as one value (double a quote inside a value)") from None
 
 
 def _rows_with_lines(reader: csv.DictReader):
