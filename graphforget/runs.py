@@ -612,7 +612,8 @@ def lineage(run: str | os.PathLike | Run) -> list[Path]:
         info = _read_info(parent_path)
         _check_files(parent_path, info)  # every run the report counts, not the root and the leaf alone
         child_text, text = text, (parent_path / "audit.jsonl").read_text()
-        if not _continues(child_text, text):
+        # the text first (linear in the depth); the parsed lines where it differs (a version that wrote them otherwise)
+        if not _continues(child_text, text) and lines[:-1] != _audit_lines(parent_path, text):
             raise ValueError(f"the audit log of {chain[-1]} does not continue its parent's ({parent_path}): the "
                              "lines of the earlier requests were edited")
         lines = lines[:-1]
@@ -654,9 +655,9 @@ def _read_part(path: Path, name: str, keys: tuple[str, ...] = ()) -> dict:
 
 
 def _continues(child: str, parent: str) -> bool:
-    """Whether the audit log ``child`` is ``parent`` and one line more. :func:`save_run` writes every line in one
-    canonical form, so a child's copy of its parent's lines is the same text; comparing the text rather than the
-    parsed lines keeps :func:`lineage` linear in the depth (parsing every run's log had made it quadratic)."""
+    """Whether the audit log ``child`` is ``parent`` and one line more, as text. :func:`save_run` writes every line in
+    one canonical form, so a child's copy of its parent's lines is the same text; comparing the text first keeps
+    :func:`lineage` linear in the depth (parsing every run's log had made it quadratic)."""
     rest = child[len(parent):]
     return child.startswith(parent) and rest.endswith("\n") and rest.count("\n") == 1 and bool(rest.strip())
 

@@ -570,6 +570,26 @@ def test_verify_checks_every_run_of_the_lineage_and_its_audit_log(capsys, base, 
     assert cli(capsys, "verify", "--run", runs["b"])[0] == 0
 
 
+def test_a_lineage_whose_child_wrote_its_parents_lines_otherwise_verifies(capsys, base, tmp_path):
+    """The audit logs are compared as text first; a child that wrote the same lines in another form (a later version's
+    JSON layout) is compared line by line, as before."""
+    parent, child = tmp_path / "parent", tmp_path / "child"
+    for run, user, out in ((base, "u1", parent), (parent, "u2", child)):
+        assert cli(capsys, "forget", "--run", run, "--users", user, "--method", "scif", "--quiet", "--out", out)[0] == 0
+    lines = [json.loads(line) for line in (child / "audit.jsonl").read_text().splitlines()]
+    (child / "audit.jsonl").write_text("".join(json.dumps(line, indent=None, separators=(", ", ": ")) + "\n"
+                                               for line in reversed_keys(lines)))
+    _rehash(child)
+    assert (child / "audit.jsonl").read_text() != "".join(
+        json.dumps(line, sort_keys=True) + "\n" for line in lines)  # another text
+    assert cli(capsys, "verify", "--run", child)[0] == 0
+
+
+def reversed_keys(lines: list[dict]) -> list[dict]:
+    """Each line with its keys in reverse order (the same JSON objects, another text)."""
+    return [dict(reversed(list(line.items()))) for line in lines]
+
+
 def _edit_record(run: Path, edit) -> None:
     info = json.loads((run / "run.json").read_text())
     edit(info)
