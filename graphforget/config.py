@@ -35,7 +35,8 @@ def warn_caller(message: str, category: type[Warning] = RuntimeWarning) -> None:
     """A warning attributed to the first caller outside graphforget (the user's ``unlearn``, ``fit``, ``train`` or
     ``forget`` call, however many of the package's frames lie between: a fixed ``stacklevel`` named graphforget's own
     line wherever a method or the workflow called the function that warned)."""
-    frame, level = sys._getframe(1), 2
+    frame: types.FrameType | None = sys._getframe(1)
+    level = 2
     while frame is not None and frame.f_globals.get("__name__", "").startswith("graphforget."):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)

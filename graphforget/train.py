@@ -264,8 +264,8 @@ def _train_adam(model, graph, objective: Objective, config: TrainConfig, val) ->
             total += loss.detach().double() * batch.numel() / num_edges
         if config.data_parallel:  # a BatchNorm over the batch's rows: each rank's statistics are of its share
             average_across_ranks([model.get_buffer(name) for name in running_statistics(model)])
-        total = total.item()
-        row = {"epoch": epoch, "loss": _finite_loss(summed_across_ranks(total) if config.data_parallel else total,
+        loss_sum = total.item()
+        row = {"epoch": epoch, "loss": _finite_loss(summed_across_ranks(loss_sum) if config.data_parallel else loss_sum,
                                                     epoch)}
         if val is not None:
             row["val_auc"] = evaluate_auc(model, graph, val, what="val")["auc_0"]

@@ -8,7 +8,7 @@ import inspect
 import os
 from abc import ABC, abstractmethod
 from importlib.metadata import entry_points
-from typing import Callable
+from typing import Callable, cast
 
 import numpy as np
 import torch
@@ -90,7 +90,8 @@ def check_precision(model: nn.Module, who: str, remedy: str, one_dtype: bool = F
     if low:
         raise ValueError(f"{who} needs float32 or float64 parameters, got {', '.join(low)}: {remedy} a model.float() "
                          "copy (and cast the result back if you serve it in half precision)")
-    tables = {name: model.get_parameter(name).dtype for name in model.node_parameters()} if one_dtype else {}
+    names = cast("Recommender", model).node_parameters() if one_dtype else {}  # a Recommender: checked first
+    tables = {name: model.get_parameter(name).dtype for name in names}
     if len(set(tables.values())) > 1:
         held = ", ".join(f"{name} {dtype}" for name, dtype in tables.items())
         raise ValueError(f"{who} needs the node tables in one dtype, got {held}: {remedy} a copy that casts them alike "

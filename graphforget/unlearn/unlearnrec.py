@@ -786,9 +786,9 @@ class UnlearnRec(Unlearner):
                 steps += 1
                 parts.update(loss=loss.detach(), contrast=contrast.detach())
                 _add_parts(sums, parts, len(batches))
-            sums = {key: value.item() for key, value in sums.items()}
-            history.append({"epoch": epoch, "request_ratio": ratio, **sums})
-            log.info("UnlearnRec pre-training epoch %d: %s", epoch, sums)
+            means = {key: value.item() for key, value in sums.items()}
+            history.append({"epoch": epoch, "request_ratio": ratio, **means})
+            log.info("UnlearnRec pre-training epoch %d: %s", epoch, means)
         self._set_update(shifts, None)
         self.encoder.mlp.requires_grad_(True)
         # before the record: _fit puts the encoder back, and the record must stay the one it was pre-trained for
