@@ -460,15 +460,7 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
     """
     if duplicates not in ("raise", "last"):
         raise ValueError(f"duplicates must be 'raise' or 'last', got {duplicates!r}")
-    named = {"user_col": user_col, "item_col": item_col, "label_col": label_col}
-    unnamed = [f"{key}={value!r}" for key, value in named.items()
-               if not isinstance(value, str) and not (key == "label_col" and value is None)]
-    if unnamed:  # None was a KeyError of the first row, a number beside a name a TypeError of sorting them
-        raise ValueError(f"user_col and item_col (and label_col, unless None) name columns of the header, got "
-                         f"{', '.join(unnamed)}")
-    used = [column for column in (user_col, item_col, label_col) if column is not None]
-    if len(set(used)) < len(used):  # user_col == item_col read every row as a self-pair, reported as duplicates
-        raise ValueError(f"user_col, item_col and label_col must name different columns, got {used}")
+    _check_column_names(user_col, item_col, label_col)
     text = read_text(require_file(Path(path)), encoding, "pass its encoding (encoding='latin-1', 'cp1252', ...; fit "
                      "--encoding) or save it as UTF-8")
     try:
@@ -531,6 +523,21 @@ def _delimiter_hint(fieldnames: Sequence[str], delimiter: str) -> str:
     """A hint when the header reads as one column holding another common delimiter (a spreadsheet's ';' export)."""
     found = [mark for mark in ";\t|," if mark != delimiter and mark in fieldnames[0]] if len(fieldnames) == 1 else []
     return f": is the delimiter {found[0]!r}? (delimiter={found[0]!r}; fit --delimiter)" if found else ""
+
+
+def _check_column_names(user_col: str, item_col: str, label_col: str | None) -> None:
+    """Refuses a column that is not named by a string (None was a KeyError of the first row, a number beside a name a
+    TypeError of sorting the missing ones), or one named for two roles (user_col == item_col read every row as a
+    self-pair, reported as duplicates)."""
+    named = {"user_col": user_col, "item_col": item_col, "label_col": label_col}
+    unnamed = [f"{key}={value!r}" for key, value in named.items()
+               if not isinstance(value, str) and not (key == "label_col" and value is None)]
+    if unnamed:
+        raise ValueError(f"user_col and item_col (and label_col, unless None) name columns of the header, got "
+                         f"{', '.join(unnamed)}")
+    used = [column for column in (user_col, item_col, label_col) if column is not None]
+    if len(set(used)) < len(used):
+        raise ValueError(f"user_col, item_col and label_col must name different columns, got {used}")
 
 
 def _check_used_columns_once(path: str | os.PathLike, fieldnames: Sequence[str], used: Sequence[str | None]) -> None:
