@@ -523,8 +523,8 @@ class ForgettingReport:
         mi_ng: MI-NG, ``non_member_probability / request_probability`` (about 1 or more: forgotten, on a request of
             interactions: the mean probabilities count every requested edge as one, as the paper's implicit feedback
             does, so a request holding label-0 edges reads lower whatever was forgotten; on ML-100K's 2% random
-            requests an unchanged MF model read 0.96-1.00 and a Retrain 0.94-1.00: read the attack there, which
-            signs the scores by the labels).
+            requests an unchanged MF model read 0.95-1.00 and a Retrain 0.94-1.00 over 10 seeds: read the attack
+            there, which signs the scores by the labels: 0.67-0.70 against 0.56-0.60).
         mia_auc: membership-inference attack AUC (:func:`membership_attack`); NaN with fewer than 2
             non-members. It is evaluated on the non-members the calibration leaves: with 2 or 3 requested edges on
             one, where it can only be 0, 0.5 or 1; read it as telling nothing there.

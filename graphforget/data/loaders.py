@@ -555,8 +555,7 @@ def _check_quotes_close(path: str | os.PathLike, text: str, numbered: list, deli
     if not numbered:
         return
     first, _, row = numbered[-1]
-    values = [value for key, value in row.items() if key is not None] + (row.get(None) or [])
-    if not any(value and ("\n" in value or "\r" in value) for value in values):
+    if not any(value and ("\n" in value or "\r" in value) for value in _row_values(row)):
         return
     with io.StringIO(text, newline="") as f:  # the lines as the csv module counts them
         tail = "".join(f.readlines()[first - 1:])
@@ -569,13 +568,18 @@ def _check_quotes_close(path: str | os.PathLike, text: str, numbered: list, deli
                              "so every later line was read as one value (double a quote inside a value)") from None
 
 
+def _row_values(row: dict) -> list:
+    """Every field of a ``csv.DictReader`` row: the header's columns' (``None`` where the row is short), then the
+    surplus ones, which it keeps under the key ``None``."""
+    return [value for key, value in row.items() if key is not None] + (row.get(None) or [])
+
+
 def _rows_with_lines(reader: csv.DictReader):
     """``(first line, last line, row)`` of each row: a quoted value may hold line breaks. A row of blank fields
     only (spaces an editor left, a spreadsheet's ",,") is skipped as the csv module skips an empty line."""
     last = reader.line_num
     for row in reader:
-        fields = [value for key, value in row.items() if key is not None] + (row.get(None) or [])
-        if any(value is not None and value.strip() for value in fields):
+        if any(value is not None and value.strip() for value in _row_values(row)):
             yield last + 1, reader.line_num, row
         last = reader.line_num
 
