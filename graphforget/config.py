@@ -24,14 +24,20 @@ from typing import Any, Callable, NamedTuple
 
 import torch
 
-__all__ = ["build_config", "describe", "check_fields", "check_types", "FieldHelp", "is_integer", "is_integer_tensor",
-           "check_seed", "seeded", "wrapped_seed", "derived_seed", "eval_mode", "DEVICE_TYPES", "check_device"]
+__all__ = ["GraphforgetWarning", "build_config", "describe", "check_fields", "check_types", "FieldHelp", "is_integer",
+           "is_integer_tensor", "check_seed", "seeded", "wrapped_seed", "derived_seed", "eval_mode", "DEVICE_TYPES", "check_device"]
 
 _NONE = {"none", "null"}
 _BOOLS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
 
 
-def warn_caller(message: str, category: type[Warning] = RuntimeWarning) -> None:
+class GraphforgetWarning(RuntimeWarning):
+    """The base of every warning graphforget issues (:class:`~graphforget.unlearn.UntrustedWarning`,
+    :class:`~graphforget.train.NoSignalWarning`, ...; the others are of this class itself), so that one filter
+    catches them all: ``warnings.filterwarnings("error", category=graphforget.GraphforgetWarning)``."""
+
+
+def warn_caller(message: str, category: type[Warning] = GraphforgetWarning) -> None:
     """A warning attributed to the first caller outside graphforget (the user's ``unlearn``, ``fit``, ``train`` or
     ``forget`` call, however many of the package's frames lie between: a fixed ``stacklevel`` named graphforget's own
     line wherever a method or the workflow called the function that warned)."""

@@ -13,8 +13,8 @@ from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
 from .clock import Stopwatch
-from .config import (check_fields, check_instances, check_types, gradients_on, lr_rule, modes_kept, recheck,
-                     warn_caller, wrapped_seed)
+from .config import (GraphforgetWarning, check_fields, check_instances, check_types, gradients_on, lr_rule, modes_kept,
+                     recheck, warn_caller, wrapped_seed)
 from .data.adjacency import hold_graph
 from .data.interactions import (EDGE, check_interactions, check_layout, check_model_fits, check_pair_ids,
                                 check_pair_tensor, check_unique_pairs, num_items)
@@ -38,11 +38,11 @@ CHANCE_MARGIN = 3.0
 log = logging.getLogger(__name__)
 
 
-class NoSignalWarning(RuntimeWarning):
+class NoSignalWarning(GraphforgetWarning):
     """A trained model whose validation AUC does not clear :func:`chance_level`: nothing shows it learnt."""
 
 
-class NotStationaryWarning(RuntimeWarning):
+class NotStationaryWarning(GraphforgetWarning):
     """L-BFGS stopped above its ``tol``: the model is not the stationary point that influence functions need (SISA's
     shards and RecEraser's aggregator, which none reads, leave it out)."""
 

@@ -266,7 +266,7 @@ def with_negatives(graph: HeteroData, ratio: int, seed: int = 0) -> HeteroData:
     if bool(short.any()):
         missing = int((need - (count - degree))[short].sum())
         warn_caller(f"{int(short.sum())} users have fewer items without a pair than the {ratio} negatives per "
-                    f"positive they need ({missing} short in all): they get every such item", UserWarning)
+                    f"positive they need ({missing} short in all): they get every such item")
     light = edge_subgraph(graph, ~heavy[store.edge_index[0]])
     sampled = add_negatives(light, ratio, seed) if light[EDGE].edge_index.size(1) else light
     extra = [sampled[EDGE].edge_index[:, light[EDGE].edge_index.size(1):]]  # the drawn ones (appended), not the file's

@@ -14,7 +14,8 @@ from torch_geometric.utils import scatter
 from ..data.interactions import (EDGE, check_interactions, check_model_fits, check_unique_pairs, num_items,
                                  num_users, pairs_with_data, validate_pairs, without_edges)
 from ..clock import Stopwatch
-from ..config import build_config, check_instances, gradients_on, option_names, recheck, warn_caller
+from ..config import (GraphforgetWarning, build_config, check_instances, gradients_on, option_names, recheck,
+                      warn_caller)
 from ..distributed import agreed
 from ..io import tensors_sha256, unchanged, versions
 from ..metrics import auc_standard_error, evaluate_auc
@@ -35,11 +36,11 @@ class UnlearningFailed(RuntimeError):
     """A method could not produce a result it trusts, and its policy is to raise (see ``info["reason"]``)."""
 
 
-class NoValidationWarning(RuntimeWarning):
+class NoValidationWarning(GraphforgetWarning):
     """A method runs without validation pairs, so no acceptance test of its own sees the ranking."""
 
 
-class UntrustedWarning(RuntimeWarning):
+class UntrustedWarning(GraphforgetWarning):
     """A method's result failed its acceptance test (``info["trusted"]`` is ``False``; ``info["reason"]`` says why)."""
 
 
