@@ -16,7 +16,7 @@ import torch
 __all__ = ["atomic_write", "fsync_directory", "to_jsonable", "write_json"]
 
 
-def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], None], *, binary: bool = True,
+def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], object], *, binary: bool = True,
                  exclusive: bool = False) -> Path:
     """Writes ``path`` atomically: a kill or an error at any point leaves the previous file untouched.
 

@@ -89,8 +89,8 @@ class Objective:
         edge_label_index, target = self.pairs(graph, positions, epoch)
         return self.losses(model(graph, edge_label_index), target)
 
-    def regularization(self, model: nn.Module) -> Tensor:
-        r""":math:`\frac{\lambda}{2}\lVert\theta\rVert^2` over every trainable parameter."""
+    def regularization(self, model: nn.Module) -> Tensor | float:
+        r""":math:`\frac{\lambda}{2}\lVert\theta\rVert^2` over every trainable parameter (the number 0 without one)."""
         params = [p for p in model.parameters() if p.requires_grad]
         return 0.5 * self.l2 * sum(p.pow(2).sum() for p in params)
 

@@ -1140,7 +1140,7 @@ def _forget_metrics(result, report, fit_seconds, model, graph: HeteroData, val, 
     return metrics
 
 
-def _forget_info(parent: Run, out: Path, request: Tensor, method: dict, metrics: dict, removed_count: int,
+def _forget_info(parent: Run, out: Path, request: Request, method: dict, metrics: dict, removed_count: int,
                  heldout: Tensor) -> dict:
     """``run.json`` of a forget run: the parent's data, model and settings, the method, metrics, lineage."""
     return {"kind": "forget", "version": __version__, "data": parent.info["data"],
@@ -1617,6 +1617,7 @@ def _refusal_owed_to_pending(given: dict, current: Run, projected: Run, steps: l
     alone = [seq for seq, request in steps if _refusal(_without_request(current, request), given) is not None]
     named = alone or [seq for seq, _ in steps]
     refusal = _refusal(replace(projected, pending=named), given)
+    assert refusal is not None, "the caller's projected run refuses the request"
     if "pending in the stream" in str(refusal):
         return refusal
     return ValueError(f"{refusal} (counting the requests accepted before it and not yet applied: "

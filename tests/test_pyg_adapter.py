@@ -169,6 +169,14 @@ def test_pyg_lightgcn_by_graphforgets_propagation_equals_its_own_code_and_is_exa
     assert not (raw.lightgcn_propagation or raw.supports_edge_weight)
     with torch.no_grad():
         torch.testing.assert_close(raw(graph, all_pairs()), raw.module(edges, all_pairs() + torch.tensor([[0], [U]])))
+    # it keeps no adjacency for graphforget's propagation: refused by name (it had failed with "'NoneType' object is
+    # not callable"); with sparse=True it keeps the unnormalised one, and is the module's own code again
+    with pytest.raises(ValueError, match="without normalising layers and with sparse=False .* call embed"):
+        raw.lightgcn_embedding(graph)
+    kept = PyGRecommender(PyGLightGCN(U + I, D, num_layers=K, normalize=False), U, I, receptive_field=K,
+                          sparse=True).double()
+    with torch.no_grad():
+        torch.testing.assert_close(kept.lightgcn_embedding(graph), kept.module.get_embedding(edges), **exact)
     with pytest.raises(ValueError, match="propagates over 2 layers, so its receptive field is at least 2, got 1"):
         PyGRecommender(PyGLightGCN(U + I, D, num_layers=K), U, I, receptive_field=1)
 

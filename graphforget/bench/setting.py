@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import warnings
-from typing import Callable
+from typing import Callable, Hashable
 
 import torch
 from torch import Tensor
@@ -201,7 +201,7 @@ class Workspace:
     def __init__(self):
         self._key, self._setting = None, None
 
-    def get(self, key: tuple, make: Callable[[], Setting]) -> Setting:
+    def get(self, key: Hashable, make: Callable[[], Setting]) -> Setting:
         """The setting of ``key``, made (and the previous one dropped) when it changes."""
         if key != self._key:
             self._key, self._setting = None, None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -203,7 +203,7 @@ class AdjacencyCache:
             node counts only (:func:`normalized_adjacency`, :func:`observed_adjacency`).
     """
 
-    def __init__(self, size: int = 4, build: Callable[[HeteroData, Tensor], Tensor] = normalized_adjacency):
+    def __init__(self, size: int = 4, build: Callable[[HeteroData, Tensor], Any] = normalized_adjacency):
         if not (is_integer(size) and size >= 1):
             raise ValueError(f"AdjacencyCache.size: must be an integer >= 1, got {size!r}")
         self.size, self.build = size, build

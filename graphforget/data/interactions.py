@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 import operator
 
+from typing import TypeVar
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -334,7 +336,11 @@ def symmetric_edge_weight(edge_index: Tensor, num_users: int, num_items: int, dt
     return (deg_u[edge_index[0]] * deg_i[edge_index[1]]).clamp(min=1).rsqrt()
 
 
-def pair_keys(edge_index: Tensor, num_items: int) -> Tensor:
+#: A ``[2, E]`` pair array: a tensor, or a numpy array (the loaders' before the graph exists).
+Pairs = TypeVar("Pairs", Tensor, np.ndarray)
+
+
+def pair_keys(edge_index: Pairs, num_items: int) -> Pairs:
     """One int64 key ``user * num_items + item`` per (user, item) column of ``edge_index [2, E]``.
 
     The one place pairs become keys: sorting keys sorts pairs by user, then item (row-major order), and

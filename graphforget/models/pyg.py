@@ -233,7 +233,13 @@ class PyGRecommender(Recommender):
         table :math:`\mathbf{E}` and layer weights ``alpha``, by graphforget's propagation: the graph's
         normalised adjacency built once and kept (PyG's ``LGConv`` normalises it again in every layer of every
         call), products without a transpose in the backward, and the whole graph's weights on a subgraph that
-        carries them, so that IFRU computes on the request's k-hop region."""
+        carries them, so that IFRU computes on the request's k-hop region. Only where an adjacency is kept: PyG's
+        LightGCN with normalising layers, or ``sparse=True`` (else ``embed`` runs the module's own)."""
+        if self.adjacencies is None:  # it had failed with "'NoneType' object is not callable"
+            what = "PyG's LightGCN" if self.linear_embedding else type(self.module).__name__
+            raise ValueError(f"PyGRecommender.lightgcn_embedding: {what} without normalising layers and with "
+                             "sparse=False keeps no adjacency to propagate on: call embed(graph), which runs the "
+                             "module's own get_embedding")
         x = self.module.embedding.weight
         adjacency, alpha = self.adjacencies(graph, x), self.module.alpha.to(x.dtype)
         out = x * alpha[0]
