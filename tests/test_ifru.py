@@ -517,8 +517,7 @@ def test_ladder_solves_every_damping_from_one_krylov_space_in_the_metric_coordin
 
 @pytest.mark.parametrize("kind", ["mf", "lightgcn"])
 def test_newton_step_on_the_new_objective_approaches_retraining(problem, kind):
-    one, result = _relative_error(problem, kind, curvature_of="remaining", newton={"line_search": True})
-    assert result.info["solver"][0]["step_size"] == 1.0  # a stationary point: the full Newton step descends
+    one, _ = _relative_error(problem, kind, curvature_of="remaining")  # the paper's one step: none to line-search
     assert one < 0.2
     three, result = _relative_error(problem, kind, curvature_of="remaining",
                                     newton=NewtonConfig(steps=3, line_search=True))
@@ -615,7 +614,7 @@ def test_line_search_keeps_the_model_finite_on_an_indefinite_curvature(problem):
     config = IFRUConfig(hops=10, curvature="exact", curvature_of="remaining",
                         newton=NewtonConfig(steps=3, line_search=True))
     first = IFRU(model, graph, objective,
-                 dataclasses.replace(config, newton=dataclasses.replace(config.newton, steps=1))).unlearn(request).model
+                 dataclasses.replace(config, newton=NewtonConfig(steps=1))).unlearn(request).model
     result = IFRU(model, graph, objective, config).unlearn(request)
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
     with torch.no_grad():
@@ -695,6 +694,11 @@ def test_bad_requests_raise(problem):
      "IFRUConfig.newton.anderson: read only with steps='auto', or line_search=True and steps > 1 (got 0)"),
     ({"newton": {"steps": 1, "line_search": True, "anderson": 7}},  # one step: no mixing is built
      "IFRUConfig.newton.anderson: read only with steps='auto', or line_search=True and steps > 1 (got 7)"),
+    # a QA probe: bit-identical models either way (one step has none to search; "auto" searches its own)
+    ({"newton": {"steps": 1, "line_search": True}},
+     "IFRUConfig.newton.line_search: read only with steps > 1 (steps='auto' line-searches its Newton steps itself) "
+     "(got True)"),
+    ({"newton": {"line_search": True}}, "IFRUConfig.newton.line_search: read only with steps > 1"),
 ])
 def test_config_checks_name_the_dotted_field(options, message):
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -766,6 +770,7 @@ def test_config_groups_defaults_and_presets():
     assert (paper.solver.name, paper.solver.damping, paper.solver.tol, paper.newton.steps) == ("lissa", 0.0, 1e-4, 1)
     assert IFRUConfig.paper(solver=SolverConfig(name="lissa")).solver == SolverConfig(name="lissa")  # replaces it
     assert IFRUConfig.newton(1, steps=3).newton == NewtonConfig(3, True)
+    assert IFRUConfig.newton(1, steps=1).newton == NewtonConfig(1, False)  # one step: nothing to line-search
 
 
 def test_info_solver_is_a_list_with_one_entry_per_solve(problem):

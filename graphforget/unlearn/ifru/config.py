@@ -128,7 +128,8 @@ class NewtonConfig:
             of Retrain's AUC gain, at the same number of CG iterations.
 
     An option that the others leave unread is refused when set to other than its default: ``early_stopped``
-    without ``steps="auto"``, ``anderson`` with a number of steps and no ``line_search``, or with one step.
+    without ``steps="auto"``, ``anderson`` with a number of steps and no ``line_search``, or with one step, and
+    ``line_search`` with one step or ``steps="auto"`` (whose steps are line-searched anyway).
     """
     steps: int | Literal["auto"] = "auto"
     line_search: bool = False
@@ -146,6 +147,9 @@ class NewtonConfig:
             "early_stopped": (auto or self.early_stopped == default.early_stopped, "read only with steps='auto'"),
             "anderson": (auto or (self.line_search and self.steps > 1) or self.anderson == default.anderson,
                          "read only with steps='auto', or line_search=True and steps > 1"),
+            # "auto" line-searches its own later steps, and one step has none to search
+            "line_search": (not auto and self.steps > 1 or self.line_search == default.line_search,
+                            "read only with steps > 1 (steps='auto' line-searches its Newton steps itself)"),
         }, "IFRUConfig.newton")
 
 
@@ -314,7 +318,8 @@ def _newton_preset(cls, receptive_field: int, steps: int = 8, **changes) -> IFRU
     """
     if not (is_integer(receptive_field) and receptive_field >= 0):  # else hops=K+1 fails by another name, or passes
         raise ValueError(f"IFRUConfig.newton: receptive_field must be an integer >= 0 (got {receptive_field!r})")
-    return cls(**_merged({"curvature_of": "remaining", "newton": {"steps": steps, "line_search": True},
+    searched = is_integer(steps) and steps > 1  # one step has no later one to search (refused: unread)
+    return cls(**_merged({"curvature_of": "remaining", "newton": {"steps": steps, "line_search": searched},
                           "solver": {"tol": 0.1}, "hops": receptive_field + 1}, changes))
 
 
