@@ -80,7 +80,8 @@ class ShiftedConjugateGradient:
         self.seconds, self.iterations, self.negative, self.first = 0.0, 0, False, 0
         self.r, self.p, self.rr = b.clone(), b.clone(), b.dot(b)
         self.bb = self.measured = self._squared_norm(b)  # measured: the base residual's squared weighted norm
-        self.alpha = self.beta = None  # the last iteration's
+        self.alpha: Tensor | None = None  # the last iteration's
+        self.beta: Tensor | None = None
         self.x = [torch.zeros_like(b) for _ in self.shifts]
         self.directions = [None if sigma == 0 else b.clone() for sigma in self.shifts]  # None: the base's
         self.pi = [(1.0, 1.0) for _ in self.shifts]  # (pi_k, pi_k-1)
@@ -91,7 +92,8 @@ class ShiftedConjugateGradient:
 
     def _squared_residual(self, j: int) -> Tensor:
         # a converged system no longer moves: its residual is the one it converged at, not the base's now
-        return self.measured / self.pi[j][0] ** 2 if self.final[j] is None else self.final[j]
+        final = self.final[j]
+        return self.measured / self.pi[j][0] ** 2 if final is None else final
 
     def solve(self, j: int, max_iter: int | None = None) -> SolveResult:
         """System ``j``'s solution, after at most ``max_iter`` iterations in all (the solver's cap by default)."""
@@ -121,21 +123,25 @@ class ShiftedConjugateGradient:
         alpha = self.rr / curvature
         live = [j for j in range(self.first, len(self.shifts)) if self.final[j] is None]
         shifted = any(self.directions[j] is not None for j in live)  # plain CG needs no c (nor its sync)
-        c = float(alpha * self.beta / self.alpha) if shifted and self.beta is not None else 0.0
+        last_alpha, last_beta = self.alpha, self.beta  # both None before the first iteration
+        c = float(alpha * last_beta / last_alpha) if shifted and last_alpha is not None and last_beta is not None \
+            else 0.0
         for j in live:
             self._step_shifted(j, alpha, c)
         self.r = self.r - alpha * ap
         rr = self.r.dot(self.r)
-        self.alpha, self.beta = alpha, rr / self.rr
+        beta = rr / self.rr
+        self.alpha, self.beta = alpha, beta
         self.measured = rr if self.weight is None else self._squared_norm(self.r)
         for j in live:
-            if self.directions[j] is not None:  # the base system's convergence is solve's loop condition
+            direction = self.directions[j]
+            if direction is not None:  # the base system's convergence is solve's loop condition
                 ratio = self.pi[j][1] / self.pi[j][0]  # pi_k / pi_k+1 after _step_shifted
-                self.directions[j] = self.r / self.pi[j][0] + (self.beta * ratio ** 2) * self.directions[j]
+                self.directions[j] = self.r / self.pi[j][0] + (beta * ratio ** 2) * direction
                 squared = self._squared_residual(j)
                 if bool(squared <= self.tol ** 2 * self.bb):
                     self.final[j] = squared
-        self.p, self.rr = self.r + self.beta * self.p, rr
+        self.p, self.rr = self.r + beta * self.p, rr
         self.iterations += 1
 
     def _step_shifted(self, j: int, alpha: Tensor, c: float) -> None:
@@ -230,7 +236,8 @@ def direct_solve(matvec: MatVec, b: Tensor, tol: float = 1e-4, max_size: int = 4
     return _finish(matvec, b, x, n, tol, clock)
 
 
-SOLVERS = {"cg": conjugate_gradient, "lissa": lissa, "adam": adam_quadratic, "direct": direct_solve}
+SOLVERS: dict[str, Callable[..., SolveResult]] = {"cg": conjugate_gradient, "lissa": lissa, "adam": adam_quadratic,
+                                                  "direct": direct_solve}
 
 
 def solve(name: str, matvec: MatVec, b: Tensor, **options) -> SolveResult:
@@ -259,7 +266,8 @@ class AndersonMixing:
     def __init__(self, depth: int):
         if depth < 0:
             raise ValueError(f"depth must be >= 0, got {depth}")
-        self.depth, self._last, self._count = depth, None, 0  # _count: differences recorded
+        self.depth, self._count = depth, 0  # _count: differences recorded
+        self._last: tuple[Tensor, Tensor] | None = None
         # The last depth differences, in rings of rows [depth, n] (row k % depth holds the k-th): no stacking of
         # vectors the size of phi at every step. The least squares does not depend on the order of its columns.
         self._dx: Tensor | None = None
@@ -273,7 +281,7 @@ class AndersonMixing:
         if self._last is not None and self.depth:
             self._record(x, step, *self._last)
         self._last = (x, step)
-        if not self._count:
+        if not self._count or self._dx is None or self._df is None:  # recorded differences, and their rings
             return None
         recorded = min(self._count, self.depth)
         dx, df = self._dx[:recorded], self._df[:recorded]
@@ -290,7 +298,7 @@ class AndersonMixing:
         return f"AndersonMixing(depth={self.depth}, recorded={min(self._count, self.depth)})"
 
     def _record(self, x: Tensor, step: Tensor, last_x: Tensor, last_step: Tensor) -> None:
-        if self._dx is None:
+        if self._dx is None or self._df is None:
             self._dx = x.new_empty(self.depth, x.numel())
             self._df = step.new_empty(self.depth, step.numel(), dtype=torch.float64)
         slot = self._count % self.depth

@@ -48,7 +48,7 @@ class Ladder:
         # a contrastive term may score orphan rows: their block is not known to be decoupled
         self.shared = config.solver.name == "cg" and (target.decoupled or not target.orphan.any())
         self.scale = None if target.metric is None else target.metric.rsqrt()  # M^-1/2, which makes M the identity
-        self.family = self._family() if self.shared else None
+        self.family: ShiftedConjugateGradient | None = self._family() if self.shared else None
 
     def holds(self, damping: float) -> bool:
         """Whether ``damping`` is on this ladder and its Krylov space can still serve it."""
@@ -86,6 +86,7 @@ class Ladder:
 
     def _solve(self, k: int, limit: int) -> SolveResult:
         """Attempt ``k``'s solve after at most ``limit`` iterations, in phi's coordinates with its orphan block."""
+        assert self.family is not None, "a shared ladder's solve"
         result = self.family.solve(k, limit)
         x = result.x if self.scale is None else self.scale * result.x
         target, base, damping = self.target, self.dampings[0], self.dampings[k]
@@ -134,12 +135,13 @@ def acceptance(target: TiltedObjective, result, rhs: Tensor, operator, cfg: IFRU
     applied = None if iterate else operator(step)
     predicted = float(-0.5 * rhs.dot(step) if iterate else -rhs.dot(step) + 0.5 * step.dot(applied))
     actual = float(target(phi + step) - target.start())
-    check = {"predicted_decrease": -predicted, "actual_decrease": -actual}
+    check: dict = {"predicted_decrease": -predicted, "actual_decrease": -actual}
     check.update(_ratio(target, phi + step, actual, predicted))
     ratio = check["ratio"]
     where, then = (f" at CG iteration {result.iterations}", "; its solve stopped there") if iterate else ("", "")
-    if not iterate:  # the product is already paid for: the solve's true residual, whatever the solver reported
+    if applied is not None:  # not an iterate: the product is paid for, the true residual, whatever the solver said
         check["true_residual"] = float((rhs - applied).norm() / rhs.norm().clamp(min=torch.finfo(rhs.dtype).tiny))
+    reason: str | None
     if not (iterate or result.converged):
         reason = (f"the solve did not converge (relative residual {result.residual:.3g} > solver.tol {cfg.solver.tol:g}"
                   + (", negative curvature met" if result.negative_curvature else "") + ")" + _advice(cfg.solver))

@@ -31,11 +31,13 @@ class TiltedObjective:
         self.orphan, self.l2 = orphan, l2
         self.decoupled = decoupled  # whether no term couples the orphan entries (a contrastive term may)
         self.row_entries = phi.numel() if row_entries is None else row_entries  # phi's node rows come first
-        self.damping, self._start = 0.0, None
+        self.damping = 0.0
+        self._start: Tensor | None = None
         self.metric: Tensor | None = None  # per-entry scale of the damping (None: the same on every entry)
         # the new objective's loss, part by part, on a draw the step is not fit on: BPR's negatives ("negatives"), a
         # contrastive term's views ("views"); see fresh_rise. fresh_drawn: the part that rose most, for the messages
-        self.fresh, self._fresh_start, self.fresh_drawn = fresh or {}, {}, "negatives"
+        self.fresh, self.fresh_drawn = fresh or {}, "negatives"
+        self._fresh_start: dict[str, float] = {}
 
     @property
     def proximal(self) -> float | Tensor:
@@ -55,12 +57,12 @@ class TiltedObjective:
         its size. A part that rises from 0 (a saturated InfoNCE), or is not finite, rises infinitely."""
         if not self.fresh:
             return None
-        rises = {}
+        rises: dict[str, float] = {}
         for name, loss in self.fresh.items():
             if name not in self._fresh_start:
                 self._fresh_start[name] = float(loss(self.phi0))
             rises[name] = _rise(self._fresh_start[name], float(loss(phi)))
-        self.fresh_drawn = max(rises, key=rises.get)
+        self.fresh_drawn = max(rises, key=rises.__getitem__)
         return rises[self.fresh_drawn]
 
     @property
