@@ -57,7 +57,9 @@ def trained():
 
 
 def quick_config(**kw) -> UnlearnRecConfig:
-    base = dict(pretrain_epochs=0, finetune_epochs=0, batch_size=0, seed=0)
+    base = dict(pretrain_epochs=0, finetune_epochs=0, seed=0)
+    if kw.get("pretrain_epochs") or kw.get("finetune_epochs"):
+        base["batch_size"] = 0  # whole batches (read only where an epoch runs)
     return UnlearnRecConfig(**{**base, **kw})
 
 
@@ -498,6 +500,24 @@ def test_unlearn_requires_fit_and_validates(trained):
     assert "UnlearnRec" in repr(unlearner) and "fitted=False" in repr(unlearner)
 
 
+@pytest.mark.parametrize("options, message", [
+    (dict(finetune_epochs=0, finetune_lr=0.5), "finetune_lr: read only with finetune_epochs > 0 (got 0.5)"),
+    (dict(pretrain_epochs=0, request_ratio=(0.5, 0.6)), "request_ratio: read only with pretrain_epochs > 0"),
+    (dict(pretrain_epochs=0, resample_every=5), "resample_every: read only with pretrain_epochs > 0 (got 5)"),
+    (dict(pretrain_epochs=0, finetune_lr=0.01, lr=0.5),
+     "lr: read only with pretrain_epochs > 0, or finetune_epochs > 0 and no finetune_lr (got 0.5)"),
+    (dict(pretrain_epochs=0, finetune_epochs=0, l_u=5.0), "l_u: read only with pretrain_epochs > 0 or finetune_epochs"),
+    (dict(pretrain_epochs=0, finetune_epochs=0, batch_size=0), "batch_size: read only with pretrain_epochs > 0"),
+])
+def test_an_option_no_epoch_reads_is_refused(options, message):
+    """A QA probe: each gave a bit-identical model and no word (IFRU's config refuses what it leaves unread)."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        UnlearnRecConfig(**options)
+    # read where an epoch runs: the fine-tuning reads the losses' options and, without finetune_lr, lr
+    assert UnlearnRecConfig(pretrain_epochs=0, l_u=5.0, lr=0.5).lr == 0.5
+    assert UnlearnRecConfig(finetune_epochs=0, request_ratio=(0.5, 0.6)).request_ratio == (0.5, 0.6)
+
+
 def finite(model) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
@@ -625,38 +645,39 @@ def test_load_encoder_rejects_truncated_and_foreign_files(trained, tmp_path):
 
 def test_an_encoder_loads_only_for_the_model_graph_and_options_it_was_pretrained_for(trained, tmp_path):
     model, graph, objective = trained
-    UnlearnRec(model, graph, objective, quick_config(tau=5.0)).fit().save_encoder(tmp_path / "encoder.pt")
+    UnlearnRec(model, graph, objective, quick_config(alpha=0.5)).fit().save_encoder(tmp_path / "encoder.pt")
     other_model = copy.deepcopy(model)
     with torch.no_grad():
         next(other_model.parameters())[0, 0] += 1e-6
     other_graph = without_edges(graph, graph[EDGE].edge_index[:, :1])[0]
-    for unlearner, message in [(UnlearnRec(other_model, graph, objective, quick_config(tau=5.0)), "another model"),
-                               (UnlearnRec(model, other_graph, objective, quick_config(tau=5.0)), "another graph"),
+    for unlearner, message in [(UnlearnRec(other_model, graph, objective, quick_config(alpha=0.5)), "another model"),
+                               (UnlearnRec(model, other_graph, objective, quick_config(alpha=0.5)), "another graph"),
                                (UnlearnRec(model, graph, objective, quick_config()),
-                                r"other options \(tau=5.0, here 10.0\)")]:
+                                r"other options \(alpha=0.5, here 0.1\)")]:
         with pytest.raises(ValueError, match=message):
             unlearner.load_encoder(tmp_path / "encoder.pt")
         assert not unlearner.fitted
     # What only answering a request reads, and the seed, may differ.
-    answering = UnlearnRec(model, graph, objective, quick_config(tau=5.0, finetune_epochs=1, seed=3,
-                                                                 max_loss_increase=None, progress=True))
+    answering = UnlearnRec(model, graph, objective, quick_config(alpha=0.5, finetune_epochs=1, seed=3,
+                                                                 max_loss_increase=None, progress=True,
+                                                                 batch_size=UnlearnRecConfig.batch_size))  # the file's
     answering.load_encoder(tmp_path / "encoder.pt")
     assert answering.fitted
     # Pre-training's loss is the objective's: one of another seed was accepted. An explicit encoder_layers equal to
     # the backbone's field is the encoder's L, and was refused ("encoder_layers=None, here 2").
     with pytest.raises(ValueError, match=r"for another objective \(BPRObjective\(l2=0.0001, seed=0.*seed=7"):
-        UnlearnRec(model, graph, BPRObjective(l2=1e-4, seed=7), quick_config(tau=5.0)).load_encoder(
+        UnlearnRec(model, graph, BPRObjective(l2=1e-4, seed=7), quick_config(alpha=0.5)).load_encoder(
             tmp_path / "encoder.pt")
-    UnlearnRec(model, graph, objective, quick_config(tau=5.0, encoder_layers=2)).load_encoder(tmp_path / "encoder.pt")
+    UnlearnRec(model, graph, objective, quick_config(alpha=0.5, encoder_layers=2)).load_encoder(tmp_path / "encoder.pt")
     with pytest.raises(ValueError, match=r"other options \(encoder_layers=2, here 1\)"):
-        UnlearnRec(model, graph, objective, quick_config(tau=5.0, encoder_layers=1)).load_encoder(
+        UnlearnRec(model, graph, objective, quick_config(alpha=0.5, encoder_layers=1)).load_encoder(
             tmp_path / "encoder.pt")
     # a file from before the objective and L were recorded: None was the backbone's field
     older = torch.load(tmp_path / "encoder.pt", weights_only=True)
     del older["pretrained_for"]["objective"]
     older["pretrained_for"]["options"]["encoder_layers"] = None
     torch.save(older, tmp_path / "older.pt")
-    UnlearnRec(model, graph, objective, quick_config(tau=5.0)).load_encoder(tmp_path / "older.pt")
+    UnlearnRec(model, graph, objective, quick_config(alpha=0.5)).load_encoder(tmp_path / "older.pt")
     with pytest.raises(FileNotFoundError):  # was a ValueError: "truncated or not a torch file"
         answering.load_encoder(tmp_path / "missing.pt")
     legacy = torch.load(tmp_path / "encoder.pt", weights_only=True)

@@ -121,6 +121,10 @@ class UnlearnRecConfig:
         seed: seeds simulated requests, batch orders and dropout.
         progress: a bar of pre-training's epochs (set from the run's ``TrainConfig.progress`` by
             :func:`~graphforget.unlearn.method_config`: the command line's, unless ``--quiet``).
+
+    An option that no epoch reads is refused when set to other than its default: ``request_ratio`` and
+    ``resample_every`` without pre-training epochs, ``finetune_lr`` without fine-tuning ones, ``lr`` where neither
+    reads it, and the losses' options with neither.
     """
     l_u: float = 0.5
     l_p: float = 0.02
@@ -166,6 +170,22 @@ class UnlearnRecConfig:
             "encoder_layers": (self.encoder_layers is None or self.encoder_layers >= 0, "None or >= 0"),
         })
         check_fields(self, rules)
+        check_fields(self, self._unread_rules())  # else recorded with the run, and never read
+
+    def _unread_rules(self) -> dict:
+        """The options that no epoch reads when its count is 0, refused when set to other than their default:
+        pre-training's own (the simulated requests), fine-tuning's rate, and the losses' (both read them)."""
+        default, pretrains, finetunes = UnlearnRecConfig, self.pretrain_epochs > 0, self.finetune_epochs > 0
+        rules = {name: (pretrains or getattr(self, name) == getattr(default, name),
+                        "read only with pretrain_epochs > 0") for name in ("request_ratio", "resample_every")}
+        rules["finetune_lr"] = (finetunes or self.finetune_lr is None, "read only with finetune_epochs > 0")
+        rules["lr"] = (pretrains or (finetunes and self.finetune_lr is None) or self.lr == default.lr,
+                       "read only with pretrain_epochs > 0, or finetune_epochs > 0 and no finetune_lr")
+        rules.update({name: (pretrains or finetunes or getattr(self, name) == getattr(default, name),
+                             "read only with pretrain_epochs > 0 or finetune_epochs > 0")
+                      for name in ("l_u", "l_p", "l_c", "tau", "batch_size", "preserve_pairs", "contrastive_tau",
+                                   "contrastive_drop", "contrastive_nodes")})
+        return rules
 
 
 def influence_dependency_matrix(request: Tensor, num_users: int, num_items: int) -> tuple[Tensor, Tensor]:
