@@ -180,7 +180,7 @@ def test_pyg_lightgcn_by_graphforgets_propagation_equals_its_own_code_and_is_exa
     # another class (PyG's LightGCN under another name, run by its own code): refused; with sparse=True it had
     # propagated on the unnormalised adjacency, another embedding than the module's (0.93 off, its largest 0.18)
     own = PyGRecommender(OwnCode(num_nodes=U + I, embedding_dim=D, num_layers=K), U, I, receptive_field=K, sparse=True)
-    with pytest.raises(ValueError, match="is PyG's LightGCN's embedding, and the module's class is OwnCode: call embed"):
+    with pytest.raises(ValueError, match="LightGCN's embedding, and the module's class is OwnCode: call embed"):
         own.lightgcn_embedding(graph)
     with pytest.raises(ValueError, match="propagates over 2 layers, so its receptive field is at least 2, got 1"):
         PyGRecommender(PyGLightGCN(U + I, D, num_layers=K), U, I, receptive_field=1)

@@ -233,11 +233,12 @@ class PyGRecommender(Recommender):
         table :math:`\mathbf{E}` and layer weights ``alpha``, by graphforget's propagation: the graph's
         normalised adjacency built once and kept (PyG's ``LGConv`` normalises it again in every layer of every
         call), products without a transpose in the backward, and the whole graph's weights on a subgraph that
-        carries them, so that IFRU computes on the request's k-hop region. Only where an adjacency is kept: PyG's
-        LightGCN with normalising layers, or ``sparse=True`` (else ``embed`` runs the module's own)."""
+        carries them, so that IFRU computes on the request's k-hop region. Only for PyG's LightGCN (its own class)
+        where an adjacency is kept: with normalising layers, or ``sparse=True`` (else ``embed`` runs the module's)."""
         if not self.linear_embedding:  # it had failed reading the module's embedding table by PyG's name
-            raise ValueError(f"PyGRecommender.lightgcn_embedding is PyG's LightGCN's embedding, and the module's class is "
-                             f"{type(self.module).__name__}: call embed(graph), which runs its own get_embedding")
+            raise ValueError(f"PyGRecommender.lightgcn_embedding is PyG's LightGCN's embedding, and the module's "
+                             f"class is {type(self.module).__name__}: call embed(graph), which runs its own "
+                             "get_embedding")
         if self.adjacencies is None:  # it had failed with "'NoneType' object is not callable"
             raise ValueError("PyGRecommender.lightgcn_embedding: PyG's LightGCN without normalising layers and with "
                              "sparse=False keeps no adjacency to propagate on: call embed(graph), which runs the "
