@@ -25,7 +25,8 @@ from typing import Any, Callable, NamedTuple
 import torch
 
 __all__ = ["GraphforgetWarning", "build_config", "describe", "check_fields", "check_types", "FieldHelp", "is_integer",
-           "is_integer_tensor", "check_seed", "seeded", "wrapped_seed", "derived_seed", "eval_mode", "DEVICE_TYPES", "check_device"]
+           "is_integer_tensor", "check_seed", "seeded", "wrapped_seed", "derived_seed", "eval_mode", "DEVICE_TYPES",
+           "check_device"]
 
 _NONE = {"none", "null"}
 _BOOLS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}

@@ -161,8 +161,9 @@ def _warning_calls(tree: ast.AST):
 def test_every_warning_the_library_issues_is_a_graphforget_warning():
     """One filter (``category=graphforget.GraphforgetWarning``) catches them all: every warning class of the package
     derives from it, and every call that warns takes one of them, the default (warn_caller's is
-    GraphforgetWarning), or passes one on (warn_caller's own ``category``, a caught warning's ``.category``). The negatives' shortfall of
-    the workflow was a bare UserWarning, a dozen of the methods' warnings bare RuntimeWarnings."""
+    GraphforgetWarning), or passes one on (warn_caller's own ``category``, a caught warning's ``.category``). The
+    negatives' shortfall of the workflow was a bare UserWarning, a dozen of the methods' warnings bare
+    RuntimeWarnings."""
     from graphforget import GraphforgetWarning
     from graphforget.config import warn_caller
     assert inspect.signature(warn_caller).parameters["category"].default is GraphforgetWarning

@@ -328,8 +328,8 @@ def test_every_user_gets_its_negatives_per_positive():
     negatives = torch.bincount(store.edge_index[0][~store.observed], minlength=9)
     positives = torch.bincount(graph[EDGE].edge_index[0][graph[EDGE].edge_label > 0], minlength=9)
     assert torch.equal(negatives, positives)  # user 0: 4, not 12
-    with pytest.warns(GraphforgetWarning, match=r"1 users have fewer items without a pair than the 2 negatives per positive "
-                                         r"they need \(4 short in all\)"):
+    with pytest.warns(GraphforgetWarning, match=r"1 users have fewer items without a pair than the 2 negatives per "
+                                                r"positive they need \(4 short in all\)"):
         out = with_negatives(graph, 2, seed=0)  # user 0 needs 8 of the 4 items it has no pair with
     assert int((out[EDGE].edge_index[0][~out[EDGE].observed] == 0).sum()) == 4
 

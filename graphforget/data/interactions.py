@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import operator
-
 from typing import TypeVar
 
 import numpy as np

@@ -123,9 +123,9 @@ class ShiftedConjugateGradient:
         alpha = self.rr / curvature
         live = [j for j in range(self.first, len(self.shifts)) if self.final[j] is None]
         shifted = any(self.directions[j] is not None for j in live)  # plain CG needs no c (nor its sync)
-        last_alpha, last_beta = self.alpha, self.beta  # both None before the first iteration
-        c = float(alpha * last_beta / last_alpha) if shifted and last_alpha is not None and last_beta is not None \
-            else 0.0
+        c = 0.0
+        if shifted and self.alpha is not None and self.beta is not None:  # both None at the first iteration
+            c = float(alpha * self.beta / self.alpha)
         for j in live:
             self._step_shifted(j, alpha, c)
         self.r = self.r - alpha * ap

@@ -139,7 +139,7 @@ def acceptance(target: TiltedObjective, result, rhs: Tensor, operator, cfg: IFRU
     check.update(_ratio(target, phi + step, actual, predicted))
     ratio = check["ratio"]
     where, then = (f" at CG iteration {result.iterations}", "; its solve stopped there") if iterate else ("", "")
-    if applied is not None:  # not an iterate: the product is paid for, the true residual, whatever the solver said
+    if applied is not None:  # paid for (not an iterate): the solve's true residual, whatever the solver reported
         check["true_residual"] = float((rhs - applied).norm() / rhs.norm().clamp(min=torch.finfo(rhs.dtype).tiny))
     reason: str | None
     if not (iterate or result.converged):
