@@ -259,7 +259,12 @@ def _options(method: str, pairs: list[str] | None) -> dict:
 
 def _checked_options(method: str, options: dict) -> dict:
     """``options`` parsed by their fields' types (``"3"`` is ``3``, as the records then show them) if ``method``'s
-    config accepts them (:func:`~graphforget.unlearn.method_config`)."""
+    config accepts them (:func:`~graphforget.unlearn.method_config`). Progress bars are the command's (``--quiet``):
+    an option of them is refused (``train.progress=true`` had drawn bars under ``--quiet``)."""
+    bars = sorted(name for name in options if name.split(".")[-1] == "progress")
+    if bars:
+        raise UsageError(f"graphforget: error: --option {bars[0]}: progress bars are the command's: they show unless "
+                         "--quiet")
     try:
         config = method_config(method, options)
     except ValueError as error:
@@ -703,8 +708,8 @@ def cmd_methods(args) -> int:
     cls = METHODS[args.name]
     print(f"{args.name}: {cls.__name__} with {cls.Config.__name__}{' (needs fit)' if cls.needs_fit else ''}")
     fixed = cls.fixed  # fields the method sets itself (SCIF's), refused when given
-    for row in describe(cls.Config):
-        if row.name not in fixed and row.name not in cls.unread:
+    for row in describe(cls.Config):  # progress bars are the command's (--quiet), not an option
+        if row.name not in fixed and row.name not in cls.unread and row.name.split(".")[-1] != "progress":
             print(f"  {row.name} ({row.type}, default {row.default!r})" + (f": {_plain(row.help)}" if row.help else ""))
     if fixed:
         print("Fixed by the method: " + ", ".join(f"{name}={value!r}" for name, value in fixed.items()) + ".")
@@ -878,7 +883,7 @@ def _hparam_changes(args, preset: Hyperparameters) -> dict:
     # flags nothing reads, else recorded with the run and nothing of them in the model
     unread = {"num_layers": "MF has no layers"} if preset.model == "mf" else {}
     if preset.train.optimizer == "lbfgs":  # full batch, to stationarity
-        unread.update(dict.fromkeys(("train.lr", "train.batch_size", "train.patience"),
+        unread.update(dict.fromkeys((f"train.{name}" for name in preset.train.unread_fields()),
                                     "--training stationary trains by full-batch L-BFGS"))
     for field in (field for field in unread if field in changes):
         raise UsageError(f"graphforget: error: --{_HPARAM_FLAGS[field].replace('_', '-')} is not read: {unread[field]}")
@@ -1043,7 +1048,8 @@ def _add_workflow_commands(sub) -> None:
     p.add_argument("--method", required=True, help="ifru, scif, retrain, finetune or unlearnrec")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="a field of the method's config, repeatable (`graphforget methods NAME` lists them)")
-    p.add_argument("--seed", type=_seed, help="seed of the method and the verification (default: the run's)")
+    p.add_argument("--seed", type=_seed,
+                   help="seed of the method and the verification (default: an --option seed, else the run's)")
     p.add_argument("--allow-untrusted", action="store_true",
                    help="write the run even when the method does not trust its result (recorded in the audit)")
     p.add_argument("--out", required=True, help="the new run directory (new, or an empty directory)")

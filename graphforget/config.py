@@ -569,16 +569,19 @@ def _own_arg_notes(cls: type) -> dict[str, str]:
     doc = (cls.__dict__.get("__doc__") or "").split("Args:", 1)
     if len(doc) < 2:
         return {}
-    notes, current = {}, None
+    notes, current, indent = {}, None, 8
     for line in doc[1].splitlines():
+        depth = len(line) - len(line.lstrip())
         match = re.match(r"^\s{4,8}(\w+(?:,\s*\w+)*):\s*(.*)$", line)
-        if match:
-            current = [name.strip() for name in match.group(1).split(",")]
+        if not line.strip():
+            continue
+        if match and (current is None or depth == indent):
+            current, indent = [name.strip() for name in match.group(1).split(",")], depth
             for name in current:
                 notes[name] = match.group(2).strip()
-        elif line.strip() and current and not re.match(r"^\s{0,3}\S", line):
+        elif current and depth > indent:
             for name in current:
                 notes[name] += " " + line.strip()
-        elif line.strip() and re.match(r"^\s{0,3}\S", line):
+        else:  # back at the docstring's own indentation: a paragraph after the section (it had joined the last field)
             break
     return {name: re.sub(r"\s+", " ", text).strip() for name, text in notes.items()}

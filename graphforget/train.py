@@ -98,6 +98,14 @@ class TrainConfig:
                             "data_parallel": (not (self.data_parallel and self.optimizer == "lbfgs"),
                                               "Adam only (L-BFGS is full batch)")})
 
+    def unread_fields(self) -> dict[str, str]:
+        """The fields that this config's optimizer does not read, each with why: L-BFGS trains on full batches with a
+        line search until ``tol``; Adam stops on the validation AUC, never on ``tol``."""
+        if self.optimizer == "lbfgs":
+            return dict.fromkeys(("lr", "batch_size", "patience"),
+                                 "optimizer='lbfgs' trains on full batches with a line search, until tol")
+        return {"tol": "read only with optimizer='lbfgs'"}
+
 
 @dataclass
 class TrainResult:

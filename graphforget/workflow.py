@@ -1033,7 +1033,8 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
             RecEraser).
         options: the method's options (:func:`~graphforget.unlearn.method_config`); ``train.*`` and
             ``seed`` start from the run's own.
-        seed: seed of the method and of the verification (default: the run's seed).
+        seed: seed of the method, its training and the verification (default: the options' ``seed``, else the
+            run's); refused beside an options' ``seed`` of another value.
         verify: compute the verification figures.
         allow_untrusted: publish a result the method does not trust (``info["trusted"] is False``).
         device, progress: the torch device; progress bars for methods that train.
@@ -1051,7 +1052,7 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
     check_method(method)
     check_device(device)
     parent, request = _parent_and_request(run, users=users, items=items, edges=edges, local_ids=local_ids)
-    seed = wrapped_seed(parent.info["seed"]) if seed is None else seed
+    seed = _forget_seed(parent, method, options, seed)
     train = Hyperparameters(**parent.info["hparams"]).train_config(seed, progress)
     config = method_config(method, options, train=train, seed=seed)
     val, test, heldout = _heldout_without(parent, request)
@@ -1100,6 +1101,18 @@ def _checked_request(run: Run, **given) -> Request:
     request = build_request(run, **given)
     _check_leaves_edges(run, request)
     return request
+
+
+def _forget_seed(parent: Run, method: str, options, seed: int | None) -> int:
+    """The seed of the method, its training and the verification: ``seed``, else the one the options give the method,
+    else the run's own. The options' had seeded the method alone, while the verification and the record took
+    ``seed`` (or the run's); given beside another ``seed``, it is refused."""
+    option = method_config(method, options).seed if isinstance(options, dict) and "seed" in options else None
+    if seed is not None and option is not None and option != seed:
+        raise ValueError(f"seed={seed} and the method's option seed={option}: give the seed once (forget's seed is the "
+                         "method's, its training's and the verification's)")
+    chosen = seed if seed is not None else option
+    return wrapped_seed(parent.info["seed"]) if chosen is None else chosen
 
 
 def _method_record(method: str, options: dict | None, seed: int, config, request: Request) -> dict:

@@ -250,6 +250,30 @@ def test_options_a_method_does_not_read_are_refused_in_every_form():
         METHODS["finetune"](MF(20, 16, 4), graph, BCEObjective(), {"train": {"epochs": 50}})
 
 
+@pytest.mark.parametrize("method, options, train, message", [
+    ("retrain", {"train.tol": 1e-6}, TrainConfig(),
+     "Retrain does not read train.tol (read only with optimizer='lbfgs')"),
+    ("sisa", {"train": {"tol": 1e-6}}, TrainConfig(), "SISA does not read train.tol"),
+    ("receraser", {"aggregator_train.tol": 1e-3}, TrainConfig(), "RecEraser does not read aggregator_train.tol"),
+    ("retrain", {"train.lr": 0.1, "train.patience": 2}, TrainConfig(optimizer="lbfgs"),
+     "Retrain does not read train.lr (optimizer='lbfgs' trains on full batches with a line search, until tol), "
+     "train.patience"),
+    ("retrain", {"train.optimizer": "lbfgs", "train.batch_size": 100}, TrainConfig(), "does not read train.batch_size"),
+    ("retrain", {"warm_start": True, "seed": 123}, None, "Retrain does not read seed (warm_start starts from the "
+                                                          "trained model: there is no initialisation to seed)"),
+])
+def test_options_the_training_they_build_does_not_read_are_refused(method, options, train, message):
+    """A QA probe through the command line: each was accepted, recorded with the run and trained as without it (the
+    AUCs the same to the last digit)."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        method_config(method, options, train=train)
+    # what the run's training reads is taken, and an option its value leaves unread only where the caller gives it
+    assert method_config("retrain", {"train.tol": 1e-6}, train=TrainConfig(optimizer="lbfgs")).train.tol == 1e-6
+    assert method_config("retrain", {"warm_start": True}, train=TrainConfig(lr=0.5), seed=7).seed == 7
+    # without the run's training (the command line's check before a run is read) its optimizer is not known
+    assert method_config("retrain", {"train.tol": 1e-6}).train.tol == 1e-6
+
+
 def test_a_method_built_with_a_dict_has_the_config_method_config_gives():
     """SISA's and RecEraser's constructors started ``aggregator_train.*`` from a default TrainConfig (lr 0.01, batch
     size 4096) where method_config starts it from ``train``; an edited config given to method_config was not checked
@@ -555,6 +579,24 @@ def test_cli_lists_methods_and_their_options(capsys):
         assert main(["methods", name]) == 0
         assert "\\" not in capsys.readouterr().out, name
     assert main(["methods", "nope"]) == 2
+    # a paragraph after the Args section is not the last field's (it had joined newton.anderson's help), and progress
+    # bars are the command's (--quiet), not an option
+    for name, field, paragraph in [("ifru", "newton.anderson", "An option that the others leave unread"),
+                                   ("unlearnrec", "contrastive_nodes", "An option that no epoch reads")]:
+        assert main(["methods", name]) == 0
+        out = capsys.readouterr().out
+        assert f"  {field} (" in out and paragraph not in out and "progress" not in out, name
+
+
+def test_the_command_line_refuses_an_option_of_progress_bars(capsys, tmp_path):
+    """``--quiet --option train.progress=true`` drew bars (a QA probe): bars are the command's, shown unless
+    ``--quiet``; the option is refused before a run is read."""
+    for option in ("train.progress=true", "progress=false"):
+        method = "unlearnrec" if option.startswith("progress") else "retrain"
+        assert main(["unlearn", "--run", str(tmp_path / "none"), "--method", method, "--option", option, "--out",
+                     str(tmp_path / "out"), "--quiet"]) == 2
+        error = capsys.readouterr().err
+        assert f"--option {option.split('=')[0]}: progress bars are the command's: they show unless --quiet" in error
 
 
 def test_a_frozen_half_precision_parameter_is_not_refused(small_planted):

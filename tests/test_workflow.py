@@ -2337,6 +2337,17 @@ def test_forget_records_the_seed_it_used(base, tmp_path):
     assert load_run(done.path).info["method"]["seed"] == 7 and done.audit["method"]["config"]["train"]["seed"] == 7
 
 
+def test_forget_takes_the_seed_its_options_give_the_method_for_the_verification_too(base, tmp_path):
+    """A QA probe: ``forget(seed=3, options={"seed": 5})`` ran the method under 5 while the verification and run.json
+    took 3; options alone seeded the method while they took the run's."""
+    with pytest.raises(ValueError, match=r"seed=3 and the method's option seed=5: give the seed once"):
+        forget(base, out=tmp_path / "both", users=["u2"], method="retrain", seed=3, options={"seed": 5})
+    assert not (tmp_path / "both").exists()
+    done = forget(base, out=tmp_path / "option", users=["u2"], method="retrain", options={"seed": "5"})
+    assert done.audit["method"]["seed"] == done.audit["verification"]["seed"] == 5
+    assert done.audit["method"]["config"]["seed"] == done.audit["method"]["config"]["train"]["seed"] == 5
+
+
 def test_fit_on_file_refuses_a_bad_device_before_anything(files, tmp_path):
     with pytest.raises(ValueError, match="^unknown device 'gpu'$"):
         fit_on_file(files["implicit"], "csv", user_col="user", item_col="item", negatives=1, device="gpu",

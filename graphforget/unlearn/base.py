@@ -188,11 +188,15 @@ class Unlearner:
         return dataclasses.replace(config, **cls.fixed) if cls.fixed else config
 
     @classmethod
-    def config_of(cls, options: dict | None, base=None):
+    def config_of(cls, options: dict | None, base=None, training_known: bool = True):
         """The config the ``options`` (fields, dotted for nested ones) build onto ``base`` (default: the defaults),
         with the fields the method fixes set: the same whether a method is built with a dict of options or through
         :func:`~graphforget.unlearn.method_config` (FineTune's constructor took the ``train.epochs`` it does not
         read, and SISA's started ``aggregator_train.*`` from a default TrainConfig rather than from ``train``).
+
+        ``training_known``: whether the config's ``train`` is the one that will run (not where
+        :func:`~graphforget.unlearn.method_config` is given no run's training): only then are options refused that its
+        optimizer does not read (:meth:`unread_in`).
 
         Raises:
             ValueError: an option of :attr:`unread` or one the method fixes, or one its config refuses.
@@ -203,7 +207,24 @@ class Unlearner:
             raise ValueError(f"{cls.__name__} does not read {cls.unread_advice(unread)}")
         config = _config_with_aggregator_from_train(cls.Config, options or {}, base)
         cls.check_fixed(config, given)
+        unread_here = cls.unread_in(config, training_known)
+        ignored = sorted(key for key in given if key in unread_here)
+        if ignored:  # Retrain with train.tol under Adam had taken it, and trained as without it
+            raise ValueError(f"{cls.__name__} does not read " + ", ".join(f"{key} ({unread_here[key]})"
+                                                                            for key in ignored))
         return cls.with_fixed(config)
+
+    @classmethod
+    def unread_in(cls, config, training_known: bool = True) -> dict[str, str]:
+        """Dotted options that ``config``'s own values leave unread, each with why: the fields of a nested
+        :class:`~graphforget.train.TrainConfig` that its optimizer does not read, where that optimizer is known
+        (``training_known``). :meth:`config_of` refuses those the caller gave (a value the run's training set is not
+        the caller's)."""
+        if not (training_known and dataclasses.is_dataclass(config)):
+            return {}
+        return {f"{f.name}.{key}": why for f in dataclasses.fields(config)
+                if isinstance(nested := getattr(config, f.name), TrainConfig)
+                for key, why in nested.unread_fields().items()}
 
     def _check_config(self) -> None:
         """The config's checks again at each :meth:`unlearn` (edited in place since the method was built), the fields

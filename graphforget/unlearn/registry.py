@@ -103,7 +103,7 @@ def method_config(name: str, options: dict[str, Any] | Any = None, *, train: Tra
     context = {key: value for key, value in settings if value is not None and key in names}
     base = build_config(cls, context) if context else None
     try:
-        return method.config_of(options, base)
+        return method.config_of(options, base, training_known=train is not None)
     except ValueError as error:
         raise ValueError(f"bad options for {name!r}: {error}") from error
 

@@ -20,7 +20,7 @@ class RetrainConfig:
         train: how to train (those the original was trained with).
         seed: seed of the fresh initialisation.
         warm_start: start from the trained parameters instead of a fresh initialisation (to compare
-            parameters with an influence update).
+            parameters with an influence update; a ``seed`` given beside it is refused: nothing reads it).
     """
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
@@ -46,6 +46,14 @@ class Retrain(Unlearner):
     """
     name = "retrain"
     Config = RetrainConfig
+
+    @classmethod
+    def unread_in(cls, config, training_known: bool = True) -> dict[str, str]:
+        """:meth:`Unlearner.unread_in`, and ``seed`` with ``warm_start`` (no initialisation to seed)."""
+        unread = super().unread_in(config, training_known)
+        if config.warm_start:
+            unread["seed"] = "warm_start starts from the trained model: there is no initialisation to seed"
+        return unread
 
     def _unlearn(self, request, positions, remaining):
         refuse_no_remaining_edge(remaining, "Retrain", "to train on", self.objective)  # train() named the wrong graph
