@@ -1033,8 +1033,7 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
             RecEraser).
         options: the method's options (:func:`~graphforget.unlearn.method_config`); ``train.*`` and
             ``seed`` start from the run's own.
-        seed: seed of the method, its training and the verification (default: the options' ``seed``, else the
-            run's); refused beside an options' ``seed`` of another value.
+        seed: seed of the method, its training and the verification (default: the options' ``seed``, else the run's).
         verify: compute the verification figures.
         allow_untrusted: publish a result the method does not trust (``info["trusted"] is False``).
         device, progress: the torch device; progress bars for methods that train.
