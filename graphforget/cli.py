@@ -257,11 +257,16 @@ def _options(method: str, pairs: list[str] | None) -> dict:
     return _checked_options(method, parse_options(pairs or []))
 
 
+def _is_progress(option: str) -> bool:
+    """Whether a (dotted) option is a progress bar's (``progress``, ``train.progress``): the command's (``--quiet``)."""
+    return option.split(".")[-1] == "progress"
+
+
 def _checked_options(method: str, options: dict) -> dict:
     """``options`` parsed by their fields' types (``"3"`` is ``3``, as the records then show them) if ``method``'s
     config accepts them (:func:`~graphforget.unlearn.method_config`). Progress bars are the command's (``--quiet``):
     an option of them is refused (``train.progress=true`` had drawn bars under ``--quiet``)."""
-    bars = sorted(name for name in options if name.split(".")[-1] == "progress")
+    bars = sorted(name for name in options if _is_progress(name))
     if bars:
         raise UsageError(f"graphforget: error: --option {bars[0]}: progress bars are the command's: they show unless "
                          "--quiet")
@@ -708,8 +713,8 @@ def cmd_methods(args) -> int:
     cls = METHODS[args.name]
     print(f"{args.name}: {cls.__name__} with {cls.Config.__name__}{' (needs fit)' if cls.needs_fit else ''}")
     fixed = cls.fixed  # fields the method sets itself (SCIF's), refused when given
-    for row in describe(cls.Config):  # progress bars are the command's (--quiet), not an option
-        if row.name not in fixed and row.name not in cls.unread and row.name.split(".")[-1] != "progress":
+    for row in describe(cls.Config):
+        if row.name not in fixed and row.name not in cls.unread and not _is_progress(row.name):
             print(f"  {row.name} ({row.type}, default {row.default!r})" + (f": {_plain(row.help)}" if row.help else ""))
     if fixed:
         print("Fixed by the method: " + ", ".join(f"{name}={value!r}" for name, value in fixed.items()) + ".")

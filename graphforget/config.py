@@ -569,7 +569,7 @@ def _own_arg_notes(cls: type) -> dict[str, str]:
     doc = (cls.__dict__.get("__doc__") or "").split("Args:", 1)
     if len(doc) < 2:
         return {}
-    notes, current, indent = {}, None, 8
+    notes, current, indent = {}, None, 0  # indent: the fields' own, read at the first
     for line in doc[1].splitlines():
         depth = len(line) - len(line.lstrip())
         match = re.match(r"^\s{4,8}(\w+(?:,\s*\w+)*):\s*(.*)$", line)

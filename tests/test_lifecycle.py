@@ -267,7 +267,11 @@ def test_options_the_training_they_build_does_not_read_are_refused(method, optio
     AUCs the same to the last digit)."""
     with pytest.raises(ValueError, match=re.escape(message)):
         method_config(method, options, train=train)
-    # what the run's training reads is taken, and an option its value leaves unread only where the caller gives it
+
+
+def test_options_the_training_reads_are_taken_and_the_runs_own_values_pass():
+    """What the run's training reads is taken, and an option its value leaves unread only where the caller gives it
+    (the run's seed beside warm_start passes)."""
     assert method_config("retrain", {"train.tol": 1e-6}, train=TrainConfig(optimizer="lbfgs")).train.tol == 1e-6
     assert method_config("retrain", {"warm_start": True}, train=TrainConfig(lr=0.5), seed=7).seed == 7
     # without the run's training (the command line's check before a run is read) its optimizer is not known

@@ -145,9 +145,9 @@ class Unlearner:
     unread: ClassVar[dict] = {}
 
     @classmethod
-    def unread_advice(cls, keys: Iterable[str] | None = None) -> str:
-        """``key (advice), ...`` for the ``keys`` of :attr:`unread` (default: all of them)."""
-        return ", ".join(f"{key} ({cls.unread[key]})" for key in (cls.unread if keys is None else keys))
+    def unread_advice(cls) -> str:
+        """``key (advice), ...`` for every option of :attr:`unread`."""
+        return ", ".join(f"{key} ({advice})" for key, advice in cls.unread.items())
 
     @classmethod
     def check_objective(cls, objective: Objective) -> None:
@@ -202,17 +202,19 @@ class Unlearner:
             ValueError: an option of :attr:`unread` or one the method fixes, or one its config refuses.
         """
         given = option_names(options or {})  # a nested dict's too: {"train": {"epochs": 50}} is train.epochs
-        unread = sorted(key for key in cls.unread if key in given)
-        if unread:  # else recorded with the run, and silently not what ran
-            raise ValueError(f"{cls.__name__} does not read {cls.unread_advice(unread)}")
+        cls._refuse_unread(cls.unread, given)  # else recorded with the run, and silently not what ran
         config = _config_with_aggregator_from_train(cls.Config, options or {}, base)
         cls.check_fixed(config, given)
-        unread_here = cls.unread_in(config, training_known)
-        ignored = sorted(key for key in given if key in unread_here)
-        if ignored:  # Retrain with train.tol under Adam had taken it, and trained as without it
-            raise ValueError(f"{cls.__name__} does not read " + ", ".join(f"{key} ({unread_here[key]})"
-                                                                            for key in ignored))
+        # Retrain with train.tol under Adam had taken it, and trained as without it
+        cls._refuse_unread(cls.unread_in(config, training_known), given)
         return cls.with_fixed(config)
+
+    @classmethod
+    def _refuse_unread(cls, advice: dict[str, str], given: Iterable[str]) -> None:
+        """Raises ``ValueError`` naming the ``given`` options that ``advice`` lists, each with its advice."""
+        unread = sorted(key for key in given if key in advice)
+        if unread:
+            raise ValueError(f"{cls.__name__} does not read " + ", ".join(f"{key} ({advice[key]})" for key in unread))
 
     @classmethod
     def unread_in(cls, config, training_known: bool = True) -> dict[str, str]:
