@@ -698,6 +698,9 @@ def test_bad_input_is_refused_before_training(tmp_path):
         run_bench("stream", "synthetic", methods=["unlearnrec"], out=tmp_path)
     with pytest.raises(ValueError, match=r"stream fractions \(its checkpoints\) must be in \(0, 1\], got \[0.5, 2.0\]"):
         run_bench("stream", "synthetic", params={"fractions": [0.5, 2.0]}, out=tmp_path)
+    # run once and reported as given, [0.5, 0.5], where deletion's repeated ratios are refused
+    with pytest.raises(ValueError, match=re.escape("fractions (its checkpoints) must not repeat, got [0.5, 0.5]")):
+        run_bench("stream", "synthetic", params={"fractions": [0.5, 0.5]}, out=tmp_path)
     # Of the wrong type: a string was read one letter at a time (kind 'c'), a number failed in Python's iter, a bool
     # ran as 1.0, a string ratio was kept in results.json, None failed in Python's float
     for protocol, params, message in (("deletion", {"kinds": "core"}, "deletion kinds must be a list, got 'core'"),
@@ -711,9 +714,16 @@ def test_bad_input_is_refused_before_training(tmp_path):
     notes = tmp_path / "mine"  # a folder of one's own: its results.md was overwritten
     notes.mkdir()
     (notes / "results.md").write_text("my notes\n")
-    with pytest.raises(ValueError, match="holds results.md and no cells/: it is no bench's output"):
+    with pytest.raises(ValueError, match="holds results.md and neither cells/ nor a bench's results.json: it is no "):
         run_bench("stream", "synthetic", out=notes)
     assert (notes / "results.md").read_text() == "my notes\n"
+    # a bench's output whose cells/ was deleted, to recompute them: refused as no bench's output
+    run = dict(methods=["scif"], seeds=1, params={"kinds": ["random"], "ratios": [0.05]}, hparams=TINY)
+    first = run_bench("deletion", "synthetic", out=tmp_path / "done", **run)
+    shutil.rmtree(tmp_path / "done" / "cells")
+    again = run_bench("deletion", "synthetic", out=tmp_path / "done", **run)
+    assert not any(record["cached"] for record in again.cells)
+    assert [r["result"]["auc_0"] for r in again.cells] == [r["result"]["auc_0"] for r in first.cells]
     mine = notes / "results.md"  # a file: refused before a cell trains (a NotADirectoryError after the first did)
     with pytest.raises(ValueError, match=f"out {re.escape(str(mine))} is a file, not a folder"):
         run_bench("attack", "synthetic", out=mine)
@@ -728,9 +738,9 @@ def test_parse_params():
         parse_params("stream", {"length": "many"})
     with pytest.raises(ValueError, match="unknown attack parameter"):
         parse_params("attack", {"ratio": "0.1"})
-    # the same checkpoints given in another order, or twice, are the same cells (they were other keys)
+    # the same checkpoints given in another order are the same cells (they were other keys); twice is refused
     stream = PROTOCOLS["stream"]
-    same = [stream.variants({**stream.defaults(True), "fractions": f}) for f in ([1.0, 0.5], [0.5, 0.5, 1.0])]
+    same = [stream.variants({**stream.defaults(True), "fractions": f}) for f in ([1.0, 0.5], [0.5, 1.0])]
     assert same[0] == same[1] and same[0][0]["fractions"] == [0.5, 1.0]
 
 
@@ -916,7 +926,9 @@ def test_a_stream_runs_to_its_last_checkpoint_and_its_table_shows_its_own_checkp
     assert len(cell["request_seconds"]) == 3 and [point["requests"] for point in cell["checkpoints"]] == [2, 3]
     assert cell["seconds_per_request"] == pytest.approx(sum(cell["request_seconds"]) / 3)
     lines = (tmp_path / "results.md").read_text().splitlines()
-    assert lines[0] == "# stream of 4 requests on synthetic, mf (l2 1, 3 epochs)"  # two streams' tables had one title
+    # two streams' tables had one title; and it said 4 requests where 3 ran
+    assert lines[0] == ("# stream of 4 requests, the first 3 run (its last checkpoint at 60%) on synthetic, "
+                        "mf (l2 1, 3 epochs)")
     header = lines[4]
     for column in ("prediction_gap@30%", "prediction_gap@60%", "prediction_distance@30%", "auc_0@60%",
                    "mia_auc@60%", "seconds_per_request"):

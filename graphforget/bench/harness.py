@@ -384,19 +384,30 @@ def _data_source(dataset: str | DataSource, root) -> DataSource:
 
 
 def _check_bench_out(out) -> None:
-    """Raises ``ValueError`` when ``out`` is not a folder, or holds files but no ``cells/``: not a bench's output
-    (new, empty, or one to resume), whose ``results.json`` and ``results.md`` would be overwritten (a folder of one's
-    own notes was)."""
+    """Raises ``ValueError`` when ``out`` is not a folder, or holds files but neither ``cells/`` nor a bench's
+    ``results.json``: not a bench's output (new, empty, or one to resume or, its ``cells/`` deleted, to recompute),
+    whose ``results.json`` and ``results.md`` would be overwritten (a folder of one's own notes was)."""
     if out is not None and Path(out).exists() and not Path(out).is_dir():  # else found after the first cell trained
         raise ValueError(f"out {out} is a file, not a folder: give a new or empty directory, or a bench's out to "
                          "resume")
-    if out is None or not Path(out).is_dir() or (Path(out) / "cells").is_dir():
+    if out is None or not Path(out).is_dir() or (Path(out) / "cells").is_dir() or _holds_bench_results(Path(out)):
         return
     held = sorted(path.name for path in Path(out).iterdir())
     if held:
         shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
-        raise ValueError(f"out {out} holds {shown} and no cells/: it is no bench's output, whose reports would "
-                         "overwrite them; give a new or empty directory, or a bench's out to resume")
+        raise ValueError(f"out {out} holds {shown} and neither cells/ nor a bench's results.json: it is no bench's "
+                         "output, whose reports would overwrite them; give a new or empty directory, or a bench's out "
+                         "to resume")
+
+
+def _holds_bench_results(out: Path) -> bool:
+    """Whether ``out/results.json`` is a bench's (:meth:`BenchResult.to_dict`): a bench's output whose ``cells/`` was
+    deleted to recompute every cell had been refused as no bench's output."""
+    try:
+        record = json.loads((out / "results.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and {"protocol", "aggregates", "cells"} <= record.keys()
 
 
 def _record(cell: Cell, cache: CellCache | None, workspace: Workspace, hparams, source, device, progress) -> dict:

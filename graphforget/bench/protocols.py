@@ -291,7 +291,9 @@ def _stream_variants(params: dict) -> list[dict]:
     outside = [f for f in fractions if not 0 < f <= 1]
     if outside or not fractions:
         raise ValueError(f"stream fractions (its checkpoints) must be in (0, 1], got {params['fractions']}")
-    # in order, once each: the same checkpoints given otherwise are the same cells
+    if len(set(fractions)) < len(fractions):  # run once, and reported as given: as deletion's ratios
+        raise ValueError(f"stream fractions (its checkpoints) must not repeat, got {params['fractions']}")
+    # in order: the same checkpoints given in another are the same cells
     return [{"length": int(params["length"]), "order": params["order"],
              "fractions": sorted(set(fractions))}]
 

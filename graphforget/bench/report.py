@@ -10,7 +10,7 @@ from pathlib import Path
 from ..io import atomic_write, write_json
 from .data import IMPLICIT_DATASETS
 from .harness import BenchResult, bench_hparams
-from .protocols import PROTOCOLS
+from .protocols import PROTOCOLS, stream_positions
 
 __all__ = ["COLUMNS", "markdown", "write_reports", "plot", "rst", "readme_table", "render_docs",
            "README_MARKERS"]
@@ -58,7 +58,7 @@ LEGEND = (
     (("request_edges",), "request_edges: the training edges the request removes"),
     (("seconds",), "seconds: the unlearning call"),
     (("seconds_per_request",), "seconds_per_request: the stream's unlearning calls, on average"),
-    (("cumulative_seconds",), "cumulative_seconds: in all"),
+    (("cumulative_seconds",), "cumulative_seconds: in all, to the last checkpoint"),
     (("fit_seconds",), "fit_seconds: the one-off fit of SISA/RecEraser/UnlearnRec, shared by the requests of a seed"),
 )
 
@@ -97,10 +97,14 @@ def _cell_seconds(result) -> float:
 
 
 def _title(result) -> str:
-    """``protocol on dataset, model``; a stream's with its length (two streams' tables had one title)."""
-    length = result.params.get("length") if result.protocol == "stream" else None
-    protocol = result.protocol if length is None else f"stream of {length} requests"
-    return f"{protocol} on {result.dataset}, {_model(result)}"
+    """``protocol on dataset, model``; a stream's with its length (two streams' tables had one title), and how many
+    of its requests ran where its last checkpoint falls before its end (the later ones are not run)."""
+    if result.protocol != "stream":
+        return f"{result.protocol} on {result.dataset}, {_model(result)}"
+    length, fractions = result.params["length"], result.params["fractions"]
+    run = stream_positions(length, fractions)[-1]
+    shown = "" if run == length else f", the first {run} run (its last checkpoint at {100 * max(fractions):g}%)"
+    return f"stream of {length} requests{shown} on {result.dataset}, {_model(result)}"
 
 
 def _model(result) -> str:

@@ -433,8 +433,9 @@ class Unlearner:
         labels = val[EDGE].edge_label
         positives, negatives = int((labels == 1).sum()), int((labels == 0).sum())
         if positives == 0 or negatives == 0:  # no AUC to compare: said, as the result was trusted without a word
+            held = "no pair" if positives == negatives else f"no pair labelled {int(positives == 0)}"
             warn_caller(f"{type(self).__name__}: the validation test did not run: the validation pairs whose user and "
-                        f"item keep a training edge hold no pair labelled {int(positives == 0)} after this request")
+                        f"item keep a training edge hold {held} after this request")
             return None
         # The trained model's figures are scored again each request (a caller may have edited it or val since), of a
         # copy: a forward may write its model's weights (max_norm), and the caller's model is never changed
@@ -598,17 +599,22 @@ def non_finite(model: torch.nn.Module) -> str:
     return "; ".join(parts)
 
 
-def refuse_no_remaining_edge(remaining: HeteroData, method: str, why: str, objective: Objective | None = None) -> None:
-    """Raises ``ValueError`` when the request removed every training edge: nothing is left for ``method`` ``why``;
-    with ``objective``, also every edge it trains on (BCE's negatives, BPR's positives): ``train()`` named the
-    training graph, which has them, and advised sampling negatives."""
+def refuse_no_remaining_edge(unlearner: Unlearner, remaining: HeteroData, why: str) -> None:
+    """Raises ``ValueError`` when the request removed every training edge: nothing is left for the unlearner ``why``;
+    also every edge its objective trains on (BCE's negatives or positives, BPR's positives): ``train()`` named the
+    training graph, which has them, and advised sampling negatives where the request had removed them."""
+    method = type(unlearner).__name__
     if remaining[EDGE].edge_index.size(1) == 0:
         raise ValueError(f"{method}: the request removes every training edge: there are no remaining edges {why}")
-    if objective is not None:
-        try:
-            check_labels_train(remaining, objective, "the remaining edges")
-        except ValueError as error:
-            raise ValueError(f"{method}: the request leaves nothing {why}: {error}") from None
+    try:
+        check_labels_train(remaining, unlearner.objective, "the remaining edges")
+    except ValueError as error:
+        lost = sorted(set(unlearner.graph[EDGE].edge_label.unique().tolist())
+                      - set(remaining[EDGE].edge_label.unique().tolist()))
+        detail = str(error) if not lost else (
+            f"it removes every edge labelled {lost[0]:g}, which {type(unlearner.objective).__name__} needs "
+            "(keep some out of the request, or retrain from scratch)")
+        raise ValueError(f"{method}: the request leaves nothing {why}: {detail}") from None
 
 
 def _warn_of_given_edge_weights(unlearner: Unlearner) -> None:

@@ -93,7 +93,7 @@ class FineTune(Unlearner):
 
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData) -> tuple[torch.nn.Module, dict]:
         # here: train() would name the training graph, which has the edges the request removed
-        refuse_no_remaining_edge(remaining, "FineTune", "to fine-tune on", self.objective)
+        refuse_no_remaining_edge(self, remaining, "to fine-tune on")
         model = copy.deepcopy(self.model)
         info: dict = {"epochs": self.config.epochs, "local": self.config.local}
         handles = []

@@ -56,7 +56,7 @@ class Retrain(Unlearner):
         return unread
 
     def _unlearn(self, request, positions, remaining):
-        refuse_no_remaining_edge(remaining, "Retrain", "to train on", self.objective)  # train() named the wrong graph
+        refuse_no_remaining_edge(self, remaining, "to train on")  # train() named the wrong graph
         model = copy.deepcopy(self.model)
         if not self.config.warm_start:
             redraw(model, self.config.seed, "Retrain")

@@ -829,8 +829,8 @@ class UnlearnRec(Unlearner):
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData) -> tuple[nn.Module, dict]:
         cfg = self.config
         if cfg.finetune_epochs > 0:  # every fine-tuning term but L_u is a mean over remaining edges: over none, NaN
-            refuse_no_remaining_edge(remaining, "UnlearnRec", "to fine-tune on (retrain from scratch, or set "
-                                     "finetune_epochs=0 to apply the encoder's update alone)", self.objective)
+            refuse_no_remaining_edge(self, remaining, "to fine-tune on (retrain from scratch, or set finetune_epochs=0 "
+                                     "to apply the encoder's update alone)")
         self._check_still_pretrained_for()
         # a set of pairs: its fine-tuning batches pick request edges by position, and another order of the same 20
         # pairs moved the result by 0.01

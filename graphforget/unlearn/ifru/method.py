@@ -256,8 +256,7 @@ class IFRU(Unlearner):
         check_trainable(self.model, type(self).__name__, "the step moves only the trainable ones (unfreeze them)")
         # else the step would fit the L2 alone (or nothing, without L2; BPR's label-0 edges are no term), or BCE's
         # one class (every score up, or down), and call it trusted where Retrain and FineTune refuse
-        refuse_no_remaining_edge(remaining, type(self).__name__, "for the step to fit (a model of no data is an "
-                                 "untrained one)", self.objective)
+        refuse_no_remaining_edge(self, remaining, "for the step to fit (a model of no data is an untrained one)")
         try:
             # The eval-mode model, the one scored and served: in train mode a dropout would make every gradient
             # and curvature product random (unlearn hands the result back in the caller's modes).
