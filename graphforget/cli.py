@@ -1054,7 +1054,8 @@ def _add_workflow_commands(sub) -> None:
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="a field of the method's config, repeatable (`graphforget methods NAME` lists them)")
     p.add_argument("--seed", type=_seed,
-                   help="seed of the method and the verification (default: an --option seed, else the run's)")
+                   help="seed of the method, its training and the verification (default: an --option seed, else the "
+                        "run's)")
     p.add_argument("--allow-untrusted", action="store_true",
                    help="write the run even when the method does not trust its result (recorded in the audit)")
     p.add_argument("--out", required=True, help="the new run directory (new, or an empty directory)")
