@@ -572,8 +572,8 @@ class IFRU(Unlearner):
     def _steps(self, call: _Call, gradient: Tensor, target: TiltedObjective, ratio: float, outcome: dict,
                damping: float | None = None) -> Tensor | None:
         """The accepted first step, then the Newton extension's steps, under ``target``'s metric; fills ``outcome``.
-        Given ``damping`` (a round of :meth:`_hold_long_rows`), the first step is solved at it alone, with no retry,
-        and ``None`` is returned when it fails its test (no ``trust.on_failure``: the last trusted step stands)."""
+        Given ``damping`` (a round of :meth:`_hold_long_rows`), the first step is solved from it, and ``None`` is
+        returned when it fails its test after its retries (no ``trust.on_failure``: the last trusted step stands)."""
         phi = call.region.phi
         outcome["attempts"] = []
         step, reason = self._first_step(call, gradient, target, outcome["attempts"], damping)
@@ -598,10 +598,12 @@ class IFRU(Unlearner):
         their table after training (away from stationarity, ``damping="auto"``), each over-long row's damping
         multiplied by how far past its room (the cap less its trained norm) it went, at least 2: early stopping
         bounded every row, and a row past all of them has left the region where the implicit ridge stands for
-        training. Each round is solved at the accepted step's damping (the first retry's where that is 0), with no
-        retry (a retry would raise the damping of every row); a round that fails its test, or ``HOLD_ROUNDS`` of them,
-        end the holding with the last trusted step. ``info["held_rows"]`` counts the rows held, ``info["long_rows"]``
-        those the returned step leaves over (an untrusted one is not held)."""
+        training. Each round is solved at the accepted step's damping (the first retry's where that is 0), and a round
+        that fails its test is solved again with the damping tenfold, as a rejected first step is (``trust.retries``):
+        the long rows can carry a step through its test (a user left with one like of six went from norm 0.9 to 15.9,
+        trusted, where the round holding it failed its test; it had ended the holding). A round that fails after its
+        retries, or ``HOLD_ROUNDS`` of them, end the holding with the last trusted step. ``info["held_rows"]`` counts
+        the rows held, ``info["long_rows"]`` those the returned step leaves over (an untrusted one is not held)."""
         outcome["held_rows"] = outcome["long_rows"] = 0
         growth_cap = self.config.solver.max_row_growth
         if growth_cap is None or not self._ridge_damped(ratio):
@@ -759,13 +761,13 @@ class IFRU(Unlearner):
     def _first_step(self, call: _Call, gradient: Tensor, target: TiltedObjective, attempts: list,
                     damping: float | None = None):
         """The influence step and ``None``, or the last finite step (or ``None``) and why none was accepted. Given
-        ``damping``: solved at it alone, with no retry."""
+        ``damping`` (a round of :meth:`_hold_long_rows`): solved from it, its retries growing it tenfold."""
         if not torch.isfinite(gradient).all():
             return None, "the gradient of the removed terms is not finite"
         curvature = self._curvature(call.region.rows, self._curvature_terms(call), target.phi0)
         if damping is not None:  # a round of the row bound: a damping of 0 would hold no row, whatever its metric
             damping = damping or RETRY_DAMPING * mean_diagonal(curvature, target.phi0)
-            return self._levenberg_marquardt(curvature, gradient, target, damping, attempts, retries=0)
+            return self._levenberg_marquardt(curvature, gradient, target, damping, attempts, retries=None)
         return self._levenberg_marquardt(curvature, gradient, target, self._start_damping(curvature, target),
                                          attempts)
 
