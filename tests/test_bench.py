@@ -717,7 +717,7 @@ def test_bad_input_is_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match="holds results.md and neither cells/ nor a bench's results.json: it is no "):
         run_bench("stream", "synthetic", out=notes)
     assert (notes / "results.md").read_text() == "my notes\n"
-    # a bench's output whose cells/ was deleted, to recompute them: refused as no bench's output
+    # a bench's output whose cells/ was deleted, to recompute them, had been refused as no bench's output
     run = dict(methods=["scif"], seeds=1, params={"kinds": ["random"], "ratios": [0.05]}, hparams=TINY)
     first = run_bench("deletion", "synthetic", out=tmp_path / "done", **run)
     shutil.rmtree(tmp_path / "done" / "cells")
