@@ -765,11 +765,11 @@ class IFRU(Unlearner):
         if not torch.isfinite(gradient).all():
             return None, "the gradient of the removed terms is not finite"
         curvature = self._curvature(call.region.rows, self._curvature_terms(call), target.phi0)
-        if damping is not None:  # a round of the row bound: a damping of 0 would hold no row, whatever its metric
-            damping = damping or RETRY_DAMPING * mean_diagonal(curvature, target.phi0)
-            return self._levenberg_marquardt(curvature, gradient, target, damping, attempts, retries=None)
-        return self._levenberg_marquardt(curvature, gradient, target, self._start_damping(curvature, target),
-                                         attempts)
+        if damping is None:
+            damping = self._start_damping(curvature, target)
+        elif damping == 0:  # a round of the row bound: a damping of 0 would hold no row, whatever its metric
+            damping = RETRY_DAMPING * mean_diagonal(curvature, target.phi0)
+        return self._levenberg_marquardt(curvature, gradient, target, damping, attempts)
 
     def _start_damping(self, curvature, target: TiltedObjective) -> float:
         """The first attempt's :math:`\\lambda`: the implicit ridge or the configured damping, plus the
@@ -789,12 +789,11 @@ class IFRU(Unlearner):
             return _Scored(self._terms_touching(graph, call.region.kept_mask), graph, call.share)
         return call.new if remaining else call.original
 
-    def _levenberg_marquardt(self, curvature, rhs: Tensor, target: TiltedObjective, damping: float,
-                             attempts: list, retries: int | None = None):
-        """Solve, test, and on rejection grow the damping, up to ``retries`` times (``trust.retries``); returns the
-        step and the reason of the last rejection (``None`` when accepted). The attempts of one geometric ladder of
-        dampings share their solver's work where they can (:class:`Ladder`)."""
-        retries, phi = self.config.trust.retries if retries is None else retries, target.phi0
+    def _levenberg_marquardt(self, curvature, rhs: Tensor, target: TiltedObjective, damping: float, attempts: list):
+        """Solve, test, and on rejection grow the damping, up to ``trust.retries`` times; returns the step and the
+        reason of the last rejection (``None`` when accepted). The attempts of one geometric ladder of dampings share
+        their solver's work where they can (:class:`Ladder`)."""
+        retries, phi = self.config.trust.retries, target.phi0
         step, ladder = None, None
         for attempt in range(retries + 1):
             if attempt == 1:
