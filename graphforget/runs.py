@@ -314,6 +314,14 @@ def enclosing_run(path: str | os.PathLike) -> Path | None:
     return next((p for p in Path(path).expanduser().resolve().parents if (p / "run.json").is_file()), None)
 
 
+def absolute_run_path(out: str | os.PathLike) -> Path:
+    """``out`` made absolute with its folder resolved (links and ``..`` followed), as a child's lineage records its
+    parent: an audit line kept ``base/../ap1`` as given, which no child's record of the run matched. The last part is
+    kept as given (a link there to an empty folder is published over), unless it is ``.`` or ``..``."""
+    path = Path(out).expanduser().absolute()
+    return path.resolve() if path.name in ("", ".", "..") else path.parent.resolve() / path.name
+
+
 def publish(out: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Creates the directory ``out`` atomically: ``write(tmp)`` fills a temporary sibling, which is renamed
     (over ``out`` when it is an empty directory).
@@ -338,7 +346,7 @@ def publish(out: str | os.PathLike, write: Callable[[Path], None]) -> Path:
             atomically): a run is never overwritten. Checked before and after ``write``.
         ValueError: when ``out`` lies inside a run directory (:func:`enclosing_run`), which is never modified.
     """
-    final = Path(out).expanduser().absolute()
+    final = absolute_run_path(out)
     _check_outside_runs(final)
     refuse_taken(final, str(out))
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -454,9 +462,11 @@ def _read_info(path: Path) -> dict:
     if missing:
         raise ValueError(f"{record} lacks {missing}: it was edited by hand or is not a graphforget run record")
     _check_record_types(record, info)
-    if "record_sha256" in info and info["record_sha256"] != _record_sha256(info):  # a run written before it has none
-        raise ValueError(f"{record} does not match its record_sha256: it was edited by hand (a run is never "
-                         "modified: make a new one)")
+    # every run is written sealed: a record whose seal was deleted with the edit had been read as it stood
+    seal = "lacks its seal record_sha256" if "record_sha256" not in info else (
+        "does not match its record_sha256" if info["record_sha256"] != _record_sha256(info) else None)
+    if seal is not None:
+        raise ValueError(f"{record} {seal}: it was edited by hand (a run is never modified: make a new one)")
     return info
 
 
@@ -464,8 +474,8 @@ def _record_sha256(record: dict) -> str:
     """The sha256 of a run record without its own ``record_sha256``, its keys sorted: the run's seal, as a train
     checkpoint's record has its own (a run's files are sealed by ``files``, but an edit of its record itself, its
     loss from BCE to BPR, had unlearned with an objective the model never trained with, and verified). Like the files'
-    sha256, it tells an edit by hand, not a forgery: it is no signature, and a record without it is read as one
-    written before it."""
+    sha256, it tells an edit by hand, not a forgery: it is no signature. Every run is written with it, so a record
+    without it is refused too."""
     rest = {key: value for key, value in record.items() if key != "record_sha256"}
     return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()
 

@@ -53,8 +53,9 @@ from .io import to_jsonable, write_json
 from .metrics import evaluate_auc
 from .presets import CONTRASTIVE, Hyperparameters, default_hparams, recorded_objective
 from .models.base import module_on
-from .runs import (Run, directory_lock, enclosing_run, fsync_directory, lineage, load_run, parents_elsewhere,
-                   read_run_info, recorded_run, refuse_taken, request_sha256, save_run, sha256_file, utc_now)
+from .runs import (Run, absolute_run_path, directory_lock, enclosing_run, fsync_directory, lineage, load_run,
+                   parents_elsewhere, read_run_info, recorded_run, refuse_taken, request_sha256, save_run, sha256_file,
+                   utc_now)
 from .train import train
 from .unlearn import METHODS, NoValidationWarning, UnlearningFailed, UnlearnResult, build_unlearner, method_config
 from .unlearn.base import EMPTY_INFO, non_finite
@@ -426,7 +427,7 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
         ValueError, FileNotFoundError: an ``out`` inside a run, bad data or options (see :func:`load_file`,
             :func:`prepare_split`).
     """
-    _check_new_run(Path(out).expanduser().absolute())
+    _check_new_run(absolute_run_path(out))
     check_device(device)
     hp = _hparams(model, hparams)
     check_threshold_has_ratings(format, label_col, threshold)
@@ -1046,7 +1047,7 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
         TypeError: ``verify``, ``allow_untrusted`` or ``progress`` is not a bool.
     """
     _check_switches(verify=verify, allow_untrusted=allow_untrusted, progress=progress)
-    out = Path(out).expanduser().absolute()
+    out = absolute_run_path(out)
     _check_new_run(out)
     check_method(method)
     check_device(device)
@@ -1235,7 +1236,8 @@ class ForgetStream:
       "request"}``), one per request refused when it was applied (``{"seq", "rejected"}``) and one per method
       result replaced by a Retrain (``{"seq", "fallback": {"method", "error"}}``, :meth:`fallbacks`);
     * ``runs/000001``, ``runs/000002``, ...: the run after each request (:func:`forget`), each derived from
-      the previous one, so the lineage and ``audit.jsonl`` grow by one request per run.
+      the previous one, so the lineage and ``audit.jsonl`` grow by one request per run (a latest run that was not,
+      one put there by hand or one whose predecessor was deleted, is refused: :meth:`current_path`).
 
     :meth:`submit` returns only after the request's journal line is fsync-ed: an acknowledged request is
     never lost. A request is applied when its run directory is published (an atomic rename), so a crash
@@ -1439,9 +1441,33 @@ class ForgetStream:
 
     def current_path(self) -> Path:
         """The latest published run (requests are applied in order, each from the one before), or the base run. A
-        run whose journal line a power loss dropped counts too: the next request starts from what it forgot."""
+        run whose journal line a power loss dropped counts too: the next request starts from what it forgot.
+
+        Raises:
+            ValueError: the latest run was not made from the run before it (:meth:`_check_made_from`).
+        """
         published = self._published()
-        return self._run_path(published[-1]) if published else self._base()
+        if not published:
+            return self._base()
+        self._check_made_from(published[-1], published[-2] if len(published) > 1 else None)
+        return self._run_path(published[-1])
+
+    def _check_made_from(self, seq: int, before: int | None) -> None:
+        """Raises ``ValueError`` unless run ``seq``'s lineage names run ``before`` (``None``: the base) as its parent,
+        by the sha256 of its ``run.json``. A run of another lineage put in ``runs/`` by hand became the current run,
+        and the users the stream had forgotten were back in its model; a run deleted before it had its request taken
+        again, and refused for good as already forgotten."""
+        path = self._run_path(seq)
+        if before is None:
+            expected, name = self.config.get("base_sha256"), "the base run"
+        else:
+            expected, name = sha256_file(self._run_path(before) / "run.json"), f"runs/{before:06d}"
+        parent = read_run_info(path)["lineage"]["parent"]
+        if expected is not None and (parent is None or parent.get("run_sha256") != expected):
+            made_from = "no parent (a fit run)" if parent is None else f"the parent {parent.get('path')}"
+            raise ValueError(f"{path} was not made from {name}, the stream's run before it: its lineage names "
+                             f"{made_from}. A run was put in {path.parent} by hand, or one before it deleted: "
+                             "restore the stream's own runs, or move this one out")
 
     @property
     def current(self) -> Run:

@@ -616,15 +616,14 @@ def test_a_checkpoint_whose_tensors_changed_after_saving_is_refused(graph, tmp_p
         torch.save(changed, path)
         with pytest.raises(ValueError, match=f"{change}.pt: its tensors do not match the sha256 saved with them"):
             load_model(path)
-    save_model(LightGCN(9, 8, 5, num_layers=1), tmp_path / "before.pt")  # written before the layout's digest: loads
-    before = torch.load(tmp_path / "before.pt", weights_only=True)
-    del before["layout_sha256"]
-    torch.save(before, tmp_path / "before.pt")
-    assert torch.equal(load_model(tmp_path / "before.pt")[0].user_emb.weight, before["state_dict"]["user_emb.weight"])
+    # save_model writes every digest: one deleted with an edit had let the changed tensor load
     path = tmp_path / "m.pt"
-    del checkpoint["state_sha256"]  # a file written before the digest loads as it did
-    torch.save(checkpoint, path)
-    assert load_model(path)[0].user_emb.weight[2, 3] == checkpoint["state_dict"]["user_emb.weight"][2, 3]
+    for key in ("state_sha256", "layout_sha256"):
+        save_model(LightGCN(9, 8, 5, num_layers=1), path)
+        torch.save({name: value for name, value in torch.load(path, weights_only=True).items() if name != key}, path)
+        with pytest.raises(ValueError, match=re.escape(f"m.pt: its tensors lack their sha256 ({key}): the file was "
+                                                       "changed")):
+            load_model(path)
 
 
 def test_symmetric_spmm_differentiates_as_the_dense_product():
@@ -710,6 +709,7 @@ def test_mf_refuses_a_graph_of_other_node_counts_and_pairs_that_are_not_a_tensor
 
 
 def test_a_truncated_or_tampered_checkpoint_is_refused_by_name(tmp_path, monkeypatch):
+    from graphforget.models.base import _meta_sha256
     path = tmp_path / "m.pt"
     save_model(LightGCN(9, 8, 5, num_layers=1), path)
     whole = path.read_bytes()
@@ -726,8 +726,13 @@ def test_a_truncated_or_tampered_checkpoint_is_refused_by_name(tmp_path, monkeyp
         torch.save({**checkpoint, "config": config}, path)
         with pytest.raises(ValueError, match="m.pt: its model name, config or extra values do not match the sha256"):
             load_model(path)
-    old = {key: value for key, value in checkpoint.items() if key != "meta_sha256"}  # a file from before the digest
+    old = {key: value for key, value in checkpoint.items() if key != "meta_sha256"}  # deleted with the edit
     torch.save({**old, "config": {**checkpoint["config"], "embedding_dim": 4}}, path)
+    with pytest.raises(ValueError, match=re.escape("m.pt: its model name, config or extra values lack their sha256 "
+                                                   "(meta_sha256)")):
+        load_model(path)
+    resealed = {**old, "config": {**checkpoint["config"], "embedding_dim": 4}}  # an edit sealed again: refused by torch
+    torch.save({**resealed, "meta_sha256": _meta_sha256(resealed)}, path)
     with pytest.raises(ValueError, match=r"(?s)m.pt: its state dict does not fit model 'lightgcn' built from its config"
                                          r".*size mismatch for user_emb.weight"):
         load_model(path)

@@ -634,8 +634,8 @@ def test_files_replaced_with_their_sha256_or_fields_edited_by_hand_are_refused_b
 
 def test_a_run_record_edited_by_hand_is_refused_by_its_seal(base, tmp_path):
     """run.json is sealed as a train checkpoint's record is: its loss edited from BCE to BPR (well-typed) was
-    accepted, forget unlearned with an objective the model never trained with, and its child verified. A record
-    without the seal (written before it) is still read."""
+    accepted, forget unlearned with an objective the model never trained with, and its child verified. Every run is
+    written sealed, so a record without the seal is refused too (deleted with the edit, it had let the edit load)."""
     run = tmp_path / "base"
     shutil.copytree(base, run)
     info = json.loads((run / "run.json").read_text())
@@ -647,8 +647,12 @@ def test_a_run_record_edited_by_hand_is_refused_by_its_seal(base, tmp_path):
         load_run(run)
     with pytest.raises(ValueError, match="does not match its record_sha256"):
         forget(run, users=["u1"], method="scif", out=tmp_path / "child")
-    (run / "run.json").write_text(json.dumps({key: value for key, value in info.items() if key != "record_sha256"}))
-    assert load_run(run).info["hparams"]["loss"] == "bce"
+    for record in (info, edited):
+        unsealed = {key: value for key, value in record.items() if key != "record_sha256"}
+        (run / "run.json").write_text(json.dumps(unsealed))
+        with pytest.raises(ValueError, match=re.escape(f"{run / 'run.json'} lacks its seal record_sha256: it was "
+                                                       "edited by hand")):
+            load_run(run)
 
 
 def test_verify_retrain_refuses_a_request_it_cannot_verify_before_retraining(base, tmp_path, monkeypatch):
@@ -1771,6 +1775,41 @@ def test_a_damaged_run_stops_the_stream_and_a_string_is_no_list_of_ids(base, tmp
     stream.process()
     assert stream.applied() == [1, 2]
 
+
+
+def test_a_stream_refuses_a_run_it_did_not_make_and_a_gap_in_its_runs(base, tmp_path):
+    """A run of another lineage put in runs/ by hand (a QA probe) became the current run, the users the stream had
+    forgotten back in its model, and the next request was published on it; a run deleted before the latest had its
+    request taken again and refused for good as already forgotten."""
+    stream = ForgetStream(tmp_path / "s", base, method="scif")
+    stream.forget(users=["u1"])
+    stream.forget(users=["u2"])
+    forget(base, users=["u4"], method="scif", out=tmp_path / "foreign")
+    stream.submit(users=["u5"])
+    shutil.copytree(tmp_path / "foreign", tmp_path / "s" / "runs" / "000009")
+    for call in (stream.process, lambda: stream.submit(users=["u6"])):
+        with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 's' / 'runs' / '000009'} was not made from "
+                                                       f"runs/000002, the stream's run before it: its lineage names "
+                                                       f"the parent {base.resolve()}")):
+            call()
+    shutil.rmtree(tmp_path / "s" / "runs" / "000009")
+    shutil.move(tmp_path / "s" / "runs" / "000001", tmp_path / "kept")
+    with pytest.raises(ValueError, match=r"000002 was not made from the base run, the stream's run before it: its "
+                                         r"lineage names the parent .*000001. A run was put in .* by hand, or one "
+                                         r"before it deleted"):
+        ForgetStream(tmp_path / "s").current_path()
+    shutil.move(tmp_path / "kept", tmp_path / "s" / "runs" / "000001")
+    assert len(stream.process()) == 1 and stream.applied() == [1, 2, 3] and stream.rejected() == {}
+
+
+def test_forget_records_its_run_by_the_path_its_child_records(base, tmp_path):
+    """The audit line kept --out as given ('base/../a'), which the next line's parent path (resolved) never matched."""
+    (tmp_path / "sub").mkdir()
+    first = forget(base, users=["u1"], method="scif", out=tmp_path / "sub" / ".." / "a")
+    second = forget(first.path, users=["u2"], method="scif", out=tmp_path / "b")
+    assert first.path == (tmp_path / "a").resolve() == Path(first.audit["run"])
+    assert second.audit["run"] == str((tmp_path / "b").resolve())
+    assert json.loads((second.path / "run.json").read_text())["lineage"]["parent"]["path"] == first.audit["run"]
 
 
 @pytest.mark.parametrize("policy, fragment", [

@@ -446,7 +446,7 @@ def _state_sha256(state: dict) -> str:
 
 def _layout_sha256(state: dict) -> str:
     """The sha256 of a state dict's keys with its tensors' dtypes and shapes: the same bytes stored again as int32
-    loaded, off by 1e9, past :func:`_state_sha256` (a digest of its own, so the files written before it load)."""
+    loaded, off by 1e9, past :func:`_state_sha256`."""
     layout = [(key, str(value.dtype), tuple(value.shape)) for key, value in sorted(state.items())
               if isinstance(value, Tensor)]
     return hashlib.sha256(repr(layout).encode()).hexdigest()
@@ -484,8 +484,9 @@ def load_model(path: str | os.PathLike, map_location=None) -> tuple[Recommender,
 
     Raises:
         ValueError: ``map_location`` names CUDA on a machine without it; the file cannot be read (truncated,
-            corrupt), is not a checkpoint written by :func:`save_model`, its tensors differ from the sha256 saved
-            with them, or its state dict does not fit the model its name and config build.
+            corrupt), is not a checkpoint written by :func:`save_model`, its tensors, name, config or extra values
+            differ from the sha256 saved with them (or one of those is missing), or its state dict does not fit the
+            model its name and config build.
     """
     device = _map_device(map_location)
     # torch.load maps to "cpu" but not to "cpu:0" (it blamed the file); the model goes to the device after
@@ -494,10 +495,10 @@ def load_model(path: str | os.PathLike, map_location=None) -> tuple[Recommender,
     for key, digest, what in (("state_sha256", _state_sha256(state), "its tensors"),
                               ("layout_sha256", _layout_sha256(state), "its tensors"),
                               ("meta_sha256", _meta_sha256(checkpoint), "its model name, config or extra values")):
-        saved = checkpoint.get(key)  # files written before it have none
-        if saved is not None and saved != digest:
-            raise ValueError(f"{path}: {what} do not match the sha256 saved with them: the file was changed or "
-                             "damaged after save_model wrote it")
+        saved = checkpoint.get(key)  # save_model writes each: one deleted with an edit had let the edit load
+        if saved != digest:
+            found = "do not match the sha256 saved with them" if saved is not None else f"lack their sha256 ({key})"
+            raise ValueError(f"{path}: {what} {found}: the file was changed or damaged after save_model wrote it")
     with torch.random.fork_rng(devices=[]):
         model = build_model(name, **config)
     _take_dtypes(model, state)
