@@ -867,7 +867,10 @@ def _id_list(text: str, flag: str) -> list[str]:
     """``"4711, 42"`` -> ``["4711", "42"]``, each line read as a CSV line (``'"Smith, J",u2'`` holds the id
     ``Smith, J``, as ``fit`` read it from a CSV file; lines, as ``$(cut -f1 ids.txt)`` gives them, are separators too:
     they had failed in csv's reader with a traceback); an empty entry is an error."""
-    ids = [part.strip() for row in csv.reader(text.splitlines(), skipinitialspace=True) for part in row]
+    # lines end at \n, \r\n or \r alone, as fit's CSV reader has them: str.splitlines also breaks at U+0085 and
+    # U+2028, which ids may hold ('Dan\x85Smith' forgot the users 'Dan' and 'Smith')
+    lines = re.split(r"\r\n|\r|\n", text)
+    ids = [part.strip() for row in csv.reader(lines, skipinitialspace=True) for part in row]
     if not ids or not all(ids):
         raise UsageError(f"graphforget: error: {flag} takes ids separated by commas or lines, got {text!r}")
     return ids

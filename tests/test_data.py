@@ -1468,6 +1468,14 @@ def test_raw_loaders_reject_duplicate_pairs_naming_raw_ids_and_lines(tmp_path):
     (tmp_path / "r.csv").write_text('user,item,note\nA,x,\n\nB,y,"two\nlines"\nA,x,\n')  # a blank line, a note on two
     with pytest.raises(ValueError, match=r"the first \(A, x\) \(raw ids\) on lines 2 and 6"):
         load_csv(tmp_path / "r.csv", "user", "item")
+    # empty lines before the rows: each was named at the empty line before it (a QA probe)
+    (tmp_path / "r.csv").write_text("user,item,rating\n\nu1,i1,5\nu2,i2,4\n\r\n\ru1,i1,3\n")
+    with pytest.raises(ValueError, match=r"the first \(u1, i1\) \(raw ids\) on lines 3 and 7"):
+        load_csv(tmp_path / "r.csv", "user", "item", "rating")
+    (tmp_path / "r.csv").write_text('user,item,rating\n\nu1,"i1\nx",5\n')
+    with pytest.raises(ValueError, match=r"r.csv, lines 3-4: column 'item' holds a line break: a quote opened on "
+                                         r"line 3 runs to line 4"):
+        load_csv(tmp_path / "r.csv", "user", "item", "rating")
 
 
 def test_lightgcn_loader_rejects_an_item_listed_twice(tmp_path):

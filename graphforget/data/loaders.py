@@ -474,7 +474,7 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
                 raise ValueError(f"columns {sorted(missing)} not in {path} (has {reader.fieldnames})"
                                  + _delimiter_hint(reader.fieldnames, delimiter))
             _check_used_columns_once(path, reader.fieldnames, (user_col, item_col, label_col))
-            numbered = list(_rows_with_lines(reader))
+            numbered = list(_rows_with_lines(reader, text))
             rows = [_csv_row(path, (first, last), row, user_col, item_col, label_col) for first, last, row in numbered]
             _check_quotes_close(path, text, numbered, delimiter)  # in a column not read: the rows' check saw none
     except csv.Error as error:  # e.g. a field over the csv module's size limit: an unclosed quote swallowing lines
@@ -574,13 +574,18 @@ def _row_values(row: dict) -> list:
     return [value for key, value in row.items() if key is not None] + (row.get(None) or [])
 
 
-def _rows_with_lines(reader: csv.DictReader):
-    """``(first line, last line, row)`` of each row: a quoted value may hold line breaks. A row of blank fields
-    only (spaces an editor left, a spreadsheet's ",,") is skipped as the csv module skips an empty line."""
+def _rows_with_lines(reader: csv.DictReader, text: str):
+    """``(first line, last line, row)`` of each row of ``reader`` over ``text``: a quoted value may hold line breaks.
+    A row of blank fields only (spaces an editor left, a spreadsheet's ",,") is skipped as the csv module skips an
+    empty line; the empty lines it skips before a row are not the row's (a duplicate after one was named on it)."""
+    empty = [not line for line in re.split(r"\r\n|\r|\n", text)]  # the lines the csv module reads, as it splits
     last = reader.line_num
     for row in reader:
         if any(value is not None and value.strip() for value in _row_values(row)):
-            yield last + 1, reader.line_num, row
+            first = last + 1
+            while first < reader.line_num and empty[first - 1]:
+                first += 1
+            yield first, reader.line_num, row
         last = reader.line_num
 
 
