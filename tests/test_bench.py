@@ -1145,6 +1145,11 @@ def test_the_report_names_the_methods_options_and_the_files_reading_options(tmp_
     cells = [{"cell": {"method": "ifru", "params": {"options": {}, "data": csv}}}]
     assert _settings(dataclasses.replace(result, cells=cells), "`") == (
         " Data options: `{'negatives': 0, 'columns': ['user', 'item', 'rating']}`.")
+    # the CSV reading's options other than the defaults (duplicates='last' had left no trace: a QA probe)
+    csv["csv"] = {"duplicates": "last", "delimiter": ";", "encoding": "utf-8"}
+    assert _settings(dataclasses.replace(result, cells=cells), "`") == (
+        " Data options: `{'negatives': 0, 'columns': ['user', 'item', 'rating'], 'duplicates': 'last', "
+        "'delimiter': ';'}`.")
     # an implicit dataset's sampled negatives too (ML-1M runs with 1 and 2 had reports alike: a QA probe); ML-100K
     # brings its own 0/1 labels, and reads none
     for dataset, negatives, said in (("ml-1m", 2, " Data options: `{'negatives': 2}`."),

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from ..io import atomic_write, write_json
-from .data import IMPLICIT_DATASETS
+from .data import CSV_DEFAULTS, IMPLICIT_DATASETS
 from .harness import BenchResult, bench_hparams
 from .protocols import PROTOCOLS, stream_positions
 
@@ -129,14 +129,16 @@ def _intro(result, code: str = "`") -> str:
 
 
 def _settings(result, code: str) -> str:
-    """The methods' options and the data's reading options (a file's, an implicit dataset's sampled negatives), where
-    the run set them: two runs that differ in them only had reports alike but for their figures."""
+    """The methods' options and the data's reading options (a file's, its CSV reading's other than the defaults, an
+    implicit dataset's sampled negatives), where the run set them: two runs that differ in them only had reports alike
+    but for their figures."""
     params = [record["cell"]["params"] for record in result.cells]
     options = {record["cell"]["method"]: record["cell"]["params"]["options"] for record in result.cells
                if record["cell"]["params"].get("options")}
     data = params[0].get("data", {}) if params else {}
     read = {key: data[key] for key in ("negatives", "threshold") if data.get(key) is not None}
     read.update({"columns": data["columns"]} if any(data.get("columns") or []) else {})
+    read.update({key: value for key, value in (data.get("csv") or {}).items() if value != CSV_DEFAULTS.get(key)})
     text = f" Method options: {code}{options}{code}." if options else ""
     reads = data.get("dataset") == "file" or data.get("dataset") in IMPLICIT_DATASETS  # ML-100K's labels are its own
     return text + (f" Data options: {code}{read}{code}." if reads and read else "")
