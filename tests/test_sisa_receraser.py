@@ -127,6 +127,42 @@ def test_an_ensemble_refuses_malformed_pairs_by_name(graph, aggregation):
             ensemble(graph, torch.tensor(pairs))
 
 
+def test_the_public_sharding_helpers_refuse_arguments_out_of_their_contract(graph):
+    """A QA probe: split_graph dropped every edge of a shard id out of range and read a bool mask as shards 0/1;
+    random_partition took True for one shard and failed inside torch on 2.5; balanced_assign took a capacity of 2.5
+    and made a group of 3."""
+    count = graph[EDGE].edge_index.size(1)
+    for bad, message in ((torch.full((count,), S), f"shard ids must be in [0, {S}), got ids from {S} to {S}"),
+                         (torch.ones(count, dtype=torch.bool), "shard_of holds integer shard ids, got dtype torch.bool"),
+                         (torch.zeros(count - 1, dtype=torch.long), f"shard_of must hold one shard id per edge, "
+                                                                     f"[{count}], got [{count - 1}]")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            split_graph(graph, bad, S)
+    with pytest.raises(ValueError, match="num_shards must be an integer >= 1, got 2.5"):
+        split_graph(graph, torch.zeros(count, dtype=torch.long), 2.5)
+    parts = split_graph(graph, random_partition(count, S, seed=0), S)
+    assert sum(part[EDGE].edge_index.size(1) for part in parts) == count
+    for value in (True, 2.5, "2"):
+        with pytest.raises(ValueError, match=re.escape(f"num_shards must be an integer, got {value!r}")):
+            random_partition(10, value)
+    with pytest.raises(ValueError, match="num_edges must be an integer, got 10.0"):
+        random_partition(10.0, 2)
+    with pytest.raises(ValueError, match="capacity must be an integer, got 2.5"):
+        balanced_assign(torch.rand(5, 2), 2.5)
+
+
+def test_receraser_refuses_embeddings_that_are_not_floating_point_by_name(graph):
+    """Integer (bool, complex) tables passed construction and failed in fit(), inside torch's cdist."""
+    config = RecEraserConfig(CONFIG, num_shards=S, partition="user", aggregation="mean")
+    tables = (torch.randint(0, 5, (U, D)), torch.randint(0, 5, (I, D)))
+    with pytest.raises(ValueError, match=re.escape("RecEraser: pretrained embeddings must be floating-point tables, "
+                                                   "got torch.int64 and torch.int64")):
+        RecEraser(MF(U, I, D), graph, OBJECTIVE, config, pretrained=tables)
+    with pytest.raises(ValueError, match=re.escape("user_emb and item_emb must be floating-point tables, got "
+                                                   "torch.bool and torch.float32")):
+        balanced_partition(tables[0] > 2, tables[1].float(), graph[EDGE].edge_index, S, "user")
+
+
 def test_shard_graphs_drop_the_whole_graphs_edge_weight(graph):
     """Weights computed for the whole graph are wrong for a shard graph: each shard propagates with its own
     graph's symmetric weights, whatever ``edge_weight`` the graph passed in carries."""
@@ -1002,6 +1038,8 @@ def test_the_ensemble_refuses_ids_it_would_store_under_another_pairs_key():
     for bad in (torch.tensor([0.4, 1.6]), torch.tensor([False, True])):
         with pytest.raises(ValueError, match=f"shard_of holds integer shard ids, got dtype {bad.dtype}"):
             ShardedRecommender(shards, bad, edge_index)
+    with pytest.raises(ValueError, match=re.escape("shard ids must be in [0, 2), got ids from 0 to 2")):
+        ShardedRecommender(shards, torch.tensor([0, 2]), edge_index)
     ensemble = ShardedRecommender(shards, shard_of, edge_index)
     assert ensemble.assignment_of(torch.tensor([[1], [1]])).tolist() == [1]
     with pytest.raises(ValueError, match=re.escape("pairs holds item id 2 at position 0, outside [0, 2)")):

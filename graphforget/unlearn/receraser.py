@@ -51,6 +51,8 @@ def balanced_assign(dist: Tensor, capacity: int) -> Tensor:
         ``[N]`` anchor id of each point.
     """
     n, num_anchors = dist.shape
+    if not is_integer(capacity):  # 2.5 gave a group of 3
+        raise ValueError(f"capacity must be an integer, got {capacity!r}")
     if capacity < 1 or capacity * num_anchors < n:
         raise ValueError(f"capacity {capacity} x {num_anchors} anchors cannot hold {n} points")
     if not bool(torch.isfinite(dist).all()):
@@ -181,6 +183,7 @@ def balanced_partition(user_emb: Tensor, item_emb: Tensor, edge_index: Tensor, n
         raise ValueError(f"partition must be one of {PARTITIONS}, got {partition!r}")
     if user_emb.dim() != 2 or item_emb.dim() != 2 or user_emb.size(1) != item_emb.size(1):
         raise ValueError("user_emb [U, d] and item_emb [I, d] must be matrices of the same width")
+    _check_floating(user_emb, item_emb, "user_emb and item_emb")
     check_pairs_in_range(edge_index, user_emb.size(0), item_emb.size(0), "edge_index", "E")
     dtype = torch.promote_types(user_emb.dtype, item_emb.dtype)  # a float64 model's, not float32's range
     user_emb, item_emb = user_emb.detach().to(dtype), item_emb.detach().to(dtype)
@@ -251,9 +254,11 @@ class RecEraser(SISA):
     :class:`~graphforget.models.Recommender`); a copy of ``model`` pre-trained here when
     ``config.pretrain``; else ``model`` itself, which in the lifecycle is the model trained on all the data (a fitted
     ensemble given as ``model``: its own aggregated embeddings).
-    ``pretrained`` of other node counts than the graph's, of another type, or holding a NaN or an infinity is refused
-    at construction, and so is a user (item) partition into more shards than there are users (items); embeddings that
-    turn out non-finite in :meth:`fit` are refused there, naming where they came from.
+    ``pretrained`` of other node counts than the graph's, of another type (integer tables too), or holding a NaN or an
+    infinity is refused at construction, and so is a user (item) partition into more shards than there are users (items); embeddings that
+    turn out non-finite in :meth:`fit` are refused there, naming where they came from. :attr:`fit_info` adds to
+    SISA's the seconds of the pre-training (``pretrain_seconds``, with ``config.pretrain``), of the partition's
+    embeddings without it (``embedding_seconds``) and of the clustering (``partition_seconds``).
     """
     name = "receraser"
     needs_one_dtype = True
@@ -309,6 +314,7 @@ class RecEraser(SISA):
             if not shapes_ok or user.size(0) != users or item.size(0) != items:
                 raise ValueError(f"{method}: pretrained embeddings must be [{users}, d] and [{items}, d], got "
                                  f"{list(user.shape)} and {list(item.shape)}")
+            _check_floating(user, item, f"{method}: pretrained embeddings")
             _check_finite_embeddings(user, item, f"{method}: pretrained embeddings")
         else:
             raise TypeError(f"{method}: pretrained must be a trained Recommender, a (user, item) pair of embeddings "
@@ -345,7 +351,9 @@ class RecEraser(SISA):
             self.balanced = balanced_partition(user, item, self.graph[EDGE].edge_index, self.num_shards,
                                                self.config.partition, self.config.partition_iters,
                                                derived_seed(self.config.seed, "partition"))
-        self.fit_info.update(partition_seconds=clustering.seconds, embedding_seconds=embedding.seconds,
+        # the pre-training has its own entry: counted here too, the parts added up to more than the whole
+        embedding_seconds = max(0.0, embedding.seconds - self.fit_info.get("pretrain_seconds", 0.0))
+        self.fit_info.update(partition_seconds=clustering.seconds, embedding_seconds=embedding_seconds,
                              partition_iterations=self.balanced.iterations)
         log.info("%s partition in %d iterations: %s", self.config.partition, self.balanced.iterations, self.balanced)
         return self.balanced.shard_of
@@ -361,6 +369,13 @@ def _partition_embeddings(model: Recommender, graph: HeteroData) -> tuple[Tensor
             raise
         raise ValueError(f"RecEraser: the fitted ensemble has no embeddings to partition by ({error}): pass "
                          "pretrained= (the model trained on all the data) or set pretrain=True") from None
+
+
+def _check_floating(user: Tensor, item: Tensor, what: str) -> None:
+    """Raises ``ValueError`` (``what`` starts the message) for embeddings that are not floating point: integer ones
+    failed inside the clustering's ``cdist``, naming neither."""
+    if not (user.is_floating_point() and item.is_floating_point()):
+        raise ValueError(f"{what} must be floating-point tables, got {user.dtype} and {item.dtype}")
 
 
 def _check_finite_embeddings(user: Tensor, item: Tensor, what: str) -> None:

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.nn.utils import skip_init
 from torch_geometric.data import HeteroData
 
-from ..config import eval_mode, is_integer_tensor, seeded, wrapped_seed
+from ..config import eval_mode, is_integer, is_integer_tensor, seeded, wrapped_seed
 from ..distributed import agreed, layout, run_jobs
 from ..data.interactions import (EDGE, check_pairs_in_range, check_unique_pairs, edge_subgraph, num_items, num_users,
                                  pair_keys)
@@ -48,7 +48,15 @@ def split_graph(graph: HeteroData, shard_of: Tensor, num_shards: int) -> list[He
     """The ``num_shards`` sub-graphs of ``graph`` by the ``[E]`` shard id of each edge.
 
     Any ``edge_weight`` is dropped: weights computed for the whole graph are wrong for a shard graph.
+
+    Raises:
+        ValueError: ``shard_of`` that is not ``[E]`` integer ids in ``[0, num_shards)`` (:func:`check_shard_ids`).
     """
+    count = graph[EDGE].edge_index.size(1)
+    shard_of = torch.as_tensor(shard_of)
+    if shard_of.shape != (count,):
+        raise ValueError(f"shard_of must hold one shard id per edge, [{count}], got {list(shard_of.shape)}")
+    shard_of = check_shard_ids(shard_of, num_shards).to(graph[EDGE].edge_index.device)
     graphs = []
     for s in range(num_shards):
         sub = edge_subgraph(graph, shard_of == s)
@@ -56,6 +64,20 @@ def split_graph(graph: HeteroData, shard_of: Tensor, num_shards: int) -> list[He
             del sub[EDGE].edge_weight
         graphs.append(sub)
     return graphs
+
+
+def check_shard_ids(shard_of: Tensor, num_shards: int) -> Tensor:
+    """``shard_of`` as ``long`` ids, else ``ValueError`` unless they are integers in ``[0, num_shards)``: float ids
+    were truncated, a bool mask read as the shards 0 and 1, and an id out of range left its edge in no shard."""
+    if not is_integer(num_shards) or num_shards < 1:
+        raise ValueError(f"num_shards must be an integer >= 1, got {num_shards!r}")
+    if not is_integer_tensor(shard_of):
+        raise ValueError(f"shard_of holds integer shard ids, got dtype {shard_of.dtype}")
+    shard_of = shard_of.long()
+    if shard_of.numel() and (shard_of.min() < 0 or shard_of.max() >= num_shards):
+        raise ValueError(f"shard ids must be in [0, {num_shards}), got ids from {int(shard_of.min())} to "
+                         f"{int(shard_of.max())}")
+    return shard_of
 
 
 class ShardAttention(nn.Module):
@@ -236,12 +258,9 @@ class ShardedRecommender(Recommender):
         if edge_index.dim() != 2 or edge_index.size(0) != 2 or shard_of.shape != (edge_index.size(1),):
             raise ValueError(f"edge_index must be [2, E] and shard_of [E], got {list(edge_index.shape)} "
                              f"and {list(shard_of.shape)}")
-        if not is_integer_tensor(shard_of):  # float ids would be truncated, a bool mask read as shards 0/1
-            raise ValueError(f"shard_of holds integer shard ids, got dtype {shard_of.dtype}")
+        shard_of = check_shard_ids(shard_of, len(shards))
         check_pairs_in_range(edge_index, self.num_users, self.num_items, "edge_index", "E")
-        edge_index, shard_of = edge_index.long(), shard_of.long()
-        if shard_of.numel() and (shard_of.min() < 0 or shard_of.max() >= len(shards)):
-            raise ValueError(f"shard ids must be in [0, {len(shards)})")
+        edge_index = edge_index.long()
         check_unique_pairs(edge_index, self.num_items, "edge_index")
         keys, order = torch.sort(pair_keys(edge_index, self.num_items))
         self.register_buffer("pair_keys", keys)

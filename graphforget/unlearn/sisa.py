@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..config import check_fields, check_types, derived_seed, seeded, wrapped_seed
+from ..config import check_fields, check_types, derived_seed, is_integer, seeded, wrapped_seed
 from ..data.interactions import EDGE, pair_keys
 from ..distributed import agreed, layout
 from ..io import tensors_sha256
@@ -27,7 +27,15 @@ log = logging.getLogger(__name__)
 
 
 def random_partition(num_edges: int, num_shards: int, seed: int = 0) -> Tensor:
-    """A seeded random balanced partition: ``[E]`` shard ids, shard sizes differing by at most one."""
+    """A seeded random balanced partition: ``[E]`` shard ids, shard sizes differing by at most one.
+
+    Raises:
+        ValueError: ``num_edges`` or ``num_shards`` not an integer (``True`` was one shard), or not
+            ``1 <= num_shards <= num_edges``.
+    """
+    for name, value in (("num_edges", num_edges), ("num_shards", num_shards)):
+        if not is_integer(value):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
     if num_shards < 1 or num_edges < num_shards:
         raise ValueError(f"need 1 <= num_shards <= num_edges, got {num_shards} shards for {num_edges} edges")
     perm = torch.randperm(num_edges, generator=seeded(seed))
