@@ -133,7 +133,8 @@ def test_the_public_sharding_helpers_refuse_arguments_out_of_their_contract(grap
     and made a group of 3."""
     count = graph[EDGE].edge_index.size(1)
     for bad, message in ((torch.full((count,), S), f"shard ids must be in [0, {S}), got ids from {S} to {S}"),
-                         (torch.ones(count, dtype=torch.bool), "shard_of holds integer shard ids, got dtype torch.bool"),
+                         (torch.ones(count, dtype=torch.bool), "shard_of holds integer shard ids, got dtype "
+                                                               "torch.bool"),
                          (torch.zeros(count - 1, dtype=torch.long), f"shard_of must hold one shard id per edge, "
                                                                      f"[{count}], got [{count - 1}]")):
         with pytest.raises(ValueError, match=re.escape(message)):

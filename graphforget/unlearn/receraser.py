@@ -255,10 +255,10 @@ class RecEraser(SISA):
     ``config.pretrain``; else ``model`` itself, which in the lifecycle is the model trained on all the data (a fitted
     ensemble given as ``model``: its own aggregated embeddings).
     ``pretrained`` of other node counts than the graph's, of another type (integer tables too), or holding a NaN or an
-    infinity is refused at construction, and so is a user (item) partition into more shards than there are users (items); embeddings that
-    turn out non-finite in :meth:`fit` are refused there, naming where they came from. :attr:`fit_info` adds to
-    SISA's the seconds of the pre-training (``pretrain_seconds``, with ``config.pretrain``), of the partition's
-    embeddings without it (``embedding_seconds``) and of the clustering (``partition_seconds``).
+    infinity is refused at construction, and so is a user (item) partition into more shards than there are users
+    (items); embeddings that turn out non-finite in :meth:`fit` are refused there, naming where they came from.
+    :attr:`fit_info` adds to SISA's the seconds of the pre-training (``pretrain_seconds``, with ``config.pretrain``),
+    of the partition's embeddings without it (``embedding_seconds``) and of the clustering (``partition_seconds``).
     """
     name = "receraser"
     needs_one_dtype = True
