@@ -28,7 +28,10 @@ of the data, and an exact deletion scores them below their matches too (ML-100K,
 Retrains had 56% and 57% of the votes below, p 3e-6 and 9e-7). For such requests compare with a reference retrain.
 
 No test data is used: the non-members are non-edges of the graph before the deletion, and the attack's
-threshold is calibrated on half of them.
+threshold is calibrated on half of them. Held-out pairs (validation and test interactions, which are no edges of
+the training graph) are left out of them where the caller passes them (``exclude``, as ``forget``, ``verify`` and
+the benchmark harness do): they are interactions the user had, and a test pair drawn as a non-member was scored, and
+calibrated the attack (about a tenth of the matches on ML-100K).
 """
 from __future__ import annotations
 
@@ -42,8 +45,8 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from .config import eval_mode, is_integer, seeded
-from .data.interactions import (EDGE, check_interactions, check_model_fits, edge_positions, message_passing_edges,
-                                num_items, num_users, pair_keys, pair_scores, validate_pairs)
+from .data.interactions import (EDGE, check_interactions, check_model_fits, check_pairs_in_range, edge_positions,
+                                message_passing_edges, num_items, num_users, pair_keys, pair_scores, validate_pairs)
 from .io import to_jsonable
 from .metrics import _ratio, auc, check_binary_labels
 
@@ -127,7 +130,8 @@ def _check_fraction(name: str, value: float) -> float:
 
 # ---------------------------------------------------------------------------------------- matched non-members
 
-def matched_non_members(graph: HeteroData, request, seed: int = 0, num_buckets: int = 10) -> Tensor:
+def matched_non_members(graph: HeteroData, request, seed: int = 0, num_buckets: int = 10,
+                        exclude=None) -> Tensor:
     """One non-member pair of the same user and of a similarly popular item for every requested edge.
 
     Items are sorted by degree (their number of observed edges in ``graph``) and cut into ``num_buckets``
@@ -139,8 +143,9 @@ def matched_non_members(graph: HeteroData, request, seed: int = 0, num_buckets: 
     deletion leaves without any edge (of any label) while its user keeps one is matched on the item's side, the roles
     swapped: :math:`(v, i)` with :math:`v` drawn among the users of :math:`u`'s activity bucket without an edge with
     :math:`i` (an exact deletion leaves :math:`i`'s row untrained: against :math:`u`'s other items it would score low
-    whatever the method). The other edges are matched as in a request without such edges, never with such an item
-    (for the same reason).
+    whatever the method). The other edges are matched as in a request without such edges, never with an item the
+    deletion leaves without any edge (for the same reason; one withdrawn with its only user too). Nor with a pair of
+    ``exclude`` (held-out interactions).
 
     A user with fewer free items than requested edges (who interacted with every item) cannot be matched
     for all of them, nor an item withdrawn whole for more of its pairs than there are users without it (ML-100K's
@@ -155,6 +160,8 @@ def matched_non_members(graph: HeteroData, request, seed: int = 0, num_buckets: 
         request: ``[2, R]`` integer (user, item) ids of the requested edges.
         seed: seed of the draws.
         num_buckets: number of degree buckets (at most the number of items is used).
+        exclude: ``[2, X]`` (user, item) pairs never drawn as matches, e.g. the held-out validation and test pairs
+            (``None``: none).
 
     Returns:
         ``[2, M]`` (user, item) pairs, ``M <= R``, on the graph's device; column ``k`` matches the
@@ -163,12 +170,25 @@ def matched_non_members(graph: HeteroData, request, seed: int = 0, num_buckets: 
     Raises:
         ValueError: for a request that is not ``[2, R]`` integer ids, an empty one, ids out of range,
             duplicated pairs, pairs that are not edges of ``graph`` (the remaining graph passed by mistake),
-            or a ``num_buckets`` that is not a positive integer.
+            a ``num_buckets`` that is not a positive integer, or ``exclude`` that is not ``[2, X]`` integer ids of
+            the graph's nodes.
     """
-    return _matched(graph, _check_pairs(graph, request, "request"), seed, num_buckets)[0]
+    pairs = _check_pairs(graph, request, "request")
+    return _matched(graph, pairs, seed, num_buckets, _check_exclude(graph, exclude))[0]
 
 
-def _matched(graph: HeteroData, pairs: Tensor, seed: int, num_buckets: int) -> tuple[Tensor, Tensor, Tensor]:
+def _check_exclude(graph: HeteroData, exclude) -> Tensor | None:
+    """``exclude`` as ``[2, X]`` CPU ids of ``graph``'s nodes (repeats allowed: a validation and a test set may share
+    none, but nothing needs them distinct), ``None`` kept."""
+    if exclude is None:
+        return None
+    exclude = torch.as_tensor(exclude)
+    check_pairs_in_range(exclude, num_users(graph), num_items(graph), "exclude", "X")
+    return exclude.cpu().long()
+
+
+def _matched(graph: HeteroData, pairs: Tensor, seed: int, num_buckets: int,
+             exclude: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`matched_non_members` of a checked CPU request: ``(matched [2, M]`` on the graph's device,
     ``kept [R]`` bool mask of the requested edges that got a match, ``positions [R]`` of the requested edges
     in ``graph``)."""
@@ -180,16 +200,17 @@ def _matched(graph: HeteroData, pairs: Tensor, seed: int, num_buckets: int) -> t
         raise ValueError(f"{error}: pass the graph before the deletion, which holds every requested edge") from None
     # The pairs of a withdrawn item are matched on its side alone: on the user's, they would take items that their
     # users' other pairs could match (an edge left unmatched, or matched a bucket further, though an item was free).
-    # Nor does a withdrawn item match another pair: its row is left untrained, as for its own pairs.
+    # Nor does an item the deletion leaves without an edge match another pair (one withdrawn with its only user too):
+    # its row is left untrained, as for its own pairs.
     by_item = _withdrawn_items(graph, pairs)
     user_side = (~by_item).nonzero().flatten()
     withdrawn = torch.zeros(num_items(graph), dtype=torch.bool)
-    withdrawn[pairs[1, by_item]] = True
-    matched, kept_of_user_side = _match(graph, pairs[:, user_side], seed, num_buckets, withdrawn)
+    withdrawn[pairs[1, _left_without_edges(graph, pairs, 1)]] = True
+    matched, kept_of_user_side = _match(graph, pairs[:, user_side], seed, num_buckets, withdrawn, exclude)
     kept = torch.zeros_like(by_item)
     kept[user_side[kept_of_user_side]] = True
     if by_item.any():
-        matched, kept = _matched_by_item(graph, pairs, matched, kept, by_item, seed, num_buckets)
+        matched, kept = _matched_by_item(graph, pairs, matched, kept, by_item, seed, num_buckets, exclude)
     if matched.size(1) < pairs.size(1):
         log.warning("%d of %d requested edges have no matched non-member (verify's sign test leaves them out, its "
                     "other figures count them): %s",
@@ -203,7 +224,8 @@ def _why_unmatched(kept: Tensor, by_item: Tensor) -> str:
     reasons = []
     if bool((~kept & ~by_item).any()):
         reasons.append(f"{int((~kept & ~by_item).sum())} whose users have fewer items without an edge (sampled "
-                       "negatives included) and not withdrawn whole than requested edges, each match another such item")
+                       "negatives included) or an excluded pair and not withdrawn whole than requested edges, each "
+                       "match another such item")
     if bool((~kept & by_item).any()):
         reasons.append(f"{int((~kept & by_item).sum())} of items withdrawn whole, which fewer users are without than "
                        "the item has removed pairs, each match another such user")
@@ -228,7 +250,7 @@ def _left_without_edges(graph: HeteroData, pairs: Tensor, row: int, interactions
 
 
 def _matched_by_item(graph: HeteroData, pairs: Tensor, matched: Tensor, kept: Tensor, by_item: Tensor, seed: int,
-                     num_buckets: int) -> tuple[Tensor, Tensor]:
+                     num_buckets: int, exclude: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """``(matched, kept)`` of :func:`_match` on the other pairs, with the pairs of ``by_item`` matched on their
     item's side: in the graph with users and items swapped (the other pairs' matches, outside the withdrawn items,
     cannot be drawn again)."""
@@ -241,7 +263,8 @@ def _matched_by_item(graph: HeteroData, pairs: Tensor, matched: Tensor, kept: Te
     if "observed" in store:
         swapped[EDGE].observed = store.observed.cpu()
     positions = by_item.nonzero().flatten()
-    item_matched, item_kept = _match(swapped, pairs[:, positions].flip(0), seed, num_buckets)
+    flipped = None if exclude is None else exclude.flip(0)
+    item_matched, item_kept = _match(swapped, pairs[:, positions].flip(0), seed, num_buckets, blocked=flipped)
     choice[:, positions[item_kept]] = item_matched.flip(0)
     kept = choice[0] >= 0
     return choice[:, kept], kept
@@ -264,11 +287,14 @@ def _degree_buckets(graph: HeteroData, num_buckets: int) -> tuple[Tensor, Tensor
     return bucket, order, torch.cumsum(size, 0) - size, size
 
 
-def _match(graph: HeteroData, pairs: Tensor, seed: int, num_buckets: int,
-           excluded: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def _match(graph: HeteroData, pairs: Tensor, seed: int, num_buckets: int, excluded: Tensor | None = None,
+           blocked: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """The sampling of :func:`matched_non_members` on a checked CPU request, among the items outside ``excluded``
-    (``[I]`` bool): the matched ``[2, M]`` pairs and the ``[R]`` mask of the requested edges they match, on the CPU."""
+    (``[I]`` bool) and the pairs outside ``blocked`` (``[2, X]``): the matched ``[2, M]`` pairs and the ``[R]`` mask of
+    the requested edges they match, on the CPU."""
     edges = _edges_of_users(graph, pairs[0])  # only the requested users' edges can block a match
+    if blocked is not None:  # as edges of their users: neither stage draws them
+        edges = torch.cat([edges, _of_users(blocked, pairs[0], num_users(graph))], 1)
     edge_keys = pair_keys(edges, num_items(graph)).sort().values
     bucket, order, start, size = _degree_buckets(graph, num_buckets)
     excluded = torch.zeros_like(bucket, dtype=torch.bool) if excluded is None else excluded
@@ -288,10 +314,14 @@ def _match(graph: HeteroData, pairs: Tensor, seed: int, num_buckets: int,
 
 def _edges_of_users(graph: HeteroData, users: Tensor) -> Tensor:
     """The ``[2, E']`` edges of ``graph`` (on the CPU) whose user is one of ``users``."""
-    edges = graph[EDGE].edge_index.cpu()
-    wanted = torch.zeros(num_users(graph), dtype=torch.bool)
+    return _of_users(graph[EDGE].edge_index.cpu(), users, num_users(graph))
+
+
+def _of_users(pairs: Tensor, users: Tensor, count: int) -> Tensor:
+    """The ``[2, P']`` pairs of ``pairs`` whose user is one of ``users`` (``count`` users in all)."""
+    wanted = torch.zeros(count, dtype=torch.bool)
     wanted[users] = True
-    return edges[:, wanted[edges[0]]]
+    return pairs[:, wanted[pairs[0]]]
 
 
 def _taken_keys(pairs: Tensor, choice: Tensor, count: int) -> Tensor:
@@ -653,7 +683,7 @@ def sign_test(below: int, above: int) -> float:
 
 def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, before=None, reference=None,
                       seed: int = 0, fpr: float = 0.1, calibration_fraction: float = 0.5,
-                      num_buckets: int = 10) -> ForgettingReport:
+                      num_buckets: int = 10, exclude=None) -> ForgettingReport:
     r"""The forgetting report of an unlearned model for a request.
 
     The requested edges are compared with :func:`matched_non_members` drawn from the non-edges of the
@@ -669,7 +699,8 @@ def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, bef
     edges' labels are read from its graph and each non-member takes the label of the edge it is matched
     with: a request holding label-0 edges is attacked on the label-signed score (a loss threshold); without
     ``before`` every requested edge counts as a positive. Every model is scored in eval
-    mode without gradients and its modes are restored. No test data is used.
+    mode without gradients and its modes are restored. No test data is used: pass the held-out validation and test
+    pairs as ``exclude``, which are no edges of the graph and would otherwise be drawn as non-members.
 
     Args:
         model: the unlearned model.
@@ -684,13 +715,15 @@ def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, bef
         fpr: the attack's target false-positive rate.
         calibration_fraction: share of the non-members that calibrates the attack.
         num_buckets: degree buckets of the matching.
+        exclude: ``[2, X]`` (user, item) pairs never drawn as non-members (:func:`matched_non_members`).
 
     Raises:
         ValueError: for a request that is not ``[2, R]`` integer ids, an empty one, ids out of range or
-            duplicated; ``before``/``reference`` that are not (model, graph) pairs of the same node counts; a
-            request that is not in ``before``'s graph; no matched non-member at all; a matched non-member that is an
-            edge of ``graph`` or of the reference's (a graph that grew since ``before``'s); a model that does not
-            fit its graph or returns non-finite scores; a malformed graph, or one with labels other than 0 or 1.
+            duplicated; ``exclude`` that is not ``[2, X]`` integer ids of the graph's nodes; ``before``/``reference``
+            that are not (model, graph) pairs of the same node counts; a request that is not in ``before``'s graph; no
+            matched non-member at all; a matched non-member that is an edge of ``graph`` or of the reference's (a graph
+            that grew since ``before``'s); a model that does not fit its graph or returns non-finite scores; a
+            malformed graph, or one with labels other than 0 or 1.
     """
     _check_graph(graph, "the graph")
     check_model_fits(model, graph)
@@ -700,7 +733,8 @@ def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, bef
     models = {what: _check_model_graph(value, what, graph) for what, value in
               (("before", before), ("reference", reference)) if value is not None}
     original = models["before"][1] if before is not None else _with_request(graph, pairs)
-    plan = _plan(original, pairs, models.get("before"), seed, num_buckets, (fpr, fraction))
+    plan = _plan(original, pairs, models.get("before"), seed, num_buckets, (fpr, fraction),
+                 _check_exclude(graph, exclude))
     for scored in [graph] + ([models["reference"][1]] if reference is not None else []):
         # non-edges of the graph before the deletion, but a graph that grew since may hold them: trained on
         _check_non_members(scored, pairs, plan.edges[:, plan.requested:], "the graph a model is run on holds "
@@ -714,14 +748,15 @@ def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, bef
 
 
 def _plan(original: HeteroData, pairs: Tensor, before, seed: int, num_buckets: int,
-          attack: tuple[float, float]) -> _Plan:
+          attack: tuple[float, float], exclude: Tensor | None = None) -> _Plan:
     """The :class:`_Plan` of a report: ``pairs`` and their matched non-members in ``original`` (the graph before the
-    deletion), with the labels' signs and the scores of ``before`` (``(model, graph)``, or ``None``: labels 1);
-    ``attack`` is ``(fpr, calibration_fraction)``."""
-    non_members, kept, positions = _matched(original, pairs, seed, num_buckets)
+    deletion, outside ``exclude``), with the labels' signs and the scores of ``before`` (``(model, graph)``, or
+    ``None``: labels 1); ``attack`` is ``(fpr, calibration_fraction)``."""
+    non_members, kept, positions = _matched(original, pairs, seed, num_buckets, exclude)
     if non_members.size(1) == 0:
-        raise ValueError("no requested edge has a matched non-member (every requested user has an edge with every "
-                         "item, or every user one with the withdrawn items), so membership cannot be tested")
+        raise ValueError("no requested edge has a matched non-member (every requested user has an edge, or a held-out "
+                         "pair left out as exclude, with every item, or every user one with the withdrawn items), so "
+                         "membership cannot be tested")
     interactions = original[EDGE].edge_label.cpu()[positions] > 0.5
     # without the graph before the deletion the labels are unknown: 1
     labels = interactions.float() if before is not None else torch.ones(pairs.size(1))

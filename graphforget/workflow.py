@@ -955,11 +955,17 @@ def _verification(result, parent: Run, request: Request, seed: int):
         return None, "no training edge was removed (held-out pairs only)"
     try:
         report = verify_forgetting(result.model, result.graph, request.edges, before=(parent.model, parent.graph),
-                                   seed=seed)
+                                   seed=seed, exclude=_held_out_pairs(parent))
     except ValueError as error:  # e.g. a user with an edge to every item: recorded, never silent
         log.warning("verification impossible: %s", error)
         return None, str(error)
     return report, None
+
+
+def _held_out_pairs(run: Run) -> Tensor:
+    """``[2, X]`` the run's validation and test pairs: never drawn as a verification's non-members (interactions the
+    user had; a test pair had been scored and calibrated the attack)."""
+    return torch.cat([part[EDGE].edge_index.cpu() for part in (run.val, run.test)], 1)
 
 
 def _removed(parent: Run, request: Request) -> dict:
@@ -1208,13 +1214,13 @@ def verify_run(run: str | os.PathLike, *, retrain: bool = False, seed: int | Non
     root = load_run(chain[0])
     if seed is None:  # the seed the run's own method and verification used (forget --seed), else its fit's
         seed = wrapped_seed(current.info.get("method", {}).get("seed", current.info["seed"]))
-    report = verify_forgetting(current.model, current.graph, current.removed, before=(root.model, root.graph),
-                               seed=seed)  # first: a request it cannot verify is refused before a whole Retrain
+    options = {"before": (root.model, root.graph), "seed": seed, "exclude": _held_out_pairs(root)}
+    # first: a request it cannot verify is refused before a whole Retrain
+    report = verify_forgetting(current.model, current.graph, current.removed, **options)
     seconds = None
     if retrain:
         reference, seconds = _retrain_reference(root, current, seed, device, progress)
-        report = verify_forgetting(current.model, current.graph, current.removed, before=(root.model, root.graph),
-                                   reference=reference, seed=seed)
+        report = verify_forgetting(current.model, current.graph, current.removed, reference=reference, **options)
     return {"run": str(current.path.resolve()), "lineage": [str(p.resolve()) for p in chain],
             "parents_elsewhere": parents_elsewhere(chain), "seed": seed,
             "requests": len(current.audit), "untrusted_requests": [line["run"] for line in untrusted_requests(current)],

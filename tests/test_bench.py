@@ -1126,6 +1126,23 @@ def test_a_file_with_labels_gets_no_sampled_negatives_by_default(tmp_path):
     assert DataSource("file", path=str(folder), format="lightgcn").for_loss("bce").negatives == 1
 
 
+def test_the_membership_attack_draws_no_validation_or_test_pair(monkeypatch):
+    """The attack's non-members must be calibrated without the test set; its pairs are no training edges and had been
+    drawn (a QA probe)."""
+    import graphforget.bench.protocols as protocols
+    seen, verify = [], protocols.verify_forgetting
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs["exclude"])
+        return verify(*args, **kwargs)
+    monkeypatch.setattr(protocols, "verify_forgetting", recording)
+    run_bench("deletion", "synthetic", methods=["finetune"], seeds=1, params={"kinds": ["edge"], "ratios": [0.1]},
+              hparams=TINY)
+    split = DataSource("synthetic").for_loss("bce").prepare(0, 0.02).split
+    held_out = torch.cat([split.val[EDGE].edge_index, split.test[EDGE].edge_index], 1)
+    assert seen and held_out.size(1) > 0 and all(torch.equal(pairs, held_out) for pairs in seen)
+
+
 def test_the_report_names_the_methods_options_and_the_files_reading_options(tmp_path):
     """Two runs that differed in an option or a threshold only had reports alike but for their figures."""
     from graphforget.bench import markdown
@@ -1555,7 +1572,7 @@ def test_the_membership_attack_of_a_cell_is_seeded_by_the_cell():
     reference = setting.reference(request)
     report = verify_forgetting(reference.model, reference.graph, request, seed=1,
                                before=(setting.original, setting.train_graph),
-                               reference=(reference.model, reference.graph))
+                               reference=(reference.model, reference.graph), exclude=setting.held_out)
     assert (row["mia_auc"], row["mia_auc_before"]) == (report.mia_auc, report.before_mia_auc)
 
 

@@ -181,6 +181,40 @@ def test_a_withdrawn_item_takes_no_match_from_its_users_other_edges():
         assert len(matched) == 4 and matched.count([0, 8]) == 1 and [u for u, i in matched if i == 8] == [0]
 
 
+def test_an_item_withdrawn_with_its_only_user_matches_no_other_pair():
+    """A QA probe: the item was left out of the other pairs' matches only where its user kept an edge, though an exact
+    deletion leaves its row untrained either way. User 0, the only holder of item 0, leaves; user 1's request may take
+    items 0, 4 and 5 of its bucket but item 0."""
+    edges = torch.tensor([[0, 0, 1, 1, 1, 2, 2, 3, 3], [0, 1, 1, 2, 3, 2, 3, 3, 1]])
+    graph = make_interactions(edges, None, 4, 6)
+    request = torch.tensor([[0, 0, 1], [0, 1, 2]])
+    items = {matched_non_members(graph, request, seed=seed, num_buckets=1)[1, 2].item() for seed in range(40)}
+    assert items == {4, 5}
+
+
+def test_excluded_pairs_are_never_drawn_and_are_checked(planted):
+    """Held-out validation and test pairs are no edges of the training graph, and had been drawn as non-members (a QA
+    probe: 9-13% of the matches on ML-100K, which the attack scored and calibrated on). Excluded, none is; without
+    exclude, some are, so the test can fail."""
+    request = user_edges(planted, [0, 5, 7])
+    free = [(u, i) for u in (0, 5, 7) for i in range(num_items(planted)) if (u, i) not in edge_set(planted)]
+    held_out = torch.tensor(free[::2]).t()  # half of every requested user's non-edges
+    drawn = {seed: set(map(tuple, matched_non_members(planted, request, seed=seed).t().tolist())) for seed in range(3)}
+    assert any(pairs & set(free[::2]) for pairs in drawn.values())
+    for seed in range(3):
+        matched = matched_non_members(planted, request, seed=seed, exclude=held_out)
+        assert matched.shape == request.shape and not set(map(tuple, matched.t().tolist())) & set(free[::2])
+    model = TableModel(torch.randn(num_users(planted), num_items(planted), generator=torch.Generator().manual_seed(0)))
+    report = verify_forgetting(model, remove_edges(planted, request), request, before=(model, planted),
+                               exclude=held_out)
+    assert report.matched == request.size(1)
+    for bad, message in ((held_out.t(), r"exclude must have shape \[2, X\]"),
+                         (held_out.float(), "exclude holds integer"),
+                         (torch.tensor([[0], [num_items(planted)]]), "exclude holds item id 80")):
+        with pytest.raises(ValueError, match=message):
+            matched_non_members(planted, request, exclude=bad)
+
+
 def test_a_user_with_every_item_is_dropped_and_counted(caplog):
     graph = make_interactions(torch.tensor([[0, 0, 0, 1, 1], [0, 1, 2, 0, 1]]), None, 2, 3)
     request = torch.tensor([[0, 1], [1, 0]])

@@ -1802,6 +1802,23 @@ def test_a_stream_refuses_a_run_it_did_not_make_and_a_gap_in_its_runs(base, tmp_
     assert len(stream.process()) == 1 and stream.applied() == [1, 2, 3] and stream.rejected() == {}
 
 
+def test_forget_and_verify_draw_no_held_out_pair_as_a_non_member(base, tmp_path, monkeypatch):
+    """The run's validation and test pairs are no training edges, and had been drawn as non-members (a QA probe: a
+    test pair scored, and calibrating the attack): forget and verify pass them as exclude."""
+    import graphforget.workflow as workflow
+    seen, verify = [], workflow.verify_forgetting
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs["exclude"])
+        return verify(*args, **kwargs)
+    monkeypatch.setattr(workflow, "verify_forgetting", recording)
+    parent = load_run(base)
+    held_out = torch.cat([parent.val[EDGE].edge_index, parent.test[EDGE].edge_index], 1)
+    forget(base, users=["u1"], method="scif", out=tmp_path / "a")
+    verify_run(tmp_path / "a")
+    assert len(seen) == 2 and held_out.size(1) > 0 and all(torch.equal(pairs, held_out) for pairs in seen)
+
+
 def test_forget_records_its_run_by_the_path_its_child_records(base, tmp_path):
     """The audit line kept --out as given ('base/../a'), which the next line's parent path (resolved) never matched."""
     (tmp_path / "sub").mkdir()
@@ -2103,8 +2120,9 @@ def test_a_request_holding_every_validation_pair_of_a_class_is_still_honoured(ca
         gone = set(pair_keys(parent.graph[EDGE].edge_index[:, mine], 30).tolist())
         assert edge_keys(child.graph) == edge_keys(parent.graph) - gone and len(gone) > 0
         assert set(child.val[EDGE].edge_label.tolist()) == {1.0}
+    # grumpy rated every item: held out or trained on, none is a non-member (its held-out ratings had been drawn)
     code, _, err = cli(capsys, "verify", "--run", tmp_path / "retrain", "--retrain", "--quiet")
-    assert code == 0, err
+    assert code == 2 and "no requested edge has a matched non-member" in err, err
     # one warning for the one cause: UnlearnRec's own followed, advising a val that forget cannot pass
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # said again though the forgets above said it

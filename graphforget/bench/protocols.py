@@ -21,9 +21,10 @@ Original),
          {\\lVert p_{\\text{original}} - p_{\\text{retrain}} \\rVert} ,
 
 and ``mia_auc``, the membership attack of :func:`~graphforget.verify.verify_forgetting` on the removed
-edges against matched non-members (``mia_auc_retrain``: the same attack on the matching Retrain, the level
-of an exact deletion; ``mia_auc_before``: on the Original), with its over-forgetting figures ``below_match``
-and ``over_forgetting_p`` (:class:`~graphforget.verify.ForgettingReport`; ``_retrain``: the Retrain's).
+edges against matched non-members, never a validation or test pair (``mia_auc_retrain``: the same attack on the
+matching Retrain, the level of an exact deletion; ``mia_auc_before``: on the Original), with its over-forgetting
+figures ``below_match`` and ``over_forgetting_p`` (:class:`~graphforget.verify.ForgettingReport`; ``_retrain``: the
+Retrain's).
 """
 from __future__ import annotations
 
@@ -174,7 +175,7 @@ def measure(setting: Setting, model, graph, removed: Tensor, reference, seed: in
     row.update(prediction_gap=prediction_gap(gap, scale, pairs.size(1)), prediction_distance=gap,
                original_distance=scale)
     report = verify_forgetting(model, graph, removed, before=(original, train_graph),
-                               reference=(reference.model, reference.graph), seed=seed)
+                               reference=(reference.model, reference.graph), seed=seed, exclude=setting.held_out)
     row.update(mia_auc=report.mia_auc, mia_auc_retrain=report.reference.mia_auc, mia_auc_before=report.before_mia_auc,
                mi_bf=report.mi_bf, mi_ng=report.mi_ng, removed_edges=removed.size(1))
     for suffix, figures in (("", report), ("_retrain", report.reference)):  # over-forgetting (not in the tables)

@@ -104,15 +104,16 @@ class Setting:
             raise ValueError(_no_negatives(source, flip, hparams.loss))
         self.val = split.val.to(self.device) if split.val[EDGE].edge_index.size(1) else None  # BPR: no validation
         self.test = split.test.to(self.device)
+        # never drawn as non-members by the membership attack: interactions too, and the test's
+        self.held_out = torch.cat([part[EDGE].edge_index.cpu() for part in (split.val, split.test)], 1)
         self.train_graph, self.request = (self.data.train, self.data.request) if flip else (split.train, None)
         self.train_graph = self.train_graph.to(self.device)
         self.source = self.data.source if flip else self.data.source.split("; ")[0]
         self.clean = None  # (model, graph) before the adversarial attack
         if attack is not None and attack["kind"] == "adversarial":
             self.clean = self._train(self.train_graph, "the clean model")[0], self.train_graph
-            held_out = torch.cat([part[EDGE].edge_index for part in (split.val, split.test)], 1)
             self.train_graph, self.request = adversarial_edges(self.clean[0], self.train_graph, attack["fraction"],
-                                                               seed, held_out=held_out)
+                                                               seed, held_out=self.held_out)
             self.source += f"; {self.request.size(1)} adversarial edges (fraction {attack['fraction']:g} of the users)"
         self._original, self.original_fit = None, None
         self.references: dict[str, UnlearnResult] = {}
