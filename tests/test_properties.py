@@ -115,9 +115,10 @@ def test_every_method_forgets_exactly_the_request_or_refuses_it(method, data, on
 @given(data=st.data())
 def test_matched_non_members_take_free_pairs_and_as_many_as_there_are(data):
     """On random graphs and requests of their edges: every match is a distinct non-edge of the requested edge's user
-    (of its item, for an item withdrawn whole), never a withdrawn item on the user's side; and each user (item) gets
-    as many matches as it has requested edges or free partners, whichever is fewer. (The pairs of a withdrawn item
-    had taken the items their users' other edges needed: 6 of 150 random graphs.)"""
+    (of its item, for an item withdrawn whole), never on the user's side an item the request leaves without an edge
+    (withdrawn with its only user too); and each user (item) gets as many matches as it has requested edges or free
+    partners, whichever is fewer. (The pairs of a withdrawn item had taken the items their users' other edges needed:
+    6 of 150 random graphs.)"""
     graph = data.draw(graphs())
     edges = graph[EDGE].edge_index
     picks = data.draw(st.lists(st.integers(0, edges.size(1) - 1), unique=True, min_size=1, max_size=edges.size(1)))
@@ -129,18 +130,18 @@ def test_matched_non_members_take_free_pairs_and_as_many_as_there_are(data):
     # while the user keeps one, else its user's
     side = [("item", i) if all(j != i for _, j in left) and any(v == u for v, _ in left) else ("user", u)
             for u, i in request]
-    withdrawn = {i for kind, i in side if kind == "item"}
+    emptied = {i for _, i in request if all(j != i for _, j in left)}
     matches = matched.t().tolist()
     assert len(set(map(tuple, matches))) == len(matches) and not set(map(tuple, matches)) & pairs
     got = {key: 0 for key in side}
     for (u, i), (kind, _), match in zip([p for p, k in zip(request, kept) if k],
                                         [s for s, k in zip(side, kept) if k], matches):
-        assert match[1] == i if kind == "item" else (match[0] == u and match[1] not in withdrawn)
+        assert match[1] == i if kind == "item" else (match[0] == u and match[1] not in emptied)
     for key, k in zip(side, kept.tolist()):
         got[key] += k
     for kind, node in got:
         free = (sum((v, node) not in pairs for v in range(users)) if kind == "item" else
-                sum((node, j) not in pairs and j not in withdrawn for j in range(items)))
+                sum((node, j) not in pairs and j not in emptied for j in range(items)))
         assert got[kind, node] == min(side.count((kind, node)), free), (kind, node)
 
 
