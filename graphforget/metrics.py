@@ -140,6 +140,7 @@ def evaluate_auc(model, graph: HeteroData, test: HeteroData, request: Tensor | N
             labelled other than 0/1, or ``request`` is not a ``[2, R]`` tensor of distinct (user, item) pairs of
             the graph's node ranges.
     """
+    check_layout(graph, "the training graph")  # before its node counts, which PyG adds to a graph without them
     labels = _test_labels(test, graph, what)
     request = None if request is None else validate_pairs(graph, request)
     edges = test[EDGE].edge_index.to(graph[EDGE].edge_index.device)
@@ -221,6 +222,7 @@ def recall_ndcg_at_k(model, graph: HeteroData, test: HeteroData, k: int = 20, ba
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if not is_integer(k) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
+    check_layout(graph, "the training graph")
     check_model_fits(model, graph)
     check_model_on_graph_device(model, graph)
     device = graph[EDGE].edge_index.device

@@ -302,6 +302,7 @@ def check_val(model: torch.nn.Module, val: HeteroData) -> None:
         ValueError: naming what is wrong (node counts, the pairs' shape, dtype or ids, a repeated pair, labels, no
             pair, a single class).
     """
+    check_layout(val, "val")  # before its node counts and val[EDGE], which PyG adds to a graph without them
     check_model_fits(model, val, "val")
     pairs = val[EDGE].edge_index
     check_pair_tensor(pairs, "val's edge_index", "P")

@@ -1307,7 +1307,7 @@ def test_a_pyg_datasets_graph_is_refused_by_name_and_left_as_it_was():
     train, user_edges, random_edges and the test set of evaluate_auc read graph[EDGE] first, failed with an
     AttributeError, and PyG added the missing edge type, and an 'item' node type, to the caller's graph (a QA probe)."""
     from graphforget import BCEObjective, TrainConfig, train
-    from graphforget.metrics import evaluate_auc
+    from graphforget.metrics import evaluate_auc, recall_ndcg_at_k
     from graphforget.models import MF
     from torch_geometric.data import HeteroData
     pyg = HeteroData()
@@ -1317,12 +1317,65 @@ def test_a_pyg_datasets_graph_is_refused_by_name_and_left_as_it_was():
     types = (pyg.node_types, pyg.edge_types)
     ours = make_interactions(torch.tensor([[0, 1], [0, 1]]), torch.tensor([1., 0.]), 4, 5)
     calls = [lambda: train(MF(4, 5, 4), pyg, BCEObjective(), TrainConfig(epochs=1)), lambda: user_edges(pyg, [0]),
-             lambda: random_edges(pyg, 0.5), lambda: evaluate_auc(MF(4, 5, 4), ours, pyg)]
-    for what, call in zip(("the training graph", "the graph", "the graph", "the test set"), calls):
+             lambda: random_edges(pyg, 0.5), lambda: evaluate_auc(MF(4, 5, 4), ours, pyg),
+             # and the graphs these read through graph[EDGE] or its node counts first (a QA probe)
+             lambda: attack_flip(pyg, 0.5), lambda: evaluate_auc(MF(4, 5, 4), pyg, ours),
+             lambda: recall_ndcg_at_k(MF(4, 5, 4), pyg, ours),
+             lambda: train(MF(4, 5, 4), ours, BCEObjective(), TrainConfig(epochs=1), val=pyg)]
+    whats = ("the training graph", "the graph", "the graph", "the test set", "the graph", "the training graph",
+             "the training graph", "val")
+    for what, call in zip(whats, calls):
         found = "it has node types ['user', 'movie'] and edge types [('user', 'rates', 'movie')]"
         with pytest.raises(ValueError, match=f"{re.escape(what)} is not an interaction graph: .*{re.escape(found)}"):
             call()
         assert (pyg.node_types, pyg.edge_types) == types
+
+
+def test_a_random_link_split_part_is_refused_with_its_labels_named():
+    """A part made by PyG's RandomLinkSplit labels its edge_label_index, not its edge_index: where the counts agreed,
+    train read 1,000 training interactions as label 0, and evaluate_auc scored training pairs against other pairs'
+    labels (a QA probe)."""
+    from graphforget import BCEObjective, TrainConfig, train
+    from graphforget.metrics import evaluate_auc
+    from graphforget.models import MF
+    graph = _hand_built()
+    graph[EDGE].edge_label_index = graph[EDGE].edge_index.flip(1)  # three labels for three other pairs
+    message = "holds edge_label_index (a part made by RandomLinkSplit?): graphforget reads one edge_label per pair"
+    for call in (lambda: train(MF(3, 2, 2), graph, BCEObjective(), TrainConfig(epochs=1)),
+                 lambda: evaluate_auc(MF(3, 2, 2), _hand_built(), graph),
+                 lambda: interactions.check_interactions(graph)):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            call()
+
+
+def test_edge_attributes_that_a_request_cannot_select_are_refused_by_name():
+    """A timestamp stored as a NumPy array (or a list) passed train and every method's construction, then failed every
+    request inside PyG; PyG's EdgeIndex failed IFRU's sparse products on LightGCN (a QA probe). make_interactions stores
+    a plain tensor."""
+    import numpy as np
+    from torch_geometric import EdgeIndex
+    for value in (np.arange(3), [0, 1, 2]):
+        graph = _hand_built()
+        graph[EDGE].ts = value
+        with pytest.raises(ValueError, match=re.escape("edge attributes ['ts'] are not tensors")):
+            interactions.check_interactions(graph)
+    graph = _hand_built()
+    graph[EDGE].edge_index = EdgeIndex(graph[EDGE].edge_index)
+    with pytest.raises(ValueError, match=re.escape("edge_index is a EdgeIndex, not a plain tensor")):
+        interactions.check_interactions(graph)
+    built = make_interactions(EdgeIndex(torch.tensor([[0, 1], [1, 0]])), torch.tensor([1., 0.]))
+    assert type(built[EDGE].edge_index) is torch.Tensor
+    interactions.check_interactions(built)
+
+
+def test_attack_flip_flips_labels_of_any_dtype_train_takes():
+    """Bool labels, which train and every method take, failed inside torch (1 - a bool tensor)."""
+    for dtype in (torch.bool, torch.long, torch.float64):
+        graph = _hand_built(edge_label=torch.tensor([1, 0, 1]).to(dtype))
+        attacked, flipped = attack_flip(graph, 0.5, seed=0)
+        changed = attacked[EDGE].edge_label != graph[EDGE].edge_label
+        assert attacked[EDGE].edge_label.dtype == dtype and int(changed.sum()) == flipped.size(1) >= 1
+        assert torch.equal(attacked[EDGE].edge_index[:, changed], flipped)
 
 
 def test_a_graph_with_a_reverse_edge_type_is_refused_where_a_deletion_would_keep_its_copies():

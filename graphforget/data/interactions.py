@@ -56,7 +56,7 @@ def make_interactions(edge_index: Tensor, edge_label: Tensor | None = None, num_
     if edge_index.numel() == 0 and edge_index.is_floating_point():  # [[], []]: no id to be a float, as validate_pairs
         edge_index = edge_index.long()
     check_pair_tensor(edge_index)
-    edge_index = edge_index.long()
+    edge_index = _plain(edge_index.long())
     data = HeteroData()
     data["user"].num_nodes = _node_count(edge_index[0], num_users, "num_users")
     data["item"].num_nodes = _node_count(edge_index[1], num_items, "num_items")
@@ -109,10 +109,33 @@ def check_interactions(graph: HeteroData) -> None:
                              f"edge_index, got {list(store[key].shape)}")
     if "observed" in store and store.observed.dtype != torch.bool:
         raise ValueError(f"observed must be a bool mask, got dtype {store.observed.dtype}")
+    _check_edge_attributes(store)
     tracked = [key for key, value in store.items() if isinstance(value, Tensor) and value.requires_grad]
     if tracked:  # training wrote gradients into the caller's labels, or failed on its second backward through them
         raise ValueError(f"tensors of the graph's edges require grad: {', '.join(tracked)}; a graph holds data, not "
                          "parameters: pass detached tensors (.detach())")
+
+
+def _plain(tensor: Tensor) -> Tensor:
+    """``tensor`` as a plain ``torch.Tensor``: PyG's ``EdgeIndex`` kept its type through ``.long()`` (and keeps it
+    through ``as_subclass``; its own ``as_tensor`` drops it), and IFRU's sparse products refuse it."""
+    if type(tensor) is Tensor:
+        return tensor
+    as_tensor = getattr(tensor, "as_tensor", None)
+    return as_tensor() if callable(as_tensor) else tensor.as_subclass(Tensor)
+
+
+def _check_edge_attributes(store) -> None:
+    """Raises ``ValueError`` for an edge attribute that removing edges cannot select with them: a NumPy array or a list
+    (``graph[EDGE].ts = df.timestamp.values`` passed train and failed every request inside PyG), or an ``edge_index``
+    of a tensor subclass (PyG's ``EdgeIndex``, which IFRU's sparse products refuse)."""
+    loose = [key for key, value in store.items() if isinstance(value, (np.ndarray, list, tuple))]
+    if loose:
+        raise ValueError(f"edge attributes {loose} are not tensors: an edge attribute is selected with the edges "
+                         "when a request removes some; store it as one (torch.as_tensor(...))")
+    if type(store.edge_index) is not Tensor:
+        raise ValueError(f"edge_index is a {type(store.edge_index).__name__}, not a plain tensor: store a plain one "
+                         "(EdgeIndex.as_tensor()), or build the graph with make_interactions")
 
 
 def check_layout(graph: HeteroData, what: str = "the graph") -> None:
@@ -120,11 +143,23 @@ def check_layout(graph: HeteroData, what: str = "the graph") -> None:
     naming the types it has and how to build the layout: read through ``graph[EDGE]``, a PyG dataset's graph (``user``
     and ``movie`` nodes) failed with an AttributeError, and PyG added the missing edge type to the caller's graph."""
     if {"user", "item"} <= set(graph.node_types) and EDGE in graph.edge_types and "edge_index" in graph[EDGE]:
+        _check_labels_per_edge(graph, what)
         return
     raise ValueError(f"{what} is not an interaction graph: graphforget reads node types 'user' and 'item' and the "
                      f"edge type {EDGE} with its edge_index and edge_label, and it has node types {graph.node_types} "
                      f"and edge types {graph.edge_types}; build it from the (user, item) pairs with "
                      "graphforget.data.make_interactions (see 'From a PyG graph' in the docs' data page)")
+
+
+def _check_labels_per_edge(graph: HeteroData, what: str) -> None:
+    """Raises ``ValueError`` for a graph whose edge store holds ``edge_label_index``, as a part made by PyG's
+    ``RandomLinkSplit`` does: its ``edge_label`` labels those pairs, not ``edge_index``'s, and where the counts
+    happened to agree the training edges were read with other pairs' labels (trained as label 0, or scored)."""
+    if "edge_label_index" in graph[EDGE]:
+        raise ValueError(f"{what} holds edge_label_index (a part made by RandomLinkSplit?): graphforget reads one "
+                         "edge_label per pair of edge_index, and these label other pairs. Split with "
+                         "graphforget.data.random_split, or build each part with make_interactions(part[EDGE]."
+                         "edge_label_index, part[EDGE].edge_label, ...)")
 
 
 def check_one_edge_type(graph: HeteroData) -> None:

@@ -11,7 +11,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..config import is_integer_tensor, seeded
-from .interactions import EDGE, check_layout, check_pair_tensor, edge_subgraph, num_users
+from .interactions import EDGE, check_interactions, check_layout, check_pair_tensor, edge_subgraph, num_users
 
 __all__ = ["random_edges", "user_edges", "attack_flip", "request_nodes"]
 
@@ -105,6 +105,7 @@ def attack_flip(graph: HeteroData, ratio: float, seed: int = 0) -> tuple[HeteroD
             binarise first), or a graph without edges.
     """
     check_ratio(ratio)
+    check_interactions(graph)  # before graph[EDGE], which PyG adds to a graph without it (a PyG dataset's layout)
     label = graph[EDGE].edge_label
     if graph[EDGE].edge_index.size(1) == 0:  # the count promises at least one: an empty request came back silently
         raise ValueError("attack_flip: the graph has no edges to flip")
@@ -116,7 +117,7 @@ def attack_flip(graph: HeteroData, ratio: float, seed: int = 0) -> tuple[HeteroD
     pick = torch.randperm(ei.size(1), generator=gen)[:_count(graph, ratio)].sort().values
     attacked = edge_subgraph(graph, torch.ones(ei.size(1), dtype=torch.bool))
     label = graph[EDGE].edge_label.clone()
-    label[pick] = 1 - label[pick]
+    label[pick] = (label[pick] == 0).to(label.dtype)  # 1 - label failed on bool labels, which train takes
     attacked[EDGE].edge_label = label
     return attacked, ei[:, pick]
 
