@@ -178,8 +178,7 @@ def matched_non_members(graph: HeteroData, request, seed: int = 0, num_buckets: 
 
 
 def _check_exclude(graph: HeteroData, exclude) -> Tensor | None:
-    """``exclude`` as ``[2, X]`` CPU ids of ``graph``'s nodes (repeats allowed: a validation and a test set may share
-    none, but nothing needs them distinct), ``None`` kept."""
+    """``exclude`` as ``[2, X]`` CPU ids of ``graph``'s nodes (a pair may repeat), ``None`` kept."""
     if exclude is None:
         return None
     exclude = torch.as_tensor(exclude)
