@@ -33,9 +33,11 @@ by applying the encoder, then fine-tuning the MLP and a copy of :math:`\mathbf{E
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -108,7 +110,7 @@ class UnlearnRecConfig:
         contrastive_drop: edge-dropout probability of the view in :math:`\\mathcal{L}_c`.
         contrastive_nodes: request nodes sampled for :math:`\\mathcal{L}_c` per step.
         restrict_to_request: zero :math:`\\Delta\\mathbf{E}` outside the request's nodes (see
-            :class:`InfluenceEncoder`).
+            :class:`InfluenceEncoder`), and the fine-tuned MLP's update there (its biases would move every row).
         max_loss_increase: the acceptance test: the unlearned model's mean loss on the remaining training
             edges (the objective's per-edge losses, the same negatives for both models) may exceed the
             trained model's by at most this share; beyond it the result is returned with
@@ -234,7 +236,8 @@ class InfluenceEncoder(nn.Module):
     ``withdraw_init``, the MLP at the identity weights and zero biases (so ``update`` is
     ``LeakyReLU(dE)``). :math:`\mathbf{M}_r` is the diagonal indicator of the request's nodes when
     ``restrict_to_request`` (our reading: layer 0 of the sum would otherwise shift every node by its
-    :math:`\mathbf{H}^{(0)}` row, whatever the request), else the identity.
+    :math:`\mathbf{H}^{(0)}` row, whatever the request), else the identity; with it, :class:`UnlearnRec` also zeroes
+    the update outside the request's nodes once it fine-tunes the MLP, whose biases would move every row.
 
     Args:
         num_users, num_items, embedding_dim: sizes (nodes ``N = U + I``, users first).
@@ -844,9 +847,10 @@ class UnlearnRec(Unlearner):
         with Stopwatch(device) as tuning:
             work, shifts = self._working_copy(trainable_tables=True)
             mlp = copy.deepcopy(self.encoder.mlp).requires_grad_(True)
+            update = functools.partial(self._update, mlp, delta, prepared)
             with seeded_global_rng(wrapped_seed(cfg.seed + 1), device):  # as in _fit
-                history = self._finetune(work, shifts, mlp, delta, request, remaining, reference)
-            model = self._fold(work, mlp, delta)
+                history = self._finetune(work, shifts, mlp, update, request, remaining, reference)
+            model = self._fold(work, update)
         _check_finite(model, "produced", "the encoder or the fine-tuning diverged (try a smaller finetune_lr, or "
                       "pre-train the encoder again)")
         info = {"encoder_seconds": encoding.seconds, "finetune_seconds": tuning.seconds,
@@ -887,9 +891,19 @@ class UnlearnRec(Unlearner):
             f"max_loss_increase={limit:g} allows (try more finetune_epochs, or retrain)")
         return {"remaining_loss": after, "original_remaining_loss": before}, reason
 
-    def _finetune(self, work: nn.Module, shifts: dict[str, _Shift], mlp: nn.Module, delta: Tensor, request: Tensor,
-                  remaining: HeteroData, reference: Tensor) -> list[dict]:
-        """Fine-tunes the working copy's layer-0 tables and ``mlp`` in place; returns the per-epoch losses."""
+    def _update(self, mlp: nn.Module, delta: Tensor, request: _Request) -> Tensor:
+        """The layer-0 update ``mlp(delta)``, zero outside the request's nodes with ``restrict_to_request``: the
+        fine-tuned MLP's biases shift every row it reads, and a request of one edge had moved every user by a common
+        vector (norm 0.24 against rows of 0.91; ML-100K LightGCN, test AUC 0.732 to 0.697, trusted without val)."""
+        update = mlp(delta)
+        if self.encoder.restrict_to_request:
+            update = update * request.node_mask[:, None].to(update.dtype)
+        return update
+
+    def _finetune(self, work: nn.Module, shifts: dict[str, _Shift], mlp: nn.Module, update: Callable[[], Tensor],
+                  request: Tensor, remaining: HeteroData, reference: Tensor) -> list[dict]:
+        """Fine-tunes the working copy's layer-0 tables and ``mlp`` (which ``update`` reads) in place; returns the
+        per-epoch losses."""
         cfg = self.config
         tables = [p for p in work.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(tables + list(mlp.parameters()), lr=cfg.finetune_lr or cfg.lr)
@@ -901,7 +915,7 @@ class UnlearnRec(Unlearner):
             batches = self._batches(remaining[EDGE].edge_index.size(1), gen, request.device)
             for batch in batches:
                 optimizer.zero_grad()
-                self._set_update(shifts, mlp(delta))
+                self._set_update(shifts, update())
                 loss, parts = self._step_loss(work, remaining, batch, self._request_batch(request, gen),
                                               reference, epoch)
                 loss.backward()
@@ -912,9 +926,9 @@ class UnlearnRec(Unlearner):
         return history
 
     @torch.no_grad()
-    def _fold(self, work: nn.Module, mlp: nn.Module, delta: Tensor) -> nn.Module:
-        """A new model of the caller's class with layer-0 tables ``E0 (fine-tuned copy) + MLP(dE)``."""
-        update = mlp(delta)  # [U + I, d], users first
+    def _fold(self, work: nn.Module, update: Callable[[], Tensor]) -> nn.Module:
+        """A new model of the caller's class with layer-0 tables ``E0 (fine-tuned copy) + MLP(dE)`` (``update()``)."""
+        update = update()  # [U + I, d], users first
         model = copy.deepcopy(self.model)
         params = dict(model.named_parameters())
         for node_type, name in self._updated_tables().items():
