@@ -125,7 +125,8 @@ def test_encoder_matches_dense_formula():
 def test_the_fine_tuned_update_moves_no_row_outside_the_request(trained):
     """The fine-tuned MLP's biases shifted every row it read, though restrict_to_request zeroes the update's input
     there (a QA probe: one edge's request moved every user by a common vector, and test AUC fell 0.035, trusted). With
-    restrict_to_request the update is zero outside the request's nodes, whatever the MLP; without it, the biases show."""
+    restrict_to_request the update is zero outside the request's nodes, whatever the MLP; without it, the biases
+    show."""
     model, graph, objective = trained
     request = graph[EDGE].edge_index[:, :1]
     unlearner = UnlearnRec(model, graph, objective, quick_config())
@@ -948,8 +949,8 @@ def test_the_fine_tuned_mlp_shifts_no_node_outside_the_request():
     """Answering a request fine-tunes the MLP with the layer-0 tables. Outside the request's nodes dE is 0, and the
     update there was MLP'(0), the same vector for every node: 0 for the MLP at its initialisation, not after a step
     (a QA probe: one edge's request lowered an ML-100K LightGCN's test AUC by 0.035). With restrict_to_request it is 0
-    there; without, dE and the update are not. Two users without any edge (and no L2) get no gradient in their table rows, so
-    they show the update alone."""
+    there; without, dE and the update are not. Two users without any edge (and no L2) get no gradient in their table
+    rows, so they show the update alone."""
     planted = planted_communities(num_users=30, num_items=20, num_communities=2, interactions_per_user=5, seed=1)
     graph = make_interactions(planted[EDGE].edge_index, num_users=32, num_items=20)  # users 30 and 31: no edge
     model = MF(32, 20, 8)
