@@ -48,6 +48,7 @@ from .data import (EDGE, Split, add_negatives, binarize, edge_subgraph, load_csv
                    load_movielens_100k, make_interactions, num_items, num_users, on_device, pair_keys, random_split,
                    edge_positions, without_edges)
 from .data.interactions import node_values
+from .distributed import agreed, from_rank_zero, rank_and_size
 from .data.loaders import _lightgcn_files, read_text, require_file
 from .io import to_jsonable, write_json
 from .metrics import evaluate_auc
@@ -427,7 +428,7 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
         ValueError, FileNotFoundError: an ``out`` inside a run, bad data or options (see :func:`load_file`,
             :func:`prepare_split`).
     """
-    _check_new_run(absolute_run_path(out))
+    _check_new_run_on_every_rank(absolute_run_path(out))
     check_device(device)
     hp = _hparams(model, hparams)
     check_threshold_has_ratings(format, label_col, threshold)
@@ -455,7 +456,8 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
             "lineage": {"parent": None, "request": None, "removed_edges": 0, "depth": 0}}
     empty = {"edge_index": torch.zeros(2, 0, dtype=torch.long), "edge_label": torch.zeros(0),
              "observed": torch.zeros(0, dtype=torch.bool)}
-    return FitResult(save_run(out, info, net, split.train, split.val, split.test, empty), metrics)
+    path = _on_rank_zero(lambda: save_run(out, info, net, split.train, split.val, split.test, empty))
+    return FitResult(path, metrics)
 
 
 def _check_val_labels(val: HeteroData, source: str) -> None:
@@ -472,6 +474,33 @@ def _check_val_labels(val: HeteroData, source: str) -> None:
     raise ValueError(f"{source}: the validation pairs split off it hold {positive} labelled 1 and "
                      f"{labels.numel() - positive} labelled 0, and training needs both (early stopping follows the "
                      "validation AUC): too few interactions, or too few of one label")
+
+
+def _check_new_run_on_every_rank(out: Path) -> None:
+    """:func:`_check_new_run` in a process group (``torchrun``), where every rank must name the same ``out``: only rank
+    0 publishes it (:func:`_on_rank_zero`), and every rank raises what one rank's check raised."""
+    agreed("publishing a run", lambda: _check_new_run(out), out=str(out))
+
+
+def _on_rank_zero(write: Callable[[], Any]) -> Any:
+    """``write()`` on rank 0 alone, its value (or its error) on every rank of a process group: every rank published
+    the run, and all but one failed with FileExistsError, after the run was written (a QA probe, IFRU with
+    data_parallel under torchrun). Without a group: ``write()``."""
+    rank, size = rank_and_size()
+    if size == 1:
+        return write()
+    value, error = None, None
+    if rank == 0:
+        try:
+            value = write()
+        except Exception as caught:
+            error = caught
+    value, sent = from_rank_zero((value, None if error is None else repr(error)))
+    if error is not None:
+        raise error
+    if sent is not None:
+        raise RuntimeError(f"rank 0 failed to publish the run: {sent}")
+    return value
 
 
 def _check_new_run(out: Path) -> None:
@@ -1054,7 +1083,7 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
     """
     _check_switches(verify=verify, allow_untrusted=allow_untrusted, progress=progress)
     out = absolute_run_path(out)
-    _check_new_run(out)
+    _check_new_run_on_every_rank(out)
     check_method(method)
     check_device(device)
     parent, request = _parent_and_request(run, users=users, items=items, edges=edges, local_ids=local_ids)
@@ -1076,7 +1105,8 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
     def remember(sums: dict) -> dict:
         written.update(audit(sums))
         return written
-    path = save_run(out, info, model, graph, val, test, removed, parent.audit, remember)
+    path, written = _on_rank_zero(lambda: (save_run(out, info, model, graph, val, test, removed, parent.audit,
+                                                    remember), written))
     return ForgetResult(path, request, result, report, written, _untrusted_before(parent, written))
 
 

@@ -1819,6 +1819,27 @@ def test_forget_and_verify_draw_no_held_out_pair_as_a_non_member(base, tmp_path,
     assert len(seen) == 2 and held_out.size(1) > 0 and all(torch.equal(pairs, held_out) for pairs in seen)
 
 
+def forget_on_every_rank(base: str, out: str, options: dict) -> list:
+    """forget called alike on every rank of a process group; every rank's path and audit line (module level, for
+    ``launch``)."""
+    from graphforget.distributed import gather_results, rank_and_size
+    done = forget(base, users=["u1"], method="ifru", options=options, out=out, verify=False)
+    rank, size = rank_and_size()
+    return gather_results({rank: (str(done.path), done.audit["run"])}, size)
+
+
+@pytest.mark.distributed
+def test_forget_under_torchrun_publishes_the_run_once(base, tmp_path):
+    """Every rank of a data-parallel forget published the run, and all but one failed with FileExistsError after it
+    was written (a QA probe). Rank 0 publishes; every rank returns its path and audit line. Ranks naming different
+    outs are refused before any work."""
+    from graphforget.distributed import launch
+    out = tmp_path / "parallel"
+    seen = launch(forget_on_every_rank, 2, str(base), str(out), {"data_parallel": True}, timeout=120)
+    assert seen[0] == seen[1] == (str(out.resolve()), str(out.resolve()))
+    assert load_run(out).info["lineage"]["parent"]["path"] == str(base.resolve())
+
+
 def test_forget_records_its_run_by_the_path_its_child_records(base, tmp_path):
     """The audit line kept --out as given ('base/../a'), which the next line's parent path (resolved) never matched."""
     (tmp_path / "sub").mkdir()
