@@ -693,13 +693,11 @@ def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, bef
         {\overline{\sigma(\hat y_{D_r})}}, \qquad
         \mathrm{MI\text{-}NG} = \frac{\overline{\sigma(\hat y_{\mathrm{non}})}}{\overline{\sigma(\hat y_{D_r})}}
 
-    (the definitions of :func:`graphforget.metrics.mi_bf` and :func:`~graphforget.metrics.mi_ng`, from one
-    forward pass per model), and the attack of :func:`membership_attack`. With ``before``, the requested
-    edges' labels are read from its graph and each non-member takes the label of the edge it is matched
-    with: a request holding label-0 edges is attacked on the label-signed score (a loss threshold); without
-    ``before`` every requested edge counts as a positive. Every model is scored in eval
-    mode without gradients and its modes are restored. No test data is used: pass the held-out validation and test
-    pairs as ``exclude``, which are no edges of the graph and would otherwise be drawn as non-members.
+    (:func:`graphforget.metrics.mi_bf` and :func:`~graphforget.metrics.mi_ng`, one forward pass per model), and the
+    attack of :func:`membership_attack`. With ``before``, the requested edges' labels are read from its graph and each
+    non-member takes its edge's: a request holding label-0 edges is attacked on the label-signed score (a loss
+    threshold); without, every requested edge counts as a positive. Every model is scored in eval mode without
+    gradients, its modes restored. No test data is used where the held-out pairs are passed as ``exclude``.
 
     Args:
         model: the unlearned model.
@@ -707,22 +705,20 @@ def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, bef
         request: ``[2, R]`` integer (user, item) ids of the removed edges.
         before: ``(model, graph)`` before the deletion: gives MI-BF and the attack AUC before, and its
             graph the non-member candidates (it must hold every requested edge).
-        reference: ``(model, graph)`` of a reference, e.g. a Retrain on the remaining graph: its figures
-            on the same request and non-members go into :attr:`ForgettingReport.reference`, and the model's
-            distance to its predictions into :attr:`ForgettingReport.reference_distance` (and ``reference_gap``).
+        reference: ``(model, graph)`` of a reference, e.g. a Retrain: its figures on the same request and
+            non-members (:attr:`ForgettingReport.reference`), and the distance to it (``reference_distance``).
         seed: seed of the matching and of the attack's calibration split.
         fpr: the attack's target false-positive rate.
         calibration_fraction: share of the non-members that calibrates the attack.
         num_buckets: degree buckets of the matching.
-        exclude: ``[2, X]`` (user, item) pairs never drawn as non-members (:func:`matched_non_members`).
+        exclude: ``[2, X]`` pairs never drawn as non-members: the validation and test pairs, which are no edges.
 
     Raises:
-        ValueError: for a request that is not ``[2, R]`` integer ids, an empty one, ids out of range or
-            duplicated; ``exclude`` that is not ``[2, X]`` integer ids of the graph's nodes; ``before``/``reference``
-            that are not (model, graph) pairs of the same node counts; a request that is not in ``before``'s graph; no
-            matched non-member at all; a matched non-member that is an edge of ``graph`` or of the reference's (a graph
-            that grew since ``before``'s); a model that does not fit its graph or returns non-finite scores; a
-            malformed graph, or one with labels other than 0 or 1.
+        ValueError: a request (or ``exclude``) that is not ``[2, R]`` integer ids of the graph's nodes, an empty or
+            duplicated request; ``before``/``reference`` that are not (model, graph) pairs of the same node counts; a
+            request not in ``before``'s graph; no matched non-member at all, or one that is an edge of ``graph`` or of
+            the reference's (a graph that grew since ``before``'s); a model that does not fit its graph or returns
+            non-finite scores; a malformed graph, or one with labels other than 0 or 1.
     """
     _check_graph(graph, "the graph")
     check_model_fits(model, graph)

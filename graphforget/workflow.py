@@ -454,10 +454,14 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
             "model": {"name": hp.model, "config": hp.model_config(users, items)}, "hparams": hp.as_dict(),
             "seed": seed, "objective": {"seed": seed}, "metrics": metrics,
             "lineage": {"parent": None, "request": None, "removed_edges": 0, "depth": 0}}
-    empty = {"edge_index": torch.zeros(2, 0, dtype=torch.long), "edge_label": torch.zeros(0),
-             "observed": torch.zeros(0, dtype=torch.bool)}
-    path = _on_rank_zero(lambda: save_run(out, info, net, split.train, split.val, split.test, empty))
-    return FitResult(path, metrics)
+    parts = (split.train, split.val, split.test, _none_removed())
+    return FitResult(_on_rank_zero(lambda: save_run(out, info, net, *parts)), metrics)
+
+
+def _none_removed() -> dict:
+    """The removed edges of a fit run: none."""
+    return {"edge_index": torch.zeros(2, 0, dtype=torch.long), "edge_label": torch.zeros(0),
+            "observed": torch.zeros(0, dtype=torch.bool)}
 
 
 def _check_val_labels(val: HeteroData, source: str) -> None:
@@ -1099,8 +1103,7 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
     metrics = _forget_metrics(result, report, fit_seconds, model, graph, val, test, parent)
     info = _forget_info(parent, out, request, _method_record(method, options, seed, config, request), metrics,
                         removed["edge_index"].size(1), heldout)
-    audit = _audit_line(parent, out, info, result, report, error)
-    written = {}
+    audit, written = _audit_line(parent, out, info, result, report, error), {}
 
     def remember(sums: dict) -> dict:
         written.update(audit(sums))
