@@ -1067,8 +1067,8 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
             graph was changed in memory is refused); never modified.
         out: the new run directory (not there yet, or empty).
         users, items, edges: what to forget (exactly one): user ids, item ids, or ``(user, item)`` pairs (a
-            list, or an ``[R, 2]`` tensor or array: a ``[2, 2]`` one is refused, ambiguous with the ``[2, R]``
-            layout of ``Request.edges``), the data file's raw ids unless ``local_ids``.
+            list, or an ``[R, 2]`` tensor or array: a ``[2, 2]`` one is refused, ambiguous with ``Request.edges``).
+        local_ids: the ids are the run's local ids (``False``: the data file's raw ids).
         method: a name in :data:`~graphforget.unlearn.METHODS` whose result is one model (not SISA or
             RecEraser).
         options: the method's options (:func:`~graphforget.unlearn.method_config`); ``train.*`` and
@@ -1083,7 +1083,7 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
         ValueError: a loaded run changed in memory, an ``out`` inside a run, an unknown or unsupported method, bad
             options, unknown ids, a repeated request, or listed pairs that are not observed interactions of the run.
         UnlearningFailed: an untrusted (and not allowed) or non-finite result; nothing is written.
-        TypeError: ``verify``, ``allow_untrusted`` or ``progress`` is not a bool.
+        TypeError: ``verify``, ``allow_untrusted``, ``progress`` or ``local_ids`` is not a bool.
     """
     _check_switches(verify=verify, allow_untrusted=allow_untrusted, progress=progress)
     out = absolute_run_path(out)
