@@ -201,10 +201,11 @@ def _matched(graph: HeteroData, pairs: Tensor, seed: int, num_buckets: int,
     # users' other pairs could match (an edge left unmatched, or matched a bucket further, though an item was free).
     # Nor does an item the deletion leaves without an edge match another pair (one withdrawn with its only user too):
     # its row is left untrained, as for its own pairs.
-    by_item = _withdrawn_items(graph, pairs)
+    emptied = _left_without_edges(graph, pairs, 1)
+    by_item = emptied & ~_left_without_edges(graph, pairs, 0)  # withdrawn whole, its user keeping an edge
     user_side = (~by_item).nonzero().flatten()
     withdrawn = torch.zeros(num_items(graph), dtype=torch.bool)
-    withdrawn[pairs[1, _left_without_edges(graph, pairs, 1)]] = True
+    withdrawn[pairs[1, emptied]] = True
     matched, kept_of_user_side = _match(graph, pairs[:, user_side], seed, num_buckets, withdrawn, exclude)
     kept = torch.zeros_like(by_item)
     kept[user_side[kept_of_user_side]] = True
@@ -229,11 +230,6 @@ def _why_unmatched(kept: Tensor, by_item: Tensor) -> str:
         reasons.append(f"{int((~kept & by_item).sum())} of items withdrawn whole, which fewer users are without than "
                        "the item has removed pairs, each match another such user")
     return "; ".join(reasons)
-
-
-def _withdrawn_items(graph: HeteroData, pairs: Tensor) -> Tensor:
-    """``[R]`` whether the deletion of ``pairs`` leaves each one's item without any edge while its user keeps one."""
-    return _left_without_edges(graph, pairs, 1) & ~_left_without_edges(graph, pairs, 0)
 
 
 def _left_without_edges(graph: HeteroData, pairs: Tensor, row: int, interactions: Tensor | None = None) -> Tensor:

@@ -48,8 +48,8 @@ from .data import (EDGE, Split, add_negatives, binarize, edge_subgraph, load_csv
                    load_movielens_100k, make_interactions, num_items, num_users, on_device, pair_keys, random_split,
                    edge_positions, without_edges)
 from .data.interactions import node_values
-from .distributed import agreed, from_rank_zero, rank_and_size
 from .data.loaders import _lightgcn_files, read_text, require_file
+from .distributed import agreed, from_rank_zero, rank_and_size
 from .io import to_jsonable, write_json
 from .metrics import evaluate_auc
 from .presets import CONTRASTIVE, Hyperparameters, default_hparams, recorded_objective

@@ -295,8 +295,7 @@ def _stream_variants(params: dict) -> list[dict]:
     if len(set(fractions)) < len(fractions):  # run once, and reported as given: as deletion's ratios
         raise ValueError(f"stream fractions (its checkpoints) must not repeat, got {params['fractions']}")
     # in order: the same checkpoints given in another are the same cells
-    return [{"length": int(params["length"]), "order": params["order"],
-             "fractions": sorted(set(fractions))}]
+    return [{"length": int(params["length"]), "order": params["order"], "fractions": sorted(fractions)}]
 
 
 def _attack_variants(params: dict) -> list[dict]:

@@ -433,7 +433,7 @@ class Unlearner:
         labels = val[EDGE].edge_label
         positives, negatives = int((labels == 1).sum()), int((labels == 0).sum())
         if positives == 0 or negatives == 0:  # no AUC to compare: said, as the result was trusted without a word
-            held = "no pair" if positives == negatives else f"no pair labelled {int(positives == 0)}"
+            held = "no pair" if labels.numel() == 0 else f"no pair labelled {int(positives == 0)}"
             warn_caller(f"{type(self).__name__}: the validation test did not run: the validation pairs whose user and "
                         f"item keep a training edge hold {held} after this request")
             return None
