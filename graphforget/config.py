@@ -212,7 +212,7 @@ def modes_kept(model: torch.nn.Module):
 
 @contextlib.contextmanager
 def eval_mode(model: torch.nn.Module):
-    """``model`` in eval mode inside; afterwards every submodule's own training flag (:func:`modes_kept`)."""
+    """``model`` in eval mode inside; afterwards every submodule's own training flag (``modes_kept``)."""
     with modes_kept(model):
         model.eval()
         yield model

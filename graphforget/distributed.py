@@ -126,7 +126,7 @@ def agreed(what: str, check: Callable[[], Any], **inputs: Any) -> Any:
 def layout(model: torch.nn.Module) -> list:
     """What :func:`agreed` should compare of a model whose values do not matter (re-initialised, or broadcast from
     rank 0 by ``DistributedDataParallel``): its class, its repr (settings in no parameter: a LightGCN's
-    ``num_layers``), its state's names, shapes and dtypes, and which parameters train (:func:`_trained`)."""
+    ``num_layers``), its state's names, shapes and dtypes, and which parameters train (``_trained``)."""
     return [type(model).__name__, _settings(model), _trained(model)] + [
         (name, list(v.shape), str(v.dtype)) for name, v in model.state_dict().items()]
 

@@ -43,7 +43,7 @@ class Objective:
         """Checks the library's fields as the constructors do, on their values now: one set after construction
         (``objective.l2 = -5``, ``resample = "no"``) passed no check, and trained. Run where the objective is used
         (:func:`~graphforget.train.train`, every unlearner); a subclass's own fields are its own to check (extend
-        :meth:`_check_fields`).
+        ``_check_fields``).
 
         Raises:
             ValueError: ``"{class}: {what is wrong}"``.

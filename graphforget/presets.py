@@ -61,7 +61,7 @@ class Hyperparameters:
         train: how the model is trained (:class:`~graphforget.train.TrainConfig`; a dict of its fields is
             accepted, as stored in a checkpoint).
         ssl_weight: the contrastive term's weight for SGL and SimGCL (``None``: the model's in
-            :data:`CONTRASTIVE`).
+            ``CONTRASTIVE``).
     """
     model: str = "mf"
     embedding_dim: int = 64
@@ -122,11 +122,11 @@ class Hyperparameters:
         return BPRObjective(l2=self.l2, seed=seed)
 
     def train_config(self, seed: int = 0, progress: bool = False) -> TrainConfig:
-        """:attr:`train` with the run's ``seed`` (of the batch order) and ``progress``."""
+        """``train`` with the run's ``seed`` (of the batch order) and ``progress``."""
         return dataclasses.replace(self.train, seed=seed, progress=progress)
 
     def replace(self, changes: dict[str, Any] | None = None, /, **more) -> "Hyperparameters":
-        """A copy with the given fields changed; dotted names reach :attr:`train` (``{"train.lr": 0.001}``).
+        """A copy with the given fields changed; dotted names reach ``train`` (``{"train.lr": 0.001}``).
 
         ``None`` values are left out (a command-line flag that was not given).
 

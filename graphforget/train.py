@@ -208,7 +208,7 @@ def seeded_global_rng(seed: int, device: torch.device):
 
 def chance_level(val: HeteroData) -> float | None:
     r"""The validation AUC a model must beat to show that it learnt a preference: 0.5 plus
-    :data:`CHANCE_MARGIN` times the spread of the AUC of scores that carry no signal,
+    ``CHANCE_MARGIN`` times the spread of the AUC of scores that carry no signal,
     :math:`\sqrt{(n_0 + n_1 + 1) / (12 n_0 n_1)}` (the null variance of the Mann-Whitney statistic, which
     :func:`~graphforget.metrics.auc_standard_error` gives at 0.5). ``None`` when ``val`` lacks a class."""
     labels = val[EDGE].edge_label

@@ -20,7 +20,7 @@ positive, and an AUC below 0.5 is then the membership signal.
 
 A model can also forget too much. A retrain has no reason to score a user's removed interactions *below* that
 user's matched non-members (a real interaction is at least as predictable as a non-interaction of the same
-popularity), so when an unlearned model does so significantly (:attr:`ForgettingReport.over_forgotten`: a
+popularity), so when an unlearned model does so significantly (``ForgettingReport.over_forgotten``: a
 one-sided sign test over the matched pairs) an attacker who compares the user's items can read the deletion
 off the scores, and the method has pushed the request further than an exact deletion would. The premise is a real
 interaction's: poisoned or mislabelled edges (the flipped labels of the IFRU attack protocol) go against the rest
@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 _DRAWS, _ROUNDS = 16, 3
 #: Most elements of one dense ``[pairs, items]`` block in the exact stage of :func:`matched_non_members`.
 _DENSE_LIMIT = 1 << 24
-#: :attr:`ForgettingReport.over_forgotten`: the level of the one-sided sign test (:func:`sign_test`). A one-user
+#: ``ForgettingReport.over_forgotten``: the level of the one-sided sign test (:func:`sign_test`). A one-user
 #: request of 20 interactions is flagged when at least 18 score below their matches.
 OVER_FORGETTING_LEVEL = 1e-3
 #: The fewest sign-test votes whose p-value can fall under :data:`OVER_FORGETTING_LEVEL` (every vote below: 2^-n);
@@ -150,7 +150,7 @@ def matched_non_members(graph: HeteroData, request, seed: int = 0, num_buckets: 
     A user with fewer free items than requested edges (who interacted with every item) cannot be matched
     for all of them, nor an item withdrawn whole for more of its pairs than there are users without it (ML-100K's
     item 50: 474 pairs, 469 such users): the pairs left over are dropped, with a logged warning saying which, and the
-    result is shorter than the request by their count (:attr:`ForgettingReport.unmatched`).
+    result is shorter than the request by their count (``ForgettingReport.unmatched``).
 
     Sampling is vectorised: a few rounds of rejection sampling within the bucket, then an exact pass over
     the remaining pairs' dense ``[pairs, items]`` availability (chunked). Deterministic for a ``seed``.
@@ -702,7 +702,7 @@ def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, bef
         before: ``(model, graph)`` before the deletion: gives MI-BF and the attack AUC before, and its
             graph the non-member candidates (it must hold every requested edge).
         reference: ``(model, graph)`` of a reference, e.g. a Retrain: its figures on the same request and
-            non-members (:attr:`ForgettingReport.reference`), and the distance to it (``reference_distance``).
+            non-members (``ForgettingReport.reference``), and the distance to it (``reference_distance``).
         seed: seed of the matching and of the attack's calibration split.
         fpr: the attack's target false-positive rate.
         calibration_fraction: share of the non-members that calibrates the attack.

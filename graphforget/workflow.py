@@ -880,7 +880,7 @@ class ForgetResult:
             or impossible (``audit["verification_error"]`` says why).
         audit: the audit line written for this request.
         untrusted_before: the runs of the lineage before it whose request was published untrusted
-            (:func:`untrusted_requests`; none after a Retrain from scratch, which learnt from none of them).
+            (``untrusted_requests``; none after a Retrain from scratch, which learnt from none of them).
     """
     path: Path
     request: Request
@@ -1230,7 +1230,7 @@ def verify_run(run: str | os.PathLike, *, retrain: bool = False, seed: int | Non
     Returns:
         ``{"run", "lineage", "parents_elsewhere", "seed", "requests", "untrusted_requests", "removed_edges", "report",
         "retrain_seconds", "threads", "table"}`` (the parents read at their recorded path rather than beside their
-        child, :func:`~graphforget.runs.parents_elsewhere`; the seed used, the runs whose request was published
+        child, ``parents_elsewhere``; the seed used, the runs whose request was published
         untrusted, the report as plain JSON values, torch's CPU threads, the table as text).
 
     Raises:
@@ -1483,7 +1483,7 @@ class ForgetStream:
         run whose journal line a power loss dropped counts too: the next request starts from what it forgot.
 
         Raises:
-            ValueError: the latest run was not made from the run before it (:meth:`_check_made_from`).
+            ValueError: the latest run was not made from the run before it (``_check_made_from``).
         """
         published = self._published()
         if not published:

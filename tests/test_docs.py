@@ -44,7 +44,7 @@ def test_sphinx_builds_without_warnings(tmp_path):
     pytest.importorskip("sphinx", reason="sphinx is not installed (pip install '.[docs]')")
     pytest.importorskip("sphinx-mathjax-offline", reason="sphinx-mathjax-offline is not installed (pip install '.[docs]')")
     html = tmp_path / "html"
-    proc = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", str(DOCS),
+    proc = subprocess.run([sys.executable, "-m", "sphinx", "-W", "-n", "--keep-going", "-q", "-b", "html", str(DOCS),
                            str(html)], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, f"sphinx-build -W failed:\n{proc.stderr[-4000:]}"
     api = (html / "api.html").read_text()

@@ -113,8 +113,8 @@ class Cell:
 
     def identity(self) -> dict:
         """Everything the key is a hash of: the fields, the library version, its code's digest, torch's and PyG's
-        versions, :data:`BENCH_VERSION` and, for a model of your own, its source file's digest
-        (:func:`model_code_digest`), and for a method of your own, its (:func:`method_code_digest`)."""
+        versions, :data:`~graphforget.bench.BENCH_VERSION` and, for a model of your own, its source file's digest
+        (``model_code_digest``), and for a method of your own, its (``method_code_digest``)."""
         own = {"model_code": model_code_digest(self.model), "method_code": method_code_digest(self.method)}
         return to_jsonable({"protocol": self.protocol, "dataset": self.dataset, "model": self.model,
                             "method": self.method, "seed": self.seed, "params": self.params,

@@ -46,7 +46,7 @@ class DataSource:
     """A benchmark's data: ``dataset`` by name, or ``path`` read in ``format`` (``dataset="file"``).
 
     Args:
-        dataset: a name of :data:`BENCH_DATASETS`, or ``"file"`` with ``path`` and ``format``.
+        dataset: a name of :data:`~graphforget.bench.BENCH_DATASETS`, or ``"file"`` with ``path`` and ``format``.
         root: the data directory of named datasets (``None``: ``$GRAPHFORGET_DATA``, then ``../shared/data``).
         path, format: a data file and its format (:data:`graphforget.workflow.FORMATS`).
         threshold: binarise a file's ratings: label 1 where ``rating >= threshold``.
@@ -55,7 +55,7 @@ class DataSource:
             and text encoding (see :func:`~graphforget.data.load_csv`).
         negatives: sampled non-interactions per positive pair; ``None``: 1 for the BCE objective on implicit
             data, 0 for a file with labels (as ``graphforget fit`` reads it) and for BPR, which draws its own
-            (:meth:`for_loss`). The explicit datasets (:data:`DATASET_NAMES`) bring
+            (:meth:`for_loss`). The explicit datasets (:data:`~graphforget.protocols.attack.DATASET_NAMES`) bring
             their own 0/1 labels and take none: a count above 1 is refused there.
     """
     dataset: str = "ml-100k"

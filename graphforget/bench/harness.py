@@ -43,7 +43,9 @@ class BenchResult:
     """What :func:`run_bench` measured.
 
     Attributes:
-        protocol, dataset, model: the run.
+        protocol: the run's protocol.
+        dataset: the run's dataset.
+        model: the run's model.
         params: the protocol's parameters.
         cells: one record per cell: ``{"key", "cell", "cached", "wall_seconds", "result"}``.
         aggregates: per (method, variant): every numeric figure's mean and 95% interval over seeds.
@@ -220,7 +222,7 @@ def aggregate(records: list[dict], confidence: float = 0.95) -> list[dict]:
 
     Returns:
         One dict per group, in first-seen order: ``protocol``, ``dataset``, ``model``, ``method``,
-        ``variant``, ``seeds``, ``metrics`` (name -> :func:`~graphforget.bench.stats.mean_interval`),
+        ``variant``, ``seeds``, ``metrics`` (name -> :func:`~graphforget.bench.mean_interval`),
         ``errors`` (cells that failed), ``failures`` (each failed cell's ``{"seed", "error"}``), ``tested`` (cells
         whose method ran its acceptance test) and ``untrusted`` (cells whose result failed it: ``info["trusted"]`` is
         False).
@@ -282,8 +284,8 @@ def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str |
     """Runs a protocol's cells (cached under ``out/cells``), aggregates them over seeds, writes the reports.
 
     Args:
-        protocol: a name of :data:`~graphforget.bench.protocols.PROTOCOLS`.
-        dataset: a name of :data:`~graphforget.bench.data.BENCH_DATASETS`, or a
+        protocol: a name of :data:`~graphforget.bench.PROTOCOLS`.
+        dataset: a name of :data:`~graphforget.bench.BENCH_DATASETS`, or a
             :class:`~graphforget.bench.data.DataSource` (e.g. a file).
         model: a name of :data:`graphforget.models.MODELS` (the model of
             :func:`~graphforget.presets.default_hparams`; ``sgl`` and ``simgcl`` train with BPR); default:

@@ -139,13 +139,13 @@ class Setting:
 
     @property
     def original(self) -> torch.nn.Module:
-        """The model trained on :attr:`train_graph` (trained on first use)."""
+        """The model trained on ``train_graph`` (trained on first use)."""
         if self._original is None:
             self._original, self.original_fit = self._train(self.train_graph, "the Original")
         return self._original
 
     def reference(self, removed: Tensor) -> UnlearnResult:
-        """A Retrain (fresh initialisation, the run's seed) on :attr:`train_graph` without exactly ``removed``;
+        """A Retrain (fresh initialisation, the run's seed) on ``train_graph`` without exactly ``removed``;
         one per distinct removed set."""
         key = request_digest(removed)
         if key not in self.references:

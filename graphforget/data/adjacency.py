@@ -98,9 +98,11 @@ class AdjacencyPattern:
 
     Attributes:
         edge_index: ``[2, E']`` the observed (user, item) edges (:func:`~graphforget.data.message_passing_edges`).
-        row, col: ``[2E']`` the row and column of each entry of the adjacency, in CSR order.
+        row: ``[2E']`` the row of each entry of the adjacency, in CSR order.
+        col: ``[2E']`` the column of each entry of the adjacency.
         edge: ``[2E']`` the observed edge (its column in ``edge_index``) of each entry.
-        num_users, num_items: the graph's node counts.
+        num_users: the graph's number of users.
+        num_items: the graph's number of items.
     """
     edge_index: Tensor
     row: Tensor
@@ -185,7 +187,7 @@ class AdjacencyCache:
     Lifetime: that of its holder (each :class:`~graphforget.models.LightGCN` holds one); a copy or a pickle
     of the holder starts with an empty cache, and :meth:`clear` empties it.
 
-    Validity: an entry answers a graph only when the graph's :data:`PROPAGATION_KEYS` tensors, its node
+    Validity: an entry answers a graph only when the graph's ``PROPAGATION_KEYS`` tensors, its node
     counts, and the requested device and dtype equal those it was built from, value for value. The entry
     keeps copies of those tensors and compares them on every lookup (a fraction of a millisecond on
     ML-100K, against milliseconds for a build). So a graph edited in place, or a new graph with other edges, is
@@ -199,7 +201,7 @@ class AdjacencyCache:
 
     Args:
         size: how many adjacencies are kept (the least recently used is dropped first).
-        build: ``(graph, like) -> adjacency``, a function of the graph's :data:`PROPAGATION_KEYS` tensors and
+        build: ``(graph, like) -> adjacency``, a function of the graph's ``PROPAGATION_KEYS`` tensors and
             node counts only (:func:`normalized_adjacency`, :func:`observed_adjacency`).
     """
 

@@ -454,7 +454,7 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
             an unknown ``duplicates`` policy, one column named for two roles, or duplicated pairs under
             ``"raise"``; ``FILE, line N: ...`` naming the column for a row without a value in a used column
             (shorter than the header, or an empty cell) or a label that is not a finite number (or is beyond
-            float32's range), or an id over :data:`MAX_ID_LENGTH` characters; a used column named twice in the
+            float32's range), or an id over ``MAX_ID_LENGTH`` characters; a used column named twice in the
             header; ``FILE, lines N-M: ...`` for a used value holding a line break (a quote left open), and a row
             the csv module cannot read, or a quote still open at the end of the file in any column.
     """

@@ -111,17 +111,17 @@ class Recommender(nn.Module, ABC):
       interaction graph passed in, returning ``[B]`` logits. Nothing graph-derived is cached across
       calls, so a model can be run on an edited graph or with edited parameters. By default, the dot
       products of :meth:`embed`'s user and item rows; another shape or an id out of range is refused
-      (:func:`check_edge_label_index`).
+      (``check_edge_label_index``).
     * :meth:`embed` gives the final user ``[U, d]`` and item ``[I, d]`` representations on a graph.
     * :meth:`node_parameters` names the per-node parameter tables and their node type (one of
       :data:`NODE_TYPES`), so that unlearning methods can select rows; every other trainable parameter
       is dense (shared by all nodes).
-    * :attr:`receptive_field` is the number of hops a prediction depends on (MF: 0; K-layer GNN: K).
-    * :attr:`supports_edge_weight`: ``True`` when the model propagates with the weights from
+    * ``receptive_field`` is the number of hops a prediction depends on (MF: 0; K-layer GNN: K).
+    * ``supports_edge_weight``: ``True`` when the model propagates with the weights from
       :func:`~graphforget.data.propagation_edges` (so it can be run exactly on a k-hop subgraph).
     * :attr:`scores_by_dot_product`: ``True`` when :meth:`forward` scores a pair by the dot product of
       :meth:`embed`'s rows (the default forward, not overridden).
-    * :attr:`linear_embedding`: ``True`` when :meth:`embed` is linear in the node tables (MF, LightGCN):
+    * ``linear_embedding``: ``True`` when :meth:`embed` is linear in the node tables (MF, LightGCN):
       with dot-product scores, curvature products then take a fast closed form
       (:class:`~graphforget.influence.DotProductOperator`).
     * :meth:`reset_parameters` re-draws every trainable parameter (from ``seed`` when given, without
@@ -154,13 +154,16 @@ class Recommender(nn.Module, ABC):
 
     @abstractmethod
     def node_parameters(self) -> dict[str, str]:
-        """Names of per-node parameter tables (rows = node ids) -> node type (see :data:`NODE_TYPES`)."""
+        """Names of per-node parameter tables (rows = node ids) -> node type (see
+        :data:`~graphforget.models.NODE_TYPES`)."""
 
     @abstractmethod
     def reset_parameters(self, seed: int | None = None) -> None:
         """Re-draws every trainable parameter; from private generators when ``seed`` is given."""
 
     def forward(self, graph: HeteroData, edge_label_index: Tensor) -> Tensor:
+        """``[B]`` logits of the ``[2, B]`` (user, item) pairs ``edge_label_index`` on the interaction graph
+        ``graph`` (the contract of :class:`~graphforget.models.Recommender`)."""
         user, item = self.embed(graph)
         check_edge_label_index(edge_label_index, user.size(0), item.size(0))
         edge_label_index = edge_label_index.long()  # narrow integer ids are ids too; index_select takes int64
@@ -171,7 +174,7 @@ class Recommender(nn.Module, ABC):
     def score_all(self, graph: HeteroData, users: Tensor | None = None) -> Tensor:
         """Scores ``[len(users), I]`` of every item for the given users (all users by default): the dot
         products of :meth:`embed`'s rows (:meth:`dot_product_scores`) where :meth:`forward` is this class's, else
-        :meth:`forward`'s scores of every pair, about :data:`SCORE_ALL_PAIRS` pairs per call.
+        :meth:`forward`'s scores of every pair, about ``SCORE_ALL_PAIRS`` pairs per call.
 
         Raises:
             ValueError: ``users`` is not a 1-D tensor of user ids in range (a bool mask was read as a mask on one

@@ -43,8 +43,9 @@ class PyGRecommender(Recommender):
     homogeneous order (node type ``node``); ``node_tables`` names them instead. Every other trainable
     parameter is dense (influence methods update it whole). :meth:`embed` needs the module's
     ``get_embedding(edge_index)`` (PyG's LightGCN has it; the scores must be the dot products of its
-    rows); :meth:`score_all` scores every pair through ``forward``, so it holds for any module. :attr:`embedding_dim`
-    is the table's width (set it when ``get_embedding``'s rows have another: RecEraser's attention weighs them).
+    rows); :meth:`~graphforget.models.Recommender.score_all` scores every pair through ``forward``, so it holds
+    for any module. ``embedding_dim`` is the table's width (set it when ``get_embedding``'s rows have another:
+    RecEraser's attention weighs them).
 
     Args:
         module: the PyG module.
@@ -54,7 +55,7 @@ class PyGRecommender(Recommender):
         edge_weight: pass the symmetric normalised weights of
             :func:`~graphforget.data.propagation_edges` as ``edge_weight=`` (for a module that does not
             normalise by itself, e.g. built on ``LGConv(normalize=False)``). It makes the model exact on
-            k-hop subgraphs (:attr:`supports_edge_weight`), so IFRU computes locally. Leave it ``False``
+            k-hop subgraphs (``supports_edge_weight``), so IFRU computes locally. Leave it ``False``
             for a module that normalises by the degrees of the graph it is given. PyG's LightGCN with its
             normalising layers needs neither: the adapter runs it by graphforget's propagation
             (:attr:`lightgcn_propagation`), exact on k-hop subgraphs.

@@ -62,8 +62,9 @@ def _view(graph: HeteroData, edge_index: Tensor) -> HeteroData:
 class SGL(LightGCN):
     r"""SGL-ED: LightGCN trained with BPR plus InfoNCE between two edge-dropout views.
 
-    Inference (:meth:`embed`, :meth:`forward`) is plain LightGCN propagation over the graph passed in,
-    deterministic. Training adds, through :class:`ContrastiveBPRObjective`, the self-supervised term
+    Inference (:meth:`~graphforget.models.LightGCN.embed`, :meth:`~graphforget.models.Recommender.forward`) is
+    plain LightGCN propagation over the graph passed in, deterministic. Training adds, through
+    :class:`ContrastiveBPRObjective`, the self-supervised term
 
     .. math::
         \mathcal{L}_{ssl} = \mathrm{InfoNCE}(\mathbf{Z}'_{\mathcal{U}_B}, \mathbf{Z}''_{\mathcal{U}_B})
@@ -87,7 +88,8 @@ class SGL(LightGCN):
         _check_drop_ratio(drop_ratio)
         super().__init__(num_users, num_items, embedding_dim, num_layers)
         self.drop_ratio = float(drop_ratio)
-        #: The adjacency patterns of the graphs the views were drawn from, checked as :attr:`adjacencies` are.
+        #: The adjacency patterns of the graphs the views were drawn from, checked as
+        #: :attr:`~graphforget.models.LightGCN.adjacencies` are.
         self.patterns = AdjacencyCache(build=AdjacencyPattern.of)
 
     def views(self, graph: HeteroData, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -169,8 +171,9 @@ class ContrastiveBPRObjective(BPRObjective):
 
     The contrastive term needs ``model.contrastive_loss(graph, users, items, generator, tau)`` and is
     added in :meth:`batch_loss` only: it is a stochastic regulariser of training, while
-    :meth:`edge_losses` and :meth:`total` stay the deterministic BPR risk. Influence methods add the term
-    as one fixed draw of the views (``model.fixed_views``; :class:`~graphforget.influence.ContrastiveTerm`).
+    :meth:`~graphforget.objectives.Objective.edge_losses` and :meth:`~graphforget.objectives.Objective.total`
+    stay the deterministic BPR risk. Influence methods add the term as one fixed draw of the views
+    (``model.fixed_views``; :class:`~graphforget.influence.ContrastiveTerm`).
     Its randomness comes from a ``torch.Generator`` seeded from ``(seed, epoch)`` and the batch (see
     :meth:`generator`), never from the global RNG.
 

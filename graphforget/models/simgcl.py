@@ -28,7 +28,7 @@ class SimGCL(LightGCN):
 
     so each row of :math:`\Delta` has norm :math:`\epsilon` and lies in the embedding's orthant (Yu et
     al., "Are Graph Augmentations Necessary?", SIGIR 2022, Eq. 7). As in SimGCL, layer 0 is left out
-    of the layer mean, in the views and at inference alike: :meth:`embed` is the noiseless
+    of the layer mean, in the views and at inference alike: :meth:`~graphforget.models.LightGCN.embed` is the noiseless
     :math:`\frac{1}{K}\sum_{k=1}^{K}\tilde{\mathbf{A}}^k\mathbf{E}^{(0)}`, deterministic. The contrastive
     term (see :meth:`contrastive_loss` and :class:`~graphforget.models.ContrastiveBPRObjective`)
     is InfoNCE between two views for the batch's distinct users and items.

@@ -235,7 +235,8 @@ class AttackReport:
     every row flattened into it: ``report["methods"]["ifru"]["auc_0"]``).
 
     Attributes:
-        dataset, source: the data (see :class:`AttackData`).
+        dataset: the data's name (see :class:`AttackData`).
+        source: which data was used and how it was prepared (see :class:`AttackData`).
         sizes: ``num_users``, ``num_items``, ``train_edges``, ``request_edges``.
         run: the model name, seed, attack ratio, device, CPU threads and hyper-parameters.
         original: the Original's ``auc_0/1/2``, ``train_seconds``, ``epochs`` and ``best_epoch``.
@@ -249,6 +250,7 @@ class AttackReport:
     methods: dict[str, MethodReport]
 
     def to_dict(self) -> dict:
+        """The report as JSON-ready data, each row's ``scores`` flattened into the row."""
         rows = {name: {**row.scores, **{k: v for k, v in asdict(row).items() if k != "scores"}}
                 for name, row in self.methods.items()}
         return to_jsonable({"dataset": self.dataset, "source": self.source, **self.sizes, **self.run,

@@ -100,9 +100,9 @@ class Unlearner:
       :func:`~graphforget.config.build_config`);
     * :meth:`fit` prepares what the method needs before any request (SISA and RecEraser train their
       shards, UnlearnRec pre-trains its encoder; a no-op for the others) and returns ``self``; its time is
-      :attr:`fit_seconds`, its report :attr:`fit_info`;
+      ``fit_seconds``, its report ``fit_info``;
     * :meth:`unlearn` validates a request (a ``[2, R]`` tensor of (user, item) training edges), then calls
-      the method's :meth:`_unlearn`. The caller's model and graph are never modified. An empty request
+      the method's ``_unlearn``. The caller's model and graph are never modified. An empty request
       returns an exact copy of the model (the "harmless" property).
 
     Args:
@@ -128,7 +128,7 @@ class Unlearner:
     name: ClassVar[str] = "base"
     #: The method's config dataclass.
     Config: ClassVar[type] = NoOptions
-    #: Whether :meth:`unlearn` needs :meth:`fit` first.
+    #: Whether :meth:`~graphforget.unlearn.Unlearner.unlearn` needs :meth:`~graphforget.unlearn.Unlearner.fit` first.
     needs_fit: ClassVar[bool] = False
     #: Whether the result propagates with the graph's ``edge_weight`` (SISA's shard graphs drop it).
     reads_edge_weight: ClassVar[bool] = True
@@ -165,8 +165,9 @@ class Unlearner:
 
     @classmethod
     def continues_own_result(cls) -> bool:
-        """Whether the method built on its own result is ready without :meth:`fit` (a stream's next request): every
-        method without fit, and those whose result is what they fit (SISA's ensemble), not UnlearnRec."""
+        """Whether the method built on its own result is ready without :meth:`~graphforget.unlearn.Unlearner.fit`
+        (a stream's next request): every method without fit, and those whose result is what they fit (SISA's
+        ensemble), not UnlearnRec."""
         return not cls.needs_fit
 
     @classmethod

@@ -136,7 +136,7 @@ def _distances(x: Tensor, anchors: Tensor) -> Tensor:
 
 @dataclass
 class BalancedPartition:
-    """The output of :func:`balanced_partition`.
+    """The output of :func:`~graphforget.unlearn.balanced_partition`.
 
     Attributes:
         shard_of: ``[E]`` shard id of each interaction.
@@ -160,7 +160,7 @@ def balanced_partition(user_emb: Tensor, item_emb: Tensor, edge_index: Tensor, n
     r"""RecEraser's three balanced partitions (Chen et al., WWW 2022, Sec. 3.2).
 
     * ``"interaction"`` (InBP): interaction :math:`(u, i)` is the point :math:`[\mathbf{p}_u; \mathbf{q}_i]`;
-      :func:`balanced_kmeans` over the :math:`E` interactions, capacity :math:`\lceil E/S \rceil`.
+      ``balanced_kmeans`` over the :math:`E` interactions, capacity :math:`\lceil E/S \rceil`.
     * ``"user"`` (UBP): users clustered by :math:`\mathbf{p}_u`, capacity :math:`\lceil U/S \rceil`;
       each interaction goes to its user's shard.
     * ``"item"`` (IBP): the same with items and :math:`\mathbf{q}_i`.
@@ -171,7 +171,7 @@ def balanced_partition(user_emb: Tensor, item_emb: Tensor, edge_index: Tensor, n
         edge_index: ``[2, E]`` (user, item) interactions.
         num_shards: :math:`S`.
         partition: ``"interaction"``, ``"user"`` or ``"item"``.
-        iters: clustering iterations (see :func:`balanced_kmeans`).
+        iters: clustering iterations (see ``balanced_kmeans``).
         seed: seed of the anchor choice.
 
     Raises:
@@ -225,13 +225,13 @@ class RecEraserConfig(SISAConfig):
 class RecEraser(SISA):
     r"""RecEraser (Chen et al., "Recommendation Unlearning", WWW 2022).
 
-    :meth:`fit`: (1) pre-train the model on the whole training graph (or take ``pretrained``);
-    (2) partition the interactions into :math:`S` balanced shards of similar interactions / users /
+    :meth:`~graphforget.unlearn.Unlearner.fit`: (1) pre-train the model on the whole training graph (or take
+    ``pretrained``); (2) partition the interactions into :math:`S` balanced shards of similar interactions / users /
     items from the pre-trained embeddings (:func:`balanced_partition`); (3) train one fresh
     sub-model per shard on its shard graph; (4) train the attention aggregator
     (:class:`~graphforget.unlearn.sharding.ShardAttention`) on the full training graph with the shard
-    models frozen. :meth:`unlearn` retrains the shards holding requested edges on their remaining
-    edges, then retrains the aggregator on the remaining graph.
+    models frozen. :meth:`~graphforget.unlearn.Unlearner.unlearn` retrains the shards holding requested edges on their
+    remaining edges, then retrains the aggregator on the remaining graph.
 
     Choices (where the paper leaves room):
 
@@ -240,7 +240,7 @@ class RecEraser(SISA):
     * Distances are Euclidean on the concatenation :math:`[\mathbf{p}_u; \mathbf{q}_i]` (InBP);
       anchors are updated to the vector mean of their group; ``partition_iters`` (default 10)
       iterations at most, stopping early once the assignment is stable; ties broken by index
-      (see :func:`balanced_assign`).
+      (see ``balanced_assign``).
     * The attention uses ``tanh`` and a per-shard transfer starting at the identity (see
       :class:`ShardAttention`); it is trained with the same ``objective`` (and its L2) for
       ``aggregator_train`` (default ``train``) epochs, early-stopping on ``val``.
@@ -256,9 +256,10 @@ class RecEraser(SISA):
     ensemble given as ``model``: its own aggregated embeddings).
     ``pretrained`` of other node counts than the graph's, of another type (integer tables too), or holding a NaN or an
     infinity is refused at construction, and so is a user (item) partition into more shards than there are users
-    (items); embeddings that turn out non-finite in :meth:`fit` are refused there, naming where they came from.
-    :attr:`fit_info` adds to SISA's the seconds of the pre-training (``pretrain_seconds``, with ``config.pretrain``),
-    of the partition's embeddings without it (``embedding_seconds``) and of the clustering (``partition_seconds``).
+    (items); embeddings that turn out non-finite in :meth:`~graphforget.unlearn.Unlearner.fit` are refused there, naming
+    where they came from. ``fit_info`` adds to SISA's the seconds of the pre-training (``pretrain_seconds``, with
+    ``config.pretrain``), of the partition's embeddings without it (``embedding_seconds``) and of the clustering
+    (``partition_seconds``).
     """
     name = "receraser"
     needs_one_dtype = True

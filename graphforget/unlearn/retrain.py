@@ -34,15 +34,15 @@ class RetrainConfig:
 class Retrain(Unlearner):
     """Trains a fresh copy of the model from scratch on the remaining edges (early-stopping on ``val``).
 
-    Without ``warm_start``, :meth:`unlearn` checks that ``reset_parameters(seed)`` re-drew every
-    trainable parameter (:func:`~graphforget.unlearn.base.redraw`): a parameter left as trained would keep what
+    Without ``warm_start``, :meth:`~graphforget.unlearn.Unlearner.unlearn` checks that ``reset_parameters(seed)``
+    re-drew every trainable parameter (``redraw``): a parameter left as trained would keep what
     it learnt from the removed edges. A frozen
     parameter (``requires_grad=False``) is kept as it is, as training leaves it; running statistics (a
     BatchNorm's) start as a fresh model's.
 
     Raises:
-        ValueError: from :meth:`unlearn`, when ``reset_parameters`` left trained parameters unchanged, or the request
-            removes every training edge.
+        ValueError: from :meth:`~graphforget.unlearn.Unlearner.unlearn`, when ``reset_parameters`` left trained
+            parameters unchanged, or the request removes every training edge.
     """
     name = "retrain"
     Config = RetrainConfig

@@ -215,8 +215,8 @@ class ShardedRecommender(Recommender):
 
     * ``"mean"`` (SISA, Bourtoule et al., IEEE S&P 2021): :math:`\hat y_{ui} = \frac1S \sum_s \hat y^s_{ui}`.
       :meth:`score_all` averages the shards' score matrices. :meth:`embed` exists only when every shard
-      scores by the dot product of its embeddings (:attr:`Recommender.scores_by_dot_product`): it then
-      returns the concatenations :math:`[\mathbf{e}^1_u, \dots, \mathbf{e}^S_u] / S` and
+      scores by the dot product of its embeddings (:attr:`~graphforget.models.Recommender.scores_by_dot_product`): it
+      then returns the concatenations :math:`[\mathbf{e}^1_u, \dots, \mathbf{e}^S_u] / S` and
       :math:`[\mathbf{e}^1_i, \dots, \mathbf{e}^S_i]` (size :math:`Sd`), whose dot product is exactly
       the mean of the shard scores (the mean of the shard embeddings would not be); otherwise it raises
       ``NotImplementedError``.

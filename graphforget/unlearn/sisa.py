@@ -198,14 +198,14 @@ class SISAConfig:
 class SISA(Unlearner):
     r"""SISA (Bourtoule et al., "Machine Unlearning", IEEE S&P 2021) for recommenders.
 
-    :meth:`fit` splits the training edges :math:`D` at random into :math:`S` disjoint shards
-    :math:`D_1, \dots, D_S` and trains one fresh sub-model per shard (``model.reset_parameters(seed + s)``)
-    on its shard graph alone, with the objective's summed L2 scaled by :math:`1/S`; the ensemble averages the shard logits,
-    :math:`\hat y_{ui} = \frac1S \sum_s f_{\theta_s}(u, i; D_s)` (or aggregates with attention).
+    :meth:`~graphforget.unlearn.Unlearner.fit` splits the training edges :math:`D` at random into :math:`S` disjoint
+    shards :math:`D_1, \dots, D_S` and trains one fresh sub-model per shard (``model.reset_parameters(seed + s)``)
+    on its shard graph alone, with the objective's summed L2 scaled by :math:`1/S`; the ensemble averages the shard
+    logits, :math:`\hat y_{ui} = \frac1S \sum_s f_{\theta_s}(u, i; D_s)` (or aggregates with attention).
     Unlearning :math:`D_r` retrains, from the same initialisation, only the shards
     :math:`\{s : D_s \cap D_r \neq \emptyset\}` on :math:`D_s \setminus D_r`, so the result is the
-    ensemble that :meth:`fit` would have produced on :math:`D \setminus D_r` with the same assignment.
-    Untouched shards keep their parameters bit for bit. Shards train in parallel across the ranks of a
+    ensemble that :meth:`~graphforget.unlearn.Unlearner.fit` would have produced on :math:`D \setminus D_r` with the
+    same assignment. Untouched shards keep their parameters bit for bit. Shards train in parallel across the ranks of a
     ``torch.distributed`` process group when there is one (``torchrun``; see
     :mod:`graphforget.distributed`), and all in this process otherwise. (The slicing of shards into checkpointed
     slices in the SISA paper is not implemented: shards are retrained whole.)
@@ -217,14 +217,16 @@ class SISA(Unlearner):
     pair missing from the graph could never be unlearned). The config and objective of its fit are used: a config
     field set to other than its default and the fit's (``retrain_all`` aside), another objective, other labels for its
     pairs, or validation pairs where the fit had none (or none where it had some) is refused, as a shard retrained so
-    would not be the one :meth:`fit` would have produced. (An ensemble built by hand gives its
-    shard count and aggregation.) The graph is then checked on each request as after :meth:`fit`.
+    would not be the one :meth:`~graphforget.unlearn.Unlearner.fit` would have produced. (An ensemble built by hand
+    gives its shard count and aggregation.) The graph is then checked on each request as after
+    :meth:`~graphforget.unlearn.Unlearner.fit`.
 
     ``model`` is the sub-model template (copied, never modified), or a fitted :class:`ShardedRecommender`.
     A template whose ``reset_parameters`` leaves a trainable parameter as it was is refused (``ValueError`` naming
-    it, from :meth:`fit` and :meth:`unlearn`): its shards would start from the trained model's values. So is a shard
-    left without data to train on (no edge, for BPR no edge labelled > 0, for BCE no label 0 or no label 1), naming
-    it: by :meth:`unlearn` as an :class:`UntrainableShard`. An ensemble fitted by the other method (RecEraser's
+    it, from :meth:`~graphforget.unlearn.Unlearner.fit` and :meth:`~graphforget.unlearn.Unlearner.unlearn`): its shards
+    would start from the trained model's values. So is a shard left without data to train on (no edge, for BPR no edge
+    labelled > 0, for BCE no label 0 or no label 1), naming it: by :meth:`~graphforget.unlearn.Unlearner.unlearn` as an
+    :class:`UntrainableShard`. An ensemble fitted by the other method (RecEraser's
     by SISA, SISA's by RecEraser) is refused, naming its config.
     """
     name = "sisa"

@@ -433,9 +433,9 @@ class UnlearnRec(Unlearner):
     :meth:`save_encoder` records that model (the sha256 of its parameters and of the training graph, its class and
     constructor arguments) and the options pre-training read (all but ``ENCODER_FREE_OPTIONS``); :meth:`load_encoder`
     refuses a file whose record differs (the command line: ``graphforget pretrain-encoder``, then ``graphforget
-    unlearn --encoder``), and :meth:`unlearn` refuses when the model, graph or those options were changed in place
-    after :meth:`fit` or :meth:`load_encoder`. An unlearned model (``result.model``) is another model: its requests
-    need an encoder of its own.
+    unlearn --encoder``), and :meth:`~graphforget.unlearn.Unlearner.unlearn` refuses when the model, graph or those
+    options were changed in place after :meth:`~graphforget.unlearn.Unlearner.fit` or :meth:`load_encoder`. An unlearned
+    model (``result.model``) is another model: its requests need an encoder of its own.
 
     What it costs in utility (SGL trained to convergence on ML-100K, ``benchmarks/unlearnrec_ablation.py``):
     the paper's configuration keeps 78% of a Retrain's Recall@20 after removing fake edges and 46% after
@@ -454,8 +454,8 @@ class UnlearnRec(Unlearner):
     A request that removes every training edge is refused when ``finetune_epochs > 0`` (a
     ``ValueError``): the fine-tuning losses are means over the remaining edges, and with none left there
     is nothing to fine-tune on; retrain from scratch instead, or set ``finetune_epochs=0`` to apply
-    the encoder's update alone. :meth:`unlearn` never returns a model with NaN or infinite parameters:
-    it raises :class:`~graphforget.unlearn.UnlearningFailed` instead.
+    the encoder's update alone. :meth:`~graphforget.unlearn.Unlearner.unlearn` never returns a model with NaN or
+    infinite parameters: it raises :class:`~graphforget.unlearn.UnlearningFailed` instead.
 
     As in the paper, only the layer-0 tables are updated: a model's other trainable parameters (a custom GNN's dense
     weights) and running statistics keep what they learnt from the requests. A warning says so at construction, and
@@ -623,13 +623,15 @@ class UnlearnRec(Unlearner):
     # ------------------------------------------------------------------------------------ pre-training
     def save_encoder(self, path) -> None:
         """Writes the pre-trained encoder's state (loadable with :meth:`load_encoder`, ``weights_only``), with
-        what it was pre-trained for (:meth:`_pretrained_for`, as it was at :meth:`fit` or :meth:`load_encoder`).
+        what it was pre-trained for (``_pretrained_for``, as it was at :meth:`~graphforget.unlearn.Unlearner.fit` or
+        :meth:`load_encoder`).
 
         The write is atomic (:func:`~graphforget.io.atomic_write`): an interrupted save leaves a previous
         file at ``path`` intact.
 
         Raises:
-            NotFittedError: before :meth:`fit` or :meth:`load_encoder` (the encoder is not pre-trained).
+            NotFittedError: before :meth:`~graphforget.unlearn.Unlearner.fit` or :meth:`load_encoder` (the encoder is
+                not pre-trained).
         """
         if not self.fitted:
             raise NotFittedError("UnlearnRec.save_encoder() needs fit() first: the encoder is not pre-trained")
@@ -700,10 +702,12 @@ class UnlearnRec(Unlearner):
     def load_encoder(self, path) -> "UnlearnRec":
         """Loads an encoder written by :meth:`save_encoder` for this model, graph and pre-training options; marks it
         fitted. A file that is refused leaves the current encoder as it was. Inside the caller's
-        ``torch.inference_mode()`` too: the encoder stays trainable by a later :meth:`fit`.
+        ``torch.inference_mode()`` too: the encoder stays trainable by a later
+        :meth:`~graphforget.unlearn.Unlearner.fit`.
 
         Returns:
-            ``self`` (as :meth:`fit`): ``UnlearnRec(model, graph, ...).load_encoder(path).unlearn(request)``.
+            ``self`` (as :meth:`~graphforget.unlearn.Unlearner.fit`):
+            ``UnlearnRec(model, graph, ...).load_encoder(path).unlearn(request)``.
 
         Raises:
             FileNotFoundError: no file at ``path``.

@@ -121,7 +121,7 @@ class IFRU(Unlearner):
     **Trust.** Models trained with early stopping and little L2 are not stationary and their curvature
     is nearly singular: the undamped step moves far along directions training never moved along.
     By default :math:`\lambda` is the implicit ridge of the trained point (:class:`SolverConfig`), the
-    step is a Newton step of the tilted new objective :math:`T` (:class:`TiltedObjective`), and it is
+    step is a Newton step of the tilted new objective :math:`T` (``TiltedObjective``), and it is
     accepted only when the solve converged (its true residual measured, not only the solver's estimate),
     everything is finite, :math:`T` decreased by at least
     ``trust.min_ratio`` of what its quadratic model predicts and, where the objective draws new negatives
@@ -145,7 +145,7 @@ class IFRU(Unlearner):
     * ``request_edges``, ``affected_nodes`` (within :math:`K` hops of the request), ``affected_terms``
       (:math:`|D_c|`), ``kept_nodes``, ``kept_parameters`` (the size of :math:`\phi`), ``contrastive``
       (whether the objective's contrastive term was in it, see :class:`IFRUConfig`),
-      ``widened`` (the rows taken wider for the Newton steps, see :meth:`_widens` and :class:`NewtonConfig`);
+      ``widened`` (the rows taken wider for the Newton steps, see ``_widens`` and :class:`NewtonConfig`);
     * ``implicit_ridge`` (whatever ``solver.damping``: a damping set by hand below it, away from stationarity, is
       warned of), ``gradient_ratio``
       (:math:`\lVert\nabla L(\hat\phi; D)\rVert / \lVert g\rVert`: how far from stationary the model is),
@@ -155,7 +155,7 @@ class IFRU(Unlearner):
       ridge where larger than the pooled one), ``held_rows`` (how many rows were solved again with more damping for
       ending longer than ``solver.max_row_growth`` allows), ``long_rows`` (how many still do: the holding ended
       first; see :class:`SolverConfig`) and ``refit_rows`` (how many stripped rows were fit again to the terms they
-      keep, see :meth:`_refit_stripped_rows`);
+      keep, see ``_refit_stripped_rows``);
     * ``attempts``: one dict per solve of the first step, then of each accepted round of ``solver.max_row_growth``
       (the solver's ``iterations``, ``residual`` (CG's: its recursive estimate), ``seconds``, ``converged``,
       ``negative_curvature``, and ``rhs_norm``, ``damping``,
@@ -172,10 +172,10 @@ class IFRU(Unlearner):
       ``newton_discarded`` (only when the Newton steps were dropped for raising :math:`T` or failing
       ``trust.max_fresh_loss_rise``); ``zeroed_entries`` (only for a trusted first step with
       ``curvature_of="remaining"``): how many entries of :math:`\phi` were set to 0 as rows of nodes left with no
-      term, and no edge on a model that passes messages (their minimiser, see :class:`TiltedObjective`);
+      term, and no edge on a model that passes messages (their minimiser, see ``TiltedObjective``);
       ``non_finite_outputs`` (only where the
       model's outputs at nodes the request leaves without edges are non-finite whatever the step, see
-      :meth:`_check_outputs`);
+      ``_check_outputs``);
     * given ``val`` and a trusted step: ``val_auc`` and ``original_val_auc`` (the result's and the trained
       model's) and ``val_pairs`` (how many were scored), unless they lack a class; when the validation test
       rejects the step and the model is returned unchanged, ``rejected_val_auc`` (the step's) in place of
@@ -197,8 +197,9 @@ class IFRU(Unlearner):
             are checked against.
 
     Raises:
-        ValueError: a trainable parameter in half precision (``float16``, ``bfloat16``); from :meth:`unlearn`, a
-            request that removes every training edge (Retrain and FineTune refuse it too: no data is left).
+        ValueError: a trainable parameter in half precision (``float16``, ``bfloat16``); from
+            :meth:`~graphforget.unlearn.Unlearner.unlearn`, a request that removes every training edge (Retrain and
+            FineTune refuse it too: no data is left).
     """
     name = "ifru"
     needs_one_dtype = True
