@@ -12,6 +12,7 @@ from .config import eval_mode, is_integer
 from .data.interactions import (EDGE, check_layout, check_model_fits, check_model_on_graph_device, check_pair_ids,
                                 check_pair_tensor, check_unique_pairs, finite_scores, message_passing_edges, num_items,
                                 num_users, pair_keys, pair_scores, validate_pairs)
+from .models.base import row_products
 
 __all__ = ["auc", "auc_standard_error", "auc_groups", "completeness", "evaluate_auc", "recall_ndcg_at_k",
            "mean_probability", "mi_bf", "mi_ng", "prediction_distance", "prediction_gap", "parameter_distance"]
@@ -188,7 +189,7 @@ def _all_item_scores(model, graph: HeteroData) -> Callable[[Tensor], Tensor]:
     if getattr(model, "scores_by_dot_product", False):
         user, item = (finite_scores(table) for table in model.embed(graph))
         # the products too: finite rows of 1e20 overflow to inf and NaN (they were ranked)
-        return lambda users: finite_scores(user[users] @ item.t())
+        return lambda users: finite_scores(row_products(user[users], item))
     return lambda users: finite_scores(_score_rows(model.score_all(graph, users), users.numel(), num_items(graph)))
 
 

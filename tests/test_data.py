@@ -707,6 +707,21 @@ def test_a_rating_a_float32_away_from_the_threshold_is_compared_as_written(tmp_p
     assert binarize(graph, 3.50000001)[EDGE].edge_label.tolist() == [0., 1.]
 
 
+def test_make_interactions_keeps_float64_labels():
+    """make_interactions stored every label as float32, as the loaders do not: a rating of 3.9999999 reached
+    binarize's threshold 4, and a label of 0.99999999 trained as 1 (BCE refuses it in a float64 graph)."""
+    from graphforget import BCEObjective
+    edges = torch.tensor([[0, 0, 1, 1], [0, 1, 0, 1]])
+    graph = make_interactions(edges, torch.tensor([3.9999999, 5, 1, 2], dtype=torch.float64))
+    assert graph[EDGE].edge_label.dtype == torch.float64
+    assert binarize(graph, 4)[EDGE].edge_label.tolist() == [0., 1., 0., 0.]
+    near_one = make_interactions(edges, np.array([0.99999999, 1, 0, 0]))
+    with pytest.raises(ValueError, match=r"BCEObjective needs edge_label in \{0, 1\}, got 1 other labels"):
+        BCEObjective().check(near_one)
+    for labels in (torch.tensor([1, 1, 0, 0]), [1.0, 1.0, 0.0, 0.0], None):  # other labels: float32, as before
+        assert make_interactions(edges, labels)[EDGE].edge_label.dtype == torch.float32
+
+
 # --------------------------------------------------------------------------------------------- random split
 
 def _parts_raw(split: Split):
@@ -1749,6 +1764,10 @@ def test_pair_keys_are_row_major_and_invertible(random_graph):
     assert torch.equal(pairs_of_keys(keys, 7), edge_index)
     assert sorted(pairs_of(graph)) == list(map(tuple, pairs_of_keys(keys.sort().values, 7).t().tolist()))
     assert pair_keys(edge_index.numpy(), 7).tolist() == keys.tolist()  # numpy arrays too
+    # int64 keys from any integer ids: in int32 the key of (85899, 17296) of 50,000 items wrapped to (0, 0)'s 0
+    far = torch.tensor([[85899], [17296]])
+    for ids in (far.int(), far.to(torch.uint32), far.int().numpy()):
+        assert pair_keys(ids, 50_000).tolist() == [85899 * 50_000 + 17296]
 
 
 # --------------------------------------------------------------------------------------------- adjacency

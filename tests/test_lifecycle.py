@@ -403,8 +403,8 @@ def test_half_precision_is_refused_by_every_method_and_train_with_the_remedy(sma
 def test_node_tables_mixing_float32_and_float64_are_refused_by_the_methods_that_multiply_their_rows(small_planted,
                                                                                                      name, one_thread):
     """IFRU and SCIF failed in torch's sampled_addmm ("expected mat1 and mat2 to have the same dtype"), RecEraser in
-    its attention; the methods that train the parameters apart take the model as it is (a dense layer of another
-    dtype than the tables: tests/test_dense_params.py)."""
+    its attention, UnlearnRec in its encoder on a LightGCN; the methods that train the parameters apart take the model
+    as it is (a dense layer of another dtype than the tables: tests/test_dense_params.py)."""
     model = MF(60, 40, 4)
     model.reset_parameters(0)
     model.user_emb.double()
@@ -416,7 +416,7 @@ def test_node_tables_mixing_float32_and_float64_are_refused_by_the_methods_that_
         result = make().fit().unlearn(small_planted[EDGE].edge_index[:, :5])
         assert torch.isfinite(result.model(result.graph, small_planted[EDGE].edge_index)).all()
         return
-    assert name in ("ifru", "scif", "receraser")
+    assert name in ("ifru", "scif", "receraser", "unlearnrec")
     with pytest.raises(ValueError, match=re.escape(f"{METHODS[name].__name__} needs the node tables in one dtype, got "
                                                    "user_emb.weight torch.float64, item_emb.weight torch.float32: "
                                                    "unlearn a copy that casts them alike (model.float() or")):

@@ -373,6 +373,31 @@ def test_metrics_refuse_what_they_cannot_score_or_rank_by_name():
         parameter_distance(model, MF(5, 3, 2))
 
 
+def test_metrics_take_ids_of_any_integer_dtype_and_node_tables_of_two_dtypes(one_thread):
+    """A test set's int32 pairs were keyed in int32, and distinct pairs of a 100,000 x 50,000 graph were refused as
+    duplicates; unsigned ids (NumPy's uint arrays) failed inside torch (no min, no comparison); a float64 item table
+    beside a float32 user table failed in Recall@K's matrix product, which forward's products promote."""
+    users, items = 100_000, 50_000
+    train = make_interactions(torch.tensor([[0, 1], [0, 1]]), torch.tensor([1., 0.]), users, items)
+    test = make_interactions(torch.tensor([[0, 85899], [0, 17296]]), torch.tensor([1., 0.]), users, items)
+    model = MF(users, items, 2)
+    model.reset_parameters(0)
+    for dtype in (torch.int32, torch.uint32):
+        narrow = test.clone()
+        narrow[EDGE].edge_index = test[EDGE].edge_index.to(dtype)
+        assert evaluate_auc(model, train, narrow) == evaluate_auc(model, train, test)
+        assert mean_probability(model, train, narrow[EDGE].edge_index) == mean_probability(model, train,
+                                                                                             test[EDGE].edge_index)
+    small = MF(4, 3, 2)
+    small.reset_parameters(0)
+    graph = make_interactions(torch.tensor([[0, 1, 2, 3], [0, 1, 2, 0]]), num_users=4, num_items=3)
+    held_out = make_interactions(torch.tensor([[0, 1, 2, 3], [1, 2, 0, 1]]), num_users=4, num_items=3)
+    mixed = copy.deepcopy(small)
+    mixed.user_emb.double()
+    assert recall_ndcg_at_k(mixed, graph, held_out, k=2) == recall_ndcg_at_k(small.double(), graph, held_out, k=2)
+    assert torch.equal(mixed.score_all(graph), small.score_all(graph))
+
+
 def test_metrics_refuse_pairs_counted_twice_and_labels_that_are_not_0_or_1():
     """A test pair stored twice was counted twice (NDCG@1 of 2.0), a request edge listed twice weighed twice in
     MI-BF, a rating of 0.3 was a negative to the AUC and a positive to Recall, and 2.5 pairs gave a standard error."""

@@ -40,7 +40,8 @@ def make_interactions(edge_index: Tensor, edge_label: Tensor | None = None, num_
 
     Args:
         edge_index: ``[2, E]`` integer tensor of (user, item) local ids, each pair at most once.
-        edge_label: ``[E]`` labels in {0, 1}; all ones (implicit feedback) when omitted.
+        edge_label: ``[E]`` labels in {0, 1}, or ratings for :func:`binarize`; all ones (implicit feedback) when
+            omitted. Stored as float32, or as float64 when given so (a rating of 3.9999999 stays under 4).
         num_users, num_items: node counts; inferred as ``max id + 1`` when omitted (an empty ``edge_index``
             needs both).
         observed: optional ``[E]`` mask of real interactions, bool or 0/1 (see module docstring).
@@ -61,8 +62,10 @@ def make_interactions(edge_index: Tensor, edge_label: Tensor | None = None, num_
     data["user"].num_nodes = _node_count(edge_index[0], num_users, "num_users")
     data["item"].num_nodes = _node_count(edge_index[1], num_items, "num_items")
     data[EDGE].edge_index = edge_index
-    edge_label = torch.ones(edge_index.size(1)) if edge_label is None else edge_label
-    data[EDGE].edge_label = torch.as_tensor(edge_label, dtype=torch.float)
+    edge_label = torch.as_tensor(torch.ones(edge_index.size(1)) if edge_label is None else edge_label)
+    # float64 ratings stay float64, as the loaders keep them: binarize's threshold 4 must see 3.9999999, not its
+    # float32 rounding 4.0, and BCE must refuse a label of 0.99999999, not train it as 1
+    data[EDGE].edge_label = edge_label if edge_label.dtype == torch.float64 else edge_label.float()
     if observed is not None:
         data[EDGE].observed = _as_mask(observed, "observed")
     check_interactions(data)
@@ -187,11 +190,11 @@ def check_pair_tensor(pairs: Tensor, what: str = "edge_index", width: str = "E")
 def check_ids_in_range(ids: Tensor, count: int, what: str, bound: str = "") -> None:
     """Raises ``ValueError`` naming the first id of ``ids`` outside ``[0, count)`` and its position (``what`` starts
     the message, ``bound`` names the range)."""
-    # min/max first: the mask of bad positions is built only on failure; compared as Python ints, since a uint8
-    # tensor compared with 256 wrapped it to 0 and refused item 0 of 256
+    # int64 first: a uint8 tensor compared with 256 wrapped it to 0 and refused item 0 of 256, and torch has no
+    # min for uint16-64 ids (NumPy's unsigned arrays); min/max first: the mask is built only on failure
+    ids = ids.long()
     if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= count):
-        wide = ids.long()
-        position = int(((wide < 0) | (wide >= count)).nonzero()[0])
+        position = int(((ids < 0) | (ids >= count)).nonzero()[0])
         raise ValueError(f"{what} id {int(ids[position])} at position {position}, outside {bound}[0, {count})")
 
 
@@ -381,7 +384,9 @@ def pair_keys(edge_index: Pairs, num_items: int) -> Pairs:
     set operations on pairs (``torch.isin``, ``torch.unique``, ``searchsorted``) become ones on keys.
     Works on a ``[2, E]`` numpy array too.
     """
-    return edge_index[0] * num_items + edge_index[1]
+    # in int64 whatever the ids' dtype: int32 or uint8 keys wrapped, and distinct pairs were refused as duplicates
+    wide = edge_index.long() if isinstance(edge_index, Tensor) else edge_index.astype(np.int64)
+    return wide[0] * num_items + wide[1]
 
 
 def pairs_of_keys(keys: Tensor, num_items: int) -> Tensor:
@@ -447,6 +452,7 @@ def check_pair_ids(pairs: Tensor, graph: HeteroData, what: str) -> None:
     """Raises ``ValueError`` when a ``[2, P]`` (user, item) pair holds an id outside the graph's node ranges,
     naming the first such pair, its position and the ranges (``what`` names ``pairs`` in the message)."""
     users, items = num_users(graph), num_items(graph)
+    pairs = pairs.long()  # unsigned ids: torch compares no uint16-64 tensor with a number
     unknown = (pairs[0] < 0) | (pairs[0] >= users) | (pairs[1] < 0) | (pairs[1] >= items)
     if bool(unknown.any()):
         first = int(unknown.nonzero()[0])

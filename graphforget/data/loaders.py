@@ -27,7 +27,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from ..io import atomic_write
-from .interactions import EDGE, make_interactions, pair_keys
+from .interactions import make_interactions, pair_keys
 
 __all__ = ["load_movielens_100k", "load_labelled_triples", "load_lightgcn", "load_csv", "download",
            "find_data_root", "DATASETS", "load_dataset"]
@@ -135,9 +135,7 @@ def _from_raw(source: os.PathLike | str, users: np.ndarray, items: np.ndarray, l
     rows = _last_of_each_pair(user, item, len(item_raw)) if keep_last else slice(None)
     edge_index = torch.from_numpy(np.stack([user[rows], item[rows]]).astype(np.int64))
     label = None if labels is None else torch.from_numpy(_label_values(labels[rows]))
-    data = make_interactions(edge_index, label, len(user_raw), len(item_raw))
-    if label is not None:  # make_interactions stores float32, which _label_values chose only where it is exact
-        data[EDGE].edge_label = label
+    data = make_interactions(edge_index, label, len(user_raw), len(item_raw))  # keeps float64 labels as such
     data["user"].raw_id = _raw_id_store(user_raw)
     data["item"].raw_id = _raw_id_store(item_raw)
     for key, value in (extra or {}).items():

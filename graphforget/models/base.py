@@ -195,7 +195,7 @@ class Recommender(nn.Module, ABC):
         """The dot products ``[len(users), I]`` of :meth:`embed`'s user rows (all by default) and item rows."""
         user, item = self.embed(graph)
         users = _checked_users(users, user.size(0))
-        return (user if users is None else user[users]) @ item.t()
+        return row_products(user if users is None else user[users], item)
 
     def config(self) -> dict:
         """Constructor arguments, for checkpoints."""
@@ -203,6 +203,13 @@ class Recommender(nn.Module, ABC):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config().items())
+
+
+def row_products(user: Tensor, item: Tensor) -> Tensor:
+    """``user @ item.t()`` in the dtype the two promote to, as :meth:`Recommender.forward`'s elementwise products do
+    (a float32 and a float64 table failed in the matrix product)."""
+    dtype = torch.promote_types(user.dtype, item.dtype)
+    return user.to(dtype) @ item.to(dtype).t()
 
 
 def _checked_users(users: Tensor | None, count: int) -> Tensor | None:

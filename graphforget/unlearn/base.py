@@ -133,7 +133,8 @@ class Unlearner:
     #: Whether the result propagates with the graph's ``edge_weight`` (SISA's shard graphs drop it).
     reads_edge_weight: ClassVar[bool] = True
     #: Whether the method multiplies the rows of the node tables together (IFRU's closed-form products, RecEraser's
-    #: clustering), so that they must share one dtype: a model whose tables mix float32 and float64 is refused.
+    #: clustering, UnlearnRec's encoder), so that they must share one dtype: a model whose tables mix float32 and
+    #: float64 is refused.
     needs_one_dtype: ClassVar[bool] = False
     #: Whether the method unlearns a fitted ensemble (:class:`~graphforget.unlearn.ShardedRecommender`): SISA's, which
     #: drop the request from the ensemble's edge assignment; another method would keep the removed pairs stored there.

@@ -470,6 +470,7 @@ class UnlearnRec(Unlearner):
     name = "unlearnrec"
     Config = UnlearnRecConfig
     needs_fit = True
+    needs_one_dtype = True  # its encoder and contrastive loss multiply user and item rows together
 
     def __init__(self, model: nn.Module, graph: HeteroData, objective: Objective, config=None, *,
                  val: HeteroData | None = None):
