@@ -79,6 +79,9 @@ def test_interval_edge_cases():
     assert mean_interval([0.5])["half_width"] is None and mean_interval([0.5])["mean"] == 0.5
     assert mean_interval([None, math.nan])["mean"] is None
     assert mean_interval([1.0, None, 3.0])["n"] == 2
+    for value in ("0.5", True):  # averaged as 0.5 and 1 (a QA probe)
+        with pytest.raises(ValueError, match=f"mean_interval takes numbers or None, got {re.escape(repr(value))}"):
+            mean_interval([0.7, value])
     for df in (0, "2", math.inf, math.nan, 2.5):  # "2" was refused as "got 2"; inf and NaN in Python's int()
         with pytest.raises(ValueError, match=f"degrees of freedom must be an integer >= 1, got {re.escape(repr(df))}"):
             t_quantile(0.95, df)
@@ -860,6 +863,22 @@ def test_the_report_says_why_each_failed_cell_failed():
             "- scif, seed 0: MethodUnsupported: scif\n") in table
     assert "Failed cells" not in markdown(BenchResult("attack", "d", "mf", {"attack_ratio": 0.02}, TINY.as_dict(),
                                                       records[1:2], aggregate(records[1:2])))
+
+
+def test_the_readme_cell_marks_seeds_that_raised_and_says_failed_only_when_every_seed_did():
+    """The README showed IFRU's one measured seed of three as a plain figure, the two that raised hidden, and called
+    SCIF "failed" where two seeds ran (their attack AUC and seconds measured, the gap NaN) and one raised."""
+    from graphforget.bench import BenchResult
+    from graphforget.bench.report import readme_table
+    ran = {"prediction_gap": 0.9, "mia_auc": 0.5, "seconds": 1.0}
+    records = ([_record("retrain", seed, ran | {"prediction_gap": 0.0}) for seed in range(3)]
+               + [_record("ifru", 0, ran), _record("ifru", 1, {"error": "x"}), _record("ifru", 2, {"error": "x"})]
+               + [_record("scif", 0, ran | {"prediction_gap": math.nan}), _record("scif", 1, {"error": "y"}),
+                  _record("scif", 2, ran | {"prediction_gap": math.nan, "info": {"trusted": False}})]
+               + [_record("sisa", seed, {"error": "z"}) for seed in range(3)])
+    result = BenchResult("attack", "d", "mf", {"attack_ratio": 0.02}, TINY.as_dict(), records, aggregate(records))
+    assert readme_table([result]).splitlines()[-1].endswith("| 0.00/0.50/1s | 0.90/0.50/1sx2 | -/0.50/1s!1x1 | "
+                                                            "failed |")
 
 
 def test_the_plot_draws_no_bar_for_a_method_that_measured_nothing(tmp_path, monkeypatch):

@@ -347,19 +347,22 @@ def rst(result) -> str:
 
 def _readme_cell(group: dict | None, figures: tuple[str, str, str]) -> str:
     """``gap/mia/seconds`` as one token (the README's length is budgeted in words), then ``!n`` when the method's
-    acceptance test failed on ``n`` seeds."""
+    acceptance test failed on ``n`` seeds and ``xn`` when it raised on ``n`` (their figures left out, as results.md's
+    "(n failed)" says); ``failed`` when it raised on every seed."""
     if group is None:
         return "-"
-    gap, mia, seconds = (group["metrics"].get(name) or {} for name in figures)
-    if gap.get("mean") is None:
-        return "failed" if group.get("errors") else "-"
-    # a figure no seed measured (an MIA AUC without a matched non-member) is absent: "-", as in the tables
-    attack = "-" if mia.get("mean") is None else f"{mia['mean']:.2f}"
+    errors = group.get("errors", 0)
+    if errors and errors == len(group["seeds"]):
+        return "failed"  # a cell that ran and measured a NaN gap is not one: its other figures are shown
+    gap, mia, seconds = ((group["metrics"].get(name) or {}).get("mean") for name in figures)
+    if gap is None and mia is None and seconds is None:
+        return "-"
+    # a figure no seed measured (an MIA AUC without a matched non-member) is "-", as in the tables
+    text = ["-" if mean is None else f"{mean:.2f}" for mean in (gap, mia)]
     # two significant digits below 100 s; from 99.5 s on ``.2g`` would write 1e+02
-    mean = seconds.get("mean")
-    time = "-" if mean is None else f"{mean:.0f}s" if mean >= 99.5 else f"{mean:.2g}s"
-    untrusted = f"!{group['untrusted']}" if group.get("untrusted") else ""  # seeds whose result failed its test
-    return f"{gap['mean']:.2f}/{attack}/{time}{untrusted}"
+    text.append("-" if seconds is None else f"{seconds:.0f}s" if seconds >= 99.5 else f"{seconds:.2g}s")
+    marks = (f"!{group['untrusted']}" if group.get("untrusted") else "") + (f"x{errors}" if errors else "")
+    return "/".join(text) + marks
 
 
 def readme_table(results: list) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Iterable
 
 from ..config import is_integer
@@ -65,8 +66,15 @@ def mean_interval(values: Iterable[float | None], confidence: float = 0.95) -> d
         ``{"mean", "low", "high", "half_width", "n"}``; with one value the interval is not estimable
         (``low``, ``high`` and ``half_width`` ``None``: not a zero-width interval), with none every figure is
         ``None``.
+
+    Raises:
+        ValueError: a value that is neither a real number nor ``None`` (a string, a bool).
     """
-    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    values = [v for v in values if v is not None]
+    wrong = [v for v in values if isinstance(v, bool) or not isinstance(v, numbers.Real)]
+    if wrong:  # a string "0.5" was averaged as a number, True as 1
+        raise ValueError(f"mean_interval takes numbers or None, got {wrong[0]!r} ({type(wrong[0]).__name__})")
+    xs = [float(v) for v in values if math.isfinite(v)]
     n = len(xs)
     if n == 0:
         return {"mean": None, "low": None, "high": None, "half_width": None, "n": 0}
