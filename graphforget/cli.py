@@ -262,14 +262,20 @@ def _is_progress(option: str) -> bool:
     return option.split(".")[-1] == "progress"
 
 
-def _checked_options(method: str, options: dict) -> dict:
-    """``options`` parsed by their fields' types (``"3"`` is ``3``, as the records then show them) if ``method``'s
-    config accepts them (:func:`~graphforget.unlearn.method_config`). Progress bars are the command's (``--quiet``):
-    an option of them is refused (``train.progress=true`` had drawn bars under ``--quiet``)."""
+def _refuse_progress(options: dict) -> None:
+    """Progress bars are the command's (``--quiet``): an option of them is refused (``train.progress=true`` had drawn
+    bars under ``--quiet``, and in bench had keyed a cell of its own)."""
     bars = sorted(name for name in options if _is_progress(name))
     if bars:
         raise UsageError(f"graphforget: error: --option {bars[0]}: progress bars are the command's: they show unless "
                          "--quiet")
+
+
+def _checked_options(method: str, options: dict) -> dict:
+    """``options`` parsed by their fields' types (``"3"`` is ``3``, as the records then show them) if ``method``'s
+    config accepts them (:func:`~graphforget.unlearn.method_config`), none of a progress bar
+    (:func:`_refuse_progress`)."""
+    _refuse_progress(options)
     try:
         config = method_config(method, options)
     except ValueError as error:
@@ -656,6 +662,8 @@ def cmd_bench(args) -> int:
             raise UsageError(f"graphforget bench: error: --option takes METHOD:KEY=VALUE, got {pair!r}")
         _check_method(method, tuple(BENCH_METHODS))  # retrain_seed takes options too (its seed)
         _add_option(options, method, rest, f"bench: error: --option {pair}")
+    for given in options.values():  # the harness checks the rest, before anything is trained
+        _refuse_progress(given)
     if not 1 <= args.seeds <= MAX_SEED_COUNT:
         raise UsageError(f"graphforget bench: error: --seeds must be in [1, {MAX_SEED_COUNT}], got {args.seeds}")
     out = _check_out_dir(args.out, into=True)
@@ -1318,12 +1326,9 @@ def _add_bench_parser(sub) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``graphforget`` and ``python -m graphforget``; returns the exit status."""
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
-    for stream in (sys.stdout, sys.stderr):  # a cp1252 console (Windows, redirected) has no λ nor a user's ids in
-        with contextlib.suppress(AttributeError, ValueError):  # Greek: "?" for those, not a failed command
-            stream.reconfigure(errors="replace")
     try:
         parser = build_parser()  # inside the try: a Ctrl-C while it is built is one line too
-        with contextlib.nullcontext() if debug else _one_line_warnings():
+        with _replacing_unencodable(), contextlib.nullcontext() if debug else _one_line_warnings():
             return _run(parser, argv, debug)
     except KeyboardInterrupt:  # Ctrl-C: outputs are published whole (bench keeps its finished cells)
         if debug:
@@ -1334,6 +1339,24 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(OSError, ValueError):  # else Python's flush at exit fails on the closed pipe again
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports a reader that left
+
+
+@contextlib.contextmanager
+def _replacing_unencodable():
+    """stdout and stderr write "?" for what their encoding lacks (a cp1252 console, Windows or redirected, has no λ
+    nor a user's ids in Greek: not a failed command); afterwards as they were, for a script that calls main."""
+    saved = []
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            errors = stream.errors
+            stream.reconfigure(errors="replace")
+            saved.append((stream, errors))
+    try:
+        yield
+    finally:
+        for stream, errors in saved:
+            with contextlib.suppress(ValueError, OSError):  # a closed stream, a reader that left
+                stream.reconfigure(errors=errors)
 
 
 def _refuse_ranks() -> None:
@@ -1368,7 +1391,9 @@ def _log_to_stderr(verbose: bool):
 
 
 def _run(parser: argparse.ArgumentParser, argv: list[str] | None, debug: bool) -> int:
-    """Parses ``argv`` and runs its command; errors of the input become one line and an exit status."""
+    """Parses ``argv`` and runs its command; errors of the input become one line and an exit status. Torch's thread
+    count is set for the command (``--threads``) and given back after it, for a script that calls main."""
+    threads = torch.get_num_threads()
     try:
         args = parser.parse_args(argv)
         with _log_to_stderr(args.verbose):
@@ -1401,6 +1426,8 @@ def _run(parser: argparse.ArgumentParser, argv: list[str] | None, debug: bool) -
         print(f"graphforget: out of memory: {_one_line(str(error) or 'MemoryError')}: use smaller sizes "
               "(--embedding-dim, --batch-size) or a larger machine", file=sys.stderr)
         return 1
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _out_of_memory(error: Exception) -> bool:

@@ -601,6 +601,12 @@ def test_the_command_line_refuses_an_option_of_progress_bars(capsys, tmp_path):
                      str(tmp_path / "out"), "--quiet"]) == 2
         error = capsys.readouterr().err
         assert f"--option {option.split('=')[0]}: progress bars are the command's: they show unless --quiet" in error
+    # bench too: it drew bars under --quiet and keyed a cell of its own for them (a QA probe)
+    assert main(["bench", "--protocol", "attack", "--methods", "finetune", "--option", "finetune:train.progress=true",
+                 "--out", str(tmp_path / "bench"), "--quiet"]) == 2
+    assert ("--option train.progress: progress bars are the command's: they show unless --quiet"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "bench").exists()
 
 
 def test_a_frozen_half_precision_parameter_is_not_refused(small_planted):
