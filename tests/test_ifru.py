@@ -1023,3 +1023,28 @@ def test_a_bpr_negative_redrawn_off_a_removed_item_counts_as_a_changed_term():
     newton = rows.detach() + torch.linalg.solve(hessian(lambda x: loss(x, graph), rows.detach()), gradient)
     got = torch.cat([result.model.user_emb.weight[0], result.model.item_emb.weight[0]]).detach()
     torch.testing.assert_close(got, newton, rtol=0, atol=1e-5)  # CG to tol 1e-4 (the removed term alone: 1.8 off)
+
+
+class _WatchedLightGCN(LightGCN):
+    """A LightGCN that records each call of its ``embed`` on this instance (a copy records on its own)."""
+
+    def embed(self, graph):
+        self.calls.append((self.training, type(self.user_emb.weight).__name__))
+        return super().embed(graph)
+
+
+@pytest.mark.parametrize("method", [IFRU, SCIF])
+def test_the_callers_model_is_not_run_while_the_method_works(small_planted, method, one_thread):
+    """The curvature products swapped tensors into the caller's model (torch.func), in eval mode: a thread serving it
+    meanwhile got other scores or errors (a QA probe: 103 of 589 scoring calls during IFRU on a LightGCN). The
+    method now works on a copy: the caller's model is never run, and the result is the same as a plain LightGCN's."""
+    model = _WatchedLightGCN(60, 40, 8, num_layers=2)
+    model.reset_parameters(0)
+    plain = LightGCN(60, 40, 8, num_layers=2)
+    plain.load_state_dict(model.state_dict())
+    request = random_edges(small_planted, ratio=0.05, seed=0)
+    model.calls = []
+    result = method(model, small_planted, BCEObjective(l2=1.0)).unlearn(request)
+    assert model.calls == [] and model.training and result.model.training
+    expected = method(plain, small_planted, BCEObjective(l2=1.0)).unlearn(request).model
+    assert all(torch.equal(a, b) for a, b in zip(result.model.parameters(), expected.parameters()))

@@ -258,12 +258,16 @@ class IFRU(Unlearner):
         # else the step would fit the L2 alone (or nothing, without L2; BPR's label-0 edges are no term), or BCE's
         # one class (every score up, or down), and call it trusted where Retrain and FineTune refuse
         refuse_no_remaining_edge(self, remaining, "for the step to fit (a model of no data is an untrained one)")
+        # A copy to work on: the curvature products swap tensors into the module they call (torch.func), and the
+        # modes and sparse embeddings are switched, which a thread serving the caller's model saw (wrong scores).
+        caller, self.model = self.model, copy.deepcopy(self.model)
         try:
             # The eval-mode model, the one scored and served: in train mode a dropout would make every gradient
             # and curvature product random (unlearn hands the result back in the caller's modes).
             with eval_mode(self.model):
                 return self._unlearn_request(request, positions, remaining)
         finally:  # the remaining graph's terms go with the call; the training graph's serve the next one
+            self.model = caller
             self._drawn = [entry for entry in self._drawn if entry[0] is self.graph]
 
     def _unlearn_request(self, request: Tensor, positions: Tensor, remaining: HeteroData):
