@@ -267,7 +267,7 @@ def check_types(config: Any, check: Callable[[Any, dict[str, tuple[bool, str]]],
             for a dict given for a nested config, its unknown fields or the nested config's own error,
             prefixed with ``Cls.field``.
     """
-    hints, rules = _hints(type(config)), {}
+    hints, rules = _hints(typing.cast(type, type(config))), {}  # cast: mypy takes type[Any] for not Hashable
     for f in dataclasses.fields(config):
         if not f.init:
             continue
@@ -305,7 +305,7 @@ def _typed(value: Any, kind, where: str, field: dataclasses.Field) -> tuple[Any,
     return typed, (True, "")
 
 
-def _nested(cls: type, fields: dict, where: str, default: Any = None) -> Any:
+def _nested(cls: type[Any], fields: dict, where: str, default: Any = None) -> Any:
     """The nested config ``cls`` built from a dict of its fields, onto the field's ``default`` where it is a ``cls``
     (Hyperparameters' train stops early after 5 epochs, TrainConfig's after 10); errors name the field ``where``."""
     known = [f.name for f in dataclasses.fields(cls) if f.init]
@@ -403,7 +403,7 @@ def _dataclass_in(kind) -> type | None:
     """The dataclass a field of type ``kind`` holds (``X`` or ``X | None``), else ``None``."""
     for option in _union(kind):
         if dataclasses.is_dataclass(option):
-            return option
+            return typing.cast(type, option)  # a type hint: a dataclass, never an instance of one
     return None
 
 
@@ -525,7 +525,7 @@ def _described(kind) -> str:
     if kind is type(None):
         return "None"
     if dataclasses.is_dataclass(kind):
-        return f"a {kind.__name__} or a dict of its fields"
+        return f"a {typing.cast(type, kind).__name__} or a dict of its fields"
     name = _name(kind)
     return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 

@@ -449,7 +449,7 @@ def launch(fn: Callable[..., Any], world_size: int, *args, threads: int = 1, tim
 def _run(rank: int, world_size: int, files: dict[str, str], threads: int, fn: Callable,
          timeout: float | None = None) -> None:
     torch.set_num_threads(threads)
-    wait = {} if timeout is None else {"timeout": timedelta(seconds=timeout)}
+    wait: dict[str, Any] = {} if timeout is None else {"timeout": timedelta(seconds=timeout)}
     dist.init_process_group("gloo", init_method=f"file://{files['rendezvous']}", rank=rank, world_size=world_size,
                             **wait)
     try:

@@ -9,7 +9,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, cast
 
 import torch
 
@@ -50,7 +50,9 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], object], *, b
     mode, prefix, tmp = _permissions(target), f".{target.name}.", None
     try:
         fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=target.parent)
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
+        # cast: typeshed's overloads match no mode chosen at runtime with keyword arguments from a dict
+        with os.fdopen(fd, "wb" if binary else "w",
+                       **cast("dict[str, Any]", {} if binary else {"encoding": "utf-8"})) as handle:
             write_fn(handle)
             handle.flush()
             os.fsync(handle.fileno())

@@ -259,7 +259,7 @@ class BPRObjective(Objective):
         resample: draw new negatives every epoch during training (else epoch 0's throughout).
     """
 
-    shown_first = ("l2", "seed", "resample")
+    shown_first: ClassVar[tuple[str, ...]] = ("l2", "seed", "resample")
 
     def __init__(self, l2: float = 0.0, seed: int = 0, resample: bool = True):
         super().__init__(l2)

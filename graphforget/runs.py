@@ -50,7 +50,7 @@ from .presets import Hyperparameters
 try:  # advisory locks (POSIX); elsewhere concurrent publishers are not guarded
     import fcntl
 except ImportError:  # pragma: no cover
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # mypy types an optional module as always imported
 
 __all__ = ["Run", "FILES", "FORMAT", "RUN_KINDS", "graph_to_dict", "graph_from_dict", "publish", "save_run",
            "load_run", "lineage", "enclosing_run", "sha256_file", "request_sha256", "utc_now", "directory_lock",

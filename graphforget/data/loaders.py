@@ -20,7 +20,7 @@ import re
 import urllib.request
 import warnings
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Sequence, cast
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ __all__ = ["load_movielens_100k", "load_labelled_triples", "load_lightgcn", "loa
 log = logging.getLogger(__name__)
 
 #: Public homes of the datasets (file name inside the root -> (url, md5)).
-DATASETS = {
+DATASETS: dict[str, dict[str, tuple[str | None, str]]] = {
     "ml-100k": {"ml-100k/u.data": (None, "6e47046882bad158b0efbb84cd5cb987")},
     "bookcrossing": {"bookcrossing/ratings_final.txt": (None, "0f69e90a46fa3b81545f0b06031961bd")},
     "gowalla": {
@@ -229,7 +229,7 @@ def _read_int_table(path: Path, columns: tuple[str, ...]) -> np.ndarray:
     return table
 
 
-def _line_of_row(path: Path, row: int) -> int:
+def _line_of_row(path: os.PathLike | str, row: int) -> int:
     """The 1-based line of row ``row`` (0-based) of :func:`_read_int_table`'s table: lines without data (blank, or
     a comment alone) hold no row."""
     with open(path, encoding="utf-8-sig", errors="replace") as f:  # as the table was read: a mark alone is no row
@@ -294,7 +294,7 @@ def load_labelled_triples(path: str | os.PathLike, binary: bool = False) -> Hete
     if path.is_dir():
         path = _ratings_final(path)
     table = _read_int_table(path, ("user", "item", "label"))
-    other = np.flatnonzero((table[:, 2] != 0) & (table[:, 2] != 1)) if binary else []
+    other: np.ndarray | list = np.flatnonzero((table[:, 2] != 0) & (table[:, 2] != 1)) if binary else []
     if len(other):  # else the attack protocol failed later by the seed's draw (a split, a flip), naming no line
         raise _line_error(path, _line_of_row(path, int(other[0])), f"column 'label': {table[other[0], 2]} is not 0 "
                           f"or 1 (1: an interaction, 0: a sampled negative); {len(other)} rows in all")
@@ -469,7 +469,7 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
             reader.fieldnames = [name.strip() for name in reader.fieldnames]  # "user , item": as the values are
             missing = {user_col, item_col, label_col} - {None} - set(reader.fieldnames)
             if missing:
-                raise ValueError(f"columns {sorted(missing)} not in {path} (has {reader.fieldnames})"
+                raise ValueError(f"columns {sorted(cast('set[str]', missing))} not in {path} (has {reader.fieldnames})"
                                  + _delimiter_hint(reader.fieldnames, delimiter))
             _check_used_columns_once(path, reader.fieldnames, (user_col, item_col, label_col))
             numbered = list(_rows_with_lines(reader, text))

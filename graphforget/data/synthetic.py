@@ -62,6 +62,7 @@ def planted_communities(num_users: int = 600, num_items: int = 400, num_communit
 def _check_communities(num_users: int, num_items: int, num_communities: int, interactions_per_user: int,
                        probabilities: dict[str, float]) -> None:
     """Refuses sizes that leave a user too few in-community items, naming the field and its value."""
+    value: float  # the sizes (ints), then the probabilities
     for name, value in {"num_users": num_users, "num_items": num_items, "num_communities": num_communities,
                         "interactions_per_user": interactions_per_user}.items():
         if not is_integer(value) or value < 1:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 from fractions import Fraction
 
 import torch
@@ -52,7 +53,8 @@ def importance_scores(graph: HeteroData, request: Tensor, hops: int, degrees: Te
     edge_index = homogeneous_graph(graph)[0] if hops else None  # built only to propagate
     for _ in range(hops):
         prev = scores[-1]
-        nxt = torch.zeros_like(prev).index_add_(0, edge_index[1], prev[edge_index[0]]) / deg
+        edges = cast(Tensor, edge_index)  # built where hops > 0
+        nxt = torch.zeros_like(prev).index_add_(0, edges[1], prev[edges[0]]) / deg
         scores.append(nxt)
     return torch.stack(scores)
 

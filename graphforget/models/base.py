@@ -8,7 +8,7 @@ import inspect
 import os
 from abc import ABC, abstractmethod
 from importlib.metadata import entry_points
-from typing import Callable, cast
+from typing import Any, Callable, TypeVar, cast
 
 import numpy as np
 import torch
@@ -30,6 +30,8 @@ NODE_TYPES = ("user", "item", "node")
 #: overrides ``forward``).
 SCORE_ALL_PAIRS = 1 << 18
 
+_ModuleT = TypeVar("_ModuleT", bound=nn.Module)
+
 
 def table_offset(node_type: str, num_users: int) -> int:
     """Homogeneous id of row 0 of a table of ``node_type``."""
@@ -47,7 +49,7 @@ def table_mask(node_mask: Tensor, node_type: str, num_users: int) -> Tensor:
     return node_mask[num_users:] if node_type == "item" else node_mask[:num_users]
 
 
-def module_on(model: nn.Module, device: torch.device | str) -> nn.Module:
+def module_on(model: _ModuleT, device: torch.device | str) -> _ModuleT:
     """``model`` itself when all its tensors are on ``device``, else a copy moved there: ``Module.to`` moves the
     caller's module in place (a loaded run's model, a model being saved)."""
     target = resolved_device(device)
@@ -67,7 +69,7 @@ def check_edge_label_index(edge_label_index: Tensor, num_users: int, num_items: 
 def checked_receptive_field(model: nn.Module, who: str) -> int:
     """``model.receptive_field``; raises ``ValueError`` (``who`` first) unless it is an integer >= 0 (``None`` or
     ``2.0`` failed deep inside a comparison or torch's slicing)."""
-    field = model.receptive_field
+    field: Any = model.receptive_field  # any value: checked here
     if not (is_integer(field) and field >= 0):
         raise ValueError(f"{who}: {type(model).__name__}.receptive_field must be an integer >= 0 (the hops a score "
                          f"reads), got {field!r}")

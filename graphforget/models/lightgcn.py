@@ -43,7 +43,7 @@ class LightGCN(EmbeddingRecommender):
         self.adjacencies = AdjacencyCache()
 
     @property
-    def receptive_field(self) -> int:
+    def receptive_field(self) -> int:  # type: ignore[override]  # Recommender's class default; never set on one
         return self.num_layers
 
     def adjacency(self, graph: HeteroData, like: Tensor) -> Tensor:

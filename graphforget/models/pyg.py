@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
-from typing import Mapping
+from typing import Mapping, cast
 
 import torch
 from torch import Tensor, nn
@@ -104,12 +104,13 @@ class PyGRecommender(Recommender):
         self.module = module
         self.receptive_field = int(receptive_field)  # a NumPy integer too, stored as a plain one (checkpoints)
         self.sparse = bool(sparse)
-        if self.linear_embedding and receptive_field < module.num_layers:
+        if self.linear_embedding and receptive_field < cast(LightGCN, module).num_layers:
             raise ValueError(f"PyGRecommender.receptive_field: PyG's LightGCN propagates over {module.num_layers} "
                              f"layers, so its receptive field is at least {module.num_layers}, got {receptive_field}")
         #: Whether the module is PyG's LightGCN with its normalising layers, which the adapter runs by
         #: graphforget's propagation (:meth:`lightgcn_embedding`): with whole-graph weights, exact on k-hop subgraphs.
-        self.lightgcn_propagation = self.linear_embedding and all(conv.normalize for conv in module.convs)
+        self.lightgcn_propagation = self.linear_embedding and all(conv.normalize
+                                                                  for conv in cast(LightGCN, module).convs)
         self.supports_edge_weight = bool(edge_weight) or self.lightgcn_propagation
         #: The sparse adjacencies of the graphs the module (or PyG's LightGCN's propagation) ran on; a copy
         #: starts empty.
@@ -125,7 +126,7 @@ class PyGRecommender(Recommender):
             warn_caller(f"PyGRecommender(sparse=True), a sparse adjacency: {failure}; pass sparse=False")
 
     @property
-    def linear_embedding(self) -> bool:
+    def linear_embedding(self) -> bool:  # type: ignore[override]  # Recommender's class default; never set on one
         """Whether the module is PyG's LightGCN (its own class): its embedding is linear in its table."""
         return type(self.module) is LightGCN
 
@@ -165,7 +166,8 @@ class PyGRecommender(Recommender):
         like = next(self.module.parameters())
         if self.adjacencies is not None:
             return self.adjacencies(graph, like), None
-        return self.edge_lists(graph, like)
+        # built where no adjacency is kept; it holds _edge_lists' pairs
+        return cast("tuple[Tensor, Tensor | None]", cast(AdjacencyCache, self.edge_lists)(graph, like))
 
     def forward(self, graph: HeteroData, edge_label_index: Tensor) -> Tensor:
         self._check_node_counts(graph)
@@ -225,7 +227,8 @@ class PyGRecommender(Recommender):
         many nodes, split otherwise, read items' rows as users'. A region's tables (an influence method swaps them
         in, with the region's graph) are smaller, and not the model's to check."""
         sizes = {"user": self.num_users, "item": self.num_items, "node": self.num_users + self.num_items}
-        tables = {name: functools.reduce(getattr, name.split("."), self.module) for name in self.node_tables}
+        tables = {name: cast(Tensor, functools.reduce(getattr, name.split("."), self.module))  # parameters
+                  for name in self.node_tables}
         if all(tables[name].size(0) == sizes[kind] for name, kind in self.node_tables.items()):
             check_model_fits(self, graph)
 
@@ -244,8 +247,8 @@ class PyGRecommender(Recommender):
             raise ValueError("PyGRecommender.lightgcn_embedding: PyG's LightGCN without normalising layers and with "
                              "sparse=False keeps no adjacency to propagate on: call embed(graph), which runs the "
                              "module's own get_embedding")
-        x = self.module.embedding.weight
-        adjacency, alpha = self.adjacencies(graph, x), self.module.alpha.to(x.dtype)
+        x = cast(LightGCN, self.module).embedding.weight  # linear_embedding: PyG's LightGCN
+        adjacency, alpha = self.adjacencies(graph, x), cast(Tensor, self.module.alpha).to(x.dtype)  # a buffer
         out = x * alpha[0]
         for weight in alpha[1:]:
             x = symmetric_spmm(adjacency, x)
@@ -293,7 +296,7 @@ def _sparse_failure(model: PyGRecommender) -> str | None:
             grads = torch.autograd.grad(score, params, create_graph=True, allow_unused=True)
             curved = [g.square().sum() for g in grads if g is not None and g.requires_grad]
             if curved:
-                torch.autograd.grad(sum(curved), params, allow_unused=True)
+                torch.autograd.grad(cast(Tensor, sum(curved)), params, allow_unused=True)  # a Tensor: not empty
         except RuntimeError as error:  # only torch's missing derivative is this probe's to report
             if "derivative for" not in str(error) or "not implemented" not in str(error):
                 return None

@@ -6,7 +6,7 @@ Also home of the pieces every contrastive backbone shares: :func:`info_nce` and
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, cast
 
 import torch
 import torch.nn.functional as F
@@ -101,7 +101,7 @@ class SGL(LightGCN):
         self.check_node_counts(graph)
         _check_drop_ratio(self.drop_ratio)  # set after construction too: NaN kept every edge, 1 none, trusted
         x = self.layer0()
-        pattern = self.patterns(graph, x)
+        pattern = cast(AdjacencyPattern, self.patterns(graph, x))  # what the cache's build makes
         edges = pattern.edge_index
         views = []
         for _ in range(2):
@@ -130,7 +130,8 @@ class SGL(LightGCN):
             x = self.layer0()
             present = message_passing_edges(graph)
             keys = pair_keys(present, items)
-            return tuple(self.propagate(_view(graph, present[:, torch.isin(keys, view)]), x) for view in kept)
+            return cast("tuple[Tensor, Tensor]",  # two views
+                        tuple(self.propagate(_view(graph, present[:, torch.isin(keys, view)]), x) for view in kept))
         return draw
 
     def config(self) -> dict:
@@ -217,7 +218,9 @@ class ContrastiveBPRObjective(BPRObjective):
         store = graph[EDGE]
         pairs = store.edge_index[:, positions][:, store.edge_label[positions] > 0]
         gen = self.generator(positions, epoch, store.edge_index.device)
-        ssl = model.contrastive_loss(graph, pairs[0].unique(), pairs[1].unique(), gen, tau=self.tau)
+        # ignored: torch's stubs type Module.__getattr__ as Tensor | Module; hasattr checked above
+        ssl = model.contrastive_loss(  # type: ignore[operator]
+            graph, pairs[0].unique(), pairs[1].unique(), gen, tau=self.tau)
         return loss + self.ssl_weight * ssl / share[1]  # every rank's full InfoNCE, 1/size of it each
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, cast
 
 import torch
 import torch.nn.functional as F
@@ -111,7 +111,9 @@ class SimGCL(LightGCN):
         def draw(graph: HeteroData) -> tuple[Tensor, Tensor]:
             x = self.layer0()
             adj = self.adjacency(graph, x)
-            return tuple(self._layers(x, adj, lambda layer, h, noise=noise: noise[layer]) for noise in draws)
+            return cast("tuple[Tensor, Tensor]",  # two views
+                        tuple(self._layers(x, adj, lambda layer, h, noise=noise: noise[layer])  # type: ignore[misc]
+                              for noise in draws))  # mypy infers no lambda with a default argument
         return draw
 
     def config(self) -> dict:

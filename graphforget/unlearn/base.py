@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass, field
-from typing import ClassVar, Iterable
+from typing import ClassVar, Iterable, cast
 
 import torch
 from torch import Tensor
@@ -236,7 +236,7 @@ class Unlearner:
         recheck(self.config)
         self.check_fixed(self.config, self.fixed)
 
-    def __init__(self, model: torch.nn.Module, graph: HeteroData, objective: Objective, config=None, *,
+    def __init__(self, model: Recommender, graph: HeteroData, objective: Objective, config=None, *,
                  val: HeteroData | None = None):
         _check_types(model, graph, objective, val)
         checked_receptive_field(model, type(self).__name__)  # read as a number by the checks below
@@ -252,8 +252,9 @@ class Unlearner:
             self.check_fixed(config)
             self.config = self.with_fixed(config)
         else:
-            self.config = self.config_of(config)
+            self.config = self.config_of(cast("dict | None", config))  # the checks above leave a dict or None
         self.check_training(self.config, objective)  # here, not at unlearn()
+        self.fit_info: dict
         self.fitted, self.fit_seconds, self.fit_info = not self.needs_fit, 0.0, {}
         self._checked_edges: list = []  # (object, version): the objective, node counts and edges the checks passed on
         self._fitted_on: tuple | None = None  # (state, digest) of the graph fit() prepared from, see _check_fitted_on
@@ -333,7 +334,8 @@ class Unlearner:
         with Stopwatch(self.graph[EDGE].edge_index.device) as watch, gradients_on():
             info = self._fit()
         self._record_fitted_on()  # first: a fit that fails here leaves the method unfitted
-        self.fitted, self.fit_seconds, self.fit_info = True, watch.seconds, {**(info or {}), "seconds": watch.seconds}
+        seconds = cast(float, watch.seconds)  # set when the block ended
+        self.fitted, self.fit_seconds, self.fit_info = True, seconds, {**(info or {}), "seconds": seconds}
         return self
 
     def _check_edits(self) -> None:
@@ -381,6 +383,7 @@ class Unlearner:
             else:
                 checked = self._checked(request)
             request, remaining, positions = checked
+            model: torch.nn.Module  # a method's own (SISA's ensemble), not self.model's class
             if positions.numel() == 0:  # the model unchanged, bit for bit: nothing to test
                 model, info = copy.deepcopy(self.model), dict(EMPTY_INFO)
             else:
@@ -388,7 +391,7 @@ class Unlearner:
                 info = {"trusted": None, "reason": None, **info}  # None: the method has no acceptance test
             if type(model) is type(self.model):  # training leaves it in train mode; an ensemble has modules of its own
                 copy_modes(self.model, model)
-        return UnlearnResult(model, remaining, watch.seconds, info, self.name)
+        return UnlearnResult(model, remaining, cast(float, watch.seconds), info, self.name)  # set when the block ended
 
     def _checked(self, request) -> tuple[Tensor, HeteroData, Tensor]:
         """The checks of :meth:`unlearn`: the request on the graph's device, the remaining graph, the positions."""
@@ -487,7 +490,7 @@ def copy_modes(source: torch.nn.Module, target: torch.nn.Module) -> None:
         ours.training = theirs.training
 
 
-def redraw(model: torch.nn.Module, seed: int | None, method: str) -> None:
+def redraw(model: Recommender, seed: int | None, method: str) -> None:
     """``model.reset_parameters(seed)``, checking that it wrote every trainable parameter, with the frozen ones
     (``requires_grad=False``, e.g. fixed item features) kept as they are, and every running statistic (a
     BatchNorm's mean, variance and count: the training data's, the removed edges included) reset as a fresh
@@ -513,7 +516,7 @@ def redraw(model: torch.nn.Module, seed: int | None, method: str) -> None:
             model.get_parameter(name).requires_grad_(False).copy_(value)
         for module in model.modules():
             if callable(getattr(module, "reset_running_stats", None)):
-                module.reset_running_stats()
+                module.reset_running_stats()  # type: ignore[operator]  # torch: __getattr__ gives Tensor | Module
     missed = [name for name in trainable if torch.isnan(model.get_parameter(name)).any()]
     if missed:
         raise ValueError(f"{method}: reset_parameters() left these trained parameters unchanged: {', '.join(missed)}; "
@@ -525,7 +528,7 @@ def redraw(model: torch.nn.Module, seed: int | None, method: str) -> None:
                          "parameters in place, or build the new layers with the model's dtype and device")
 
 
-def embeddings_of(model: torch.nn.Module, graph: HeteroData) -> tuple[Tensor, Tensor]:
+def embeddings_of(model: Recommender, graph: HeteroData) -> tuple[Tensor, Tensor]:
     """``model.embed(graph)``, detached, of a copy of ``model`` in eval mode: a forward may write the model's own
     weights (an ``nn.Embedding(max_norm=...)`` renormalises the rows it reads), and the caller's model is never
     changed."""
@@ -542,7 +545,7 @@ def scores_of(model: torch.nn.Module, graph: HeteroData, pairs: Tensor) -> Tenso
         return work(graph, pairs).detach()
 
 
-def dot_product_gap(model: torch.nn.Module, graph: HeteroData, per_user: bool = False) -> tuple[float, int]:
+def dot_product_gap(model: Recommender, graph: HeteroData, per_user: bool = False) -> tuple[float, int]:
     """The largest difference between ``model``'s own scores of the graph's first 1,024 edges and the dot products of
     its ``embed(graph)`` rows (with ``per_user``, less each user's mean difference: a constant per user leaves the
     user's ranking as it is), or 0 where they agree to ``allclose``'s ``rtol=1e-4, atol=1e-5`` (a bias or a layer on

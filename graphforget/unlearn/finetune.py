@@ -13,7 +13,7 @@ from torch_geometric.utils import degree
 from ..config import check_fields, check_types
 from ..data.interactions import EDGE, num_items, num_users
 from ..influence import check_receptive_field, k_hop_mask, node_ids
-from ..models.base import table_mask
+from ..models.base import Recommender, table_mask
 from ..objectives import Objective
 from ..train import TrainConfig, train
 from .base import Unlearner, non_finite_at, refuse_no_remaining_edge, warn_caller
@@ -113,7 +113,7 @@ class FineTune(Unlearner):
         info.update(self._settle_orphans(model, request, remaining))
         return model, info
 
-    def _settle_orphans(self, model: torch.nn.Module, request: Tensor, remaining: HeteroData) -> dict:
+    def _settle_orphans(self, model: Recommender, request: Tensor, remaining: HeteroData) -> dict:
         """Zeroes the orphans' rows (``zero_orphans``), or warns about those that fine-tuning left as trained."""
         users = num_users(self.graph)
         orphans = _orphans(request, remaining, users, self.objective)
@@ -143,7 +143,7 @@ def _orphans(request: Tensor, remaining: HeteroData, users: int, objective: Obje
     return orphans & ~paired
 
 
-def _unmoved(before: torch.nn.Module, after: torch.nn.Module, nodes: Tensor, users: int) -> Tensor:
+def _unmoved(before: torch.nn.Module, after: Recommender, nodes: Tensor, users: int) -> Tensor:
     """The nodes of the ``[U + I]`` mask ``nodes`` with a row in a trainable table whose trainable rows are the same
     in ``after`` as in ``before`` (a frozen table, fixed features, learnt nothing to keep)."""
     old, new = dict(before.named_parameters()), dict(after.named_parameters())
@@ -155,7 +155,7 @@ def _unmoved(before: torch.nn.Module, after: torch.nn.Module, nodes: Tensor, use
     return nodes & trained & ~moved
 
 
-def _trainable_tables(model: torch.nn.Module) -> list[tuple[str, str]]:
+def _trainable_tables(model: Recommender) -> list[tuple[str, str]]:
     """``(name, node_type)`` of the node tables of ``model`` that training moves: a frozen one
     (``requires_grad=False``) is left as it is, as Retrain and IFRU leave it."""
     params = dict(model.named_parameters())
@@ -163,7 +163,7 @@ def _trainable_tables(model: torch.nn.Module) -> list[tuple[str, str]]:
 
 
 @torch.no_grad()
-def _zero_rows(model: torch.nn.Module, nodes: Tensor, users: int) -> None:
+def _zero_rows(model: Recommender, nodes: Tensor, users: int) -> None:
     """Sets the rows of the ``[U + I]`` mask ``nodes`` to 0 in every trainable node table of ``model``."""
     params = dict(model.named_parameters())
     for name, node_type in _trainable_tables(model):
@@ -171,7 +171,7 @@ def _zero_rows(model: torch.nn.Module, nodes: Tensor, users: int) -> None:
 
 
 @torch.no_grad()
-def _zero_finite_rows(model: torch.nn.Module, nodes: Tensor, users: int, remaining: HeteroData) -> int:
+def _zero_finite_rows(model: Recommender, nodes: Tensor, users: int, remaining: HeteroData) -> int:
     """:func:`_zero_rows`, but for the nodes where zeros make the outputs non-finite (a model that divides by a row's
     norm scored NaN there, returned without a word): those keep their rows; returns their count."""
     params = dict(model.named_parameters())
@@ -187,7 +187,7 @@ def _zero_finite_rows(model: torch.nn.Module, nodes: Tensor, users: int, remaini
     return bad.numel()
 
 
-def _freeze_rows_outside(model: torch.nn.Module, region: Tensor, num_users: int) -> list:
+def _freeze_rows_outside(model: Recommender, region: Tensor, num_users: int) -> list:
     """Registers hooks that zero the gradient rows of the node tables outside ``region``.
 
     Args:

@@ -5,6 +5,7 @@ import copy
 import logging
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -119,7 +120,7 @@ def balanced_kmeans(x: Tensor, num_shards: int, iters: int = 10, seed: int = 0,
         if assignment is not None and torch.equal(new, assignment):
             return new, anchors, it
         assignment = new
-    return assignment, anchors, iters
+    return cast(Tensor, assignment), anchors, iters  # iters >= 1: set by the first iteration
 
 
 def _distances(x: Tensor, anchors: Tensor) -> Tensor:
@@ -327,7 +328,8 @@ class RecEraser(SISA):
         device = graph[EDGE].edge_index.device
         if isinstance(self.pretrained, (tuple, list)):
             self._check_pretrained(self.pretrained)  # again: the attribute may have been set since construction
-            return tuple(torch.as_tensor(t).detach().to(device) for t in self.pretrained)
+            return cast("tuple[Tensor, Tensor]",  # checked: a user and an item table
+                        tuple(torch.as_tensor(t).detach().to(device) for t in self.pretrained))
         model = self.pretrained if self.pretrained is not None else self.given_model
         if self.pretrained is None and self.config.pretrain:
             model = copy.deepcopy(self.template)

@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from torch_geometric.data import HeteroData
 
 from ..config import build_config, recheck
 from ..objectives import Objective
 from ..train import TrainConfig
 from .base import Unlearner
+
+if TYPE_CHECKING:
+    from ..models.base import Recommender
 
 __all__ = ["METHODS", "register", "method_config", "build_unlearner"]
 
@@ -125,7 +127,7 @@ def _check_run_settings(method: type[Unlearner], config, train: TrainConfig | No
                          "dict to build on the run's training and seed, or set them to the run's")
 
 
-def build_unlearner(name: str, model: torch.nn.Module, graph: HeteroData, objective: Objective,
+def build_unlearner(name: str, model: Recommender, graph: HeteroData, objective: Objective,
                     options: dict[str, Any] | Any = None, *, train: TrainConfig | None = None,
                     seed: int | None = None, val: HeteroData | None = None) -> Unlearner:
     """``METHODS[name](model, graph, objective, method_config(name, options, train=train, seed=seed), val=val)``.

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import os
 import warnings
-from typing import Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence, cast, overload
 
 import torch
 from torch import Tensor, nn
@@ -203,6 +203,21 @@ class ShardAttention(nn.Module):
                 f"attention_dim={self.attention_dim}, activation={self.activation!r}, transform={self.transform}")
 
 
+if TYPE_CHECKING:
+    class _Shards(nn.ModuleList):
+        """:attr:`ShardedRecommender.shards` as mypy reads it: a ModuleList of recommenders."""
+
+        def __iter__(self) -> Iterator[Recommender]: ...
+
+        @overload
+        def __getitem__(self, idx: slice) -> nn.ModuleList: ...
+
+        @overload
+        def __getitem__(self, idx: int) -> Recommender: ...
+
+        def __getitem__(self, idx: int | slice) -> Recommender | nn.ModuleList: ...
+
+
 class ShardedRecommender(Recommender):
     r"""An ensemble of shard sub-models, each run on its own shard of the interaction graph.
 
@@ -253,7 +268,7 @@ class ShardedRecommender(Recommender):
             raise ValueError("all shards must have the same num_users and num_items")
         super().__init__(first.num_users, first.num_items)  # no embedding tables of its own (see class docstring)
         self.embedding_dim = getattr(first, "embedding_dim", None)  # the attention's input width; mean needs none
-        self.shards = nn.ModuleList(shards)
+        self.shards = cast("_Shards", nn.ModuleList(shards))
         edge_index, shard_of = torch.as_tensor(edge_index), torch.as_tensor(shard_of)
         if edge_index.dim() != 2 or edge_index.size(0) != 2 or shard_of.shape != (edge_index.size(1),):
             raise ValueError(f"edge_index must be [2, E] and shard_of [E], got {list(edge_index.shape)} "
@@ -263,6 +278,8 @@ class ShardedRecommender(Recommender):
         edge_index = edge_index.long()
         check_unique_pairs(edge_index, self.num_items, "edge_index")
         keys, order = torch.sort(pair_keys(edge_index, self.num_items))
+        self.pair_keys: Tensor  # buffers
+        self.pair_shard: Tensor
         self.register_buffer("pair_keys", keys)
         self.register_buffer("pair_shard", shard_of.to(keys.device)[order])
         if aggregation != "mean" and self.embedding_dim is None:
@@ -270,12 +287,14 @@ class ShardedRecommender(Recommender):
         widths = sorted({getattr(m, "embedding_dim", None) for m in shards}, key=lambda w: (w is not None, w or 0))
         if aggregation != "mean" and len(widths) > 1:  # the attention stacks the shards' embeddings
             raise ValueError(f"the attention aggregation needs shards of one embedding_dim, got {widths}")
+        self.attention: ShardAttention | None
         if isinstance(aggregation, ShardAttention):
             if aggregation.num_shards != len(shards) or aggregation.embedding_dim != self.embedding_dim:
                 raise ValueError("the ShardAttention's num_shards/embedding_dim do not match the shards")
             self.attention, self.aggregation = aggregation, "attention"
         elif aggregation == "attention":
-            self.attention = ShardAttention(len(shards), self.embedding_dim, dtype=next(first.parameters()).dtype)
+            self.attention = ShardAttention(len(shards), cast(int, self.embedding_dim),  # not None: checked above
+                                            dtype=next(first.parameters()).dtype)
             self.aggregation = "attention"
         elif aggregation == "mean":
             self.attention, self.aggregation = None, "mean"
@@ -284,6 +303,10 @@ class ShardedRecommender(Recommender):
         if self.attention is not None:  # it computes in the shards' dtype, on their device (float64 models failed)
             like = next(first.parameters())
             self.attention.to(like.device, like.dtype)
+        self.fit_config: object | None
+        self.fit_objective: str | None
+        self.fit_labels: str | None
+        self.fit_val: bool | None
         self.fit_config, self.fit_objective = None, None
         self.fit_labels, self.fit_val = None, None  # set by a fit: see SISA
 
@@ -292,7 +315,7 @@ class ShardedRecommender(Recommender):
         return len(self.shards)
 
     @property
-    def receptive_field(self) -> int:
+    def receptive_field(self) -> int:  # type: ignore[override]  # Recommender's class default; never set on one
         return max(m.receptive_field for m in self.shards)
 
     def reset_parameters(self, seed: int | None = None) -> None:
@@ -369,7 +392,7 @@ class ShardedRecommender(Recommender):
             return self.shard_logits(graph, edge_label_index).mean(0)  # each shard checks the pairs
         check_edge_label_index(edge_label_index, self.num_users, self.num_items)
         user_stack, item_stack = self.shard_embeddings(graph)
-        return self.attention.score(user_stack, item_stack, edge_label_index)
+        return cast(ShardAttention, self.attention).score(user_stack, item_stack, edge_label_index)  # not mean
 
     def _dot_product_shards(self) -> bool:
         return all(m.scores_by_dot_product for m in self.shards)
@@ -389,7 +412,8 @@ class ShardedRecommender(Recommender):
                 "embeddings is not the mean of shard scores; use score_all() for all-item ranking")
         user_stack, item_stack = self.shard_embeddings(graph)
         if self.aggregation == "attention":
-            return self.attention.aggregate(user_stack, "user"), self.attention.aggregate(item_stack, "item")
+            attention = cast(ShardAttention, self.attention)  # set with the attention aggregation
+            return attention.aggregate(user_stack, "user"), attention.aggregate(item_stack, "item")
         num = self.num_shards
         return (user_stack.permute(1, 0, 2).reshape(self.num_users, -1) / num,
                 item_stack.permute(1, 0, 2).reshape(self.num_items, -1))
@@ -399,11 +423,11 @@ class ShardedRecommender(Recommender):
         if self.aggregation == "attention":  # the logits are the aggregated embeddings' dot products
             return self.dot_product_scores(graph, users)
         self._check_graph(graph)
-        total = None
+        total: Tensor | None = None
         for model, g in zip(self.shards, self.shard_graphs(graph)):
             scores = model.score_all(g, users)
             total = scores if total is None else total + scores
-        return total / self.num_shards
+        return cast(Tensor, total) / self.num_shards  # one shard at least
 
     def config(self) -> dict:
         return {"num_users": self.num_users, "num_items": self.num_items, "num_shards": self.num_shards,

@@ -5,6 +5,7 @@ import copy
 import dataclasses
 import logging
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -14,6 +15,7 @@ from ..config import check_fields, check_types, derived_seed, is_integer, seeded
 from ..data.interactions import EDGE, pair_keys
 from ..distributed import agreed, layout
 from ..io import tensors_sha256
+from ..models.base import Recommender
 from ..objectives import Objective
 from ..train import TrainConfig, check_labels_train
 from .base import Unlearner, UnlearningFailed, copy_modes, dot_product_gap
@@ -242,6 +244,7 @@ class SISA(Unlearner):
     def __init__(self, model, graph: HeteroData, objective: Objective, config=None, *, val: HeteroData | None = None):
         super().__init__(model, graph, objective, config, val=val)
         num_edges = graph[EDGE].edge_index.size(1)
+        self.ensemble: ShardedRecommender | None
         if isinstance(model, ShardedRecommender):
             _check_assignment(model, graph, type(self).__name__)
             self.template, self.ensemble, self.fitted = model.shards[0], model, True
@@ -333,7 +336,7 @@ class SISA(Unlearner):
         return {"model": layout(self.template), "graph": self.graph, "objective": self.objective,
                 "config": self.config, "val": self.val}
 
-    def _check_attention_fits(self, model: torch.nn.Module | None = None) -> None:
+    def _check_attention_fits(self, model: Recommender | None = None) -> None:
         """With attention aggregation, raises ``ValueError`` unless ``model`` (the template before any shard trains,
         then a trained shard) scores a pair by the dot product of ``embed``'s rows, ``embedding_dim`` wide: the
         attention weighs those rows and scores by their dot product, so another width fails, and a bias or a layer on
@@ -358,7 +361,8 @@ class SISA(Unlearner):
         if cfg.aggregation == "mean":
             return "mean"
         try:  # in the shards' dtype, which the ensemble moves it to
-            return ShardAttention(self.num_shards, self.template.embedding_dim, cfg.attention_dim, cfg.activation,
+            width = cast(int, self.template.embedding_dim)  # an int: checked at construction for the attention
+            return ShardAttention(self.num_shards, width, cfg.attention_dim, cfg.activation,
                                   cfg.transform, seed=cfg.seed, dtype=next(self.template.parameters()).dtype)
         except (RuntimeError, ValueError) as error:  # ours, or torch's words for memory it cannot allocate
             raise ValueError(f"{type(self).__name__}: the attention cannot be built ({type(cfg).__name__}."

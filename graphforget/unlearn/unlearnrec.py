@@ -37,7 +37,7 @@ import functools
 import logging
 import math
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Callable, cast
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +55,7 @@ from ..clock import Stopwatch
 from ..config import check_fields, check_types, gradients_on, is_integer, is_real, lr_rule, wrapped_seed
 from ..influence.hvp import sparse_embeddings
 from ..io import atomic_write, tensors_sha256, unchanged, versions
-from ..models.base import running_statistics, table_mask
+from ..models.base import Recommender, running_statistics, table_mask
 from ..models.propagation import layer_sum
 from ..models.sgl import info_nce
 from ..objectives import Objective
@@ -288,7 +288,7 @@ class InfluenceEncoder(nn.Module):
                              f"{list(node_mask.shape)}")
         x = self.h0 - self.alpha * (self.withdraw * final)
         # The dependency matrix is symmetric: LightGCN's propagation engine (one sparse product a layer).
-        delta = layer_sum(adjacency, x, self.num_layers)
+        delta = layer_sum(cast(Tensor, adjacency), x, self.num_layers)  # None only for L = 0: not read
         if self.restrict_to_request and node_mask is not None:
             delta = delta * node_mask[:, None].to(delta.dtype)
         return delta
@@ -346,7 +346,7 @@ class _SharedEmbedding(nn.Module):
         graph: the graph of the step.
     """
 
-    def __init__(self, backbone: nn.Module, graph: HeteroData):
+    def __init__(self, backbone: Recommender, graph: HeteroData):
         super().__init__()
         self.backbone, self.graph = backbone, graph
         self.user, self.item = backbone.embed(graph)
@@ -363,7 +363,8 @@ class _SharedEmbedding(nn.Module):
 
     def contrastive_loss(self, *args, **kwargs) -> Tensor:
         """The backbone's (the self-supervised term that SGL's and SimGCL's objective adds), on its own views."""
-        return self.backbone.contrastive_loss(*args, **kwargs)
+        # ignored: torch's stubs type Module.__getattr__ as Tensor | Module (SGL's and SimGCL's method)
+        return self.backbone.contrastive_loss(*args, **kwargs)  # type: ignore[operator]
 
 
 class _DependencyMatrix:
@@ -391,8 +392,8 @@ class _DependencyMatrix:
         """The matrix of the request's edges where ``keep [R]`` (all for ``None``), each weighted by the kept
         degrees; a dropped edge stays in the structure with weight 0, which adds nothing to a product."""
         weight = torch.zeros(self.pairs.size(1), dtype=self.dtype, device=self.pairs.device)
-        keep = slice(None) if keep is None else keep
-        weight[keep] = symmetric_edge_weight(self.pairs[:, keep], self.num_users, self.num_items, self.dtype)
+        edges = slice(None) if keep is None else keep
+        weight[edges] = symmetric_edge_weight(self.pairs[:, edges], self.num_users, self.num_items, self.dtype)
         with quiet_csr():
             return torch.sparse_csr_tensor(self.crow, self.col, torch.cat([weight, weight])[self.order],
                                            size=(self.size, self.size))
@@ -472,7 +473,7 @@ class UnlearnRec(Unlearner):
     needs_fit = True
     needs_one_dtype = True  # its encoder and contrastive loss multiply user and item rows together
 
-    def __init__(self, model: nn.Module, graph: HeteroData, objective: Objective, config=None, *,
+    def __init__(self, model: Recommender, graph: HeteroData, objective: Objective, config=None, *,
                  val: HeteroData | None = None):
         super().__init__(model, graph, objective, config, val=val)
         self.tables = _node_tables(model, graph)
@@ -501,6 +502,8 @@ class UnlearnRec(Unlearner):
                                             cfg.withdraw_init, cfg.leaky_slope, cfg.restrict_to_request
                                             ).to(graph[EDGE].edge_index.device, table.dtype)
         self._built_from = {name: getattr(cfg, name) for name in ENCODER_BUILD_OPTIONS}  # see _check_built_from
+        self._encoder_for: dict | None
+        self._encoder_versions: list
         self._encoder_for, self._encoder_versions, self._record_known = None, [], True  # set by fit(), load_encoder()
         self.untouched = self._untouched()
         if self.val is None or self.config.max_val_auc_drop is None:
@@ -563,7 +566,7 @@ class UnlearnRec(Unlearner):
         params = dict(self.model.named_parameters())
         return {node_type: name for node_type, name in self.tables.items() if params[name].requires_grad}
 
-    def _working_copy(self, trainable_tables: bool) -> tuple[nn.Module, dict[str, _Shift]]:
+    def _working_copy(self, trainable_tables: bool) -> tuple[Recommender, dict[str, _Shift]]:
         """A frozen private copy of the backbone whose updated layer-0 tables read ``table + shift.delta``."""
         work = copy.deepcopy(self.model)
         for p in work.parameters():
@@ -583,7 +586,7 @@ class UnlearnRec(Unlearner):
         for node_type, shift in shifts.items():
             shift.delta = None if update is None else table_mask(update, node_type, self.encoder.num_users)
 
-    def _step_loss(self, work: nn.Module, remaining: HeteroData, batch: Tensor, request_batch: Tensor,
+    def _step_loss(self, work: Recommender, remaining: HeteroData, batch: Tensor, request_batch: Tensor,
                    reference: Tensor, epoch: int) -> tuple[Tensor, dict[str, Tensor]]:
         """Backbone loss + l_u L_u + l_p L_p of one step (the layer-0 update already set on ``work``)."""
         cfg = self.config
@@ -692,7 +695,8 @@ class UnlearnRec(Unlearner):
         :meth:`load_encoder`: the encoder would silently answer for the model it was pre-trained on."""
         current = self._hashed_versions()
         same_tensors = unchanged(current, self._encoder_versions)
-        mismatch = _mismatch(self._encoder_for, self._pretrained_for(self._encoder_for if same_tensors else None))
+        stored = cast(dict, self._encoder_for)  # set by fit() and load_encoder(): unlearn() runs fitted
+        mismatch = _mismatch(stored, self._pretrained_for(self._encoder_for if same_tensors else None))
         if mismatch:
             raise ValueError(f"UnlearnRec's encoder was pre-trained {mismatch[0]}: the model, graph or options changed "
                              "since fit() or load_encoder(); build a new UnlearnRec and fit() it (fit() again "
@@ -905,7 +909,7 @@ class UnlearnRec(Unlearner):
             update = update * request.node_mask[:, None].to(update.dtype)
         return update
 
-    def _finetune(self, work: nn.Module, shifts: dict[str, _Shift], mlp: nn.Module, update: Callable[[], Tensor],
+    def _finetune(self, work: Recommender, shifts: dict[str, _Shift], mlp: nn.Module, update: Callable[[], Tensor],
                   request: Tensor, remaining: HeteroData, reference: Tensor) -> list[dict]:
         """Fine-tunes the working copy's layer-0 tables and ``mlp`` (which ``update`` reads) in place; returns the
         per-epoch losses."""
@@ -933,13 +937,13 @@ class UnlearnRec(Unlearner):
     @torch.no_grad()
     def _fold(self, work: nn.Module, update: Callable[[], Tensor]) -> nn.Module:
         """A new model of the caller's class with layer-0 tables ``E0 (fine-tuned copy) + MLP(dE)`` (``update()``)."""
-        update = update()  # [U + I, d], users first
+        delta = update()  # [U + I, d], users first
         model = copy.deepcopy(self.model)
         params = dict(model.named_parameters())
         for node_type, name in self._updated_tables().items():
             module_name, _, attr = name.rpartition(".")
             original = getattr(work.get_submodule(module_name).parametrizations, attr).original
-            params[name].copy_(original + table_mask(update, node_type, self.encoder.num_users))
+            params[name].copy_(original + table_mask(delta, node_type, self.encoder.num_users))
         return model
 
     def __repr__(self) -> str:
@@ -1028,7 +1032,7 @@ def _preservation_loss(user: Tensor, item: Tensor, ref_user: Tensor, ref_item: T
     return (new - old).pow(2).mean()
 
 
-def _node_tables(model: nn.Module, graph: HeteroData) -> dict[str, str]:
+def _node_tables(model: Recommender, graph: HeteroData) -> dict[str, str]:
     """The layer-0 table of each node type (a user and an item table, or one ``node`` table in homogeneous
     order, users first: a PyG module through :class:`~graphforget.models.PyGRecommender`), checked against the
     graph's node counts."""
