@@ -25,8 +25,8 @@ from typing import Any, Callable, NamedTuple
 import torch
 
 __all__ = ["GraphforgetWarning", "build_config", "describe", "check_fields", "check_types", "FieldHelp", "is_integer",
-           "is_integer_tensor", "check_seed", "seeded", "wrapped_seed", "derived_seed", "eval_mode", "DEVICE_TYPES",
-           "check_device"]
+           "is_integer_tensor", "check_seed", "seeded", "uniform", "wrapped_seed", "derived_seed", "eval_mode",
+           "DEVICE_TYPES", "check_device"]
 
 _NONE = {"none", "null"}
 _BOOLS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
@@ -143,6 +143,13 @@ def seeded(seed: Any, device: torch.device | str | None = None) -> torch.Generat
     (:func:`check_seed`)."""
     check_seed(seed)
     return (torch.Generator() if device is None else torch.Generator(device)).manual_seed(int(seed))
+
+
+def uniform(size: int | tuple[int, ...], generator: torch.Generator, device: torch.device | str | None = None
+            ) -> torch.Tensor:
+    """``torch.rand`` in float32 whatever torch's default dtype: under ``torch.set_default_dtype(torch.float64)`` a
+    seed drew other numbers (other SGL views and SimGCL noise, other matched non-members)."""
+    return torch.rand(size, generator=generator, device=device, dtype=torch.float32)
 
 
 def wrapped_seed(value: int) -> int:

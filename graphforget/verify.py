@@ -44,7 +44,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from .config import eval_mode, is_integer, seeded
+from .config import eval_mode, is_integer, seeded, uniform
 from .data.interactions import (EDGE, check_interactions, check_model_fits, check_pairs_in_range, edge_positions,
                                 message_passing_edges, num_items, num_users, pair_keys, pair_scores, validate_pairs)
 from .io import to_jsonable
@@ -330,7 +330,7 @@ def _draw_in_bucket(pairs: Tensor, bucket: Tensor, order: Tensor, start: Tensor,
     """One candidate item per pair ``[P]``: the first free one of :data:`_DRAWS` uniform draws from the
     requested item's bucket; -1 where none was free (an edge of the user, a match already taken, or excluded)."""
     mine = bucket[pairs[1]]
-    offset = (torch.rand(pairs.size(1), _DRAWS, generator=gen) * size[mine, None]).long()
+    offset = (uniform((pairs.size(1), _DRAWS), gen) * size[mine, None]).long()
     candidate = order[start[mine, None] + torch.minimum(offset, size[mine, None] - 1)]
     keys = pairs[0, :, None] * bucket.numel() + candidate
     free = ~_contains(edge_keys, keys) & ~_contains(taken, keys) & ~excluded[candidate]

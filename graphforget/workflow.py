@@ -43,7 +43,8 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from . import __version__
-from .config import check_device, check_instances, is_integer, is_integer_tensor, seeded, warn_caller, wrapped_seed
+from .config import (check_device, check_instances, is_integer, is_integer_tensor, seeded, uniform, warn_caller,
+                     wrapped_seed)
 from .data import (EDGE, Split, add_negatives, binarize, edge_subgraph, load_csv, load_labelled_triples,
                    load_movielens_100k, make_interactions, num_items, num_users, on_device, pair_keys, random_split,
                    edge_positions, without_edges)
@@ -321,7 +322,7 @@ def _split_with_test(graph: HeteroData, test: HeteroData, negatives: int, seed: 
                          pair_keys(test[EDGE].edge_index, num_items(union)))
     if "observed" in store:  # sampled negatives: to the test part with the test share of interactions
         share = test[EDGE].edge_index.size(1) / edges.size(1)
-        draw = torch.rand(store.edge_index.size(1), generator=seeded(wrapped_seed(seed + 1)))
+        draw = uniform(store.edge_index.size(1), seeded(wrapped_seed(seed + 1)))
         is_test |= ~store.observed & (draw < share)
     split = random_split(edge_subgraph(union, ~is_test), (1 - VAL_SHARE, VAL_SHARE, 0.0), seed)
     return Split(split.train, split.val, _remap(edge_subgraph(union, is_test), split.train))

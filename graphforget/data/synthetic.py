@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..config import is_integer, seeded
+from ..config import is_integer, seeded, uniform
 from .interactions import make_interactions, pairs_of_keys
 
 __all__ = ["planted_communities", "power_law_interactions", "power_law_exponent", "path_graph", "path_hops",
@@ -51,7 +51,7 @@ def planted_communities(num_users: int = 600, num_items: int = 400, num_communit
     items = torch.multinomial(weight, interactions_per_user, replacement=False, generator=gen)
     users = torch.arange(num_users)[:, None].expand_as(items)
     same = in_comm.gather(1, items)
-    like = torch.rand(items.shape, generator=gen) < torch.where(same, torch.tensor(like_in), torch.tensor(like_out))
+    like = uniform(tuple(items.shape), gen) < torch.where(same, torch.tensor(like_in), torch.tensor(like_out))
     data = make_interactions(torch.stack([users.flatten(), items.flatten()]), like.flatten().float(),
                              num_users, num_items)
     data["user"].community = user_comm

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
-from ..config import is_real
+from ..config import is_real, uniform
 from ..data.adjacency import AdjacencyCache, AdjacencyPattern
 from ..data.interactions import EDGE, check_ids_in_range, message_passing_edges, num_items, num_users, pair_keys
 from ..objectives import BPRObjective
@@ -105,7 +105,7 @@ class SGL(LightGCN):
         edges = pattern.edge_index
         views = []
         for _ in range(2):
-            keep = torch.rand(edges.size(1), generator=generator, device=edges.device) >= self.drop_ratio
+            keep = uniform(edges.size(1), generator, edges.device) >= self.drop_ratio
             views.append(self.layer_average(pattern.subset(keep, x), x))
         return views[0], views[1]
 
@@ -123,7 +123,7 @@ class SGL(LightGCN):
         edges less the removed ones. ``generator``: a CPU generator."""
         _check_drop_ratio(self.drop_ratio)
         edges, items = message_passing_edges(reference), num_items(reference)
-        keeps = [torch.rand(edges.size(1), generator=generator).to(edges.device) >= self.drop_ratio for _ in range(2)]
+        keeps = [uniform(edges.size(1), generator).to(edges.device) >= self.drop_ratio for _ in range(2)]
         kept = [pair_keys(edges[:, keep], items) for keep in keeps]
 
         def draw(graph: HeteroData) -> tuple[Tensor, Tensor]:

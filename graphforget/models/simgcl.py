@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..config import is_integer, is_real
+from ..config import is_integer, is_real, uniform
 from .base import MODELS
 from .lightgcn import LightGCN
 from .sgl import check_contrastive_ids, views_info_nce
@@ -61,7 +61,7 @@ class SimGCL(LightGCN):
         """:math:`\\Delta`: ``eps`` times a sign-matched, row-normalised ``torch.rand`` of ``x``'s shape (drawn in
         float32 in every dtype, as :func:`~graphforget.models.base.init_from` draws: a seed's noise is one)."""
         _check_eps(self.eps)  # set after construction too: -5 flipped the noise, trusted
-        noise = torch.rand(x.shape, generator=generator, device=generator.device).to(x.device, x.dtype)
+        noise = uniform(tuple(x.shape), generator, generator.device).to(x.device, x.dtype)
         return self.eps * torch.sign(x) * F.normalize(noise, dim=-1)
 
     def _drawn_noise(self, x: Tensor, adj, generator: torch.Generator) -> list[Tensor]:

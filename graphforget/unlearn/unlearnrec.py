@@ -52,7 +52,8 @@ from ..data.adjacency import quiet_csr
 from ..data.interactions import EDGE, bipartite_to_homogeneous, check_ids_in_range, check_pair_tensor, \
     check_pairs_in_range, check_unique_pairs, num_items, num_users, pair_keys, symmetric_edge_weight, without_edges
 from ..clock import Stopwatch
-from ..config import check_fields, check_types, gradients_on, is_integer, is_real, lr_rule, wrapped_seed
+from ..config import (check_fields, check_types, gradients_on, is_integer, is_real, lr_rule, uniform,
+                      wrapped_seed)
 from ..influence.hvp import sparse_embeddings
 from ..io import atomic_write, tensors_sha256, unchanged, versions
 from ..models.base import Recommender, running_statistics, table_mask
@@ -608,7 +609,7 @@ class UnlearnRec(Unlearner):
         """L_c: InfoNCE between ``full`` (dE) and dE on an edge-dropped dependency matrix, for sampled request nodes."""
         cfg = self.config
         device = request.pairs.device
-        keep = torch.rand(request.pairs.size(1), generator=gen).to(device) >= cfg.contrastive_drop
+        keep = uniform(request.pairs.size(1), gen).to(device) >= cfg.contrastive_drop
         nodes = request.node_mask.nonzero().squeeze(1)
         nodes = nodes[torch.randperm(nodes.numel(), generator=gen)[:cfg.contrastive_nodes].to(device)]
         dropped = self._influence(final, request, keep)
