@@ -737,3 +737,20 @@ def test_the_pair_pattern_is_kept_per_shape():
         reference = HessianOperator(objective_function(model, objective, terms, graph, rows), phi)
         v = torch.randn(phi.numel(), generator=torch.Generator().manual_seed(5), dtype=phi.dtype)
         torch.testing.assert_close(fast(v), reference(v))
+
+
+def test_check_receptive_field_refuses_a_module_that_is_no_recommender_by_name():
+    """A plain module with a receptive_field failed with "'Scorer' object has no attribute 'node_parameters'" (found
+    by a type check): its node tables are read by name."""
+    from graphforget.influence import check_receptive_field
+    from graphforget.models import NotARecommender
+
+    class Scorer(torch.nn.Module):
+        receptive_field = 1
+
+        def forward(self, graph, pairs):
+            return pairs[0].float()
+    graph = make_interactions(torch.tensor([[0, 1, 2], [0, 1, 2]]), None, 3, 3)
+    with pytest.raises(NotARecommender, match="IFRU: check_receptive_field needs a graphforget Recommender, got a "
+                                              r"Scorer \(a PyG module: wrap it in graphforget.models.PyGRecommender\)"):
+        check_receptive_field(Scorer(), graph, "IFRU")

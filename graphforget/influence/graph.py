@@ -15,7 +15,7 @@ from ..config import eval_mode, gradients_on, is_integer, is_integer_tensor, ran
 from ..data.interactions import (EDGE, bipartite_to_homogeneous, edge_subgraph, message_passing_edges, num_items,
                                  num_users, propagation_edges)
 from ..data.synthetic import path_graph, path_hops
-from ..models.base import checked_receptive_field, table_mask
+from ..models.base import NotARecommender, Recommender, checked_receptive_field, table_mask
 from ..objectives import Objective
 from .terms import Terms, training_terms
 
@@ -110,7 +110,7 @@ def computation_subgraph(graph: HeteroData, nodes: Tensor, hops: int, dtype: tor
     return sub
 
 
-def check_receptive_field(model: torch.nn.Module, graph: HeteroData, method: str) -> None:
+def check_receptive_field(model: Recommender, graph: HeteroData, method: str) -> None:
     """Raises ``ValueError`` when a pair's score reads node rows beyond ``model.receptive_field`` hops of the pair.
     An influence method takes from that bound the rows it updates and the subgraphs it computes on: under a field too
     small, its step left rows the request moved as trained and scored pairs otherwise than the whole graph does (a
@@ -123,7 +123,14 @@ def check_receptive_field(model: torch.nn.Module, graph: HeteroData, method: str
     both, and the graph's floating node attributes). The forward runs in eval mode, on a copy (a forward may write its
     weights), the caller's random state kept. A gradient that happens to vanish lets a wrong field pass: the check
     refuses only what it sees.
+
+    Raises:
+        NotARecommender: ``model`` is not a :class:`~graphforget.models.Recommender` (its node tables are read by
+            name: a plain module failed with an ``AttributeError``; wrap a PyG module in ``PyGRecommender``).
     """
+    if not isinstance(model, Recommender):
+        raise NotARecommender(f"{method}: check_receptive_field needs a graphforget Recommender, got a "
+                              f"{type(model).__name__} (a PyG module: wrap it in graphforget.models.PyGRecommender)")
     field, name = checked_receptive_field(model, method), type(model).__name__
     reach = field + 16  # a depth up to it is told as it is; one at it is read as a mean over every node
     depth = 0
