@@ -28,7 +28,7 @@ import tempfile
 import warnings
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, cast
 
 import torch
 
@@ -41,7 +41,7 @@ from .models import ENTRY_POINT_GROUP, MODELS, load_model, registered_model, sav
 from .presets import TRAININGS, Hyperparameters, default_hparams, recorded_objective
 from .protocols.attack import (AUC_KEYS, DATASET_NAMES, RAW_FILES, AttackData, prepare_attack_data, raw_data_file,
                                run_attack)
-from .runs import load_run, publish, refuse_taken, temporary_prefix
+from .runs import Run, load_run, publish, refuse_taken, temporary_prefix
 from .train import train
 from .unlearn import METHODS, UnlearningFailed, UntrustedWarning, build_unlearner, method_config
 from .verify import p_value_text
@@ -240,7 +240,7 @@ def parse_options(pairs: list[str]) -> dict[str, str]:
 
     The values stay strings: :func:`~graphforget.unlearn.method_config` parses each by its field's type.
     """
-    options = {}
+    options: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
@@ -350,8 +350,9 @@ def _holds_data(root: str | None, dataset: str) -> bool:
 
 
 #: What a ``train`` checkpoint's run record holds, by kind (``root`` may be ``None``; the rest are checked on use).
-_TRAIN_RECORD = {"dataset": str, "root": (str, type(None)), "seed": int, "attack_ratio": (int, float),
-                 "hparams": dict, "fingerprint": str}
+_TRAIN_RECORD: dict[str, type | tuple[type, ...]] = {
+    "dataset": str, "root": (str, type(None)), "seed": int, "attack_ratio": (int, float), "hparams": dict,
+    "fingerprint": str}
 
 
 def _check_train_record(path: Path, info: dict) -> None:
@@ -422,7 +423,8 @@ def cmd_train(args) -> int:
            "objective": {"name": type(objective).__name__, **vars(objective)},
            "train_config": {**asdict(config), "progress": False},
            "source": data.source, "fingerprint": _fingerprint(data), "heldout_fingerprint": _heldout_fingerprint(data)}
-    spec = {"name": hparams.model, "config": hparams.model_config(*counts)}  # rebuilds a model of your own too
+    # rebuilds a model of your own too
+    spec: dict[str, Any] = {"name": hparams.model, "config": hparams.model_config(*counts)}
     _publish(out, {"model.pt": lambda path: save_model(model.cpu(), path, **spec, run=run),
                    "metrics.json": lambda path: write_json(path, metrics)})
     steps = _count(fit.epochs, "L-BFGS iteration" if config.optimizer == "lbfgs" else "epoch")
@@ -523,7 +525,7 @@ def cmd_unlearn(args) -> int:
     metrics["original"] = evaluate_auc(model, graph, test, request)
     metrics["info"] = result.info
     metrics["threads"] = torch.get_num_threads()
-    files = {"metrics.json": lambda path: write_json(path, metrics)}
+    files: dict[str, Callable[[Path], object]] = {"metrics.json": lambda path: write_json(path, metrics)}
     if type(result.model) is type(model):  # can be evaluated again with `graphforget evaluate --run OUT`
         spec = {"name": checkpoint["model"], "config": checkpoint["config"]}
         files["model.pt"] = lambda path: save_model(result.model.cpu(), path, **spec, run=run, unlearned={
@@ -770,7 +772,8 @@ def _row(model: str, method: str, metrics: dict, complete: dict | None, seconds:
     row.update({k: _fmt(metrics.get(k)) for k in AUC_KEYS})
     row["completeness"] = "-" if complete is None else " / ".join(_fmt(complete[k], pct=True) for k in AUC_KEYS)
     # The method's own acceptance test (IFRU, SCIF, UnlearnRec); "-" where it has none.
-    row["trusted"] = {True: "yes", False: "NO"}.get((metrics.get("info") or {}).get("trusted"), "-")
+    trusted = cast("dict[bool | None, str]", {True: "yes", False: "NO"})  # typeshed: get() takes the key type only
+    row["trusted"] = trusted.get((metrics.get("info") or {}).get("trusted"), "-")
     return row
 
 
@@ -952,6 +955,7 @@ def cmd_forget(args) -> int:
     """Forgets users, items or edges of a run; writes the new run with its lineage and audit line."""
     from .workflow import check_method, forget
     out = _new_run_dir(args.out)
+    run: Path | Run  # loaded below for an edges file
     run = _run_dir(args.run)
     try:
         check_method(args.method)

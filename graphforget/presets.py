@@ -117,7 +117,7 @@ class Hyperparameters:
         if self.loss == "bce":
             return BCEObjective(l2=self.l2)
         if self.model in CONTRASTIVE:
-            weight = {} if self.ssl_weight is None else {"ssl_weight": self.ssl_weight}
+            weight: dict[str, Any] = {} if self.ssl_weight is None else {"ssl_weight": self.ssl_weight}
             return ContrastiveBPRObjective(l2=self.l2, seed=seed, **{**CONTRASTIVE[self.model], **weight})
         return BPRObjective(l2=self.l2, seed=seed)
 

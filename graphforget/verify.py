@@ -738,8 +738,8 @@ def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, bef
     return report
 
 
-def _plan(original: HeteroData, pairs: Tensor, before, seed: int, num_buckets: int,
-          attack: tuple[float, float], exclude: Tensor | None = None) -> _Plan:
+def _plan(original: HeteroData, pairs: Tensor, before: tuple[torch.nn.Module, HeteroData] | None, seed: int,
+          num_buckets: int, attack: tuple[float, float], exclude: Tensor | None = None) -> _Plan:
     """The :class:`_Plan` of a report: ``pairs`` and their matched non-members in ``original`` (the graph before the
     deletion, outside ``exclude``), with the labels' signs and the scores of ``before`` (``(model, graph)``, or
     ``None``: labels 1); ``attack`` is ``(fpr, calibration_fraction)``."""

@@ -35,7 +35,7 @@ import re
 import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, cast
 
 import numpy as np
 import torch
@@ -54,7 +54,7 @@ from .distributed import agreed, from_rank_zero, rank_and_size
 from .io import to_jsonable, write_json
 from .metrics import evaluate_auc
 from .presets import CONTRASTIVE, Hyperparameters, default_hparams, recorded_objective
-from .models.base import module_on
+from .models.base import Recommender, module_on
 from .runs import (Run, absolute_run_path, directory_lock, enclosing_run, fsync_directory, lineage, load_run,
                    parents_elsewhere, read_run_info, recorded_run, refuse_taken, request_sha256, save_run, sha256_file,
                    utc_now)
@@ -272,6 +272,7 @@ def with_negatives(graph: HeteroData, ratio: int, seed: int = 0) -> HeteroData:
                     f"positive they need ({missing} short in all): they get every such item")
     light = edge_subgraph(graph, ~heavy[store.edge_index[0]])
     sampled = add_negatives(light, ratio, seed) if light[EDGE].edge_index.size(1) else light
+    extra: list[Tensor] | Tensor  # the drawn blocks, then their concatenation
     extra = [sampled[EDGE].edge_index[:, light[EDGE].edge_index.size(1):]]  # the drawn ones (appended), not the file's
     gen = seeded(seed)
     for user in heavy.nonzero().flatten().tolist():  # few users: one exact draw each
@@ -697,7 +698,7 @@ def _edge_request(run: Run, pairs: Tensor) -> Tensor:
 
 
 def build_request(run: Run, *, users: Sequence | None = None, items: Sequence | None = None,
-                  edges: Sequence[Sequence] | None = None, local_ids: bool = False) -> Request:
+                  edges: Sequence[Sequence] | Tensor | None = None, local_ids: bool = False) -> Request:
     """The request of :func:`forget` in the run's local ids (exactly one of ``users``, ``items``, ``edges``).
 
     Raises:
@@ -722,7 +723,7 @@ def build_request(run: Run, *, users: Sequence | None = None, items: Sequence | 
     left = _holding(run, row, ids)
     _check_nodes_not_forgotten(run, row, ids, left, local_ids)
     store = run.graph[EDGE]
-    edges = store.edge_index[:, torch.isin(store.edge_index[row], ids)]
+    edges = cast(Tensor, store.edge_index[:, torch.isin(store.edge_index[row], ids)])  # untyped: HeteroData's
     if not bool(left.any()):
         raise ValueError(f"the requested {kind} have no training edges nor validation or test pairs in {run.path}")
     return Request(kind, ids, edges)
@@ -1114,7 +1115,7 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
     return ForgetResult(path, request, result, report, written, _untrusted_before(parent, written))
 
 
-def _published_result(result, parent: Run) -> tuple[torch.nn.Module, HeteroData]:
+def _published_result(result, parent: Run) -> tuple[Recommender, HeteroData]:
     """The result's model and graph on the CPU, the graph with the parent's raw ids (the node set never changes,
     whatever the method kept)."""
     model, graph = result.model.cpu(), result.graph.cpu()
@@ -1248,7 +1249,7 @@ def verify_run(run: str | os.PathLike, *, retrain: bool = False, seed: int | Non
     root = load_run(chain[0])
     if seed is None:  # the seed the run's own method and verification used (forget --seed), else its fit's
         seed = wrapped_seed(current.info.get("method", {}).get("seed", current.info["seed"]))
-    options = {"before": (root.model, root.graph), "seed": seed, "exclude": _held_out_pairs(root)}
+    options: dict[str, Any] = {"before": (root.model, root.graph), "seed": seed, "exclude": _held_out_pairs(root)}
     # first: a request it cannot verify is refused before a whole Retrain
     report = verify_forgetting(current.model, current.graph, current.removed, **options)
     seconds = None
@@ -1514,9 +1515,9 @@ class ForgetStream:
         """The current run: its model, remaining graph and cumulative removed edges (``current.removed``)."""
         path = self.current_path()
         stale = self._current is None or self._current.path != path
-        if stale or not self._current.as_loaded():  # edited by a caller: read again
+        if stale or not cast(Run, self._current).as_loaded():  # edited by a caller: read again (None: stale)
             self._current = load_run(path)
-        return self._current
+        return cast(Run, self._current)  # read above where None
 
     def drift(self) -> tuple[int, float]:
         """``(requests, drift)`` since the base or the last Retrain from scratch: approximate requests applied (a
@@ -1569,6 +1570,7 @@ class ForgetStream:
             pending = set(self.pending())
             current = run = self.current
             steps = []
+            request: Request | dict  # each projection's, then the one journaled
             for seq, request, run in self._projections(current, pending):  # run: as every pending one leaves it
                 steps.append((seq, request))
             if _refusal(run, given) is not None:
@@ -1732,7 +1734,8 @@ def _checked_policy(retrain_every, max_drift) -> tuple[int | None, float | None]
             raise ValueError(f"retrain_every must be an integer >= 1, got {retrain_every!r}")
         retrain_every = int(retrain_every)
     if max_drift is not None:
-        if isinstance(max_drift, bool) or not isinstance(max_drift, numbers.Real) or not 0 < max_drift <= 1:
+        if (isinstance(max_drift, bool) or not isinstance(max_drift, numbers.Real)
+                or not 0 < max_drift <= 1):  # type: ignore[operator]  # typeshed: numbers.Real lacks __gt__
             raise ValueError(f"max_drift must be a share in (0, 1], got {max_drift!r}")
         max_drift = float(max_drift)
     return retrain_every, max_drift

@@ -18,6 +18,7 @@ import math
 import numbers
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import cast
 
 from torch_geometric.data import HeteroData
 
@@ -95,8 +96,8 @@ class DataSource:
         """Refuses, by name, an option that a named dataset would ignore (a threshold of 3 read ML-100K at 4), and
         a threshold for a file without ratings."""
         if self.dataset == "file":
-            check_threshold_has_ratings(self.format, self.label_col, self.threshold)
-        ignored = ("path", "format") if self.dataset != "file" else ()
+            check_threshold_has_ratings(cast(str, self.format), self.label_col, self.threshold)  # a file's: given
+        ignored: tuple[str, ...] = ("path", "format") if self.dataset != "file" else ()
         if self.dataset in DATASET_NAMES:  # the IFRU protocol's own preparation: ratings >= 4, labels as given
             ignored += ("threshold", "user_col", "item_col", "label_col")
         if self.dataset != "file":
@@ -131,12 +132,12 @@ class DataSource:
     @property
     def name(self) -> str:
         """The dataset's name, or the file's."""
-        return Path(self.path).name if self.dataset == "file" else self.dataset
+        return Path(cast(str, self.path)).name if self.dataset == "file" else self.dataset  # a file's: given
 
     def _location(self) -> tuple[Path, str]:
         """The file (or folder) read and its format, for the implicit datasets and files."""
         if self.dataset == "file":
-            return Path(self.path).expanduser(), self.format
+            return Path(cast(str, self.path)).expanduser(), cast(str, self.format)  # given (__post_init__)
         base = Path(self.root).expanduser() if self.root is not None else find_data_root()
         if base is None:
             raise FileNotFoundError(f"{self.dataset} not found: no data directory (pass root, set "
@@ -179,6 +180,7 @@ class DataSource:
 
     def _split(self, seed: int) -> tuple[Split, str]:
         location, format = self._location()
+        graph: HeteroData  # load_file's, never None
         graph, test = load_file(location, format, user_col=self.user_col, item_col=self.item_col,
                                 label_col=self.label_col, **{name: getattr(self, name) for name in CSV_DEFAULTS})
         # before asking whether the data is implicit: ratings hold no label 0 (without a threshold they were flipped
@@ -188,7 +190,8 @@ class DataSource:
         if self.negatives == 0 and not bool((graph[EDGE].edge_label == 0).any()):
             split = _positives_only(graph, test, seed)
         else:
-            split = prepare_split(graph, test, negatives=self.negatives, seed=seed, source=str(location))
+            split = prepare_split(graph, test, negatives=cast(int, self.negatives), seed=seed,
+                                  source=str(location))  # negatives: resolved, checked by prepare
         if not bool((split.test[EDGE].edge_label > 0).any()):  # a file of two rows ran, and its tables were empty
             raise ValueError(f"{location}: the test pairs split off it ({split.test[EDGE].edge_index.size(1)}) hold no "
                              f"interaction, so no figure can be measured: too few interactions "

@@ -7,7 +7,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence, cast
 
 import torch
 from tqdm.auto import tqdm
@@ -87,10 +87,10 @@ def _seed_list(seeds: int | Sequence[int]) -> list[int]:
     """``0 .. seeds - 1`` for a count, else the given seeds (e.g. one seed per process of a split run)."""
     refusal = ValueError(f"seeds must be a count in [1, {MAX_SEED_COUNT}] or distinct seeds (integers in [0, 2**32)), "
                          f"got {seeds!r}")
-    if is_integer(seeds) and not 1 <= seeds <= MAX_SEED_COUNT:
+    if is_integer(seeds) and not 1 <= cast(int, seeds) <= MAX_SEED_COUNT:  # a count (is_integer)
         raise refusal
     # True or 2.0, neither a count nor a list, raised a TypeError from list(), as did a 0-d tensor or array
-    listed = (list(range(seeds)) if is_integer(seeds) else
+    listed = (list(range(cast(int, seeds))) if is_integer(seeds) else  # a count
               list(seeds) if isinstance(seeds, Iterable) and getattr(seeds, "ndim", 1) != 0 else [])
     # int() made seed 1 of 1.5, "1" or True: it ran under a key saying 1, and no one was told
     if not listed or len(set(listed)) != len(listed) or not all(is_seed(s) for s in listed):

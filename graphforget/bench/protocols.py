@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, cast
 
 import torch
 from torch import Tensor
@@ -39,7 +39,8 @@ from tqdm.auto import tqdm
 from ..config import is_integer, is_real
 from ..data import EDGE, num_users, random_edges, user_edges
 from ..metrics import completeness, evaluate_auc, prediction_distance, prediction_gap
-from ..verify import verify_forgetting
+from ..models import Recommender
+from ..verify import ForgettingReport, verify_forgetting
 from .setting import Setting, request_digest
 
 __all__ = ["Protocol", "ProtocolError", "PROTOCOLS", "DELETION_KINDS", "STREAM_ORDERS", "deletion_request",
@@ -54,7 +55,7 @@ CURE4REC_KINDS = ("random", "core", "edge")
 _KIND_ORDER = {"random": "random", "core": "most", "edge": "least"}
 #: The orders of users in the ``stream`` protocol.
 STREAM_ORDERS = ("random", "most", "least")
-AUC_KEYS = ("auc_0", "auc_1", "auc_2")
+AUC_KEYS: tuple[str, ...] = ("auc_0", "auc_1", "auc_2")
 
 
 # ------------------------------------------------------------------------------------------- requests
@@ -176,9 +177,11 @@ def measure(setting: Setting, model, graph, removed: Tensor, reference, seed: in
                original_distance=scale)
     report = verify_forgetting(model, graph, removed, before=(original, train_graph),
                                reference=(reference.model, reference.graph), seed=seed, exclude=setting.held_out)
-    row.update(mia_auc=report.mia_auc, mia_auc_retrain=report.reference.mia_auc, mia_auc_before=report.before_mia_auc,
-               mi_bf=report.mi_bf, mi_ng=report.mi_ng, removed_edges=removed.size(1))
-    for suffix, figures in (("", report), ("_retrain", report.reference)):  # over-forgetting (not in the tables)
+    retrained = cast(ForgettingReport, report.reference)  # set: a reference was given
+    row.update(mia_auc=report.mia_auc, mia_auc_retrain=retrained.mia_auc,  # before given: its figures are set
+               mia_auc_before=cast(float, report.before_mia_auc), mi_bf=cast(float, report.mi_bf), mi_ng=report.mi_ng,
+               removed_edges=removed.size(1))
+    for suffix, figures in (("", report), ("_retrain", retrained)):  # over-forgetting (not in the tables)
         row.update({f"below_match{suffix}": figures.below_match,
                     f"over_forgetting_p{suffix}": figures.over_forgetting_p})
     return row
@@ -228,7 +231,7 @@ class Protocol:
 def _run_attack_cell(setting: Setting, method: str, options: dict, variant: dict, progress: bool) -> dict:
     """The IFRU attack (flipped labels) and UnlearnRec's (adversarial edges): the request is the attack's edges;
     completeness of every AUC (or of Recall@20 without AUC) between the Original and the Retrain."""
-    request = setting.request.to(setting.device)
+    request = cast(Tensor, setting.request).to(setting.device)  # an attack's setting holds its edges
     row = _one_batch(setting, method, options, request)
     retrain = setting.reference(request)
     if "auc_0" in row:
@@ -327,7 +330,8 @@ def _run_stream_cell(setting: Setting, method: str, options: dict, variant: dict
         outcome = unlearner.unlearn(request)
         seconds.append(outcome.seconds)
         trusted.append(outcome.info.get("trusted"))
-        unlearner = setting.continue_from(method, options, outcome.model, outcome.graph)
+        # typed Module: every method's model is a Recommender (SISA's ensemble a ShardedRecommender)
+        unlearner = setting.continue_from(method, options, cast(Recommender, outcome.model), outcome.graph)
         if k in fractions:
             removed = torch.cat(requests[:k], 1)
             row = measure(setting, outcome.model, outcome.graph, removed, setting.reference(removed), setting.seed)

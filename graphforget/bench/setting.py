@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import warnings
-from typing import Callable, Hashable
+from typing import Callable, Hashable, cast
 
 import torch
 from torch import Tensor
@@ -20,6 +20,7 @@ from torch import Tensor
 from ..config import wrapped_seed
 from ..data import EDGE, adversarial_edges, num_items, num_users
 from ..metrics import recall_ndcg_at_k
+from ..models import Recommender
 from ..presets import Hyperparameters
 from ..train import train
 from ..unlearn import UnlearnResult, Unlearner, build_unlearner
@@ -97,7 +98,7 @@ class Setting:
         self.hparams, self.seed, self.device = hparams, seed, torch.device(device)
         self.objective, self.config = hparams.objective(seed), hparams.train_config(seed, progress)
         flip = attack is not None and attack["kind"] == "flip"
-        self.data = source.prepare(seed, attack["ratio"] if flip else 0.02)
+        self.data = source.prepare(seed, cast(dict, attack)["ratio"] if flip else 0.02)  # flip: an attack given
         split = self.data.split
         # else found at training, misnamed, with Python's advice
         if (flip or hparams.loss == "bce") and not bool((split.train[EDGE].edge_label == 0).any()):
@@ -106,6 +107,7 @@ class Setting:
         self.test = split.test.to(self.device)
         # never drawn as non-members by the membership attack: interactions too, and the test's
         self.held_out = torch.cat([part[EDGE].edge_index.cpu() for part in (split.val, split.test)], 1)
+        self.request: Tensor | None  # the attack's edges
         self.train_graph, self.request = (self.data.train, self.data.request) if flip else (split.train, None)
         self.train_graph = self.train_graph.to(self.device)
         self.source = self.data.source if flip else self.data.source.split("; ")[0]
@@ -115,6 +117,7 @@ class Setting:
             self.train_graph, self.request = adversarial_edges(self.clean[0], self.train_graph, attack["fraction"],
                                                                seed, held_out=self.held_out)
             self.source += f"; {self.request.size(1)} adversarial edges (fraction {attack['fraction']:g} of the users)"
+        self._original: Recommender | None
         self._original, self.original_fit = None, None
         self.references: dict[str, UnlearnResult] = {}
         self._ranking: dict[str, dict] = {}
@@ -138,7 +141,7 @@ class Setting:
         return figures
 
     @property
-    def original(self) -> torch.nn.Module:
+    def original(self) -> Recommender:
         """The model trained on ``train_graph`` (trained on first use)."""
         if self._original is None:
             self._original, self.original_fit = self._train(self.train_graph, "the Original")
@@ -167,7 +170,7 @@ class Setting:
             self._fitted[key] = unlearner.fit()
         return unlearner
 
-    def continue_from(self, method: str, options: dict | None, model: torch.nn.Module, graph) -> Unlearner:
+    def continue_from(self, method: str, options: dict | None, model: Recommender, graph) -> Unlearner:
         """``method`` built on ``model`` and its ``graph`` (e.g. a previous result, for the next request).
 
         Raises:

@@ -17,6 +17,7 @@ alone is the Gauss-Newton matrix.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -95,7 +96,7 @@ def local_problem(model, rows: NodeRows, terms: Terms, graph: HeteroData) -> Loc
     # in the model's dtype, as the model computes them (float32 weights are off by about 6e-8 for a float64 model)
     edge_index, weight = propagation_edges(graph, weight_dtype(next(model.parameters(), None)))
     eli, count_users = terms.edge_label_index, num_users(graph)
-    selected = {"user": [], "item": []}  # the selected rows' node ids, by side
+    selected: dict[str, list[Tensor]] = {"user": [], "item": []}  # the selected rows' node ids, by side
     for name, ids in rows.rows.items():
         of = types[name]
         if of in ("user", "node"):
@@ -245,7 +246,9 @@ class LinearEmbedding:
             with torch.enable_grad():  # built once, whatever the mode of its first caller (Adam's solve: no_grad)
                 self._leaves = {name: torch.zeros_like(t, requires_grad=True) for name, t in self._tables().items()}
                 self._embedded = self._forward(self._leaves)
-        back = torch.autograd.grad(self._embedded, list(self._leaves.values()), (out_a, out_b), retain_graph=True)
+        back: tuple[Tensor, ...] | dict[str, Tensor]  # the gradients, then by table name
+        back = torch.autograd.grad(cast("tuple[Tensor, Tensor]", self._embedded),  # built with the leaves
+                                   list(self._leaves.values()), (out_a, out_b), retain_graph=True)
         back = dict(zip(self._leaves, back))  # read in phi's order, the rows' (item table first, or alone)
         return torch.cat([self.rows.take(name, back[name]).flatten() for name in self.rows.rows])
 

@@ -170,7 +170,7 @@ def _why_not_finite(model: torch.nn.Module) -> str:
             "removes a node's every edge meets the latter too: set deg.pow(-0.5)'s infinities to 0")
 
 
-def _rows_read(model: torch.nn.Module, graph: HeteroData, hops: int, start: str,
+def _rows_read(model: Recommender, graph: HeteroData, hops: int, start: str,
                method: str) -> dict[str, Tensor] | None:
     """``{"user": ids, "item": ids}`` whose rows the score of ``(u0, i0)`` on :func:`_probe_graph` reads; ``None``
     where the model has no rows to read. Raises ``ValueError`` for a score that is not finite there."""
@@ -211,7 +211,7 @@ def _probe_graph(graph: HeteroData, hops: int, start: str) -> HeteroData:
     return path
 
 
-def _row_inputs(probe: torch.nn.Module, path: HeteroData) -> list[tuple[str, Tensor]]:
+def _row_inputs(probe: Recommender, path: HeteroData) -> list[tuple[str, Tensor]]:
     """``(node type, tensor)`` of what a score may read by node, set to require gradients (``probe`` is a copy, the
     path's features are swapped for leaf copies): ``probe``'s node tables, its fixed node features (:func:`_kind`) and
     the path's floating user and item attributes."""

@@ -328,7 +328,7 @@ def _newton_preset(cls, receptive_field: int, steps: int = 8, **changes) -> IFRU
 # field's class attribute (its default is a factory), so the preset is attached after it; an instance's
 # ``newton`` is its field.
 _newton_preset.__name__, _newton_preset.__qualname__ = "newton", "IFRUConfig.newton"
-IFRUConfig.newton = classmethod(_newton_preset)
+IFRUConfig.newton = classmethod(_newton_preset)  # type: ignore[assignment]  # mypy: a field, typed NewtonConfig
 
 
 def _merged(preset: dict, changes: dict) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 import torch
 from torch import Tensor
@@ -20,7 +21,7 @@ from ...influence import (AndersonMixing, ContrastiveTerm, DotProductOperator, G
                           importance_scores, k_hop_mask, local_problem, message_passing_degrees, node_ids,
                           objective_function, rows_function, scoring_graph, select_nodes, solve, training_terms)
 from ...influence.hvp import nodes_graph
-from ...models.base import running_statistics
+from ...models.base import Recommender, running_statistics
 from ...objectives import Objective
 from ...train import check_trainable
 from ..base import (Unlearner, UnlearningFailed, UntrustedWarning, non_finite_at, refuse_no_remaining_edge,
@@ -31,6 +32,8 @@ from .ladder import DAMPING_GROWTH, RETRY_DAMPING, Ladder, fresh_draw_failure, h
 from .newton import (AUTO_NEWTON_DECREASE, AUTO_NEWTON_STEPS, AUTO_NEWTON_STOP, AUTO_NEWTON_TOL, STATIONARY_RATIO,
                      WIDEN_RATIO, NewtonPlan, backtrack, descend, forcing_term)
 from .tilted import TiltedObjective, gradient_ratio
+
+_Settled = TypeVar("_Settled", bound="Tensor | torch.nn.Module")  # what _settle keeps or applies
 
 
 #: A node the request leaves with fewer than this share of its terms (and some) is stripped: its own implicit ridge
@@ -296,7 +299,7 @@ class IFRU(Unlearner):
         return new_model, {**self._describe(call), **outcome, "widened": widened, "phase_seconds": clock.phases,
                            "threads": torch.get_num_threads(), **({"untouched_buffers": stats} if stats else {})}
 
-    def _check_outputs(self, new_model: torch.nn.Module, call: _Call, outcome: dict) -> torch.nn.Module:
+    def _check_outputs(self, new_model: Recommender, call: _Call, outcome: dict) -> Recommender:
         """The new model's outputs on the remaining graph at the nodes the request leaves without edges, which no term
         scores, so that the acceptance test never sees them. Non-finite where the unchanged model's are finite (rows
         the step zeroed, in a model that normalises them): ``trust.on_failure`` decides. Non-finite there in both
@@ -330,7 +333,7 @@ class IFRU(Unlearner):
             outcome.pop("zeroed_entries", None)
         return settled
 
-    def _validate(self, new_model: torch.nn.Module, remaining: HeteroData, outcome: dict) -> torch.nn.Module:
+    def _validate(self, new_model: Recommender, remaining: HeteroData, outcome: dict) -> Recommender:
         """``trust.max_val_auc_drop`` on the accepted result (see :meth:`Unlearner._validation_test`); on failure
         ``trust.on_failure`` decides. Measured on SGL trained to convergence (ML-100K, fake edges removed,
         3 seeds) with ``contrastive=False``: IFRU's step lowered the validation AUC by 3.4-4.0 standard errors
@@ -502,11 +505,11 @@ class IFRU(Unlearner):
         terms on fresh negatives (``resample``), the contrastive term on fresh views (rank 0 holds it; the others add
         0). A step solved on one draw of the views can fit it as one of negatives (SGL at tau 0.01: a trusted step 4.5
         times the parameters' norm, the term's loss on another draw of the views 50 times the trained point's)."""
-        parts = {}
+        parts, fresh = {}, cast(_Scored, call.fresh)  # called where it is set
         if getattr(self.objective, "resample", False):
-            parts["negatives"] = self._terms_fn(rows, call.fresh, False)
+            parts["negatives"] = self._terms_fn(rows, fresh, False)
         if self._has_contrastive():
-            views = None if call.fresh.contrastive is None else call.fresh.contrastive.function(rows, call.remaining)
+            views = None if fresh.contrastive is None else fresh.contrastive.function(rows, call.remaining)
 
             def contrastive(x: Tensor) -> Tensor:
                 return x.new_zeros(()) if views is None else views(x)
@@ -570,7 +573,7 @@ class IFRU(Unlearner):
             return self._zero_orphans(phi, target, outcome), outcome  # a saturated sigmoid's gradient rounds to 0
         target.metric, outcome["dense_damping"], ridge = self._damping_metric(call, target, ratio)
         outcome["stripped_rows"] = 0 if ridge is None else call.region.rows.count(self.model, ridge > 0)
-        new_phi = self._steps(call, gradient, target, ratio, outcome)
+        new_phi = cast(Tensor, self._steps(call, gradient, target, ratio, outcome))  # without damping: never None
         new_phi = self._hold_long_rows(call, gradient, target, ratio, outcome, new_phi)
         return self._refit_stripped_rows(call, target, outcome, new_phi, ridge), outcome
 
@@ -815,8 +818,7 @@ class IFRU(Unlearner):
                 return result.x, None
         return step, attempts[-1]["reason"]
 
-    def _settle(self, unchanged: Tensor | torch.nn.Module, candidate: Tensor | torch.nn.Module | None,
-                reason: str) -> Tensor | torch.nn.Module:
+    def _settle(self, unchanged: _Settled, candidate: _Settled | None, reason: str) -> _Settled:
         """The failure policy (``trust.on_failure``) once no result passed: ``candidate`` (the step's result, or
         ``None``) applied anyway, or ``unchanged`` (the trained rows or model)."""
         policy = self.config.trust.on_failure
@@ -825,7 +827,7 @@ class IFRU(Unlearner):
         applied = policy == "apply" and candidate is not None
         outcome = "the step was applied anyway" if applied else "the model is returned unchanged"
         warn_caller(f"{type(self).__name__}: {reason}; {outcome} (info['trusted'] is False)", UntrustedWarning)
-        return candidate if applied else unchanged
+        return cast(_Settled, candidate) if applied else unchanged  # applied: not None
 
     def _newton_plan(self, target: TiltedObjective, ratio: float, gradient_norm: float) -> NewtonPlan:
         """The configured Newton steps; for ``"auto"``, inexact line-searched ones where they run
@@ -872,9 +874,10 @@ class IFRU(Unlearner):
         residual, tol = solves[0]["rhs_norm"], plan.options["tol"]
         objective, gradient = (target.tilted, target.tilted_gradient) if plan.tilted else (target.value,
                                                                                            target.new_gradient)
-        value = float(objective(phi)) if plan.line_search else None
-        # a share of the first step's decrease (the tilted objective equals T at the trained point)
-        min_decrease = AUTO_NEWTON_DECREASE * (float(target.start()) - value) if plan.tilted else 0.0
+        value = float(objective(phi)) if plan.line_search else None  # cast below: read with line_search only
+        # a share of the first step's decrease (the tilted objective equals T at the trained point); tilted plans are
+        # line-searched (_newton_plan)
+        min_decrease = AUTO_NEWTON_DECREASE * (float(target.start()) - cast(float, value)) if plan.tilted else 0.0
         mixing = AndersonMixing(self.config.newton.anderson)
         # The orphan rows stay where the first step left them (at 0): a contrastive term still scores them, and its
         # gradient at a zero row is ~1/eps (F.normalize), which swamped every later step (CG ran 0 iterations)
@@ -897,8 +900,8 @@ class IFRU(Unlearner):
                            **{**plan.options, "tol": tol})
             decrease = None
             if plan.line_search:
-                following, size, lowered, mixed = descend(objective, phi, result.x, value, mixing)
-                decrease, value = value - lowered, lowered
+                following, size, lowered, mixed = descend(objective, phi, result.x, cast(float, value), mixing)
+                decrease, value = cast(float, value) - lowered, lowered
             else:
                 size, mixed = float(torch.isfinite(result.x).all()), False
                 following = phi + size * result.x
@@ -981,6 +984,7 @@ class IFRU(Unlearner):
         """This rank's part of :meth:`_curvature` (the explicit L2 left out unless ``regularize``)."""
         curvature, objective, terms = self.config.curvature, scored.share.objective(self.objective), scored.mine
         objective = objective if regularize else objective.without_l2()
+        operator: HessianOperator | DotProductOperator | GaussNewtonOperator
         if curvature == "mf_surrogate":
             operator = HessianOperator(_mf_surrogate_loss(self.model, rows, terms, objective, num_users(self.graph)),
                                        phi)
@@ -1085,6 +1089,7 @@ class _PhaseClock:
     """Seconds of each phase of a call (device work included), for the result's ``info``."""
 
     def __init__(self, device: torch.device):
+        self.phases: dict[str, float]
         self.phases, self._watch, self._last = {}, Stopwatch(device).start(), 0.0
 
     def lap(self, name: str) -> None:
