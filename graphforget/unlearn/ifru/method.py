@@ -263,14 +263,15 @@ class IFRU(Unlearner):
         refuse_no_remaining_edge(self, remaining, "for the step to fit (a model of no data is an untrained one)")
         # A copy to work on: the curvature products swap tensors into the module they call (torch.func), and the
         # modes and sparse embeddings are switched, which a thread serving the caller's model saw (wrong scores).
-        caller, self.model = self.model, copy.deepcopy(self.model)
+        # Results are copies of the caller's (_caller): a forward may write the working copy's buffers.
+        self._caller, self.model = self.model, copy.deepcopy(self.model)
         try:
             # The eval-mode model, the one scored and served: in train mode a dropout would make every gradient
             # and curvature product random (unlearn hands the result back in the caller's modes).
             with eval_mode(self.model):
                 return self._unlearn_request(request, positions, remaining)
         finally:  # the remaining graph's terms go with the call; the training graph's serve the next one
-            self.model = caller
+            self.model = self._caller
             self._drawn = [entry for entry in self._drawn if entry[0] is self.graph]
 
     def _unlearn_request(self, request: Tensor, positions: Tensor, remaining: HeteroData):
@@ -287,7 +288,7 @@ class IFRU(Unlearner):
         clock.lap("gradient")
         phi, outcome = self._solve(call, gradient.detach(), target)
         clock.lap("solve")
-        new_model = copy.deepcopy(self.model)
+        new_model = copy.deepcopy(self._caller).eval()  # checked as served; unlearn gives it the caller's modes
         region.rows.write(new_model, phi)
         clock.lap("write")
         if outcome["trusted"]:
@@ -328,7 +329,7 @@ class IFRU(Unlearner):
         reason = (f"the step made the model's outputs on the remaining graph non-finite at {created.numel()} node(s) "
                   f"that the request leaves without edges, {node} first (the unchanged model's are finite there)")
         outcome.update(trusted=False, reason=reason)
-        settled = self._settle(copy.deepcopy(self.model), new_model, reason)
+        settled = self._settle(copy.deepcopy(self._caller), new_model, reason)
         if settled is not new_model:  # nothing of the step was applied
             outcome.pop("zeroed_entries", None)
         return settled
@@ -349,7 +350,7 @@ class IFRU(Unlearner):
         if reason is None:
             return new_model
         outcome.update(trusted=False, reason=reason)
-        settled = self._settle(copy.deepcopy(self.model), new_model, reason)
+        settled = self._settle(copy.deepcopy(self._caller), new_model, reason)
         if settled is not new_model:  # the figures are the rejected step's, not the returned model's
             outcome["rejected_val_auc"] = outcome.pop("val_auc")
             outcome.pop("zeroed_entries", None)
