@@ -6,6 +6,7 @@ import itertools
 import math
 import re
 
+import numpy as np
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
@@ -669,3 +670,29 @@ def test_prediction_gap_is_a_share_of_the_originals_distance_above_float32_noise
     floor = 4 * 2 ** -23 * math.sqrt(100)  # within the floor itself: no ratio (from a mutation run)
     assert math.isnan(prediction_gap(1e-6, floor, 100))
     assert prediction_gap(1e-6, math.nextafter(floor, 1.0), 100) == 1e-6 / math.nextafter(floor, 1.0)
+
+
+def test_a_newcomers_mistakes_get_errors_that_name_the_argument(one_thread):
+    """Found by a QA probe: two (user, item) tuples were read as a [2, R] request, users (0, 68) and items (0, 40),
+    and the wrong edges were forgotten; an UnlearnResult, a model or a tensor in a graph's or a model's place failed
+    with an AttributeError nine frames deep."""
+    from graphforget.data import user_edges, validate_pairs
+    graph = make_interactions(torch.tensor([[0, 0, 1, 2], [1, 2, 0, 1]]), torch.tensor([1., 0., 1., 0.]), 3, 3)
+    model = MF(3, 3, 2)
+    for pairs in ([(0, 1), (0, 2)], ((0, 1), (0, 2)), np.array([[0, 1], [0, 2]])):
+        with pytest.raises(ValueError, match=r"a request given as a \w+ of shape \[2, 2\] is ambiguous .* "
+                                             r"torch.tensor\(pairs\).t\(\) for a list of \(user, item\) pairs"):
+            validate_pairs(graph, pairs)
+    assert validate_pairs(graph, torch.tensor([[0, 0], [1, 2]])).tolist() == [[0, 0], [1, 2]]  # a tensor is [2, R]
+    with pytest.raises(ValueError, match=re.escape("must have shape [2, R], got [3, 2] (a (user, item) pair a row: "
+                                                   "transpose it, .t())")):
+        validate_pairs(graph, [(0, 1), (0, 2), (1, 0)])
+    result = type("UnlearnResult", (), {})()
+    with pytest.raises(TypeError, match="the model must be a torch.nn.Module .* got a UnlearnResult"):
+        evaluate_auc(result, graph, graph)
+    with pytest.raises(TypeError, match="the training graph must be a HeteroData interaction graph .* got a MF"):
+        evaluate_auc(graph, model, graph)
+    with pytest.raises(TypeError, match="the test set must be a HeteroData interaction graph .* got a Tensor"):
+        evaluate_auc(model, graph, torch.tensor([[0], [1]]))
+    with pytest.raises(TypeError, match="the graph must be a HeteroData interaction graph .* got a MF"):
+        user_edges(model, [0])

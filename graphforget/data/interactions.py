@@ -144,7 +144,11 @@ def _check_edge_attributes(store) -> None:
 def check_layout(graph: HeteroData, what: str = "the graph") -> None:
     """Raises ``ValueError`` unless ``graph`` has the node types ``user`` and ``item`` and an ``EDGE`` edge_index,
     naming the types it has and how to build the layout: read through ``graph[EDGE]``, a PyG dataset's graph (``user``
-    and ``movie`` nodes) failed with an AttributeError, and PyG added the missing edge type to the caller's graph."""
+    and ``movie`` nodes) failed with an AttributeError, and PyG added the missing edge type to the caller's graph.
+    Something other than a ``HeteroData`` (a model or a tensor in the graph's place) is a ``TypeError``."""
+    if not isinstance(graph, HeteroData):  # "'MF' object has no attribute 'node_types'", nine frames deep
+        raise TypeError(f"{what} must be a HeteroData interaction graph (graphforget.data.make_interactions), got a "
+                        f"{type(graph).__name__}")
     if {"user", "item"} <= set(graph.node_types) and EDGE in graph.edge_types and "edge_index" in graph[EDGE]:
         _check_labels_per_edge(graph, what)
         return
@@ -182,7 +186,9 @@ def check_pair_tensor(pairs: Tensor, what: str = "edge_index", width: str = "E")
     if not isinstance(pairs, torch.Tensor):  # a list failed with "'list' object has no attribute 'dim'"
         raise ValueError(f"{what} must be a [2, {width}] integer tensor, got a {type(pairs).__name__}")
     if pairs.dim() != 2 or pairs.size(0) != 2:
-        raise ValueError(f"{what} must have shape [2, {width}], got {list(pairs.shape)}")
+        rows = pairs.dim() == 2 and pairs.size(1) == 2
+        transposed = " (a (user, item) pair a row: transpose it, .t())" if rows else ""
+        raise ValueError(f"{what} must have shape [2, {width}], got {list(pairs.shape)}{transposed}")
     if not is_integer_tensor(pairs):
         raise ValueError(f"{what} holds integer (user, item) ids, got dtype {pairs.dtype}")
 
@@ -266,8 +272,11 @@ def _stored_count(graph: HeteroData, node: str) -> int:
 def check_model_fits(model, graph: HeteroData, name: str = "graph") -> None:
     """Raises ``ValueError`` when the model's ``num_users``/``num_items`` (where it has them) differ from
     the node counts of ``graph`` (called ``name`` in the message); indexing its embedding tables would otherwise
-    fail inside torch.
+    fail inside torch. Something other than a module in the model's place is a ``TypeError``.
     """
+    if not isinstance(model, torch.nn.Module):  # an UnlearnResult failed with "no attribute 'modules'", deep inside
+        raise TypeError(f"the model must be a torch.nn.Module (an UnlearnResult's is result.model), got a "
+                        f"{type(model).__name__}")
     for node_type, count in (("user", num_users(graph)), ("item", num_items(graph))):
         size = getattr(model, f"num_{node_type}s", None)
         if size is not None and int(size) != count:
@@ -429,7 +438,7 @@ def validate_pairs(graph: HeteroData, pairs: Tensor) -> Tensor:
     Raises:
         ValueError: for a bad shape, a dtype other than an integer one (a bool mask would be read as ids
             0/1, floats would be truncated), a tensor on the ``meta`` device (no values), unknown ids or
-            duplicated pairs.
+            duplicated pairs; a list or array of shape ``[2, 2]`` (two (user, item) pairs, or users and items?).
     """
     given = pairs
     try:
@@ -439,6 +448,10 @@ def validate_pairs(graph: HeteroData, pairs: Tensor) -> Tensor:
                          f"{type(pairs).__name__} ({error})") from None
     if not torch.is_tensor(given) and pairs.numel() == 0:  # [[], []]: no ids, so torch's default float dtype
         pairs = pairs.long()
+    if not torch.is_tensor(given) and pairs.shape == (2, 2):  # [(0, 68), (0, 40)] forgot (0, 0) and (68, 40)
+        raise ValueError(f"a request given as a {type(given).__name__} of shape [2, 2] is ambiguous (two (user, item) "
+                         "pairs, or a row of users and one of items?): give a [2, R] tensor, torch.tensor(pairs).t() "
+                         "for a list of (user, item) pairs")
     check_pair_tensor(pairs, "a request", "R")
     if pairs.is_meta:
         raise ValueError("a request on the meta device holds no ids: build it on the CPU or the graph's device")
