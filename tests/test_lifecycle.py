@@ -12,7 +12,7 @@ import torch
 
 from graphforget.cli import main
 from graphforget.config import build_config, check_fields, describe
-from graphforget.data import EDGE, planted_communities, random_edges, random_split
+from graphforget.data import EDGE, make_interactions, planted_communities, random_edges, random_split
 from graphforget.models import MF, LightGCN
 from graphforget.objectives import BCEObjective
 from graphforget.train import TrainConfig, train
@@ -634,3 +634,16 @@ def test_methods_prints_less_or_equal_in_unicode(capsys):
     out = capsys.readouterr().out
     assert "(λ̂ ≤ l_2)" in out and "‖∇_φ L(θ̂; D)‖ ≤ 0.1 ‖g‖" in out and "-⟨∇_φ L(θ̂; D), φ̂⟩" in out
     assert not re.search(r"\ble\b", out)
+
+
+def test_an_objective_the_training_graph_cannot_train_is_named_not_the_request(small_planted):
+    """BCE on an implicit (all-ones) graph said "the request leaves nothing for the step to fit" (a QA probe): the
+    training graph never had a negative."""
+    edges = small_planted[EDGE].edge_index[:, small_planted[EDGE].edge_label == 1]
+    implicit = make_interactions(edges, None, 60, 40)
+    model = MF(60, 40, 4)
+    model.reset_parameters(0)
+    for name in ("ifru", "finetune", "retrain"):
+        with pytest.raises(ValueError, match=f"{METHODS[name].__name__}: BCEObjective needs negative labels but every "
+                                             "edge_label of the training graph is 1"):
+            build_unlearner(name, model, implicit, BCEObjective(l2=0.1)).unlearn(edges[:, :3])
