@@ -394,7 +394,7 @@ def pair_keys(edge_index: Pairs, num_items: int) -> Pairs:
     Works on a ``[2, E]`` numpy array too.
     """
     # in int64 whatever the ids' dtype: int32 or uint8 keys wrapped, and distinct pairs were refused as duplicates
-    wide = edge_index.long() if isinstance(edge_index, Tensor) else edge_index.astype(np.int64)
+    wide = edge_index.long() if isinstance(edge_index, Tensor) else np.asarray(edge_index, dtype=np.int64)
     return wide[0] * num_items + wide[1]
 
 

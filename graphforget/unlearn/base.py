@@ -611,13 +611,13 @@ def refuse_no_remaining_edge(unlearner: Unlearner, remaining: HeteroData, why: s
     method = type(unlearner).__name__
     if remaining[EDGE].edge_index.size(1) == 0:
         raise ValueError(f"{method}: the request removes every training edge: there are no remaining edges {why}")
-    try:  # the training graph's own labels first: BCE on implicit data was blamed on the request
-        check_labels_train(unlearner.graph, unlearner.objective)
-    except ValueError as error:
-        raise ValueError(f"{method}: {error}") from None
     try:
         check_labels_train(remaining, unlearner.objective, "the remaining edges")
     except ValueError as error:
+        try:  # the training graph lacking them too is not the request's doing (BCE on implicit data was blamed on it)
+            check_labels_train(unlearner.graph, unlearner.objective)
+        except ValueError as own:
+            raise ValueError(f"{method}: {own}") from None
         lost = sorted(set(unlearner.graph[EDGE].edge_label.unique().tolist())
                       - set(remaining[EDGE].edge_label.unique().tolist()))
         detail = str(error) if not lost else (
