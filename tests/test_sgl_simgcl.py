@@ -1,6 +1,7 @@
 """SGL and SimGCL backbones: views, InfoNCE and the contrastive objective against dense hand computation."""
 from __future__ import annotations
 
+import functools
 import math
 import re
 import warnings
@@ -15,6 +16,7 @@ from graphforget.models import (MODELS, SGL, ContrastiveBPRObjective, LightGCN, 
 from graphforget.objectives import BPRObjective
 from graphforget.train import TrainConfig, train
 from graphforget.unlearn import IFRU, IFRUConfig
+from graphforget.unlearn.ifru import method as ifru_method
 
 
 @pytest.fixture
@@ -591,6 +593,27 @@ def test_a_side_of_the_sample_with_no_node_left_to_contrast_adds_nothing(graph):
     autograd = GaussNewtonOperator(lambda x: term._logits(rows, remaining, x, sides), term._loss(remaining, sides), phi)
     torch.testing.assert_close(product, autograd(v), rtol=1e-4, atol=1e-6)
     assert bool(product.isfinite().all()) and float(product[:6].abs().max()) == 0  # users 0 and 1
+
+
+def test_a_sample_with_no_node_left_to_contrast_is_a_term_of_zero_and_ifru_runs_on_it(graph, monkeypatch):
+    """max_nodes=2 samples users 0 and 1 and items 0 and 1; on a graph where none of them has an edge the term is a 0
+    still tied to phi (it was the float 0, and IFRU's gradient failed on it: every model with over 8,192 users and
+    items whose sample of each had no edge), its gradient and curvature products are zero, and IFRU unlearns."""
+    model, objective, _, _ = _term_setup(graph)
+    rows = NodeRows.from_node_mask(model, torch.ones(9, dtype=torch.bool), 5)
+    phi = rows.gather(model).requires_grad_(True)
+    edges = graph[EDGE].edge_index
+    sparse, _ = without_edges(graph, edges[:, (edges[0] <= 1) | (edges[1] <= 1)])
+    assert sparse[EDGE].edge_index.tolist() == [[2, 3, 4], [2, 2, 3]]
+    term = ContrastiveTerm(model, objective, sparse, max_nodes=2)
+    assert [ids.tolist() for ids in term.contrasted(sparse)] == [[], []]
+    value = term.function(rows, sparse)(phi)
+    assert torch.is_tensor(value) and float(value.detach()) == 0
+    assert float(torch.autograd.grad(value, phi)[0].abs().max()) == 0
+    assert float(term.gauss_newton(rows, sparse, phi.detach())(torch.ones_like(phi)).abs().max()) == 0
+    monkeypatch.setattr(ifru_method, "ContrastiveTerm", functools.partial(ContrastiveTerm, max_nodes=2))
+    result = IFRU(model, sparse, objective).unlearn(torch.tensor([[2], [2]]))
+    assert result.info["contrastive"] and result.info["trusted"], result.info["reason"]
 
 
 def test_a_contrastive_objective_without_resampled_negatives_is_scored_on_fresh_views():

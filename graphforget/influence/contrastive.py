@@ -102,15 +102,15 @@ class ContrastiveTerm:
         factors = self._factors(rows, graph, phi, sides)
         return torch.cat([(first @ second.t()).flatten() / self.tau for first, second in factors])
 
-    def _loss(self, graph: HeteroData, sides) -> Callable[[Tensor], Tensor | float]:
+    def _loss(self, graph: HeteroData, sides) -> Callable[[Tensor], Tensor]:
         """``logits -> the term`` on ``graph``: convex in the logits (a softmax cross-entropy per row; a side
         with no node to contrast adds nothing)."""
         scale, counts = self.scale(graph), [ids.numel() for ids in sides]
 
-        def loss(logits: Tensor) -> Tensor | float:  # 0 where no side has a node
+        def loss(logits: Tensor) -> Tensor:  # a 0 still tied to phi where no side has a node (autograd needs one)
             blocks = logits.split([n * n for n in counts])
-            return scale * sum(F.cross_entropy(block.view(n, n), torch.arange(n, device=block.device))
-                               for block, n in zip(blocks, counts) if n > 0)
+            return scale * sum((F.cross_entropy(block.view(n, n), torch.arange(n, device=block.device))
+                                for block, n in zip(blocks, counts) if n > 0), logits.sum() * 0)
         return loss
 
     def __repr__(self) -> str:

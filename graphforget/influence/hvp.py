@@ -327,13 +327,17 @@ class GaussNewtonOperator:
             raise ValueError("GaussNewtonOperator needs loss_fn or output_curvature (the loss's curvature in z)")
         self.x = x.detach().requires_grad_(True)
         self.z = logits_fn(self.x)
+        self.shift = l2 + damping
+        if self.z.numel() == 0:  # no logit (a contrastive term with no node left): no curvature but the shift
+            return
         self.curvature = (output_curvature or _hessian_product(loss_fn))(self.z.detach())
         self.u = torch.zeros_like(self.z, requires_grad=True)
         # J^T u with a graph in u: differentiating it in u gives J v (the double-vjp trick).
         self.jt_u = torch.autograd.grad(self.z, self.x, self.u, create_graph=True)[0]
-        self.shift = l2 + damping
 
     def __call__(self, v: Tensor) -> Tensor:
+        if self.z.numel() == 0:
+            return self.shift * v
         with _second_derivatives():
             jv = torch.autograd.grad(self.jt_u, self.u, v, retain_graph=True)[0]
         return torch.autograd.grad(self.z, self.x, self.curvature(jv), retain_graph=True)[0] + self.shift * v
