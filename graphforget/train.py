@@ -138,7 +138,8 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
     Args:
         model: a :class:`~graphforget.models.Recommender` on the graph's device.
         graph: the training interactions.
-        objective: the loss (see :mod:`graphforget.objectives`).
+        objective: the loss (see :mod:`graphforget.objectives`); a contrastive model (SGL, SimGCL) given one with
+            no contrastive term (a plain BPRObjective) is warned that it trains as LightGCN.
         config: hyper-parameters.
         val: labelled validation pairs for early stopping (without it all epochs run). A
             :class:`NoSignalWarning` says when the best validation AUC is under :func:`chance_level`; a
@@ -343,6 +344,7 @@ def _check_all(model: torch.nn.Module, graph: HeteroData, objective: Objective, 
         raise ValueError("the training graph has no edges")
     objective.check_fields()  # as recheck(config): an l2 of -5 set after construction trained
     _check_inputs(model, graph, objective)
+    _warn_without_contrast(model, objective)
     if val is not None:
         check_val(model, val)
 
@@ -355,6 +357,15 @@ def _check_inputs(model: torch.nn.Module, graph: HeteroData, objective: Objectiv
     check_precision(model, "train", "train")
     check_trainable(model, "train", "nothing to train")  # torch's optimizer would say "an empty parameter list"
     check_labels_train(graph, objective)
+
+
+def _warn_without_contrast(model: torch.nn.Module, objective: Objective) -> None:
+    """Warns when a contrastive model (SGL, SimGCL) is given an objective with no contrastive term at all (a plain
+    BPRObjective): it trains as LightGCN, silently. ``ssl_weight=0`` is a choice and says so itself."""
+    if hasattr(model, "fixed_views") and not hasattr(objective, "ssl_weight"):
+        name = type(model).__name__
+        warn_caller(f"train: {name} has a contrastive term, but {type(objective).__name__} adds none: the model trains "
+                    f"as LightGCN. ContrastiveBPRObjective adds it (ssl_weight=0 leaves it out without this warning)")
 
 
 def check_trainable(model: torch.nn.Module, who: str, why: str) -> None:

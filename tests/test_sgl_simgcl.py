@@ -204,6 +204,19 @@ def test_contrastive_objective_trains_and_rejects_plain_models(graph):
         ContrastiveBPRObjective(ssl_weight=-1)
 
 
+@pytest.mark.parametrize("cls", [SGL, SimGCL])
+def test_a_contrastive_model_given_an_objective_without_the_term_is_warned_that_it_trains_as_lightgcn(graph, cls):
+    """A plain BPRObjective trained SGL as LightGCN without a word (a QA probe); ssl_weight=0 is a choice."""
+    config = TrainConfig(epochs=1, batch_size=0, patience=0)
+    with pytest.warns(RuntimeWarning, match=f"train: {cls.__name__} has a contrastive term, but BPRObjective adds "
+                                            "none: the model trains as LightGCN"):
+        train(cls(5, 4, embedding_dim=4, num_layers=1), graph, BPRObjective(), config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train(cls(5, 4, embedding_dim=4, num_layers=1), graph, ContrastiveBPRObjective(ssl_weight=0), config)
+        train(LightGCN(5, 4, embedding_dim=4, num_layers=1), graph, BPRObjective(), config)
+
+
 def test_registry_and_checkpoints(tmp_path):
     assert MODELS["sgl"] is SGL and MODELS["simgcl"] is SimGCL
     for name, extra in (("sgl", {"drop_ratio": 0.25}), ("simgcl", {"eps": 0.05})):
