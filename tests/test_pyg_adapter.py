@@ -95,6 +95,23 @@ def test_frozen_node_features_are_no_table_beside_a_trainable_one():
         "module.users": "user", "module.items": "item"}
 
 
+def test_per_user_tables_beside_a_trainable_node_table_are_refused_until_named():
+    """A per-user bias [U, 1] and a per-item one [I, 1] beside the [U + I, d] table were taken for dense weights:
+    IFRU solved for them whole and moved a forgotten user's bias from 0.05 to -0.45, trusted (a QA probe)."""
+    module = OwnCode(num_nodes=U + I, embedding_dim=D, num_layers=K)
+    module.user_bias, module.item_bias = nn.Parameter(torch.zeros(U, 1)), nn.Parameter(torch.zeros(I, 1))
+    with pytest.raises(ValueError, match=r"OwnCode has trainable parameters of num_users or num_items rows, "
+                                         r"\['item_bias', 'user_bias'\], beside its tables of num_users \+ num_items "
+                                         r"= 100 rows, \['embedding.weight'\]: per-user or per-item tables are not "
+                                         r"found by shape"):
+        PyGRecommender(module, U, I, receptive_field=K)
+    tables = {"embedding.weight": "node", "user_bias": "user", "item_bias": "item"}
+    assert PyGRecommender(module, U, I, receptive_field=K, node_tables=tables).node_parameters() == {
+        f"module.{name}": kind for name, kind in tables.items()}
+    module.user_bias.requires_grad_(False), module.item_bias.requires_grad_(False)  # frozen: features, as before
+    assert PyGRecommender(module, U, I, receptive_field=K).node_parameters() == {"module.embedding.weight": "node"}
+
+
 def test_the_adapters_options_are_refused_by_type():
     """sparse="no" and edge_weight="false" were taken as True, and node_tables as a list failed with
     AttributeError: 'list' object has no attribute 'items' (found by a probe)."""

@@ -406,6 +406,45 @@ def _forward_parameters(module: nn.Module) -> list[inspect.Parameter] | None:
 LINEAR_LAYERS = (nn.Linear, PyGLinear)
 
 
+def _tables_by_shape(module: nn.Module, params: dict[str, nn.Parameter], rows: dict[str, int],
+                     shapes: str) -> dict[str, str]:
+    """The module's ``[U + I, d]`` tables outside linear layers (the trainable ones where any is), refusing what
+    shape alone cannot tell: trainable ``[U, k]`` or ``[I, k]`` parameters beside them (per-user or per-item tables,
+    e.g. biases, which the influence methods would solve for whole, as shared weights: IFRU moved a forgotten user's
+    bias from 0.05 to -0.45 where Retrain leaves 0; a QA probe)."""
+    num_users, num_items = rows["user"], rows["item"]
+    # A linear layer's weight multiplies features: one of U + I outputs ([U + I, d], a score per node) is no table.
+    linear = {f"{owner}.weight".lstrip(".") for owner, layer in module.named_modules()
+              if isinstance(layer, LINEAR_LAYERS)}
+    candidates = {name: p for name, p in params.items() if p.dim() == 2 and name not in linear}
+    found = {name: "node" for name, p in candidates.items() if p.size(0) == rows["node"]}
+    split = sorted(name for name, p in candidates.items() if p.requires_grad and p.size(0) in (num_users, num_items))
+    name_them = "name its tables with node_tables={name: 'user' | 'item' | 'node'}"
+    if any(params[name].requires_grad for name in found):  # a frozen [U + I, f] one is node features, no table
+        found = {name: kind for name, kind in found.items() if params[name].requires_grad}
+        if split:
+            raise ValueError(f"PyGRecommender: {type(module).__name__} has trainable parameters of num_users or "
+                             f"num_items rows, {split}, beside its tables of num_users + num_items = {rows['node']} "
+                             f"rows, {sorted(found)}: per-user or per-item tables are not found by shape, and the "
+                             f"influence methods would solve for them whole, as shared weights: {name_them}")
+    elif found and split:  # the tables are a user's and an item's
+        raise ValueError(f"PyGRecommender: the only parameters of {type(module).__name__} with num_users + "
+                         f"num_items = {rows['node']} rows, {sorted(found)}, are frozen (node features, not "
+                         f"tables), beside trainable ones of num_users or num_items rows, {split}: {name_them} (a "
+                         "user and an item table are not found by shape)")
+    if not candidates:
+        raise ValueError(f"PyGRecommender: {type(module).__name__} learns no per-node table (its parameters: "
+                         f"{shapes}), which the adapter needs; a model of fixed node features implements the "
+                         "Recommender contract itself, with node_parameters() = {} (see docs/custom_model)")
+    if not found:
+        raise ValueError(
+            f"PyGRecommender: no parameter of {type(module).__name__} is a per-node table of "
+            f"num_users + num_items = {rows['node']} rows outside a linear layer (its parameters: {shapes}); "
+            f"build the module for {rows['node']} nodes (users 0..{num_users - 1}, items {num_users}.."
+            f"{rows['node'] - 1}) or name its tables with node_tables={{name: 'user' | 'item' | 'node'}}")
+    return found
+
+
 def _node_tables(module: nn.Module, num_users: int, num_items: int,
                  given: Mapping[str, str] | None) -> dict[str, str]:
     """The module's per-node tables, ``{parameter name: node type}``, found by shape or checked."""
@@ -417,31 +456,7 @@ def _node_tables(module: nn.Module, num_users: int, num_items: int,
     rows = {"user": num_users, "item": num_items, "node": num_users + num_items}
     shapes = ", ".join(f"{name} {list(p.shape)}" for name, p in params.items()) or "none"
     if given is None:
-        # A linear layer's weight multiplies features: one of U + I outputs ([U + I, d], a score per node) is no table.
-        linear = {f"{owner}.weight".lstrip(".") for owner, layer in module.named_modules()
-                  if isinstance(layer, LINEAR_LAYERS)}
-        candidates = {name: p for name, p in params.items() if p.dim() == 2 and name not in linear}
-        found = {name: "node" for name, p in candidates.items() if p.size(0) == rows["node"]}
-        split = sorted(name for name, p in candidates.items() if p.requires_grad and p.size(0) in (num_users, num_items))
-        if any(params[name].requires_grad for name in found):  # a frozen [U + I, f] one is node features, no table
-            found = {name: kind for name, kind in found.items() if params[name].requires_grad}
-        elif found and split:  # the tables are a user's and an item's
-            raise ValueError(f"PyGRecommender: the only parameters of {type(module).__name__} with num_users + "
-                             f"num_items = {rows['node']} rows, {sorted(found)}, are frozen (node features, not "
-                             f"tables), beside trainable ones of num_users or num_items rows, {split}: name its "
-                             "tables with node_tables={name: 'user' | 'item' | 'node'} (a user and an item table "
-                             "are not found by shape)")
-        if not candidates:
-            raise ValueError(f"PyGRecommender: {type(module).__name__} learns no per-node table (its parameters: "
-                             f"{shapes}), which the adapter needs; a model of fixed node features implements the "
-                             "Recommender contract itself, with node_parameters() = {} (see docs/custom_model)")
-        if not found:
-            raise ValueError(
-                f"PyGRecommender: no parameter of {type(module).__name__} is a per-node table of "
-                f"num_users + num_items = {rows['node']} rows outside a linear layer (its parameters: {shapes}); "
-                f"build the module for {rows['node']} nodes (users 0..{num_users - 1}, items {num_users}.."
-                f"{rows['node'] - 1}) or name its tables with node_tables={{name: 'user' | 'item' | 'node'}}")
-        return found
+        return _tables_by_shape(module, params, rows, shapes)
     if not given:
         raise ValueError("PyGRecommender.node_tables is empty: name at least one per-node table (a model without "
                          "one implements the Recommender contract itself: see docs/custom_model)")
