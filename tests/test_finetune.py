@@ -300,6 +300,36 @@ def test_retrain_refuses_a_reset_that_leaves_trained_parameters(small_planted, o
     Retrain(model, small_planted, OBJECTIVE, warm).unlearn(request)
 
 
+class UntiedOnResetMF(ProjectedMF):
+    """A second projection tied to the first, whose reset replaces the first's weight and so un-ties them."""
+
+    def __init__(self, num_users, num_items, embedding_dim=8):
+        super().__init__(num_users, num_items, embedding_dim, covers_proj=False)
+        self.again = nn.Linear(embedding_dim, embedding_dim, bias=False)
+        self.again.weight = self.proj.weight
+
+    def reset_parameters(self, seed=None):
+        super().reset_parameters(seed)
+        if hasattr(self, "again"):
+            self.proj.weight = nn.Parameter(torch.randn_like(self.proj.weight) * 0.3)
+            nn.init.zeros_(self.proj.bias)
+
+    def embed(self, graph):
+        return self.again(self.proj(self.user_emb.weight)), self.item_emb.weight
+
+
+def test_retrain_names_a_tied_parameter_that_the_reset_left_behind(small_planted, one_thread):
+    """The alias kept the NaN that the check fills trained parameters with, unseen (it looked at one name per tensor),
+    and Retrain failed in training: 'the training loss is nan ... lower the learning rate' (a QA probe)."""
+    model = UntiedOnResetMF(num_users(small_planted), num_items(small_planted))
+    model.reset_parameters(0)
+    model.again.weight = model.proj.weight  # tied while trained
+    train(model, small_planted, OBJECTIVE, CONFIG)
+    with pytest.raises(ValueError, match=r"reset_parameters\(\) left these trained parameters unchanged: again.weight;"):
+        Retrain(model, small_planted, OBJECTIVE, RetrainConfig(CONFIG, seed=5)).unlearn(
+            random_edges(small_planted, 0.05, seed=1))
+
+
 def assert_retrain_is_a_fresh_training(model, graph, request, cls):
     """Retrain (seed 5) of ``model`` equals, tensor for tensor, a ``cls`` built, reset with seed 5 and trained on the
     remaining edges."""

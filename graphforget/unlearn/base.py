@@ -517,7 +517,9 @@ def redraw(model: Recommender, seed: int | None, method: str) -> None:
         for module in model.modules():
             if callable(getattr(module, "reset_running_stats", None)):
                 module.reset_running_stats()  # type: ignore[operator]  # torch: __getattr__ gives Tensor | Module
-    missed = [name for name in trainable if torch.isnan(model.get_parameter(name)).any()]
+    # every name, aliases too: a reset that replaces one of two tied parameters leaves the other, NaN, beside it
+    missed = [name for name, p in model.named_parameters(remove_duplicate=False)
+              if p.requires_grad and torch.isnan(p).any()]
     if missed:
         raise ValueError(f"{method}: reset_parameters() left these trained parameters unchanged: {', '.join(missed)}; "
                          "override reset_parameters to re-initialise them (see docs/custom_model.rst)")
