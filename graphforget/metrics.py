@@ -9,9 +9,9 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from .config import eval_mode, is_integer
-from .data.interactions import (EDGE, check_layout, check_model_fits, check_model_on_graph_device, check_pair_ids,
-                                check_pair_tensor, check_unique_pairs, finite_scores, message_passing_edges, num_items,
-                                num_users, pair_keys, pair_scores, validate_pairs)
+from .data.interactions import (EDGE, as_pairs, check_layout, check_model_fits, check_model_on_graph_device,
+                                check_pair_ids, check_pair_tensor, check_unique_pairs, finite_scores,
+                                message_passing_edges, num_items, num_users, pair_keys, pair_scores, validate_pairs)
 from .models.base import row_products
 
 __all__ = ["auc", "auc_standard_error", "auc_groups", "completeness", "evaluate_auc", "recall_ndcg_at_k",
@@ -89,10 +89,7 @@ def auc_groups(scores: Tensor, test_edges: Tensor, labels: Tensor, request: Tens
     test_edges, scores, labels = _group_inputs(test_edges, scores, labels)
     out = {"auc_0": auc(scores, labels)}
     if request is not None:
-        given, request = request, torch.as_tensor(request).cpu()
-        if not torch.is_tensor(given) and request.numel() == 0:  # [[], []]: no ids, so torch's default float dtype
-            request = request.long()
-        check_pair_tensor(request, "request", "R")
+        request = as_pairs(request, "request", "R").cpu()
         in_user = torch.isin(test_edges[0], request[0])
         in_item = torch.isin(test_edges[1], request[1])
         for name, mask in (("auc_1", in_user | in_item), ("auc_2", in_user & in_item)):
@@ -103,8 +100,7 @@ def auc_groups(scores: Tensor, test_edges: Tensor, labels: Tensor, request: Tens
 def _group_inputs(test_edges: Tensor, scores: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`auc_groups`' pairs, scores and labels checked, on the CPU (a mask of one device cannot select another's
     values); a shape or length that does not fit was an IndexError or an AttributeError inside torch."""
-    test_edges = torch.as_tensor(test_edges).cpu()
-    check_pair_tensor(test_edges, "test_edges", "T")
+    test_edges = as_pairs(test_edges, "test_edges", "T").cpu()
     scores, labels = torch.as_tensor(scores).detach().cpu().flatten(), torch.as_tensor(labels).cpu().flatten()
     if not scores.numel() == labels.numel() == test_edges.size(1):
         raise ValueError(f"scores [{scores.numel()}] and labels [{labels.numel()}] must hold one value per pair of "
@@ -119,10 +115,9 @@ def _scores(model, graph: HeteroData, edges: Tensor, what: str) -> Tensor:
     with NaN parameters) are refused rather than averaged or ranked."""
     check_model_fits(model, graph)
     check_model_on_graph_device(model, graph)
-    edges = torch.as_tensor(edges)
-    if edges.dim() != 2 or edges.size(0) != 2 or edges.size(1) == 0:
+    edges = as_pairs(edges, what, "T")
+    if edges.size(1) == 0:
         raise ValueError(f"{what} must be a non-empty [2, T] tensor of (user, item) ids, got {list(edges.shape)}")
-    check_pair_tensor(edges, what, "T")  # the dtype
     edges = edges.to(graph[EDGE].edge_index.device)
     check_pair_ids(edges, graph, what)
     with eval_mode(model):  # a dropout (a user's own GNN) would make every figure random
@@ -291,15 +286,20 @@ def _expected_recall_ndcg(scores: Tensor, rows: Tensor, items: Tensor, k: int) -
 def mean_probability(model, graph: HeteroData, edges: Tensor) -> float:
     r"""Mean predicted probability :math:`\sigma(\hat y)` of ``edges`` (``[2, T]``), the model run on ``graph`` in
     eval mode: unlearning a request should lower it on the requested edges."""
-    return float(torch.sigmoid(_scores(model, graph, edges, "the edge list")).mean())
+    return _mean_probability(model, graph, edges, "the edge list")
+
+
+def _mean_probability(model, graph: HeteroData, edges: Tensor, what: str) -> float:
+    """:func:`mean_probability`, its errors naming ``edges`` as ``what`` (the request, the negatives)."""
+    return float(torch.sigmoid(_scores(model, graph, edges, what)).mean())
 
 
 def mi_bf(model_before, graph_before, model_after, graph_after, request: Tensor) -> float:
     """MI-BF: mean :math:`\\sigma(\\hat y)` of the requested edges before / after unlearning (> 1 is good);
     infinite (NaN for 0/0) where the probabilities after underflowed to 0. ``request`` holds each pair once."""
     request = validate_pairs(graph_after, request)  # a set: an edge listed twice weighed twice in the mean
-    before = mean_probability(model_before, graph_before, request)
-    return _ratio(before, mean_probability(model_after, graph_after, request))
+    before = _mean_probability(model_before, graph_before, request, "request")
+    return _ratio(before, _mean_probability(model_after, graph_after, request, "request"))
 
 
 def mi_ng(model_after, graph_after, request: Tensor, negatives: Tensor) -> float:
@@ -312,9 +312,7 @@ def mi_ng(model_after, graph_after, request: Tensor, negatives: Tensor) -> float
             a pair of ``graph_after`` (the model was trained on it) or a requested edge (the ratio was then 1).
     """
     request = validate_pairs(graph_after, request)  # a set: an edge listed twice weighed twice in the mean
-    negatives = torch.as_tensor(negatives)
-    check_pair_tensor(negatives, "negatives", "N")
-    negatives = negatives.long()
+    negatives = as_pairs(negatives, "negatives", "N").long()
     check_pair_ids(negatives, graph_after, "negatives")
     check_unique_pairs(negatives, num_items(graph_after), "negatives", "give each pair once")
     keys = pair_keys(negatives, num_items(graph_after))
@@ -325,8 +323,8 @@ def mi_ng(model_after, graph_after, request: Tensor, negatives: Tensor) -> float
             user, item = negatives[:, found.nonzero()[0, 0]].tolist()
             raise ValueError(f"negatives holds {int(found.sum())} {what}, the first ({user}, {item}): give pairs the "
                              "model never saw (graphforget.verify.matched_non_members draws them)")
-    negative = mean_probability(model_after, graph_after, negatives)
-    return _ratio(negative, mean_probability(model_after, graph_after, request))
+    negative = _mean_probability(model_after, graph_after, negatives, "negatives")
+    return _ratio(negative, _mean_probability(model_after, graph_after, request, "request"))
 
 
 def _ratio(numerator: float, denominator: float) -> float:

@@ -45,7 +45,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from .config import eval_mode, is_integer, seeded, uniform
-from .data.interactions import (EDGE, check_interactions, check_model_fits, check_pairs_in_range, edge_positions,
+from .data.interactions import (EDGE, as_pairs, check_interactions, check_model_fits, check_pairs_in_range, edge_positions,
                                 message_passing_edges, num_items, num_users, pair_keys, pair_scores, validate_pairs)
 from .io import to_jsonable
 from .metrics import _ratio, auc, check_binary_labels
@@ -181,7 +181,7 @@ def _check_exclude(graph: HeteroData, exclude) -> Tensor | None:
     """``exclude`` as ``[2, X]`` CPU ids of ``graph``'s nodes (a pair may repeat), ``None`` kept."""
     if exclude is None:
         return None
-    exclude = torch.as_tensor(exclude)
+    exclude = as_pairs(exclude, "exclude", "X")
     check_pairs_in_range(exclude, num_users(graph), num_items(graph), "exclude", "X")
     return exclude.cpu().long()
 

@@ -343,7 +343,7 @@ def test_metrics_refuse_what_they_cannot_score_or_rank_by_name():
         with pytest.raises(ValueError, match="the model's scores hold 1 NaN or infinite values: its parameters are "
                                              r"non-finite or too large \(a diverged training\?\)"):
             metric(overflowing, graph, test)
-    for edges, message in [(torch.tensor([[0, 1], [1, 2], [3, 3]]), r"\[2, T\] .* got \[3, 2\]"),
+    for edges, message in [(torch.tensor([[0, 1], [1, 2], [3, 3]]), r"\[2, T\].* got \[3, 2\]"),
                            (torch.tensor([0, 1]), r"got \[2\]"), (torch.zeros(2, 0, dtype=torch.long), r"got \[2, 0\]"),
                            (torch.tensor([[0.], [1.]]), "got dtype torch.float32")]:
         with pytest.raises(ValueError, match=message):
@@ -696,3 +696,24 @@ def test_a_newcomers_mistakes_get_errors_that_name_the_argument(one_thread):
         evaluate_auc(model, graph, torch.tensor([[0], [1]]))
     with pytest.raises(TypeError, match="the graph must be a HeteroData interaction graph .* got a MF"):
         user_edges(model, [0])
+
+
+def test_every_pair_argument_reads_lists_as_requests_do(one_thread):
+    """mean_probability, mi_ng's negatives and prediction_distance read two (user, item) tuples as a [2, R] row of
+    users and one of items, and scored other pairs; an empty list was refused as exclude or negatives for its float
+    dtype, which torch gives it (a QA probe)."""
+    from graphforget.verify import matched_non_members
+    graph = make_interactions(torch.tensor([[0, 0, 1, 2], [1, 2, 0, 1]]), torch.tensor([1., 0., 1., 0.]), 3, 3)
+    model = MF(3, 3, 2)
+    model.reset_parameters(0)
+    request = torch.tensor([[0], [1]])
+    calls = [("the edge list", lambda p: mean_probability(model, graph, p)),
+             ("negatives", lambda p: mi_ng(model, graph, request, p)),
+             ("the edge list", lambda p: prediction_distance(model, graph, model, graph, p))]
+    for what, call in calls:
+        with pytest.raises(ValueError, match=rf"{what} given as a list of shape \[2, 2\] is ambiguous"):
+            call([(1, 1), (2, 2)])
+    with pytest.raises(ValueError, match=r"request must be a non-empty \[2, T\]"):  # it said "the edge list"
+        mi_bf(model, graph, model, graph, [[], []])
+    assert matched_non_members(graph, request, exclude=[[], []]).tolist() == matched_non_members(
+        graph, request).tolist()

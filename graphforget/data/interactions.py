@@ -432,6 +432,26 @@ def check_unique_pairs(edge_index: Tensor, num_items: int, what: str = "the grap
                      f"at positions {copies[0]} and {copies[1]}; {advice}")
 
 
+def as_pairs(pairs, what: str, width: str) -> Tensor:
+    """``pairs`` (a tensor, or a nested list or array of ids) as a ``[2, width]`` integer tensor (``what`` names it in
+    the errors of :func:`check_pair_tensor`): an empty list is long (torch makes it float), and a list or array of
+    shape ``[2, 2]`` is refused as ambiguous (two (user, item) pairs, or users and items?)."""
+    given = pairs
+    try:
+        pairs = torch.as_tensor(pairs)
+    except (TypeError, ValueError, RuntimeError) as error:  # None, a string, a tuple of tensors, ragged lists
+        raise ValueError(f"{what} is a [2, {width}] tensor (or nested list) of (user, item) ids, got a "
+                         f"{type(pairs).__name__} ({error})") from None
+    if not torch.is_tensor(given) and pairs.numel() == 0:  # [[], []]: no ids, so torch's default float dtype
+        pairs = pairs.long()
+    if not torch.is_tensor(given) and pairs.shape == (2, 2):  # [(0, 68), (0, 40)] forgot (0, 0) and (68, 40)
+        raise ValueError(f"{what} given as a {type(given).__name__} of shape [2, 2] is ambiguous (two (user, item) "
+                         f"pairs, or a row of users and one of items?): give a [2, {width}] tensor, "
+                         "torch.tensor(pairs).t() for a list of (user, item) pairs")
+    check_pair_tensor(pairs, what, width)
+    return pairs
+
+
 def validate_pairs(graph: HeteroData, pairs: Tensor) -> Tensor:
     """Checks a ``[2, R]`` (user, item) request against the graph's node ranges; returns it as long.
 
@@ -440,19 +460,7 @@ def validate_pairs(graph: HeteroData, pairs: Tensor) -> Tensor:
             0/1, floats would be truncated), a tensor on the ``meta`` device (no values), unknown ids or
             duplicated pairs; a list or array of shape ``[2, 2]`` (two (user, item) pairs, or users and items?).
     """
-    given = pairs
-    try:
-        pairs = torch.as_tensor(pairs)
-    except (TypeError, ValueError, RuntimeError) as error:  # None, a string, a tuple of tensors, ragged lists
-        raise ValueError(f"a request is a [2, R] tensor (or nested list) of (user, item) ids, got a "
-                         f"{type(pairs).__name__} ({error})") from None
-    if not torch.is_tensor(given) and pairs.numel() == 0:  # [[], []]: no ids, so torch's default float dtype
-        pairs = pairs.long()
-    if not torch.is_tensor(given) and pairs.shape == (2, 2):  # [(0, 68), (0, 40)] forgot (0, 0) and (68, 40)
-        raise ValueError(f"a request given as a {type(given).__name__} of shape [2, 2] is ambiguous (two (user, item) "
-                         "pairs, or a row of users and one of items?): give a [2, R] tensor, torch.tensor(pairs).t() "
-                         "for a list of (user, item) pairs")
-    check_pair_tensor(pairs, "a request", "R")
+    pairs = as_pairs(pairs, "a request", "R")
     if pairs.is_meta:
         raise ValueError("a request on the meta device holds no ids: build it on the CPU or the graph's device")
     pairs = pairs.long()
