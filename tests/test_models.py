@@ -708,6 +708,36 @@ def test_mf_refuses_a_graph_of_other_node_counts_and_pairs_that_are_not_a_tensor
             model(graph, pairs)
 
 
+def test_an_extra_tensor_is_sealed_by_its_bytes_not_its_printed_form(tmp_path):
+    """Extra tensors were hashed by their repr: under torch.set_printoptions(precision=8) the untouched file was
+    refused, and an edit in the middle of a long one (elided by its repr) loaded (a QA probe)."""
+    path = tmp_path / "m.pt"
+    save_model(MF(5, 4, 2), path, weights=torch.tensor([0.123456789, 2.0]), mask=torch.arange(5000))
+    try:
+        torch.set_printoptions(precision=8)
+        assert torch.equal(load_model(path)[1]["weights"], torch.tensor([0.123456789, 2.0]))
+    finally:
+        torch.set_printoptions(profile="default")
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["mask"][2500] = -7
+    torch.save(checkpoint, path)
+    with pytest.raises(ValueError, match="m.pt: its model name, config or extra values do not match the sha256"):
+        load_model(path)
+
+
+def test_a_map_location_this_machine_lacks_is_refused_by_name_not_blamed_on_the_file(tmp_path):
+    """'mps' and a GPU's index were 'truncated, corrupt or not written by save_model' (a QA probe)."""
+    save_model(MF(5, 4, 2), tmp_path / "m.pt")
+    for location, why in (("mps", "MPS is not available"), ("meta", "unsupported device 'meta'")):
+        if location == "mps" and torch.backends.mps.is_available():
+            continue
+        with pytest.raises(ValueError, match=f"load_model: map_location={location!r}, but {why}"):
+            load_model(tmp_path / "m.pt", map_location=location)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="load_model: map_location=0, but"):
+            load_model(tmp_path / "m.pt", map_location=0)
+
+
 def test_a_truncated_or_tampered_checkpoint_is_refused_by_name(tmp_path, monkeypatch):
     from graphforget.models.base import _meta_sha256
     path = tmp_path / "m.pt"

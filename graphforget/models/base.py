@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
-from ..config import is_integer, is_integer_tensor, resolved_device, seeded
+from ..config import check_device, is_integer, is_integer_tensor, resolved_device, seeded
 from ..data.interactions import check_ids_in_range, check_model_fits, check_pairs_in_range, num_items, num_users
 from ..io import atomic_write, tensors_sha256
 
@@ -467,9 +467,21 @@ def _layout_sha256(state: dict) -> str:
 def _meta_sha256(checkpoint: dict) -> str:
     """The sha256 of everything but the tensors and the digests: the name, the config and the extra values, by their
     repr (a file keeps its dicts' order; a flipped bit in a config's ``num_layers`` loaded another model, and torch
-    does not check its zip's CRC)."""
+    does not check its zip's CRC), an extra tensor by its dtype, shape and bytes (its repr follows torch's print
+    options and elides long ones: an untouched file was refused, an edited one loaded)."""
     meta = {key: value for key, value in checkpoint.items() if key not in _CHECKPOINT_KEYS}
-    return hashlib.sha256(repr(meta).encode()).hexdigest()
+    return hashlib.sha256(repr(_fingerprinted(meta)).encode()).hexdigest()
+
+
+def _fingerprinted(value):
+    """``value`` with every tensor in it as ``(dtype, shape, sha256 of its bytes)``."""
+    if isinstance(value, Tensor):
+        return str(value.dtype), tuple(value.shape), tensors_sha256(value)
+    if isinstance(value, dict):
+        return {key: _fingerprinted(item) for key, item in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(_fingerprinted(item) for item in value)
+    return value
 
 
 def _plain(value, where: str):
@@ -495,14 +507,15 @@ def load_model(path: str | os.PathLike, map_location=None) -> tuple[Recommender,
     float64, bit for bit). With ``map_location`` a device (``"cuda:0"``), the model is moved there too.
 
     Raises:
-        ValueError: ``map_location`` names CUDA on a machine without it; the file cannot be read (truncated,
+        ValueError: ``map_location`` names a device this machine lacks (CUDA, MPS, a GPU's index); the file cannot be read (truncated,
             corrupt), is not a checkpoint written by :func:`save_model`, its tensors, name, config or extra values
             differ from the sha256 saved with them (or one of those is missing), or its state dict does not fit the
             model its name and config build.
     """
     device = _map_device(map_location)
-    # torch.load maps to "cpu" but not to "cpu:0" (it blamed the file); the model goes to the device after
-    checkpoint = _read_checkpoint(path, "cpu" if device is not None and device.type == "cpu" else map_location)
+    # torch.load maps to "cpu" but not to "cpu:0", nor to a GPU's index (it blamed the file); the model goes to the
+    # device after
+    checkpoint = _read_checkpoint(path, map_location if device is None else "cpu" if device.type == "cpu" else device)
     name, config, state = checkpoint["model"], checkpoint["config"], checkpoint["state_dict"]
     for key, digest, what in (("state_sha256", _state_sha256(state), "its tensors"),
                               ("layout_sha256", _layout_sha256(state), "its tensors"),
@@ -523,15 +536,16 @@ def load_model(path: str | os.PathLike, map_location=None) -> tuple[Recommender,
 
 
 def _map_device(map_location) -> torch.device | None:
-    """The device ``map_location`` names (a str or a device), where the model goes: the tensors went there and were
-    copied into a model built on the CPU. ``ValueError`` for CUDA on a machine without it (torch's error was
-    reported as a corrupt file)."""
-    if not isinstance(map_location, (str, torch.device)):
+    """The device ``map_location`` names (a str, a device or a GPU's index), where the model goes: the tensors went
+    there and were copied into a model built on the CPU. ``ValueError`` for a device this machine cannot compute on
+    (:func:`~graphforget.config.check_device`: torch's error for CUDA or MPS was reported as a corrupt file)."""
+    if isinstance(map_location, bool) or not isinstance(map_location, (str, torch.device, int)):
         return None  # a dict or a function maps storages, not the model
-    device = torch.device(map_location)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"load_model: map_location={map_location!r}, but CUDA is not available on this machine")
-    return device
+    try:
+        check_device(map_location)
+    except ValueError as error:
+        raise ValueError(f"load_model: map_location={map_location!r}, but {error}") from None
+    return torch.device(map_location)
 
 
 def _read_checkpoint(path: str | os.PathLike, map_location) -> dict:
