@@ -1047,7 +1047,7 @@ def _add_workflow_commands(sub) -> None:
                    help=f"recommender: {', '.join(FIT_MODELS)}, {_YOUR_MODEL} (default: mf)")
     _hyperparameters(p, training=False)
     p.add_argument("--seed", type=_seed, default=0, help="seed of negatives, split, model and batches (default: 0)")
-    p.add_argument("--out", required=True, help="the new run directory (new, or an empty directory)")
+    p.add_argument("--out", type=_path, required=True, help="the new run directory (new, or an empty directory)")
     _common(p, data=False)
     p.set_defaults(func=cmd_fit)
 
@@ -1058,13 +1058,13 @@ def _add_workflow_commands(sub) -> None:
     what.add_argument("--users", metavar="ID[,ID...]", help="users whose every training edge is forgotten (CSV "
                       "lines: an id holding a comma goes in double quotes, '\"Smith, J\",u2')")
     what.add_argument("--items", metavar="ID[,ID...]", help="items whose every training edge is forgotten")
-    what.add_argument("--edges", metavar="FILE", help="a file of 'user item' lines (observed interactions: "
+    what.add_argument("--edges", type=_path, metavar="FILE", help="a file of 'user item' lines (observed interactions: "
                       "training edges are unlearned, validation and test pairs dropped); a first line of column "
                       "names such as 'user,item' or 'userId movieId' is skipped unless they are ids of the run, and "
                       "'#' starts a comment at a line's start or after a space (quote an id that starts with it)")
     p.add_argument("--encoding", default="utf-8", help="the --edges file's text encoding (default utf-8; e.g. latin-1)")
     p.add_argument("--local-ids", action="store_true", help="ids are the run's local ids, not the data file's")
-    p.add_argument("--run", required=True, help="the run to forget from (from fit or forget)")
+    p.add_argument("--run", type=_path, required=True, help="the run to forget from (from fit or forget)")
     p.add_argument("--method", required=True, help="ifru, scif, retrain, finetune or unlearnrec")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="a field of the method's config, repeatable (`graphforget methods NAME` lists them)")
@@ -1073,18 +1073,18 @@ def _add_workflow_commands(sub) -> None:
                         "run's)")
     p.add_argument("--allow-untrusted", action="store_true",
                    help="write the run even when the method does not trust its result (recorded in the audit)")
-    p.add_argument("--out", required=True, help="the new run directory (new, or an empty directory)")
+    p.add_argument("--out", type=_path, required=True, help="the new run directory (new, or an empty directory)")
     _common(p, data=False)
     p.set_defaults(func=cmd_forget)
 
     p = sub.add_parser("verify", help="forgetting report of a run's lineage",
                        description="Compare the removed edges with matched non-members: probabilities, MI-BF, "
                                    "MI-NG and a membership-inference attack AUC, optionally beside a Retrain.")
-    p.add_argument("--run", required=True, help="a run made by forget")
+    p.add_argument("--run", type=_path, required=True, help="a run made by forget")
     p.add_argument("--retrain", action="store_true", help="also retrain from the lineage's root as a reference")
     p.add_argument("--seed", type=_seed,
                    help="seed of the matching, the attack and the Retrain (default: the one the run's forget used)")
-    p.add_argument("--out", help="write the report as JSON to this file (outside the run)")
+    p.add_argument("--out", type=_path, help="write the report as JSON to this file (outside the run)")
     p.add_argument("--strict", action="store_true",
                    help="exit with status 1 when a request of the lineage was published untrusted, a parent run was "
                         "read at its recorded path, not beside its child (a copy gone or damaged), or the deletion is "
@@ -1119,6 +1119,12 @@ def _non_negative(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
     return value
+
+
+def _path(text: str) -> str:
+    """A path flag's value with ``~`` expanded, as a shell would have: Python's subprocess and config files pass it
+    as written, and only some commands expanded it (``evaluate --run "~/r"`` found no run that ``train`` wrote)."""
+    return os.path.expanduser(text)
 
 
 def _directory(text: str) -> str:
@@ -1176,31 +1182,31 @@ def _add_train_run_commands(sub) -> None:
     """The parsers of the commands that start from a ``train`` run: ``evaluate``, ``unlearn``, ``pretrain-encoder``."""
     p = sub.add_parser("evaluate", help="the test AUC of a run", description="Print a run's test AUC: AUC_0/1/2 "
                        "of a `train`/`unlearn` run (its data rebuilt), that of a `fit`/`forget` run's held-out pairs.")
-    p.add_argument("--run", required=True, help="a run of `train`/`unlearn` or of `fit`/`forget`")
-    p.add_argument("--out", help="also write the metrics to this JSON file")
+    p.add_argument("--run", type=_path, required=True, help="a run of `train`/`unlearn` or of `fit`/`forget`")
+    p.add_argument("--out", type=_path, help="also write the metrics to this JSON file")
     _train_run_flags(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("unlearn", help="unlearn the attack request from a trained run",
                        description="Rebuild a run's data and unlearn its flipped edges with one method.")
-    p.add_argument("--run", required=True, help="a directory holding model.pt (from `graphforget train`)")
+    p.add_argument("--run", type=_path, required=True, help="a directory holding model.pt (from `graphforget train`)")
     p.add_argument("--method", required=True, help=f"one of: {', '.join(METHODS)}")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="a field of the method's config, repeatable (e.g. solver.damping=0.1; "
                         "`graphforget methods NAME` lists them)")
-    p.add_argument("--encoder", help="unlearnrec: a pre-trained encoder (from `graphforget pretrain-encoder` on this "
-                   "run, with the same --option values)")
-    p.add_argument("--out", required=True, help="output directory: metrics.json (and model.pt)")
+    p.add_argument("--encoder", type=_path, help="unlearnrec: a pre-trained encoder (from `graphforget "
+                   "pretrain-encoder` on this run, with the same --option values)")
+    p.add_argument("--out", type=_path, required=True, help="output directory: metrics.json (and model.pt)")
     _train_run_flags(p)
     p.set_defaults(func=cmd_unlearn)
 
     p = sub.add_parser("pretrain-encoder", help="pre-train UnlearnRec's influence encoder for a trained run",
                        description="Pre-train UnlearnRec's influence encoder once for a trained run; "
                                    "`unlearn --method unlearnrec --encoder OUT/encoder.pt` then reuses it.")
-    p.add_argument("--run", required=True, help="a directory holding model.pt (from `graphforget train`)")
+    p.add_argument("--run", type=_path, required=True, help="a directory holding model.pt (from `graphforget train`)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="an UnlearnRecConfig field, repeatable (e.g. pretrain_epochs=5)")
-    p.add_argument("--out", required=True, help="output directory: encoder.pt and pretrain.json")
+    p.add_argument("--out", type=_path, required=True, help="output directory: encoder.pt and pretrain.json")
     _train_run_flags(p)
     p.set_defaults(func=cmd_pretrain_encoder)
 
@@ -1224,7 +1230,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"recommender: {', '.join(sorted(MODELS))}, {_YOUR_MODEL} (default: mf)")
     _hyperparameters(p, training=True)
     p.add_argument("--training", choices=TRAININGS, default="early-stopped", help=_TRAINING_HELP)
-    p.add_argument("--out", required=True, help="run directory: model.pt and metrics.json are written there")
+    p.add_argument("--out", type=_path, required=True,
+                   help="run directory: model.pt and metrics.json are written there")
     p.set_defaults(func=cmd_train)
 
     _add_train_run_commands(sub)
@@ -1253,7 +1260,7 @@ def _add_demo_parser(sub) -> None:
     p.add_argument("--methods", nargs="+", metavar="METHOD", help=f"methods (default: all: {', '.join(METHODS)})")
     p.add_argument("--attack-ratio", type=_ratio, default=0.02, help="fraction of flipped labels (default: 0.02)")
     p.add_argument("--seed", type=_seed, default=0, help="seed (default: 0)")
-    p.add_argument("--out", help="output directory (default: a new temporary directory)")
+    p.add_argument("--out", type=_path, help="output directory (default: a new temporary directory)")
     advanced = p.add_argument_group("advanced")
     advanced.add_argument("--option", action="append", metavar="METHOD:KEY=VALUE",
                           help="a method option, repeatable (e.g. ifru:solver.name=lissa)")
@@ -1272,7 +1279,7 @@ def _add_demo_parser(sub) -> None:
 def _data_file_flags(p, required: bool) -> None:
     """``--data``, ``--format`` and the file's options, shared by ``fit`` and ``bench``."""
     from .workflow import FORMATS
-    p.add_argument("--data", required=required, help="the data file (or its folder for movielens/lightgcn)")
+    p.add_argument("--data", type=_path, required=required, help="the data file (or its folder for movielens/lightgcn)")
     p.add_argument("--format", required=required, choices=FORMATS, help="movielens: u.data; triples: user item "
                    "label; lightgcn: train.txt (+ test.txt as the test set); csv: with a header row")
     p.add_argument("--user-col", help="csv: the user column")
@@ -1321,7 +1328,7 @@ def _add_bench_parser(sub) -> None:
                    "0.1 and 0.2)")
     p.add_argument("--l2", type=float, help="L2 strength of the objective (default: the preset's; 0 for a model "
                    "trained the ordinary way)")
-    p.add_argument("--out", required=True, help="output directory (the cell cache lives in OUT/cells)")
+    p.add_argument("--out", type=_path, required=True, help="output directory (the cell cache lives in OUT/cells)")
     p.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cuda (default: cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_bench)

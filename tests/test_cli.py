@@ -251,6 +251,21 @@ def test_pretrained_encoder_is_reused_by_unlearn(trained_run, capsys, tmp_path):
     assert not (tmp_path / "d").exists()
 
 
+def test_every_path_flag_reads_a_tilde_as_a_shell_would(trained_run, capsys, tmp_path, monkeypatch):
+    """A ~ passed as written (Python's subprocess, a config file) was expanded by --out and --root alone: `evaluate
+    --run "~/r"` found no model.pt, and `unlearn --encoder "~/enc"` no encoder, where train and pretrain-encoder had
+    written them (a QA probe)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copytree(trained_run, tmp_path / "r")
+    code, _, err = run_cli(capsys, "evaluate", "--run", "~/r", "--out", "~/e.json")
+    assert code == 0 and (tmp_path / "e.json").is_file(), err
+    options = ["--option", "pretrain_epochs=1", "--option", "finetune_epochs=1", "--quiet"]
+    assert run_cli(capsys, "pretrain-encoder", "--run", "~/r", *options, "--out", "~/enc")[0] == 0
+    code, _, err = run_cli(capsys, "unlearn", "--run", "~/r", "--method", "unlearnrec", *options, "--encoder", "~/enc",
+                           "--out", "~/u")
+    assert code == 0 and (tmp_path / "u" / "metrics.json").is_file(), err
+
+
 def test_an_unlearned_run_is_refused_by_pretrain_encoder_and_unlearn(trained_run, capsys, tmp_path):
     """A run that `unlearn` wrote holds a model that forgot the attack's request, but its data is rebuilt with it:
     pretrain-encoder trained an encoder on the graph that still held the removed edges, and unlearn removed them a
