@@ -598,12 +598,19 @@ def _raw_pair(graph: HeteroData, pair: Sequence[int]) -> str:
     return f"({_plain_id(user)}, {_plain_id(item)})"
 
 
+def _named_pair(graph: HeteroData, pair: Sequence[int], local_ids: bool) -> str:
+    """A pair as the request named it: by raw ids, or by local ids, said so (a local pair named by its raw ids read
+    as another pair, perhaps a real one)."""
+    return f"({int(pair[0])}, {int(pair[1])}) (local ids)" if local_ids else _raw_pair(graph, pair)
+
+
 def _plain_id(value) -> str:
     return str(value.item() if hasattr(value, "item") else value)
 
 
-def _check_edges_not_forgotten(run: Run, pairs: Tensor) -> None:
-    """Refuses listed edges that the lineage already removed (checked before anything else).
+def _check_edges_not_forgotten(run: Run, pairs: Tensor, local_ids: bool = False) -> None:
+    """Refuses listed edges that the lineage already removed (checked before anything else), named as the request
+    named them (``local_ids``).
 
     Raises:
         ValueError: naming the edges already removed.
@@ -613,7 +620,7 @@ def _check_edges_not_forgotten(run: Run, pairs: Tensor) -> None:
     if bool(again.any()):
         first = pairs[:, again.nonzero()[0, 0]].tolist()
         raise ValueError(f"{int(again.sum())} of the requested edges were already forgotten {_forgotten_by(run)}, "
-                         f"e.g. {_raw_pair(run.graph, first)}{_untrusted_note(run)}")
+                         f"e.g. {_named_pair(run.graph, first, local_ids)}{_untrusted_note(run)}")
 
 
 def _check_nodes_not_forgotten(run: Run, row: int, ids: Tensor, left: Tensor, local_ids: bool = False) -> None:
@@ -668,9 +675,10 @@ def _holding(run: Run, row: int, ids: Tensor) -> Tensor:
     return torch.stack([torch.isin(ids, part[EDGE].edge_index[row]) for part in (run.graph, run.val, run.test)]).any(0)
 
 
-def _edge_request(run: Run, pairs: Tensor) -> Tensor:
+def _edge_request(run: Run, pairs: Tensor, local_ids: bool = False) -> Tensor:
     """The listed pairs that are training edges of the run. The others must be held-out interactions
-    (validation or test pairs): the run stores them too, and :func:`forget` drops them without unlearning.
+    (validation or test pairs): the run stores them too, and :func:`forget` drops them without unlearning. Errors
+    name a pair as the request named it (``local_ids``).
 
     Raises:
         ValueError: naming pairs that are neither, or that are sampled negatives.
@@ -689,11 +697,11 @@ def _edge_request(run: Run, pairs: Tensor) -> Tensor:
         first = pairs[:, (~known).nonzero()[0, 0]].tolist()
         raise ValueError(f"{int((~known).sum())} of the listed pairs are not interactions of {run.path} (neither "
                          f"training edges nor validation or test pairs; a held-out pair that an earlier request "
-                         f"dropped is no longer stored), e.g. {_raw_pair(run.graph, first)}")
+                         f"dropped is no longer stored), e.g. {_named_pair(run.graph, first, local_ids)}")
     if bool(negative.any()):
         first = pairs[:, negative.nonzero()[0, 0]].tolist()
         raise ValueError(f"{int(negative.sum())} of the listed pairs are sampled negatives, not interactions, "
-                         f"e.g. {_raw_pair(run.graph, first)}: list observed interactions only")
+                         f"e.g. {_named_pair(run.graph, first, local_ids)}: list observed interactions only")
     return pairs[:, trained]
 
 
@@ -716,8 +724,8 @@ def build_request(run: Run, *, users: Sequence | None = None, items: Sequence | 
                              for k, node in enumerate(("user", "item"))])
         pairs = torch.unique(pair_keys(pairs, num_items(run.graph)))  # a pair listed twice is one request
         ids = torch.stack([pairs // num_items(run.graph), pairs % num_items(run.graph)])
-        _check_edges_not_forgotten(run, ids)
-        return Request(kind, ids, _edge_request(run, ids))
+        _check_edges_not_forgotten(run, ids, local_ids)
+        return Request(kind, ids, _edge_request(run, ids, local_ids))
     row, node = (0, "user") if kind == "users" else (1, "item")
     ids = _local_nodes(run.graph, node, values, local_ids).unique()
     left = _holding(run, row, ids)

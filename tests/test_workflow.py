@@ -24,7 +24,8 @@ import torch
 
 from graphforget import GraphforgetWarning, workflow
 from graphforget.cli import main
-from graphforget.data import EDGE, add_negatives, edge_subgraph, make_interactions, pair_keys, planted_communities
+from graphforget.data import (EDGE, add_negatives, edge_subgraph, make_interactions, num_items, pair_keys,
+                              planted_communities)
 from graphforget.runs import (FILES, _record_sha256, directory_lock, lineage, load_run, publish, request_sha256,
                              save_run, sha256_file)
 from graphforget.unlearn import IFRUConfig, NoValidationWarning
@@ -1737,6 +1738,15 @@ def test_a_repeat_in_local_ids_is_named_in_local_ids(base, tmp_path):
         forget(child, users=[local], local_ids=True, method="scif", out=tmp_path / "again")
     with pytest.raises(ValueError, match=r"users already forgotten .*\): u5$"):
         forget(child, users=["u5"], method="scif", out=tmp_path / "again")
+    # Pairs too: named by their raw ids, unlabelled, they read as other pairs, perhaps real ones (a QA probe)
+    run = load_run(child)
+    user, item = run.removed[:, 0].tolist()
+    with pytest.raises(ValueError, match=rf"already forgotten .*, e.g. \({user}, {item}\) \(local ids\)$"):
+        build_request(run, edges=[(user, item)], local_ids=True)
+    stored = {tuple(p) for part in (run.graph, run.val, run.test) for p in part[EDGE].edge_index.t().tolist()}
+    other = next((0, i) for i in range(num_items(run.graph)) if (0, i) not in stored)
+    with pytest.raises(ValueError, match=rf"not interactions of .*, e.g. \(0, {other[1]}\) \(local ids\)$"):
+        build_request(run, edges=[other], local_ids=True)
 
 
 def test_a_damaged_run_stops_the_stream_and_a_string_is_no_list_of_ids(base, tmp_path):
