@@ -17,7 +17,7 @@ from .config import (GraphforgetWarning, check_fields, check_instances, check_ty
                      recheck, warn_caller, wrapped_seed)
 from .data.adjacency import hold_graph
 from .data.interactions import (EDGE, check_interactions, check_layout, check_model_fits, check_pair_ids,
-                                check_pair_tensor, check_unique_pairs, num_items)
+                                check_pair_tensor, check_unique_pairs, num_items, pair_keys)
 from .distributed import agreed, average_across_ranks, data_parallel_loss, rank_and_size, summed_across_ranks
 from .metrics import auc_standard_error, check_binary_labels, evaluate_auc
 from .models.base import check_precision, running_statistics
@@ -143,7 +143,8 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
         config: hyper-parameters.
         val: labelled validation pairs for early stopping (without it all epochs run). A
             :class:`NoSignalWarning` says when the best validation AUC is under :func:`chance_level`; a
-            :class:`NotStationaryWarning` when L-BFGS stops above ``config.tol``.
+            :class:`NotStationaryWarning` when L-BFGS stops above ``config.tol``; a warning when some of its pairs
+            are training edges.
 
     Raises:
         ValueError: when the graph has no edges or stores a pair twice (its term would count twice), the model no
@@ -347,6 +348,18 @@ def _check_all(model: torch.nn.Module, graph: HeteroData, objective: Objective, 
     _warn_without_contrast(model, objective)
     if val is not None:
         check_val(model, val)
+        _warn_if_val_is_trained_on(graph, val)
+
+
+def _warn_if_val_is_trained_on(graph: HeteroData, val: HeteroData) -> None:
+    """Warns when validation pairs are training edges: early stopping then follows pairs the model fits, and the
+    best epoch says nothing of held-out data (accepted silently, found by a QA probe)."""
+    keys = pair_keys(val[EDGE].edge_index, num_items(graph))
+    shared = int(torch.isin(keys, pair_keys(graph[EDGE].edge_index, num_items(graph))).sum())
+    if shared:
+        warn_caller(f"train: {shared} of val's {keys.numel()} pairs are training edges: early stopping follows "
+                    "pairs the model trains on (hold them out of the training graph, e.g. graphforget.data."
+                    "random_split)")
 
 
 def _check_inputs(model: torch.nn.Module, graph: HeteroData, objective: Objective) -> None:

@@ -375,6 +375,23 @@ def test_a_failed_training_hands_back_the_modes_too(split, optimizer):
     assert not model.training and not model.drop.training
 
 
+@pytest.mark.filterwarnings("ignore::graphforget.train.NoSignalWarning")  # one epoch
+def test_validation_pairs_that_are_training_edges_are_warned_of(split):
+    """Early stopping on pairs the model trains on was accepted silently (a QA probe); held-out pairs are not warned
+    of."""
+    train_graph, val = split.train, split.val
+    leaked = make_interactions(torch.cat([val[EDGE].edge_index, train_graph[EDGE].edge_index[:, :3]], 1),
+                               torch.cat([val[EDGE].edge_label, train_graph[EDGE].edge_label[:3]]),
+                               num_users(train_graph), num_items(train_graph))
+    model = MF(num_users(train_graph), num_items(train_graph), 4)
+    with pytest.warns(RuntimeWarning, match=f"train: 3 of val's {leaked[EDGE].edge_index.size(1)} pairs are training "
+                                            "edges: early stopping follows pairs the model trains on"):
+        train(model, train_graph, BCEObjective(), TrainConfig(epochs=1), val=leaked)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="train: .* of val's")
+        train(model, train_graph, BCEObjective(), TrainConfig(epochs=1), val=val)
+
+
 def test_a_validation_set_without_both_classes_is_refused_before_training(split):
     """Its AUC is undefined: early stopping would keep no epoch (silently an untrained model before)."""
     train_graph, val = split.train, split.val
