@@ -170,6 +170,9 @@ def test_find_data_root_rejects_a_mistyped_variable(tmp_path, monkeypatch):
             call()
     monkeypatch.setenv("GRAPHFORGET_DATA", str(tmp_path))
     assert find_data_root() == tmp_path
+    for call in (lambda: find_data_root(0.05), lambda: prepare_attack_data("ml-100k", 0.05)):  # the ratio as root
+        with pytest.raises(TypeError, match="root must be a data directory .* got a float: 0.05"):
+            call()
     # Unset (or empty): ../shared/data relative to the working directory, else None.
     for unset in (lambda: monkeypatch.delenv("GRAPHFORGET_DATA"), lambda: monkeypatch.setenv("GRAPHFORGET_DATA", "")):
         unset()

@@ -108,7 +108,12 @@ def find_data_root(root: str | os.PathLike | None = None) -> Path | None:
     Raises:
         FileNotFoundError: when a given ``root`` is not a directory, or, without one, when ``$GRAPHFORGET_DATA``
             is set (non-empty) but is not a directory: a mistyped path is an error, never a silent fallback.
+        TypeError: ``root`` is neither a path nor ``None`` (an attack ratio given where the root goes failed inside
+            pathlib).
     """
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be a data directory (a str or os.PathLike) or None, got a {type(root).__name__}: "
+                        f"{root!r}")
     if root:
         path = Path(root).expanduser()
         if not path.is_dir():
