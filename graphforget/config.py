@@ -116,7 +116,7 @@ def check_seed(seed: Any) -> None:
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 
-def check_device(device: torch.device | str) -> None:
+def check_device(device: torch.device | str | int) -> None:
     """Raises ``ValueError`` for a device this machine cannot compute on, naming why (torch failed at the first
     tensor moved there, after the data was read: "Expected one of cpu, cuda, ...", "Torch not compiled with CUDA")."""
     try:

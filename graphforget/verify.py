@@ -45,8 +45,9 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from .config import eval_mode, is_integer, seeded, uniform
-from .data.interactions import (EDGE, as_pairs, check_interactions, check_model_fits, check_pairs_in_range, edge_positions,
-                                message_passing_edges, num_items, num_users, pair_keys, pair_scores, validate_pairs)
+from .data.interactions import (EDGE, as_pairs, check_interactions, check_model_fits, check_pairs_in_range,
+                                edge_positions, message_passing_edges, num_items, num_users, pair_keys, pair_scores,
+                                validate_pairs)
 from .io import to_jsonable
 from .metrics import _ratio, auc, check_binary_labels
 

@@ -325,7 +325,8 @@ def test_retrain_names_a_tied_parameter_that_the_reset_left_behind(small_planted
     model.reset_parameters(0)
     model.again.weight = model.proj.weight  # tied while trained
     train(model, small_planted, OBJECTIVE, CONFIG)
-    with pytest.raises(ValueError, match=r"reset_parameters\(\) left these trained parameters unchanged: again.weight;"):
+    with pytest.raises(ValueError, match=r"reset_parameters\(\) left these trained parameters unchanged: "
+                                         r"again.weight;"):
         Retrain(model, small_planted, OBJECTIVE, RetrainConfig(CONFIG, seed=5)).unlearn(
             random_edges(small_planted, 0.05, seed=1))
 

@@ -507,8 +507,8 @@ def load_model(path: str | os.PathLike, map_location=None) -> tuple[Recommender,
     float64, bit for bit). With ``map_location`` a device (``"cuda:0"``), the model is moved there too.
 
     Raises:
-        ValueError: ``map_location`` names a device this machine lacks (CUDA, MPS, a GPU's index); the file cannot be read (truncated,
-            corrupt), is not a checkpoint written by :func:`save_model`, its tensors, name, config or extra values
+        ValueError: ``map_location`` names a device this machine lacks (CUDA, MPS, a GPU's index); the file cannot be
+            read (truncated, corrupt), is not a checkpoint written by :func:`save_model`, its tensors, name, config or extra values
             differ from the sha256 saved with them (or one of those is missing), or its state dict does not fit the
             model its name and config build.
     """
