@@ -1196,7 +1196,9 @@ def _add_train_run_commands(sub) -> None:
                         "`graphforget methods NAME` lists them)")
     p.add_argument("--encoder", type=_path, help="unlearnrec: a pre-trained encoder (from `graphforget "
                    "pretrain-encoder` on this run, with the same --option values)")
-    p.add_argument("--out", type=_path, required=True, help="output directory: metrics.json (and model.pt)")
+    p.add_argument("--out", type=_path, required=True,
+                   help="output directory: metrics.json, and model.pt where the result is one model of the run's "
+                        "class (not SISA's or RecEraser's ensembles)")
     _train_run_flags(p)
     p.set_defaults(func=cmd_unlearn)
 
