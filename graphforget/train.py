@@ -376,9 +376,9 @@ def _warn_without_contrast(model: torch.nn.Module, objective: Objective) -> None
     """Warns when a contrastive model (SGL, SimGCL) is given an objective with no contrastive term at all (a plain
     BPRObjective): it trains as LightGCN, silently. ``ssl_weight=0`` is a choice and says so itself."""
     if hasattr(model, "fixed_views") and not hasattr(objective, "ssl_weight"):
-        name = type(model).__name__
-        warn_caller(f"train: {name} has a contrastive term, but {type(objective).__name__} adds none: the model trains "
-                    f"as LightGCN. ContrastiveBPRObjective adds it (ssl_weight=0 leaves it out without this warning)")
+        warn_caller(f"train: {type(model).__name__} has a contrastive term, but {type(objective).__name__} adds none: "
+                    "the model trains as LightGCN. ContrastiveBPRObjective adds it (ssl_weight=0 leaves it out without "
+                    "this warning)")
 
 
 def check_trainable(model: torch.nn.Module, who: str, why: str) -> None:
