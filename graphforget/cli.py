@@ -143,10 +143,10 @@ def _check_out_dir(out: str, run: str | None = None, into: bool = False) -> Path
             overwrite).
     """
     _check_named(out)
-    path = Path(out).expanduser()
+    path = Path(out)
     if path.exists() and not path.is_dir():
         raise UsageError(f"graphforget: error: --out {out} is an existing file, not a directory")
-    if run is not None and path.resolve() == Path(run).expanduser().resolve():
+    if run is not None and path.resolve() == Path(run).resolve():
         raise UsageError(f"graphforget: error: --out {out} is the run directory --run {run}: its model.pt would be "
                          f"overwritten; choose another output directory")
     run_dir = _enclosing_run(path)
@@ -216,7 +216,7 @@ def _check_out_file(out: str) -> Path:
     """``--out`` as a new output file, checked before any work: not there yet, in an existing directory that is
     not a run (a run directory is never modified: ``evaluate --out`` once replaced a run's metrics.json)."""
     _check_named(out)
-    path = Path(out).expanduser()
+    path = Path(out)
     if path.is_dir():
         raise UsageError(f"graphforget: error: --out {out} is a directory, not a file")
     if not path.parent.is_dir():
@@ -694,9 +694,9 @@ def _bench_source(args):
         if args.dataset is not None or args.root is not None:  # each was ignored, the file benchmarked
             raise UsageError("graphforget bench: error: --dataset and --root name a dataset, --data a file of your "
                              "own: give one of them")
-        if not Path(args.data).expanduser().exists():
+        if not Path(args.data).exists():
             raise UsageError(f"graphforget bench: error: --data {args.data} does not exist")
-        return DataSource("file", path=str(Path(args.data).expanduser().resolve()), format=args.format,
+        return DataSource("file", path=str(Path(args.data).resolve()), format=args.format,
                           threshold=args.threshold, negatives=args.negatives, user_col=args.user_col,
                           item_col=args.item_col, label_col=args.label_col, duplicates=args.duplicates,
                           delimiter=args.delimiter, encoding=args.encoding)
@@ -864,7 +864,7 @@ def _exists_is_usage_error():
 
 def _run_dir(run: str) -> Path:
     """``--run``: a directory holding ``run.json`` (checked before any work)."""
-    path = Path(run).expanduser()
+    path = Path(run)
     if (path / "run.json").is_file():
         return path
     held = ("a `graphforget bench` output (results.json)" if (path / "results.json").is_file() else
@@ -915,7 +915,7 @@ def cmd_fit(args) -> int:
     """Trains a model on a data file and writes a fit run."""
     from .workflow import fit_on_file
     out = _new_run_dir(args.out)
-    if not Path(args.data).expanduser().exists():
+    if not Path(args.data).exists():
         raise UsageError(f"graphforget: error: --data {args.data} does not exist")
     if args.format == "csv" and not (args.user_col and args.item_col):
         raise UsageError("graphforget: error: --format csv needs --user-col and --item-col")
@@ -1122,8 +1122,9 @@ def _non_negative(text: str) -> int:
 
 
 def _path(text: str) -> str:
-    """A path flag's value with ``~`` expanded, as a shell would have: Python's subprocess and config files pass it
-    as written, and only some commands expanded it (``evaluate --run "~/r"`` found no run that ``train`` wrote)."""
+    """A path flag's value with ``~`` expanded, as a shell would have, once for every command: Python's subprocess
+    and config files pass it as written, and only some commands expanded it (``evaluate --run "~/r"`` found no run
+    that ``train`` wrote)."""
     return os.path.expanduser(text)
 
 
