@@ -685,6 +685,21 @@ def test_an_unconverged_solve_says_what_to_change(early_stopped, name, advice):
     assert reason.startswith("the solve did not converge (relative residual") and reason.endswith(advice), reason
 
 
+def test_a_diverging_solve_says_so_and_not_to_iterate_more(early_stopped):
+    """LiSSA on the exact, indefinite curvature of an undamped early-stopped MF: its residual grows with its iterations
+    (78 after 50, 4e10 after 200). The reason had advised raising max_iter."""
+    models, graph, request, _ = early_stopped
+    residuals = []
+    for max_iter in (50, 200):
+        config = IFRUConfig(curvature="exact", solver=SolverConfig(name="lissa", max_iter=max_iter, damping=0),
+                            trust=TrustConfig(retries=0))
+        info = _unlearn(models["mf"], graph, request, config)[0].info
+        residuals.append(info["attempts"][-1]["residual"])
+        assert "; LiSSA diverged (a residual above the zero step's" in info["reason"], info["reason"]
+        assert "raise" not in info["reason"] and not info["trusted"]
+    assert 1 < residuals[0] < residuals[1]
+
+
 def test_scif_names_itself_when_no_step_passes(early_stopped):
     models, graph, request, _ = early_stopped
     config = IFRUConfig(solver=SolverConfig(max_iter=1, tol=1e-12), trust=TrustConfig(retries=0))

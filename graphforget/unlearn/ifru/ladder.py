@@ -144,7 +144,8 @@ def acceptance(target: TiltedObjective, result, rhs: Tensor, operator, cfg: IFRU
     reason: str | None
     if not (iterate or result.converged):
         reason = (f"the solve did not converge (relative residual {result.residual:.3g} > solver.tol {cfg.solver.tol:g}"
-                  + (", negative curvature met" if result.negative_curvature else "") + ")" + _advice(cfg.solver))
+                  + (", negative curvature met" if result.negative_curvature else "") + ")"
+                  + _advice(cfg.solver, result.residual))
     elif not iterate and not check["true_residual"] <= residual_limit(cfg.solver.tol, rhs.dtype):
         reason = (f"the solve did not converge (true relative residual {check['true_residual']:.3g} > "
                   f"{residual_limit(cfg.solver.tol, rhs.dtype):.3g}, {RESIDUAL_DRIFT:g} x solver.tol or "
@@ -163,16 +164,21 @@ def acceptance(target: TiltedObjective, result, rhs: Tensor, operator, cfg: IFRU
     return {**check, "reason": reason}
 
 
-def _advice(solver) -> str:
+def _advice(solver, residual: float) -> str:
     """What to change when a solver other than CG stops unconverged: more damping (the retries) does not help Adam,
     whose steps of a fixed ``lr`` swing around the smaller solution (ML-100K MF: relative residual 0.22 at the
-    first damping, 0.44 at 1000x)."""
+    first damping, 0.44 at 1000x). A residual above 1, worse than the zero step's, is a divergence, which more
+    iterations make worse (LiSSA on an indefinite curvature: 766 after 200 iterations, 2e25 after 1000)."""
+    if solver.name not in ("adam", "lissa"):
+        return ""
+    name = {"adam": "Adam", "lissa": "LiSSA"}[solver.name]
+    if residual > 1:
+        return (f"; {name} diverged (a residual above the zero step's: the curvature is indefinite, or undamped along "
+                "directions it barely curves): add damping (solver.damping), or use solver.name='cg'")
     if solver.name == "adam":
         return (f"; Adam took solver.max_iter={solver.max_iter} steps of solver.lr={solver.lr:g}: raise max_iter, tune "
                 "lr, or use solver.name='cg'")
-    if solver.name == "lissa":
-        return f"; LiSSA stopped at solver.max_iter={solver.max_iter}: raise it, or use solver.name='cg'"
-    return ""
+    return f"; LiSSA stopped at solver.max_iter={solver.max_iter}: raise it, or use solver.name='cg'"
 
 
 def _ratio(target: TiltedObjective, new_phi: Tensor, actual: float, predicted: float) -> dict:
