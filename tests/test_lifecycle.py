@@ -320,16 +320,18 @@ class _Required:
 
 
 @pytest.mark.parametrize("attributes, message", [
-    ({"name": 5}, "register: Bad.name must be a word of letters, digits, _, . or - (the command line reads it), got 5"),
+    ({"name": 5}, "register: Bad.name must be a word of letters, digits, _, . or - (the command line reads it), not "
+                  "starting with - or ., got 5"),
     ({"name": ""}, "got ''"), ({"name": "a b"}, "got 'a b'"), ({"name": "a:b"}, "got 'a:b'"),
+    ({"name": "-mine"}, "got '-mine'"), ({"name": ".mine"}, "got '.mine'"), ({"name": "méthode"}, "got 'méthode'"),
     ({"Config": dict}, "register: Bad.Config must be a dataclass, got <class 'dict'>"),
     ({"Config": _Required}, "register: Bad.Config's fields ['factor'] have no default: give each one"),
     ({"_unlearn": Unlearner._unlearn}, "register: Bad implements no _unlearn(request, positions, remaining)"),
 ])
 def test_register_refuses_what_would_fail_later_elsewhere(attributes, message):
-    """Each was registered: a name of 5 broke every command line's parser (even evaluate's), a config without
-    defaults every build ("missing 1 required positional argument"), a method without _unlearn failed with an empty
-    NotImplementedError."""
+    """Each was registered: a name of 5 broke every command line's parser (even evaluate's), "-mine" was read as a
+    flag (a QA probe), a config without defaults every build ("missing 1 required positional argument"), a method
+    without _unlearn failed with an empty NotImplementedError."""
     bad = type("Bad", (Unlearner,), {"name": "test-bad", "_unlearn": lambda self, *args: (self.model, {}),
                                      **attributes})
     with pytest.raises(ValueError, match=re.escape(message)):

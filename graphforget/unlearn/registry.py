@@ -32,8 +32,8 @@ def register(cls: type[Unlearner] | None = None, *, overwrite: bool = False):
             Config = MyMethodConfig
 
     Raises:
-        ValueError: not an Unlearner subclass with its own ``name``; a name that is not a word of letters, digits,
-            ``_``, ``.`` or ``-`` (the command line's ``--methods`` and ``--option METHOD:KEY=VALUE`` read it); a
+        ValueError: not an Unlearner subclass with its own ``name``; a name that is not a word of ASCII letters,
+            digits, ``_``, ``.`` or ``-``, starting with neither of the last two (the command line's ``--methods`` and ``--option METHOD:KEY=VALUE`` read it); a
             ``Config`` that is not a dataclass whose fields all have defaults (options change defaults); no
             ``_unlearn``; the name taken by another class and ``overwrite`` false.
     """
@@ -52,9 +52,10 @@ def _check_method_class(method: type[Unlearner]) -> None:
     """What :func:`register` refuses beyond the class itself: each had been accepted and failed later, elsewhere (a
     name of 5 broke every command line's parser; a config field without a default, every build of the method)."""
     where = f"register: {method.__name__}"
-    if not (isinstance(method.name, str) and re.fullmatch(r"[\w.-]+", method.name)):
+    # ASCII, no leading "-" (the command line read "-mine" as a flag) nor "." (a hidden file where names are paths)
+    if not (isinstance(method.name, str) and re.fullmatch(r"\w[\w.-]*", method.name, flags=re.ASCII)):
         raise ValueError(f"{where}.name must be a word of letters, digits, _, . or - (the command line reads it), "
-                         f"got {method.name!r}")
+                         f"not starting with - or ., got {method.name!r}")
     if not (isinstance(method.Config, type) and dataclasses.is_dataclass(method.Config)):
         raise ValueError(f"{where}.Config must be a dataclass, got {method.Config!r}")
     required = [f.name for f in dataclasses.fields(method.Config)
