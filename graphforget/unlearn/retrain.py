@@ -20,7 +20,8 @@ class RetrainConfig:
         train: how to train (those the original was trained with).
         seed: seed of the fresh initialisation.
         warm_start: start from the trained parameters instead of a fresh initialisation (to compare
-            parameters with an influence update; a ``seed`` given beside it is refused: nothing reads it).
+            parameters with an influence update; a ``seed`` option given beside it, in ``options`` or
+            ``--option``, is refused: nothing reads it, and a run's seed that fills the field is left unread).
     """
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0

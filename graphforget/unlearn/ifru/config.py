@@ -116,7 +116,7 @@ class NewtonConfig:
             first step's rows (widened as for a stationary model while ``gradient_ratio <= 1``), until a step
             lowers it by under 1% of what the first step did or its gradient grows (``info["newton_stop"]``).
             On the robustness grid's 10 early-stopped attack cells where they run this lifts IFRU from
-            0.25-1.04 to 0.74-1.26 of Retrain's AUC gain (see :doc:`/methods`); a single user's request mostly
+            0.26-1.04 to 0.74-1.26 of Retrain's AUC gain (see :doc:`/methods`); a single user's request mostly
             stops after one more step (at most four on ML-100K). ``False``: one step away from stationarity.
         line_search: scale each later Newton step by the largest :math:`2^{-j}` (:math:`j < 10`) that does
             not increase the objective the steps minimise (the new objective, or the tilted one away from
