@@ -396,18 +396,20 @@ def check_optimizer(config: TrainConfig, objective: Objective, who: str = "train
                          "term (drawn views): train with optimizer='adam', or ssl_weight=0")
 
 
-def check_labels_train(graph: HeteroData, objective: Objective, what: str = "the training graph") -> None:
+def check_labels_train(graph: HeteroData, objective: Objective, what: str = "the training graph",
+                       part: bool = False) -> None:
     """Raises ``ValueError`` when ``objective`` cannot train on ``graph``'s labels: its own check, and for BCE
     at least one negative (else every score goes up and the validation AUC is NaN) and one positive (else every
-    score goes down: no preference to learn); ``what`` names the graph."""
+    score goes down: no preference to learn); ``what`` names the graph. A ``part`` of the data (a shard) is not
+    called implicit feedback when it has no negative: the data it was cut from may have them."""
     objective.check(graph)
     if not isinstance(objective, BCEObjective):
         return
     label = graph[EDGE].edge_label
     if not bool((label == 0).any()):
-        raise ValueError(f"BCEObjective needs negative labels but every edge_label of {what} is 1 "
-                         "(implicit feedback): add sampled negatives (graphforget.data.add_negatives(graph); the "
-                         "command line's --negatives N), or train with BPRObjective")
+        raise ValueError(f"BCEObjective needs negative labels but every edge_label of {what} is 1" + ("" if part else
+                         " (implicit feedback): add sampled negatives (graphforget.data.add_negatives(graph); the "
+                         "command line's --negatives N), or train with BPRObjective"))
     if not bool((label == 1).any()):
         raise ValueError(f"BCEObjective needs positive labels but every edge_label of {what} is 0: there is no "
                          "interaction to learn a preference from")

@@ -1098,5 +1098,6 @@ def test_a_shard_the_objective_cannot_train_on_is_refused_by_name(graph):
     labels = graph[EDGE].edge_label.clone()
     labels[shard_of == 1] = 1.0  # BCE has no negative on shard 1: the trainer's error blamed the training graph
     with pytest.raises(ValueError, match=re.escape("SISA: shard 1 cannot be trained on its edges (BCEObjective needs "
-                                                   "negative labels but every edge_label of shard 1 is 1 (implicit")):
+                                                   "negative labels but every edge_label of shard 1 is 1): use fewer "
+                                                   "shards")):  # not "implicit feedback: add negatives": it has them
         SISA(MF(U, I, D), make_interactions(ei, labels, U, I), BCEObjective(), SISAConfig(CONFIG, num_shards=S)).fit()

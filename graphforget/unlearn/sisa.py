@@ -326,7 +326,7 @@ class SISA(Unlearner):
         objective's own error counts the shard's edges and names neither the shard nor the option to change."""
         for s, graph in graphs.items():
             try:
-                check_labels_train(graph, self.shard_objective, f"shard {s}")
+                check_labels_train(graph, self.shard_objective, f"shard {s}", part=True)
             except ValueError as error:
                 raise ValueError(f"{type(self).__name__}: shard {s} cannot be trained on its edges ({error}): "
                                  f"{advice}") from None
