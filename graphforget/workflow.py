@@ -613,14 +613,25 @@ def _check_edges_not_forgotten(run: Run, pairs: Tensor, local_ids: bool = False)
     named them (``local_ids``).
 
     Raises:
-        ValueError: naming the edges already removed.
+        ValueError: naming the edges already removed, or the sampled negatives among them (a forgotten user's are
+            removed with the user's edges; they were never interactions).
     """
-    removed, count = run.removed, num_items(run.graph)
-    again = torch.isin(pair_keys(pairs, count), pair_keys(removed, count))
+    count = num_items(run.graph)
+    wanted, removed = pair_keys(pairs, count), pair_keys(run.removed, count)
+    _refuse_negatives(run, pairs, torch.isin(wanted, removed[~run.removed_observed]), local_ids)
+    again = torch.isin(wanted, removed)
     if bool(again.any()):
         first = pairs[:, again.nonzero()[0, 0]].tolist()
         raise ValueError(f"{int(again.sum())} of the requested edges were already forgotten {_forgotten_by(run)}, "
                          f"e.g. {_named_pair(run.graph, first, local_ids)}{_untrusted_note(run)}")
+
+
+def _refuse_negatives(run: Run, pairs: Tensor, negative: Tensor, local_ids: bool) -> None:
+    """Refuses the listed ``pairs`` that ``negative`` marks: sampled negatives, never interactions."""
+    if bool(negative.any()):
+        first = pairs[:, negative.nonzero()[0, 0]].tolist()
+        raise ValueError(f"{int(negative.sum())} of the listed pairs are sampled negatives, not interactions, "
+                         f"e.g. {_named_pair(run.graph, first, local_ids)}: list observed interactions only")
 
 
 def _check_nodes_not_forgotten(run: Run, row: int, ids: Tensor, left: Tensor, local_ids: bool = False) -> None:
@@ -698,10 +709,7 @@ def _edge_request(run: Run, pairs: Tensor, local_ids: bool = False) -> Tensor:
         raise ValueError(f"{int((~known).sum())} of the listed pairs are not interactions of {run.path} (neither "
                          f"training edges nor validation or test pairs; a held-out pair that an earlier request "
                          f"dropped is no longer stored), e.g. {_named_pair(run.graph, first, local_ids)}")
-    if bool(negative.any()):
-        first = pairs[:, negative.nonzero()[0, 0]].tolist()
-        raise ValueError(f"{int(negative.sum())} of the listed pairs are sampled negatives, not interactions, "
-                         f"e.g. {_named_pair(run.graph, first, local_ids)}: list observed interactions only")
+    _refuse_negatives(run, pairs, negative, local_ids)
     return pairs[:, trained]
 
 

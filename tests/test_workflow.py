@@ -1749,6 +1749,25 @@ def test_a_repeat_in_local_ids_is_named_in_local_ids(base, tmp_path):
         build_request(run, edges=[other], local_ids=True)
 
 
+def test_a_forgotten_users_sampled_negative_is_refused_as_a_negative(base, tmp_path):
+    """A forgotten user's sampled negatives leave the run with the user's edges; one listed afterwards was called
+    "already forgotten", as an interaction the lineage removed (a QA probe). Before the user is forgotten, it is
+    refused as a sampled negative; so it is after."""
+    parent = load_run(base)
+    local = int(raw_to_local(parent.graph["user"].raw_id, ["u5"])[0])
+    store = parent.graph[EDGE]
+    negative = store.edge_index[:, (store.edge_index[0] == local) & ~store.observed][:, 0].tolist()
+    run = load_run(forget(base, users=[local], local_ids=True, method="scif", out=tmp_path / "c").path)
+    assert negative in run.removed.t().tolist() and negative not in run.graph[EDGE].edge_index.t().tolist()
+    for before_after in (parent, run):
+        with pytest.raises(ValueError, match=rf"1 of the listed pairs are sampled negatives, not interactions, e.g. "
+                                             rf"\({negative[0]}, {negative[1]}\) \(local ids\)"):
+            build_request(before_after, edges=[negative], local_ids=True)
+    observed = run.removed[:, run.removed_observed][:, 0].tolist()
+    with pytest.raises(ValueError, match="already forgotten"):
+        build_request(run, edges=[observed], local_ids=True)
+
+
 def test_a_damaged_run_stops_the_stream_and_a_string_is_no_list_of_ids(base, tmp_path):
     """A damaged current run rejected every pending request for good (its integrity error was read as theirs), and
     users="u12" was read as the users "u", "1" and "2"."""
