@@ -289,9 +289,11 @@ def mean_probability(model, graph: HeteroData, edges: Tensor) -> float:
     return _mean_probability(model, graph, edges, "the edge list")
 
 
+@torch.no_grad()  # mi_bf's and mi_ng's too: they had run the model with autograd on
 def _mean_probability(model, graph: HeteroData, edges: Tensor, what: str) -> float:
-    """:func:`mean_probability`, its errors naming ``edges`` as ``what`` (the request, the negatives)."""
-    return float(torch.sigmoid(_scores(model, graph, edges, what)).mean())
+    """:func:`mean_probability`, its errors naming ``edges`` as ``what`` (the request, the negatives). In float64:
+    a bfloat16 model's mean of its probabilities rounded to 0.5 (0.49955 in float64)."""
+    return float(torch.sigmoid(_scores(model, graph, edges, what).double()).mean())
 
 
 def mi_bf(model_before, graph_before, model_after, graph_after, request: Tensor) -> float:
@@ -337,9 +339,10 @@ def _ratio(numerator: float, denominator: float) -> float:
 
 @torch.no_grad()
 def prediction_distance(model_a, graph_a, model_b, graph_b, edges: Tensor) -> float:
-    """L2 distance between two models' predicted probabilities on ``edges`` (``[2, T]``), each in eval mode."""
-    pa = torch.sigmoid(_scores(model_a, graph_a, edges, "the edge list"))
-    pb = torch.sigmoid(_scores(model_b, graph_b, edges, "the edge list"))
+    """L2 distance between two models' predicted probabilities on ``edges`` (``[2, T]``), each in eval mode; in
+    float64 (in a bfloat16 model's own precision, its distance to its float32 self was 0.102, not 0.031)."""
+    pa = torch.sigmoid(_scores(model_a, graph_a, edges, "the edge list").double())
+    pb = torch.sigmoid(_scores(model_b, graph_b, edges, "the edge list").double())
     # Each model's scores are on its graph's device (a GPU model against a CPU retrain): compared on the CPU.
     return float((pa.cpu() - pb.cpu()).norm())
 
