@@ -405,13 +405,15 @@ def _scoring(model: torch.nn.Module):
 
 
 def _scores(model: torch.nn.Module, graph: HeteroData, edges: Tensor) -> Tensor:
-    """Logits ``[E]`` of ``edges`` (``[2, E]``) by ``model`` run on ``graph`` in eval mode, on the CPU.
+    """Logits ``[E]`` of ``edges`` (``[2, E]``) by ``model`` run on ``graph`` in eval mode, on the CPU, in float64
+    (the probabilities and their means that the report takes of them: a bfloat16 model's rounded to 3 digits).
 
     Raises:
         ValueError: when the model returns another shape or non-finite scores.
     """
     with _scoring(model):
-        return pair_scores(model(graph, edges.to(graph[EDGE].edge_index.device)).detach().cpu(), edges.size(1))
+        scores = model(graph, edges.to(graph[EDGE].edge_index.device)).detach().cpu()
+        return pair_scores(scores, edges.size(1)).double()
 
 
 def membership_attack(model: torch.nn.Module, graph: HeteroData, members, non_members,

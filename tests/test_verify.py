@@ -192,6 +192,18 @@ def test_an_item_withdrawn_with_its_only_user_matches_no_other_pair():
     assert items == {4, 5}
 
 
+def test_a_half_precision_models_report_is_taken_in_float64(planted):
+    """A bfloat16 model's probabilities were averaged in bfloat16, rounded to 3 digits (a QA probe on the metrics)."""
+    request = user_edges(planted, [0, 5])
+    model = MF(num_users(planted), num_items(planted), 8)
+    model.reset_parameters(0)
+    half, remaining = model.to(torch.bfloat16), remove_edges(planted, request)
+    report = verify_forgetting(half, remaining, request, before=(half, planted))
+    with torch.no_grad():
+        expected = float(torch.sigmoid(half(remaining, request).double()).mean())
+    assert report.request_probability == pytest.approx(expected, rel=1e-12) and report.mi_bf == pytest.approx(1.0)
+
+
 def test_excluded_pairs_are_never_drawn_and_are_checked(planted):
     """Held-out validation and test pairs are no edges of the training graph, and had been drawn as non-members (a QA
     probe: 9-13% of the matches on ML-100K, which the attack scored and calibrated on). Excluded, none is; without
