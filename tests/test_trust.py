@@ -519,6 +519,11 @@ def test_acceptance_ratio_of_an_exact_newton_step_on_a_quadratic():
     assert rise > 0 and check["predicted_decrease"] == pytest.approx(-rise) and check["reason"] == (
         f"the step failed the acceptance test (its quadratic model predicts a rise of the objective by {rise:.3g}, not "
         "a decrease: the curvature is negative along it)")
+    # a step that rounds to 0 (a model scaled by 1e-25, whose products underflow) was said to meet negative curvature
+    zero = torch.zeros(2, dtype=torch.float64)
+    nothing = acceptance(target, SolveResult(zero, 0, 0.0, 0.0, True), zero, lambda v: a @ v, IFRUConfig())
+    assert nothing["reason"] == ("the step failed the acceptance test (its quadratic model predicts no decrease: the "
+                                 "step, or the decrease it predicts, rounds to 0 in float64)")
 
 
 def test_the_acceptance_ratio_leaves_out_the_orphan_rows_exact_block():
@@ -669,7 +674,7 @@ def test_a_zero_step_under_apply_says_the_model_is_returned_unchanged():
     attempt = result.info["attempts"][-1]
     assert attempt["negative_curvature"] and attempt["iterations"] == 0 and not result.info["trusted"]
     assert _same(result.model, model) and messages[-1].endswith(  # after the paper's warning of its damping 0
-        "negative curvature met); the model is returned unchanged (info['trusted'] is False)")
+        "a direction of zero or negative curvature met); the model is returned unchanged (info['trusted'] is False)")
 
 
 @pytest.mark.parametrize("name, advice", [

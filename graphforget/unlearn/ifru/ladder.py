@@ -144,13 +144,16 @@ def acceptance(target: TiltedObjective, result, rhs: Tensor, operator, cfg: IFRU
     reason: str | None
     if not (iterate or result.converged):
         reason = (f"the solve did not converge (relative residual {result.residual:.3g} > solver.tol {cfg.solver.tol:g}"
-                  + (", negative curvature met" if result.negative_curvature else "") + ")"
+                  + (", a direction of zero or negative curvature met" if result.negative_curvature else "") + ")"
                   + _advice(cfg.solver, result.residual))
     elif not iterate and not check["true_residual"] <= residual_limit(cfg.solver.tol, rhs.dtype):
         reason = (f"the solve did not converge (true relative residual {check['true_residual']:.3g} > "
                   f"{residual_limit(cfg.solver.tol, rhs.dtype):.3g}, {RESIDUAL_DRIFT:g} x solver.tol or "
                   f"{RESIDUAL_FLOOR} roundings of {str(rhs.dtype)[6:]}; the solver's own estimate was "
                   f"{result.residual:.3g}: rounding on an ill-conditioned system)")
+    elif check["predicted_decrease"] == 0:  # a zero step, or products that underflow (a model scaled by 1e-25)
+        reason = (f"the step failed the acceptance test{where} (its quadratic model predicts no decrease: the step, or "
+                  f"the decrease it predicts, rounds to 0 in {str(rhs.dtype)[6:]}){then}")
     elif not check["predicted_decrease"] > 0:  # ratio NaN: its quadratic model goes up along the step
         reason = (f"the step failed the acceptance test{where} (its quadratic model predicts a rise of the objective "
                   f"by {-check['predicted_decrease']:.3g}, not a decrease: the curvature is negative along it){then}")
