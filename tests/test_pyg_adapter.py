@@ -112,6 +112,23 @@ def test_per_user_tables_beside_a_trainable_node_table_are_refused_until_named()
     assert PyGRecommender(module, U, I, receptive_field=K).node_parameters() == {"module.embedding.weight": "node"}
 
 
+def test_per_node_vectors_are_refused_named_or_not_and_a_layers_bias_is_none():
+    """A per-user bias [U] and a per-item one [I], 1-D, passed the check of [U, 1] and [I, 1] ones, and could not be
+    named: IFRU solved for them whole and moved a forgotten user's bias from -0.70 to 1.04, trusted, where Retrain
+    leaves 0 (a QA probe)."""
+    module = OwnCode(num_nodes=U + I, embedding_dim=D, num_layers=K)
+    module.user_bias, module.item_bias = nn.Parameter(torch.zeros(U)), nn.Parameter(torch.zeros(I))
+    message = (r"OwnCode has trainable 1-D parameters of num_users, num_items or num_users \+ num_items entries, "
+               r"\['item_bias', 'user_bias'\]: per-node vectors \(e.g. biases\), which the influence methods would "
+               r"solve for whole, as shared weights: hold each as an \[n, 1\] table")
+    for tables in (None, {"embedding.weight": "node"}):
+        with pytest.raises(ValueError, match=message):
+            PyGRecommender(module, U, I, receptive_field=K, node_tables=tables)
+    module.user_bias.requires_grad_(False), module.item_bias.requires_grad_(False)  # frozen: features
+    module.head = nn.Linear(D, U)  # a layer's bias of U entries scales its features, no node's
+    assert PyGRecommender(module, U, I, receptive_field=K).node_parameters() == {"module.embedding.weight": "node"}
+
+
 def test_the_adapters_options_are_refused_by_type():
     """sparse="no" and edge_weight="false" were taken as True, and node_tables as a list failed with
     AttributeError: 'list' object has no attribute 'items' (found by a probe)."""

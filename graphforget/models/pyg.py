@@ -445,6 +445,19 @@ def _tables_by_shape(module: nn.Module, params: dict[str, nn.Parameter], rows: d
     return found
 
 
+def _node_vectors(module: nn.Module, params: dict[str, nn.Parameter], rows: dict[str, int]) -> list[str]:
+    """The trainable 1-D parameters of ``U``, ``I`` or ``U + I`` entries that the module holds itself, not a torch or
+    PyG layer (whose vectors are biases and scales of their features): per-node vectors. IFRU solved for a forgotten
+    user's bias whole, as a weight every node shares, and moved it from -0.70 to 1.04 where Retrain leaves 0 (a QA
+    probe)."""
+    library = {f"{owner}.{name}".lstrip(".") for owner, layer in module.named_modules()
+               if type(layer).__module__.startswith(("torch.", "torch_geometric."))
+               for name, _ in layer.named_parameters(recurse=False)}
+    sizes = {rows["user"], rows["item"], rows["node"]}
+    return sorted(name for name, p in params.items()
+                  if p.requires_grad and p.dim() == 1 and p.size(0) in sizes and name not in library)
+
+
 def _node_tables(module: nn.Module, num_users: int, num_items: int,
                  given: Mapping[str, str] | None) -> dict[str, str]:
     """The module's per-node tables, ``{parameter name: node type}``, found by shape or checked."""
@@ -455,6 +468,13 @@ def _node_tables(module: nn.Module, num_users: int, num_items: int,
                          "its layers their input sizes, or run it once on the graph before wrapping it")
     rows = {"user": num_users, "item": num_items, "node": num_users + num_items}
     shapes = ", ".join(f"{name} {list(p.shape)}" for name, p in params.items()) or "none"
+    vectors = _node_vectors(module, params, rows)
+    if vectors:
+        raise ValueError(f"PyGRecommender: {type(module).__name__} has trainable 1-D parameters of num_users, "
+                         f"num_items or num_users + num_items entries, {vectors}: per-node vectors (e.g. biases), "
+                         "which the influence methods would solve for whole, as shared weights: hold each as an [n, 1] "
+                         "table (nn.Embedding(n, 1)) and name the tables with node_tables={name: 'user' | 'item' | "
+                         "'node'}")
     if given is None:
         return _tables_by_shape(module, params, rows, shapes)
     if not given:
