@@ -66,7 +66,10 @@ class TrainConfig:
             L-BFGS on the summed objective divided by :math:`|D|`, until the largest entry of the
             gradient of the summed objective :math:`L` is at most ``tol``): a stationary point, where
             influence functions are exact to first order and retraining from different seeds agrees. Its
-            objective is fixed: BPR's negatives are epoch 0's draw, and a contrastive term is refused.
+            objective is fixed: BPR's negatives are epoch 0's draw, a contrastive term is refused, and the model
+            runs in eval mode, the function that is served and that the influence methods differentiate (a dropout
+            drew new masks at every evaluation: an MF with one ended 500 iterations at a largest gradient entry of
+            4.0, ``tol`` 0.003; a BatchNorm's running statistics are used as they are).
         tol: ``lbfgs``'s gradient tolerance. It bounds :math:`\\nabla L`, whose entries sum the terms of
             one node each, so it means the same on a small graph and a large one (a bound on
             :math:`\\nabla L / |D|` would hold at the initialisation of a large graph already).
@@ -132,8 +135,8 @@ def train(model: torch.nn.Module, graph: HeteroData, objective: Objective, confi
           val: HeteroData | None = None) -> TrainResult:
     """Trains ``model`` in place on every edge of ``graph``; keeps the weights of the best validation epoch (Adam;
     L-BFGS keeps its last iterate, and ``best_epoch``/``best_val_auc`` are that iterate's). Autograd is on inside,
-    whatever the caller's mode (``torch.no_grad()``); the model trains in train mode, and its submodules' modes are
-    restored after.
+    whatever the caller's mode (``torch.no_grad()``); the model trains in train mode (L-BFGS: in eval mode, see
+    :class:`TrainConfig`), and its submodules' modes are restored after.
 
     Args:
         model: a :class:`~graphforget.models.Recommender` on the graph's device.
@@ -330,12 +333,17 @@ def _finite_parameters(model: torch.nn.Module, epoch: int) -> None:
         _finite_loss(math.nan, epoch)
 
 
-def _finite_loss(loss: float, epoch: int) -> float:
+def _finite_loss(loss: float, epoch: int, remedy: str = "lower the learning rate, or look for a NaN or an infinity "
+                                                         "in the parameters or the objective") -> float:
     """``loss``, or a ``ValueError`` when it is NaN or infinite (the parameters are lost from there on)."""
     if not math.isfinite(loss):
-        raise ValueError(f"train: the training loss is {loss} at epoch {epoch}: lower the learning rate, or look for "
-                         "a NaN or an infinity in the parameters or the objective")
+        raise ValueError(f"train: the training loss is {loss} at epoch {epoch}: {remedy}")
     return loss
+
+
+#: L-BFGS takes no learning rate: a line search sets its steps
+LBFGS_REMEDY = ("look for a NaN or an infinity in the parameters or the objective, or train with optimizer='adam' "
+                "(L-BFGS's line search takes no learning rate)")
 
 
 def _check_all(model: torch.nn.Module, graph: HeteroData, objective: Objective, val: HeteroData | None) -> None:
@@ -431,7 +439,7 @@ def _train_lbfgs(model, graph, objective: Objective, config: TrainConfig, val) -
         return loss
 
     history, clock, done = [], Stopwatch(graph[EDGE].edge_index.device).start(), 0
-    model.train()
+    model.eval()  # a fixed objective: the served function, without a dropout's masks (TrainConfig.optimizer)
     with tqdm(total=config.epochs, disable=not config.progress, desc="train (L-BFGS)", leave=False) as bar:
         while done < config.epochs:
             optimizer.param_groups[0]["max_iter"] = min(LBFGS_CHUNK, config.epochs - done)
@@ -440,7 +448,8 @@ def _train_lbfgs(model, graph, objective: Objective, config: TrainConfig, val) -
             bar.update(iterations - done)
             loss = closure().detach()  # the gradient at the current point, for the stopping test
             gradient = num_edges * max(float(p.grad.abs().max()) for p in params)  # of the summed L
-            row = {"epoch": iterations, "loss": _finite_loss(loss.item(), iterations), "max_gradient": gradient}
+            row = {"epoch": iterations, "loss": _finite_loss(loss.item(), iterations, LBFGS_REMEDY),
+                   "max_gradient": gradient}
             if val is not None:
                 row["val_auc"] = evaluate_auc(model, graph, val, what="val")["auc_0"]
             history.append(row)

@@ -215,6 +215,20 @@ def test_lbfgs_training_reaches_a_stationary_point(split, one_thread, cls, kwarg
         assert torch.equal(a, b)
 
 
+def test_lbfgs_minimises_the_eval_mode_function_a_dropout_drawing_no_masks(split, one_thread):
+    """In train mode every closure drew new dropout masks: L-BFGS ran all its iterations on a random objective and
+    stopped far above tol, advising more epochs (a QA probe's GATConv with dropout 0.2: 300 iterations, a largest
+    gradient entry of 33). It now minimises the served, eval-mode function, and hands back the caller's modes."""
+    objective, config = BCEObjective(l2=1.0), TrainConfig(epochs=500, optimizer="lbfgs", tol=3e-3)
+    model = fresh(DroppedMF, split, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # stationary: no NotStationaryWarning
+        result = train(model, split.train, objective, config)
+    assert model.training and result.epochs < 500
+    model.eval()
+    assert _max_gradient(model, split.train, objective) <= 3e-3
+
+
 def test_lbfgs_warns_of_any_gradient_above_tol_and_says_whether_epochs_or_precision_stopped_it(split, one_thread):
     """The warning's threshold is tol itself (the test above stops far above it), and its advice is "train in
     float64" where L-BFGS made no more progress before its epochs: its own float32 test held the gradient at tol,
@@ -347,8 +361,8 @@ def test_a_model_drawing_from_the_global_random_state_trains_the_same_under_the_
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
 def test_training_hands_back_the_modes_it_was_given(split, optimizer):
-    """Training runs in train mode (the dropout on), and the model came back so: an eval-mode model's next scores
-    were dropped out."""
+    """Adam trains in train mode (the dropout on), L-BFGS in eval mode (its objective fixed), and the model came back
+    so: an eval-mode model's next scores were dropped out."""
     model = fresh(DroppedMF, split)
     model.eval()
     model.drop.train()  # the caller's own mix
@@ -358,7 +372,7 @@ def test_training_hands_back_the_modes_it_was_given(split, optimizer):
     seen = []
     model.drop.register_forward_pre_hook(lambda module, args: seen.append(module.training))
     train(model, split.train, BCEObjective(l2=0.1), TrainConfig(epochs=1, batch_size=512, optimizer=optimizer))
-    assert seen and seen[0] and not model.training and not model.drop.training  # on while it trained only
+    assert seen and seen[0] == (optimizer == "adam") and not model.training and not model.drop.training
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
@@ -367,8 +381,7 @@ def test_a_failed_training_hands_back_the_modes_too(split, optimizer):
     model.eval()
 
     def stop(module, args):
-        if module.training:
-            raise RuntimeError("stop")
+        raise RuntimeError("stop")
     model.drop.register_forward_pre_hook(stop)
     with pytest.raises(RuntimeError, match="stop"):
         train(model, split.train, BCEObjective(l2=0.1), TrainConfig(epochs=1, batch_size=512, optimizer=optimizer))
@@ -420,7 +433,8 @@ def test_a_loss_that_is_not_finite_stops_the_training(split, optimizer):
     model = MF(num_users(split.train), num_items(split.train), 4)
     with torch.no_grad():
         model.item_emb.weight[2, 1] = float("nan")
-    with pytest.raises(ValueError, match="the training loss is nan at epoch 1: lower the learning rate"):
+    remedy = "lower the learning rate" if optimizer == "adam" else "look for a NaN .*L-BFGS's line search takes no"
+    with pytest.raises(ValueError, match=f"the training loss is nan at epoch 1: {remedy}"):
         train(model, split.train, BCEObjective(), TrainConfig(epochs=2, optimizer=optimizer))
 
 
