@@ -69,7 +69,8 @@ def _legend(result, columns: list[str]) -> str:
     shown = {_checkpoint(name)[0] for name in columns}
     parts = [text for names, text in LEGEND if shown & set(names)]
     if any(name.endswith("%") for name in columns):
-        parts.append("@NN%: at that share of the stream's requests")
+        parts.append("@NN%: after NN% of the stream's requests, rounded up to a whole request (the largest share that "
+                     "falls on a count names it)")
     if any(group["method"] == "retrain_seed" for group in result.aggregates):
         parts.append("retrain_seed: a Retrain from another seed, the noise floor: a method as close to Retrain as it "
                      "is has forgotten as well as retraining can tell")
