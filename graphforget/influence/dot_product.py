@@ -280,7 +280,7 @@ def dot_product_objective(model, rows: NodeRows, terms: Terms, graph: HeteroData
     def value(phi: Tensor) -> Tensor:
         a, b = embedding(phi)
         z = embedding.scores(phi, _pair_matrix(terms, a.size(0), b.size(0)))
-        loss = objective.losses(z, terms.target).sum(dtype=torch.float64)
+        loss = objective.losses(z.double(), terms.target).sum()  # per term too: objective_function's comment
         return loss + 0.5 * l2 * phi.pow(2).sum(dtype=torch.float64)
     return value
 

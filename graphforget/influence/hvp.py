@@ -268,10 +268,11 @@ def objective_function(model, objective: Objective, terms: Terms, graph: HeteroD
     """
     sub = scoring_graph(model, graph, terms, locality) if sub is None else sub
     l2 = objective.l2 if regularize else 0.0
-    # Sums in float64: with tens of thousands of float32 terms, the rounding of a float32 sum is as
-    # large as the decrease a late Newton step makes, and the line search compares such values.
-    loss = rows_function(model, rows, lambda score: objective.losses(score(sub, terms.edge_label_index),
-                                                                       terms.target).sum(dtype=torch.float64))
+    # In float64, each term's loss and their sum: with tens of thousands of float32 terms, the rounding of a float32
+    # sum is as large as the decrease a late Newton step makes, and the line search compares such values; a term
+    # near log 2 (small logits) loses a change under float32's 6e-8 of it (a model scaled by 1e-4 was refused).
+    loss = rows_function(model, rows, lambda score: objective.losses(score(sub, terms.edge_label_index).double(),
+                                                                       terms.target).sum())
     return lambda phi: loss(phi) + 0.5 * l2 * phi.pow(2).sum(dtype=torch.float64)
 
 
