@@ -708,7 +708,8 @@ def test_a_diverging_solve_says_so_and_not_to_iterate_more(early_stopped):
 def test_the_acceptance_test_of_a_float32_model_of_small_logits_is_its_float64_copys():
     """Every term's loss is about log 2 where the logits are small, and a float32 loss loses a change under 6e-8 of
     it: with the tables scaled by 1e-4, the acceptance ratio was 0.62 in float32 against 1.09 in float64 (on
-    ML-100K's MF, a QA probe, the first four attempts were rejected in float32: trusted at 10^4 x the ridge, no step)."""
+    ML-100K's MF, a QA probe, the first four attempts were rejected in float32: trusted at 10^4 x the ridge, no
+    step)."""
     split, graph, request = _attacked()
     model = MF(U, I, 16)
     model.reset_parameters(0)

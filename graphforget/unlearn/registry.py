@@ -33,9 +33,10 @@ def register(cls: type[Unlearner] | None = None, *, overwrite: bool = False):
 
     Raises:
         ValueError: not an Unlearner subclass with its own ``name``; a name that is not a word of ASCII letters,
-            digits, ``_``, ``.`` or ``-``, starting with neither of the last two (the command line's ``--methods`` and ``--option METHOD:KEY=VALUE`` read it); a
-            ``Config`` that is not a dataclass whose fields all have defaults (options change defaults); no
-            ``_unlearn``; the name taken by another class and ``overwrite`` false.
+            digits, ``_``, ``.`` or ``-``, starting with neither of the last two (the command line's ``--methods``
+            and ``--option METHOD:KEY=VALUE`` read it); a ``Config`` that is not a dataclass whose fields all have
+            defaults (options change defaults); no ``_unlearn``; the name taken by another class and ``overwrite``
+            false.
     """
     def add(method: type[Unlearner]) -> type[Unlearner]:
         if not (isinstance(method, type) and issubclass(method, Unlearner)) or method.name == Unlearner.name:
