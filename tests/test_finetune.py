@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from graphforget.data import EDGE, num_items, num_users, planted_communities, random_edges, user_edges
+from graphforget.data import (EDGE, make_interactions, num_items, num_users, planted_communities, random_edges,
+                              user_edges)
 from graphforget.models import MF, EmbeddingRecommender, LightGCN
 from graphforget.objectives import BCEObjective, BPRObjective
 from graphforget.train import TrainConfig, train
@@ -423,8 +424,16 @@ def test_a_request_of_every_negative_is_refused_naming_the_remaining_edges(small
     negatives = small_planted[EDGE].edge_index[:, small_planted[EDGE].edge_label == 0]
     with pytest.raises(ValueError, match=re.escape(f"{method.__name__}: the request leaves nothing {why}: it removes "
                                                    "every edge labelled 0, which BCEObjective needs (keep some out of "
-                                                   "the request, or retrain from scratch)")):
+                                                   "the request: no model learns without them, retrained or not)")):
         method(model, small_planted, OBJECTIVE, config).unlearn(negatives)
+    # BPR on ratings 0-5: a request of every rating above 0 was said to remove "every edge labelled 1", and Retrain
+    # advised retraining from scratch (a QA probe)
+    ratings = make_interactions(torch.tensor([[0, 0, 1, 1, 2, 2], [0, 1, 0, 1, 0, 1]]), torch.arange(6.0), 3, 2)
+    rated = ratings[EDGE].edge_index[:, 1:]
+    with pytest.raises(ValueError, match=re.escape(f"{method.__name__}: the request leaves nothing {why}: it removes "
+                                                   "every edge labelled above 0, which BPRObjective needs (its terms) "
+                                                   "(keep some out")):
+        method(MF(3, 2, 2), ratings, BPRObjective(), config).unlearn(rated)
 
 
 def test_finetune_refuses_the_training_options_it_does_not_read():

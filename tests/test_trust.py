@@ -1404,8 +1404,8 @@ def test_a_bpr_request_of_every_positive_is_refused_as_it_is_by_retrain():
     model = MF(2, 2, 2)
     model.reset_parameters(0)
     with pytest.raises(ValueError, match=re.escape("IFRU: the request leaves nothing for the step to fit (a model of "
-                                                   "no data is an untrained one): it removes every edge labelled 1, "
-                                                   "which BPRObjective needs")):
+                                                   "no data is an untrained one): it removes every edge labelled "
+                                                   "above 0, which BPRObjective needs (its terms)")):
         IFRU(model, graph, BPRObjective(l2=0.1)).unlearn(torch.tensor([[0, 1], [0, 1]]))
 
 

@@ -20,7 +20,7 @@ from ..distributed import agreed
 from ..io import tensors_sha256, unchanged, versions
 from ..metrics import auc_standard_error, evaluate_auc
 from ..models.base import Recommender, check_precision, checked_receptive_field
-from ..objectives import Objective
+from ..objectives import BCEObjective, BPRObjective, Objective
 from ..train import AN_OBJECTIVE, TrainConfig, check_labels_train, check_optimizer, check_val
 
 __all__ = ["Unlearner", "UnlearnResult", "UnlearningFailed", "NoValidationWarning", "UntrustedWarning",
@@ -620,12 +620,20 @@ def refuse_no_remaining_edge(unlearner: Unlearner, remaining: HeteroData, why: s
             check_labels_train(unlearner.graph, unlearner.objective)
         except ValueError as own:
             raise ValueError(f"{method}: {own}") from None
-        lost = sorted(set(unlearner.graph[EDGE].edge_label.unique().tolist())
-                      - set(remaining[EDGE].edge_label.unique().tolist()))
-        detail = str(error) if not lost else (
-            f"it removes every edge labelled {lost[0]:g}, which {type(unlearner.objective).__name__} needs "
-            "(keep some out of the request, or retrain from scratch)")
-        raise ValueError(f"{method}: the request leaves nothing {why}: {detail}") from None
+        raise ValueError(f"{method}: the request leaves nothing {why}: {_lost_labels(unlearner, remaining, error)} "
+                         "(keep some out of the request: no model learns without them, retrained or not)") from None
+
+
+def _lost_labels(unlearner: Unlearner, remaining: HeteroData, error: ValueError) -> str:
+    """Which labels the request took that the objective trains on: BCE's class, BPR's terms (every label above 0;
+    "labelled 1" named only the first of a graph's ratings), else the objective's own ``error``."""
+    objective, label = unlearner.objective, remaining[EDGE].edge_label
+    if isinstance(objective, BPRObjective):
+        return "it removes every edge labelled above 0, which BPRObjective needs (its terms)"
+    lost = sorted(set(unlearner.graph[EDGE].edge_label.unique().tolist()) - set(label.unique().tolist()))
+    if isinstance(objective, BCEObjective) and lost:
+        return f"it removes every edge labelled {lost[0]:g}, which BCEObjective needs"
+    return str(error)
 
 
 def _warn_of_given_edge_weights(unlearner: Unlearner) -> None:
