@@ -72,7 +72,8 @@ class FineTune(Unlearner):
     With ``local=True`` only the embedding rows of the nodes within ``model.receptive_field`` hops of
     the request's users and items are updated (plus the model's dense parameters that are not per node,
     if it has any): gradient hooks zero the other rows' gradients, and Adam, whose state starts at zero,
-    then leaves those rows exactly unchanged.
+    then leaves those rows exactly unchanged (but for what the forward itself writes: an
+    ``nn.Embedding(max_norm=...)`` renormalises every row it reads).
 
     ``info`` of the result: ``epochs``, ``local``, ``updated_rows`` (with ``local`` only: the number of
     nodes of the region, whose rows may change in every node table), ``train_seconds``, ``orphans`` (the
