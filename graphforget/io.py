@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable, cast
@@ -137,6 +138,17 @@ def fsync_directory(directory: str | os.PathLike) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def load_failure(error: BaseException) -> str:
+    """``torch.load``'s error as one clause: its type and first sentence, or for a weights-only refusal what it
+    refused (``Unsupported global: GLOBAL __main__.Foo``), without torch's advice to load again with
+    ``weights_only=False`` (unsafe for a file from elsewhere) and the terminal escape codes that torch 2.13 puts in."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
+    refused = re.search(r"WeightsUnpickler error:\s*(.+?)(?: was not an allowed global|\n|$)", text)
+    detail = (f"a weights-only load refused {refused.group(1).strip()}" if refused
+              else (text.splitlines() or [""])[0].split(". ")[0].rstrip("."))
+    return f"{type(error).__name__}{': ' + detail if detail else ''}"
 
 
 def tensors_sha256(*tensors: torch.Tensor) -> str:

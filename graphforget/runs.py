@@ -42,7 +42,7 @@ from torch_geometric.data import HeteroData
 
 from .config import is_integer
 from .data.interactions import EDGE, check_model_fits, make_interactions, num_items, num_users, pair_keys
-from .io import fsync_directory, naming, tensors_sha256, to_jsonable
+from .io import fsync_directory, load_failure, naming, tensors_sha256, to_jsonable
 from .models import Recommender, load_model, registered_model, save_model
 from .models.base import module_on
 from .presets import Hyperparameters
@@ -656,8 +656,7 @@ def _read_part(path: Path, name: str, keys: tuple[str, ...] = ()) -> dict:
     try:
         value = torch.load(path / name, weights_only=True)
     except Exception as error:  # torch raises a kind per way a file is damaged (zip, pickle, EOF, storage size)
-        raise ValueError(f"{path / name} cannot be read ({type(error).__name__}: {error}): the run is "
-                         "corrupt") from None
+        raise ValueError(f"{path / name} cannot be read ({load_failure(error)}): the run is corrupt") from None
     missing = [key for key in keys if key not in value] if isinstance(value, dict) else ["a dict"]
     if missing:
         raise ValueError(f"{path / name} lacks {missing}: not written by graphforget.runs")

@@ -13,7 +13,7 @@ from torch import nn
 from graphforget.data import (EDGE, adversarial_edges, make_interactions, planted_communities, random_edges, user_edges,
                               without_edges)
 from graphforget.metrics import auc_standard_error, evaluate_auc, mi_bf, mi_ng, recall_ndcg_at_k
-from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN, Recommender, SimGCL
+from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN, Recommender, SimGCL, load_model
 from graphforget.objectives import BCEObjective, BPRObjective
 from graphforget.train import TrainConfig, train
 from graphforget.unlearn import (InfluenceEncoder, NoValidationWarning, UnlearningFailed, UnlearnRec,
@@ -1237,12 +1237,26 @@ def test_load_encoder_returns_the_unlearner_as_fit_does(trained, tmp_path):
     assert same_state(state(chained.model), state(fitted.unlearn(request).model))
 
 
+class Pickled:
+    """An object that a weights-only load refuses."""
+
+
 def test_a_file_that_is_not_a_torch_file_is_named_without_torchs_weights_only_advice(trained, tmp_path):
     """torch's weights_only refusal begins with its advice to load again with weights_only=False, which was quoted:
-    false for a file that is not a torch file (that fails with 'invalid load key'), and unsafe to follow."""
+    false for a file that is not a torch file (that fails with 'invalid load key'), and unsafe to follow. For a torch
+    file of pickled objects, torch 2.13's first sentence promised "two options" and held terminal escape codes, and
+    the file was called no torch file (a QA probe); the encoder and a checkpoint name what the load refused."""
     model, graph, objective = trained
     (tmp_path / "text.pt").write_text("not a torch file\n")
     with pytest.raises(ValueError) as error:
         UnlearnRec(model, graph, objective, quick_config()).load_encoder(tmp_path / "text.pt")
-    assert str(error.value) == (f"cannot read encoder file {tmp_path / 'text.pt'} (truncated or not a torch file): "
-                                "UnpicklingError: Weights only load failed")
+    assert str(error.value) == (f"cannot read encoder file {tmp_path / 'text.pt'} (truncated, or not written by "
+                                "save_encoder): UnpicklingError: a weights-only load refused Unsupported operand 110")
+    torch.save({"encoder": Pickled()}, tmp_path / "pickled.pt")
+    refused = f"UnpicklingError: a weights-only load refused Unsupported global: GLOBAL {__name__}.Pickled"
+    with pytest.raises(ValueError) as error:
+        UnlearnRec(model, graph, objective, quick_config()).load_encoder(tmp_path / "pickled.pt")
+    assert str(error.value).endswith(refused) and "\x1b" not in str(error.value)
+    with pytest.raises(ValueError) as error:
+        load_model(tmp_path / "pickled.pt")
+    assert str(error.value).endswith(refused) and "weights_only" not in str(error.value)

@@ -17,7 +17,7 @@ from torch_geometric.data import HeteroData
 
 from ..config import check_device, is_integer, is_integer_tensor, resolved_device, seeded
 from ..data.interactions import check_ids_in_range, check_model_fits, check_pairs_in_range, num_items, num_users
-from ..io import atomic_write, tensors_sha256
+from ..io import atomic_write, load_failure, tensors_sha256
 
 __all__ = ["Recommender", "EmbeddingRecommender", "NODE_TYPES", "check_precision", "running_statistics", "table_mask",
            "table_offset", "save_model", "load_model", "MODELS", "ENTRY_POINT_GROUP", "build_model", "registered_model"]
@@ -556,7 +556,7 @@ def _read_checkpoint(path: str | os.PathLike, map_location) -> dict:
         raise
     except Exception as error:  # torch's words for an unreadable file: a flipped bit raised an IndexError too
         raise ValueError(f"{path} cannot be read as a checkpoint (truncated, corrupt or not written by "
-                         f"save_model): {error}") from None
+                         f"save_model): {load_failure(error)}") from None
     keys = checkpoint if isinstance(checkpoint, dict) else {}
     missing = [key for key in ("model", "config", "state_dict") if key not in keys]
     if missing:

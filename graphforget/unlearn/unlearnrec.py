@@ -55,7 +55,7 @@ from ..clock import Stopwatch
 from ..config import (check_fields, check_types, gradients_on, is_integer, is_real, lr_rule, uniform,
                       wrapped_seed)
 from ..influence.hvp import sparse_embeddings
-from ..io import atomic_write, tensors_sha256, unchanged, versions
+from ..io import atomic_write, load_failure, tensors_sha256, unchanged, versions
 from ..models.base import Recommender, running_statistics, table_mask
 from ..models.propagation import layer_sum
 from ..models.sgl import info_nce
@@ -977,11 +977,8 @@ def _read_encoder_file(path, device) -> dict:
     except FileNotFoundError:
         raise
     except Exception as error:  # torch.load of a foreign file raises anything (EOFError, IndexError, ...)
-        detail = (str(error).strip().splitlines() or [""])[0]
-        if "weights_only" in detail:  # torch's advice to load with weights_only=False: wrong for a foreign file, unsafe
-            detail = "" if "weights_only" in detail.split(". ")[0] else detail.split(". ")[0].rstrip(".")
-        raise ValueError(f"cannot read encoder file {path} (truncated or not a torch file): "
-                         f"{type(error).__name__}{': ' + detail if detail else ''}") from error
+        raise ValueError(f"cannot read encoder file {path} (truncated, or not written by save_encoder): "
+                         f"{load_failure(error)}") from error
     if not isinstance(state, dict) or not isinstance(state.get("encoder"), dict):
         raise ValueError(f"{path} was not written by UnlearnRec.save_encoder (no encoder state)")
     stored = state.get("encoder_sha256")  # torch.load reads damaged tensor bytes as they are; older files have none
