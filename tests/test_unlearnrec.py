@@ -698,6 +698,19 @@ def test_an_encoder_loads_only_for_the_model_graph_and_options_it_was_pretrained
         UnlearnRec(model, graph, BPRObjective(l2=1e-4, seed=7), quick_config(alpha=0.5)).load_encoder(
             tmp_path / "encoder.pt")
     UnlearnRec(model, graph, objective, quick_config(alpha=0.5, encoder_layers=2)).load_encoder(tmp_path / "encoder.pt")
+    # An encoder updates the trainable tables only: one pre-trained with the item table frozen had loaded for a model
+    # that trains it, and one fitted before the table was frozen in place answered for it (a QA probe)
+    frozen = copy.deepcopy(model)
+    frozen.item_emb.weight.requires_grad_(False)
+    with pytest.raises(ValueError, match=re.escape("pre-trained updating the tables of ['item', 'user'], where the "
+                                                   "trainable ones are ['user']")):
+        UnlearnRec(frozen, graph, objective, quick_config(alpha=0.5)).load_encoder(tmp_path / "encoder.pt")
+    model.item_emb.weight.requires_grad_(False)
+    try:
+        with pytest.raises(ValueError, match=re.escape("pre-trained updating the tables of ['item', 'user'], where")):
+            answering.unlearn(graph[EDGE].edge_index[:, :2])
+    finally:
+        model.item_emb.weight.requires_grad_(True)
     with pytest.raises(ValueError, match=r"other options \(encoder_layers=2, here 1\)"):
         UnlearnRec(model, graph, objective, quick_config(alpha=0.5, encoder_layers=1)).load_encoder(
             tmp_path / "encoder.pt")

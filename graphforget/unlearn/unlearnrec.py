@@ -649,8 +649,9 @@ class UnlearnRec(Unlearner):
     def _pretrained_for(self, hashes: dict | None = None) -> dict:
         """The backbone's parameters and the training graph (their sha256; ``hashes`` when already known), the
         backbone's class and constructor arguments (a LightGCN's ``num_layers`` is in no parameter) and the options
-        that pre-training reads, with the objective (its loss is pre-training's): an encoder learns the influence of
-        requests on this model, and means nothing for another."""
+        that pre-training reads, with the objective (its loss is pre-training's), and the node types whose tables it
+        updates (the trainable ones: an encoder pre-trained with the item table frozen had loaded for a model that
+        trains it): an encoder learns the influence of requests on this model, and means nothing for another."""
         if hashes is None:
             hashes = {"model_sha256": tensors_sha256(*self.model.state_dict().values()),
                       "graph_sha256": tensors_sha256(*self._graph_tensors())}
@@ -660,7 +661,7 @@ class UnlearnRec(Unlearner):
         config = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
         return {"model_sha256": hashes["model_sha256"], "graph_sha256": hashes["graph_sha256"],
                 "backbone": f"{type(self.model).__name__}({config})", "objective": repr(self.objective),
-                "options": options}
+                "updated_tables": sorted(self._updated_tables()), "options": options}
 
     def _remember_pretrained_for(self, record: dict, known: bool = True) -> None:
         """Keeps what the encoder is now pre-trained for, and the versions of the tensors hashed in it: :meth:`_unlearn`
@@ -994,7 +995,8 @@ def _read_encoder_file(path, device) -> dict:
 
 def _mismatch(stored: dict, expected: dict) -> tuple[str, str] | None:
     """How an encoder's record (:meth:`UnlearnRec._pretrained_for`) differs from ``expected``: ``(what, advice)``,
-    or ``None``. A file from before the backbone or the objective was recorded is compared without it."""
+    or ``None``. A file from before the backbone, the objective or the updated tables were recorded is compared
+    without them."""
     other = [name for name in ("model", "graph") if stored.get(f"{name}_sha256") != expected[f"{name}_sha256"]]
     again = "pre-train an encoder for this one (graphforget pretrain-encoder)"
     if other:
@@ -1002,6 +1004,9 @@ def _mismatch(stored: dict, expected: dict) -> tuple[str, str] | None:
     for name in ("backbone", "objective"):
         if stored.get(name, expected[name]) != expected[name]:
             return f"for another {name} ({stored[name]}, here {expected[name]})", again
+    if stored.get("updated_tables", expected["updated_tables"]) != expected["updated_tables"]:  # a frozen one is kept
+        return (f"updating the tables of {stored['updated_tables']}, where the trainable ones are "
+                f"{expected['updated_tables']}", again)
     options = stored.get("options", {})
     changed = [f"{k}={options.get(k)!r}, here {v!r}" for k, v in expected["options"].items() if options.get(k) != v]
     if changed:
