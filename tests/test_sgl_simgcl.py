@@ -446,7 +446,9 @@ def test_cg_solves_the_contrastive_objective_of_an_orphaned_user_as_the_direct_s
 
 def test_the_contrastive_term_contrasts_the_nodes_with_an_edge_on_each_graph(graph):
     """A user the request leaves without an edge (user 4, and item 3 with it) drops out of the remaining graph's
-    term, whose value then does not depend on its row; a disliked (0-labelled) edge keeps its user contrasted. Every
+    term, whose value then does not depend on its row; so does a user whose edges are all disliked (0-labelled):
+    training contrasts the pairs of BPR terms only (a user left with unobserved negatives was contrasted, its row
+    zeroed as one without data, and the term on the fresh draw rose 5.1% past the test; QA probe). Every
     node of the sample had been contrasted: a forgotten user's row, zeroed after the acceptance test, raised the term
     (T from 670.5 at the tested step to 688.4)."""
     model, objective, _, _ = _term_setup(graph)
@@ -462,13 +464,36 @@ def test_the_contrastive_term_contrasts_the_nodes_with_an_edge_on_each_graph(gra
     assert float(value(moved)) == float(value(phi)) and float(term.function(rows, graph)(moved)) != float(
         term.function(rows, graph)(phi))
     disliked = make_interactions(graph[EDGE].edge_index, (graph[EDGE].edge_index[0] != 0).float(), 5, 4)
-    assert term.contrasted(disliked)[0].tolist() == [0, 1, 2, 3, 4]
+    assert term.contrasted(disliked)[0].tolist() == [1, 2, 3, 4]
     operator = term.gauss_newton(rows, remaining, phi)  # its curvature is the term's over the same nodes
     v = torch.randn(phi.numel(), generator=torch.Generator().manual_seed(0))
     sides = term.contrasted(remaining)
     autograd = GaussNewtonOperator(lambda x: term._logits(rows, remaining, x, sides), term._loss(remaining, sides), phi)
     torch.testing.assert_close(operator(v), autograd(v), rtol=1e-4, atol=1e-6)
     assert float(operator(v)[12:15].abs().max()) == 0
+
+
+def test_a_user_left_with_unobserved_negatives_is_zeroed_and_no_longer_contrasted():
+    """Book-Crossing's layout: label-0 rows are unobserved negatives. A user whose observed edges are forgotten keeps
+    them, has no BPR term and no message-passing edge, and IFRU zeroes its row; the term contrasted it still, and the
+    returned SGL's term on the fresh draw of views was 5.1% above the trained one's, past the test (a QA probe)."""
+    planted = planted_communities(num_users=60, num_items=60, interactions_per_user=8, seed=0)
+    edges, labels = planted[EDGE].edge_index, planted[EDGE].edge_label
+    graph = make_interactions(edges, labels, 60, 60, observed=labels > 0)
+    model = SGL(60, 60, embedding_dim=16)
+    model.reset_parameters(seed=0)
+    objective = ContrastiveBPRObjective(l2=1e-2, ssl_weight=0.1, seed=0)
+    train(model, graph, objective, TrainConfig(epochs=10, lr=0.05, batch_size=256, patience=0))
+    assert bool(((edges[0] == 3) & (labels == 0)).any())
+    result = IFRU(model, graph, objective, IFRUConfig()).unlearn(edges[:, (edges[0] == 3) & (labels > 0)])
+    assert result.info["trusted"] and result.info["zeroed_entries"] == 16 and not result.model.user_emb.weight[3].any()
+    fresh = ContrastiveTerm(model, objective, graph, draw=1)
+    assert 3 not in fresh.contrasted(result.graph)[0].tolist()
+    rows = NodeRows.from_node_mask(model, torch.ones(120, dtype=torch.bool), 60)
+    value = fresh.function(rows, result.graph)
+    with torch.no_grad():
+        before, after = float(value(rows.gather(model))), float(value(rows.gather(result.model)))
+    assert after <= before * (1 + IFRUConfig().trust.max_fresh_loss_rise)
 
 
 def test_the_contrastive_term_samples_large_sides_and_warns_without_fixed_views(graph):
