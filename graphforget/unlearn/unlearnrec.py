@@ -455,7 +455,7 @@ class UnlearnRec(Unlearner):
 
     A request that removes every training edge is refused when ``finetune_epochs > 0`` (a
     ``ValueError``): the fine-tuning losses are means over the remaining edges, and with none left there
-    is nothing to fine-tune on; retrain from scratch instead, or set ``finetune_epochs=0`` to apply
+    is nothing to fine-tune on (nor to retrain on: Retrain refuses it too); set ``finetune_epochs=0`` to apply
     the encoder's update alone. :meth:`~graphforget.unlearn.Unlearner.unlearn` never returns a model with NaN or
     infinite parameters: it raises :class:`~graphforget.unlearn.UnlearningFailed` instead.
 
@@ -843,8 +843,8 @@ class UnlearnRec(Unlearner):
     def _unlearn(self, request: Tensor, positions: Tensor, remaining: HeteroData) -> tuple[nn.Module, dict]:
         cfg = self.config
         if cfg.finetune_epochs > 0:  # every fine-tuning term but L_u is a mean over remaining edges: over none, NaN
-            refuse_no_remaining_edge(self, remaining, "to fine-tune on (retrain from scratch, or set finetune_epochs=0 "
-                                     "to apply the encoder's update alone)")
+            refuse_no_remaining_edge(self, remaining, "to fine-tune on (set finetune_epochs=0 to apply the encoder's "
+                                     "update alone)")
         self._check_still_pretrained_for()
         # a set of pairs: its fine-tuning batches pick request edges by position, and another order of the same 20
         # pairs moved the result by 0.01
