@@ -179,6 +179,32 @@ def _flat_result(result):
     return torch.cat([p.detach().flatten() for p in result.model.parameters()])
 
 
+class WeightedBCE(BCEObjective):
+    """BCE weighted per term: its target is a [B, 2] row of (label, weight) per term."""
+
+    def pairs(self, graph, positions=None, epoch=0):
+        edge_label_index, label = super().pairs(graph, positions, epoch)
+        weight = 1 + (edge_label_index[0] + edge_label_index[1]) % 3 / 2
+        return edge_label_index, torch.stack([label.to(weight.dtype), weight], 1)
+
+    def losses(self, logits, target):
+        return target[:, 1].to(logits.dtype) * super().losses(logits, target[:, 0])
+
+
+@pytest.mark.parametrize("kind", ["mf", "lightgcn"])
+def test_a_target_of_several_columns_per_term_steps_by_the_dense_formula(problem, kind):
+    """Objective.pairs' target is what its losses read besides the logits: a [B, 2] one of (label, weight) was counted
+    as 2B terms, and IFRU failed inside torch with "shape '[0, 62]' is invalid for input of size 31" (a QA probe)."""
+    graph, request, _ = problem
+    objective = WeightedBCE(l2=1.0)
+    model = (MF(U, I, D) if kind == "mf" else LightGCN(U, I, D, num_layers=2)).double()
+    model.reset_parameters(5)
+    config = IFRUConfig.paper(hops=10, solver={"name": "direct", "damping": 2.0}, curvature="exact",
+                              curvature_of="remaining")
+    result = IFRU(model, graph, objective, config).unlearn(request)
+    torch.testing.assert_close(_flat_result(result), _dense_step(model, graph, objective, result))
+
+
 @pytest.mark.parametrize("kind", ["mf", "lightgcn", "dense"])
 def test_remaining_curvature_step_equals_the_dense_formula(problem, kind):
     """curvature_of='remaining': theta' = theta + (H(theta; D - D_r) + lambda I)^-1 grad[L(D) - L(D - D_r)],

@@ -18,7 +18,8 @@ class Terms:
 
     Attributes:
         edge_label_index: ``[2, m * B]`` (user, item) pairs, block-major.
-        target: ``[B]`` per-term targets.
+        target: ``[B, ...]`` per-term targets (a label, or a row of what the objective's losses read: a label and a
+            weight).
         cache: what is derived from the pairs once and reused (the closed form's pair pattern); the
             tensors are not to be changed in place after construction.
     """
@@ -26,8 +27,8 @@ class Terms:
     target: Tensor
     cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    def __len__(self) -> int:
-        return self.target.numel()
+    def __len__(self) -> int:  # the terms, not the target's entries: a [B, 2] target of (label, weight) is B terms
+        return self.target.size(0) if self.target.dim() else 1
 
     @property
     def blocks(self) -> int:
