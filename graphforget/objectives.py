@@ -47,7 +47,10 @@ class Objective:
 
         Raises:
             ValueError: ``"{class}: {what is wrong}"``.
+            TypeError: a subclass whose ``__init__`` did not call ``super().__init__(l2)``.
         """
+        if not hasattr(self, "l2"):  # an __init__ of its own that did not call Objective's: AttributeError 'l2'
+            raise TypeError(f"{type(self).__name__} has no l2: its __init__ must call super().__init__(l2)")
         try:
             self._check_fields()
         except ValueError as error:
@@ -66,6 +69,26 @@ class Objective:
             ValueError: naming what does not fit.
         """
 
+    def check_terms(self, graph: HeteroData) -> None:
+        """Checks :meth:`pairs` and :meth:`losses` against their contract on ``graph``'s first edges: ``m`` blocks of
+        ``B`` pairs, and one loss per term. A :meth:`losses` of ``reduction="mean"`` trained, and IFRU stepped as if
+        the data weighed ``1/B`` against a fixed L2 (a QA probe).
+
+        Raises:
+            ValueError: naming the method and the shapes.
+        """
+        edges = graph[EDGE].edge_index
+        edge_label_index, target = self.pairs(graph, torch.arange(min(edges.size(1), 8), device=edges.device))
+        terms, name = target.size(0) if target.dim() else 1, type(self).__name__
+        if edge_label_index.dim() != 2 or edge_label_index.size(0) != 2 or edge_label_index.size(1) % max(terms, 1):
+            raise ValueError(f"{name}.pairs must return [2, m * B] pairs for a target of B = {terms} terms, got "
+                             f"{list(edge_label_index.shape)}")
+        losses = self.losses(torch.zeros(edge_label_index.size(1), device=edges.device), target)
+        if not (isinstance(losses, Tensor) and losses.shape == (terms,)):
+            got = list(losses.shape) if isinstance(losses, Tensor) else type(losses).__name__
+            raise ValueError(f"{name}.losses must return one loss per term, [{terms}] here, got {got} (a reduction "
+                             "other than 'none'?)")
+
     def has_term(self, edge_label: Tensor) -> Tensor:
         """Whether each edge of these labels is a loss term: every edge here; BPR reads those labelled above 0."""
         return torch.ones_like(edge_label, dtype=torch.bool)
@@ -74,14 +97,17 @@ class Objective:
         """The (user, item) pairs the loss terms of the edges at ``positions`` (all by default) score.
 
         Returns ``(edge_label_index [2, m * B], target)``: ``m`` blocks of ``B`` pairs, block ``j`` holding
-        the ``j``-th pair of every term, and whatever :meth:`losses` needs besides the logits. Computed
-        on the whole graph, the pairs can then be scored on a subgraph (the influence code does).
+        the ``j``-th pair of every term, and whatever :meth:`losses` needs besides the logits, one row per term
+        (``[B]`` labels, or ``[B, k]``: a label and a weight). Computed on the whole graph, the pairs can then be
+        scored on a subgraph (the influence code does).
         """
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement pairs(graph, positions, epoch) (see "
+                                  "graphforget.objectives.Objective)")
 
     def losses(self, logits: Tensor, target: Tensor) -> Tensor:
         """Per-term losses ``[B]`` from the logits ``[m * B]`` of :meth:`pairs`."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement losses(logits, target) (see "
+                                  "graphforget.objectives.Objective)")
 
     def edge_losses(self, model: nn.Module, graph: HeteroData, positions: Tensor | None = None,
                     epoch: int = 0) -> Tensor:
@@ -124,8 +150,8 @@ class Objective:
     def __repr__(self) -> str:
         """Every public field: the methods that fit() tell an objective edited since by its repr (a subclass's own
         field, such as a positive weight, edited after SISA's fit() had been accepted)."""
-        names = [*self.shown_first, *(name for name in vars(self)
-                                      if not name.startswith("_") and name not in self.shown_first)]
+        names = [*(name for name in self.shown_first if hasattr(self, name)),  # unset: check_fields names it
+                 *(name for name in vars(self) if not name.startswith("_") and name not in self.shown_first)]
         return f"{type(self).__name__}({', '.join(f'{name}={getattr(self, name)!r}' for name in names)})"
 
 

@@ -411,6 +411,7 @@ def check_labels_train(graph: HeteroData, objective: Objective, what: str = "the
     score goes down: no preference to learn); ``what`` names the graph. A ``part`` of the data (a shard) is not
     called implicit feedback when it has no negative: the data it was cut from may have them."""
     objective.check(graph)
+    objective.check_terms(graph)
     if not isinstance(objective, BCEObjective):
         return
     label = graph[EDGE].edge_label

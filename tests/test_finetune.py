@@ -428,12 +428,12 @@ def test_a_request_of_every_negative_is_refused_naming_the_remaining_edges(small
         method(model, small_planted, OBJECTIVE, config).unlearn(negatives)
     # BPR on ratings 0-5: a request of every rating above 0 was said to remove "every edge labelled 1", and Retrain
     # advised retraining from scratch (a QA probe)
-    ratings = make_interactions(torch.tensor([[0, 0, 1, 1, 2, 2], [0, 1, 0, 1, 0, 1]]), torch.arange(6.0), 3, 2)
+    ratings = make_interactions(torch.tensor([[0, 0, 1, 1, 2, 2], [0, 1, 0, 1, 0, 1]]), torch.arange(6.0), 3, 3)
     rated = ratings[EDGE].edge_index[:, 1:]
     with pytest.raises(ValueError, match=re.escape(f"{method.__name__}: the request leaves nothing {why}: it removes "
                                                    "every edge labelled above 0, which BPRObjective needs (its terms) "
                                                    "(keep some out")):
-        method(MF(3, 2, 2), ratings, BPRObjective(), config).unlearn(rated)
+        method(MF(3, 3, 2), ratings, BPRObjective(), config).unlearn(rated)
 
 
 def test_finetune_refuses_the_training_options_it_does_not_read():

@@ -1399,9 +1399,10 @@ def test_a_request_whose_gradient_rounds_to_zero_still_zeroes_the_rows_it_leaves
 
 def test_a_bpr_request_of_every_positive_is_refused_as_it_is_by_retrain():
     """BPR's terms are the edges labelled above 0: a request of every one leaves edges but no data, and IFRU called
-    its step trusted (the user table's norm from 14.4 to 63.4) where Retrain and FineTune refuse (found by a probe)."""
-    graph = make_interactions(torch.tensor([[0, 0, 1, 1], [0, 1, 0, 1]]), torch.tensor([1., 0., 0., 1.]), 2, 2)
-    model = MF(2, 2, 2)
+    its step trusted (the user table's norm from 14.4 to 63.4) where Retrain and FineTune refuse (found by a probe).
+    Item 2 has no edge: BPR draws a negative there (with none, the objective's terms are refused at construction)."""
+    graph = make_interactions(torch.tensor([[0, 0, 1, 1], [0, 1, 0, 1]]), torch.tensor([1., 0., 0., 1.]), 2, 3)
+    model = MF(2, 3, 2)
     model.reset_parameters(0)
     with pytest.raises(ValueError, match=re.escape("IFRU: the request leaves nothing for the step to fit (a model of "
                                                    "no data is an untrained one): it removes every edge labelled "

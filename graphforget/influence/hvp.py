@@ -309,7 +309,8 @@ class HessianOperator:
 
 
 class GaussNewtonOperator:
-    """``v -> (J^T \\nabla^2_z \\ell J + \\lambda I) v``: the positive semi-definite Gauss-Newton curvature.
+    """``v -> (J^T \\nabla^2_z \\ell J + \\lambda I) v``: the Gauss-Newton curvature, positive semi-definite where the
+    loss is convex in the logits (BCE, BPR; an objective's own loss may not be).
 
     Args:
         logits_fn: ``x -> z``, the logits of every scored pair.

@@ -285,6 +285,7 @@ class Unlearner:
             check_interactions(graph)
             self.objective.check_fields()  # a field set after it was built (l2 = -5) passed no check
             self.objective.check(graph)
+            self.objective.check_terms(graph)
             check_unique_pairs(graph[EDGE].edge_index, num_items(graph), "the training graph")
             self._checked_edges = state
         check_model_fits(self.model, graph)

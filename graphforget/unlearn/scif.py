@@ -9,7 +9,7 @@ from ..data.interactions import EDGE, num_items, num_users, validate_pairs
 from ..influence import Terms
 from ..objectives import BCEObjective, Objective
 from .registry import register
-from .ifru import IFRU, IFRUConfig
+from .ifru import IFRU
 
 __all__ = ["SCIF", "substitute_labels"]
 
@@ -70,13 +70,9 @@ class SCIF(IFRU):
     # The new objective keeps the removed terms (relabelled): its curvature is the original one.
     fixed = {"hops": 0, "spillover": False, "prune": None, "curvature_of": "original"}
 
-    def __init__(self, model, graph: HeteroData, objective: Objective, config: IFRUConfig | dict | None = None, *,
-                 val: HeteroData | None = None, _reference_paths: bool = False):
-        self.check_objective(objective)
-        super().__init__(model, graph, objective, config, val=val, _reference_paths=_reference_paths)
-
     @classmethod
     def check_objective(cls, objective: Objective) -> None:
+        super().check_objective(objective)
         if not isinstance(objective, BCEObjective):
             raise ValueError("SCIF substitutes labels, so it needs a labelled objective (BCEObjective)")
 

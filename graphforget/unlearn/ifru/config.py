@@ -233,7 +233,8 @@ class IFRUConfig:
             effect (Algorithm 1 keeps the top :math:`a_0` of them).
         hops: orders of importance propagation :math:`K` (``None``: the model's receptive field).
         curvature: ``gauss_newton`` (default): :math:`J^\\top \\nabla^2_z \\ell\\, J + \\lambda_2 I` of the real
-            objective through the propagation, positive definite; ``exact``: the full Hessian, which is
+            objective through the propagation, positive definite where each loss is convex in its logits (BCE,
+            BPR); ``exact``: the full Hessian, which is
             indefinite at an early-stopped (non-stationary) point; ``mf_surrogate``: the authors' code, an
             MF-style Hessian on the layer-0 embeddings even for LightGCN (for comparison only).
         curvature_of: ``remaining`` (default): the curvature of :math:`L(\\hat\\theta; D \\setminus D_r)`,

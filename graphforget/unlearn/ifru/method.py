@@ -47,6 +47,8 @@ REFIT_STEPS, REFIT_TOL = 10, 1e-3
 #: The draw of negatives (an epoch of BPR's), and of a contrastive term's views, that ``trust.max_fresh_loss_rise``
 #: scores a step on; IFRU's objective holds epoch 0's, and the views' draw 0.
 FRESH_EPOCH = 1
+#: The edges whose pairs tell whether an objective without ``resample`` draws anew every epoch
+RESAMPLE_PROBE = 256
 
 
 @dataclass
@@ -210,6 +212,7 @@ class IFRU(Unlearner):
 
     def __init__(self, model, graph: HeteroData, objective: Objective, config: IFRUConfig | dict | None = None, *,
                  val: HeteroData | None = None, _reference_paths: bool = False):
+        self.check_objective(objective)
         self._of_edges: dict[str, tuple] = {}  # what _of_training_edges built: (the edges' state, the value)
         self._drawn: list[tuple] = []  # (graph, epoch, its state, every term): _all_terms
         super().__init__(model, graph, objective, config, val=val)
@@ -235,6 +238,16 @@ class IFRU(Unlearner):
             name = type(self).__name__
             warn_caller(f"{name}: the objective has a contrastive term, but {why}: {name} differentiates the BPR risk "
                         "alone (IFRUConfig.contrastive=False says so and silences this)")
+
+    @classmethod
+    def check_objective(cls, objective: Objective) -> None:
+        """Refuses an objective with a :meth:`~graphforget.objectives.Objective.regularization` of its own: the step
+        takes the L2 as :math:`\tfrac{l_2}{2}\lVert\phi\rVert^2`, and a lighter L2 on the items had been left
+        out of a step called trusted, 94% off the Newton step of the objective trained (a QA probe)."""
+        if type(objective).regularization is not Objective.regularization:
+            raise ValueError(f"{cls.__name__} takes the L2 as objective.l2 / 2 ||phi||^2, but "
+                             f"{type(objective).__name__} overrides regularization(): the step would be of another "
+                             "objective than the one trained (give its L2 as l2, or use FineTune or Retrain)")
 
     def _check_config(self) -> None:
         super()._check_config()
@@ -449,7 +462,7 @@ class IFRU(Unlearner):
         if self._draws_anew() and self.config.trust.max_fresh_loss_rise is not None:
             # without resampled negatives only the views are drawn anew, and the terms are the new ones (unread)
             terms = (self._terms_touching(remaining, region.reach, FRESH_EPOCH)
-                     if getattr(self.objective, "resample", False) else new_terms)
+                     if self._resamples() else new_terms)
             fresh = _Scored(terms, remaining, share, self._contrastive_term(share, FRESH_EPOCH))
         return _Call(request, positions, remaining, region,
                      original=_Scored(self._terms_touching(self.graph, region.reach), self.graph, share,
@@ -467,7 +480,19 @@ class IFRU(Unlearner):
     def _draws_anew(self) -> bool:
         """Whether training drew new negatives (BPR's ``resample``) or new views (the contrastive term IFRU
         differentiates) every epoch, of which IFRU's objective holds one draw (``trust.max_fresh_loss_rise``)."""
-        return bool(getattr(self.objective, "resample", False)) or self._has_contrastive()
+        return self._resamples() or self._has_contrastive()
+
+    def _resamples(self) -> bool:
+        """Whether the objective's terms change with the epoch: BPR's ``resample``, or, for an objective without the
+        field, whether the first edges' pairs differ between epoch 0 and :data:`FRESH_EPOCH` (a user's BPR whose
+        negatives followed the epoch had skipped the fresh-draw test, unsaid; a QA probe)."""
+        if hasattr(self.objective, "resample"):
+            return bool(self.objective.resample)
+        edges = self.graph[EDGE].edge_index
+        probe = torch.arange(min(edges.size(1), RESAMPLE_PROBE), device=edges.device)
+        (first, target), (fresh, again) = (self.objective.pairs(self.graph, probe, epoch)
+                                           for epoch in (0, FRESH_EPOCH))
+        return not (torch.equal(first, fresh) and torch.equal(target, again))
 
     def _contrastive_term(self, share: TermShare, draw: int = 0) -> ContrastiveTerm | None:
         """The objective's contrastive term, one draw of its views per call; rank 0 adds it (``data_parallel``)."""
@@ -507,7 +532,7 @@ class IFRU(Unlearner):
         0). A step solved on one draw of the views can fit it as one of negatives (SGL at tau 0.01: a trusted step 4.5
         times the parameters' norm, the term's loss on another draw of the views 50 times the trained point's)."""
         parts, fresh = {}, cast(_Scored, call.fresh)  # called where it is set
-        if getattr(self.objective, "resample", False):
+        if self._resamples():
             parts["negatives"] = self._terms_fn(rows, fresh, False)
         if self._has_contrastive():
             views = None if fresh.contrastive is None else fresh.contrastive.function(rows, call.remaining)
