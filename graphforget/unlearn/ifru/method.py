@@ -241,7 +241,7 @@ class IFRU(Unlearner):
 
     @classmethod
     def check_objective(cls, objective: Objective) -> None:
-        """Refuses an objective with a :meth:`~graphforget.objectives.Objective.regularization` of its own: the step
+        r"""Refuses an objective with a :meth:`~graphforget.objectives.Objective.regularization` of its own: the step
         takes the L2 as :math:`\tfrac{l_2}{2}\lVert\phi\rVert^2`, and a lighter L2 on the items had been left
         out of a step called trusted, 94% off the Newton step of the objective trained (a QA probe)."""
         if type(objective).regularization is not Objective.regularization:
