@@ -287,9 +287,9 @@ def with_negatives(graph: HeteroData, ratio: int, seed: int = 0) -> HeteroData:
     out = make_interactions(torch.cat([store.edge_index, extra], 1),
                             torch.cat([store.edge_label, torch.zeros(extra.size(1))]), num_users(graph), count,
                             torch.cat([observed, torch.zeros(extra.size(1), dtype=torch.bool)]))
-    for node in ("user", "item"):
-        if "raw_id" in graph[node]:
-            out[node].raw_id = graph[node].raw_id
+    for node in ("user", "item"):  # every attribute, as add_negatives keeps them (features had been dropped here)
+        for key, value in graph[node].items():
+            out[node][key] = value
     return out
 
 

@@ -324,7 +324,10 @@ def test_every_user_gets_its_negatives_per_positive():
                                                          for i in range(6)]
     users, items, labels = zip(*rows)
     graph = make_interactions(torch.tensor([users, items]), torch.tensor(labels), 9, 16)  # 16 items: user 0 is heavy
+    graph["user"].x, graph["item"].year = torch.randn(9, 3), torch.arange(16)
     out = with_negatives(graph, 1, seed=0)
+    # node attributes kept, as add_negatives keeps them: with a heavy user they had been dropped (a QA probe)
+    assert torch.equal(out["user"].x, graph["user"].x) and torch.equal(out["item"].year, graph["item"].year)
     store = out[EDGE]
     negatives = torch.bincount(store.edge_index[0][~store.observed], minlength=9)
     positives = torch.bincount(graph[EDGE].edge_index[0][graph[EDGE].edge_label > 0], minlength=9)
