@@ -173,6 +173,8 @@ def test_find_data_root_rejects_a_mistyped_variable(tmp_path, monkeypatch):
     for call in (lambda: find_data_root(0.05), lambda: prepare_attack_data("ml-100k", 0.05)):  # the ratio as root
         with pytest.raises(TypeError, match="root must be a data directory .* got a float: 0.05"):
             call()
+    with pytest.raises(FileNotFoundError, match="the root given is an empty path"):  # it read $GRAPHFORGET_DATA
+        find_data_root("")
     # Unset (or empty): ../shared/data relative to the working directory, else None.
     for unset in (lambda: monkeypatch.delenv("GRAPHFORGET_DATA"), lambda: monkeypatch.setenv("GRAPHFORGET_DATA", "")):
         unset()
@@ -1083,6 +1085,10 @@ def test_adversarial_edges_refuse_a_model_of_other_sizes_or_with_non_finite_scor
     broken = hand_mf([[1.0], [1.0], [1.0]], [[0.5], [float("nan")], [0.3], [0.2]])
     with pytest.raises(ValueError, match="the model's scores hold 3 NaN or infinite values"):
         adversarial_edges(broken, graph)
+    model = hand_mf([[1.0], [1.0], [1.0]], [[0.5], [0.4], [0.3], [0.2]])
+    for fraction in (True, "0.5", torch.tensor(0.5), 0.0, 1.5):  # True attacked every user; the others failed in Python
+        with pytest.raises(ValueError, match=re.escape(f"fraction must be a number in (0, 1], got {fraction!r}")):
+            adversarial_edges(model, graph, fraction=fraction)
 
 
 @pytest.mark.parametrize("held_out, message", [
@@ -1131,6 +1137,23 @@ def test_random_edges(random_graph):
     assert bool((edge_positions(graph, random_edges(graph, 0.3, seed=5)).diff() > 0).all())
     with pytest.raises(ValueError):
         random_edges(graph, 1.5)
+    # a graph built by hand is checked as attack_flip checks it: an out-of-range user had been drawn into the
+    # request, a short or integer observed mask failed inside torch, and a pair stored twice kept one copy when
+    # removed (a QA probe)
+    wrong = make_interactions(torch.tensor([[0, 0, 1], [0, 1, 1]]), num_users=2, num_items=2)
+    wrong[EDGE].edge_index = torch.tensor([[0, 0, 5], [0, 1, 1]])
+    for call in (lambda: random_edges(wrong, 0.5), lambda: user_edges(wrong, [0]),
+                 lambda: remove_edges(wrong, [[0], [1]])):
+        with pytest.raises(ValueError, match=r"edge_index holds user id 5 at position 2, outside \[0, num_users\)"):
+            call()
+    short = make_interactions(torch.tensor([[0, 0, 1], [0, 1, 1]]), num_users=2, num_items=2)
+    short[EDGE].observed = torch.ones(2, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"observed must have shape \[3\], one entry per edge"):
+        user_edges(short, [0])
+    twice = make_interactions(torch.tensor([[0, 1], [1, 1]]), num_users=2, num_items=2)
+    twice[EDGE].edge_index, twice[EDGE].edge_label = torch.tensor([[0, 0, 1], [1, 1, 1]]), torch.ones(3)
+    with pytest.raises(ValueError, match=r"1 duplicated \(user, item\) pairs, the first \(0, 1\)"):
+        remove_edges(twice, torch.tensor([[0], [1]]))
 
 
 def test_user_edges(random_graph):
@@ -1233,6 +1256,10 @@ def test_make_interactions_errors():
         make_interactions(edges, num_users=-3)
     with pytest.raises(ValueError, match="num_items must be an integer, got 2.5"):
         make_interactions(edges, num_items=2.5)
+    for bad in (math.nan, math.inf):  # an infinite rating was kept, and binarize called it a like (a QA probe)
+        with pytest.raises(ValueError, match=rf"edge_label contains 1 values that are not finite numbers, e.g. {bad} "
+                                             "at position 1"):
+            make_interactions(edges, torch.tensor([1.0, bad]))
 
 
 @pytest.mark.parametrize("ids", [torch.tensor([[0.5, 1.7], [0.9, 1.2]]), torch.tensor([[True], [False]]),

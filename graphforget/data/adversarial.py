@@ -6,6 +6,8 @@ as a positive edge. Training on these edges degrades the model, so unlearning th
 """
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
@@ -42,8 +44,10 @@ def adversarial_edges(model, graph: HeteroData, fraction: float = 1.0, seed: int
         ValueError: a ``fraction`` or ``batch_size`` out of range, ``held_out`` not a ``[2, H]`` integer tensor of
             ids in range, a model built for other node counts than ``graph``'s, or non-finite scores.
     """
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    # a bool had attacked every user, a tensor or a string failed in Python's round or comparison (a QA probe)
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < float(fraction) <= 1:
+        raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}")
+    fraction = float(fraction)
     if not (is_integer(batch_size) and batch_size >= 1):  # 2.0 failed inside torch's split
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     check_model_fits(model, graph)  # a larger item table drew fake items the graph does not have

@@ -49,8 +49,8 @@ def make_interactions(edge_index: Tensor, edge_label: Tensor | None = None, num_
     Raises:
         ValueError: on a bad shape, a dtype other than an integer one for ``edge_index`` (floats would be
             truncated), negative or out-of-range ids, an ``edge_label`` or ``observed`` of another length than
-            ``edge_index``, NaN labels, an ``observed`` value other than 0/1, a count missing for an empty graph,
-            or a (user, item) pair stored more than once (deleting such a pair would remove one copy only:
+            ``edge_index``, NaN or infinite labels, an ``observed`` value other than 0/1, a count missing for an
+            empty graph, or a (user, item) pair stored more than once (deleting such a pair would remove one copy only:
             aggregate repeated ratings first). See :func:`check_interactions`.
     """
     edge_index = torch.as_tensor(edge_index)
@@ -69,8 +69,11 @@ def make_interactions(edge_index: Tensor, edge_label: Tensor | None = None, num_
     if observed is not None:
         data[EDGE].observed = _as_mask(observed, "observed")
     check_interactions(data)
-    if torch.isnan(data[EDGE].edge_label).any():
-        raise ValueError("edge_label contains NaN")
+    finite = torch.isfinite(data[EDGE].edge_label)
+    if not bool(finite.all()):  # an infinite rating had been kept, and binarize called it a like (a QA probe)
+        bad = data[EDGE].edge_label[~finite]
+        raise ValueError(f"edge_label contains {int((~finite).sum())} values that are not finite numbers, e.g. "
+                         f"{float(bad[0])} at position {int((~finite).nonzero()[0, 0])}")
     check_unique_pairs(edge_index, data["item"].num_nodes, "edge_index")
     return data
 
@@ -600,5 +603,13 @@ def _kept_runs(graph: HeteroData, positions: Tensor) -> HeteroData:
 
 
 def remove_edges(graph: HeteroData, pairs: Tensor) -> HeteroData:
-    """A new graph without the ``[2, R]`` (user, item) pairs: :func:`without_edges`' remaining graph."""
+    """A new graph without the ``[2, R]`` (user, item) pairs: :func:`without_edges`' remaining graph.
+
+    Raises:
+        ValueError: as :func:`without_edges`, and for a graph that fails :func:`check_interactions` or stores a pair
+            twice (one copy of it had stayed in the remaining graph; the methods check their graph once, and call
+            :func:`without_edges` itself).
+    """
+    check_interactions(graph)
+    check_unique_pairs(graph[EDGE].edge_index, num_items(graph))
     return without_edges(graph, pairs)[0]

@@ -114,7 +114,9 @@ def find_data_root(root: str | os.PathLike | None = None) -> Path | None:
     if root is not None and not isinstance(root, (str, os.PathLike)):
         raise TypeError(f"root must be a data directory (a str or os.PathLike) or None, got a {type(root).__name__}: "
                         f"{root!r}")
-    if root:
+    if root is not None:
+        if not os.fspath(root):  # "" is no directory (it had fallen back to $GRAPHFORGET_DATA; Path("") is ".")
+            raise FileNotFoundError("data directory not found: the root given is an empty path")
         path = Path(root).expanduser()
         if not path.is_dir():
             raise FileNotFoundError(f"data directory not found: {path}")

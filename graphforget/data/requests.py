@@ -11,7 +11,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..config import is_integer_tensor, seeded
-from .interactions import EDGE, check_interactions, check_layout, check_pair_tensor, edge_subgraph, num_users
+from .interactions import EDGE, check_interactions, check_pair_tensor, edge_subgraph, num_users
 
 __all__ = ["random_edges", "user_edges", "attack_flip", "request_nodes"]
 
@@ -51,10 +51,11 @@ def random_edges(graph: HeteroData, ratio: float, seed: int = 0, observed_only: 
             of the observed edges. Without an ``observed`` mask every edge is observed.
 
     Raises:
-        ValueError: when ``ratio`` is outside ``(0, 1)`` or there is no candidate edge.
+        ValueError: when ``ratio`` is outside ``(0, 1)``, the graph fails :func:`check_interactions` (an id out of
+            range had been drawn into the request), or there is no candidate edge.
     """
     ratio = check_ratio(ratio)
-    check_layout(graph)  # before graph[EDGE], which PyG adds to a graph without it
+    check_interactions(graph)
     candidates = _candidates(graph, observed_only)
     if candidates.numel() == 0:
         raise ValueError("the graph has no observed edges to draw a request from")
@@ -73,7 +74,8 @@ def user_edges(graph: HeteroData, users, observed_only: bool = True) -> Tensor:
         observed_only: keep the observed edges only (not the sampled negatives, ``observed == False``).
 
     Raises:
-        ValueError: when no user is given, an id is not an integer or is outside ``[0, num_users)``.
+        ValueError: when no user is given, an id is not an integer or is outside ``[0, num_users)``, or the graph
+            fails :func:`check_interactions` (a short or integer ``observed`` mask failed inside torch).
     """
     try:
         users = torch.as_tensor(users).flatten()
@@ -84,7 +86,7 @@ def user_edges(graph: HeteroData, users, observed_only: bool = True) -> Tensor:
     if not is_integer_tensor(users):
         raise ValueError(f"user ids must be integers, got dtype {users.dtype}")
     users = users.long()
-    check_layout(graph)  # before graph[EDGE], which PyG adds to a graph without it
+    check_interactions(graph)
     if users.min() < 0 or users.max() >= num_users(graph):
         raise ValueError(f"unknown user ids: expected ids in [0, {num_users(graph)}), got {users.tolist()[:10]}")
     ei = graph[EDGE].edge_index
