@@ -422,8 +422,8 @@ def launch(fn: Callable[..., Any], world_size: int, *args, threads: int = 1, tim
     torch's default), so that a test of ranks that disagree fails instead of hanging.
 
     Raises:
-        ValueError: ``world_size`` or ``threads`` is not an integer >= 1, or ``timeout`` is not ``None`` or a finite
-            number of seconds > 0.
+        ValueError: ``world_size`` or ``threads`` is not an integer in ``[1, 2**31)``, or ``timeout`` is not ``None``
+            or seconds in ``[0.001, 2147483.647]`` (gloo counts it in milliseconds, in a C int).
         RuntimeError: naming the rank that failed first, with its traceback (the others then fail in their
             collectives), or a rank that ended without raising (killed) when spawn saw it end first.
     """
