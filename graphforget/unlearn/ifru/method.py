@@ -244,7 +244,7 @@ class IFRU(Unlearner):
         r"""Refuses an objective with a :meth:`~graphforget.objectives.Objective.regularization` of its own: the step
         takes the L2 as :math:`\tfrac{l_2}{2}\lVert\phi\rVert^2`, and a lighter L2 on the items had been left
         out of a step called trusted, 94% off the Newton step of the objective trained (a QA probe)."""
-        if type(objective).regularization is not Objective.regularization:
+        if isinstance(objective, Objective) and type(objective).regularization is not Objective.regularization:
             raise ValueError(f"{cls.__name__} takes the L2 as objective.l2 / 2 ||phi||^2, but "
                              f"{type(objective).__name__} overrides regularization(): the step would be of another "
                              "objective than the one trained (give its L2 as l2, or use FineTune or Retrain)")
