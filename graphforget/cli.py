@@ -34,7 +34,7 @@ import torch
 
 from . import __version__
 from .data import EDGE, find_data_root, remove_edges
-from .config import check_device, describe, is_seed, wrapped_seed
+from .config import check_device, config_record, describe, is_seed, wrapped_seed
 from .io import atomic_write, tensors_sha256, to_jsonable, write_json
 from .metrics import auc_standard_error, evaluate_auc
 from .models import ENTRY_POINT_GROUP, MODELS, load_model, registered_model, save_model
@@ -511,7 +511,7 @@ def cmd_unlearn(args) -> int:
     graph, test, request = unlearner.graph, data.split.test.to(args.device), data.request.to(args.device)
     print(f"{args.method}{'' if not options else ' ' + json.dumps(to_jsonable(options))}: "
           f"unlearning {_count(request.size(1), 'edge')} ({data.source})")
-    metrics = {"method": args.method, "options": options, "config": asdict(unlearner.config)}
+    metrics = {"method": args.method, "options": options, "config": config_record(unlearner.config)}
     if not args.encoder and unlearner.needs_fit:  # sharded methods train their ensemble first, and report it
         metrics["fit_seconds"] = unlearner.fit().fit_seconds
         metrics["fit"] = unlearner.fit_info

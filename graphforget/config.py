@@ -351,6 +351,17 @@ def _named(make: Callable[[], Any], path: str) -> Any:
         raise ValueError(message if message.startswith(path) else f"{path}: {message}") from error
 
 
+def config_record(config) -> dict:
+    """``dataclasses.asdict(config)`` as a run records it: every ``progress`` field reads False, as ``train`` and the
+    bench record it (the bars are the command's display: a run with them and one with ``--quiet`` had other records,
+    audit hashes included)."""
+    def without_bars(value):
+        if isinstance(value, dict):
+            return {key: False if key == "progress" else without_bars(item) for key, item in value.items()}
+        return value
+    return without_bars(dataclasses.asdict(config))
+
+
 def build_config(cls: type, options: dict[str, Any] | None = None, base: Any = None):
     """``cls`` built from ``options`` (keys are field names, dotted for nested configs).
 

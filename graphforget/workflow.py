@@ -43,8 +43,8 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from . import __version__
-from .config import (check_device, check_instances, is_integer, is_integer_tensor, seeded, uniform, warn_caller,
-                     wrapped_seed)
+from .config import (check_device, check_instances, config_record, is_integer, is_integer_tensor, seeded, uniform,
+                     warn_caller, wrapped_seed)
 from .data import (EDGE, Split, add_negatives, binarize, edge_subgraph, load_csv, load_labelled_triples,
                    load_movielens_100k, make_interactions, num_items, num_users, on_device, pair_keys, random_split,
                    edge_positions, without_edges)
@@ -1178,7 +1178,7 @@ def _method_record(method: str, options: dict | None, seed: int, config, request
     if request.edges.size(1) == 0:
         return {"name": None, "requested": method, "seed": seed}
     given = options if options is None or isinstance(options, dict) else asdict(options)  # a ready config: its fields
-    return {"name": method, "options": given or {}, "seed": seed, "config": asdict(config)}
+    return {"name": method, "options": given or {}, "seed": seed, "config": config_record(config)}
 
 
 def _check_leaves_edges(run: Run, request: Request) -> None:

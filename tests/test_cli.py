@@ -154,6 +154,18 @@ def test_unlearn_retrain_equals_training_from_scratch_without_the_request(traine
     assert metrics["original"]["auc_0"] == pytest.approx(json.loads((trained_run / "metrics.json").read_text())["auc_0"])
 
 
+def test_progress_bars_are_no_part_of_the_record(trained_run, capsys, tmp_path):
+    """The bars are the command's display: without --quiet, metrics.json recorded train.progress true, so two runs of
+    one seed had other records (a QA probe)."""
+    configs = []
+    for name, quiet in (("bars", []), ("quiet", ["--quiet"])):
+        code, _, err = run_cli(capsys, "--threads", "1", "unlearn", "--run", str(trained_run), "--method", "finetune",
+                               *quiet, "--out", str(tmp_path / name))
+        assert code == 0, err
+        configs.append(json.loads((tmp_path / name / "metrics.json").read_text())["config"])
+    assert configs[0] == configs[1] and configs[0]["train"]["progress"] is False
+
+
 def test_train_unlearn_evaluate_on_a_model_of_an_installed_package(capsys, tmp_path, plugin):
     run, out = tmp_path / "run", tmp_path / "ifru"
     code, _, err = run_cli(capsys, "--threads", "1", "train", "--dataset", "synthetic", "--model", "pyg_lightgcn",

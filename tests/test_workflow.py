@@ -1752,6 +1752,14 @@ def test_a_repeat_in_local_ids_is_named_in_local_ids(base, tmp_path):
         build_request(run, edges=[other], local_ids=True)
 
 
+def test_a_forget_runs_record_is_the_same_with_progress_bars(base, tmp_path):
+    """run.json and the audit line recorded train.progress as the bars were shown, so two runs of one seed had other
+    records (a QA probe)."""
+    records = [load_run(forget(base, users=["u5"], method="finetune", progress=progress,
+                               out=tmp_path / str(progress)).path).info["method"] for progress in (True, False)]
+    assert records[0] == records[1] and records[0]["config"]["train"]["progress"] is False
+
+
 def test_a_forgotten_users_sampled_negative_is_refused_as_a_negative(base, tmp_path):
     """A forgotten user's sampled negatives leave the run with the user's edges; one listed afterwards was called
     "already forgotten", as an interaction the lineage removed (a QA probe). Before the user is forgotten, it is
