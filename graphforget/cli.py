@@ -381,7 +381,7 @@ def _model_path(run: str) -> Path:
         raise UsageError(f"graphforget: error: no model.pt in {run}: the method's result is not one model of the run's "
                          f"class, so only its metrics were kept ({Path(run) / 'metrics.json'})")
     if not path.is_file() and (Path(run) / "results.json").is_file():
-        raise UsageError(f"graphforget: error: no model.pt in {run}: it holds a `graphforget bench` output "
+        raise UsageError(f"graphforget: error: no model.pt in {run}: it holds a `graphforget bench` or `demo` output "
                          "(results.json), not a run: give the directory a `train` run wrote")
     if not path.is_file():
         raise UsageError(f"graphforget: error: no model.pt in {run} (make one with `graphforget train --out {run}`)")
@@ -556,7 +556,7 @@ def cmd_pretrain_encoder(args) -> int:
     unlearner, _, _, _ = _run_unlearner(args, "unlearnrec", options)
     info = unlearner.fit().fit_info
     report = {"pretrain_seconds": info["seconds"], "epochs": info["epochs"], "steps": info["steps"],
-              "seed": info["seed"], "run": str(args.run)}
+              "seed": info["seed"], "run": str(Path(args.run).resolve())}  # absolute, as every record's paths
     _publish(out, {"encoder.pt": unlearner.save_encoder, "pretrain.json": lambda path: write_json(path, report)})
     print(f"pre-trained the influence encoder in {info['seconds']:.1f}s ({_count(info['epochs'], 'epoch')}); "
           f"wrote {out / 'encoder.pt'}")
@@ -586,8 +586,8 @@ def cmd_demo(args) -> int:
             raise UsageError(f"graphforget demo: error: --option takes METHOD:KEY=VALUE with METHOD in "
                              f"{', '.join(methods)}, got {pair!r}")
         _add_option(options, method, rest, f"demo: error: --option {pair}")
-    for method in methods:  # before any data is loaded or model trained
-        _checked_options(method, options[method])
+    for method in methods:  # before any data is loaded or model trained; parsed, as results.json records them
+        options[method] = _checked_options(method, options[method])
     for model_name in args.model:  # likewise the training's flags
         _demo_hparams(model_name, "synthetic", args)
     if args.out:
@@ -867,7 +867,7 @@ def _run_dir(run: str) -> Path:
     path = Path(run)
     if (path / "run.json").is_file():
         return path
-    held = ("a `graphforget bench` output (results.json)" if (path / "results.json").is_file() else
+    held = ("a `graphforget bench` or `demo` output (results.json)" if (path / "results.json").is_file() else
             "a `graphforget train` or `unlearn` output (metrics.json), on a protocol's data"
             if (path / "metrics.json").is_file() else None)
     raise UsageError(f"graphforget: error: --run {run} is not a run directory (no run.json; make one with "

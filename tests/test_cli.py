@@ -224,6 +224,16 @@ def test_unlearn_ifru_matches_the_library_and_can_be_evaluated_again(trained_run
         assert printed[key] == pytest.approx(metrics[key], abs=1e-12)
 
 
+def test_pretrain_json_records_the_run_by_its_absolute_path(trained_run, capsys, tmp_path, monkeypatch):
+    """pretrain.json recorded --run as typed, relative to the caller's directory, where every other record is absolute
+    (a QA probe)."""
+    monkeypatch.chdir(trained_run.parent)
+    code, _, err = run_cli(capsys, "pretrain-encoder", "--run", trained_run.name, "--option", "pretrain_epochs=1",
+                           "--out", str(tmp_path / "enc"), "--quiet")
+    assert code == 0, err
+    assert json.loads((tmp_path / "enc" / "pretrain.json").read_text())["run"] == str(trained_run.resolve())
+
+
 def test_pretrained_encoder_is_reused_by_unlearn(trained_run, capsys, tmp_path):
     options = ["--option", "pretrain_epochs=1", "--option", "finetune_epochs=1"]
     code, out, _ = run_cli(capsys, "pretrain-encoder", "--run", str(trained_run), *options, "--out",
@@ -319,10 +329,11 @@ def test_unlearn_says_whether_the_method_trusted_its_result(capsys, tmp_path, tr
 
 def test_demo_prints_the_table_and_its_numbers_agree_with_results_json(capsys, tmp_path):
     code, out, _ = run_cli(capsys, "demo", "--dataset", "synthetic", "--methods", "retrain", "ifru", "scif",
-                           "--quiet", "--out", str(tmp_path), *TINY)
+                           "--option", "scif:solver.max_iter=80", "--quiet", "--out", str(tmp_path), *TINY)
     assert code == 0
     assert "data: synthetic planted communities" in out
     results = json.loads((tmp_path / "results.json").read_text())
+    assert results["options"]["scif"] == {"solver.max_iter": 80}  # parsed, as unlearn records it ("80": a QA probe)
     run = results["runs"][0]
     assert set(run["methods"]) == {"retrain", "ifru", "scif"}
     lines = {line.split()[1]: line.split() for line in out.splitlines() if line.startswith("mf ")}
@@ -531,9 +542,9 @@ def test_missing_model_and_unknown_method_on_a_run(trained_run, tmp_path, capsys
     bench.mkdir()
     (bench / "results.json").write_text("{}")
     code, _, err = run_cli(capsys, "evaluate", "--run", str(bench))
-    assert code == 2 and err == (f"graphforget: error: no model.pt in {bench}: it holds a `graphforget bench` output "
-                                 "(results.json), not a run: give the directory a `train` run wrote\n")
-    for run, held in ((bench, "a `graphforget bench` output (results.json)"),
+    assert code == 2 and err == (f"graphforget: error: no model.pt in {bench}: it holds a `graphforget bench` or "
+                                 "`demo` output (results.json), not a run: give the directory a `train` run wrote\n")
+    for run, held in ((bench, "a `graphforget bench` or `demo` output (results.json)"),
                       (trained_run, "a `graphforget train` or `unlearn` output (metrics.json), on a protocol's data")):
         code, _, err = run_cli(capsys, "verify", "--run", str(run))
         assert code == 2 and err == (f"graphforget: error: --run {run} is not a run directory (no run.json; make one "
