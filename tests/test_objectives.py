@@ -11,6 +11,8 @@ from graphforget.data import EDGE, edge_subgraph, make_interactions, remove_edge
 from helpers import hand_mf
 from graphforget.models import MF, ContrastiveBPRObjective, LightGCN
 from graphforget.objectives import BCEObjective, BPRObjective, Objective, _mix, hashed_negatives
+from graphforget.train import TrainConfig, train
+from graphforget.unlearn import IFRU, SCIF, FineTune
 
 
 def dot(model, u: int, i: int) -> float:
@@ -395,8 +397,6 @@ def test_an_objective_that_breaks_its_contract_is_refused_by_name(model, graph):
     """Found by a QA probe of users' objectives: a scalar losses() (reduction="mean") trained, and IFRU stepped as if
     the data weighed 1/B against a fixed L2; a missing pairs() raised a bare NotImplementedError, an __init__ without
     super().__init__ an AttributeError on l2, and IFRU's step left an overridden regularization() out, trusted."""
-    from graphforget import TrainConfig, train
-    from graphforget.unlearn import IFRU, SCIF, FineTune
     config, request = TrainConfig(epochs=1), graph[EDGE].edge_index[:, :1]
     with pytest.raises(ValueError, match=r"_MeanBCE.losses must return one loss per term, \[\d+\] here, got \[\] "
                                          r"\(a reduction other than 'none'\?\)"):
@@ -438,7 +438,6 @@ class _EpochBPR(Objective):
 def test_an_objective_whose_negatives_follow_the_epoch_gets_the_fresh_draw_test(model, graph):
     """The test of a step on a fresh draw of negatives read BPR's resample field alone: an objective of a user's whose
     negatives follow the epoch skipped it, unsaid (a QA probe)."""
-    from graphforget.unlearn import IFRU
     result = IFRU(model, graph, _EpochBPR(l2=0.1)).unlearn(graph[EDGE].edge_index[:, :1])
     assert result.info["attempts"][0]["fresh_loss_rise"] is not None
     fixed = BPRObjective(l2=0.1, resample=False)

@@ -508,9 +508,9 @@ def load_model(path: str | os.PathLike, map_location=None) -> tuple[Recommender,
 
     Raises:
         ValueError: ``map_location`` names a device this machine lacks (CUDA, MPS, a GPU's index); the file cannot be
-            read (truncated, corrupt), is not a checkpoint written by :func:`save_model`, its tensors, name, config or extra values
-            differ from the sha256 saved with them (or one of those is missing), or its state dict does not fit the
-            model its name and config build.
+            read (truncated, corrupt), is not a checkpoint written by :func:`save_model`, its tensors, name, config or
+            extra values differ from the sha256 saved with them (or one of those is missing), or its state dict does
+            not fit the model its name and config build.
     """
     device = _map_device(map_location)
     # torch.load maps to "cpu" but not to "cpu:0", nor to a GPU's index (it blamed the file); the model goes to the

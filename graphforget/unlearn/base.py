@@ -239,6 +239,7 @@ class Unlearner:
     def __init__(self, model: Recommender, graph: HeteroData, objective: Objective, config=None, *,
                  val: HeteroData | None = None):
         _check_types(model, graph, objective, val)
+        self.check_objective(objective)
         checked_receptive_field(model, type(self).__name__)  # read as a number by the checks below
         self._check_not_ensemble(model)
         check_precision(model, type(self).__name__, "unlearn", one_dtype=self.needs_one_dtype)

@@ -212,7 +212,6 @@ class IFRU(Unlearner):
 
     def __init__(self, model, graph: HeteroData, objective: Objective, config: IFRUConfig | dict | None = None, *,
                  val: HeteroData | None = None, _reference_paths: bool = False):
-        self.check_objective(objective)
         self._of_edges: dict[str, tuple] = {}  # what _of_training_edges built: (the edges' state, the value)
         self._drawn: list[tuple] = []  # (graph, epoch, its state, every term): _all_terms
         super().__init__(model, graph, objective, config, val=val)
@@ -244,7 +243,7 @@ class IFRU(Unlearner):
         r"""Refuses an objective with a :meth:`~graphforget.objectives.Objective.regularization` of its own: the step
         takes the L2 as :math:`\tfrac{l_2}{2}\lVert\phi\rVert^2`, and a lighter L2 on the items had been left
         out of a step called trusted, 94% off the Newton step of the objective trained (a QA probe)."""
-        if isinstance(objective, Objective) and type(objective).regularization is not Objective.regularization:
+        if type(objective).regularization is not Objective.regularization:
             raise ValueError(f"{cls.__name__} takes the L2 as objective.l2 / 2 ||phi||^2, but "
                              f"{type(objective).__name__} overrides regularization(): the step would be of another "
                              "objective than the one trained (give its L2 as l2, or use FineTune or Retrain)")
