@@ -79,7 +79,11 @@ class Objective:
         """
         edges = graph[EDGE].edge_index
         edge_label_index, target = self.pairs(graph, torch.arange(min(edges.size(1), 8), device=edges.device))
-        terms, name = target.size(0) if target.dim() else 1, type(self).__name__
+        name = type(self).__name__
+        if not (isinstance(edge_label_index, Tensor) and isinstance(target, Tensor)):
+            raise ValueError(f"{name}.pairs must return two tensors, (pairs, target), got "
+                             f"({type(edge_label_index).__name__}, {type(target).__name__})")
+        terms = target.size(0) if target.dim() else 1
         if edge_label_index.dim() != 2 or edge_label_index.size(0) != 2 or edge_label_index.size(1) % max(terms, 1):
             raise ValueError(f"{name}.pairs must return [2, m * B] pairs for a target of B = {terms} terms, got "
                              f"{list(edge_label_index.shape)}")

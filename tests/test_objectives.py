@@ -386,6 +386,22 @@ class _NoSuperInit(BCEObjective):
         self.weight = weight
 
 
+class _TupleTarget(BCEObjective):
+    def pairs(self, graph, positions=None, epoch=0):
+        edge_label_index, label = super().pairs(graph, positions, epoch)
+        return edge_label_index, (label, torch.ones_like(label))
+
+    def losses(self, logits, target):
+        return target[1] * super().losses(logits, target[0])
+
+
+class _PenaltyInBatch(BCEObjective):
+    """A per-batch embedding L2 added in batch_loss, a common way to write it."""
+
+    def batch_loss(self, model, graph, positions, epoch=0, share=(0, 1)):
+        return super().batch_loss(model, graph, positions, epoch, share) + 0.1 * model.user_emb.weight.pow(2).sum()
+
+
 class _OwnL2(BCEObjective):
     """A lighter L2 on the items than on the users."""
 
@@ -403,6 +419,9 @@ def test_an_objective_that_breaks_its_contract_is_refused_by_name(model, graph):
         train(model, graph, _MeanBCE(), config)
     with pytest.raises(ValueError, match=r"_MeanBCE.losses must return one loss per term"):
         IFRU(model, graph, _MeanBCE())
+    with pytest.raises(ValueError, match=re.escape("_TupleTarget.pairs must return two tensors, (pairs, target), got "
+                                                   "(Tensor, tuple)")):  # it had failed on tuple.dim
+        train(model, graph, _TupleTarget(), config)
     with pytest.raises(NotImplementedError, match=r"_NoPairs must implement pairs\(graph, positions, epoch\)"):
         train(model, graph, _NoPairs(), config)
     for call in (lambda: train(model, graph, _NoSuperInit(), config), lambda: IFRU(model, graph, _NoSuperInit())):
@@ -410,9 +429,15 @@ def test_an_objective_that_breaks_its_contract_is_refused_by_name(model, graph):
                                                       "super().__init__(l2)")):
             call()
     for method in (IFRU, SCIF):
-        with pytest.raises(ValueError, match=rf"{method.__name__} takes the L2 as objective.l2 / 2 \|\|phi\|\|\^2, "
-                                             r"but _OwnL2 overrides regularization\(\)"):
+        with pytest.raises(ValueError, match=rf"{method.__name__} takes the objective as the losses of pairs\(\) plus "
+                                             r"objective.l2 / 2 \|\|phi\|\|\^2, but _OwnL2 defines its own "
+                                             r"regularization\(\): the step may be of another objective"):
             method(model, graph, _OwnL2(l2=0.1))
+    switched_off = BCEObjective(l2=0.1)
+    switched_off.regularization = lambda model: 0.0  # on the instance: training read it, the check had not
+    for objective, own in ((_PenaltyInBatch(l2=0.1), "batch_loss()"), (switched_off, "regularization()")):
+        with pytest.raises(ValueError, match=rf"defines its own {re.escape(own)}: the step may be"):
+            IFRU(model, graph, objective)
     FineTune(model, graph, _OwnL2(l2=0.1), {"epochs": 1}).unlearn(request)  # it trains what the objective says
 
 

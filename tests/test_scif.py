@@ -1,5 +1,6 @@
 """SCIF: label substitution and parameter selection on a hand-made graph."""
 import copy
+import re
 import warnings
 
 import pytest
@@ -176,3 +177,22 @@ def test_newton_steps_reach_the_minimiser_of_the_relabelled_objective():
     gradient = torch.autograd.functional.jacobian(new_objective, got.detach())
     assert float(gradient.norm()) < 1e-9, float(gradient.norm())  # a stationary point of the hand-written objective
     assert float(torch.linalg.eigvalsh(torch.autograd.functional.hessian(new_objective, got.detach())).min()) > 0
+
+
+class _WeightedBCE(BCEObjective):
+    """A [B, 2] target: a label and a weight per term."""
+
+    def pairs(self, graph, positions=None, epoch=0):
+        edge_label_index, label = super().pairs(graph, positions, epoch)
+        return edge_label_index, torch.stack([label, torch.ones_like(label)], 1)
+
+    def losses(self, logits, target):
+        return target[:, 1] * super().losses(logits, target[:, 0])
+
+
+def test_a_target_of_several_columns_is_refused_when_built(graph):
+    """SCIF substitutes the labels: a [B, 2] target had been accepted, and unlearn failed inside the objective's
+    losses with an IndexError (a QA probe)."""
+    with pytest.raises(ValueError, match=re.escape("SCIF substitutes each removed term's label, so it needs a target "
+                                                   "of one label per term ([B]); _WeightedBCE.pairs() gives [8, 2]")):
+        SCIF(MF(4, 5, 2), graph, _WeightedBCE())

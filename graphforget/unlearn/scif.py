@@ -76,6 +76,16 @@ class SCIF(IFRU):
         if not isinstance(objective, BCEObjective):
             raise ValueError("SCIF substitutes labels, so it needs a labelled objective (BCEObjective)")
 
+    def _check_graph(self) -> None:
+        """IFRU's checks, and a target of one label per term: the labels are what SCIF substitutes (a ``[B, 2]``
+        target, a label and a weight, had failed inside the objective's losses)."""
+        super()._check_graph()
+        edges = self.graph[EDGE].edge_index
+        _, target = self.objective.pairs(self.graph, torch.arange(min(edges.size(1), 8), device=edges.device))
+        if target.dim() != 1:
+            raise ValueError(f"SCIF substitutes each removed term's label, so it needs a target of one label per term "
+                             f"([B]); {type(self.objective).__name__}.pairs() gives {list(target.shape)}: use IFRU")
+
     def _replacement_terms(self, removed: Terms, request, remaining: HeteroData) -> Terms:
         # means: floating point even where the labels are not, and in a float64 model's precision where the labels
         # are float32 (rounded to them, the targets moved a float64 model's step by 1e-8)

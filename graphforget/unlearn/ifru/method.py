@@ -22,6 +22,7 @@ from ...influence import (AndersonMixing, ContrastiveTerm, DotProductOperator, G
                           objective_function, rows_function, scoring_graph, select_nodes, solve, training_terms)
 from ...influence.hvp import nodes_graph
 from ...models.base import Recommender, running_statistics
+from ...models.sgl import ContrastiveBPRObjective
 from ...objectives import Objective
 from ...train import check_trainable
 from ..base import (Unlearner, UnlearningFailed, UntrustedWarning, non_finite_at, refuse_no_remaining_edge,
@@ -39,6 +40,11 @@ _Settled = TypeVar("_Settled", bound="Tensor | torch.nn.Module")  # what _settle
 #: A node the request leaves with fewer than this share of its terms (and some) is stripped: its own implicit ridge
 #: holds its row where it is larger than the pooled one (:meth:`IFRU._hold_stripped_rows`).
 STRIPPED_SHARE = 0.5
+#: The methods that make the trained objective of pairs(), losses() and l2, and the library's own of them, which the
+#: step takes as they are (ContrastiveBPRObjective's contrastive term is IFRU's too: IFRUConfig.contrastive).
+COMPOSITION = ("regularization", "total", "batch_loss")
+LIBRARY_COMPOSITION = (Objective.regularization, Objective.total, Objective.batch_loss,
+                       ContrastiveBPRObjective.batch_loss)
 #: How many more solves :meth:`IFRU._hold_long_rows` takes at most (``solver.max_row_growth``), and by how much of
 #: its cap a row must go past it to call for one.
 HOLD_ROUNDS, HOLD_SLACK = 6, 0.05
@@ -241,13 +247,20 @@ class IFRU(Unlearner):
 
     @classmethod
     def check_objective(cls, objective: Objective) -> None:
-        r"""Refuses an objective with a :meth:`~graphforget.objectives.Objective.regularization` of its own: the step
-        takes the L2 as :math:`\tfrac{l_2}{2}\lVert\phi\rVert^2`, and a lighter L2 on the items had been left
-        out of a step called trusted, 94% off the Newton step of the objective trained (a QA probe)."""
-        if type(objective).regularization is not Objective.regularization:
-            raise ValueError(f"{cls.__name__} takes the L2 as objective.l2 / 2 ||phi||^2, but "
-                             f"{type(objective).__name__} overrides regularization(): the step would be of another "
-                             "objective than the one trained (give its L2 as l2, or use FineTune or Retrain)")
+        r"""Refuses an objective whose :meth:`~graphforget.objectives.Objective.regularization`, ``total`` or
+        ``batch_loss`` is its own (its class's or the instance's): the step takes the objective as the losses of
+        ``pairs()`` plus :math:`\tfrac{l_2}{2}\lVert\phi\rVert^2`, and a lighter L2 on the items had been left out of a
+        step called trusted, 94% off the Newton step of the objective trained (a QA probe), as were a penalty added in
+        ``batch_loss`` and an L2 switched off on the instance. An override that only calls ``super()`` is refused
+        too: nothing tells it apart."""
+        own = [name for name in COMPOSITION if name in vars(objective)
+               or getattr(type(objective), name) not in LIBRARY_COMPOSITION]
+        if own:
+            raise ValueError(f"{cls.__name__} takes the objective as the losses of pairs() plus objective.l2 / 2 "
+                             f"||phi||^2, but {type(objective).__name__} defines its own "
+                             f"{', '.join(f'{name}()' for name in own)}: the step may be of another objective than the "
+                             "one trained (give its L2 as l2 and its penalties as loss terms, or use FineTune or "
+                             "Retrain)")
 
     def _check_config(self) -> None:
         super()._check_config()
