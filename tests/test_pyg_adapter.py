@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from torch_geometric.nn import (ARMAConv, ChebConv, EGConv, GATConv, GCNConv, LGConv, MixHopConv, SAGEConv, SGConv,
                                 SSGConv)
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
@@ -118,7 +119,7 @@ def test_per_node_vectors_are_refused_named_or_not_and_a_layers_bias_is_none():
     leaves 0 (a QA probe)."""
     module = OwnCode(num_nodes=U + I, embedding_dim=D, num_layers=K)
     module.user_bias, module.item_bias = nn.Parameter(torch.zeros(U)), nn.Parameter(torch.zeros(I))
-    message = (r"OwnCode has trainable 1-D parameters of num_users, num_items or num_users \+ num_items entries, "
+    message = (r"OwnCode has trainable vectors of num_users, num_items or num_users \+ num_items entries, "
                r"\['item_bias', 'user_bias'\]: per-node vectors \(e.g. biases\), which the influence methods would "
                r"solve for whole, as shared weights: hold each as an \[n, 1\] table")
     for tables in (None, {"embedding.weight": "node"}):
@@ -126,6 +127,35 @@ def test_per_node_vectors_are_refused_named_or_not_and_a_layers_bias_is_none():
             PyGRecommender(module, U, I, receptive_field=K, node_tables=tables)
     module.user_bias.requires_grad_(False), module.item_bias.requires_grad_(False)  # frozen: features
     module.head = nn.Linear(D, U)  # a layer's bias of U entries scales its features, no node's
+    assert PyGRecommender(module, U, I, receptive_field=K).node_parameters() == {"module.embedding.weight": "node"}
+
+
+class _Nonnegative(nn.Module):
+    def forward(self, x):
+        return x.abs()
+
+
+def test_per_node_vectors_in_containers_rows_or_parametrizations_are_refused():
+    """A QA probe put a [U] bias in a ParameterDict, a ParameterList or a [1, U] parameter: each passed, and IFRU moved
+    a forgotten user's bias from 1.19 to -1.95, trusted. A parametrization on the user's module turned the check off
+    for all of its parameters. A torch layer's parametrized bias is still a layer's."""
+    holders = {"user_bias.user": nn.ParameterDict({"user": nn.Parameter(torch.zeros(U))}),
+               "user_bias.0": nn.ParameterList([nn.Parameter(torch.zeros(U))]),
+               "user_bias": nn.Parameter(torch.zeros(1, U))}
+    for name, holder in holders.items():
+        module = OwnCode(num_nodes=U + I, embedding_dim=D, num_layers=K)
+        module.user_bias = holder
+        with pytest.raises(ValueError, match=re.escape(f"has trainable vectors of num_users, num_items or num_users + "
+                                                       f"num_items entries, ['{name}']")):
+            PyGRecommender(module, U, I, receptive_field=K)
+    module = OwnCode(num_nodes=U + I, embedding_dim=D, num_layers=K)
+    module.user_bias = nn.Parameter(torch.zeros(U))
+    parametrize.register_parametrization(module, "user_bias", _Nonnegative())
+    with pytest.raises(ValueError, match=re.escape("['parametrizations.user_bias.original']")):
+        PyGRecommender(module, U, I, receptive_field=K)
+    module = OwnCode(num_nodes=U + I, embedding_dim=D, num_layers=K)
+    module.head = nn.Linear(D, U)
+    parametrize.register_parametrization(module.head, "bias", _Nonnegative())
     assert PyGRecommender(module, U, I, receptive_field=K).node_parameters() == {"module.embedding.weight": "node"}
 
 

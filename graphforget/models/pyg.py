@@ -8,6 +8,7 @@ from typing import Mapping, cast
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import ARMAConv, ChebConv, EGConv, MixHopConv, SAGEConv, SGConv, SSGConv
 from torch_geometric.nn import norm as pyg_norm
@@ -445,17 +446,32 @@ def _tables_by_shape(module: nn.Module, params: dict[str, nn.Parameter], rows: d
     return found
 
 
+def _library_layer(layer: nn.Module) -> bool:
+    """Whether ``layer`` is a torch or PyG layer (a parametrized one: the layer it wraps), not a container of
+    parameters (``ParameterDict``, ``ParameterList``) nor a parametrization, which hold what the user's code puts."""
+    cls = type(layer).__bases__[0] if parametrize.is_parametrized(layer) else type(layer)
+    return (cls.__module__.startswith(("torch.", "torch_geometric.")) and cls.__module__ != parametrize.__name__
+            and not issubclass(cls, (nn.ParameterDict, nn.ParameterList)))
+
+
 def _node_vectors(module: nn.Module, params: dict[str, nn.Parameter], rows: dict[str, int]) -> list[str]:
-    """The trainable 1-D parameters of ``U``, ``I`` or ``U + I`` entries that the module holds itself, not a torch or
-    PyG layer (whose vectors are biases and scales of their features): per-node vectors. IFRU solved for a forgotten
-    user's bias whole, as a weight every node shares, and moved it from -0.70 to 1.04 where Retrain leaves 0 (a QA
-    probe)."""
-    library = {f"{owner}.{name}".lstrip(".") for owner, layer in module.named_modules()
-               if type(layer).__module__.startswith(("torch.", "torch_geometric."))
-               for name, _ in layer.named_parameters(recurse=False)}
+    """The trainable vectors (``[n]`` or ``[1, n]``) of ``n`` = ``U``, ``I`` or ``U + I`` entries that the module holds
+    itself, not a torch or PyG layer (whose vectors are biases and scales of their features): per-node vectors. IFRU
+    solved for a forgotten user's bias whole, as a weight every node shares, and moved it from -0.70 to 1.04 where
+    Retrain leaves 0 (a QA probe); held in a ``ParameterDict``, a ``ParameterList`` or as ``[1, U]``, from 1.19 to
+    -1.95."""
+    library = {f"{owner}.{name}".lstrip(".") for owner, layer in module.named_modules() if _library_layer(layer)
+               for name, _ in _own_parameters(layer)}
     sizes = {rows["user"], rows["item"], rows["node"]}
-    return sorted(name for name, p in params.items()
-                  if p.requires_grad and p.dim() == 1 and p.size(0) in sizes and name not in library)
+    return sorted(name for name, p in params.items() if p.requires_grad and p.dim() and p.size(-1) == p.numel()
+                  and p.numel() in sizes and name not in library)
+
+
+def _own_parameters(layer: nn.Module):
+    """The layer's own parameters, with those behind its parametrizations (``parametrizations.bias.original``)."""
+    yield from layer.named_parameters(recurse=False)
+    if parametrize.is_parametrized(layer):
+        yield from layer.parametrizations.named_parameters(prefix="parametrizations")
 
 
 def _node_tables(module: nn.Module, num_users: int, num_items: int,
@@ -470,11 +486,12 @@ def _node_tables(module: nn.Module, num_users: int, num_items: int,
     shapes = ", ".join(f"{name} {list(p.shape)}" for name, p in params.items()) or "none"
     vectors = _node_vectors(module, params, rows)
     if vectors:
-        raise ValueError(f"PyGRecommender: {type(module).__name__} has trainable 1-D parameters of num_users, "
-                         f"num_items or num_users + num_items entries, {vectors}: per-node vectors (e.g. biases), "
-                         "which the influence methods would solve for whole, as shared weights: hold each as an [n, 1] "
-                         "table (nn.Embedding(n, 1)) and name the tables with node_tables={name: 'user' | 'item' | "
-                         "'node'}")
+        raise ValueError(f"PyGRecommender: {type(module).__name__} has trainable vectors of num_users, num_items or "
+                         f"num_users + num_items entries, {vectors}: per-node vectors (e.g. biases), which the "
+                         "influence methods would solve for whole, as shared weights: hold each as an [n, 1] table "
+                         "(nn.Embedding(n, 1)) and name the tables with node_tables={name: 'user' | 'item' | 'node'} "
+                         "(features that happen to be that many: implement the Recommender contract, see "
+                         "docs/custom_model)")
     if given is None:
         return _tables_by_shape(module, params, rows, shapes)
     if not given:
