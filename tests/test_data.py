@@ -1152,8 +1152,10 @@ def test_random_edges(random_graph):
         user_edges(short, [0])
     twice = make_interactions(torch.tensor([[0, 1], [1, 1]]), num_users=2, num_items=2)
     twice[EDGE].edge_index, twice[EDGE].edge_label = torch.tensor([[0, 0, 1], [1, 1, 1]]), torch.ones(3)
-    with pytest.raises(ValueError, match=r"1 duplicated \(user, item\) pairs, the first \(0, 1\)"):
-        remove_edges(twice, torch.tensor([[0], [1]]))
+    for call in (lambda: remove_edges(twice, torch.tensor([[0], [1]])), lambda: random_edges(twice, 0.9),
+                 lambda: user_edges(twice, [0])):  # the draws had held the pair twice, which remove_edges refused
+        with pytest.raises(ValueError, match=r"1 duplicated \(user, item\) pairs, the first \(0, 1\)"):
+            call()
 
 
 def test_user_edges(random_graph):

@@ -1101,3 +1101,14 @@ def test_a_shard_the_objective_cannot_train_on_is_refused_by_name(graph):
                                                    "negative labels but every edge_label of shard 1 is 1): use fewer "
                                                    "shards")):  # not "implicit feedback: add negatives": it has them
         SISA(MF(U, I, D), make_interactions(ei, labels, U, I), BCEObjective(), SISAConfig(CONFIG, num_shards=S)).fit()
+
+
+def test_a_request_that_leaves_no_shard_a_term_is_refused_as_retrain_refuses_it(graph):
+    """Every positive edge requested: the shards' advice, fit() again with fewer shards or Retrain, could not help,
+    and Retrain refuses the same request (a QA probe)."""
+    sisa = SISA(MF(U, I, D), graph, BCEObjective(), SISAConfig(CONFIG, num_shards=S)).fit()
+    store = graph[EDGE]
+    with pytest.raises(ValueError, match=re.escape("SISA: the request leaves nothing to retrain the shards on: it "
+                                                   "removes every edge labelled 1, which BCEObjective needs (keep some "
+                                                   "out of the request")):
+        sisa.unlearn(store.edge_index[:, store.edge_label == 1])

@@ -11,7 +11,8 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..config import is_integer_tensor, seeded
-from .interactions import EDGE, check_interactions, check_pair_tensor, edge_subgraph, num_users
+from .interactions import (EDGE, check_interactions, check_pair_tensor, check_unique_pairs, edge_subgraph, num_items,
+                           num_users)
 
 __all__ = ["random_edges", "user_edges", "attack_flip", "request_nodes"]
 
@@ -39,6 +40,12 @@ def _candidates(graph: HeteroData, observed_only: bool) -> Tensor:
     return torch.arange(store.edge_index.size(1), device=store.edge_index.device)
 
 
+def _check_graph(graph: HeteroData) -> None:
+    """The checks of a graph a request is drawn from: a hand-built one may hold ids out of range or a pair twice."""
+    check_interactions(graph)
+    check_unique_pairs(graph[EDGE].edge_index, num_items(graph), "the graph")
+
+
 def random_edges(graph: HeteroData, ratio: float, seed: int = 0, observed_only: bool = True) -> Tensor:
     """A uniformly random ``ratio`` of the training edges, in storage order.
 
@@ -52,10 +59,11 @@ def random_edges(graph: HeteroData, ratio: float, seed: int = 0, observed_only: 
 
     Raises:
         ValueError: when ``ratio`` is outside ``(0, 1)``, the graph fails :func:`check_interactions` (an id out of
-            range had been drawn into the request), or there is no candidate edge.
+            range had been drawn into the request) or :func:`check_unique_pairs` (a pair stored twice had been drawn
+            twice, which :func:`remove_edges` refuses), or there is no candidate edge.
     """
     ratio = check_ratio(ratio)
-    check_interactions(graph)
+    _check_graph(graph)
     candidates = _candidates(graph, observed_only)
     if candidates.numel() == 0:
         raise ValueError("the graph has no observed edges to draw a request from")
@@ -75,7 +83,8 @@ def user_edges(graph: HeteroData, users, observed_only: bool = True) -> Tensor:
 
     Raises:
         ValueError: when no user is given, an id is not an integer or is outside ``[0, num_users)``, or the graph
-            fails :func:`check_interactions` (a short or integer ``observed`` mask failed inside torch).
+            fails :func:`check_interactions` (a short or integer ``observed`` mask failed inside torch) or
+            :func:`check_unique_pairs`.
     """
     try:
         users = torch.as_tensor(users).flatten()
@@ -86,7 +95,7 @@ def user_edges(graph: HeteroData, users, observed_only: bool = True) -> Tensor:
     if not is_integer_tensor(users):
         raise ValueError(f"user ids must be integers, got dtype {users.dtype}")
     users = users.long()
-    check_interactions(graph)
+    _check_graph(graph)
     if users.min() < 0 or users.max() >= num_users(graph):
         raise ValueError(f"unknown user ids: expected ids in [0, {num_users(graph)}), got {users.tolist()[:10]}")
     ei = graph[EDGE].edge_index

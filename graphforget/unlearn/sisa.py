@@ -18,7 +18,7 @@ from ..io import tensors_sha256
 from ..models.base import Recommender
 from ..objectives import Objective
 from ..train import TrainConfig, check_labels_train
-from .base import Unlearner, UnlearningFailed, copy_modes, dot_product_gap
+from .base import Unlearner, UnlearningFailed, copy_modes, dot_product_gap, refuse_no_remaining_edge
 from .registry import register
 from .sharding import (ShardAttention, ShardedRecommender, attention_needs_width, split_graph, train_aggregator,
                        train_shards)
@@ -380,6 +380,8 @@ class SISA(Unlearner):
         self.config = _continued_config(old, self.config, self.objective, type(self).__name__)
         # here, not when built: fit() may be called first (a fit's own record passes)
         _check_fitted_data(old, self.graph, self.val, self.config, type(self).__name__)
+        # what no shard can train on, nor a Retrain: fewer shards, the advice below, would not help
+        refuse_no_remaining_edge(self, remaining, "to retrain the shards on")
         held = old.assignment_of(request)
         cfg = self.config
         touched = list(range(old.num_shards)) if cfg.retrain_all else sorted(held.unique().tolist())
