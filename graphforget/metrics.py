@@ -350,7 +350,13 @@ def prediction_distance(model_a, graph_a, model_b, graph_b, edges: Tensor) -> fl
 def prediction_gap(distance: float, original_distance: float, num_pairs: int) -> float:
     """A method's :func:`prediction_distance` to Retrain as a share of the Original's, on ``num_pairs`` pairs; NaN
     where the Original's is within a few float32 rounding steps per pair: the Original is Retrain there (saturated
-    probabilities), and a ratio to that distance is noise."""
+    probabilities), and a ratio to that distance is noise.
+
+    Raises:
+        ValueError: ``num_pairs`` is not a positive integer (-3 failed on a math domain error, 0 and 2.5 passed).
+    """
+    if not (is_integer(num_pairs) and num_pairs > 0):
+        raise ValueError(f"prediction_gap: num_pairs must be a positive integer, got {num_pairs!r}")
     noise = 4 * torch.finfo(torch.float32).eps * math.sqrt(num_pairs)
     return distance / original_distance if original_distance > noise else math.nan
 

@@ -1,5 +1,6 @@
 """Influence layer against references: dense Hessians, direct solves, networkx BFS, plain-loop pruning."""
 import math
+import re
 from fractions import Fraction
 
 import networkx as nx
@@ -394,6 +395,8 @@ def test_regions_and_pruning_name_bad_input(graph):
         k_hop_mask(graph, torch.tensor([1.0]), 1)
     with pytest.raises(ValueError, match=r"pruning ratios must be in \[0, 1\], got \(1.0, 1.5, 1.0\)"):
         select_nodes(importance_scores(graph, request, 2), (1.0, 1.5, 1.0))
+    with pytest.raises(ValueError, match=r"scores must be \[K \+ 1, U \+ I\] \(importance_scores'\), got \[10\]"):
+        select_nodes(torch.rand(10), (0.5,))  # it had failed inside torch
 
 
 @pytest.mark.parametrize("hops", [0, 1, 2])
@@ -576,6 +579,24 @@ def test_direct_solve_reads_the_operator_column_by_column():
     result = direct_solve(lambda v: a @ v, b)
     torch.testing.assert_close(result.x, torch.linalg.solve(a, b))
     assert result.converged and result.residual < 1e-12
+
+
+@pytest.mark.parametrize("solver", [conjugate_gradient, lissa, adam_quadratic, direct_solve])
+def test_solvers_refuse_malformed_arguments_by_name(solver):
+    """A QA probe: tol=-1 or max_iter=-1 returned the zero step unconverged, LiSSA's scale=-5 a step of 1e79, and a
+    2-D b failed inside torch."""
+    b, matvec = torch.ones(3, dtype=torch.float64), lambda v: 2 * v
+    with pytest.raises(ValueError, match=re.escape("b must be a 1-D floating-point tensor, got [3, 1] torch.float64")):
+        solver(matvec, b[:, None])
+    with pytest.raises(ValueError, match=re.escape("tol must be a number >= 0, got -1")):
+        solver(matvec, b, tol=-1)
+    if solver is not direct_solve:
+        with pytest.raises(ValueError, match=re.escape("max_iter must be an integer >= 0, got -1")):
+            solver(matvec, b, max_iter=-1)
+    if solver in (lissa, adam_quadratic):
+        name = "scale" if solver is lissa else "lr"
+        with pytest.raises(ValueError, match=re.escape(f"{name} must be a number > 0, got -5")):
+            solver(matvec, b, **{name: -5})
 
 
 @pytest.mark.parametrize("solver", [conjugate_gradient, lissa, adam_quadratic, direct_solve])

@@ -670,6 +670,9 @@ def test_prediction_gap_is_a_share_of_the_originals_distance_above_float32_noise
     floor = 4 * 2 ** -23 * math.sqrt(100)  # within the floor itself: no ratio (from a mutation run)
     assert math.isnan(prediction_gap(1e-6, floor, 100))
     assert prediction_gap(1e-6, math.nextafter(floor, 1.0), 100) == 1e-6 / math.nextafter(floor, 1.0)
+    for pairs in (-3, 0, 2.5):  # -3 failed on a math domain error, 0 and 2.5 passed (a QA probe)
+        with pytest.raises(ValueError, match=rf"prediction_gap: num_pairs must be a positive integer, got {pairs}"):
+            prediction_gap(0.3, 1.2, pairs)
 
 
 def test_a_newcomers_mistakes_get_errors_that_name_the_argument(one_thread):

@@ -47,6 +47,7 @@ class BenchResult:
         dataset: the run's dataset.
         model: the run's model.
         params: the protocol's parameters.
+        hparams: the model and training every cell used (``run_bench``'s, by default :func:`bench_hparams`).
         cells: one record per cell: ``{"key", "cell", "cached", "wall_seconds", "result"}``.
         aggregates: per (method, variant): every numeric figure's mean and 95% interval over seeds.
         files: the files written (empty without ``out``).

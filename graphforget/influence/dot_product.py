@@ -143,6 +143,8 @@ class DotProductOperator:
         damping: :math:`\\lambda`.
         tables: the tables ``phi`` is written into (default: the model's): a :class:`LocalProblem`'s, with
             ``rows``, ``terms`` and ``graph`` from it too.
+        embedding: the :class:`LinearEmbedding` of ``model`` over those rows and graph, built once and shared by the
+            values, gradients and products of one problem (:meth:`LocalProblem.embedding`); built here when omitted.
     """
 
     def __init__(self, model, rows: NodeRows, phi: Tensor, terms: Terms, graph: HeteroData, objective: Objective,

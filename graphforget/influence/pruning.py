@@ -67,8 +67,12 @@ def select_nodes(scores: Tensor, ratios: tuple[float, ...] | None, always: Tenso
     whatever their rank. Returns a ``[U + I]`` bool mask.
 
     Raises:
-        ValueError: ``ratios`` is not one ratio in ``[0, 1]`` per order.
+        ValueError: ``scores`` is not ``[K + 1, U + I]`` (:func:`importance_scores`'), or ``ratios`` is not one ratio
+            in ``[0, 1]`` per order.
     """
+    if not (isinstance(scores, Tensor) and scores.dim() == 2):  # a [U + I] one failed inside torch
+        raise ValueError(f"scores must be [K + 1, U + I] (importance_scores'), got "
+                         f"{list(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__}")
     keep = torch.zeros(scores.size(1), dtype=torch.bool, device=scores.device)
     if ratios is not None and len(ratios) != scores.size(0):
         raise ValueError(f"need {scores.size(0)} pruning ratios (orders 0..{scores.size(0) - 1}), got {len(ratios)}")

@@ -2,10 +2,11 @@
 
 Each returns a :class:`SolveResult` with the iterations, the final relative residual
 :math:`\\lVert b - A x\\rVert / \\lVert b\\rVert` (CG: its recursive residual; the others: measured
-with one extra product) and the seconds.
+with one extra product) and the seconds. Each refuses malformed arguments by name (:func:`check_system`).
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Callable
 
@@ -13,8 +14,9 @@ import torch
 from torch import Tensor
 
 from ..clock import Stopwatch
+from ..config import is_integer
 
-__all__ = ["SolveResult", "conjugate_gradient", "ShiftedConjugateGradient", "lissa", "adam_quadratic", "direct_solve",
+__all__ = ["SolveResult", "check_system", "conjugate_gradient", "ShiftedConjugateGradient", "lissa", "adam_quadratic", "direct_solve",
            "SOLVERS", "solve", "AndersonMixing"]
 
 MatVec = Callable[[Tensor], Tensor]
@@ -22,6 +24,8 @@ MatVec = Callable[[Tensor], Tensor]
 
 @dataclass
 class SolveResult:
+    """A solve's solution ``x``, its iterations, final relative residual, seconds and whether the residual reached
+    the tolerance (see the module's docstring)."""
     x: Tensor
     iterations: int
     residual: float
@@ -36,6 +40,22 @@ class SolveResult:
     def __repr__(self) -> str:
         return (f"SolveResult(iterations={self.iterations}, residual={self.residual:.3e}, "
                 f"seconds={self.seconds:.4f}, converged={self.converged})")
+
+
+def check_system(b: Tensor, tol: float, max_iter: int, **positive: float | None) -> None:
+    """Raises ``ValueError`` naming the argument: ``b`` not a 1-D floating-point tensor (a 2-D one failed inside
+    torch), ``tol`` not >= 0 or ``max_iter`` not an integer >= 0 (either returned the zero step, unconverged), or one
+    of ``positive`` (LiSSA's ``scale``, Adam's ``lr``) given and not > 0 (a negative scale gave a step of 1e79)."""
+    if not (isinstance(b, Tensor) and b.dim() == 1 and b.is_floating_point()):
+        got = f"{list(b.shape)} {b.dtype}" if isinstance(b, Tensor) else type(b).__name__
+        raise ValueError(f"b must be a 1-D floating-point tensor, got {got}")
+    if not (isinstance(tol, numbers.Real) and tol >= 0):
+        raise ValueError(f"tol must be a number >= 0, got {tol!r}")
+    if not (is_integer(max_iter) and max_iter >= 0):
+        raise ValueError(f"max_iter must be an integer >= 0, got {max_iter!r}")
+    for name, value in positive.items():
+        if value is not None and not (isinstance(value, numbers.Real) and value > 0):
+            raise ValueError(f"{name} must be a number > 0, got {value!r}")
 
 
 def _finish(matvec: MatVec, b: Tensor, x: Tensor, iterations: int, tol: float, clock: Stopwatch) -> SolveResult:
@@ -76,6 +96,7 @@ class ShiftedConjugateGradient:
 
     def __init__(self, matvec: MatVec, b: Tensor, shifts, tol: float = 1e-4, max_iter: int = 100,
                  weight: Tensor | None = None):
+        check_system(b, tol, max_iter)
         self.matvec, self.shifts, self.tol, self.max_iter, self.weight = matvec, list(shifts), tol, max_iter, weight
         self.seconds, self.iterations, self.negative, self.first = 0.0, 0, False, 0
         self.r, self.p, self.rr = b.clone(), b.clone(), b.dot(b)
@@ -177,6 +198,7 @@ def lissa(matvec: MatVec, b: Tensor, tol: float = 1e-4, max_iter: int = 1000, sc
     largest eigenvalue (estimated by power iteration, times 1.1, when omitted). Deterministic (full
     products, no sampling); stops on the relative residual, checked every 10 iterations.
     """
+    check_system(b, tol, max_iter, scale=scale)
     clock = Stopwatch(b.device).start()
     if scale is None:
         scale = 1.1 * power_iteration(matvec, b.numel(), b)
@@ -198,6 +220,7 @@ def adam_quadratic(matvec: MatVec, b: Tensor, tol: float = 1e-4, max_iter: int =
     The gradient of :math:`q` is the residual :math:`A t - b`, so stopping is on its relative norm.
     The paper tunes ``lr`` in [1e-4, 1e-2].
     """
+    check_system(b, tol, max_iter, lr=lr)
     clock = Stopwatch(b.device).start()
     t = torch.zeros_like(b, requires_grad=True)
     opt = torch.optim.Adam([t], lr=lr)
@@ -215,6 +238,7 @@ def adam_quadratic(matvec: MatVec, b: Tensor, tol: float = 1e-4, max_iter: int =
 
 def direct_solve(matvec: MatVec, b: Tensor, tol: float = 1e-4, max_size: int = 4000, **_) -> SolveResult:
     """Forms the dense matrix column by column and solves exactly (tiny problems and tests only)."""
+    check_system(b, tol, 0)
     clock = Stopwatch(b.device).start()
     n = b.numel()
     if n > max_size:

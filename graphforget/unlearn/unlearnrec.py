@@ -468,6 +468,7 @@ class UnlearnRec(Unlearner):
         graph: its training graph.
         objective: its training objective.
         config: hyper-parameters.
+        val: validation pairs, for the acceptance test's ``max_val_auc_drop``; never test data.
     """
     name = "unlearnrec"
     Config = UnlearnRecConfig
