@@ -23,8 +23,10 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 import tempfile
+import threading
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -1341,18 +1343,43 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``graphforget`` and ``python -m graphforget``; returns the exit status."""
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
-        parser = build_parser()  # inside the try: a Ctrl-C while it is built is one line too
-        with _replacing_unencodable(), contextlib.nullcontext() if debug else _one_line_warnings():
-            return _run(parser, argv, debug)
-    except KeyboardInterrupt:  # Ctrl-C: outputs are published whole (bench keeps its finished cells)
+        with _terminated_as_interrupted():
+            parser = build_parser()  # inside the try: a Ctrl-C while it is built is one line too
+            with _replacing_unencodable(), contextlib.nullcontext() if debug else _one_line_warnings():
+                return _run(parser, argv, debug)
+    except KeyboardInterrupt as stop:  # Ctrl-C: outputs are published whole (bench keeps its finished cells)
         if debug:
             raise
-        print("graphforget: interrupted; no output was left half-written", file=sys.stderr)
-        return 130
+        terminated = isinstance(stop, Terminated)
+        print(f"graphforget: {'terminated' if terminated else 'interrupted'}; no output was left half-written",
+              file=sys.stderr)
+        return 143 if terminated else 130  # 128 + the signal, as a shell reports it
     except BrokenPipeError:  # `graphforget evaluate ... | head` stopped reading: not an error of ours, no traceback
         with contextlib.suppress(OSError, ValueError):  # else Python's flush at exit fails on the closed pipe again
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports a reader that left
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, which cron, queues and systemd stop a command with, raised where it lands as Ctrl-C is: the temporary
+    outputs are removed on the way out (Python's default ended the process at once, and they stayed for good)."""
+
+
+@contextlib.contextmanager
+def _terminated_as_interrupted():
+    """SIGTERM raises :class:`Terminated` while the command runs; afterwards the handler is as it was (a script that
+    calls main). Only the main thread can set a handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Terminated
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import re
 import subprocess
 import sys
@@ -684,6 +685,20 @@ def test_a_command_killed_while_writing_leaves_no_output_directory(trained_run, 
                            str(tmp_path / "o"))
     assert code == 130 and err == "graphforget: interrupted; no output was left half-written\n"
     assert os.listdir(tmp_path) == []  # neither the directory nor its temporary sibling
+
+
+def test_a_command_stopped_by_sigterm_removes_its_temporary_output(trained_run, tmp_path, capsys, monkeypatch):
+    """SIGTERM, which cron, queues and systemd stop a command with, ended the process at once: its temporary output
+    folder stayed for good (a QA probe). It now unwinds as Ctrl-C does, exits 143, and the handler is restored."""
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+    monkeypatch.setattr("graphforget.cli.save_model", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    code, _, err = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "ifru", "--quiet", "--out",
+                           str(tmp_path / "o"))
+    assert code == 143 and err == "graphforget: terminated; no output was left half-written\n"
+    assert os.listdir(tmp_path) == []
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_a_ctrl_c_while_the_parser_is_built_is_one_line(capsys, monkeypatch):
