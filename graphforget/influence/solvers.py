@@ -16,8 +16,8 @@ from torch import Tensor
 from ..clock import Stopwatch
 from ..config import is_integer
 
-__all__ = ["SolveResult", "check_system", "conjugate_gradient", "ShiftedConjugateGradient", "lissa", "adam_quadratic", "direct_solve",
-           "SOLVERS", "solve", "AndersonMixing"]
+__all__ = ["SolveResult", "check_system", "conjugate_gradient", "ShiftedConjugateGradient", "lissa", "adam_quadratic",
+           "direct_solve", "SOLVERS", "solve", "AndersonMixing"]
 
 MatVec = Callable[[Tensor], Tensor]
 

@@ -51,10 +51,10 @@ class SolverConfig:
         max_row_growth: with ``damping="auto"`` away from stationarity, a trusted step that leaves a node row longer
             than ``max_row_growth`` times the longest row of its table after training is solved again at its
             damping (the first retry's where it is 0), that on each such row multiplied by how far it went past (at
-            least 2), up to 6 more times, while a row is more than 5% past; a solve that fails its test is retried with tenfold damping
-            (``trust.retries``), and one that fails after them ends it with the last trusted step
-            (``info["held_rows"]``, and ``info["long_rows"]`` for rows still over; see :doc:`/methods`). ``None``:
-            no bound.
+            least 2), up to 6 more times, while a row is more than 5% past; a solve that fails its test is retried
+            with tenfold damping (``trust.retries``), and one that fails after them ends it with the last trusted
+            step (``info["held_rows"]``, and ``info["long_rows"]`` for rows still over; see :doc:`/methods`).
+            ``None``: no bound.
         refit_stripped_rows: with ``damping="auto"`` away from stationarity, the rows of nodes the request leaves with
             some but under half of their terms are fit again, after a trusted step, to the terms they keep under
             their ridge, the rest held (``info["refit_rows"]``; see :doc:`/methods`), where the objective draws no
