@@ -1020,12 +1020,19 @@ def cmd_verify(args) -> int:
     if out is not None:
         _write_new(out, {key: value for key, value in report.items() if key != "table"})
         print(f"wrote {out}")
-    failed = bool(report["untrusted_requests"] or report["parents_elsewhere"]) or report["report"]["over_forgotten"]
+    figures = report["report"]
+    failed = bool(report["untrusted_requests"] or report["parents_elsewhere"] or figures["over_forgotten"]
+                  or figures["unchanged"])
     return 1 if args.strict and failed else 0
 
 
 def _warn_over_forgotten(figures: dict, retrain_command: str | None) -> None:
-    """A line when the verification finds the request over-forgotten (``ForgettingReport.over_forgotten``)."""
+    """A line when the verification finds the request over-forgotten (``ForgettingReport.over_forgotten``), or the
+    model scoring it exactly as before (``unchanged``: a method that changed nothing, with no test to say so)."""
+    if figures["unchanged"]:
+        print("NOTHING FORGOTTEN: the model scores the removed edges and their matched non-members exactly as before "
+              "the deletion: the edges are gone from the data, not from the model; forget them again from the run "
+              "before it with another method or options (--method retrain always forgets)")
     if not figures["over_forgotten"]:
         return
     hint = f"; `{retrain_command}` shows an exact deletion's figures" if retrain_command else ""
@@ -1089,9 +1096,10 @@ def _add_workflow_commands(sub) -> None:
     p.add_argument("--out", type=_path, help="write the report as JSON to this file (outside the run)")
     p.add_argument("--strict", action="store_true",
                    help="exit with status 1 when a request of the lineage was published untrusted, a parent run was "
-                        "read at its recorded path, not beside its child (a copy gone or damaged), or the deletion is "
-                        "over-forgotten (a gate for scripts; a request of under 10 sign-test votes, such as a few "
-                        "users withdrawn whole, cannot be flagged: its report says 'cannot tell')")
+                        "read at its recorded path, not beside its child (a copy gone or damaged), the deletion is "
+                        "over-forgotten, or the model scores the removed edges and their matches exactly as before it "
+                        "(nothing forgotten) (a gate for scripts; a request of under 10 sign-test votes, such as a "
+                        "few users withdrawn whole, cannot be flagged over-forgotten: its report says 'cannot tell')")
     _common(p, data=False)
     p.set_defaults(func=cmd_verify)
 

@@ -60,7 +60,9 @@ class TrainConfig:
         seed: seeds the batch order and, inside the run, torch's global random state (a dropout of the
             user's model draws from it; the caller's state is restored afterwards; with ``data_parallel``, rank
             ``r`` seeds it with ``seed + r``, so that the ranks draw their shares' masks apart). The model's
-            initialisation is the caller's, see :meth:`~graphforget.models.Recommender.reset_parameters`.
+            initialisation is the caller's, see :meth:`~graphforget.models.Recommender.reset_parameters`. The
+            batches are drawn over the edges' positions: the same edges stored in another order are batched
+            otherwise, as under another seed (an MF's Retrain moved as far as between seeds 0 and 1; a QA probe).
         progress: show a tqdm bar.
         optimizer: ``adam`` (mini-batch Adam, early stopping on validation AUC) or ``lbfgs`` (full-batch
             L-BFGS on the summed objective divided by :math:`|D|`, until the largest entry of the

@@ -27,6 +27,12 @@ interaction's: poisoned or mislabelled edges (the flipped labels of the IFRU att
 of the data, and an exact deletion scores them below their matches too (ML-100K, MF without L2, 5% flipped: two
 Retrains had 56% and 57% of the votes below, p 3e-6 and 9e-7). For such requests compare with a reference retrain.
 
+Given the model before the deletion, the report also says whether forgetting shows in the scores: a model that
+forgot the request lowers each requested edge's lead over its match (the label-signed score difference), and a
+one-sided sign test of the leads that fell against those that rose gives ``ForgettingReport.forgetting_shown``. A
+model that scores the request and its matches exactly as before (``unchanged``) forgot nothing of it: a method that
+changed nothing had been reported as any other.
+
 No test data is used: the non-members are non-edges of the graph before the deletion, and the attack's
 threshold is calibrated on half of them. Held-out pairs (validation and test interactions, which are no edges of
 the training graph) are left out of them where the caller passes them (``exclude``, as ``forget``, ``verify`` and
@@ -512,10 +518,15 @@ def _check_labels(labels, count: int, what: str) -> Tensor:
     return labels
 
 
+def _calibrating(fraction: float, count: int) -> int:
+    """How many of ``count >= 2`` non-members calibrate the attack: a ``fraction`` of them, at least 1, leaving 1."""
+    return min(max(round(fraction * count), 1), count - 1)
+
+
 def _attack(member: Tensor, non_member: Tensor, fraction: float, seed: int, fpr: float) -> dict[str, float]:
     """:func:`membership_attack` on scores: ``member [R]``, ``non_member [N]`` (``N >= 2``)."""
     count = non_member.numel()
-    calibrating = min(max(round(fraction * count), 1), count - 1)
+    calibrating = _calibrating(fraction, count)
     permutation = torch.randperm(count, generator=seeded(seed))
     calibration, evaluation = non_member[permutation[:calibrating]], non_member[permutation[calibrating:]]
     # Calibration non-members allowed above the threshold; the tolerance reads 0.29 * 100 as 29, and the cap keeps
@@ -549,13 +560,15 @@ class ForgettingReport:
         mi_bf: MI-BF, mean :math:`\\sigma(\\hat y)` of the requested edges before / after (> 1: lowered);
             ``None`` without the model before the deletion.
         mi_ng: MI-NG, ``non_member_probability / request_probability`` (about 1 or more: forgotten, on a request of
-            interactions: the mean probabilities count every requested edge as one, as the paper's implicit feedback
-            does, so a request holding label-0 edges reads lower whatever was forgotten; on ML-100K's 2% random
-            requests an unchanged MF model read 0.95-1.00 and a Retrain 0.94-1.00 over 10 seeds: read the attack
-            there, which signs the scores by the labels: 0.67-0.70 against 0.56-0.60).
-        mia_auc: membership-inference attack AUC (:func:`membership_attack`); NaN with fewer than 2
-            non-members. It is evaluated on the non-members the calibration leaves: with 2 or 3 requested edges on
-            one, where it can only be 0, 0.5 or 1; read it as telling nothing there.
+            interactions). Both ratios count every requested edge as a positive, as the paper's implicit feedback
+            does, so they read the other way on label-0 edges (dislikes), which a model that remembers scores low:
+            on one ML-100K user's 306 dislikes an unchanged MF read MI-NG 1.32 and MI-BF 1.00, two Retrains 1.03-1.04
+            and 0.43 (a QA probe), and on ML-100K's 2% random requests an unchanged MF read MI-NG 0.95-1.00 and a
+            Retrain 0.94-1.00 over 10 seeds. Read the attack and ``forgetting_shown`` there, which sign the scores by
+            the labels (attack AUC 0.67-0.70 against 0.56-0.60 on those requests).
+        mia_auc: membership-inference attack AUC (:func:`membership_attack`), evaluated on the non-members the
+            calibration leaves; NaN, as the attack's other figures, where that is fewer than 2 (up to 3 matched
+            non-members at the default ``calibration_fraction``): one can only give 0, 0.5 or 1.
         mia_tpr: the attack's true-positive rate at the calibrated threshold.
         mia_fpr: its false-positive rate on the evaluation non-members (about ``target_fpr``).
         mia_accuracy: its balanced accuracy at the threshold (0.5: chance).
@@ -579,6 +592,20 @@ class ForgettingReport:
         votes: the sign test's votes (ties left out). Under :data:`FEWEST_VOTES` (10) no count reaches the level:
             ``over_forgotten`` is False whatever the scores (a request of a few whole users), and the report's table
             says "cannot tell"; read the attack's figures beside a reference's.
+        fell_since_before: with ``before``, the share of the requested edges whose lead over their matched non-member
+            (the label-signed score difference: a dislike's lead is how much lower it scores) fell since before the
+            deletion, against those whose lead rose, ties left out, grouped into votes as ``below_match``'s (label-0
+            edges vote too). A model that forgot the request lowers that lead; NaN without ``before``.
+        forgetting_p: the one-sided :func:`sign_test` p-value of that count (small: the leads fell more often than
+            chance allows).
+        forgetting_votes: its votes; under :data:`FEWEST_VOTES` the table says "cannot tell".
+        forgetting_shown: ``forgetting_p < OVER_FORGETTING_LEVEL``: evidence that the model forgot the request;
+            ``None`` without ``before``. Its absence is no proof that nothing was forgotten (a model that generalises
+            may keep a lead), except where ``unchanged``.
+        unchanged: with ``before``, whether the model scores every requested edge and its match exactly as before
+            the deletion: nothing of the request was forgotten from the model (a FineTune of a learning rate of
+            1e-30 had been reported as any other, and passed ``verify --strict``; a QA probe); ``None`` without
+            ``before``.
         seed: seed of the matching and of the calibration split.
         reference: the same figures for a reference model (a Retrain) on the same request and non-members.
         reference_distance: with ``reference``, the root mean square of :math:`\\sigma(\\hat y) - \\sigma(\\hat
@@ -606,6 +633,11 @@ class ForgettingReport:
     over_forgetting_p: float = math.nan
     over_forgotten: bool = False
     votes: int = 0
+    fell_since_before: float = math.nan
+    forgetting_p: float = math.nan
+    forgetting_votes: int = 0
+    forgetting_shown: bool | None = None
+    unchanged: bool | None = None
     seed: int = 0
     reference: ForgettingReport | None = None
     reference_distance: float | None = None
@@ -629,10 +661,14 @@ class ForgettingReport:
     def _shown(self, name: str) -> str:
         """The table's text of the figure ``name``."""
         value = getattr(self, name)
-        if name == "over_forgetting_p":
+        if name in ("over_forgetting_p", "forgetting_p"):
             return p_value_text(value)
         if name == "over_forgotten" and not value and self.votes < FEWEST_VOTES:
             return f"cannot tell ({self.votes} of {FEWEST_VOTES} votes)"
+        if name == "forgetting_shown" and self.unchanged:
+            return "no: the model scores the request as before"
+        if name == "forgetting_shown" and value is False and self.forgetting_votes < FEWEST_VOTES:
+            return f"cannot tell ({self.forgetting_votes} of {FEWEST_VOTES} votes)"
         return _cell(value)
 
 
@@ -645,6 +681,8 @@ _TABLE_ROWS = (("request_edges", "requested edges"), ("matched", "matched non-me
                ("mia_accuracy", "MIA balanced accuracy"), ("votes", "sign-test votes"),
                ("below_match", "votes below their match"),
                ("over_forgetting_p", "over-forgetting p (sign test)"), ("over_forgotten", "over-forgotten"),
+               ("forgetting_votes", "votes on forgetting"), ("fell_since_before", "votes whose lead fell since before"),
+               ("forgetting_p", "forgetting p (sign test)"), ("forgetting_shown", "forgetting shown"),
                ("reference_distance", "RMS distance to the reference"),
                ("reference_gap", "distance to the reference / before's"))
 
@@ -803,9 +841,11 @@ class _Plan:
     fraction: float
 
     def attack(self, scores: Tensor) -> dict[str, float]:
-        """:func:`_attack` on the label-signed ``scores`` ``[R + M]``; NaN figures with fewer than 2
-        non-members (a single requested edge), where no threshold can be calibrated and evaluated."""
-        if scores.numel() - self.requested < 2:
+        """:func:`_attack` on the label-signed ``scores`` ``[R + M]``; NaN figures where the calibration leaves fewer
+        than 2 non-members to evaluate on (up to 3 non-members at the default fraction): one can only give an AUC of
+        0, 0.5 or 1, which tells nothing, and 2 or 3 requested edges had been reported so (a QA probe)."""
+        count = scores.numel() - self.requested
+        if count < 2 or count - _calibrating(self.fraction, count) < 2:
             return dict.fromkeys(("mia_auc", "tpr_at_fpr", "fpr", "accuracy"), math.nan)
         statistic = scores.double() * self.sign
         return _attack(statistic[:self.requested], statistic[self.requested:], self.fraction, self.seed, self.fpr)
@@ -821,6 +861,22 @@ class _Plan:
         summed.index_add_(0, vote, difference.double())
         below, above = int((summed < 0).sum()), int((summed > 0).sum())
         return (below / (below + above) if below + above else math.nan), sign_test(below, above), below + above
+
+    def forgetting(self, scores: Tensor) -> tuple[float, float, int, bool | None]:
+        """``(fell_since_before, forgetting_p, forgetting_votes, unchanged)`` of ``scores [R + M]`` against the scores
+        before the deletion (see :class:`ForgettingReport`): the votes of the requested edges whose label-signed lead
+        over their match fell, against those whose lead rose, grouped as :meth:`over_forgetting`'s; NaN, 1, 0 and
+        ``None`` without the scores before."""
+        if self.old is None:
+            return math.nan, math.nan, 0, None
+        signed = (scores.double() - self.old.double()) * self.sign  # each pair's label-signed change since before
+        change = signed[:self.requested][self.kept] - signed[self.requested:]
+        _, vote = self.votes[self.kept].unique(return_inverse=True)
+        summed = torch.zeros(int(vote.max()) + 1 if vote.numel() else 0, dtype=torch.float64)
+        summed.index_add_(0, vote, change)
+        fell, rose = int((summed < 0).sum()), int((summed > 0).sum())
+        share = fell / (fell + rose) if fell + rose else math.nan
+        return share, sign_test(fell, rose), fell + rose, bool(torch.equal(scores, self.old))
 
     def closeness(self, scores: Tensor, reference: Tensor) -> tuple[float, float | None]:
         """``(reference_distance, reference_gap)`` of ``scores [R + M]`` to the ``reference``'s (see
@@ -840,6 +896,7 @@ def _figures(model: torch.nn.Module, graph: HeteroData, plan: _Plan) -> tuple[Fo
     p_request, p_non = float(probability[:requested].mean()), float(probability[requested:].mean())
     attack = plan.attack(scores)
     below_match, p_over, votes = plan.over_forgetting(scores)
+    fell, p_forgetting, forgetting_votes, unchanged = plan.forgetting(scores)
     before_auc, mi_bf = None, None
     if plan.old is not None:
         mi_bf = _ratio(float(torch.sigmoid(plan.old[:requested]).mean()), p_request)
@@ -855,4 +912,6 @@ def _figures(model: torch.nn.Module, graph: HeteroData, plan: _Plan) -> tuple[Fo
         mia_accuracy=attack["accuracy"], target_fpr=plan.fpr,
         mia_statistic="loss" if bool((plan.sign < 0).any()) else "score", before_mia_auc=before_auc,
         below_match=below_match, over_forgetting_p=p_over, over_forgotten=p_over < OVER_FORGETTING_LEVEL,
-        votes=votes, seed=plan.seed), scores
+        votes=votes, fell_since_before=fell, forgetting_p=p_forgetting, forgetting_votes=forgetting_votes,
+        forgetting_shown=None if unchanged is None else p_forgetting < OVER_FORGETTING_LEVEL, unchanged=unchanged,
+        seed=plan.seed), scores

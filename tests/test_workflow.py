@@ -2249,6 +2249,21 @@ def test_an_over_forgotten_request_is_said_by_forget_and_verify(capsys, base, tm
     assert cli(capsys, "verify", "--run", tmp_path / "pushed", "--strict", "--quiet")[0] == 1
 
 
+def test_a_model_that_forgot_nothing_is_said_by_forget_and_fails_verify_strict(capsys, base, tmp_path):
+    """A FineTune at a learning rate of 1e-30 leaves the model as it was: forget reported it as any deletion, and
+    verify --strict passed it (a QA probe)."""
+    code, out, err = cli(capsys, "forget", "--run", base, "--users", "u3", "--method", "finetune", "--option",
+                         "train.lr=1e-30", "--quiet", "--out", tmp_path / "same")
+    assert code == 0, err
+    assert ("NOTHING FORGOTTEN: the model scores the removed edges and their matched non-members exactly as before "
+            "the deletion") in out
+    assert cli(capsys, "verify", "--run", tmp_path / "same", "--quiet")[0] == 0
+    assert cli(capsys, "verify", "--run", tmp_path / "same", "--strict", "--quiet")[0] == 1
+    code, out, _ = cli(capsys, "forget", "--run", base, "--users", "u3", "--method", "finetune", "--quiet",
+                       "--out", tmp_path / "moved")
+    assert code == 0 and "NOTHING FORGOTTEN" not in out
+
+
 def test_publish_cleans_the_stale_attempts_of_a_name_with_glob_characters(tmp_path):
     """The leftovers of ``a[1]`` were looked up with ``.a[1].tmp-*`` as a glob pattern, which matches ``.a1.tmp-*``
     and never ``.a[1].tmp-*``: a killed attempt at ``a[1]`` was never removed, and one at ``a1`` was."""
