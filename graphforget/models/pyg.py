@@ -471,7 +471,7 @@ def _own_parameters(layer: nn.Module):
     """The layer's own parameters, with those behind its parametrizations (``parametrizations.bias.original``)."""
     yield from layer.named_parameters(recurse=False)
     if parametrize.is_parametrized(layer):
-        yield from layer.parametrizations.named_parameters(prefix="parametrizations")
+        yield from cast(nn.Module, layer.parametrizations).named_parameters(prefix="parametrizations")
 
 
 def _node_tables(module: nn.Module, num_users: int, num_items: int,
