@@ -1030,9 +1030,9 @@ def _warn_over_forgotten(figures: dict, retrain_command: str | None) -> None:
     """A line when the verification finds the request over-forgotten (``ForgettingReport.over_forgotten``), or the
     model scoring it exactly as before (``unchanged``: a method that changed nothing, with no test to say so)."""
     if figures["unchanged"]:
-        print("NOTHING FORGOTTEN: the model scores the removed edges and their matched non-members exactly as before "
-              "the deletion: the edges are gone from the data, not from the model; forget them again from the run "
-              "before it with another method or options (--method retrain always forgets)")
+        print("NOTHING FORGOTTEN: the model scores the removed edges and their matched non-members exactly as the "
+              "model before the deletion does: the edges are gone from the data, not from the model; forget them again "
+              "from the run before it with another method or options (--method retrain always forgets)")
     if not figures["over_forgotten"]:
         return
     hint = f"; `{retrain_command}` shows an exact deletion's figures" if retrain_command else ""
@@ -1097,8 +1097,8 @@ def _add_workflow_commands(sub) -> None:
     p.add_argument("--strict", action="store_true",
                    help="exit with status 1 when a request of the lineage was published untrusted, a parent run was "
                         "read at its recorded path, not beside its child (a copy gone or damaged), the deletion is "
-                        "over-forgotten, or the model scores the removed edges and their matches exactly as before it "
-                        "(nothing forgotten) (a gate for scripts; a request of under 10 sign-test votes, such as a "
+                        "over-forgotten, or the model scores the removed edges and their matches exactly as the model "
+                        "before it does (nothing forgotten) (a gate for scripts; a request of under 10 sign-test votes, such as a "
                         "few users withdrawn whole, cannot be flagged over-forgotten: its report says 'cannot tell')")
     _common(p, data=False)
     p.set_defaults(func=cmd_verify)
