@@ -1097,10 +1097,8 @@ def _add_workflow_commands(sub) -> None:
     p.add_argument("--strict", action="store_true",
                    help="exit with status 1 when a request of the lineage was published untrusted, a parent run was "
                         "read at its recorded path, not beside its child (a copy gone or damaged), the deletion is "
-                        "over-forgotten, or the model scores the removed edges and their matches exactly as the model "
-                        "before it does (nothing forgotten) (a gate for scripts; a request of under 10 sign-test "
-                        "votes, such as a few users withdrawn whole, cannot be flagged over-forgotten: its report says "
-                        "'cannot tell')")
+                        "over-forgotten (under 10 sign-test votes, such as a few users withdrawn whole: 'cannot "
+                        "tell'), or nothing was forgotten (the model scores the request as the model before it does)")
     _common(p, data=False)
     p.set_defaults(func=cmd_verify)
 
