@@ -1036,7 +1036,7 @@ def _warn_over_forgotten(figures: dict, retrain_command: str | None) -> None:
     if not figures["over_forgotten"]:
         return
     hint = f"; `{retrain_command}` shows an exact deletion's figures" if retrain_command else ""
-    # a share of votes: a user or item withdrawn whole (or left with label-0 edges only) is one, its interactions many
+    # a share of votes: a user or item withdrawn whole is one, its interactions many (one stripped of them, none)
     print(f"OVER-FORGOTTEN: {figures['below_match']:.0%} of the request's votes score below their matched "
           f"non-members (sign test p = {p_value_text(figures['over_forgetting_p'])}): comparing a user's items, an "
           f"attacker can tell which were removed (an exact deletion scores poisoned or mislabelled edges so too){hint}")
