@@ -744,7 +744,8 @@ def test_a_user_left_fewer_interactions_than_the_request_removes_does_not_vote()
     stripped = [1.0] * 12 + [1.0] + [0.0] * 11 + [1.0] * (len(pairs) - 24)  # one like of 13 left: fewer, no vote
     graph = make_interactions(torch.tensor(pairs).t(), torch.tensor(stripped), users, items)
     request = graph[EDGE].edge_index[:, likes]
-    report = verify_forgetting(TableModel(table), remove_edges(graph, request), request, before=(TableModel(table), graph))
+    report = verify_forgetting(TableModel(table), remove_edges(graph, request), request,
+                               before=(TableModel(table), graph))
     assert report.votes == 0 and not report.over_forgotten
 
 
