@@ -239,23 +239,31 @@ def _why_unmatched(kept: Tensor, by_item: Tensor) -> str:
     return "; ".join(reasons)
 
 
-def _left_without_edges(graph: HeteroData, pairs: Tensor, row: int) -> Tensor:
-    """``[R]`` whether the deletion of ``pairs`` (distinct edges of ``graph``) leaves each one's user (``row`` 0) or
-    item (1) without any edge, of any label: withdrawn whole."""
+def _left_and_removed(graph: HeteroData, pairs: Tensor, row: int,
+                      interactions: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``([R], [R])``: how many edges the deletion of ``pairs`` (distinct edges of ``graph``) leaves each one's user
+    (``row`` 0) or item (1), and how many it removes from it; with ``interactions`` (``[R]``: whether each pair is
+    labelled above 0.5), counting interactions only."""
     count = num_users(graph) if row == 0 else num_items(graph)
-    left = torch.bincount(graph[EDGE].edge_index[row].cpu(), minlength=count) - torch.bincount(pairs[row],
-                                                                                                minlength=count)
-    return left[pairs[row]] == 0
+    edges, removed = graph[EDGE].edge_index[row].cpu(), pairs[row]
+    if interactions is not None:
+        edges, removed = edges[graph[EDGE].edge_label.cpu() > 0.5], removed[interactions]
+    gone = torch.bincount(removed, minlength=count)
+    return (torch.bincount(edges, minlength=count) - gone)[pairs[row]], gone[pairs[row]]
+
+
+def _left_without_edges(graph: HeteroData, pairs: Tensor, row: int) -> Tensor:
+    """``[R]`` whether the deletion of ``pairs`` leaves each one's user (``row`` 0) or item (1) without any edge, of
+    any label: withdrawn whole."""
+    return _left_and_removed(graph, pairs, row)[0] == 0
 
 
 def _stripped(graph: HeteroData, pairs: Tensor, row: int, interactions: Tensor) -> Tensor:
     """``[R]`` whether the deletion of ``pairs`` leaves each one's user (``row`` 0) or item (1) fewer interactions
-    (edges labelled above 0.5) than it removes from it (``interactions [R]``: whether each pair is one): none, with
-    label-0 edges kept, or a few of many."""
-    count = num_users(graph) if row == 0 else num_items(graph)
-    had = torch.bincount(graph[EDGE].edge_index[row].cpu()[graph[EDGE].edge_label.cpu() > 0.5], minlength=count)
-    removed = torch.bincount(pairs[row][interactions], minlength=count)
-    return (had - removed < removed)[pairs[row]]
+    than it removes from it (``interactions [R]``: whether each pair is one): none, with label-0 edges kept, or a
+    few of many."""
+    left, removed = _left_and_removed(graph, pairs, row, interactions)
+    return left < removed
 
 
 def _matched_by_item(graph: HeteroData, pairs: Tensor, matched: Tensor, kept: Tensor, by_item: Tensor, seed: int,
@@ -799,9 +807,8 @@ def _plan(original: HeteroData, pairs: Tensor, before: tuple[torch.nn.Module, He
     users, items = (_left_without_edges(original, pairs, row) for row in (0, 1))
     votes = torch.where(items & ~users, count + pairs[1], torch.arange(count))
     votes = torch.where(users, count + num_items(original) + pairs[0], votes)
-    stripped = (_stripped(original, pairs, 0, interactions) & ~users) | (_stripped(original, pairs, 1, interactions)
-                                                                         & ~items)
-    votes = torch.where(stripped, -1, votes)
+    for row, whole in ((0, users), (1, items)):
+        votes = torch.where(_stripped(original, pairs, row, interactions) & ~whole, -1, votes)
     return _Plan(edges, count, kept.cpu(), 2 * torch.cat([labels, labels[kept]]).double() - 1, votes,
                  None if before is None else _scores(*before, edges), None if before is None else before[0], seed,
                  *attack)
