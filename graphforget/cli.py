@@ -43,7 +43,7 @@ from .models import ENTRY_POINT_GROUP, MODELS, load_model, registered_model, sav
 from .presets import TRAININGS, Hyperparameters, default_hparams, recorded_objective
 from .protocols.attack import (AUC_KEYS, DATASET_NAMES, RAW_FILES, AttackData, prepare_attack_data, raw_data_file,
                                run_attack)
-from .runs import Run, load_run, publish, refuse_taken, temporary_prefix
+from .runs import Run, check_writable, load_run, publish, recording_published, refuse_taken
 from .train import train
 from .unlearn import METHODS, UnlearningFailed, UntrustedWarning, build_unlearner, method_config
 from .verify import p_value_text
@@ -163,9 +163,8 @@ def _check_out_dir(out: str, run: str | None = None, into: bool = False) -> Path
     existing = path if into and path.is_dir() else next((p for p in path.parents if p.exists()), Path("."))
     if not existing.is_dir():
         raise UsageError(f"graphforget: error: cannot create --out {out}: {existing} is not a directory")
-    try:  # a real write: os.access says yes to root in /proc or on a read-only disk, and the run failed at the end
-        # named as publish names its own, so that a kill here leaves what the next publish of --out removes
-        tempfile.TemporaryDirectory(dir=existing, prefix=temporary_prefix(path.name)).cleanup()
+    try:  # a parent that refused it failed the run at the end
+        check_writable(existing, path.name)
     except OSError as error:
         raise UsageError(f"graphforget: error: cannot write to --out {out}: {existing} is not writable "
                          f"({error.strerror})") from None
@@ -1348,9 +1347,9 @@ def _add_bench_parser(sub) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``graphforget`` and ``python -m graphforget``; returns the exit status."""
-    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    debug, published = "--debug" in (sys.argv[1:] if argv is None else argv), []
     try:
-        with _terminated_as_interrupted():
+        with _terminated_as_interrupted(), recording_published() as published:
             parser = build_parser()  # inside the try: a Ctrl-C while it is built is one line too
             with _replacing_unencodable(), contextlib.nullcontext() if debug else _one_line_warnings():
                 return _run(parser, argv, debug)
@@ -1358,7 +1357,8 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         terminated = isinstance(stop, Terminated)
-        print(f"graphforget: {'terminated' if terminated else 'interrupted'}; no output was left half-written",
+        before = f"; {', '.join(map(str, published))} had been published whole before it" if published else ""
+        print(f"graphforget: {'terminated' if terminated else 'interrupted'}{before}; no output was left half-written",
               file=sys.stderr)
         return 143 if terminated else 130  # 128 + the signal, as a shell reports it
     except BrokenPipeError:  # `graphforget evaluate ... | head` stopped reading: not an error of ours, no traceback

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import json
 import math
 import os
 import re
+import socket
 import tempfile
+import zlib
 from pathlib import Path
 from typing import IO, Any, Callable, cast
 
@@ -24,7 +27,8 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], object], *, b
     ``write_fn`` writes into a temporary file in the same directory, which is flushed, fsync-ed and
     then renamed over ``path`` with :func:`os.replace` (atomic on POSIX and Windows); the directory is
     fsync-ed afterwards so that the rename itself survives a power loss. On any error (including
-    ``KeyboardInterrupt``) the temporary file is removed and the error re-raised. A symbolic link at
+    ``KeyboardInterrupt``) the temporary file is removed and the error re-raised; one that a kill left (its name
+    carries its writer) is removed by the next write of ``path``. A symbolic link at
     ``path`` is followed: its target is replaced. The new file gets the previous file's permission
     bits, or the usual ``0o666 & ~umask`` for a new file.
 
@@ -48,7 +52,8 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], object], *, b
     target = Path(os.path.abspath(path) if exclusive else os.path.realpath(path))
     if not target.parent.is_dir():
         raise FileNotFoundError(f"cannot write {path}: no directory {target.parent}")
-    mode, prefix, tmp = _permissions(target), f".{target.name}.", None
+    mode, prefix, tmp = _permissions(target), f".{target.name}.{owner()}.", None
+    _remove_abandoned(target)
     try:
         fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=target.parent)
         # cast: typeshed's overloads match no mode chosen at runtime with keyword arguments from a dict
@@ -69,6 +74,38 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], object], *, b
         raise naming(_disk_error(error), path, temporary=prefix)
     fsync_directory(target.parent)
     return target
+
+
+def owner() -> str:
+    """``HOST-PID``, the writer that a temporary file's name or a publisher's marker carries (the host as 8 hex digits of
+    its name), so that a later writer can tell the leftovers of a killed one (:func:`abandoned_by`)."""
+    return f"{zlib.crc32(socket.gethostname().encode()):08x}-{os.getpid()}"
+
+
+def abandoned_by(writer: str) -> bool:
+    """Whether ``writer`` (an :func:`owner`) is a process of this host that no longer runs (POSIX; elsewhere, or when
+    unsure, ``False``: a writer on another host sharing the folder may still run)."""
+    host, _, pid = writer.partition("-")
+    if os.name != "posix" or host != owner().partition("-")[0] or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)  # signal 0: a check that the process exists, nothing sent
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError):
+        return False
+    return False
+
+
+def _remove_abandoned(target: Path) -> None:
+    """Removes the temporary files of ``target`` whose writer is gone: a kill skips :func:`atomic_write`'s clean-up,
+    and they stayed for good beside it."""
+    name = re.compile(rf"\.{re.escape(target.name)}\.([0-9a-f]{{8}}-[0-9]+)\.[^.]+\.tmp")
+    for path in target.parent.glob(f"{glob.escape('.' + target.name)}.*.tmp"):
+        writer = name.fullmatch(path.name)
+        if writer is not None and abandoned_by(writer[1]):
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 def _disk_error(error: BaseException) -> BaseException:

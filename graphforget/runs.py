@@ -17,23 +17,24 @@ A run is a directory that is written once and never modified:
 :func:`publish` writes a run into a temporary sibling directory (every file fsync-ed), then renames it to
 its final name: a reader sees a complete run or none. An existing run is never overwritten. Concurrent
 publishers in one directory are serialised with an advisory lock on that directory (POSIX), so a temporary
-directory found while holding it is the leftover of a killed attempt and is removed.
+directory of the same name found while holding it, marked as a publisher's, is the leftover of a killed attempt and is
+removed (so are those of other names whose publisher no longer runs).
 """
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import glob
 import hashlib
 import io
 import json
 import os
 import shutil
-import socket
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -42,7 +43,7 @@ from torch_geometric.data import HeteroData
 
 from .config import is_integer
 from .data.interactions import EDGE, check_model_fits, make_interactions, num_items, num_users, pair_keys
-from .io import fsync_directory, load_failure, naming, tensors_sha256, to_jsonable
+from .io import abandoned_by, fsync_directory, load_failure, naming, owner, tensors_sha256, to_jsonable
 from .models import Recommender, load_model, registered_model, save_model
 from .models.base import module_on
 from .presets import Hyperparameters
@@ -65,8 +66,9 @@ RUN_KEYS = ("kind", "format", "files", "data", "model", "hparams", "seed", "metr
 #: The files of a run besides ``run.json``, whose sha256 ``run.json`` records.
 FILES = ("model.pt", "graph.pt", "heldout.pt", "removed.pt", "audit.jsonl")
 _TEMP_MARK = ".tmp-"
-#: The file that marks a temporary directory as :func:`publish`'s while it is written (removed before the rename).
-_PUBLISHING = ".graphforget-publishing"
+#: The end of the name of the file beside a temporary directory that marks it as :func:`publish`'s (made before it,
+#: removed after its rename): a directory named like one but without it is the user's, and is never removed.
+_MARKER = ".publishing"
 
 
 @dataclass
@@ -227,12 +229,6 @@ def _write_file(path: Path, data: bytes) -> None:
 
 # --------------------------------------------------------------------------------------------- publishing
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 @contextlib.contextmanager
 def directory_lock(directory: str | os.PathLike):
     """A context manager holding an exclusive advisory lock on ``directory`` (or on an existing file: a stream's
@@ -249,17 +245,38 @@ def directory_lock(directory: str | os.PathLike):
         os.close(fd)
 
 
-def _remove_stale(final: Path) -> list[Path]:
-    """Removes the temporary directories that earlier attempts left behind (called under the lock): those of
-    ``final``, and any other of the directory marked by a publisher that is gone (a killed attempt retried under
-    another name had left its own for good; the lock alone cannot tell, where a file system does not honour it)."""
+def _remove_stale(final: Path) -> None:
+    """Removes the temporary directories, and their markers, that earlier attempts left behind (called under the
+    lock): those of ``final``, and any other of the directory whose publisher is gone (a killed attempt retried under
+    another name had left its own for good; the lock alone cannot tell, where a file system does not honour it).
+    Only marked ones: a run the user named ``.NAME.tmp-x`` was removed."""
     # the name is escaped: ``a[1]`` as a pattern matched ``.a1.tmp-*``, never its own leftovers
-    own = set(final.parent.glob(f"{glob.escape(temporary_prefix(final.name))}*"))
-    marked = {path.parent for path in final.parent.glob(f".*{_TEMP_MARK}*/{_PUBLISHING}") if _abandoned(path)}
-    stale = sorted(own | marked)
-    for path in stale:
-        shutil.rmtree(path, ignore_errors=True)
-    return stale
+    own = set(final.parent.glob(f"{glob.escape(temporary_prefix(final.name))}*{_MARKER}"))
+    others = {path for path in final.parent.glob(f".*{_TEMP_MARK}*{_MARKER}") if _abandoned(path)}
+    for marker in own | others:
+        shutil.rmtree(_marked(marker), ignore_errors=True)
+        marker.unlink(missing_ok=True)
+
+
+def _marked(marker: Path) -> Path:
+    """The temporary directory that ``marker`` marks."""
+    return marker.with_name(marker.name[:-len(_MARKER)])
+
+
+def _reserve(parent: Path, name: str) -> tuple[Path, Path]:
+    """A new temporary directory of ``name`` in ``parent`` and its marker, made first: a kill at any point leaves
+    nothing unmarked (a kill before the marker was written leaves it empty, which the next publish of ``name``
+    removes)."""
+    fd, path = tempfile.mkstemp(prefix=temporary_prefix(name), suffix=_MARKER, dir=parent)
+    marker = Path(path)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps({"writer": owner()}))
+        _marked(marker).mkdir()
+    except BaseException:
+        marker.unlink(missing_ok=True)
+        raise
+    return marker, _marked(marker)
 
 
 def temporary_prefix(name: str) -> str:
@@ -268,24 +285,13 @@ def temporary_prefix(name: str) -> str:
     return f".{name}{_TEMP_MARK}"
 
 
-def _publisher() -> str:
-    """What a publisher writes in its marker: its host and process."""
-    return json.dumps({"host": socket.gethostname(), "pid": os.getpid()})
-
-
 def _abandoned(marker: Path) -> bool:
-    """Whether the publisher that wrote ``marker`` is gone: a process of this host that no longer runs (POSIX;
-    elsewhere, or when unsure, ``False``)."""
+    """Whether the publisher that wrote ``marker`` is gone (:func:`~graphforget.io.abandoned_by`; when unsure,
+    ``False``)."""
     try:
-        owner = json.loads(marker.read_text())
-        if os.name != "posix" or owner["host"] != socket.gethostname():
-            return False
-        os.kill(int(owner["pid"]), 0)  # signal 0: a check that the process exists, nothing sent
-    except ProcessLookupError:
-        return True
-    except (OSError, ValueError, KeyError, TypeError, OverflowError):
+        return abandoned_by(str(json.loads(marker.read_text())["writer"]))
+    except (OSError, ValueError, KeyError, TypeError):
         return False
-    return False
 
 
 def occupied(path: Path) -> bool:
@@ -322,16 +328,42 @@ def absolute_run_path(out: str | os.PathLike) -> Path:
     return path.resolve() if path.name in ("", ".", "..") else path.parent.resolve() / path.name
 
 
+#: Where :func:`publish` records what it published, while :func:`recording_published` is active.
+_PUBLISHED: contextvars.ContextVar[list[Path] | None] = contextvars.ContextVar("published", default=None)
+
+
+@contextlib.contextmanager
+def recording_published() -> Iterator[list[Path]]:
+    """Collects into the list it yields the directories that :func:`publish` publishes meanwhile: an interrupted
+    command names those that were published whole before the interruption (it said only "interrupted", and a run
+    had been published)."""
+    published: list[Path] = []
+    token = _PUBLISHED.set(published)
+    try:
+        yield published
+    finally:
+        _PUBLISHED.reset(token)
+
+
+def check_writable(directory: Path, name: str) -> None:
+    """Raises ``OSError`` unless a publisher of ``name`` can write in ``directory``: by a real write (``os.access``
+    says yes to root in /proc or on a read-only disk), a marker as :func:`publish` makes, removed at once (a kill in
+    between leaves what the next publish of ``name`` there removes)."""
+    fd, path = tempfile.mkstemp(prefix=temporary_prefix(name), suffix=_MARKER, dir=directory)
+    os.close(fd)
+    os.unlink(path)
+
+
 def publish(out: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Creates the directory ``out`` atomically: ``write(tmp)`` fills a temporary sibling, which is renamed
     (over ``out`` when it is an empty directory).
 
-    The temporary directory is ``.NAME.tmp-XXXX`` next to ``out``; every file ``write`` creates must be
-    flushed and fsync-ed by it (:func:`save_run` does). After ``write`` returns, the temporary directory and
-    its parent are fsync-ed around the rename. Publishers in one directory hold an advisory lock on it, so
-    temporary directories of ``out`` found under the lock are leftovers of a killed attempt, and so are others marked
-    by a publisher process of this host that no longer runs (a file removed before the rename): they are removed
-    first. On an error (or ``KeyboardInterrupt``) the
+    The temporary directory is ``.NAME.tmp-XXXX`` next to ``out``, marked by the file ``.NAME.tmp-XXXX.publishing``
+    beside it from before it is made to after its rename; every file ``write`` creates must be flushed and fsync-ed
+    by it (:func:`save_run` does). After ``write`` returns, the temporary directory and its parent are fsync-ed
+    around the rename. Publishers in one directory hold an advisory lock on it, so marked temporary directories of
+    ``out`` found under the lock are leftovers of a killed attempt, and so are others whose marker names a publisher
+    process of this host that no longer runs: they are removed first. On an error (or ``KeyboardInterrupt``) the
     temporary directory is removed.
 
     Args:
@@ -353,19 +385,20 @@ def publish(out: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     with directory_lock(final.parent):
         refuse_taken(final, str(out))
         _remove_stale(final)
-        prefix, tmp = temporary_prefix(final.name), None
+        marker: Path | None = None
         try:
-            tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
-            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0o700 is for the temporary name only
-            (tmp / _PUBLISHING).write_text(_publisher())
+            marker, tmp = _reserve(final.parent, final.name)
             write(tmp)
-            (tmp / _PUBLISHING).unlink()
             fsync_directory(tmp)
             os.rename(tmp, final)
+            if (record := _PUBLISHED.get()) is not None:
+                record.append(final)
         except BaseException as error:
-            if tmp is not None:
+            if marker is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
-            raise naming(error, out, temporary=prefix)
+                marker.unlink(missing_ok=True)
+            raise naming(error, out, temporary=temporary_prefix(final.name))
+        marker.unlink()  # a kill before it leaves the marker alone, which the next publish in the folder removes
         fsync_directory(final.parent)
     return final
 

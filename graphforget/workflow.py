@@ -430,7 +430,7 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
         ValueError, FileNotFoundError: an ``out`` inside a run, bad data or options (see :func:`load_file`,
             :func:`prepare_split`).
     """
-    _check_new_run_on_every_rank(absolute_run_path(out))
+    _check_new_run_on_every_rank(absolute_run_path(out), dict(locals()))
     check_device(device)
     hp = _hparams(model, hparams)
     check_threshold_has_ratings(format, label_col, threshold)
@@ -482,10 +482,18 @@ def _check_val_labels(val: HeteroData, source: str) -> None:
                      "validation AUC): too few interactions, or too few of one label")
 
 
-def _check_new_run_on_every_rank(out: Path) -> None:
-    """:func:`_check_new_run` in a process group (``torchrun``), where every rank must name the same ``out``: only rank
-    0 publishes it (:func:`_on_rank_zero`), and every rank raises what one rank's check raised."""
-    agreed("publishing a run", lambda: _check_new_run(out), out=str(out))
+def _check_new_run_on_every_rank(out: Path, inputs: dict, check: Callable[[], Any] = lambda: None) -> Any:
+    """:func:`_check_new_run` and ``check()`` (its value) in a process group (``torchrun``), where every rank must make
+    the same call (``inputs``: its arguments but the device and the progress bar, which a rank may set alone): only
+    rank 0 publishes the run (:func:`_on_rank_zero`), and every rank raises what one rank's check raised (a user
+    unknown to one rank stopped it alone, and the others failed in their next collective) or
+    :class:`~graphforget.distributed.RanksDisagree` (ranks given other users had returned their own results beside
+    rank 0's run)."""
+    def checks():
+        _check_new_run(out)
+        return check()
+    same = {name: value for name, value in inputs.items() if name not in ("device", "progress")}
+    return agreed("publishing a run", checks, **{**same, "out": str(out)})
 
 
 def _on_rank_zero(write: Callable[[], Any]) -> Any:
@@ -1103,12 +1111,14 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
         UnlearningFailed: an untrusted (and not allowed) or non-finite result; nothing is written.
         TypeError: ``verify``, ``allow_untrusted``, ``progress`` or ``local_ids`` is not a bool.
     """
-    _check_switches(verify=verify, allow_untrusted=allow_untrusted, progress=progress)
-    out = absolute_run_path(out)
-    _check_new_run_on_every_rank(out)
-    check_method(method)
-    check_device(device)
-    parent, request = _parent_and_request(run, users=users, items=items, edges=edges, local_ids=local_ids)
+    inputs, out = dict(locals()), absolute_run_path(out)
+
+    def checked() -> tuple[Run, Request]:
+        _check_switches(verify=verify, allow_untrusted=allow_untrusted, progress=progress)
+        check_method(method)
+        check_device(device)
+        return _parent_and_request(run, users=users, items=items, edges=edges, local_ids=local_ids)
+    parent, request = _check_new_run_on_every_rank(out, inputs, checked)
     seed = _forget_seed(parent, method, options, seed)
     train = Hyperparameters(**parent.info["hparams"]).train_config(seed, progress)
     config = method_config(method, options, train=train, seed=seed)

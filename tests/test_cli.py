@@ -359,10 +359,11 @@ def test_out_is_probed_where_its_run_is_written_and_a_mount_point_is_refused(tmp
     """The write probe was made inside --out, where publish writes beside it (a parent that refused it failed at the
     end, and an existing run got a folder made and removed in it), and a mount point (a container's volume) passed,
     the work done, and failed at the rename: "Device or resource busy" (a QA probe)."""
-    import tempfile
     from graphforget.cli import _check_out_dir
-    probed, real = [], tempfile.TemporaryDirectory
-    monkeypatch.setattr(tempfile, "TemporaryDirectory", lambda **kwargs: probed.append(kwargs["dir"]) or real(**kwargs))
+    from graphforget.runs import check_writable
+    probed = []
+    monkeypatch.setattr("graphforget.cli.check_writable",
+                        lambda directory, name: probed.append(directory) or check_writable(directory, name))
     (tmp_path / "empty").mkdir()
     for out in (tmp_path / "empty", tmp_path / "new" / "deeper"):
         assert _check_out_dir(str(out)) == out
@@ -685,6 +686,21 @@ def test_a_command_killed_while_writing_leaves_no_output_directory(trained_run, 
                            str(tmp_path / "o"))
     assert code == 130 and err == "graphforget: interrupted; no output was left half-written\n"
     assert os.listdir(tmp_path) == []  # neither the directory nor its temporary sibling
+
+
+def test_a_ctrl_c_after_the_output_was_published_names_it(trained_run, tmp_path, capsys, monkeypatch):
+    """A Ctrl-C after --out was published said only "interrupted": the run was there, whole (a QA probe)."""
+    from graphforget.runs import publish
+
+    def published_then_interrupted(*args, **kwargs):
+        publish(*args, **kwargs)
+        raise KeyboardInterrupt
+    monkeypatch.setattr("graphforget.cli.publish", published_then_interrupted)
+    code, _, err = run_cli(capsys, "unlearn", "--run", str(trained_run), "--method", "ifru", "--quiet", "--out",
+                           str(tmp_path / "o"))
+    assert code == 130 and err == (f"graphforget: interrupted; {tmp_path / 'o'} had been published whole before it; "
+                                   "no output was left half-written\n")
+    assert {"metrics.json", "model.pt"} <= set(os.listdir(tmp_path / "o"))
 
 
 def test_a_command_stopped_by_sigterm_removes_its_temporary_output(trained_run, tmp_path, capsys, monkeypatch):

@@ -46,6 +46,30 @@ def test_a_writer_dying_midway_leaves_the_previous_file_and_no_temporary(tmp_pat
     assert sorted(os.listdir(tmp_path)) == ["model.pt"]
 
 
+def test_a_temporary_file_of_a_killed_writer_is_removed_by_the_next_write(tmp_path):
+    """A SIGKILL skips the clean-up: its temporary file stayed beside the target for good (a QA probe). Its name
+    carries its writer; the next write of the target removes those whose writer is gone, never a running one's."""
+    import signal
+    import subprocess
+    import sys
+    from graphforget.io import owner
+    path, _ = _old_file(tmp_path)
+    killed = ("import os, signal, sys; from graphforget.io import atomic_write; "
+              "atomic_write(sys.argv[1], lambda f: (f.write(b'half'), f.flush(), os.kill(os.getpid(), signal.SIGKILL)))")
+    proc = subprocess.run([sys.executable, "-c", killed, str(path)], capture_output=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    (left,) = set(os.listdir(tmp_path)) - {"model.pt"}
+    gone = left.split(".")[3]  # the killed writer
+    assert gone.split("-")[0] == owner().split("-")[0] and gone != owner()
+    kept = [f".model.pt.{owner()}.abcd1234.tmp", ".model.pt.0badc0de-1.abcd1234.tmp",  # this process's; another host's
+            f".model.pt.b.{gone}.abcd1234.tmp", f".model.pt.{gone}.tmp"]  # another target's; not a temporary's name
+    for name in kept:
+        (tmp_path / name).write_bytes(b"")
+    atomic_write(path, lambda handle: handle.write(b"new"))
+    assert path.read_bytes() == b"new" and left not in os.listdir(tmp_path)
+    assert sorted(os.listdir(tmp_path)) == sorted(kept + ["model.pt"])
+
+
 def test_atomic_write_into_a_missing_directory_names_the_path(tmp_path):
     # the error named the temporary file (".x.pt.69k7egmr.tmp"), a path the caller never gave
     with pytest.raises(FileNotFoundError, match=r"cannot write .*nowhere/x\.pt: no directory .*nowhere$"):

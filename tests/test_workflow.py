@@ -1217,9 +1217,10 @@ def test_a_verify_report_that_appears_while_it_runs_is_not_overwritten(capsys, b
 
 def test_publish_is_atomic_refuses_existing_and_cleans_stale_attempts(tmp_path):
     out = tmp_path / "run"
-    stale = tmp_path / ".run.tmp-killed"
+    stale = tmp_path / ".run.tmp-killed"  # a killed attempt's directory and its marker
     stale.mkdir()
     (stale / "model.pt").write_bytes(b"half")
+    (tmp_path / ".run.tmp-killed.publishing").write_text("")
 
     def failing(tmp: Path):
         (tmp / "x").write_text("1")
@@ -1238,7 +1239,6 @@ def test_a_full_disk_names_the_output_and_a_killed_write_check_is_removed_by_the
     """ENOSPC from a write names no file: fit, forget and evaluate --out said only 'No space left on device'. And
     --out's write check left a visible tmpXXXX folder when killed, which nothing removed."""
     import errno
-    import tempfile
     import graphforget.cli as gcli
     from graphforget.io import atomic_write
 
@@ -1250,11 +1250,10 @@ def test_a_full_disk_names_the_output_and_a_killed_write_check_is_removed_by_the
             call(out)
     assert list(tmp_path.iterdir()) == []
 
-    def killed(dir, prefix):  # the probe made, then the process killed
-        tempfile.mkdtemp(dir=dir, prefix=prefix)
+    def killed(path):  # the probe made, then the process killed
         raise KeyboardInterrupt
-    monkeypatch.setattr(gcli.tempfile, "TemporaryDirectory", killed)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt), monkeypatch.context() as patch:
+        patch.setattr("graphforget.runs.os.unlink", killed)
         gcli._check_out_dir(str(tmp_path / "run"))
     (left,) = tmp_path.iterdir()
     assert left.name.startswith(".run.tmp-")
@@ -1311,7 +1310,8 @@ def _killed(base: Path, out: Path, stage: str) -> None:
 def test_sigkill_at_each_stage_then_rerun_completes_exactly_once(capsys, base, tmp_path):
     """Killed while writing the new run and just before its rename: the parent is intact, no run appears,
     and the rerun (the same command) completes the request once and removes the stale temporary directory.
-    Killed just after the rename: the run is complete, and the rerun is refused (it would apply it twice)."""
+    Killed just after the rename: the run is complete, and the rerun is refused (it would apply it twice); the
+    temporary directory's marker is left, which the next publish in the folder removes."""
     before, out = digests(base), tmp_path / "forgot"
     for stage in ("write", "before-rename"):
         _killed(base, out, stage)
@@ -1324,7 +1324,11 @@ def test_sigkill_at_each_stage_then_rerun_completes_exactly_once(capsys, base, t
     _killed(base, out2, "after-rename")
     _check_after_kill(base, before, out2)
     assert main(_forget_argv(base, out2)) == 2 and "exists" in capsys.readouterr().err
-    assert len(audit_lines(out2)) == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["forgot", "forgot2"]
+    marker, *runs = sorted(p.name for p in tmp_path.iterdir())  # killed before its marker was removed
+    assert len(audit_lines(out2)) == 1 and runs == ["forgot", "forgot2"]
+    assert marker.startswith(".forgot2.tmp-") and marker.endswith(".publishing")
+    publish(tmp_path / "next", lambda tmp: None)  # its writer gone, the next publish in the folder removes it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["forgot", "forgot2", "next"]
 
 
 @pytest.mark.slow
@@ -1880,6 +1884,32 @@ def test_forget_under_torchrun_publishes_the_run_once(base, tmp_path):
     assert load_run(out).info["lineage"]["parent"]["path"] == str(base.resolve())
 
 
+def forget_by_rank(base: str, out: str, users_by_rank: list) -> list:
+    """forget of each rank's own users; what each rank raised, or "published" (module level, for ``launch``)."""
+    from graphforget.distributed import gather_results, rank_and_size
+    rank, size = rank_and_size()
+    try:
+        forget(base, users=users_by_rank[rank], method="ifru", out=out, verify=False)
+    except ValueError as error:
+        return gather_results({rank: f"{type(error).__name__}: {error}"}, size)
+    return gather_results({rank: "published"}, size)
+
+
+@pytest.mark.distributed
+def test_forget_under_torchrun_refuses_ranks_given_other_requests_or_one_that_fails_on_one_rank(base, tmp_path):
+    """Without data_parallel, ranks given other users each returned their own result beside rank 0's published run;
+    a user unknown to one rank stopped it alone, and the other failed in its next collective (a QA probe). Every
+    rank now raises the same error, and nothing is published."""
+    from graphforget.distributed import launch
+    out = tmp_path / "run"
+    other = launch(forget_by_rank, 2, str(base), str(out), [["u1"], ["u2"]], timeout=120)
+    assert other[0] == other[1] and other[0].startswith("RanksDisagree: publishing a run: the ranks were given "
+                                                        "different users")
+    unknown = launch(forget_by_rank, 2, str(base), str(out), [["u1"], ["nobody"]], timeout=120)
+    assert unknown[0] == unknown[1] and unknown[0].startswith("ValueError: unknown user ids (raw): nobody")
+    assert not out.exists()
+
+
 def test_forget_records_its_run_by_the_path_its_child_records(base, tmp_path):
     """The audit line kept --out as given ('base/../a'), which the next line's parent path (resolved) never matched."""
     (tmp_path / "sub").mkdir()
@@ -2267,31 +2297,37 @@ def test_a_model_that_forgot_nothing_is_said_by_forget_and_fails_verify_strict(c
 def test_publish_cleans_the_stale_attempts_of_a_name_with_glob_characters(tmp_path):
     """The leftovers of ``a[1]`` were looked up with ``.a[1].tmp-*`` as a glob pattern, which matches ``.a1.tmp-*``
     and never ``.a[1].tmp-*``: a killed attempt at ``a[1]`` was never removed, and one at ``a1`` was."""
-    stale, other = tmp_path / ".a[1].tmp-killed", tmp_path / ".a1.tmp-killed"
-    stale.mkdir()
-    other.mkdir()
+    for name in (".a[1].tmp-killed", ".a1.tmp-killed"):  # killed attempts: a directory and its marker
+        (tmp_path / name).mkdir()
+        (tmp_path / f"{name}.publishing").write_text("")
     publish(tmp_path / "a[1]", lambda tmp: (tmp / "x").write_text("1"))
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".a1.tmp-killed", "a[1]"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".a1.tmp-killed", ".a1.tmp-killed.publishing", "a[1]"]
+
+
+def test_publish_removes_no_directory_it_did_not_make(tmp_path):
+    """Publishing ``a`` removed every ``.a.tmp-*`` beside it: a finished run the user had named so (a QA probe).
+    Only a directory with a publisher's marker beside it is one of publish's."""
+    mine = tmp_path / ".a.tmp-mine"
+    mine.mkdir()
+    (mine / "x").write_text("kept")
+    publish(tmp_path / "a", lambda tmp: (tmp / "x").write_text("1"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".a.tmp-mine", "a"] and (mine / "x").read_text() == "kept"
 
 
 def test_publish_cleans_a_killed_attempt_retried_under_another_name(tmp_path):
     """Only the leftovers of the name being published were removed: a killed attempt retried under another --out
     left its hidden directory for good. A publisher's are marked, and any found under the lock is stale."""
-    def killed(tmp: Path):
-        (tmp / "model.pt").write_bytes(b"half")
-        raise KeyboardInterrupt  # a kill would skip the clean-up that an exception runs: keep the directory
-    with pytest.raises(KeyboardInterrupt), pytest.MonkeyPatch.context() as patch:
-        patch.setattr("graphforget.runs.shutil.rmtree", lambda *args, **kwargs: None)
-        publish(tmp_path / "first", killed)
-    (left,) = tmp_path.iterdir()
-    assert left.name.startswith(".first.tmp-")
+    from graphforget.runs import _reserve
+    marker, left = _reserve(tmp_path, "first")  # what a publish of "first" killed while writing leaves
+    (left / "model.pt").write_bytes(b"half")
+    assert left.name.startswith(".first.tmp-") and marker.name == left.name + ".publishing"
     (tmp_path / ".mine.tmp-x").mkdir()  # not a publisher's: kept
     publish(tmp_path / "second", lambda tmp: (tmp / "x").write_text("1"))  # its publisher (this process) runs: kept
-    assert sorted(p.name for p in tmp_path.iterdir()) == [left.name, ".mine.tmp-x", "second"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [left.name, marker.name, ".mine.tmp-x", "second"]
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    marker = json.loads((left / ".graphforget-publishing").read_text())
-    (left / ".graphforget-publishing").write_text(json.dumps({**marker, "pid": gone.pid}))  # as a killed process's
+    writer = json.loads(marker.read_text())["writer"]
+    marker.write_text(json.dumps({"writer": f"{writer.split('-')[0]}-{gone.pid}"}))  # as a killed process's
     publish(tmp_path / "third", lambda tmp: (tmp / "x").write_text("1"))
     assert sorted(p.name for p in tmp_path.iterdir()) == [".mine.tmp-x", "second", "third"]
     assert sorted(p.name for p in (tmp_path / "second").iterdir()) == ["x"]  # no marker left in the run
