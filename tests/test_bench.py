@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -23,13 +24,14 @@ from graphforget.bench import (DEFAULT_METHODS, PROTOCOLS, Cell, CellCache, Data
                                parse_params, plan_cells, run_bench, stream_positions, stream_requests, t_quantile)
 from graphforget.bench.harness import MAX_SEED_COUNT, _seed_list
 from graphforget.bench.protocols import ProtocolError
-from graphforget.bench.setting import request_digest
+from graphforget.bench.setting import BENCH_METHODS, request_digest
 from graphforget.data import EDGE, make_interactions, pair_keys, planted_communities
 from graphforget.metrics import prediction_distance
 from graphforget.presets import Hyperparameters
 from graphforget.protocols.attack import prepare_attack_data
 from graphforget.runs import sha256_file
 from graphforget.unlearn import METHODS, Retrain, RetrainConfig, register
+from graphforget.unlearn.registry import RESERVED
 from graphforget.verify import verify_forgetting
 
 #: A tiny model trained for a few epochs: fast, and deterministic for a seed.
@@ -556,8 +558,11 @@ def test_a_registered_method_the_bench_cannot_run_is_refused_before_training(tmp
 
     class Shadow(Retrain):
         name = "retrain_seed"
-    for method in (Prepared, Shadow):
-        register(method)
+    register(Prepared)
+    with pytest.raises(ValueError, match="register: Shadow.name 'retrain_seed' is the benchmark harness's own method"):
+        register(Shadow)  # accepted, then refused by every bench that named it (a QA probe)
+    assert set(RESERVED) == set(BENCH_METHODS)
+    METHODS["retrain_seed"] = Shadow  # past register: the bench still names it
     try:
         with pytest.raises(ValueError, match="test-prepared cannot continue a stream: built on its previous result, "
                                              r"it needs fit\(\) again"):
@@ -704,6 +709,9 @@ def test_bad_input_is_refused_before_training(tmp_path):
     # run once and reported as given, [0.5, 0.5], where deletion's repeated ratios are refused
     with pytest.raises(ValueError, match=re.escape("fractions (its checkpoints) must not repeat, got [0.5, 0.5]")):
         run_bench("stream", "synthetic", params={"fractions": [0.5, 0.5]}, out=tmp_path)
+    # two checkpoints one label: the second's figures were reported as the first's (a QA probe)
+    with pytest.raises(ValueError, match=re.escape("[0.25, 0.2500001, 1.0] give two checkpoints one label (@25%)")):
+        run_bench("stream", "synthetic", params={"fractions": [0.25, 0.2500001, 1.0]}, out=tmp_path)
     # Of the wrong type: a string was read one letter at a time (kind 'c'), a number failed in Python's iter, a bool
     # ran as 1.0, a string ratio was kept in results.json, None failed in Python's float
     for protocol, params, message in (("deletion", {"kinds": "core"}, "deletion kinds must be a list, got 'core'"),
@@ -947,7 +955,7 @@ def test_a_stream_runs_to_its_last_checkpoint_and_its_table_shows_its_own_checkp
     lines = (tmp_path / "results.md").read_text().splitlines()
     # two streams' tables had one title; and it said 4 requests where 3 ran
     assert lines[0] == ("# stream of 4 requests, the first 3 run (its last checkpoint at 60%) on synthetic, "
-                        "mf (l2 1, 3 epochs)")
+                        "mf (l2 1, 3 epochs, embedding_dim 8, patience 0)")
     header = lines[4]
     for column in ("prediction_gap@30%", "prediction_gap@60%", "prediction_distance@30%", "auc_0@60%",
                    "mia_auc@60%", "seconds_per_request"):
@@ -1015,6 +1023,31 @@ def test_reports_are_never_left_beside_an_earlier_runs(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         write_reports(result, tmp_path)
     assert "another" in (tmp_path / "results.md").read_text() and not (tmp_path / "stream.png").exists()
+
+
+def test_reports_are_written_under_a_lock_on_out(tmp_path, monkeypatch):
+    """Two runs sharing ``out`` over disjoint seeds, in parallel, left one's results.json beside the other's
+    results.md (a QA probe): another process's lock on ``out`` is held from the first report to the plot."""
+    import fcntl
+    from graphforget.bench import BenchResult, report, write_reports
+    run_bench("stream", "synthetic", methods=["scif"], seeds=1, out=tmp_path, params={"length": 2}, hparams=TINY)
+    result, held = BenchResult.from_dict(json.loads((tmp_path / "results.json").read_text())), []
+
+    def locked(*args) -> bool:  # whether a second open description of out can take the lock now
+        fd = os.open(tmp_path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+    for name in ("write_json", "atomic_write", "plot"):
+        original = getattr(report, name)
+        monkeypatch.setattr(report, name,
+                            lambda *args, _f=original, **kwargs: held.append(locked()) or _f(*args, **kwargs))
+    write_reports(result, tmp_path)
+    assert len(held) >= 3 and all(held) and not locked()
 
 
 # ---------------------------------------------------------------------------------- data sources
@@ -1296,11 +1329,11 @@ def test_docs_and_readme_tables_are_generated_from_the_committed_results():
     render = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(render)
     assert render.main(["--check"]) == 0  # else: python benchmarks/render_docs.py
-    # A contrastive weight and epochs other than the preset's are named wherever the run is (the preset's are not;
-    # the quick profile's 10 epochs are).
+    # Every setting other than the preset's is named wherever the run is (the preset's are not; the quick profile's
+    # 10 epochs, learning rate and batches are: its title had only the epochs).
     readme = (ROOT / "README.md").read_text()
     assert "| adversarial, ml-100k/simgcl (ssl_weight 0.02, 300 epochs) |" in readme
-    assert "| adversarial, ml-1m/simgcl (10 epochs) |" in readme
+    assert "| adversarial, ml-1m/simgcl (10 epochs, lr 0.02, batch_size 65536) |" in readme
     # CURE4Rec's deletion sets are in the README; the random-interaction set only in the docs.
     docs = (ROOT / "docs" / "bench_results.inc").read_text()
     assert "| deletion (core), ml-100k/mf |" in readme and "deletion (interactions)" not in readme
@@ -1680,8 +1713,8 @@ def test_the_readme_rows_of_a_deletion_run_tell_its_ratios_apart():
         return BenchResult("deletion", "d", "mf", {"kinds": ["core"], "ratios": ratios}, TINY.as_dict(), records,
                            aggregate(records))
     rows = readme_table([result([0.01, 0.05])]).splitlines()[2:]
-    assert [row.split(" | ")[0] for row in rows] == ["| deletion (core, 0.01), d/mf (l2 1, 3 epochs)",
-                                                     "| deletion (core, 0.05), d/mf (l2 1, 3 epochs)"]
+    model = "d/mf (l2 1, 3 epochs, embedding_dim 8, patience 0)"
+    assert [row.split(" | ")[0] for row in rows] == [f"| deletion (core, {r}), {model}" for r in ("0.01", "0.05")]
     assert readme_table([result([0.05])]).splitlines()[2].startswith("| deletion (core), d/mf")
 
 

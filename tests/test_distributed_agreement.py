@@ -254,6 +254,7 @@ def outcomes(tmp_path_factory):
         "bench_rank_seeds": (bench_with_rank_seeds, seeds, (0, 1)),
         "bench_computed": (bench_with_rank_zero_cache, cache),
         "bench_read_back": (bench_with_rank_zero_cache, cache),
+        "bench_writers": (bench_out_on_every_rank, tmp_path_factory.mktemp("shared")),
     }, timeout=TIMEOUT)
 
 
@@ -336,6 +337,18 @@ def bench_with_rank_zero_cache(out) -> list[list[bool]]:
     return _every_rank([record["cached"] for record in result.cells])
 
 
+def bench_out_on_every_rank(out) -> list[list[str]]:
+    """Every rank given the output folder: what each rank wrote (module level, for ``launch``)."""
+    from graphforget.bench import cache, report
+    wrote, store, write = [], cache.CellCache.store, report.write_reports
+    cache.CellCache.store = lambda self, *args: wrote.append("cell") or store(self, *args)
+    report.write_reports = lambda *args: wrote.append("reports") or write(*args)
+    hparams = Hyperparameters(model="mf", embedding_dim=8, l2=1.0, train={"epochs": 2, "patience": 0})
+    run_bench("deletion", "synthetic", methods=["sisa"], seeds=1, options={"sisa": {"num_shards": 2}},
+              params={"kinds": ["edge"], "ratios": [0.05]}, hparams=hparams, out=out)
+    return _every_rank(wrote)
+
+
 def bench_with_rank_seeds(out, seeds) -> list[str]:
     """Rank 0 given the output folder and ``seeds[0]``, rank 1 ``seeds[1]`` (module level, for ``launch``)."""
     rank = rank_and_size()[0]
@@ -351,6 +364,11 @@ def test_ranks_that_plan_other_cells_stop_the_bench(outcomes):
     said = "RanksDisagree: run_bench: the ranks were given different cell"
     ranks = case_value(outcomes, "bench_rank_seeds")  # seed 0 cached on rank 0
     assert [outcome[:len(said)] for outcome in ranks] == [said, said], ranks
+
+
+def test_rank_zero_alone_writes_the_bench_output(outcomes):
+    """Every rank given ``out`` wrote every cell and the reports, the last writer's wall times winning (a QA probe)."""
+    assert case_value(outcomes, "bench_writers") == [["cell", "cell", "reports"], []]
 
 
 def test_a_second_bench_run_reads_rank_zero_cache_on_every_rank(outcomes):

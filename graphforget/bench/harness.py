@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ..clock import Stopwatch
 from ..config import is_integer, is_seed
-from ..distributed import RanksDisagree, agreed, from_rank_zero
+from ..distributed import RanksDisagree, agreed, from_rank_zero, rank_and_size
 from ..io import to_jsonable
 from ..presets import PRESET_DATASETS, Hyperparameters, default_hparams
 from ..train import TrainConfig
@@ -48,7 +48,8 @@ class BenchResult:
         model: the run's model.
         params: the protocol's parameters.
         hparams: the model and training every cell used (``run_bench``'s, by default :func:`bench_hparams`).
-        cells: one record per cell: ``{"key", "cell", "cached", "wall_seconds", "result"}``.
+        cells: one record per cell: ``{"key", "cell", "cached", "result"}`` (the cell's wall time is its
+            result's ``wall_seconds``).
         aggregates: per (method, variant): every numeric figure's mean and 95% interval over seeds.
         files: the files written (empty without ``out``).
     """
@@ -300,7 +301,7 @@ def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str |
         quick: the quick profile's protocol parameters (a 20-request stream, one deletion ratio; refused for the
             protocols without one).
         out: the output directory: ``results.json``, ``results.md``, ``<protocol>.png`` and the cell cache
-            ``cells/``; ``None``: nothing is written and nothing is cached.
+            ``cells/``; ``None``: nothing is written and nothing is cached. Under torchrun rank 0 alone writes it.
         root: the data directory of a named ``dataset`` (a :class:`~graphforget.bench.data.DataSource` carries its
             own).
         params: protocol parameters overriding the profile's (e.g. ``{"length": 100}``).
@@ -330,7 +331,7 @@ def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str |
     result = BenchResult(protocol, source.name, hparams.model, params, hparams.as_dict())
     result.cells = _run_cells(cells, out, hparams, source, device, progress, after_cell)
     result.aggregates = aggregate(result.cells)
-    if out is not None:
+    if out is not None and rank_and_size()[0] == 0:
         from .report import write_reports
         result.files = [str(p) for p in write_reports(result, Path(out))]
     return result
@@ -425,7 +426,7 @@ def _record(cell: Cell, cache: CellCache | None, workspace: Workspace, hparams, 
     with Stopwatch(device) as watch:
         value = _compute(cell, workspace, hparams, source, device, progress)
     value = to_jsonable({**value, "wall_seconds": watch.seconds})  # what a cached read gives back
-    if cache is not None:
+    if cache is not None and rank_and_size()[0] == 0:  # every rank had written every cell, and the reports
         cache.store(cell, value)
     return {"key": cell.key, "cell": cell.identity(), "cached": False, "result": value}
 

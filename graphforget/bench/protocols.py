@@ -297,6 +297,11 @@ def _stream_variants(params: dict) -> list[dict]:
         raise ValueError(f"stream fractions (its checkpoints) must be in (0, 1], got {params['fractions']}")
     if len(set(fractions)) < len(fractions):  # run once, and reported as given: as deletion's ratios
         raise ValueError(f"stream fractions (its checkpoints) must not repeat, got {params['fractions']}")
+    tags = [checkpoint_tag(f) for f in fractions]
+    if len(set(tags)) < len(tags):  # 0.25 and 0.2500001: the second's figures were reported as the first's
+        raise ValueError(f"stream fractions (its checkpoints) {params['fractions']} give two checkpoints one label "
+                         f"({', '.join(sorted({t for t in tags if tags.count(t) > 1}))}): give fractions that "
+                         "differ in their percentages' first six digits")
     # in order: the same checkpoints given in another are the same cells
     return [{"length": int(params["length"]), "order": params["order"], "fractions": sorted(fractions)}]
 
@@ -340,6 +345,12 @@ def _run_stream_cell(setting: Setting, method: str, options: dict, variant: dict
     return _stream_summary(checkpoints, seconds, fit_seconds, trusted)
 
 
+def checkpoint_tag(fraction: float) -> str:
+    """How a stream's figures at the checkpoint after ``fraction`` of its requests are named: ``@NN%`` (``:g``, six
+    significant digits: rounded to a whole percent, 0.25 and 0.251 had shared a label)."""
+    return f"@{100 * fraction:g}%"
+
+
 def _stream_summary(checkpoints: list[dict], seconds: list[float], fit_seconds, trusted: list) -> dict:
     """The cell's figures: the headline ones of every checkpoint as ``name@NN%``, every one of the last checkpoint
     under the plain names (the aggregate's mean and interval of each: NDCG@20 and AUC_1 had none); ``info``:
@@ -352,7 +363,7 @@ def _stream_summary(checkpoints: list[dict], seconds: list[float], fit_seconds, 
     figures = ("prediction_gap", "mia_auc", "mia_auc_retrain", "auc_0", "recall@20", "recall@20_retrain", "mi_bf",
                "mi_ng", "prediction_distance", "original_distance")
     for point in checkpoints:
-        tag = f"@{100 * point['fraction']:g}%"  # rounded to a whole percent, 0.25 and 0.251 shared a label
+        tag = checkpoint_tag(point["fraction"])
         row.update({f"{key}{tag}": point.get(key) for key in
                     (*figures, "removed_edges", "seconds_per_request", "cumulative_seconds")})
     own = ("requests", "fraction", "seconds_per_request", "cumulative_seconds")  # the checkpoint's, not the cell's

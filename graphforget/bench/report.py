@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from ..io import atomic_write, write_json
+from ..runs import directory_lock
 from .data import CSV_DEFAULTS, IMPLICIT_DATASETS
 from .harness import BenchResult, bench_hparams
 from .protocols import PROTOCOLS, stream_positions
@@ -109,22 +110,30 @@ def _title(result) -> str:
 
 
 def _model(result) -> str:
-    """The model's name, with its contrastive weight, its L2 and its epochs where the run set them (not the
-    preset's)."""
-    changed = [] if result.hparams.get("ssl_weight") is None else [f"ssl_weight {result.hparams['ssl_weight']:g}"]
-    preset = bench_hparams(result.model, result.dataset, result.protocol)
-    if result.hparams["l2"] != preset.l2:
-        changed.append(f"l2 {result.hparams['l2']:g}")
-    epochs = result.hparams["train"]["epochs"]
-    if epochs != preset.train.epochs:
-        changed.append(f"{epochs} epoch{'s' if epochs != 1 else ''}")
+    """The model's name, with every setting of its model and training that the run changed from the preset's
+    (its contrastive weight, L2 and epochs first), the seed and the progress bars aside: a model of 8 dimensions
+    trained at another learning rate had the preset's title."""
+    def leaves(hparams: dict) -> dict:
+        return {**{k: v for k, v in hparams.items() if k != "train"}, **hparams["train"]}
+    preset = leaves(bench_hparams(result.model, result.dataset, result.protocol).as_dict())
+    run = leaves(result.hparams)
+    keys = [key for key in dict.fromkeys(("ssl_weight", "l2", "epochs", *run))
+            if key not in ("seed", "progress") and key in run and run[key] != preset.get(key)]
+    changed = [f"{run[key]} epoch{'s' if run[key] != 1 else ''}" if key == "epochs" else f"{key} {_setting(run[key])}"
+               for key in keys]
     return f"{result.model} ({', '.join(changed)})" if changed else result.model
+
+
+def _setting(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _intro(result, code: str = "`") -> str:
     """The seeds, the protocol's parameters and the compute (``code``: the inline-code mark of the format)."""
     seeds = sorted({s for group in result.aggregates for s in group["seeds"]})
-    return (f"Seeds {seeds}; mean ± half-width of the 95% Student-t interval over seeds. Protocol parameters: "
+    spread = ("mean ± half-width of the 95% Student-t interval over seeds" if len(seeds) > 1 else
+              "one seed: no interval")  # a single seed's cells are bare means
+    return (f"Seeds {seeds}; {spread}. Protocol parameters: "
             f"{code}{result.params}{code}.{_settings(result, code)} Compute: {_cell_seconds(result):.0f} s over "
             f"{len(result.cells)} cells (their wall times, cached or not).")
 
@@ -307,15 +316,17 @@ def write_reports(result, out: Path) -> list[Path]:
 
     Both reports are built before either is written, and every earlier plot is removed before them: a report
     that failed to build, or an interruption while the plot was drawn (the slow part), left new figures beside
-    the old ones.
+    the old ones. They are written under a lock on ``out``: two runs sharing it (over disjoint seeds, in parallel)
+    left one's ``results.json`` beside the other's ``results.md``.
     """
     out.mkdir(parents=True, exist_ok=True)
     record, table = result.to_dict(), markdown(result)
-    for protocol in PROTOCOLS:
-        (out / f"{protocol}.png").unlink(missing_ok=True)
-    files = [write_json(out / "results.json", record),
-             atomic_write(out / "results.md", lambda handle: handle.write(table), binary=False)]
-    figure = plot(result, out / f"{result.protocol}.png")
+    with directory_lock(out):
+        for protocol in PROTOCOLS:
+            (out / f"{protocol}.png").unlink(missing_ok=True)
+        files = [write_json(out / "results.json", record),
+                 atomic_write(out / "results.md", lambda handle: handle.write(table), binary=False)]
+        figure = plot(result, out / f"{result.protocol}.png")
     return files + ([figure] if figure is not None else [])
 
 

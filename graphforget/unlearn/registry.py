@@ -19,6 +19,9 @@ __all__ = ["METHODS", "register", "method_config", "build_unlearner"]
 
 #: Unlearning methods by name (:attr:`Unlearner.name`); :func:`register` adds one.
 METHODS: dict[str, type[Unlearner]] = {}
+#: Names :func:`register` refuses: the benchmark harness's own methods
+#: (:data:`graphforget.bench.setting.BENCH_METHODS`), which a registered one would shadow in every bench.
+RESERVED = ("retrain_seed",)
 
 
 def register(cls: type[Unlearner] | None = None, *, overwrite: bool = False):
@@ -36,7 +39,7 @@ def register(cls: type[Unlearner] | None = None, *, overwrite: bool = False):
             digits, ``_``, ``.`` or ``-``, starting with neither of the last two (the command line's ``--methods``
             and ``--option METHOD:KEY=VALUE`` read it); a ``Config`` that is not a dataclass whose fields all have
             defaults (options change defaults); no ``_unlearn``; the name taken by another class and ``overwrite``
-            false.
+            false; a name the benchmark harness keeps for its own (``retrain_seed``).
     """
     def add(method: type[Unlearner]) -> type[Unlearner]:
         if not (isinstance(method, type) and issubclass(method, Unlearner)) or method.name == Unlearner.name:
@@ -57,6 +60,8 @@ def _check_method_class(method: type[Unlearner]) -> None:
     if not (isinstance(method.name, str) and re.fullmatch(r"\w[\w.-]*", method.name, flags=re.ASCII)):
         raise ValueError(f"{where}.name must be a word of letters, digits, _, . or - (the command line reads it), "
                          f"not starting with - or ., got {method.name!r}")
+    if method.name in RESERVED:  # accepted, then refused by every bench that named it
+        raise ValueError(f"{where}.name {method.name!r} is the benchmark harness's own method: choose another name")
     if not (isinstance(method.Config, type) and dataclasses.is_dataclass(method.Config)):
         raise ValueError(f"{where}.Config must be a dataclass, got {method.Config!r}")
     required = [f.name for f in dataclasses.fields(method.Config)
