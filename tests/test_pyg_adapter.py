@@ -3,6 +3,7 @@ on the same weights (scores, training, IFRU's unlearned model), retrains, and re
 not fit the graph's node counts."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import re
@@ -1234,3 +1235,39 @@ def test_the_receptive_field_check_on_fixed_features_few_nodes_and_a_score_that_
         huge.user_emb.weight[0] = 1e20
     with pytest.raises(ValueError, match=r"scores a pair inf .* do its parameters, up to 1e\+20 in size, overflow"):
         IFRU(huge, graph, OBJECTIVE)
+
+
+class Detached(nn.Module):
+    """Two hops of LightGCN's propagation added to the table, computed under ``detach`` or ``torch.no_grad``: the
+    score reads rows two hops away, and no gradient shows it."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.embedding, self.how = nn.Embedding(U + I, D), how
+
+    def reset_parameters(self):
+        self.embedding.reset_parameters()
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        x, hop = self.embedding.weight, LGConv()
+        with torch.no_grad() if self.how == "no_grad" else contextlib.nullcontext():
+            far = hop(hop(x, edge_index), edge_index)
+        z = x + far.detach()
+        return (z[edge_label_index[0]] * z[edge_label_index[1]]).sum(-1)
+
+
+@pytest.mark.parametrize("how", ["detach", "no_grad"])
+def test_the_receptive_field_check_sees_rows_read_without_a_gradient(graph, how):
+    """A 2-layer module whose layers run under detach or torch.no_grad passed a field of 0, and IFRU left out its
+    spillover (a QA probe: 8 kept nodes and no affected term where the field of 2 has 22 and 43). A second forward with
+    the rows beyond the field changed sees it."""
+    for field in (0, 1):
+        model = PyGRecommender(Detached(how), U, I, receptive_field=field)
+        model.reset_parameters(seed=0)
+        with pytest.raises(ValueError, match=f"PyGRecommender.receptive_field is {field}, but its scores read the rows "
+                                             f"of nodes more than {field} hops away from the scored pair, though no "
+                                             r"gradient reaches them \(a detach or torch.no_grad in its forward\?\)"):
+            IFRU(model, graph, OBJECTIVE)
+    model = PyGRecommender(Detached(how), U, I, receptive_field=2)
+    model.reset_parameters(seed=0)
+    IFRU(model, graph, OBJECTIVE)

@@ -120,9 +120,11 @@ def check_receptive_field(model: Recommender, graph: HeteroData, method: str) ->
     one grows from the item's side, one from the user's), where a node's hops from the pair are its place less one (a
     real graph's shortcuts hide a depth). A row is read where the score has a finite nonzero gradient in it: the node
     tables' rows, and those of fixed node features (frozen ``[n, f]`` parameters and buffers of ``n`` users, items or
-    both, and the graph's floating node attributes). The forward runs in eval mode, on a copy (a forward may write its
-    weights), the caller's random state kept. A gradient that happens to vanish lets a wrong field pass: the check
-    refuses only what it sees.
+    both, and the graph's floating node attributes). A read that no gradient shows (a ``detach`` or ``torch.no_grad``
+    in the forward: a 2-layer module declared with 0 passed, and IFRU left out its spillover) is caught by a second
+    forward, the rows beyond the field changed, whose score must be the same. The forwards run in eval mode, on a
+    copy (a forward may write its weights), the caller's random state kept. A gradient that happens to vanish, and a
+    change that happens to cancel, let a wrong field pass: the check refuses only what it sees.
 
     Raises:
         NotARecommender: ``model`` is not a :class:`~graphforget.models.Recommender` (its node tables are read by
@@ -133,9 +135,10 @@ def check_receptive_field(model: Recommender, graph: HeteroData, method: str) ->
                               f"{type(model).__name__} (a PyG module: wrap it in graphforget.models.PyGRecommender)")
     field, name = checked_receptive_field(model, method), type(model).__name__
     reach = field + 16  # a depth up to it is told as it is; one at it is read as a mean over every node
-    depth = 0
+    depth, probes = 0, []
     for start in ("user", "item"):
         hops = min(reach, path_hops(num_users(graph), num_items(graph), start))
+        probes.append((hops, start))
         reads = _rows_read(model, graph, hops, start, method)
         if reads is None:  # nothing to select
             return
@@ -146,12 +149,41 @@ def check_receptive_field(model: Recommender, graph: HeteroData, method: str) ->
         depth = max(depth, int(places.max()) - 1 if places.numel() else 0)
         if depth >= reach:  # a mean over every node (PairNorm) reads the rows at the path's end
             _refuse_unbounded(method, name, f"rows as far as the probe's path reaches, {hops} hops from the scored pair")
+    if depth <= field and any(_reads_beyond(model, graph, field, hops, start) for hops, start in probes):
+        _refuse_field(method, name, field, f"nodes more than {field} hops away from the scored pair, though no gradient "
+                                           "reaches them (a detach or torch.no_grad in its forward?)", "")
     if depth > field:
-        raise ValueError(f"{method}: {name}.receptive_field is {field}, but its scores read the rows of nodes {depth} "
-                         f"hops away from the scored pair: set it to the module's number of message-passing layers "
-                         f"({depth} or more). {method} updates only the rows within it and computes on the subgraph "
-                         "it spans, so a smaller one leaves rows the request moved as trained, and scores pairs "
-                         "otherwise than the whole graph does")
+        _refuse_field(method, name, field, f"nodes {depth} hops away from the scored pair", f" ({depth} or more)")
+
+
+def _refuse_field(method: str, name: str, field: int, beyond: str, least: str) -> NoReturn:
+    raise ValueError(f"{method}: {name}.receptive_field is {field}, but its scores read the rows of {beyond}: set it to "
+                     f"the module's number of message-passing layers{least}. {method} updates only the rows within it "
+                     "and computes on the subgraph it spans, so a smaller one leaves rows the request moved as trained, "
+                     "and scores pairs otherwise than the whole graph does")
+
+
+def _reads_beyond(model: Recommender, graph: HeteroData, field: int, hops: int, start: str) -> bool:
+    """Whether the score of ``(u0, i0)`` on :func:`_probe_graph` changes when the rows of the nodes more than ``field``
+    hops from it change (by noise larger than any of them; the start's node ``k`` is ``2k - 1`` hops away, the other
+    side's ``2k``)."""
+    users, device = num_users(graph), graph[EDGE].edge_index.device
+    user_hops = torch.arange(users, device=device) * 2 - int(start == "user")
+    item_hops = torch.arange(num_items(graph), device=device) * 2 - int(start == "item")
+    far = torch.cat([user_hops, item_hops]) > field
+    pair = torch.zeros(2, 1, dtype=torch.long, device=device)
+    with torch.no_grad(), random_state_kept(model):
+        path, probe = _probe_graph(graph, hops, start), copy.deepcopy(model)
+        rows = _row_inputs(probe, path)
+        with eval_mode(probe):
+            before = probe(path, pair)
+            for kind, tensor in rows:
+                mask = table_mask(far, kind, users)
+                if tensor.size(0) == mask.numel():  # a table of another size: the contract's to refuse
+                    noise = torch.randn(tensor.shape, generator=torch.Generator(device).manual_seed(0), device=device)
+                    tensor[mask] += noise.to(tensor.dtype)[mask] * (1 + float(tensor.detach().abs().max()))
+            after = probe(path, pair)
+    return bool(((after - before).abs() > 1e-5 * (1 + before.abs())).any())
 
 
 def _refuse_unbounded(method: str, name: str, where: str) -> NoReturn:
