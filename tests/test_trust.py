@@ -542,6 +542,16 @@ def test_acceptance_ratio_of_an_exact_newton_step_on_a_quadratic():
     nothing = acceptance(target, SolveResult(zero, 0, 0.0, 0.0, True), zero, lambda v: a @ v, IFRUConfig())
     assert nothing["reason"] == ("the step failed the acceptance test (its quadratic model predicts no decrease: the "
                                  "step, or the decrease it predicts, rounds to 0 in float64)")
+    # a decrease under the rounding of the objective's value (an MF that L2 collapsed to 5e-8): the ratio of noise to
+    # it read "-0 < trust.min_ratio 0.5" (a QA probe)
+    offset = TiltedObjective(lambda x: 1e3 + 0.5 * x @ a @ x - b @ x, None, torch.zeros(2, dtype=torch.float64), phi0,
+                             torch.zeros(2, dtype=torch.bool), 0.0)
+    tiny = SolveResult(1e-8 * exact.x, 2, 0.0, 0.0, True)
+    check = acceptance(offset, tiny, 1e-8 * b, lambda v: a @ v, IFRUConfig())
+    assert 0 < check["predicted_decrease"] < 1e-12 and check["reason"] == (
+        f"the step failed the acceptance test (the decrease it predicts, {check['predicted_decrease']:.3g}, is under 16 "
+        "roundings of the objective's value 1e+03: no change the test can measure; the step barely moves the model)")
+    assert acceptance(target, tiny, 1e-8 * b, lambda v: a @ v, IFRUConfig())["reason"] is None  # measured from 0
 
 
 def test_the_acceptance_ratio_leaves_out_the_orphan_rows_exact_block():

@@ -23,6 +23,9 @@ CHECK_FROM = 8
 #: converged solve whose true residual exceeds RESIDUAL_DRIFT times the tolerance did not converge, unless it is
 #: within RESIDUAL_FLOOR roundings of its dtype (a tolerance below that is more than the dtype can measure).
 RESIDUAL_DRIFT, RESIDUAL_FLOOR = 2.0, 100
+#: Roundings of :math:`T`'s value (summed in float64) under which a predicted decrease is more than the test can
+#: measure: on an MF that L2 had collapsed to 5e-8, a decrease of 2e-15 against noise of 6e-14 read as a ratio of -0.
+DECREASE_FLOOR = 16
 
 
 class Ladder:
@@ -157,6 +160,10 @@ def acceptance(target: TiltedObjective, result, rhs: Tensor, operator, cfg: IFRU
     elif not check["predicted_decrease"] > 0:  # ratio NaN: its quadratic model goes up along the step
         reason = (f"the step failed the acceptance test{where} (its quadratic model predicts a rise of the objective "
                   f"by {-check['predicted_decrease']:.3g}, not a decrease: the curvature is negative along it){then}")
+    elif check["predicted_decrease"] < DECREASE_FLOOR * torch.finfo(torch.float64).eps * abs(float(target.start())):
+        reason = (f"the step failed the acceptance test{where} (the decrease it predicts, "
+                  f"{check['predicted_decrease']:.3g}, is under {DECREASE_FLOOR} roundings of the objective's value "
+                  f"{float(target.start()):.3g}: no change the test can measure; the step barely moves the model){then}")
     elif not ratio >= cfg.trust.min_ratio:
         rows = " on the rows with data left" if "orphan_share" in check else ""
         reason = (f"the step failed the acceptance test{where} (the objective's actual decrease over its predicted "
