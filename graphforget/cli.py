@@ -863,6 +863,20 @@ def _exists_is_usage_error():
         raise UsageError(f"graphforget: error: {error}") from error
 
 
+@contextlib.contextmanager
+def _comma_hint(args):
+    """An unknown id of ``--users`` or ``--items`` given with a comma says that the list splits there: the run's user
+    'Smith, J', given as --users 'Smith, J', was read as 'Smith' and 'J', and the error printed them joined again."""
+    flag, text = ("--users", args.users) if args.users is not None else ("--items", args.items)
+    try:
+        yield
+    except ValueError as error:
+        if text is None or "," not in text or not str(error).startswith("unknown "):
+            raise
+        raise ValueError(f"{error}; {flag} splits at commas: quote an id that holds one ({flag} '\"Smith, J\"')") \
+            from error
+
+
 def _run_dir(run: str) -> Path:
     """``--run``: a directory holding ``run.json`` (checked before any work)."""
     path = Path(run)
@@ -966,7 +980,7 @@ def cmd_forget(args) -> int:
     if args.edges is not None:  # loaded once: its raw ids tell an edges file's header line from a pair
         run = load_run(run)
     request = _request_args(args, run)
-    with _exists_is_usage_error():
+    with _exists_is_usage_error(), _comma_hint(args):
         done = forget(run, out=out, **request, local_ids=args.local_ids, method=args.method, options=options,
                       seed=args.seed, allow_untrusted=args.allow_untrusted, device=args.device,
                       progress=not args.quiet)

@@ -2107,3 +2107,45 @@ def test_a_path_graphs_node_at_place_p_lies_p_less_one_hops_from_its_pair(users,
     assert torch.equal(k_hop_mask(graph, start_ids, longest), place < 2 * (users + items))  # the path, whole
     with pytest.raises(ValueError, match=rf"path_graph: hops must be an integer in \[0, {longest}\]"):
         path_graph(users, items, longest + 1, start)
+
+
+def test_a_compressed_data_file_is_refused_by_name(tmp_path):
+    """numpy read a gzip'd triples file by itself, and the lines that errors named were counted in its compressed bytes
+    (a repeated pair failed with a StopIteration traceback; a malformed line 161 was named line 1); a gzip'd CSV was
+    said not to be UTF-8, with the advice to read it as latin-1 (a QA probe)."""
+    import bz2
+    import gzip
+    import zipfile
+    rows = "".join(f"{u}\t{i}\t{(u + i) % 2}\n" for u in range(1, 6) for i in range(1, 4)) + "1\t1\t1\n"  # a repeat
+    (tmp_path / "t.txt.gz").write_bytes(gzip.compress(rows.encode()))
+    (tmp_path / "c.csv.bz2").write_bytes(bz2.compress(b"user,item\nu1,i1\n"))
+    with zipfile.ZipFile(tmp_path / "c.zip", "w") as archive:
+        archive.writestr("c.csv", "user,item\nu1,i1\n")
+    for name, kind, opener, read in (("t.txt.gz", "gzip", "gunzip -k", load_labelled_triples),
+                                     ("c.csv.bz2", "bzip2", "bunzip2 -k", lambda p: load_csv(p, "user", "item")),
+                                     ("c.zip", "zip", "unzip", lambda p: load_csv(p, "user", "item"))):
+        with pytest.raises(ValueError, match=re.escape(f"{tmp_path / name} is {kind}-compressed: decompress it first "
+                                                       f"({opener} {name}) and give the dataset file it holds")):
+            read(tmp_path / name)
+
+
+def test_a_csv_file_in_utf16_a_blank_first_line_or_a_repeated_header_is_named(tmp_path):
+    """UTF-16 was said not to be UTF-8 with the advice to read it as latin-1, which garbled the header; blank lines
+    before the header gave "columns [...] not in FILE (has [])"; and the header of a second file joined with `cat`
+    was read, without a label column, as the user "user" rating the item "item" (QA probes)."""
+    path = tmp_path / "r.csv"
+    path.write_bytes("user,item\nu1,i1\n".encode("utf-16"))
+    with pytest.raises(ValueError, match=re.escape(f"{path} starts with the byte-order mark of UTF-16: it is UTF-16 "
+                                                   "text, not UTF-8: pass its encoding")):
+        load_csv(path, "user", "item")
+    assert load_csv(path, "user", "item", encoding="utf-16")["user"].raw_id.tolist() == ["u1"]
+    path.write_text("\n\nuser,item\nu1,i1\n")
+    with pytest.raises(ValueError, match=re.escape(f"{path}, line 1: blank, where a CSV file starts with a header")):
+        load_csv(path, "user", "item")
+    path.write_text("\n \n")
+    with pytest.raises(ValueError, match=re.escape(f"{path} is empty")):
+        load_csv(path, "user", "item")
+    path.write_text("user,item\nu1,i1\nuser,item\nu2,i1\n")
+    with pytest.raises(ValueError, match=re.escape(f"{path}, line 3: the row repeats the header (user, item): files "
+                                                   "joined with their headers? Remove it")):
+        load_csv(path, "user", "item")

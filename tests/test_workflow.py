@@ -2423,6 +2423,17 @@ def test_an_unknown_id_on_several_listed_pairs_is_named_and_counted_once(capsys,
     assert code == 2 and err.startswith("graphforget: error: unknown user ids (raw): zz (1 of 2;"), err
 
 
+def test_unknown_ids_of_a_list_with_a_comma_say_that_it_splits_there(capsys, base, tmp_path):
+    """The run's user 'Smith, J', given as --users 'Smith, J', was read as 'Smith' and 'J', and the error printed
+    them joined again, as if that user were unknown (a QA probe)."""
+    code, _, err = cli(capsys, "forget", "--run", base, "--users", "Smith, J", "--method", "ifru", "--out",
+                       tmp_path / "n")
+    assert code == 2 and err.startswith("graphforget: error: unknown user ids (raw): Smith, J (2 of 2;")
+    assert err.endswith("; --users splits at commas: quote an id that holds one (--users '\"Smith, J\"')\n"), err
+    code, _, err = cli(capsys, "forget", "--run", base, "--items", "nothing", "--method", "ifru", "--out", tmp_path / "n")
+    assert code == 2 and "splits at commas" not in err
+
+
 def test_an_out_that_is_a_dangling_link_is_refused_before_any_work(capsys, base, files, tmp_path):
     """A link to a missing directory passed the checks (it does not 'exist'): fit trained and forget unlearnt, then the
     rename failed with "[Errno 20] Not a directory: '.../.link.tmp-XXXX' -> '.../link'", naming a temporary directory.

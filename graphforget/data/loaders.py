@@ -207,7 +207,25 @@ def require_file(path: Path, what: str = "dataset file", pipe: bool = False) -> 
     if not (path.is_file() or (pipe and path.is_fifo())):
         raise ValueError(f"{path} is not a regular file (a pipe or a device): save the {what} to a file and give "
                          "that")
+    if path.is_file():
+        _refuse_compressed(path, what)
     return path
+
+
+#: The first bytes of the compressed formats an export comes in, and how each is opened.
+_COMPRESSED = {b"\x1f\x8b": ("gzip", "gunzip -k"), b"BZh": ("bzip2", "bunzip2 -k"), b"\xfd7zXZ\x00": ("xz", "unxz -k"),
+               b"PK\x03\x04": ("zip", "unzip"), b"\x28\xb5\x2f\xfd": ("zstd", "unzstd")}
+
+
+def _refuse_compressed(path: Path, what: str) -> None:
+    """A compressed file is refused by name: numpy read a gzip'd triples file by itself, and the lines that errors
+    name were counted in its compressed bytes (a repeated pair failed with a StopIteration traceback)."""
+    with open(path, "rb") as f:
+        start = f.read(6)
+    for magic, (kind, opener) in _COMPRESSED.items():
+        if start.startswith(magic):
+            raise ValueError(f"{path} is {kind}-compressed: decompress it first ({opener} {path.name}) and give the "
+                             f"{what} it holds")
 
 
 def _line_error(path: str | os.PathLike, number: int, problem: str) -> ValueError:
@@ -222,10 +240,11 @@ def _read_int_table(path: Path, columns: tuple[str, ...]) -> np.ndarray:
         ValueError: ``FILE is empty``, or ``FILE, line N: ...`` naming the first malformed line (see
             :func:`_first_malformed_line`).
     """
+    require_file(path)  # outside the try: its refusals are not malformed lines
     try:
         with warnings.catch_warnings():  # an empty file is reported below, as an error
             warnings.filterwarnings("ignore", "loadtxt: input contained no data")
-            table = np.loadtxt(require_file(path), dtype=np.int64, ndmin=2, encoding="utf-8-sig")  # Notepad's mark
+            table = np.loadtxt(path, dtype=np.int64, ndmin=2, encoding="utf-8-sig")  # Notepad's mark
     except (ValueError, OverflowError) as error:  # numpy's message names no line: locate it ourselves
         raise _first_malformed_line(path, columns) or ValueError(f"{path}: {error}") from None
     if table.size == 0:
@@ -471,8 +490,11 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
     try:
         with io.StringIO(text, newline="") as f:
             reader = csv.DictReader(f, delimiter=delimiter, skipinitialspace=True)  # "user, item" too
-            if reader.fieldnames is None:
+            if reader.fieldnames is None or not text.strip():
                 raise ValueError(f"{path} is empty: a CSV file starts with a header naming its columns")
+            if not reader.fieldnames:  # the csv module takes a blank first line for an empty header
+                raise _line_error(path, 1, "blank, where a CSV file starts with a header naming its columns: remove "
+                                           "the blank lines before it")
             reader.fieldnames = [name.strip() for name in reader.fieldnames]  # "user , item": as the values are
             missing = {user_col, item_col, label_col} - {None} - set(reader.fieldnames)
             if missing:
@@ -502,6 +524,10 @@ def read_text(path: Path, encoding: str, advice: str) -> str:
     the line, and ``advice``: one bad byte in a UTF-8 file is a line to mend, where reading the file as latin-1
     would garble every other name in it."""
     codec, data = text_codec(encoding), path.read_bytes()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and not codec.startswith(("utf-16", "utf-32")):
+        shown = "UTF-8" if codec == "utf-8-sig" else encoding  # read as latin-1, its every other character was a NUL
+        raise ValueError(f"{path} starts with the byte-order mark of UTF-16: it is UTF-16 text, not {shown}: {advice} "
+                         "(its encoding: 'utf-16')")
     if codec == "utf-8-sig":  # the mark off first: error.start counts from there
         codec, data = "utf-8", data.removeprefix(codecs.BOM_UTF8)
     try:
@@ -608,6 +634,9 @@ def _csv_row(path: str | os.PathLike, lines: tuple[int, int], row: dict, user_co
         raise _line_error(path, number, f"the row has more fields than the header: {extra} beyond its "
                                         f"{len(row) - 1} columns")
     user, item = _csv_value(path, number, row, user_col), _csv_value(path, number, row, item_col)
+    if (user, item) == (user_col, item_col):  # `cat a.csv b.csv`: without a label, b's header was user "user"
+        raise _line_error(path, number, f"the row repeats the header ({user_col}, {item_col}): files joined with "
+                                        "their headers? Remove it")
     for column, value in ((user_col, user), (item_col, item)):
         if len(value) > MAX_ID_LENGTH:  # numpy keeps a column at its longest id's width: 2,000 rows took 3.5 GB
             raise _line_error(path, number, f"column {column!r}: an id of {len(value):,} characters, over the "
