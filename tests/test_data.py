@@ -204,6 +204,10 @@ def test_lightgcn_loader_names_the_file_and_line_of_a_malformed_line(tmp_path):
     with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / 'train.txt'))}, line 2: id 99999999999999999999 "
                                          "is beyond 64-bit integers"):
         load_lightgcn(tmp_path)
+    _lightgcn_files(tmp_path, "0 1 2\n1 0\n\n0 3\n")  # the two lines of user 0 were merged without a word (a QA probe)
+    with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / 'train.txt'))}, line 4: user 0 is listed again "
+                                         r"\(first on line 1\): the format has one line a user"):
+        load_lightgcn(tmp_path)
 
 
 def test_lightgcn_loader_reads_ids_as_the_table_loaders_do(tmp_path):
@@ -1587,10 +1591,10 @@ def test_lightgcn_loader_rejects_an_item_listed_twice(tmp_path):
 
 def test_lightgcn_loader_names_the_file_and_lines_of_an_item_listed_twice(tmp_path):
     """The message named neither the file (train.txt or test.txt?) nor a line, only positions among the pairs."""
-    _lightgcn_files(tmp_path, "0 1 2\n1 0\n0 3 1\n", test="0 3\n1 2\n")  # user 0 lists item 1 on lines 1 and 3
+    _lightgcn_files(tmp_path, "0 1 2\n1 0\n2 3 1 2 3\n", test="0 3\n1 2\n")  # user 2 lists item 3 twice on line 3
     with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path / 'train.txt'))}, line 3: 1 duplicated \(user, "
-                                         r"item\) pairs, the first \(0, 1\) at positions 0 and 4 .*lines 1 and 3"):
-        load_lightgcn(tmp_path)
+                                         r"item\) pairs, the first \(2, 3\) at positions 3 and 6 .*lines 3 and 3"):
+        load_lightgcn(tmp_path)  # (a user on two lines is refused as such)
     _lightgcn_files(tmp_path, "0 1 2\n1 0\n", test="0 3\n\n1 2 2\n")  # the test file, a blank line counted
     with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path / 'test.txt'))}, line 3: .* the first \(1, 2\) "
                                          r".*lines 3 and 3"):

@@ -345,10 +345,11 @@ def _read_lightgcn_lines(path: Path) -> tuple[np.ndarray, np.ndarray, int, np.nd
     other token must be a non-negative integer.
 
     Raises:
-        ValueError: ``FILE is empty``; ``FILE, line N: ...`` for a malformed line; ``FILE holds no
-            (user, item) pairs`` when no line lists an item.
+        ValueError: ``FILE is empty``; ``FILE, line N: ...`` for a malformed line or a user listed again (the
+            format has one line a user: two were merged without a word); ``FILE holds no (user, item) pairs`` when
+            no line lists an item.
     """
-    users, items, lines, max_user = [], [], [], -1
+    users, items, lines, max_user, listed = [], [], [], -1, {}
     # undecodable bytes fail as an id, named; the byte-order mark that Notepad writes is no part of the first id
     with open(require_file(path), encoding="utf-8-sig", errors="replace") as f:
         for number, line in enumerate(f, start=1):
@@ -369,6 +370,10 @@ def _read_lightgcn_lines(path: Path) -> tuple[np.ndarray, np.ndarray, int, np.nd
                 raise _line_error(path, number, f"id {bad} is beyond 64-bit integers") from None
             if (row < 0).any():
                 raise _line_error(path, number, f"negative id {int(row[row < 0][0])}")
+            first = listed.setdefault(int(row[0]), number)
+            if first != number:
+                raise _line_error(path, number, f"user {int(row[0])} is listed again (first on line {first}): the "
+                                                "format has one line a user, holding all its items")
             max_user = max(max_user, int(row[0]))
             if len(row) > 1:
                 users.append(np.full(len(row) - 1, row[0]))
