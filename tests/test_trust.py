@@ -550,8 +550,18 @@ def test_acceptance_ratio_of_an_exact_newton_step_on_a_quadratic():
     check = acceptance(offset, tiny, 1e-8 * b, lambda v: a @ v, IFRUConfig())
     assert 0 < check["predicted_decrease"] < 1e-12 and check["reason"] == (
         f"the step failed the acceptance test (the decrease it predicts, {check['predicted_decrease']:.3g}, is under 16 "
-        "roundings of the objective's value 1e+03: no change the test can measure; the step barely moves the model)")
+        "roundings of the objective's value 1e+03: no change the test can measure)")
     assert acceptance(target, tiny, 1e-8 * b, lambda v: a @ v, IFRUConfig())["reason"] is None  # measured from 0
+    # ... unless the step is at most 1e-4 of the parameters' norm: its quadratic model is then exact but for rounding
+    # (a float32 step predicting 7e-11 was refused at a ratio of -3e5, and requests that barely matter were)
+    for dtype in (torch.float64, torch.float32):
+        far = TiltedObjective(lambda x: 1e3 + 0.5 * x @ a.to(dtype) @ x - b.to(dtype) @ x, None,
+                              torch.zeros(2, dtype=dtype), torch.full((2,), 100.0, dtype=dtype),
+                              torch.zeros(2, dtype=torch.bool), 0.0)
+        scale = 1e-8 if dtype == torch.float64 else 1e-4  # under 16 roundings of T in the dtype
+        short = SolveResult(scale * exact.x.to(dtype), 2, 0.0, 0.0, True)
+        check = acceptance(far, short, scale * b.to(dtype), lambda v: a.to(dtype) @ v, IFRUConfig())
+        assert check["negligible"] and check["reason"] is None, (dtype, check)
 
 
 def test_the_acceptance_ratio_leaves_out_the_orphan_rows_exact_block():

@@ -2,6 +2,7 @@
 and the acceptance test each attempt must pass."""
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import torch
@@ -23,9 +24,12 @@ CHECK_FROM = 8
 #: converged solve whose true residual exceeds RESIDUAL_DRIFT times the tolerance did not converge, unless it is
 #: within RESIDUAL_FLOOR roundings of its dtype (a tolerance below that is more than the dtype can measure).
 RESIDUAL_DRIFT, RESIDUAL_FLOOR = 2.0, 100
-#: Roundings of :math:`T`'s value (summed in float64) under which a predicted decrease is more than the test can
-#: measure: on an MF that L2 had collapsed to 5e-8, a decrease of 2e-15 against noise of 6e-14 read as a ratio of -0.
-DECREASE_FLOOR = 16
+#: Roundings of :math:`T`'s value under which a predicted decrease is more than the test can measure: on an MF that L2
+#: had collapsed to 5e-8, a decrease of 2e-15 against noise of 6e-14 read as a ratio of -0. In the model's dtype such a
+#: step is taken as it is where it is NEGLIGIBLE_STEP of the parameters' norm or less (its quadratic model is then
+#: exact but for rounding: a float32 step predicting 7e-11 was refused at a ratio of -3e5, and requests that barely
+#: matter were); in float64, the resolution of :math:`T`'s sum, a larger one is refused as unmeasurable.
+DECREASE_FLOOR, NEGLIGIBLE_STEP = 16, 1e-4
 
 
 class Ladder:
@@ -129,7 +133,9 @@ def acceptance(target: TiltedObjective, result, rhs: Tensor, operator, cfg: IFRU
     r"""The acceptance test of a solve: finite, converged (by its true residual too, :func:`residual_limit`), a
     decrease of :math:`T` of at least ``trust.min_ratio`` times the decrease its quadratic model
     :math:`-g^\top s + \tfrac12 s^\top A s` predicts, and, where :math:`T` has a fresh draw of negatives or views, a
-    rise of its loss of at most ``trust.max_fresh_loss_rise``.
+    rise of its loss of at most ``trust.max_fresh_loss_rise``. A decrease under ``DECREASE_FLOOR`` roundings of
+    :math:`T`'s value cannot be measured: the ratio is waived (``negligible``) for a step of at most ``NEGLIGIBLE_STEP``
+    of the parameters' norm, and the step is refused where float64 cannot resolve it.
     For an ``iterate`` of CG on its way (not converged), the model's decrease is :math:`\tfrac12 g^\top s`, no
     product needed (a CG iterate minimises the model on its Krylov space, so :math:`s^\top A s = g^\top s`)."""
     step, phi = result.x, target.phi0
@@ -140,7 +146,10 @@ def acceptance(target: TiltedObjective, result, rhs: Tensor, operator, cfg: IFRU
     actual = float(target(phi + step) - target.start())
     check: dict = {"predicted_decrease": -predicted, "actual_decrease": -actual}
     check.update(_ratio(target, phi + step, actual, predicted))
-    ratio = check["ratio"]
+    start = abs(float(target.start()))
+    ratio, roundings = check["ratio"], -predicted / start if start else math.inf  # of T's value, to the dtype's eps
+    if 0 < roundings < DECREASE_FLOOR * torch.finfo(phi.dtype).eps and step.norm() <= NEGLIGIBLE_STEP * phi.norm():
+        check["negligible"] = True  # the ratio is rounding noise, and the step too short for the model to be off
     where, then = (f" at CG iteration {result.iterations}", "; its solve stopped there") if iterate else ("", "")
     if applied is not None:  # paid for (not an iterate): the solve's true residual, whatever the solver reported
         check["true_residual"] = float((rhs - applied).norm() / rhs.norm().clamp(min=torch.finfo(rhs.dtype).tiny))
@@ -160,11 +169,11 @@ def acceptance(target: TiltedObjective, result, rhs: Tensor, operator, cfg: IFRU
     elif not check["predicted_decrease"] > 0:  # ratio NaN: its quadratic model goes up along the step
         reason = (f"the step failed the acceptance test{where} (its quadratic model predicts a rise of the objective "
                   f"by {-check['predicted_decrease']:.3g}, not a decrease: the curvature is negative along it){then}")
-    elif check["predicted_decrease"] < DECREASE_FLOOR * torch.finfo(torch.float64).eps * abs(float(target.start())):
+    elif roundings < DECREASE_FLOOR * torch.finfo(torch.float64).eps and "negligible" not in check:
         reason = (f"the step failed the acceptance test{where} (the decrease it predicts, "
                   f"{check['predicted_decrease']:.3g}, is under {DECREASE_FLOOR} roundings of the objective's value "
-                  f"{float(target.start()):.3g}: no change the test can measure; the step barely moves the model){then}")
-    elif not ratio >= cfg.trust.min_ratio:
+                  f"{float(target.start()):.3g}: no change the test can measure){then}")
+    elif not (ratio >= cfg.trust.min_ratio or "negligible" in check):
         rows = " on the rows with data left" if "orphan_share" in check else ""
         reason = (f"the step failed the acceptance test{where} (the objective's actual decrease over its predicted "
                   f"decrease{rows} is {ratio:.3g} < trust.min_ratio {cfg.trust.min_ratio:g}){then}")
