@@ -122,8 +122,9 @@ def check_receptive_field(model: Recommender, graph: HeteroData, method: str) ->
     tables' rows, and those of fixed node features (frozen ``[n, f]`` parameters and buffers of ``n`` users, items or
     both, and the graph's floating node attributes). A read that no gradient shows (a ``detach`` or ``torch.no_grad``
     in the forward: a 2-layer module declared with 0 passed, and IFRU left out its spillover) is caught by a second
-    forward, the rows beyond the field changed, whose score must be the same. The forwards run in eval mode, on a
-    copy (a forward may write its weights), the caller's random state kept. A gradient that happens to vanish, and a
+    forward, the node tables' rows beyond the field changed, whose score must be the same (both forwards from one
+    random state: a module may draw in eval mode). The forwards run in eval mode, on a copy (a forward may write its
+    weights), the caller's random state kept. A gradient that happens to vanish, and a
     change that happens to cancel, let a wrong field pass: the check refuses only what it sees.
 
     Raises:
@@ -164,24 +165,25 @@ def _refuse_field(method: str, name: str, field: int, beyond: str, least: str) -
 
 
 def _reads_beyond(model: Recommender, graph: HeteroData, field: int, hops: int, start: str) -> bool:
-    """Whether the score of ``(u0, i0)`` on :func:`_probe_graph` changes when the rows of the nodes more than ``field``
-    hops from it change (by noise larger than any of them; the start's node ``k`` is ``2k - 1`` hops away, the other
-    side's ``2k``)."""
+    """Whether the score of ``(u0, i0)`` on :func:`_probe_graph` changes when the node tables' rows of the nodes more
+    than ``field`` hops from it change (by noise larger than any of them; the start's node ``k`` is ``2k - 1`` hops
+    away, the other side's ``2k``). Fixed features are left as they are: noise made category codes stored as floats
+    indices out of range."""
     users, device = num_users(graph), graph[EDGE].edge_index.device
     user_hops = torch.arange(users, device=device) * 2 - int(start == "user")
     item_hops = torch.arange(num_items(graph), device=device) * 2 - int(start == "item")
     far = torch.cat([user_hops, item_hops]) > field
     pair = torch.zeros(2, 1, dtype=torch.long, device=device)
-    with torch.no_grad(), random_state_kept(model):
-        path, probe = _probe_graph(graph, hops, start), copy.deepcopy(model)
-        rows = _row_inputs(probe, path)
-        with eval_mode(probe):
+    path, probe = _probe_graph(graph, hops, start), copy.deepcopy(model)
+    with torch.no_grad(), eval_mode(probe):
+        with random_state_kept(probe):  # each forward from the caller's state, which each leaves as it was
             before = probe(path, pair)
-            for kind, tensor in rows:
-                mask = table_mask(far, kind, users)
-                if tensor.size(0) == mask.numel():  # a table of another size: the contract's to refuse
-                    noise = torch.randn(tensor.shape, generator=torch.Generator(device).manual_seed(0), device=device)
-                    tensor[mask] += noise.to(tensor.dtype)[mask] * (1 + float(tensor.detach().abs().max()))
+        for name, kind in probe.node_parameters().items():
+            table, mask = probe.get_parameter(name), table_mask(far, kind, users)
+            if table.size(0) == mask.numel():  # a table of another size: the contract's to refuse
+                noise = torch.randn(table.shape, generator=torch.Generator(device).manual_seed(0), device=device)
+                table[mask] += noise.to(table.dtype)[mask] * (1 + float(table.detach().abs().max()))
+        with random_state_kept(probe):
             after = probe(path, pair)
     return bool(((after - before).abs() > 1e-5 * (1 + before.abs())).any())
 
