@@ -29,6 +29,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -251,7 +252,10 @@ def _remove_stale(final: Path) -> None:
     another name had left its own for good; the lock alone cannot tell, where a file system does not honour it).
     Only marked ones: a run the user named ``.NAME.tmp-x`` was removed."""
     # the name is escaped: ``a[1]`` as a pattern matched ``.a1.tmp-*``, never its own leftovers
-    own = set(final.parent.glob(f"{glob.escape(temporary_prefix(final.name))}*{_MARKER}"))
+    # mkstemp's 8 characters: ".a.tmp-*" also matched the markers of "a.tmp-x" ("a.tmp-x.tmp-XXXXXXXX")
+    mine = re.compile(re.escape(temporary_prefix(final.name)) + r"[a-z0-9_]{8}" + re.escape(_MARKER))
+    own = {path for path in final.parent.glob(f"{glob.escape(temporary_prefix(final.name))}*{_MARKER}")
+           if mine.fullmatch(path.name)}
     others = {path for path in final.parent.glob(f".*{_TEMP_MARK}*{_MARKER}") if _abandoned(path)}
     for marker in own | others:
         shutil.rmtree(_marked(marker), ignore_errors=True)
@@ -332,6 +336,12 @@ def absolute_run_path(out: str | os.PathLike) -> Path:
 _PUBLISHED: contextvars.ContextVar[list[Path] | None] = contextvars.ContextVar("published", default=None)
 
 
+def _record_published(final: Path) -> None:
+    record = _PUBLISHED.get()
+    if record is not None and final not in record:
+        record.append(final)
+
+
 @contextlib.contextmanager
 def recording_published() -> Iterator[list[Path]]:
     """Collects into the list it yields the directories that :func:`publish` publishes meanwhile: an interrupted
@@ -343,15 +353,6 @@ def recording_published() -> Iterator[list[Path]]:
         yield published
     finally:
         _PUBLISHED.reset(token)
-
-
-def check_writable(directory: Path, name: str) -> None:
-    """Raises ``OSError`` unless a publisher of ``name`` can write in ``directory``: by a real write (``os.access``
-    says yes to root in /proc or on a read-only disk), a marker as :func:`publish` makes, removed at once (a kill in
-    between leaves what the next publish of ``name`` there removes)."""
-    fd, path = tempfile.mkstemp(prefix=temporary_prefix(name), suffix=_MARKER, dir=directory)
-    os.close(fd)
-    os.unlink(path)
 
 
 def publish(out: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -391,10 +392,11 @@ def publish(out: str | os.PathLike, write: Callable[[Path], None]) -> Path:
             write(tmp)
             fsync_directory(tmp)
             os.rename(tmp, final)
-            if (record := _PUBLISHED.get()) is not None:
-                record.append(final)
+            _record_published(final)
         except BaseException as error:
             if marker is not None:
+                if not tmp.exists() and final.is_dir():  # renamed, then the signal
+                    _record_published(final)
                 shutil.rmtree(tmp, ignore_errors=True)
                 marker.unlink(missing_ok=True)
             raise naming(error, out, temporary=temporary_prefix(final.name))

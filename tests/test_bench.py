@@ -1023,6 +1023,12 @@ def test_reports_are_never_left_beside_an_earlier_runs(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         write_reports(result, tmp_path)
     assert "another" in (tmp_path / "results.md").read_text() and not (tmp_path / "stream.png").exists()
+    # a kill between results.json and results.md left one run's beside the other's (a QA probe): the old one goes first
+    result.dataset = "a third"
+    monkeypatch.setattr(report, "atomic_write", lambda *args, **kwargs: fails())
+    with pytest.raises(KeyboardInterrupt):
+        write_reports(result, tmp_path)
+    assert "a third" in (tmp_path / "results.json").read_text() and not (tmp_path / "results.md").exists()
 
 
 def test_reports_are_written_under_a_lock_on_out(tmp_path, monkeypatch):
@@ -1240,8 +1246,10 @@ def test_a_bpr_file_source_refuses_test_pairs_that_are_training_pairs(tmp_path):
     """BCE refused train and test files that share a pair; BPR took them, so the pair was both trained on (and masked
     in the ranking) and a test positive."""
     folder = _lightgcn_files(tmp_path / "data")
-    with open(folder / "test.txt", "a") as handle:
-        handle.write(f"0 {(folder / 'train.txt').read_text().split()[1]}\n")  # user 0's first training item
+    item = (folder / "train.txt").read_text().split()[1]  # user 0's first training item, added to its test line
+    lines = (folder / "test.txt").read_text().splitlines()
+    (folder / "test.txt").write_text("".join(f"{line} {item}\n" if line.split()[0] == "0" else f"{line}\n"
+                                             for line in lines))
     for loss in ("bce", "bpr"):
         with pytest.raises(ValueError, match=r"train and test files overlap: 1 \(user, item\) pair\(s\) in both, "
                                              r"\(0, \d+\);"):

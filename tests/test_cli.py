@@ -359,11 +359,10 @@ def test_out_is_probed_where_its_run_is_written_and_a_mount_point_is_refused(tmp
     """The write probe was made inside --out, where publish writes beside it (a parent that refused it failed at the
     end, and an existing run got a folder made and removed in it), and a mount point (a container's volume) passed,
     the work done, and failed at the rename: "Device or resource busy" (a QA probe)."""
+    import tempfile
     from graphforget.cli import _check_out_dir
-    from graphforget.runs import check_writable
-    probed = []
-    monkeypatch.setattr("graphforget.cli.check_writable",
-                        lambda directory, name: probed.append(directory) or check_writable(directory, name))
+    probed, real = [], tempfile.TemporaryFile
+    monkeypatch.setattr(tempfile, "TemporaryFile", lambda **kwargs: probed.append(kwargs["dir"]) or real(**kwargs))
     (tmp_path / "empty").mkdir()
     for out in (tmp_path / "empty", tmp_path / "new" / "deeper"):
         assert _check_out_dir(str(out)) == out

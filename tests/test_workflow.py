@@ -1217,10 +1217,10 @@ def test_a_verify_report_that_appears_while_it_runs_is_not_overwritten(capsys, b
 
 def test_publish_is_atomic_refuses_existing_and_cleans_stale_attempts(tmp_path):
     out = tmp_path / "run"
-    stale = tmp_path / ".run.tmp-killed"  # a killed attempt's directory and its marker
+    stale = tmp_path / ".run.tmp-killed_0"  # a killed attempt's directory and its marker (mkstemp's 8 characters)
     stale.mkdir()
     (stale / "model.pt").write_bytes(b"half")
-    (tmp_path / ".run.tmp-killed.publishing").write_text("")
+    (tmp_path / ".run.tmp-killed_0.publishing").write_text("")
 
     def failing(tmp: Path):
         (tmp / "x").write_text("1")
@@ -1235,9 +1235,10 @@ def test_publish_is_atomic_refuses_existing_and_cleans_stale_attempts(tmp_path):
     assert (out / "x").read_text() == "2" and [p.name for p in tmp_path.iterdir()] == ["run"]
 
 
-def test_a_full_disk_names_the_output_and_a_killed_write_check_is_removed_by_the_next_publish(tmp_path, monkeypatch):
+def test_a_full_disk_names_the_output_and_a_killed_write_check_leaves_nothing(tmp_path, monkeypatch):
     """ENOSPC from a write names no file: fit, forget and evaluate --out said only 'No space left on device'. And
-    --out's write check left a visible tmpXXXX folder when killed, which nothing removed."""
+    --out's write check left a visible tmpXXXX folder when killed, which nothing removed; then a marker, which blocked
+    a bench's --out (a QA probe): it is an unnamed file now, where the system has them."""
     import errno
     import graphforget.cli as gcli
     from graphforget.io import atomic_write
@@ -1250,15 +1251,16 @@ def test_a_full_disk_names_the_output_and_a_killed_write_check_is_removed_by_the
             call(out)
     assert list(tmp_path.iterdir()) == []
 
-    def killed(path):  # the probe made, then the process killed
+    real = gcli.tempfile.TemporaryFile
+
+    def killed(**kwargs):  # the probe made, then the process killed
+        real(**kwargs)
         raise KeyboardInterrupt
-    with pytest.raises(KeyboardInterrupt), monkeypatch.context() as patch:
-        patch.setattr("graphforget.runs.os.unlink", killed)
-        gcli._check_out_dir(str(tmp_path / "run"))
-    (left,) = tmp_path.iterdir()
-    assert left.name.startswith(".run.tmp-")
-    publish(tmp_path / "run", lambda tmp: (tmp / "x").write_text("1"))
-    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    for into in (False, True):
+        with pytest.raises(KeyboardInterrupt), monkeypatch.context() as patch:
+            patch.setattr(gcli.tempfile, "TemporaryFile", killed)
+            gcli._check_out_dir(str(tmp_path / "run"), into=into)
+        assert list(tmp_path.iterdir()) == []
 
 
 # ------------------------------------------------------------------------------------------------ kills
@@ -2297,11 +2299,30 @@ def test_a_model_that_forgot_nothing_is_said_by_forget_and_fails_verify_strict(c
 def test_publish_cleans_the_stale_attempts_of_a_name_with_glob_characters(tmp_path):
     """The leftovers of ``a[1]`` were looked up with ``.a[1].tmp-*`` as a glob pattern, which matches ``.a1.tmp-*``
     and never ``.a[1].tmp-*``: a killed attempt at ``a[1]`` was never removed, and one at ``a1`` was."""
-    for name in (".a[1].tmp-killed", ".a1.tmp-killed"):  # killed attempts: a directory and its marker
+    for name in (".a[1].tmp-killed_0", ".a1.tmp-killed_0"):  # killed attempts: a directory and its marker
         (tmp_path / name).mkdir()
         (tmp_path / f"{name}.publishing").write_text("")
     publish(tmp_path / "a[1]", lambda tmp: (tmp / "x").write_text("1"))
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".a1.tmp-killed", ".a1.tmp-killed.publishing", "a[1]"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".a1.tmp-killed_0", ".a1.tmp-killed_0.publishing", "a[1]"]
+
+
+def test_publish_removes_only_its_own_names_leftovers_and_records_a_run_renamed_before_a_signal(tmp_path, monkeypatch):
+    """Under the lock, the leftovers of ``a`` were found as ``.a.tmp-*``: the marker of ``a.tmp-x``'s publisher
+    matched; and a signal between the rename and the record left the published run unnamed (QA probes)."""
+    from graphforget.runs import _reserve, recording_published
+    marker, _ = _reserve(tmp_path, "a.tmp-x")
+    marker.write_text(json.dumps({"writer": "00000000-1"}))  # another host's: not abandoned
+    publish(tmp_path / "a", lambda tmp: None)
+    assert marker.exists()
+    rename = os.rename
+
+    def renamed_then_signal(source, target):
+        rename(source, target)
+        raise KeyboardInterrupt
+    monkeypatch.setattr("graphforget.runs.os.rename", renamed_then_signal)
+    with pytest.raises(KeyboardInterrupt), recording_published() as published:
+        publish(tmp_path / "b", lambda tmp: None)
+    assert published == [tmp_path / "b"] and (tmp_path / "b").is_dir()
 
 
 def test_publish_removes_no_directory_it_did_not_make(tmp_path):

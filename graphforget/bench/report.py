@@ -316,14 +316,15 @@ def write_reports(result, out: Path) -> list[Path]:
 
     Both reports are built before either is written, and every earlier plot is removed before them: a report
     that failed to build, or an interruption while the plot was drawn (the slow part), left new figures beside
-    the old ones. They are written under a lock on ``out``: two runs sharing it (over disjoint seeds, in parallel)
-    left one's ``results.json`` beside the other's ``results.md``.
+    the old ones; so is the old ``results.md``, before the new ``results.json``: a kill between the two left one run's
+    beside the other's (a missing one is written again from ``results.json``, :meth:`BenchResult.from_dict`). They
+    are written under a lock on ``out``: two runs sharing it (over disjoint seeds, in parallel) mixed them too.
     """
     out.mkdir(parents=True, exist_ok=True)
     record, table = result.to_dict(), markdown(result)
     with directory_lock(out):
-        for protocol in PROTOCOLS:
-            (out / f"{protocol}.png").unlink(missing_ok=True)
+        for old in [f"{protocol}.png" for protocol in PROTOCOLS] + ["results.md"]:
+            (out / old).unlink(missing_ok=True)
         files = [write_json(out / "results.json", record),
                  atomic_write(out / "results.md", lambda handle: handle.write(table), binary=False)]
         figure = plot(result, out / f"{result.protocol}.png")

@@ -349,7 +349,8 @@ def _read_lightgcn_lines(path: Path) -> tuple[np.ndarray, np.ndarray, int, np.nd
             format has one line a user: two were merged without a word); ``FILE holds no (user, item) pairs`` when
             no line lists an item.
     """
-    users, items, lines, max_user, listed = [], [], [], -1, {}
+    users, items, lines, max_user = [], [], [], -1
+    listed: dict[int, int] = {}  # user -> its line
     # undecodable bytes fail as an id, named; the byte-order mark that Notepad writes is no part of the first id
     with open(require_file(path), encoding="utf-8-sig", errors="replace") as f:
         for number, line in enumerate(f, start=1):
