@@ -124,8 +124,8 @@ def check_receptive_field(model: Recommender, graph: HeteroData, method: str) ->
     in the forward: a 2-layer module declared with 0 passed, and IFRU left out its spillover) is caught by a second
     forward, the node tables' rows beyond the field changed, whose score must be the same (both forwards from one
     random state: a module may draw in eval mode). The forwards run in eval mode, on a copy (a forward may write its
-    weights), the caller's random state kept. A gradient that happens to vanish, and a
-    change that happens to cancel, let a wrong field pass: the check refuses only what it sees.
+    weights), the caller's random state kept. A gradient that happens to vanish, and a change that happens to cancel,
+    let a wrong field pass: the check refuses only what it sees.
 
     Raises:
         NotARecommender: ``model`` is not a :class:`~graphforget.models.Recommender` (its node tables are read by
