@@ -873,7 +873,7 @@ def _comma_hint(args):
     try:
         yield
     except ValueError as error:
-        if text is None or "," not in text or not str(error).startswith("unknown "):
+        if text is None or ", " not in text or not str(error).startswith("unknown "):  # "1,99999" is a plain list
             raise
         raise ValueError(f"{error}; {flag} splits at commas: quote an id that holds one ({flag} '\"Smith, J\"')") \
             from error

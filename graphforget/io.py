@@ -77,8 +77,8 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO], object], *, b
 
 
 def owner() -> str:
-    """``HOST-PID``, the writer that a temporary file's name or a publisher's marker carries (the host as 8 hex digits of
-    its name), so that a later writer can tell the leftovers of a killed one (:func:`abandoned_by`)."""
+    """``HOST-PID``, the writer that a temporary file's name or a publisher's marker carries (the host as 8 hex digits
+    of its name), so that a later writer can tell the leftovers of a killed one (:func:`abandoned_by`)."""
     return f"{zlib.crc32(socket.gethostname().encode()):08x}-{os.getpid()}"
 
 

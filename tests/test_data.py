@@ -2138,14 +2138,18 @@ def test_a_csv_file_in_utf16_a_blank_first_line_or_a_repeated_header_is_named(tm
     before the header gave "columns [...] not in FILE (has [])"; and the header of a second file joined with `cat`
     was read, without a label column, as the user "user" rating the item "item" (QA probes)."""
     path = tmp_path / "r.csv"
-    path.write_bytes("user,item\nu1,i1\n".encode("utf-16"))
-    with pytest.raises(ValueError, match=re.escape(f"{path} starts with the byte-order mark of UTF-16: it is UTF-16 "
-                                                   "text, not UTF-8: pass its encoding")):
-        load_csv(path, "user", "item")
-    assert load_csv(path, "user", "item", encoding="utf-16")["user"].raw_id.tolist() == ["u1"]
-    path.write_text("\n\nuser,item\nu1,i1\n")
-    with pytest.raises(ValueError, match=re.escape(f"{path}, line 1: blank, where a CSV file starts with a header")):
-        load_csv(path, "user", "item")
+    for wide in ("utf-16", "utf-32"):  # UTF-32's mark starts with UTF-16's: it was named UTF-16
+        path.write_bytes("user,item\nu1,i1\n".encode(wide))
+        for given, shown in (("utf-8", "UTF-8"), ("latin-1", "latin-1")):
+            with pytest.raises(ValueError, match=re.escape(
+                    f"{path} starts with the byte-order mark of {wide.upper()}: it is {wide.upper()} text, not "
+                    f"{shown}: read it with the encoding '{wide}' (encoding='{wide}', or the command's --encoding)")):
+                load_csv(path, "user", "item", encoding=given)
+        assert load_csv(path, "user", "item", encoding=wide)["user"].raw_id.tolist() == ["u1"]
+    for blank in ("\n\n", " \t\n"):  # spaces too: "columns [...] not in FILE (has [''])"
+        path.write_text(f"{blank}user,item\nu1,i1\n")
+        with pytest.raises(ValueError, match=re.escape(f"{path}, line 1: blank, where a CSV file starts with a")):
+            load_csv(path, "user", "item")
     path.write_text("\n \n")
     with pytest.raises(ValueError, match=re.escape(f"{path} is empty")):
         load_csv(path, "user", "item")

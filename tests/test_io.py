@@ -54,8 +54,8 @@ def test_a_temporary_file_of_a_killed_writer_is_removed_by_the_next_write(tmp_pa
     import sys
     from graphforget.io import owner
     path, _ = _old_file(tmp_path)
-    killed = ("import os, signal, sys; from graphforget.io import atomic_write; "
-              "atomic_write(sys.argv[1], lambda f: (f.write(b'half'), f.flush(), os.kill(os.getpid(), signal.SIGKILL)))")
+    killed = ("import os, signal, sys; from graphforget.io import atomic_write; atomic_write(sys.argv[1], "
+              "lambda f: (f.write(b'half'), f.flush(), os.kill(os.getpid(), signal.SIGKILL)))")
     proc = subprocess.run([sys.executable, "-c", killed, str(path)], capture_output=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     (left,) = set(os.listdir(tmp_path)) - {"model.pt"}

@@ -549,8 +549,8 @@ def test_acceptance_ratio_of_an_exact_newton_step_on_a_quadratic():
     tiny = SolveResult(1e-8 * exact.x, 2, 0.0, 0.0, True)
     check = acceptance(offset, tiny, 1e-8 * b, lambda v: a @ v, IFRUConfig())
     assert 0 < check["predicted_decrease"] < 1e-12 and check["reason"] == (
-        f"the step failed the acceptance test (the decrease it predicts, {check['predicted_decrease']:.3g}, is under 16 "
-        "roundings of the objective's value 1e+03: no change the test can measure)")
+        f"the step failed the acceptance test (the decrease it predicts, {check['predicted_decrease']:.3g}, is under "
+        "16 roundings of the objective's value 1e+03: no change the test can measure)")
     assert acceptance(target, tiny, 1e-8 * b, lambda v: a @ v, IFRUConfig())["reason"] is None  # measured from 0
     # ... unless the step is at most 1e-4 of the parameters' norm: its quadratic model is then exact but for rounding
     # (a float32 step predicting 7e-11 was refused at a ratio of -3e5, and requests that barely matter were)

@@ -498,7 +498,7 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
             reader = csv.DictReader(f, delimiter=delimiter, skipinitialspace=True)  # "user, item" too
             if reader.fieldnames is None or not text.strip():
                 raise ValueError(f"{path} is empty: a CSV file starts with a header naming its columns")
-            if not reader.fieldnames:  # the csv module takes a blank first line for an empty header
+            if not any(name.strip() for name in reader.fieldnames):  # a blank first line, taken for an empty header
                 raise _line_error(path, 1, "blank, where a CSV file starts with a header naming its columns: remove "
                                            "the blank lines before it")
             reader.fieldnames = [name.strip() for name in reader.fieldnames]  # "user , item": as the values are
@@ -530,10 +530,12 @@ def read_text(path: Path, encoding: str, advice: str) -> str:
     the line, and ``advice``: one bad byte in a UTF-8 file is a line to mend, where reading the file as latin-1
     would garble every other name in it."""
     codec, data = text_codec(encoding), path.read_bytes()
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and not codec.startswith(("utf-16", "utf-32")):
-        shown = "UTF-8" if codec == "utf-8-sig" else encoding  # read as latin-1, its every other character was a NUL
-        raise ValueError(f"{path} starts with the byte-order mark of UTF-16: it is UTF-16 text, not {shown}: {advice} "
-                         "(its encoding: 'utf-16')")
+    wide = _wide_unicode(data)
+    if wide and not codec.startswith(wide):  # read as latin-1, its every other character was a NUL
+        shown = "UTF-8" if codec == "utf-8-sig" else encoding
+        raise ValueError(f"{path} starts with the byte-order mark of {wide.upper()}: it is {wide.upper()} text, not "
+                         f"{shown}: read it with the encoding '{wide}' (encoding='{wide}', or the command's "
+                         "--encoding)")
     if codec == "utf-8-sig":  # the mark off first: error.start counts from there
         codec, data = "utf-8", data.removeprefix(codecs.BOM_UTF8)
     try:
@@ -543,6 +545,14 @@ def read_text(path: Path, encoding: str, advice: str) -> str:
         shown = "UTF-8" if codec == "utf-8" else encoding
         reason = getattr(error, "reason", error)
         raise ValueError(f"{path}, line {line}: not {shown} text ({reason}): {advice}") from None
+
+
+def _wide_unicode(data: bytes) -> str | None:
+    """``utf-32`` or ``utf-16`` where ``data`` starts with its byte-order mark (UTF-32's first, which starts with
+    UTF-16's), else ``None``."""
+    if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "utf-32"
+    return "utf-16" if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else None
 
 
 def text_codec(encoding: str) -> str:

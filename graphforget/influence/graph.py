@@ -151,17 +151,17 @@ def check_receptive_field(model: Recommender, graph: HeteroData, method: str) ->
         if depth >= reach:  # a mean over every node (PairNorm) reads the rows at the path's end
             _refuse_unbounded(method, name, f"rows as far as the probe's path reaches, {hops} hops from the scored pair")
     if depth <= field and any(_reads_beyond(model, graph, field, hops, start) for hops, start in probes):
-        _refuse_field(method, name, field, f"nodes more than {field} hops away from the scored pair, though no gradient "
-                                           "reaches them (a detach or torch.no_grad in its forward?)", "")
+        _refuse_field(method, name, field, f"nodes more than {field} hops away from the scored pair, though no "
+                                           "gradient reaches them (a detach or torch.no_grad in its forward?)", "")
     if depth > field:
         _refuse_field(method, name, field, f"nodes {depth} hops away from the scored pair", f" ({depth} or more)")
 
 
 def _refuse_field(method: str, name: str, field: int, beyond: str, least: str) -> NoReturn:
-    raise ValueError(f"{method}: {name}.receptive_field is {field}, but its scores read the rows of {beyond}: set it to "
-                     f"the module's number of message-passing layers{least}. {method} updates only the rows within it "
-                     "and computes on the subgraph it spans, so a smaller one leaves rows the request moved as trained, "
-                     "and scores pairs otherwise than the whole graph does")
+    raise ValueError(f"{method}: {name}.receptive_field is {field}, but its scores read the rows of {beyond}: set it "
+                     f"to the module's number of message-passing layers{least}. {method} updates only the rows within "
+                     "it and computes on the subgraph it spans, so a smaller one leaves rows the request moved as "
+                     "trained, and scores pairs otherwise than the whole graph does")
 
 
 def _reads_beyond(model: Recommender, graph: HeteroData, field: int, hops: int, start: str) -> bool:
