@@ -1112,13 +1112,7 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
         TypeError: ``verify``, ``allow_untrusted``, ``progress`` or ``local_ids`` is not a bool.
     """
     inputs, out = dict(locals()), absolute_run_path(out)
-
-    def checked() -> tuple[Run, Request]:
-        _check_switches(verify=verify, allow_untrusted=allow_untrusted, progress=progress)
-        check_method(method)
-        check_device(device)
-        return _parent_and_request(run, users=users, items=items, edges=edges, local_ids=local_ids)
-    parent, request = _check_new_run_on_every_rank(out, inputs, checked)
+    parent, request = _check_new_run_on_every_rank(out, inputs, lambda: _forget_inputs_checked(**inputs))
     seed = _forget_seed(parent, method, options, seed)
     train = Hyperparameters(**parent.info["hparams"]).train_config(seed, progress)
     config = method_config(method, options, train=train, seed=seed)
@@ -1139,6 +1133,15 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
     path, written = _on_rank_zero(lambda: (save_run(out, info, model, graph, val, test, removed, parent.audit,
                                                     remember), written))
     return ForgetResult(path, request, result, report, written, _untrusted_before(parent, written))
+
+
+def _forget_inputs_checked(*, run, users, items, edges, local_ids, method, verify, allow_untrusted, device, progress,
+                           **_) -> tuple[Run, Request]:
+    """:func:`forget`'s checks of its arguments, then its parent run and its request."""
+    _check_switches(verify=verify, allow_untrusted=allow_untrusted, progress=progress)
+    check_method(method)
+    check_device(device)
+    return _parent_and_request(run, users=users, items=items, edges=edges, local_ids=local_ids)
 
 
 def _published_result(result, parent: Run) -> tuple[Recommender, HeteroData]:
