@@ -2125,9 +2125,13 @@ def test_a_compressed_data_file_is_refused_by_name(tmp_path):
     (tmp_path / "c.csv.bz2").write_bytes(bz2.compress(b"user,item\nu1,i1\n"))
     with zipfile.ZipFile(tmp_path / "c.zip", "w") as archive:
         archive.writestr("c.csv", "user,item\nu1,i1\n")
+    (tmp_path / "c.csv.xz").write_bytes(b"\xfd7zXZ\x00" + b"\x00" * 10)  # the formats' first bytes
+    (tmp_path / "t.txt.zst").write_bytes(b"\x28\xb5\x2f\xfd" + b"\x00" * 10)
+    csv = lambda p: load_csv(p, "user", "item")  # noqa: E731
     for name, kind, opener, read in (("t.txt.gz", "gzip", "gunzip -k", load_labelled_triples),
-                                     ("c.csv.bz2", "bzip2", "bunzip2 -k", lambda p: load_csv(p, "user", "item")),
-                                     ("c.zip", "zip", "unzip", lambda p: load_csv(p, "user", "item"))):
+                                     ("c.csv.bz2", "bzip2", "bunzip2 -k", csv), ("c.zip", "zip", "unzip", csv),
+                                     ("c.csv.xz", "xz", "unxz -k", csv),
+                                     ("t.txt.zst", "zstd", "unzstd", load_labelled_triples)):
         with pytest.raises(ValueError, match=re.escape(f"{tmp_path / name} is {kind}-compressed: decompress it first "
                                                        f"({opener} {name}) and give the dataset file it holds")):
             read(tmp_path / name)

@@ -89,6 +89,28 @@ def test_finetune_of_an_lbfgs_model_uses_adam(small_planted, one_thread):
     assert torch.equal(result.model.item_emb.weight, expected.item_emb.weight)
 
 
+def test_local_finetune_refuses_a_field_too_small_for_what_it_does(small_planted):
+    """Its refusal said that it computes on the subgraph the field spans, as IFRU does, where it trains on the whole
+    graph (a QA probe)."""
+    from torch_geometric.nn import LGConv
+    from graphforget.models import PyGRecommender
+
+    class TwoHops(nn.Module):
+        def __init__(self, nodes: int):
+            super().__init__()
+            self.embedding, self.hop = nn.Embedding(nodes, 8), LGConv()
+
+        def forward(self, edge_index, edge_label_index, edge_weight=None):
+            z = self.hop(self.hop(self.embedding.weight, edge_index), edge_index)
+            return (z[edge_label_index[0]] * z[edge_label_index[1]]).sum(-1)
+    users, items = num_users(small_planted), num_items(small_planted)
+    model = PyGRecommender(TwoHops(users + items), users, items, receptive_field=1)
+    config = FineTuneConfig(CONFIG, epochs=1, local=True)
+    with pytest.raises(ValueError, match=r"\(2 or more\)\. FineTune\(local=True\) updates only the rows within it, so "
+                                         r"a smaller one leaves rows the request moved as trained$"):
+        FineTune(model, small_planted, OBJECTIVE, config).unlearn(random_edges(small_planted, 0.02, seed=4))
+
+
 @pytest.mark.parametrize("cls,kwargs", [(MF, {}), (LightGCN, {"num_layers": 1})])
 def test_local_finetune_moves_only_the_region(small_planted, one_thread, cls, kwargs):
     model = trained_model(cls, small_planted, **kwargs)

@@ -448,6 +448,10 @@ def test_the_auto_newton_steps_stop_once_the_gradient_is_a_hundredth_of_g(proble
     assert result.info["newton_stop"] == "converged" and 1 < len(solves) < 8
     assert all(s["rhs_norm"] > stop for s in solves[1:])
     assert result.info["zeroed_entries"] == 0
+    # and the last iterate's is at most the hundredth: a stop ten times looser passed (a QA probe's mutation)
+    total = objective.total(result.model, result.graph)
+    final = torch.cat([g.flatten() for g in torch.autograd.grad(total, list(result.model.parameters()))]).norm()
+    assert float(final) <= stop, (float(final), stop)
 
 
 def test_the_auto_newton_solves_are_never_tighter_than_a_tenth(problem, one_thread):

@@ -228,6 +228,23 @@ def test_excluded_pairs_are_never_drawn_and_are_checked(planted):
             matched_non_members(planted, request, exclude=bad)
 
 
+def test_the_matches_of_an_item_withdrawn_whole_avoid_the_excluded_pairs_too():
+    """An item withdrawn whole is matched on its own side (other users of the same item), which dropped ``exclude``
+    without any test failing (a QA probe's mutation). Item 0 is held by users 0 and 1, both withdrawn; its pairs with
+    users 2-8 are held out, so user 9 alone may match it."""
+    users = [0, 1] + [u for u in range(10) for _ in range(2)]
+    items = [0, 0] + [1 + (u + k) % 5 for u in range(10) for k in range(2)]
+    graph = make_interactions(torch.tensor([users, items]), None, 10, 6)
+    request, held_out = torch.tensor([[0, 1], [0, 0]]), torch.tensor([list(range(2, 9)), [0] * 7])
+    excluded = set(map(tuple, held_out.t().tolist()))
+
+    def drawn(exclude) -> set:
+        return {pair for seed in range(20)
+                for pair in map(tuple, matched_non_members(graph, request, seed=seed, exclude=exclude).t().tolist())}
+    assert drawn(None) & excluded  # without exclude the test can fail
+    assert not drawn(held_out) & excluded and (9, 0) in drawn(held_out)
+
+
 def test_a_user_with_every_item_is_dropped_and_counted(caplog):
     graph = make_interactions(torch.tensor([[0, 0, 0, 1, 1], [0, 1, 2, 0, 1]]), None, 2, 3)
     request = torch.tensor([[0, 1], [1, 0]])

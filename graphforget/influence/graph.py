@@ -110,7 +110,7 @@ def computation_subgraph(graph: HeteroData, nodes: Tensor, hops: int, dtype: tor
     return sub
 
 
-def check_receptive_field(model: Recommender, graph: HeteroData, method: str) -> None:
+def check_receptive_field(model: Recommender, graph: HeteroData, method: str, subgraph: bool = True) -> None:
     """Raises ``ValueError`` when a pair's score reads node rows beyond ``model.receptive_field`` hops of the pair.
     An influence method takes from that bound the rows it updates and the subgraphs it computes on: under a field too
     small, its step left rows the request moved as trained and scored pairs otherwise than the whole graph does (a
@@ -125,7 +125,8 @@ def check_receptive_field(model: Recommender, graph: HeteroData, method: str) ->
     forward, the node tables' rows beyond the field changed, whose score must be the same (both forwards from one
     random state: a module may draw in eval mode). The forwards run in eval mode, on a copy (a forward may write its
     weights), the caller's random state kept. A gradient that happens to vanish, and a change that happens to cancel,
-    let a wrong field pass: the check refuses only what it sees.
+    let a wrong field pass: the check refuses only what it sees. ``subgraph``: ``method`` computes on the subgraph the
+    field spans (IFRU, SCIF), as its error says (FineTune's local rows train on the whole graph).
 
     Raises:
         NotARecommender: ``model`` is not a :class:`~graphforget.models.Recommender` (its node tables are read by
@@ -151,17 +152,22 @@ def check_receptive_field(model: Recommender, graph: HeteroData, method: str) ->
         if depth >= reach:  # a mean over every node (PairNorm) reads the rows at the path's end
             _refuse_unbounded(method, name, f"rows as far as the probe's path reaches, {hops} hops from the scored pair")
     if depth <= field and any(_reads_beyond(model, graph, field, hops, start) for hops, start in probes):
-        _refuse_field(method, name, field, f"nodes more than {field} hops away from the scored pair, though no "
-                                           "gradient reaches them (a detach or torch.no_grad in its forward?)", "")
+        beyond = (f"nodes more than {field} hops away from the scored pair, though no gradient reaches them (a detach "
+                  "or torch.no_grad in its forward?)")
+        _refuse_field(f"{method}: {name}.receptive_field is {field}, but its scores read the rows of {beyond}: set it "
+                      "to the module's number of message-passing layers", method, subgraph)
     if depth > field:
-        _refuse_field(method, name, field, f"nodes {depth} hops away from the scored pair", f" ({depth} or more)")
+        _refuse_field(f"{method}: {name}.receptive_field is {field}, but its scores read the rows of nodes {depth} "
+                      f"hops away from the scored pair: set it to the module's number of message-passing layers "
+                      f"({depth} or more)", method, subgraph)
 
 
-def _refuse_field(method: str, name: str, field: int, beyond: str, least: str) -> NoReturn:
-    raise ValueError(f"{method}: {name}.receptive_field is {field}, but its scores read the rows of {beyond}: set it "
-                     f"to the module's number of message-passing layers{least}. {method} updates only the rows within "
-                     "it and computes on the subgraph it spans, so a smaller one leaves rows the request moved as "
-                     "trained, and scores pairs otherwise than the whole graph does")
+def _refuse_field(said: str, method: str, subgraph: bool) -> NoReturn:
+    """``said``, and what a field too small does to ``method``."""
+    spans = (" and computes on the subgraph it spans, so a smaller one leaves rows the request moved as trained, and "
+             "scores pairs otherwise than the whole graph does") if subgraph else \
+        ", so a smaller one leaves rows the request moved as trained"
+    raise ValueError(f"{said}. {method} updates only the rows within it{spans}")
 
 
 def _reads_beyond(model: Recommender, graph: HeteroData, field: int, hops: int, start: str) -> bool:

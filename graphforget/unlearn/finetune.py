@@ -100,7 +100,7 @@ class FineTune(Unlearner):
         handles = []
         if self.config.local:
             if not self._field_checked:  # structural: once per unlearner (about 4% of a quick stream's request)
-                check_receptive_field(model, self.graph, "FineTune(local=True)")
+                check_receptive_field(model, self.graph, "FineTune(local=True)", subgraph=False)
                 self._field_checked = True
             region = k_hop_mask(self.graph, node_ids(request, num_users(self.graph)), model.receptive_field)
             handles = _freeze_rows_outside(model, region, num_users(self.graph))
