@@ -91,6 +91,21 @@ def test_edges_edited_in_place_after_construction_are_checked_again(graph):
         unlearner.unlearn(fresh[EDGE].edge_index[:, :1])
 
 
+def test_labels_given_new_data_after_fit_are_refused():
+    """A tensor given new data (``label.data = ...``) keeps its version: the state fit() records holds its data
+    pointer, and dropping it passed every test of the training graph's side (a QA probe's mutation)."""
+    from graphforget.models import LightGCN
+    from graphforget.unlearn import UnlearnRec, UnlearnRecConfig
+    graph = planted_communities(num_users=60, num_items=40, num_communities=2, interactions_per_user=6, seed=0)
+    config = UnlearnRecConfig(pretrain_epochs=1, finetune_epochs=0, batch_size=0, max_loss_increase=None)
+    unlearner = UnlearnRec(LightGCN(60, 40, 4), graph, BPRObjective(l2=0.1), config).fit()
+    label = graph[EDGE].edge_label
+    label.data = label.data.clone()
+    label.data[:40] = 0
+    with pytest.raises(ValueError, match=r"changed since fit\(\)"):
+        unlearner.unlearn(random_edges(graph, 0.05, seed=0))
+
+
 # --------------------------------------------------------------------------------------------- labels
 
 def test_bce_rejects_labels_outside_0_1(graph):

@@ -64,6 +64,7 @@ def test_build_config_parses_strings_by_the_field_type():
     base = Outer(limit=2)
     assert build_config(Outer, {"inner.name": "c"}, base) == Outer(limit=2, inner=Inner(name="c"))
     assert base == Outer(limit=2)  # the base is not mutated
+    assert build_config(Outer, {"limit": "3"}, base).inner is not base.inner  # nor shared (a QA probe's mutation)
 
 
 @pytest.mark.parametrize("options, message", [

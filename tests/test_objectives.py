@@ -72,6 +72,8 @@ def test_bpr_resample_switch(model, graph):
     fixed, moving = BPRObjective(seed=1, resample=False), BPRObjective(seed=1, resample=True)
     assert torch.equal(fixed.edge_losses(model, graph, epoch=0), fixed.edge_losses(model, graph, epoch=7))
     assert torch.equal(moving.edge_losses(model, graph, epoch=0), fixed.edge_losses(model, graph, epoch=0))
+    # and resampling draws others in another epoch: always drawing epoch 0's passed the lines above (a QA probe)
+    assert not torch.equal(moving.edge_losses(model, graph, epoch=0), moving.edge_losses(model, graph, epoch=7))
 
 
 # --------------------------------------------------------------------------------------------- hashed negatives
@@ -98,14 +100,16 @@ def test_hashed_negatives_avoid_the_users_items():
 def test_hashed_negatives_follow_their_definition_edge_by_edge():
     """Against the definition written for one edge at a time: its hash, redrawn while it hits one of the user's
     items (up to 8 rounds), then moved to the next item the user lacks. User 30 has 38 of the 40 items, so
-    some of its negatives reach the probing."""
+    some of its negatives reach the probing; it lacks items 0 and 20, far apart, so that probing from the 7th round's
+    draw and drawing an 8th differ (with 38 and 39 lacking, 7 rounds passed: a QA probe's mutation)."""
     base = dense_ish_graph()[EDGE].edge_index
-    crowded = torch.stack([torch.full((38,), 30), torch.arange(38)])
+    mine = torch.tensor([item for item in range(40) if item not in (0, 20)])
+    crowded = torch.stack([torch.full_like(mine, 30), mine])
     graph = make_interactions(torch.cat([base, crowded], 1), num_users=31, num_items=40)
     ei = graph[EDGE].edge_index
     known = set(zip(ei[0].tolist(), ei[1].tolist()))
     probed = 0
-    for seed, epoch in ((0, 0), (3, 2)):
+    for seed, epoch in ((0, 0), (3, 2), (5, 1)):
         negatives = hashed_negatives(graph, ei, seed, epoch).tolist()
         for (user, item), neg in zip(ei.t().tolist(), negatives):
             key = torch.tensor([(user * 40 + item) * 1000003 + seed * 7919 + epoch * 104729])

@@ -597,9 +597,10 @@ def test_balanced_kmeans_anchors_are_vector_means():
     assert torch.bincount(groups, minlength=4).max() <= math.ceil(50 / 4)
     for s in range(4):
         assert torch.allclose(anchors[s], x[groups == s].mean(0), atol=1e-6)
-    # A fixed point: one more assignment from these anchors gives the same groups when it stopped early.
-    if iterations < 10:
-        assert torch.equal(balanced_assign(torch.cdist(x, anchors), math.ceil(50 / 4)), groups)
+    # It stops early, at a fixed point: one more assignment from these anchors gives the same groups (under an
+    # ``if`` it stopped early, this could not fail when the stop was lost: a QA probe's mutation).
+    assert iterations < 10
+    assert torch.equal(balanced_assign(torch.cdist(x, anchors), math.ceil(50 / 4)), groups)
 
 
 @pytest.mark.parametrize("partition", ["interaction", "user", "item"])

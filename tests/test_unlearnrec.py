@@ -936,6 +936,29 @@ def test_a_step_preserves_against_the_original_models_user_and_item_rows(trained
     assert parts["preserve"] == pytest.approx(float(expected), rel=1e-5) and float(expected) > 0
 
 
+def test_a_steps_preservation_reads_only_the_interactions_of_a_labelled_graph():
+    """L_p's pairs are the batch's interactions (edges labelled above 0): counting the 0s too passed every test, whose
+    graph was implicit (a QA probe's mutation)."""
+    graph = planted_communities(num_users=60, num_items=40, num_communities=4, interactions_per_user=8, seed=0)
+    assert bool((graph[EDGE].edge_label == 0).any())
+    model = LightGCN(60, 40, embedding_dim=8, num_layers=2)
+    model.reset_parameters(0)
+    unlearner = UnlearnRec(model, graph, BPRObjective(l2=1e-4, seed=0), quick_config())
+    remaining = without_edges(graph, random_edges(graph, 0.05, seed=6))[0]
+    work, _ = unlearner._working_copy(trainable_tables=False)
+    batch = torch.arange(remaining[EDGE].edge_index.size(1))
+    _, parts = unlearner._step_loss(work, remaining, batch, graph[EDGE].edge_index[:, :2], unlearner._reference(),
+                                    epoch=1)
+    with torch.no_grad():
+        user, item = model.embed(remaining)
+        ref_user, ref_item = model.embed(graph)
+    store = remaining[EDGE]
+    pairs = store.edge_index[:, store.edge_label > 0][:, :unlearner.config.preserve_pairs]
+    expected = _preservation_loss(user[pairs[0]], item[pairs[1]], ref_user[pairs[0]], ref_item[pairs[1]],
+                                  unlearner.config.tau)
+    assert parts["preserve"] == pytest.approx(float(expected), rel=1e-5) and float(expected) > 0
+
+
 def test_an_encoder_is_refused_for_the_same_edges_with_other_labels(tmp_path):
     """The graph an encoder was pre-trained for is its edges and their labels: relabelling an edge (a 1 that is now
     a 0) is another graph, whose requests have another influence."""
