@@ -322,6 +322,8 @@ def test_deletion_sets():
             assert request.size(1) == int(torch.isin(edges[0], users).sum())
     with pytest.raises(ValueError, match="deletion kind"):
         deletion_request(graph, "hot", 0.1)
+    # the random users follow the seed: a constant seed passed every test (a QA probe's mutation)
+    assert len({tuple(deletion_request(graph, "random", 0.1, seed=s)[0].unique().tolist()) for s in range(4)}) > 1
 
 
 def test_a_settings_trainings_warn_naming_the_model_and_the_seed():
@@ -342,10 +344,11 @@ def test_a_settings_trainings_warn_naming_the_model_and_the_seed():
 
 
 def test_stream_removes_the_union_of_its_requests_and_retrains_on_exactly_it():
-    setting = Setting(DataSource("synthetic", negatives=1), TINY, seed=0)
+    setting = Setting(DataSource("synthetic", negatives=1), TINY, seed=1)
     variant = {"length": 6, "order": "random", "fractions": [0.25, 0.5, 0.75, 1.0]}
     result = PROTOCOLS["stream"].run(setting, "ifru", {}, variant, False)
-    requests = stream_requests(setting.train_graph, 6, "random", 0)
+    requests = stream_requests(setting.train_graph, 6, "random", 1)  # the setting's seed (with 0, a constant 0 passed)
+    assert not torch.equal(torch.cat(requests, 1), torch.cat(stream_requests(setting.train_graph, 6, "random", 0), 1))
     assert len({int(r[0, 0]) for r in requests}) == 6 and all(r[0].unique().numel() == 1 for r in requests)
     positions = stream_positions(6, variant["fractions"])
     assert positions == [2, 3, 5, 6] and [c["requests"] for c in result["checkpoints"]] == positions

@@ -96,6 +96,24 @@ def test_auc_groups_against_a_loop():
     assert set(auc_groups(scores, test_edges, labels, None)) == {"auc_0"}
 
 
+def test_evaluate_auc_and_mi_bf_run_a_message_passing_model_on_the_graph_they_are_given():
+    """The tests of the graph arguments scored an MF, which reads no graph: scoring on the test pairs, or MI-BF's
+    model before on the graph after, passed them (QA probes' mutations). A LightGCN reads it."""
+    from graphforget.models import LightGCN
+    train = make_interactions(torch.tensor([[0, 0, 1, 1, 2], [0, 1, 1, 2, 0]]), num_users=3, num_items=3)
+    test = make_interactions(torch.tensor([[0, 1, 2, 2], [2, 0, 1, 2]]), torch.tensor([1., 0., 1., 0.]), 3, 3)
+    after = make_interactions(torch.tensor([[0, 1, 1, 2], [1, 1, 2, 0]]), num_users=3, num_items=3)
+    model = LightGCN(3, 3, 4, num_layers=2)
+    model.reset_parameters(1)
+    edges, request = test[EDGE].edge_index, torch.tensor([[0], [0]])
+    with torch.no_grad():
+        on_train, on_test = model(train, edges), model(test, edges)
+    assert auc(on_train, test[EDGE].edge_label) != auc(on_test, test[EDGE].edge_label)
+    assert evaluate_auc(model, train, test)["auc_0"] == auc(on_train, test[EDGE].edge_label)
+    before, later = mean_probability(model, train, request), mean_probability(model, after, request)
+    assert before != later and mi_bf(model, train, model, after, request) == before / later
+
+
 def test_evaluate_auc_scores_the_model_on_its_graph():
     model = hand_mf([[1.0], [-1.0]], [[0.3], [0.1], [-0.2]])
     train = make_interactions(torch.tensor([[0, 1], [0, 1]]), num_users=2, num_items=3)
