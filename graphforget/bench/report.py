@@ -125,6 +125,7 @@ def _model(result) -> str:
 
 
 def _setting(value) -> str:
+    """A setting's value in a title: a float as ``:g`` (``0.02``, ``1e-05``)."""
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 

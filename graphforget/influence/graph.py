@@ -147,8 +147,8 @@ def check_receptive_field(model: Recommender, graph: HeteroData, method: str, su
         other = "item" if start == "user" else "user"
         if bool((reads[start] > (hops + 1) // 2).any() or (reads[other] > hops // 2).any()):  # ids off the path
             _refuse_unbounded(method, name, "the rows of nodes that no path of the graph joins to the scored pair")
-        places = torch.cat([reads[start] * 2, reads[other] * 2 + 1])  # the start's node k at 2k, the other's at 2k + 1
-        depth = max(depth, int(places.max()) - 1 if places.numel() else 0)
+        read = torch.cat([reads["user"], reads["item"] + num_users(graph)])
+        depth = max(depth, int(_pair_hops(graph, start)[read].max()) if read.numel() else 0)
         if depth >= reach:  # a mean over every node (PairNorm) reads the rows at the path's end
             _refuse_unbounded(method, name, f"rows as far as the probe's path reaches, {hops} hops from the scored pair")
     if depth <= field and any(_reads_beyond(model, graph, field, hops, start) for hops, start in probes):
@@ -172,14 +172,10 @@ def _refuse_field(said: str, method: str, subgraph: bool) -> NoReturn:
 
 def _reads_beyond(model: Recommender, graph: HeteroData, field: int, hops: int, start: str) -> bool:
     """Whether the score of ``(u0, i0)`` on :func:`_probe_graph` changes when the node tables' rows of the nodes more
-    than ``field`` hops from it change (by noise larger than any of them; the start's node ``k`` is ``2k - 1`` hops
-    away, the other side's ``2k``). Fixed features are left as they are: noise made category codes stored as floats
-    indices out of range."""
+    than ``field`` hops from it change (:func:`_pair_hops`; by noise larger than any of them). Fixed features are
+    left as they are: noise made category codes stored as floats indices out of range."""
     users, device = num_users(graph), graph[EDGE].edge_index.device
-    user_hops = torch.arange(users, device=device) * 2 - int(start == "user")
-    item_hops = torch.arange(num_items(graph), device=device) * 2 - int(start == "item")
-    far = torch.cat([user_hops, item_hops]) > field
-    pair = torch.zeros(2, 1, dtype=torch.long, device=device)
+    far, pair = _pair_hops(graph, start) > field, torch.zeros(2, 1, dtype=torch.long, device=device)
     path, probe = _probe_graph(graph, hops, start), copy.deepcopy(model)
     with torch.no_grad(), eval_mode(probe):
         with random_state_kept(probe):  # each forward from the caller's state, which each leaves as it was
@@ -192,6 +188,16 @@ def _reads_beyond(model: Recommender, graph: HeteroData, field: int, hops: int, 
         with random_state_kept(probe):
             after = probe(path, pair)
     return bool(((after - before).abs() > 1e-5 * (1 + before.abs())).any())
+
+
+def _pair_hops(graph: HeteroData, start: str) -> Tensor:
+    """``[U + I]``: each node's hops from the scored pair ``(u0, i0)`` on :func:`_probe_graph`'s path from ``start``
+    (the path's node at place ``p`` is ``p - 1`` hops away: the start side's node ``k`` at ``2k``, the other's at
+    ``2k + 1``)."""
+    device = graph[EDGE].edge_index.device
+    user_hops = torch.arange(num_users(graph), device=device) * 2 - int(start == "user")
+    item_hops = torch.arange(num_items(graph), device=device) * 2 - int(start == "item")
+    return torch.cat([user_hops, item_hops])
 
 
 def _refuse_unbounded(method: str, name: str, where: str) -> NoReturn:
