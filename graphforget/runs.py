@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import glob
 import hashlib
 import io
 import json
@@ -251,15 +250,13 @@ def _remove_stale(final: Path) -> None:
     lock): those of ``final``, and any other of the directory whose publisher is gone (a killed attempt retried under
     another name had left its own for good; the lock alone cannot tell, where a file system does not honour it).
     Only marked ones: a run the user named ``.NAME.tmp-x`` was removed."""
-    # the name is escaped: ``a[1]`` as a pattern matched ``.a1.tmp-*``, never its own leftovers
-    # mkstemp's 8 characters: ".a.tmp-*" also matched the markers of "a.tmp-x" ("a.tmp-x.tmp-XXXXXXXX")
-    mine = re.compile(re.escape(temporary_prefix(final.name)) + r"[a-z0-9_]{8}" + re.escape(_MARKER))
-    own = {path for path in final.parent.glob(f"{glob.escape(temporary_prefix(final.name))}*{_MARKER}")
-           if mine.fullmatch(path.name)}
-    others = {path for path in final.parent.glob(f".*{_TEMP_MARK}*{_MARKER}") if _abandoned(path)}
-    for marker in own | others:
-        shutil.rmtree(_marked(marker), ignore_errors=True)
-        marker.unlink(missing_ok=True)
+    # the name escaped (``a[1]`` as a pattern had matched ``.a1.tmp-*``), and mkstemp's 8 characters after it
+    # (".a.tmp-*" had also matched the markers of "a.tmp-x": "a.tmp-x.tmp-XXXXXXXX")
+    mine = re.compile(re.escape(_temporary_prefix(final.name)) + r"[a-z0-9_]{8}" + re.escape(_MARKER))
+    for marker in final.parent.glob(f".*{_TEMP_MARK}*{_MARKER}"):  # one listing of the folder for both kinds
+        if mine.fullmatch(marker.name) or _abandoned(marker):
+            shutil.rmtree(_marked(marker), ignore_errors=True)
+            marker.unlink(missing_ok=True)
 
 
 def _marked(marker: Path) -> Path:
@@ -271,7 +268,7 @@ def _reserve(parent: Path, name: str) -> tuple[Path, Path]:
     """A new temporary directory of ``name`` in ``parent`` and its marker, made first: a kill at any point leaves
     nothing unmarked (a kill before the marker was written leaves it empty, which the next publish of ``name``
     removes)."""
-    fd, path = tempfile.mkstemp(prefix=temporary_prefix(name), suffix=_MARKER, dir=parent)
+    fd, path = tempfile.mkstemp(prefix=_temporary_prefix(name), suffix=_MARKER, dir=parent)
     marker = Path(path)
     try:
         with os.fdopen(fd, "w") as handle:
@@ -283,9 +280,8 @@ def _reserve(parent: Path, name: str) -> tuple[Path, Path]:
     return marker, _marked(marker)
 
 
-def temporary_prefix(name: str) -> str:
-    """The start of the name of a temporary directory for ``name``: :func:`publish` removes those it finds beside
-    ``name``, the leftovers of killed attempts."""
+def _temporary_prefix(name: str) -> str:
+    """The start of the name of a temporary directory for ``name`` (and of its marker)."""
     return f".{name}{_TEMP_MARK}"
 
 
@@ -399,7 +395,7 @@ def publish(out: str | os.PathLike, write: Callable[[Path], None]) -> Path:
                     _record_published(final)
                 shutil.rmtree(tmp, ignore_errors=True)
                 marker.unlink(missing_ok=True)
-            raise naming(error, out, temporary=temporary_prefix(final.name))
+            raise naming(error, out, temporary=_temporary_prefix(final.name))
         marker.unlink()  # a kill before it leaves the marker alone, which the next publish in the folder removes
         fsync_directory(final.parent)
     return final
