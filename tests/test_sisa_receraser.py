@@ -448,6 +448,19 @@ def test_a_continued_ensemble_refuses_other_labels_or_another_use_of_val(graph):
                                                    "keeps each shard's best epoch by them, and the attention's), got "
                                                    "some: pass val=None")):
         SISA(without.model, split.train, OBJECTIVE, SISAConfig(CONFIG), val=split.val).unlearn(request)
+    # other validation pairs picked other best epochs, without a word (qa97); the fit's, reordered, pick the same
+    flipped = copy.deepcopy(split.val)
+    flipped[EDGE].edge_label = 1 - flipped[EDGE].edge_label
+    with pytest.raises(ValueError, match=re.escape("SISA: the validation pairs are not those the ensemble was fitted "
+                                                   "with (val: Adam keeps each shard's best epoch by them")):
+        SISA(first.model, first.graph, OBJECTIVE, SISAConfig(CONFIG), val=flipped).unlearn(request)
+    shuffled = copy.deepcopy(split.val)
+    order = torch.randperm(shuffled[EDGE].edge_index.size(1), generator=torch.Generator().manual_seed(1))
+    shuffled[EDGE].edge_index, shuffled[EDGE].edge_label = shuffled[EDGE].edge_index[:, order], \
+        shuffled[EDGE].edge_label[order]
+    reordered, kept = (SISA(first.model, first.graph, OBJECTIVE, SISAConfig(CONFIG), val=val).unlearn(request).model
+                       for val in (shuffled, split.val))
+    assert all(torch.equal(a, b) for a, b in zip(reordered.state_dict().values(), kept.state_dict().values()))
     lbfgs = SISAConfig(dataclasses.replace(CONFIG, optimizer="lbfgs", epochs=5), num_shards=S)
     by_lbfgs = SISA(MF(users, items, D), split.train, OBJECTIVE, lbfgs, val=split.val).fit()
     assert SISA(by_lbfgs.model, split.train, OBJECTIVE, SISAConfig()).unlearn(request).info  # without val: accepted
@@ -838,6 +851,17 @@ def test_shards_that_learn_nothing_are_reported_once():
         SISA(MF(300, 120, 8), split.train, BCEObjective(l2=1e-2), SISAConfig(TrainConfig(epochs=5, lr=0.05),
                                                                             num_shards=3), val=split.val).fit()
     assert any(str(w.message).startswith("SISA: 3 of 3 shard models show no preference") for w in caught)
+    with warnings.catch_warnings(record=True) as caught:  # one shard: fewer is no advice (qa97), its training is
+        warnings.simplefilter("always")
+        train_shards(models[:1], shards[:1], BCEObjective(l2=1e-2), TrainConfig(epochs=5, lr=0.05), split.val)
+    message, = [str(w.message) for w in caught if "validation" in str(w.message)]
+    assert message.endswith("the one shard holds all the data: train it longer or faster (train.epochs, train.lr)")
+    with warnings.catch_warnings(record=True) as caught:  # one shard of three retrained: fewer is the advice
+        warnings.simplefilter("always")
+        train_shards(models[:1], shards[:1], BCEObjective(l2=1e-2), TrainConfig(epochs=5, lr=0.05), split.val,
+                     num_shards=3)
+    message, = [str(w.message) for w in caught if "validation" in str(w.message)]
+    assert message.startswith("train_shards: 1 of 1 shard") and message.endswith("give each more")
 
 
 def test_l_bfgs_shards_and_aggregator_stopped_above_tol_are_not_warned_of():

@@ -254,8 +254,8 @@ class ShardedRecommender(Recommender):
     Attributes:
         fit_config: the config of the :class:`~graphforget.unlearn.SISA` (or RecEraser) fit that trained it,
             ``fit_objective`` the ``repr`` of its objective, ``fit_labels`` the sha256 of the edge labels its shards
-            learnt (updated by each request) and ``fit_val`` whether validation pairs were given; ``None``
-            for an ensemble built by hand.
+            learnt (updated by each request), ``fit_val`` whether validation pairs were given and ``fit_val_pairs``
+            the sha256 of those pairs and their labels; ``None`` for an ensemble built by hand.
     """
     supports_edge_weight = False
 
@@ -307,8 +307,9 @@ class ShardedRecommender(Recommender):
         self.fit_objective: str | None
         self.fit_labels: str | None
         self.fit_val: bool | None
+        self.fit_val_pairs: str | None
         self.fit_config, self.fit_objective = None, None
-        self.fit_labels, self.fit_val = None, None  # set by a fit: see SISA
+        self.fit_labels, self.fit_val, self.fit_val_pairs = None, None, None  # set by a fit: see SISA
 
     @property
     def num_shards(self) -> int:
@@ -438,10 +439,11 @@ class ShardedRecommender(Recommender):
 
 def train_shards(models: Sequence[Recommender], graphs: Sequence[HeteroData], objective: Objective,
                  config: TrainConfig | None = None, val: HeteroData | None = None,
-                 seeds: Sequence[int] | None = None, who: str = "train_shards"
+                 seeds: Sequence[int] | None = None, who: str = "train_shards", num_shards: int | None = None
                  ) -> list[tuple[Recommender, TrainResult]]:
     """Trains a fresh copy of ``models[j]`` (re-initialised with ``seeds[j]``) on ``graphs[j]``, for each j;
-    ``who`` (the method) starts the warning about shard models that learnt nothing.
+    ``who`` (the method) starts the warning about shard models that learnt nothing, whose advice follows
+    ``num_shards``, the ensemble's shard count (default: one per model).
 
     In a ``torch.distributed`` process group the jobs are shared round robin between the ranks
     (:func:`~graphforget.distributed.run_jobs`) and every rank receives every trained model (the ranks must pass
@@ -473,7 +475,7 @@ def train_shards(models: Sequence[Recommender], graphs: Sequence[HeteroData], ob
     for model, (state, result) in zip(copies, states):
         model.load_state_dict(state)
         out.append((model, result))
-    _warn_of_shards_at_chance([result for _, result in out], val, who)
+    _warn_of_shards_at_chance([result for _, result in out], val, who, num_shards or len(models))
     return out
 
 
@@ -490,14 +492,18 @@ def _check_jobs(models, graphs, seeds) -> list[int]:
     return seeds
 
 
-def _warn_of_shards_at_chance(results: list[TrainResult], val: HeteroData | None, who: str) -> None:
-    """One warning for the shard models whose best validation AUC is under :func:`~graphforget.train.chance_level`."""
+def _warn_of_shards_at_chance(results: list[TrainResult], val: HeteroData | None, who: str, num_shards: int) -> None:
+    """One warning for the shard models whose best validation AUC is under :func:`~graphforget.train.chance_level`;
+    its advice, fewer shards, only where there are several (one holds all the data: its training is at fault)."""
     level = None if val is None else chance_level(val)
     flat = sorted(r.best_val_auc for r in results if level is not None and r.best_val_auc < level)
-    if flat:
-        warn_caller(f"{who}: {len(flat)} of {len(results)} shard models show no preference on validation (best AUC "
-                    f"{flat[0]:.3f}-{flat[-1]:.3f}, under {level:.3f}): each shard holds too little data to learn "
-                    "from; fewer shards (num_shards) give each more", NoSignalWarning)
+    if not flat:
+        return
+    cause = ("each shard holds too little data to learn from; fewer shards (num_shards) give each more"
+             if num_shards > 1 else "the one shard holds all the data: train it longer or faster (train.epochs, "
+             "train.lr)")
+    warn_caller(f"{who}: {len(flat)} of {len(results)} shard models show no preference on validation (best AUC "
+                f"{flat[0]:.3f}-{flat[-1]:.3f}, under {level:.3f}): {cause}", NoSignalWarning)
 
 
 def attention_needs_width(model) -> str:

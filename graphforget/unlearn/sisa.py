@@ -12,7 +12,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..config import check_fields, check_types, derived_seed, is_integer, seeded, wrapped_seed
-from ..data.interactions import EDGE, pair_keys
+from ..data.interactions import EDGE, num_items, pair_keys
 from ..distributed import agreed, layout
 from ..io import tensors_sha256
 from ..models.base import Recommender
@@ -85,10 +85,10 @@ def _labels_digest(ensemble: ShardedRecommender, graph: HeteroData) -> str:
 def _check_fitted_data(ensemble: ShardedRecommender, graph: HeteroData, val: HeteroData | None, config,
                        method: str) -> None:
     """Raises ``ValueError`` when ``graph``'s labels differ from those the ensemble's shards learnt, or validation pairs
-    are given where its Adam fit had none (or none where it had some: Adam keeps each shard's best epoch by them, and an
-    attention's, trained by Adam even beside L-BFGS shards): a shard or an attention retrained so would not be one that
-    :meth:`SISA.fit` would have produced. Recorded on the ensemble by the fit; an ensemble pickled before they were
-    recorded has neither."""
+    are given where its Adam fit had none, none where it had some, or others (Adam keeps each shard's best epoch by
+    them, and an attention's, trained by Adam even beside L-BFGS shards): a shard or an attention retrained so would
+    not be one that :meth:`SISA.fit` would have produced. Recorded on the ensemble by the fit; an ensemble pickled
+    before they were recorded has none of them."""
     labels = getattr(ensemble, "fit_labels", None)
     if labels is not None and _labels_digest(ensemble, graph) != labels:
         raise ValueError(f"{method}: the graph's edge labels (edge_label, observed) are not those the ensemble's "
@@ -97,11 +97,28 @@ def _check_fitted_data(ensemble: ShardedRecommender, graph: HeteroData, val: Het
     with_val = getattr(ensemble, "fit_val", None)
     attention = (config.aggregator_train or config.train) if ensemble.attention is not None else None
     by_adam = config.train.optimizer == "adam" or (attention is not None and attention.optimizer == "adam")
-    if with_val is not None and by_adam and with_val != (val is not None):
+    if with_val is None or not by_adam:
+        return
+    why = "val: Adam keeps each shard's best epoch by them, and the attention's"
+    if with_val != (val is not None):
         given, advice = ("none", "pass them") if with_val else ("some", "pass val=None")
         raise ValueError(f"{method}: the ensemble was fitted {'with' if with_val else 'without'} validation pairs "
-                         f"(val: Adam keeps each shard's best epoch by them, and the attention's), got {given}: "
-                         f"{advice}, or fit() again")
+                         f"({why}), got {given}: {advice}, or fit() again")
+    pairs = getattr(ensemble, "fit_val_pairs", None)  # an ensemble pickled before it was recorded has none
+    if pairs is not None and _val_digest(val) != pairs:
+        raise ValueError(f"{method}: the validation pairs are not those the ensemble was fitted with ({why}): pass "
+                         "the fit's, or fit() again")
+
+
+def _val_digest(val: HeteroData | None) -> str | None:
+    """The sha256 of ``val``'s pairs and labels in the order of their keys (the AUC that picks the best epoch reads
+    none), ``None`` without ``val``."""
+    if val is None:
+        return None
+    edges = val[EDGE]
+    keys = pair_keys(edges.edge_index, num_items(val))
+    order = torch.argsort(keys)
+    return tensors_sha256(keys[order], edges.edge_label[order].double())
 
 
 def _continued_config(ensemble: ShardedRecommender, given, objective: Objective, method: str):
@@ -316,9 +333,10 @@ class SISA(Unlearner):
         return info
 
     def _record_data(self, ensemble: ShardedRecommender, graph: HeteroData) -> None:
-        """Records on ``ensemble`` the labels its shards learnt from ``graph`` and whether validation pairs were given:
+        """Records on ``ensemble`` the labels its shards learnt from ``graph`` and the validation pairs given, if any:
         a further request must match them (:func:`_check_fitted_data`)."""
         ensemble.fit_labels, ensemble.fit_val = _labels_digest(ensemble, graph), self.val is not None
+        ensemble.fit_val_pairs = _val_digest(self.val)
 
     def _check_trainable(self, graphs: dict[int, HeteroData], advice: str) -> None:
         """Raises ``ValueError`` naming the first shard of ``{shard: graph}`` that the objective cannot train on
@@ -399,7 +417,8 @@ class SISA(Unlearner):
         except ValueError as error:
             raise UntrainableShard(str(error)) from None
         trained = train_shards([old.shards[s] for s in touched], [graphs[s] for s in touched], self.shard_objective,
-                               cfg.train, self.val, [wrapped_seed(cfg.seed + s) for s in touched], type(self).__name__)
+                               cfg.train, self.val, [wrapped_seed(cfg.seed + s) for s in touched], type(self).__name__,
+                               old.num_shards)
         for s, (model, _) in enumerate(trained):
             ensemble.shards[touched[s]] = model
         self._record_data(ensemble, remaining)
