@@ -274,6 +274,12 @@ def _refuse_progress(options: dict) -> None:
                          "--quiet")
 
 
+def _without_progress(message: str) -> str:
+    """A config's error with the progress bars left out of the options it lists as known: the CLI refuses them."""
+    return re.sub(r"(?<=\(known: )[^)]*", lambda known: ", ".join(name for name in known[0].split(", ")
+                                                                   if name != "progress"), message)
+
+
 def _checked_options(method: str, options: dict) -> dict:
     """``options`` parsed by their fields' types (``"3"`` is ``3``, as the records then show them) if ``method``'s
     config accepts them (:func:`~graphforget.unlearn.method_config`), none of a progress bar
@@ -282,7 +288,7 @@ def _checked_options(method: str, options: dict) -> dict:
     try:
         config = method_config(method, options)
     except ValueError as error:
-        raise UsageError(f"graphforget: error: {error}") from error
+        raise UsageError(f"graphforget: error: {_without_progress(str(error))}") from error
     return {name: functools.reduce(getattr, name.split("."), config) for name in options}
 
 
@@ -667,8 +673,8 @@ def cmd_bench(args) -> int:
             raise UsageError(f"graphforget bench: error: --option takes METHOD:KEY=VALUE, got {pair!r}")
         _check_method(method, tuple(BENCH_METHODS))  # retrain_seed takes options too (its seed)
         _add_option(options, method, rest, f"bench: error: --option {pair}")
-    for given in options.values():  # the harness checks the rest, before anything is trained
-        _refuse_progress(given)
+    for method, given in options.items():  # the harness checks the rest, before anything is trained
+        _checked_options(BENCH_METHODS[method][0] if method in BENCH_METHODS else method, given)
     if not 1 <= args.seeds <= MAX_SEED_COUNT:
         raise UsageError(f"graphforget bench: error: --seeds must be in [1, {MAX_SEED_COUNT}], got {args.seeds}")
     out = _check_out_dir(args.out, into=True)

@@ -610,6 +610,14 @@ def test_the_command_line_refuses_an_option_of_progress_bars(capsys, tmp_path):
     assert ("--option train.progress: progress bars are the command's: they show unless --quiet"
             in capsys.readouterr().err)
     assert not (tmp_path / "bench").exists()
+    # nor do the options an unknown one's error lists name them (qa98: "known: ..., progress" and then refused)
+    for command, option, known in [(["unlearn", "--run", str(tmp_path / "none"), "--method", "unlearnrec"],
+                                    "num_shards=4", "l_u, l_p"),
+                                   (["bench", "--protocol", "attack", "--methods", "retrain_seed"],
+                                    "retrain_seed:train.foo=1", "epochs, lr, batch_size, patience, seed, optimizer")]:
+        assert main([*command, "--option", option, "--out", str(tmp_path / "out"), "--quiet"]) == 2
+        error = capsys.readouterr().err
+        assert f"(known: {known}" in error and "progress" not in error, error
 
 
 def test_a_frozen_half_precision_parameter_is_not_refused(small_planted):
