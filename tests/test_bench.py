@@ -84,6 +84,9 @@ def test_interval_edge_cases():
     for value in ("0.5", True):  # averaged as 0.5 and 1 (a QA probe)
         with pytest.raises(ValueError, match=f"mean_interval takes numbers or None, got {re.escape(repr(value))}"):
             mean_interval([0.7, value])
+    for confidence in (0.0, 1.0, 1.5, -0.1, math.nan):  # 1.5 bisected for ever (qa96)
+        with pytest.raises(ValueError, match="confidence must be in"):
+            t_quantile(confidence, 2)
     for df in (0, "2", math.inf, math.nan, 2.5):  # "2" was refused as "got 2"; inf and NaN in Python's int()
         with pytest.raises(ValueError, match=f"degrees of freedom must be an integer >= 1, got {re.escape(repr(df))}"):
             t_quantile(0.95, df)

@@ -1906,6 +1906,13 @@ def test_adjacency_cache_answers_equal_graphs_and_never_a_stale_one(random_graph
     edited[EDGE].observed = torch.arange(30) != 3
     torch.testing.assert_close(cache(edited, like).to_dense(), dense_normalized_adjacency(edited))
     assert len(cache) == 2  # the least recently used dropped
+    recent = AdjacencyCache(size=2)  # used, not made: a hit keeps an entry (qa96: first in, first out passed)
+    graphs = [random_graph(9, 7, 30, seed=s) for s in (1, 2, 3)]
+    kept = recent(graphs[0], like)
+    recent(graphs[1], like)
+    assert recent(graphs[0], like) is kept
+    recent(graphs[2], like)  # drops graph 1's
+    assert recent(graphs[0], like) is kept
     # Inputs that require gradients are never kept (the matrix stays differentiable in them).
     edited[EDGE].edge_weight = torch.rand(30, dtype=torch.float64, requires_grad=True)
     assert cache(edited, like).requires_grad and len(cache) == 2
@@ -2099,6 +2106,10 @@ def test_a_path_graphs_node_at_place_p_lies_p_less_one_hops_from_its_pair(users,
     from graphforget.influence import k_hop_mask
 
     longest = path_hops(users, items, start)
+    # counted by hand (qa96: the test read its reference off path_hops): the path alternates the start's side and
+    # the other's, so it holds 2 min(first, second) nodes, one more where the start's side has more
+    first, second = (users, items) if start == "user" else (items, users)
+    assert longest == 2 * min(first, second) + (first > second) - 2
     graph = path_graph(users, items, longest, start)
     assert (num_users(graph), num_items(graph)) == (users, items) and bool((graph[EDGE].edge_label == 1).all())
     place = torch.full((users + items,), 2 * (users + items))  # off the path: never reached

@@ -192,6 +192,24 @@ def test_contrastive_objective_adds_the_models_term(graph, cls):
     assert not torch.allclose(grad_with, model.user_emb.weight.grad)
 
 
+@pytest.mark.parametrize("cls", [SGL, SimGCL])
+def test_a_batch_contrasts_the_users_and_items_of_its_positive_edges_alone(cls):
+    """As the influence term does (ContrastiveTerm.contrasted): user 4 and item 3, whose one edge is disliked, are not
+    contrasted (qa96: the batch's every node contrasted passed every test, no batch having held a label 0)."""
+    edges = torch.tensor([[0, 0, 1, 1, 2, 3, 4], [0, 1, 1, 2, 2, 0, 3]])
+    labels = torch.tensor([1., 1., 1., 1., 1., 1., 0.])
+    graph = make_interactions(edges, labels, 5, 4, observed=labels > 0)
+    model = cls(5, 4, embedding_dim=4, num_layers=2)
+    model.reset_parameters(0)
+    objective = ContrastiveBPRObjective(l2=1e-3, ssl_weight=0.3, tau=0.4, seed=5)
+    positions = torch.arange(7)
+    bpr = BPRObjective(l2=1e-3, seed=5).batch_loss(model, graph, positions, epoch=1)
+    ssl = model.contrastive_loss(graph, torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 2]),
+                                 objective.generator(positions, 1), tau=0.4)
+    assert float(objective.batch_loss(model, graph, positions, epoch=1)) == pytest.approx(float(bpr + 0.3 * ssl),
+                                                                                          rel=1e-6)
+
+
 def test_contrastive_objective_trains_and_rejects_plain_models(graph):
     model = SGL(5, 4, embedding_dim=8, num_layers=2)
     model.reset_parameters(0)

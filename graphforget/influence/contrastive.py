@@ -9,9 +9,8 @@ trained point, so that the term is smooth). Each training step
 weighs its batch's mean loss and the batch's InfoNCE alike, so in the summed objective's units
 (:math:`\\sum_e \\ell_e`) the term weighs :math:`|D|\\,\\lambda_{ssl}`, with :math:`|D|` the graph's edges.
 A node is contrasted on a graph only while it has an edge there: a user the request leaves without any drops out of
-the remaining graph's term, as out of a retraining's (whose batches contrast the users and items of their positive
-edges; the term contrasts the nodes with disliked edges alone too, which forgot more on the attack protocol: SGL on
-ML-100K, 3 seeds, 0.11-0.19 of Retrain's gain in AUC against 0.01-0.06 with positive edges' nodes alone).
+the remaining graph's term, as out of a retraining's. Both contrast the users and items of positive edges alone
+(a training batch those of its own): a node whose edges are all disliked is not contrasted.
 InfoNCE couples every node it contrasts with every other, so it is one term over the whole graph: its values,
 gradients and curvature products propagate the two views over all of it.
 """
