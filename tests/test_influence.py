@@ -202,6 +202,9 @@ def test_a_direct_solve_beyond_its_size_names_what_to_use():
     with pytest.raises(ValueError, match=r"max_size=20, a dense 20x20 matrix\): use cg "
                                          r"\(IFRUConfig solver.name='cg'\)"):
         direct_solve(lambda v: a @ v, torch.ones(30, dtype=torch.float64), max_size=20)
+    at_limit = torch.eye(20, dtype=torch.float64) * 2  # max_size itself is within it (qa95)
+    result = direct_solve(lambda v: at_limit @ v, torch.ones(20, dtype=torch.float64), max_size=20)
+    assert result.converged and torch.equal(result.x, torch.full((20,), 0.5, dtype=torch.float64))
 
 
 def test_a_direct_solve_of_a_non_finite_system_is_not_converged():

@@ -590,6 +590,12 @@ def test_a_step_that_fits_its_draw_of_the_views_is_retried_with_more_damping():
     fixed_negatives = ContrastiveBPRObjective(l2=1e-3, ssl_weight=0.1, tau=0.01, seed=0, resample=False)
     with pytest.warns(RuntimeWarning, match="draws new negatives or views every epoch"):  # the views still are
         IFRU(model, graph, fixed_negatives, IFRUConfig(trust={"max_fresh_loss_rise": None}))
+    # the fresh draw is another draw of the views, the same each time (qa95: draw 0's views had passed these checks)
+    rows = NodeRows.from_node_mask(model, torch.ones(100, dtype=torch.bool), 60)
+    with torch.no_grad():
+        fit, fresh, again = (float(ContrastiveTerm(model, objective, graph, draw=d).function(rows, graph)(
+            rows.gather(model))) for d in (0, 1, 1))
+    assert fresh == again != fit
 
 
 @pytest.mark.parametrize("cls, field, bad, message", [

@@ -175,6 +175,15 @@ def test_fresh_loss_rise_by_hand():
     assert result.info["attempts"][0]["fresh_loss_rise"] > 0.01  # measured: +40%, rejected
 
 
+def test_the_fresh_draw_bound_holds_a_rise_equal_to_it():
+    """``trust.max_fresh_loss_rise`` is the largest rise taken (qa95: a strict bound had passed every test; at 0 it
+    refused a step that left the fresh loss as it was)."""
+    from graphforget.unlearn.ifru.ladder import fresh_draw_failure
+    assert fresh_draw_failure(0.0, IFRUConfig(trust={"max_fresh_loss_rise": 0.0})) is None
+    assert fresh_draw_failure(0.01, IFRUConfig()) is None and fresh_draw_failure(None, IFRUConfig()) is None
+    assert "by 1%" in fresh_draw_failure(0.0100001, IFRUConfig())
+
+
 def test_the_fresh_draw_tests_its_negatives_and_its_views_each_on_its_own():
     """Their sum let a 2.6% rise of the negatives' loss pass as +0.36% under a contrastive term 14 times its size
     (found by a review); the part that rose most is the one named."""
@@ -1035,6 +1044,12 @@ def test_auto_newton_steps_only_on_a_stationary_model(early_stopped):
     models, graph, request, _ = early_stopped
     one, _ = _unlearn(models["mf"], graph, request, IFRUConfig())
     assert one.info["gradient_ratio"] > 0.1 and len(one.info["solver"]) == 1
+    # a removal without gradient tells nothing of stationarity: infinitely far, no steps (qa95: read as 0, stationary)
+    from graphforget.unlearn.ifru.tilted import TiltedObjective, gradient_ratio
+    target = TiltedObjective(None, None, torch.tensor([0.5, 0.0, 0.0], dtype=torch.float64),
+                             torch.ones(3, dtype=torch.float64), torch.zeros(3, dtype=torch.bool), 0.0)
+    assert gradient_ratio(target, torch.zeros(3, dtype=torch.float64)) == math.inf
+    assert gradient_ratio(target, torch.tensor([0.0, 0.0, 5.0], dtype=torch.float64)) == 0.1
     tiny = planted_communities(30, 24, 2, 10, seed=1)
     tiny_request = tiny[EDGE].edge_index[:, :3]
     objective = BCEObjective(l2=1.0)
