@@ -1241,11 +1241,11 @@ def test_the_receptive_field_check_on_fixed_features_few_nodes_and_a_score_that_
 
 class Detached(nn.Module):
     """Two hops of LightGCN's propagation added to the table, computed under ``detach`` or ``torch.no_grad``: the
-    score reads rows two hops away, and no gradient shows it."""
+    score reads rows two hops away (with ``weight``), and no gradient shows it."""
 
-    def __init__(self, how: str):
+    def __init__(self, how: str, weight: float = 1.0):
         super().__init__()
-        self.embedding, self.how = nn.Embedding(U + I, D), how
+        self.embedding, self.how, self.weight = nn.Embedding(U + I, D), how, weight
 
     def reset_parameters(self):
         self.embedding.reset_parameters()
@@ -1254,7 +1254,7 @@ class Detached(nn.Module):
         x, hop = self.embedding.weight, LGConv()
         with torch.no_grad() if self.how == "no_grad" else contextlib.nullcontext():
             far = hop(hop(x, edge_index), edge_index)
-        z = x + far.detach()
+        z = x + self.weight * far.detach()
         return (z[edge_label_index[0]] * z[edge_label_index[1]]).sum(-1)
 
 
@@ -1286,6 +1286,10 @@ def test_the_receptive_field_check_sees_rows_read_without_a_gradient(graph, how)
                                              f"of nodes more than {field} hops away from the scored pair, though no "
                                              r"gradient reaches them \(a detach or torch.no_grad in its forward\?\)"):
             IFRU(model, graph, OBJECTIVE)
+    weak = PyGRecommender(Detached(how, weight=0.01), U, I, receptive_field=0)  # read at a hundredth: seen too (qa100:
+    weak.reset_parameters(seed=0)  # a tolerance 1000 times looser passed)
+    with pytest.raises(ValueError, match="though no gradient reaches them"):
+        IFRU(weak, graph, OBJECTIVE)
     model = PyGRecommender(Detached(how), U, I, receptive_field=2)
     model.reset_parameters(seed=0)
     IFRU(model, graph, OBJECTIVE)

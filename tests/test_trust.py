@@ -572,6 +572,22 @@ def test_acceptance_ratio_of_an_exact_newton_step_on_a_quadratic():
         check = acceptance(far, short, scale * b.to(dtype), lambda v: a.to(dtype) @ v, IFRUConfig())
         assert check["negligible"] and check["reason"] is None, (dtype, check)
 
+    # ... and only then (qa100: neither bound below had a test that a mutation of it failed). T = 1e3 + c q(x - 100)
+    def flat(dtype, c):
+        return TiltedObjective(lambda x: 1e3 + c * (0.5 * (x.double() - 100) @ a @ (x.double() - 100)
+                                                    - b @ (x.double() - 100)), None, torch.zeros(2, dtype=dtype),
+                               torch.full((2,), 100.0, dtype=dtype), torch.zeros(2, dtype=torch.bool), 0.0)
+    # a step of 1.8e-3 of the parameters' norm whose decrease float64 cannot resolve is refused
+    longer = SolveResult(0.25 * exact.x, 2, 0.0, 0.0, True)
+    check = acceptance(flat(torch.float64, 1e-12), longer, 1e-12 * (a @ longer.x), lambda v: 1e-12 * (a @ v),
+                       IFRUConfig())
+    assert "negligible" not in check and "no change the test can measure" in check["reason"], check
+    # a float32 step of a decrease float64 resolves (7e-10 of T), and longer than 1e-4 of the norm: its ratio decides
+    long32 = SolveResult(exact.x.float(), 2, 0.0, 0.0, True)
+    check = acceptance(flat(torch.float32, 1e-6), long32, (1e-6 * b).float(), lambda v: 1e-6 * (a.float() @ v),
+                       IFRUConfig())
+    assert check["reason"] is None and "negligible" not in check and check["ratio"] == pytest.approx(1.0, abs=0.05)
+
 
 def test_the_acceptance_ratio_leaves_out_the_orphan_rows_exact_block():
     """Entries 0-1 have data left and a quartic term that the quadratic model misses; entry 2 is an orphan (a

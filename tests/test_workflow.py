@@ -2325,6 +2325,16 @@ def test_publish_removes_only_its_own_names_leftovers_and_records_a_run_renamed_
     assert published == [tmp_path / "b"] and (tmp_path / "b").is_dir()
 
 
+def test_a_reservation_whose_directory_cannot_be_made_leaves_no_marker(tmp_path, monkeypatch):
+    """A full disk or a Ctrl-C between the marker and its directory: the marker goes too (qa100: its removal, taken
+    out, passed every test)."""
+    from graphforget import runs
+    monkeypatch.setattr(runs, "_marked", lambda marker: marker.parent / "missing" / marker.name)
+    with pytest.raises(FileNotFoundError):
+        runs.publish(tmp_path / "a", lambda tmp: None)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_publish_removes_no_directory_it_did_not_make(tmp_path):
     """Publishing ``a`` removed every ``.a.tmp-*`` beside it: a finished run the user had named so (a QA probe).
     Only a directory with a publisher's marker beside it is one of publish's."""

@@ -531,7 +531,8 @@ def read_text(path: Path, encoding: str, advice: str) -> str:
     would garble every other name in it."""
     codec, data = text_codec(encoding), path.read_bytes()
     wide = _wide_unicode(data)
-    if wide and not codec.startswith(wide):  # read as latin-1, its every other character was a NUL
+    # read as latin-1, its every other character was a NUL; as utf-16-le, the mark joined the first name
+    if wide and codec != wide:
         shown = "UTF-8" if codec == "utf-8-sig" else encoding
         raise ValueError(f"{path} starts with the byte-order mark of {wide.upper()}: it is {wide.upper()} text, not "
                          f"{shown}: read it with the encoding '{wide}' (encoding='{wide}', or the command's "
