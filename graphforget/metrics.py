@@ -159,11 +159,12 @@ def _test_labels(test: HeteroData, graph: HeteroData, what: str = "the test set"
     positive to Recall)."""
     check_layout(test, what)  # before test[EDGE], which PyG adds to a graph without it
     labels, edges = test[EDGE].get("edge_label"), test[EDGE].edge_index
+    # floats indexed nothing, a uint8 row was read as a mask; first: a [T, 2] one was said to lack its labels (qa104)
+    check_pair_tensor(edges, f"{what}'s edge_index", "T")
     if labels is None or tuple(labels.shape) != (edges.size(1),):
         raise ValueError(f"{what} needs an edge_label per pair ([{edges.size(1)}], 1: an interaction, 0: a "
                          f"non-interaction), got {None if labels is None else list(labels.shape)}")
     check_binary_labels(labels, f"{what}'s edge_label")
-    check_pair_tensor(edges, f"{what}'s edge_index", "T")  # floats indexed nothing, a uint8 row was read as a mask
     check_pair_ids(edges, graph, what)
     check_unique_pairs(edges, num_items(graph), what, "store each pair once")
     return labels
@@ -298,8 +299,19 @@ def _mean_probability(model, graph: HeteroData, edges: Tensor, what: str) -> flo
 
 def mi_bf(model_before, graph_before, model_after, graph_after, request: Tensor) -> float:
     """MI-BF: mean :math:`\\sigma(\\hat y)` of the requested edges before / after unlearning (> 1 is good);
-    infinite (NaN for 0/0) where the probabilities after underflowed to 0. ``request`` holds each pair once."""
+    infinite (NaN for 0/0) where the probabilities after underflowed to 0. ``request`` holds each pair once, edges of
+    ``graph_before`` that ``graph_after`` no longer holds (a ``ValueError`` otherwise)."""
     request = validate_pairs(graph_after, request)  # a set: an edge listed twice weighed twice in the mean
+    # the graphs swapped, or the request left in graph_after, gave a ratio without a word (qa104)
+    for graph, holds, what in ((graph_before, False, "are not edges of graph_before: pass the graph the model was "
+                                                     "trained on"),
+                               (graph_after, True, "are still edges of graph_after: pass the graph after unlearning "
+                                                   "(the result's graph)")):
+        keys = pair_keys(graph[EDGE].edge_index.to(request.device), num_items(graph))
+        wrong = torch.isin(pair_keys(request, num_items(graph)), keys) == holds
+        if bool(wrong.any()):
+            user, item = request[:, wrong.nonzero()[0, 0]].tolist()
+            raise ValueError(f"mi_bf: {int(wrong.sum())} requested pairs, the first ({user}, {item}), {what}")
     before = _mean_probability(model_before, graph_before, request, "request")
     return _ratio(before, _mean_probability(model_after, graph_after, request, "request"))
 

@@ -358,18 +358,18 @@ def _check_all(model: torch.nn.Module, graph: HeteroData, objective: Objective, 
     _warn_without_contrast(model, objective)
     if val is not None:
         check_val(model, val)
-        _warn_if_val_is_trained_on(graph, val)
+        warn_if_val_is_trained_on(graph, val)
 
 
-def _warn_if_val_is_trained_on(graph: HeteroData, val: HeteroData) -> None:
-    """Warns when validation pairs are training edges: early stopping then follows pairs the model fits, and the
-    best epoch says nothing of held-out data (accepted silently, found by a QA probe)."""
+def warn_if_val_is_trained_on(graph: HeteroData, val: HeteroData, who: str = "train",
+                              reads: str = "early stopping follows") -> None:
+    """Warns when validation pairs are training edges: early stopping (``who`` and what ``reads`` them) then follows
+    pairs the model fits, and says nothing of held-out data (accepted silently, found by a QA probe)."""
     keys = pair_keys(val[EDGE].edge_index, num_items(graph))
     shared = int(torch.isin(keys, pair_keys(graph[EDGE].edge_index, num_items(graph))).sum())
     if shared:
-        warn_caller(f"train: {shared} of val's {keys.numel()} pairs are training edges: early stopping follows "
-                    "pairs the model trains on (hold them out of the training graph, e.g. graphforget.data."
-                    "random_split)")
+        warn_caller(f"{who}: {shared} of val's {keys.numel()} pairs are training edges: {reads} pairs the model "
+                    "trains on (hold them out of the training graph, e.g. graphforget.data.random_split)")
 
 
 def _check_inputs(model: torch.nn.Module, graph: HeteroData, objective: Objective) -> None:

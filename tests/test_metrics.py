@@ -11,7 +11,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from graphforget.data import EDGE, make_interactions
+from graphforget.data import EDGE, make_interactions, without_edges
 from graphforget.metrics import (auc, auc_groups, auc_standard_error, completeness, evaluate_auc, mean_probability,
                                  mi_bf, mi_ng, parameter_distance, prediction_distance, prediction_gap,
                                  recall_ndcg_at_k)
@@ -301,9 +301,15 @@ def test_mean_probability_mi_bf_and_mi_ng_hand_computed():
     p_after = (sigmoid(-0.5) + sigmoid(-4.0)) / 2
     p_neg = (sigmoid(0.0) + sigmoid(0.0)) / 2
     assert mean_probability(after, graph, request) == pytest.approx(p_after, rel=1e-12)
-    assert mi_bf(before, graph, after, graph, request) == pytest.approx(p_before / p_after, rel=1e-12)
+    remaining, _ = without_edges(graph, request)
+    assert mi_bf(before, graph, after, remaining, request) == pytest.approx(p_before / p_after, rel=1e-12)
     assert mi_ng(after, graph, request, negatives) == pytest.approx(p_neg / p_after, rel=1e-12)
-    assert mi_bf(before, graph, before, graph, request) == pytest.approx(1.0)
+    assert mi_bf(before, graph, before, remaining, request) == pytest.approx(1.0)
+    # the request left in the graph after, or the two graphs swapped: a ratio without a word (qa104)
+    for graphs, wrong in (((graph, graph), "are still edges of graph_after: pass the graph after unlearning"),
+                          ((remaining, remaining), "are not edges of graph_before: pass the graph the model was")):
+        with pytest.raises(ValueError, match=re.escape(f"mi_bf: 2 requested pairs, the first (0, 0), {wrong}")):
+            mi_bf(before, graphs[0], after, graphs[1], request)
 
 
 def test_prediction_and_parameter_distance():
@@ -498,7 +504,7 @@ def test_scoring_metrics_score_in_eval_mode_and_restore_every_mode():
     for _ in range(3):  # in train mode the dropout drew other rows on each call
         assert mean_probability(model, graph, edges) == expected[0]
         assert mi_ng(model, graph, edges, negatives) == expected[1]
-        assert mi_bf(model, graph, reference, graph, edges) == 1.0
+        assert mi_bf(model, test, reference, graph, edges) == 1.0
         assert prediction_distance(model, graph, reference, graph, edges) == 0.0
         assert recall_ndcg_at_k(model, graph, test, k=2) == expected[2]
     assert model.training and model.drop.training and not model.frozen.training and not reference.training
@@ -552,9 +558,10 @@ def test_mi_bf_and_mi_ng_of_probabilities_that_underflowed_are_infinite_as_in_th
     after = hand_mf([[1.0], [2.0]], [[-800.0], [-900.0], [0.0]])  # sigma(-800) is 0 in float64
     request = torch.tensor([[0, 1], [0, 1]])
     assert mean_probability(after, graph, request) == 0.0
-    assert mi_bf(before, graph, after, graph, request) == math.inf  # was a ZeroDivisionError
+    remaining, _ = without_edges(graph, request)
+    assert mi_bf(before, graph, after, remaining, request) == math.inf  # was a ZeroDivisionError
     assert mi_ng(after, graph, request, torch.tensor([[0], [2]])) == math.inf
-    assert math.isnan(mi_bf(after, graph, after, graph, request))  # 0 / 0
+    assert math.isnan(mi_bf(after, graph, after, remaining, request))  # 0 / 0
 
 
 def test_parameter_distance_of_models_without_parameters_is_zero():
@@ -705,6 +712,9 @@ def test_a_newcomers_mistakes_get_errors_that_name_the_argument(one_thread):
                                              r"torch.tensor\(pairs\).t\(\) for a list of \(user, item\) pairs"):
             validate_pairs(graph, pairs)
     assert validate_pairs(graph, torch.tensor([[0, 0], [1, 2]])).tolist() == [[0, 0], [1, 2]]  # a tensor is [2, R]
+    with pytest.raises(ValueError, match=re.escape("a request must be a dense [2, R] integer tensor, got a "
+                                                   "torch.sparse_coo one: .to_dense()")):  # torch's error (qa104)
+        validate_pairs(graph, torch.tensor([[0, 0], [1, 2]]).to_sparse())
     with pytest.raises(ValueError, match=re.escape("must have shape [2, R], got [3, 2] (a (user, item) pair a row: "
                                                    "transpose it, .t())")):
         validate_pairs(graph, [(0, 1), (0, 2), (1, 0)])
@@ -717,6 +727,11 @@ def test_a_newcomers_mistakes_get_errors_that_name_the_argument(one_thread):
         evaluate_auc(model, graph, torch.tensor([[0], [1]]))
     with pytest.raises(TypeError, match="the graph must be a HeteroData interaction graph .* got a MF"):
         user_edges(model, [0])
+    transposed = graph.clone()  # it was said to need an edge_label per pair (qa104)
+    transposed[EDGE].edge_index = transposed[EDGE].edge_index.t().contiguous()
+    for metric in (lambda: evaluate_auc(model, graph, transposed), lambda: recall_ndcg_at_k(model, graph, transposed)):
+        with pytest.raises(ValueError, match=re.escape("the test set's edge_index must have shape [2, T], got [4, 2]")):
+            metric()
 
 
 def test_every_pair_argument_reads_lists_as_requests_do(one_thread):
@@ -767,5 +782,5 @@ def test_membership_ratios_run_the_model_without_autograd():
     model = Checked(3, 4, 2)
     graph = make_interactions(torch.tensor([[0, 1, 2], [0, 1, 2]]), torch.ones(3), 3, 4)
     request = graph[EDGE].edge_index[:, :2]
-    assert math.isfinite(mi_bf(model, graph, model, graph, request)) and math.isfinite(
+    assert math.isfinite(mi_bf(model, graph, model, without_edges(graph, request)[0], request)) and math.isfinite(
         mi_ng(model, graph, request, torch.tensor([[0, 1], [3, 3]])))

@@ -17,7 +17,7 @@ from graphforget.metrics import evaluate_auc
 from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN
 from graphforget.objectives import BCEObjective
 from graphforget.train import NoSignalWarning, NotStationaryWarning, TrainConfig, TrainResult, train
-from graphforget.unlearn import METHODS, Retrain, RetrainConfig, UnlearnResult
+from graphforget.unlearn import METHODS, Retrain, RetrainConfig, UnlearnResult, build_unlearner
 from helpers import case_value, data_parallel_gradient, launch_each, train_data_parallel
 
 
@@ -403,6 +403,12 @@ def test_validation_pairs_that_are_training_edges_are_warned_of(split):
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="train: .* of val's")
         train(model, train_graph, BCEObjective(), TrainConfig(epochs=1), val=val)
+    # every method too, when built: IFRU's validation test had refused a step without naming why (qa104), and
+    # UnlearnRec's passed on them
+    for name, method in METHODS.items():
+        with pytest.warns(RuntimeWarning, match=f"{method.__name__}: 3 of val's .* pairs are training edges: its "
+                                                "validation test and training follow pairs the model trains on"):
+            build_unlearner(name, model, train_graph, BCEObjective(), val=leaked)
 
 
 def test_a_validation_set_without_both_classes_is_refused_before_training(split):

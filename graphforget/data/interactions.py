@@ -83,8 +83,9 @@ def check_interactions(graph: HeteroData) -> None:
 
     The node counts are set; ``EDGE`` is the graph's one edge type; ``graph[EDGE].edge_index`` is a ``[2, E]``
     ``torch.int64`` tensor with user ids in ``[0, num_users)`` and item ids in ``[0, num_items)``; ``edge_label``
-    is set, and it and ``observed`` (where present) are ``[E]``, one entry per edge, and ``observed`` is bool (an
-    integer mask would select edges 0 and 1 as positions); no tensor of the edges requires grad. Cheap: a few passes
+    is set, and it, ``observed`` and ``edge_weight`` (where present) are ``[E]``, one entry per edge, ``observed`` is
+    bool (an integer mask would select edges 0 and 1 as positions) and ``edge_weight`` finite; no tensor of the edges
+    requires grad. Cheap: a few passes
     over the edges, no sort; label values and repeated pairs (a sort) are checked by the objective and
     :func:`check_unique_pairs`.
 
@@ -109,12 +110,15 @@ def check_interactions(graph: HeteroData) -> None:
     if "edge_label" not in store:  # every objective reads it
         raise ValueError("the training graph needs an edge_label per edge (1: an interaction, 0: a non-interaction): "
                          "build it with make_interactions")
-    for key in ("edge_label", "observed"):
+    for key in ("edge_label", "observed", "edge_weight"):  # a wrong edge_weight had failed in unlearn(), on a
+        # subgraph's edge count (qa104)
         if key in store and tuple(store[key].shape) != (store.edge_index.size(1),):
             raise ValueError(f"{key} must have shape [{store.edge_index.size(1)}], one entry per edge of "
                              f"edge_index, got {list(store[key].shape)}")
     if "observed" in store and store.observed.dtype != torch.bool:
         raise ValueError(f"observed must be a bool mask, got dtype {store.observed.dtype}")
+    if "edge_weight" in store and not bool(torch.isfinite(store.edge_weight).all()):
+        raise ValueError("edge_weight holds NaN or infinite weights: one finite weight per edge")
     _check_edge_attributes(store)
     tracked = [key for key, value in store.items() if isinstance(value, Tensor) and value.requires_grad]
     if tracked:  # training wrote gradients into the caller's labels, or failed on its second backward through them
@@ -188,6 +192,8 @@ def check_pair_tensor(pairs: Tensor, what: str = "edge_index", width: str = "E")
     floats would be truncated, a bool mask read as ids 0/1."""
     if not isinstance(pairs, torch.Tensor):  # a list failed with "'list' object has no attribute 'dim'"
         raise ValueError(f"{what} must be a [2, {width}] integer tensor, got a {type(pairs).__name__}")
+    if pairs.layout != torch.strided:  # a sparse one failed in torch's comparisons ("Could not run 'aten::lt.Scalar'")
+        raise ValueError(f"{what} must be a dense [2, {width}] integer tensor, got a {pairs.layout} one: .to_dense()")
     if pairs.dim() != 2 or pairs.size(0) != 2:
         rows = pairs.dim() == 2 and pairs.size(1) == 2
         transposed = " (a (user, item) pair a row: transpose it, .t())" if rows else ""

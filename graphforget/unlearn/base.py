@@ -21,7 +21,7 @@ from ..io import tensors_sha256, unchanged, versions
 from ..metrics import auc_standard_error, evaluate_auc
 from ..models.base import Recommender, check_precision, checked_receptive_field
 from ..objectives import BCEObjective, BPRObjective, Objective
-from ..train import AN_OBJECTIVE, TrainConfig, check_labels_train, check_optimizer, check_val
+from ..train import AN_OBJECTIVE, TrainConfig, check_labels_train, check_optimizer, check_val, warn_if_val_is_trained_on
 
 __all__ = ["Unlearner", "UnlearnResult", "UnlearningFailed", "NoValidationWarning", "UntrustedWarning",
            "NotFittedError", "NoOptions"]
@@ -264,6 +264,8 @@ class Unlearner:
         check_finite(model)  # also here: the sharded methods train from it in fit()
         if val is not None:  # here, not when a method first reads it (after training shards, or fine-tuning)
             check_val(model, val)
+            # a validation test on pairs the model trains on rewards remembering them (qa104: only train() said so)
+            warn_if_val_is_trained_on(graph, val, type(self).__name__, "its validation test and training follow")
 
     def _check_not_ensemble(self, model) -> None:
         """Raises ``TypeError`` for an ensemble given to a method that does not take one (:attr:`takes_ensemble`):
