@@ -956,7 +956,8 @@ def cmd_fit(args) -> int:
           f"val AUC {_fmt(m['val_auc'])}, test AUC {_fmt(m['test_auc'])}")
     if m["users_left_out"] or m["items_left_out"]:
         print(f"left out: {_count(m['users_left_out'], 'user')} and {_count(m['items_left_out'], 'item')} of the file, "
-              "every pair of theirs held out for validation or test (the model has no row for them)")
+              "every pair of theirs had gone to validation or test, and is left out with them: the model has no row "
+              "for them, and no held-out pair scores one")
     print(f"wrote run {result.path}")
     return 0
 
@@ -1083,7 +1084,10 @@ def _add_workflow_commands(sub) -> None:
 
     p = sub.add_parser("forget", help="forget users, items or edges of a run (writes a new run)",
                        description="Forget users, items or edges of a run with one method; the new run holds the "
-                                   "model, the remaining graph, the lineage and the audit log. The run is not modified.")
+                                   "model, the remaining graph, the lineage and the audit log. The run is not modified. "
+                                   "The new run records what it forgot (removed.pt, and graph.pt's raw ids), for "
+                                   "verify and to refuse a repeated request: serve its model.pt, and delete the run "
+                                   "folders once verified where the deletion must reach them too.")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--users", metavar="ID[,ID...]", help="users whose every training edge is forgotten (CSV "
                       "lines: an id holding a comma goes in double quotes, '\"Smith, J\",u2')")

@@ -32,6 +32,7 @@ import logging
 import numbers
 import os
 import re
+import unicodedata
 import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -595,10 +596,25 @@ def _local_nodes(graph: HeteroData, node: str, ids: Sequence, local_ids: bool) -
         if not local_ids and bool(raw_to_local(graph[other].raw_id, unknown)[1].all()):  # 'm001' given as a user
             # after the held-out reason, not in its place: where ids overlap (ML-100K's integers) a held-out one is too
             why += f"; each is {'an' if other == 'item' else 'a'} {other} id of the run: were users and items swapped?"
+        if not local_ids:
+            why += _another_unicode_form(graph[node].raw_id, unknown)
         raise ValueError(f"unknown {node} ids ({kind}): {', '.join(map(str, unknown[:10]))}"
                          f"{' ...' if len(unknown) > 10 else ''} ({len(unknown)} of {len(set(ids))}; the run's training "
                          f"graph has {graph[node].num_nodes} {node}s){why}")
     return local
+
+
+def _another_unicode_form(raw_ids: Sequence, unknown: Sequence) -> str:
+    """Where an unknown id is a known one in another Unicode normal form (the same text on screen, other code points:
+    "Zoë" typed decomposed, as some macOS sources give it), says which: "mistyped" misled (qa103). Never matched in
+    its place: the two may be two ids of the caller's system."""
+    forms = {unicodedata.normalize("NFC", str(raw)): str(raw) for raw in raw_ids}
+    for given in map(str, unknown):
+        known = forms.get(unicodedata.normalize("NFC", given))
+        if known is not None:
+            return (f"; {ascii(given)} is the run's {ascii(known)} in another Unicode normal form (the same text on "
+                    "screen, other code points): give the run's form")
+    return ""
 
 
 def _raw_pair(graph: HeteroData, pair: Sequence[int]) -> str:
@@ -847,7 +863,7 @@ def read_edges_file(path: str | os.PathLike, run: Run | None = None, encoding: s
         if not fields:
             continue
         if len(fields) != 2:
-            raise ValueError(f"{path}, line {number}: expected 'user item', got {line.strip()!r}")
+            raise ValueError(f"{path}, line {number}: expected 'user item', got {line.strip()!r}{_separators(run)}")
         pairs.append((fields[0], fields[1]))
     if pairs and run is not None and _is_header(pairs[0], run):
         pairs = pairs[1:]
@@ -867,6 +883,14 @@ def _edge_fields(line: str, comments: bool = True) -> list[str]:
     else:
         fields = text.split("\t" if "\t" in text else None)
     return [field.strip() for field in fields if field.strip()]
+
+
+def _separators(run: Run | None) -> str:
+    """What separates an edges file's two ids, and not the data file's own delimiter where it is another (qa103: a
+    Book-Crossing run's edges in its ';' format were told only "expected 'user item'")."""
+    delimiter = ((run.info.get("data") or {}).get("options") or {}).get("delimiter") if run is not None else None
+    other = f", not by the data file's {delimiter!r}" if delimiter and delimiter.strip() not in ("", ",") else ""
+    return f" (two ids a line, separated by a comma, a tab or spaces{other})"
 
 
 def _refuse_commented_pair(line: str, fields: list[str], run: Run, where: str) -> None:
