@@ -544,7 +544,7 @@ def test_the_contrastive_term_samples_large_sides_and_warns_without_fixed_views(
         IFRU(plain, graph, objective)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        val = make_interactions(torch.tensor([[0, 1], [0, 1]]), torch.tensor([1.0, 0.0]), 5, 4)
+        val = make_interactions(torch.tensor([[0, 1], [2, 3]]), torch.tensor([1.0, 0.0]), 5, 4)  # held out
         IFRU(plain, graph, objective, IFRUConfig(contrastive=False), val=val)  # given val: no warning of one draw
 
 

@@ -1332,7 +1332,10 @@ def test_the_validation_test_and_its_failure_policy(early_stopped):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = IFRU(model, graph, BCEObjective(), config, val=val).unlearn(request)
-        return result, [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+        said = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+        # pairs the model trains on, said when built: the point here (what a val of them does to the test)
+        assert (val is not None) == any(f"of val's {request.size(1)} pairs are training edges" in m for m in said)
+        return result, [m for m in said if "pairs are training edges" not in m]
 
     plain, _ = unlearn(None)
     assert plain.info["trusted"] and "val_auc" not in plain.info

@@ -454,7 +454,11 @@ def test_without_its_validation_test_unlearnrec_says_the_loss_test_judges_alone(
     """The loss test alone passed a one-user deletion on an early-stopped SimGCL (mean loss 0.6917 to 0.6921) that cut
     Recall@20 from 0.152 to 0.098, and the result was trusted without a word."""
     model, graph, objective = trained
-    val = make_interactions(graph[EDGE].edge_index[:, :4], torch.tensor([1., 0., 1., 0.]), num_users=U, num_items=I)
+    known = set(map(tuple, graph[EDGE].edge_index.t().tolist()))
+    held = []  # four held-out pairs of the first edges' users
+    for user in graph[EDGE].edge_index[0, :4].tolist():
+        held.append((user, next(i for i in range(I) if (user, i) not in known and (user, i) not in held)))
+    val = make_interactions(torch.tensor(held).t(), torch.tensor([1., 0., 1., 0.]), num_users=U, num_items=I)
     alone = r"without its validation test \(val, max_val_auc_drop\) only the loss test \(max_loss_increase\) judges"
     for given, config in ((None, {}), (val, {"max_val_auc_drop": None})):
         with pytest.warns(RuntimeWarning, match=alone):
@@ -892,13 +896,14 @@ def test_recall_ndcg_and_mi_metrics_match_naive(trained):
     with torch.no_grad():
         other.user_emb.weight.mul_(0.5)
         p_before = torch.sigmoid(model(graph, request)).mean()
-        p_after = torch.sigmoid(other(graph, request)).mean()
+        remaining, _ = without_edges(graph, request)
+        p_after, p_kept = (torch.sigmoid(other(g, request)).mean() for g in (remaining, graph))
         # pairs the model never saw: mi_ng refuses training edges as negatives ((1, 4) is one)
         unseen = [p for p in [(1, 4), (2, 5), (3, 6), (4, 7), (5, 8), (6, 9)] if p not in known]
         negatives = torch.tensor(unseen[:3]).t()
         p_neg = torch.sigmoid(other(graph, negatives)).mean()
-    assert mi_bf(model, graph, other, graph, request) == pytest.approx(float(p_before / p_after), rel=1e-6)
-    assert mi_ng(other, graph, request, negatives) == pytest.approx(float(p_neg / p_after), rel=1e-6)
+    assert mi_bf(model, graph, other, remaining, request) == pytest.approx(float(p_before / p_after), rel=1e-6)
+    assert mi_ng(other, graph, request, negatives) == pytest.approx(float(p_neg / p_kept), rel=1e-6)
 
 
 def test_preservation_loss_by_hand():
