@@ -876,3 +876,57 @@ def test_a_p_value_under_the_level_never_reads_as_the_level():
     assert p_value_text(1e-3) == "1.00e-03" and p_value_text(2e-6) == "2.00e-06"
     assert (p_value_text(1.0), p_value_text(0.0), p_value_text(None), p_value_text(math.nan)) == (
         "1.00e+00", "0.00e+00", "-", "-")
+
+
+def _report(**changes) -> ForgettingReport:
+    fields = dict(request_edges=12, matched=11, unmatched=1, in_graph=7, request_probability=0.4,
+                  non_member_probability=0.5, mi_bf=None, mi_ng=1.25, mia_auc=0.5, mia_tpr=0.1, mia_fpr=0.1,
+                  mia_accuracy=0.5, target_fpr=0.1, votes=FEWEST_VOTES, over_forgotten=False,
+                  over_forgetting_p=0.05, below_match=0.6)
+    return ForgettingReport(**{**fields, **changes})
+
+
+def test_the_table_says_cannot_tell_under_ten_votes_and_shows_the_edges_left_in_the_graph():
+    """Ten votes can reach the level (2^-10 < 1e-3): an unflagged report of ten says False; and the row users read
+    for "the edges are gone" shows in_graph (qa105: "<= FEWEST_VOTES" and the row showing matched passed)."""
+    assert 0.5 ** FEWEST_VOTES < OVER_FORGETTING_LEVEL
+    assert _row(_report().table(), "over-forgotten") == "False"
+    assert _row(_report(votes=FEWEST_VOTES - 1).table(), "over-forgotten").startswith("cannot tell")
+    table = _report().table()
+    assert _row(table, "requested edges in graph") == "7" and _row(table, "matched non-members") == "11"
+
+
+def test_verify_forgetting_never_matches_an_excluded_pair(planted):
+    """The held-out pairs given as exclude are never non-members (qa105: exclude dropped passed every test; the
+    workflow's test checks only that forget and verify pass it). Here half of user 3's free items are held out and
+    score 10, the others 0: a report that drew one would read a non-member probability above 0.5."""
+    request = user_edges(planted, [3])[:, ::2]
+    remaining = remove_edges(planted, request)
+    had = set(planted[EDGE].edge_index[1, planted[EDGE].edge_index[0] == 3].tolist())
+    free = [i for i in range(80) if i not in had]
+    held_out = torch.tensor([[3] * len(free[::2]), free[::2]])
+    table = torch.zeros(120, 80)
+    table[held_out[0], held_out[1]] = 10.0
+    for seed in range(3):
+        report = verify_forgetting(TableModel(table), remaining, request, before=(TableModel(table), planted),
+                                   seed=seed, exclude=held_out)
+        assert report.matched == request.size(1) and report.non_member_probability == 0.5
+    with pytest.raises(ValueError, match="exclude"):
+        verify_forgetting(TableModel(table), remaining, request, exclude=held_out.t())
+
+
+def test_without_before_a_user_stripped_of_its_likes_does_not_vote():
+    """Without ``before`` the graph before is rebuilt with the request as likes: user 0's 12 likes removed, its 12
+    dislikes kept, it does not vote, as with ``before`` (qa105: the request rebuilt as dislikes passed; the user then
+    voted 12 times and the report was flagged at p = 2^-12)."""
+    users, items = 30, 40
+    pairs = [(0, i) for i in range(24)] + [(u, i) for u in range(1, users) for i in range(items) if (u + i) % 3 == 0]
+    table = torch.zeros(users, items)
+    table[0, :12] = -1.0
+    labels = [1.0] * 12 + [0.0] * 12 + [1.0] * (len(pairs) - 24)
+    graph = make_interactions(torch.tensor(pairs).t(), torch.tensor(labels), users, items)
+    request = graph[EDGE].edge_index[:, torch.arange(12)]
+    with_before = verify_forgetting(TableModel(table), remove_edges(graph, request), request,
+                                    before=(TableModel(table), graph))
+    without = verify_forgetting(TableModel(table), remove_edges(graph, request), request)
+    assert with_before.votes == without.votes == 0 and not without.over_forgotten
