@@ -85,9 +85,8 @@ def check_interactions(graph: HeteroData) -> None:
     ``torch.int64`` tensor with user ids in ``[0, num_users)`` and item ids in ``[0, num_items)``; ``edge_label``
     is set, and it, ``observed`` and ``edge_weight`` (where present) are ``[E]``, one entry per edge, ``observed`` is
     bool (an integer mask would select edges 0 and 1 as positions) and ``edge_weight`` finite; no tensor of the edges
-    requires grad. Cheap: a few passes
-    over the edges, no sort; label values and repeated pairs (a sort) are checked by the objective and
-    :func:`check_unique_pairs`.
+    requires grad. Cheap: a few passes over the edges, no sort; label values and repeated pairs (a sort) are checked
+    by the objective and :func:`check_unique_pairs`.
 
     Raises:
         ValueError: naming the field at fault; for an out-of-range id, the id, its position and the range.
@@ -110,8 +109,8 @@ def check_interactions(graph: HeteroData) -> None:
     if "edge_label" not in store:  # every objective reads it
         raise ValueError("the training graph needs an edge_label per edge (1: an interaction, 0: a non-interaction): "
                          "build it with make_interactions")
-    for key in ("edge_label", "observed", "edge_weight"):  # a wrong edge_weight had failed in unlearn(), on a
-        # subgraph's edge count (qa104)
+    # a wrong edge_weight had failed in unlearn(), naming a subgraph's edge count (qa104)
+    for key in ("edge_label", "observed", "edge_weight"):
         if key in store and tuple(store[key].shape) != (store.edge_index.size(1),):
             raise ValueError(f"{key} must have shape [{store.edge_index.size(1)}], one entry per edge of "
                              f"edge_index, got {list(store[key].shape)}")
