@@ -607,11 +607,13 @@ def _local_nodes(graph: HeteroData, node: str, ids: Sequence, local_ids: bool) -
 def _another_unicode_form(raw_ids: Sequence, unknown: Sequence) -> str:
     """Where an unknown id is a known one in another Unicode normal form (the same text on screen, other code points:
     "Zoë" typed decomposed, as some macOS sources give it), says which: "mistyped" misled (qa103). Never matched in
-    its place: the two may be two ids of the caller's system."""
+    its place: the two may be two ids of the caller's system. Integer ids (a tensor) have no forms."""
+    if isinstance(raw_ids, Tensor):
+        return ""
     forms = {unicodedata.normalize("NFC", str(raw)): str(raw) for raw in raw_ids}
     for given in map(str, unknown):
         known = forms.get(unicodedata.normalize("NFC", given))
-        if known is not None:
+        if known is not None and known != given:
             return (f"; {ascii(given)} is the run's {ascii(known)} in another Unicode normal form (the same text on "
                     "screen, other code points): give the run's form")
     return ""

@@ -1325,6 +1325,7 @@ def _hand_built(**edge_attrs):
     # an edge_weight failed in unlearn(), naming a subgraph's edge count, or never for MF (qa104)
     ({"edge_weight": torch.ones(5)}, "edge_weight must have shape [3], one entry per edge of edge_index, got [5]"),
     ({"edge_weight": torch.tensor([1.0, math.nan, 1.0])}, "edge_weight holds NaN or infinite weights"),
+    ({"edge_weight": [1.0, 1.0, 1.0]}, "edge attributes ['edge_weight'] are not tensors"),  # not "no attribute 'shape'"
 ])
 def test_check_interactions_names_what_is_wrong(attrs, message):
     interactions.check_interactions(_hand_built())  # the valid graph passes

@@ -407,7 +407,7 @@ def test_validation_pairs_that_are_training_edges_are_warned_of(split):
     # UnlearnRec's passed on them
     for name, method in METHODS.items():
         with pytest.warns(RuntimeWarning, match=f"{method.__name__}: 3 of val's .* pairs are training edges: its "
-                                                "validation test and training follow pairs the model trains on"):
+                                                "early stopping or validation test follows pairs the model trains on"):
             build_unlearner(name, model, train_graph, BCEObjective(), val=leaked)
 
 

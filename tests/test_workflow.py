@@ -2773,3 +2773,7 @@ def test_an_unknown_id_that_is_a_known_one_in_another_unicode_form_is_named_so()
                                                    "form (the same text on screen, other code points)")):
         _local_nodes(graph, "user", ["Ann", "Zoe\u0308"], local_ids=False)
     assert _local_nodes(graph, "user", ["Zo\u00eb", "Ann"], local_ids=False).tolist() == [0, 1]
+    graph["user"].raw_id = torch.tensor([5, 7])  # integer ids have no forms: "'tensor(5)' is the run's 'tensor(5)'"
+    with pytest.raises(ValueError, match="unknown user ids") as error:
+        _local_nodes(graph, "user", ["tensor(5)"], local_ids=False)
+    assert "Unicode" not in str(error.value)

@@ -109,6 +109,7 @@ def check_interactions(graph: HeteroData) -> None:
     if "edge_label" not in store:  # every objective reads it
         raise ValueError("the training graph needs an edge_label per edge (1: an interaction, 0: a non-interaction): "
                          "build it with make_interactions")
+    _check_edge_attributes(store)  # first: a list has no shape (qa106)
     # a wrong edge_weight had failed in unlearn(), naming a subgraph's edge count (qa104)
     for key in ("edge_label", "observed", "edge_weight"):
         if key in store and tuple(store[key].shape) != (store.edge_index.size(1),):
@@ -118,7 +119,6 @@ def check_interactions(graph: HeteroData) -> None:
         raise ValueError(f"observed must be a bool mask, got dtype {store.observed.dtype}")
     if "edge_weight" in store and not bool(torch.isfinite(store.edge_weight).all()):
         raise ValueError("edge_weight holds NaN or infinite weights: one finite weight per edge")
-    _check_edge_attributes(store)
     tracked = [key for key, value in store.items() if isinstance(value, Tensor) and value.requires_grad]
     if tracked:  # training wrote gradients into the caller's labels, or failed on its second backward through them
         raise ValueError(f"tensors of the graph's edges require grad: {', '.join(tracked)}; a graph holds data, not "

@@ -265,7 +265,7 @@ class Unlearner:
         if val is not None:  # here, not when a method first reads it (after training shards, or fine-tuning)
             check_val(model, val)
             # a validation test on pairs the model trains on rewards remembering them (qa104: only train() said so)
-            warn_if_val_is_trained_on(graph, val, type(self).__name__, "its validation test and training follow")
+            warn_if_val_is_trained_on(graph, val, type(self).__name__, "its early stopping or validation test follows")
 
     def _check_not_ensemble(self, model) -> None:
         """Raises ``TypeError`` for an ensemble given to a method that does not take one (:attr:`takes_ensemble`):
