@@ -1083,11 +1083,9 @@ def _add_workflow_commands(sub) -> None:
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("forget", help="forget users, items or edges of a run (writes a new run)",
-                       description="Forget users, items or edges of a run with one method; the new run holds the "
-                                   "model, the remaining graph, the lineage and the audit log. The run is not "
-                                   "modified. The new run records what it forgot (removed.pt, and graph.pt's raw "
-                                   "ids), for verify and to refuse a repeated request: serve its model.pt, and delete "
-                                   "the run folders once verified where the deletion must reach them too.")
+                       description="Forget users, items or edges of a run with one method into a new run (model, "
+                                   "remaining graph, lineage, audit log, and a record of what it forgot for verify: "
+                                   "serve model.pt, delete run folders once verified); the run is not modified.")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--users", metavar="ID[,ID...]", help="users whose every training edge is forgotten (CSV "
                       "lines: an id holding a comma goes in double quotes, '\"Smith, J\",u2')")
