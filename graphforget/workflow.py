@@ -890,9 +890,14 @@ def _edge_fields(line: str, comments: bool = True) -> list[str]:
 def _separators(run: Run | None) -> str:
     """What separates an edges file's two ids, and not the data file's own delimiter where it is another (qa103: a
     Book-Crossing run's edges in its ';' format were told only "expected 'user item'")."""
-    delimiter = ((run.info.get("data") or {}).get("options") or {}).get("delimiter") if run is not None else None
+    delimiter = _data_options(run).get("delimiter") if run is not None else None
     other = f", not by the data file's {delimiter!r}" if delimiter and delimiter.strip() not in ("", ",") else ""
     return f" (two ids a line, separated by a comma, a tab or spaces{other})"
+
+
+def _data_options(run: Run) -> dict:
+    """The options ``fit`` read the run's data file with (its CSV columns, delimiter, ...); none for a dataset's."""
+    return (run.info.get("data") or {}).get("options") or {}
 
 
 def _refuse_commented_pair(line: str, fields: list[str], run: Run, where: str) -> None:
@@ -910,7 +915,7 @@ def _refuse_commented_pair(line: str, fields: list[str], run: Run, where: str) -
 def _is_header(pair: tuple[str, str], run: Run) -> bool:
     """Whether ``pair`` names the columns (``_HEADER_NAMES``, or the CSV columns ``run`` was fitted from) and neither
     name is a raw id of ``run``."""
-    columns = run.info.get("data", {}).get("options", {})
+    columns = _data_options(run)
     if not all(name.lower() in names or name.lower() == str(columns.get(column) or "").lower()
                for name, names, column in zip(pair, _HEADER_NAMES, ("user_col", "item_col"))):
         return False
