@@ -860,6 +860,19 @@ def test_a_table_says_how_many_seeds_a_figure_is_over_when_some_gave_none():
     assert f"| 0.600 ± {half:.3f} (n=2) |" in table and "| 0.600 ± 0.248 |" in table  # mia_auc, then auc_0
 
 
+def test_a_count_whose_seeds_agree_shows_no_decimals():
+    """A one-user request's 147 edges read "147.0" in a tutorial's table (a QA probe); a mean over seeds keeps its
+    decimal, and a figure that is no count keeps its three."""
+    from graphforget.bench import BenchResult
+    from graphforget.bench.report import markdown
+    def table(edges):
+        records = [_record("ifru", seed, {"request_edges": n, "auc_0": 1.0}) for seed, n in enumerate(edges)]
+        return markdown(BenchResult("deletion", "d", "mf", {}, TINY.as_dict(), records, aggregate(records)))
+    assert "| ifru | 147 | 1.000 ± 0.000 |" in table([147, 147])
+    assert "| ifru | 147 | 1.000 |" in table([147])
+    assert "| 147.5 ± 6.4 |" in table([147, 148])
+
+
 def test_the_report_says_why_each_failed_cell_failed():
     """A rerun reads the cells back without logging their errors: the table's "ifru (2 failed)" was all results.md
     said (a QA probe)."""

@@ -78,14 +78,22 @@ def _legend(result, columns: list[str]) -> str:
     return ". ".join(parts) + "."
 
 
-def _fmt(stat: dict | None, seeds: int | None = None) -> str:
-    """``mean ± half-width`` (3 decimals, 1 from 100 on), ``-`` when not measured, with ``(n=k)`` where only ``k`` of
-    the group's ``seeds`` gave a finite value (the others are left out of the interval)."""
+#: The columns that count something: a whole mean shows no decimals (a request of 147 edges read "147.0").
+COUNTS = frozenset({"request_edges"})
+
+
+def _fmt(stat: dict | None, seeds: int | None = None, count: bool = False) -> str:
+    """``mean ± half-width`` (3 decimals, 1 from 100 on; a ``count`` whose seeds agree on a whole number as that
+    number alone), ``-`` when not measured, with ``(n=k)`` where only ``k`` of the group's ``seeds`` gave a finite value (the others
+    are left out of the interval)."""
     if not stat or stat.get("mean") is None:
         return "-"
     mean, half = stat["mean"], stat.get("half_width")
     digits = 1 if abs(mean) >= 100 else 3
-    text = f"{mean:.{digits}f}" if half is None else f"{mean:.{digits}f} ± {half:.{digits}f}"
+    if count and float(mean).is_integer() and not half:
+        text = f"{mean:.0f}"
+    else:
+        text = f"{mean:.{digits}f}" if half is None else f"{mean:.{digits}f} ± {half:.{digits}f}"
     return text if seeds is None or stat.get("n", seeds) >= seeds else f"{text} (n={stat['n']})"
 
 
@@ -203,7 +211,7 @@ def _table(result) -> tuple[list[str], list[list[str]]]:
     for group in result.aggregates:
         name = group["method"] + (f" ({group['errors']} failed)" if group.get("errors") else "")
         seeds = len(group["seeds"])
-        rows.append([_variant(group["variant"]), name] + [_fmt(group["metrics"].get(c), seeds) for c in columns])
+        rows.append([_variant(group["variant"]), name] + [_fmt(group["metrics"].get(c), seeds, c in COUNTS) for c in columns])
     return ["setting", "method", *columns], rows
 
 
