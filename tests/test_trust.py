@@ -722,6 +722,36 @@ def test_failure_policy_on_a_solve_that_does_not_converge(early_stopped, policy)
     assert result.graph[EDGE].edge_index.size(1) == graph[EDGE].edge_index.size(1) - request.size(1)
 
 
+@pytest.mark.parametrize("method", [IFRU, SCIF])
+def test_a_step_the_retries_shrank_to_nothing_is_no_accepted_unlearning(early_stopped, monkeypatch, method):
+    """The waiver of the ratio for a step too short to test is for a request that barely matters: SCIF on an ML-100K
+    LightGCN failed the test at 1, 10 and 100 times its damping, then took a step of 1e-4 of the parameters' norm at
+    1000 times, trusted, the removed pair's score barely moved (qa110). Scripted here: the first attempt fails, the
+    next is negligible."""
+    from graphforget.unlearn.ifru import ladder
+    models, graph, request, _ = early_stopped
+    real, calls = ladder.acceptance, []
+
+    def scripted(*args, **kwargs):
+        check = real(*args, **kwargs)
+        calls.append(1)
+        first = len(calls) == 1
+        return {**check, "reason": "scripted failure" if first else None, **({} if first else {"negligible": True})}
+    monkeypatch.setattr(ladder, "acceptance", scripted)
+    config = IFRUConfig(trust=TrustConfig(retries=1, on_failure="keep"))
+    result, messages = _unlearn(models["lightgcn"], graph, request, config, method)
+    first, second = result.info["attempts"]
+    assert not result.info["trusted"] and _same(result.model, models["lightgcn"]) and len(messages) == 1
+    assert result.info["reason"] == second["reason"] == (
+        f"the retries damped the step away: at damping {second['damping']:.3g} it is at most 0.0001 of the "
+        f"parameters' norm and its decrease too small to measure, after the first attempt, at damping "
+        f"{first['damping']:.3g}, failed: scripted failure")
+    # the first attempt's own negligible step passes: nothing failed before it
+    monkeypatch.setattr(ladder, "acceptance", lambda *a, **k: {**real(*a, **k), "reason": None, "negligible": True})
+    result, messages = _unlearn(models["lightgcn"], graph, request, config, method)
+    assert result.info["trusted"] and not messages and all(a["reason"] is None for a in result.info["attempts"])
+
+
 def test_a_zero_step_under_apply_says_the_model_is_returned_unchanged():
     """CG met negative curvature at its first iteration (the exact Hessian of an early-stopped LightGCN): its step is
     0, and on_failure='apply' warned 'the step was applied anyway' of a model bit-identical to the input."""
