@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from .config import eval_mode, is_integer
+from .config import eval_mode, is_integer, warn_caller
 from .data.interactions import (EDGE, as_pairs, check_layout, check_model_fits, check_model_on_graph_device,
                                 check_pair_ids, check_pair_tensor, check_unique_pairs, finite_scores,
                                 message_passing_edges, num_items, num_users, pair_keys, pair_scores, validate_pairs)
@@ -140,8 +140,19 @@ def evaluate_auc(model, graph: HeteroData, test: HeteroData, request: Tensor | N
     labels = _test_labels(test, graph, what)
     request = None if request is None else validate_pairs(graph, request)
     edges = test[EDGE].edge_index.to(graph[EDGE].edge_index.device)
+    shared = trained_pairs(graph, edges)
+    if shared and what == "the test set":  # validation pairs are warned of where they are given (train, the methods)
+        warn_caller(f"evaluate_auc: {shared} of the test set's {edges.size(1)} pairs are training edges: the AUC "
+                    "scores pairs the model trains on (hold them out of the training graph, e.g. "
+                    "graphforget.data.random_split)")
     scores = _scores(model, graph, edges, what)
     return auc_groups(scores.cpu(), edges.cpu(), labels.cpu(), None if request is None else request.cpu())
+
+
+def trained_pairs(graph: HeteroData, edge_index: Tensor) -> int:
+    """How many of the (user, item) pairs ``edge_index [2, P]`` are edges of ``graph``."""
+    keys = pair_keys(edge_index, num_items(graph))
+    return int(torch.isin(keys, pair_keys(graph[EDGE].edge_index.to(keys.device), num_items(graph))).sum())
 
 
 def check_binary_labels(labels: Tensor, name: str) -> None:

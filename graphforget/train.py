@@ -17,9 +17,9 @@ from .config import (GraphforgetWarning, check_fields, check_instances, check_ty
                      recheck, warn_caller, wrapped_seed)
 from .data.adjacency import hold_graph
 from .data.interactions import (EDGE, check_interactions, check_layout, check_model_fits, check_pair_ids,
-                                check_pair_tensor, check_unique_pairs, num_items, pair_keys)
+                                check_pair_tensor, check_unique_pairs, num_items)
 from .distributed import agreed, average_across_ranks, data_parallel_loss, rank_and_size, summed_across_ranks
-from .metrics import auc_standard_error, check_binary_labels, evaluate_auc
+from .metrics import auc_standard_error, check_binary_labels, evaluate_auc, trained_pairs
 from .models.base import check_precision, running_statistics
 from .objectives import BCEObjective, Objective
 
@@ -365,11 +365,10 @@ def warn_if_val_is_trained_on(graph: HeteroData, val: HeteroData, who: str = "tr
                               reads: str = "early stopping follows") -> None:
     """Warns when validation pairs are training edges: early stopping (``who`` and what ``reads`` them) then follows
     pairs the model fits, and says nothing of held-out data (accepted silently, found by a QA probe)."""
-    keys = pair_keys(val[EDGE].edge_index, num_items(graph))
-    shared = int(torch.isin(keys, pair_keys(graph[EDGE].edge_index, num_items(graph))).sum())
+    shared = trained_pairs(graph, val[EDGE].edge_index)
     if shared:
-        warn_caller(f"{who}: {shared} of val's {keys.numel()} pairs are training edges: {reads} pairs the model "
-                    "trains on (hold them out of the training graph, e.g. graphforget.data.random_split)")
+        warn_caller(f"{who}: {shared} of val's {val[EDGE].edge_index.size(1)} pairs are training edges: {reads} pairs "
+                    "the model trains on (hold them out of the training graph, e.g. graphforget.data.random_split)")
 
 
 def _check_inputs(model: torch.nn.Module, graph: HeteroData, objective: Objective) -> None:

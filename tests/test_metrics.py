@@ -5,6 +5,7 @@ import copy
 import itertools
 import math
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -128,6 +129,23 @@ def test_evaluate_auc_scores_the_model_on_its_graph():
     # A request outside the graph's ranges selected AUC_1's and AUC_2's pairs by ids no pair has, without a word.
     with pytest.raises(ValueError, match=r"request holds 1 pairs with unknown ids, the first \(2, 0\)"):
         evaluate_auc(model, train, test, request=torch.tensor([[2], [0]]))
+
+
+def test_evaluate_auc_warns_of_test_pairs_that_are_training_edges():
+    """A test set that shares pairs with the training graph scores what the model fitted (accepted silently, a known
+    gap of sessions); validation pairs are warned of where they are given, not at each epoch's evaluation."""
+    from graphforget.config import GraphforgetWarning
+    model = hand_mf([[1.0], [-1.0]], [[0.3], [0.1], [-0.2]])
+    train = make_interactions(torch.tensor([[0, 1], [0, 1]]), num_users=2, num_items=3)
+    leaky = make_interactions(torch.tensor([[0, 0, 1, 1], [0, 2, 1, 2]]), torch.tensor([1., 0., 0., 1.]), 2, 3)
+    with pytest.warns(GraphforgetWarning, match=re.escape(
+            "evaluate_auc: 2 of the test set's 4 pairs are training edges: the AUC scores pairs the model trains on")):
+        evaluate_auc(model, train, leaky)
+    held_out = make_interactions(torch.tensor([[0, 0, 1, 1], [1, 2, 0, 2]]), torch.tensor([1., 0., 0., 1.]), 2, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        evaluate_auc(model, train, held_out)
+        evaluate_auc(model, train, leaky, what="val")
 
 
 def test_completeness():
