@@ -2022,3 +2022,167 @@ def test_a_method_whose_config_lies_in_another_file_is_keyed_by_both_files(tmp_p
         METHODS.pop("test-apart", None)
         for name in ("gf_apart_config", "gf_apart_method"):
             sys.modules.pop(name, None)
+
+# ------------------------------------------------ the figures against their definitions (qa107's mutations)
+# Each test failed under a one-line mutation that the suite had passed (qa107, mutation testing of the harness).
+def test_a_seed_option_at_the_configs_default_stays_in_the_key():
+    """sisa:seed=0 runs SISA from seed 0 in every cell; the seed-1 cell must not share the key of the plain
+    seed-1 cell (which runs from seed 1)."""
+    params = PROTOCOLS["deletion"].defaults(True)
+    src = DataSource("synthetic", negatives=1)
+    given = plan_cells("deletion", src, TINY, ["sisa"], 2, params, {"sisa": {"seed": 0}})
+    plain = plan_cells("deletion", src, TINY, ["sisa"], 2, params, {})
+    key = lambda cells: {(c.seed, c.params["protocol"]["kind"]): c.key for c in cells if c.method == "sisa"}
+    assert all(c.params["options"] == {"seed": 0} for c in given if c.method == "sisa")
+    assert key(given)[(1, "random")] != key(plain)[(1, "random")]
+
+
+@pytest.fixture(scope="module")
+def deletion_rows():
+    setting = Setting(DataSource("synthetic", negatives=1), TINY, seed=0)
+    variant = {"kind": "random", "ratio": 0.1}
+    return {m: PROTOCOLS["deletion"].run(setting, m, {}, variant, False) for m in ("retrain", "finetune")}
+
+
+def _same_figure(a, b):
+    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+
+
+def test_a_methods_retrain_figures_are_the_retrain_cells_own(deletion_rows):
+    """mia_auc_retrain, below_match_retrain, over_forgetting_p_retrain of any method are the matching
+    Retrain's figures, i.e. the Retrain cell's own mia_auc, below_match, over_forgetting_p."""
+    retrain, finetune = deletion_rows["retrain"], deletion_rows["finetune"]
+    assert finetune["mia_auc"] != retrain["mia_auc"]  # else the check below says nothing
+    for name in ("mia_auc", "below_match", "over_forgetting_p"):
+        assert _same_figure(finetune[f"{name}_retrain"], retrain[name]), name
+
+
+def test_mi_ng_is_not_mi_bf(deletion_rows):
+    """MI-NG (non-members over removed edges, after) and MI-BF (removed edges before over after) differ."""
+    for row in deletion_rows.values():
+        assert row["mi_ng"] != row["mi_bf"]
+
+
+def test_a_one_batch_cell_of_a_fitted_method_reports_its_fit_seconds():
+    """SISA's cell of the deletion protocol carries the fit's seconds (the table's fit_seconds column)."""
+    setting = Setting(DataSource("synthetic", negatives=1), TINY, seed=0)
+    row = PROTOCOLS["deletion"].run(setting, "sisa", {"num_shards": 2}, {"kind": "random", "ratio": 0.1}, False)
+    fitted = setting.unlearner("sisa", {"num_shards": 2})
+    assert row["fit_seconds"] is not None and row["fit_seconds"] == fitted.fit_seconds > 0
+
+
+def test_an_attack_cells_original_figures_are_the_originals():
+    """original_auc_* are the Original's AUCs (the model trained on the flipped labels), not Retrain's."""
+    from graphforget.metrics import evaluate_auc
+    setting = Setting(DataSource("synthetic", negatives=1), TINY, seed=0, attack={"kind": "flip", "ratio": 0.02})
+    row = PROTOCOLS["attack"].run(setting, "retrain", {}, {"attack_ratio": 0.02}, False)
+    base = evaluate_auc(setting.original, setting.train_graph, setting.test, setting.request)
+    assert row["original_auc_0"] == base["auc_0"] and row["original_auc_1"] == base["auc_1"]
+    assert row["completeness_auc_0"] == pytest.approx(1.0)
+
+
+def test_every_stream_column_of_the_table_is_a_figure_the_stream_summary_writes():
+    """Each figure@NN% the stream table shows (report.COLUMNS) is written for each checkpoint."""
+    from graphforget.bench.protocols import _stream_summary
+    from graphforget.bench.report import COLUMNS
+    shown = {name.rpartition("@")[0] for name in COLUMNS["stream"] if name.endswith("%")}
+    point = {name: 0.5 for name in shown} | {"fraction": 1.0, "requests": 2, "removed_edges": 3}
+    row = _stream_summary([point], [1.0, 2.0], None, [None, None])
+    assert {f"{name}@100%" for name in shown} <= set(row)
+
+
+def test_a_count_that_two_fractions_fall_on_is_named_by_the_largest():
+    """The docstring and the legend: the largest share that falls on a count names it."""
+    from graphforget.bench.protocols import _checkpoint_fractions
+    assert _checkpoint_fractions(10, [0.25, 0.3, 1.0]) == {3: 0.3, 10: 1.0}
+
+
+def test_a_streams_seconds_per_request_at_a_checkpoint_are_over_the_requests_before_it():
+    """seconds_per_request@50% averages the requests run up to that checkpoint."""
+    setting = Setting(DataSource("synthetic", negatives=1), TINY, seed=0)
+    result = PROTOCOLS["stream"].run(setting, "finetune", {}, {"length": 4, "order": "random",
+                                                             "fractions": [0.5, 1.0]}, False)
+    seconds = result["request_seconds"]
+    assert result["seconds_per_request@50%"] == pytest.approx(sum(seconds[:2]) / 2)
+    assert result["cumulative_seconds@50%"] == pytest.approx(sum(seconds[:2]))
+
+
+def test_protocol_ratios_at_the_bounds_are_refused_when_planned():
+    """An adversarial fraction of 0 and an attack ratio of 1 are refused by the protocol's variants."""
+    with pytest.raises(ValueError, match=r"adversarial fraction must be in \(0, 1\]"):
+        PROTOCOLS["adversarial"].variants({"fraction": 0.0})
+    with pytest.raises(ValueError, match=r"attack ratio must be in \(0, 1\)"):
+        PROTOCOLS["attack"].variants({"attack_ratio": 1.0})
+
+
+def test_run_attack_gap_noise_floor_is_over_the_test_pairs(monkeypatch):
+    """The attack protocol's gap has the harness's floor, 4 float32 steps times sqrt(test pairs)."""
+    from graphforget.protocols.attack import run_attack
+    data = prepare_attack_data("synthetic", attack_ratio=0.02, seed=0)
+    floor = 4 * torch.finfo(torch.float32).eps * math.sqrt(data.split.test[EDGE].edge_index.size(1))
+    distances = iter([0.9 * floor, 0.0, 1e-6])
+    monkeypatch.setattr("graphforget.protocols.attack.prediction_distance", lambda *args: next(distances))
+    report = run_attack(data, Hyperparameters(embedding_dim=4, train={"epochs": 1}), methods=["finetune"])
+    assert all(math.isnan(row.prediction_gap) for row in report.methods.values())
+
+
+def test_the_attack_is_seeded_by_the_seed():
+    """Prepare_attack_data flips attack_flip(split.train, ratio, seed)'s edges."""
+    from graphforget.data import attack_flip
+    data = prepare_attack_data("synthetic", attack_ratio=0.05, seed=3)
+    assert torch.equal(data.request, attack_flip(data.split.train, 0.05, seed=3)[1])
+
+
+def test_fmt_writes_one_decimal_from_100_on():
+    """The docstring: 3 decimals, 1 from 100 on."""
+    from graphforget.bench.report import _fmt
+    assert _fmt({"mean": 100.0, "half_width": 2.0, "n": 3}) == "100.0 ± 2.0"
+    assert _fmt({"mean": 99.9, "half_width": None, "n": 1}) == "99.900"
+
+
+def test_the_trust_line_counts_the_cells_that_passed():
+    """'ifru 1 of 2' where one of two tested cells failed its acceptance test."""
+    from types import SimpleNamespace
+    from graphforget.bench.report import _trust
+    group = {"method": "ifru", "variant": {"attack_ratio": 0.02}, "tested": 2, "untrusted": 1}
+    assert "ifru 1 of 2 cells." in _trust(SimpleNamespace(aggregates=[group]))
+
+
+def test_a_single_seed_report_says_it_has_no_interval():
+    """One seed: the table's figures are bare means."""
+    from types import SimpleNamespace
+    from graphforget.bench.report import _intro
+    result = SimpleNamespace(aggregates=[{"seeds": [0]}], params={}, cells=[])
+    assert "one seed: no interval" in _intro(result)
+    result.aggregates = [{"seeds": [0, 1]}]
+    assert "95% Student-t interval" in _intro(result)
+
+
+def test_the_code_digest_does_not_depend_on_the_order_files_are_listed(tmp_path, monkeypatch):
+    """Two copies of the same code agree, whatever order the filesystem lists their files in."""
+    from pathlib import Path
+    from graphforget.bench import cache
+    for name, text in (("a.py", "x = 1\n"), ("b.py", "y = 2\n"), ("c.py", "z = 3\n")):
+        (tmp_path / name).write_text(text)
+    before = cache.code_digest.__wrapped__(tmp_path)
+    listed = Path.rglob
+    monkeypatch.setattr(Path, "rglob", lambda self, pattern: reversed(sorted(listed(self, pattern))))
+    assert cache.code_digest.__wrapped__(tmp_path) == before
+
+
+def test_ml100k_attack_data_labels_ratings_of_4_and_5_positive(data_root):
+    """'rating >= 4 -> 1': about 55% of ML-100K's ratings are 4 or 5 (82% are 3 or more)."""
+    data = prepare_attack_data("ml-100k", data_root, attack_ratio=0.02, seed=0)
+    labels = torch.cat([part[EDGE].edge_label for part in (data.split.train, data.split.val, data.split.test)])
+    assert "rating >= 4 -> 1" in data.source
+    assert 0.53 < float((labels > 0).float().mean()) < 0.58
+
+
+def test_users_of_equal_activity_are_taken_in_index_order():
+    """Ties in activity (common: many users share a degree) are broken by user index, the same on every
+    platform and torch build; an unstable sort picked another set of 'core' users."""
+    degrees = [3, 1, 3, 2, 1, 3, 2, 2, 1, 3] * 50
+    pairs = [(u, i) for u, d in enumerate(degrees) for i in range(d)]
+    graph = make_interactions(torch.tensor(pairs).t(), torch.ones(len(pairs)), num_users=len(degrees), num_items=3)
+    users = [int(r[0, 0]) for r in stream_requests(graph, 40, "most")]
+    assert users == [u for u, d in enumerate(degrees) if d == 3][:40]
