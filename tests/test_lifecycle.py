@@ -658,3 +658,18 @@ def test_an_objective_the_training_graph_cannot_train_is_named_not_the_request(s
         with pytest.raises(ValueError, match=f"{METHODS[name].__name__}: BCEObjective needs negative labels but every "
                                              "edge_label of the training graph is 1"):
             build_unlearner(name, model, implicit, BCEObjective(l2=0.1)).unlearn(edges[:, :3])
+
+
+def test_unlearn_refuses_a_nan_written_into_the_model_after_construction():
+    """unlearn() checks the model's finiteness again (documented under Raises), as fit() does: without it FineTune said
+    "the training loss is nan ... lower the learning rate" (qa108's mutation)."""
+    edges = torch.tensor([[0, 0, 1, 1, 2, 2], [0, 1, 1, 2, 0, 2]])
+    graph = make_interactions(edges, torch.tensor([1., 0., 1., 0., 1., 0.]), num_users=3, num_items=3)
+    for method in (METHODS["finetune"], METHODS["retrain"]):
+        model = MF(3, 3, 4)
+        model.reset_parameters(0)
+        unlearner = method(model, graph, BCEObjective())
+        with torch.no_grad():
+            model.user_emb.weight[0, 0] = float("nan")
+        with pytest.raises(ValueError, match="the model has non-finite parameters: user_emb.weight"):
+            unlearner.unlearn(edges[:, :1])

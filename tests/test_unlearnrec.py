@@ -1302,3 +1302,111 @@ def test_a_file_that_is_not_a_torch_file_is_named_without_torchs_weights_only_ad
     with pytest.raises(ValueError) as error:
         load_model(tmp_path / "pickled.pt")
     assert str(error.value).endswith(refused) and "weights_only" not in str(error.value)
+
+
+# Each test below failed under a one-line mutation that the suite had passed (qa108, mutation testing).
+def test_info_counts_the_requests_distinct_users_and_items(trained):
+    """request_users / request_items count distinct ids (3 edges of one user: 1 user, 3 items)."""
+    model, graph, objective = trained
+    store = graph[EDGE]
+    user = int(store.edge_index[0, 0])
+    request = store.edge_index[:, store.edge_index[0] == user][:, :3]
+    info = UnlearnRec(model, graph, objective, quick_config(max_loss_increase=None)).fit().unlearn(request).info
+    assert info["request_users"] == 1 and info["request_items"] == 3
+
+
+def test_finetune_lr_is_the_fine_tunings_rate(trained):
+    """finetune_lr=0.5 fine-tunes as lr=0.5 without finetune_lr does (pre-training off: lr reads nowhere else)."""
+    model, graph, objective = trained
+    request = random_edges(graph, 0.05, seed=3)
+
+    def run(**kw):
+        config = quick_config(finetune_epochs=1, max_loss_increase=None, **kw)
+        return state(UnlearnRec(model, graph, objective, config).fit().unlearn(request).model)
+    own = run(finetune_lr=0.5)
+    assert same_state(own, run(lr=0.5))
+    assert not same_state(own, run())  # lr's default, 1e-3: another rate
+
+
+def test_a_steps_preservation_reads_at_most_preserve_pairs():
+    """L_p reads the batch's first preserve_pairs interactions (every test had fewer than the default 1024)."""
+    graph = planted_communities(num_users=60, num_items=40, num_communities=4, interactions_per_user=8, seed=0)
+    model = LightGCN(60, 40, embedding_dim=8, num_layers=2)
+    model.reset_parameters(0)
+    config = quick_config(finetune_epochs=1, preserve_pairs=7)
+    unlearner = UnlearnRec(model, graph, BPRObjective(l2=1e-4, seed=0), config)
+    remaining = without_edges(graph, random_edges(graph, 0.05, seed=6))[0]
+    work, _ = unlearner._working_copy(trainable_tables=False)
+    batch = torch.arange(remaining[EDGE].edge_index.size(1))
+    _, parts = unlearner._step_loss(work, remaining, batch, graph[EDGE].edge_index[:, :2], unlearner._reference(),
+                                    epoch=1)
+    with torch.no_grad():
+        user, item = model.embed(remaining)
+        ref_user, ref_item = model.embed(graph)
+    store = remaining[EDGE]
+    pairs = store.edge_index[:, store.edge_label > 0][:, :7]
+    expected = _preservation_loss(user[pairs[0]], item[pairs[1]], ref_user[pairs[0]], ref_item[pairs[1]], config.tau)
+    assert float(parts["preserve"]) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_a_simulated_request_is_drawn_every_resample_every_epochs(trained):
+    """With resample_every=2 the request of epoch 1 serves epoch 2 too; epoch 3 draws another."""
+    model, graph, objective = trained
+    config = quick_config(pretrain_epochs=3, resample_every=2, max_loss_increase=None)
+    history = UnlearnRec(model, graph, objective, config).fit().fit_info["history"]
+    ratios = [row["request_ratio"] for row in history]
+    assert ratios[0] == ratios[1] != ratios[2]
+
+
+def test_pre_training_refuses_a_graph_with_one_positive_edge():
+    """A simulated request needs a positive edge to remove and one to keep."""
+    edges = torch.tensor([[0, 0, 1, 1, 2, 2], [0, 1, 1, 2, 0, 2]])
+    graph = make_interactions(edges, torch.tensor([1., 0., 0., 0., 0., 0.]), num_users=3, num_items=3)
+    model = MF(3, 3, 4)
+    model.reset_parameters(0)
+    unlearner = UnlearnRec(model, graph, BCEObjective(), quick_config(pretrain_epochs=1, max_loss_increase=None))
+    with pytest.raises(ValueError, match="needs at least two positive training edges"):
+        unlearner.fit()
+
+
+def test_without_edge_dropout_the_contrastive_view_is_the_full_one(trained):
+    """contrastive_drop is the share of request edges dropped from the view; at 0 the view is dE itself, and L_c
+    is InfoNCE of dE's request rows with themselves."""
+    from graphforget.models.sgl import info_nce
+    model, graph, objective = trained
+    config = quick_config(pretrain_epochs=1, contrastive_drop=0.0, max_loss_increase=None)
+    unlearner = UnlearnRec(model, graph, objective, config)
+    pairs = random_edges(graph, 0.1, seed=2)
+    request = unlearner._prepare(pairs, without_edges(graph, pairs)[0])
+    final = unlearner._reference()
+    with torch.no_grad():
+        full = unlearner._influence(final, request)
+        got = unlearner._contrastive(full, final, request, torch.Generator().manual_seed(0))
+    rows = full[request.node_mask]
+    assert rows.abs().sum() > 0
+    expected = info_nce(rows, rows, config.contrastive_tau)
+    assert float(got) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_request_ratio_refuses_a_low_share_of_0():
+    """The documented rule is 0 < low <= high < 1."""
+    with pytest.raises(ValueError, match="request_ratio"):
+        UnlearnRecConfig(request_ratio=(0.0, 0.3))
+
+
+def test_tables_of_different_widths_are_refused_when_built(trained):
+    """A user table of width 16 and an item table of width 24 (projected to 16 by embed) is refused at
+    construction by name, not by a shape error inside fit()."""
+    _, graph, objective = trained
+
+    class WideItems(MF):
+        def __init__(self, users, items):
+            super().__init__(users, items, 16)
+            self.item_emb = nn.Embedding(items, 24)
+            self.proj = nn.Linear(24, 16, bias=False)
+
+        def embed(self, graph):
+            return self.user_emb.weight, self.proj(self.item_emb.weight)
+    model = WideItems(int(graph["user"].num_nodes), int(graph["item"].num_nodes))
+    with pytest.raises(ValueError, match="with the same d as the other table"):
+        UnlearnRec(model, graph, objective, quick_config(max_loss_increase=None))
