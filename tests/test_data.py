@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import re
+import signal
 import socket
 import struct
 import threading
@@ -2177,3 +2178,89 @@ def test_a_csv_file_in_utf16_a_blank_first_line_or_a_repeated_header_is_named(tm
     with pytest.raises(ValueError, match=re.escape(f"{path}, line 3: the row repeats the header (user, item): files "
                                                    "joined with their headers? Remove it")):
         load_csv(path, "user", "item")
+
+
+# Each test below failed under a one-line mutation that the suite had passed (qa109, mutation testing).
+def test_lightgcn_refuses_a_negative_user_id_naming_its_line(tmp_path):
+    (tmp_path / "test.txt").write_text("0 3\n1 2\n")
+    for train, line in (("0 1 2\n-1 0\n", 2), ("0 1 2\n1 0\n-3\n", 3)):
+        (tmp_path / "train.txt").write_text(train)
+        with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'train.txt'}, line {line}: negative id -")):
+            load_lightgcn(tmp_path)
+
+
+def test_delimiter_hint_names_a_comma_when_another_delimiter_was_given(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("user,item,rating\nu1,i1,5\n")
+    with pytest.raises(ValueError, match=re.escape("is the delimiter ','? (delimiter=','; fit --delimiter)")):
+        load_csv(path, "user", "item", "rating", delimiter=";")
+
+
+def test_k_core_1_drops_nodes_without_edges():
+    graph = make_interactions(torch.tensor([[0, 1], [0, 0]]), None, num_users=3, num_items=2)
+    core = k_core(graph, 1)
+    assert (num_users(core), num_items(core)) == (2, 1)
+
+
+def test_random_split_refuses_ratios_summing_to_0_995(tiny_graph):
+    with pytest.raises(ValueError, match="ratios"):
+        random_split(tiny_graph, (0.6, 0.2, 0.195))
+
+
+def test_add_negatives_refuses_a_user_one_item_short_instead_of_looping():
+    # user 0 rates 3 of 4 items, 2 positively: ratio 1 needs 2 negatives, 1 item is left
+    graph = make_interactions(torch.tensor([[0, 0, 0, 1], [0, 1, 2, 3]]), torch.tensor([1., 1., 0., 1.]), 2, 4)
+
+    def hang(*_):
+        raise TimeoutError("add_negatives loops forever")
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(20)
+    try:
+        with pytest.raises(ValueError, match=r"user 0 \(needs 2, has 1\)"):
+            add_negatives(graph, ratio=1)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_random_edges_rounds_the_count():
+    graph = make_interactions(torch.tensor([[0, 0, 1, 1, 2, 2, 3, 3, 4, 4], [0, 1, 0, 1, 0, 1, 0, 1, 0, 1]]))
+    assert random_edges(graph, 0.37).size(1) == 4  # round(3.7); attack_flip rounds too
+
+
+def test_a_request_with_item_id_equal_to_num_items_is_named_unknown(tiny_graph):
+    graph = tiny_graph
+    with pytest.raises(ValueError, match="unknown ids, the first \\(0, 5\\)"):
+        interactions.validate_pairs(graph, torch.tensor([[0], [num_items(graph)]]))
+
+
+def test_edge_subgraph_refuses_sorted_repeated_positions(tiny_graph):
+    with pytest.raises(ValueError, match="edge positions repeat"):
+        edge_subgraph(tiny_graph, torch.tensor([0, 0, 1]))
+
+
+def test_make_interactions_names_a_negative_count_as_its_argument():
+    with pytest.raises(ValueError, match="num_users must be non-negative, got -1"):
+        make_interactions(torch.zeros(2, 0, dtype=torch.long), None, -1, 3)
+
+
+def test_a_utf32_be_file_is_named_as_utf32(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_bytes(b"\x00\x00\xfe\xff" + "user,item\nu1,i1\n".encode("utf-32-be"))
+    with pytest.raises(ValueError, match="starts with the byte-order mark of UTF-32"):
+        load_csv(path, "user", "item")
+
+
+def test_relabel_refuses_an_edge_kept_to_a_dropped_item(tiny_graph):
+    graph = tiny_graph
+    users = torch.ones(4, dtype=torch.bool)
+    items = torch.tensor([False, True, True, True, True])
+    with pytest.raises(ValueError, match="edge_mask keeps 2 edges of dropped users or items"):
+        relabel(graph, users, items, torch.ones(9, dtype=torch.bool))
+
+
+def test_add_negatives_drops_per_edge_attributes_such_as_a_timestamp(tiny_graph):
+    graph = tiny_graph
+    graph[EDGE].timestamp = torch.arange(9)
+    out = add_negatives(graph, ratio=1)
+    assert "timestamp" not in out[EDGE]

@@ -2777,3 +2777,31 @@ def test_an_unknown_id_that_is_a_known_one_in_another_unicode_form_is_named_so()
     with pytest.raises(ValueError, match="unknown user ids") as error:
         _local_nodes(graph, "user", ["tensor(5)"], local_ids=False)
     assert "Unicode" not in str(error.value)
+
+
+# Each test below failed under a one-line mutation that the suite had passed (qa109, mutation testing).
+def test_a_run_record_with_a_bool_seed_is_refused_naming_the_field(tmp_path):
+    from graphforget.runs import read_run_info
+    record = {"kind": "fit", "format": 1, "files": {}, "data": {}, "model": {"name": "mf", "config": {}},
+              "hparams": {}, "seed": True, "metrics": {}, "lineage": {}}
+    (tmp_path / "run.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="run.json: seed is not what a run records"):
+        read_run_info(tmp_path)
+
+
+def test_graph_from_dict_refuses_more_raw_ids_than_nodes():
+    from graphforget.runs import graph_from_dict
+    value = {"num_users": 2, "num_items": 1, "edge_index": torch.tensor([[0, 1], [0, 0]]),
+             "edge_label": torch.ones(2), "observed": torch.ones(2, dtype=torch.bool),
+             "user_raw_id": torch.tensor([10, 11, 12]), "item_raw_id": torch.tensor([5])}
+    with pytest.raises(ValueError, match="3 user raw ids for 2 users"):
+        graph_from_dict(value)
+
+
+def test_a_forget_run_whose_graph_was_swapped_is_refused(capsys, base, tmp_path):
+    run = tmp_path / "a"
+    assert cli(capsys, "forget", "--run", base, "--users", "u1", "--method", "scif", "--quiet", "--out", run)[0] == 0
+    shutil.copy(Path(base) / "graph.pt", run / "graph.pt")  # the parent's graph: u1's pairs back
+    _rehash(run)
+    code, _, err = cli(capsys, "evaluate", "--run", run)
+    assert code == 2 and "audit.jsonl's last line names another model or graph than the run's own" in err, err
