@@ -1369,6 +1369,19 @@ def test_pre_training_refuses_a_graph_with_one_positive_edge():
         unlearner.fit()
 
 
+def test_a_simulated_request_keeps_a_positive_edge():
+    """Of two positive edges, a share of 0.9 rounds to both: the request takes one and keeps the other (qa108: the cap
+    had no test)."""
+    edges = torch.tensor([[0, 0, 1, 1, 2, 2], [0, 1, 1, 2, 0, 2]])
+    graph = make_interactions(edges, torch.tensor([1., 0., 1., 0., 0., 0.]), num_users=3, num_items=3)
+    model = MF(3, 3, 4)
+    model.reset_parameters(0)
+    config = quick_config(pretrain_epochs=1, request_ratio=(0.9, 0.95), max_loss_increase=None)
+    unlearner = UnlearnRec(model, graph, BCEObjective(), config)
+    request, ratio = unlearner._simulated_request(torch.tensor([0, 2]), torch.Generator().manual_seed(0))
+    assert 0.9 <= ratio <= 0.95 and request.pairs.size(1) == 1
+
+
 def test_without_edge_dropout_the_contrastive_view_is_the_full_one(trained):
     """contrastive_drop is the share of request edges dropped from the view; at 0 the view is dE itself, and L_c
     is InfoNCE of dE's request rows with themselves."""
