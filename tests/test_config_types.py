@@ -15,10 +15,12 @@ import pytest
 import torch
 
 from graphforget.config import build_config, check_device, describe
+from graphforget.models import ContrastiveBPRObjective
+from graphforget.objectives import BCEObjective, BPRObjective
 from graphforget.presets import Hyperparameters, default_hparams
 from graphforget.train import TrainConfig
 from graphforget.unlearn import (FineTuneConfig, IFRUConfig, NewtonConfig, RecEraserConfig, RetrainConfig, SISAConfig,
-                                 SolverConfig, TrustConfig, UnlearnRecConfig)
+                                 SolverConfig, TrustConfig, UnlearnRecConfig, method_config)
 
 CONFIGS = (TrainConfig, RetrainConfig, FineTuneConfig, SISAConfig, RecEraserConfig, UnlearnRecConfig, SolverConfig,
            NewtonConfig, TrustConfig, IFRUConfig)
@@ -283,3 +285,203 @@ def test_check_device_refuses_mps_where_it_is_not_available():
         pytest.skip("this machine has MPS")
     with pytest.raises(ValueError, match="^MPS is not available on this machine$"):
         check_device("mps")
+
+
+# ---------------------------------------------------- each test below failed under a mutation the suite had passed
+# (qa112, mutation testing of the configs, presets and registry)
+
+# ------------------------------------------------------------------------------------------------ config.py
+
+def test_warn_caller_attributes_the_warning_to_the_first_frame_outside_graphforget():
+    """warn_caller's docstring: the warning names the user's line, however many graphforget frames lie between."""
+    from graphforget.config import warn_caller
+    library = {"__name__": "graphforget.qa_fake", "warn_caller": warn_caller}
+    exec(compile("def inner():\n    warn_caller('probe')\ndef outer():\n    inner()\n", "<graphforget-fake>", "exec"),
+         library)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        library["outer"]()
+    assert [w.filename for w in caught] == [__file__]
+
+
+def test_a_learning_rate_of_zero_is_told_it_must_be_positive():
+    """lr_rule: 0 fails the lower bound, so the message is the lower bound's, not 'must be at most 3e37'."""
+    with pytest.raises(ValueError, match=re.escape("TrainConfig.lr: must be > 0 (got 0.0)")):
+        TrainConfig(lr=0.0)
+
+
+def test_a_float_of_float32s_largest_magnitude_is_accepted():
+    """check_types' docstring: 'finite in float32' / 'an absolute value at most 3.403e+38': the maximum is in."""
+    largest = float(np.finfo(np.float32).max)
+    assert TrustConfig(min_ratio=largest).min_ratio == largest
+
+
+def test_an_integer_of_2_to_the_62_is_refused():
+    """Integers lie in (-2**62, 2**62): 2**62 itself must be refused."""
+    with pytest.raises(ValueError, match=re.escape("TrainConfig.batch_size: must have an absolute value below 2**62")):
+        TrainConfig(batch_size=2 ** 62)
+    assert TrainConfig(batch_size=2 ** 62 - 1).batch_size == 2 ** 62 - 1
+
+
+def test_a_huge_negative_integer_for_a_float_is_reported_as_negative():
+    """-10**400 overflows a float: the refused value is -inf, not +inf (the sign of what the caller gave)."""
+    with pytest.raises(ValueError, match=re.escape("TrainConfig.lr: must be finite (got -inf)")):
+        TrainConfig(lr=-10 ** 400)
+
+
+@pytest.mark.parametrize("text, value", [("no", False), ("NO", False), ("false", False), ("0", False),
+                                         ("yes", True), ("true", True), ("1", True)])
+def test_bool_strings_are_read_by_their_meaning(text, value):
+    assert build_config(RetrainConfig, {"warm_start": text}).warm_start is value
+
+
+@dataclasses.dataclass
+class _Opts:
+    """Options.
+
+    Args:
+        rate:
+            a rate   with   spaces
+            over two lines.
+    """
+    rate: float = 0.1
+
+
+def test_describe_collapses_whitespace_of_a_help_that_starts_on_the_next_line():
+    """describe's help is the Args entry with its lines joined by single spaces."""
+    assert describe(_Opts)[0].help == "a rate with spaces over two lines."
+
+
+# ------------------------------------------------------------------------------------------------ presets.py
+
+def test_hyperparameters_refuse_an_embedding_dim_of_zero():
+    with pytest.raises(ValueError, match=re.escape("Hyperparameters.embedding_dim: must be >= 1 (got 0)")):
+        Hyperparameters(embedding_dim=0)
+
+
+def test_hyperparameters_take_an_l2_of_zero():
+    """l2 'must be >= 0': 0 disables the L2 term (Objective's docstring)."""
+    hparams = Hyperparameters(l2=0.0)
+    assert hparams.l2 == 0.0 and hparams.objective().l2 == 0.0
+
+
+def test_hyperparameters_take_an_ssl_weight_of_zero_for_a_contrastive_model():
+    """'must be None or a weight >= 0': 0 switches the contrastive term off."""
+    hparams = Hyperparameters(model="sgl", loss="bpr", ssl_weight=0.0)
+    assert hparams.objective().ssl_weight == 0.0
+
+
+def test_as_dict_leaves_out_an_ssl_weight_equal_to_the_models_preset():
+    """as_dict: ssl_weight only when set to other than the model's preset (SGL: 0.1, SimGCL: 0.2)."""
+    assert "ssl_weight" not in Hyperparameters(model="sgl", loss="bpr", ssl_weight=0.1).as_dict()
+    assert "ssl_weight" not in Hyperparameters(model="simgcl", loss="bpr", ssl_weight=0.2).as_dict()
+    assert Hyperparameters(model="sgl", loss="bpr", ssl_weight=0.3).as_dict()["ssl_weight"] == 0.3
+
+
+def test_the_objective_takes_the_given_ssl_weight_and_seed():
+    objective = Hyperparameters(model="sgl", loss="bpr", ssl_weight=0.5).objective(seed=7)
+    assert isinstance(objective, ContrastiveBPRObjective)
+    assert (objective.ssl_weight, objective.tau, objective.seed) == (0.5, 0.2, 7)
+    plain = Hyperparameters(loss="bpr", l2=0.25).objective(seed=7)
+    assert type(plain) is BPRObjective and (plain.l2, plain.seed) == (0.25, 7)
+    assert type(Hyperparameters(l2=0.25).objective()) is BCEObjective
+
+
+def test_presets_have_the_documented_values():
+    """default_hparams' docstring."""
+    lgn = default_hparams("lightgcn")
+    assert (lgn.num_layers, lgn.l2, lgn.train.lr, lgn.train.batch_size, lgn.train.patience) == (2, 1.0, 0.01, 4096, 5)
+    bpr = default_hparams("mf", loss="bpr")
+    assert (bpr.l2, bpr.train.lr, bpr.train.batch_size, bpr.train.epochs) == (1e-4, 5e-3, 8192, 50)
+    assert default_hparams("mf", "ml-100k", "stationary").l2 == 8.0
+    assert default_hparams("mf", "bookcrossing", "stationary").l2 == 5.0
+    assert default_hparams("mf", "synthetic", "stationary").l2 == 5.0
+    assert default_hparams("lightgcn", "ml-100k", "stationary").l2 == 1.0
+    assert default_hparams("mf", "ml-100k", "stationary").train.epochs == 500
+
+
+@pytest.mark.parametrize("model", ["lightgcn", "sgl", "simgcl"])
+def test_build_model_passes_num_layers_to_every_model_but_mf(model):
+    hparams = Hyperparameters(model=model, loss="bce" if model == "lightgcn" else "bpr", num_layers=3,
+                              embedding_dim=4)
+    assert hparams.build_model(5, 6).num_layers == 3
+
+
+def test_build_model_draws_from_its_seed():
+    hparams = Hyperparameters(embedding_dim=4)
+    one, other = hparams.build_model(5, 6, seed=1), hparams.build_model(5, 6, seed=2)
+    assert not torch.equal(one.user_emb.weight, other.user_emb.weight)
+    assert torch.equal(one.user_emb.weight, hparams.build_model(5, 6, seed=1).user_emb.weight)
+
+
+# ------------------------------------------------------------------------------------------------ ifru/config.py
+
+def test_solver_max_row_growth_of_one_is_accepted():
+    """'None or >= 1'."""
+    assert SolverConfig(max_row_growth=1.0).max_row_growth == 1.0
+    with pytest.raises(ValueError, match=re.escape("IFRUConfig.solver.max_row_growth: must be None or >= 1 (got 0.99)")):
+        SolverConfig(max_row_growth=0.99)
+
+
+def test_solver_max_row_growth_none_passes_with_a_given_damping():
+    """The unread-option rule allows max_row_growth None or its default beside a given damping, nothing else."""
+    assert SolverConfig(damping=0.1, max_row_growth=None).max_row_growth is None
+    with pytest.raises(ValueError, match=re.escape("IFRUConfig.solver.max_row_growth: read only with damping='auto'")):
+        SolverConfig(damping=0.1, max_row_growth=2.0)
+
+
+def test_solver_relative_damping_must_not_be_negative():
+    with pytest.raises(ValueError, match=re.escape("IFRUConfig.solver.relative_damping: must be >= 0 (got -1.0)")):
+        SolverConfig(relative_damping=-1.0)
+
+
+def test_trust_bounds():
+    """max_val_auc_drop 'None or > 0'; max_fresh_loss_rise 'None or >= 0'; min_ratio '>= 0'."""
+    with pytest.raises(ValueError, match=re.escape("IFRUConfig.trust.max_val_auc_drop: must be None or > 0 (got 0.0)")):
+        TrustConfig(max_val_auc_drop=0.0)
+    assert TrustConfig(max_fresh_loss_rise=0.0).max_fresh_loss_rise == 0.0
+    with pytest.raises(ValueError, match=re.escape("IFRUConfig.trust.min_ratio: must be >= 0 (got -0.5)")):
+        TrustConfig(min_ratio=-0.5)
+
+
+def test_prune_ratio_of_zero_is_in_range():
+    """'ratios in [0, 1]': 0 is one."""
+    assert IFRUConfig(prune=(0.0,)).prune == (0.0,)
+
+
+def test_the_paper_preset_is_the_documented_one():
+    """paper(): no damping, the original objective's curvature, a tight solve, no retry, the step applied even
+    when it fails the test; a dict changes only the fields it names."""
+    paper = IFRUConfig.paper()
+    assert paper.curvature_of == "original" and paper.solver.damping == 0.0 and paper.solver.tol == 1e-4
+    assert (paper.trust.retries, paper.trust.on_failure, paper.newton.steps) == (0, "apply", 1)
+    changed = IFRUConfig.paper(solver={"tol": 1e-6, "name": "direct"}, trust={"on_failure": "raise"})
+    assert (changed.solver.tol, changed.solver.name, changed.solver.damping) == (1e-6, "direct", 0.0)
+    assert (changed.trust.on_failure, changed.trust.retries) == ("raise", 0)
+
+
+def test_the_newton_preset_reaches_one_hop_past_the_receptive_field():
+    for receptive_field in (0, 2):
+        config = IFRUConfig.newton(receptive_field)
+        assert config.hops == receptive_field + 1 and config.solver.tol == 0.1
+        assert config.newton == NewtonConfig(8, True) and config.curvature_of == "remaining"
+
+
+# ------------------------------------------------------------------------------------------------ registry.py
+
+def test_register_refuses_the_benchmarks_own_method_name():
+    from graphforget.unlearn import IFRU, METHODS, register
+    with pytest.raises(ValueError, match="retrain_seed' is the benchmark harness's own method"):
+        register(type("Shadow", (IFRU,), {"name": "retrain_seed"}))
+    assert "retrain_seed" not in METHODS
+
+
+def test_method_config_takes_progress_from_the_runs_training():
+    """method_config: train and seed set the config's fields, 'and progress, from train's'."""
+    assert method_config("unlearnrec", None, train=TrainConfig(progress=True)).progress is True
+    assert method_config("unlearnrec", None, train=TrainConfig(progress=False)).progress is False
+
+
+def test_an_unknown_method_is_a_value_error_listing_the_known():
+    with pytest.raises(ValueError, match=r"unknown method 'nope'; known: .*ifru"):
+        method_config("nope")

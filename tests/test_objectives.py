@@ -472,3 +472,38 @@ def test_an_objective_whose_negatives_follow_the_epoch_gets_the_fresh_draw_test(
     fixed = BPRObjective(l2=0.1, resample=False)
     assert IFRU(model, graph, fixed).unlearn(graph[EDGE].edge_index[:, :1]).info["attempts"][0].get(
         "fresh_loss_rise") is None
+
+
+# (qa112: each test below failed under a mutation the suite had passed)
+@torch.no_grad()
+@pytest.mark.parametrize("size", [2, 3])
+def test_batch_loss_shares_of_the_ranks_sum_to_the_whole_by_hand(model, graph, size):
+    """batch_loss with share=(rank, size): the terms of every size-th edge from rank over |B|, plus
+    l2/2 ||theta||^2 / (|D| size); summed over the ranks, the single-process value."""
+    l2, batch = 0.3, torch.tensor([0, 2, 3, 4, 6])
+    objective = BCEObjective(l2=l2)
+    squares = sum(x * x for p in model.parameters() for x in p.flatten().tolist())
+    num_edges = graph[EDGE].edge_index.size(1)
+    terms = objective.edge_losses(model, graph).tolist()
+    for rank in range(size):
+        mine = batch[rank::size].tolist()
+        expected = sum(terms[p] for p in mine) / 5 + l2 / 2 * squares / (num_edges * size)
+        got = float(objective.batch_loss(model, graph, batch, share=(rank, size)))
+        assert got == pytest.approx(expected, rel=1e-12)
+    whole = sum(terms[p] for p in batch.tolist()) / 5 + l2 / 2 * squares / num_edges
+    assert sum(float(objective.batch_loss(model, graph, batch, share=(r, size))) for r in range(size)) == \
+        pytest.approx(whole, rel=1e-12)
+
+
+@torch.no_grad()
+def test_without_l2_is_a_copy_with_no_l2(model):
+    objective = BPRObjective(l2=0.7, seed=3, resample=False)
+    share = objective.without_l2()
+    assert share.l2 == 0.0 and float(share.regularization(model)) == 0.0
+    assert (share.seed, share.resample) == (3, False) and objective.l2 == 0.7
+
+
+def test_bce_refuses_labels_between_0_and_1():
+    graph = make_interactions(torch.tensor([[0, 1], [0, 1]]), torch.tensor([1.0, 0.5]), 2, 2)
+    with pytest.raises(ValueError, match=re.escape("BCEObjective needs edge_label in {0, 1}, got 1 other labels")):
+        BCEObjective().check(graph)
