@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from graphforget import cli
-from graphforget.bench import (DEFAULT_METHODS, PROTOCOLS, Cell, CellCache, DataSource, Setting, aggregate,
-                               bench_hparams, deletion_request, mean_interval,
-                               parse_params, plan_cells, run_bench, stream_positions, stream_requests, t_quantile)
+from graphforget.bench import (DEFAULT_METHODS, PROTOCOLS, BenchResult, Cell, CellCache, DataSource, Setting,
+                               aggregate, bench_hparams, deletion_request, mean_interval, parse_params, plan_cells,
+                               run_bench, stream_positions, stream_requests, t_quantile)
 from graphforget.bench.harness import MAX_SEED_COUNT, _seed_list
 from graphforget.bench.protocols import ProtocolError
 from graphforget.bench.setting import BENCH_METHODS, request_digest
@@ -852,7 +852,6 @@ def test_aggregates_leave_out_flags_and_take_the_confidence_given():
 
 def test_a_table_says_how_many_seeds_a_figure_is_over_when_some_gave_none():
     """The interval leaves out missing and non-finite values: '0.600 ± 1.271' under 'Seeds [0, 1, 2]' was over 2."""
-    from graphforget.bench import BenchResult
     from graphforget.bench.report import markdown
     records = [_record("ifru", 0, {"auc_0": 0.5, "mia_auc": 0.5}), _record("ifru", 1, {"auc_0": 0.6, "mia_auc": None}),
                _record("ifru", 2, {"auc_0": 0.7, "mia_auc": 0.7})]
@@ -865,7 +864,6 @@ def test_a_table_says_how_many_seeds_a_figure_is_over_when_some_gave_none():
 def test_a_count_whose_seeds_agree_shows_no_decimals():
     """A one-user request's 147 edges read "147.0" in a tutorial's table (a QA probe); a mean over seeds keeps its
     decimal, and a figure that is no count keeps its three."""
-    from graphforget.bench import BenchResult
     from graphforget.bench.report import markdown
     def table(edges):
         records = [_record("ifru", seed, {"request_edges": n, "auc_0": 1.0}) for seed, n in enumerate(edges)]
@@ -878,7 +876,6 @@ def test_a_count_whose_seeds_agree_shows_no_decimals():
 def test_the_report_says_why_each_failed_cell_failed():
     """A rerun reads the cells back without logging their errors: the table's "ifru (2 failed)" was all results.md
     said (a QA probe)."""
-    from graphforget.bench import BenchResult
     from graphforget.bench.report import markdown
     records = [_record("ifru", 0, {"error": "ValueError: direct solve\nrefused"}), _record("ifru", 1, {"auc_0": 0.6}),
                _record("ifru", 2, {"error": "ValueError: direct solve\nrefused"}),
@@ -897,7 +894,6 @@ def test_the_report_says_why_each_failed_cell_failed():
 def test_the_readme_cell_marks_seeds_that_raised_and_says_failed_only_when_every_seed_did():
     """The README showed IFRU's one measured seed of three as a plain figure, the two that raised hidden, and called
     SCIF "failed" where two seeds ran (their attack AUC and seconds measured, the gap NaN) and one raised."""
-    from graphforget.bench import BenchResult
     from graphforget.bench.report import readme_table
     ran = {"prediction_gap": 0.9, "mia_auc": 0.5, "seconds": 1.0}
     records = ([_record("retrain", seed, ran | {"prediction_gap": 0.0}) for seed in range(3)]
@@ -916,7 +912,6 @@ def test_the_plot_draws_no_bar_for_a_method_that_measured_nothing(tmp_path, monk
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")
     from matplotlib.axes import Axes
-    from graphforget.bench import BenchResult
     from graphforget.bench.report import plot
     heights, bar = [], Axes.bar
 
@@ -1009,7 +1004,7 @@ def test_a_stream_needs_two_users_with_edges():
 
 
 def test_reports_render_again_from_results_json(tmp_path):
-    from graphforget.bench import BenchResult, write_reports
+    from graphforget.bench import write_reports
     result = run_bench("stream", "synthetic", methods=["scif"], seeds=1, out=tmp_path / "a", params={"length": 2},
                        hparams=TINY)
     again = BenchResult.from_dict(json.loads((tmp_path / "a" / "results.json").read_text()))
@@ -1025,7 +1020,7 @@ def test_reports_render_again_from_results_json(tmp_path):
 def test_reports_are_never_left_beside_an_earlier_runs(tmp_path, monkeypatch):
     """results.json was written before results.md was built and the plot drawn: a markdown that failed left the
     old results.md beside the new results.json, and Ctrl-C while plotting the old plot beside both."""
-    from graphforget.bench import BenchResult, report, write_reports
+    from graphforget.bench import report, write_reports
     run_bench("stream", "synthetic", methods=["scif"], seeds=1, out=tmp_path, params={"length": 2}, hparams=TINY)
     result = BenchResult.from_dict(json.loads((tmp_path / "results.json").read_text()))
     old = {name: (tmp_path / name).read_bytes() for name in ("results.json", "results.md")}
@@ -1056,7 +1051,7 @@ def test_reports_are_written_under_a_lock_on_out(tmp_path, monkeypatch):
     """Two runs sharing ``out`` over disjoint seeds, in parallel, left one's results.json beside the other's
     results.md (a QA probe): another process's lock on ``out`` is held from the first report to the plot."""
     import fcntl
-    from graphforget.bench import BenchResult, report, write_reports
+    from graphforget.bench import report, write_reports
     run_bench("stream", "synthetic", methods=["scif"], seeds=1, out=tmp_path, params={"length": 2}, hparams=TINY)
     result, held = BenchResult.from_dict(json.loads((tmp_path / "results.json").read_text())), []
 
@@ -1256,7 +1251,7 @@ def test_the_report_names_the_methods_options_and_the_files_reading_options(tmp_
 
 
 def test_a_streams_legend_explains_its_checkpoints():
-    from graphforget.bench import BenchResult, markdown
+    from graphforget.bench import markdown
     stream = json.loads((ROOT / "benchmarks" / "results" / "bench" / "stream_ml-100k" / "results.json").read_text())
     legend = markdown(BenchResult.from_dict(stream)).rstrip().split("\n")[-1]
     assert all(f"{name}:" in legend for name in ("prediction_gap", "auc_0", "@NN%", "seconds_per_request"))
@@ -1350,7 +1345,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_docs_and_readme_tables_are_generated_from_the_committed_results():
-    from graphforget.bench import BenchResult, markdown
+    from graphforget.bench import markdown
     for path in sorted((ROOT / "benchmarks" / "results" / "bench").glob("*/results.json")):
         result = BenchResult.from_dict(json.loads(path.read_text()))
         assert (path.parent / "results.md").read_text() == markdown(result), path
@@ -1686,7 +1681,6 @@ def test_the_original_distance_of_a_message_passing_model_is_on_its_own_training
 # ------------------------------------------------------------------------------------------------ audit
 
 def _stream_result(records):
-    from graphforget.bench import BenchResult
     params = {"length": 4, "order": "random", "fractions": [0.5, 1.0]}
     return BenchResult("stream", "d", "mf", params, TINY.as_dict(), records, aggregate(records))
 
@@ -1732,7 +1726,6 @@ def test_the_readme_cell_writes_a_dash_for_a_figure_no_seed_measured():
 def test_the_readme_rows_of_a_deletion_run_tell_its_ratios_apart():
     """A deletion run over two ratios gave two README rows named alike, ``deletion (core), d/mf``: which row was
     which ratio could not be read. A run of one ratio keeps its rows' names."""
-    from graphforget.bench import BenchResult
     from graphforget.bench.report import readme_table
 
     def result(ratios):
@@ -1753,7 +1746,6 @@ def test_the_plot_names_the_setting_of_each_bar_when_a_run_has_several(tmp_path,
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")
     from matplotlib.axes import Axes
-    from graphforget.bench import BenchResult
     from graphforget.bench.report import plot
     labels, set_xticks = [], Axes.set_xticks
 
@@ -2186,3 +2178,194 @@ def test_users_of_equal_activity_are_taken_in_index_order():
     graph = make_interactions(torch.tensor(pairs).t(), torch.ones(len(pairs)), num_users=len(degrees), num_items=3)
     users = [int(r[0, 0]) for r in stream_requests(graph, 40, "most")]
     assert users == [u for u, d in enumerate(degrees) if d == 3][:40]
+
+
+# ------------------------------------------------ a second round of the harness's mutations (qa114)
+
+def test_parse_params_refuses_an_empty_value_of_a_single_valued_parameter():
+    """Under a mutation (harness.parse_params: ``len(values) != 1`` -> ``> 1``): ``--param length=`` gave an IndexError."""
+    for text in ("", ",", " "):
+        with pytest.raises(ValueError, match=re.escape(f"stream parameter length: expected one int, got {text!r}")):
+            parse_params("stream", {"length": text})
+
+
+def test_aggregate_keeps_a_figure_the_first_seed_did_not_measure():
+    """Under a mutation (harness.aggregate: the figures' names taken from the first cell only): a method whose seed 0 failed
+    lost every figure of its other seeds. By hand: seeds 1 and 2 measured 0.6 and 0.8: mean 0.7 over n = 2."""
+    records = [_record("ifru", 0, {"error": "ValueError: refused"}), _record("ifru", 1, {"auc_0": 0.6}),
+               _record("ifru", 2, {"auc_0": 0.8, "mia_auc": 0.5})]
+    (group,) = aggregate(records)
+    assert group["metrics"]["auc_0"]["mean"] == pytest.approx(0.7) and group["metrics"]["auc_0"]["n"] == 2
+    assert group["metrics"]["mia_auc"] == {"mean": 0.5, "low": None, "high": None, "half_width": None, "n": 1}
+    assert group["errors"] == 1
+
+
+def test_aggregate_groups_carry_the_fields_the_docstring_lists():
+    """Under a mutation (harness.aggregate: "model" left out of a group): the docstring's Returns lists protocol, dataset,
+    model, method, variant, seeds, metrics, errors, failures, tested and untrusted."""
+    (group,) = aggregate([_record("ifru", seed, {"auc_0": 0.5}) for seed in range(2)])
+    assert {"protocol": "attack", "dataset": "d", "model": "mf", "method": "ifru",
+            "variant": {"attack_ratio": 0.02}, "seeds": [0, 1]}.items() <= group.items()
+    assert {"metrics", "errors", "failures", "tested", "untrusted"} <= group.keys()
+
+
+def test_the_code_digest_sees_an_edit_in_a_subpackage(tmp_path):
+    """Under a mutation (cache.code_digest: ``rglob`` -> ``glob``): an edit of graphforget/bench/stats.py (or any file below the
+    package's top folder) must name other cells, as the module docstring says of "an edit of a method"."""
+    from graphforget.bench import cache
+    code_digest = cache.code_digest.__wrapped__
+    copy = tmp_path / "graphforget"
+    shutil.copytree(Path(cache.__file__).resolve().parent.parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    before = code_digest(copy)
+    for sub in ("bench/stats.py", "unlearn/__init__.py"):
+        assert (copy / sub).is_file()
+        (copy / sub).write_text((copy / sub).read_text() + "\n# an edit\n")
+        after = code_digest(copy)
+        assert after != before, sub
+        before = after
+
+
+def test_a_cached_result_without_its_sha256_is_recomputed(tmp_path):
+    """Under a mutation (CellCache.load: the sha256 checked only when the file holds one): an edited figure with its
+    ``result_sha256`` deleted was read back as it stood."""
+    cache = CellCache(tmp_path)
+    cell = _base_cells("attack")[0]
+    cache.store(cell, {"auc_0": 0.761})
+    stored = json.loads(cache.path(cell).read_text())
+    stored["result"]["auc_0"] = 0.999
+    del stored["result_sha256"]
+    cache.path(cell).write_text(json.dumps(stored))
+    assert cache.load(cell) is None
+
+
+def test_an_out_whose_results_json_is_no_benchs_is_refused(tmp_path, monkeypatch):
+    """Under a mutation (harness._holds_bench_results: any JSON with a "protocol" key taken as a bench's): a folder of one's own
+    notes beside a results.json of something else had its results.md overwritten."""
+    monkeypatch.setattr("graphforget.bench.setting.train", lambda *a, **k: pytest.fail("trained before the check"))
+    notes = tmp_path / "mine"
+    notes.mkdir()
+    (notes / "results.json").write_text(json.dumps({"protocol": "my own experiment", "notes": []}))
+    (notes / "results.md").write_text("my notes\n")
+    with pytest.raises(ValueError, match="neither cells/ nor a bench's results.json: it is no bench's output"):
+        run_bench("deletion", "synthetic", methods=["finetune"], seeds=1, quick=True, hparams=TINY, out=notes)
+    assert (notes / "results.md").read_text() == "my notes\n"
+
+
+def test_a_csv_sources_label_column_is_in_its_key(tmp_path):
+    """Under a mutation (DataSource.identity: the label column left out of "columns"): one file read by two label columns gave
+    two runs the same cells, the second served the first's figures."""
+    path = tmp_path / "ratings.csv"
+    path.write_text("user,item,a,b\n" + "".join(f"u{u},i{(u * 7 + k) % 30},{k % 2},{(k + 1) % 2}\n"
+                                               for u in range(40) for k in range(8)))
+    sources = [DataSource("file", path=str(path), format="csv", user_col="user", item_col="item", label_col=label)
+               for label in ("a", "b")]
+    assert sources[0].identity() != sources[1].identity()
+    params = PROTOCOLS["deletion"].defaults(True)
+    keys = {plan_cells("deletion", source.for_loss("bce"), TINY, ["ifru"], 1, params, {})[0].key for source in sources}
+    assert len(keys) == 2
+
+
+def test_the_legend_explains_the_noise_floor_only_where_its_row_is():
+    """Under a mutation (report._legend: the retrain_seed sentence always appended): "one paragraph for every table had explained
+    columns it lacked" (its docstring); a run without retrain_seed has no such row to explain."""
+    from graphforget.bench.report import markdown
+
+    def legend(methods):
+        records = [_record(method, 0, {"prediction_gap": 0.5}) for method in methods]
+        result = BenchResult("attack", "d", "mf", {"attack_ratio": 0.02}, TINY.as_dict(), records, aggregate(records))
+        return markdown(result).rstrip().split("\n")[-1]
+    assert "retrain_seed:" not in legend(["retrain", "ifru"])
+    assert "retrain_seed: a Retrain from another seed" in legend(["retrain", "retrain_seed", "ifru"])
+
+
+def _deletion_record(method, seed, kind, result):
+    return {"cell": {"protocol": "deletion", "dataset": "d", "model": "mf", "method": method, "seed": seed,
+                     "params": {"protocol": {"kind": kind, "ratio": 0.05}}}, "result": result}
+
+
+def test_the_failed_cells_paragraph_names_the_setting_where_a_run_has_several():
+    """Under a mutation (report._failures: ``where`` always empty): with two deletion kinds, "- ifru, seed 0: ..." could not say
+    which kind's cell failed (the trust line and the plot name it)."""
+    from graphforget.bench.report import markdown
+    records = [_deletion_record("ifru", 0, "core", {"error": "ValueError: refused"}),
+               _deletion_record("ifru", 0, "edge", {"auc_0": 0.5})]
+    result = BenchResult("deletion", "d", "mf", {"kinds": ["core", "edge"], "ratios": [0.05]}, TINY.as_dict(),
+                         records, aggregate(records))
+    assert "- ifru (kind=core, ratio=0.05), seed 0: ValueError: refused" in markdown(result)
+
+
+def _recording(monkeypatch, name):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from matplotlib.axes import Axes
+    calls, original = [], getattr(Axes, name)
+
+    def recording(self, *args, **kwargs):
+        calls.append(kwargs.get("yerr"))
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(Axes, name, recording)
+    return calls
+
+
+# two seeds of 0.2 and 0.4: s = sqrt(0.02), half-width t(0.975, 1) s / sqrt(2) = 12.7062047 * 0.1
+HALF = 12.706204736174705 * math.sqrt(0.02) / math.sqrt(2)
+
+
+def test_the_bar_plot_draws_the_95_percent_intervals(tmp_path, monkeypatch):
+    """Under a mutation (report.plot: the bars' ``yerr`` dropped): the docstring's "bars with 95% intervals"."""
+    from graphforget.bench.report import plot
+    calls = _recording(monkeypatch, "bar")
+    records = [_record("ifru", seed, {"prediction_gap": 0.2 * (seed + 1), "mia_auc": 0.5}) for seed in range(2)]
+    result = BenchResult("attack", "d", "mf", {"attack_ratio": 0.02}, TINY.as_dict(), records, aggregate(records))
+    assert plot(result, tmp_path / "attack.png").is_file()
+    gap, mia = calls
+    assert gap is not None and list(gap) == pytest.approx([HALF]) and list(mia) == [0]
+
+
+def test_the_stream_plot_draws_the_95_percent_intervals(tmp_path, monkeypatch):
+    """Under a mutation (report.plot: a stream's error bars set to 0): its points carry their intervals as the bars do."""
+    from graphforget.bench.report import plot
+    calls = _recording(monkeypatch, "errorbar")
+    records = [_stream_record("ifru", seed, {"prediction_gap@50%": 0.2 * (seed + 1), "prediction_gap@100%": 0.5,
+                                             "mia_auc@50%": 0.5, "mia_auc@100%": 0.5}) for seed in range(2)]
+    assert plot(_stream_result(records), tmp_path / "stream.png").is_file()
+    gap, mia = calls
+    assert list(gap) == pytest.approx([HALF, 0.0]) and list(mia) == [0, 0]
+
+
+def test_a_method_that_cannot_continue_from_its_result_gives_its_cell_an_error(monkeypatch):
+    """Under a mutation (harness._compute: NotFittedError left out of the cell errors): its docstring says a method that "cannot
+    continue from its result gives {"error": ...} instead of stopping the run"; the run stopped with a traceback."""
+    from graphforget.unlearn import SCIF, NotFittedError
+    monkeypatch.setattr(SCIF, "_unlearn",
+                        lambda *args: (_ for _ in ()).throw(NotFittedError("SCIF.unlearn() needs fit() first")))
+    result = run_bench("attack", "synthetic", "mf", ["scif"], seeds=1, hparams=TINY)
+    retrain, scif = (record["result"] for record in result.cells)
+    assert "error" not in retrain and scif["error"] == "NotFittedError: SCIF.unlearn() needs fit() first"
+
+
+def test_the_adversarial_setting_draws_its_attacked_users_from_its_seed():
+    """Under a mutation (Setting: adversarial_edges called with seed 0): below a fraction of 1 the attacked users are "a seeded
+    random subset" (adversarial_edges); the Setting's docstring: the seed seeds the attack. By definition, the edges are
+    adversarial_edges(clean model, clean graph, fraction, seed)."""
+    from graphforget.bench import Setting
+    from graphforget.data import adversarial_edges
+    setting = Setting(DataSource("synthetic", negatives=1), TINY, seed=1, attack={"kind": "adversarial", "fraction": 0.5})
+    model, graph = setting.clean
+    own = adversarial_edges(model, graph, 0.5, 1, held_out=setting.held_out)[1]
+    other = adversarial_edges(model, graph, 0.5, 0, held_out=setting.held_out)[1]
+    assert not (own.shape == other.shape and bool((own == other).all()))  # else the check below says nothing
+    assert own.shape == setting.request.shape and bool((own == setting.request).all())
+
+
+def test_the_refusal_of_a_foreign_out_lists_its_files_with_dots_only_when_more_are_held(tmp_path):
+    """Under a mutation (harness._check_bench_out: ``len(held) > 3`` -> ``>= 3``): a folder of exactly three files was said to hold
+    "a, b, c, ..." (more than it holds). Three are named; "..." stands for a fourth and more."""
+    from graphforget.bench.harness import _check_bench_out
+    for names, shown in ((["a", "b", "c"], "a, b, c"), (["a", "b", "c", "d"], "a, b, c, ...")):
+        out = tmp_path / str(len(names))
+        out.mkdir()
+        for name in names:
+            (out / name).write_text("mine\n")
+        with pytest.raises(ValueError, match=re.escape(f"out {out} holds {shown} and neither cells/")):
+            _check_bench_out(out)
