@@ -1,6 +1,7 @@
 """IFRU against retraining on tiny float64 problems trained to convergence (the strictest check)."""
 import copy
 import dataclasses
+import functools
 import math
 import re
 import warnings
@@ -1078,3 +1079,245 @@ def test_the_callers_model_is_not_run_while_the_method_works(small_planted, meth
     assert model.calls == [] and model.training and result.model.training
     expected = method(plain, small_planted, BCEObjective(l2=1.0)).unlearn(request).model
     assert all(torch.equal(a, b) for a, b in zip(result.model.parameters(), expected.parameters()))
+
+
+# -- mutations of the Newton steps and the tilted objective that the suite had passed (qa113) ---------------
+# -- newton.py
+
+def test_forcing_term_safeguard_threshold_is_a_tenth():
+    """Eisenstat and Walker: the safeguard 0.9 * eta_{k-1}^2 applies once it exceeds 0.1. last=0.4: 0.144 > 0.1,
+    so eta = max(0.9 * (0.1 / 1)^2, 0.144) = 0.144 (a threshold of 0.2 would leave the floor 0.01)."""
+    from graphforget.unlearn.ifru.newton import forcing_term
+    assert forcing_term(0.1, 1.0, 0.4, 0.01) == pytest.approx(0.9 * 0.4 ** 2)
+    # just under: 0.9 * 0.33^2 = 0.098 <= 0.1, not applied
+    assert forcing_term(0.1, 1.0, 0.33, 0.01) == pytest.approx(0.01)
+
+
+def test_backtrack_default_is_ten_halvings_not_more():
+    """t = 2**-j for j < 10 by default: on x^2 from 1 along -2047 the objective is at most 1 only for t <= 2/2047,
+    first reached at t = 2**-10, the eleventh try: none of the default ten passes."""
+    from graphforget.unlearn.ifru.newton import backtrack
+    square = lambda x: float(x.pow(2).sum())  # noqa: E731
+    one = torch.ones(1, dtype=torch.float64)
+    assert backtrack(square, one, torch.full((1,), -2047.0, dtype=torch.float64), 1.0) == (0.0, 1.0)
+    assert backtrack(square, one, torch.full((1,), -2047.0, dtype=torch.float64), 1.0, halvings=11)[0] == 2.0 ** -10
+
+
+def test_backtrack_never_takes_an_infinite_step_on_a_saturating_objective():
+    """A saturating loss (a sigmoid, BCE's softplus) stays finite at an infinite argument: a step with an infinite
+    entry lowers it, and must still not be taken (the documented (0, start) for a non-finite step)."""
+    from graphforget.unlearn.ifru.newton import backtrack
+    saturating = lambda x: float(torch.sigmoid(x).sum())  # noqa: E731
+    zero = torch.zeros(2, dtype=torch.float64)
+    start = saturating(zero)  # 1.0
+    step = torch.tensor([-math.inf, 0.0], dtype=torch.float64)
+    assert backtrack(saturating, zero, step, start) == (0.0, start)
+
+
+def test_descend_reports_the_value_of_the_iterate_it_returns():
+    """descend returns (next, size, objective(next), mixed): when the Anderson-mixed iterate is taken the value
+    must be the mixed iterate's (the line search and the stop rule of the next step compare against it)."""
+    from graphforget.influence import AndersonMixing
+    from graphforget.unlearn.ifru.newton import descend
+    A = torch.tensor([[3.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
+    f = lambda x: 0.5 * x @ A @ x  # noqa: E731
+    mixing, x = AndersonMixing(2), torch.tensor([1.0, -2.0], dtype=torch.float64)
+    value, took_mixed = float(f(x)), False
+    for _ in range(4):
+        step = -0.2 * (A @ x)  # a damped gradient (fixed-point) step
+        x, size, value, mixed = descend(f, x, step, value, mixing)
+        assert value == pytest.approx(float(f(x)), rel=1e-12, abs=1e-15)
+        took_mixed |= mixed
+    assert took_mixed
+
+
+# -- tilted.py
+
+def test_rise_from_a_non_finite_start_is_infinite():
+    """fresh_rise: a part that is not finite at the trained point or at phi rises infinitely (docstring of _rise).
+    Here the part is infinite at the trained point and finite after the step."""
+    from graphforget.unlearn.ifru.tilted import TiltedObjective
+    phi0, none = torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.bool)
+    target = TiltedObjective(None, None, torch.zeros(1), phi0, none, 0.0,
+                             fresh={"negatives": lambda x: 1.0 / x[0]})
+    assert target.fresh_rise(torch.ones(1, dtype=torch.float64)) == math.inf
+    nan_start = TiltedObjective(None, None, torch.zeros(1), phi0, none, 0.0,
+                                fresh={"negatives": lambda x: (x[0] - 1) / x[0]})  # 0/0 at phi0, then 0
+    assert nan_start.fresh_rise(torch.ones(1, dtype=torch.float64)) == math.inf
+
+
+def _orphan_target(metric):
+    """T over 3 entries, entry 0 an orphan: its value is only the L2 on it (l2 = 0.3), damping 0.5 with ``metric``."""
+    from graphforget.unlearn.ifru.tilted import TiltedObjective
+    l2 = 0.3
+    phi0 = torch.tensor([2.0, 1.0, -1.0], dtype=torch.float64)
+    value = lambda x: 0.5 * l2 * x.pow(2).sum() + (x[1] * x[2]).pow(2)  # noqa: E731
+    target = TiltedObjective(value, None, torch.tensor([9.0, 0.4, -0.2], dtype=torch.float64), phi0,
+                             torch.tensor([True, False, False]), l2)
+    target.damping, target.metric = 0.5, metric
+    return target
+
+
+@pytest.mark.parametrize("metric", [None, torch.tensor([4.0, 1.0, 2.0], dtype=torch.float64)])
+def test_orphan_change_is_the_change_of_t_by_definition_under_a_metric(metric):
+    """orphan_change(phi) is T(phi0 + the orphan part of the shift) - T(phi0) (its docstring); with a metric on the
+    orphan entry the proximal strength there is damping * metric: (0.3 + 0.5*4)/2 * (0.5^2 - 2^2) here."""
+    target = _orphan_target(metric)
+    phi = torch.tensor([0.5, 7.0, 3.0], dtype=torch.float64)
+    orphan_only = torch.tensor([0.5, 1.0, -1.0], dtype=torch.float64)
+    by_definition = float(target(orphan_only) - target(target.phi0))
+    assert target.orphan_change(phi) == pytest.approx(by_definition, rel=1e-12)
+    m = 1.0 if metric is None else 4.0
+    assert target.orphan_change(phi) == pytest.approx(0.5 * (0.3 + 0.5 * m) * (0.25 - 4.0), rel=1e-12)
+
+
+@pytest.mark.parametrize("metric", [None, torch.tensor([4.0, 1.0, 2.0], dtype=torch.float64)])
+def test_rhs_on_orphan_entries_is_minus_the_gradient_of_t_under_a_metric(metric):
+    """rhs(g) is -grad T(phi0) on orphan entries (its docstring), checked against autograd of T itself."""
+    target = _orphan_target(metric)
+    x = target.phi0.clone().requires_grad_(True)
+    gradient = torch.autograd.grad(target(x), x)[0]
+    g = torch.tensor([5.0, 6.0, 7.0], dtype=torch.float64)
+    rhs = target.rhs(g)
+    assert float(rhs[0]) == pytest.approx(-float(gradient[0]), rel=1e-12)
+    assert rhs[1:].tolist() == [6.0, 7.0]
+
+
+# -- method.py
+
+@functools.lru_cache(maxsize=1)
+def _stationary_mf():
+    """A float64 MF trained to its stationary point (L2 1) on a tiny planted graph, its objective and the graph."""
+    tiny = planted_communities(30, 24, 2, 10, seed=1)
+    objective = BCEObjective(l2=1.0)
+    return tiny, objective, _trained("mf", tiny, objective)
+
+
+def test_each_auto_newton_solve_is_run_to_its_forcing_term(monkeypatch):
+    """The forcing term must reach the solver, not only info["solver"][k]["tol"]: each Newton step's solve is called
+    with tol = Eisenstat-Walker's eta_k, recomputed here from the recorded Newton residuals (floor 0.1, cap 0.9)."""
+    from graphforget.unlearn.ifru import method
+    tiny, objective, model = _stationary_mf()
+    received, solve = [], method.solve
+    monkeypatch.setattr(method, "solve", lambda name, matvec, b, **options: received.append(options["tol"]) or
+                        solve(name, matvec, b, **options))
+    solves = IFRU(model, tiny, objective, IFRUConfig()).unlearn(tiny[EDGE].edge_index[:, :3]).info["solver"]
+    eta, expected = 0.1, []
+    for previous, current in zip(solves, solves[1:]):
+        forcing = 0.9 * (current["rhs_norm"] / previous["rhs_norm"]) ** 2
+        eta = min(0.9, max(0.1, forcing if 0.9 * eta ** 2 <= 0.1 else max(forcing, 0.9 * eta ** 2)))
+        expected.append(eta)
+    assert len(expected) > 3 and max(expected) > 0.3  # the forcing term loosens past the floor here
+    assert received == pytest.approx(expected)
+
+
+def test_the_newton_steps_are_damped_with_the_first_steps_damping(monkeypatch):
+    """_newton_steps: "Newton steps on the new objective ... damped with the first step's damping". Each Newton
+    solve's operator is the new objective's curvature at the iterate plus info["damping"] times the identity (no
+    metric: a stationary model, damping set by hand)."""
+    from graphforget.unlearn.ifru import method
+    tiny, objective, model = _stationary_mf()
+    curvatures, operators, solve, new_curvature = [], [], method.solve, IFRU._new_curvature
+
+    def recording_curvature(self, call, phi):
+        curvatures.append(new_curvature(self, call, phi))
+        return curvatures[-1]
+    monkeypatch.setattr(IFRU, "_new_curvature", recording_curvature)
+    monkeypatch.setattr(method, "solve", lambda name, matvec, b, **options: operators.append((matvec, b)) or
+                        solve(name, matvec, b, **options))
+    result = IFRU(model, tiny, objective, IFRUConfig(solver={"damping": 0.5})).unlearn(tiny[EDGE].edge_index[:, :3])
+    info = result.info
+    assert info["trusted"] and info["damping"] == 0.5 and info["zeroed_entries"] == 0 and len(info["solver"]) > 1
+    assert len(operators) == len(info["solver"]) - 1 == len(curvatures)
+    gen = torch.Generator().manual_seed(0)
+    for curvature, (matvec, b) in zip(curvatures, operators):
+        v = torch.randn(b.shape, generator=gen, dtype=b.dtype)
+        torch.testing.assert_close(matvec(v) - curvature(v), 0.5 * v)
+
+
+def test_the_tilted_steps_stall_at_a_hundredth_of_the_first_steps_decrease():
+    """newton.early_stopped: the steps stop once one lowers the tilted objective by less than AUTO_NEWTON_DECREASE
+    (0.01) of what the first step lowered it. On T(x) = x^2 / 2 from 1 with damping lam, every damped Newton step
+    multiplies x by r = lam / (1 + lam): with r^2 = 0.3 step k lowers T by r^(2k) of the first step's decrease,
+    0.3, 0.09, 0.027, 0.0081: the fourth is the first under 0.01 (a rule of 0.005 would take a fifth)."""
+    from types import SimpleNamespace
+    from graphforget.unlearn.ifru.newton import NewtonPlan
+    from graphforget.unlearn.ifru.tilted import TiltedObjective
+    r = math.sqrt(0.3)
+    lam = r / (1 - r)
+    phi0 = torch.ones(1, dtype=torch.float64)
+    target = TiltedObjective(lambda x: 0.5 * x.double().pow(2).sum(), lambda x: x.clone(), torch.zeros(1,
+                             dtype=torch.float64), phi0, torch.zeros(1, dtype=torch.bool), 0.0)
+    target.damping = lam
+    config = IFRUConfig(newton={"anderson": 0}, solver={"tol": 1e-12})
+    fake = SimpleNamespace(config=config, _new_curvature=lambda call, phi: (lambda v: v))
+    plan = NewtonPlan(8, True, {**config.solver.options(), "tol": 1e-12}, 0.0, forcing=False, tilted=True)
+    solves = [{"rhs_norm": 1.0}]
+    phi, stop = IFRU._newton_steps(fake, None, r * phi0, target, solves, plan)
+    first = 0.5 * (1 - r ** 2)
+    assert stop == "stalled" and len(solves) == 5
+    assert [s["decrease"] for s in solves[1:]] == pytest.approx([0.3 ** k * first for k in (1, 2, 3, 4)], rel=1e-9)
+    assert float(phi) == pytest.approx(r ** 5, rel=1e-9)
+
+
+def test_fixed_newton_steps_at_an_exact_minimiser_stop_converged():
+    """A plan of fixed steps (stop_below 0): at an iterate whose gradient is exactly 0 the steps end "converged"
+    with no further solve (norm <= stop_below), rather than solving zero systems up to "max steps"."""
+    from types import SimpleNamespace
+    from graphforget.unlearn.ifru.newton import NewtonPlan
+    from graphforget.unlearn.ifru.tilted import TiltedObjective
+    phi0 = torch.ones(2, dtype=torch.float64)
+    target = TiltedObjective(lambda x: 0.5 * x.double().pow(2).sum(), lambda x: x.clone(),
+                             torch.zeros(2, dtype=torch.float64), phi0, torch.zeros(2, dtype=torch.bool), 0.0)
+    config = IFRUConfig(newton={"anderson": 0})
+    fake = SimpleNamespace(config=config, _new_curvature=lambda call, phi: (lambda v: v))
+    solves = [{"rhs_norm": 1.0}]
+    phi, stop = IFRU._newton_steps(fake, None, torch.zeros(2, dtype=torch.float64), target, solves,
+                                   NewtonPlan(3, True, config.solver.options(), 0.0))
+    assert stop == "converged" and len(solves) == 1 and not phi.any()
+
+
+def test_the_tilted_objective_keeps_no_tilt_on_orphan_entries():
+    """TiltedObjective.tilted: "Orphan entries keep no tilt": tilted(phi) = value(phi) - <tilt, phi - phi0> over the
+    other entries only, and its gradient is the new objective's on the orphan entries (computed by hand)."""
+    from graphforget.unlearn.ifru.tilted import TiltedObjective
+    phi0 = torch.tensor([2.0, 1.0], dtype=torch.float64)
+    tilt = torch.tensor([5.0, 3.0], dtype=torch.float64)  # entry 0 an orphan
+    target = TiltedObjective(lambda x: x.pow(2).sum(), lambda x: 2 * x, tilt, phi0, torch.tensor([True, False]), 0.1)
+    phi = torch.tensor([0.0, 4.0], dtype=torch.float64)
+    assert float(target.tilted(phi)) == pytest.approx(0.0 + 16.0 - 3.0 * 3.0)
+    assert target.tilted_gradient(phi).tolist() == pytest.approx([0.0, 8.0 - 3.0])
+
+
+def test_the_auto_newton_solves_are_never_tighter_than_a_loose_solver_tol(monkeypatch):
+    """newton.steps='auto': each solve's tolerance is floored at max(solver.tol, 0.1): a solver.tol of 0.5 is a floor
+    of 0.5 for every Newton solve, as the solver receives it."""
+    from graphforget.unlearn.ifru import method
+    tiny, objective, model = _stationary_mf()
+    received, solve = [], method.solve
+    monkeypatch.setattr(method, "solve", lambda name, matvec, b, **options: received.append(options["tol"]) or
+                        solve(name, matvec, b, **options))
+    IFRU(model, tiny, objective, IFRUConfig(solver={"tol": 0.5})).unlearn(tiny[EDGE].edge_index[:, :3])
+    assert received and min(received) >= 0.5, received
+
+
+def test_the_first_retry_grows_tenfold_where_the_ladder_reaches_the_floor():
+    """_first_retry_damping: 10x the first damping, unless the whole ladder (damping * 10**retries) stays under the
+    floor, 0.01 x the mean curvature diagonal (exact for 100 I: 1.0). From 0.01 with 3 retries the ladder reaches
+    10 >= 1: the first retry is 0.1; with 1 retry it reaches 0.1 < 1: the floor 1.0; from 0: the floor."""
+    from graphforget.unlearn.ifru.method import _first_retry_damping
+    curvature, phi = (lambda v: 100.0 * v), torch.ones(6, dtype=torch.float64)
+    assert _first_retry_damping(0.01, curvature, phi, 3) == pytest.approx(0.1)
+    assert _first_retry_damping(0.01, curvature, phi, 1) == pytest.approx(1.0)
+    assert _first_retry_damping(0.0, curvature, phi, 3) == pytest.approx(1.0)
+
+
+def test_an_untrusted_result_is_warned_of_as_untrusted():
+    """trust.on_failure='keep': the warning is an UntrustedWarning (the category callers filter on, see test_cli),
+    not only some RuntimeWarning."""
+    from graphforget.unlearn import UntrustedWarning
+    tiny, objective, model = _stationary_mf()
+    config = IFRUConfig(hops=10, solver={"max_iter": 1, "tol": 1e-12}, trust={"retries": 0})
+    with pytest.warns(UntrustedWarning, match="the model is returned unchanged"):
+        result = IFRU(model, tiny, objective, config).unlearn(tiny[EDGE].edge_index[:, :3])
+    assert not result.info["trusted"]
