@@ -255,14 +255,13 @@ def aggregate(records: list[dict], confidence: float = 0.95) -> list[dict]:
 
 def _options(methods: Sequence[str], options: dict | None, hparams: Hyperparameters, seeds: list[int]) -> dict:
     """Each method's options, checked (with the run's training and seed) before anything is trained."""
-    given = dict(options or {})
-    if given.get("retrain"):  # its options reached the retrain row, never the reference the others are measured by
+    given = {m: o for m, o in (options or {}).items() if o}
+    if "retrain" in given:  # its options reached the retrain row, never the reference the others are measured by
         raise ValueError("retrain is every cell's reference, trained as the hyper-parameters say: it takes no "
                          "options; change the training with hparams (the command line's --epochs, --l2)")
-    unknown = sorted(set(given) - set(methods) - {"retrain"}, key=str)
-    if unknown:  # they were dropped without a word, even invalid ones (and a misspelt name's empty dict)
-        raise ValueError(f"options for methods that are not run: {', '.join(map(str, unknown))} (methods: "
-                         f"{', '.join(methods)})")
+    unknown = sorted(set(given) - set(methods))
+    if unknown:  # they were dropped without a word, even invalid ones
+        raise ValueError(f"options for methods that are not run: {', '.join(unknown)} (methods: {', '.join(methods)})")
     ready = sorted(m for m in given if not isinstance(given[m], dict))
     if ready:  # a ready config failed as "'IFRUConfig' object is not iterable"
         raise ValueError(f"options for {', '.join(ready)}: the bench takes each method's options as a dict (dotted "

@@ -268,7 +268,7 @@ def _checked_methods(methods: Sequence[str] | None, options: dict) -> list[str]:
     if repeated:  # each ran again, its row replaced
         raise ValueError(f"methods listed twice: {', '.join(repeated)}")
     methods = ["retrain"] + [m for m in methods if m != "retrain"]
-    stray = sorted(set(options) - set(methods), key=str)  # a misspelt name's empty dict too
+    stray = sorted(set(m for m, given in options.items() if given) - set(methods))
     if stray:
         raise ValueError(f"options for methods that are not run: {', '.join(map(str, stray))} (methods: "
                          f"{', '.join(methods)})")
