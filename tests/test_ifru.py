@@ -1321,3 +1321,21 @@ def test_an_untrusted_result_is_warned_of_as_untrusted():
     with pytest.warns(UntrustedWarning, match="the model is returned unchanged"):
         result = IFRU(model, tiny, objective, config).unlearn(tiny[EDGE].edge_index[:, :3])
     assert not result.info["trusted"]
+
+
+def test_newton_steps_dropped_under_a_damping_set_by_hand_name_it_not_stationarity():
+    """A stationary MF (gradient ratio 7e-8) with solver.damping=0.5 dropped its Newton steps with a warning that
+    the model is far from stationarity (qa113): T's proximal term, at that damping, is what they raised."""
+    tiny, objective, model = _stationary_mf()
+    request = tiny[EDGE].edge_index[:, :3]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        info = IFRU(model, tiny, objective, IFRUConfig(solver={"damping": 0.5})).unlearn(request).info
+    messages = [str(w.message) for w in caught if "Newton steps" in str(w.message)]
+    assert info["gradient_ratio"] < 1e-6 and info["newton_discarded"] and messages == [
+        "IFRU: the Newton steps raised the tilted objective (its proximal term at the damping set by hand, "
+        "solver.damping=0.5, charges their distance from the trained point): only the first step is kept"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the automatic damping keeps them, without a word
+        assert "newton_discarded" not in IFRU(model, tiny, objective, IFRUConfig()).unlearn(request).info
+

@@ -901,8 +901,11 @@ class IFRU(Unlearner):
         if failure is None and (plan.tilted or float(target(phi)) <= float(target(first))):
             return phi
         outcome["newton_discarded"] = True
-        failure = failure or ("the Newton steps raised the tilted objective (the model is far from a stationary point "
-                              "of its objective)")
+        by_hand = self.config.solver.damping != "auto" and target.damping > 0  # on a stationary model too (qa113)
+        cause = (f"its proximal term at the damping set by hand, solver.damping={target.damping:g}, charges their "
+                 "distance from the trained point" if by_hand else
+                 "the model is far from a stationary point of its objective")
+        failure = failure or f"the Newton steps raised the tilted objective ({cause})"
         warn_caller(f"{type(self).__name__}: {failure}: only the first step is kept")
         return first
 
