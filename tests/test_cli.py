@@ -12,6 +12,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -42,7 +43,7 @@ def _restore_threads():
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main(list(argv))
+    code = main([str(arg) for arg in argv])  # paths as a shell passes them
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -1262,3 +1263,202 @@ def test_run_attack_gives_no_prediction_gap_to_an_original_within_rounding_of_re
     report = run_attack(data, Hyperparameters(embedding_dim=4, train={"epochs": 2}), methods=["ifru"])
     assert list(report.methods) == ["retrain", "ifru"]
     assert all(math.isnan(row.prediction_gap) for row in report.methods.values())
+
+
+# ------------------------------------------ each test below failed under a mutation the suite had passed (qa111)
+
+def _capture(monkeypatch, target):
+    def stop(*args, **kwargs):
+        raise _Captured(args, kwargs)
+    monkeypatch.setattr(target, stop)
+
+
+# --- argument types ---------------------------------------------------------------------------------
+
+def test_attack_ratio_of_one_is_refused_as_the_argument_is_parsed(capsys, tmp_path, monkeypatch):
+    """(0, 1) is open: a ratio of 1 flips every label A mutation (< 1 -> <= 1) let it through to the data."""
+    _capture(monkeypatch, "graphforget.cli.prepare_attack_data")
+    for ratio in ("1", "1.0"):
+        code, out, err = run_cli(capsys, "train", "--dataset", "synthetic", "--attack-ratio", ratio,
+                                 "--out", tmp_path / "o")
+        assert code == 2 and "argument --attack-ratio: attack ratio must be in (0, 1)" in err, err
+        assert out == ""
+
+
+def test_negatives_below_zero_are_refused_as_the_argument_is_parsed(capsys, tmp_path):
+    """A mutation of _non_negative's bound (off by one) accepted --negatives -1."""
+    (tmp_path / "t.txt").write_text("1 2 1\n")
+    code, _, err = run_cli(capsys, "fit", "--data", tmp_path / "t.txt", "--format", "triples", "--negatives", "-1",
+                           "--out", tmp_path / "o")
+    assert code == 2 and "argument --negatives: expected an integer >= 0, got -1" in err, err
+
+
+def test_delimiter_tab_spelled_out_is_a_tab():
+    """_one_character's docstring: '\\t' (as a shell passes it) or 'tab' is a tab. A mutation dropped 'tab'."""
+    parser = cli.build_parser()
+    for spelled in ("tab", "\\t", "\t"):
+        args = parser.parse_args(["fit", "--data", "x", "--format", "csv", "--delimiter", spelled, "--out", "o"])
+        assert args.delimiter == "\t"
+
+
+def test_an_empty_world_size_is_one_process(capsys, monkeypatch):
+    """WORLD_SIZE set but empty is no torchrun: a mutation refused it."""
+    monkeypatch.setenv("WORLD_SIZE", "")
+    code, out, err = run_cli(capsys, "methods")
+    assert code == 0 and err == "" and out.startswith("retrain")
+
+
+# --- parse_options ------------------------------------------------------------------------------------
+
+def test_parse_options_strips_keys_and_values():
+    """A mutation kept the spaces of a value ('solver.name = cg' as ' cg')."""
+    assert cli.parse_options(["solver.name = cg ", " prune=0.5,0.5"]) == {"solver.name": "cg", "prune": "0.5,0.5"}
+
+
+def test_an_option_without_a_key_is_refused_as_not_key_value():
+    """A mutation passed '=5' on as an option named ''."""
+    for pair in ("=5", "  =5"):
+        with pytest.raises(UsageError, match=re.escape(f"options are KEY=VALUE, got {pair!r}")):
+            cli.parse_options([pair])
+
+
+# --- printed figures --------------------------------------------------------------------------------
+
+def test_fmt_prints_a_dash_for_nan_and_four_decimals():
+    """_fmt's comment: not measured or NaN is '-'. A mutation printed 'nan'."""
+    assert cli._fmt(float("nan")) == "-" and cli._fmt(None) == "-" and cli._fmt(float("nan"), pct=True) == "-"
+    assert cli._fmt(0.123456) == "0.1235" and cli._fmt(0.5, pct=True) == "50%"
+
+
+def test_count_uses_the_plural_for_zero():
+    """English: 0 edges, 1 edge, 2 edges. A mutation printed '0 edge'."""
+    assert [cli._count(n, "edge") for n in (0, 1, 2)] == ["0 edges", "1 edge", "2 edges"]
+    assert cli._count(0, "validation or test pair", "validation and test pairs") == "0 validation and test pairs"
+
+
+def test_forgotten_counts_listed_pairs_not_their_ids():
+    """An edges request holds [2, K] pairs: K listed edges. A mutation counted 2K."""
+    from graphforget.workflow import Request
+    request = Request("edges", ids=torch.tensor([[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]),
+                      edges=torch.tensor([[0, 1], [5, 6]]))
+    assert cli._forgotten(request) == "2 of 5 listed edges"
+    users = Request("users", ids=torch.tensor([3]), edges=torch.zeros(2, 7, dtype=torch.long))
+    assert cli._forgotten(users) == "7 edges of 1 user"
+
+
+def test_train_names_its_steps_epochs_or_lbfgs_iterations(capsys, tmp_path):
+    """A mutation swapped 'epochs' and 'L-BFGS iterations' in train's last figure line."""
+    code, out, err = run_cli(capsys, "--threads", "1", "train", "--dataset", "synthetic", "--quiet", "--out",
+                             tmp_path / "run", *TINY)
+    assert code == 0, err
+    epochs = json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"]
+    assert re.search(rf"train \d+\.\ds \({epochs} epochs?\)\n", out), out
+
+
+def test_demo_says_one_cpu_thread_in_the_singular(capsys, tmp_path, monkeypatch):
+    """A mutation printed '(1 CPU threads)'."""
+    _capture(monkeypatch, "graphforget.cli.run_attack")
+    with pytest.raises(_Captured):
+        main(["--threads", "1", "demo", "--dataset", "synthetic", "--methods", "retrain", "--quiet", "--out",
+              str(tmp_path / "o"), *TINY])
+    assert "(1 CPU thread)\n" in capsys.readouterr().out
+
+
+def test_demo_row_shows_the_fit_seconds_of_a_sharded_method():
+    """_row: a method that trains an ensemble first shows '(+F fit)' after its seconds. A mutation dropped it."""
+    metrics = {"auc_0": 0.7, "auc_1": 0.6, "auc_2": 0.5, "info": {}}
+    row = cli._row("mf", "sisa", metrics, {"auc_0": 0.5, "auc_1": 1.0, "auc_2": 0.25}, 1.234, 5.678)
+    assert row["seconds"] == "1.23 (+5.68 fit)"
+    assert row["completeness"] == "50% / 100% / 25%" and row["trusted"] == "-"
+    assert cli._row("mf", "ifru", metrics, None, 0.5)["seconds"] == "0.50"
+
+
+# --- bench ------------------------------------------------------------------------------------------
+
+def test_bench_refuses_file_flags_without_data(capsys, tmp_path, monkeypatch):
+    """--threshold and --format describe a --data file: without one they were silently ignored (a mutation)."""
+    import graphforget.bench
+    monkeypatch.setattr(graphforget.bench, "run_bench", lambda *a, **k: (_ for _ in ()).throw(_Captured(a, k)))
+    code, _, err = run_cli(capsys, "bench", "--protocol", "deletion", "--dataset", "synthetic", "--threshold", "3",
+                           "--out", tmp_path / "b")
+    assert code == 2 and "need --data" in err, err
+    code, _, err = run_cli(capsys, "bench", "--protocol", "deletion", "--dataset", "synthetic", "--format",
+                           "triples", "--out", tmp_path / "b")
+    assert code == 2 and "--data and --format go together" in err, err
+
+
+def test_bench_runs_three_seeds_by_default(tmp_path, monkeypatch):
+    """--help: 'seeds 0..N-1 (default: 3)'. A mutation changed the default."""
+    import graphforget.bench
+    monkeypatch.setattr(graphforget.bench, "run_bench", lambda *a, **k: (_ for _ in ()).throw(_Captured(a, k)))
+    with pytest.raises(_Captured) as caught:
+        main(["bench", "--protocol", "deletion", "--dataset", "synthetic", "--out", str(tmp_path / "b")])
+    args, _ = caught.value.args
+    assert args[4] == 3
+
+
+# --- demo defaults ------------------------------------------------------------------------------------
+
+def test_demo_passes_its_embedding_dim_and_default_attack_ratio(capsys, tmp_path, monkeypatch):
+    """demo --help: attack ratio 'default: 0.02' (a mutation changed it); --embedding-dim reaches the model (a mutation
+    dropped it)."""
+    import graphforget.cli as gcli
+    real = gcli.prepare_attack_data
+    seen = {}
+
+    def recording(dataset, root, ratio, *args, **kwargs):
+        seen["ratio"] = ratio
+        return real(dataset, root, ratio, *args, **kwargs)
+    monkeypatch.setattr(gcli, "prepare_attack_data", recording)
+    monkeypatch.setattr(gcli, "run_attack", lambda data, hparams, *a, **k: (_ for _ in ()).throw(_Captured(hparams)))
+    with pytest.raises(_Captured) as caught:
+        main(["--threads", "1", "demo", "--dataset", "synthetic", "--methods", "retrain", "--quiet", "--out",
+              str(tmp_path / "o"), "--epochs", "2", "--embedding-dim", "6"])
+    hparams = caught.value.args[0]
+    assert seen["ratio"] == 0.02 and hparams.embedding_dim == 6 and hparams.train.epochs == 2
+
+
+# --- --threads ---------------------------------------------------------------------------------------
+
+def test_the_default_thread_count_is_one(capsys, monkeypatch):
+    """--help: '--threads (default: 1 ...)'. A mutation made the default 0 (torch's choice)."""
+    set_threads, counts = torch.set_num_threads, []
+    before = torch.get_num_threads()
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (counts.append(n), set_threads(n)))
+    assert main(["methods"]) == 0
+    assert counts == [1, before]
+
+
+# --- methods -----------------------------------------------------------------------------------------
+
+def test_methods_says_what_a_run_gives_each_method(capsys):
+    """FineTune's config has train.* and no seed; UnlearnRec's a seed and no train.* (a mutation swapped the two texts).
+    FineTune leaves train.epochs etc. unread: not listed as options (a mutation listed them)."""
+    from graphforget.config import describe
+    from graphforget.unlearn import METHODS
+    names = {m: [r.name for r in describe(METHODS[m].Config)] for m in ("finetune", "unlearnrec")}
+    assert any(n.startswith("train.") for n in names["finetune"]) and "seed" not in names["finetune"]
+    assert "seed" in names["unlearnrec"] and not any(n.startswith("train.") for n in names["unlearnrec"])
+    assert main(["methods", "finetune"]) == 0
+    out = capsys.readouterr().out
+    assert "On a run (`unlearn --run`), train.* start from the run's own training.\n" in out
+    for unread in METHODS["finetune"].unread:
+        assert f"  {unread} (" not in out, unread
+    assert "Not read by the method: " in out
+    assert main(["methods", "unlearnrec"]) == 0
+    assert "On a run (`unlearn --run`), seed starts from the run's seed.\n" in capsys.readouterr().out
+
+
+# --- fit / forget / verify ---------------------------------------------------------------------------
+
+def test_fit_says_items_left_out_even_when_no_user_is(capsys, tmp_path, monkeypatch):
+    """The 'left out' line is due when users OR items were left out (a mutation: only when both)."""
+    import graphforget.workflow as workflow
+    metrics = {"train_interactions": 10, "users": 3, "items": 4, "train_edges": 10, "epochs": 1, "train_seconds": 0.1,
+               "val_auc": 0.5, "test_auc": 0.5, "users_left_out": 0, "items_left_out": 2}
+    monkeypatch.setattr(workflow, "fit_on_file", lambda *a, **k: SimpleNamespace(metrics=metrics, path=tmp_path / "o"))
+    (tmp_path / "t.txt").write_text("1 2 1\n")
+    code, out, err = run_cli(capsys, "fit", "--data", tmp_path / "t.txt", "--format", "triples", "--out",
+                             tmp_path / "o")
+    assert code == 0, err
+    assert "left out: 0 users and 2 items of the file" in out

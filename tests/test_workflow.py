@@ -2805,3 +2805,30 @@ def test_a_forget_run_whose_graph_was_swapped_is_refused(capsys, base, tmp_path)
     _rehash(run)
     code, _, err = cli(capsys, "evaluate", "--run", run)
     assert code == 2 and "audit.jsonl's last line names another model or graph than the run's own" in err, err
+
+
+# (qa111: each test below failed under a mutation of cli.py the suite had passed)
+def test_forget_prints_the_parents_auc_on_the_childs_test_pairs_and_the_audit_line_count(capsys, base, tmp_path):
+    """'test AUC X (before Y)': Y is the parent model's AUC on the same test pairs (a mutation printed X twice); the
+    audit log's line count is its lines (a mutation counted one more)."""
+    from graphforget.cli import _count
+    from graphforget.workflow import heldout_auc
+    code, out, err = cli(capsys, "--threads", "1", "forget", "--run", base, "--users", "u7", "--method",
+                         "finetune", "--quiet", "--out", tmp_path / "c")
+    assert code == 0, err
+    parent, child = load_run(base), load_run(tmp_path / "c")
+    before = heldout_auc(parent.model, parent.graph, child.test)
+    after = heldout_auc(child.model, child.graph, child.test)
+    assert f"test AUC {after:.4f} (before {before:.4f})\n" in out, out
+    lines = (tmp_path / "c" / "audit.jsonl").read_text().splitlines()
+    # FineTune has no acceptance test (its audit line records trusted null): a mutation printed NOT TRUSTED for it
+    assert json.loads(lines[-1])["trusted"] is None
+    assert re.search(r"finetune: forgot \d+ edges of 1 user in \d+\.\d\ds \(no acceptance test\)", out), out
+    assert f"audit.jsonl has {_count(len(lines), 'line')})" in out
+
+
+def test_forget_refuses_an_empty_id_in_a_list(capsys, base, tmp_path):
+    """_id_list: 'an empty entry is an error' (a mutation dropped the check)."""
+    code, _, err = cli(capsys, "forget", "--run", base, "--users", "u1,,u2", "--method", "ifru", "--out",
+                       tmp_path / "n")
+    assert code == 2 and "--users takes ids separated by commas or lines, got 'u1,,u2'" in err, err
