@@ -941,14 +941,17 @@ def test_a_step_preserves_against_the_original_models_user_and_item_rows(trained
     assert parts["preserve"] == pytest.approx(float(expected), rel=1e-5) and float(expected) > 0
 
 
-def test_a_steps_preservation_reads_only_the_interactions_of_a_labelled_graph():
-    """L_p's pairs are the batch's interactions (edges labelled above 0): counting the 0s too passed every test, whose
-    graph was implicit (a QA probe's mutation)."""
+@pytest.mark.parametrize("cap", [None, 7])
+def test_a_steps_preservation_reads_only_the_interactions_of_a_labelled_graph(cap):
+    """L_p's pairs are the batch's first ``preserve_pairs`` interactions (edges labelled above 0): counting the 0s too
+    passed every test, whose graph was implicit, and so did dropping the cap, every batch having fewer than the
+    default 1024 (QA probes' mutations)."""
     graph = planted_communities(num_users=60, num_items=40, num_communities=4, interactions_per_user=8, seed=0)
     assert bool((graph[EDGE].edge_label == 0).any())
     model = LightGCN(60, 40, embedding_dim=8, num_layers=2)
     model.reset_parameters(0)
-    unlearner = UnlearnRec(model, graph, BPRObjective(l2=1e-4, seed=0), quick_config())
+    config = quick_config() if cap is None else quick_config(finetune_epochs=1, preserve_pairs=cap)
+    unlearner = UnlearnRec(model, graph, BPRObjective(l2=1e-4, seed=0), config)
     remaining = without_edges(graph, random_edges(graph, 0.05, seed=6))[0]
     work, _ = unlearner._working_copy(trainable_tables=False)
     batch = torch.arange(remaining[EDGE].edge_index.size(1))
@@ -958,7 +961,7 @@ def test_a_steps_preservation_reads_only_the_interactions_of_a_labelled_graph():
         user, item = model.embed(remaining)
         ref_user, ref_item = model.embed(graph)
     store = remaining[EDGE]
-    pairs = store.edge_index[:, store.edge_label > 0][:, :unlearner.config.preserve_pairs]
+    pairs = store.edge_index[:, store.edge_label > 0][:, :cap or 1024]
     expected = _preservation_loss(user[pairs[0]], item[pairs[1]], ref_user[pairs[0]], ref_item[pairs[1]],
                                   unlearner.config.tau)
     assert parts["preserve"] == pytest.approx(float(expected), rel=1e-5) and float(expected) > 0
@@ -1326,27 +1329,6 @@ def test_finetune_lr_is_the_fine_tunings_rate(trained):
     own = run(finetune_lr=0.5)
     assert same_state(own, run(lr=0.5))
     assert not same_state(own, run())  # lr's default, 1e-3: another rate
-
-
-def test_a_steps_preservation_reads_at_most_preserve_pairs():
-    """L_p reads the batch's first preserve_pairs interactions (every test had fewer than the default 1024)."""
-    graph = planted_communities(num_users=60, num_items=40, num_communities=4, interactions_per_user=8, seed=0)
-    model = LightGCN(60, 40, embedding_dim=8, num_layers=2)
-    model.reset_parameters(0)
-    config = quick_config(finetune_epochs=1, preserve_pairs=7)
-    unlearner = UnlearnRec(model, graph, BPRObjective(l2=1e-4, seed=0), config)
-    remaining = without_edges(graph, random_edges(graph, 0.05, seed=6))[0]
-    work, _ = unlearner._working_copy(trainable_tables=False)
-    batch = torch.arange(remaining[EDGE].edge_index.size(1))
-    _, parts = unlearner._step_loss(work, remaining, batch, graph[EDGE].edge_index[:, :2], unlearner._reference(),
-                                    epoch=1)
-    with torch.no_grad():
-        user, item = model.embed(remaining)
-        ref_user, ref_item = model.embed(graph)
-    store = remaining[EDGE]
-    pairs = store.edge_index[:, store.edge_label > 0][:, :7]
-    expected = _preservation_loss(user[pairs[0]], item[pairs[1]], ref_user[pairs[0]], ref_item[pairs[1]], config.tau)
-    assert float(parts["preserve"]) == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_a_simulated_request_is_drawn_every_resample_every_epochs(trained):
