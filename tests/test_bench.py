@@ -2181,15 +2181,16 @@ def test_users_of_equal_activity_are_taken_in_index_order():
 # ------------------------------------------------ a second round of the harness's mutations (qa114)
 
 def test_parse_params_refuses_an_empty_value_of_a_single_valued_parameter():
-    """Under a mutation (harness.parse_params: ``len(values) != 1`` -> ``> 1``): ``--param length=`` gave an IndexError."""
+    """Under a mutation (harness.parse_params: ``len(values) != 1`` -> ``> 1``): ``--param length=`` gave an
+    IndexError."""
     for text in ("", ",", " "):
         with pytest.raises(ValueError, match=re.escape(f"stream parameter length: expected one int, got {text!r}")):
             parse_params("stream", {"length": text})
 
 
 def test_aggregate_keeps_a_figure_the_first_seed_did_not_measure():
-    """Under a mutation (harness.aggregate: the figures' names taken from the first cell only): a method whose seed 0 failed
-    lost every figure of its other seeds. By hand: seeds 1 and 2 measured 0.6 and 0.8: mean 0.7 over n = 2."""
+    """Under a mutation (harness.aggregate: the figures' names taken from the first cell only): a method whose seed
+    0 failed lost every figure of its other seeds. By hand: seeds 1 and 2 measured 0.6 and 0.8: mean 0.7 over n = 2."""
     records = [_record("ifru", 0, {"error": "ValueError: refused"}), _record("ifru", 1, {"auc_0": 0.6}),
                _record("ifru", 2, {"auc_0": 0.8, "mia_auc": 0.5})]
     (group,) = aggregate(records)
@@ -2199,8 +2200,8 @@ def test_aggregate_keeps_a_figure_the_first_seed_did_not_measure():
 
 
 def test_aggregate_groups_carry_the_fields_the_docstring_lists():
-    """Under a mutation (harness.aggregate: "model" left out of a group): the docstring's Returns lists protocol, dataset,
-    model, method, variant, seeds, metrics, errors, failures, tested and untrusted."""
+    """Under a mutation (harness.aggregate: "model" left out of a group): the docstring's Returns lists protocol,
+    dataset, model, method, variant, seeds, metrics, errors, failures, tested and untrusted."""
     (group,) = aggregate([_record("ifru", seed, {"auc_0": 0.5}) for seed in range(2)])
     assert {"protocol": "attack", "dataset": "d", "model": "mf", "method": "ifru",
             "variant": {"attack_ratio": 0.02}, "seeds": [0, 1]}.items() <= group.items()
@@ -2208,8 +2209,9 @@ def test_aggregate_groups_carry_the_fields_the_docstring_lists():
 
 
 def test_the_code_digest_sees_an_edit_in_a_subpackage(tmp_path):
-    """Under a mutation (cache.code_digest: ``rglob`` -> ``glob``): an edit of graphforget/bench/stats.py (or any file below the
-    package's top folder) must name other cells, as the module docstring says of "an edit of a method"."""
+    """Under a mutation (cache.code_digest: ``rglob`` -> ``glob``): an edit of graphforget/bench/stats.py (or any
+    file below the package's top folder) must name other cells, as the module docstring says of "an edit of a
+    method"."""
     from graphforget.bench import cache
     code_digest = cache.code_digest.__wrapped__
     copy = tmp_path / "graphforget"
@@ -2237,8 +2239,8 @@ def test_a_cached_result_without_its_sha256_is_recomputed(tmp_path):
 
 
 def test_an_out_whose_results_json_is_no_benchs_is_refused(tmp_path, monkeypatch):
-    """Under a mutation (harness._holds_bench_results: any JSON with a "protocol" key taken as a bench's): a folder of one's own
-    notes beside a results.json of something else had its results.md overwritten."""
+    """Under a mutation (harness._holds_bench_results: any JSON with a "protocol" key taken as a bench's): a folder
+    of one's own notes beside a results.json of something else had its results.md overwritten."""
     monkeypatch.setattr("graphforget.bench.setting.train", lambda *a, **k: pytest.fail("trained before the check"))
     notes = tmp_path / "mine"
     notes.mkdir()
@@ -2250,8 +2252,8 @@ def test_an_out_whose_results_json_is_no_benchs_is_refused(tmp_path, monkeypatch
 
 
 def test_a_csv_sources_label_column_is_in_its_key(tmp_path):
-    """Under a mutation (DataSource.identity: the label column left out of "columns"): one file read by two label columns gave
-    two runs the same cells, the second served the first's figures."""
+    """Under a mutation (DataSource.identity: the label column left out of "columns"): one file read by two label
+    columns gave two runs the same cells, the second served the first's figures."""
     path = tmp_path / "ratings.csv"
     path.write_text("user,item,a,b\n" + "".join(f"u{u},i{(u * 7 + k) % 30},{k % 2},{(k + 1) % 2}\n"
                                                for u in range(40) for k in range(8)))
@@ -2264,8 +2266,8 @@ def test_a_csv_sources_label_column_is_in_its_key(tmp_path):
 
 
 def test_the_legend_explains_the_noise_floor_only_where_its_row_is():
-    """Under a mutation (report._legend: the retrain_seed sentence always appended): "one paragraph for every table had explained
-    columns it lacked" (its docstring); a run without retrain_seed has no such row to explain."""
+    """Under a mutation (report._legend: the retrain_seed sentence always appended): "one paragraph for every table
+    had explained columns it lacked" (its docstring); a run without retrain_seed has no such row to explain."""
     from graphforget.bench.report import markdown
 
     def legend(methods):
@@ -2282,8 +2284,8 @@ def _deletion_record(method, seed, kind, result):
 
 
 def test_the_failed_cells_paragraph_names_the_setting_where_a_run_has_several():
-    """Under a mutation (report._failures: ``where`` always empty): with two deletion kinds, "- ifru, seed 0: ..." could not say
-    which kind's cell failed (the trust line and the plot name it)."""
+    """Under a mutation (report._failures: ``where`` always empty): with two deletion kinds, "- ifru, seed 0: ..."
+    could not say which kind's cell failed (the trust line and the plot name it)."""
     from graphforget.bench.report import markdown
     records = [_deletion_record("ifru", 0, "core", {"error": "ValueError: refused"}),
                _deletion_record("ifru", 0, "edge", {"auc_0": 0.5})]
@@ -2321,7 +2323,8 @@ def test_the_bar_plot_draws_the_95_percent_intervals(tmp_path, monkeypatch):
 
 
 def test_the_stream_plot_draws_the_95_percent_intervals(tmp_path, monkeypatch):
-    """Under a mutation (report.plot: a stream's error bars set to 0): its points carry their intervals as the bars do."""
+    """Under a mutation (report.plot: a stream's error bars set to 0): its points carry their intervals as the bars
+    do."""
     from graphforget.bench.report import plot
     calls = _recording(monkeypatch, "errorbar")
     records = [_stream_record("ifru", seed, {"prediction_gap@50%": 0.2 * (seed + 1), "prediction_gap@100%": 0.5,
@@ -2332,8 +2335,9 @@ def test_the_stream_plot_draws_the_95_percent_intervals(tmp_path, monkeypatch):
 
 
 def test_a_method_that_cannot_continue_from_its_result_gives_its_cell_an_error(monkeypatch):
-    """Under a mutation (harness._compute: NotFittedError left out of the cell errors): its docstring says a method that "cannot
-    continue from its result gives {"error": ...} instead of stopping the run"; the run stopped with a traceback."""
+    """Under a mutation (harness._compute: NotFittedError left out of the cell errors): its docstring says a method
+    that "cannot continue from its result gives {"error": ...} instead of stopping the run"; the run stopped with a
+    traceback."""
     from graphforget.unlearn import SCIF, NotFittedError
     monkeypatch.setattr(SCIF, "_unlearn",
                         lambda *args: (_ for _ in ()).throw(NotFittedError("SCIF.unlearn() needs fit() first")))
@@ -2343,12 +2347,13 @@ def test_a_method_that_cannot_continue_from_its_result_gives_its_cell_an_error(m
 
 
 def test_the_adversarial_setting_draws_its_attacked_users_from_its_seed():
-    """Under a mutation (Setting: adversarial_edges called with seed 0): below a fraction of 1 the attacked users are "a seeded
-    random subset" (adversarial_edges); the Setting's docstring: the seed seeds the attack. By definition, the edges are
-    adversarial_edges(clean model, clean graph, fraction, seed)."""
+    """Under a mutation (Setting: adversarial_edges called with seed 0): below a fraction of 1 the attacked users
+    are "a seeded random subset" (adversarial_edges); the Setting's docstring: the seed seeds the attack. By
+    definition, the edges are adversarial_edges(clean model, clean graph, fraction, seed)."""
     from graphforget.bench import Setting
     from graphforget.data import adversarial_edges
-    setting = Setting(DataSource("synthetic", negatives=1), TINY, seed=1, attack={"kind": "adversarial", "fraction": 0.5})
+    setting = Setting(DataSource("synthetic", negatives=1), TINY, seed=1,
+                      attack={"kind": "adversarial", "fraction": 0.5})
     model, graph = setting.clean
     own = adversarial_edges(model, graph, 0.5, 1, held_out=setting.held_out)[1]
     other = adversarial_edges(model, graph, 0.5, 0, held_out=setting.held_out)[1]
@@ -2357,8 +2362,8 @@ def test_the_adversarial_setting_draws_its_attacked_users_from_its_seed():
 
 
 def test_the_refusal_of_a_foreign_out_lists_its_files_with_dots_only_when_more_are_held(tmp_path):
-    """Under a mutation (harness._check_bench_out: ``len(held) > 3`` -> ``>= 3``): a folder of exactly three files was said to hold
-    "a, b, c, ..." (more than it holds). Three are named; "..." stands for a fourth and more."""
+    """Under a mutation (harness._check_bench_out: ``len(held) > 3`` -> ``>= 3``): a folder of exactly three files
+    was said to hold "a, b, c, ..." (more than it holds). Three are named; "..." stands for a fourth and more."""
     from graphforget.bench.harness import _check_bench_out
     for names, shown in ((["a", "b", "c"], "a, b, c"), (["a", "b", "c", "d"], "a, b, c, ...")):
         out = tmp_path / str(len(names))

@@ -1432,8 +1432,8 @@ def test_the_default_thread_count_is_one(capsys, monkeypatch):
 # --- methods -----------------------------------------------------------------------------------------
 
 def test_methods_says_what_a_run_gives_each_method(capsys):
-    """FineTune's config has train.* and no seed; UnlearnRec's a seed and no train.* (a mutation swapped the two texts).
-    FineTune leaves train.epochs etc. unread: not listed as options (a mutation listed them)."""
+    """FineTune's config has train.* and no seed; UnlearnRec's a seed and no train.* (a mutation swapped the two
+    texts). FineTune leaves train.epochs etc. unread: not listed as options (a mutation listed them)."""
     from graphforget.config import describe
     from graphforget.unlearn import METHODS
     names = {m: [r.name for r in describe(METHODS[m].Config)] for m in ("finetune", "unlearnrec")}

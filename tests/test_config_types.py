@@ -419,7 +419,8 @@ def test_build_model_draws_from_its_seed():
 def test_solver_max_row_growth_of_one_is_accepted():
     """'None or >= 1'."""
     assert SolverConfig(max_row_growth=1.0).max_row_growth == 1.0
-    with pytest.raises(ValueError, match=re.escape("IFRUConfig.solver.max_row_growth: must be None or >= 1 (got 0.99)")):
+    message = "IFRUConfig.solver.max_row_growth: must be None or >= 1 (got 0.99)"
+    with pytest.raises(ValueError, match=re.escape(message)):
         SolverConfig(max_row_growth=0.99)
 
 
@@ -437,7 +438,8 @@ def test_solver_relative_damping_must_not_be_negative():
 
 def test_trust_bounds():
     """max_val_auc_drop 'None or > 0'; max_fresh_loss_rise 'None or >= 0'; min_ratio '>= 0'."""
-    with pytest.raises(ValueError, match=re.escape("IFRUConfig.trust.max_val_auc_drop: must be None or > 0 (got 0.0)")):
+    message = "IFRUConfig.trust.max_val_auc_drop: must be None or > 0 (got 0.0)"
+    with pytest.raises(ValueError, match=re.escape(message)):
         TrustConfig(max_val_auc_drop=0.0)
     assert TrustConfig(max_fresh_loss_rise=0.0).max_fresh_loss_rise == 0.0
     with pytest.raises(ValueError, match=re.escape("IFRUConfig.trust.min_ratio: must be >= 0 (got -0.5)")):

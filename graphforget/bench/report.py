@@ -84,8 +84,8 @@ COUNTS = frozenset({"request_edges"})
 
 def _fmt(stat: dict | None, seeds: int | None = None, count: bool = False) -> str:
     """``mean ± half-width`` (3 decimals, 1 from 100 on; a ``count`` whose seeds agree on a whole number as that
-    number alone), ``-`` when not measured, with ``(n=k)`` where only ``k`` of the group's ``seeds`` gave a finite value (the others
-    are left out of the interval)."""
+    number alone), ``-`` when not measured, with ``(n=k)`` where only ``k`` of the group's ``seeds`` gave a finite
+    value (the others are left out of the interval)."""
     if not stat or stat.get("mean") is None:
         return "-"
     mean, half = stat["mean"], stat.get("half_width")
@@ -211,7 +211,8 @@ def _table(result) -> tuple[list[str], list[list[str]]]:
     for group in result.aggregates:
         name = group["method"] + (f" ({group['errors']} failed)" if group.get("errors") else "")
         seeds = len(group["seeds"])
-        rows.append([_variant(group["variant"]), name] + [_fmt(group["metrics"].get(c), seeds, c in COUNTS) for c in columns])
+        rows.append([_variant(group["variant"]), name]
+                    + [_fmt(group["metrics"].get(c), seeds, c in COUNTS) for c in columns])
     return ["setting", "method", *columns], rows
 
 

@@ -29,7 +29,8 @@ from ..base import (Unlearner, UnlearningFailed, UntrustedWarning, non_finite_at
                     warn_caller)
 from ..registry import register
 from .config import IFRUConfig
-from .ladder import DAMPING_GROWTH, NEGLIGIBLE_STEP, RETRY_DAMPING, Ladder, fresh_draw_failure, held, mean_diagonal, shifted
+from .ladder import (DAMPING_GROWTH, NEGLIGIBLE_STEP, RETRY_DAMPING, Ladder, fresh_draw_failure, held, mean_diagonal,
+                     shifted)
 from .newton import (AUTO_NEWTON_DECREASE, AUTO_NEWTON_STEPS, AUTO_NEWTON_STOP, AUTO_NEWTON_TOL, STATIONARY_RATIO,
                      WIDEN_RATIO, NewtonPlan, backtrack, descend, forcing_term)
 from .tilted import TiltedObjective, gradient_ratio
