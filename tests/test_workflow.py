@@ -26,8 +26,8 @@ from graphforget import GraphforgetWarning, workflow
 from graphforget.cli import main
 from graphforget.data import (EDGE, add_negatives, edge_subgraph, make_interactions, num_items, pair_keys,
                               planted_communities)
-from graphforget.runs import (FILES, _record_sha256, directory_lock, lineage, load_run, publish, request_sha256,
-                             save_run, sha256_file)
+from graphforget.runs import (FILES, _record_sha256, directory_lock, lineage, load_run, publish, read_run_info,
+                             request_sha256, save_run, sha256_file)
 from graphforget.unlearn import IFRUConfig, NoValidationWarning
 from graphforget.workflow import (ForgetStream, build_request, data_files, fit_on_file, forget, load_file,
                                   prepare_split, raw_to_local, verify_run, with_negatives)
@@ -2781,7 +2781,6 @@ def test_an_unknown_id_that_is_a_known_one_in_another_unicode_form_is_named_so()
 
 # Each test below failed under a one-line mutation that the suite had passed (qa109, mutation testing).
 def test_a_run_record_with_a_bool_seed_is_refused_naming_the_field(tmp_path):
-    from graphforget.runs import read_run_info
     record = {"kind": "fit", "format": 1, "files": {}, "data": {}, "model": {"name": "mf", "config": {}},
               "hparams": {}, "seed": True, "metrics": {}, "lineage": {}}
     (tmp_path / "run.json").write_text(json.dumps(record))
@@ -2832,3 +2831,59 @@ def test_forget_refuses_an_empty_id_in_a_list(capsys, base, tmp_path):
     code, _, err = cli(capsys, "forget", "--run", base, "--users", "u1,,u2", "--method", "ifru", "--out",
                        tmp_path / "n")
     assert code == 2 and "--users takes ids separated by commas or lines, got 'u1,,u2'" in err, err
+
+
+# (qa116: each test below failed under a mutation of the workflow or runs the suite had passed)
+def test_an_edit_of_any_field_of_run_json_breaks_its_seal(base, tmp_path):
+    """The seal covers the whole record but record_sha256 (docstring of _record_sha256): editing `created` must be
+    refused. A mutation left `created` out of the seal (qa116)."""
+    record = json.loads((base / "run.json").read_text())
+    record["created"] = "1999-01-01T00:00:00Z"
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for p in base.iterdir():
+        (copy / p.name).write_bytes(p.read_bytes())
+    (copy / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+    with pytest.raises(ValueError, match="record_sha256"):
+        read_run_info(copy)
+
+
+def test_directory_lock_is_exclusive(tmp_path):
+    """directory_lock holds an *exclusive* lock (its docstring): while held, even a shared lock taken through another
+    open file description must be refused. A mutation took LOCK_SH (qa116)."""
+    fcntl = pytest.importorskip("fcntl")
+    with directory_lock(tmp_path):
+        fd = os.open(tmp_path, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+
+
+def test_the_lineage_counts_the_listed_pairs_of_an_edge_request(base, tmp_path):
+    """lineage.request.ids is the number of ids the request named: for an edge request, the number of listed
+    pairs (2 here), not the number of entries in the [2, K] tensor. A mutation recorded numel (4) (qa116)."""
+    run = load_run(base)
+    store = run.graph[EDGE]
+    observed = store.observed if "observed" in store else torch.ones(store.edge_index.size(1), dtype=torch.bool)
+    picked = store.edge_index[:, observed.nonzero().flatten()[[0, 5]]]
+    pairs = [tuple(map(int, p)) for p in picked.t().tolist()]
+    child = forget(base, edges=pairs, local_ids=True, method="scif", out=tmp_path / "c")
+    info = read_run_info(child.path)
+    assert info["lineage"]["request"]["ids"] == len(pairs) == 2
+    assert info["lineage"]["request"]["edges"] == 2
+
+
+def test_heldout_auc_is_none_without_both_labels():
+    """heldout_auc's docstring: None where the held-out pairs lack a label (a mutation recorded NaN as the run's
+    test AUC, qa116)."""
+    from graphforget.models import MF
+    from graphforget.workflow import heldout_auc
+    graph = make_interactions(torch.tensor([[0, 1], [0, 1]]), torch.ones(2), 2, 3)
+    model = MF(2, 3, 4)
+    model.reset_parameters(0)
+    likes = make_interactions(torch.tensor([[0, 1], [1, 2]]), torch.ones(2), 2, 3)
+    assert heldout_auc(model, graph, likes) is None
+    mixed = make_interactions(torch.tensor([[0, 1], [1, 2]]), torch.tensor([1.0, 0.0]), 2, 3)
+    assert heldout_auc(model, graph, mixed) in (0.0, 1.0)  # one positive, one negative: it ranks them or not
