@@ -797,3 +797,17 @@ def test_simgcl_noise_of_a_float64_model_is_normalised_in_float64():
     drawn = torch.rand(x.shape, generator=torch.Generator().manual_seed(3)).double()
     assert noise.dtype == torch.float64
     assert torch.equal(noise, model.eps * torch.sign(x) * F.normalize(drawn, dim=-1))
+
+
+def test_row_products_of_mixed_dtypes_are_in_the_promoted_dtype():
+    """row_products documents ``user @ item.t()`` in the dtype the two promote to (as forward's elementwise
+    products do): a float32 user table and a float64 item table give float64 products, every digit kept (a mutation
+    computed in the user table's, qa115)."""
+    from graphforget.models.base import row_products
+    user = torch.tensor([[1.0, 2.0]], dtype=torch.float32)
+    item = torch.tensor([[1 + 1e-12, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    out = row_products(user, item)
+    assert out.dtype == torch.float64
+    assert out.tolist() == [[1 + 1e-12, 2.0]]  # 1 * (1 + 1e-12) + 2 * 0; 2 * 1
+    out = row_products(item, user)
+    assert out.dtype == torch.float64 and out.tolist() == [[1 + 1e-12], [2.0]]

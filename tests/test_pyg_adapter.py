@@ -1297,3 +1297,99 @@ def test_the_receptive_field_check_sees_rows_read_without_a_gradient(graph, how)
     model = Genres()
     model.reset_parameters(seed=0)
     IFRU(model, graph, OBJECTIVE)
+
+
+# (qa115: each test below failed under a mutation of the adapter the suite had passed)
+def _dense_adjacency(graph) -> torch.Tensor:
+    """The [U + I, U + I] 0/1 adjacency of the observed edges, both directions."""
+    index = bipartite_to_homogeneous(message_passing_edges(graph), U)
+    return to_dense_adj(index, max_num_nodes=U + I)[0].double()
+
+
+def test_pyg_lightgcn_with_one_unnormalised_layer_scores_by_its_own_layers(graph):
+    """PyG's LightGCN whose second layer does not normalise (convs[1].normalize = False) must propagate as its
+    layers say: layer 1 by D^-1/2 A D^-1/2, layer 2 by A itself. The adapter runs graphforget's normalised propagation
+    only when *every* layer normalises."""
+    torch.manual_seed(0)
+    module = PyGLightGCN(num_nodes=U + I, embedding_dim=D, num_layers=2).double()
+    module.convs[1].normalize = False
+    model = PyGRecommender(module, U, I, receptive_field=2)
+    a = _dense_adjacency(graph)
+    deg = a.sum(1)
+    inv = torch.where(deg > 0, deg.pow(-0.5), torch.zeros_like(deg))
+    norm = inv[:, None] * a * inv[None, :]
+    x = module.embedding.weight.detach()
+    e1 = norm @ x
+    e2 = a @ e1
+    emb = (x + e1 + e2) / 3  # alpha = 1 / (L + 1)
+    pairs = all_pairs()
+    expected = (emb[pairs[0]] * emb[pairs[1] + U]).sum(-1)
+    with torch.no_grad():
+        got = model(graph, pairs)
+    torch.testing.assert_close(got, expected, **SCORE)
+
+
+class FlatEmbedding(nn.Module):
+    """A module whose get_embedding returns one number per node ([U + I], no width)."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(U + I, D)
+
+    def forward(self, edge_index, edge_label_index):
+        x = self.embedding.weight
+        return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
+
+    def get_embedding(self, edge_index):
+        return self.embedding.weight.sum(-1)
+
+
+def test_an_embedding_without_a_width_is_refused(graph):
+    """PyGRecommender.embed documents [U + I, d] rows; a 1-D [U + I] get_embedding must be refused by name,
+    not split into 1-D 'embeddings'."""
+    model = PyGRecommender(FlatEmbedding(), U, I, receptive_field=0)
+    with pytest.raises(ValueError, match=rf"get_embedding returned \[{U + I}\], not \[num_users \+ num_items = "
+                                         rf"{U + I}, d\]"):
+        model.embed(graph)
+
+
+class HeteroEncoder(nn.Module):
+    """A heterogeneous encoder's call convention: forward(x_dict, edge_index_dict)."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(U + I, D)
+
+    def forward(self, x_dict, edge_index_dict):
+        return x_dict
+
+
+def test_a_forward_taking_x_dict_first_is_refused_as_an_encoder():
+    """the adapter's docstring and _refuse_encoder_call refuse a forward that takes node features first,
+    ``x`` or ``x_dict``."""
+    with pytest.raises(ValueError, match=r"HeteroEncoder.forward\(x_dict, edge_index_dict\) takes node features "
+                                         r"first"):
+        PyGRecommender(HeteroEncoder(), U, I, receptive_field=1)
+
+
+class FarRow(nn.Module):
+    """Dot products of the table's rows plus the row of one fixed node: a read no path from the pair explains."""
+
+    def __init__(self, node: int, num_nodes: int):
+        super().__init__()
+        self.node, self.embedding = node, nn.Embedding(num_nodes, D)
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        x = self.embedding.weight
+        return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1) + x[self.node].sum()
+
+
+def test_a_read_of_a_node_off_the_probes_path_is_named_so():
+    """with receptive_field 0 the probe's path is 16 hops (reach = field + 16); on it, user k sits 2k - 1 hops
+    from the pair (_pair_hops), so users 0..8 lie on it and user 9 (17 hops) lies off it. A score that reads user 9's
+    row reads a node no path joins to the pair, and the refusal must say so (not 'as far as the path reaches')."""
+    big = planted_communities(num_users=60, num_items=40, num_communities=2, interactions_per_user=5, seed=0)
+    model = PyGRecommender(FarRow(9, 100), 60, 40, receptive_field=0)
+    with pytest.raises(ValueError, match="scores read the rows of nodes that no path of the graph joins to the scored "
+                                         "pair"):
+        IFRU(model, big, OBJECTIVE)
