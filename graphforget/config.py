@@ -44,9 +44,15 @@ def warn_caller(message: str, category: type[Warning] = GraphforgetWarning) -> N
     line wherever a method or the workflow called the function that warned)."""
     frame: types.FrameType | None = sys._getframe(1)
     level = 2
-    while frame is not None and frame.f_globals.get("__name__", "").startswith("graphforget."):
+    while frame is not None and _between(frame.f_globals.get("__name__", "")):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)
+
+
+def _between(module: str) -> bool:
+    """Whether a frame of ``module`` lies between the user and graphforget: the package's own, or torch's wrapper of
+    a function it decorates with ``no_grad`` (evaluate_auc's warning named torch/utils/_contextlib.py)."""
+    return module.startswith("graphforget.") or module == "torch.utils._contextlib"
 
 
 class FieldHelp(NamedTuple):

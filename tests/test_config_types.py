@@ -302,6 +302,11 @@ def test_warn_caller_attributes_the_warning_to_the_first_frame_outside_graphforg
         warnings.simplefilter("always")
         library["outer"]()
     assert [w.filename for w in caught] == [__file__]
+    # ... and torch's wrapper of a function graphforget decorates with no_grad (evaluate_auc's named it)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.no_grad()(library["outer"])()
+    assert [w.filename for w in caught] == [__file__]
 
 
 def test_a_learning_rate_of_zero_is_told_it_must_be_positive():
