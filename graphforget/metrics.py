@@ -140,7 +140,7 @@ def evaluate_auc(model, graph: HeteroData, test: HeteroData, request: Tensor | N
     labels = _test_labels(test, graph, what)
     request = None if request is None else validate_pairs(graph, request)
     edges = test[EDGE].edge_index.to(graph[EDGE].edge_index.device)
-    shared = trained_pairs(graph, edges)
+    shared = int(in_graph(graph, edges).sum())
     if shared and what == "the test set":  # validation pairs are warned of where they are given (train, the methods)
         warn_caller(f"evaluate_auc: {shared} of the test set's {edges.size(1)} pairs are training edges: the AUC "
                     "scores pairs the model trains on (hold them out of the training graph, e.g. "
@@ -149,10 +149,10 @@ def evaluate_auc(model, graph: HeteroData, test: HeteroData, request: Tensor | N
     return auc_groups(scores.cpu(), edges.cpu(), labels.cpu(), None if request is None else request.cpu())
 
 
-def trained_pairs(graph: HeteroData, edge_index: Tensor) -> int:
-    """How many of the (user, item) pairs ``edge_index [2, P]`` are edges of ``graph``."""
-    keys = pair_keys(edge_index, num_items(graph))
-    return int(torch.isin(keys, pair_keys(graph[EDGE].edge_index.to(keys.device), num_items(graph))).sum())
+def in_graph(graph: HeteroData, pairs: Tensor) -> Tensor:
+    """Which of the (user, item) pairs ``pairs [2, P]`` are edges of ``graph``: ``[P]`` bool."""
+    keys = pair_keys(graph[EDGE].edge_index.to(pairs.device), num_items(graph))
+    return torch.isin(pair_keys(pairs, num_items(graph)), keys)
 
 
 def check_binary_labels(labels: Tensor, name: str) -> None:
@@ -318,8 +318,7 @@ def mi_bf(model_before, graph_before, model_after, graph_after, request: Tensor)
                                                      "trained on"),
                                (graph_after, True, "are still edges of graph_after: pass the graph after unlearning "
                                                    "(the result's graph)")):
-        keys = pair_keys(graph[EDGE].edge_index.to(request.device), num_items(graph))
-        wrong = torch.isin(pair_keys(request, num_items(graph)), keys) == holds
+        wrong = in_graph(graph, request) == holds
         if bool(wrong.any()):
             user, item = request[:, wrong.nonzero()[0, 0]].tolist()
             raise ValueError(f"mi_bf: {int(wrong.sum())} requested pairs, the first ({user}, {item}), {what}")

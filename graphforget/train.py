@@ -19,7 +19,7 @@ from .data.adjacency import hold_graph
 from .data.interactions import (EDGE, check_interactions, check_layout, check_model_fits, check_pair_ids,
                                 check_pair_tensor, check_unique_pairs, num_items)
 from .distributed import agreed, average_across_ranks, data_parallel_loss, rank_and_size, summed_across_ranks
-from .metrics import auc_standard_error, check_binary_labels, evaluate_auc, trained_pairs
+from .metrics import auc_standard_error, check_binary_labels, evaluate_auc, in_graph
 from .models.base import check_precision, running_statistics
 from .objectives import BCEObjective, Objective
 
@@ -365,7 +365,7 @@ def warn_if_val_is_trained_on(graph: HeteroData, val: HeteroData, who: str = "tr
                               reads: str = "early stopping follows") -> None:
     """Warns when validation pairs are training edges: early stopping (``who`` and what ``reads`` them) then follows
     pairs the model fits, and says nothing of held-out data (accepted silently, found by a QA probe)."""
-    shared = trained_pairs(graph, val[EDGE].edge_index)
+    shared = int(in_graph(graph, val[EDGE].edge_index).sum())
     if shared:
         warn_caller(f"{who}: {shared} of val's {val[EDGE].edge_index.size(1)} pairs are training edges: {reads} pairs "
                     "the model trains on (hold them out of the training graph, e.g. graphforget.data.random_split)")
