@@ -357,6 +357,29 @@ def test_describe_collapses_whitespace_of_a_help_that_starts_on_the_next_line():
     assert describe(_Opts)[0].help == "a rate with spaces over two lines."
 
 
+def test_describe_reads_the_help_of_a_config_nested_in_a_function_or_class():
+    """A user's config defined inside a function or class has its docstring indented deeper; its help had read
+    as empty (the Args entries were looked for at 4 to 8 spaces)."""
+    def make():
+        class Holder:
+            @dataclasses.dataclass
+            class Nested:
+                """Options.
+
+                Args:
+                    rate: a rate
+                        over two lines.
+                    steps: how many.
+
+                A paragraph after the section.
+                """
+                rate: float = 0.1
+                steps: int = 3
+        return Holder.Nested
+    assert [(row.name, row.help) for row in describe(make())] == [
+        ("rate", "a rate over two lines."), ("steps", "how many.")]
+
+
 # ------------------------------------------------------------------------------------------------ presets.py
 
 def test_hyperparameters_refuse_an_embedding_dim_of_zero():
