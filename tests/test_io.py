@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import errno
+import hashlib
+import math
 import os
 import re
 import stat
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from graphforget.data import make_interactions
-from graphforget.io import atomic_write, write_json
+from graphforget.clock import Stopwatch
+from graphforget.io import atomic_write, tensors_sha256, to_jsonable, write_json
 from graphforget.models import MF, load_model, save_model
 from graphforget.objectives import BPRObjective
 from graphforget.unlearn import UnlearnRec, UnlearnRecConfig
@@ -279,3 +283,43 @@ def test_tensors_sha256_reads_bytes_numpy_has_no_dtype_for():
     assert tensors_sha256(half) == hashlib.sha256(half.view(torch.int16).numpy().tobytes()).hexdigest()
     assert tensors_sha256(half) != tensors_sha256(half + 1)
     assert tensors_sha256(values.t()) == tensors_sha256(values.t().contiguous())  # by content, not by layout
+
+
+def test_to_jsonable_writes_infinities_and_nan_as_null():
+    """json.dumps would write the non-JSON 'Infinity' and 'NaN'."""
+    assert to_jsonable({"a": math.inf, "b": -math.inf, "c": math.nan, "d": 1.5}) == {
+        "a": None, "b": None, "c": None, "d": 1.5}
+
+
+def test_an_exclusive_write_leaves_no_temporary_file(tmp_path):
+    """The hard link publishes the file; the temporary name must go."""
+    atomic_write(tmp_path / "x.bin", lambda f: f.write(b"abc"), exclusive=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.bin"]
+
+
+def test_tensors_sha256_hashes_every_tensor_in_order():
+    """The sha256 of the tensors' bytes concatenated, by hashlib directly."""
+    a, b = torch.arange(3, dtype=torch.int64), torch.tensor([1.5, -2.0], dtype=torch.float32)
+    assert tensors_sha256(a, b) == hashlib.sha256(a.numpy().tobytes() + b.numpy().tobytes()).hexdigest()
+
+
+def test_a_restarted_stopwatch_forgets_its_last_reading_and_times_forward():
+    """start() clears seconds; elapsed() is the seconds since start, bounded by perf_counter readings."""
+    with Stopwatch() as watch:
+        pass
+    assert watch.seconds is not None and "seconds=" in repr(watch)
+    before = time.perf_counter()
+    watch.start()
+    assert watch.seconds is None and "running" in repr(watch)
+    time.sleep(0.01)
+    assert 0.01 <= watch.elapsed() <= time.perf_counter() - before
+
+
+def test_a_new_file_gets_0o666_masked_by_the_umask(tmp_path):
+    """A hard-coded 0o644 equals 0o666 & ~0o022, the usual umask; under umask 0o007 the file must be 0o660."""
+    old = os.umask(0o007)
+    try:
+        path = atomic_write(tmp_path / "new.bin", lambda f: f.write(b"x"))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o660

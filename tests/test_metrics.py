@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 from graphforget.data import EDGE, make_interactions, without_edges
 from graphforget.metrics import (auc, auc_groups, auc_standard_error, completeness, evaluate_auc, mean_probability,
                                  mi_bf, mi_ng, parameter_distance, prediction_distance, prediction_gap,
-                                 recall_ndcg_at_k)
+                                 in_graph, recall_ndcg_at_k)
 from helpers import hand_mf
 from graphforget.models import MF
 
@@ -802,3 +802,30 @@ def test_membership_ratios_run_the_model_without_autograd():
     request = graph[EDGE].edge_index[:, :2]
     assert math.isfinite(mi_bf(model, graph, model, without_edges(graph, request)[0], request)) and math.isfinite(
         mi_ng(model, graph, request, torch.tensor([[0, 1], [3, 3]])))
+
+
+def test_in_graph_against_a_set_of_pairs_with_fewer_users_than_items():
+    """Pair keys built with the user count instead of the item count collide ((1, 0) and (0, 3) with 3 users)."""
+    edges = torch.tensor([[1, 2, 0], [0, 4, 1]])
+    graph = make_interactions(edges, num_users=3, num_items=5)
+    every = torch.tensor(list(itertools.product(range(3), range(5)))).t()
+    members = set(map(tuple, edges.t().tolist()))
+    assert in_graph(graph, every).tolist() == [tuple(pair) in members for pair in every.t().tolist()]
+
+
+class WideScores(DistanceMF):
+    """A ``score_all`` with one column too many (a padding item, say)."""
+
+    def score_all(self, graph, users=None):
+        scores = super().score_all(graph, users)
+        return torch.cat([scores, scores.new_full((scores.size(0), 1), 1e3)], dim=1)
+
+
+def test_recall_ndcg_refuses_a_score_all_with_a_column_per_item_too_many():
+    """Only the rows had been checked: an extra column would rank an item that does not exist."""
+    model = WideScores(4, 5, 2)
+    model.reset_parameters(0)
+    train = make_interactions(torch.tensor([[0, 1, 2, 3], [0, 1, 2, 3]]), num_users=4, num_items=5)
+    test = make_interactions(torch.tensor([[1, 2, 3], [4, 4, 4]]), num_users=4, num_items=5)
+    with pytest.raises(ValueError, match=r"score_all returned scores of shape \[2, 6\] for 2 users; .* \[2, 5\]"):
+        recall_ndcg_at_k(model, train, test, k=2, batch_size=2)

@@ -734,3 +734,33 @@ def test_an_epoch_that_only_ties_the_best_validation_auc_is_no_improvement(one_t
     train(replay, graph, BCEObjective(), TrainConfig(epochs=1, lr=0.1, batch_size=0, patience=0, seed=0))
     for k, v in model.state_dict().items():
         assert torch.equal(v, replay.state_dict()[k]), k
+
+
+@pytest.mark.filterwarnings("ignore::graphforget.train.NoSignalWarning")
+def test_patience_zero_never_stops_early_even_with_val():
+    """patience=0 means never stop early; the validation AUC here never improves (it ties)."""
+    edges = torch.tensor([[0, 0, 1, 1, 2, 2, 3, 3], [0, 1, 1, 2, 2, 3, 3, 4]])
+    graph = make_interactions(edges, torch.tensor([1., 0.] * 4), num_users=5, num_items=7)
+    val = make_interactions(torch.tensor([[4, 4], [5, 6]]), torch.tensor([1., 0.]), num_users=5, num_items=7)
+    model = MF(5, 7, 4)
+    model.reset_parameters(0)
+    result = train(model, graph, BCEObjective(), TrainConfig(epochs=4, lr=0.1, batch_size=0, patience=0), val)
+    assert result.epochs == len(result.history) == 4
+
+
+def test_a_chance_level_between_1_and_1_2_says_the_pairs_are_too_few():
+    """4 positive and 4 negative pairs: chance reaches 0.5 + 3 sqrt(9 / 192) = 1.1495 >= 1, an AUC no model
+    reaches, so the warning must say the pairs are too few (not 'under 1.150')."""
+    from graphforget.train import warn_if_at_chance
+    assert 1 <= 0.5 + 3 * math.sqrt((4 + 4 + 1) / (12 * 4 * 4)) < 1.2
+    val = make_interactions(torch.tensor([[0, 0, 0, 0, 1, 1, 1, 1], [0, 1, 2, 3, 0, 1, 2, 3]]),
+                            torch.tensor([1., 0.] * 4), num_users=2, num_items=4)
+    with pytest.warns(NoSignalWarning, match="too few to tell"):
+        warn_if_at_chance(TrainResult(3, 2, 0.9, 0.1, []), val)
+
+
+def test_bce_on_a_graph_without_a_positive_label_is_refused():
+    """Every score would only go down: there is no preference to learn."""
+    graph = make_interactions(torch.tensor([[0, 0, 1, 1], [0, 1, 1, 2]]), torch.zeros(4), num_users=2, num_items=3)
+    with pytest.raises(ValueError, match="every edge_label of the training graph is 0"):
+        train(MF(2, 3, 2), graph, BCEObjective(), TrainConfig(epochs=1, batch_size=0, patience=0))
