@@ -3,6 +3,7 @@ import copy
 import dataclasses
 import math
 import re
+import time
 import warnings
 
 import pytest
@@ -14,11 +15,11 @@ from graphforget.data import EDGE, make_interactions, planted_communities, rando
 from graphforget.distributed import launch
 from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN
 from graphforget.objectives import BCEObjective, BPRObjective
-from graphforget.train import NotStationaryWarning, TrainConfig, train
+from graphforget.train import NoSignalWarning, NotStationaryWarning, TrainConfig, TrainResult, chance_level, train
 from graphforget.unlearn import (METHODS, RecEraser, RecEraserConfig, SISA, SISAConfig, ShardAttention,
                                  ShardedRecommender, UnlearningFailed, UntrainableShard)
 from graphforget.unlearn.receraser import balanced_assign, balanced_kmeans, balanced_partition
-from graphforget.unlearn.sharding import split_graph, train_aggregator, train_shards
+from graphforget.unlearn.sharding import _warn_of_shards_at_chance, split_graph, train_aggregator, train_shards
 from graphforget.unlearn.sisa import random_partition
 from helpers import fit_and_unlearn_sisa
 
@@ -1137,3 +1138,170 @@ def test_a_request_that_leaves_no_shard_a_term_is_refused_as_retrain_refuses_it(
                                                    "removes every edge labelled 1, which BCEObjective needs (keep some "
                                                    "out of the request")):
         sisa.unlearn(store.edge_index[:, store.edge_label == 1])
+
+
+def test_receptive_field_is_the_largest_of_the_shards(graph):
+    """the class docstring says the receptive field is the largest of the shards'."""
+    ei = graph[EDGE].edge_index
+    shards = [MF(U, I, D), LightGCN(U, I, D, num_layers=3), LightGCN(U, I, D, num_layers=1)]
+    ensemble = ShardedRecommender(shards, random_partition(ei.size(1), 3, seed=0), ei)
+    assert ensemble.receptive_field == 3
+
+
+def test_shard_sizes_has_one_count_per_shard_even_when_the_last_is_empty(graph):
+    """``[S]`` counts, counted by hand."""
+    ei = graph[EDGE].edge_index
+    shard_of = torch.arange(ei.size(1)) % (S - 1)  # shard S-1 holds nothing
+    ensemble = ShardedRecommender([MF(U, I, D) for _ in range(S)], shard_of, ei)
+    assert ensemble.shard_sizes().tolist() == [int((shard_of == s).sum()) for s in range(S - 1)] + [0]
+
+
+def test_random_partition_refuses_more_shards_than_edges():
+    """the docstring's 1 <= num_shards <= num_edges."""
+    with pytest.raises(ValueError, match=re.escape("need 1 <= num_shards <= num_edges, got 4 shards for 3 edges")):
+        random_partition(3, 4)
+    assert sorted(random_partition(3, 3).tolist()) == [0, 1, 2]
+
+
+def test_balanced_assign_refuses_a_capacity_one_point_short():
+    """2 anchors of capacity 2 cannot hold 5 points (the existing test was 2 points short)."""
+    with pytest.raises(ValueError, match="capacity 2 x 2 anchors cannot hold 5 points"):
+        balanced_assign(torch.rand(5, 2), 2)
+    assert torch.bincount(balanced_assign(torch.rand(4, 2), 2), minlength=2).tolist() == [2, 2]
+
+
+def test_balanced_kmeans_default_capacity_is_the_ceiling_of_n_over_s():
+    """6 points near 0, 2 near 10, 2 shards: capacity ceil(8/2) = 4 forces groups of 4."""
+    x = torch.tensor([[0.0], [0.1], [0.2], [0.3], [0.4], [0.5], [10.0], [10.1]])
+    groups, _, _ = balanced_kmeans(x, 2, iters=10, seed=0)
+    assert sorted(torch.bincount(groups, minlength=2).tolist()) == [4, 4]
+
+
+def test_balanced_kmeans_counts_its_iterations_as_a_plain_loop_does():
+    """the same Lloyd loop, written out by hand."""
+    x = torch.randn(50, 6, generator=torch.Generator().manual_seed(0))
+    groups, anchors, iterations = balanced_kmeans(x, 4, iters=10, seed=2)
+    cap = math.ceil(50 / 4)
+    pick = torch.randperm(50, generator=torch.Generator().manual_seed(2))[:4]
+    a, prev = x[pick].clone(), None
+    for it in range(1, 11):
+        new = balanced_assign(torch.cdist(x, a), cap)
+        a = torch.stack([x[new == s].mean(0) if (new == s).any() else a[s] for s in range(4)])
+        if prev is not None and torch.equal(new, prev):
+            break
+        prev = new
+    assert iterations == it and torch.equal(groups, new)
+
+
+def _result(auc):
+    return TrainResult(epochs=1, best_epoch=1, best_val_auc=auc, seconds=0.0)
+
+
+def test_a_shard_just_under_chance_is_warned_of_and_two_shards_get_the_fewer_shards_advice(graph):
+    """A shard just under chance is warned of; with two shards the advice is fewer shards."""
+    split = random_split(graph, (0.7, 0.15, 0.15), seed=0)
+    level = chance_level(split.val)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _warn_of_shards_at_chance([_result(level - 0.01), _result(0.99)], split.val, "who", 2)
+    message, = [str(w.message) for w in caught if issubclass(w.category, NoSignalWarning)]
+    assert message.startswith("who: 1 of 2 shard models show no preference")
+    assert message.endswith("fewer shards (num_shards) give each more")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _warn_of_shards_at_chance([_result(level + 0.01)], split.val, "who", 2)
+    assert not [w for w in caught if issubclass(w.category, NoSignalWarning)]
+
+
+def test_train_shards_seeds_job_j_with_j_by_default(graph):
+    """the default seeds are ``0 .. S-1`` (``_check_jobs``'s docstring): a fresh model reset with j and
+    trained by hand is the shard."""
+    ei = graph[EDGE].edge_index
+    shard_of = random_partition(ei.size(1), 2, seed=0)
+    graphs = [shard_graph_by_hand(graph, shard_of, s) for s in range(2)]
+    trained = train_shards([MF(U, I, D)] * 2, graphs, OBJECTIVE, CONFIG)
+    for j in range(2):
+        ref = MF(U, I, D)
+        ref.reset_parameters(j)
+        train(ref, graphs[j], OBJECTIVE, CONFIG)
+        assert same_state(state(ref), state(trained[j][0])), j
+
+
+def test_train_aggregator_starts_from_the_seeded_attention_whatever_it_held(graph):
+    """``(Re-)trains`` from ``reset_parameters(seed)``, so an attention perturbed
+    beforehand ends where a fresh one does."""
+    ei = graph[EDGE].edge_index
+    shard_of = random_partition(ei.size(1), S, seed=0)
+    shards = [MF(U, I, D) for _ in range(S)]
+    for s, m in enumerate(shards):
+        m.reset_parameters(10 + s)
+    fresh = ShardedRecommender(shards, shard_of, ei, "attention")
+    moved = ShardedRecommender(shards, shard_of, ei, "attention")
+    with torch.no_grad():
+        for p in moved.attention.parameters():
+            p.add_(1.0)
+    train_aggregator(fresh, graph, OBJECTIVE, CONFIG, seed=3)
+    train_aggregator(moved, graph, OBJECTIVE, CONFIG, seed=3)
+    assert same_state(state(fresh.attention), state(moved.attention))
+
+
+def test_receraser_embedding_seconds_exclude_the_pre_training(graph, monkeypatch):
+    """``embedding_seconds`` is the embeddings' time without the pre-training (its own entry)."""
+    import graphforget.unlearn.receraser as receraser
+    real = receraser.train
+
+    def slow(*args, **kwargs):  # a pre-training of 0.3 s that its result counts
+        start = time.perf_counter()
+        time.sleep(0.3)
+        result = real(*args, **kwargs)
+        result.seconds = time.perf_counter() - start
+        return result
+    monkeypatch.setattr(receraser, "train", slow)
+    config = RecEraserConfig(CONFIG, num_shards=S, aggregation="mean", pretrain=True)
+    info = RecEraser(MF(U, I, D), graph, OBJECTIVE, config).fit().fit_info
+    assert info["pretrain_seconds"] >= 0.3 and info["embedding_seconds"] < 0.3
+
+
+def test_split_graph_refuses_a_negative_shard_id(graph):
+    """The ``min() < 0`` check: an id out of range left its edge in no shard."""
+    count = graph[EDGE].edge_index.size(1)
+    shard_of = torch.zeros(count, dtype=torch.long)
+    shard_of[0] = -1
+    with pytest.raises(ValueError, match=re.escape(f"shard ids must be in [0, {S}), got ids from -1 to 0")):
+        split_graph(graph, shard_of, S)
+
+
+def test_a_pair_beyond_every_assigned_key_is_named_as_unassigned(graph):
+    """the pair with the largest key, left out of the
+    ensemble, is refused with the documented ValueError, not an IndexError."""
+    ei = graph[EDGE].edge_index
+    keys = ei[0] * I + ei[1]
+    last = int(keys.argmax())
+    kept = torch.cat([ei[:, :last], ei[:, last + 1:]], 1)
+    ensemble = ShardedRecommender([MF(U, I, D) for _ in range(2)], torch.arange(kept.size(1)) % 2, kept)
+    with pytest.raises(ValueError, match="1 edges have no shard assignment"):
+        ensemble.assignment_of(ei[:, last:last + 1])
+
+
+def test_train_shards_refuses_an_empty_shard_graph_by_name(graph):
+    """``_check_jobs`` names the shard graph without edges."""
+    ei = graph[EDGE].edge_index
+    shard_of = torch.zeros(ei.size(1), dtype=torch.long)  # shard 1 empty
+    graphs = [shard_graph_by_hand(graph, shard_of, s) for s in range(2)]
+    with pytest.raises(ValueError, match=re.escape("shard graph 1 has no training edges (left): use fewer shards")):
+        train_shards([MF(U, I, D)] * 2, graphs, OBJECTIVE, CONFIG)
+
+
+def test_a_fresh_attentions_transfer_is_the_identity():
+    """"the transfer starts at the identity" (the class docstring): T_s e + c_s = e."""
+    stack = torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(0))
+    att = ShardAttention(3, 4, seed=1)
+    assert torch.equal(att.transfer(stack), stack)
+
+
+@pytest.mark.parametrize("args, name, value", [((2.5, 4), "num_shards", 2.5), ((2, 4.0), "embedding_dim", 4.0),
+                                               ((2, 4, 2.5), "attention_dim", 2.5), ((True, 4), "num_shards", True)])
+def test_shard_attention_refuses_a_size_that_is_not_an_integer(args, name, value):
+    """A float had failed inside torch ('empty() takes 1 positional argument'), naming no argument."""
+    with pytest.raises(ValueError, match=re.escape(f"ShardAttention: {name} must be an integer, got {value!r}")):
+        ShardAttention(*args)

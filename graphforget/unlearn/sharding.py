@@ -109,9 +109,10 @@ class ShardAttention(nn.Module):
         dtype: of the parameters (default: torch's default dtype).
 
     Raises:
-        ValueError: for an argument out of range, or parameters whose training (with their gradients and Adam's two
-            moments, four times their size) would not fit in this machine's memory: where the system overcommits
-            memory, the allocation succeeds and the process is killed when it is written.
+        ValueError: for an argument out of range or a size that is not an integer, or parameters whose training
+            (with their gradients and Adam's two moments, four times their size) would not fit in this machine's
+            memory: where the system overcommits memory, the allocation succeeds and the process is killed when it is
+            written.
     """
 
     def __init__(self, num_shards: int, embedding_dim: int, attention_dim: int | None = None,
@@ -119,6 +120,10 @@ class ShardAttention(nn.Module):
                  dtype: torch.dtype | None = None):
         super().__init__()
         attention_dim = max(1, embedding_dim // 2) if attention_dim is None else attention_dim  # 0 is no default
+        for name, value in (("num_shards", num_shards), ("embedding_dim", embedding_dim),
+                            ("attention_dim", attention_dim)):
+            if not is_integer(value):  # a float had failed inside torch, naming no argument
+                raise ValueError(f"ShardAttention: {name} must be an integer, got {value!r}")
         if min(num_shards, embedding_dim, attention_dim) < 1:
             raise ValueError(f"num_shards, embedding_dim and attention_dim must be positive, got {num_shards}, "
                              f"{embedding_dim} and {attention_dim}")
