@@ -10,13 +10,15 @@ import torch
 from graphforget import BCEObjective, BPRObjective
 from graphforget.data import EDGE, make_interactions, planted_communities, random_edges, remove_edges
 from graphforget.influence import (AndersonMixing, DotProductOperator, GaussNewtonOperator, HessianOperator, NodeRows,
-                                   ShiftedConjugateGradient, adam_quadratic, computation_subgraph, conjugate_gradient,
-                                   direct_solve, dot_product_gradient, dot_product_objective, has_linear_dot_product,
-                                   homogeneous_graph, importance_scores, k_hop_mask, lissa, local_problem, local_terms,
-                                   message_passing_degrees, node_ids, objective_function, rows_function, scoring_graph,
-                                   select_nodes, training_terms)
+                                   ShiftedConjugateGradient, Terms, adam_quadratic, computation_subgraph,
+                                   conjugate_gradient, direct_solve, dot_product_gradient, dot_product_objective,
+                                   has_contrastive_term, has_linear_dot_product, homogeneous_graph, importance_scores,
+                                   k_hop_mask, lissa, local_problem, local_terms, message_passing_degrees, node_ids,
+                                   objective_function, rows_function, scoring_graph, select_nodes, training_terms)
+from graphforget.influence.hvp import _second_derivatives, call_with_parameters
 from graphforget.influence.solvers import power_iteration
-from graphforget.models import MF, LightGCN
+from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN, PyGRecommender
+from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
 U, I, D = 12, 10, 3
 
@@ -778,3 +780,157 @@ def test_check_receptive_field_refuses_a_module_that_is_no_recommender_by_name()
     with pytest.raises(NotARecommender, match="IFRU: check_receptive_field needs a graphforget Recommender, got a "
                                               r"Scorer \(a PyG module: wrap it in graphforget.models.PyGRecommender\)"):
         check_receptive_field(Scorer(), graph, "IFRU")
+
+
+def _pyg_lightgcn():
+    torch.manual_seed(0)
+    module = PyGLightGCN(U + I, D, num_layers=2).double()
+    return PyGRecommender(module, U, I, receptive_field=2)
+
+
+def _dense_hessian(model, name, ids, objective, graph, terms):
+    """Reference: the Hessian of sum(losses) + l2/2 |phi|^2 in the rows ``ids`` of table ``name``, by autograd
+    through the model's own forward with the table rebuilt by hand."""
+    table = model.get_parameter(name).detach()
+
+    def fn(phi):
+        full = table.index_put((ids,), phi.view(len(ids), -1))
+        z = torch.func.functional_call(model, {name: full}, (graph, terms.edge_label_index))
+        return objective.losses(z, terms.target).sum() + 0.5 * objective.l2 * phi.pow(2).sum()
+    x = table[ids].flatten()
+    return torch.autograd.functional.hessian(fn, x), x
+
+
+def test_local_problem_of_a_homogeneous_node_table_gives_the_dense_hessian():
+    """PyG's LightGCN keeps users and items in one [U + I] table: the local problem must shift the items' local ids
+    past the users' (item 0, homogeneous id U, is among the rows), as the dense Hessian says."""
+    graph = planted_communities(U, I, 2, 4, seed=2)
+    model = _pyg_lightgcn()
+    objective = BCEObjective(l2=0.3)
+    name = "module.embedding.weight"
+    ids = torch.tensor([0, 3, U, U + 4])  # two users, item 0 (id U) and item 4
+    rows = NodeRows({name: ids})
+    terms = training_terms(objective, graph)
+    hessian, phi = _dense_hessian(model, name, ids, objective, graph, terms)
+    local = local_problem(model, rows, terms, graph)
+    operator = DotProductOperator(model, local.rows, phi, local.terms, local.graph, objective, exact=True,
+                                  tables=local.tables)
+    eye = torch.eye(phi.numel(), dtype=phi.dtype)
+    dense = torch.stack([operator(e) for e in eye], 1)
+    torch.testing.assert_close(dense, hessian, rtol=1e-8, atol=1e-10)
+
+
+def test_repeated_dense_parameters_are_refused():
+    """phi would hold the parameter twice, and write it twice."""
+    with pytest.raises(ValueError, match=r"repeated dense parameters: \('w', 'w'\)"):
+        NodeRows({}, ("w", "w"))
+
+
+def test_scoring_graph_without_locality_is_the_whole_graph():
+    """locality=False must score on the whole graph, as documented
+    ("their k-hop computation subgraph when the model supports it and locality is on, else the whole graph")."""
+    graph = planted_communities(60, 40, 4, 3, seed=4)
+    model = LightGCN(60, 40, D, num_layers=1)
+    objective = BCEObjective(l2=0.3)
+    terms = training_terms(objective, graph).select(torch.arange(len(training_terms(objective, graph))) < 2)
+    assert scoring_graph(model, graph, terms, locality=False) is graph
+    # and with locality on, a strict part of it (the terms' 1-hop region): the switch is live
+    assert scoring_graph(model, graph, terms)[EDGE].edge_index.size(1) < graph[EDGE].edge_index.size(1)
+
+
+def _terms(blocks: int, count: int):
+    eli = torch.stack([torch.arange(blocks * count), torch.arange(blocks * count) + 100])
+    return Terms(eli, torch.arange(count, dtype=torch.float))
+
+
+def test_terms_parts_partition_the_terms():
+    """By the definition: the parts, in order, are the terms, each exactly once, their sizes within one of each
+    other."""
+    terms = _terms(2, 10)
+    for count in (3, 4, 7):
+        parts = [terms.part(k, count) for k in range(count)]
+        assert sum(len(p) for p in parts) == 10
+        assert max(len(p) for p in parts) - min(len(p) for p in parts) <= 1
+        assert torch.cat([p.target for p in parts]).tolist() == list(range(10))
+        for block in range(2):  # block-major pairs: each part's block b holds its terms' pairs of block b
+            got = torch.cat([p.edge_label_index.view(2, 2, -1)[0, block] for p in parts])
+            assert got.tolist() == list(range(block * 10, block * 10 + 10))
+
+
+def test_terms_of_other_block_counts_are_not_concatenated():
+    """[2, 4] pairs of 2 blocks and [2, 3] of 1 block would be silently mixed."""
+    with pytest.raises(ValueError, match="cannot concatenate terms with different numbers of pairs"):
+        _terms(2, 2).cat(_terms(1, 3))
+
+
+def test_a_scalar_target_is_one_term():
+    """A 0-dim target is one term, as documented."""
+    terms = Terms(torch.tensor([[0, 1], [2, 3]]), torch.tensor(1.0))
+    assert len(terms) == 1 and terms.blocks == 2
+
+
+def test_select_nodes_keeps_always_whatever_their_score():
+    """Nodes 3 and 5, scored 0 and 0.1 with a ratio keeping one node of three, are
+    kept all the same; the top-scored node too, by the rule."""
+    scores = torch.tensor([[0.0, 0.9, 0.0, 0.0, 0.5, 0.1]], dtype=torch.float64)
+    keep = select_nodes(scores, (0.2,), always=torch.tensor([3, 5]))
+    assert keep.nonzero().flatten().tolist() == [1, 3, 5]  # ceil(0.2 * 3) = 1: node 1; plus 3 and 5
+
+
+def test_a_term_touches_a_region_through_any_of_its_pairs():
+    """A BPR term scores (u, i+) and (u, i-); one whose
+    negative item alone lies in the region touches it (the definition: any pair with an endpoint in the mask)."""
+    users = 3
+    # 2 blocks (positive pairs, then negative pairs) of 2 terms: term 0 = (0, 0) & (0, 2); term 1 = (1, 1) & (1, 0)
+    terms = Terms(torch.tensor([[0, 1, 0, 1], [0, 1, 2, 0]]), torch.ones(2))
+    mask = torch.zeros(users + 3, dtype=torch.bool)
+    mask[users + 2] = True  # item 2: term 0's negative item only
+    assert terms.touches(mask, users).tolist() == [True, False]
+    assert len(terms.touching(mask, users)) == 1
+
+
+def test_terms_nodes_are_homogeneous_ids():
+    """Pairs (0, 1) and (2, 0) among 3 users and 4 items score
+    users 0, 2 and items 1, 0, homogeneous ids 0, 2, 3 + 1, 3 + 0."""
+    terms = Terms(torch.tensor([[0, 2], [1, 0]]), torch.ones(2))
+    assert terms.nodes(3, 7).tolist() == [0, 2, 3, 4]
+
+
+def test_a_zero_contrastive_weight_adds_no_contrastive_term():
+    """The documented rule: a contrastive term where ``ssl_weight > 0``."""
+    model = SGL(U, I, D)
+    assert has_contrastive_term(model, ContrastiveBPRObjective(ssl_weight=0.1))
+    assert not has_contrastive_term(model, ContrastiveBPRObjective(ssl_weight=0.0))
+
+
+def test_a_stateless_call_leaves_sparse_embeddings_sparse():
+    """The caller's nn.Embedding(sparse=True) is dense only
+    inside the call, and its gradients sparse again afterwards."""
+    layer = torch.nn.Embedding(5, 2, sparse=True)
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, ids):
+            seen.append(self.layer.sparse)
+            return self.layer(ids).sum()
+
+    value = call_with_parameters(Probe(), {"layer.weight": torch.ones(5, 2)}, (torch.tensor([1, 3]),))
+    assert float(value) == 4.0 and seen == [False]
+    assert layer.sparse is True
+    layer(torch.tensor([0])).sum().backward()
+    assert layer.weight.grad.is_sparse
+
+
+def test_only_a_missing_derivative_is_named_a_second_derivative_failure():
+    """An unrelated RuntimeError that merely says "not implemented" must propagate as it is, not be turned into
+    the sparse-adjacency advice."""
+    with pytest.raises(RuntimeError, match="^foo is not implemented for bar$"):
+        with _second_derivatives():
+            raise RuntimeError("foo is not implemented for bar")
+    with pytest.raises(NotImplementedError, match="second derivatives"):
+        with _second_derivatives():
+            raise RuntimeError("the derivative for 'x' is not implemented")
