@@ -1525,3 +1525,154 @@ def test_a_bce_request_of_one_whole_class_is_refused_as_it_is_by_retrain(method,
                                                    f"(a model of no data is an untrained one): it removes every edge "
                                                    f"labelled {label}, which BCEObjective needs")):
         method(model, graph, BCEObjective(l2=0.1)).unlearn(request)
+
+
+EPS64 = torch.finfo(torch.float64).eps
+
+
+def _orphan_target():
+    """Entries 0-1 keep data; entry 2 is an orphan row entry (phi0 = 10, l2 = 1, no damping): its block's change from
+    phi0 to 0 is 1/2 * 1 * (0 - 100) = -50 by the definition of orphan_change."""
+    from graphforget.unlearn.ifru.tilted import TiltedObjective
+    phi0 = torch.tensor([0.0, 0.0, 10.0], dtype=torch.float64)
+    return TiltedObjective(lambda x: x.sum(), None, torch.zeros(3, dtype=torch.float64), phi0,
+                           torch.tensor([False, False, True]), 1.0)
+
+
+def test_the_rest_of_the_predicted_decrease_within_1000_roundings_is_noise():
+    """_ratio: the rest (predicted - own) counts only beyond ORPHAN_REST_ROUNDINGS = 1000 roundings of the predicted
+    decrease."""
+    from graphforget.unlearn.ifru.ladder import _ratio
+    target, new_phi = _orphan_target(), torch.tensor([0.1, 0.1, 0.0], dtype=torch.float64)
+    own = -50.0
+    assert target.orphan_change(new_phi) == own
+    # rest = 500 roundings of the predicted decrease: noise, the ratio is over every entry
+    predicted = own * (1 + 500 * EPS64)
+    check = _ratio(target, new_phi, -49.0, predicted)
+    assert check["ratio"] == pytest.approx(-49.0 / predicted, rel=1e-12)
+    # rest = 2000 roundings: measured, the ratio is over the rest alone (actual = own + half the rest: 0.5)
+    predicted = own * (1 + 2000 * EPS64)
+    rest = predicted - own
+    check = _ratio(target, new_phi, own + 0.5 * rest, predicted)
+    assert check["ratio"] == pytest.approx(0.5, rel=1e-2)  # over every entry it would be 1
+    assert check["orphan_share"] == pytest.approx(own / predicted, rel=1e-12)
+
+
+def _ill_conditioned(n=120, seed=0):
+    """A float64 SPD system of condition 1e4 that CG needs far more than 64 iterations to solve to 1e-12."""
+    gen = torch.Generator().manual_seed(seed)
+    basis, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+    a = (basis * torch.logspace(0, -4, n, dtype=torch.float64)) @ basis.T
+    return a, torch.randn(n, generator=gen, dtype=torch.float64)
+
+
+def _quadratic_target(a, b, quartic=0.0):
+    from graphforget.unlearn.ifru.tilted import TiltedObjective
+    n = b.numel()
+    zeros = torch.zeros(n, dtype=torch.float64)
+    return TiltedObjective(lambda x: 0.5 * x @ a @ x - b @ x + quartic * x.dot(x) ** 2, None, zeros, zeros,
+                           torch.zeros(n, dtype=torch.bool), 0.0)
+
+
+def test_a_shared_attempt_tests_its_cg_iterate_at_8_iterations_then_each_doubling(monkeypatch):
+    """ladder.CHECK_FROM: 'A Levenberg-Marquardt attempt's CG iterate is tested at this many iterations (8), and again
+    each time they double'. An attempt that is not the last, whose iterates all pass: tested at 8, 16, 32, 64, ..."""
+    from graphforget.unlearn.ifru import ladder
+    a, b = _ill_conditioned()
+    target = _quadratic_target(a, b)
+    config = IFRUConfig(solver={"tol": 1e-12, "max_iter": 1000})
+    real, tested = ladder.acceptance, []
+
+    def recording(target, result, rhs, operator, cfg, iterate=False):
+        if iterate:
+            tested.append(result.iterations)
+        return real(target, result, rhs, operator, cfg, iterate)
+    monkeypatch.setattr(ladder, "acceptance", recording)
+    result, _, check = ladder.Ladder(lambda v: a @ v, b, target, 1e-6, 2, config).attempt(1e-6, last=False)
+    assert result.iterations > 128 and check["reason"] is None
+    doublings = [8 * 2 ** k for k in range(10) if 8 * 2 ** k < result.iterations]
+    assert tested == doublings
+
+
+def test_an_attempt_whose_iterate_fails_stops_at_cg_iteration_8():
+    """An objective whose quartic term the model misses: the first check (iteration 8) fails, and the attempt stops
+    there with the iterate's reason."""
+    from graphforget.unlearn.ifru.ladder import Ladder
+    a, b = _ill_conditioned()
+    target = _quadratic_target(a, b, quartic=10.0)
+    config = IFRUConfig(solver={"tol": 1e-12, "max_iter": 1000})
+    result, _, check = Ladder(lambda v: a @ v, b, target, 1e-6, 2, config).attempt(1e-6, last=False)
+    assert result.iterations == 8 and not result.converged
+    assert "at CG iteration 8" in check["reason"] and check["reason"].endswith("; its solve stopped there")
+
+
+def test_the_predicted_decrease_of_a_cg_iterate_is_its_quadratic_models():
+    """acceptance(iterate=True) takes the model's decrease as 1/2 g.s (a CG iterate has s.As = g.s): it must equal
+    the dense model decrease g.s - 1/2 s.A.s."""
+    from graphforget.influence import SolveResult
+    from graphforget.unlearn.ifru.ladder import acceptance
+    a, b = _ill_conditioned(40)
+    # three CG iterations by hand from 0
+    x, r = torch.zeros_like(b), b.clone()
+    p = r.clone()
+    for _ in range(3):
+        ap = a @ p
+        alpha = r.dot(r) / p.dot(ap)
+        x, r_new = x + alpha * p, r - alpha * ap
+        p, r = r_new + (r_new.dot(r_new) / r.dot(r)) * p, r_new
+    dense = float(b @ x - 0.5 * x @ a @ x)
+    check = acceptance(_quadratic_target(a, b), SolveResult(x, 3, 0.5, 0.0, False), b, lambda v: a @ v, IFRUConfig(),
+                       iterate=True)
+    assert check["predicted_decrease"] == pytest.approx(dense, rel=1e-9)
+    assert check["actual_decrease"] == pytest.approx(dense, rel=1e-9)  # T is the quadratic: its ratio is 1
+    assert check["ratio"] == pytest.approx(1.0, rel=1e-9) and check["reason"] is None
+
+
+@pytest.mark.parametrize("relative", [0.0, 0.1])
+def test_a_zero_damping_under_a_metric_starts_at_a_hundredth_of_the_mean_diagonal(relative):
+    """IFRU._start_damping: with solver.damping=0 and a damping metric, the first attempt's damping is RETRY_DAMPING
+    (0.01) times the curvature's mean diagonal, plus relative_damping times it. On a diagonal curvature Hutchinson's
+    estimate is exact (v_i^2 = 1): mean(d)."""
+    from types import SimpleNamespace
+    from graphforget.unlearn.ifru.method import IFRU
+    d = torch.tensor([1.0, 2.0, 3.0, 10.0], dtype=torch.float64)
+    target = _quadratic_target(torch.diag(d), torch.ones(4, dtype=torch.float64))
+    target.metric = torch.ones(4, dtype=torch.float64)
+    me = SimpleNamespace(config=IFRUConfig(solver={"damping": 0.0, "relative_damping": relative}))
+    assert IFRU._start_damping(me, lambda v: d * v, target) == pytest.approx((0.01 + relative) * 4.0, rel=1e-12)
+    target.metric = None  # no metric: the damping stays 0 (and its relative share)
+    assert IFRU._start_damping(me, lambda v: d * v, target) == pytest.approx(relative * 4.0, rel=1e-12)
+
+
+def test_the_retries_of_one_request_are_one_ladder(monkeypatch):
+    """IFRU._levenberg_marquardt: every attempt (1x, 10x, 100x, 1000x the damping with retries=3) is on the ladder the
+    first one built, so all share one Krylov space (CG) -- one Ladder in all."""
+    from types import SimpleNamespace
+    from graphforget.unlearn.ifru import ladder, method
+    built = []
+
+    class Counting(ladder.Ladder):
+        def __init__(self, *args, **kwargs):
+            built.append(args[3])
+            super().__init__(*args, **kwargs)
+    monkeypatch.setattr(method, "Ladder", Counting)
+    real = ladder.acceptance
+    monkeypatch.setattr(ladder, "acceptance", lambda *a, **k: {**real(*a, **k), "reason": "scripted failure"})
+    a, b = _ill_conditioned(30)
+    me = SimpleNamespace(config=IFRUConfig(trust={"retries": 3}, solver={"tol": 1e-10, "max_iter": 500}))
+    attempts = []
+    step, reason = method.IFRU._levenberg_marquardt(me, lambda v: a @ v, b, _quadratic_target(a, b), 1.0, attempts)
+    assert [x["damping"] for x in attempts] == pytest.approx([1.0, 10.0, 100.0, 1000.0])
+    assert reason == "scripted failure" and built == [1.0]
+    torch.testing.assert_close(step, torch.linalg.solve(a + 1000.0 * torch.eye(30, dtype=torch.float64), b))
+
+
+def test_the_fresh_draw_message_names_the_contrastive_terms_loss_for_views():
+    """fresh_draw_failure: a rise on a fresh draw of views is the contrastive term's loss, one of negatives the
+    remaining terms'."""
+    from graphforget.unlearn.ifru.ladder import fresh_draw_failure
+    config = IFRUConfig(trust={"max_fresh_loss_rise": 0.01})
+    assert fresh_draw_failure(0.05, config, drawn="views").startswith(
+        "the step raised the contrastive term's loss on a fresh draw of views by 5% (> trust.max_fresh_loss_rise 1%)")
+    assert fresh_draw_failure(0.05, config).startswith(
+        "the step raised the remaining terms' loss on a fresh draw of negatives by 5% (> trust.max_fresh_loss_rise 1%)")
