@@ -2264,3 +2264,96 @@ def test_add_negatives_drops_per_edge_attributes_such_as_a_timestamp(tiny_graph)
     graph[EDGE].timestamp = torch.arange(9)
     out = add_negatives(graph, ratio=1)
     assert "timestamp" not in out[EDGE]
+
+
+def _three_users():
+    users, items = [[1.0], [-1.0], [0.5]], [[0.5], [0.4], [-0.3], [0.2]]
+    graph = make_interactions(torch.tensor([[0, 1, 2], [0, 0, 0]]), torch.ones(3), 3, 4,
+                              observed=torch.tensor([True, True, True]))
+    return hand_mf(users, items), graph
+
+
+def test_a_tiny_fraction_still_attacks_one_user():
+    """Fraction 0.1 of 3 users rounds to 0; the code promises at least one
+    (``count = max(1, ...)``), and a share in (0, 1] must attack someone."""
+    model, graph = _three_users()
+    attacked, request = adversarial_edges(model, graph, fraction=0.1, seed=0)
+    assert request.size(1) == 1
+    assert attacked[EDGE].edge_index.size(1) == 3 + 1
+
+
+def test_the_fake_edges_are_observed_and_carry_no_stale_extras():
+    """The docstring: "the fake edges appended (label 1, observed)"; extras (timestamps) have no value for them."""
+    model, graph = _three_users()
+    graph[EDGE].timestamp = torch.tensor([10, 20, 30])
+    attacked, request = adversarial_edges(model, graph)
+    n = request.size(1)
+    assert n == 3  # every user has 3 free items
+    assert attacked[EDGE].observed.tolist() == [True] * (3 + n)
+    assert attacked[EDGE].edge_label.tolist() == [1.0] * (3 + n)
+    assert "timestamp" not in attacked[EDGE]
+    assert graph[EDGE].timestamp.tolist() == [10, 20, 30]  # the input keeps its own
+
+
+def _counting():
+    built = []
+
+    def build(graph, like):
+        built.append(1)
+        return normalized_adjacency(graph, like)
+    return built, build
+
+
+def _dense_reference(edge_index, U, I):
+    """D^-1/2 A D^-1/2 by the definition, densely."""
+    A = torch.zeros(U + I, U + I, dtype=torch.float64)
+    for u, i in edge_index.t().tolist():
+        A[u, U + i] = A[U + i, u] = 1.0
+    d = A.sum(1)
+    inv = torch.where(d > 0, d.rsqrt(), torch.zeros_like(d))
+    return inv[:, None] * A * inv[None, :]
+
+
+def test_clear_drops_what_a_held_graph_found_too():
+    """Its docstring says "Drops every kept adjacency (held graphs'
+    too)"; a lookup after clear must build again."""
+    graph = make_interactions(torch.tensor([[0, 0, 1], [0, 1, 1]]), num_users=2, num_items=2)
+    built, build = _counting()
+    cache, like = AdjacencyCache(build=build), torch.zeros(1, dtype=torch.float64)
+    with cache.holding(graph):
+        cache(graph, like)
+        assert len(built) == 1
+        cache.clear()
+        assert len(cache) == 0
+        cache(graph, like)
+        assert len(built) == 2
+
+
+def test_an_edit_in_place_after_the_hold_ended_is_seen():
+    """Outside ``holding``'s block the content check resumes (its docstring: "each ends
+    with its block"), so an edge edited in place afterwards must not be served the stale matrix."""
+    U, I = 3, 3
+    graph = make_interactions(torch.tensor([[0, 1, 2], [0, 1, 2]]), num_users=U, num_items=I)
+    cache, like = AdjacencyCache(), torch.zeros(1, dtype=torch.float64)
+    with cache.holding(graph):
+        cache(graph, like)
+    graph[EDGE].edge_index[1, 2] = 0  # (2, 2) -> (2, 0), in place
+    got = cache(graph, like).to_dense()
+    assert torch.allclose(got, _dense_reference(graph[EDGE].edge_index, U, I))
+
+
+def test_the_first_draw_falls_in_community_with_probability_p_in_exactly():
+    """The docstring gives the user's own community "a share
+    p_in of the first draw". With one item per user the draw is the first one: over 20,000 users of 2 communities of
+    2 items, p_in = 0.5 must give an in-community share of 0.5 (binomial sd 0.0035; one item too many in the
+    out-of-community weights gives 0.6)."""
+    graph = planted_communities(num_users=20000, num_items=4, num_communities=2, interactions_per_user=1, p_in=0.5,
+                                seed=0)
+    users, items = graph[EDGE].edge_index
+    share = (graph["user"].community[users] == graph["item"].community[items]).double().mean().item()
+    assert abs(share - 0.5) < 0.02
+    graph = planted_communities(num_users=20000, num_items=6, num_communities=3, interactions_per_user=1, p_in=0.2,
+                                seed=1)
+    users, items = graph[EDGE].edge_index
+    share = (graph["user"].community[users] == graph["item"].community[items]).double().mean().item()
+    assert abs(share - 0.2) < 0.02

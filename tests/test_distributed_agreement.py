@@ -8,6 +8,7 @@ import dataclasses
 import re
 import traceback
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -15,7 +16,8 @@ import torch.distributed as dist
 from graphforget import BCEObjective, TrainConfig
 from graphforget.bench import run_bench
 from graphforget.data import planted_communities
-from graphforget.distributed import _noted, _raise_first, agreed, gather_results, launch, rank_and_size, run_jobs
+from graphforget.distributed import (_digest, _in_job_order, _noted, _raise_first, _without_addresses, agreed,
+                                     gather_results, launch, rank_and_size, run_jobs)
 from graphforget.models import MF, LightGCN
 from graphforget.presets import Hyperparameters
 from graphforget.train import train
@@ -375,3 +377,61 @@ def test_a_second_bench_run_reads_rank_zero_cache_on_every_rank(outcomes):
     # Before: rank 0 read SISA's cell back while rank 1 computed it, and waited in the shards' exchange.
     assert case_value(outcomes, "bench_computed") == [[False, False]] * 2
     assert case_value(outcomes, "bench_read_back") == [[True, True]] * 2
+
+
+def test_a_configs_progress_field_is_no_part_of_its_digest_and_every_other_field_is():
+    """``agreed``'s docstring: "A progress field of a config may differ (a bar on
+    rank 0 only)". Any other field must change the digest."""
+    assert _digest(TrainConfig(progress=True)) == _digest(TrainConfig(progress=False))
+    assert _digest(TrainConfig(lr=0.5)) != _digest(TrainConfig(lr=0.25))
+
+
+def test_tensors_of_the_same_bytes_but_another_dtype_or_shape_digest_differently():
+    """8 zero bytes are a float32 [2], a float64 [1], an
+    int64 [1] or a float32 [1, 2]; ranks given any two of them were given different inputs."""
+    same_bytes = [torch.zeros(2, dtype=torch.float32), torch.zeros(1, dtype=torch.float64),
+                  torch.zeros(1, dtype=torch.int64), torch.zeros(1, 2, dtype=torch.float32)]
+    assert len({_digest(t) for t in same_bytes}) == len(same_bytes)
+    assert _digest(torch.arange(4).reshape(2, 2)) != _digest(torch.arange(4))
+
+
+def test_a_sets_digest_does_not_follow_its_iteration_order():
+    """``_feed`` promises an order every process shares ("a set's
+    follows the hash seed"). Two equal sets whose iteration orders differ (colliding hashes, inserted in other orders)
+    must digest alike."""
+    a, b = set(), set()
+    for x in (0, 8, 16):
+        a.add(x)
+    for x in (16, 8, 0):
+        b.add(x)
+    assert a == b and list(a) != list(b)  # the precondition: same content, other order
+    assert _digest(a) == _digest(b)
+    assert _digest(frozenset(a)) == _digest(frozenset(b))
+    assert _digest({0, 8}) != _digest({0, 16})
+
+
+def test_object_arrays_of_raw_ids_are_digested_element_by_element():
+    """Numpy abbreviates a long array's repr with "...", so two
+    arrays of raw ids differing in the middle were one input (the comment in ``_feed``: "every element, not the
+    repr's '...'")."""
+    ids = np.array([f"user{k}" for k in range(3000)], dtype=object)
+    other = ids.copy()
+    other[1500] = "someone-else"
+    assert "..." in repr(ids)  # the precondition: the repr hides position 1500
+    assert _digest(ids) != _digest(other)
+    assert _digest(ids) == _digest(ids.copy())
+
+
+def test_addresses_with_hex_letters_are_removed_from_a_repr():
+    """Real addresses hold hex letters, and ranks' processes
+    place objects at other addresses, so reprs that keep them never agree."""
+    assert _without_addresses("<foo.Bar object at 0x7fab3c9d0e10>") == "<foo.Bar object>"
+    assert _without_addresses("[<A at 0xDEADbeef>, <B at 0x10>]") == "[<A>, <B>]"
+
+
+def test_jobs_no_piece_returned_are_named_in_a_runtime_error():
+    """The docstring of ``_in_job_order``: "a RuntimeError
+    names the jobs missing"."""
+    assert _in_job_order([{2: "c", 0: "a"}, {1: "b"}], 3) == ["a", "b", "c"]
+    with pytest.raises(RuntimeError, match=r"no rank returned jobs \[1, 3\]"):
+        _in_job_order([{0: "a"}, {2: "c"}], 4)
