@@ -20,7 +20,7 @@ from graphforget.objectives import BCEObjective
 from graphforget.train import TrainConfig, train
 from graphforget.unlearn import Retrain, RetrainConfig
 from graphforget.verify import (FEWEST_VOTES, OVER_FORGETTING_LEVEL, ForgettingReport, matched_non_members,
-                               membership_attack, sign_test, verify_forgetting)
+                               _cell, membership_attack, sign_test, verify_forgetting)
 
 
 class TableModel(torch.nn.Module):
@@ -930,3 +930,50 @@ def test_without_before_a_user_stripped_of_its_likes_does_not_vote():
                                     before=(TableModel(table), graph))
     without = verify_forgetting(TableModel(table), remove_edges(graph, request), request)
     assert with_before.votes == without.votes == 0 and not without.over_forgotten
+
+
+def test_the_table_writes_figures_at_four_decimals_down_to_1e_4_and_smaller_ones_in_scientific():
+    """The report's table writes a figure with four decimals where those show a significant digit (|x| >= 1e-4,
+    e.g. 0.0005) and in scientific notation below, where four decimals would read 0.0000."""
+    assert _cell(5e-4) == f"{5e-4:.4f}" == "0.0005"
+    assert _cell(1e-4) == "0.0001"
+    assert _cell(3e-5) == "3.0e-05" and f"{3e-5:.4f}" == "0.0000"
+    assert _cell(-5e-4) == "-0.0005"
+    assert _cell(0.0) == "0.0000"
+
+
+def _item_withdrawn_whole():
+    """Test_verify's graph: 30 users x 12 items, item 11 rated by users 0-11 only (withdrawn whole by the request)."""
+    users, items = 30, 12
+    pairs = [(u, i) for u in range(users) for i in range(11) if (u + i) % 2] + [(u, 11) for u in range(12)]
+    graph = make_interactions(torch.tensor(pairs).t(), None, users, items)
+    return graph, graph[EDGE].edge_index[:, graph[EDGE].edge_index[1] == 11]
+
+
+def test_an_item_withdrawn_whole_votes_by_its_summed_difference_not_by_a_count_of_signs():
+    """The pairs of an item withdrawn whole vote once, 'by its interactions' summed difference' (ForgettingReport
+    docstring). Their matches (v, 11), v a non-rater, all score 1; rater 0 scores 100 (+99) and the 11 others -1 (-2
+    each): the sum, 99 - 22 = 77, is above, so the one vote is 'above' (below_match 0), though 11 of 12 signs are
+    below."""
+    graph, withdrawn = _item_withdrawn_whole()
+    table = torch.zeros(30, 12)
+    table[:12, 11], table[12:, 11], table[0, 11] = -1.0, 1.0, 100.0
+    report = verify_forgetting(TableModel(table), remove_edges(graph, withdrawn), withdrawn)
+    assert report.matched == 12 and report.votes == 1
+    assert report.below_match == 0.0 and report.over_forgetting_p == 1.0
+
+
+def test_a_user_and_an_item_withdrawn_whole_are_two_votes_even_under_the_same_id():
+    """An item withdrawn whole votes once and a user withdrawn whole votes once (ForgettingReport.below_match):
+    item 11 (raters 0-11) and user 11 (every edge) withdrawn together are two votes, though they share the id 11.
+    Both score below their matches: 2 votes below, p = sign_test(2, 0) = 1/4."""
+    graph, withdrawn = _item_withdrawn_whole()
+    edges = graph[EDGE].edge_index
+    user = edges[:, (edges[0] == 11) & (edges[1] != 11)]
+    request = torch.cat([withdrawn, user], 1)
+    table = torch.zeros(30, 12)
+    table[:12, 11], table[12:, 11] = -1.0, 1.0
+    table[11, user[1]] = -5.0
+    report = verify_forgetting(TableModel(table), remove_edges(graph, request), request)
+    assert report.votes == 2 and report.below_match == 1.0
+    assert report.over_forgetting_p == pytest.approx(0.25) == sign_test(2, 0)

@@ -28,6 +28,7 @@ from graphforget.data import (EDGE, add_negatives, edge_subgraph, make_interacti
                               planted_communities)
 from graphforget.runs import (FILES, _record_sha256, directory_lock, lineage, load_run, publish, read_run_info,
                              request_sha256, save_run, sha256_file)
+from graphforget.models import MF
 from graphforget.unlearn import IFRUConfig, NoValidationWarning
 from graphforget.workflow import (ForgetStream, build_request, data_files, fit_on_file, forget, load_file,
                                   prepare_split, raw_to_local, verify_run, with_negatives)
@@ -1977,7 +1978,6 @@ def test_a_failure_of_the_method_stops_the_stream_and_refuses_no_request(base, t
     """Any ValueError of forget() refused the request for good, e.g. Retrain's refusal of a model whose
     reset_parameters misses a parameter: the model's fault, not the request's. Only a request that is invalid
     against the current run is refused; another error stops the stream with the request pending."""
-    from graphforget.models import MF
     stream = ForgetStream(tmp_path / "s", base, method="scif", retrain_every=1)
     stream.forget(users=["u1"])
     monkeypatch.setattr(MF, "reset_parameters", lambda self, seed=None: None)
@@ -2878,7 +2878,6 @@ def test_the_lineage_counts_the_listed_pairs_of_an_edge_request(base, tmp_path):
 def test_heldout_auc_is_none_without_both_labels():
     """heldout_auc's docstring: None where the held-out pairs lack a label (a mutation recorded NaN as the run's
     test AUC, qa116)."""
-    from graphforget.models import MF
     from graphforget.workflow import heldout_auc
     graph = make_interactions(torch.tensor([[0, 1], [0, 1]]), torch.ones(2), 2, 3)
     model = MF(2, 3, 4)
@@ -2887,3 +2886,123 @@ def test_heldout_auc_is_none_without_both_labels():
     assert heldout_auc(model, graph, likes) is None
     mixed = make_interactions(torch.tensor([[0, 1], [1, 2]]), torch.tensor([1.0, 0.0]), 2, 3)
     assert heldout_auc(model, graph, mixed) in (0.0, 1.0)  # one positive, one negative: it ranks them or not
+
+
+def test_train_interactions_counts_the_observed_edges_only(base):
+    """`train_interactions` is the number of observed interactions of the training graph (_sizes); the base run
+    has one sampled negative per click, so it is the observed flags' count, not the edge count."""
+    run = load_run(base)
+    store = run.graph[EDGE]
+    observed = int(store.observed.sum())
+    assert observed < store.edge_index.size(1)  # the fixture has sampled negatives
+    assert run.info["metrics"]["train_interactions"] == observed
+    assert run.info["metrics"]["train_edges"] == store.edge_index.size(1)
+
+
+def _a_pair(run, part, observed: bool):
+    store = part[EDGE]
+    flags = store.observed if "observed" in store else torch.ones(store.edge_index.size(1), dtype=torch.bool)
+    where = (flags == observed).nonzero().flatten()
+    assert where.numel(), "the fixture holds such a pair"
+    return [int(v) for v in store.edge_index[:, where[0]]]
+
+
+def test_a_listed_sampled_negative_among_the_held_out_pairs_is_refused(base):
+    """A listed pair that is a sampled negative is refused (build_request's docstring: listed pairs that are not
+    observed edges), whether it is a training edge or a held-out (validation/test) pair."""
+    run = load_run(base)
+    part = run.val if "observed" in run.val[EDGE] and not bool(run.val[EDGE].observed.all()) else run.test
+    pair = _a_pair(run, part, observed=False)
+    with pytest.raises(ValueError, match="sampled negatives"):
+        workflow.build_request(run, edges=[pair], local_ids=True)
+
+
+def test_a_pair_listed_twice_is_one_request(base):
+    """A pair listed twice is one request: one id pair, one training edge."""
+    run = load_run(base)
+    pair = _a_pair(run, run.graph, observed=True)
+    request = workflow.build_request(run, edges=[pair, pair], local_ids=True)
+    assert request.ids.tolist() == [[pair[0]], [pair[1]]]
+    assert request.edges.tolist() == [[pair[0]], [pair[1]]]
+
+
+def _held_out_interactions(run):
+    pairs = []
+    for part in (run.val, run.test):
+        store = part[EDGE]
+        flags = store.observed if "observed" in store else torch.ones(store.edge_index.size(1), dtype=torch.bool)
+        pairs += [[int(u), int(i)] for u, i in store.edge_index[:, flags].t()]
+    return pairs
+
+
+def test_the_audit_line_records_the_methods_fit_seconds_and_its_seconds_apart(base, tmp_path):
+    """The audit line's fit_seconds is the method's fit time (run.json's metrics.fit_seconds), its seconds the
+    unlearning's (metrics.seconds): two different timings, never one copied into the other."""
+    run = load_run(base)
+    pair = _a_pair(run, run.graph, observed=True)
+    done = forget(base, out=tmp_path / "child", edges=[pair], local_ids=True, method="ifru", verify=False)
+    metrics = load_run(done.path).info["metrics"]
+    assert done.audit["seconds"] == metrics["seconds"] == done.result.seconds
+    assert done.audit["fit_seconds"] == metrics["fit_seconds"]
+    assert metrics["fit_seconds"] != metrics["seconds"]
+
+
+def test_an_items_request_drops_the_items_held_out_pairs_not_those_of_users_with_the_same_id(base):
+    """Forgetting items drops the held-out pairs of those items (column 1), found here by brute force."""
+    run = load_run(base)
+    item = int(run.test[EDGE].edge_index[1, 0])
+    request = workflow.build_request(run, items=[item], local_ids=True)
+    val, test, dropped = workflow._heldout_without(run, request)
+    expected = sorted((int(u), int(i)) for part in (run.val, run.test)
+                      for u, i in part[EDGE].edge_index.t() if i == item)
+    assert sorted(map(tuple, dropped.t().tolist())) == expected
+    for before, after in ((run.val, val), (run.test, test)):
+        kept = [(int(u), int(i)) for u, i in before[EDGE].edge_index.t() if i != item]
+        assert sorted(map(tuple, after[EDGE].edge_index.t().tolist())) == sorted(kept)
+
+
+def test_a_quoted_id_after_a_comma_and_a_space_is_read_whole(tmp_path):
+    """A comma-separated line is read as CSV (read_edges_file's docstring), spaces after a comma skipped as
+    fit's CSV reader does: 'u1, "Smith, J"' names item 'Smith, J'."""
+    path = tmp_path / "edges.txt"
+    path.write_text('u1, "Smith, J"\n"a, b",  "c"\n')
+    assert workflow.read_edges_file(path) == [("u1", "Smith, J"), ("a, b", "c")]
+
+
+def test_a_bad_line_of_a_run_fitted_from_a_comma_csv_names_no_other_delimiter(base, tmp_path):
+    """The data file's delimiter is named only where it is not ',' (_separators): the base run was fitted from
+    a comma CSV, so the message is the plain one."""
+    path = tmp_path / "edges.txt"
+    path.write_text("u1 m2 m3\n")
+    with pytest.raises(ValueError) as caught:
+        workflow.read_edges_file(path, load_run(base))
+    assert str(caught.value) == (f"{path}, line 1: expected 'user item', got 'u1 m2 m3' (two ids a line, separated "
+                                 "by a comma, a tab or spaces)")
+
+
+def test_a_listed_edge_of_three_values_is_refused(base):
+    """Edges are (user, item) pairs: a triple is refused by name, never read as its first two values."""
+    run = load_run(base)
+    u, i = _a_pair(run, run.graph, observed=True)
+    with pytest.raises(ValueError, match=re.escape(f"edges must be (user, item) pairs, got ({u}, {i}, 7)")):
+        workflow.build_request(run, edges=[(u, i, 7)], local_ids=True)
+
+
+def test_validation_pairs_without_an_interaction_are_refused_naming_the_counts():
+    """Fit needs validation pairs of both labels (_check_val_labels): three pairs labelled 0 and none 1 are
+    refused, the message counting 0 and 3."""
+    val = make_interactions(torch.tensor([[0, 1, 2], [0, 1, 2]]), torch.zeros(3), 3, 3)
+    message = "data.csv: the validation pairs split off it hold 0 labelled 1 and 3 labelled 0"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        workflow._check_val_labels(val, "data.csv")
+    workflow._check_val_labels(make_interactions(torch.tensor([[0, 1], [0, 1]]), torch.tensor([1.0, 0.0]),
+                                                             2, 2), "data.csv")  # both labels: accepted
+
+
+def test_heldout_auc_of_no_held_out_pair_is_none():
+    """``heldout_auc`` is None without held-out pairs (its docstring: None without both labels there)."""
+    graph = make_interactions(torch.tensor([[0, 1], [0, 1]]), torch.ones(2), 2, 3)
+    model = MF(2, 3, 4)
+    model.reset_parameters(0)
+    empty = make_interactions(torch.zeros(2, 0, dtype=torch.long), torch.zeros(0), 2, 3)
+    assert workflow.heldout_auc(model, graph, empty) is None
