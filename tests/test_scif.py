@@ -196,3 +196,16 @@ def test_a_target_of_several_columns_is_refused_when_built(graph):
     with pytest.raises(ValueError, match=re.escape("SCIF substitutes each removed term's label, so it needs a target "
                                                    "of one label per term ([B]); _WeightedBCE.pairs() gives [8, 2]")):
         SCIF(MF(4, 5, 2), graph, _WeightedBCE())
+
+
+def test_substituted_means_of_float64_labels_are_float64_exact():
+    """Float64 soft labels 0.1, 0.2, 0.4 of one user average to 0.7/3 to float64 precision (documented: the sums
+    are float64)."""
+    from torch_geometric.data import HeteroData
+    g = HeteroData()
+    g["user"].num_nodes, g["item"].num_nodes = 2, 4
+    g[EDGE].edge_index = torch.tensor([[0, 0, 0, 1], [0, 1, 2, 3]])
+    g[EDGE].edge_label = torch.tensor([0.1, 0.2, 0.4, 1.0], dtype=torch.float64)
+    means = substitute_labels(g, torch.tensor([[0, 1], [3, 0]]))
+    assert means.dtype == torch.float64
+    assert abs(float(means[0]) - (0.1 + 0.2 + 0.4) / 3) < 1e-15 and float(means[1]) == 1.0

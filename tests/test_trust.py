@@ -19,7 +19,9 @@ from graphforget.models import MF, LightGCN
 from graphforget.unlearn import (IFRU, METHODS, SCIF, FineTune, IFRUConfig, SolverConfig, TrustConfig,
                                  UnlearningFailed)
 from graphforget.unlearn.base import non_finite_at
+from graphforget.unlearn.ifru import ladder
 from graphforget.unlearn.ifru.ladder import CHECK_FROM
+from graphforget.unlearn.ifru.method import _first_retry_damping
 from graphforget.unlearn.ifru.newton import STATIONARY_RATIO
 
 U, I = 60, 40
@@ -1676,3 +1678,198 @@ def test_the_fresh_draw_message_names_the_contrastive_terms_loss_for_views():
         "the step raised the contrastive term's loss on a fresh draw of views by 5% (> trust.max_fresh_loss_rise 1%)")
     assert fresh_draw_failure(0.05, config).startswith(
         "the step raised the remaining terms' loss on a fresh draw of negatives by 5% (> trust.max_fresh_loss_rise 1%)")
+
+
+LOW_USER = 17  # on the early-stopped MF its own implicit ridge is a tenth of the pooled one
+
+
+def _strip(graph, user):
+    """3/4 of ``user``'s edges, to items that keep a term."""
+    edge_index = graph[EDGE].edge_index
+    items = edge_index[1][edge_index[0] == user]
+    items = items[torch.bincount(edge_index[1])[items] >= 2]
+    return torch.stack([torch.full_like(items, user), items])[:, : 3 * items.numel() // 4]
+
+
+def _region(model, graph, request):
+    user = int(request[0, 0])
+    users, items = torch.tensor([user]), request[1].sort().values
+    phi0 = torch.cat([model.user_emb.weight[users], model.item_emb.weight[items]]).detach().double()
+    objective = BCEObjective()
+
+    def loss(g, phi):
+        tables = {"user_emb.weight": model.user_emb.weight.detach().double().index_put((users,), phi[:1]),
+                  "item_emb.weight": model.item_emb.weight.detach().double().index_put((items,), phi[1:])}
+        eli, target = objective.pairs(g)
+        return objective.losses(torch.func.functional_call(model, tables, (g, eli)), target.double()).sum()
+    return users, items, phi0, loss
+
+
+def test_a_stripped_row_whose_own_ridge_is_below_the_pooled_one_keeps_the_pooled_damping(early_stopped):
+    """The metric is max(1, own / pooled), so a stripped row of own < pooled keeps 1.
+    Reference: the dense step phi0 + (H(D - D_r) + pooled M)^-1 g with M from the documented rule."""
+    models, graph, _, _ = early_stopped
+    model = models["mf"]
+    request = _strip(graph, LOW_USER)
+    result, _ = _unlearn(model, graph, request, IFRUConfig(solver={"name": "direct", "refit_stripped_rows": False},
+                                                           curvature="exact", newton={"steps": 1}))
+    users, items, phi0, loss = _region(model, graph, request)
+    full = torch.func.grad(functools.partial(loss, graph))(phi0)
+    remaining = functools.partial(loss, result.graph)
+    pooled = float(-(full * phi0).sum() / phi0.pow(2).sum())
+    own = -(full * phi0).sum(1) / phi0.pow(2).sum(1)
+    nodes = torch.cat([users, items + model.user_emb.weight.shape[0]])
+    def counts(g):
+        ei = g[EDGE].edge_index
+        return torch.cat([torch.bincount(ei[0], minlength=model.user_emb.weight.shape[0]),
+                          torch.bincount(ei[1], minlength=model.item_emb.weight.shape[0])])[nodes]
+    before, after = counts(graph), counts(result.graph)
+    stripped = (after > 0) & (after < 0.5 * before)
+    assert stripped[0] and float(own[0]) < 0.5 * pooled  # the user's row: stripped, its own ridge below the pooled
+    metric = torch.where(stripped, (own / pooled).clamp_min(1.0), torch.ones_like(own))[:, None].expand_as(phi0)
+    hessian = torch.func.hessian(remaining)(phi0).view(phi0.numel(), phi0.numel())
+    gradient = (full - torch.func.grad(remaining)(phi0)).flatten()
+    expected = phi0.flatten() + torch.linalg.solve(hessian + pooled * torch.diag(metric.flatten()), gradient)
+    new = torch.cat([result.model.user_emb.weight[users], result.model.item_emb.weight[items]]).detach()
+    assert result.info["trusted"] and result.info["stripped_rows"] == int(stripped.sum())
+    torch.testing.assert_close(new.double().flatten(), expected, rtol=1e-3, atol=1e-4)
+
+
+def test_a_stripped_row_of_own_ridge_below_the_pooled_is_refit_under_the_pooled_ridge(early_stopped):
+    """After the refit the user's row minimises its remaining terms' loss plus (max(pooled, own) / 2) ||u||^2, the items
+    held at the step's values."""
+    models, graph, _, _ = early_stopped
+    model = models["mf"]
+    request = _strip(graph, LOW_USER)
+    config = IFRUConfig(solver={"name": "direct"}, curvature="exact", newton={"steps": 1})
+    result, _ = _unlearn(model, graph, request, config)
+    assert result.info["trusted"] and result.info["refit_rows"] >= 1
+    users, items, phi0, loss = _region(model, graph, request)
+    full = torch.func.grad(functools.partial(loss, graph))(phi0)
+    pooled = float(-(full * phi0).sum() / phi0.pow(2).sum())
+    own = float(-(full[0] * phi0[0]).sum() / phi0[0].pow(2).sum())
+    assert own < 0.5 * pooled
+    ridge = max(pooled, own)
+    rows, item_rows = result.model.user_emb.weight.detach().double(), result.model.item_emb.weight.detach().double()
+    kept = result.graph[EDGE].edge_index[0] == LOW_USER
+    items_kept = item_rows[result.graph[EDGE].edge_index[1, kept]]
+    labels = result.graph[EDGE].edge_label[kept].double()
+    objective = BCEObjective()
+    gradient = torch.func.grad(lambda u: objective.losses((u * items_kept).sum(1), labels).sum()
+                               + 0.5 * ridge * u.pow(2).sum())
+    scale = float(gradient(phi0[0]).norm())
+    assert float(gradient(rows[LOW_USER]).norm()) <= 1e-3 * scale
+
+
+def test_the_damped_away_message_names_the_first_attempt_after_two_failures(early_stopped, monkeypatch):
+    """With two retries, the first two attempts fail (each with its own reason) and the third is negligible: the reason
+    names the FIRST attempt's damping and failure, as documented."""
+    models, graph, _, _ = early_stopped
+    model = models["mf"]
+    _, _, request = _attacked()
+    real, calls = ladder.acceptance, []
+
+    def scripted(*args, **kwargs):
+        check = real(*args, **kwargs)
+        calls.append(1)
+        n = len(calls)
+        if n <= 2:
+            return {**check, "reason": f"scripted failure {n}"}
+        return {**check, "reason": None, "negligible": True}
+    monkeypatch.setattr(ladder, "acceptance", scripted)
+    config = IFRUConfig(trust={"retries": 2, "on_failure": "keep"})
+    result, _ = _unlearn(model, graph, request, config)
+    first, second, third = result.info["attempts"]
+    assert first["damping"] < second["damping"] < third["damping"]
+    assert result.info["reason"] == (
+        f"the retries damped the step away: at damping {third['damping']:.3g} it is at most 0.0001 of the "
+        f"parameters' norm and its decrease too small to measure, after the first attempt, at damping "
+        f"{first['damping']:.3g}, failed: scripted failure 1")
+
+
+def test_first_retry_damping_by_hand():
+    """By the docstring, with DAMPING_GROWTH 10 and RETRY_DAMPING 0.01: the first retry's damping grows the first
+    attempt's tenfold where the ladder's DAMPING_GROWTH ** retries reaches the floor, else it is the floor."""
+    phi = torch.zeros(6, dtype=torch.float64)
+    zero = lambda v: 0 * v  # noqa: E731  no data, no L2: a curvature of zero diagonal
+    identity = lambda v: 2.0 * v  # noqa: E731  mean diagonal 2: floor 0.02
+    assert _first_retry_damping(0.0, zero, phi, 3) == pytest.approx(0.01)
+    assert _first_retry_damping(0.0, identity, phi, 3) == pytest.approx(0.02)
+    # 3e-4 reaches 3e-4 * 10^2 = 0.03 >= 0.02 within two retries: the ladder grows it tenfold
+    assert _first_retry_damping(3e-4, identity, phi, 2) == pytest.approx(3e-3)
+    # with one retry it reaches 3e-3 < 0.02: the floor
+    assert _first_retry_damping(3e-4, identity, phi, 1) == pytest.approx(0.02)
+
+
+def test_a_table_of_zero_rows_is_not_held_and_does_not_stop_holding_the_others():
+    """An untrained MF whose user table is all zeros has no trained
+    length to hold a user row to; the item rows past 1.25 x their longest are still held (the mutant's growth of
+    norm / 0 would make the round fail, hold nothing, and count the user rows long)."""
+    _, graph, request = _attacked()
+    model = MF(U, I, 16)
+    model.reset_parameters(0)
+    with torch.no_grad():
+        model.user_emb.weight.zero_()
+    objective = BCEObjective(l2=0.1)
+    held, _ = _unlearn(model, graph, request, IFRUConfig(), objective=objective)
+    free, _ = _unlearn(model, graph, request, IFRUConfig(solver={"max_row_growth": None}), objective=objective)
+    items = int(request[1].unique().numel())
+    assert held.info["trusted"] and held.info["held_rows"] >= 1
+    assert held.info["long_rows"] <= items  # only item rows have a length to be long against
+    assert _longest_rows(held.model)["item_emb.weight"] < _longest_rows(free.model)["item_emb.weight"]
+
+
+def test_held_rows_counts_every_row_any_round_held():
+    """The first round holds every row the unheld step leaves past
+    1.25 x its table's longest trained row (counted here by hand), so info["held_rows"] is at least that many
+    (an untrained MF under L2 0.1, the attack request: 43 such rows; the last round alone held 3)."""
+    _, graph, request = _attacked()
+    model = MF(U, I, 16)
+    model.reset_parameters(0)
+    objective = BCEObjective(l2=0.1)
+    held, _ = _unlearn(model, graph, request, IFRUConfig(), objective=objective)
+    free, _ = _unlearn(model, graph, request, IFRUConfig(solver={"max_row_growth": None}), objective=objective)
+    past = sum(int((q.detach().norm(dim=1) > 1.25 * p.detach().norm(dim=1).max()).sum())
+               for p, q in zip(model.parameters(), free.model.parameters()))
+    assert past > 10 and len(held.info["attempts"]) > 2  # several rounds
+    assert held.info["trusted"] and held.info["held_rows"] >= past
+
+
+def test_scif_strips_no_row_its_relabelled_terms_keep(early_stopped):
+    """SCIF relabels the removed terms, so every row keeps all its terms and none is stripped, however many of a user's
+    edges the request takes (here 3/4 of the busiest user's)."""
+    models, graph, _, _ = early_stopped
+    model = models["mf"]
+    request, _ = _busiest_users_request(graph)
+    result, _ = _unlearn(model, graph, request, IFRUConfig(newton={"steps": 1}), SCIF)
+    assert result.info["stripped_rows"] == 0 and result.info["refit_rows"] == 0
+
+
+def test_an_untrusted_step_is_not_refit(early_stopped):
+    """The refit is of a trusted step's rows (docstring); an untrusted step applied under on_failure="apply" is the same
+    with and without refit_stripped_rows."""
+    models, graph, _, _ = early_stopped
+    model = models["mf"]
+    request, _ = _busiest_users_request(graph)
+    trust = {"min_ratio": 0.9999, "retries": 0, "on_failure": "apply"}
+    runs = [_unlearn(model, graph, request, IFRUConfig(solver={"name": "direct", "refit_stripped_rows": refit},
+                                                       trust=trust, curvature="exact", newton={"steps": 1}))[0]
+            for refit in (True, False)]
+    assert not runs[0].info["trusted"] and runs[0].info["stripped_rows"] >= 1
+    assert runs[0].info["refit_rows"] == 0
+    assert all(torch.equal(a, b) for a, b in zip(runs[0].model.parameters(), runs[1].model.parameters()))
+
+
+def test_a_deleted_item_is_an_orphan_of_lightgcn():
+    """Every edge of an item removed, LightGCN's item row has no remaining edge and no term: it is zeroed, its 16
+    entries and no more."""
+    _, graph, _ = _attacked()
+    model = _early_stopped("lightgcn", BCEObjective())
+    ei = graph[EDGE].edge_index
+    degree = torch.bincount(ei[1])
+    item = int(degree.argmin())  # its fewest edges
+    request = ei[:, ei[1] == item]
+    assert all(int((ei[0] == u).sum()) > 1 for u in request[0].tolist())  # its users keep edges
+    result, _ = _unlearn(model, graph, request, IFRUConfig())
+    assert result.info["zeroed_entries"] == model.item_emb.weight.size(1)
+    assert torch.count_nonzero(result.model.item_emb.weight[item]) == 0
