@@ -9,7 +9,7 @@ from typing import ClassVar, Iterable, cast
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
-from torch_geometric.utils import scatter
+from torch_geometric.utils import degree, scatter
 
 from ..data.interactions import (EDGE, check_interactions, check_model_fits, check_unique_pairs, num_items,
                                  num_users, pairs_with_data, validate_pairs, without_edges)
@@ -608,6 +608,17 @@ def non_finite(model: torch.nn.Module) -> str:
         if bad:
             parts.append(f"{kind}: {', '.join(bad)}")
     return "; ".join(parts)
+
+
+def orphan_nodes(request: Tensor, remaining: HeteroData, objective: Objective) -> Tensor:
+    """``[U + I]`` mask of the request's nodes with no pair in ``remaining`` that is a term of ``objective`` (any
+    label under BCE; BPR's are labelled above 0, and a user left with pairs labelled 0 has none)."""
+    store, users = remaining[EDGE], num_users(remaining)
+    edge_index = store.edge_index[:, objective.has_term(store.edge_label)]
+    paired = torch.cat([degree(edge_index[0], users), degree(edge_index[1], num_items(remaining))]) > 0
+    orphans = torch.zeros_like(paired)
+    orphans[request[0]] = orphans[users + request[1]] = True
+    return orphans & ~paired
 
 
 def refuse_no_remaining_edge(unlearner: Unlearner, remaining: HeteroData, why: str) -> None:

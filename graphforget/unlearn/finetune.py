@@ -8,15 +8,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
-from torch_geometric.utils import degree
 
 from ..config import check_fields, check_types
-from ..data.interactions import EDGE, num_items, num_users
+from ..data.interactions import num_users
 from ..influence import check_receptive_field, k_hop_mask, node_ids
 from ..models.base import Recommender, table_mask
-from ..objectives import Objective
 from ..train import TrainConfig, train
-from .base import Unlearner, non_finite_at, refuse_no_remaining_edge, warn_caller
+from .base import Unlearner, non_finite_at, orphan_nodes, refuse_no_remaining_edge, warn_caller
 from .registry import register
 
 __all__ = ["FineTune", "FineTuneConfig"]
@@ -117,7 +115,7 @@ class FineTune(Unlearner):
     def _settle_orphans(self, model: Recommender, request: Tensor, remaining: HeteroData) -> dict:
         """Zeroes the orphans' rows (``zero_orphans``), or warns about those that fine-tuning left as trained."""
         users = num_users(self.graph)
-        orphans = _orphans(request, remaining, users, self.objective)
+        orphans = orphan_nodes(request, remaining, self.objective)
         if self.config.zero_orphans:
             kept = _zero_finite_rows(model, orphans, users, remaining)
         else:
@@ -131,17 +129,6 @@ class FineTune(Unlearner):
                         "embedding rows are left as trained (no remaining loss term moves them); zero_orphans=True "
                         "zeroes them, as IFRU does")
         return {"orphans": int(orphans.sum()), "orphans_kept": kept}
-
-
-def _orphans(request: Tensor, remaining: HeteroData, users: int, objective: Objective) -> Tensor:
-    """``[U + I]`` mask of the request's nodes with no pair in ``remaining`` that is a term of ``objective`` (any
-    label under BCE; BPR's are labelled above 0, and a user left with pairs labelled 0 has none)."""
-    store = remaining[EDGE]
-    edge_index = store.edge_index[:, objective.has_term(store.edge_label)]
-    paired = torch.cat([degree(edge_index[0], users), degree(edge_index[1], num_items(remaining))]) > 0
-    orphans = torch.zeros_like(paired)
-    orphans[node_ids(request, users)] = True
-    return orphans & ~paired
 
 
 def _unmoved(before: torch.nn.Module, after: Recommender, nodes: Tensor, users: int) -> Tensor:

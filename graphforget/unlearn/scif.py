@@ -8,6 +8,7 @@ from torch_geometric.data import HeteroData
 from ..data.interactions import EDGE, num_items, num_users, validate_pairs
 from ..influence import Terms
 from ..objectives import BCEObjective, Objective
+from .base import orphan_nodes, warn_caller
 from .registry import register
 from .ifru import IFRU
 
@@ -72,10 +73,28 @@ class SCIF(IFRU):
     flipped, seed 0), a request of an item's only three edges, all labelled 0, left the test's ratio at 0.01-0.34
     across five dampings from 0.8 to 8,092 (a step consistent with the objective tends to 1 as the damping grows);
     IFRU, whose step holds the spillover, took it at the first damping, trusted (ratio 0.92 with ``hops=0``).
+
+    A user or item whose every pair the request removes (a whole-user or whole-item deletion) keeps those pairs as
+    terms, relabelled: its row goes on fitting them, where a Retrain leaves it untrained. SCIF warns and counts such
+    nodes (``info["withdrawn_nodes"]``); the step's trust is its acceptance test's, as ever. On the first 2,000 users
+    of ML-1M (MF, Adam, early stopping, no L2), an item's 1,035 pairs withdrawn, SCIF left a membership attack's AUC
+    on them at 0.721 (before: 0.711; Retrain: 0.569), their mean probability at 0.76 (Retrain: 0.46) and its
+    predictions at 0.57 of the Original's distance from Retrain's, trusted; IFRU, which zeroes such rows: 0.50, 0.50
+    and 0.12.
     """
     name = "scif"
     # The new objective keeps the removed terms (relabelled): its curvature is the original one.
     fixed = {"hops": 0, "spillover": False, "prune": None, "curvature_of": "original"}
+
+    def _unlearn(self, request, positions, remaining: HeteroData):
+        model, info = super()._unlearn(request, positions, remaining)
+        withdrawn = int(orphan_nodes(request, remaining, self.objective).sum())
+        if withdrawn:
+            warn_caller(f"SCIF: the request removes every pair of {withdrawn} of its users and items; SCIF keeps "
+                        "their pairs as terms with substituted labels (the paper's rule), so their rows go on fitting "
+                        "them, and a membership attack can still find them, where a Retrain leaves those rows "
+                        "untrained; IFRU zeroes such rows (info['withdrawn_nodes'])")
+        return model, {**info, "withdrawn_nodes": withdrawn}
 
     @classmethod
     def check_objective(cls, objective: Objective) -> None:
