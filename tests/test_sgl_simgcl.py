@@ -736,3 +736,101 @@ def test_a_seed_draws_the_same_views_under_a_float64_default_dtype(name):
     finally:
         torch.set_default_dtype(default)
     assert all(torch.equal(a, b) for a, b in zip(views, again))
+
+
+@pytest.mark.parametrize("shape", [(4,), (2, 3, 4)])
+def test_info_nce_names_views_that_are_not_matrices(shape):
+    """Views of one dimension would fail inside F.normalize with an IndexError."""
+    a = torch.ones(shape)
+    with pytest.raises(ValueError, match=re.escape(f"views must both be [n, d], got {list(shape)} and {list(shape)}")):
+        info_nce(a, a, 0.2)
+
+
+def test_info_nce_of_no_row_is_zero_and_a_side_without_nodes_adds_nothing(graph):
+    """The mean cross-entropy of no row would be NaN; with no users the loss is the items' InfoNCE, by hand on dense
+    edge-dropout views."""
+    empty = torch.zeros(0, 3, requires_grad=True)
+    loss = info_nce(empty, empty, 0.5)
+    assert float(loss) == 0.0
+    model = SGL(5, 4, embedding_dim=3, num_layers=2, drop_ratio=0.3)
+    model.reset_parameters(1)
+    x0 = torch.cat([model.user_emb.weight, model.item_emb.weight]).detach().double()
+    edges = graph[EDGE].edge_index
+    gen = torch.Generator().manual_seed(7)
+    views = []
+    for _ in range(2):
+        adj = dense_adjacency(edges[:, torch.rand(edges.size(1), generator=gen) >= 0.3], 5, 4)
+        views.append((x0 + adj @ x0 + adj @ adj @ x0) / 3)
+    items = torch.tensor([1, 3])
+    no_users = torch.tensor([], dtype=torch.long)
+    loss = model.contrastive_loss(graph, no_users, items, torch.Generator().manual_seed(7), 0.5)
+    expected = naive_info_nce(views[0][5 + items], views[1][5 + items], 0.5)
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("cls, field, value", [(SGL, "drop_ratio", 0.25), (SimGCL, "eps", 0.05)])
+def test_a_checkpoint_keeps_the_views_option(tmp_path, cls, field, value):
+    """A checkpoint reloaded without its drop_ratio or eps would silently take the default."""
+    model = cls(3, 2, embedding_dim=4, num_layers=1, **{field: value})
+    save_model(model, tmp_path / "m.pt")
+    loaded, _ = load_model(tmp_path / "m.pt")
+    assert getattr(loaded, field) == value
+    assert loaded.config()[field] == value
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"ssl_weight": math.inf}, "ssl_weight must be a finite number >= 0, got inf"),
+    ({"ssl_weight": math.nan}, "ssl_weight must be a finite number >= 0, got nan"),
+    ({"tau": 0.0}, "tau must be a finite number > 0, got 0.0"),
+    ({"tau": math.inf}, "tau must be a finite number > 0, got inf"),
+])
+def test_the_contrastive_objective_refuses_a_weight_or_temperature_out_of_range(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ContrastiveBPRObjective(**kwargs)
+
+
+def test_a_contrastive_objective_of_weight_zero_is_bpr_on_any_model(graph):
+    """A weight of 0 asks no model for a contrastive_loss (LightGCN has none)."""
+    model = LightGCN(5, 4, embedding_dim=4, num_layers=2)
+    model.reset_parameters(0)
+    positions = torch.tensor([0, 3, 4, 7, 10])
+    got = ContrastiveBPRObjective(l2=1e-3, ssl_weight=0, seed=5).batch_loss(model, graph, positions, epoch=1)
+    assert torch.equal(got, BPRObjective(l2=1e-3, seed=5).batch_loss(model, graph, positions, epoch=1))
+
+
+@pytest.mark.parametrize("cls", [SGL, SimGCL])
+@pytest.mark.parametrize("size", [2, 3])
+@torch.no_grad()
+def test_the_ranks_shares_of_the_contrastive_objective_sum_to_the_whole(graph, cls, size):
+    """Each rank adds its share of the InfoNCE term, not the whole term."""
+    model = cls(5, 4, embedding_dim=4, num_layers=2)
+    model.reset_parameters(0)
+    objective = ContrastiveBPRObjective(l2=1e-3, ssl_weight=0.3, tau=0.4, seed=5)
+    positions = torch.tensor([0, 3, 4, 7, 10])
+    bpr = BPRObjective(l2=1e-3, seed=5).batch_loss(model, graph, positions, epoch=2)
+    pairs = graph[EDGE].edge_index[:, positions]
+    ssl = model.contrastive_loss(graph, pairs[0].unique(), pairs[1].unique(), objective.generator(positions, 2), 0.4)
+    whole = float(bpr + 0.3 * ssl)
+    parts = [float(objective.batch_loss(model, graph, positions, epoch=2, share=(r, size))) for r in range(size)]
+    assert sum(parts) == pytest.approx(whole, rel=1e-6)
+
+
+def test_simgcl_of_zero_noise_views_the_dense_layer_mean(graph):
+    """eps = 0 is allowed (eps >= 0): the views are then the noiseless propagation, layer 0 left out."""
+    model = SimGCL(5, 4, embedding_dim=3, num_layers=2, eps=0)
+    model.reset_parameters(2)
+    x0 = torch.cat([model.user_emb.weight, model.item_emb.weight]).detach().double()
+    adj = dense_adjacency(graph[EDGE].edge_index, 5, 4)
+    plain = (adj @ x0 + adj @ adj @ x0) / 2
+    for view in model.views(graph, torch.Generator().manual_seed(0)):
+        torch.testing.assert_close(view.detach().double(), plain, rtol=1e-5, atol=1e-6)
+    model.eps = 0.0  # set after construction too: checked where the noise is drawn
+    model.views(graph, torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("tau", [True, "0.2", math.nan, 0.0])
+def test_info_nce_refuses_a_temperature_that_is_not_a_positive_number(tau):
+    """True had been read as 1 and "0.2" failed with a bare TypeError, where the objective refuses both."""
+    a = torch.ones(2, 3)
+    with pytest.raises(ValueError, match=re.escape(f"tau must be a finite number > 0, got {tau!r}")):
+        info_nce(a, a, tau)

@@ -42,8 +42,8 @@ def info_nce(anchor: Tensor, positive: Tensor, tau: float) -> Tensor:
     """
     if anchor.shape != positive.shape or anchor.dim() != 2:
         raise ValueError(f"views must both be [n, d], got {list(anchor.shape)} and {list(positive.shape)}")
-    if not 0 < tau < math.inf:  # rejects NaN too, which gave a NaN loss
-        raise ValueError(f"tau must be a finite number > 0, got {tau}")
+    if not (is_real(tau) and 0 < tau < math.inf):  # rejects NaN too (a NaN loss), and True and "0.2"
+        raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
     if anchor.size(0) == 0:
         return anchor.sum() * 0
     logits = F.normalize(anchor, dim=1) @ F.normalize(positive, dim=1).t() / tau
