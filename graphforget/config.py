@@ -13,7 +13,6 @@ import copy
 import dataclasses
 import functools
 import hashlib
-import inspect
 import math
 import numbers
 import re
@@ -591,14 +590,14 @@ def _arg_notes(cls: type) -> dict[str, str]:
 
 
 def _own_arg_notes(cls: type) -> dict[str, str]:
-    # cleandoc: a class nested in a function or class has its docstring indented deeper
-    doc = inspect.cleandoc(cls.__dict__.get("__doc__") or "").split("Args:", 1)
+    doc = (cls.__dict__.get("__doc__") or "").split("Args:", 1)
     if len(doc) < 2:
         return {}
     notes, current, indent = {}, None, 0  # indent: the fields' own, read at the first
     for line in doc[1].splitlines():
         depth = len(line) - len(line.lstrip())
-        match = re.match(r"^\s+(\w+(?:,\s*\w+)*):\s*(.*)$", line)
+        # at any indentation: a class nested in a function or class has its docstring indented deeper
+        match = re.match(r"^\s*(\w+(?:,\s*\w+)*):\s*(.*)$", line)
         if not line.strip():
             continue
         if match and (current is None or depth == indent):

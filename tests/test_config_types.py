@@ -515,3 +515,21 @@ def test_method_config_takes_progress_from_the_runs_training():
 def test_an_unknown_method_is_a_value_error_listing_the_known():
     with pytest.raises(ValueError, match=r"unknown method 'nope'; known: .*ifru"):
         method_config("nope")
+
+
+@dataclasses.dataclass
+class _ArgsOnTheFirstLine:
+    """Args:
+        alpha: a rate,
+            over two lines.
+        beta: a count.
+    """
+    alpha: float = 0.1
+    beta: int = 2
+
+
+def test_describe_reads_an_args_section_that_opens_the_docstring():
+    """The fields of an Args: on the docstring's first line are read as any others (a cleandoc moved them to column
+    0, where they had read as empty)."""
+    assert [(row.name, row.help) for row in describe(_ArgsOnTheFirstLine)] == [
+        ("alpha", "a rate, over two lines."), ("beta", "a count.")]

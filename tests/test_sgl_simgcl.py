@@ -834,3 +834,13 @@ def test_info_nce_refuses_a_temperature_that_is_not_a_positive_number(tau):
     a = torch.ones(2, 3)
     with pytest.raises(ValueError, match=re.escape(f"tau must be a finite number > 0, got {tau!r}")):
         info_nce(a, a, tau)
+
+
+def test_info_nce_takes_a_learnt_temperature_and_any_real_number():
+    """A 0-dim floating tensor (a learnt temperature) and a Fraction are temperatures as their float is."""
+    from fractions import Fraction
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(4, 3, generator=gen), torch.randn(4, 3, generator=gen)
+    expected = naive_info_nce(a.double(), b.double(), 0.2)
+    for tau in (0.2, torch.tensor(0.2), Fraction(1, 5)):
+        assert float(info_nce(a, b, tau)) == pytest.approx(expected, rel=1e-5), tau

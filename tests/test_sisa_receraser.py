@@ -1303,5 +1303,21 @@ def test_a_fresh_attentions_transfer_is_the_identity():
                                                ((2, 4, 2.5), "attention_dim", 2.5), ((True, 4), "num_shards", True)])
 def test_shard_attention_refuses_a_size_that_is_not_an_integer(args, name, value):
     """A float had failed inside torch ('empty() takes 1 positional argument'), naming no argument."""
-    with pytest.raises(ValueError, match=re.escape(f"ShardAttention: {name} must be an integer, got {value!r}")):
+    with pytest.raises(ValueError, match=re.escape(f"ShardAttention: {name} must be an integer (Python's or NumPy's), "
+                                                   f"got {value!r}")):
         ShardAttention(*args)
+
+
+def test_numpy_sizes_are_read_as_python_integers_by_the_memory_guard(monkeypatch):
+    """np.int32 sizes overflowed in ShardAttention.size (a RuntimeWarning): 10 shards of width 20,000 read as
+    105 million parameters where they are 4.4 billion, and the guard passed a 66 GiB training as 1.6 GiB."""
+    import numpy as np
+    import graphforget.unlearn.sharding as sharding
+    # per node type a projection and a vector, 2 t (d + 2); per shard a map and a bias, d (d + 1)
+    assert ShardAttention.size(10, 20000, 10000, True) == 2 * 10000 * 20002 + 10 * 20000 * 20001
+    attention = ShardAttention(np.int32(3), np.int64(4))
+    assert (type(attention.num_shards), type(attention.attention_dim)) == (int, int)
+    monkeypatch.setattr(sharding, "physical_memory", lambda: 2 * 2 ** 30)
+    monkeypatch.setattr(sharding, "skip_init", lambda *args, **kwargs: pytest.fail("a projection was allocated"))
+    with pytest.raises(ValueError, match="more than this machine's memory"):
+        ShardAttention(np.int32(10), np.int32(20000))

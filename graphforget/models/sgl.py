@@ -35,15 +35,17 @@ def info_nce(anchor: Tensor, positive: Tensor, tau: float) -> Tensor:
     Args:
         anchor: ``[n, d]`` first view :math:`\mathbf{z}'`.
         positive: ``[n, d]`` second view :math:`\mathbf{z}''` (row ``a`` is the positive of anchor row ``a``).
-        tau: temperature :math:`\tau > 0`.
+        tau: temperature :math:`\tau > 0`: a number, or a 0-dim floating tensor (a learnt one).
 
     Returns:
         The scalar mean loss (0 for ``n = 0``).
     """
     if anchor.shape != positive.shape or anchor.dim() != 2:
         raise ValueError(f"views must both be [n, d], got {list(anchor.shape)} and {list(positive.shape)}")
-    if not (is_real(tau) and 0 < tau < math.inf):  # rejects NaN too (a NaN loss), and True and "0.2"
+    number = is_real(tau) or isinstance(tau, Tensor) and tau.dim() == 0 and tau.is_floating_point()  # learnt
+    if not (number and 0 < tau < math.inf):  # rejects NaN too (a NaN loss), and True and "0.2"
         raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
+    tau = tau if isinstance(tau, Tensor) else float(tau)  # a Fraction failed in the division
     if anchor.size(0) == 0:
         return anchor.sum() * 0
     logits = F.normalize(anchor, dim=1) @ F.normalize(positive, dim=1).t() / tau

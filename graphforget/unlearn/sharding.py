@@ -119,11 +119,13 @@ class ShardAttention(nn.Module):
                  activation: str = "tanh", transform: bool = True, seed: int | None = 0,
                  dtype: torch.dtype | None = None):
         super().__init__()
-        attention_dim = max(1, embedding_dim // 2) if attention_dim is None else attention_dim  # 0 is no default
-        for name, value in (("num_shards", num_shards), ("embedding_dim", embedding_dim),
-                            ("attention_dim", attention_dim)):
-            if not is_integer(value):  # a float had failed inside torch, naming no argument
-                raise ValueError(f"ShardAttention: {name} must be an integer, got {value!r}")
+        sizes = {"num_shards": num_shards, "embedding_dim": embedding_dim, "attention_dim": attention_dim}
+        for name, value in sizes.items():
+            if not (is_integer(value) or value is None and name == "attention_dim"):  # a float failed inside torch
+                raise ValueError(f"ShardAttention: {name} must be an integer (Python's or NumPy's), got {value!r}")
+        # Python ints: NumPy's int32 overflowed in size(), and the memory guard passed a 66 GiB module as 1.6
+        num_shards, embedding_dim = int(num_shards), int(embedding_dim)
+        attention_dim = max(1, embedding_dim // 2) if attention_dim is None else int(attention_dim)  # 0 is no default
         if min(num_shards, embedding_dim, attention_dim) < 1:
             raise ValueError(f"num_shards, embedding_dim and attention_dim must be positive, got {num_shards}, "
                              f"{embedding_dim} and {attention_dim}")
