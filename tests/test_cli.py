@@ -1,6 +1,7 @@
 """The command line, the presets and the attack protocol: outputs checked against direct library calls and hand formulas."""
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import math
@@ -1462,3 +1463,205 @@ def test_fit_says_items_left_out_even_when_no_user_is(capsys, tmp_path, monkeypa
                              tmp_path / "o")
     assert code == 0, err
     assert "left out: 0 users and 2 items of the file" in out
+
+
+def test_methods_of_an_unknown_name_is_a_usage_error(capsys):
+    """`graphforget methods nope`: exit 2 and one line naming the methods."""
+    code, out, err = run_cli(capsys, "methods", "nope")
+    assert code == 2 and out == ""
+    assert err == f"graphforget: error: unknown method 'nope' (choose from {', '.join(METHODS)})\n"
+
+
+def test_methods_header_says_needs_fit_exactly_for_the_methods_that_train_before_a_request(capsys):
+    """SISA, RecEraser (ensembles) and UnlearnRec (its encoder) must be fitted first; Retrain, IFRU, SCIF, FineTune
+    not."""
+    expected = {"retrain": False, "ifru": False, "scif": False, "finetune": False,
+                "sisa": True, "receraser": True, "unlearnrec": True}
+    for name, needs in expected.items():
+        code, out, _ = run_cli(capsys, "methods", name)
+        assert code == 0
+        first = out.splitlines()[0]
+        assert first.startswith(f"{name}: ") and first.endswith(" (needs fit)") == needs, first
+
+
+def test_methods_scif_lists_the_fields_it_fixes(capsys):
+    """SCIF fixes hops=0, no spillover, no pruning, the original's curvature (its definition: the involved nodes'
+    embeddings only): the listing says so, and does not offer them as options."""
+    code, out, _ = run_cli(capsys, "methods", "scif")
+    assert code == 0
+    assert "Fixed by the method: hops=0, spillover=False, prune=None, curvature_of='original'.\n" in out
+    for name in ("hops", "spillover", "prune", "curvature_of"):
+        assert f"\n  {name} (" not in out
+
+
+def test_methods_listing_gives_each_methods_first_paragraph(capsys):
+    """The listing is one line a method: its name and the first paragraph of its docstring."""
+    code, out, _ = run_cli(capsys, "methods")
+    assert code == 0
+    lines = out.splitlines()
+    for line, (name, cls) in zip(lines, METHODS.items()):
+        first_paragraph = " ".join(inspect.cleandoc(cls.__doc__).split("\n\n")[0].split())
+        assert line.split()[0] == name
+        # the first words of the docstring, markup aside, open the line (e.g. "SISA (Bourtoule et al., ...")
+        assert line[12:].strip().split()[:2] == first_paragraph.replace("``", "").split()[:2], line
+    assert lines[len(METHODS)] == ""
+
+
+@pytest.mark.parametrize("count", ["0", "1"])
+def test_bench_refuses_any_negatives_for_a_labelled_dataset_zero_too(capsys, tmp_path, monkeypatch, count):
+    """--negatives N (N >= 0) is for implicit data; a protocol dataset brings its own 0/1 labels. '--negatives 0'
+    is given all the same, and was accepted."""
+    import graphforget.bench
+    monkeypatch.setattr(graphforget.bench, "run_bench", lambda *a, **k: pytest.fail("the bench ran"))
+    code, out, err = run_cli(capsys, "bench", "--protocol", "deletion", "--dataset", "synthetic", "--negatives", count,
+                             "--out", tmp_path / "b")
+    assert code == 2 and err == ("graphforget bench: error: --negatives is for implicit data; synthetic brings its "
+                                 "own 0/1 labels\n")
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop(seen):
+    def record(*args, **kwargs):
+        seen.append(kwargs.get("progress"))
+        raise _Stop
+    return record
+
+
+def test_bench_draws_progress_bars_unless_quiet(tmp_path, monkeypatch):
+    """bench --help: '--quiet: no progress bars'."""
+    import graphforget.bench
+    seen = []
+    monkeypatch.setattr(graphforget.bench, "run_bench", _stop(seen))
+    for quiet in ([], ["--quiet"]):
+        with pytest.raises(_Stop):
+            main(["--threads", "1", "bench", "--protocol", "deletion", "--dataset", "synthetic", *quiet,
+                  "--out", str(tmp_path / "b")])
+    assert seen == [True, False]
+
+
+def test_verify_draws_progress_bars_unless_quiet(tmp_path, monkeypatch):
+    """verify --help: '--quiet: no progress bars'."""
+    import graphforget.workflow
+    seen = []
+    monkeypatch.setattr(graphforget.workflow, "verify_run", _stop(seen))
+    (tmp_path / "run.json").write_text("{}")
+    for quiet in ([], ["--quiet"]):
+        with pytest.raises(_Stop):
+            main(["--threads", "1", "verify", "--run", str(tmp_path), *quiet])
+    assert seen == [True, False]
+
+
+def test_a_bad_option_lists_the_known_options_without_progress(capsys):
+    """Progress bars are the command's: an unknown option's message lists the config's fields but not 'progress',
+    which the command line refuses."""
+    import dataclasses
+    from graphforget.unlearn import UnlearnRecConfig
+    code, out, err = run_cli(capsys, "demo", "--dataset", "synthetic", "--methods", "unlearnrec", "--option",
+                             "unlearnrec:bogus=1")
+    assert code == 2 and err.count("\n") == 1
+    known = err[err.index("(known: ") + len("(known: "):err.rindex(")")].split(", ")
+    assert known == [f.name for f in dataclasses.fields(UnlearnRecConfig) if f.name != "progress"]
+
+
+def test_verbose_log_lines_are_not_passed_to_a_callers_root_handler(capsys, monkeypatch):
+    """-v prints the package's log on stderr; a calling script's root handler does not get each line again
+    (it would print it twice)."""
+    import logging
+
+    class Collect(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.records = []
+
+        def emit(self, record):
+            self.records.append(record)
+    collect = Collect()
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [collect])
+
+    def logs(args):
+        logging.getLogger("graphforget.qa").info("hello from the command")
+        return 0
+    monkeypatch.setattr("graphforget.cli.cmd_methods", logs)
+    code, out, err = run_cli(capsys, "-v", "methods")
+    assert code == 0 and err == "INFO graphforget.qa: hello from the command\n"
+    assert collect.records == []
+
+
+def test_bench_option_of_an_unknown_method_names_the_benchs_methods(capsys, tmp_path, monkeypatch):
+    """bench --option METHOD:KEY=VALUE of an unknown method: one line naming every method bench runs, retrain_seed
+    (a Retrain from another seed, which takes options) included."""
+    import graphforget.bench
+    from graphforget.bench import BENCH_METHODS
+    monkeypatch.setattr(graphforget.bench, "run_bench", lambda *a, **k: pytest.fail("the bench ran"))
+    code, out, err = run_cli(capsys, "bench", "--protocol", "deletion", "--dataset", "synthetic", "--option",
+                             "nope:x=1", "--out", tmp_path / "b")
+    assert code == 2 and err == (f"graphforget: error: unknown method 'nope' (choose from "
+                                 f"{', '.join([*METHODS, *BENCH_METHODS])})\n")
+    assert "retrain_seed" in err
+
+
+def test_bench_takes_the_largest_seed_count_and_refuses_one_more(capsys, tmp_path, monkeypatch):
+    """--seeds must be in [1, MAX_SEED_COUNT]: the bound itself is accepted."""
+    import graphforget.bench
+    from graphforget.bench.harness import MAX_SEED_COUNT
+    seen = []
+
+    def record(*args, **kwargs):
+        seen.append(args[4])
+        raise _Stop
+    monkeypatch.setattr(graphforget.bench, "run_bench", record)
+    with pytest.raises(_Stop):
+        main(["--threads", "1", "bench", "--protocol", "deletion", "--dataset", "synthetic", "--seeds",
+              str(MAX_SEED_COUNT), "--out", str(tmp_path / "b")])
+    assert seen == [MAX_SEED_COUNT]
+    code, _, err = run_cli(capsys, "bench", "--protocol", "deletion", "--dataset", "synthetic", "--seeds",
+                           str(MAX_SEED_COUNT + 1), "--out", tmp_path / "b")
+    assert code == 2 and err == (f"graphforget bench: error: --seeds must be in [1, {MAX_SEED_COUNT}], got "
+                                 f"{MAX_SEED_COUNT + 1}\n")
+
+
+def test_bench_writes_into_an_out_that_is_a_mount_point(tmp_path, monkeypatch):
+    """bench writes its cells into --out (it is not renamed into place), so a mount point is a fine --out; the
+    published commands refuse one."""
+    import os
+    import graphforget.bench
+    out = tmp_path / "mnt"
+    out.mkdir()
+    real = os.path.ismount
+    monkeypatch.setattr(os.path, "ismount", lambda p: Path(p) == out or real(p))
+    seen = []
+    monkeypatch.setattr(graphforget.bench, "run_bench", _stop(seen))
+    with pytest.raises(_Stop):
+        main(["--threads", "1", "bench", "--protocol", "deletion", "--dataset", "synthetic", "--out", str(out)])
+    assert seen == [True]
+
+
+def test_train_fit_and_forget_draw_progress_bars_unless_quiet(tmp_path, monkeypatch):
+    """--quiet: 'no progress bars', for train, fit and forget alike."""
+    import graphforget.cli as gcli
+    import graphforget.workflow as workflow
+    seen = {"train": [], "fit": [], "forget": []}
+
+    def train(model, graph, objective, config, val):
+        seen["train"].append(config.progress)
+        raise _Stop
+    monkeypatch.setattr(gcli, "train", train)
+    monkeypatch.setattr(workflow, "fit_on_file", _stop(seen["fit"]))
+    monkeypatch.setattr(workflow, "forget", _stop(seen["forget"]))
+    (tmp_path / "t.txt").write_text("1 2 1\n")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text("{}")
+    for i, quiet in enumerate(([], ["--quiet"])):
+        commands = (["train", "--dataset", "synthetic", "--epochs", "1", "--embedding-dim", "4",
+                     "--out", str(tmp_path / f"t{i}")],
+                    ["fit", "--data", str(tmp_path / "t.txt"), "--format", "triples", "--out", str(tmp_path / f"f{i}")],
+                    ["forget", "--run", str(tmp_path / "run"), "--users", "u1", "--method", "scif",
+                     "--out", str(tmp_path / f"g{i}")])
+        for argv in commands:
+            with pytest.raises(_Stop):
+                main(["--threads", "1", *argv, *quiet])
+    assert seen == {"train": [True, False], "fit": [True, False], "forget": [True, False]}

@@ -3006,3 +3006,55 @@ def test_heldout_auc_of_no_held_out_pair_is_none():
     model.reset_parameters(0)
     empty = make_interactions(torch.zeros(2, 0, dtype=torch.long), torch.zeros(0), 2, 3)
     assert workflow.heldout_auc(model, graph, empty) is None
+
+
+def _untrusted(monkeypatch):
+    import graphforget.workflow as workflow
+    real = workflow._unlearn
+
+    def untrusted(*args):
+        result, seconds = real(*args)
+        result.info.update(trusted=False, reason="the solve did not converge")
+        return result, seconds
+    monkeypatch.setattr(workflow, "_unlearn", untrusted)
+
+
+def test_forget_refuses_an_untrusted_result_unless_allowed(capsys, base, tmp_path, monkeypatch):
+    """forget --help: '--allow-untrusted: write the run even when the method does not trust its result'. Without it
+    an untrusted result is an UnlearningFailed: exit 1, one line, nothing written."""
+    _untrusted(monkeypatch)
+    code, out, err = cli(capsys, "forget", "--run", base, "--users", "u5", "--method", "ifru", "--quiet",
+                             "--out", tmp_path / "n")
+    assert code == 1 and err.count("\n") == 1 and err.startswith("graphforget: unlearning failed: ")
+    assert "nothing was written" in err and not (tmp_path / "n").exists()
+    code, out, err = cli(capsys, "forget", "--run", base, "--users", "u5", "--method", "ifru", "--quiet",
+                             "--allow-untrusted", "--out", tmp_path / "n")
+    assert code == 0 and "(NOT TRUSTED)" in out and (tmp_path / "n" / "run.json").is_file()
+
+
+def test_verify_out_writes_the_report_of_verify_run_without_its_table(capsys, base, tmp_path):
+    """verify --out writes verify_run's record as JSON; the table is the printed text, not a field of it."""
+    from graphforget.workflow import verify_run
+    assert cli(capsys, "forget", "--run", base, "--users", "u3", "--method", "scif", "--quiet",
+                   "--out", tmp_path / "r")[0] == 0
+    code, out, err = cli(capsys, "verify", "--run", tmp_path / "r", "--quiet", "--out", tmp_path / "v.json")
+    assert code == 0, err
+    written = json.loads((tmp_path / "v.json").read_text())
+    direct = verify_run(tmp_path / "r")
+    assert set(written) == set(direct) - {"table"}
+    assert written["report"] == json.loads(json.dumps(direct["report"]))  # the same figures, recomputed
+    assert direct["table"] in out
+
+
+def test_forget_encoding_is_the_edges_files_only(capsys, base, files, tmp_path):
+    """forget --help: '--encoding: the --edges file's text encoding'. With --users it is refused; with --edges it is
+    read."""
+    code, out, err = cli(capsys, "forget", "--run", base, "--users", "u1", "--encoding", "latin-1", "--method",
+                             "scif", "--quiet", "--out", tmp_path / "a")
+    assert (code, out, err) == (2, "", "graphforget: error: --encoding is the --edges file's: ids on the command "
+                                       "line are text\n")
+    user, item = files["implicit"].read_text().splitlines()[1].split(",")[:2]
+    (tmp_path / "edges.txt").write_bytes(f"{user} {item}\n".encode("latin-1"))
+    code, out, err = cli(capsys, "forget", "--run", base, "--edges", tmp_path / "edges.txt", "--encoding",
+                             "latin-1", "--method", "scif", "--quiet", "--out", tmp_path / "b")
+    assert code == 0, err
