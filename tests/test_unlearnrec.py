@@ -8,6 +8,7 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from graphforget.data import (EDGE, adversarial_edges, make_interactions, planted_communities, random_edges, user_edges,
@@ -1405,3 +1406,185 @@ def test_tables_of_different_widths_are_refused_when_built(trained):
     model = WideItems(int(graph["user"].num_nodes), int(graph["item"].num_nodes))
     with pytest.raises(ValueError, match="with the same d as the other table"):
         UnlearnRec(model, graph, objective, quick_config(max_loss_increase=None))
+
+
+def _build(trained, **config):
+    model, graph, objective = trained
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return UnlearnRec(model, graph, objective, quick_config(**config))
+
+
+def _leaky(x, slope):
+    return torch.where(x >= 0, x, slope * x)
+
+
+def test_influence_encoder_applies_its_leaky_slope():
+    """The MLP's LeakyReLU has the slope given (identity layers: the update is LeakyReLU(x))."""
+    encoder = InfluenceEncoder(3, 2, 2, 1, leaky_slope=0.2)
+    x = torch.tensor([[-1.0, 2.0], [3.0, -0.5]])
+    torch.testing.assert_close(encoder.mlp(x), torch.tensor([[-0.2, 2.0], [3.0, -0.1]]))
+
+
+@pytest.mark.parametrize("restrict, layers", [(False, None), (True, None), (False, 1)])
+def test_the_encoders_update_alone_is_the_dense_formula_of_its_options(trained, restrict, layers):
+    """With no pre-training and no fine-tuning the result's layer-0 tables are
+    E0 + LeakyReLU_slope(M_r sum_{l<=L} A_r^l (-alpha * withdraw_init * E)), by dense matrices;
+    restrict_to_request=False moves the rows outside the request too (by LeakyReLU(-alpha * eta * E) there),
+    encoder_layers sets L."""
+    model, graph, objective = trained
+    alpha, eta, slope = 0.5, 0.3, 0.2
+    unlearner = _build(trained, alpha=alpha, withdraw_init=eta, leaky_slope=slope, restrict_to_request=restrict,
+                      encoder_layers=layers, max_loss_increase=None)
+    request = random_edges(graph, 0.05, seed=2)
+    result = unlearner.fit().unlearn(request)
+    with torch.no_grad():
+        user, item = model.eval().embed(graph)
+    final = torch.cat([user, item]).double()
+    x = -alpha * eta * final
+    adj = dense_dependency(request, U, I)
+    delta, power = x.clone(), x.clone()
+    for _ in range(2 if layers is None else layers):  # LightGCN(num_layers=2): L = its receptive field
+        power = adj @ power
+        delta = delta + power
+    mask = torch.zeros(U + I, dtype=torch.bool)
+    mask[request[0]] = True
+    mask[U + request[1]] = True
+    if restrict:
+        delta = delta * mask[:, None]
+    expected = torch.cat([model.user_emb.weight, model.item_emb.weight]).detach().double() + _leaky(delta, slope)
+    got = torch.cat([result.model.user_emb.weight, result.model.item_emb.weight]).detach().double()
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert restrict or not torch.allclose(got[~mask], expected[~mask] - _leaky(delta, slope)[~mask])  # rows moved
+
+
+def _step_parts(trained, **config):
+    model, graph, objective = trained
+    unlearner = _build(trained, finetune_epochs=1, max_loss_increase=None, **config)
+    remaining = without_edges(graph, random_edges(graph, 0.05, seed=6))[0]
+    work, _ = unlearner._working_copy(trainable_tables=False)
+    batch = torch.arange(remaining[EDGE].edge_index.size(1))
+    request = graph[EDGE].edge_index[:, :5]
+    loss, parts = unlearner._step_loss(work, remaining, batch, request, unlearner._reference(), epoch=1)
+    with torch.no_grad():
+        user, item = model.eval().embed(remaining)
+        ref_user, ref_item = model.eval().embed(graph)
+    return loss, parts, (user, item, ref_user, ref_item, request, remaining)
+
+
+def test_a_steps_unlearning_loss_is_the_mean_over_the_requested_pairs(trained):
+    """L_u = -1/|D_r| sum log sigmoid(-y'_ui), a mean (the module docstring), on the remaining graph's rows."""
+    _, parts, (user, item, _, _, request, _) = _step_parts(trained)
+    scores = [float((user[u] * item[i]).sum()) for u, i in request.t().tolist()]
+    expected = sum(-math.log(1 / (1 + math.exp(s))) for s in scores) / len(scores)
+    assert float(parts["unlearn"]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_steps_loss_weighs_its_terms_by_l_u_and_l_p_and_preserves_at_tau(trained):
+    """Loss = L_model + l_u L_u + l_p L_p, L_p at temperature tau (not contrastive_tau)."""
+    loss, parts, (user, item, ref_user, ref_item, _, remaining) = _step_parts(trained, l_u=0.7, l_p=0.3, tau=2.0,
+                                                                             contrastive_tau=0.5)
+    store = remaining[EDGE]
+    pairs = store.edge_index[:, store.edge_label > 0]
+    new = torch.log_softmax(user[pairs[0]] @ item[pairs[1]].t() / 2.0, dim=1).diagonal()
+    old = torch.log_softmax(ref_user[pairs[0]] @ ref_item[pairs[1]].t() / 2.0, dim=1).diagonal()
+    assert float(parts["preserve"]) == pytest.approx(float((new - old).pow(2).mean()), rel=1e-4)
+    expected = float(parts["backbone"]) + 0.7 * float(parts["unlearn"]) + 0.3 * float(parts["preserve"])
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+
+
+def _contrastive(trained, **config):
+    model, graph, objective = trained
+    unlearner = _build(trained, pretrain_epochs=1, **config)
+    request = unlearner._prepare(random_edges(graph, 0.1, seed=4), graph)
+    final = unlearner._reference()
+    with torch.no_grad():
+        unlearner.encoder.h0.copy_(torch.randn(unlearner.encoder.h0.shape, generator=torch.Generator().manual_seed(0)))
+        full = unlearner._influence(final, request)
+        loss = unlearner._contrastive(full, final, request, torch.Generator().manual_seed(0))
+    return float(loss), full, request
+
+
+def test_the_contrastive_loss_is_infonce_at_contrastive_tau_over_at_most_contrastive_nodes(trained):
+    """Without edge dropout both views are dE: InfoNCE over the request's nodes at contrastive_tau
+    (cosine similarities, by definition), and over one sampled node it is exactly 0 (its own view alone)."""
+    loss, full, request = _contrastive(trained, contrastive_drop=0.0, contrastive_tau=0.5, tau=10.0)
+    z = F.normalize(full[request.node_mask].double(), dim=1)
+    sim = z @ z.t() / 0.5
+    expected = float((-(sim.diagonal() - sim.exp().sum(1).log())).mean())  # order of the nodes does not matter
+    assert loss == pytest.approx(expected, rel=1e-5)
+    assert _contrastive(trained, contrastive_drop=0.0, contrastive_nodes=1)[0] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_pre_trainings_loss_adds_l_c_times_the_contrastive_term(trained):
+    """Each epoch's loss (one batch: batch_size=0) is backbone + l_u unlearn + l_p preserve + l_c contrast."""
+    cfg = dict(pretrain_epochs=2, l_u=0.7, l_p=0.3, l_c=0.5)
+    for epoch in _build(trained, **cfg).fit().fit_info["history"]:
+        expected = epoch["backbone"] + 0.7 * epoch["unlearn"] + 0.3 * epoch["preserve"] + 0.5 * epoch["contrast"]
+        assert epoch["contrast"] > 0.01 and epoch["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_pre_training_runs_pretrain_epochs_and_trains_the_withdraw_rates(trained):
+    """Pretrain_epochs epochs (history, info) and the withdraw rates eta move from withdraw_init."""
+    unlearner = _build(trained, pretrain_epochs=3, lr=0.01)
+    info = unlearner.fit().fit_info
+    assert info["epochs"] == 3 and [e["epoch"] for e in info["history"]] == [1, 2, 3]
+    assert not torch.equal(unlearner.encoder.withdraw, torch.full_like(unlearner.encoder.withdraw, 0.002))
+
+
+def test_fine_tuning_runs_finetune_epochs(trained):
+    """An answer fine-tunes for finetune_epochs epochs (info's history lists each)."""
+    model, graph, objective = trained
+    unlearner = _build(trained, finetune_epochs=3, max_loss_increase=None).fit()
+    info = unlearner.unlearn(random_edges(graph, 0.05, seed=1)).info
+    assert [e["epoch"] for e in info["history"]] == [1, 2, 3] and info["finetune_epochs"] == 3
+
+
+def test_the_seed_orders_the_fine_tunings_batches(trained):
+    """An answer's batches are drawn from seed (docstring: "seeds simulated requests, batch orders and dropout"):
+    with batches smaller than the edges, another seed gives another model; one seed, one model."""
+    model, graph, objective = trained
+    request = random_edges(graph, 0.05, seed=1)
+
+    def answer(seed):
+        config = dict(finetune_epochs=1, batch_size=64, lr=0.01, max_loss_increase=None, seed=seed)
+        return state(_build(trained, **config).fit().unlearn(request).model)
+    first = answer(0)
+    assert same_state(first, answer(0)) and not same_state(first, answer(1))
+
+
+def test_fit_seeds_the_global_random_state_with_the_configs_seed(trained, monkeypatch):
+    """Fit() runs pre-training under torch's global random state seeded by config.seed (_fit's docstring; a
+    backbone's dropout or noise draws from it): the draws a backbone would make differ between seeds 3 and 4."""
+    import graphforget.unlearn.unlearnrec as module
+    draws = []
+    real = module.UnlearnRec._pretrain
+    monkeypatch.setattr(module.UnlearnRec, "_pretrain", lambda self: (draws.append(torch.rand(4)), real(self))[1])
+    for seed in (3, 4, 3):
+        _build(trained, pretrain_epochs=1, seed=seed).fit()
+    expected = [torch.rand(4, generator=torch.Generator().manual_seed(s)) for s in (3, 4, 3)]
+    assert all(torch.equal(d, e) for d, e in zip(draws, expected))
+
+
+def test_the_backbone_trains_in_train_mode_in_pre_training_and_fine_tuning(trained, monkeypatch):
+    """Every step of pre-training and of fine-tuning runs the working backbone in train mode (the seed's dropout:
+    a custom backbone's nn.Dropout is drawn as when it was trained)."""
+    import graphforget.unlearn.unlearnrec as module
+    modes = []
+    real = module.UnlearnRec._step_loss
+    monkeypatch.setattr(module.UnlearnRec, "_step_loss",
+                        lambda self, work, *args, **kw: (modes.append(work.training), real(self, work, *args, **kw))[1])
+    model, graph, _ = trained
+    _build(trained, pretrain_epochs=1, finetune_epochs=1, max_loss_increase=None).fit().unlearn(
+        random_edges(graph, 0.05, seed=1))
+    assert len(modes) == 2 and all(modes)
+
+
+def test_a_saved_encoders_fit_info_is_read_back_without_its_history(trained, tmp_path):
+    """Save_encoder writes fit_info less its per-epoch history; load_encoder reads back exactly that."""
+    model, graph, objective = trained
+    fitted = _build(trained, pretrain_epochs=1).fit()
+    fitted.save_encoder(tmp_path / "encoder.pt")
+    loaded = _build(trained, pretrain_epochs=1).load_encoder(tmp_path / "encoder.pt")
+    assert "history" in fitted.fit_info
+    assert loaded.fit_info == {k: v for k, v in fitted.fit_info.items() if k != "history"}
