@@ -1121,7 +1121,8 @@ def _add_workflow_commands(sub) -> None:
                    help="exit with status 1 when a request of the lineage was published untrusted, a parent run was "
                         "read at its recorded path, not beside its child (a copy gone or damaged), the deletion is "
                         "over-forgotten (a sign test that cannot tell, under 10 votes, such as a few users withdrawn "
-                        "whole, does not fail), or nothing was forgotten (the model scores the request as the model before it does)")
+                        "whole, does not fail), or nothing was forgotten (the model scores the request as the model "
+                        "before it does)")
     _common(p, data=False)
     p.set_defaults(func=cmd_verify)
 
