@@ -1658,7 +1658,8 @@ def test_train_fit_and_forget_draw_progress_bars_unless_quiet(tmp_path, monkeypa
     for i, quiet in enumerate(([], ["--quiet"])):
         commands = (["train", "--dataset", "synthetic", "--epochs", "1", "--embedding-dim", "4",
                      "--out", str(tmp_path / f"t{i}")],
-                    ["fit", "--data", str(tmp_path / "t.txt"), "--format", "triples", "--out", str(tmp_path / f"f{i}")],
+                    ["fit", "--data", str(tmp_path / "t.txt"), "--format", "triples",
+                     "--out", str(tmp_path / f"f{i}")],
                     ["forget", "--run", str(tmp_path / "run"), "--users", "u1", "--method", "scif",
                      "--out", str(tmp_path / f"g{i}")])
         for argv in commands:

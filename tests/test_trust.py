@@ -1678,9 +1678,11 @@ def test_the_fresh_draw_message_names_the_contrastive_terms_loss_for_views():
     from graphforget.unlearn.ifru.ladder import fresh_draw_failure
     config = IFRUConfig(trust={"max_fresh_loss_rise": 0.01})
     assert fresh_draw_failure(0.05, config, drawn="views").startswith(
-        "the step raised the contrastive term's loss on a fresh draw of views by 5% (> trust.max_fresh_loss_rise 1%)")
+        "the step raised the contrastive term's loss on a fresh draw of views by 5% "
+        "(> trust.max_fresh_loss_rise 1%)")
     assert fresh_draw_failure(0.05, config).startswith(
-        "the step raised the remaining terms' loss on a fresh draw of negatives by 5% (> trust.max_fresh_loss_rise 1%)")
+        "the step raised the remaining terms' loss on a fresh draw of negatives by 5% "
+        "(> trust.max_fresh_loss_rise 1%)")
 
 
 LOW_USER = 17  # on the early-stopped MF its own implicit ridge is a tenth of the pooled one
@@ -1739,8 +1741,8 @@ def test_a_stripped_row_whose_own_ridge_is_below_the_pooled_one_keeps_the_pooled
 
 
 def test_a_stripped_row_of_own_ridge_below_the_pooled_is_refit_under_the_pooled_ridge(early_stopped):
-    """After the refit the user's row minimises its remaining terms' loss plus (max(pooled, own) / 2) ||u||^2, the items
-    held at the step's values."""
+    """After the refit the user's row minimises its remaining terms' loss plus (max(pooled, own) / 2) ||u||^2, the
+    items held at the step's values."""
     models, graph, _, _ = early_stopped
     model = models["mf"]
     request = _strip(graph, LOW_USER)
@@ -1849,8 +1851,8 @@ def test_scif_strips_no_row_its_relabelled_terms_keep(early_stopped):
 
 
 def test_an_untrusted_step_is_not_refit(early_stopped):
-    """The refit is of a trusted step's rows (docstring); an untrusted step applied under on_failure="apply" is the same
-    with and without refit_stripped_rows."""
+    """The refit is of a trusted step's rows (docstring); an untrusted step applied under on_failure="apply" is the
+    same with and without refit_stripped_rows."""
     models, graph, _, _ = early_stopped
     model = models["mf"]
     request, _ = _busiest_users_request(graph)

@@ -1572,8 +1572,11 @@ def test_the_backbone_trains_in_train_mode_in_pre_training_and_fine_tuning(train
     import graphforget.unlearn.unlearnrec as module
     modes = []
     real = module.UnlearnRec._step_loss
-    monkeypatch.setattr(module.UnlearnRec, "_step_loss",
-                        lambda self, work, *args, **kw: (modes.append(work.training), real(self, work, *args, **kw))[1])
+
+    def recording(self, work, *args, **kw):
+        modes.append(work.training)
+        return real(self, work, *args, **kw)
+    monkeypatch.setattr(module.UnlearnRec, "_step_loss", recording)
     model, graph, _ = trained
     _build(trained, pretrain_epochs=1, finetune_epochs=1, max_loss_increase=None).fit().unlearn(
         random_edges(graph, 0.05, seed=1))
