@@ -1152,9 +1152,9 @@ def test_a_method_that_raises_untrusted_says_that_nothing_was_written(base, tmp_
     assert not (tmp_path / "n").exists()
 
 
-def test_untrusted_or_non_finite_results_are_not_published(capsys, base, tmp_path, monkeypatch):
+def _untrusted(monkeypatch):
+    """Every result of forget's method reported untrusted (a solve that did not converge)."""
     import graphforget.workflow as workflow
-    from graphforget.unlearn import UnlearningFailed
     real = workflow._unlearn
 
     def untrusted(*args):
@@ -1162,6 +1162,13 @@ def test_untrusted_or_non_finite_results_are_not_published(capsys, base, tmp_pat
         result.info.update(trusted=False, reason="the solve did not converge")
         return result, seconds
     monkeypatch.setattr(workflow, "_unlearn", untrusted)
+
+
+def test_untrusted_or_non_finite_results_are_not_published(capsys, base, tmp_path, monkeypatch):
+    import graphforget.workflow as workflow
+    from graphforget.unlearn import UnlearningFailed
+    real = workflow._unlearn
+    _untrusted(monkeypatch)
     with pytest.raises(UnlearningFailed, match="nothing was written"):
         forget(base, users=["u5"], method="ifru", out=tmp_path / "n")
     assert not (tmp_path / "n").exists()
@@ -3006,17 +3013,6 @@ def test_heldout_auc_of_no_held_out_pair_is_none():
     model.reset_parameters(0)
     empty = make_interactions(torch.zeros(2, 0, dtype=torch.long), torch.zeros(0), 2, 3)
     assert workflow.heldout_auc(model, graph, empty) is None
-
-
-def _untrusted(monkeypatch):
-    import graphforget.workflow as workflow
-    real = workflow._unlearn
-
-    def untrusted(*args):
-        result, seconds = real(*args)
-        result.info.update(trusted=False, reason="the solve did not converge")
-        return result, seconds
-    monkeypatch.setattr(workflow, "_unlearn", untrusted)
 
 
 def test_forget_refuses_an_untrusted_result_unless_allowed(capsys, base, tmp_path, monkeypatch):
