@@ -1118,11 +1118,10 @@ def _add_workflow_commands(sub) -> None:
                    help="seed of the matching, the attack and the Retrain (default: the one the run's forget used)")
     p.add_argument("--out", type=_path, help="write the report as JSON to this file (outside the run)")
     p.add_argument("--strict", action="store_true",
-                   help="exit with status 1 when a request of the lineage was published untrusted, a parent run was "
-                        "read at its recorded path, not beside its child (a copy gone or damaged), the deletion is "
-                        "over-forgotten (a sign test that cannot tell, under 10 votes, such as a few users withdrawn "
-                        "whole, does not fail), or nothing was forgotten (the model scores the request as the model "
-                        "before it does)")
+                   help="exit 1 when a request of the lineage was published untrusted, a parent run was read at "
+                        "its recorded path, not beside its child (a copy gone or damaged), the deletion is over-"
+                        "forgotten (a sign test that cannot tell, under 10 votes, does not fail), or nothing was "
+                        "forgotten (the model scores the request as the model before it does)")
     _common(p, data=False)
     p.set_defaults(func=cmd_verify)
 
