@@ -658,14 +658,24 @@ class EveryUserScores(DistanceMF):
         return super().score_all(graph, None)
 
 
-def test_recall_ndcg_refuses_a_score_all_that_does_not_return_the_batch_s_rows():
+class WideScores(DistanceMF):
+    """A ``score_all`` with one column too many (a padding item, say)."""
+
+    def score_all(self, graph, users=None):
+        scores = super().score_all(graph, users)
+        return torch.cat([scores, scores.new_full((scores.size(0), 1), 1e3)], dim=1)
+
+
+@pytest.mark.parametrize("kind, shape", [(EveryUserScores, "4, 5"), (WideScores, "2, 6")])
+def test_recall_ndcg_refuses_a_score_all_that_does_not_return_the_batch_s_rows(kind, shape):
     # With batches smaller than the user count, the rows of users 0..B-1 were ranked for the batch's users: recall
-    # and NDCG of other users, without a word.
-    model = EveryUserScores(4, 5, 2)
+    # and NDCG of other users, without a word; and only the rows had been checked: an extra column would rank an
+    # item that does not exist.
+    model = kind(4, 5, 2)
     model.reset_parameters(0)
     train = make_interactions(torch.tensor([[0, 1, 2, 3], [0, 1, 2, 3]]), num_users=4, num_items=5)
     test = make_interactions(torch.tensor([[1, 2, 3], [4, 4, 4]]), num_users=4, num_items=5)
-    with pytest.raises(ValueError, match=r"score_all returned scores of shape \[4, 5\] for 2 users; .* \[2, 5\]"):
+    with pytest.raises(ValueError, match=rf"score_all returned scores of shape \[{shape}\] for 2 users; .* \[2, 5\]"):
         recall_ndcg_at_k(model, train, test, k=2, batch_size=2)
 
 
@@ -811,21 +821,3 @@ def test_in_graph_against_a_set_of_pairs_with_fewer_users_than_items():
     every = torch.tensor(list(itertools.product(range(3), range(5)))).t()
     members = set(map(tuple, edges.t().tolist()))
     assert in_graph(graph, every).tolist() == [tuple(pair) in members for pair in every.t().tolist()]
-
-
-class WideScores(DistanceMF):
-    """A ``score_all`` with one column too many (a padding item, say)."""
-
-    def score_all(self, graph, users=None):
-        scores = super().score_all(graph, users)
-        return torch.cat([scores, scores.new_full((scores.size(0), 1), 1e3)], dim=1)
-
-
-def test_recall_ndcg_refuses_a_score_all_with_a_column_per_item_too_many():
-    """Only the rows had been checked: an extra column would rank an item that does not exist."""
-    model = WideScores(4, 5, 2)
-    model.reset_parameters(0)
-    train = make_interactions(torch.tensor([[0, 1, 2, 3], [0, 1, 2, 3]]), num_users=4, num_items=5)
-    test = make_interactions(torch.tensor([[1, 2, 3], [4, 4, 4]]), num_users=4, num_items=5)
-    with pytest.raises(ValueError, match=r"score_all returned scores of shape \[2, 6\] for 2 users; .* \[2, 5\]"):
-        recall_ndcg_at_k(model, train, test, k=2, batch_size=2)

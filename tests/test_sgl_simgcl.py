@@ -94,19 +94,24 @@ def test_simgcl_names_a_layer_count_that_is_no_integer_from_one(layers):
                                                    f"got {layers!r}")):
         SimGCL(5, 4, 3, layers)
 
+def dense_sgl_views(model, graph, seed: int) -> list[torch.Tensor]:
+    """A 2-layer SGL's two views by dense matrices, in the documented draw order: one rand([E]) per view, keep
+    where >= drop_ratio."""
+    x0 = torch.cat([model.user_emb.weight, model.item_emb.weight]).detach().double()
+    edges = graph[EDGE].edge_index
+    gen = torch.Generator().manual_seed(seed)
+    views = []
+    for _ in range(2):
+        keep = torch.rand(edges.size(1), generator=gen) >= model.drop_ratio
+        adj = dense_adjacency(edges[:, keep], model.num_users, model.num_items)
+        views.append((x0 + adj @ x0 + adj @ adj @ x0) / 3)
+    return views
+
+
 def test_sgl_views_and_loss_match_dense_edge_dropout(graph):
     model = SGL(5, 4, embedding_dim=3, num_layers=2, drop_ratio=0.3)
     model.reset_parameters(1)
-    x0 = torch.cat([model.user_emb.weight, model.item_emb.weight]).detach().double()
-    edges = graph[EDGE].edge_index
-    # Reference: the documented draw order, one rand([E]) per view, keep where >= drop_ratio.
-    gen = torch.Generator().manual_seed(7)
-    expected = []
-    for _ in range(2):
-        keep = torch.rand(edges.size(1), generator=gen) >= 0.3
-        adj = dense_adjacency(edges[:, keep], 5, 4)
-        layers = [x0, adj @ x0, adj @ adj @ x0]
-        expected.append(sum(layers) / 3)
+    expected = dense_sgl_views(model, graph, 7)
     assert not torch.allclose(expected[0], expected[1])  # the seed does drop different edges
     first, second = model.views(graph, torch.Generator().manual_seed(7))
     torch.testing.assert_close(first.double(), expected[0], rtol=1e-5, atol=1e-6)
@@ -754,13 +759,7 @@ def test_info_nce_of_no_row_is_zero_and_a_side_without_nodes_adds_nothing(graph)
     assert float(loss) == 0.0
     model = SGL(5, 4, embedding_dim=3, num_layers=2, drop_ratio=0.3)
     model.reset_parameters(1)
-    x0 = torch.cat([model.user_emb.weight, model.item_emb.weight]).detach().double()
-    edges = graph[EDGE].edge_index
-    gen = torch.Generator().manual_seed(7)
-    views = []
-    for _ in range(2):
-        adj = dense_adjacency(edges[:, torch.rand(edges.size(1), generator=gen) >= 0.3], 5, 4)
-        views.append((x0 + adj @ x0 + adj @ adj @ x0) / 3)
+    views = dense_sgl_views(model, graph, 7)
     items = torch.tensor([1, 3])
     no_users = torch.tensor([], dtype=torch.long)
     loss = model.contrastive_loss(graph, no_users, items, torch.Generator().manual_seed(7), 0.5)

@@ -19,6 +19,7 @@ from ..io import to_jsonable
 from ..presets import PRESET_DATASETS, Hyperparameters, default_hparams
 from ..train import TrainConfig
 from ..unlearn import METHODS, NotFittedError, UnlearningFailed, method_config
+from ..unlearn.registry import refuse_stray_options
 from .cache import Cell, CellCache
 from .data import DataSource
 from .protocols import PROTOCOLS, ProtocolError
@@ -259,9 +260,7 @@ def _options(methods: Sequence[str], options: dict | None, hparams: Hyperparamet
     if "retrain" in given:  # its options reached the retrain row, never the reference the others are measured by
         raise ValueError("retrain is every cell's reference, trained as the hyper-parameters say: it takes no "
                          "options; change the training with hparams (the command line's --epochs, --l2)")
-    unknown = sorted(set(given) - set(methods))
-    if unknown:  # they were dropped without a word, even invalid ones
-        raise ValueError(f"options for methods that are not run: {', '.join(unknown)} (methods: {', '.join(methods)})")
+    refuse_stray_options(given, methods)
     ready = sorted(m for m in given if not isinstance(given[m], dict))
     if ready:  # a ready config failed as "'IFRUConfig' object is not iterable"
         raise ValueError(f"options for {', '.join(ready)}: the bench takes each method's options as a dict (dotted "

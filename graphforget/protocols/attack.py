@@ -35,6 +35,7 @@ from ..metrics import completeness, evaluate_auc, prediction_distance, predictio
 from ..presets import Hyperparameters
 from ..train import train
 from ..unlearn import METHODS, UnlearnResult, build_unlearner, method_config
+from ..unlearn.registry import refuse_stray_options
 
 __all__ = ["DATASET_NAMES", "AUC_KEYS", "AttackData", "prepare_attack_data", "MethodReport", "AttackReport",
            "run_attack"]
@@ -268,10 +269,7 @@ def _checked_methods(methods: Sequence[str] | None, options: dict) -> list[str]:
     if repeated:  # each ran again, its row replaced
         raise ValueError(f"methods listed twice: {', '.join(repeated)}")
     methods = ["retrain"] + [m for m in methods if m != "retrain"]
-    stray = sorted(set(m for m, given in options.items() if given) - set(methods))
-    if stray:
-        raise ValueError(f"options for methods that are not run: {', '.join(map(str, stray))} (methods: "
-                         f"{', '.join(methods)})")
+    refuse_stray_options(options, methods)
     return methods
 
 

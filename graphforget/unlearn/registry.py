@@ -117,6 +117,15 @@ def method_config(name: str, options: dict[str, Any] | Any = None, *, train: Tra
         raise ValueError(f"bad options for {name!r}: {error}") from error
 
 
+def refuse_stray_options(options: dict, methods) -> None:
+    """Raises ``ValueError`` for options given to a method that is not among ``methods`` (they were dropped without
+    a word, even invalid ones); an empty dict loses nothing and passes (options built for every method, a subset
+    run), as the attack protocol and the bench harness agree."""
+    stray = sorted(str(name) for name, given in options.items() if given and name not in methods)
+    if stray:
+        raise ValueError(f"options for methods that are not run: {', '.join(stray)} (methods: {', '.join(methods)})")
+
+
 def _check_run_settings(method: type[Unlearner], config, train: TrainConfig | None, seed: int | None) -> None:
     """Refuses a ready ``config`` whose ``train`` or ``seed`` differs from the run's: they were dropped without a
     word (a SISAConfig(num_shards=5) trained its shards with a default TrainConfig, and every seed of a run with
