@@ -298,6 +298,11 @@ def _fmt(value, pct: bool = False) -> str:
     return f"{100 * value:.0f}%" if pct else f"{value:.4f}"
 
 
+def _interval(bounds: tuple[float, float] | None) -> str:
+    """`` [low, high]`` of a 95% interval; nothing where there is none."""
+    return "" if bounds is None else f" [{bounds[0]:.3f}, {bounds[1]:.3f}]"
+
+
 def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     """A plain text table of ``rows`` with ``(key, header)`` columns (values already strings)."""
     widths = [max(len(head), *(len(r[key]) for r in rows)) for key, head in columns]
@@ -1004,8 +1009,8 @@ def cmd_forget(args) -> int:
     print(f"test AUC {_fmt(metrics['test_auc'])} (before {_fmt(metrics['parent_test_auc'])})")
     if report is not None:
         print(f"verification: P(requested) {_fmt(report.request_probability)} vs P(non-members) "
-              f"{_fmt(report.non_member_probability)}, MI-BF {_fmt(report.mi_bf)}, MIA AUC {_fmt(report.mia_auc)} "
-              f"(before {_fmt(report.before_mia_auc)})")
+              f"{_fmt(report.non_member_probability)}, MI-BF {_fmt(report.mi_bf)}, MIA AUC {_fmt(report.mia_auc)}"
+              f"{_interval(report.mia_auc_interval)} (before {_fmt(report.before_mia_auc)})")
         _warn_over_forgotten(report.to_dict(), f"graphforget verify --run {done.path} --retrain")
     else:
         print(f"verification: none ({line['verification_error']})")

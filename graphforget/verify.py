@@ -55,7 +55,7 @@ from .data.interactions import (EDGE, as_pairs, check_interactions, check_model_
                                 edge_positions, message_passing_edges, num_items, num_users, pair_keys, pair_scores,
                                 validate_pairs)
 from .io import to_jsonable
-from .metrics import _ratio, auc, check_binary_labels
+from .metrics import _ratio, auc, auc_interval, check_binary_labels
 
 __all__ = ["FEWEST_VOTES", "ForgettingReport", "OVER_FORGETTING_LEVEL", "matched_non_members", "membership_attack",
            "sign_test", "verify_forgetting"]
@@ -474,6 +474,7 @@ def membership_attack(model: torch.nn.Module, graph: HeteroData, members, non_me
 
     Returns:
         ``mia_auc`` (AUC of the member scores against the evaluation non-members'; 0.5: indistinguishable),
+        ``auc_interval`` (its 95% interval, :func:`~graphforget.metrics.auc_interval`),
         ``tpr_at_fpr`` (share of members above :math:`\tau`), ``fpr`` (share of evaluation non-members
         above it), ``accuracy`` (balanced: :math:`(\mathrm{TPR} + 1 - \mathrm{FPR}) / 2`), ``threshold``,
         ``target_fpr`` and the counts ``members``, ``calibration``, ``evaluation``.
@@ -551,7 +552,9 @@ def _attack(member: Tensor, non_member: Tensor, fraction: float, seed: int, fpr:
     tpr = float((member > threshold).double().mean())
     measured_fpr = float((evaluation > threshold).double().mean())
     labels = torch.cat([torch.ones(member.numel()), torch.zeros(evaluation.numel())])
-    return {"mia_auc": auc(torch.cat([member, evaluation]), labels), "tpr_at_fpr": tpr, "fpr": measured_fpr,
+    value = auc(torch.cat([member, evaluation]), labels)
+    return {"mia_auc": value, "auc_interval": auc_interval(value, member.numel(), evaluation.numel()),
+            "tpr_at_fpr": tpr, "fpr": measured_fpr,
             "accuracy": (tpr + 1 - measured_fpr) / 2, "threshold": threshold, "target_fpr": fpr,
             "members": member.numel(), "calibration": calibrating, "evaluation": count - calibrating}
 
@@ -584,6 +587,9 @@ class ForgettingReport:
         mia_auc: membership-inference attack AUC (:func:`membership_attack`), evaluated on the non-members the
             calibration leaves; NaN, as the attack's other figures, where that is fewer than 2 (up to 3 matched
             non-members at the default ``calibration_fraction``): one can only give 0, 0.5 or 1.
+        mia_auc_interval: its 95% interval (:func:`~graphforget.metrics.auc_interval`), ``(low, high)``: on few
+            evaluated non-members an AUC says little (0.855 on 2,654 members and 4 non-members: 0.58 to 0.96); ``None``
+            where ``mia_auc`` is NaN.
         mia_tpr: the attack's true-positive rate at the calibrated threshold.
         mia_fpr: its false-positive rate on the evaluation non-members (about ``target_fpr``).
         mia_accuracy: its balanced accuracy at the threshold (0.5: chance).
@@ -637,6 +643,7 @@ class ForgettingReport:
     mia_accuracy: float
     target_fpr: float
     mia_statistic: str = "score"
+    mia_auc_interval: tuple[float, float] | None = None
     before_mia_auc: float | None = None
     below_match: float = math.nan
     over_forgetting_p: float = math.nan
@@ -672,6 +679,8 @@ class ForgettingReport:
             return f"cannot tell ({self.votes} of {FEWEST_VOTES} votes)"
         if name == "unchanged" and value:
             return "yes: nothing forgotten"
+        if name == "mia_auc" and self.mia_auc_interval is not None:
+            return f"{_cell(value)} [{self.mia_auc_interval[0]:.3f}, {self.mia_auc_interval[1]:.3f}]"
         return _cell(value)
 
 
@@ -854,7 +863,7 @@ class _Plan:
         0, 0.5 or 1, which tells nothing, and 2 or 3 requested edges had been reported so (a QA probe)."""
         count = scores.numel() - self.requested
         if count < 2 or count - _calibrating(self.fraction, count) < 2:
-            return dict.fromkeys(("mia_auc", "tpr_at_fpr", "fpr", "accuracy"), math.nan)
+            return {**dict.fromkeys(("mia_auc", "tpr_at_fpr", "fpr", "accuracy"), math.nan), "auc_interval": None}
         statistic = scores.double() * self.sign
         return _attack(statistic[:self.requested], statistic[self.requested:], self.fraction, self.seed, self.fpr)
 
@@ -901,8 +910,8 @@ def _figures(model: torch.nn.Module, graph: HeteroData, plan: _Plan) -> tuple[Fo
     return ForgettingReport(
         request_edges=requested, matched=non_members, unmatched=requested - non_members, in_graph=int(in_graph.sum()),
         request_probability=p_request, non_member_probability=p_non, mi_bf=mi_bf, mi_ng=_ratio(p_non, p_request),
-        mia_auc=attack["mia_auc"], mia_tpr=attack["tpr_at_fpr"], mia_fpr=attack["fpr"],
-        mia_accuracy=attack["accuracy"], target_fpr=plan.fpr,
+        mia_auc=attack["mia_auc"], mia_auc_interval=attack["auc_interval"], mia_tpr=attack["tpr_at_fpr"],
+        mia_fpr=attack["fpr"], mia_accuracy=attack["accuracy"], target_fpr=plan.fpr,
         mia_statistic="loss" if bool((plan.sign < 0).any()) else "score", before_mia_auc=before_auc,
         below_match=below_match, over_forgetting_p=p_over, over_forgotten=p_over < OVER_FORGETTING_LEVEL,
         votes=votes, unchanged=unchanged, seed=plan.seed), scores

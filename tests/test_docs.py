@@ -177,6 +177,7 @@ def test_tutorials_run(one_thread):
     assert forget["reference"] < forget["before"]  # Retrain, too, forgets the user's items
     assert forget["result"].info["trusted"] and "val_auc" in forget["result"].info  # the validation test ran
     assert forget["report"].mia_auc == 0.5 and math.isnan(forget["report"].below_match)  # as the page says
+    assert [round(bound, 2) for bound in forget["report"].mia_auc_interval] == [0.33, 0.67]
     assert forget["report"].unchanged is False  # the model moved: IFRU zeroed the user's row
     assert not torch.isin(forget["train_graph"]["user", "rates", "item"].edge_index[0],
                           torch.tensor([3, 17, 42])).any()

@@ -14,7 +14,7 @@ import torch
 from graphforget.data import (EDGE, make_interactions, num_items, num_users, planted_communities, random_edges,
                               remove_edges, user_edges)
 from graphforget.data.interactions import edge_positions, message_passing_edges, pair_keys
-from graphforget.metrics import mean_probability, mi_bf, mi_ng
+from graphforget.metrics import auc_interval, mean_probability, mi_bf, mi_ng
 from graphforget.models import MF, LightGCN
 from graphforget.objectives import BCEObjective
 from graphforget.train import TrainConfig, train
@@ -673,6 +673,24 @@ def test_the_attack_of_a_request_of_two_or_three_edges_is_no_figure(planted):
         report = verify_forgetting(table, remove_edges(planted, request), request, before=(table, planted))
         assert math.isnan(report.mia_auc) == (size < 4) and math.isnan(report.before_mia_auc) == (size < 4)
         assert (_row(report.table(), "MIA AUC") == "-") == (size < 4)
+
+
+def test_the_attack_auc_comes_with_its_interval_on_the_non_members_it_was_evaluated_on(planted):
+    """The interval is :func:`auc_interval` of the AUC on the requested edges and the half of the matched
+    non-members that the calibration leaves, in the report, its JSON and its table; none where the AUC is NaN."""
+    table = TableModel(torch.randn(120, 80, generator=torch.Generator().manual_seed(0)))
+    edges = user_edges(planted, [3, 7])
+    for size, evaluated in ((edges.size(1), None), (3, 0)):
+        request = by_key(edges[:, :size])
+        report = verify_forgetting(table, remove_edges(planted, request), request)
+        if evaluated == 0:
+            assert report.mia_auc_interval is None and report.to_dict()["mia_auc_interval"] is None
+            continue
+        evaluated = report.matched - round(0.5 * report.matched)
+        low, high = auc_interval(report.mia_auc, size, evaluated)
+        assert report.mia_auc_interval == (low, high) and low < report.mia_auc < high
+        assert report.to_dict()["mia_auc_interval"] == [low, high]
+        assert _row(report.table(), "MIA AUC") == f"{report.mia_auc:.4f} [{low:.3f}, {high:.3f}]"
 
 
 def _row(table: str, label: str) -> str:
