@@ -15,8 +15,9 @@ from .data.interactions import (EDGE, as_pairs, check_layout, check_model_fits, 
                                 message_passing_edges, num_items, num_users, pair_keys, pair_scores, validate_pairs)
 from .models.base import row_products
 
-__all__ = ["auc", "auc_standard_error", "auc_interval", "auc_groups", "completeness", "evaluate_auc", "recall_ndcg_at_k",
-           "mean_probability", "mi_bf", "mi_ng", "prediction_distance", "prediction_gap", "parameter_distance"]
+__all__ = ["auc", "auc_standard_error", "auc_interval", "auc_groups", "completeness", "evaluate_auc",
+           "recall_ndcg_at_k", "mean_probability", "mi_bf", "mi_ng", "prediction_distance", "prediction_gap",
+           "parameter_distance"]
 
 
 def auc(scores: Tensor, labels: Tensor) -> float:

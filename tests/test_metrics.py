@@ -14,9 +14,9 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from graphforget.data import EDGE, make_interactions, without_edges
-from graphforget.metrics import (auc, auc_groups, auc_interval, auc_standard_error, completeness, evaluate_auc, mean_probability,
-                                 mi_bf, mi_ng, parameter_distance, prediction_distance, prediction_gap,
-                                 in_graph, recall_ndcg_at_k)
+from graphforget.metrics import (auc, auc_groups, auc_interval, auc_standard_error, completeness, evaluate_auc,
+                                 mean_probability, mi_bf, mi_ng, parameter_distance, prediction_distance,
+                                 prediction_gap, in_graph, recall_ndcg_at_k)
 from helpers import hand_mf
 from graphforget.models import MF
 
