@@ -5,6 +5,7 @@ run the model's propagation with a dense adjacency matrix (no message passing), 
 curvature operators, ``tables`` and ``rows_function`` independently.
 """
 import copy
+import warnings
 
 import pytest
 import torch
@@ -387,3 +388,53 @@ def test_a_flat_node_table_is_stepped_as_its_one_column_table():
     assert (column.user_bias != models[False].user_bias).any()
     for name, p in column.named_parameters():
         torch.testing.assert_close(flat.get_parameter(name).flatten(), p.flatten(), rtol=0, atol=1e-10, msg=name)
+
+
+def test_dense_weights_widen_the_terms_of_a_model_without_message_passing_to_every_term():
+    """A model of receptive field 0 whose dense weights score every pair: IFRU's undamped step is the Newton step of
+    the Gauss-Newton matrix of every remaining term, built from their Jacobian, in the rows of the request's users
+    and items and the dense weights. Taken over the terms at the request's nodes alone (the nodes a model without
+    dense weights reaches), the weights' block would miss most of the data."""
+    from torch.func import functional_call
+
+    from graphforget.data import EDGE, without_edges
+    from graphforget.unlearn import IFRU, IFRUConfig, UntrustedWarning
+
+    objective = BCEObjective(l2=0.1)
+    models, graph, request = _trained_variants(lambda held: _SharedLinear(30, 20, 4, held), ("once",), objective)
+    model = models["once"]
+    config = IFRUConfig(solver={"damping": 0.0, "tol": 1e-10, "max_iter": 200}, newton={"steps": 1},
+                        trust={"retries": 0, "on_failure": "apply"})  # the step as solved, whatever its test says
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrustedWarning)  # a briefly trained model: the full step need not descend
+        result = IFRU(model, graph, objective, config).unlearn(request)
+    assert result.info["damping"] == 0
+
+    users, items = request[0].unique(), request[1].unique()
+    names = ("user_emb.weight", "item_emb.weight", "lin_u.weight", "lin_u.bias")
+    base = {name: model.get_parameter(name).detach() for name in names}
+    sizes = [users.numel() * 4, items.numel() * 4, 16, 4]
+    p0 = torch.cat([base["user_emb.weight"][users].flatten(), base["item_emb.weight"][items].flatten(),
+                    base["lin_u.weight"].flatten(), base["lin_u.bias"]])
+
+    def parameters(p):
+        user_rows, item_rows, weight, bias = p.split(sizes)
+        return {"user_emb.weight": base["user_emb.weight"].index_put((users,), user_rows.view(-1, 4)),
+                "item_emb.weight": base["item_emb.weight"].index_put((items,), item_rows.view(-1, 4)),
+                "lin_u.weight": weight.view(4, 4), "lin_u.bias": bias}
+
+    def scores(p, edges):
+        return functional_call(model, parameters(p), (edges, edges[EDGE].edge_index))
+
+    def loss(p, edges):
+        labels = edges[EDGE].edge_label.double()
+        return torch.nn.functional.binary_cross_entropy_with_logits(scores(p, edges), labels, reduction="sum")
+    remaining = without_edges(graph, request)[0]
+    jacobian = torch.autograd.functional.jacobian(lambda p: scores(p, remaining), p0)
+    sigma = torch.sigmoid(scores(p0, remaining)).detach()
+    gauss_newton = jacobian.t() @ ((sigma * (1 - sigma))[:, None] * jacobian) + 0.1 * torch.eye(p0.numel())
+    p = p0.clone().requires_grad_(True)
+    gradient = torch.autograd.grad(loss(p, graph) - loss(p, remaining), p)[0]  # the removed terms' gradient
+    expected = parameters(p0 + torch.linalg.solve(gauss_newton, gradient))
+    for name in names:  # a step of up to 4.9 (the user rows), within 7e-8 here
+        torch.testing.assert_close(result.model.get_parameter(name).detach(), expected[name], rtol=0, atol=1e-6)
