@@ -340,6 +340,17 @@ def test_attack_ties_at_the_threshold_are_not_members_and_one_non_member_always_
     out = membership_attack(separated, graph, members, non_members, calibration_fraction=0.9)
     assert (out["calibration"], out["evaluation"]) == (3, 1)
     assert (out["mia_auc"], out["fpr"]) == (1.0, 0.0)
+    # round(0.1 * 4) = 0 is kept to 1: one non-member calibrates (the threshold is its score), three evaluate
+    member_scores, non_scores = [3.0, 0.5], [0.0, 2.0, 1.0, -1.0]
+    for seed in range(4):
+        out = membership_attack(TableModel([member_scores + non_scores]), graph, members, non_members,
+                                calibration_fraction=0.1, seed=seed, fpr=0.5)
+        order = torch.randperm(4, generator=torch.Generator().manual_seed(seed)).tolist()
+        threshold, evaluation = non_scores[order[0]], [non_scores[k] for k in order[1:]]
+        assert (out["calibration"], out["evaluation"], out["threshold"]) == (1, 3, threshold)
+        assert out["mia_auc"] == pytest.approx(naive_auc(member_scores, evaluation), abs=1e-12)
+        assert out["tpr_at_fpr"] == pytest.approx(sum(score > threshold for score in member_scores) / 2)
+        assert out["fpr"] == pytest.approx(sum(score > threshold for score in evaluation) / 3)
 
 
 def test_report_attack_with_an_unmatched_edge_gives_each_non_member_its_own_edge_s_label():
@@ -360,6 +371,24 @@ def test_report_attack_with_an_unmatched_edge_gives_each_non_member_its_own_edge
         assert not math.isnan(report.mia_auc)  # three non-members: one calibrates, two evaluate
         assert (report.mia_auc, report.mia_tpr, report.mia_fpr) == (
             reference["mia_auc"], reference["tpr_at_fpr"], reference["fpr"])
+
+
+@pytest.mark.parametrize("removed, votes", [(10, 0), (6, 6)])
+def test_an_item_left_fewer_interactions_than_the_request_removes_does_not_vote(removed, votes):
+    """Item 11, rated by users 0-11, loses 10 of its raters: the 2 it keeps are fewer than the 10 removed, so they do
+    not vote, though each scores below its match and each user keeps 5 or more interactions (the rule's item side
+    had gone untested: without it the report was flagged over-forgotten at p = 2^-10). Losing 6, it keeps 6, not
+    fewer: each removed pair votes, below its match."""
+    pairs = [(u, i) for u in range(30) for i in range(11) if (u + i) % 2] + [(u, 11) for u in range(12)]
+    graph = make_interactions(torch.tensor(pairs).t(), None, 30, 12)
+    request = torch.tensor([list(range(removed)), [11] * removed])
+    table = torch.zeros(30, 12)
+    table[request[0], request[1]] = -1.0  # below every item a requested user has no edge with
+    model = TableModel(table)
+    report = verify_forgetting(model, remove_edges(graph, request), request, before=(model, graph))
+    assert (report.matched, report.votes, report.over_forgetting_p) == (removed, votes, sign_test(votes, 0))
+    assert report.over_forgotten == (0.5 ** votes < OVER_FORGETTING_LEVEL)
+    assert math.isnan(report.below_match) if votes == 0 else report.below_match == 1.0
 
 
 def test_scoring_in_eval_mode_without_gradients_and_the_mode_restored(planted):
@@ -467,6 +496,9 @@ def test_bad_input_is_a_value_error(planted):
     remaining = remove_edges(planted, request)
     model = MF(120, 80, 8)
     bigger = make_interactions(planted[EDGE].edge_index, planted[EDGE].edge_label, 121, 80)
+    wider = make_interactions(planted[EDGE].edge_index, planted[EDGE].edge_label, 120, 81)
+    two, four = torch.tensor([[0, 0], [0, 1]]), torch.tensor([[0] * 4, [2, 3, 4, 5]])
+    pair = make_interactions(two, None, 1, 6)
     cases = [
         (lambda: matched_non_members(planted, request[:1]), "shape"),
         (lambda: matched_non_members(planted, request.float()), "integer"),
@@ -480,6 +512,9 @@ def test_bad_input_is_a_value_error(planted):
         (lambda: verify_forgetting(model, remaining, request, before=model), "(model, graph) pair"),
         (lambda: verify_forgetting(model, remaining, request, reference=(MF(121, 80, 8), remaining)), "num_users"),
         (lambda: verify_forgetting(model, remaining, request, reference=(MF(121, 80, 8), bigger)), "id space"),
+        *[(lambda what=what: verify_forgetting(model, remaining, request, **{what: (MF(120, 81, 8), wider)}),
+           f"the {what} graph has 120 users and 81 items, the model's graph 120 and 80: they must share the id space")
+          for what in ("before", "reference")],
         (lambda: verify_forgetting(model, remaining, request, calibration_fraction=1.0), "calibration_fraction"),
         (lambda: verify_forgetting(model, remaining, request, fpr=0.0), "fpr"),
         (lambda: verify_forgetting(MF(120, 81, 8), remaining, request), "num_items"),
@@ -489,9 +524,14 @@ def test_bad_input_is_a_value_error(planted):
         (lambda: membership_attack(model, planted, request, request, member_labels=torch.ones(12)), "both"),
         (lambda: membership_attack(model, planted, request, request[:, :4], member_labels=torch.ones(request.size(1)),
                                    non_member_labels=torch.full((4,), 2.0)), "0 or 1"),
+        # one label moved from one side to the other keeps the total: it would shift every sign onto the wrong pair
+        (lambda: membership_attack(TableModel(torch.zeros(1, 6)), pair, two, four, member_labels=[1, 0, 1],
+                                   non_member_labels=[1, 0, 1]), "member_labels must have shape [2]"),
+        (lambda: membership_attack(TableModel(torch.zeros(1, 6)), pair, two, four, member_labels=[1, 0],
+                                   non_member_labels=[1, 0, 1]), "non_member_labels must have shape [4]"),
     ]
     for call, message in cases:
-        with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        with pytest.raises(ValueError, match=re.escape(message)):
             call()
     # every requested user has an edge with every item: no non-member at all
     full = make_interactions(torch.tensor([[0, 0], [0, 1]]), None, 1, 2)
