@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -65,7 +66,10 @@ class FineTune(Unlearner):
     objective, so the removed edges are forgotten only as far as ``epochs`` epochs of training move the
     parameters away from them. A node whose every pair is removed (*orphan*) has no loss term left, so
     without L2 its rows do not move at all: the model keeps what it learned from the deleted data (see
-    :doc:`/methods` for what that leaves on a stream). FineTune then warns, unless ``zero_orphans``.
+    :doc:`/methods` for what that leaves on a stream). An L2 shrinks them only a little: Adam steps by about its
+    learning rate whatever the gradient's size, so an ML-100K user's row kept 93% after 3 epochs at an L2 of 1e-4 (a
+    QA probe), its removed edges' mean probability 0.23 against a Retrain's 0.5. FineTune then warns, naming what is
+    left, unless ``zero_orphans``.
 
     With ``local=True`` only the embedding rows of the nodes within ``model.receptive_field`` hops of
     the request's users and items are updated (plus the model's dense parameters that are not per node,
@@ -76,7 +80,10 @@ class FineTune(Unlearner):
     ``info`` of the result: ``epochs``, ``local``, ``updated_rows`` (with ``local`` only: the number of
     nodes of the region, whose rows may change in every node table), ``train_seconds``, ``orphans`` (the
     request's nodes left with no pair the objective has a term for: BPR's are labelled above 0) and
-    ``orphans_kept`` (those of them whose rows are as trained).
+    ``orphans_kept`` (those of them whose rows are not 0: without L2 as trained, with an L2 shrunk, or past 0 and
+    reversed, which Adam's steps of about its learning rate can do) and ``orphan_kept_share`` (for the least moved, what
+    is left of its trained rows, :math:`\langle r', r\rangle / \lVert r\rVert^2` over its rows: 1 as trained, 0
+    zeroed or turned square to them; ``None`` with ``zero_orphans`` or without orphans).
 
     A request that removes every training edge is refused (a ``ValueError``): there is nothing to fine-tune on.
     """
@@ -116,31 +123,38 @@ class FineTune(Unlearner):
         """Zeroes the orphans' rows (``zero_orphans``), or warns about those that fine-tuning left as trained."""
         users = num_users(self.graph)
         orphans = orphan_nodes(request, remaining, self.objective)
+        share = None
         if self.config.zero_orphans:
             kept = _zero_finite_rows(model, orphans, users, remaining)
         else:
-            kept = int(_unmoved(self.model, model, orphans, users).sum())
+            shares = _kept_shares(self.model, model, orphans, users)  # a row past 0 holds the data reversed
+            kept, share = int((shares != 0).sum()), float(shares[shares.abs().argmax()]) if shares.numel() else None
         if kept and self.config.zero_orphans:
             warn_caller(f"FineTune: zeroing {kept} of the request's users and items that lost every pair the loss "
                         "reads made the model's outputs there non-finite (does it divide by a row's norm?): their "
                         "rows are left as fine-tuned")
         elif kept:
             warn_caller(f"FineTune: {kept} of the request's users and items lost every pair the loss reads and their "
-                        "embedding rows are left as trained (no remaining loss term moves them); zero_orphans=True "
-                        "zeroes them, as IFRU does")
-        return {"orphans": int(orphans.sum()), "orphans_kept": kept}
+                        f"embedding rows are left at {100 * cast(float, share):.0f}% of their trained rows, projected on "
+                        "them, for the least moved (no remaining loss term moves them; an L2 only shrinks them); "
+                        "zero_orphans=True zeroes them, as IFRU does")
+        return {"orphans": int(orphans.sum()), "orphans_kept": kept, "orphan_kept_share": share}
 
 
-def _unmoved(before: torch.nn.Module, after: Recommender, nodes: Tensor, users: int) -> Tensor:
-    """The nodes of the ``[U + I]`` mask ``nodes`` with a row in a trainable table whose trainable rows are the same
-    in ``after`` as in ``before`` (a frozen table, fixed features, learnt nothing to keep)."""
+def _kept_shares(before: torch.nn.Module, after: Recommender, nodes: Tensor, users: int) -> Tensor:
+    r"""For each node of the ``[U + I]`` mask ``nodes`` that has trained rows, the share of them that ``after`` keeps:
+    :math:`\langle r'_v, r_v \rangle / \lVert r_v \rVert^2` over its rows :math:`r_v` in the trainable node tables
+    of ``before`` (1: as trained; an L2 under Adam shrinks a row without data by a few percent an epoch; a frozen
+    table, fixed features, learnt nothing to keep)."""
     old, new = dict(before.named_parameters()), dict(after.named_parameters())
-    moved, trained = torch.zeros_like(nodes), torch.zeros_like(nodes)
+    kept, trained = torch.zeros(nodes.numel(), dtype=torch.float64), torch.zeros(nodes.numel(), dtype=torch.float64)
     for name, node_type in _trainable_tables(after):
-        table_mask(trained, node_type, users).fill_(True)  # views of ``trained`` and ``moved``
-        rows = table_mask(moved, node_type, users)
-        rows |= (new[name] != old[name]).reshape(len(rows), -1).any(1).to(rows.device)
-    return nodes & trained & ~moved
+        rows = old[name].size(0)
+        was, now = (table[name].detach().double().reshape(rows, -1).cpu() for table in (old, new))
+        table_mask(kept, node_type, users).add_((was * now).sum(1))  # views of ``kept`` and ``trained``
+        table_mask(trained, node_type, users).add_(was.pow(2).sum(1))
+    has_rows = nodes.cpu() & (trained > 0)
+    return kept[has_rows] / trained[has_rows]
 
 
 def _trainable_tables(model: Recommender) -> list[tuple[str, str]]:
