@@ -1767,12 +1767,16 @@ def test_the_plot_names_the_setting_of_each_bar_when_a_run_has_several(tmp_path,
     assert labels[0] == ["retrain", "ifru", "finetune"]  # one setting: the methods alone, as before
 
 
-def test_a_stream_length_that_is_not_a_whole_number_is_refused():
-    """``params={"length": 2.5}`` ran a stream of 2 requests under a key saying 2: a length is a count."""
+def test_a_stream_length_that_is_not_a_whole_number_or_under_one_is_refused():
+    """``params={"length": 2.5}`` ran a stream of 2 requests under a key saying 2: a length is a count. One under 1
+    is refused when the cells are planned, not at the first cell, after the data loaded."""
     variants = PROTOCOLS["stream"].variants
     base = {"order": "random", "fractions": [1.0]}
     for length in (2.5, 2.0, "2", True):
         with pytest.raises(ValueError, match="stream length must be an integer"):
+            variants({**base, "length": length})
+    for length in (0, -3):
+        with pytest.raises(ValueError, match="stream length must be >= 1"):
             variants({**base, "length": length})
     assert variants({**base, "length": 3})[0]["length"] == 3
 
@@ -2124,10 +2128,12 @@ def test_the_attack_is_seeded_by_the_seed():
 
 
 def test_fmt_writes_one_decimal_from_100_on():
-    """The docstring: 3 decimals, 1 from 100 on."""
+    """The docstring: 3 decimals, 1 from 100 on, by magnitude: a completeness of -150 too."""
     from graphforget.bench.report import _fmt
     assert _fmt({"mean": 100.0, "half_width": 2.0, "n": 3}) == "100.0 ± 2.0"
     assert _fmt({"mean": 99.9, "half_width": None, "n": 1}) == "99.900"
+    assert _fmt({"mean": -150.0, "half_width": 2.25, "n": 3}) == "-150.0 ± 2.2"
+    assert (_fmt({"mean": -100.0, "half_width": None, "n": 3}), _fmt({"mean": -99.5, "n": 3})) == ("-100.0", "-99.500")
 
 
 def test_the_trust_line_counts_the_cells_that_passed():
