@@ -134,10 +134,11 @@ class FineTune(Unlearner):
                         "reads made the model's outputs there non-finite (does it divide by a row's norm?): their "
                         "rows are left as fine-tuned")
         elif kept:
+            left = f"{100 * cast(float, share):.0f}%"
             warn_caller(f"FineTune: {kept} of the request's users and items lost every pair the loss reads and their "
-                        f"embedding rows are left at {100 * cast(float, share):.0f}% of their trained rows, projected on "
-                        "them, for the least moved (no remaining loss term moves them; an L2 only shrinks them); "
-                        "zero_orphans=True zeroes them, as IFRU does")
+                        f"embedding rows are left at {left} of their trained rows, projected on them, for the least "
+                        "moved (no remaining loss term moves them; an L2 only shrinks them); zero_orphans=True zeroes "
+                        "them, as IFRU does")
         return {"orphans": int(orphans.sum()), "orphans_kept": kept, "orphan_kept_share": share}
 
 
