@@ -268,6 +268,7 @@ def test_to_jsonable_turns_numpy_arrays_into_lists_as_it_does_tensors():
     from graphforget.io import to_jsonable
     assert to_jsonable({"a": np.array([1.5, np.nan]), "b": np.array([[1, 2]])}) == {"a": [1.5, None], "b": [[1, 2]]}
     assert to_jsonable(np.array([0.25])) == to_jsonable(torch.tensor([0.25])) == 0.25  # one element: a number
+    assert to_jsonable(torch.tensor([[7]])) == to_jsonable(np.array([[7]])) == 7  # of any shape
     assert to_jsonable(np.float32(0.5)) == 0.5 and to_jsonable(np.array([])) == []
 
 
@@ -283,6 +284,15 @@ def test_tensors_sha256_reads_bytes_numpy_has_no_dtype_for():
     assert tensors_sha256(half) == hashlib.sha256(half.view(torch.int16).numpy().tobytes()).hexdigest()
     assert tensors_sha256(half) != tensors_sha256(half + 1)
     assert tensors_sha256(values.t()) == tensors_sha256(values.t().contiguous())  # by content, not by layout
+
+
+def test_unchanged_pairs_the_versions_up_and_a_state_of_another_length_is_changed():
+    """``versions`` skips ``None``: a state missing a tensor must not read as unchanged because zip stops at the
+    shorter list."""
+    from graphforget.io import unchanged, versions
+    a, b = torch.zeros(3), torch.ones(2)
+    assert unchanged(versions(a, b), versions(a, b))
+    assert not unchanged(versions(a), versions(a, b)) and not unchanged(versions(a, b), versions(a))
 
 
 def test_to_jsonable_writes_infinities_and_nan_as_null():

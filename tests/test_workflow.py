@@ -1224,6 +1224,28 @@ def test_a_verify_report_that_appears_while_it_runs_is_not_overwritten(capsys, b
 
 # ------------------------------------------------------------------------------------------------ publishing
 
+def _attempt(directory: Path, name: str, writer: str) -> Path:
+    """A publishing attempt's temporary directory ``name`` and its marker, written by ``writer``."""
+    (directory / name).mkdir()
+    (directory / (name + ".publishing")).write_text(json.dumps({"writer": writer}))
+    return directory / name
+
+
+def test_publishing_removes_its_own_leftovers_and_only_the_abandoned_ones_of_other_names(tmp_path):
+    """Publishing ``a`` removes ``a``'s leftovers (``.a.tmp-`` and mkstemp's 8 characters) under its lock, and those
+    of another name whose publisher no longer runs (a killed attempt retried under another name); never a live
+    publisher's, of ``a.tmp-x`` (a name that extends ``a``'s) or of another name."""
+    from graphforget.io import owner
+    from graphforget.runs import _remove_stale
+    host, dead = owner().rsplit("-", 1)[0], 4_194_304 + 1  # above Linux's largest pid: no process has it
+    live, own = _attempt(tmp_path, ".a.tmp-x.tmp-abcd1234", owner()), _attempt(tmp_path, ".a.tmp-efgh5678", owner())
+    gone, alive = _attempt(tmp_path, ".b.tmp-abcd1234", f"{host}-{dead}"), _attempt(tmp_path, ".c.tmp-abcd1234",
+                                                                                    owner())
+    _remove_stale(tmp_path / "a")
+    assert live.is_dir() and (tmp_path / (live.name + ".publishing")).is_file() and alive.is_dir()
+    for removed in (own, gone):
+        assert not removed.exists() and not (tmp_path / (removed.name + ".publishing")).exists()
+
 def test_publish_is_atomic_refuses_existing_and_cleans_stale_attempts(tmp_path):
     out = tmp_path / "run"
     stale = tmp_path / ".run.tmp-killed_0"  # a killed attempt's directory and its marker (mkstemp's 8 characters)
@@ -1500,8 +1522,9 @@ def test_a_damaged_journal_is_named_and_a_published_run_counts_without_its_line(
     stream = ForgetStream(tmp_path / "s", base, method="scif")
     stream.forget(users=["u1"])
     journal = stream.journal_path.read_bytes()
+    two_kinds = journal.replace(b'"request"', b'"rejected": "no", "request"', 1)  # read as both, it had settled it
     for damaged in (b"x" + journal[1:], journal.replace(b'"request"', b'"2equest"', 1), b'[1]\n' + journal,
-                    b'{"seq": 1, "request": null}\n' + journal):  # the last failed later, as an AttributeError
+                    b'{"seq": 1, "request": null}\n' + journal, two_kinds):  # the 4th failed later (AttributeError)
         stream.journal_path.write_bytes(damaged)
         with pytest.raises(ValueError, match=re.escape(f"{stream.journal_path}, line 1: not a line of a stream's "
                                                        "journal")):
@@ -1937,6 +1960,7 @@ def test_forget_records_its_run_by_the_path_its_child_records(base, tmp_path):
     ({"retrain_every": True}, "retrain_every must be an integer >= 1, got True"),
     ({"retrain_every": "2"}, "retrain_every must be an integer >= 1, got '2'"),
     ({"retrain_every": -1}, "retrain_every must be an integer >= 1, got -1"),
+    ({"retrain_every": 0}, "retrain_every must be an integer >= 1, got 0"),
     ({"max_drift": float("nan")}, "max_drift must be a share in (0, 1], got nan"),
     ({"max_drift": 2.0}, "max_drift must be a share in (0, 1], got 2.0"),
     ({"max_drift": float("inf")}, "max_drift must be a share in (0, 1], got inf"),
@@ -2795,13 +2819,26 @@ def test_a_run_record_with_a_bool_seed_is_refused_naming_the_field(tmp_path):
         read_run_info(tmp_path)
 
 
-def test_graph_from_dict_refuses_more_raw_ids_than_nodes():
+def test_graph_from_dict_refuses_raw_ids_that_do_not_cover_the_nodes():
     from graphforget.runs import graph_from_dict
     value = {"num_users": 2, "num_items": 1, "edge_index": torch.tensor([[0, 1], [0, 0]]),
              "edge_label": torch.ones(2), "observed": torch.ones(2, dtype=torch.bool),
              "user_raw_id": torch.tensor([10, 11, 12]), "item_raw_id": torch.tensor([5])}
     with pytest.raises(ValueError, match="3 user raw ids for 2 users"):
         graph_from_dict(value)
+    with pytest.raises(ValueError, match="1 user raw ids for 2 users"):
+        graph_from_dict({**value, "user_raw_id": torch.tensor([10])})
+
+
+def test_a_graph_with_sampled_negatives_keeps_its_observed_mask_through_graph_pt():
+    """The mask is stored where some edge is not observed (sampled negatives), and comes back exactly; a graph of
+    observed edges only comes back without one."""
+    from graphforget.runs import graph_from_dict, graph_to_dict
+    edge_index, label = torch.tensor([[0, 0, 1, 2], [0, 1, 2, 0]]), torch.tensor([1., 0., 1., 0.])
+    observed = torch.tensor([True, False, True, False])
+    back = graph_from_dict(graph_to_dict(make_interactions(edge_index, label, 3, 3, observed)))
+    assert torch.equal(back[EDGE].observed.bool(), observed)
+    assert "observed" not in graph_from_dict(graph_to_dict(make_interactions(edge_index, label, 3, 3)))[EDGE]
 
 
 def test_a_forget_run_whose_graph_was_swapped_is_refused(capsys, base, tmp_path):
