@@ -45,6 +45,7 @@ import contextlib
 import logging
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -439,7 +440,7 @@ def _scores(model: torch.nn.Module, graph: HeteroData, edges: Tensor) -> Tensor:
 
 def membership_attack(model: torch.nn.Module, graph: HeteroData, members, non_members,
                       calibration_fraction: float = 0.5, seed: int = 0, fpr: float = 0.1, *,
-                      member_labels=None, non_member_labels=None) -> dict[str, float]:
+                      member_labels=None, non_member_labels=None) -> dict[str, Any]:
     r"""A score-threshold membership-inference attack calibrated on non-members only.
 
     The attack's statistic is the model's score (logit) :math:`s_{ui} = \hat y_{ui}` of a pair on ``graph``;
@@ -539,7 +540,7 @@ def _calibrating(fraction: float, count: int) -> int:
     return min(max(round(fraction * count), 1), count - 1)
 
 
-def _attack(member: Tensor, non_member: Tensor, fraction: float, seed: int, fpr: float) -> dict[str, float]:
+def _attack(member: Tensor, non_member: Tensor, fraction: float, seed: int, fpr: float) -> dict[str, Any]:
     """:func:`membership_attack` on scores: ``member [R]``, ``non_member [N]`` (``N >= 2``)."""
     count = non_member.numel()
     calibrating = _calibrating(fraction, count)
@@ -857,7 +858,7 @@ class _Plan:
     fpr: float
     fraction: float
 
-    def attack(self, scores: Tensor) -> dict[str, float]:
+    def attack(self, scores: Tensor) -> dict[str, Any]:
         """:func:`_attack` on the label-signed ``scores`` ``[R + M]``; NaN figures where the calibration leaves fewer
         than 2 non-members to evaluate on (up to 3 non-members at the default fraction): one can only give an AUC of
         0, 0.5 or 1, which tells nothing, and 2 or 3 requested edges had been reported so (a QA probe)."""
