@@ -1121,7 +1121,9 @@ def forget(run: str | os.PathLike | Run, *, out: str | os.PathLike, users: Seque
 
     Args:
         run: the parent run (a directory or a loaded :class:`~graphforget.runs.Run`, as loaded: one whose model or
-            graph was changed in memory is refused); never modified.
+            graph was changed in memory is refused); never modified. Forget from a lineage's latest run: a run knows
+            its parents, not its children, so one forgotten from an earlier run starts a branch without the later
+            requests' deletions (a :class:`ForgetStream` keeps to its latest run).
         out: the new run directory (not there yet, or empty).
         users, items, edges: what to forget (exactly one): user ids, item ids, or ``(user, item)`` pairs (a
             list, or an ``[R, 2]`` tensor or array: a ``[2, 2]`` one is refused, ambiguous with ``Request.edges``).
@@ -1335,10 +1337,12 @@ class ForgetStream:
       policy (written once). Once a request is applied, the base is not read again (its training edges are kept);
     * ``journal.jsonl``: the write-ahead journal, one line per accepted request (``{"seq", "time",
       "request"}``), one per request refused when it was applied (``{"seq", "rejected"}``) and one per method
-      result replaced by a Retrain (``{"seq", "fallback": {"method", "error"}}``, :meth:`fallbacks`);
+      result replaced by a Retrain (``{"seq", "fallback": {"method", "error"}}``, :meth:`fallbacks`; written again
+      when a crash stops the Retrain and the request is applied again, and read once);
     * ``runs/000001``, ``runs/000002``, ...: the run after each request (:func:`forget`), each derived from
       the previous one, so the lineage and ``audit.jsonl`` grow by one request per run (a latest run that was not,
-      one put there by hand or one whose predecessor was deleted, is refused: :meth:`current_path`).
+      one put there by hand or one whose predecessor was deleted, is refused: :meth:`current_path`, as is a stream
+      missing any run before its latest: :meth:`applied`).
 
     :meth:`submit` returns only after the request's journal line is fsync-ed: an acknowledged request is
     never lost. A request is applied when its run directory is published (an atomic rename), so a crash
@@ -1504,8 +1508,17 @@ class ForgetStream:
         return self.directory / "runs" / f"{seq:06d}"
 
     def requests(self) -> list[dict]:
-        """The journal's requests, in order (``{"seq", "time", "request"}``)."""
-        return [entry for entry in self._read_journal()[0] if "request" in entry]
+        """The journal's requests, in order (``{"seq", "time", "request"}``).
+
+        Raises:
+            ValueError: a request's sequence number twice (a line copied by hand: it was counted as applied twice).
+        """
+        entries = [entry for entry in self._read_journal()[0] if "request" in entry]
+        seqs = [entry["seq"] for entry in entries]
+        if len(set(seqs)) < len(seqs):
+            again = next(seq for k, seq in enumerate(seqs) if seq in seqs[:k])
+            raise ValueError(f"{self.journal_path} holds request {again} twice: the journal is damaged")
+        return entries
 
     def rejected(self) -> dict[int, str]:
         """Requests refused when applied: sequence number -> reason."""
@@ -1523,9 +1536,24 @@ class ForgetStream:
         return (path / "run.json").is_file() and read_run_info(path)["method"]["name"] == "retrain"
 
     def applied(self) -> list[int]:
-        """Sequence numbers of the applied requests (those with a published run)."""
-        published = set(self._published())
-        return [entry["seq"] for entry in self.requests() if entry["seq"] in published]
+        """Sequence numbers of the applied requests (those with a published run).
+
+        Raises:
+            ValueError: a request neither refused nor with a run, before a published run: its run was deleted, and
+                the later runs' lineage reads it (taken as pending, it had been refused as already forgotten and
+                recorded so, and its removal's record was gone); or the latest run not made from the one before it
+                (:meth:`current_path`).
+        """
+        published, refused = self._published(), self.rejected()
+        if published:
+            self.current_path()  # the latest run made from the one before it: else neither is the stream's
+        for entry in self.requests():
+            seq = entry["seq"]
+            if published and seq < published[-1] and seq not in published and seq not in refused:
+                raise ValueError(f"{self._run_path(seq)} is gone, and runs/{published[-1]:06d} after it holds its "
+                                 "request: a stream's runs must all stay (the later ones' lineage reads it); restore "
+                                 "it")
+        return [entry["seq"] for entry in self.requests() if entry["seq"] in set(published)]
 
     def _published(self) -> list[int]:
         """Sequence numbers of the published runs (``runs/NNNNNN`` holding its ``run.json``), in order."""

@@ -1529,6 +1529,9 @@ def test_a_damaged_journal_is_named_and_a_published_run_counts_without_its_line(
         with pytest.raises(ValueError, match=re.escape(f"{stream.journal_path}, line 1: not a line of a stream's "
                                                        "journal")):
             ForgetStream(tmp_path / "s").pending()
+    stream.journal_path.write_bytes(journal + journal)  # a line copied by hand had counted as applied twice
+    with pytest.raises(ValueError, match=re.escape(f"{stream.journal_path} holds request 1 twice")):
+        ForgetStream(tmp_path / "s").applied()
     stream.journal_path.write_bytes(b"")  # the line lost to a power loss after its run was published
     assert stream.current_path() == tmp_path / "s" / "runs" / "000001"
     with pytest.raises(ValueError, match="users already forgotten"):
@@ -1878,6 +1881,15 @@ def test_a_stream_refuses_a_run_it_did_not_make_and_a_gap_in_its_runs(base, tmp_
         ForgetStream(tmp_path / "s").current_path()
     shutil.move(tmp_path / "kept", tmp_path / "s" / "runs" / "000001")
     assert len(stream.process()) == 1 and stream.applied() == [1, 2, 3] and stream.rejected() == {}
+    stream.forget(users=["u6"])
+    shutil.move(tmp_path / "s" / "runs" / "000002", tmp_path / "kept")  # a run in the middle, not the latest's parent
+    for call in (stream.applied, ForgetStream(tmp_path / "s").pending, lambda: stream.submit(users=["u7"])):
+        with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 's' / 'runs' / '000002'} is gone, and "
+                                                       "runs/000004 after it holds its request")):
+            call()
+    shutil.move(tmp_path / "kept", tmp_path / "s" / "runs" / "000002")
+    stream.submit(users=["u7"])
+    assert len(stream.process()) == 1 and stream.applied() == [1, 2, 3, 4, 5] and stream.rejected() == {}
 
 
 def test_forget_and_verify_draw_no_held_out_pair_as_a_non_member(base, tmp_path, monkeypatch):

@@ -68,8 +68,8 @@ class FineTune(Unlearner):
     without L2 its rows do not move at all: the model keeps what it learned from the deleted data (see
     :doc:`/methods` for what that leaves on a stream). An L2 shrinks them only a little: Adam steps by about its
     learning rate whatever the gradient's size, so a heavy ML-100K user's row kept 93% after 3 epochs at an L2 of 1e-4
-    (a custom GNN of a QA probe), its removed edges' mean probability 0.23 against a Retrain's 0.49. FineTune then warns, naming what is
-    left, unless ``zero_orphans``.
+    (a custom GNN of a QA probe), its removed edges' mean probability 0.23 against a Retrain's 0.49. FineTune then
+    warns, naming what is left, unless ``zero_orphans``.
 
     With ``local=True`` only the embedding rows of the nodes within ``model.receptive_field`` hops of
     the request's users and items are updated (plus the model's dense parameters that are not per node,
