@@ -2047,8 +2047,27 @@ def test_a_methods_retrain_figures_are_the_retrain_cells_own(deletion_rows):
     Retrain's figures, i.e. the Retrain cell's own mia_auc, below_match, over_forgetting_p."""
     retrain, finetune = deletion_rows["retrain"], deletion_rows["finetune"]
     assert finetune["mia_auc"] != retrain["mia_auc"]  # else the check below says nothing
-    for name in ("mia_auc", "below_match", "over_forgetting_p"):
+    for name in ("mia_auc", "below_match", "over_forgetting_votes", "over_forgetting_p"):
         assert _same_figure(finetune[f"{name}_retrain"], retrain[name]), name
+
+
+def test_a_cell_without_a_sign_test_vote_has_no_over_forgetting_p(monkeypatch):
+    """A request of users withdrawn whole gives the sign test no vote (ML-1M's core, edge and random users; a QA
+    probe): its p-value is NaN, left out of the aggregates, where the test of no vote had been stored as p = 1 and
+    aggregated as 1.0 +- 0, beside an attack AUC that said the request was over-forgotten. With votes, it is the
+    report's. The votes are those of verify_forgetting's report, here set to 0 for the method's and kept for
+    Retrain's."""
+    import graphforget.bench.protocols as protocols
+    verify = protocols.verify_forgetting
+
+    def without_votes(*args, **kwargs):
+        report = verify(*args, **kwargs)
+        return dataclasses.replace(report, votes=0)
+    monkeypatch.setattr(protocols, "verify_forgetting", without_votes)
+    setting = Setting(DataSource("synthetic", negatives=1), TINY, seed=0)
+    row = PROTOCOLS["deletion"].run(setting, "finetune", {}, {"kind": "random", "ratio": 0.1}, False)
+    assert row["over_forgetting_votes"] == 0 and math.isnan(row["over_forgetting_p"])
+    assert row["over_forgetting_votes_retrain"] > 0 and 0 < row["over_forgetting_p_retrain"] <= 1
 
 
 def test_mi_ng_is_not_mi_bf(deletion_rows):

@@ -23,8 +23,8 @@ Original),
 and ``mia_auc``, the membership attack of :func:`~graphforget.verify.verify_forgetting` on the removed
 edges against matched non-members, never a validation or test pair (``mia_auc_retrain``: the same attack on the
 matching Retrain, the level of an exact deletion; ``mia_auc_before``: on the Original), with its over-forgetting
-figures ``below_match`` and ``over_forgetting_p`` (:class:`~graphforget.verify.ForgettingReport`; ``_retrain``: the
-Retrain's).
+figures ``below_match``, ``over_forgetting_votes`` and ``over_forgetting_p``
+(:class:`~graphforget.verify.ForgettingReport`; NaN without a vote; ``_retrain``: the Retrain's).
 """
 from __future__ import annotations
 
@@ -182,8 +182,9 @@ def measure(setting: Setting, model, graph, removed: Tensor, reference, seed: in
                mia_auc_before=cast(float, report.before_mia_auc), mi_bf=cast(float, report.mi_bf), mi_ng=report.mi_ng,
                removed_edges=removed.size(1))
     for suffix, figures in (("", report), ("_retrain", retrained)):  # over-forgetting (not in the tables)
-        row.update({f"below_match{suffix}": figures.below_match,
-                    f"over_forgetting_p{suffix}": figures.over_forgetting_p})
+        # no vote (users withdrawn whole: one vote each, as the sign test counts them): no test, not a p-value of 1
+        row.update({f"below_match{suffix}": figures.below_match, f"over_forgetting_votes{suffix}": figures.votes,
+                    f"over_forgetting_p{suffix}": figures.over_forgetting_p if figures.votes else math.nan})
     return row
 
 
