@@ -81,9 +81,10 @@ class FineTune(Unlearner):
     nodes of the region, whose rows may change in every node table), ``train_seconds``, ``orphans`` (the
     request's nodes left with no pair the objective has a term for: BPR's are labelled above 0) and
     ``orphans_kept`` (those of them whose rows are not 0: without L2 as trained, with an L2 shrunk, or past 0 and
-    reversed, which Adam's steps of about its learning rate can do) and ``orphan_kept_share`` (for the least moved, what
-    is left of its trained rows, :math:`\langle r', r\rangle / \lVert r\rVert^2` over its rows: 1 as trained, 0
-    zeroed or turned square to them; ``None`` with ``zero_orphans`` or without orphans).
+    reversed, which Adam's steps of about its learning rate can do) and ``orphan_kept_share`` (the share of largest
+    size among them, :math:`\langle r', r\rangle / \lVert r\rVert^2` over a node's rows: 1 as trained, 0 zeroed or
+    turned square to them, above 1 grown, as BPR's negatives can push an orphan item; ``None`` with ``zero_orphans`` or
+    without orphans).
 
     A request that removes every training edge is refused (a ``ValueError``): there is nothing to fine-tune on.
     """
@@ -136,9 +137,9 @@ class FineTune(Unlearner):
         elif kept:
             left = f"{100 * cast(float, share):.0f}%"
             warn_caller(f"FineTune: {kept} of the request's users and items lost every pair the loss reads and their "
-                        f"embedding rows are left at {left} of their trained rows, projected on them, for the least "
-                        "moved (no remaining loss term moves them; an L2 only shrinks them); zero_orphans=True zeroes "
-                        "them, as IFRU does")
+                        f"embedding rows still hold up to {left} of their trained rows, projected on them (no term of "
+                        "their data is left to move them; an L2 only shrinks them); zero_orphans=True zeroes them, as "
+                        "IFRU does")
         return {"orphans": int(orphans.sum()), "orphans_kept": kept, "orphan_kept_share": share}
 
 
