@@ -1546,7 +1546,7 @@ class ForgetStream:
         """
         published, refused = self._published(), self.rejected()
         if published:
-            self.current_path()  # the latest run made from the one before it: else neither is the stream's
+            self._check_latest(published)  # else neither is the stream's
         for entry in self.requests():
             seq = entry["seq"]
             if published and seq < published[-1] and seq not in published and seq not in refused:
@@ -1578,8 +1578,12 @@ class ForgetStream:
         published = self._published()
         if not published:
             return self._base()
-        self._check_made_from(published[-1], published[-2] if len(published) > 1 else None)
+        self._check_latest(published)
         return self._run_path(published[-1])
+
+    def _check_latest(self, published: list[int]) -> None:
+        """Raises ``ValueError`` unless the latest of the ``published`` runs was made from the one before it."""
+        self._check_made_from(published[-1], published[-2] if len(published) > 1 else None)
 
     def _check_made_from(self, seq: int, before: int | None) -> None:
         """Raises ``ValueError`` unless run ``seq``'s lineage names run ``before`` (``None``: the base) as its parent,
