@@ -1544,16 +1544,16 @@ class ForgetStream:
                 recorded so, and its removal's record was gone); or the latest run not made from the one before it
                 (:meth:`current_path`).
         """
-        published, refused = self._published(), self.rejected()
-        if published:
-            self._check_latest(published)  # else neither is the stream's
-        for entry in self.requests():
-            seq = entry["seq"]
-            if published and seq < published[-1] and seq not in published and seq not in refused:
-                raise ValueError(f"{self._run_path(seq)} is gone, and runs/{published[-1]:06d} after it holds its "
-                                 "request: a stream's runs must all stay (the later ones' lineage reads it); restore "
-                                 "it")
-        return [entry["seq"] for entry in self.requests() if entry["seq"] in set(published)]
+        seqs, published, refused = [entry["seq"] for entry in self.requests()], self._published(), self.rejected()
+        if not published:
+            return []
+        self._check_latest(published)  # else neither is the stream's
+        done = set(published)
+        gone = [seq for seq in seqs if seq < published[-1] and seq not in done and seq not in refused]
+        if gone:
+            raise ValueError(f"{self._run_path(gone[0])} is gone, and runs/{published[-1]:06d} after it holds its "
+                             "request: a stream's runs must all stay (the later ones' lineage reads it); restore it")
+        return [seq for seq in seqs if seq in done]
 
     def _published(self) -> list[int]:
         """Sequence numbers of the published runs (``runs/NNNNNN`` holding its ``run.json``), in order."""
