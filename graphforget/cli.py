@@ -46,7 +46,7 @@ from .protocols.attack import (AUC_KEYS, DATASET_NAMES, RAW_FILES, AttackData, p
 from .runs import Run, load_run, publish, recording_published, refuse_taken
 from .train import train
 from .unlearn import METHODS, UnlearningFailed, UntrustedWarning, build_unlearner, method_config
-from .verify import p_value_text
+from .verify import interval_text, p_value_text
 
 __all__ = ["main", "build_parser"]
 
@@ -296,11 +296,6 @@ def _fmt(value, pct: bool = False) -> str:
     if value is None or value != value:  # not measured, or NaN (no attack on a single requested edge)
         return "-"
     return f"{100 * value:.0f}%" if pct else f"{value:.4f}"
-
-
-def _interval(bounds: tuple[float, float] | None) -> str:
-    """`` [low, high]`` of a 95% interval; nothing where there is none."""
-    return "" if bounds is None else f" [{bounds[0]:.3f}, {bounds[1]:.3f}]"
 
 
 def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
@@ -1010,7 +1005,8 @@ def cmd_forget(args) -> int:
     if report is not None:
         print(f"verification: P(requested) {_fmt(report.request_probability)} vs P(non-members) "
               f"{_fmt(report.non_member_probability)}, MI-BF {_fmt(report.mi_bf)}, MIA AUC {_fmt(report.mia_auc)}"
-              f"{_interval(report.mia_auc_interval)} (before {_fmt(report.before_mia_auc)})")
+              f"{'' if report.mia_auc_interval is None else ' ' + interval_text(report.mia_auc_interval)} (before "
+              f"{_fmt(report.before_mia_auc)})")
         _warn_over_forgotten(report.to_dict(), f"graphforget verify --run {done.path} --retrain")
     else:
         print(f"verification: none ({line['verification_error']})")

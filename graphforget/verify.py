@@ -681,7 +681,7 @@ class ForgettingReport:
         if name == "unchanged" and value:
             return "yes: nothing forgotten"
         if name == "mia_auc" and self.mia_auc_interval is not None:
-            return f"{_cell(value)} [{self.mia_auc_interval[0]:.3f}, {self.mia_auc_interval[1]:.3f}]"
+            return f"{_cell(value)} {interval_text(self.mia_auc_interval)}"
         return _cell(value)
 
 
@@ -697,6 +697,11 @@ _TABLE_ROWS = (("request_edges", "requested edges"), ("matched", "matched non-me
                ("unchanged", "scored as the model before"),
                ("reference_distance", "RMS distance to the reference"),
                ("reference_gap", "distance to the reference / before's"))
+
+
+def interval_text(bounds: tuple[float, float]) -> str:
+    """``[low, high]`` of an interval, to three decimals (the report's table and ``forget``'s line)."""
+    return f"[{bounds[0]:.3f}, {bounds[1]:.3f}]"
 
 
 def p_value_text(p: float | None) -> str:

@@ -2052,11 +2052,11 @@ def test_a_methods_retrain_figures_are_the_retrain_cells_own(deletion_rows):
 
 
 def test_a_cell_without_a_sign_test_vote_has_no_over_forgetting_p(monkeypatch):
-    """A request of users withdrawn whole gives the sign test no vote (ML-1M's core, edge and random users; a QA
-    probe): its p-value is NaN, left out of the aggregates, where the test of no vote had been stored as p = 1 and
-    aggregated as 1.0 +- 0, beside an attack AUC that said the request was over-forgotten. With votes, it is the
-    report's. The votes are those of verify_forgetting's report, here set to 0 for the method's and kept for
-    Retrain's."""
+    """A request of users whose interactions all go, their sampled negatives kept, gives the sign test no vote
+    (ML-1M's core, edge and random users; a QA probe): its p-value is NaN, left out of the aggregates, where the
+    test of no vote had been stored as p = 1 and aggregated as 1.0 +- 0, beside an attack AUC that said the request
+    was over-forgotten. With votes, it is the report's. The votes are those of verify_forgetting's report, here set
+    to 0 for the method's and kept for Retrain's."""
     import graphforget.bench.protocols as protocols
     verify = protocols.verify_forgetting
 

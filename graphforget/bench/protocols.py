@@ -182,7 +182,7 @@ def measure(setting: Setting, model, graph, removed: Tensor, reference, seed: in
                mia_auc_before=cast(float, report.before_mia_auc), mi_bf=cast(float, report.mi_bf), mi_ng=report.mi_ng,
                removed_edges=removed.size(1))
     for suffix, figures in (("", report), ("_retrain", retrained)):  # over-forgetting (not in the tables)
-        # no vote (users withdrawn whole: one vote each, as the sign test counts them): no test, not a p-value of 1
+        # no vote (users whose interactions all go vote none, if their sampled negatives stay): no test, not p = 1
         row.update({f"below_match{suffix}": figures.below_match, f"over_forgetting_votes{suffix}": figures.votes,
                     f"over_forgetting_p{suffix}": figures.over_forgetting_p if figures.votes else math.nan})
     return row
