@@ -652,12 +652,18 @@ def _check_edges_not_forgotten(run: Run, pairs: Tensor, local_ids: bool = False)
                          f"e.g. {_named_pair(run.graph, first, local_ids)}{_untrusted_note(run)}")
 
 
+def _listed(count: int, one: str, many: str) -> str:
+    """'1 of the listed pairs is {one}' or 'n of the listed pairs are {many}'."""
+    return f"{count} of the listed pairs " + (f"is {one}" if count == 1 else f"are {many}")
+
+
 def _refuse_negatives(run: Run, pairs: Tensor, negative: Tensor, local_ids: bool) -> None:
     """Refuses the listed ``pairs`` that ``negative`` marks: sampled negatives, never interactions."""
     if bool(negative.any()):
         first = pairs[:, negative.nonzero()[0, 0]].tolist()
-        raise ValueError(f"{int(negative.sum())} of the listed pairs are sampled negatives, not interactions, "
-                         f"e.g. {_named_pair(run.graph, first, local_ids)}: list observed interactions only")
+        said = _listed(int(negative.sum()), "a sampled negative, not an interaction",
+                       "sampled negatives, not interactions")
+        raise ValueError(f"{said}, e.g. {_named_pair(run.graph, first, local_ids)}: list observed interactions only")
 
 
 def _check_nodes_not_forgotten(run: Run, row: int, ids: Tensor, left: Tensor, local_ids: bool = False) -> None:
@@ -732,7 +738,8 @@ def _edge_request(run: Run, pairs: Tensor, local_ids: bool = False) -> Tensor:
     trained, known = found[0], torch.stack(found).any(0)
     if not bool(known.all()):
         first = pairs[:, (~known).nonzero()[0, 0]].tolist()
-        raise ValueError(f"{int((~known).sum())} of the listed pairs are not interactions of {run.path} (neither "
+        said = _listed(int((~known).sum()), "not an interaction", "not interactions")
+        raise ValueError(f"{said} of {run.path} (neither "
                          f"training edges nor validation or test pairs; a held-out pair that an earlier request "
                          f"dropped is no longer stored), e.g. {_named_pair(run.graph, first, local_ids)}")
     _refuse_negatives(run, pairs, negative, local_ids)
@@ -1350,7 +1357,8 @@ class ForgetStream:
     directory applies it; after the rename the run exists, and the request is never applied twice. A
     journal line torn by a crash (never acknowledged) is cut off; any other line that is not an entry is refused by
     name (a damaged journal). Processes share a stream safely: those that apply requests take an advisory lock on
-    the directory, and appends to the journal take one on it.
+    the directory, and appends to the journal take one on it. A stream runs in one process: under ``torchrun`` it is
+    refused (each rank journaled every request, and the ranks deadlocked).
 
     The policy: the configured ``method`` is used, except that a request is applied by Retrain (from
     scratch, on everything that remains) when ``retrain_every`` approximate requests (a warm-started Retrain is
@@ -1377,6 +1385,10 @@ class ForgetStream:
     def __init__(self, directory: str | os.PathLike, base: str | os.PathLike | None = None, *,
                  method: str | None = None, options: dict | None = None, retrain_every: int | None = None,
                  max_drift: float | None = None, device: str = "cpu"):
+        ranks = max(rank_and_size()[1], int(os.environ.get("WORLD_SIZE", "1") or 1))
+        if ranks > 1:  # each rank journaled every request, and their locks and collectives deadlocked (qa142)
+            raise ValueError(f"ForgetStream runs in one process, and there are {ranks} (torchrun?): every rank would "
+                             "journal and apply each request; run the stream from one process")
         self.directory = Path(directory).expanduser().absolute()
         check_device(device)
         self.device = device

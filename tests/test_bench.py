@@ -889,6 +889,22 @@ def test_the_report_says_why_each_failed_cell_failed():
                                                       records[1:2], aggregate(records[1:2])))
 
 
+def test_a_table_row_says_how_many_of_its_cells_failed_or_were_untrusted():
+    """A row's figures averaged untrusted results under a plain method name, the count left to a line below the
+    table (qa139): a reader copying the row could not tell."""
+    from graphforget.bench.report import markdown
+    records = [_record("ifru", 0, {"auc_0": 0.6, "info": {"trusted": False}}), _record("ifru", 1, {"error": "x"}),
+               _record("ifru", 2, {"auc_0": 0.7, "info": {"trusted": True}}),
+               _record("scif", 0, {"auc_0": 0.6, "info": {"trusted": False}}),
+               _record("scif", 1, {"auc_0": 0.6, "info": {"trusted": False}}),
+               _record("finetune", 0, {"auc_0": 0.6})]
+    table = markdown(BenchResult("attack", "d", "mf", {"attack_ratio": 0.02}, TINY.as_dict(), records,
+                                 aggregate(records)))
+    assert "| ifru (1 failed, 1 untrusted) |" in table
+    assert "| scif (2 untrusted) |" in table
+    assert "| finetune |" in table
+
+
 def test_the_readme_cell_marks_seeds_that_raised_and_says_failed_only_when_every_seed_did():
     """The README showed IFRU's one measured seed of three as a plain figure, the two that raised hidden, and called
     SCIF "failed" where two seeds ran (their attack AUC and seconds measured, the gap NaN) and one raised."""

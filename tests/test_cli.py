@@ -1624,6 +1624,29 @@ def test_bench_takes_the_largest_seed_count_and_refuses_one_more(capsys, tmp_pat
                                  f"{MAX_SEED_COUNT + 1}\n")
 
 
+def test_bench_exits_1_and_says_so_when_a_cell_failed(capsys, tmp_path, monkeypatch):
+    """A failed cell is a hole in the table: bench exited 0 on it, and a job reading the status published a table
+    with a method missing (qa139). A run whose cells all ran exits 0."""
+    import graphforget.bench
+    from graphforget.bench import BenchResult
+    from graphforget.bench.harness import aggregate
+
+    def run(*args, failing=1, **kwargs):
+        cells = [{"cell": {"protocol": "deletion", "dataset": "synthetic", "model": "mf", "method": "ifru",
+                           "seed": seed, "params": {"protocol": {}}},
+                  "result": {"error": "ValueError: x"} if seed < failing else {"auc_0": 0.7}, "cached": False}
+                 for seed in range(3)]
+        hparams = {"model": "mf", "train": {"epochs": 3}}
+        return BenchResult("deletion", "synthetic", "mf", {}, hparams, cells, aggregate(cells), files=["r.md"])
+    for failing, status in ((1, 1), (0, 0)):
+        monkeypatch.setattr(graphforget.bench, "run_bench", lambda *a, **k: run(*a, failing=failing, **k))
+        code, out, err = run_cli(capsys, "--threads", "1", "bench", "--protocol", "deletion", "--dataset",
+                                 "synthetic", "--quiet", "--out", tmp_path / "b")
+        assert code == status and "3 cells (0 read from the cache)" in out
+        assert err == ("graphforget bench: 1 of 3 cells failed: their errors are under 'Failed cells' in results.md\n"
+                       if failing else "")
+
+
 def test_bench_writes_into_an_out_that_is_a_mount_point(tmp_path, monkeypatch):
     """bench writes its cells into --out (it is not renamed into place), so a mount point is a fine --out; the
     published commands refuse one."""

@@ -257,6 +257,7 @@ def outcomes(tmp_path_factory):
         "bench_computed": (bench_with_rank_zero_cache, cache),
         "bench_read_back": (bench_with_rank_zero_cache, cache),
         "bench_writers": (bench_out_on_every_rank, tmp_path_factory.mktemp("shared")),
+        "bench_rank_methods": (bench_with_rank_methods, (["sisa", "finetune"], ["sisa"])),
     }, timeout=TIMEOUT)
 
 
@@ -360,11 +361,22 @@ def bench_with_rank_seeds(out, seeds) -> list[str]:
         params={"kinds": ["edge"], "ratios": [0.05]}, hparams=hparams, out=out if rank == 0 else None)))
 
 
+def bench_with_rank_methods(methods) -> list[str]:
+    """Rank 0 given ``methods[0]``, rank 1 ``methods[1]`` (module level, for ``launch``)."""
+    hparams = Hyperparameters(model="mf", embedding_dim=8, l2=1.0, train={"epochs": 2, "patience": 0})
+    return _every_rank(_outcome(lambda: run_bench(
+        "deletion", "synthetic", methods=methods[rank_and_size()[0]], seeds=1, options={"sisa": {"num_shards": 2}},
+        params={"kinds": ["edge"], "ratios": [0.05]}, hparams=hparams)))
+
+
 def test_ranks_that_plan_other_cells_stop_the_bench(outcomes):
     """Rank 1 took rank 0's cached records as its own cells' (another seed's figures, said cached; a QA probe)."""
     assert case_value(outcomes, "bench_same_seeds") == ["ok", "ok"]
     said = "RanksDisagree: run_bench: the ranks were given different cell"
     ranks = case_value(outcomes, "bench_rank_seeds")  # seed 0 cached on rank 0
+    assert [outcome[:len(said)] for outcome in ranks] == [said, said], ranks
+    # a plan that is a prefix of rank 0's: rank 1 returned after it, and rank 0 died in the next cell (qa142)
+    ranks = case_value(outcomes, "bench_rank_methods")
     assert [outcome[:len(said)] for outcome in ranks] == [said, said], ranks
 
 

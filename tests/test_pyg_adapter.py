@@ -21,6 +21,7 @@ from torch_geometric.nn.norm import GraphNorm, GraphSizeNorm, InstanceNorm, Laye
 from torch_geometric.utils import degree, scatter, to_dense_adj
 
 from graphforget import BCEObjective, BPRObjective, TrainConfig, train
+from graphforget.config import eval_mode
 from graphforget.data import (EDGE, bipartite_to_homogeneous, make_interactions, message_passing_edges,
                               planted_communities, random_edges, remove_edges, user_edges)
 from graphforget.influence import NodeRows, computation_subgraph, has_linear_dot_product
@@ -886,6 +887,34 @@ class NodeEmbeddings(Encoder):
         return self.conv(self.embedding.weight, edge_index)
 
 
+@pytest.mark.parametrize("dropout", ["functional", "module", "functional_eval"])
+def test_a_forward_that_draws_at_random_in_eval_mode_is_refused_when_wrapped(graph, dropout):
+    """F.dropout(x, training=True) in a forward scored at random in eval mode: IFRU's and SCIF's curvature and
+    acceptance test were random, and each result was trusted (qa138). A dropout that follows self.training is fine,
+    and the caller's random state is not moved by the check."""
+    class Dropped(OwnCode):
+        def forward(self, edge_index, edge_label_index):
+            x = self.embedding.weight
+            if dropout == "module":
+                x = self.dropout(x)
+            else:
+                x = torch.nn.functional.dropout(x, 0.5, training=True if dropout == "functional" else self.training)
+            return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
+    module = Dropped(num_nodes=U + I, embedding_dim=D, num_layers=K)
+    module.dropout = torch.nn.Dropout(0.5)
+    state = torch.random.get_rng_state()
+    if dropout == "functional":
+        with pytest.raises(ValueError, match=r"Dropped scores the same pairs differently on two calls in eval mode "
+                                             r"\(by up to .*\): .* make each draw depend on self.training"):
+            PyGRecommender(module, U, I, receptive_field=K)
+    else:
+        model = PyGRecommender(module, U, I, receptive_field=K)
+        with eval_mode(model):
+            assert torch.equal(model(graph, all_pairs()), model(graph, all_pairs()))
+        assert model.module.training  # the caller's modes kept
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
 def test_a_module_with_another_call_convention_is_refused_naming_the_call(graph):
     """The adapter passes (edge_index, edge_label_index): an encoder's forward(x, edge_index) took edge_index for
     its node features and failed inside torch (an index out of range); it is refused when wrapped."""
@@ -915,8 +944,9 @@ def test_a_module_with_another_call_convention_is_refused_naming_the_call(graph)
             return super().forward(edge_index, edge_label_index)
     keywords = Keywords(U + I)
     # its GCNConv normalises the whole graph's weights again, by a subgraph's degrees on a subgraph: not exact there
-    with pytest.raises(ValueError, match=r"edge_weight=True\): conv \(GCNConv\) of Keywords normalise by the degrees "
-                                         "of the graph they are given"):
+    with pytest.raises(ValueError, match=r"edge_weight=True\): conv \(GCNConv\) of Keywords normalises by the degrees "
+                                         r"of the graph it is given.*: build the convolutions with normalize=False "
+                                         r"where they have it \(the weights passed are normalised\); or leave"):
         PyGRecommender(keywords, U, I, receptive_field=1, edge_weight=True)
     keywords.conv = GCNConv(4, 4, normalize=False)
     assert PyGRecommender(keywords, U, I, receptive_field=1, edge_weight=True).supports_edge_weight
@@ -925,7 +955,7 @@ def test_a_module_with_another_call_convention_is_refused_naming_the_call(graph)
                   EGConv(4, 4, num_heads=2)):  # EGConv's default aggregator, symnorm
         keywords.conv = layer
         with pytest.raises(ValueError, match=rf"edge_weight=True\): conv \({type(layer).__name__}\) of Keywords "
-                                             "normalise by the degrees"):
+                                             "normalises by the degrees"):
             PyGRecommender(keywords, U, I, receptive_field=1, edge_weight=True)
     keywords.conv = EGConv(4, 4, aggregators=["sum"], num_heads=2)  # a sum: exact on a subgraph
     assert PyGRecommender(keywords, U, I, receptive_field=1, edge_weight=True).supports_edge_weight
@@ -938,8 +968,16 @@ def test_a_module_with_another_call_convention_is_refused_naming_the_call(graph)
                  torch.nn.SyncBatchNorm(4, track_running_stats=False)):
         keywords.norm = norm
         with pytest.raises(ValueError, match=rf"edge_weight=True\): norm \({type(norm).__name__}\) of Keywords "
-                                             "normalise by the degrees of the graph they are given, or by statistics"):
+                                             r"normalises by the degrees of the graph it is given, or by statistics.*: "
+                                             r"give a batch or instance norm running statistics .* or remove the norm; "
+                                             r"or leave edge_weight=False"):
             PyGRecommender(keywords, U, I, receptive_field=1, edge_weight=True)
+    # a conv and a norm: both are named, each with its own advice (a norm alone had been advised normalize=False)
+    keywords.conv = GCNConv(4, 4)
+    with pytest.raises(ValueError, match=r"conv \(GCNConv\), norm \(SyncBatchNorm\) of Keywords normalise by .*: build "
+                                         r"the convolutions with normalize=False .*; give a batch or instance norm"):
+        PyGRecommender(keywords, U, I, receptive_field=1, edge_weight=True)
+    keywords.conv = GCNConv(4, 4, normalize=False)
     # per node, or by running statistics in eval mode (where IFRU runs the model): exact on a subgraph
     for norm in (LayerNorm(4, mode="node"), InstanceNorm(4, track_running_stats=True), torch.nn.BatchNorm1d(4)):
         keywords.norm = norm
@@ -1154,11 +1192,13 @@ def test_the_receptive_field_check_sees_either_sides_depth_node_features_and_edg
 
 
 class DrawsInEval(Stacked):
-    """A dropout called without ``training=``: it draws in eval mode too."""
+    """A dropout called without ``training=``: it draws in eval mode too (``draws``; the adapter refuses a module
+    that draws when wrapped)."""
+    draws = False
 
     def forward(self, edge_index, edge_label_index, edge_weight=None):
         scores = super().forward(edge_index, edge_label_index, edge_weight)
-        return scores + torch.nn.functional.dropout(scores, 0.1)
+        return scores + torch.nn.functional.dropout(scores, 0.1) if self.draws else scores
 
 
 @pytest.mark.parametrize("field", [None, 2.0, -1])
@@ -1167,6 +1207,7 @@ def test_the_probes_keep_the_random_state_and_a_field_that_is_no_count_is_named(
     caller's random state. A field of None failed in a comparison, 2.0 in torch's slicing."""
     module = DrawsInEval(2)
     model = PyGRecommender(module, U, I, receptive_field=2, edge_weight=True, sparse=True)
+    module.draws = True
     for seed in (0, 2, 18):  # the second forward of the field check drew other numbers, and was refused (a QA probe)
         torch.manual_seed(seed)
         state = torch.random.get_rng_state()

@@ -339,6 +339,9 @@ def run_bench(protocol: str, dataset: str | DataSource = "ml-100k", model: str |
 def _run_cells(cells: list[Cell], out, hparams: Hyperparameters, source: DataSource, device, progress: bool,
                after_cell: Callable[[Cell, dict], None] | None) -> list[dict]:
     """Each cell's record, read from ``out``'s cache or computed, in order; one :class:`Workspace` for them all."""
+    # The whole plan, before any cell: a rank that planned a prefix of rank 0's cells returned after them, and rank 0
+    # waited in the next cell's collectives (qa142); one that planned another cell took rank 0's record as its own.
+    agreed("run_bench", lambda: None, cells=[cell.key for cell in cells])
     cache, workspace, records = (CellCache(Path(out) / "cells") if out is not None else None), Workspace(), []
     for cell in tqdm(cells, desc=cells[0].protocol if cells else None, disable=not progress):
         records.append(_record(cell, cache, workspace, hparams, source, device, progress))
@@ -417,7 +420,6 @@ def _record(cell: Cell, cache: CellCache | None, workspace: Workspace, hparams, 
     """A cell's record: read from the cache, else computed (timed) and stored."""
     # Under torchrun, rank 0's cache decides for every rank (the others may have none): a rank computing a cell that
     # the others read back would wait forever in the shard training's collectives.
-    agreed("run_bench", lambda: None, cell=cell.key)  # a rank that planned another cell took rank 0's as its own
     found = from_rank_zero(cache.load(cell) if cache is not None else None)
     if found is not None:
         log.info("%s: read from the cache", cell.label())

@@ -209,7 +209,10 @@ def _table(result) -> tuple[list[str], list[list[str]]]:
     columns = _columns(result)
     rows = []
     for group in result.aggregates:
-        name = group["method"] + (f" ({group['errors']} failed)" if group.get("errors") else "")
+        # a reader copying a row must see that its figures hold results the method's own test refused
+        marks = [f"{group[key]} {word}" for key, word in (("errors", "failed"), ("untrusted", "untrusted"))
+                 if group.get(key)]
+        name = group["method"] + (f" ({', '.join(marks)})" if marks else "")
         seeds = len(group["seeds"])
         rows.append([_variant(group["variant"]), name]
                     + [_fmt(group["metrics"].get(c), seeds, c in COUNTS) for c in columns])

@@ -122,6 +122,12 @@ class PyGRecommender(Recommender):
             build=functools.partial(_edge_lists, weighted=self.supports_edge_weight))
         self.node_tables = _node_tables(module, num_users, num_items, node_tables)
         self.embedding_dim = module.get_parameter(next(iter(self.node_tables))).size(1)
+        spread = _eval_spread(self)
+        if spread:  # its curvature, acceptance test and served scores would be random, each result trusted
+            raise ValueError(f"PyGRecommender: {type(module).__name__} scores the same pairs differently on two calls "
+                             f"in eval mode (by up to {spread:.3g}): its forward draws at random outside training "
+                             "(e.g. F.dropout(x, p) or F.dropout(x, training=True)); make each draw depend on "
+                             "self.training (nn.Dropout, F.dropout(x, p, training=self.training))")
         failure = _sparse_failure(self) if sparse and not self.lightgcn_propagation else None  # that one: ours
         if failure:  # said here, before a training of hours: IFRU and SCIF raised only at the first request
             warn_caller(f"PyGRecommender(sparse=True), a sparse adjacency: {failure}; pass sparse=False")
@@ -275,6 +281,26 @@ def _edge_lists(graph: HeteroData, like: Tensor, weighted: bool) -> tuple[Tensor
     return bipartite_to_homogeneous(edges, num_users(graph)), torch.cat([weight, weight])
 
 
+def _eval_spread(model: PyGRecommender) -> float | None:
+    """How far two scorings of the same pairs in eval mode differ, where they differ beyond float rounding (a CUDA
+    scatter's order), on a path of 2 users and 2 items; ``None`` where they agree, or where the forward fails (the
+    call that fails says so in its own words). The caller's random state is kept, and the caches emptied again."""
+    hops = min(2, path_hops(model.num_users, model.num_items))
+    graph = path_graph(model.num_users, model.num_items, hops, device=next(model.module.parameters()).device)
+    pairs = graph[EDGE].edge_index
+    try:
+        with random_state_kept(model), eval_mode(model), torch.no_grad():
+            first, second = model(graph, pairs), model(graph, pairs)
+    except Exception:
+        return None
+    finally:
+        for cache in (model.adjacencies, model.edge_lists):
+            if cache is not None:
+                cache.clear()
+    return None if torch.allclose(first, second, rtol=1e-4, atol=1e-6, equal_nan=True) else float(
+        (first - second).abs().max())
+
+
 def _sparse_failure(model: PyGRecommender) -> str | None:
     """What fails of ``model`` given a sparse adjacency, found on a path of 2 users and 2 items: its forward (a
     module that indexes ``edge_index`` itself), or torch's second derivative of its scores, which IFRU and SCIF need;
@@ -385,14 +411,22 @@ def _refuse_normalizing_layers(module: nn.Module) -> None:
     """Raises ``ValueError`` naming the layers that normalise by themselves (``normalize=True``, the default of
     ``LGConv`` and ``GCNConv``, or :func:`_normalizes`) under ``edge_weight=True``: they normalise the
     whole graph's weights again by the degrees of the graph they are given (or its nodes by their statistics), so on a
-    k-hop subgraph the model is not the whole graph's, and IFRU's local step would be off without a word."""
-    layers = [f"{name} ({type(layer).__name__})" for name, layer in module.named_modules() if _normalizes(layer)]
-    if layers:
-        raise ValueError(f"PyGRecommender(edge_weight=True): {', '.join(layers)} of {type(module).__name__} normalise "
-                         "by the degrees of the graph they are given, or by statistics over all of its nodes, so the "
-                         "model is not exact on the k-hop subgraphs IFRU computes on: build the convolutions with "
-                         "normalize=False where they have it (the weights passed are normalised), or leave "
-                         "edge_weight=False (IFRU then computes on the whole graph)")
+    k-hop subgraph the model is not the whole graph's, and IFRU's local step would be off without a word. The advice
+    is each kind's: a BatchNorm had been told to build its convolutions with normalize=False (qa138)."""
+    named = [(name, layer) for name, layer in module.named_modules() if _normalizes(layer)]
+    if not named:
+        return
+    norms = [isinstance(layer, RUNNING_NORMS + GRAPH_NORMS + (pyg_norm.LayerNorm,)) for _, layer in named]
+    fixes = (["build the convolutions with normalize=False where they have it (the weights passed are normalised)"]
+             * (not all(norms))
+             + ["give a batch or instance norm running statistics (track_running_stats=True), normalise each node "
+                "alone (LayerNorm(mode='node')) or remove the norm"] * any(norms))
+    layers = ", ".join(f"{name} ({type(layer).__name__})" for name, layer in named)
+    raise ValueError(f"PyGRecommender(edge_weight=True): {layers} of {type(module).__name__} "
+                     f"{'normalises' if len(named) == 1 else 'normalise'} by the degrees of the graph it is given, or "
+                     "by statistics over all of its nodes, so the model is not exact on the k-hop subgraphs IFRU "
+                     f"computes on: {'; '.join(fixes)}; or leave edge_weight=False (IFRU then computes on the whole "
+                     "graph)")
 
 
 def _forward_parameters(module: nn.Module) -> list[inspect.Parameter] | None:
