@@ -439,6 +439,8 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
     options = {"user_col": user_col, "item_col": item_col, "label_col": label_col, "duplicates": duplicates,
                "delimiter": delimiter, "encoding": encoding, "threshold": threshold, "negatives": negatives}
     data, graph, test = _read_recorded(path, format, options)
+    # the same path may name other bytes on each node (a local copy): rank 0 had published its own data's model
+    agreed("fit_on_file", lambda: None, data=data["sha256"])
     split = prepare_split(graph, test, threshold=threshold, negatives=negatives, seed=seed, source=str(path))
     _check_val_labels(split.val, str(path))
     log.info("split into %d training, %d validation and %d test pairs",

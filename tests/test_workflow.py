@@ -1970,6 +1970,36 @@ def test_forget_under_torchrun_refuses_ranks_given_other_requests_or_one_that_fa
     assert not out.exists()
 
 
+def fit_in_rank_folder(folders: list, out: str) -> list:
+    """fit_on_file of ``data.csv`` in each rank's own working folder; what each rank raised, or "published" (module
+    level, for ``launch``)."""
+    from graphforget.distributed import gather_results, rank_and_size
+    rank, size = rank_and_size()
+    os.chdir(folders[rank])
+    try:
+        fit_on_file("data.csv", "csv", user_col="user", item_col="item", negatives=1, out=out,
+                    hparams={"embedding_dim": 8, "train.epochs": 1})
+    except ValueError as error:
+        return gather_results({rank: f"{type(error).__name__}: {error}"}, size)
+    return gather_results({rank: "published"}, size)
+
+
+@pytest.mark.distributed
+def test_fit_under_torchrun_refuses_ranks_that_read_other_bytes_at_the_same_path(files, tmp_path):
+    """A relative path named each node's own copy: rank 0 published the model of its data, and rank 1 returned
+    metrics of another (qa142). The ranks compare the files' sha256 before training."""
+    from graphforget.distributed import launch
+    folders = [tmp_path / "r0", tmp_path / "r1"]
+    lines = Path(files["implicit"]).read_text().splitlines(keepends=True)
+    for folder, kept in zip(folders, (lines, lines[:-1])):
+        folder.mkdir()
+        (folder / "data.csv").write_text("".join(kept))
+    said = launch(fit_in_rank_folder, 2, [str(f) for f in folders], str(tmp_path / "run"), timeout=120)
+    assert said[0] == said[1] and said[0].startswith("RanksDisagree: fit_on_file: the ranks were given different "
+                                                     "data"), said
+    assert not (tmp_path / "run").exists()
+
+
 def test_forget_records_its_run_by_the_path_its_child_records(base, tmp_path):
     """The audit line kept --out as given ('base/../a'), which the next line's parent path (resolved) never matched."""
     (tmp_path / "sub").mkdir()
