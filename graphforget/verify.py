@@ -845,11 +845,11 @@ def _exact_ceiling(plan: _Plan, reference: tuple[torch.nn.Module, HeteroData], s
     edges = graph[EDGE].edge_index.cpu()
     untrained = [torch.bincount(edges[row], minlength=count)[plan.edges[row]] == 0
                  for row, count in ((0, num_users(graph)), (1, num_items(graph)))]
-    if not bool((untrained[0] | untrained[1]).any()):
+    hit = untrained[0] | untrained[1]  # the pairs whose score an untrained row enters
+    if not bool(hit.any()):
         return upper
     if not getattr(model, "scores_by_dot_product", False):
         return None
-    hit = untrained[0] | untrained[1]  # the pairs whose score an untrained row enters
     with _scoring(model):
         tables = cast(Any, model).embed(graph)  # a Recommender: scores_by_dot_product says it has embed
     rows = [table.detach().cpu().double()[plan.edges[row][hit]] for row, table in enumerate(tables)]
