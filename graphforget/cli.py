@@ -1062,9 +1062,9 @@ def _warn_over_forgotten(figures: dict, retrain_command: str | None) -> None:
         print(f"UNDER-FORGOTTEN: the attack tells the removed edges from their matched non-members better than an "
               f"exact deletion would (MIA AUC {figures['mia_auc']:.3f} {interval_text(figures['mia_auc_interval'])}, "
               f"above {figures['reference_auc_ceiling']:.3f}, the most a Retrain reaches at 95%; the Retrain here: "
-              f"{figures['reference']['mia_auc']:.3f}): the model still holds what retraining forgets; forget the next "
-              "request with --method retrain (a new model of what the lineage kept), or the requests again from the "
-              "lineage's root with another method")
+              f"{figures['reference']['mia_auc']:.3f}): its scores still set them apart, where a retrained model's "
+              "would not; forget the next request with --method retrain (a new model of what the lineage kept), or "
+              "the requests again from the lineage's root with another method")
     if figures["unchanged"]:
         print("NOTHING FORGOTTEN: the model scores the removed edges and their matched non-members exactly as the "
               "model before the deletion does: the edges are gone from the data, not from the model; forget them again "

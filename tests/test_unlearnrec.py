@@ -627,6 +627,31 @@ def test_a_request_is_a_set_of_pairs_whatever_their_order(trained):
     first, second = (state(unlearner.unlearn(pairs).model) for pairs in (request, shuffled))
     assert same_state(first, second) and not same_state(first, state(model))
 
+def test_the_unlearning_loss_reads_the_requests_interactions_alone():
+    """L_u asks removed edges to score as non-members; on the BCE graphs fit makes, a user's request is mostly
+    dislikes, which score low already, and L_u pushed them lower: an ML-100K user's 490 dislikes went from a mean
+    probability of 0.36 to 0.04, a Retrain's 0.5 (qa144). Without pre-training (which reads l_u too) the weight of L_u
+    then changes nothing on a request of dislikes, bit for bit, and the result on one of likes."""
+    graph = planted_communities(num_users=U, num_items=I, num_communities=4, interactions_per_user=8, seed=0)
+    model = LightGCN(U, I, embedding_dim=16, num_layers=2)
+    model.reset_parameters(0)
+    objective = BCEObjective(l2=1e-3)
+    train(model, graph, objective, TrainConfig(epochs=30, lr=0.05, batch_size=0, patience=0))
+    store = graph[EDGE]
+    user = int(store.edge_index[0, store.edge_label == 0][0])
+    mine = store.edge_index[0] == user
+    dislikes, likes = (store.edge_index[:, mine & (store.edge_label == label)] for label in (0, 1))
+    assert dislikes.size(1) and likes.size(1)
+
+    def unlearned(request, l_u):
+        config = quick_config(finetune_epochs=2, batch_size=0, l_u=l_u, max_loss_increase=None)
+        return UnlearnRec(model, graph, objective, config).fit().unlearn(request)
+    weighted, unweighted = unlearned(dislikes, 0.5), unlearned(dislikes, 0.0)
+    assert same_state(state(weighted.model), state(unweighted.model))
+    assert [epoch["unlearn"] for epoch in weighted.info["history"]] == [0.0, 0.0]
+    assert not same_state(state(unlearned(likes, 0.5).model), state(unlearned(likes, 0.0).model))
+
+
 def test_an_interrupted_fit_leaves_the_encoder_as_it_was(trained, tmp_path, monkeypatch):
     """A Ctrl-C in pre-training left a half-trained encoder in use: after load_encoder, unlearn() answered with it
     and save_encoder() wrote it under the loaded file's record; a first fit() interrupted never gave the seed's
