@@ -2409,6 +2409,20 @@ def test_a_lineage_that_forgot_less_than_the_retrain_is_said_by_verify_and_fails
         assert cli(capsys, "verify", "--run", base, "--retrain", "--quiet")[0] == 0  # a gate only under --strict
 
 
+def test_forget_says_how_long_a_methods_fit_took_beside_its_unlearning(capsys, base, tmp_path):
+    """forget pre-trains UnlearnRec's encoder for each request: its line said "in 1.55s" where the request took 9 s
+    more, which only audit.jsonl recorded (qa144). A method without a fit says nothing of one."""
+    code, out, err = cli(capsys, "forget", "--run", base, "--users", "u3", "--method", "unlearnrec", "--option",
+                         "pretrain_epochs=1", "--option", "max_loss_increase=None", "--quiet", "--out", tmp_path / "u")
+    assert code == 0, err
+    (line,) = audit_lines(tmp_path / "u")
+    assert line["fit_seconds"] > 0 and (f"in {line['seconds']:.2f}s after {line['fit_seconds']:.2f}s of fit() ("
+                                        in out)
+    code, out, err = cli(capsys, "forget", "--run", base, "--users", "u3", "--method", "scif", "--quiet", "--out",
+                         tmp_path / "s")
+    assert code == 0 and "of fit()" not in out
+
+
 def test_publish_cleans_the_stale_attempts_of_a_name_with_glob_characters(tmp_path):
     """The leftovers of ``a[1]`` were looked up with ``.a[1].tmp-*`` as a glob pattern, which matches ``.a1.tmp-*``
     and never ``.a[1].tmp-*``: a killed attempt at ``a[1]`` was never removed, and one at ``a1`` was."""
