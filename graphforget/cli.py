@@ -1101,7 +1101,7 @@ def _add_workflow_commands(sub) -> None:
     p = sub.add_parser("forget", help="forget users, items or edges of a run (writes a new run)",
                        description="Forget users, items or edges of a run with one method into a new run (model, "
                                    "remaining graph, lineage, audit log, and a record of what it forgot for verify: "
-                                   "serve model.pt, delete run folders once verified); the run is not modified.")
+                                   "serve model.pt, delete a lineage whole once verified); the run is not modified.")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--users", metavar="ID[,ID...]", help="users whose every training edge is forgotten (CSV "
                       "lines: an id holding a comma goes in double quotes, '\"Smith, J\",u2')")

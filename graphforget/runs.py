@@ -648,7 +648,8 @@ def lineage(run: str | os.PathLike | Run) -> list[Path]:
         parent = info["lineage"]["parent"]
         relative = chain[-1].parent / parent["relative_path"] if parent.get("relative_path") else None
         parent_path = recorded_run(relative, parent["path"], parent["run_sha256"],
-                                   f"the parent run {parent['path']} of {chain[-1]} is gone",
+                                   f"the parent run {parent['path']} of {chain[-1]} is gone (a lineage is verified "
+                                   "from every run back to its fit run: delete a lineage whole, once verified)",
                                    f"the parent run {{path}} changed after {chain[-1]} was derived from it")
         info = _read_info(parent_path)
         _check_files(parent_path, info)  # every run the report counts, not the root and the leaf alone

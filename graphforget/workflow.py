@@ -18,7 +18,9 @@ the lineage's record does: ``removed.pt`` lists every removed (user, item) pair 
 ``graph.pt`` maps local ids to raw ids, and ``audit.jsonl`` holds each request's hash and size. They are what
 :func:`verify_run` tests and what refuses a repeated request, and every descendant run carries them. Serve
 a run's ``model.pt``; where the deletion must reach the record too, keep the run directories apart from
-what you serve and delete them once verified. A request published untrusted (``allow_untrusted``) removed its
+what you serve and delete a lineage whole once its latest run is verified: each run carries its ancestors' record,
+and :func:`verify_run` reads every run back to the ``fit`` (one deleted in between made its descendants unverifiable,
+and removed nothing of the record: qa146). A request published untrusted (``allow_untrusted``) removed its
 edges from the data but not necessarily from the model: :func:`verify_run` lists it (until a Retrain from scratch
 later in the lineage, which learnt from none of the removed edges), and a second ``forget`` of the same ids from that
 lineage is refused, so forget them again from the run before it, or forget the next request with Retrain.
@@ -995,6 +997,9 @@ def _unlearn(parent: Run, method: str, config, request: Request, val: HeteroData
             warnings.simplefilter("ignore", NoValidationWarning)
         unlearner = METHODS[method](module_on(parent.model, dev), on_device(parent.graph, dev), objective, config,
                                     val=None if val is None else on_device(val, dev))
+    # -v: a LightGCN's step on Gowalla took tens of seconds, said by nothing until it was done (qa146)
+    log.info("%s: unlearning %d training edges of a graph of %d", method, request.edges.size(1),
+             parent.graph[EDGE].edge_index.size(1))
     fit_seconds = unlearner.fit().fit_seconds if unlearner.needs_fit else 0.0
     try:
         result = unlearner.unlearn(request.edges.to(dev))

@@ -529,6 +529,11 @@ def test_forget_logs_what_the_method_reports(base, tmp_path, caplog):
     info = result.result.info
     assert f"request_edges {info['request_edges']}," in line and f"damping {info['damping']:.4g}," in line
     assert f"trusted {info['trusted']}," in line and "attempts" not in line  # lists are left to run.json
+    # and before the call, what it is about to do: a long step had been silent until it was done (qa146)
+    messages = [r.getMessage() for r in caplog.records]
+    said = f"ifru: unlearning {info['request_edges']} training edges of a graph of "
+    before = [at for at, message in enumerate(messages) if message.startswith(said)]
+    assert before and before[0] < messages.index(line)
 
 
 def _sealed(info: dict) -> str:
@@ -1718,7 +1723,9 @@ def test_a_child_copied_among_other_runs_finds_its_own_parent(base, tmp_path):
     with pytest.raises(ValueError, match=f"the parent run {re.escape(str(record.parent.resolve()))} changed after"):
         lineage(elsewhere / "child")
     shutil.rmtree(elsewhere / "base")
-    with pytest.raises(FileNotFoundError, match="is gone"):
+    # the docs had advised deleting run folders once verified: a run deleted so left its descendants unverifiable
+    with pytest.raises(FileNotFoundError, match=r"is gone \(a lineage is verified from every run back to its fit run: "
+                                                r"delete a lineage whole, once verified\)"):
         lineage(elsewhere / "child")
 
 
