@@ -542,12 +542,18 @@ def _calibrating(fraction: float, count: int) -> int:
     return min(max(round(fraction * count), 1), count - 1)
 
 
+def _split(count: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """The positions of the ``count >= 2`` non-members that calibrate the attack, and of those it is evaluated on."""
+    permutation = torch.randperm(count, generator=seeded(seed))
+    calibrating = _calibrating(fraction, count)
+    return permutation[:calibrating], permutation[calibrating:]
+
+
 def _attack(member: Tensor, non_member: Tensor, fraction: float, seed: int, fpr: float) -> dict[str, Any]:
     """:func:`membership_attack` on scores: ``member [R]``, ``non_member [N]`` (``N >= 2``)."""
     count = non_member.numel()
-    calibrating = _calibrating(fraction, count)
-    permutation = torch.randperm(count, generator=seeded(seed))
-    calibration, evaluation = non_member[permutation[:calibrating]], non_member[permutation[calibrating:]]
+    calibration, evaluation = (non_member[positions] for positions in _split(count, fraction, seed))
+    calibrating = calibration.numel()
     # Calibration non-members allowed above the threshold; the tolerance reads 0.29 * 100 as 29, and the cap keeps
     # an fpr within it of 1 on the lowest calibration score.
     above = min(math.floor(fpr * calibrating + 1e-9), calibrating - 1)
@@ -753,7 +759,7 @@ def sign_test(below: int, above: int) -> float:
 
 
 def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, before=None, reference=None,
-                      seed: int = 0, fpr: float = 0.1, calibration_fraction: float = 0.5,
+                      objective=None, seed: int = 0, fpr: float = 0.1, calibration_fraction: float = 0.5,
                       num_buckets: int = 10, exclude=None) -> ForgettingReport:
     r"""The forgetting report of an unlearned model for a request.
 
@@ -782,6 +788,10 @@ def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, bef
             the model forgot less than it (``under_forgotten``). The rows the reference leaves untrained (of users
             and items withdrawn whole) are turned to random directions 200 times, from ``seed``, to
             find how high an exact deletion's attack AUC goes (``reference_auc_ceiling``).
+        objective: the reference's training objective (:class:`~graphforget.objectives.Objective`), whose terms
+            tell the untrained rows: under BPR a user left with dislikes alone has one (it reads no label-0 edge,
+            and a Retrain was flagged against another for a user stripped of its likes: qa143); ``None``: a row
+            with an edge left is trained.
         seed: seed of the matching, of the attack's calibration split and of those directions.
         fpr: the attack's target false-positive rate.
         calibration_fraction: share of the non-members that calibrates the attack.
@@ -810,20 +820,22 @@ def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, bef
         _check_non_members(scored, pairs, plan.edges[:, plan.requested:], "the graph a model is run on holds "
                            "edges that the graph before the deletion lacks: verify against a graph before the "
                            "deletion that holds them")
+    if objective is not None and not callable(getattr(objective, "has_term", None)):
+        raise ValueError(f"objective must be a graphforget Objective (with has_term), got {type(objective).__name__}")
     report, scores = _figures(model, graph, plan)
     if reference is not None:
-        _beside_reference(report, scores, plan, models["reference"])
+        _beside_reference(report, scores, plan, models["reference"], objective)
     return report
 
 
 def _beside_reference(report: ForgettingReport, scores: Tensor, plan: _Plan,
-                      reference: tuple[torch.nn.Module, HeteroData]) -> None:
+                      reference: tuple[torch.nn.Module, HeteroData], objective) -> None:
     """Sets ``report``'s figures of the ``reference``: its own report, the distance to it and the under-forgetting
     test (none where too few non-members are left to attack)."""
     report.reference, target = _figures(*reference, plan)
     report.reference_distance, report.reference_gap = plan.closeness(scores, target)
     if report.mia_auc_interval is not None:
-        ceiling = _exact_ceiling(plan, reference, target, report.reference)
+        ceiling = _exact_ceiling(plan, reference, target, report.reference, objective)
         report.reference_auc_ceiling = ceiling
         report.under_forgotten = None if ceiling is None else report.mia_auc_interval[0] > ceiling
 
@@ -833,16 +845,19 @@ _DIRECTIONS = 200
 
 
 def _exact_ceiling(plan: _Plan, reference: tuple[torch.nn.Module, HeteroData], scores: Tensor,
-                   figures: ForgettingReport) -> float | None:
+                   figures: ForgettingReport, objective=None) -> float | None:
     """The highest attack AUC an exact deletion gives, at 95%: the upper end of the reference's interval where it
-    trained every row it scores. A Retrain leaves the rows of users and items withdrawn whole at a random start, and
-    its AUC then moves with the seed beyond that interval (0.38 to 0.61 over four Retrains of one ML-100K user's 513
-    edges, each interval +-0.045: qa141); there the 97.5% quantile of the AUC over random directions of those rows
-    (:data:`_DIRECTIONS` draws, their norms kept, the other rows as trained) is taken, plus the interval's upper
-    half. ``None`` where the reference's scores are not the dot products of its ``embed`` rows."""
+    trained every row it scores. A Retrain leaves the rows of users and items without a term of ``objective`` (or
+    without an edge) at a random start, and its AUC then moves with the seed beyond that interval (0.38 to 0.61 over
+    four Retrains of one ML-100K user's 513 edges, each interval +-0.045: qa141); there the 97.5% quantile of the AUC
+    over random directions of those rows (:data:`_DIRECTIONS` draws, their norms kept, the other rows as trained) is
+    taken where it is higher. ``None`` where the reference's scores are not the dot products of its ``embed`` rows."""
     model, graph = reference
     upper = figures.mia_auc_interval[1] if figures.mia_auc_interval is not None else math.nan
-    edges = graph[EDGE].edge_index.cpu()
+    store = graph[EDGE]
+    edges = store.edge_index.cpu()
+    if objective is not None:
+        edges = edges[:, objective.has_term(store.edge_label).cpu()]
     untrained = [torch.bincount(edges[row], minlength=count)[plan.edges[row]] == 0
                  for row, count in ((0, num_users(graph)), (1, num_items(graph)))]
     hit = untrained[0] | untrained[1]  # the pairs whose score an untrained row enters
@@ -857,8 +872,9 @@ def _exact_ceiling(plan: _Plan, reference: tuple[torch.nn.Module, HeteroData], s
     generator, aucs, simulated = seeded(plan.seed), [], scores.clone()
     for _ in range(_DIRECTIONS):
         simulated[hit] = (draws[0](generator) * draws[1](generator)).sum(-1)
-        aucs.append(plan.attack(simulated)["mia_auc"])
-    return max(upper, float(torch.tensor(aucs).quantile(0.975)) + upper - figures.mia_auc)
+        aucs.append(plan.attack_auc(simulated))
+    # the model's interval holds the sampling of the pairs, which the reference shares: not added twice (qa143)
+    return max(upper, float(torch.tensor(aucs).quantile(0.975)))
 
 
 def _redrawing(rows: Tensor, nodes: Tensor, untrained: Tensor) -> Callable[[torch.Generator], Tensor]:
@@ -956,6 +972,14 @@ class _Plan:
             return {**dict.fromkeys(("mia_auc", "tpr_at_fpr", "fpr", "accuracy"), math.nan), "auc_interval": None}
         statistic = scores.double() * self.sign
         return _attack(statistic[:self.requested], statistic[self.requested:], self.fraction, self.seed, self.fpr)
+
+    def attack_auc(self, scores: Tensor) -> float:
+        """The attack's AUC alone of ``scores [R + M]`` (where :meth:`attack` gives one): what the exact-deletion
+        ceiling draws hundreds of times (:func:`_exact_ceiling`)."""
+        statistic = scores.double() * self.sign
+        evaluation = statistic[self.requested:][_split(statistic.numel() - self.requested, self.fraction, self.seed)[1]]
+        labels = torch.cat([torch.ones(self.requested), torch.zeros(evaluation.numel())])
+        return auc(torch.cat([statistic[:self.requested], evaluation]), labels)
 
     def over_forgetting(self, scores: Tensor) -> tuple[float, float, int]:
         """``(below_match, over_forgetting_p, votes)`` of ``scores [R + M]``: the votes of the requested interactions

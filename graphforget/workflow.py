@@ -1331,7 +1331,8 @@ def verify_run(run: str | os.PathLike, *, retrain: bool = False, seed: int | Non
     seconds = None
     if retrain:
         reference, seconds = _retrain_reference(root, current, seed, device, progress)
-        report = verify_forgetting(current.model, current.graph, current.removed, reference=reference, **options)
+        report = verify_forgetting(current.model, current.graph, current.removed, reference=reference,
+                                   objective=recorded_objective(root.info), **options)
     return {"run": str(current.path.resolve()), "lineage": [str(p.resolve()) for p in chain],
             "parents_elsewhere": parents_elsewhere(chain), "seed": seed,
             "requests": len(current.audit), "untrusted_requests": [line["run"] for line in untrusted_requests(current)],

@@ -467,12 +467,12 @@ def test_an_exact_deletion_of_whole_users_is_not_under_forgotten_whatever_its_se
                     for seed in (0, 3))
     report = verify_forgetting(first.model, first.graph, request, before=(model, graph),
                                reference=(other.model, other.graph))
-    # measured: 0.635 [0.573, 0.693] against 0.420 [0.360, 0.483], the ceiling 0.70
+    # measured: 0.635 [0.573, 0.693] against 0.420 [0.360, 0.483], the ceiling 0.668
     assert report.mia_auc_interval[0] > report.reference.mia_auc_interval[1]
     assert report.reference_auc_ceiling > report.mia_auc_interval[0] and report.under_forgotten is False
     report = verify_forgetting(model, graph, request, before=(model, graph), reference=(first.model, first.graph))
     assert report.under_forgotten is True  # 0.834 [0.784, 0.874]
-    assert report.reference.mia_auc_interval[1] < report.reference_auc_ceiling < report.mia_auc_interval[0]
+    assert report.reference.mia_auc_interval[1] <= report.reference_auc_ceiling < report.mia_auc_interval[0]
 
     class Scored(MF):  # a forward of its own: its scores need not be the dot products of embed's rows
         def forward(self, graph, edge_label_index):
@@ -482,6 +482,35 @@ def test_an_exact_deletion_of_whole_users_is_not_under_forgotten_whatever_its_se
     report = verify_forgetting(model, graph, request, before=(model, graph), reference=(scored, first.graph))
     assert report.reference_auc_ceiling is None and report.under_forgotten is None
     assert re.search(r"forgot less than an exact deletion +- +-$", report.table())
+
+
+def test_under_bpr_a_user_left_with_dislikes_alone_is_an_untrained_row(one_thread):
+    """BPR reads no label-0 edge: a user stripped of its likes keeps a row at its random start in a Retrain, though
+    edges of its are left, and one Retrain was flagged against another (qa143). Given the objective, the ceiling
+    draws that row at random too; the model before is still caught."""
+    from graphforget.objectives import BPRObjective
+    graph = planted_communities(num_users=80, num_items=300, num_communities=2, interactions_per_user=120, seed=0)
+    model = MF(80, 300, 16)
+    model.reset_parameters(0)
+    objective, config = BPRObjective(l2=1e-4, seed=0), TrainConfig(epochs=60, lr=0.05, batch_size=0, patience=0)
+    train(model, graph, objective, config)
+    store = graph[EDGE]
+    request = store.edge_index[:, torch.isin(store.edge_index[0], torch.tensor([7, 9])) & (store.edge_label > 0)]
+    first, other = (Retrain(model, graph, objective, RetrainConfig(config, seed=seed)).unlearn(request)
+                    for seed in (2, 0))
+    assert int((first.graph[EDGE].edge_index[0] == 7).sum()) > 0  # its dislikes stay
+
+    def report(method, objective=None):
+        return verify_forgetting(*method, request, before=(model, graph), reference=(other.model, other.graph),
+                                 objective=objective)
+    # measured: 0.638 [0.564, 0.706] against the Retrain's interval's top 0.514; the ceiling 0.704 given BPR
+    counted = report((first.model, first.graph))
+    assert counted.under_forgotten is True and counted.reference_auc_ceiling == counted.reference.mia_auc_interval[1]
+    drawn = report((first.model, first.graph), objective)
+    assert drawn.under_forgotten is False and drawn.reference_auc_ceiling > drawn.mia_auc_interval[0]
+    assert report((model, graph), objective).under_forgotten is True  # 0.946
+    with pytest.raises(ValueError, match="objective must be a graphforget Objective \\(with has_term\\), got str"):
+        report((model, graph), "bpr")
 
 
 def by_key(pairs):

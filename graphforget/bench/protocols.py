@@ -176,7 +176,8 @@ def measure(setting: Setting, model, graph, removed: Tensor, reference, seed: in
     row.update(prediction_gap=prediction_gap(gap, scale, pairs.size(1)), prediction_distance=gap,
                original_distance=scale)
     report = verify_forgetting(model, graph, removed, before=(original, train_graph),
-                               reference=(reference.model, reference.graph), seed=seed, exclude=setting.held_out)
+                               reference=(reference.model, reference.graph), objective=setting.objective, seed=seed,
+                               exclude=setting.held_out)
     retrained = cast(ForgettingReport, report.reference)  # set: a reference was given
     row.update(mia_auc=report.mia_auc, mia_auc_retrain=retrained.mia_auc,  # before given: its figures are set
                mia_auc_before=cast(float, report.before_mia_auc), mi_bf=cast(float, report.mi_bf), mi_ng=report.mi_ng,
