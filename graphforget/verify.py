@@ -638,10 +638,10 @@ class ForgettingReport:
         reference_gap: ``reference_distance`` over the same distance of the model before the deletion (0: as the
             reference, 1: no closer to it than before the deletion); ``None`` without ``reference`` or ``before``.
         reference_auc_ceiling: with ``reference``, the highest attack AUC an exact deletion gives at 95%: the upper
-            end of the reference's interval, or, where the request withdraws users or items whole, whose rows a
-            Retrain leaves at a random start, the upper end of the spread of the AUC over random directions of those
-            rows (see :func:`verify_forgetting`); ``None`` without a reference or an attack, or for such a request on
-            a reference whose scores are not dot products of its ``embed`` rows.
+            end of the reference's interval or, where the request leaves users or items whose rows a Retrain leaves
+            at a random start (withdrawn whole), the 97.5% quantile of the AUC over random directions of those rows,
+            whichever is higher (see :func:`verify_forgetting`); ``None`` without a reference or an attack, or for
+            such a request on a reference whose scores are not dot products of its ``embed`` rows.
         under_forgotten: with ``reference``, whether the attack tells the requested edges from their matches better
             on this model than an exact deletion would: ``mia_auc_interval`` wholly above ``reference_auc_ceiling``
             (both on the same pairs, whose AUCs move together, so the comparison is conservative); ``None`` where
