@@ -16,7 +16,8 @@ attack AUC of an exact deletion is often above 0.5. Compare a method's figures w
 retrain (``reference=``), not with 0.5 alone. A request of label-0 edges (explicit dislikes, the flipped labels
 of the IFRU attack protocol) is one a model that memorised it scores *low*: given ``before`` (which holds the
 labels) the attack reads the label-signed score, a loss threshold; without it every requested edge counts as a
-positive, and an AUC below 0.5 is then the membership signal.
+positive, and an AUC below 0.5 is then the membership signal. Given the training ``objective``, an edge it reads no
+term of (BPR's dislikes, which it never fits as such) counts as a positive too.
 
 A model can also forget too much. A retrain has no reason to score a user's removed interactions *below* that
 user's matched non-members (a real interaction is at least as predictable as a non-interaction of the same
@@ -784,15 +785,12 @@ def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, bef
         before: ``(model, graph)`` before the deletion: gives MI-BF and the attack AUC before, and its
             graph the non-member candidates (it must hold every requested edge).
         reference: ``(model, graph)`` of a reference, e.g. a Retrain: its figures on the same request and
-            non-members (``ForgettingReport.reference``), the distance to it (``reference_distance``), and whether
-            the model forgot less than it (``under_forgotten``). The rows the reference leaves untrained (of users
-            and items withdrawn whole) are turned to random directions 200 times, from ``seed``, to
-            find how high an exact deletion's attack AUC goes (``reference_auc_ceiling``).
-        objective: the reference's training objective (:class:`~graphforget.objectives.Objective`), whose terms
-            tell the untrained rows: under BPR a user left with dislikes alone has one (it reads no label-0 edge,
-            and a Retrain was flagged against another for a user stripped of its likes: qa143); ``None``: a row
-            with an edge left is trained.
-        seed: seed of the matching, of the attack's calibration split and of those directions.
+            non-members (``ForgettingReport.reference``), the distance to it and whether the model forgot less than
+            an exact deletion (``under_forgotten``, ``reference_auc_ceiling``).
+        objective: the models' training objective (:class:`~graphforget.objectives.Objective`): an edge it reads no
+            term of (BPR's dislikes) is attacked as a positive, and a row left without a term counts as untrained in
+            the reference; ``None``: every label is fitted, and a row with an edge left is trained.
+        seed: seed of the matching, of the attack's calibration split and of the ceiling's random directions.
         fpr: the attack's target false-positive rate.
         calibration_fraction: share of the non-members that calibrates the attack.
         num_buckets: degree buckets of the matching.
@@ -810,22 +808,31 @@ def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, bef
     pairs = _check_pairs(graph, request, "request")
     pairs = pairs[:, pair_keys(pairs, num_items(graph)).argsort()]  # the figures of a set of edges, in any order
     fraction, fpr = _check_fraction("calibration_fraction", calibration_fraction), _check_fraction("fpr", fpr)
+    _check_objective(objective)
     models = {what: _check_model_graph(value, what, graph) for what, value in
               (("before", before), ("reference", reference)) if value is not None}
     original = models["before"][1] if before is not None else _with_request(graph, pairs)
     plan = _plan(original, pairs, models.get("before"), seed, num_buckets, (fpr, fraction),
-                 _check_exclude(graph, exclude))
-    for scored in [graph] + ([models["reference"][1]] if reference is not None else []):
-        # non-edges of the graph before the deletion, but a graph that grew since may hold them: trained on
-        _check_non_members(scored, pairs, plan.edges[:, plan.requested:], "the graph a model is run on holds "
-                           "edges that the graph before the deletion lacks: verify against a graph before the "
-                           "deletion that holds them")
-    if objective is not None and not callable(getattr(objective, "has_term", None)):
-        raise ValueError(f"objective must be a graphforget Objective (with has_term), got {type(objective).__name__}")
+                 _check_exclude(graph, exclude), objective)
+    _check_grown([graph] + ([models["reference"][1]] if reference is not None else []), plan)
     report, scores = _figures(model, graph, plan)
     if reference is not None:
         _beside_reference(report, scores, plan, models["reference"], objective)
     return report
+
+
+def _check_objective(objective) -> None:
+    if objective is not None and not callable(getattr(objective, "has_term", None)):
+        raise ValueError(f"objective must be a graphforget Objective (with has_term), got {type(objective).__name__}")
+
+
+def _check_grown(graphs: list[HeteroData], plan: _Plan) -> None:
+    """The matched non-members are non-edges of the graph before the deletion, but a graph a model runs on that
+    grew since may hold them (trained on): refused."""
+    for scored in graphs:
+        _check_non_members(scored, plan.edges[:, :plan.requested], plan.edges[:, plan.requested:], "the graph a "
+                           "model is run on holds edges that the graph before the deletion lacks: verify against a "
+                           "graph before the deletion that holds them")
 
 
 def _beside_reference(report: ForgettingReport, scores: Tensor, plan: _Plan,
@@ -897,7 +904,7 @@ def _redrawing(rows: Tensor, nodes: Tensor, untrained: Tensor) -> Callable[[torc
 
 
 def _plan(original: HeteroData, pairs: Tensor, before: tuple[torch.nn.Module, HeteroData] | None, seed: int,
-          num_buckets: int, attack: tuple[float, float], exclude: Tensor | None = None) -> _Plan:
+          num_buckets: int, attack: tuple[float, float], exclude: Tensor | None = None, objective=None) -> _Plan:
     """The :class:`_Plan` of a report: ``pairs`` and their matched non-members in ``original`` (the graph before the
     deletion, outside ``exclude``), with the labels' signs and the scores of ``before`` (``(model, graph)``, or
     ``None``: labels 1); ``attack`` is ``(fpr, calibration_fraction)``."""
@@ -906,9 +913,12 @@ def _plan(original: HeteroData, pairs: Tensor, before: tuple[torch.nn.Module, He
         raise ValueError("no requested edge has a matched non-member (every requested user has an edge, or a held-out "
                          "pair left out as exclude, with every item, or every user one with the withdrawn items), so "
                          "membership cannot be tested")
-    interactions = original[EDGE].edge_label.cpu()[positions] > 0.5
+    label = original[EDGE].edge_label.cpu()[positions]
+    interactions = label > 0.5
     # without the graph before the deletion the labels are unknown: 1
     labels = interactions.float() if before is not None else torch.ones(pairs.size(1))
+    if objective is not None:  # an edge the objective reads no term of (BPR's dislikes) was never fitted by its label
+        labels = torch.where(objective.has_term(label).cpu(), labels, torch.ones_like(labels))
     edges = torch.cat([pairs, non_members.cpu()], 1)
     # The pairs of an item withdrawn whole share its row, which an exact deletion leaves untrained: its random
     # direction puts them all above or all below their matches (a Retrain of ML-100K's item 50: 59% below, p 4e-4).
@@ -924,6 +934,7 @@ def _plan(original: HeteroData, pairs: Tensor, before: tuple[torch.nn.Module, He
     votes = torch.where(users, count + num_items(original) + pairs[0], votes)
     for row, whole in ((0, users), (1, items)):
         votes = torch.where(_stripped(original, pairs, row, interactions) & ~whole, -1, votes)
+    votes = torch.where(interactions, votes, -1)  # the sign test's premise is a real interaction's, whatever the sign
     return _Plan(edges, count, kept.cpu(), 2 * torch.cat([labels, labels[kept]]).double() - 1, votes,
                  None if before is None else _scores(*before, edges), None if before is None else before[0], seed,
                  *attack)

@@ -441,8 +441,7 @@ def fit_on_file(path: str | os.PathLike, format: str, *, out: str | os.PathLike,
     options = {"user_col": user_col, "item_col": item_col, "label_col": label_col, "duplicates": duplicates,
                "delimiter": delimiter, "encoding": encoding, "threshold": threshold, "negatives": negatives}
     data, graph, test = _read_recorded(path, format, options)
-    # the same path may name other bytes on each node (a local copy): rank 0 had published its own data's model
-    agreed("fit_on_file", lambda: None, data=data["sha256"])
+    agreed("fit_on_file", lambda: None, data=data["sha256"])  # a path may name another copy on each node (qa142)
     split = prepare_split(graph, test, threshold=threshold, negatives=negatives, seed=seed, source=str(path))
     _check_val_labels(split.val, str(path))
     log.info("split into %d training, %d validation and %d test pairs",
@@ -1059,7 +1058,8 @@ def _verification(result, parent: Run, request: Request, seed: int):
         return None, "no training edge was removed (held-out pairs only)"
     try:
         report = verify_forgetting(result.model, result.graph, request.edges, before=(parent.model, parent.graph),
-                                   seed=seed, exclude=_held_out_pairs(parent))
+                                   objective=recorded_objective(parent.info), seed=seed,
+                                   exclude=_held_out_pairs(parent))
     except ValueError as error:  # e.g. a user with an edge to every item: recorded, never silent
         log.warning("verification impossible: %s", error)
         return None, str(error)
@@ -1325,14 +1325,14 @@ def verify_run(run: str | os.PathLike, *, retrain: bool = False, seed: int | Non
     root = load_run(chain[0])
     if seed is None:  # the seed the run's own method and verification used (forget --seed), else its fit's
         seed = wrapped_seed(current.info.get("method", {}).get("seed", current.info["seed"]))
-    options: dict[str, Any] = {"before": (root.model, root.graph), "seed": seed, "exclude": _held_out_pairs(root)}
+    options: dict[str, Any] = {"before": (root.model, root.graph), "seed": seed, "exclude": _held_out_pairs(root),
+                               "objective": recorded_objective(root.info)}
     # first: a request it cannot verify is refused before a whole Retrain
     report = verify_forgetting(current.model, current.graph, current.removed, **options)
     seconds = None
     if retrain:
         reference, seconds = _retrain_reference(root, current, seed, device, progress)
-        report = verify_forgetting(current.model, current.graph, current.removed, reference=reference,
-                                   objective=recorded_objective(root.info), **options)
+        report = verify_forgetting(current.model, current.graph, current.removed, reference=reference, **options)
     return {"run": str(current.path.resolve()), "lineage": [str(p.resolve()) for p in chain],
             "parents_elsewhere": parents_elsewhere(chain), "seed": seed,
             "requests": len(current.audit), "untrusted_requests": [line["run"] for line in untrusted_requests(current)],
