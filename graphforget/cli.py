@@ -1014,7 +1014,7 @@ def cmd_forget(args) -> int:
               f"{_fmt(report.non_member_probability)}, MI-BF {_fmt(report.mi_bf)}, MIA AUC {_fmt(report.mia_auc)}"
               f"{'' if report.mia_auc_interval is None else ' ' + interval_text(report.mia_auc_interval)} (before "
               f"{_fmt(report.before_mia_auc)})")
-        _warn_over_forgotten(report.to_dict(), f"graphforget verify --run {done.path} --retrain")
+        _warn_flagged(report.to_dict(), f"graphforget verify --run {done.path} --retrain")
     else:
         print(f"verification: none ({line['verification_error']})")
     _say_untrusted(done.untrusted_before)
@@ -1044,7 +1044,7 @@ def cmd_verify(args) -> int:
     for line in report["parents_elsewhere"]:
         print(f"READ ELSEWHERE: {line}")
     print(report["table"])
-    _warn_over_forgotten(report["report"], None if args.retrain else f"graphforget verify --run {run} --retrain")
+    _warn_flagged(report["report"], None if args.retrain else f"graphforget verify --run {run} --retrain")
     if report["retrain_seconds"] is not None:
         print(f"reference: Retrain from the lineage's root in {report['retrain_seconds']:.1f}s")
     if out is not None:
@@ -1056,7 +1056,7 @@ def cmd_verify(args) -> int:
     return 1 if args.strict and failed else 0
 
 
-def _warn_over_forgotten(figures: dict, retrain_command: str | None) -> None:
+def _warn_flagged(figures: dict, retrain_command: str | None) -> None:
     """A line when the verification finds the request over-forgotten (``ForgettingReport.over_forgotten``), the
     model scoring it exactly as before (``unchanged``: a method that changed nothing, with no test to say so), or,
     beside a Retrain, less forgotten than by it (``under_forgotten``)."""

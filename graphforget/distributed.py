@@ -382,13 +382,18 @@ def _to_cpu(value: Any) -> Any:
     return value
 
 
+def launched_size() -> int:
+    """How many processes ``torchrun`` launched (``WORLD_SIZE``), whether or not they joined a group; 1 without it."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
 def init_from_env() -> bool:
     """Joins the process group ``torchrun`` describes (``WORLD_SIZE`` > 1 in the environment): nccl for CUDA
     tensors and gloo for the CPU's when CUDA is available (nccl alone failed the CPU's: a loss summed across the
     ranks), else gloo. Returns whether a group is (now) initialised."""
     if dist.is_initialized():
         return True
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if launched_size() <= 1:
         return False
     backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
     if torch.cuda.is_available():

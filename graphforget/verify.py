@@ -45,6 +45,7 @@ calibrated the attack (about a tenth of the matches on ML-100K).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 from dataclasses import asdict, dataclass
@@ -852,7 +853,7 @@ _DIRECTIONS = 200
 
 
 def _exact_ceiling(plan: _Plan, reference: tuple[torch.nn.Module, HeteroData], scores: Tensor,
-                   figures: ForgettingReport, objective=None) -> float | None:
+                   figures: ForgettingReport, objective) -> float | None:
     """The highest attack AUC an exact deletion gives, at 95%: the upper end of the reference's interval where it
     trained every row it scores. A Retrain leaves the rows of users and items without a term of ``objective`` (or
     without an edge) at a random start, and its AUC then moves with the seed beyond that interval (0.38 to 0.61 over
@@ -984,13 +985,20 @@ class _Plan:
         statistic = scores.double() * self.sign
         return _attack(statistic[:self.requested], statistic[self.requested:], self.fraction, self.seed, self.fpr)
 
+    @functools.cached_property
+    def _evaluated(self) -> tuple[Tensor, Tensor]:
+        """The positions of the requested edges and of the non-members the attack is evaluated on, and their
+        labels (:meth:`attack_auc`'s, drawn once: the split is the seed's)."""
+        count = self.edges.size(1) - self.requested
+        evaluating = self.requested + _split(count, self.fraction, self.seed)[1]
+        positions = torch.cat([torch.arange(self.requested), evaluating])
+        return positions, torch.cat([torch.ones(self.requested), torch.zeros(evaluating.numel())])
+
     def attack_auc(self, scores: Tensor) -> float:
         """The attack's AUC alone of ``scores [R + M]`` (where :meth:`attack` gives one): what the exact-deletion
         ceiling draws hundreds of times (:func:`_exact_ceiling`)."""
-        statistic = scores.double() * self.sign
-        evaluation = statistic[self.requested:][_split(statistic.numel() - self.requested, self.fraction, self.seed)[1]]
-        labels = torch.cat([torch.ones(self.requested), torch.zeros(evaluation.numel())])
-        return auc(torch.cat([statistic[:self.requested], evaluation]), labels)
+        positions, labels = self._evaluated
+        return auc((scores.double() * self.sign)[positions], labels)
 
     def over_forgetting(self, scores: Tensor) -> tuple[float, float, int]:
         """``(below_match, over_forgetting_p, votes)`` of ``scores [R + M]``: the votes of the requested interactions

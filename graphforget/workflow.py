@@ -53,7 +53,7 @@ from .data import (EDGE, Split, add_negatives, binarize, edge_subgraph, load_csv
                    edge_positions, without_edges)
 from .data.interactions import node_values
 from .data.loaders import _lightgcn_files, read_text, require_file
-from .distributed import agreed, from_rank_zero, rank_and_size
+from .distributed import agreed, from_rank_zero, launched_size, rank_and_size
 from .io import to_jsonable, write_json
 from .metrics import evaluate_auc
 from .presets import CONTRASTIVE, Hyperparameters, default_hparams, recorded_objective
@@ -1393,7 +1393,7 @@ class ForgetStream:
     def __init__(self, directory: str | os.PathLike, base: str | os.PathLike | None = None, *,
                  method: str | None = None, options: dict | None = None, retrain_every: int | None = None,
                  max_drift: float | None = None, device: str = "cpu"):
-        ranks = max(rank_and_size()[1], int(os.environ.get("WORLD_SIZE", "1") or 1))
+        ranks = max(rank_and_size()[1], launched_size())
         if ranks > 1:  # each rank journaled every request, and their locks and collectives deadlocked (qa142)
             raise ValueError(f"ForgetStream runs in one process, and there are {ranks} (torchrun?): every rank would "
                              "journal and apply each request; run the stream from one process")

@@ -281,12 +281,17 @@ def _edge_lists(graph: HeteroData, like: Tensor, weighted: bool) -> tuple[Tensor
     return bipartite_to_homogeneous(edges, num_users(graph)), torch.cat([weight, weight])
 
 
+def _probe_graph(model: PyGRecommender) -> HeteroData:
+    """The path u0 - i0 - u1 - i1 (as far as the counts allow) on the module's device, which the probes score."""
+    hops = min(2, path_hops(model.num_users, model.num_items))
+    return path_graph(model.num_users, model.num_items, hops, device=next(model.module.parameters()).device)
+
+
 def _eval_spread(model: PyGRecommender) -> float | None:
     """How far two scorings of the same pairs in eval mode differ, where they differ beyond float rounding (a CUDA
     scatter's order), on a path of 2 users and 2 items; ``None`` where they agree, or where the forward fails (the
     call that fails says so in its own words). The caller's random state is kept, and the caches emptied again."""
-    hops = min(2, path_hops(model.num_users, model.num_items))
-    graph = path_graph(model.num_users, model.num_items, hops, device=next(model.module.parameters()).device)
+    graph = _probe_graph(model)
     pairs = graph[EDGE].edge_index
     try:
         with random_state_kept(model), eval_mode(model), torch.no_grad():
@@ -306,10 +311,9 @@ def _sparse_failure(model: PyGRecommender) -> str | None:
     module that indexes ``edge_index`` itself), or torch's second derivative of its scores, which IFRU and SCIF need;
     ``None`` where neither does. Run on a copy in eval mode (a forward may write its weights), the caller's random
     state kept."""
-    hops = min(2, path_hops(model.num_users, model.num_items))  # u0 - i0 - u1 - i1 where the counts allow
     name = type(model.module).__name__
     with gradients_on(), random_state_kept(model):  # in the caller's inference_mode() no tensor could be saved
-        graph = path_graph(model.num_users, model.num_items, hops, device=next(model.module.parameters()).device)
+        graph = _probe_graph(model)
         probe = copy.deepcopy(model)
         params = [p for p in probe.parameters() if p.requires_grad]
         try:
