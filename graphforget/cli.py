@@ -70,6 +70,9 @@ class _Parser(argparse.ArgumentParser):
         misplaced = [flag for flag in _GLOBAL_FLAGS
                      if message.startswith("unrecognized arguments") and flag in message.split()]
         hint = f" ({misplaced[0]} goes before the command: graphforget {misplaced[0]} ... COMMAND)" if misplaced else ""
+        valued = re.fullmatch(r"argument (?:\S+/)?(--[\w-]+): expected one argument", message)
+        if valued:  # '--users -u7' reads '-u7' as a flag (qa149)
+            hint = f" (a value that starts with '-' goes after '=': {valued.group(1)}=-...)"
         raise UsageError(f"{self.prog}: error: {message}{hint}")
 
 
@@ -911,7 +914,8 @@ def _id_list(text: str, flag: str) -> list[str]:
     lines = re.split(r"\r\n|\r|\n", text)
     ids = [part.strip() for row in csv.reader(lines, skipinitialspace=True) for part in row]
     if not ids or not all(ids):
-        raise UsageError(f"graphforget: error: {flag} takes ids separated by commas or lines, got {text!r}")
+        raise UsageError(f"graphforget: error: {flag} takes ids separated by commas or lines, got {text!r}: an empty "
+                         "id (a comma or a line too many?)")
     return ids
 
 
@@ -1103,9 +1107,9 @@ def _add_workflow_commands(sub) -> None:
                                    "remaining graph, lineage, audit log, and a record of what it forgot for verify: "
                                    "serve model.pt, delete a lineage whole once verified); the run is not modified.")
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--users", metavar="ID[,ID...]", help="users whose every training edge is forgotten (CSV "
-                      "lines: an id holding a comma goes in double quotes, '\"Smith, J\",u2')")
-    what.add_argument("--items", metavar="ID[,ID...]", help="items whose every training edge is forgotten")
+    what.add_argument("--users", metavar="ID[,ID...]", help="users whose every training edge is forgotten (CSV lines: "
+                      "'\"Smith, J\",u2'; an id that starts with '-' after '=': --users=-u7)")
+    what.add_argument("--items", metavar="ID[,ID...]", help="items whose every training edge is forgotten (as --users)")
     what.add_argument("--edges", type=_path, metavar="FILE", help="a file of 'user item' lines (observed interactions: "
                       "training edges are unlearned, validation and test pairs dropped); a first line of column "
                       "names such as 'user,item' or 'userId movieId' is skipped unless they are ids of the run, and "

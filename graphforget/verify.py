@@ -882,7 +882,7 @@ def _exact_ceiling(plan: _Plan, reference: tuple[torch.nn.Module, HeteroData], s
         simulated[hit] = (draws[0](generator) * draws[1](generator)).sum(-1)
         aucs.append(plan.attack_auc(simulated))
     # the model's interval holds the sampling of the pairs, which the reference shares: not added twice (qa143)
-    return max(upper, float(torch.tensor(aucs).quantile(0.975)))
+    return max(upper, float(torch.tensor(aucs, dtype=torch.float64).quantile(0.975)))
 
 
 def _redrawing(rows: Tensor, nodes: Tensor, untrained: Tensor) -> Callable[[torch.Generator], Tensor]:

@@ -600,21 +600,33 @@ def _local_nodes(graph: HeteroData, node: str, ids: Sequence, local_ids: bool) -
             # after the held-out reason, not in its place: where ids overlap (ML-100K's integers) a held-out one is too
             why += f"; each is {'an' if other == 'item' else 'a'} {other} id of the run: were users and items swapped?"
         if not local_ids:
-            why += _another_unicode_form(graph[node].raw_id, unknown)
-        raise ValueError(f"unknown {node} ids ({kind}): {', '.join(map(str, unknown[:10]))}"
+            why += _another_form(graph[node].raw_id, unknown)
+        raise ValueError(f"unknown {node} ids ({kind}): {', '.join(map(_shown_id, unknown[:10]))}"
                          f"{' ...' if len(unknown) > 10 else ''} ({len(unknown)} of {len(set(ids))}; the run's training "
                          f"graph has {graph[node].num_nodes} {node}s){why}")
     return local
 
 
-def _another_unicode_form(raw_ids: Sequence, unknown: Sequence) -> str:
-    """Where an unknown id is a known one in another Unicode normal form (the same text on screen, other code points:
-    "Zoë" typed decomposed, as some macOS sources give it), says which: "mistyped" misled (qa103). Never matched in
-    its place: the two may be two ids of the caller's system. Integer ids (a tensor) have no forms."""
+def _shown_id(value) -> str:
+    """An id as an error shows it: as written, or quoted where spaces around it or unprintable characters would not
+    show (qa149: 'alice@example.com ' read as the known 'alice@example.com')."""
+    text = str(value)
+    return text if text and text.isprintable() and text == text.strip() else repr(text)
+
+
+def _another_form(raw_ids: Sequence, unknown: Sequence) -> str:
+    """Where an unknown id is a known one with spaces around it (the loaders strip a file's values; a service's ids
+    may keep a tab or a newline, qa149), or in another Unicode normal form (the same text on screen, other code
+    points: "Zoë" typed decomposed, as some macOS sources give it), says which: "mistyped" misled (qa103). Never
+    matched in its place: the two may be two ids of the caller's system. Integer ids (a tensor) have no forms."""
     if isinstance(raw_ids, Tensor):
         return ""
-    forms = {unicodedata.normalize("NFC", str(raw)): str(raw) for raw in raw_ids}
+    known_ids = set(map(str, raw_ids))
+    forms = {unicodedata.normalize("NFC", raw): raw for raw in known_ids}
     for given in map(str, unknown):
+        if given.strip() in known_ids:
+            return (f"; {given!r} is the run's {given.strip()!r} with spaces around it (fit reads a file's values "
+                    "without them): give the id alone")
         known = forms.get(unicodedata.normalize("NFC", given))
         if known is not None and known != given:
             return (f"; {ascii(given)} is the run's {ascii(known)} in another Unicode normal form (the same text on "
@@ -864,7 +876,7 @@ def read_edges_file(path: str | os.PathLike, run: Run | None = None, encoding: s
             line; an unknown encoding.
     """
     path = require_file(Path(path).expanduser(), "edges file", pipe=True)  # read once: forget --edges <(grep ...)
-    pairs = []
+    pairs, first = [], 0
     # lines end at \n, \r\n or \r alone, as fit's CSV reader has them: str.splitlines also breaks at U+0085, U+2028 and
     # others, which ids may hold (a cp1252 '…' read as latin-1 is U+0085)
     text = read_text(path, encoding, "pass its encoding (forget --encoding latin-1, ...) or save it as UTF-8")
@@ -877,8 +889,11 @@ def read_edges_file(path: str | os.PathLike, run: Run | None = None, encoding: s
         if len(fields) != 2:
             raise ValueError(f"{path}, line {number}: expected 'user item', got {line.strip()!r}{_separators(run)}")
         pairs.append((fields[0], fields[1]))
+        first = first or number
     if pairs and run is not None and _is_header(pairs[0], run):
         pairs = pairs[1:]
+    elif pairs and run is not None:
+        _refuse_unknown_first_pair(pairs[0], run, f"{path}, line {first}")
     if not pairs:
         raise ValueError(f"{path} lists no (user, item) pair")
     return pairs
@@ -931,6 +946,15 @@ def _is_header(pair: tuple[str, str], run: Run) -> bool:
         return False
     known = [bool(raw_to_local(run.graph[node].raw_id, [name])[1][0]) for name, node in zip(pair, ("user", "item"))]
     return not any(known)
+
+
+def _refuse_unknown_first_pair(pair: tuple[str, str], run: Run, where: str) -> None:
+    """Raises ``ValueError`` naming the line where neither id of an edges file's first pair is in ``run``: a header
+    of other names ('email,book') was told "unknown user ids (raw): email", without the file or the line (qa149)."""
+    if not any(raw_to_local(run.graph[node].raw_id, [name])[1][0] for name, node in zip(pair, ("user", "item"))):
+        raise ValueError(f"{where}: neither user {pair[0]!r} nor item {pair[1]!r} is in the run's training graph: if "
+                         "the line names the columns, delete it; if it is a pair, both ids are mistyped, or fit held "
+                         "out their every pair")
 
 
 # ------------------------------------------------------------------------------------------------ forgetting

@@ -2167,6 +2167,13 @@ def test_a_csv_file_in_utf16_a_blank_first_line_or_a_repeated_header_is_named(tm
                     f"{shown}: read it with the encoding '{wide}' (encoding='{wide}', or the command's --encoding)")):
                 load_csv(path, "user", "item", encoding=given)
         assert load_csv(path, "user", "item", encoding=wide)["user"].raw_id.tolist() == ["u1"]
+        for codec in (f"{wide}-le", f"{wide}-be"):  # without the mark (qa149: "not UTF-8 ...: read it as latin-1")
+            path.write_bytes("user,item\nu1,i1\n".encode(codec))
+            with pytest.raises(ValueError, match=re.escape(
+                    f"{path} has the NUL bytes of ASCII text in {wide.upper()} without a byte-order mark: it is "
+                    f"{codec.upper()} text, not UTF-8: read it with the encoding '{codec}'")):
+                load_csv(path, "user", "item")
+            assert load_csv(path, "user", "item", encoding=codec)["user"].raw_id.tolist() == ["u1"]
     for blank in ("\n\n", " \t\n"):  # spaces too: "columns [...] not in FILE (has [''])"
         path.write_text(f"{blank}user,item\nu1,i1\n")
         with pytest.raises(ValueError, match=re.escape(f"{path}, line 1: blank, where a CSV file starts with a")):

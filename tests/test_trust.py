@@ -553,6 +553,11 @@ def test_acceptance_ratio_of_an_exact_newton_step_on_a_quadratic():
     nothing = acceptance(target, SolveResult(zero, 0, 0.0, 0.0, True), zero, lambda v: a @ v, IFRUConfig())
     assert nothing["reason"] == ("the step failed the acceptance test (its quadratic model predicts no decrease: the "
                                  "step, or the decrease it predicts, rounds to 0 in float64)")
+    # products that overflow (qa152: a float32 MF of rows 1e19) said "relative residual nan" and no more
+    overflowed = acceptance(target, SolveResult(zero, 3, math.nan, 0.0, False), b, lambda v: a @ v, IFRUConfig())
+    assert overflowed["reason"] == (f"the solve did not converge (relative residual nan > solver.tol 0.01); the "
+                                    f"curvature's products are not finite: do the parameters, up to "
+                                    f"{float(phi0.abs().max()):.3g}, overflow float64? Unlearn a model.double() copy")
     # a decrease under the rounding of the objective's value (an MF that L2 collapsed to 5e-8): the ratio of noise to
     # it read "-0 < trust.min_ratio 0.5" (a QA probe)
     offset = TiltedObjective(lambda x: 1e3 + 0.5 * x @ a @ x - b @ x, None, torch.zeros(2, dtype=torch.float64), phi0,

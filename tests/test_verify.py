@@ -16,11 +16,12 @@ from graphforget.data import (EDGE, make_interactions, num_items, num_users, pla
 from graphforget.data.interactions import edge_positions, message_passing_edges, pair_keys
 from graphforget.metrics import auc_interval, mean_probability, mi_bf, mi_ng
 from graphforget.models import MF, LightGCN
-from graphforget.objectives import BCEObjective
+from graphforget.objectives import BCEObjective, BPRObjective
 from graphforget.train import TrainConfig, train
 from graphforget.unlearn import Retrain, RetrainConfig
 from graphforget.verify import (FEWEST_VOTES, OVER_FORGETTING_LEVEL, ForgettingReport, matched_non_members,
                                _cell, membership_attack, sign_test, verify_forgetting)
+from helpers import hand_mf
 
 
 class TableModel(torch.nn.Module):
@@ -1123,3 +1124,139 @@ def test_a_user_and_an_item_withdrawn_whole_are_two_votes_even_under_the_same_id
     report = verify_forgetting(TableModel(table), remove_edges(graph, request), request)
     assert report.votes == 2 and report.below_match == 1.0
     assert report.over_forgetting_p == pytest.approx(0.25) == sign_test(2, 0)
+
+
+# qa147: the exact-deletion ceiling against a brute force over its random rows. With one-dimensional embeddings a
+# random direction is a sign: a reference whose untrained rows are k nodes has 2^k equally likely draws, so the 97.5%
+# quantile of the ceiling's 200 draws is the highest of their AUCs (each draw is taken in 200 but with a chance under
+# 1e-40). The ceiling is then the higher of the reference's interval top and the best of the 2^k AUCs, each on the
+# non-members the attack's documented split leaves (torch.randperm(N) of the seed, the first round(N / 2) calibrating).
+CEILING_USERS, CEILING_ITEMS = 40, 60
+
+
+def ceiling_world():
+    """A graph, a request and 1-D rows: user 0 withdrawn whole, user 1 left one edge (trained), user 3 left with
+    dislikes alone (untrained under BPR only), item 59 withdrawn whole (its one edge requested, its user keeping
+    others), and 12 edges of other users that leave their nodes trained; every other item keeps a like of a user
+    outside the request."""
+    gen = torch.Generator().manual_seed(5)
+    edges = set()
+    for user in range(CEILING_USERS):
+        for item in torch.randperm(CEILING_ITEMS - 1, generator=gen)[:12].tolist():
+            edges.add((user, item))
+    for item in range(CEILING_ITEMS - 1):  # a like of user 10 + item % 20 on every item but 59
+        edges.add((10 + item % 20, item))
+    edges.add((5, 59))
+    edges = sorted(edges)
+    edge_index = torch.tensor(edges).t()
+    label = torch.ones(edge_index.size(1))
+    label[(edge_index[0] == 3) & (edge_index[1] % 2 == 0)] = 0.0  # user 3: dislikes on its even items
+    assert bool(((edge_index[0] == 3) & (label == 0)).any()) and bool(((edge_index[0] == 3) & (label == 1)).any())
+    graph = make_interactions(edge_index, label, CEILING_USERS, CEILING_ITEMS)
+    whole_user = edge_index[:, edge_index[0] == 0]
+    likes_of_3 = edge_index[:, (edge_index[0] == 3) & (label == 1)]
+    others = edge_index[:, (edge_index[0] >= 30) & (edge_index[1] < 59)][:, ::7][:, :12]
+    but_one_of_1 = edge_index[:, edge_index[0] == 1][:, 1:]  # user 1 keeps one edge: a trained row
+    request = torch.cat([whole_user, but_one_of_1, likes_of_3, torch.tensor([[5], [59]]), others], 1)
+    # rows: the trained ones of norm about 1 or less, the untrained nodes' of norm 2.5, their sign the reference's
+    # own draw and the one that puts their requested edges lowest: user 0's and 3's items positive, the others not
+    user_rows = torch.linspace(-1.0, 1.2, CEILING_USERS)[torch.randperm(CEILING_USERS, generator=gen)][:, None].tolist()
+    item_rows = torch.linspace(-0.4, -0.05, CEILING_ITEMS)[torch.randperm(CEILING_ITEMS, generator=gen)]
+    item_rows = item_rows[:, None].tolist()
+    for item in torch.cat([whole_user[1], but_one_of_1[1], likes_of_3[1]]).tolist():
+        item_rows[item] = [0.5 + 0.01 * item]
+    user_rows[0], user_rows[1], user_rows[3], user_rows[5], item_rows[59] = [-2.5], [-2.5], [-2.5], [1.0], [-2.5]
+    return graph, request, hand_mf(user_rows, item_rows)
+
+
+def brute_force_ceiling(graph, request, reference, untrained_users, untrained_items, seed=0):
+    """max(the reference's interval top, the highest AUC over every sign of the untrained rows)."""
+    pairs = request[:, pair_keys(request, CEILING_ITEMS).argsort()]  # the order verify_forgetting takes them in
+    matches = matched_non_members(graph, pairs, seed)
+    assert matches.size(1) == pairs.size(1)
+    count = matches.size(1)
+    evaluated = torch.randperm(count, generator=torch.Generator().manual_seed(seed))[round(count / 2):]
+    user = reference.user_emb.weight.detach()[:, 0].tolist()
+    item = reference.item_emb.weight.detach()[:, 0].tolist()
+
+    def score(u, i, signs):
+        su = abs(user[u]) * signs[("u", u)] if u in untrained_users else user[u]
+        si = abs(item[i]) * signs[("i", i)] if i in untrained_items else item[i]
+        return su * si
+
+    nodes = [("u", u) for u in untrained_users] + [("i", i) for i in untrained_items]
+    best = -1.0
+    for combo in itertools.product((1.0, -1.0), repeat=len(nodes)):
+        signs = dict(zip(nodes, combo))
+        members = [score(u, i, signs) for u, i in pairs.t().tolist()]
+        non_members = [score(*matches[:, k].tolist(), signs) for k in evaluated.tolist()]
+        best = max(best, naive_auc(members, non_members))
+    actual = naive_auc([user[u] * item[i] for u, i in pairs.t().tolist()],
+                       [user[u] * item[i] for u, i in matches[:, evaluated].t().tolist()])
+    return max(auc_interval(actual, pairs.size(1), evaluated.numel())[1], best), actual
+
+
+def test_the_exact_deletion_ceiling_is_the_best_sign_of_its_untrained_rows_in_one_dimension(one_thread):
+    graph, request, reference = ceiling_world()
+    remaining = remove_edges(graph, request)
+    objective = BPRObjective(l2=0.0, seed=0)
+    for given, users in ((objective, (0, 3)), (None, (0,))):  # user 3 keeps dislikes: untrained under BPR alone
+        report = verify_forgetting(reference, remaining, request, before=(reference, graph),
+                                   reference=(reference, remaining), objective=given)
+        expected, actual = brute_force_ceiling(graph, request, reference, users, (59,))
+        assert abs(report.reference.mia_auc - actual) < 1e-12  # the same pairs, the same evaluation split
+        assert abs(report.reference_auc_ceiling - expected) < 1e-6, (given, report.reference_auc_ceiling, expected)
+        # the method is the reference itself: never wholly above its own ceiling
+        assert report.under_forgotten is False
+
+
+def test_the_ceiling_is_the_97_5_percent_quantile_of_the_auc_over_uniform_directions(one_thread, monkeypatch):
+    """Two-dimensional rows: a user withdrawn whole takes a direction of uniform angle, and every pair the report
+    scores is its own. The ceiling is the 97.5% quantile of the AUC over that angle (the reference's own interval
+    kept below it here); against the exact distribution, on a grid of 7,200 angles, with 4,000 draws instead of 200
+    (monkeypatched) so that the sampled quantile lies within a percentile of it."""
+    import graphforget.verify as verify
+
+    users, items = 30, 200
+    gen = torch.Generator().manual_seed(11)
+    edges = {(0, item) for item in torch.randperm(items, generator=gen)[:100].tolist()}
+    for user in range(1, users):
+        edges |= {(user, item) for item in torch.randperm(items, generator=gen)[:20].tolist()}
+    edges |= {(1 + item % (users - 1), item) for item in range(items)}
+    edge_index = torch.tensor(sorted(edges)).t()
+    graph = make_interactions(edge_index, None, users, items)
+    request = edge_index[:, edge_index[0] == 0]
+    item_rows = torch.randn(items, 2, generator=gen, dtype=torch.float64)
+    item_rows[request[1], 0] += 1.0  # user 0's items lean one way: the AUC ranges wide over the angle
+    liked = item_rows[request[1]].mean(0) - item_rows.mean(0)
+    user_rows = torch.randn(users, 2, generator=gen, dtype=torch.float64)
+    user_rows[0] = -liked / liked.norm()  # the reference's draw: the direction that sets the request lowest
+    reference = hand_mf(user_rows.tolist(), item_rows.tolist())
+    remaining = remove_edges(graph, request)
+    monkeypatch.setattr(verify, "_DIRECTIONS", 4000)
+    report = verify_forgetting(reference, remaining, request, before=(reference, graph),
+                               reference=(reference, remaining))
+    # the exact distribution: AUC(angle) of the members against the evaluated non-members (the documented split)
+    pairs = request[:, pair_keys(request, items).argsort()]
+    matches = matched_non_members(graph, pairs, 0)
+    count = matches.size(1)
+    evaluated = matches[1, torch.randperm(count, generator=torch.Generator().manual_seed(0))[round(count / 2):]]
+    angle = torch.arange(7200, dtype=torch.float64) * (2 * math.pi / 7200)
+    direction = torch.stack([angle.cos(), angle.sin()], 1)
+    member, non_member = direction @ item_rows[pairs[1]].t(), direction @ item_rows[evaluated].t()
+    difference = member[:, :, None] - non_member[:, None, :]
+    aucs = ((difference > 0).double() + 0.5 * (difference == 0).double()).mean((1, 2))
+    low, high, mutant = (float(aucs.quantile(q)) for q in (0.965, 0.985, 0.95))
+    assert report.reference.mia_auc_interval[1] < mutant < low  # the quantile, not the interval, decides
+    assert low <= report.reference_auc_ceiling <= high, (low, report.reference_auc_ceiling, high)
+    # under_forgotten: the method's whole interval above the ceiling, not its AUC alone (the same pairs, the same
+    # split: a method whose row for user 0 points at a grid angle has that angle's AUC); 200 draws again
+    monkeypatch.undo()
+    k = int((aucs - (report.reference_auc_ceiling + 0.03)).abs().argmin())
+    rows = user_rows.clone()
+    rows[0] = direction[k]
+    method = verify_forgetting(hand_mf(rows.tolist(), item_rows.tolist()), remaining, request,
+                               before=(reference, graph), reference=(reference, remaining))
+    assert abs(method.mia_auc - float(aucs[k])) < 1e-12
+    ceiling, low_end = method.reference_auc_ceiling, method.mia_auc_interval[0]
+    assert low_end < ceiling < method.mia_auc and method.under_forgotten is False, (low_end, ceiling, method.mia_auc)

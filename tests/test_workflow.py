@@ -2260,7 +2260,16 @@ def test_an_edges_file_header_is_skipped_only_when_the_run_does_not_know_its_wor
         assert read_edges_file(headed, parent) == pairs, header
     del parent.info["data"]["options"]["item_col"]  # a column not recorded is no header's ('None' matched it)
     headed.write_text("customer,None\n" + plain.read_text())
-    assert read_edges_file(headed, parent) == [("customer", "None"), *pairs]
+    with pytest.raises(ValueError, match=re.escape(f"{headed}, line 1: neither user 'customer' nor item 'None' is in")):
+        read_edges_file(headed, parent)  # not skipped: a pair of ids the run does not know, said where (qa149)
+    headed.write_text("# exported\n\nemail,book\n" + plain.read_text())  # other names, after a comment
+    with pytest.raises(ValueError, match=re.escape(f"{headed}, line 3: neither user 'email' nor item 'book'")):
+        read_edges_file(headed, parent)
+    code, _, err = cli(capsys, "forget", "--run", base, "--edges", headed, "--method", "ifru", "--out", tmp_path / "e")
+    assert code == 2 and "line 3" in err and "if the line names the columns, delete it" in err
+    headed.write_text(plain.read_text() + "email,book\n")  # a later line of unknown ids is an unknown pair as before
+    with pytest.raises(ValueError, match=re.escape("unknown user ids (raw): email")):
+        forget(base, out=tmp_path / "later", edges=read_edges_file(headed, parent), method="ifru")
     # A run whose raw user ids include the word 'user': the first line is an edge of that user, kept.
     headed.write_text("user item\n" + plain.read_text())
     raw = np.asarray(parent.graph["user"].raw_id).astype(object)
@@ -2912,6 +2921,21 @@ def test_an_unknown_id_that_is_a_known_one_in_another_unicode_form_is_named_so()
     assert "Unicode" not in str(error.value)
 
 
+def test_an_unknown_id_that_is_a_known_one_with_spaces_around_it_is_quoted_and_named_so():
+    """qa149: the Python API's 'alice@example.com ' (a service's id with a trailing space) was "unknown ...:
+    alice@example.com , mistyped", the space unseen; fit reads a file's values stripped, so the run holds the id
+    without it. The error quotes the id and names the run's; it does not match it in its place."""
+    from graphforget.workflow import _local_nodes
+    graph = make_interactions(torch.tensor([[0, 1], [0, 0]]), torch.ones(2), 2, 1)
+    graph["user"].raw_id, graph["item"].raw_id = np.array(["alice@example.com", "bob"], dtype=object), np.array(["i"])
+    with pytest.raises(ValueError, match=re.escape("unknown user ids (raw): 'alice@example.com\\t' (1 of 2;")) as error:
+        _local_nodes(graph, "user", ["bob", "alice@example.com\t"], local_ids=False)
+    assert "'alice@example.com\\t' is the run's 'alice@example.com' with spaces around it" in str(error.value)
+    with pytest.raises(ValueError, match=re.escape("unknown user ids (raw): carol (1 of 1;")) as error:
+        _local_nodes(graph, "user", ["carol"], local_ids=False)  # an id that shows as it is stays unquoted
+    assert "spaces" not in str(error.value)
+
+
 # Each test below failed under a one-line mutation that the suite had passed (qa109, mutation testing).
 def test_a_run_record_with_a_bool_seed_is_refused_naming_the_field(tmp_path):
     record = {"kind": "fit", "format": 1, "files": {}, "data": {}, "model": {"name": "mf", "config": {}},
@@ -2976,7 +3000,18 @@ def test_forget_refuses_an_empty_id_in_a_list(capsys, base, tmp_path):
     """_id_list: 'an empty entry is an error' (a mutation dropped the check)."""
     code, _, err = cli(capsys, "forget", "--run", base, "--users", "u1,,u2", "--method", "ifru", "--out",
                        tmp_path / "n")
-    assert code == 2 and "--users takes ids separated by commas or lines, got 'u1,,u2'" in err, err
+    assert code == 2 and "--users takes ids separated by commas or lines, got 'u1,,u2': an empty id" in err, err
+    code, _, err = cli(capsys, "forget", "--run", base, "--users", "u1,", "--method", "ifru", "--out", tmp_path / "n")
+    assert code == 2 and "got 'u1,': an empty id (a comma or a line too many?)" in err, err
+
+
+def test_an_id_that_starts_with_a_dash_is_told_how_to_give_it(capsys, base, tmp_path):
+    """qa149: '--users -u7' failed with argparse's bare 'expected one argument'; '--users=-u7' reads it as an id."""
+    code, _, err = cli(capsys, "forget", "--run", base, "--users", "-u7", "--method", "ifru", "--out", tmp_path / "n")
+    assert code == 2 and "argument --users: expected one argument (a value that starts with '-' goes after '=': " \
+                         "--users=-...)" in err, err
+    code, _, err = cli(capsys, "forget", "--run", base, "--users=-u7", "--method", "ifru", "--out", tmp_path / "n")
+    assert code == 2 and "unknown user ids (raw): -u7 (1 of 1;" in err, err
 
 
 # (qa116: each test below failed under a mutation of the workflow or runs the suite had passed)
@@ -3193,3 +3228,40 @@ def test_forget_encoding_is_the_edges_files_only(capsys, base, files, tmp_path):
     code, out, err = cli(capsys, "forget", "--run", base, "--edges", tmp_path / "edges.txt", "--encoding",
                              "latin-1", "--method", "scif", "--quiet", "--out", tmp_path / "b")
     assert code == 0, err
+
+
+# qa147: verify_run under mutations of what it passes on
+def test_verify_run_passes_the_runs_objective_seed_and_held_out_pairs_to_the_verification_and_its_retrain(
+        base, tmp_path, monkeypatch):
+    """verify_run's contract (its docstring and verify_forgetting's): the report takes the lineage root's training
+    objective, its validation and test pairs as ``exclude``, and the request's seed; the Retrain reference the same
+    seed and objective, early-stopped on the current run's validation pairs."""
+    import graphforget.workflow as workflow
+    from graphforget.presets import recorded_objective
+    forget(base, users=["u1"], method="scif", seed=5, out=tmp_path / "a")
+    root, current = load_run(base), load_run(tmp_path / "a")
+    calls, builds = [], []
+    real_verify, real_build = workflow.verify_forgetting, workflow.build_unlearner
+
+    def verify_spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real_verify(*args, **kwargs)
+
+    def build_spy(name, model, graph, objective, **kwargs):
+        builds.append({"objective": objective, **kwargs})
+        return real_build(name, model, graph, objective, **kwargs)
+    monkeypatch.setattr(workflow, "verify_forgetting", verify_spy)
+    monkeypatch.setattr(workflow, "build_unlearner", build_spy)
+    verified = verify_run(tmp_path / "a", retrain=True)
+    recorded = recorded_objective(root.info)
+    held_out = {tuple(pair) for part in (root.val, root.test) for pair in part[EDGE].edge_index.t().tolist()}
+    assert verified["seed"] == 5 and len(calls) == 2 and len(builds) == 1
+    for kwargs in calls:
+        objective = kwargs["objective"]
+        assert type(objective) is type(recorded) and vars(objective) == vars(recorded)
+        assert kwargs["seed"] == 5
+        assert {tuple(pair) for pair in kwargs["exclude"].t().tolist()} == held_out
+    assert builds[0]["seed"] == 5 and type(builds[0]["objective"]) is type(recorded)
+    val = current.val[EDGE].edge_index
+    given = builds[0]["val"][EDGE].edge_index
+    assert {tuple(p) for p in given.t().tolist()} == {tuple(p) for p in val.t().tolist()}

@@ -530,13 +530,16 @@ def read_text(path: Path, encoding: str, advice: str) -> str:
     the line, and ``advice``: one bad byte in a UTF-8 file is a line to mend, where reading the file as latin-1
     would garble every other name in it."""
     codec, data = text_codec(encoding), path.read_bytes()
-    wide = _wide_unicode(data)
+    wide, marked = _wide_unicode(data), True
+    if wide is None and not codec.startswith(("utf-16", "utf-32")):
+        wide, marked = _unmarked_wide(data), False
     # read as latin-1, its every other character was a NUL; as utf-16-le, the mark joined the first name
     if wide and codec != wide:
         shown = "UTF-8" if codec == "utf-8-sig" else encoding
-        raise ValueError(f"{path} starts with the byte-order mark of {wide.upper()}: it is {wide.upper()} text, not "
-                         f"{shown}: read it with the encoding '{wide}' (encoding='{wide}', or the command's "
-                         "--encoding)")
+        why = (f"starts with the byte-order mark of {wide.upper()}" if marked else
+               f"has the NUL bytes of ASCII text in {wide.upper()[:6]} without a byte-order mark")
+        raise ValueError(f"{path} {why}: it is {wide.upper()} text, not {shown}: read it with the encoding '{wide}' "
+                         f"(encoding='{wide}', or the command's --encoding)")
     if codec == "utf-8-sig":  # the mark off first: error.start counts from there
         codec, data = "utf-8", data.removeprefix(codecs.BOM_UTF8)
     try:
@@ -554,6 +557,20 @@ def _wide_unicode(data: bytes) -> str | None:
     if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
         return "utf-32"
     return "utf-16" if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else None
+
+
+def _unmarked_wide(data: bytes) -> str | None:
+    """The UTF-32 or UTF-16 codec of either byte order where ``data`` looks like such text without a byte-order
+    mark: nearly all of its bytes in the places that ASCII characters leave empty are NUL (qa149: UTF-16 was "not
+    UTF-8 ...: pass its encoding (--encoding latin-1, ...)", or read as text of NULs). ``None`` else."""
+    sample = data[:4096]
+    if len(sample) < 4:
+        return None
+    for codec, step, places in (("utf-32-le", 4, (1, 2, 3)), ("utf-32-be", 4, (0, 1, 2)), ("utf-16-le", 2, (1,)),
+                                ("utf-16-be", 2, (0,))):
+        if all(sample[place::step].count(0) >= 0.9 * len(sample[place::step]) for place in places):
+            return codec
+    return None
 
 
 def text_codec(encoding: str) -> str:

@@ -157,7 +157,7 @@ def acceptance(target: TiltedObjective, result, rhs: Tensor, operator, cfg: IFRU
     if not (iterate or result.converged):
         reason = (f"the solve did not converge (relative residual {result.residual:.3g} > solver.tol {cfg.solver.tol:g}"
                   + (", a direction of zero or negative curvature met" if result.negative_curvature else "") + ")"
-                  + _advice(cfg.solver, result.residual))
+                  + _advice(cfg.solver, result.residual, phi))
     elif not iterate and not check["true_residual"] <= residual_limit(cfg.solver.tol, rhs.dtype):
         reason = (f"the solve did not converge (true relative residual {check['true_residual']:.3g} > "
                   f"{residual_limit(cfg.solver.tol, rhs.dtype):.3g}, {RESIDUAL_DRIFT:g} x solver.tol or "
@@ -183,11 +183,16 @@ def acceptance(target: TiltedObjective, result, rhs: Tensor, operator, cfg: IFRU
     return {**check, "reason": reason}
 
 
-def _advice(solver, residual: float) -> str:
-    """What to change when a solver other than CG stops unconverged: more damping (the retries) does not help Adam,
-    whose steps of a fixed ``lr`` swing around the smaller solution (ML-100K MF: relative residual 0.22 at the
-    first damping, 0.44 at 1000x). A residual above 1, worse than the zero step's, is a divergence, which more
-    iterations make worse (LiSSA on an indefinite curvature: 766 after 200 iterations, 2e25 after 1000)."""
+def _advice(solver, residual: float, phi: Tensor) -> str:
+    """What to change when a solver stops unconverged: a residual that is not finite comes of products that overflow
+    the parameters' dtype (qa152: rows of 1e19 in float32 read "relative residual nan" alone). More damping (the
+    retries) does not help Adam, whose steps of a fixed ``lr`` swing around the smaller solution (ML-100K MF: relative
+    residual 0.22 at the first damping, 0.44 at 1000x). A residual above 1, worse than the zero step's, is a
+    divergence, which more iterations make worse (LiSSA on an indefinite curvature: 766 after 200 iterations, 2e25
+    after 1000)."""
+    if not math.isfinite(residual):
+        return (f"; the curvature's products are not finite: do the parameters, up to {float(phi.abs().max()):.3g}, "
+                f"overflow {str(phi.dtype)[6:]}? Unlearn a model.double() copy")
     if solver.name not in ("adam", "lissa"):
         return ""
     name = {"adam": "Adam", "lissa": "LiSSA"}[solver.name]
