@@ -2189,6 +2189,30 @@ def test_a_single_seed_report_says_it_has_no_interval():
     assert "95% Student-t interval" in _intro(result)
 
 
+def test_a_report_says_when_and_with_which_code_its_cells_were_measured(tmp_path):
+    """qa150: the README's membership-attack figures had been measured before the attack changed, and nothing in the
+    tables said when or with which code. A computed cell records its UTC day; the report names the days and the
+    code digests of its cells (a cell read from the cache keeps its day)."""
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+    from graphforget.bench.cache import code_digest
+    from graphforget.bench.report import _intro
+    today = datetime.now(timezone.utc).date().isoformat()
+    result = run_bench("attack", "synthetic", methods=["retrain"], seeds=1, out=tmp_path, hparams=TINY)
+    if datetime.now(timezone.utc).date().isoformat() != today:  # the run crossed midnight (UTC): its day is either
+        pytest.skip("the run crossed midnight")
+    assert [record["result"]["measured_on"] for record in result.cells] == [today]
+    assert f"Measured on {today} with the library code `{code_digest()}`." in (tmp_path / "results.md").read_text()
+    again = run_bench("attack", "synthetic", methods=["retrain"], seeds=1, out=tmp_path, hparams=TINY)
+    assert again.cells[0]["cached"] and again.cells[0]["result"]["measured_on"] == today
+    cells = [{"cell": {"code": code, "params": {}}, "result": {"measured_on": day} if day else {}}
+             for code, day in (("b", "2026-12-08"), ("a", "2026-12-07"), ("a", None))]
+    mixed = SimpleNamespace(aggregates=[{"seeds": [0]}], params={}, cells=cells)
+    assert _intro(mixed).endswith(" Measured from 2026-12-07 to 2026-12-08 with the library code `a`, `b`.")
+    older = SimpleNamespace(aggregates=[{"seeds": [0]}], params={}, cells=cells[2:])  # cells from before the days
+    assert _intro(older).endswith(" Measured with the library code `a`.")
+
+
 def test_the_code_digest_does_not_depend_on_the_order_files_are_listed(tmp_path, monkeypatch):
     """Two copies of the same code agree, whatever order the filesystem lists their files in."""
     from pathlib import Path

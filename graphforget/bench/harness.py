@@ -6,6 +6,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Sequence, cast
 
@@ -426,7 +427,9 @@ def _record(cell: Cell, cache: CellCache | None, workspace: Workspace, hparams, 
         return {"key": cell.key, "cell": cell.identity(), "cached": True, "result": found}
     with Stopwatch(device) as watch:
         value = _compute(cell, workspace, hparams, source, device, progress)
-    value = to_jsonable({**value, "wall_seconds": watch.seconds})  # what a cached read gives back
+    # what a cached read gives back; the day tells a table's reader which code measured it (report._provenance)
+    value = to_jsonable({**value, "wall_seconds": watch.seconds, "measured_on": datetime.now(timezone.utc).date()
+                         .isoformat()})
     if cache is not None and rank_and_size()[0] == 0:  # every rank had written every cell, and the reports
         cache.store(cell, value)
     return {"key": cell.key, "cell": cell.identity(), "cached": False, "result": value}

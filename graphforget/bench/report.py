@@ -144,7 +144,18 @@ def _intro(result, code: str = "`") -> str:
               "one seed: no interval")  # a single seed's cells are bare means
     return (f"Seeds {seeds}; {spread}. Protocol parameters: "
             f"{code}{result.params}{code}.{_settings(result, code)} Compute: {_cell_seconds(result):.0f} s over "
-            f"{len(result.cells)} cells (their wall times, cached or not).")
+            f"{len(result.cells)} cells (their wall times, cached or not).{_provenance(result, code)}")
+
+
+def _provenance(result, code: str) -> str:
+    """When its cells were measured (UTC days; cells of before 2026-12-07 have none) and with which library code
+    (``graphforget.bench.cache.code_digest``): a committed table keeps its figures while the code moves on (qa150:
+    the membership attack's had changed since the README's were measured)."""
+    days = sorted({record["result"].get("measured_on") for record in result.cells} - {None})
+    digests = sorted({record["cell"].get("code") for record in result.cells} - {None})
+    when = "" if not days else f" on {days[0]}" if len(days) == 1 else f" from {days[0]} to {days[-1]}"
+    shown = ", ".join(f"{code}{digest}{code}" for digest in digests)
+    return f" Measured{when} with the library code {shown}." if digests else ""
 
 
 def _settings(result, code: str) -> str:
