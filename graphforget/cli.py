@@ -1116,13 +1116,13 @@ def _add_workflow_commands(sub) -> None:
                       "'#' starts a comment at a line's start or after a space (quote an id that starts with it)")
     p.add_argument("--encoding", default="utf-8", help="the --edges file's text encoding (default utf-8; e.g. latin-1)")
     p.add_argument("--local-ids", action="store_true", help="ids are the run's local ids, not the data file's")
-    p.add_argument("--run", type=_path, required=True, help="the latest run of a lineage (of fit or forget)")
+    p.add_argument("--run", type=_path, required=True, help="the latest run of a lineage (of fit or forget; two "
+                   "forgets from one run are two branches, each keeping the other's data: workers share a ForgetStream)")
     p.add_argument("--method", required=True, help="ifru, scif, retrain, finetune or unlearnrec")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="a field of the method's config, repeatable (`graphforget methods NAME` lists them)")
-    p.add_argument("--seed", type=_seed,
-                   help="seed of the method, its training and the verification (default: an --option seed, else the "
-                        "run's)")
+    p.add_argument("--seed", type=_seed, help="seed of the method, its training and the verification (default: an "
+                   "--option seed, else the run's)")
     p.add_argument("--allow-untrusted", action="store_true",
                    help="write the run even when the method does not trust its result (recorded in the audit)")
     p.add_argument("--out", type=_path, required=True, help="the new run directory (new, or an empty directory)")

@@ -27,6 +27,7 @@ import contextvars
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -56,6 +57,8 @@ except ImportError:  # pragma: no cover
 __all__ = ["Run", "FILES", "FORMAT", "RUN_KINDS", "graph_to_dict", "graph_from_dict", "publish", "save_run",
            "load_run", "lineage", "enclosing_run", "sha256_file", "request_sha256", "utc_now", "directory_lock",
            "fsync_directory", "read_run_info"]
+
+log = logging.getLogger(__name__)
 
 #: Version of the run directory layout.
 FORMAT = 1
@@ -239,7 +242,12 @@ def directory_lock(directory: str | os.PathLike):
         return
     fd = os.open(directory, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # a holder stopped mid-publish (SIGSTOP, a hung disk) blocked the others unsaid (qa151)
+            log.info("waiting for the lock on %s: another process holds it (a stream's process() or a publish)",
+                     directory)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)

@@ -1380,8 +1380,8 @@ class ForgetStream:
       when a crash stops the Retrain and the request is applied again, and read once);
     * ``runs/000001``, ``runs/000002``, ...: the run after each request (:func:`forget`), each derived from
       the previous one, so the lineage and ``audit.jsonl`` grow by one request per run (a latest run that was not,
-      one put there by hand or one whose predecessor was deleted, is refused: :meth:`current_path`, as is a stream
-      missing any run before its latest: :meth:`applied`).
+      one put there by hand or one whose predecessor was deleted, is refused: :meth:`current_path`, as is one that
+      removed other pairs than its request's, and a stream missing any run before its latest: :meth:`applied`).
 
     :meth:`submit` returns only after the request's journal line is fsync-ed: an acknowledged request is
     never lost. A request is applied when its run directory is published (an atomic rename), so a crash
@@ -1428,6 +1428,7 @@ class ForgetStream:
                  "options": options, "retrain_every": retrain_every, "max_drift": max_drift}
         self.config = self._open({key: value for key, value in given.items() if value is not None})
         self._current: Run | None = None
+        self._holding: set[tuple[int, str]] = set()  # (seq, its run.json's sha256) found to hold its request
 
     def _open(self, given: dict) -> dict:
         """The stream's settings: read back (``given`` must agree with them), or checked and written once."""
@@ -1639,12 +1640,40 @@ class ForgetStream:
             expected, name = self.config.get("base_sha256"), "the base run"
         else:
             expected, name = sha256_file(self._run_path(before) / "run.json"), f"runs/{before:06d}"
-        parent = read_run_info(path)["lineage"]["parent"]
+        lineage = read_run_info(path)["lineage"]
+        parent = lineage["parent"]
         if expected is not None and (parent is None or parent.get("run_sha256") != expected):
             made_from = "no parent (a fit run)" if parent is None else f"the parent {parent.get('path')}"
             raise ValueError(f"{path} was not made from {name}, the stream's run before it: its lineage names "
                              f"{made_from}. A run was put in {path.parent} by hand, or one before it deleted: "
                              "restore the stream's own runs, or move this one out")
+        self._check_holds_request(seq, lineage["request"]["sha256"], self._base() if before is None
+                                  else self._run_path(before))
+
+    def _check_holds_request(self, seq: int, recorded: str, parent_path: Path) -> None:
+        """Raises ``ValueError`` unless run ``seq`` removed what journal request ``seq`` asks of its parent (the sha256
+        of its pairs, as :func:`forget` records it; once per run and process). A run made by hand from the right
+        parent with another request (``graphforget forget --out runs/000002``) counted the journal's request as
+        applied, and that user stayed in every later model (qa151). A run without its journal line (a power loss
+        dropped it) is not checked: :meth:`current_path` counts it as the stream's."""
+        key = (seq, sha256_file(self._run_path(seq) / "run.json"))
+        entry = None if key in self._holding else next((entry for entry in self.requests() if entry["seq"] == seq),
+                                                       None)
+        if entry is None:
+            return
+        current = self._current
+        parent = current if current is not None and current.path == parent_path else load_run(parent_path)
+        try:
+            request = build_request(parent, **_journaled(entry))
+            expected = request_sha256(torch.cat([request.edges, _heldout_without(parent, request)[2]], 1),
+                                      num_items(parent.graph))
+        except ValueError:  # a request its parent refuses: no run of it could be
+            expected = None
+        if expected != recorded:
+            raise ValueError(f"{self._run_path(seq)} does not hold request {seq} of {self.journal_path} (it removed "
+                             f"other pairs): a run was put in {self.directory / 'runs'} by hand (`graphforget forget "
+                             f"--out` into the stream?): move it out, and the stream applies request {seq} itself")
+        self._holding.add(key)
 
     @property
     def current(self) -> Run:

@@ -1879,6 +1879,27 @@ def test_a_damaged_run_stops_the_stream_and_a_string_is_no_list_of_ids(base, tmp
 
 
 
+def test_a_stream_refuses_a_run_made_from_its_latest_with_another_request(base, tmp_path):
+    """qa151: `graphforget forget --run <stream's latest> --users u4 --out runs/000002` while the stream held request
+    2 (u2) pending: the stream counted request 2 as applied by that run, and u2 stayed in every later model. A run
+    at a request's number must have removed that request's pairs; the stream's own runs pass (once per process)."""
+    stream = ForgetStream(tmp_path / "s", base, method="scif")
+    stream.forget(users=["u1"])
+    assert stream.submit(users=["u2"]) == 2
+    forget(stream.current_path(), users=["u4"], method="scif", out=tmp_path / "s" / "runs" / "000002")
+    for call in (stream.process, stream.applied, ForgetStream(tmp_path / "s").pending):
+        with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 's' / 'runs' / '000002'} does not hold request 2 "
+                                                       f"of {tmp_path / 's' / 'journal.jsonl'} (it removed other "
+                                                       "pairs): a run was put in")):
+            call()
+    shutil.rmtree(tmp_path / "s" / "runs" / "000002")  # moved out: the stream applies request 2 itself
+    assert len(stream.process()) == 1 and stream.applied() == [1, 2] and stream.rejected() == {}
+    users = stream.current.graph["user"].raw_id.tolist()
+    edges = stream.current.graph[EDGE].edge_index
+    assert not any(users[int(u)] in ("u1", "u2") for u in edges[0])  # both forgotten
+    assert any(users[int(u)] == "u4" for u in edges[0])  # the foreign run's request was not taken
+
+
 def test_a_stream_refuses_a_run_it_did_not_make_and_a_gap_in_its_runs(base, tmp_path):
     """A run of another lineage put in runs/ by hand (a QA probe) became the current run, the users the stream had
     forgotten back in its model, and the next request was published on it; a run deleted before the latest had its
@@ -3040,6 +3061,35 @@ def test_directory_lock_is_exclusive(tmp_path):
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         finally:
             os.close(fd)
+
+
+def test_directory_lock_says_when_it_waits_for_another_holder(tmp_path, caplog):
+    """qa151: a worker stopped while holding the lock (SIGSTOP, a hung disk) blocked every other process() without a
+    word. Waiting is logged, once, and the lock is taken when the holder lets go; an uncontended lock logs nothing."""
+    import threading
+    fcntl = pytest.importorskip("fcntl")
+    with caplog.at_level(logging.INFO, logger="graphforget"), directory_lock(tmp_path):
+        pass
+    assert not caplog.records
+    holder = os.open(tmp_path, os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    taken = threading.Event()
+
+    def waiter():
+        with directory_lock(tmp_path):
+            taken.set()
+    with caplog.at_level(logging.INFO, logger="graphforget"):
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        for _ in range(200):  # up to 10 s for the waiter to find the lock held
+            if caplog.records:
+                break
+            threading.Event().wait(0.05)
+        assert not taken.is_set()
+        os.close(holder)  # the holder lets go
+        thread.join(10)
+    assert taken.is_set() and [record.getMessage() for record in caplog.records] == [
+        f"waiting for the lock on {tmp_path}: another process holds it (a stream's process() or a publish)"]
 
 
 def test_the_lineage_counts_the_listed_pairs_of_an_edge_request(base, tmp_path):
