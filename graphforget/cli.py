@@ -1117,7 +1117,7 @@ def _add_workflow_commands(sub) -> None:
     p.add_argument("--encoding", default="utf-8", help="the --edges file's text encoding (default utf-8; e.g. latin-1)")
     p.add_argument("--local-ids", action="store_true", help="ids are the run's local ids, not the data file's")
     p.add_argument("--run", type=_path, required=True, help="the latest run of a lineage (of fit or forget; two "
-                   "forgets from one run are two branches, each keeping the other's data: workers share a ForgetStream)")
+                   "forgets from one run are two branches, each keeping the other's data: share a ForgetStream)")
     p.add_argument("--method", required=True, help="ifru, scif, retrain, finetune or unlearnrec")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="a field of the method's config, repeatable (`graphforget methods NAME` lists them)")
