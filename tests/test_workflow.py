@@ -3067,6 +3067,7 @@ def test_directory_lock_says_when_it_waits_for_another_holder(tmp_path, caplog):
     """qa151: a worker stopped while holding the lock (SIGSTOP, a hung disk) blocked every other process() without a
     word. Waiting is logged, once, and the lock is taken when the holder lets go; an uncontended lock logs nothing."""
     import threading
+    import time
     fcntl = pytest.importorskip("fcntl")
     with caplog.at_level(logging.INFO, logger="graphforget"), directory_lock(tmp_path):
         pass
@@ -3084,7 +3085,7 @@ def test_directory_lock_says_when_it_waits_for_another_holder(tmp_path, caplog):
         for _ in range(200):  # up to 10 s for the waiter to find the lock held
             if caplog.records:
                 break
-            threading.Event().wait(0.05)
+            time.sleep(0.05)
         assert not taken.is_set()
         os.close(holder)  # the holder lets go
         thread.join(10)
