@@ -1118,8 +1118,14 @@ def _lineage_record(parent: Run, out: Path, request: Request, removed: int, held
                        "run_sha256": sha256_file(parent.path / "run.json")},
             "request": {"kind": request.kind, "ids": int(request.ids.size(-1)), "edges": request.edges.size(1),
                         "heldout_pairs": heldout.size(1),
-                        "sha256": request_sha256(torch.cat([request.edges, heldout], 1), num_items(parent.graph))},
+                        "sha256": _request_sha256(parent, request, heldout)},
             "removed_edges": removed, "depth": parent.info["lineage"]["depth"] + 1}
+
+
+def _request_sha256(parent: Run, request: Request, heldout: Tensor) -> str:
+    """What a run's lineage records of its request: the hash of its training edges and the ``heldout`` pairs it
+    dropped, as keys of the ``parent``'s graph (:class:`ForgetStream` compares it with its journal's request)."""
+    return request_sha256(torch.cat([request.edges, heldout], 1), num_items(parent.graph))
 
 
 def _audit_line(parent: Run, out: Path, info: dict, result, report, error: str | None) -> Callable[[dict], dict]:
@@ -1665,8 +1671,7 @@ class ForgetStream:
         parent = current if current is not None and current.path == parent_path else load_run(parent_path)
         try:
             request = build_request(parent, **_journaled(entry))
-            expected = request_sha256(torch.cat([request.edges, _heldout_without(parent, request)[2]], 1),
-                                      num_items(parent.graph))
+            expected = _request_sha256(parent, request, _heldout_without(parent, request)[2])
         except ValueError:  # a request its parent refuses: no run of it could be
             expected = None
         if expected != recorded:
