@@ -466,6 +466,22 @@ def test_load_csv_strips_the_header_names_as_it_strips_values(tmp_path):
         load_csv(path, "user", "item")
 
 
+def test_load_csv_refuses_an_id_that_a_non_ascii_space_would_merge_with_another(tmp_path):
+    """str.strip() also drops U+00A0, which spreadsheets write: users 'a' and 'a\xa0' were read as one user 'a',
+    whose training rows and deletion then took both people's interactions."""
+    path = tmp_path / "nbsp.csv"
+    path.write_text("user,item\na,i1\na\u00a0,i2\n", encoding="utf-8")
+    expected = "line 3: column 'user': 'a\\xa0' begins or ends with a non-ASCII space (U+00A0): remove it, or it " \
+               "would read as 'a'"
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        load_csv(path, "user", "item")
+    path.write_text("user,item\n\u2003\u00a0b,i1\n", encoding="utf-8")  # each code point once, in order
+    with pytest.raises(ValueError, match=re.escape("(U+2003, U+00A0)")):
+        load_csv(path, "user", "item")
+    path.write_text("user,item\n a\t,\ti1 \na\u00a0b,i2\n", encoding="utf-8")  # ASCII blanks go; inner ones stay
+    assert list(load_csv(path, "user", "item")["user"].raw_id) == ["a", "a\u00a0b"]
+
+
 def test_a_byte_order_mark_is_no_part_of_the_first_id_in_every_format(tmp_path):
     """CSV and edges files dropped the mark that Notepad writes; u.data, triples and LightGCN files failed on it
     ("'\\ufeff1' is not an integer") though the same bytes read as CSV."""

@@ -484,7 +484,8 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
             an unknown ``duplicates`` policy, one column named for two roles, or duplicated pairs under
             ``"raise"``; ``FILE, line N: ...`` naming the column for a row without a value in a used column
             (shorter than the header, or an empty cell) or a label that is not a finite number (or is beyond
-            float32's range), or an id over ``MAX_ID_LENGTH`` characters; a used column named twice in the
+            float32's range), an id over ``MAX_ID_LENGTH`` characters or one that begins or ends with a non-ASCII space
+            (U+00A0, which spreadsheets write: stripped, it could merge two ids); a used column named twice in the
             header; ``FILE, lines N-M: ...`` for a used value holding a line break (a quote left open), and a row
             the csv module cannot read, or a quote still open at the end of the file in any column.
     """
@@ -690,13 +691,25 @@ def _csv_row(path: str | os.PathLike, lines: tuple[int, int], row: dict, user_co
     return user, item, label
 
 
+_ASCII_SPACE = " \t\n\r\v\f"
+
+
+def _code_points(value: str) -> str:
+    """The code points of the spaces at either end of ``value``, as ``U+00A0``."""
+    ends = value[:len(value) - len(value.lstrip())] + value[len(value.rstrip()):]
+    return ", ".join(dict.fromkeys(f"U+{ord(char):04X}" for char in ends))
+
+
 def _csv_value(path: str | os.PathLike, number: int, row: dict, column: str) -> str:
     """The value of ``column`` in a CSV row, stripped: present (the row is not shorter than the header) and not
     blank."""
     value = row[column]
     if value is None:  # csv.DictReader's filler for the fields a short row lacks
         raise _line_error(path, number, f"no value in column {column!r}: the row has fewer fields than the header")
-    value = value.strip()  # "1, 2" is user "1" and item "2"
+    value = value.strip(_ASCII_SPACE)  # "1, 2" is user "1" and item "2"
+    if value != value.strip():  # stripped, 'a\xa0' (a spreadsheet's no-break space) would merge with user 'a'
+        raise _line_error(path, number, f"column {column!r}: {value!r} begins or ends with a non-ASCII space "
+                                        f"({_code_points(value)}): remove it, or it would read as {value.strip()!r}")
     if not value:
         raise _line_error(path, number, f"column {column!r} is empty")
     if "\x00" in value:  # NumPy's strings drop trailing NULs: 'u1\x00' would be stored as, and merged with, 'u1'
