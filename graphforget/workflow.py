@@ -1027,7 +1027,7 @@ def _unlearn(parent: Run, method: str, config, request: Request, val: HeteroData
     try:
         result = unlearner.unlearn(request.edges.to(dev))
     except UnlearningFailed as error:  # trust.on_failure="raise": said as an untrusted result is
-        raise UnlearningFailed(f"{error}; nothing was written: retry with method retrain") from error
+        raise _Unpublished(str(error), "retry with method retrain") from error
     log.info("%s in %.2fs: %s", method, result.seconds, _scalars(result.info))
     return result, fit_seconds
 
@@ -1052,6 +1052,15 @@ def _usable_val(val: HeteroData, advice: str = "") -> HeteroData | None:
     return None
 
 
+class _Unpublished(UnlearningFailed):
+    """:func:`forget`'s refusal to publish a result. ``what`` is the failure without the advice to forget's caller,
+    which a stream, applying Retrain itself, journals."""
+
+    def __init__(self, what: str, advice: str = ""):
+        super().__init__(f"{what}; nothing was written" + (f": {advice}" if advice else ""))
+        self.what = what
+
+
 def _check_result(parent: Run, request: Request, result, method: str, allow_untrusted: bool) -> None:
     """Refuses to publish an untrusted or non-finite model; checks the remaining graph is exactly the parent's
     minus the request.
@@ -1061,12 +1070,12 @@ def _check_result(parent: Run, request: Request, result, method: str, allow_untr
         RuntimeError: a remaining graph that is not the parent's minus the request (a bug of the method).
     """
     if result.info.get("trusted") is False and not allow_untrusted:
-        raise UnlearningFailed(f"{method} could not produce a trusted result ({result.info.get('reason')}); "
-                               "nothing was written: retry with method retrain, or publish it anyway with "
-                               "allow_untrusted=True (the command line's --allow-untrusted)")
+        raise _Unpublished(f"{method} could not produce a trusted result ({result.info.get('reason')})",
+                           "retry with method retrain, or publish it anyway with allow_untrusted=True (the command "
+                           "line's --allow-untrusted)")
     bad = non_finite(result.model)
     if bad:
-        raise UnlearningFailed(f"{method} returned non-finite {bad}; nothing was written")
+        raise _Unpublished(f"{method} returned non-finite {bad}")
     count = num_items(parent.graph)
     before = pair_keys(parent.graph[EDGE].edge_index.cpu(), count)
     expected = before[~torch.isin(before, pair_keys(request.edges.cpu(), count))].sort().values
@@ -1809,10 +1818,10 @@ class ForgetStream:
             done = forget(parent, out=out, **request, method=method, options=options, device=self.device,
                           progress=progress)
         except UnlearningFailed as error:
-            log.warning("request %d: %s; the stream applies it with retrain", entry["seq"], error)
+            what = error.what if isinstance(error, _Unpublished) else str(error)  # not forget's advice to retry
+            log.warning("request %d: %s; the stream applies it with retrain", entry["seq"], what)
             with self._journal_lock():
-                self._append({"seq": entry["seq"], "time": utc_now(), "fallback": {"method": method,
-                                                                                   "error": str(error)}})
+                self._append({"seq": entry["seq"], "time": utc_now(), "fallback": {"method": method, "error": what}})
             done = forget(parent, out=out, **request, method="retrain", device=self.device, progress=progress)
         return done.path
 
