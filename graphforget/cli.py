@@ -264,6 +264,11 @@ def _options(method: str, pairs: list[str] | None) -> dict:
     return _checked_options(method, parse_options(pairs or []))
 
 
+def _bars(args: argparse.Namespace) -> bool:
+    """Progress bars: unless ``--quiet``, and only on a terminal (in a log file each redraw was kept)."""
+    return not args.quiet and sys.stderr.isatty()
+
+
 def _is_progress(option: str) -> bool:
     """Whether a (dotted) option is a progress bar's (``progress``, ``train.progress``): the command's (``--quiet``)."""
     return option.split(".")[-1] == "progress"
@@ -423,7 +428,7 @@ def cmd_train(args) -> int:
     graph, val, test = data.train.to(device), data.split.val.to(device), data.split.test.to(device)
     counts = graph["user"].num_nodes, graph["item"].num_nodes
     model = hparams.build_model(*counts, args.seed).to(device)
-    config = hparams.train_config(args.seed, progress=not args.quiet)
+    config = hparams.train_config(args.seed, progress=_bars(args))
     objective = hparams.objective(args.seed)
     fit = train(model, graph, objective, config, val)
     metrics = {**evaluate_auc(model, graph, test, data.request.to(device)), "train_seconds": fit.seconds,
@@ -499,7 +504,7 @@ def _run_unlearner(args, method: str, options: dict):
     device = torch.device(args.device)
     hparams = Hyperparameters(**run["hparams"])
     seed = wrapped_seed(run["seed"])  # a run may predate the range of seeds
-    config = hparams.train_config(seed, progress=not args.quiet)
+    config = hparams.train_config(seed, progress=_bars(args))
     unlearner = build_unlearner(method, model, data.train.to(device), recorded_objective(run), options, train=config,
                                 seed=seed, val=data.split.val.to(device))
     return unlearner, model, checkpoint, data
@@ -617,7 +622,7 @@ def cmd_demo(args) -> int:
         print(f"{model_name}: training the original, then {', '.join(['retrain'] + [m for m in methods if m != 'retrain'])}"
               f" ({torch.get_num_threads()} CPU thread{'s' if torch.get_num_threads() > 1 else ''})", flush=True)
         result = run_attack(data, hparams, methods, options, seed=args.seed, device=args.device,
-                            progress=not args.quiet).to_dict()
+                            progress=_bars(args)).to_dict()
         results.append(result)
         rows.append(_row(model_name, "original", result["original"], None, result["original"]["train_seconds"]))
         for method, row in result["methods"].items():
@@ -691,7 +696,7 @@ def cmd_bench(args) -> int:
     hparams = _with_flags(hparams, {"--epochs": ("train.epochs", args.epochs),
                                     "--ssl-weight": ("ssl_weight", args.ssl_weight), "--l2": ("l2", args.l2)})
     result = run_bench(args.protocol, source, args.model, methods, args.seeds, args.quick, out, params=params,
-                       options=options, hparams=hparams, device=args.device, progress=not args.quiet)
+                       options=options, hparams=hparams, device=args.device, progress=_bars(args))
     cached = sum(record["cached"] for record in result.cells)
     print(markdown(result))
     print(f"{len(result.cells)} cells ({cached} read from the cache); wrote {', '.join(result.files)}")
@@ -957,7 +962,7 @@ def cmd_fit(args) -> int:
                              label_col=args.label_col, duplicates=args.duplicates, delimiter=args.delimiter,
                              encoding=args.encoding,
                              threshold=args.threshold, negatives=args.negatives, model=args.model, hparams=changes,
-                             seed=args.seed, device=args.device, progress=not args.quiet)
+                             seed=args.seed, device=args.device, progress=_bars(args))
     m = result.metrics
     print(f"{args.model}: {_count(m['train_interactions'], 'interaction')} of {_count(m['users'], 'user')} and "
           f"{_count(m['items'], 'item')} ({_count(m['train_edges'], 'training pair')}); "
@@ -1001,7 +1006,7 @@ def cmd_forget(args) -> int:
     with _exists_is_usage_error(), _comma_hint(args):
         done = forget(run, out=out, **request, local_ids=args.local_ids, method=args.method, options=options,
                       seed=args.seed, allow_untrusted=args.allow_untrusted, device=args.device,
-                      progress=not args.quiet)
+                      progress=_bars(args))
     line, report = done.audit, done.report
     trust = {True: "trusted", False: "NOT TRUSTED", None: "no acceptance test"}[line["trusted"]]
     if done.request.edges.size(1) == 0:  # held-out pairs only: no method ran
@@ -1041,7 +1046,7 @@ def cmd_verify(args) -> int:
     from .workflow import verify_run
     run = _run_dir(args.run)
     out = _check_out_file(args.out) if args.out is not None else None
-    report = verify_run(run, retrain=args.retrain, seed=args.seed, device=args.device, progress=not args.quiet)
+    report = verify_run(run, retrain=args.retrain, seed=args.seed, device=args.device, progress=_bars(args))
     print(f"{_count(report['removed_edges'], 'edge')} removed by {_count(report['requests'], 'request')} in "
           f"{_count(len(report['lineage']), 'run')}")
     _say_untrusted(report["untrusted_requests"])
@@ -1207,7 +1212,7 @@ def _common(parser, data: bool = True) -> None:
         parser.add_argument("--seed", type=_seed, default=0,
                             help="seed of the split, the attack and the model (default: 0)")
     parser.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cuda (default: cpu)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (they show on a terminal only)")
 
 
 def _hyperparameters(parser, training: bool) -> None:
@@ -1327,7 +1332,7 @@ def _add_demo_parser(sub) -> None:
                           "stationary: per dataset; "
                           "0 for a model trained the ordinary way)")
     advanced.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cuda (default: cpu)")
-    advanced.add_argument("--quiet", action="store_true", help="no progress bars")
+    advanced.add_argument("--quiet", action="store_true", help="no progress bars (they show on a terminal only)")
     p.set_defaults(func=cmd_demo)
 
 
@@ -1386,7 +1391,7 @@ def _add_bench_parser(sub) -> None:
                    "trained the ordinary way)")
     p.add_argument("--out", type=_path, required=True, help="output directory (the cell cache lives in OUT/cells)")
     p.add_argument("--device", type=_device, default="cpu", help="torch device, e.g. cuda (default: cpu)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (they show on a terminal only)")
     p.set_defaults(func=cmd_bench)
 
 
