@@ -63,6 +63,17 @@ def data_parallel_gradient(model, graph, objective, positions) -> list:
     return [param.grad for param in model.parameters()]
 
 
+def rank_tensors_averaged() -> list:
+    """This rank's tensors ``[1 + r, 10 r]`` and ``4 (r + 1)`` (a 2x2) after
+    :func:`~graphforget.distributed.average_across_ranks`. Module level, for :func:`graphforget.distributed.launch`."""
+    from graphforget.distributed import average_across_ranks, rank_and_size
+
+    rank = rank_and_size()[0]
+    tensors = [torch.tensor([1.0 + rank, 10.0 * rank]), torch.full((2, 2), 4.0 * (rank + 1))]
+    average_across_ranks(tensors)
+    return tensors
+
+
 def fake_install(site, package: str, source: str, models: dict[str, str]) -> None:
     """Installs ``package`` (its ``__init__.py`` is ``source``) into the folder ``site`` as pip would, with a
     ``.dist-info`` registering ``models`` (``{name: "module:attribute"}``) under ``graphforget.models``."""

@@ -5,6 +5,7 @@ fails the test instead of hanging it; the cases share one launch (:func:`helpers
 own. A case's function catches what each rank raises and returns it, and the ranks' outcomes are compared.
 """
 import dataclasses
+import pickle
 import re
 import traceback
 
@@ -16,8 +17,8 @@ import torch.distributed as dist
 from graphforget import BCEObjective, TrainConfig
 from graphforget.bench import run_bench
 from graphforget.data import planted_communities
-from graphforget.distributed import (_digest, _in_job_order, _noted, _raise_first, _without_addresses, agreed,
-                                     gather_results, launch, rank_and_size, run_jobs)
+from graphforget.distributed import (_digest, _in_job_order, _noted, _raise_first, _sendable, _without_addresses,
+                                     agreed, gather_results, launch, rank_and_size, run_jobs)
 from graphforget.models import MF, LightGCN
 from graphforget.presets import Hyperparameters
 from graphforget.train import train
@@ -316,6 +317,34 @@ def test_an_error_from_another_rank_names_that_rank():
     assert str(undecodable).endswith("invalid start byte (raised on rank 1 of 2)")
 
 
+def test_a_ranks_own_error_is_raised_as_it_was_raised():
+    """``_raise_first``: "``own`` on that rank itself": the very exception with its traceback, no note naming a rank
+    (here rank 0, without a group; the report holds the pickled copy that travelled)."""
+    own = KeyError("user 7")
+    with pytest.raises(KeyError) as caught:
+        _raise_first([(pickle.loads(pickle.dumps(own)), 0, ()), (None, 0, ())], own)
+    assert caught.value is own and not getattr(own, "__notes__", [])
+
+
+class _TwoArgumentError(ValueError):
+    """Pickles but does not unpickle: pickle rebuilds it from ``args`` (one), ``__init__`` takes two."""
+
+    def __init__(self, what, where):
+        super().__init__(f"{what} at {where}")
+
+
+def test_an_error_that_pickles_but_does_not_unpickle_travels_as_a_runtime_error():
+    """``_sendable``: an error the other ranks cannot unpickle would fail them in the exchange; it travels as a
+    RuntimeError with its type and message."""
+    error = _TwoArgumentError("bad id", "row 3")
+    with pytest.raises(TypeError):
+        pickle.loads(pickle.dumps(error))  # the precondition: it pickles, and does not unpickle
+    sent = _sendable(error)
+    assert type(sent) is RuntimeError and str(sent) == "_TwoArgumentError: bad id at row 3"
+    assert str(pickle.loads(pickle.dumps(sent))) == str(sent)
+    assert _sendable(KeyError("user 7")).args == ("user 7",)  # one that travels is sent as it is
+
+
 def sisa_with_unseeded_template() -> list[str]:
     """SISA's fit from a model initialised differently on each rank: the shards are re-initialised from the seeds,
     so only the model's layout must agree (module level, for ``launch``)."""
@@ -405,6 +434,19 @@ def test_tensors_of_the_same_bytes_but_another_dtype_or_shape_digest_differently
                   torch.zeros(1, dtype=torch.int64), torch.zeros(1, 2, dtype=torch.float32)]
     assert len({_digest(t) for t in same_bytes}) == len(same_bytes)
     assert _digest(torch.arange(4).reshape(2, 2)) != _digest(torch.arange(4))
+
+
+def test_a_dicts_digest_reads_its_keys_not_their_order_nor_only_its_values():
+    """Ranks given equal options built in another order were given one input; options setting another field to the
+    same value, a list of the same items, or the dict of a config's fields are other inputs."""
+    assert _digest({"lr": 0.1, "epochs": 2}) == _digest({"epochs": 2, "lr": 0.1})
+    assert _digest({"lr": 0.1}) != _digest({"momentum": 0.1})
+    assert _digest({"solver.damping": 1.0, "l2": 0.5}) != _digest({"solver.damping": 0.5, "l2": 1.0})
+    assert _digest({"a": 1}) != _digest(["a", 1])
+    config = TrainConfig()
+    fields = {field.name: getattr(config, field.name) for field in dataclasses.fields(config)
+              if field.name != "progress"}
+    assert _digest(config) != _digest(fields)
 
 
 def test_a_sets_digest_does_not_follow_its_iteration_order():

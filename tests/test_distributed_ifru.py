@@ -338,26 +338,24 @@ def test_launch_raises_the_error_of_the_rank_that_failed_first():
             launch(fails_on_rank_one, 2, timeout=60)
 
 
-def plus_one(x: torch.Tensor) -> torch.Tensor:
-    """``x + 1`` after changing the rank's own ``x`` in place (module level, for ``launch``)."""
+def plus_one(x: torch.Tensor, close: bool = False) -> torch.Tensor:
+    """``x + 1`` plus this rank after changing the rank's own ``x`` in place, closing the process group itself with
+    ``close`` (module level, for ``launch``)."""
+    rank = rank_and_size()[0]
+    if close:
+        torch.distributed.destroy_process_group()
     x.mul_(0)
-    return x + 1
-
-
-def plus_one_and_close(x: torch.Tensor) -> torch.Tensor:
-    """:func:`plus_one`, closing the process group itself."""
-    torch.distributed.destroy_process_group()
-    return plus_one(x)
+    return x + 1 + rank
 
 
 @pytest.mark.distributed
-def test_launch_leaves_the_callers_arguments_as_they_were():
+def test_launch_leaves_the_callers_arguments_as_they_were_and_returns_rank_zeros_value():
     """spawn's pickling moved the caller's tensors into shared memory: a later ``resize_`` of them crashed the
     caller (a segmentation fault). A function that closes its group itself returns its value (launch's own closing
-    raised torch's AssertionError "Process group cannot be None")."""
+    raised torch's AssertionError "Process group cannot be None"). Its value is rank 0's (rank 1's is 2)."""
     x = torch.arange(4.0)
     assert torch.equal(launch(plus_one, 2, x, timeout=60), torch.ones(4))
-    assert torch.equal(launch(plus_one_and_close, 2, x, timeout=60), torch.ones(4))
+    assert torch.equal(launch(plus_one, 2, x, True, timeout=60), torch.ones(4))
     assert not x.is_shared() and torch.equal(x, torch.arange(4.0))
     x.resize_(10)
 

@@ -18,7 +18,7 @@ from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN
 from graphforget.objectives import BCEObjective
 from graphforget.train import NoSignalWarning, NotStationaryWarning, TrainConfig, TrainResult, train
 from graphforget.unlearn import METHODS, Retrain, RetrainConfig, UnlearnResult, build_unlearner
-from helpers import case_value, data_parallel_gradient, launch_each, train_data_parallel
+from helpers import case_value, data_parallel_gradient, launch_each, rank_tensors_averaged, train_data_parallel
 
 
 def split_of(seed: int = 0, num_users: int = 200, num_items: int = 120, num_communities: int = 4,
@@ -656,7 +656,7 @@ def _training_case(model_name: str) -> tuple:
 @pytest.fixture(scope="module")
 def two_ranks():
     """The data-parallel cases below run in two ranks, in one launch: rank 0's value per case."""
-    return launch_each({"gradient": (data_parallel_gradient, *_gradient_case()),
+    return launch_each({"gradient": (data_parallel_gradient, *_gradient_case()), "average": (rank_tensors_averaged,),
                         **{name: (train_data_parallel, *_training_case(name)) for name in ("mf", "lightgcn")}})
 
 
@@ -670,6 +670,14 @@ def test_distributed_data_parallel_sums_the_ranks_shares_of_a_batch(two_ranks, o
     for param, summed in zip(model.parameters(), ranks):
         assert torch.allclose(summed, param.grad, rtol=1e-5, atol=1e-8)
         assert not torch.allclose(summed / 2, param.grad, rtol=1e-3)
+
+
+@pytest.mark.distributed
+def test_average_across_ranks_sets_each_tensor_to_its_mean(two_ranks):
+    """BatchNorm's running statistics after a data-parallel epoch: the test of training with them checks only that the
+    ranks agree, which a sum satisfies too."""
+    first, second = case_value(two_ranks, "average")  # rank r held [1 + r, 10 r] and 4 (r + 1)
+    assert torch.equal(first, torch.tensor([1.5, 5.0])) and torch.equal(second, torch.full((2, 2), 6.0))
 
 
 @pytest.mark.distributed
