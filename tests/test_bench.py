@@ -2155,11 +2155,28 @@ def test_run_attack_gap_noise_floor_is_over_the_test_pairs(monkeypatch):
     assert all(math.isnan(row.prediction_gap) for row in report.methods.values())
 
 
+def test_run_attack_rows_hold_the_closed_form_completeness_and_a_fitted_methods_three_aucs_before():
+    """completeness = (method - Original) / (Retrain - Original) per AUC, by hand from the rows' scores (Original and
+    Retrain swapped had gone unseen); a method with a fit step reports AUC_0/1/2 of its fitted model (qa154)."""
+    from graphforget.protocols.attack import run_attack
+    data = prepare_attack_data("synthetic", attack_ratio=0.05, seed=0)
+    report = run_attack(data, Hyperparameters(embedding_dim=8, train={"epochs": 5}), methods=["finetune", "sisa"],
+                        options={"sisa": {"num_shards": 2}})
+    keys, base, retrain = ("auc_0", "auc_1", "auc_2"), report.original, report.methods["retrain"].scores
+    assert all(abs(retrain[key] - base[key]) > 1e-3 for key in keys)  # the precondition: no 0/0
+    for row in report.methods.values():
+        assert row.completeness == pytest.approx({key: (row.scores[key] - base[key]) / (retrain[key] - base[key])
+                                                  for key in keys})
+    assert sorted(report.methods["sisa"].before) == ["auc_0", "auc_1", "auc_2"]
+
+
 def test_the_attack_is_seeded_by_the_seed():
     """Prepare_attack_data flips attack_flip(split.train, ratio, seed)'s edges."""
     from graphforget.data import attack_flip
     data = prepare_attack_data("synthetic", attack_ratio=0.05, seed=3)
     assert torch.equal(data.request, attack_flip(data.split.train, 0.05, seed=3)[1])
+    sizes = [part[EDGE].edge_index.size(1) for part in (data.split.train, data.split.val, data.split.test)]
+    assert [round(10 * size / sum(sizes)) for size in sizes] == [6, 2, 2]  # the paper's split (8:1:1 went unseen)
 
 
 def test_fmt_writes_one_decimal_from_100_on():

@@ -2251,6 +2251,21 @@ def test_random_edges_rounds_the_count():
     assert random_edges(graph, 0.37).size(1) == 4  # round(3.7); attack_flip rounds too
 
 
+def test_random_edges_draws_its_share_of_the_observed_edges_among_them():
+    """Positions into the observed edges taken for positions into all edges drew unobserved ones (qa154)."""
+    graph = make_interactions(torch.arange(20).repeat(2, 1), observed=torch.arange(20) % 2 == 1)  # user u, item u
+    for seed in range(5):
+        request = random_edges(graph, 0.5, seed=seed)
+        assert request.size(1) == 5 and bool((request[0] % 2 == 1).all()), request
+
+
+def test_adversarial_edges_round_the_share_of_users():
+    """0.39 of 10 users is 4, as random_edges rounds (a truncation drew 3; qa154)."""
+    graph = make_interactions(torch.arange(10).repeat(2, 1))
+    model = hand_mf([[float(u)] for u in range(10)], [[1.0]] * 10)
+    assert [adversarial_edges(model, graph, fraction=share, seed=0)[1].size(1) for share in (0.39, 0.7)] == [4, 7]
+
+
 def test_a_request_with_item_id_equal_to_num_items_is_named_unknown(tiny_graph):
     graph = tiny_graph
     with pytest.raises(ValueError, match="unknown ids, the first \\(0, 5\\)"):
