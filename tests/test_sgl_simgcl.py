@@ -215,6 +215,21 @@ def test_a_batch_contrasts_the_users_and_items_of_its_positive_edges_alone(cls):
                                                                                           rel=1e-6)
 
 
+def test_two_steps_of_one_epoch_over_the_same_nodes_draw_other_views():
+    """ContrastiveBPRObjective.generator: "Seeding from the batch too gives every step of an epoch its own views": two
+    batches of one epoch and size over users {0, 1} and items {0, 1} contrast other draws (qa157: a key without the
+    batch's positions contrasted the same two views at every such step)."""
+    graph = make_interactions(torch.tensor([[0, 1, 1, 0, 2, 2], [0, 1, 0, 1, 2, 3]]), num_users=3, num_items=4)
+    model = SGL(3, 4, embedding_dim=4, num_layers=2, drop_ratio=0.5)
+    model.reset_parameters(0)
+    objective, bpr = ContrastiveBPRObjective(l2=0.0, ssl_weight=1.0, tau=0.3, seed=7), BPRObjective(l2=0.0, seed=7)
+    with torch.no_grad():
+        parts = [float(objective.batch_loss(model, graph, positions, epoch=4)
+                       - bpr.batch_loss(model, graph, positions, epoch=4))
+                 for positions in (torch.tensor([0, 1]), torch.tensor([2, 3]))]
+    assert min(parts) > 0 and parts[0] != pytest.approx(parts[1], rel=1e-6), parts
+
+
 def test_contrastive_objective_trains_and_rejects_plain_models(graph):
     model = SGL(5, 4, embedding_dim=8, num_layers=2)
     model.reset_parameters(0)
@@ -339,6 +354,47 @@ def _term_setup(graph, seed: int = 3):
     objective = ContrastiveBPRObjective(l2=0.1, ssl_weight=0.5, tau=0.5, seed=seed)
     rows = NodeRows.from_node_mask(model, torch.tensor([1, 1, 0, 1, 0, 1, 1, 0, 1], dtype=torch.bool), 5)
     return model, objective, rows, rows.gather(model)
+
+
+def _term_by_hand(model, graph, users, items, scale: float) -> float:
+    """``scale`` (InfoNCE_users + InfoNCE_items) on the fixed views of a generator seeded with the objective's seed 3,
+    by loops."""
+    first, second = (view.detach() for view in model.fixed_views(graph, torch.Generator().manual_seed(3))(graph))
+    return scale * (naive_info_nce(first[users], second[users], 0.5) + naive_info_nce(first[items], second[items], 0.5))
+
+
+def _sgl_and_objective():
+    model = SGL(5, 4, embedding_dim=3, num_layers=2, drop_ratio=0.3)
+    model.reset_parameters(3)
+    return model, ContrastiveBPRObjective(l2=0.1, ssl_weight=0.5, tau=0.5, seed=3)
+
+
+def test_a_side_of_exactly_max_nodes_is_not_sampled_and_keeps_the_seeds_draw(graph):
+    """ContrastiveTerm samples a side "when it has more" than max_nodes: with max_nodes = 5, the users, every node is
+    contrasted on the seed's draw as with the default (qa157: a side of exactly max_nodes drew a permutation, which
+    moved the views' draw off the seed's). Weight |D| ssl_weight = 11 * 0.5."""
+    model, objective = _sgl_and_objective()
+    rows = NodeRows.from_node_mask(model, torch.ones(9, dtype=torch.bool), 5)
+    expected = _term_by_hand(model, graph, torch.arange(5), torch.arange(5, 9), 11 * 0.5)
+    for max_nodes in (5, 8192):
+        term = ContrastiveTerm(model, objective, graph, max_nodes=max_nodes)
+        with torch.no_grad():
+            assert float(term.function(rows, graph)(rows.gather(model))) == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_terms_weight_counts_the_edges_labelled_0_too():
+    """|D| ssl_weight with |D| the graph's edges, as a training step weighs its batch's mean BPR over all its edges
+    against one InfoNCE: 9 edges, 2 labelled 0, weigh 9 * 0.5 (qa157: counting the positive edges alone shrank IFRU's
+    term, gradient and curvature by 7/9). The nodes contrasted are those of positive edges."""
+    edges = torch.tensor([[0, 0, 1, 1, 2, 2, 3, 3, 4], [0, 1, 0, 1, 1, 2, 0, 2, 3]])
+    labels = torch.tensor([1., 1., 1., 0., 1., 1., 1., 0., 0.])
+    graph = make_interactions(edges, labels, 5, 4, observed=labels > 0)
+    model, objective = _sgl_and_objective()
+    rows = NodeRows.from_node_mask(model, torch.ones(9, dtype=torch.bool), 5)
+    term = ContrastiveTerm(model, objective, graph)
+    expected = _term_by_hand(model, graph, torch.tensor([0, 1, 2, 3]), torch.tensor([5, 6, 7]), 9 * 0.5)
+    with torch.no_grad():
+        assert float(term.function(rows, graph)(rows.gather(model))) == pytest.approx(expected, rel=1e-5)
 
 
 def test_the_contrastive_term_and_its_gauss_newton_curvature_against_dense(graph):

@@ -1106,6 +1106,10 @@ def test_auto_newton_steps_only_on_a_stationary_model(early_stopped):
                              torch.ones(3, dtype=torch.float64), torch.zeros(3, dtype=torch.bool), 0.0)
     assert gradient_ratio(target, torch.zeros(3, dtype=torch.float64)) == math.inf
     assert gradient_ratio(target, torch.tensor([0.0, 0.0, 5.0], dtype=torch.float64)) == 0.1
+    # the trained point's whole residual: an orphan entry's gradient counts, though the tilt keeps none there (qa157)
+    orphan = TiltedObjective(None, None, torch.tensor([3.0, 0.0, 4.0], dtype=torch.float64),
+                             torch.ones(3, dtype=torch.float64), torch.tensor([True, False, False]), 0.1)
+    assert gradient_ratio(orphan, torch.tensor([0.0, 0.0, 2.0], dtype=torch.float64)) == pytest.approx(5 / 2)
     tiny = planted_communities(30, 24, 2, 10, seed=1)
     tiny_request = tiny[EDGE].edge_index[:, :3]
     objective = BCEObjective(l2=1.0)
