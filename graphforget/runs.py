@@ -6,7 +6,8 @@ A run is a directory that is written once and never modified:
   ``data`` source and its options, the ``model`` name and config, ``hparams``, ``seed``, ``metrics``), its
   ``lineage`` (the parent run's path and the sha256 of its ``run.json``, the request's sha256 and size, the
   cumulative removed count), the sha256 of every other file (``files``), and its own seal (``record_sha256``,
-  the sha256 of the rest: an edit by hand is refused when the run is read);
+  the sha256 of the rest: an edit by hand is refused when the run is read, and so is a run that graphforget wrote
+  before 2026-12-05, unsealed);
 * ``graph.pt``: the training graph (for a forget run, the remaining graph) as a plain dict of tensors with
   the raw ids (:func:`graph_to_dict`), readable with ``torch.load(..., weights_only=True)``;
 * ``heldout.pt``: the validation and test pairs (without the forgotten users' and items' rows);
@@ -502,10 +503,14 @@ def _read_info(path: Path) -> dict:
         raise ValueError(f"{record} lacks {missing}: it was edited by hand or is not a graphforget run record")
     _check_record_types(record, info)
     # every run is written sealed: a record whose seal was deleted with the edit had been read as it stood
-    seal = "lacks its seal record_sha256" if "record_sha256" not in info else (
-        "does not match its record_sha256" if info["record_sha256"] != _record_sha256(info) else None)
-    if seal is not None:
-        raise ValueError(f"{record} {seal}: it was edited by hand (a run is never modified: make a new one)")
+    if "record_sha256" not in info:  # graphforget wrote no seal before 2026-12-05: not told from an edit (qa158)
+        raise ValueError(f"{record} lacks its seal record_sha256: it was edited by hand, or written by a graphforget "
+                         "of before 2026-12-05, which sealed no run; unsealed runs are not read (fit the data file "
+                         "again and forget the requests in the lineage's audit.jsonl again, or finish with that "
+                         "version)")
+    if info["record_sha256"] != _record_sha256(info):
+        raise ValueError(f"{record} does not match its record_sha256: it was edited by hand (a run is never modified: "
+                         "make a new one)")
     return info
 
 

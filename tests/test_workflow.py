@@ -662,7 +662,10 @@ def test_a_run_record_edited_by_hand_is_refused_by_its_seal(base, tmp_path):
         unsealed = {key: value for key, value in record.items() if key != "record_sha256"}
         (run / "run.json").write_text(json.dumps(unsealed))
         with pytest.raises(ValueError, match=re.escape(f"{run / 'run.json'} lacks its seal record_sha256: it was "
-                                                       "edited by hand")):
+                                                       "edited by hand, or written by a graphforget of before "
+                                                       "2026-12-05, which sealed no run; unsealed runs are not read (fit "
+                                                       "the data file again and forget the requests in the lineage's "
+                                                       "audit.jsonl again, or finish with that version)")):
             load_run(run)
 
 
