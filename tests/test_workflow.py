@@ -661,11 +661,11 @@ def test_a_run_record_edited_by_hand_is_refused_by_its_seal(base, tmp_path):
     for record in (info, edited):
         unsealed = {key: value for key, value in record.items() if key != "record_sha256"}
         (run / "run.json").write_text(json.dumps(unsealed))
-        with pytest.raises(ValueError, match=re.escape(f"{run / 'run.json'} lacks its seal record_sha256: it was "
-                                                       "edited by hand, or written by a graphforget of before "
-                                                       "2026-12-05, which sealed no run; unsealed runs are not read (fit "
-                                                       "the data file again and forget the requests in the lineage's "
-                                                       "audit.jsonl again, or finish with that version)")):
+        message = (f"{run / 'run.json'} lacks its seal record_sha256: it was edited by hand, or written by a "
+                   "graphforget of before 2026-12-05, which sealed no run; unsealed runs are not read (fit the data "
+                   "file again and forget the requests in the lineage's audit.jsonl again, or finish with that "
+                   "version)")
+        with pytest.raises(ValueError, match=re.escape(message)):
             load_run(run)
 
 
