@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import hashlib
 import logging
 import math
@@ -480,6 +481,97 @@ def test_load_csv_refuses_an_id_that_a_non_ascii_space_would_merge_with_another(
         load_csv(path, "user", "item")
     path.write_text("user,item\n a\t,\ti1 \na\u00a0b,i2\n", encoding="utf-8")  # ASCII blanks go; inner ones stay
     assert list(load_csv(path, "user", "item")["user"].raw_id) == ["a", "a\u00a0b"]
+
+
+def first_two_lines_of(text: str, pair: tuple, split) -> list[int]:
+    """Hand reference: the 1-based lines of ``text`` whose (user, item) is ``pair`` (the first two)."""
+    found = [number for number, line in enumerate(text.splitlines(), start=1)
+             if line.strip() and not line.startswith("#") and tuple(split(line)[:2]) == pair]
+    return found[:2]
+
+
+@pytest.mark.parametrize("kind", ["csv", "u.data"])
+def test_a_pair_on_three_rows_is_named_at_its_first_two_lines(tmp_path, kind):
+    """The duplicate error names the first two copies' lines, as every other duplicate message of the library does
+    (make_interactions' and the LightGCN loader's 'at positions first and second'); a mutant naming the last copy
+    (line 6, not 4) passed the suite, whose files hold each repeated pair twice only."""
+    if kind == "csv":
+        text = "user,item\nA,x\nB,y\nA,x\nC,z\nA,x\n"
+        path = tmp_path / "r.csv"
+        path.write_text(text)
+        load = functools.partial(load_csv, path, "user", "item")
+        lines = first_two_lines_of(text, ("A", "x"), lambda line: line.split(","))
+        pair = "(A, x)"
+    else:
+        text = "# a comment\n1\t2\t3\t4\n\n5\t6\t1\t1\n1\t2\t4\t5\n7\t8\t1\t1\n1\t2\t5\t6\n"
+        path = tmp_path / "u.data"
+        path.write_text(text)
+        load = functools.partial(load_movielens_100k, tmp_path)
+        lines = first_two_lines_of(text, ("1", "2"), lambda line: line.split())
+        pair = "(1, 2)"
+    assert len(lines) == 2
+    with pytest.raises(ValueError, match=re.escape(f"1 (user, item) pairs occur on several rows, the first {pair} "
+                                                   f"(raw ids) on lines {lines[0]} and {lines[1]};")):
+        load()
+
+
+def test_movielens_reads_the_folders_own_u_data_before_ml_100k(tmp_path):
+    """Documented order (the test of missing files says so, and the FileNotFoundError names both): ``root/u.data``
+    first, then ``root/ml-100k/u.data``. A mutant reading ml-100k/ first passed the suite."""
+    (tmp_path / "u.data").write_text("1\t2\t5\t9\n3\t4\t1\t8\n")
+    (tmp_path / "ml-100k").mkdir()
+    (tmp_path / "ml-100k" / "u.data").write_text("10\t20\t5\t9\n")
+    assert raw_pairs(load_movielens_100k(tmp_path)) == [(1, 2), (3, 4)]
+    (tmp_path / "u.data").unlink()  # then the data root's ml-100k/u.data
+    assert raw_pairs(load_movielens_100k(tmp_path)) == [(10, 20)]
+
+
+def test_unmarked_utf16_with_a_few_non_latin_ids_is_named_as_utf16(tmp_path):
+    """UTF-16 without a byte-order mark is named by the NUL bytes of its ASCII characters (docs/data.rst): one id
+    beyond U+00FF (the euro sign, bytes AC 20) leaves most, not all, of those bytes NUL. A mutant requiring every one
+    of them NUL reported 'not UTF-8 text (invalid start byte): pass its encoding (encoding='latin-1', ...)'."""
+    rows = [(f"u{i}", f"i{i % 7}") for i in range(40)] + [("u\u20ac", "i1")]
+    text = "user,item\n" + "".join(f"{u},{i}\n" for u, i in rows)
+    path = tmp_path / "r.csv"
+    path.write_bytes(text.encode("utf-16-le"))
+    high = path.read_bytes()[1::2]
+    assert 0.9 <= high.count(0) / len(high) < 1  # the case at hand: nearly, not all, NUL
+    with pytest.raises(ValueError, match=re.escape(f"{path} has the NUL bytes of ASCII text in UTF-16 without a "
+                                                   "byte-order mark: it is UTF-16-LE text, not UTF-8: read it with "
+                                                   "the encoding 'utf-16-le'")):
+        load_csv(path, "user", "item")
+    assert sorted(raw_pairs(load_csv(path, "user", "item", encoding="utf-16-le"))) == sorted(rows)
+
+
+def test_a_quote_left_open_in_an_unread_column_of_a_cr_file_is_refused(tmp_path):
+    """Old Mac line ends (CR alone): a quote opened in a column not read took in every later row (2 of 3 read,
+    without a word) once the check looked for LF only; the csv module splits lines on CR as well."""
+    path = tmp_path / "r.csv"
+    path.write_bytes(b'user,item,note\r1,a,x\r2,b,"open\r3,c,z\r')
+    with pytest.raises(ValueError, match=re.escape(f"{path}, line 3: a quote opened on this row is still open at the "
+                                                   "end of the file")):
+        load_csv(path, "user", "item")
+    path.write_bytes(b'user,item,note\r1,a,x\r2,b,"closed\rnote"\r3,c,z\r')  # closed: three rows, as in LF files
+    assert raw_pairs(load_csv(path, "user", "item")) == [(1, "a"), (2, "b"), (3, "c")]  # plain integers as such
+
+
+def test_a_used_value_spanning_cr_line_ends_is_refused_with_its_lines(tmp_path):
+    """docs/data.rst: 'A used value that holds a line break is refused with the lines it spans'. CR alone is a line
+    break to the csv module; a mutant looking for LF alone read the item 'The 5\\r2,x\\r3,y' as one id."""
+    path = tmp_path / "r.csv"
+    path.write_bytes(b'user,item\r1,"The 5\r2,x\r3,y"\r')
+    with pytest.raises(ValueError, match=re.escape(f"{path}, lines 2-4: column 'item' holds a line break")):
+        load_csv(path, "user", "item")
+
+
+def test_a_quoted_value_after_a_space_keeps_its_delimiter(tmp_path):
+    """Spaces after the delimiter are dropped (docs/data.rst), so '1, "a,b", 5' is user 1, item 'a,b', rating 5:
+    a mutant reading the space as part of the field split the quoted item and refused the row."""
+    path = tmp_path / "r.csv"
+    path.write_text('user, item, rating\n1, "a,b", 5\n2, c, 3\n')
+    graph = load_csv(path, "user", "item", "rating")
+    assert raw_pairs(graph) == [(1, "a,b"), (2, "c")]
+    assert graph[("user", "rates", "item")].edge_label.tolist() == [5.0, 3.0]
 
 
 def test_a_byte_order_mark_is_no_part_of_the_first_id_in_every_format(tmp_path):

@@ -410,7 +410,7 @@ def load_lightgcn(root: str | os.PathLike) -> tuple[HeteroData, HeteroData]:
             (see :func:`~graphforget.data.make_interactions`; the Gowalla and ML-1M files hold none); when
             a file is empty or lists no item; for a malformed line (a token that is not a
             non-negative integer), naming the file and the 1-based line number; or for ids far sparser than
-            contiguous ones (more than twice as many unused as used, beyond 1024).
+            contiguous ones (over 1024 more ids unused than used).
     """
     if Path(root).is_file():  # else 'train.txt/train.txt not found' for a file that is there
         raise NotADirectoryError(f"{root} is a file: give the folder holding train.txt and test.txt")
