@@ -3041,17 +3041,20 @@ def test_an_id_that_starts_with_a_dash_is_told_how_to_give_it(capsys, base, tmp_
 
 # (qa116: each test below failed under a mutation of the workflow or runs the suite had passed)
 def test_an_edit_of_any_field_of_run_json_breaks_its_seal(base, tmp_path):
-    """The seal covers the whole record but record_sha256 (docstring of _record_sha256): editing `created` must be
-    refused. A mutation left `created` out of the seal (qa116)."""
+    """The seal is the sha256 of the sorted JSON of the whole record but record_sha256 (docstring of _record_sha256):
+    editing `created`, a file's recorded sha256 or the metrics must be refused. Mutations left `created` (qa116),
+    `files` or `metrics` (qa159) out of the seal."""
     record = json.loads((base / "run.json").read_text())
-    record["created"] = "1999-01-01T00:00:00Z"
-    copy = tmp_path / "copy"
-    copy.mkdir()
-    for p in base.iterdir():
-        (copy / p.name).write_bytes(p.read_bytes())
-    (copy / "run.json").write_text(json.dumps(record, indent=2) + "\n")
-    with pytest.raises(ValueError, match="record_sha256"):
-        read_run_info(copy)
+    rest = {key: value for key, value in record.items() if key != "record_sha256"}
+    assert record["record_sha256"] == hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()
+    edits = {"created": "1999-01-01T00:00:00Z", "files": {**record["files"], "model.pt": "0" * 64},
+             "metrics": {**record["metrics"], "val_auc": 0.999}}
+    for key, value in edits.items():
+        copy = tmp_path / key
+        shutil.copytree(base, copy)
+        (copy / "run.json").write_text(json.dumps({**record, key: value}, indent=2) + "\n")
+        with pytest.raises(ValueError, match="does not match its record_sha256"):
+            read_run_info(copy)
 
 
 def test_directory_lock_is_exclusive(tmp_path):
@@ -3320,3 +3323,199 @@ def test_verify_run_passes_the_runs_objective_seed_and_held_out_pairs_to_the_ver
     val = current.val[EDGE].edge_index
     given = builds[0]["val"][EDGE].edge_index
     assert {tuple(p) for p in given.t().tolist()} == {tuple(p) for p in val.t().tolist()}
+
+
+@pytest.fixture(scope="module")
+def child(base, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("qa159c") / "child"
+    forget(base, users=["u1"], method="scif", out=out, verify=False)
+    return out
+
+
+def _copy(run: Path, to: Path) -> Path:
+    shutil.copytree(run, to)
+    return to
+
+
+def test_a_forget_runs_request_sha256_is_the_hash_of_its_training_edges_and_held_out_pairs(base, child):
+    """runs.request_sha256 / the lineage record: the sha256 of the sorted int64 keys ``user * num_items + item`` of
+    every pair the request removed, its training edges and its held-out (validation and test) pairs. Computed by hand
+    from the parent's data: a mutation hashed the training edges alone."""
+    parent = load_run(base)
+    user = int(np.flatnonzero(np.asarray(parent.graph["user"].raw_id) == "u1")[0])
+    items = parent.graph["item"].num_nodes
+    pairs = [parent.graph[EDGE].edge_index, parent.val[EDGE].edge_index, parent.test[EDGE].edge_index]
+    keys = sorted({int(u) * items + int(i) for part in pairs for u, i in part.t().tolist() if u == user})
+    heldout = sum(int((part[EDGE].edge_index[0] == user).sum()) for part in (parent.val, parent.test))
+    assert heldout > 0  # the case the hash must cover
+    expected = hashlib.sha256(np.asarray(keys, dtype="<i8").tobytes()).hexdigest()
+    request = read_run_info(child)["lineage"]["request"]
+    assert request["heldout_pairs"] == heldout and request["sha256"] == expected
+
+
+def test_lineage_depth_counts_the_requests_since_the_fit_run(base, child, tmp_path):
+    """A fit run has depth 0, each child its parent's + 1 (a child adds 1 to it): the chain's length less one."""
+    grandchild = tmp_path / "grandchild"
+    forget(child, users=["u2"], method="scif", out=grandchild, verify=False)
+    chain = lineage(grandchild)
+    assert [read_run_info(run)["lineage"]["depth"] for run in chain] == list(range(len(chain))) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("edit", ["seed_true", "relative_path_int", "forget_without_parent"])
+def test_a_resealed_record_of_the_wrong_kind_is_refused_by_name(child, tmp_path, edit):
+    """_check_record_types / _unrecorded_fields: a seed given as true, a parent's relative_path that is no string, a
+    forget run without a parent are no run's record even when resealed (a forger's step): each is named. Mutations
+    dropped each check."""
+    run = _copy(child, tmp_path / "run")
+    info = json.loads((run / "run.json").read_text())
+    if edit == "seed_true":
+        info["seed"], field = True, "seed"
+    elif edit == "relative_path_int":
+        info["lineage"]["parent"]["relative_path"], field = 3, "lineage.parent"
+    else:
+        info["lineage"]["parent"], field = None, "lineage.parent"
+    (run / "run.json").write_text(_sealed(info))
+    with pytest.raises(ValueError, match=rf"{field} is not what a run records"):
+        read_run_info(run)
+
+
+def test_lineage_refuses_a_childs_audit_log_with_a_line_slipped_in_before_its_own(base, child, tmp_path):
+    """runs.lineage: a child's audit log is its parent's and exactly one line more. A line inserted before the
+    child's own (the log and its sha256 rewritten, the record resealed) is an edit of the earlier requests' lines.
+    A mutation let the text check accept any number of extra lines."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    _copy(base, tree / "base")
+    run = _copy(child, tree / "child")
+    info = json.loads((run / "run.json").read_text())
+    info["lineage"]["parent"]["relative_path"] = "base"
+    info["lineage"]["parent"]["path"] = str(tree / "base")
+    (run / "run.json").write_text(_sealed(info))
+    assert len(lineage(run)) == 2  # the copied tree reads as it was
+    own = (run / "audit.jsonl").read_text()
+    assert own.count("\n") == 1 and (base / "audit.jsonl").read_text() == ""
+    forged = json.dumps({"request": "a line no run wrote"}) + "\n" + own
+    (run / "audit.jsonl").write_text(forged)
+    info["files"]["audit.jsonl"] = hashlib.sha256(forged.encode()).hexdigest()
+    (run / "run.json").write_text(_sealed(info))
+    with pytest.raises(ValueError, match="does not continue its parent's"):
+        lineage(run)
+
+
+def test_publish_leaves_nothing_but_the_run_and_nothing_at_all_when_write_fails(tmp_path):
+    """publish's docstring: the marker beside the temporary directory is removed after the rename, and on an error
+    the temporary directory (and its marker) are removed. Mutations kept the marker, or the temporary directory."""
+    def write(tmp: Path) -> None:
+        (tmp / "a").write_text("x")
+
+    publish(tmp_path / "ok", write)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok"]
+
+    def failing(tmp: Path) -> None:
+        (tmp / "a").write_text("x")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        publish(tmp_path / "bad", failing)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok"]
+
+
+def test_publish_keeps_another_names_temporary_directory_whose_marker_it_cannot_read(tmp_path):
+    """_abandoned: when unsure whether the publisher of a marker is gone (an unreadable marker), it is not: another
+    run's temporary directory being written is never removed. A mutation read 'unsure' as 'gone'."""
+    other = tmp_path / ".other.tmp-abcdefgh"
+    other.mkdir()
+    (other / "model.pt").write_text("being written")
+    marker = tmp_path / ".other.tmp-abcdefgh.publishing"
+    marker.write_text("not json")
+    publish(tmp_path / "mine", lambda tmp: (tmp / "a").write_text("x"))
+    assert other.is_dir() and marker.is_file() and (other / "model.pt").read_text() == "being written"
+
+
+def test_a_streams_run_replaced_by_hand_after_it_was_checked_is_refused_by_the_same_stream(base, tmp_path):
+    """ForgetStream._check_holds_request checks a run once per run.json it finds: a run replaced by hand afterwards
+    (made from the right parent with another request) is checked again, by the same stream object, and refused.
+    A mutation cached the check by sequence number alone."""
+    stream = ForgetStream(tmp_path / "s", base, method="scif")
+    stream.forget(users=["u1"])
+    assert stream.applied() == [1]
+    run = tmp_path / "s" / "runs" / "000001"
+    shutil.rmtree(run)
+    forget(base, users=["u2"], method="scif", out=run, verify=False)
+    with pytest.raises(ValueError, match="does not hold request 1"):
+        stream.applied()
+
+
+def test_a_hand_made_run_under_a_request_its_parent_refuses_is_not_counted_as_applying_it(base, tmp_path):
+    """_check_holds_request: a journaled request that its parent refuses (u1 journaled again by a submit that raced
+    the process that forgot it) has no run; a run put at its number by hand (made from the right parent, removing u2)
+    holds no request of the journal and is refused, not counted as applied. A mutation skipped the check where the
+    parent refuses the journal's request."""
+    stream = ForgetStream(tmp_path / "s", base, method="scif")
+    stream.forget(users=["u1"])
+    with stream._journal_lock():
+        stream._append({"seq": 2, "time": "t", "request": {"users": ["u1"], "items": None, "edges": None,
+                                                           "local_ids": False}})
+    forget(tmp_path / "s" / "runs" / "000001", users=["u2"], method="scif", out=tmp_path / "s" / "runs" / "000002",
+           verify=False)
+    with pytest.raises(ValueError, match="does not hold request 2"):
+        ForgetStream(tmp_path / "s").applied()
+
+
+def test_an_audit_line_that_is_json_but_no_object_is_refused_naming_the_line(base, tmp_path):
+    """runs._audit_lines: every line of audit.jsonl is a JSON object; ``[1]`` (its sha256 and the seal rewritten with
+    it) is named by file and line, not read as an audit line. A mutation dropped the object check: the fit run loaded
+    with ``[1]`` among its audit lines."""
+    run = _copy(base, tmp_path / "run")
+    (run / "audit.jsonl").write_text("[1]\n")
+    info = json.loads((run / "run.json").read_text())
+    info["files"]["audit.jsonl"] = hashlib.sha256(b"[1]\n").hexdigest()
+    (run / "run.json").write_text(_sealed(info))
+    with pytest.raises(ValueError, match=r"audit.jsonl, line 1: not an audit line \(a JSON object\)"):
+        load_run(run)
+
+
+def test_publish_checks_the_name_again_once_it_holds_the_lock(tmp_path, monkeypatch):
+    """publish's docstring: ``out`` is checked before and under the lock. A run another publisher put at ``out``
+    while this one waited for the lock is refused (FileExistsError) before any work: ``write`` is never called. A
+    mutation dropped the check under the lock (the work was done, and the rename failed after it)."""
+    import contextlib
+    from graphforget import runs
+    out = tmp_path / "run"
+    real = runs.directory_lock
+
+    @contextlib.contextmanager
+    def lock_taken_after_a_rival(directory):
+        out.mkdir(exist_ok=True)
+        (out / "run.json").write_text("{}")  # the rival's run, published while we waited
+        with real(directory):
+            yield
+
+    monkeypatch.setattr(runs, "directory_lock", lock_taken_after_a_rival)
+    called = []
+    with pytest.raises(FileExistsError, match="exists: runs are never overwritten"):
+        publish(out, lambda tmp: called.append(tmp))
+    assert called == [] and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+@pytest.mark.parametrize("line", [b'{"seq": true, "rejected": "a refusal"}\n', b'{"seq": 1, "rejected": 5}\n',
+                                  b'{"seq": 1, "rejected": null}\n'])
+def test_a_journal_line_of_a_bool_seq_or_a_refusal_that_is_no_string_is_refused_by_number(base, tmp_path, line):
+    """The class docstring: a refusal's line is ``{"seq", "rejected"}``, seq an integer and the reason a string;
+    any other complete line is refused by name (a damaged journal). Mutations read ``true`` as seq 1, or took any
+    value as a refusal's reason."""
+    stream = ForgetStream(tmp_path / "s", base, method="scif")
+    stream.journal_path.write_bytes(line)
+    with pytest.raises(ValueError, match=r"journal.jsonl, line 1: not a line of a stream's journal"):
+        ForgetStream(tmp_path / "s").rejected()
+
+
+def test_an_empty_numbered_folder_in_runs_is_no_published_run(base, tmp_path):
+    """ForgetStream._published: a published run is ``runs/NNNNNN`` holding its run.json (publish renames a complete
+    run into place); an empty folder of that name (made by hand, or left for ``forget --out``) is none: the stream goes
+    on from run 1. A mutation counted every numbered folder, and the stream failed on it."""
+    stream = ForgetStream(tmp_path / "s", base, method="scif")
+    stream.forget(users=["u1"])
+    (tmp_path / "s" / "runs" / "000002").mkdir()
+    reopened = ForgetStream(tmp_path / "s")
+    assert reopened.applied() == [1] and reopened.current_path() == tmp_path / "s" / "runs" / "000001"
