@@ -1672,8 +1672,9 @@ class ForgetStream:
         applied, and that user stayed in every later model (qa151). A run without its journal line (a power loss
         dropped it) is not checked: :meth:`current_path` counts it as the stream's."""
         key = (seq, sha256_file(self._run_path(seq) / "run.json"))
-        entry = None if key in self._holding else next((entry for entry in self.requests() if entry["seq"] == seq),
-                                                       None)
+        if key in self._holding:
+            return
+        entry = next((entry for entry in self.requests() if entry["seq"] == seq), None)
         if entry is None:
             return
         current = self._current
