@@ -37,6 +37,7 @@ import torch
 
 from . import __version__
 from .data import EDGE, find_data_root, remove_edges
+from .data.loaders import stripped_id
 from .config import check_device, config_record, describe, is_seed, wrapped_seed
 from .io import atomic_write, tensors_sha256, to_jsonable, write_json
 from .metrics import auc_standard_error, evaluate_auc
@@ -917,7 +918,10 @@ def _id_list(text: str, flag: str) -> list[str]:
     # lines end at \n, \r\n or \r alone, as fit's CSV reader has them: str.splitlines also breaks at U+0085 and
     # U+2028, which ids may hold ('Dan\x85Smith' forgot the users 'Dan' and 'Smith')
     lines = re.split(r"\r\n|\r|\n", text)
-    ids = [part.strip() for row in csv.reader(lines, skipinitialspace=True) for part in row]
+    try:  # ASCII blanks only, as fit read the ids: 'a' + U+00A0 had matched user 'a'
+        ids = [stripped_id(part) for row in csv.reader(lines, skipinitialspace=True) for part in row]
+    except ValueError as error:
+        raise UsageError(f"graphforget: error: {flag}: {error}") from None
     if not ids or not all(ids):
         raise UsageError(f"graphforget: error: {flag} takes ids separated by commas or lines, got {text!r}: an empty "
                          "id (a comma or a line too many?)")

@@ -52,7 +52,7 @@ from .data import (EDGE, Split, add_negatives, binarize, edge_subgraph, load_csv
                    load_movielens_100k, make_interactions, num_items, num_users, on_device, pair_keys, random_split,
                    edge_positions, without_edges)
 from .data.interactions import node_values
-from .data.loaders import _lightgcn_files, read_text, require_file
+from .data.loaders import _ASCII_SPACE, _lightgcn_files, read_text, require_file, stripped_id
 from .distributed import agreed, from_rank_zero, launched_size, rank_and_size
 from .io import to_jsonable, write_json
 from .metrics import evaluate_auc
@@ -881,7 +881,10 @@ def read_edges_file(path: str | os.PathLike, run: Run | None = None, encoding: s
     # others, which ids may hold (a cp1252 '…' read as latin-1 is U+0085)
     text = read_text(path, encoding, "pass its encoding (forget --encoding latin-1, ...) or save it as UTF-8")
     for number, line in enumerate(re.split(r"\r\n|\r|\n", text), start=1):
-        fields = _edge_fields(line)
+        try:
+            fields = _edge_fields(line)
+        except ValueError as error:
+            raise ValueError(f"{path}, line {number}: {error}") from None
         if run is not None and "#" in line:  # only a line with a comment is parsed again
             _refuse_commented_pair(line, fields, run, f"{path}, line {number}")
         if not fields:
@@ -905,11 +908,13 @@ def _edge_fields(line: str, comments: bool = True) -> list[str]:
     hold it ('Zoë#2'). Blank fields are dropped ('u1,m2,' is a pair); with commas the line is CSV, as fit read it
     ('"Smith, J",m1' names the user 'Smith, J'). ``comments=False``: the whole line, '#' read as text."""
     text = re.split(r"(?:^|\s)#", line, maxsplit=1)[0] if comments else line
+    if not text.strip():  # a blank line, no-break spaces and all
+        return []
     if "," in text:
         fields = next(csv.reader([text], skipinitialspace=True))
-    else:
-        fields = text.split("\t" if "\t" in text else None)
-    return [field.strip() for field in fields if field.strip()]
+    else:  # at ASCII blanks, as fit reads ids: 'a' + U+00A0 had matched user 'a'
+        fields = re.split("\t" if "\t" in text else f"[{_ASCII_SPACE}]", text)
+    return [field for field in map(stripped_id, fields) if field]
 
 
 def _separators(run: Run | None) -> str:
@@ -928,7 +933,10 @@ def _data_options(run: Run) -> dict:
 def _refuse_commented_pair(line: str, fields: list[str], run: Run, where: str) -> None:
     """Raises ``ValueError`` where ``line``'s comment hides a pair of ``run``: a user whose raw id starts with '#'
     (``fit`` reads it as an id) was skipped as a comment line, and its pairs were left in the model without a word."""
-    whole = _edge_fields(line, comments=False)
+    try:
+        whole = _edge_fields(line, comments=False)
+    except ValueError:  # a comment ending in a no-break space: no id of the run ends in one
+        return
     if whole == fields or len(whole) != 2:
         return
     if all(raw_to_local(run.graph[node].raw_id, [name])[1][0] for name, node in zip(whole, ("user", "item"))):

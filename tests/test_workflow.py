@@ -2532,6 +2532,26 @@ def test_publish_cleans_a_killed_attempt_retried_under_another_name(tmp_path):
     assert sorted(p.name for p in (tmp_path / "second").iterdir()) == ["x"]  # no marker left in the run
 
 
+def test_a_request_refuses_a_non_ascii_space_at_an_ids_end_rather_than_strip_it(tmp_path):
+    """fit refuses an id that begins or ends with a non-ASCII space (stripped, 'a' + U+00A0 would merge with user
+    'a'); the request readers stripped it with str.strip(), so `--users 'a\xa0'` and an edges file's 'a\xa0 m1' forgot
+    user 'a'. They strip ASCII blanks only, as fit does, and refuse the rest naming the code points (and the file's
+    line); a line of no-break spaces is blank, and an id holding one inside stays whole."""
+    from graphforget.cli import UsageError, _id_list
+    from graphforget.workflow import read_edges_file
+    with pytest.raises(UsageError, match=re.escape("--users: 'a\\xa0' begins or ends with a non-ASCII space (U+00A0): "
+                                                   "remove it, or it would read as 'a'")):
+        _id_list("b, a\u00a0", "--users")
+    assert _id_list("\tb , a\u00a0b", "--users") == ["b", "a\u00a0b"]
+    path = tmp_path / "edges.txt"
+    path.write_text("u1,m1\n\u00a0\na\u2003 m1\n")
+    with pytest.raises(ValueError, match=re.escape(f"{path}, line 3: 'a\\u2003' begins or ends with a non-ASCII space "
+                                                   "(U+2003)")):
+        read_edges_file(path)
+    path.write_text("John\u00a0Smith m4\n\u00a0 \nu1,m1 # a note\u00a0\n")
+    assert read_edges_file(path) == [("John\u00a0Smith", "m4"), ("u1", "m1")]
+
+
 def test_an_edges_file_reads_ids_with_spaces_or_a_hash_in_delimited_lines(tmp_path):
     """A CSV's ids can hold spaces ('John Smith') or '#' ('Zoë#2'): fit kept them, and `forget --edges` split
     'John Smith,m4' at the space (three fields) and cut 'Zoë#2,m1' at the '#' (one field), so such a user's edges

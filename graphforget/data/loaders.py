@@ -700,16 +700,30 @@ def _code_points(value: str) -> str:
     return ", ".join(dict.fromkeys(f"U+{ord(char):04X}" for char in ends))
 
 
+def stripped_id(value: str) -> str:
+    """``value`` without the ASCII blanks at its ends, as every reader of ids (data files, requests) takes it.
+
+    Raises:
+        ValueError: where a non-ASCII space is left at an end: stripped, 'a\xa0' (a spreadsheet's no-break space)
+            would merge with user 'a'; kept, it would be another user than the 'a' on screen.
+    """
+    value = value.strip(_ASCII_SPACE)
+    if value != value.strip():
+        raise ValueError(f"{value!r} begins or ends with a non-ASCII space ({_code_points(value)}): remove it, or it "
+                         f"would read as {value.strip()!r}")
+    return value
+
+
 def _csv_value(path: str | os.PathLike, number: int, row: dict, column: str) -> str:
     """The value of ``column`` in a CSV row, stripped: present (the row is not shorter than the header) and not
     blank."""
     value = row[column]
     if value is None:  # csv.DictReader's filler for the fields a short row lacks
         raise _line_error(path, number, f"no value in column {column!r}: the row has fewer fields than the header")
-    value = value.strip(_ASCII_SPACE)  # "1, 2" is user "1" and item "2"
-    if value != value.strip():  # stripped, 'a\xa0' (a spreadsheet's no-break space) would merge with user 'a'
-        raise _line_error(path, number, f"column {column!r}: {value!r} begins or ends with a non-ASCII space "
-                                        f"({_code_points(value)}): remove it, or it would read as {value.strip()!r}")
+    try:
+        value = stripped_id(value)  # "1, 2" is user "1" and item "2"
+    except ValueError as error:
+        raise _line_error(path, number, f"column {column!r}: {error}") from None
     if not value:
         raise _line_error(path, number, f"column {column!r} is empty")
     if "\x00" in value:  # NumPy's strings drop trailing NULs: 'u1\x00' would be stored as, and merged with, 'u1'
