@@ -349,6 +349,22 @@ def test_the_papers_step_is_the_dense_formula_with_the_original_curvature(proble
     assert bool(result.model.user_emb.weight[7].ne(0).all())
 
 
+@pytest.mark.parametrize("kind", ["mf", "lightgcn"])
+def test_at_a_stationary_point_the_defaults_first_step_is_the_undamped_remaining_curvature_step(problem, kind,
+                                                                                               one_thread):
+    """docs/methods.rst (*Trust*): the implicit ridge is 0 at a stationary point of an L2-regularised model, so the
+    default's damping is the paper's there; its curvature is the remaining data's (qa162). One step of each, solved
+    tight, on a model trained to a vanishing gradient."""
+    graph, request, _ = problem
+    objective = BCEObjective(l2=1.0)
+    model = _trained(kind, graph, objective)
+    solver = {"tol": 1e-12, "max_iter": 2000}
+    default = IFRU(model, graph, objective, IFRUConfig(newton={"steps": 1}, solver=solver)).unlearn(request)
+    paper = IFRU(model, graph, objective, IFRUConfig.paper(curvature_of="remaining", solver=solver)).unlearn(request)
+    assert default.info["implicit_ridge"] < 1e-8 and default.info["trusted"]
+    torch.testing.assert_close(_flat_result(default), _flat_result(paper), rtol=1e-9, atol=1e-9)
+
+
 def test_the_papers_step_on_a_deleted_user_is_the_dense_formula(problem, one_thread):
     """IFRUConfig.paper is the paper's step exactly, on a request that leaves a user without data too (its rows
     solved for g, not for the remaining objective's -(l2 + lambda) phi0)."""
