@@ -386,9 +386,7 @@ def build_config(cls: type, options: dict[str, Any] | None = None, base: Any = N
         raise TypeError(f"{cls.__name__}: options must be a dict of its fields, got a {type(options).__name__}")
     if base is not None and not isinstance(base, cls):  # without options it was returned as it was, another class
         raise TypeError(f"{cls.__name__}: base must be a {cls.__name__}, got a {type(base).__name__}")
-    named = [key for key in (options or {}) if not isinstance(key, str)]
-    if named:  # a number failed in str.partition
-        raise ValueError(f"{cls.__name__}: option names are strings, got {named[0]!r}")
+    _check_option_names(options or {}, cls.__name__)
     grouped: dict[str, Any] = {}
     first: dict[str, str] = {}  # the first key that named each field, for the error below
     for key, value in (options or {}).items():
@@ -403,7 +401,16 @@ def build_config(cls: type, options: dict[str, Any] | None = None, base: Any = N
     return _build(cls, grouped, base, cls.__name__)
 
 
+def _check_option_names(options: dict, path: str) -> None:
+    """Raises ``ValueError`` for an option name that is no string: a number failed in str.partition, in sorted and in
+    str.join, at any depth ({"train": {1: 2}}), without naming the config."""
+    named = [key for key in options if not isinstance(key, str)]
+    if named:
+        raise ValueError(f"{path}: option names are strings, got {named[0]!r}")
+
+
 def _build(cls: type, options: dict[str, Any], base: Any, path: str):
+    _check_option_names(options, path)
     hints, known = typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(options) - set(known))
     if unknown:

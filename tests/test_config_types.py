@@ -19,8 +19,8 @@ from graphforget.models import ContrastiveBPRObjective
 from graphforget.objectives import BCEObjective, BPRObjective
 from graphforget.presets import Hyperparameters, default_hparams
 from graphforget.train import TrainConfig
-from graphforget.unlearn import (FineTuneConfig, IFRUConfig, NewtonConfig, RecEraserConfig, RetrainConfig, SISAConfig,
-                                 SolverConfig, TrustConfig, UnlearnRecConfig, method_config)
+from graphforget.unlearn import (METHODS, FineTuneConfig, IFRUConfig, NewtonConfig, RecEraserConfig, RetrainConfig,
+                                 SISAConfig, SolverConfig, TrustConfig, UnlearnRecConfig, method_config)
 
 CONFIGS = (TrainConfig, RetrainConfig, FineTuneConfig, SISAConfig, RecEraserConfig, UnlearnRecConfig, SolverConfig,
            NewtonConfig, TrustConfig, IFRUConfig)
@@ -135,6 +135,21 @@ def test_nan_and_infinities_are_refused_in_every_float_field(cls, name):
             cls(**{name: value})
 
 
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_names_an_option_name_that_is_no_string(name):
+    """qa164: every method's constructor (and method_config) failed in str.startswith, before build_config's check of
+    the names, with an AttributeError that named no config."""
+    from graphforget.data import planted_communities
+    from graphforget.models import MF
+    graph, model = planted_communities(12, 8, 2, 3, seed=0), MF(12, 8, 4)
+    cls = METHODS[name].Config
+    for key in (1, ("epochs",)):
+        with pytest.raises(ValueError, match=re.escape(f"{cls.__name__}: option names are strings, got {key!r}")):
+            METHODS[name](model, graph, BCEObjective(), {key: 2})
+        with pytest.raises(ValueError, match=re.escape(f"{cls.__name__}: option names are strings, got {key!r}")):
+            method_config(name, {key: 2})
+
+
 def test_huge_integers_other_classes_and_nested_edits_are_named():
     """An int past float's range raised a bare OverflowError; a base of another class was returned as it was; a key
     that is no string failed in str.partition; an edited nested TrainConfig named neither SISA's field nor its path."""
@@ -145,6 +160,10 @@ def test_huge_integers_other_classes_and_nested_edits_are_named():
         build_config(IFRUConfig, {}, SISAConfig())
     with pytest.raises(ValueError, match="IFRUConfig: option names are strings, got 1"):
         build_config(IFRUConfig, {1: 2})
+    # nested (qa164): a bare TypeError of str.join, or of sorted where a string name came too
+    for options in ({"train": {1: 2}}, {"train": {None: 2, "epohcs": 3}}):
+        with pytest.raises(ValueError, match="RetrainConfig.train: option names are strings, got "):
+            build_config(RetrainConfig, options)
     from graphforget.config import recheck
     for field in ("train", "aggregator_train"):
         config = SISAConfig(aggregation="attention", aggregator_train=TrainConfig())

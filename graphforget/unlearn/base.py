@@ -464,6 +464,8 @@ def _config_with_aggregator_from_train(cls: type, options: dict, base):
     """``build_config``, where dotted ``aggregator_train.*`` options change the config's ``train`` (what
     ``aggregator_train=None`` means) rather than a default :class:`TrainConfig`: ``aggregator_train.epochs=2`` reset
     the run's learning rate, batch size and seed. A dict given for ``aggregator_train`` is read as those options."""
+    if not all(isinstance(key, str) for key in options):
+        return build_config(cls, options, base)  # which names the key that is no string
     nested = options.get("aggregator_train")
     if isinstance(nested, dict) and not any(key.startswith("aggregator_train.") for key in options):
         options = {**{key: value for key, value in options.items() if key != "aggregator_train"},
