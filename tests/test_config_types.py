@@ -552,3 +552,11 @@ def test_describe_reads_an_args_section_that_opens_the_docstring():
     0, where they had read as empty)."""
     assert [(row.name, row.help) for row in describe(_ArgsOnTheFirstLine)] == [
         ("alpha", "a rate, over two lines."), ("beta", "a count.")]
+
+
+def test_the_bpr_preset_never_stops_early():
+    """Mutant P3 (BPR preset ``patience=5``): the docstring's BPR profile trains 50 epochs because implicit data
+    has no labelled validation set to stop on; TrainConfig's ``patience=0`` is 'never stop early'."""
+    for model in ("mf", "lightgcn", "sgl", "simgcl"):
+        hparams = default_hparams(model, "ml-100k", loss="bpr")
+        assert (hparams.train.patience, hparams.train.epochs) == (0, 50)

@@ -111,6 +111,9 @@ def test_per_user_tables_beside_a_trainable_node_table_are_refused_until_named()
     tables = {"embedding.weight": "node", "user_bias": "user", "item_bias": "item"}
     assert PyGRecommender(module, U, I, receptive_field=K, node_tables=tables).node_parameters() == {
         f"module.{name}": kind for name, kind in tables.items()}
+    # named bias first, the width was the bias's, 1 (qa163): RecEraser's attention then refused the model
+    first = dict(reversed(tables.items()))
+    assert PyGRecommender(module, U, I, receptive_field=K, node_tables=first).embedding_dim == D
     module.user_bias.requires_grad_(False), module.item_bias.requires_grad_(False)  # frozen: features, as before
     assert PyGRecommender(module, U, I, receptive_field=K).node_parameters() == {"module.embedding.weight": "node"}
 
@@ -1434,3 +1437,114 @@ def test_a_read_of_a_node_off_the_probes_path_is_named_so():
     with pytest.raises(ValueError, match="scores read the rows of nodes that no path of the graph joins to the scored "
                                          "pair"):
         IFRU(model, big, OBJECTIVE)
+
+
+# Each test below failed under a one-line mutation that the suite had passed (qa163, mutation testing).
+def test_a_table_with_more_rows_than_users_plus_items_is_refused():
+    """Mutant A3 (``p.size(0) >= rows['node']``): a module built for more nodes than U + I was taken for a node table;
+    the node-count check then skips it as a region's table, so a graph of other counts would be scored silently.
+    The docstring: 'ValueError when no parameter has U + I rows (the module was built for other node counts)'."""
+    with pytest.raises(ValueError, match=rf"num_users \+ num_items = {U + I} rows"):
+        PyGRecommender(PyGLightGCN(num_nodes=U + I + 1, embedding_dim=D, num_layers=K), U, I, receptive_field=K)
+
+
+class Nested(nn.Module):
+    """Node embeddings and a GCNConv held in a ModuleList (a submodule of a submodule), dot products."""
+
+    def __init__(self, num_nodes: int, cached: bool):
+        super().__init__()
+        self.embedding = nn.Embedding(num_nodes, 4)
+        self.layers = nn.ModuleList([GCNConv(4, 4, cached=cached)])
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        x = self.embedding.weight
+        for layer in self.layers:
+            x = layer(x, edge_index)
+        return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
+
+
+def test_a_cached_layer_inside_a_container_is_refused(graph):
+    """Mutant A11 (``named_children`` for ``named_modules``): a cached GCNConv one level down (a ModuleList) was
+    accepted, and the model scored every edited graph on the original. The module's own code shows why."""
+    module = Nested(U + I, cached=True)
+    smaller = remove_edges(graph, graph[EDGE].edge_index[:, :10])
+    edges = [bipartite_to_homogeneous(message_passing_edges(g), U) for g in (graph, smaller)]
+    pairs = torch.stack([torch.arange(U).repeat_interleave(I), torch.arange(I).repeat(U) + U])
+    with torch.no_grad():  # the second graph is ignored by the cached layer
+        assert torch.equal(module(edges[0], pairs), module(edges[1], pairs))
+    with pytest.raises(ValueError, match=r"layers\.0 \(GCNConv\) of Nested: a layer built with cached=True"):
+        PyGRecommender(module, U, I, receptive_field=1)
+    PyGRecommender(Nested(U + I, cached=False), U, I, receptive_field=1)  # the same module, uncached: accepted
+
+
+class OwnLightGCN(PyGLightGCN):
+    """PyG's LightGCN under another class: the adapter calls its own code (normalising LGConv layers)."""
+
+
+def test_a_subclass_of_pygs_lightgcn_with_normalising_layers_is_refused_under_edge_weight(graph):
+    """Mutant A12 (``not isinstance(module, LightGCN)`` for ``type(module) is not LightGCN``): a subclass is run by
+    its own LGConv(normalize=True) layers, which normalise the passed weights again; only PyG's class itself is
+    propagated by the adapter. By hand: one such layer on the normalised weights is not the dense normalised
+    product, so the model would not be the whole graph's on a subgraph."""
+    edges = bipartite_to_homogeneous(message_passing_edges(graph), U)
+    dense = torch.zeros(U + I, U + I, dtype=torch.float64)
+    dense[edges[0], edges[1]] = 1.0
+    degree = dense.sum(1)
+    inv = torch.where(degree > 0, degree.rsqrt(), torch.zeros_like(degree))
+    normalised = inv[:, None] * dense * inv[None, :]
+    x = torch.randn(U + I, D, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    weights = normalised[edges[0], edges[1]]
+    again = LGConv(normalize=True)(x, edges, weights)
+    assert not torch.allclose(again, normalised @ x)  # normalised twice
+    with pytest.raises(ValueError, match=r"convs\.0 \(LGConv\).*of OwnLightGCN normalise by the degrees"):
+        PyGRecommender(OwnLightGCN(U + I, D, num_layers=K), U, I, receptive_field=K, edge_weight=True)
+    PyGRecommender(PyGLightGCN(U + I, D, num_layers=K), U, I, receptive_field=K, edge_weight=True)  # PyG's own
+
+
+class PositionalWeight(nn.Module):
+    """A forward whose edge_weight is positional-only: it cannot be passed as ``edge_weight=``."""
+
+    def __init__(self, num_nodes: int):
+        super().__init__()
+        self.embedding = nn.Embedding(num_nodes, 4)
+        self.conv = LGConv(normalize=False)
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None, /):
+        x = self.conv(self.embedding.weight, edge_index, edge_weight)
+        return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1)
+
+
+def test_a_positional_only_edge_weight_is_refused_under_edge_weight(graph):
+    """Mutant A26 (the POSITIONAL_ONLY test dropped): Python refuses ``edge_weight=`` for a positional-only
+    parameter, so the model failed on first use with 'unexpected keyword'; it is refused when wrapped."""
+    module = PositionalWeight(U + I)
+    edges = bipartite_to_homogeneous(message_passing_edges(graph), U)
+    with pytest.raises(TypeError):  # the call the adapter makes, by hand
+        module(edges, edges, edge_weight=torch.ones(edges.size(1)))
+    with pytest.raises(ValueError, match="PositionalWeight.forward takes no edge_weight argument"):
+        PyGRecommender(module, U, I, receptive_field=1, edge_weight=True)
+
+
+class ColumnScores(nn.Module):
+    """Node embeddings, dot products kept as a column: ``[P, 1]`` for ``P`` pairs."""
+
+    def __init__(self, num_nodes: int):
+        super().__init__()
+        self.embedding = nn.Embedding(num_nodes, 4)
+
+    def forward(self, edge_index, edge_label_index, edge_weight=None):
+        x = self.embedding.weight
+        return (x[edge_label_index[0]] * x[edge_label_index[1]]).sum(-1, keepdim=True)
+
+
+def test_logits_of_one_column_are_refused_by_shape(graph):
+    """Mutant A17 (``out.numel() != count`` for ``out.shape != (count,)``): ``[P, 1]`` logits hold P values but, against
+    ``[P]`` labels an elementwise loss broadcasts to ``[P, P]`` (by hand below): every pair trained against every label.
+    The contract (PyGRecommender's docstring): one logit per pair, ``[P]``."""
+    pairs = torch.tensor([[0, 1, 2], [0, 1, 2]])
+    labels = torch.tensor([1.0, 0.0, 1.0])
+    column = torch.zeros(3, 1)
+    assert (column - labels).shape == (3, 3)  # an elementwise loss against the labels (a squared error) broadcasts
+    model = PyGRecommender(ColumnScores(U + I), U, I, receptive_field=0)
+    with pytest.raises(ValueError, match=r"returned a \[3, 1\] tensor for 3 pairs"):
+        model(graph, pairs)

@@ -45,7 +45,7 @@ class PyGRecommender(Recommender):
     parameter is dense (influence methods update it whole). :meth:`embed` needs the module's
     ``get_embedding(edge_index)`` (PyG's LightGCN has it; the scores must be the dot products of its
     rows); :meth:`~graphforget.models.Recommender.score_all` scores every pair through ``forward``, so it holds
-    for any module. ``embedding_dim`` is the table's width (set it when ``get_embedding``'s rows have another:
+    for any module. ``embedding_dim`` is the widest table's width (set it when ``get_embedding``'s rows have another:
     RecEraser's attention weighs them).
 
     Args:
@@ -121,7 +121,8 @@ class PyGRecommender(Recommender):
         self.edge_lists = None if self.adjacencies is not None else AdjacencyCache(
             build=functools.partial(_edge_lists, weighted=self.supports_edge_weight))
         self.node_tables = _node_tables(module, num_users, num_items, node_tables)
-        self.embedding_dim = module.get_parameter(next(iter(self.node_tables))).size(1)
+        # the widest: named first, an [n, 1] bias table set it to 1 (qa163)
+        self.embedding_dim = max(module.get_parameter(name).size(1) for name in self.node_tables)
         spread = _eval_spread(self)
         if spread:  # its curvature, acceptance test and served scores would be random, each result trusted
             raise ValueError(f"PyGRecommender: {type(module).__name__} scores the same pairs differently on two calls "
