@@ -3539,3 +3539,187 @@ def test_an_empty_numbered_folder_in_runs_is_no_published_run(base, tmp_path):
     (tmp_path / "s" / "runs" / "000002").mkdir()
     reopened = ForgetStream(tmp_path / "s")
     assert reopened.applied() == [1] and reopened.current_path() == tmp_path / "s" / "runs" / "000001"
+
+# Each test below failed under a one-line mutation that the suite had passed (qa161, mutation testing).
+@pytest.mark.parametrize("table", [torch.tensor([30, 10, 20, 5]), np.array(["u30", "u10", "u20", "u5"])])
+def test_raw_to_local_maps_through_an_unsorted_table(table):
+    """raw_to_local's docstring: local id -> raw id is the table, in any order (a fit run's are sorted, so a mapping
+    through the sorted position instead of the table's own went unseen)."""
+    raw = [str(v) for v in table.tolist()]
+    reference = {value: local for local, value in enumerate(raw)}
+    queries = [raw[2], raw[0], "nope" if isinstance(table, np.ndarray) else 99, raw[3], raw[1]]
+    local, known = workflow.raw_to_local(table, queries)
+    assert local.tolist() == [reference.get(str(q), -1) for q in queries]
+    assert known.tolist() == [str(q) in reference for q in queries]
+
+
+_USERS, _ITEMS = 20, 40  # qa161's runs
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory) -> Path:
+    """A fit run of a tiny implicit CSV (string ids, one sampled negative per click) fitted with seed 7, not 0."""
+    root = tmp_path_factory.mktemp("qa161")
+    rng = np.random.default_rng(3)
+    keys = sorted(rng.choice(_USERS * _ITEMS, size=110, replace=False).tolist())
+    (root / "clicks.csv").write_text("user,item\n" + "".join(f"u{k // _ITEMS},m{k % _ITEMS}\n" for k in keys))
+    out = root / "base"
+    workflow.fit_on_file(root / "clicks.csv", "csv", user_col="user", item_col="item", negatives=1, out=out,
+                         seed=7, hparams={"embedding_dim": 4, "train.epochs": 2})
+    return out
+
+
+def _local(run, node, raw):
+    """A raw id's local id by a plain scan of the run's table."""
+    table = [str(v) for v in np.asarray(run.graph[node].raw_id).tolist()]
+    return table.index(raw)
+
+
+def test_a_user_listed_twice_is_one_user_of_the_request_and_of_its_lineage(seeded, tmp_path):
+    """build_request's users are distinct: 'u3' listed twice is one id, and the lineage's request.ids counts
+    the distinct users named (2 here), its request.edges their training edges counted by hand."""
+    run = load_run(seeded)
+    users = sorted({_local(run, "user", "u3"), _local(run, "user", "u5")})
+    request = workflow.build_request(run, users=["u3", "u5", "u3"])
+    assert sorted(request.ids.tolist()) == users
+    by_hand = [(u, i) for u, i in run.graph[EDGE].edge_index.t().tolist() if u in users]
+    assert sorted(map(tuple, request.edges.t().tolist())) == sorted(by_hand)
+    done = workflow.forget(seeded, users=["u3", "u5", "u3"], method="scif", verify=False, out=tmp_path / "c")
+    assert done.audit["request"]["ids"] == 2 and done.audit["request"]["edges"] == len(by_hand)
+
+
+def test_a_forget_without_a_seed_takes_the_runs_own(seeded, tmp_path):
+    """forget's docstring: seed defaults to the options' seed, else the run's (7 here, fit's seed); verify_run then
+    defaults to the seed the request used."""
+    assert load_run(seeded).info["seed"] == 7
+    done = workflow.forget(seeded, users=["u2"], method="scif", verify=False, out=tmp_path / "a")
+    assert done.audit["method"]["seed"] == 7
+    given = workflow.forget(seeded, users=["u2"], method="retrain", options={"seed": 11}, verify=False,
+                            out=tmp_path / "b")
+    assert given.audit["method"]["seed"] == 11
+    assert workflow.verify_run(tmp_path / "b")["seed"] == 11
+
+
+def test_the_removed_edges_keep_their_observed_flags(seeded, tmp_path):
+    """A forgotten user's removed edges are its training edges with their labels and observed flags (sampled
+    negatives stay negatives), as the parent's graph has them: checked edge by edge."""
+    run = load_run(seeded)
+    user = _local(run, "user", "u4")
+    store = run.graph[EDGE]
+    flags = {tuple(p): (float(lab), bool(o)) for p, lab, o in
+             zip(store.edge_index.t().tolist(), store.edge_label, store.observed) if p[0] == user}
+    assert not all(o for _, o in flags.values())  # the fixture's user has a sampled negative
+    workflow.forget(seeded, users=["u4"], method="scif", verify=False, out=tmp_path / "c")
+    child = load_run(tmp_path / "c")
+    got = {tuple(p): (float(lab), bool(o)) for p, lab, o in
+           zip(child.removed.t().tolist(), child.removed_label, child.removed_observed)}
+    assert got == flags
+
+
+def test_a_local_id_equal_to_the_node_count_is_unknown(seeded):
+    """Local ids run from 0 to num_nodes - 1 (_local_nodes): num_nodes itself names no node and is refused as
+    unknown, for users and items alike, as a negative one is."""
+    run = load_run(seeded)
+    for kind, node in (("users", "user"), ("items", "item")):
+        count = run.graph[node].num_nodes
+        assert workflow.build_request(run, local_ids=True, **{kind: [count - 1]}).ids.tolist() == [count - 1]
+        for bad in (count, -1):
+            with pytest.raises(ValueError, match=rf"unknown {node} ids \(local\): {bad} "):
+                workflow.build_request(run, local_ids=True, **{kind: [bad]})
+
+
+@pytest.fixture(scope="module")
+def rated(tmp_path_factory) -> Path:
+    """A fit run of a ratings CSV: every pair observed (likes and dislikes), no sampled negative."""
+    root = tmp_path_factory.mktemp("qa161r")
+    rng = np.random.default_rng(5)
+    keys = sorted(rng.choice(_USERS * _ITEMS, size=220, replace=False).tolist())
+    (root / "r.csv").write_text("user,item,rating\n" + "".join(f"u{k // _ITEMS},m{k % _ITEMS},{rng.integers(1, 6)}\n"
+                                                               for k in keys))
+    out = root / "base"
+    workflow.fit_on_file(root / "r.csv", "csv", user_col="user", item_col="item", label_col="rating", threshold=4,
+                         out=out, hparams={"embedding_dim": 4, "train.epochs": 2})
+    return out
+
+
+def test_a_user_left_with_test_pairs_only_can_still_be_forgotten(rated, tmp_path):
+    """_holding: the run stores a user's pairs in its training graph, its validation pairs or its test pairs. A user
+    whose training edges and validation pairs an edge request took, its test pairs left, is not 'already forgotten':
+    its request drops exactly those test pairs (found by a scan)."""
+    run = load_run(rated)
+    store = run.graph[EDGE]
+    user = next(u for u in range(run.graph["user"].num_nodes) if (run.test[EDGE].edge_index[0] == u).any()
+                and (store.edge_index[0] == u).any())
+    mine = lambda part: [p for p in part[EDGE].edge_index.t().tolist() if p[0] == user]
+    listed, tests = mine(run.graph) + mine(run.val), mine(run.test)
+    workflow.forget(rated, edges=listed, local_ids=True, method="scif", verify=False, out=tmp_path / "a")
+    child = load_run(tmp_path / "a")
+    assert mine(child.graph) == [] and mine(child.val) == [] and sorted(mine(child.test)) == sorted(tests)
+    request = workflow.build_request(child, users=[user], local_ids=True)
+    assert request.edges.size(1) == 0
+    done = workflow.forget(tmp_path / "a", users=[user], local_ids=True, method="scif", out=tmp_path / "b")
+    assert done.audit["request"]["heldout_pairs"] == len(tests) and mine(load_run(done.path).test) == []
+
+
+def test_a_sampled_negative_listed_beside_an_interaction_is_refused(seeded):
+    """build_request refuses listed pairs that are not observed edges: one sampled negative among observed pairs
+    is enough (the refusal counts it: '1 of the listed pairs is a sampled negative'), in the training graph or among
+    the held-out pairs."""
+    run = load_run(seeded)
+
+    def pick(part, observed):
+        store = part[EDGE]
+        return next(p for p, o in zip(store.edge_index.t().tolist(), store.observed.tolist()) if o == observed)
+    good = pick(run.graph, True)
+    for part in (run.graph, run.test):
+        negative = pick(part, False)
+        with pytest.raises(ValueError, match="1 of the listed pairs is a sampled negative"):
+            workflow.build_request(run, edges=[good, negative], local_ids=True)
+
+
+def test_an_item_forgotten_before_is_refused_as_an_item_already_forgotten(seeded, tmp_path):
+    """A repeat of what the lineage removed is refused (forget's docstring), for items as for users: the item's
+    local id is looked up among the removed items, not among the removed users (chosen here so that its id is no
+    removed user's)."""
+    run = load_run(seeded)
+    edges = run.graph[EDGE].edge_index.t().tolist()
+    item = next(i for i in range(run.graph["item"].num_nodes)
+                if any(p[1] == i for p in edges) and i not in {u for u, j in edges if j == i})
+    raw = str(np.asarray(run.graph["item"].raw_id)[item])
+    workflow.forget(seeded, items=[raw], method="scif", verify=False, out=tmp_path / "a")
+    with pytest.raises(ValueError, match=rf"items already forgotten in this lineage .*: {raw}$"):
+        workflow.build_request(load_run(tmp_path / "a"), items=[raw])
+
+
+def test_a_remaining_graph_of_the_right_size_but_other_edges_is_refused(seeded, tmp_path, monkeypatch):
+    """_check_result: the method's remaining graph must be exactly the parent's edges minus the request. One that
+    keeps a requested edge and drops another edge instead (the same count) is a bug of the method: RuntimeError,
+    nothing written."""
+    real = workflow._unlearn
+    parent = load_run(seeded)
+    user = _local(parent, "user", "u6")
+
+    def swapped(*args):
+        result, seconds = real(*args)
+        edges = parent.graph[EDGE].edge_index.t().tolist()
+        keep = torch.tensor([p[0] != user for p in edges])
+        requested, other = keep.logical_not().nonzero().flatten()[0], keep.nonzero().flatten()[0]
+        keep[requested], keep[other] = True, False  # one of the user's edges kept, another user's dropped
+        assert int(keep.sum()) == result.graph[EDGE].edge_index.size(1)
+        result.graph = edge_subgraph(parent.graph, keep)
+        return result, seconds
+    monkeypatch.setattr(workflow, "_unlearn", swapped)
+    with pytest.raises(RuntimeError, match="remaining graph"):
+        workflow.forget(seeded, users=["u6"], method="scif", verify=False, out=tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+
+
+def test_an_items_request_holds_exactly_the_items_training_edges(seeded):
+    """build_request(items=...): the request's edges are every training edge of those items (column 1, sampled
+    negatives included), not the edges of users with the same local ids: found here by a scan."""
+    run = load_run(seeded)
+    edges = run.graph[EDGE].edge_index.t().tolist()
+    item = next(i for i in range(run.graph["item"].num_nodes)
+                if any(p[1] == i for p in edges) and any(p[0] == i for p in edges))  # a user has the same local id
+    request = workflow.build_request(run, items=[item], local_ids=True)
+    assert sorted(map(tuple, request.edges.t().tolist())) == sorted(tuple(p) for p in edges if p[1] == item)
