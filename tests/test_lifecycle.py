@@ -673,3 +673,49 @@ def test_unlearn_refuses_a_nan_written_into_the_model_after_construction():
             model.user_emb.weight[0, 0] = float("nan")
         with pytest.raises(ValueError, match="the model has non-finite parameters: user_emb.weight"):
             unlearner.unlearn(edges[:, :1])
+
+# Each test below failed under a one-line mutation that the suite had passed (qa165, mutation testing).
+def test_a_ready_config_is_refused_where_the_runs_seed_is_zero():
+    """Seed 0 is a run's seed like any other: a ready config of seed 3 is refused against it, as against seed 9."""
+    with pytest.raises(ValueError, match=re.escape("a ready RetrainConfig keeps its own seed=3 (the run's: 0)")):
+        method_config("retrain", RetrainConfig(seed=3), seed=0)
+    with pytest.raises(ValueError, match=re.escape("a ready SISAConfig keeps its own seed=3 (the run's: 0)")):
+        method_config("sisa", SISAConfig(seed=3), seed=0)
+    assert method_config("retrain", RetrainConfig(seed=0), seed=0).seed == 0
+
+
+def test_another_methods_config_is_refused_even_a_subclass():
+    """Documented: a TypeError for options that are another method's config; RecEraserConfig subclasses
+    SISAConfig, and SISA had ignored its partition, pretrain and iterations."""
+    with pytest.raises(TypeError, match="options for 'sisa' must be a SISAConfig"):
+        method_config("sisa", RecEraserConfig())
+
+
+@pytest.mark.parametrize("name", ["SCIF", "Scif", "IFRU", "Retrain"])
+def test_method_names_are_matched_exactly(name):
+    """METHODS is keyed by the lowercase names; another case is an unknown method (the bench and the CLI record the
+    name given), for method_config and build_unlearner alike."""
+    with pytest.raises(ValueError, match=re.escape(f"unknown method {name!r}")):
+        method_config(name)
+    graph = planted_communities(20, 16, 2, 4, seed=0)
+    with pytest.raises(ValueError, match=re.escape(f"unknown method {name!r}")):
+        build_unlearner(name, MF(20, 16, 4), graph, BCEObjective())
+
+
+def test_build_unlearner_hands_the_runs_seed_and_training_to_the_method():
+    """build_unlearner(..., train=, seed=) is METHODS[name](..., method_config(name, options, train=, seed=)): the
+    run's seed reaches the method's config (a run of seed 7 retrained with seed 0's draw otherwise)."""
+    graph = planted_communities(20, 16, 2, 4, seed=0)
+    train = TrainConfig(epochs=3, lr=0.25, seed=7)
+    for name in ("retrain", "sisa"):
+        built = build_unlearner(name, MF(20, 16, 4), graph, BCEObjective(), {}, train=train, seed=7)
+        assert built.config.seed == 7 and built.config.train == train
+        assert built.config == method_config(name, {}, train=train, seed=7)
+
+
+def test_empty_options_for_a_method_not_run_pass_and_given_ones_are_refused():
+    """Documented: an empty dict loses nothing and passes; options given to a method not run are refused."""
+    from graphforget.unlearn.registry import refuse_stray_options
+    refuse_stray_options({"ifru": {}, "retrain": {"train.lr": 0.1}}, ["retrain"])
+    with pytest.raises(ValueError, match=re.escape("options for methods that are not run: ifru (methods: retrain)")):
+        refuse_stray_options({"ifru": {"hops": 1}}, ["retrain"])

@@ -224,3 +224,75 @@ def test_a_user_or_item_whose_every_pair_is_removed_is_counted_and_warned_of(gra
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # (0, 1): user 0 and item 1 keep pairs
         assert SCIF(model, graph, BCEObjective(l2=1.0)).unlearn(torch.tensor([[0], [1]])).info["withdrawn_nodes"] == 0
+
+# Each test below failed under a one-line mutation that the suite had passed (qa165, mutation testing).
+# users 0..2, items 0..3; user 0's edges first, so the request below lists (1, 0) before (0, 1), against graph order.
+OUT_OF_ORDER_EDGES = torch.tensor([[0, 0, 0, 1, 1, 1, 1, 2, 2],
+                      [0, 1, 2, 0, 1, 3, 2, 3, 2]])
+OUT_OF_ORDER_LABELS = torch.tensor([1., 0., 0., 0., 1., 1., 0., 0., 1.])
+# (1, 0) labelled 0 at position 3, (0, 1) labelled 0 at position 1
+OUT_OF_ORDER_REQUEST = torch.tensor([[1, 0], [0, 1]])
+
+
+def _hand_means(request):
+    """Each removed pair's user's mean remaining label, by a plain loop (every user here keeps an edge)."""
+    removed = {tuple(p) for p in request.t().tolist()}
+    out = []
+    for u, _ in request.t().tolist():
+        kept = [float(y) for (a, b), y in zip(OUT_OF_ORDER_EDGES.t().tolist(), OUT_OF_ORDER_LABELS)
+                if a == u and (a, b) not in removed]
+        out.append(sum(kept) / len(kept))
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def test_substitutes_follow_the_request_order_and_prefer_the_users_mean_over_the_items():
+    """(1, 0): user 1 keeps {1, 1, 0} -> 2/3, though item 0 keeps {1} (its mean 1 would be the item fallback's);
+    (0, 1): user 0 keeps {1, 0} -> 1/2. In the request's order, not the graph's."""
+    graph = make_interactions(OUT_OF_ORDER_EDGES, OUT_OF_ORDER_LABELS, 3, 4)
+    got = substitute_labels(remove_edges(graph, OUT_OF_ORDER_REQUEST), OUT_OF_ORDER_REQUEST, torch.float64)
+    torch.testing.assert_close(got, _hand_means(OUT_OF_ORDER_REQUEST), rtol=0, atol=1e-15)
+    torch.testing.assert_close(got, torch.tensor([2 / 3, 1 / 2], dtype=torch.float64), rtol=0, atol=1e-15)
+
+
+def test_scif_step_on_two_pairs_out_of_graph_order_matches_the_dense_formula():
+    """phi' = phi + H^-1 sum_r grad [l(y_r) - l(ybar_r)] over the rows of users 1, 0 and items 0, 1 only (hops 0),
+    with each removed pair paired with its own user's mean (a dense float64 Gauss-Newton reference, as
+    test_scif's one-pair test). Two pairs of distinct substitutes, requested against graph order: a substitute given
+    to the other pair, or the item's mean taken first, moves the step."""
+    graph = make_interactions(OUT_OF_ORDER_EDGES, OUT_OF_ORDER_LABELS, 3, 4)
+    model = MF(3, 4, 3).double()
+    model.reset_parameters(0)
+    config = IFRUConfig.paper(solver={"tol": 1e-12, "max_iter": 500})
+    result = SCIF(model, graph, BCEObjective(l2=1.0), config).unlearn(OUT_OF_ORDER_REQUEST)
+    users, items = torch.tensor([0, 1]), torch.tensor([0, 1])
+    changed_users = (result.model.user_emb.weight != model.user_emb.weight).any(1).nonzero().flatten()
+    changed_items = (result.model.item_emb.weight != model.item_emb.weight).any(1).nonzero().flatten()
+    assert changed_users.tolist() == [0, 1] and changed_items.tolist() == [0, 1]  # user 2, items 2, 3 untouched
+    U, V = model.user_emb.weight.detach(), model.item_emb.weight.detach()
+
+    def logits_of(x):
+        u = U.index_put((users,), x[:6].view(2, 3))
+        v = V.index_put((items,), x[6:].view(2, 3))
+        return (u[OUT_OF_ORDER_EDGES[0]] * v[OUT_OF_ORDER_EDGES[1]]).sum(-1)
+    x = torch.cat([U[users].flatten(), V[items].flatten()])
+    jac = torch.autograd.functional.jacobian(logits_of, x)
+    p = torch.sigmoid(logits_of(x))
+    gn = jac.t() @ torch.diag(p * (1 - p)) @ jac + torch.eye(12, dtype=x.dtype)  # every original term, L2 of 1
+    positions = [3, 1]
+    y_bar = _hand_means(OUT_OF_ORDER_REQUEST)
+    g = sum(jac[k] * (y_bar[j] - OUT_OF_ORDER_LABELS[k].double()) for j, k in enumerate(positions))
+    expected = x + torch.linalg.solve(gn, g)
+    got = torch.cat([result.model.user_emb.weight[users].flatten(), result.model.item_emb.weight[items].flatten()])
+    torch.testing.assert_close(got.detach(), expected, rtol=1e-8, atol=1e-10)  # a tight CG solve
+
+
+def test_a_single_withdrawn_node_is_counted_and_warned_of():
+    """(2, 3) and (2, 2) are user 2's every pair; items 3 and 2 keep (1, 3) and (0, 2), (1, 2): one node withdrawn
+    (hand count). The warning fires at one node, not only at several."""
+    graph = make_interactions(OUT_OF_ORDER_EDGES, OUT_OF_ORDER_LABELS, 3, 4)
+    model = MF(3, 4, 3)
+    model.reset_parameters(0)
+    request = torch.tensor([[2, 2], [3, 2]])
+    with pytest.warns(GraphforgetWarning, match=r"removes every pair of 1 of its users and items"):
+        result = SCIF(model, graph, BCEObjective(l2=1.0)).unlearn(request)
+    assert result.info["withdrawn_nodes"] == 1
