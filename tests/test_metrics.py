@@ -848,3 +848,111 @@ def test_in_graph_against_a_set_of_pairs_with_fewer_users_than_items():
     every = torch.tensor(list(itertools.product(range(3), range(5)))).t()
     members = set(map(tuple, edges.t().tolist()))
     assert in_graph(graph, every).tolist() == [tuple(pair) in members for pair in every.t().tolist()]
+
+
+# Each test below failed under a one-line mutation that the suite had passed (qa166, mutation testing).
+
+# --------------------------------------------------------------------------------------------- AUC
+
+def test_auc_ranks_float64_scores_that_float32_would_tie():
+    """Scores of a float64 model 1e-12 apart are distinct: ranked in float32 they tied and the AUC was 0.5."""
+    scores = torch.tensor([1.0, 1.0 + 1e-12, 1.0 + 2e-12, 1.0 + 3e-12], dtype=torch.float64)
+    labels = torch.tensor([0., 0., 1., 1.])
+    expected = naive_auc(scores.tolist(), labels.tolist())
+    assert expected == 1.0
+    assert auc(scores, labels) == expected
+
+
+# --------------------------------------------------------------------------------------------- AUC interval
+
+def documented_accepts(a: float, theta: float, n1: int, n2: int, level: float) -> bool:
+    """The docstring's test: (A - theta)^2 <= z^2 V(theta), V Hanley-McNeil's variance at theta with both counts
+    replaced by their mean, written out from the formula (not the module's code)."""
+    z = statistics.NormalDist().inv_cdf(1 - (1 - level) / 2)
+    mean = (n1 + n2) / 2
+    variance = theta * (1 - theta) / (n1 * n2) * (1 + (mean - 1) * ((1 - theta) / (2 - theta) + theta / (1 + theta)))
+    return (a - theta) ** 2 <= z * z * variance
+
+
+def reference_bound(a: float, n1: int, n2: int, level: float, upper: bool) -> float:
+    """The edge of the accepted AUCs on one side of ``a``: a grid of 10,001 points to bracket it, then 200
+    bisections."""
+    inside = a
+    grid = [a + (1 - a) * j / 10_000 for j in range(10_001)] if upper else [a - a * j / 10_000 for j in range(10_001)]
+    outside = None
+    for theta in grid:
+        if documented_accepts(a, theta, n1, n2, level):
+            inside = theta
+        else:
+            outside = theta
+            break
+    if outside is None:
+        return inside
+    for _ in range(200):
+        middle = (inside + outside) / 2
+        if documented_accepts(a, middle, n1, n2, level):
+            inside = middle
+        else:
+            outside = middle
+    return inside
+
+
+@pytest.mark.parametrize("a, n1, n2, level", [(0.8, 3, 3, 0.95), (0.6, 4, 9, 0.95), (1.0, 50, 4, 0.95),
+                                              (0.0, 7, 5, 0.9), (0.72, 40, 25, 0.99), (0.55, 2, 200, 0.8)])
+def test_auc_interval_is_the_documented_test_inverted_to_float_precision(a, n1, n2, level):
+    """Each bound is where the documented test flips from accept to reject (Newcombe's inversion with the mean
+    count): mean instead of mean - 1 in the variance moved the bounds by 0.001-0.041 on these cases (0.041 at 3
+    and 3 pairs), and 10 bisections instead of 60 left them up to 1e-3 off, both inside the coverage tests'
+    tolerances."""
+    low, high = auc_interval(a, n1, n2, level)
+    assert low == pytest.approx(reference_bound(a, n1, n2, level, upper=False), abs=1e-9)
+    assert high == pytest.approx(reference_bound(a, n1, n2, level, upper=True), abs=1e-9)
+    # and the documented test accepts the bounds and rejects just beyond them (unless at 0 or 1)
+    assert documented_accepts(a, low, n1, n2, level) and documented_accepts(a, high, n1, n2, level)
+    if low > 1e-6:
+        assert not documented_accepts(a, low - 1e-7, n1, n2, level)
+    if high < 1 - 1e-6:
+        assert not documented_accepts(a, high + 1e-7, n1, n2, level)
+
+
+# --------------------------------------------------------------------------------------------- prediction distance
+
+class EdgeCountModel(torch.nn.Module):
+    """Scores (u, i) by ``weight * (deg(u) - deg(i))`` in the graph it is given: its scores read the graph, so
+    a model run on another graph than its own gives other scores (as a LightGCN's do)."""
+
+    def __init__(self, num_users: int, num_items: int, weight: float):
+        super().__init__()
+        self.num_users, self.num_items = num_users, num_items
+        self.weight = torch.nn.Parameter(torch.tensor(weight, dtype=torch.float64))
+
+    def forward(self, graph, edge_label_index):
+        edges = graph[EDGE].edge_index
+        user_deg = torch.bincount(edges[0], minlength=self.num_users).double()
+        item_deg = torch.bincount(edges[1], minlength=self.num_items).double()
+        return self.weight * (user_deg[edge_label_index[0]] - item_deg[edge_label_index[1]])
+
+
+def test_prediction_distance_runs_each_model_on_its_own_graph():
+    """The Original on the graph before against Retrain on the graph after: with both tests on one graph, either
+    model run on the other's graph passed (mutations of qa166)."""
+    before = make_interactions(torch.tensor([[0, 0, 0, 1, 2], [0, 1, 2, 1, 2]]), num_users=3, num_items=3)
+    after = make_interactions(torch.tensor([[0, 1, 2], [1, 1, 2]]), num_users=3, num_items=3)
+    a, b = EdgeCountModel(3, 3, 0.7), EdgeCountModel(3, 3, -0.4)
+    edges = torch.tensor([[0, 1, 2, 0], [0, 1, 2, 2]])
+    # Degrees before: users (3, 1, 1), items (1, 2, 2); after: users (1, 1, 1), items (0, 2, 1).
+    deg = {"before": ((3, 1, 1), (1, 2, 2)), "after": ((1, 1, 1), (0, 2, 1))}
+
+    def probabilities(weight, which):
+        users, items = deg[which]
+        return [sigmoid(weight * (users[u] - items[i])) for u, i in zip(*edges.tolist())]
+
+    def l2(p, q):
+        return math.sqrt(sum((x - y) ** 2 for x, y in zip(p, q)))
+
+    expected = l2(probabilities(0.7, "before"), probabilities(-0.4, "after"))
+    assert prediction_distance(a, before, b, after, edges) == pytest.approx(expected, rel=1e-12)
+    # each graph matters: either model on the other's graph gives another distance
+    for wrong in (l2(probabilities(0.7, "after"), probabilities(-0.4, "after")),
+                  l2(probabilities(0.7, "before"), probabilities(-0.4, "before"))):
+        assert abs(wrong - expected) > 1e-3
