@@ -2333,6 +2333,10 @@ def test_add_negatives_refuses_a_user_one_item_short_instead_of_looping():
     try:
         with pytest.raises(ValueError, match=r"user 0 \(needs 2, has 1\)"):
             add_negatives(graph, ratio=1)
+        # ratio times the positives: 2 of 5 items, 3 left, 4 needed (qa168: counted once, ratio 2 passed and looped)
+        graph = make_interactions(torch.tensor([[0, 0, 1], [0, 1, 4]]), torch.ones(3), 2, 5)
+        with pytest.raises(ValueError, match=r"user 0 \(needs 4, has 3\)"):
+            add_negatives(graph, ratio=2)
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
