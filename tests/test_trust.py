@@ -1887,3 +1887,100 @@ def test_a_deleted_item_is_an_orphan_of_lightgcn():
     result, _ = _unlearn(model, graph, request, IFRUConfig())
     assert result.info["zeroed_entries"] == model.item_emb.weight.size(1)
     assert torch.count_nonzero(result.model.item_emb.weight[item]) == 0
+
+# Each test below failed under a one-line mutation that the suite had passed (qa167, mutation testing).
+def _hand_stripped(graph, request, with_orphans=False):
+    """The request's nodes (MF: the rows the step moves) that keep some terms, fewer than half of those they had
+    (docs/methods.rst, Trust: "left with some terms but fewer than half"), counted edge by edge (BCE: one term an
+    edge); and those left with exactly half."""
+    edges = graph[EDGE].edge_index.t().tolist()
+    removed = set(map(tuple, request.t().tolist()))
+    stripped = half = orphans = 0
+    for side, total in ((0, U), (1, I)):
+        for node in sorted({pair[side] for pair in removed}):
+            before = sum(1 for e in edges if e[side] == node)
+            after = sum(1 for e in edges if e[side] == node and tuple(e) not in removed)
+            stripped += 0 < after and 2 * after < before
+            half += 0 < after and 2 * after == before
+            orphans += after == 0
+    return (stripped, half, orphans) if with_orphans else (stripped, half)
+
+
+def test_a_node_left_with_exactly_half_of_its_terms_is_not_stripped(early_stopped):
+    """A user of even degree d loses d/2 edges, to items of degree 2 first (each then keeps exactly half of its
+    terms): "fewer than half" holds none of those at exactly half. info["stripped_rows"] is the hand count."""
+    models, graph, _, _ = early_stopped
+    model = models["mf"]
+    edge_index = graph[EDGE].edge_index
+    degree_u = torch.bincount(edge_index[0], minlength=U)
+    degree_i = torch.bincount(edge_index[1], minlength=I)
+    user = int(torch.nonzero((degree_u % 2 == 0) & (degree_u >= 4))[0])
+    items = edge_index[1][edge_index[0] == user]
+    items = items[torch.argsort(degree_i[items].ne(2).int(), stable=True)]  # degree-2 items first
+    items = items[degree_i[items] >= 2][: int(degree_u[user]) // 2]
+    assert items.numel() == int(degree_u[user]) // 2
+    request = torch.stack([torch.full_like(items, user), items])
+    stripped, half = _hand_stripped(graph, request)
+    assert half >= 1  # the user itself, and maybe items: the boundary matters here
+    result, _ = _unlearn(model, graph, request, IFRUConfig(newton={"steps": 1}))
+    assert result.info["implicit_ridge"] > 0  # the rule applies (away from stationarity, a pooled ridge)
+    assert result.info["stripped_rows"] == stripped
+
+
+def test_a_node_left_with_one_term_fewer_than_half_is_stripped(early_stopped):
+    """The same user, one more edge removed: it now keeps fewer than half and is stripped (hand count)."""
+    models, graph, _, _ = early_stopped
+    model = models["mf"]
+    edge_index = graph[EDGE].edge_index
+    degree_u = torch.bincount(edge_index[0], minlength=U)
+    degree_i = torch.bincount(edge_index[1], minlength=I)
+    user = int(torch.nonzero((degree_u % 2 == 0) & (degree_u >= 4))[0])
+    items = edge_index[1][edge_index[0] == user]
+    items = items[degree_i[items] >= 2][: int(degree_u[user]) // 2 + 1]
+    request = torch.stack([torch.full_like(items, user), items])
+    stripped, _ = _hand_stripped(graph, request)
+    result, _ = _unlearn(model, graph, request, IFRUConfig(newton={"steps": 1}))
+    assert stripped >= 1 and result.info["stripped_rows"] == stripped
+
+
+def test_a_node_left_without_terms_is_an_orphan_not_a_stripped_row(early_stopped):
+    """Every edge of a user goes, with an item left with one term of several: the user keeps no term (an orphan,
+    zeroed), so only nodes that keep some count as stripped (hand count); the user's row is 0."""
+    models, graph, _, _ = early_stopped
+    model = models["mf"]
+    edge_index = graph[EDGE].edge_index
+    degree_u = torch.bincount(edge_index[0], minlength=U)
+    user = int(torch.nonzero(degree_u >= 3)[0])
+    request = edge_index[:, edge_index[0] == user]
+    stripped, _, orphans = _hand_stripped(graph, request, with_orphans=True)
+    result, _ = _unlearn(model, graph, request, IFRUConfig(newton={"steps": 1}))
+    assert result.info["trusted"] and result.info["implicit_ridge"] > 0
+    assert result.info["stripped_rows"] == stripped
+    assert result.info["zeroed_entries"] == orphans * model.user_emb.weight.size(1)  # MF: a row per orphan node
+    assert torch.count_nonzero(result.model.user_emb.weight[user]) == 0
+
+
+def _past(model, new_model, growth=1.25):
+    """How many rows of ``new_model`` are longer than ``growth`` times the longest row of their table in ``model``."""
+    return sum(int((q.detach().norm(dim=1) > growth * p.detach().norm(dim=1).max()).sum())
+               for p, q in zip(model.parameters(), new_model.parameters()))
+
+
+def test_rows_still_long_after_the_last_round_are_counted_though_held(monkeypatch):
+    """One round of the row bound (HOLD_ROUNDS=1) on an untrained MF under L2 0.1 (the attack request): the rows the
+    unheld step leaves past 1.25 x their table's longest trained row are held (info["held_rows"], hand count), and
+    those the round still leaves past it are info["long_rows"] (hand count), whether or not a round held them."""
+    from graphforget.unlearn.ifru import method
+    _, graph, request = _attacked()
+    model = MF(U, I, 16)
+    model.reset_parameters(0)
+    objective = BCEObjective(l2=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        free = IFRU(model, graph, objective, IFRUConfig(solver={"max_row_growth": None})).unlearn(request)
+        monkeypatch.setattr(method, "HOLD_ROUNDS", 1)
+        held = IFRU(model, graph, objective, IFRUConfig()).unlearn(request)
+    still = _past(model, held.model)
+    assert held.info["trusted"] and still >= 1  # one round leaves rows past the bound here
+    assert held.info["held_rows"] == _past(model, free.model)
+    assert held.info["long_rows"] == still
