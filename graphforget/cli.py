@@ -1149,8 +1149,8 @@ def _add_workflow_commands(sub) -> None:
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when a request of the lineage was published untrusted, a parent run was read at "
                         "its recorded path, not beside its child (a copy gone or damaged), the deletion is over-"
-                        "forgotten (a sign test that cannot tell, under 10 votes, does not fail), nothing was "
-                        "forgotten (scored as before), or with --retrain less than the Retrain forgot (attack AUCs)")
+                        "forgotten, nothing was forgotten (scored as before), or with --retrain less than the "
+                        "Retrain forgot (attack AUCs); a test that cannot tell (few votes or edges) does not fail")
     _common(p, data=False)
     p.set_defaults(func=cmd_verify)
 

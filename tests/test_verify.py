@@ -1043,6 +1043,18 @@ def test_the_table_says_cannot_tell_under_ten_votes_and_shows_the_edges_left_in_
     assert _row(table, "requested edges in graph") == "7" and _row(table, "matched non-members") == "11"
 
 
+def test_the_table_says_cannot_tell_where_the_attacks_interval_spans_the_exact_deletions_ceiling():
+    """qa169: a FineTune at a learning rate of 1e-7 (nothing forgotten; MIA AUC 0.687 [0.493, 0.826], the ceiling
+    0.618) read "forgot less than an exact deletion: False". Under the ceiling: False; wholly above it: True."""
+    label = "forgot less than an exact deletion"
+    spans = _report(mia_auc_interval=(0.493, 0.826), reference_auc_ceiling=0.618, under_forgotten=False)
+    assert _row(spans.table(), label) == "cannot tell (its MIA AUC interval spans 0.618)"
+    below = _report(mia_auc_interval=(0.40, 0.618), reference_auc_ceiling=0.618, under_forgotten=False)
+    above = _report(mia_auc_interval=(0.65, 0.80), reference_auc_ceiling=0.618, under_forgotten=True)
+    assert _row(below.table(), label) == "False" and _row(above.table(), label) == "True"
+    assert _row(_report().table(), label) == "-"  # no reference
+
+
 def test_verify_forgetting_never_matches_an_excluded_pair(planted):
     """The held-out pairs given as exclude are never non-members (qa105: exclude dropped passed every test; the
     workflow's test checks only that forget and verify pass it). Here half of user 3's free items are held out and
