@@ -698,8 +698,9 @@ def _check_nodes_not_forgotten(run: Run, row: int, ids: Tensor, left: Tensor, lo
 
 
 def _forgotten_by(run: Run) -> str:
-    """Where a removal is recorded: the lineage's audit log, and a stream's requests still pending."""
-    where = f"in this lineage (see {run.path}/audit.jsonl"
+    """Where a removal is recorded: the lineage's removed pairs (its audit log names no raw id, qa169), and a stream's
+    requests still pending."""
+    where = f"in this lineage (its removed pairs: {run.path}/removed.pt; its requests: audit.jsonl"
     if run.pending:
         where += f", or pending in the stream: request{'s' * (len(run.pending) > 1)} {', '.join(map(str, run.pending))}"
     return where + ")"
