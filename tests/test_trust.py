@@ -1984,3 +1984,83 @@ def test_rows_still_long_after_the_last_round_are_counted_though_held(monkeypatc
     assert held.info["trusted"] and still >= 1  # one round leaves rows past the bound here
     assert held.info["held_rows"] == _past(model, free.model)
     assert held.info["long_rows"] == still
+
+# Each test below failed under a one-line mutation that the suite had passed (qa170, mutation testing).
+def test_no_row_is_stripped_where_the_pooled_implicit_ridge_is_0_even_if_its_own_is_positive(early_stopped):
+    """The early-stopped MF (trained without L2) unlearnt under an L2 between its pooled implicit ridge and the busiest
+    user's own: the pooled ridge (L2 included) is 0 while that user's own is > 0, and the request strips the user of
+    3/4 of its edges. Documented (methods.rst, Trust): no stripped row where the pooled ridge is 0. Dropping the
+    ``not pooled > 0`` guard divides the row's own ridge by 0: an infinite metric times the first step's damping 0,
+    a NaN solve, the model returned unchanged and untrusted."""
+    models, graph, _, _ = early_stopped
+    model = models["mf"]
+    request, user = _busiest_users_request(graph)
+    # hand count: the user keeps fewer than half of its terms
+    edge_index = graph[EDGE].edge_index
+    before = int((edge_index[0] == user).sum())
+    assert 0 < before - request.shape[1] < 0.5 * before
+    # hand ridges, without L2: pooled over the request's rows (user and items), the user's own over its row
+    users, items = torch.tensor([user]), request[1].unique()
+    params = [model.user_emb.weight, model.item_emb.weight]
+    grads = torch.autograd.grad(BCEObjective().total(model, graph), params)
+    g = torch.cat([grads[0][users].flatten(), grads[1][items].flatten()]).double()
+    phi = torch.cat([params[0][users].flatten(), params[1][items].flatten()]).detach().double()
+    pooled0 = -float(g.dot(phi)) / float(phi.dot(phi))
+    row, grow = phi[: phi.numel() // (1 + items.numel())], g[: g.numel() // (1 + items.numel())]
+    own0 = -float(grow.dot(row)) / float(row.dot(row))
+    assert own0 > pooled0 > 0
+    l2 = 0.5 * (own0 + pooled0)  # an L2 term l2 * phi lowers every ridge by l2: pooled < 0 < own
+    objective = BCEObjective(l2=l2)
+    result, messages = _unlearn(model, graph, request, IFRUConfig(), objective=objective)
+    plain, _ = _unlearn(model, graph, request, IFRUConfig(solver={"refit_stripped_rows": False}), objective=objective)
+    assert result.info["gradient_ratio"] > STATIONARY_RATIO  # the ridge-damped branch runs
+    assert result.info["implicit_ridge"] == 0
+    assert result.info["trusted"] and not messages
+    assert result.info["stripped_rows"] == 0 and result.info["refit_rows"] == 0
+    assert all(torch.equal(a, b) for a, b in zip(result.model.parameters(), plain.model.parameters()))
+    assert not torch.equal(result.model.user_emb.weight[user], model.user_emb.weight[user])  # a step was applied
+
+
+def test_a_damping_set_by_hand_leaves_long_rows_unheld(early_stopped):
+    """The row bound applies only where the damping is the implicit ridge of a model away from stationarity
+    (damping='auto'); the default max_row_growth (1.25) stays set with a damping by hand, and must not be read. On the
+    early-stopped LightGCN, the attack request at a hand damping equal to the implicit ridge leaves rows past 1.25x the
+    longest trained row of their table (hand norms), held nowhere: the step is the one without any bound."""
+    models, graph, request, _ = early_stopped
+    model = models["lightgcn"]
+    auto, _ = _unlearn(model, graph, request, IFRUConfig(solver={"max_row_growth": None}))
+    assert auto.info["gradient_ratio"] > STATIONARY_RATIO
+    damping = auto.info["implicit_ridge"]
+    assert damping > 0
+    by_hand, _ = _unlearn(model, graph, request, IFRUConfig(solver={"damping": damping}))
+    free, _ = _unlearn(model, graph, request, IFRUConfig(solver={"damping": damping, "max_row_growth": None}))
+    longest, after = _longest_rows(model), _longest_rows(by_hand.model)
+    assert by_hand.info["trusted"]
+    assert max(after[name] / length for name, length in longest.items()) > 1.25 * 1.05  # past the bound and its slack
+    assert by_hand.info["held_rows"] == 0 and by_hand.info["long_rows"] == 0
+    assert len(by_hand.info["attempts"]) == len(free.info["attempts"])
+    assert all(torch.equal(a, b) for a, b in zip(by_hand.model.parameters(), free.model.parameters()))
+
+
+def test_the_refit_applies_each_newton_step_at_its_backtracked_size(early_stopped, monkeypatch):
+    """The stripped row's refit takes Newton steps, each at the size its backtracking found: on the tiny MF every
+    full step decreases the refit objective (size 1), so a size the refit ignored went unseen. Here the line search
+    answers 0.5 wherever the half step does not raise the objective (a valid backtracking answer): each step must
+    start where the previous one ended, ``phi + 0.5 * step``."""
+    from graphforget.unlearn.ifru import method, newton
+    models, graph, _, _ = early_stopped
+    request, _ = _busiest_users_request(graph)
+    calls = []
+
+    def halving(objective, phi, step, start, halvings=10):
+        value = float(objective(phi + 0.5 * step))
+        size, value = (0.5, value) if value <= start else newton.backtrack(objective, phi, step, start, halvings)
+        calls.append((phi.detach().clone(), step.detach().clone(), size))
+        return size, value
+    monkeypatch.setattr(method, "backtrack", halving)
+    config = IFRUConfig(solver={"name": "direct"}, curvature="exact", newton={"steps": 1})
+    result, _ = _unlearn(models["mf"], graph, request, config)
+    assert result.info["trusted"] and result.info["refit_rows"] == 1
+    assert len(calls) >= 2 and calls[0][2] == 0.5
+    for (phi, step, size), (following, _, _) in zip(calls, calls[1:]):
+        torch.testing.assert_close(following, phi + size * step)
