@@ -650,10 +650,10 @@ class ForgettingReport:
             there is no ceiling. False where the interval spans the ceiling too, which the report's table shows as
             "cannot tell": on few edges the attack cannot tell a model that forgot nothing from an exact deletion
             (a FineTune at a learning rate of 1e-7 on one ML-100K user's 27 edges: 0.687 [0.493, 0.826], the ceiling
-            0.618; read ``reference_gap``, 1.00 there). The distance above cannot tell it alone: a Retrain from another seed can be further
-            from the reference than the model before was, where the request moved few predictions (a FineTune
-            chained five times on MF without L2, attack AUC 0.74 against its Retrain's 0.48 [0.43, 0.53], had passed
-            ``verify --strict``: qa140).
+            0.618, ``reference_gap`` 1.00). The distance cannot tell it alone either: a Retrain from another seed can
+            be further from the reference than the model before was, where the request moved few predictions (a
+            FineTune chained five times on MF without L2, attack AUC 0.74 against its Retrain's 0.48 [0.43, 0.53], had
+            passed ``verify --strict``: qa140).
     """
     request_edges: int
     matched: int
