@@ -1513,7 +1513,7 @@ def test_a_pending_duplicate_names_the_pending_request(base, tmp_path):
     with pytest.raises(ValueError) as refused:
         stream.submit(users=["u1"])
     message = str(refused.value)
-    assert "pending in the stream" not in message and f"{stream.current.path}/audit.jsonl" in message
+    assert "pending in the stream" not in message and f"{stream.current.path}/removed.pt" in message
 
 
 def test_stream_journal_cuts_a_torn_line_and_refuses_stale_requests(base, tmp_path):
