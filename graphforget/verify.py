@@ -707,10 +707,10 @@ class ForgettingReport:
             return f"cannot tell ({self.votes} of {FEWEST_VOTES} votes)"
         if name == "unchanged" and value:
             return "yes: nothing forgotten"
-        bounds, ceiling = self.mia_auc_interval, self.reference_auc_ceiling
-        if name == "under_forgotten" and value is False and bounds and ceiling is not None and bounds[1] > ceiling:
-            # "False" read as "forgot as much as a Retrain" for a FineTune at lr 1e-7, its interval [0.49, 0.83] (qa169)
-            return f"cannot tell (its MIA AUC interval spans {ceiling:.3f})"
+        if name == "under_forgotten" and value is False:
+            bounds, ceiling = self.mia_auc_interval, self.reference_auc_ceiling
+            if bounds and ceiling is not None and bounds[1] > ceiling:  # "False" read as "forgot as a Retrain" did
+                return f"cannot tell (its MIA AUC interval spans {ceiling:.3f})"  # (qa169: a FineTune at lr 1e-7)
         if name == "mia_auc" and self.mia_auc_interval is not None:
             return f"{_cell(value)} {interval_text(self.mia_auc_interval)}"
         return _cell(value)
