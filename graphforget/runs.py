@@ -13,7 +13,17 @@ A run is a directory that is written once and never modified:
 * ``heldout.pt``: the validation and test pairs (without the forgotten users' and items' rows);
 * ``model.pt``: the model (:func:`~graphforget.models.save_model`);
 * ``removed.pt``: every edge removed in the lineage so far, in local ids, with its label;
-* ``audit.jsonl``: append-only across the lineage: the parent's lines, then one line for this run's request.
+* ``audit.jsonl``: append-only across the lineage: the parent's lines, then one line for this run's request (a
+  ``fit`` run's log is empty). A ``forget`` line is one JSON object: ``time`` (UTC), the library ``version``,
+  ``run`` (the path written), ``request`` (as the lineage's: its ``kind``, the number of ``ids`` given, its training
+  ``edges``, the ``heldout_pairs`` it dropped, and the ``sha256`` of those pairs), ``removed_edges`` (in the lineage
+  so far), ``method`` (``name``, ``config``, the ``options`` given, ``seed``), ``seconds`` (the unlearning call's),
+  ``fit_seconds`` (the method's ``fit()``: SISA's, RecEraser's, UnlearnRec's), ``threads``, ``trusted`` (``None``:
+  the method has no acceptance test) and ``reason``, ``verification`` (the
+  :class:`~graphforget.verify.ForgettingReport`'s figures; ``None`` without one, and ``verification_error`` then
+  says why: ``"not requested"``, or what stopped it), ``parent`` (its path and the sha256 of its ``run.json``, model
+  and graph) and ``child`` (the sha256 of this run's model and graph). It names no raw id, unless a path you chose does
+  (``runs/no-alice``): ``removed.pt`` holds the removed pairs in local ids, which ``graph.pt`` maps to raw ones.
 
 :func:`publish` writes a run into a temporary sibling directory (every file fsync-ed), then renames it to
 its final name: a reader sees a complete run or none. An existing run is never overwritten. Concurrent

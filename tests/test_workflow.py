@@ -3206,6 +3206,25 @@ def test_the_audit_line_records_the_methods_fit_seconds_and_its_seconds_apart(ba
     assert metrics["fit_seconds"] != metrics["seconds"]
 
 
+def test_an_audit_line_holds_the_fields_that_runs_docs_name_and_no_raw_id(base, tmp_path):
+    """The fields listed in graphforget.runs' docstring (qa169: an auditor had no description of them), and no raw id
+    of the forgotten user anywhere in the line."""
+    import graphforget.runs
+    run = load_run(base)
+    user = int(run.graph[EDGE].edge_index[0, 0])
+    raw = str(run.graph["user"].raw_id[user])  # a string id of the CSV (u0, u1, ...)
+    done = forget(base, out=tmp_path / "child", users=[user], local_ids=True, method="ifru", verify=False)
+    documented = graphforget.runs.__doc__.split("``audit.jsonl``")[1].split("\n\n")[0]
+    for key, fields in ((None, done.audit), ("request", done.audit["request"]), ("method", done.audit["method"]),
+                        ("parent", done.audit["parent"]), ("child", done.audit["child"])):
+        for name in fields:
+            assert f"``{name}``" in documented or name.endswith("sha256") or name == "path", (key, name)
+    assert set(done.audit) == {"time", "version", "run", "request", "removed_edges", "method", "seconds",
+                               "fit_seconds", "threads", "trusted", "reason", "verification", "verification_error",
+                               "parent", "child"}
+    assert done.audit["verification"] is None and done.audit["verification_error"] == "not requested"
+    assert raw.startswith("u") and f'"{raw}"' not in json.dumps(done.audit)
+
 def test_an_items_request_drops_the_items_held_out_pairs_not_those_of_users_with_the_same_id(base):
     """Forgetting items drops the held-out pairs of those items (column 1), found here by brute force."""
     run = load_run(base)
