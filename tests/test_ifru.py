@@ -99,8 +99,9 @@ def test_relative_damping_adds_the_mean_diagonal():
 
 def test_relative_damping_adds_its_share_of_the_curvatures_mean_diagonal(problem, one_thread):
     """solver.relative_damping r: the first attempt's damping is the configured one plus r times Hutchinson's mean
-    diagonal of the curvature (4 sign vectors from seed 0), here of the dense Hessian of L(D - D_r) over every row
-    (MF, hops=10: phi is theta)."""
+    diagonal of the curvature (4 sign vectors hashed from the parameters' values), here of the dense Hessian of
+    L(D - D_r) over every row (MF, hops=10: phi is theta)."""
+    from graphforget.unlearn.ifru.ladder import value_signs
     graph, request, _ = problem
     objective = BCEObjective(l2=1.0)
     model = MF(U, I, D).double()
@@ -116,8 +117,7 @@ def test_relative_damping_adds_its_share_of_the_curvatures_mean_diagonal(problem
     theta = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert result.info["kept_parameters"] == theta.numel()
     hessian = torch.autograd.functional.hessian(_flat_objective(model, result.graph, objective), theta)
-    gen = torch.Generator().manual_seed(0)
-    signs = [(torch.randint(2, (theta.numel(),), generator=gen) * 2 - 1).double() for _ in range(4)]
+    signs = [value_signs(theta, probe).double() for probe in range(4)]  # phi is theta, in the same order
     mean_diagonal = sum(float(v @ hessian @ v) for v in signs) / (4 * theta.numel())
     assert dampings == pytest.approx({share: 0.25 + share * mean_diagonal for share in (0.5, 2.0)}, rel=1e-6)
 
