@@ -472,8 +472,8 @@ def test_load_csv_refuses_an_id_that_a_non_ascii_space_would_merge_with_another(
     whose training rows and deletion then took both people's interactions."""
     path = tmp_path / "nbsp.csv"
     path.write_text("user,item\na,i1\na\u00a0,i2\n", encoding="utf-8")
-    expected = "line 3: column 'user': 'a\\xa0' begins or ends with a non-ASCII space (U+00A0): remove it, or it " \
-               "would read as 'a'"
+    expected = "line 3: column 'user': 'a\\xa0' begins or ends with a non-ASCII space or an invisible character " \
+               "(U+00A0): remove it, or it would read as 'a'"
     with pytest.raises(ValueError, match=re.escape(expected)):
         load_csv(path, "user", "item")
     path.write_text("user,item\n\u2003\u00a0b,i1\n", encoding="utf-8")  # each code point once, in order
@@ -481,6 +481,15 @@ def test_load_csv_refuses_an_id_that_a_non_ascii_space_would_merge_with_another(
         load_csv(path, "user", "item")
     path.write_text("user,item\n a\t,\ti1 \na\u00a0b,i2\n", encoding="utf-8")  # ASCII blanks go; inner ones stay
     assert list(load_csv(path, "user", "item")["user"].raw_id) == ["a", "a\u00a0b"]
+    # An invisible format character (qa171: a zero-width space kept made 'a\u200b' a user that prints as 'a').
+    for invisible in ("\u200b", "\u2060", "\ufeff", "\u200e"):
+        path.write_text(f"user,item\na,i1\na{invisible},i2\n", encoding="utf-8")
+        with pytest.raises(ValueError, match=re.escape(f"line 3: column 'user': {'a' + invisible!r} begins or ends "
+                                                       f"with a non-ASCII space or an invisible character "
+                                                       f"(U+{ord(invisible):04X})")):
+            load_csv(path, "user", "item")
+    path.write_text("user,item\na\u200bb,i1\n", encoding="utf-8")  # inside an id: kept
+    assert list(load_csv(path, "user", "item")["user"].raw_id) == ["a\u200bb"]
 
 
 def first_two_lines_of(text: str, pair: tuple, split) -> list[int]:

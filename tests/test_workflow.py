@@ -2539,14 +2539,17 @@ def test_a_request_refuses_a_non_ascii_space_at_an_ids_end_rather_than_strip_it(
     line); a line of no-break spaces is blank, and an id holding one inside stays whole."""
     from graphforget.cli import UsageError, _id_list
     from graphforget.workflow import read_edges_file
-    with pytest.raises(UsageError, match=re.escape("--users: 'a\\xa0' begins or ends with a non-ASCII space (U+00A0): "
-                                                   "remove it, or it would read as 'a'")):
+    with pytest.raises(UsageError, match=re.escape("--users: 'a\\xa0' begins or ends with a non-ASCII space or an "
+                                                   "invisible character (U+00A0): remove it, or it would read as 'a'")):
         _id_list("b, a\u00a0", "--users")
     assert _id_list("\tb , a\u00a0b", "--users") == ["b", "a\u00a0b"]
+    with pytest.raises(UsageError, match=re.escape("--items: '\\u200bm1' begins or ends with a non-ASCII space or an "
+                                                   "invisible character (U+200B): remove it, or it would read as 'm1'")):
+        _id_list("\u200bm1", "--items")
     path = tmp_path / "edges.txt"
     path.write_text("u1,m1\n\u00a0\na\u2003 m1\n")
     with pytest.raises(ValueError, match=re.escape(f"{path}, line 3: 'a\\u2003' begins or ends with a non-ASCII space "
-                                                   "(U+2003)")):
+                                                   "or an invisible character (U+2003)")):
         read_edges_file(path)
     path.write_text("John\u00a0Smith m4\n\u00a0 \nu1,m1 # a note\u00a0\n")
     assert read_edges_file(path) == [("John\u00a0Smith", "m4"), ("u1", "m1")]

@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import re
+import unicodedata
 import urllib.request
 import warnings
 from pathlib import Path
@@ -485,7 +486,7 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
             ``"raise"``; ``FILE, line N: ...`` naming the column for a row without a value in a used column
             (shorter than the header, or an empty cell) or a label that is not a finite number (or is beyond
             float32's range), an id over ``MAX_ID_LENGTH`` characters or one that begins or ends with a non-ASCII space
-            (U+00A0, which spreadsheets write: stripped, it could merge two ids); a used column named twice in the
+            (U+00A0, which spreadsheets write: stripped, it could merge two ids) or an invisible character (U+200B); a used column named twice in the
             header; ``FILE, lines N-M: ...`` for a used value holding a line break (a quote left open), and a row
             the csv module cannot read, or a quote still open at the end of the file in any column.
     """
@@ -694,23 +695,35 @@ def _csv_row(path: str | os.PathLike, lines: tuple[int, int], row: dict, user_co
 _ASCII_SPACE = " \t\n\r\v\f"
 
 
-def _code_points(value: str) -> str:
-    """The code points of the spaces at either end of ``value``, as ``U+00A0``."""
-    ends = value[:len(value) - len(value.lstrip())] + value[len(value.rstrip()):]
-    return ", ".join(dict.fromkeys(f"U+{ord(char):04X}" for char in ends))
+def _invisible(char: str) -> bool:
+    """A space or a format character (U+200B zero-width space, U+2060 word joiner, U+FEFF): nothing on screen."""
+    return char.isspace() or unicodedata.category(char) == "Cf"
+
+
+def _visible_part(value: str) -> tuple[str, str]:
+    """``(value without the invisible characters at its ends, those characters' code points as 'U+00A0, ...')``."""
+    start, end = 0, len(value)
+    while start < end and _invisible(value[start]):
+        start += 1
+    while end > start and _invisible(value[end - 1]):
+        end -= 1
+    ends = value[:start] + value[end:]
+    return value[start:end], ", ".join(dict.fromkeys(f"U+{ord(char):04X}" for char in ends))
 
 
 def stripped_id(value: str) -> str:
     """``value`` without the ASCII blanks at its ends, as every reader of ids (data files, requests) takes it.
 
     Raises:
-        ValueError: where a non-ASCII space is left at an end: stripped, 'a\xa0' (a spreadsheet's no-break space)
-            would merge with user 'a'; kept, it would be another user than the 'a' on screen.
+        ValueError: where a non-ASCII space or an invisible format character is left at an end: stripped, 'a\xa0'
+            (a spreadsheet's no-break space) would merge with user 'a'; kept, it would be another user than the 'a'
+            on screen, as would 'a\u200b' (a zero-width space).
     """
     value = value.strip(_ASCII_SPACE)
-    if value != value.strip():
-        raise ValueError(f"{value!r} begins or ends with a non-ASCII space ({_code_points(value)}): remove it, or it "
-                         f"would read as {value.strip()!r}")
+    visible, code_points = _visible_part(value)
+    if visible != value:
+        raise ValueError(f"{value!r} begins or ends with a non-ASCII space or an invisible character ({code_points}): "
+                         f"remove it, or it would read as {visible!r}")
     return value
 
 
