@@ -1588,6 +1588,40 @@ def _quadratic_target(a, b, quartic=0.0):
                            torch.zeros(n, dtype=torch.bool), 0.0)
 
 
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("converged", [True, False])
+def test_a_non_finite_step_is_refused_as_not_finite(bad, converged):
+    """The acceptance test's first condition: a step with a non-finite entry is refused for that, whatever the solver
+    reported, with no ratio (without it a NaN step was refused by its residual or its model: "true relative residual
+    nan", "predicts a rise of the objective by nan"; qa172)."""
+    from graphforget.unlearn.ifru.ladder import acceptance
+    a = torch.tensor([[3.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
+    b = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    step = torch.linalg.solve(a, b)
+    step[1] = bad
+    result = SolveResult(step, 2, 0.0 if converged else 0.5, 0.0, converged)
+    for iterate in (False, True):
+        check = acceptance(_quadratic_target(a, b), result, b, lambda v: a @ v, IFRUConfig(), iterate=iterate)
+        assert check == {"ratio": None, "reason": "the step is not finite"}, (iterate, check)
+
+
+def test_phase_seconds_times_each_documented_phase():
+    """info["phase_seconds"] (IFRU's docstring): select, gradient, solve, write, and validate for a trusted step,
+    each a non-negative duration, together within the call's wall-clock time (only the absence of "validate" on an
+    untrusted step had a test, which an empty dict passed; qa172)."""
+    import time
+    graph = planted_communities(30, 24, 2, 10, seed=1)
+    model = MF(30, 24, 8)
+    model.reset_parameters(0)
+    train(model, graph, BCEObjective(l2=1.0), TrainConfig(epochs=5, lr=0.05, batch_size=128))
+    start = time.perf_counter()
+    result = IFRU(model, graph, BCEObjective(l2=1.0), IFRUConfig()).unlearn(graph[EDGE].edge_index[:, :3])
+    wall = time.perf_counter() - start
+    phases = result.info["phase_seconds"]
+    assert result.info["trusted"] and list(phases) == ["select", "gradient", "solve", "write", "validate"], phases
+    assert all(seconds >= 0 for seconds in phases.values()) and sum(phases.values()) <= wall
+
+
 def test_a_shared_attempt_tests_its_cg_iterate_at_8_iterations_then_each_doubling(monkeypatch):
     """ladder.CHECK_FROM: 'A Levenberg-Marquardt attempt's CG iterate is tested at this many iterations (8), and again
     each time they double'. An attempt that is not the last, whose iterates all pass: tested at 8, 16, 32, 64, ..."""
