@@ -874,7 +874,8 @@ def read_edges_file(path: str | os.PathLike, run: Run | None = None, encoding: s
         FileNotFoundError, IsADirectoryError: a missing file, or a folder.
         ValueError: a path that is neither a regular file nor a pipe (a device), an empty file, a line without
             exactly two fields or not in ``encoding``, an id that begins or ends with a non-ASCII space or an invisible
-            character (as ``fit`` refuses it), or a comment that names a pair of ``run``, naming the file and line; an unknown encoding.
+            character (as ``fit`` refuses it), or a comment that names a pair of ``run``, naming the file and line; an
+            unknown encoding.
     """
     path = require_file(Path(path).expanduser(), "edges file", pipe=True)  # read once: forget --edges <(grep ...)
     pairs, first = [], 0

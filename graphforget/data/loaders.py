@@ -486,9 +486,10 @@ def load_csv(path: str | os.PathLike, user_col: str, item_col: str, label_col: s
             ``"raise"``; ``FILE, line N: ...`` naming the column for a row without a value in a used column
             (shorter than the header, or an empty cell) or a label that is not a finite number (or is beyond
             float32's range), an id over ``MAX_ID_LENGTH`` characters or one that begins or ends with a non-ASCII space
-            (U+00A0, which spreadsheets write: stripped, it could merge two ids) or an invisible character (U+200B); a used column named twice in the
-            header; ``FILE, lines N-M: ...`` for a used value holding a line break (a quote left open), and a row
-            the csv module cannot read, or a quote still open at the end of the file in any column.
+            (U+00A0, which spreadsheets write: stripped, it could merge two ids) or an invisible character (U+200B); a
+            used column named twice in the header; ``FILE, lines N-M: ...`` for a used value holding a line break (a
+            quote left open), and a row the csv module cannot read, or a quote still open at the end of the file in
+            any column.
     """
     if duplicates not in ("raise", "last"):
         raise ValueError(f"duplicates must be 'raise' or 'last', got {duplicates!r}")

@@ -115,10 +115,10 @@ def mean_diagonal(operator, like: Tensor, probes: int = 4) -> float:
 
 
 def value_signs(values: Tensor, probe: int = 0) -> Tensor:
-    """``[n]`` signs (``+1``/``-1``, int64) that look random, each a hash of its entry's value (its bytes) and ``probe``:
-    entries that a renumbering of users or items moves keep their signs, where signs drawn by position changed (a
-    damping of 0.046 became 0.043 on a tiny MF, its step by 0.45: qa173). Equal values share a sign, which biases the
-    estimate by their off-diagonal entries: trained parameters have few."""
+    """``[n]`` signs (``+1``/``-1``, int64) that look random, each a hash of its entry's value (its bytes) and
+    ``probe``: entries that a renumbering of users or items moves keep their signs, where signs drawn by position
+    changed (a damping of 0.046 became 0.043 on a tiny MF, its step by 0.45: qa173). Equal values share a sign, which
+    biases the estimate by their off-diagonal entries: trained parameters have few."""
     data = values.detach().reshape(-1).contiguous().view(torch.uint8).view(values.numel(), -1).to(torch.int64)
     word = torch.zeros(values.numel(), dtype=torch.int64, device=values.device)
     for byte in range(data.size(1)):  # the value's bytes as one 64-bit word (wrapping, as the hash's arithmetic)
