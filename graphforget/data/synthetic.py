@@ -38,6 +38,11 @@ def planted_communities(num_users: int = 600, num_items: int = 400, num_communit
     carry a learnable signal; as 15% of them go against it already (at the defaults), a few flipped more barely hurt:
     2% move the README's MF's test AUC by about 0.001, within what another seed changes (the attack protocol shows
     on ML-100K).
+
+    Raises:
+        ValueError: a size that is not a positive int, a probability outside [0, 1], ``p_in = 0`` with one community,
+            or ``interactions_per_user`` not below the community size ``num_items // num_communities`` (the draws
+            would exhaust a user's community), each naming the argument.
     """
     _check_communities(num_users, num_items, num_communities, interactions_per_user,
                        {"p_in": p_in, "like_in": like_in, "like_out": like_out})

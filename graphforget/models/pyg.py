@@ -264,7 +264,8 @@ class PyGRecommender(Recommender):
         return out
 
     def config(self) -> dict:
-        """The constructor's plain arguments (not the module: checkpoints go through its state dict)."""
+        """The constructor's plain arguments as in effect (not the module: checkpoints go through its state dict):
+        ``edge_weight`` is True for PyG's LightGCN, which propagates with the weights whatever was passed."""
         return {**super().config(), "receptive_field": self.receptive_field,
                 "edge_weight": self.supports_edge_weight, "sparse": self.sparse}
 

@@ -958,7 +958,7 @@ class UnlearnRec(Unlearner):
 
     def __repr__(self) -> str:
         return (f"UnlearnRec(model={type(self.model).__name__}, objective={self.objective}, "
-                f"fitted={self.fitted}, config={asdict(self.config)})")
+                f"fitted={self.fitted}, config={self.config})")
 
 
 def _zero_sums(keys: tuple[str, ...], device) -> dict[str, Tensor]:
