@@ -445,7 +445,7 @@ def save_run(out: str | os.PathLike, info: dict, model: Recommender, graph: Hete
             score without it.
         val, test: held-out pairs.
         removed: ``{"edge_index": [2, R], "edge_label": [R], "observed": [R]}`` removed in the lineage.
-        parent_audit: the parent's audit lines, copied first.
+        parent_audit: the parent's audit lines as JSON reads them, copied first.
         audit_line: builds this run's audit line from the sha256 of the files written so far
             (``{"model.pt": ..., "graph.pt": ...}``); ``None`` for a run without a request.
 
@@ -467,8 +467,9 @@ def save_run(out: str | os.PathLike, info: dict, model: Recommender, graph: Hete
         for name, data in blobs.items():
             _write_file(tmp / name, data)
             sums[name] = hashlib.sha256(data).hexdigest()
-        lines = list(parent_audit or []) + ([audit_line(sums)] if audit_line is not None else [])
-        audit = "".join(json.dumps(to_jsonable(line), sort_keys=True) + "\n" for line in lines).encode()
+        # the parent's lines as JSON read them (nothing to convert: 0.04 s a run after 400 requests, qa174), then ours
+        lines = list(parent_audit or []) + ([to_jsonable(audit_line(sums))] if audit_line is not None else [])
+        audit = "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines).encode()
         _write_file(tmp / "audit.jsonl", audit)
         sums["audit.jsonl"] = hashlib.sha256(audit).hexdigest()
         record = to_jsonable({"format": FORMAT, **info, "created": utc_now(), "files": sums})
