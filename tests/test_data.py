@@ -30,7 +30,7 @@ from graphforget.data import (AdjacencyCache, AdjacencyPattern, adversarial_edge
 from graphforget.data import interactions
 from torch_geometric.data import HeteroData
 from graphforget.data.interactions import pair_keys
-from graphforget.data.loaders import MAX_ID_LENGTH
+from graphforget.data.loaders import MAX_ID_LENGTH, stripped_id
 from graphforget.protocols.attack import prepare_attack_data
 from helpers import hand_mf
 
@@ -465,6 +465,29 @@ def test_load_csv_strips_the_header_names_as_it_strips_values(tmp_path):
     path.write_text("user,item, user\nu1,i1,u9\n")  # one name once stripped: refused as twice
     with pytest.raises(ValueError, match=re.escape(f"{path}: the header names column 'user' twice")):
         load_csv(path, "user", "item")
+
+
+def test_stripped_id_names_every_invisible_character_at_both_ends_once():
+    """_visible_part strips every invisible character at each end (a space: str.isspace; a format character: Unicode
+    category Cf), and the message lists each code point once, in the order they appear."""
+    def refusal(value: str) -> str:
+        with pytest.raises(ValueError) as caught:
+            stripped_id(value)
+        return str(caught.value)
+    message = refusal("\u00a0\u200b\u00a0a b\u2060\ufeff\u00a0 ")  # the trailing ASCII blank is stripped first
+    invisible = [c for c in "\u00a0\u200b\u00a0\u2060\ufeff\u00a0"]
+    expected = ", ".join(dict.fromkeys(f"U+{ord(c):04X}" for c in invisible))
+    assert expected == "U+00A0, U+200B, U+2060, U+FEFF"
+    assert f"({expected}): remove it, or it would read as 'a b'" in message
+    assert re.search(r"\(U\+00A0\): remove it, or it would read as 'a'$", refusal("a\u00a0\u00a0\u00a0"))
+    assert stripped_id(" a\u00a0\u200bb\t") == "a\u00a0\u200bb"  # inside: kept
+
+
+@pytest.mark.parametrize("value", ["\u200b", "\u00a0\u2060"])
+def test_stripped_id_refuses_an_id_of_invisible_characters_only(value):
+    """An id of invisible characters only prints as nothing: refused like one with them at an end."""
+    with pytest.raises(ValueError, match=re.escape("remove it, or it would read as ''")):
+        stripped_id(value)
 
 
 def test_load_csv_refuses_an_id_that_a_non_ascii_space_would_merge_with_another(tmp_path):

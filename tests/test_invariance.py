@@ -4,6 +4,7 @@ mapped back by the permutation; the exact mean diagonal of a dense matrix; Murmu
 """
 import copy
 import functools
+import struct
 import warnings
 
 import pytest
@@ -64,6 +65,16 @@ def _perms(g, seed):
     return torch.randperm(g["user"].num_nodes, generator=gen), torch.randperm(g["item"].num_nodes, generator=gen)
 
 
+def _top_bit(word: int, probe: int) -> int:
+    """value_signs' bit of a value's 64-bit word, in plain Python modulo 2**64 (Python's >> on a negative int is
+    arithmetic, as torch's on an int64)."""
+    def wrap(v):  # modulo 2**64, as a signed int64
+        return (v + (1 << 63)) % (1 << 64) - (1 << 63)
+    x = wrap(wrap(word + probe * 0x9E3779B97F4A7C15) * 0x9E3779B97F4A7C15)
+    x = wrap((x ^ (x >> 31)) * 0xBF58476D1CE4E5B9)
+    return ((x ^ (x >> 29)) & ((1 << 62) - 1)) >> 61
+
+
 def test_mean_diagonal_does_not_depend_on_the_numbering_of_the_entries():
     """The same operator with its entries renumbered (P A P^T, the point permuted with it) gets the same estimate: the
     sign vectors were drawn by position (3.1667 against 2.5 on this 6x6 matrix, whose mean diagonal is 2)."""
@@ -80,18 +91,11 @@ def test_value_signs_are_a_hash_of_each_value_that_averages_to_the_mean_diagonal
     """value_signs: +-1 from the top bit of a splitmix64-style hash of the value's bits and the probe (here in plain
     Python, modulo 2**64), permuted with the values; over many probes Hutchinson's estimate with them reaches the
     exact mean diagonal (it is unbiased)."""
-    def wrap(v):  # modulo 2**64, as a signed int64
-        return (v + (1 << 63)) % (1 << 64) - (1 << 63)
-
-    def top_bit(word, probe):  # Python's >> on a negative int is arithmetic, as torch's on an int64
-        x = wrap(wrap(word + probe * 0x9E3779B97F4A7C15) * 0x9E3779B97F4A7C15)
-        x = wrap((x ^ (x >> 31)) * 0xBF58476D1CE4E5B9)
-        return ((x ^ (x >> 29)) & ((1 << 62) - 1)) >> 61
     x = torch.randn(4000, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     words = x.view(torch.int64)
     signs = value_signs(x, 3)
     assert set(signs.tolist()) == {-1, 1} and abs(float(signs.double().mean())) < 0.05
-    assert signs.tolist() == [2 * top_bit(int(word), 3) - 1 for word in words]  # a float64 is one 8-byte word
+    assert signs.tolist() == [2 * _top_bit(int(word), 3) - 1 for word in words]  # a float64 is one 8-byte word
     perm = torch.randperm(x.numel(), generator=torch.Generator().manual_seed(3))
     assert torch.equal(value_signs(x)[perm], value_signs(x[perm]))
     assert 0.45 < float((value_signs(x, 0) == value_signs(x, 1)).double().mean()) < 0.55  # probes independent
@@ -99,6 +103,31 @@ def test_value_signs_are_a_hash_of_each_value_that_averages_to_the_mean_diagonal
     A = A @ A.T
     estimate = mean_diagonal(lambda v: A @ v, torch.randn(60, dtype=torch.float64), probes=2000)
     assert estimate == pytest.approx(float(A.diagonal().mean()), rel=0.03)
+
+
+def test_value_signs_of_float32_hash_its_four_bytes_as_an_unsigned_word():
+    """A float32's word is its 4 bytes, little-endian, zero-extended (struct's '<f' then '<I')."""
+    x = torch.randn(300, generator=torch.Generator().manual_seed(5))
+    words = [struct.unpack("<I", struct.pack("<f", float(value)))[0] for value in x]
+    for probe in (0, 2):
+        assert value_signs(x, probe).tolist() == [2 * _top_bit(word, probe) - 1 for word in words]
+
+
+def test_mean_diagonal_is_exact_on_a_diagonal_operator_and_the_mean_of_its_probes():
+    """v.Dv = trace(D) for any signs v: on a diagonal operator the estimate is the mean diagonal exactly, at any
+    number of probes; on a full matrix it is the mean over probes of v.Av / n with value_signs' vectors (in loops)."""
+    diagonal = torch.arange(1.0, 8.0, dtype=torch.float64)
+    like = torch.randn(7, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    for probes in (1, 3, 4):
+        assert mean_diagonal(lambda v: diagonal * v, like, probes) == pytest.approx(4.0, rel=1e-15)
+    A = torch.randn(7, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(7)).tolist()
+    words = like.view(torch.int64).tolist()
+    total = 0.0
+    for probe in range(3):
+        v = [2 * _top_bit(word, probe) - 1 for word in words]
+        total += sum(v[i] * A[i][j] * v[j] for i in range(7) for j in range(7)) / 7
+    operator = torch.tensor(A, dtype=torch.float64)
+    assert mean_diagonal(lambda v: operator @ v, like, 3) == pytest.approx(total / 3, rel=1e-12)
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -925,6 +925,118 @@ def test_a_streams_drift_reads_the_runs_back_to_the_last_retrain_only(base, tmp_
     assert stream.drift()[0] == 1 and set(read) == {"000004", "000003"}  # 3: the Retrain the policy called for
 
 
+class _Stat:
+    """A stat result with some fields held at given values (the rest the real file's)."""
+
+    def __init__(self, real, held: dict):
+        self._real, self._held = real, held
+
+    def __getattr__(self, name):
+        return self._held[name] if name in self._held else getattr(self._real, name)
+
+
+def _hold_journal_stat(monkeypatch, journal: Path, held: dict) -> None:
+    real = Path.stat
+
+    def stat(self, *args, **kwargs):
+        result = real(self, *args, **kwargs)
+        return _Stat(result, held) if Path(self) == journal else result
+    monkeypatch.setattr(Path, "stat", stat)
+
+
+def _users(stream) -> list:
+    return [entry["request"]["users"] for entry in stream.requests()]
+
+
+def test_a_journal_append_is_seen_where_the_files_clock_did_not_tick(base, tmp_path, monkeypatch):
+    """ext4's timestamps come from a coarse clock (a jiffy: 1 to 10 ms), FAT's in 2 s steps, and NFS may cache them:
+    a line appended by another process within the same tick leaves mtime and ctime as they were. The file's size
+    still tells (the cache key holds it): the second request is read."""
+    stream = ForgetStream(tmp_path / "s", base, method="scif")
+    stream.submit(users=["u1"])
+    real = stream.journal_path.stat()
+    _hold_journal_stat(monkeypatch, stream.journal_path, {"st_mtime_ns": real.st_mtime_ns,
+                                                          "st_ctime_ns": real.st_ctime_ns})
+    assert _users(stream) == [["u1"]]  # cached under the held timestamps
+    line = json.dumps({"seq": 2, "time": "2026-01-01T00:00:00Z", "request": {
+        "users": ["u2"], "items": None, "edges": None, "local_ids": False}}, sort_keys=True) + "\n"
+    with open(stream.journal_path, "a") as handle:  # another process's append
+        handle.write(line)
+    assert _users(stream) == [["u1"], ["u2"]] and stream.pending() == [1, 2]
+
+
+def test_a_same_length_journal_edit_is_seen_with_its_mtime_restored(base, tmp_path):
+    """A journal put back from a copy that keeps timestamps (cp -p, rsync -t, tar) or touched to its old mtime
+    (os.utime) has its size and mtime as before: its ctime, which no caller can set, tells the edit."""
+    stream = ForgetStream(tmp_path / "s", base, method="scif")
+    stream.submit(users=["u1"])
+    stream.submit(users=["u2"])
+    assert _users(stream) == [["u1"], ["u2"]]
+    before = stream.journal_path.stat()
+    stream.journal_path.write_text(stream.journal_path.read_text().replace('"u2"', '"u3"'))
+    os.utime(stream.journal_path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = stream.journal_path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert _users(stream) == [["u1"], ["u3"]]
+
+
+def test_a_same_length_journal_edit_is_seen_where_ctime_is_the_creation_time(base, tmp_path, monkeypatch):
+    """Where st_ctime is the file's creation time (Windows), an edit moves mtime alone: the key's mtime tells it."""
+    stream = ForgetStream(tmp_path / "s", base, method="scif")
+    stream.submit(users=["u1"])
+    stream.submit(users=["u2"])
+    _hold_journal_stat(monkeypatch, stream.journal_path, {"st_ctime_ns": stream.journal_path.stat().st_ctime_ns})
+    assert _users(stream) == [["u1"], ["u2"]]
+    before = stream.journal_path.stat()
+    stream.journal_path.write_text(stream.journal_path.read_text().replace('"u2"', '"u3"'))
+    os.utime(stream.journal_path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))  # a later write
+    assert _users(stream) == [["u1"], ["u3"]]
+
+
+def test_a_streams_fallbacks_are_the_callers_own(base, tmp_path, monkeypatch):
+    """fallbacks() returns copies (its docstring: the journal's entries are read, never modified): an edit of the
+    returned reason did not reach the journal as read, nor a later call."""
+    real = workflow._unlearn
+
+    def untrusted(parent, method, *args):
+        result, seconds = real(parent, method, *args)
+        if method == "scif":
+            result.info.update(trusted=False, reason="the solve did not converge")
+        return result, seconds
+    monkeypatch.setattr(workflow, "_unlearn", untrusted)
+    stream = ForgetStream(tmp_path / "s", base, method="scif")
+    stream.forget(users=["u1"])
+    journaled = [json.loads(line)["fallback"] for line in stream.journal_path.read_text().splitlines()
+                 if "fallback" in line]
+    assert len(journaled) == 1 and stream.fallbacks() == {1: journaled[0]}
+    stream.fallbacks()[1]["error"] = "edited by the caller"
+    assert stream.fallbacks() == {1: journaled[0]}
+
+
+def test_save_run_writes_the_new_audit_line_as_plain_json_and_the_parents_as_read(base, tmp_path):
+    """save_run converts the new line (to_jsonable: a tensor a number, NaN and infinities null) and writes the
+    parent's lines as given: every line parses as strict JSON (no NaN token), equal to the values written by hand, in
+    the one canonical form (_continues: keys sorted) that lets a child's copy of its parent's lines be the same text."""
+    run = load_run(base)
+    info = {key: value for key, value in run.info.items() if key not in ("files", "format", "created")}
+    removed = {"edge_index": run.removed, "edge_label": run.removed_label, "observed": run.removed_observed}
+    parent = [{"a": 1, "b": [1, 2]}, {"c": None, "d": "x"}]
+
+    def line(sums: dict) -> dict:
+        return {"nan": float("nan"), "inf": -float("inf"), "tensor": torch.tensor(1.5), "pair": (1, 2),
+                "nested": {"value": torch.tensor([1, 2])}, "model": sums["model.pt"]}
+    out = save_run(tmp_path / "r", info, run.model, run.graph, run.val, run.test, removed, parent, line)
+
+    def strict(token):
+        raise ValueError(f"not JSON: {token}")
+    texts = (Path(out) / "audit.jsonl").read_text().splitlines()
+    lines = [json.loads(text, parse_constant=strict) for text in texts]
+    assert texts == [json.dumps(value, sort_keys=True) for value in lines]
+    model_sha = json.loads((Path(out) / "run.json").read_text())["files"]["model.pt"]
+    assert lines == parent + [{"nan": None, "inf": None, "tensor": 1.5, "pair": [1, 2], "nested": {"value": [1, 2]},
+                               "model": model_sha}]
+
+
 def test_a_stream_checks_a_request_against_the_pending_ones(base, tmp_path):
     """A request was checked against the current run alone: one overlapping a pending request was accepted, then
     refused whole when applied (a user in it never forgotten); and held-out requests all had one hash, the empty
