@@ -57,8 +57,8 @@ from torch_geometric.data import HeteroData
 
 from .config import eval_mode, is_integer, seeded, uniform
 from .data.interactions import (EDGE, as_pairs, check_interactions, check_model_fits, check_pairs_in_range,
-                                edge_positions, message_passing_edges, num_items, num_users, pair_keys, pair_scores,
-                                validate_pairs)
+                                edge_positions, message_passing_edges, num_items, num_users, on_device, pair_keys,
+                                pair_scores, validate_pairs)
 from .io import to_jsonable
 from .metrics import _ratio, auc, auc_interval, check_binary_labels
 
@@ -437,6 +437,9 @@ def _scores(model: torch.nn.Module, graph: HeteroData, edges: Tensor) -> Tensor:
     Raises:
         ValueError: when the model returns another shape or non-finite scores.
     """
+    parameter = next(model.parameters(), None)
+    if parameter is not None:  # the model before, on the CPU, scored on a result's graph on a GPU (qa177)
+        graph = on_device(graph, parameter.device)
     with _scoring(model):
         scores = model(graph, edges.to(graph[EDGE].edge_index.device)).detach().cpu()
         return pair_scores(scores, edges.size(1)).double()

@@ -263,6 +263,7 @@ def with_negatives(graph: HeteroData, ratio: int, seed: int = 0) -> HeteroData:
     are kept.
     """
     store, count = graph[EDGE], num_items(graph)
+    device = store.edge_index.device
     degree = torch.bincount(store.edge_index[0], minlength=num_users(graph))
     need = ratio * torch.bincount(store.edge_index[0][store.edge_label > 0], minlength=num_users(graph))
     heavy = 2 * need > count - degree
@@ -279,17 +280,18 @@ def with_negatives(graph: HeteroData, ratio: int, seed: int = 0) -> HeteroData:
     extra = [sampled[EDGE].edge_index[:, light[EDGE].edge_index.size(1):]]  # the drawn ones (appended), not the file's
     gen = seeded(seed)
     for user in heavy.nonzero().flatten().tolist():  # few users: one exact draw each
-        free = torch.ones(count, dtype=torch.bool)
-        free[store.edge_index[1][store.edge_index[0] == user]] = False
+        free = torch.ones(count, dtype=torch.bool)  # on the CPU, as the generator (a graph on a GPU: qa177)
+        free[store.edge_index[1][store.edge_index[0] == user].cpu()] = False
         items = free.nonzero().flatten()
-        pick = items[torch.randperm(items.numel(), generator=gen)[:int(need[user])]].sort().values
+        pick = items[torch.randperm(items.numel(), generator=gen)[:int(need[user])]].sort().values.to(device)
         extra.append(torch.stack([torch.full_like(pick, user), pick]))
     log.info("%d users interacted with most items: their negatives were drawn exactly", int(heavy.sum()))
     extra = torch.cat(extra, 1)
-    observed = store.observed if "observed" in store else torch.ones(store.edge_index.size(1), dtype=torch.bool)
+    observed = store.observed if "observed" in store else torch.ones(store.edge_index.size(1), dtype=torch.bool,
+                                                                      device=device)
     out = make_interactions(torch.cat([store.edge_index, extra], 1),
-                            torch.cat([store.edge_label, torch.zeros(extra.size(1))]), num_users(graph), count,
-                            torch.cat([observed, torch.zeros(extra.size(1), dtype=torch.bool)]))
+                            torch.cat([store.edge_label, store.edge_label.new_zeros(extra.size(1))]), num_users(graph),
+                            count, torch.cat([observed, observed.new_zeros(extra.size(1))]))
     for node in ("user", "item"):  # every attribute, as add_negatives keeps them (features had been dropped here)
         for key, value in graph[node].items():
             out[node][key] = value

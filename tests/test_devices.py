@@ -14,7 +14,8 @@ from torch_geometric.data import HeteroData
 
 from graphforget import clock
 from graphforget.clock import Stopwatch
-from graphforget.data import EDGE, add_negatives, k_core, on_device, planted_communities, random_edges, random_split
+from graphforget.data import (EDGE, add_negatives, k_core, make_interactions, on_device, planted_communities,
+                              random_edges, random_split)
 from graphforget.models import MF, ContrastiveBPRObjective, LightGCN, PyGRecommender, build_model
 from graphforget.objectives import BCEObjective, BPRObjective
 from graphforget.influence.solvers import direct_solve
@@ -216,6 +217,40 @@ def test_a_split_and_its_negatives_on_the_device_are_the_cpus(device):
     for key in ("edge_index", "edge_label", "observed"):
         assert torch.equal(got[EDGE][key].cpu(), expected[EDGE][key])
     assert int((~expected[EDGE].observed).sum()) == 2 * int((graph[EDGE].edge_label > 0).sum())  # 2 per positive
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_negatives_of_a_user_with_most_items_on_the_device_are_the_cpus(device):
+    """with_negatives draws a heavy user's negatives exactly, on a CPU generator: its mask was a CPU tensor indexed by
+    the graph's ids, which fails on a CUDA graph (qa177, a simulated device)."""
+    from graphforget.workflow import with_negatives
+    rows = [(0, i, float(i < 4)) for i in range(12)] + [(u, (u + i) % 16, float(i < 2)) for u in range(1, 9)
+                                                         for i in range(6)]
+    users, items, labels = zip(*rows)
+    graph = make_interactions(torch.tensor([users, items]), torch.tensor(labels), 9, 16)  # user 0 has 12 of 16
+    expected, got = with_negatives(graph, 1, seed=0), with_negatives(on_device(graph, device), 1, seed=0)
+    assert got[EDGE].edge_index.device.type == device
+    for key in ("edge_index", "edge_label", "observed"):
+        assert torch.equal(got[EDGE][key].cpu(), expected[EDGE][key])
+    assert int((expected[EDGE].edge_index[0][~expected[EDGE].observed] == 0).sum()) == 4  # one per positive
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_forget_verifies_a_result_on_the_device_against_the_model_before(device, tmp_path):
+    """forget verifies each result against the model before, loaded on the CPU, scored on the result's graph: on a
+    GPU every forget failed inside the model (qa177, a simulated device). The figures are the CPU's."""
+    from graphforget.workflow import fit_on_file, forget
+    rows = "".join(f"u{u},m{(u * 7 + i) % 40},{1 + (u + i) % 5}\n" for u in range(30) for i in range(12))
+    (tmp_path / "r.csv").write_text("user,item,rating\n" + rows)
+    fit_on_file(tmp_path / "r.csv", "csv", user_col="user", item_col="item", label_col="rating", threshold=4,
+                out=tmp_path / "base", hparams={"embedding_dim": 8, "train.epochs": 3})
+    def forgotten(where: str) -> dict:
+        return forget(tmp_path / "base", out=tmp_path / where, users=["u3"], method="scif", device=where).report.to_dict()
+    expected = forgotten("cpu")
+    got = expected if device == "cpu" else forgotten(device)
+    assert expected["request_edges"] > 0 and expected["unchanged"] is False
+    for name in ("request_probability", "mia_auc", "mi_ng"):
+        assert got[name] == pytest.approx(expected[name], abs=1e-5)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -207,7 +207,8 @@ def check_ids_in_range(ids: Tensor, count: int, what: str, bound: str = "") -> N
     # int64 first: a uint8 tensor compared with 256 wrapped it to 0 and refused item 0 of 256, and torch has no
     # min for uint16-64 ids (NumPy's unsigned arrays); min/max first: the mask is built only on failure
     ids = ids.long()
-    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= count):
+    low, high = torch.stack(torch.aminmax(ids)).tolist() if ids.numel() else (0, -1)  # one wait for a GPU, not two
+    if low < 0 or high >= count:
         position = int(((ids < 0) | (ids >= count)).nonzero()[0])
         raise ValueError(f"{what} id {int(ids[position])} at position {position}, outside {bound}[0, {count})")
 

@@ -164,7 +164,7 @@ class PyGRecommender(Recommender):
         with torch.random.fork_rng(devices=devices):
             torch.random.default_generator.manual_seed(int(seed))  # a NumPy integer: torch wants a Python int
             for index in devices:
-                torch.cuda.default_generators[index].manual_seed(seed)
+                torch.cuda.default_generators[index].manual_seed(int(seed))  # there too (qa177)
             reset()
 
     def propagation_inputs(self, graph: HeteroData) -> tuple[Tensor, Tensor | None]:
