@@ -245,7 +245,8 @@ def test_forget_verifies_a_result_on_the_device_against_the_model_before(device,
     fit_on_file(tmp_path / "r.csv", "csv", user_col="user", item_col="item", label_col="rating", threshold=4,
                 out=tmp_path / "base", hparams={"embedding_dim": 8, "train.epochs": 3})
     def forgotten(where: str) -> dict:
-        return forget(tmp_path / "base", out=tmp_path / where, users=["u3"], method="scif", device=where).report.to_dict()
+        result = forget(tmp_path / "base", out=tmp_path / where, users=["u3"], method="scif", device=where)
+        return result.report.to_dict()
     expected = forgotten("cpu")
     got = expected if device == "cpu" else forgotten(device)
     assert expected["request_edges"] > 0 and expected["unchanged"] is False
