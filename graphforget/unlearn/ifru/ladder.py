@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ...influence import ShiftedConjugateGradient, SolveResult, solve
-from ...objectives import _mix, _wrap64
+from ...objectives import _mix
 from .config import IFRUConfig
 from .tilted import TiltedObjective
 
@@ -108,26 +108,27 @@ def mean_diagonal(operator, like: Tensor, probes: int = 4) -> float:
     ``like`` the point the operator is taken at (:func:`value_signs`: the estimate does not depend on how users and
     items are numbered)."""
     total = 0.0
-    for probe in range(probes):
-        v = value_signs(like, probe).to(like.dtype)
+    for v in value_signs(like, probes):
         total += float(v.dot(operator(v))) / like.numel()
     return total / probes
 
 
-def value_signs(values: Tensor, probe: int = 0) -> Tensor:
-    """``[n]`` signs (``+1``/``-1``, int64) that look random, each a hash of its entry's value (its bytes) and
-    ``probe``: entries that a renumbering of users or items moves keep their signs, where signs drawn by position
-    changed (a damping of 0.046 became 0.043 on a tiny MF, its step by 0.45: qa173). Equal values share a sign, which
-    biases the estimate by their off-diagonal entries: trained parameters have few."""
-    data = values.detach().reshape(-1).contiguous().view(torch.uint8).view(values.numel(), -1).to(torch.int64)
-    word = torch.zeros(values.numel(), dtype=torch.int64, device=values.device)
-    for byte in range(data.size(1)):  # the value's bytes as one 64-bit word (wrapping, as the hash's arithmetic)
-        word ^= data[:, byte] << (8 * (byte % 8))
-    return (_mix(word + _wrap64(_PROBE_STRIDE * probe)) >> 61) * 2 - 1  # the top bit of _mix's 62
+def value_signs(values: Tensor, probes: int = 1) -> Tensor:
+    """``[probes, n]`` signs (``+1``/``-1``, in the values' dtype) that look random, each a hash of its entry's value
+    (its bits): entries that a renumbering of users or items moves keep their signs, where signs drawn by position
+    changed (a damping of 0.046 became 0.043 on a tiny MF, its step by 0.45: qa173). Probe ``k`` reads bit ``61 - k``
+    of one hash (``probes`` <= 62). Equal values share their signs, which biases the estimate by their off-diagonal
+    entries: trained parameters have few."""
+    if not 1 <= probes <= 62:
+        raise ValueError(f"probes must be in [1, 62] (the bits of one hash), got {probes}")
+    flat = values.detach().reshape(-1).contiguous()
+    mixed = _mix(flat.view(_SIGNED[flat.element_size()]).to(torch.int64))  # the value's bits, sign-extended to 64
+    ones = torch.ones((), dtype=flat.dtype, device=flat.device)  # bit 61 - probe shifted to the sign bit: 1 if set
+    return torch.stack([torch.where((mixed << (2 + probe)) < 0, ones, -ones) for probe in range(probes)])
 
 
-#: Sets the probes' words apart: 0x9E3779B97F4A7C15 as a signed int64, the constant of the hash's first product.
-_PROBE_STRIDE = -7046029254386353131
+#: The signed integer dtype of each element size: a value's bits as an integer, in one view.
+_SIGNED = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
 def shifted(operator, damping: float | Tensor):
