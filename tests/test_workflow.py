@@ -996,14 +996,7 @@ def test_a_same_length_journal_edit_is_seen_where_ctime_is_the_creation_time(bas
 def test_a_streams_fallbacks_are_the_callers_own(base, tmp_path, monkeypatch):
     """fallbacks() returns copies (its docstring: the journal's entries are read, never modified): an edit of the
     returned reason did not reach the journal as read, nor a later call."""
-    real = workflow._unlearn
-
-    def untrusted(parent, method, *args):
-        result, seconds = real(parent, method, *args)
-        if method == "scif":
-            result.info.update(trusted=False, reason="the solve did not converge")
-        return result, seconds
-    monkeypatch.setattr(workflow, "_unlearn", untrusted)
+    _untrusted(monkeypatch, "scif")
     stream = ForgetStream(tmp_path / "s", base, method="scif")
     stream.forget(users=["u1"])
     journaled = [json.loads(line)["fallback"] for line in stream.journal_path.read_text().splitlines()
@@ -1314,14 +1307,15 @@ def test_a_method_that_raises_untrusted_says_that_nothing_was_written(base, tmp_
     assert not (tmp_path / "n").exists()
 
 
-def _untrusted(monkeypatch):
-    """Every result of forget's method reported untrusted (a solve that did not converge)."""
-    import graphforget.workflow as workflow
+def _untrusted(monkeypatch, name: str | None = None):
+    """Every result of forget's method (of method ``name`` only, where given) reported untrusted (a solve that did not
+    converge)."""
     real = workflow._unlearn
 
-    def untrusted(*args):
-        result, seconds = real(*args)
-        result.info.update(trusted=False, reason="the solve did not converge")
+    def untrusted(parent, method, *args):
+        result, seconds = real(parent, method, *args)
+        if name is None or method == name:
+            result.info.update(trusted=False, reason="the solve did not converge")
         return result, seconds
     monkeypatch.setattr(workflow, "_unlearn", untrusted)
 
@@ -1798,15 +1792,8 @@ def test_stream_retrains_with_its_own_options_and_when_the_method_fails(base, tm
     stream.forget(users=["u1"])
     second = load_run(stream.forget(users=["u2"])).info["method"]
     assert (second["name"], second["options"], stream.rejected()) == ("retrain", {}, {})
-    import graphforget.workflow as workflow
     real = workflow._unlearn
-
-    def untrusted_ifru(parent, method, *args):
-        result, seconds = real(parent, method, *args)
-        if method == "ifru":
-            result.info.update(trusted=False, reason="the solve did not converge")
-        return result, seconds
-    monkeypatch.setattr(workflow, "_unlearn", untrusted_ifru)
+    _untrusted(monkeypatch, "ifru")
     failing = ForgetStream(tmp_path / "f", base, method="ifru")
     assert load_run(failing.forget(users=["u1"])).info["method"]["name"] == "retrain"
     # the stream says why (its run records a Retrain like any other, with no reason)
