@@ -934,3 +934,14 @@ def test_only_a_missing_derivative_is_named_a_second_derivative_failure():
     with pytest.raises(NotImplementedError, match="second derivatives"):
         with _second_derivatives():
             raise RuntimeError("the derivative for 'x' is not implemented")
+
+
+def test_power_iteration_starts_from_the_float32_draw_in_every_dtype():
+    """The start vector is the float32 draw in float64 too (LiSSA's scale, and so its step, followed the dtype)."""
+    starts = []
+    for dtype in (torch.float32, torch.float64):
+        seen = []
+        power_iteration(lambda v: seen.append(v.clone()) or v, 30, torch.zeros(30, dtype=dtype), iters=1)
+        assert seen[0].dtype == dtype
+        starts.append(seen[0])
+    torch.testing.assert_close(starts[1], starts[0].double(), rtol=1e-6, atol=0)  # to float32's rounding

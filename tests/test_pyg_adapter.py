@@ -331,6 +331,22 @@ def test_a_seeded_reset_is_the_modules_reset_under_that_seed():
     assert torch.equal(model.module.embedding.weight, reference.embedding.weight)
 
 
+def test_a_seeded_reset_draws_the_float32_values_in_every_dtype():
+    """A seed draws the float32 module's values, rounded, in float64 too: the module's own reset drew another sequence
+    in float64 (a PyG LightGCN's table up to 1.08 from the float32 one, qa181), where the library's tables do not."""
+    single = PyGRecommender(MeanSAGE(U + I, width=D), U, I, receptive_field=1)
+    double = PyGRecommender(MeanSAGE(U + I, width=D), U, I, receptive_field=1).double()
+    single.reset_parameters(3)
+    double.reset_parameters(3)
+    pairs = list(zip(single.parameters(), double.parameters()))
+    assert len(pairs) > 2 and all(theirs.dtype == torch.float64 for _, theirs in pairs)  # the dtype is kept
+    assert all(torch.equal(mine.double(), theirs) for mine, theirs in pairs)
+    with torch.random.fork_rng(devices=[]):  # in float64 the module's own reset draws other values
+        torch.manual_seed(3)
+        double.module.reset_parameters()
+    assert not torch.equal(double.module.embedding.weight, single.module.embedding.weight.double())
+
+
 def test_retrain_through_the_adapter(graph, one_thread):
     _, theirs = twins()
     request = random_edges(graph, ratio=0.05, seed=1)
