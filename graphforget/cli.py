@@ -1065,14 +1065,14 @@ def cmd_verify(args) -> int:
         print(f"wrote {out}")
     figures = report["report"]
     failed = bool(report["untrusted_requests"] or report["parents_elsewhere"] or figures["over_forgotten"]
-                  or figures["unchanged"] or figures["under_forgotten"])
+                  or figures["unchanged"] or figures["under_forgotten"] or figures["below_reference"])
     return 1 if args.strict and failed else 0
 
 
 def _warn_flagged(figures: dict, retrain_command: str | None) -> None:
     """A line when the verification finds the request over-forgotten (``ForgettingReport.over_forgotten``), the
     model scoring it exactly as before (``unchanged``: a method that changed nothing, with no test to say so), or,
-    beside a Retrain, less forgotten than by it (``under_forgotten``)."""
+    beside a Retrain, less or more forgotten than by it (``under_forgotten``, ``below_reference``)."""
     if figures.get("under_forgotten"):
         print(f"UNDER-FORGOTTEN: the attack tells the removed edges from their matched non-members better than an "
               f"exact deletion would (MIA AUC {figures['mia_auc']:.3f} {interval_text(figures['mia_auc_interval'])}, "
@@ -1080,6 +1080,14 @@ def _warn_flagged(figures: dict, retrain_command: str | None) -> None:
               f"{figures['reference']['mia_auc']:.3f}): its scores still set them apart, where a retrained model's "
               "would not; forget the next request with --method retrain (a new model of what the lineage kept), or "
               "the requests again from the lineage's root with another method")
+    if figures.get("below_reference"):
+        print(f"OVER-FORGOTTEN beside the Retrain: the removed edges score below their matched non-members more "
+              f"than an exact deletion's would (MIA AUC {figures['mia_auc']:.3f} "
+              f"{interval_text(figures['mia_auc_interval'])}, below {figures['reference_auc_floor']:.3f}, the least a "
+              f"Retrain reaches at 95%; the Retrain here: "
+              f"{figures['reference']['mia_auc']:.3f}): reading the scores the other way, an attacker can tell which "
+              "were removed; forget the next request with --method retrain, or the requests again from the lineage's "
+              "root with another method")
     if figures["unchanged"]:
         print("NOTHING FORGOTTEN: the model scores the removed edges and their matched non-members exactly as the "
               "model before the deletion does: the edges are gone from the data, not from the model; forget them again "
@@ -1149,8 +1157,8 @@ def _add_workflow_commands(sub) -> None:
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when a request of the lineage was published untrusted, a parent run was read at "
                         "its recorded path, not beside its child (a copy gone or damaged), the deletion is over-"
-                        "forgotten, nothing was forgotten (scored as before), or with --retrain less than the "
-                        "Retrain forgot (attack AUCs); a test that cannot tell (few votes or edges) does not fail")
+                        "forgotten, nothing was forgotten (scored as before), or with --retrain less or more than "
+                        "the Retrain forgot (attack AUCs); a test that cannot tell (few votes or edges) does not fail")
     _common(p, data=False)
     p.set_defaults(func=cmd_verify)
 

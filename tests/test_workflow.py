@@ -2581,6 +2581,33 @@ def test_a_lineage_that_forgot_less_than_the_retrain_is_said_by_verify_and_fails
         assert cli(capsys, "verify", "--run", base, "--retrain", "--quiet")[0] == 0  # a gate only under --strict
 
 
+def test_a_lineage_that_forgot_more_than_the_retrain_is_said_by_verify_and_fails_strict(capsys, base, monkeypatch):
+    """SCIF's deletion of one ML-1M item read attack AUC 0.296 [0.261, 0.335] where its Retrain's was 0.470, one vote
+    of the sign test, and verify --retrain --strict passed (qa179). The report's below_reference (tests/test_verify.py)
+    is said and fails --strict; a report without it is not."""
+    import graphforget.workflow
+    from graphforget.verify import ForgettingReport
+    figures = dict(request_edges=575, matched=575, unmatched=0, in_graph=0, request_probability=0.52,
+                   non_member_probability=0.56, mi_bf=1.50, mi_ng=1.07, mia_tpr=0.01, mia_fpr=0.12,
+                   mia_accuracy=0.44, target_fpr=0.1, unchanged=False, votes=1)
+    for high, flagged in ((0.335, True), (0.42, False)):
+        reference = ForgettingReport(**figures, mia_auc=0.470, mia_auc_interval=(0.429, 0.511))
+        report = ForgettingReport(**figures, mia_auc=0.296, mia_auc_interval=(0.261, high), reference=reference,
+                                  reference_auc_floor=0.383, reference_auc_ceiling=0.614, under_forgotten=False,
+                                  below_reference=flagged)
+        verified = {"removed_edges": 575, "requests": 1, "lineage": [], "untrusted_requests": [],
+                    "parents_elsewhere": [], "table": report.table(), "report": report.to_dict(),
+                    "retrain_seconds": 0.4}
+        monkeypatch.setattr(graphforget.workflow, "verify_run", lambda *a, **k: verified)
+        code, out, _ = cli(capsys, "verify", "--run", base, "--retrain", "--strict", "--quiet")
+        said = ("OVER-FORGOTTEN beside the Retrain: the removed edges score below their matched non-members more "
+                "than an exact deletion's would (MIA AUC 0.296 [0.261, 0.335], below 0.383, the least a Retrain "
+                "reaches at 95%; the Retrain here: 0.470)")
+        assert code == flagged and (said in out) == flagged and "UNDER-FORGOTTEN" not in out
+        assert ("cannot tell (its MIA AUC interval spans 0.383)" in out) != flagged
+        assert cli(capsys, "verify", "--run", base, "--retrain", "--quiet")[0] == 0  # a gate only under --strict
+
+
 def test_forget_says_how_long_a_methods_fit_took_beside_its_unlearning(capsys, base, tmp_path):
     """forget pre-trains UnlearnRec's encoder for each request: its line said "in 1.55s" where the request took 9 s
     more, which only audit.jsonl recorded (qa144). A method without a fit says nothing of one."""
