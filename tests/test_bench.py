@@ -1145,6 +1145,11 @@ def test_a_named_dataset_is_keyed_by_its_file(tmp_path):
     before = key()
     data.write_text("1\t1\t5\t0\n2\t1\t4\t0\n")
     assert key() != before and source.identity()["files"] == {"u.data": sha256_file(data)}
+    # the same file elsewhere is the same data: its root had been keyed too, and --root naming the default data
+    # folder recomputed every cell (qa182)
+    (tmp_path / "copy" / "ml-100k").mkdir(parents=True)
+    (tmp_path / "copy" / "ml-100k" / "u.data").write_bytes(data.read_bytes())
+    assert DataSource("ml-100k", root=str(tmp_path / "copy"), negatives=0).identity() == source.identity()
 
 
 def test_a_file_source_is_keyed_by_its_test_file_too(tmp_path):

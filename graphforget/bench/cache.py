@@ -146,7 +146,8 @@ class CellCache:
     A file whose stored identity differs from the cell's (a hash collision, a hand-edited file), that
     cannot be parsed, that holds no ``{"cell", "result"}`` object, or whose result does not match its sha256 (a
     figure edited or damaged: it was read as it stood, or crashed the report) is treated as missing, with a logged
-    warning, and is recomputed.
+    warning, and is recomputed. The sha256 is a checksum against damage and slips, not a signature: an edit that
+    recomputes it is read as it stands.
 
     Args:
         directory: where the files live (created when the first cell is stored).

@@ -157,10 +157,9 @@ class DataSource:
         out = {"dataset": self.dataset, "negatives": self.negatives, "threshold": self.threshold,
                "columns": [self.user_col, self.item_col, self.label_col],
                "csv": {name: getattr(self, name) for name in CSV_DEFAULTS}}
-        if self.dataset in DATASET_NAMES:  # a replaced or edited file (the same root) must not reuse a cell
-            found = None if self.dataset == "synthetic" else raw_data_file(self.dataset, self.root)
-            return {**out, "root": None if self.root is None else str(Path(self.root).resolve()),
-                    "files": {} if found is None else {found.name: sha256_file(found)}}
+        if self.dataset in DATASET_NAMES:  # a replaced or edited file must not reuse a cell; the same file found
+            found = None if self.dataset == "synthetic" else raw_data_file(self.dataset, self.root)  # elsewhere may
+            return {**out, "files": {} if found is None else {found.name: sha256_file(found)}}  # (qa182: --root)
         location, format = self._location()
         return {**out, "format": format, "files": {f.name: sha256_file(f) for f in data_files(location, format)}}
 
