@@ -15,7 +15,7 @@ from graphforget.data import (EDGE, make_interactions, num_items, num_users, pla
                               remove_edges, user_edges)
 from graphforget.data.interactions import edge_positions, message_passing_edges, pair_keys
 from graphforget.metrics import auc_interval, mean_probability, mi_bf, mi_ng
-from graphforget.models import MF, LightGCN
+from graphforget.models import MF, LightGCN, build_model
 from graphforget.objectives import BCEObjective, BPRObjective
 from graphforget.train import TrainConfig, train
 from graphforget.unlearn import Retrain, RetrainConfig
@@ -534,6 +534,11 @@ def test_an_item_pushed_below_an_exact_deletion_is_caught_beside_the_reference(o
         exact = report(method, reference)
         assert exact.below_reference is False and exact.under_forgotten is False, exact.table()
     assert verify_forgetting(turned, first.graph, request).below_reference is None  # no reference, no test
+    # Above 0.5 the requested edges still score above their matches: not flagged, however far below the floor (a
+    # Retrain that generalised less than another had been: qa184). Here beside the model before as the reference.
+    less = report((first.model, first.graph), (model, graph))
+    assert less.mia_auc_interval[1] < less.reference_auc_floor and less.mia_auc_interval[1] > 0.5
+    assert less.below_reference is False
 
 
 def test_under_bpr_a_user_left_with_dislikes_alone_is_an_untrained_row(one_thread):
@@ -841,6 +846,28 @@ def test_a_model_that_scores_the_request_as_the_model_before_is_flagged_unchange
     scores = {graph_name: model(graph, request) for graph_name, graph in (("before", planted), ("after", remaining))}
     assert not torch.equal(scores["before"], scores["after"])  # the LightGCN's: it passes messages over the request
     assert verify_forgetting(model, remaining, request).unchanged is None  # nothing before to compare with
+
+
+def test_scores_of_zero_in_any_model_cannot_tell_whether_anything_was_forgotten(planted):
+    """SimGCL embeds a node as the mean of its layers after the first: a user left without an edge scores 0 in any
+    model, so every method, Retrain included, had read "nothing forgotten" on whole users (qa184). Scores of 0 under
+    both models tell nothing; another user's pairs beside them still do."""
+    model = build_model("simgcl", num_users=120, num_items=80, embedding_dim=8)
+    model.reset_parameters(0)
+    moved = copy.deepcopy(model)
+    with torch.no_grad():
+        moved.user_emb.weight += 0.1  # a model that changed everywhere
+    alone, both = user_edges(planted, [3]), user_edges(planted, [3, 7])
+    for request in (alone, both[:, both[0] == 3].contiguous()):
+        remaining = remove_edges(planted, request)
+        for method in (model, moved):
+            report = verify_forgetting(method, remaining, request, before=(model, planted))
+            assert report.unchanged is None and report.request_probability == report.non_member_probability == 0.5
+        assert _row(report.table(), "scored as the model before") == "cannot tell (every score 0)"
+    half = by_key(torch.cat([alone, both[:, both[0] == 7][:, :3]], dim=1))  # user 7 keeps edges: its scores move
+    remaining = remove_edges(planted, half)
+    assert verify_forgetting(model, remaining, half, before=(model, planted)).unchanged is True
+    assert verify_forgetting(moved, remaining, half, before=(model, planted)).unchanged is False
 
 
 def test_the_attack_of_a_request_of_two_or_three_edges_is_no_figure(planted):

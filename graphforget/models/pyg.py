@@ -164,7 +164,7 @@ class PyGRecommender(Recommender):
         drawn = copy.deepcopy(self.module).to("cpu", torch.float32)  # its floating tensors; the others as they are
         with torch.random.fork_rng(devices=[]):
             torch.random.default_generator.manual_seed(int(seed))  # a NumPy integer: torch wants a Python int
-            drawn.reset_parameters()
+            getattr(drawn, "reset_parameters")()  # the copy's (checked above on the module)
         with torch.no_grad():
             for mine, new in zip(_tensors(self.module), _tensors(drawn)):  # a copy keeps the order and the sharing
                 mine.copy_(new)
