@@ -2556,11 +2556,22 @@ def test_a_model_that_forgot_nothing_is_said_by_forget_and_fails_verify_strict(c
     assert code == 0 and "NOTHING FORGOTTEN" not in out
 
 
+def _strictly_verified(capsys, base, monkeypatch, report, requests: int) -> tuple[int, str]:
+    """``verify --retrain --strict``'s exit code and output where the lineage's report is ``report``; without
+    ``--strict`` it exits 0 (a gate only under --strict)."""
+    import graphforget.workflow
+    verified = {"removed_edges": report.request_edges, "requests": requests, "lineage": [], "untrusted_requests": [],
+                "parents_elsewhere": [], "table": report.table(), "report": report.to_dict(), "retrain_seconds": 0.4}
+    monkeypatch.setattr(graphforget.workflow, "verify_run", lambda *a, **k: verified)
+    code, out, _ = cli(capsys, "verify", "--run", base, "--retrain", "--strict", "--quiet")
+    assert cli(capsys, "verify", "--run", base, "--retrain", "--quiet")[0] == 0
+    return code, out
+
+
 def test_a_lineage_that_forgot_less_than_the_retrain_is_said_by_verify_and_fails_strict(capsys, base, monkeypatch):
     """A FineTune chained five times on MF without L2 kept the attack AUC at 0.74 where its Retrain's was 0.48, and
     verify --retrain --strict passed (qa140). The report's under_forgotten (tests/test_verify.py) is said and fails
     --strict; a report without it is not."""
-    import graphforget.workflow
     from graphforget.verify import ForgettingReport
     figures = dict(request_edges=402, matched=402, unmatched=0, in_graph=0, request_probability=0.67,
                    non_member_probability=0.62, mi_bf=0.94, mi_ng=0.92, mia_tpr=0.27, mia_fpr=0.11,
@@ -2569,23 +2580,17 @@ def test_a_lineage_that_forgot_less_than_the_retrain_is_said_by_verify_and_fails
         reference = ForgettingReport(**figures, mia_auc=0.479, mia_auc_interval=(0.431, 0.528))
         report = ForgettingReport(**figures, mia_auc=0.739, mia_auc_interval=(low, 0.779), reference=reference,
                                   reference_auc_ceiling=0.604, under_forgotten=flagged)
-        verified = {"removed_edges": 402, "requests": 5, "lineage": [], "untrusted_requests": [],
-                    "parents_elsewhere": [], "table": report.table(), "report": report.to_dict(),
-                    "retrain_seconds": 0.4}
-        monkeypatch.setattr(graphforget.workflow, "verify_run", lambda *a, **k: verified)
-        code, out, _ = cli(capsys, "verify", "--run", base, "--retrain", "--strict", "--quiet")
+        code, out = _strictly_verified(capsys, base, monkeypatch, report, requests=5)
         said = ("UNDER-FORGOTTEN: the attack tells the removed edges from their matched non-members better than an "
                 "exact deletion would (MIA AUC 0.739 [0.695, 0.779], above 0.604, the most a Retrain reaches at 95%; "
                 "the Retrain here: 0.479)")
         assert code == flagged and (said in out) == flagged
-        assert cli(capsys, "verify", "--run", base, "--retrain", "--quiet")[0] == 0  # a gate only under --strict
 
 
 def test_a_lineage_that_forgot_more_than_the_retrain_is_said_by_verify_and_fails_strict(capsys, base, monkeypatch):
     """SCIF's deletion of one ML-1M item read attack AUC 0.296 [0.261, 0.335] where its Retrain's was 0.470, one vote
     of the sign test, and verify --retrain --strict passed (qa179). The report's below_reference (tests/test_verify.py)
     is said and fails --strict; a report without it is not."""
-    import graphforget.workflow
     from graphforget.verify import ForgettingReport
     figures = dict(request_edges=575, matched=575, unmatched=0, in_graph=0, request_probability=0.52,
                    non_member_probability=0.56, mi_bf=1.50, mi_ng=1.07, mia_tpr=0.01, mia_fpr=0.12,
@@ -2595,17 +2600,12 @@ def test_a_lineage_that_forgot_more_than_the_retrain_is_said_by_verify_and_fails
         report = ForgettingReport(**figures, mia_auc=0.296, mia_auc_interval=(0.261, high), reference=reference,
                                   reference_auc_floor=0.383, reference_auc_ceiling=0.614, under_forgotten=False,
                                   below_reference=flagged)
-        verified = {"removed_edges": 575, "requests": 1, "lineage": [], "untrusted_requests": [],
-                    "parents_elsewhere": [], "table": report.table(), "report": report.to_dict(),
-                    "retrain_seconds": 0.4}
-        monkeypatch.setattr(graphforget.workflow, "verify_run", lambda *a, **k: verified)
-        code, out, _ = cli(capsys, "verify", "--run", base, "--retrain", "--strict", "--quiet")
+        code, out = _strictly_verified(capsys, base, monkeypatch, report, requests=1)
         said = ("OVER-FORGOTTEN beside the Retrain: the removed edges score below their matched non-members more "
                 "than an exact deletion's would (MIA AUC 0.296 [0.261, 0.335], below 0.383, the least a Retrain "
                 "reaches at 95%; the Retrain here: 0.470)")
         assert code == flagged and (said in out) == flagged and "UNDER-FORGOTTEN" not in out
         assert ("cannot tell (its MIA AUC interval spans 0.383)" in out) != flagged
-        assert cli(capsys, "verify", "--run", base, "--retrain", "--quiet")[0] == 0  # a gate only under --strict
 
 
 def test_forget_says_how_long_a_methods_fit_took_beside_its_unlearning(capsys, base, tmp_path):
