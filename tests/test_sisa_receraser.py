@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from graphforget.config import derived_seed
 from graphforget.data import EDGE, make_interactions, planted_communities, random_split, remove_edges
+from graphforget.data.interactions import pair_keys
 from graphforget.distributed import launch
 from graphforget.models import MF, SGL, ContrastiveBPRObjective, LightGCN
 from graphforget.objectives import BCEObjective, BPRObjective
@@ -721,6 +722,66 @@ def test_receraser_fit_and_unlearn(graph):
     assert torch.equal(graph[EDGE].edge_index, before_graph)
     scores = result.model(result.graph, result.graph[EDGE].edge_index)
     assert torch.isfinite(scores).all()
+
+
+def _kept(graph, request):
+    """``[E]``: whether each training edge of ``graph`` is not in ``request``."""
+    count = graph["item"].num_nodes
+    return ~torch.isin(pair_keys(graph[EDGE].edge_index, count), pair_keys(request, count))
+
+
+def test_receraser_unlearn_retrains_the_attention_from_its_seed_on_the_remaining_graph(graph):
+    """unlearn retrains the aggregator on the remaining graph, from the config's seed, under the full objective: the
+    attention is the one trained by hand on the unlearnt shards (only its change had been checked: an attention
+    trained from another seed or with the shards' l2/S passed; qa183). Trained on the original graph, it differs."""
+    eraser = RecEraser(MF(U, I, D), graph, OBJECTIVE, RecEraserConfig(CONFIG, num_shards=S, partition_iters=3, seed=2))
+    ensemble = eraser.fit().model
+    request = pick_request(graph, eraser.balanced.shard_of, [1, 3])
+    result = eraser.unlearn(request)
+    kept = _kept(graph, request)
+    remaining = remove_edges(graph, request)
+    by_hand = ShardedRecommender([copy.deepcopy(m) for m in result.model.shards], eraser.balanced.shard_of[kept],
+                                 graph[EDGE].edge_index[:, kept], "attention")
+    train_aggregator(by_hand, remaining, OBJECTIVE, CONFIG, seed=2)
+    assert same_state(state(by_hand.attention), state(result.model.attention))
+    on_original = copy.deepcopy(result.model)
+    on_original.pair_keys, on_original.pair_shard = ensemble.pair_keys, ensemble.pair_shard
+    train_aggregator(on_original, graph, OBJECTIVE, CONFIG, seed=2)
+    assert not same_state(state(on_original.attention), state(result.model.attention))
+
+
+@pytest.mark.filterwarnings("ignore:.*validation AUC")
+def test_receraser_unlearn_trains_shards_and_attention_with_val_and_aggregator_train(graph):
+    """With validation pairs (each model keeps its best epoch by them) and an ``aggregator_train`` of its own, the
+    retrained shards and attention are those trained by hand: shard ``s`` from ``seed + s`` on its remaining edges
+    under l2/S, the attention from ``seed`` on the remaining graph under the full objective and ``aggregator_train``,
+    both with ``val`` (dropping val, or the aggregator's config, had passed: qa183)."""
+    split = random_split(graph, (0.8, 0.2, 0.0), seed=0)
+    train_graph, val = split.train, split.val
+    shard_config = TrainConfig(epochs=6, batch_size=32, patience=2, lr=0.05)
+    aggregator_config = TrainConfig(epochs=10, batch_size=16, patience=1, lr=0.3)
+    config = RecEraserConfig(shard_config, num_shards=S, partition_iters=3, seed=4, aggregator_train=aggregator_config)
+    eraser = RecEraser(MF(U, I, D), train_graph, OBJECTIVE, config, val=val)
+    eraser.fit()
+    shard_of = eraser.balanced.shard_of
+    request = pick_request(train_graph, shard_of, [0, 2])
+    result = eraser.unlearn(request)
+    assert result.info["retrained_shards"] == [0, 2]
+    store, kept = train_graph[EDGE], _kept(train_graph, request)
+    for s in (0, 2):
+        keep = (shard_of == s) & kept
+        shard = MF(U, I, D)
+        shard.reset_parameters(4 + s)
+        train(shard, make_interactions(store.edge_index[:, keep], store.edge_label[keep], U, I),
+              BCEObjective(l2=OBJECTIVE.l2 / S), shard_config, val)
+        assert same_state(state(shard), state(result.model.shards[s])), s
+    by_hand = ShardedRecommender([copy.deepcopy(m) for m in result.model.shards], shard_of[kept],
+                                 store.edge_index[:, kept], "attention")
+    without_val = copy.deepcopy(by_hand)
+    train_aggregator(by_hand, result.graph, OBJECTIVE, aggregator_config, val, seed=4)
+    assert same_state(state(by_hand.attention), state(result.model.attention))
+    train_aggregator(without_val, result.graph, OBJECTIVE, aggregator_config, None, seed=4)
+    assert not same_state(state(without_val.attention), state(result.model.attention))
 
 
 def test_receraser_runs_float64_models_and_contrastive_objectives(graph):
