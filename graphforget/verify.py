@@ -734,11 +734,12 @@ class ForgettingReport:
             return "yes: nothing forgotten"
         if name == "unchanged" and value is None and self.before_mia_auc is not None:  # given the model before
             return "cannot tell (every score 0)"
-        if name in ("under_forgotten", "below_reference") and value is False:
-            low, high = cast("tuple[float, float]", self.mia_auc_interval)  # a verdict has the attack's interval
-            upper = name == "under_forgotten"
-            bound = cast(float, self.reference_auc_ceiling if upper else self.reference_auc_floor)
-            if (high > bound) if upper else (low < bound):  # "False" was read as "forgot as a Retrain" (qa169)
+        if name in ("under_forgotten", "below_reference") and value is False and self.mia_auc_interval is not None:
+            low, high = self.mia_auc_interval  # "False" where the interval spans the bound was read as "forgot as a
+            upper = name == "under_forgotten"  # Retrain did" (qa169: a FineTune at a learning rate of 1e-7)
+            floor = self.reference_auc_floor
+            bound = self.reference_auc_ceiling if upper else (None if floor is None else min(floor, 0.5))
+            if bound is not None and ((high > bound) if upper else (low < bound)):
                 return f"cannot tell (its MIA AUC interval spans {bound:.3f})"
         if name == "mia_auc" and self.mia_auc_interval is not None:
             return f"{_cell(value)} {interval_text(self.mia_auc_interval)}"

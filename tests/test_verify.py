@@ -1131,6 +1131,14 @@ def test_the_table_says_cannot_tell_where_the_attacks_interval_spans_the_exact_d
     above = _report(mia_auc_interval=(0.65, 0.80), reference_auc_ceiling=0.618, under_forgotten=True)
     assert _row(below.table(), label) == "False" and _row(above.table(), label) == "True"
     assert _row(_report().table(), label) == "-"  # no reference
+    # the low side: below the floor and 0.5, the lower of the two bounds; above 0.5, not over-forgotten
+    label, floor = "forgot more than an exact deletion", {"reference_auc_floor": 0.78}
+    for bounds, shown in (((0.55, 0.62), "False"), ((0.45, 0.62), "cannot tell (its MIA AUC interval spans 0.500)")):
+        assert _row(_report(mia_auc_interval=bounds, below_reference=False, **floor).table(), label) == shown
+    spans = _report(mia_auc_interval=(0.30, 0.45), reference_auc_floor=0.38, below_reference=False)
+    assert _row(spans.table(), label) == "cannot tell (its MIA AUC interval spans 0.380)"
+    below = _report(mia_auc_interval=(0.20, 0.30), reference_auc_floor=0.38, below_reference=True)
+    assert _row(below.table(), label) == "True"
 
 
 def test_verify_forgetting_never_matches_an_excluded_pair(planted):
