@@ -280,7 +280,9 @@ def test_lightgcn_loader_accepts_users_without_items(tmp_path):
     ("# a comment\n1\t2\t3\t4\n\n1\t2\t3\n", 4, "3 fields, expected 4 (user item rating timestamp)"),
     ("1\t2\t3.5\t4\n", 1, "column 'rating': '3.5' is not an integer"),
     ("1\t2\t3\t4\n1\t9223372036854775808\t3\t4\n", 2, "column 'item': 9223372036854775808 is beyond 64-bit integers"),
-], ids=["not-an-id", "short-line", "float", "beyond-int64"])
+    # a column too many on every line (a shifted export) had been read by its first four: qa185
+    ("1\t10\t5\t100\t7\n2\t11\t3\t101\t8\n", 1, "5 fields, expected 4 (user item rating timestamp)"),
+], ids=["not-an-id", "short-line", "float", "beyond-int64", "wide-table"])
 def test_movielens_loader_names_the_file_and_line_of_a_malformed_line(tmp_path, text, line, problem):
     path = tmp_path / "u.data"
     path.write_text(text)
@@ -304,6 +306,9 @@ def test_table_loaders_reject_empty_files_and_short_lines(tmp_path):
     triples = tmp_path / "ratings_final.txt"
     triples.write_text("0\t7\t1\r\n0\t8\r\n")
     with pytest.raises(ValueError, match=f"^{re.escape(f'{triples}, line 2: 2 fields, expected 3 (user item label)')}"):
+        load_labelled_triples(triples)
+    triples.write_text("9\t0\t7\t1\r\n9\t0\t8\t0\r\n")  # an id column in front: its ids had been read as users
+    with pytest.raises(ValueError, match=f"^{re.escape(f'{triples}, line 1: 4 fields, expected 3 (user item label)')}"):
         load_labelled_triples(triples)
     triples.write_text("0\t7\t1\r\n0\t8\t0\r\n0\t9\t-1\r\n")  # still read when well formed
     # label 0 alone is a sampled negative: a -1 (a thumbs-down) is the user's own, which forget must find
