@@ -1050,7 +1050,10 @@ def cmd_verify(args) -> int:
     from .workflow import verify_run
     run = _run_dir(args.run)
     out = _check_out_file(args.out) if args.out is not None else None
-    report = verify_run(run, retrain=args.retrain, seed=args.seed, device=args.device, progress=_bars(args))
+    if args.retrains != 1 and not args.retrain:
+        raise UsageError("graphforget verify: error: --retrains is read with --retrain only")
+    report = verify_run(run, retrain=args.retrain, seed=args.seed, device=args.device, progress=_bars(args),
+                        retrains=args.retrains)
     print(f"{_count(report['removed_edges'], 'edge')} removed by {_count(report['requests'], 'request')} in "
           f"{_count(len(report['lineage']), 'run')}")
     _say_untrusted(report["untrusted_requests"])
@@ -1059,7 +1062,8 @@ def cmd_verify(args) -> int:
     print(report["table"])
     _warn_flagged(report["report"], None if args.retrain else f"graphforget verify --run {run} --retrain")
     if report["retrain_seconds"] is not None:
-        print(f"reference: Retrain from the lineage's root in {report['retrain_seconds']:.1f}s")
+        print(f"reference: {_count(report['retrains'], 'Retrain')} from the lineage's root in "
+              f"{report['retrain_seconds']:.1f}s")
     if out is not None:
         _write_new(out, {key: value for key, value in report.items() if key != "table"})
         print(f"wrote {out}")
@@ -1145,12 +1149,19 @@ def _add_workflow_commands(sub) -> None:
     p.add_argument("--out", type=_path, required=True, help="the new run directory (new, or an empty directory)")
     _common(p, data=False)
     p.set_defaults(func=cmd_forget)
+    _add_verify_command(sub)
 
+
+def _add_verify_command(sub) -> None:
+    """The parser of ``verify``."""
     p = sub.add_parser("verify", help="forgetting report of a run's lineage",
                        description="Compare the removed edges with matched non-members: probabilities, MI-BF, "
                                    "MI-NG and a membership-inference attack AUC, optionally beside a Retrain.")
     p.add_argument("--run", type=_path, required=True, help="a run made by forget")
     p.add_argument("--retrain", action="store_true", help="also retrain from the lineage's root as a reference")
+    p.add_argument("--retrains", type=_positive, default=1,
+                   help="with --retrain, this many Retrains from seeds SEED, SEED+1, ...: the exact deletion's range "
+                        "spans them all, for a model whose generalisation moves with the training seed (default: 1)")
     p.add_argument("--seed", type=_seed,
                    help="seed of the matching, the attack and the Retrain (default: the one the run's forget used)")
     p.add_argument("--out", type=_path, help="write the report as JSON to this file (outside the run)")

@@ -675,8 +675,9 @@ class ForgettingReport:
     Both bounds hold the sampling of the pairs and, where a request withdraws users or items whole, the directions of
     their rows; not the training seed's effect on how well a model generalises to the requested edges, which an
     early-stopped model whose best epoch varies with the seed can make large: there the Retrains above were flagged
-    ``under_forgotten`` against the one at 0.585 (3 of 12 ordered pairs of the four). Read a verdict there beside a
-    second reference from another seed (``verify --retrain --seed``).
+    ``under_forgotten`` against the one at 0.585 (3 of 12 ordered pairs of the four). There pass Retrains from
+    several seeds as ``reference`` (``verify --retrain --retrains 2``): the range spans them all, and none of the
+    four was flagged beside any two of the others.
     """
     request_edges: int
     matched: int
@@ -824,9 +825,10 @@ def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, bef
         request: ``[2, R]`` integer (user, item) ids of the removed edges.
         before: ``(model, graph)`` before the deletion: gives MI-BF and the attack AUC before, and its
             graph the non-member candidates (it must hold every requested edge).
-        reference: ``(model, graph)`` of a reference, e.g. a Retrain: its figures on the same request and
-            non-members (``ForgettingReport.reference``), the distance to it and whether the model forgot less than
-            an exact deletion (``under_forgotten``, ``reference_auc_ceiling``).
+        reference: ``(model, graph)`` of a reference, e.g. a Retrain, or a list of them (Retrains from several
+            seeds): the first's figures on the same request and non-members (``ForgettingReport.reference``), the
+            distance to it, and whether the model forgot less or more than an exact deletion (``under_forgotten``,
+            ``below_reference``), whose range spans every reference's.
         objective: the models' training objective (:class:`~graphforget.objectives.Objective`): an edge it reads no
             term of (BPR's dislikes) is attacked as a positive, and a row left without a term counts as untrained in
             the reference; ``None``: every label is fitted, and a row with an edge left is trained.
@@ -849,16 +851,26 @@ def verify_forgetting(model: torch.nn.Module, graph: HeteroData, request, *, bef
     pairs = pairs[:, pair_keys(pairs, num_items(graph)).argsort()]  # the figures of a set of edges, in any order
     fraction, fpr = _check_fraction("calibration_fraction", calibration_fraction), _check_fraction("fpr", fpr)
     _check_objective(objective)
-    models = {what: _check_model_graph(value, what, graph) for what, value in
-              (("before", before), ("reference", reference)) if value is not None}
-    original = models["before"][1] if before is not None else _with_request(graph, pairs)
-    plan = _plan(original, pairs, models.get("before"), seed, num_buckets, (fpr, fraction),
-                 _check_exclude(graph, exclude), objective)
-    _check_grown([graph] + ([models["reference"][1]] if reference is not None else []), plan)
+    prior = None if before is None else _check_model_graph(before, "before", graph)
+    references = _checked_references(reference, graph)
+    original = prior[1] if prior is not None else _with_request(graph, pairs)
+    plan = _plan(original, pairs, prior, seed, num_buckets, (fpr, fraction), _check_exclude(graph, exclude), objective)
+    _check_grown([graph] + [scored for _, scored in references], plan)
     report, scores = _figures(model, graph, plan)
-    if reference is not None:
-        _beside_reference(report, scores, plan, models["reference"], objective)
+    if references:
+        _beside_reference(report, scores, plan, references, objective)
     return report
+
+
+def _checked_references(reference, graph: HeteroData) -> list[tuple[torch.nn.Module, HeteroData]]:
+    """``reference`` as checked ``(model, graph)`` pairs: none, one pair, or a non-empty list of them."""
+    if reference is None:
+        return []
+    if isinstance(reference, (tuple, list)) and len(reference) == 2 and isinstance(reference[0], torch.nn.Module):
+        reference = [reference]
+    elif not (isinstance(reference, (tuple, list)) and reference):
+        raise ValueError(f"reference must be a (model, graph) pair or a non-empty list of them, got {reference!r}")
+    return [_check_model_graph(pair, "reference", graph) for pair in reference]
 
 
 def _check_objective(objective) -> None:
@@ -876,17 +888,23 @@ def _check_grown(graphs: list[HeteroData], plan: _Plan) -> None:
 
 
 def _beside_reference(report: ForgettingReport, scores: Tensor, plan: _Plan,
-                      reference: tuple[torch.nn.Module, HeteroData], objective) -> None:
-    """Sets ``report``'s figures of the ``reference``: its own report, the distance to it and the under-forgetting
-    test (none where too few non-members are left to attack)."""
-    report.reference, target = _figures(*reference, plan)
-    report.reference_distance, report.reference_gap = plan.closeness(scores, target)
-    if report.mia_auc_interval is not None:
-        bounds = _exact_range(plan, reference, target, report.reference, objective)
-        if bounds is not None:
-            low, high = report.mia_auc_interval
-            report.reference_auc_floor, report.reference_auc_ceiling = bounds
-            report.under_forgotten, report.below_reference = low > bounds[1], high < min(bounds[0], 0.5)
+                      references: list[tuple[torch.nn.Module, HeteroData]], objective) -> None:
+    """Sets ``report``'s figures beside the ``references``: the first one's report and the distance to it, and the
+    verdicts against the range that all of them span (none where too few non-members are left to attack)."""
+    ranges = []
+    for reference in references:
+        figures, target = _figures(*reference, plan)
+        if report.reference is None:
+            report.reference = figures
+            report.reference_distance, report.reference_gap = plan.closeness(scores, target)
+        if report.mia_auc_interval is not None:
+            ranges.append(_exact_range(plan, reference, target, figures, objective))
+    if ranges and all(bounds is not None for bounds in ranges):
+        floor = min(cast("tuple[float, float]", bounds)[0] for bounds in ranges)
+        ceiling = max(cast("tuple[float, float]", bounds)[1] for bounds in ranges)
+        low, high = cast("tuple[float, float]", report.mia_auc_interval)  # ranges: the interval is there
+        report.reference_auc_floor, report.reference_auc_ceiling = floor, ceiling
+        report.under_forgotten, report.below_reference = low > ceiling, high < min(floor, 0.5)
 
 
 #: Random directions drawn for the rows an exact deletion leaves untrained (:func:`_exact_range`).

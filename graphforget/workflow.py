@@ -1347,27 +1347,33 @@ def _retrain_reference(root: Run, current: Run, seed: int, device: str, progress
 
 
 def verify_run(run: str | os.PathLike, *, retrain: bool = False, seed: int | None = None, device: str = "cpu",
-               progress: bool = False) -> dict:
+               progress: bool = False, retrains: int = 1) -> dict:
     """The forgetting report of a run for every edge its lineage removed.
 
     The run's model on its graph is compared with the lineage's root (the ``fit`` run) on the removed
     edges and matched non-members (:func:`~graphforget.verify.verify_forgetting`: request probability vs
     non-members, MI-BF, MI-NG, membership-inference attack AUC); with ``retrain``, a Retrain from the root
-    on the same removed edges is the reference beside it. ``seed`` (of the matching, the attack and the Retrain)
-    defaults to the one the run's request used (``forget(seed=...)``), as its own verification did.
+    on the same removed edges is the reference beside it, or ``retrains`` of them from seeds ``seed``, ``seed + 1``,
+    ...: the exact deletion's range then spans them all (an early-stopped model's generalisation can move with the
+    seed). ``seed`` (of the matching, the attack and the Retrain) defaults to the one the run's request used
+    (``forget(seed=...)``), as its own verification did.
 
     Returns:
         ``{"run", "lineage", "parents_elsewhere", "seed", "requests", "untrusted_requests", "removed_edges", "report",
-        "retrain_seconds", "threads", "table"}`` (the parents read at their recorded path rather than beside their
-        child, ``parents_elsewhere``; the seed used, the runs whose request was published
-        untrusted, the report as plain JSON values, torch's CPU threads, the table as text).
+        "retrain_seconds", "retrains", "threads", "table"}`` (the parents read at their recorded path rather than
+        beside their child, ``parents_elsewhere``; the seed used, the runs whose request was published
+        untrusted, the report as plain JSON values, the Retrains' seconds in all and their number, torch's CPU
+        threads, the table as text).
 
     Raises:
-        FileNotFoundError, ValueError: a missing or modified run or ancestor; a run that removed nothing.
+        FileNotFoundError, ValueError: a missing or modified run or ancestor; a run that removed nothing; ``retrains``
+            not an integer >= 1, or given without ``retrain``.
         TypeError: ``retrain`` or ``progress`` is not a bool.
     """
     _check_switches(retrain=retrain, progress=progress)
     check_device(device)
+    if not is_integer(retrains) or retrains < 1 or (retrains != 1 and not retrain):
+        raise ValueError(f"retrains must be an integer >= 1, read with retrain=True only, got {retrains!r}")
     chain = lineage(run)
     current = load_run(chain[-1])
     if current.removed.size(1) == 0:
@@ -1382,12 +1388,15 @@ def verify_run(run: str | os.PathLike, *, retrain: bool = False, seed: int | Non
     report = verify_forgetting(current.model, current.graph, current.removed, **options)
     seconds = None
     if retrain:
-        reference, seconds = _retrain_reference(root, current, seed, device, progress)
-        report = verify_forgetting(current.model, current.graph, current.removed, reference=reference, **options)
+        done = [_retrain_reference(root, current, wrapped_seed(seed + k), device, progress) for k in range(retrains)]
+        seconds = sum(took for _, took in done)
+        report = verify_forgetting(current.model, current.graph, current.removed,
+                                   reference=[reference for reference, _ in done], **options)
     return {"run": str(current.path.resolve()), "lineage": [str(p.resolve()) for p in chain],
             "parents_elsewhere": parents_elsewhere(chain), "seed": seed,
             "requests": len(current.audit), "untrusted_requests": [line["run"] for line in untrusted_requests(current)],
             "removed_edges": current.removed.size(1), "report": report.to_dict(), "retrain_seconds": seconds,
+            "retrains": retrains if retrain else 0,
             "threads": torch.get_num_threads(), "table": report.table()}
 
 

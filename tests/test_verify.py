@@ -539,6 +539,16 @@ def test_an_item_pushed_below_an_exact_deletion_is_caught_beside_the_reference(o
     less = report((first.model, first.graph), (model, graph))
     assert less.mia_auc_interval[1] < less.reference_auc_floor and less.mia_auc_interval[1] > 0.5
     assert less.below_reference is False
+    # beside several references (Retrains from other seeds): the first's figures, the range spanning all of theirs
+    references = [(first.model, first.graph), (other.model, other.graph)]
+    singles = [report((turned, first.graph), pair) for pair in references]
+    both = report((turned, first.graph), references)
+    assert both.reference == singles[0].reference and both.reference_gap == singles[0].reference_gap
+    assert both.reference_auc_floor == min(single.reference_auc_floor for single in singles)
+    assert both.reference_auc_ceiling == max(single.reference_auc_ceiling for single in singles)
+    assert report((turned, first.graph), references[:1]).to_dict() == singles[0].to_dict()
+    with pytest.raises(ValueError, match="reference must be a \\(model, graph\\) pair or a non-empty list of them"):
+        report((turned, first.graph), [])
 
 
 def test_under_bpr_a_user_left_with_dislikes_alone_is_an_untrained_row(one_thread):

@@ -752,6 +752,20 @@ def test_two_requests_chain_lineage_and_audit(capsys, base, tmp_path):
     assert report["report"]["reference"]["in_graph"] == 0 and "MIA AUC" in out and "reference" in out
     assert digests(second) == digests(second)  # verify wrote nothing into the run
     assert not (second / "verify.json").exists()
+    # beside two Retrains (seeds s and s + 1): the first's figures, the exact deletion's range spanning both
+    assert "reference: 1 Retrain from the lineage's root in" in out and report["retrains"] == 1
+    code, out, err = cli(capsys, "verify", "--run", second, "--retrain", "--retrains", "2", "--out",
+                         tmp_path / "2.json")
+    two = json.loads((tmp_path / "2.json").read_text())
+    assert code == 0 and "reference: 2 Retrains from the lineage's root in" in out and two["retrains"] == 2, err
+    assert two["report"]["reference"] == report["report"]["reference"]
+    single, both = report["report"], two["report"]
+    assert both["reference_auc_floor"] <= single["reference_auc_floor"]
+    assert both["reference_auc_ceiling"] >= single["reference_auc_ceiling"]
+    code, _, err = cli(capsys, "verify", "--run", second, "--retrains", "2")
+    assert code == 2 and "--retrains is read with --retrain only" in err
+    with pytest.raises(ValueError, match="retrains must be an integer >= 1, read with retrain=True only, got 0"):
+        verify_run(second, retrain=True, retrains=0)
 
 
 def test_repeated_requests_are_refused(capsys, base, tmp_path):
@@ -2561,7 +2575,8 @@ def _strictly_verified(capsys, base, monkeypatch, report, requests: int) -> tupl
     ``--strict`` it exits 0 (a gate only under --strict)."""
     import graphforget.workflow
     verified = {"removed_edges": report.request_edges, "requests": requests, "lineage": [], "untrusted_requests": [],
-                "parents_elsewhere": [], "table": report.table(), "report": report.to_dict(), "retrain_seconds": 0.4}
+                "parents_elsewhere": [], "table": report.table(), "report": report.to_dict(), "retrain_seconds": 0.4,
+                "retrains": 1}
     monkeypatch.setattr(graphforget.workflow, "verify_run", lambda *a, **k: verified)
     code, out, _ = cli(capsys, "verify", "--run", base, "--retrain", "--strict", "--quiet")
     assert cli(capsys, "verify", "--run", base, "--retrain", "--quiet")[0] == 0
