@@ -899,12 +899,13 @@ def _beside_reference(report: ForgettingReport, scores: Tensor, plan: _Plan,
             report.reference_distance, report.reference_gap = plan.closeness(scores, target)
         if report.mia_auc_interval is not None:
             ranges.append(_exact_range(plan, reference, target, figures, objective))
-    if ranges and all(bounds is not None for bounds in ranges):
-        floor = min(cast("tuple[float, float]", bounds)[0] for bounds in ranges)
-        ceiling = max(cast("tuple[float, float]", bounds)[1] for bounds in ranges)
-        low, high = cast("tuple[float, float]", report.mia_auc_interval)  # ranges: the interval is there
-        report.reference_auc_floor, report.reference_auc_ceiling = floor, ceiling
-        report.under_forgotten, report.below_reference = low > ceiling, high < min(floor, 0.5)
+    if not ranges or None in ranges:
+        return
+    lows, highs = zip(*cast("list[tuple[float, float]]", ranges))
+    floor, ceiling = min(lows), max(highs)
+    low, high = cast("tuple[float, float]", report.mia_auc_interval)  # ranges: the interval is there
+    report.reference_auc_floor, report.reference_auc_ceiling = floor, ceiling
+    report.under_forgotten, report.below_reference = low > ceiling, high < min(floor, 0.5)
 
 
 #: Random directions drawn for the rows an exact deletion leaves untrained (:func:`_exact_range`).
